@@ -1,0 +1,137 @@
+// Nix signing keys (`name:base64`) and ed25519 signatures over narinfo fingerprints.
+
+import type { KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { InputError } from "../errors.js";
+
+export interface SecretKey {
+  readonly name: string;
+  /** 32-byte seed followed by the 32-byte public key, as Nix stores it. */
+  readonly bytes: Uint8Array;
+  readonly key: KeyObject;
+}
+
+export interface PublicKey {
+  readonly name: string;
+  readonly bytes: Uint8Array;
+  readonly key: KeyObject;
+}
+
+const KEY_NAME = /^[^:\s]+$/;
+
+function b64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64url");
+}
+
+function splitKey(text: string, what: string, byteLength: number): { name: string; bytes: Buffer } {
+  const trimmed = text.trim();
+  const colon = trimmed.indexOf(":");
+  if (colon <= 0) {
+    throw new InputError(
+      "bad-key",
+      `${what} must look like 'NAME:BASE64', got '${preview(trimmed)}'`,
+    );
+  }
+  const name = trimmed.slice(0, colon);
+  const body = trimmed.slice(colon + 1);
+  const bytes = Buffer.from(body, "base64");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || bytes.length !== byteLength) {
+    throw new InputError(
+      "bad-key",
+      `${what} '${name}' must hold ${byteLength} bytes of base64, found ${bytes.length}`,
+    );
+  }
+  return { name, bytes };
+}
+
+function preview(text: string): string {
+  return text.length > 24 ? `${text.slice(0, 24)}…` : text;
+}
+
+export function generateSecretKey(name: string): SecretKey {
+  if (!KEY_NAME.test(name)) {
+    throw new InputError("bad-key", `key name '${name}' must be non-empty, without ':' or spaces`);
+  }
+  const { privateKey } = generateKeyPairSync("ed25519");
+  const jwk = privateKey.export({ format: "jwk" });
+  const seed = Buffer.from(jwk.d as string, "base64url");
+  const pub = Buffer.from(jwk.x as string, "base64url");
+  return { name, bytes: Buffer.concat([seed, pub]), key: privateKey };
+}
+
+export function parseSecretKey(text: string): SecretKey {
+  const { name, bytes } = splitKey(text, "secret key", 64);
+  const seed = bytes.subarray(0, 32);
+  const pub = bytes.subarray(32);
+  const key = createPrivateKey({
+    key: { kty: "OKP", crv: "Ed25519", d: b64url(seed), x: b64url(pub) },
+    format: "jwk",
+  });
+  const derived = Buffer.from(
+    createPublicKey(key).export({ format: "jwk" }).x as string,
+    "base64url",
+  );
+  if (!derived.equals(pub)) {
+    throw new InputError(
+      "bad-key",
+      `secret key '${name}': its public half does not match its seed`,
+    );
+  }
+  return { name, bytes, key };
+}
+
+export function parsePublicKey(text: string): PublicKey {
+  const { name, bytes } = splitKey(text, "public key", 32);
+  const key = createPublicKey({
+    key: { kty: "OKP", crv: "Ed25519", x: b64url(bytes) },
+    format: "jwk",
+  });
+  return { name, bytes, key };
+}
+
+/** Secret key file text: `name:base64(64 bytes)`, no trailing newline (as `nix key generate-secret`). */
+export function formatSecretKey(key: SecretKey): string {
+  return `${key.name}:${Buffer.from(key.bytes).toString("base64")}`;
+}
+
+export function publicKeyOf(secret: SecretKey): PublicKey {
+  return parsePublicKey(
+    `${secret.name}:${Buffer.from(secret.bytes.subarray(32)).toString("base64")}`,
+  );
+}
+
+export function formatPublicKey(key: PublicKey): string {
+  return `${key.name}:${Buffer.from(key.bytes).toString("base64")}`;
+}
+
+/** Signs `message`, giving `name:base64(signature)`. */
+export function signDetached(secret: SecretKey, message: string): string {
+  const sig = sign(null, Buffer.from(message), secret.key);
+  return `${secret.name}:${sig.toString("base64")}`;
+}
+
+export type SignatureCheck =
+  | { readonly ok: true; readonly keyName: string }
+  | { readonly ok: false; readonly reason: "untrusted-key" | "bad-signature" | "malformed" };
+
+/** Checks one `name:base64` signature of `message` against the trusted keys. */
+export function verifyDetached(
+  signature: string,
+  message: string,
+  trusted: readonly PublicKey[],
+): SignatureCheck {
+  const colon = signature.indexOf(":");
+  if (colon <= 0) return { ok: false, reason: "malformed" };
+  const name = signature.slice(0, colon);
+  const body = signature.slice(colon + 1);
+  const sig = Buffer.from(body, "base64");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || sig.length !== 64) {
+    return { ok: false, reason: "malformed" };
+  }
+  const candidates = trusted.filter((k) => k.name === name);
+  if (candidates.length === 0) return { ok: false, reason: "untrusted-key" };
+  for (const k of candidates) {
+    if (verify(null, Buffer.from(message), k.key, sig)) return { ok: true, keyName: name };
+  }
+  return { ok: false, reason: "bad-signature" };
+}

@@ -1,0 +1,59 @@
+// The ObjectStore seam: the few operations the cache, releases and status need from a bucket.
+// Adapters (fs, s3) implement it; everything above this layer sees only this interface.
+import type { Readable } from "node:stream";
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  /** Opaque version tag; changes whenever the object's content is replaced. */
+  readonly etag: string;
+  readonly lastModified: Date;
+}
+
+export interface GetResult {
+  readonly info: ObjectInfo;
+  /** The content as a stream; the caller must consume or destroy it. */
+  readonly body: Readable;
+}
+
+/** Conditional put: write only if the key is absent, or only if its current etag matches. */
+export type PutCondition = { readonly ifAbsent: true } | { readonly ifMatch: string };
+
+export interface PutOptions {
+  readonly contentType?: string;
+  /** Byte length, when known up front (lets adapters avoid buffering). */
+  readonly size?: number;
+  readonly condition?: PutCondition;
+}
+
+/** Expected outcomes are data: a failed precondition is not an exception. */
+export type PutResult =
+  | { readonly status: "written"; readonly etag: string }
+  | { readonly status: "precondition-failed" };
+
+export interface ListOptions {
+  /** Continue after this opaque token from a previous page. */
+  readonly token?: string;
+  /** At most this many objects in the page (adapters may cap it; default 1000). */
+  readonly limit?: number;
+}
+
+export interface ListPage {
+  /** Objects whose key starts with the prefix, in ascending byte order of key. */
+  readonly objects: readonly ObjectInfo[];
+  /** Present when more objects follow. */
+  readonly nextToken?: string;
+}
+
+export interface ObjectStore {
+  /** The URL the store was opened from, without credentials. */
+  readonly url: string;
+  get(key: string): Promise<GetResult | undefined>;
+  head(key: string): Promise<ObjectInfo | undefined>;
+  put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+  /** Deleting an absent key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Releases connections and other resources. */
+  close(): Promise<void>;
+}

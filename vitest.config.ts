@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+import { TEST_NIX_CONFIG } from "./test/support/nix-config.js";
+
+// Unit tests sit beside the code; tests that need real parts (nix, s3rver, sshd) live in test/.
+export default defineConfig({
+  test: {
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    pool: "forks",
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    env: { NIX_CONFIG: TEST_NIX_CONFIG },
+  },
+});
