@@ -1,0 +1,340 @@
+// The push benchmark (`npm run bench:push`): `nixship push` against `nix copy` into fresh file://
+// caches, zstd and uncompressed, on a ~1 GB synthetic closure; prints time, MB/s, RSS and size.
+import { spawn, spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import { lstat, mkdtemp, readdir, rm, statfs } from "node:fs/promises";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { PushSummary } from "../src/cache/push.js";
+import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { hasGnuTime, type Measurement, measure } from "./measure.js";
+import {
+  buildSyntheticClosure,
+  type ClosureStats,
+  closureStats,
+  warmPageCache,
+} from "./synthetic-closure.js";
+
+const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
+// Never a substituter: nothing here may leave the machine.
+const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
+const TOOLS = ["nixship", "nix copy"] as const;
+const COMPRESSIONS = ["zstd", "none"] as const;
+const RSS_TARGET = 300e6;
+
+type Tool = (typeof TOOLS)[number];
+type Compression = (typeof COMPRESSIONS)[number];
+
+interface Sample {
+  readonly tool: Tool;
+  readonly compression: Compression;
+  readonly m: Measurement;
+  readonly outputBytes: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
+  const runs = Math.max(2, Number(values.runs) || 3);
+  const work = await mkdtemp(join(tmpdir(), "nixship-bench-"));
+  const cleanUp = (): void => rmSync(work, { recursive: true, force: true });
+  process.once("SIGINT", () => {
+    cleanUp();
+    process.exit(130);
+  });
+  try {
+    await printMachine(work);
+    console.log("\nBuilding the synthetic closure (reused when already built)...");
+    const top = await buildSyntheticClosure(ENV);
+    const stats = await closureStats(top, ENV);
+    console.log(
+      `closure ${top}\n  ${stats.paths.length} store paths, NAR ${mb(stats.narBytes)}, ` +
+        `${stats.files} files, ${stats.symlinks} symlinks, ${stats.dirs} directories`,
+    );
+
+    const secret = join(work, "bench.sec");
+    const pub = (
+      await output(process.execPath, [
+        NIXSHIP,
+        "key",
+        "generate",
+        "--name",
+        "nixship-bench",
+        "--out",
+        secret,
+      ])
+    ).trim();
+
+    console.log(
+      "\nThe page cache is not dropped (that needs root and disturbs the machine); instead every" +
+        "\npath is read once (nix-store --export > /dev/null), so all runs read from the page cache.",
+    );
+    await warmPageCache(stats.paths, ENV);
+
+    console.log(
+      `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.`,
+    );
+    const samples: Sample[] = [];
+    let kept: string | undefined;
+    for (let r = 0; r < runs; r++) {
+      for (const compression of COMPRESSIONS) {
+        const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+        for (const tool of order) {
+          const cache = await mkdtemp(join(work, "cache-"));
+          const sample = await pushOnce(tool, compression, cache, secret, stats);
+          samples.push(sample);
+          console.log(
+            `  run ${r + 1}/${runs}  ${tool.padEnd(8)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
+              `  ${mbps(stats.narBytes, sample.m.seconds)}  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
+          );
+          if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
+          else await rm(cache, { recursive: true, force: true });
+        }
+      }
+    }
+
+    console.log(`  (${loadAverage()})`);
+    console.log(`\n${report(summarise(samples), stats)}`);
+    if (kept) await checkWithNix(kept, join(work, "verify-store"), top, pub);
+  } finally {
+    cleanUp();
+  }
+}
+
+async function pushOnce(
+  tool: Tool,
+  compression: Compression,
+  cache: string,
+  secret: string,
+  stats: ClosureStats,
+): Promise<Sample> {
+  const m =
+    tool === "nixship"
+      ? await measure(
+          process.execPath,
+          [
+            NIXSHIP,
+            "push",
+            stats.top,
+            "--to",
+            `file://${cache}`,
+            "--key",
+            secret,
+            "--compression",
+            compression,
+            "--json",
+          ],
+          ENV,
+        )
+      : await measure(
+          "nix",
+          [
+            "copy",
+            "--to",
+            `file://${cache}?secret-key=${secret}&compression=${compression}`,
+            stats.top,
+          ],
+          ENV,
+        );
+  if (m.code !== 0) throw new Error(`${tool} (${compression}) exited ${m.code}:\n${m.stderrTail}`);
+  if (tool === "nixship") {
+    const summary = JSON.parse(m.stdout) as PushSummary;
+    if (summary.pushed !== stats.paths.length || summary.narBytes !== stats.narBytes) {
+      throw new Error(`nixship pushed ${summary.pushed} paths, ${summary.narBytes} NAR bytes`);
+    }
+  }
+  const narinfos = (await readdir(cache)).filter((f) => f.endsWith(".narinfo")).length;
+  if (narinfos !== stats.paths.length) {
+    throw new Error(`${tool} wrote ${narinfos} narinfos for ${stats.paths.length} paths`);
+  }
+  return { tool, compression, m, outputBytes: await treeBytes(cache) };
+}
+
+interface Variant {
+  readonly tool: Tool;
+  readonly compression: Compression;
+  readonly bestSeconds: number;
+  readonly medianSeconds: number;
+  readonly medianCpuSeconds: number;
+  /** Maxima over the runs. */
+  readonly maxRssBytes: number;
+  readonly treePeakRssBytes: number;
+  readonly outputBytes: number;
+}
+
+function summarise(samples: readonly Sample[]): Variant[] {
+  return COMPRESSIONS.flatMap((compression) =>
+    TOOLS.map((tool) => {
+      const mine = samples.filter((s) => s.tool === tool && s.compression === compression);
+      const seconds = sorted(mine.map((s) => s.m.seconds));
+      return {
+        tool,
+        compression,
+        bestSeconds: seconds[0] ?? Number.NaN,
+        medianSeconds: medianOf(seconds),
+        medianCpuSeconds: medianOf(sorted(mine.map((s) => s.m.cpuSeconds ?? Number.NaN))),
+        maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
+        treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
+        outputBytes: Math.max(...mine.map((s) => s.outputBytes)),
+      };
+    }),
+  );
+}
+
+function report(variants: readonly Variant[], stats: ClosureStats): string {
+  const header = [
+    "tool",
+    "compr.",
+    "best s",
+    "median s",
+    "best MB/s",
+    "median MB/s",
+    "median CPU s",
+  ];
+  const rows = variants.map((v) => [
+    v.tool,
+    v.compression,
+    v.bestSeconds.toFixed(2),
+    v.medianSeconds.toFixed(2),
+    (stats.narBytes / 1e6 / v.bestSeconds).toFixed(1),
+    (stats.narBytes / 1e6 / v.medianSeconds).toFixed(1),
+    v.medianCpuSeconds.toFixed(2),
+    mb(v.maxRssBytes),
+    mb(v.treePeakRssBytes),
+    mb(v.outputBytes),
+  ]);
+  const find = (tool: Tool, c: Compression): Variant | undefined =>
+    variants.find((v) => v.tool === tool && v.compression === c);
+  const ratio = (c: Compression, of: (v: Variant) => number): number =>
+    of(find("nix copy", c) as Variant) / of(find("nixship", c) as Variant);
+  const ratios = (c: Compression): string =>
+    `${c}  best ${ratio(c, (v) => v.bestSeconds).toFixed(2)}x  median ${ratio(c, (v) => v.medianSeconds).toFixed(2)}x`;
+  const zstd = ratio("zstd", (v) => v.medianSeconds);
+  const none = ratio("none", (v) => v.medianSeconds);
+  const rss = Math.max(
+    ...variants.filter((v) => v.tool === "nixship").map((v) => v.treePeakRssBytes),
+  );
+  const targets: [boolean, string, string][] = [
+    [zstd >= 2, "nixship at least 2x faster than nix copy, zstd level 3", `${zstd.toFixed(2)}x`],
+    [none >= 1, "nixship not slower than nix copy, no compression", `${none.toFixed(2)}x`],
+    [rss < RSS_TARGET, `nixship tree peak RSS under ${mb(RSS_TARGET)}`, mb(rss)],
+  ];
+  return [
+    `Closure: ${stats.paths.length} paths, ${mb(stats.narBytes)} of NAR, ${stats.files} files.`,
+    "MB = 10^6 bytes; MB/s = NAR bytes / wall seconds; wall time includes process start-up.",
+    "",
+    table([[...header, "max RSS 1 proc", "tree peak RSS", "output"], ...rows]),
+    "",
+    "CPU s: user + system time of the process and its children (GNU time %U + %S).",
+    "max RSS 1 proc: GNU time %M, the largest RSS of any single process (node or one zstd child).",
+    "tree peak RSS: the RSS of the process and all its children summed, sampled every 50 ms.",
+    "RSS and output columns are maxima over the runs.",
+    "",
+    `nix copy time / nixship time:  ${ratios("zstd")}   ${ratios("none")}`,
+    "",
+    "Targets (on median times; printed, not asserted):",
+    ...targets.map(([ok, what, got]) => `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(56)} ${got}`),
+  ].join("\n");
+}
+
+/** `nix copy --from` the nixship cache into an empty store, trusting only our key. */
+async function checkWithNix(cache: string, store: string, top: string, pub: string): Promise<void> {
+  const args = [
+    "copy",
+    "--from",
+    `file://${cache}`,
+    "--store",
+    store,
+    "--option",
+    "require-sigs",
+    "true",
+    "--option",
+    "trusted-public-keys",
+    pub,
+    top,
+  ];
+  const m = await measure("nix", args, ENV);
+  const ok = m.code === 0;
+  console.log(
+    `\nCorrectness: nix copy --from the nixship zstd cache into a fresh store, require-sigs: ${ok ? "OK" : "FAIL"}` +
+      ` (${m.seconds.toFixed(1)} s)${ok ? "" : `\n${m.stderrTail}`}`,
+  );
+  // Nix leaves the store's directories read-only.
+  spawnSync("chmod", ["-R", "u+w", store]);
+  await rm(store, { recursive: true, force: true });
+  if (!ok) process.exitCode = 1;
+}
+
+async function printMachine(work: string): Promise<void> {
+  const fs = await statfs(work);
+  const nix = (await output("nix", ["--version"])).trim();
+  const zstd = /v\d+\.\d+\.\d+/.exec(await output("zstd", ["--version"]))?.[0] ?? "?";
+  console.log(
+    `node ${process.version}, ${nix}, zstd ${zstd}, ${availableParallelism()} CPUs, ${loadAverage()}` +
+      `\n${tmpdir()}: ${mb(fs.bavail * fs.bsize)} free` +
+      (hasGnuTime() ? "" : "\n/usr/bin/time not found: only the sampled tree RSS is reported"),
+  );
+}
+
+/** Other work on the machine skews the figures; the load average shows whether there was any. */
+function loadAverage(): string {
+  return `load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}`;
+}
+
+function output(command: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(command, args, { env: ENV, stdio: ["ignore", "pipe", "inherit"] });
+    const out: Buffer[] = [];
+    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.on("error", reject);
+    proc.on("close", (code) =>
+      code === 0
+        ? resolve(Buffer.concat(out).toString("utf8"))
+        : reject(new Error(`${command} exited ${code}`)),
+    );
+  });
+}
+
+async function treeBytes(path: string): Promise<number> {
+  const st = await lstat(path);
+  if (!st.isDirectory()) return st.size;
+  let sum = 0;
+  for (const name of await readdir(path)) sum += await treeBytes(join(path, name));
+  return sum;
+}
+
+function sorted(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
+}
+
+function medianOf(ascending: readonly number[]): number {
+  const mid = Math.floor(ascending.length / 2);
+  const hi = ascending[mid] ?? Number.NaN;
+  return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
+  const line = (r: readonly string[]): string =>
+    r
+      .map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
+      .join("  ");
+  return [
+    line(rows[0] ?? []),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}
+
+function mb(bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
+}
+
+function mbps(bytes: number, seconds: number): string {
+  return `${(bytes / 1e6 / seconds).toFixed(1)} MB/s`;
+}
+
+await main();

@@ -1,0 +1,73 @@
+// NAR compression through Debian's own zstd and xz binaries, as streams (Node 20 has no zstd).
+import { spawn } from "node:child_process";
+import { Duplex, PassThrough } from "node:stream";
+import { OperationError } from "../errors.js";
+import type { Compression } from "../nix/narinfo.js";
+
+/** zstd level 3 is what Nix uses; xz level 6 is xz's and Nix's default. */
+export const DEFAULT_LEVEL: Record<Compression, number> = { zstd: 3, xz: 6, bzip2: 9, none: 0 };
+
+const COMMAND: Record<Exclude<Compression, "none">, string> = {
+  zstd: "zstd",
+  xz: "xz",
+  bzip2: "bzip2",
+};
+
+export interface CompressOptions {
+  readonly level?: number;
+  /** Worker threads inside one compressor (only zstd and xz use them). */
+  readonly threads?: number;
+}
+
+function child(command: string, args: string[], what: string): Duplex {
+  const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
+  let stderr = "";
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr = (stderr + d).slice(-2000);
+  });
+  const duplex = Duplex.from({ writable: proc.stdin, readable: proc.stdout });
+  proc.on("error", (err) => {
+    duplex.destroy(
+      new OperationError(
+        "compressor-missing",
+        `cannot run '${command}' to ${what}: ${err.message}`,
+        {
+          hint: `install it (Debian: apt-get install ${command === "xz" ? "xz-utils" : command})`,
+        },
+      ),
+    );
+  });
+  proc.on("close", (code, signal) => {
+    if (code !== 0 && !duplex.destroyed) {
+      const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
+      duplex.destroy(
+        new OperationError(
+          "compressor-failed",
+          `'${command}' ${why} while trying to ${what}: ${stderr.trim()}`,
+        ),
+      );
+    }
+  });
+  duplex.on("close", () => {
+    if (proc.exitCode === null) proc.kill();
+  });
+  return duplex;
+}
+
+export function compressor(kind: Compression, options: CompressOptions = {}): Duplex {
+  if (kind === "none") return new PassThrough();
+  const level = options.level ?? DEFAULT_LEVEL[kind];
+  const threads = Math.max(1, options.threads ?? 1);
+  const args =
+    kind === "zstd"
+      ? ["-q", "-c", `-${level}`, `-T${threads}`]
+      : kind === "xz"
+        ? ["-q", "-c", `-${level}`, `-T${threads}`]
+        : ["-q", "-c", `-${level}`];
+  return child(COMMAND[kind], args, `compress with ${kind}`);
+}
+
+export function decompressor(kind: Compression): Duplex {
+  if (kind === "none") return new PassThrough();
+  return child(COMMAND[kind], ["-q", "-d", "-c"], `decompress ${kind}`);
+}

@@ -1,0 +1,161 @@
+// Fetch a path with its closure from a cache: check every narinfo's signature, stream each NAR
+// through hash checks, then import into the local Nix or restore into a directory. Nothing
+// unverified is kept: an import stops before a bad path's metadata, a restore is staged.
+import { randomBytes } from "node:crypto";
+import { rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { PassThrough, Writable } from "node:stream";
+import { InputError, OperationError } from "../errors.js";
+import { referencesFirst } from "../nix/closure.js";
+import { exportEnd, exportPathEnd, exportPathStart } from "../nix/export.js";
+import type { PublicKey } from "../nix/keys.js";
+import { restoreNar } from "../nix/nar-restore.js";
+import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
+import { STORE_DIR, type StorePath } from "../nix/store-path.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { importExport, type NixOptions, validPaths } from "./local-nix.js";
+import { hashPartOf, readNarInfo, streamVerifiedNar } from "./read.js";
+
+export interface FetchSource {
+  readonly store: ObjectStore;
+  readonly trusted: readonly PublicKey[];
+  readonly onEvent?: (event: FetchEvent) => void;
+}
+
+export type FetchEvent =
+  | { readonly type: "closure"; readonly paths: number; readonly toFetch: number }
+  | { readonly type: "path-fetched"; readonly path: StorePath; readonly narSize: number };
+
+/** Reads the narinfos of `root`'s closure; every one must exist and carry a trusted signature. */
+export async function resolveClosure(source: FetchSource, root: StorePath): Promise<NarInfo[]> {
+  const found = new Map<string, NarInfo>();
+  const problems: string[] = [];
+  let frontier: string[] = [root];
+  const seen = new Set([hashPartOf(root)]);
+  while (frontier.length > 0) {
+    const infos = await mapLimit(frontier, 16, (p) => readNarInfo(source.store, p));
+    const next: string[] = [];
+    infos.forEach((info, i) => {
+      if (!info) {
+        problems.push(`${frontier[i]} is not in the cache ${source.store.url}`);
+        return;
+      }
+      const sig = checkNarInfoSignatures(info, source.trusted);
+      if (!sig.ok) problems.push(...sig.problems.map((m) => `${info.storePath}: ${m}`));
+      found.set(info.storePath, info);
+      for (const ref of info.references) {
+        if (!seen.has(hashPartOf(ref))) {
+          seen.add(hashPartOf(ref));
+          next.push(ref);
+        }
+      }
+    });
+    frontier = next;
+  }
+  if (problems.length > 0) {
+    throw new OperationError(
+      "closure-rejected",
+      `cannot fetch ${root}:\n  ${problems.join("\n  ")}`,
+      {
+        hint: "check --trusted-key and that the whole closure was pushed",
+      },
+    );
+  }
+  return referencesFirst([...found.values()].map((info) => ({ ...info, path: info.storePath })));
+}
+
+/** Writes into `target` without ever ending it, honouring backpressure. */
+function forwardTo(target: PassThrough): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (target.write(chunk)) done();
+      else target.once("drain", () => done());
+    },
+  });
+}
+
+export interface ImportResult {
+  readonly paths: number;
+  readonly imported: readonly StorePath[];
+  readonly alreadyValid: number;
+}
+
+/** Fetches `root` and its closure into the local Nix store with `nix-store --import`. */
+export async function fetchAndImport(
+  source: FetchSource,
+  root: StorePath,
+  nix: NixOptions = {},
+): Promise<ImportResult> {
+  const closure = await resolveClosure(source, root);
+  const valid = await validPaths(
+    closure.map((i) => i.storePath),
+    nix,
+  );
+  const todo = closure.filter((i) => !valid.has(i.storePath));
+  source.onEvent?.({ type: "closure", paths: closure.length, toFetch: todo.length });
+  if (todo.length === 0) return { paths: closure.length, imported: [], alreadyValid: valid.size };
+
+  const exportStream = new PassThrough({ highWaterMark: 1 << 20 });
+  const importing = importExport(exportStream, nix);
+  importing.catch(() => {});
+  try {
+    for (const info of todo) {
+      exportStream.write(exportPathStart());
+      await streamVerifiedNar(source.store, info, forwardTo(exportStream));
+      // Only now, with the hashes checked, does Nix get the metadata that makes the path valid.
+      const deriver = info.deriver ? `${STORE_DIR}/${info.deriver}` : undefined;
+      exportStream.write(exportPathEnd(info.storePath, info.references, deriver));
+      source.onEvent?.({ type: "path-fetched", path: info.storePath, narSize: info.narSize });
+    }
+    exportStream.end(exportEnd());
+  } catch (err) {
+    exportStream.destroy();
+    await importing.catch(() => {});
+    throw err;
+  }
+  await importing;
+  return {
+    paths: closure.length,
+    imported: todo.map((i) => i.storePath),
+    alreadyValid: valid.size,
+  };
+}
+
+/** Fetches `root` (its closure's signatures checked) and restores its tree into `dir`. */
+export async function fetchAndRestore(
+  source: FetchSource,
+  root: StorePath,
+  dir: string,
+): Promise<void> {
+  const target = resolve(dir);
+  if (
+    await stat(target).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new InputError("target-exists", `cannot restore into ${target}: it already exists`);
+  }
+  const closure = await resolveClosure(source, root);
+  const info = closure.find((i) => i.storePath === root) as NarInfo;
+  source.onEvent?.({ type: "closure", paths: closure.length, toFetch: 1 });
+  const staging = join(
+    dirname(target),
+    `.${basename(target)}.nixship-fetch-${randomBytes(4).toString("hex")}`,
+  );
+  const nar = new PassThrough({ highWaterMark: 1 << 20 });
+  const restoring = restoreNar(nar, staging);
+  restoring.catch(() => {});
+  try {
+    await streamVerifiedNar(source.store, info, nar);
+    await restoring;
+    await rename(staging, target);
+  } catch (err) {
+    nar.destroy();
+    await restoring.catch(() => {});
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+  source.onEvent?.({ type: "path-fetched", path: root, narSize: info.narSize });
+}

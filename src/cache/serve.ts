@@ -1,0 +1,94 @@
+// Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
+// objects (never whole in memory), answers HEAD, 404s the absent, and can require a token.
+import { timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import { formatCacheInfo } from "../nix/cache-info.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { CACHE_INFO_KEY, isCacheKey } from "./layout.js";
+
+export interface ServeOptions {
+  readonly store: ObjectStore;
+  /** When set, requests must carry `Authorization: Bearer <token>` (or Basic with it as password). */
+  readonly token?: string;
+  readonly onRequest?: (entry: { method: string; key: string; status: number }) => void;
+}
+
+function contentType(key: string): string {
+  if (key === CACHE_INFO_KEY) return "text/x-nix-cache-info";
+  if (key.endsWith(".narinfo")) return "text/x-nix-narinfo";
+  return "application/x-nix-nar";
+}
+
+function authorized(req: IncomingMessage, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const header = req.headers.authorization ?? "";
+  let offered = "";
+  if (header.startsWith("Bearer ")) offered = header.slice(7);
+  else if (header.startsWith("Basic ")) {
+    const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
+    offered = decoded.slice(decoded.indexOf(":") + 1);
+  }
+  const a = Buffer.from(offered);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function createCacheServer(options: ServeOptions): Server {
+  const { store } = options;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
+    const method = req.method ?? "GET";
+    if (!authorized(req, options.token)) {
+      res
+        .writeHead(401, { "www-authenticate": 'Bearer realm="nixship", Basic realm="nixship"' })
+        .end();
+      return 401;
+    }
+    if (method !== "GET" && method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return 405;
+    }
+    const key = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname.slice(1));
+    if (!isCacheKey(key)) {
+      res.writeHead(404).end();
+      return 404;
+    }
+    const headers = { "content-type": contentType(key) };
+    if (method === "HEAD") {
+      const info = await store.head(key);
+      if (!info && key === CACHE_INFO_KEY) {
+        res.writeHead(200, { ...headers, "content-length": formatCacheInfo().length }).end();
+        return 200;
+      }
+      if (!info) {
+        res.writeHead(404).end();
+        return 404;
+      }
+      res.writeHead(200, { ...headers, "content-length": info.size, etag: info.etag }).end();
+      return 200;
+    }
+    const got = await store.get(key);
+    if (!got) {
+      if (key === CACHE_INFO_KEY) {
+        res.writeHead(200, headers).end(formatCacheInfo());
+        return 200;
+      }
+      res.writeHead(404).end();
+      return 404;
+    }
+    res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });
+    await pipeline(got.body, res);
+    return 200;
+  };
+  return createServer((req, res) => {
+    handle(req, res).then(
+      (status) => options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status }),
+      (err: Error) => {
+        if (!res.headersSent)
+          res.writeHead(502, { "content-type": "text/plain" }).end(`${err.message}\n`);
+        else res.destroy(err);
+        options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status: 502 });
+      },
+    );
+  });
+}

@@ -1,0 +1,80 @@
+// `nixship cache serve`: any cache URL as an HTTP binary cache for stock Nix.
+
+import { once } from "node:events";
+import { readFile } from "node:fs/promises";
+import { createCacheServer } from "../cache/serve.js";
+import { InputError, UsageError } from "../errors.js";
+import { openStore } from "../store/url.js";
+import { type Command, parseFlags, requireFlag } from "./command.js";
+
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) {
+    throw new UsageError(
+      `cache serve: --listen must be HOST:PORT (e.g. 127.0.0.1:8080), got '${text}'`,
+    );
+  }
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+export const cacheServe: Command = {
+  path: ["cache", "serve"],
+  summary: "serve a cache over HTTP so stock Nix can substitute from it",
+  help: `Usage: nixship cache serve CACHE_URL --listen HOST:PORT [--token-file FILE]
+
+Serves the binary cache at CACHE_URL (a directory or S3) over HTTP. Nix uses it as a
+substituter, e.g. --option substituters http://127.0.0.1:8080 with the cache's public key
+in trusted-public-keys. This is how a Nix without S3 support reads an S3 cache.
+
+Only cache objects are served: nix-cache-info, <hash>.narinfo and nar/*; everything else,
+and anything absent, is 404. Objects are streamed, never held whole in memory. With
+--token-file, every request must send 'Authorization: Bearer TOKEN' (or Basic auth with
+TOKEN as the password, as Nix does from a netrc file).
+
+Prints 'listening on http://HOST:PORT' on stderr once ready; stops on SIGINT or SIGTERM.
+
+Options:
+  --listen HOST:PORT   address to listen on (port 0 picks a free port)
+  --token-file FILE    file holding the token (surrounding whitespace ignored)`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { listen: { type: "string" }, "token-file": { type: "string" } },
+      "cache serve",
+    );
+    if (positionals.length !== 1)
+      throw new UsageError("cache serve: expects exactly one CACHE_URL");
+    const { host, port } = parseListen(requireFlag(values.listen, "--listen", "cache serve"));
+    let token: string | undefined;
+    if (values["token-file"]) {
+      const file = values["token-file"];
+      token = (
+        await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+          throw new InputError(
+            "token-unreadable",
+            `cannot read --token-file ${file}: ${err.code ?? err.message}`,
+          );
+        })
+      ).trim();
+      if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
+    }
+    const store = openStore(positionals[0] as string);
+    const server = createCacheServer({ store, ...(token ? { token } : {}) });
+    server.listen(port, host);
+    await once(server, "listening");
+    const address = server.address();
+    const shown = typeof address === "object" && address ? address.port : port;
+    io.stderr.write(`listening on http://${host.includes(":") ? `[${host}]` : host}:${shown}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    await store.close();
+    return 0;
+  },
+};

@@ -1,0 +1,59 @@
+// The shape of a CLI command, and flag parsing on node:util's parseArgs with usage errors
+// that name the flag and point at --help.
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { UsageError } from "../errors.js";
+
+export interface CliIO {
+  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stdin: NodeJS.ReadableStream;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export interface Command {
+  /** Words that select the command, e.g. `["cache", "serve"]`. */
+  readonly path: readonly string[];
+  readonly summary: string;
+  /** The full --help text. */
+  readonly help: string;
+  run(argv: readonly string[], io: CliIO): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export function parseFlags<O extends Options>(
+  argv: readonly string[],
+  options: O,
+  command: string,
+) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    throw new UsageError(`${command}: ${message}`, `see 'nixship ${command} --help'`);
+  }
+}
+
+export function requireFlag<T>(value: T | undefined, flag: string, command: string): T {
+  if (value === undefined || value === "") {
+    throw new UsageError(`${command}: ${flag} is required`, `see 'nixship ${command} --help'`);
+  }
+  return value;
+}
+
+export function parseIntFlag(
+  value: string | undefined,
+  flag: string,
+  command: string,
+  min = 1,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]+$/.test(value) || Number(value) < min) {
+    throw new UsageError(`${command}: ${flag} must be a whole number ≥ ${min}, got '${value}'`);
+  }
+  return Number(value);
+}
+
+export function writeJson(io: CliIO, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

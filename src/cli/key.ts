@@ -1,0 +1,74 @@
+// `nixship key generate` and `nixship key public`: Nix-compatible signing keys.
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { InputError, UsageError } from "../errors.js";
+import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { type Command, parseFlags, requireFlag } from "./command.js";
+import { readSecretKeyFile } from "./keys-input.js";
+
+export const keyGenerate: Command = {
+  path: ["key", "generate"],
+  summary: "make a signing key pair; prints the public key",
+  help: `Usage: nixship key generate --name NAME --out SECRET_FILE [--force]
+
+Generates an ed25519 signing key in Nix's format (the same as 'nix key generate-secret').
+The secret key is written to SECRET_FILE (mode 0600, no trailing newline); the public key
+('NAME:BASE64') is printed on stdout, ready for trusted-public-keys.
+
+Options:
+  --name NAME       key name, by convention the cache's host name and a number: cache.example.org-1
+  --out FILE        where to write the secret key; refuses to overwrite an existing file
+  --force           overwrite FILE if it exists`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, out: { type: "string" }, force: { type: "boolean" } },
+      "key generate",
+    );
+    if (positionals.length > 0)
+      throw new UsageError(`key generate: unexpected argument '${positionals[0]}'`);
+    const name = requireFlag(values.name, "--name", "key generate");
+    const out = requireFlag(values.out, "--out", "key generate");
+    const key = generateSecretKey(name);
+    const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+    const handle = await open(tmp, "wx", 0o600);
+    try {
+      await handle.writeFile(formatSecretKey(key));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      if (!values.force) {
+        const existing = await open(out, "r").then(
+          async (h) => (await h.close(), true),
+          () => false,
+        );
+        if (existing)
+          throw new InputError("key-exists", `${out} already exists; pass --force to overwrite it`);
+      }
+      await rename(tmp, out);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    io.stdout.write(`${formatPublicKey(publicKeyOf(key))}\n`);
+    return 0;
+  },
+};
+
+export const keyPublic: Command = {
+  path: ["key", "public"],
+  summary: "print the public key of a secret key file",
+  help: `Usage: nixship key public SECRET_FILE
+
+Prints the public key ('NAME:BASE64') of a Nix secret key file, as
+'nix key convert-secret-to-public' does.`,
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, "key public");
+    if (positionals.length !== 1)
+      throw new UsageError("key public: expects exactly one SECRET_FILE");
+    const key = await readSecretKeyFile(positionals[0] as string);
+    io.stdout.write(`${formatPublicKey(publicKeyOf(key))}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,56 @@
+// `nixship nar dump|restore|ls`: the NAR codec on the command line, like nix-store --dump/--restore.
+import { pipeline } from "node:stream/promises";
+import { UsageError } from "../errors.js";
+import { dumpPathStream } from "../nix/nar-encode.js";
+import { formatNarListing, listNar } from "../nix/nar-list.js";
+import { restoreNar } from "../nix/nar-restore.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+
+export const narDump: Command = {
+  path: ["nar", "dump"],
+  summary: "write the NAR of a path to stdout (as nix-store --dump)",
+  help: `Usage: nixship nar dump PATH
+
+Serialises PATH (a file, symlink or directory tree) as a NAR on stdout, byte for byte what
+'nix-store --dump PATH' writes.`,
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, "nar dump");
+    if (positionals.length !== 1) throw new UsageError("nar dump: expects exactly one PATH");
+    await pipeline(dumpPathStream(positionals[0] as string), io.stdout);
+    return 0;
+  },
+};
+
+export const narRestore: Command = {
+  path: ["nar", "restore"],
+  summary: "restore a NAR from stdin into a new directory (as nix-store --restore)",
+  help: `Usage: nixship nar restore DIR < file.nar
+
+Reads a NAR from stdin and recreates its tree at DIR, which must not exist. The NAR is
+checked strictly as it streams; on any error nothing is left under DIR and nothing is ever
+written outside it.`,
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, "nar restore");
+    if (positionals.length !== 1) throw new UsageError("nar restore: expects exactly one DIR");
+    await restoreNar(io.stdin as AsyncIterable<Uint8Array>, positionals[0] as string);
+    return 0;
+  },
+};
+
+export const narLs: Command = {
+  path: ["nar", "ls"],
+  summary: "list the contents of a NAR from stdin",
+  help: `Usage: nixship nar ls [--json] < file.nar
+
+Lists every entry of the NAR read from stdin (type, size, path, symlink target), after
+checking it strictly.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, "nar ls");
+    if (positionals.length !== 0)
+      throw new UsageError(`nar ls: unexpected argument '${positionals[0]}'`);
+    const entries = await listNar(io.stdin as AsyncIterable<Uint8Array>);
+    if (values.json) writeJson(io, entries);
+    else io.stdout.write(formatNarListing(entries));
+    return 0;
+  },
+};

@@ -1,0 +1,90 @@
+// `nixship push`: build or take store paths, and push their closures, signed, to a cache.
+import { availableParallelism } from "node:os";
+import { resolveInstallables } from "../cache/local-nix.js";
+import { pushClosure } from "../cache/push.js";
+import { UsageError } from "../errors.js";
+import type { Compression } from "../nix/narinfo.js";
+import { openStore } from "../store/url.js";
+import { formatPushSummary, PushProgress } from "../ui/push-progress.js";
+import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
+import { readSecretKeyFile } from "./keys-input.js";
+
+const COMPRESSIONS = ["zstd", "xz", "none"] as const;
+
+export const push: Command = {
+  path: ["push"],
+  summary: "push closures, signed, into a binary cache",
+  help: `Usage: nixship push INSTALLABLE_OR_STORE_PATH... --to CACHE_URL --key SECRET_FILE
+                    [--compression zstd|xz|none] [--level N] [--jobs N] [--json]
+
+Pushes each path and its whole closure into the cache. Store paths are taken as they are;
+other arguments are built first with one 'nix build' (flake references such as .#web or
+./flake#pkg). Each NAR is serialised from /nix/store, checked against the NarHash Nix
+recorded, compressed and uploaded; its signed .narinfo is written last, and only after the
+narinfos of its references, so an interrupted push never leaves a broken closure behind.
+Paths already in the cache are skipped.
+
+CACHE_URL:
+  file:///abs/dir                                   a directory
+  s3://bucket/prefix?region=R&endpoint=http://h:p   S3 or an S3-compatible store
+
+Options:
+  --to URL           the cache to push to
+  --key FILE         Nix secret key file to sign with (see 'nixship key generate')
+  --compression C    zstd (default, level 3 as Nix), xz (level 6) or none
+  --level N          compression level (zstd 1-19, xz 0-9)
+  --jobs N           paths processed at once (default: number of CPUs)
+  --json             print the summary as JSON on stdout
+
+Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        to: { type: "string" },
+        key: { type: "string" },
+        compression: { type: "string" },
+        level: { type: "string" },
+        jobs: { type: "string" },
+        json: { type: "boolean" },
+      },
+      "push",
+    );
+    if (positionals.length === 0)
+      throw new UsageError("push: name at least one installable or store path");
+    const compression = (values.compression ?? "zstd") as Compression;
+    if (!(COMPRESSIONS as readonly string[]).includes(compression)) {
+      throw new UsageError(
+        `push: --compression must be one of ${COMPRESSIONS.join(", ")}, got '${compression}'`,
+      );
+    }
+    const level = parseIntFlag(values.level, "--level", "push", 0);
+    const jobs = parseIntFlag(values.jobs, "--jobs", "push") ?? availableParallelism();
+    const store = openStore(requireFlag(values.to, "--to", "push"));
+    const key = await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
+    try {
+      const roots = await resolveInstallables(positionals);
+      const progress = new PushProgress(io.stderr);
+      const summary = await pushClosure({
+        store,
+        roots,
+        key,
+        compression,
+        jobs,
+        ...(level !== undefined ? { level } : {}),
+        onEvent: progress.onEvent,
+      }).finally(() => progress.finish());
+      if (values.json) {
+        writeJson(io, {
+          ...summary,
+          roots,
+          cache: store.url,
+          peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        });
+      } else io.stderr.write(`${formatPushSummary(summary, store.url)}\n`);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};

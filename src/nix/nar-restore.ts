@@ -1,0 +1,123 @@
+// Unpacks a NAR into a new directory like `nix-store --restore DIR`, all or nothing: the tree
+// is built under a hidden sibling name and renamed into place only once the NAR parsed OK.
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, resolve } from "node:path";
+import { OperationError } from "../errors.js";
+import { decodeNar, type NarSource } from "./nar-decode.js";
+
+// Nix runs with umask 022 and creates files 0666, adding 0111 for executables, and
+// directories 0777; the modes below are what that yields. They are set explicitly so the
+// caller's umask cannot change the result.
+const DIR_MODE = 0o755;
+const FILE_MODE = 0o644;
+const EXEC_MODE = 0o755;
+/** The root directory stays private while it is filled, so nobody can swap paths inside it. */
+const BUILDING_MODE = 0o700;
+const CREATE_FLAGS =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const SLASH = Buffer.from("/");
+
+/**
+ * Restores `source` at `targetDir`, which must not exist (its parent must). On any error,
+ * including a malformed NAR, nothing is left behind under either name.
+ */
+export async function restoreNar(source: NarSource, targetDir: string): Promise<void> {
+  const target = resolve(targetDir);
+  refuseExisting(target);
+  const tmp = resolve(
+    dirname(target),
+    `.${basename(target)}.nixship-tmp-${randomBytes(6).toString("hex")}`,
+  );
+  const state = { created: false, rootIsDir: false };
+  try {
+    await unpack(source, Buffer.from(tmp), state);
+    if (state.rootIsDir) chmodSync(tmp, DIR_MODE);
+    // rename(2) would silently replace an empty directory, so look once more just before.
+    refuseExisting(target);
+    renameSync(tmp, target);
+  } catch (err) {
+    // Only what this restore created is removed, never a namesake it collided with.
+    if (state.created) rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Creates the tree at `root`, noting in `state` once the root exists. Children are created
+ * with O_EXCL/mkdir, neither of which follows a symlink, and only under directories this
+ * restore made. Writes use synchronous calls: per small file they are far cheaper than a
+ * thread-pool round trip, and each blocks the event loop for one chunk at most.
+ */
+async function unpack(
+  source: NarSource,
+  root: Buffer,
+  state: { created: boolean; rootIsDir: boolean },
+): Promise<void> {
+  let fd: number | undefined;
+  let left = 0;
+  const close = () => {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
+  };
+  try {
+    for await (const ev of decodeNar(source)) {
+      if (ev.kind === "data") {
+        writeAll(fd as number, ev.chunk);
+        left -= ev.chunk.length;
+        if (left === 0) close();
+        continue;
+      }
+      const path = ev.rawPath.length === 0 ? root : Buffer.concat([root, SLASH, ev.rawPath]);
+      if (ev.kind === "directory") {
+        const isRoot = ev.path === "";
+        mkdirSync(path, isRoot ? BUILDING_MODE : DIR_MODE);
+        state.created ||= isRoot;
+        state.rootIsDir ||= isRoot;
+        // mkdir's mode passes through the umask; chmod does not.
+        chmodSync(path, isRoot ? BUILDING_MODE : DIR_MODE);
+      } else if (ev.kind === "file") {
+        fd = openSync(path, CREATE_FLAGS, FILE_MODE);
+        state.created ||= ev.path === "";
+        fchmodSync(fd, ev.executable ? EXEC_MODE : FILE_MODE);
+        left = ev.size;
+        if (left === 0) close();
+      } else {
+        symlinkSync(ev.rawTarget, path);
+      }
+      state.created ||= ev.path === "";
+    }
+  } finally {
+    close();
+  }
+}
+
+function writeAll(fd: number, chunk: Buffer): void {
+  let done = 0;
+  while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+}
+
+function refuseExisting(target: string): void {
+  try {
+    lstatSync(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  throw new OperationError(
+    "restore-target-exists",
+    `cannot restore into '${target}': it already exists`,
+  );
+}

@@ -1,0 +1,241 @@
+// FsStore: an ObjectStore in a local directory, the embedded default. Every write goes to a temp
+// file beside its target and is then renamed (or linked) into place, so readers never see a part.
+import { randomBytes } from "node:crypto";
+import type { BigIntStats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { link, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
+import type { Readable } from "node:stream";
+import { pathToFileURL } from "node:url";
+import { InputError, NixshipError, OperationError } from "../errors.js";
+import { withLock } from "./fs-lock.js";
+import { isAbsent, walkKeys } from "./fs-walk.js";
+import { pageLimit, validateKey, validatePrefix } from "./keys.js";
+import type {
+  GetResult,
+  ListOptions,
+  ListPage,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  PutResult,
+} from "./object-store.js";
+
+export interface FsStoreOptions {
+  /** fsync each object and its directory before reporting it written (default true). */
+  readonly fsync?: boolean;
+}
+
+const FAILED: PutResult = { status: "precondition-failed" };
+
+export class FsStore implements ObjectStore {
+  readonly url: string;
+  readonly #root: string;
+  readonly #fsync: boolean;
+
+  constructor(root: string, options: FsStoreOptions = {}) {
+    if (!isAbsolute(root)) {
+      throw new InputError(
+        "bad-store-url",
+        `fs store root must be an absolute path, got "${root}"`,
+      );
+    }
+    this.#root = resolve(root);
+    this.url = pathToFileURL(this.#root).href;
+    this.#fsync = options.fsync ?? true;
+  }
+
+  async get(key: string): Promise<GetResult | undefined> {
+    const path = this.#path(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw this.#fault("read", key, err);
+    }
+    // Stat the open handle, not the path, so the info describes exactly the bytes we stream.
+    const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
+      await handle.close();
+      throw this.#fault("read", key, err);
+    });
+    if (!st.isFile()) {
+      await handle.close();
+      return undefined;
+    }
+    return { info: toInfo(key, st), body: handle.createReadStream() };
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await stat(this.#path(key), { bigint: true });
+      return st.isFile() ? toInfo(key, st) : undefined;
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw this.#fault("read", key, err);
+    }
+  }
+
+  async put(
+    key: string,
+    body: Readable | Uint8Array,
+    options: PutOptions = {},
+  ): Promise<PutResult> {
+    const path = this.#path(key);
+    const dir = dirname(path);
+    const tmp = join(dir, `.${basename(path)}.nixship-tmp-${randomBytes(6).toString("hex")}`);
+    try {
+      // rename and link keep the inode and mtime, so the temp file's etag is the object's.
+      const etag = toInfo(key, await this.#writeTemp(key, tmp, body, options.size)).etag;
+      const condition = options.condition;
+      if (condition === undefined) {
+        await rename(tmp, path);
+      } else if ("ifAbsent" in condition) {
+        // link(2) fails with EEXIST when the target exists: atomic across processes.
+        const linked = await link(tmp, path).then(succeeded, (err: unknown) =>
+          code(err) === "EEXIST" ? false : Promise.reject(err),
+        );
+        if (!linked) return FAILED;
+      } else {
+        const swapped = await withLock(join(dir, `.${basename(path)}.nixship-lock`), async () => {
+          if ((await this.head(key))?.etag !== condition.ifMatch) return false;
+          await rename(tmp, path);
+          return true;
+        });
+        if (!swapped) return FAILED;
+      }
+      if (this.#fsync) await syncDir(dir);
+      return { status: "written", etag };
+    } catch (err) {
+      throw this.#fault("write", key, err);
+    } finally {
+      await rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    validatePrefix(prefix);
+    const limit = pageLimit(options.limit);
+    const cut = prefix.lastIndexOf("/") + 1;
+    const keys: string[] = [];
+    let more = false;
+    try {
+      const walk = walkKeys(this.#root, prefix.slice(0, cut), prefix.slice(cut), options.token);
+      for await (const key of walk) {
+        if (keys.length === limit) {
+          more = true;
+          break;
+        }
+        keys.push(key);
+      }
+    } catch (err) {
+      throw this.#fault("list", prefix, err);
+    }
+    // A key deleted between the walk and the stat is simply left out of the page.
+    const infos = await Promise.all(keys.map((key) => this.head(key)));
+    const objects = infos.filter((info) => info !== undefined);
+    return more ? { objects, nextToken: keys[keys.length - 1] } : { objects };
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.#path(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (isAbsent(err) || code(err) === "EISDIR") return;
+      throw this.#fault("delete", key, err);
+    }
+    // Tidy now-empty parents up to (never including) the root; a concurrent put re-creates
+    // its directory if this removes it (see createTemp).
+    let dir = dirname(path);
+    while (dir !== this.#root && (await rmdir(dir).then(succeeded, failed))) dir = dirname(dir);
+  }
+
+  async close(): Promise<void> {}
+
+  #path(key: string): string {
+    validateKey(key);
+    const path = join(this.#root, ...key.split("/"));
+    // validateKey already rules out escapes; this guards the filesystem against a future slip.
+    if (!path.startsWith(this.#root.endsWith(sep) ? this.#root : this.#root + sep)) {
+      throw new InputError("bad-object-key", `object key "${key}" resolves outside ${this.url}`);
+    }
+    return path;
+  }
+
+  async #writeTemp(key: string, tmp: string, body: Readable | Uint8Array, size?: number) {
+    const handle = await createTemp(tmp);
+    try {
+      let written = 0;
+      const chunks = body instanceof Uint8Array ? [body] : (body as AsyncIterable<Uint8Array>);
+      for await (const chunk of chunks) {
+        const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+        await handle.writeFile(bytes); // appends at the current position, looping on short writes
+        written += bytes.byteLength;
+      }
+      if (size !== undefined && written !== size) {
+        throw new OperationError(
+          "store-size-mismatch",
+          `put "${key}": size ${size} was declared but the body had ${written} bytes`,
+        );
+      }
+      // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
+      // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
+      const now = Date.now();
+      await handle.utimes(now / 1000, (now + Math.random()) / 1000);
+      if (this.#fsync) await handle.sync();
+      return await handle.stat({ bigint: true });
+    } finally {
+      await handle.close();
+    }
+  }
+
+  #fault(op: string, key: string, err: unknown): Error {
+    if (err instanceof NixshipError) return err;
+    const errno = code(err);
+    const hint =
+      errno === "ENOTDIR" || errno === "EISDIR" || errno === "EEXIST"
+        ? 'a directory store cannot hold both "a" and "a/b"'
+        : errno === "EACCES" || errno === "EPERM"
+          ? `check the permissions of ${this.#root}`
+          : undefined;
+    const message = `cannot ${op} "${key}" in ${this.url}: ${(err as Error)?.message ?? String(err)}`;
+    return new OperationError("store-fs-failed", message, {
+      cause: err,
+      ...(hint ? { hint } : {}),
+    });
+  }
+}
+
+function toInfo(key: string, st: BigIntStats): ObjectInfo {
+  return {
+    key,
+    size: Number(st.size),
+    etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}`,
+    lastModified: new Date(Number(st.mtimeNs / 1_000_000n)),
+  };
+}
+
+async function createTemp(tmp: string): Promise<FileHandle> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(dirname(tmp), { recursive: true });
+    try {
+      return await open(tmp, "wx");
+    } catch (err) {
+      // A concurrent delete may remove the directory between mkdir and open; try again.
+      if (code(err) !== "ENOENT" || attempt === 3) throw err;
+    }
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  await handle.sync().finally(() => handle.close());
+}
+
+function code(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+const succeeded = () => true;
+const failed = () => false;

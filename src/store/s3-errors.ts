@@ -1,0 +1,61 @@
+// How S3 failures read: which SDK errors mean "absent" or "precondition failed" (expected
+// outcomes), and how the rest become an OperationError naming the object, the S3 code and a hint.
+import { NixshipError, OperationError } from "../errors.js";
+import type { PutCondition } from "./object-store.js";
+
+/** `what` names the operation and object, e.g. `S3 get of "k" in bucket "b"`. */
+export function s3Fault(err: unknown, what: string): Error {
+  if (err instanceof NixshipError) return err;
+  const name = errorName(err);
+  const detail = (err as Error | undefined)?.message ?? String(err);
+  const hint = HINTS.find(([names]) => names.includes(name))?.[1];
+  return new OperationError("store-s3-failed", `${what} failed: ${name}: ${detail}`, {
+    cause: err,
+    ...(hint ? { hint } : {}),
+  });
+}
+
+function errorName(err: unknown): string {
+  const e = err as { name?: string; code?: string } | undefined;
+  // Network failures arrive as plain Node errors whose `code` (ECONNREFUSED) says the most.
+  return (e?.name === "Error" || e?.name === undefined ? e?.code : e.name) ?? "Error";
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata
+    ?.httpStatusCode;
+}
+
+export function isNotFound(err: unknown): boolean {
+  const name = errorName(err);
+  return (
+    name === "NoSuchKey" ||
+    name === "NotFound" ||
+    (httpStatus(err) === 404 && name !== "NoSuchBucket")
+  );
+}
+
+export function isPreconditionFailed(err: unknown, condition?: PutCondition): boolean {
+  const status = httpStatus(err);
+  if (status === 412 || errorName(err) === "PreconditionFailed") return true;
+  if (status === 409 && errorName(err) === "ConditionalRequestConflict") return true;
+  // If-Match on a missing key: some S3 implementations answer 404 NoSuchKey rather than 412.
+  return condition !== undefined && "ifMatch" in condition && errorName(err) === "NoSuchKey";
+}
+
+const HINTS: readonly (readonly [readonly string[], string])[] = [
+  [
+    ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"],
+    "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ?profile=)",
+  ],
+  [["CredentialsProviderError"], "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID"],
+  [["NoSuchBucket"], "check the bucket name in the store URL, and its region or endpoint"],
+  [
+    ["PermanentRedirect", "AuthorizationHeaderMalformed"],
+    "the bucket is in another region: set ?region= in the store URL",
+  ],
+  [
+    ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "ETIMEDOUT", "TimeoutError"],
+    "check that the endpoint in the store URL is right and the server is reachable",
+  ],
+];

@@ -1,0 +1,200 @@
+// S3Store: an ObjectStore on an S3 bucket (or MinIO, R2 and others through `endpoint`), under an
+// optional key prefix. Small bodies go up in one PutObject; large ones as a bounded multipart upload.
+
+import { Readable } from "node:stream";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { OperationError } from "../errors.js";
+import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
+import type {
+  GetResult,
+  ListOptions,
+  ListPage,
+  ObjectInfo,
+  ObjectStore,
+  PutCondition,
+  PutOptions,
+  PutResult,
+} from "./object-store.js";
+import { isNotFound, isPreconditionFailed, s3Fault } from "./s3-errors.js";
+
+export interface S3StoreOptions {
+  readonly bucket: string;
+  /** Key prefix without a trailing "/"; every key lives under it. Default: the whole bucket. */
+  readonly prefix?: string;
+  readonly region: string;
+  /** An S3-compatible server (MinIO, R2, s3rver); implies path-style addressing. */
+  readonly endpoint?: string;
+  /** A profile from the shared AWS config files; otherwise the SDK's default chain decides. */
+  readonly profile?: string;
+  /** The URL to report as `store.url` (the factory passes the canonical one). */
+  readonly url?: string;
+}
+
+/** Bodies of known size below this are buffered and sent in one request (retryable by the SDK). */
+const SINGLE_PUT_LIMIT = 16 * 1024 * 1024;
+/** Multipart buffers at most PART_SIZE × QUEUE_SIZE = 32 MiB per upload. */
+const PART_SIZE = 8 * 1024 * 1024;
+const QUEUE_SIZE = 4;
+const FAILED: PutResult = { status: "precondition-failed" };
+
+export class S3Store implements ObjectStore {
+  readonly url: string;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #endpoint: string | undefined;
+
+  constructor(options: S3StoreOptions) {
+    this.#bucket = options.bucket;
+    this.#prefix = options.prefix ? `${options.prefix}/` : "";
+    this.#endpoint = options.endpoint;
+    this.url = options.url ?? `s3://${options.bucket}${options.prefix ? `/${options.prefix}` : ""}`;
+    this.#client = new S3Client({
+      region: options.region,
+      ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
+      ...(options.profile ? { profile: options.profile } : {}),
+    });
+  }
+
+  async get(key: string): Promise<GetResult | undefined> {
+    try {
+      const out = await this.#client.send(new GetObjectCommand(this.#target(key)));
+      const body = out.Body instanceof Readable ? out.Body : Readable.from([]);
+      return { info: toInfo(key, out.ContentLength, out.ETag, out.LastModified), body };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw this.#fault("get", key, err);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.#client.send(new HeadObjectCommand(this.#target(key)));
+      return toInfo(key, out.ContentLength, out.ETag, out.LastModified);
+    } catch (err) {
+      // HEAD errors carry no body, so a missing bucket also reads as 404 here; get and list tell.
+      if (isNotFound(err)) return undefined;
+      throw this.#fault("head", key, err);
+    }
+  }
+
+  async put(
+    key: string,
+    body: Readable | Uint8Array,
+    options: PutOptions = {},
+  ): Promise<PutResult> {
+    const params: PutObjectCommandInput = {
+      ...this.#target(key),
+      ...(options.contentType ? { ContentType: options.contentType } : {}),
+      ...conditionParams(options.condition),
+    };
+    const { size } = options;
+    try {
+      let etag: string | undefined;
+      if (body instanceof Uint8Array || (size !== undefined && size < SINGLE_PUT_LIMIT)) {
+        const bytes = body instanceof Uint8Array ? body : await readExactly(body, size ?? 0, key);
+        const command = new PutObjectCommand({
+          ...params,
+          Body: bytes,
+          ContentLength: bytes.length,
+        });
+        etag = (await this.#client.send(command)).ETag;
+      } else {
+        // lib-storage aborts the multipart upload itself when a part, the body or completion fails.
+        const upload = new Upload({
+          client: this.#client,
+          params: { ...params, Body: body, ...(size !== undefined ? { ContentLength: size } : {}) },
+          partSize: PART_SIZE,
+          queueSize: QUEUE_SIZE,
+        });
+        etag = (await upload.done()).ETag;
+      }
+      return { status: "written", etag: etag ?? "" };
+    } catch (err) {
+      if (isPreconditionFailed(err, options.condition)) return FAILED;
+      throw this.#fault("put", key, err);
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    validatePrefix(prefix);
+    try {
+      // The page token is the last key returned, sent back as StartAfter: as cheap for S3 as
+      // ContinuationToken, and the same token the fs store uses.
+      const out = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          Prefix: this.#prefix + prefix,
+          MaxKeys: pageLimit(options.limit),
+          ...(options.token ? { StartAfter: this.#prefix + options.token } : {}),
+        }),
+      );
+      const all = (out.Contents ?? []).map((o) =>
+        toInfo((o.Key ?? "").slice(this.#prefix.length), o.Size, o.ETag, o.LastModified),
+      );
+      // Objects written by other tools may have names our keys cannot express; skip them.
+      const objects = all.filter((info) => keyProblem(info.key) === undefined);
+      const last = all.at(-1)?.key;
+      return out.IsTruncated && last !== undefined ? { objects, nextToken: last } : { objects };
+    } catch (err) {
+      throw this.#fault("list", prefix, err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.#client.send(new DeleteObjectCommand(this.#target(key)));
+    } catch (err) {
+      throw this.#fault("delete", key, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#client.destroy();
+  }
+
+  #target(key: string): { Bucket: string; Key: string } {
+    return { Bucket: this.#bucket, Key: this.#prefix + validateKey(key) };
+  }
+
+  #fault(op: string, key: string, err: unknown): Error {
+    const at = this.#endpoint ? ` at ${this.#endpoint}` : "";
+    return s3Fault(err, `S3 ${op} of "${this.#prefix}${key}" in bucket "${this.#bucket}"${at}`);
+  }
+}
+
+function toInfo(key: string, size?: number, etag?: string, lastModified?: Date): ObjectInfo {
+  return { key, size: size ?? 0, etag: etag ?? "", lastModified: lastModified ?? new Date(0) };
+}
+
+function conditionParams(condition?: PutCondition): Partial<PutObjectCommandInput> {
+  if (condition === undefined) return {};
+  return "ifAbsent" in condition ? { IfNoneMatch: "*" } : { IfMatch: condition.ifMatch };
+}
+
+async function readExactly(body: Readable, size: number, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    total += bytes.length;
+    if (total > size) break;
+    chunks.push(bytes);
+  }
+  if (total !== size) {
+    throw new OperationError(
+      "store-size-mismatch",
+      `put "${key}": size ${size} was declared but the body had ${total > size ? "more" : total} bytes`,
+    );
+  }
+  return Buffer.concat(chunks, total);
+}

@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { InputError } from "../errors.js";
+import { FsStore } from "./fs-store.js";
+import type { ObjectStore } from "./object-store.js";
+import { S3Store } from "./s3-store.js";
+import { formatStoreUrl, openStore, parseStoreUrl } from "./url.js";
+
+const ENV = {};
+
+describe("parseStoreUrl", () => {
+  it.each([
+    ["file:///var/cache/nix", "/var/cache/nix"],
+    ["file:///var/cache/nix/", "/var/cache/nix"],
+    ["file://localhost/srv/c", "/srv/c"],
+    ["file:///a%20b/c", "/a b/c"],
+    ["/srv/cache", "/srv/cache"],
+    ["/srv//cache/./x/../", "/srv/cache"],
+    ["/", "/"],
+  ])("reads %s as a directory", (text, root) => {
+    expect(parseStoreUrl(text, ENV)).toEqual({ kind: "file", root });
+  });
+
+  it("reads an s3 URL with prefix and parameters", () => {
+    const url = "s3://my-cache/nix/x86?region=eu-west-1&endpoint=http://127.0.0.1:9000&profile=ci";
+    expect(parseStoreUrl(url, ENV)).toEqual({
+      kind: "s3",
+      bucket: "my-cache",
+      prefix: "nix/x86",
+      region: "eu-west-1",
+      endpoint: "http://127.0.0.1:9000",
+      profile: "ci",
+    });
+  });
+
+  it("takes the region from AWS_REGION, then us-east-1", () => {
+    expect(parseStoreUrl("s3://bucket", { AWS_REGION: "ap-south-1" })).toMatchObject({
+      region: "ap-south-1",
+      prefix: "",
+    });
+    expect(parseStoreUrl("s3://bucket/", {})).toMatchObject({ region: "us-east-1", prefix: "" });
+  });
+
+  it("keeps credentials written into a URL out of the error message", () => {
+    for (const text of ["s3://AKIA:s3cr3t@bucket", "s3://bucket?endpoint=http://AKIA:s3cr3t@h:1"]) {
+      expect(() => parseStoreUrl(text, ENV)).toThrow(/credentials/);
+      expect(() => parseStoreUrl(text, ENV)).not.toThrow(/s3cr3t/);
+    }
+  });
+
+  it.each([
+    ["cache", "neither an absolute path nor a URL"],
+    ["./cache", "neither an absolute path nor a URL"],
+    ["http://example.org/cache", 'unknown scheme "http:"'],
+    ["gs://bucket", 'unknown scheme "gs:"'],
+    ["file://host/srv", "name no host"],
+    ["file:relative", 'starts with "file:///"'],
+    ["file:///srv?x=1", "no query"],
+    ["file:///srv/a%2Fb", "must not include encoded / characters"],
+    ["s3://Bad_Bucket", "not a valid bucket name"],
+    ["s3://ab", "not a valid bucket name"],
+    ["s3://a..b", "not a valid bucket name"],
+    ["s3://10.0.0.1", "not a valid bucket name"],
+    ["s3://bucket:9000/x", "not a host:port"],
+    ["s3://bucket?regoin=x", 'unknown parameter "regoin"'],
+    ["s3://bucket?region=a&region=b", "given twice"],
+    ["s3://bucket?region=EU WEST", "not a valid region"],
+    ["s3://bucket?endpoint=ftp://h", "not an http(s) URL"],
+    ["s3://bucket?endpoint=nonsense", "not an http(s) URL"],
+    ["s3://bucket?endpoint=http://h:1/path", "no credentials or path"],
+    ["s3://bucket/a//b", "not a valid key"],
+    ["s3://bucket/a/../b", "not a valid key"],
+    ["s3://bucket/a/./b", "not a valid key"],
+  ])("rejects %s", (text, what) => {
+    try {
+      parseStoreUrl(text, ENV);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(InputError);
+      expect((err as InputError).code).toBe("bad-store-url");
+      expect((err as Error).message).toContain(`"${text}"`);
+      expect((err as Error).message).toContain(what);
+      expect((err as InputError).hint).toContain("s3://bucket[/prefix]");
+    }
+  });
+});
+
+describe("formatStoreUrl", () => {
+  it.each([
+    ["/srv/my cache", "file:///srv/my%20cache"],
+    ["s3://b-1", "s3://b-1?region=us-east-1"],
+    [
+      "s3://b-1/p/q/?endpoint=http://LOCALHOST:9000/&region=r1",
+      "s3://b-1/p/q?region=r1&endpoint=http%3A%2F%2Flocalhost%3A9000",
+    ],
+  ])("canonicalizes %s", (text, canonical) => {
+    const parsed = parseStoreUrl(text, ENV);
+    expect(formatStoreUrl(parsed)).toBe(canonical);
+    expect(parseStoreUrl(canonical, ENV)).toEqual(parsed);
+  });
+});
+
+describe("openStore", () => {
+  const opened: ObjectStore[] = [];
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+  });
+
+  it("opens a directory store with its canonical URL", () => {
+    const store = openStore("/tmp/nixship-never-created/");
+    opened.push(store);
+    expect(store).toBeInstanceOf(FsStore);
+    expect(store.url).toBe("file:///tmp/nixship-never-created");
+  });
+
+  it("opens an S3 store without contacting it, and keeps credentials out of its URL", () => {
+    const store = openStore("s3://bucket/p?region=eu-central-1&endpoint=http://127.0.0.1:1");
+    opened.push(store);
+    expect(store).toBeInstanceOf(S3Store);
+    expect(store.url).toBe("s3://bucket/p?region=eu-central-1&endpoint=http%3A%2F%2F127.0.0.1%3A1");
+  });
+
+  it("rejects a bad URL with InputError", () => {
+    expect(() => openStore("relative/dir")).toThrow(InputError);
+  });
+});

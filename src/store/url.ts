@@ -1,0 +1,165 @@
+// Store URLs (`file:///dir`, `/dir`, `s3://bucket/prefix?region=&endpoint=&profile=`): parsing,
+// the canonical form, and `openStore`, the one factory that turns a URL into an ObjectStore.
+import { isAbsolute, normalize } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { InputError } from "../errors.js";
+import { FsStore } from "./fs-store.js";
+import { keyProblem } from "./keys.js";
+import type { ObjectStore } from "./object-store.js";
+import { S3Store } from "./s3-store.js";
+
+export type StoreUrl =
+  | { readonly kind: "file"; readonly root: string }
+  | {
+      readonly kind: "s3";
+      readonly bucket: string;
+      /** Without leading or trailing "/"; "" for the whole bucket. */
+      readonly prefix: string;
+      readonly region: string;
+      readonly endpoint?: string;
+      readonly profile?: string;
+    };
+
+const FORMS =
+  "accepted forms: file:///abs/dir, /abs/dir, s3://bucket[/prefix][?region=R&endpoint=URL&profile=P]";
+const S3_PARAMS = new Set(["region", "endpoint", "profile"]);
+// S3's bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a letter or digit.
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const REGION = /^[a-z0-9-]+$/;
+const PROFILE = /^[A-Za-z0-9_.+@-]+$/;
+
+export function parseStoreUrl(text: string, env: NodeJS.ProcessEnv = process.env): StoreUrl {
+  const bad = (what: string) =>
+    new InputError("bad-store-url", `bad store URL "${redact(text)}": ${what}`, { hint: FORMS });
+  if (text.startsWith("/")) {
+    if (text.includes("\0")) throw bad("the path contains a NUL byte");
+    return { kind: "file", root: trimSlash(normalize(text)) };
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
+  if (scheme === undefined) throw bad("it is neither an absolute path nor a URL");
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw bad("it is not a valid URL");
+  }
+  if (scheme === "file") return parseFileUrl(url, text, bad);
+  if (scheme === "s3") return parseS3Url(url, text, env, bad);
+  throw bad(`unknown scheme "${scheme}:"`);
+}
+
+function parseFileUrl(url: URL, text: string, bad: (what: string) => InputError): StoreUrl {
+  // WHATWG parsing reads `file:dir` and `file:/dir` as `file:///dir`; insist on the written form.
+  if (!/^file:\/\//i.test(text)) throw bad('a file URL starts with "file:///"');
+  if (url.host !== "") throw bad(`file URLs name no host (got "${url.host}"); use file:///abs/dir`);
+  if (url.search !== "" || url.hash !== "") throw bad("file URLs take no query or fragment");
+  let root: string;
+  try {
+    root = fileURLToPath(url);
+  } catch (err) {
+    throw bad((err as Error).message);
+  }
+  if (!isAbsolute(root) || root.includes("\0")) throw bad("the path must be absolute");
+  return { kind: "file", root: trimSlash(normalize(root)) };
+}
+
+function parseS3Url(
+  url: URL,
+  text: string,
+  env: NodeJS.ProcessEnv,
+  bad: (what: string) => InputError,
+): StoreUrl {
+  if (url.username !== "" || url.password !== "") {
+    throw bad("credentials do not belong in the URL; they come from the AWS SDK's default chain");
+  }
+  if (url.port !== "") throw bad("an s3 URL names a bucket, not a host:port; use ?endpoint=");
+  const bucket = url.hostname;
+  if (!BUCKET.test(bucket) || bucket.includes("..") || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+    throw bad(`"${bucket}" is not a valid bucket name (3-63 of a-z, 0-9, "." and "-")`);
+  }
+  if (url.hash !== "") throw bad("s3 URLs take no fragment");
+  // Read the prefix from the text as written: URL parsing would silently resolve "a/../b".
+  const rawPath = text.replace(/^s3:\/\/[^/?#]*/i, "").replace(/[?#].*$/, "");
+  let prefix: string;
+  try {
+    prefix = decodeURIComponent(rawPath).replace(/^\//, "").replace(/\/$/, "");
+  } catch {
+    throw bad("the prefix is not valid percent-encoding");
+  }
+  const problem = prefix === "" ? undefined : keyProblem(prefix);
+  if (problem !== undefined) throw bad(`the prefix "${prefix}" is not a valid key: ${problem}`);
+
+  const params = new Map<string, string>();
+  for (const [name, value] of url.searchParams) {
+    if (!S3_PARAMS.has(name))
+      throw bad(`unknown parameter "${name}" (known: region, endpoint, profile)`);
+    if (params.has(name)) throw bad(`parameter "${name}" is given twice`);
+    params.set(name, value);
+  }
+  const region = params.get("region") ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1";
+  if (!REGION.test(region)) throw bad(`"${region}" is not a valid region`);
+  const profile = params.get("profile");
+  if (profile !== undefined && !PROFILE.test(profile))
+    throw bad(`"${profile}" is not a valid profile name`);
+  const endpointText = params.get("endpoint");
+  let endpoint: string | undefined;
+  if (endpointText !== undefined) {
+    const parsed = URL.canParse(endpointText) ? new URL(endpointText) : undefined;
+    if (parsed === undefined || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+      throw bad(`endpoint "${redact(endpointText)}" is not an http(s) URL`);
+    }
+    if (
+      parsed.username !== "" ||
+      parsed.password !== "" ||
+      parsed.pathname !== "/" ||
+      parsed.search !== ""
+    ) {
+      throw bad(
+        `endpoint "${redact(endpointText)}" must be just scheme://host[:port], with no credentials or path`,
+      );
+    }
+    endpoint = parsed.origin;
+  }
+  return {
+    kind: "s3",
+    bucket,
+    prefix,
+    region,
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    ...(profile !== undefined ? { profile } : {}),
+  };
+}
+
+/** The canonical text of a parsed URL: `file:///dir` or `s3://bucket/prefix?region=…`. */
+export function formatStoreUrl(url: StoreUrl): string {
+  if (url.kind === "file") return pathToFileURL(url.root).href;
+  const query = new URLSearchParams({ region: url.region });
+  if (url.endpoint !== undefined) query.set("endpoint", url.endpoint);
+  if (url.profile !== undefined) query.set("profile", url.profile);
+  const path =
+    url.prefix === "" ? "" : `/${url.prefix.split("/").map(encodeURIComponent).join("/")}`;
+  return `s3://${url.bucket}${path}?${query}`;
+}
+
+/** Opens the store a URL names. Nothing is contacted until the first operation. */
+export function openStore(text: string): ObjectStore {
+  const url = parseStoreUrl(text);
+  if (url.kind === "file") return new FsStore(url.root);
+  return new S3Store({
+    bucket: url.bucket,
+    prefix: url.prefix,
+    region: url.region,
+    ...(url.endpoint !== undefined ? { endpoint: url.endpoint } : {}),
+    ...(url.profile !== undefined ? { profile: url.profile } : {}),
+    url: formatStoreUrl(url),
+  });
+}
+
+/** Error messages echo the URL; keep any `user:secret@` out of them (and out of logs). */
+function redact(text: string): string {
+  return text.replace(/(:\/\/)[^/?#@]*@/g, "$1***@");
+}
+
+function trimSlash(path: string): string {
+  return path.length > 1 ? path.replace(/\/+$/, "") : path;
+}

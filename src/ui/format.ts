@@ -1,0 +1,17 @@
+// Human-readable figures for progress lines and summaries.
+
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1000;
+    u++;
+  } while (v >= 1000 && u < units.length - 1);
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+export function formatSeconds(s: number): string {
+  return s < 60 ? `${s.toFixed(2)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}

@@ -1,0 +1,202 @@
+// Acceptance 1 and 2: our cache works with Nix (file:// and through `cache serve`), and a
+// cache written by Nix works with us (verify, fetch --restore, fetch --import).
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixStoreDump, nixship, run, runOk } from "./support/cli.js";
+import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
+import { startCacheServer } from "./support/serve.js";
+
+let work: string;
+let root: string;
+let source: Map<string, PathMeta>;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-cache-nix-"));
+  root = await buildFixtureClosure();
+  source = await closureMeta(root);
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function makeKey(name: string): Promise<{ secret: string; pub: string }> {
+  const secret = join(work, `${name}.sec`);
+  const r = await nixship(["key", "generate", "--name", name, "--out", secret]);
+  expect(r.code).toBe(0);
+  return { secret, pub: r.stdout.trim() };
+}
+
+/** `nix copy --from` into a fresh store with require-sigs and only `pub` trusted. */
+function nixCopyFrom(from: string, storeDir: string, pub: string) {
+  return run("nix", [
+    "copy",
+    "--from",
+    from,
+    "--store",
+    storeDir,
+    "--option",
+    "require-sigs",
+    "true",
+    "--option",
+    "trusted-public-keys",
+    pub,
+    root,
+  ]);
+}
+
+describe("our cache works with Nix", () => {
+  for (const compression of ["zstd", "xz", "none"]) {
+    it(`nix copy --from file:// accepts a ${compression} push, with the source's NarHashes`, async () => {
+      const key = await makeKey(`ours-${compression}`);
+      const cache = join(work, `cache-${compression}`);
+      const push = await nixship([
+        "push",
+        root,
+        "--to",
+        `file://${cache}`,
+        "--key",
+        key.secret,
+        "--compression",
+        compression,
+        "--json",
+      ]);
+      expect(push.stderr).toBe("");
+      expect(push.code).toBe(0);
+      const summary = JSON.parse(push.stdout);
+      expect(summary.paths).toBe(source.size);
+      expect(summary.pushed).toBe(source.size);
+
+      const store = join(work, `store-file-${compression}`);
+      const copy = await nixCopyFrom(`file://${cache}`, store, key.pub);
+      expect(copy.code, copy.stderr).toBe(0);
+      const copied = await closureMeta(root, store);
+      expect([...copied.values()]).toEqual([...source.values()]);
+    });
+  }
+
+  it("nix copy --from http:// through `nixship cache serve` accepts it too", async () => {
+    const key = await makeKey("served");
+    const cache = join(work, "cache-served");
+    expect(
+      (await nixship(["push", root, "--to", `file://${cache}`, "--key", key.secret])).code,
+    ).toBe(0);
+    const server = await startCacheServer(`file://${cache}`);
+    try {
+      const store = join(work, "store-http");
+      const copy = await nixCopyFrom(server.url, store, key.pub);
+      expect(copy.code, copy.stderr).toBe(0);
+      expect([...(await closureMeta(root, store)).values()]).toEqual([...source.values()]);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("a second push skips everything already in the cache", async () => {
+    const key = await makeKey("again");
+    const cache = join(work, "cache-again");
+    await nixship(["push", root, "--to", `file://${cache}`, "--key", key.secret]);
+    const again = await nixship([
+      "push",
+      root,
+      "--to",
+      `file://${cache}`,
+      "--key",
+      key.secret,
+      "--json",
+    ]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ pushed: 0, alreadyPresent: source.size });
+  });
+});
+
+describe("Nix's cache works with us", () => {
+  let cache: string;
+  let pub: string;
+
+  beforeAll(async () => {
+    const secret = join(work, "nix-made.sec");
+    await runOk("sh", ["-c", `nix key generate-secret --key-name nix-made-1 > ${secret}`]);
+    pub = (await runOk("sh", ["-c", `nix key convert-secret-to-public < ${secret}`])).trim();
+    cache = join(work, "cache-by-nix");
+    await runOk("nix", [
+      "copy",
+      "--to",
+      `file://${cache}?secret-key=${secret}&compression=zstd`,
+      root,
+    ]);
+  });
+
+  it("nixship verify accepts it", async () => {
+    const r = await nixship([
+      "verify",
+      "--cache",
+      `file://${cache}`,
+      "--trusted-key",
+      pub,
+      "--json",
+    ]);
+    expect(r.code, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      checked: source.size,
+      ok: source.size,
+      problems: [],
+    });
+  });
+
+  it("nixship fetch --restore gives the same tree as the store path", async () => {
+    const dir = join(work, "restored-from-nix");
+    const r = await nixship([
+      "fetch",
+      root,
+      "--from",
+      `file://${cache}`,
+      "--trusted-key",
+      pub,
+      "--restore",
+      dir,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(nixStoreDump(dir).equals(nixStoreDump(root))).toBe(true);
+  });
+
+  it("nixship fetch --import adds the closure to another Nix store", async () => {
+    const store = join(work, "store-imported");
+    const r = await nixship([
+      "fetch",
+      root,
+      "--from",
+      `file://${cache}`,
+      "--trusted-key",
+      pub,
+      "--import",
+      "--store",
+      store,
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).imported).toHaveLength(source.size);
+    expect([...(await closureMeta(root, store)).values()]).toEqual([...source.values()]);
+    const again = await nixship([
+      "fetch",
+      root,
+      "--from",
+      `file://${cache}`,
+      "--trusted-key",
+      pub,
+      "--import",
+      "--store",
+      store,
+      "--json",
+    ]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ imported: [], alreadyValid: source.size });
+  });
+
+  it("the key file nixship writes is the format Nix reads", async () => {
+    const key = await makeKey("for-nix");
+    const text = await readFile(key.secret, "utf8");
+    const derived = await runOk("sh", ["-c", `nix key convert-secret-to-public < ${key.secret}`]);
+    expect(derived.trim()).toBe(key.pub);
+    expect(text.endsWith("\n")).toBe(false);
+  });
+});

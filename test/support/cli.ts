@@ -1,0 +1,64 @@
+// Runs the built `nixship` binary as a user would, capturing its output and exit code.
+import { spawn, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
+
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function nixship(
+  args: readonly string[],
+  options: { input?: Buffer; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliRun> {
+  return run(process.execPath, [NIXSHIP_BIN, ...args], options);
+}
+
+export function run(
+  command: string,
+  args: readonly string[],
+  options: { input?: Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(command, args, {
+      env: { ...process.env, ...options.env },
+      cwd: options.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.stderr.on("data", (d: Buffer) => err.push(d));
+    proc.on("error", reject);
+    proc.stdin.on("error", () => {});
+    proc.stdin.end(options.input);
+    proc.on("close", (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      }),
+    );
+  });
+}
+
+/** Runs a command that must succeed; a failure throws with its stderr so the test shows why. */
+export async function runOk(
+  command: string,
+  args: readonly string[],
+  options: { input?: Buffer; cwd?: string } = {},
+): Promise<string> {
+  const r = await run(command, args, options);
+  if (r.code !== 0) throw new Error(`${command} ${args.join(" ")} exited ${r.code}:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** `nix-store --dump PATH` as raw bytes, for byte-for-byte comparisons. */
+export function nixStoreDump(path: string): Buffer {
+  const r = spawnSync("nix-store", ["--dump", path], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`nix-store --dump ${path} failed: ${r.stderr.toString()}`);
+  return r.stdout;
+}
