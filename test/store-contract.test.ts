@@ -354,7 +354,7 @@ describe("FsStore only", () => {
 
   it("opens through the factory, from a bare path or a file URL, on a missing root", async () => {
     for (const url of [root, `file://${root}`]) {
-      const store = openStore(url);
+      const store = await openStore(url);
       expect(await store.list("")).toEqual({ objects: [] });
       expect(await store.get("x")).toBeUndefined();
       await store.put("x", Buffer.from("1"));
@@ -377,13 +377,13 @@ describe("S3Store", () => {
 
   // Each test gets its own prefix in one bucket, which also runs the whole suite through prefixes.
   describeObjectStoreContract("S3Store (s3rver)", async () => ({
-    store: scoped(`contract-${++run}`),
+    store: await scoped(`contract-${++run}`),
     cleanup: async () => {},
   }));
 
   it("scopes every key under the URL's prefix", async () => {
-    const whole = openStore(server.url);
-    const p1 = scoped("p1");
+    const whole = await openStore(server.url);
+    const p1 = await scoped("p1");
     try {
       await p1.put("k", Buffer.from("scoped"));
       expect(p1.url).toContain(`s3://${server.bucket}/p1?`);
@@ -397,7 +397,7 @@ describe("S3Store", () => {
   });
 
   it("names the bucket, the S3 error and a hint when the bucket does not exist", async () => {
-    const store = openStore(
+    const store = await openStore(
       server.url.replace(`s3://${server.bucket}`, "s3://no-such-bucket-here"),
     );
     try {
@@ -412,7 +412,7 @@ describe("S3Store", () => {
   });
 
   it("names the endpoint and hints at it when nothing listens there", async () => {
-    const store = openStore(`s3://${server.bucket}?endpoint=http://127.0.0.1:1`);
+    const store = await openStore(`s3://${server.bucket}?endpoint=http://127.0.0.1:1`);
     try {
       await expect(store.list("")).rejects.toMatchObject({
         code: "store-s3-failed",

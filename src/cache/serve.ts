@@ -34,6 +34,14 @@ function authorized(req: IncomingMessage, token: string | undefined): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+function requestKey(url: string | undefined): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url ?? "/", "http://x").pathname.slice(1));
+  } catch {
+    return undefined;
+  }
+}
+
 export function createCacheServer(options: ServeOptions): Server {
   const { store } = options;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
@@ -48,8 +56,8 @@ export function createCacheServer(options: ServeOptions): Server {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
       return 405;
     }
-    const key = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname.slice(1));
-    if (!isCacheKey(key)) {
+    const key = requestKey(req.url);
+    if (key === undefined || !isCacheKey(key)) {
       res.writeHead(404).end();
       return 404;
     }

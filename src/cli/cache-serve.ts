@@ -59,7 +59,7 @@ Options:
       ).trim();
       if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
     }
-    const store = openStore(positionals[0] as string);
+    const store = await openStore(positionals[0] as string);
     const server = createCacheServer({ store, ...(token ? { token } : {}) });
     server.listen(port, host);
     await once(server, "listening");

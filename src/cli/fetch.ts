@@ -50,7 +50,7 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
       throw new UsageError("fetch: at least one --trusted-key is required");
     const trusted = await readTrustedKeys(trustedFlags);
     const root = parseStorePath(positionals[0] as string, "STORE_PATH").path;
-    const store = openStore(requireFlag(values.from, "--from", "fetch"));
+    const store = await openStore(requireFlag(values.from, "--from", "fetch"));
     try {
       const source = { store, trusted };
       if (values.restore !== undefined) {

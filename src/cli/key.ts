@@ -1,5 +1,5 @@
 // `nixship key generate` and `nixship key public`: Nix-compatible signing keys.
-import { open, rename, rm } from "node:fs/promises";
+import { link, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { InputError, UsageError } from "../errors.js";
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
@@ -39,15 +39,19 @@ Options:
       await handle.close();
     }
     try {
-      if (!values.force) {
-        const existing = await open(out, "r").then(
-          async (h) => (await h.close(), true),
-          () => false,
-        );
-        if (existing)
-          throw new InputError("key-exists", `${out} already exists; pass --force to overwrite it`);
+      // link() refuses to replace an existing file, atomically; --force replaces with rename().
+      if (values.force) await rename(tmp, out);
+      else {
+        await link(tmp, out).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === "EEXIST") {
+            throw new InputError(
+              "key-exists",
+              `${out} already exists; pass --force to overwrite it`,
+            );
+          }
+          throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
+        });
       }
-      await rename(tmp, out);
     } finally {
       await rm(tmp, { force: true });
     }

@@ -60,7 +60,7 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
     }
     const level = parseIntFlag(values.level, "--level", "push", 0);
     const jobs = parseIntFlag(values.jobs, "--jobs", "push") ?? availableParallelism();
-    const store = openStore(requireFlag(values.to, "--to", "push"));
+    const store = await openStore(requireFlag(values.to, "--to", "push"));
     const key = await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
     try {
       const roots = await resolveInstallables(positionals);

@@ -42,7 +42,7 @@ Exit codes: 0 all good, 1 problems found, 2 bad usage or input.`,
     const trusted = await readTrustedKeys(trustedFlags);
     const paths = positionals.map((p) => parseStorePath(p, "argument").path);
     const jobs = parseIntFlag(values.jobs, "--jobs", "verify") ?? 8;
-    const store = openStore(requireFlag(values.cache, "--cache", "verify"));
+    const store = await openStore(requireFlag(values.cache, "--cache", "verify"));
     try {
       const report = await verifyCache({ store, trusted, paths, jobs });
       if (values.json) writeJson(io, { cache: store.url, ...report });

@@ -46,6 +46,10 @@ const PART_SIZE = 8 * 1024 * 1024;
 const QUEUE_SIZE = 4;
 const FAILED: PutResult = { status: "precondition-failed" };
 
+// The SDK warns on Node 20 that its future releases will need Node 22. nixship pins its SDK
+// in package-lock.json, so the warning is not actionable for our users; keep stderr clean.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 export class S3Store implements ObjectStore {
   readonly url: string;
   readonly #client: S3Client;

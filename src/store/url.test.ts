@@ -105,21 +105,21 @@ describe("openStore", () => {
     await Promise.all(opened.splice(0).map((store) => store.close()));
   });
 
-  it("opens a directory store with its canonical URL", () => {
-    const store = openStore("/tmp/nixship-never-created/");
+  it("opens a directory store with its canonical URL", async () => {
+    const store = await openStore("/tmp/nixship-never-created/");
     opened.push(store);
     expect(store).toBeInstanceOf(FsStore);
     expect(store.url).toBe("file:///tmp/nixship-never-created");
   });
 
-  it("opens an S3 store without contacting it, and keeps credentials out of its URL", () => {
-    const store = openStore("s3://bucket/p?region=eu-central-1&endpoint=http://127.0.0.1:1");
+  it("opens an S3 store without contacting it, and keeps credentials out of its URL", async () => {
+    const store = await openStore("s3://bucket/p?region=eu-central-1&endpoint=http://127.0.0.1:1");
     opened.push(store);
     expect(store).toBeInstanceOf(S3Store);
     expect(store.url).toBe("s3://bucket/p?region=eu-central-1&endpoint=http%3A%2F%2F127.0.0.1%3A1");
   });
 
-  it("rejects a bad URL with InputError", () => {
-    expect(() => openStore("relative/dir")).toThrow(InputError);
+  it("rejects a bad URL with InputError", async () => {
+    await expect(openStore("relative/dir")).rejects.toThrow(InputError);
   });
 });

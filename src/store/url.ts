@@ -6,7 +6,6 @@ import { InputError } from "../errors.js";
 import { FsStore } from "./fs-store.js";
 import { keyProblem } from "./keys.js";
 import type { ObjectStore } from "./object-store.js";
-import { S3Store } from "./s3-store.js";
 
 export type StoreUrl =
   | { readonly kind: "file"; readonly root: string }
@@ -141,10 +140,14 @@ export function formatStoreUrl(url: StoreUrl): string {
   return `s3://${url.bucket}${path}?${query}`;
 }
 
-/** Opens the store a URL names. Nothing is contacted until the first operation. */
-export function openStore(text: string): ObjectStore {
+/**
+ * Opens the store a URL names. Nothing is contacted until the first operation. The S3
+ * adapter (and the AWS SDK, ~120 ms to load) is imported only when an s3:// URL is opened.
+ */
+export async function openStore(text: string): Promise<ObjectStore> {
   const url = parseStoreUrl(text);
   if (url.kind === "file") return new FsStore(url.root);
+  const { S3Store } = await import("./s3-store.js");
   return new S3Store({
     bucket: url.bucket,
     prefix: url.prefix,

@@ -1,0 +1,101 @@
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FsStore } from "../store/fs-store.js";
+import { createCacheServer } from "./serve.js";
+
+const NARINFO = "0123456789abcdfghijklmnpqrsvwxyz.narinfo";
+const NAR = `nar/${"1".repeat(52)}.nar.zst`;
+
+async function listen(server: Server): Promise<string> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+describe("cache server", () => {
+  let dir: string;
+  let open: Server;
+  let guarded: Server;
+  let openUrl: string;
+  let guardedUrl: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "nixship-serve-"));
+    const store = new FsStore(dir);
+    await store.put(NARINFO, Buffer.from("StorePath: x\n"));
+    await store.put(NAR, Buffer.alloc(300_000, 7));
+    await store.put("releases/secret.json", Buffer.from("{}"));
+    open = createCacheServer({ store });
+    guarded = createCacheServer({ store, token: "s3cret" });
+    openUrl = await listen(open);
+    guardedUrl = await listen(guarded);
+  });
+  afterAll(async () => {
+    open.close();
+    guarded.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves narinfos and NARs with their sizes and types", async () => {
+    const info = await fetch(`${openUrl}/${NARINFO}`);
+    expect(info.status).toBe(200);
+    expect(info.headers.get("content-type")).toBe("text/x-nix-narinfo");
+    expect(await info.text()).toBe("StorePath: x\n");
+    const nar = await fetch(`${openUrl}/${NAR}`);
+    expect(nar.headers.get("content-length")).toBe("300000");
+    expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
+  });
+
+  it("answers HEAD without a body", async () => {
+    const head = await fetch(`${openUrl}/${NAR}`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe("300000");
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
+    expect((await fetch(`${openUrl}/${"2".repeat(32)}.narinfo`, { method: "HEAD" })).status).toBe(
+      404,
+    );
+  });
+
+  it("synthesises nix-cache-info when the store has none", async () => {
+    const r = await fetch(`${openUrl}/nix-cache-info`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n");
+  });
+
+  it.each([
+    `/${"2".repeat(32)}.narinfo`,
+    "/releases/secret.json",
+    "/..%2f..%2fetc%2fpasswd",
+    "/nar/../releases/secret.json",
+    "/",
+    "/%E0%A4%A.narinfo",
+  ])("404s %s (absent or not a cache object)", async (path) => {
+    expect((await fetch(`${openUrl}${path}`)).status).toBe(404);
+  });
+
+  it("refuses other methods", async () => {
+    expect((await fetch(`${openUrl}/${NARINFO}`, { method: "PUT", body: "x" })).status).toBe(405);
+  });
+
+  it("requires the token when one is set, as Bearer or as a Basic password", async () => {
+    expect((await fetch(`${guardedUrl}/${NARINFO}`)).status).toBe(401);
+    const wrong = await fetch(`${guardedUrl}/${NARINFO}`, {
+      headers: { authorization: "Bearer nope" },
+    });
+    expect(wrong.status).toBe(401);
+    const bearer = await fetch(`${guardedUrl}/${NARINFO}`, {
+      headers: { authorization: "Bearer s3cret" },
+    });
+    expect(bearer.status).toBe(200);
+    const basic = Buffer.from("nix:s3cret").toString("base64");
+    const viaNetrc = await fetch(`${guardedUrl}/${NARINFO}`, {
+      headers: { authorization: `Basic ${basic}` },
+    });
+    expect(viaNetrc.status).toBe(200);
+  });
+});

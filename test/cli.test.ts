@@ -1,0 +1,177 @@
+// The CLI contract: exit codes (0 ok, 1 failed, 2 bad usage or input), errors that name what
+// was wrong, --help, --json errors, and the nar commands against nix-store.
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildNar, narNode } from "../src/nix/nar-write.js";
+import { NIXSHIP_BIN, nixStoreDump, nixship } from "./support/cli.js";
+import { buildFixtureClosure } from "./support/fixture-closure.js";
+
+let work: string;
+let key: string;
+let root: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-cli-"));
+  key = join(work, "k.sec");
+  await nixship(["key", "generate", "--name", "cli-1", "--out", key]);
+  root = await buildFixtureClosure();
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("usage errors exit 2 and say what is wrong", () => {
+  it.each([
+    [["frobnicate"], /unknown command 'frobnicate'/],
+    [["key"], /unknown command 'key'.*\n.*takes one of: generate, public/],
+    [["push", "/nix/store/x"], /--to is required|is not a valid store path/],
+    [["push", "--to", "file:///tmp/x", "--key", "k"], /name at least one installable/],
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--compression", "lz4"],
+      /--compression must be one of zstd, xz, none, got 'lz4'/,
+    ],
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "0"],
+      /--jobs must be a whole number ≥ 1, got '0'/,
+    ],
+    [["push", "ROOT", "--to", "ftp://x/y", "--key", "KEY"], /ftp:\/\/x\/y/],
+    [["push", "ROOT", "--to", "relative/dir", "--key", "KEY"], /relative\/dir/],
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "/nonexistent.sec"],
+      /cannot read secret key file \/nonexistent\.sec: ENOENT/,
+    ],
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--bogus"],
+      /push: Unknown option '--bogus'/,
+    ],
+    [["verify", "--cache", "file:///tmp/x"], /at least one --trusted-key is required/],
+    [
+      ["verify", "--cache", "file:///tmp/x", "--trusted-key", "k:AAAA"],
+      /public key 'k' must hold 32 bytes/,
+    ],
+    [
+      ["verify", "--cache", "file:///tmp/x", "--trusted-key", "/no/such/file"],
+      /neither a public key .* nor a readable file/,
+    ],
+    [
+      ["fetch", "ROOT", "--from", "file:///tmp/x", "--trusted-key", "PUB"],
+      /choose exactly one of --import and --restore DIR/,
+    ],
+    [
+      ["fetch", "/nix/store/bad", "--from", "file:///tmp/x", "--trusted-key", "PUB", "--import"],
+      /STORE_PATH '\/nix\/store\/bad'/,
+    ],
+    [["cache", "serve", "file:///tmp/x", "--listen", "nohost"], /--listen must be HOST:PORT/],
+  ])("nixship %j", async (args, message) => {
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const real = args.map((a) => (a === "ROOT" ? root : a === "KEY" ? key : a === "PUB" ? pub : a));
+    const r = await nixship(real);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(/^error: /);
+  });
+
+  it("prints JSON errors on stdout under --json", async () => {
+    const r = await nixship([
+      "verify",
+      "--cache",
+      "nope://x",
+      "--trusted-key",
+      (await nixship(["key", "public", key])).stdout.trim(),
+      "--json",
+    ]);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: "bad-store-url" });
+  });
+
+  it("refuses to overwrite a key without --force", async () => {
+    const r = await nixship(["key", "generate", "--name", "x", "--out", key]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/already exists; pass --force/);
+    expect((await nixship(["key", "generate", "--name", "x", "--out", key, "--force"])).code).toBe(
+      0,
+    );
+    await nixship(["key", "generate", "--name", "cli-1", "--out", key, "--force"]);
+  });
+});
+
+describe("help", () => {
+  it("lists every command and explains each one", async () => {
+    const top = await nixship(["--help"]);
+    expect(top.code).toBe(0);
+    for (const c of [
+      "key generate",
+      "key public",
+      "push",
+      "verify",
+      "fetch",
+      "cache serve",
+      "nar dump",
+      "nar restore",
+      "nar ls",
+    ]) {
+      expect(top.stdout).toContain(c);
+      const help = await nixship([...c.split(" "), "--help"]);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/^Usage: nixship /);
+    }
+  });
+});
+
+describe("operation failures exit 1", () => {
+  it("fetch of a path the cache does not have", async () => {
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const r = await nixship([
+      "fetch",
+      root,
+      "--from",
+      `file://${work}/empty`,
+      "--trusted-key",
+      pub,
+      "--restore",
+      join(work, "r"),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${root} is not in the cache`);
+  });
+});
+
+describe("nar commands", () => {
+  it("nar dump matches nix-store --dump and nar restore round-trips it", async () => {
+    const bytes = nixStoreDump(root);
+    const ours = spawnSync(process.execPath, [NIXSHIP_BIN, "nar", "dump", root], {
+      maxBuffer: 1 << 28,
+    });
+    expect(ours.status).toBe(0);
+    expect(ours.stdout.equals(bytes)).toBe(true);
+    const dir = join(work, "restored");
+    const restore = await nixship(["nar", "restore", dir], { input: bytes });
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(nixStoreDump(dir).equals(bytes)).toBe(true);
+  });
+
+  it("nar ls lists entries, and --json gives them as data", async () => {
+    const nar = buildNar(
+      narNode.directory([["bin", narNode.directory([["hi", narNode.regular("echo", true)]])]]),
+    );
+    const plain = await nixship(["nar", "ls"], { input: nar });
+    expect(plain.stdout).toContain("./bin/hi");
+    const json = await nixship(["nar", "ls", "--json"], { input: nar });
+    expect(JSON.parse(json.stdout)).toContainEqual(
+      expect.objectContaining({ path: "bin/hi", executable: true }),
+    );
+  });
+
+  it("nar restore refuses a malformed NAR with exit 2, leaving nothing", async () => {
+    const bad = Buffer.concat([buildNar(narNode.regular("x")), Buffer.from("trailing garbage")]);
+    await writeFile(join(work, "bad.nar"), bad);
+    const dir = join(work, "bad-restore");
+    const r = await nixship(["nar", "restore", dir], { input: bad });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error: .*trailing/m);
+    expect((await readdir(work)).filter((n) => n.includes("bad-restore"))).toEqual([]);
+  });
+});

@@ -1,0 +1,103 @@
+// The push commit point: a narinfo is written only after its NAR and after the narinfos of
+// its references, so a push that fails midway leaves only complete closures in the cache.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queryClosure } from "../src/cache/local-nix.js";
+import { pushClosure } from "../src/cache/push.js";
+import { generateSecretKey } from "../src/nix/keys.js";
+import { parseNarInfo } from "../src/nix/narinfo.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { FsStore } from "../src/store/fs-store.js";
+import { readAll } from "../src/store/helpers.js";
+import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
+import { buildFixtureClosure } from "./support/fixture-closure.js";
+
+/** A real FsStore that records the order of puts and can be told to fail one of them. */
+function recording(
+  inner: ObjectStore,
+  failWhen?: (key: string, body: Readable | Uint8Array) => boolean,
+) {
+  const puts: string[] = [];
+  const store: ObjectStore = {
+    url: inner.url,
+    get: (k) => inner.get(k),
+    head: (k) => inner.head(k),
+    list: (p, o) => inner.list(p, o),
+    delete: (k) => inner.delete(k),
+    close: () => inner.close(),
+    async put(key: string, body: Readable | Uint8Array, options?: PutOptions) {
+      if (failWhen?.(key, body)) throw new Error(`injected failure writing ${key}`);
+      const result = await inner.put(key, body, options);
+      puts.push(key);
+      return result;
+    },
+  };
+  return { store, puts };
+}
+
+let work: string;
+let root: StorePath;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-push-order-"));
+  root = (await buildFixtureClosure()) as StorePath;
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("push commit order", () => {
+  it("writes each narinfo after its NAR and after its references' narinfos", async () => {
+    const { store, puts } = recording(new FsStore(join(work, "ordered")));
+    const closure = await queryClosure([root]);
+    await pushClosure({
+      store,
+      roots: [root],
+      key: generateSecretKey("k"),
+      compression: "zstd",
+      jobs: 4,
+    });
+    for (const info of closure) {
+      const key = `${info.path.slice(11, 43)}.narinfo`;
+      const at = puts.indexOf(key);
+      expect(at).toBeGreaterThan(-1);
+      const narinfo = parseNarInfo((await readAll(store, key))?.toString() ?? "");
+      expect(puts.indexOf(narinfo.url)).toBeLessThan(at);
+      for (const ref of info.references.filter((r) => r !== info.path)) {
+        expect(puts.indexOf(`${ref.slice(11, 43)}.narinfo`)).toBeLessThan(at);
+      }
+    }
+  });
+
+  it("leaves no narinfo whose closure is incomplete when an upload fails", async () => {
+    const closure = await queryClosure([root]);
+    const lib = closure.find((p) => p.path.endsWith("-nixship-fixture-lib"));
+    expect(lib).toBeDefined();
+    const inner = new FsStore(join(work, "failing"));
+    // Fail the upload of the library's NAR (the only NAR over 1 MB in the fixture).
+    const { store } = recording(
+      inner,
+      (key, body) =>
+        key.startsWith("nar/") && !(body instanceof Uint8Array && body.length < 1_000_000),
+    );
+    await expect(
+      pushClosure({
+        store,
+        roots: [root],
+        key: generateSecretKey("k"),
+        compression: "none",
+        jobs: 1,
+      }),
+    ).rejects.toThrow(/injected failure/);
+    for (const info of closure) {
+      const present = (await inner.head(`${info.path.slice(11, 43)}.narinfo`)) !== undefined;
+      const dependsOnLib =
+        info.path !== lib?.path &&
+        (await queryClosure([info.path])).some((p) => p.path === lib?.path);
+      if (info.path === lib?.path || dependsOnLib) expect(present, info.path).toBe(false);
+    }
+  });
+});
