@@ -9,7 +9,17 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
-import { hasGnuTime, type Measurement, measure } from "./measure.js";
+import { hasGnuTime, measure } from "./measure.js";
+import {
+  COMPRESSIONS,
+  type Compression,
+  mb,
+  report,
+  type Sample,
+  summarise,
+  TOOLS,
+  type Tool,
+} from "./report.js";
 import {
   buildSyntheticClosure,
   type ClosureStats,
@@ -20,19 +30,6 @@ import {
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 // Never a substituter: nothing here may leave the machine.
 const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
-const TOOLS = ["nixship", "nix copy"] as const;
-const COMPRESSIONS = ["zstd", "none"] as const;
-const RSS_TARGET = 300e6;
-
-type Tool = (typeof TOOLS)[number];
-type Compression = (typeof COMPRESSIONS)[number];
-
-interface Sample {
-  readonly tool: Tool;
-  readonly compression: Compression;
-  readonly m: Measurement;
-  readonly outputBytes: number;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
@@ -67,39 +64,49 @@ async function main(): Promise<void> {
     ).trim();
 
     console.log(
-      "\nThe page cache is not dropped (that needs root and disturbs the machine); instead every" +
-        "\npath is read once (nix-store --export > /dev/null), so all runs read from the page cache.",
+      "\nThe page cache is not dropped (that would disturb the whole machine); instead every path" +
+        "\nis read once first (nix-store --export > /dev/null), so all runs read from the page cache.",
     );
     await warmPageCache(stats.paths, ENV);
 
-    console.log(
-      `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.`,
-    );
-    const samples: Sample[] = [];
-    let kept: string | undefined;
-    for (let r = 0; r < runs; r++) {
-      for (const compression of COMPRESSIONS) {
-        const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
-        for (const tool of order) {
-          const cache = await mkdtemp(join(work, "cache-"));
-          const sample = await pushOnce(tool, compression, cache, secret, stats);
-          samples.push(sample);
-          console.log(
-            `  run ${r + 1}/${runs}  ${tool.padEnd(8)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
-              `  ${mbps(stats.narBytes, sample.m.seconds)}  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
-          );
-          if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
-          else await rm(cache, { recursive: true, force: true });
-        }
-      }
-    }
-
+    const { samples, kept } = await runVariants(runs, stats, secret, work);
     console.log(`  (${loadAverage()})`);
     console.log(`\n${report(summarise(samples), stats)}`);
     if (kept) await checkWithNix(kept, join(work, "verify-store"), top, pub);
   } finally {
     cleanUp();
   }
+}
+
+/** Every variant `runs` times, the two tools in turn first; keeps one nixship zstd cache. */
+async function runVariants(
+  runs: number,
+  stats: ClosureStats,
+  secret: string,
+  work: string,
+): Promise<{ samples: Sample[]; kept: string | undefined }> {
+  console.log(
+    `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.`,
+  );
+  const samples: Sample[] = [];
+  let kept: string | undefined;
+  for (let r = 0; r < runs; r++) {
+    for (const compression of COMPRESSIONS) {
+      const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+      for (const tool of order) {
+        const cache = await mkdtemp(join(work, "cache-"));
+        const sample = await pushOnce(tool, compression, cache, secret, stats);
+        samples.push(sample);
+        console.log(
+          `  run ${r + 1}/${runs}  ${tool.padEnd(8)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
+            `  ${mbps(stats.narBytes, sample.m.seconds)}  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
+        );
+        if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
+        else await rm(cache, { recursive: true, force: true });
+      }
+    }
+  }
+  return { samples, kept };
 }
 
 async function pushOnce(
@@ -149,93 +156,6 @@ async function pushOnce(
     throw new Error(`${tool} wrote ${narinfos} narinfos for ${stats.paths.length} paths`);
   }
   return { tool, compression, m, outputBytes: await treeBytes(cache) };
-}
-
-interface Variant {
-  readonly tool: Tool;
-  readonly compression: Compression;
-  readonly bestSeconds: number;
-  readonly medianSeconds: number;
-  readonly medianCpuSeconds: number;
-  /** Maxima over the runs. */
-  readonly maxRssBytes: number;
-  readonly treePeakRssBytes: number;
-  readonly outputBytes: number;
-}
-
-function summarise(samples: readonly Sample[]): Variant[] {
-  return COMPRESSIONS.flatMap((compression) =>
-    TOOLS.map((tool) => {
-      const mine = samples.filter((s) => s.tool === tool && s.compression === compression);
-      const seconds = sorted(mine.map((s) => s.m.seconds));
-      return {
-        tool,
-        compression,
-        bestSeconds: seconds[0] ?? Number.NaN,
-        medianSeconds: medianOf(seconds),
-        medianCpuSeconds: medianOf(sorted(mine.map((s) => s.m.cpuSeconds ?? Number.NaN))),
-        maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
-        treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
-        outputBytes: Math.max(...mine.map((s) => s.outputBytes)),
-      };
-    }),
-  );
-}
-
-function report(variants: readonly Variant[], stats: ClosureStats): string {
-  const header = [
-    "tool",
-    "compr.",
-    "best s",
-    "median s",
-    "best MB/s",
-    "median MB/s",
-    "median CPU s",
-  ];
-  const rows = variants.map((v) => [
-    v.tool,
-    v.compression,
-    v.bestSeconds.toFixed(2),
-    v.medianSeconds.toFixed(2),
-    (stats.narBytes / 1e6 / v.bestSeconds).toFixed(1),
-    (stats.narBytes / 1e6 / v.medianSeconds).toFixed(1),
-    v.medianCpuSeconds.toFixed(2),
-    mb(v.maxRssBytes),
-    mb(v.treePeakRssBytes),
-    mb(v.outputBytes),
-  ]);
-  const find = (tool: Tool, c: Compression): Variant | undefined =>
-    variants.find((v) => v.tool === tool && v.compression === c);
-  const ratio = (c: Compression, of: (v: Variant) => number): number =>
-    of(find("nix copy", c) as Variant) / of(find("nixship", c) as Variant);
-  const ratios = (c: Compression): string =>
-    `${c}  best ${ratio(c, (v) => v.bestSeconds).toFixed(2)}x  median ${ratio(c, (v) => v.medianSeconds).toFixed(2)}x`;
-  const zstd = ratio("zstd", (v) => v.medianSeconds);
-  const none = ratio("none", (v) => v.medianSeconds);
-  const rss = Math.max(
-    ...variants.filter((v) => v.tool === "nixship").map((v) => v.treePeakRssBytes),
-  );
-  const targets: [boolean, string, string][] = [
-    [zstd >= 2, "nixship at least 2x faster than nix copy, zstd level 3", `${zstd.toFixed(2)}x`],
-    [none >= 1, "nixship not slower than nix copy, no compression", `${none.toFixed(2)}x`],
-    [rss < RSS_TARGET, `nixship tree peak RSS under ${mb(RSS_TARGET)}`, mb(rss)],
-  ];
-  return [
-    `Closure: ${stats.paths.length} paths, ${mb(stats.narBytes)} of NAR, ${stats.files} files.`,
-    "MB = 10^6 bytes; MB/s = NAR bytes / wall seconds; wall time includes process start-up.",
-    "",
-    table([[...header, "max RSS 1 proc", "tree peak RSS", "output"], ...rows]),
-    "",
-    "CPU s: user + system time of the process and its children (GNU time %U + %S).",
-    "max RSS 1 proc: GNU time %M, the largest RSS of any single process (node or one zstd child).",
-    "tree peak RSS: the RSS of the process and all its children summed, sampled every 50 ms.",
-    "RSS and output columns are maxima over the runs.",
-    "",
-    `nix copy time / nixship time:  ${ratios("zstd")}   ${ratios("none")}`,
-    "",
-    "Targets (on median times; printed, not asserted):",
-    ...targets.map(([ok, what, got]) => `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(56)} ${got}`),
-  ].join("\n");
 }
 
 /** `nix copy --from` the nixship cache into an empty store, trusting only our key. */
@@ -304,33 +224,6 @@ async function treeBytes(path: string): Promise<number> {
   let sum = 0;
   for (const name of await readdir(path)) sum += await treeBytes(join(path, name));
   return sum;
-}
-
-function sorted(values: readonly number[]): number[] {
-  return [...values].sort((a, b) => a - b);
-}
-
-function medianOf(ascending: readonly number[]): number {
-  const mid = Math.floor(ascending.length / 2);
-  const hi = ascending[mid] ?? Number.NaN;
-  return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
-}
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
-  const line = (r: readonly string[]): string =>
-    r
-      .map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
-      .join("  ");
-  return [
-    line(rows[0] ?? []),
-    widths.map((w) => "-".repeat(w)).join("  "),
-    ...rows.slice(1).map(line),
-  ].join("\n");
-}
-
-function mb(bytes: number): string {
-  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
 }
 
 function mbps(bytes: number, seconds: number): string {

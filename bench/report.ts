@@ -1,0 +1,127 @@
+// The benchmark's figures: runs summarised per tool and compression, the comparison table,
+// the nix copy / nixship ratios and the targets, as plain text.
+import type { Measurement } from "./measure.js";
+import type { ClosureStats } from "./synthetic-closure.js";
+
+export const TOOLS = ["nixship", "nix copy"] as const;
+export const COMPRESSIONS = ["zstd", "none"] as const;
+const RSS_TARGET = 300e6;
+
+export type Tool = (typeof TOOLS)[number];
+export type Compression = (typeof COMPRESSIONS)[number];
+
+export interface Sample {
+  readonly tool: Tool;
+  readonly compression: Compression;
+  readonly m: Measurement;
+  readonly outputBytes: number;
+}
+
+interface Variant {
+  readonly tool: Tool;
+  readonly compression: Compression;
+  readonly bestSeconds: number;
+  readonly medianSeconds: number;
+  readonly medianCpuSeconds: number;
+  /** Maxima over the runs. */
+  readonly maxRssBytes: number;
+  readonly treePeakRssBytes: number;
+  readonly outputBytes: number;
+}
+
+export function summarise(samples: readonly Sample[]): Variant[] {
+  return COMPRESSIONS.flatMap((compression) =>
+    TOOLS.map((tool) => {
+      const mine = samples.filter((s) => s.tool === tool && s.compression === compression);
+      const seconds = sorted(mine.map((s) => s.m.seconds));
+      return {
+        tool,
+        compression,
+        bestSeconds: seconds[0] ?? Number.NaN,
+        medianSeconds: medianOf(seconds),
+        medianCpuSeconds: medianOf(sorted(mine.map((s) => s.m.cpuSeconds ?? Number.NaN))),
+        maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
+        treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
+        outputBytes: Math.max(...mine.map((s) => s.outputBytes)),
+      };
+    }),
+  );
+}
+
+export function report(variants: readonly Variant[], stats: ClosureStats): string {
+  const header = ["tool", "compr.", "best s", "median s", "best MB/s", "median MB/s"];
+  header.push("median CPU s", "max RSS 1 proc", "tree peak RSS", "output");
+  const rows = variants.map((v) => [
+    v.tool,
+    v.compression,
+    v.bestSeconds.toFixed(2),
+    v.medianSeconds.toFixed(2),
+    (stats.narBytes / 1e6 / v.bestSeconds).toFixed(1),
+    (stats.narBytes / 1e6 / v.medianSeconds).toFixed(1),
+    v.medianCpuSeconds.toFixed(2),
+    mb(v.maxRssBytes),
+    mb(v.treePeakRssBytes),
+    mb(v.outputBytes),
+  ]);
+  const pick = (tool: Tool, c: Compression, of: (v: Variant) => number): number => {
+    const v = variants.find((x) => x.tool === tool && x.compression === c);
+    return v ? of(v) : Number.NaN;
+  };
+  const ratio = (c: Compression, of: (v: Variant) => number): number =>
+    pick("nix copy", c, of) / pick("nixship", c, of);
+  const ratios = (c: Compression): string =>
+    `${c}  best ${ratio(c, (v) => v.bestSeconds).toFixed(2)}x  median ${ratio(c, (v) => v.medianSeconds).toFixed(2)}x`;
+  const zstd = ratio("zstd", (v) => v.medianSeconds);
+  const none = ratio("none", (v) => v.medianSeconds);
+  const rss = Math.max(
+    ...variants.filter((v) => v.tool === "nixship").map((v) => v.treePeakRssBytes),
+  );
+  const targets: [boolean, string, string][] = [
+    [zstd >= 2, "nixship at least 2x faster than nix copy, zstd level 3", `${zstd.toFixed(2)}x`],
+    [none >= 1, "nixship not slower than nix copy, no compression", `${none.toFixed(2)}x`],
+    [rss < RSS_TARGET, `nixship tree peak RSS under ${mb(RSS_TARGET)}`, mb(rss)],
+  ];
+  return [
+    `Closure: ${stats.paths.length} paths, ${mb(stats.narBytes)} of NAR, ${stats.files} files.`,
+    "MB = 10^6 bytes; MB/s = NAR bytes / wall seconds; wall time includes process start-up.",
+    "",
+    table([header, ...rows]),
+    "",
+    "CPU s: user + system time of the process and its children (GNU time %U + %S).",
+    "max RSS 1 proc: GNU time %M, the largest RSS of any single process (node or one zstd child).",
+    "tree peak RSS: the RSS of the process and all its children summed, sampled every 50 ms.",
+    "RSS and output columns are maxima over the runs.",
+    "",
+    `nix copy time / nixship time:  ${ratios("zstd")}   ${ratios("none")}`,
+    "",
+    "Targets (on median times; printed, not asserted):",
+    ...targets.map(([ok, what, got]) => `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(56)} ${got}`),
+  ].join("\n");
+}
+
+function sorted(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
+}
+
+function medianOf(ascending: readonly number[]): number {
+  const mid = Math.floor(ascending.length / 2);
+  const hi = ascending[mid] ?? Number.NaN;
+  return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
+  const line = (r: readonly string[]): string =>
+    r
+      .map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
+      .join("  ");
+  return [
+    line(rows[0] ?? []),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}
+
+export function mb(bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
+}
