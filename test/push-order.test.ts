@@ -1,9 +1,8 @@
 // The push commit point: a narinfo is written only after its NAR and after the narinfos of
 // its references, so a push that fails midway leaves only complete closures in the cache.
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryClosure } from "../src/cache/local-nix.js";
 import { pushClosure } from "../src/cache/push.js";
@@ -13,13 +12,11 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { readAll } from "../src/store/helpers.js";
 import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
+import { runOk } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 /** A real FsStore that records the order of puts and can be told to fail one of them. */
-function recording(
-  inner: ObjectStore,
-  failWhen?: (key: string, body: Readable | Uint8Array) => boolean,
-) {
+function recording(inner: ObjectStore, failWhen?: (key: string) => boolean) {
   const puts: string[] = [];
   const store: ObjectStore = {
     url: inner.url,
@@ -28,8 +25,8 @@ function recording(
     list: (p, o) => inner.list(p, o),
     delete: (k) => inner.delete(k),
     close: () => inner.close(),
-    async put(key: string, body: Readable | Uint8Array, options?: PutOptions) {
-      if (failWhen?.(key, body)) throw new Error(`injected failure writing ${key}`);
+    async put(key: string, body: Parameters<ObjectStore["put"]>[1], options?: PutOptions) {
+      if (failWhen?.(key)) throw new Error(`injected failure writing ${key}`);
       const result = await inner.put(key, body, options);
       puts.push(key);
       return result;
@@ -77,12 +74,9 @@ describe("push commit order", () => {
     const lib = closure.find((p) => p.path.endsWith("-nixship-fixture-lib"));
     expect(lib).toBeDefined();
     const inner = new FsStore(join(work, "failing"));
-    // Fail the upload of the library's NAR (the only NAR over 1 MB in the fixture).
-    const { store } = recording(
-      inner,
-      (key, body) =>
-        key.startsWith("nar/") && !(body instanceof Uint8Array && body.length < 1_000_000),
-    );
+    // Fail the upload of the library's NAR; uncompressed, its key is nar/<NarHash>.nar.
+    const libNar = `nar/${lib?.narHash.nix32}.nar`;
+    const { store } = recording(inner, (key) => key === libNar);
     await expect(
       pushClosure({
         store,
@@ -100,4 +94,37 @@ describe("push commit order", () => {
       if (info.path === lib?.path || dependsOnLib) expect(present, info.path).toBe(false);
     }
   });
+});
+
+describe("push refuses a path whose files no longer match Nix's record", () => {
+  for (const compression of ["none", "zstd"] as const) {
+    it(`stores nothing for it (${compression})`, async () => {
+      // A separate Nix store whose files we may corrupt, unlike the real /nix/store.
+      const chroot = join(work, `chroot-${compression}`);
+      await runOk("nix", ["copy", "--no-check-sigs", "--to", chroot, root]);
+      const closure = await queryClosure([root], { store: chroot });
+      const lib = closure.find((p) => p.path.endsWith("-nixship-fixture-lib"));
+      const data = join(chroot, lib?.path ?? "", "lib/data.txt");
+      await chmod(data, 0o644);
+      await writeFile(data, "library v2\n");
+      const cache = join(work, `mismatch-${compression}`);
+      const store = new FsStore(cache);
+      await expect(
+        pushClosure({
+          store,
+          roots: [root],
+          key: generateSecretKey("k"),
+          compression,
+          jobs: 2,
+          nix: { store: chroot },
+        }),
+      ).rejects.toThrow(
+        /nixship-fixture-lib: the NAR read from disk .* differs from what Nix recorded/,
+      );
+      const keys = (await store.list("")).objects.map((o) => o.key);
+      expect(keys).not.toContain(`${lib?.path.slice(11, 43)}.narinfo`);
+      if (compression === "none") expect(keys).not.toContain(`nar/${lib?.narHash.nix32}.nar`);
+      expect(keys.filter((k) => k.includes("tmp"))).toEqual([]);
+    });
+  }
 });

@@ -1,4 +1,5 @@
-// NAR compression through Debian's own zstd and xz binaries, as streams (Node 20 has no zstd).
+// Compression through Debian's own binaries, as streams: xz and bzip2 for pushing (zstd is
+// compressed in-process, see nar-pipeline.ts), and every format for decompressing.
 import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
@@ -15,7 +16,7 @@ const COMMAND: Record<Exclude<Compression, "none">, string> = {
 
 export interface CompressOptions {
   readonly level?: number;
-  /** Worker threads inside one compressor (only zstd and xz use them). */
+  /** Threads inside one xz compressor (zstd parallelises by frames instead). */
   readonly threads?: number;
 }
 
@@ -59,11 +60,7 @@ export function compressor(kind: Compression, options: CompressOptions = {}): Du
   const level = options.level ?? DEFAULT_LEVEL[kind];
   const threads = Math.max(1, options.threads ?? 1);
   const args =
-    kind === "zstd"
-      ? ["-q", "-c", `-${level}`, `-T${threads}`]
-      : kind === "xz"
-        ? ["-q", "-c", `-${level}`, `-T${threads}`]
-        : ["-q", "-c", `-${level}`];
+    kind === "xz" ? ["-q", "-c", `-${level}`, `-T${threads}`] : ["-q", "-c", `-${level}`];
   return child(COMMAND[kind], args, `compress with ${kind}`);
 }
 

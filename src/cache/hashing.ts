@@ -19,8 +19,11 @@ export class HashingStream extends Transform {
     done(null, chunk);
   }
 
-  /** Valid once the stream has ended. */
+  private result: { hash: Sha256; size: number } | undefined;
+
+  /** Valid once the stream has ended; may be called more than once. */
   digest(): { hash: Sha256; size: number } {
-    return { hash: new Sha256(this.hash.digest()), size: this.count };
+    this.result ??= { hash: new Sha256(this.hash.digest()), size: this.count };
+    return this.result;
   }
 }

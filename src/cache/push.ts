@@ -3,20 +3,18 @@
 // narinfo, only once the path's references are committed, so the cache is never inconsistent.
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
-import { OperationError } from "../errors.js";
+import { PassThrough } from "node:stream";
 import { type PathInfo, referencesFirst } from "../nix/closure.js";
+import type { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
-import { dumpPathStream } from "../nix/nar-encode.js";
 import { type Compression, formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { mapLimit } from "../util/pool.js";
+import { mapLimit, Semaphore } from "../util/pool.js";
 import { ensureCacheInfo } from "./cache-info.js";
-import { compressor } from "./compression.js";
-import { HashingStream } from "./hashing.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
+import { FRAME_SIZE, NarMismatchError, writeNar } from "./nar-pipeline.js";
 import { Spool } from "./spool.js";
 
 export interface PushOptions {
@@ -61,10 +59,9 @@ export interface PushSummary {
   readonly pushedPaths: readonly StorePath[];
 }
 
+const NAR_TYPE = "application/x-nix-nar";
 /** Memory each in-flight path may use to hold its compressed NAR before spilling to disk. */
-const SPOOL_MEMORY = 8 << 20;
-/** NARs at least this large get a multi-threaded compressor of their own. */
-const BIG_NAR = 32 << 20;
+const SPOOL_MEMORY = 16 << 20;
 
 export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const started = performance.now();
@@ -86,29 +83,41 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
 
   // One gate per path, opened when its narinfo is committed: a narinfo goes in only after
-  // the narinfos of its references, so a cache interrupted mid-push holds only whole closures.
+  // its NAR is stored and after the narinfos of its references, so a cache interrupted
+  // mid-push holds only whole closures.
   const gates = new Map(todo.map((p) => [p.path, gate()]));
+  // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
+  // with a bounded number of NARs waiting to be stored.
+  const storing = new Semaphore(jobs * 2);
   let fileBytes = 0;
-  const threads = availableParallelism();
   const commits: Promise<void>[] = [];
-  await mapLimit(todo, jobs, async (info) => {
+  const writes: Promise<void>[] = [];
+  const pushing = mapLimit(todo, jobs, async (info) => {
     const own = gates.get(info.path) as Gate;
     try {
-      const uploaded = await uploadNar(info, options, info.narSize >= BIG_NAR ? threads : 1, emit);
-      fileBytes += uploaded.fileSize ?? 0;
-      const refs = info.references.filter((r) => r !== info.path && gates.has(r));
-      const commit = Promise.all(refs.map((r) => gates.get(r)?.promise)).then(async () => {
-        const signed = signNarInfo(uploaded, options.key);
-        await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
-          contentType: "text/x-nix-narinfo",
-        });
-        emit({
-          type: "path-pushed",
-          path: info.path,
-          narSize: info.narSize,
-          fileSize: uploaded.fileSize ?? 0,
-        });
+      const release = await storing.acquire();
+      const { narInfo, stored } = await produceNar(info, options, emit).catch((err) => {
+        release();
+        throw err;
       });
+      stored.then(release, release);
+      writes.push(stored);
+      fileBytes += narInfo.fileSize ?? 0;
+      const refs = info.references.filter((r) => r !== info.path && gates.has(r));
+      const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
+        async () => {
+          const signed = signNarInfo(narInfo, options.key);
+          await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
+            contentType: "text/x-nix-narinfo",
+          });
+          emit({
+            type: "path-pushed",
+            path: info.path,
+            narSize: info.narSize,
+            fileSize: narInfo.fileSize ?? 0,
+          });
+        },
+      );
       commit.then(own.open, own.fail);
       commits.push(commit);
     } catch (err) {
@@ -116,6 +125,12 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       throw err;
     }
   });
+  try {
+    await pushing;
+  } finally {
+    // Whatever happens, nothing is still writing to the cache once push returns.
+    await Promise.allSettled([...writes, ...commits]);
+  }
   await Promise.all(commits);
 
   const seconds = (performance.now() - started) / 1000;
@@ -137,60 +152,92 @@ function physicalPath(path: StorePath, nix: NixOptions | undefined): string {
   return nix?.store?.startsWith("/") ? join(nix.store, path) : path;
 }
 
-async function uploadNar(
+interface ProducedNar {
+  readonly narInfo: NarInfo;
+  /** Settles when the NAR object is stored (or found already there). */
+  readonly stored: Promise<void>;
+}
+
+/**
+ * Serialises, checks and compresses one path. Uncompressed, the object's name is known before
+ * reading (FileHash is the NarHash Nix recorded), so the NAR streams straight into the store
+ * and a mismatch aborts the write. Compressed, the name depends on the output, so the output
+ * is spooled first and stored in the background.
+ */
+async function produceNar(
   info: PathInfo,
   options: PushOptions,
-  threads: number,
   emit: (e: PushEvent) => void,
-): Promise<NarInfo> {
-  const narHasher = new HashingStream((n) => emit({ type: "bytes", narBytes: n }));
-  const fileHasher = new HashingStream();
-  const spool = new Spool(SPOOL_MEMORY);
-  try {
-    await pipeline(
-      dumpPathStream(physicalPath(info.path, options.nix)),
-      narHasher,
-      compressor(options.compression, {
-        ...(options.level ? { level: options.level } : {}),
-        threads,
-      }),
-      fileHasher,
-      spool,
-    );
-    const nar = narHasher.digest();
-    if (!nar.hash.equals(info.narHash) || nar.size !== info.narSize) {
-      throw new OperationError(
-        "nar-hash-mismatch",
-        `${info.path}: the NAR read from disk (${nar.hash}, ${nar.size} bytes) differs from what Nix recorded (${info.narHash}, ${info.narSize} bytes)`,
-        {
-          hint: `the store path may be corrupted; check it with 'nix-store --verify-path ${info.path}'`,
-        },
+): Promise<ProducedNar> {
+  const { store, compression } = options;
+  const pipelineOptions = {
+    compression,
+    expected: { hash: info.narHash, size: info.narSize },
+    label: info.path,
+    onBytes: (n: number) => emit({ type: "bytes", narBytes: n }),
+    ...(options.level !== undefined ? { level: options.level } : {}),
+  };
+  const source = physicalPath(info.path, options.nix);
+  const describe = (fileHash: Sha256, fileSize: number): NarInfo => ({
+    storePath: info.path,
+    url: narKey(fileHash, compression),
+    compression,
+    fileHash,
+    fileSize,
+    narHash: info.narHash,
+    narSize: info.narSize,
+    references: info.references,
+    deriver: info.deriver,
+    sigs: [],
+    ca: info.ca,
+  });
+
+  if (compression === "none") {
+    const narInfo = describe(info.narHash, info.narSize);
+    if ((await store.head(narInfo.url))?.size === info.narSize) {
+      emit({ type: "bytes", narBytes: info.narSize });
+      return { narInfo, stored: Promise.resolve() };
+    }
+    const body = new PassThrough({ highWaterMark: FRAME_SIZE });
+    const stored = store
+      .put(narInfo.url, body, { size: info.narSize, contentType: NAR_TYPE })
+      .then(() => {});
+    // A store that fails without reading the body must not leave the writer waiting on it.
+    stored.catch(() => body.destroy());
+    try {
+      await writeNar(source, body, pipelineOptions);
+    } catch (err) {
+      // If the store failed first, its error is the cause; a mismatch is always our own.
+      if (err instanceof NarMismatchError) throw err;
+      throw await stored.then(
+        () => err,
+        (storeError: unknown) => storeError,
       );
     }
-    const file = fileHasher.digest();
-    const key = narKey(file.hash, options.compression);
-    const existing = await options.store.head(key);
-    if (existing?.size !== file.size) {
-      await options.store.put(key, spool.contents(), {
-        size: file.size,
-        contentType: "application/x-nix-nar",
-      });
-    }
-    return {
-      storePath: info.path,
-      url: key,
-      compression: options.compression,
-      fileHash: file.hash,
-      fileSize: file.size,
-      narHash: info.narHash,
-      narSize: info.narSize,
-      references: info.references,
-      deriver: info.deriver,
-      sigs: [],
-      ca: info.ca,
-    };
-  } finally {
+    return { narInfo, stored };
+  }
+
+  const spool = new Spool(SPOOL_MEMORY);
+  try {
+    const { file } = await writeNar(source, spool, pipelineOptions);
+    const narInfo = describe(file.hash, file.size);
+    const stored = (async () => {
+      try {
+        if ((await store.head(narInfo.url))?.size !== file.size) {
+          await store.put(narInfo.url, spool.contents(), {
+            size: file.size,
+            contentType: NAR_TYPE,
+          });
+        }
+      } finally {
+        await spool.dispose();
+      }
+    })();
+    stored.catch(() => {});
+    return { narInfo, stored };
+  } catch (err) {
     await spool.dispose();
+    throw err;
   }
 }
 

@@ -48,8 +48,13 @@ export function dumpPathStream(path: string): Readable {
   return Readable.from(dumpChunks(path), { objectMode: false });
 }
 
-function* dumpChunks(path: string): Generator<Buffer> {
-  const out = new ChunkWriter();
+/**
+ * The NAR of `path` as a synchronous sequence of chunks. With `chunkSize`, every chunk but the
+ * last is exactly that long (callers that compress chunks as independent frames want that);
+ * otherwise chunks are sized for streaming. Chunks are fresh buffers the caller may keep.
+ */
+export function* dumpChunks(path: string, chunkSize?: number): Generator<Buffer> {
+  const out = new ChunkWriter(chunkSize);
   out.put(HEADER);
   const root = Buffer.from(path);
   yield* dumpNode(root, kindOf(lstatSync(root)), out);
@@ -108,7 +113,7 @@ function* dumpRegular(path: Buffer, out: ChunkWriter): Generator<Buffer> {
     let left = size;
     while (left > 0) {
       if (out.pos === out.buf.length) {
-        out.rotate(left >= BIG_CHUNK ? BIG_CHUNK : CHUNK);
+        out.rotate(out.fixedSize ?? (left >= BIG_CHUNK ? BIG_CHUNK : CHUNK));
         yield* out.drain();
       }
       const n = readSync(fd, out.buf, out.pos, Math.min(left, out.buf.length - out.pos), null);
@@ -128,14 +133,18 @@ function changed(path: Buffer, what: string): InputError {
 
 /** Packs tokens into fresh buffers; a chunk is never written to again once handed out. */
 class ChunkWriter {
-  buf = Buffer.allocUnsafe(CHUNK);
+  buf: Buffer;
   pos = 0;
   private ready: Buffer[] = [];
+
+  constructor(readonly fixedSize?: number) {
+    this.buf = Buffer.allocUnsafe(fixedSize ?? CHUNK);
+  }
 
   put(bytes: Uint8Array): void {
     let from = 0;
     while (from < bytes.length) {
-      if (this.pos === this.buf.length) this.rotate(CHUNK);
+      if (this.pos === this.buf.length) this.rotate(this.fixedSize ?? CHUNK);
       const n = Math.min(bytes.length - from, this.buf.length - this.pos);
       this.buf.set(
         from === 0 && n === bytes.length ? bytes : bytes.subarray(from, from + n),

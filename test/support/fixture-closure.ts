@@ -1,5 +1,5 @@
 // A small closure built by the real local Nix: three paths that reference each other, with
-// executables, symlinks (one dangling), an empty directory, an empty file and a 3 MB file.
+// executables, symlinks (one dangling), an empty directory, an empty file and a 9 MB file (more than two 4 MiB zstd frames).
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +18,7 @@ let
     mkdir -p $out/lib $out/empty
     echo "library v1" > $out/lib/data.txt
     : > $out/lib/empty-file
-    yes 0123456789abcdef | head -c 3000000 > $out/lib/big.bin
+    yes 0123456789abcdef | head -c 9000000 > $out/lib/big.bin
   '';
   tool = mk "nixship-fixture-tool" ''
     mkdir -p $out/bin
