@@ -117,7 +117,7 @@ async function pushOnce(
   stats: ClosureStats,
 ): Promise<Sample> {
   const m =
-    tool === "nixship"
+    tool !== "nix copy"
       ? await measure(
           process.execPath,
           [
@@ -125,7 +125,7 @@ async function pushOnce(
             "push",
             stats.top,
             "--to",
-            `file://${cache}`,
+            `file://${cache}${tool === "nixship nosync" ? "?fsync=false" : ""}`,
             "--key",
             secret,
             "--compression",
@@ -145,7 +145,7 @@ async function pushOnce(
           ENV,
         );
   if (m.code !== 0) throw new Error(`${tool} (${compression}) exited ${m.code}:\n${m.stderrTail}`);
-  if (tool === "nixship") {
+  if (tool !== "nix copy") {
     const summary = JSON.parse(m.stdout) as PushSummary;
     if (summary.pushed !== stats.paths.length || summary.narBytes !== stats.narBytes) {
       throw new Error(`nixship pushed ${summary.pushed} paths, ${summary.narBytes} NAR bytes`);

@@ -17,7 +17,7 @@ describe("parseStoreUrl", () => {
     ["/srv//cache/./x/../", "/srv/cache"],
     ["/", "/"],
   ])("reads %s as a directory", (text, root) => {
-    expect(parseStoreUrl(text, ENV)).toEqual({ kind: "file", root });
+    expect(parseStoreUrl(text, ENV)).toEqual({ kind: "file", root, fsync: true });
   });
 
   it("reads an s3 URL with prefix and parameters", () => {
@@ -54,7 +54,8 @@ describe("parseStoreUrl", () => {
     ["gs://bucket", 'unknown scheme "gs:"'],
     ["file://host/srv", "name no host"],
     ["file:relative", 'starts with "file:///"'],
-    ["file:///srv?x=1", "no query"],
+    ["file:///srv?x=1", 'unknown parameter "x"'],
+    ["file:///srv?fsync=maybe", 'fsync must be true or false, not "maybe"'],
     ["file:///srv/a%2Fb", "must not include encoded / characters"],
     ["s3://Bad_Bucket", "not a valid bucket name"],
     ["s3://ab", "not a valid bucket name"],
@@ -121,5 +122,16 @@ describe("openStore", () => {
 
   it("rejects a bad URL with InputError", async () => {
     await expect(openStore("relative/dir")).rejects.toThrow(InputError);
+  });
+});
+
+describe("file URL durability", () => {
+  it("fsyncs by default and round-trips ?fsync=false", () => {
+    const url = parseStoreUrl("file:///srv/cache?fsync=false", ENV);
+    expect(url).toEqual({ kind: "file", root: "/srv/cache", fsync: false });
+    expect(formatStoreUrl(url)).toBe("file:///srv/cache?fsync=false");
+    expect(formatStoreUrl(parseStoreUrl("file:///srv/cache?fsync=true", ENV))).toBe(
+      "file:///srv/cache",
+    );
   });
 });

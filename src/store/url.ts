@@ -8,7 +8,12 @@ import { keyProblem } from "./keys.js";
 import type { ObjectStore } from "./object-store.js";
 
 export type StoreUrl =
-  | { readonly kind: "file"; readonly root: string }
+  | {
+      readonly kind: "file";
+      readonly root: string;
+      /** fsync each object before reporting it written (default); `?fsync=false` skips it. */
+      readonly fsync: boolean;
+    }
   | {
       readonly kind: "s3";
       readonly bucket: string;
@@ -20,7 +25,7 @@ export type StoreUrl =
     };
 
 const FORMS =
-  "accepted forms: file:///abs/dir, /abs/dir, s3://bucket[/prefix][?region=R&endpoint=URL&profile=P]";
+  "accepted forms: file:///abs/dir[?fsync=false], /abs/dir, s3://bucket[/prefix][?region=R&endpoint=URL&profile=P]";
 const S3_PARAMS = new Set(["region", "endpoint", "profile"]);
 // S3's bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a letter or digit.
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -32,7 +37,7 @@ export function parseStoreUrl(text: string, env: NodeJS.ProcessEnv = process.env
     new InputError("bad-store-url", `bad store URL "${redact(text)}": ${what}`, { hint: FORMS });
   if (text.startsWith("/")) {
     if (text.includes("\0")) throw bad("the path contains a NUL byte");
-    return { kind: "file", root: trimSlash(normalize(text)) };
+    return { kind: "file", root: trimSlash(normalize(text)), fsync: true };
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
   if (scheme === undefined) throw bad("it is neither an absolute path nor a URL");
@@ -51,7 +56,14 @@ function parseFileUrl(url: URL, text: string, bad: (what: string) => InputError)
   // WHATWG parsing reads `file:dir` and `file:/dir` as `file:///dir`; insist on the written form.
   if (!/^file:\/\//i.test(text)) throw bad('a file URL starts with "file:///"');
   if (url.host !== "") throw bad(`file URLs name no host (got "${url.host}"); use file:///abs/dir`);
-  if (url.search !== "" || url.hash !== "") throw bad("file URLs take no query or fragment");
+  if (url.hash !== "") throw bad("file URLs take no fragment");
+  let fsync = true;
+  for (const [name, value] of url.searchParams) {
+    if (name !== "fsync") throw bad(`unknown parameter "${name}" (file URLs take only fsync)`);
+    if (value !== "true" && value !== "false")
+      throw bad(`fsync must be true or false, not "${value}"`);
+    fsync = value === "true";
+  }
   let root: string;
   try {
     root = fileURLToPath(url);
@@ -59,7 +71,7 @@ function parseFileUrl(url: URL, text: string, bad: (what: string) => InputError)
     throw bad((err as Error).message);
   }
   if (!isAbsolute(root) || root.includes("\0")) throw bad("the path must be absolute");
-  return { kind: "file", root: trimSlash(normalize(root)) };
+  return { kind: "file", root: trimSlash(normalize(root)), fsync };
 }
 
 function parseS3Url(
@@ -131,7 +143,7 @@ function parseS3Url(
 
 /** The canonical text of a parsed URL: `file:///dir` or `s3://bucket/prefix?region=…`. */
 export function formatStoreUrl(url: StoreUrl): string {
-  if (url.kind === "file") return pathToFileURL(url.root).href;
+  if (url.kind === "file") return pathToFileURL(url.root).href + (url.fsync ? "" : "?fsync=false");
   const query = new URLSearchParams({ region: url.region });
   if (url.endpoint !== undefined) query.set("endpoint", url.endpoint);
   if (url.profile !== undefined) query.set("profile", url.profile);
@@ -146,7 +158,7 @@ export function formatStoreUrl(url: StoreUrl): string {
  */
 export async function openStore(text: string): Promise<ObjectStore> {
   const url = parseStoreUrl(text);
-  if (url.kind === "file") return new FsStore(url.root);
+  if (url.kind === "file") return new FsStore(url.root, { fsync: url.fsync });
   const { S3Store } = await import("./s3-store.js");
   return new S3Store({
     bucket: url.bucket,
