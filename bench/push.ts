@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
+import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { hasGnuTime, measure } from "./measure.js";
 import {
@@ -160,20 +161,7 @@ async function pushOnce(
 
 /** `nix copy --from` the nixship cache into an empty store, trusting only our key. */
 async function checkWithNix(cache: string, store: string, top: string, pub: string): Promise<void> {
-  const args = [
-    "copy",
-    "--from",
-    `file://${cache}`,
-    "--store",
-    store,
-    "--option",
-    "require-sigs",
-    "true",
-    "--option",
-    "trusted-public-keys",
-    pub,
-    top,
-  ];
+  const args = nixCopyFromArgs(`file://${cache}`, store, pub, top);
   const m = await measure("nix", args, ENV);
   const ok = m.code === 0;
   console.log(

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixStoreDump, nixship, run, runOk } from "./support/cli.js";
+import { nixCopyFrom, nixStoreDump, nixship, runOk } from "./support/cli.js";
 import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
 import { startCacheServer } from "./support/serve.js";
 
@@ -26,24 +26,6 @@ async function makeKey(name: string): Promise<{ secret: string; pub: string }> {
   const r = await nixship(["key", "generate", "--name", name, "--out", secret]);
   expect(r.code).toBe(0);
   return { secret, pub: r.stdout.trim() };
-}
-
-/** `nix copy --from` into a fresh store with require-sigs and only `pub` trusted. */
-function nixCopyFrom(from: string, storeDir: string, pub: string) {
-  return run("nix", [
-    "copy",
-    "--from",
-    from,
-    "--store",
-    storeDir,
-    "--option",
-    "require-sigs",
-    "true",
-    "--option",
-    "trusted-public-keys",
-    pub,
-    root,
-  ]);
 }
 
 describe("our cache works with Nix", () => {
@@ -69,7 +51,7 @@ describe("our cache works with Nix", () => {
       expect(summary.pushed).toBe(source.size);
 
       const store = join(work, `store-file-${compression}`);
-      const copy = await nixCopyFrom(`file://${cache}`, store, key.pub);
+      const copy = await nixCopyFrom(`file://${cache}`, store, key.pub, root);
       expect(copy.code, copy.stderr).toBe(0);
       const copied = await closureMeta(root, store);
       expect([...copied.values()]).toEqual([...source.values()]);
@@ -85,7 +67,7 @@ describe("our cache works with Nix", () => {
     const server = await startCacheServer(`file://${cache}`);
     try {
       const store = join(work, "store-http");
-      const copy = await nixCopyFrom(server.url, store, key.pub);
+      const copy = await nixCopyFrom(server.url, store, key.pub, root);
       expect(copy.code, copy.stderr).toBe(0);
       expect([...(await closureMeta(root, store)).values()]).toEqual([...source.values()]);
     } finally {

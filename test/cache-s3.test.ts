@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixStoreDump, nixship, run } from "./support/cli.js";
+import { nixCopyFrom, nixStoreDump, nixship } from "./support/cli.js";
 import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { startCacheServer } from "./support/serve.js";
@@ -39,20 +39,7 @@ describe("a cache in S3", () => {
     const server = await startCacheServer(cacheUrl);
     try {
       const store = join(work, "store");
-      const r = await run("nix", [
-        "copy",
-        "--from",
-        server.url,
-        "--store",
-        store,
-        "--option",
-        "require-sigs",
-        "true",
-        "--option",
-        "trusted-public-keys",
-        pub,
-        root,
-      ]);
+      const r = await nixCopyFrom(server.url, store, pub, root);
       expect(r.code, r.stderr).toBe(0);
       expect([...(await closureMeta(root, store)).values()]).toEqual([...source.values()]);
     } finally {

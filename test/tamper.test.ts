@@ -4,7 +4,7 @@ import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/pro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run } from "./support/cli.js";
+import { nixCopyFrom, nixship, run } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 import { startCacheServer } from "./support/serve.js";
 
@@ -162,20 +162,7 @@ describe.each(tamperings)("%s", (label, tamper, message, trustedKey) => {
     const server = await startCacheServer(`file://${cache}`);
     try {
       const store = join(work, `nix-${label.replace(/\W+/g, "-")}`);
-      const r = await run("nix", [
-        "copy",
-        "--from",
-        server.url,
-        "--store",
-        store,
-        "--option",
-        "require-sigs",
-        "true",
-        "--option",
-        "trusted-public-keys",
-        trusted,
-        root,
-      ]);
+      const r = await nixCopyFrom(server.url, store, trusted, root);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/lacks a valid signature|hash mismatch|not signed|NAR hash/i);
       const valid = await run("nix-store", ["--store", store, "--check-validity", root]);

@@ -1,10 +1,11 @@
 // `nixship fetch`: download a path and its closure, verified, then import or restore it.
-import { fetchAndImport, fetchAndRestore } from "../cache/fetch.js";
+import { type FetchSource, fetchAndImport, fetchAndRestore } from "../cache/fetch.js";
 import { UsageError } from "../errors.js";
 import { parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { ProgressLine } from "../ui/progress-line.js";
 import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
-import { readTrustedKeys } from "./keys-input.js";
+import { requireTrustedKeys } from "./keys-input.js";
 
 export const fetch: Command = {
   path: ["fetch"],
@@ -45,16 +46,24 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
       throw new UsageError("fetch: choose exactly one of --import and --restore DIR");
     }
     if (values.store && !values.import) throw new UsageError("fetch: --store goes with --import");
-    const trustedFlags = values["trusted-key"] ?? [];
-    if (trustedFlags.length === 0)
-      throw new UsageError("fetch: at least one --trusted-key is required");
-    const trusted = await readTrustedKeys(trustedFlags);
+    const trusted = await requireTrustedKeys(values["trusted-key"], "fetch");
     const root = parseStorePath(positionals[0] as string, "STORE_PATH").path;
     const store = await openStore(requireFlag(values.from, "--from", "fetch"));
     try {
-      const source = { store, trusted };
+      const line = new ProgressLine(io.stderr);
+      let total = 0;
+      let done = 0;
+      const source: FetchSource = {
+        store,
+        trusted,
+        onEvent: (event) => {
+          if (event.type === "closure") total = event.toFetch;
+          else done++;
+          line.update(`fetching: ${done}/${total} paths`);
+        },
+      };
       if (values.restore !== undefined) {
-        await fetchAndRestore(source, root, values.restore);
+        await fetchAndRestore(source, root, values.restore).finally(() => line.clear());
         if (values.json) writeJson(io, { path: root, restoredTo: values.restore });
         else io.stderr.write(`restored ${root} into ${values.restore}\n`);
       } else {

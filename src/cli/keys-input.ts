@@ -1,7 +1,7 @@
 // Reading keys named on the command line: secret key files, and trusted public keys given
 // either literally (`name:base64`) or as files holding one or more of them.
 import { readFile } from "node:fs/promises";
-import { InputError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import { type PublicKey, parsePublicKey, parseSecretKey, type SecretKey } from "../nix/keys.js";
 
 export async function readSecretKeyFile(file: string): Promise<SecretKey> {
@@ -40,4 +40,18 @@ export async function readTrustedKeys(values: readonly string[]): Promise<Public
     }
   }
   return keys;
+}
+
+/** The keys of a command's `--trusted-key` flags, at least one being required. */
+export async function requireTrustedKeys(
+  flags: readonly string[] | undefined,
+  command: string,
+): Promise<PublicKey[]> {
+  if (!flags || flags.length === 0) {
+    throw new UsageError(
+      `${command}: at least one --trusted-key is required`,
+      `see 'nixship ${command} --help'`,
+    );
+  }
+  return readTrustedKeys(flags);
 }

@@ -1,10 +1,10 @@
 // `nixship verify`: check a cache's signatures and content, problem by problem.
 import { verifyCache } from "../cache/verify.js";
-import { UsageError } from "../errors.js";
 import { parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { ProgressLine } from "../ui/progress-line.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
-import { readTrustedKeys } from "./keys-input.js";
+import { requireTrustedKeys } from "./keys-input.js";
 
 export const verify: Command = {
   path: ["verify"],
@@ -36,15 +36,25 @@ Exit codes: 0 all good, 1 problems found, 2 bad usage or input.`,
       },
       "verify",
     );
-    const trustedFlags = values["trusted-key"] ?? [];
-    if (trustedFlags.length === 0)
-      throw new UsageError("verify: at least one --trusted-key is required");
-    const trusted = await readTrustedKeys(trustedFlags);
+    const trusted = await requireTrustedKeys(values["trusted-key"], "verify");
     const paths = positionals.map((p) => parseStorePath(p, "argument").path);
     const jobs = parseIntFlag(values.jobs, "--jobs", "verify") ?? 8;
     const store = await openStore(requireFlag(values.cache, "--cache", "verify"));
     try {
-      const report = await verifyCache({ store, trusted, paths, jobs });
+      const line = new ProgressLine(io.stderr);
+      let checked = 0;
+      let bad = 0;
+      const report = await verifyCache({
+        store,
+        trusted,
+        paths,
+        jobs,
+        onChecked: (_path, problems) => {
+          checked++;
+          if (problems.length > 0) bad++;
+          line.update(`verifying: ${checked} paths checked, ${bad} with problems`);
+        },
+      }).finally(() => line.clear());
       if (values.json) writeJson(io, { cache: store.url, ...report });
       else {
         for (const p of report.problems) io.stdout.write(`${p.kind}: ${p.message}\n`);

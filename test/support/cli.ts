@@ -62,3 +62,40 @@ export function nixStoreDump(path: string): Buffer {
   if (r.status !== 0) throw new Error(`nix-store --dump ${path} failed: ${r.stderr.toString()}`);
   return r.stdout;
 }
+
+/**
+ * The arguments of a stock `nix copy --from CACHE` into a separate store, with signatures
+ * required and only `trustedKey` trusted: how every test (and the benchmark) asks Nix itself
+ * to judge a cache.
+ */
+export function nixCopyFromArgs(
+  from: string,
+  storeDir: string,
+  trustedKey: string,
+  path: string,
+): string[] {
+  return [
+    "copy",
+    "--from",
+    from,
+    "--store",
+    storeDir,
+    "--option",
+    "require-sigs",
+    "true",
+    "--option",
+    "trusted-public-keys",
+    trustedKey,
+    path,
+  ];
+}
+
+/** Runs `nix copy --from` as above. */
+export function nixCopyFrom(
+  from: string,
+  storeDir: string,
+  trustedKey: string,
+  path: string,
+): Promise<CliRun> {
+  return run("nix", nixCopyFromArgs(from, storeDir, trustedKey, path));
+}
