@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# Never reach out to a public substituter; no build users needed for this local demo.
-export NIX_CONFIG=$'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters ='
+# Never reach out to a public substituter; no build users needed for this local demo. Nix's
+# narinfo cache is off so that the tampering step below is judged on what the server serves.
+export NIX_CONFIG=$'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters =\nnarinfo-cache-positive-ttl = 0\nnarinfo-cache-negative-ttl = 0'
 nixship() { node dist/cli/bin.js "$@"; }
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
