@@ -72,3 +72,38 @@ describe("a cache in S3", () => {
     expect(JSON.parse(v.stdout)).toMatchObject({ checked: 0, problems: [] });
   });
 });
+
+describe("an uncompressed push to S3 (NARs streamed straight into the bucket)", () => {
+  it("verifies and is readable by Nix", async () => {
+    const url = `s3://${s3.bucket}/plain?region=us-east-1&endpoint=${s3.endpoint}`;
+    const secret = join(work, "plain.sec");
+    const key = (
+      await nixship(["key", "generate", "--name", "s3-plain-1", "--out", secret])
+    ).stdout.trim();
+    const push = await nixship([
+      "push",
+      root,
+      "--to",
+      url,
+      "--key",
+      secret,
+      "--compression",
+      "none",
+      "--json",
+    ]);
+    expect(push.code, push.stderr).toBe(0);
+    const v = await nixship(["verify", "--cache", url, "--trusted-key", key, "--json"]);
+    expect(JSON.parse(v.stdout)).toMatchObject({
+      checked: source.size,
+      ok: source.size,
+      problems: [],
+    });
+    const server = await startCacheServer(url);
+    try {
+      const r = await nixCopyFrom(server.url, join(work, "store-plain"), key, root);
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -12,5 +12,7 @@ export type {
   PutOptions,
   PutResult,
 } from "./object-store.js";
-export { S3Store, type S3StoreOptions } from "./s3-store.js";
+// S3Store itself is not re-exported: importing it loads the AWS SDK (~120 ms), which
+// openStore does only for s3:// URLs. Import it from "./s3-store.js" where it is needed.
+export type { S3StoreOptions } from "./s3-store.js";
 export { formatStoreUrl, openStore, parseStoreUrl, type StoreUrl } from "./url.js";
