@@ -1,10 +1,10 @@
 // Acceptance 1 and 2: our cache works with Nix (file:// and through `cache serve`), and a
 // cache written by Nix works with us (verify, fetch --restore, fetch --import).
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixStoreDump, nixship, runOk } from "./support/cli.js";
+import { nixCopyFrom, nixCopyFromArgs, nixStoreDump, nixship, run, runOk } from "./support/cli.js";
 import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
 import { startCacheServer } from "./support/serve.js";
 
@@ -180,5 +180,29 @@ describe("Nix's cache works with us", () => {
     const derived = await runOk("sh", ["-c", `nix key convert-secret-to-public < ${key.secret}`]);
     expect(derived.trim()).toBe(key.pub);
     expect(text.endsWith("\n")).toBe(false);
+  });
+});
+
+describe("cache serve with a token", () => {
+  it("refuses Nix without the token and serves Nix that sends it from a netrc file", async () => {
+    const key = await makeKey("guarded");
+    const cache = join(work, "cache-guarded");
+    expect(
+      (await nixship(["push", root, "--to", `file://${cache}`, "--key", key.secret])).code,
+    ).toBe(0);
+    const tokenFile = join(work, "token");
+    await writeFile(tokenFile, "s3cret-token\n");
+    const server = await startCacheServer(`file://${cache}`, ["--token-file", tokenFile]);
+    try {
+      const refused = await nixCopyFrom(server.url, join(work, "store-no-token"), key.pub, root);
+      expect(refused.code).not.toBe(0);
+      const netrc = join(work, "netrc");
+      await writeFile(netrc, "machine 127.0.0.1\nlogin nix\npassword s3cret-token\n");
+      const args = nixCopyFromArgs(server.url, join(work, "store-token"), key.pub, root);
+      const allowed = await run("nix", [...args, "--option", "netrc-file", netrc]);
+      expect(allowed.code, allowed.stderr).toBe(0);
+    } finally {
+      await server.stop();
+    }
   });
 });
