@@ -61,7 +61,7 @@ export interface PushSummary {
 
 const NAR_TYPE = "application/x-nix-nar";
 /** Memory each in-flight path may use to hold its compressed NAR before spilling to disk. */
-const SPOOL_MEMORY = 16 << 20;
+const SPOOL_MEMORY = 8 << 20;
 
 export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const started = performance.now();
