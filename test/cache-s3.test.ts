@@ -69,7 +69,9 @@ describe("a cache in S3", () => {
   it("keeps the cache under its prefix", async () => {
     const bare = `s3://${s3.bucket}?region=us-east-1&endpoint=${s3.endpoint}`;
     const v = await nixship(["verify", "--cache", bare, "--trusted-key", pub, "--json"]);
-    expect(JSON.parse(v.stdout)).toMatchObject({ checked: 0, problems: [] });
+    expect(v.code).toBe(1);
+    expect(JSON.parse(v.stdout).error).toMatchObject({ code: "no-cache" });
+    expect(v.stderr).toContain("holds no binary cache: it has no nix-cache-info");
   });
 });
 

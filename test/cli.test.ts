@@ -122,6 +122,19 @@ describe("help", () => {
 });
 
 describe("operation failures exit 1", () => {
+  it("verify of a URL that holds no cache (a typo must not pass as 0 paths checked)", async () => {
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const r = await nixship([
+      "verify",
+      "--cache",
+      `file://${work}/no-such-cache`,
+      "--trusted-key",
+      pub,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("holds no binary cache: it has no nix-cache-info");
+  });
+
   it("fetch of a path the cache does not have", async () => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
     const r = await nixship([

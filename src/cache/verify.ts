@@ -1,13 +1,14 @@
 // Verify a cache, or some paths and their closures: signatures against trusted keys, NAR
 // presence, FileHash/FileSize and NarHash/NarSize. Problems are reported per path, as data.
 import { Writable } from "node:stream";
-import { NixshipError } from "../errors.js";
+import { NixshipError, OperationError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import { listAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
+import { CACHE_INFO_KEY } from "./layout.js";
 import { hashPartOf, NarCheckError, readNarInfo, streamVerifiedNar } from "./read.js";
 
 export type ProblemKind =
@@ -44,7 +45,7 @@ const discard = (): Writable => new Writable({ write: (_c, _e, done) => done() }
 
 export async function verifyCache(options: VerifyOptions): Promise<VerifyReport> {
   const { store } = options;
-  const targets: string[] = options.paths?.length ? [...options.paths] : await allHashParts(store);
+  const targets: string[] = options.paths?.length ? [...options.paths] : await wholeCache(store);
   const seen = new Set<string>(targets.map(hashPartOf));
   const queue = [...targets];
   const problems: PathProblem[] = [];
@@ -68,6 +69,23 @@ export async function verifyCache(options: VerifyOptions): Promise<VerifyReport>
   }
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { checked, ok, problems };
+}
+
+/**
+ * Every narinfo's hash part. A cache without nix-cache-info is no binary cache at all (most
+ * likely a mistyped URL): that is an error, not a clean bill of health with 0 paths checked.
+ */
+async function wholeCache(store: ObjectStore): Promise<string[]> {
+  if ((await store.head(CACHE_INFO_KEY)) === undefined) {
+    throw new OperationError(
+      "no-cache",
+      `${store.url} holds no binary cache: it has no ${CACHE_INFO_KEY}`,
+      {
+        hint: "check the URL (and its prefix); pushing to it creates the cache",
+      },
+    );
+  }
+  return allHashParts(store);
 }
 
 async function allHashParts(store: ObjectStore): Promise<string[]> {

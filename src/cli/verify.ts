@@ -16,7 +16,9 @@ Checks, for every narinfo in the cache (or for the given paths and their closure
   - that the NAR exists and matches FileHash and FileSize;
   - that the decompressed NAR matches NarHash and NarSize;
   - that every reference is in the cache (when paths are given).
-Each problem is reported with its store path.
+Each problem is reported with its store path. Checking a whole cache fails when the URL
+holds no binary cache at all (no nix-cache-info), so a mistyped URL cannot pass as
+"0 paths checked".
 
 Options:
   --cache URL         the cache (file:///dir or s3://bucket/prefix?...)
