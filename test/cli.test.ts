@@ -37,6 +37,25 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "0"],
       /--jobs must be a whole number ≥ 1, got '0'/,
     ],
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--level", "22"],
+      /--level for zstd must be from 1 to 19, got 22/,
+    ],
+    [
+      [
+        "push",
+        "ROOT",
+        "--to",
+        "file:///tmp/x",
+        "--key",
+        "KEY",
+        "--compression",
+        "none",
+        "--level",
+        "3",
+      ],
+      /--level has no meaning with --compression none/,
+    ],
     [["push", "ROOT", "--to", "ftp://x/y", "--key", "KEY"], /ftp:\/\/x\/y/],
     [["push", "ROOT", "--to", "relative/dir", "--key", "KEY"], /relative\/dir/],
     [

@@ -7,13 +7,13 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { compress } from "@mongodb-js/zstd";
 import { OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
 import type { Compression } from "../nix/narinfo.js";
 import { compressor, DEFAULT_LEVEL } from "./compression.js";
 import { HashingStream } from "./hashing.js";
+import { zstdCompress } from "./zstd.js";
 
 /** Input bytes per zstd frame: ratio within ~0.5% of a single frame at level 3. */
 export const FRAME_SIZE = 4 << 20;
@@ -110,7 +110,7 @@ export async function writeNar(
         await emit(chunk);
         continue;
       }
-      const frame = compress(chunk, level);
+      const frame = zstdCompress(chunk, level);
       frame.catch(() => {});
       frames.push(frame);
       while (frames.length >= FRAMES_IN_FLIGHT)

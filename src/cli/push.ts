@@ -10,6 +10,13 @@ import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "
 import { readSecretKeyFile } from "./keys-input.js";
 
 const COMPRESSIONS = ["zstd", "xz", "none"] as const;
+/** Accepted --level ranges; none takes no level. */
+const LEVELS: Record<Compression, readonly [number, number]> = {
+  zstd: [1, 19],
+  xz: [0, 9],
+  bzip2: [1, 9],
+  none: [1, 0],
+};
 
 export const push: Command = {
   path: ["push"],
@@ -59,6 +66,16 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       );
     }
     const level = parseIntFlag(values.level, "--level", "push", 0);
+    if (level !== undefined) {
+      const [min, max] = LEVELS[compression];
+      if (level < min || level > max) {
+        throw new UsageError(
+          compression === "none"
+            ? "push: --level has no meaning with --compression none"
+            : `push: --level for ${compression} must be from ${min} to ${max}, got ${level}`,
+        );
+      }
+    }
     const jobs = parseIntFlag(values.jobs, "--jobs", "push") ?? availableParallelism();
     const store = await openStore(requireFlag(values.to, "--to", "push"));
     const key = await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
