@@ -1,6 +1,6 @@
 // A small closure built by the real local Nix: three paths that reference each other, with
 // executables, symlinks (one dangling), an empty directory, an empty file and a 9 MB file (more than two 4 MiB zstd frames).
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runOk } from "./cli.js";
@@ -37,9 +37,13 @@ in mk "nixship-fixture-top" ''
 /** Builds the fixture (cached by Nix after the first time) and returns the top store path. */
 export async function buildFixtureClosure(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "nixship-fixture-"));
-  const file = join(dir, "fixture.nix");
-  await writeFile(file, EXPRESSION);
-  return (await runOk("nix-build", ["--no-out-link", file])).trim();
+  try {
+    const file = join(dir, "fixture.nix");
+    await writeFile(file, EXPRESSION);
+    return (await runOk("nix-build", ["--no-out-link", file])).trim();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 export interface PathMeta {
