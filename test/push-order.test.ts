@@ -97,7 +97,7 @@ describe("push commit order", () => {
 });
 
 describe("push refuses a path whose files no longer match Nix's record", () => {
-  for (const compression of ["none", "zstd"] as const) {
+  for (const compression of ["none", "zstd", "xz"] as const) {
     it(`stores nothing for it (${compression})`, async () => {
       // A separate Nix store whose files we may corrupt, unlike the real /nix/store.
       const chroot = join(work, `chroot-${compression}`);

@@ -55,8 +55,8 @@ function child(command: string, args: string[], what: string): Duplex {
   return duplex;
 }
 
-export function compressor(kind: Compression, options: CompressOptions = {}): Duplex {
-  if (kind === "none") return new PassThrough();
+/** Compressors for the formats pushed through a child process (zstd runs in-process). */
+export function compressor(kind: "xz" | "bzip2", options: CompressOptions = {}): Duplex {
   const level = options.level ?? DEFAULT_LEVEL[kind];
   const threads = Math.max(1, options.threads ?? 1);
   const args =

@@ -63,21 +63,24 @@ describe("writeNar", () => {
     expect(digests.file).toEqual(digests.nar);
   });
 
-  it("fails before ending the sink when the NAR differs from the expected digest", async () => {
-    const { sink } = collector();
-    let ended = false;
-    sink.on("finish", () => {
-      ended = true;
-    });
-    await expect(
-      writeNar(dir, sink, {
-        compression: "zstd",
-        expected: { hash: Sha256.of("something else"), size: nar.length },
-        label: "/nix/store/x-test",
-      }),
-    ).rejects.toThrow(
-      /\/nix\/store\/x-test: the NAR read from disk .* differs from what Nix recorded/,
-    );
-    expect(ended).toBe(false);
-  });
+  it.each(["zstd", "xz"] as const)(
+    "fails before ending the sink when the NAR differs from the expected digest (%s)",
+    async (compression) => {
+      const { sink } = collector();
+      let ended = false;
+      sink.on("finish", () => {
+        ended = true;
+      });
+      await expect(
+        writeNar(dir, sink, {
+          compression,
+          expected: { hash: Sha256.of("something else"), size: nar.length },
+          label: "/nix/store/x-test",
+        }),
+      ).rejects.toThrow(
+        /\/nix\/store\/x-test: the NAR read from disk .* differs from what Nix recorded/,
+      );
+      expect(ended).toBe(false);
+    },
+  );
 });

@@ -5,6 +5,7 @@
 // with no child process and no pipe. xz goes through Debian's `xz` as a stream.
 import { createHash } from "node:crypto";
 import { once } from "node:events";
+import { availableParallelism } from "node:os";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
@@ -87,8 +88,9 @@ export async function writeNar(
   sink: Writable,
   options: NarPipelineOptions,
 ): Promise<NarDigests> {
-  if (options.compression === "xz" || options.compression === "bzip2")
-    return viaChildProcess(path, sink, options);
+  if (options.compression === "xz" || options.compression === "bzip2") {
+    return viaChildProcess(path, sink, { ...options, compression: options.compression });
+  }
   const narHash = createHash("sha256");
   let narSize = 0;
   const fileHash = options.compression === "none" ? narHash : createHash("sha256");
@@ -134,21 +136,30 @@ export async function writeNar(
 async function viaChildProcess(
   path: string,
   sink: Writable,
-  options: NarPipelineOptions,
+  options: NarPipelineOptions & { readonly compression: "xz" | "bzip2" },
 ): Promise<NarDigests> {
   const narHasher = new HashingStream(options.onBytes);
   const fileHasher = new HashingStream();
-  await pipeline(
-    Readable.from(dumpChunks(path, FRAME_SIZE)),
-    narHasher,
-    compressor(options.compression, {
-      ...(options.level !== undefined ? { level: options.level } : {}),
-      threads: 2,
-    }),
-    fileHasher,
-    sink,
-  );
-  const nar = narHasher.digest();
-  if (options.expected) checkNar(options.label ?? path, nar, options.expected);
-  return { nar, file: fileHasher.digest() };
+  try {
+    // The sink is left open: as on the in-process path, it is ended only after the check.
+    await pipeline(
+      Readable.from(dumpChunks(path, FRAME_SIZE)),
+      narHasher,
+      compressor(options.compression, {
+        ...(options.level !== undefined ? { level: options.level } : {}),
+        threads: availableParallelism(),
+      }),
+      fileHasher,
+      sink,
+      { end: false },
+    );
+    const nar = narHasher.digest();
+    if (options.expected) checkNar(options.label ?? path, nar, options.expected);
+    sink.end();
+    await once(sink, "finish");
+    return { nar, file: fileHasher.digest() };
+  } catch (err) {
+    sink.destroy();
+    throw err;
+  }
 }
