@@ -25,6 +25,16 @@ function recording(inner: ObjectStore, failWhen?: (key: string) => boolean) {
     list: (p, o) => inner.list(p, o),
     delete: (k) => inner.delete(k),
     close: () => inner.close(),
+    makeStagingDir: () => inner.makeStagingDir(),
+    async putFile(key: string, file: string, options?: PutOptions) {
+      if (failWhen?.(key)) {
+        await rm(file, { force: true });
+        throw new Error(`injected failure writing ${key}`);
+      }
+      const result = await inner.putFile(key, file, options);
+      puts.push(key);
+      return result;
+    },
     async put(key: string, body: Parameters<ObjectStore["put"]>[1], options?: PutOptions) {
       if (failWhen?.(key)) throw new Error(`injected failure writing ${key}`);
       const result = await inner.put(key, body, options);

@@ -266,6 +266,39 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
       },
     );
 
+    it("moves or uploads a staged file with putFile, consuming the file", async () => {
+      const staging = await store.makeStagingDir();
+      try {
+        expect(await readdir(staging)).toEqual([]);
+        const big = randomBytes(3 * MiB);
+        await writeFile(join(staging, "a"), big);
+        const put = await store.putFile("files/a", join(staging, "a"), {
+          contentType: "application/x-nix-nar",
+        });
+        expect(put.status).toBe("written");
+        expect(await store.head("files/a")).toMatchObject({
+          size: big.length,
+          etag: put.status === "written" ? put.etag : "",
+        });
+        expect((await readAll(store, "files/a"))?.equals(big)).toBe(true);
+        // Replacing works as put does; a failed condition keeps the old object.
+        await writeFile(join(staging, "b"), "replacement");
+        await store.putFile("files/a", join(staging, "b"));
+        expect(await text(store, "files/a")).toBe("replacement");
+        await writeFile(join(staging, "c"), "loser");
+        const refused = await store.putFile("files/a", join(staging, "c"), {
+          condition: { ifAbsent: true },
+        });
+        expect(refused.status).toBe("precondition-failed");
+        expect(await text(store, "files/a")).toBe("replacement");
+        // Every staged file is gone, whatever the outcome, and staging never shows in listings.
+        expect(await readdir(staging)).toEqual([]);
+        expect(await keys(store)).toEqual(["files/a"]);
+      } finally {
+        await rm(staging, { recursive: true, force: true });
+      }
+    });
+
     it("rejects malformed list prefixes and limits", async () => {
       await expect(store.list("../")).rejects.toThrow(InputError);
       await expect(store.list("/")).rejects.toThrow(InputError);
@@ -290,6 +323,31 @@ describe("FsStore only", () => {
     root = join(parent, "store");
   });
   afterEach(() => rm(parent, { recursive: true, force: true }));
+
+  it("stages inside its root, and copies a file that lives on another file system", async () => {
+    const store = new FsStore(root);
+    const staging = await store.makeStagingDir();
+    expect(staging.startsWith(`${root}/`)).toBe(true);
+    await writeFile(join(staging, "moved"), "moved");
+    const movedInode = (await stat(join(staging, "moved"))).ino;
+    await store.putFile("moved", join(staging, "moved"));
+    // Same file system: the very file became the object, nothing was copied.
+    expect((await stat(join(root, "moved"))).ino).toBe(movedInode);
+    await rm(staging, { recursive: true });
+    // /dev/shm is a tmpfs, so rename(2) fails with EXDEV and putFile copies instead.
+    const elsewhere = await mkdtemp("/dev/shm/nixship-putfile-");
+    try {
+      const source = join(elsewhere, "copied");
+      await writeFile(source, "copied");
+      expect((await stat(source)).dev).not.toBe((await stat(root)).dev);
+      await store.putFile("copied", source);
+      expect(await readdir(elsewhere)).toEqual([]);
+      expect((await readAll(store, "copied"))?.toString()).toBe("copied");
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+    expect((await readdir(root)).sort()).toEqual(["copied", "moved"]);
+  });
 
   it("writes nothing outside its root when keys try to escape", async () => {
     const store = new FsStore(root);

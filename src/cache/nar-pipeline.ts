@@ -1,8 +1,6 @@
-// Serialise one store path as a NAR, hash it, compress it and hash the result, in one pass.
-// zstd runs in-process: each fixed-size NAR chunk becomes an independent zstd frame compressed
-// on libuv's thread pool, and frames are written in order. A run of frames is one valid zstd
-// stream (Nix 2.8 and `zstd -d` read it), and it spreads even one large NAR over every core
-// with no child process and no pipe. xz goes through Debian's `xz` as a stream.
+// Serialise one store path as a NAR, hash it, compress it as a stream and hash the result, in
+// one pass: for the formats that stream (none, and xz or bzip2 through Debian's binaries). zstd
+// is compressed in frames on worker threads instead (zstd-pool.ts).
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { availableParallelism } from "node:os";
@@ -11,28 +9,12 @@ import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
-import type { Compression } from "../nix/narinfo.js";
-import { compressor, DEFAULT_LEVEL } from "./compression.js";
+import { compressor } from "./compression.js";
 import { HashingStream } from "./hashing.js";
-import { zstdCompress } from "./zstd.js";
-
-/** Input bytes per zstd frame: ratio within ~0.5% of a single frame at level 3. */
-export const FRAME_SIZE = 4 << 20;
-/** Frames compressing at once for one path; bounds memory at about 2 × this × FRAME_SIZE. */
-const FRAMES_IN_FLIGHT = 3;
-
-export interface Digest {
-  readonly hash: Sha256;
-  readonly size: number;
-}
-
-export interface NarDigests {
-  readonly nar: Digest;
-  readonly file: Digest;
-}
+import { checkNar, type Digest, FRAME_SIZE, type NarDigests } from "./nar-check.js";
 
 export interface NarPipelineOptions {
-  readonly compression: Compression;
+  readonly compression: "none" | "xz" | "bzip2";
   readonly level?: number;
   /** Hears the NAR bytes serialised so far, for progress. */
   readonly onBytes?: (delta: number) => void;
@@ -45,7 +27,6 @@ export interface NarPipelineOptions {
   readonly label?: string;
 }
 
-/** Writes the (compressed) NAR of `path` into `sink`, ends it, and returns both digests. */
 /** Waits until `sink` wants more, failing if it is closed first (its consumer gave up). */
 function drained(sink: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -67,58 +48,25 @@ function drained(sink: Writable): Promise<void> {
   });
 }
 
-export class NarMismatchError extends OperationError {
-  constructor(path: string, actual: Digest, expected: Digest) {
-    super(
-      "nar-hash-mismatch",
-      `${path}: the NAR read from disk (${actual.hash}, ${actual.size} bytes) differs from what Nix recorded (${expected.hash}, ${expected.size} bytes)`,
-      { hint: `the store path may be corrupted; check it with 'nix-store --verify-path ${path}'` },
-    );
-  }
-}
-
-function checkNar(path: string, actual: Digest, expected: Digest): void {
-  if (!actual.hash.equals(expected.hash) || actual.size !== expected.size) {
-    throw new NarMismatchError(path, actual, expected);
-  }
-}
-
+/** Writes the (compressed) NAR of `path` into `sink`, ends it, and returns both digests. */
 export async function writeNar(
   path: string,
   sink: Writable,
   options: NarPipelineOptions,
 ): Promise<NarDigests> {
-  if (options.compression === "xz" || options.compression === "bzip2") {
+  if (options.compression !== "none") {
     return viaChildProcess(path, sink, { ...options, compression: options.compression });
   }
   const narHash = createHash("sha256");
   let narSize = 0;
-  const fileHash = options.compression === "none" ? narHash : createHash("sha256");
-  let fileSize = 0;
-  const emit = async (bytes: Buffer): Promise<void> => {
-    if (fileHash !== narHash) fileHash.update(bytes);
-    fileSize += bytes.length;
-    if (!sink.write(bytes)) await drained(sink);
-  };
-  const level = options.level ?? DEFAULT_LEVEL.zstd;
-  const frames: Promise<Buffer>[] = [];
   let nar: Digest;
   try {
     for (const chunk of dumpChunks(path, FRAME_SIZE)) {
       narHash.update(chunk);
       narSize += chunk.length;
       options.onBytes?.(chunk.length);
-      if (options.compression === "none") {
-        await emit(chunk);
-        continue;
-      }
-      const frame = zstdCompress(chunk, level);
-      frame.catch(() => {});
-      frames.push(frame);
-      while (frames.length >= FRAMES_IN_FLIGHT)
-        await emit(await (frames.shift() as Promise<Buffer>));
+      if (!sink.write(chunk)) await drained(sink);
     }
-    while (frames.length > 0) await emit(await (frames.shift() as Promise<Buffer>));
     nar = { hash: new Sha256(narHash.digest()), size: narSize };
     if (options.expected) checkNar(options.label ?? path, nar, options.expected);
     sink.end();
@@ -129,8 +77,7 @@ export async function writeNar(
     sink.destroy();
     throw err;
   }
-  const file = fileHash === narHash ? nar : { hash: new Sha256(fileHash.digest()), size: fileSize };
-  return { nar, file };
+  return { nar, file: nar };
 }
 
 async function viaChildProcess(
@@ -141,7 +88,7 @@ async function viaChildProcess(
   const narHasher = new HashingStream(options.onBytes);
   const fileHasher = new HashingStream();
   try {
-    // The sink is left open: as on the in-process path, it is ended only after the check.
+    // The sink is left open: as on the uncompressed path, it is ended only after the check.
     await pipeline(
       Readable.from(dumpChunks(path, FRAME_SIZE)),
       narHasher,

@@ -1,6 +1,7 @@
 // Push a closure into a binary cache: serialise each NAR from the store, check it against the
 // NarHash Nix recorded, compress and hash in one pass, upload the NAR, then commit the signed
 // narinfo, only once the path's references are committed, so the cache is never inconsistent.
+import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -12,10 +13,13 @@ import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit, Semaphore } from "../util/pool.js";
 import { ensureCacheInfo } from "./cache-info.js";
+import { DEFAULT_LEVEL } from "./compression.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
-import { FRAME_SIZE, NarMismatchError, writeNar } from "./nar-pipeline.js";
+import { checkNar, FRAME_SIZE, NarMismatchError } from "./nar-check.js";
+import { writeNar } from "./nar-pipeline.js";
 import { Spool } from "./spool.js";
+import { ZstdPool } from "./zstd-pool.js";
 
 export interface PushOptions {
   readonly store: ObjectStore;
@@ -60,7 +64,7 @@ export interface PushSummary {
 }
 
 const NAR_TYPE = "application/x-nix-nar";
-/** Memory each in-flight path may use to hold its compressed NAR before spilling to disk. */
+/** Memory each finished path may use to hold its compressed NAR before spilling to disk. */
 const SPOOL_MEMORY = 8 << 20;
 
 export async function pushClosure(options: PushOptions): Promise<PushSummary> {
@@ -92,11 +96,17 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   let fileBytes = 0;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
+  // zstd's CPU work runs on one worker thread per job; see zstd-pool.ts.
+  // Their files are written in the store's staging directory and moved (or uploaded) from there.
+  const staging =
+    compression === "zstd" && todo.length > 0 ? await store.makeStagingDir() : undefined;
+  const pool =
+    staging === undefined ? undefined : new ZstdPool(Math.min(jobs, todo.length), staging);
   const pushing = mapLimit(todo, jobs, async (info) => {
     const own = gates.get(info.path) as Gate;
     try {
       const release = await storing.acquire();
-      const { narInfo, stored } = await produceNar(info, options, emit).catch((err) => {
+      const { narInfo, stored } = await produceNar(info, options, emit, pool).catch((err) => {
         release();
         throw err;
       });
@@ -130,6 +140,8 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   } finally {
     // Whatever happens, nothing is still writing to the cache once push returns.
     await Promise.allSettled([...writes, ...commits]);
+    await pool?.close();
+    if (staging !== undefined) await rm(staging, { recursive: true, force: true });
   }
   await Promise.all(commits);
 
@@ -162,21 +174,17 @@ interface ProducedNar {
  * Serialises, checks and compresses one path. Uncompressed, the object's name is known before
  * reading (FileHash is the NarHash Nix recorded), so the NAR streams straight into the store
  * and a mismatch aborts the write. Compressed, the name depends on the output, so the output
- * is spooled first and stored in the background.
+ * is held (in memory, or spooled to disk when large) and stored in the background.
  */
 async function produceNar(
   info: PathInfo,
   options: PushOptions,
   emit: (e: PushEvent) => void,
+  pool: ZstdPool | undefined,
 ): Promise<ProducedNar> {
   const { store, compression } = options;
-  const pipelineOptions = {
-    compression,
-    expected: { hash: info.narHash, size: info.narSize },
-    label: info.path,
-    onBytes: (n: number) => emit({ type: "bytes", narBytes: n }),
-    ...(options.level !== undefined ? { level: options.level } : {}),
-  };
+  const expected = { hash: info.narHash, size: info.narSize };
+  const onBytes = (n: number): void => emit({ type: "bytes", narBytes: n });
   const source = physicalPath(info.path, options.nix);
   const describe = (fileHash: Sha256, fileSize: number): NarInfo => ({
     storePath: info.path,
@@ -195,7 +203,7 @@ async function produceNar(
   if (compression === "none") {
     const narInfo = describe(info.narHash, info.narSize);
     if ((await store.head(narInfo.url))?.size === info.narSize) {
-      emit({ type: "bytes", narBytes: info.narSize });
+      onBytes(info.narSize);
       return { narInfo, stored: Promise.resolve() };
     }
     const body = new PassThrough({ highWaterMark: FRAME_SIZE });
@@ -205,7 +213,7 @@ async function produceNar(
     // A store that fails without reading the body must not leave the writer waiting on it.
     stored.catch(() => body.destroy());
     try {
-      await writeNar(source, body, pipelineOptions);
+      await writeNar(source, body, { compression, expected, label: info.path, onBytes });
     } catch (err) {
       // If the store failed first, its error is the cause; a mismatch is always our own.
       if (err instanceof NarMismatchError) throw err;
@@ -217,28 +225,65 @@ async function produceNar(
     return { narInfo, stored };
   }
 
+  if (compression === "zstd") {
+    if (pool === undefined) throw new Error("push: zstd needs the worker pool");
+    const out = await pool.compress(
+      source,
+      options.level ?? DEFAULT_LEVEL.zstd,
+      info.path,
+      onBytes,
+    );
+    const dispose = () => rm(out.out, { force: true });
+    try {
+      checkNar(info.path, out.nar, expected);
+    } catch (err) {
+      await dispose();
+      throw err;
+    }
+    const narInfo = describe(out.file.hash, out.file.size);
+    const put = () => store.putFile(narInfo.url, out.out, { contentType: NAR_TYPE });
+    return { narInfo, stored: storeNar(store, narInfo, put, dispose) };
+  }
+
   const spool = new Spool(SPOOL_MEMORY);
   try {
-    const { file } = await writeNar(source, spool, pipelineOptions);
+    const { file } = await writeNar(source, spool, {
+      compression,
+      expected,
+      label: info.path,
+      onBytes,
+      ...(options.level !== undefined ? { level: options.level } : {}),
+    });
     const narInfo = describe(file.hash, file.size);
-    const stored = (async () => {
-      try {
-        if ((await store.head(narInfo.url))?.size !== file.size) {
-          await store.put(narInfo.url, spool.contents(), {
-            size: file.size,
-            contentType: NAR_TYPE,
-          });
-        }
-      } finally {
-        await spool.dispose();
-      }
-    })();
-    stored.catch(() => {});
-    return { narInfo, stored };
+    const put = () =>
+      store.put(narInfo.url, spool.contents(), { size: file.size, contentType: NAR_TYPE });
+    return { narInfo, stored: storeNar(store, narInfo, put, () => spool.dispose()) };
   } catch (err) {
     await spool.dispose();
     throw err;
   }
+}
+
+/**
+ * Stores a held NAR with `put` unless an object of its size is already there (the name is its
+ * hash), then disposes of what held it. Runs in the background: the promise is marked handled
+ * here and awaited by the commit.
+ */
+function storeNar(
+  store: ObjectStore,
+  narInfo: NarInfo,
+  put: () => Promise<unknown>,
+  dispose: () => Promise<void>,
+): Promise<void> {
+  const stored = (async () => {
+    try {
+      if ((await store.head(narInfo.url))?.size !== narInfo.fileSize) await put();
+    } finally {
+      await dispose();
+    }
+  })();
+  stored.catch(() => {});
+  return stored;
 }
 
 interface Gate {

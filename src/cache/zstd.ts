@@ -1,15 +1,22 @@
-// The in-process zstd compressor. The package's own wrapper (`@mongodb-js/zstd` index.js)
-// drops the level argument and always compresses at level 3, so the native binding it wraps
-// is called directly.
+// zstd frames from libzstd through zstd-napi's native binding (built from the libzstd sources
+// it ships, at install). The calls are synchronous: push runs them on worker threads, each
+// with its own reused context and output buffer, so no frame is copied or allocated twice.
 import { createRequire } from "node:module";
+import type * as ZstdBinding from "zstd-napi/binding.js";
 
-interface ZstdBinding {
-  compress(data: Buffer, level?: number): Promise<Buffer>;
-}
+const binding = createRequire(import.meta.url)("zstd-napi/binding.js") as typeof ZstdBinding;
 
-const binding = createRequire(import.meta.url)("@mongodb-js/zstd/bindings.js") as ZstdBinding;
+export class ZstdFrameCompressor {
+  readonly #context = new binding.CCtx();
+  #out: Buffer = Buffer.alloc(0);
 
-/** Compresses `data` as one zstd frame at `level` (1-19), on libuv's thread pool. */
-export function zstdCompress(data: Buffer, level: number): Promise<Buffer> {
-  return binding.compress(data, level);
+  constructor(readonly level: number) {}
+
+  /** `input` as one complete zstd frame. The result is a view, valid until the next call. */
+  compress(input: Uint8Array): Buffer {
+    const bound = binding.compressBound(input.length);
+    if (this.#out.length < bound) this.#out = Buffer.allocUnsafeSlow(bound);
+    const written = this.#context.compress(this.#out, input, this.level);
+    return this.#out.subarray(0, written);
+  }
 }

@@ -1,9 +1,9 @@
 // FsStore: an ObjectStore in a local directory, the embedded default. Every write goes to a temp
 // file beside its target and is then renamed (or linked) into place, so readers never see a part.
 import { randomBytes } from "node:crypto";
-import type { BigIntStats } from "node:fs";
+import { type BigIntStats, createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { link, mkdir, open, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { link, mkdir, open, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
@@ -82,35 +82,103 @@ export class FsStore implements ObjectStore {
     options: PutOptions = {},
   ): Promise<PutResult> {
     const path = this.#path(key);
-    const dir = dirname(path);
-    const tmp = join(dir, `.${basename(path)}.nixship-tmp-${randomBytes(6).toString("hex")}`);
+    const tmp = tempBeside(path);
     try {
-      // rename and link keep the inode and mtime, so the temp file's etag is the object's.
-      const etag = toInfo(key, await this.#writeTemp(key, tmp, body, options.size)).etag;
-      const condition = options.condition;
-      if (condition === undefined) {
-        await rename(tmp, path);
-      } else if ("ifAbsent" in condition) {
-        // link(2) fails with EEXIST when the target exists: atomic across processes.
-        const linked = await link(tmp, path).then(succeeded, (err: unknown) =>
-          code(err) === "EEXIST" ? false : Promise.reject(err),
-        );
-        if (!linked) return FAILED;
-      } else {
-        const swapped = await withLock(join(dir, `.${basename(path)}.nixship-lock`), async () => {
-          if ((await this.head(key))?.etag !== condition.ifMatch) return false;
-          await rename(tmp, path);
-          return true;
-        });
-        if (!swapped) return FAILED;
+      const handle = await createTemp(tmp);
+      try {
+        await writeAll(handle, key, body, options.size);
+        return await this.#commit(key, path, tmp, handle, options);
+      } finally {
+        await handle.close();
       }
-      if (this.#fsync) await syncDir(dir);
-      return { status: "written", etag };
     } catch (err) {
       throw this.#fault("write", key, err);
     } finally {
-      await rm(tmp, { force: true }).catch(() => undefined);
+      await removeQuietly(tmp);
     }
+  }
+
+  async putFile(
+    key: string,
+    file: string,
+    options: Omit<PutOptions, "size"> = {},
+  ): Promise<PutResult> {
+    const path = this.#path(key);
+    const tmp = tempBeside(path);
+    try {
+      // Moving the file beside its target makes it the temp file a put would have written.
+      const moved = await moveInto(file, tmp);
+      if (!moved) {
+        // On another file system: copy it, as a put of its bytes.
+        return await this.put(key, createReadStream(file), options);
+      }
+      const handle = await open(tmp, "r+");
+      try {
+        return await this.#commit(key, path, tmp, handle, options);
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      throw this.#fault("write", key, err);
+    } finally {
+      await removeQuietly(tmp);
+      await removeQuietly(file);
+    }
+  }
+
+  async makeStagingDir(): Promise<string> {
+    // A reserved name: listings never show it, and no key can collide with it.
+    const dir = join(this.#root, `.staging.nixship-tmp-${randomBytes(6).toString("hex")}`);
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new OperationError(
+        "store-fs-failed",
+        `cannot create a staging directory in ${this.url}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    return dir;
+  }
+
+  /**
+   * Makes the written temp file `tmp` the object at `path`, honouring the put's condition:
+   * stamps and syncs it, then renames (or links) it into place. Returns the outcome.
+   */
+  async #commit(
+    key: string,
+    path: string,
+    tmp: string,
+    handle: FileHandle,
+    options: PutOptions,
+  ): Promise<PutResult> {
+    // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
+    // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
+    const now = Date.now();
+    await handle.utimes(now / 1000, (now + Math.random()) / 1000);
+    if (this.#fsync) await handle.sync();
+    // rename and link keep the inode and mtime, so the temp file's etag is the object's.
+    const etag = toInfo(key, await handle.stat({ bigint: true })).etag;
+    const dir = dirname(path);
+    const condition = options.condition;
+    if (condition === undefined) {
+      await rename(tmp, path);
+    } else if ("ifAbsent" in condition) {
+      // link(2) fails with EEXIST when the target exists: atomic across processes.
+      const linked = await link(tmp, path).then(succeeded, (err: unknown) =>
+        code(err) === "EEXIST" ? false : Promise.reject(err),
+      );
+      if (!linked) return FAILED;
+    } else {
+      const swapped = await withLock(join(dir, `.${basename(path)}.nixship-lock`), async () => {
+        if ((await this.head(key))?.etag !== condition.ifMatch) return false;
+        await rename(tmp, path);
+        return true;
+      });
+      if (!swapped) return FAILED;
+    }
+    if (this.#fsync) await syncDir(dir);
+    return { status: "written", etag };
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
@@ -163,33 +231,6 @@ export class FsStore implements ObjectStore {
     return path;
   }
 
-  async #writeTemp(key: string, tmp: string, body: Readable | Uint8Array, size?: number) {
-    const handle = await createTemp(tmp);
-    try {
-      let written = 0;
-      const chunks = body instanceof Uint8Array ? [body] : (body as AsyncIterable<Uint8Array>);
-      for await (const chunk of chunks) {
-        const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-        await handle.writeFile(bytes); // appends at the current position, looping on short writes
-        written += bytes.byteLength;
-      }
-      if (size !== undefined && written !== size) {
-        throw new OperationError(
-          "store-size-mismatch",
-          `put "${key}": size ${size} was declared but the body had ${written} bytes`,
-        );
-      }
-      // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
-      // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
-      const now = Date.now();
-      await handle.utimes(now / 1000, (now + Math.random()) / 1000);
-      if (this.#fsync) await handle.sync();
-      return await handle.stat({ bigint: true });
-    } finally {
-      await handle.close();
-    }
-  }
-
   #fault(op: string, key: string, err: unknown): Error {
     if (err instanceof NixshipError) return err;
     const errno = code(err);
@@ -207,6 +248,46 @@ export class FsStore implements ObjectStore {
   }
 }
 
+function tempBeside(path: string): string {
+  return join(dirname(path), `.${basename(path)}.nixship-tmp-${randomBytes(6).toString("hex")}`);
+}
+
+/** Writes `body` at the handle's position; checks the declared size when there is one. */
+async function writeAll(
+  handle: FileHandle,
+  key: string,
+  body: Readable | Uint8Array,
+  size: number | undefined,
+): Promise<void> {
+  let written = 0;
+  const chunks = body instanceof Uint8Array ? [body] : (body as AsyncIterable<Uint8Array>);
+  for await (const chunk of chunks) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    await handle.writeFile(bytes); // appends at the current position, looping on short writes
+    written += bytes.byteLength;
+  }
+  if (size !== undefined && written !== size) {
+    throw new OperationError(
+      "store-size-mismatch",
+      `put "${key}": size ${size} was declared but the body had ${written} bytes`,
+    );
+  }
+}
+
+/** Renames `file` to `tmp`, creating its directory; false when they are on different devices. */
+async function moveInto(file: string, tmp: string): Promise<boolean> {
+  return inDirectory(tmp, () =>
+    rename(file, tmp).then(succeeded, (err: unknown) =>
+      code(err) === "EXDEV" ? false : Promise.reject(err),
+    ),
+  );
+}
+
+/** Removes a file that may already be gone. */
+async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch(() => undefined);
+}
+
 function toInfo(key: string, st: BigIntStats): ObjectInfo {
   return {
     key,
@@ -216,15 +297,23 @@ function toInfo(key: string, st: BigIntStats): ObjectInfo {
   };
 }
 
-async function createTemp(tmp: string): Promise<FileHandle> {
+function createTemp(tmp: string): Promise<FileHandle> {
+  return inDirectory(tmp, () => open(tmp, "wx"));
+}
+
+/**
+ * Runs `create`, which makes `path`, creating its directory when it is missing: optimistic,
+ * since the directory nearly always exists. A concurrent delete may remove the directory
+ * between the mkdir and the retry, so it tries a few times.
+ */
+async function inDirectory<T>(path: string, create: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(dirname(tmp), { recursive: true });
     try {
-      return await open(tmp, "wx");
+      return await create();
     } catch (err) {
-      // A concurrent delete may remove the directory between mkdir and open; try again.
       if (code(err) !== "ENOENT" || attempt === 3) throw err;
     }
+    await mkdir(dirname(path), { recursive: true });
   }
 }
 

@@ -51,6 +51,17 @@ export interface ObjectStore {
   get(key: string): Promise<GetResult | undefined>;
   head(key: string): Promise<ObjectInfo | undefined>;
   put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
+  /**
+   * Stores the local file `file` under `key`, consuming the file: a directory store on the
+   * same file system moves it into place, any other store uploads it. The file is gone once
+   * the call settles, whatever the outcome.
+   */
+  putFile(key: string, file: string, options?: Omit<PutOptions, "size">): Promise<PutResult>;
+  /**
+   * Creates an empty local directory to prepare files for putFile in, where moving them into
+   * the store is cheapest. The caller removes it when done.
+   */
+  makeStagingDir(): Promise<string>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
   /** Deleting an absent key is not an error. */
   delete(key: string): Promise<void>;

@@ -1,6 +1,10 @@
 // S3Store: an ObjectStore on an S3 bucket (or MinIO, R2 and others through `endpoint`), under an
 // optional key prefix. Small bodies go up in one PutObject; large ones as a bounded multipart upload.
 
+import { createReadStream } from "node:fs";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
   DeleteObjectCommand,
@@ -127,6 +131,24 @@ export class S3Store implements ObjectStore {
       if (isPreconditionFailed(err, options.condition)) return FAILED;
       throw this.#fault("put", key, err);
     }
+  }
+
+  async putFile(
+    key: string,
+    file: string,
+    options: Omit<PutOptions, "size"> = {},
+  ): Promise<PutResult> {
+    try {
+      const { size } = await stat(file);
+      const body = size < SINGLE_PUT_LIMIT ? await readFile(file) : createReadStream(file);
+      return await this.put(key, body, { ...options, size });
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  async makeStagingDir(): Promise<string> {
+    return mkdtemp(join(tmpdir(), "nixship-staging-"));
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {

@@ -1,0 +1,116 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NixshipError } from "../errors.js";
+import { Sha256 } from "../nix/hash.js";
+import { dumpChunks } from "../nix/nar-encode.js";
+import { FRAME_SIZE } from "./nar-check.js";
+import { ZstdFrameCompressor } from "./zstd.js";
+import { zstdNarFile } from "./zstd-nar.js";
+import { ZstdPool } from "./zstd-pool.js";
+
+let work: string;
+let tree: string;
+let nar: Buffer;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-zstd-nar-"));
+  tree = join(work, "tree");
+  await mkdir(join(tree, "sub"), { recursive: true });
+  // Compressible but not trivial text, more than two frames long, beside a small file.
+  const lines = Array.from({ length: 600_000 }, (_, i) => `line ${i} ${(i * 7919) % 104729}\n`);
+  await writeFile(join(tree, "data.txt"), lines.join(""));
+  await writeFile(join(tree, "sub", "small"), "small\n");
+  await symlink("../data.txt", join(tree, "sub", "link"));
+  nar = Buffer.concat([...dumpChunks(tree)]);
+  expect(nar.length).toBeGreaterThan(2 * FRAME_SIZE);
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const unzstd = (bytes: Buffer): Buffer =>
+  execFileSync("zstd", ["-d", "-c", "-q"], { input: bytes, maxBuffer: 1 << 28 });
+
+describe("zstdNarFile", () => {
+  it("writes frames that the zstd CLI decompresses to exactly the NAR, with both digests", () => {
+    const out = join(work, "a.nar.zst");
+    let heard = 0;
+    const digests = zstdNarFile(tree, out, new ZstdFrameCompressor(3), (n) => {
+      heard += n;
+    });
+    const file = readFileSync(out);
+    expect(unzstd(file).equals(nar)).toBe(true);
+    expect(digests.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
+    expect(digests.file).toEqual({ hash: Sha256.of(file), size: file.length });
+    expect(heard).toBe(nar.length);
+  });
+
+  it("honours the compression level", () => {
+    // Ignoring the level would give identical output. (Level 1 is no good probe: on text
+    // like this its different strategy can beat 3-9.)
+    const standard = zstdNarFile(tree, join(work, "l3.nar.zst"), new ZstdFrameCompressor(3));
+    const strong = zstdNarFile(tree, join(work, "l9.nar.zst"), new ZstdFrameCompressor(9));
+    expect(strong.file.size).toBeLessThan(standard.file.size);
+    expect(unzstd(readFileSync(join(work, "l9.nar.zst"))).equals(nar)).toBe(true);
+  });
+
+  it("refuses to overwrite an existing file", () => {
+    const out = join(work, "taken");
+    execFileSync("touch", [out]);
+    expect(() => zstdNarFile(tree, out, new ZstdFrameCompressor(3))).toThrow(/EEXIST/);
+    expect(readFileSync(out).length).toBe(0);
+  });
+
+  it("removes its output when serialising fails", () => {
+    const out = join(work, "missing.nar.zst");
+    expect(() => zstdNarFile(join(work, "no-such-dir"), out, new ZstdFrameCompressor(3))).toThrow(
+      /ENOENT/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("ZstdPool", () => {
+  it("compresses paths on worker threads into files in its directory", async () => {
+    const outDir = join(work, "pool-out");
+    await mkdir(outDir);
+    const pool = new ZstdPool(2, outDir);
+    try {
+      let heard = 0;
+      const results = await Promise.all(
+        [1, 2, 3].map(() => pool.compress(tree, 3, "/nix/store/x-tree", (n) => (heard += n))),
+      );
+      expect(heard).toBe(3 * nar.length);
+      expect(new Set(results.map((r) => r.out)).size).toBe(3);
+      for (const r of results) {
+        expect(r.out.startsWith(outDir)).toBe(true);
+        expect(r.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
+        const file = readFileSync(r.out);
+        expect(r.file).toEqual({ hash: Sha256.of(file), size: file.length });
+        expect(unzstd(file).equals(nar)).toBe(true);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("rejects with an error that names the path, and keeps working afterwards", async () => {
+    const outDir = join(work, "pool-errors");
+    await mkdir(outDir);
+    const pool = new ZstdPool(1, outDir);
+    try {
+      const failed = pool.compress(join(work, "absent"), 3, "/nix/store/x-absent");
+      await expect(failed).rejects.toThrow(NixshipError);
+      await expect(failed).rejects.toThrow(/cannot serialise \/nix\/store\/x-absent: .*ENOENT/);
+      const ok = await pool.compress(tree, 3, "/nix/store/x-tree");
+      expect(ok.nar.size).toBe(nar.length);
+      expect(await readdir(outDir)).toEqual([ok.out.slice(outDir.length + 1)]);
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -1,0 +1,151 @@
+// The push's worker threads for zstd: each takes one store path at a time and does all of its
+// CPU work (serialise, hash, compress, hash) on its own core, with nothing copied between
+// threads but the finished output. The main thread only schedules and stores.
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { InputError, OperationError } from "../errors.js";
+import { Sha256 } from "../nix/hash.js";
+import type { NarDigests } from "./nar-check.js";
+import type { WireError, WorkerReply, WorkerRequest } from "./zstd-worker.js";
+
+interface Pending {
+  readonly label: string;
+  readonly onBytes: (narBytes: number) => void;
+  readonly resolve: (out: NarDigests) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface Queued {
+  readonly request: WorkerRequest;
+  readonly pending: Pending;
+}
+
+/**
+ * The worker script. Built, it sits beside this module. Under vitest this module is the
+ * TypeScript source, which a worker cannot load, so the built copy in dist/ is used (the test
+ * command builds first).
+ */
+function workerScript(): URL {
+  return import.meta.url.endsWith(".ts")
+    ? new URL("../../dist/cache/zstd-worker.js", import.meta.url)
+    : new URL("./zstd-worker.js", import.meta.url);
+}
+
+export class ZstdPool {
+  readonly #idle: Worker[] = [];
+  readonly #queue: Queued[] = [];
+  readonly #pending = new Map<number, Pending>();
+  readonly #busy = new Map<Worker, number>();
+  readonly #workers: Worker[];
+  #nextId = 0;
+  #broken: Error | undefined;
+
+  /** Starts `size` workers, which write their files into `outDir`. */
+  constructor(
+    size: number,
+    private readonly outDir: string,
+  ) {
+    this.#workers = Array.from({ length: Math.max(1, size) }, () => this.#spawn());
+    this.#idle.push(...this.#workers);
+  }
+
+  /**
+   * Serialises `path`, compresses it at `level` into a new file in the output directory, and
+   * returns that file with both digests; `label` names the path in errors.
+   */
+  compress(
+    path: string,
+    level: number,
+    label: string,
+    onBytes: (narBytes: number) => void = () => {},
+  ): Promise<NarDigests & { readonly out: string }> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    const id = this.#nextId++;
+    const out = join(this.outDir, `${id}.nar.zst`);
+    const request: WorkerRequest = { id, level, path, out };
+    return new Promise<NarDigests>((resolve, reject) => {
+      this.#queue.push({ request, pending: { label, onBytes, resolve, reject } });
+      this.#dispatch();
+    }).then((digests) => ({ ...digests, out }));
+  }
+
+  /** Stops the workers (the files they wrote are the caller's). */
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+
+  #dispatch(): void {
+    while (this.#idle.length > 0 && this.#queue.length > 0) {
+      const worker = this.#idle.pop() as Worker;
+      const { request, pending } = this.#queue.shift() as Queued;
+      this.#pending.set(request.id, pending);
+      this.#busy.set(worker, request.id);
+      worker.postMessage(request);
+    }
+  }
+
+  #spawn(): Worker {
+    const worker = new Worker(workerScript());
+    worker.on("message", (reply: WorkerReply) => this.#onReply(worker, reply));
+    worker.on("error", (err) => this.#fail(err));
+    worker.on("exit", (code) => {
+      if (this.#busy.has(worker) || this.#queue.length > 0) {
+        this.#fail(new Error(`a zstd worker thread exited (code ${code}) during the push`));
+      }
+    });
+    return worker;
+  }
+
+  #onReply(worker: Worker, reply: WorkerReply): void {
+    const pending = this.#pending.get(reply.id);
+    if (pending === undefined) return;
+    if (reply.type === "bytes") {
+      pending.onBytes(reply.narBytes);
+      return;
+    }
+    this.#pending.delete(reply.id);
+    this.#busy.delete(worker);
+    this.#idle.push(worker);
+    if (reply.type === "done") {
+      pending.resolve({
+        nar: { hash: new Sha256(Buffer.from(reply.nar.hash)), size: reply.nar.size },
+        file: { hash: new Sha256(Buffer.from(reply.file.hash)), size: reply.file.size },
+      });
+    } else {
+      pending.reject(revive(reply.error, pending.label));
+    }
+    this.#dispatch();
+  }
+
+  /** A worker died: fail everything in flight or waiting, and every later call. */
+  #fail(cause: Error): void {
+    this.#broken ??= new OperationError(
+      "zstd-worker-failed",
+      `zstd compression failed: ${cause.message}`,
+      { cause },
+    );
+    for (const pending of this.#pending.values()) pending.reject(this.#broken);
+    for (const { pending } of this.#queue.splice(0)) pending.reject(this.#broken);
+    this.#pending.clear();
+    this.#busy.clear();
+  }
+}
+
+/** A worker's error as the same kind of error it would have been on the main thread. */
+function revive(error: WireError, label: string): Error {
+  if (error.exitCode === 2) {
+    return new InputError(
+      error.code ?? "bad-input",
+      error.message,
+      error.hint ? { hint: error.hint } : {},
+    );
+  }
+  if (error.exitCode === 1) {
+    return new OperationError(
+      error.code ?? "failed",
+      error.message,
+      error.hint ? { hint: error.hint } : {},
+    );
+  }
+  return new OperationError("nar-read-failed", `cannot serialise ${label}: ${error.message}`);
+}

@@ -1,0 +1,80 @@
+// A push worker thread: turns store paths into zstd NAR files (zstd-nar.ts) one at a time, with
+// one compression context per level, reused for every frame. Spoken to only by zstd-pool.ts.
+import { parentPort } from "node:worker_threads";
+import { NixshipError } from "../errors.js";
+import { ZstdFrameCompressor } from "./zstd.js";
+import { zstdNarFile } from "./zstd-nar.js";
+
+export interface WorkerRequest {
+  readonly id: number;
+  readonly level: number;
+  /** Where the store path's files are. */
+  readonly path: string;
+  /** The new file to write the compressed NAR into. */
+  readonly out: string;
+}
+
+interface WireDigest {
+  readonly hash: Uint8Array;
+  readonly size: number;
+}
+
+/** An error as plain data; the pool turns it back into a NixshipError. */
+export interface WireError {
+  readonly message: string;
+  readonly code?: string;
+  readonly hint?: string;
+  readonly exitCode?: number;
+}
+
+export type WorkerReply =
+  | { readonly id: number; readonly type: "bytes"; readonly narBytes: number }
+  | {
+      readonly id: number;
+      readonly type: "done";
+      readonly nar: WireDigest;
+      readonly file: WireDigest;
+    }
+  | { readonly id: number; readonly type: "failed"; readonly error: WireError };
+
+const port = parentPort;
+if (port === null) throw new Error("zstd-worker.ts runs only as a worker thread");
+
+const compressors = new Map<number, ZstdFrameCompressor>();
+
+port.on("message", ({ id, level, path, out }: WorkerRequest) => {
+  const reply = (message: WorkerReply): void => port.postMessage(message);
+  try {
+    let compressor = compressors.get(level);
+    if (compressor === undefined) {
+      compressor = new ZstdFrameCompressor(level);
+      compressors.set(level, compressor);
+    }
+    const digests = zstdNarFile(path, out, compressor, (narBytes) =>
+      reply({ id, type: "bytes", narBytes }),
+    );
+    const wire = (d: { hash: { bytes: Uint8Array }; size: number }): WireDigest => ({
+      hash: d.hash.bytes,
+      size: d.size,
+    });
+    reply({ id, type: "done", nar: wire(digests.nar), file: wire(digests.file) });
+  } catch (err) {
+    reply({ id, type: "failed", error: toWire(err) });
+  }
+});
+
+function toWire(err: unknown): WireError {
+  if (err instanceof NixshipError) {
+    return {
+      message: err.message,
+      code: err.code,
+      exitCode: err.exitCode,
+      ...(err.hint ? { hint: err.hint } : {}),
+    };
+  }
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  return {
+    message: err instanceof Error ? err.message : String(err),
+    ...(errno ? { code: errno } : {}),
+  };
+}
