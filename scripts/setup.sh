@@ -12,6 +12,10 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# zstd-napi compiles libzstd at install (node-gyp): a C/C++ toolchain and Python.
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207
@@ -25,6 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: run this script as root, or: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
+fi
+
+# node-gyp needs Node's headers. A Debian-packaged Node has them under /usr/include/node; point
+# node-gyp there so that it never tries to download them.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$(dirname "$(dirname "$(command -v node)")")/include/node/node_api.h" ]; then
+  npm_config_nodedir="$(dirname "$(dirname "$(command -v node)")")"
+  export npm_config_nodedir
 fi
 
 echo "setup: installing npm packages (npm ci)" >&2
