@@ -61,7 +61,7 @@ export async function writeNar(
   let narSize = 0;
   let nar: Digest;
   try {
-    for (const chunk of dumpChunks(path, FRAME_SIZE)) {
+    for (const chunk of dumpChunks(path, { chunkSize: FRAME_SIZE })) {
       narHash.update(chunk);
       narSize += chunk.length;
       options.onBytes?.(chunk.length);
@@ -90,7 +90,7 @@ async function viaChildProcess(
   try {
     // The sink is left open: as on the uncompressed path, it is ended only after the check.
     await pipeline(
-      Readable.from(dumpChunks(path, FRAME_SIZE)),
+      Readable.from(dumpChunks(path, { chunkSize: FRAME_SIZE })),
       narHasher,
       compressor(options.compression, {
         ...(options.level !== undefined ? { level: options.level } : {}),

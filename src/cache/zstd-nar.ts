@@ -25,7 +25,7 @@ export function zstdNarFile(
   let fileSize = 0;
   const fd = openSync(out, "wx");
   try {
-    for (const chunk of dumpChunks(path, FRAME_SIZE)) {
+    for (const chunk of dumpChunks(path, { chunkSize: FRAME_SIZE, reuse: true })) {
       narHash.update(chunk);
       narSize += chunk.length;
       onBytes(chunk.length);

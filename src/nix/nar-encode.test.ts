@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sha256 } from "./hash.js";
-import { dumpPath, dumpPathStream } from "./nar-encode.js";
+import { dumpChunks, dumpPath, dumpPathStream } from "./nar-encode.js";
 import { buildNar, narNode } from "./nar-write.js";
 
 const { regular, symlink, directory } = narNode;
@@ -96,6 +96,34 @@ describe("dumpPath", () => {
     const { nar, chunks } = await dump(join(tmp, "big"));
     expect(Math.max(...chunks.map((c) => c.length))).toBeLessThanOrEqual(1024 * 1024);
     expect(nar.equals(buildNar(regular(big)))).toBe(true);
+  });
+
+  it("cuts fixed-size chunks, and recycles their buffers only when asked to", async () => {
+    mkdirSync(join(tmp, "fixed"));
+    const big = Buffer.alloc(300_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    writeFileSync(join(tmp, "fixed/big"), big);
+    for (let i = 0; i < 50; i++) writeFileSync(join(tmp, `fixed/f${i}`), `small ${i}\n`);
+    const { nar } = await dump(join(tmp, "fixed"));
+    const size = 64 * 1024;
+    const read = (reuse: boolean) => {
+      const copies: Buffer[] = [];
+      const memories = new Set<ArrayBufferLike>();
+      for (const chunk of dumpChunks(join(tmp, "fixed"), { chunkSize: size, reuse })) {
+        copies.push(Buffer.from(chunk));
+        memories.add(chunk.buffer);
+      }
+      return { copies, memories };
+    };
+    for (const reuse of [false, true]) {
+      const { copies } = read(reuse);
+      expect(Buffer.concat(copies).equals(nar)).toBe(true);
+      expect(copies.slice(0, -1).every((c) => c.length === size)).toBe(true);
+    }
+    const fresh = read(false);
+    const recycled = read(true);
+    expect(fresh.memories.size).toBe(fresh.copies.length);
+    expect(recycled.memories.size).toBeLessThanOrEqual(2);
   });
 
   it("offers the same bytes as a Readable stream", async () => {

@@ -48,13 +48,23 @@ export function dumpPathStream(path: string): Readable {
   return Readable.from(dumpChunks(path), { objectMode: false });
 }
 
+export interface DumpOptions {
+  /** Every chunk but the last is exactly this long (for callers that compress chunks as frames). */
+  readonly chunkSize?: number;
+  /**
+   * Recycle chunk buffers: a chunk is valid only until the next one is asked for. Saves a
+   * fresh allocation per chunk for callers that consume each chunk at once.
+   */
+  readonly reuse?: boolean;
+}
+
 /**
  * The NAR of `path` as a synchronous sequence of chunks. With `chunkSize`, every chunk but the
- * last is exactly that long (callers that compress chunks as independent frames want that);
- * otherwise chunks are sized for streaming. Chunks are fresh buffers the caller may keep.
+ * last is exactly that long; otherwise chunks are sized for streaming. Unless `reuse` is set,
+ * chunks are fresh buffers the caller may keep.
  */
-export function* dumpChunks(path: string, chunkSize?: number): Generator<Buffer> {
-  const out = new ChunkWriter(chunkSize);
+export function* dumpChunks(path: string, options: DumpOptions = {}): Generator<Buffer> {
+  const out = new ChunkWriter(options.chunkSize, options.reuse ?? false);
   out.put(HEADER);
   const root = Buffer.from(path);
   yield* dumpNode(root, kindOf(lstatSync(root)), out);
@@ -131,13 +141,20 @@ function changed(path: Buffer, what: string): InputError {
   return new InputError("file-changed", `'${path.toString()}' changed while being dumped: ${what}`);
 }
 
-/** Packs tokens into fresh buffers; a chunk is never written to again once handed out. */
+/**
+ * Packs tokens into buffers. A chunk handed out is never written to again, unless `reuse` is
+ * set: then it is recycled once the consumer asks for the next one.
+ */
 class ChunkWriter {
   buf: Buffer;
   pos = 0;
   private ready: Buffer[] = [];
+  private readonly spare: Buffer[] = [];
 
-  constructor(readonly fixedSize?: number) {
+  constructor(
+    readonly fixedSize: number | undefined,
+    private readonly reuse: boolean,
+  ) {
     this.buf = Buffer.allocUnsafe(fixedSize ?? CHUNK);
   }
 
@@ -165,7 +182,8 @@ class ChunkWriter {
   /** Sets the full buffer aside for the next `drain` and starts a new one of `size` bytes. */
   rotate(size: number): void {
     this.ready.push(this.buf);
-    this.buf = Buffer.allocUnsafe(size);
+    const spare = this.spare.at(-1);
+    this.buf = spare?.length === size ? (this.spare.pop() as Buffer) : Buffer.allocUnsafe(size);
     this.pos = 0;
   }
 
@@ -173,7 +191,11 @@ class ChunkWriter {
     if (this.ready.length === 0) return;
     const ready = this.ready;
     this.ready = [];
-    yield* ready;
+    for (const chunk of ready) {
+      yield chunk;
+      // The consumer is back for more, so it is done with `chunk`.
+      if (this.reuse) this.spare.push(chunk);
+    }
   }
 
   *finish(): Generator<Buffer> {
