@@ -3,7 +3,7 @@
 // narinfo, only once the path's references are committed, so the cache is never inconsistent.
 import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { type PathInfo, referencesFirst } from "../nix/closure.js";
 import type { Sha256 } from "../nix/hash.js";
@@ -72,91 +72,91 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const { store, compression } = options;
   const emit = options.onEvent ?? (() => {});
   const jobs = Math.max(1, options.jobs ?? availableParallelism());
-
-  const closure = referencesFirst(await queryClosure(options.roots, options.nix));
-  emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
-  await ensureCacheInfo(store);
-
-  const present = await mapLimit(
-    closure,
-    16,
-    async (p) => (await store.head(narInfoKey(p.path))) !== undefined,
-  );
-  const todo = closure.filter((_, i) => !present[i]);
-  const narBytes = sum(todo.map((p) => p.narSize));
-  emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
-
-  // One gate per path, opened when its narinfo is committed: a narinfo goes in only after
-  // its NAR is stored and after the narinfos of its references, so a cache interrupted
-  // mid-push holds only whole closures.
-  const gates = new Map(todo.map((p) => [p.path, gate()]));
-  // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
-  // with a bounded number of NARs waiting to be stored.
-  const storing = new Semaphore(jobs * 2);
-  let fileBytes = 0;
+  // zstd's CPU work runs on one worker thread per job (zstd-pool.ts). They start now, so that
+  // they boot while the closure is queried.
+  const pool = compression === "zstd" ? new ZstdPool(jobs) : undefined;
+  let staging: string | undefined;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
-  // zstd's CPU work runs on one worker thread per job; see zstd-pool.ts.
-  // Their files are written in the store's staging directory and moved (or uploaded) from there.
-  const staging =
-    compression === "zstd" && todo.length > 0 ? await store.makeStagingDir() : undefined;
-  const pool =
-    staging === undefined ? undefined : new ZstdPool(Math.min(jobs, todo.length), staging);
-  const pushing = mapLimit(todo, jobs, async (info) => {
-    const own = gates.get(info.path) as Gate;
-    try {
-      const release = await storing.acquire();
-      const { narInfo, stored } = await produceNar(info, options, emit, pool).catch((err) => {
-        release();
-        throw err;
-      });
-      stored.then(release, release);
-      writes.push(stored);
-      fileBytes += narInfo.fileSize ?? 0;
-      const refs = info.references.filter((r) => r !== info.path && gates.has(r));
-      const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
-        async () => {
-          const signed = signNarInfo(narInfo, options.key);
-          await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
-            contentType: "text/x-nix-narinfo",
-          });
-          emit({
-            type: "path-pushed",
-            path: info.path,
-            narSize: info.narSize,
-            fileSize: narInfo.fileSize ?? 0,
-          });
-        },
-      );
-      commit.then(own.open, own.fail);
-      commits.push(commit);
-    } catch (err) {
-      own.fail(err);
-      throw err;
-    }
-  });
   try {
-    await pushing;
+    const closure = referencesFirst(await queryClosure(options.roots, options.nix));
+    emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
+    await ensureCacheInfo(store);
+
+    const present = await mapLimit(
+      closure,
+      16,
+      async (p) => (await store.head(narInfoKey(p.path))) !== undefined,
+    );
+    const todo = closure.filter((_, i) => !present[i]);
+    const narBytes = sum(todo.map((p) => p.narSize));
+    emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
+
+    // The workers write their NAR files in the store's staging directory; they are moved
+    // (or uploaded) from there.
+    if (pool !== undefined && todo.length > 0) staging = await store.makeStagingDir();
+    const workers = pool && staging ? { pool, staging } : undefined;
+    // One gate per path, opened when its narinfo is committed: a narinfo goes in only after
+    // its NAR is stored and after the narinfos of its references, so a cache interrupted
+    // mid-push holds only whole closures.
+    const gates = new Map(todo.map((p) => [p.path, gate()]));
+    // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
+    // with a bounded number of NARs waiting to be stored.
+    const storing = new Semaphore(jobs * 2);
+    let fileBytes = 0;
+    await mapLimit(todo, jobs, async (info) => {
+      const own = gates.get(info.path) as Gate;
+      try {
+        const release = await storing.acquire();
+        const { narInfo, stored } = await produceNar(info, options, emit, workers).catch((err) => {
+          release();
+          throw err;
+        });
+        stored.then(release, release);
+        writes.push(stored);
+        fileBytes += narInfo.fileSize ?? 0;
+        const refs = info.references.filter((r) => r !== info.path && gates.has(r));
+        const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
+          async () => {
+            const signed = signNarInfo(narInfo, options.key);
+            await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
+              contentType: "text/x-nix-narinfo",
+            });
+            emit({
+              type: "path-pushed",
+              path: info.path,
+              narSize: info.narSize,
+              fileSize: narInfo.fileSize ?? 0,
+            });
+          },
+        );
+        commit.then(own.open, own.fail);
+        commits.push(commit);
+      } catch (err) {
+        own.fail(err);
+        throw err;
+      }
+    });
+    await Promise.all(commits);
+
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      paths: closure.length,
+      pushed: todo.length,
+      alreadyPresent: closure.length - todo.length,
+      narBytes,
+      fileBytes,
+      seconds,
+      narMBps: seconds > 0 ? narBytes / 1e6 / seconds : 0,
+      compression,
+      pushedPaths: todo.map((p) => p.path),
+    };
   } finally {
     // Whatever happens, nothing is still writing to the cache once push returns.
     await Promise.allSettled([...writes, ...commits]);
     await pool?.close();
     if (staging !== undefined) await rm(staging, { recursive: true, force: true });
   }
-  await Promise.all(commits);
-
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    paths: closure.length,
-    pushed: todo.length,
-    alreadyPresent: closure.length - todo.length,
-    narBytes,
-    fileBytes,
-    seconds,
-    narMBps: seconds > 0 ? narBytes / 1e6 / seconds : 0,
-    compression,
-    pushedPaths: todo.map((p) => p.path),
-  };
 }
 
 /** Where the path's files are on disk: under the chroot when the Nix store is a directory. */
@@ -180,7 +180,7 @@ async function produceNar(
   info: PathInfo,
   options: PushOptions,
   emit: (e: PushEvent) => void,
-  pool: ZstdPool | undefined,
+  workers: { readonly pool: ZstdPool; readonly staging: string } | undefined,
 ): Promise<ProducedNar> {
   const { store, compression } = options;
   const expected = { hash: info.narHash, size: info.narSize };
@@ -226,14 +226,13 @@ async function produceNar(
   }
 
   if (compression === "zstd") {
-    if (pool === undefined) throw new Error("push: zstd needs the worker pool");
-    const out = await pool.compress(
-      source,
-      options.level ?? DEFAULT_LEVEL.zstd,
-      info.path,
+    if (workers === undefined) throw new Error("push: zstd needs the worker pool");
+    const file = join(workers.staging, `${basename(info.path)}.nar.zst`);
+    const out = await workers.pool.compress(
+      { path: source, out: file, level: options.level ?? DEFAULT_LEVEL.zstd, label: info.path },
       onBytes,
     );
-    const dispose = () => rm(out.out, { force: true });
+    const dispose = () => rm(file, { force: true });
     try {
       checkNar(info.path, out.nar, expected);
     } catch (err) {
@@ -241,7 +240,7 @@ async function produceNar(
       throw err;
     }
     const narInfo = describe(out.file.hash, out.file.size);
-    const put = () => store.putFile(narInfo.url, out.out, { contentType: NAR_TYPE });
+    const put = () => store.putFile(narInfo.url, file, { contentType: NAR_TYPE });
     return { narInfo, stored: storeNar(store, narInfo, put, dispose) };
   }
 

@@ -75,21 +75,24 @@ describe("zstdNarFile", () => {
 });
 
 describe("ZstdPool", () => {
-  it("compresses paths on worker threads into files in its directory", async () => {
+  it("compresses paths on worker threads into the files it is given", async () => {
     const outDir = join(work, "pool-out");
     await mkdir(outDir);
-    const pool = new ZstdPool(2, outDir);
+    const pool = new ZstdPool(2);
     try {
       let heard = 0;
+      const outs = [1, 2, 3].map((i) => join(outDir, `${i}.nar.zst`));
       const results = await Promise.all(
-        [1, 2, 3].map(() => pool.compress(tree, 3, "/nix/store/x-tree", (n) => (heard += n))),
+        outs.map((out) =>
+          pool.compress({ path: tree, out, level: 3, label: "/nix/store/x-tree" }, (n) => {
+            heard += n;
+          }),
+        ),
       );
       expect(heard).toBe(3 * nar.length);
-      expect(new Set(results.map((r) => r.out)).size).toBe(3);
-      for (const r of results) {
-        expect(r.out.startsWith(outDir)).toBe(true);
+      for (const [i, r] of results.entries()) {
         expect(r.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
-        const file = readFileSync(r.out);
+        const file = readFileSync(outs[i] as string);
         expect(r.file).toEqual({ hash: Sha256.of(file), size: file.length });
         expect(unzstd(file).equals(nar)).toBe(true);
       }
@@ -101,16 +104,31 @@ describe("ZstdPool", () => {
   it("rejects with an error that names the path, and keeps working afterwards", async () => {
     const outDir = join(work, "pool-errors");
     await mkdir(outDir);
-    const pool = new ZstdPool(1, outDir);
+    const pool = new ZstdPool(1);
     try {
-      const failed = pool.compress(join(work, "absent"), 3, "/nix/store/x-absent");
+      const failed = pool.compress({
+        path: join(work, "absent"),
+        out: join(outDir, "absent.nar.zst"),
+        level: 3,
+        label: "/nix/store/x-absent",
+      });
       await expect(failed).rejects.toThrow(NixshipError);
       await expect(failed).rejects.toThrow(/cannot serialise \/nix\/store\/x-absent: .*ENOENT/);
-      const ok = await pool.compress(tree, 3, "/nix/store/x-tree");
+      const out = join(outDir, "tree.nar.zst");
+      const ok = await pool.compress({ path: tree, out, level: 3, label: "/nix/store/x-tree" });
       expect(ok.nar.size).toBe(nar.length);
-      expect(await readdir(outDir)).toEqual([ok.out.slice(outDir.length + 1)]);
+      expect(await readdir(outDir)).toEqual(["tree.nar.zst"]);
     } finally {
       await pool.close();
     }
+  });
+
+  it("fails every waiting job, clearly, when a worker thread dies", async () => {
+    const pool = new ZstdPool(1);
+    const jobs = [1, 2].map((i) =>
+      pool.compress({ path: tree, out: join(work, `dies-${i}`), level: 3, label: "x" }),
+    );
+    await pool.close();
+    for (const job of jobs) await expect(job).rejects.toThrow(/zstd worker thread exited/);
   });
 });

@@ -1,12 +1,21 @@
 // The push's worker threads for zstd: each takes one store path at a time and does all of its
-// CPU work (serialise, hash, compress, hash) on its own core, with nothing copied between
-// threads but the finished output. The main thread only schedules and stores.
-import { join } from "node:path";
+// work (serialise, hash, compress, hash, write the file) on its own core; only the job and the
+// digests cross between threads. The main thread only schedules, stores and commits.
 import { Worker } from "node:worker_threads";
 import { InputError, OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import type { NarDigests } from "./nar-check.js";
 import type { WireError, WorkerReply, WorkerRequest } from "./zstd-worker.js";
+
+export interface ZstdJob {
+  /** Where the store path's files are. */
+  readonly path: string;
+  /** The new file the compressed NAR goes into. */
+  readonly out: string;
+  readonly level: number;
+  /** How errors name the path (its store path). */
+  readonly label: string;
+}
 
 interface Pending {
   readonly label: string;
@@ -40,36 +49,27 @@ export class ZstdPool {
   #nextId = 0;
   #broken: Error | undefined;
 
-  /** Starts `size` workers, which write their files into `outDir`. */
-  constructor(
-    size: number,
-    private readonly outDir: string,
-  ) {
+  /** Starts `size` workers. */
+  constructor(size: number) {
     this.#workers = Array.from({ length: Math.max(1, size) }, () => this.#spawn());
     this.#idle.push(...this.#workers);
   }
 
   /**
-   * Serialises `path`, compresses it at `level` into a new file in the output directory, and
-   * returns that file with both digests; `label` names the path in errors.
+   * Serialises `job.path` and compresses it at `job.level` into the new file `job.out`;
+   * returns both digests. `job.label` names the path in errors. On failure `out` is removed.
    */
-  compress(
-    path: string,
-    level: number,
-    label: string,
-    onBytes: (narBytes: number) => void = () => {},
-  ): Promise<NarDigests & { readonly out: string }> {
+  compress(job: ZstdJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
     if (this.#broken) return Promise.reject(this.#broken);
     const id = this.#nextId++;
-    const out = join(this.outDir, `${id}.nar.zst`);
-    const request: WorkerRequest = { id, level, path, out };
+    const request: WorkerRequest = { id, level: job.level, path: job.path, out: job.out };
     return new Promise<NarDigests>((resolve, reject) => {
-      this.#queue.push({ request, pending: { label, onBytes, resolve, reject } });
+      this.#queue.push({ request, pending: { label: job.label, onBytes, resolve, reject } });
       this.#dispatch();
-    }).then((digests) => ({ ...digests, out }));
+    });
   }
 
-  /** Stops the workers (the files they wrote are the caller's). */
+  /** Stops the workers. */
   async close(): Promise<void> {
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }

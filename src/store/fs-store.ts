@@ -3,11 +3,12 @@
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { link, mkdir, open, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { link, mkdir, open, rename, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { InputError, NixshipError, OperationError } from "../errors.js";
+import { DirectorySyncs } from "./dir-sync.js";
 import { withLock } from "./fs-lock.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
 import { pageLimit, validateKey, validatePrefix } from "./keys.js";
@@ -17,6 +18,7 @@ import type {
   ListPage,
   ObjectInfo,
   ObjectStore,
+  PutCondition,
   PutOptions,
   PutResult,
 } from "./object-store.js";
@@ -32,6 +34,8 @@ export class FsStore implements ObjectStore {
   readonly url: string;
   readonly #root: string;
   readonly #fsync: boolean;
+  #rootDevice: Promise<bigint> | undefined;
+  readonly #dirSyncs = new DirectorySyncs();
 
   constructor(root: string, options: FsStoreOptions = {}) {
     if (!isAbsolute(root)) {
@@ -83,18 +87,23 @@ export class FsStore implements ObjectStore {
   ): Promise<PutResult> {
     const path = this.#path(key);
     const tmp = tempBeside(path);
+    let consumed = false;
     try {
       const handle = await createTemp(tmp);
+      let etag: string;
       try {
         await writeAll(handle, key, body, options.size);
-        return await this.#commit(key, path, tmp, handle, options);
+        etag = toInfo(key, await this.#seal(handle)).etag;
       } finally {
         await handle.close();
       }
+      const placed = await this.#place(key, path, tmp, etag, options.condition);
+      consumed = placed.consumed;
+      return placed.result;
     } catch (err) {
       throw this.#fault("write", key, err);
     } finally {
-      await removeQuietly(tmp);
+      if (!consumed) await removeQuietly(tmp);
     }
   }
 
@@ -104,25 +113,21 @@ export class FsStore implements ObjectStore {
     options: Omit<PutOptions, "size"> = {},
   ): Promise<PutResult> {
     const path = this.#path(key);
-    const tmp = tempBeside(path);
+    let consumed = false;
     try {
-      // Moving the file beside its target makes it the temp file a put would have written.
-      const moved = await moveInto(file, tmp);
-      if (!moved) {
-        // On another file system: copy it, as a put of its bytes.
+      const [sealed, device] = await Promise.all([this.#seal(file), this.#device()]);
+      if (sealed.dev !== device) {
+        // On another file system it cannot be moved in: copy it, as a put of its bytes.
         return await this.put(key, createReadStream(file), options);
       }
-      const handle = await open(tmp, "r+");
-      try {
-        return await this.#commit(key, path, tmp, handle, options);
-      } finally {
-        await handle.close();
-      }
+      const etag = toInfo(key, sealed).etag;
+      const placed = await this.#place(key, path, file, etag, options.condition);
+      consumed = placed.consumed;
+      return placed.result;
     } catch (err) {
       throw this.#fault("write", key, err);
     } finally {
-      await removeQuietly(tmp);
-      await removeQuietly(file);
+      if (!consumed) await removeQuietly(file);
     }
   }
 
@@ -142,43 +147,75 @@ export class FsStore implements ObjectStore {
   }
 
   /**
-   * Makes the written temp file `tmp` the object at `path`, honouring the put's condition:
-   * stamps and syncs it, then renames (or links) it into place. Returns the outcome.
+   * Readies a fully written file to become an object: stamps its mtime and, unless disabled,
+   * syncs it to disk. Returns its stat, from which the object's etag comes: rename and link
+   * keep the inode and mtime. `file` is an open handle or a path.
    */
-  async #commit(
-    key: string,
-    path: string,
-    tmp: string,
-    handle: FileHandle,
-    options: PutOptions,
-  ): Promise<PutResult> {
+  async #seal(file: FileHandle | string): Promise<BigIntStats> {
     // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
     // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
     const now = Date.now();
-    await handle.utimes(now / 1000, (now + Math.random()) / 1000);
-    if (this.#fsync) await handle.sync();
-    // rename and link keep the inode and mtime, so the temp file's etag is the object's.
-    const etag = toInfo(key, await handle.stat({ bigint: true })).etag;
+    const [atime, mtime] = [now / 1000, (now + Math.random()) / 1000];
+    if (typeof file !== "string") {
+      await file.utimes(atime, mtime);
+      if (this.#fsync) await file.sync();
+      return file.stat({ bigint: true });
+    }
+    await utimes(file, atime, mtime);
+    if (this.#fsync) {
+      const handle = await open(file, "r");
+      await handle.sync().finally(() => handle.close());
+    }
+    return stat(file, { bigint: true });
+  }
+
+  /**
+   * Makes the sealed file `from` (in this store's file system) the object at `path`, honouring
+   * the condition: renamed into place, or linked when the key must be absent. `consumed` says
+   * whether `from` is gone.
+   */
+  async #place(
+    key: string,
+    path: string,
+    from: string,
+    etag: string,
+    condition: PutCondition | undefined,
+  ): Promise<{ result: PutResult; consumed: boolean }> {
     const dir = dirname(path);
-    const condition = options.condition;
     if (condition === undefined) {
-      await rename(tmp, path);
+      await inDirectory(path, () => rename(from, path));
     } else if ("ifAbsent" in condition) {
       // link(2) fails with EEXIST when the target exists: atomic across processes.
-      const linked = await link(tmp, path).then(succeeded, (err: unknown) =>
-        code(err) === "EEXIST" ? false : Promise.reject(err),
+      const linked = await inDirectory(path, () =>
+        link(from, path).then(succeeded, (err: unknown) =>
+          code(err) === "EEXIST" ? false : Promise.reject(err),
+        ),
       );
-      if (!linked) return FAILED;
+      if (!linked) return { result: FAILED, consumed: false };
+      if (this.#fsync) await this.#dirSyncs.sync(dir);
+      return { result: { status: "written", etag }, consumed: false };
     } else {
+      await mkdir(dir, { recursive: true });
       const swapped = await withLock(join(dir, `.${basename(path)}.nixship-lock`), async () => {
         if ((await this.head(key))?.etag !== condition.ifMatch) return false;
-        await rename(tmp, path);
+        await rename(from, path);
         return true;
       });
-      if (!swapped) return FAILED;
+      if (!swapped) return { result: FAILED, consumed: false };
     }
-    if (this.#fsync) await syncDir(dir);
-    return { status: "written", etag };
+    if (this.#fsync) await this.#dirSyncs.sync(dir);
+    return { result: { status: "written", etag }, consumed: true };
+  }
+
+  /** The device number of the root's file system (the root is created if missing). */
+  #device(): Promise<bigint> {
+    this.#rootDevice ??= mkdir(this.#root, { recursive: true })
+      .then(async () => (await stat(this.#root, { bigint: true })).dev)
+      .catch((err: unknown) => {
+        this.#rootDevice = undefined;
+        throw err;
+      });
+    return this.#rootDevice;
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
@@ -274,15 +311,6 @@ async function writeAll(
   }
 }
 
-/** Renames `file` to `tmp`, creating its directory; false when they are on different devices. */
-async function moveInto(file: string, tmp: string): Promise<boolean> {
-  return inDirectory(tmp, () =>
-    rename(file, tmp).then(succeeded, (err: unknown) =>
-      code(err) === "EXDEV" ? false : Promise.reject(err),
-    ),
-  );
-}
-
 /** Removes a file that may already be gone. */
 async function removeQuietly(path: string): Promise<void> {
   await unlink(path).catch(() => undefined);
@@ -315,11 +343,6 @@ async function inDirectory<T>(path: string, create: () => Promise<T>): Promise<T
     }
     await mkdir(dirname(path), { recursive: true });
   }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  await handle.sync().finally(() => handle.close());
 }
 
 function code(err: unknown): string | undefined {

@@ -1,0 +1,77 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DirectorySyncs } from "./dir-sync.js";
+
+/** A fake fsync that records each start and settles only when told to. */
+function controlled() {
+  const started: { dir: string; settle: (err?: Error) => void }[] = [];
+  const syncOne = (dir: string) =>
+    new Promise<void>((resolve, reject) => {
+      started.push({ dir, settle: (err) => (err ? reject(err) : resolve()) });
+    });
+  return { started, syncs: new DirectorySyncs(syncOne) };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("DirectorySyncs", () => {
+  it("starts at once when idle, and makes later callers share one fsync after it", async () => {
+    const { started, syncs } = controlled();
+    const first = syncs.sync("/d");
+    expect(started).toHaveLength(1);
+    // Arriving while the first runs: their changes may postdate its start.
+    const waiters = [syncs.sync("/d"), syncs.sync("/d"), syncs.sync("/d")];
+    await tick();
+    expect(started).toHaveLength(1);
+    started[0]?.settle();
+    await first;
+    await tick();
+    expect(started).toHaveLength(2);
+    let settled = false;
+    Promise.all(waiters).then(() => {
+      settled = true;
+    });
+    await tick();
+    expect(settled).toBe(false);
+    started[1]?.settle();
+    await Promise.all(waiters);
+    // Idle again: the next caller starts a fresh fsync straight away.
+    const again = syncs.sync("/d");
+    expect(started).toHaveLength(3);
+    started[2]?.settle();
+    await again;
+  });
+
+  it("keeps directories apart", async () => {
+    const { started, syncs } = controlled();
+    const a = syncs.sync("/a");
+    const b = syncs.sync("/b");
+    expect(started.map((s) => s.dir)).toEqual(["/a", "/b"]);
+    for (const s of started) s.settle();
+    await Promise.all([a, b]);
+  });
+
+  it("fails exactly the callers of a failed fsync; the next one still runs", async () => {
+    const { started, syncs } = controlled();
+    const first = syncs.sync("/d");
+    const second = syncs.sync("/d");
+    started[0]?.settle(new Error("EIO"));
+    await expect(first).rejects.toThrow("EIO");
+    await tick();
+    expect(started).toHaveLength(2);
+    started[1]?.settle();
+    await expect(second).resolves.toBeUndefined();
+  });
+
+  it("fsyncs a real directory by default", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-dir-sync-"));
+    try {
+      await new DirectorySyncs().sync(dir);
+      await expect(new DirectorySyncs().sync(join(dir, "absent"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
