@@ -185,6 +185,18 @@ describe("nar commands", () => {
     expect(nixStoreDump(dir).equals(bytes)).toBe(true);
   });
 
+  it("stops quietly when its reader goes away (nixship ... | head)", () => {
+    // The fixture's lib path holds a 9 MB file: far more than a pipe buffer.
+    const lib = spawnSync("nix-store", ["-qR", root], { encoding: "utf8" })
+      .stdout.split("\n")
+      .find((p) => p.endsWith("-nixship-fixture-lib"));
+    expect(lib).toBeDefined();
+    const script = '"$0" "$1" nar dump "$2" | head -c 10 >/dev/null; exit "${PIPESTATUS[0]}"';
+    const run = spawnSync("bash", ["-c", script, process.execPath, NIXSHIP_BIN, lib as string]);
+    expect(run.stderr.toString()).toBe("");
+    expect(run.status).toBe(0);
+  });
+
   it("nar ls lists entries, and --json gives them as data", async () => {
     const nar = buildNar(
       narNode.directory([["bin", narNode.directory([["hi", narNode.regular("echo", true)]])]]),

@@ -3,6 +3,12 @@
 import "./threadpool.js";
 import { main } from "./main.js";
 
+// A reader that goes away (`nixship ... | head`) is not a crash: stop quietly, as Unix tools do.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
