@@ -5,6 +5,13 @@ import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
 import { fetch } from "./fetch.js";
 import { keyGenerate, keyPublic } from "./key.js";
+import {
+  labDownCommand,
+  labExecCommand,
+  labListCommand,
+  labSshConfigCommand,
+  labUpCommand,
+} from "./lab.js";
 import { narDump, narLs, narRestore } from "./nar.js";
 import { push } from "./push.js";
 import { verify } from "./verify.js";
@@ -19,6 +26,11 @@ export const COMMANDS: readonly Command[] = [
   narDump,
   narRestore,
   narLs,
+  labUpCommand,
+  labDownCommand,
+  labListCommand,
+  labExecCommand,
+  labSshConfigCommand,
 ];
 
 const VERSION = "0.1.0";

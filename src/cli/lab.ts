@@ -1,0 +1,173 @@
+// `nixship lab up|down|list|exec|ssh-config`: real hosts on this machine, for tests, benchmarks,
+// the demo, and trying a rollout before it touches a cloud.
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { UsageError } from "../errors.js";
+import { findLabHost, labDown, labDownAll, labList, labsDir, labUp } from "../lab/lab.js";
+import { validateHostCount, validateLabName } from "../lab/layout.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+
+const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
+
+export const labUpCommand: Command = {
+  path: ["lab", "up"],
+  summary: "start N local hosts (netns + own /nix + real sshd); needs root",
+  help: `Usage: nixship lab up N [--name PREFIX] [--json]
+
+Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
+network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
+deployer is 10.231.L.1), a mount namespace with its own empty /nix, /etc/nix, /run and /tmp,
+and a real OpenSSH sshd on port 22 of its address. Hosts have no route beyond the lab.
+
+The lab writes, in its directory:
+  ssh_config     Host entries for every host: key login, strict host key checking, one
+                 shared connection per host (ControlMaster)
+  known_hosts    every host's key, under its name and its address
+  id_ed25519     the client key the hosts accept
+Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
+
+Running it again with the same N is a no-op. ${WHERE}
+
+Options:
+  --name PREFIX   host name prefix and lab name (a-z, 0-9, '-'; default lab)
+  --json          print the lab as JSON`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, json: { type: "boolean" } },
+      "lab up",
+    );
+    if (positionals.length !== 1) throw new UsageError("lab up: give the number of hosts, N");
+    const count = Number(positionals[0]);
+    validateHostCount(Number.isInteger(count) ? count : Number.NaN);
+    const name = validateLabName(values.name ?? "lab");
+    const { state, layout, alreadyUp } = await labUp({
+      labsDir: labsDir(io.env),
+      name,
+      count,
+      onEvent: (e) => {
+        if (!values.json && e.type === "host-up") io.stderr.write(`${e.host} is up\n`);
+      },
+    });
+    if (values.json) {
+      writeJson(io, { ...state, alreadyUp, dir: layout.dir, files: layout.files });
+      return 0;
+    }
+    io.stderr.write(alreadyUp ? `lab '${name}' is already up\n` : "");
+    for (const host of state.hosts) io.stdout.write(`${host.name}\t${host.address}\n`);
+    io.stderr.write(`ssh: ssh -F ${layout.files.sshConfig} ${state.hosts[0]?.name}\n`);
+    return 0;
+  },
+};
+
+export const labDownCommand: Command = {
+  path: ["lab", "down"],
+  summary: "remove a lab and every trace of it (processes, namespaces, links, files)",
+  help: `Usage: nixship lab down [--name PREFIX | --all] [--json]
+
+Stops every process of the lab's hosts, deletes their namespaces, links and the bridge, and
+removes the lab's directory (the hosts' /nix included). Idempotent, and it also cleans what a
+crashed run left behind. --all does this for every lab on the machine, including leftovers
+that no lab directory names. ${WHERE}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, all: { type: "boolean" }, json: { type: "boolean" } },
+      "lab down",
+    );
+    if (positionals.length > 0) throw new UsageError(`lab down: unexpected '${positionals[0]}'`);
+    if (values.all && values.name !== undefined)
+      throw new UsageError("lab down: give --name or --all, not both");
+    const dir = labsDir(io.env);
+    const result = values.all
+      ? await labDownAll(dir)
+      : await labDown(dir, validateLabName(values.name ?? "lab"));
+    if (values.json) writeJson(io, result);
+    else
+      io.stderr.write(
+        result.labs.length ? `removed: ${result.labs.join(", ")}\n` : "nothing to remove\n",
+      );
+    return 0;
+  },
+};
+
+export const labListCommand: Command = {
+  path: ["lab", "list"],
+  summary: "list lab hosts, their addresses and whether they run",
+  help: `Usage: nixship lab list [--json]
+
+${WHERE}`,
+  async run(argv, io) {
+    const { values } = parseFlags(argv, { json: { type: "boolean" } }, "lab list");
+    const hosts = await labList(labsDir(io.env));
+    if (values.json) {
+      writeJson(io, { hosts });
+      return 0;
+    }
+    for (const h of hosts) {
+      io.stdout.write(`${h.name}\t${h.address}\t${h.running ? "running" : "down"}\tlab ${h.lab}\n`);
+    }
+    return 0;
+  },
+};
+
+export const labExecCommand: Command = {
+  path: ["lab", "exec"],
+  summary: "run a command on a lab host (in its namespaces), without SSH",
+  help: `Usage: nixship lab exec HOST -- COMMAND [ARGS...]
+
+Runs COMMAND inside HOST's network and mount namespaces (its /nix, /run, /tmp and address),
+with a clean environment, and exits with its exit code.`,
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, "lab exec");
+    const [name, ...command] = positionals;
+    if (name === undefined || command.length === 0)
+      throw new UsageError("lab exec: give a HOST and, after --, a COMMAND");
+    const host = await findLabHost(labsDir(io.env), name);
+    return await new Promise<number>((resolve, reject) => {
+      const child = spawn("nsenter", ["-t", String(host.pid), "-m", "-n", "--", ...command], {
+        cwd: "/",
+        env: {
+          PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+          HOME: "/root",
+          LANG: "C.UTF-8",
+        },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      io.stdin.pipe(child.stdin).on("error", () => {});
+      child.stdout.pipe(io.stdout, { end: false });
+      child.stderr.pipe(io.stderr, { end: false });
+      child.on("error", reject);
+      child.on("close", (code, signal) => resolve(code ?? (signal ? 128 + 9 : 1)));
+    });
+  },
+};
+
+export const labSshConfigCommand: Command = {
+  path: ["lab", "ssh-config"],
+  summary: "print the ssh_config for a lab's hosts (or its path)",
+  help: `Usage: nixship lab ssh-config [--name PREFIX] [--path]
+
+Prints the lab's ssh_config (Host entries with the lab's key, known_hosts and strict host key
+checking), or with --path only its file name.`,
+  async run(argv, io) {
+    const { values } = parseFlags(
+      argv,
+      { name: { type: "string" }, path: { type: "boolean" } },
+      "lab ssh-config",
+    );
+    const file = join(labsDir(io.env), validateLabName(values.name ?? "lab"), "ssh_config");
+    if (values.path) io.stdout.write(`${file}\n`);
+    else
+      io.stdout.write(
+        await readFile(file, "utf8").catch(() => {
+          throw new UsageError(
+            `lab ssh-config: no lab '${values.name ?? "lab"}' (${file} is missing)`,
+            "start it with 'nixship lab up N'",
+          );
+        }),
+      );
+    return 0;
+  },
+};

@@ -1,0 +1,145 @@
+// One lab host's processes: its files (an empty /nix, its own /etc/nix, sshd's keys and
+// config), and its sshd, started inside the host's network namespace and a private mount
+// namespace where /nix, /etc/nix, /run and /tmp are the host's own. Everything a deploy runs
+// on the host is a child of that sshd, so it sees the same namespaces.
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { OperationError } from "../errors.js";
+import { runCommand } from "../util/run.js";
+import type { LabHostLayout } from "./layout.js";
+import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
+
+/** Creates the host's directory and files; returns its public host key ("ssh-ed25519 AAAA..."). */
+export async function prepareHost(host: LabHostLayout, clientPublicKey: string): Promise<string> {
+  await mkdir(join(host.dir, "nix"), { recursive: true });
+  await mkdir(join(host.dir, "etc-nix"), { recursive: true });
+  await writeFile(join(host.dir, "etc-nix", "nix.conf"), hostNixConf());
+  const key = join(host.dir, "ssh_host_ed25519_key");
+  await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key], {
+    purpose: `make the host key of ${host.name}`,
+  });
+  await writeFile(join(host.dir, "authorized_keys"), clientPublicKey, { mode: 0o600 });
+  await writeFile(join(host.dir, "sshd_config"), sshdConfig(host));
+  const [type, base64] = (await readFile(`${key}.pub`, "utf8")).trim().split(/\s+/);
+  return `${type} ${base64}`;
+}
+
+/** The script that turns a fresh mount namespace into the host's view, then becomes sshd. */
+function hostInit(host: LabHostLayout): string {
+  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+  return [
+    "set -e",
+    `mount --bind ${q(join(host.dir, "nix"))} /nix`,
+    `mount --bind ${q(join(host.dir, "etc-nix"))} /etc/nix`,
+    "mount -t tmpfs -o mode=0755 nixship-lab-run /run",
+    // sshd's files move into the host's own /run, so nothing of the host needs the lab's
+    // directory (which may be under /tmp, hidden next).
+    `mkdir -p /run/sshd ${HOST_SSHD_DIR}`,
+    ...["sshd_config", "ssh_host_ed25519_key", "authorized_keys"].map(
+      (f) => `cp ${q(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
+    ),
+    `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
+    "mount -t tmpfs -o mode=1777 nixship-lab-tmp /tmp",
+    `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
+  ].join("\n");
+}
+
+/** Starts the host's sshd, detached; returns its pid once it accepts connections. */
+export async function startHost(host: LabHostLayout): Promise<number> {
+  await mkdir("/nix", { recursive: true });
+  await mkdir("/etc/nix", { recursive: true });
+  const log = openSync(join(host.dir, "sshd.log"), "a");
+  let pid: number | undefined;
+  let exited: string | undefined;
+  try {
+    // ip netns exec and unshare exec their command, so the pid is sshd's own.
+    const child = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        host.netns,
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        hostInit(host),
+      ],
+      { detached: true, stdio: ["ignore", log, log] },
+    );
+    child.on("exit", (code, signal) => {
+      exited = signal ? `was killed by ${signal}` : `exited with ${code}`;
+    });
+    child.unref();
+    pid = child.pid;
+  } finally {
+    closeSync(log);
+  }
+  if (pid === undefined) throw new OperationError("lab-start-failed", `cannot start ${host.name}`);
+  const deadline = Date.now() + 15_000;
+  while (!(await accepts(host.address, 22))) {
+    if (exited !== undefined || Date.now() > deadline) {
+      const tail = (await readFile(join(host.dir, "sshd.log"), "utf8").catch(() => ""))
+        .trim()
+        .split("\n")
+        .slice(-5)
+        .join("\n");
+      throw new OperationError(
+        "lab-start-failed",
+        `the sshd of ${host.name} ${exited ?? "did not listen within 15 s"}${tail ? `:\n${tail}` : ""}`,
+        { hint: `its log is ${join(host.dir, "sshd.log")}` },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return pid;
+}
+
+function accepts(address: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: address, port, timeout: 500 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+    socket.once("timeout", () => done(false));
+  });
+}
+
+/** Stops every process in the host's network namespace: TERM, then KILL after 5 s. */
+export async function stopProcesses(pids: readonly number[]): Promise<void> {
+  // A zombie is dead, only not yet reaped by its parent.
+  const alive = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  for (const pid of pids) signal(pid, "SIGTERM");
+  const deadline = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  for (const pid of pids.filter(alive)) signal(pid, "SIGKILL");
+  const last = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < last) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,75 @@
+// The lab's network, through iproute2: a bridge on the deployer's side, and per host a network
+// namespace joined to it by a veth pair. Hosts get no default route: they can reach the
+// deployer and each other on the lab's /24, and nothing else.
+import { runCommand } from "../util/run.js";
+import type { LabHostLayout, LabLayout } from "./layout.js";
+
+const ip = (args: readonly string[], purpose: string) => runCommand("ip", args, { purpose });
+
+export async function createBridge(lab: LabLayout): Promise<void> {
+  await ip(["link", "add", lab.bridge, "type", "bridge"], `create the lab bridge ${lab.bridge}`);
+  await ip(
+    ["addr", "add", `${lab.gateway}/${lab.prefixLength}`, "dev", lab.bridge],
+    "address the lab bridge",
+  );
+  await ip(["link", "set", lab.bridge, "up"], "bring the lab bridge up");
+}
+
+export async function createHostNetwork(lab: LabLayout, host: LabHostLayout): Promise<void> {
+  await ip(["netns", "add", host.netns], `create the network namespace of ${host.name}`);
+  await ip(
+    ["link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns],
+    `create the network link of ${host.name}`,
+  );
+  await ip(["link", "set", host.veth, "master", lab.bridge, "up"], `attach ${host.name}`);
+  const inside = (args: readonly string[]) =>
+    ip(["-n", host.netns, ...args], `configure the network of ${host.name}`);
+  await inside(["addr", "add", `${host.address}/${lab.prefixLength}`, "dev", "eth0"]);
+  await inside(["link", "set", "eth0", "up"]);
+  await inside(["link", "set", "lo", "up"]);
+}
+
+export async function listNetns(): Promise<string[]> {
+  const { stdout } = await ip(["netns", "list"], "list network namespaces");
+  // Lines look like "name" or "name (id: 3)".
+  return stdout
+    .split("\n")
+    .map((line) => line.trim().split(" ")[0] ?? "")
+    .filter((name) => name !== "");
+}
+
+export async function listLinks(): Promise<string[]> {
+  const { stdout } = await ip(["-o", "link", "show"], "list network links");
+  // "12: nxs1v1@if2: <...>": the name ends at '@' or ':'.
+  return stdout
+    .split("\n")
+    .map((line) => /^\d+:\s+([^:@\s]+)/.exec(line)?.[1] ?? "")
+    .filter((name) => name !== "");
+}
+
+/** Pids of the processes inside a network namespace (none if it is gone). */
+export async function netnsPids(netns: string): Promise<number[]> {
+  const { stdout, code } = await runCommand("ip", ["netns", "pids", netns], {
+    okCodes: [0, 1, 255],
+    purpose: `list the processes of ${netns}`,
+  });
+  if (code !== 0) return [];
+  return stdout
+    .split("\n")
+    .map((s) => Number(s.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+export async function deleteNetns(netns: string): Promise<void> {
+  await runCommand("ip", ["netns", "delete", netns], {
+    okCodes: [0, 1, 255],
+    purpose: `delete ${netns}`,
+  });
+}
+
+export async function deleteLink(name: string): Promise<void> {
+  await runCommand("ip", ["link", "delete", name], {
+    okCodes: [0, 1, 2, 255],
+    purpose: `delete ${name}`,
+  });
+}

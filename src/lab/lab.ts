@@ -1,0 +1,269 @@
+// The lab's operations: up (make N hosts), down (remove every trace, also after a crash),
+// list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InputError, OperationError } from "../errors.js";
+import { runCommand } from "../util/run.js";
+import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
+import {
+  createBridge,
+  createHostNetwork,
+  deleteLink,
+  deleteNetns,
+  listLinks,
+  listNetns,
+  netnsPids,
+} from "./lab-network.js";
+import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
+import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
+import { clientSshConfig, knownHosts } from "./ssh-files.js";
+
+/** Where labs live unless NIXSHIP_LAB_DIR says otherwise. */
+export const DEFAULT_LABS_DIR = "/var/lib/nixship/labs";
+
+export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NIXSHIP_LAB_DIR || DEFAULT_LABS_DIR;
+}
+
+export type LabEvent =
+  | { readonly type: "host-starting"; readonly host: string; readonly address: string }
+  | { readonly type: "host-up"; readonly host: string; readonly pid: number };
+
+export interface LabUpOptions {
+  readonly labsDir: string;
+  readonly name: string;
+  readonly count: number;
+  readonly onEvent?: (event: LabEvent) => void;
+}
+
+export interface LabUpResult {
+  readonly state: LabState;
+  readonly layout: LabLayout;
+  /** true when the lab was already up with these hosts and nothing was done. */
+  readonly alreadyUp: boolean;
+}
+
+function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new OperationError(
+      "lab-needs-root",
+      `${what} needs root (network and mount namespaces)`,
+      {
+        hint: "run it as root, e.g. with sudo",
+      },
+    );
+  }
+}
+
+export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
+  requireRoot("nixship lab up");
+  const emit = options.onEvent ?? (() => {});
+  const labDir = join(options.labsDir, options.name);
+  const existing = await readLabState(labDir);
+  if (existing !== undefined) {
+    const layout = labLayout(
+      options.labsDir,
+      existing.name,
+      existing.number,
+      existing.hosts.length,
+    );
+    if (existing.hosts.length === options.count && (await isRunning(existing))) {
+      return { state: existing, layout, alreadyUp: true };
+    }
+    throw new InputError(
+      "lab-exists",
+      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${(await isRunning(existing)) ? "" : " (not all running)"}`,
+      { hint: `run 'nixship lab down --name ${options.name}' first` },
+    );
+  }
+  const layout = await claimLayout(options);
+  try {
+    return { state: await build(layout, emit), layout, alreadyUp: false };
+  } catch (err) {
+    await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Picks a free lab number and claims it by creating its bridge: `ip link add` fails when the
+ * bridge exists, so two labs starting at once never share a subnet.
+ */
+async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
+  const used = await usedLabNumbers(options.labsDir);
+  for (;;) {
+    const number = freeLabNumber(used);
+    const layout = labLayout(options.labsDir, options.name, number, options.count);
+    try {
+      await createBridge(layout);
+      return layout;
+    } catch (err) {
+      if (!/File exists/.test((err as Error).message)) throw err;
+      used.add(number);
+    }
+  }
+}
+
+async function build(layout: LabLayout, emit: (e: LabEvent) => void): Promise<LabState> {
+  await mkdir(layout.dir, { recursive: true, mode: 0o700 });
+  // Written first, so that a crash from here on leaves a state 'lab down' can read.
+  const pending: LabState = {
+    version: 1,
+    name: layout.name,
+    number: layout.number,
+    createdAt: new Date().toISOString(),
+    hosts: [],
+  };
+  await writeLabState(layout.dir, pending);
+  await runCommand(
+    "ssh-keygen",
+    [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      `nixship-lab-${layout.name}`,
+      "-f",
+      layout.files.clientKey,
+    ],
+    { purpose: "make the lab's client key" },
+  );
+  const clientPublicKey = await readFile(`${layout.files.clientKey}.pub`, "utf8");
+  const hostKeys = new Map<string, string>();
+  const hosts: LabState["hosts"][number][] = [];
+  for (const host of layout.hosts) {
+    emit({ type: "host-starting", host: host.name, address: host.address });
+    hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
+    await createHostNetwork(layout, host);
+    const pid = await startHost(host);
+    hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
+    await writeLabState(layout.dir, { ...pending, hosts });
+    emit({ type: "host-up", host: host.name, pid });
+  }
+  await writeFile(layout.files.knownHosts, knownHosts(layout, hostKeys));
+  await writeFile(layout.files.sshConfig, clientSshConfig(layout));
+  return { ...pending, hosts };
+}
+
+/** Lab numbers taken by a lab on disk or by a bridge that is still there. */
+async function usedLabNumbers(labsDir: string): Promise<Set<number>> {
+  const used = new Set((await listLabStates(labsDir)).map((s) => s.number));
+  for (const link of await listLinks()) {
+    const m = /^nxs(\d+)$/.exec(link);
+    if (m) used.add(Number(m[1]));
+  }
+  return used;
+}
+
+async function isRunning(state: LabState): Promise<boolean> {
+  const pids = await Promise.all(state.hosts.map((h) => netnsPids(h.netns)));
+  return state.hosts.every((h, i) => pids[i]?.includes(h.pid));
+}
+
+export interface LabDownResult {
+  readonly labs: readonly string[];
+}
+
+/** Removes a lab: processes, namespaces, links, files. Idempotent, and works from leftovers. */
+export async function labDown(labsDirPath: string, name: string): Promise<LabDownResult> {
+  requireRoot("nixship lab down");
+  const dir = join(labsDirPath, name);
+  const state = await readLabState(dir).catch(() => undefined);
+  const numbers = new Set<number>(state ? [state.number] : []);
+  // Without a readable state, the namespaces' names still say which lab number they were.
+  const ownNetns = new RegExp(`^nxs(\\d{1,3})-${name}\\d+$`);
+  for (const ns of await listNetns()) {
+    const m = ownNetns.exec(ns);
+    if (m) numbers.add(Number(m[1]));
+  }
+  for (const number of numbers) await tearDown(name, number, dir);
+  await rm(dir, { recursive: true, force: true });
+  return { labs: numbers.size > 0 || state ? [name] : [] };
+}
+
+/** Removes every lab on the machine, including leftovers that no state file names. */
+export async function labDownAll(labsDirPath: string): Promise<LabDownResult> {
+  requireRoot("nixship lab down --all");
+  const names = new Set((await listLabStates(labsDirPath)).map((s) => s.name));
+  for (const name of names) await labDown(labsDirPath, name);
+  for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) {
+    await stopProcesses(await netnsPids(ns));
+    await deleteNetns(ns);
+  }
+  for (const link of (await listLinks()).filter((l) => LAB_LINK.test(l))) await deleteLink(link);
+  await rm(labsDirPath, { recursive: true, force: true });
+  return { labs: [...names] };
+}
+
+async function tearDown(name: string, number: number, dir: string): Promise<void> {
+  await closeSharedConnections(dir);
+  const prefix = `nxs${number}-${name}`;
+  const ours = (await listNetns()).filter(
+    (ns) => ns.startsWith(prefix) && /^\d+$/.test(ns.slice(prefix.length)),
+  );
+  for (const ns of ours) {
+    await stopProcesses(await netnsPids(ns));
+    await deleteNetns(ns);
+  }
+  for (const link of await listLinks()) {
+    if (link === `nxs${number}` || new RegExp(`^nxs${number}v\\d+$`).test(link)) {
+      await deleteLink(link);
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** Ends the ssh ControlMaster processes (on this side) that the lab's ssh_config started. */
+async function closeSharedConnections(dir: string): Promise<void> {
+  const state = await readLabState(dir).catch(() => undefined);
+  const config = join(dir, "ssh_config");
+  await Promise.all(
+    (state?.hosts ?? []).map((host) =>
+      runCommand("ssh", ["-F", config, "-O", "exit", host.name], {
+        okCodes: [0, 1, 255],
+        purpose: `close the shared connection to ${host.name}`,
+      }).catch(() => undefined),
+    ),
+  );
+}
+
+export interface LabHostStatus {
+  readonly lab: string;
+  readonly name: string;
+  readonly address: string;
+  readonly netns: string;
+  readonly pid: number;
+  readonly running: boolean;
+}
+
+export async function labList(labsDirPath: string): Promise<LabHostStatus[]> {
+  const rows: LabHostStatus[] = [];
+  for (const state of await listLabStates(labsDirPath)) {
+    for (const host of state.hosts) {
+      const running = (await netnsPids(host.netns)).includes(host.pid);
+      rows.push({ lab: state.name, ...host, running });
+    }
+  }
+  return rows;
+}
+
+/** The running host called `name`, in whichever lab holds it. */
+export async function findLabHost(labsDirPath: string, name: string): Promise<LabHostStatus> {
+  const hosts = await labList(labsDirPath);
+  const host = hosts.find((h) => h.name === name);
+  if (host === undefined) {
+    throw new InputError("unknown-lab-host", `no lab host is called '${name}'`, {
+      hint: hosts.length
+        ? `lab hosts: ${hosts.map((h) => h.name).join(", ")}`
+        : "start some with 'nixship lab up N'",
+    });
+  }
+  if (!host.running) {
+    throw new OperationError("lab-host-down", `lab host '${name}' is not running`, {
+      hint: `restart its lab: 'nixship lab down --name ${host.lab}' then 'nixship lab up'`,
+    });
+  }
+  return host;
+}

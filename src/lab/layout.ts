@@ -1,0 +1,118 @@
+// Where a lab's parts live and what they are called: pure, so names and addresses can be
+// tested without touching the network. A lab is numbered (1-254); number N owns the subnet
+// 10.231.N.0/24, the bridge nxsN (10.231.N.1, the deployer's side) and, for host i (1-based),
+// the network namespace nxsN-NAME, the veth nxsNvI on the bridge and the address 10.231.N.(i+1).
+import { join } from "node:path";
+import { InputError } from "../errors.js";
+
+export const MAX_LAB_HOSTS = 200;
+/** Labs are numbered 1..254, each owning one /24. */
+export const MAX_LAB_NUMBER = 254;
+const SUBNET_PREFIX = "10.231";
+
+export interface LabHostLayout {
+  readonly name: string;
+  readonly index: number;
+  readonly address: string;
+  readonly netns: string;
+  /** The veth end on the deployer's side, attached to the bridge. */
+  readonly veth: string;
+  /** The host's private directory: its /nix, its /etc/nix, its sshd files. */
+  readonly dir: string;
+}
+
+export interface LabLayout {
+  readonly name: string;
+  readonly number: number;
+  readonly dir: string;
+  readonly bridge: string;
+  /** The deployer's address on the bridge: hosts reach the deployer (e.g. a cache) here. */
+  readonly gateway: string;
+  readonly prefixLength: 24;
+  readonly hosts: readonly LabHostLayout[];
+  readonly files: {
+    readonly state: string;
+    readonly clientKey: string;
+    readonly knownHosts: string;
+    readonly sshConfig: string;
+    readonly fleet: string;
+  };
+}
+
+const LAB_NAME = /^[a-z][a-z0-9-]{0,15}$/;
+
+/** Throws unless `name` can prefix host names (lab1, lab2, ...) and name a lab directory. */
+export function validateLabName(name: string): string {
+  if (!LAB_NAME.test(name) || name.endsWith("-")) {
+    throw new InputError(
+      "bad-lab-name",
+      `lab name '${name}' must start with a letter and hold 1-16 of a-z, 0-9 and '-'`,
+      { hint: "for example: --name lab (hosts lab1, lab2, ...) or --name web" },
+    );
+  }
+  return name;
+}
+
+export function validateHostCount(count: number): number {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_LAB_HOSTS) {
+    throw new InputError(
+      "bad-host-count",
+      `a lab has 1 to ${MAX_LAB_HOSTS} hosts, got ${String(count)}`,
+    );
+  }
+  return count;
+}
+
+export function labLayout(
+  labsDir: string,
+  name: string,
+  number: number,
+  hostCount: number,
+): LabLayout {
+  validateLabName(name);
+  validateHostCount(hostCount);
+  if (!Number.isInteger(number) || number < 1 || number > MAX_LAB_NUMBER) {
+    throw new InputError("bad-lab-number", `lab numbers run from 1 to ${MAX_LAB_NUMBER}`);
+  }
+  const dir = join(labsDir, name);
+  const bridge = `nxs${number}`;
+  const hosts = Array.from({ length: hostCount }, (_, i): LabHostLayout => {
+    const hostName = `${name}${i + 1}`;
+    return {
+      name: hostName,
+      index: i + 1,
+      address: `${SUBNET_PREFIX}.${number}.${i + 2}`,
+      netns: `${bridge}-${hostName}`,
+      veth: `${bridge}v${i + 1}`,
+      dir: join(dir, "hosts", hostName),
+    };
+  });
+  return {
+    name,
+    number,
+    dir,
+    bridge,
+    gateway: `${SUBNET_PREFIX}.${number}.1`,
+    prefixLength: 24,
+    hosts,
+    files: {
+      state: join(dir, "lab.json"),
+      clientKey: join(dir, "id_ed25519"),
+      knownHosts: join(dir, "known_hosts"),
+      sshConfig: join(dir, "ssh_config"),
+      fleet: join(dir, "nixship.json"),
+    },
+  };
+}
+
+/** The lowest lab number not in `used`. */
+export function freeLabNumber(used: ReadonlySet<number>): number {
+  for (let n = 1; n <= MAX_LAB_NUMBER; n++) if (!used.has(n)) return n;
+  throw new InputError("no-free-lab", `all ${MAX_LAB_NUMBER} lab numbers are in use`, {
+    hint: "take some labs down with 'nixship lab down --name NAME' or 'nixship lab down --all'",
+  });
+}
+
+/** Network namespaces and links that belong to some nixship lab (for `lab down --all`). */
+export const LAB_NETNS = /^nxs\d{1,3}-[a-z][a-z0-9-]*$/;
+export const LAB_LINK = /^nxs\d{1,3}(?:v\d{1,3})?$/;

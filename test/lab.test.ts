@@ -1,0 +1,184 @@
+// The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
+// and the real Nix inside each host. Also what `lab down` must leave: nothing.
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { buildFixtureClosure } from "./support/fixture-closure.js";
+
+let labsDir: string;
+const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
+const LAB = "lt";
+
+interface UpJson {
+  readonly number: number;
+  readonly hosts: { name: string; address: string; netns: string; pid: number }[];
+  readonly files: { sshConfig: string; knownHosts: string; clientKey: string };
+}
+let up: UpJson;
+
+function ssh(host: string, command: string, config = up.files.sshConfig): Promise<CliRun> {
+  return run("ssh", ["-F", config, host, command]);
+}
+
+async function traces(
+  number: number,
+): Promise<{ netns: string[]; links: string[]; mounts: string[] }> {
+  const netns = (await runOk("ip", ["netns", "list"]))
+    .split("\n")
+    .filter((l) => l.startsWith(`nxs${number}-`));
+  const links = (await runOk("ip", ["-o", "link", "show"]))
+    .split("\n")
+    .filter((l) => new RegExp(`^\\d+: nxs${number}(v\\d+)?[:@]`).test(l));
+  const mounts = (await readFile("/proc/mounts", "utf8"))
+    .split("\n")
+    .filter((l) => l.includes(labsDir));
+  return { netns, links, mounts };
+}
+
+/** False once the process is gone or a zombie (dead, waiting for init to reap it). */
+async function running(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return stat !== "" && stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+}
+
+beforeAll(async () => {
+  labsDir = await mkdtemp(join(tmpdir(), "nixship-lab-test-"));
+  const r = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
+  expect(r.code, r.stderr).toBe(0);
+  up = JSON.parse(r.stdout) as UpJson;
+});
+
+afterAll(async () => {
+  await nixship(["lab", "down", "--name", LAB], { env: env() });
+  await rm(labsDir, { recursive: true, force: true });
+});
+
+describe("lab hosts", () => {
+  it("are three hosts, each with its own address, reachable over SSH with checked host keys", async () => {
+    expect(up.hosts.map((h) => h.name)).toEqual([`${LAB}1`, `${LAB}2`, `${LAB}3`]);
+    for (const host of up.hosts) {
+      const r = await ssh(host.name, "ip -4 -o addr show dev eth0; ip route");
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`inet ${host.address}/24`);
+      // Only the lab's own subnet: no default route, so nothing else can be reached.
+      expect(r.stdout).not.toMatch(/^default/m);
+    }
+    const list = await nixship(["lab", "list", "--json"], { env: env() });
+    const hosts = (JSON.parse(list.stdout) as { hosts: { name: string; running: boolean }[] })
+      .hosts;
+    expect(hosts.map((h) => [h.name, h.running])).toEqual(up.hosts.map((h) => [h.name, true]));
+  });
+
+  it("start with an empty /nix, their own /etc/nix, /run and /tmp", async () => {
+    const r = await ssh(
+      `${LAB}1`,
+      "ls -A /nix; echo ---; cat /etc/nix/nix.conf; echo ---; touch /run/mine /tmp/mine; ls /run",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const [nix, conf, run1] = r.stdout.split("---\n");
+    expect(nix).toBe("");
+    expect(conf).toContain("require-sigs = true");
+    expect(conf).toContain("substituters =");
+    expect(run1).toContain("mine");
+    const other = await ssh(`${LAB}2`, "ls /run/mine /tmp/mine 2>&1; true");
+    expect(other.stdout).toMatch(/No such file/);
+    await expect(readFile("/run/mine")).rejects.toThrow(/ENOENT/);
+  });
+
+  it("do not share the deployer's store", async () => {
+    const root = await buildFixtureClosure();
+    const r = await ssh(
+      `${LAB}1`,
+      `nix-store --query --hash ${root} 2>&1; test -e ${root}; echo exists=$?`,
+    );
+    expect(r.stdout).toContain("exists=1");
+  });
+
+  it("run commands through 'lab exec', in their namespaces, with the exit code", async () => {
+    const r = await nixship(["lab", "exec", `${LAB}2`, "--", "sh", "-c", "hostname -I; exit 7"], {
+      env: env(),
+    });
+    expect(r.code).toBe(7);
+    expect(r.stdout.trim()).toBe(up.hosts[1]?.address);
+    const unknown = await nixship(["lab", "exec", "nosuch", "--", "true"], { env: env() });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("no lab host is called 'nosuch'");
+  });
+
+  it("refuse a host whose key does not match known_hosts", async () => {
+    // A known_hosts that gives lt1 the key of lt2: strict checking must refuse to connect.
+    const known = await readFile(up.files.knownHosts, "utf8");
+    const lines = known.trim().split("\n");
+    const key2 = lines[1]?.split(" ").slice(1).join(" ");
+    const forged = join(labsDir, "forged_known_hosts");
+    await writeFile(forged, `${LAB}1,${up.hosts[0]?.address} ${key2}\n`);
+    const config = join(labsDir, "forged_ssh_config");
+    const original = await readFile(up.files.sshConfig, "utf8");
+    await writeFile(
+      config,
+      original
+        .replaceAll(up.files.knownHosts, forged)
+        .replace(/ControlMaster auto/g, "ControlMaster no")
+        .replace(/ControlPath .*/g, "ControlPath none"),
+    );
+    const r = await ssh(`${LAB}1`, "true", config);
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+  });
+
+  it("is a no-op when brought up again with the same size, and refuses another size", async () => {
+    const again = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { alreadyUp: boolean }).alreadyUp).toBe(true);
+    const other = await nixship(["lab", "up", "2", "--name", LAB], { env: env() });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain(`lab '${LAB}' already exists with 3 hosts`);
+  });
+});
+
+describe("lab down", () => {
+  it("leaves no namespace, link, mount, process or file behind, and is idempotent", async () => {
+    const name = "ld";
+    const r = await nixship(["lab", "up", "2", "--name", name, "--json"], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    const lab = JSON.parse(r.stdout) as UpJson;
+    // A shared connection (ControlMaster) runs on the deployer's side once a host is used.
+    expect((await ssh(`${name}1`, "true", lab.files.sshConfig)).code).toBe(0);
+    const before = await traces(lab.number);
+    expect(before.netns).toHaveLength(2);
+    expect(before.links).toHaveLength(3);
+    const down = await nixship(["lab", "down", "--name", name], { env: env() });
+    expect(down.code, down.stderr).toBe(0);
+    expect(await traces(lab.number)).toEqual({ netns: [], links: [], mounts: [] });
+    for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
+    const masters = await run("pgrep", ["-f", lab.files.sshConfig]);
+    expect(masters.stdout).toBe("");
+    await expect(readFile(lab.files.sshConfig)).rejects.toThrow(/ENOENT/);
+    const again = await nixship(["lab", "down", "--name", name], { env: env() });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("nothing to remove");
+  });
+
+  it("cleans up after a crash that lost the lab's state file", async () => {
+    const name = "lc";
+    const r = await nixship(["lab", "up", "2", "--name", name, "--json"], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    const lab = JSON.parse(r.stdout) as UpJson;
+    await rm(join(labsDir, name, "lab.json"));
+    const down = await nixship(["lab", "down", "--name", name], { env: env() });
+    expect(down.code, down.stderr).toBe(0);
+    expect(await traces(lab.number)).toEqual({ netns: [], links: [], mounts: [] });
+    for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
+  });
+
+  it("rejects bad names and counts clearly", async () => {
+    const bad = await nixship(["lab", "up", "0"], { env: env() });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("a lab has 1 to 200 hosts");
+    const name = await nixship(["lab", "up", "2", "--name", "Bad_Name"], { env: env() });
+    expect(name.code).toBe(2);
+    expect(name.stderr).toContain("lab name 'Bad_Name'");
+  });
+});
