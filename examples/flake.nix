@@ -1,5 +1,5 @@
 {
-  description = "nixship example systems: plain derivations (builder /bin/sh), no nixpkgs needed";
+  description = "nixship example systems: stand-ins for NixOS toplevels that honour the switch-to-configuration contract; plain derivations (builder /bin/sh), no nixpkgs needed";
 
   outputs = { self }:
     let
@@ -8,8 +8,15 @@
       mkSystem = import ./system.nix;
     in {
       packages = forAll (system: {
-        web-v1 = mkSystem { inherit system; version = "1"; };
-        web-v2 = mkSystem { inherit system; version = "2"; };
+        # Good versions: each serves its name on port 80 and answers GET /health with 200.
+        web-v1 = mkSystem { inherit system; name = "web-v1"; version = "1"; };
+        web-v2 = mkSystem { inherit system; name = "web-v2"; version = "2"; };
+        # A small change from web-v2, for benchmarks.
+        web-v3 = mkSystem { inherit system; name = "web-v3"; version = "3"; };
+        # Activates cleanly, but fails an HTTP health check (GET /health answers 500).
+        web-broken = mkSystem { inherit system; name = "web-broken"; version = "broken"; health = "fail"; };
+        # Its service fails to start: switch-to-configuration exits 4, as NixOS does.
+        web-failing = mkSystem { inherit system; name = "web-failing"; version = "failing"; start = "fail"; };
       });
     };
 }

@@ -1,30 +1,46 @@
-# A stand-in for a NixOS system toplevel, built without nixpkgs: a small "etc", a service
-# script and a shared library path that it references, so the closure has several paths.
-{ system, version }:
+# A stand-in for a NixOS system toplevel, built without nixpkgs (plain derivations, builder
+# /bin/sh). Like a real toplevel it has bin/switch-to-configuration, nixos-version and a
+# closure of several paths: a shared path every version references (the web service's code),
+# a per-version path (its configuration under etc/), and the toplevel itself. See
+# web/switch-to-configuration.sh for the activation contract.
+{
+  system,
+  # The system's name, as nixos-version, / and /version report it, e.g. "web-v1".
+  name,
+  version,
+  # "ok", or "fail": GET /health answers 500 (the service runs, but fails a health check).
+  health ? "ok",
+  # "ok", or "fail": the service exits as it starts, so switch-to-configuration exits 4.
+  start ? "ok",
+}:
 let
-  mk = name: script: derivation {
-    inherit name system;
+  # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
+  tag = builtins.elemAt (builtins.match "(web-)?(.*)" name) 1;
+  mk = drvName: script: derivation {
+    name = drvName;
+    inherit system;
     builder = "/bin/sh";
     args = [ "-c" script ];
     PATH = "/usr/bin:/bin";
   };
   share = mk "example-web-share" ''
-    mkdir -p $out/share/www
-    echo "<h1>served by nixship example</h1>" > $out/share/www/index.html
+    mkdir -p $out/lib/example-web
+    cp ${./web/server.mjs} $out/lib/example-web/server.mjs
+    cp ${./web/wait-up.mjs} $out/lib/example-web/wait-up.mjs
   '';
-  etc = mk "example-web-etc-v${version}" ''
+  config = builtins.toJSON { inherit name version health start; };
+  etc = mk "example-web-etc-${tag}" ''
     mkdir -p $out/etc
-    echo "version=${version}" > $out/etc/web.conf
-    ln -s ${share}/share/www $out/etc/www
+    cat > $out/etc/example-web.json <<'EOS'
+    ${config}
+    EOS
   '';
 in
-mk "example-web-system-v${version}" ''
+mk "example-web-system-${tag}" ''
   mkdir -p $out/bin
   ln -s ${etc}/etc $out/etc
-  echo "web-v${version}" > $out/nixos-version
-  cat > $out/bin/web-info <<EOS
-  #!/bin/sh
-  echo "example web system v${version}; config: $out/etc/web.conf"
-  EOS
-  chmod +x $out/bin/web-info
+  echo '${name}' > $out/nixos-version
+  sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' \
+    ${./web/switch-to-configuration.sh} > $out/bin/switch-to-configuration
+  chmod 0555 $out/bin/switch-to-configuration
 ''

@@ -1,0 +1,258 @@
+// The example systems in examples/ honour NixOS's switch-to-configuration contract, the way the
+// lab, the benchmarks and the demo rely on it: built by the real Nix, activated by root in
+// throwaway hosts (private /run, network and pid namespaces), queried over HTTP with curl.
+import { beforeAll, describe, expect, it } from "vitest";
+import { run, runOk } from "./support/cli.js";
+import {
+  buildExampleSystems,
+  EXAMPLE_SYSTEMS,
+  EXAMPLES_DIR,
+  type ExampleSystem,
+  runInThrowawayHost,
+} from "./support/example-systems.js";
+
+let systems: Record<ExampleSystem, string>;
+
+beforeAll(async () => {
+  systems = await buildExampleSystems();
+});
+
+/** The systems as environment variables for a host script: web-v1 → $web_v1. */
+function systemEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(systems).map(([name, path]) => [name.replaceAll("-", "_"), path]),
+  );
+}
+
+const versionJson = (name: ExampleSystem, version: string) =>
+  JSON.stringify({ name, version, system: systems[name] });
+
+describe("the example flake", () => {
+  for (const platform of ["x86_64-linux", "aarch64-linux"]) {
+    it(`lists the five systems for ${platform}`, async () => {
+      const names = JSON.parse(
+        await runOk("nix", [
+          "eval",
+          "--json",
+          `path:${EXAMPLES_DIR}#packages.${platform}`,
+          "--apply",
+          "builtins.attrNames",
+        ]),
+      );
+      expect(names).toEqual([...EXAMPLE_SYSTEMS].sort());
+    });
+  }
+
+  it("builds toplevels with switch-to-configuration, nixos-version and small, overlapping closures", async () => {
+    const closures = new Map<ExampleSystem, string[]>();
+    for (const name of EXAMPLE_SYSTEMS) {
+      const top = systems[name];
+      const info = JSON.parse(
+        await runOk("nix", ["path-info", "--json", "--recursive", "--closure-size", top]),
+      ) as { path: string; closureSize: number }[];
+      closures.set(
+        name,
+        info.map((p) => p.path),
+      );
+      const self = info.find((p) => p.path === top);
+      expect(self?.closureSize, `closure of ${name}`).toBeLessThan(64 * 1024);
+      expect(info.length, `closure of ${name}: ${info.map((p) => p.path)}`).toBeGreaterThanOrEqual(
+        3,
+      );
+      const version = await run("cat", [`${top}/nixos-version`]);
+      expect(version.stdout.trim(), `${top}/nixos-version`).toBe(name);
+      const stc = await run("test", ["-x", `${top}/bin/switch-to-configuration`]);
+      expect(stc.code, `${top}/bin/switch-to-configuration is executable`).toBe(0);
+    }
+    const share = closures.get("web-v1")?.find((p) => p.endsWith("-example-web-share"));
+    expect(share, "web-v1's closure has the shared example-web-share path").toBeDefined();
+    const etcs = new Set<string>();
+    for (const [name, paths] of closures) {
+      expect(paths, `${name} references the shared path`).toContain(share);
+      const etc = paths.filter((p) => /-example-web-etc-/.test(p));
+      expect(etc, `${name} has one per-version path`).toHaveLength(1);
+      etcs.add(etc[0] ?? "");
+    }
+    expect(etcs.size, "every version has its own per-version path").toBe(EXAMPLE_SYSTEMS.length);
+  });
+
+  it("has a shellcheck-clean switch-to-configuration in every system", async () => {
+    const files = EXAMPLE_SYSTEMS.map((name) => `${systems[name]}/bin/switch-to-configuration`);
+    const r = await run("shellcheck", ["--shell=sh", ...files]);
+    expect(r.code, `shellcheck:\n${r.stdout}${r.stderr}`).toBe(0);
+  });
+});
+
+describe("switch-to-configuration on a throwaway host", () => {
+  it("switches between good versions; dry-activate, boot and bad actions change nothing", async () => {
+    const host = await runInThrowawayHost(
+      `
+act v1 "$web_v1" switch
+current v1.current
+service_pid v1.pid
+get v1.root /
+get v1.version /version
+get v1.health /health
+get v1.missing /no-such-page
+v1pid=$(cat /run/nixship-example-web.pid)
+put v1.session "$(sed 's/.*) //' "/proc/$v1pid/stat" | cut -d' ' -f4)"
+put v1.stdin "$(readlink "/proc/$v1pid/fd/0")"
+put v1.stdout "$(readlink "/proc/$v1pid/fd/1")"
+
+act dry "$web_v2" dry-activate
+act boot "$web_v2" boot
+current unchanged.current
+service_pid unchanged.pid
+state unchanged.v1state "$v1pid"
+get unchanged.version /version
+
+act v2 "$web_v2" switch
+current v2.current
+service_pid v2.pid
+state v2.v1state "$v1pid"
+get v2.version /version
+get v2.health /health
+
+act v3 "$web_v3" test
+current v3.current
+get v3.version /version
+
+# The caller's whole session is killed once the switch returns, as when an SSH session ends.
+setsid -w sh -c '"$web_v1"/bin/switch-to-configuration switch 2>/dev/null; kill -s KILL 0' 2>/dev/null
+service_pid session.pid
+get session.version /version
+act again "$web_v1" switch
+service_pid again.pid
+
+act bogus "$web_v1" frobnicate
+act none "$web_v1"
+act two "$web_v1" switch boot
+current bad.current
+service_pid bad.pid
+get bad.version /version
+`,
+      systemEnv(),
+    );
+    const t = host.transcript;
+    const v = (key: string) => host.get(key);
+
+    expect(v("v1.code"), `switch to web-v1 exits 0\n${t}`).toBe("0");
+    expect(v("v1.current"), `/run/current-system → web-v1\n${t}`).toBe(systems["web-v1"]);
+    expect(v("v1.pid"), `pid file after switch to web-v1\n${t}`).toMatch(/^\d+$/);
+    expect([v("v1.root.status"), v("v1.root.body")], t).toEqual([
+      "200",
+      "example web system web-v1",
+    ]);
+    expect([v("v1.version.status"), v("v1.version.body")], t).toEqual([
+      "200",
+      versionJson("web-v1", "1"),
+    ]);
+    expect([v("v1.health.status"), v("v1.health.body")], t).toEqual(["200", "ok"]);
+    expect(v("v1.missing.status"), `an unknown route is 404\n${t}`).toBe("404");
+    expect(v("v1.session"), `the service leads its own session\n${t}`).toBe(v("v1.pid"));
+    expect(v("v1.stdin"), `the service's stdin\n${t}`).toBe("/dev/null");
+    expect(v("v1.stdout"), `the service's output\n${t}`).toBe("/run/nixship-example-web.log");
+
+    expect(v("dry.code"), `dry-activate exits 0\n${t}`).toBe("0");
+    expect(v("dry.stderr"), t).toContain("would stop example-web (web-v1)");
+    expect(v("dry.stderr"), t).toContain("would start example-web (web-v2)");
+    expect(v("boot.code"), `boot exits 0\n${t}`).toBe("0");
+    expect(v("boot.stderr"), t).toContain("will be used at the next boot");
+    expect(v("unchanged.current"), `dry-activate and boot leave current-system\n${t}`).toBe(
+      systems["web-v1"],
+    );
+    expect(v("unchanged.pid"), `dry-activate and boot leave the service\n${t}`).toBe(v("v1.pid"));
+    expect(v("unchanged.v1state"), t).not.toBe("gone");
+    expect(v("unchanged.version.body"), t).toBe(versionJson("web-v1", "1"));
+
+    expect(v("v2.code"), `switch to web-v2 exits 0\n${t}`).toBe("0");
+    expect(v("v2.current"), t).toBe(systems["web-v2"]);
+    expect(v("v2.pid"), `a new service runs web-v2\n${t}`).not.toBe(v("v1.pid"));
+    expect(["gone", "Z"], `web-v1's service has exited\n${t}`).toContain(v("v2.v1state"));
+    expect(v("v2.version.body"), t).toBe(versionJson("web-v2", "2"));
+    expect(v("v2.health.status"), t).toBe("200");
+
+    expect(v("v3.code"), `test (activate now) to web-v3 exits 0\n${t}`).toBe("0");
+    expect(v("v3.current"), t).toBe(systems["web-v3"]);
+    expect(v("v3.version.body"), t).toBe(versionJson("web-v3", "3"));
+
+    expect(v("session.version.body"), `the service outlived its caller's session\n${t}`).toBe(
+      versionJson("web-v1", "1"),
+    );
+    expect(v("again.code"), `switching to the running system again exits 0\n${t}`).toBe("0");
+    expect(v("again.stderr"), t).toContain("already runs this system");
+    expect(v("again.pid"), `the unchanged service is left running\n${t}`).toBe(v("session.pid"));
+
+    for (const key of ["bogus", "none", "two"]) {
+      expect(v(`${key}.code`), `bad usage (${key}) exits 1\n${t}`).toBe("1");
+      expect(v(`${key}.stderr`), t).toContain("usage:");
+      expect(v(`${key}.stdout`), `nothing on stdout\n${t}`).toBe("");
+    }
+    expect(v("bad.current"), `bad usage changes nothing\n${t}`).toBe(systems["web-v1"]);
+    expect(v("bad.pid"), t).toBe(v("again.pid"));
+    expect(v("bad.version.body"), t).toBe(versionJson("web-v1", "1"));
+  });
+
+  it("web-broken fails its health check, web-failing exits 4, and a good version switches in again", async () => {
+    const host = await runInThrowawayHost(
+      `
+act v1 "$web_v1" switch
+act broken "$web_broken" switch
+current broken.current
+service_pid broken.pid
+get broken.root /
+get broken.version /version
+get broken.health /health
+brokenpid=$(cat /run/nixship-example-web.pid)
+
+act failing "$web_failing" switch
+current failing.current
+if [ -e /run/nixship-example-web.pid ]; then put failing.pidfile present; else put failing.pidfile absent; fi
+state failing.brokenstate "$brokenpid"
+get failing.root /
+
+act dry "$web_v2" dry-activate
+act v2 "$web_v2" switch
+current v2.current
+get v2.version /version
+get v2.health /health
+`,
+      systemEnv(),
+    );
+    const t = host.transcript;
+    const v = (key: string) => host.get(key);
+
+    expect(v("v1.code"), t).toBe("0");
+    expect(v("broken.code"), `web-broken activates cleanly\n${t}`).toBe("0");
+    expect(v("broken.current"), t).toBe(systems["web-broken"]);
+    expect([v("broken.root.status"), v("broken.root.body")], t).toEqual([
+      "200",
+      "example web system web-broken",
+    ]);
+    expect(v("broken.version.body"), t).toBe(versionJson("web-broken", "broken"));
+    expect(
+      [v("broken.health.status"), v("broken.health.body")],
+      `web-broken's /health\n${t}`,
+    ).toEqual(["500", "unhealthy"]);
+
+    expect(v("failing.code"), `web-failing's switch exits 4, as NixOS does\n${t}`).toBe("4");
+    expect(v("failing.stderr"), t).toContain(
+      "warning: the following units failed: example-web.service",
+    );
+    expect(v("failing.current"), `current-system still moves to web-failing\n${t}`).toBe(
+      systems["web-failing"],
+    );
+    expect(v("failing.pidfile"), `no pid file is left\n${t}`).toBe("absent");
+    expect(["gone", "Z"], `web-broken's service was stopped\n${t}`).toContain(
+      v("failing.brokenstate"),
+    );
+    expect(v("failing.root.status"), `nothing answers on port 80\n${t}`).toBe("000");
+
+    expect(v("dry.stderr"), t).toContain("would start example-web (web-v2)");
+    expect(v("dry.stderr"), `nothing runs, so nothing to stop\n${t}`).not.toContain("would stop");
+    expect(v("v2.code"), `switching back to a good version works\n${t}`).toBe("0");
+    expect(v("v2.current"), t).toBe(systems["web-v2"]);
+    expect(v("v2.version.body"), t).toBe(versionJson("web-v2", "2"));
+    expect(v("v2.health.status"), t).toBe("200");
+  });
+});
