@@ -11,11 +11,12 @@ export function startCacheServer(
   cacheUrl: string,
   extraArgs: readonly string[] = [],
   env: NodeJS.ProcessEnv = {},
+  listen = "127.0.0.1:0",
 ): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
-      [NIXSHIP_BIN, "cache", "serve", cacheUrl, "--listen", "127.0.0.1:0", ...extraArgs],
+      [NIXSHIP_BIN, "cache", "serve", cacheUrl, "--listen", listen, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...env },

@@ -1,0 +1,150 @@
+// The deployer's side of the activation contract (activate.sh): the script itself, the
+// arguments of each command, and its one-line JSON result as a typed union.
+import { readFileSync } from "node:fs";
+import { OperationError } from "../errors.js";
+
+export type Action = "switch" | "boot" | "test" | "dry-activate";
+
+/** activate.sh's exit codes. */
+export const ACTIVATE_EXIT = {
+  ok: 0,
+  usage: 2,
+  realise: 3,
+  switch: 4,
+  health: 5,
+  unconfirmed: 6,
+  rollbackFailed: 7,
+  locked: 8,
+  noGeneration: 9,
+} as const;
+
+/** The script, read once from the package (src/host/activate.sh sits beside this module). */
+let script: string | undefined;
+export function activateScript(): string {
+  script ??= readFileSync(
+    import.meta.url.endsWith(".ts")
+      ? new URL("./activate.sh", import.meta.url)
+      : new URL("../../src/host/activate.sh", import.meta.url),
+    "utf8",
+  );
+  return script;
+}
+
+export interface ActivateOptions {
+  readonly path: string;
+  readonly action: Action;
+  /** Substituters the host realises the path from, with signatures required. */
+  readonly substituters?: readonly string[];
+  readonly trustedKeys?: readonly string[];
+  readonly healthCommands?: readonly string[];
+  readonly healthTimeout?: number;
+  /** Seconds the host waits for `confirm` before rolling itself back (0: no window). */
+  readonly confirmTimeout?: number;
+  readonly token?: string;
+}
+
+export function activateArgs(o: ActivateOptions): string[] {
+  const args = ["activate", "--path", o.path, "--action", o.action];
+  for (const s of o.substituters ?? []) args.push("--substituter", s);
+  for (const k of o.trustedKeys ?? []) args.push("--trusted-key", k);
+  for (const c of o.healthCommands ?? []) args.push("--health-cmd", c);
+  if (o.healthTimeout !== undefined) args.push("--health-timeout", String(o.healthTimeout));
+  if (o.confirmTimeout) {
+    if (!o.token) throw new Error("a confirmation window needs a token");
+    args.push("--confirm-timeout", String(o.confirmTimeout), "--token", o.token);
+  }
+  return args;
+}
+
+export const confirmArgs = (token: string) => ["confirm", "--token", token];
+export const abortArgs = (token: string) => ["abort", "--token", token];
+export const rollbackArgs = (generation?: number) =>
+  generation === undefined ? ["rollback"] : ["rollback", "--to", String(generation)];
+export const statusArgs = () => ["status"];
+
+export interface Generation {
+  readonly generation: number;
+  readonly path: string;
+}
+
+export type ActivationResult =
+  | {
+      readonly ok: true;
+      readonly command: "activate";
+      readonly result: "activated" | "awaiting-confirmation";
+      readonly path: string;
+      readonly action: Action;
+      readonly previous: string | null;
+      readonly previousGeneration: number | null;
+      readonly generation: number | null;
+      readonly token?: string;
+      readonly confirmTimeout?: number;
+    }
+  | {
+      readonly ok: false;
+      readonly command: "activate";
+      readonly result: "failed";
+      readonly phase: "realise" | "profile" | "switch" | "health";
+      readonly exitCode: number;
+      readonly message: string;
+      readonly rolledBack: boolean;
+      readonly previous: string | null;
+      readonly generation: number | null;
+    }
+  | {
+      readonly ok: boolean;
+      readonly command: "confirm" | "abort";
+      readonly result:
+        | "confirmed"
+        | "rolled-back"
+        | "rollback-failed"
+        | "unknown"
+        | "unknown-token";
+      readonly exitCode: number;
+      readonly message: string;
+      readonly generation: number | null;
+      readonly current: string | null;
+    }
+  | {
+      readonly ok: boolean;
+      readonly command: "rollback";
+      readonly result: "rolled-back" | "failed" | "no-generation";
+      readonly generation: number | null;
+      readonly from?: number | null;
+      readonly path?: string;
+      readonly message?: string;
+    }
+  | {
+      readonly ok: true;
+      readonly command: "status";
+      readonly current: string | null;
+      readonly booted: string | null;
+      readonly profile: string | null;
+      readonly generation: number | null;
+      readonly generations: readonly Generation[];
+      readonly pending: string | null;
+    }
+  | {
+      readonly ok: false;
+      readonly result: "usage" | "locked";
+      readonly exitCode: number;
+      readonly message: string;
+    };
+
+/** The JSON result on the last line of activate.sh's stdout. */
+export function parseActivationResult(stdout: string, host: string): ActivationResult {
+  const last = stdout.trim().split("\n").at(-1) ?? "";
+  try {
+    const value = JSON.parse(last) as ActivationResult;
+    if (typeof value !== "object" || value === null || typeof value.ok !== "boolean") {
+      throw new Error("not a result object");
+    }
+    return value;
+  } catch {
+    throw new OperationError(
+      "activation-no-result",
+      `${host}: the activation script gave no JSON result${last ? `; its last line: ${last.slice(0, 200)}` : ""}`,
+      { hint: "the connection may have dropped, or sh on the host is not POSIX" },
+    );
+  }
+}

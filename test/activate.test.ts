@@ -1,0 +1,255 @@
+// The activation contract on real lab hosts: activate.sh piped over SSH (`sh -s`), the real
+// Nix substituting from our cache (served on the lab's bridge) with only our key trusted,
+// the example systems' switch-to-configuration, health checks, magic rollback, rollback and
+// status. Nothing is installed on the hosts.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ACTIVATE_EXIT,
+  type ActivateOptions,
+  type ActivationResult,
+  abortArgs,
+  activateArgs,
+  activateScript,
+  confirmArgs,
+  parseActivationResult,
+  rollbackArgs,
+  statusArgs,
+} from "../src/host/activation.js";
+import { nixship, run, runOk } from "./support/cli.js";
+import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { type RunningServer, startCacheServer } from "./support/serve.js";
+
+const LAB = "at";
+let work: string;
+let labsDir: string;
+let sshConfig: string;
+let systems: Record<ExampleSystem, string>;
+let server: RunningServer;
+let publicKey: string;
+const addresses = new Map<string, string>();
+
+interface HostRun {
+  readonly code: number;
+  readonly result: ActivationResult;
+  readonly stderr: string;
+}
+
+/** Pipes activate.sh to the host over SSH; `fresh` forces a new connection (no ControlMaster). */
+async function onHost(host: string, args: readonly string[], fresh = false): Promise<HostRun> {
+  const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const r = await run(
+    "ssh",
+    ["-F", sshConfig, ...(fresh ? ["-o", "ControlPath=none"] : []), host, `sh -s -- ${quoted}`],
+    { input: Buffer.from(activateScript()) },
+  );
+  return { code: r.code, result: parseActivationResult(r.stdout, host), stderr: r.stderr };
+}
+
+function activate(host: string, system: ExampleSystem, extra: Partial<ActivateOptions> = {}) {
+  return onHost(
+    host,
+    activateArgs({
+      path: systems[system],
+      action: "switch",
+      substituters: [server.url],
+      trustedKeys: [publicKey],
+      ...extra,
+    }),
+  );
+}
+
+/** What the host serves, asked from the deployer over the lab's bridge. */
+async function served(host: string, route = "/version"): Promise<{ status: string; body: string }> {
+  const r = await run("curl", [
+    "-s",
+    "--max-time",
+    "5",
+    "-w",
+    "\n%{http_code}",
+    `http://${addresses.get(host)}${route}`,
+  ]);
+  const lines = r.stdout.split("\n");
+  return { status: lines.at(-1) ?? "", body: lines.slice(0, -1).join("\n") };
+}
+
+async function servedName(host: string): Promise<string> {
+  const { body } = await served(host);
+  return body ? (JSON.parse(body) as { name: string }).name : "(nothing)";
+}
+
+async function status(host: string) {
+  const { result } = await onHost(host, statusArgs());
+  if (!("command" in result) || result.command !== "status") throw new Error("no status");
+  return result;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-activate-"));
+  labsDir = join(work, "labs");
+  systems = await buildExampleSystems();
+  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], {
+    env: { NIXSHIP_LAB_DIR: labsDir },
+  });
+  expect(up.code, up.stderr).toBe(0);
+  const lab = JSON.parse(up.stdout) as {
+    number: number;
+    hosts: { name: string; address: string }[];
+    files: { sshConfig: string };
+  };
+  sshConfig = lab.files.sshConfig;
+  for (const h of lab.hosts) addresses.set(h.name, h.address);
+  publicKey = (
+    await runOk(process.execPath, [
+      ...[join(process.cwd(), "dist/cli/bin.js")],
+      "key",
+      "generate",
+      "--name",
+      "lab-cache-1",
+      "--out",
+      join(work, "cache.sec"),
+    ])
+  ).trim();
+  const cache = `file://${join(work, "cache")}`;
+  const push = await nixship([
+    "push",
+    ...Object.values(systems),
+    "--to",
+    cache,
+    "--key",
+    join(work, "cache.sec"),
+  ]);
+  expect(push.code, push.stderr).toBe(0);
+  // Served on the deployer's address on the lab bridge: the only address hosts can reach.
+  server = await startCacheServer(cache, [], {}, `10.231.${lab.number}.1:0`);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("activate.sh on a lab host", () => {
+  it("is clean under shellcheck", async () => {
+    const r = await run("shellcheck", ["-s", "sh", "-"], { input: Buffer.from(activateScript()) });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  it("substitutes the system from the cache, sets the profile and switches to it", async () => {
+    const { code, result } = await activate(`${LAB}1`, "web-v1");
+    expect(code, JSON.stringify(result)).toBe(0);
+    expect(result).toMatchObject({ ok: true, result: "activated", generation: 1, previous: null });
+    expect(await servedName(`${LAB}1`)).toBe("web-v1");
+    const s = await status(`${LAB}1`);
+    expect(s).toMatchObject({
+      current: systems["web-v1"],
+      profile: systems["web-v1"],
+      generation: 1,
+    });
+  });
+
+  it("refuses a path signed by a key the host does not trust, changing nothing", async () => {
+    const { code, result } = await activate(`${LAB}1`, "web-v2", {
+      trustedKeys: ["other-cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="],
+    });
+    expect(code).toBe(ACTIVATE_EXIT.realise);
+    expect(result).toMatchObject({ ok: false, phase: "realise", rolledBack: false });
+    expect(await servedName(`${LAB}1`)).toBe("web-v1");
+    expect((await status(`${LAB}1`)).generation).toBe(1);
+  });
+
+  it("keeps a system the deployer confirms over a new connection", async () => {
+    const { code, result } = await activate(`${LAB}1`, "web-v2", {
+      confirmTimeout: 30,
+      token: "t-confirm",
+    });
+    expect(code, JSON.stringify(result)).toBe(0);
+    expect(result).toMatchObject({ result: "awaiting-confirmation", generation: 2 });
+    // Another activation must wait while one awaits confirmation.
+    const locked = await activate(`${LAB}1`, "web-v3");
+    expect(locked.code).toBe(ACTIVATE_EXIT.locked);
+    const confirmed = await onHost(`${LAB}1`, confirmArgs("t-confirm"), true);
+    expect(confirmed.code, JSON.stringify(confirmed.result)).toBe(0);
+    expect(confirmed.result).toMatchObject({ result: "confirmed", generation: 2 });
+    expect(await servedName(`${LAB}1`)).toBe("web-v2");
+  });
+
+  it("rolls back by itself when no confirmation comes within the window", async () => {
+    const { code } = await activate(`${LAB}1`, "web-v3", { confirmTimeout: 2, token: "t-silent" });
+    expect(code).toBe(0);
+    expect(await servedName(`${LAB}1`)).toBe("web-v3");
+    const deadline = Date.now() + 20_000;
+    while ((await status(`${LAB}1`)).current !== systems["web-v2"] && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(await status(`${LAB}1`)).toMatchObject({ current: systems["web-v2"], generation: 2 });
+    expect(await servedName(`${LAB}1`)).toBe("web-v2");
+    // A confirmation that comes too late is told so.
+    const late = await onHost(`${LAB}1`, confirmArgs("t-silent"), true);
+    expect(late.code).toBe(ACTIVATE_EXIT.unconfirmed);
+    expect(late.result).toMatchObject({ result: "rolled-back" });
+  });
+
+  it("rolls back at once when the deployer aborts", async () => {
+    await activate(`${LAB}1`, "web-v3", { confirmTimeout: 60, token: "t-abort" });
+    const aborted = await onHost(`${LAB}1`, abortArgs("t-abort"), true);
+    expect(aborted.code, JSON.stringify(aborted.result)).toBe(0);
+    expect(aborted.result).toMatchObject({ result: "rolled-back", current: systems["web-v2"] });
+    expect(await servedName(`${LAB}1`)).toBe("web-v2");
+  });
+
+  it("rolls back when switch-to-configuration fails (exit 4, as NixOS)", async () => {
+    const { code, result } = await activate(`${LAB}1`, "web-failing");
+    expect(code).toBe(ACTIVATE_EXIT.switch);
+    expect(result).toMatchObject({ ok: false, phase: "switch", rolledBack: true, generation: 2 });
+    expect(await servedName(`${LAB}1`)).toBe("web-v2");
+  });
+
+  it("rolls back when a health check fails", async () => {
+    const { code, result } = await activate(`${LAB}1`, "web-broken", {
+      healthCommands: ["curl -fsS --max-time 3 http://127.0.0.1/health"],
+      healthTimeout: 10,
+    });
+    expect(code).toBe(ACTIVATE_EXIT.health);
+    expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
+    expect(await servedName(`${LAB}1`)).toBe("web-v2");
+    expect((await served(`${LAB}1`, "/health")).status).toBe("200");
+  });
+
+  it("rolls back to the previous generation, or to a given one, on request", async () => {
+    const host = `${LAB}2`;
+    for (const system of ["web-v1", "web-v2", "web-v3"] as const) {
+      expect((await activate(host, system)).code).toBe(0);
+    }
+    const back = await onHost(host, rollbackArgs());
+    expect(back.code, JSON.stringify(back.result)).toBe(0);
+    expect(back.result).toMatchObject({ result: "rolled-back", from: 3, generation: 2 });
+    expect(await servedName(host)).toBe("web-v2");
+    const toFirst = await onHost(host, rollbackArgs(1));
+    expect(toFirst.result).toMatchObject({ result: "rolled-back", generation: 1 });
+    expect(await servedName(host)).toBe("web-v1");
+    const s = await status(host);
+    expect(s.generations.map((g) => g.generation)).toEqual([1, 2, 3]);
+    expect(s).toMatchObject({ current: systems["web-v1"], generation: 1 });
+    const none = await onHost(host, rollbackArgs(9));
+    expect(none.code).toBe(ACTIVATE_EXIT.noGeneration);
+  });
+
+  it("cannot roll back a first deploy that fails, and says so", async () => {
+    const { code, result } = await activate(`${LAB}3`, "web-failing");
+    expect(code).toBe(ACTIVATE_EXIT.switch);
+    expect(result).toMatchObject({ ok: false, rolledBack: false, previous: null });
+  });
+
+  it("answers bad usage with exit 2 and a JSON message", async () => {
+    const r = await onHost(`${LAB}3`, ["activate", "--path", "/etc/passwd"]);
+    expect(r.code).toBe(ACTIVATE_EXIT.usage);
+    expect(r.result).toMatchObject({ ok: false, result: "usage" });
+    const unknown = await onHost(`${LAB}3`, ["explode"]);
+    expect(unknown.code).toBe(ACTIVATE_EXIT.usage);
+  });
+});
