@@ -1,0 +1,174 @@
+// The fleet file (`nixship.json`): parse and validate it into a `Fleet`, filling in defaults.
+// Every problem names its JSON path; all problems in a file are reported at once.
+// `nixship.schema.json` describes the same shape for editors (a test keeps the two in step).
+import { isAbsolute, resolve } from "node:path";
+import { InputError } from "../errors.js";
+import { parsePublicKey } from "../nix/keys.js";
+import { parseStoreUrl } from "../store/url.js";
+import {
+  type CacheSettings,
+  DEFAULT_SSH_USER,
+  type Fleet,
+  type FleetHost,
+  type RolloutPolicy,
+  requiresCache,
+  SSH_USER_PATTERN,
+  type SshSettings,
+} from "./fleet.js";
+import { FLEET_KEYS } from "./fleet-keys.js";
+import { usesPlaceholder } from "./health-url.js";
+import {
+  got,
+  inputProblem,
+  type Problem,
+  Problems,
+  readArray,
+  readObject,
+  readString,
+} from "./json-check.js";
+import { formatJsonPath } from "./json-path.js";
+import { parseJsonText } from "./json-text.js";
+import { readHosts } from "./read-hosts.js";
+import { readPolicy } from "./read-policy.js";
+
+const MAX_REPORTED = 20;
+
+/** A fleet file with problems; `problems` holds them all, the message the first 20. */
+export class FleetFileError extends InputError {
+  readonly problems: readonly Problem[];
+
+  constructor(source: string, problems: readonly Problem[]) {
+    const lines = problems
+      .slice(0, MAX_REPORTED)
+      .map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
+    if (problems.length > MAX_REPORTED) {
+      lines.push(`${source}: … and ${problems.length - MAX_REPORTED} more problems`);
+    }
+    super("bad-fleet-file", lines.join("\n"));
+    this.problems = problems;
+  }
+}
+
+/** Parses the text of a fleet file; `source` names it in errors (e.g. `nixship.json`). */
+export function parseFleet(text: string, source: string): Fleet {
+  return parseFleetValue(parseJsonText(text, source), source);
+}
+
+/** Validates an already-parsed fleet document. */
+export function parseFleetValue(value: unknown, source: string): Fleet {
+  const problems = new Problems();
+  const fleet = readFleet(value, problems);
+  if (problems.list.length > 0 || fleet === undefined) {
+    throw new FleetFileError(source, problems.list);
+  }
+  return fleet;
+}
+
+/** Resolves the relative ssh paths of a fleet against `baseDir` (the fleet file's directory). */
+export function resolveSshPaths(fleet: Fleet, baseDir: string): Fleet {
+  const at = (file: string | undefined) =>
+    file === undefined || isAbsolute(file) ? file : resolve(baseDir, file);
+  const ssh = {
+    ...fleet.ssh,
+    configFile: at(fleet.ssh.configFile),
+    knownHosts: at(fleet.ssh.knownHosts),
+  };
+  return { ...fleet, ssh };
+}
+
+function readFleet(value: unknown, problems: Problems): Fleet | undefined {
+  const doc = readObject(value, [], problems, FLEET_KEYS.fleet);
+  if (doc === undefined) return undefined;
+  if (doc.$schema !== undefined) readString(doc.$schema, ["$schema"], problems);
+  const cache = doc.cache === undefined ? undefined : readCache(doc.cache, problems);
+  const ssh = readSsh(doc.ssh === undefined ? {} : doc.ssh, problems);
+  const policy = readPolicy(doc.policy === undefined ? {} : doc.policy, problems);
+  const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
+  if (ssh === undefined || policy === undefined || hosts === undefined) return undefined;
+  checkAcrossFields({ policy, hosts, hasCache: doc.cache !== undefined }, problems);
+  return { cache, ssh, policy, hosts };
+}
+
+function checkAcrossFields(
+  fleet: { policy: RolloutPolicy; hosts: readonly FleetHost[]; hasCache: boolean },
+  problems: Problems,
+): void {
+  if (!fleet.hasCache) {
+    for (const host of fleet.hosts.filter(requiresCache)) {
+      problems.add(
+        ["hosts", host.name, "delivery"],
+        `"${host.delivery}" hosts substitute their system from the binary cache, but the fleet has no "cache"`,
+      );
+    }
+  }
+  const index = fleet.policy.health.http.findIndex((c) => usesPlaceholder(c.url, "address"));
+  if (index === -1) return;
+  for (const host of fleet.hosts.filter((h) => h.address === undefined)) {
+    problems.add(
+      ["hosts", host.name],
+      `has no "address", but policy.health.http[${index}].url uses {address}`,
+    );
+  }
+}
+
+function readCache(value: unknown, problems: Problems): CacheSettings | undefined {
+  const path = ["cache"];
+  const cache = readObject(value, path, problems, FLEET_KEYS.cache);
+  if (cache === undefined) return undefined;
+  const url =
+    cache.url === undefined ? undefined : readString(cache.url, [...path, "url"], problems);
+  if (url !== undefined) {
+    const problem = inputProblem(() => parseStoreUrl(url, {}));
+    if (problem !== undefined) problems.add([...path, "url"], problem);
+  }
+  const keys =
+    cache.publicKeys === undefined
+      ? undefined
+      : readArray(cache.publicKeys, [...path, "publicKeys"], problems, 1);
+  const publicKeys = (keys ?? []).map((key, i) => {
+    const keyPath = [...path, "publicKeys", i];
+    const text = readString(key, keyPath, problems);
+    const problem = text === undefined ? undefined : inputProblem(() => parsePublicKey(text));
+    if (problem !== undefined) problems.add(keyPath, problem);
+    return text ?? "";
+  });
+  let substituter: string | undefined;
+  if (cache.substituter !== undefined) {
+    substituter = readString(cache.substituter, [...path, "substituter"], problems);
+    if (substituter !== undefined && !isSubstituterUrl(substituter)) {
+      problems.add(
+        [...path, "substituter"],
+        `must be an http://, https://, s3:// or file:// URL (${got(substituter)})`,
+      );
+    }
+  }
+  if (url === undefined || keys === undefined) return undefined;
+  return { url, publicKeys, substituter };
+}
+
+function isSubstituterUrl(text: string): boolean {
+  if (!URL.canParse(text)) return false;
+  return ["http:", "https:", "s3:", "file:"].includes(new URL(text).protocol);
+}
+
+function readSsh(value: unknown, problems: Problems): SshSettings | undefined {
+  const ssh = readObject(value, ["ssh"], problems, FLEET_KEYS.ssh);
+  if (ssh === undefined) return undefined;
+  const file = (key: "configFile" | "knownHosts") => {
+    const text = ssh[key] === undefined ? undefined : readString(ssh[key], ["ssh", key], problems);
+    if (text?.includes("\0")) problems.add(["ssh", key], "must not contain a NUL character");
+    return text;
+  };
+  const user =
+    ssh.user === undefined
+      ? DEFAULT_SSH_USER
+      : readString(ssh.user, ["ssh", "user"], problems, {
+          pattern: SSH_USER_PATTERN,
+          maxLength: 32,
+        });
+  return {
+    user: user ?? DEFAULT_SSH_USER,
+    configFile: file("configFile"),
+    knownHosts: file("knownHosts"),
+  };
+}

@@ -1,0 +1,106 @@
+// Fleet to JSON: write a whole fleet file, or add and replace hosts in an existing one
+// without touching anything else in it (the lab merges its hosts this way).
+import { InputError } from "../errors.js";
+import type { Fleet, FleetHost } from "./fleet.js";
+import { formatSystemSpec } from "./fleet.js";
+import { parseFleetValue } from "./fleet-file.js";
+import { isJsonObject } from "./json-check.js";
+import { parseJsonText } from "./json-text.js";
+
+export type JsonObject = Record<string, unknown>;
+
+/** A host as the fleet file writes it (its name is the key it sits under). */
+export function hostToJson(host: FleetHost): JsonObject {
+  return {
+    ...(host.tags.length > 0 ? { tags: [...host.tags] } : {}),
+    ...(host.address === undefined ? {} : { address: host.address }),
+    ...(host.delivery === "ssh" && host.sshHost !== undefined ? { sshHost: host.sshHost } : {}),
+    delivery: host.delivery,
+    ...(host.delivery === "ssm" ? { instanceId: host.instanceId } : {}),
+    system: formatSystemSpec(host.system),
+  };
+}
+
+/** The whole fleet as a fleet-file document, defaults written out. */
+export function fleetToJson(fleet: Fleet): JsonObject {
+  const { cache, ssh, policy } = fleet;
+  return {
+    ...(cache === undefined
+      ? {}
+      : {
+          cache: {
+            url: cache.url,
+            publicKeys: [...cache.publicKeys],
+            ...(cache.substituter === undefined ? {} : { substituter: cache.substituter }),
+          },
+        }),
+    ssh: {
+      ...(ssh.configFile === undefined ? {} : { configFile: ssh.configFile }),
+      ...(ssh.knownHosts === undefined ? {} : { knownHosts: ssh.knownHosts }),
+      user: ssh.user,
+    },
+    policy: {
+      parallel: policy.parallel,
+      maxFailures: policy.maxFailures,
+      canary: policy.canary,
+      confirmTimeout: policy.confirmTimeout,
+      health: {
+        http: policy.health.http.map((c) => ({ ...c })),
+        commands: policy.health.commands.map((c) => ({ ...c })),
+      },
+    },
+    hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
+  };
+}
+
+/** Fleet-file text: two-space indented JSON with a final newline. */
+export function formatFleet(fleet: Fleet): string {
+  return formatJson(fleetToJson(fleet));
+}
+
+export function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/**
+ * Returns a copy of a fleet document with `hosts` added, or replacing the hosts of the same
+ * name in place; every other key and host is kept as it was, in its order. `undefined`
+ * stands for no file yet.
+ */
+export function upsertHosts(fleetJson: unknown, hosts: readonly FleetHost[]): JsonObject {
+  const doc = fleetJson === undefined ? {} : fleetJson;
+  if (!isJsonObject(doc)) {
+    throw new InputError("bad-fleet-file", "the fleet document must be a JSON object");
+  }
+  const existing = doc.hosts === undefined ? {} : doc.hosts;
+  if (!isJsonObject(existing)) {
+    throw new InputError("bad-fleet-file", 'the fleet document\'s "hosts" must be an object');
+  }
+  const replacements = new Map<string, JsonObject>();
+  for (const host of hosts) {
+    if (replacements.has(host.name)) {
+      throw new InputError("duplicate-host", `host "${host.name}" is given twice`);
+    }
+    replacements.set(host.name, hostToJson(host));
+  }
+  const merged: JsonObject = {};
+  for (const [name, value] of Object.entries(existing))
+    merged[name] = replacements.get(name) ?? value;
+  for (const [name, value] of replacements) merged[name] ??= value;
+  return { ...doc, hosts: merged };
+}
+
+/**
+ * `upsertHosts` on fleet-file text (`undefined`: no file yet). The result is validated as a
+ * whole, so a merge never writes a fleet file that would not load.
+ */
+export function upsertHostsText(
+  text: string | undefined,
+  hosts: readonly FleetHost[],
+  source: string,
+): string {
+  const doc = text === undefined ? undefined : parseJsonText(text, source);
+  const merged = upsertHosts(doc, hosts);
+  parseFleetValue(merged, source);
+  return formatJson(merged);
+}

@@ -1,0 +1,21 @@
+// The keys each object of the fleet file accepts: the parser refuses any other, and the
+// schema test checks that nixship.schema.json lists the same.
+import type { KeyShape } from "./json-check.js";
+
+/** Every key each object of the fleet file accepts. */
+export const FLEET_KEYS = {
+  fleet: { required: ["hosts"], optional: ["$schema", "cache", "ssh", "policy"] },
+  cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
+  ssh: { required: [], optional: ["configFile", "knownHosts", "user"] },
+  policy: {
+    required: [],
+    optional: ["parallel", "maxFailures", "canary", "confirmTimeout", "health"],
+  },
+  health: { required: [], optional: ["http", "commands"] },
+  httpCheck: { required: ["url"], optional: ["expectStatus", "timeout"] },
+  commandCheck: { required: ["run"], optional: ["timeout"] },
+  host: {
+    required: ["system"],
+    optional: ["tags", "address", "sshHost", "delivery", "instanceId"],
+  },
+} as const satisfies Record<string, KeyShape>;

@@ -1,0 +1,135 @@
+// The fleet's domain types: hosts, how each is reached, what it should run, and the rollout
+// policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
+import type { StorePath } from "../nix/store-path.js";
+
+/** Host names and tags: what `--on web1,@web` selects by. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+export const NAME_MAX_LENGTH = 63;
+/** A hostname, IPv4 or IPv6 literal; never starts with "-", so it cannot pass as an option. */
+export const ADDRESS_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]*$/;
+/** An ssh destination or ssh_config `Host` alias. */
+export const SSH_HOST_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+export const SSH_USER_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+export const INSTANCE_ID_PATTERN = /^i-[0-9a-f]{8,17}$/;
+/** A flake installable such as `.#web` or `path:./examples#web-v1`: no spaces, no leading "-". */
+export const FLAKE_INSTALLABLE_PATTERN = /^[^\s#-]\S*#\S+$/;
+
+export const DELIVERY_MODES = ["ssh", "ssm", "agent"] as const;
+export type DeliveryMode = (typeof DELIVERY_MODES)[number];
+
+/** What a host should run: a store path as is, or a flake output the deployer builds. */
+export type SystemSpec =
+  | { readonly kind: "store-path"; readonly path: StorePath }
+  | { readonly kind: "flake"; readonly installable: string };
+
+interface HostCommon {
+  readonly name: string;
+  readonly tags: readonly string[];
+  /** Where health checks reach the host (`{address}`); for ssh, also the fallback destination. */
+  readonly address: string | undefined;
+  readonly system: SystemSpec;
+}
+
+export interface SshHost extends HostCommon {
+  readonly delivery: "ssh";
+  /** The ssh destination when it differs from `address` (e.g. an ssh_config alias). */
+  readonly sshHost: string | undefined;
+}
+
+export interface SsmHost extends HostCommon {
+  readonly delivery: "ssm";
+  readonly instanceId: string;
+}
+
+export interface AgentHost extends HostCommon {
+  readonly delivery: "agent";
+}
+
+export type FleetHost = SshHost | SsmHost | AgentHost;
+
+export interface CacheSettings {
+  /** A store URL (`file:///dir`, `/dir`, `s3://bucket/prefix?…`), kept as written. */
+  readonly url: string;
+  /** `name:base64` keys the hosts trust for this cache. */
+  readonly publicKeys: readonly string[];
+  /** A URL the hosts substitute from; undefined: the deployer copies closures over SSH. */
+  readonly substituter: string | undefined;
+}
+
+export interface SshSettings {
+  readonly user: string;
+  readonly configFile: string | undefined;
+  readonly knownHosts: string | undefined;
+}
+
+export interface HttpCheck {
+  /** May hold `{address}` and `{name}`; see `health-url.ts`. */
+  readonly url: string;
+  readonly expectStatus: number;
+  /** Seconds. */
+  readonly timeout: number;
+}
+
+export interface CommandCheck {
+  /** A shell command run on the host; exit 0 means healthy. */
+  readonly run: string;
+  /** Seconds. */
+  readonly timeout: number;
+}
+
+export interface HealthChecks {
+  readonly http: readonly HttpCheck[];
+  readonly commands: readonly CommandCheck[];
+}
+
+export interface RolloutPolicy {
+  /** Most hosts in one wave (≥ 1). */
+  readonly parallel: number;
+  /** Failures tolerated before no new wave starts. */
+  readonly maxFailures: number;
+  /** Hosts in the canary wave, deployed before any other (0: no canary). */
+  readonly canary: number;
+  /** Seconds the host waits for the deployer's confirmation before rolling back; 0 disables. */
+  readonly confirmTimeout: number;
+  readonly health: HealthChecks;
+}
+
+export interface Fleet {
+  readonly cache: CacheSettings | undefined;
+  readonly ssh: SshSettings;
+  readonly policy: RolloutPolicy;
+  /** In the order of the fleet file. */
+  readonly hosts: readonly FleetHost[];
+}
+
+export const POLICY_DEFAULTS = {
+  parallel: 10,
+  maxFailures: 0,
+  canary: 1,
+  confirmTimeout: 30,
+} as const satisfies Omit<RolloutPolicy, "health">;
+
+export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<
+  HttpCheck,
+  "url"
+>;
+
+export const COMMAND_CHECK_DEFAULTS = { timeout: 10 } as const satisfies Omit<CommandCheck, "run">;
+
+export const DEFAULT_SSH_USER = "root";
+
+/** What `ssh` connects to for this host. */
+export function sshDestination(host: SshHost): string {
+  // The parser guarantees one of the two; the fallback only satisfies the type.
+  return host.sshHost ?? host.address ?? host.name;
+}
+
+/** The text of a system as the fleet file writes it. */
+export function formatSystemSpec(system: SystemSpec): string {
+  return system.kind === "store-path" ? system.path : system.installable;
+}
+
+/** Hosts that can only get their closure from the cache (ssm, agent), so the fleet needs one. */
+export function requiresCache(host: FleetHost): boolean {
+  return host.delivery === "ssm" || host.delivery === "agent";
+}

@@ -1,0 +1,33 @@
+// HTTP health check URLs: `{address}` and `{name}` are the only placeholders, filled per host.
+import type { FleetHost } from "./fleet.js";
+
+export const URL_PLACEHOLDERS = ["address", "name"] as const;
+export type UrlPlaceholder = (typeof URL_PLACEHOLDERS)[number];
+
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+
+/** Why `url` is not a valid check URL, or undefined when it is. */
+export function healthUrlProblem(url: string): string | undefined {
+  for (const [, name] of url.matchAll(PLACEHOLDER)) {
+    if (!(URL_PLACEHOLDERS as readonly string[]).includes(name ?? "")) {
+      return `unknown placeholder {${name}}; only {address} and {name} are allowed`;
+    }
+  }
+  const filled = url.replaceAll("{address}", "192.0.2.1").replaceAll("{name}", "host");
+  if (/[{}]/.test(filled)) return 'has an unmatched "{" or "}"';
+  if (!URL.canParse(filled)) return "is not a valid URL";
+  const protocol = new URL(filled).protocol;
+  if (protocol !== "http:" && protocol !== "https:") return `must be http:// or https://`;
+  return undefined;
+}
+
+export function usesPlaceholder(url: string, placeholder: UrlPlaceholder): boolean {
+  return url.includes(`{${placeholder}}`);
+}
+
+/** The URL for one host. An IPv6 address is bracketed, as URLs require. */
+export function expandHealthUrl(url: string, host: Pick<FleetHost, "name" | "address">): string {
+  const address = host.address ?? host.name;
+  const literal = address.includes(":") ? `[${address}]` : address;
+  return url.replaceAll("{address}", literal).replaceAll("{name}", host.name);
+}

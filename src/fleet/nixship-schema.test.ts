@@ -1,0 +1,335 @@
+// Keeps nixship.schema.json and the parser in step: the same keys, required lists and
+// defaults at every level, and the same verdict on a corpus of fleet files. The validator
+// below covers only the JSON Schema keywords the file uses, and fails on any other.
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  COMMAND_CHECK_DEFAULTS,
+  DEFAULT_SSH_USER,
+  DELIVERY_MODES,
+  HTTP_CHECK_DEFAULTS,
+  INSTANCE_ID_PATTERN,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  POLICY_DEFAULTS,
+} from "./fleet.js";
+import { parseFleetValue } from "./fleet-file.js";
+import { FLEET_KEYS } from "./fleet-keys.js";
+
+type Schema = boolean | { readonly [keyword: string]: unknown };
+type SchemaObject = { readonly [keyword: string]: unknown };
+
+const schema = JSON.parse(
+  readFileSync(new URL("./nixship.schema.json", import.meta.url), "utf8"),
+) as SchemaObject;
+
+function resolveRef(s: Schema): SchemaObject {
+  if (typeof s === "boolean") throw new Error("expected a schema object");
+  const ref = s.$ref as string | undefined;
+  if (ref === undefined) return s;
+  const name = /^#\/\$defs\/([A-Za-z]+)$/.exec(ref)?.[1];
+  const target = name === undefined ? undefined : (schema.$defs as Record<string, Schema>)[name];
+  if (target === undefined) throw new Error(`unresolved $ref ${ref}`);
+  return resolveRef(target);
+}
+
+const ANNOTATIONS = new Set(["$schema", "$id", "$comment", "title", "description", "default"]);
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+function typeOk(type: string, value: unknown): boolean {
+  switch (type) {
+    case "object":
+      return isObject(value);
+    case "array":
+      return Array.isArray(value);
+    case "string":
+      return typeof value === "string";
+    case "integer":
+      return Number.isInteger(value);
+    default:
+      throw new Error(`unsupported type ${type}`);
+  }
+}
+
+/** Whether `value` is valid against `s` (a JSON Schema 2020-12 subset). */
+function valid(s: Schema, value: unknown): boolean {
+  if (typeof s === "boolean") return s;
+  for (const [keyword, arg] of Object.entries(s)) {
+    if (!keywordOk(s, keyword, arg, value)) return false;
+  }
+  return true;
+}
+
+function keywordOk(s: SchemaObject, keyword: string, arg: unknown, value: unknown): boolean {
+  const str = typeof value === "string" ? value : undefined;
+  const obj = isObject(value) ? value : undefined;
+  const arr = Array.isArray(value) ? value : undefined;
+  if (ANNOTATIONS.has(keyword) || keyword === "$defs" || keyword === "then" || keyword === "else") {
+    return true;
+  }
+  switch (keyword) {
+    case "$ref":
+      return valid(resolveRef({ $ref: arg }), value);
+    case "type":
+      return typeOk(arg as string, value);
+    case "enum":
+      return (arg as unknown[]).includes(value);
+    case "const":
+      return value === arg;
+    case "pattern":
+      return str === undefined || new RegExp(arg as string, "u").test(str);
+    case "minLength":
+      return str === undefined || str.length >= (arg as number);
+    case "maxLength":
+      return str === undefined || str.length <= (arg as number);
+    case "minimum":
+      return typeof value !== "number" || value >= (arg as number);
+    case "maximum":
+      return typeof value !== "number" || value <= (arg as number);
+    case "required":
+      return obj === undefined || (arg as string[]).every((k) => k in obj);
+    case "minProperties":
+      return obj === undefined || Object.keys(obj).length >= (arg as number);
+    case "properties":
+      return (
+        obj === undefined ||
+        Object.entries(arg as Record<string, Schema>).every(
+          ([k, sub]) => !(k in obj) || valid(sub, obj[k]),
+        )
+      );
+    case "additionalProperties": {
+      const known = Object.keys((s.properties as object | undefined) ?? {});
+      return (
+        obj === undefined ||
+        Object.entries(obj).every(([k, v]) => known.includes(k) || valid(arg as Schema, v))
+      );
+    }
+    case "propertyNames":
+      return obj === undefined || Object.keys(obj).every((k) => valid(arg as Schema, k));
+    case "items":
+      return arr === undefined || arr.every((item) => valid(arg as Schema, item));
+    case "minItems":
+      return arr === undefined || arr.length >= (arg as number);
+    case "uniqueItems":
+      return (
+        arr === undefined || !arg || new Set(arr.map((x) => JSON.stringify(x))).size === arr.length
+      );
+    case "contains":
+      return arr === undefined || arr.some((item) => valid(arg as Schema, item));
+    case "allOf":
+      return (arg as Schema[]).every((sub) => valid(sub, value));
+    case "anyOf":
+      return (arg as Schema[]).some((sub) => valid(sub, value));
+    case "not":
+      return !valid(arg as Schema, value);
+    case "if": {
+      const branch = valid(arg as Schema, value) ? s.then : s.else;
+      return branch === undefined || valid(branch as Schema, value);
+    }
+    default:
+      throw new Error(`the test validator does not support "${keyword}"`);
+  }
+}
+
+function parserAccepts(doc: unknown): boolean {
+  try {
+    parseFleetValue(doc, "f");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const defs = schema.$defs as Record<string, SchemaObject>;
+const properties = (s: SchemaObject) => s.properties as Record<string, SchemaObject>;
+
+/** Where each object of the fleet file sits in the schema. */
+const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
+  fleet: schema,
+  cache: resolveRef(properties(schema).cache as SchemaObject),
+  ssh: resolveRef(properties(schema).ssh as SchemaObject),
+  policy: resolveRef(properties(schema).policy as SchemaObject),
+  health: resolveRef(properties(defs.policy as SchemaObject).health as SchemaObject),
+  httpCheck: resolveRef(
+    (properties(defs.health as SchemaObject).http as SchemaObject).items as SchemaObject,
+  ),
+  commandCheck: resolveRef(
+    (properties(defs.health as SchemaObject).commands as SchemaObject).items as SchemaObject,
+  ),
+  host: resolveRef((properties(schema).hosts as SchemaObject).additionalProperties as SchemaObject),
+};
+
+describe("nixship.schema.json", () => {
+  it("is draft 2020-12", () => {
+    expect(schema.$schema).toBe("https://json-schema.org/draft/2020-12/schema");
+  });
+
+  for (const [name, shape] of Object.entries(FLEET_KEYS)) {
+    it(`describes the same keys as the parser: ${name}`, () => {
+      const at = LOCATIONS[name as keyof typeof FLEET_KEYS];
+      expect(at.type).toBe("object");
+      expect(at.additionalProperties).toBe(false);
+      expect(Object.keys(properties(at)).sort()).toEqual(
+        [...shape.required, ...shape.optional].sort(),
+      );
+      expect([...((at.required as string[] | undefined) ?? [])].sort()).toEqual(
+        [...shape.required].sort(),
+      );
+    });
+  }
+
+  it("has the parser's defaults", () => {
+    const policy = properties(LOCATIONS.policy);
+    for (const [key, value] of Object.entries(POLICY_DEFAULTS)) {
+      expect(policy[key]?.default, key).toBe(value);
+    }
+    const http = properties(LOCATIONS.httpCheck);
+    expect(http.expectStatus?.default).toBe(HTTP_CHECK_DEFAULTS.expectStatus);
+    expect(http.timeout?.default).toBe(HTTP_CHECK_DEFAULTS.timeout);
+    expect(properties(LOCATIONS.commandCheck).timeout?.default).toBe(
+      COMMAND_CHECK_DEFAULTS.timeout,
+    );
+    expect(properties(LOCATIONS.ssh).user?.default).toBe(DEFAULT_SSH_USER);
+    expect(properties(LOCATIONS.host).delivery?.default).toBe("ssh");
+  });
+
+  it("has the parser's patterns and enums", () => {
+    expect(defs.name?.pattern).toBe(NAME_PATTERN.source);
+    expect(defs.name?.maxLength).toBe(NAME_MAX_LENGTH);
+    const host = properties(LOCATIONS.host);
+    expect(host.instanceId?.pattern).toBe(INSTANCE_ID_PATTERN.source);
+    expect(host.delivery?.enum).toEqual([...DELIVERY_MODES]);
+  });
+
+  const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
+  const PATH = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-db1";
+  const cache = { url: "s3://my-cache/nix?region=eu-west-1", publicKeys: [KEY] };
+  const host = (extra: object = {}) => ({ address: "10.0.0.2", system: ".#web", ...extra });
+  const fleet = (extra: object = {}, hostExtra: object = {}) => ({
+    hosts: { web1: host(hostExtra) },
+    ...extra,
+  });
+  const http = (url: string) => ({ policy: { health: { http: [{ url }] } } });
+
+  // [what, document, valid?]
+  const corpus: [string, unknown, boolean][] = [
+    ["the minimal fleet", fleet(), true],
+    [
+      "a full fleet",
+      {
+        $schema: "./nixship.schema.json",
+        cache: { ...cache, substituter: "http://10.231.1.1:8080" },
+        ssh: { configFile: "ssh_config", knownHosts: "known_hosts", user: "deploy" },
+        policy: {
+          parallel: 3,
+          maxFailures: 1,
+          canary: 0,
+          confirmTimeout: 0,
+          health: {
+            http: [{ url: "http://{address}/health", expectStatus: 204, timeout: 2 }],
+            commands: [{ run: "systemctl is-system-running", timeout: 10 }],
+          },
+        },
+        hosts: {
+          web1: { tags: ["web", "eu"], address: "10.231.1.2", sshHost: "lab-web1", system: PATH },
+          i1: {
+            delivery: "ssm",
+            instanceId: "i-0123456789abcdef0",
+            address: "10.0.0.9",
+            system: PATH,
+          },
+          a1: { delivery: "agent", address: "10.0.0.10", system: ".#a1" },
+        },
+      },
+      true,
+    ],
+    ["no hosts", {}, false],
+    ["empty hosts", { hosts: {} }, false],
+    ["a bad host name", { hosts: { Web: host() } }, false],
+    ["a 64-character host name", { hosts: { ["a".repeat(64)]: host() } }, false],
+    ["an unknown top-level key", fleet({ extra: 1 }), false],
+    ["an unknown host key", fleet({}, { tag: ["web"] }), false],
+    ["an unknown policy key", fleet({ policy: { paralel: 2 } }), false],
+    [
+      "an unknown check key",
+      fleet({ policy: { health: { commands: [{ run: "x", cmd: "y" }] } } }),
+      false,
+    ],
+    ["a bad tag", fleet({}, { tags: ["web", 3] }), false],
+    ["a repeated tag", fleet({}, { tags: ["web", "web"] }), false],
+    ["an ssh host with neither address nor sshHost", { hosts: { web1: { system: ".#w" } } }, false],
+    ["an ssh host with just sshHost", { hosts: { web1: { sshHost: "lab", system: ".#w" } } }, true],
+    ["an ssh host with instanceId", fleet({}, { instanceId: "i-0123abcd" }), false],
+    ["an ssm host without instanceId", fleet({ cache }, { delivery: "ssm" }), false],
+    [
+      "an ssm host with a bad instanceId",
+      fleet({ cache }, { delivery: "ssm", instanceId: "i-XYZ12345" }),
+      false,
+    ],
+    [
+      "an ssm host with sshHost",
+      fleet({ cache }, { delivery: "ssm", instanceId: "i-0123abcd", sshHost: "x" }),
+      false,
+    ],
+    [
+      "an ssm host without a cache",
+      fleet({}, { delivery: "ssm", instanceId: "i-0123abcd" }),
+      false,
+    ],
+    ["an agent host without a cache", fleet({}, { delivery: "agent" }), false],
+    ["an agent host", fleet({ cache }, { delivery: "agent" }), true],
+    ["an unknown delivery", fleet({}, { delivery: "scp" }), false],
+    ["no system", { hosts: { web1: { address: "a" } } }, false],
+    ["a store path system", fleet({}, { system: PATH }), true],
+    ["a store path with a bad hash", fleet({}, { system: "/nix/store/eeee-x" }), false],
+    ["a system without #", fleet({}, { system: "web" }), false],
+    ["a system starting with -", fleet({}, { system: "-.#web" }), false],
+    ["an address that looks like an option", fleet({}, { address: "-oProxyCommand=x" }), false],
+    ["parallel 0", fleet({ policy: { parallel: 0 } }), false],
+    ["a fractional canary", fleet({ policy: { canary: 0.5 } }), false],
+    ["a negative maxFailures", fleet({ policy: { maxFailures: -1 } }), false],
+    ["confirmTimeout 0", fleet({ policy: { confirmTimeout: 0 } }), true],
+    [
+      "a command timeout of 0",
+      fleet({ policy: { health: { commands: [{ run: "x", timeout: 0 }] } } }),
+      false,
+    ],
+    ["an http check", fleet(http("https://{name}.lan/health?via={address}")), true],
+    ["an unknown placeholder", fleet(http("http://{host}/health")), false],
+    ["a non-http check URL", fleet(http("ftp://{address}/")), false],
+    [
+      "{address} with a host lacking one",
+      { ...http("http://{address}/"), hosts: { w: { sshHost: "w", system: ".#w" } } },
+      false,
+    ],
+    [
+      "{name} with a host lacking an address",
+      { ...http("http://{name}/"), hosts: { w: { sshHost: "w", system: ".#w" } } },
+      true,
+    ],
+    [
+      "a status of 600",
+      fleet({ policy: { health: { http: [{ url: "http://x/", expectStatus: 600 }] } } }),
+      false,
+    ],
+    ["a cache without keys", fleet({ cache: { url: "file:///srv/c" } }), false],
+    ["a cache with no keys", fleet({ cache: { url: "file:///srv/c", publicKeys: [] } }), false],
+    ["a cache over http", fleet({ cache: { ...cache, url: "http://cache.lan/" } }), false],
+    [
+      "a substituter without a scheme",
+      fleet({ cache: { ...cache, substituter: "cache.lan" } }),
+      false,
+    ],
+    ["an ssh user that looks like an option", fleet({ ssh: { user: "-lroot" } }), false],
+    ["a non-object", [], false],
+  ];
+
+  for (const [what, doc, expected] of corpus) {
+    it(`agrees with the parser on ${what} (${expected ? "valid" : "invalid"})`, () => {
+      expect(parserAccepts(doc), "parser").toBe(expected);
+      expect(valid(schema, doc), "schema").toBe(expected);
+    });
+  }
+});

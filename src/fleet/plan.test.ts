@@ -1,0 +1,176 @@
+import { describe, expect, it } from "vitest";
+import type { StorePath } from "../nix/store-path.js";
+import type { Action } from "./action.js";
+import { type ClosureInfo, type HostState, type PlanTarget, planDeploy } from "./plan.js";
+
+const sp = (hashChar: string, name: string) =>
+  `/nix/store/${hashChar.repeat(32)}-${name}` as StorePath;
+
+const glibc = sp("g", "glibc");
+const openssl = sp("s", "openssl");
+const nginx1 = sp("n", "nginx-1.24");
+const nginx2 = sp("m", "nginx-1.26");
+const cfg1 = sp("c", "etc-v1");
+const cfg2 = sp("d", "etc-v2");
+const v1 = sp("1", "nixos-system-web-v1");
+const v2 = sp("2", "nixos-system-web-v2");
+const stranger = sp("x", "nixos-system-unknown");
+
+const info = (path: StorePath, narSize: number, references: StorePath[]): ClosureInfo => ({
+  path,
+  narSize,
+  references,
+});
+
+const INFOS = new Map(
+  [
+    info(glibc, 100, [glibc]),
+    info(openssl, 50, [glibc]),
+    info(nginx1, 20, [openssl, glibc]),
+    info(nginx2, 25, [openssl, glibc]),
+    info(cfg1, 1, []),
+    info(cfg2, 1, []),
+    info(v1, 5, [nginx1, glibc, cfg1]),
+    info(v2, 5, [nginx2, glibc, cfg2]),
+  ].map((i) => [i.path, i]),
+);
+const V2_CLOSURE = { paths: 5, bytes: 5 + 25 + 1 + 50 + 100 };
+
+const running = (current: StorePath | undefined, generation?: number): HostState => ({
+  kind: "reported",
+  current,
+  generation,
+});
+
+const plan = (action: Action, targets: PlanTarget[], pathInfos = INFOS) =>
+  planDeploy({ action, targets, pathInfos });
+
+describe("planDeploy", () => {
+  it("counts only what the host lacks: the desired closure minus the current one", () => {
+    const result = plan("switch", [{ host: "web1", desired: v2, state: running(v1, 41) }]);
+    expect(result.hosts).toEqual([
+      {
+        host: "web1",
+        action: "activate",
+        current: v1,
+        generation: 41,
+        desired: v2,
+        transfer: { paths: 3, bytes: 5 + 25 + 1 },
+        error: undefined,
+      },
+    ]);
+    expect(result.changes).toBe(1);
+    expect(result.totals).toEqual({ paths: 3, bytes: 31 });
+  });
+
+  it("counts the whole closure when the current system is unknown", () => {
+    const result = plan("switch", [
+      { host: "fresh", desired: v2, state: running(undefined) },
+      { host: "unasked", desired: v2, state: undefined },
+      { host: "odd", desired: v2, state: running(stranger, 3) },
+    ]);
+    expect(result.hosts.map((h) => [h.action, h.transfer])).toEqual([
+      ["activate", V2_CLOSURE],
+      ["activate", V2_CLOSURE],
+      ["activate", V2_CLOSURE],
+    ]);
+    expect(result.hosts[2]?.current).toBe(stranger);
+  });
+
+  it("uses a partly known current closure as far as it goes", () => {
+    // v1's metadata is known but nginx1's is not: nginx1 itself is on the host, its
+    // references (openssl) cannot be assumed.
+    const partial = new Map(INFOS);
+    partial.delete(nginx1);
+    const result = plan("switch", [{ host: "web1", desired: v2, state: running(v1) }], partial);
+    expect(result.hosts[0]?.transfer).toEqual({ paths: 4, bytes: 5 + 25 + 1 + 50 });
+  });
+
+  it("skips hosts already running the desired system for switch and test", () => {
+    for (const action of ["switch", "test"] as const) {
+      const result = plan(action, [{ host: "web1", desired: v2, state: running(v2, 7) }]);
+      expect(result.hosts[0]).toMatchObject({ action: "skip", transfer: { paths: 0, bytes: 0 } });
+      expect(result.changes).toBe(0);
+      expect(result.counts).toEqual({ activate: 0, skip: 1, unreachable: 0 });
+    }
+  });
+
+  it("still runs boot and dry-activate on a host running the desired system", () => {
+    const boot = plan("boot", [{ host: "web1", desired: v2, state: running(v2) }]);
+    expect(boot.hosts[0]).toMatchObject({ action: "activate", transfer: { paths: 0, bytes: 0 } });
+    expect(boot.changes).toBe(1);
+    const dry = plan("dry-activate", [{ host: "web1", desired: v2, state: running(v1) }]);
+    expect(dry.hosts[0]?.action).toBe("activate");
+    expect(dry.changes).toBe(0);
+  });
+
+  it("marks unreachable hosts and moves nothing to them", () => {
+    const result = plan("switch", [
+      { host: "web1", desired: v2, state: { kind: "unreachable", error: "connection refused" } },
+    ]);
+    expect(result.hosts[0]).toEqual({
+      host: "web1",
+      action: "unreachable",
+      current: undefined,
+      generation: undefined,
+      desired: v2,
+      transfer: { paths: 0, bytes: 0 },
+      error: "connection refused",
+    });
+    expect(result.changes).toBe(0);
+    expect(result.totals).toEqual({ paths: 0, bytes: 0 });
+  });
+
+  it("sums transfers over hosts and counts each path once in distinct", () => {
+    const result = plan("switch", [
+      { host: "web1", desired: v2, state: running(v1) },
+      { host: "web2", desired: v2, state: running(undefined) },
+      { host: "web3", desired: v1, state: running(undefined) },
+      { host: "web4", desired: v2, state: running(v2) },
+      { host: "web5", desired: v2, state: { kind: "unreachable", error: "timeout" } },
+    ]);
+    expect(result.hosts.map((h) => h.host)).toEqual(["web1", "web2", "web3", "web4", "web5"]);
+    expect(result.counts).toEqual({ activate: 3, skip: 1, unreachable: 1 });
+    expect(result.changes).toBe(3);
+    const v1Closure = { paths: 5, bytes: 5 + 20 + 1 + 50 + 100 };
+    expect(result.totals).toEqual({
+      paths: 3 + V2_CLOSURE.paths + v1Closure.paths,
+      bytes: 31 + V2_CLOSURE.bytes + v1Closure.bytes,
+    });
+    // Every path of both closures is needed by someone: glibc, openssl, nginx1/2, cfg1/2, v1, v2.
+    expect(result.distinct).toEqual({ paths: 8, bytes: 100 + 50 + 20 + 25 + 1 + 1 + 5 + 5 });
+  });
+
+  it("plans nothing for no hosts", () => {
+    const result = plan("switch", []);
+    expect(result).toEqual({
+      action: "switch",
+      hosts: [],
+      counts: { activate: 0, skip: 0, unreachable: 0 },
+      changes: 0,
+      totals: { paths: 0, bytes: 0 },
+      distinct: { paths: 0, bytes: 0 },
+    });
+  });
+
+  it("refuses a desired closure the metadata does not cover", () => {
+    const missingRef = new Map(INFOS);
+    missingRef.delete(openssl);
+    expect(() =>
+      plan("switch", [{ host: "web1", desired: v2, state: undefined }], missingRef),
+    ).toThrow(
+      expect.objectContaining({
+        code: "incomplete-closure",
+        message: `no metadata for ${openssl}, which it references, in the closure of ${v2} (the system of web1)`,
+      }),
+    );
+    expect(() => plan("switch", [{ host: "web1", desired: stranger, state: undefined }])).toThrow(
+      `no metadata for ${stranger} in the closure`,
+    );
+  });
+
+  it("refuses a host planned twice", () => {
+    const target = { host: "web1", desired: v2, state: undefined };
+    expect(() => plan("switch", [target, target])).toThrow(/host "web1" is planned twice/);
+  });
+});

@@ -1,0 +1,202 @@
+// The deploy planner: from what each host runs and what it should run, decide per host
+// whether to activate, skip or give up on it, and how much it must fetch. Pure and
+// synchronous; the caller gathers host states and closure metadata first.
+import { InputError } from "../errors.js";
+import type { PathInfo } from "../nix/closure.js";
+import type { StorePath } from "../nix/store-path.js";
+import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
+
+/** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
+export type HostState =
+  | {
+      readonly kind: "reported";
+      /** The running system; undefined when the host could not tell. */
+      readonly current: StorePath | undefined;
+      readonly generation: number | undefined;
+    }
+  | { readonly kind: "unreachable"; readonly error: string };
+
+export interface PlanTarget {
+  readonly host: string;
+  readonly desired: StorePath;
+  readonly state: HostState | undefined;
+}
+
+/** The closure metadata the planner needs; a full `PathInfo` fits. */
+export type ClosureInfo = Pick<PathInfo, "path" | "narSize" | "references">;
+
+export interface PlanInput {
+  readonly action: Action;
+  /** The selected hosts, in the order the plan lists them. */
+  readonly targets: readonly PlanTarget[];
+  /** Must cover every desired closure; current closures are used where known. */
+  readonly pathInfos: ReadonlyMap<StorePath, ClosureInfo>;
+}
+
+/** Store paths and their NAR bytes (uncompressed; what moves compressed is smaller). */
+export interface Transfer {
+  readonly paths: number;
+  readonly bytes: number;
+}
+
+export type HostAction = "activate" | "skip" | "unreachable";
+
+export interface HostPlan {
+  readonly host: string;
+  /** What happens to this host (`DeployPlan.action` is what activation does). */
+  readonly action: HostAction;
+  readonly current: StorePath | undefined;
+  readonly generation: number | undefined;
+  readonly desired: StorePath;
+  /**
+   * The desired closure minus the current system's closure: what the host must fetch at
+   * most (its store may hold more). With the current system unknown, the whole closure.
+   */
+  readonly transfer: Transfer;
+  /** Why the host is unreachable. */
+  readonly error: string | undefined;
+}
+
+export interface DeployPlan {
+  readonly action: Action;
+  readonly hosts: readonly HostPlan[];
+  readonly counts: Readonly<Record<HostAction, number>>;
+  /** Hosts that end up different (0 for dry-activate). */
+  readonly changes: number;
+  /** Summed over hosts: what all the hosts fetch together. */
+  readonly totals: Transfer;
+  /** Each path counted once: what the cache (or the deployer) must provide. */
+  readonly distinct: Transfer;
+}
+
+const NOTHING: Transfer = { paths: 0, bytes: 0 };
+
+export function planDeploy(input: PlanInput): DeployPlan {
+  const closures = new ClosureIndex(input.pathInfos);
+  const seen = new Set<string>();
+  const counts: Record<HostAction, number> = { activate: 0, skip: 0, unreachable: 0 };
+  const needed = new Set<StorePath>();
+  let totals = NOTHING;
+
+  const hosts = input.targets.map((target): HostPlan => {
+    if (seen.has(target.host)) {
+      throw new InputError("duplicate-host", `host "${target.host}" is planned twice`);
+    }
+    seen.add(target.host);
+    const plan = planHost(target, input.action, closures);
+    counts[plan.action]++;
+    if (plan.action === "activate") {
+      totals = {
+        paths: totals.paths + plan.transfer.paths,
+        bytes: totals.bytes + plan.transfer.bytes,
+      };
+      for (const path of closures.missing(plan.desired, plan.current)) needed.add(path);
+    }
+    return plan;
+  });
+
+  return {
+    action: input.action,
+    hosts,
+    counts,
+    changes: actionChangesHost(input.action) ? counts.activate : 0,
+    totals,
+    distinct: closures.measure(needed),
+  };
+}
+
+function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): HostPlan {
+  const { host, desired, state } = target;
+  closures.requireComplete(desired, host);
+  if (state?.kind === "unreachable") {
+    return {
+      host,
+      action: "unreachable",
+      current: undefined,
+      generation: undefined,
+      desired,
+      transfer: NOTHING,
+      error: state.error,
+    };
+  }
+  const current = state?.current;
+  const generation = state?.generation;
+  const running = current === desired;
+  return {
+    host,
+    action: running && actionSkipsWhenRunning(action) ? "skip" : "activate",
+    current,
+    generation,
+    desired,
+    transfer: running ? NOTHING : closures.measure(closures.missing(desired, current)),
+    error: undefined,
+  };
+}
+
+/** Closures computed once per root and differences once per (desired, current) pair. */
+class ClosureIndex {
+  private readonly closures = new Map<StorePath, ReadonlySet<StorePath>>();
+  private readonly differences = new Map<string, readonly StorePath[]>();
+  private readonly checked = new Set<StorePath>();
+
+  constructor(private readonly infos: ReadonlyMap<StorePath, ClosureInfo>) {}
+
+  /** Refuses a desired system whose closure the metadata does not fully cover. */
+  requireComplete(root: StorePath, host: string): void {
+    if (this.checked.has(root)) return;
+    for (const path of this.closure(root)) {
+      if (!this.infos.has(path)) {
+        const what = path === root ? "" : `, which it references,`;
+        throw new InputError(
+          "incomplete-closure",
+          `no metadata for ${path}${what} in the closure of ${root} (the system of ${host})`,
+          { hint: "the desired closures must be built or present in the cache before planning" },
+        );
+      }
+    }
+    this.checked.add(root);
+  }
+
+  /** The paths of `desired`'s closure outside `current`'s closure. */
+  missing(desired: StorePath, current: StorePath | undefined): readonly StorePath[] {
+    const key = `${desired}\n${current ?? ""}`;
+    let result = this.differences.get(key);
+    if (result === undefined) {
+      const present = current === undefined ? new Set<StorePath>() : this.closure(current);
+      result = [...this.closure(desired)].filter((path) => !present.has(path));
+      this.differences.set(key, result);
+    }
+    return result;
+  }
+
+  measure(paths: Iterable<StorePath>): Transfer {
+    let count = 0;
+    let bytes = 0;
+    for (const path of paths) {
+      count++;
+      bytes += this.infos.get(path)?.narSize ?? 0;
+    }
+    return { paths: count, bytes };
+  }
+
+  /**
+   * The root and everything it references, transitively. A path without metadata is still
+   * in the closure (something references it), but its own references are unknown.
+   */
+  private closure(root: StorePath): ReadonlySet<StorePath> {
+    const cached = this.closures.get(root);
+    if (cached !== undefined) return cached;
+    const found = new Set<StorePath>([root]);
+    const stack = [root];
+    for (let path = stack.pop(); path !== undefined; path = stack.pop()) {
+      for (const ref of this.infos.get(path)?.references ?? []) {
+        if (!found.has(ref)) {
+          found.add(ref);
+          stack.push(ref);
+        }
+      }
+    }
+    this.closures.set(root, found);
+    return found;
+  }
+}

@@ -1,0 +1,131 @@
+// The `hosts` section of the fleet file: names, tags, delivery mode and what each mode needs,
+// and the system each host should run.
+import { parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
+import {
+  ADDRESS_PATTERN,
+  DELIVERY_MODES,
+  type DeliveryMode,
+  FLAKE_INSTALLABLE_PATTERN,
+  type FleetHost,
+  INSTANCE_ID_PATTERN,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  SSH_HOST_PATTERN,
+  type SystemSpec,
+} from "./fleet.js";
+import { FLEET_KEYS } from "./fleet-keys.js";
+import {
+  got,
+  inputProblem,
+  isJsonObject,
+  type Problems,
+  readArray,
+  readObject,
+  readString,
+} from "./json-check.js";
+import type { JsonPath } from "./json-path.js";
+
+const NAME_RULE = { pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH };
+
+export function readHosts(value: unknown, problems: Problems): FleetHost[] | undefined {
+  if (!isJsonObject(value)) return problems.add(["hosts"], `must be an object (${got(value)})`);
+  const entries = Object.entries(value);
+  if (entries.length === 0) {
+    return problems.add(["hosts"], 'must name at least one host, e.g. {"web1": {...}}');
+  }
+  const hosts: FleetHost[] = [];
+  for (const [name, hostValue] of entries) {
+    const path = ["hosts", name];
+    if (!(NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH)) {
+      problems.add(
+        path,
+        `host names must match ${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH} characters`,
+      );
+    }
+    const host = readHost(name, hostValue, path, problems);
+    if (host !== undefined) hosts.push(host);
+  }
+  return hosts;
+}
+
+function readHost(
+  name: string,
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): FleetHost | undefined {
+  const host = readObject(value, path, problems, FLEET_KEYS.host);
+  if (host === undefined) return undefined;
+  const at = (key: string) => [...path, key];
+  const tags = host.tags === undefined ? [] : readTags(host.tags, at("tags"), problems);
+  const text = (key: string, rule: { pattern: RegExp; maxLength: number }) =>
+    host[key] === undefined ? undefined : readString(host[key], at(key), problems, rule);
+  const address = text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
+  const sshHost = text("sshHost", { pattern: SSH_HOST_PATTERN, maxLength: 253 });
+  const instanceId = text("instanceId", { pattern: INSTANCE_ID_PATTERN, maxLength: 19 });
+  const system =
+    host.system === undefined ? undefined : readSystem(host.system, at("system"), problems);
+  const delivery = readDelivery(host.delivery, at("delivery"), problems);
+  if (delivery === undefined) return undefined;
+
+  const onlyFor = (key: string, mode: DeliveryMode) => {
+    if (host[key] !== undefined)
+      problems.add(at(key), `is only allowed when delivery is "${mode}"`);
+  };
+  if (delivery !== "ssh") onlyFor("sshHost", "ssh");
+  if (delivery !== "ssm") onlyFor("instanceId", "ssm");
+  if (delivery === "ssh" && host.address === undefined && host.sshHost === undefined) {
+    problems.add(path, 'an ssh host needs "address" or "sshHost"');
+  }
+  if (delivery === "ssm" && host.instanceId === undefined) {
+    problems.add(at("instanceId"), 'is required when delivery is "ssm"');
+  }
+  if (tags === undefined || system === undefined) return undefined;
+  const common = { name, tags, address, system };
+  switch (delivery) {
+    case "ssh":
+      return { ...common, delivery, sshHost };
+    case "ssm":
+      return instanceId === undefined ? undefined : { ...common, delivery, instanceId };
+    case "agent":
+      return { ...common, delivery };
+  }
+}
+
+function readTags(value: unknown, path: JsonPath, problems: Problems): string[] | undefined {
+  const items = readArray(value, path, problems);
+  if (items === undefined) return undefined;
+  const tags: string[] = [];
+  items.forEach((item, i) => {
+    const tag = readString(item, [...path, i], problems, NAME_RULE);
+    if (tag === undefined) return;
+    if (tags.includes(tag)) problems.add([...path, i], `repeats the tag "${tag}"`);
+    else tags.push(tag);
+  });
+  return tags;
+}
+
+function readDelivery(
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): DeliveryMode | undefined {
+  if (value === undefined) return "ssh";
+  if ((DELIVERY_MODES as readonly unknown[]).includes(value)) return value as DeliveryMode;
+  return problems.add(path, `must be one of ${DELIVERY_MODES.join(", ")} (${got(value)})`);
+}
+
+function readSystem(value: unknown, path: JsonPath, problems: Problems): SystemSpec | undefined {
+  if (typeof value === "string" && value.startsWith(`${STORE_DIR}/`)) {
+    const problem = inputProblem(() => parseStorePath(value, "the store path"));
+    if (problem !== undefined) return problems.add(path, problem);
+    return { kind: "store-path", path: value as StorePath };
+  }
+  if (typeof value === "string" && FLAKE_INSTALLABLE_PATTERN.test(value)) {
+    return { kind: "flake", installable: value };
+  }
+  return problems.add(
+    path,
+    `must be a store path (${STORE_DIR}/<hash>-<name>) or a flake installable such as ".#web" (${got(value)})`,
+  );
+}
