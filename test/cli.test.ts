@@ -191,6 +191,7 @@ describe("nar commands", () => {
       .stdout.split("\n")
       .find((p) => p.endsWith("-nixship-fixture-lib"));
     expect(lib).toBeDefined();
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ${PIPESTATUS[0]} is bash, not JS.
     const script = '"$0" "$1" nar dump "$2" | head -c 10 >/dev/null; exit "${PIPESTATUS[0]}"';
     const run = spawnSync("bash", ["-c", script, process.execPath, NIXSHIP_BIN, lib as string]);
     expect(run.stderr.toString()).toBe("");

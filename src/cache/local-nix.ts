@@ -29,9 +29,10 @@ export function runNix(
   command: string,
   args: readonly string[],
   input?: Readable,
+  env?: NodeJS.ProcessEnv,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], ...(env ? { env } : {}) });
     const out: Buffer[] = [];
     let stderr = "";
     proc.stdout.on("data", (d: Buffer) => out.push(d));
@@ -178,4 +179,113 @@ export async function resolveInstallables(
 /** Feeds a `nix-store --export` stream to `nix-store --import`. */
 export async function importExport(stream: Readable, options: NixOptions = {}): Promise<void> {
   await runNix("nix-store", [...storeArgs(options), "--import"], stream);
+}
+
+/** A flake output by flake reference and attribute path (`path:/abs/dir`, ["web"]). */
+export interface FlakeOutput {
+  readonly flake: string;
+  readonly attrPath: readonly string[];
+}
+
+const ATTR = /^[A-Za-z0-9_][A-Za-z0-9_'-]*$/;
+const FLAKE_OUTPUT_KINDS = new Set(["packages", "legacyPackages", "nixosConfigurations", "checks"]);
+
+/** Where Nix would look for `#attr` (as `nix build` and `nixos-rebuild` resolve it). */
+function candidates(attrPath: readonly string[]): string {
+  const list = (segments: readonly string[]) =>
+    `[ ${segments.map((s) => (s === "\0system" ? "sys" : `"${s}"`)).join(" ")} ]`;
+  const [first] = attrPath;
+  if (first !== undefined && FLAKE_OUTPUT_KINDS.has(first)) {
+    const full =
+      first === "nixosConfigurations" && attrPath.length === 2
+        ? [...attrPath, "config", "system", "build", "toplevel"]
+        : attrPath;
+    return `[ ${list(full)} ]`;
+  }
+  return `[ ${[
+    ["packages", "\0system", ...attrPath],
+    ["legacyPackages", "\0system", ...attrPath],
+    ["nixosConfigurations", ...attrPath, "config", "system", "build", "toplevel"],
+  ]
+    .map(list)
+    .join(" ")} ]`;
+}
+
+/**
+ * Evaluates every output in ONE Nix evaluation (each flake is fetched once by getFlake),
+ * then builds them all in ONE `nix build`. Returns the out path of each, in order.
+ */
+export async function evaluateAndBuild(
+  outputs: readonly FlakeOutput[],
+  options: NixOptions = {},
+): Promise<StorePath[]> {
+  if (outputs.length === 0) return [];
+  for (const o of outputs) {
+    const bad = o.attrPath.find((s) => !ATTR.test(s));
+    if (o.attrPath.length === 0 || bad !== undefined) {
+      throw new InputError(
+        "bad-installable",
+        `${o.flake}#${o.attrPath.join(".")}: '${bad ?? ""}' is not an attribute name this tool can evaluate`,
+      );
+    }
+  }
+  const flakes = [...new Set(outputs.map((o) => o.flake))];
+  const expr = `let
+  sys = builtins.currentSystem;
+  flakes = [ ${flakes.map((f) => `(builtins.getFlake ${JSON.stringify(f)})`).join(" ")} ];
+  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
+  pick = f: name: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
+    if found == [ ] then throw "flake output not found: \${name}" else (builtins.head found).drvPath;
+in [ ${outputs
+    .map(
+      (o) =>
+        `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${JSON.stringify(`${o.flake}#${o.attrPath.join(".")}`)} ${candidates(o.attrPath)})`,
+    )
+    .join(" ")} ]`;
+  const { stdout } = await runNix("nix", [
+    ...NEW_CLI,
+    "eval",
+    "--impure",
+    "--json",
+    ...storeArgs(options),
+    "--expr",
+    expr,
+  ]);
+  const drvPaths = JSON.parse(stdout) as string[];
+  const built = await runNix("nix", [
+    ...NEW_CLI,
+    "build",
+    "--no-link",
+    "--json",
+    ...storeArgs(options),
+    ...new Set(drvPaths),
+  ]);
+  const byDrv = new Map(
+    (JSON.parse(built.stdout) as { drvPath: string; outputs: Record<string, string> }[]).map(
+      (b) => [b.drvPath, b.outputs.out ?? Object.values(b.outputs)[0]],
+    ),
+  );
+  return drvPaths.map((drv, i) => {
+    const out = byDrv.get(drv);
+    if (out === undefined) {
+      const o = outputs[i] as FlakeOutput;
+      throw new OperationError(
+        "nix-failed",
+        `nix build gave no output for ${o.flake}#${o.attrPath.join(".")}`,
+      );
+    }
+    return parseStorePath(out).path;
+  });
+}
+
+/** Copies a closure to a host with `nix copy --to ssh://DEST`, using ssh with `sshOptions`. */
+export async function copyToHost(
+  path: string,
+  destination: string,
+  sshOptions: readonly string[],
+): Promise<void> {
+  await runNix("nix", [...NEW_CLI, "copy", "--to", `ssh://${destination}`, path], undefined, {
+    ...process.env,
+    NIX_SSHOPTS: sshOptions.join(" "),
+  });
 }

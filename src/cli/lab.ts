@@ -2,9 +2,10 @@
 // the demo, and trying a rollout before it touches a cloud.
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import { findLabHost, labDown, labDownAll, labList, labsDir, labUp } from "../lab/lab.js";
+import { systemSpec } from "../lab/lab-fleet.js";
 import { validateHostCount, validateLabName } from "../lab/layout.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 
@@ -13,7 +14,7 @@ const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), on
 export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
-  help: `Usage: nixship lab up N [--name PREFIX] [--json]
+  help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -25,17 +26,31 @@ The lab writes, in its directory:
                  shared connection per host (ControlMaster)
   known_hosts    every host's key, under its name and its address
   id_ed25519     the client key the hosts accept
+  nixship.json   a fleet file for the hosts (tags: the lab's name, and web for odd hosts,
+                 db for even ones), using the files above, a directory cache in the lab
+                 and an HTTP health check of the example service
+  cache.sec      the key that signs that cache: nixship deploy --fleet DIR/nixship.json \
+                   --key DIR/cache.sec --serve-cache 10.231.L.1:0
 Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
 
 Running it again with the same N is a no-op. ${WHERE}
 
 Options:
   --name PREFIX   host name prefix and lab name (a-z, 0-9, '-'; default lab)
+  --system S      what the fleet file says the hosts run: a flake output or a store path
+                  (default: the example system web-v1 that comes with nixship)
+  --fleet FILE    also add the hosts to this fleet file (created if missing; other hosts
+                  and settings are kept)
   --json          print the lab as JSON`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { name: { type: "string" }, json: { type: "boolean" } },
+      {
+        name: { type: "string" },
+        system: { type: "string" },
+        fleet: { type: "string" },
+        json: { type: "boolean" },
+      },
       "lab up",
     );
     if (positionals.length !== 1) throw new UsageError("lab up: give the number of hosts, N");
@@ -46,6 +61,8 @@ Options:
       labsDir: labsDir(io.env),
       name,
       count,
+      ...(values.system !== undefined ? { system: systemSpec(values.system) } : {}),
+      ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
       onEvent: (e) => {
         if (!values.json && e.type === "host-up") io.stderr.write(`${e.host} is up\n`);
       },
@@ -57,6 +74,9 @@ Options:
     io.stderr.write(alreadyUp ? `lab '${name}' is already up\n` : "");
     for (const host of state.hosts) io.stdout.write(`${host.name}\t${host.address}\n`);
     io.stderr.write(`ssh: ssh -F ${layout.files.sshConfig} ${state.hosts[0]?.name}\n`);
+    io.stderr.write(
+      `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --serve-cache ${layout.gateway}:0\n`,
+    );
     return 0;
   },
 };

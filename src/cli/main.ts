@@ -3,7 +3,9 @@
 import { NixshipError } from "../errors.js";
 import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
+import { deployCommand, planCommand } from "./deploy.js";
 import { fetch } from "./fetch.js";
+import { buildCommand, rollbackCommand, statusCommand } from "./hosts.js";
 import { keyGenerate, keyPublic } from "./key.js";
 import {
   labDownCommand,
@@ -26,6 +28,11 @@ export const COMMANDS: readonly Command[] = [
   narDump,
   narRestore,
   narLs,
+  buildCommand,
+  planCommand,
+  deployCommand,
+  statusCommand,
+  rollbackCommand,
   labUpCommand,
   labDownCommand,
   labListCommand,

@@ -2,8 +2,7 @@
 // arguments of each command, and its one-line JSON result as a typed union.
 import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
-
-export type Action = "switch" | "boot" | "test" | "dry-activate";
+import type { Action } from "../fleet/action.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {

@@ -3,7 +3,9 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError, OperationError } from "../errors.js";
+import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
+import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
 import {
   createBridge,
@@ -33,6 +35,10 @@ export interface LabUpOptions {
   readonly labsDir: string;
   readonly name: string;
   readonly count: number;
+  /** What the lab's fleet file says the hosts run (default: the example web-v1). */
+  readonly system?: SystemSpec;
+  /** A fleet file of the user's to merge the lab's hosts into. */
+  readonly mergeInto?: string;
   readonly onEvent?: (event: LabEvent) => void;
 }
 
@@ -78,7 +84,11 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   }
   const layout = await claimLayout(options);
   try {
-    return { state: await build(layout, emit), layout, alreadyUp: false };
+    const state = await build(layout, emit);
+    const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
+    await writeLabFleet(layout, system);
+    if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
+    return { state, layout, alreadyUp: false };
   } catch (err) {
     await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
     throw err;

@@ -36,6 +36,7 @@ export interface LabLayout {
     readonly knownHosts: string;
     readonly sshConfig: string;
     readonly fleet: string;
+    readonly cacheKey: string;
   };
 }
 
@@ -101,6 +102,7 @@ export function labLayout(
       knownHosts: join(dir, "known_hosts"),
       sshConfig: join(dir, "ssh_config"),
       fleet: join(dir, "nixship.json"),
+      cacheKey: join(dir, "cache.sec"),
     },
   };
 }

@@ -1,0 +1,136 @@
+// `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
+
+import { deploy } from "../deploy/deploy.js";
+import type { DeployEvent } from "../deploy/events.js";
+import { UsageError } from "../errors.js";
+import { createDeployRenderer } from "../ui/deploy-progress.js";
+import { formatDeploySummary } from "../ui/deploy-summary.js";
+import { formatPlan } from "../ui/plan-format.js";
+import { parseListen } from "./cache-serve.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import {
+  FLEET_FLAGS,
+  FLEET_HELP,
+  ROLLOUT_FLAGS,
+  ROLLOUT_HELP,
+  readFleetInput,
+  readRollout,
+} from "./fleet-input.js";
+import { readSecretKeyFile } from "./keys-input.js";
+
+export const planCommand: Command = {
+  path: ["plan"],
+  summary: "build the selected hosts' systems and show what a deploy would change",
+  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--json]
+
+Builds the systems of the selected hosts (one evaluation, one build), asks every host over
+SSH what it runs, and prints per host the current system, the desired one, the action
+(activate, skip when it already runs it, or unreachable) and what it must transfer.
+Nothing changes anywhere.
+
+Options:
+${FLEET_HELP}
+  --action A         switch (default), boot, test or dry-activate`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLEET_FLAGS, action: { type: "string" } },
+      "plan",
+    );
+    if (positionals.length > 0)
+      throw new UsageError(`plan: unexpected argument '${positionals[0]}'`);
+    const input = await readFleetInput(values, io);
+    const { policy, action } = readRollout(values, input.fleet, "plan");
+    const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
+    const report = await deploy(
+      {
+        ...input,
+        selector: values.on,
+        action,
+        policy,
+        key: undefined,
+        serveCache: undefined,
+        emit: (e) => {
+          if (e.type !== "plan") renderer.onEvent(e);
+        },
+      },
+      false,
+    ).finally(() => renderer.finish());
+    if (values.json) writeJson(io, report.plan);
+    else io.stdout.write(`${formatPlan(report.plan)}\n`);
+    return 0;
+  },
+};
+
+export const deployCommand: Command = {
+  path: ["deploy"],
+  summary: "build, push and roll out to the selected hosts, with health checks and rollback",
+  help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
+                      [--max-failures N] [--canary N] [--confirm-timeout S]
+                      [--key SECRET_FILE] [--serve-cache HOST:PORT] [--json]
+
+Builds the selected hosts' systems once, pushes their closures signed into the fleet's cache
+(with --key), prints the plan, then rolls out: the canary hosts first, then waves of at most
+--parallel hosts. On each host, activate.sh (piped over SSH, nothing installed) realises the
+system (from the cache, signatures required; or copied over SSH when the fleet has no
+substituter), sets the system profile, runs switch-to-configuration, runs the command health
+checks, and waits for the deployer's confirmation. The deployer runs the HTTP health checks
+and confirms over a new connection; on any failure the host goes back to its previous
+generation. No new wave starts once more than --max-failures hosts failed, or a canary did.
+
+Options:
+${FLEET_HELP}
+${ROLLOUT_HELP}
+  --key FILE             secret key that signs the pushed paths (nixship key generate)
+  --serve-cache H:P      serve the fleet's cache on H:P while deploying and have the hosts
+                         substitute from it (e.g. the lab bridge: 10.231.1.1:0)
+
+Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
+stdout (types: build-start, build-done, push-start, push-done, plan, wave-start, host-phase,
+host-log, host-done, stopped, summary). Exit code 0 when every host runs its new system (or
+already did), 1 otherwise.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        ...FLEET_FLAGS,
+        ...ROLLOUT_FLAGS,
+        key: { type: "string" },
+        "serve-cache": { type: "string" },
+      },
+      "deploy",
+    );
+    if (positionals.length > 0)
+      throw new UsageError(`deploy: unexpected argument '${positionals[0]}'`);
+    const input = await readFleetInput(values, io);
+    const { policy, action } = readRollout(values, input.fleet, "deploy");
+    const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
+    if (input.fleet.cache !== undefined && key === undefined) {
+      throw new UsageError(
+        "deploy: the fleet has a cache, so --key SECRET_FILE is needed to sign what is pushed",
+      );
+    }
+    if (values["serve-cache"] !== undefined && input.fleet.cache === undefined) {
+      throw new UsageError("deploy: --serve-cache needs a cache in the fleet file");
+    }
+    const serveCache =
+      values["serve-cache"] !== undefined ? parseListen(values["serve-cache"]) : undefined;
+    const renderer = createDeployRenderer(
+      values.json ? io.stdout : io.stderr,
+      values.json ? "ndjson" : "auto",
+    );
+    const emit = (e: DeployEvent) => {
+      renderer.onEvent(e);
+      if (!values.json && e.type === "plan") io.stderr.write(`${formatPlan(e.plan)}\n`);
+    };
+    const report = await deploy(
+      { ...input, selector: values.on, action, policy, key, serveCache, emit },
+      true,
+    ).finally(() => renderer.finish());
+    if (!values.json) {
+      const seconds = report.results.reduce((m, r) => Math.max(m, r.seconds), 0);
+      io.stderr.write(`${formatDeploySummary(report.results, seconds)}\n`);
+    }
+    return report.ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,66 @@
+// What the fleet commands (build, plan, deploy, rollback, status) share: the fleet file and
+// selection flags, rollout overrides, and the renderer for their events.
+import { dirname, resolve } from "node:path";
+import { parseAction } from "../fleet/action.js";
+import type { Fleet, RolloutPolicy } from "../fleet/fleet.js";
+import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
+import type { CliIO } from "./command.js";
+import { parseIntFlag } from "./command.js";
+
+export const FLEET_FLAGS = {
+  fleet: { type: "string" },
+  on: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+export const FLEET_HELP = `  --fleet FILE       the fleet file (default ./${DEFAULT_FLEET_FILE})
+  --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
+  --json             machine-readable output on stdout`;
+
+export interface FleetInput {
+  readonly fleet: Fleet;
+  readonly fleetFile: string;
+  readonly fleetDir: string;
+}
+
+export async function readFleetInput(
+  values: { fleet?: string | undefined },
+  io: CliIO,
+): Promise<FleetInput> {
+  const fleetFile = resolve(values.fleet ?? io.env.NIXSHIP_FLEET ?? DEFAULT_FLEET_FILE);
+  return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
+}
+
+export const ROLLOUT_FLAGS = {
+  action: { type: "string" },
+  parallel: { type: "string" },
+  "max-failures": { type: "string" },
+  canary: { type: "string" },
+  "confirm-timeout": { type: "string" },
+} as const;
+
+export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
+  --parallel N           hosts per wave (fleet policy, else 10)
+  --max-failures N       failures tolerated before no new wave starts (else 0)
+  --canary N             hosts deployed alone first (else 1; 0: none)
+  --confirm-timeout S    seconds a host waits for the deployer's confirmation before it
+                         rolls itself back (magic rollback; else 30; 0: off)`;
+
+export function readRollout(
+  values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | undefined>>,
+  fleet: Fleet,
+  command: string,
+) {
+  const policy: RolloutPolicy = {
+    ...fleet.policy,
+    parallel: parseIntFlag(values.parallel, "--parallel", command, 1) ?? fleet.policy.parallel,
+    maxFailures:
+      parseIntFlag(values["max-failures"], "--max-failures", command, 0) ??
+      fleet.policy.maxFailures,
+    canary: parseIntFlag(values.canary, "--canary", command, 0) ?? fleet.policy.canary,
+    confirmTimeout:
+      parseIntFlag(values["confirm-timeout"], "--confirm-timeout", command, 0) ??
+      fleet.policy.confirmTimeout,
+  };
+  return { policy, action: parseAction(values.action ?? "switch") };
+}

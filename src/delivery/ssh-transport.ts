@@ -1,0 +1,149 @@
+// Running activate.sh on a host over OpenSSH: host keys always checked (never accepted
+// blindly), one shared connection per host (ControlMaster), and a fresh connection on request
+// (the magic-rollback confirmation must prove that a new login still works).
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type ActivationResult,
+  activateScript,
+  parseActivationResult,
+} from "../host/activation.js";
+
+export interface SshTarget {
+  /** The host's name in the fleet, for messages. */
+  readonly name: string;
+  /** user@host, or an ssh_config alias. */
+  readonly destination: string;
+  readonly user: string | undefined;
+  readonly configFile: string | undefined;
+  readonly knownHosts: string | undefined;
+}
+
+export interface SshRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Where shared connections live: one directory per trust configuration (ssh_config and
+ * known_hosts), so a connection verified under one set of host keys is never reused under
+ * another. Short, because socket paths are limited to 108 bytes.
+ */
+function controlDir(target: SshTarget): string {
+  const trust = createHash("sha256")
+    .update(`${target.configFile ?? ""}\0${target.knownHosts ?? ""}`)
+    .digest("hex")
+    .slice(0, 12);
+  const dir = join(tmpdir(), `nixship-ssh-${process.getuid?.() ?? 0}`, trust);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): string[] {
+  const args: string[] = [];
+  if (target.configFile) args.push("-F", target.configFile);
+  if (target.knownHosts) args.push("-o", `UserKnownHostsFile=${target.knownHosts}`);
+  args.push(
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=3",
+  );
+  if (options.fresh) args.push("-o", "ControlMaster=no", "-o", "ControlPath=none");
+  else {
+    args.push(
+      "-o",
+      "ControlMaster=auto",
+      "-o",
+      `ControlPath=${join(controlDir(target), "%C")}`,
+      "-o",
+      "ControlPersist=60",
+    );
+  }
+  if (target.user) args.push("-l", target.user);
+  args.push(target.destination);
+  return args;
+}
+
+/** Runs `command` (a shell command line) on the host, feeding `input` to its stdin. */
+export function runOverSsh(
+  target: SshTarget,
+  command: string,
+  options: {
+    input?: string;
+    fresh?: boolean;
+    signal?: AbortSignal;
+    onStderrLine?: (line: string) => void;
+  } = {},
+): Promise<SshRun> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn("ssh", [...sshArgs(target, options), command], {
+      stdio: ["pipe", "pipe", "pipe"],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const out: Buffer[] = [];
+    let stderr = "";
+    let partial = "";
+    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr = (stderr + d).slice(-16_000);
+      if (options.onStderrLine) {
+        const lines = (partial + d).split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) if (line.trim()) options.onStderrLine(line);
+      }
+    });
+    proc.stdin.on("error", () => {});
+    proc.stdin.end(options.input ?? "");
+    proc.on("error", (err) => {
+      if (err.name === "AbortError") resolve({ code: 255, stdout: "", stderr: `${stderr}aborted` });
+      else reject(err);
+    });
+    proc.on("close", (code) =>
+      resolve({ code: code ?? 255, stdout: Buffer.concat(out).toString("utf8"), stderr }),
+    );
+  });
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** Pipes activate.sh to the host (`sh -s -- ARGS`) and reads its JSON result. */
+export async function runActivate(
+  target: SshTarget,
+  args: readonly string[],
+  options: { fresh?: boolean; signal?: AbortSignal; onLog?: (line: string) => void } = {},
+): Promise<{ code: number; result: ActivationResult | undefined; stderr: string }> {
+  const r = await runOverSsh(target, `sh -s -- ${args.map(quote).join(" ")}`, {
+    input: activateScript(),
+    ...options,
+    ...(options.onLog ? { onStderrLine: options.onLog } : {}),
+  });
+  let result: ActivationResult | undefined;
+  try {
+    result = parseActivationResult(r.stdout, target.name);
+  } catch {
+    result = undefined;
+  }
+  return { code: r.code, result, stderr: r.stderr };
+}
+
+/** The last meaningful line ssh or the host printed, to explain a failure. */
+export function lastLine(stderr: string): string {
+  return (
+    stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.trim() && !l.startsWith("activate: "))
+      .at(-1) ?? ""
+  ).trim();
+}

@@ -1,0 +1,188 @@
+// `nixship plan` and `nixship deploy`: select hosts, build their systems once, push the
+// closures (signed) into the cache, ask every host what it runs, plan, then roll out.
+import { once } from "node:events";
+import type { Server } from "node:http";
+import { type NixOptions, queryClosure } from "../cache/local-nix.js";
+import { pushClosure } from "../cache/push.js";
+import { createCacheServer } from "../cache/serve.js";
+import type { Delivery, DeployRequest } from "../delivery/delivery.js";
+import { SshDelivery } from "../delivery/ssh.js";
+import { InputError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
+import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import { expandHealthUrl } from "../fleet/health-url.js";
+import { type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
+import { selectHosts } from "../fleet/select.js";
+import type { SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { parseStorePath } from "../nix/store-path.js";
+import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
+import { buildSystems } from "./build.js";
+import type { DeployEvent, HostResult } from "./events.js";
+import { rolloutSucceeded, runRollout } from "./run-rollout.js";
+
+export interface DeployOptions {
+  readonly fleet: Fleet;
+  /** The fleet file's directory: relative flake references are resolved against it. */
+  readonly fleetDir: string;
+  readonly selector: string | undefined;
+  readonly action: Action;
+  readonly policy: RolloutPolicy;
+  /** Signs what is pushed into the fleet's cache; without it nothing is pushed. */
+  readonly key: SecretKey | undefined;
+  /** Serve the fleet's cache on this host:port for the hosts while deploying. */
+  readonly serveCache: { readonly host: string; readonly port: number } | undefined;
+  readonly emit: (event: DeployEvent) => void;
+  readonly nix?: NixOptions;
+}
+
+export interface DeployReport {
+  readonly plan: DeployPlan;
+  readonly results: readonly HostResult[];
+  readonly ok: boolean;
+}
+
+/** How many hosts are asked for their state at once. */
+const STATUS_CONCURRENCY = 32;
+
+export function deliveryFor(fleet: Fleet, hosts: readonly FleetHost[]): Delivery {
+  const other = hosts.find((h) => h.delivery !== "ssh");
+  if (other !== undefined) {
+    throw new InputError(
+      "delivery-unsupported",
+      `${other.name} is delivered by ${other.delivery}; this version of nixship deploys over ssh only`,
+      { hint: 'select ssh hosts with --on, or set "delivery": "ssh"' },
+    );
+  }
+  return new SshDelivery(fleet.ssh);
+}
+
+/** Builds, pushes and plans; with `execute`, rolls out. */
+export async function deploy(options: DeployOptions, execute: boolean): Promise<DeployReport> {
+  const { fleet, emit } = options;
+  const hosts = selectHosts(fleet, options.selector);
+  const delivery = deliveryFor(fleet, hosts);
+  const started = performance.now();
+
+  emit({
+    type: "build-start",
+    systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
+    hosts: hosts.length,
+  });
+  const buildStart = performance.now();
+  const built = await buildSystems(hosts, options.fleetDir, options.nix);
+  emit({
+    type: "build-done",
+    seconds: (performance.now() - buildStart) / 1000,
+    systems: built.systems,
+  });
+  const desired = [...new Set(built.byHost.values())];
+
+  let server: Server | undefined;
+  let served: { close(): Promise<void> } | undefined;
+  try {
+    let substituters: string[] = [];
+    if (fleet.cache !== undefined && options.key !== undefined && execute) {
+      emit({ type: "push-start", cache: fleet.cache.url });
+      const store = await openStore(fleet.cache.url);
+      try {
+        const summary = await pushClosure({
+          store,
+          roots: desired,
+          key: options.key,
+          compression: "zstd",
+          ...(options.nix ? { nix: options.nix } : {}),
+        });
+        emit({
+          type: "push-done",
+          seconds: summary.seconds,
+          pushed: summary.pushed,
+          alreadyPresent: summary.alreadyPresent,
+          fileBytes: summary.fileBytes,
+        });
+      } finally {
+        if (options.serveCache === undefined) await store.close();
+        else served = store;
+      }
+      if (options.serveCache !== undefined) {
+        server = createCacheServer({ store });
+        server.listen(options.serveCache.port, options.serveCache.host);
+        await once(server, "listening");
+        const address = server.address();
+        const port =
+          typeof address === "object" && address ? address.port : options.serveCache.port;
+        substituters = [`http://${options.serveCache.host}:${port}`];
+      } else if (fleet.cache.substituter !== undefined) {
+        substituters = [fleet.cache.substituter];
+      }
+    }
+
+    const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
+      const s = await delivery.status(host);
+      return s.reachable
+        ? {
+            kind: "reported",
+            current: s.current ? parseStorePath(s.current).path : undefined,
+            generation: s.generation,
+          }
+        : { kind: "unreachable", error: s.error };
+    });
+    const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
+    const pathInfos = new Map<
+      StorePath,
+      { path: StorePath; narSize: number; references: readonly StorePath[] }
+    >();
+    for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
+    // What the hosts run now is known here only if the deployer has it; otherwise the planner
+    // counts the whole closure as to be transferred.
+    const known = await queryClosure(
+      currents.filter((c) => pathInfos.has(c)),
+      options.nix,
+    );
+    for (const info of known) pathInfos.set(info.path, info);
+    const plan = planDeploy({
+      action: options.action,
+      targets: hosts.map((h, i) => ({
+        host: h.name,
+        desired: built.byHost.get(h.name) as StorePath,
+        state: states[i],
+      })),
+      pathInfos,
+    });
+    emit({ type: "plan", plan });
+    if (!execute) return { plan, results: [], ok: true };
+
+    const trustedKeys = substituters.length > 0 ? (fleet.cache?.publicKeys ?? []) : [];
+    const request = (host: FleetHost): DeployRequest => ({
+      path: built.byHost.get(host.name) as string,
+      action: options.action,
+      substituters,
+      trustedKeys,
+      commandChecks: options.policy.health.commands,
+      httpChecks: options.policy.health.http.map((c) => ({
+        url: expandHealthUrl(c.url, host),
+        expectStatus: c.expectStatus,
+        timeout: c.timeout,
+      })),
+      confirmTimeout: options.policy.confirmTimeout,
+    });
+    const results = await runRollout({
+      plan,
+      hosts,
+      policy: options.policy,
+      delivery,
+      request,
+      emit,
+    });
+    const ok = rolloutSucceeded(results);
+    emit({ type: "summary", ok, seconds: (performance.now() - started) / 1000, results });
+    return { plan, results, ok };
+  } finally {
+    if (server !== undefined) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server?.close(() => resolve()));
+    }
+    await served?.close();
+  }
+}

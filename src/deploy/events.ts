@@ -1,0 +1,63 @@
+// What a deploy, rollback or status run reports while it works: typed events that ui/ turns
+// into a TTY display, plain lines (CI) or NDJSON (--json). Logic never prints.
+import type { DeployOutcome, HostPhase } from "../delivery/delivery.js";
+import type { DeployPlan } from "../fleet/plan.js";
+import type { WaveKind } from "../fleet/rollout.js";
+
+export interface BuiltSystem {
+  /** The flake installable or store path the fleet file names. */
+  readonly spec: string;
+  readonly path: string;
+  readonly hosts: readonly string[];
+}
+
+export interface HostResult {
+  readonly host: string;
+  readonly outcome:
+    | DeployOutcome
+    | {
+        readonly status: "skipped";
+        readonly reason: "up-to-date" | "not-started" | "unreachable";
+        readonly message?: string;
+      };
+  readonly desired: string;
+  readonly seconds: number;
+}
+
+export type DeployEvent =
+  | { readonly type: "build-start"; readonly systems: number; readonly hosts: number }
+  | {
+      readonly type: "build-done";
+      readonly seconds: number;
+      readonly systems: readonly BuiltSystem[];
+    }
+  | { readonly type: "push-start"; readonly cache: string }
+  | {
+      readonly type: "push-done";
+      readonly seconds: number;
+      readonly pushed: number;
+      readonly alreadyPresent: number;
+      readonly fileBytes: number;
+    }
+  | { readonly type: "plan"; readonly plan: DeployPlan }
+  | {
+      readonly type: "wave-start";
+      readonly wave: number;
+      readonly kind: WaveKind;
+      readonly hosts: readonly string[];
+    }
+  | {
+      readonly type: "host-phase";
+      readonly host: string;
+      readonly phase: HostPhase;
+      readonly elapsed: number;
+    }
+  | { readonly type: "host-log"; readonly host: string; readonly line: string }
+  | { readonly type: "host-done"; readonly result: HostResult }
+  | { readonly type: "stopped"; readonly reason: string; readonly notStarted: readonly string[] }
+  | {
+      readonly type: "summary";
+      readonly ok: boolean;
+      readonly seconds: number;
+      readonly results: readonly HostResult[];
+    };

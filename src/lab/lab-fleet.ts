@@ -1,0 +1,77 @@
+// The fleet file a lab writes for its hosts: ssh through the lab's ssh_config and known_hosts,
+// a directory cache in the lab with its own signing key, an HTTP health check of the example
+// service, and every host on one system (by default the example web-v1). With a file of the
+// user's, the lab's hosts are merged into it and its other settings are kept.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FleetHost, SystemSpec } from "../fleet/fleet.js";
+import { parseFleetValue } from "../fleet/fleet-file.js";
+import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js";
+import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { isStorePath, parseStorePath } from "../nix/store-path.js";
+import type { LabLayout } from "./layout.js";
+
+/** The example systems that come with nixship (examples/ in the package). */
+export const EXAMPLE_SYSTEM = `path:${fileURLToPath(new URL("../../examples", import.meta.url))}#web-v1`;
+
+export function systemSpec(text: string): SystemSpec {
+  return isStorePath(text)
+    ? { kind: "store-path", path: parseStorePath(text).path }
+    : { kind: "flake", installable: text };
+}
+
+export function labHosts(lab: LabLayout, system: SystemSpec): FleetHost[] {
+  return lab.hosts.map((h) => ({
+    name: h.name,
+    tags: [lab.name, h.index % 2 === 1 ? "web" : "db"].filter((t, i, a) => a.indexOf(t) === i),
+    address: h.address,
+    delivery: "ssh",
+    sshHost: h.name,
+    system,
+  }));
+}
+
+/** Writes the lab's own fleet file (and cache key); returns its path and the cache key file. */
+export async function writeLabFleet(
+  lab: LabLayout,
+  system: SystemSpec,
+): Promise<{ fleetFile: string; cacheKeyFile: string }> {
+  const key = generateSecretKey(`nixship-lab-${lab.name}-1`);
+  const cacheKeyFile = join(lab.dir, "cache.sec");
+  await writeFile(cacheKeyFile, formatSecretKey(key), { mode: 0o600 });
+  const doc = upsertHosts(
+    {
+      cache: {
+        url: `file://${join(lab.dir, "cache")}`,
+        publicKeys: [formatPublicKey(publicKeyOf(key))],
+      },
+      ssh: { configFile: lab.files.sshConfig, knownHosts: lab.files.knownHosts },
+      policy: {
+        health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 10 }] },
+      },
+    },
+    labHosts(lab, system),
+  );
+  parseFleetValue(doc, lab.files.fleet);
+  await writeFile(lab.files.fleet, formatJson(doc));
+  return { fleetFile: lab.files.fleet, cacheKeyFile };
+}
+
+/** Adds (or replaces) the lab's hosts in the user's fleet file, keeping everything else. */
+export async function mergeIntoFleet(
+  file: string,
+  lab: LabLayout,
+  system: SystemSpec,
+): Promise<void> {
+  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (text === undefined) {
+    const own = JSON.parse(await readFile(lab.files.fleet, "utf8")) as unknown;
+    await writeFile(file, formatJson(own));
+    return;
+  }
+  await writeFile(file, upsertHostsText(text, labHosts(lab, system), file));
+}

@@ -1,0 +1,300 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { DeployEvent, HostResult } from "../deploy/events.js";
+import type { DeployPlan } from "../fleet/plan.js";
+import type { StorePath } from "../nix/store-path.js";
+import {
+  cleanLogLine,
+  createDeployRenderer,
+  type DeployOutput,
+  truncate,
+} from "./deploy-progress.js";
+
+const desired = `/nix/store/${"2".repeat(32)}-example-web-system-v2` as StorePath;
+
+function sink(isTTY: boolean, columns?: number) {
+  const chunks: string[] = [];
+  const out = {
+    isTTY,
+    columns,
+    write(chunk: string | Uint8Array) {
+      chunks.push(String(chunk));
+      return true;
+    },
+  } as unknown as DeployOutput;
+  return { out, chunks, text: () => chunks.join("") };
+}
+
+/** Plays what was written on a minimal terminal: \r, \n, ESC[nA, ESC[2K, ESC[0J. */
+function screen(text: string): string[] {
+  const lines: string[] = [""];
+  let row = 0;
+  let col = 0;
+  for (let i = 0; i < text.length; ) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: reading terminal escapes
+    const esc = /^\x1b\[(\d*)([AJK])/.exec(text.slice(i));
+    if (esc !== null) {
+      const n = Number(esc[1] || "0");
+      if (esc[2] === "A") row = Math.max(0, row - (n || 1));
+      else if (esc[2] === "K" && n === 2) lines[row] = "";
+      else if (esc[2] === "J" && n === 0) {
+        lines[row] = (lines[row] ?? "").slice(0, col);
+        lines.length = row + 1;
+      } else throw new Error(`unexpected escape ${JSON.stringify(esc[0])}`);
+      i += esc[0].length;
+      continue;
+    }
+    const ch = text[i++] as string;
+    if (ch === "\x1b") throw new Error(`unexpected escape at ${i}`);
+    if (ch === "\r") col = 0;
+    else if (ch === "\n") {
+      row++;
+      col = 0;
+      if (lines[row] === undefined) lines[row] = "";
+    } else {
+      const line = (lines[row] ?? "").padEnd(col);
+      lines[row] = line.slice(0, col) + ch + line.slice(col + 1);
+      col++;
+    }
+  }
+  return lines.at(-1) === "" ? lines.slice(0, -1) : lines;
+}
+
+const activated = (host: string, generation: number, seconds: number): HostResult => ({
+  host,
+  outcome: { status: "activated", generation, previous: undefined },
+  desired,
+  seconds,
+});
+const failed = (host: string, rolledBack: boolean): HostResult => ({
+  host,
+  outcome: { status: "failed", phase: "health", message: "status 503", rolledBack },
+  desired,
+  seconds: 9,
+});
+
+const PLAN: DeployPlan = {
+  action: "switch",
+  hosts: [],
+  counts: { activate: 0, skip: 0, unreachable: 0 },
+  changes: 0,
+  totals: { paths: 0, bytes: 0 },
+  distinct: { paths: 0, bytes: 0 },
+};
+
+const EVENTS: DeployEvent[] = [
+  { type: "build-start", systems: 2, hosts: 3 },
+  {
+    type: "build-done",
+    seconds: 3.42,
+    systems: [
+      { spec: ".#web", path: desired, hosts: ["web1", "web2"] },
+      { spec: ".#db", path: desired, hosts: ["db1"] },
+    ],
+  },
+  { type: "push-start", cache: "s3://cache" },
+  { type: "push-done", seconds: 0.81, pushed: 5, alreadyPresent: 0, fileBytes: 12_300 },
+  { type: "plan", plan: PLAN },
+  { type: "wave-start", wave: 0, kind: "canary", hosts: ["web1"] },
+  { type: "host-phase", host: "web1", phase: "switch", elapsed: 2.1 },
+  { type: "host-log", host: "web1", line: "starting the following units: nginx.service" },
+  { type: "host-phase", host: "web1", phase: "done", elapsed: 4.2 },
+  { type: "host-done", result: activated("web1", 3, 4.2) },
+  { type: "wave-start", wave: 1, kind: "main", hosts: ["web2", "db1"] },
+  { type: "host-phase", host: "web2", phase: "health", elapsed: 1 },
+  { type: "host-done", result: failed("web2", true) },
+  { type: "host-done", result: activated("db1", 8, 3) },
+  { type: "stopped", reason: "1 host failed (limit 0)", notStarted: ["web3", "web4"] },
+  {
+    type: "summary",
+    ok: false,
+    seconds: 12.3,
+    results: [activated("web1", 3, 4.2), failed("web2", true)],
+  },
+];
+
+describe("ndjson", () => {
+  it("writes each event as one JSON line with a time, and nothing else", () => {
+    const s = sink(true);
+    const r = createDeployRenderer(s.out, "ndjson");
+    for (const e of EVENTS) r.onEvent(e);
+    r.finish();
+    const lines = s.text().split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines).toHaveLength(EVENTS.length);
+    lines.forEach((line, i) => {
+      const { time, ...event } = JSON.parse(line);
+      expect(event).toEqual(EVENTS[i]);
+      expect(new Date(time).toISOString()).toBe(time);
+    });
+  });
+});
+
+describe("plain", () => {
+  const run = (mode: "plain" | "auto", isTTY: boolean) => {
+    const s = sink(isTTY);
+    const r = createDeployRenderer(s.out, mode);
+    for (const e of EVENTS) r.onEvent(e);
+    r.finish();
+    return s.text();
+  };
+
+  it("writes one line per meaningful event, prefixed by the host", () => {
+    expect(run("plain", true).split("\n")).toEqual([
+      "building 2 systems for 3 hosts",
+      "built 2 systems in 3.4s",
+      "pushing to s3://cache",
+      "pushed 5 paths (12.3 kB) in 0.8s",
+      "wave 1 (canary): web1",
+      "web1: switch (2.1s)",
+      "web1: starting the following units: nginx.service",
+      "web1: activated, generation 3 (4.2s)",
+      "wave 2 (main): web2, db1",
+      "web2: health (1.0s)",
+      "web2: FAILED in health: status 503; rolled back",
+      "db1: activated, generation 8 (3.0s)",
+      "stopped: 1 host failed (limit 0); not started: web3, web4",
+      "",
+    ]);
+  });
+
+  it("is what auto gives when the output is not a terminal", () => {
+    expect(run("auto", false)).toBe(run("plain", false));
+  });
+
+  it("says when a failed host was not rolled back, and cleans log lines", () => {
+    const s = sink(false);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({ type: "host-log", host: "web1", line: "\x1b[1;31merror:\x1b[0m unit failed\r" });
+    r.onEvent({ type: "host-log", host: "web1", line: "   " });
+    r.onEvent({ type: "host-done", result: failed("web1", false) });
+    expect(s.text()).toBe(
+      "web1: error: unit failed\nweb1: FAILED in health: status 503; not rolled back\n",
+    );
+  });
+});
+
+describe("terminal", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("redraws the wave in place and leaves each wave's final lines", () => {
+    const s = sink(true, 80);
+    const r = createDeployRenderer(s.out, "auto");
+    for (const e of EVENTS.slice(0, 6)) r.onEvent(e);
+    vi.advanceTimersByTime(200);
+    r.onEvent({ type: "host-phase", host: "web1", phase: "switch", elapsed: 2.1 });
+    vi.advanceTimersByTime(200);
+    r.onEvent({ type: "host-log", host: "web1", line: "starting nginx.service" });
+    vi.advanceTimersByTime(200);
+
+    expect(s.text()).toContain("\x1b[1A");
+    expect(s.text()).toContain("\x1b[2K");
+    let shown = screen(s.text());
+    expect(shown.at(-2)).toBe("wave 1 (canary): web1");
+    expect(shown.at(-1)).toMatch(/^web1 {2}switch {4}\s+2s {2}starting nginx\.service$/);
+
+    for (const e of EVENTS.slice(6)) r.onEvent(e);
+    r.finish();
+    shown = screen(s.text());
+    expect(shown).toEqual([
+      "building 2 systems for 3 hosts",
+      "built 2 systems in 3.4s",
+      "pushing to s3://cache",
+      "pushed 5 paths (12.3 kB) in 0.8s",
+      "wave 1 (canary): web1",
+      "web1  activated, generation 3 (4.2s)",
+      "wave 2 (main): web2, db1",
+      "web2  FAILED in health: status 503; rolled back",
+      "db1   activated, generation 8 (3.0s)",
+      "stopped: 1 host failed (limit 0); not started: web3, web4",
+    ]);
+    // Nothing of the finished waves is erased by what follows.
+    expect(s.text().split("\x1b[0J")).toHaveLength(1);
+  });
+
+  it("throttles redraws but always draws a host finishing", () => {
+    const s = sink(true);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a", "b"] });
+    const before = s.chunks.length;
+    for (let i = 0; i < 20; i++) r.onEvent({ type: "host-log", host: "a", line: `line ${i}` });
+    expect(s.chunks.length).toBe(before);
+    vi.advanceTimersByTime(100);
+    expect(s.chunks.length).toBe(before + 1);
+    expect(screen(s.text()).at(-2)).toContain("line 19");
+
+    r.onEvent({ type: "host-log", host: "b", line: "hello" });
+    r.onEvent({ type: "host-done", result: activated("b", 1, 1) });
+    expect(s.chunks.length).toBe(before + 2);
+    expect(screen(s.text()).at(-1)).toBe("b  activated, generation 1 (1.0s)");
+    r.finish();
+  });
+
+  it("advances the elapsed time while nothing happens", () => {
+    const s = sink(true);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a"] });
+    r.onEvent({ type: "host-phase", host: "a", phase: "copy", elapsed: 0 });
+    vi.advanceTimersByTime(65_000);
+    expect(screen(s.text()).at(-1)).toMatch(/^a {2}copy\s+1m05s$/);
+    r.finish();
+    const written = s.chunks.length;
+    vi.advanceTimersByTime(5000);
+    expect(s.chunks.length).toBe(written);
+  });
+
+  it("cuts host lines to the terminal width", () => {
+    const s = sink(true, 40);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["web1"] });
+    r.onEvent({ type: "host-phase", host: "web1", phase: "realise", elapsed: 1 });
+    vi.advanceTimersByTime(200);
+    r.onEvent({ type: "host-log", host: "web1", line: `copying ${"x".repeat(100)}` });
+    vi.advanceTimersByTime(200);
+    const last = screen(s.text()).at(-1) ?? "";
+    expect(last).toHaveLength(39);
+    expect(last.startsWith("web1  realise")).toBe(true);
+    expect(last.endsWith("...")).toBe(true);
+    r.finish();
+  });
+
+  it("copes with unknown hosts and events out of order", () => {
+    const s = sink(true);
+    const r = createDeployRenderer(s.out, "auto");
+    expect(() => {
+      r.onEvent({ type: "host-log", host: "ghost", line: "boo" });
+      r.onEvent({ type: "host-done", result: activated("early", 1, 1) });
+      r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a"] });
+      r.onEvent({ type: "host-done", result: activated("a", 2, 1) });
+      r.onEvent({ type: "host-phase", host: "a", phase: "switch", elapsed: 1 });
+      r.onEvent({ type: "host-done", result: failed("b", true) });
+      r.finish();
+      r.finish();
+    }).not.toThrow();
+    const shown = screen(s.text());
+    expect(shown).toContain("early  activated, generation 1 (1.0s)");
+    expect(shown.some((line) => /^ghost {2}waiting +boo$/.test(line))).toBe(true);
+    expect(shown).toContain("a  activated, generation 2 (1.0s)");
+    expect(shown).toContain("b  FAILED in health: status 503; rolled back");
+    expect(shown.some((line) => line.includes("switch"))).toBe(false);
+  });
+});
+
+describe("cleanLogLine", () => {
+  it("drops escapes and control characters and keeps what a terminal shows last", () => {
+    expect(cleanLogLine("\x1b[32mok\x1b[0m\tdone")).toBe("ok  done");
+    expect(cleanLogLine("10%\r50%\r100%\r")).toBe("100%");
+    expect(cleanLogLine("\x1b]0;title\x07bell\x07")).toBe("bell");
+  });
+});
+
+describe("truncate", () => {
+  it("keeps short text and marks a cut", () => {
+    expect(truncate("abc", 3)).toBe("abc");
+    expect(truncate("abcdef", 5)).toBe("ab...");
+  });
+});

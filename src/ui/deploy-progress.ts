@@ -1,0 +1,299 @@
+// Renders deploy events three ways: NDJSON (one event per line, for --json and CI tooling),
+// plain lines (a pipe, a CI log), or a live block on a terminal with one line per host of the
+// current wave, redrawn in place. The plan and the final summary have their own formatters
+// (`formatPlan`, `formatDeploySummary`) that the command prints where it wants them, so the
+// human renderers show nothing for the `plan` and `summary` events.
+import type { HostPhase } from "../delivery/delivery.js";
+import type { DeployEvent, HostResult } from "../deploy/events.js";
+import { formatDuration } from "./deploy-summary.js";
+import { formatBytes } from "./format.js";
+import { oneLine, plural } from "./plan-format.js";
+
+export type DeployOutputMode = "auto" | "plain" | "ndjson";
+
+export interface DeployRenderer {
+  onEvent(event: DeployEvent): void;
+  /** Ends the live block (its last state stays on screen) and stops timers. Prints no summary. */
+  finish(): void;
+}
+
+export type DeployOutput = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+
+/** Redraws of the live block, except those a host finishing forces, come at most this often. */
+const REDRAW_MS = 100;
+/** How often the live block is redrawn with nothing new, to advance the elapsed times. */
+const TICK_MS = 1000;
+
+export function createDeployRenderer(out: DeployOutput, mode: DeployOutputMode): DeployRenderer {
+  if (mode === "ndjson") return ndjsonRenderer(out);
+  if (mode === "plain" || out.isTTY !== true) return plainRenderer(out);
+  return new LiveRenderer(out);
+}
+
+function ndjsonRenderer(out: DeployOutput): DeployRenderer {
+  return {
+    onEvent: (event) => {
+      out.write(`${JSON.stringify({ ...event, time: new Date().toISOString() })}\n`);
+    },
+    finish: () => {},
+  };
+}
+
+function plainRenderer(out: DeployOutput): DeployRenderer {
+  const write = (line: string) => out.write(`${line}\n`);
+  return {
+    onEvent: (event) => {
+      switch (event.type) {
+        case "host-phase":
+          // host-done says the same, with the result.
+          if (event.phase !== "done") {
+            write(`${event.host}: ${event.phase} (${formatDuration(event.elapsed)})`);
+          }
+          return;
+        case "host-log": {
+          const line = cleanLogLine(event.line);
+          if (line !== "") write(`${event.host}: ${line}`);
+          return;
+        }
+        case "host-done":
+          write(`${event.result.host}: ${describeHostDone(event.result)}`);
+          return;
+        default: {
+          const line = describeEvent(event);
+          if (line !== undefined) write(line);
+        }
+      }
+    },
+    finish: () => {},
+  };
+}
+
+/** A line for an event that concerns no single host; undefined for those shown elsewhere. */
+export function describeEvent(event: DeployEvent): string | undefined {
+  switch (event.type) {
+    case "build-start":
+      return `building ${plural(event.systems, "system")} for ${plural(event.hosts, "host")}`;
+    case "build-done":
+      return `built ${plural(event.systems.length, "system")} in ${formatDuration(event.seconds)}`;
+    case "push-start":
+      return `pushing to ${event.cache}`;
+    case "push-done": {
+      const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
+      return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)}) in ${formatDuration(event.seconds)}${present}`;
+    }
+    case "wave-start":
+      // Waves count from 0 (`Wave.index`); people count from 1.
+      return `wave ${event.wave + 1} (${event.kind}): ${event.hosts.join(", ")}`;
+    case "stopped": {
+      const rest =
+        event.notStarted.length > 0 ? `; not started: ${event.notStarted.join(", ")}` : "";
+      return `stopped: ${oneLine(event.reason)}${rest}`;
+    }
+    case "plan":
+    case "summary":
+    case "host-phase":
+    case "host-log":
+    case "host-done":
+      return undefined;
+  }
+}
+
+/** What became of a host, without its name: `activated, generation 3 (4.2s)`, `FAILED in …`. */
+export function describeHostDone(result: HostResult): string {
+  const o = result.outcome;
+  switch (o.status) {
+    case "activated": {
+      const generation = o.generation === undefined ? "" : `, generation ${o.generation}`;
+      return `activated${generation} (${formatDuration(result.seconds)})`;
+    }
+    case "failed":
+      return `FAILED in ${o.phase}: ${oneLine(o.message)}; ${o.rolledBack ? "rolled back" : "not rolled back"}`;
+    case "skipped": {
+      const message = o.message === undefined || o.message === "" ? "" : `: ${oneLine(o.message)}`;
+      switch (o.reason) {
+        case "up-to-date":
+          return `skipped, up to date${message}`;
+        case "not-started":
+          return `not started${message}`;
+        case "unreachable":
+          return `unreachable${message}`;
+      }
+    }
+  }
+}
+
+// Escape sequences (CSI, OSC, two-byte) a remote command may print.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escapes is the point
+const ESCAPES = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f]/g;
+
+/**
+ * A remote log line made safe to show on one line: no escape sequences or control characters,
+ * and of a line redrawn with carriage returns only what a terminal would show last.
+ */
+export function cleanLogLine(line: string): string {
+  const parts = line.replace(ESCAPES, "").split(/\r|\n/);
+  const last = parts.reverse().find((part) => part.trim() !== "") ?? "";
+  return last.replace(/\t/g, "  ").replace(CONTROLS, "").trimEnd();
+}
+
+/** Cut to `width` characters (code points), marking the cut with "...". */
+export function truncate(text: string, width: number): string {
+  const chars = Array.from(text);
+  if (chars.length <= width) return text;
+  return `${chars.slice(0, Math.max(0, width - 3)).join("")}...`;
+}
+
+interface LiveHost {
+  readonly host: string;
+  phase: HostPhase | undefined;
+  /** Seconds since the host started, as last reported, and when (Date.now()). */
+  elapsed: number;
+  at: number;
+  log: string;
+  /** The final text, once the host is done. */
+  done: string | undefined;
+}
+
+/** The longest `HostPhase`. */
+const PHASE_WIDTH = "rollback".length;
+
+/** The terminal display: finished lines stay; the current wave's block is redrawn in place. */
+class LiveRenderer implements DeployRenderer {
+  private hosts: LiveHost[] = [];
+  /** Hosts whose block was committed: late phases and logs of theirs are dropped. */
+  private readonly finished = new Set<string>();
+  /** Lines of the block on screen, just above the cursor. */
+  private drawn = 0;
+  private lastDraw = 0;
+  private pending: ReturnType<typeof setTimeout> | undefined;
+  private ticker: ReturnType<typeof setInterval> | undefined;
+
+  constructor(private readonly out: DeployOutput) {}
+
+  readonly onEvent = (event: DeployEvent): void => {
+    switch (event.type) {
+      case "wave-start":
+        this.commit();
+        this.print(describeEvent(event));
+        for (const host of event.hosts) this.hostFor(host);
+        this.draw();
+        return;
+      case "host-phase": {
+        if (this.finished.has(event.host)) return;
+        const h = this.hostFor(event.host);
+        if (h.done !== undefined) return;
+        h.phase = event.phase;
+        h.elapsed = event.elapsed;
+        h.at = Date.now();
+        this.request();
+        return;
+      }
+      case "host-log": {
+        if (this.finished.has(event.host)) return;
+        const h = this.hostFor(event.host);
+        const line = cleanLogLine(event.line);
+        if (h.done !== undefined || line === "") return;
+        h.log = line;
+        this.request();
+        return;
+      }
+      case "host-done": {
+        const h = this.hostFor(event.result.host);
+        h.done = describeHostDone(event.result);
+        if (this.hosts.every((x) => x.done !== undefined)) this.commit();
+        else this.draw();
+        return;
+      }
+      default:
+        this.print(describeEvent(event));
+    }
+  };
+
+  finish(): void {
+    this.commit();
+  }
+
+  /** The host's entry; a host no wave announced joins the block (starting one if need be). */
+  private hostFor(host: string): LiveHost {
+    let h = this.hosts.find((x) => x.host === host);
+    if (h === undefined) {
+      h = { host, phase: undefined, elapsed: 0, at: Date.now(), log: "", done: undefined };
+      this.hosts.push(h);
+      if (this.ticker === undefined) {
+        this.ticker = setInterval(() => this.request(), TICK_MS);
+        this.ticker.unref?.();
+      }
+    }
+    return h;
+  }
+
+  /** A permanent line: written above the block, which is drawn again below it. */
+  private print(line: string | undefined): void {
+    if (line === undefined) return;
+    const erase = this.drawn > 0 ? `\x1b[${this.drawn}A\r\x1b[0J` : "";
+    this.out.write(`${erase}${line}\n`);
+    this.drawn = 0;
+    if (this.hosts.length > 0) this.draw();
+  }
+
+  /** A redraw, now or (throttled) a little later. */
+  private request(): void {
+    const wait = this.lastDraw + REDRAW_MS - Date.now();
+    if (wait <= 0) {
+      this.draw();
+    } else if (this.pending === undefined) {
+      this.pending = setTimeout(() => {
+        this.pending = undefined;
+        this.draw();
+      }, wait);
+      this.pending.unref?.();
+    }
+  }
+
+  private draw(): void {
+    if (this.pending !== undefined) {
+      clearTimeout(this.pending);
+      this.pending = undefined;
+    }
+    if (this.hosts.length === 0) return;
+    const now = Date.now();
+    const width = Math.max(20, this.out.columns ?? 100) - 1;
+    const hostWidth = Math.max(...this.hosts.map((h) => h.host.length));
+    let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
+    for (const h of this.hosts) {
+      text += `\r\x1b[2K${truncate(liveLine(h, hostWidth, now), width)}\n`;
+    }
+    if (this.hosts.length < this.drawn) text += "\x1b[0J";
+    this.out.write(text);
+    this.drawn = this.hosts.length;
+    this.lastDraw = now;
+  }
+
+  /** Draws the block a last time and leaves it on screen; the next lines go below it. */
+  private commit(): void {
+    this.draw();
+    for (const h of this.hosts) if (h.done !== undefined) this.finished.add(h.host);
+    this.hosts = [];
+    this.drawn = 0;
+    if (this.ticker !== undefined) {
+      clearInterval(this.ticker);
+      this.ticker = undefined;
+    }
+  }
+}
+
+function liveLine(h: LiveHost, hostWidth: number, now: number): string {
+  const name = h.host.padEnd(hostWidth);
+  if (h.done !== undefined) return `${name}  ${h.done}`;
+  const phase = (h.phase ?? "waiting").padEnd(PHASE_WIDTH);
+  const time =
+    h.phase === undefined ? "" : wholeSeconds(h.elapsed + Math.max(0, now - h.at) / 1000);
+  return `${name}  ${phase}  ${time.padStart(6)}  ${h.log}`.trimEnd();
+}
+
+function wholeSeconds(seconds: number): string {
+  const s = Math.floor(Number.isFinite(seconds) && seconds > 0 ? seconds : 0);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}

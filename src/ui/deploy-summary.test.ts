@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import type { HostResult } from "../deploy/events.js";
+import { formatDeploySummary, formatDuration, resultLabel } from "./deploy-summary.js";
+
+const desired = `/nix/store/${"2".repeat(32)}-example-web-system-v2`;
+
+const activated = (host: string, generation: number | undefined, seconds: number): HostResult => ({
+  host,
+  outcome: { status: "activated", generation, previous: undefined },
+  desired,
+  seconds,
+});
+
+const RESULTS: HostResult[] = [
+  activated("web1", 3, 4.2),
+  activated("web2", 7, 3.9),
+  activated("web10", undefined, 5),
+  {
+    host: "api1",
+    outcome: {
+      status: "failed",
+      phase: "health",
+      message: "GET http://api1:8080/health: status 503\nbody: starting",
+      rolledBack: true,
+    },
+    desired,
+    seconds: 31.25,
+  },
+  {
+    host: "api2",
+    outcome: { status: "failed", phase: "switch", message: "exit 4", rolledBack: false },
+    desired,
+    seconds: 2,
+  },
+  { host: "db1", outcome: { status: "skipped", reason: "up-to-date" }, desired, seconds: 0 },
+  { host: "db2", outcome: { status: "skipped", reason: "not-started" }, desired, seconds: 0 },
+  {
+    host: "db3",
+    outcome: { status: "skipped", reason: "unreachable", message: "no route to host" },
+    desired,
+    seconds: 0,
+  },
+];
+
+const text = formatDeploySummary(RESULTS, 12.34);
+const lines = text.split("\n");
+const rowOf = (name: string): string => {
+  const row = lines.find((line) => line.startsWith(`${name} `));
+  if (row === undefined) throw new Error(`no row for ${name} in:\n${text}`);
+  return row;
+};
+const cells = (name: string) => rowOf(name).split(/ {2,}/);
+
+describe("formatDuration", () => {
+  it("shows tenths under a minute, then minutes and seconds", () => {
+    expect(formatDuration(0)).toBe("0.0s");
+    expect(formatDuration(2.14)).toBe("2.1s");
+    expect(formatDuration(59.9)).toBe("59.9s");
+    expect(formatDuration(59.97)).toBe("1m00s");
+    expect(formatDuration(125.4)).toBe("2m05s");
+    expect(formatDuration(Number.NaN)).toBe("0.0s");
+  });
+});
+
+describe("resultLabel", () => {
+  it("names every outcome", () => {
+    expect(RESULTS.map(resultLabel)).toEqual([
+      "activated",
+      "activated",
+      "activated",
+      "FAILED (rolled back)",
+      "FAILED (not rolled back)",
+      "skipped (up to date)",
+      "not started",
+      "unreachable",
+    ]);
+  });
+});
+
+describe("formatDeploySummary", () => {
+  it("has a header, a row per host in order, and a counts line", () => {
+    expect(lines).toHaveLength(1 + RESULTS.length + 1);
+    expect(lines[0]?.split(/ {2,}/)).toEqual([
+      "host",
+      "result",
+      "phase",
+      "generation",
+      "time",
+      "message",
+    ]);
+    expect(lines.slice(1, -1).map((line) => line.split(" ")[0])).toEqual(
+      RESULTS.map((r) => r.host),
+    );
+  });
+
+  it("shows an activated host's generation and time", () => {
+    expect(cells("web1")).toEqual(["web1", "activated", "-", "3", "4.2s"]);
+    expect(cells("web10")).toEqual(["web10", "activated", "-", "-", "5.0s"]);
+  });
+
+  it("puts a failed host's phase, message and rollback on its row", () => {
+    expect(cells("api1")).toEqual([
+      "api1",
+      "FAILED (rolled back)",
+      "health",
+      "-",
+      "31.3s",
+      "GET http://api1:8080/health: status 503; body: starting",
+    ]);
+    expect(rowOf("api2")).toContain("FAILED (not rolled back)");
+    expect(rowOf("api2")).toContain("switch");
+    expect(rowOf("api2")).toContain("exit 4");
+  });
+
+  it("shows skipped hosts without a time", () => {
+    expect(cells("db1")).toEqual(["db1", "skipped (up to date)", "-", "-", "-"]);
+    expect(cells("db2")).toEqual(["db2", "not started", "-", "-", "-"]);
+    expect(cells("db3")).toEqual(["db3", "unreachable", "-", "-", "-", "no route to host"]);
+  });
+
+  it("aligns the columns", () => {
+    const at = lines[0]?.indexOf("result");
+    for (const line of lines.slice(1, -1)) {
+      expect(line.slice(at).startsWith(" ")).toBe(false);
+      expect(line[(at ?? 0) - 1]).toBe(" ");
+    }
+  });
+
+  it("ends with the counts and the total time", () => {
+    expect(lines.at(-1)).toBe(
+      "3 activated, 2 failed, 1 up to date, 1 unreachable, 1 not started in 12.3s",
+    );
+  });
+
+  it("counts only activated and failed when nothing else happened", () => {
+    expect(
+      formatDeploySummary([activated("web1", 1, 1)], 1.5)
+        .split("\n")
+        .at(-1),
+    ).toBe("1 activated, 0 failed in 1.5s");
+  });
+});

@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import type { StorePath } from "../nix/store-path.js";
+import { formatPlan, formatTable, oneLine, storeName } from "./plan-format.js";
+
+const sp = (hashChar: string, name: string) =>
+  `/nix/store/${hashChar.repeat(32)}-${name}` as StorePath;
+const v1 = sp("1", "example-web-system-v1");
+const v2 = sp("2", "example-web-system-v2");
+
+const host = (over: Partial<HostPlan> & Pick<HostPlan, "host">): HostPlan => ({
+  action: "activate",
+  current: v1,
+  generation: 3,
+  desired: v2,
+  transfer: { paths: 0, bytes: 0 },
+  error: undefined,
+  ...over,
+});
+
+const PLAN: DeployPlan = {
+  action: "switch",
+  hosts: [
+    host({ host: "web1", transfer: { paths: 3, bytes: 10_300 } }),
+    host({
+      host: "web22",
+      current: undefined,
+      generation: undefined,
+      transfer: { paths: 2, bytes: 2000 },
+    }),
+    host({ host: "db1", action: "skip", current: v2, desired: v2 }),
+    host({
+      host: "cache1",
+      action: "unreachable",
+      current: undefined,
+      generation: undefined,
+      error: "ssh: connect to host cache1 port 22: Connection refused",
+    }),
+  ],
+  counts: { activate: 2, skip: 1, unreachable: 1 },
+  changes: 2,
+  totals: { paths: 5, bytes: 12_300 },
+  distinct: { paths: 5, bytes: 12_300 },
+};
+
+const rowOf = (text: string, name: string): string => {
+  const row = text.split("\n").find((line) => line.startsWith(`${name} `));
+  if (row === undefined) throw new Error(`no row for ${name} in:\n${text}`);
+  return row;
+};
+
+describe("storeName", () => {
+  it("keeps the name after the hash", () => {
+    expect(storeName(v1)).toBe("example-web-system-v1");
+  });
+  it("leaves other text alone", () => {
+    expect(storeName("/nix/store/short-x")).toBe("/nix/store/short-x");
+    expect(storeName("github:me/fleet#web")).toBe("github:me/fleet#web");
+  });
+});
+
+describe("formatTable", () => {
+  it("pads every column but the last to its widest cell", () => {
+    expect(
+      formatTable([
+        ["a", "bb", "c"],
+        ["aaa", "b", ""],
+      ]),
+    ).toEqual(["a    bb  c", "aaa  b"]);
+  });
+});
+
+describe("oneLine", () => {
+  it("joins lines with semicolons and drops blank ones", () => {
+    expect(oneLine("first\n\n  second  \r\nthird")).toBe("first; second; third");
+  });
+});
+
+describe("formatPlan", () => {
+  const text = formatPlan(PLAN);
+  const lines = text.split("\n");
+
+  it("has a header, one row per host and a totals line", () => {
+    expect(lines).toHaveLength(1 + PLAN.hosts.length + 1);
+    expect(lines[0]).toMatch(/^host\s+current\s+desired\s+action\s+transfer\s+note$/);
+  });
+
+  it("shows store names, not full paths", () => {
+    expect(text).not.toContain("/nix/store/");
+    const web1 = rowOf(text, "web1");
+    expect(web1).toContain("example-web-system-v1 (gen 3)");
+    expect(web1).toContain("example-web-system-v2");
+    expect(web1).toContain("switch");
+    expect(web1).toContain("3 paths, 10.3 kB");
+  });
+
+  it("aligns the columns", () => {
+    const desiredAt = lines[0]?.indexOf("desired");
+    expect(rowOf(text, "web1").indexOf("example-web-system-v2")).toBe(desiredAt);
+    expect(rowOf(text, "cache1").indexOf("example-web-system-v2")).toBe(desiredAt);
+    expect(rowOf(text, "db1").indexOf("skip")).toBe(lines[0]?.indexOf("action"));
+  });
+
+  it("says which hosts are up to date and why others are unreachable", () => {
+    const db1 = rowOf(text, "db1");
+    expect(db1).toContain("skip");
+    expect(db1).toContain("up to date");
+    const cache1 = rowOf(text, "cache1");
+    expect(cache1).toContain("unreachable");
+    expect(cache1).toContain("Connection refused");
+  });
+
+  it("notes a host whose current system is unknown", () => {
+    expect(rowOf(text, "web22")).toContain("current system unknown");
+  });
+
+  it("ends with the totals", () => {
+    expect(lines.at(-1)).toBe("2 of 4 hosts change; 5 paths, 12.3 kB to transfer; 1 unreachable");
+  });
+
+  it("shows distinct paths when hosts share them, and a lone change in the singular", () => {
+    const last = formatPlan({
+      ...PLAN,
+      hosts: PLAN.hosts.slice(0, 2),
+      counts: { activate: 1, skip: 0, unreachable: 0 },
+      changes: 1,
+      totals: { paths: 4, bytes: 4000 },
+      distinct: { paths: 2, bytes: 2000 },
+    })
+      .split("\n")
+      .at(-1);
+    expect(last).toBe(
+      "1 of 2 hosts changes; 4 paths, 4.00 kB to transfer (2 paths, 2.00 kB distinct)",
+    );
+  });
+
+  it("handles an empty plan", () => {
+    const empty = formatPlan({
+      ...PLAN,
+      hosts: [],
+      counts: { activate: 0, skip: 0, unreachable: 0 },
+      changes: 0,
+      totals: { paths: 0, bytes: 0 },
+      distinct: { paths: 0, bytes: 0 },
+    });
+    expect(empty.split("\n").at(-1)).toBe("0 of 0 hosts change; 0 paths, 0 B to transfer");
+  });
+});

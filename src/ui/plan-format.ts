@@ -1,0 +1,99 @@
+// The deploy plan as a table for people: one row per host, then a totals line. Pure; the JSON
+// output elsewhere keeps the full store paths.
+import type { DeployPlan, HostPlan, Transfer } from "../fleet/plan.js";
+import { formatBytes } from "./format.js";
+
+const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
+
+/** A store path's name part (`/nix/store/<hash>-web-v1` → `web-v1`); other text as it is. */
+export function storeName(path: string): string {
+  return STORE_PATH.exec(path)?.[1] ?? path;
+}
+
+/**
+ * Rows of cells as lines, each column padded to its widest cell and separated by two spaces.
+ * The last column is not padded, so lines carry no trailing blanks.
+ */
+export function formatTable(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** One line of text for a table cell: line breaks become "; ". */
+export function oneLine(text: string): string {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "")
+    .join("; ");
+}
+
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+export function formatTransfer(t: Transfer): string {
+  return `${plural(t.paths, "path")}, ${formatBytes(t.bytes)}`;
+}
+
+export function formatPlan(plan: DeployPlan): string {
+  const rows: string[][] = [["host", "current", "desired", "action", "transfer", "note"]];
+  for (const host of plan.hosts) rows.push(planRow(plan, host));
+  return [...formatTable(rows), planTotals(plan)].join("\n");
+}
+
+function planRow(plan: DeployPlan, host: HostPlan): string[] {
+  const current =
+    host.current === undefined
+      ? "-"
+      : `${storeName(host.current)}${host.generation === undefined ? "" : ` (gen ${host.generation})`}`;
+  const desired = storeName(host.desired);
+  switch (host.action) {
+    case "skip":
+      return [host.host, current, desired, "skip", "-", "up to date"];
+    case "unreachable":
+      return [host.host, "?", desired, "unreachable", "-", oneLine(host.error ?? "unreachable")];
+    case "activate":
+      return [
+        host.host,
+        current,
+        desired,
+        plan.action,
+        formatTransfer(host.transfer),
+        note(plan, host),
+      ];
+  }
+}
+
+function note(plan: DeployPlan, host: HostPlan): string {
+  const notes: string[] = [];
+  if (host.current === undefined) notes.push("current system unknown: whole closure counted");
+  else if (host.current === host.desired) notes.push("already running");
+  if (plan.action === "dry-activate") notes.push("dry run: nothing changes");
+  return notes.join("; ");
+}
+
+function planTotals(plan: DeployPlan): string {
+  const hosts = plan.hosts.length;
+  const verb = plan.changes === 1 ? "changes" : "change";
+  const parts = [
+    `${plan.changes} of ${plural(hosts, "host")} ${verb}`,
+    `${formatTransfer(plan.totals)} to transfer`,
+  ];
+  const { totals, distinct } = plan;
+  if (distinct.paths !== totals.paths || distinct.bytes !== totals.bytes) {
+    parts[1] += ` (${formatTransfer(distinct)} distinct)`;
+  }
+  if (plan.counts.unreachable > 0) parts.push(`${plan.counts.unreachable} unreachable`);
+  return parts.join("; ");
+}

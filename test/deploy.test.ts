@@ -1,0 +1,285 @@
+// Issue 3's acceptance, end to end on a lab of three hosts with the real Nix and sshd:
+// deploys, selection, canary and failure budget, health-check and switch failures rolled
+// back, magic rollback when the deployer vanishes, manual rollback, host key checking, hosts
+// substituting from our cache, and clear errors for bad fleet files and selectors.
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+
+const LAB = "dp";
+let work: string;
+let labsDir: string;
+let lab: { number: number; dir: string; hosts: { name: string; address: string }[] };
+let fleetFile: string;
+let keyFile: string;
+const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
+
+type FleetDoc = { hosts: Record<string, { system: string; tags: string[] }>; [k: string]: unknown };
+
+async function setSystems(systems: Record<string, string>): Promise<void> {
+  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
+  for (const [host, name] of Object.entries(systems)) {
+    (doc.hosts[host] as { system: string }).system = `path:${EXAMPLES_DIR}#${name}`;
+  }
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+}
+
+function deployArgs(...extra: string[]): string[] {
+  return [
+    "deploy",
+    "--fleet",
+    fleetFile,
+    "--key",
+    keyFile,
+    "--serve-cache",
+    `10.231.${lab.number}.1:0`,
+    ...extra,
+  ];
+}
+
+async function served(host: string): Promise<string> {
+  const address = lab.hosts.find((h) => h.name === host)?.address;
+  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
+  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+}
+
+async function servedAll(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const h of lab.hosts) out[h.name] = await served(h.name);
+  return out;
+}
+
+interface StatusRow {
+  host: string;
+  reachable: boolean;
+  current?: string;
+  generation?: number;
+}
+async function status(...extra: string[]): Promise<StatusRow[]> {
+  const r = await nixship(["status", "--fleet", fleetFile, "--json", ...extra]);
+  return (JSON.parse(r.stdout) as { hosts: StatusRow[] }).hosts;
+}
+
+function events(r: CliRun): { type: string; [k: string]: unknown }[] {
+  return r.stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string });
+}
+
+function summaryOf(r: CliRun) {
+  const summary = events(r).find((e) => e.type === "summary") as
+    | {
+        ok: boolean;
+        results: {
+          host: string;
+          outcome: {
+            status: string;
+            phase?: string;
+            message?: string;
+            rolledBack?: boolean;
+            reason?: string;
+          };
+        }[];
+      }
+    | undefined;
+  if (!summary) throw new Error(`no summary event; stderr:\n${r.stderr}\nstdout:\n${r.stdout}`);
+  return Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-deploy-"));
+  labsDir = join(work, "labs");
+  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as typeof lab;
+  fleetFile = join(lab.dir, "nixship.json");
+  keyFile = join(lab.dir, "cache.sec");
+});
+
+afterAll(async () => {
+  await nixship(["lab", "down", "--name", LAB], { env: env() });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("deploy over ssh to a lab fleet", () => {
+  it("1. deploys web-v1 to every host: each serves v1 and has a new profile generation", async () => {
+    const r = await nixship(deployArgs());
+    expect(r.code, r.stderr).toBe(0);
+    expect(await servedAll()).toEqual({ dp1: "web-v1", dp2: "web-v1", dp3: "web-v1" });
+    const rows = await status();
+    expect(rows.map((s) => [s.host, s.generation])).toEqual([
+      ["dp1", 1],
+      ["dp2", 1],
+      ["dp3", 1],
+    ]);
+    // The summary table names every host.
+    expect(r.stderr).toMatch(/dp1\s+activated/);
+    expect(r.stderr).toContain("3 activated, 0 failed");
+  });
+
+  it("8. hosts got their paths from our cache, signed by our key, not from the deployer's store", async () => {
+    const r = await run("ssh", [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "dp1",
+      "nix path-info --sigs /run/current-system",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`nixship-lab-${LAB}-1:`);
+  });
+
+  it("2. deploys web-v2 to @web only, and the plan said exactly that", async () => {
+    await setSystems({ dp1: "web-v2", dp3: "web-v2" });
+    const planned = await nixship(["plan", "--fleet", fleetFile, "--on", "@web", "--json"]);
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = JSON.parse(planned.stdout) as {
+      hosts: { host: string; action: string; desired: string }[];
+    };
+    expect(plan.hosts.map((h) => [h.host, h.action])).toEqual([
+      ["dp1", "activate"],
+      ["dp3", "activate"],
+    ]);
+    expect(plan.hosts.every((h) => h.desired.endsWith("-example-web-system-v2"))).toBe(true);
+    const r = await nixship(deployArgs("--on", "@web", "--json"));
+    expect(r.code, r.stderr).toBe(0);
+    const outcomes = summaryOf(r);
+    expect(Object.keys(outcomes)).toEqual(["dp1", "dp3"]);
+    expect(await servedAll()).toEqual({ dp1: "web-v2", dp2: "web-v1", dp3: "web-v2" });
+    // A second deploy changes nothing: every selected host is up to date.
+    const again = await nixship(deployArgs("--on", "@web", "--json"));
+    expect(again.code).toBe(0);
+    expect(Object.values(summaryOf(again)).map((o) => o.status)).toEqual(["skipped", "skipped"]);
+  });
+
+  it("3. web-broken fails its health check on the canary, which rolls back; --max-failures 0 stops the rest", async () => {
+    await setSystems({ dp1: "web-broken", dp3: "web-broken" });
+    const r = await nixship(deployArgs("--on", "@web", "--max-failures", "0", "--json"));
+    expect(r.code).toBe(1);
+    const outcomes = summaryOf(r);
+    expect(outcomes.dp1).toMatchObject({ status: "failed", phase: "health", rolledBack: true });
+    expect(outcomes.dp1?.message).toContain("/health");
+    expect(outcomes.dp3).toMatchObject({ status: "skipped", reason: "not-started" });
+    expect(events(r).some((e) => e.type === "stopped")).toBe(true);
+    expect(await servedAll()).toEqual({ dp1: "web-v2", dp2: "web-v1", dp3: "web-v2" });
+  });
+
+  it("4. web-failing's switch exits 4: the host rolls back and the failure is reported clearly", async () => {
+    await setSystems({ dp1: "web-failing", dp3: "web-failing" });
+    const r = await nixship(deployArgs("--on", "dp3", "--json"));
+    expect(r.code).toBe(1);
+    const outcome = summaryOf(r).dp3;
+    expect(outcome).toMatchObject({ status: "failed", phase: "switch", rolledBack: true });
+    expect(outcome?.message).toContain("switch-to-configuration switch exited with 4");
+    expect(await served("dp3")).toBe("web-v2");
+    expect((await status("--on", "dp3"))[0]?.generation).toBe(2);
+  });
+
+  it("5. a deployer that vanishes during the confirmation window: the host rolls itself back", async () => {
+    await setSystems({ dp1: "web-v3" });
+    // A health check that never passes keeps the deployer waiting inside the window.
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc & {
+      policy: { health: { http: { url: string; timeout: number }[] } };
+    };
+    const saved = JSON.stringify(doc);
+    doc.policy.health.http = [{ url: "http://{address}/no-such-page", timeout: 60 } as never];
+    await writeFile(fleetFile, JSON.stringify(doc));
+    const child = spawn(
+      process.execPath,
+      [NIXSHIP_BIN, ...deployArgs("--on", "dp1", "--confirm-timeout", "4", "--json")],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no health phase in time:\n${out}`)), 60_000);
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+        if (/"type":"host-phase","host":"dp1","phase":"health"/.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    expect(await served("dp1")).toBe("web-v3");
+    child.kill("SIGKILL");
+    await writeFile(fleetFile, saved);
+    const deadline = Date.now() + 20_000;
+    while ((await served("dp1")) !== "web-v2" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(await served("dp1")).toBe("web-v2");
+    expect((await status("--on", "dp1"))[0]?.generation).toBe(2);
+  });
+
+  it("6. nixship rollback returns a host to its previous generation, and status shows it", async () => {
+    const before = (await status("--on", "dp3"))[0];
+    expect(before?.generation).toBe(2);
+    const r = await nixship(["rollback", "--fleet", fleetFile, "--on", "dp3"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("dp3: rolled back to generation 1");
+    expect(await served("dp3")).toBe("web-v1");
+    expect((await status("--on", "dp3"))[0]).toMatchObject({ generation: 1 });
+    const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
+    expect(human.stdout).toMatch(/dp3\s+example-web-system-v1\s+1/);
+  });
+
+  it("7. refuses a host whose key does not match known_hosts, and says why", async () => {
+    const known = await readFile(join(lab.dir, "known_hosts"), "utf8");
+    const lines = known.trim().split("\n");
+    const forged = join(work, "forged_known_hosts");
+    // dp2's entry carries dp1's key.
+    const key1 = lines[0]?.split(" ").slice(1).join(" ");
+    await writeFile(forged, `${lines[0]}\n${lines[1]?.split(" ")[0]} ${key1}\n${lines[2]}\n`);
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc & {
+      ssh: { knownHosts: string };
+    };
+    doc.ssh.knownHosts = forged;
+    const forgedFleet = join(work, "forged.json");
+    await writeFile(forgedFleet, JSON.stringify(doc));
+    const r = await nixship([
+      "deploy",
+      "--fleet",
+      forgedFleet,
+      "--key",
+      keyFile,
+      "--serve-cache",
+      `10.231.${lab.number}.1:0`,
+      "--on",
+      "dp2",
+      "--json",
+    ]);
+    expect(r.code).toBe(1);
+    const outcome = summaryOf(r).dp2;
+    expect(outcome).toMatchObject({ status: "failed", phase: "connect" });
+    expect(outcome?.message).toMatch(
+      /Host key verification failed|HOST IDENTIFICATION HAS CHANGED/,
+    );
+    expect(await served("dp2")).toBe("web-v1");
+  });
+
+  it("9. bad fleet files and selectors get clear errors (exit 2)", async () => {
+    const selector = await nixship(["plan", "--fleet", fleetFile, "--on", "@nosuch"]);
+    expect(selector.code).toBe(2);
+    expect(selector.stderr).toMatch(/@nosuch/);
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
+    (doc.hosts.dp1 as unknown as Record<string, unknown>).tgas = ["web"];
+    const bad = join(work, "bad.json");
+    await writeFile(bad, JSON.stringify(doc));
+    const r = await nixship(["plan", "--fleet", bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("hosts.dp1.tgas");
+    const missing = await nixship(["deploy", "--fleet", join(work, "absent.json")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("no such file");
+    const flags = await nixship(deployArgs("--parallel", "0"));
+    expect(flags.code).toBe(2);
+    expect(flags.stderr).toContain("--parallel");
+  });
+});
