@@ -1,66 +1,69 @@
 #!/usr/bin/env bash
-# The README's demo command: set everything up, then show the binary cache end to end.
-# Build an example system with the local Nix, make a signing key, push the closure into a
-# local cache, serve it over HTTP, and have stock Nix substitute it into a separate store
-# with signatures required and only our key trusted.
+# The README's demo command: set everything up, then a real deployment on the local lab.
+# Three hosts (network namespaces with their own /nix and a real sshd), the example systems
+# built once, pushed signed into a cache that the hosts substitute from, a canary and waves,
+# health checks, a broken release caught and rolled back, and a manual rollback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# Never reach out to a public substituter; no build users needed for this local demo. Nix's
-# narinfo cache is off so that the tampering step below is judged on what the server serves.
-export NIX_CONFIG=$'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters =\nnarinfo-cache-positive-ttl = 0\nnarinfo-cache-negative-ttl = 0'
-nixship() { node dist/cli/bin.js "$@"; }
+if [ "$(id -u)" != 0 ]; then
+  echo "demo: the lab needs root (network and mount namespaces); run: sudo bash scripts/demo.sh" >&2
+  exit 1
+fi
+
+# Never reach out to a public substituter; no build users needed on this machine.
+export NIX_CONFIG=$'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters ='
+demo=$PWD/.nixship-demo
+export NIXSHIP_LAB_DIR=$demo/labs
+nixship() { node "$PWD/dist/cli/bin.js" "$@"; }
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-demo=.nixship-demo
+cleanup() { nixship lab down --name demo >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+cleanup
 rm -rf "$demo"
 mkdir -p "$demo"
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; }
-trap cleanup EXIT
 
-step "Build the example system with the local Nix"
-system=$(nix build --no-link --json "path:$PWD/examples#web-v1" |
-  node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8"))[0].outputs.out)')
-echo "$system"
-nix path-info --recursive --size "$system"
+step "Start a lab of 3 hosts: each its own network namespace, empty /nix and a real sshd"
+nixship lab up 3 --name demo
+lab=$NIXSHIP_LAB_DIR/demo
+fleet=$lab/nixship.json
+gateway=$(node -e 'const l=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log("10.231."+l.number+".1")' "$lab/lab.json")
+deploy() { nixship deploy --fleet "$fleet" --key "$lab/cache.sec" --serve-cache "$gateway:0" "$@"; }
+set_system() { # set_system SYSTEM HOST...: what the fleet file says these hosts run
+  node -e '
+    const fs = require("fs"); const [file, system, ...hosts] = process.argv.slice(1);
+    const doc = JSON.parse(fs.readFileSync(file, "utf8"));
+    for (const h of hosts) doc.hosts[h].system = "path:" + process.cwd() + "/examples#" + system;
+    fs.writeFileSync(file, JSON.stringify(doc, null, 2));' "$fleet" "$@"
+}
+show() { for h in demo1 demo2 demo3; do printf '%s serves: ' "$h"; curl -s --max-time 5 "http://$(node -e 'const l=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(l.hosts.find(h=>h.name===process.argv[2]).address)' "$lab/lab.json" "$h")/version"; done; }
+echo "fleet file: $fleet"
 
-step "Generate a signing key"
-public_key=$(nixship key generate --name demo-cache-1 --out "$demo/cache.sec")
-echo "public key: $public_key"
+step "Deploy web-v1 to every host (build once, push signed, hosts substitute from the cache)"
+deploy
+show
 
-step "Push the closure, signed, into a local cache"
-nixship push "$system" --to "file://$PWD/$demo/cache" --key "$demo/cache.sec"
-find "$demo/cache" -type f | sort
+step "Plan web-v2 for the hosts tagged @web only"
+set_system web-v2 demo1 demo3
+nixship plan --fleet "$fleet" --on @web
 
-step "Serve the cache over HTTP"
-node dist/cli/bin.js cache serve "file://$PWD/$demo/cache" --listen 127.0.0.1:0 >"$demo/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 50); do grep -q "listening on" "$demo/serve.log" && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$demo/serve.log")
-[ -n "$url" ] || { cat "$demo/serve.log"; exit 1; }
-echo "serving at $url"
+step "Deploy it: canary first, then the rest"
+deploy --on @web
+show
 
-step "Nix substitutes the system from it into a separate store (require-sigs, only our key trusted)"
-nix copy --from "$url" --store "$PWD/$demo/store" \
-  --option require-sigs true --option trusted-public-keys "$public_key" "$system"
-nix path-info --store "$PWD/$demo/store" --recursive --json "$system" |
-  node -e 'for (const p of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(p.path, p.narHash, (p.signatures ?? []).join(" "))'
-
-step "Verify the whole cache"
-nixship verify --cache "file://$PWD/$demo/cache" --trusted-key "$public_key"
-
-step "Tamper with a narinfo: Nix and nixship both refuse it"
-narinfo=$(ls "$demo"/cache/*.narinfo | head -n 1)
-sed -i 's/^NarSize: \([0-9]*\)/NarSize: 1\1/' "$narinfo"
-if nixship verify --cache "file://$PWD/$demo/cache" --trusted-key "$public_key"; then
-  echo "tampering was NOT detected by nixship" >&2
+step "A broken release (its health check fails): the canary rolls back, the rest is not touched"
+set_system web-broken demo1 demo3
+if deploy --on @web --max-failures 0; then
+  echo "demo: the broken release was NOT caught" >&2
   exit 1
 fi
-if nix copy --from "$url" --store "$PWD/$demo/store-after-tamper" \
-  --option require-sigs true --option trusted-public-keys "$public_key" "$system"; then
-  echo "tampering was NOT detected by Nix" >&2
-  exit 1
-fi
-echo "demo finished: the cache works with stock Nix, and tampering is caught"
+show
+
+step "Roll demo3 back by hand to its previous generation, and ask the fleet what it runs"
+nixship rollback --fleet "$fleet" --on demo3
+nixship status --fleet "$fleet"
+
+echo
+echo "demo finished: a real deployment on the local lab, with health checks and rollback"

@@ -2,7 +2,7 @@
 // closures (signed) into the cache, ask every host what it runs, plan, then roll out.
 import { once } from "node:events";
 import type { Server } from "node:http";
-import { type NixOptions, queryClosure } from "../cache/local-nix.js";
+import { type NixOptions, queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { createCacheServer } from "../cache/serve.js";
 import type { Delivery, DeployRequest } from "../delivery/delivery.js";
@@ -134,12 +134,10 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       { path: StorePath; narSize: number; references: readonly StorePath[] }
     >();
     for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
-    // What the hosts run now is known here only if the deployer has it; otherwise the planner
-    // counts the whole closure as to be transferred.
-    const known = await queryClosure(
-      currents.filter((c) => pathInfos.has(c)),
-      options.nix,
-    );
+    // What the hosts run now is known here only if the deployer has it too; otherwise the
+    // planner counts the whole closure as to be transferred.
+    const local = await validPaths([...new Set(currents)], options.nix);
+    const known = await queryClosure([...local], options.nix);
     for (const info of known) pathInfos.set(info.path, info);
     const plan = planDeploy({
       action: options.action,

@@ -48,7 +48,7 @@ export async function writeLabFleet(
       },
       ssh: { configFile: lab.files.sshConfig, knownHosts: lab.files.knownHosts },
       policy: {
-        health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 10 }] },
+        health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }] },
       },
     },
     labHosts(lab, system),
