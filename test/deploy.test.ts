@@ -264,6 +264,22 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(await served("dp2")).toBe("web-v1");
   });
 
+  it("copies the closure over SSH (nix copy) when the fleet has no cache", async () => {
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
+    delete (doc as Record<string, unknown>).cache;
+    (doc.hosts.dp2 as { system: string }).system = `path:${EXAMPLES_DIR}#web-v3`;
+    const noCache = join(work, "no-cache.json");
+    await writeFile(noCache, JSON.stringify(doc));
+    const r = await nixship(["deploy", "--fleet", noCache, "--on", "dp2", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const phases = events(r)
+      .filter((e) => e.type === "host-phase")
+      .map((e) => e.phase);
+    expect(phases).toContain("copy");
+    expect(phases).not.toContain("realise");
+    expect(await served("dp2")).toBe("web-v3");
+  });
+
   it("9. bad fleet files and selectors get clear errors (exit 2)", async () => {
     const selector = await nixship(["plan", "--fleet", fleetFile, "--on", "@nosuch"]);
     expect(selector.code).toBe(2);
@@ -281,5 +297,49 @@ describe("deploy over ssh to a lab fleet", () => {
     const flags = await nixship(deployArgs("--parallel", "0"));
     expect(flags.code).toBe(2);
     expect(flags.stderr).toContain("--parallel");
+  });
+});
+
+describe("nixship build", () => {
+  it("evaluates and builds once; hosts with the same system share it, each maps to its own", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-build-"));
+    try {
+      const fleet = {
+        hosts: {
+          a: { address: "10.0.0.1", system: "path:./examples#web-v2" },
+          b: { address: "10.0.0.2", system: "path:./examples#web-v1" },
+          c: { address: "10.0.0.3", system: "path:./examples#web-v2" },
+        },
+      };
+      await writeFile(join(dir, "nixship.json"), JSON.stringify(fleet));
+      await run("ln", ["-s", EXAMPLES_DIR, join(dir, "examples")]);
+      const r = await nixship(["build", "--fleet", join(dir, "nixship.json"), "--json"]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        systems: { spec: string; hosts: string[]; path: string }[];
+        hosts: Record<string, string>;
+      };
+      expect(out.systems.map((s) => s.hosts)).toEqual([["a", "c"], ["b"]]);
+      for (const [name, version] of [
+        ["a", "web-v2"],
+        ["b", "web-v1"],
+        ["c", "web-v2"],
+      ] as const) {
+        const path = out.hosts[name] as string;
+        expect((await readFile(join(path, "nixos-version"), "utf8")).trim()).toBe(version);
+      }
+      await writeFile(
+        join(dir, "nixship.json"),
+        JSON.stringify({
+          hosts: { a: { address: "10.0.0.1", system: "path:./examples#no-such" } },
+        }),
+      );
+      const missing = await nixship(["build", "--fleet", join(dir, "nixship.json")]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain("flake output not found");
+      expect(missing.stderr).toContain("#no-such");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,6 @@
 // `nixship build`: the systems of the selected hosts, evaluated once and built once on the
 // deployer. Hosts with the same system share one result.
+import { realpath } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import {
   evaluateAndBuild,
@@ -45,10 +46,17 @@ export async function buildSystems(
     specs.set(spec, [...(specs.get(spec) ?? []), host.name]);
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
-  const built = await evaluateAndBuild(
-    flakeSpecs.map((s) => parseFlakeInstallable(s, baseDir)),
-    nix,
+  const outputs = await Promise.all(
+    flakeSpecs.map(async (s) => {
+      const output = parseFlakeInstallable(s, baseDir);
+      // Nix refuses a path: flake reached through a symlink ("escapes from ..."): name its
+      // real directory.
+      if (!output.flake.startsWith("path:/")) return output;
+      const real = await realpath(output.flake.slice(5)).catch(() => output.flake.slice(5));
+      return { ...output, flake: `path:${real}` };
+    }),
   );
+  const built = await evaluateAndBuild(outputs, nix);
   const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, built[i] as StorePath]));
   const given = [...specs.keys()].filter((s) => s.startsWith("/")) as StorePath[];
   const valid = await validPaths(given, nix);
