@@ -280,6 +280,32 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(await served("dp2")).toBe("web-v3");
   });
 
+  it("honours --action: dry-activate changes nothing, test runs without a generation, boot only adds one", async () => {
+    await setSystems({ dp3: "web-v3" });
+    const before = (await status("--on", "dp3"))[0];
+    const dry = await nixship(deployArgs("--on", "dp3", "--action", "dry-activate", "--json"));
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(await served("dp3")).toBe("web-v1");
+    expect((await status("--on", "dp3"))[0]?.generation).toBe(before?.generation);
+
+    const tested = await nixship(deployArgs("--on", "dp3", "--action", "test", "--json"));
+    expect(tested.code, tested.stderr).toBe(0);
+    expect(await served("dp3")).toBe("web-v3");
+    expect((await status("--on", "dp3"))[0]?.generation).toBe(before?.generation);
+
+    await setSystems({ dp3: "web-v2" });
+    const boot = await nixship(deployArgs("--on", "dp3", "--action", "boot", "--json"));
+    expect(boot.code, boot.stderr).toBe(0);
+    // The running system is untouched; the profile (what boots next) has a new generation.
+    expect(await served("dp3")).toBe("web-v3");
+    const after = (await status("--on", "dp3"))[0] as StatusRow & { profile?: string };
+    expect(after.generation).toBeGreaterThan(before?.generation ?? 0);
+    expect(after.profile).toMatch(/-example-web-system-v2$/);
+    expect(after.current).toMatch(/-example-web-system-v3$/);
+    const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
+    expect(human.stdout).toContain("boots next: example-web-system-v2");
+  });
+
   it("9. bad fleet files and selectors get clear errors (exit 2)", async () => {
     const selector = await nixship(["plan", "--fleet", fleetFile, "--on", "@nosuch"]);
     expect(selector.code).toBe(2);

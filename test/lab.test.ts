@@ -173,6 +173,40 @@ describe("lab down", () => {
     for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
   });
 
+  it("writes a fleet file for its hosts, and merges them into a user's fleet file", async () => {
+    const own = JSON.parse(await readFile(join(labsDir, LAB, "nixship.json"), "utf8")) as {
+      hosts: Record<string, { tags: string[]; address: string; sshHost: string }>;
+      ssh: { configFile: string; knownHosts: string };
+    };
+    expect(Object.keys(own.hosts)).toEqual([`${LAB}1`, `${LAB}2`, `${LAB}3`]);
+    expect(own.hosts[`${LAB}2`]).toMatchObject({
+      address: up.hosts[1]?.address,
+      sshHost: `${LAB}2`,
+    });
+    expect(own.ssh).toEqual({ configFile: up.files.sshConfig, knownHosts: up.files.knownHosts });
+    const user = join(labsDir, "user-fleet.json");
+    await writeFile(
+      user,
+      JSON.stringify({
+        policy: { parallel: 3 },
+        hosts: { db9: { address: "10.9.9.9", system: ".#db" } },
+      }),
+    );
+    const name = "lm";
+    const r = await nixship(["lab", "up", "2", "--name", name, "--fleet", user], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    try {
+      const merged = JSON.parse(await readFile(user, "utf8")) as {
+        policy: unknown;
+        hosts: Record<string, unknown>;
+      };
+      expect(Object.keys(merged.hosts)).toEqual(["db9", "lm1", "lm2"]);
+      expect(merged.policy).toEqual({ parallel: 3 });
+    } finally {
+      await nixship(["lab", "down", "--name", name], { env: env() });
+    }
+  });
+
   it("rejects bad names and counts clearly", async () => {
     const bad = await nixship(["lab", "up", "0"], { env: env() });
     expect(bad.code).toBe(2);

@@ -68,7 +68,12 @@ ${FLEET_HELP}`,
                 r.host,
                 r.current ? storeName(r.current) : "(none)",
                 String(r.generation ?? "-"),
-                r.pending ? `awaiting confirmation (${r.pending})` : "",
+                [
+                  r.profile && r.profile !== r.current ? `boots next: ${storeName(r.profile)}` : "",
+                  r.pending ? `awaiting confirmation (${r.pending})` : "",
+                ]
+                  .filter(Boolean)
+                  .join("; "),
               ]
             : [r.host, "-", "-", `unreachable: ${r.error}`],
         ),

@@ -43,6 +43,8 @@ export type HostStatus =
   | {
       readonly reachable: true;
       readonly current: string | undefined;
+      /** What the system profile points at: the system the host boots next. */
+      readonly profile: string | undefined;
       readonly generation: number | undefined;
       readonly generations: readonly Generation[];
       readonly pending: string | undefined;

@@ -57,6 +57,7 @@ export class SshDelivery implements Delivery {
     return {
       reachable: true,
       current: r.result.current ?? undefined,
+      profile: r.result.profile ?? undefined,
       generation: r.result.generation ?? undefined,
       generations: r.result.generations,
       pending: r.result.pending ?? undefined,
