@@ -33,12 +33,19 @@ export interface SshRun {
  * known_hosts), so a connection verified under one set of host keys is never reused under
  * another. Short, because socket paths are limited to 108 bytes.
  */
-function controlDir(target: SshTarget): string {
+export function controlDirFor(
+  configFile: string | undefined,
+  knownHosts: string | undefined,
+): string {
   const trust = createHash("sha256")
-    .update(`${target.configFile ?? ""}\0${target.knownHosts ?? ""}`)
+    .update(`${configFile ?? ""}\0${knownHosts ?? ""}`)
     .digest("hex")
     .slice(0, 12);
-  const dir = join(tmpdir(), `nixship-ssh-${process.getuid?.() ?? 0}`, trust);
+  return join(tmpdir(), `nixship-ssh-${process.getuid?.() ?? 0}`, trust);
+}
+
+function controlDir(target: SshTarget): string {
+  const dir = controlDirFor(target.configFile, target.knownHosts);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;
 }

@@ -1,7 +1,8 @@
 // The lab's operations: up (make N hosts), down (remove every trace, also after a crash),
 // list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { controlDirFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
@@ -225,7 +226,12 @@ async function tearDown(name: string, number: number, dir: string): Promise<void
   await rm(dir, { recursive: true, force: true });
 }
 
-/** Ends the ssh ControlMaster processes (on this side) that the lab's ssh_config started. */
+/**
+ * Ends the ssh processes on this side that hold connections to the lab's hosts: the shared
+ * connections (ControlMaster) of the lab's ssh_config, and those a deployer opened with the
+ * lab's ssh_config and known_hosts. A master renames itself "ssh: SOCKET [mux]", so they are
+ * found by their control socket's directory.
+ */
 async function closeSharedConnections(dir: string): Promise<void> {
   const state = await readLabState(dir).catch(() => undefined);
   const config = join(dir, "ssh_config");
@@ -237,6 +243,24 @@ async function closeSharedConnections(dir: string): Promise<void> {
       }).catch(() => undefined),
     ),
   );
+  const deployer = controlDirFor(config, join(dir, "known_hosts"));
+  await stopProcesses(await sshProcessesMentioning([`${dir}/`, `${deployer}/`]));
+}
+
+/** Pids of ssh processes whose command line mentions one of `needles`. */
+export async function sshProcessesMentioning(needles: readonly string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).replaceAll(
+      "\0",
+      " ",
+    );
+    if (/^(\S*\/)?ssh[: ]/.test(cmdline) && needles.some((n) => cmdline.includes(n))) {
+      pids.push(Number(entry));
+    }
+  }
+  return pids;
 }
 
 export interface LabHostStatus {
