@@ -249,6 +249,10 @@ describe("activate.sh on a lab host", () => {
     const r = await onHost(`${LAB}3`, ["activate", "--path", "/etc/passwd"]);
     expect(r.code).toBe(ACTIVATE_EXIT.usage);
     expect(r.result).toMatchObject({ ok: false, result: "usage" });
+    // Messages carrying quotes, backslashes and control characters stay valid JSON.
+    const odd = await onHost(`${LAB}3`, ["activate", "--path", 'x"y\\z\tw']);
+    expect(odd.code).toBe(ACTIVATE_EXIT.usage);
+    expect(odd.result).toMatchObject({ message: expect.stringContaining('x"y\\z') });
     const unknown = await onHost(`${LAB}3`, ["explode"]);
     expect(unknown.code).toBe(ACTIVATE_EXIT.usage);
   });

@@ -34,9 +34,14 @@ log() { printf 'activate: %s\n' "$*" >&2; }
 # Where a link leads, only if it leads somewhere that exists (else empty).
 resolve() { [ -e "$1" ] && readlink -f "$1"; }
 
-# A JSON string: escapes, and control characters dropped.
+# A JSON string: escapes, and control characters dropped. Most values (paths, actions,
+# tokens) need no escaping and take no subprocess.
 json_str() {
-  printf '"%s"' "$(printf '%s' "$1" | tr '\n\t' '  ' | tr -d '\000-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+  case $1 in
+    *[\"\\]* | *[![:print:]]*)
+      printf '"%s"' "$(printf '%s' "$1" | tr '\n\t' '  ' | tr -d '\000-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')" ;;
+    *) printf '"%s"' "$1" ;;
+  esac
 }
 
 # "null" for an empty value, a JSON string otherwise.
@@ -138,13 +143,22 @@ fail() {
 watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7
-deadline=$(( $(date +%s) + timeout ))
 outcome=rolled-back reason="no confirmation within ${timeout}s"
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  if [ -e "$dir/confirmed-$token" ]; then outcome=confirmed; break; fi
-  if [ -e "$dir/abort-$token" ]; then reason="aborted by the deployer"; break; fi
-  sleep 0.2
-done
+# Sleep through the window unless woken: confirm and abort write their flag, then kill the
+# sleeper. The pid file is written before the flags are checked, so a flag written before
+# the wait is seen, and one written after it finds the sleeper to kill. No polling.
+sleep "$timeout" &
+sleeper=$!
+printf '%s\n' "$sleeper" >"$dir/sleeper-$token"
+if [ ! -e "$dir/confirmed-$token" ] && [ ! -e "$dir/abort-$token" ]; then
+  wait "$sleeper"
+fi
+kill "$sleeper" 2>/dev/null
+if [ -e "$dir/confirmed-$token" ]; then
+  outcome=confirmed
+elif [ -e "$dir/abort-$token" ]; then
+  reason="aborted by the deployer"
+fi
 if [ "$outcome" = rolled-back ]; then
   ok=true
   if [ -n "$prev_system" ]; then
@@ -159,7 +173,7 @@ if [ "$outcome" = rolled-back ]; then
 fi
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
-rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token"
+rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"
 rm -rf "$dir/lock"
 WATCH
 }
@@ -294,6 +308,9 @@ cmd_settle() {
     exit 9
   fi
   if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
+  # Wake the watcher (see watcher_script).
+  sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
   i=0
   while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
   outcome=$(sed -n 1p "$state_dir/result-$token" 2>/dev/null || true)

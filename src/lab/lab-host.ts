@@ -1,6 +1,6 @@
 // One lab host's processes: its files (an empty /nix, its own /etc/nix, sshd's keys and
 // config), and its sshd, started inside the host's network namespace and a private mount
-// namespace where /nix, /etc/nix, /run and /tmp are the host's own. Everything a deploy runs
+// namespace where /nix, /etc/nix, /run, /tmp and /root are the host's own. Everything a deploy runs
 // on the host is a child of that sshd, so it sees the same namespaces.
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
@@ -43,6 +43,8 @@ function hostInit(host: LabHostLayout): string {
     ),
     `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
     "mount -t tmpfs -o mode=1777 nixship-lab-tmp /tmp",
+    // A fresh host's root has an empty home, not the deployer's shell start-up files.
+    "mount -t tmpfs -o mode=0700 nixship-lab-root /root",
     `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
   ].join("\n");
 }
