@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { sshArgs } from "../src/delivery/ssh-transport.js";
 import type { DeployEvent } from "../src/deploy/events.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { table } from "./report.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
@@ -434,19 +435,6 @@ function report(samples: readonly Sample[], hosts: number, runs: number): string
 
 function target(ok: boolean, what: string, got: string): string {
   return `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(62)} ${got}`;
-}
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
-  const line = (r: readonly string[]): string =>
-    r
-      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
-      .join("  ");
-  return [
-    line(rows[0] ?? []),
-    widths.map((w) => "-".repeat(w)).join("  "),
-    ...rows.slice(1).map(line),
-  ].join("\n");
 }
 
 interface Timed {

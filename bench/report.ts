@@ -97,7 +97,7 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     `Closure: ${stats.paths.length} paths, ${mb(stats.narBytes)} of NAR, ${stats.files} files.`,
     "MB = 10^6 bytes; MB/s = NAR bytes / wall seconds; wall time includes process start-up.",
     "",
-    table([header, ...rows]),
+    table([header, ...rows], 2),
     "",
     "CPU s: user + system time of the process and its children (GNU time %U + %S).",
     "max RSS 1 proc: GNU time %M, the largest RSS of any single process.",
@@ -124,11 +124,14 @@ function medianOf(ascending: readonly number[]): number {
   return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
 }
 
-function table(rows: readonly (readonly string[])[]): string {
+/** Aligned columns: the first `leftColumns` padded right, the rest (numbers) padded left. */
+export function table(rows: readonly (readonly string[])[], leftColumns = 1): string {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
   const line = (r: readonly string[]): string =>
     r
-      .map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
+      .map((cell, c) =>
+        c < leftColumns ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0),
+      )
       .join("  ");
   return [
     line(rows[0] ?? []),
