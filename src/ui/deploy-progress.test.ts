@@ -262,6 +262,18 @@ describe("terminal", () => {
     r.finish();
   });
 
+  it("assumes 100 columns when a pseudo-terminal reports 0", () => {
+    const s = sink(true, 0);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["web1"] });
+    r.onEvent({ type: "host-phase", host: "web1", phase: "realise", elapsed: 1 });
+    vi.advanceTimersByTime(200);
+    r.onEvent({ type: "host-log", host: "web1", line: `copying ${"x".repeat(200)}` });
+    vi.advanceTimersByTime(200);
+    expect(screen(s.text()).at(-1)).toHaveLength(99);
+    r.finish();
+  });
+
   it("copes with unknown hosts and events out of order", () => {
     const s = sink(true);
     const r = createDeployRenderer(s.out, "auto");

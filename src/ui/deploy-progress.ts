@@ -259,7 +259,9 @@ class LiveRenderer implements DeployRenderer {
     }
     if (this.hosts.length === 0) return;
     const now = Date.now();
-    const width = Math.max(20, this.out.columns ?? 100) - 1;
+    // A pseudo-terminal may report 0 columns (e.g. under script(1)): then assume 100.
+    const columns = this.out.columns && this.out.columns > 0 ? this.out.columns : 100;
+    const width = Math.max(20, columns) - 1;
     const hostWidth = Math.max(...this.hosts.map((h) => h.host.length));
     let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
     for (const h of this.hosts) {
