@@ -262,6 +262,11 @@ describe("deploy over ssh to a lab fleet", () => {
       /Host key verification failed|HOST IDENTIFICATION HAS CHANGED/,
     );
     expect(await served("dp2")).toBe("web-v1");
+    // status says the same, host by host, and exits 1.
+    const st = await nixship(["status", "--fleet", forgedFleet]);
+    expect(st.code).toBe(1);
+    expect(st.stdout).toMatch(/dp2\s+-\s+-\s+unreachable: ssh: Host key verification failed/);
+    expect(st.stdout).toMatch(/dp1\s+example-web-system/);
   });
 
   it("copies the closure over SSH (nix copy) when the fleet has no cache", async () => {
