@@ -115,6 +115,7 @@ already did), 1 otherwise.`,
     }
     const serveCache =
       values["serve-cache"] !== undefined ? parseListen(values["serve-cache"]) : undefined;
+    const started = performance.now();
     const renderer = createDeployRenderer(
       values.json ? io.stdout : io.stderr,
       values.json ? "ndjson" : "auto",
@@ -128,8 +129,9 @@ already did), 1 otherwise.`,
       true,
     ).finally(() => renderer.finish());
     if (!values.json) {
-      const seconds = report.results.reduce((m, r) => Math.max(m, r.seconds), 0);
-      io.stderr.write(`${formatDeploySummary(report.results, seconds)}\n`);
+      io.stderr.write(
+        `${formatDeploySummary(report.results, (performance.now() - started) / 1000)}\n`,
+      );
     }
     return report.ok ? 0 : 1;
   },
