@@ -223,9 +223,11 @@ cmd_activate() {
   # 1. Realise.
   if [ -n "$subs" ]; then
     log "realising $path from $subs"
-    if ! nix-store --realise "$path" --option substituters "$subs" \
-      --option trusted-public-keys "$keys" --option require-sigs true \
-      --option narinfo-cache-negative-ttl 0 >/dev/null; then
+    # The root keeps the new system from the garbage collector until a profile or
+    # /run/current-system holds it (test and dry-activate set no profile).
+    if ! nix-store --realise "$path" --add-root "$state_dir/realised" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 >/dev/null; then
       prev_system="" fail realise 3 "cannot realise $path from $subs with the trusted keys"
     fi
   elif ! nix-store --check-validity "$path" 2>/dev/null; then
