@@ -13,7 +13,7 @@ export const FLEET_FLAGS = {
   json: { type: "boolean" },
 } as const;
 
-export const FLEET_HELP = `  --fleet FILE       the fleet file (default ./${DEFAULT_FLEET_FILE})
+export const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE})
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
   --json             machine-readable output on stdout`;
 
