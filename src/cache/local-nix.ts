@@ -1,12 +1,11 @@
 // The local Nix, driven through its CLI: build installables, query closures, import paths.
-import { spawn } from "node:child_process";
 import { realpath } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { InputError, OperationError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import { Sha256 } from "../nix/hash.js";
 import { isStorePath, parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
+import { type RunResult, runCommand } from "../util/run.js";
 
 const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
 
@@ -19,11 +18,6 @@ function storeArgs(options: NixOptions): string[] {
   return options.store ? ["--store", options.store] : [];
 }
 
-interface RunResult {
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs a Nix command; a non-zero exit becomes an OperationError quoting Nix's own words. */
 export function runNix(
   command: string,
@@ -31,42 +25,11 @@ export function runNix(
   input?: Readable,
   env?: NodeJS.ProcessEnv,
 ): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], ...(env ? { env } : {}) });
-    const out: Buffer[] = [];
-    let stderr = "";
-    proc.stdout.on("data", (d: Buffer) => out.push(d));
-    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr = (stderr + d).slice(-8000);
-    });
-    let inputFailure: Error | undefined;
-    if (input) {
-      // If the input fails, the command must not wait for more: end it and report the cause.
-      pipeline(input, proc.stdin).catch((err: Error) => {
-        inputFailure = err;
-        proc.kill();
-      });
-    } else proc.stdin.end();
-    proc.on("error", (err) =>
-      reject(
-        new OperationError("nix-missing", `cannot run '${command}': ${err.message}`, {
-          hint: "install Nix (Debian: apt-get install nix-bin)",
-        }),
-      ),
-    );
-    proc.on("close", (code) => {
-      if (inputFailure) reject(inputFailure);
-      else if (code === 0) resolve({ stdout: Buffer.concat(out).toString("utf8"), stderr });
-      else {
-        const last = stderr.trim().split("\n").slice(-6).join("\n");
-        reject(
-          new OperationError(
-            "nix-failed",
-            `'${command} ${args.join(" ")}' exited with ${code}:\n${last}`,
-          ),
-        );
-      }
-    });
+  return runCommand(command, args, {
+    ...(input ? { input } : {}),
+    ...(env ? { env } : {}),
+    errorCodes: { missing: "nix-missing", failed: "nix-failed" },
+    missingHint: "install Nix (Debian: apt-get install nix-bin)",
   });
 }
 

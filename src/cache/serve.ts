@@ -1,6 +1,7 @@
 // Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
 // objects (never whole in memory), answers HEAD, 404s the absent, and can require a token.
 import { timingSafeEqual } from "node:crypto";
+import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { formatCacheInfo } from "../nix/cache-info.js";
@@ -99,4 +100,25 @@ export function createCacheServer(options: ServeOptions): Server {
       },
     );
   });
+}
+
+/** Starts a cache server on host:port (port 0: any free one) and returns it with its URL. */
+export async function listenCacheServer(
+  options: ServeOptions,
+  host: string,
+  port: number,
+): Promise<{ readonly server: Server; readonly url: string }> {
+  const server = createCacheServer(options);
+  server.listen(port, host);
+  await once(server, "listening");
+  const address = server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  return { server, url: `http://${host.includes(":") ? `[${host}]` : host}:${bound}` };
+}
+
+/** Stops a server, cutting its open connections. */
+export async function closeCacheServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
 }

@@ -1,8 +1,7 @@
 // `nixship cache serve`: any cache URL as an HTTP binary cache for stock Nix.
 
-import { once } from "node:events";
 import { readFile } from "node:fs/promises";
-import { createCacheServer } from "../cache/serve.js";
+import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
@@ -60,16 +59,15 @@ Options:
       if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
     }
     const store = await openStore(positionals[0] as string);
-    const server = createCacheServer({ store, ...(token ? { token } : {}) });
-    server.listen(port, host);
-    await once(server, "listening");
-    const address = server.address();
-    const shown = typeof address === "object" && address ? address.port : port;
-    io.stderr.write(`listening on http://${host.includes(":") ? `[${host}]` : host}:${shown}\n`);
+    const { server, url } = await listenCacheServer(
+      { store, ...(token ? { token } : {}) },
+      host,
+      port,
+    );
+    io.stderr.write(`listening on ${url}\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        closeCacheServer(server).then(resolve, resolve);
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);

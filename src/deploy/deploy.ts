@@ -1,10 +1,9 @@
 // `nixship plan` and `nixship deploy`: select hosts, build their systems once, push the
 // closures (signed) into the cache, ask every host what it runs, plan, then roll out.
-import { once } from "node:events";
 import type { Server } from "node:http";
 import { type NixOptions, queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
-import { createCacheServer } from "../cache/serve.js";
+import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import type { Delivery, DeployRequest } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { InputError } from "../errors.js";
@@ -106,13 +105,10 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         else served = store;
       }
       if (options.serveCache !== undefined) {
-        server = createCacheServer({ store });
-        server.listen(options.serveCache.port, options.serveCache.host);
-        await once(server, "listening");
-        const address = server.address();
-        const port =
-          typeof address === "object" && address ? address.port : options.serveCache.port;
-        substituters = [`http://${options.serveCache.host}:${port}`];
+        const { host, port } = options.serveCache;
+        const listening = await listenCacheServer({ store }, host, port);
+        server = listening.server;
+        substituters = [listening.url];
       } else if (fleet.cache.substituter !== undefined) {
         substituters = [fleet.cache.substituter];
       }
@@ -177,10 +173,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     emit({ type: "summary", ok, seconds: (performance.now() - started) / 1000, results });
     return { plan, results, ok };
   } finally {
-    if (server !== undefined) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server?.close(() => resolve()));
-    }
+    if (server !== undefined) await closeCacheServer(server);
     await served?.close();
   }
 }

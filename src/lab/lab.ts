@@ -199,13 +199,16 @@ export async function labDownAll(labsDirPath: string): Promise<LabDownResult> {
   requireRoot("nixship lab down --all");
   const names = new Set((await listLabStates(labsDirPath)).map((s) => s.name));
   for (const name of names) await labDown(labsDirPath, name);
-  for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) {
-    await stopProcesses(await netnsPids(ns));
-    await deleteNetns(ns);
-  }
+  for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) await removeHost(ns);
   for (const link of (await listLinks()).filter((l) => LAB_LINK.test(l))) await deleteLink(link);
   await rm(labsDirPath, { recursive: true, force: true });
   return { labs: [...names] };
+}
+
+/** A host is gone once every process in its network namespace is stopped and the netns deleted. */
+async function removeHost(netns: string): Promise<void> {
+  await stopProcesses(await netnsPids(netns));
+  await deleteNetns(netns);
 }
 
 async function tearDown(name: string, number: number, dir: string): Promise<void> {
@@ -214,10 +217,7 @@ async function tearDown(name: string, number: number, dir: string): Promise<void
   const ours = (await listNetns()).filter(
     (ns) => ns.startsWith(prefix) && /^\d+$/.test(ns.slice(prefix.length)),
   );
-  for (const ns of ours) {
-    await stopProcesses(await netnsPids(ns));
-    await deleteNetns(ns);
-  }
+  for (const ns of ours) await removeHost(ns);
   for (const link of await listLinks()) {
     if (link === `nxs${number}` || new RegExp(`^nxs${number}v\\d+$`).test(link)) {
       await deleteLink(link);

@@ -1,16 +1,22 @@
 // Runs an external command to completion and returns its output. A failure (or an exit code
 // the caller did not allow) becomes an OperationError quoting the command's own last words.
 import { spawn } from "node:child_process";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
 
 export interface RunOptions {
-  /** Written to the command's stdin. */
-  readonly input?: string;
+  /** Written to (or, for a stream, piped into) the command's stdin. */
+  readonly input?: string | Readable;
   /** Exit codes that are not failures (default: only 0). */
   readonly okCodes?: readonly number[];
   /** What the command is for, in error messages ("create the bridge"). */
   readonly purpose?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Error codes for a command that cannot start, and one that fails (defaults: command-*). */
+  readonly errorCodes?: { readonly missing: string; readonly failed: string };
+  /** The hint given when the command cannot start (e.g. how to install it). */
+  readonly missingHint?: string;
 }
 
 export interface RunResult {
@@ -38,13 +44,29 @@ export function runCommand(
       stderr = (stderr + d).slice(-8000);
     });
     proc.stdin.on("error", () => {}); // a command that exits early need not read its input
-    proc.stdin.end(options.input ?? "");
+    let inputFailure: Error | undefined;
+    if (options.input === undefined || typeof options.input === "string") {
+      proc.stdin.end(options.input ?? "");
+    } else {
+      // If the input fails, the command must not wait for more: end it and report the cause.
+      pipeline(options.input, proc.stdin).catch((err: Error) => {
+        inputFailure = err;
+        proc.kill();
+      });
+    }
+    const codes = options.errorCodes ?? { missing: "command-missing", failed: "command-failed" };
     proc.on("error", (err) =>
       reject(
-        new OperationError("command-missing", `cannot run '${command}'${purpose}: ${err.message}`),
+        new OperationError(codes.missing, `cannot run '${command}'${purpose}: ${err.message}`, {
+          ...(options.missingHint ? { hint: options.missingHint } : {}),
+        }),
       ),
     );
     proc.on("close", (code, signal) => {
+      if (inputFailure) {
+        reject(inputFailure);
+        return;
+      }
       const result = { code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr };
       if ((options.okCodes ?? [0]).includes(result.code)) {
         resolve(result);
