@@ -256,4 +256,24 @@ describe("activate.sh on a lab host", () => {
     const unknown = await onHost(`${LAB}3`, ["explode"]);
     expect(unknown.code).toBe(ACTIVATE_EXIT.usage);
   });
+
+  it("takes over a lock whose holder was killed, but not one whose holder lives", async () => {
+    const host = `${LAB}3`;
+    const ssh = (command: string) => run("ssh", ["-F", sshConfig, host, command]);
+    // A holder that is gone (an activation killed along with its agent) leaves a stale lock.
+    await ssh(
+      "mkdir -p /run/nixship/lock && echo '2147483646 activate /nix/store/gone' > /run/nixship/lock/owner",
+    );
+    const taken = await activate(host, "web-v2");
+    expect(taken.code, JSON.stringify(taken.result)).toBe(0);
+    expect(taken.stderr).toContain("taking over a stale lock");
+    // A live holder keeps it.
+    await ssh(
+      'mkdir -p /run/nixship/lock && echo "1 activate /nix/store/live" > /run/nixship/lock/owner',
+    );
+    const refused = await activate(host, "web-v2");
+    expect(refused.code).toBe(ACTIVATE_EXIT.locked);
+    expect(refused.result).toMatchObject({ message: expect.stringContaining("/nix/store/live") });
+    await ssh("rm -rf /run/nixship/lock");
+  });
 });

@@ -90,15 +90,25 @@ run_switch() {
   fi
 }
 
+# The lock is a directory (mkdir is atomic); its owner file names the holding process. A lock
+# whose holder is gone (killed mid-activation, with its parent) is stale and is taken over.
 lock() {
   mkdir -p "$state_dir"
   if ! mkdir "$state_dir/lock" 2>/dev/null; then
     holder=$(cat "$state_dir/lock/owner" 2>/dev/null || true)
-    printf '{"ok":false,"result":"locked","exitCode":8,"message":%s}\n' \
-      "$(json_str "another activation is in progress on this host${holder:+ ($holder)}")"
-    exit 8
+    holder_pid=${holder%% *}
+    case $holder_pid in ''|*[!0-9]*) holder_pid="" ;; esac
+    if [ -n "$holder_pid" ] && ! kill -0 "$holder_pid" 2>/dev/null; then
+      log "taking over a stale lock (${holder#* }, process $holder_pid is gone)"
+      rm -rf "$state_dir/lock"
+    fi
+    if ! mkdir "$state_dir/lock" 2>/dev/null; then
+      printf '{"ok":false,"result":"locked","exitCode":8,"message":%s}\n' \
+        "$(json_str "another activation is in progress on this host${holder:+ (${holder#* })}")"
+      exit 8
+    fi
   fi
-  printf '%s\n' "$1" >"$state_dir/lock/owner"
+  printf '%s %s\n' "$$" "$1" >"$state_dir/lock/owner"
   locked=1
 }
 
@@ -147,6 +157,7 @@ outcome=rolled-back reason="no confirmation within ${timeout}s"
 # Sleep through the window unless woken: confirm and abort write their flag, then kill the
 # sleeper. The pid file is written before the flags are checked, so a flag written before
 # the wait is seen, and one written after it finds the sleeper to kill. No polling.
+printf '%s confirmation window\n' "$$" >"$dir/lock/owner"
 sleep "$timeout" &
 sleeper=$!
 printf '%s\n' "$sleeper" >"$dir/sleeper-$token"
