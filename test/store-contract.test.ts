@@ -118,6 +118,36 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
       expect(await store.head("dir/inside/deeper")).toBeUndefined();
     });
 
+    it("answers a conditional get with not-modified while the object keeps the etag", async () => {
+      const v1 = await store.put("cond/k", Buffer.from("one"));
+      if (v1.status !== "written") throw new Error("setup failed");
+      expect(await store.get("cond/k", { ifNoneMatch: v1.etag })).toEqual({
+        status: "not-modified",
+      });
+      // Another etag, or no condition at all: the object comes back with its body.
+      for (const options of [{ ifNoneMatch: '"some-other-etag"' }, {}]) {
+        const got = await store.get("cond/k", options);
+        if (got?.status !== "found") throw new Error(`expected the object, got ${got?.status}`);
+        expect(got.info).toMatchObject({ key: "cond/k", size: 3, etag: v1.etag });
+        got.body.destroy();
+      }
+      // Once replaced, the old etag no longer matches: the new content is sent.
+      const v2 = await store.put("cond/k", Buffer.from("two!"));
+      if (v2.status !== "written") throw new Error("setup failed");
+      const changed = await store.get("cond/k", { ifNoneMatch: v1.etag });
+      if (changed?.status !== "found")
+        throw new Error(`expected the object, got ${changed?.status}`);
+      expect(changed.info.etag).toBe(v2.etag);
+      const chunks: Buffer[] = [];
+      for await (const chunk of changed.body) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe("two!");
+      expect(await store.get("cond/k", { ifNoneMatch: v2.etag })).toEqual({
+        status: "not-modified",
+      });
+      // An absent object is absent, whatever the condition.
+      expect(await store.get("cond/absent", { ifNoneMatch: v1.etag })).toBeUndefined();
+    });
+
     it("gives a replaced object a new etag", async () => {
       const first = await store.put("k", Buffer.from("one"));
       const second = await store.put("k", Buffer.from("two!"));

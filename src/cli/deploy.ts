@@ -3,6 +3,7 @@
 import { deploy } from "../deploy/deploy.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { UsageError } from "../errors.js";
+import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
@@ -67,7 +68,8 @@ export const deployCommand: Command = {
   summary: "build, push and roll out to the selected hosts, with health checks and rollback",
   help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
                       [--max-failures N] [--canary N] [--confirm-timeout S]
-                      [--key SECRET_FILE] [--serve-cache HOST:PORT] [--json]
+                      [--key SECRET_FILE] [--serve-cache HOST:PORT]
+                      [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--json]
 
 Builds the selected hosts' systems once, pushes their closures signed into the fleet's cache
 (with --key), prints the plan, then rolls out: the canary hosts first, then waves of at most
@@ -78,16 +80,31 @@ checks, and waits for the deployer's confirmation. The deployer runs the HTTP he
 and confirms over a new connection; on any failure the host goes back to its previous
 generation. No new wave starts once more than --max-failures hosts failed, or a canary did.
 
+ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document, see
+'nixship ssm document') to the wave's instances or tag targets, with MaxConcurrency from
+--parallel and MaxErrors from the failure budget; the command health checks run on the host.
+
+agent hosts: each wave is a signed release of the fleet's channel (--release-key): the wave's
+hosts get their new system, every other host keeps its entry. The deployer then watches the
+hosts' status objects (a few LIST calls per poll) until each reports, or counts it offline
+after releases.offlineTimeout. A host that failed is named back to its old system by a
+rollback release. With --async, one release names every selected host and deploy returns.
+
 Options:
 ${FLEET_HELP}
 ${ROLLOUT_HELP}
   --key FILE             secret key that signs the pushed paths (nixship key generate)
   --serve-cache H:P      serve the fleet's cache on H:P while deploying and have the hosts
                          substitute from it (e.g. the lab bridge: 10.231.1.1:0)
+  --via MODE             ssh, ssm or agent: the mode the selected hosts must have (default:
+                         the one they share in the fleet file)
+  --release-key FILE     secret key that signs releases for agent hosts (else
+                         $NIXSHIP_RELEASE_KEY)
+  --async                agent hosts: publish the release and return without watching
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
 stdout (types: build-start, build-done, push-start, push-done, plan, wave-start, host-phase,
-host-log, host-done, stopped, summary). Exit code 0 when every host runs its new system (or
+host-log, host-done, stopped, released, summary). Exit code 0 when every host runs its new system (or
 already did), 1 otherwise.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -97,6 +114,9 @@ already did), 1 otherwise.`,
         ...ROLLOUT_FLAGS,
         key: { type: "string" },
         "serve-cache": { type: "string" },
+        via: { type: "string" },
+        "release-key": { type: "string" },
+        async: { type: "boolean" },
       },
       "deploy",
     );
@@ -115,6 +135,10 @@ already did), 1 otherwise.`,
     }
     const serveCache =
       values["serve-cache"] !== undefined ? parseListen(values["serve-cache"]) : undefined;
+    const via = parseVia(values.via);
+    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKey =
+      releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
     const started = performance.now();
     const renderer = createDeployRenderer(
       values.json ? io.stdout : io.stderr,
@@ -125,7 +149,18 @@ already did), 1 otherwise.`,
       if (!values.json && e.type === "plan") io.stderr.write(`${formatPlan(e.plan)}\n`);
     };
     const report = await deploy(
-      { ...input, selector: values.on, action, policy, key, serveCache, emit },
+      {
+        ...input,
+        selector: values.on,
+        action,
+        policy,
+        key,
+        serveCache,
+        emit,
+        via,
+        releaseKey,
+        async: values.async === true,
+      },
       true,
     ).finally(() => renderer.finish());
     if (!values.json) {
@@ -136,3 +171,9 @@ already did), 1 otherwise.`,
     return report.ok ? 0 : 1;
   },
 };
+
+function parseVia(text: string | undefined): DeliveryMode | undefined {
+  if (text === undefined) return undefined;
+  if ((DELIVERY_MODES as readonly string[]).includes(text)) return text as DeliveryMode;
+  throw new UsageError(`deploy: --via must be one of ${DELIVERY_MODES.join(", ")}, got '${text}'`);
+}

@@ -1,9 +1,15 @@
 // `nixship build`, `nixship status` and `nixship rollback`: per-host questions and actions.
 
+import type { HostStatus } from "../delivery/delivery.js";
+import { SshDelivery } from "../delivery/ssh.js";
 import { buildSystems } from "../deploy/build.js";
-import { deliveryFor } from "../deploy/deploy.js";
+import { openDelivery } from "../deploy/open-delivery.js";
 import { UsageError } from "../errors.js";
+import type { FleetHost } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
+import type { StatusRecord } from "../fleet/status.js";
+import { readStatuses } from "../fleet/status-store.js";
+import { openStore } from "../store/url.js";
 import { formatTable, storeName } from "../ui/plan-format.js";
 import { mapLimit } from "../util/pool.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
@@ -40,47 +46,120 @@ ${FLEET_HELP}`,
 
 export const statusCommand: Command = {
   path: ["status"],
-  summary: "ask the selected hosts what they run: system, generation, pending confirmation",
-  help: `Usage: nixship status [--fleet FILE] [--on SELECTOR] [--json]
+  summary: "what the selected hosts run: live over SSH, or from the status objects in the store",
+  help: `Usage: nixship status [--fleet FILE] [--on SELECTOR] [--stored] [--json]
 
-Asks every selected host over SSH (activate.sh status) for its current system, its system
-profile's generation and recent generations, and any activation awaiting confirmation.
-Exit code 1 if a host cannot be reached.
+ssh hosts are asked live (activate.sh status over SSH): current system, the system profile's
+generation and recent generations, and any activation awaiting confirmation. ssm and agent
+hosts (and every host with --stored) are read from the status objects in the fleet's cache
+store (status/hosts/<host>.json), which agents write as they apply releases and deploys
+write for ssh and ssm hosts: state (applying, success, failed, rejected), release, desired
+and current system, generation, the reason for a failure, and when.
+
+Exit code 1 if a host cannot be reached, has never reported, or last failed or refused.
 
 Options:
-${FLEET_HELP}`,
+${FLEET_HELP}
+  --stored           read every host's status object, also for ssh hosts`,
   async run(argv, io) {
-    const { values, positionals } = parseFlags(argv, FLEET_FLAGS, "status");
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLEET_FLAGS, stored: { type: "boolean" } },
+      "status",
+    );
     if (positionals.length > 0)
       throw new UsageError(`status: unexpected argument '${positionals[0]}'`);
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const delivery = deliveryFor(fleet, hosts);
-    const states = await mapLimit(hosts, CONCURRENCY, (h) => delivery.status(h));
-    const rows = hosts.map((h, i) => ({ host: h.name, ...states[i] }));
+    const fromStore = (h: FleetHost) => values.stored === true || h.delivery !== "ssh";
+    const stored = hosts.filter(fromStore);
+    let records = new Map<string, StatusRecord>();
+    if (stored.length > 0) {
+      if (fleet.cache === undefined) {
+        throw new UsageError(
+          "status: status objects live in the fleet's cache store, and the fleet has no cache",
+        );
+      }
+      const store = await openStore(fleet.cache.url);
+      try {
+        records = await readStatuses(
+          store,
+          stored.map((h) => h.name),
+          CONCURRENCY,
+        );
+      } finally {
+        await store.close();
+      }
+    }
+    const ssh = new SshDelivery(fleet.ssh);
+    const live = await mapLimit(
+      hosts,
+      CONCURRENCY,
+      async (h): Promise<HostStatus | undefined> => (fromStore(h) ? undefined : ssh.status(h)),
+    );
+    const rows = hosts.map((h, i) => {
+      const status = live[i];
+      if (status !== undefined)
+        return { host: h.name, mode: h.delivery, source: "live" as const, ...status };
+      const record = records.get(h.name);
+      return {
+        host: h.name,
+        mode: h.delivery,
+        source: "stored" as const,
+        reported: record !== undefined,
+        ...(record ?? {}),
+      };
+    });
     if (values.json) writeJson(io, { hosts: rows });
     else {
       const table = [
-        ["HOST", "CURRENT", "GENERATION", "NOTE"],
-        ...rows.map((r) =>
-          r.reachable
-            ? [
-                r.host,
-                r.current ? storeName(r.current) : "(none)",
-                String(r.generation ?? "-"),
-                [
-                  r.profile && r.profile !== r.current ? `boots next: ${storeName(r.profile)}` : "",
-                  r.pending ? `awaiting confirmation (${r.pending})` : "",
+        ["HOST", "MODE", "CURRENT", "GEN", "STATE", "NOTE"],
+        ...rows.map((r) => {
+          if (r.source === "live") {
+            return r.reachable
+              ? [
+                  r.host,
+                  r.mode,
+                  r.current ? storeName(r.current) : "(none)",
+                  String(r.generation ?? "-"),
+                  "live",
+                  [
+                    r.profile && r.profile !== r.current
+                      ? `boots next: ${storeName(r.profile)}`
+                      : "",
+                    r.pending ? `awaiting confirmation (${r.pending})` : "",
+                  ]
+                    .filter(Boolean)
+                    .join("; "),
                 ]
-                  .filter(Boolean)
-                  .join("; "),
-              ]
-            : [r.host, "-", "-", `unreachable: ${r.error}`],
-        ),
+              : [r.host, r.mode, "-", "-", "unreachable", r.error];
+          }
+          const record = records.get(r.host);
+          if (record === undefined) return [r.host, r.mode, "-", "-", "unknown", "never reported"];
+          const release = record.seq === null ? "" : `release ${record.seq}; `;
+          const note =
+            record.state === "applying"
+              ? `${release}applying ${record.desired ? storeName(record.desired) : ""} since ${record.startedAt}`
+              : `${release}${record.error ?? ""} (${record.updatedAt})`;
+          return [
+            r.host,
+            r.mode,
+            record.current ? storeName(record.current) : "(none)",
+            String(record.generation ?? "-"),
+            record.state,
+            note,
+          ];
+        }),
       ];
       io.stdout.write(`${formatTable(table).join("\n")}\n`);
     }
-    return rows.every((r) => r.reachable) ? 0 : 1;
+    const healthy = rows.every((r) =>
+      r.source === "live"
+        ? r.reachable
+        : (records.get(r.host)?.state ?? "failed") === "success" ||
+          records.get(r.host)?.state === "applying",
+    );
+    return healthy ? 0 : 1;
   },
 };
 
@@ -107,8 +186,10 @@ ${FLEET_HELP}
     const to = parseIntFlag(values.to, "--to", "rollback", 1);
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const delivery = deliveryFor(fleet, hosts);
-    const outcomes = await mapLimit(hosts, CONCURRENCY, (h) => delivery.rollback(h, to));
+    const { delivery, close } = await openDelivery(fleet, hosts);
+    const outcomes = await mapLimit(hosts, CONCURRENCY, (h) => delivery.rollback(h, to)).finally(
+      close,
+    );
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });
     else {

@@ -1,6 +1,12 @@
 // The nixship command line: picks the command from the leading words, runs it, and renders
 // any fault once, here, with its hint and exit code.
 import { NixshipError } from "../errors.js";
+import {
+  agentCommand,
+  agentPauseCommand,
+  agentResumeCommand,
+  agentStatusCommand,
+} from "./agent.js";
 import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
 import { deployCommand, planCommand } from "./deploy.js";
@@ -16,6 +22,7 @@ import {
 } from "./lab.js";
 import { narDump, narLs, narRestore } from "./nar.js";
 import { push } from "./push.js";
+import { releaseList, releaseShow } from "./release.js";
 import { verify } from "./verify.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -23,6 +30,8 @@ export const COMMANDS: readonly Command[] = [
   keyPublic,
   push,
   verify,
+  releaseList,
+  releaseShow,
   fetch,
   cacheServe,
   narDump,
@@ -38,6 +47,10 @@ export const COMMANDS: readonly Command[] = [
   labListCommand,
   labExecCommand,
   labSshConfigCommand,
+  agentCommand,
+  agentPauseCommand,
+  agentResumeCommand,
+  agentStatusCommand,
 ];
 
 const VERSION = "0.1.0";

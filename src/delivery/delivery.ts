@@ -1,7 +1,8 @@
-// The one seam between the rollout engine and the ways of reaching hosts (ssh now; ssm and
-// agent later): what a host runs, deploying one host, and rolling one back.
+// The one seam between the rollout engine and the ways of reaching hosts (ssh, ssm, agent):
+// what a host runs, deploying one wave of hosts, and rolling one host back.
 import type { Action } from "../fleet/action.js";
 import type { FleetHost } from "../fleet/fleet.js";
+import type { WaveKind } from "../fleet/rollout.js";
 import type { Generation } from "../host/activation.js";
 
 /** Phases a host goes through, as progress reports them. */
@@ -18,7 +19,9 @@ export type HostPhase =
 
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
-  | { readonly type: "log"; readonly host: string; readonly line: string };
+  | { readonly type: "log"; readonly host: string; readonly line: string }
+  /** One host of the wave finished; its outcome is also in deployWave's result. */
+  | { readonly type: "done"; readonly host: string; readonly outcome: DeployOutcome };
 
 export interface HttpHealthCheck {
   /** With the host's placeholders already filled in. */
@@ -69,13 +72,57 @@ export type RollbackOutcome =
   | { readonly status: "rolled-back"; readonly generation: number; readonly path: string }
   | { readonly status: "failed"; readonly message: string };
 
+export interface WaveHost {
+  readonly host: FleetHost;
+  readonly request: DeployRequest;
+}
+
+/** What a delivery may need to know about the wave beyond its hosts. */
+export interface WaveContext {
+  readonly index: number;
+  readonly kind: WaveKind;
+  /** Hosts of the wave that may run at once. */
+  readonly parallel: number;
+  /** Failures the rollout still tolerates; one more stops it. */
+  readonly failureBudget: number;
+}
+
 export interface Delivery {
   status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus>;
-  deploy(
-    host: FleetHost,
-    request: DeployRequest,
+  /**
+   * Deploys one wave and resolves with every host's outcome, in the wave's order, emitting a
+   * "done" event for each host as it finishes. A host that cannot be deployed is a "failed"
+   * outcome, not a rejection; a rejection means the whole wave could not be attempted.
+   */
+  deployWave(
+    wave: readonly WaveHost[],
     emit: (event: DeliveryEvent) => void,
-    signal?: AbortSignal,
-  ): Promise<DeployOutcome>;
+    context: WaveContext,
+  ): Promise<DeployOutcome[]>;
   rollback(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome>;
+}
+
+/**
+ * A wave for deliveries that reach each host on its own (ssh): every host at once, each
+ * failure kept to its host.
+ */
+export function deployEachHost(
+  wave: readonly WaveHost[],
+  emit: (event: DeliveryEvent) => void,
+  deployOne: (host: FleetHost, request: DeployRequest) => Promise<DeployOutcome>,
+): Promise<DeployOutcome[]> {
+  return Promise.all(
+    wave.map(async ({ host, request }) => {
+      const outcome = await deployOne(host, request).catch(
+        (err: unknown): DeployOutcome => ({
+          status: "failed",
+          phase: "connect",
+          message: err instanceof Error ? err.message : String(err),
+          rolledBack: false,
+        }),
+      );
+      emit({ type: "done", host: host.name, outcome });
+      return outcome;
+    }),
+  );
 }

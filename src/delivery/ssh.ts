@@ -14,14 +14,16 @@ import {
   statusArgs,
 } from "../host/activation.js";
 import { httpCheck } from "../host/http-check.js";
-import type {
-  Delivery,
-  DeliveryEvent,
-  DeployOutcome,
-  DeployRequest,
-  HostPhase,
-  HostStatus,
-  RollbackOutcome,
+import {
+  type Delivery,
+  type DeliveryEvent,
+  type DeployOutcome,
+  type DeployRequest,
+  deployEachHost,
+  type HostPhase,
+  type HostStatus,
+  type RollbackOutcome,
+  type WaveHost,
 } from "./delivery.js";
 import { lastLine, runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
 
@@ -62,6 +64,13 @@ export class SshDelivery implements Delivery {
       generations: r.result.generations,
       pending: r.result.pending ?? undefined,
     };
+  }
+
+  deployWave(
+    wave: readonly WaveHost[],
+    emit: (event: DeliveryEvent) => void,
+  ): Promise<DeployOutcome[]> {
+    return deployEachHost(wave, emit, (host, request) => this.deploy(host, request, emit));
   }
 
   async deploy(

@@ -4,14 +4,15 @@ import type { Server } from "node:http";
 import { type NixOptions, queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
-import type { Delivery, DeployRequest } from "../delivery/delivery.js";
-import { SshDelivery } from "../delivery/ssh.js";
-import { InputError } from "../errors.js";
+import { AgentDelivery } from "../delivery/agent.js";
+import type { DeployRequest } from "../delivery/delivery.js";
+import { UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
-import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
 import { type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
+import { writeStatus } from "../fleet/status-store.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { parseStorePath } from "../nix/store-path.js";
@@ -19,6 +20,7 @@ import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { buildSystems } from "./build.js";
 import type { DeployEvent, HostResult } from "./events.js";
+import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 
 export interface DeployOptions {
@@ -34,34 +36,37 @@ export interface DeployOptions {
   readonly serveCache: { readonly host: string; readonly port: number } | undefined;
   readonly emit: (event: DeployEvent) => void;
   readonly nix?: NixOptions;
+  /** `--via`: the delivery mode the selected hosts must have (default: theirs). */
+  readonly via?: DeliveryMode | undefined;
+  /** Signs the release (agent hosts). */
+  readonly releaseKey?: SecretKey | undefined;
+  /** Agent hosts: publish one release for every selected host and return without watching. */
+  readonly async?: boolean;
+  /** Milliseconds between the deployer's reads of agent status. */
+  readonly agentPollInterval?: number;
 }
 
 export interface DeployReport {
   readonly plan: DeployPlan;
   readonly results: readonly HostResult[];
   readonly ok: boolean;
+  /** Agent hosts: the releases the deploy published (sequence numbers, in order). */
+  readonly releases: readonly number[];
 }
 
 /** How many hosts are asked for their state at once. */
 const STATUS_CONCURRENCY = 32;
 
-export function deliveryFor(fleet: Fleet, hosts: readonly FleetHost[]): Delivery {
-  const other = hosts.find((h) => h.delivery !== "ssh");
-  if (other !== undefined) {
-    throw new InputError(
-      "delivery-unsupported",
-      `${other.name} is delivered by ${other.delivery}; this version of nixship deploys over ssh only`,
-      { hint: 'select ssh hosts with --on, or set "delivery": "ssh"' },
-    );
-  }
-  return new SshDelivery(fleet.ssh);
-}
-
 /** Builds, pushes and plans; with `execute`, rolls out. */
 export async function deploy(options: DeployOptions, execute: boolean): Promise<DeployReport> {
   const { fleet, emit } = options;
   const hosts = selectHosts(fleet, options.selector);
-  const delivery = deliveryFor(fleet, hosts);
+  const mode = deliveryMode(hosts, options.via);
+  if (mode === "agent" && execute && options.releaseKey === undefined) {
+    throw new UsageError(
+      "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",
+    );
+  }
   const started = performance.now();
 
   emit({
@@ -80,6 +85,15 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
 
   let server: Server | undefined;
   let served: { close(): Promise<void> } | undefined;
+  const opened = await openDelivery(fleet, hosts, {
+    via: mode,
+    releaseKey: options.releaseKey,
+    policy: options.policy,
+    ...(options.agentPollInterval !== undefined
+      ? { agentPollInterval: options.agentPollInterval }
+      : {}),
+  });
+  const { delivery } = opened;
   try {
     let substituters: string[] = [];
     if (fleet.cache !== undefined && options.key !== undefined && execute) {
@@ -145,7 +159,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       pathInfos,
     });
     emit({ type: "plan", plan });
-    if (!execute) return { plan, results: [], ok: true };
+    if (!execute) return { plan, results: [], ok: true, releases: [] };
 
     const trustedKeys = substituters.length > 0 ? (fleet.cache?.publicKeys ?? []) : [];
     const request = (host: FleetHost): DeployRequest => ({
@@ -161,6 +175,18 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       })),
       confirmTimeout: options.policy.confirmTimeout,
     });
+    if (options.async && delivery instanceof AgentDelivery) {
+      const released = await delivery.publish(
+        plan.hosts
+          .filter((p) => p.action === "activate")
+          .map((p) => {
+            const host = hosts.find((h) => h.name === p.host) as FleetHost;
+            return { host, request: request(host) };
+          }),
+      );
+      emit({ type: "released", channel: released.release.channel, seq: released.release.seq });
+      return { plan, results: [], ok: true, releases: [released.release.seq] };
+    }
     const results = await runRollout({
       plan,
       hosts,
@@ -170,10 +196,55 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       emit,
     });
     const ok = rolloutSucceeded(results);
+    if (opened.mode !== "agent" && fleet.cache !== undefined) {
+      await recordResults(fleet.cache.url, opened.mode, results);
+    }
     emit({ type: "summary", ok, seconds: (performance.now() - started) / 1000, results });
-    return { plan, results, ok };
+    const releases =
+      delivery instanceof AgentDelivery ? delivery.published.map((r) => r.release.seq) : [];
+    return { plan, results, ok, releases };
   } finally {
     if (server !== undefined) await closeCacheServer(server);
     await served?.close();
+    await opened.close();
+  }
+}
+
+/**
+ * Push deploys (ssh, ssm) leave the same status objects agents write, so `nixship status`
+ * and the dashboard read every mode alike.
+ */
+async function recordResults(
+  cacheUrl: string,
+  mode: DeliveryMode,
+  results: readonly HostResult[],
+): Promise<void> {
+  const store = await openStore(cacheUrl);
+  try {
+    const now = new Date().toISOString();
+    await mapLimit(results, 16, async (r) => {
+      if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
+      const ok = r.outcome.status === "activated" || r.outcome.status === "skipped";
+      const failed = r.outcome.status === "failed" ? r.outcome : undefined;
+      await writeStatus(store, {
+        version: 1,
+        host: r.host,
+        mode,
+        channel: null,
+        seq: null,
+        desired: r.desired,
+        current: ok ? r.desired : null,
+        generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
+        state: ok ? "success" : "failed",
+        phase: failed?.phase ?? null,
+        error: failed
+          ? `${failed.message}${failed.rolledBack ? " (rolled back to the previous system)" : ""}`
+          : null,
+        startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
+        updatedAt: now,
+      });
+    });
+  } finally {
+    await store.close();
   }
 }

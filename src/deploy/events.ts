@@ -40,6 +40,8 @@ export type DeployEvent =
       readonly fileBytes: number;
     }
   | { readonly type: "plan"; readonly plan: DeployPlan }
+  /** Agent hosts, --async: the release is published; the agents take it from here. */
+  | { readonly type: "released"; readonly channel: string; readonly seq: number }
   | {
       readonly type: "wave-start";
       readonly wave: number;

@@ -2,7 +2,13 @@
 // the rollout stops, and what each host's result says. (The real ssh delivery is exercised
 // end to end in test/deploy.test.ts.)
 import { describe, expect, it } from "vitest";
-import type { Delivery, DeployOutcome, DeployRequest } from "../delivery/delivery.js";
+import {
+  type Delivery,
+  type DeployOutcome,
+  type DeployRequest,
+  deployEachHost,
+  type WaveContext,
+} from "../delivery/delivery.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -52,17 +58,18 @@ function scripted(failing: ReadonlySet<string>) {
   const delivery: Delivery = {
     status: async () => ({ reachable: false, error: "unused" }),
     rollback: async () => ({ status: "failed", message: "unused" }),
-    async deploy(h, _request, emit): Promise<DeployOutcome> {
-      started.push(h.name);
-      running++;
-      maxRunning = Math.max(maxRunning, running);
-      emit({ type: "phase", host: h.name, phase: "switch" });
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      running--;
-      return failing.has(h.name)
-        ? { status: "failed", phase: "health", message: "unhealthy", rolledBack: true }
-        : { status: "activated", generation: 2, previous: undefined };
-    },
+    deployWave: (wave, emit) =>
+      deployEachHost(wave, emit, async (h): Promise<DeployOutcome> => {
+        started.push(h.name);
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        emit({ type: "phase", host: h.name, phase: "switch" });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+        return failing.has(h.name)
+          ? { status: "failed", phase: "health", message: "unhealthy", rolledBack: true }
+          : { status: "activated", generation: 2, previous: undefined };
+      }),
   };
   return { delivery, started, maxRunning: () => maxRunning };
 }
@@ -163,9 +170,10 @@ describe("runRollout", () => {
     const delivery: Delivery = {
       status: async () => ({ reachable: false, error: "" }),
       rollback: async () => ({ status: "failed", message: "" }),
-      deploy: async () => {
-        throw new Error("spawn ssh ENOENT");
-      },
+      deployWave: (wave, emit) =>
+        deployEachHost(wave, emit, async () => {
+          throw new Error("spawn ssh ENOENT");
+        }),
     };
     const results = await runRollout({
       plan: plan({ a: "activate" }),
@@ -176,5 +184,68 @@ describe("runRollout", () => {
       emit: (e) => events.push(e),
     });
     expect(results[0]?.outcome).toMatchObject({ status: "failed", message: "spawn ssh ENOENT" });
+  });
+
+  it("tells the delivery each wave's kind, parallelism and remaining failure budget", async () => {
+    const contexts: WaveContext[] = [];
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "" }),
+      rollback: async () => ({ status: "failed", message: "" }),
+      // A wave-level delivery (like ssm or agent) that reports no per-host "done" events.
+      deployWave: async (wave, _emit, context) => {
+        contexts.push(context);
+        return wave.map(
+          ({ host: h }): DeployOutcome =>
+            h.name === "b"
+              ? { status: "failed", phase: "health", message: "unhealthy", rolledBack: true }
+              : { status: "activated", generation: 2, previous: undefined },
+        );
+      },
+    };
+    const events: DeployEvent[] = [];
+    const results = await runRollout({
+      plan: plan({ a: "activate", b: "activate", c: "activate", d: "activate" }),
+      hosts: ["a", "b", "c", "d"].map(host),
+      policy: { parallel: 2, maxFailures: 1, canary: 1 },
+      delivery,
+      request,
+      emit: (e) => events.push(e),
+    });
+    expect(contexts).toEqual([
+      { index: 0, kind: "canary", parallel: 2, failureBudget: 1 },
+      { index: 1, kind: "main", parallel: 2, failureBudget: 1 },
+      { index: 2, kind: "main", parallel: 2, failureBudget: 0 },
+    ]);
+    expect(results.map((r) => r.outcome.status)).toEqual([
+      "activated",
+      "failed",
+      "activated",
+      "activated",
+    ]);
+    // The engine reports each host once, even when the delivery sends no "done" event.
+    const done = events.flatMap((e) => (e.type === "host-done" ? [e.result.host] : []));
+    expect(done.sort()).toEqual(["a", "b", "c", "d"]);
+  });
+
+  it("fails every host of a wave the delivery could not attempt", async () => {
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "" }),
+      rollback: async () => ({ status: "failed", message: "" }),
+      deployWave: async () => {
+        throw new Error("SendCommand: AccessDenied");
+      },
+    };
+    const results = await runRollout({
+      plan: plan({ a: "activate", b: "activate" }),
+      hosts: [host("a"), host("b")],
+      policy: { parallel: 2, maxFailures: 5, canary: 0 },
+      delivery,
+      request,
+      emit: () => {},
+    });
+    expect(results.map((r) => r.outcome)).toEqual([
+      expect.objectContaining({ status: "failed", message: "SendCommand: AccessDenied" }),
+      expect.objectContaining({ status: "failed", message: "SendCommand: AccessDenied" }),
+    ]);
   });
 });

@@ -1,7 +1,7 @@
 // The rollout engine, written once over the Delivery seam: the canary wave first, then waves
 // of at most `parallel` hosts, each host deployed and health-checked by its delivery mode; no
 // new wave starts once the failure budget is spent (or a canary failed).
-import type { Delivery, DeployRequest } from "../delivery/delivery.js";
+import type { Delivery, DeployOutcome, DeployRequest } from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { planWaves, shouldStopAfterWave } from "../fleet/rollout.js";
@@ -55,33 +55,57 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       kind: wave.kind,
       hosts: wave.hosts.map((h) => h.host),
     });
-    const outcomes = await Promise.all(
-      wave.hosts.map(async (p): Promise<HostResult> => {
-        const host = byName.get(p.host) as FleetHost;
-        const started = performance.now();
-        const elapsed = () => (performance.now() - started) / 1000;
-        const outcome = await input.delivery
-          .deploy(host, input.request(host), (e) => {
-            if (e.type === "phase")
-              emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
-            else emit({ type: "host-log", host: e.host, line: e.line });
-          })
-          .catch((err: unknown) => ({
-            status: "failed" as const,
-            phase: "connect" as const,
-            message: (err as Error).message,
+    const started = performance.now();
+    const elapsed = () => (performance.now() - started) / 1000;
+    const resultOf = (name: string, outcome: DeployOutcome): HostResult => ({
+      host: name,
+      desired: wave.hosts.find((h) => h.host === name)?.desired ?? "",
+      seconds: elapsed(),
+      outcome,
+    });
+    const reported = new Map<string, HostResult>();
+    const waveHosts = wave.hosts.map((p) => {
+      const host = byName.get(p.host) as FleetHost;
+      return { host, request: input.request(host) };
+    });
+    const deployed = await input.delivery
+      .deployWave(
+        waveHosts,
+        (e) => {
+          if (e.type === "phase")
+            emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
+          else if (e.type === "log") emit({ type: "host-log", host: e.host, line: e.line });
+          else if (!reported.has(e.host)) {
+            const result = resultOf(e.host, e.outcome);
+            reported.set(e.host, result);
+            emit({ type: "host-done", result });
+          }
+        },
+        {
+          index: wave.index,
+          kind: wave.kind,
+          parallel: input.policy.parallel,
+          failureBudget: Math.max(0, input.policy.maxFailures - failures),
+        },
+      )
+      .catch((err: unknown) =>
+        wave.hosts.map(
+          (): DeployOutcome => ({
+            status: "failed",
+            phase: "connect",
+            message: err instanceof Error ? err.message : String(err),
             rolledBack: false,
-          }));
-        const result: HostResult = {
-          host: p.host,
-          desired: p.desired,
-          seconds: elapsed(),
-          outcome,
-        };
-        emit({ type: "host-done", result });
-        return result;
-      }),
-    );
+          }),
+        ),
+      );
+    const outcomes = wave.hosts.map((p, i) => {
+      const outcome = deployed[i] as DeployOutcome;
+      const known = reported.get(p.host);
+      if (known !== undefined) return known;
+      const result = resultOf(p.host, outcome);
+      emit({ type: "host-done", result });
+      return result;
+    });
     for (const r of outcomes) results.set(r.host, r);
     const waveFailures = outcomes.filter((r) => r.outcome.status === "failed").length;
     failures += waveFailures;

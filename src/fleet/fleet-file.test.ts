@@ -1,8 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
+import type { StorePath } from "../nix/store-path.js";
+import { type Fleet, RELEASE_DEFAULTS, SSM_DEFAULTS } from "./fleet.js";
 import { FleetFileError, parseFleet, parseFleetValue, resolveSshPaths } from "./fleet-file.js";
+import { formatFleet } from "./fleet-json.js";
 
 const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
+const RELEASE_KEY = "release-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
 const DB_SYSTEM = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-db1";
 
 const EXAMPLE = {
@@ -59,6 +63,11 @@ function problemsOf(doc: unknown): string[] {
 }
 
 const minimal = (host: object) => ({ hosts: { h: { system: ".#h", ...host } } });
+const RELEASES = { channel: "production", publicKeys: [RELEASE_KEY] };
+const TARGETS = [
+  { key: "tag:Role", values: ["web", "api"] },
+  { key: "resource-groups:Name", values: ["prod"] },
+];
 
 describe("parseFleet", () => {
   it("reads the example fleet and fills in defaults", () => {
@@ -83,6 +92,8 @@ describe("parseFleet", () => {
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
       },
     });
+    expect(fleet.releases).toBeUndefined();
+    expect(fleet.ssm).toEqual({ ...SSM_DEFAULTS, region: undefined });
     expect(fleet.hosts.map((h) => h.name)).toEqual(["web1", "db1", "i1"]);
     expect(fleet.hosts[0]).toEqual({
       name: "web1",
@@ -103,8 +114,10 @@ describe("parseFleet", () => {
       address: "10.0.0.7",
       delivery: "ssm",
       instanceId: "i-0123456789abcdef0",
+      targets: undefined,
       system: { kind: "store-path", path: DB_SYSTEM },
     });
+    expect(Object.keys(fleet.hosts[2] ?? {})).toContain("targets");
   });
 
   it("needs nothing but hosts", () => {
@@ -118,6 +131,12 @@ describe("parseFleet", () => {
       health: { http: [], commands: [] },
     });
     expect(fleet.ssh).toEqual({ user: "root", configFile: undefined, knownHosts: undefined });
+    expect(fleet.releases).toBeUndefined();
+    expect(fleet.ssm).toEqual({
+      documentName: "nixship-activate",
+      region: undefined,
+      commandTimeout: 900,
+    });
   });
 
   it("names the field by its JSON path", () => {
@@ -157,7 +176,7 @@ describe("parseFleet", () => {
       'policy.paralel: unknown key (did you mean "parallel"?)',
     ]);
     expect(problemsOf(example((d) => (d.colour = "blue")))).toEqual([
-      "colour: unknown key (known keys: hosts, $schema, cache, ssh, policy)",
+      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, policy)",
     ]);
     expect(problemsOf(example((d) => (d.policy.health.http[0].method = "GET")))).toHaveLength(1);
     expect(problemsOf(example((d) => (d.hosts.db1.$schema = "x")))).toHaveLength(1);
@@ -200,7 +219,7 @@ describe("parseFleet", () => {
     expect(problemsOf(minimal({ sshHost: "lab-h" }))).toEqual([]);
     const withCache = (host: object) => ({ ...minimal(host), cache: EXAMPLE.cache });
     expect(problemsOf(withCache({ delivery: "ssm" }))).toEqual([
-      'hosts.h.instanceId: is required when delivery is "ssm"',
+      'hosts.h: an ssm host needs "instanceId" or "targets"',
     ]);
     expect(problemsOf(withCache({ delivery: "ssm", instanceId: "i-12" }))).toEqual([
       'hosts.h.instanceId: must be a string matching ^i-[0-9a-f]{8,17}$ (at most 19 characters; got "i-12")',
@@ -211,13 +230,231 @@ describe("parseFleet", () => {
     expect(problemsOf(minimal({ address: "a", instanceId: "i-0123abcd" }))).toEqual([
       'hosts.h.instanceId: is only allowed when delivery is "ssm"',
     ]);
-    expect(problemsOf(withCache({ delivery: "agent" }))).toEqual([]);
+    expect(problemsOf({ ...withCache({ delivery: "agent" }), releases: RELEASES })).toEqual([]);
   });
 
   it("needs a cache for hosts that substitute from it", () => {
-    expect(problemsOf(minimal({ delivery: "agent" }))).toEqual([
+    expect(problemsOf({ ...minimal({ delivery: "agent" }), releases: RELEASES })).toEqual([
       'hosts.h.delivery: "agent" hosts substitute their system from the binary cache, but the fleet has no "cache"',
     ]);
+    expect(problemsOf(minimal({ delivery: "ssm", instanceId: "i-0123abcd" }))).toEqual([
+      'hosts.h.delivery: "ssm" hosts substitute their system from the binary cache, but the fleet has no "cache"',
+    ]);
+  });
+
+  it("needs releases for agent hosts", () => {
+    expect(problemsOf({ ...minimal({ delivery: "agent" }), cache: EXAMPLE.cache })).toEqual([
+      'hosts.h.delivery: "agent" hosts follow signed releases, but the fleet has no "releases"',
+    ]);
+    expect(problemsOf(minimal({ delivery: "agent" }))).toEqual([
+      'hosts.h.delivery: "agent" hosts substitute their system from the binary cache, but the fleet has no "cache"',
+      'hosts.h.delivery: "agent" hosts follow signed releases, but the fleet has no "releases"',
+    ]);
+    // A broken releases section is reported once, as itself.
+    expect(
+      problemsOf({
+        ...minimal({ delivery: "agent" }),
+        cache: EXAMPLE.cache,
+        releases: { publicKeys: [RELEASE_KEY] },
+      }),
+    ).toEqual(["releases.channel: is required"]);
+    // Other fleets may have releases too.
+    expect(problemsOf({ ...minimal({ address: "a" }), releases: RELEASES })).toEqual([]);
+  });
+
+  it("reads the releases section, filling in the offline timeout", () => {
+    const fleet = parseFleetValue({ ...minimal({ address: "a" }), releases: RELEASES }, "f");
+    expect(fleet.releases).toEqual({
+      channel: "production",
+      publicKeys: [RELEASE_KEY],
+      offlineTimeout: RELEASE_DEFAULTS.offlineTimeout,
+    });
+    expect(RELEASE_DEFAULTS.offlineTimeout).toBe(600);
+    const custom = parseFleetValue(
+      { ...minimal({ address: "a" }), releases: { ...RELEASES, offlineTimeout: 1 } },
+      "f",
+    );
+    expect(custom.releases?.offlineTimeout).toBe(1);
+  });
+
+  it("checks the releases section", () => {
+    const withReleases = (releases: unknown) => ({ ...minimal({ address: "a" }), releases });
+    expect(problemsOf(withReleases({}))).toEqual([
+      "releases.channel: is required",
+      "releases.publicKeys: is required",
+    ]);
+    expect(problemsOf(withReleases(null))).toEqual(["releases: must be an object (got null)"]);
+    expect(problemsOf(withReleases({ ...RELEASES, channel: "Prod" }))).toEqual([
+      'releases.channel: must be a string matching ^[a-z0-9][a-z0-9-]*$ (at most 63 characters; got "Prod")',
+    ]);
+    expect(problemsOf(withReleases({ ...RELEASES, channel: "p".repeat(64) }))).toHaveLength(1);
+    expect(problemsOf(withReleases({ ...RELEASES, publicKeys: [] }))).toEqual([
+      "releases.publicKeys: must hold at least 1 item",
+    ]);
+    expect(problemsOf(withReleases({ ...RELEASES, publicKeys: "k:x" }))).toEqual([
+      'releases.publicKeys: must be an array (got "k:x")',
+    ]);
+    expect(problemsOf(withReleases({ ...RELEASES, publicKeys: [RELEASE_KEY, "nope"] }))[0]).toMatch(
+      /^releases\.publicKeys\[1\]: public key must look like 'NAME:BASE64'/,
+    );
+    expect(problemsOf(withReleases({ ...RELEASES, publicKeys: ["release-1:AAAA"] }))[0]).toMatch(
+      /^releases\.publicKeys\[0\]: public key 'release-1' must hold 32 bytes of base64/,
+    );
+    expect(problemsOf(withReleases({ ...RELEASES, offlineTimeout: 0 }))).toEqual([
+      "releases.offlineTimeout: must be a whole number >= 1 (got 0)",
+    ]);
+    expect(problemsOf(withReleases({ ...RELEASES, offlineTimeout: 1.5 }))).toEqual([
+      "releases.offlineTimeout: must be a whole number >= 1 (got 1.5)",
+    ]);
+    expect(problemsOf(withReleases({ ...RELEASES, chanel: "x" }))).toEqual([
+      'releases.chanel: unknown key (did you mean "channel"?)',
+    ]);
+  });
+
+  it("reads the ssm section, filling in defaults", () => {
+    const withSsm = (ssm: object) => parseFleetValue({ ...minimal({ address: "a" }), ssm }, "f");
+    expect(withSsm({}).ssm).toEqual({
+      documentName: "nixship-activate",
+      region: undefined,
+      commandTimeout: 900,
+    });
+    expect(
+      withSsm({ documentName: "Fleet_Activate.v2", region: "us-gov-west-1", commandTimeout: 30 })
+        .ssm,
+    ).toEqual({ documentName: "Fleet_Activate.v2", region: "us-gov-west-1", commandTimeout: 30 });
+    expect(withSsm({ commandTimeout: 172800 }).ssm.commandTimeout).toBe(172800);
+    expect(withSsm({ documentName: "a".repeat(128) }).ssm.documentName).toHaveLength(128);
+  });
+
+  it("checks the ssm section", () => {
+    const withSsm = (ssm: unknown) => ({ ...minimal({ address: "a" }), ssm });
+    expect(problemsOf(withSsm(null))).toEqual(["ssm: must be an object (got null)"]);
+    expect(problemsOf(withSsm({ documentName: "ab" }))).toEqual([
+      'ssm.documentName: must be a string matching ^[a-zA-Z0-9_.-]{3,128}$ (got "ab")',
+    ]);
+    expect(problemsOf(withSsm({ documentName: "a".repeat(129) }))).toHaveLength(1);
+    expect(problemsOf(withSsm({ documentName: "my doc" }))).toHaveLength(1);
+    expect(problemsOf(withSsm({ documentName: "" }))).toHaveLength(1);
+    expect(problemsOf(withSsm({ region: "eu-west" }))).toEqual([
+      'ssm.region: must be a string matching ^[a-z]{2}(-[a-z]+)+-\\d$ (got "eu-west")',
+    ]);
+    for (const bad of ["EU-WEST-1", "euwest1", "eu-west-12", " eu-west-1", 1]) {
+      expect(problemsOf(withSsm({ region: bad })), String(bad)).toHaveLength(1);
+    }
+    expect(problemsOf(withSsm({ commandTimeout: 29 }))).toEqual([
+      "ssm.commandTimeout: must be a whole number from 30 to 172800 (got 29)",
+    ]);
+    expect(problemsOf(withSsm({ commandTimeout: 172801 }))).toEqual([
+      "ssm.commandTimeout: must be a whole number from 30 to 172800 (got 172801)",
+    ]);
+    expect(problemsOf(withSsm({ commandTimeout: "900" }))).toHaveLength(1);
+    expect(problemsOf(withSsm({ document: "x" }))).toEqual([
+      "ssm.document: unknown key (known keys: documentName, region, commandTimeout)",
+    ]);
+    expect(problemsOf(withSsm({ documentname: "x" }))).toEqual([
+      'ssm.documentname: unknown key (did you mean "documentName"?)',
+    ]);
+  });
+
+  it("reaches ssm hosts by instance ID or by targets, exactly one", () => {
+    const ssmHost = (host: object) => ({
+      ...minimal({ delivery: "ssm", ...host }),
+      cache: EXAMPLE.cache,
+    });
+    const fleet = parseFleetValue(ssmHost({ targets: TARGETS }), "f");
+    expect(fleet.hosts[0]).toEqual({
+      name: "h",
+      tags: [],
+      address: undefined,
+      delivery: "ssm",
+      instanceId: undefined,
+      targets: TARGETS,
+      system: { kind: "flake", installable: ".#h" },
+    });
+    expect(Object.keys(fleet.hosts[0] ?? {})).toContain("instanceId");
+    expect(problemsOf(ssmHost({ instanceId: "i-0123abcd", targets: TARGETS }))).toEqual([
+      'hosts.h: an ssm host takes "instanceId" or "targets", not both',
+    ]);
+    expect(problemsOf(ssmHost({}))).toEqual([
+      'hosts.h: an ssm host needs "instanceId" or "targets"',
+    ]);
+    expect(problemsOf(minimal({ address: "a", targets: TARGETS }))).toEqual([
+      'hosts.h.targets: is only allowed when delivery is "ssm"',
+    ]);
+    expect(
+      problemsOf({
+        ...minimal({ delivery: "agent", targets: TARGETS }),
+        cache: EXAMPLE.cache,
+        releases: RELEASES,
+      }),
+    ).toEqual(['hosts.h.targets: is only allowed when delivery is "ssm"']);
+  });
+
+  it("checks ssm targets", () => {
+    const withTargets = (targets: unknown) => ({
+      ...minimal({ delivery: "ssm", targets }),
+      cache: EXAMPLE.cache,
+    });
+    const target = (key: string, ...values: unknown[]) => ({ key, values });
+    for (const key of [
+      "tag:Role",
+      "tag:aws:cloudformation:stack-name",
+      `tag:${"k".repeat(128)}`,
+      "tag-key",
+      "resource-groups:Name",
+      "resource-groups:ResourceTypeFilters",
+    ]) {
+      expect(problemsOf(withTargets([target(key, "x")])), key).toEqual([]);
+    }
+    expect(problemsOf(withTargets([target("InstanceIds", "i-0123abcd")]))).toEqual([
+      'hosts.h.targets[0].key: must be a string matching ^(tag:[^\\s]{1,128}|tag-key|resource-groups:Name|resource-groups:ResourceTypeFilters)$ (got "InstanceIds")',
+    ]);
+    for (const key of ["tag:", "tag:a b", `tag:${"k".repeat(129)}`, "Tag:Role", "tag-keys"]) {
+      expect(problemsOf(withTargets([target(key, "x")])), key).toHaveLength(1);
+    }
+    expect(problemsOf(withTargets([]))).toEqual(["hosts.h.targets: must hold at least 1 item"]);
+    expect(problemsOf(withTargets({ key: "tag:Role", values: ["web"] }))).toEqual([
+      "hosts.h.targets: must be an array (got an object)",
+    ]);
+    const six = [1, 2, 3, 4, 5, 6].map((i) => target(`tag:T${i}`, "x"));
+    expect(problemsOf(withTargets(six.slice(0, 5)))).toEqual([]);
+    expect(problemsOf(withTargets(six))).toEqual(["hosts.h.targets: must hold at most 5 items"]);
+    expect(problemsOf(withTargets(["tag:Role=web"]))).toEqual([
+      'hosts.h.targets[0]: must be an object (got "tag:Role=web")',
+    ]);
+    expect(problemsOf(withTargets([{ key: "tag:Role" }]))).toEqual([
+      "hosts.h.targets[0].values: is required",
+    ]);
+    expect(problemsOf(withTargets([{ values: ["web"] }]))).toEqual([
+      "hosts.h.targets[0].key: is required",
+    ]);
+    expect(problemsOf(withTargets([{ ...target("tag:Role", "web"), value: "x" }]))).toEqual([
+      'hosts.h.targets[0].value: unknown key (did you mean "values"?)',
+    ]);
+    expect(problemsOf(withTargets([target("tag:Role")]))).toEqual([
+      "hosts.h.targets[0].values: must hold at least 1 item",
+    ]);
+    const values = Array.from({ length: 51 }, (_, i) => `v${i}`);
+    expect(problemsOf(withTargets([target("tag:Role", ...values.slice(0, 50))]))).toEqual([]);
+    expect(problemsOf(withTargets([target("tag:Role", ...values)]))).toEqual([
+      "hosts.h.targets[0].values: must hold at most 50 items",
+    ]);
+    expect(problemsOf(withTargets([target("tag:Role", "web", "")]))).toEqual([
+      'hosts.h.targets[0].values[1]: must be a non-empty string (at most 256 characters; got "")',
+    ]);
+    expect(problemsOf(withTargets([target("tag:Role", 3)]))).toEqual([
+      "hosts.h.targets[0].values[0]: must be a non-empty string (at most 256 characters; got 3)",
+    ]);
+    expect(problemsOf(withTargets([target("tag:Role", "v".repeat(256))]))).toEqual([]);
+    expect(problemsOf(withTargets([target("tag:Role", "v".repeat(257))]))[0]).toMatch(
+      /^hosts\.h\.targets\[0\]\.values\[0\]: must be a non-empty string \(at most 256 characters; /,
+    );
+    for (const bad of ["a\nb", "a\tb", "\u0000", "a\u007f", "a\u0085"]) {
+      expect(problemsOf(withTargets([target("tag:Role", "ok", bad)])), JSON.stringify(bad)).toEqual(
+        ["hosts.h.targets[0].values[1]: must not contain control characters"],
+      );
+    }
+    expect(problemsOf(withTargets([target("tag:Role", "web server", "été", "a=b")]))).toEqual([]);
   });
 
   it("refuses addresses and ssh hosts that could pass as options", () => {
@@ -351,6 +588,69 @@ describe("parseFleet", () => {
 
   it("needs a JSON object at the top", () => {
     expect(problemsOf([])).toEqual(["(top level): must be an object (got an array)"]);
+  });
+});
+
+describe("formatFleet and parseFleet", () => {
+  const SYSTEM = DB_SYSTEM as StorePath;
+  const roundTrip = (fleet: Fleet) => parseFleet(formatFleet(fleet), "f");
+
+  it("round-trips releases, ssm settings and ssm targets", () => {
+    const fleet = parseFleetValue(
+      {
+        cache: EXAMPLE.cache,
+        releases: { ...RELEASES, publicKeys: [RELEASE_KEY, KEY], offlineTimeout: 120 },
+        ssm: { documentName: "fleet-activate", region: "eu-west-1", commandTimeout: 3600 },
+        hosts: {
+          i1: { delivery: "ssm", instanceId: "i-0123abcd", system: SYSTEM },
+          web: { delivery: "ssm", tags: ["web"], targets: TARGETS, system: ".#web" },
+          a1: { delivery: "agent", address: "10.0.0.4", system: SYSTEM },
+        },
+      },
+      "f",
+    );
+    expect(fleet.hosts[1]).toMatchObject({ instanceId: undefined, targets: TARGETS });
+    expect(roundTrip(fleet)).toStrictEqual(fleet);
+    const text = formatFleet(fleet);
+    expect(JSON.parse(text).ssm).toEqual({
+      documentName: "fleet-activate",
+      region: "eu-west-1",
+      commandTimeout: 3600,
+    });
+    expect(JSON.parse(text).hosts.web).toEqual({
+      tags: ["web"],
+      delivery: "ssm",
+      targets: TARGETS,
+      system: ".#web",
+    });
+  });
+
+  it("leaves ssm out when it is the defaults, and writes what differs", () => {
+    const fleet = parseFleetValue(minimal({ address: "a" }), "f");
+    const doc = JSON.parse(formatFleet(fleet));
+    expect(Object.keys(doc)).toEqual(["ssh", "policy", "hosts"]);
+    expect(roundTrip(fleet)).toStrictEqual(fleet);
+    const regionOnly: Fleet = { ...fleet, ssm: { ...SSM_DEFAULTS, region: "us-east-2" } };
+    expect(JSON.parse(formatFleet(regionOnly)).ssm).toEqual({
+      ...SSM_DEFAULTS,
+      region: "us-east-2",
+    });
+    expect(roundTrip(regionOnly)).toStrictEqual(regionOnly);
+    const timeoutOnly: Fleet = { ...fleet, ssm: { ...fleet.ssm, commandTimeout: 60 } };
+    expect(JSON.parse(formatFleet(timeoutOnly)).ssm).toEqual({
+      documentName: "nixship-activate",
+      commandTimeout: 60,
+    });
+    expect(roundTrip(timeoutOnly)).toStrictEqual(timeoutOnly);
+  });
+
+  it("writes the default offline timeout out", () => {
+    const fleet = parseFleetValue({ ...minimal({ address: "a" }), releases: RELEASES }, "f");
+    expect(JSON.parse(formatFleet(fleet)).releases).toEqual({
+      ...RELEASES,
+      offlineTimeout: 600,
+    });
+    expect(roundTrip(fleet)).toStrictEqual(fleet);
   });
 });
 

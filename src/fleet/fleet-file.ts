@@ -10,6 +10,10 @@ import {
   DEFAULT_SSH_USER,
   type Fleet,
   type FleetHost,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  RELEASE_DEFAULTS,
+  type ReleaseSettings,
   type RolloutPolicy,
   requiresCache,
   SSH_USER_PATTERN,
@@ -23,13 +27,15 @@ import {
   type Problem,
   Problems,
   readArray,
+  readInteger,
   readObject,
   readString,
 } from "./json-check.js";
-import { formatJsonPath } from "./json-path.js";
+import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
 import { readHosts } from "./read-hosts.js";
 import { readPolicy } from "./read-policy.js";
+import { readSsmSettings } from "./read-ssm.js";
 
 const MAX_REPORTED = 20;
 
@@ -81,16 +87,33 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   if (doc === undefined) return undefined;
   if (doc.$schema !== undefined) readString(doc.$schema, ["$schema"], problems);
   const cache = doc.cache === undefined ? undefined : readCache(doc.cache, problems);
+  const releases = doc.releases === undefined ? undefined : readReleases(doc.releases, problems);
   const ssh = readSsh(doc.ssh === undefined ? {} : doc.ssh, problems);
+  const ssm = readSsmSettings(doc.ssm === undefined ? {} : doc.ssm, problems);
   const policy = readPolicy(doc.policy === undefined ? {} : doc.policy, problems);
   const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
-  if (ssh === undefined || policy === undefined || hosts === undefined) return undefined;
-  checkAcrossFields({ policy, hosts, hasCache: doc.cache !== undefined }, problems);
-  return { cache, ssh, policy, hosts };
+  if (ssh === undefined || ssm === undefined || policy === undefined || hosts === undefined) {
+    return undefined;
+  }
+  checkAcrossFields(
+    {
+      policy,
+      hosts,
+      hasCache: doc.cache !== undefined,
+      hasReleases: doc.releases !== undefined,
+    },
+    problems,
+  );
+  return { cache, releases, ssh, ssm, policy, hosts };
 }
 
 function checkAcrossFields(
-  fleet: { policy: RolloutPolicy; hosts: readonly FleetHost[]; hasCache: boolean },
+  fleet: {
+    policy: RolloutPolicy;
+    hosts: readonly FleetHost[];
+    hasCache: boolean;
+    hasReleases: boolean;
+  },
   problems: Problems,
 ): void {
   if (!fleet.hasCache) {
@@ -98,6 +121,14 @@ function checkAcrossFields(
       problems.add(
         ["hosts", host.name, "delivery"],
         `"${host.delivery}" hosts substitute their system from the binary cache, but the fleet has no "cache"`,
+      );
+    }
+  }
+  if (!fleet.hasReleases) {
+    for (const host of fleet.hosts.filter((h) => h.delivery === "agent")) {
+      problems.add(
+        ["hosts", host.name, "delivery"],
+        '"agent" hosts follow signed releases, but the fleet has no "releases"',
       );
     }
   }
@@ -121,17 +152,10 @@ function readCache(value: unknown, problems: Problems): CacheSettings | undefine
     const problem = inputProblem(() => parseStoreUrl(url, {}));
     if (problem !== undefined) problems.add([...path, "url"], problem);
   }
-  const keys =
+  const publicKeys =
     cache.publicKeys === undefined
       ? undefined
-      : readArray(cache.publicKeys, [...path, "publicKeys"], problems, 1);
-  const publicKeys = (keys ?? []).map((key, i) => {
-    const keyPath = [...path, "publicKeys", i];
-    const text = readString(key, keyPath, problems);
-    const problem = text === undefined ? undefined : inputProblem(() => parsePublicKey(text));
-    if (problem !== undefined) problems.add(keyPath, problem);
-    return text ?? "";
-  });
+      : readPublicKeys(cache.publicKeys, [...path, "publicKeys"], problems);
   let substituter: string | undefined;
   if (cache.substituter !== undefined) {
     substituter = readString(cache.substituter, [...path, "substituter"], problems);
@@ -142,8 +166,46 @@ function readCache(value: unknown, problems: Problems): CacheSettings | undefine
       );
     }
   }
-  if (url === undefined || keys === undefined) return undefined;
+  if (url === undefined || publicKeys === undefined) return undefined;
   return { url, publicKeys, substituter };
+}
+
+function readReleases(value: unknown, problems: Problems): ReleaseSettings | undefined {
+  const path = ["releases"];
+  const releases = readObject(value, path, problems, FLEET_KEYS.releases);
+  if (releases === undefined) return undefined;
+  const channel =
+    releases.channel === undefined
+      ? undefined
+      : readString(releases.channel, [...path, "channel"], problems, {
+          pattern: NAME_PATTERN,
+          maxLength: NAME_MAX_LENGTH,
+        });
+  const publicKeys =
+    releases.publicKeys === undefined
+      ? undefined
+      : readPublicKeys(releases.publicKeys, [...path, "publicKeys"], problems);
+  const offlineTimeout =
+    releases.offlineTimeout === undefined
+      ? RELEASE_DEFAULTS.offlineTimeout
+      : readInteger(releases.offlineTimeout, [...path, "offlineTimeout"], problems, { min: 1 });
+  if (channel === undefined || publicKeys === undefined || offlineTimeout === undefined) {
+    return undefined;
+  }
+  return { channel, publicKeys, offlineTimeout };
+}
+
+/** At least one `name:base64` public key; undefined when the list is not an array. */
+function readPublicKeys(value: unknown, path: JsonPath, problems: Problems): string[] | undefined {
+  const keys = readArray(value, path, problems, 1);
+  if (keys === undefined) return undefined;
+  return keys.map((key, i) => {
+    const keyPath = [...path, i];
+    const text = readString(key, keyPath, problems);
+    const problem = text === undefined ? undefined : inputProblem(() => parsePublicKey(text));
+    if (problem !== undefined) problems.add(keyPath, problem);
+    return text ?? "";
+  });
 }
 
 function isSubstituterUrl(text: string): boolean {

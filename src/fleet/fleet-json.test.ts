@@ -6,6 +6,7 @@ import { formatFleet, hostToJson, upsertHosts, upsertHostsText } from "./fleet-j
 
 const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
 const SYSTEM = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-db1" as StorePath;
+const TARGETS = [{ key: "tag:Role", values: ["web", "api"] }];
 
 const labHost = (name: string, address: string): FleetHost => ({
   name,
@@ -21,11 +22,14 @@ describe("formatFleet", () => {
     const fleet = parseFleetValue(
       {
         cache: { url: "file:///srv/cache", publicKeys: [KEY] },
+        releases: { channel: "production", publicKeys: [KEY] },
         ssh: { knownHosts: "known_hosts" },
+        ssm: { region: "eu-west-1" },
         policy: { canary: 2, health: { http: [{ url: "http://{address}/" }] } },
         hosts: {
           web1: { address: "10.0.0.2", sshHost: "lab-web1", system: ".#web" },
           i1: { delivery: "ssm", instanceId: "i-0123abcd", address: "10.0.0.3", system: SYSTEM },
+          w: { delivery: "ssm", targets: TARGETS, address: "10.0.0.5", system: SYSTEM },
           a1: { delivery: "agent", tags: ["x"], address: "10.0.0.4", system: SYSTEM },
         },
       },
@@ -33,7 +37,22 @@ describe("formatFleet", () => {
     );
     const text = formatFleet(fleet);
     expect(text.endsWith("}\n")).toBe(true);
-    expect(parseFleet(text, "f")).toEqual(fleet);
+    expect(parseFleet(text, "f")).toStrictEqual(fleet);
+    expect(Object.keys(JSON.parse(text))).toEqual([
+      "cache",
+      "releases",
+      "ssh",
+      "ssm",
+      "policy",
+      "hosts",
+    ]);
+  });
+
+  it("leaves out ssm settings that are the defaults", () => {
+    const fleet = parseFleetValue({ ssm: {}, hosts: { h: { address: "a", system: ".#h" } } }, "f");
+    const text = formatFleet(fleet);
+    expect(JSON.parse(text).ssm).toBeUndefined();
+    expect(parseFleet(text, "f")).toStrictEqual(fleet);
   });
 
   it("writes hosts with only the fields they have", () => {
@@ -43,9 +62,21 @@ describe("formatFleet", () => {
       address: undefined,
       delivery: "ssm",
       instanceId: "i-0123abcd",
+      targets: undefined,
       system: { kind: "store-path", path: SYSTEM },
     };
-    expect(hostToJson(host)).toEqual({ delivery: "ssm", instanceId: "i-0123abcd", system: SYSTEM });
+    expect(hostToJson(host)).toStrictEqual({
+      delivery: "ssm",
+      instanceId: "i-0123abcd",
+      system: SYSTEM,
+    });
+    const targeted: FleetHost = { ...host, instanceId: undefined, targets: TARGETS };
+    expect(hostToJson(targeted)).toStrictEqual({
+      delivery: "ssm",
+      targets: TARGETS,
+      system: SYSTEM,
+    });
+    expect((hostToJson(targeted).targets as unknown[])[0]).not.toBe(TARGETS[0]);
   });
 });
 

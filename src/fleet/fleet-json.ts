@@ -1,8 +1,8 @@
 // Fleet to JSON: write a whole fleet file, or add and replace hosts in an existing one
 // without touching anything else in it (the lab merges its hosts this way).
 import { InputError } from "../errors.js";
-import type { Fleet, FleetHost } from "./fleet.js";
-import { formatSystemSpec } from "./fleet.js";
+import type { Fleet, FleetHost, SsmSettings } from "./fleet.js";
+import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { isJsonObject } from "./json-check.js";
 import { parseJsonText } from "./json-text.js";
@@ -16,14 +16,22 @@ export function hostToJson(host: FleetHost): JsonObject {
     ...(host.address === undefined ? {} : { address: host.address }),
     ...(host.delivery === "ssh" && host.sshHost !== undefined ? { sshHost: host.sshHost } : {}),
     delivery: host.delivery,
-    ...(host.delivery === "ssm" ? { instanceId: host.instanceId } : {}),
+    ...(host.delivery === "ssm" && host.instanceId !== undefined
+      ? { instanceId: host.instanceId }
+      : {}),
+    ...(host.delivery === "ssm" && host.targets !== undefined
+      ? { targets: host.targets.map((t) => ({ key: t.key, values: [...t.values] })) }
+      : {}),
     system: formatSystemSpec(host.system),
   };
 }
 
-/** The whole fleet as a fleet-file document, defaults written out. */
+/**
+ * The whole fleet as a fleet-file document, defaults written out; `ssm` only when it differs
+ * from the defaults (most fleets have no ssm hosts).
+ */
 export function fleetToJson(fleet: Fleet): JsonObject {
-  const { cache, ssh, policy } = fleet;
+  const { cache, releases, ssh, ssm, policy } = fleet;
   return {
     ...(cache === undefined
       ? {}
@@ -34,11 +42,29 @@ export function fleetToJson(fleet: Fleet): JsonObject {
             ...(cache.substituter === undefined ? {} : { substituter: cache.substituter }),
           },
         }),
+    ...(releases === undefined
+      ? {}
+      : {
+          releases: {
+            channel: releases.channel,
+            publicKeys: [...releases.publicKeys],
+            offlineTimeout: releases.offlineTimeout,
+          },
+        }),
     ssh: {
       ...(ssh.configFile === undefined ? {} : { configFile: ssh.configFile }),
       ...(ssh.knownHosts === undefined ? {} : { knownHosts: ssh.knownHosts }),
       user: ssh.user,
     },
+    ...(isDefaultSsm(ssm)
+      ? {}
+      : {
+          ssm: {
+            documentName: ssm.documentName,
+            ...(ssm.region === undefined ? {} : { region: ssm.region }),
+            commandTimeout: ssm.commandTimeout,
+          },
+        }),
     policy: {
       parallel: policy.parallel,
       maxFailures: policy.maxFailures,
@@ -51,6 +77,14 @@ export function fleetToJson(fleet: Fleet): JsonObject {
     },
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
   };
+}
+
+function isDefaultSsm(ssm: SsmSettings): boolean {
+  return (
+    ssm.documentName === SSM_DEFAULTS.documentName &&
+    ssm.region === undefined &&
+    ssm.commandTimeout === SSM_DEFAULTS.commandTimeout
+  );
 }
 
 /** Fleet-file text: two-space indented JSON with a final newline. */

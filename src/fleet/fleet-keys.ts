@@ -4,9 +4,14 @@ import type { KeyShape } from "./json-check.js";
 
 /** Every key each object of the fleet file accepts. */
 export const FLEET_KEYS = {
-  fleet: { required: ["hosts"], optional: ["$schema", "cache", "ssh", "policy"] },
+  fleet: {
+    required: ["hosts"],
+    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy"],
+  },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
+  releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout"] },
   ssh: { required: [], optional: ["configFile", "knownHosts", "user"] },
+  ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   policy: {
     required: [],
     optional: ["parallel", "maxFailures", "canary", "confirmTimeout", "health"],
@@ -16,6 +21,7 @@ export const FLEET_KEYS = {
   commandCheck: { required: ["run"], optional: ["timeout"] },
   host: {
     required: ["system"],
-    optional: ["tags", "address", "sshHost", "delivery", "instanceId"],
+    optional: ["tags", "address", "sshHost", "delivery", "instanceId", "targets"],
   },
+  ssmTarget: { required: ["key", "values"], optional: [] },
 } as const satisfies Record<string, KeyShape>;

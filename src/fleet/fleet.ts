@@ -36,9 +36,19 @@ export interface SshHost extends HostCommon {
   readonly sshHost: string | undefined;
 }
 
+/** An SSM Run Command target (`tag:Role` = `web`, …): every instance it matches. */
+export interface SsmTarget {
+  /** `tag:NAME`, `tag-key`, `resource-groups:Name` or another SendCommand target key. */
+  readonly key: string;
+  readonly values: readonly string[];
+}
+
+/** Reached through AWS SSM Run Command: one instance by ID, or every instance of the targets. */
 export interface SsmHost extends HostCommon {
   readonly delivery: "ssm";
-  readonly instanceId: string;
+  readonly instanceId: string | undefined;
+  /** Set exactly when `instanceId` is not. */
+  readonly targets: readonly SsmTarget[] | undefined;
 }
 
 export interface AgentHost extends HostCommon {
@@ -54,6 +64,26 @@ export interface CacheSettings {
   readonly publicKeys: readonly string[];
   /** A URL the hosts substitute from; undefined: the deployer copies closures over SSH. */
   readonly substituter: string | undefined;
+}
+
+/** Signed releases, which agent hosts follow. */
+export interface ReleaseSettings {
+  /** The channel the fleet's agents follow (`channels/<channel>.json` in the cache's store). */
+  readonly channel: string;
+  /** `name:base64` release keys the agents trust. */
+  readonly publicKeys: readonly string[];
+  /** Seconds the deployer waits for an agent to report before counting it offline. */
+  readonly offlineTimeout: number;
+}
+
+/** AWS SSM Run Command, for ssm hosts. */
+export interface SsmSettings {
+  /** The Command document (from `nixship ssm document`) that runs activate.sh. */
+  readonly documentName: string;
+  /** Undefined: the AWS SDK's default chain decides. */
+  readonly region: string | undefined;
+  /** Seconds one host's activation may run before SSM stops it. */
+  readonly commandTimeout: number;
 }
 
 export interface SshSettings {
@@ -96,7 +126,10 @@ export interface RolloutPolicy {
 
 export interface Fleet {
   readonly cache: CacheSettings | undefined;
+  /** Needed by agent hosts. */
+  readonly releases: ReleaseSettings | undefined;
   readonly ssh: SshSettings;
+  readonly ssm: SsmSettings;
   readonly policy: RolloutPolicy;
   /** In the order of the fleet file. */
   readonly hosts: readonly FleetHost[];
@@ -117,6 +150,16 @@ export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const sa
 export const COMMAND_CHECK_DEFAULTS = { timeout: 10 } as const satisfies Omit<CommandCheck, "run">;
 
 export const DEFAULT_SSH_USER = "root";
+
+export const RELEASE_DEFAULTS = { offlineTimeout: 600 } as const satisfies Pick<
+  ReleaseSettings,
+  "offlineTimeout"
+>;
+
+export const SSM_DEFAULTS = {
+  documentName: "nixship-activate",
+  commandTimeout: 900,
+} as const satisfies Omit<SsmSettings, "region">;
 
 /** What `ssh` connects to for this host. */
 export function sshDestination(host: SshHost): string {

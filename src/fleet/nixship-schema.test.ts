@@ -12,9 +12,18 @@ import {
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   POLICY_DEFAULTS,
+  RELEASE_DEFAULTS,
+  SSM_DEFAULTS,
 } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
+import {
+  AWS_REGION_PATTERN,
+  SSM_COMMAND_TIMEOUT_RANGE,
+  SSM_DOCUMENT_NAME_PATTERN,
+  SSM_TARGET_KEY_PATTERN,
+  SSM_TARGET_LIMITS,
+} from "./read-ssm.js";
 
 type Schema = boolean | { readonly [keyword: string]: unknown };
 type SchemaObject = { readonly [keyword: string]: unknown };
@@ -112,6 +121,8 @@ function keywordOk(s: SchemaObject, keyword: string, arg: unknown, value: unknow
       return arr === undefined || arr.every((item) => valid(arg as Schema, item));
     case "minItems":
       return arr === undefined || arr.length >= (arg as number);
+    case "maxItems":
+      return arr === undefined || arr.length <= (arg as number);
     case "uniqueItems":
       return (
         arr === undefined || !arg || new Set(arr.map((x) => JSON.stringify(x))).size === arr.length
@@ -122,6 +133,8 @@ function keywordOk(s: SchemaObject, keyword: string, arg: unknown, value: unknow
       return (arg as Schema[]).every((sub) => valid(sub, value));
     case "anyOf":
       return (arg as Schema[]).some((sub) => valid(sub, value));
+    case "oneOf":
+      return (arg as Schema[]).filter((sub) => valid(sub, value)).length === 1;
     case "not":
       return !valid(arg as Schema, value);
     case "if": {
@@ -145,11 +158,17 @@ function parserAccepts(doc: unknown): boolean {
 const defs = schema.$defs as Record<string, SchemaObject>;
 const properties = (s: SchemaObject) => s.properties as Record<string, SchemaObject>;
 
+const hostSchema = resolveRef(
+  (properties(schema).hosts as SchemaObject).additionalProperties as SchemaObject,
+);
+
 /** Where each object of the fleet file sits in the schema. */
 const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   fleet: schema,
   cache: resolveRef(properties(schema).cache as SchemaObject),
+  releases: resolveRef(properties(schema).releases as SchemaObject),
   ssh: resolveRef(properties(schema).ssh as SchemaObject),
+  ssm: resolveRef(properties(schema).ssm as SchemaObject),
   policy: resolveRef(properties(schema).policy as SchemaObject),
   health: resolveRef(properties(defs.policy as SchemaObject).health as SchemaObject),
   httpCheck: resolveRef(
@@ -158,7 +177,8 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   commandCheck: resolveRef(
     (properties(defs.health as SchemaObject).commands as SchemaObject).items as SchemaObject,
   ),
-  host: resolveRef((properties(schema).hosts as SchemaObject).additionalProperties as SchemaObject),
+  host: hostSchema,
+  ssmTarget: resolveRef((properties(hostSchema).targets as SchemaObject).items as SchemaObject),
 };
 
 describe("nixship.schema.json", () => {
@@ -193,6 +213,13 @@ describe("nixship.schema.json", () => {
     );
     expect(properties(LOCATIONS.ssh).user?.default).toBe(DEFAULT_SSH_USER);
     expect(properties(LOCATIONS.host).delivery?.default).toBe("ssh");
+    expect(properties(LOCATIONS.releases).offlineTimeout?.default).toBe(
+      RELEASE_DEFAULTS.offlineTimeout,
+    );
+    const ssm = properties(LOCATIONS.ssm);
+    expect(ssm.documentName?.default).toBe(SSM_DEFAULTS.documentName);
+    expect(ssm.commandTimeout?.default).toBe(SSM_DEFAULTS.commandTimeout);
+    expect(ssm.region?.default).toBeUndefined();
   });
 
   it("has the parser's patterns and enums", () => {
@@ -201,11 +228,28 @@ describe("nixship.schema.json", () => {
     const host = properties(LOCATIONS.host);
     expect(host.instanceId?.pattern).toBe(INSTANCE_ID_PATTERN.source);
     expect(host.delivery?.enum).toEqual([...DELIVERY_MODES]);
+    expect(host.targets?.maxItems).toBe(SSM_TARGET_LIMITS.maxTargets);
+    expect(resolveRef(properties(LOCATIONS.releases).channel as SchemaObject)).toBe(defs.name);
+    const ssm = properties(LOCATIONS.ssm);
+    expect(ssm.documentName?.pattern).toBe(SSM_DOCUMENT_NAME_PATTERN.source);
+    expect(ssm.region?.pattern).toBe(AWS_REGION_PATTERN.source);
+    expect(ssm.commandTimeout?.minimum).toBe(SSM_COMMAND_TIMEOUT_RANGE.min);
+    expect(ssm.commandTimeout?.maximum).toBe(SSM_COMMAND_TIMEOUT_RANGE.max);
+    const target = properties(LOCATIONS.ssmTarget);
+    expect(target.key?.pattern).toBe(SSM_TARGET_KEY_PATTERN.source);
+    expect(target.values?.maxItems).toBe(SSM_TARGET_LIMITS.maxValues);
+    expect((target.values?.items as SchemaObject | undefined)?.maxLength).toBe(
+      SSM_TARGET_LIMITS.maxValueLength,
+    );
   });
 
   const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
   const PATH = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-db1";
   const cache = { url: "s3://my-cache/nix?region=eu-west-1", publicKeys: [KEY] };
+  const releases = { channel: "production", publicKeys: [KEY] };
+  const targets = (...values: string[]) => [{ key: "tag:Role", values }];
+  const ssmHost = (hostExtra: object, extra: object = {}) =>
+    fleet({ cache, ...extra }, { delivery: "ssm", ...hostExtra });
   const host = (extra: object = {}) => ({ address: "10.0.0.2", system: ".#web", ...extra });
   const fleet = (extra: object = {}, hostExtra: object = {}) => ({
     hosts: { web1: host(hostExtra) },
@@ -221,7 +265,9 @@ describe("nixship.schema.json", () => {
       {
         $schema: "./nixship.schema.json",
         cache: { ...cache, substituter: "http://10.231.1.1:8080" },
+        releases: { ...releases, offlineTimeout: 300 },
         ssh: { configFile: "ssh_config", knownHosts: "known_hosts", user: "deploy" },
+        ssm: { documentName: "nixship-activate", region: "eu-west-1", commandTimeout: 1800 },
         policy: {
           parallel: 3,
           maxFailures: 1,
@@ -238,6 +284,15 @@ describe("nixship.schema.json", () => {
             delivery: "ssm",
             instanceId: "i-0123456789abcdef0",
             address: "10.0.0.9",
+            system: PATH,
+          },
+          w: {
+            delivery: "ssm",
+            targets: [
+              { key: "tag:Role", values: ["web", "api"] },
+              { key: "resource-groups:Name", values: ["prod"] },
+            ],
+            address: "10.0.0.11",
             system: PATH,
           },
           a1: { delivery: "agent", address: "10.0.0.10", system: ".#a1" },
@@ -262,7 +317,47 @@ describe("nixship.schema.json", () => {
     ["an ssh host with neither address nor sshHost", { hosts: { web1: { system: ".#w" } } }, false],
     ["an ssh host with just sshHost", { hosts: { web1: { sshHost: "lab", system: ".#w" } } }, true],
     ["an ssh host with instanceId", fleet({}, { instanceId: "i-0123abcd" }), false],
-    ["an ssm host without instanceId", fleet({ cache }, { delivery: "ssm" }), false],
+    ["an ssm host with neither instanceId nor targets", ssmHost({}), false],
+    [
+      "an ssm host with both instanceId and targets",
+      ssmHost({ instanceId: "i-0123abcd", targets: targets("web") }),
+      false,
+    ],
+    ["an ssm host with targets", ssmHost({ targets: targets("web") }), true],
+    ["an ssm host with empty targets", ssmHost({ targets: [] }), false],
+    [
+      "an ssm host with 6 targets",
+      ssmHost({ targets: [1, 2, 3, 4, 5, 6].map((i) => ({ key: "tag:N", values: [`${i}`] })) }),
+      false,
+    ],
+    ["a target with no values", ssmHost({ targets: targets() }), false],
+    [
+      "a target with 51 values",
+      ssmHost({ targets: targets(...Array.from({ length: 51 }, (_, i) => `v${i}`)) }),
+      false,
+    ],
+    ["a target value of 257 characters", ssmHost({ targets: targets("v".repeat(257)) }), false],
+    ["a target value of 256 characters", ssmHost({ targets: targets("v".repeat(256)) }), true],
+    ["an empty target value", ssmHost({ targets: targets("") }), false],
+    ["a target value with a newline", ssmHost({ targets: targets("a\nb") }), false],
+    ["a target value with DEL", ssmHost({ targets: targets("a\u007fb") }), false],
+    ["a target value with a C1 control", ssmHost({ targets: targets("a\u0085b") }), false],
+    ["a target value with non-ASCII letters", ssmHost({ targets: targets("été") }), true],
+    ["a target value with a space", ssmHost({ targets: targets("web server") }), true],
+    ["a bad target key", ssmHost({ targets: [{ key: "Role", values: ["web"] }] }), false],
+    ["a tag key with a space", ssmHost({ targets: [{ key: "tag:a b", values: ["x"] }] }), false],
+    ["a tag-key target", ssmHost({ targets: [{ key: "tag-key", values: ["Role"] }] }), true],
+    [
+      "an unknown target key",
+      ssmHost({ targets: [{ key: "tag:Role", values: ["web"], value: "x" }] }),
+      false,
+    ],
+    ["an ssh host with targets", fleet({}, { targets: targets("web") }), false],
+    [
+      "an agent host with targets",
+      fleet({ cache, releases }, { delivery: "agent", targets: targets("web") }),
+      false,
+    ],
     [
       "an ssm host with a bad instanceId",
       fleet({ cache }, { delivery: "ssm", instanceId: "i-XYZ12345" }),
@@ -278,8 +373,27 @@ describe("nixship.schema.json", () => {
       fleet({}, { delivery: "ssm", instanceId: "i-0123abcd" }),
       false,
     ],
-    ["an agent host without a cache", fleet({}, { delivery: "agent" }), false],
-    ["an agent host", fleet({ cache }, { delivery: "agent" }), true],
+    ["an agent host without a cache", fleet({ releases }, { delivery: "agent" }), false],
+    ["an agent host without releases", fleet({ cache }, { delivery: "agent" }), false],
+    ["an agent host", fleet({ cache, releases }, { delivery: "agent" }), true],
+    ["releases without agent hosts", fleet({ releases }), true],
+    ["releases without a channel", fleet({ releases: { publicKeys: [KEY] } }), false],
+    ["releases with a bad channel", fleet({ releases: { ...releases, channel: "Prod" } }), false],
+    ["releases without keys", fleet({ releases: { channel: "prod" } }), false],
+    ["releases with no keys", fleet({ releases: { ...releases, publicKeys: [] } }), false],
+    ["releases with a bad key", fleet({ releases: { ...releases, publicKeys: ["k"] } }), false],
+    ["an offlineTimeout of 0", fleet({ releases: { ...releases, offlineTimeout: 0 } }), false],
+    ["an unknown releases key", fleet({ releases: { ...releases, chanel: "x" } }), false],
+    ["an empty ssm section", fleet({ ssm: {} }), true],
+    ["a short document name", fleet({ ssm: { documentName: "ab" } }), false],
+    ["a document name with a slash", fleet({ ssm: { documentName: "a/b/c" } }), false],
+    ["a GovCloud region", fleet({ ssm: { region: "us-gov-west-1" } }), true],
+    ["a region without a number", fleet({ ssm: { region: "eu-west" } }), false],
+    ["an upper-case region", fleet({ ssm: { region: "EU-WEST-1" } }), false],
+    ["a commandTimeout of 29", fleet({ ssm: { commandTimeout: 29 } }), false],
+    ["a commandTimeout of 172800", fleet({ ssm: { commandTimeout: 172800 } }), true],
+    ["a commandTimeout of 172801", fleet({ ssm: { commandTimeout: 172801 } }), false],
+    ["an unknown ssm key", fleet({ ssm: { document: "x" } }), false],
     ["an unknown delivery", fleet({}, { delivery: "scp" }), false],
     ["no system", { hosts: { web1: { address: "a" } } }, false],
     ["a store path system", fleet({}, { system: PATH }), true],

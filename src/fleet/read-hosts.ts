@@ -24,6 +24,7 @@ import {
   readString,
 } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
+import { readSsmTargets } from "./read-ssm.js";
 
 const NAME_RULE = { pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH };
 
@@ -63,6 +64,8 @@ function readHost(
   const address = text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
   const sshHost = text("sshHost", { pattern: SSH_HOST_PATTERN, maxLength: 253 });
   const instanceId = text("instanceId", { pattern: INSTANCE_ID_PATTERN, maxLength: 19 });
+  const targets =
+    host.targets === undefined ? undefined : readSsmTargets(host.targets, at("targets"), problems);
   const system =
     host.system === undefined ? undefined : readSystem(host.system, at("system"), problems);
   const delivery = readDelivery(host.delivery, at("delivery"), problems);
@@ -73,12 +76,20 @@ function readHost(
       problems.add(at(key), `is only allowed when delivery is "${mode}"`);
   };
   if (delivery !== "ssh") onlyFor("sshHost", "ssh");
-  if (delivery !== "ssm") onlyFor("instanceId", "ssm");
+  if (delivery !== "ssm") {
+    onlyFor("instanceId", "ssm");
+    onlyFor("targets", "ssm");
+  }
   if (delivery === "ssh" && host.address === undefined && host.sshHost === undefined) {
     problems.add(path, 'an ssh host needs "address" or "sshHost"');
   }
-  if (delivery === "ssm" && host.instanceId === undefined) {
-    problems.add(at("instanceId"), 'is required when delivery is "ssm"');
+  const hasInstanceId = host.instanceId !== undefined;
+  const hasTargets = host.targets !== undefined;
+  if (delivery === "ssm" && !hasInstanceId && !hasTargets) {
+    problems.add(path, 'an ssm host needs "instanceId" or "targets"');
+  }
+  if (delivery === "ssm" && hasInstanceId && hasTargets) {
+    problems.add(path, 'an ssm host takes "instanceId" or "targets", not both');
   }
   if (tags === undefined || system === undefined) return undefined;
   const common = { name, tags, address, system };
@@ -86,7 +97,9 @@ function readHost(
     case "ssh":
       return { ...common, delivery, sshHost };
     case "ssm":
-      return instanceId === undefined ? undefined : { ...common, delivery, instanceId };
+      // Exactly one of the two, or a problem was recorded above.
+      if ((instanceId === undefined) === (targets === undefined)) return undefined;
+      return { ...common, delivery, instanceId, targets };
     case "agent":
       return { ...common, delivery };
   }

@@ -13,9 +13,11 @@ import { withLock } from "./fs-lock.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
 import { pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
+  GetOptions,
   GetResult,
   ListOptions,
   ListPage,
+  NotModified,
   ObjectInfo,
   ObjectStore,
   PutCondition,
@@ -49,7 +51,9 @@ export class FsStore implements ObjectStore {
     this.#fsync = options.fsync ?? true;
   }
 
-  async get(key: string): Promise<GetResult | undefined> {
+  get(key: string): Promise<GetResult | undefined>;
+  get(key: string, options?: GetOptions): Promise<GetResult | NotModified | undefined>;
+  async get(key: string, options: GetOptions = {}): Promise<GetResult | NotModified | undefined> {
     const path = this.#path(key);
     let handle: FileHandle;
     try {
@@ -67,7 +71,12 @@ export class FsStore implements ObjectStore {
       await handle.close();
       return undefined;
     }
-    return { info: toInfo(key, st), body: handle.createReadStream() };
+    const info = toInfo(key, st);
+    if (options.ifNoneMatch !== undefined && options.ifNoneMatch === info.etag) {
+      await handle.close();
+      return { status: "not-modified" };
+    }
+    return { status: "found", info, body: handle.createReadStream() };
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

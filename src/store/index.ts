@@ -3,9 +3,11 @@ export { FsStore, type FsStoreOptions } from "./fs-store.js";
 export { listAll, readAll } from "./helpers.js";
 export { compareKeys, validateKey, validatePrefix } from "./keys.js";
 export type {
+  GetOptions,
   GetResult,
   ListOptions,
   ListPage,
+  NotModified,
   ObjectInfo,
   ObjectStore,
   PutCondition,

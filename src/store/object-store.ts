@@ -11,9 +11,23 @@ export interface ObjectInfo {
 }
 
 export interface GetResult {
+  readonly status: "found";
   readonly info: ObjectInfo;
   /** The content as a stream; the caller must consume or destroy it. */
   readonly body: Readable;
+}
+
+export interface GetOptions {
+  /**
+   * An etag this store returned earlier (from get, head, put or list): when the object still
+   * has it, get answers not-modified instead of sending the body again.
+   */
+  readonly ifNoneMatch?: string;
+}
+
+/** The object still has the etag the caller named in `ifNoneMatch`; no body was sent. */
+export interface NotModified {
+  readonly status: "not-modified";
 }
 
 /** Conditional put: write only if the key is absent, or only if its current etag matches. */
@@ -48,7 +62,13 @@ export interface ListPage {
 export interface ObjectStore {
   /** The URL the store was opened from, without credentials. */
   readonly url: string;
+  /** The object, or undefined when absent. */
   get(key: string): Promise<GetResult | undefined>;
+  /**
+   * A conditional get: also answers not-modified when `ifNoneMatch` is the object's etag. The
+   * wider result type makes callers that ask the question handle that answer.
+   */
+  get(key: string, options?: GetOptions): Promise<GetResult | NotModified | undefined>;
   head(key: string): Promise<ObjectInfo | undefined>;
   put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
   /**

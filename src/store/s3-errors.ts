@@ -35,6 +35,11 @@ export function isNotFound(err: unknown): boolean {
   );
 }
 
+/** A conditional GET whose If-None-Match held: S3 answers 304 with no body (so no error code). */
+export function isNotModified(err: unknown): boolean {
+  return httpStatus(err) === 304 || errorName(err) === "NotModified";
+}
+
 export function isPreconditionFailed(err: unknown, condition?: PutCondition): boolean {
   const status = httpStatus(err);
   if (status === 412 || errorName(err) === "PreconditionFailed") return true;

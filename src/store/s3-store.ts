@@ -19,16 +19,18 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { OperationError } from "../errors.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
+  GetOptions,
   GetResult,
   ListOptions,
   ListPage,
+  NotModified,
   ObjectInfo,
   ObjectStore,
   PutCondition,
   PutOptions,
   PutResult,
 } from "./object-store.js";
-import { isNotFound, isPreconditionFailed, s3Fault } from "./s3-errors.js";
+import { isNotFound, isNotModified, isPreconditionFailed, s3Fault } from "./s3-errors.js";
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -73,12 +75,22 @@ export class S3Store implements ObjectStore {
     });
   }
 
-  async get(key: string): Promise<GetResult | undefined> {
+  get(key: string): Promise<GetResult | undefined>;
+  get(key: string, options?: GetOptions): Promise<GetResult | NotModified | undefined>;
+  async get(key: string, options: GetOptions = {}): Promise<GetResult | NotModified | undefined> {
+    const { ifNoneMatch } = options;
     try {
-      const out = await this.#client.send(new GetObjectCommand(this.#target(key)));
+      const out = await this.#client.send(
+        new GetObjectCommand({
+          ...this.#target(key),
+          ...(ifNoneMatch !== undefined ? { IfNoneMatch: ifNoneMatch } : {}),
+        }),
+      );
       const body = out.Body instanceof Readable ? out.Body : Readable.from([]);
-      return { info: toInfo(key, out.ContentLength, out.ETag, out.LastModified), body };
+      const info = toInfo(key, out.ContentLength, out.ETag, out.LastModified);
+      return { status: "found", info, body };
     } catch (err) {
+      if (ifNoneMatch !== undefined && isNotModified(err)) return { status: "not-modified" };
       if (isNotFound(err)) return undefined;
       throw this.#fault("get", key, err);
     }

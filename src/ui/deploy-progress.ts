@@ -89,6 +89,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
         event.notStarted.length > 0 ? `; not started: ${event.notStarted.join(", ")}` : "";
       return `stopped: ${oneLine(event.reason)}${rest}`;
     }
+    case "released":
+      return `published release ${event.seq} of channel ${event.channel}; the agents take it from here`;
     case "plan":
     case "summary":
     case "host-phase":

@@ -1,0 +1,341 @@
+// The pull agent's logic: poll the channel with conditional GETs, verify the release, find this
+// host's entry, activate it once, and report. A release that failed here is not retried until a
+// newer one appears; a release that is not signed by a trusted key, does not parse, or is older
+// than one already applied is refused and reported. After a crash mid-activation the state
+// file still says "applying", and the release is applied again (activate.sh is idempotent and
+// takes over the lock of a killed run).
+import { InputError } from "../errors.js";
+import { expandHealthUrl } from "../fleet/health-url.js";
+import { type Release, type SignedRelease, verifyRelease } from "../fleet/release.js";
+import { readChannel } from "../fleet/release-store.js";
+import type { StatusRecord, StatusState } from "../fleet/status.js";
+import { writeStatus } from "../fleet/status-store.js";
+import type { PublicKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+import type { Activator, HostSystem } from "./activator.js";
+import { type AgentState, isPaused, loadState, saveState } from "./state.js";
+
+export interface AgentOptions {
+  readonly store: ObjectStore;
+  readonly channel: string;
+  /** This host's name in releases. */
+  readonly host: string;
+  readonly releaseKeys: readonly PublicKey[];
+  /** Where the host's Nix substitutes from (the agent's loopback cache proxy). */
+  readonly substituters: readonly string[];
+  /** Keys the host's Nix requires on what it substitutes. */
+  readonly cacheKeys: readonly string[];
+  readonly stateDir: string;
+  readonly activator: Activator;
+  /** Seconds between polls, and the ± fraction of it drawn at random each time. */
+  readonly pollInterval: number;
+  readonly jitter: number;
+  readonly emit?: (event: AgentEvent) => void;
+  readonly random?: () => number;
+  readonly now?: () => Date;
+}
+
+export type PollOutcome =
+  | "paused"
+  | "no-release"
+  | "unchanged"
+  | "rejected"
+  | "no-entry"
+  | "applied"
+  | "failed"
+  | "busy";
+
+export type AgentEvent =
+  | { readonly type: "started"; readonly host: string; readonly channel: string }
+  | { readonly type: "recovering"; readonly seq: number; readonly path: string }
+  | { readonly type: "paused" }
+  | { readonly type: "release"; readonly seq: number; readonly kind: Release["kind"] }
+  | { readonly type: "rejected"; readonly message: string }
+  | { readonly type: "no-entry"; readonly seq: number }
+  | { readonly type: "applying"; readonly seq: number; readonly path: string }
+  | { readonly type: "log"; readonly line: string }
+  | { readonly type: "applied"; readonly seq: number; readonly generation: number | null }
+  | {
+      readonly type: "failed";
+      readonly seq: number;
+      readonly message: string;
+      readonly rolledBack: boolean;
+    }
+  | { readonly type: "busy"; readonly message: string }
+  | { readonly type: "store-error"; readonly message: string; readonly retryIn: number };
+
+/** Longest wait between polls after repeated store errors. */
+const MAX_BACKOFF_SECONDS = 600;
+
+export class Agent {
+  readonly #o: AgentOptions;
+  readonly #emit: (event: AgentEvent) => void;
+  #state: AgentState | undefined;
+  /** A release whose activation was interrupted: applied again in full, never skipped. */
+  #recovering: number | undefined;
+
+  constructor(options: AgentOptions) {
+    this.#o = options;
+    this.#emit = options.emit ?? (() => {});
+  }
+
+  /** Loads the state file; an interrupted activation is applied again on the next poll. */
+  async start(): Promise<void> {
+    let state = await loadState(this.#o.stateDir);
+    if (state.applying !== null) {
+      this.#emit({ type: "recovering", seq: state.applying.seq, path: state.applying.path });
+      this.#recovering = state.applying.seq;
+      // Read the channel afresh: it still holds that release (applied again now) or a newer one.
+      state = { ...state, etag: null, applying: null };
+      await saveState(this.#o.stateDir, state);
+    }
+    this.#state = state;
+    this.#emit({ type: "started", host: this.#o.host, channel: this.#o.channel });
+  }
+
+  get state(): AgentState {
+    if (this.#state === undefined) throw new Error("Agent.start() first");
+    return this.#state;
+  }
+
+  /** One poll: at most one conditional GET, and at most one activation. */
+  async pollOnce(): Promise<PollOutcome> {
+    const o = this.#o;
+    if (this.#state === undefined) await this.start();
+    if (await isPaused(o.stateDir)) {
+      this.#emit({ type: "paused" });
+      return "paused";
+    }
+    const state = this.state;
+    const read = await readChannel(o.store, o.channel, {
+      ...(state.etag !== null ? { ifNoneMatch: state.etag } : {}),
+    });
+    if (read.status === "absent") return "no-release";
+    if (read.status === "not-modified") return "unchanged";
+
+    let signed: SignedRelease;
+    try {
+      signed = verifyRelease(read.bytes, o.releaseKeys, `channels/${o.channel}.json`);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return this.#reject(read.etag, err.message, claimedSeq(read.bytes));
+    }
+    const { release, digest } = signed;
+    if (release.channel !== o.channel) {
+      return this.#reject(
+        read.etag,
+        `release ${release.seq} is for channel "${release.channel}", not "${o.channel}"`,
+        undefined,
+      );
+    }
+    if (state.lastSeq !== null) {
+      if (release.seq === state.lastSeq && digest === state.lastDigest) {
+        await this.#save({ ...state, etag: read.etag });
+        return "unchanged";
+      }
+      if (release.seq <= state.lastSeq) {
+        const why =
+          release.seq === state.lastSeq
+            ? `release ${release.seq} differs from the release ${release.seq} already applied`
+            : `release ${release.seq} is older than release ${state.lastSeq} already applied here (a replay?)`;
+        return this.#reject(read.etag, why, release.seq);
+      }
+    }
+    this.#emit({ type: "release", seq: release.seq, kind: release.kind });
+    const entry = release.hosts[o.host];
+    if (entry === undefined) {
+      this.#emit({ type: "no-entry", seq: release.seq });
+      await this.#save({
+        ...state,
+        etag: read.etag,
+        lastSeq: release.seq,
+        lastDigest: digest,
+        lastResult: "no-entry",
+      });
+      return "no-entry";
+    }
+    return this.#apply(read.etag, signed, entry.path);
+  }
+
+  /** Polls until `signal` aborts, every interval ± jitter, backing off on store errors. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      let wait: number;
+      try {
+        const outcome = await this.pollOnce();
+        failures = 0;
+        wait = this.#interval();
+        // A busy host (another activation holds the lock) is asked again soon.
+        if (outcome === "busy") wait = Math.min(wait, 5);
+      } catch (err) {
+        if (err instanceof InputError && err.code === "bad-agent-state") throw err;
+        failures++;
+        wait = Math.min(MAX_BACKOFF_SECONDS, this.#o.pollInterval * 2 ** Math.min(failures, 10));
+        const message = err instanceof Error ? err.message : String(err);
+        this.#emit({ type: "store-error", message, retryIn: wait });
+      }
+      await sleep(wait * 1000, signal);
+    }
+  }
+
+  async #apply(etag: string, signed: SignedRelease, path: string): Promise<PollOutcome> {
+    const o = this.#o;
+    const { release, digest } = signed;
+    const startedAt = this.#now();
+    await this.#save({
+      ...this.state,
+      applying: { seq: release.seq, digest, path, startedAt },
+    });
+    this.#emit({ type: "applying", seq: release.seq, path });
+    const record = (
+      state: StatusState,
+      system: HostSystem | undefined,
+      phase: string | null,
+      error: string | null,
+    ) => this.#record(release, path, { state, phase, error }, system, startedAt);
+    await writeStatus(o.store, record("applying", undefined, "activate", null));
+
+    // A host already running the entry (an earlier wave's release, or a rollback release that
+    // names the system it went back to) has nothing to do.
+    const before = await o.activator.inspect().catch(() => undefined);
+    const keepsProfile = release.action === "test" || release.action === "dry-activate";
+    const already =
+      this.#recovering !== release.seq &&
+      before?.current === path &&
+      (keepsProfile || before.profile === path);
+    this.#recovering = undefined;
+    const fill = { name: o.host, address: "127.0.0.1" };
+    const applied = already
+      ? ({ status: "activated", generation: before?.generation ?? null } as const)
+      : await o.activator.apply(
+          {
+            path,
+            action: release.action,
+            substituters: o.substituters,
+            trustedKeys: o.cacheKeys,
+            commandChecks: release.health.commands,
+            httpChecks: release.health.http.map((c) => ({
+              url: expandHealthUrl(c.url, fill),
+              expectStatus: c.expectStatus,
+              timeout: c.timeout,
+            })),
+            confirmTimeout: release.confirmTimeout,
+          },
+          (line) => this.#emit({ type: "log", line }),
+        );
+    if (applied.status === "busy") {
+      this.#emit({ type: "busy", message: applied.message });
+      await this.#save({ ...this.state, etag: null, applying: null });
+      return "busy";
+    }
+    const system = await o.activator.inspect().catch(() => undefined);
+    const ok = applied.status === "activated";
+    await this.#save({
+      ...this.state,
+      etag,
+      lastSeq: release.seq,
+      lastDigest: digest,
+      lastResult: ok ? "success" : "failed",
+      applying: null,
+    });
+    if (ok) {
+      this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
+      await writeStatus(o.store, record("success", system, null, null));
+      return "applied";
+    }
+    const why = `${applied.message}${applied.rolledBack ? " (rolled back to the previous system)" : ""}`;
+    this.#emit({
+      type: "failed",
+      seq: release.seq,
+      message: applied.message,
+      rolledBack: applied.rolledBack,
+    });
+    await writeStatus(o.store, record("failed", system, applied.phase, why));
+    return "failed";
+  }
+
+  /** Refuses what the channel holds, once per channel version, and says why in the status. */
+  async #reject(etag: string, message: string, seq: number | undefined): Promise<PollOutcome> {
+    const o = this.#o;
+    this.#emit({ type: "rejected", message });
+    await this.#save({ ...this.state, etag });
+    const system = await o.activator.inspect().catch(() => undefined);
+    const now = this.#now();
+    await writeStatus(o.store, {
+      version: 1,
+      host: o.host,
+      mode: "agent",
+      channel: seq === undefined ? null : o.channel,
+      seq: seq ?? null,
+      desired: null,
+      current: system?.current ?? null,
+      generation: system?.generation ?? null,
+      state: "rejected",
+      phase: "verify",
+      error: `release refused: ${message}`,
+      startedAt: now,
+      updatedAt: now,
+    });
+    return "rejected";
+  }
+
+  #record(
+    release: Release,
+    path: string,
+    what: Pick<StatusRecord, "state" | "phase" | "error">,
+    system: HostSystem | undefined,
+    startedAt: string,
+  ): StatusRecord {
+    return {
+      version: 1,
+      host: this.#o.host,
+      mode: "agent",
+      channel: release.channel,
+      seq: release.seq,
+      desired: path,
+      current: system?.current ?? null,
+      generation: system?.generation ?? null,
+      ...what,
+      startedAt,
+      updatedAt: this.#now(),
+    };
+  }
+
+  async #save(state: AgentState): Promise<void> {
+    await saveState(this.#o.stateDir, state);
+    this.#state = state;
+  }
+
+  #interval(): number {
+    const r = (this.#o.random ?? Math.random)();
+    return Math.max(0.05, this.#o.pollInterval * (1 + this.#o.jitter * (2 * r - 1)));
+  }
+
+  #now(): string {
+    return (this.#o.now?.() ?? new Date()).toISOString();
+  }
+}
+
+/** The sequence number a refused manifest claims, if it has one; used only to file the report. */
+function claimedSeq(bytes: Uint8Array): number | undefined {
+  try {
+    const seq = (JSON.parse(Buffer.from(bytes).toString("utf8")) as { seq?: unknown }).seq;
+    return Number.isSafeInteger(seq) && (seq as number) > 0 ? (seq as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

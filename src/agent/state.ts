@@ -1,0 +1,99 @@
+// The agent's memory between polls and across restarts: a small JSON file, replaced atomically
+// (write a temp file, fsync, rename, fsync the directory), so a crash leaves the old or the new
+// state, never half of one. Pausing is a separate flag file, so `nixship agent pause` never
+// races the running agent's writes.
+import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InputError } from "../errors.js";
+
+export interface AgentState {
+  readonly version: 1;
+  /** The channel object's ETag when last read: the next poll is a conditional GET on it. */
+  readonly etag: string | null;
+  /** The newest release this host acted on (applied, failed, or had no entry in). */
+  readonly lastSeq: number | null;
+  readonly lastDigest: string | null;
+  /** How that release ended here. */
+  readonly lastResult: "success" | "failed" | "no-entry" | null;
+  /** Set while an activation runs; found set at start-up, it was interrupted. */
+  readonly applying: {
+    readonly seq: number;
+    readonly digest: string;
+    readonly path: string;
+    readonly startedAt: string;
+  } | null;
+}
+
+export const EMPTY_STATE: AgentState = {
+  version: 1,
+  etag: null,
+  lastSeq: null,
+  lastDigest: null,
+  lastResult: null,
+  applying: null,
+};
+
+const STATE_FILE = "state.json";
+const PAUSE_FILE = "paused";
+
+export async function loadState(stateDir: string): Promise<AgentState> {
+  const file = join(stateDir, STATE_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return EMPTY_STATE;
+    throw err;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw badState(file, `not JSON (${(err as Error).message})`);
+  }
+  const v = value as Partial<AgentState> | null;
+  if (typeof v !== "object" || v === null || v.version !== 1) {
+    throw badState(file, "not an agent state of version 1");
+  }
+  return { ...EMPTY_STATE, ...v };
+}
+
+export async function saveState(stateDir: string, state: AgentState): Promise<void> {
+  const file = join(stateDir, STATE_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const handle = await open(tmp, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  const dir = await open(stateDir, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+export async function isPaused(stateDir: string): Promise<boolean> {
+  try {
+    await readFile(join(stateDir, PAUSE_FILE));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function setPaused(stateDir: string, paused: boolean): Promise<void> {
+  const file = join(stateDir, PAUSE_FILE);
+  if (paused) await writeFile(file, `${new Date().toISOString()}\n`);
+  else await rm(file, { force: true });
+}
+
+function badState(file: string, what: string): InputError {
+  return new InputError("bad-agent-state", `${file}: ${what}`, {
+    hint: "move the file away to start afresh: the agent then re-applies the channel's release",
+  });
+}

@@ -1,0 +1,242 @@
+// `nixship agent` (the pull agent on a host), `agent pause`, `agent resume`, `agent status`.
+import { mkdir, readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { ScriptActivator } from "../agent/activator.js";
+import { Agent, type AgentEvent } from "../agent/agent.js";
+import {
+  type AgentConfig,
+  DEFAULT_AGENT_CONFIG,
+  parseAgentConfig,
+  parseLoopbackListen,
+} from "../agent/config.js";
+import { isPaused, loadState, setPaused } from "../agent/state.js";
+import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
+import { InputError, UsageError } from "../errors.js";
+import { NAME_PATTERN } from "../fleet/fleet.js";
+import { parsePublicKey } from "../nix/keys.js";
+import { openStore } from "../store/url.js";
+import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
+
+const CONFIG_FLAG = { config: { type: "string" } } as const;
+const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
+
+export const agentCommand: Command = {
+  path: ["agent"],
+  summary: "the pull agent: follow a channel's signed releases and activate this host",
+  help: `Usage: nixship agent [--config FILE] [--once] [--host NAME] [--json]
+
+Runs on a host. Polls channels/<channel>.json in the store (a conditional GET every
+pollInterval ± jitter), verifies the release's signature against the trusted release keys,
+and when the release has an entry for this host, runs the activation contract (activate.sh:
+realise from the cache with signatures required, set the profile, switch, health checks,
+roll back on failure), then writes the host's status into the store. The host's Nix reads
+the cache through a loopback proxy the agent serves (the cache's keys are still required).
+
+A release that failed here is not retried until a newer one appears. Releases not signed by
+a trusted key, that do not parse, or that are older than one already applied are refused,
+and the status says why. After a crash in the middle of an activation, the release is
+applied again on restart. Store errors back off exponentially (up to 10 minutes).
+
+Options:
+${CONFIG_HELP}
+  --once          poll once, apply what the channel says, and exit (for user-data bootstrap):
+                  exit 0 when the host runs its entry (or has none), 1 when it failed
+  --host NAME     this host's name in releases (default: the config's "host", else the
+                  machine's hostname)
+  --json          events as NDJSON on stdout instead of lines on stderr
+
+Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        ...CONFIG_FLAG,
+        once: { type: "boolean" },
+        host: { type: "string" },
+        json: { type: "boolean" },
+      },
+      "agent",
+    );
+    if (positionals.length > 0) {
+      throw new UsageError(
+        `agent: unexpected argument '${positionals[0]}'`,
+        "the subcommands are pause, resume and status",
+      );
+    }
+    const config = await readConfig(values.config);
+    const host = values.host ?? config.host ?? hostname().split(".")[0] ?? "";
+    if (!NAME_PATTERN.test(host)) {
+      throw new InputError(
+        "bad-host-name",
+        `agent: this host's name "${host}" is not a fleet host name (${NAME_PATTERN.source})`,
+        { hint: 'set "host" in the config or pass --host' },
+      );
+    }
+    const releaseKeys = config.releaseKeys.map((k) => parsePublicKey(k));
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const store = await openStore(config.store);
+    const listen = parseLoopbackListen(config.proxyListen) ?? { host: "127.0.0.1", port: 0 };
+    const proxy = await listenCacheServer({ store }, listen.host, listen.port);
+    const emit = eventWriter(io, values.json === true);
+    const agent = new Agent({
+      store,
+      channel: config.channel,
+      host,
+      releaseKeys,
+      substituters: [proxy.url],
+      cacheKeys: config.cacheKeys,
+      stateDir: config.stateDir,
+      activator: new ScriptActivator({ timeoutSeconds: config.activationTimeout }),
+      pollInterval: config.pollInterval,
+      jitter: config.jitter,
+      emit,
+    });
+    try {
+      await agent.start();
+      if (values.once) {
+        const outcome = await agent.pollOnce();
+        return outcome === "failed" || outcome === "rejected" ? 1 : 0;
+      }
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        await agent.run(stop.signal);
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+      return 0;
+    } finally {
+      await closeCacheServer(proxy.server);
+      await store.close();
+    }
+  },
+};
+
+export const agentPauseCommand: Command = {
+  path: ["agent", "pause"],
+  summary: "stop the agent on this host from applying new releases (it keeps running)",
+  help: `Usage: nixship agent pause [--config FILE]
+
+Makes the running agent skip its polls until 'nixship agent resume'. An activation already
+in progress finishes. Takes effect at the agent's next poll; survives restarts.
+
+Options:
+${CONFIG_HELP}`,
+  async run(argv, io) {
+    const { values } = parseFlags(argv, CONFIG_FLAG, "agent pause");
+    const config = await readConfig(values.config);
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    await setPaused(config.stateDir, true);
+    io.stderr.write(`paused (${config.stateDir}/paused); 'nixship agent resume' to undo\n`);
+    return 0;
+  },
+};
+
+export const agentResumeCommand: Command = {
+  path: ["agent", "resume"],
+  summary: "let a paused agent apply releases again",
+  help: `Usage: nixship agent resume [--config FILE]
+
+Options:
+${CONFIG_HELP}`,
+  async run(argv, io) {
+    const { values } = parseFlags(argv, CONFIG_FLAG, "agent resume");
+    const config = await readConfig(values.config);
+    await setPaused(config.stateDir, false);
+    io.stderr.write("resumed\n");
+    return 0;
+  },
+};
+
+export const agentStatusCommand: Command = {
+  path: ["agent", "status"],
+  summary: "what the agent on this host last did (its state file)",
+  help: `Usage: nixship agent status [--config FILE] [--json]
+
+Prints the agent's state: the newest release it acted on and how it ended, an activation
+in progress, and whether it is paused. The fleet-wide view is 'nixship status'.
+
+Options:
+${CONFIG_HELP}
+  --json          one JSON object`,
+  async run(argv, io) {
+    const { values } = parseFlags(
+      argv,
+      { ...CONFIG_FLAG, json: { type: "boolean" } },
+      "agent status",
+    );
+    const config = await readConfig(values.config);
+    const state = await loadState(config.stateDir);
+    const paused = await isPaused(config.stateDir);
+    if (values.json) {
+      writeJson(io, { channel: config.channel, paused, ...state });
+      return 0;
+    }
+    const last =
+      state.lastSeq === null ? "none yet" : `release ${state.lastSeq}: ${state.lastResult}`;
+    io.stdout.write(
+      [
+        `channel   ${config.channel}`,
+        `paused    ${paused ? "yes" : "no"}`,
+        `last      ${last}`,
+        `applying  ${state.applying ? `release ${state.applying.seq} (${state.applying.path}) since ${state.applying.startedAt}` : "no"}`,
+        "",
+      ].join("\n"),
+    );
+    return 0;
+  },
+};
+
+async function readConfig(file: string | undefined): Promise<AgentConfig> {
+  const path = file ?? DEFAULT_AGENT_CONFIG;
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new InputError(
+      "agent-config-unreadable",
+      `cannot read ${path}: ${err.code ?? err.message}`,
+      {
+        hint: "write the config (docs/agent.md) or pass --config FILE",
+      },
+    );
+  });
+  return parseAgentConfig(text, path);
+}
+
+function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
+  if (json) return (event) => writeJson(io, { at: new Date().toISOString(), ...event });
+  return (event) => {
+    const line = describe(event);
+    if (line !== undefined) io.stderr.write(`nixship-agent: ${line}\n`);
+  };
+}
+
+function describe(e: AgentEvent): string | undefined {
+  switch (e.type) {
+    case "started":
+      return `${e.host} following channel ${e.channel}`;
+    case "recovering":
+      return `an activation of release ${e.seq} was interrupted; applying it again`;
+    case "paused":
+      return "paused; skipping this poll";
+    case "release":
+      return `release ${e.seq} (${e.kind})`;
+    case "rejected":
+      return `refused: ${e.message}`;
+    case "no-entry":
+      return `release ${e.seq} has no entry for this host`;
+    case "applying":
+      return `applying release ${e.seq}: ${e.path}`;
+    case "log":
+      return `  ${e.line}`;
+    case "applied":
+      return `release ${e.seq} applied (generation ${e.generation ?? "?"})`;
+    case "failed":
+      return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
+    case "busy":
+      return `another activation is running (${e.message}); trying again shortly`;
+    case "store-error":
+      return `store error: ${e.message}; retrying in ${Math.round(e.retryIn)}s`;
+  }
+}

@@ -1,0 +1,249 @@
+// `nixship release list` and `nixship release show`: a channel's signed releases in a store.
+import { InputError, OperationError, UsageError } from "../errors.js";
+import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
+import type { ParsedRelease } from "../fleet/release.js";
+import { parseRelease, verifyRelease } from "../fleet/release.js";
+import {
+  channelKey,
+  listReleases,
+  type ReleaseEntry,
+  readChannel,
+  readRelease,
+  releaseKey,
+} from "../fleet/release-store.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { formatTable, plural } from "../ui/plan-format.js";
+import { type CliIO, type Command, parseFlags, requireFlag, writeJson } from "./command.js";
+import { readFleetInput } from "./fleet-input.js";
+import { readTrustedKeys } from "./keys-input.js";
+
+const STORE_FLAGS = {
+  channel: { type: "string" },
+  store: { type: "string" },
+  fleet: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+const STORE_HELP = `  --channel NAME     the channel (required)
+  --store URL        the store holding the releases (default: the fleet file's cache.url)
+  --fleet FILE       the fleet file, when --store is not given (default: $NIXSHIP_FLEET,
+                     else ./${DEFAULT_FLEET_FILE})
+  --json             machine-readable output on stdout`;
+
+export const releaseList: Command = {
+  path: ["release", "list"],
+  summary: "list a channel's releases, and the one the channel points at",
+  help: `Usage: nixship release list --channel NAME [--store URL] [--fleet FILE] [--json]
+
+Lists the release files of a channel (releases/<channel>/<seq>.json in the store), oldest
+first: number, creation time, kind (deploy or rollback), host count and digest. The release
+the channel points at (channels/<channel>.json) is marked '*'. A file that does not parse as
+a release is listed with the reason. Signatures are not checked here: use 'release show
+--trusted-key'.
+
+Options:
+${STORE_HELP}
+
+Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usage or input.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, STORE_FLAGS, "release list");
+    if (positionals.length > 0) {
+      throw new UsageError(`release list: unexpected argument '${positionals[0]}'`);
+    }
+    const channel = requireFlag(values.channel, "--channel", "release list");
+    const store = await openReleaseStore(values, io, "release list");
+    try {
+      const entries = await listReleases(store, channel);
+      if (values.json) {
+        writeJson(io, { store: store.url, channel, releases: entries });
+        return 0;
+      }
+      if (entries.length === 0) {
+        io.stderr.write(`channel ${channel} has no releases in ${store.url}\n`);
+        return 0;
+      }
+      const rows = [
+        ["", "SEQ", "CREATED", "KIND", "HOSTS", "DIGEST"],
+        ...entries.map((e) => [
+          e.current ? "*" : "",
+          String(e.seq),
+          ...(e.status === "ok"
+            ? [e.created, e.kind, String(e.hosts), e.digest]
+            : ["-", "malformed", "-", e.digest]),
+        ]),
+      ];
+      for (const line of formatTable(rows)) io.stdout.write(`${line}\n`);
+      for (const e of entries.filter(isMalformed)) io.stderr.write(`warning: ${e.problem}\n`);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export const releaseShow: Command = {
+  path: ["release", "show"],
+  summary: "show one release of a channel (or the latest), verified with --trusted-key",
+  help: `Usage: nixship release show SEQ|latest --channel NAME [--store URL] [--fleet FILE]
+                            [--trusted-key KEY...] [--json]
+
+Shows a release: its number, kind, action, health checks, confirmation timeout, the store
+path of every host, its digest and the digest of the release before it. 'latest' is the
+release the channel points at.
+
+With --trusted-key, the release's signature is checked first, and the command fails unless
+one of those keys signed exactly this content. Without it, nothing is verified, and the
+output says so.
+
+Options:
+  SEQ                a release number, or 'latest'
+${STORE_HELP}
+  --trusted-key KEY  a release public key 'NAME:BASE64' or a file of them; repeat for several
+
+Exit codes: 0 shown (and verified, with --trusted-key), 1 no such release or the store could
+not be read, 2 bad usage, or a release that is malformed, unsigned or not trusted.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...STORE_FLAGS, "trusted-key": { type: "string", multiple: true } },
+      "release show",
+    );
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        "release show: expects exactly one SEQ or 'latest'",
+        "see 'nixship release show --help'",
+      );
+    }
+    const which = parseWhich(positionals[0] as string);
+    const channel = requireFlag(values.channel, "--channel", "release show");
+    // Given --trusted-key, verify even if its files hold no key: then nothing is trusted.
+    const verified = (values["trusted-key"] ?? []).length > 0;
+    const trusted = await readTrustedKeys(values["trusted-key"] ?? []);
+    const store = await openReleaseStore(values, io, "release show");
+    try {
+      const found = await findRelease(store, channel, which);
+      const parsed: ParsedRelease = verified
+        ? verifyRelease(found.bytes, trusted, found.source)
+        : parseRelease(found.bytes, found.source);
+      const { release, digest, signature } = parsed;
+      if (release.channel !== channel || (which !== "latest" && release.seq !== which)) {
+        throw new InputError(
+          "release-misplaced",
+          `${found.source} holds release ${release.seq} of channel ${release.channel}`,
+          { hint: "the store's release files were moved or copied by hand" },
+        );
+      }
+      const signedBy = signature?.slice(0, signature.indexOf(":"));
+      if (values.json) {
+        writeJson(io, {
+          store: store.url,
+          source: found.source,
+          current: found.current,
+          digest,
+          signature: { key: signedBy ?? null, verified },
+          release,
+        });
+        return 0;
+      }
+      const signatureLine =
+        signedBy === undefined
+          ? "none"
+          : verified
+            ? `key '${signedBy}', verified against the trusted keys`
+            : `key '${signedBy}', NOT verified (pass --trusted-key to check it)`;
+      const checks = [
+        plural(release.health.http.length, "HTTP check"),
+        plural(release.health.commands.length, "command check"),
+      ].join(", ");
+      const lines = [
+        `release ${release.seq} of channel ${release.channel}${found.current ? " (current)" : ""}`,
+        ...formatTable([
+          ["  created", release.created],
+          ["  kind", release.kind],
+          ["  action", release.action],
+          ["  health", checks],
+          ["  confirm", `${release.confirmTimeout} s`],
+          ["  digest", digest],
+          ["  previous", release.previous ?? "none (first release of the channel)"],
+          ["  signature", signatureLine],
+        ]),
+        `hosts (${Object.keys(release.hosts).length}):`,
+        ...formatTable(Object.entries(release.hosts).map(([name, h]) => [`  ${name}`, h.path])),
+      ];
+      io.stdout.write(`${lines.join("\n")}\n`);
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+function isMalformed(e: ReleaseEntry): e is Extract<ReleaseEntry, { status: "malformed" }> {
+  return e.status === "malformed";
+}
+
+function parseWhich(text: string): number | "latest" {
+  if (text === "latest") return text;
+  if (/^[1-9][0-9]{0,14}$/.test(text)) return Number(text);
+  throw new UsageError(
+    `release show: expected a release number ≥ 1 or 'latest', got '${text}'`,
+    "see 'nixship release list' for the numbers",
+  );
+}
+
+/** The release's bytes, where they came from, and whether the channel points at them. */
+async function findRelease(
+  store: ObjectStore,
+  channel: string,
+  which: number | "latest",
+): Promise<{ bytes: Uint8Array; source: string; current: boolean }> {
+  if (which === "latest") {
+    const read = await readChannel(store, channel);
+    if (read.status !== "found") {
+      throw new OperationError(
+        "release-not-found",
+        `channel ${channel} has no release in ${store.url} (no ${channelKey(channel)})`,
+        { hint: "check --channel and --store" },
+      );
+    }
+    return { bytes: read.bytes, source: channelKey(channel), current: true };
+  }
+  const read = await readRelease(store, channel, which);
+  if (read.status !== "found") {
+    throw new OperationError(
+      "release-not-found",
+      `channel ${channel} has no release ${which} in ${store.url} (no ${releaseKey(channel, which)})`,
+      { hint: `see 'nixship release list --channel ${channel}' for its releases` },
+    );
+  }
+  const channelBytes = await readAll(store, channelKey(channel));
+  const current = channelBytes !== undefined && Buffer.from(read.bytes).equals(channelBytes);
+  return { bytes: read.bytes, source: releaseKey(channel, which), current };
+}
+
+/** `--store`, else the fleet file's cache URL. */
+async function openReleaseStore(
+  values: { store?: string | undefined; fleet?: string | undefined },
+  io: CliIO,
+  command: string,
+): Promise<ObjectStore> {
+  if (values.store !== undefined && values.store !== "") return openStore(values.store);
+  const { fleet, fleetFile } = await readFleetInput(values, io).catch((err: unknown) => {
+    if (err instanceof InputError && err.code === "fleet-file-unreadable") {
+      throw new InputError(err.code, err.message, {
+        hint: "pass --store URL, or name the fleet file with --fleet",
+        cause: err,
+      });
+    }
+    throw err;
+  });
+  if (fleet.cache === undefined) {
+    throw new UsageError(
+      `${command}: --store is required: the fleet file ${fleetFile} has no cache`,
+      `see 'nixship ${command} --help'`,
+    );
+  }
+  return openStore(fleet.cache.url);
+}

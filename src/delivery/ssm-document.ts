@@ -1,0 +1,251 @@
+// The SSM Command document that runs activate.sh on ssm hosts (Run Command or a State Manager
+// association), generated with activate.sh embedded, and the shell SSM makes of it for given
+// parameters: SSM pastes each value textually in place of its `{{ Name }}`.
+import { InputError } from "../errors.js";
+import { activateScript } from "../host/activation.js";
+
+export interface SsmDocumentParameter {
+  readonly type: "String";
+  readonly description: string;
+  /** Anchored at both ends; never admits `'` or a newline (see `ssmDocument`). */
+  readonly allowedPattern: string;
+  readonly default?: string;
+}
+
+export interface SsmCommandDocument {
+  readonly schemaVersion: "2.2";
+  readonly description: string;
+  readonly parameters: Readonly<Record<string, SsmDocumentParameter>>;
+  readonly mainSteps: readonly {
+    readonly action: "aws:runShellScript";
+    readonly name: string;
+    readonly precondition: { readonly StringEquals: readonly [string, string] };
+    readonly inputs: { readonly timeoutSeconds: string; readonly runCommand: readonly string[] };
+  }[];
+}
+
+const URL = String.raw`(https?|s3)://[A-Za-z0-9._~:/?#@&=%+,\[\]-]+`;
+const KEY = "[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}";
+
+/** The document's parameters: every value is checked against its pattern before SSM runs it. */
+export const SSM_PARAMETERS = {
+  Command: {
+    type: "String",
+    description: "What activate.sh does: activate a system, roll back, or report status.",
+    allowedPattern: "^(activate|rollback|status)$",
+    default: "activate",
+  },
+  StorePath: {
+    type: "String",
+    description: "The system (a NixOS toplevel store path) to activate.",
+    allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
+    default: "",
+  },
+  Action: {
+    type: "String",
+    description: "The switch-to-configuration action.",
+    allowedPattern: "^(switch|boot|test|dry-activate)$",
+    default: "switch",
+  },
+  Substituters: {
+    type: "String",
+    description:
+      "Space-separated binary caches (http, https or s3 URLs) the host realises StorePath from, with signatures required; empty: StorePath must already be on the host.",
+    allowedPattern: `^(${URL}( ${URL})*)?$`,
+    default: "",
+  },
+  TrustedPublicKeys: {
+    type: "String",
+    description: "Space-separated keys (name:base64) whose signatures the host accepts.",
+    allowedPattern: `^(${KEY}( ${KEY})*)?$`,
+    default: "",
+  },
+  HealthChecks: {
+    type: "String",
+    description:
+      'Base64 of a JSON list of command checks, [{"run": "shell command", "timeout": seconds}], run on the host after the switch; a failing check rolls the host back.',
+    allowedPattern: "^[A-Za-z0-9+/=]*$",
+    default: "",
+  },
+  Generation: {
+    type: "String",
+    description: "For Command rollback: the generation to go back to (empty: the previous one).",
+    allowedPattern: "^([0-9]{1,9})?$",
+    default: "",
+  },
+  ExecutionTimeout: {
+    type: "String",
+    description: "Seconds the script may run before SSM stops it.",
+    allowedPattern: "^([1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[01][0-9]{3}|172[0-7][0-9]{2}|172800)$",
+    default: "3600",
+  },
+} as const satisfies Record<string, SsmDocumentParameter>;
+
+export type SsmParameterName = keyof typeof SSM_PARAMETERS;
+export type SsmParameterValues = Partial<Record<SsmParameterName, string>>;
+
+const HEREDOC_END = "NIXSHIP_ACTIVATE_SH";
+
+/**
+ * The health checks turned into activate.sh arguments on the host: one line with the longest
+ * timeout (activate.sh takes one for all), then each check's command. Nix parses the JSON
+ * because it is the one tool every host has (`nix eval` needs no store paths).
+ */
+const CHECKS_EXPR = [
+  'let checks = builtins.fromJSON (builtins.getEnv "NIXSHIP_HEALTH_CHECKS");',
+  "  valid = c: builtins.isAttrs c && builtins.isString (c.run or null)",
+  "    && builtins.isInt (c.timeout or 10) && (c.timeout or 10) > 0;",
+  "  longest = builtins.head (builtins.sort (a: b: a > b) (map (c: c.timeout or 10) checks ++ [ 1 ]));",
+  "in if builtins.isList checks && builtins.all valid checks",
+  '  then builtins.concatStringsSep "\\n" ([ (toString longest) ] ++ map (c: c.run) checks)',
+  '  else throw "not a list of checks"',
+].join("\n");
+
+// Every `{{ }}` sits alone in single quotes, and no pattern admits `'`: a value can never end
+// the quoted string, whatever it holds. Values are then only ever expanded in double quotes,
+// or split on spaces with globbing off (set -f).
+const PRELUDE = String.raw`# nixship: runs activate.sh (embedded below) with this command's parameters.
+set -u
+set -f
+PATH="$PATH:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin"
+command='{{ Command }}'
+store_path='{{ StorePath }}'
+action='{{ Action }}'
+substituters='{{ Substituters }}'
+trusted_keys='{{ TrustedPublicKeys }}'
+health_checks='{{ HealthChecks }}'
+generation='{{ Generation }}'
+usage() {
+  printf '{"ok":false,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
+  exit 2
+}
+case $command in
+  activate)
+    set -- activate --path "$store_path" --action "$action"
+    for s in $substituters; do set -- "$@" --substituter "$s"; done
+    for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
+    if [ -n "$health_checks" ]; then
+      checks=$(printf '%s' "$health_checks" | base64 -d) || usage "HealthChecks is not base64"
+      lines=$(NIXSHIP_HEALTH_CHECKS=$checks nix eval --extra-experimental-features nix-command \
+        --impure --raw --expr '${CHECKS_EXPR}') ||
+        usage "HealthChecks must be base64 of a JSON list of checks with run (a command) and timeout (seconds)"
+      first=1
+      old_ifs=$IFS
+      IFS='
+'
+      for line in $lines; do
+        if [ "$first" = 1 ]; then
+          set -- "$@" --health-timeout "$line"
+          first=0
+        else
+          set -- "$@" --health-cmd "$line"
+        fi
+      done
+      IFS=$old_ifs
+    fi
+    ;;
+  rollback)
+    set -- rollback
+    [ -z "$generation" ] || set -- "$@" --to "$generation"
+    ;;
+  status) set -- status ;;
+  *) usage "Command must be activate, rollback or status" ;;
+esac
+script=$(mktemp "${"$"}{TMPDIR:-/tmp}/nixship-activate.XXXXXX") || {
+  echo "nixship: cannot create a temporary file" >&2
+  exit 1
+}
+trap 'rm -f "$script"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+cat >"$script" <<'${HEREDOC_END}'`;
+
+const POSTLUDE = `${HEREDOC_END}
+sh "$script" "$@"
+code=$?
+rm -f "$script"
+exit "$code"`;
+
+/** The Command document, with activate.sh (as this nixship ships it) embedded. */
+export function ssmDocument(): SsmCommandDocument {
+  const script = activateScript().replace(/\n$/, "");
+  // SSM substitutes `{{ }}` everywhere, the heredoc included; and a line equal to the
+  // terminator would end the heredoc early.
+  if (script.includes("{{") || script.split("\n").includes(HEREDOC_END)) {
+    throw new Error(`activate.sh cannot be embedded: it holds "{{" or a line ${HEREDOC_END}`);
+  }
+  return {
+    schemaVersion: "2.2",
+    description:
+      "nixship: activate a NixOS system from a binary cache (signatures required), roll back, or report status, through nixship's activate.sh. Its last line of output is activate.sh's JSON result.",
+    parameters: SSM_PARAMETERS,
+    mainSteps: [
+      {
+        action: "aws:runShellScript",
+        name: "activate",
+        precondition: { StringEquals: ["platformType", "Linux"] },
+        inputs: {
+          timeoutSeconds: "{{ ExecutionTimeout }}",
+          runCommand: [...PRELUDE.split("\n"), ...script.split("\n"), ...POSTLUDE.split("\n")],
+        },
+      },
+    ],
+  };
+}
+
+const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
+
+/** Every parameter's value, given or default, each checked against its allowedPattern. */
+export function resolveParameters(
+  document: SsmCommandDocument,
+  given: Readonly<Record<string, string>>,
+): Map<string, string> {
+  for (const name of Object.keys(given)) {
+    if (!Object.hasOwn(document.parameters, name)) {
+      throw new InputError("ssm-unknown-parameter", `the SSM document has no parameter ${name}`, {
+        hint: `its parameters are ${Object.keys(document.parameters).join(", ")}`,
+      });
+    }
+  }
+  const values = new Map<string, string>();
+  for (const [name, parameter] of Object.entries(document.parameters)) {
+    const value = given[name] ?? parameter.default;
+    if (value === undefined) {
+      throw new InputError("ssm-missing-parameter", `the SSM parameter ${name} is required`);
+    }
+    if (!new RegExp(parameter.allowedPattern).test(value)) {
+      throw new InputError(
+        "ssm-bad-parameter",
+        `the SSM parameter ${name} does not match its allowedPattern: ${JSON.stringify(value.slice(0, 200))}`,
+        { hint: `${name}: ${parameter.description} (pattern ${parameter.allowedPattern})` },
+      );
+    }
+    values.set(name, value);
+  }
+  return values;
+}
+
+/**
+ * The shell the document's runCommand would execute with these parameters, as SSM makes it:
+ * each value validated, pasted in place of its `{{ Name }}`, and the lines joined.
+ */
+export function renderRunCommand(
+  document: SsmCommandDocument,
+  parameters: Readonly<Record<string, string>>,
+): string {
+  const values = resolveParameters(document, parameters);
+  const step = document.mainSteps[0];
+  if (step === undefined) throw new Error("the SSM document has no step");
+  return step.inputs.runCommand
+    .join("\n")
+    .replace(PLACEHOLDER, (whole, name: string) => values.get(name) ?? whole);
+}
+
+/** The HealthChecks parameter's value for these command checks. */
+export function encodeHealthChecks(
+  checks: readonly { readonly run: string; readonly timeout: number }[],
+): string {
+  if (checks.length === 0) return "";
+  const list = checks.map((c) => ({ run: c.run, timeout: c.timeout }));
+  return Buffer.from(JSON.stringify(list), "utf8").toString("base64");
+}

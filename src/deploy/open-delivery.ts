@@ -1,0 +1,109 @@
+// Picks and opens the delivery mode for a set of selected hosts: the mode the fleet file gives
+// them (all must share one), or the one `--via` names (which they must have).
+import { AgentDelivery } from "../delivery/agent.js";
+import type { Delivery } from "../delivery/delivery.js";
+import { SshDelivery } from "../delivery/ssh.js";
+import { SsmDelivery } from "../delivery/ssm.js";
+import { InputError } from "../errors.js";
+import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type { SecretKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+
+export interface DeliveryChoice {
+  /** `--via`: the mode the caller expects every selected host to have. */
+  readonly via?: DeliveryMode | undefined;
+  /** Signs releases (agent mode deploys). */
+  readonly releaseKey?: SecretKey | undefined;
+  /** What agent releases carry: the health checks and the confirmation window. */
+  readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout">;
+  /** Milliseconds between the deployer's reads of agent status (default 1000). */
+  readonly agentPollInterval?: number;
+}
+
+export interface OpenDelivery {
+  readonly mode: DeliveryMode;
+  readonly delivery: Delivery;
+  /** The fleet's cache store when the mode uses it (agent), else undefined. */
+  readonly store: ObjectStore | undefined;
+  close(): Promise<void>;
+}
+
+/** The one delivery mode of `hosts`; throws naming the hosts that do not fit. */
+export function deliveryMode(
+  hosts: readonly FleetHost[],
+  via: DeliveryMode | undefined,
+): DeliveryMode {
+  if (via !== undefined) {
+    const other = hosts.filter((h) => h.delivery !== via);
+    if (other.length > 0) {
+      throw new InputError(
+        "delivery-mismatch",
+        `--via ${via}, but ${describeHosts(other)} ${other.length === 1 ? "is" : "are"} delivered by ${other[0]?.delivery} in the fleet file`,
+        { hint: `select the ${via} hosts with --on, or change their "delivery"` },
+      );
+    }
+    return via;
+  }
+  const byMode = new Map<DeliveryMode, string[]>();
+  for (const h of hosts) byMode.set(h.delivery, [...(byMode.get(h.delivery) ?? []), h.name]);
+  if (byMode.size > 1) {
+    const list = [...byMode].map(([mode, names]) => `${mode}: ${names.join(", ")}`).join("; ");
+    throw new InputError(
+      "delivery-mixed",
+      `the selected hosts use more than one delivery mode (${list})`,
+      { hint: "deploy each mode on its own: --on with the hosts of one mode, or --via MODE" },
+    );
+  }
+  return hosts[0]?.delivery ?? via ?? "ssh";
+}
+
+export async function openDelivery(
+  fleet: Fleet,
+  hosts: readonly FleetHost[],
+  choice: DeliveryChoice = {},
+): Promise<OpenDelivery> {
+  const mode = deliveryMode(hosts, choice.via);
+  switch (mode) {
+    case "ssh":
+      return {
+        mode,
+        delivery: new SshDelivery(fleet.ssh),
+        store: undefined,
+        close: async () => {},
+      };
+    case "ssm":
+      return {
+        mode,
+        delivery: new SsmDelivery({ settings: fleet.ssm }),
+        store: undefined,
+        close: async () => {},
+      };
+    case "agent": {
+      if (fleet.releases === undefined || fleet.cache === undefined) {
+        throw new InputError(
+          "agent-needs-releases",
+          'agent hosts need "cache" and "releases" in the fleet file',
+        );
+      }
+      const store = await openStore(fleet.cache.url);
+      const policy = choice.policy ?? fleet.policy;
+      const delivery = new AgentDelivery({
+        store,
+        releases: fleet.releases,
+        key: choice.releaseKey,
+        health: policy.health,
+        confirmTimeout: policy.confirmTimeout,
+        ...(choice.agentPollInterval !== undefined
+          ? { pollInterval: choice.agentPollInterval }
+          : {}),
+      });
+      return { mode, delivery, store, close: () => store.close() };
+    }
+  }
+}
+
+function describeHosts(hosts: readonly FleetHost[]): string {
+  const names = hosts.slice(0, 5).map((h) => h.name);
+  return hosts.length > 5 ? `${names.join(", ")} and ${hosts.length - 5} more` : names.join(", ");
+}

@@ -1,0 +1,230 @@
+// Releases in an ObjectStore: `releases/<channel>/<seq>.json`, written once and never replaced,
+// and `channels/<channel>.json`, a byte-for-byte copy of the release the channel points at.
+// Publishing is race-safe through conditional puts; reading does not verify (callers do).
+import { InputError, OperationError } from "../errors.js";
+import type { SecretKey } from "../nix/keys.js";
+import { listAll } from "../store/helpers.js";
+import type { GetOptions, ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import type { Action } from "./action.js";
+import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import {
+  formatRelease,
+  parseRelease,
+  type ReleaseHost,
+  type ReleaseKind,
+  releaseDigest,
+  type SignedRelease,
+} from "./release.js";
+
+/** Release files read at once by listReleases. */
+const READ_CONCURRENCY = 8;
+const SEQ_FILE = /^([1-9][0-9]{0,14})\.json$/;
+
+export type StoredObject =
+  | { readonly status: "absent" }
+  | { readonly status: "found"; readonly etag: string; readonly bytes: Uint8Array };
+
+export type ChannelRead = StoredObject | { readonly status: "not-modified" };
+
+export interface PublishOptions {
+  readonly channel: string;
+  readonly hosts: Readonly<Record<string, ReleaseHost>>;
+  readonly kind: ReleaseKind;
+  readonly action: Action;
+  readonly health: HealthChecks;
+  readonly confirmTimeout: number;
+  readonly key: SecretKey;
+  /** The release's creation time (default: now). */
+  readonly now?: Date;
+}
+
+/** One release file of a channel, as `release list` shows it. */
+export type ReleaseEntry =
+  | {
+      readonly status: "ok";
+      readonly seq: number;
+      readonly created: string;
+      readonly kind: ReleaseKind;
+      readonly digest: string;
+      readonly hosts: number;
+      /** The channel points at this release (its file and the channel hold the same bytes). */
+      readonly current: boolean;
+    }
+  | {
+      /** The file does not parse as a release; `problem` says why. */
+      readonly status: "malformed";
+      readonly seq: number;
+      readonly digest: string;
+      readonly current: boolean;
+      readonly problem: string;
+    };
+
+export function channelKey(channel: string): string {
+  return `channels/${checkChannel(channel)}.json`;
+}
+
+export function releaseKey(channel: string, seq: number): string {
+  if (!Number.isSafeInteger(seq) || seq < 1) {
+    throw new InputError("bad-release-seq", `a release number is a whole number ≥ 1, got ${seq}`);
+  }
+  return `${releasePrefix(channel)}${seq}.json`;
+}
+
+function releasePrefix(channel: string): string {
+  return `releases/${checkChannel(channel)}/`;
+}
+
+function checkChannel(channel: string): string {
+  if (NAME_PATTERN.test(channel) && channel.length <= NAME_MAX_LENGTH) return channel;
+  throw new InputError(
+    "bad-channel",
+    `channel name "${channel}" must match ${NAME_PATTERN.source} (at most ${NAME_MAX_LENGTH} characters)`,
+  );
+}
+
+/** The channel's current release, unverified; with ifNoneMatch, not-modified when unchanged. */
+export async function readChannel(
+  store: ObjectStore,
+  channel: string,
+  options: GetOptions = {},
+): Promise<ChannelRead> {
+  const got = await store.get(channelKey(channel), options);
+  if (got === undefined) return { status: "absent" };
+  if (got.status === "not-modified") return got;
+  return { status: "found", etag: got.info.etag, bytes: await readBody(got.body) };
+}
+
+/** One release file, unverified. */
+export async function readRelease(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+): Promise<StoredObject> {
+  const got = await store.get(releaseKey(channel, seq));
+  if (got === undefined) return { status: "absent" };
+  return { status: "found", etag: got.info.etag, bytes: await readBody(got.body) };
+}
+
+/**
+ * Publishes a new release of the channel and points the channel at it. Never overwrites: the
+ * release file is put if absent and the channel only over the version read, so of publishers
+ * racing on one channel exactly one wins; the others get OperationError `release-conflict`
+ * having changed nothing.
+ */
+export async function publishRelease(
+  store: ObjectStore,
+  options: PublishOptions,
+): Promise<SignedRelease> {
+  const { channel } = options;
+  // (1) The channel as it stands: the version to replace, and what the new release follows.
+  const current = await readChannel(store, channel);
+  const head =
+    current.status === "found"
+      ? { etag: current.etag, ...parseRelease(current.bytes, channelKey(channel)) }
+      : undefined;
+  // (2) Past every release file, so one left by an interrupted publisher is never reused.
+  const seq = Math.max(head?.release.seq ?? 0, await highestListed(store, channel)) + 1;
+  const signed = formatRelease(
+    {
+      version: 1,
+      channel,
+      seq,
+      created: (options.now ?? new Date()).toISOString(),
+      previous: head?.digest ?? null,
+      kind: options.kind,
+      action: options.action,
+      health: options.health,
+      confirmTimeout: options.confirmTimeout,
+      hosts: options.hosts,
+    },
+    options.key,
+  );
+  // (3) The release file, only if no other publisher took the number.
+  const file = releaseKey(channel, seq);
+  const written = await store.put(file, signed.bytes, {
+    contentType: "application/json",
+    condition: { ifAbsent: true },
+  });
+  if (written.status === "precondition-failed") {
+    throw conflict(
+      `another publisher published release ${seq} of channel ${channel} at the same time; nothing was written; re-run to publish on top of it`,
+    );
+  }
+  // (4) The channel, only over the version read in (1).
+  const moved = await store.put(channelKey(channel), signed.bytes, {
+    contentType: "application/json",
+    condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
+  });
+  if (moved.status === "precondition-failed") {
+    await store.delete(file);
+    throw conflict(
+      `another publisher published a release of channel ${channel} at the same time; release ${seq} was withdrawn and the channel left as they set it; re-run to publish on top of it`,
+    );
+  }
+  return signed;
+}
+
+/** Every release file of the channel in order of seq, and whether the channel points at it. */
+export async function listReleases(store: ObjectStore, channel: string): Promise<ReleaseEntry[]> {
+  const seqs = await listedSeqs(store, channel);
+  const current = await readChannel(store, channel);
+  const currentDigest = current.status === "found" ? releaseDigest(current.bytes) : undefined;
+  const entries = await mapLimit(seqs, READ_CONCURRENCY, async (seq) => {
+    const read = await readRelease(store, channel, seq);
+    // Deleted since the listing (a withdrawn release of a publisher that lost a race).
+    if (read.status === "absent") return undefined;
+    return entryOf(read.bytes, seq, releaseKey(channel, seq), currentDigest);
+  });
+  return entries.filter((entry) => entry !== undefined);
+}
+
+function entryOf(
+  bytes: Uint8Array,
+  seq: number,
+  source: string,
+  currentDigest: string | undefined,
+): ReleaseEntry {
+  const digest = releaseDigest(bytes);
+  const current = digest === currentDigest;
+  try {
+    const { release } = parseRelease(bytes, source);
+    if (release.seq !== seq) {
+      const problem = `${source}: holds release ${release.seq}, not ${seq}`;
+      return { status: "malformed", seq, digest, current, problem };
+    }
+    const { created, kind } = release;
+    const hosts = Object.keys(release.hosts).length;
+    return { status: "ok", seq, created, kind, digest, hosts, current };
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return { status: "malformed", seq, digest, current, problem: err.message };
+  }
+}
+
+async function highestListed(store: ObjectStore, channel: string): Promise<number> {
+  return (await listedSeqs(store, channel)).at(-1) ?? 0;
+}
+
+/** The numbers of the channel's release files, ascending; other names are ignored. */
+async function listedSeqs(store: ObjectStore, channel: string): Promise<number[]> {
+  const prefix = releasePrefix(channel);
+  const seqs: number[] = [];
+  for await (const info of listAll(store, prefix)) {
+    const match = SEQ_FILE.exec(info.key.slice(prefix.length));
+    if (match?.[1] !== undefined) seqs.push(Number(match[1]));
+  }
+  return seqs.sort((a, b) => a - b);
+}
+
+function conflict(message: string): OperationError {
+  return new OperationError("release-conflict", message);
+}
+
+async function readBody(body: AsyncIterable<unknown>): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) {
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}

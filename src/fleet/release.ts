@@ -1,0 +1,450 @@
+// Signed releases: the manifest that tells a channel's hosts which system to run. Pure: the
+// stored form (canonical JSON + signature), strict parsing, signature checks and sequence rules.
+import { InputError } from "../errors.js";
+import { Sha256 } from "../nix/hash.js";
+import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
+import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { ACTIONS, type Action } from "./action.js";
+import {
+  type CommandCheck,
+  type HealthChecks,
+  type HttpCheck,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+} from "./fleet.js";
+import { healthUrlProblem } from "./health-url.js";
+import {
+  got,
+  inputProblem,
+  isJsonObject,
+  type KeyShape,
+  Problems,
+  readArray,
+  readInteger,
+  readObject,
+  readString,
+} from "./json-check.js";
+import { formatJsonPath, type JsonPath } from "./json-path.js";
+import { parseJsonText } from "./json-text.js";
+
+export const RELEASE_VERSION = 1;
+/**
+ * Put before the canonical JSON in the signed message, so a release signature can never pass as
+ * a narinfo signature (whose fingerprint starts "1;/nix/store/"), nor the reverse.
+ */
+export const RELEASE_SIGNATURE_CONTEXT = "nixship-release-v1\n";
+
+export const RELEASE_KINDS = ["deploy", "rollback"] as const;
+/** rollback: a new, higher-numbered release that points hosts back at older paths. */
+export type ReleaseKind = (typeof RELEASE_KINDS)[number];
+
+export interface ReleaseHost {
+  readonly path: StorePath;
+}
+
+export interface Release {
+  readonly version: 1;
+  readonly channel: string;
+  /** ≥ 1; a channel's releases are numbered in the order they were published. */
+  readonly seq: number;
+  /** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` prints it. */
+  readonly created: string;
+  /** The digest of the channel's release this one replaced; null for the first. */
+  readonly previous: string | null;
+  readonly kind: ReleaseKind;
+  readonly action: Action;
+  readonly health: HealthChecks;
+  /** Seconds a host waits for confirmation before it rolls back; 0 disables. */
+  readonly confirmTimeout: number;
+  /** Host name → what it runs. */
+  readonly hosts: Readonly<Record<string, ReleaseHost>>;
+}
+
+/** A release as stored, parsed but not (yet) checked against any key. */
+export interface ParsedRelease {
+  readonly release: Release;
+  /** `keyname:base64`; undefined when the stored form carries none. */
+  readonly signature: string | undefined;
+  /** `sha256-<base64>` (SRI) of `bytes`: what the next release names as `previous`. */
+  readonly digest: string;
+  /** The stored form, byte for byte. */
+  readonly bytes: Uint8Array;
+}
+
+export interface SignedRelease extends ParsedRelease {
+  readonly signature: string;
+}
+
+export type SequenceCheck =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      /** stale: older than the release last applied; same: that very release. */
+      readonly reason: "stale" | "same";
+      readonly seq: number;
+      readonly lastApplied: number;
+    };
+
+const KEYS = {
+  release: {
+    required: [
+      "version",
+      "channel",
+      "seq",
+      "created",
+      "previous",
+      "kind",
+      "action",
+      "health",
+      "confirmTimeout",
+      "hosts",
+    ],
+    optional: ["signature"],
+  },
+  health: { required: ["http", "commands"], optional: [] },
+  httpCheck: { required: ["url", "expectStatus", "timeout"], optional: [] },
+  commandCheck: { required: ["run", "timeout"], optional: [] },
+  host: { required: ["path"], optional: [] },
+} as const satisfies Record<string, KeyShape>;
+
+const CREATED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const DIGEST = /^sha256-[A-Za-z0-9+/]{43}=$/;
+const SIGNATURE = /^[^:\s]+:[A-Za-z0-9+/]+={0,2}$/;
+const MAX_REPORTED = 20;
+
+/**
+ * JSON with every object's keys sorted (by UTF-16 code unit, which for the ASCII keys of a
+ * release is byte order) and no whitespace: one text per value, so signatures and digests
+ * do not depend on how a writer happened to order keys.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (isJsonObject(value)) {
+    const entries = Object.keys(value)
+      .filter((key) => value[key] !== undefined)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key])}`);
+    return `{${entries.join(",")}}`;
+  }
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new TypeError(`canonicalJson: ${value} has no JSON form`);
+  }
+  return JSON.stringify(value);
+}
+
+/** The release's fields as plain JSON, whatever extra properties the objects carry. */
+function releaseJson(release: Release): Record<string, unknown> {
+  return {
+    version: release.version,
+    channel: release.channel,
+    seq: release.seq,
+    created: release.created,
+    previous: release.previous,
+    kind: release.kind,
+    action: release.action,
+    health: {
+      http: release.health.http.map(({ url, expectStatus, timeout }) => ({
+        url,
+        expectStatus,
+        timeout,
+      })),
+      commands: release.health.commands.map(({ run, timeout }) => ({ run, timeout })),
+    },
+    confirmTimeout: release.confirmTimeout,
+    hosts: Object.fromEntries(
+      Object.entries(release.hosts).map(([name, host]) => [name, { path: host.path }]),
+    ),
+  };
+}
+
+/** What the signature covers: the context line, then the canonical release without signature. */
+export function releaseSignedMessage(release: Release): string {
+  return RELEASE_SIGNATURE_CONTEXT + canonicalJson(releaseJson(release));
+}
+
+/** `sha256-<base64>` of the stored bytes. */
+export function releaseDigest(bytes: Uint8Array): string {
+  return Sha256.of(bytes).format("sri");
+}
+
+/** Signs `release` and gives its stored form. A release that would not parse back is refused. */
+export function formatRelease(release: Release, key: SecretKey): SignedRelease {
+  const fields = releaseJson(release);
+  // Read the fields back as a host will, so nothing is published that hosts would refuse.
+  const checked = readReleaseValue(fields, "the release to sign").release;
+  const signature = signDetached(key, releaseSignedMessage(checked));
+  const bytes = new Uint8Array(Buffer.from(`${canonicalJson({ ...fields, signature })}\n`));
+  return { release: checked, signature, digest: releaseDigest(bytes), bytes };
+}
+
+/**
+ * Parses a stored release strictly: every field present with the right type, nothing unknown,
+ * and the bytes in canonical form (so one release has one digest). Checks no signature.
+ * `source` names the bytes in errors (a file, an object key).
+ */
+export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (err) {
+    throw malformed(`${source}: is not UTF-8 text`, err);
+  }
+  let value: unknown;
+  try {
+    value = parseJsonText(text, source);
+  } catch (err) {
+    if (err instanceof InputError) throw malformed(err.message, err, err.hint);
+    throw err;
+  }
+  const { release, signature } = readReleaseValue(value, source);
+  const canonical = `${canonicalJson({ ...releaseJson(release), signature })}\n`;
+  if (text !== canonical) {
+    throw malformed(
+      `${source}: release ${release.seq} of channel ${release.channel} is not in canonical form (keys sorted, no whitespace, one final newline)`,
+      undefined,
+      "releases are written by nixship and must not be edited by hand",
+    );
+  }
+  return { release, signature, digest: releaseDigest(bytes), bytes };
+}
+
+/**
+ * Parses, then checks the signature against the trusted keys. Each failure is an InputError:
+ * release-unsigned, release-untrusted-key, release-bad-signature (or release-malformed).
+ */
+export function verifyRelease(
+  bytes: Uint8Array,
+  trustedKeys: readonly PublicKey[],
+  source: string,
+): SignedRelease {
+  const parsed = parseRelease(bytes, source);
+  const { release, signature } = parsed;
+  const what = `${source}: release ${release.seq} of channel ${release.channel}`;
+  if (signature === undefined) {
+    throw new InputError("release-unsigned", `${what} is not signed`, {
+      hint: "hosts only follow signed releases; publish it again with a release key",
+    });
+  }
+  const keyName = signature.slice(0, signature.indexOf(":"));
+  const check = verifyDetached(signature, releaseSignedMessage(release), trustedKeys);
+  if (check.ok) return { ...parsed, signature };
+  switch (check.reason) {
+    case "untrusted-key": {
+      const trusted = trustedKeys.map((k) => k.name).join(", ") || "none";
+      throw new InputError(
+        "release-untrusted-key",
+        `${what} is signed by key '${keyName}', which is not trusted (trusted: ${trusted})`,
+        { hint: `trust the public half of '${keyName}' only if that key should publish releases` },
+      );
+    }
+    case "bad-signature":
+      throw new InputError(
+        "release-bad-signature",
+        `${what}: the signature by key '${keyName}' does not match its content`,
+        { hint: "the release was changed after it was signed; do not deploy it" },
+      );
+    case "malformed":
+      throw malformed(`${what}: the signature is not NAME:BASE64 of an ed25519 signature`);
+  }
+}
+
+/** Whether a host that last applied `lastAppliedSeq` should apply `release`. */
+export function checkSequence(release: Release, lastAppliedSeq: number | undefined): SequenceCheck {
+  if (lastAppliedSeq === undefined || release.seq > lastAppliedSeq) return { ok: true };
+  return {
+    ok: false,
+    reason: release.seq === lastAppliedSeq ? "same" : "stale",
+    seq: release.seq,
+    lastApplied: lastAppliedSeq,
+  };
+}
+
+/** Whether `release` comes after `other` (or there is no other) in its channel. */
+export function isNewer(release: Release, other: Release | undefined): boolean {
+  return checkSequence(release, other?.seq).ok;
+}
+
+function malformed(message: string, cause?: unknown, hint?: string): InputError {
+  return new InputError("release-malformed", message, {
+    ...(cause === undefined ? {} : { cause }),
+    ...(hint === undefined ? {} : { hint }),
+  });
+}
+
+function readReleaseValue(
+  value: unknown,
+  source: string,
+): { release: Release; signature: string | undefined } {
+  const problems = new Problems();
+  const release = readRelease(value, problems);
+  const signature = readSignature(value, problems);
+  if (problems.list.length > 0 || release === undefined) {
+    const lines = problems.list
+      .slice(0, MAX_REPORTED)
+      .map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
+    if (problems.list.length > MAX_REPORTED) {
+      lines.push(`${source}: … and ${problems.list.length - MAX_REPORTED} more problems`);
+    }
+    throw malformed(lines.join("\n"));
+  }
+  return { release, signature };
+}
+
+function readSignature(value: unknown, problems: Problems): string | undefined {
+  if (!isJsonObject(value) || value.signature === undefined) return undefined;
+  const signature = readString(value.signature, ["signature"], problems, { pattern: SIGNATURE });
+  if (signature !== undefined && Buffer.from(signature.split(":")[1] ?? "", "base64").length !== 64)
+    return problems.add(["signature"], "must hold a 64-byte ed25519 signature");
+  return signature;
+}
+
+function readRelease(value: unknown, problems: Problems): Release | undefined {
+  const doc = readObject(value, [], problems, KEYS.release);
+  if (doc === undefined) return undefined;
+  // A missing field is already reported by readObject; each reader sees only present ones.
+  const field = <T>(key: keyof Release, read: (value: unknown, path: JsonPath) => T) =>
+    doc[key] === undefined ? undefined : read(doc[key], [key]);
+  const name = { pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH };
+  const release = {
+    version: field("version", (v, path): typeof RELEASE_VERSION | undefined =>
+      v === RELEASE_VERSION
+        ? RELEASE_VERSION
+        : problems.add(path, `must be ${RELEASE_VERSION}, the only release version (${got(v)})`),
+    ),
+    channel: field("channel", (v, path) => readString(v, path, problems, name)),
+    seq: field("seq", (v, path) => readInteger(v, path, problems, { min: 1 })),
+    created: field("created", (v, path) => readCreated(v, path, problems)),
+    previous: field("previous", (v, path) => readPrevious(v, path, problems)),
+    kind: field("kind", (v, path) => readEnum(v, path, RELEASE_KINDS, problems)),
+    action: field("action", (v, path) => readEnum(v, path, ACTIONS, problems)),
+    health: field("health", (v, path) => readHealth(v, path, problems)),
+    confirmTimeout: field("confirmTimeout", (v, path) =>
+      readInteger(v, path, problems, { min: 0 }),
+    ),
+    hosts: field("hosts", (v, path) => readHosts(v, path, problems)),
+  };
+  return isComplete(release) ? release : undefined;
+}
+
+/** Whether every field was read; narrows away the undefined of the ones that failed. */
+function isComplete<T extends object>(
+  partial: T,
+): partial is { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.values(partial).every((v) => v !== undefined);
+}
+
+function readEnum<T extends string>(
+  value: unknown,
+  path: JsonPath,
+  allowed: readonly T[],
+  problems: Problems,
+): T | undefined {
+  if ((allowed as readonly unknown[]).includes(value)) return value as T;
+  return problems.add(path, `must be one of ${allowed.join(", ")} (${got(value)})`);
+}
+
+function readCreated(value: unknown, path: JsonPath, problems: Problems): string | undefined {
+  const ok =
+    typeof value === "string" &&
+    CREATED.test(value) &&
+    !Number.isNaN(Date.parse(value)) &&
+    new Date(value).toISOString() === value;
+  if (ok) return value;
+  return problems.add(path, `must be a UTC time like 2026-11-21T10:00:00.000Z (${got(value)})`);
+}
+
+function readPrevious(
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): string | null | undefined {
+  if (value === null || (typeof value === "string" && DIGEST.test(value))) return value;
+  return problems.add(
+    path,
+    `must be null or the sha256-<base64> digest of the previous release (${got(value)})`,
+  );
+}
+
+function readHealth(value: unknown, path: JsonPath, problems: Problems): HealthChecks | undefined {
+  const health = readObject(value, path, problems, KEYS.health);
+  if (health === undefined) return undefined;
+  const list = <T>(key: string, read: (item: unknown, at: JsonPath) => T | undefined) => {
+    if (health[key] === undefined) return undefined;
+    const items = readArray(health[key], [...path, key], problems)?.map((item, i) =>
+      read(item, [...path, key, i]),
+    );
+    return items?.every((item) => item !== undefined) ? (items as T[]) : undefined;
+  };
+  const http = list("http", (item, at) => readHttpCheck(item, at, problems));
+  const commands = list("commands", (item, at) => readCommandCheck(item, at, problems));
+  return http === undefined || commands === undefined ? undefined : { http, commands };
+}
+
+function readHttpCheck(value: unknown, path: JsonPath, problems: Problems): HttpCheck | undefined {
+  const check = readObject(value, path, problems, KEYS.httpCheck);
+  if (check === undefined) return undefined;
+  let url = check.url === undefined ? undefined : readString(check.url, [...path, "url"], problems);
+  const urlProblem = url === undefined ? undefined : healthUrlProblem(url);
+  if (urlProblem !== undefined) url = problems.add([...path, "url"], `${urlProblem} (${got(url)})`);
+  const expectStatus =
+    check.expectStatus === undefined
+      ? undefined
+      : readInteger(check.expectStatus, [...path, "expectStatus"], problems, {
+          min: 100,
+          max: 599,
+        });
+  const timeout =
+    check.timeout === undefined
+      ? undefined
+      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
+  if (url === undefined || expectStatus === undefined || timeout === undefined) return undefined;
+  return { url, expectStatus, timeout };
+}
+
+function readCommandCheck(
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): CommandCheck | undefined {
+  const check = readObject(value, path, problems, KEYS.commandCheck);
+  if (check === undefined) return undefined;
+  const run =
+    check.run === undefined ? undefined : readString(check.run, [...path, "run"], problems);
+  const timeout =
+    check.timeout === undefined
+      ? undefined
+      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
+  if (run === undefined || timeout === undefined) return undefined;
+  return { run, timeout };
+}
+
+function readHosts(
+  value: unknown,
+  at: JsonPath,
+  problems: Problems,
+): Readonly<Record<string, ReleaseHost>> | undefined {
+  if (!isJsonObject(value)) return problems.add(at, `must be an object (${got(value)})`);
+  const names = Object.keys(value);
+  if (names.length === 0) return problems.add(at, "must name at least one host");
+  const hosts: Record<string, ReleaseHost> = {};
+  let ok = true;
+  for (const name of names) {
+    const path = [...at, name];
+    if (!NAME_PATTERN.test(name) || name.length > NAME_MAX_LENGTH) {
+      problems.add(
+        path,
+        `host name must match ${NAME_PATTERN.source} (at most ${NAME_MAX_LENGTH} characters)`,
+      );
+      ok = false;
+      continue;
+    }
+    const host = readObject(value[name], path, problems, KEYS.host);
+    const text =
+      host?.path === undefined ? undefined : readString(host.path, [...path, "path"], problems);
+    const problem = text === undefined ? undefined : inputProblem(() => parseStorePath(text));
+    if (problem !== undefined) problems.add([...path, "path"], problem);
+    if (text === undefined || problem !== undefined) ok = false;
+    else hosts[name] = { path: text as StorePath };
+  }
+  return ok ? hosts : undefined;
+}

@@ -1,0 +1,90 @@
+// Status objects in an ObjectStore (layout in status.ts): hosts and deployers write them, and
+// `nixship status`, the rollout's health gates and the dashboard read them.
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import {
+  formatStatusRecord,
+  hostStatusKey,
+  type ProgressEntry,
+  parseStatusRecord,
+  progressKey,
+  progressPrefix,
+  type StatusRecord,
+  summariseProgress,
+} from "./status.js";
+
+const JSON_TYPE = "application/json";
+
+/**
+ * Records a host's status: its latest record, and, for a release, the marker of the state it
+ * reached (the marker first, so a reader that sees the record also finds the marker).
+ */
+export async function writeStatus(store: ObjectStore, record: StatusRecord): Promise<void> {
+  const body = formatStatusRecord(record);
+  if (record.channel !== null && record.seq !== null) {
+    await store.put(progressKey(record.channel, record.seq, record.host, record.state), body, {
+      contentType: JSON_TYPE,
+    });
+  }
+  await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
+}
+
+/** The host's latest record, or undefined when it never reported. */
+export async function readStatus(
+  store: ObjectStore,
+  host: string,
+): Promise<StatusRecord | undefined> {
+  return readRecord(store, hostStatusKey(host));
+}
+
+export async function readRecord(
+  store: ObjectStore,
+  key: string,
+): Promise<StatusRecord | undefined> {
+  const got = await store.get(key);
+  if (got === undefined) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const chunk of got.body) chunks.push(chunk as Buffer);
+  return parseStatusRecord(Buffer.concat(chunks), `${store.url} ${key}`);
+}
+
+/** Many hosts' latest records (one GET each, bounded concurrency). */
+export async function readStatuses(
+  store: ObjectStore,
+  hosts: readonly string[],
+  concurrency = 32,
+): Promise<Map<string, StatusRecord>> {
+  const records = await mapLimit(hosts, concurrency, (h) => readStatus(store, h));
+  const found = new Map<string, StatusRecord>();
+  hosts.forEach((h, i) => {
+    const r = records[i];
+    if (r !== undefined) found.set(h, r);
+  });
+  return found;
+}
+
+export interface Progress {
+  /** Each host that reported on the release, with the state it reached. */
+  readonly hosts: Map<string, ProgressEntry>;
+  /** LIST calls this read took. */
+  readonly listCalls: number;
+}
+
+/** Where every host is with release `seq` of `channel`: LIST calls only, ≤ 1,000 keys each. */
+export async function readProgress(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+): Promise<Progress> {
+  const prefix = progressPrefix(channel, seq);
+  const objects: { key: string; lastModified: Date }[] = [];
+  let token: string | undefined;
+  let listCalls = 0;
+  do {
+    const page = await store.list(prefix, token === undefined ? {} : { token });
+    listCalls++;
+    objects.push(...page.objects);
+    token = page.nextToken;
+  } while (token !== undefined);
+  return { hosts: summariseProgress(prefix, objects), listCalls };
+}

@@ -1,0 +1,168 @@
+// The status model: what each host last reported, as one small JSON object per host, and the
+// key layout that lets a deployer watch a rollout over many hosts with a few LIST calls.
+//
+//   status/hosts/<host>.json                         the host's latest record (any delivery mode)
+//   status/releases/<channel>/<seq>/<host>/<state>   one marker per state a host reached while
+//                                                    applying release <seq>; the body is the record
+//
+// A LIST of `status/releases/<channel>/<seq>/` returns up to 1,000 keys per call, and the keys
+// alone say which host is applying, succeeded, failed or refused the release: the deployer's
+// cost per poll grows with hosts/1000. It reads a body only to learn why a host failed.
+import { InputError } from "../errors.js";
+import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
+
+/** Where a host is in applying a release (or a push deploy). */
+export const STATUS_STATES = ["applying", "success", "failed", "rejected"] as const;
+export type StatusState = (typeof STATUS_STATES)[number];
+
+export interface StatusRecord {
+  readonly version: 1;
+  readonly host: string;
+  readonly mode: DeliveryMode;
+  /** The release channel and sequence number (agent mode); null for push deploys. */
+  readonly channel: string | null;
+  readonly seq: number | null;
+  /** The system the host was asked to run. */
+  readonly desired: string | null;
+  /** The system it runs now. */
+  readonly current: string | null;
+  readonly generation: number | null;
+  readonly state: StatusState;
+  /** The step the host was at: realise, profile, switch, health, confirm, verify… (null: none). */
+  readonly phase: string | null;
+  /** Why the host failed or refused; null otherwise. */
+  readonly error: string | null;
+  /** When the host started on `desired`. */
+  readonly startedAt: string;
+  readonly updatedAt: string;
+}
+
+export function isFinalState(state: StatusState): boolean {
+  return state !== "applying";
+}
+
+export function hostStatusKey(host: string): string {
+  return `status/hosts/${host}.json`;
+}
+
+export const HOST_STATUS_PREFIX = "status/hosts/";
+
+export function progressPrefix(channel: string, seq: number): string {
+  return `status/releases/${channel}/${seq}/`;
+}
+
+export function progressKey(
+  channel: string,
+  seq: number,
+  host: string,
+  state: StatusState,
+): string {
+  return `${progressPrefix(channel, seq)}${host}/${state}`;
+}
+
+/** The host and state a progress key names, or undefined for a key that is not one. */
+export function parseProgressKey(
+  prefix: string,
+  key: string,
+): { readonly host: string; readonly state: StatusState } | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  const [host, state, ...rest] = key.slice(prefix.length).split("/");
+  if (rest.length > 0 || host === undefined || !NAME_PATTERN.test(host)) return undefined;
+  if (!(STATUS_STATES as readonly string[]).includes(state ?? "")) return undefined;
+  return { host, state: state as StatusState };
+}
+
+export interface ProgressEntry {
+  readonly state: StatusState;
+  /** The marker holding the record for that state. */
+  readonly key: string;
+  readonly at: Date;
+}
+
+/**
+ * Each host's state from a listing of one release's markers: a final state beats applying, and
+ * of two final states (a host that applied the release again after a restart) the newer wins.
+ */
+export function summariseProgress(
+  prefix: string,
+  objects: readonly { readonly key: string; readonly lastModified: Date }[],
+): Map<string, ProgressEntry> {
+  const hosts = new Map<string, ProgressEntry>();
+  for (const o of objects) {
+    const parsed = parseProgressKey(prefix, o.key);
+    if (parsed === undefined) continue;
+    const entry = { state: parsed.state, key: o.key, at: o.lastModified };
+    const known = hosts.get(parsed.host);
+    if (known === undefined || beats(entry, known)) hosts.set(parsed.host, entry);
+  }
+  return hosts;
+}
+
+function beats(a: ProgressEntry, b: ProgressEntry): boolean {
+  const finalA = isFinalState(a.state);
+  const finalB = isFinalState(b.state);
+  if (finalA !== finalB) return finalA;
+  return a.at.getTime() >= b.at.getTime();
+}
+
+export function formatStatusRecord(record: StatusRecord): Uint8Array {
+  return Buffer.from(`${JSON.stringify(record)}\n`);
+}
+
+/** Parses a status object; `source` names it in errors. */
+export function parseStatusRecord(bytes: Uint8Array, source: string): StatusRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch (err) {
+    throw malformed(source, `not JSON (${(err as Error).message})`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw malformed(source, "not a JSON object");
+  }
+  const r = value as Record<string, unknown>;
+  const text = (key: string, nullable: boolean): void => {
+    const v = r[key];
+    if (!(typeof v === "string" || (nullable && v === null))) {
+      throw malformed(source, `"${key}" must be a string${nullable ? " or null" : ""}`);
+    }
+  };
+  const count = (key: string): void => {
+    const v = r[key];
+    if (!(v === null || (Number.isSafeInteger(v) && (v as number) >= 0))) {
+      throw malformed(source, `"${key}" must be a whole number or null`);
+    }
+  };
+  if (r.version !== 1) throw malformed(source, `unsupported version ${JSON.stringify(r.version)}`);
+  text("host", false);
+  if (!NAME_PATTERN.test(r.host as string)) throw malformed(source, `bad host name "${r.host}"`);
+  if (!(DELIVERY_MODES as readonly unknown[]).includes(r.mode)) {
+    throw malformed(source, `"mode" must be one of ${DELIVERY_MODES.join(", ")}`);
+  }
+  if (!(STATUS_STATES as readonly unknown[]).includes(r.state)) {
+    throw malformed(source, `"state" must be one of ${STATUS_STATES.join(", ")}`);
+  }
+  for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
+  for (const key of ["startedAt", "updatedAt"]) text(key, false);
+  count("seq");
+  count("generation");
+  return {
+    version: 1,
+    host: r.host as string,
+    mode: r.mode as DeliveryMode,
+    channel: r.channel as string | null,
+    seq: r.seq as number | null,
+    desired: r.desired as string | null,
+    current: r.current as string | null,
+    generation: r.generation as number | null,
+    state: r.state as StatusState,
+    phase: r.phase as string | null,
+    error: r.error as string | null,
+    startedAt: r.startedAt as string,
+    updatedAt: r.updatedAt as string,
+  };
+}
+
+function malformed(source: string, what: string): InputError {
+  return new InputError("status-malformed", `${source}: ${what}`);
+}

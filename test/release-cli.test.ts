@@ -1,0 +1,265 @@
+// `nixship release list` and `release show`, run as functions with an in-memory CliIO over a
+// directory store that holds releases published by publishRelease.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliIO, Command } from "../src/cli/command.js";
+import { releaseList, releaseShow } from "../src/cli/release.js";
+import { releaseDigest, type SignedRelease } from "../src/fleet/release.js";
+import { type PublishOptions, publishRelease, releaseKey } from "../src/fleet/release-store.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { FsStore } from "../src/store/fs-store.js";
+
+const key = generateSecretKey("release-cli-1");
+const PUBLIC = formatPublicKey(publicKeyOf(key));
+const FOREIGN = formatPublicKey(publicKeyOf(generateSecretKey("someone-else-1")));
+const WEB1 = `/nix/store/${"a".repeat(32)}-nixos-system-web1` as StorePath;
+const WEB2 = `/nix/store/${"b".repeat(32)}-nixos-system-web2` as StorePath;
+/** What an interrupted write by some other tool left as release 3. */
+const TORN = Buffer.from("torn write\n");
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command with captured output; errors propagate, as main() renders them. */
+async function run(command: Command, argv: readonly string[], env = {}): Promise<Run> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on("data", (d: Buffer) => out.push(d));
+  stderr.on("data", (d: Buffer) => err.push(d));
+  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env };
+  const code = await command.run(argv, io);
+  return {
+    code,
+    stdout: Buffer.concat(out).toString("utf8"),
+    stderr: Buffer.concat(err).toString("utf8"),
+  };
+}
+
+let dir: string;
+let storeDir: string;
+let first: SignedRelease;
+let second: SignedRelease;
+
+function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
+  return {
+    channel: "prod",
+    hosts: { web1: { path: WEB1 }, web2: { path: WEB2 } },
+    kind: "deploy",
+    action: "switch",
+    health: {
+      http: [{ url: "http://{address}/", expectStatus: 200, timeout: 5 }],
+      commands: [],
+    },
+    confirmTimeout: 30,
+    key,
+    now: new Date("2026-11-21T10:00:00.000Z"),
+    ...overrides,
+  };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-release-cli-"));
+  storeDir = join(dir, "store");
+  const store = new FsStore(storeDir, { fsync: false });
+  first = await publishRelease(store, options());
+  second = await publishRelease(
+    store,
+    options({ kind: "rollback", hosts: { web1: { path: WEB1 } }, now: new Date(0) }),
+  );
+  await store.put(releaseKey("prod", 3), TORN);
+  await store.close();
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe("release list", () => {
+  it("lists the releases oldest first and marks the one the channel points at", async () => {
+    const r = await run(releaseList, ["--channel", "prod", "--store", storeDir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n")).toEqual([
+      "   SEQ  CREATED                   KIND       HOSTS  DIGEST",
+      `   1    2026-11-21T10:00:00.000Z  deploy     2      ${first.digest}`,
+      `*  2    1970-01-01T00:00:00.000Z  rollback   1      ${second.digest}`,
+      `   3    -                         malformed  -      ${releaseDigest(TORN)}`,
+      "",
+    ]);
+    expect(r.stderr).toMatch(/^warning: releases\/prod\/3\.json: invalid JSON/);
+  });
+
+  it("prints JSON with --json", async () => {
+    const r = await run(releaseList, ["--channel", "prod", "--store", storeDir, "--json"]);
+    const doc = JSON.parse(r.stdout) as { channel: string; releases: { seq: number }[] };
+    expect(doc.channel).toBe("prod");
+    expect(doc.releases.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(doc.releases[1]).toEqual({
+      status: "ok",
+      seq: 2,
+      created: "1970-01-01T00:00:00.000Z",
+      kind: "rollback",
+      digest: second.digest,
+      hosts: 1,
+      current: true,
+    });
+  });
+
+  it("says when a channel has no releases", async () => {
+    const r = await run(releaseList, ["--channel", "staging", "--store", storeDir]);
+    expect(r).toMatchObject({ code: 0, stdout: "" });
+    expect(r.stderr).toContain("channel staging has no releases in file://");
+  });
+
+  it("takes the store from the fleet file's cache by default", async () => {
+    const fleetFile = join(dir, "nixship.json");
+    const fleet = {
+      cache: { url: storeDir, publicKeys: [PUBLIC] },
+      hosts: { web1: { address: "192.0.2.1", system: WEB1 } },
+    };
+    await writeFile(fleetFile, JSON.stringify(fleet));
+    const viaFlag = await run(releaseList, ["--channel", "prod", "--fleet", fleetFile]);
+    expect(viaFlag.stdout).toContain(first.digest);
+    const viaEnv = await run(releaseList, ["--channel", "prod"], { NIXSHIP_FLEET: fleetFile });
+    expect(viaEnv.stdout).toBe(viaFlag.stdout);
+
+    const noCache = join(dir, "no-cache.json");
+    await writeFile(noCache, JSON.stringify({ hosts: fleet.hosts }));
+    await expect(run(releaseList, ["--channel", "prod", "--fleet", noCache])).rejects.toThrow(
+      expect.objectContaining({ code: "usage", message: expect.stringContaining("has no cache") }),
+    );
+    await expect(
+      run(releaseList, ["--channel", "prod", "--fleet", join(dir, "missing.json")]),
+    ).rejects.toThrow(
+      expect.objectContaining({
+        code: "fleet-file-unreadable",
+        hint: expect.stringContaining("--store"),
+      }),
+    );
+  });
+
+  it("requires --channel and refuses bad names", async () => {
+    await expect(run(releaseList, ["--store", storeDir])).rejects.toThrow(/--channel is required/);
+    await expect(run(releaseList, ["--channel", "../x", "--store", storeDir])).rejects.toThrow(
+      expect.objectContaining({ code: "bad-channel", exitCode: 2 }),
+    );
+    await expect(run(releaseList, ["extra", "--channel", "prod"])).rejects.toThrow(
+      /unexpected argument 'extra'/,
+    );
+  });
+});
+
+describe("release show", () => {
+  it("shows the latest release, verified, and says so", async () => {
+    const r = await run(releaseShow, [
+      "latest",
+      "--channel",
+      "prod",
+      "--store",
+      storeDir,
+      "--trusted-key",
+      FOREIGN,
+      "--trusted-key",
+      PUBLIC,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        "release 2 of channel prod (current)",
+        "  created    1970-01-01T00:00:00.000Z",
+        "  kind       rollback",
+        "  action     switch",
+        "  health     1 HTTP check, 0 command checks",
+        "  confirm    30 s",
+        `  digest     ${second.digest}`,
+        `  previous   ${first.digest}`,
+        "  signature  key 'release-cli-1', verified against the trusted keys",
+        "hosts (1):",
+        `  web1  ${WEB1}`,
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("shows a release by number without verifying, and says that too", async () => {
+    const r = await run(releaseShow, ["1", "--channel", "prod", "--store", storeDir]);
+    expect(r.stdout).toMatch(/^release 1 of channel prod\n/);
+    expect(r.stdout).toContain("previous   none (first release of the channel)");
+    expect(r.stdout).toContain("key 'release-cli-1', NOT verified (pass --trusted-key");
+    expect(r.stdout).toContain(`  web2  ${WEB2}`);
+  });
+
+  it("prints JSON with --json", async () => {
+    const r = await run(releaseShow, [
+      "1",
+      "--channel",
+      "prod",
+      "--store",
+      storeDir,
+      "--trusted-key",
+      PUBLIC,
+      "--json",
+    ]);
+    expect(JSON.parse(r.stdout)).toEqual({
+      store: expect.stringMatching(/^file:\/\//),
+      source: "releases/prod/1.json",
+      current: false,
+      digest: first.digest,
+      signature: { key: "release-cli-1", verified: true },
+      release: JSON.parse(JSON.stringify(first.release)),
+    });
+  });
+
+  it("fails with exit 2 when the release is not signed by a trusted key", async () => {
+    const argv = ["latest", "--channel", "prod", "--store", storeDir, "--trusted-key", FOREIGN];
+    await expect(run(releaseShow, argv)).rejects.toThrow(
+      expect.objectContaining({
+        code: "release-untrusted-key",
+        exitCode: 2,
+        message: expect.stringContaining("signed by key 'release-cli-1'"),
+      }),
+    );
+  });
+
+  it("fails with exit 2 on a tampered release, and on a malformed one", async () => {
+    const tampered = join(dir, "tampered");
+    const store = new FsStore(tampered, { fsync: false });
+    const signed = await publishRelease(store, options());
+    const bytes = Buffer.from(Buffer.from(signed.bytes).toString().replace(WEB2, WEB1));
+    await store.delete("releases/prod/1.json");
+    await store.put("releases/prod/1.json", bytes);
+    await store.close();
+    await expect(
+      run(releaseShow, ["1", "--channel", "prod", "--store", tampered, "--trusted-key", PUBLIC]),
+    ).rejects.toThrow(expect.objectContaining({ code: "release-bad-signature", exitCode: 2 }));
+    await expect(run(releaseShow, ["3", "--channel", "prod", "--store", storeDir])).rejects.toThrow(
+      expect.objectContaining({ code: "release-malformed", exitCode: 2 }),
+    );
+  });
+
+  it("fails with exit 1 when there is no such release", async () => {
+    await expect(run(releaseShow, ["9", "--channel", "prod", "--store", storeDir])).rejects.toThrow(
+      expect.objectContaining({
+        code: "release-not-found",
+        exitCode: 1,
+        message: expect.stringContaining("channel prod has no release 9"),
+      }),
+    );
+    await expect(
+      run(releaseShow, ["latest", "--channel", "staging", "--store", storeDir]),
+    ).rejects.toThrow(expect.objectContaining({ code: "release-not-found", exitCode: 1 }));
+  });
+
+  it("refuses a bad release number", async () => {
+    for (const argv of [["0"], ["x"], [], ["1", "2"]]) {
+      await expect(
+        run(releaseShow, [...argv, "--channel", "prod", "--store", storeDir]),
+      ).rejects.toThrow(expect.objectContaining({ code: "usage", exitCode: 2 }));
+    }
+  });
+});

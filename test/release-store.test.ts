@@ -1,0 +1,391 @@
+// Releases over a real ObjectStore: numbering, the previous-digest chain, orphans, conditional
+// reads, and publishers racing on one channel (on the fs store, which enforces conditional puts).
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { OperationError } from "../src/errors.js";
+import type { SignedRelease } from "../src/fleet/release.js";
+import { verifyRelease } from "../src/fleet/release.js";
+import {
+  channelKey,
+  listReleases,
+  type PublishOptions,
+  publishRelease,
+  readChannel,
+  readRelease,
+  releaseKey,
+} from "../src/fleet/release-store.js";
+import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { FsStore } from "../src/store/fs-store.js";
+import { listAll, readAll } from "../src/store/helpers.js";
+import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
+import { type S3Server, startS3Server } from "./support/s3-server.js";
+
+const key = generateSecretKey("release-test-1");
+const trusted = [publicKeyOf(key)];
+const path = (c: string) => `/nix/store/${c.repeat(32)}-nixos-system-web` as StorePath;
+
+function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
+  return {
+    channel: "prod",
+    hosts: { web1: { path: path("a") }, web2: { path: path("b") } },
+    kind: "deploy",
+    action: "switch",
+    health: { http: [], commands: [{ run: "true", timeout: 5 }] },
+    confirmTimeout: 30,
+    key,
+    now: new Date("2026-11-21T10:00:00.000Z"),
+    ...overrides,
+  };
+}
+
+async function keys(store: ObjectStore, prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const info of listAll(store, prefix)) found.push(info.key);
+  return found;
+}
+
+const text = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString("utf8");
+
+/** `inner` with some of its methods replaced (the rest bound to it, as adapters keep private state). */
+function wrap(inner: ObjectStore, overrides: Partial<ObjectStore>): ObjectStore {
+  return {
+    url: inner.url,
+    get: inner.get.bind(inner),
+    head: inner.head.bind(inner),
+    put: inner.put.bind(inner),
+    putFile: inner.putFile.bind(inner),
+    makeStagingDir: inner.makeStagingDir.bind(inner),
+    list: inner.list.bind(inner),
+    delete: inner.delete.bind(inner),
+    close: inner.close.bind(inner),
+    ...overrides,
+  };
+}
+
+/** A store whose listings come back two objects per page, to exercise pagination. */
+function smallPages(inner: ObjectStore): ObjectStore {
+  return wrap(inner, {
+    list: (prefix: string, opts: { token?: string } = {}) =>
+      inner.list(prefix, { ...opts, limit: 2 }),
+  });
+}
+
+/** A store that runs `before` ahead of the first put whose key `when` accepts. */
+function interfering(
+  inner: ObjectStore,
+  when: (key: string) => boolean,
+  before: () => Promise<unknown>,
+): ObjectStore {
+  let fired = false;
+  return wrap(inner, {
+    put: async (k: string, body: Uint8Array, opts?: PutOptions) => {
+      if (!fired && when(k)) {
+        fired = true;
+        await before();
+      }
+      return inner.put(k, body, opts);
+    },
+  });
+}
+
+function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): void {
+  describe(`release store: ${name}`, () => {
+    let store: ObjectStore;
+    beforeEach(async () => {
+      store = await open();
+    });
+    afterEach(() => store.close());
+
+    it("numbers releases from 1, chains each to the previous, and copies it to the channel", async () => {
+      expect(await readChannel(store, "prod")).toEqual({ status: "absent" });
+      expect(await listReleases(store, "prod")).toEqual([]);
+      const first = await publishRelease(store, options());
+      expect(first.release).toMatchObject({ seq: 1, previous: null, channel: "prod" });
+      const second = await publishRelease(
+        store,
+        options({ hosts: { web1: { path: path("c") } }, now: new Date("2026-11-22T00:00:00Z") }),
+      );
+      const third = await publishRelease(store, options({ kind: "rollback" }));
+      expect(second.release).toMatchObject({ seq: 2, previous: first.digest });
+      expect(third.release).toMatchObject({ seq: 3, previous: second.digest, kind: "rollback" });
+
+      expect(text(await readAll(store, releaseKey("prod", 1)))).toBe(text(first.bytes));
+      expect(text(await readAll(store, releaseKey("prod", 3)))).toBe(text(third.bytes));
+      const channel = await readChannel(store, "prod");
+      if (channel.status !== "found") throw new Error(`channel is ${channel.status}`);
+      expect(text(channel.bytes)).toBe(text(third.bytes));
+      expect(verifyRelease(channel.bytes, trusted, channelKey("prod"))).toEqual(third);
+
+      expect(await listReleases(store, "prod")).toEqual([
+        {
+          status: "ok",
+          seq: 1,
+          created: "2026-11-21T10:00:00.000Z",
+          kind: "deploy",
+          digest: first.digest,
+          hosts: 2,
+          current: false,
+        },
+        {
+          status: "ok",
+          seq: 2,
+          created: "2026-11-22T00:00:00.000Z",
+          kind: "deploy",
+          digest: second.digest,
+          hosts: 1,
+          current: false,
+        },
+        {
+          status: "ok",
+          seq: 3,
+          created: "2026-11-21T10:00:00.000Z",
+          kind: "rollback",
+          digest: third.digest,
+          hosts: 2,
+          current: true,
+        },
+      ]);
+      const two = await readRelease(store, "prod", 2);
+      expect(two.status === "found" && text(two.bytes)).toBe(text(second.bytes));
+      expect(await readRelease(store, "prod", 9)).toEqual({ status: "absent" });
+      // Channels are independent.
+      expect((await publishRelease(store, options({ channel: "staging" }))).release.seq).toBe(1);
+      expect(await keys(store, "channels/")).toEqual([
+        "channels/prod.json",
+        "channels/staging.json",
+      ]);
+    });
+
+    it("answers not-modified to a channel read with the current etag", async () => {
+      await publishRelease(store, options());
+      const first = await readChannel(store, "prod");
+      if (first.status !== "found") throw new Error(`channel is ${first.status}`);
+      expect(await readChannel(store, "prod", { ifNoneMatch: first.etag })).toEqual({
+        status: "not-modified",
+      });
+      const next = await publishRelease(store, options());
+      const changed = await readChannel(store, "prod", { ifNoneMatch: first.etag });
+      if (changed.status !== "found") throw new Error(`channel is ${changed.status}`);
+      expect(changed.etag).not.toBe(first.etag);
+      expect(text(changed.bytes)).toBe(text(next.bytes));
+    });
+
+    it("skips an orphan left by an interrupted publisher, never reusing its number", async () => {
+      const first = await publishRelease(store, options());
+      // A publisher wrote release 2 and died before moving the channel.
+      const orphan = Buffer.from("half-published release 2\n");
+      await store.put(releaseKey("prod", 2), orphan);
+      await store.put("releases/prod/notes.txt", Buffer.from("not a release"));
+      const next = await publishRelease(store, options());
+      expect(next.release).toMatchObject({ seq: 3, previous: first.digest });
+      expect((await readAll(store, releaseKey("prod", 2)))?.equals(orphan)).toBe(true);
+      const listed = await listReleases(store, "prod");
+      expect(listed.map((e) => [e.seq, e.status, e.current])).toEqual([
+        [1, "ok", false],
+        [2, "malformed", false],
+        [3, "ok", true],
+      ]);
+      expect(listed[1]).toMatchObject({ problem: expect.stringContaining("releases/prod/2.json") });
+    });
+
+    it("pages through many release files to find the next number", async () => {
+      const paged = smallPages(store);
+      for (let i = 0; i < 5; i++) await publishRelease(paged, options());
+      await store.put(releaseKey("prod", 9), Buffer.from("orphan"));
+      expect((await publishRelease(paged, options())).release.seq).toBe(10);
+      expect((await listReleases(paged, "prod")).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 9, 10]);
+    });
+
+    it("refuses with release-conflict when another publisher takes the number first", async () => {
+      const first = await publishRelease(store, options());
+      const theirs = Buffer.from("another publisher's release 2\n");
+      const racing = interfering(
+        store,
+        (k) => k === releaseKey("prod", 2),
+        () => store.put(releaseKey("prod", 2), theirs),
+      );
+      await expect(publishRelease(racing, options())).rejects.toThrow(
+        expect.objectContaining({
+          code: "release-conflict",
+          exitCode: 1,
+          message:
+            "another publisher published release 2 of channel prod at the same time; nothing was written; re-run to publish on top of it",
+        }),
+      );
+      expect((await readAll(store, releaseKey("prod", 2)))?.equals(theirs)).toBe(true);
+      const channel = await readChannel(store, "prod");
+      expect(channel.status === "found" && text(channel.bytes)).toBe(text(first.bytes));
+    });
+
+    it("withdraws its release when another publisher moves the channel first", async () => {
+      await publishRelease(store, options());
+      const theirs = Buffer.from("the other publisher's channel\n");
+      const racing = interfering(
+        store,
+        (k) => k === channelKey("prod"),
+        () => store.put(channelKey("prod"), theirs),
+      );
+      await expect(publishRelease(racing, options())).rejects.toThrow(
+        expect.objectContaining({
+          code: "release-conflict",
+          message: expect.stringContaining("release 2 was withdrawn"),
+        }),
+      );
+      expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
+      expect((await readAll(store, channelKey("prod")))?.equals(theirs)).toBe(true);
+    });
+
+    it("creates a channel only if it is still absent", async () => {
+      const theirs = Buffer.from("a channel created meanwhile\n");
+      const racing = interfering(
+        store,
+        (k) => k === channelKey("prod"),
+        () => store.put(channelKey("prod"), theirs),
+      );
+      await expect(publishRelease(racing, options())).rejects.toThrow(
+        expect.objectContaining({ code: "release-conflict" }),
+      );
+      expect(await keys(store, "releases/")).toEqual([]);
+      expect((await readAll(store, channelKey("prod")))?.equals(theirs)).toBe(true);
+    });
+
+    it("refuses bad channel names and release numbers before touching the store", async () => {
+      await expect(publishRelease(store, options({ channel: "../x" }))).rejects.toThrow(
+        expect.objectContaining({ code: "bad-channel", exitCode: 2 }),
+      );
+      await expect(readChannel(store, "Prod")).rejects.toThrow(/channel name "Prod"/);
+      await expect(readRelease(store, "prod", 0)).rejects.toThrow(/whole number ≥ 1, got 0/);
+      expect(await keys(store, "")).toEqual([]);
+    });
+  });
+}
+
+describeReleaseStore("FsStore", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "nixship-release-store-"));
+  const store = new FsStore(join(dir, "store"), { fsync: false });
+  return wrap(store, {
+    close: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  });
+});
+
+describe("S3Store (s3rver)", () => {
+  let server: S3Server;
+  let run = 0;
+  beforeAll(async () => {
+    server = await startS3Server();
+  });
+  afterAll(() => server?.close());
+
+  describeReleaseStore("S3Store (s3rver)", () =>
+    openStore(server.url.replace(`s3://${server.bucket}`, `s3://${server.bucket}/run-${++run}`)),
+  );
+});
+
+describe("publishers racing on one channel (FsStore)", () => {
+  const PUBLISHERS = 8;
+  const ROUNDS = 6;
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "nixship-release-race-"));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  /**
+   * Each publisher's view of the store, held at its first read until all have read the channel:
+   * so every publisher of a round starts from the same channel version, as real racers do.
+   * With `stagger`, the odd publishers list the release files only once one was written, so
+   * they take the next number and race the first writer at the channel instead.
+   */
+  function barrierViews(
+    inner: ObjectStore,
+    puts: { key: string; options?: PutOptions }[],
+    stagger: boolean,
+  ) {
+    let waiting: (() => void)[] = [];
+    let written = () => {};
+    const firstWritten = new Promise<void>((resolve) => {
+      written = resolve;
+    });
+    return Array.from({ length: PUBLISHERS }, (_, i) =>
+      wrap(inner, {
+        get: async (k: string) => {
+          const got = await inner.get(k);
+          await new Promise<void>((resolve) => {
+            waiting.push(resolve);
+            if (waiting.length === PUBLISHERS) {
+              for (const release of waiting) release();
+              waiting = [];
+            }
+          });
+          return got;
+        },
+        list: async (prefix: string, options?: { token?: string }) => {
+          if (stagger && i % 2 === 1) await firstWritten;
+          return inner.list(prefix, options);
+        },
+        put: async (k: string, body: Uint8Array, options?: PutOptions) => {
+          puts.push({ key: k, ...(options ? { options } : {}) });
+          const result = await inner.put(k, body, options);
+          if (k.startsWith("releases/") && result.status === "written") written();
+          return result;
+        },
+      }),
+    );
+  }
+
+  it(`lets exactly one of ${PUBLISHERS} concurrent publishers win each round`, async () => {
+    const store = new FsStore(join(dir, "store"));
+    const puts: { key: string; options?: PutOptions }[] = [];
+    const winners: SignedRelease[] = [];
+    const withdrawn: string[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const views = barrierViews(store, puts, round % 2 === 1);
+      const results = await Promise.allSettled(
+        views.map((view, i) =>
+          publishRelease(view, options({ hosts: { web1: { path: path("abcdfghi"[i] ?? "a") } } })),
+        ),
+      );
+      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+      expect(won).toHaveLength(1);
+      expect(lost).toHaveLength(PUBLISHERS - 1);
+      for (const err of lost) {
+        expect(err).toBeInstanceOf(OperationError);
+        expect(err).toMatchObject({ code: "release-conflict", exitCode: 1 });
+        if ((err as Error).message.includes("withdrawn")) withdrawn.push((err as Error).message);
+      }
+      const [winner] = won as [SignedRelease];
+      expect(winner.release.previous).toBe(winners.at(-1)?.digest ?? null);
+      expect(winner.release.seq).toBeGreaterThan(winners.at(-1)?.release.seq ?? 0);
+      winners.push(winner);
+      const channel = await readChannel(store, "prod");
+      expect(channel.status === "found" && text(channel.bytes)).toBe(text(winner.bytes));
+    }
+    // Only the winners' files remain, each holding exactly what its winner published.
+    expect(await keys(store, "releases/")).toEqual(
+      winners.map((w) => releaseKey("prod", w.release.seq)).sort(),
+    );
+    for (const w of winners) {
+      expect(text(await readAll(store, releaseKey("prod", w.release.seq)))).toBe(text(w.bytes));
+      expect(verifyRelease(w.bytes, trusted, "r").release.seq).toBe(w.release.seq);
+    }
+    // Staggered rounds made some publishers lose at the channel, after writing their file.
+    expect(withdrawn.length).toBeGreaterThan(0);
+    // Nothing was ever written unconditionally.
+    for (const put of puts) {
+      if (put.key.startsWith("releases/")) {
+        expect(put.options?.condition).toEqual({ ifAbsent: true });
+      } else {
+        expect(put.key).toBe(channelKey("prod"));
+        expect(put.options?.condition).toBeDefined();
+      }
+    }
+  });
+});
