@@ -227,7 +227,7 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(await served("dp3")).toBe("web-v1");
     expect((await status("--on", "dp3"))[0]).toMatchObject({ generation: 1 });
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
-    expect(human.stdout).toMatch(/dp3\s+example-web-system-v1\s+1/);
+    expect(human.stdout).toMatch(/dp3\s+ssh\s+example-web-system-v1\s+1\s+live/);
   });
 
   it("7. refuses a host whose key does not match known_hosts, and says why", async () => {
@@ -265,8 +265,10 @@ describe("deploy over ssh to a lab fleet", () => {
     // status says the same, host by host, and exits 1.
     const st = await nixship(["status", "--fleet", forgedFleet]);
     expect(st.code).toBe(1);
-    expect(st.stdout).toMatch(/dp2\s+-\s+-\s+unreachable: ssh: Host key verification failed/);
-    expect(st.stdout).toMatch(/dp1\s+example-web-system/);
+    expect(st.stdout).toMatch(
+      /dp2\s+ssh\s+-\s+-\s+unreachable\s+ssh: Host key verification failed/,
+    );
+    expect(st.stdout).toMatch(/dp1\s+ssh\s+example-web-system/);
   });
 
   it("copies the closure over SSH (nix copy) when the fleet has no cache", async () => {

@@ -204,7 +204,6 @@ export class Agent {
       this.#recovering !== release.seq &&
       before?.current === path &&
       (keepsProfile || before.profile === path);
-    this.#recovering = undefined;
     const fill = { name: o.host, address: "127.0.0.1" };
     const applied = already
       ? ({ status: "activated", generation: before?.generation ?? null } as const)
@@ -225,10 +224,13 @@ export class Agent {
           (line) => this.#emit({ type: "log", line }),
         );
     if (applied.status === "busy") {
+      // Not this release's fault: try again soon; an interrupted release stays one that is
+      // applied in full (what the killed run left may look current without being healthy).
       this.#emit({ type: "busy", message: applied.message });
       await this.#save({ ...this.state, etag: null, applying: null });
       return "busy";
     }
+    this.#recovering = undefined;
     const system = await o.activator.inspect().catch(() => undefined);
     const ok = applied.status === "activated";
     await this.#save({

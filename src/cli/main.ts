@@ -23,6 +23,8 @@ import {
 import { narDump, narLs, narRestore } from "./nar.js";
 import { push } from "./push.js";
 import { releaseList, releaseShow } from "./release.js";
+import { releasePublish } from "./release-publish.js";
+import { ssmDocumentCommand } from "./ssm.js";
 import { verify } from "./verify.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -30,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
   keyPublic,
   push,
   verify,
+  releasePublish,
   releaseList,
   releaseShow,
   fetch,
@@ -42,6 +45,7 @@ export const COMMANDS: readonly Command[] = [
   deployCommand,
   statusCommand,
   rollbackCommand,
+  ssmDocumentCommand,
   labUpCommand,
   labDownCommand,
   labListCommand,

@@ -100,7 +100,7 @@ export class AgentDelivery implements Delivery {
   async rollback(host: FleetHost): Promise<RollbackOutcome> {
     return {
       status: "failed",
-      message: `${host.name} follows releases: roll it back with a rollback release (nixship deploy --via agent of the older system, or nixship release rollback)`,
+      message: `${host.name} follows signed releases: to roll it back, deploy its older system with 'nixship deploy --via agent' (a new, higher-numbered release that names the old path)`,
     };
   }
 

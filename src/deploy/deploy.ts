@@ -129,6 +129,10 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     }
 
     const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
+      // A tag target stands for instances unknown until SSM runs the command on them.
+      if (host.delivery === "ssm" && host.targets !== undefined) {
+        return { kind: "reported", current: undefined, generation: undefined };
+      }
       const s = await delivery.status(host);
       return s.reachable
         ? {
@@ -176,14 +180,14 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       confirmTimeout: options.policy.confirmTimeout,
     });
     if (options.async && delivery instanceof AgentDelivery) {
-      const released = await delivery.publish(
-        plan.hosts
-          .filter((p) => p.action === "activate")
-          .map((p) => {
-            const host = hosts.find((h) => h.name === p.host) as FleetHost;
-            return { host, request: request(host) };
-          }),
-      );
+      const wave = plan.hosts
+        .filter((p) => p.action === "activate")
+        .map((p) => {
+          const host = hosts.find((h) => h.name === p.host) as FleetHost;
+          return { host, request: request(host) };
+        });
+      if (wave.length === 0) return { plan, results: [], ok: true, releases: [] };
+      const released = await delivery.publish(wave);
       emit({ type: "released", channel: released.release.channel, seq: released.release.seq });
       return { plan, results: [], ok: true, releases: [released.release.seq] };
     }

@@ -1,0 +1,780 @@
+// The pull agent's logic on a real fs store in a temp dir, with a scripted fake Activator and a
+// thin wrapper that records every store call: what it applies, what it reports, what it refuses,
+// how little it asks of the store while nothing changes, and how it recovers and backs off.
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InputError } from "../errors.js";
+import type { HealthChecks } from "../fleet/fleet.js";
+import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/release.js";
+import { channelKey, publishRelease } from "../fleet/release-store.js";
+import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
+import { readRecord, readStatus } from "../fleet/status-store.js";
+import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { FsStore } from "../store/fs-store.js";
+import { listAll, readAll } from "../store/helpers.js";
+import type { GetOptions, ObjectStore } from "../store/object-store.js";
+import type { ActivationRequest, Activator, Applied, HostSystem } from "./activator.js";
+import { Agent, type AgentEvent, type AgentOptions } from "./agent.js";
+import { EMPTY_STATE, loadState, saveState, setPaused } from "./state.js";
+
+const releaseKey = generateSecretKey("release-1");
+const intruderKey = generateSecretKey("intruder-1");
+const CHANNEL = "prod";
+const HOST = "web1";
+const CLOCK = new Date("2026-11-21T10:00:00.000Z");
+/** A system path; `c` must be a nix32 character (not e, o, u or t). */
+const sys = (c: string) => `/nix/store/${c.repeat(32)}-nixos-system-web1` as StorePath;
+const HEALTH: HealthChecks = {
+  http: [{ url: "http://{address}:8080/health?host={name}", expectStatus: 200, timeout: 3 }],
+  commands: [{ run: "systemctl is-active nginx", timeout: 5 }],
+};
+
+interface StoreCall {
+  readonly op: "get" | "head" | "put" | "putFile" | "list" | "delete";
+  readonly key: string;
+  /** For get: the etag it was conditional on. */
+  readonly ifNoneMatch?: string;
+}
+
+/** `inner` with every call recorded; `fail` (when it returns an error) makes a call throw it. */
+function counting(
+  inner: ObjectStore,
+  fail: (call: StoreCall) => Error | undefined = () => undefined,
+) {
+  const calls: StoreCall[] = [];
+  const note = (call: StoreCall): void => {
+    calls.push(call);
+    const err = fail(call);
+    if (err !== undefined) throw err;
+  };
+  const store: ObjectStore = {
+    url: inner.url,
+    get: (async (key: string, options?: GetOptions) => {
+      note({
+        op: "get",
+        key,
+        ...(options?.ifNoneMatch !== undefined ? { ifNoneMatch: options.ifNoneMatch } : {}),
+      });
+      return inner.get(key, options);
+    }) as ObjectStore["get"],
+    head: async (key) => {
+      note({ op: "head", key });
+      return inner.head(key);
+    },
+    put: async (key, body, options) => {
+      note({ op: "put", key });
+      return inner.put(key, body, options);
+    },
+    putFile: async (key, file, options) => {
+      note({ op: "putFile", key });
+      return inner.putFile(key, file, options);
+    },
+    makeStagingDir: () => inner.makeStagingDir(),
+    list: async (prefix, options) => {
+      note({ op: "list", key: prefix });
+      return inner.list(prefix, options);
+    },
+    delete: async (key) => {
+      note({ op: "delete", key });
+      return inner.delete(key);
+    },
+    close: () => inner.close(),
+  };
+  return { store, calls };
+}
+
+/** An Activator that answers from a script (default: activated) and tracks the host's system. */
+class FakeActivator implements Activator {
+  readonly requests: ActivationRequest[] = [];
+  /** Answers for the next apply calls, in order; when empty, apply activates. */
+  readonly script: Applied[] = [];
+  system: HostSystem = { current: null, profile: null, generation: null };
+  #generation = 0;
+
+  async apply(request: ActivationRequest, onLog: (line: string) => void): Promise<Applied> {
+    this.requests.push(request);
+    onLog(`switching to ${request.path}`);
+    const answer = this.script.shift() ?? {
+      status: "activated",
+      generation: (this.system.generation ?? this.#generation) + 1,
+    };
+    if (answer.status === "activated") {
+      this.#generation = answer.generation ?? this.#generation;
+      this.system = { current: request.path, profile: request.path, generation: answer.generation };
+    }
+    return answer;
+  }
+
+  async inspect(): Promise<HostSystem> {
+    return this.system;
+  }
+}
+
+let dir: string;
+let stateDir: string;
+/** The bucket itself: what the deployer (and the tests' set-up) write through, uncounted. */
+let store: FsStore;
+/** What the agent sees: the same bucket, every call recorded. */
+let agentStore: ObjectStore;
+let calls: StoreCall[];
+let activator: FakeActivator;
+let events: AgentEvent[];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-agent-test-"));
+  stateDir = join(dir, "state");
+  await mkdir(stateDir);
+  store = new FsStore(join(dir, "bucket"), { fsync: false });
+  ({ store: agentStore, calls } = counting(store));
+  activator = new FakeActivator();
+  events = [];
+});
+
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function makeAgent(overrides: Partial<AgentOptions> = {}): Agent {
+  return new Agent({
+    store: agentStore,
+    channel: CHANNEL,
+    host: HOST,
+    releaseKeys: [publicKeyOf(releaseKey)],
+    substituters: ["http://127.0.0.1:37515"],
+    cacheKeys: ["cache-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM="],
+    stateDir,
+    activator,
+    pollInterval: 30,
+    jitter: 0,
+    emit: (e) => events.push(e),
+    now: () => CLOCK,
+    ...overrides,
+  });
+}
+
+/** Publishes the next release of the channel (as the deployer does), naming `hosts`. */
+function publish(
+  hosts: Record<string, StorePath> = { [HOST]: sys("a") },
+  key: SecretKey = releaseKey,
+): Promise<SignedRelease> {
+  return publishRelease(store, {
+    channel: CHANNEL,
+    hosts: Object.fromEntries(Object.entries(hosts).map(([h, path]) => [h, { path }])),
+    kind: "deploy",
+    action: "switch",
+    health: HEALTH,
+    confirmTimeout: 45,
+    key,
+    now: CLOCK,
+  });
+}
+
+/** Replaces what the channel object holds, as an attacker with write access to the bucket could. */
+async function writeChannel(bytes: Uint8Array | string): Promise<void> {
+  await store.put(channelKey(CHANNEL), typeof bytes === "string" ? Buffer.from(bytes) : bytes);
+}
+
+async function channelBytes(): Promise<Buffer> {
+  const bytes = await readAll(store, channelKey(CHANNEL));
+  if (bytes === undefined) throw new Error("no channel");
+  return bytes;
+}
+
+async function hostRecord(): Promise<StatusRecord> {
+  const record = await readStatus(store, HOST);
+  if (record === undefined) throw new Error(`${HOST} never reported`);
+  return record;
+}
+
+async function markers(seq: number): Promise<string[]> {
+  const found: string[] = [];
+  for await (const info of listAll(store, progressPrefix(CHANNEL, seq))) found.push(info.key);
+  return found;
+}
+
+/** The calls made since `mark` (an index into `calls`). */
+const since = (mark: number) => calls.slice(mark);
+const ofType = <T extends AgentEvent["type"]>(type: T) =>
+  events.filter((e): e is Extract<AgentEvent, { type: T }> => e.type === type);
+
+describe("Agent.pollOnce: applying releases", () => {
+  it("applies a release naming the host once and reports success (record and markers)", async () => {
+    await publish();
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+
+    expect(activator.requests).toEqual([
+      {
+        path: sys("a"),
+        action: "switch",
+        substituters: ["http://127.0.0.1:37515"],
+        trustedKeys: ["cache-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM="],
+        commandChecks: [{ run: "systemctl is-active nginx", timeout: 5 }],
+        // The agent is the host: {address} is loopback, {name} the host's own name.
+        httpChecks: [
+          { url: "http://127.0.0.1:8080/health?host=web1", expectStatus: 200, timeout: 3 },
+        ],
+        confirmTimeout: 45,
+      },
+    ]);
+    const record = await hostRecord();
+    expect(record).toEqual({
+      version: 1,
+      host: HOST,
+      mode: "agent",
+      channel: CHANNEL,
+      seq: 1,
+      desired: sys("a"),
+      current: sys("a"),
+      generation: 1,
+      state: "success",
+      phase: null,
+      error: null,
+      startedAt: CLOCK.toISOString(),
+      updatedAt: CLOCK.toISOString(),
+    });
+    expect(await markers(1)).toEqual([
+      progressKey(CHANNEL, 1, HOST, "applying"),
+      progressKey(CHANNEL, 1, HOST, "success"),
+    ]);
+    expect(await readRecord(store, progressKey(CHANNEL, 1, HOST, "success"))).toEqual(record);
+    expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
+    expect(await loadState(stateDir)).toEqual(agent.state);
+    expect(events.map((e) => e.type)).toEqual(["started", "release", "applying", "log", "applied"]);
+    // One read of the channel, then the applying marker + record and the success marker + record.
+    expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
+      `get ${channelKey(CHANNEL)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "applying")}`,
+      `put ${hostStatusKey(HOST)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
+      `put ${hostStatusKey(HOST)}`,
+    ]);
+  });
+
+  it("polls an unchanged channel with one conditional GET and nothing else", async () => {
+    await publish();
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    const etag = agent.state.etag;
+    expect(etag).not.toBeNull();
+    for (let i = 0; i < 3; i++) {
+      const mark = calls.length;
+      expect(await agent.pollOnce()).toBe("unchanged");
+      expect(since(mark)).toEqual([{ op: "get", key: channelKey(CHANNEL), ifNoneMatch: etag }]);
+    }
+    expect(activator.requests).toHaveLength(1);
+  });
+
+  it("reads the channel again when its etag changes but applies nothing for the same release", async () => {
+    await publish();
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    // The same bytes written again: a new etag, the same release.
+    await writeChannel(await channelBytes());
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(mark).map((c) => c.op)).toEqual(["get"]);
+    expect(activator.requests).toHaveLength(1);
+    // …and remembers the new etag: the poll after that is conditional and answered 304.
+    const again = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(again)).toEqual([
+      { op: "get", key: channelKey(CHANNEL), ifNoneMatch: agent.state.etag },
+    ]);
+  });
+
+  it("applies a newer release", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    await publish({ [HOST]: sys("b") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("b")]);
+    expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", current: sys("b") });
+    expect(await markers(2)).toEqual([
+      progressKey(CHANNEL, 2, HOST, "applying"),
+      progressKey(CHANNEL, 2, HOST, "success"),
+    ]);
+    expect(agent.state).toMatchObject({ lastSeq: 2, lastResult: "success" });
+    expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
+  it("reports a failed activation with its reason, does not retry it, but applies a newer release", async () => {
+    await publish({ [HOST]: sys("a") });
+    activator.script.push({
+      status: "failed",
+      phase: "health",
+      message: "http://127.0.0.1:8080/health?host=web1 answered 503",
+      rolledBack: true,
+    });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("failed");
+    expect(await hostRecord()).toMatchObject({
+      seq: 1,
+      state: "failed",
+      phase: "health",
+      desired: sys("a"),
+      current: null,
+      error:
+        "http://127.0.0.1:8080/health?host=web1 answered 503 (rolled back to the previous system)",
+    });
+    expect(await markers(1)).toEqual([
+      progressKey(CHANNEL, 1, HOST, "applying"),
+      progressKey(CHANNEL, 1, HOST, "failed"),
+    ]);
+    expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "failed", applying: null });
+    expect(ofType("failed")).toEqual([
+      {
+        type: "failed",
+        seq: 1,
+        message: "http://127.0.0.1:8080/health?host=web1 answered 503",
+        rolledBack: true,
+      },
+    ]);
+
+    // Later polls leave it alone (a conditional GET each), even when the channel object is
+    // rewritten with the same bytes.
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(mark)).toEqual([
+      { op: "get", key: channelKey(CHANNEL), ifNoneMatch: agent.state.etag },
+    ]);
+    await writeChannel(await channelBytes());
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(activator.requests).toHaveLength(1);
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "failed" });
+
+    await publish({ [HOST]: sys("b") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("b")]);
+    expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", current: sys("b") });
+  });
+
+  it("records a release without an entry for the host and activates nothing", async () => {
+    await publish({ web2: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("no-entry");
+    expect(activator.requests).toEqual([]);
+    expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "no-entry", applying: null });
+    expect(await loadState(stateDir)).toMatchObject({ lastSeq: 1, lastResult: "no-entry" });
+    expect(ofType("no-entry")).toEqual([{ type: "no-entry", seq: 1 }]);
+    expect(calls.map((c) => c.op)).toEqual(["get"]);
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(mark)).toEqual([
+      { op: "get", key: channelKey(CHANNEL), ifNoneMatch: agent.state.etag },
+    ]);
+    // A later release that names it is applied.
+    await publish({ web2: sys("a"), [HOST]: sys("b") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("b")]);
+  });
+
+  it("reports no-release while the channel does not exist, with unconditional GETs", async () => {
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("no-release");
+    expect(await agent.pollOnce()).toBe("no-release");
+    expect(calls).toEqual([
+      { op: "get", key: channelKey(CHANNEL) },
+      { op: "get", key: channelKey(CHANNEL) },
+    ]);
+  });
+
+  it("reports success without applying when the host already runs its entry", async () => {
+    await publish({ [HOST]: sys("a") });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 7 };
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toEqual([]);
+    expect(ofType("applied")).toEqual([{ type: "applied", seq: 1, generation: 7 }]);
+    expect(await hostRecord()).toMatchObject({
+      seq: 1,
+      state: "success",
+      current: sys("a"),
+      generation: 7,
+    });
+    expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
+  it("applies when the host runs the entry but its profile points elsewhere (switch)", async () => {
+    await publish({ [HOST]: sys("a") });
+    // Running sys(a) (e.g. after `test`), but booting into sys(b): switch must set the profile.
+    activator.system = { current: sys("a"), profile: sys("b"), generation: 7 };
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+  });
+});
+
+describe("Agent.pollOnce: refusals", () => {
+  /** Bytes of a release 2 for the host, signed by `key` but not published. */
+  const release2 = (key: SecretKey, previous: string) =>
+    formatRelease(
+      {
+        version: 1,
+        channel: CHANNEL,
+        seq: 2,
+        created: CLOCK.toISOString(),
+        previous,
+        kind: "deploy",
+        action: "switch",
+        health: HEALTH,
+        confirmTimeout: 45,
+        hosts: { [HOST]: { path: sys("b") } },
+      },
+      key,
+    );
+
+  const cases: {
+    readonly name: string;
+    /** Puts the bad bytes in the channel; the host has applied release 1 (sys a) by then. */
+    readonly corrupt: (first: SignedRelease) => Promise<void>;
+    readonly error: RegExp;
+    /** The release number the refusal is filed under (the number the bytes claim). */
+    readonly seq: number | null;
+  }[] = [
+    {
+      name: "a tampered manifest (a path changed after signing)",
+      corrupt: async () => {
+        await publish({ [HOST]: sys("b") });
+        const text = (await channelBytes()).toString("utf8");
+        expect(text).toContain(sys("b"));
+        await writeChannel(text.replace(sys("b"), sys("c")));
+      },
+      error:
+        /release 2 of channel prod: the signature by key 'release-1' does not match its content/,
+      seq: 2,
+    },
+    {
+      name: "a manifest signed by an unknown key",
+      corrupt: async () => {
+        await publish({ [HOST]: sys("b") }, intruderKey);
+      },
+      error: /signed by key 'intruder-1', which is not trusted \(trusted: release-1\)/,
+      seq: 2,
+    },
+    {
+      name: "an unsigned manifest",
+      corrupt: async (first) => {
+        const value = JSON.parse(
+          Buffer.from(release2(releaseKey, first.digest).bytes).toString(),
+        ) as Record<string, unknown>;
+        delete value.signature;
+        await writeChannel(`${canonicalJson(value)}\n`);
+      },
+      error: /release 2 of channel prod is not signed/,
+      seq: 2,
+    },
+    {
+      name: "bytes that are not JSON",
+      corrupt: async () => {
+        await writeChannel("<html>503 Service Unavailable</html>\n");
+      },
+      error: /channels\/prod\.json/,
+      seq: null,
+    },
+    {
+      name: "a replay of an older signed release",
+      corrupt: async (first) => {
+        // Release 2 is applied first; then the channel is set back to release 1's bytes.
+        await publish({ [HOST]: sys("b") });
+        const agent = makeAgent();
+        expect(await agent.pollOnce()).toBe("applied");
+        await writeChannel(first.bytes);
+      },
+      error: /release 1 is older than release 2 already applied here \(a replay\?\)/,
+      seq: 1,
+    },
+  ];
+
+  for (const c of cases) {
+    it(`refuses ${c.name}, leaves the host alone and says why`, async () => {
+      const first = await publish({ [HOST]: sys("a") });
+      const agent = makeAgent();
+      expect(await agent.pollOnce()).toBe("applied");
+      await c.corrupt(first);
+      // The replay case applied release 2 through its own agent; read the state afresh.
+      const fresh = makeAgent();
+      await fresh.start();
+      const before = { ...fresh.state };
+      const applied = activator.requests.length;
+      const system = activator.system;
+
+      expect(await fresh.pollOnce()).toBe("rejected");
+      expect(activator.requests).toHaveLength(applied);
+      expect(activator.system).toBe(system);
+      expect(fresh.state).toMatchObject({
+        lastSeq: before.lastSeq,
+        lastDigest: before.lastDigest,
+        lastResult: "success",
+        applying: null,
+      });
+      const [event] = ofType("rejected");
+      expect(event?.message).toMatch(c.error);
+
+      const record = await hostRecord();
+      expect(record).toMatchObject({
+        host: HOST,
+        mode: "agent",
+        state: "rejected",
+        phase: "verify",
+        desired: null,
+        current: system.current,
+        seq: c.seq,
+        channel: c.seq === null ? null : CHANNEL,
+      });
+      expect(record.error).toMatch(/^release refused: /);
+      expect(record.error).toMatch(c.error);
+      if (c.seq !== null) {
+        expect(await markers(c.seq)).toContain(progressKey(CHANNEL, c.seq, HOST, "rejected"));
+      }
+
+      // Refused once per channel version: the next poll is a conditional GET and nothing else.
+      const mark = calls.length;
+      expect(await fresh.pollOnce()).toBe("unchanged");
+      expect(since(mark)).toEqual([
+        { op: "get", key: channelKey(CHANNEL), ifNoneMatch: fresh.state.etag },
+      ]);
+      expect(activator.requests).toHaveLength(applied);
+    });
+  }
+
+  it("refuses a different release under the number already applied", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    // Validly signed, but a second release 1 (a publisher that reused the number).
+    const twin = formatRelease(
+      { ...first.release, hosts: { [HOST]: { path: sys("b") } } },
+      releaseKey,
+    );
+    await writeChannel(twin.bytes);
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect((await hostRecord()).error).toMatch(
+      /release 1 differs from the release 1 already applied/,
+    );
+  });
+
+  it("applies a good newer release after refusing a tampered one", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    await publish({ [HOST]: sys("b") });
+    await writeChannel((await channelBytes()).toString("utf8").replace(sys("b"), sys("c")));
+    expect(await agent.pollOnce()).toBe("rejected");
+    await publish({ [HOST]: sys("d") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("d")]);
+    expect(await hostRecord()).toMatchObject({ seq: 3, state: "success", current: sys("d") });
+  });
+
+  it("refuses a release for another channel", async () => {
+    const other = formatRelease(
+      {
+        version: 1,
+        channel: "staging",
+        seq: 9,
+        created: CLOCK.toISOString(),
+        previous: null,
+        kind: "deploy",
+        action: "switch",
+        health: HEALTH,
+        confirmTimeout: 0,
+        hosts: { [HOST]: { path: sys("b") } },
+      },
+      releaseKey,
+    );
+    await writeChannel(other.bytes);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect((await hostRecord()).error).toMatch(/is for channel "staging", not "prod"/);
+  });
+});
+
+describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
+  it("does not touch the store at all while paused", async () => {
+    await publish();
+    await setPaused(stateDir, true);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("paused");
+    expect(await agent.pollOnce()).toBe("paused");
+    expect(calls).toEqual([]);
+    expect(activator.requests).toEqual([]);
+    expect(ofType("paused")).toHaveLength(2);
+    await setPaused(stateDir, false);
+    expect(await agent.pollOnce()).toBe("applied");
+  });
+
+  it("does not mark a release applied when the host is busy, and retries it next poll", async () => {
+    await publish();
+    activator.script.push({ status: "busy", message: "another activation holds the lock" });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("busy");
+    expect(ofType("busy")).toEqual([
+      { type: "busy", message: "another activation holds the lock" },
+    ]);
+    expect(agent.state).toMatchObject({ etag: null, lastSeq: null, applying: null });
+    expect(await loadState(stateDir)).toMatchObject({ etag: null, lastSeq: null, applying: null });
+
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("applied");
+    // The retry reads the channel in full (no etag kept), then applies.
+    expect(since(mark)[0]).toEqual({ op: "get", key: channelKey(CHANNEL) });
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("a")]);
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "success" });
+    expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
+  it("applies an interrupted release again in full after a crash, then stays quiet", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    // As a SIGKILL mid-activation leaves it: `applying` set, and the host already switched.
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      etag: (await store.head(channelKey(CHANNEL)))?.etag ?? null,
+      applying: {
+        seq: 1,
+        digest: first.digest,
+        path: sys("a"),
+        startedAt: "2026-11-21T09:59:00.000Z",
+      },
+    });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 4 };
+
+    const agent = makeAgent();
+    await agent.start();
+    expect(ofType("recovering")).toEqual([{ type: "recovering", seq: 1, path: sys("a") }]);
+    expect(await loadState(stateDir)).toMatchObject({ etag: null, applying: null });
+    expect(calls).toEqual([]);
+
+    expect(await agent.pollOnce()).toBe("applied");
+    // inspect() says sys(a) is current, yet the interrupted activation runs again in full.
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(calls[0]).toEqual({ op: "get", key: channelKey(CHANNEL) });
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "success", generation: 5 });
+    expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
+
+    for (let i = 0; i < 2; i++) {
+      const mark = calls.length;
+      expect(await agent.pollOnce()).toBe("unchanged");
+      expect(since(mark)).toEqual([
+        { op: "get", key: channelKey(CHANNEL), ifNoneMatch: agent.state.etag },
+      ]);
+    }
+    expect(activator.requests).toHaveLength(1);
+  });
+
+  it("recovers through pollOnce without an explicit start()", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      applying: { seq: 1, digest: first.digest, path: sys("a"), startedAt: CLOCK.toISOString() },
+    });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 4 };
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+  });
+});
+
+describe("Agent.run", () => {
+  it("backs off on store errors, doubling the wait, and starts over after a success", async () => {
+    let gets = 0;
+    const failing = counting(store, (call) => {
+      if (call.op !== "get") return undefined;
+      gets++;
+      // Polls 1-3 fail, poll 4 succeeds (no release yet), polls 5+ fail again.
+      return gets === 4 ? undefined : new Error(`bucket unreachable (${gets})`);
+    });
+    const controller = new AbortController();
+    const safety = setTimeout(() => controller.abort(), 10_000);
+    const agent = makeAgent({
+      store: failing.store,
+      pollInterval: 0.01,
+      emit: (e) => {
+        events.push(e);
+        if (ofType("store-error").length >= 6) controller.abort();
+      },
+    });
+    try {
+      await agent.run(controller.signal);
+    } finally {
+      clearTimeout(safety);
+    }
+    const errors = ofType("store-error");
+    expect(errors.map((e) => e.retryIn)).toEqual([0.02, 0.04, 0.08, 0.02, 0.04, 0.08]);
+    expect(errors[0]?.message).toBe("bucket unreachable (1)");
+    expect(gets).toBe(7);
+  });
+
+  it("keeps growing the wait while the store stays down (bounded run)", async () => {
+    const failing = counting(store, () => new Error("connect ECONNREFUSED 127.0.0.1:9000"));
+    const controller = new AbortController();
+    const agent = makeAgent({ store: failing.store, pollInterval: 0.01 });
+    setTimeout(() => controller.abort(), 400);
+    const started = Date.now();
+    await agent.run(controller.signal);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    const waits = ofType("store-error").map((e) => e.retryIn);
+    expect(waits.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < waits.length; i++) {
+      expect(waits[i]).toBeGreaterThan(waits[i - 1] ?? Number.POSITIVE_INFINITY);
+    }
+    // With polls in between only every 20, 40, 80, 160 ms…: far fewer than 400 ms / 10 ms.
+    expect(failing.calls.length).toBe(waits.length);
+    expect(failing.calls.length).toBeLessThan(10);
+  });
+
+  it("polls every interval, applies once, and stops promptly when aborted mid-wait", async () => {
+    await publish();
+    const controller = new AbortController();
+    const agent = makeAgent({
+      pollInterval: 0.05,
+      emit: (e) => {
+        events.push(e);
+        if (e.type === "applied") setTimeout(() => controller.abort(), 180);
+      },
+    });
+    await agent.run(controller.signal);
+    expect(activator.requests).toHaveLength(1);
+    const gets = calls.filter((c) => c.op === "get");
+    // The first poll read the channel; every later one was conditional.
+    expect(gets.length).toBeGreaterThanOrEqual(2);
+    expect(gets.slice(1).every((c) => c.ifNoneMatch === agent.state.etag)).toBe(true);
+
+    // Aborting during a long wait ends run() at once.
+    const slow = new AbortController();
+    const waiting = makeAgent({ pollInterval: 3600 });
+    const started = Date.now();
+    const running = waiting.run(slow.signal);
+    setTimeout(() => slow.abort(), 50);
+    await running;
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it("stops with an error on an unreadable state file instead of retrying", async () => {
+    await writeFile(join(stateDir, "state.json"), "{ half a state");
+    const controller = new AbortController();
+    const safety = setTimeout(() => controller.abort(), 5_000);
+    try {
+      const failure = await makeAgent({ pollInterval: 0.01 })
+        .run(controller.signal)
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      expect(failure).toBeInstanceOf(InputError);
+      expect((failure as InputError).code).toBe("bad-agent-state");
+    } finally {
+      clearTimeout(safety);
+    }
+    expect(calls).toEqual([]);
+  });
+});

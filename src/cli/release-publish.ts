@@ -1,0 +1,88 @@
+// `nixship release publish`: build the selected agent hosts' systems, push them, and publish
+// one signed release of the fleet's channel naming them (`deploy --via agent --async`).
+import { deploy } from "../deploy/deploy.js";
+import { UsageError } from "../errors.js";
+import { createDeployRenderer } from "../ui/deploy-progress.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
+import { readSecretKeyFile } from "./keys-input.js";
+
+export const releasePublish: Command = {
+  path: ["release", "publish"],
+  summary: "build and push the selected agent hosts' systems, then publish a signed release",
+  help: `Usage: nixship release publish [--fleet FILE] [--on SELECTOR] --key CACHE_SECRET
+                              [--release-key SECRET_FILE] [--action A] [--json]
+
+Builds the selected agent hosts' systems (one evaluation), pushes the closures signed into
+the fleet's cache, then publishes ONE release of the fleet's channel (releases.channel): it
+writes releases/<channel>/<seq>.json if that number is free, then moves
+channels/<channel>.json only over the version it read. Hosts outside the selection keep
+their entries. Two publishers racing: exactly one wins; the other fails with exit 1 and
+code release-conflict, having changed nothing. Does not wait for the agents: use
+'nixship deploy --via agent' for a watched rollout with canary and waves, and
+'nixship status' to see where the agents are.
+
+Options:
+${FLEET_HELP}
+  --key FILE            secret key that signs the pushed paths
+  --release-key FILE    secret key that signs the release (else $NIXSHIP_RELEASE_KEY)
+  --action A            switch (default), boot, test or dry-activate
+
+Prints the release's channel, number and digest ({"channel","seq"} with --json).`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        ...FLEET_FLAGS,
+        key: { type: "string" },
+        "release-key": { type: "string" },
+        action: { type: "string" },
+      },
+      "release publish",
+    );
+    if (positionals.length > 0) {
+      throw new UsageError(`release publish: unexpected argument '${positionals[0]}'`);
+    }
+    const input = await readFleetInput(values, io);
+    const { policy, action } = readRollout(values, input.fleet, "release publish");
+    if (values.key === undefined) {
+      throw new UsageError("release publish: --key CACHE_SECRET is needed to sign what is pushed");
+    }
+    const key = await readSecretKeyFile(values.key);
+    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    if (releaseKeyFile === undefined) {
+      throw new UsageError(
+        "release publish: --release-key SECRET_FILE is needed to sign the release",
+      );
+    }
+    const releaseKey = await readSecretKeyFile(releaseKeyFile);
+    const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
+    let released: { channel: string; seq: number } | undefined;
+    await deploy(
+      {
+        ...input,
+        selector: values.on,
+        action,
+        policy,
+        key,
+        serveCache: undefined,
+        via: "agent",
+        releaseKey,
+        async: true,
+        emit: (e) => {
+          if (e.type === "released") released = { channel: e.channel, seq: e.seq };
+          if (e.type !== "plan") renderer.onEvent(e);
+        },
+      },
+      true,
+    ).finally(() => renderer.finish());
+    if (released === undefined) {
+      io.stderr.write("nothing to publish: every selected host already runs its system\n");
+      if (values.json) writeJson(io, { channel: input.fleet.releases?.channel, seq: null });
+      return 0;
+    }
+    if (values.json) writeJson(io, released);
+    else io.stdout.write(`${released.channel} ${released.seq}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,603 @@
+// The ssm delivery over a scripted SSM (aws-sdk-client-mock): what SendCommand is sent, paging
+// through the invocations, each SSM status as a host outcome, the rollout stopping after a
+// failed canary, HTTP checks with a rollback command, throttling and SDK faults.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  GetCommandInvocationCommand,
+  InvalidDocument,
+  InvalidInstanceId,
+  ListCommandInvocationsCommand,
+  type ListCommandInvocationsCommandInput,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type SendCommandCommandInput,
+  SSMClient,
+  ThrottlingException,
+} from "@aws-sdk/client-ssm";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { DeliveryEvent, DeployRequest, WaveContext } from "../src/delivery/delivery.js";
+import { SsmDelivery } from "../src/delivery/ssm.js";
+import { runRollout } from "../src/deploy/run-rollout.js";
+import { OperationError } from "../src/errors.js";
+import type { FleetHost, SsmSettings, SsmTarget } from "../src/fleet/fleet.js";
+import type { DeployPlan, HostPlan } from "../src/fleet/plan.js";
+import type { StorePath } from "../src/nix/store-path.js";
+
+const PATH = "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web" as StorePath;
+const OLD = "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web";
+const SETTINGS: SsmSettings = {
+  documentName: "nixship-activate",
+  region: "eu-west-1",
+  commandTimeout: 600,
+};
+const CONTEXT: WaveContext = { index: 0, kind: "main", parallel: 2, failureBudget: 1 };
+
+function host(name: string, instanceId: string | undefined, targets?: SsmTarget[]): FleetHost {
+  return {
+    name,
+    tags: [],
+    address: "127.0.0.1",
+    delivery: "ssm",
+    instanceId,
+    targets,
+    system: { kind: "store-path", path: PATH },
+  };
+}
+
+function request(extra: Partial<DeployRequest> = {}): DeployRequest {
+  return {
+    path: PATH,
+    action: "switch",
+    substituters: ["s3://cache?region=eu-west-1"],
+    trustedKeys: ["cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="],
+    commandChecks: [{ run: "curl -fsS http://127.0.0.1/health", timeout: 7 }],
+    httpChecks: [],
+    confirmTimeout: 0,
+    ...extra,
+  };
+}
+
+const activated = (generation: number) =>
+  JSON.stringify({
+    ok: true,
+    command: "activate",
+    result: "activated",
+    path: PATH,
+    action: "switch",
+    previous: OLD,
+    previousGeneration: generation - 1,
+    generation,
+  });
+
+const healthFailed = JSON.stringify({
+  ok: false,
+  command: "activate",
+  result: "failed",
+  phase: "health",
+  exitCode: 5,
+  message: "health check failed: curl -fsS http://127.0.0.1/health",
+  path: PATH,
+  action: "switch",
+  rolledBack: true,
+  previous: OLD,
+  previousGeneration: 4,
+  generation: 4,
+});
+
+/** How an instance's invocation ends; `unlisted`: SSM never created one. */
+interface Final {
+  readonly status: string;
+  readonly details?: string;
+  readonly stdout?: string;
+  readonly stderr?: string;
+  readonly code?: number;
+  readonly unlisted?: boolean;
+}
+
+const SUCCESS = (stdout: string): Final => ({ status: "Success", stdout: `${stdout}\n`, code: 0 });
+
+/**
+ * A scripted SSM: every command's invocations go Pending, InProgress, then end as `plan`
+ * says; ListCommandInvocations answers two invocations a page.
+ */
+class FakeSsm {
+  readonly client = new SSMClient({ region: "eu-west-1" });
+  readonly mock = mockClient(this.client);
+  /** Errors the next calls of a command (by name) fail with, in order. */
+  private readonly faults = new Map<string, Error[]>();
+  private readonly commands = new Map<
+    string,
+    { input: SendCommandCommandInput; instances: string[]; polls: number }
+  >();
+
+  constructor(
+    private readonly plan: (instanceId: string, input: SendCommandCommandInput) => Final,
+    /** The instances any Targets match. */
+    private readonly matched: readonly string[] = [],
+  ) {
+    const throttled = (name: string) => {
+      const fault = this.faults.get(name)?.shift();
+      if (fault) throw fault;
+    };
+    this.mock.on(SendCommandCommand).callsFake((input: SendCommandCommandInput) => {
+      throttled("SendCommand");
+      const id = `cmd-${this.commands.size + 1}`;
+      const instances = input.InstanceIds ?? [...this.matched];
+      this.commands.set(id, { input, instances, polls: 0 });
+      return { Command: { CommandId: id } };
+    });
+    this.mock
+      .on(ListCommandInvocationsCommand)
+      .callsFake((input: ListCommandInvocationsCommandInput) => {
+        throttled("ListCommandInvocations");
+        const command = this.command(input.CommandId);
+        if (!input.NextToken) command.polls++;
+        const all = command.instances.flatMap((id) => {
+          const final = this.plan(id, command.input);
+          if (command.polls < 3) {
+            return [{ InstanceId: id, Status: command.polls === 1 ? "Pending" : "InProgress" }];
+          }
+          if (final.unlisted) return [];
+          return [{ InstanceId: id, Status: final.status, StatusDetails: final.details }];
+        });
+        const start = Number(input.NextToken ?? 0);
+        const next = start + 2 < all.length ? String(start + 2) : undefined;
+        return { CommandInvocations: all.slice(start, start + 2), NextToken: next };
+      });
+    this.mock.on(GetCommandInvocationCommand).callsFake((input) => {
+      const final = this.plan(input.InstanceId, this.command(input.CommandId).input);
+      return {
+        Status: final.status,
+        StandardOutputContent: final.stdout ?? "",
+        StandardErrorContent: final.stderr ?? "",
+        ResponseCode: final.code ?? -1,
+      };
+    });
+    this.mock.on(ListCommandsCommand).callsFake((input) => {
+      const command = this.command(input.CommandId);
+      const done = command.polls >= 3;
+      return {
+        Commands: [
+          {
+            CommandId: input.CommandId,
+            Status: done ? "Failed" : "InProgress",
+            TargetCount: command.instances.length,
+          },
+        ],
+      };
+    });
+  }
+
+  fail(name: "SendCommand" | "ListCommandInvocations", error: Error): void {
+    this.faults.set(name, [...(this.faults.get(name) ?? []), error]);
+  }
+
+  private command(id: string | undefined) {
+    const c = this.commands.get(id ?? "");
+    if (!c) throw new Error(`no command ${id}`);
+    return c;
+  }
+
+  delivery(): SsmDelivery {
+    return new SsmDelivery({
+      settings: SETTINGS,
+      client: this.client,
+      pollInterval: 1,
+      throttleDelay: 1,
+    });
+  }
+
+  sent(): SendCommandCommandInput[] {
+    return this.mock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+  }
+}
+
+let fake: FakeSsm | undefined;
+afterEach(() => fake?.mock.restore());
+
+function makeFake(...args: ConstructorParameters<typeof FakeSsm>): FakeSsm {
+  fake = new FakeSsm(...args);
+  return fake;
+}
+
+async function deploy(
+  f: FakeSsm,
+  hosts: FleetHost[],
+  req = request(),
+  context: WaveContext = CONTEXT,
+) {
+  const events: DeliveryEvent[] = [];
+  const outcomes = await f.delivery().deployWave(
+    hosts.map((h) => ({ host: h, request: req })),
+    (e) => events.push(e),
+    context,
+  );
+  return { outcomes, events };
+}
+
+describe("SsmDelivery.deployWave", () => {
+  it("sends one command for the wave's instances, with the rollout's rate controls", async () => {
+    const f = makeFake((id) => SUCCESS(activated(id === "i-00000003" ? 7 : 5)));
+    const hosts = [host("web1", "i-00000001"), host("web2", "i-00000002")];
+    hosts.push(host("web3", "i-00000003"));
+    const { outcomes, events } = await deploy(f, hosts);
+
+    expect(f.sent()).toHaveLength(1);
+    const sent = f.sent()[0] as SendCommandCommandInput;
+    expect(sent).toMatchObject({
+      DocumentName: "nixship-activate",
+      InstanceIds: ["i-00000001", "i-00000002", "i-00000003"],
+      MaxConcurrency: "2",
+      MaxErrors: "1",
+      TimeoutSeconds: 600,
+      Comment: `nixship deploy ${PATH}`,
+    });
+    expect(sent.Targets).toBeUndefined();
+    const p = sent.Parameters ?? {};
+    expect(p.Command).toEqual(["activate"]);
+    expect(p.StorePath).toEqual([PATH]);
+    expect(p.Action).toEqual(["switch"]);
+    expect(p.Substituters).toEqual(["s3://cache?region=eu-west-1"]);
+    expect(p.TrustedPublicKeys).toEqual(["cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="]);
+    expect(p.ExecutionTimeout).toEqual(["600"]);
+    expect(JSON.parse(Buffer.from(p.HealthChecks?.[0] ?? "", "base64").toString())).toEqual([
+      { run: "curl -fsS http://127.0.0.1/health", timeout: 7 },
+    ]);
+
+    expect(outcomes).toEqual([
+      { status: "activated", generation: 5, previous: OLD },
+      { status: "activated", generation: 5, previous: OLD },
+      { status: "activated", generation: 7, previous: OLD },
+    ]);
+    // Three invocations, two a page: every poll reads two pages.
+    const lists = f.mock.commandCalls(ListCommandInvocationsCommand).map((c) => c.args[0].input);
+    expect(lists.filter((i) => i.NextToken === "2").length).toBeGreaterThanOrEqual(3);
+    expect(lists.length).toBe(2 * lists.filter((i) => i.NextToken === "2").length);
+    // Phases as SSM reports them, and one done per host.
+    const web1 = events.filter((e) => e.host === "web1");
+    expect(
+      web1.filter((e) => e.type === "phase").map((e) => e.type === "phase" && e.phase),
+    ).toEqual(["connect", "switch", "done"]);
+    expect(events.filter((e) => e.type === "done").map((e) => e.host)).toEqual(
+      expect.arrayContaining(["web1", "web2", "web3"]),
+    );
+    expect(events.filter((e) => e.type === "done")).toHaveLength(3);
+  });
+
+  it("sends a targets host its own command, and fails it naming the instances that failed", async () => {
+    const f = makeFake(
+      (id) =>
+        id === "i-0000000b"
+          ? { status: "Failed", details: "Failed", stdout: `${healthFailed}\n`, code: 5 }
+          : SUCCESS(activated(5)),
+      ["i-0000000a", "i-0000000b", "i-0000000c"],
+    );
+    const targets = [{ key: "tag:Role", values: ["web"] }];
+    const hosts = [host("web1", "i-00000001"), host("web-tier", undefined, targets)];
+    const { outcomes } = await deploy(f, hosts);
+
+    expect(f.sent()).toHaveLength(2);
+    expect(f.sent()[0]).toMatchObject({ InstanceIds: ["i-00000001"] });
+    expect(f.sent()[1]).toMatchObject({ Targets: [{ Key: "tag:Role", Values: ["web"] }] });
+    expect(f.sent()[1]?.InstanceIds).toBeUndefined();
+    expect(outcomes[0]).toMatchObject({ status: "activated" });
+    expect(outcomes[1]).toMatchObject({ status: "failed", phase: "health", rolledBack: true });
+    const message = outcomes[1]?.status === "failed" ? outcomes[1].message : "";
+    expect(message).toMatch(/^1 of 3 instances failed: i-0000000b: health check failed/);
+    expect(message).not.toMatch(/i-0000000a|i-0000000c/);
+  });
+
+  it("maps each way an invocation ends to the host's outcome", async () => {
+    const finals: Record<string, Final> = {
+      "i-00000001": SUCCESS(activated(5)),
+      "i-00000002": { status: "Failed", details: "Failed", stdout: `${healthFailed}\n`, code: 5 },
+      "i-00000003": { status: "TimedOut", details: "Execution Timed Out" },
+      "i-00000004": { status: "Failed", details: "Undeliverable" },
+      "i-00000005": { status: "Cancelled", details: "Terminated" },
+      "i-00000006": { status: "Cancelled", details: "Cancelled" },
+      "i-00000007": { status: "Failed", details: "Failed", stderr: "sh: 1: nix: not found\n" },
+    };
+    const f = makeFake((id) => finals[id] as Final);
+    const hosts = Object.keys(finals).map((id, i) => host(`h${i + 1}`, id));
+    const { outcomes } = await deploy(f, hosts, request(), { ...CONTEXT, failureBudget: 0 });
+
+    expect(f.sent()).toHaveLength(1);
+    expect(f.sent()[0]).toMatchObject({ MaxErrors: "0" });
+    expect(outcomes[0]).toEqual({ status: "activated", generation: 5, previous: OLD });
+    expect(outcomes[1]).toEqual({
+      status: "failed",
+      phase: "health",
+      message: "health check failed: curl -fsS http://127.0.0.1/health",
+      rolledBack: true,
+    });
+    expect(outcomes[2]).toEqual({
+      status: "failed",
+      phase: "switch",
+      message: "i-00000003: SSM timed out after 600s (Execution Timed Out)",
+      rolledBack: false,
+    });
+    expect(outcomes[3]).toMatchObject({ status: "failed", phase: "connect", rolledBack: false });
+    expect(outcomes[3]).toHaveProperty(
+      "message",
+      expect.stringMatching(/^i-00000004: .*\(Undeliverable\)/),
+    );
+    for (const stopped of [outcomes[4], outcomes[5]]) {
+      expect(stopped).toEqual({
+        status: "failed",
+        phase: "connect",
+        message: expect.stringMatching(
+          /: not started: SSM stopped the command after MaxErrors was reached$/,
+        ),
+        rolledBack: false,
+      });
+    }
+    expect(outcomes[6]).toHaveProperty(
+      "message",
+      "i-00000007: SSM reported Failed (exit ?): sh: 1: nix: not found",
+    );
+  });
+
+  it("counts an instance SSM never started, once the command ended, as not started", async () => {
+    const f = makeFake((id) =>
+      id === "i-00000001"
+        ? { status: "Failed", details: "Failed", stdout: `${healthFailed}\n`, code: 5 }
+        : { status: "", unlisted: true },
+    );
+    const { outcomes } = await deploy(f, [host("a", "i-00000001"), host("b", "i-00000002")]);
+    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "health" });
+    expect(outcomes[1]).toMatchObject({
+      status: "failed",
+      message: "i-00000002: not started: SSM stopped the command after MaxErrors was reached",
+    });
+    expect(f.mock.commandCalls(ListCommandsCommand).length).toBeGreaterThan(0);
+  });
+
+  it("retries throttled calls", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const throttling = () =>
+      new ThrottlingException({
+        message: "Rate exceeded",
+        Message: "Rate exceeded",
+        $metadata: {},
+      });
+    f.fail("SendCommand", throttling());
+    f.fail("ListCommandInvocations", throttling());
+    const { outcomes } = await deploy(f, [host("a", "i-00000001")]);
+    expect(outcomes).toEqual([{ status: "activated", generation: 5, previous: OLD }]);
+    expect(f.mock.commandCalls(SendCommandCommand)).toHaveLength(2);
+    expect(f.sent()[0]).toEqual(f.sent()[1]);
+  });
+
+  it("fails the wave on a fault of the document, with a hint; a bad instance only its hosts", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    f.fail("SendCommand", new InvalidDocument({ message: "Document not found", $metadata: {} }));
+    const wave = deploy(f, [host("a", "i-00000001")]);
+    await expect(wave).rejects.toThrow(OperationError);
+    await expect(wave).rejects.toMatchObject({
+      code: "ssm-invalid-document",
+      hint: expect.stringContaining(
+        "aws ssm create-document --document-type Command --document-format JSON --content file://doc.json --name nixship-activate",
+      ),
+    });
+    f.fail(
+      "SendCommand",
+      new InvalidInstanceId({ message: "Instances not in a valid state", $metadata: {} }),
+    );
+    const { outcomes } = await deploy(f, [host("a", "i-00000001")]);
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      phase: "connect",
+      message: expect.stringContaining("InvalidInstanceId"),
+    });
+  });
+
+  it("refuses a request the document would refuse before sending anything", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    await expect(
+      deploy(f, [host("a", "i-00000001")], request({ substituters: ["file:///srv/cache"] })),
+    ).rejects.toThrow(/Substituters/);
+    expect(f.sent()).toHaveLength(0);
+  });
+});
+
+describe("HTTP checks from the deployer", () => {
+  let server: Server;
+  let url: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.statusCode = req.url === "/ok" ? 200 : 500;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const rolledBack = JSON.stringify({
+    ok: true,
+    command: "rollback",
+    result: "rolled-back",
+    from: 5,
+    generation: 4,
+    path: OLD,
+  });
+  const plan = (_id: string, input: SendCommandCommandInput) =>
+    SUCCESS(input.Parameters?.Command?.[0] === "rollback" ? rolledBack : activated(5));
+
+  it("keep a host that passes them", async () => {
+    const f = makeFake(plan);
+    const check = { url: `${url}/ok`, expectStatus: 200, timeout: 2 };
+    const { outcomes } = await deploy(
+      f,
+      [host("a", "i-00000001")],
+      request({ httpChecks: [check] }),
+    );
+    expect(outcomes[0]).toMatchObject({ status: "activated" });
+    expect(f.sent()).toHaveLength(1);
+  });
+
+  it("roll a host that fails them back with a rollback command to the generation it left", async () => {
+    const f = makeFake(plan);
+    const check = { url: `${url}/health`, expectStatus: 200, timeout: 1 };
+    const { outcomes, events } = await deploy(
+      f,
+      [host("a", "i-00000001")],
+      request({ httpChecks: [check] }),
+    );
+    expect(outcomes[0]).toEqual({
+      status: "failed",
+      phase: "health",
+      message: expect.stringContaining("expected status 200"),
+      rolledBack: true,
+    });
+    expect(f.sent()).toHaveLength(2);
+    expect(f.sent()[1]).toMatchObject({
+      InstanceIds: ["i-00000001"],
+      Parameters: { Command: ["rollback"], Generation: ["4"] },
+    });
+    const phases = events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
+    expect(phases.slice(-2)).toEqual(["health", "rollback"]);
+  });
+});
+
+describe("SsmDelivery under the rollout engine", () => {
+  it("stops after a failed canary: the next wave's command is never sent", async () => {
+    const f = makeFake(() => ({
+      status: "Failed",
+      details: "Failed",
+      stdout: `${healthFailed}\n`,
+      code: 5,
+    }));
+    const hosts = [host("a", "i-00000001"), host("b", "i-00000002"), host("c", "i-00000003")];
+    const planOf = (name: string): HostPlan => ({
+      host: name,
+      action: "activate",
+      current: undefined,
+      generation: undefined,
+      desired: PATH,
+      transfer: { paths: 0, bytes: 0 },
+      error: undefined,
+    });
+    const plan: DeployPlan = {
+      action: "switch",
+      hosts: hosts.map((h) => planOf(h.name)),
+      counts: { activate: 3, skip: 0, unreachable: 0 },
+      changes: 3,
+      totals: { paths: 0, bytes: 0 },
+      distinct: { paths: 0, bytes: 0 },
+    };
+    const results = await runRollout({
+      plan,
+      hosts,
+      policy: { parallel: 2, maxFailures: 0, canary: 1 },
+      delivery: f.delivery(),
+      request: () => request(),
+      emit: () => {},
+    });
+    expect(f.sent()).toHaveLength(1);
+    expect(f.sent()[0]).toMatchObject({ InstanceIds: ["i-00000001"], MaxErrors: "0" });
+    expect(results.map((r) => [r.host, r.outcome.status])).toEqual([
+      ["a", "failed"],
+      ["b", "skipped"],
+      ["c", "skipped"],
+    ]);
+  });
+});
+
+describe("SsmDelivery.status and rollback", () => {
+  const status = JSON.stringify({
+    ok: true,
+    command: "status",
+    current: PATH,
+    booted: OLD,
+    profile: PATH,
+    generation: 5,
+    generations: [
+      { generation: 4, path: OLD },
+      { generation: 5, path: PATH },
+    ],
+    pending: null,
+  });
+
+  it("asks an instance with Command=status", async () => {
+    const f = makeFake(() => SUCCESS(status));
+    const s = await f.delivery().status(host("a", "i-00000001"));
+    expect(s).toEqual({
+      reachable: true,
+      current: PATH,
+      profile: PATH,
+      generation: 5,
+      generations: [
+        { generation: 4, path: OLD },
+        { generation: 5, path: PATH },
+      ],
+      pending: undefined,
+    });
+    expect(f.sent()[0]).toMatchObject({
+      InstanceIds: ["i-00000001"],
+      Parameters: { Command: ["status"] },
+    });
+  });
+
+  it("cannot ask a tag target, and says why", async () => {
+    const f = makeFake(() => SUCCESS(status));
+    const s = await f
+      .delivery()
+      .status(host("t", undefined, [{ key: "tag:Role", values: ["web"] }]));
+    expect(s).toEqual({
+      reachable: false,
+      error: expect.stringMatching(
+        /^status of a tag target: t stands for every instance .*tag:Role=web/,
+      ),
+    });
+    expect(f.sent()).toHaveLength(0);
+  });
+
+  it("reports an undeliverable instance as unreachable", async () => {
+    const f = makeFake(() => ({ status: "Failed", details: "Undeliverable" }));
+    const s = await f.delivery().status(host("a", "i-00000001"));
+    expect(s).toMatchObject({ reachable: false, error: expect.stringMatching(/Undeliverable/) });
+  });
+
+  it("throws a fault of the account with its code and hint", async () => {
+    const f = makeFake(() => SUCCESS(status));
+    const denied = Object.assign(new Error("User is not authorized to perform ssm:SendCommand"), {
+      name: "AccessDeniedException",
+    });
+    f.fail("SendCommand", denied);
+    await expect(f.delivery().status(host("a", "i-00000001"))).rejects.toMatchObject({
+      code: "ssm-access-denied",
+      hint: expect.stringContaining("ssm:SendCommand"),
+    });
+    const noCredentials = Object.assign(
+      new Error("Could not load credentials from any providers"),
+      {
+        name: "CredentialsProviderError",
+      },
+    );
+    f.fail("SendCommand", noCredentials);
+    await expect(f.delivery().status(host("a", "i-00000001"))).rejects.toMatchObject({
+      code: "ssm-no-credentials",
+      hint: expect.stringContaining("AWS_PROFILE"),
+    });
+  });
+
+  it("rolls an instance back to a given generation", async () => {
+    const back = JSON.stringify({
+      ok: true,
+      command: "rollback",
+      result: "rolled-back",
+      from: 5,
+      generation: 3,
+      path: OLD,
+    });
+    const f = makeFake(() => SUCCESS(back));
+    const r = await f.delivery().rollback(host("a", "i-00000001"), 3);
+    expect(r).toEqual({ status: "rolled-back", generation: 3, path: OLD });
+    expect(f.sent()[0]).toMatchObject({
+      Parameters: { Command: ["rollback"], Generation: ["3"] },
+    });
+  });
+});

@@ -1,0 +1,190 @@
+// The SSM document, for real: the shell renderRunCommand makes of it (what SSM's agent runs)
+// run as-is on a lab host, as root, with the real Nix substituting from our cache on the
+// lab's bridge: deploys, health checks passed as HealthChecks, rollback on a failing one,
+// Command=status and Command=rollback. No SSM and no SSH involved.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  encodeHealthChecks,
+  renderRunCommand,
+  type SsmParameterValues,
+  ssmDocument,
+} from "../src/delivery/ssm-document.js";
+import {
+  ACTIVATE_EXIT,
+  type ActivationResult,
+  parseActivationResult,
+} from "../src/host/activation.js";
+import { nixship, run } from "./support/cli.js";
+import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { type RunningServer, startCacheServer } from "./support/serve.js";
+
+const LAB = "sm";
+const HOST = `${LAB}1`;
+let work: string;
+let labsDir: string;
+let address: string;
+let systems: Record<ExampleSystem, string>;
+let server: RunningServer;
+let publicKey: string;
+const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
+
+const HEALTHY = "curl -fsS --max-time 3 http://127.0.0.1/health";
+
+/** Runs `shell` on the host as SSM's agent does: written to a file, run by sh, as root. */
+async function onHost(shell: string) {
+  return nixship(
+    [
+      "lab",
+      "exec",
+      HOST,
+      "--",
+      "sh",
+      "-c",
+      "cat >/tmp/_script.sh && exec sh /tmp/_script.sh </dev/null",
+    ],
+    { input: Buffer.from(shell), env: env() },
+  );
+}
+
+/** The document with these parameters, rendered as SSM would and run on the host. */
+async function runDocument(
+  parameters: SsmParameterValues,
+): Promise<{ code: number; result: ActivationResult; stderr: string }> {
+  const r = await onHost(renderRunCommand(ssmDocument(), parameters as Record<string, string>));
+  return { code: r.code, result: parseActivationResult(r.stdout, HOST), stderr: r.stderr };
+}
+
+function activate(system: ExampleSystem, checks: readonly string[] = []) {
+  return runDocument({
+    StorePath: systems[system],
+    Substituters: server.url,
+    TrustedPublicKeys: publicKey,
+    HealthChecks: encodeHealthChecks(checks.map((run) => ({ run, timeout: 10 }))),
+  });
+}
+
+async function served(): Promise<string> {
+  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
+  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+}
+
+async function status() {
+  const { code, result } = await runDocument({ Command: "status" });
+  expect(code).toBe(0);
+  if (!("command" in result) || result.command !== "status") throw new Error("no status");
+  return result;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-ssm-lab-"));
+  labsDir = join(work, "labs");
+  systems = await buildExampleSystems();
+  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"], { env: env() });
+  expect(up.code, up.stderr).toBe(0);
+  const lab = JSON.parse(up.stdout) as { number: number; hosts: { address: string }[] };
+  address = lab.hosts[0]?.address ?? "";
+  const key = await nixship([
+    "key",
+    "generate",
+    "--name",
+    "ssm-lab-cache-1",
+    "--out",
+    join(work, "cache.sec"),
+  ]);
+  expect(key.code, key.stderr).toBe(0);
+  publicKey = key.stdout.trim();
+  const cache = `file://${join(work, "cache")}`;
+  const pushed = [systems["web-v1"], systems["web-v2"], systems["web-broken"]];
+  const push = await nixship(["push", ...pushed, "--to", cache, "--key", join(work, "cache.sec")]);
+  expect(push.code, push.stderr).toBe(0);
+  server = await startCacheServer(cache, [], {}, `10.231.${lab.number}.1:0`);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: env() });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("the SSM document's shell on a lab host", () => {
+  it("is clean under shellcheck", async () => {
+    const shell = renderRunCommand(ssmDocument(), {
+      StorePath: systems["web-v1"],
+      Substituters: server.url,
+      TrustedPublicKeys: publicKey,
+      HealthChecks: encodeHealthChecks([{ run: HEALTHY, timeout: 5 }]),
+    });
+    const r = await run("shellcheck", ["-s", "sh", "-"], { input: Buffer.from(shell) });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  it("deploys web-v1 from the cache", async () => {
+    const { code, result, stderr } = await activate("web-v1");
+    expect(code, stderr).toBe(0);
+    expect(result).toMatchObject({ ok: true, result: "activated", generation: 1, previous: null });
+    expect(await served()).toBe("web-v1");
+  });
+
+  it("deploys web-v2, its HealthChecks (shell text, quotes and all) run on the host", async () => {
+    const version = `test "$(cat /run/current-system/nixos-version)" = 'web-v2'`;
+    const { code, result, stderr } = await activate("web-v2", [HEALTHY, version]);
+    expect(code, stderr).toBe(0);
+    expect(result).toMatchObject({ ok: true, result: "activated", generation: 2 });
+    expect(stderr).toContain(`activate: health: ${version}`);
+    expect(await served()).toBe("web-v2");
+  });
+
+  it("rolls web-broken back to web-v2 when a health check fails", async () => {
+    const { code, result } = await activate("web-broken", [HEALTHY]);
+    expect(code).toBe(ACTIVATE_EXIT.health);
+    expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true, generation: 2 });
+    expect(await served()).toBe("web-v2");
+  });
+
+  it("rolls a healthy system back when a check in HealthChecks says no", async () => {
+    const wrong = `test "$(cat /run/current-system/nixos-version)" = 'web-v3'`;
+    const { code, result } = await activate("web-v1", [wrong]);
+    expect(code).toBe(ACTIVATE_EXIT.health);
+    expect(result).toMatchObject({
+      ok: false,
+      phase: "health",
+      rolledBack: true,
+      message: `health check failed: ${wrong}`,
+    });
+    expect(await served()).toBe("web-v2");
+  });
+
+  it("answers Command=status", async () => {
+    const s = await status();
+    expect(s).toMatchObject({ current: systems["web-v2"], generation: 2, pending: null });
+    expect(s.generations.map((g) => g.generation)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("rolls back on Command=rollback, to the previous generation or to Generation", async () => {
+    const back = await runDocument({ Command: "rollback" });
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.result).toMatchObject({ ok: true, result: "rolled-back", from: 2, generation: 1 });
+    expect(await served()).toBe("web-v1");
+    const to = await runDocument({ Command: "rollback", Generation: "2" });
+    expect(to.code, to.stderr).toBe(0);
+    expect(to.result).toMatchObject({ ok: true, result: "rolled-back", generation: 2 });
+    expect(await served()).toBe("web-v2");
+    const none = await runDocument({ Command: "rollback", Generation: "99" });
+    expect(none.code).toBe(ACTIVATE_EXIT.noGeneration);
+    expect((await status()).current).toBe(systems["web-v2"]);
+  });
+
+  it("answers undecodable HealthChecks with a usage result, and leaves no file behind", async () => {
+    const r = await runDocument({ StorePath: systems["web-v1"], HealthChecks: "bm90IGpzb24=" });
+    expect(r.code).toBe(ACTIVATE_EXIT.usage);
+    expect(r.result).toMatchObject({ ok: false, result: "usage" });
+    expect(r.result).toHaveProperty("message", expect.stringContaining("HealthChecks"));
+    const left = await nixship(["lab", "exec", HOST, "--", "sh", "-c", "ls /tmp"], { env: env() });
+    expect(left.stdout.split("\n").filter((f) => f.startsWith("nixship-activate"))).toEqual([]);
+    expect(await served()).toBe("web-v2");
+  });
+});
