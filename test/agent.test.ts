@@ -4,7 +4,7 @@
 // `nixship deploy --via agent`; hostile releases are written straight into the store.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRelease } from "../src/fleet/release.js";
 import { channelKey, publishRelease, readRelease } from "../src/fleet/release-store.js";
@@ -32,6 +32,15 @@ function configFile(host: string): string {
   return join(work, "agents", `${host}.json`);
 }
 
+/** The checkout (dist/, node_modules/) the agents run from. */
+const REPO = join(dirname(NIXSHIP_BIN), "..", "..");
+/**
+ * nixship as the hosts see it: a lab host has a private /tmp, where a checkout may live, so
+ * the checkout is bind-mounted under the test's directory before the lab's hosts start
+ * (they copy the machine's mounts when they start), and the agents run it from there.
+ */
+let binInHost: string;
+
 /** Starts the agent of `host` inside the host's namespaces, as its service would run. */
 function startAgent(host: string): void {
   const child = spawn(
@@ -43,7 +52,7 @@ function startAgent(host: string): void {
       host,
       "--",
       process.execPath,
-      NIXSHIP_BIN,
+      binInHost,
       "agent",
       "--config",
       configFile(host),
@@ -163,6 +172,11 @@ beforeAll(async () => {
   // Not under /tmp: each lab host has a private /tmp, and the agents must see the store.
   await mkdir("/var/tmp", { recursive: true });
   work = await mkdtemp("/var/tmp/nixship-agent-test-");
+  const repoInHost = join(work, "repo");
+  await mkdir(repoInHost);
+  const bound = await run("mount", ["--bind", REPO, repoInHost]);
+  expect(bound.code, bound.stderr).toBe(0);
+  binInHost = join(repoInHost, relative(REPO, NIXSHIP_BIN));
   const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
   expect(up.code, up.stderr).toBe(0);
   lab = JSON.parse(up.stdout) as typeof lab;
@@ -210,6 +224,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const host of [...agents.keys()]) stopAgent(host);
   await nixship(["lab", "down", "--name", LAB], { env: env() });
+  await run("umount", [join(work, "repo")]);
   await rm(work, { recursive: true, force: true });
 });
 

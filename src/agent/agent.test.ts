@@ -671,6 +671,22 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     expect(activator.requests).toHaveLength(1);
   });
 
+  it("still applies an interrupted release in full when the first retry finds the host busy", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      applying: { seq: 1, digest: first.digest, path: sys("a"), startedAt: CLOCK.toISOString() },
+    });
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 4 };
+    activator.script.push({ status: "busy", message: "another activation holds the lock" });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("busy");
+    expect(await agent.pollOnce()).toBe("applied");
+    // Busy, then applied for real: inspect() looking current does not let it skip the apply.
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("a")]);
+    expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
   it("recovers through pollOnce without an explicit start()", async () => {
     const first = await publish({ [HOST]: sys("a") });
     await saveState(stateDir, {

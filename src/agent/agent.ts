@@ -106,6 +106,10 @@ export class Agent {
       this.#emit({ type: "paused" });
       return "paused";
     }
+    if (this.state.unreported !== null) {
+      await writeStatus(o.store, this.state.unreported);
+      await this.#save({ ...this.state, unreported: null });
+    }
     const state = this.state;
     const read = await readChannel(o.store, o.channel, {
       ...(state.etag !== null ? { ifNoneMatch: state.etag } : {}),
@@ -233,17 +237,17 @@ export class Agent {
     this.#recovering = undefined;
     const system = await o.activator.inspect().catch(() => undefined);
     const ok = applied.status === "activated";
-    await this.#save({
+    const done: AgentState = {
       ...this.state,
       etag,
       lastSeq: release.seq,
       lastDigest: digest,
       lastResult: ok ? "success" : "failed",
       applying: null,
-    });
+    };
     if (ok) {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
-      await writeStatus(o.store, record("success", system, null, null));
+      await this.#saveAndReport(done, record("success", system, null, null));
       return "applied";
     }
     const why = `${applied.message}${applied.rolledBack ? " (rolled back to the previous system)" : ""}`;
@@ -253,7 +257,7 @@ export class Agent {
       message: applied.message,
       rolledBack: applied.rolledBack,
     });
-    await writeStatus(o.store, record("failed", system, applied.phase, why));
+    await this.#saveAndReport(done, record("failed", system, applied.phase, why));
     return "failed";
   }
 
@@ -261,24 +265,26 @@ export class Agent {
   async #reject(etag: string, message: string, seq: number | undefined): Promise<PollOutcome> {
     const o = this.#o;
     this.#emit({ type: "rejected", message });
-    await this.#save({ ...this.state, etag });
     const system = await o.activator.inspect().catch(() => undefined);
     const now = this.#now();
-    await writeStatus(o.store, {
-      version: 1,
-      host: o.host,
-      mode: "agent",
-      channel: seq === undefined ? null : o.channel,
-      seq: seq ?? null,
-      desired: null,
-      current: system?.current ?? null,
-      generation: system?.generation ?? null,
-      state: "rejected",
-      phase: "verify",
-      error: `release refused: ${message}`,
-      startedAt: now,
-      updatedAt: now,
-    });
+    await this.#saveAndReport(
+      { ...this.state, etag },
+      {
+        version: 1,
+        host: o.host,
+        mode: "agent",
+        channel: seq === undefined ? null : o.channel,
+        seq: seq ?? null,
+        desired: null,
+        current: system?.current ?? null,
+        generation: system?.generation ?? null,
+        state: "rejected",
+        phase: "verify",
+        error: `release refused: ${message}`,
+        startedAt: now,
+        updatedAt: now,
+      },
+    );
     return "rejected";
   }
 
@@ -302,6 +308,17 @@ export class Agent {
       startedAt,
       updatedAt: this.#now(),
     };
+  }
+
+  /**
+   * Saves `state` together with the record to report, then stores the record: a store that
+   * fails here leaves the record in the state file, and the next poll reports it first, so
+   * no outcome is lost (a failed release is still not applied again).
+   */
+  async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
+    await this.#save({ ...state, unreported: record });
+    await writeStatus(this.#o.store, record);
+    await this.#save({ ...this.state, unreported: null });
   }
 
   async #save(state: AgentState): Promise<void> {

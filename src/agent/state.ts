@@ -5,6 +5,7 @@
 import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
+import type { StatusRecord } from "../fleet/status.js";
 
 export interface AgentState {
   readonly version: 1;
@@ -15,6 +16,8 @@ export interface AgentState {
   readonly lastDigest: string | null;
   /** How that release ended here. */
   readonly lastResult: "success" | "failed" | "no-entry" | null;
+  /** A status record not yet stored (the store failed): written again before anything else. */
+  readonly unreported: StatusRecord | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;
@@ -30,6 +33,7 @@ export const EMPTY_STATE: AgentState = {
   lastSeq: null,
   lastDigest: null,
   lastResult: null,
+  unreported: null,
   applying: null,
 };
 

@@ -128,7 +128,7 @@ export class AgentDelivery implements Delivery {
         }
         const outcome =
           entry.state === "success"
-            ? await this.#succeeded(entry.key)
+            ? ({ status: "activated", generation: undefined, previous: undefined } as const)
             : await this.#failed(host, entry.key);
         outcomes.set(host, outcome);
         emit({ type: "done", host, outcome });
@@ -153,15 +153,6 @@ export class AgentDelivery implements Delivery {
       await new Promise((resolve) => setTimeout(resolve, interval));
     }
     return wave.map((w) => outcomes.get(w.host.name) as DeployOutcome);
-  }
-
-  async #succeeded(key: string): Promise<DeployOutcome> {
-    const record = await this.#record(key);
-    return {
-      status: "activated",
-      generation: record?.generation ?? undefined,
-      previous: undefined,
-    };
   }
 
   async #failed(host: string, key: string): Promise<DeployOutcome> {
