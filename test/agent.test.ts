@@ -7,8 +7,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRelease } from "../src/fleet/release.js";
-import { channelKey, publishRelease, readRelease } from "../src/fleet/release-store.js";
-import { parseStatusRecord, type StatusRecord } from "../src/fleet/status.js";
+import {
+  channelKey,
+  publishRelease,
+  readChannel,
+  readRelease,
+} from "../src/fleet/release-store.js";
+import type { StatusRecord } from "../src/fleet/status.js";
+import { readStatus } from "../src/fleet/status-store.js";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
@@ -107,11 +113,7 @@ async function served(host: string): Promise<string> {
 async function record(host: string): Promise<StatusRecord | undefined> {
   const store = await openStore(storeUrl);
   try {
-    const got = await store.get(`status/hosts/${host}.json`);
-    if (got === undefined) return undefined;
-    const chunks: Buffer[] = [];
-    for await (const c of got.body) chunks.push(c as Buffer);
-    return parseStatusRecord(Buffer.concat(chunks), host);
+    return await readStatus(store, host);
   } finally {
     await store.close();
   }
@@ -149,11 +151,9 @@ function summaryOf(r: CliRun) {
 async function channelRelease() {
   const store = await openStore(storeUrl);
   try {
-    const got = await store.get(channelKey("production"));
-    if (got === undefined) throw new Error("no channel");
-    const chunks: Buffer[] = [];
-    for await (const c of got.body) chunks.push(c as Buffer);
-    return parseRelease(Buffer.concat(chunks), "channel");
+    const got = await readChannel(store, "production");
+    if (got.status !== "found") throw new Error("no channel");
+    return parseRelease(got.bytes, "channel");
   } finally {
     await store.close();
   }

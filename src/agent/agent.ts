@@ -4,6 +4,7 @@
 // than one already applied is refused and reported. After a crash mid-activation the state
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
+import { setTimeout as delay } from "node:timers/promises";
 import { InputError } from "../errors.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
 import { type Release, type SignedRelease, verifyRelease } from "../fleet/release.js";
@@ -179,7 +180,8 @@ export class Agent {
         const message = err instanceof Error ? err.message : String(err);
         this.#emit({ type: "store-error", message, retryIn: wait });
       }
-      await sleep(wait * 1000, signal);
+      // An abort ends the wait early; the loop then stops.
+      await delay(wait * 1000, undefined, { signal }).catch(() => {});
     }
   }
 
@@ -344,17 +346,4 @@ function claimedSeq(bytes: Uint8Array): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -3,7 +3,7 @@
 // Publishing is race-safe through conditional puts; reading does not verify (callers do).
 import { InputError, OperationError } from "../errors.js";
 import type { SecretKey } from "../nix/keys.js";
-import { listAll } from "../store/helpers.js";
+import { listAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import type { Action } from "./action.js";
@@ -92,7 +92,7 @@ export async function readChannel(
   const got = await store.get(channelKey(channel), options);
   if (got === undefined) return { status: "absent" };
   if (got.status === "not-modified") return got;
-  return { status: "found", etag: got.info.etag, bytes: await readBody(got.body) };
+  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(await readBody(got.body)) };
 }
 
 /** One release file, unverified. */
@@ -103,7 +103,7 @@ export async function readRelease(
 ): Promise<StoredObject> {
   const got = await store.get(releaseKey(channel, seq));
   if (got === undefined) return { status: "absent" };
-  return { status: "found", etag: got.info.etag, bytes: await readBody(got.body) };
+  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(await readBody(got.body)) };
 }
 
 /**
@@ -219,12 +219,4 @@ async function listedSeqs(store: ObjectStore, channel: string): Promise<number[]
 
 function conflict(message: string): OperationError {
   return new OperationError("release-conflict", message);
-}
-
-async function readBody(body: AsyncIterable<unknown>): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) {
-    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
-  }
-  return new Uint8Array(Buffer.concat(chunks));
 }

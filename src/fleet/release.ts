@@ -5,27 +5,20 @@ import { Sha256 } from "../nix/hash.js";
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { ACTIONS, type Action } from "./action.js";
-import {
-  type CommandCheck,
-  type HealthChecks,
-  type HttpCheck,
-  NAME_MAX_LENGTH,
-  NAME_PATTERN,
-} from "./fleet.js";
-import { healthUrlProblem } from "./health-url.js";
+import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import {
   got,
   inputProblem,
   isJsonObject,
   type KeyShape,
   Problems,
-  readArray,
   readInteger,
   readObject,
   readString,
 } from "./json-check.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
+import { readHealth } from "./read-policy.js";
 
 export const RELEASE_VERSION = 1;
 /**
@@ -317,7 +310,7 @@ function readRelease(value: unknown, problems: Problems): Release | undefined {
     previous: field("previous", (v, path) => readPrevious(v, path, problems)),
     kind: field("kind", (v, path) => readEnum(v, path, RELEASE_KINDS, problems)),
     action: field("action", (v, path) => readEnum(v, path, ACTIONS, problems)),
-    health: field("health", (v, path) => readHealth(v, path, problems)),
+    health: field("health", (v, path) => readHealth(v, path, problems, { keys: KEYS })),
     confirmTimeout: field("confirmTimeout", (v, path) =>
       readInteger(v, path, problems, { min: 0 }),
     ),
@@ -363,59 +356,6 @@ function readPrevious(
     path,
     `must be null or the sha256-<base64> digest of the previous release (${got(value)})`,
   );
-}
-
-function readHealth(value: unknown, path: JsonPath, problems: Problems): HealthChecks | undefined {
-  const health = readObject(value, path, problems, KEYS.health);
-  if (health === undefined) return undefined;
-  const list = <T>(key: string, read: (item: unknown, at: JsonPath) => T | undefined) => {
-    if (health[key] === undefined) return undefined;
-    const items = readArray(health[key], [...path, key], problems)?.map((item, i) =>
-      read(item, [...path, key, i]),
-    );
-    return items?.every((item) => item !== undefined) ? (items as T[]) : undefined;
-  };
-  const http = list("http", (item, at) => readHttpCheck(item, at, problems));
-  const commands = list("commands", (item, at) => readCommandCheck(item, at, problems));
-  return http === undefined || commands === undefined ? undefined : { http, commands };
-}
-
-function readHttpCheck(value: unknown, path: JsonPath, problems: Problems): HttpCheck | undefined {
-  const check = readObject(value, path, problems, KEYS.httpCheck);
-  if (check === undefined) return undefined;
-  let url = check.url === undefined ? undefined : readString(check.url, [...path, "url"], problems);
-  const urlProblem = url === undefined ? undefined : healthUrlProblem(url);
-  if (urlProblem !== undefined) url = problems.add([...path, "url"], `${urlProblem} (${got(url)})`);
-  const expectStatus =
-    check.expectStatus === undefined
-      ? undefined
-      : readInteger(check.expectStatus, [...path, "expectStatus"], problems, {
-          min: 100,
-          max: 599,
-        });
-  const timeout =
-    check.timeout === undefined
-      ? undefined
-      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
-  if (url === undefined || expectStatus === undefined || timeout === undefined) return undefined;
-  return { url, expectStatus, timeout };
-}
-
-function readCommandCheck(
-  value: unknown,
-  path: JsonPath,
-  problems: Problems,
-): CommandCheck | undefined {
-  const check = readObject(value, path, problems, KEYS.commandCheck);
-  if (check === undefined) return undefined;
-  const run =
-    check.run === undefined ? undefined : readString(check.run, [...path, "run"], problems);
-  const timeout =
-    check.timeout === undefined
-      ? undefined
-      : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
-  if (run === undefined || timeout === undefined) return undefined;
-  return { run, timeout };
 }
 
 function readHosts(

@@ -1,5 +1,6 @@
 // Status objects in an ObjectStore (layout in status.ts): hosts and deployers write them, and
 // `nixship status`, the rollout's health gates and the dashboard read them.
+import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import {
@@ -41,11 +42,8 @@ export async function readRecord(
   store: ObjectStore,
   key: string,
 ): Promise<StatusRecord | undefined> {
-  const got = await store.get(key);
-  if (got === undefined) return undefined;
-  const chunks: Buffer[] = [];
-  for await (const chunk of got.body) chunks.push(chunk as Buffer);
-  return parseStatusRecord(Buffer.concat(chunks), `${store.url} ${key}`);
+  const bytes = await readAll(store, key);
+  return bytes === undefined ? undefined : parseStatusRecord(bytes, `${store.url} ${key}`);
 }
 
 /** Many hosts' latest records (one GET each, bounded concurrency). */

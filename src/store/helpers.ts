@@ -14,10 +14,14 @@ export async function* listAll(store: ObjectStore, prefix: string): AsyncGenerat
 /** The whole object in memory, or undefined when absent. For small objects (narinfo, JSON). */
 export async function readAll(store: ObjectStore, key: string): Promise<Buffer | undefined> {
   const found = await store.get(key);
-  if (found === undefined) return undefined;
+  return found === undefined ? undefined : readBody(found.body);
+}
+
+/** A body stream (of a small object) in memory. */
+export async function readBody(body: AsyncIterable<unknown>): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of found.body as AsyncIterable<Buffer | string>) {
-    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+  for await (const chunk of body) {
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
   }
   return Buffer.concat(chunks);
 }
