@@ -687,6 +687,67 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     expect(await agent.pollOnce()).toBe("unchanged");
   });
 
+  it("keeps an outcome whose report failed and reports it first on the next poll", async () => {
+    await publish();
+    // The store takes the applying report, then fails the success marker once.
+    let failures = 1;
+    const flaky = counting(store, (call) =>
+      call.op === "put" && call.key === progressKey(CHANNEL, 1, HOST, "success") && failures-- > 0
+        ? new Error("503 Slow Down")
+        : undefined,
+    );
+    const agent = makeAgent({ store: flaky.store });
+    await expect(agent.pollOnce()).rejects.toThrow("503 Slow Down");
+    // Applied and remembered as applied (never again), with the record waiting in the state file.
+    const waiting = await loadState(stateDir);
+    expect(waiting).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
+    expect(waiting.unreported).toMatchObject({ host: HOST, seq: 1, state: "success" });
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "applying" });
+
+    // A restarted agent (a new process) finds it there: the channel is unchanged (one
+    // conditional GET), yet the success is reported before anything else.
+    const restarted = makeAgent({ store: flaky.store });
+    const mark = flaky.calls.length;
+    expect(await restarted.pollOnce()).toBe("unchanged");
+    expect(flaky.calls.slice(mark).map((c) => `${c.op} ${c.key}`)).toEqual([
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
+      `put ${hostStatusKey(HOST)}`,
+      `get ${channelKey(CHANNEL)}`,
+    ]);
+    expect(flaky.calls.at(-1)?.ifNoneMatch).toBe(waiting.etag);
+    expect(await hostRecord()).toEqual(waiting.unreported);
+    expect(await markers(1)).toEqual([
+      progressKey(CHANNEL, 1, HOST, "applying"),
+      progressKey(CHANNEL, 1, HOST, "success"),
+    ]);
+    expect(await loadState(stateDir)).toMatchObject({ unreported: null, lastSeq: 1 });
+    expect(activator.requests).toHaveLength(1);
+
+    // Reported once: the next poll is one conditional GET again.
+    const after = flaky.calls.length;
+    expect(await restarted.pollOnce()).toBe("unchanged");
+    expect(flaky.calls.slice(after).map((c) => c.op)).toEqual(["get"]);
+  });
+
+  it("keeps a refusal whose report failed, and reports it on the next poll", async () => {
+    await publish({ [HOST]: sys("a") }, intruderKey);
+    let failures = 1;
+    const flaky = counting(store, (call) =>
+      call.op === "put" && call.key === hostStatusKey(HOST) && failures-- > 0
+        ? new Error("connect ECONNREFUSED")
+        : undefined,
+    );
+    const agent = makeAgent({ store: flaky.store });
+    await expect(agent.pollOnce()).rejects.toThrow("ECONNREFUSED");
+    expect((await loadState(stateDir)).unreported).toMatchObject({ state: "rejected" });
+    expect(await readStatus(store, HOST)).toBeUndefined();
+
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await hostRecord()).toMatchObject({ state: "rejected", phase: "verify" });
+    expect((await hostRecord()).error).toContain("intruder-1");
+    expect(activator.requests).toEqual([]);
+  });
+
   it("recovers through pollOnce without an explicit start()", async () => {
     const first = await publish({ [HOST]: sys("a") });
     await saveState(stateDir, {

@@ -139,6 +139,7 @@ describe("parseRelease", () => {
       signature: signed.signature,
       digest: signed.digest,
       bytes: signed.bytes,
+      message: releaseSignedMessage(RELEASE),
     });
   });
 

@@ -62,6 +62,8 @@ export interface ParsedRelease {
   readonly digest: string;
   /** The stored form, byte for byte. */
   readonly bytes: Uint8Array;
+  /** What a signature covers (see releaseSignedMessage). */
+  readonly message: string;
 }
 
 export interface SignedRelease extends ParsedRelease {
@@ -128,6 +130,15 @@ export function canonicalJson(value: unknown): string {
 /** The release's fields as plain JSON, whatever extra properties the objects carry. */
 function releaseJson(release: Release): Record<string, unknown> {
   return {
+    ...fieldsBesideHosts(release),
+    hosts: Object.fromEntries(
+      Object.entries(release.hosts).map(([name, host]) => [name, { path: host.path }]),
+    ),
+  };
+}
+
+function fieldsBesideHosts(release: Release): Record<string, unknown> {
+  return {
     version: release.version,
     channel: release.channel,
     seq: release.seq,
@@ -144,15 +155,44 @@ function releaseJson(release: Release): Record<string, unknown> {
       commands: release.health.commands.map(({ run, timeout }) => ({ run, timeout })),
     },
     confirmTimeout: release.confirmTimeout,
-    hosts: Object.fromEntries(
-      Object.entries(release.hosts).map(([name, host]) => [name, { path: host.path }]),
-    ),
   };
+}
+
+/** canonicalJson of the hosts map as releaseJson gives it, without copying it first. */
+function canonicalHosts(hosts: Release["hosts"]): string {
+  const names = Object.keys(hosts).sort();
+  const entries = names.map(
+    (name) => `${JSON.stringify(name)}:{"path":${JSON.stringify(hosts[name]?.path)}}`,
+  );
+  return `{${entries.join(",")}}`;
 }
 
 /** What the signature covers: the context line, then the canonical release without signature. */
 export function releaseSignedMessage(release: Release): string {
-  return RELEASE_SIGNATURE_CONTEXT + canonicalJson(releaseJson(release));
+  return canonicalForms(release, undefined).message;
+}
+
+/**
+ * The signed message and the stored text of one release, from one serialisation of its fields
+ * (the hosts map is most of a release; a host verifies each release it reads, so this is done
+ * once, not once for the message and once for the canonical check). The top-level keys are
+ * sorted as canonicalJson sorts them, so `stored` is canonicalJson of the fields plus signature.
+ */
+function canonicalForms(
+  release: Release,
+  signature: string | undefined,
+): { message: string; stored: string } {
+  const fields = fieldsBesideHosts(release);
+  const parts = new Map<string, string>([["hosts", `"hosts":${canonicalHosts(release.hosts)}`]]);
+  for (const key of Object.keys(fields)) {
+    parts.set(key, `${JSON.stringify(key)}:${canonicalJson(fields[key])}`);
+  }
+  const join = (keys: string[]) => `{${keys.map((k) => parts.get(k)).join(",")}}`;
+  const keys = [...parts.keys()].sort();
+  const message = RELEASE_SIGNATURE_CONTEXT + join(keys);
+  if (signature === undefined) return { message, stored: `${join(keys)}\n` };
+  parts.set("signature", `"signature":${JSON.stringify(signature)}`);
+  return { message, stored: `${join([...keys, "signature"].sort())}\n` };
 }
 
 /** `sha256-<base64>` of the stored bytes. */
@@ -165,9 +205,10 @@ export function formatRelease(release: Release, key: SecretKey): SignedRelease {
   const fields = releaseJson(release);
   // Read the fields back as a host will, so nothing is published that hosts would refuse.
   const checked = readReleaseValue(fields, "the release to sign").release;
-  const signature = signDetached(key, releaseSignedMessage(checked));
-  const bytes = new Uint8Array(Buffer.from(`${canonicalJson({ ...fields, signature })}\n`));
-  return { release: checked, signature, digest: releaseDigest(bytes), bytes };
+  const { message } = canonicalForms(checked, undefined);
+  const signature = signDetached(key, message);
+  const bytes = new Uint8Array(Buffer.from(canonicalForms(checked, signature).stored));
+  return { release: checked, signature, digest: releaseDigest(bytes), bytes, message };
 }
 
 /**
@@ -184,21 +225,42 @@ export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
   }
   let value: unknown;
   try {
-    value = parseJsonText(text, source);
+    value = JSON.parse(text);
+  } catch {
+    // Only a text that does not parse pays for the error with line and column.
+    detailedJsonError(text, source);
+    throw malformed(`${source}: is not JSON (a byte-order mark is not allowed)`);
+  }
+  let read: ReturnType<typeof readReleaseValue>;
+  try {
+    read = readReleaseValue(value, source);
   } catch (err) {
-    if (err instanceof InputError) throw malformed(err.message, err, err.hint);
+    // A duplicate key (JSON.parse keeps the last) is the better explanation when there is one.
+    detailedJsonError(text, source);
     throw err;
   }
-  const { release, signature } = readReleaseValue(value, source);
-  const canonical = `${canonicalJson({ ...releaseJson(release), signature })}\n`;
-  if (text !== canonical) {
+  const { release, signature } = read;
+  const { message, stored } = canonicalForms(release, signature);
+  if (text !== stored) {
+    // A duplicate key is one way to differ (JSON.parse keeps the last); name it if so.
+    detailedJsonError(text, source);
     throw malformed(
       `${source}: release ${release.seq} of channel ${release.channel} is not in canonical form (keys sorted, no whitespace, one final newline)`,
       undefined,
       "releases are written by nixship and must not be edited by hand",
     );
   }
-  return { release, signature, digest: releaseDigest(bytes), bytes };
+  return { release, signature, digest: releaseDigest(bytes), bytes, message };
+}
+
+/** Throws the parse error parseJsonText gives `text` (line, column, duplicate keys), if any. */
+function detailedJsonError(text: string, source: string): void {
+  try {
+    parseJsonText(text, source);
+  } catch (err) {
+    if (err instanceof InputError) throw malformed(err.message, err, err.hint);
+    throw err;
+  }
 }
 
 /**
@@ -219,7 +281,7 @@ export function verifyRelease(
     });
   }
   const keyName = signature.slice(0, signature.indexOf(":"));
-  const check = verifyDetached(signature, releaseSignedMessage(release), trustedKeys);
+  const check = verifyDetached(signature, parsed.message, trustedKeys);
   if (check.ok) return { ...parsed, signature };
   switch (check.reason) {
     case "untrusted-key": {
