@@ -388,4 +388,31 @@ describe("the pull agent on a lab fleet", () => {
     expect(profile).toBe(v3);
     expect(current).toBe(v3);
   });
+
+  it("5. rollback: a signed rollback release sends the host back to the system it ran before", async () => {
+    const before = await channelRelease();
+    const v2 = (await record("ag2"))?.current;
+    expect(before.release.hosts.ag1?.path).not.toBe(v2);
+    // Agent hosts go back by release, not by generation.
+    const withTo = await nixship(["rollback", "--fleet", fleetFile, "--on", "ag1", "--to", "1"], {
+      env: { NIXSHIP_RELEASE_KEY: releaseKeyFile },
+    });
+    expect(withTo.code).toBe(2);
+    expect(withTo.stderr).toMatch(/--to/);
+
+    const r = await nixship(["rollback", "--fleet", fleetFile, "--on", "ag1", "--json"], {
+      env: { NIXSHIP_RELEASE_KEY: releaseKeyFile },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = (JSON.parse(r.stdout) as { hosts: Record<string, unknown>[] }).hosts;
+    expect(rows).toEqual([
+      { host: "ag1", status: "rolled-back", path: v2, generation: expect.any(Number) },
+    ]);
+    expect(await served("ag1")).toBe("web-v2");
+    const after = await channelRelease();
+    expect(after.release).toMatchObject({ kind: "rollback", seq: before.release.seq + 1 });
+    expect(after.release.hosts).toEqual({ ...before.release.hosts, ag1: { path: v2 } });
+    expect(await record("ag1")).toMatchObject({ seq: after.release.seq, state: "success" });
+    expect(rows[0]?.generation).toBe((await record("ag1"))?.generation);
+  });
 });

@@ -594,7 +594,7 @@ describe("SsmDelivery.status and rollback", () => {
       path: OLD,
     });
     const f = makeFake(() => SUCCESS(back));
-    const r = await f.delivery().rollback(host("a", "i-00000001"), 3);
+    const [r] = await f.delivery().rollbackHosts([host("a", "i-00000001")], 3);
     expect(r).toEqual({ status: "rolled-back", generation: 3, path: OLD });
     expect(f.sent()[0]).toMatchObject({
       Parameters: { Command: ["rollback"], Generation: ["3"] },

@@ -14,6 +14,7 @@ import { formatTable, storeName } from "../ui/plan-format.js";
 import { mapLimit } from "../util/pool.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { readSecretKeyFile } from "./keys-input.js";
 
 /** Hosts asked at once by status and rollback. */
 const CONCURRENCY = 32;
@@ -165,20 +166,29 @@ ${FLEET_HELP}
 
 export const rollbackCommand: Command = {
   path: ["rollback"],
-  summary: "switch the selected hosts back to their previous generation (or generation N)",
-  help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to GENERATION] [--json]
+  summary: "switch the selected hosts back to their previous system (or generation N)",
+  help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to GENERATION]
+                        [--release-key SECRET_FILE] [--json]
 
-On every selected host, switches the system profile back to the previous generation (or to
-GENERATION) and activates it with switch-to-configuration switch. Exit code 1 if any host
-could not be rolled back.
+ssh and ssm hosts: on every selected host, switches the system profile back to the previous
+generation (or to GENERATION) and activates it with switch-to-configuration switch.
+
+agent hosts: publishes one signed rollback release of the fleet's channel (--release-key)
+that names, for each selected host, the last different system an earlier release named for
+it (the other hosts keep their entries), then waits until the hosts report it applied (at
+most releases.offlineTimeout). --to does not apply: agent hosts go back by release.
+
+Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files.
 
 Options:
 ${FLEET_HELP}
-  --to N             the generation to go back to (default: the one before the current)`,
+  --to N             the generation to go back to (default: the one before the current)
+  --release-key FILE secret key that signs the rollback release for agent hosts (else
+                     $NIXSHIP_RELEASE_KEY)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, to: { type: "string" } },
+      { ...FLEET_FLAGS, to: { type: "string" }, "release-key": { type: "string" } },
       "rollback",
     );
     if (positionals.length > 0)
@@ -186,10 +196,11 @@ ${FLEET_HELP}
     const to = parseIntFlag(values.to, "--to", "rollback", 1);
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const { delivery, close } = await openDelivery(fleet, hosts);
-    const outcomes = await mapLimit(hosts, CONCURRENCY, (h) => delivery.rollback(h, to)).finally(
-      close,
-    );
+    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKey =
+      releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
+    const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
+    const outcomes = await delivery.rollbackHosts(hosts, to).finally(close);
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });
     else {

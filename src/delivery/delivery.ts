@@ -1,9 +1,10 @@
 // The one seam between the rollout engine and the ways of reaching hosts (ssh, ssm, agent):
-// what a host runs, deploying one wave of hosts, and rolling one host back.
+// what a host runs, deploying one wave of hosts, and rolling hosts back.
 import type { Action } from "../fleet/action.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { Generation } from "../host/activation.js";
+import { mapLimit } from "../util/pool.js";
 
 /** Phases a host goes through, as progress reports them. */
 export type HostPhase =
@@ -99,7 +100,33 @@ export interface Delivery {
     emit: (event: DeliveryEvent) => void,
     context: WaveContext,
   ): Promise<DeployOutcome[]>;
-  rollback(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome>;
+  /**
+   * Rolls the hosts back (to `generation` where the mode has generations, else to the system
+   * each ran before) and resolves with every host's outcome, in order; a host that cannot be
+   * rolled back is a "failed" outcome.
+   */
+  rollbackHosts(
+    hosts: readonly FleetHost[],
+    generation: number | undefined,
+  ): Promise<RollbackOutcome[]>;
+}
+
+/** Hosts rolled back at once for deliveries that reach each host on its own (ssh, ssm). */
+const ROLLBACK_CONCURRENCY = 32;
+
+/** rollbackHosts for deliveries that reach each host on its own: each failure kept to its host. */
+export function rollbackEachHost(
+  hosts: readonly FleetHost[],
+  rollbackOne: (host: FleetHost) => Promise<RollbackOutcome>,
+): Promise<RollbackOutcome[]> {
+  return mapLimit(hosts, ROLLBACK_CONCURRENCY, (host) =>
+    rollbackOne(host).catch(
+      (err: unknown): RollbackOutcome => ({
+        status: "failed",
+        message: err instanceof Error ? err.message : String(err),
+      }),
+    ),
+  );
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   type HostPhase,
   type HostStatus,
   type RollbackOutcome,
+  rollbackEachHost,
   type WaveHost,
 } from "./delivery.js";
 import { lastLine, runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
@@ -160,7 +161,14 @@ export class SshDelivery implements Delivery {
     };
   }
 
-  async rollback(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome> {
+  rollbackHosts(
+    hosts: readonly FleetHost[],
+    generation: number | undefined,
+  ): Promise<RollbackOutcome[]> {
+    return rollbackEachHost(hosts, (host) => this.#rollbackOne(host, generation));
+  }
+
+  async #rollbackOne(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome> {
     const r = await runActivate(this.target(host), rollbackArgs(generation));
     if (r.result && "command" in r.result && r.result.command === "rollback" && r.result.ok) {
       return {

@@ -15,16 +15,17 @@ import { NixshipError, OperationError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings, SsmTarget } from "../fleet/fleet.js";
 import { type ActivationResult, parseActivationResult } from "../host/activation.js";
 import { httpCheck } from "../host/http-check.js";
-import type {
-  Delivery,
-  DeliveryEvent,
-  DeployOutcome,
-  DeployRequest,
-  HostPhase,
-  HostStatus,
-  RollbackOutcome,
-  WaveContext,
-  WaveHost,
+import {
+  type Delivery,
+  type DeliveryEvent,
+  type DeployOutcome,
+  type DeployRequest,
+  type HostPhase,
+  type HostStatus,
+  type RollbackOutcome,
+  rollbackEachHost,
+  type WaveContext,
+  type WaveHost,
 } from "./delivery.js";
 import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
 
@@ -189,7 +190,14 @@ export class SsmDelivery implements Delivery {
     );
   }
 
-  async rollback(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome> {
+  rollbackHosts(
+    hosts: readonly FleetHost[],
+    generation: number | undefined,
+  ): Promise<RollbackOutcome[]> {
+    return rollbackEachHost(hosts, (host) => this.rollbackOne(host, generation));
+  }
+
+  async rollbackOne(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome> {
     const h = ssmHost(host);
     const sent = await this.trySend(
       {

@@ -57,7 +57,7 @@ function scripted(failing: ReadonlySet<string>) {
   let maxRunning = 0;
   const delivery: Delivery = {
     status: async () => ({ reachable: false, error: "unused" }),
-    rollback: async () => ({ status: "failed", message: "unused" }),
+    rollbackHosts: async () => [],
     deployWave: (wave, emit) =>
       deployEachHost(wave, emit, async (h): Promise<DeployOutcome> => {
         started.push(h.name);
@@ -169,7 +169,7 @@ describe("runRollout", () => {
     const events: DeployEvent[] = [];
     const delivery: Delivery = {
       status: async () => ({ reachable: false, error: "" }),
-      rollback: async () => ({ status: "failed", message: "" }),
+      rollbackHosts: async () => [],
       deployWave: (wave, emit) =>
         deployEachHost(wave, emit, async () => {
           throw new Error("spawn ssh ENOENT");
@@ -190,7 +190,7 @@ describe("runRollout", () => {
     const contexts: WaveContext[] = [];
     const delivery: Delivery = {
       status: async () => ({ reachable: false, error: "" }),
-      rollback: async () => ({ status: "failed", message: "" }),
+      rollbackHosts: async () => [],
       // A wave-level delivery (like ssm or agent) that reports no per-host "done" events.
       deployWave: async (wave, _emit, context) => {
         contexts.push(context);
@@ -230,7 +230,7 @@ describe("runRollout", () => {
   it("fails every host of a wave the delivery could not attempt", async () => {
     const delivery: Delivery = {
       status: async () => ({ reachable: false, error: "" }),
-      rollback: async () => ({ status: "failed", message: "" }),
+      rollbackHosts: async () => [],
       deployWave: async () => {
         throw new Error("SendCommand: AccessDenied");
       },

@@ -202,7 +202,8 @@ function entryOf(
   }
 }
 
-async function highestListed(store: ObjectStore, channel: string): Promise<number> {
+/** The highest release number listed under the channel's releases (0: none). */
+export async function highestListed(store: ObjectStore, channel: string): Promise<number> {
   return (await listedSeqs(store, channel)).at(-1) ?? 0;
 }
 
