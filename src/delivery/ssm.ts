@@ -11,9 +11,8 @@ import {
   type SendCommandCommandInput,
   SSMClient,
 } from "@aws-sdk/client-ssm";
-import { NixshipError, OperationError } from "../errors.js";
-import type { FleetHost, SsmHost, SsmSettings, SsmTarget } from "../fleet/fleet.js";
-import { type ActivationResult, parseActivationResult } from "../host/activation.js";
+import { OperationError } from "../errors.js";
+import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { httpCheck } from "../host/http-check.js";
 import {
   type Delivery,
@@ -28,6 +27,21 @@ import {
   type WaveHost,
 } from "./delivery.js";
 import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
+import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
+import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";
+import {
+  activationResult,
+  combineOutcomes,
+  countsAsError,
+  type FinishedInvocation,
+  type InstanceOutcome,
+  instanceOutcome,
+  isTerminal,
+  missing,
+  resultMessage,
+  ssmFailure,
+  TERMINAL_COMMAND,
+} from "./ssm-outcomes.js";
 
 export interface SsmDeliveryOptions {
   readonly settings: SsmSettings;
@@ -41,29 +55,9 @@ export interface SsmDeliveryOptions {
   readonly now?: () => number;
 }
 
-/** SendCommand takes at most this many instance IDs. */
-const MAX_INSTANCE_IDS = 50;
 const THROTTLE_ATTEMPTS = 8;
 /** Seconds a status command may wait for delivery and run. */
 const STATUS_TIMEOUT = 60;
-const NOT_STARTED = "not started: SSM stopped the command after MaxErrors was reached";
-
-/** One instance's finished invocation: what SSM says, and what activate.sh printed. */
-export interface FinishedInvocation {
-  readonly instanceId: string;
-  readonly status: string;
-  readonly details: string;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly responseCode: number | undefined;
-}
-
-/** A finished invocation as one instance's deploy outcome, and activate.sh's result if any. */
-export interface InstanceOutcome {
-  readonly instanceId: string;
-  readonly outcome: DeployOutcome;
-  readonly result: ActivationResult | undefined;
-}
 
 export class SsmDelivery implements Delivery {
   private readonly settings: SsmSettings;
@@ -558,342 +552,4 @@ export class SsmDelivery implements Delivery {
       }
     }
   }
-}
-
-interface Member {
-  readonly index: number;
-  readonly host: SsmHost;
-}
-
-/** Hosts that share one SendCommand: by instance ID, or one targets host alone. */
-interface Group {
-  readonly request: DeployRequest;
-  readonly members: readonly Member[];
-  readonly instanceIds: string[];
-  readonly targets: readonly SsmTarget[] | undefined;
-}
-
-/** One group per distinct request (targets hosts alone), at most 50 instance IDs each. */
-export function groupWave(wave: readonly WaveHost[]): Group[] {
-  const groups: Group[] = [];
-  const open = new Map<string, Group>();
-  for (const [index, { host, request }] of wave.entries()) {
-    const h = ssmHost(host);
-    if (h.instanceId === undefined) {
-      groups.push({ request, members: [{ index, host: h }], instanceIds: [], targets: h.targets });
-      continue;
-    }
-    const key = JSON.stringify([
-      request.path,
-      request.action,
-      request.substituters,
-      request.trustedKeys,
-      request.commandChecks.map((c) => [c.run, c.timeout]),
-    ]);
-    let group = open.get(key);
-    const full =
-      group !== undefined &&
-      !group.instanceIds.includes(h.instanceId) &&
-      group.instanceIds.length >= MAX_INSTANCE_IDS;
-    if (group === undefined || full) {
-      group = { request, members: [], instanceIds: [], targets: undefined };
-      groups.push(group);
-      open.set(key, group);
-    }
-    (group.members as Member[]).push({ index, host: h });
-    if (!group.instanceIds.includes(h.instanceId)) group.instanceIds.push(h.instanceId);
-  }
-  return groups;
-}
-
-function ssmHost(host: FleetHost): SsmHost {
-  if (host.delivery !== "ssm") {
-    throw new Error(`${host.name} is delivered by ${host.delivery}, not ssm`);
-  }
-  return host;
-}
-
-function describeTargets(targets: readonly SsmTarget[] | undefined): string {
-  return (targets ?? []).map((t) => `${t.key}=${t.values.join(",")}`).join(" and ") || "nothing";
-}
-
-const TERMINAL_COMMAND = new Set(["Success", "Failed", "TimedOut", "Cancelled"]);
-const TERMINAL_DETAILS = new Set([
-  "Success",
-  "Failed",
-  "Cancelled",
-  "Canceled",
-  "Undeliverable",
-  "Terminated",
-  "Delivery Timed Out",
-  "Execution Timed Out",
-  "Access Denied",
-  "Incomplete",
-  "Rate Exceeded",
-  "No Instances In Tag",
-]);
-
-function isTerminal(inv: CommandInvocation): boolean {
-  return (
-    TERMINAL_COMMAND.has(inv.Status ?? "") ||
-    TERMINAL_DETAILS.has(inv.StatusDetails ?? "") ||
-    // An invocation status this version does not know: only the known live ones keep waiting.
-    !["Pending", "InProgress", "Delayed", "Cancelling"].includes(inv.Status ?? "Pending")
-  );
-}
-
-/** An instance SSM gave no finished invocation for. */
-function missing(instanceId: string, status: string): FinishedInvocation {
-  return { instanceId, status, details: status, stdout: "", stderr: "", responseCode: undefined };
-}
-
-function activationResult(inv: FinishedInvocation): ActivationResult | undefined {
-  if (!inv.stdout.trim()) return undefined;
-  try {
-    return parseActivationResult(inv.stdout, inv.instanceId);
-  } catch {
-    return undefined;
-  }
-}
-
-function resultMessage(result: ActivationResult): string {
-  if ("message" in result && result.message) return result.message;
-  return "result" in result ? `result ${result.result}` : "no message";
-}
-
-/** Invocations that count against MaxErrors (SSM: failures and execution timeouts). */
-function countsAsError(inv: FinishedInvocation): boolean {
-  return (
-    inv.details === "Failed" ||
-    inv.details === "Execution Timed Out" ||
-    (inv.details === inv.status && (inv.status === "Failed" || inv.status === "TimedOut"))
-  );
-}
-
-/** Why SSM did not run activate.sh to a result on an instance, naming the status. */
-function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): string {
-  const id = inv.instanceId;
-  const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;
-  switch (status) {
-    case "Undeliverable":
-      return `${id}: SSM could not deliver the command (Undeliverable): the instance is stopped, gone, or its SSM agent is not registered`;
-    case "Delivery Timed Out":
-      return `${id}: SSM could not deliver the command within ${settings.commandTimeout}s (Delivery Timed Out): is its SSM agent online?`;
-    case "Execution Timed Out":
-    case "TimedOut":
-      return `${id}: SSM timed out after ${settings.commandTimeout}s (${status})`;
-    case "Access Denied":
-      return `${id}: SSM was denied access to run the command (Access Denied)`;
-    case "Terminated":
-      return `${id}: ${NOT_STARTED}`;
-    case "Cancelled":
-    case "Canceled":
-      return `${id}: SSM cancelled the command (${status})`;
-    case "Unfinished":
-      return `${id}: SSM reported no end for the command`;
-    default: {
-      const tail = inv.stderr.trim().split("\n").slice(-3).join(" | ");
-      const code = inv.responseCode !== undefined && inv.responseCode >= 0 ? inv.responseCode : "?";
-      return `${id}: SSM reported ${status || "no status"} (exit ${code})${tail ? `: ${tail}` : ""}`;
-    }
-  }
-}
-
-/** One instance's outcome, from SSM's status and activate.sh's JSON result. */
-export function instanceOutcome(
-  inv: FinishedInvocation,
-  settings: SsmSettings,
-  maxErrorsReached: boolean,
-): InstanceOutcome {
-  const result = activationResult(inv);
-  const failed = (phase: HostPhase, message: string, rolledBack = false): InstanceOutcome => ({
-    instanceId: inv.instanceId,
-    result,
-    outcome: { status: "failed", phase, message, rolledBack },
-  });
-  if (result !== undefined && "command" in result && result.command === "activate") {
-    if (result.ok) {
-      return {
-        instanceId: inv.instanceId,
-        result,
-        outcome: {
-          status: "activated",
-          generation: result.generation ?? undefined,
-          previous: result.previous ?? undefined,
-        },
-      };
-    }
-    return failed(result.phase, result.message, result.rolledBack);
-  }
-  if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));
-  const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;
-  if (status === "Success") {
-    return failed("connect", `${inv.instanceId}: the command succeeded but gave no JSON result`);
-  }
-  const stopped =
-    status === "Terminated" ||
-    ((status === "Cancelled" || status === "Canceled") && maxErrorsReached);
-  if (stopped) return failed("connect", `${inv.instanceId}: ${NOT_STARTED}`);
-  // Timed out while running: most likely in the switch (realising is bounded by the cache).
-  const running = status === "Execution Timed Out" || status === "TimedOut";
-  return failed(running ? "switch" : "connect", ssmFailure(inv, settings));
-}
-
-/** A host's outcome from its instances': activated only if every instance activated. */
-function combineOutcomes(host: SsmHost, outcomes: readonly InstanceOutcome[]): DeployOutcome {
-  const first = outcomes[0] as InstanceOutcome;
-  if (host.targets === undefined || outcomes.length === 1) {
-    const o = first.outcome;
-    if (o.status === "failed" && host.targets !== undefined) {
-      return { ...o, message: `1 of 1 instances failed: ${prefixed(first)}` };
-    }
-    return o;
-  }
-  const failures = outcomes.filter((o) => o.outcome.status === "failed");
-  if (failures.length === 0) {
-    const same = <T>(f: (o: InstanceOutcome) => T) => {
-      const values = new Set(outcomes.map(f));
-      return values.size === 1 ? (values.values().next().value as T) : undefined;
-    };
-    return {
-      status: "activated",
-      generation: same((o) =>
-        o.outcome.status === "activated" ? o.outcome.generation : undefined,
-      ),
-      previous: same((o) => (o.outcome.status === "activated" ? o.outcome.previous : undefined)),
-    };
-  }
-  const firstFailed = (failures[0] as InstanceOutcome).outcome as Extract<
-    DeployOutcome,
-    { status: "failed" }
-  >;
-  return {
-    status: "failed",
-    phase: firstFailed.phase,
-    message: `${failures.length} of ${outcomes.length} instances failed: ${failures.map(prefixed).join("; ")}`,
-    rolledBack: failures.every((o) => o.outcome.status === "failed" && o.outcome.rolledBack),
-  };
-}
-
-function prefixed(o: InstanceOutcome): string {
-  const message = o.outcome.status === "failed" ? o.outcome.message : "activated";
-  return message.startsWith(`${o.instanceId}:`) ? message : `${o.instanceId}: ${message}`;
-}
-
-// Faults that concern the account, the region or the document, never one host.
-const WAVE_FAULTS = new Set([
-  "ssm-invalid-document",
-  "ssm-invalid-parameters",
-  "ssm-access-denied",
-  "ssm-no-credentials",
-  "ssm-bad-credentials",
-  "ssm-no-region",
-  "ssm-unreachable",
-  "ssm-throttled",
-]);
-
-function errorName(err: unknown): string {
-  const e = err as { name?: string; code?: string } | undefined;
-  return (e?.name === "Error" || e?.name === undefined ? e?.code : e.name) ?? "Error";
-}
-
-function isThrottling(err: unknown): boolean {
-  const name = errorName(err);
-  return (
-    [
-      "ThrottlingException",
-      "Throttling",
-      "TooManyRequestsException",
-      "RequestLimitExceeded",
-    ].includes(name) ||
-    (err as { $retryable?: { throttling?: boolean } })?.$retryable?.throttling === true
-  );
-}
-
-const FAULTS: readonly (readonly [readonly string[], string, (s: SsmSettings) => string])[] = [
-  [
-    ["InvalidDocument", "InvalidDocumentVersion"],
-    "ssm-invalid-document",
-    (s) =>
-      `create the document "${s.documentName}": nixship ssm document > doc.json && aws ssm create-document --document-type Command --document-format JSON --content file://doc.json --name ${s.documentName}${s.region ? ` --region ${s.region}` : ""} (or set ssm.documentName in the fleet file)`,
-  ],
-  [
-    ["InvalidParameters"],
-    "ssm-invalid-parameters",
-    (s) =>
-      `the document "${s.documentName}" may predate this nixship: update it from 'nixship ssm document' (aws ssm update-document, then make the new version the default)`,
-  ],
-  [
-    ["InvalidInstanceId"],
-    "ssm-invalid-instance",
-    () =>
-      "check the instance ID and the region, and that its SSM agent is online ('aws ssm describe-instance-information')",
-  ],
-  [
-    ["InvalidTarget", "InvalidTargetMaps"],
-    "ssm-invalid-target",
-    () => "check the host's targets in the fleet file (tag:NAME keys and their values)",
-  ],
-  [
-    ["UnsupportedPlatformType"],
-    "ssm-unsupported-platform",
-    () => "the document runs on Linux instances only",
-  ],
-  [
-    ["AccessDeniedException", "AccessDenied"],
-    "ssm-access-denied",
-    (s) =>
-      `the deployer's AWS identity needs ssm:SendCommand on the document "${s.documentName}" and the instances, and ssm:ListCommands, ssm:ListCommandInvocations and ssm:GetCommandInvocation`,
-  ],
-  [
-    ["CredentialsProviderError"],
-    "ssm-no-credentials",
-    () =>
-      "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-  ],
-  [
-    [
-      "UnrecognizedClientException",
-      "InvalidClientTokenId",
-      "ExpiredTokenException",
-      "ExpiredToken",
-      "InvalidSignatureException",
-    ],
-    "ssm-bad-credentials",
-    () => "the AWS credentials are invalid or expired: refresh them (e.g. 'aws sso login')",
-  ],
-  [
-    ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "ETIMEDOUT", "TimeoutError"],
-    "ssm-unreachable",
-    () => "the SSM endpoint cannot be reached: check the network and the region",
-  ],
-  [
-    ["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"],
-    "ssm-throttled",
-    () => "SSM kept throttling the requests: retry later, or lower --parallel",
-  ],
-];
-
-/** An AWS SDK error as an OperationError with an `ssm-…` code and a hint. */
-export function ssmFault(err: unknown, settings: SsmSettings): NixshipError {
-  if (err instanceof NixshipError) return err;
-  const name = errorName(err);
-  const detail = err instanceof Error ? err.message : String(err);
-  if (/region is missing/i.test(detail)) {
-    return new OperationError("ssm-no-region", `SSM: ${detail}`, {
-      cause: err,
-      hint: 'set "ssm": {"region": …} in the fleet file, or AWS_REGION',
-    });
-  }
-  const known = FAULTS.find(([names]) => names.includes(name));
-  const code = known?.[1] ?? "ssm-failed";
-  return new OperationError(code, `SSM: ${name}: ${detail}`, {
-    cause: err,
-    ...(known ? { hint: known[2](settings) } : {}),
-  });
-}
-
-function faultMessage(err: unknown): string {
-  if (err instanceof NixshipError) return err.hint ? `${err.message} (${err.hint})` : err.message;
-  return err instanceof Error ? err.message : String(err);
 }

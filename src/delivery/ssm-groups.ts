@@ -1,0 +1,64 @@
+// How one wave becomes SendCommand calls: hosts with the same request share one command
+// (by instance ID, at most 50 per command); a host given by tag targets gets its own.
+import type { FleetHost, SsmHost, SsmTarget } from "../fleet/fleet.js";
+import type { DeployRequest, WaveHost } from "./delivery.js";
+
+/** SendCommand takes at most this many instance IDs. */
+const MAX_INSTANCE_IDS = 50;
+
+export interface Member {
+  readonly index: number;
+  readonly host: SsmHost;
+}
+
+/** Hosts that share one SendCommand: by instance ID, or one targets host alone. */
+export interface Group {
+  readonly request: DeployRequest;
+  readonly members: readonly Member[];
+  readonly instanceIds: string[];
+  readonly targets: readonly SsmTarget[] | undefined;
+}
+
+/** One group per distinct request (targets hosts alone), at most 50 instance IDs each. */
+export function groupWave(wave: readonly WaveHost[]): Group[] {
+  const groups: Group[] = [];
+  const open = new Map<string, Group>();
+  for (const [index, { host, request }] of wave.entries()) {
+    const h = ssmHost(host);
+    if (h.instanceId === undefined) {
+      groups.push({ request, members: [{ index, host: h }], instanceIds: [], targets: h.targets });
+      continue;
+    }
+    const key = JSON.stringify([
+      request.path,
+      request.action,
+      request.substituters,
+      request.trustedKeys,
+      request.commandChecks.map((c) => [c.run, c.timeout]),
+    ]);
+    let group = open.get(key);
+    const full =
+      group !== undefined &&
+      !group.instanceIds.includes(h.instanceId) &&
+      group.instanceIds.length >= MAX_INSTANCE_IDS;
+    if (group === undefined || full) {
+      group = { request, members: [], instanceIds: [], targets: undefined };
+      groups.push(group);
+      open.set(key, group);
+    }
+    (group.members as Member[]).push({ index, host: h });
+    if (!group.instanceIds.includes(h.instanceId)) group.instanceIds.push(h.instanceId);
+  }
+  return groups;
+}
+
+export function ssmHost(host: FleetHost): SsmHost {
+  if (host.delivery !== "ssm") {
+    throw new Error(`${host.name} is delivered by ${host.delivery}, not ssm`);
+  }
+  return host;
+}
+
+export function describeTargets(targets: readonly SsmTarget[] | undefined): string {
+  return (targets ?? []).map((t) => `${t.key}=${t.values.join(",")}`).join(" and ") || "nothing";
+}

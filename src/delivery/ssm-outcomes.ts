@@ -1,0 +1,192 @@
+// From SSM's command invocations to deploy outcomes (pure): when an invocation is finished,
+// what activate.sh's JSON result says, why SSM did not run it to a result, and how the
+// instances of one host (tag targets) combine into the host's outcome.
+import type { CommandInvocation } from "@aws-sdk/client-ssm";
+import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
+import { type ActivationResult, parseActivationResult } from "../host/activation.js";
+import type { DeployOutcome, HostPhase } from "./delivery.js";
+
+export const NOT_STARTED = "not started: SSM stopped the command after MaxErrors was reached";
+
+/** One instance's finished invocation: what SSM says, and what activate.sh printed. */
+export interface FinishedInvocation {
+  readonly instanceId: string;
+  readonly status: string;
+  readonly details: string;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly responseCode: number | undefined;
+}
+
+/** A finished invocation as one instance's deploy outcome, and activate.sh's result if any. */
+export interface InstanceOutcome {
+  readonly instanceId: string;
+  readonly outcome: DeployOutcome;
+  readonly result: ActivationResult | undefined;
+}
+
+export const TERMINAL_COMMAND = new Set(["Success", "Failed", "TimedOut", "Cancelled"]);
+const TERMINAL_DETAILS = new Set([
+  "Success",
+  "Failed",
+  "Cancelled",
+  "Canceled",
+  "Undeliverable",
+  "Terminated",
+  "Delivery Timed Out",
+  "Execution Timed Out",
+  "Access Denied",
+  "Incomplete",
+  "Rate Exceeded",
+  "No Instances In Tag",
+]);
+
+export function isTerminal(inv: CommandInvocation): boolean {
+  return (
+    TERMINAL_COMMAND.has(inv.Status ?? "") ||
+    TERMINAL_DETAILS.has(inv.StatusDetails ?? "") ||
+    // An invocation status this version does not know: only the known live ones keep waiting.
+    !["Pending", "InProgress", "Delayed", "Cancelling"].includes(inv.Status ?? "Pending")
+  );
+}
+
+/** An instance SSM gave no finished invocation for. */
+export function missing(instanceId: string, status: string): FinishedInvocation {
+  return { instanceId, status, details: status, stdout: "", stderr: "", responseCode: undefined };
+}
+
+export function activationResult(inv: FinishedInvocation): ActivationResult | undefined {
+  if (!inv.stdout.trim()) return undefined;
+  try {
+    return parseActivationResult(inv.stdout, inv.instanceId);
+  } catch {
+    return undefined;
+  }
+}
+
+export function resultMessage(result: ActivationResult): string {
+  if ("message" in result && result.message) return result.message;
+  return "result" in result ? `result ${result.result}` : "no message";
+}
+
+/** Invocations that count against MaxErrors (SSM: failures and execution timeouts). */
+export function countsAsError(inv: FinishedInvocation): boolean {
+  return (
+    inv.details === "Failed" ||
+    inv.details === "Execution Timed Out" ||
+    (inv.details === inv.status && (inv.status === "Failed" || inv.status === "TimedOut"))
+  );
+}
+
+/** Why SSM did not run activate.sh to a result on an instance, naming the status. */
+export function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): string {
+  const id = inv.instanceId;
+  const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;
+  switch (status) {
+    case "Undeliverable":
+      return `${id}: SSM could not deliver the command (Undeliverable): the instance is stopped, gone, or its SSM agent is not registered`;
+    case "Delivery Timed Out":
+      return `${id}: SSM could not deliver the command within ${settings.commandTimeout}s (Delivery Timed Out): is its SSM agent online?`;
+    case "Execution Timed Out":
+    case "TimedOut":
+      return `${id}: SSM timed out after ${settings.commandTimeout}s (${status})`;
+    case "Access Denied":
+      return `${id}: SSM was denied access to run the command (Access Denied)`;
+    case "Terminated":
+      return `${id}: ${NOT_STARTED}`;
+    case "Cancelled":
+    case "Canceled":
+      return `${id}: SSM cancelled the command (${status})`;
+    case "Unfinished":
+      return `${id}: SSM reported no end for the command`;
+    default: {
+      const tail = inv.stderr.trim().split("\n").slice(-3).join(" | ");
+      const code = inv.responseCode !== undefined && inv.responseCode >= 0 ? inv.responseCode : "?";
+      return `${id}: SSM reported ${status || "no status"} (exit ${code})${tail ? `: ${tail}` : ""}`;
+    }
+  }
+}
+
+/** One instance's outcome, from SSM's status and activate.sh's JSON result. */
+export function instanceOutcome(
+  inv: FinishedInvocation,
+  settings: SsmSettings,
+  maxErrorsReached: boolean,
+): InstanceOutcome {
+  const result = activationResult(inv);
+  const failed = (phase: HostPhase, message: string, rolledBack = false): InstanceOutcome => ({
+    instanceId: inv.instanceId,
+    result,
+    outcome: { status: "failed", phase, message, rolledBack },
+  });
+  if (result !== undefined && "command" in result && result.command === "activate") {
+    if (result.ok) {
+      return {
+        instanceId: inv.instanceId,
+        result,
+        outcome: {
+          status: "activated",
+          generation: result.generation ?? undefined,
+          previous: result.previous ?? undefined,
+        },
+      };
+    }
+    return failed(result.phase, result.message, result.rolledBack);
+  }
+  if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));
+  const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;
+  if (status === "Success") {
+    return failed("connect", `${inv.instanceId}: the command succeeded but gave no JSON result`);
+  }
+  const stopped =
+    status === "Terminated" ||
+    ((status === "Cancelled" || status === "Canceled") && maxErrorsReached);
+  if (stopped) return failed("connect", `${inv.instanceId}: ${NOT_STARTED}`);
+  // Timed out while running: most likely in the switch (realising is bounded by the cache).
+  const running = status === "Execution Timed Out" || status === "TimedOut";
+  return failed(running ? "switch" : "connect", ssmFailure(inv, settings));
+}
+
+/** A host's outcome from its instances': activated only if every instance activated. */
+export function combineOutcomes(
+  host: SsmHost,
+  outcomes: readonly InstanceOutcome[],
+): DeployOutcome {
+  const first = outcomes[0] as InstanceOutcome;
+  if (host.targets === undefined || outcomes.length === 1) {
+    const o = first.outcome;
+    if (o.status === "failed" && host.targets !== undefined) {
+      return { ...o, message: `1 of 1 instances failed: ${prefixed(first)}` };
+    }
+    return o;
+  }
+  const failures = outcomes.filter((o) => o.outcome.status === "failed");
+  if (failures.length === 0) {
+    const same = <T>(f: (o: InstanceOutcome) => T) => {
+      const values = new Set(outcomes.map(f));
+      return values.size === 1 ? (values.values().next().value as T) : undefined;
+    };
+    return {
+      status: "activated",
+      generation: same((o) =>
+        o.outcome.status === "activated" ? o.outcome.generation : undefined,
+      ),
+      previous: same((o) => (o.outcome.status === "activated" ? o.outcome.previous : undefined)),
+    };
+  }
+  const firstFailed = (failures[0] as InstanceOutcome).outcome as Extract<
+    DeployOutcome,
+    { status: "failed" }
+  >;
+  return {
+    status: "failed",
+    phase: firstFailed.phase,
+    message: `${failures.length} of ${outcomes.length} instances failed: ${failures.map(prefixed).join("; ")}`,
+    rolledBack: failures.every((o) => o.outcome.status === "failed" && o.outcome.rolledBack),
+  };
+}
+
+export function prefixed(o: InstanceOutcome): string {
+  const message = o.outcome.status === "failed" ? o.outcome.message : "activated";
+  return message.startsWith(`${o.instanceId}:`) ? message : `${o.instanceId}: ${message}`;
+}
