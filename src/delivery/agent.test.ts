@@ -136,6 +136,19 @@ function wave(paths: Record<string, StorePath>): WaveHost[] {
   }));
 }
 
+/** Publishes a release signed by a key the fleet does not trust, as a bucket writer could. */
+async function plant(hosts: Record<string, { path: StorePath }>): Promise<void> {
+  await publishRelease(store, {
+    channel: CHANNEL,
+    hosts,
+    kind: "deploy",
+    action: "switch",
+    health: NO_HEALTH,
+    confirmTimeout: 0,
+    key: generateSecretKey("intruder-1"),
+  });
+}
+
 const CONTEXT = { index: 0, kind: "main", parallel: 10, failureBudget: 0 } as const;
 
 async function channel(): Promise<SignedRelease> {
@@ -208,15 +221,7 @@ describe("AgentDelivery.deployWave", () => {
     startAgents(["web1"]);
     await delivery().deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
     // Someone with write access to the bucket but no release key planted release 2.
-    await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { web1: { path: sys("d", "web1") }, web7: { path: sys("d", "web7") } },
-      kind: "deploy",
-      action: "switch",
-      health: NO_HEALTH,
-      confirmTimeout: 0,
-      key: generateSecretKey("intruder-1"),
-    });
+    await plant({ web1: { path: sys("d", "web1") }, web7: { path: sys("d", "web7") } });
     startAgents(["web2"]);
     const d = delivery();
     const outcomes = await d.deployWave(wave({ web2: sys("b", "web2") }), () => {}, CONTEXT);
@@ -319,15 +324,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     const two = releaseKey(CHANNEL, 2);
     const text = (await readAll(store, two))?.toString("utf8") ?? "";
     await store.put(two, Buffer.from(text.replace(sys("b", "web1"), sys("z", "web1"))));
-    await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { web1: { path: sys("y", "web1") } },
-      kind: "deploy",
-      action: "switch",
-      health: NO_HEALTH,
-      confirmTimeout: 0,
-      key: generateSecretKey("intruder-1"),
-    });
+    await plant({ web1: { path: sys("y", "web1") } });
     await deployed({ web1: sys("c", "web1") });
     expect((await channel()).release.seq).toBe(4);
 
@@ -342,15 +339,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     const one = releaseKey(CHANNEL, 1);
     const text = (await readAll(store, one))?.toString("utf8") ?? "";
     await store.put(one, Buffer.from(text.replace(sys("a", "web1"), sys("z", "web1"))));
-    await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { web1: { path: sys("y", "web1") } },
-      kind: "deploy",
-      action: "switch",
-      health: NO_HEALTH,
-      confirmTimeout: 0,
-      key: generateSecretKey("intruder-1"),
-    });
+    await plant({ web1: { path: sys("y", "web1") } });
     // The channel names release 2 (planted) and release 1 no longer verifies: a fresh start.
     await deployed({ web1: sys("c", "web1") });
     expect((await channel()).release.seq).toBe(3);
