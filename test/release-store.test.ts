@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { OperationError } from "../src/errors.js";
 import type { SignedRelease } from "../src/fleet/release.js";
-import { verifyRelease } from "../src/fleet/release.js";
+import { releaseDigest, verifyRelease } from "../src/fleet/release.js";
 import {
   channelKey,
   listReleases,
@@ -99,6 +99,17 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       store = await open();
     });
     afterEach(() => store.close());
+
+    it("publishes over a channel that does not parse, after the listed releases", async () => {
+      await publishRelease(store, options());
+      const junk = Buffer.from('{"seq": 99, "planted": true}');
+      await store.put(channelKey("prod"), junk);
+      const next = await publishRelease(store, options());
+      // Number 2 (the channel's 99 is not a release), chained to what it replaced.
+      expect(next.release).toMatchObject({ seq: 2, previous: releaseDigest(junk) });
+      const channel = await readChannel(store, "prod");
+      expect(channel.status === "found" && text(channel.bytes)).toBe(text(next.bytes));
+    });
 
     it("numbers releases from 1, chains each to the previous, and copies it to the channel", async () => {
       expect(await readChannel(store, "prod")).toEqual({ status: "absent" });

@@ -118,13 +118,15 @@ export async function publishRelease(
 ): Promise<SignedRelease> {
   const { channel } = options;
   // (1) The channel as it stands: the version to replace, and what the new release follows.
+  // What the channel holds need not parse (planted, or damaged): the new release then follows
+  // on from the listed release files, and replaces it all the same.
   const current = await readChannel(store, channel);
   const head =
     current.status === "found"
-      ? { etag: current.etag, ...parseRelease(current.bytes, channelKey(channel)) }
+      ? { etag: current.etag, digest: releaseDigest(current.bytes), seq: seqOf(current.bytes) }
       : undefined;
   // (2) Past every release file, so one left by an interrupted publisher is never reused.
-  const seq = Math.max(head?.release.seq ?? 0, await highestListed(store, channel)) + 1;
+  const seq = Math.max(head?.seq ?? 0, await highestListed(store, channel)) + 1;
   const signed = formatRelease(
     {
       version: 1,
@@ -199,6 +201,16 @@ function entryOf(
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     return { status: "malformed", seq, digest, current, problem: err.message };
+  }
+}
+
+/** The number of the release in `bytes`, or 0 when they do not parse as one. */
+function seqOf(bytes: Uint8Array): number {
+  try {
+    return parseRelease(bytes, "channel").release.seq;
+  } catch (err) {
+    if (err instanceof InputError) return 0;
+    throw err;
   }
 }
 
