@@ -11,6 +11,7 @@ import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
 import { deployCommand, planCommand } from "./deploy.js";
 import { fetch } from "./fetch.js";
+import { fleetFromTerraformCommand } from "./fleet-from-terraform.js";
 import { buildCommand, rollbackCommand, statusCommand } from "./hosts.js";
 import { keyGenerate, keyPublic } from "./key.js";
 import {
@@ -25,6 +26,7 @@ import { push } from "./push.js";
 import { releaseList, releaseShow } from "./release.js";
 import { releasePublish } from "./release-publish.js";
 import { ssmDocumentCommand } from "./ssm.js";
+import { terraformVarsCommand } from "./terraform.js";
 import { verify } from "./verify.js";
 
 export const COMMANDS: readonly Command[] = [
@@ -46,6 +48,8 @@ export const COMMANDS: readonly Command[] = [
   statusCommand,
   rollbackCommand,
   ssmDocumentCommand,
+  terraformVarsCommand,
+  fleetFromTerraformCommand,
   labUpCommand,
   labDownCommand,
   labListCommand,

@@ -1,0 +1,93 @@
+# An example nixship fleet on AWS: the store (cache module), two NixOS hosts tagged Role=web
+# that bootstrap the pull agent (host module), the SSM document that activates systems
+# (ssm-document module), and a deploy of what `nixship terraform vars` built (deploy module).
+# README.md walks through it from a clean account to a deployed fleet, with rollback.
+
+provider "aws" {
+  region = var.region
+}
+
+locals {
+  # Each host and its position: the position spreads the hosts over the default subnets.
+  hosts = { web1 = 0, web2 = 1 }
+}
+
+# For an example, the account's default VPC and its default subnets (one per availability
+# zone, with public addresses, so the hosts reach S3 and SSM without a NAT gateway). Use your
+# own VPC and private subnets with VPC endpoints in production.
+data "aws_vpc" "default" {
+  default = true
+}
+
+data "aws_subnets" "default" {
+  filter {
+    name   = "vpc-id"
+    values = [data.aws_vpc.default.id]
+  }
+
+  filter {
+    name   = "default-for-az"
+    values = ["true"]
+  }
+}
+
+# No key prefix: the hosts' bootstrap hands the store URL to Nix, whose S3 store reads a
+# whole bucket.
+module "cache" {
+  source        = "../../terraform/modules/cache"
+  bucket_name   = var.bucket_name
+  force_destroy = var.force_destroy
+  tags          = var.tags
+}
+
+module "web" {
+  source   = "../../terraform/modules/host"
+  for_each = local.hosts
+
+  name          = each.key
+  subnet_id     = element(sort(data.aws_subnets.default.ids), each.value)
+  vpc_id        = data.aws_vpc.default.id
+  instance_type = var.instance_type
+  tags          = merge(var.tags, { Role = "web" })
+  # Read the cache, channels and releases; write its own status only.
+  policy_arns     = [module.cache.agent_policy_arn]
+  ssh_cidr_blocks = var.ssh_cidr_blocks
+  key_name        = var.key_name
+
+  agent_enabled       = var.agent_enabled
+  nixship_package     = var.nixship_package
+  store_url           = module.cache.store_url
+  cache_public_keys   = var.cache_public_keys
+  release_public_keys = var.release_public_keys
+  channel             = var.channel
+}
+
+module "ssm_document" {
+  source              = "../../terraform/modules/ssm-document"
+  substituters        = module.cache.store_url
+  trusted_public_keys = join(" ", var.cache_public_keys)
+  tags                = var.tags
+
+  # Optional: State Manager keeps every Role=web host on one system.
+  create_association     = var.ssm_association_store_path != ""
+  association_tag_key    = "Role"
+  association_tag_values = ["web"]
+  store_path             = var.ssm_association_store_path
+}
+
+# `terraform apply` after `nixship terraform vars --out nixship.auto.tfvars.json` pushes and
+# deploys the built systems; with no store_paths (the first apply) there is nothing to deploy.
+module "deploy" {
+  source = "../../terraform/modules/deploy"
+  count  = length(var.store_paths) > 0 ? 1 : 0
+
+  store_paths      = var.store_paths
+  cache_url        = var.cache_url
+  fleet_file       = var.fleet_file
+  via              = var.deploy_via
+  nixship          = var.nixship_command
+  key_file         = var.cache_key_file
+  release_key_file = var.release_key_file
+
+  depends_on = [module.web, module.ssm_document]
+}

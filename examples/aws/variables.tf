@@ -1,0 +1,118 @@
+# Inputs of the example fleet: where it lives, the keys it trusts, and (from
+# `nixship terraform vars`) what to deploy. See README.md for the walkthrough.
+
+variable "region" {
+  description = "The AWS region of the bucket, the hosts and the SSM document."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket that holds the fleet's store (globally unique)."
+  type        = string
+}
+
+variable "force_destroy" {
+  description = "Let terraform destroy delete the bucket with everything in it (caches, releases, status)."
+  type        = bool
+  default     = false
+}
+
+variable "nixship_package" {
+  description = "Store path of the nixship package the hosts realise from the cache at their first boot; push it there first."
+  type        = string
+}
+
+variable "cache_public_keys" {
+  description = "Public keys (name:base64) of the cache: the hosts substitute only paths signed by one of them."
+  type        = list(string)
+}
+
+variable "release_public_keys" {
+  description = "Public keys (name:base64) whose signed releases the hosts' agents apply."
+  type        = list(string)
+}
+
+variable "channel" {
+  description = "The release channel the hosts' agents follow."
+  type        = string
+  default     = "production"
+}
+
+variable "agent_enabled" {
+  description = "Bootstrap the pull agent on the hosts (user-data). With false, deliver with deploy_via = \"ssm\" only."
+  type        = bool
+  default     = true
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the hosts."
+  type        = string
+  default     = "t3.small"
+}
+
+variable "ssh_cidr_blocks" {
+  description = "Address ranges allowed to reach the hosts' port 22; [] (no inbound port at all) suits SSM and the agent."
+  type        = list(string)
+  default     = []
+}
+
+variable "key_name" {
+  description = "EC2 key pair for SSH logins as root; null for none."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Tags for everything the example makes (the hosts also get Role = \"web\")."
+  type        = map(string)
+  default     = {}
+}
+
+variable "ssm_association_store_path" {
+  description = "A system store path that an SSM State Manager association keeps every Role=web host on; \"\" for no association."
+  type        = string
+  default     = ""
+}
+
+variable "store_paths" {
+  description = "Host name -> system store path to deploy, as `nixship terraform vars` prints it; {} deploys nothing."
+  type        = map(string)
+  default     = {}
+}
+
+variable "cache_url" {
+  description = "The fleet file's cache URL, as `nixship terraform vars` prints it; a change deploys again."
+  type        = string
+  default     = ""
+}
+
+variable "fleet_file" {
+  description = "The fleet file the deploy reads (written by `nixship fleet from-terraform`), relative to this directory."
+  type        = string
+  default     = "nixship.json"
+}
+
+variable "deploy_via" {
+  description = "How the deploy module delivers store_paths: ssm (Run Command), agent (a signed release) or ssh."
+  type        = string
+  default     = "ssm"
+}
+
+variable "nixship_command" {
+  description = "The command that runs nixship on the machine that runs terraform."
+  type        = string
+  default     = "nixship"
+}
+
+variable "cache_key_file" {
+  description = "Secret key file that signs what the deploy pushes into the cache."
+  type        = string
+  default     = "cache.sec"
+}
+
+variable "release_key_file" {
+  description = "Secret key file that signs releases, for deploy_via = \"agent\"; \"\" for none."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,206 @@
+// `nixship fleet from-terraform`: a fleet file from `terraform output -json` of examples/aws,
+// with the hosts' systems (and keys, policy) from a base fleet or a system template.
+import { dirname, resolve } from "node:path";
+import { UsageError } from "../errors.js";
+import { DELIVERY_MODES, type DeliveryMode, type Fleet } from "../fleet/fleet.js";
+import { parseFleet } from "../fleet/fleet-file.js";
+import { formatJson } from "../fleet/fleet-json.js";
+import {
+  fleetFromTerraform,
+  SYSTEM_TEMPLATE_PLACEHOLDER,
+  systemSpec,
+} from "../fleet/from-terraform.js";
+import { parseJsonText } from "../fleet/json-text.js";
+import { relocateFleet } from "../fleet/relocate-fleet.js";
+import { formatPublicKey } from "../nix/keys.js";
+import { type Command, parseFlags } from "./command.js";
+import { readTrustedKeys } from "./keys-input.js";
+import { readInputText, writeFileAtomically } from "./output-file.js";
+
+const COMMAND = "fleet from-terraform";
+
+export const fleetFromTerraformCommand: Command = {
+  path: ["fleet", "from-terraform"],
+  summary: "write a fleet file from 'terraform output -json' (instance IDs, tags, addresses)",
+  help: `Usage: nixship fleet from-terraform OUTPUT_JSON [--via ssm|ssh|agent]
+                                    [--base FLEET] [--system TEMPLATE] [--tag-keys K,...]
+                                    [--cache-key KEY]... [--substituter URL] [--out FILE]
+
+Reads what 'terraform output -json' prints for examples/aws (OUTPUT_JSON, or - for stdin)
+and writes a fleet file: one host per entry of the "hosts" output, reached by --via:
+  ssm (default)   "instanceId" from instance_id (every host must have one)
+  ssh             "address" from public_ip, or else private_ip
+  agent           follows the releases of the base fleet's channel
+Every host gets "address" (public_ip, else private_ip) when it has one, for health checks,
+and "tags" from its instance tag Role and the tag keys of --tag-keys: the values lowercased,
+each a valid fleet tag or an error. From the other outputs: cache.url (cache_url),
+ssm.documentName (ssm_document_name) and ssm.region (region).
+
+Terraform does not know what each host runs, so at least one of these is required:
+  --base FLEET        a fleet file that names the hosts' systems; also gives the settings
+                      Terraform does not know: cache.publicKeys and cache.substituter,
+                      releases, ssh, policy, ssm.commandTimeout. Its hosts that Terraform
+                      does not list are left out (named on stderr).
+  --system TEMPLATE   the system of every host the base does not name; {name} becomes the
+                      host's name, e.g. '.#nixosConfigurations.{name}.config.system.build.toplevel'
+A host that gets no system from either is an error. Relative flake references (and ssh
+files) are relative to the fleet file's directory: with --out, those of the base are
+rewritten for the output's directory; on stdout they are kept as the base writes them.
+
+Errors name the JSON path in OUTPUT_JSON (e.g. hosts.value.web1.instance_id). The fleet
+written is checked with the fleet loader before it is written.
+
+Example:
+  terraform -chdir=examples/aws output -json > tf-outputs.json
+  nixship fleet from-terraform tf-outputs.json --base nixship.base.json --out nixship.json
+  nixship deploy --fleet nixship.json --on @web --via ssm --key cache.sec
+
+Options:
+  --via MODE           ssm (default), ssh or agent: how every host is reached
+  --base FLEET         the base fleet file (see above)
+  --system TEMPLATE    the system template (see above)
+  --tag-keys K,...     more instance tag keys whose values become fleet tags (Role always)
+  --cache-key KEY      a public key (name:base64, or a file of them) the hosts trust for the
+                       cache; repeat for several (default: the base's cache.publicKeys)
+  --substituter URL    where hosts substitute from (default: the base's cache.substituter;
+                       else, for ssm hosts, cache_url when it is an s3:// URL)
+  --out FILE           write the fleet file atomically to FILE instead of stdout
+
+Exit codes: 0 written, 1 the output file could not be written, 2 bad usage or input (a
+missing output, a host without what its mode needs, a bad tag value, input that is not JSON,
+a base fleet that does not load).`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        via: { type: "string" },
+        base: { type: "string" },
+        system: { type: "string" },
+        "tag-keys": { type: "string" },
+        "cache-key": { type: "string", multiple: true },
+        substituter: { type: "string" },
+        out: { type: "string" },
+      },
+      COMMAND,
+    );
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length === 0
+          ? `${COMMAND}: name the file that holds 'terraform output -json' (or - for stdin)`
+          : `${COMMAND}: unexpected argument '${positionals[1]}'`,
+        `see 'nixship ${COMMAND} --help'`,
+      );
+    }
+    const input = positionals[0] as string;
+    const via = parseVia(values.via);
+    const outDir = values.out === undefined ? undefined : dirname(resolve(values.out));
+    const base = values.base === undefined ? undefined : await readBase(values.base, io, outDir);
+    const cacheKeys =
+      values["cache-key"] === undefined
+        ? undefined
+        : (await readTrustedKeys(values["cache-key"])).map(formatPublicKey);
+    checkSettings({ via, base, systemTemplate: values.system, cacheKeys });
+    const source = input === "-" ? "stdin" : input;
+    const outputs = parseJsonText(
+      await readInputText(input, io.stdin, "the Terraform outputs"),
+      source,
+    );
+    const made = fleetFromTerraform(
+      outputs,
+      {
+        via,
+        tagKeys: parseTagKeys(values["tag-keys"]),
+        base,
+        systemTemplate: values.system,
+        cacheKeys,
+        substituter: values.substituter,
+      },
+      source,
+    );
+    if (made.notInTerraform.length > 0) {
+      io.stderr.write(
+        `note: left out hosts of the base fleet that Terraform does not list: ${made.notInTerraform.join(", ")}\n`,
+      );
+    }
+    const text = formatJson(made.doc);
+    if (values.out === undefined) io.stdout.write(text);
+    else {
+      await writeFileAtomically(values.out, text);
+      io.stderr.write(`wrote ${values.out}: ${made.fleet.hosts.length} ${via} hosts\n`);
+    }
+    return 0;
+  },
+};
+
+/** Refuses flags that could never make a loadable fleet, before the input is read. */
+function checkSettings(given: {
+  via: DeliveryMode;
+  base: Fleet | undefined;
+  systemTemplate: string | undefined;
+  cacheKeys: readonly string[] | undefined;
+}): void {
+  const { via, base, systemTemplate } = given;
+  if (base === undefined && systemTemplate === undefined) {
+    throw new UsageError(
+      `${COMMAND}: Terraform does not know what each host runs: give --base FLEET (a fleet file that names the hosts' systems) or --system TEMPLATE`,
+      "e.g. --system '.#nixosConfigurations.{name}.config.system.build.toplevel'",
+    );
+  }
+  if (systemTemplate !== undefined) checkSystemTemplate(systemTemplate);
+  if ((given.cacheKeys ?? base?.cache?.publicKeys ?? []).length === 0) {
+    throw new UsageError(
+      `${COMMAND}: the fleet's cache needs the public keys its hosts trust: give --cache-key KEY, or a --base fleet with cache.publicKeys`,
+    );
+  }
+  if (via === "agent" && base?.releases === undefined) {
+    throw new UsageError(
+      `${COMMAND}: agent hosts follow signed releases: --base must name a fleet with a "releases" section (channel and public keys)`,
+    );
+  }
+}
+
+function checkSystemTemplate(template: string): void {
+  const unknown = /\{(?!name\})[^}]*\}/.exec(template);
+  if (unknown !== null) {
+    throw new UsageError(
+      `${COMMAND}: --system fills in only {name}, not ${unknown[0]}, in '${template}'`,
+    );
+  }
+  if (systemSpec(template.replaceAll(SYSTEM_TEMPLATE_PLACEHOLDER, "web1")) === undefined) {
+    throw new UsageError(
+      `${COMMAND}: --system must give a flake installable or a store path, got '${template}'`,
+      "e.g. --system '.#nixosConfigurations.{name}.config.system.build.toplevel'",
+    );
+  }
+}
+
+function parseVia(text: string | undefined): DeliveryMode {
+  if (text === undefined) return "ssm";
+  if ((DELIVERY_MODES as readonly string[]).includes(text)) return text as DeliveryMode;
+  throw new UsageError(
+    `${COMMAND}: --via must be one of ${DELIVERY_MODES.join(", ")}, got '${text}'`,
+  );
+}
+
+/** `--tag-keys Env,Team`: AWS tag keys, separated by commas. */
+function parseTagKeys(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const keys = text.split(",").map((k) => k.trim());
+  if (keys.some((k) => k === "")) {
+    throw new UsageError(
+      `${COMMAND}: --tag-keys takes tag keys separated by commas, got '${text}'`,
+    );
+  }
+  return keys;
+}
+
+/** The base fleet, its relative paths rewritten for the output's directory when there is one. */
+async function readBase(
+  file: string,
+  io: { stdin: NodeJS.ReadableStream },
+  outDir: string | undefined,
+): Promise<Fleet> {
+  if (file === "-") throw new UsageError(`${COMMAND}: --base must name a file, not stdin`);
+  const fleet = parseFleet(await readInputText(file, io.stdin, "the base fleet"), file);
+  return outDir === undefined ? fleet : relocateFleet(fleet, dirname(resolve(file)), outDir);
+}

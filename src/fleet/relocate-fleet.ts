@@ -1,0 +1,42 @@
+// A fleet read from one directory, to be written into another: the paths in it that are
+// relative to its file (ssh files, local flake references such as `.#web`) are rewritten to
+// name the same files from the new directory, and stay relative.
+import { isAbsolute, relative, resolve } from "node:path";
+import type { Fleet, FleetHost, SystemSpec } from "./fleet.js";
+
+export function relocateFleet(fleet: Fleet, fromDir: string, toDir: string): Fleet {
+  if (resolve(fromDir) === resolve(toDir)) return fleet;
+  const file = (path: string | undefined) =>
+    path === undefined || isAbsolute(path) ? path : relativePath(resolve(fromDir, path), toDir);
+  return {
+    ...fleet,
+    ssh: {
+      ...fleet.ssh,
+      configFile: file(fleet.ssh.configFile),
+      knownHosts: file(fleet.ssh.knownHosts),
+    },
+    hosts: fleet.hosts.map(
+      (host): FleetHost => ({ ...host, system: relocateSystem(host.system, fromDir, toDir) }),
+    ),
+  };
+}
+
+/** `.#web`, `./x#web`, `../x#web` and their `path:` forms; any other reference is left alone. */
+function relocateSystem(system: SystemSpec, fromDir: string, toDir: string): SystemSpec {
+  if (system.kind !== "flake") return system;
+  const hash = system.installable.lastIndexOf("#");
+  const flake = system.installable.slice(0, hash);
+  const scheme = flake.startsWith("path:") ? "path:" : "";
+  const local = flake.slice(scheme.length);
+  if (!(local === "." || local.startsWith("./") || local.startsWith("../"))) return system;
+  const moved = relativePath(resolve(fromDir, local), toDir);
+  return { kind: "flake", installable: `${scheme}${moved}${system.installable.slice(hash)}` };
+}
+
+/** `target` from `dir`, written so that the flake parser reads it as local: `.`, `./x`, `../x`. */
+function relativePath(target: string, dir: string): string {
+  const rel = relative(dir, target);
+  if (rel === "") return ".";
+  if (rel === ".." || rel.startsWith("../")) return rel === ".." ? "./.." : rel;
+  return `./${rel}`;
+}

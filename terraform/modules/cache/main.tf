@@ -1,0 +1,232 @@
+# The nixship store on S3: one private, encrypted bucket (TLS only) that holds the Nix binary
+# cache, the signed releases and the hosts' status, and the three least-privilege policies
+# that hosts, agents and deployers attach (see README.md for who gets which).
+
+locals {
+  # "" or "PREFIX/": every key of the store starts with it.
+  key_prefix = trim(var.prefix, "/") == "" ? "" : "${trim(var.prefix, "/")}/"
+  store_arn  = "${aws_s3_bucket.this.arn}/${local.key_prefix}"
+
+  # The keys stock Nix reads from a binary cache: nix-cache-info, <32-character hash>.narinfo
+  # (each ? is one character, so no other key ending in .narinfo matches) and nar/<file>.
+  cache_keys     = ["nix-cache-info", "????????????????????????????????.narinfo", "nar/*"]
+  cache_objects  = [for key in local.cache_keys : "${local.store_arn}${key}"]
+  cache_prefixes = [for key in local.cache_keys : "${local.key_prefix}${key}"]
+
+  # Release manifests and the channels that point at them.
+  release_keys     = ["releases/*", "channels/*"]
+  release_objects  = [for key in local.release_keys : "${local.store_arn}${key}"]
+  release_prefixes = [for key in local.release_keys : "${local.key_prefix}${key}"]
+
+  # An IAM policy variable, not a Terraform one ($$ keeps it literal): the value of the
+  # nixship-host tag of the role making the request, i.e. the host's own name.
+  own_host = "$${aws:PrincipalTag/nixship-host}"
+  own_status_objects = [
+    "${local.store_arn}status/hosts/${local.own_host}.json",
+    "${local.store_arn}status/releases/*/*/${local.own_host}/*",
+  ]
+}
+
+resource "aws_s3_bucket" "this" {
+  bucket        = var.bucket_name
+  force_destroy = var.force_destroy
+  tags          = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  bucket                  = aws_s3_bucket.this.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+# Created only when asked for: removing it later suspends versioning, which S3 allows, while
+# "Disabled" can never be set again once a bucket was versioned.
+resource "aws_s3_bucket_versioning" "this" {
+  count  = var.versioning ? 1 : 0
+  bucket = aws_s3_bucket.this.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+# Pushes upload large NARs in parts; parts of an upload that never completed cost money until
+# they are aborted.
+resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  bucket = aws_s3_bucket.this.id
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
+data "aws_iam_policy_document" "tls_only" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "this" {
+  bucket = aws_s3_bucket.this.id
+  policy = data.aws_iam_policy_document.tls_only.json
+
+  # Two changes to a bucket's access settings at once fail with OperationAborted.
+  depends_on = [aws_s3_bucket_public_access_block.this]
+}
+
+# Hosts that substitute from the cache (ssm and ssh hosts): read the cache keys, nothing else.
+data "aws_iam_policy_document" "host_read" {
+  statement {
+    sid       = "ReadCache"
+    actions   = ["s3:GetObject"]
+    resources = local.cache_objects
+  }
+
+  # Only so that a missing key answers 404 rather than 403 (S3 checks ListBucket with the key
+  # as s3:prefix): the host can list cache keys only.
+  statement {
+    sid       = "ListCacheKeys"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.cache_prefixes
+    }
+  }
+}
+
+# CI or the deployer: push to the cache, publish releases and move channels, record the
+# status of push deploys (ssh, ssm) and read every host's status.
+data "aws_iam_policy_document" "writer" {
+  statement {
+    sid       = "WriteCacheAndReleases"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = concat(local.cache_objects, local.release_objects)
+  }
+
+  # A publisher that loses a race withdraws the release file it wrote.
+  statement {
+    sid       = "WithdrawReleases"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${local.store_arn}releases/*"]
+  }
+
+  statement {
+    sid       = "ReadStatus"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.store_arn}status/*"]
+  }
+
+  # ssh and ssm deploys leave each host's record as agents do; the per-release progress
+  # markers stay the agents' own.
+  statement {
+    sid       = "WriteHostRecords"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.store_arn}status/hosts/*"]
+  }
+
+  statement {
+    sid       = "ListStore"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.key_prefix}*"]
+    }
+  }
+}
+
+# The pull agent on each host: read the cache, the channels and the releases; write only its
+# own status record and progress markers, named by the nixship-host tag of its role.
+data "aws_iam_policy_document" "agent" {
+  statement {
+    sid       = "ReadCacheAndReleases"
+    actions   = ["s3:GetObject"]
+    resources = concat(local.cache_objects, local.release_objects)
+  }
+
+  statement {
+    sid       = "WriteOwnStatus"
+    actions   = ["s3:PutObject"]
+    resources = local.own_status_objects
+  }
+
+  # Only so that a missing key (no channel yet, say) answers 404 rather than 403.
+  statement {
+    sid       = "ListReadableKeys"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = concat(local.cache_prefixes, local.release_prefixes)
+    }
+  }
+}
+
+resource "aws_iam_policy" "host_read" {
+  name        = "${var.bucket_name}-host-read"
+  description = "nixship: read the binary cache in s3://${var.bucket_name}/${local.key_prefix}"
+  policy      = data.aws_iam_policy_document.host_read.json
+  tags        = var.tags
+}
+
+resource "aws_iam_policy" "writer" {
+  name        = "${var.bucket_name}-writer"
+  description = "nixship: push to the cache and publish releases in s3://${var.bucket_name}/${local.key_prefix}"
+  policy      = data.aws_iam_policy_document.writer.json
+  tags        = var.tags
+}
+
+resource "aws_iam_policy" "agent" {
+  name        = "${var.bucket_name}-agent"
+  description = "nixship agent: read the cache and releases, write its own status in s3://${var.bucket_name}/${local.key_prefix}"
+  policy      = data.aws_iam_policy_document.agent.json
+  tags        = var.tags
+}

@@ -1,0 +1,31 @@
+# Outputs of the cache module: where the store is, and the policies to attach.
+
+output "bucket_name" {
+  description = "Name of the bucket."
+  value       = aws_s3_bucket.this.bucket
+}
+
+output "bucket_arn" {
+  description = "ARN of the bucket."
+  value       = aws_s3_bucket.this.arn
+}
+
+output "store_url" {
+  description = "The store's URL for nixship (fleet file \"cache.url\", agents): s3://BUCKET[/PREFIX]?region=REGION."
+  value       = "s3://${aws_s3_bucket.this.bucket}${local.key_prefix == "" ? "" : "/${trim(local.key_prefix, "/")}"}?region=${aws_s3_bucket.this.region}"
+}
+
+output "host_read_policy_arn" {
+  description = "ARN of the policy that reads the cache only (hosts substituting from it)."
+  value       = aws_iam_policy.host_read.arn
+}
+
+output "writer_policy_arn" {
+  description = "ARN of the policy for CI or the deployer: write the cache, releases and channels, read status, record push deploys."
+  value       = aws_iam_policy.writer.arn
+}
+
+output "agent_policy_arn" {
+  description = "ARN of the agent's policy: read the cache, channels and releases, write only its own status (the role's nixship-host tag)."
+  value       = aws_iam_policy.agent.arn
+}

@@ -1,0 +1,40 @@
+# Inputs of the cache module: the bucket, where the store lives inside it, and how it is kept.
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket that holds the nixship store (binary cache, releases, status)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be a valid S3 bucket name: 3 to 63 lower-case letters, digits, '.' or '-'."
+  }
+}
+
+variable "versioning" {
+  description = "Keep old versions of overwritten objects (channels, status) in the bucket."
+  type        = bool
+  default     = false
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete the bucket even when it still holds objects."
+  type        = bool
+  default     = false
+}
+
+variable "prefix" {
+  description = "Key prefix of the store inside the bucket (\"\" for the whole bucket), e.g. \"nix\" for s3://BUCKET/nix."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?/?$", var.prefix)) && !can(regex("(^|/)\\.\\.?(/|$)", var.prefix))
+    error_message = "prefix must be empty or path segments of letters, digits, '_', '.' and '-' separated by '/' (no '.' or '..' segments, no wildcards)."
+  }
+}
+
+variable "tags" {
+  description = "Tags for the bucket and the IAM policies."
+  type        = map(string)
+  default     = {}
+}

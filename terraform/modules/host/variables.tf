@@ -1,0 +1,164 @@
+# The host module's inputs: the instance, its network and IAM, and what its user-data needs to
+# bootstrap nixship's pull agent (see README.md).
+
+variable "name" {
+  description = "The host's name: its fleet name, its Name tag and the agent's host in releases."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.name))
+    error_message = "name must be a fleet host name: [a-z0-9][a-z0-9-]*, at most 63 characters."
+  }
+}
+
+variable "subnet_id" {
+  description = "The subnet to start the instance in."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "The VPC of subnet_id, where the host's security group is made."
+  type        = string
+}
+
+variable "instance_type" {
+  description = "The EC2 instance type."
+  type        = string
+  default     = "t3.small"
+}
+
+variable "ami_id" {
+  description = "The AMI to start from; \"\" looks up the newest official NixOS AMI (owner 427812963091) by ami_name_pattern and architecture."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ami_id == "" || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must be \"\" or an AMI ID such as ami-0123456789abcdef0."
+  }
+}
+
+variable "ami_name_pattern" {
+  description = "The name pattern of the official NixOS AMIs to pick the newest of, when ami_id is \"\"."
+  type        = string
+  default     = "nixos/24.11*"
+}
+
+variable "architecture" {
+  description = "The AMI's architecture, when ami_id is \"\": x86_64 or arm64 (it must suit instance_type)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size of the encrypted gp3 root volume, in GiB. It holds /nix: every system the host keeps."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.root_volume_size >= 8 && floor(var.root_volume_size) == var.root_volume_size
+    error_message = "root_volume_size must be a whole number of GiB, at least 8."
+  }
+}
+
+variable "tags" {
+  description = "Tags for the instance, its volume, role and security group (Name is set to name). nixship fleet from-terraform reads them, e.g. Role = \"web\"."
+  type        = map(string)
+  default     = {}
+}
+
+variable "policy_arns" {
+  description = "IAM policies to attach to the host's role, besides AmazonSSMManagedInstanceCore: e.g. the cache module's agent_policy_arn."
+  type        = list(string)
+  default     = []
+}
+
+variable "ssh_cidr_blocks" {
+  description = "Address ranges (IPv4 or IPv6 CIDR) allowed to reach port 22. [] (the default) opens no inbound port at all: reach the host with SSM."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.ssh_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "ssh_cidr_blocks must hold CIDR blocks such as 203.0.113.0/24 or 2001:db8::/64."
+  }
+}
+
+variable "key_name" {
+  description = "The EC2 key pair for SSH logins as root; null for none (SSM needs no key)."
+  type        = string
+  default     = null
+}
+
+variable "agent_enabled" {
+  description = "Bootstrap nixship's pull agent with user-data. false: no user-data; deliver to the host with ssh or ssm."
+  type        = bool
+  default     = true
+}
+
+variable "nixship_package" {
+  description = "The store path of the nixship package (it provides bin/nixship) that the host realises from the cache; push it there, signed, before the host boots."
+  type        = string
+
+  validation {
+    condition     = can(regex("^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$", var.nixship_package))
+    error_message = "nixship_package must be a store path: /nix/store/<32 base-32 characters>-<name>."
+  }
+}
+
+variable "store_url" {
+  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|file:///[^?\\n\\r]+)(\\?[^\\n\\r]*)?$", var.store_url))
+    error_message = "store_url must be s3://BUCKET?region=R, with no key prefix (Nix's own S3 substituter, which the bootstrap uses, reads a whole bucket), or file:///DIR; on one line."
+  }
+}
+
+variable "cache_public_keys" {
+  description = "Public keys (name:base64) of the fleet's cache: the host's Nix substitutes only paths signed by one of them."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.cache_public_keys) > 0 && alltrue([for k in var.cache_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))])
+    error_message = "cache_public_keys must hold at least one Nix public key, name:base64 (nixship key generate prints one)."
+  }
+}
+
+variable "release_public_keys" {
+  description = "Public keys (name:base64) whose signed releases the agent applies."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.release_public_keys) > 0 && alltrue([for k in var.release_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))])
+    error_message = "release_public_keys must hold at least one Nix public key, name:base64 (nixship key generate prints one)."
+  }
+}
+
+variable "channel" {
+  description = "The release channel the agent follows (channels/<channel>.json in the store)."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,62}$", var.channel))
+    error_message = "channel must match [a-z0-9][a-z0-9-]*, at most 63 characters."
+  }
+}
+
+variable "poll_interval" {
+  description = "Seconds between the agent's polls of its channel."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.poll_interval >= 1 && var.poll_interval <= 86400 && floor(var.poll_interval) == var.poll_interval
+    error_message = "poll_interval must be a whole number of seconds from 1 to 86400."
+  }
+}

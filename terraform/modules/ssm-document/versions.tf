@@ -1,0 +1,11 @@
+# Terraform and provider versions the ssm-document module is written for.
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }
+  }
+}

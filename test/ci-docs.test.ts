@@ -1,0 +1,478 @@
+// docs/ci.md is the contract of the commands CI runs: their JSON output and exit codes. This
+// runs each command with --json in cheap settings (agent hosts over a directory store, whose
+// agents never answer; an ssh host whose port refuses; the example systems built by the real
+// Nix) and checks every output against the doc's tables, both ways: each documented field
+// that is not optional is there with its documented type, and no field is undocumented.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeStatus } from "../src/fleet/status-store.js";
+import { FsStore } from "../src/store/fs-store.js";
+import { AWS_TERRAFORM_OUTPUT } from "./support/aws-terraform-output.js";
+import { type CliRun, nixship, run } from "./support/cli.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+
+const DOC = fileURLToPath(new URL("../docs/ci.md", import.meta.url));
+
+// --- docs/ci.md, read as data ------------------------------------------------------------
+
+interface FieldRow {
+  /** `hosts[].current` → ["hosts", "[]", "current"]; `hosts.*` → ["hosts", "*"]. */
+  readonly path: readonly string[];
+  readonly optional: boolean;
+  /** JSON type names, or literals (JSON text: `"switch"`, `1`). */
+  readonly alternatives: readonly string[];
+}
+
+interface Section {
+  readonly exitCodes: readonly number[];
+  readonly fieldTables: readonly (readonly FieldRow[])[];
+  /** The deploy section's events: type → field names. */
+  readonly events: ReadonlyMap<string, readonly string[]>;
+}
+
+function parseDoc(text: string): Map<string, Section> {
+  const sections = new Map<string, Section>();
+  for (const chunk of text.split(/^## /m).slice(1)) {
+    const title = (chunk.split("\n")[0] as string).trim();
+    const exitLine = /\*\*Exit codes:\*\*([\s\S]*?)(\n\n|$)/.exec(chunk)?.[1] ?? "";
+    const exitCodes = [...exitLine.matchAll(/`(\d)`/g)].map((m) => Number(m[1]));
+    const tables = chunk.split(/\n(?=\| field \| type \| meaning \|)/).slice(1);
+    const fieldTables = tables.map((table) =>
+      tableRows(table).map(([field, type]) => parseFieldRow(field as string, type as string)),
+    );
+    const events = new Map<string, string[]>();
+    const eventTable = /\n(\| event \| fields \|[\s\S]*?)(\n\n|$)/.exec(chunk)?.[1];
+    for (const [event, fields] of eventTable ? tableRows(eventTable) : []) {
+      const names = [...(fields as string).matchAll(/`([A-Za-z]+)` \(/g)].map(
+        (m) => m[1] as string,
+      );
+      events.set(unquote(event as string), names);
+    }
+    sections.set(title, { exitCodes, fieldTables, events });
+  }
+  return sections;
+}
+
+/** The cells of a markdown table's body rows (header and rule skipped; stops at a blank line). */
+function tableRows(table: string): string[][] {
+  const lines = table.split("\n");
+  const rows: string[][] = [];
+  for (const line of lines.slice(2)) {
+    if (!line.startsWith("|")) break;
+    rows.push(line.split(" | ").map((cell) => cell.replace(/^\| ?| ?\|$/g, "").trim()));
+  }
+  return rows;
+}
+
+function unquote(cell: string): string {
+  const m = /^`([^`]+)`$/.exec(cell);
+  if (!m) throw new Error(`docs/ci.md: expected a \`name\` cell, got ${cell}`);
+  return m[1] as string;
+}
+
+function parseFieldRow(field: string, type: string): FieldRow {
+  const name = unquote(field);
+  const optional = name.endsWith("?");
+  const path = name
+    .replace(/\?$/, "")
+    .split(".")
+    .flatMap((segment) => (segment.endsWith("[]") ? [segment.slice(0, -2), "[]"] : [segment]));
+  return { path, optional, alternatives: type.split(" or ").map((t) => t.trim()) };
+}
+
+// --- checking a value against a table ----------------------------------------------------
+
+const TYPE_CHECKS: Record<string, (v: unknown) => boolean> = {
+  string: (v) => typeof v === "string",
+  number: (v) => typeof v === "number",
+  integer: (v) => Number.isInteger(v),
+  boolean: (v) => typeof v === "boolean",
+  null: (v) => v === null,
+  object: (v) => typeof v === "object" && v !== null && !Array.isArray(v),
+  array: Array.isArray,
+};
+
+function matchesType(alternatives: readonly string[], value: unknown): boolean {
+  return alternatives.some((alt) => {
+    const check = TYPE_CHECKS[alt];
+    if (check) return check(value);
+    if (/^(".*"|-?\d+)$/.test(alt)) return JSON.stringify(value) === alt;
+    throw new Error(`docs/ci.md: unknown type ${alt}`);
+  });
+}
+
+/** Every node at `path` (iterating `[]` elements and `*` map values), with its location. */
+function nodesAt(value: unknown, path: readonly string[], at = "$"): [unknown, string][] {
+  if (path.length === 0) return [[value, at]];
+  const [head, ...rest] = path as [string, ...string[]];
+  if (head === "[]") {
+    return Array.isArray(value) ? value.flatMap((v, i) => nodesAt(v, rest, `${at}[${i}]`)) : [];
+  }
+  if (!TYPE_CHECKS.object?.(value)) return [];
+  const obj = value as Record<string, unknown>;
+  if (head === "*") return Object.entries(obj).flatMap(([k, v]) => nodesAt(v, rest, `${at}.${k}`));
+  return head in obj ? nodesAt(obj[head], rest, `${at}.${head}`) : [];
+}
+
+/** Where `value` departs from the table: missing or mistyped fields, undocumented ones. */
+function tableProblems(rows: readonly FieldRow[], value: unknown): string[] {
+  const problems: string[] = [];
+  for (const row of rows) {
+    const parent = row.path.slice(0, -1);
+    const key = row.path.at(-1) as string;
+    for (const [node, at] of nodesAt(value, parent)) {
+      const children = key === "*" || key === "[]" ? nodesAt(node, [key], at) : [];
+      if (key !== "*" && key !== "[]") {
+        const obj = node as Record<string, unknown>;
+        if (!(key in obj)) {
+          if (!row.optional) problems.push(`${at}.${key}: missing`);
+          continue;
+        }
+        children.push([obj[key], `${at}.${key}`]);
+      }
+      for (const [child, where] of children) {
+        if (!matchesType(row.alternatives, child)) {
+          problems.push(
+            `${where}: ${JSON.stringify(child)} is not ${row.alternatives.join(" or ")}`,
+          );
+        }
+      }
+    }
+  }
+  // Every object the table describes the fields of holds no other field.
+  const described = new Map<string, Set<string>>();
+  for (const row of rows) {
+    const key = row.path.at(-1) as string;
+    if (key === "*" || key === "[]") continue;
+    const parent = JSON.stringify(row.path.slice(0, -1));
+    described.set(parent, (described.get(parent) ?? new Set()).add(key));
+  }
+  for (const [parent, keys] of described) {
+    for (const [node, at] of nodesAt(value, JSON.parse(parent) as string[])) {
+      if (!TYPE_CHECKS.object?.(node)) {
+        problems.push(`${at}: expected an object`);
+        continue;
+      }
+      for (const k of Object.keys(node as object)) {
+        if (!keys.has(k)) problems.push(`${at}.${k}: not in docs/ci.md`);
+      }
+    }
+  }
+  return problems;
+}
+
+// --- the runs ----------------------------------------------------------------------------
+
+let work: string;
+let doc: Map<string, Section>;
+let cacheKey: string;
+let releaseKey: string;
+let agentFleet: string;
+let sshFleet: string;
+let storeDir: string;
+
+function section(title: string): Section {
+  const found = doc.get(title);
+  if (!found) throw new Error(`docs/ci.md has no section "## ${title}"`);
+  return found;
+}
+
+/** Checks a run's exit code against the section and its JSON against the section's table. */
+function expectDocumented(title: string, r: CliRun, value: unknown, table = 0): void {
+  const s = section(title);
+  expect(s.exitCodes, `${title}: documented exit codes`).toContain(r.code);
+  const rows = s.fieldTables[table];
+  if (!rows) throw new Error(`docs/ci.md: "${title}" has no field table ${table}`);
+  expect(tableProblems(rows, value), `${title}: ${JSON.stringify(value)}`).toEqual([]);
+}
+
+/** A failed run under --json: its last stdout line is the documented error object. */
+function expectDocumentedError(title: string, r: CliRun, code: 1 | 2): void {
+  expect(r.code, r.stderr).toBe(code);
+  expect(section(title).exitCodes).toContain(code);
+  const last = JSON.parse(r.stdout.trim().split("\n").at(-1) as string);
+  expect(tableProblems(section("Conventions").fieldTables[0] as FieldRow[], last)).toEqual([]);
+  expect(r.stderr).toContain(`error: ${last.error.message}`);
+}
+
+async function json(args: readonly string[]): Promise<{ r: CliRun; value: unknown }> {
+  const r = await nixship(args);
+  if (r.stdout.trim() === "") throw new Error(`nixship ${args.join(" ")}: no output\n${r.stderr}`);
+  return { r, value: JSON.parse(r.stdout) };
+}
+
+beforeAll(async () => {
+  doc = parseDoc(await readFile(DOC, "utf8"));
+  work = await mkdtemp(join(tmpdir(), "nixship-ci-docs-"));
+  await run("ln", ["-s", EXAMPLES_DIR, join(work, "examples")]);
+  cacheKey = join(work, "cache.sec");
+  releaseKey = join(work, "release.sec");
+  const cachePub = (await nixship(["key", "generate", "--name", "ci-cache-1", "--out", cacheKey]))
+    .stdout;
+  const releasePub = (
+    await nixship(["key", "generate", "--name", "ci-release-1", "--out", releaseKey])
+  ).stdout;
+  storeDir = join(work, "store");
+  agentFleet = join(work, "agents.json");
+  await writeFile(
+    agentFleet,
+    JSON.stringify({
+      cache: { url: `file://${storeDir}?fsync=false`, publicKeys: [cachePub.trim()] },
+      releases: { channel: "production", publicKeys: [releasePub.trim()], offlineTimeout: 1 },
+      policy: { canary: 1 },
+      hosts: {
+        ag1: { tags: ["web"], delivery: "agent", system: "path:./examples#web-v1" },
+        ag2: { tags: ["web"], delivery: "agent", system: "path:./examples#web-v2" },
+      },
+    }),
+  );
+  // An ssh host whose port refuses at once: unreachable, cheaply.
+  await writeFile(join(work, "ssh_config"), "Host dead\n  HostName 127.0.0.1\n  Port 1\n");
+  await writeFile(join(work, "known_hosts"), "");
+  sshFleet = join(work, "ssh.json");
+  await writeFile(
+    sshFleet,
+    JSON.stringify({
+      ssh: { configFile: "./ssh_config", knownHosts: "./known_hosts" },
+      hosts: { dead: { sshHost: "dead", address: "127.0.0.1", system: "path:./examples#web-v1" } },
+    }),
+  );
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+describe("docs/ci.md", () => {
+  it("has a section, with exit codes and a table, for every command CI runs", () => {
+    for (const title of [
+      "`nixship build --json`",
+      "`nixship push --json`",
+      "`nixship plan --json`",
+      "`nixship deploy --json`",
+      "`nixship release publish --json`",
+      "`nixship status --json`",
+      "`nixship rollback --json`",
+      "`nixship terraform vars`",
+      "`nixship fleet from-terraform`",
+    ]) {
+      const s = section(title);
+      expect(s.exitCodes, title).toContain(0);
+      expect(s.exitCodes, title).toContain(2);
+      expect(s.fieldTables.length, title).toBeGreaterThan(0);
+    }
+    // The checker itself catches a missing, a mistyped and an undocumented field.
+    const rows = section("`nixship build --json`").fieldTables[0] as FieldRow[];
+    expect(tableProblems(rows, { systems: [{ spec: "x", path: 1, hosts: [], more: 0 }] })).toEqual([
+      "$.systems[0].path: 1 is not string",
+      "$.hosts: missing",
+      "$.systems[0].more: not in docs/ci.md",
+    ]);
+  });
+
+  it("build: systems and hosts; a bad selector exits 2 and a missing output 1, as JSON errors", async () => {
+    const { r, value } = await json(["build", "--fleet", agentFleet, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expectDocumented("`nixship build --json`", r, value);
+    expectDocumentedError(
+      "`nixship build --json`",
+      await nixship(["build", "--fleet", agentFleet, "--on", "@nope", "--json"]),
+      2,
+    );
+    const broken = join(work, "broken.json");
+    await writeFile(
+      broken,
+      JSON.stringify({ hosts: { a: { address: "192.0.2.1", system: "path:./examples#nope" } } }),
+    );
+    expectDocumentedError(
+      "`nixship build --json`",
+      await nixship(["build", "--fleet", broken, "--json"]),
+      1,
+    );
+  });
+
+  it("push", async () => {
+    const built = await json(["build", "--fleet", agentFleet, "--on", "ag1", "--json"]);
+    const path = (built.value as { hosts: Record<string, string> }).hosts.ag1 as string;
+    const pushArgs = ["push", path, "--to", `file://${work}/pushed`, "--key", cacheKey, "--json"];
+    const { r, value } = await json(pushArgs);
+    expect(r.code, r.stderr).toBe(0);
+    expectDocumented("`nixship push --json`", r, value);
+    expectDocumentedError(
+      "`nixship push --json`",
+      await nixship([...pushArgs, "--compression", "lz4"]),
+      2,
+    );
+  });
+
+  it("plan: agent hosts, and an unreachable ssh host", async () => {
+    for (const fleet of [agentFleet, sshFleet]) {
+      const { r, value } = await json(["plan", "--fleet", fleet, "--json"]);
+      expect(r.code, r.stderr).toBe(0);
+      expectDocumented("`nixship plan --json`", r, value);
+    }
+  });
+
+  it("deploy: every event and host result, watched, --async and unreachable", async () => {
+    const title = "`nixship deploy --json`";
+    const events = section(title).events;
+    const results = section(title).fieldTables[0] as FieldRow[];
+    const base = ["deploy", "--key", cacheKey, "--release-key", releaseKey, "--json"];
+    const seen = new Set<string>();
+    const check = (r: CliRun, code: number) => {
+      expect(r.code, r.stderr).toBe(code);
+      expect(section(title).exitCodes).toContain(code);
+      for (const line of r.stdout.trim().split("\n")) {
+        const event = JSON.parse(line) as Record<string, unknown>;
+        const type = event.type as string;
+        seen.add(type);
+        const fields = events.get(type);
+        expect(fields, `event ${type} is documented`).toBeDefined();
+        expect(Object.keys(event).sort()).toEqual(["time", "type", ...(fields ?? [])].sort());
+        if (type === "host-done") expect(tableProblems(results, event.result)).toEqual([]);
+        if (type === "summary") {
+          for (const result of event.results as unknown[]) {
+            expect(tableProblems(results, result)).toEqual([]);
+          }
+        }
+        if (type === "plan") {
+          const planRows = section("`nixship plan --json`").fieldTables[0] as FieldRow[];
+          expect(tableProblems(planRows, event.plan)).toEqual([]);
+        }
+      }
+    };
+    // The agents never answer: the canary times out, the rollout stops.
+    check(await nixship([...base, "--fleet", agentFleet]), 1);
+    check(await nixship([...base, "--fleet", agentFleet, "--async"]), 0);
+    check(await nixship([...base, "--fleet", sshFleet]), 1);
+    expect([...seen].sort()).toEqual(
+      [
+        "build-start",
+        "build-done",
+        "push-start",
+        "push-done",
+        "plan",
+        "wave-start",
+        "host-phase",
+        "host-done",
+        "stopped",
+        "summary",
+        "released",
+      ].sort(),
+    );
+    expectDocumentedError(
+      title,
+      await nixship([...base, "--fleet", agentFleet, "--parallel", "0"]),
+      2,
+    );
+  });
+
+  it("release publish, then status and rollback of agent hosts and of an unreachable ssh host", async () => {
+    const publishArgs = ["release", "publish", "--fleet", agentFleet, "--key", cacheKey];
+    const published = await json([...publishArgs, "--release-key", releaseKey, "--json"]);
+    expect(published.r.code, published.r.stderr).toBe(0);
+    expect(published.value).toMatchObject({ channel: "production", seq: expect.any(Number) });
+    expectDocumented("`nixship release publish --json`", published.r, published.value);
+    expectDocumentedError(
+      "`nixship release publish --json`",
+      await nixship([...publishArgs, "--json"], { env: { NIXSHIP_RELEASE_KEY: "" } }),
+      2,
+    );
+
+    const status = "`nixship status --json`";
+    const never = await json(["status", "--fleet", agentFleet, "--json"]);
+    expect(never.r.code).toBe(1);
+    expectDocumented(status, never.r, never.value);
+    // Both agents report that they run their systems.
+    const built = await json(["build", "--fleet", agentFleet, "--json"]);
+    const store = new FsStore(storeDir, { fsync: false });
+    for (const [host, path] of Object.entries(
+      (built.value as { hosts: Record<string, string> }).hosts,
+    )) {
+      await writeStatus(store, {
+        version: 1,
+        host,
+        mode: "agent",
+        channel: "production",
+        seq: (published.value as { seq: number }).seq,
+        desired: path,
+        current: path,
+        generation: 2,
+        state: "success",
+        phase: null,
+        error: null,
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+      });
+    }
+    await store.close();
+    const reported = await json(["status", "--fleet", agentFleet, "--json"]);
+    expect(reported.r.code, reported.r.stderr).toBe(0);
+    expect((reported.value as { hosts: { reported: boolean }[] }).hosts[0]?.reported).toBe(true);
+    expectDocumented(status, reported.r, reported.value);
+    const live = await json(["status", "--fleet", sshFleet, "--json"]);
+    expect(live.r.code).toBe(1);
+    expectDocumented(status, live.r, live.value);
+
+    // Every host runs its system now: nothing to publish.
+    const nothing = await json([...publishArgs, "--release-key", releaseKey, "--json"]);
+    expect(nothing.value).toEqual({ channel: "production", seq: null });
+    expectDocumented("`nixship release publish --json`", nothing.r, nothing.value);
+
+    const rollback = "`nixship rollback --json`";
+    for (const fleet of [agentFleet, sshFleet]) {
+      const rolled = await json(["rollback", "--fleet", fleet, "--json"]);
+      expect(rolled.r.code).toBe(1);
+      expectDocumented(rollback, rolled.r, rolled.value);
+    }
+    expectDocumentedError(
+      rollback,
+      await nixship(["rollback", "--fleet", agentFleet, "--to", "1", "--json"]),
+      2,
+    );
+  });
+
+  it("terraform vars, in both formats", async () => {
+    const title = "`nixship terraform vars`";
+    const tfvars = await json(["terraform", "vars", "--fleet", agentFleet]);
+    expect(tfvars.r.code, tfvars.r.stderr).toBe(0);
+    expectDocumented(title, tfvars.r, tfvars.value, 0);
+    const external = await json([
+      "terraform",
+      "vars",
+      "--fleet",
+      agentFleet,
+      "--format",
+      "external",
+    ]);
+    expectDocumented(title, external.r, external.value, 1);
+    const bad = await nixship(["terraform", "vars", "--fleet", agentFleet, "--format", "x"]);
+    expect(bad.code).toBe(2);
+    expect(section(title).exitCodes).toContain(bad.code);
+  });
+
+  it("fleet from-terraform", async () => {
+    const title = "`nixship fleet from-terraform`";
+    const outputs = join(work, "tf.json");
+    await writeFile(outputs, JSON.stringify(AWS_TERRAFORM_OUTPUT));
+    const cachePub = (await nixship(["key", "public", cacheKey])).stdout.trim();
+    const args = ["fleet", "from-terraform", outputs, "--cache-key", cachePub];
+    const made = await json([...args, "--system", ".#{name}"]);
+    expect(made.r.code, made.r.stderr).toBe(0);
+    expectDocumented(title, made.r, made.value);
+    await mkdir(join(work, "tf-bad"));
+    const bad = join(work, "tf-bad", "outputs.json");
+    await writeFile(bad, "{}");
+    const refused = await nixship([
+      "fleet",
+      "from-terraform",
+      bad,
+      "--system",
+      ".#{name}",
+      "--cache-key",
+      cachePub,
+    ]);
+    expect(refused.code).toBe(2);
+    expect(section(title).exitCodes).toContain(refused.code);
+  });
+});

@@ -1,0 +1,401 @@
+// The Nix → Terraform bridge (issue 5, acceptance 7), through the built CLI with the real Nix:
+// `nixship terraform vars` prints variables whose types are those the deploy module and
+// examples/aws declare (parsed from their .tf files), and `nixship fleet from-terraform` turns
+// `terraform output -json` of examples/aws into a fleet file the fleet loader and the schema
+// accept, with the instances' IDs, tags and addresses; bad input exits 2 naming the JSON path.
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse } from "@cdktf/hcl2json";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadFleet } from "../src/fleet/load-fleet.js";
+import { AWS_TERRAFORM_OUTPUT, HOSTS_OUTPUT_TYPE } from "./support/aws-terraform-output.js";
+import { nixship, run } from "./support/cli.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { fleetSchemaProblems } from "./support/json-schema.js";
+import {
+  parseTypeExpression,
+  parseTypeJson,
+  type TfType,
+  typeProblems,
+} from "./support/terraform-types.js";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+/** The root modules `nixship terraform vars` feeds, with the variables it prints. */
+const VARIABLE_FILES = ["terraform/modules/deploy/variables.tf", "examples/aws/variables.tf"];
+const OUTPUTS_FILE = "examples/aws/outputs.tf";
+
+let work: string;
+let fleetFile: string;
+let cachePub: string;
+
+/** hcl2json's view of a .tf file: blocks by type, then by label, each a list of bodies. */
+type Hcl = Record<string, Record<string, Record<string, unknown>[]>>;
+
+async function parseTf(file: string): Promise<Hcl> {
+  return (await parse(file, await readFile(join(REPO, file), "utf8"))) as Hcl;
+}
+
+/** The declared type of each variable of a variables.tf. */
+async function declaredVariables(file: string): Promise<Map<string, TfType>> {
+  const variables = (await parseTf(file)).variable ?? {};
+  return new Map(
+    Object.entries(variables).map(([name, [body]]) => {
+      const type = body?.type;
+      if (typeof type !== "string") throw new Error(`${file}: variable ${name} declares no type`);
+      return [name, parseTypeExpression(type)];
+    }),
+  );
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-terraform-"));
+  await run("ln", ["-s", EXAMPLES_DIR, join(work, "examples")]);
+  cachePub = (
+    await nixship(["key", "generate", "--name", "tf-cache-1", "--out", join(work, "cache.sec")])
+  ).stdout.trim();
+  fleetFile = join(work, "nixship.json");
+  await writeFile(
+    fleetFile,
+    JSON.stringify({
+      cache: { url: `file://${work}/cache`, publicKeys: [cachePub] },
+      hosts: {
+        a: { tags: ["web"], address: "192.0.2.1", system: "path:./examples#web-v1" },
+        b: { tags: ["web"], address: "192.0.2.2", system: "path:./examples#web-v2" },
+        c: { tags: ["db"], address: "192.0.2.3", system: "path:./examples#web-v1" },
+      },
+    }),
+  );
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+describe("the type checker the tests rely on", () => {
+  it("parses type expressions and JSON types, and catches what does not conform", () => {
+    const type = parseTypeExpression(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a type, ${...} included.
+      "${map(object({ id = string, tags = map(string), n = optional(number, 3) }))}",
+    );
+    expect(typeProblems(type, { h: { id: "i-1", tags: { Role: "web" } } })).toEqual([]);
+    expect(typeProblems(type, { h: { id: 1, tags: {}, extra: true } })).toEqual([
+      'value["h"].id: expected a string, got 1',
+      'value["h"].extra: not declared by the type',
+    ]);
+    expect(typeProblems(parseTypeExpression("map(string)"), { a: "x", b: null })).toEqual([
+      'value["b"]: expected a string, got null',
+    ]);
+    expect(parseTypeJson(["map", ["object", { a: "string" }]])).toEqual(
+      parseTypeExpression("map(object({a = string}))"),
+    );
+  });
+});
+
+describe("nixship terraform vars", () => {
+  it("prints store_paths and cache_url, of the types the Terraform modules declare", async () => {
+    const r = await nixship(["terraform", "vars", "--fleet", fleetFile]);
+    expect(r.code, r.stderr).toBe(0);
+    const vars = JSON.parse(r.stdout) as { store_paths: Record<string, string>; cache_url: string };
+    // Nothing else on stdout: exactly the document, with a final newline.
+    expect(r.stdout).toBe(`${JSON.stringify(vars, null, 2)}\n`);
+    expect(Object.keys(vars)).toEqual(["store_paths", "cache_url"]);
+    expect(vars.cache_url).toBe(`file://${work}/cache`);
+    expect(Object.keys(vars.store_paths)).toEqual(["a", "b", "c"]);
+    for (const [host, version] of [
+      ["a", "web-v1"],
+      ["b", "web-v2"],
+      ["c", "web-v1"],
+    ] as const) {
+      const path = vars.store_paths[host] as string;
+      expect(path).toMatch(/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-example-web-system-/);
+      expect((await readFile(join(path, "nixos-version"), "utf8")).trim()).toBe(version);
+    }
+    // The build command's code path: the same systems.
+    const built = await nixship(["build", "--fleet", fleetFile, "--json"]);
+    expect(JSON.parse(built.stdout).hosts).toEqual(vars.store_paths);
+
+    for (const file of VARIABLE_FILES) {
+      const declared = await declaredVariables(file);
+      for (const [name, value] of Object.entries(vars)) {
+        const type = declared.get(name);
+        expect(type, `${file} declares variable ${name}`).toBeDefined();
+        expect(typeProblems(type as TfType, value, name), file).toEqual([]);
+      }
+    }
+  });
+
+  it("selects hosts with --on, and gives an empty cache_url for a fleet without a cache", async () => {
+    const noCache = join(work, "no-cache.json");
+    const doc = JSON.parse(await readFile(fleetFile, "utf8"));
+    await writeFile(noCache, JSON.stringify({ hosts: doc.hosts }));
+    const r = await nixship(["terraform", "vars", "--fleet", noCache, "--on", "@web"]);
+    expect(r.code, r.stderr).toBe(0);
+    const vars = JSON.parse(r.stdout);
+    expect(Object.keys(vars.store_paths)).toEqual(["a", "b"]);
+    expect(vars.cache_url).toBe("");
+    expect(typeProblems(parseTypeExpression("string"), vars.cache_url)).toEqual([]);
+  });
+
+  it("--format external prints a flat object of strings, as Terraform's external data source needs", async () => {
+    const tfvars = JSON.parse(
+      (await nixship(["terraform", "vars", "--fleet", fleetFile, "--on", "a,b"])).stdout,
+    );
+    const r = await nixship([
+      "terraform",
+      "vars",
+      "--fleet",
+      fleetFile,
+      "--on",
+      "a,b",
+      "--format",
+      "external",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(Object.keys(result)).toEqual(["store_paths_json", "cache_url"]);
+    expect(typeProblems(parseTypeExpression("map(string)"), result)).toEqual([]);
+    expect(JSON.parse(result.store_paths_json)).toEqual(tfvars.store_paths);
+    expect(result.cache_url).toBe(tfvars.cache_url);
+  });
+
+  it("--out writes the var file atomically and prints nothing on stdout", async () => {
+    const dir = join(work, "out");
+    await mkdir(dir);
+    const out = join(dir, "nixship.auto.tfvars.json");
+    await writeFile(out, "old content");
+    const r = await nixship(["terraform", "vars", "--fleet", fleetFile, "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("nixship.auto.tfvars.json");
+    const printed = (await nixship(["terraform", "vars", "--fleet", fleetFile])).stdout;
+    expect(await readFile(out, "utf8")).toBe(printed);
+    expect(await readdir(dir)).toEqual(["nixship.auto.tfvars.json"]);
+  });
+
+  it.each([
+    [["--out", "vars.tfvars"], /--out must name a \.json file, got 'vars\.tfvars'/],
+    [["--format", "hcl"], /--format must be one of tfvars, external, got 'hcl'/],
+    [["--format", "external", "--out", "v.json"], /external format is read by Terraform/],
+    [["--on", "@nope"], /selector term "@nope" matches no tag/],
+    [["extra"], /unexpected argument 'extra'/],
+  ])("exits 2 on bad usage: %j", async (args, message) => {
+    const r = await nixship(["terraform", "vars", "--fleet", fleetFile, ...args]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(message);
+  });
+
+  it("exits 1 when a system does not build, with nothing on stdout", async () => {
+    const broken = join(work, "broken.json");
+    await writeFile(
+      broken,
+      JSON.stringify({ hosts: { a: { address: "192.0.2.1", system: "path:./examples#no-such" } } }),
+    );
+    const r = await nixship(["terraform", "vars", "--fleet", broken]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("#no-such");
+  });
+});
+
+describe("nixship fleet from-terraform", () => {
+  let outputsFile: string;
+  let baseDir: string;
+  let baseFile: string;
+
+  beforeAll(async () => {
+    outputsFile = join(work, "tf-outputs.json");
+    await writeFile(outputsFile, JSON.stringify(AWS_TERRAFORM_OUTPUT, null, 2));
+    baseDir = join(work, "infra");
+    await mkdir(baseDir);
+    await run("ln", ["-s", EXAMPLES_DIR, join(baseDir, "examples")]);
+    await writeFile(join(baseDir, "known_hosts"), "");
+    baseFile = join(baseDir, "nixship.base.json");
+    await writeFile(
+      baseFile,
+      JSON.stringify({
+        cache: { url: "file:///placeholder", publicKeys: [cachePub] },
+        ssh: { knownHosts: "./known_hosts" },
+        policy: { canary: 1, health: { http: [{ url: "http://{address}/health" }] } },
+        hosts: {
+          web1: { address: "192.0.2.1", system: "path:./examples#web-v1" },
+          web2: { address: "192.0.2.2", system: "path:./examples#web-v2" },
+        },
+      }),
+    );
+  });
+
+  it("the fixture is what examples/aws declares: exactly its outputs, each of its type", async () => {
+    const declared = Object.keys((await parseTf(OUTPUTS_FILE)).output ?? {});
+    expect(Object.keys(AWS_TERRAFORM_OUTPUT).sort()).toEqual(declared.sort());
+    const contract: Record<string, string> = {
+      cache_url: "string",
+      region: "string",
+      ssm_document_name: "string",
+      hosts: HOSTS_OUTPUT_TYPE,
+    };
+    for (const [name, output] of Object.entries(AWS_TERRAFORM_OUTPUT)) {
+      expect(typeProblems(parseTypeJson(output.type), output.value, name)).toEqual([]);
+      expect(typeProblems(parseTypeExpression(contract[name] as string), output.value)).toEqual([]);
+    }
+  });
+
+  it("round-trips the outputs into a fleet the loader and the schema accept", async () => {
+    const out = join(work, "deploy", "nixship.json");
+    await mkdir(join(work, "deploy"));
+    const r = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      "--base",
+      baseFile,
+      "--out",
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("");
+    const doc = JSON.parse(await readFile(out, "utf8"));
+    expect(fleetSchemaProblems(doc)).toEqual([]);
+    const fleet = await loadFleet(out);
+    const tf = AWS_TERRAFORM_OUTPUT.hosts.value;
+    expect(fleet.hosts.map((h) => h.name)).toEqual(Object.keys(tf));
+    expect(fleet.hosts.map((h) => (h.delivery === "ssm" ? h.instanceId : h.delivery))).toEqual([
+      tf.web1.instance_id,
+      tf.web2.instance_id,
+    ]);
+    // Role=web and Role=Web both become the fleet tag "web"; web2 has no public address.
+    expect(fleet.hosts.map((h) => h.tags)).toEqual([["web"], ["web"]]);
+    expect(fleet.hosts.map((h) => h.address)).toEqual([tf.web1.public_ip, tf.web2.private_ip]);
+    expect(fleet.cache?.url).toBe(AWS_TERRAFORM_OUTPUT.cache_url.value);
+    expect(fleet.cache?.substituter).toBe(AWS_TERRAFORM_OUTPUT.cache_url.value);
+    expect(fleet.ssm).toMatchObject({
+      documentName: AWS_TERRAFORM_OUTPUT.ssm_document_name.value,
+      region: AWS_TERRAFORM_OUTPUT.region.value,
+    });
+    // The base's relative paths now name the same files from the output's directory.
+    expect(doc.ssh.knownHosts).toBe("../infra/known_hosts");
+    expect(fleet.ssh.knownHosts).toBe(join(baseDir, "known_hosts"));
+    expect(doc.hosts.web1.system).toBe("path:../infra/examples#web-v1");
+    const built = await nixship(["build", "--fleet", out, "--json"]);
+    const fromBase = await nixship(["build", "--fleet", baseFile, "--json"]);
+    expect(built.code, built.stderr).toBe(0);
+    expect(JSON.parse(built.stdout).hosts).toEqual(JSON.parse(fromBase.stdout).hosts);
+  });
+
+  it("reads stdin for -, fills in a --system template, takes a key file, adds --tag-keys tags", async () => {
+    const cachePubFile = join(work, "cache.pub");
+    await writeFile(cachePubFile, `${cachePub}\n`);
+    const r = await run(
+      process.execPath,
+      [
+        join(REPO, "dist/cli/bin.js"),
+        "fleet",
+        "from-terraform",
+        "-",
+        "--via",
+        "ssh",
+        "--system",
+        ".#nixosConfigurations.{name}.config.system.build.toplevel",
+        "--cache-key",
+        cachePubFile,
+        "--tag-keys",
+        "Env",
+      ],
+      { input: Buffer.from(JSON.stringify(AWS_TERRAFORM_OUTPUT)) },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(fleetSchemaProblems(doc)).toEqual([]);
+    expect(doc.hosts).toEqual({
+      web1: {
+        tags: ["web", "production"],
+        address: "3.250.17.21",
+        delivery: "ssh",
+        system: ".#nixosConfigurations.web1.config.system.build.toplevel",
+      },
+      web2: {
+        tags: ["web", "staging"],
+        address: "10.42.1.12",
+        delivery: "ssh",
+        system: ".#nixosConfigurations.web2.config.system.build.toplevel",
+      },
+    });
+    expect(doc.cache).toEqual({
+      url: AWS_TERRAFORM_OUTPUT.cache_url.value,
+      publicKeys: [cachePub],
+    });
+  });
+
+  /** The fixture with `change` applied to a deep copy. */
+  function fixture(change: (doc: typeof AWS_TERRAFORM_OUTPUT) => void): string {
+    const doc = structuredClone(AWS_TERRAFORM_OUTPUT);
+    change(doc);
+    return JSON.stringify(doc);
+  }
+
+  it.each([
+    [
+      "a missing output",
+      fixture((d) => {
+        delete (d as Partial<typeof d>).ssm_document_name;
+      }),
+      /: ssm_document_name: is missing/,
+    ],
+    [
+      "a host without instance_id, for ssm",
+      fixture((d) => {
+        d.hosts.value.web2.instance_id = "";
+      }),
+      /: hosts\.value\.web2\.instance_id: is needed for an ssm host/,
+    ],
+    [
+      "a bad tag value",
+      fixture((d) => {
+        d.hosts.value.web1.tags.Role = "web servers";
+      }),
+      /: hosts\.value\.web1\.tags\.Role: "web servers" is not a fleet tag/,
+    ],
+    ["a file that is not JSON", '{"cache_url": {"value": "s3://x"},', /:1:\d+: invalid JSON/],
+  ])("exits 2 on %s, naming where", async (_, text, message) => {
+    const file = join(work, "bad-outputs.json");
+    await writeFile(file, text);
+    const r = await nixship(["fleet", "from-terraform", file, "--base", baseFile]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/^error: .*bad-outputs\.json/);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it.each([
+    [[], /give --base FLEET .* or --system TEMPLATE/],
+    [["--system", ".#{host}"], /--system fills in only \{name\}, not \{host\}/],
+    [["--system", "web"], /--system must give a flake installable or a store path/],
+    [["--system", ".#{name}"], /needs the public keys its hosts trust: give --cache-key/],
+    [["--base", "BASE", "--via", "agent"], /agent hosts follow signed releases/],
+    [["--base", "BASE", "--via", "pigeon"], /--via must be one of ssh, ssm, agent/],
+    [["--base", "BASE", "--tag-keys", "Env,"], /--tag-keys takes tag keys separated by commas/],
+  ])("exits 2 on bad usage: %j", async (args, message) => {
+    const r = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      ...args.map((a) => (a === "BASE" ? baseFile : a)),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
+describe("help", () => {
+  it.each([
+    [["terraform", "vars"], /nixship terraform vars --on @web --out nixship\.auto\.tfvars\.json/],
+    [["fleet", "from-terraform"], /nixship fleet from-terraform tf-outputs\.json --base/],
+  ])("%j --help explains usage with an example", async (words, example) => {
+    const top = await nixship(["--help"]);
+    expect(top.stdout).toContain(words.join(" "));
+    const r = await nixship([...words, "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Usage: nixship ${words.join(" ")} `));
+    expect(r.stdout).toMatch(example);
+    expect(r.stdout).toMatch(/Exit codes: 0 .*, 2 bad usage or input/s);
+  });
+});

@@ -1,0 +1,326 @@
+// Issue 5, acceptance 3: the cache module's IAM policies, rendered from the module's own HCL
+// (each output followed to the aws_iam_policy it names and to the policy document behind it),
+// evaluated by a strict IAM evaluator against the requests hosts, agents and deployers make:
+// hosts read the cache and write nothing, an agent writes only its own status, the writer
+// publishes; nothing goes without TLS. Mutated modules show that a policy mistake fails.
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseStoreUrl } from "../src/store/url.js";
+import { evaluateString, referencesIn } from "./support/hcl-expr.js";
+import {
+  evaluate,
+  type IamDecision,
+  type PolicyDocument,
+  validatePolicy,
+} from "./support/iam-policy.js";
+import { loadModule, type TfModule } from "./support/terraform.js";
+import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CACHE_DIR = join(ROOT, "terraform/modules/cache");
+const BUCKET = "nixship-test-store";
+const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
+const NARINFO = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo";
+const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.zst";
+const CACHE_KEYS = ["nix-cache-info", NARINFO, NAR];
+
+type Role = "host-read" | "agent" | "writer";
+const OUTPUT_OF: Record<Role, string> = {
+  "host-read": "host_read_policy_arn",
+  agent: "agent_policy_arn",
+  writer: "writer_policy_arn",
+};
+
+interface RenderedCache {
+  readonly policies: Record<Role, PolicyDocument>;
+  readonly bucketPolicy: PolicyDocument;
+  readonly storeUrl: string;
+}
+
+/** The single reference a string value makes (e.g. "${aws_iam_policy.x.arn}"). */
+async function onlyReference(value: unknown, what: string): Promise<readonly string[]> {
+  const refs = await referencesIn(String(value));
+  expect(refs.length, `${what} should be one reference: ${String(value)}`).toBe(1);
+  return refs[0]?.names ?? [];
+}
+
+/** The policy document behind `policy = data.aws_iam_policy_document.X.json` of a resource. */
+async function documentBehind(
+  mod: TfModule,
+  address: string,
+  resolve: ReturnType<typeof moduleResolver>,
+) {
+  const resource = mod.resources.get(address);
+  expect(resource, `${mod.dir} has no ${address}`).toBeDefined();
+  const [data, type, name, attr] = await onlyReference(resource?.body.policy, `${address}.policy`);
+  expect([data, type, attr]).toEqual(["data", "aws_iam_policy_document", "json"]);
+  const json = await renderPolicyDocument(mod, name as string, resolve);
+  return validatePolicy(JSON.parse(JSON.stringify(json)), `${address} (${name})`);
+}
+
+async function renderCache(mod: TfModule, prefix: string): Promise<RenderedCache> {
+  const resolve = moduleResolver(mod, {
+    vars: { bucket_name: BUCKET, prefix },
+    known: {
+      "aws_s3_bucket.this.arn": BUCKET_ARN,
+      "aws_s3_bucket.this.id": BUCKET,
+      "aws_s3_bucket.this.bucket": BUCKET,
+      "aws_s3_bucket.this.region": "eu-west-1",
+    },
+  });
+  const policies = {} as Record<Role, PolicyDocument>;
+  for (const [role, outputName] of Object.entries(OUTPUT_OF) as [Role, string][]) {
+    const output = mod.outputs.get(outputName);
+    const [type, name, attr] = await onlyReference(output?.value, `output ${outputName}`);
+    expect([type, attr]).toEqual(["aws_iam_policy", "arn"]);
+    policies[role] = await documentBehind(mod, `aws_iam_policy.${name}`, resolve);
+  }
+  const bucketPolicy = await documentBehind(mod, "aws_s3_bucket_policy.this", resolve);
+  const storeUrl = await evaluateString(String(mod.outputs.get("store_url")?.value), resolve);
+  return { policies, bucketPolicy, storeUrl: storeUrl as string };
+}
+
+interface Expectation {
+  readonly role: Role;
+  readonly action: string;
+  /** The object key (for object actions) or, for s3:ListBucket, the s3:prefix asked for. */
+  readonly key: string;
+  readonly expect: "allow" | "deny";
+  /** The nixship-host tag of the role; "web1" unless said. */
+  readonly host?: string | null;
+  readonly tls?: boolean;
+}
+
+/** The expectations these policies break, each as one line naming the request. */
+function violations(
+  cache: RenderedCache,
+  expectations: readonly Expectation[],
+  keyPrefix = "",
+): string[] {
+  const out: string[] = [];
+  for (const e of expectations) {
+    const host = e.host === undefined ? "web1" : e.host;
+    const key = keyPrefix + e.key;
+    const list = e.action === "s3:ListBucket";
+    const decision: IamDecision = evaluate([cache.policies[e.role], cache.bucketPolicy], {
+      action: e.action,
+      resource: list ? BUCKET_ARN : `${BUCKET_ARN}/${key}`,
+      context: {
+        "aws:SecureTransport": e.tls === false ? "false" : "true",
+        ...(host === null ? {} : { "aws:PrincipalTag/nixship-host": host }),
+        ...(list ? { "s3:prefix": key } : {}),
+      },
+    });
+    if ((decision === "allow") !== (e.expect === "allow")) {
+      const who = host === null ? `${e.role} (untagged)` : `${e.role} (${host})`;
+      out.push(
+        `${who}: ${e.action} ${list ? `prefix "${key}"` : key} was ${decision}, expected ${e.expect}`,
+      );
+    }
+  }
+  return out;
+}
+
+const allow = (
+  role: Role,
+  action: string,
+  keys: readonly string[],
+  extra: Partial<Expectation> = {},
+) => keys.map((key): Expectation => ({ role, action, key, expect: "allow", ...extra }));
+const deny = (
+  role: Role,
+  action: string,
+  keys: readonly string[],
+  extra: Partial<Expectation> = {},
+) => keys.map((key): Expectation => ({ role, action, key, expect: "deny", ...extra }));
+
+const STATUS_WEB1 = ["status/hosts/web1.json", "status/releases/prod/7/web1/success"];
+const STATUS_OTHERS = [
+  "status/hosts/web2.json",
+  "status/hosts/web10.json",
+  "status/releases/prod/7/web2/success",
+  "status/releases/prod/7/web10/applying",
+];
+
+const HOST_READ: readonly Expectation[] = [
+  ...allow("host-read", "s3:GetObject", CACHE_KEYS),
+  // A missing narinfo must answer 404, so listing the cache's keys is allowed...
+  ...allow("host-read", "s3:ListBucket", [NARINFO, "nar/"]),
+  // ...but nothing else.
+  ...deny("host-read", "s3:ListBucket", ["", "status/", "channels/", "releases/"]),
+  ...deny("host-read", "s3:PutObject", [
+    ...CACHE_KEYS,
+    ...STATUS_WEB1,
+    "channels/prod.json",
+    "releases/prod/8.json",
+  ]),
+  ...deny("host-read", "s3:DeleteObject", CACHE_KEYS),
+  ...deny("host-read", "s3:GetObject", [
+    "channels/prod.json",
+    "releases/prod/7.json",
+    "status/hosts/web1.json",
+    // Only 32 characters then .narinfo, at the store's root, is a narinfo.
+    "status/hosts/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo",
+  ]),
+];
+
+const AGENT: readonly Expectation[] = [
+  ...allow("agent", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", "releases/prod/7.json"]),
+  ...allow("agent", "s3:PutObject", [...STATUS_WEB1, "status/releases/prod/8/web1/applying"]),
+  ...allow("agent", "s3:ListBucket", ["channels/prod.json", NARINFO]),
+  ...deny("agent", "s3:PutObject", [
+    ...STATUS_OTHERS,
+    "channels/prod.json",
+    "releases/prod/8.json",
+    ...CACHE_KEYS,
+  ]),
+  ...deny("agent", "s3:DeleteObject", [...STATUS_WEB1, "channels/prod.json"]),
+  ...deny("agent", "s3:GetObject", ["status/hosts/web2.json"]),
+  ...deny("agent", "s3:ListBucket", ["", "status/"]),
+  // web2's agent writes web2's status, and not web1's.
+  ...allow("agent", "s3:PutObject", ["status/hosts/web2.json"], { host: "web2" }),
+  ...deny("agent", "s3:PutObject", STATUS_WEB1, { host: "web2" }),
+  // A role without the tag writes no status at all.
+  ...deny("agent", "s3:PutObject", [...STATUS_WEB1, "status/hosts/.json"], { host: null }),
+];
+
+const WRITER: readonly Expectation[] = [
+  ...allow("writer", "s3:PutObject", [
+    ...CACHE_KEYS,
+    "releases/prod/8.json",
+    "channels/prod.json",
+    "status/hosts/web1.json",
+  ]),
+  ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", ...STATUS_WEB1]),
+  ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
+  ...allow("writer", "s3:AbortMultipartUpload", [NAR]),
+  ...allow("writer", "s3:ListBucket", ["", "releases/prod/", "status/releases/prod/7/", NARINFO]),
+  // Progress markers are the agents' word about themselves.
+  ...deny("writer", "s3:PutObject", ["status/releases/prod/7/web1/success"]),
+  ...deny("writer", "s3:DeleteObject", ["channels/prod.json", NARINFO, "status/hosts/web1.json"]),
+];
+
+const NO_TLS: readonly Expectation[] = (["host-read", "agent", "writer"] as const).flatMap((role) =>
+  deny(role, "s3:GetObject", ["nix-cache-info"], { tls: false }),
+);
+
+let cacheModule: TfModule;
+let cache: RenderedCache;
+
+beforeAll(async () => {
+  cacheModule = await loadModule(CACHE_DIR, ROOT);
+  cache = await renderCache(cacheModule, "");
+});
+
+describe("the cache module's policies, rendered from the HCL and evaluated", () => {
+  it("host-read reads the cache keys and nothing else, and writes nothing", () => {
+    expect(violations(cache, HOST_READ)).toEqual([]);
+  });
+
+  it("an agent reads the cache, channels and releases, and writes only its own status", () => {
+    expect(violations(cache, AGENT)).toEqual([]);
+  });
+
+  it("the writer pushes to the cache, publishes releases, moves channels and records push deploys", () => {
+    expect(violations(cache, WRITER)).toEqual([]);
+  });
+
+  it("the bucket policy refuses every request without TLS", () => {
+    expect(violations(cache, NO_TLS)).toEqual([]);
+    expect(cache.bucketPolicy.Statement).toHaveLength(1);
+  });
+
+  it('with prefix = "nix" every grant moves under nix/, and the store URL says so', async () => {
+    const prefixed = await renderCache(cacheModule, "nix/");
+    const all = [...HOST_READ, ...AGENT, ...WRITER, ...NO_TLS];
+    expect(violations(prefixed, all, "nix/")).toEqual([]);
+    // Outside the prefix, nothing is granted.
+    const outside = [
+      ...deny("host-read", "s3:GetObject", CACHE_KEYS),
+      ...deny("agent", "s3:PutObject", STATUS_WEB1),
+      ...deny("writer", "s3:PutObject", ["channels/prod.json"]),
+      ...deny("writer", "s3:ListBucket", [""]),
+    ];
+    expect(violations(prefixed, outside)).toEqual([]);
+    expect(prefixed.storeUrl).toBe(`s3://${BUCKET}/nix?region=eu-west-1`);
+    expect(parseStoreUrl(prefixed.storeUrl, {})).toMatchObject({ bucket: BUCKET, prefix: "nix" });
+  });
+
+  it("store_url is a store URL nixship opens: s3://BUCKET?region=REGION", () => {
+    expect(cache.storeUrl).toBe(`s3://${BUCKET}?region=eu-west-1`);
+    expect(parseStoreUrl(cache.storeUrl, {})).toMatchObject({
+      bucket: BUCKET,
+      prefix: "",
+      region: "eu-west-1",
+    });
+  });
+});
+
+describe("a policy mistake in the module fails these expectations", () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "nixship-tf-iam-"));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  /** The cache module with `from` replaced by `to` in main.tf, rendered. */
+  async function mutated(name: string, from: string, to: string): Promise<RenderedCache> {
+    const dir = join(work, name);
+    await cp(CACHE_DIR, dir, { recursive: true });
+    const text = await readFile(join(dir, "main.tf"), "utf8");
+    expect(text, `the mutation's text is in main.tf: ${from}`).toContain(from);
+    await writeFile(join(dir, "main.tf"), text.replace(from, to));
+    return renderCache(await loadModule(dir, work), "");
+  }
+
+  it("agents' status keys not tied to the role's tag: an agent may write other hosts' status", async () => {
+    const broken = await mutated(
+      "any-host",
+      'own_host = "$${aws:PrincipalTag/nixship-host}"',
+      'own_host = "*"',
+    );
+    expect(violations(broken, AGENT)).toEqual([
+      "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
+      "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
+      "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",
+      "agent (web1): s3:PutObject status/releases/prod/7/web10/applying was allow, expected deny",
+      "agent (web2): s3:PutObject status/hosts/web1.json was allow, expected deny",
+      "agent (web2): s3:PutObject status/releases/prod/7/web1/success was allow, expected deny",
+      "agent (untagged): s3:PutObject status/hosts/web1.json was allow, expected deny",
+      "agent (untagged): s3:PutObject status/releases/prod/7/web1/success was allow, expected deny",
+      "agent (untagged): s3:PutObject status/hosts/.json was allow, expected deny",
+    ]);
+  });
+
+  it("host-read given s3:PutObject: the host could write the cache", async () => {
+    const broken = await mutated(
+      "host-writes",
+      'sid       = "ReadCache"\n    actions   = ["s3:GetObject"]',
+      'sid       = "ReadCache"\n    actions   = ["s3:GetObject", "s3:PutObject"]',
+    );
+    expect(violations(broken, HOST_READ)).toEqual(
+      CACHE_KEYS.map((k) => `host-read (web1): s3:PutObject ${k} was allow, expected deny`),
+    );
+  });
+
+  it("the evaluator refuses what it cannot read rather than guessing", async () => {
+    const doc = {
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }],
+    };
+    expect(() => validatePolicy({ ...doc, Version: "2008-10-17" }, "old")).toThrow(/Version/);
+    const withCondition = (op: string): unknown => ({
+      ...doc,
+      Statement: [{ ...doc.Statement[0], Condition: { [op]: { "s3:prefix": ["x"] } } }],
+    });
+    expect(() => validatePolicy(withCondition("ArnLike"), "arn")).toThrow(/ArnLike/);
+    expect(() => validatePolicy(withCondition("StringLikeIfExists"), "ok")).not.toThrow();
+    const typo = { ...doc, Statement: [{ ...doc.Statement[0], Resources: "*" }] };
+    expect(() => validatePolicy(typo, "typo")).toThrow(/unknown element Resources/);
+  });
+});
