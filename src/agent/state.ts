@@ -2,10 +2,11 @@
 // (write a temp file, fsync, rename, fsync the directory), so a crash leaves the old or the new
 // state, never half of one. Pausing is a separate flag file, so `nixship agent pause` never
 // races the running agent's writes.
-import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import type { StatusRecord } from "../fleet/status.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
 
 export interface AgentState {
   readonly version: 1;
@@ -63,22 +64,11 @@ export async function loadState(stateDir: string): Promise<AgentState> {
 }
 
 export async function saveState(stateDir: string, state: AgentState): Promise<void> {
-  const file = join(stateDir, STATE_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  const handle = await open(tmp, "r+");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  const dir = await open(stateDir, "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomically(
+    join(stateDir, STATE_FILE),
+    `${JSON.stringify(state, null, 2)}\n`,
+    0o600,
+  );
 }
 
 export async function isPaused(stateDir: string): Promise<boolean> {

@@ -15,7 +15,7 @@ import { relocateFleet } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
 import { type Command, parseFlags } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
-import { readInputText, writeFileAtomically } from "./output-file.js";
+import { readInputText, writeOutputFile } from "./output-file.js";
 
 const COMMAND = "fleet from-terraform";
 
@@ -125,7 +125,7 @@ a base fleet that does not load).`,
     const text = formatJson(made.doc);
     if (values.out === undefined) io.stdout.write(text);
     else {
-      await writeFileAtomically(values.out, text);
+      await writeOutputFile(values.out, text);
       io.stderr.write(`wrote ${values.out}: ${made.fleet.hosts.length} ${via} hosts\n`);
     }
     return 0;

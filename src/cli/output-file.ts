@@ -1,26 +1,15 @@
 // Files that commands write for other tools (Terraform var files, fleet files): replaced
 // atomically, so a reader never sees half a file; and input files where `-` means stdin.
-import { randomBytes } from "node:crypto";
-import { open, readFile, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { readFile } from "node:fs/promises";
 import { text } from "node:stream/consumers";
 import { InputError, OperationError } from "../errors.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
 
-/** Writes `content` to a temporary file beside `file`, flushes it, then renames it into place. */
-export async function writeFileAtomically(file: string, content: string): Promise<void> {
-  const target = resolve(file);
-  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+/** Writes `content` to `file` atomically; a failure is an OperationError naming the file. */
+export async function writeOutputFile(file: string, content: string): Promise<void> {
   try {
-    const handle = await open(tmp, "wx", 0o644);
-    try {
-      await handle.writeFile(content, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, target);
+    await writeFileAtomically(file, content);
   } catch (err) {
-    await unlink(tmp).catch(() => {});
     throw new OperationError(
       "output-unwritable",
       `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,

@@ -6,7 +6,7 @@ import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
-import { writeFileAtomically } from "./output-file.js";
+import { writeOutputFile } from "./output-file.js";
 
 const FORMATS = ["tfvars", "external"] as const;
 type Format = (typeof FORMATS)[number];
@@ -86,7 +86,7 @@ selector, flags).`,
     );
     const count = `${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${built.systems.length} system${built.systems.length === 1 ? "" : "s"}`;
     if (values.out !== undefined) {
-      await writeFileAtomically(values.out, `${JSON.stringify(vars, null, 2)}\n`);
+      await writeOutputFile(values.out, `${JSON.stringify(vars, null, 2)}\n`);
       io.stderr.write(`wrote ${values.out}: ${count}\n`);
       return 0;
     }

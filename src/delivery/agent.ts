@@ -58,8 +58,12 @@ export class AgentDelivery implements Delivery {
   #entries: Record<string, ReleaseHost> | undefined;
   readonly #published: SignedRelease[] = [];
 
+  /** The release keys the fleet's agents trust: what the deployer verifies releases with. */
+  readonly #trustedKeys: readonly PublicKey[];
+
   constructor(options: AgentDeliveryOptions) {
     this.#o = options;
+    this.#trustedKeys = options.releases.publicKeys.map((k) => parsePublicKey(k));
   }
 
   /** The releases this deploy published, in order. */
@@ -305,7 +309,7 @@ export class AgentDelivery implements Delivery {
     const current = await readChannel(store, releases.channel);
     if (current.status !== "found") return undefined;
     try {
-      return verifyRelease(current.bytes, this.#trustedKeys(), channelKey(releases.channel));
+      return verifyRelease(current.bytes, this.#trustedKeys, channelKey(releases.channel));
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       // Planted (the agents refused it too): carry on from the newest release that verifies.
@@ -324,15 +328,11 @@ export class AgentDelivery implements Delivery {
     // Absent: withdrawn by a publisher that lost a race, never a release hosts followed.
     if (read.status === "absent") return "absent";
     try {
-      return verifyRelease(read.bytes, this.#trustedKeys(), releaseKey(releases.channel, seq));
+      return verifyRelease(read.bytes, this.#trustedKeys, releaseKey(releases.channel, seq));
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       return "untrusted";
     }
-  }
-
-  #trustedKeys(): PublicKey[] {
-    return this.#o.releases.publicKeys.map((k) => parsePublicKey(k));
   }
 
   async #publish(
