@@ -198,6 +198,7 @@ async function runDeployer(): Promise<void> {
       commandChecks: [],
       httpChecks: [],
       confirmTimeout: 0,
+      activationTimeout: 600,
     },
   }));
   const tally: Tally = { requests: [], successAt: undefined };
@@ -822,6 +823,7 @@ async function seedMarkers(store: ObjectStore, seq: number, hosts: number): Prom
       state,
       phase: null,
       error: null,
+      rolledBack: null,
       startedAt: at,
       updatedAt: at,
     };

@@ -17,6 +17,9 @@
         web-broken = mkSystem { inherit system; name = "web-broken"; version = "broken"; health = "fail"; };
         # Its service fails to start: switch-to-configuration exits 4, as NixOS does.
         web-failing = mkSystem { inherit system; name = "web-failing"; version = "failing"; start = "fail"; };
+        # Its switch-to-configuration (switch, test) stops the old service, points
+        # /run/current-system at itself, then hangs (`sleep 100000`): only a timeout ends it.
+        web-hang = mkSystem { inherit system; name = "web-hang"; version = "hang"; start = "hang"; };
       });
     };
 }

@@ -10,7 +10,9 @@
   version,
   # "ok", or "fail": GET /health answers 500 (the service runs, but fails a health check).
   health ? "ok",
-  # "ok", or "fail": the service exits as it starts, so switch-to-configuration exits 4.
+  # "ok"; "fail": the service exits as it starts, so switch-to-configuration exits 4; or
+  # "hang": switch-to-configuration stops the old service, points /run/current-system at
+  # itself, then never ends (a switch that hangs, for activation timeouts).
   start ? "ok",
 }:
 let
@@ -40,7 +42,7 @@ mk "example-web-system-${tag}" ''
   mkdir -p $out/bin
   ln -s ${etc}/etc $out/etc
   echo '${name}' > $out/nixos-version
-  sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' \
+  sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' -e 's|@start@|${start}|g' \
     ${./web/switch-to-configuration.sh} > $out/bin/switch-to-configuration
   chmod 0555 $out/bin/switch-to-configuration
 ''

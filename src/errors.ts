@@ -1,7 +1,8 @@
 // The one small error hierarchy: every fault carries a stable code, a message that names
 // what was wrong and where, an optional hint, and the process exit code the CLI uses.
 
-export type ExitCode = 1 | 2;
+/** 130: interrupted (SIGINT, SIGTERM), as shells report a process ended by SIGINT. */
+export type ExitCode = 1 | 2 | 130;
 
 export class NixshipError extends Error {
   readonly code: string;
@@ -39,5 +40,12 @@ export class InputError extends NixshipError {
 export class OperationError extends NixshipError {
   constructor(code: string, message: string, opts: { hint?: string; cause?: unknown } = {}) {
     super(code, message, { ...opts, exitCode: 1 });
+  }
+}
+
+/** Stopped by an interrupt (SIGINT, SIGTERM) before it could finish (exit 130). */
+export class InterruptedError extends NixshipError {
+  constructor(message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super("interrupted", message, { ...opts, exitCode: 130 });
   }
 }

@@ -183,10 +183,21 @@ describe("activate.sh on a lab host", () => {
     expect(code).toBe(0);
     expect(await servedName(`${LAB}1`)).toBe("web-v3");
     const deadline = Date.now() + 20_000;
-    while ((await status(`${LAB}1`)).current !== systems["web-v2"] && Date.now() < deadline) {
+    // Until the watcher has switched back and freed the lock.
+    const back = async () => {
+      const s = await status(`${LAB}1`);
+      return s.current === systems["web-v2"] && s.activation === null;
+    };
+    while (!(await back()) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(await status(`${LAB}1`)).toMatchObject({ current: systems["web-v2"], generation: 2 });
+    // The profile (what the host boots next) is back on the previous generation too.
+    expect(await status(`${LAB}1`)).toMatchObject({
+      current: systems["web-v2"],
+      profile: systems["web-v2"],
+      generation: 2,
+      activation: null,
+    });
     expect(await servedName(`${LAB}1`)).toBe("web-v2");
     // A confirmation that comes too late is told so.
     const late = await onHost(`${LAB}1`, confirmArgs("t-silent"), true);
@@ -195,11 +206,17 @@ describe("activate.sh on a lab host", () => {
   });
 
   it("rolls back at once when the deployer aborts", async () => {
-    await activate(`${LAB}1`, "web-v3", { confirmTimeout: 60, token: "t-abort" });
+    const started = await activate(`${LAB}1`, "web-v3", { confirmTimeout: 60, token: "t-abort" });
+    expect(started.code, JSON.stringify(started.result)).toBe(0);
     const aborted = await onHost(`${LAB}1`, abortArgs("t-abort"), true);
     expect(aborted.code, JSON.stringify(aborted.result)).toBe(0);
     expect(aborted.result).toMatchObject({ result: "rolled-back", current: systems["web-v2"] });
     expect(await servedName(`${LAB}1`)).toBe("web-v2");
+    expect(await status(`${LAB}1`)).toMatchObject({
+      profile: systems["web-v2"],
+      generation: 2,
+      activation: null,
+    });
   });
 
   it("rolls back when switch-to-configuration fails (exit 4, as NixOS)", async () => {
@@ -207,6 +224,11 @@ describe("activate.sh on a lab host", () => {
     expect(code).toBe(ACTIVATE_EXIT.switch);
     expect(result).toMatchObject({ ok: false, phase: "switch", rolledBack: true, generation: 2 });
     expect(await servedName(`${LAB}1`)).toBe("web-v2");
+    expect(await status(`${LAB}1`)).toMatchObject({
+      current: systems["web-v2"],
+      profile: systems["web-v2"],
+      generation: 2,
+    });
   });
 
   it("rolls back when a health check fails", async () => {
@@ -218,6 +240,12 @@ describe("activate.sh on a lab host", () => {
     expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
     expect(await servedName(`${LAB}1`)).toBe("web-v2");
     expect((await served(`${LAB}1`, "/health")).status).toBe("200");
+    expect(await status(`${LAB}1`)).toMatchObject({
+      current: systems["web-v2"],
+      profile: systems["web-v2"],
+      generation: 2,
+      activation: null,
+    });
   });
 
   it("rolls back to the previous generation, or to a given one, on request", async () => {
@@ -274,6 +302,17 @@ describe("activate.sh on a lab host", () => {
     const refused = await activate(host, "web-v2");
     expect(refused.code).toBe(ACTIVATE_EXIT.locked);
     expect(refused.result).toMatchObject({ message: expect.stringContaining("/nix/store/live") });
+    // An older script's lock records no deadline: it is held while its process lives.
+    expect(refused.result).toMatchObject({
+      message: expect.stringContaining("pid 1, since "),
+      deadline: null,
+    });
+    expect((await status(host)).activation).toMatchObject({
+      command: "activate /nix/store/live",
+      pid: 1,
+      deadline: null,
+      stale: false,
+    });
     await ssh("rm -rf /run/nixship/lock");
   });
 });

@@ -38,7 +38,7 @@ function parseDoc(text: string): Map<string, Section> {
   for (const chunk of text.split(/^## /m).slice(1)) {
     const title = (chunk.split("\n")[0] as string).trim();
     const exitLine = /\*\*Exit codes:\*\*([\s\S]*?)(\n\n|$)/.exec(chunk)?.[1] ?? "";
-    const exitCodes = [...exitLine.matchAll(/`(\d)`/g)].map((m) => Number(m[1]));
+    const exitCodes = [...exitLine.matchAll(/`(\d+)`/g)].map((m) => Number(m[1]));
     const tables = chunk.split(/\n(?=\| field \| type \| meaning \|)/).slice(1);
     const fieldTables = tables.map((table) =>
       tableRows(table).map(([field, type]) => parseFieldRow(field as string, type as string)),
@@ -345,6 +345,10 @@ describe("docs/ci.md", () => {
     check(await nixship([...base, "--fleet", agentFleet]), 1);
     check(await nixship([...base, "--fleet", agentFleet, "--async"]), 0);
     check(await nixship([...base, "--fleet", sshFleet]), 1);
+    const skipped = await nixship([...base, "--fleet", sshFleet, "--skip-unreachable"]);
+    check(skipped, 0);
+    const summary = JSON.parse(skipped.stdout.trim().split("\n").at(-1) as string);
+    expect(summary.results[0].outcome).toMatchObject({ status: "skipped", reason: "unreachable" });
     expect([...seen].sort()).toEqual(
       [
         "build-start",
@@ -401,6 +405,7 @@ describe("docs/ci.md", () => {
         state: "success",
         phase: null,
         error: null,
+        rolledBack: null,
         startedAt: new Date().toISOString(),
         updatedAt: new Date().toISOString(),
       });

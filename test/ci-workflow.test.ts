@@ -297,7 +297,7 @@ describe("the workflow's steps, run as GitHub runs them", () => {
     await writeFile(join(work, "deploy.ndjson"), deployed.stdout);
     ok(await runStep("deploy", "Summary: deploy", { VIA: "ssm" }));
     expect(await summaryText()).toMatch(
-      /### Deploy FAILED in \d+\.\d s\n\n\| host \| outcome \| detail \| seconds \|\n\|---\|---\|---\|---\|\n\| dead \| failed \| ssh: ssh: connect to host 127\.0\.0\.1 port 1: Connection refused \| 0\.0 \|/,
+      /### Deploy FAILED in \d+\.\d s\n\n\| host \| outcome \| detail \| seconds \|\n\|---\|---\|---\|---\|\n\| dead \| failed \| ssh: connect to host 127\.0\.0\.1 port 1: Connection refused \| 0\.0 \|/,
     );
   });
 

@@ -55,6 +55,7 @@ function request(extra: Partial<DeployRequest> = {}): DeployRequest {
     commandChecks: [{ run: "curl -fsS http://127.0.0.1/health", timeout: 7 }],
     httpChecks: [],
     confirmTimeout: 0,
+    activationTimeout: 600,
     ...extra,
   };
 }

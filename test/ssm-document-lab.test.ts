@@ -97,7 +97,7 @@ beforeAll(async () => {
   expect(key.code, key.stderr).toBe(0);
   publicKey = key.stdout.trim();
   const cache = `file://${join(work, "cache")}`;
-  const pushed = [systems["web-v1"], systems["web-v2"], systems["web-broken"]];
+  const pushed = [systems["web-v1"], systems["web-v2"], systems["web-broken"], systems["web-hang"]];
   const push = await nixship(["push", ...pushed, "--to", cache, "--key", join(work, "cache.sec")]);
   expect(push.code, push.stderr).toBe(0);
   server = await startCacheServer(cache, [], {}, `10.231.${lab.number}.1:0`);
@@ -186,5 +186,39 @@ describe("the SSM document's shell on a lab host", () => {
     const left = await nixship(["lab", "exec", HOST, "--", "sh", "-c", "ls /tmp"], { env: env() });
     expect(left.stdout.split("\n").filter((f) => f.startsWith("nixship-activate"))).toEqual([]);
     expect(await served()).toBe("web-v2");
+  });
+
+  it("stops web-hang's switch at ActivationTimeout, and puts the system and the profile back", async () => {
+    const started = performance.now();
+    const { code, result, stderr } = await runDocument({
+      StorePath: systems["web-hang"],
+      Substituters: server.url,
+      TrustedPublicKeys: publicKey,
+      ActivationTimeout: "3",
+    });
+    expect(code, stderr).toBe(ACTIVATE_EXIT.timedOut);
+    expect(result).toMatchObject({
+      ok: false,
+      result: "timed-out",
+      phase: "switch",
+      message: "switch-to-configuration ran past the activation timeout of 3s; stopped it",
+      rolledBack: true,
+      previous: systems["web-v2"],
+      previousGeneration: 2,
+      generation: 2,
+    });
+    expect((performance.now() - started) / 1000).toBeLessThan(3 + 20);
+    expect(await served()).toBe("web-v2");
+    expect(await status()).toMatchObject({
+      current: systems["web-v2"],
+      profile: systems["web-v2"],
+      generation: 2,
+      activation: null,
+    });
+    // The host is free: the next deploy goes through.
+    const next = await activate("web-v1", [HEALTHY]);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
+    expect(await served()).toBe("web-v1");
   });
 });

@@ -2,6 +2,9 @@
 # switch-to-configuration of the nixship example system @name@, a stand-in for a NixOS
 # toplevel. It honours NixOS's contract: ACTION is switch, test, boot or dry-activate; exit 0
 # on success, 1 on bad usage, 2 when activation fails, 4 when the service fails to start.
+# A system built with start=hang (web-hang) never ends a switch or test: it stops the old
+# service, points /run/current-system at itself, then waits forever, as a switch whose unit
+# never comes up would.
 # Like NixOS's own, it reports on stderr and leaves stdout to the caller. Its one service,
 # example-web, is an HTTP server on port 80 run by /usr/bin/node. Every path it writes is under
 # /run, which each (lab) host has to itself.
@@ -12,6 +15,7 @@ export PATH
 out=@out@
 share=@share@
 name=@name@
+start=@start@
 
 unit=example-web
 pidfile=/run/nixship-example-web.pid
@@ -148,6 +152,11 @@ switch() {
     stop_service "$old_pid" "$(describe "$(system_of "$old_pid")")"
   fi
   activate || exit 2
+  if [ "$start" = hang ]; then
+    say "starting $unit ($name): it never comes up; waiting for it"
+    sleep 100000
+    exit 4
+  fi
   if ! start_service; then
     say "warning: the following units failed: $unit.service"
     say "last lines of $logfile:"

@@ -11,12 +11,13 @@ import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/relea
 import { channelKey, publishRelease } from "../fleet/release-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
 import { readRecord, readStatus } from "../fleet/status-store.js";
+import type { DeployRequest } from "../host/activation-session.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { FsStore } from "../store/fs-store.js";
 import { listAll, readAll } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
-import type { ActivationRequest, Activator, Applied, HostSystem } from "./activator.js";
+import type { Activator, Applied, HostSystem } from "./activator.js";
 import { Agent, type AgentEvent, type AgentOptions } from "./agent.js";
 import { EMPTY_STATE, loadState, saveState, setPaused } from "./state.js";
 
@@ -88,13 +89,13 @@ function counting(
 
 /** An Activator that answers from a script (default: activated) and tracks the host's system. */
 class FakeActivator implements Activator {
-  readonly requests: ActivationRequest[] = [];
+  readonly requests: DeployRequest[] = [];
   /** Answers for the next apply calls, in order; when empty, apply activates. */
   readonly script: Applied[] = [];
   system: HostSystem = { current: null, profile: null, generation: null };
   #generation = 0;
 
-  async apply(request: ActivationRequest, onLog: (line: string) => void): Promise<Applied> {
+  async apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied> {
     this.requests.push(request);
     onLog(`switching to ${request.path}`);
     const answer = this.script.shift() ?? {
@@ -220,6 +221,8 @@ describe("Agent.pollOnce: applying releases", () => {
           { url: "http://127.0.0.1:8080/health?host=web1", expectStatus: 200, timeout: 3 },
         ],
         confirmTimeout: 45,
+        // No activationTimeout in the agent's options: the documented default.
+        activationTimeout: 600,
       },
     ]);
     const record = await hostRecord();
@@ -235,6 +238,7 @@ describe("Agent.pollOnce: applying releases", () => {
       state: "success",
       phase: null,
       error: null,
+      rolledBack: null,
       startedAt: CLOCK.toISOString(),
       updatedAt: CLOCK.toISOString(),
     });
@@ -320,8 +324,8 @@ describe("Agent.pollOnce: applying releases", () => {
       phase: "health",
       desired: sys("a"),
       current: null,
-      error:
-        "http://127.0.0.1:8080/health?host=web1 answered 503 (rolled back to the previous system)",
+      error: "http://127.0.0.1:8080/health?host=web1 answered 503",
+      rolledBack: true,
     });
     expect(await markers(1)).toEqual([
       progressKey(CHANNEL, 1, HOST, "applying"),

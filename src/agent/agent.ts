@@ -7,11 +7,18 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { InputError } from "../errors.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
-import { type Release, type SignedRelease, verifyRelease } from "../fleet/release.js";
+import {
+  checkSequence,
+  type Release,
+  type SignedRelease,
+  verifyRelease,
+} from "../fleet/release.js";
 import { readChannel } from "../fleet/release-store.js";
-import type { StatusRecord, StatusState } from "../fleet/status.js";
+import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { PublicKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { Activator, HostSystem } from "./activator.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
@@ -28,6 +35,11 @@ export interface AgentOptions {
   readonly cacheKeys: readonly string[];
   readonly stateDir: string;
   readonly activator: Activator;
+  /**
+   * Seconds an activation may take up to the end of its switch before the host stops it and
+   * goes back (default DEFAULT_ACTIVATION_TIMEOUT).
+   */
+  readonly activationTimeout?: number;
   /** Seconds between polls, and the ± fraction of it drawn at random each time. */
   readonly pollInterval: number;
   readonly jitter: number;
@@ -133,18 +145,17 @@ export class Agent {
         undefined,
       );
     }
-    if (state.lastSeq !== null) {
-      if (release.seq === state.lastSeq && digest === state.lastDigest) {
+    const sequence = checkSequence(release, state.lastSeq ?? undefined);
+    if (!sequence.ok) {
+      if (sequence.reason === "same" && digest === state.lastDigest) {
         await this.#save({ ...state, etag: read.etag });
         return "unchanged";
       }
-      if (release.seq <= state.lastSeq) {
-        const why =
-          release.seq === state.lastSeq
-            ? `release ${release.seq} differs from the release ${release.seq} already applied`
-            : `release ${release.seq} is older than release ${state.lastSeq} already applied here (a replay?)`;
-        return this.#reject(read.etag, why, release.seq);
-      }
+      const why =
+        sequence.reason === "same"
+          ? `release ${release.seq} differs from the release ${release.seq} already applied`
+          : `release ${release.seq} is older than release ${sequence.lastApplied} already applied here (a replay?)`;
+      return this.#reject(read.etag, why, release.seq);
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     const entry = release.hosts[o.host];
@@ -185,7 +196,7 @@ export class Agent {
     }
   }
 
-  async #apply(etag: string, signed: SignedRelease, path: string): Promise<PollOutcome> {
+  async #apply(etag: string, signed: SignedRelease, path: StorePath): Promise<PollOutcome> {
     const o = this.#o;
     const { release, digest } = signed;
     const startedAt = this.#now();
@@ -195,12 +206,10 @@ export class Agent {
     });
     this.#emit({ type: "applying", seq: release.seq, path });
     const record = (
-      state: StatusState,
+      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
       system: HostSystem | undefined,
-      phase: string | null,
-      error: string | null,
-    ) => this.#record(release, path, { state, phase, error }, system, startedAt);
-    await writeStatus(o.store, record("applying", undefined, "activate", null));
+    ) => this.#record(release, path, what, system, startedAt);
+    await writeStatus(o.store, record(APPLYING, undefined));
 
     // A host already running the entry (an earlier wave's release, or a rollback release that
     // names the system it went back to) has nothing to do.
@@ -226,6 +235,7 @@ export class Agent {
               timeout: c.timeout,
             })),
             confirmTimeout: release.confirmTimeout,
+            activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
           },
           (line) => this.#emit({ type: "log", line }),
         );
@@ -249,17 +259,16 @@ export class Agent {
     };
     if (ok) {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
-      await this.#saveAndReport(done, record("success", system, null, null));
+      await this.#saveAndReport(done, record(outcomeFields(applied), system));
       return "applied";
     }
-    const why = `${applied.message}${applied.rolledBack ? " (rolled back to the previous system)" : ""}`;
     this.#emit({
       type: "failed",
       seq: release.seq,
       message: applied.message,
       rolledBack: applied.rolledBack,
     });
-    await this.#saveAndReport(done, record("failed", system, applied.phase, why));
+    await this.#saveAndReport(done, record(outcomeFields(applied), system));
     return "failed";
   }
 
@@ -283,6 +292,7 @@ export class Agent {
         state: "rejected",
         phase: "verify",
         error: `release refused: ${message}`,
+        rolledBack: null,
         startedAt: now,
         updatedAt: now,
       },
@@ -293,7 +303,7 @@ export class Agent {
   #record(
     release: Release,
     path: string,
-    what: Pick<StatusRecord, "state" | "phase" | "error">,
+    what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
     system: HostSystem | undefined,
     startedAt: string,
   ): StatusRecord {

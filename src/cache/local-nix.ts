@@ -24,10 +24,12 @@ export function runNix(
   args: readonly string[],
   input?: Readable,
   env?: NodeJS.ProcessEnv,
+  signal?: AbortSignal,
 ): Promise<RunResult> {
   return runCommand(command, args, {
     ...(input ? { input } : {}),
     ...(env ? { env } : {}),
+    ...(signal ? { signal } : {}),
     errorCodes: { missing: "nix-missing", failed: "nix-failed" },
     missingHint: "install Nix (Debian: apt-get install nix-bin)",
   });
@@ -246,9 +248,13 @@ export async function copyToHost(
   path: string,
   destination: string,
   sshOptions: readonly string[],
+  options: { readonly signal?: AbortSignal } = {},
 ): Promise<void> {
-  await runNix("nix", [...NEW_CLI, "copy", "--to", `ssh://${destination}`, path], undefined, {
-    ...process.env,
-    NIX_SSHOPTS: sshOptions.join(" "),
-  });
+  await runNix(
+    "nix",
+    [...NEW_CLI, "copy", "--to", `ssh://${destination}`, path],
+    undefined,
+    { ...process.env, NIX_SSHOPTS: sshOptions.join(" ") },
+    options.signal,
+  );
 }

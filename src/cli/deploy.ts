@@ -2,8 +2,16 @@
 
 import { deploy } from "../deploy/deploy.js";
 import type { DeployEvent } from "../deploy/events.js";
+import { deliveryMode } from "../deploy/open-delivery.js";
+import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
 import { UsageError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
+import { selectHosts } from "../fleet/select.js";
+import {
+  formatFirstInterrupt,
+  formatSecondInterrupt,
+  HostsInFlight,
+} from "../ui/deploy-interrupt.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
@@ -17,6 +25,7 @@ import {
   readFleetInput,
   readRollout,
 } from "./fleet-input.js";
+import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
 export const planCommand: Command = {
@@ -68,6 +77,7 @@ export const deployCommand: Command = {
   summary: "build, push and roll out to the selected hosts, with health checks and rollback",
   help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
                       [--max-failures N] [--canary N] [--confirm-timeout S]
+                      [--activation-timeout S] [--skip-unreachable]
                       [--key SECRET_FILE] [--serve-cache HOST:PORT]
                       [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--json]
 
@@ -79,6 +89,14 @@ substituter), sets the system profile, runs switch-to-configuration, runs the co
 checks, and waits for the deployer's confirmation. The deployer runs the HTTP health checks
 and confirms over a new connection; on any failure the host goes back to its previous
 generation. No new wave starts once more than --max-failures hosts failed, or a canary did.
+A host that cannot be reached counts as failed from the start (with --max-failures 0, no
+wave starts), unless --skip-unreachable lists it in the summary instead.
+
+Interrupts: the first SIGINT (Ctrl-C) or SIGTERM starts no new host, aborts the hosts in
+flight (each goes back to its previous system), waits for them at most ${ABORT_GRACE_MS / 1000} s, prints the
+summary (which system each host runs, which rolled back, which is still settling) and exits
+130. A second one exits at once; an ssh host still in flight then rolls itself back when its
+confirmation window closes (--confirm-timeout, or longer when the HTTP checks need it).
 
 ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document, see
 'nixship ssm document') to the wave's instances or tag targets, with MaxConcurrency from
@@ -100,12 +118,15 @@ ${ROLLOUT_HELP}
                          the one they share in the fleet file)
   --release-key FILE     secret key that signs releases for agent hosts (else
                          $NIXSHIP_RELEASE_KEY)
+  --skip-unreachable     list hosts that cannot be reached as skipped instead of counting
+                         them as failed (for fleets with hosts that are often offline)
   --async                agent hosts: publish the release and return without watching
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
 stdout (types: build-start, build-done, push-start, push-done, plan, wave-start, host-phase,
-host-log, host-done, stopped, released, summary). Exit code 0 when every host runs its new system (or
-already did), 1 otherwise.`,
+host-log, host-done, stopped, released, summary). Exit code 0 when every host runs its new
+system (or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise,
+2 for bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -117,6 +138,7 @@ already did), 1 otherwise.`,
         via: { type: "string" },
         "release-key": { type: "string" },
         async: { type: "boolean" },
+        "skip-unreachable": { type: "boolean" },
       },
       "deploy",
     );
@@ -139,36 +161,61 @@ already did), 1 otherwise.`,
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
       releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
+    // Known before anything runs, for what a second interrupt says about the hosts in flight.
+    const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
     const started = performance.now();
     const renderer = createDeployRenderer(
       values.json ? io.stdout : io.stderr,
       values.json ? "ndjson" : "auto",
     );
+    const inFlight = new HostsInFlight();
     const emit = (e: DeployEvent) => {
+      inFlight.onEvent(e);
       renderer.onEvent(e);
       if (!values.json && e.type === "plan") io.stderr.write(`${formatPlan(e.plan)}\n`);
     };
-    const report = await deploy(
-      {
-        ...input,
-        selector: values.on,
-        action,
-        policy,
-        key,
-        serveCache,
-        emit,
-        via,
-        releaseKey,
-        async: values.async === true,
+    const trap = trapInterrupts({
+      first: (signal) => {
+        // A live block on a terminal would draw over the line: it ends here, and stays.
+        renderer.finish();
+        io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts)}\n`);
       },
-      true,
-    ).finally(() => renderer.finish());
-    if (!values.json) {
-      io.stderr.write(
-        `${formatDeploySummary(report.results, (performance.now() - started) / 1000)}\n`,
-      );
+      second: (signal) => {
+        renderer.finish();
+        io.stderr.write(
+          `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
+        );
+      },
+    });
+    try {
+      const report = await deploy(
+        {
+          ...input,
+          selector: values.on,
+          action,
+          policy,
+          key,
+          serveCache,
+          emit,
+          via,
+          releaseKey,
+          async: values.async === true,
+          skipUnreachable: values["skip-unreachable"] === true,
+          signal: trap.signal,
+        },
+        true,
+      ).finally(() => renderer.finish());
+      if (!values.json) {
+        io.stderr.write(
+          `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
+        );
+      }
+      if (trap.signal.aborted) return INTERRUPTED_EXIT;
+      return report.ok ? 0 : 1;
+    } finally {
+      trap.release();
+      if (trap.signal.aborted) exitSoonAfterInterrupt();
     }
-    return report.ok ? 0 : 1;
   },
 };
 

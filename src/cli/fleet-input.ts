@@ -2,7 +2,7 @@
 // selection flags, rollout overrides, and the renderer for their events.
 import { dirname, resolve } from "node:path";
 import { parseAction } from "../fleet/action.js";
-import type { Fleet, RolloutPolicy } from "../fleet/fleet.js";
+import { type Fleet, POLICY_DEFAULTS, type RolloutPolicy } from "../fleet/fleet.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
@@ -37,14 +37,20 @@ export const ROLLOUT_FLAGS = {
   "max-failures": { type: "string" },
   canary: { type: "string" },
   "confirm-timeout": { type: "string" },
+  "activation-timeout": { type: "string" },
 } as const;
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
   --parallel N           hosts per wave (fleet policy, else 10)
   --max-failures N       failures tolerated before no new wave starts (else 0)
   --canary N             hosts deployed alone first (else 1; 0: none)
-  --confirm-timeout S    seconds a host waits for the deployer's confirmation before it
-                         rolls itself back (magic rollback; else 30; 0: off)`;
+  --confirm-timeout S    seconds a host waits for the deployer's verdict (its HTTP checks,
+                         then the confirmation over a new connection) before it rolls itself
+                         back (magic rollback; else 30; 0: off, but with HTTP checks a
+                         window as long as the checks take, plus 10 s)
+  --activation-timeout S seconds an activation (realise, profile, switch) may run on a host;
+                         past it the host stops the switch and goes back to its previous
+                         system (fleet policy, else ${POLICY_DEFAULTS.activationTimeout})`;
 
 export function readRollout(
   values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | undefined>>,
@@ -61,6 +67,9 @@ export function readRollout(
     confirmTimeout:
       parseIntFlag(values["confirm-timeout"], "--confirm-timeout", command, 0) ??
       fleet.policy.confirmTimeout,
+    activationTimeout:
+      parseIntFlag(values["activation-timeout"], "--activation-timeout", command, 1) ??
+      fleet.policy.activationTimeout,
   };
   return { policy, action: parseAction(values.action ?? "switch") };
 }

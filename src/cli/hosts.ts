@@ -5,11 +5,12 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { buildSystems } from "../deploy/build.js";
 import { openDelivery } from "../deploy/open-delivery.js";
 import { UsageError } from "../errors.js";
-import type { FleetHost } from "../fleet/fleet.js";
+import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import type { StatusRecord } from "../fleet/status.js";
 import { readStatuses } from "../fleet/status-store.js";
 import { openStore } from "../store/url.js";
+import { activationNote } from "../ui/activation-note.js";
 import { formatTable, storeName } from "../ui/plan-format.js";
 import { mapLimit } from "../util/pool.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
@@ -129,6 +130,7 @@ ${FLEET_HELP}
                       ? `boots next: ${storeName(r.profile)}`
                       : "",
                     r.pending ? `awaiting confirmation (${r.pending})` : "",
+                    r.activation ? activationNote(r.activation) : "",
                   ]
                     .filter(Boolean)
                     .join("; "),
@@ -168,7 +170,7 @@ export const rollbackCommand: Command = {
   path: ["rollback"],
   summary: "switch the selected hosts back to their previous system (or generation N)",
   help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to GENERATION]
-                        [--release-key SECRET_FILE] [--json]
+                        [--activation-timeout S] [--release-key SECRET_FILE] [--json]
 
 ssh and ssm hosts: on every selected host, switches the system profile back to the previous
 generation (or to GENERATION) and activates it with switch-to-configuration switch.
@@ -183,24 +185,36 @@ Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files
 Options:
 ${FLEET_HELP}
   --to N             the generation to go back to (default: the one before the current)
+  --activation-timeout S
+                     ssh and ssm hosts: seconds the switch back may run before the host stops
+                     it and stays where it was (fleet policy, else ${POLICY_DEFAULTS.activationTimeout}); agent hosts
+                     use their own config's activationTimeout
   --release-key FILE secret key that signs the rollback release for agent hosts (else
                      $NIXSHIP_RELEASE_KEY)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, to: { type: "string" }, "release-key": { type: "string" } },
+      {
+        ...FLEET_FLAGS,
+        to: { type: "string" },
+        "activation-timeout": { type: "string" },
+        "release-key": { type: "string" },
+      },
       "rollback",
     );
     if (positionals.length > 0)
       throw new UsageError(`rollback: unexpected argument '${positionals[0]}'`);
     const to = parseIntFlag(values.to, "--to", "rollback", 1);
     const { fleet } = await readFleetInput(values, io);
+    const activationTimeout =
+      parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
+      fleet.policy.activationTimeout;
     const hosts = selectHosts(fleet, values.on);
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
       releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
     const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
-    const outcomes = await delivery.rollbackHosts(hosts, to).finally(close);
+    const outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });
     else {

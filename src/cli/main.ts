@@ -74,7 +74,8 @@ Usage: nixship COMMAND [ARGS...]     ('nixship COMMAND --help' for details)
 Commands:
 ${lines.join("\n")}
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 130 interrupted
+(deploy: SIGINT or SIGTERM).
 `;
 }
 

@@ -6,11 +6,12 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { ActivationRequest, Activator, Applied, HostSystem } from "../agent/activator.js";
+import type { Activator, Applied, HostSystem } from "../agent/activator.js";
 import { Agent } from "../agent/agent.js";
 import type { AgentHost } from "../fleet/fleet.js";
 import { parseRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../fleet/release-store.js";
+import type { DeployRequest } from "../host/activation-session.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { FsStore } from "../store/fs-store.js";
@@ -32,7 +33,7 @@ class ScriptedActivator implements Activator {
 
   constructor(readonly broken: ReadonlySet<string>) {}
 
-  async apply(request: ActivationRequest): Promise<Applied> {
+  async apply(request: DeployRequest): Promise<Applied> {
     this.applied.push(request.path);
     if (this.broken.has(request.path)) {
       return {
@@ -132,6 +133,7 @@ function wave(paths: Record<string, StorePath>): WaveHost[] {
       commandChecks: [],
       httpChecks: [],
       confirmTimeout: 0,
+      activationTimeout: 600,
     },
   }));
 }

@@ -31,7 +31,6 @@ import type {
   Delivery,
   DeliveryEvent,
   DeployOutcome,
-  HostPhase,
   HostStatus,
   RollbackOutcome,
   WaveContext,
@@ -83,10 +82,21 @@ export class AgentDelivery implements Delivery {
     };
   }
 
-  /** Publishes one release with the whole wave, without watching (`deploy --async`). */
-  async publish(wave: readonly WaveHost[]): Promise<SignedRelease> {
+  /** The capability: the releases this deploy published, in order. */
+  publishedReleases(): { readonly channel: string; readonly seq: number }[] {
+    return this.#published.map(({ release }) => ({ channel: release.channel, seq: release.seq }));
+  }
+
+  /** The capability: one release with every host, not watched (`deploy --async`). */
+  async publishOnly(hosts: readonly WaveHost[]): Promise<{ channel: string; seq: number }> {
+    const { release } = await this.#publishWave(hosts);
+    return { channel: release.channel, seq: release.seq };
+  }
+
+  /** Publishes one release naming the wave's hosts' new systems. */
+  async #publishWave(wave: readonly WaveHost[]): Promise<SignedRelease> {
     const entries = await this.#currentEntries();
-    for (const { host, request } of wave) entries[host.name] = { path: request.path as StorePath };
+    for (const { host, request } of wave) entries[host.name] = { path: request.path };
     const action = wave[0]?.request.action ?? "switch";
     return this.#publish(entries, "deploy", action);
   }
@@ -97,7 +107,7 @@ export class AgentDelivery implements Delivery {
     _context: WaveContext,
   ): Promise<DeployOutcome[]> {
     const previous = { ...(await this.#currentEntries()) };
-    const release = await this.publish(wave);
+    const release = await this.#publishWave(wave);
     for (const { host } of wave) emit({ type: "phase", host: host.name, phase: "connect" });
     const outcomes = await this.#watch(
       release,
@@ -280,10 +290,10 @@ export class AgentDelivery implements Delivery {
     const refused = record?.state === "rejected";
     return {
       status: "failed",
-      phase: refused ? "connect" : toPhase(record?.phase),
+      phase: refused || record?.phase === "verify" ? "connect" : (record?.phase ?? "switch"),
       message:
         record?.error ?? `${host} reported ${refused ? "rejected" : "failed"} with no reason`,
-      rolledBack: !refused && (record?.error?.includes("rolled back") ?? false),
+      rolledBack: !refused && record?.rolledBack === true,
     };
   }
 
@@ -360,10 +370,4 @@ export class AgentDelivery implements Delivery {
     this.#published.push(signed);
     return signed;
   }
-}
-
-const PHASES: readonly HostPhase[] = ["realise", "profile", "switch", "health", "confirm"];
-
-function toPhase(phase: string | null | undefined): HostPhase {
-  return PHASES.find((p) => p === phase) ?? "switch";
 }

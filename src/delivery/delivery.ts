@@ -1,59 +1,19 @@
 // The one seam between the rollout engine and the ways of reaching hosts (ssh, ssm, agent):
 // what a host runs, deploying one wave of hosts, and rolling hosts back.
-import type { Action } from "../fleet/action.js";
 import type { FleetHost } from "../fleet/fleet.js";
+import type { HostPhase } from "../fleet/phase.js";
 import type { WaveKind } from "../fleet/rollout.js";
-import type { Generation } from "../host/activation.js";
+import type { DeployRequest } from "../host/activation-session.js";
+import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import { mapLimit } from "../util/pool.js";
 
-/** Phases a host goes through, as progress reports them. */
-export type HostPhase =
-  | "connect"
-  | "copy"
-  | "realise"
-  | "profile"
-  | "switch"
-  | "health"
-  | "confirm"
-  | "rollback"
-  | "done";
+export type { DeployRequest, HostPhase, HostStatus, RollbackOutcome };
 
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
   | { readonly type: "log"; readonly host: string; readonly line: string }
   /** One host of the wave finished; its outcome is also in deployWave's result. */
   | { readonly type: "done"; readonly host: string; readonly outcome: DeployOutcome };
-
-export interface HttpHealthCheck {
-  /** With the host's placeholders already filled in. */
-  readonly url: string;
-  readonly expectStatus: number;
-  readonly timeout: number;
-}
-
-export interface DeployRequest {
-  readonly path: string;
-  readonly action: Action;
-  /** Where the host substitutes from (signatures required); none: the deployer copies. */
-  readonly substituters: readonly string[];
-  readonly trustedKeys: readonly string[];
-  readonly commandChecks: readonly { readonly run: string; readonly timeout: number }[];
-  readonly httpChecks: readonly HttpHealthCheck[];
-  /** Seconds the host waits for confirmation before rolling back (0: no window). */
-  readonly confirmTimeout: number;
-}
-
-export type HostStatus =
-  | {
-      readonly reachable: true;
-      readonly current: string | undefined;
-      /** What the system profile points at: the system the host boots next. */
-      readonly profile: string | undefined;
-      readonly generation: number | undefined;
-      readonly generations: readonly Generation[];
-      readonly pending: string | undefined;
-    }
-  | { readonly reachable: false; readonly error: string };
 
 export type DeployOutcome =
   | {
@@ -69,10 +29,6 @@ export type DeployOutcome =
       readonly rolledBack: boolean;
     };
 
-export type RollbackOutcome =
-  | { readonly status: "rolled-back"; readonly generation: number; readonly path: string }
-  | { readonly status: "failed"; readonly message: string };
-
 export interface WaveHost {
   readonly host: FleetHost;
   readonly request: DeployRequest;
@@ -86,6 +42,11 @@ export interface WaveContext {
   readonly parallel: number;
   /** Failures the rollout still tolerates; one more stops it. */
   readonly failureBudget: number;
+  /**
+   * Aborted when the rollout is interrupted (SIGINT, SIGTERM): start no new host, abort the
+   * hosts in flight (each goes back to its previous system), and resolve within a bounded time.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface Delivery {
@@ -108,7 +69,22 @@ export interface Delivery {
   rollbackHosts(
     hosts: readonly FleetHost[],
     generation: number | undefined,
+    /** Seconds the switch back may run on a host (default DEFAULT_ACTIVATION_TIMEOUT). */
+    activationTimeout?: number,
   ): Promise<RollbackOutcome[]>;
+  /**
+   * Optional (modes whose hosts act on their own: agent): hands every host of `hosts` its new
+   * system in one release and returns without watching them (`deploy --async`). A mode without
+   * it can only deploy wave by wave.
+   */
+  publishOnly?(
+    hosts: readonly WaveHost[],
+  ): Promise<{ readonly channel: string; readonly seq: number }>;
+  /**
+   * Optional (modes that publish releases: agent): the releases this delivery published, in
+   * order (waves, rollbacks of failed hosts, `publishOnly`).
+   */
+  publishedReleases?(): readonly { readonly channel: string; readonly seq: number }[];
 }
 
 /** Hosts rolled back at once for deliveries that reach each host on its own (ssh, ssm). */

@@ -11,6 +11,7 @@ import {
   activateScript,
   parseActivationResult,
 } from "../host/activation.js";
+import type { ScriptRun } from "../host/activation-session.js";
 
 export interface SshTarget {
   /** The host's name in the fleet, for messages. */
@@ -94,8 +95,11 @@ export function runOverSsh(
   } = {},
 ): Promise<SshRun> {
   return new Promise((resolve, reject) => {
+    // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
+    // what is in flight over ssh, and not straight to every ssh client (and shared master).
     const proc = spawn("ssh", [...sshArgs(target, options), command], {
       stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
     const out: Buffer[] = [];
@@ -124,15 +128,31 @@ export function runOverSsh(
 
 const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
 
+export interface RunActivateOptions {
+  readonly fresh?: boolean;
+  readonly signal?: AbortSignal;
+  readonly onLog?: (line: string) => void;
+  /** Seconds after which the ssh client is stopped (the run then has no result). */
+  readonly timeoutSeconds?: number;
+}
+
 /** Pipes activate.sh to the host (`sh -s -- ARGS`) and reads its JSON result. */
 export async function runActivate(
   target: SshTarget,
   args: readonly string[],
-  options: { fresh?: boolean; signal?: AbortSignal; onLog?: (line: string) => void } = {},
-): Promise<{ code: number; result: ActivationResult | undefined; stderr: string }> {
+  options: RunActivateOptions = {},
+): Promise<ScriptRun> {
+  const signals = [
+    ...(options.signal ? [options.signal] : []),
+    ...(options.timeoutSeconds !== undefined
+      ? [AbortSignal.timeout(options.timeoutSeconds * 1000)]
+      : []),
+  ];
+  const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
   const r = await runOverSsh(target, `sh -s -- ${args.map(quote).join(" ")}`, {
     input: activateScript(),
-    ...options,
+    ...(options.fresh ? { fresh: true } : {}),
+    ...(signal ? { signal } : {}),
     ...(options.onLog ? { onStderrLine: options.onLog } : {}),
   });
   let result: ActivationResult | undefined;
@@ -141,7 +161,20 @@ export async function runActivate(
   } catch {
     result = undefined;
   }
-  return { code: r.code, result, stderr: r.stderr };
+  if (result !== undefined) return { code: r.code, result, failure: "" };
+  const stopped = options.signal?.aborted
+    ? "interrupted"
+    : signal?.aborted
+      ? `no answer within ${options.timeoutSeconds}s`
+      : "";
+  return { code: r.code, result, failure: stopped || unreachable(r.code, r.stderr) };
+}
+
+/** Why ssh gave no result: its own last words (e.g. "Host key verification failed."). */
+export function unreachable(code: number, stderr: string): string {
+  const last = lastLine(stderr);
+  if (!last) return `ssh exited with ${code} and no result`;
+  return last.startsWith("ssh:") ? last : `ssh: ${last}`;
 }
 
 /** The last meaningful line ssh or the host printed, to explain a failure. */

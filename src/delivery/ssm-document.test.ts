@@ -154,6 +154,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   TrustedPublicKeys: `${KEY} other-1:AAAA`,
   HealthChecks: encodeHealthChecks([{ run: "curl -fsS http://127.0.0.1/health", timeout: 5 }]),
   Generation: "12",
+  ActivationTimeout: "600",
   ExecutionTimeout: "900",
 };
 

@@ -73,6 +73,13 @@ export const SSM_PARAMETERS = {
     allowedPattern: "^([0-9]{1,9})?$",
     default: "",
   },
+  ActivationTimeout: {
+    type: "String",
+    description:
+      "Seconds activate.sh gives the activation (realise, profile, switch-to-configuration) or a rollback; past it, what runs is stopped and the host goes back to its previous system.",
+    allowedPattern: "^[1-9][0-9]{0,5}$",
+    default: "600",
+  },
   ExecutionTimeout: {
     type: "String",
     description: "Seconds the script may run before SSM stops it.",
@@ -115,13 +122,14 @@ substituters='{{ Substituters }}'
 trusted_keys='{{ TrustedPublicKeys }}'
 health_checks='{{ HealthChecks }}'
 generation='{{ Generation }}'
+activation_timeout='{{ ActivationTimeout }}'
 usage() {
   printf '{"ok":false,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
   exit 2
 }
 case $command in
   activate)
-    set -- activate --path "$store_path" --action "$action"
+    set -- activate --path "$store_path" --action "$action" --activation-timeout "$activation_timeout"
     for s in $substituters; do set -- "$@" --substituter "$s"; done
     for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
     if [ -n "$health_checks" ]; then
@@ -145,7 +153,7 @@ case $command in
     fi
     ;;
   rollback)
-    set -- rollback
+    set -- rollback --activation-timeout "$activation_timeout"
     [ -z "$generation" ] || set -- "$@" --to "$generation"
     ;;
   status) set -- status ;;

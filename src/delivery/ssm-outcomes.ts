@@ -4,6 +4,7 @@
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { type ActivationResult, parseActivationResult } from "../host/activation.js";
+import { resultMessage } from "../host/script-outcomes.js";
 import type { DeployOutcome, HostPhase } from "./delivery.js";
 
 export const NOT_STARTED = "not started: SSM stopped the command after MaxErrors was reached";
@@ -62,11 +63,6 @@ export function activationResult(inv: FinishedInvocation): ActivationResult | un
   } catch {
     return undefined;
   }
-}
-
-export function resultMessage(result: ActivationResult): string {
-  if ("message" in result && result.message) return result.message;
-  return "result" in result ? `result ${result.result}` : "no message";
 }
 
 /** Invocations that count against MaxErrors (SSM: failures and execution timeouts). */

@@ -13,7 +13,9 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
-import { httpCheck } from "../host/http-check.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
+import { finishActivation } from "../host/activation-session.js";
+import { hostStatus, resultMessage } from "../host/script-outcomes.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -38,7 +40,6 @@ import {
   instanceOutcome,
   isTerminal,
   missing,
-  resultMessage,
   ssmFailure,
   TERMINAL_COMMAND,
 } from "./ssm-outcomes.js";
@@ -101,18 +102,8 @@ export class SsmDelivery implements Delivery {
     const done = await this.waitFor(sent.commandId, [h.instanceId], undefined, signal);
     const inv = done.get(h.instanceId);
     const result = inv ? activationResult(inv) : undefined;
-    if (inv === undefined || result === undefined || !("command" in result)) {
-      return { reachable: false, error: inv ? ssmFailure(inv, this.settings) : "no answer" };
-    }
-    if (result.command !== "status") return { reachable: false, error: resultMessage(result) };
-    return {
-      reachable: true,
-      current: result.current ?? undefined,
-      profile: result.profile ?? undefined,
-      generation: result.generation ?? undefined,
-      generations: result.generations,
-      pending: result.pending ?? undefined,
-    };
+    const failure = inv ? ssmFailure(inv, this.settings) : "no answer";
+    return hostStatus({ code: inv?.responseCode ?? -1, result, failure });
   }
 
   async deployWave(
@@ -187,18 +178,23 @@ export class SsmDelivery implements Delivery {
   rollbackHosts(
     hosts: readonly FleetHost[],
     generation: number | undefined,
+    activationTimeout = DEFAULT_ACTIVATION_TIMEOUT,
   ): Promise<RollbackOutcome[]> {
-    return rollbackEachHost(hosts, (host) => this.rollbackOne(host, generation));
+    return rollbackEachHost(hosts, (host) => this.rollbackOne(host, generation, activationTimeout));
   }
 
-  async rollbackOne(host: FleetHost, generation: number | undefined): Promise<RollbackOutcome> {
+  async rollbackOne(
+    host: FleetHost,
+    generation: number | undefined,
+    activationTimeout = DEFAULT_ACTIVATION_TIMEOUT,
+  ): Promise<RollbackOutcome> {
     const h = ssmHost(host);
     const sent = await this.trySend(
       {
         ...(h.instanceId !== undefined
           ? { InstanceIds: [h.instanceId] }
           : { Targets: (h.targets ?? []).map((t) => ({ Key: t.key, Values: [...t.values] })) }),
-        Parameters: this.rollbackParameters(generation),
+        Parameters: this.rollbackParameters(generation, activationTimeout),
         MaxConcurrency: "100%",
         MaxErrors: "100%",
         TimeoutSeconds: this.settings.commandTimeout,
@@ -241,6 +237,7 @@ export class SsmDelivery implements Delivery {
       Substituters: request.substituters.join(" "),
       TrustedPublicKeys: request.trustedKeys.join(" "),
       HealthChecks: encodeHealthChecks(request.commandChecks),
+      ActivationTimeout: String(request.activationTimeout),
       ExecutionTimeout: String(this.settings.commandTimeout),
     };
     return Object.fromEntries(
@@ -250,9 +247,13 @@ export class SsmDelivery implements Delivery {
     );
   }
 
-  private rollbackParameters(generation: number | undefined): Record<string, string[]> {
+  private rollbackParameters(
+    generation: number | undefined,
+    activationTimeout: number,
+  ): Record<string, string[]> {
     return {
       Command: ["rollback"],
+      ActivationTimeout: [String(activationTimeout)],
       ExecutionTimeout: [String(this.settings.commandTimeout)],
       ...(generation === undefined ? {} : { Generation: [String(generation)] }),
     };
@@ -342,30 +343,40 @@ export class SsmDelivery implements Delivery {
     });
     const combined = combineOutcomes(host, outcomes);
     if (combined.status !== "activated") return combined;
-    if (
-      request.httpChecks.length === 0 ||
-      request.action === "boot" ||
-      request.action === "dry-activate"
-    ) {
-      emit({ type: "phase", host: host.name, phase: "done" });
-      return combined;
-    }
-    emit({ type: "phase", host: host.name, phase: "health" });
-    for (const check of request.httpChecks) {
-      const verdict = await httpCheck(check.url, check.expectStatus, check.timeout);
-      log(verdict.message);
-      if (!verdict.ok) {
-        emit({ type: "phase", host: host.name, phase: "rollback" });
-        const rolledBack = await this.rollBackInstances(outcomes);
-        return { status: "failed", phase: "health", message: verdict.message, rolledBack };
-      }
-    }
-    emit({ type: "phase", host: host.name, phase: "done" });
-    return combined;
+    const single = outcomes.length === 1 ? outcomes[0]?.result : undefined;
+    const previousGeneration =
+      single && "command" in single && single.command === "activate" && single.ok
+        ? (single.previousGeneration ?? undefined)
+        : undefined;
+    // The activation ran as part of the wave's command; the session goes on from its result.
+    return finishActivation(
+      {
+        run: async (args) => {
+          if (args[0] !== "rollback") {
+            return { code: 2, result: undefined, failure: `ssm sends no '${args[0]}'` };
+          }
+          const failure = await this.rollBackInstances(outcomes, request.activationTimeout);
+          return { code: failure ? 7 : 0, result: undefined, failure };
+        },
+      },
+      request,
+      { ...combined, previousGeneration, awaitingToken: undefined },
+      {
+        phase: (phase) => emit({ type: "phase", host: host.name, phase }),
+        log,
+        ...(context.signal ? { signal: context.signal } : {}),
+      },
+    );
   }
 
-  /** Sends `rollback` to instances that activated, back to the generation each left. */
-  private async rollBackInstances(outcomes: readonly InstanceOutcome[]): Promise<boolean> {
+  /**
+   * Sends `rollback` to instances that activated, back to the generation each left; why any
+   * failed, or "" when all went back.
+   */
+  private async rollBackInstances(
+    outcomes: readonly InstanceOutcome[],
+    activationTimeout: number,
+  ): Promise<string> {
     const byGeneration = new Map<string, string[]>();
     for (const o of outcomes) {
       const r = o.result;
@@ -375,12 +386,15 @@ export class SsmDelivery implements Delivery {
           : "";
       byGeneration.set(gen, [...(byGeneration.get(gen) ?? []), o.instanceId]);
     }
-    let all = true;
+    const failures: string[] = [];
     for (const [gen, ids] of byGeneration) {
       try {
         const commandId = await this.send({
           InstanceIds: ids,
-          Parameters: this.rollbackParameters(gen === "" ? undefined : Number(gen)),
+          Parameters: this.rollbackParameters(
+            gen === "" ? undefined : Number(gen),
+            activationTimeout,
+          ),
           MaxConcurrency: "100%",
           MaxErrors: "100%",
           TimeoutSeconds: this.settings.commandTimeout,
@@ -390,14 +404,20 @@ export class SsmDelivery implements Delivery {
         for (const id of ids) {
           const inv = done.get(id);
           const r = inv ? activationResult(inv) : undefined;
-          const ok = r !== undefined && "command" in r && r.command === "rollback" && r.ok;
-          all &&= ok;
+          if (r !== undefined && "command" in r && r.command === "rollback" && r.ok) continue;
+          failures.push(
+            r
+              ? `${id}: ${resultMessage(r)}`
+              : inv
+                ? ssmFailure(inv, this.settings)
+                : `${id}: no answer`,
+          );
         }
-      } catch {
-        all = false;
+      } catch (err) {
+        failures.push(`${ids.join(", ")}: ${faultMessage(err)}`);
       }
     }
-    return all;
+    return failures.join("; ");
   }
 
   /**

@@ -1,27 +1,27 @@
-// `nixship plan` and `nixship deploy`: select hosts, build their systems once, push the
-// closures (signed) into the cache, ask every host what it runs, plan, then roll out.
-import type { Server } from "node:http";
-import { type NixOptions, queryClosure, validPaths } from "../cache/local-nix.js";
+// `nixship plan` and `nixship deploy`, as stages: prepare (build the selected hosts' systems
+// once, push the closures signed into the cache, serve it), survey (ask every host what it
+// runs), plan (pure), execute (roll out, then record the results).
+import type { NixOptions } from "../cache/local-nix.js";
+import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
-import { AgentDelivery } from "../delivery/agent.js";
-import type { DeployRequest } from "../delivery/delivery.js";
-import { UsageError } from "../errors.js";
+import type { Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
+import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
-import { type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
+import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
+import { type HostOutcome, outcomeFields } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
 import type { SecretKey } from "../nix/keys.js";
-import type { StorePath } from "../nix/store-path.js";
-import { parseStorePath } from "../nix/store-path.js";
+import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
-import { buildSystems } from "./build.js";
+import { type BuildResult, buildSystems } from "./build.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
-import { rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { interruptReason, rolloutSucceeded, runRollout } from "./run-rollout.js";
 
 export interface DeployOptions {
   readonly fleet: Fleet;
@@ -40,10 +40,21 @@ export interface DeployOptions {
   readonly via?: DeliveryMode | undefined;
   /** Signs the release (agent hosts). */
   readonly releaseKey?: SecretKey | undefined;
-  /** Agent hosts: publish one release for every selected host and return without watching. */
+  /**
+   * Publish one release for every selected host and return without watching; only for modes
+   * whose delivery can (`Delivery.publishOnly`: agent).
+   */
   readonly async?: boolean;
   /** Milliseconds between the deployer's reads of agent status. */
   readonly agentPollInterval?: number;
+  /** `--skip-unreachable`: hosts that cannot be reached are listed, not counted as failed. */
+  readonly skipUnreachable?: boolean;
+  /**
+   * Aborted on an interrupt. Before the rollout the deploy ends with an InterruptedError (no
+   * host changed); during it, no new wave starts, the wave in flight is aborted and waited
+   * for a bounded time, and the deploy ends with its summary.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface DeployReport {
@@ -59,7 +70,7 @@ const STATUS_CONCURRENCY = 32;
 
 /** Builds, pushes and plans; with `execute`, rolls out. */
 export async function deploy(options: DeployOptions, execute: boolean): Promise<DeployReport> {
-  const { fleet, emit } = options;
+  const { fleet, signal } = options;
   const hosts = selectHosts(fleet, options.selector);
   const mode = deliveryMode(hosts, options.via);
   if (mode === "agent" && execute && options.releaseKey === undefined) {
@@ -68,7 +79,70 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     );
   }
   const started = performance.now();
+  const opened = await openDelivery(fleet, hosts, {
+    via: mode,
+    releaseKey: options.releaseKey,
+    policy: options.policy,
+    ...(options.agentPollInterval !== undefined
+      ? { agentPollInterval: options.agentPollInterval }
+      : {}),
+  });
+  try {
+    // Refused before anything is built.
+    if (execute && options.async === true) publisherOf(opened.delivery, mode);
+    const prepared = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
+    try {
+      throwIfInterrupted(signal);
+      const found = await survey(opened.delivery, hosts, prepared.built, options).catch(
+        interruptedBefore(signal),
+      );
+      throwIfInterrupted(signal);
+      const plan = planFromSurvey(options.action, hosts, prepared.built, found);
+      options.emit({ type: "plan", plan });
+      if (!execute) return { plan, results: [], ok: true, releases: [] };
+      return await executePlan({
+        options,
+        hosts,
+        plan,
+        mode: opened.mode,
+        delivery: opened.delivery,
+        request: (host, desired) => deployRequest(options, prepared, host, desired),
+        started,
+      });
+    } finally {
+      await prepared.close();
+    }
+  } finally {
+    await opened.close();
+  }
+}
 
+// --- prepare --------------------------------------------------------------------------------
+
+/** What the prepare stage leaves for the rest: the systems, and where the hosts fetch them. */
+export interface Prepared {
+  readonly built: BuildResult;
+  /** Where the hosts substitute from; none: the delivery brings the closure (ssh copy). */
+  readonly substituters: readonly string[];
+  /** The keys the hosts trust for those substituters. */
+  readonly trustedKeys: readonly string[];
+  /** Stops serving the cache (when `serveCache` started it). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the selected hosts' systems (one evaluation, one build); to execute, pushes their
+ * closures signed into the fleet's cache (with a key) and serves it when asked to.
+ */
+export async function prepare(
+  options: Pick<
+    DeployOptions,
+    "fleet" | "fleetDir" | "key" | "serveCache" | "emit" | "nix" | "signal"
+  >,
+  hosts: readonly FleetHost[],
+  execute: boolean,
+): Promise<Prepared> {
+  const { fleet, emit } = options;
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
@@ -81,138 +155,210 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     seconds: (performance.now() - buildStart) / 1000,
     systems: built.systems,
   });
-  const desired = [...new Set(built.byHost.values())];
+  const nothingServed = { built, substituters: [], trustedKeys: [], close: async () => {} };
+  if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
+  throwIfInterrupted(options.signal);
 
-  let server: Server | undefined;
-  let served: { close(): Promise<void> } | undefined;
-  const opened = await openDelivery(fleet, hosts, {
-    via: mode,
-    releaseKey: options.releaseKey,
-    policy: options.policy,
-    ...(options.agentPollInterval !== undefined
-      ? { agentPollInterval: options.agentPollInterval }
-      : {}),
-  });
-  const { delivery } = opened;
+  emit({ type: "push-start", cache: fleet.cache.url });
+  const store = await openStore(fleet.cache.url);
   try {
-    let substituters: string[] = [];
-    if (fleet.cache !== undefined && options.key !== undefined && execute) {
-      emit({ type: "push-start", cache: fleet.cache.url });
-      const store = await openStore(fleet.cache.url);
-      try {
-        const summary = await pushClosure({
-          store,
-          roots: desired,
-          key: options.key,
-          compression: "zstd",
-          ...(options.nix ? { nix: options.nix } : {}),
-        });
-        emit({
-          type: "push-done",
-          seconds: summary.seconds,
-          pushed: summary.pushed,
-          alreadyPresent: summary.alreadyPresent,
-          fileBytes: summary.fileBytes,
-        });
-      } finally {
-        if (options.serveCache === undefined) await store.close();
-        else served = store;
-      }
-      if (options.serveCache !== undefined) {
-        const { host, port } = options.serveCache;
-        const listening = await listenCacheServer({ store }, host, port);
-        server = listening.server;
-        substituters = [listening.url];
-      } else if (fleet.cache.substituter !== undefined) {
-        substituters = [fleet.cache.substituter];
-      }
+    const summary = await pushClosure({
+      store,
+      roots: [...new Set(built.byHost.values())],
+      key: options.key,
+      compression: "zstd",
+      ...(options.nix ? { nix: options.nix } : {}),
+    });
+    emit({
+      type: "push-done",
+      seconds: summary.seconds,
+      pushed: summary.pushed,
+      alreadyPresent: summary.alreadyPresent,
+      fileBytes: summary.fileBytes,
+    });
+    if (options.serveCache === undefined) {
+      await store.close();
+      const { substituter } = fleet.cache;
+      return substituter === undefined
+        ? nothingServed
+        : { ...nothingServed, substituters: [substituter], trustedKeys: fleet.cache.publicKeys };
     }
-
-    const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
-      // A tag target stands for instances unknown until SSM runs the command on them.
-      if (host.delivery === "ssm" && host.targets !== undefined) {
-        return { kind: "reported", current: undefined, generation: undefined };
-      }
-      const s = await delivery.status(host);
-      return s.reachable
-        ? {
-            kind: "reported",
-            current: s.current ? parseStorePath(s.current).path : undefined,
-            generation: s.generation,
-          }
-        : { kind: "unreachable", error: s.error };
-    });
-    const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
-    const pathInfos = new Map<
-      StorePath,
-      { path: StorePath; narSize: number; references: readonly StorePath[] }
-    >();
-    for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
-    // What the hosts run now is known here only if the deployer has it too; otherwise the
-    // planner counts the whole closure as to be transferred.
-    const local = await validPaths([...new Set(currents)], options.nix);
-    const known = await queryClosure([...local], options.nix);
-    for (const info of known) pathInfos.set(info.path, info);
-    const plan = planDeploy({
-      action: options.action,
-      targets: hosts.map((h, i) => ({
-        host: h.name,
-        desired: built.byHost.get(h.name) as StorePath,
-        state: states[i],
-      })),
-      pathInfos,
-    });
-    emit({ type: "plan", plan });
-    if (!execute) return { plan, results: [], ok: true, releases: [] };
-
-    const trustedKeys = substituters.length > 0 ? (fleet.cache?.publicKeys ?? []) : [];
-    const request = (host: FleetHost): DeployRequest => ({
-      path: built.byHost.get(host.name) as string,
-      action: options.action,
-      substituters,
-      trustedKeys,
-      commandChecks: options.policy.health.commands,
-      httpChecks: options.policy.health.http.map((c) => ({
-        url: expandHealthUrl(c.url, host),
-        expectStatus: c.expectStatus,
-        timeout: c.timeout,
-      })),
-      confirmTimeout: options.policy.confirmTimeout,
-    });
-    if (options.async && delivery instanceof AgentDelivery) {
-      const wave = plan.hosts
-        .filter((p) => p.action === "activate")
-        .map((p) => {
-          const host = hosts.find((h) => h.name === p.host) as FleetHost;
-          return { host, request: request(host) };
-        });
-      if (wave.length === 0) return { plan, results: [], ok: true, releases: [] };
-      const released = await delivery.publish(wave);
-      emit({ type: "released", channel: released.release.channel, seq: released.release.seq });
-      return { plan, results: [], ok: true, releases: [released.release.seq] };
-    }
-    const results = await runRollout({
-      plan,
-      hosts,
-      policy: options.policy,
-      delivery,
-      request,
-      emit,
-    });
-    const ok = rolloutSucceeded(results);
-    if (opened.mode !== "agent" && fleet.cache !== undefined) {
-      await recordResults(fleet.cache.url, opened.mode, results);
-    }
-    emit({ type: "summary", ok, seconds: (performance.now() - started) / 1000, results });
-    const releases =
-      delivery instanceof AgentDelivery ? delivery.published.map((r) => r.release.seq) : [];
-    return { plan, results, ok, releases };
-  } finally {
-    if (server !== undefined) await closeCacheServer(server);
-    await served?.close();
-    await opened.close();
+    const { host, port } = options.serveCache;
+    const { server, url } = await listenCacheServer({ store }, host, port);
+    return {
+      built,
+      substituters: [url],
+      trustedKeys: fleet.cache.publicKeys,
+      close: async () => {
+        await closeCacheServer(server);
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
   }
 }
+
+/** What a host is asked to do: its system, from where, and the policy's checks and limits. */
+export function deployRequest(
+  options: Pick<DeployOptions, "action" | "policy">,
+  prepared: Pick<Prepared, "substituters" | "trustedKeys">,
+  host: FleetHost,
+  desired: StorePath,
+): DeployRequest {
+  const { policy } = options;
+  return {
+    path: desired,
+    action: options.action,
+    substituters: prepared.substituters,
+    trustedKeys: prepared.trustedKeys,
+    commandChecks: policy.health.commands,
+    httpChecks: policy.health.http.map((c) => ({
+      url: expandHealthUrl(c.url, host),
+      expectStatus: c.expectStatus,
+      timeout: c.timeout,
+    })),
+    confirmTimeout: policy.confirmTimeout,
+    activationTimeout: policy.activationTimeout,
+  };
+}
+
+// --- survey ---------------------------------------------------------------------------------
+
+/** What the survey found: each host's state, and the closures the planner needs. */
+export interface Survey {
+  /** In the order of the hosts surveyed. */
+  readonly states: readonly HostState[];
+  /** The desired closures, and the current ones the deployer has too. */
+  readonly pathInfos: ReadonlyMap<StorePath, ClosureInfo>;
+}
+
+/** Asks every host what it runs, and the local store what the systems involved hold. */
+export async function survey(
+  delivery: Pick<Delivery, "status">,
+  hosts: readonly FleetHost[],
+  built: Pick<BuildResult, "byHost">,
+  options: Pick<DeployOptions, "nix" | "signal">,
+): Promise<Survey> {
+  const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
+    // A tag target stands for instances unknown until SSM runs the command on them.
+    if (host.delivery === "ssm" && host.targets !== undefined) {
+      return { kind: "reported", current: undefined, generation: undefined };
+    }
+    const s = await delivery.status(host, options.signal);
+    return s.reachable
+      ? {
+          kind: "reported",
+          current: s.current ? parseStorePath(s.current).path : undefined,
+          generation: s.generation,
+        }
+      : { kind: "unreachable", error: s.error };
+  });
+  const pathInfos = new Map<StorePath, ClosureInfo>();
+  const desired = [...new Set(built.byHost.values())];
+  for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
+  // What the hosts run now is known here only if the deployer has it too; otherwise the
+  // planner counts the whole closure as to be transferred.
+  const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
+  const local = await validPaths([...new Set(currents)], options.nix);
+  for (const info of await queryClosure([...local], options.nix)) pathInfos.set(info.path, info);
+  return { states, pathInfos };
+}
+
+// --- plan -----------------------------------------------------------------------------------
+
+/** The plan from what was built and what the survey found. Pure. */
+export function planFromSurvey(
+  action: Action,
+  hosts: readonly FleetHost[],
+  built: Pick<BuildResult, "byHost">,
+  found: Survey,
+): DeployPlan {
+  return planDeploy({
+    action,
+    targets: hosts.map((h, i) => ({
+      host: h.name,
+      desired: desiredSystem(built, h.name),
+      state: found.states[i],
+    })),
+    pathInfos: found.pathInfos,
+  });
+}
+
+function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StorePath {
+  const path = built.byHost.get(host);
+  if (path === undefined) throw new Error(`the build has no system for ${host}`);
+  return path;
+}
+
+// --- execute --------------------------------------------------------------------------------
+
+export interface ExecuteInput {
+  readonly options: Pick<
+    DeployOptions,
+    "fleet" | "policy" | "emit" | "async" | "skipUnreachable" | "signal"
+  >;
+  readonly hosts: readonly FleetHost[];
+  readonly plan: DeployPlan;
+  readonly mode: DeliveryMode;
+  readonly delivery: Delivery;
+  readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
+  /** performance.now() when the deploy started: the summary's time. */
+  readonly started: number;
+}
+
+/**
+ * Rolls the plan out (or with `async`, publishes it in one release) and records the results
+ * where `nixship status` reads them.
+ */
+export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
+  const { options, plan, delivery } = input;
+  const { emit } = options;
+  if (options.async === true) {
+    const publishOnly = publisherOf(delivery, input.mode);
+    const wave = plan.hosts.flatMap((p): WaveHost[] => {
+      const host = input.hosts.find((h) => h.name === p.host);
+      return p.action === "activate" && host !== undefined
+        ? [{ host, request: input.request(host, p.desired) }]
+        : [];
+    });
+    if (wave.length === 0) return { plan, results: [], ok: true, releases: [] };
+    const released = await publishOnly(wave);
+    emit({ type: "released", channel: released.channel, seq: released.seq });
+    return { plan, results: [], ok: true, releases: [released.seq] };
+  }
+  const results = await runRollout({
+    plan,
+    hosts: input.hosts,
+    policy: options.policy,
+    delivery,
+    request: input.request,
+    emit,
+    skipUnreachable: options.skipUnreachable === true,
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+  });
+  const ok = rolloutSucceeded(results);
+  if (input.mode !== "agent" && options.fleet.cache !== undefined) {
+    await recordResults(options.fleet.cache.url, input.mode, results);
+  }
+  emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
+  const releases = (delivery.publishedReleases?.() ?? []).map((r) => r.seq);
+  return { plan, results, ok, releases };
+}
+
+/** `deploy --async` needs a delivery that can publish one release without watching. */
+function publisherOf(delivery: Delivery, mode: DeliveryMode): NonNullable<Delivery["publishOnly"]> {
+  const publishOnly = delivery.publishOnly;
+  if (publishOnly !== undefined) return publishOnly.bind(delivery);
+  throw new UsageError(
+    `deploy --async publishes one release and returns without watching, which ${mode} delivery cannot do: its hosts are deployed wave by wave`,
+    "leave out --async (it is for agent hosts)",
+  );
+}
+
+/** Up to date counts as activated: the host runs its system. */
+const ACTIVATED: HostOutcome = { status: "activated" };
 
 /**
  * Push deploys (ssh, ssm) leave the same status objects agents write, so `nixship status`
@@ -228,8 +374,7 @@ async function recordResults(
     const now = new Date().toISOString();
     await mapLimit(results, 16, async (r) => {
       if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
-      const ok = r.outcome.status === "activated" || r.outcome.status === "skipped";
-      const failed = r.outcome.status === "failed" ? r.outcome : undefined;
+      const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
       await writeStatus(store, {
         version: 1,
         host: r.host,
@@ -237,13 +382,9 @@ async function recordResults(
         channel: null,
         seq: null,
         desired: r.desired,
-        current: ok ? r.desired : null,
+        current: outcome.status === "activated" ? r.desired : null,
         generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
-        state: ok ? "success" : "failed",
-        phase: failed?.phase ?? null,
-        error: failed
-          ? `${failed.message}${failed.rolledBack ? " (rolled back to the previous system)" : ""}`
-          : null,
+        ...outcomeFields(outcome),
         startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
         updatedAt: now,
       });
@@ -251,4 +392,24 @@ async function recordResults(
   } finally {
     await store.close();
   }
+}
+
+// --- interrupts before the rollout ----------------------------------------------------------
+
+function throwIfInterrupted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw interrupted(signal, undefined);
+}
+
+/** A stage that failed because of the interrupt (a killed nix) ends as the interrupt. */
+function interruptedBefore(signal: AbortSignal | undefined): (err: unknown) => never {
+  return (err) => {
+    throw signal?.aborted && !(err instanceof InterruptedError) ? interrupted(signal, err) : err;
+  };
+}
+
+function interrupted(signal: AbortSignal, cause: unknown): InterruptedError {
+  return new InterruptedError(
+    `${interruptReason(signal)} before the rollout started: no host was changed`,
+    cause === undefined ? {} : { cause },
+  );
 }

@@ -4,16 +4,18 @@
 import { describe, expect, it } from "vitest";
 import {
   type Delivery,
+  type DeliveryEvent,
   type DeployOutcome,
   type DeployRequest,
   deployEachHost,
   type WaveContext,
 } from "../delivery/delivery.js";
-import type { FleetHost } from "../fleet/fleet.js";
+import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { DeployEvent } from "./events.js";
-import { rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { type RolloutInput, rolloutSucceeded, runRollout } from "./run-rollout.js";
 
 const PATH = "/nix/store/00000000000000000000000000000000-system" as StorePath;
 
@@ -81,7 +83,8 @@ const request = (): DeployRequest => ({
   trustedKeys: [],
   commandChecks: [],
   httpChecks: [],
-  confirmTimeout: 0,
+  confirmTimeout: 30,
+  activationTimeout: POLICY_DEFAULTS.activationTimeout,
 });
 
 async function roll(
@@ -89,6 +92,7 @@ async function roll(
   failing: string[],
   policy: { parallel: number; maxFailures: number; canary: number },
   actions: Record<string, HostPlan["action"]> = {},
+  extra: Pick<RolloutInput, "skipUnreachable" | "signal"> = {},
 ) {
   const s = scripted(new Set(failing));
   const events: DeployEvent[] = [];
@@ -99,6 +103,7 @@ async function roll(
     delivery: s.delivery,
     request,
     emit: (e) => events.push(e),
+    ...extra,
   });
   const status = Object.fromEntries(
     results.map((r) => [
@@ -156,7 +161,7 @@ describe("runRollout", () => {
     const r = await roll(
       ["a", "b", "c"],
       [],
-      { parallel: 5, maxFailures: 0, canary: 1 },
+      { parallel: 5, maxFailures: 1, canary: 1 },
       { a: "skip", b: "unreachable" },
     );
     expect(r.started).toEqual(["c"]);
@@ -247,5 +252,245 @@ describe("runRollout", () => {
       expect.objectContaining({ status: "failed", message: "SendCommand: AccessDenied" }),
       expect.objectContaining({ status: "failed", message: "SendCommand: AccessDenied" }),
     ]);
+  });
+});
+
+/** The events of one type, as the engine emitted them. */
+function ofType<T extends DeployEvent["type"]>(events: readonly DeployEvent[], type: T) {
+  return events.filter((e): e is Extract<DeployEvent, { type: T }> => e.type === type);
+}
+
+describe("runRollout: unreachable hosts", () => {
+  it("counts them towards --max-failures from the start: under 0, no wave starts", async () => {
+    const r = await roll(
+      ["a", "b", "c"],
+      [],
+      { parallel: 5, maxFailures: 0, canary: 1 },
+      { b: "unreachable" },
+    );
+    expect(r.started).toEqual([]);
+    expect(r.status).toEqual({ a: "not-started", b: "failed", c: "not-started" });
+    expect(ofType(r.events, "wave-start")).toEqual([]);
+    expect(ofType(r.events, "stopped")).toEqual([
+      {
+        type: "stopped",
+        reason: "1 host(s) unreachable, more than --max-failures 0",
+        notStarted: ["a", "c"],
+      },
+    ]);
+    expect(rolloutSucceeded(r.results)).toBe(false);
+  });
+
+  it("under --max-failures 1, starts with a budget of 0 and stops at the next failure", async () => {
+    const contexts: WaveContext[] = [];
+    const s = scripted(new Set(["c"]));
+    const events: DeployEvent[] = [];
+    const results = await runRollout({
+      plan: plan({ a: "unreachable", b: "activate", c: "activate", d: "activate" }),
+      hosts: ["a", "b", "c", "d"].map(host),
+      policy: { parallel: 1, maxFailures: 1, canary: 0 },
+      delivery: {
+        ...s.delivery,
+        deployWave: (wave, emit, context) => {
+          contexts.push(context);
+          return s.delivery.deployWave(wave, emit, context);
+        },
+      },
+      request,
+      emit: (e) => events.push(e),
+    });
+    expect(s.started).toEqual(["b", "c"]);
+    expect(contexts.map((c) => c.failureBudget)).toEqual([0, 0]);
+    expect(results.map((x) => [x.host, x.outcome.status])).toEqual([
+      ["a", "failed"],
+      ["b", "activated"],
+      ["c", "failed"],
+      ["d", "skipped"],
+    ]);
+    expect(ofType(events, "stopped")[0]).toMatchObject({
+      reason: "2 host(s) failed (1 of them unreachable), more than --max-failures 1",
+      notStarted: ["d"],
+    });
+  });
+
+  it("--skip-unreachable lists them as skipped, with why, and does not count them", async () => {
+    const r = await roll(
+      ["a", "b", "c"],
+      [],
+      { parallel: 5, maxFailures: 0, canary: 1 },
+      { b: "unreachable" },
+      { skipUnreachable: true },
+    );
+    expect(r.started).toEqual(["a", "c"]);
+    expect(r.status).toEqual({ a: "activated", b: "unreachable", c: "activated" });
+    expect(r.results.find((x) => x.host === "b")?.outcome).toEqual({
+      status: "skipped",
+      reason: "unreachable",
+      message: "ssh: connection refused",
+    });
+    expect(ofType(r.events, "host-done").map((e) => e.result.host)).toContain("b");
+    expect(ofType(r.events, "stopped")).toEqual([]);
+    expect(rolloutSucceeded(r.results)).toBe(true);
+  });
+});
+
+describe("runRollout: interrupts", () => {
+  const INTERRUPT = "interrupted (SIGINT)";
+
+  it("starts nothing once aborted before the first wave", async () => {
+    const controller = new AbortController();
+    controller.abort(INTERRUPT);
+    const r = await roll(
+      ["a", "b", "c"],
+      [],
+      { parallel: 2, maxFailures: 0, canary: 1 },
+      { a: "skip" },
+      { signal: controller.signal },
+    );
+    expect(r.started).toEqual([]);
+    expect(r.status).toEqual({ a: "up-to-date", b: "not-started", c: "not-started" });
+    expect(ofType(r.events, "wave-start")).toEqual([]);
+    expect(ofType(r.events, "stopped")).toEqual([
+      { type: "stopped", reason: INTERRUPT, notStarted: ["b", "c"] },
+    ]);
+  });
+
+  it("aborted during a wave: the signal reaches the delivery, no further wave starts", async () => {
+    const controller = new AbortController();
+    const contexts: WaveContext[] = [];
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "unused" }),
+      rollbackHosts: async () => [],
+      // Hosts that switch, then go back to their previous system when the signal aborts.
+      deployWave: (wave, emit, context) => {
+        contexts.push(context);
+        for (const { host: h } of wave) emit({ type: "phase", host: h.name, phase: "switch" });
+        const aborted = new Promise<void>((resolve) =>
+          context.signal?.addEventListener("abort", () => resolve(), { once: true }),
+        );
+        controller.abort(INTERRUPT);
+        return aborted.then(() =>
+          wave.map(
+            (): DeployOutcome => ({
+              status: "failed",
+              phase: "switch",
+              message: "aborted: the deploy was interrupted",
+              rolledBack: true,
+            }),
+          ),
+        );
+      },
+    };
+    const events: DeployEvent[] = [];
+    const results = await runRollout({
+      plan: plan({ a: "activate", b: "activate", c: "activate", d: "activate" }),
+      hosts: ["a", "b", "c", "d"].map(host),
+      policy: { parallel: 2, maxFailures: 5, canary: 0 },
+      delivery,
+      request,
+      emit: (e) => events.push(e),
+      signal: controller.signal,
+    });
+    expect(contexts).toHaveLength(1);
+    expect(contexts[0]?.signal).toBe(controller.signal);
+    expect(results.map((x) => [x.host, x.outcome])).toEqual([
+      ["a", expect.objectContaining({ status: "failed", rolledBack: true })],
+      ["b", expect.objectContaining({ status: "failed", rolledBack: true })],
+      ["c", { status: "skipped", reason: "not-started" }],
+      ["d", { status: "skipped", reason: "not-started" }],
+    ]);
+    expect(ofType(events, "stopped")).toEqual([
+      { type: "stopped", reason: INTERRUPT, notStarted: ["c", "d"] },
+    ]);
+    expect(rolloutSucceeded(results)).toBe(false);
+  });
+
+  it("says it stopped even when the interrupted wave was the last", async () => {
+    const controller = new AbortController();
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "unused" }),
+      rollbackHosts: async () => [],
+      deployWave: async (wave) => {
+        controller.abort(INTERRUPT);
+        return wave.map(
+          (): DeployOutcome => ({ status: "activated", generation: 3, previous: undefined }),
+        );
+      },
+    };
+    const events: DeployEvent[] = [];
+    const results = await runRollout({
+      plan: plan({ a: "activate" }),
+      hosts: [host("a")],
+      policy: { parallel: 1, maxFailures: 0, canary: 0 },
+      delivery,
+      request,
+      emit: (e) => events.push(e),
+      signal: controller.signal,
+    });
+    expect(results[0]?.outcome.status).toBe("activated");
+    expect(ofType(events, "stopped")).toEqual([
+      { type: "stopped", reason: INTERRUPT, notStarted: [] },
+    ]);
+  });
+
+  it("cuts off a delivery that has not resolved a grace after the abort: the host is still settling", async () => {
+    const controller = new AbortController();
+    let late: ((e: DeliveryEvent) => void) | undefined;
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "unused" }),
+      rollbackHosts: async () => [],
+      // Ignores the signal and never resolves.
+      deployWave: (wave, emit) => {
+        late = emit;
+        emit({ type: "phase", host: "a", phase: "switch" });
+        emit({
+          type: "done",
+          host: "b",
+          outcome: { status: "activated", generation: 4, previous: undefined },
+        });
+        expect(wave.map((w) => w.host.name)).toEqual(["a", "b"]);
+        controller.abort(INTERRUPT);
+        return new Promise<DeployOutcome[]>(() => {});
+      },
+    };
+    const events: DeployEvent[] = [];
+    const results = await runRollout({
+      plan: plan({ a: "activate", b: "activate", c: "activate" }),
+      hosts: ["a", "b", "c"].map(host),
+      policy: { parallel: 2, maxFailures: 0, canary: 0 },
+      delivery,
+      request,
+      emit: (e) => events.push(e),
+      signal: controller.signal,
+      abortGrace: 20,
+    });
+    const a = results.find((x) => x.host === "a")?.outcome;
+    expect(a).toMatchObject({ status: "failed", phase: "switch", rolledBack: false });
+    expect(a?.status === "failed" && a.message).toMatch(/still settling/);
+    expect(a?.status === "failed" && a.message).toContain(
+      "unless its activation is confirmed, it rolls itself back when its confirmation window (30s) closes",
+    );
+    // What the delivery reported before the cut-off stands.
+    expect(results.find((x) => x.host === "b")?.outcome.status).toBe("activated");
+    expect(results.find((x) => x.host === "c")?.outcome).toEqual({
+      status: "skipped",
+      reason: "not-started",
+    });
+    expect(ofType(events, "stopped")).toMatchObject([{ reason: INTERRUPT, notStarted: ["c"] }]);
+    // Whatever the delivery says after the cut-off comes after the summary: it is dropped.
+    const before = events.length;
+    late?.({
+      type: "done",
+      host: "a",
+      outcome: { status: "activated", generation: 5, previous: undefined },
+    });
+    late?.({ type: "log", host: "a", line: "late" });
+    expect(events).toHaveLength(before);
+  });
+});
+
+describe("the activation timeout", () => {
+  it("defaults in the fleet policy to what activate.sh uses when given none", () => {
+    expect(POLICY_DEFAULTS.activationTimeout).toBe(DEFAULT_ACTIVATION_TIMEOUT);
   });
 });

@@ -1,130 +1,99 @@
 // The rollout engine, written once over the Delivery seam: the canary wave first, then waves
 // of at most `parallel` hosts, each host deployed and health-checked by its delivery mode; no
-// new wave starts once the failure budget is spent (or a canary failed).
-import type { Delivery, DeployOutcome, DeployRequest } from "../delivery/delivery.js";
+// new wave starts once the failure budget is spent (or a canary failed), or once the deploy
+// is interrupted. An interrupted wave is waited for a bounded time.
+import type {
+  Delivery,
+  DeployOutcome,
+  DeployRequest,
+  HostPhase,
+  WaveHost,
+} from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
-import type { DeployPlan } from "../fleet/plan.js";
-import { planWaves, shouldStopAfterWave } from "../fleet/rollout.js";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import { planWaves, shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
+import { activationSteps } from "../host/activation-session.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { DeployEvent, HostResult } from "./events.js";
+
+/**
+ * How long a wave in flight is waited for once the deploy is interrupted. Deliveries abort
+ * their hosts and resolve well within it; this bounds one that does not.
+ */
+export const ABORT_GRACE_MS = 120_000;
 
 export interface RolloutInput {
   readonly plan: DeployPlan;
   readonly hosts: readonly FleetHost[];
   readonly policy: Pick<RolloutPolicy, "parallel" | "maxFailures" | "canary">;
   readonly delivery: Delivery;
-  readonly request: (host: FleetHost) => DeployRequest;
+  readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
   readonly emit: (event: DeployEvent) => void;
+  /**
+   * `--skip-unreachable`: hosts the survey could not reach are listed as skipped instead of
+   * failed, and do not count towards `maxFailures`.
+   */
+  readonly skipUnreachable?: boolean;
+  /** Aborted on an interrupt: no new wave starts, and the wave in flight is aborted. */
+  readonly signal?: AbortSignal;
+  /** Milliseconds to wait for an interrupted wave (default ABORT_GRACE_MS). */
+  readonly abortGrace?: number;
 }
 
 /** Every selected host's result, in fleet order. A result counts as a failure unless ok. */
 export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
-  const { plan, emit } = input;
-  const byName = new Map(input.hosts.map((h) => [h.name, h]));
+  const { plan, emit, policy, signal } = input;
   const results = new Map<string, HostResult>();
   for (const p of plan.hosts) {
-    if (p.action === "skip") {
-      results.set(p.host, {
-        host: p.host,
-        desired: p.desired,
-        seconds: 0,
-        outcome: { status: "skipped", reason: "up-to-date" },
-      });
-    } else if (p.action === "unreachable") {
-      results.set(p.host, {
-        host: p.host,
-        desired: p.desired,
-        seconds: 0,
-        outcome: {
-          status: "failed",
-          phase: "connect",
-          message: p.error ?? "unreachable",
-          rolledBack: false,
-        },
-      });
-    }
+    const settled = settledWithoutDeploying(p, input.skipUnreachable === true);
+    if (settled !== undefined) results.set(p.host, settled);
   }
   for (const r of results.values()) emit({ type: "host-done", result: r });
 
-  const toDeploy = plan.hosts.filter((p) => p.action === "activate");
-  let failures = 0;
-  const waves = planWaves(toDeploy, input.policy);
+  const unreachable = [...results.values()].filter(isFailure).length;
+  let failures = unreachable;
+  const waves = planWaves(
+    plan.hosts.filter((p) => p.action === "activate"),
+    policy,
+  );
+  const stop = (reason: string, rest: readonly Wave<HostPlan>[]) => {
+    const notStarted = rest.flatMap((w) => w.hosts);
+    emit({ type: "stopped", reason, notStarted: notStarted.map((h) => h.host) });
+    for (const h of notStarted) {
+      results.set(h.host, {
+        host: h.host,
+        desired: h.desired,
+        seconds: 0,
+        outcome: { status: "skipped", reason: "not-started" },
+      });
+    }
+  };
+
   for (const [i, wave] of waves.entries()) {
-    emit({
-      type: "wave-start",
-      wave: wave.index,
-      kind: wave.kind,
-      hosts: wave.hosts.map((h) => h.host),
-    });
-    const started = performance.now();
-    const elapsed = () => (performance.now() - started) / 1000;
-    const resultOf = (name: string, outcome: DeployOutcome): HostResult => ({
-      host: name,
-      desired: wave.hosts.find((h) => h.host === name)?.desired ?? "",
-      seconds: elapsed(),
-      outcome,
-    });
-    const reported = new Map<string, HostResult>();
-    const waveHosts = wave.hosts.map((p) => {
-      const host = byName.get(p.host) as FleetHost;
-      return { host, request: input.request(host) };
-    });
-    const deployed = await input.delivery
-      .deployWave(
-        waveHosts,
-        (e) => {
-          if (e.type === "phase")
-            emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
-          else if (e.type === "log") emit({ type: "host-log", host: e.host, line: e.line });
-          else if (!reported.has(e.host)) {
-            const result = resultOf(e.host, e.outcome);
-            reported.set(e.host, result);
-            emit({ type: "host-done", result });
-          }
-        },
-        {
-          index: wave.index,
-          kind: wave.kind,
-          parallel: input.policy.parallel,
-          failureBudget: Math.max(0, input.policy.maxFailures - failures),
-        },
-      )
-      .catch((err: unknown) =>
-        wave.hosts.map(
-          (): DeployOutcome => ({
-            status: "failed",
-            phase: "connect",
-            message: err instanceof Error ? err.message : String(err),
-            rolledBack: false,
-          }),
-        ),
-      );
-    const outcomes = wave.hosts.map((p, i) => {
-      const outcome = deployed[i] as DeployOutcome;
-      const known = reported.get(p.host);
-      if (known !== undefined) return known;
-      const result = resultOf(p.host, outcome);
-      emit({ type: "host-done", result });
-      return result;
-    });
+    if (signal?.aborted) {
+      stop(interruptReason(signal), waves.slice(i));
+      break;
+    }
+    if (i === 0 && shouldStop(failures, policy)) {
+      stop(overBudget(failures, unreachable, policy.maxFailures), waves);
+      break;
+    }
+    const outcomes = await runWave(input, wave, Math.max(0, policy.maxFailures - failures));
     for (const r of outcomes) results.set(r.host, r);
-    const waveFailures = outcomes.filter((r) => r.outcome.status === "failed").length;
+    const waveFailures = outcomes.filter(isFailure).length;
     failures += waveFailures;
-    const rest = waves.slice(i + 1).flatMap((w) => w.hosts);
-    if (rest.length > 0 && shouldStopAfterWave(wave, waveFailures, failures, input.policy)) {
+    const rest = waves.slice(i + 1);
+    if (signal?.aborted) {
+      // Said even after the last wave: the hosts of this one were aborted, not left to finish.
+      stop(interruptReason(signal), rest);
+      break;
+    }
+    if (rest.length > 0 && shouldStopAfterWave(wave, waveFailures, failures, policy)) {
       const reason =
         wave.kind === "canary" && waveFailures > 0
           ? "the canary failed"
-          : `${failures} host(s) failed, more than --max-failures ${input.policy.maxFailures}`;
-      emit({ type: "stopped", reason, notStarted: rest.map((h) => h.host) });
-      for (const h of rest) {
-        const r: HostResult = {
-          host: h.host,
-          desired: h.desired,
-          seconds: 0,
-          outcome: { status: "skipped", reason: "not-started" },
-        };
-        results.set(h.host, r);
-      }
+          : overBudget(failures, unreachable, policy.maxFailures);
+      stop(reason, rest);
       break;
     }
   }
@@ -134,11 +103,189 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
   });
 }
 
-/** A deploy succeeds when every host is activated or already up to date. */
+/** A deploy succeeds when every host is activated, already up to date, or skipped as told. */
 export function rolloutSucceeded(results: readonly HostResult[]): boolean {
   return results.every(
     (r) =>
       r.outcome.status === "activated" ||
-      (r.outcome.status === "skipped" && r.outcome.reason === "up-to-date"),
+      (r.outcome.status === "skipped" && r.outcome.reason !== "not-started"),
   );
+}
+
+/** The text of an interrupt: the abort reason the caller gave ("interrupted (SIGINT)"). */
+export function interruptReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (typeof reason === "string" && reason !== "") return reason;
+  if (reason instanceof Error && reason.name !== "AbortError" && reason.message !== "") {
+    return reason.message;
+  }
+  return "interrupted";
+}
+
+/** The result of a host the plan does not deploy: up to date, or unreachable. */
+function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostResult | undefined {
+  const base = { host: p.host, desired: p.desired, seconds: 0 };
+  const error = p.error ?? "unreachable";
+  switch (p.action) {
+    case "activate":
+      return undefined;
+    case "skip":
+      return { ...base, outcome: { status: "skipped", reason: "up-to-date" } };
+    case "unreachable":
+      return skipUnreachable
+        ? { ...base, outcome: { status: "skipped", reason: "unreachable", message: error } }
+        : {
+            ...base,
+            outcome: { status: "failed", phase: "connect", message: error, rolledBack: false },
+          };
+  }
+}
+
+function isFailure(result: HostResult): boolean {
+  return result.outcome.status === "failed";
+}
+
+function overBudget(failures: number, unreachable: number, maxFailures: number): string {
+  const which =
+    unreachable === 0
+      ? "failed"
+      : unreachable === failures
+        ? "unreachable"
+        : `failed (${unreachable} of them unreachable)`;
+  return `${failures} host(s) ${which}, more than --max-failures ${maxFailures}`;
+}
+
+/** One wave through the delivery: every host's result, each reported once as it finishes. */
+async function runWave(
+  input: RolloutInput,
+  wave: Wave<HostPlan>,
+  failureBudget: number,
+): Promise<HostResult[]> {
+  const { emit, signal } = input;
+  emit({
+    type: "wave-start",
+    wave: wave.index,
+    kind: wave.kind,
+    hosts: wave.hosts.map((h) => h.host),
+  });
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  const resultOf = (p: HostPlan, outcome: DeployOutcome): HostResult => ({
+    host: p.host,
+    desired: p.desired,
+    seconds: elapsed(),
+    outcome,
+  });
+  const waveHosts = wave.hosts.map((p): WaveHost => {
+    const host = input.hosts.find((h) => h.name === p.host);
+    if (host === undefined) throw new Error(`the plan names ${p.host}, which was not selected`);
+    return { host, request: input.request(host, p.desired) };
+  });
+  const reported = new Map<string, HostResult>();
+  const phases = new Map<string, HostPhase>();
+  // Once the wave is cut off, what its delivery still says comes after the summary: dropped.
+  let listening = true;
+  const deployed = input.delivery
+    .deployWave(
+      waveHosts,
+      (e) => {
+        if (!listening) return;
+        if (e.type === "phase") {
+          phases.set(e.host, e.phase);
+          emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
+        } else if (e.type === "log") emit({ type: "host-log", host: e.host, line: e.line });
+        else if (!reported.has(e.host)) {
+          const p = wave.hosts.find((h) => h.host === e.host);
+          if (p === undefined) return;
+          const result = resultOf(p, e.outcome);
+          reported.set(e.host, result);
+          emit({ type: "host-done", result });
+        }
+      },
+      {
+        index: wave.index,
+        kind: wave.kind,
+        parallel: input.policy.parallel,
+        failureBudget,
+        ...(signal !== undefined ? { signal } : {}),
+      },
+    )
+    .catch((err: unknown) =>
+      wave.hosts.map(
+        (): DeployOutcome => ({
+          status: "failed",
+          phase: "connect",
+          message: err instanceof Error ? err.message : String(err),
+          rolledBack: false,
+        }),
+      ),
+    );
+  const grace = input.abortGrace ?? ABORT_GRACE_MS;
+  const settled = await settleWithin(deployed, signal, grace);
+  listening = false;
+  return wave.hosts.map((p, i) => {
+    const known = reported.get(p.host);
+    if (known !== undefined) return known;
+    const outcome = settled.done
+      ? (settled.value[i] ?? noOutcome())
+      : stillSettling(phases.get(p.host) ?? "connect", grace, waveHosts[i]?.request);
+    const result = resultOf(p, outcome);
+    emit({ type: "host-done", result });
+    return result;
+  });
+}
+
+/**
+ * What `work` resolves with; once `signal` aborts, only until `graceMs` later. `work` must
+ * not reject.
+ */
+function settleWithin<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  graceMs: number,
+): Promise<{ readonly done: true; readonly value: T } | { readonly done: false }> {
+  if (signal === undefined) return work.then((value) => ({ done: true, value }));
+  return new Promise((resolve) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => {
+      timer = setTimeout(() => finish({ done: false }), graceMs);
+    };
+    const finish = (settled: { done: true; value: T } | { done: false }) => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(settled);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    void work.then((value) => finish({ done: true, value }));
+  });
+}
+
+/** A host of an interrupted wave whose delivery gave no result within the grace. */
+function stillSettling(
+  phase: HostPhase,
+  graceMs: number,
+  request: DeployRequest | undefined,
+): DeployOutcome {
+  const waited = `interrupted, and no result ${Math.ceil(graceMs / 1000)}s later: the host is still settling`;
+  const window = request === undefined ? 0 : activationSteps(request, true).confirmWindow;
+  return {
+    status: "failed",
+    phase,
+    message:
+      window > 0
+        ? `${waited}; unless its activation is confirmed, it rolls itself back when its confirmation window (${window}s) closes`
+        : `${waited}, with no confirmation window; 'nixship status' shows where it ends`,
+    rolledBack: false,
+  };
+}
+
+/** A delivery that broke its contract (fewer outcomes than hosts). */
+function noOutcome(): DeployOutcome {
+  return {
+    status: "failed",
+    phase: "connect",
+    message: "the delivery reported no outcome for this host",
+    rolledBack: false,
+  };
 }

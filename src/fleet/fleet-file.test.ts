@@ -87,6 +87,7 @@ describe("parseFleet", () => {
       maxFailures: 0,
       canary: 1,
       confirmTimeout: 30,
+      activationTimeout: 600,
       health: {
         http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
@@ -128,6 +129,7 @@ describe("parseFleet", () => {
       maxFailures: 0,
       canary: 1,
       confirmTimeout: 30,
+      activationTimeout: 600,
       health: { http: [], commands: [] },
     });
     expect(fleet.ssh).toEqual({ user: "root", configFile: undefined, knownHosts: undefined });
@@ -493,6 +495,12 @@ describe("parseFleet", () => {
       'policy.confirmTimeout: must be a whole number >= 0 (got "30")',
     ]);
     expect(problemsOf(withPolicy({ canary: 0, maxFailures: 0, confirmTimeout: 0 }))).toEqual([]);
+    expect(problemsOf(withPolicy({ activationTimeout: 0 }))).toEqual([
+      "policy.activationTimeout: must be a whole number >= 1 (got 0)",
+    ]);
+    expect(parseFleetValue(withPolicy({ activationTimeout: 90 }), "f.json").policy).toMatchObject({
+      activationTimeout: 90,
+    });
     expect(problemsOf(withPolicy({ health: { commands: [{ run: "true", timeout: 0 }] } }))).toEqual(
       ["policy.health.commands[0].timeout: must be a whole number >= 1 (got 0)"],
     );

@@ -70,6 +70,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       maxFailures: policy.maxFailures,
       canary: policy.canary,
       confirmTimeout: policy.confirmTimeout,
+      activationTimeout: policy.activationTimeout,
       health: {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),

@@ -14,7 +14,14 @@ export const FLEET_KEYS = {
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   policy: {
     required: [],
-    optional: ["parallel", "maxFailures", "canary", "confirmTimeout", "health"],
+    optional: [
+      "parallel",
+      "maxFailures",
+      "canary",
+      "confirmTimeout",
+      "activationTimeout",
+      "health",
+    ],
   },
   health: { required: [], optional: ["http", "commands"] },
   httpCheck: { required: ["url"], optional: ["expectStatus", "timeout"] },

@@ -121,6 +121,11 @@ export interface RolloutPolicy {
   readonly canary: number;
   /** Seconds the host waits for the deployer's confirmation before rolling back; 0 disables. */
   readonly confirmTimeout: number;
+  /**
+   * Seconds an activation (realise, profile, switch) may run on a host; past it the host stops
+   * the switch and goes back to its previous system.
+   */
+  readonly activationTimeout: number;
   readonly health: HealthChecks;
 }
 
@@ -140,6 +145,9 @@ export const POLICY_DEFAULTS = {
   maxFailures: 0,
   canary: 1,
   confirmTimeout: 30,
+  // activate.sh's own default (DEFAULT_ACTIVATION_TIMEOUT in host/activation.ts, which sits
+  // above fleet/); run-rollout.test.ts keeps the two equal.
+  activationTimeout: 600,
 } as const satisfies Omit<RolloutPolicy, "health">;
 
 export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<

@@ -170,6 +170,7 @@ describe("nixship.schema.json", () => {
           maxFailures: 1,
           canary: 0,
           confirmTimeout: 0,
+          activationTimeout: 120,
           health: {
             http: [{ url: "http://{address}/health", expectStatus: 204, timeout: 2 }],
             commands: [{ run: "systemctl is-system-running", timeout: 10 }],
@@ -302,6 +303,8 @@ describe("nixship.schema.json", () => {
     ["a fractional canary", fleet({ policy: { canary: 0.5 } }), false],
     ["a negative maxFailures", fleet({ policy: { maxFailures: -1 } }), false],
     ["confirmTimeout 0", fleet({ policy: { confirmTimeout: 0 } }), true],
+    ["activationTimeout 0", fleet({ policy: { activationTimeout: 0 } }), false],
+    ["activationTimeout 1", fleet({ policy: { activationTimeout: 1 } }), true],
     [
       "a command timeout of 0",
       fleet({ policy: { health: { commands: [{ run: "x", timeout: 0 }] } } }),

@@ -40,6 +40,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     maxFailures: count("maxFailures", 0),
     canary: count("canary", 0),
     confirmTimeout: count("confirmTimeout", 0),
+    activationTimeout: count("activationTimeout", 1),
     health: health ?? { http: [], commands: [] },
   };
 }

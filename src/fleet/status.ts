@@ -10,10 +10,14 @@
 // cost per poll grows with hosts/1000. It reads a body only to learn why a host failed.
 import { InputError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
+import { type HostPhase, isHostPhase } from "./phase.js";
 
 /** Where a host is in applying a release (or a push deploy). */
 export const STATUS_STATES = ["applying", "success", "failed", "rejected"] as const;
 export type StatusState = (typeof STATUS_STATES)[number];
+
+/** The step a record names: a deploy's phases, or "verify" for a release an agent refused. */
+export type StatusPhase = HostPhase | "verify";
 
 export interface StatusRecord {
   readonly version: 1;
@@ -28,14 +32,51 @@ export interface StatusRecord {
   readonly current: string | null;
   readonly generation: number | null;
   readonly state: StatusState;
-  /** The step the host was at: realise, profile, switch, health, confirm, verify… (null: none). */
-  readonly phase: string | null;
+  /** The step the host was at, or failed in (null: none). */
+  readonly phase: StatusPhase | null;
   /** Why the host failed or refused; null otherwise. */
   readonly error: string | null;
+  /**
+   * After a failure: whether the host went back to the system it ran before (null when it did
+   * not fail, or a record written before nixship recorded it).
+   */
+  readonly rolledBack: boolean | null;
   /** When the host started on `desired`. */
   readonly startedAt: string;
   readonly updatedAt: string;
 }
+
+/** A host's outcome, as deliveries report it. */
+export type HostOutcome =
+  | { readonly status: "activated" }
+  | {
+      readonly status: "failed";
+      readonly phase: HostPhase;
+      readonly message: string;
+      readonly rolledBack: boolean;
+    };
+
+/** The fields of a record that say how a host's deploy ended: one place for every mode. */
+export function outcomeFields(
+  outcome: HostOutcome,
+): Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack"> {
+  return outcome.status === "activated"
+    ? { state: "success", phase: null, error: null, rolledBack: null }
+    : {
+        state: "failed",
+        phase: outcome.phase,
+        error: outcome.message,
+        rolledBack: outcome.rolledBack,
+      };
+}
+
+/** The fields of a record while the host applies: it starts by realising the system. */
+export const APPLYING = {
+  state: "applying",
+  phase: "realise",
+  error: null,
+  rolledBack: null,
+} as const satisfies Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">;
 
 export function isFinalState(state: StatusState): boolean {
   return state !== "applying";
@@ -146,6 +187,14 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["startedAt", "updatedAt"]) text(key, false);
   count("seq");
   count("generation");
+  if (!(r.rolledBack === undefined || r.rolledBack === null || typeof r.rolledBack === "boolean")) {
+    throw malformed(source, `"rolledBack" must be true, false or null`);
+  }
+  // A phase this version does not know (an older agent's "activate") reads as none.
+  const phase =
+    typeof r.phase === "string" && (isHostPhase(r.phase) || r.phase === "verify")
+      ? (r.phase as StatusPhase)
+      : null;
   return {
     version: 1,
     host: r.host as string,
@@ -156,8 +205,9 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     current: r.current as string | null,
     generation: r.generation as number | null,
     state: r.state as StatusState,
-    phase: r.phase as string | null,
+    phase,
     error: r.error as string | null,
+    rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
     startedAt: r.startedAt as string,
     updatedAt: r.updatedAt as string,
   };

@@ -5,29 +5,55 @@
 #
 #   activate --path P [--action switch|boot|test|dry-activate] [--substituter URL]...
 #            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]...
-#            [--health-timeout S] [--confirm-timeout S --token T]
+#            [--health-timeout S] [--activation-timeout S] [--token T [--confirm-timeout S]]
 #       1. realise P (from the substituters, signatures required; else it must be present)
 #       2. set the system profile (switch, boot)
 #       3. switch-to-configuration ACTION (through systemd-run where systemd runs)
-#       4. health checks within a timeout (and no failed systemd units, where systemd runs)
+#       4. health checks, each within --health-timeout (and no failed systemd units)
 #       5. with --confirm-timeout: a detached watcher waits for `confirm --token T`
-#       6. on a failure or a missing confirmation, back to the previous generation
+#       6. on a failure, a timeout, an abort or no confirmation: back to the previous
+#          generation (the profile, then the previous system's switch-to-configuration)
+#       Steps 1-3 end within --activation-timeout seconds of the start (default 600); past
+#       it what runs is stopped (its process group or systemd unit), the host goes back, and
+#       the result is "timed-out" (exit 10).
 #   confirm --token T        keep the new system (the watcher stops waiting)
-#   abort --token T          roll back now instead of waiting for the timeout
-#   rollback [--to GEN]      switch to the previous generation, or generation GEN
-#   status                   the current, booted and profile systems and recent generations
+#   abort --token T          roll back now: the activation with that token is stopped (and
+#                            rolls back), or its confirmation window closed at once
+#   rollback [--to GEN] [--activation-timeout S]
+#                            switch to the previous generation, or generation GEN
+#   status                   the current, booted and profile systems, recent generations and
+#                            the activation holding the lock
+#
+# One activation at a time: the lock (/run/nixship/lock) records its holder (pid, process
+# start time, since, deadline, command, previous generation and system, and the process group
+# or unit of what it runs). activate, rollback, abort and confirm take over a lock whose
+# holder is gone or past its deadline: they stop what it left running, put the host back on
+# the recorded generation and system, and say so ("taking over", "tookOver"). A live holder
+# within its deadline is refused (exit 8), named, with since and until when. INT and TERM stop
+# an activation and roll it back (exit 6); HUP and PIPE are ignored: a deployer whose session
+# vanishes leaves the activation to end by itself, and its confirmation window to roll back.
 #
 # Output: one JSON object on the last line of stdout; logs go to stderr.
 # Exit codes: 0 done; 2 bad usage; 3 the path could not be realised; 4 switch-to-configuration
-# failed; 5 a health check failed; 6 no confirmation (or aborted); 7 the rollback itself
-# failed; 8 another activation holds the lock; 9 no such generation to roll back to.
-# After 4, 5 and 6 the host is back on its previous system when it had one ("rolledBack").
+# failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
+# itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, or
+# no activation with that token; 10 the activation ran past its timeout. After 4, 5, 6 and 10
+# the host is back on its previous system when it had one ("rolledBack"), and its profile
+# (what it boots next) on the previous generation.
 set -u
 umask 022
 PATH="$PATH:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin"
+# Hangups and writes to a closed pipe are ignored, here and in what this script runs: output
+# that cannot be written is lost, nothing else.
+trap '' HUP PIPE
 
 state_dir=/run/nixship
 profile=/nix/var/nix/profiles/system
+# Seconds a switch back may take (after a failure, a timeout or an abort, and in a takeover);
+# what is stopped gets KILL_GRACE seconds from TERM to KILL. SETTLE_TIME bounds both (the end
+# of an activation): part of a holder's deadline, and what confirm and abort wait at most.
+ROLLBACK_TIMEOUT=45 KILL_GRACE=5
+SETTLE_TIME=$((ROLLBACK_TIMEOUT + 2 * KILL_GRACE + 5))
 
 log() { printf 'activate: %s\n' "$*" >&2; }
 
@@ -52,6 +78,20 @@ usage() {
   log "$1"
   printf '{"ok":false,"result":"usage","exitCode":2,"message":%s}\n' "$(json_str "$1")"
   exit 2
+}
+
+now() { date +%s; }
+
+# Epoch seconds as UTC ISO 8601.
+iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || printf '%s' "$1"; }
+
+digits() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
+
+# Whole seconds without leading zeros (sh arithmetic reads 010 as octal).
+decimal() {
+  d=$1
+  while case $d in 0?*) ;; *) false ;; esac; do d=${d#0}; done
+  printf '%s' "$d"
 }
 
 # The generation number a profile link points at (system-12-link -> 12), or empty.
@@ -79,85 +119,495 @@ previous_generation() {
 
 have_systemd() { [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; }
 
-# Runs switch-to-configuration of system $1 with action $2; through systemd-run where systemd
-# runs, so that a dropped SSH session cannot kill it halfway.
+# --- Processes: a pid with its start time names one process, even once the pid is reused.
+
+# The start time of process $1 (field 22 of /proc/PID/stat), or nothing.
+proc_start() {
+  stat=""
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || [ -n "$stat" ] || return 0
+  # shellcheck disable=SC2086 # the fields after "(comm) ": numbers and a state letter
+  set -- ${stat##*) }
+  [ $# -lt 20 ] || printf '%s' "${20}"
+}
+
+# Whether process $1 runs (is not a zombie) and, given $2, started at that time.
+proc_alive() {
+  stat=""
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || [ -n "$stat" ] || return 1
+  # shellcheck disable=SC2086
+  set -- "${2-}" ${stat##*) }
+  case $2 in Z | X | x) return 1 ;; esac
+  [ -z "$1" ] || [ "$1" = "${21-}" ]
+}
+
+# Whether a live process is in process group $1.
+group_alive() {
+  for f in /proc/[0-9]*/stat; do
+    s=""
+    { read -r s <"$f"; } 2>/dev/null || [ -n "$s" ] || continue
+    # shellcheck disable=SC2086
+    set -- "$1" ${s##*) }
+    [ "${4-}" = "$1" ] && [ "$2" != Z ] && return 0
+  done
+  return 1
+}
+
+# Stops process group $1, whose leader started at $2: TERM, then KILL after KILL_GRACE
+# seconds. A group led by another process (the pid reused) is left alone. Returns 1 when
+# nothing of it ran.
+stop_group() {
+  digits "${1-}" || return 1
+  g_start=$(proc_start "$1")
+  if [ -n "${2-}" ] && [ -n "$g_start" ] && [ "$g_start" != "$2" ]; then return 1; fi
+  group_alive "$1" || return 1
+  kill -s TERM -- "-$1" 2>/dev/null
+  i=0
+  while group_alive "$1" && [ "$i" -lt $((KILL_GRACE * 10 + 20)) ]; do
+    [ "$i" != $((KILL_GRACE * 10)) ] || kill -s KILL -- "-$1" 2>/dev/null
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 0
+}
+
+# Stops systemd unit $1 (TimeoutStopSec escalates to KILL); returns 1 when it did not run.
+stop_unit() {
+  have_systemd && systemctl is-active --quiet "$1" 2>/dev/null || return 1
+  timeout -k 2 $((KILL_GRACE + 5)) systemctl stop "$1" >/dev/null 2>&1
+  systemctl kill --signal=SIGKILL "$1" >/dev/null 2>&1
+  return 0
+}
+
+# --- The lock: a directory (mkdir is atomic) whose info file records its holder.
+
+# This process's record (see write_info); l_group or l_unit name what it runs now.
+locked=0 l_kind="" l_command="" l_path="" l_action="" l_token="" l_prev_gen="" l_prev_system=""
+l_phase="" l_since="" l_deadline="" l_group="" l_group_start="" l_unit="" l_runner=""
+took_over="" action="" path="" token="" prev_gen="" prev_system="" profile_set=0 switch_started=0
+self_start=$(proc_start $$)
+
+# Replaces the lock's record of its holder (this process), atomically; key=value lines.
+write_info() {
+  [ "$locked" = 1 ] || return 0
+  printf 'pid=%s\nstart=%s\nkind=%s\ncommand=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s\nphase=%s\nsince=%s\ndeadline=%s\ngroup=%s\ngroup_start=%s\nunit=%s\n' \
+    "$$" "$self_start" "$l_kind" "$l_command" "$l_path" "$l_action" "$l_token" "$profile" \
+    "$l_prev_gen" "$l_prev_system" "$l_phase" "$l_since" "$l_deadline" "$l_group" \
+    "$l_group_start" "$l_unit" >"$state_dir/lock/info.$$" 2>/dev/null &&
+    mv -f "$state_dir/lock/info.$$" "$state_dir/lock/info"
+}
+
+# Reads the record of lock directory $1 into o_*: its info file, or the owner file ("PID
+# COMMAND") of an older script, a holder with no deadline. o_raw is the record as read.
+read_info() {
+  o_pid="" o_start="" o_kind="" o_command="" o_path="" o_action="" o_token="" o_profile=""
+  o_prev_gen="" o_prev_system="" o_phase="" o_since="" o_deadline="" o_group="" o_group_start=""
+  o_unit="" o_raw=""
+  if [ -f "$1/info" ]; then
+    while IFS= read -r line; do
+      o_raw="$o_raw$line;"
+      # Known keys only: the name is one of these, the value is never evaluated.
+      case ${line%%=*} in
+        pid | start | kind | command | path | action | token | profile | prev_gen | prev_system | \
+          phase | since | deadline | group | group_start | unit) eval "o_${line%%=*}=\${line#*=}" ;;
+      esac
+    done <"$1/info" 2>/dev/null
+  elif [ -f "$1/owner" ]; then
+    line=""
+    { IFS= read -r line <"$1/owner"; } 2>/dev/null
+    o_raw=$line
+    o_pid=${line%% *}
+    o_command=${line#"$o_pid"}
+    o_command=${o_command# }
+    case $o_command in "activate /"*) o_kind=activate o_path=${o_command#activate } ;; esac
+  fi
+  for v in pid start since deadline group group_start prev_gen; do
+    eval "digits \"\$o_$v\" || o_$v=''"
+  done
+  case $o_token in *[!A-Za-z0-9_-]*) o_token="" ;; esac
+  [ -n "$o_since" ] || o_since=$(date -r "$1" +%s 2>/dev/null || true)
+}
+
+# Reads the lock into o_* and judges it: o_alive=1 while its holder runs; o_why says why it
+# may be taken over (its holder is gone, or past its deadline), empty while it may not.
+judge_lock() {
+  read_info "$state_dir/lock"
+  j_now=$(now)
+  o_alive=0 o_why=""
+  if [ -n "$o_pid" ] && proc_alive "$o_pid" "$o_start"; then o_alive=1; fi
+  if [ -z "$o_pid" ]; then
+    # No record: a lock being taken (mkdir, then its record), or its taker killed in between.
+    if [ -d "$state_dir/lock" ] && [ -n "$o_since" ] && [ $((j_now - o_since)) -gt 10 ]; then
+      o_why="it records no holder"
+    fi
+  elif [ "$o_alive" = 0 ]; then
+    o_why="its holder is gone"
+  elif [ -n "$o_deadline" ] && [ "$j_now" -gt "$o_deadline" ]; then
+    o_why="its holder still runs past its deadline ($(iso "$o_deadline"))"
+  fi
+}
+
+# Takes the lock for this process (its record from l_*), taking over a stale one; returns 1,
+# with the holder in o_*, while a live holder within its deadline keeps it.
+try_lock() {
+  mkdir -p "$state_dir"
+  tries=0
+  until mkdir "$state_dir/lock" 2>/dev/null; do
+    judge_lock
+    if [ -n "$o_why" ]; then
+      take_over && return 0
+    elif [ -d "$state_dir/lock" ]; then
+      return 1
+    fi
+    tries=$((tries + 1))
+    [ "$tries" -lt 10 ] || return 1
+    sleep 0.5
+  done
+  locked=1
+  write_info
+}
+
+lock() { try_lock || refuse_locked; }
+
+refuse_locked() {
+  holder="${o_command:-an activation that is just starting}${o_pid:+, pid $o_pid}"
+  [ -z "$o_since" ] || holder="$holder, since $(iso "$o_since")"
+  if [ -n "$o_deadline" ]; then
+    holder="$holder, until $(iso "$o_deadline")); it is taken over after that deadline"
+  else
+    holder="$holder); it is taken over once that process is gone"
+  fi
+  message="another activation is in progress on this host ($holder"
+  log "$message"
+  printf '{"ok":false,"result":"locked","exitCode":8,"message":%s,"since":%s,"deadline":%s}\n' \
+    "$(json_str "$message")" "$(json_num "$o_since")" "$(json_num "$o_deadline")"
+  exit 8
+}
+
+# Frees the lock, unless a takeover made it another's.
+unlock() {
+  if [ "$locked" = 1 ]; then
+    u_pid=$(sed -n 's/^pid=//p' "$state_dir/lock/info" 2>/dev/null)
+    if [ -z "$u_pid" ] || [ "$u_pid" = "$$" ]; then rm -rf "$state_dir/lock"; fi
+  fi
+  locked=0
+}
+
+# The outcome confirm and abort report for token $1: $2 (rolled-back, rollback-failed,
+# confirmed), reason $3.
+write_result() {
+  printf '%s\n%s\n' "$2" "$3" >"$state_dir/result-$1.tmp" &&
+    mv -f "$state_dir/result-$1.tmp" "$state_dir/result-$1"
+}
+
+# Takes over the stale lock judged in o_*: kills its holder if it still runs, takes the lock,
+# stops what the holder left running and puts the host back on the generation and system it
+# recorded, as far as its phase got. Says so in took_over. One taker at a time (a guard
+# directory, given up after a minute); returns 1 when another takes over.
+take_over() {
+  if ! mkdir "$state_dir/takeover" 2>/dev/null; then
+    t_guard=$(date -r "$state_dir/takeover" +%s 2>/dev/null || echo 0)
+    [ $(($(now) - t_guard)) -gt 60 ] || return 1
+    rm -rf "$state_dir/takeover"
+    mkdir "$state_dir/takeover" 2>/dev/null || return 1
+  fi
+  t_seen=$o_raw
+  judge_lock
+  if [ -z "$o_why" ] || [ "$o_raw" != "$t_seen" ]; then
+    rmdir "$state_dir/takeover"
+    return 1
+  fi
+  # Bounded, and not to be interrupted halfway (callers re-arm their traps).
+  trap '' INT TERM
+  t_done=""
+  # The holder first, so that it changes nothing more: KILL (a watcher with its whole group).
+  if [ "$o_alive" = 1 ]; then
+    [ "$o_kind" != window ] || kill -s KILL -- "-$o_pid" 2>/dev/null
+    kill -s KILL "$o_pid" 2>/dev/null
+    i=0
+    while proc_alive "$o_pid" "$o_start" && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+    t_done="killed it, "
+    read_info "$state_dir/lock" # what it recorded last (o_why stays)
+  fi
+  t_sleeper=$(cat "$state_dir/sleeper-$o_token" 2>/dev/null || true)
+  if digits "$t_sleeper" && [ "$(cat "/proc/$t_sleeper/comm" 2>/dev/null)" = sleep ]; then
+    kill "$t_sleeper" 2>/dev/null
+  fi
+  rm -rf "$state_dir/lock"
+  if ! mkdir "$state_dir/lock" 2>/dev/null; then
+    rmdir "$state_dir/takeover"
+    return 1
+  fi
+  locked=1
+  s_kind=$l_kind s_command=$l_command s_path=$l_path s_action=$l_action s_token=$l_token
+  s_phase=$l_phase s_profile=$profile s_act=$action
+  [ -z "$o_profile" ] || profile=$o_profile
+  # Killed while cleaning up, this record makes the next taker do it again.
+  l_kind=takeover l_command="taking over from ${o_command:-an unrecorded holder}"
+  l_path=$o_path l_action=$o_action l_token=$o_token l_prev_gen=$o_prev_gen
+  l_prev_system=$o_prev_system l_phase=$o_phase
+  write_info
+  rmdir "$state_dir/takeover"
+  ! stop_group "$o_group" "$o_group_start" || t_done="${t_done}stopped its process group $o_group, "
+  [ -z "$o_unit" ] || ! stop_unit "$o_unit" || t_done="${t_done}stopped its unit $o_unit, "
+  # What it may have changed, by its phase (nothing once it reported an outcome).
+  action=$o_action prev_gen=$o_prev_gen prev_system=$o_prev_system profile_set=0 switch_started=0
+  case $o_phase in switch | health | confirm | rollback) switch_started=1 profile_set=1 ;; profile) profile_set=1 ;; esac
+  case $o_action in switch | boot) ;; *) profile_set=0 ;; esac
+  [ -z "$o_token" ] || [ ! -e "$state_dir/result-$o_token" ] || profile_set=0 switch_started=0
+  restore_previous
+  case $? in
+    0) t_back="rolled back to"
+      [ "$profile_set" = 0 ] || [ -z "$prev_gen" ] || t_back="$t_back generation $prev_gen${r_system:+ and}"
+      t_back="$t_back${r_system:+ $r_system}" ;;
+    1) t_back="rolling back failed" ;;
+    2) t_back="nothing to roll back" ;;
+    *) t_back="no previous system to go back to" ;;
+  esac
+  t_since="since unknown"
+  [ -z "$o_since" ] || t_since="since $(iso "$o_since")"
+  took_over="taking over a stale lock: ${o_command:-an unrecorded holder} (pid ${o_pid:-unknown}, $t_since): $o_why; $t_done$t_back"
+  log "$took_over"
+  if [ -n "$o_token" ] && [ ! -e "$state_dir/result-$o_token" ]; then
+    case $t_back in rolled* | nothing*) t_outcome="rolled-back" ;; *) t_outcome="rollback-failed" ;; esac
+    write_result "$o_token" "$t_outcome" "$took_over"
+  fi
+  [ -z "$o_token" ] || rm -f "$state_dir/pending-$o_token" "$state_dir/confirmed-$o_token" \
+    "$state_dir/abort-$o_token" "$state_dir/sleeper-$o_token"
+  l_kind=$s_kind l_command=$s_command l_path=$s_path l_action=$s_action l_token=$s_token
+  l_phase=$s_phase profile=$s_profile action=$s_act l_prev_gen="" l_prev_system=""
+  prev_gen="" prev_system="" profile_set=0 switch_started=0
+  write_info
+  return 0
+}
+
+# A stale lock is taken over (the host put back) and freed; a live one is left alone.
+clear_stale() {
+  [ -d "$state_dir/lock" ] || return 0
+  judge_lock
+  [ -n "$o_why" ] || return 0
+  l_kind=$1 l_command=$2 l_since=$(now)
+  l_deadline=$((l_since + SETTLE_TIME))
+  if try_lock; then unlock; fi
+}
+
+# --- Running things so that they can be stopped as a whole.
+
+# Runs a command (stdin /dev/null, stdout to stderr, or /dev/null when $1 is "quiet") in its own
+# process group, led by coreutils timeout, which stops the group after $2 seconds (TERM, then
+# KILL). The lock records the group, for an interrupt, an abort or a takeover to stop. `wait`
+# returns at once on INT or TERM, whose trap prints the result (so no redirection around it).
+bounded() {
+  b_out=$1 b_secs=$2
+  shift 2
+  (
+    trap - INT TERM
+    if [ "$b_out" = quiet ]; then exec >/dev/null; else exec >&2; fi
+    exec timeout -k "$KILL_GRACE" "$b_secs" "$@"
+  ) &
+  l_group=$!
+  l_group_start=$(proc_start "$l_group")
+  write_info
+  wait "$l_group"
+  b_status=$?
+  l_group="" l_group_start=""
+  return "$b_status"
+}
+
+# switch-to-configuration $2 of system $1, bounded to $3 seconds, output to stderr. Where
+# systemd runs, a unit (nixship-$4-PID, RuntimeMaxSec) so that a dropped session cannot kill
+# it; else a process group under timeout.
 run_switch() {
   if have_systemd; then
-    systemd-run --collect --no-ask-password --pipe --quiet --service-type=exec \
-      --unit="nixship-switch-$$" --wait "$1/bin/switch-to-configuration" "$2" >&2
-  else
-    "$1/bin/switch-to-configuration" "$2" >&2
+    l_unit="nixship-$4-$$"
+    write_info
+    (
+      trap - INT TERM
+      exec systemd-run --collect --no-ask-password --pipe --quiet --service-type=exec \
+        --property=RuntimeMaxSec="$3" --property=TimeoutStopSec="$KILL_GRACE" \
+        --unit="$l_unit" --wait "$1/bin/switch-to-configuration" "$2"
+    ) >&2 &
+    l_runner=$!
+    wait "$l_runner"
+    b_status=$?
+    l_unit="" l_runner=""
+    return "$b_status"
+  fi
+  bounded log "$3" "$1/bin/switch-to-configuration" "$2"
+}
+
+# Stops what this process runs now (see bounded and run_switch), if anything.
+stop_child() {
+  [ -z "$l_unit" ] || stop_unit "$l_unit"
+  [ -z "$l_group" ] || stop_group "$l_group" "$l_group_start"
+  [ -z "$l_runner" ] || kill "$l_runner" 2>/dev/null # (systemd-run --wait, its unit stopped)
+  for p in $l_group $l_runner; do wait "$p" 2>/dev/null; done
+  l_group="" l_group_start="" l_unit="" l_runner=""
+}
+
+# --- activate
+
+# --activation-timeout: whole seconds, 1 to 999999 (for command $1).
+check_activation_timeout() {
+  activation_timeout=$(decimal "$activation_timeout")
+  if ! digits "$activation_timeout" || [ ${#activation_timeout} -gt 6 ] || [ "$activation_timeout" -lt 1 ]; then
+    usage "$1: --activation-timeout must be whole seconds, from 1 to 999999"
   fi
 }
 
-# The lock is a directory (mkdir is atomic); its owner file names the holding process. A lock
-# whose holder is gone (killed mid-activation, with its parent) is stale and is taken over.
-lock() {
-  mkdir -p "$state_dir"
-  if ! mkdir "$state_dir/lock" 2>/dev/null; then
-    holder=$(cat "$state_dir/lock/owner" 2>/dev/null || true)
-    holder_pid=${holder%% *}
-    case $holder_pid in ''|*[!0-9]*) holder_pid="" ;; esac
-    if [ -n "$holder_pid" ] && ! kill -0 "$holder_pid" 2>/dev/null; then
-      log "taking over a stale lock (${holder#* }, process $holder_pid is gone)"
-      rm -rf "$state_dir/lock"
+# What is left of the activation timeout, in whole seconds.
+remaining() {
+  r=$((deadline - $(now)))
+  [ "$r" -gt 0 ] || r=0
+  printf '%s' "$r"
+}
+
+# Undoes what this activation changed: the profile back to the previous generation, and the
+# previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
+# when nothing had changed, 3 when there is no previous system to go back to.
+restore_previous() {
+  r_done=0 r_failed=0 r_missing=0 r_system=""
+  if [ "$profile_set" = 1 ] && [ -n "$prev_gen" ] && [ "$(current_generation)" != "$prev_gen" ]; then
+    if nix-env -p "$profile" --switch-generation "$prev_gen" >&2; then r_done=1; else r_failed=1; fi
+  fi
+  if [ "$switch_started" = 1 ] && [ "$action" != dry-activate ]; then
+    r_system=$prev_system
+    if [ "$action" = boot ]; then
+      r_system=""
+      [ -z "$prev_gen" ] || r_system=$(generation_path "$prev_gen")
     fi
-    if ! mkdir "$state_dir/lock" 2>/dev/null; then
-      printf '{"ok":false,"result":"locked","exitCode":8,"message":%s}\n' \
-        "$(json_str "another activation is in progress on this host${holder:+ (${holder#* })}")"
-      exit 8
-    fi
-  fi
-  printf '%s %s\n' "$$" "$1" >"$state_dir/lock/owner"
-  locked=1
-}
-
-unlock() { [ "${locked:-0}" = 1 ] && rm -rf "$state_dir/lock"; locked=0; }
-
-# Back to generation $1 (system $2) with action $3; prints nothing, returns non-zero on failure.
-restore() {
-  if [ "$3" = switch ] || [ "$3" = boot ]; then
-    nix-env -p "$profile" --switch-generation "$1" >&2 || return 1
-  fi
-  run_switch "$2" "$3"
-}
-
-# Ends an activation that failed in phase $1 with exit code $2 and message $3: rolls back to
-# the previous system when there is one, and reports.
-fail() {
-  phase=$1 code=$2 message=$3 rolled=false
-  if [ -n "$prev_system" ] && [ "$action" != dry-activate ]; then
-    log "$message; rolling back to generation ${prev_gen:-?} ($prev_system)"
-    back_action=$action
-    [ "$action" = boot ] || [ "$action" = switch ] || back_action="test"
-    if [ -n "$prev_gen" ] && restore "$prev_gen" "$prev_system" "$back_action"; then
-      rolled=true
-    elif [ -z "$prev_gen" ] && run_switch "$prev_system" test; then
-      rolled=true
+    if [ -z "$r_system" ]; then
+      r_missing=1
     else
-      log "rollback failed too"
-      code=7
+      log "rolling back: switch-to-configuration $action ($r_system)"
+      if run_switch "$r_system" "$action" "$ROLLBACK_TIMEOUT" rollback; then r_done=1; else r_failed=1; fi
     fi
+  fi
+  [ "$r_failed" = 0 ] || return 1
+  [ "$r_missing" = 0 ] || return 3
+  [ "$r_done" = 1 ] || return 2
+}
+
+took_over_json() { [ -z "$took_over" ] || printf ',"tookOver":%s' "$(json_str "$took_over")"; }
+
+# Ends a failed activation: stops what runs, undoes what it changed, and reports result $1
+# (failed or timed-out) in phase $2, with exit code $3 and message $4.
+finish_failed() {
+  trap '' INT TERM
+  f_result=$1 f_phase=$2 code=$3 message=$4 rolled=false outcome=rolled-back
+  case $f_phase in realise | profile | switch | health) ;; *) f_phase=realise ;; esac
+  stop_child
+  if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
+    log "$message; rolling back to generation ${prev_gen:-?} (${prev_system:-no previous system})"
+    l_phase=rollback
+    write_info
+    restore_previous
+    case $? in
+      0) rolled=true ;;
+      1) log "rollback failed too"; code=7 outcome=rollback-failed ;;
+      3) log "no previous system to go back to"; outcome=rollback-failed ;;
+    esac
   else
     log "$message"
   fi
+  # The lock goes first: once abort sees the outcome, the host takes the next activation.
   unlock
-  printf '{"ok":false,"command":"activate","result":"failed","phase":%s,"exitCode":%s,"message":%s,"path":%s,"action":%s,"rolledBack":%s,"previous":%s,"previousGeneration":%s,"generation":%s}\n' \
-    "$(json_str "$phase")" "$code" "$(json_str "$message")" "$(json_str "$path")" \
-    "$(json_str "$action")" "$rolled" "$(json_opt "$prev_system")" "$(json_num "$prev_gen")" \
-    "$(json_num "$(current_generation)")"
+  if [ -n "$token" ]; then
+    write_result "$token" "$outcome" "$message"
+    rm -f "$state_dir/abort-$token"
+  fi
+  printf '{"ok":false,"command":"activate","result":%s,"phase":%s,"exitCode":%s,"message":%s,"path":%s,"action":%s,"rolledBack":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$(json_str "$f_result")" "$(json_str "$f_phase")" "$code" "$(json_str "$message")" \
+    "$(json_str "$path")" "$(json_str "$action")" "$rolled" "$(json_opt "$prev_system")" \
+    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
   exit "$code"
+}
+
+fail() { finish_failed failed "$@"; }
+
+# The activation ran past its timeout in phase $1.
+timed_out() {
+  t_limit="the activation timeout of ${activation_timeout}s"
+  case $1 in
+    realise) t_what="realising $path ran past $t_limit; stopped it" ;;
+    profile) t_what="setting the profile $profile ran past $t_limit; stopped it" ;;
+    *) t_what="switch-to-configuration ran past $t_limit; stopped it"
+      [ "$switch_started" = 1 ] || t_what="$t_limit ran out before switch-to-configuration" ;;
+  esac
+  finish_failed timed-out "$1" 10 "$t_what"
+}
+
+aborted() { [ -n "$token" ] && [ -e "$state_dir/abort-$token" ]; }
+
+# INT or TERM ($1) during the activation: stop it and roll back.
+interrupted() {
+  trap '' INT TERM
+  if aborted; then
+    finish_failed failed "$l_phase" 6 "aborted by the deployer"
+  fi
+  finish_failed failed "$l_phase" 6 "interrupted by SIG$1"
+}
+
+# Step $1 failed (code $2, message $3): because of an abort, the timeout, or by itself.
+step_failed() {
+  aborted && finish_failed failed "$1" 6 "aborted by the deployer"
+  [ "$1" = health ] || [ "$(remaining)" -gt 0 ] || timed_out "$1"
+  fail "$@"
+}
+
+activated_json() {
+  printf '"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
+    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
+}
+
+# The activation went through: report it, leaving a watcher to wait for the confirmation
+# when $1 is "window" (unless an abort came first).
+succeed() {
+  trap '' INT TERM
+  aborted && finish_failed failed "$l_phase" 6 "aborted by the deployer"
+  if [ "$1" = window ]; then
+    rm -f "$state_dir/result-$token"
+    start_watcher
+    # The watcher records itself as the lock's holder; this process leaves once it has.
+    i=0
+    while ! grep -q '^kind=window$' "$state_dir/lock/info" 2>/dev/null && [ "$i" -lt 50 ]; do
+      sleep 0.1
+      i=$((i + 1))
+    done
+    locked=0
+    printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":%s,"confirmTimeout":%s,' \
+      "$(json_str "$token")" "$confirm_timeout"
+    activated_json
+    exit 0
+  fi
+  unlock
+  printf '{"ok":true,"command":"activate","result":"activated",'
+  activated_json
+  exit 0
 }
 
 # The watcher left behind for magic rollback: waits for confirm or abort, else rolls back.
 watcher_script() {
   cat <<'WATCH'
-dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7
+dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
+settle=$9 rollback_timeout=${10} kill_grace=${11}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
+# This process holds the lock now, until the window closes and a rollback would have ended; it
+# records itself as activate.sh does (pid, start time, deadline, what it runs).
+read -r stat <"/proc/$$/stat"
+set -- ${stat##*) }
+start=${20}
+deadline=$(($(date +%s) + timeout + settle))
+phase=confirm
+record() {
+  printf '%s\npid=%s\nstart=%s\nkind=window\ncommand=confirmation window %s\nphase=%s\ndeadline=%s\ngroup=%s\ngroup_start=%s\n' \
+    "$info" "$$" "$start" "$token" "$phase" "$deadline" "${1-}" "${2-}" >"$dir/lock/info.$$" &&
+    mv -f "$dir/lock/info.$$" "$dir/lock/info"
+}
+record
 # Sleep through the window unless woken: confirm and abort write their flag, then kill the
 # sleeper. The pid file is written before the flags are checked, so a flag written before
 # the wait is seen, and one written after it finds the sleeper to kill. No polling.
-printf '%s confirmation window\n' "$$" >"$dir/lock/owner"
 sleep "$timeout" &
 sleeper=$!
 printf '%s\n' "$sleeper" >"$dir/sleeper-$token"
@@ -166,45 +616,60 @@ if [ ! -e "$dir/confirmed-$token" ] && [ ! -e "$dir/abort-$token" ]; then
 fi
 kill "$sleeper" 2>/dev/null
 if [ -e "$dir/confirmed-$token" ]; then
-  outcome=confirmed
+  outcome=confirmed reason="confirmed within ${timeout}s"
 elif [ -e "$dir/abort-$token" ]; then
   reason="aborted by the deployer"
 fi
 if [ "$outcome" = rolled-back ]; then
   ok=true
+  phase=rollback
+  record
   if [ -n "$prev_system" ]; then
     if [ "$action" = switch ] && [ -n "$prev_gen" ]; then
       nix-env -p "$profile" --switch-generation "$prev_gen" || ok=false
     fi
-    "$prev_system/bin/switch-to-configuration" "$action" || ok=false
+    # Bounded, in its own process group (recorded, for a takeover to stop).
+    timeout -k "$kill_grace" "$rollback_timeout" "$prev_system/bin/switch-to-configuration" "$action" &
+    group=$!
+    read -r stat <"/proc/$group/stat"
+    set -- ${stat##*) }
+    record "$group" "${20}"
+    wait "$group" || ok=false
   else
     ok=false reason="$reason; no previous system to go back to"
   fi
   [ "$ok" = true ] || outcome=rollback-failed
 fi
+# The lock goes (unless a takeover made it another's), then the outcome is told.
+if [ "$(sed -n 's/^pid=//p' "$dir/lock/info" 2>/dev/null)" = "$$" ]; then rm -rf "$dir/lock"; fi
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
 rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"
-rm -rf "$dir/lock"
 WATCH
 }
 
 start_watcher() {
   printf '%s\n' "$path" >"$state_dir/pending-$token"
+  w_info=$(printf 'since=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s' \
+    "$l_since" "$path" "$action" "$token" "$profile" "$prev_gen" "$prev_system")
   if have_systemd; then
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
-      "$prev_gen" "$prev_system" "$action" >&2
+      "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
+      "$KILL_GRACE" >&2
   else
-    setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
-      "$profile" "$prev_gen" "$prev_system" "$action" \
-      </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
+    (
+      trap - INT TERM
+      exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
+        "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE"
+    ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }
 
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
-  health_cmds=""
+  health_cmds="" activation_timeout=600
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -215,6 +680,7 @@ cmd_activate() {
       --health-cmd) health_cmds="$health_cmds${2-}
 "; shift 2 ;;
       --health-timeout) health_timeout=${2-}; shift 2 ;;
+      --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
       --token) token=${2-}; shift 2 ;;
       *) usage "activate: unknown option '$1'" ;;
@@ -224,51 +690,67 @@ cmd_activate() {
   case $action in switch|boot|test|dry-activate) ;; *) usage "activate: unknown action '$action'" ;; esac
   case $health_timeout in ''|*[!0-9]*) usage "activate: --health-timeout must be whole seconds" ;; esac
   case $confirm_timeout in ''|*[!0-9]*) usage "activate: --confirm-timeout must be whole seconds" ;; esac
+  check_activation_timeout activate
+  health_timeout=$(decimal "$health_timeout")
+  confirm_timeout=$(decimal "$confirm_timeout")
   if [ "$confirm_timeout" -gt 0 ]; then
     case $token in ''|*[!A-Za-z0-9_-]*) usage "activate: --confirm-timeout needs a --token of letters, digits, '-' or '_'" ;; esac
   fi
+  case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
+  started=$(now)
+  deadline=$((started + activation_timeout))
+  checks=$(printf '%s' "$health_cmds" | grep -c . || true)
+  profile_set=0 switch_started=0 prev_gen="" prev_system=""
+  # The lock's deadline: the activation's, its health checks, and a rollback after them.
+  l_kind=activate l_command="activate $path" l_path=$path l_action=$action l_token=$token
+  l_since=$started l_deadline=$((deadline + checks * health_timeout + SETTLE_TIME)) l_phase=realise
+  lock
+  trap 'interrupted INT' INT
+  trap 'interrupted TERM' TERM
   prev_gen=$(current_generation)
   prev_system=$(resolve /run/current-system || true)
-  lock "activate $path"
+  l_prev_gen=$prev_gen l_prev_system=$prev_system
+  [ -z "$token" ] || rm -f "$state_dir/result-$token"
+  write_info
 
-  # 1. Realise.
+  # 1. Realise (bounded by what is left of the activation timeout).
   if [ -n "$subs" ]; then
     log "realising $path from $subs"
     # The root keeps the new system from the garbage collector until a profile or
     # /run/current-system holds it (test and dry-activate set no profile).
-    if ! nix-store --realise "$path" --add-root "$state_dir/realised" \
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out realise
+    bounded quiet "$r" nix-store --realise "$path" --add-root "$state_dir/realised" \
       --option substituters "$subs" --option trusted-public-keys "$keys" \
-      --option require-sigs true --option narinfo-cache-negative-ttl 0 >/dev/null; then
-      prev_system="" fail realise 3 "cannot realise $path from $subs with the trusted keys"
-    fi
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
+      step_failed realise 3 "cannot realise $path from $subs with the trusted keys"
   elif ! nix-store --check-validity "$path" 2>/dev/null; then
-    prev_system="" fail realise 3 "$path is not on this host, and no substituter was given"
+    fail realise 3 "$path is not on this host, and no substituter was given"
   fi
 
   # 2. Profile.
   if [ "$action" = switch ] || [ "$action" = boot ]; then
     mkdir -p "$(dirname "$profile")"
-    if ! nix-env -p "$profile" --set "$path" >&2; then
-      prev_system="" fail profile 4 "cannot set the profile $profile to $path"
-    fi
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out profile
+    l_phase=profile profile_set=1
+    bounded log "$r" nix-env -p "$profile" --set "$path" ||
+      step_failed profile 4 "cannot set the profile $profile to $path"
   fi
 
   # 3. Switch.
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out switch
+  l_phase=switch switch_started=1
   log "switch-to-configuration $action ($path)"
-  run_switch "$path" "$action"
+  run_switch "$path" "$action" "$r" switch
   status=$?
-  if [ "$status" -ne 0 ]; then
-    fail switch 4 "switch-to-configuration $action exited with $status"
-  fi
-  if [ "$action" = boot ] || [ "$action" = dry-activate ]; then
-    unlock
-    printf '{"ok":true,"command":"activate","result":"activated","path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s}\n' \
-      "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
-      "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")"
-    exit 0
-  fi
+  [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
+  if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
   # 4. Health.
+  l_phase=health
+  write_info
   if [ -n "$health_cmds" ]; then
     old_ifs=$IFS
     IFS='
@@ -276,9 +758,7 @@ cmd_activate() {
     for check in $health_cmds; do
       IFS=$old_ifs
       log "health: $check"
-      if ! timeout "$health_timeout" sh -c "$check" >&2; then
-        fail health 5 "health check failed: $check"
-      fi
+      bounded log "$health_timeout" sh -c "$check" || step_failed health 5 "health check failed: $check"
     done
     IFS=$old_ifs
   fi
@@ -288,23 +768,31 @@ cmd_activate() {
   fi
 
   # 5. Confirmation window (magic rollback).
-  if [ "$confirm_timeout" -gt 0 ]; then
-    rm -f "$state_dir/result-$token"
-    start_watcher
-    locked=0 # the watcher releases the lock
-    printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":%s,"confirmTimeout":%s,"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s}\n' \
-      "$(json_str "$token")" "$confirm_timeout" "$(json_str "$path")" "$(json_str "$action")" \
-      "$(json_opt "$prev_system")" "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")"
-    exit 0
-  fi
-  unlock
-  printf '{"ok":true,"command":"activate","result":"activated","path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s}\n' \
-    "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
-    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")"
-  exit 0
+  if [ "$confirm_timeout" -gt 0 ]; then succeed window; fi
+  succeed now
 }
 
-# confirm or abort: signal the watcher, then wait (bounded) for its outcome.
+# Waits (at most SETTLE_TIME seconds) for the outcome of $token; a holder that dies
+# meanwhile is taken over, which settles it.
+settle_wait() {
+  i=0
+  while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt $((SETTLE_TIME * 10)) ]; do
+    if [ $((i % 10)) = 9 ]; then
+      clear_stale "$verb" "$verb --token $token"
+      # Nothing left to report: the activation went through before the abort reached it.
+      if [ ! -d "$state_dir/lock" ] && [ ! -e "$state_dir/pending-$token" ] &&
+        [ ! -e "$state_dir/result-$token" ]; then
+        sleep 0.5 # (an outcome is written just after the lock goes)
+        break
+      fi
+    fi
+    sleep 0.1
+    i=$((i + 1))
+  done
+}
+
+# confirm or abort: signal the watcher (or stop the activation still under way), then wait
+# (bounded) for its outcome.
 cmd_settle() {
   verb=$1 token=""
   shift
@@ -315,61 +803,113 @@ cmd_settle() {
     esac
   done
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
-  if [ ! -e "$state_dir/pending-$token" ] && [ ! -e "$state_dir/result-$token" ]; then
-    printf '{"ok":false,"command":"%s","result":"unknown-token","exitCode":9,"message":%s}\n' \
-      "$verb" "$(json_str "no activation is waiting for token $token")"
-    exit 9
+  mkdir -p "$state_dir"
+  clear_stale "$verb" "$verb --token $token"
+  settled="" i=0
+  if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
+    # A takeover under way (bounded) comes first: it settles its holder, then its taker runs.
+    judge_lock
+    while [ "$o_kind" = takeover ] && [ "$o_alive" = 1 ] && [ "$i" -lt "$SETTLE_TIME" ]; do
+      sleep 1
+      i=$((i + 1))
+      judge_lock
+    done
+    if [ "$o_kind" = activate ] && [ "$o_token" = "$token" ] && [ -n "$o_pid" ] &&
+      proc_alive "$o_pid" "$o_start"; then
+      # The activation is still under way: it stops what runs and rolls back.
+      : >"$state_dir/abort-$token"
+      log "stopping the activation of ${o_path:-?} (pid $o_pid, in its ${o_phase:-first} phase)"
+      kill -s TERM "$o_pid" 2>/dev/null
+      settle_wait
+      settled=1
+    fi
   fi
-  if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
-  # Wake the watcher (see watcher_script).
-  sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
-  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
-  i=0
-  while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+  if [ -z "$settled" ]; then
+    if [ ! -e "$state_dir/pending-$token" ] && [ ! -e "$state_dir/result-$token" ]; then
+      printf '{"ok":false,"command":"%s","result":"unknown-token","exitCode":9,"message":%s%s}\n' \
+        "$verb" "$(json_str "no activation is waiting for token $token")" "$(took_over_json)"
+      exit 9
+    fi
+    if [ ! -e "$state_dir/result-$token" ]; then
+      if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
+      # Wake the watcher (see watcher_script).
+      sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
+      [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+      settle_wait
+    fi
+  fi
   outcome=$(sed -n 1p "$state_dir/result-$token" 2>/dev/null || true)
   reason=$(sed -n 2p "$state_dir/result-$token" 2>/dev/null || true)
   case $outcome in
     confirmed) code=0 ok=true ;;
     rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;
     rollback-failed) code=7 ok=false ;;
-    *) code=7 ok=false outcome=unknown reason="the watcher did not report within 60s" ;;
+    *) code=7 ok=false outcome=unknown
+      reason="no outcome for token $token within ${SETTLE_TIME}s"
+      [ -d "$state_dir/lock" ] || [ -e "$state_dir/pending-$token" ] ||
+        reason="the activation with token $token ended before the $verb reached it" ;;
   esac
-  printf '{"ok":%s,"command":"%s","result":%s,"exitCode":%s,"message":%s,"generation":%s,"current":%s}\n' \
+  printf '{"ok":%s,"command":"%s","result":%s,"exitCode":%s,"message":%s,"generation":%s,"current":%s%s}\n' \
     "$ok" "$verb" "$(json_str "$outcome")" "$code" "$(json_str "$reason")" \
-    "$(json_num "$(current_generation)")" "$(json_opt "$(resolve /run/current-system || true)")"
+    "$(json_num "$(current_generation)")" "$(json_opt "$(resolve /run/current-system || true)")" \
+    "$(took_over_json)"
   exit "$code"
 }
 
 cmd_rollback() {
-  to=""
+  to="" activation_timeout=600
   while [ $# -gt 0 ]; do
     case $1 in
       --to) to=${2-}; shift 2 ;;
       --profile) profile=${2-}; shift 2 ;;
+      --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       *) usage "rollback: unknown option '$1'" ;;
     esac
   done
   case $to in *[!0-9]*) usage "rollback: --to must be a generation number" ;; esac
+  to=$(decimal "$to")
+  check_activation_timeout rollback
+  l_kind=rollback l_command="rollback${to:+ to $to}" l_since=$(now) l_phase=""
+  deadline=$((l_since + activation_timeout))
+  l_deadline=$((deadline + SETTLE_TIME))
+  lock
   from=$(current_generation)
   [ -n "$to" ] || to=$(previous_generation "${from:-0}")
   target=""
   [ -z "$to" ] || target=$(generation_path "$to")
   if [ -z "$to" ] || [ -z "$target" ]; then
-    printf '{"ok":false,"command":"rollback","result":"no-generation","exitCode":9,"message":%s,"generation":%s}\n' \
-      "$(json_str "no generation ${to:-before ${from:-none}} in $profile")" "$(json_num "$from")"
+    unlock
+    printf '{"ok":false,"command":"rollback","result":"no-generation","exitCode":9,"message":%s,"generation":%s%s}\n' \
+      "$(json_str "no generation ${to:-before ${from:-none}} in $profile")" "$(json_num "$from")" \
+      "$(took_over_json)"
     exit 9
   fi
-  lock "rollback to $to"
+  # Killed halfway, a takeover finishes it: the host goes to the generation asked for.
+  l_command="rollback to $to" l_path=$target l_action=switch l_prev_gen=$to l_prev_system=$target
+  l_phase=switch
+  write_info
   log "rolling back from generation ${from:-?} to $to ($target)"
-  if ! restore "$to" "$target" switch; then
-    unlock
-    printf '{"ok":false,"command":"rollback","result":"failed","exitCode":7,"message":%s,"generation":%s}\n' \
-      "$(json_str "switching to generation $to failed")" "$(json_num "$(current_generation)")"
-    exit 7
+  why=""
+  if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
+    why="switching the profile to generation $to failed"
+  else
+    r=$(remaining)
+    if [ "$r" -le 0 ] || ! run_switch "$target" switch "$r" rollback; then
+      why="switching to generation $to failed"
+      [ "$(remaining)" -gt 0 ] ||
+        why="switching to generation $to ran past the activation timeout of ${activation_timeout}s; stopped it"
+    fi
   fi
   unlock
-  printf '{"ok":true,"command":"rollback","result":"rolled-back","from":%s,"generation":%s,"path":%s}\n' \
-    "$(json_num "$from")" "$to" "$(json_str "$target")"
+  if [ -n "$why" ]; then
+    log "$why"
+    printf '{"ok":false,"command":"rollback","result":"failed","exitCode":7,"message":%s,"from":%s,"generation":%s%s}\n' \
+      "$(json_str "$why")" "$(json_num "$from")" "$(json_num "$(current_generation)")" \
+      "$(took_over_json)"
+    exit 7
+  fi
+  printf '{"ok":true,"command":"rollback","result":"rolled-back","from":%s,"generation":%s,"path":%s%s}\n' \
+    "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
 }
 
 cmd_status() {
@@ -387,11 +927,20 @@ cmd_status() {
   done
   pending=""
   for f in "$state_dir"/pending-*; do [ -e "$f" ] && pending=${f##*/pending-}; done
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s}\n' \
+  activation=null
+  if [ -d "$state_dir/lock" ]; then
+    judge_lock
+    stale=false
+    [ -z "$o_why" ] || stale=true
+    activation=$(printf '{"command":%s,"path":%s,"pid":%s,"since":%s,"deadline":%s,"stale":%s}' \
+      "$(json_str "$o_command")" "$(json_opt "$o_path")" "$(json_num "$o_pid")" \
+      "$(json_num "$o_since")" "$(json_num "$o_deadline")" "$stale")
+  fi
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
-    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")"
+    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation"
 }
 
 [ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback or status"

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
+import type { StorePath } from "../nix/store-path.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {
@@ -15,7 +16,11 @@ export const ACTIVATE_EXIT = {
   rollbackFailed: 7,
   locked: 8,
   noGeneration: 9,
+  timedOut: 10,
 } as const;
+
+/** Seconds activate.sh gives an activation (realise, profile, switch) when none is given. */
+export const DEFAULT_ACTIVATION_TIMEOUT = 600;
 
 /** The script, read once from the package (src/host/activate.sh sits beside this module). */
 let script: string | undefined;
@@ -30,7 +35,7 @@ export function activateScript(): string {
 }
 
 export interface ActivateOptions {
-  readonly path: string;
+  readonly path: StorePath | string;
   readonly action: Action;
   /** Substituters the host realises the path from, with signatures required. */
   readonly substituters?: readonly string[];
@@ -40,6 +45,11 @@ export interface ActivateOptions {
   /** Seconds the host waits for `confirm` before rolling itself back (0: no window). */
   readonly confirmTimeout?: number;
   readonly token?: string;
+  /**
+   * Seconds from the start of the activation to the end of switch-to-configuration; past it the
+   * switch is stopped, the host goes back to its previous system, and the result is `timed-out`.
+   */
+  readonly activationTimeout?: number;
 }
 
 export function activateArgs(o: ActivateOptions): string[] {
@@ -48,18 +58,40 @@ export function activateArgs(o: ActivateOptions): string[] {
   for (const k of o.trustedKeys ?? []) args.push("--trusted-key", k);
   for (const c of o.healthCommands ?? []) args.push("--health-cmd", c);
   if (o.healthTimeout !== undefined) args.push("--health-timeout", String(o.healthTimeout));
+  if (o.activationTimeout !== undefined) {
+    args.push("--activation-timeout", String(o.activationTimeout));
+  }
   if (o.confirmTimeout) {
     if (!o.token) throw new Error("a confirmation window needs a token");
-    args.push("--confirm-timeout", String(o.confirmTimeout), "--token", o.token);
+    args.push("--confirm-timeout", String(o.confirmTimeout));
   }
+  // With a token, `abort --token` reaches the activation even while it still switches.
+  if (o.token) args.push("--token", o.token);
   return args;
 }
 
 export const confirmArgs = (token: string) => ["confirm", "--token", token];
 export const abortArgs = (token: string) => ["abort", "--token", token];
-export const rollbackArgs = (generation?: number) =>
-  generation === undefined ? ["rollback"] : ["rollback", "--to", String(generation)];
+export const rollbackArgs = (generation?: number, activationTimeout?: number) => [
+  "rollback",
+  ...(generation === undefined ? [] : ["--to", String(generation)]),
+  ...(activationTimeout === undefined ? [] : ["--activation-timeout", String(activationTimeout)]),
+];
 export const statusArgs = () => ["status"];
+
+/** An activation in progress on a host, as its lock records it. */
+export interface ActivationInProgress {
+  /** What holds the lock, e.g. "activate /nix/store/…" or "confirmation window TOKEN". */
+  readonly command: string;
+  readonly path: string | null;
+  readonly pid: number | null;
+  /** Unix seconds. */
+  readonly since: number | null;
+  /** Unix seconds after which a later activation takes the lock over. */
+  readonly deadline: number | null;
+  /** The holder is gone or past its deadline: the next activation takes over. */
+  readonly stale: boolean;
+}
 
 export interface Generation {
   readonly generation: number;
@@ -78,17 +110,21 @@ export type ActivationResult =
       readonly generation: number | null;
       readonly token?: string;
       readonly confirmTimeout?: number;
+      /** Set when this activation took over a stale lock: what it found and did. */
+      readonly tookOver?: string;
     }
   | {
       readonly ok: false;
       readonly command: "activate";
-      readonly result: "failed";
+      /** timed-out: ran past --activation-timeout (exit 10); the switch was stopped. */
+      readonly result: "failed" | "timed-out";
       readonly phase: "realise" | "profile" | "switch" | "health";
       readonly exitCode: number;
       readonly message: string;
       readonly rolledBack: boolean;
       readonly previous: string | null;
       readonly generation: number | null;
+      readonly tookOver?: string;
     }
   | {
       readonly ok: boolean;
@@ -112,6 +148,7 @@ export type ActivationResult =
       readonly from?: number | null;
       readonly path?: string;
       readonly message?: string;
+      readonly tookOver?: string;
     }
   | {
       readonly ok: true;
@@ -122,12 +159,17 @@ export type ActivationResult =
       readonly generation: number | null;
       readonly generations: readonly Generation[];
       readonly pending: string | null;
+      /** The activation holding the host's lock (absent from hosts with an older script). */
+      readonly activation?: ActivationInProgress | null;
     }
   | {
       readonly ok: false;
       readonly result: "usage" | "locked";
       readonly exitCode: number;
       readonly message: string;
+      /** locked: since when and until when the holder has the lock (Unix seconds). */
+      readonly since?: number | null;
+      readonly deadline?: number | null;
     };
 
 /** The JSON result on the last line of activate.sh's stdout. */

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { HostResult } from "../deploy/events.js";
-import { formatDeploySummary, formatDuration, resultLabel } from "./deploy-summary.js";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import type { StorePath } from "../nix/store-path.js";
+import { formatDeploySummary, formatDuration, resultLabel, runs } from "./deploy-summary.js";
 
 const desired = `/nix/store/${"2".repeat(32)}-example-web-system-v2`;
 
@@ -138,5 +140,54 @@ describe("formatDeploySummary", () => {
         .split("\n")
         .at(-1),
     ).toBe("1 activated, 0 failed in 1.5s");
+  });
+});
+
+describe("the runs column (with the plan)", () => {
+  const v1 = `/nix/store/${"1".repeat(32)}-example-web-system-v1` as StorePath;
+  const plan = (action: DeployPlan["action"]): DeployPlan => ({
+    action,
+    hosts: RESULTS.map(
+      (r): HostPlan => ({
+        host: r.host,
+        action: "activate",
+        current: r.host === "db1" ? (desired as StorePath) : r.host === "api2" ? undefined : v1,
+        generation: undefined,
+        desired: desired as StorePath,
+        transfer: { paths: 0, bytes: 0 },
+        error: undefined,
+      }),
+    ),
+    counts: { activate: RESULTS.length, skip: 0, unreachable: 0 },
+    changes: 0,
+    totals: { paths: 0, bytes: 0 },
+    distinct: { paths: 0, bytes: 0 },
+  });
+
+  it("says which system each host runs: new, previous, or unknown", () => {
+    const p = plan("switch");
+    expect(Object.fromEntries(RESULTS.map((r) => [r.host, runs(r, p)]))).toEqual({
+      web1: "example-web-system-v2",
+      web2: "example-web-system-v2",
+      web10: "example-web-system-v2",
+      api1: "example-web-system-v1",
+      api2: "unknown",
+      db1: "example-web-system-v2",
+      db2: "example-web-system-v1",
+      db3: "example-web-system-v1",
+    });
+    // boot changes what boots next, not what runs.
+    expect(runs(RESULTS[0] as HostResult, plan("boot"))).toBe("example-web-system-v1");
+  });
+
+  it("sits after the result", () => {
+    const table = formatDeploySummary(RESULTS, 1, plan("switch")).split("\n");
+    expect(table[0]?.split(/ {2,}/).slice(0, 3)).toEqual(["host", "result", "runs"]);
+    expect(
+      table
+        .find((l) => l.startsWith("api1 "))
+        ?.split(/ {2,}/)
+        .slice(0, 3),
+    ).toEqual(["api1", "FAILED (rolled back)", "example-web-system-v1"]);
   });
 });

@@ -1,6 +1,8 @@
 // The table printed when a deploy ends: one row per host and a line of counts. Pure.
 import type { HostResult } from "../deploy/events.js";
-import { formatTable, oneLine } from "./plan-format.js";
+import { actionActivatesNow } from "../fleet/action.js";
+import type { DeployPlan } from "../fleet/plan.js";
+import { formatTable, oneLine, storeName } from "./plan-format.js";
 
 /** Seconds for people: `2.1s`, `1m05s`. */
 export function formatDuration(seconds: number): string {
@@ -37,8 +39,18 @@ export function resultLabel(result: HostResult): string {
   }
 }
 
-export function formatDeploySummary(results: readonly HostResult[], seconds: number): string {
-  const rows: string[][] = [["host", "result", "phase", "generation", "time", "message"]];
+/**
+ * The summary table. With the plan, a "runs" column says which system each host runs as far
+ * as the deployer knows: the new one, the one it ran before, or "unknown" (a host that failed
+ * without rolling back, or is still settling).
+ */
+export function formatDeploySummary(
+  results: readonly HostResult[],
+  seconds: number,
+  plan?: DeployPlan,
+): string {
+  const header = ["host", "result", "phase", "generation", "time", "message"];
+  const rows: string[][] = [plan ? withRuns(header, "runs") : header];
   const counts: Record<ResultKind, number> = {
     activated: 0,
     failed: 0,
@@ -48,13 +60,34 @@ export function formatDeploySummary(results: readonly HostResult[], seconds: num
   };
   for (const result of results) {
     counts[resultKind(result)]++;
-    rows.push(summaryRow(result));
+    const row = summaryRow(result);
+    rows.push(plan ? withRuns(row, runs(result, plan)) : row);
   }
   const parts = [`${counts.activated} activated`, `${counts.failed} failed`];
   if (counts["up-to-date"] > 0) parts.push(`${counts["up-to-date"]} up to date`);
   if (counts.unreachable > 0) parts.push(`${counts.unreachable} unreachable`);
   if (counts["not-started"] > 0) parts.push(`${counts["not-started"]} not started`);
   return [...formatTable(rows), `${parts.join(", ")} in ${formatDuration(seconds)}`].join("\n");
+}
+
+/** The row with the "runs" cell after the result. */
+function withRuns(row: readonly string[], cell: string): string[] {
+  return [...row.slice(0, 2), cell, ...row.slice(2)];
+}
+
+/** The name of the system the host runs now, as far as the deployer knows. */
+export function runs(result: HostResult, plan: DeployPlan): string {
+  const current = plan.hosts.find((p) => p.host === result.host)?.current;
+  const before = current === undefined ? "-" : storeName(current);
+  const o = result.outcome;
+  switch (o.status) {
+    case "activated":
+      return actionActivatesNow(plan.action) ? storeName(result.desired) : before;
+    case "failed":
+      return o.rolledBack ? before : "unknown";
+    case "skipped":
+      return o.reason === "up-to-date" ? storeName(current ?? result.desired) : before;
+  }
 }
 
 function summaryRow(result: HostResult): string[] {

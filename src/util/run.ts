@@ -17,6 +17,8 @@ export interface RunOptions {
   readonly errorCodes?: { readonly missing: string; readonly failed: string };
   /** The hint given when the command cannot start (e.g. how to install it). */
   readonly missingHint?: string;
+  /** Stops the command (SIGTERM); the run then fails as killed. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -36,6 +38,7 @@ export function runCommand(
     const proc = spawn(command, args, {
       stdio: ["pipe", "pipe", "pipe"],
       ...(options.env ? { env: options.env } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     const out: Buffer[] = [];
     let stderr = "";
@@ -55,13 +58,15 @@ export function runCommand(
       });
     }
     const codes = options.errorCodes ?? { missing: "command-missing", failed: "command-failed" };
-    proc.on("error", (err) =>
+    proc.on("error", (err) => {
+      // A stopped command still closes, and fails there as killed.
+      if (err.name === "AbortError") return;
       reject(
         new OperationError(codes.missing, `cannot run '${command}'${purpose}: ${err.message}`, {
           ...(options.missingHint ? { hint: options.missingHint } : {}),
         }),
-      ),
-    );
+      );
+    });
     proc.on("close", (code, signal) => {
       if (inputFailure) {
         reject(inputFailure);

@@ -7,7 +7,14 @@ import { type CliRun, run, runOk } from "./cli.js";
 
 export const EXAMPLES_DIR = fileURLToPath(new URL("../../examples", import.meta.url));
 
-export const EXAMPLE_SYSTEMS = ["web-v1", "web-v2", "web-v3", "web-broken", "web-failing"] as const;
+export const EXAMPLE_SYSTEMS = [
+  "web-v1",
+  "web-v2",
+  "web-v3",
+  "web-broken",
+  "web-failing",
+  "web-hang",
+] as const;
 export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
 
 /** Builds all example systems in one `nix build`; returns each one's toplevel store path. */

@@ -1,0 +1,39 @@
+// The interrupt trap, driven by emitting the signals' events on this process (no real signal
+// is sent, and process.exit is stubbed).
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("trapInterrupts", () => {
+  it("the first SIGINT or SIGTERM aborts with its name; a second exits 130 at once", () => {
+    const exit = vi.spyOn(process, "exit").mockImplementation((() => undefined) as never);
+    const said: string[] = [];
+    const trap = trapInterrupts({
+      first: (signal) => said.push(`first ${signal}`),
+      second: (signal) => said.push(`second ${signal}`),
+    });
+    try {
+      expect(trap.signal.aborted).toBe(false);
+      process.emit("SIGTERM", "SIGTERM");
+      expect(trap.signal.aborted).toBe(true);
+      expect(trap.signal.reason).toBe("interrupted (SIGTERM)");
+      expect(exit).not.toHaveBeenCalled();
+      process.emit("SIGINT", "SIGINT");
+      expect(exit).toHaveBeenCalledWith(INTERRUPTED_EXIT);
+      expect(said).toEqual(["first SIGTERM", "second SIGINT"]);
+    } finally {
+      trap.release();
+    }
+  });
+
+  it("removes its listeners when released", () => {
+    const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
+    const trap = trapInterrupts({ first: () => {}, second: () => {} });
+    expect(process.listenerCount("SIGINT")).toBe((before[0] ?? 0) + 1);
+    trap.release();
+    expect([process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")]).toEqual(before);
+  });
+});

@@ -1,0 +1,49 @@
+// SIGINT and SIGTERM while a command works: the first asks it to stop (an AbortSignal whose
+// reason names the signal) and lets it finish; a second one exits at once. The listeners live
+// only as long as the command.
+
+/** The exit code of a command that was interrupted (as shells report death by SIGINT). */
+export const INTERRUPTED_EXIT = 130;
+
+export interface InterruptTrap {
+  /** Aborted on the first SIGINT or SIGTERM, with reason `interrupted (SIGINT)`. */
+  readonly signal: AbortSignal;
+  /** Removes the listeners: the signals have their default effect again. */
+  release(): void;
+}
+
+export function trapInterrupts(say: {
+  /** What to print on the first signal (before the signal aborts). */
+  readonly first: (signal: NodeJS.Signals) => void;
+  /** What to print on the second, before the process exits. */
+  readonly second: (signal: NodeJS.Signals) => void;
+}): InterruptTrap {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      say.second(signal);
+      process.exit(INTERRUPTED_EXIT);
+      return;
+    }
+    say.first(signal);
+    controller.abort(`interrupted (${signal})`);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
+}
+
+/**
+ * After an interrupted command has said everything: exit with 130 even if work it cut off (a
+ * host the deployer stopped waiting for) still holds the event loop. The timer itself keeps
+ * nothing alive.
+ */
+export function exitSoonAfterInterrupt(): void {
+  setTimeout(() => process.exit(INTERRUPTED_EXIT), 1000).unref();
+}

@@ -1,0 +1,119 @@
+// Before a host is activated over ssh: can the deployer still open a NEW connection to it?
+// The confirmation (magic rollback) needs one, while the activation itself would run over the
+// shared connection, which outlives an sshd that died. A host that cannot take a new
+// connection is failed before anything changes on it.
+//
+// The check costs no SSH handshake: ssh resolves the destination (`ssh -G`, local), and sshd's
+// greeting ("SSH-2.0-…") on a fresh TCP connection proves it accepts connections. Behind a
+// ProxyJump or ProxyCommand there is no direct route, so a whole new ssh connection is made.
+import { spawn } from "node:child_process";
+import { connect } from "node:net";
+import { runOverSsh, type SshTarget, sshArgs, unreachable } from "./ssh-transport.js";
+
+/** Seconds the check may take. */
+const PREFLIGHT_TIMEOUT = 10;
+/** Bytes of greeting read at most (RFC 4253 allows 255 per line). */
+const GREETING_LIMIT = 1024;
+
+/** undefined when a new connection can be made; else why not, naming the host. */
+export async function checkNewConnection(
+  target: SshTarget,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  const route = await resolveRoute(target);
+  if (route === undefined) {
+    const r = await runOverSsh(target, "exit 0", {
+      fresh: true,
+      signal: AbortSignal.any([
+        AbortSignal.timeout(PREFLIGHT_TIMEOUT * 1000),
+        ...(signal ? [signal] : []),
+      ]),
+    });
+    return r.code === 0 ? undefined : cannot(target, unreachable(r.code, r.stderr));
+  }
+  const greeting = await readGreeting(route.host, route.port, signal);
+  return greeting.ok ? undefined : cannot(target, `${route.host}:${route.port}: ${greeting.error}`);
+}
+
+function cannot(target: SshTarget, why: string): string {
+  return `${target.name}: no new ssh connection can be made (${why}); the confirmation after the switch needs one, so the host was not activated`;
+}
+
+/** Where ssh would connect (host, port), or undefined when it goes through a proxy. */
+async function resolveRoute(
+  target: SshTarget,
+): Promise<{ host: string; port: number } | undefined> {
+  const args = sshArgs(target);
+  const destination = args.pop() as string;
+  const out = await new Promise<string>((resolve) => {
+    const proc = spawn("ssh", [...args, "-G", destination], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let text = "";
+    proc.stdout.setEncoding("utf8").on("data", (d: string) => {
+      if (text.length < 64_000) text += d;
+    });
+    proc.on("error", () => resolve(""));
+    proc.on("close", () => resolve(text));
+  });
+  const settings = new Map<string, string>();
+  for (const line of out.split("\n")) {
+    const space = line.indexOf(" ");
+    if (space > 0 && !settings.has(line.slice(0, space))) {
+      settings.set(line.slice(0, space), line.slice(space + 1).trim());
+    }
+  }
+  const proxied = ["proxyjump", "proxycommand"].some((k) => {
+    const v = settings.get(k);
+    return v !== undefined && v !== "none";
+  });
+  const host = settings.get("hostname");
+  const port = Number(settings.get("port") ?? "22");
+  if (proxied || !host || !Number.isSafeInteger(port)) return undefined;
+  return { host, port };
+}
+
+/** Opens a TCP connection and reads sshd's greeting line; bounded in time and bytes. */
+function readGreeting(
+  host: string,
+  port: number,
+  signal?: AbortSignal,
+): Promise<{ ok: true } | { ok: false; error: string }> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let text = "";
+    const finish = (outcome: { ok: true } | { ok: false; error: string }) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.destroy();
+      resolve(outcome);
+    };
+    const onAbort = () => finish({ ok: false, error: "interrupted" });
+    const timer = setTimeout(
+      () => finish({ ok: false, error: `no greeting within ${PREFLIGHT_TIMEOUT}s` }),
+      PREFLIGHT_TIMEOUT * 1000,
+    );
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => {
+      text += d;
+      const line = text.split("\n")[0] ?? "";
+      if (text.includes("\n") || text.length >= GREETING_LIMIT) {
+        finish(
+          line.startsWith("SSH-")
+            ? { ok: true }
+            : {
+                ok: false,
+                error: `not an ssh server (it said ${JSON.stringify(line.slice(0, 60))})`,
+              },
+        );
+      }
+    });
+    socket.on("error", (err: NodeJS.ErrnoException) =>
+      finish({ ok: false, error: err.code ?? err.message }),
+    );
+    socket.on("close", () =>
+      finish({ ok: false, error: "the connection closed before sshd spoke" }),
+    );
+  });
+}

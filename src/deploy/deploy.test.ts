@@ -1,0 +1,202 @@
+// The deploy's stages that need no Nix or host: the plan from a survey (pure), the request
+// each host gets, and execution over a scripted Delivery (--async needs the delivery's
+// publishOnly capability). The whole deploy runs end to end in test/deploy.test.ts.
+import { describe, expect, it } from "vitest";
+import type { Delivery, DeployOutcome, WaveHost } from "../delivery/delivery.js";
+import { UsageError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
+import { parseFleetValue } from "../fleet/fleet-file.js";
+import { parseStorePath } from "../nix/store-path.js";
+import {
+  type DeployOptions,
+  deploy,
+  deployRequest,
+  executePlan,
+  planFromSurvey,
+} from "./deploy.js";
+import type { DeployEvent } from "./events.js";
+
+const V1 = parseStorePath(`/nix/store/${"1".repeat(32)}-system-v1`).path;
+const V2 = parseStorePath(`/nix/store/${"2".repeat(32)}-system-v2`).path;
+
+const fleet: Fleet = parseFleetValue(
+  {
+    policy: {
+      confirmTimeout: 20,
+      activationTimeout: 90,
+      health: { http: [{ url: "http://{address}/health" }] },
+    },
+    hosts: {
+      a: { address: "10.0.0.1", system: V2 },
+      b: { address: "10.0.0.2", system: V2 },
+      c: { address: "10.0.0.3", system: V2 },
+    },
+  },
+  "test fleet",
+);
+const hosts = fleet.hosts;
+const built = { byHost: new Map(hosts.map((h) => [h.name, V2])) };
+
+/** a runs v1, b already runs v2, c cannot be reached. */
+const plan = planFromSurvey("switch", hosts, built, {
+  states: [
+    { kind: "reported", current: V1, generation: 4 },
+    { kind: "reported", current: V2, generation: 7 },
+    { kind: "unreachable", error: "ssh: connect to host 10.0.0.3 port 22: Connection refused" },
+  ],
+  pathInfos: new Map([
+    [V1, { path: V1, narSize: 100, references: [] }],
+    [V2, { path: V2, narSize: 200, references: [] }],
+  ]),
+});
+
+const request = (host: (typeof hosts)[number], desired: typeof V2) =>
+  deployRequest(
+    { action: "switch", policy: fleet.policy },
+    { substituters: [], trustedKeys: [] },
+    host,
+    desired,
+  );
+
+function scripted(extra: Partial<Delivery> = {}) {
+  const waves: string[][] = [];
+  const delivery: Delivery = {
+    status: async () => ({ reachable: false, error: "unused" }),
+    rollbackHosts: async () => [],
+    deployWave: async (wave) => {
+      waves.push(wave.map((w) => w.host.name));
+      return wave.map((): DeployOutcome => ({ status: "activated", generation: 5, previous: V1 }));
+    },
+    ...extra,
+  };
+  return { delivery, waves };
+}
+
+function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable?: boolean } = {}) {
+  const events: DeployEvent[] = [];
+  const report = executePlan({
+    options: { fleet, policy: fleet.policy, emit: (e) => events.push(e), ...options },
+    hosts,
+    plan,
+    mode: "ssh",
+    delivery,
+    request,
+    started: performance.now(),
+  });
+  return { report, events };
+}
+
+describe("planFromSurvey", () => {
+  it("plans each host from its state: activate, skip, unreachable", () => {
+    expect(plan.hosts.map((h) => [h.host, h.action, h.desired])).toEqual([
+      ["a", "activate", V2],
+      ["b", "skip", V2],
+      ["c", "unreachable", V2],
+    ]);
+    expect(plan.hosts[2]?.error).toContain("Connection refused");
+  });
+});
+
+describe("deployRequest", () => {
+  it("carries the store path, the policy's limits and the host's own health URLs", () => {
+    const [a] = hosts;
+    if (a === undefined) throw new Error("no host a");
+    expect(request(a, V2)).toEqual({
+      path: V2,
+      action: "switch",
+      substituters: [],
+      trustedKeys: [],
+      commandChecks: [],
+      httpChecks: [{ url: "http://10.0.0.1/health", expectStatus: 200, timeout: 5 }],
+      confirmTimeout: 20,
+      activationTimeout: 90,
+    });
+  });
+});
+
+describe("executePlan", () => {
+  it("counts the unreachable host under --max-failures 0: nothing is deployed", async () => {
+    const s = scripted();
+    const { report, events } = execute(s.delivery);
+    const r = await report;
+    expect(s.waves).toEqual([]);
+    expect(r.ok).toBe(false);
+    expect(r.results.map((x) => [x.host, x.outcome])).toEqual([
+      ["a", { status: "skipped", reason: "not-started" }],
+      ["b", { status: "skipped", reason: "up-to-date" }],
+      ["c", expect.objectContaining({ status: "failed", phase: "connect" })],
+    ]);
+    expect(events.at(-1)).toMatchObject({ type: "summary", ok: false });
+  });
+
+  it("--skip-unreachable: the others are deployed and the deploy succeeds", async () => {
+    const s = scripted();
+    const { report, events } = execute(s.delivery, { skipUnreachable: true });
+    const r = await report;
+    expect(s.waves).toEqual([["a"]]);
+    expect(r.ok).toBe(true);
+    expect(r.results.find((x) => x.host === "c")?.outcome).toMatchObject({
+      status: "skipped",
+      reason: "unreachable",
+    });
+    expect(events.at(-1)).toMatchObject({ type: "summary", ok: true });
+  });
+
+  it("reports the releases a publishing delivery made", async () => {
+    const s = scripted({
+      publishedReleases: () => [
+        { channel: "prod", seq: 8 },
+        { channel: "prod", seq: 9 },
+      ],
+    });
+    const r = await execute(s.delivery, { skipUnreachable: true }).report;
+    expect(r.releases).toEqual([8, 9]);
+  });
+
+  it("--async: one release through publishOnly, with the hosts to activate, not watched", async () => {
+    const published: WaveHost[][] = [];
+    const s = scripted({
+      publishOnly: async (wave) => {
+        published.push([...wave]);
+        return { channel: "prod", seq: 12 };
+      },
+    });
+    const { report, events } = execute(s.delivery, { async: true });
+    const r = await report;
+    expect(published.map((w) => w.map((x) => [x.host.name, x.request.path]))).toEqual([
+      [["a", V2]],
+    ]);
+    expect(s.waves).toEqual([]);
+    expect(r).toMatchObject({ ok: true, results: [], releases: [12] });
+    expect(events).toEqual([{ type: "released", channel: "prod", seq: 12 }]);
+  });
+
+  it("--async on a delivery without publishOnly is refused, naming the mode", async () => {
+    const s = scripted();
+    await expect(execute(s.delivery, { async: true }).report).rejects.toThrow(
+      /deploy --async .* ssh delivery cannot do/,
+    );
+    expect(s.waves).toEqual([]);
+  });
+});
+
+describe("deploy", () => {
+  it("refuses --async for ssh hosts before building anything", async () => {
+    const events: DeployEvent[] = [];
+    const options: DeployOptions = {
+      fleet,
+      fleetDir: "/nonexistent",
+      selector: undefined,
+      action: "switch",
+      policy: fleet.policy,
+      key: undefined,
+      serveCache: undefined,
+      emit: (e) => events.push(e),
+      async: true,
+    };
+    const refused = deploy(options, true);
+    await expect(refused).rejects.toBeInstanceOf(UsageError);
+    await expect(refused).rejects.toThrow(/--async/);
+    expect(events).toEqual([]);
+  });
+});

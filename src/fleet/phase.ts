@@ -1,0 +1,18 @@
+// The steps a host goes through in a deploy, in every delivery mode: what progress shows, and
+// what a failure names as the step it failed in.
+export const HOST_PHASES = [
+  "connect",
+  "copy",
+  "realise",
+  "profile",
+  "switch",
+  "health",
+  "confirm",
+  "rollback",
+  "done",
+] as const;
+export type HostPhase = (typeof HOST_PHASES)[number];
+
+export function isHostPhase(text: string): text is HostPhase {
+  return (HOST_PHASES as readonly string[]).includes(text);
+}

@@ -1,0 +1,379 @@
+// One activation on one host, written once for every delivery mode: activate.sh through a
+// small transport (an SSH pipe, an SSM invocation, a local child), then the deployer's HTTP
+// checks, then confirm or abort. Which of these steps apply is one decision
+// (`activationSteps`), taken from the action; every step has a deadline, and an interrupt
+// aborts what is in flight so the host goes back to its previous system.
+import { randomBytes } from "node:crypto";
+import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
+import type { HostPhase } from "../fleet/phase.js";
+import type { StorePath } from "../nix/store-path.js";
+import {
+  type ActivationResult,
+  abortArgs,
+  activateArgs,
+  confirmArgs,
+  rollbackArgs,
+} from "./activation.js";
+import { httpCheck } from "./http-check.js";
+
+/**
+ * What one host is to run, and how: the same request in every delivery mode (the rollout
+ * builds it, the agent builds it from a release).
+ */
+export interface DeployRequest {
+  readonly path: StorePath;
+  readonly action: Action;
+  /** Where the host substitutes from (signatures required); none: the path must be there. */
+  readonly substituters: readonly string[];
+  readonly trustedKeys: readonly string[];
+  readonly commandChecks: readonly { readonly run: string; readonly timeout: number }[];
+  /** Run by whoever drives the session (the deployer, or the agent on the host itself). */
+  readonly httpChecks: readonly {
+    /** With the host's placeholders already filled in. */
+    readonly url: string;
+    readonly expectStatus: number;
+    readonly timeout: number;
+  }[];
+  /** Seconds the host waits for confirmation before rolling back (0: no window). */
+  readonly confirmTimeout: number;
+  /**
+   * Seconds from the start of the activation to the end of switch-to-configuration; past it
+   * the host stops the switch and goes back to its previous system (`timed-out`).
+   */
+  readonly activationTimeout: number;
+}
+
+/** One run of activate.sh as a transport saw it. */
+export interface ScriptRun {
+  readonly code: number;
+  /** The script's JSON result; undefined when none came. */
+  readonly result: ActivationResult | undefined;
+  /** Why there is no result (e.g. "ssh: Connection refused"); empty when there is one. */
+  readonly failure: string;
+}
+
+export interface ScriptRunOptions {
+  /**
+   * Seconds after which the transport stops waiting for this run (it then resolves with no
+   * result, and stops its own side of the run: the ssh client, the local child).
+   */
+  readonly timeoutSeconds: number;
+  /** Over a new connection, where that means something (ssh): the host must let us in anew. */
+  readonly fresh?: boolean;
+  readonly onLog?: (line: string) => void;
+  /** Stops waiting at once (the transport resolves with no result). */
+  readonly signal?: AbortSignal;
+}
+
+/** How a session reaches activate.sh on one host. */
+export interface ActivationTransport {
+  /**
+   * Whether the host can hold a confirmation window: the driver can come back (afresh) to
+   * confirm or abort. Without it, a failed HTTP check is answered by `rollback`.
+   */
+  readonly confirms: boolean;
+  /**
+   * Before anything changes: whether the host can be reached the way the confirmation will
+   * need (ssh: a new connection); a message when it cannot.
+   */
+  preflight(signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * `activate.sh activate ARGS`. A transport that runs a wave's activations together (SSM)
+   * answers with this host's part of that run.
+   */
+  activate(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
+  /** Any later command (confirm, abort, rollback). */
+  run(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
+}
+
+/** Phases of a session, as progress reports them: a deploy's, but the copy before it. */
+export type SessionPhase = Exclude<HostPhase, "copy">;
+
+export type SessionOutcome =
+  | {
+      readonly status: "activated";
+      readonly generation: number | undefined;
+      readonly previous: string | undefined;
+    }
+  | {
+      readonly status: "failed";
+      readonly phase: SessionPhase;
+      readonly message: string;
+      /** The host is back on the system it ran before (false: it had none, or that failed). */
+      readonly rolledBack: boolean;
+    };
+
+/** Which steps an activation has, from its action: one decision for every mode. */
+export interface ActivationSteps {
+  /** The driver runs the HTTP checks after the switch. */
+  readonly httpChecks: boolean;
+  /** Seconds the host waits for confirm or abort (0: it finishes on its own). */
+  readonly confirmWindow: number;
+}
+
+/** Seconds a confirmation window keeps beyond the HTTP checks' own time. */
+const WINDOW_MARGIN = 10;
+
+export function activationSteps(
+  request: Pick<DeployRequest, "action" | "httpChecks" | "confirmTimeout">,
+  transportConfirms: boolean,
+): ActivationSteps {
+  const checked = actionNeedsHealthCheck(request.action);
+  const httpChecks = checked && request.httpChecks.length > 0;
+  if (!checked || !transportConfirms) return { httpChecks, confirmWindow: 0 };
+  // The window is the driver's whole time for its verdict, as configured. With confirmation
+  // off and HTTP checks to run, the window lasts as long as the checks (and a margin), so a
+  // failed check is undone by `abort` in every action (a `rollback` would move the profile).
+  if (request.confirmTimeout > 0 || !httpChecks) {
+    return { httpChecks, confirmWindow: request.confirmTimeout };
+  }
+  const checksTime = request.httpChecks.reduce((sum, c) => sum + c.timeout, 0);
+  return { httpChecks, confirmWindow: checksTime + WINDOW_MARGIN };
+}
+
+/**
+ * Seconds beyond the host's own bounds that the driver waits for activate.sh: connection
+ * set-up, the rollback switch after a failure, and SSM's delivery.
+ */
+export const SESSION_MARGIN = 90;
+/** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
+export const SETTLE_TIMEOUT = 90;
+
+/** The longest the driver waits for `activate` itself. */
+export function activateDeadline(request: DeployRequest): number {
+  // activate.sh gives each command check the longest of their timeouts.
+  const longest = Math.max(0, ...request.commandChecks.map((c) => c.timeout));
+  return request.activationTimeout + request.commandChecks.length * longest + SESSION_MARGIN;
+}
+
+/**
+ * The longest a whole session may take: activation, health checks, the confirmation window
+ * and its settling. A driver never waits on a host longer than this.
+ */
+export function sessionDeadline(request: DeployRequest, transportConfirms: boolean): number {
+  const steps = activationSteps(request, transportConfirms);
+  const httpTime = steps.httpChecks ? request.httpChecks.reduce((s, c) => s + c.timeout, 0) : 0;
+  return activateDeadline(request) + httpTime + SETTLE_TIMEOUT;
+}
+
+/** activate.sh's log lines that start a phase. */
+const PHASE_LINES: readonly [RegExp, SessionPhase][] = [
+  [/^(activate: )?realising /, "realise"],
+  [/^(activate: )?switch-to-configuration /, "switch"],
+  [/^(activate: )?health: /, "health"],
+  [/rolling back/, "rollback"],
+];
+
+export interface SessionHooks {
+  readonly phase: (phase: SessionPhase) => void;
+  readonly log: (line: string) => void;
+  /** Aborts the session: what is in flight is aborted and the host rolled back. */
+  readonly signal?: AbortSignal;
+  /** The confirmation token (default: a random one). */
+  readonly token?: string;
+}
+
+/** Runs one activation to its end; every failure is an outcome, never a rejection. */
+export async function runActivationSession(
+  transport: ActivationTransport,
+  request: DeployRequest,
+  hooks: SessionHooks,
+): Promise<SessionOutcome> {
+  const { signal } = hooks;
+  const steps = activationSteps(request, transport.confirms);
+  const token = hooks.token ?? `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
+  const onLog = (line: string) => {
+    const text = line.replace(/^activate: /, "");
+    hooks.log(text);
+    const hit = PHASE_LINES.find(([re]) => re.test(text));
+    if (hit) hooks.phase(hit[1]);
+  };
+  const interrupted = () => interruption(signal);
+
+  hooks.phase("connect");
+  if (signal?.aborted) return failed("connect", `${interrupted()} before it started`, false);
+  const unreachable = await transport.preflight(signal);
+  if (unreachable !== undefined) return failed("connect", unreachable, false);
+  if (signal?.aborted) return failed("connect", `${interrupted()} before it started`, false);
+
+  const deadline = activateDeadline(request);
+  const run = await transport.activate(
+    activateArgs({
+      path: request.path,
+      action: request.action,
+      substituters: request.substituters,
+      trustedKeys: request.trustedKeys,
+      healthCommands: request.commandChecks.map((c) => c.run),
+      healthTimeout: Math.max(1, ...request.commandChecks.map((c) => c.timeout)),
+      activationTimeout: request.activationTimeout,
+      confirmTimeout: steps.confirmWindow,
+      token,
+    }),
+    { timeoutSeconds: deadline, onLog, ...(signal ? { signal } : {}) },
+  );
+  const result = run.result;
+  if (result === undefined) {
+    // No answer: the host may still be activating. Abort it over a new connection (it goes
+    // back to its previous system); where it cannot be reached, its own bounds end it.
+    const why = signal?.aborted ? interrupted() : run.failure || `no result within ${deadline}s`;
+    return abortUnanswered(transport, token, why, steps, request, onLog, hooks);
+  }
+  if (!("command" in result) || result.command !== "activate") {
+    const message = "message" in result && result.message ? result.message : run.failure;
+    return failed("connect", message || `activate.sh exited with ${run.code}`, false);
+  }
+  if (result.tookOver) hooks.log(result.tookOver);
+  // A timed-out activation's message names the timeout ("… ran past the activation timeout
+  // of 5s; stopped it").
+  if (!result.ok) return failed(result.phase, result.message, result.rolledBack);
+  return finishActivation(
+    transport,
+    request,
+    {
+      generation: result.generation ?? undefined,
+      previous: result.previous ?? undefined,
+      previousGeneration: result.previousGeneration ?? undefined,
+      awaitingToken: result.result === "awaiting-confirmation" ? token : undefined,
+    },
+    hooks,
+  );
+}
+
+/** A host that activated, as the rest of the session needs it. */
+export interface Activated {
+  readonly generation: number | undefined;
+  readonly previous: string | undefined;
+  /** The generation to roll back to without a confirmation window (undefined: the previous). */
+  readonly previousGeneration: number | undefined;
+  /** The host waits for `confirm` or `abort` with this token (undefined: no window). */
+  readonly awaitingToken: string | undefined;
+}
+
+/**
+ * The session after a successful activate: the HTTP checks, then confirm or abort (or, with no
+ * window, `rollback` after a failed check). A transport that activates a whole wave at once
+ * (SSM) enters here with each host's result.
+ */
+export async function finishActivation(
+  transport: Pick<ActivationTransport, "run">,
+  request: DeployRequest,
+  activated: Activated,
+  hooks: SessionHooks,
+): Promise<SessionOutcome> {
+  const { signal } = hooks;
+  const token = activated.awaitingToken;
+  const window = token === undefined ? 0 : activationSteps(request, true).confirmWindow;
+  const checks = activationSteps(request, token !== undefined).httpChecks;
+  const interrupted = () => interruption(signal);
+  const onLog = (line: string) => hooks.log(line.replace(/^activate: /, ""));
+  const undo = async (phase: SessionPhase, message: string): Promise<SessionOutcome> => {
+    hooks.phase("rollback");
+    const back =
+      token !== undefined
+        ? await transport.run(abortArgs(token), {
+            timeoutSeconds: SETTLE_TIMEOUT,
+            fresh: true,
+            onLog,
+          })
+        : await transport.run(
+            rollbackArgs(activated.previousGeneration, request.activationTimeout),
+            {
+              timeoutSeconds: SETTLE_TIMEOUT,
+              onLog,
+            },
+          );
+    if (back.code === 0) return failed(phase, message, true);
+    const why = back.result && "message" in back.result ? back.result.message : back.failure;
+    const settles =
+      token !== undefined
+        ? `; the host rolls itself back when its ${window}s confirmation window closes`
+        : "";
+    return failed(phase, `${message}; rolling back failed: ${why}${settles}`, false);
+  };
+
+  if (checks) {
+    hooks.phase("health");
+    for (const check of request.httpChecks) {
+      const verdict = await httpCheck(check.url, check.expectStatus, check.timeout, signal);
+      if (signal?.aborted) return undo("health", interrupted());
+      hooks.log(verdict.message);
+      if (!verdict.ok) return undo("health", verdict.message);
+    }
+  }
+  if (token !== undefined) {
+    if (signal?.aborted) return undo("confirm", interrupted());
+    hooks.phase("confirm");
+    // A new connection: the new system must still let the driver in. Not interrupted: a
+    // confirmation under way is bounded and decides the host's state either way.
+    const confirm = await transport.run(confirmArgs(token), {
+      timeoutSeconds: SETTLE_TIMEOUT,
+      fresh: true,
+      onLog,
+    });
+    if (confirm.code !== 0) {
+      const r = confirm.result;
+      if (r && "command" in r && (r.command === "confirm" || r.command === "abort")) {
+        return failed("confirm", `confirmation failed: ${r.message}`, r.result === "rolled-back");
+      }
+      return failed(
+        "confirm",
+        `confirmation failed: ${confirm.failure || `exit ${confirm.code}`}; the host rolls itself back when its ${window}s confirmation window closes`,
+        false,
+      );
+    }
+  }
+  hooks.phase("done");
+  return {
+    status: "activated",
+    generation: activated.generation,
+    previous: activated.previous,
+  };
+}
+
+/** activate gave no answer: abort it (fresh), which rolls back an activation still running. */
+async function abortUnanswered(
+  transport: ActivationTransport,
+  token: string,
+  why: string,
+  steps: ActivationSteps,
+  request: DeployRequest,
+  onLog: (line: string) => void,
+  hooks: SessionHooks,
+): Promise<SessionOutcome> {
+  hooks.phase("rollback");
+  const back = await transport.run(abortArgs(token), {
+    timeoutSeconds: SETTLE_TIMEOUT,
+    fresh: true,
+    onLog,
+  });
+  const r = back.result;
+  if (back.code === 0 && r && "command" in r && r.command === "abort") {
+    return failed("switch", `${why}; aborted: back on the previous system`, true);
+  }
+  if (r && "command" in r && r.command === "abort" && r.result === "unknown-token") {
+    // The activation never began (or ended before it recorded itself): nothing to undo.
+    return failed("connect", why, false);
+  }
+  const settles =
+    steps.confirmWindow > 0
+      ? `the host rolls itself back when its ${steps.confirmWindow}s confirmation window closes`
+      : `activate.sh ends by itself within its ${request.activationTimeout}s activation timeout`;
+  const reason = r && "message" in r ? r.message : back.failure;
+  return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
+}
+
+function failed(phase: SessionPhase, message: string, rolledBack: boolean): SessionOutcome {
+  return { status: "failed", phase, message, rolledBack };
+}
+
+/** "interrupted (SIGINT)": the signal's reason, said once. */
+function interruption(signal: AbortSignal | undefined): string {
+  const reason: unknown = signal?.reason;
+  const text =
+    typeof reason === "string"
+      ? reason
+      : reason instanceof Error && reason.name !== "AbortError"
+        ? reason.message
+        : "aborted";
+  return text.startsWith("interrupted") ? text : `interrupted (${text})`;
+}

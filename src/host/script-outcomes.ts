@@ -1,0 +1,55 @@
+// activate.sh's `status` and `rollback` results as the data every mode reports: one reading
+// of the script's JSON for ssh, ssm and the agent.
+import type { ActivationInProgress, ActivationResult, Generation } from "./activation.js";
+import type { ScriptRun } from "./activation-session.js";
+
+export type HostStatus =
+  | {
+      readonly reachable: true;
+      readonly current: string | undefined;
+      /** What the system profile points at: the system the host boots next. */
+      readonly profile: string | undefined;
+      readonly generation: number | undefined;
+      readonly generations: readonly Generation[];
+      readonly pending: string | undefined;
+      /** An activation holding the host's lock, if one does. */
+      readonly activation?: ActivationInProgress | undefined;
+    }
+  | { readonly reachable: false; readonly error: string };
+
+export type RollbackOutcome =
+  | { readonly status: "rolled-back"; readonly generation: number; readonly path: string }
+  | { readonly status: "failed"; readonly message: string };
+
+/** The message a result carries, or what stands in for one. */
+export function resultMessage(result: ActivationResult): string {
+  if ("message" in result && result.message) return result.message;
+  return "result" in result ? `result ${result.result}` : "no message";
+}
+
+/** A `status` run as the host's state; no status result means unreachable, and why. */
+export function hostStatus(run: ScriptRun): HostStatus {
+  const r = run.result;
+  if (r === undefined) return { reachable: false, error: run.failure };
+  if (!("command" in r) || r.command !== "status") {
+    return { reachable: false, error: resultMessage(r) };
+  }
+  return {
+    reachable: true,
+    current: r.current ?? undefined,
+    profile: r.profile ?? undefined,
+    generation: r.generation ?? undefined,
+    generations: r.generations,
+    pending: r.pending ?? undefined,
+    ...(r.activation ? { activation: r.activation } : {}),
+  };
+}
+
+/** A `rollback` run as its outcome. */
+export function rollbackOutcome(run: ScriptRun): RollbackOutcome {
+  const r = run.result;
+  if (r && "command" in r && r.command === "rollback" && r.ok) {
+    return { status: "rolled-back", generation: r.generation ?? 0, path: r.path ?? "" };
+  }
+  return { status: "failed", message: r ? resultMessage(r) : run.failure };
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import type { HostResult } from "../deploy/events.js";
+import { formatFirstInterrupt, formatSecondInterrupt, HostsInFlight } from "./deploy-interrupt.js";
+
+const done = (host: string): HostResult => ({
+  host,
+  desired: "/nix/store/x",
+  seconds: 1,
+  outcome: { status: "activated", generation: 2, previous: undefined },
+});
+
+describe("HostsInFlight", () => {
+  it("follows the wave under way: hosts leave as they finish", () => {
+    const t = new HostsInFlight();
+    expect(t.hosts).toEqual([]);
+    t.onEvent({ type: "wave-start", wave: 0, kind: "canary", hosts: ["a"] });
+    t.onEvent({ type: "host-done", result: done("a") });
+    t.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["b", "c"] });
+    t.onEvent({ type: "host-phase", host: "b", phase: "switch", elapsed: 1 });
+    t.onEvent({ type: "host-done", result: done("c") });
+    expect(t.hosts).toEqual(["b"]);
+  });
+});
+
+describe("the interrupt lines", () => {
+  it("first: what stops, which hosts are aborted, and how to exit at once", () => {
+    expect(formatFirstInterrupt("SIGINT", ["web1", "web2"])).toBe(
+      "interrupted (SIGINT): starting no new host; aborting 2 hosts in flight (web1, web2), rolling them back to the previous system; press Ctrl-C again to exit at once",
+    );
+    expect(formatFirstInterrupt("SIGINT", ["web1"])).toContain(
+      "aborting 1 host in flight (web1), rolling it back to the previous system",
+    );
+    expect(formatFirstInterrupt("SIGTERM", [])).toBe(
+      "interrupted (SIGTERM): starting no new host and stopping; press Ctrl-C again to exit at once",
+    );
+  });
+
+  it("second: what becomes of the hosts left in flight, by mode and window", () => {
+    const policy = { confirmTimeout: 30, health: { http: [], commands: [] } };
+    const ssh = { mode: "ssh", action: "switch", policy } as const;
+    expect(formatSecondInterrupt("SIGINT", ["web1"], ssh)).toBe(
+      "interrupted again (SIGINT): exiting now; web1 was still in flight: unless already confirmed, it rolls itself back when its confirmation window (30s) closes",
+    );
+    // With confirmation off, HTTP checks still get a window as long as they take plus 10 s
+    // (activationSteps), and the line says so.
+    const checked = {
+      ...ssh,
+      policy: {
+        ...policy,
+        confirmTimeout: 0,
+        health: { http: [{ url: "http://h/", expectStatus: 200, timeout: 60 }], commands: [] },
+      },
+    };
+    expect(formatSecondInterrupt("SIGINT", ["a", "b"], checked)).toContain(
+      "a, b were still in flight: unless already confirmed, each rolls itself back when its confirmation window (70s) closes",
+    );
+    expect(
+      formatSecondInterrupt("SIGINT", ["a"], { ...ssh, policy: { ...policy, confirmTimeout: 0 } }),
+    ).toContain(
+      "a was still in flight, with no confirmation window: it keeps what its activation ends with",
+    );
+    expect(formatSecondInterrupt("SIGINT", ["a"], { ...ssh, mode: "agent" })).toContain(
+      "the agents carry on without the deployer",
+    );
+    expect(formatSecondInterrupt("SIGINT", ["a"], { ...ssh, mode: "ssm" })).toContain(
+      "the SSM command goes on on the host",
+    );
+    expect(formatSecondInterrupt("SIGINT", [], ssh)).toBe(
+      "interrupted again (SIGINT): exiting now; no host was in flight",
+    );
+  });
+});

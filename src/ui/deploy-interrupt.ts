@@ -1,0 +1,68 @@
+// What deploy says on stderr when it is interrupted: which hosts are in flight (followed from
+// its events), what the first interrupt does to them, and what becomes of them when a second
+// one makes it exit at once. Pure, apart from the tracker's own state.
+import type { DeployEvent } from "../deploy/events.js";
+import type { Action } from "../fleet/action.js";
+import type { DeliveryMode, RolloutPolicy } from "../fleet/fleet.js";
+import { activationSteps } from "../host/activation-session.js";
+import { plural } from "./plan-format.js";
+
+/** The hosts of the wave under way that have not finished yet. */
+export class HostsInFlight {
+  readonly #hosts = new Set<string>();
+
+  readonly onEvent = (event: DeployEvent): void => {
+    if (event.type === "wave-start") for (const host of event.hosts) this.#hosts.add(host);
+    else if (event.type === "host-done") this.#hosts.delete(event.result.host);
+  };
+
+  get hosts(): readonly string[] {
+    return [...this.#hosts];
+  }
+}
+
+/** The line the first SIGINT or SIGTERM prints: the deploy stops, and says how. */
+export function formatFirstInterrupt(signal: string, inFlight: readonly string[]): string {
+  const again = "press Ctrl-C again to exit at once";
+  if (inFlight.length === 0) {
+    return `interrupted (${signal}): starting no new host and stopping; ${again}`;
+  }
+  return `interrupted (${signal}): starting no new host; aborting ${plural(inFlight.length, "host")} in flight (${inFlight.join(", ")}), rolling ${inFlight.length === 1 ? "it" : "them"} back to the previous system; ${again}`;
+}
+
+/** What the deploy was doing, for what becomes of a host it leaves in flight. */
+export interface InFlightContext {
+  readonly mode: DeliveryMode;
+  readonly action: Action;
+  readonly policy: Pick<RolloutPolicy, "confirmTimeout" | "health">;
+}
+
+/** What the second interrupt prints before the deployer exits at once. */
+export function formatSecondInterrupt(
+  signal: string,
+  inFlight: readonly string[],
+  context: InFlightContext,
+): string {
+  const exiting = `interrupted again (${signal}): exiting now`;
+  if (inFlight.length === 0) return `${exiting}; no host was in flight`;
+  const one = inFlight.length === 1;
+  const hosts = `${inFlight.join(", ")} ${one ? "was" : "were"} still in flight`;
+  const each = one ? "it" : "each";
+  const status = "'nixship status' shows where it ends";
+  switch (context.mode) {
+    case "agent":
+      return `${exiting}; ${hosts}: the agents carry on without the deployer (${status})`;
+    case "ssm":
+      return `${exiting}; ${hosts}: the SSM command goes on on the host, ending within the activation timeout, without the deployer's HTTP checks (${status})`;
+    case "ssh": {
+      const { policy, action } = context;
+      const window = activationSteps(
+        { action, httpChecks: policy.health.http, confirmTimeout: policy.confirmTimeout },
+        true,
+      ).confirmWindow;
+      return window > 0
+        ? `${exiting}; ${hosts}: unless already confirmed, ${each} rolls itself back when its confirmation window (${window}s) closes`
+        : `${exiting}; ${hosts}, with no confirmation window: ${each} keeps what its activation ends with (${status})`;
+    }
+  }
+}

@@ -1,0 +1,353 @@
+// Issue 11's interrupts and unreachable hosts, end to end on a lab of three hosts with the
+// real Nix and sshd: SIGINT to `nixship deploy --json` during a wave ends with exit 130, the
+// summary, and every host on a consistent system (the one it ran, or the new one confirmed);
+// a host whose sshd is gone counts towards --max-failures, or is listed under
+// --skip-unreachable.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+
+const LAB = "di";
+let work: string;
+let labsDir: string;
+let lab: { number: number; dir: string; hosts: { name: string; address: string }[] };
+let fleetFile: string;
+let keyFile: string;
+const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
+
+type FleetDoc = {
+  hosts: Record<string, { system: string }>;
+  policy: { health: { http: unknown[] } };
+  [k: string]: unknown;
+};
+
+async function editFleet(edit: (doc: FleetDoc) => void): Promise<void> {
+  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
+  edit(doc);
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+}
+
+async function setSystems(systems: Record<string, string>): Promise<void> {
+  await editFleet((doc) => {
+    for (const [host, name] of Object.entries(systems)) {
+      (doc.hosts[host] as { system: string }).system = `path:${EXAMPLES_DIR}#${name}`;
+    }
+  });
+}
+
+function deployArgs(...extra: string[]): string[] {
+  return [
+    "deploy",
+    "--fleet",
+    fleetFile,
+    "--key",
+    keyFile,
+    "--serve-cache",
+    `10.231.${lab.number}.1:0`,
+    ...extra,
+  ];
+}
+
+/** The name the host's web service answers with (its system's name), or "(nothing)". */
+async function served(host: string): Promise<string> {
+  const address = lab.hosts.find((h) => h.name === host)?.address;
+  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
+  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+}
+
+interface StatusRow {
+  host: string;
+  reachable: boolean;
+  current?: string;
+  profile?: string;
+  generation?: number;
+}
+async function status(): Promise<Map<string, StatusRow>> {
+  const r = await nixship(["status", "--fleet", fleetFile, "--json"]);
+  const rows = (JSON.parse(r.stdout) as { hosts: StatusRow[] }).hosts;
+  return new Map(rows.map((row) => [row.host, row]));
+}
+
+type Event = { type: string; [k: string]: unknown };
+interface Outcome {
+  status: string;
+  phase?: string;
+  message?: string;
+  rolledBack?: boolean;
+  reason?: string;
+}
+interface Summary {
+  ok: boolean;
+  results: { host: string; desired: string; outcome: Outcome }[];
+}
+interface Plan {
+  hosts: { host: string; current?: string; desired: string; action: string }[];
+}
+
+function events(stdout: string): Event[] {
+  return stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Event);
+}
+
+function only<T>(list: readonly Event[], type: string): T {
+  const found = list.filter((e) => e.type === type);
+  if (found.length !== 1) throw new Error(`expected one ${type} event, got ${found.length}`);
+  return found[0] as T;
+}
+
+/** A system's name (what its service answers with), read from the deployer's store. */
+async function systemName(path: string): Promise<string> {
+  return (await readFile(join(path, "nixos-version"), "utf8")).trim();
+}
+
+/**
+ * Every host runs, boots next and serves either the system it ran before the deploy or, if
+ * the deploy says it was activated, its new one: nothing in between.
+ */
+async function expectConsistent(plan: Plan, summary: Summary): Promise<void> {
+  const rows = await status();
+  for (const p of plan.hosts) {
+    const outcome = summary.results.find((r) => r.host === p.host)?.outcome;
+    const expected = outcome?.status === "activated" ? p.desired : p.current;
+    if (expected === undefined) throw new Error(`${p.host}: ran nothing before the deploy`);
+    const row = rows.get(p.host);
+    expect(row, p.host).toMatchObject({ reachable: true, current: expected, profile: expected });
+    expect(await served(p.host), p.host).toBe(await systemName(expected));
+  }
+}
+
+/**
+ * Starts `nixship deploy --json`, sends `signal` once one of its events matches `when`, and
+ * waits for it to end. Every wait has a deadline; a deploy still running at the last one is
+ * killed.
+ */
+async function interruptDeploy(
+  args: readonly string[],
+  when: (event: Event) => boolean,
+  signal: NodeJS.Signals = "SIGINT",
+): Promise<CliRun & { signalledAt: Event }> {
+  const child: ChildProcess = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
+    env: { ...process.env, ...env() },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<number>((resolve) =>
+    child.on("close", (code, sig) => resolve(code ?? (sig ? 128 : -1))),
+  );
+  const signalledAt = await new Promise<Event>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`no matching event within 180s:\n${stdout}\n${stderr}`));
+    }, 180_000);
+    let pending = "";
+    let sent = false;
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+      pending += d;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        const event = JSON.parse(line) as Event;
+        // Once: a second signal would make deploy exit at once.
+        if (!sent && when(event)) {
+          sent = true;
+          clearTimeout(timer);
+          child.kill(signal);
+          resolve(event);
+        }
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`deploy ended before the event:\n${stdout}\n${stderr}`));
+    });
+  });
+  // The abort grace (120 s) bounds the deploy's wait for the hosts in flight.
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 200_000);
+  const code = await exited;
+  clearTimeout(deadline);
+  return { code, stdout, stderr, signalledAt };
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-deploy-interrupt-"));
+  labsDir = join(work, "labs");
+  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as typeof lab;
+  fleetFile = join(lab.dir, "nixship.json");
+  keyFile = join(lab.dir, "cache.sec");
+  // Every host runs web-v1 to start with.
+  await setSystems({ di1: "web-v1", di2: "web-v1", di3: "web-v1" });
+  const first = await nixship(deployArgs());
+  expect(first.code, first.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  if (labsDir !== undefined) await nixship(["lab", "down", "--name", LAB], { env: env() });
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe("deploy, interrupted", () => {
+  it("SIGINT during a wave: exit 130, the summary, the hosts in flight back on their old system, no new wave", async () => {
+    await setSystems({ di1: "web-v2", di2: "web-v2", di3: "web-v2" });
+    // A check that never passes keeps the wave's hosts in flight until they are aborted.
+    const saved = await readFile(fleetFile, "utf8");
+    await editFleet((doc) => {
+      doc.policy.health.http = [{ url: "http://{address}/no-such-page", timeout: 90 }];
+    });
+    try {
+      const r = await interruptDeploy(
+        deployArgs("--canary", "0", "--parallel", "2", "--json"),
+        (e) => e.type === "host-phase" && e.phase === "switch",
+      );
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toMatch(
+        /interrupted \(SIGINT\): starting no new host; aborting \d hosts? in flight/,
+      );
+      expect(r.stderr).not.toContain("interrupted again");
+      const all = events(r.stdout);
+      expect(all.at(-1)?.type).toBe("summary");
+      const summary = only<Summary>(all, "summary");
+      const plan = only<{ plan: Plan }>(all, "plan").plan;
+      expect(only<Event>(all, "stopped")).toMatchObject({
+        reason: "interrupted (SIGINT)",
+        notStarted: ["di3"],
+      });
+      expect(all.filter((e) => e.type === "wave-start")).toHaveLength(1);
+      const outcomes = Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
+      // Never healthy, so never confirmed: aborted, and back on web-v1.
+      expect(outcomes.di1).toMatchObject({ status: "failed", rolledBack: true });
+      expect(outcomes.di2).toMatchObject({ status: "failed", rolledBack: true });
+      expect(outcomes.di3).toEqual({ status: "skipped", reason: "not-started" });
+      await expectConsistent(plan, summary);
+      expect(await served("di1")).toBe("web-v1");
+    } finally {
+      await writeFile(fleetFile, saved);
+    }
+  }, 300_000);
+
+  it("SIGINT while a switch hangs (web-hang): the switch is stopped and the host goes back, exit 130", async () => {
+    await setSystems({ di2: "web-hang" });
+    try {
+      const r = await interruptDeploy(
+        deployArgs("--on", "di2", "--json"),
+        (e) => e.type === "host-phase" && e.host === "di2" && e.phase === "switch",
+      );
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toContain(
+        "interrupted (SIGINT): starting no new host; aborting 1 host in flight (di2)",
+      );
+      const all = events(r.stdout);
+      expect(all.at(-1)?.type).toBe("summary");
+      const summary = only<Summary>(all, "summary");
+      expect(only<Event>(all, "stopped")).toMatchObject({
+        reason: "interrupted (SIGINT)",
+        notStarted: [],
+      });
+      expect(summary.results).toEqual([
+        expect.objectContaining({
+          host: "di2",
+          outcome: expect.objectContaining({ status: "failed", rolledBack: true }),
+        }),
+      ]);
+      await expectConsistent(only<{ plan: Plan }>(all, "plan").plan, summary);
+      expect(await served("di2")).toBe("web-v1");
+    } finally {
+      await setSystems({ di2: "web-v2" });
+    }
+  }, 300_000);
+
+  it("SIGTERM before the rollout: exit 130 and no host changed", async () => {
+    const before = await status();
+    const r = await interruptDeploy(
+      deployArgs("--json"),
+      (e) => e.type === "build-start",
+      "SIGTERM",
+    );
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toContain("interrupted (SIGTERM): starting no new host and stopping");
+    const all = events(r.stdout);
+    expect(all.some((e) => e.type === "wave-start")).toBe(false);
+    const last = all.at(-1) as Event & { error?: { code: string; message: string } };
+    // Mostly the build is still running: the deploy ends there, as an error. Should the
+    // signal land after the plan, the rollout starts no wave and ends with the summary.
+    if (last.type === "summary") {
+      expect(only<Event>(all, "stopped")).toMatchObject({ reason: "interrupted (SIGTERM)" });
+    } else {
+      expect(last.error).toEqual({
+        code: "interrupted",
+        message: "interrupted (SIGTERM) before the rollout started: no host was changed",
+      });
+    }
+    expect(await status()).toEqual(before);
+  }, 300_000);
+
+  it("the next deploy works, and the text summary says which system each host runs", async () => {
+    const r = await nixship(deployArgs("--on", "di1"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/di1\s+activated\s+example-web-system-v2/);
+    expect(await served("di1")).toBe("web-v2");
+  });
+});
+
+describe("deploy with a host that cannot be reached", () => {
+  it("a host whose sshd is gone fails the deploy under --max-failures 0: no other host starts", async () => {
+    // di3's sshd and the connections it serves (the deployer's shared one among them) go away.
+    const state = JSON.parse(await readFile(join(lab.dir, "lab.json"), "utf8")) as {
+      hosts: { name: string; pid: number }[];
+    };
+    const pid = state.hosts.find((h) => h.name === "di3")?.pid;
+    if (pid === undefined) throw new Error("no di3 in lab.json");
+    await run("pkill", ["-KILL", "-P", String(pid)]);
+    process.kill(pid, "SIGKILL");
+
+    await setSystems({ di1: "web-v3", di2: "web-v3", di3: "web-v3" });
+    const r = await nixship(deployArgs("--max-failures", "0", "--json"));
+    expect(r.code, r.stderr).toBe(1);
+    const all = events(r.stdout);
+    const outcomes = Object.fromEntries(
+      only<Summary>(all, "summary").results.map((x) => [x.host, x.outcome]),
+    );
+    expect(outcomes).toMatchObject({
+      di1: { status: "skipped", reason: "not-started" },
+      di2: { status: "skipped", reason: "not-started" },
+      di3: { status: "failed", phase: "connect", rolledBack: false },
+    });
+    expect(only<Event>(all, "stopped")).toMatchObject({
+      reason: "1 host(s) unreachable, more than --max-failures 0",
+      notStarted: ["di1", "di2"],
+    });
+    expect(all.some((e) => e.type === "wave-start")).toBe(false);
+    expect(await served("di1")).toBe("web-v2");
+    expect(await served("di2")).toBe("web-v1");
+  });
+
+  it("--skip-unreachable deploys the others, exits 0, and lists the host in the summary", async () => {
+    const text = await nixship(deployArgs("--skip-unreachable"));
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stderr).toMatch(/di3\s+unreachable\s+/);
+    expect(text.stderr).toContain("2 activated, 0 failed, 1 unreachable");
+    expect(await served("di1")).toBe("web-v3");
+    expect(await served("di2")).toBe("web-v3");
+
+    const json = await nixship(deployArgs("--skip-unreachable", "--json"));
+    expect(json.code, json.stderr).toBe(0);
+    const summary = only<Summary>(events(json.stdout), "summary");
+    expect(summary.ok).toBe(true);
+    const di3 = summary.results.find((x) => x.host === "di3")?.outcome;
+    expect(di3).toMatchObject({ status: "skipped", reason: "unreachable" });
+    expect(di3?.message).toMatch(/ssh|connect|refused/i);
+  });
+});
