@@ -171,7 +171,7 @@ export class AgentDelivery implements Delivery {
       const results = await this.#watch(signed, wave, () => {});
       for (const [i, name] of wave.entries()) {
         const result = results[i];
-        const path = entries[name]?.path as StorePath;
+        const path: string = entries[name]?.path ?? "";
         if (result?.status !== "activated") {
           outcomes.set(name, {
             status: "failed",

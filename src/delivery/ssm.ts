@@ -14,7 +14,7 @@ import {
 import { OperationError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
-import { finishActivation } from "../host/activation-session.js";
+import { activateDeadline, finishActivation } from "../host/activation-session.js";
 import { hostStatus, resultMessage } from "../host/script-outcomes.js";
 import {
   type Delivery,
@@ -238,7 +238,8 @@ export class SsmDelivery implements Delivery {
       TrustedPublicKeys: request.trustedKeys.join(" "),
       HealthChecks: encodeHealthChecks(request.commandChecks),
       ActivationTimeout: String(request.activationTimeout),
-      ExecutionTimeout: String(this.settings.commandTimeout),
+      // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
+      ExecutionTimeout: String(Math.min(this.settings.commandTimeout, activateDeadline(request))),
     };
     return Object.fromEntries(
       Object.entries(values)
