@@ -11,11 +11,8 @@ import { SshDelivery } from "../src/delivery/ssh.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { parseStorePath } from "../src/nix/store-path.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
-import {
-  buildExampleSystems,
-  EXAMPLES_DIR,
-  type ExampleSystem,
-} from "./support/example-systems.js";
+import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "rc";
 let work: string;
@@ -31,30 +28,15 @@ type FleetDoc = {
 };
 
 async function setSystem(host: string, system: ExampleSystem, file = fleetFile): Promise<void> {
-  const doc = JSON.parse(await readFile(file, "utf8")) as FleetDoc;
-  (doc.hosts[host] as { system: string }).system = `path:${EXAMPLES_DIR}#${system}`;
-  await writeFile(file, JSON.stringify(doc, null, 2));
+  await setExampleSystems(file, { [host]: system });
 }
 
 function deployArgs(host: string, ...extra: string[]): string[] {
-  return [
-    "deploy",
-    "--fleet",
-    fleetFile,
-    "--on",
-    host,
-    "--key",
-    keyFile,
-    "--serve-cache",
-    `10.231.${lab.number}.1:0`,
-    ...extra,
-  ];
+  return labDeployArgs(lab, fleetFile, keyFile, "--on", host, ...extra);
 }
 
-async function served(host: string): Promise<string> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
-  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+function served(host: string): Promise<string> {
+  return servedBy(lab, host);
 }
 
 interface LiveRow {
@@ -107,13 +89,7 @@ async function expectOn(host: string, system: ExampleSystem, generation?: number
 /** The generation web-v2 got on rc1, which the later failures must come back to. */
 let v2Generation = 0;
 
-function events(r: CliRun): { type: string; [k: string]: unknown }[] {
-  return r.stdout
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { type: string });
-}
+const events = deployEvents;
 
 function outcomeOf(r: CliRun, host: string) {
   const summary = events(r).find((e) => e.type === "summary") as

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
-import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "di";
 let work: string;
@@ -32,31 +32,16 @@ async function editFleet(edit: (doc: FleetDoc) => void): Promise<void> {
 }
 
 async function setSystems(systems: Record<string, string>): Promise<void> {
-  await editFleet((doc) => {
-    for (const [host, name] of Object.entries(systems)) {
-      (doc.hosts[host] as { system: string }).system = `path:${EXAMPLES_DIR}#${name}`;
-    }
-  });
+  await setExampleSystems(fleetFile, systems);
 }
 
 function deployArgs(...extra: string[]): string[] {
-  return [
-    "deploy",
-    "--fleet",
-    fleetFile,
-    "--key",
-    keyFile,
-    "--serve-cache",
-    `10.231.${lab.number}.1:0`,
-    ...extra,
-  ];
+  return labDeployArgs(lab, fleetFile, keyFile, ...extra);
 }
 
 /** The name the host's web service answers with (its system's name), or "(nothing)". */
-async function served(host: string): Promise<string> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
-  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+function served(host: string): Promise<string> {
+  return servedBy(lab, host);
 }
 
 interface StatusRow {
@@ -89,11 +74,7 @@ interface Plan {
 }
 
 function events(stdout: string): Event[] {
-  return stdout
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Event);
+  return deployEvents(stdout);
 }
 
 function only<T>(list: readonly Event[], type: string): T {

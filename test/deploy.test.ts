@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "dp";
 let work: string;
@@ -21,30 +22,15 @@ const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
 type FleetDoc = { hosts: Record<string, { system: string; tags: string[] }>; [k: string]: unknown };
 
 async function setSystems(systems: Record<string, string>): Promise<void> {
-  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
-  for (const [host, name] of Object.entries(systems)) {
-    (doc.hosts[host] as { system: string }).system = `path:${EXAMPLES_DIR}#${name}`;
-  }
-  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+  await setExampleSystems(fleetFile, systems);
 }
 
 function deployArgs(...extra: string[]): string[] {
-  return [
-    "deploy",
-    "--fleet",
-    fleetFile,
-    "--key",
-    keyFile,
-    "--serve-cache",
-    `10.231.${lab.number}.1:0`,
-    ...extra,
-  ];
+  return labDeployArgs(lab, fleetFile, keyFile, ...extra);
 }
 
-async function served(host: string): Promise<string> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
-  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+function served(host: string): Promise<string> {
+  return servedBy(lab, host);
 }
 
 async function servedAll(): Promise<Record<string, string>> {
@@ -65,11 +51,7 @@ async function status(...extra: string[]): Promise<StatusRow[]> {
 }
 
 function events(r: CliRun): { type: string; [k: string]: unknown }[] {
-  return r.stdout
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { type: string });
+  return deployEvents(r);
 }
 
 function summaryOf(r: CliRun) {

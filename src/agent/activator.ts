@@ -6,16 +6,16 @@ import { spawn } from "node:child_process";
 import { activateScript, parseActivationResult, statusArgs } from "../host/activation.js";
 import {
   type ActivationTransport,
+  type DeployOutcome,
   type DeployRequest,
   runActivationSession,
   type ScriptRun,
   type ScriptRunOptions,
-  type SessionOutcome,
 } from "../host/activation-session.js";
 
 export type Applied =
   | { readonly status: "activated"; readonly generation: number | null }
-  | Extract<SessionOutcome, { status: "failed" }>
+  | Extract<DeployOutcome, { status: "failed" }>
   /** Another activation holds the host's lock: try again later; not the release's fault. */
   | { readonly status: "busy"; readonly message: string };
 

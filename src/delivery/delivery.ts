@@ -3,31 +3,17 @@
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
 import type { WaveKind } from "../fleet/rollout.js";
-import type { DeployRequest } from "../host/activation-session.js";
+import type { DeployOutcome, DeployRequest } from "../host/activation-session.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import { mapLimit } from "../util/pool.js";
 
-export type { DeployRequest, HostPhase, HostStatus, RollbackOutcome };
+export type { DeployOutcome, DeployRequest, HostPhase, HostStatus, RollbackOutcome };
 
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
   | { readonly type: "log"; readonly host: string; readonly line: string }
   /** One host of the wave finished; its outcome is also in deployWave's result. */
   | { readonly type: "done"; readonly host: string; readonly outcome: DeployOutcome };
-
-export type DeployOutcome =
-  | {
-      readonly status: "activated";
-      readonly generation: number | undefined;
-      readonly previous: string | undefined;
-    }
-  | {
-      readonly status: "failed";
-      readonly phase: HostPhase;
-      readonly message: string;
-      /** The host is back on the system it ran before (false: it had none, or that failed). */
-      readonly rolledBack: boolean;
-    };
 
 export interface WaveHost {
   readonly host: FleetHost;

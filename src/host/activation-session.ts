@@ -89,7 +89,8 @@ export interface ActivationTransport {
 /** Phases of a session, as progress reports them: a deploy's, but the copy before it. */
 export type SessionPhase = Exclude<HostPhase, "copy">;
 
-export type SessionOutcome =
+/** How a host's deploy ended: the same data in every mode. */
+export type DeployOutcome =
   | {
       readonly status: "activated";
       readonly generation: number | undefined;
@@ -97,7 +98,7 @@ export type SessionOutcome =
     }
   | {
       readonly status: "failed";
-      readonly phase: SessionPhase;
+      readonly phase: HostPhase;
       readonly message: string;
       /** The host is back on the system it ran before (false: it had none, or that failed). */
       readonly rolledBack: boolean;
@@ -178,7 +179,7 @@ export async function runActivationSession(
   transport: ActivationTransport,
   request: DeployRequest,
   hooks: SessionHooks,
-): Promise<SessionOutcome> {
+): Promise<DeployOutcome> {
   const { signal } = hooks;
   const steps = activationSteps(request, transport.confirms);
   const token = hooks.token ?? `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
@@ -259,14 +260,14 @@ export async function finishActivation(
   request: DeployRequest,
   activated: Activated,
   hooks: SessionHooks,
-): Promise<SessionOutcome> {
+): Promise<DeployOutcome> {
   const { signal } = hooks;
   const token = activated.awaitingToken;
   const window = token === undefined ? 0 : activationSteps(request, true).confirmWindow;
   const checks = activationSteps(request, token !== undefined).httpChecks;
   const interrupted = () => interruption(signal);
   const onLog = (line: string) => hooks.log(line.replace(/^activate: /, ""));
-  const undo = async (phase: SessionPhase, message: string): Promise<SessionOutcome> => {
+  const undo = async (phase: SessionPhase, message: string): Promise<DeployOutcome> => {
     hooks.phase("rollback");
     const back =
       token !== undefined
@@ -339,7 +340,7 @@ async function abortUnanswered(
   request: DeployRequest,
   onLog: (line: string) => void,
   hooks: SessionHooks,
-): Promise<SessionOutcome> {
+): Promise<DeployOutcome> {
   hooks.phase("rollback");
   const back = await transport.run(abortArgs(token), {
     timeoutSeconds: SETTLE_TIMEOUT,
@@ -362,7 +363,7 @@ async function abortUnanswered(
   return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
 }
 
-function failed(phase: SessionPhase, message: string, rolledBack: boolean): SessionOutcome {
+function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
   return { status: "failed", phase, message, rolledBack };
 }
 

@@ -1,0 +1,67 @@
+// What the lab deploy tests share: a lab's fleet file to point hosts at example systems, the
+// deploy command line that serves the lab's cache on its bridge, what a host serves, and the
+// NDJSON events of a `--json` run.
+import { readFile, writeFile } from "node:fs/promises";
+import { type CliRun, run } from "./cli.js";
+import { EXAMPLES_DIR } from "./example-systems.js";
+
+export interface LabInfo {
+  readonly number: number;
+  readonly dir: string;
+  readonly hosts: readonly { readonly name: string; readonly address: string }[];
+}
+
+export type DeployEventLine = { readonly type: string; readonly [k: string]: unknown };
+
+/** Points hosts of a fleet file at example systems (`{web1: "web-v2"}`). */
+export async function setExampleSystems(
+  fleetFile: string,
+  systems: Readonly<Record<string, string>>,
+): Promise<void> {
+  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as {
+    hosts: Record<string, { system: string }>;
+  };
+  for (const [host, name] of Object.entries(systems)) {
+    const entry = doc.hosts[host];
+    if (entry === undefined) throw new Error(`no host ${host} in ${fleetFile}`);
+    entry.system = `path:${EXAMPLES_DIR}#${name}`;
+  }
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+}
+
+/** `nixship deploy` of a lab fleet, its cache served to the hosts on the lab's bridge. */
+export function labDeployArgs(
+  lab: LabInfo,
+  fleetFile: string,
+  keyFile: string,
+  ...extra: string[]
+): string[] {
+  return [
+    "deploy",
+    "--fleet",
+    fleetFile,
+    "--key",
+    keyFile,
+    "--serve-cache",
+    `10.231.${lab.number}.1:0`,
+    ...extra,
+  ];
+}
+
+/** The name a lab host's web service answers with (its system's name), or "(nothing)". */
+export async function servedBy(lab: LabInfo, host: string): Promise<string> {
+  const address = lab.hosts.find((h) => h.name === host)?.address;
+  if (address === undefined) throw new Error(`no host ${host} in the lab`);
+  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
+  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+}
+
+/** The NDJSON events a `--json` deploy printed. */
+export function deployEvents(r: CliRun | string): DeployEventLine[] {
+  const stdout = typeof r === "string" ? r : r.stdout;
+  return stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as DeployEventLine);
+}
