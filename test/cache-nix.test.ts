@@ -1,6 +1,6 @@
 // Acceptance 1 and 2: our cache works with Nix (file:// and through `cache serve`), and a
 // cache written by Nix works with us (verify, fetch --restore, fetch --import).
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -182,7 +182,21 @@ describe("cache serve with a token", () => {
       (await nixship(["push", root, "--to", `file://${cache}`, "--key", key.secret])).code,
     ).toBe(0);
     const tokenFile = join(work, "token");
-    await writeFile(tokenFile, "s3cret-token\n");
+    await writeFile(tokenFile, "s3cret-token\n", { mode: 0o644 });
+    // A token others may read is refused, as a key would be; then it is made private.
+    const exposed = await nixship([
+      "cache",
+      "serve",
+      `file://${cache}`,
+      "--listen",
+      "127.0.0.1:0",
+      "--token-file",
+      tokenFile,
+    ]);
+    expect(exposed.code).toBe(2);
+    expect(exposed.stderr).toContain(`--token-file ${tokenFile} may be read by others`);
+    expect(exposed.stderr).not.toContain("s3cret-token");
+    await chmod(tokenFile, 0o600);
     const server = await startCacheServer(`file://${cache}`, ["--token-file", tokenFile]);
     try {
       const refused = await nixCopyFrom(server.url, join(work, "store-no-token"), key.pub, root);

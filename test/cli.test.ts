@@ -1,7 +1,7 @@
 // The CLI contract: exit codes (0 ok, 1 failed, 2 bad usage or input), errors that name what
 // was wrong, --help, --json errors, and the nar commands against nix-store.
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -114,6 +114,64 @@ describe("usage errors exit 2 and say what is wrong", () => {
       0,
     );
     await nixship(["key", "generate", "--name", "cli-1", "--out", key, "--force"]);
+  });
+});
+
+describe("secrets are never echoed", () => {
+  it("refuses the key text where its file belongs, in text and --json, and never shows it", async () => {
+    const text = (await readFile(key, "utf8")).trim();
+    const body = text.slice(text.indexOf(":") + 1);
+    const shown = (out: string) =>
+      Array.from({ length: body.length - 5 }, (_, i) => body.slice(i, i + 6)).filter((run) =>
+        out.includes(run),
+      );
+    const runs = [
+      ["push", root, "--to", `file://${join(work, "c")}`, "--key", text],
+      ["push", root, "--to", `file://${join(work, "c")}`, "--key", text, "--json"],
+      ["key", "public", text],
+      [
+        "cache",
+        "serve",
+        `file://${join(work, "c")}`,
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        text,
+      ],
+    ];
+    for (const args of runs) {
+      const r = await nixship(args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr + r.stdout).toContain("looks like the secret itself (not shown)");
+      expect(shown(r.stderr + r.stdout), args.join(" ")).toEqual([]);
+    }
+    // The release key's environment variable too (read for agent hosts).
+    const pub = (await nixship(["key", "public", key])).stdout.trim();
+    const fleet = join(work, "agent-fleet.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        cache: { url: `file://${join(work, "c")}`, publicKeys: [pub] },
+        releases: { channel: "p", publicKeys: [pub] },
+        hosts: { a1: { delivery: "agent", system: root } },
+      }),
+    );
+    const env = await nixship(["rollback", "--fleet", fleet, "--json"], {
+      env: { NIXSHIP_RELEASE_KEY: text },
+    });
+    expect(env.code, env.stderr).toBe(2);
+    expect(env.stdout).toContain("looks like the secret itself (not shown)");
+    expect(shown(env.stderr + env.stdout)).toEqual([]);
+  });
+
+  it("refuses a key file others may read, naming the fix", async () => {
+    const open = join(work, "open.sec");
+    await writeFile(open, await readFile(key, "utf8"), { mode: 0o644 });
+    await chmod(open, 0o644);
+    const r = await nixship(["key", "public", open]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`secret key file ${open} may be read by others (mode 0644)`);
+    expect(r.stderr).toContain(`hint: chmod 600 ${open}`);
   });
 });
 

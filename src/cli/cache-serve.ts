@@ -1,10 +1,10 @@
 // `nixship cache serve`: any cache URL as an HTTP binary cache for stock Nix.
 
-import { readFile } from "node:fs/promises";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
+import { readSecretFile } from "./keys-input.js";
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
@@ -48,14 +48,7 @@ Options:
     let token: string | undefined;
     if (values["token-file"]) {
       const file = values["token-file"];
-      token = (
-        await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-          throw new InputError(
-            "token-unreadable",
-            `cannot read --token-file ${file}: ${err.code ?? err.message}`,
-          );
-        })
-      ).trim();
+      token = (await readSecretFile(file, "--token-file")).trim();
       if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
     }
     const store = await openStore(positionals[0] as string);

@@ -1,16 +1,59 @@
 // Reading keys named on the command line: secret key files, and trusted public keys given
 // either literally (`name:base64`) or as files holding one or more of them.
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { InputError, UsageError } from "../errors.js";
 import { type PublicKey, parsePublicKey, parseSecretKey, type SecretKey } from "../nix/keys.js";
 
-export async function readSecretKeyFile(file: string): Promise<SecretKey> {
-  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+/** The most a secret file (a key, a token) may hold: far above any real one. */
+const SECRET_FILE_LIMIT = 64 * 1024;
+
+/**
+ * Whether a value given where a file name belongs looks like the secret itself (`--key
+ * "$(cat k.sec)"`): such a value must never be echoed.
+ */
+function looksLikeSecret(value: string): boolean {
+  return /[\n\r]/.test(value) || /^[^/\s]*:[A-Za-z0-9+/=_-]{16,}$/.test(value.trim());
+}
+
+/**
+ * Reads a file holding a secret (`what`: "secret key file", "--token-file"): refused when
+ * others may read it (as ssh refuses such keys), when it is larger than any secret, or when
+ * it cannot be read. No message ever holds the secret: a value that looks like the secret
+ * itself rather than a file name is not echoed either.
+ */
+export async function readSecretFile(file: string, what: string): Promise<string> {
+  if (looksLikeSecret(file)) {
+    throw new UsageError(
+      `${what}: expected the path of a file holding the secret; what was given looks like the secret itself (not shown)`,
+      "write the secret to a file with mode 0600 and pass its path",
+    );
+  }
+  const unreadable = (err: NodeJS.ErrnoException): never => {
     throw new InputError(
       "key-unreadable",
-      `cannot read secret key file ${file}: ${err.code ?? err.message}`,
+      `cannot read ${what} ${file}: ${err.code ?? err.message}`,
     );
-  });
+  };
+  const info = await stat(file).catch(unreadable);
+  if (!info.isFile()) throw new InputError("key-unreadable", `${what} ${file} is not a file`);
+  if ((info.mode & 0o077) !== 0) {
+    throw new InputError(
+      "key-exposed",
+      `${what} ${file} may be read by others (mode ${(info.mode & 0o777).toString(8).padStart(4, "0")})`,
+      { hint: `chmod 600 ${file}` },
+    );
+  }
+  if (info.size > SECRET_FILE_LIMIT) {
+    throw new InputError(
+      "key-unreadable",
+      `${what} ${file} holds ${info.size} bytes, more than any secret (at most ${SECRET_FILE_LIMIT})`,
+    );
+  }
+  return readFile(file, "utf8").catch(unreadable);
+}
+
+export async function readSecretKeyFile(file: string): Promise<SecretKey> {
+  const text = await readSecretFile(file, "secret key file");
   try {
     return parseSecretKey(text);
   } catch (err) {

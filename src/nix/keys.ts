@@ -23,14 +23,13 @@ function b64url(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("base64url");
 }
 
+/** Splits `NAME:BASE64`; a secret key's text is never quoted in an error. */
 function splitKey(text: string, what: string, byteLength: number): { name: string; bytes: Buffer } {
   const trimmed = text.trim();
   const colon = trimmed.indexOf(":");
   if (colon <= 0) {
-    throw new InputError(
-      "bad-key",
-      `${what} must look like 'NAME:BASE64', got '${preview(trimmed)}'`,
-    );
+    const got = what === "public key" ? `, got '${preview(trimmed)}'` : " (its text is not shown)";
+    throw new InputError("bad-key", `${what} must look like 'NAME:BASE64'${got}`);
   }
   const name = trimmed.slice(0, colon);
   const body = trimmed.slice(colon + 1);

@@ -1,0 +1,101 @@
+// Secret files named on the command line: never echoed, never accepted when others may read
+// them, and a key given where its file belongs is refused without being shown.
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NixshipError } from "../errors.js";
+import { formatSecretKey, generateSecretKey } from "../nix/keys.js";
+import { readSecretFile, readSecretKeyFile } from "./keys-input.js";
+
+let dir: string;
+const secret = formatSecretKey(generateSecretKey("adv-1"));
+const body = secret.slice("adv-1:".length);
+
+/** Every 6-character run of the key's base64: none may appear in what the user sees. */
+function leaks(text: string): string[] {
+  const found: string[] = [];
+  for (let i = 0; i + 6 <= body.length; i++) {
+    if (text.includes(body.slice(i, i + 6))) found.push(body.slice(i, i + 6));
+  }
+  return found;
+}
+
+async function failure(p: Promise<unknown>): Promise<NixshipError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof NixshipError))
+    throw new Error(`expected a NixshipError, got ${String(err)}`);
+  expect(leaks(`${err.message}\n${err.hint ?? ""}`)).toEqual([]);
+  return err;
+}
+
+async function keyFile(name: string, text: string, mode: number): Promise<string> {
+  const file = join(dir, name);
+  await writeFile(file, text);
+  await chmod(file, mode);
+  return file;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-keys-input-"));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe("readSecretKeyFile", () => {
+  it("reads a key file only its owner may read", async () => {
+    const key = await readSecretKeyFile(await keyFile("ok.sec", secret, 0o600));
+    expect(key.name).toBe("adv-1");
+  });
+
+  it("refuses a key file others may read, with the chmod hint", async () => {
+    for (const mode of [0o644, 0o640, 0o604]) {
+      const file = await keyFile(`open-${mode.toString(8)}.sec`, secret, mode);
+      const err = await failure(readSecretKeyFile(file));
+      expect(err.code).toBe("key-exposed");
+      expect(err.message).toBe(
+        `secret key file ${file} may be read by others (mode 0${mode.toString(8)})`,
+      );
+      expect(err.hint).toBe(`chmod 600 ${file}`);
+    }
+  });
+
+  it("refuses the key itself given where its file belongs, without showing it", async () => {
+    for (const given of [secret, `${secret}\n`, ` ${secret}`]) {
+      const err = await failure(readSecretKeyFile(given));
+      expect(err.message).toBe(
+        "secret key file: expected the path of a file holding the secret; what was given looks like the secret itself (not shown)",
+      );
+      expect(err.exitCode).toBe(2);
+    }
+  });
+
+  it("names a missing file, and shows no part of a key without its NAME:", async () => {
+    const missing = await failure(readSecretKeyFile(join(dir, "nope.sec")));
+    expect(missing.message).toBe(`cannot read secret key file ${join(dir, "nope.sec")}: ENOENT`);
+    const nameless = await keyFile("nameless.sec", body, 0o600);
+    const err = await failure(readSecretKeyFile(nameless));
+    expect(err.message).toBe(
+      `${nameless}: secret key must look like 'NAME:BASE64' (its text is not shown)`,
+    );
+  });
+
+  it("refuses a file larger than any secret before reading it", async () => {
+    const big = await keyFile("big.sec", "x".repeat(70_000), 0o600);
+    const err = await failure(readSecretKeyFile(big));
+    expect(err.message).toMatch(/holds 70000 bytes, more than any secret/);
+  });
+});
+
+describe("readSecretFile (tokens)", () => {
+  it("reads a private token file and refuses one others may read", async () => {
+    expect(await readSecretFile(await keyFile("token", "t0ken\n", 0o600), "--token-file")).toBe(
+      "t0ken\n",
+    );
+    const open = await keyFile("token-open", "t0ken\n", 0o644);
+    const err = await failure(readSecretFile(open, "--token-file"));
+    expect(err.message).toBe(`--token-file ${open} may be read by others (mode 0644)`);
+  });
+});
