@@ -179,11 +179,29 @@ export class S3Store implements ObjectStore {
       const all = (out.Contents ?? []).map((o) =>
         toInfo((o.Key ?? "").slice(this.#prefix.length), o.Size, o.ETag, o.LastModified),
       );
+      // A listing must move forward: every page starts after its token, in key order. A store
+      // that ignores StartAfter (or says "truncated" with nothing in the page) would otherwise
+      // be listed forever.
+      const stuck = stalledPage(
+        all.map((o) => o.key),
+        options.token,
+        out.IsTruncated === true,
+      );
+      if (stuck !== undefined) {
+        throw new OperationError(
+          "store-list-stuck",
+          `S3 list of "${this.#prefix}${prefix}" in bucket "${this.#bucket}"${this.#endpoint ? ` at ${this.#endpoint}` : ""} does not advance: ${stuck}`,
+          {
+            hint: "the store does not honour ListObjectsV2's StartAfter; use an S3-compatible store that does",
+          },
+        );
+      }
       // Objects written by other tools may have names our keys cannot express; skip them.
       const objects = all.filter((info) => keyProblem(info.key) === undefined);
       const last = all.at(-1)?.key;
       return out.IsTruncated && last !== undefined ? { objects, nextToken: last } : { objects };
     } catch (err) {
+      if (err instanceof OperationError) throw err;
       throw this.#fault("list", prefix, err);
     }
   }
@@ -208,6 +226,30 @@ export class S3Store implements ObjectStore {
     const at = this.#endpoint ? ` at ${this.#endpoint}` : "";
     return s3Fault(err, `S3 ${op} of "${this.#prefix}${key}" in bucket "${this.#bucket}"${at}`);
   }
+}
+
+/**
+ * Why a listing page does not move past `token` (undefined when it does): a key at or before
+ * the token, keys out of order, or a truncated page with no key at all.
+ */
+export function stalledPage(
+  keys: readonly string[],
+  token: string | undefined,
+  truncated: boolean,
+): string | undefined {
+  if (truncated && keys.length === 0) return "an empty page says more follow";
+  // S3 lists in the byte order of the keys' UTF-8.
+  const notAfter = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b)) <= 0;
+  let previous = token;
+  for (const key of keys) {
+    if (previous !== undefined && notAfter(key, previous)) {
+      return previous === token
+        ? `the page after "${token}" starts again at "${key}"`
+        : `"${key}" comes after "${previous}" in the page`;
+    }
+    previous = key;
+  }
+  return undefined;
 }
 
 function toInfo(key: string, size?: number, etag?: string, lastModified?: Date): ObjectInfo {

@@ -1,0 +1,74 @@
+// A small malicious S3 responder, for the tests of what nixship does when a store lies: it
+// answers ListObjectsV2 with a page that claims more follow but ignores StartAfter, and
+// serves fixed objects for GET and HEAD. It counts the requests it gets.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface LyingS3 {
+  readonly endpoint: string;
+  readonly bucket: string;
+  /** Requests by kind: "list", "get", "head", "other". */
+  readonly requests: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+export interface LyingS3Options {
+  /** Objects served by key (GET and HEAD). */
+  readonly objects?: Readonly<Record<string, string>>;
+  /** The keys every ListObjectsV2 page names, whatever its StartAfter. */
+  readonly listedKeys: readonly string[];
+}
+
+const xmlEscape = (s: string) =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
+  const bucket = "lies";
+  const requests = new Map<string, number>();
+  const count = (kind: string) => requests.set(kind, (requests.get(kind) ?? 0) + 1);
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const key = decodeURIComponent(url.pathname.replace(`/${bucket}`, "").replace(/^\//, ""));
+    req.resume();
+    if (req.method === "GET" && url.searchParams.get("list-type") === "2") {
+      count("list");
+      const contents = options.listedKeys
+        .map(
+          (k) =>
+            `<Contents><Key>${xmlEscape(k)}</Key><Size>1</Size><ETag>"e"</ETag><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>`,
+        )
+        .join("");
+      res.setHeader("content-type", "application/xml");
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name><Prefix>${xmlEscape(url.searchParams.get("prefix") ?? "")}</Prefix><KeyCount>${options.listedKeys.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>${contents}</ListBucketResult>`,
+      );
+      return;
+    }
+    const body = options.objects?.[key];
+    if ((req.method === "GET" || req.method === "HEAD") && body !== undefined) {
+      count(req.method === "GET" ? "get" : "head");
+      res.setHeader("content-length", Buffer.byteLength(body));
+      res.setHeader("etag", '"e"');
+      res.end(req.method === "GET" ? body : undefined);
+      return;
+    }
+    count("other");
+    res.statusCode = 404;
+    res.setHeader("content-type", "application/xml");
+    res.end(
+      `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>`,
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    requests,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
