@@ -1,9 +1,20 @@
 // FsStore: an ObjectStore in a local directory, the embedded default. Every write goes to a temp
 // file beside its target and is then renamed (or linked) into place, so readers never see a part.
 import { randomBytes } from "node:crypto";
-import { type BigIntStats, createReadStream } from "node:fs";
+import { type BigIntStats, constants, createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { link, mkdir, open, rename, rmdir, stat, unlink, utimes } from "node:fs/promises";
+import {
+  link,
+  lstat,
+  mkdir,
+  open,
+  realpath,
+  rename,
+  rmdir,
+  stat,
+  unlink,
+  utimes,
+} from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
@@ -57,10 +68,19 @@ export class FsStore implements ObjectStore {
     const path = this.#path(key);
     let handle: FileHandle;
     try {
-      handle = await open(path, "r");
+      // Never through a link: the object itself (O_NOFOLLOW), and no directory on its way
+      // that leads out of the root.
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
       if (isAbsent(err)) return undefined;
+      if ((err as NodeJS.ErrnoException).code === "ELOOP") throw this.#linked(key);
       throw this.#fault("read", key, err);
+    }
+    try {
+      await this.#checkInside(key, path);
+    } catch (err) {
+      await handle.close();
+      throw err;
     }
     // Stat the open handle, not the path, so the info describes exactly the bytes we stream.
     const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
@@ -80,13 +100,17 @@ export class FsStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
+    const path = this.#path(key);
+    let st: BigIntStats;
     try {
-      const st = await stat(this.#path(key), { bigint: true });
-      return st.isFile() ? toInfo(key, st) : undefined;
+      st = await lstat(path, { bigint: true });
     } catch (err) {
       if (isAbsent(err)) return undefined;
       throw this.#fault("read", key, err);
     }
+    if (st.isSymbolicLink()) throw this.#linked(key);
+    await this.#checkInside(key, path);
+    return st.isFile() ? toInfo(key, st) : undefined;
   }
 
   async put(
@@ -266,6 +290,24 @@ export class FsStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+
+  /** The root with its links resolved, once. */
+  #realRoot: Promise<string> | undefined;
+
+  /** Refuses an object whose directory, links resolved, is not inside the root. */
+  async #checkInside(key: string, path: string): Promise<void> {
+    this.#realRoot ??= realpath(this.#root);
+    const [root, dir] = await Promise.all([this.#realRoot, realpath(dirname(path))]);
+    if (dir !== root && !dir.startsWith(`${root}${sep}`)) throw this.#linked(key);
+  }
+
+  #linked(key: string): OperationError {
+    return new OperationError(
+      "store-link",
+      `${key} in ${this.#root} is reached through a symbolic link; the store never follows links`,
+      { hint: "replace the link with the object itself, inside the store's directory" },
+    );
+  }
 
   #path(key: string): string {
     validateKey(key);
