@@ -1,4 +1,5 @@
 // Reading a binary cache: narinfos, and NARs decompressed and checked against their hashes.
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { InputError, OperationError } from "../errors.js";
 import { type NarInfo, parseNarInfo } from "../nix/narinfo.js";
@@ -9,8 +10,18 @@ import { decompressor } from "./compression.js";
 import { HashingStream } from "./hashing.js";
 import { narInfoKey } from "./layout.js";
 
-export async function readText(store: ObjectStore, key: string): Promise<string | undefined> {
-  return (await readAll(store, key))?.toString("utf8");
+/**
+ * The most a narinfo may hold: one with 10,000 references is under 1 MB, and one that is
+ * larger is refused before it is read whole.
+ */
+export const NARINFO_LIMIT = 4 * 1024 * 1024;
+
+export async function readText(
+  store: ObjectStore,
+  key: string,
+  limit?: number,
+): Promise<string | undefined> {
+  return (await readAll(store, key, limit))?.toString("utf8");
 }
 
 /** The hash part of a store path, or the argument itself when it already is one. */
@@ -24,7 +35,7 @@ export async function readNarInfo(
   pathOrHash: string,
 ): Promise<NarInfo | undefined> {
   const key = narInfoKey(hashPartOf(pathOrHash));
-  const text = await readText(store, key);
+  const text = await readText(store, key, NARINFO_LIMIT);
   if (text === undefined) return undefined;
   const info = parseNarInfo(text, key);
   const described = parseStorePath(info.storePath).hashPart;
@@ -51,6 +62,18 @@ export class NarCheckError extends OperationError {
   }
 }
 
+/** Passes bytes through, failing with `problem` once more than `max` went by (none: no bound). */
+function byteLimit(max: number | undefined, problem: () => NarProblem): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (max !== undefined && seen > max) done(new NarCheckError(problem()));
+      else done(null, chunk);
+    },
+  });
+}
+
 /**
  * Streams the decompressed NAR of `info` into `sink`, checking FileHash/FileSize of the stored
  * object and NarHash/NarSize of its content. The sink sees every byte before the checks end,
@@ -69,10 +92,36 @@ export async function streamVerifiedNar(
       message: `${info.storePath}: NAR ${info.url} is missing from the cache`,
     });
   }
+  // What the narinfo says bounds what is read: a stored file of another size is refused
+  // before a byte is read, and a stream stops as soon as it runs past FileSize, or its
+  // decompressed NAR past NarSize (a decompression bomb writes nothing beyond that).
+  if (info.fileSize !== undefined && got.info.size !== info.fileSize) {
+    (got.body as { destroy?: () => void }).destroy?.();
+    throw new NarCheckError({
+      kind: "file-mismatch",
+      message: `${info.storePath}: ${info.url} is ${got.info.size} bytes, but the narinfo says FileSize ${info.fileSize}`,
+    });
+  }
   const fileHasher = new HashingStream();
   const narHasher = new HashingStream();
+  const fileLimit = byteLimit(info.fileSize, () => ({
+    kind: "file-mismatch",
+    message: `${info.storePath}: ${info.url} holds more than the ${info.fileSize} bytes its narinfo's FileSize says`,
+  }));
+  const narLimit = byteLimit(info.narSize, () => ({
+    kind: "nar-mismatch",
+    message: `${info.storePath}: ${info.url} decompresses to more than the ${info.narSize} bytes its narinfo's NarSize says`,
+  }));
   try {
-    await pipeline(got.body, fileHasher, decompressor(info.compression), narHasher, sink);
+    await pipeline(
+      got.body,
+      fileLimit,
+      fileHasher,
+      decompressor(info.compression),
+      narLimit,
+      narHasher,
+      sink,
+    );
   } catch (err) {
     if (err instanceof OperationError && err.code === "compressor-failed") {
       throw new NarCheckError({

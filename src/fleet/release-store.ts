@@ -92,7 +92,8 @@ export async function readChannel(
   const got = await store.get(channelKey(channel), options);
   if (got === undefined) return { status: "absent" };
   if (got.status === "not-modified") return got;
-  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(await readBody(got.body)) };
+  const bytes = await readBody(got.body, channelKey(channel));
+  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(bytes) };
 }
 
 /** One release file, unverified. */
@@ -103,7 +104,8 @@ export async function readRelease(
 ): Promise<StoredObject> {
   const got = await store.get(releaseKey(channel, seq));
   if (got === undefined) return { status: "absent" };
-  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(await readBody(got.body)) };
+  const bytes = await readBody(got.body, releaseKey(channel, seq));
+  return { status: "found", etag: got.info.etag, bytes: new Uint8Array(bytes) };
 }
 
 /**

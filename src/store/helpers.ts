@@ -1,4 +1,5 @@
 // Small conveniences over any ObjectStore: iterate every page of a listing, read a whole object.
+import { InputError } from "../errors.js";
 import type { ObjectInfo, ObjectStore } from "./object-store.js";
 
 /** Every object under the prefix, in byte order of key, fetching pages as the caller goes. */
@@ -11,17 +12,60 @@ export async function* listAll(store: ObjectStore, prefix: string): AsyncGenerat
   } while (token !== undefined);
 }
 
-/** The whole object in memory, or undefined when absent. For small objects (narinfo, JSON). */
-export async function readAll(store: ObjectStore, key: string): Promise<Buffer | undefined> {
+/**
+ * The most a small object (a narinfo, a release, a channel, a status record) may hold when its
+ * reader names no bound of its own: far above real ones (a release for 100,000 hosts is about
+ * 10 MB), and far below what would hurt the reader.
+ */
+export const SMALL_OBJECT_LIMIT = 32 * 1024 * 1024;
+
+/**
+ * The whole object in memory, or undefined when absent. For small objects only: one larger
+ * than `limit` bytes is refused as soon as that shows (its size, or the bytes read so far).
+ */
+export async function readAll(
+  store: ObjectStore,
+  key: string,
+  limit = SMALL_OBJECT_LIMIT,
+): Promise<Buffer | undefined> {
   const found = await store.get(key);
-  return found === undefined ? undefined : readBody(found.body);
+  if (found === undefined) return undefined;
+  if (found.info.size > limit) {
+    destroyBody(found.body);
+    throw tooLarge(key, limit, found.info.size);
+  }
+  return readBody(found.body, key, limit);
 }
 
-/** A body stream (of a small object) in memory. */
-export async function readBody(body: AsyncIterable<unknown>): Promise<Buffer> {
+/** A body stream (of a small object) in memory, refused past `limit` bytes. */
+export async function readBody(
+  body: AsyncIterable<unknown>,
+  key: string,
+  limit = SMALL_OBJECT_LIMIT,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
+  let total = 0;
   for await (const chunk of body) {
-    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+    total += bytes.length;
+    if (total > limit) {
+      destroyBody(body);
+      throw tooLarge(key, limit, undefined);
+    }
+    chunks.push(bytes);
   }
   return Buffer.concat(chunks);
+}
+
+function destroyBody(body: AsyncIterable<unknown>): void {
+  const destroy = (body as { destroy?: () => void }).destroy;
+  if (typeof destroy === "function") destroy.call(body);
+}
+
+function tooLarge(key: string, limit: number, size: number | undefined): InputError {
+  return new InputError(
+    "object-too-large",
+    `${key} is ${size === undefined ? "larger than" : `${size} bytes, over`} ${limit} bytes, the most nixship reads of such an object`,
+    { hint: "the store holds something other than what nixship wrote there" },
+  );
 }
