@@ -1,6 +1,5 @@
 // `nixship build`: the systems of the selected hosts, evaluated once and built once on the
 // deployer. Hosts with the same system share one result.
-import { realpath } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import {
   evaluateAndBuild,
@@ -13,6 +12,7 @@ import type { FleetHost } from "../fleet/fleet.js";
 import { formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { BuiltSystem } from "./events.js";
+import { localFlakeRef } from "./flake-source.js";
 
 export interface BuildResult {
   readonly systems: readonly BuiltSystem[];
@@ -20,19 +20,36 @@ export interface BuildResult {
   readonly byHost: ReadonlyMap<string, StorePath>;
 }
 
+/** A flake output named by the fleet file: a flake reference, or a local directory. */
+export type FlakeInstallable =
+  | (FlakeOutput & { readonly local?: undefined })
+  | {
+      readonly local: {
+        /** Absolute: `path:./x#a`, `./x#a` and `.#a` are relative to the fleet file. */
+        readonly dir: string;
+        /** The fleet file wrote `path:` itself. */
+        readonly explicitPath: boolean;
+      };
+      readonly attrPath: readonly string[];
+    };
+
 /**
  * `path:./x#a`, `./x#a` and `.#a` name directories relative to the fleet file; they become
- * absolute `path:` references so the result does not depend on the working directory.
+ * absolute, so the result does not depend on the working directory.
  */
-export function parseFlakeInstallable(installable: string, baseDir: string): FlakeOutput {
+export function parseFlakeInstallable(installable: string, baseDir: string): FlakeInstallable {
   const hash = installable.lastIndexOf("#");
-  let flake = installable.slice(0, hash);
-  const attr = installable.slice(hash + 1);
-  const local = flake.startsWith("path:") ? flake.slice(5) : flake;
+  const flake = installable.slice(0, hash);
+  const attrPath = installable.slice(hash + 1).split(".");
+  const explicitPath = flake.startsWith("path:");
+  const local = explicitPath ? flake.slice(5) : flake;
   if (local === "." || local.startsWith("./") || local.startsWith("../") || isAbsolute(local)) {
-    flake = `path:${isAbsolute(local) ? local : resolve(baseDir, local)}`;
+    return {
+      local: { dir: isAbsolute(local) ? local : resolve(baseDir, local), explicitPath },
+      attrPath,
+    };
   }
-  return { flake, attrPath: attr.split(".") };
+  return { flake, attrPath };
 }
 
 export async function buildSystems(
@@ -47,13 +64,11 @@ export async function buildSystems(
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
   const outputs = await Promise.all(
-    flakeSpecs.map(async (s) => {
-      const output = parseFlakeInstallable(s, baseDir);
-      // Nix refuses a path: flake reached through a symlink ("escapes from ..."): name its
-      // real directory.
-      if (!output.flake.startsWith("path:/")) return output;
-      const real = await realpath(output.flake.slice(5)).catch(() => output.flake.slice(5));
-      return { ...output, flake: `path:${real}` };
+    flakeSpecs.map(async (s): Promise<FlakeOutput> => {
+      const parsed = parseFlakeInstallable(s, baseDir);
+      if (parsed.local === undefined) return parsed;
+      const flake = await localFlakeRef(parsed.local.dir, parsed.local.explicitPath);
+      return { flake, attrPath: parsed.attrPath };
     }),
   );
   const built = await evaluateAndBuild(outputs, nix);

@@ -1,0 +1,97 @@
+// Which flake reference Nix evaluates for a local flake directory, so that no secret lying
+// beside the fleet file is copied into the world-readable Nix store. Inside a git repository
+// it is `git+file` (only tracked files are copied, as `nix build .#x` does); elsewhere, or when
+// the fleet file says `path:` itself, it is `path:`, which copies every file: then the
+// directory is searched first, and one holding a secret key is refused, naming the file.
+import { open, readdir, realpath } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { InputError } from "../errors.js";
+import { runCommand } from "../util/run.js";
+
+/** Entries a `path:` source is searched through at most; a larger tree is refused unsearched. */
+const SCAN_ENTRIES = 100_000;
+/** Bytes read from the start of each file: every key format names itself within them. */
+const SCAN_HEAD = 4096;
+
+export async function localFlakeRef(dir: string, explicitPath: boolean): Promise<string> {
+  // Nix refuses a path: flake reached through a symlink ("escapes from ..."): name its real
+  // directory.
+  const real = await realpath(dir).catch(() => dir);
+  if (!explicitPath) {
+    const top = await gitTopLevel(real);
+    if (top !== undefined) {
+      const sub = relative(top, real);
+      return `git+file://${top}${sub ? `?dir=${encodeURIComponent(sub)}` : ""}`;
+    }
+  }
+  const secret = await findSecret(real);
+  if (secret !== undefined) {
+    throw new InputError(
+      "secret-in-flake",
+      `${secret.file} holds ${secret.what}, and the flake ${real} would be copied whole into the world-readable Nix store`,
+      {
+        hint: explicitPath
+          ? "move the key out of the flake's directory, or use a git repository (only tracked files are copied)"
+          : "move the key out of the flake's directory, or make the directory a git repository with the key in .gitignore",
+      },
+    );
+  }
+  return `path:${real}`;
+}
+
+/** The top of the git work tree holding `dir`, if it is in one. */
+async function gitTopLevel(dir: string): Promise<string | undefined> {
+  const r = await runCommand("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
+    okCodes: [0, 128],
+    purpose: "find the git repository of the flake",
+  }).catch(() => undefined);
+  const top = r?.code === 0 ? r.stdout.trim() : "";
+  return top ? await realpath(top) : undefined;
+}
+
+/** What a file's first bytes say it is, when that is a secret key. */
+export function secretKind(head: string): string | undefined {
+  if (/-----BEGIN (OPENSSH|RSA|DSA|EC|ENCRYPTED)? ?PRIVATE KEY-----/.test(head)) {
+    return "an SSH or TLS private key";
+  }
+  if (/^AGE-SECRET-KEY-1[0-9A-Z]+\s*$/m.test(head)) return "an age secret key";
+  // A Nix (and nixship) signing key: NAME:BASE64 of 64 bytes.
+  if (/^[^:\s]+:[A-Za-z0-9+/]{86}==\s*$/.test(head)) return "a Nix secret signing key";
+  return undefined;
+}
+
+/** The first file under `root` that holds a secret key (not following links). */
+async function findSecret(root: string): Promise<{ file: string; what: string } | undefined> {
+  const pending = [root];
+  let seen = 0;
+  const buffer = Buffer.alloc(SCAN_HEAD);
+  while (pending.length > 0) {
+    const dir = pending.pop() as string;
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (++seen > SCAN_ENTRIES) {
+        throw new InputError(
+          "flake-too-large",
+          `the flake ${root} has more than ${SCAN_ENTRIES} files: too many to check for secret keys before copying it whole into the Nix store`,
+          { hint: "use a git repository (only tracked files are copied)" },
+        );
+      }
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (entry.name !== ".git") pending.push(path);
+        continue;
+      }
+      if (!entry.isFile()) continue;
+      const handle = await open(path, "r").catch(() => undefined);
+      if (handle === undefined) continue;
+      try {
+        const { bytesRead } = await handle.read(buffer, 0, SCAN_HEAD, 0);
+        const what = secretKind(buffer.subarray(0, bytesRead).toString("latin1"));
+        if (what !== undefined) return { file: path, what };
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+  return undefined;
+}

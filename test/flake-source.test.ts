@@ -1,0 +1,88 @@
+// A flake beside the fleet file never carries a secret into the world-readable Nix store: in
+// a git repository it is evaluated as git+file (only tracked files are copied, so a key in
+// .gitignore stays out), and a plain directory (path:) holding a key is refused, naming it.
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship, runOk } from "./support/cli.js";
+
+// A flake whose one package lists the files of its own source: what reached the store.
+const FLAKE = `{
+  outputs = { self }: {
+    packages.x86_64-linux.lister = derivation {
+      name = "source-lister";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      args = [ "-c" "ls -A \${self} > $out" ];
+      PATH = "/usr/bin:/bin";
+    };
+  };
+}
+`;
+const FLEET = JSON.stringify({ hosts: { h1: { address: "10.0.0.1", system: ".#lister" } } });
+
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-flake-source-"));
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+async function makeFlake(dir: string, secretName: string, secret: string): Promise<void> {
+  await runOk("mkdir", ["-p", dir]);
+  await writeFile(join(dir, "flake.nix"), FLAKE);
+  await writeFile(join(dir, "nixship.json"), FLEET);
+  await writeFile(join(dir, secretName), secret, { mode: 0o600 });
+  await chmod(join(dir, secretName), 0o600);
+}
+
+describe("flake sources", () => {
+  it("in a git repository: git+file, and an ignored key never reaches the store", async () => {
+    const repo = join(work, "repo");
+    const made = await nixship(["key", "generate", "--name", "fleet-1", "--out", join(work, "k")]);
+    expect(made.code, made.stderr).toBe(0);
+    await makeFlake(repo, "cache.sec", await readFile(join(work, "k"), "utf8"));
+    await writeFile(join(repo, ".gitignore"), "cache.sec\n");
+    const git = (...args: string[]) =>
+      runOk("git", ["-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", ...args]);
+    await git("init", "-q");
+    await git("add", "flake.nix", "nixship.json", ".gitignore");
+    await git("commit", "-q", "-m", "fleet");
+
+    const r = await nixship(["build", "--fleet", join(repo, "nixship.json"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = (JSON.parse(r.stdout) as { hosts: Record<string, string> }).hosts.h1 as string;
+    const listed = (await readFile(out, "utf8")).split("\n").filter(Boolean);
+    expect(listed).toContain("flake.nix");
+    expect(listed).not.toContain("cache.sec");
+  });
+
+  it("a plain directory (path:) holding a private key is refused before anything is copied", async () => {
+    const plain = join(work, "plain");
+    await makeFlake(
+      plain,
+      "id_ed25519",
+      "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
+    const r = await nixship(["build", "--fleet", join(plain, "nixship.json"), "--json"]);
+    expect(r.code).toBe(2);
+    const { error } = JSON.parse(r.stdout) as {
+      error: { code: string; message: string; hint: string };
+    };
+    expect(error.code).toBe("secret-in-flake");
+    expect(error.message).toBe(
+      `${join(plain, "id_ed25519")} holds an SSH or TLS private key, and the flake ${plain} would be copied whole into the world-readable Nix store`,
+    );
+    expect(error.hint).toContain("move the key out of the flake's directory");
+  });
+
+  it("the same directory without the key builds as path:", async () => {
+    const plain = join(work, "plain");
+    await rm(join(plain, "id_ed25519"));
+    const r = await nixship(["build", "--fleet", join(plain, "nixship.json"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = (JSON.parse(r.stdout) as { hosts: Record<string, string> }).hosts.h1 as string;
+    expect((await readFile(out, "utf8")).split("\n")).toContain("nixship.json");
+  });
+});
