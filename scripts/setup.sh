@@ -12,6 +12,8 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Flakes in a git repository are evaluated as git+file, which Nix reads with git.
+command -v git >/dev/null 2>&1 || missing+=(git)
 # The lab: network namespaces and links (iproute2), mount namespaces (util-linux).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
