@@ -229,6 +229,18 @@ describe("operation failures exit 1", () => {
   });
 });
 
+describe("faults of the machine get a hint, not a bug report", () => {
+  it("an address no interface has (cache serve --listen)", async () => {
+    const r = await nixship(["cache", "serve", `file://${work}`, "--listen", "10.254.254.254:0"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^error: listen EADDRNOTAVAIL: address not available 10\.254\.254\.254/,
+    );
+    expect(r.stderr).toContain("hint: no network interface of this machine has that address");
+    expect(r.stderr).not.toMatch(/bug in nixship/);
+  });
+});
+
 describe("nar commands", () => {
   it("nar dump matches nix-store --dump and nar restore round-trips it", async () => {
     const bytes = nixStoreDump(root);

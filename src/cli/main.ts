@@ -1,5 +1,6 @@
 // The nixship command line: picks the command from the leading words, runs it, and renders
 // any fault once, here, with its hint and exit code.
+
 import { NixshipError } from "../errors.js";
 import {
   agentCommand,
@@ -26,6 +27,7 @@ import { push } from "./push.js";
 import { releaseList, releaseShow } from "./release.js";
 import { releasePublish } from "./release-publish.js";
 import { ssmDocumentCommand } from "./ssm.js";
+import { systemFault } from "./system-faults.js";
 import { terraformVarsCommand } from "./terraform.js";
 import { verify } from "./verify.js";
 
@@ -116,7 +118,8 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
   }
 }
 
-function reportError(err: unknown, io: CliIO, json: boolean): number {
+function reportError(thrown: unknown, io: CliIO, json: boolean): number {
+  const err = systemFault(thrown) ?? thrown;
   const known = err instanceof NixshipError;
   const code = known ? err.code : "internal";
   const message = err instanceof Error ? err.message : String(err);
