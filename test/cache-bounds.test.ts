@@ -178,3 +178,135 @@ function rewriteFileSize(narinfo: string, size: number): void {
   const text = readFileSync(narinfo, "utf8");
   writeFileSync(narinfo, text.replace(/^FileSize: \d+$/m, `FileSize: ${size}`));
 }
+
+/**
+ * A signed narinfo for a one-file NAR whose stored file (named by its own FileHash, with its
+ * own FileSize: neither is covered by the signature) is `body(nar)`, under `compression`.
+ */
+async function plantContent(
+  name: string,
+  compression: "none" | "bzip2" | "zstd",
+  body: (nar: Buffer) => Buffer,
+  omitCompression = false,
+): Promise<string> {
+  const nar = buildNar(narNode.regular(`honest ${name}\n`));
+  const narHash = Sha256.of(nar);
+  const path = makeStorePath("output:out", narHash, name);
+  const file = body(nar);
+  const fileHash = Sha256.of(file);
+  const url = narKey(fileHash, compression);
+  const info = signNarInfo(
+    {
+      storePath: path,
+      url,
+      compression,
+      fileHash,
+      fileSize: file.length,
+      narHash,
+      narSize: nar.length,
+      references: [],
+      deriver: undefined,
+      sigs: [],
+      ca: undefined,
+    },
+    key,
+  );
+  let text = formatNarInfo(info);
+  // Nix reads a narinfo without Compression as bzip2.
+  if (omitCompression) text = text.replace(/^Compression: .*\n/m, "");
+  await writeFile(join(cache, narInfoKey(path)), text);
+  await writeFile(join(cache, url), file);
+  return path;
+}
+
+describe("bad content under a valid signature gets the specific error", () => {
+  const junk = () => Buffer.from("this is not compressed data at all\n");
+
+  it("a corrupt uncompressed NAR: nar-mismatch from fetch (restore and import) and verify", async () => {
+    const path = await plantContent("corrupt-nar", "none", (nar) =>
+      Buffer.concat([nar.subarray(0, 20), Buffer.alloc(nar.length - 20, 7)]),
+    );
+    const restore = join(work, "restored-corrupt");
+    for (const mode of [
+      ["--restore", restore],
+      ["--import", "--store", join(work, "store")],
+    ]) {
+      const r = await measured([
+        "fetch",
+        path,
+        "--from",
+        `file://${cache}`,
+        "--trusted-key",
+        trusted,
+        ...mode,
+        "--json",
+      ]);
+      expect(r.code, mode[0]).toBe(1);
+      const { error } = JSON.parse(r.stdout) as {
+        error: { code: string; message: string; hint?: string };
+      };
+      expect(error.code, mode[0]).toBe("nar-mismatch");
+      expect(error.message).toContain(path);
+      expect(error.hint ?? "").not.toMatch(/bug in nixship/);
+    }
+    expect((await readdir(work)).filter((f) => f.includes("restored-corrupt"))).toEqual([]);
+    const v = await measured([
+      "verify",
+      "--cache",
+      `file://${cache}`,
+      "--trusted-key",
+      trusted,
+      path,
+      "--json",
+    ]);
+    expect(JSON.parse(v.stdout).problems).toContainEqual(
+      expect.objectContaining({ path, kind: "nar-mismatch" }),
+    );
+  });
+
+  it("data that does not decompress (bzip2, zstd, or no Compression line): bad-compression", async () => {
+    const cases = [
+      await plantContent("junk-bzip2", "bzip2", junk),
+      await plantContent("junk-zstd", "zstd", junk),
+      await plantContent("junk-default", "bzip2", junk, true),
+    ];
+    for (const path of cases) {
+      const v = await measured([
+        "verify",
+        "--cache",
+        `file://${cache}`,
+        "--trusted-key",
+        trusted,
+        path,
+        "--json",
+      ]);
+      expect(v.code).toBe(1);
+      expect(JSON.parse(v.stdout).problems).toEqual([
+        {
+          path,
+          kind: "bad-compression",
+          message: expect.stringMatching(
+            new RegExp(
+              `^${path}: nar/\\w+\\.nar(\\.bz2|\\.zst) does not decompress as (bzip2|zstd)`,
+            ),
+          ),
+        },
+      ]);
+      const f = await measured([
+        "fetch",
+        path,
+        "--from",
+        `file://${cache}`,
+        "--trusted-key",
+        trusted,
+        "--restore",
+        join(work, "restored-junk"),
+        "--json",
+      ]);
+      expect(f.code).toBe(1);
+      expect((JSON.parse(f.stdout) as { error: { code: string } }).error.code).toBe(
+        "bad-compression",
+      );
+    }
+  });
+});

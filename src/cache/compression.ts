@@ -26,7 +26,11 @@ function child(command: string, args: string[], what: string): Duplex {
   proc.stderr.setEncoding("utf8").on("data", (d: string) => {
     stderr = (stderr + d).slice(-2000);
   });
-  const duplex = Duplex.from({ writable: proc.stdin, readable: proc.stdout });
+  // The output ends only once the process exited cleanly: data that did not decompress must
+  // fail the stream, not pass as a short (or empty) one.
+  const output = new PassThrough();
+  proc.stdout.pipe(output, { end: false });
+  const duplex = Duplex.from({ writable: proc.stdin, readable: output });
   proc.on("error", (err) => {
     duplex.destroy(
       new OperationError(
@@ -39,7 +43,8 @@ function child(command: string, args: string[], what: string): Duplex {
     );
   });
   proc.on("close", (code, signal) => {
-    if (code !== 0 && !duplex.destroyed) {
+    if (code === 0) output.end();
+    else if (!duplex.destroyed) {
       const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
       duplex.destroy(
         new OperationError(

@@ -15,7 +15,7 @@ import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { importExport, type NixOptions, validPaths } from "./local-nix.js";
-import { hashPartOf, readNarInfo, streamVerifiedNar } from "./read.js";
+import { hashPartOf, NarCheckError, readNarInfo, streamVerifiedNar } from "./read.js";
 
 export interface FetchSource {
   readonly store: ObjectStore;
@@ -153,9 +153,21 @@ export async function fetchAndRestore(
     await rename(staging, target);
   } catch (err) {
     nar.destroy();
-    await restoring.catch(() => {});
+    const unpacking = await restoring.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     await rm(staging, { recursive: true, force: true });
-    throw err;
+    if (err instanceof NarCheckError || unpacking === undefined) throw err;
+    // The restore stopped first (and the stream was cut): a NAR that does not parse is not
+    // the one the narinfo's signed NarHash describes; any other cause is the restore's own.
+    if (unpacking instanceof InputError) {
+      throw new NarCheckError({
+        kind: "nar-mismatch",
+        message: `${info.storePath}: ${info.url} is not the NAR its narinfo describes (${unpacking.message})`,
+      });
+    }
+    throw unpacking;
   }
   source.onEvent?.({ type: "path-fetched", path: root, narSize: info.narSize });
 }

@@ -54,7 +54,8 @@ export async function readNarInfo(
 export type NarProblem =
   | { readonly kind: "nar-missing"; readonly message: string }
   | { readonly kind: "file-mismatch"; readonly message: string }
-  | { readonly kind: "nar-mismatch"; readonly message: string };
+  | { readonly kind: "nar-mismatch"; readonly message: string }
+  | { readonly kind: "bad-compression"; readonly message: string };
 
 export class NarCheckError extends OperationError {
   constructor(readonly problem: NarProblem) {
@@ -125,7 +126,7 @@ export async function streamVerifiedNar(
   } catch (err) {
     if (err instanceof OperationError && err.code === "compressor-failed") {
       throw new NarCheckError({
-        kind: "file-mismatch",
+        kind: "bad-compression",
         message: `${info.storePath}: ${info.url} does not decompress as ${info.compression}: ${err.message}`,
       });
     }

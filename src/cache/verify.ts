@@ -18,6 +18,7 @@ export type ProblemKind =
   | "nar-missing"
   | "file-mismatch"
   | "nar-mismatch"
+  | "bad-compression"
   | "error";
 
 export interface PathProblem {
