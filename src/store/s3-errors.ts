@@ -8,8 +8,14 @@ export function s3Fault(err: unknown, what: string): Error {
   if (err instanceof NixshipError) return err;
   const name = errorName(err);
   const detail = (err as Error | undefined)?.message ?? String(err);
-  const hint = HINTS.find(([names]) => names.includes(name))?.[1];
-  return new OperationError("store-s3-failed", `${what} failed: ${name}: ${detail}`, {
+  // A response without a body (HEAD, or a proxy's error page) leaves the SDK with no S3 code
+  // ("UnknownError"): the HTTP status is what says what happened.
+  const status = httpStatus(err);
+  const http = status === undefined ? "" : ` (HTTP ${status})`;
+  const hint =
+    HINTS.find(([names]) => names.includes(name))?.[1] ??
+    (status === undefined ? undefined : STATUS_HINTS[status]);
+  return new OperationError("store-s3-failed", `${what} failed: ${name}${http}: ${detail}`, {
     cause: err,
     ...(hint ? { hint } : {}),
   });
@@ -47,6 +53,15 @@ export function isPreconditionFailed(err: unknown, condition?: PutCondition): bo
   // If-Match on a missing key: some S3 implementations answer 404 NoSuchKey rather than 412.
   return condition !== undefined && "ifMatch" in condition && errorName(err) === "NoSuchKey";
 }
+
+const STATUS_HINTS: Readonly<Record<number, string>> = {
+  400: "the server refused the request: check the store URL (bucket, region, endpoint)",
+  401: "the server wants credentials: check the AWS credentials",
+  403: "access denied: check the AWS credentials and the bucket's policy",
+  500: "the server failed: try again later, and check its logs",
+  502: "a proxy in front of the server failed: try again later",
+  503: "the server is unavailable or slowing requests down: try again later",
+};
 
 const HINTS: readonly (readonly [readonly string[], string])[] = [
   [

@@ -16,7 +16,9 @@ export interface LyingS3Options {
   /** Objects served by key (GET and HEAD). */
   readonly objects?: Readonly<Record<string, string>>;
   /** The keys every ListObjectsV2 page names, whatever its StartAfter. */
-  readonly listedKeys: readonly string[];
+  readonly listedKeys?: readonly string[];
+  /** Answer every HEAD with this status and no body (as a failing proxy would). */
+  readonly headStatus?: number;
 }
 
 const xmlEscape = (s: string) =>
@@ -32,7 +34,8 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
     req.resume();
     if (req.method === "GET" && url.searchParams.get("list-type") === "2") {
       count("list");
-      const contents = options.listedKeys
+      const listed = options.listedKeys ?? [];
+      const contents = listed
         .map(
           (k) =>
             `<Contents><Key>${xmlEscape(k)}</Key><Size>1</Size><ETag>"e"</ETag><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>`,
@@ -40,8 +43,14 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
         .join("");
       res.setHeader("content-type", "application/xml");
       res.end(
-        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name><Prefix>${xmlEscape(url.searchParams.get("prefix") ?? "")}</Prefix><KeyCount>${options.listedKeys.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>${contents}</ListBucketResult>`,
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name><Prefix>${xmlEscape(url.searchParams.get("prefix") ?? "")}</Prefix><KeyCount>${listed.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>${contents}</ListBucketResult>`,
       );
+      return;
+    }
+    if (req.method === "HEAD" && options.headStatus !== undefined) {
+      count("head");
+      res.statusCode = options.headStatus;
+      res.end();
       return;
     }
     const body = options.objects?.[key];
