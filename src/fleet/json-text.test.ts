@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatJsonPath } from "./json-path.js";
-import { lineColumn, parseJsonText } from "./json-text.js";
+import { JSON_DEPTH_LIMIT, lineColumn, parseJsonText, tooDeep } from "./json-text.js";
 
 describe("parseJsonText", () => {
   it("parses JSON, ignoring a byte order mark", () => {
@@ -54,5 +54,22 @@ describe("formatJsonPath", () => {
     expect(formatJsonPath(["hosts", "web-1", "tags", 2])).toBe("hosts.web-1.tags[2]");
     expect(formatJsonPath(["hosts", "a b"])).toBe('hosts["a b"]');
     expect(formatJsonPath(["$schema"])).toBe("$schema");
+  });
+});
+
+describe("nesting depth", () => {
+  it("refuses JSON nested deeper than the limit, naming where, before parsing it", () => {
+    const deep = `${"[".repeat(JSON_DEPTH_LIMIT + 1)}${"]".repeat(JSON_DEPTH_LIMIT + 1)}`;
+    expect(() => parseJsonText(deep, "f.json")).toThrow(
+      `f.json:1:${JSON_DEPTH_LIMIT + 1}: objects and arrays nest deeper than ${JSON_DEPTH_LIMIT} levels`,
+    );
+    const ok = `${"[".repeat(JSON_DEPTH_LIMIT)}${"]".repeat(JSON_DEPTH_LIMIT)}`;
+    expect(parseJsonText(ok, "f.json")).toBeInstanceOf(Array);
+    // A million levels end the same way, quickly, with no stack to blow.
+    expect(() => parseJsonText("[".repeat(1_000_000), "g.json")).toThrow(/nest deeper/);
+  });
+
+  it("does not count brackets inside strings", () => {
+    expect(tooDeep(JSON.stringify({ a: "[".repeat(500), b: '\\"{{{' }))).toBeUndefined();
   });
 });

@@ -3,8 +3,40 @@
 import { InputError } from "../errors.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 
+/**
+ * How deep objects and arrays may nest in the JSON nixship reads: real files (fleet files,
+ * releases, configs, Terraform outputs) stay under 10; what goes deeper is refused before
+ * anything walks it.
+ */
+export const JSON_DEPTH_LIMIT = 64;
+
+/** Where `text` first nests deeper than `limit` (outside strings), or undefined. */
+export function tooDeep(text: string, limit = JSON_DEPTH_LIMIT): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return i;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
+}
+
 export function parseJsonText(text: string, source: string): unknown {
   const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  const deep = tooDeep(body);
+  if (deep !== undefined) {
+    throw new InputError(
+      "bad-json",
+      `${source}:${lineColumn(body, deep)}: objects and arrays nest deeper than ${JSON_DEPTH_LIMIT} levels`,
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(body);
