@@ -5,6 +5,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../src/cli/main.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
 import { NIXSHIP_BIN, nixStoreDump, nixship } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
@@ -172,6 +173,66 @@ describe("secrets are never echoed", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`secret key file ${open} may be read by others (mode 0644)`);
     expect(r.stderr).toContain(`hint: chmod 600 ${open}`);
+  });
+});
+
+describe("help for every command and group", () => {
+  // Groups whose first word is not a command of its own (`agent` is one: its help is its own).
+  const groups = [
+    ...new Set(COMMANDS.filter((c) => c.path.length > 1).map((c) => c.path[0])),
+  ].filter((g) => !COMMANDS.some((c) => c.path.length === 1 && c.path[0] === g));
+
+  it.each(COMMANDS.map((c) => [c.path.join(" ")]))(
+    "'%s --help' and 'help %s' print its usage",
+    async (path) => {
+      const words = path.split(" ");
+      const flag = await nixship([...words, "--help"]);
+      expect(flag.code, flag.stderr).toBe(0);
+      expect(flag.stdout).toMatch(new RegExp(`^Usage: nixship ${path}( |\n|$)`));
+      const asked = await nixship(["help", ...words]);
+      expect(asked.code, asked.stderr).toBe(0);
+      expect(asked.stdout).toBe(flag.stdout);
+    },
+  );
+
+  it.each(groups.map((g) => [g]))(
+    "'%s --help' lists each of its subcommands with a line",
+    async (group) => {
+      const r = await nixship([group as string, "--help"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: nixship ${group} SUBCOMMAND`));
+      for (const c of COMMANDS.filter((x) => x.path[0] === group && x.path.length > 1)) {
+        expect(r.stdout).toContain(`  ${c.path.slice(1).join(" ")}`);
+        expect(r.stdout).toContain(c.summary);
+      }
+      expect((await nixship(["help", group as string])).stdout).toBe(r.stdout);
+    },
+  );
+
+  it("'version' and '--version' print the package's version", async () => {
+    const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
+    for (const args of [["version"], ["--version"]]) {
+      const r = await nixship(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`${pkg.version}\n`);
+    }
+  });
+
+  it("an unknown command is a usage error, as JSON under --json", async () => {
+    const r = await nixship(["lab", "frob", "--json"]);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: {
+        code: "usage",
+        message: "unknown command 'lab frob'",
+        hint: expect.stringContaining("'lab' takes one of: up, down, list, exec, ssh-config"),
+      },
+    });
+    const help = await nixship(["help", "frobnicate"]);
+    expect(help.code).toBe(2);
+    expect(help.stderr).toContain("unknown command 'frobnicate'");
   });
 });
 

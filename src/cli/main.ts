@@ -1,7 +1,7 @@
 // The nixship command line: picks the command from the leading words, runs it, and renders
 // any fault once, here, with its hint and exit code.
 
-import { NixshipError } from "../errors.js";
+import { NixshipError, UsageError } from "../errors.js";
 import {
   agentCommand,
   agentPauseCommand,
@@ -71,7 +71,8 @@ export function usage(): string {
   return `nixship ${VERSION}: build NixOS systems once, push them signed into a Nix binary cache,
 and roll them out to a fleet.
 
-Usage: nixship COMMAND [ARGS...]     ('nixship COMMAND --help' for details)
+Usage: nixship COMMAND [ARGS...]     ('nixship COMMAND --help' or 'nixship help COMMAND'
+                                      for details; 'nixship version' for the version)
 
 Commands:
 ${lines.join("\n")}
@@ -89,33 +90,77 @@ function findCommand(
     .sort((a, b) => b.command.path.length - a.command.path.length)[0];
 }
 
+/** The words that start a group of subcommands (lab, release, key, …). */
+function groupOf(word: string | undefined): readonly Command[] {
+  return word === undefined ? [] : COMMANDS.filter((c) => c.path.length > 1 && c.path[0] === word);
+}
+
+/** A group's help: its subcommands, one line each. */
+export function groupHelp(word: string): string {
+  const group = groupOf(word);
+  const width = Math.max(...group.map((c) => c.path.slice(1).join(" ").length));
+  const lines = group.map((c) => `  ${c.path.slice(1).join(" ").padEnd(width)}  ${c.summary}`);
+  return `Usage: nixship ${word} SUBCOMMAND [ARGS...]     ('nixship ${word} SUBCOMMAND --help' for details)
+
+Subcommands:
+${lines.join("\n")}`;
+}
+
+/** The help `words` ask for (`deploy`, `lab up`, `lab`), or undefined when they name nothing. */
+function helpFor(words: readonly string[]): string | undefined {
+  const found = findCommand(words);
+  if (found !== undefined && found.rest.every((w) => w.startsWith("-"))) return found.command.help;
+  if (words.length === 1 && groupOf(words[0]).length > 0) return groupHelp(words[0] as string);
+  return undefined;
+}
+
+function unknownCommand(argv: readonly string[]): UsageError {
+  const group = groupOf(argv[0]);
+  const hint = group.length
+    ? `'${argv[0]}' takes one of: ${group.map((c) => c.path.slice(1).join(" ")).join(", ")}; see 'nixship ${argv[0]} --help'`
+    : "run 'nixship --help' for the list of commands";
+  return new UsageError(`unknown command '${argv.slice(0, 2).join(" ")}'`, hint);
+}
+
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
-  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
-    io.stdout.write(usage());
-    return argv.length === 0 ? 2 : 0;
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    return reportError(err, io, argv.includes("--json"));
   }
-  if (argv[0] === "--version") {
+}
+
+async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
+  const first = argv[0];
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    const asked = argv.slice(1);
+    if (asked.length === 0) {
+      io.stdout.write(usage());
+      return first === undefined ? 2 : 0;
+    }
+    const help = helpFor(asked);
+    if (help === undefined) throw unknownCommand(asked);
+    io.stdout.write(`${help}\n`);
+    return 0;
+  }
+  if (first === "--version" || first === "version") {
     io.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const found = findCommand(argv);
+  const wantsHelp = (words: readonly string[]) => words.includes("--help") || words.includes("-h");
   if (!found) {
-    const group = COMMANDS.filter((c) => c.path[0] === argv[0]);
-    const hint = group.length
-      ? `'${argv[0]}' takes one of: ${group.map((c) => c.path.slice(1).join(" ")).join(", ")}`
-      : "run 'nixship --help' for the list of commands";
-    io.stderr.write(`error: unknown command '${argv.slice(0, 2).join(" ")}'\nhint: ${hint}\n`);
-    return 2;
+    if (groupOf(first).length > 0 && wantsHelp(argv.slice(1, 2))) {
+      io.stdout.write(`${groupHelp(first)}\n`);
+      return 0;
+    }
+    throw unknownCommand(argv);
   }
-  if (found.rest.includes("--help") || found.rest.includes("-h")) {
+  if (wantsHelp(found.rest)) {
     io.stdout.write(`${found.command.help}\n`);
     return 0;
   }
-  try {
-    return await found.command.run(found.rest, io);
-  } catch (err) {
-    return reportError(err, io, found.rest.includes("--json"));
-  }
+  return await found.command.run(found.rest, io);
 }
 
 function reportError(thrown: unknown, io: CliIO, json: boolean): number {
