@@ -43,7 +43,22 @@ if [ -z "${npm_config_nodedir:-}" ] && [ -f "$(dirname "$(dirname "$(command -v 
   export npm_config_nodedir
 fi
 
-echo "setup: installing npm packages (npm ci)" >&2
-npm ci --no-audit --no-fund --loglevel=error
-echo "setup: building" >&2
-npm run --silent build
+# npm ci only when the lock file (or Node) changed since the last install it made, and the
+# build only when a source is newer than the last build: a second run costs seconds.
+stamp=node_modules/.nixship-setup
+want="$(sha256sum package.json package-lock.json | sha256sum | cut -c1-64) $(node --version)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: npm packages are up to date" >&2
+else
+  echo "setup: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  printf '%s\n' "$want" >"$stamp"
+fi
+built=dist/.nixship-built
+if [ -f "$built" ] && [ -z "$(find src tsconfig.json tsconfig.build.json package.json -newer "$built" -print -quit)" ]; then
+  echo "setup: the build is up to date" >&2
+else
+  echo "setup: building" >&2
+  npm run --silent build
+  touch "$built"
+fi
