@@ -38,6 +38,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "0"],
       /--jobs must be a whole number ≥ 1, got '0'/,
     ],
+    // A negative number is the flag's value, refused by the flag's own rule.
+    [
+      ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--jobs", "-1"],
+      /--jobs must be a whole number ≥ 1, got '-1'/,
+    ],
     [
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--level", "22"],
       /--level for zstd must be from 1 to 19, got 22/,

@@ -26,8 +26,20 @@ export function parseFlags<O extends Options>(
   options: O,
   command: string,
 ) {
+  // `--parallel -1`: a value that is a negative number is the flag's value (to be refused by
+  // its own check, with the flag's rule), not a flag of its own.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    const next = argv[i + 1];
+    const name = word.startsWith("--") ? word.slice(2) : undefined;
+    if (name && options[name]?.type === "string" && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${word}=${next}`);
+      i++;
+    } else args.push(word);
+  }
   try {
-    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
     throw new UsageError(`${command}: ${message}`, `see 'nixship ${command} --help'`);
