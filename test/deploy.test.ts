@@ -350,9 +350,12 @@ describe("nixship build", () => {
         }),
       );
       const missing = await nixship(["build", "--fleet", join(dir, "nixship.json")]);
-      expect(missing.code).toBe(1);
-      expect(missing.stderr).toContain("flake output not found");
-      expect(missing.stderr).toContain("#no-such");
+      // A missing output is bad input (exit 2), named by the host's field, with what exists.
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain(
+        'error: hosts.a.system: the flake has no output "path:./examples#no-such"',
+      );
+      expect(missing.stderr).toMatch(/hint: the flake has web-\w+/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -86,3 +86,40 @@ describe("flake sources", () => {
     expect((await readFile(out, "utf8")).split("\n")).toContain("nixship.json");
   });
 });
+
+describe("evaluation errors", () => {
+  it("a missing output names the hosts' fleet field and the outputs that exist, exit 2", async () => {
+    const dir = join(work, "outputs");
+    await makeFlake(dir, "README", "nothing secret\n");
+    await writeFile(
+      join(dir, "nixship.json"),
+      JSON.stringify({
+        hosts: {
+          web1: { address: "10.0.0.1", system: ".#listr" },
+          web2: { address: "10.0.0.2", system: ".#listr" },
+        },
+      }),
+    );
+    const r = await nixship(["build", "--fleet", join(dir, "nixship.json"), "--json"]);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: {
+        code: "flake-output-missing",
+        message: 'hosts.web1.system, hosts.web2.system: the flake has no output ".#listr"',
+        hint: "the flake has lister",
+      },
+    });
+  });
+
+  it("Nix's own error, without the expression nixship generated", async () => {
+    const dir = join(work, "broken");
+    await makeFlake(dir, "README", "nothing secret\n");
+    await writeFile(join(dir, "flake.nix"), "{ outputs = { self }: { packages = ; }; }\n");
+    const r = await nixship(["build", "--fleet", join(dir, "nixship.json")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`error: evaluating path:${dir} failed:`);
+    expect(r.stderr).toMatch(/syntax error/);
+    expect(r.stderr).not.toContain("builtins.getFlake");
+    expect(r.stderr).not.toContain("--expr");
+  });
+});

@@ -184,16 +184,16 @@ describe("nixship terraform vars", () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it("exits 1 when a system does not build, with nothing on stdout", async () => {
+  it("exits 2 when a system's flake output does not exist, with nothing on stdout", async () => {
     const broken = join(work, "broken.json");
     await writeFile(
       broken,
       JSON.stringify({ hosts: { a: { address: "192.0.2.1", system: "path:./examples#no-such" } } }),
     );
     const r = await nixship(["terraform", "vars", "--fleet", broken]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toContain("#no-such");
+    expect(r.stderr).toContain('hosts.a.system: the flake has no output "path:./examples#no-such"');
   });
 });
 

@@ -19,6 +19,9 @@ function storeArgs(options: NixOptions): string[] {
 }
 
 /** Runs a Nix command; a non-zero exit becomes an OperationError quoting Nix's own words. */
+const NIX_ERRORS = { missing: "nix-missing", failed: "nix-failed" } as const;
+const NIX_MISSING_HINT = "install Nix (Debian: apt-get install nix-bin)";
+
 export function runNix(
   command: string,
   args: readonly string[],
@@ -30,8 +33,8 @@ export function runNix(
     ...(input ? { input } : {}),
     ...(env ? { env } : {}),
     ...(signal ? { signal } : {}),
-    errorCodes: { missing: "nix-missing", failed: "nix-failed" },
-    missingHint: "install Nix (Debian: apt-get install nix-bin)",
+    errorCodes: NIX_ERRORS,
+    missingHint: NIX_MISSING_HINT,
   });
 }
 
@@ -146,6 +149,37 @@ export async function importExport(stream: Readable, options: NixOptions = {}): 
   await runNix("nix-store", [...storeArgs(options), "--import"], stream);
 }
 
+/** Outputs a flake does not have, each with the ones it does (exit 2). */
+export class MissingOutputsError extends InputError {
+  constructor(
+    readonly outputs: readonly FlakeOutput[],
+    readonly missing: readonly { readonly index: number; readonly available: readonly string[] }[],
+  ) {
+    super(
+      "flake-output-missing",
+      missing
+        .map(({ index }) => {
+          const o = outputs[index] as FlakeOutput;
+          return `flake output not found: ${o.flake}#${o.attrPath.join(".")}`;
+        })
+        .join("\n"),
+    );
+  }
+}
+
+/**
+ * An evaluation that Nix failed: its own words (the end of its stderr), without the expression
+ * nixship generated, naming the flakes.
+ */
+function evaluationFailed(stderr: string, flakes: readonly string[]): OperationError {
+  const said = stderr.trim().split("\n").slice(-20).join("\n");
+  return new OperationError(
+    "nix-eval-failed",
+    `evaluating ${flakes.join(", ")} failed${said ? `:\n${said}` : ""}`,
+    { hint: "the error is Nix's, in the flake: fix it there ('nix flake check' helps)" },
+  );
+}
+
 /** A flake output by flake reference and attribute path (`path:/abs/dir`, ["web"]). */
 export interface FlakeOutput {
   readonly flake: string;
@@ -195,28 +229,33 @@ export async function evaluateAndBuild(
     }
   }
   const flakes = [...new Set(outputs.map((o) => o.flake))];
+  // A missing output is data, with the outputs the flake does have, so the caller can name
+  // the hosts and the closest outputs; only faults of Nix itself fail the evaluation.
   const expr = `let
   sys = builtins.currentSystem;
   flakes = [ ${flakes.map((f) => `(builtins.getFlake ${JSON.stringify(f)})`).join(" ")} ];
   at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
-  pick = f: name: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
-    if found == [ ] then throw "flake output not found: \${name}" else (builtins.head found).drvPath;
+  names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
+  available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
+  pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
+    if found == [ ] then { available = available f; } else { drv = (builtins.head found).drvPath; };
 in [ ${outputs
     .map(
-      (o) =>
-        `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${JSON.stringify(`${o.flake}#${o.attrPath.join(".")}`)} ${candidates(o.attrPath)})`,
+      (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
     )
     .join(" ")} ]`;
-  const { stdout } = await runNix("nix", [
-    ...NEW_CLI,
-    "eval",
-    "--impure",
-    "--json",
-    ...storeArgs(options),
-    "--expr",
-    expr,
-  ]);
-  const drvPaths = JSON.parse(stdout) as string[];
+  const evaluated = await runCommand(
+    "nix",
+    [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
+    { okCodes: [0, 1], errorCodes: NIX_ERRORS, missingHint: NIX_MISSING_HINT },
+  );
+  if (evaluated.code !== 0) throw evaluationFailed(evaluated.stderr, flakes);
+  const picked = JSON.parse(evaluated.stdout) as ({ drv: string } | { available: string[] })[];
+  const missing = picked.flatMap((p, index) =>
+    "available" in p ? [{ index, available: p.available }] : [],
+  );
+  if (missing.length > 0) throw new MissingOutputsError(outputs, missing);
+  const drvPaths = picked.map((p) => (p as { drv: string }).drv);
   const built = await runNix("nix", [
     ...NEW_CLI,
     "build",

@@ -4,10 +4,12 @@ import { isAbsolute, resolve } from "node:path";
 import {
   evaluateAndBuild,
   type FlakeOutput,
+  MissingOutputsError,
   type NixOptions,
   validPaths,
 } from "../cache/local-nix.js";
-import { OperationError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
+import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import { formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -71,7 +73,9 @@ export async function buildSystems(
       return { flake, attrPath: parsed.attrPath };
     }),
   );
-  const built = await evaluateAndBuild(outputs, nix);
+  const built = await evaluateAndBuild(outputs, nix).catch((err: unknown) => {
+    throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
+  });
   const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, built[i] as StorePath]));
   const given = [...specs.keys()].filter((s) => s.startsWith("/")) as StorePath[];
   const valid = await validPaths(given, nix);
@@ -95,4 +99,30 @@ export async function buildSystems(
   const byHost = new Map<string, StorePath>();
   for (const s of systems) for (const h of s.hosts) byHost.set(h, s.path);
   return { systems, byHost };
+}
+
+/**
+ * Systems whose flake output does not exist, named as the fleet file names them (the hosts'
+ * `system` fields), with the outputs the flake does have, closest first.
+ */
+function missingSystems(
+  err: MissingOutputsError,
+  flakeSpecs: readonly string[],
+  specs: ReadonlyMap<string, readonly string[]>,
+): InputError {
+  const lines = err.missing.map(({ index }) => {
+    const spec = flakeSpecs[index] as string;
+    const hosts = specs.get(spec) ?? [];
+    const fields = hosts.map((h) => `hosts.${h}.system`).join(", ");
+    return `${fields}: the flake has no output ${JSON.stringify(spec)}`;
+  });
+  const first = err.missing[0];
+  const wanted = first ? (err.outputs[first.index]?.attrPath.join(".") ?? "") : "";
+  const available = first ? closestFirst(wanted, first.available) : [];
+  return new InputError("flake-output-missing", lines.join("\n"), {
+    hint:
+      available.length > 0
+        ? `the flake has ${listForHint(available)}`
+        : "the flake has no packages for this system and no nixosConfigurations",
+  });
 }

@@ -80,10 +80,7 @@ export function runCommand(
       const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
       const last = stderr.trim().split("\n").slice(-6).join("\n");
       reject(
-        new OperationError(
-          "command-failed",
-          `'${shown}'${purpose} ${why}${last ? `:\n${last}` : ""}`,
-        ),
+        new OperationError(codes.failed, `'${shown}'${purpose} ${why}${last ? `:\n${last}` : ""}`),
       );
     });
   });
