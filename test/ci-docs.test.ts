@@ -270,7 +270,7 @@ describe("docs/ci.md", () => {
     ]);
   });
 
-  it("build: systems and hosts; a bad selector exits 2 and a missing output 1, as JSON errors", async () => {
+  it("build: systems and hosts; a bad selector and a missing output exit 2, as JSON errors", async () => {
     const { r, value } = await json(["build", "--fleet", agentFleet, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     expectDocumented("`nixship build --json`", r, value);
@@ -284,11 +284,9 @@ describe("docs/ci.md", () => {
       broken,
       JSON.stringify({ hosts: { a: { address: "192.0.2.1", system: "path:./examples#nope" } } }),
     );
-    expectDocumentedError(
-      "`nixship build --json`",
-      await nixship(["build", "--fleet", broken, "--json"]),
-      1,
-    );
+    const missing = await nixship(["build", "--fleet", broken, "--json"]);
+    expectDocumentedError("`nixship build --json`", missing, 2);
+    expect(JSON.parse(missing.stdout).error.code).toBe("flake-output-missing");
   });
 
   it("push", async () => {
