@@ -31,36 +31,12 @@ interface Planted {
 }
 
 /** A signed narinfo for a one-file NAR, whose stored file is then replaced by `file`. */
-async function plant(
-  name: string,
-  file: (path: string) => Promise<void>,
-  size?: number,
-): Promise<Planted> {
-  const nar = buildNar(narNode.regular(`honest ${name}\n`));
-  const narHash = Sha256.of(nar);
-  const path = makeStorePath("output:out", narHash, name);
-  const compressed = execFileSync("zstd", ["-q", "-c"], { input: nar });
-  const fileHash = Sha256.of(compressed);
-  const url = narKey(fileHash, "zstd");
-  const info = signNarInfo(
-    {
-      storePath: path,
-      url,
-      compression: "zstd",
-      fileHash,
-      fileSize: size ?? compressed.length,
-      narHash,
-      narSize: nar.length,
-      references: [],
-      deriver: undefined,
-      sigs: [],
-      ca: undefined,
-    },
-    key,
+async function plant(name: string, file: (path: string) => Promise<void>): Promise<Planted> {
+  const path = await plantContent(name, "zstd", (nar) =>
+    execFileSync("zstd", ["-q", "-c"], { input: nar }),
   );
   const narinfo = join(cache, narInfoKey(path));
-  await writeFile(narinfo, formatNarInfo(info));
-  await file(join(cache, url));
+  await file(join(cache, narUrl(narinfo)));
   return { path, narinfo };
 }
 
