@@ -109,7 +109,7 @@ ${lines.join("\n")}`;
 /** The help `words` ask for (`deploy`, `lab up`, `lab`), or undefined when they name nothing. */
 function helpFor(words: readonly string[]): string | undefined {
   const found = findCommand(words);
-  if (found !== undefined && found.rest.every((w) => w.startsWith("-"))) return found.command.help;
+  if (found?.rest.every((w) => w.startsWith("-"))) return found.command.help;
   if (words.length === 1 && groupOf(words[0]).length > 0) return groupHelp(words[0] as string);
   return undefined;
 }
