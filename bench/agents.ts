@@ -25,6 +25,7 @@ import { Agent } from "../src/agent/agent.js";
 import { AgentDelivery } from "../src/delivery/agent.js";
 import type { DeliveryEvent, WaveHost } from "../src/delivery/delivery.js";
 import type { AgentHost } from "../src/fleet/fleet.js";
+import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/fleet/heartbeat.js";
 import { verifyRelease } from "../src/fleet/release.js";
 import { readChannel } from "../src/fleet/release-store.js";
 import { formatStatusRecord, progressKey, type StatusRecord } from "../src/fleet/status.js";
@@ -69,6 +70,10 @@ interface Req {
   readonly t: number;
   readonly op: Op;
   readonly conditional: boolean;
+  /** A GET of a success marker's record: an outcome's generation and previous system. */
+  readonly detail: boolean;
+  /** A PUT of an agent's heartbeat. */
+  readonly heartbeat: boolean;
   result: "pending" | "found" | "not-modified" | "absent" | "written" | "ok" | "error";
 }
 
@@ -123,6 +128,8 @@ interface DeployerResult {
   readonly manifestBytes: number;
   readonly publishOps: string;
   readonly polls: readonly { readonly lists: number; readonly gets: number }[];
+  /** GETs of success records, for the outcomes' generation and previous system. */
+  readonly detailGets: number;
   readonly totalOps: string;
   readonly rssBefore: number;
   readonly rssPeak: number;
@@ -252,8 +259,9 @@ async function runDeployer(): Promise<void> {
     polls: polls.map((p, i) => {
       const next = polls[i + 1]?.requestsBefore ?? tally.requests.length;
       const mine = tally.requests.slice(p.requestsBefore, next);
-      return { lists: p.lists, gets: mine.filter((r) => r.op === "get").length };
+      return { lists: p.lists, gets: mine.filter((r) => r.op === "get" && !r.detail).length };
     }),
+    detailGets: tally.requests.filter((r) => r.op === "get" && r.detail).length,
     totalOps: countOps(tally.requests),
     rssBefore,
     rssPeak: Math.max(rssPeak, process.memoryUsage().rss),
@@ -352,6 +360,7 @@ async function runBenchmark(
 
     // ---- 1. Agents start, spread over one interval ---------------------------------------------
     begin("agents starting");
+    const agentsStarted = now();
     const controller = new AbortController();
     // Every agent waits on this one signal: one abort listener each.
     setMaxListeners(n + 100, controller.signal);
@@ -477,6 +486,7 @@ async function runBenchmark(
         `  deployer polls (every ${DEPLOYER_POLL_MS} ms): ${polls.length}; all its requests: ${deployer.totalOps}`,
         `    LIST per poll: ${polls.map((p) => p.lists).join(" ")}`,
         `    GET per poll:  ${polls.map((p) => p.gets).join(" ")}`,
+        `    GETs of success records (each outcome's generation and previous system, once per host): ${deployer.detailGets}`,
         "    (a poll's GETs are those between its LIST and the next poll's: the marker bodies it",
         "    read for the hosts it found finished)",
         `  deployer process: RSS ${mb(deployer.rssBefore)} before the deploy (node + AWS SDK), ` +
@@ -576,6 +586,18 @@ async function runBenchmark(
     const deployMarkers = progress.find((p) => p.hosts === n)?.markers ?? 2 * n;
     const maxPerPoll = Math.max(0, ...polls.map((p) => p.lists + p.gets));
     const maxGets = Math.max(0, ...polls.map((p) => p.gets));
+    // Over the whole run: the idle windows may be shorter than one heartbeat period.
+    const runSeconds = (now() - agentsStarted) / 1000;
+    const allBeats = agents.map((a) => a.tally.requests.filter((r) => r.heartbeat).length);
+    const beatsPerInterval = sum(allBeats) / n / (runSeconds / interval);
+    // The first poll's heartbeat, then one per heartbeatEvery polls at the shortest wait.
+    const beatsBound =
+      1 + Math.ceil(runSeconds / (DEFAULT_HEARTBEAT_EVERY * interval * (1 - JITTER)));
+    console.log(
+      `\nHeartbeats over the whole run (${secs(runSeconds)} s): ${sum(allBeats)} PUTs, ` +
+        `${beatsPerInterval.toFixed(3)} per agent per interval, ${Math.min(...allBeats)} to ` +
+        `${Math.max(...allBeats)} per agent`,
+    );
     const targets: [boolean, string, string][] = [
       [
         converged === n && allReported <= convergeTarget,
@@ -599,6 +621,24 @@ async function runBenchmark(
         maxPerPoll <= pages(deployMarkers),
         "deployer requests (LIST + GET) per poll grow with hosts/1000, not hosts",
         `max ${maxPerPoll} in one poll (${maxGets} GETs); ${pages(deployMarkers)} LIST pages`,
+      ],
+      [
+        deployer.detailGets <= n,
+        "deployer reads each success record once (outcomes' generation, previous)",
+        `${deployer.detailGets} GETs for ${n} hosts`,
+      ],
+      [
+        idleB.heartbeatsMax <=
+          Math.ceil(idle / (DEFAULT_HEARTBEAT_EVERY * interval * (1 - JITTER))) &&
+          idleB.heartbeatsPerInterval <= 1.25 / DEFAULT_HEARTBEAT_EVERY,
+        `idle: a heartbeat PUT per agent every ${DEFAULT_HEARTBEAT_EVERY} polls at most`,
+        `${idleB.heartbeatsPerInterval.toFixed(3)} per agent per interval, at most ${idleB.heartbeatsMax} ` +
+          `from one agent in ${idle} s`,
+      ],
+      [
+        Math.min(...allBeats) >= 1 && Math.max(...allBeats) <= beatsBound,
+        `every agent beats, at most 1 + one per ${DEFAULT_HEARTBEAT_EVERY} polls over the run`,
+        `${Math.min(...allBeats)} to ${Math.max(...allBeats)} per agent (bound ${beatsBound})`,
       ],
     ];
     console.log("\nTargets (printed, not asserted):");
@@ -676,6 +716,10 @@ interface IdleStats {
   readonly conditionalShare: number;
   readonly results: string;
   readonly otherOps: string;
+  /** Heartbeat PUTs: in all, per agent per interval (mean), and the most one agent made. */
+  readonly heartbeats: number;
+  readonly heartbeatsPerInterval: number;
+  readonly heartbeatsMax: number;
   /** The shortest and mean time between two consecutive GETs of one agent (s). */
   readonly shortestGap: number;
   readonly meanGap: number;
@@ -718,6 +762,17 @@ async function idleWindow(
     conditionalShare: gets.filter((r) => r.conditional).length / Math.max(1, gets.length),
     results: [...results].map(([k, v]) => `${k} ${v}`).join(", "),
     otherOps: countOps(all.filter((r) => r.op !== "get")) || "none",
+    heartbeats: all.filter((r) => r.heartbeat).length,
+    heartbeatsPerInterval:
+      all.filter((r) => r.heartbeat).length /
+      Math.max(1, agents.length) /
+      ((to - from) / 1000 / interval),
+    heartbeatsMax: Math.max(
+      0,
+      ...agents.map(
+        (a) => a.tally.requests.filter((r) => r.heartbeat && r.t >= from && r.t < to).length,
+      ),
+    ),
     shortestGap: gaps.length > 0 ? Math.min(...gaps) : Number.NaN,
     meanGap: gaps.length > 0 ? sum(gaps) / gaps.length : Number.NaN,
   };
@@ -733,13 +788,16 @@ function formatIdle(s: IdleStats, interval: number): string {
     `  ${s.requests} requests from ${s.agents} agents: ${s.gets} GETs of the channel, ` +
       `${pct(s.conditionalShare)} conditional (If-None-Match); answers: ${s.results || "none"}; ` +
       `other requests: ${s.otherOps}`,
+    `  heartbeats: ${s.heartbeats} PUTs, ${s.heartbeatsPerInterval.toFixed(3)} per agent per interval ` +
+      `(one per ${DEFAULT_HEARTBEAT_EVERY} polls is ${(1 / DEFAULT_HEARTBEAT_EVERY).toFixed(3)}), ` +
+      `at most ${s.heartbeatsMax} from one agent`,
   ].join("\n");
 }
 
 /** `inner` with every call recorded in `tally`; closing is left to the owner of `inner`. */
 function counting(inner: ObjectStore, tally: Tally): ObjectStore {
-  const start = (op: Op, conditional = false): Req => {
-    const req: Req = { t: now(), op, conditional, result: "pending" };
+  const start = (op: Op, conditional = false, detail = false, heartbeat = false): Req => {
+    const req: Req = { t: now(), op, conditional, detail, heartbeat, result: "pending" };
     tally.requests.push(req);
     return req;
   };
@@ -756,12 +814,19 @@ function counting(inner: ObjectStore, tally: Tally): ObjectStore {
   return {
     url: inner.url,
     get: ((key: string, options?: GetOptions) =>
-      track(start("get", options?.ifNoneMatch !== undefined), inner.get(key, options), (v) =>
-        v === undefined ? "absent" : v.status,
+      track(
+        start("get", options?.ifNoneMatch !== undefined, key.endsWith("/success")),
+        inner.get(key, options),
+        (v) => (v === undefined ? "absent" : v.status),
       )) as ObjectStore["get"],
     head: (key) => track(start("head"), inner.head(key), (v) => (v ? "found" : "absent")),
     put: async (key, body, options) => {
-      const written = await track(start("put"), inner.put(key, body, options), () => "written");
+      const beat = key.startsWith(HEARTBEAT_PREFIX);
+      const written = await track(
+        start("put", false, false, beat),
+        inner.put(key, body, options),
+        () => "written",
+      );
       if (key.endsWith("/success")) tally.successAt ??= now();
       return written;
     },

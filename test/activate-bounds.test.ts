@@ -617,3 +617,26 @@ describe("a lock left behind", () => {
     expect(late.code).toBe(ACTIVATE_EXIT.unconfirmed);
   });
 });
+
+describe("command health checks", () => {
+  const host = `${LAB}1`;
+
+  it("are retried within their timeout: a service that is ready only after a few tries passes", async () => {
+    // Fails its first three tries, then passes: each try appends a line to a file of the host's.
+    const tries = "/tmp/nixship-slow-check";
+    await ssh(host, `rm -f ${tries}`);
+    const check = `echo try >> ${tries}; [ "$(wc -l < ${tries})" -gt 3 ]`;
+    const r = await activate(host, "web-v2", { healthCommands: [check], healthTimeout: 60 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.result).toMatchObject({ result: "activated" });
+    expect((await ssh(host, `wc -l < ${tries}`)).stdout.trim()).toBe("4");
+    expect(await servedName(host)).toBe("web-v2");
+  });
+
+  it("still fail once their timeout ends", async () => {
+    const r = await activate(host, "web-v3", { healthCommands: ["false"], healthTimeout: 3 });
+    expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.health);
+    expect(r.result).toMatchObject({ result: "failed", phase: "health", rolledBack: true });
+    expect(await servedName(host)).toBe("web-v2");
+  });
+});

@@ -1,232 +1,66 @@
-// Issue 4's agent acceptance on a lab of three hosts: real agents (`nixship agent`) inside the
-// hosts' namespaces, following a channel in a directory store, substituting through their own
-// loopback cache proxy with the real Nix, and running the real activate.sh. The deployer is
-// `nixship deploy --via agent`; hostile releases are written straight into the store.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+// Issue 4's agent acceptance on a lab of three hosts started with `lab up --agents`: real
+// agents (`nixship agent`) inside the hosts' namespaces, following a channel in a directory
+// store, substituting through their own loopback cache proxy with the real Nix, and running the
+// real activate.sh. The deployer is `nixship deploy --via agent`; hostile releases are written
+// straight into the store. Test 6 is issue 12's liveness acceptance.
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRelease } from "../src/fleet/release.js";
-import {
-  channelKey,
-  publishRelease,
-  readChannel,
-  readRelease,
-} from "../src/fleet/release-store.js";
-import type { StatusRecord } from "../src/fleet/status.js";
-import { readStatus } from "../src/fleet/status-store.js";
+import { channelKey, publishRelease, readRelease } from "../src/fleet/release-store.js";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
-import { EXAMPLES_DIR } from "./support/example-systems.js";
+import {
+  type AgentLab,
+  agentPid,
+  CHANNEL,
+  channelRelease as channelReleaseOf,
+  deployViaAgent as deployOn,
+  labAgents,
+  record as recordOf,
+  served as servedOn,
+  setSystems as setSystemsOf,
+  startAgentLab,
+  summaryOf,
+  waitFor as waitForOn,
+  withStore,
+} from "./support/agent-lab.js";
+import { nixship } from "./support/cli.js";
 
-const LAB = "ag";
 const HOSTS = ["ag1", "ag2", "ag3"];
 /** Seconds between an agent's polls (± 10 %). */
 const POLL = 2;
-let work: string;
-let lab: { number: number; dir: string; hosts: { name: string; address: string }[] };
+/** Polls between two heartbeats: a heartbeat at least every ceil(1 × 2 × 1.1) = 3 s. */
+const HEARTBEAT_EVERY = 1;
+let lab: AgentLab;
 let fleetFile: string;
 let cacheKeyFile: string;
 let releaseKeyFile: string;
 let storeUrl: string;
-const agents = new Map<string, ChildProcess>();
-const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
-
-function configFile(host: string): string {
-  return join(work, "agents", `${host}.json`);
-}
-
-/** The checkout (dist/, node_modules/) the agents run from. */
-const REPO = join(dirname(NIXSHIP_BIN), "..", "..");
-/**
- * nixship as the hosts see it: a lab host has a private /tmp, where a checkout may live, so
- * the checkout is bind-mounted under the test's directory before the lab's hosts start
- * (they copy the machine's mounts when they start), and the agents run it from there.
- */
-let binInHost: string;
-
-/** Starts the agent of `host` inside the host's namespaces, as its service would run. */
-function startAgent(host: string): void {
-  const child = spawn(
-    process.execPath,
-    [
-      NIXSHIP_BIN,
-      "lab",
-      "exec",
-      host,
-      "--",
-      process.execPath,
-      binInHost,
-      "agent",
-      "--config",
-      configFile(host),
-    ],
-    { env: { ...process.env, ...env() }, stdio: ["ignore", "ignore", "pipe"], detached: true },
-  );
-  let log = "";
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    log = (log + d).slice(-20_000);
-  });
-  child.on("exit", () => agentLogs.set(host, log));
-  agents.set(host, child);
-}
-const agentLogs = new Map<string, string>();
-
-function stopAgent(host: string): void {
-  const child = agents.get(host);
-  if (child?.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGTERM");
-  agents.delete(host);
-}
-
-async function setSystems(system: string): Promise<void> {
-  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as {
-    hosts: Record<string, { system: string }>;
-  };
-  for (const h of Object.values(doc.hosts)) h.system = `path:${EXAMPLES_DIR}#${system}`;
-  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
-}
-
-function deployViaAgent(...extra: string[]): Promise<CliRun> {
-  return nixship([
-    "deploy",
-    "--fleet",
-    fleetFile,
-    "--via",
-    "agent",
-    "--key",
-    cacheKeyFile,
-    "--release-key",
-    releaseKeyFile,
-    "--json",
-    ...extra,
-  ]);
-}
-
-async function served(host: string): Promise<string> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
-  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
-}
-
-async function record(host: string): Promise<StatusRecord | undefined> {
-  const store = await openStore(storeUrl);
-  try {
-    return await readStatus(store, host);
-  } finally {
-    await store.close();
-  }
-}
-
-/** Waits (bounded) until `check` holds for the host's status record. */
-async function waitFor(
-  host: string,
-  check: (r: StatusRecord) => boolean,
-  seconds = 60,
-): Promise<StatusRecord> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const r = await record(host);
-    if (r !== undefined && check(r)) return r;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${host}: status never matched; last: ${JSON.stringify(r)}\nagent log:\n${agentLogs.get(host) ?? "(running)"}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
-function summaryOf(r: CliRun) {
-  const lines = r.stdout.trim().split("\n").filter(Boolean);
-  const events = lines.map((l) => JSON.parse(l) as { type: string; [k: string]: unknown });
-  const summary = events.find((e) => e.type === "summary") as
-    | { ok: boolean; results: { host: string; outcome: Record<string, unknown> }[] }
-    | undefined;
-  if (!summary) throw new Error(`no summary; stderr:\n${r.stderr}`);
-  return Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
-}
-
-async function channelRelease() {
-  const store = await openStore(storeUrl);
-  try {
-    const got = await readChannel(store, "production");
-    if (got.status !== "found") throw new Error("no channel");
-    return parseRelease(got.bytes, "channel");
-  } finally {
-    await store.close();
-  }
-}
-
-async function writeChannel(bytes: Uint8Array): Promise<void> {
-  const store = await openStore(storeUrl);
-  try {
-    await store.put(channelKey("production"), bytes);
-  } finally {
-    await store.close();
-  }
-}
 
 beforeAll(async () => {
-  // Not under /tmp: each lab host has a private /tmp, and the agents must see the store.
-  await mkdir("/var/tmp", { recursive: true });
-  work = await mkdtemp("/var/tmp/nixship-agent-test-");
-  const repoInHost = join(work, "repo");
-  await mkdir(repoInHost);
-  const bound = await run("mount", ["--bind", REPO, repoInHost]);
-  expect(bound.code, bound.stderr).toBe(0);
-  binInHost = join(repoInHost, relative(REPO, NIXSHIP_BIN));
-  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], { env: env() });
-  expect(up.code, up.stderr).toBe(0);
-  lab = JSON.parse(up.stdout) as typeof lab;
-  fleetFile = join(lab.dir, "nixship.json");
-  cacheKeyFile = join(lab.dir, "cache.sec");
-  storeUrl = `file://${join(lab.dir, "cache")}`;
-  releaseKeyFile = join(work, "release.sec");
-  const gen = await nixship(["key", "generate", "--name", "ag-release-1", "--out", releaseKeyFile]);
-  expect(gen.code, gen.stderr).toBe(0);
-  const releasePublic = gen.stdout.trim();
-  const cachePublic = (await nixship(["key", "public", cacheKeyFile])).stdout.trim();
-
-  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as {
-    hosts: Record<string, { delivery?: string; sshHost?: string }>;
-    policy?: Record<string, unknown>;
-    [k: string]: unknown;
-  };
-  for (const h of Object.values(doc.hosts)) {
-    h.delivery = "agent";
-    delete h.sshHost;
-  }
-  doc.releases = { channel: "production", publicKeys: [releasePublic], offlineTimeout: 90 };
-  doc.policy = { ...(doc.policy ?? {}), canary: 1, parallel: 3, confirmTimeout: 30 };
-  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
-
-  await mkdir(join(work, "agents"), { recursive: true });
-  for (const host of HOSTS) {
-    await writeFile(
-      configFile(host),
-      JSON.stringify({
-        store: storeUrl,
-        channel: "production",
-        host,
-        releaseKeys: [releasePublic],
-        cacheKeys: [cachePublic],
-        stateDir: join(work, "agents", host),
-        pollInterval: POLL,
-        jitter: 0.1,
-      }),
-    );
-    startAgent(host);
-  }
+  lab = await startAgentLab("ag", {
+    hosts: HOSTS.length,
+    releases: { offlineTimeout: 90 },
+    policy: { canary: 1, parallel: 3, confirmTimeout: 30 },
+    agentConfig: { pollInterval: POLL, heartbeatEvery: HEARTBEAT_EVERY },
+  });
+  ({ fleetFile, cacheKeyFile, releaseKeyFile, storeUrl } = lab);
 });
 
 afterAll(async () => {
-  for (const host of [...agents.keys()]) stopAgent(host);
-  await nixship(["lab", "down", "--name", LAB], { env: env() });
-  await run("umount", [join(work, "repo")]);
-  await rm(work, { recursive: true, force: true });
+  await lab?.down();
 });
+
+const setSystems = (system: string) => setSystemsOf(lab, system);
+const deployViaAgent = (...extra: string[]) => deployOn(lab, ...extra);
+const served = (host: string) => servedOn(lab, host);
+const record = (host: string) => recordOf(lab, host);
+const waitFor = (host: string, check: Parameters<typeof waitForOn>[2], seconds?: number) =>
+  waitForOn(lab, host, check, seconds);
+const channelRelease = () => channelReleaseOf(lab);
+const writeChannel = (bytes: Uint8Array) =>
+  withStore(lab, (store) => store.put(channelKey(CHANNEL), bytes));
 
 describe("the pull agent on a lab fleet", () => {
   it("1. converges: web-v1 then web-v2 reach every host within 2 polls; deploy exits 0", async () => {
@@ -247,8 +81,8 @@ describe("the pull agent on a lab fleet", () => {
     try {
       for (const host of HOSTS) {
         const r = await record(host);
-        expect(r).toMatchObject({ state: "success", mode: "agent", channel: "production" });
-        const release = await readRelease(store, "production", r?.seq as number);
+        expect(r).toMatchObject({ state: "success", mode: "agent", channel: CHANNEL });
+        const release = await readRelease(store, CHANNEL, r?.seq as number);
         if (release.status !== "found") throw new Error("release file missing");
         const created = Date.parse(parseRelease(release.bytes, "release").release.created);
         const waited = (Date.parse(r?.startedAt as string) - created) / 1000;
@@ -310,7 +144,7 @@ describe("the pull agent on a lab fleet", () => {
     const store = await openStore(storeUrl);
     try {
       await publishRelease(store, {
-        channel: "production",
+        channel: CHANNEL,
         hosts: good.release.hosts,
         kind: "deploy",
         action: "switch",
@@ -326,7 +160,7 @@ describe("the pull agent on a lab fleet", () => {
     // A replay of an older, genuinely signed release.
     const storeB = await openStore(storeUrl);
     try {
-      const old = await readRelease(storeB, "production", 1);
+      const old = await readRelease(storeB, CHANNEL, 1);
       if (old.status !== "found") throw new Error("release 1 missing");
       await writeChannel(old.bytes);
     } finally {
@@ -349,7 +183,7 @@ describe("the pull agent on a lab fleet", () => {
     let seq: number;
     try {
       const published = await publishRelease(store, {
-        channel: "production",
+        channel: CHANNEL,
         hosts: { ...good.release.hosts, ag1: { path: v3 } },
         kind: "deploy",
         action: "switch",
@@ -363,11 +197,8 @@ describe("the pull agent on a lab fleet", () => {
     }
     await waitFor("ag1", (s) => s.seq === seq && s.state === "applying");
     // SIGKILL the agent process itself (its activate.sh child is left running).
-    const pids = await run("pgrep", ["-n", "-f", `agent --config ${configFile("ag1")}`]);
-    expect(pids.stdout.trim()).toMatch(/^\d+$/);
-    process.kill(Number(pids.stdout.trim()), "SIGKILL");
-    agents.delete("ag1");
-    startAgent("ag1");
+    process.kill(await agentPid(lab, "ag1"), "SIGKILL");
+    await labAgents(lab, "start", "ag1");
     const done = await waitFor("ag1", (s) => s.seq === seq && s.state !== "applying", 90);
     expect(done).toMatchObject({ state: "success", current: v3, desired: v3 });
     expect(await served("ag1")).toBe("web-v3");
@@ -382,7 +213,7 @@ describe("the pull agent on a lab fleet", () => {
         "-c",
         "readlink -f /nix/var/nix/profiles/system; readlink -f /run/current-system",
       ],
-      { env: env() },
+      { env: lab.env },
     );
     const [profile, current] = status.stdout.trim().split("\n");
     expect(profile).toBe(v3);
@@ -393,12 +224,12 @@ describe("the pull agent on a lab fleet", () => {
     const before = await channelRelease();
     const v2 = (await record("ag2"))?.current;
     expect(before.release.hosts.ag1?.path).not.toBe(v2);
-    // Agent hosts go back by release, not by generation.
-    const withTo = await nixship(["rollback", "--fleet", fleetFile, "--on", "ag1", "--to", "1"], {
+    // --to takes N, generation:N, release:N or a store path (test/agent-history.test.ts).
+    const withTo = await nixship(["rollback", "--fleet", fleetFile, "--on", "ag1", "--to", "#1"], {
       env: { NIXSHIP_RELEASE_KEY: releaseKeyFile },
     });
     expect(withTo.code).toBe(2);
-    expect(withTo.stderr).toMatch(/--to/);
+    expect(withTo.stderr).toMatch(/--to expects/);
 
     const r = await nixship(["rollback", "--fleet", fleetFile, "--on", "ag1", "--json"], {
       env: { NIXSHIP_RELEASE_KEY: releaseKeyFile },
@@ -414,5 +245,95 @@ describe("the pull agent on a lab fleet", () => {
     expect(after.release.hosts).toEqual({ ...before.release.hosts, ag1: { path: v2 } });
     expect(await record("ag1")).toMatchObject({ seq: after.release.seq, state: "success" });
     expect(rows[0]?.generation).toBe((await record("ag1"))?.generation);
+  });
+
+  it("6. status tells paused, offline (a killed agent) and behind apart, and exits 1 for each", async () => {
+    type Row = {
+      host: string;
+      state?: string;
+      liveness?: string;
+      behind?: boolean;
+      inStep: boolean;
+    };
+    const status = async (host: string) => {
+      const r = await nixship(["status", "--fleet", fleetFile, "--on", host, "--json"]);
+      const row = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts[0] as Row;
+      return { code: r.code, row, stderr: r.stderr };
+    };
+    const until = async (host: string, what: (row: Row) => boolean, seconds: number) => {
+      const deadline = Date.now() + seconds * 1000;
+      for (;;) {
+        const s = await status(host);
+        if (what(s.row)) return s;
+        if (Date.now() > deadline) {
+          throw new Error(
+            `${host}: status never matched within ${seconds}s; last: ${JSON.stringify(s.row)} ${s.stderr}`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    };
+    // Tests 3 to 5 left ag2 and ag3 out of the channel (their last report: a refusal). A release
+    // naming every host's running system puts them back in step.
+    const publish = async (hosts: Record<string, { path: StorePath }>) => {
+      const store = await openStore(storeUrl);
+      try {
+        return await publishRelease(store, {
+          channel: CHANNEL,
+          hosts,
+          kind: "deploy",
+          action: "switch",
+          health: { http: [], commands: [] },
+          confirmTimeout: 0,
+          key: parseSecretKey(await readFile(releaseKeyFile, "utf8")),
+        });
+      } finally {
+        await store.close();
+      }
+    };
+    const running: Record<string, { path: StorePath }> = {};
+    for (const host of HOSTS) running[host] = { path: (await record(host))?.current as StorePath };
+    await publish(running);
+    for (const host of HOSTS) {
+      const s = await until(host, (r) => r.inStep, 30);
+      expect(s.code).toBe(0);
+      expect(s.row).toMatchObject({ liveness: "online", behind: false });
+    }
+    // The longest between two heartbeats, and what status allows before "offline".
+    const period = Math.ceil(HEARTBEAT_EVERY * POLL * 1.1);
+    const offlineWithin = 2 * period + POLL * 1.1 + 5;
+
+    // Paused: the agent says so at its next poll.
+    await labAgents(lab, "pause", "ag3");
+    const paused = await until("ag3", (r) => r.liveness === "paused", 3 * POLL + 5);
+    expect(paused.code).toBe(1);
+    expect(paused.row).toMatchObject({ state: "success", inStep: false });
+    const table = await nixship(["status", "--fleet", fleetFile, "--on", "ag3"]);
+    expect(table.code).toBe(1);
+    expect(table.stdout).toMatch(/^ag3\s+agent\s+\S+\s+\d+\s+paused\s/m);
+    await labAgents(lab, "resume", "ag3");
+    expect((await until("ag3", (r) => r.inStep, 3 * POLL + 5)).code).toBe(0);
+
+    // Killed: offline within 2 heartbeat periods (2 x heartbeatEvery polls) and a poll.
+    process.kill(await agentPid(lab, "ag2"), "SIGKILL");
+    const offline = await until("ag2", (r) => r.liveness === "offline", offlineWithin);
+    expect(offline.code).toBe(1);
+    expect(offline.row).toMatchObject({ state: "success", inStep: false });
+
+    // Behind: a release published while its agent is stopped names ag2; the others take it.
+    const latest = await publish(running);
+    const behind = await status("ag2");
+    expect(behind.code).toBe(1);
+    expect(behind.row).toMatchObject({ behind: true, inStep: false });
+    for (const host of ["ag1", "ag3"]) {
+      expect((await until(host, (r) => r.inStep, 3 * POLL + 10)).row.behind).toBe(false);
+    }
+    const text = await nixship(["status", "--fleet", fleetFile, "--on", "ag2"]);
+    expect(text.stdout).toContain(`channel at ${latest.release.seq}`);
+
+    // Started again, it catches up and is in step.
+    await labAgents(lab, "start", "ag2");
+    const back = await until("ag2", (r) => r.inStep, 60);
+    expect(back.code).toBe(0);
   });
 });

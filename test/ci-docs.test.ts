@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeStatus } from "../src/fleet/status-store.js";
+import { writeHeartbeat, writeStatus } from "../src/fleet/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { AWS_TERRAFORM_OUTPUT } from "./support/aws-terraform-output.js";
 import { type CliRun, nixship, run } from "./support/cli.js";
@@ -221,7 +221,8 @@ beforeAll(async () => {
     agentFleet,
     JSON.stringify({
       cache: { url: `file://${storeDir}?fsync=false`, publicKeys: [cachePub.trim()] },
-      releases: { channel: "production", publicKeys: [releasePub.trim()], offlineTimeout: 1 },
+      // Long enough for one `waiting` event (every 5 s) before the canary times out.
+      releases: { channel: "production", publicKeys: [releasePub.trim()], offlineTimeout: 6 },
       policy: { canary: 1 },
       hosts: {
         ag1: { tags: ["web"], delivery: "agent", system: "path:./examples#web-v1" },
@@ -356,6 +357,7 @@ describe("docs/ci.md", () => {
         "plan",
         "wave-start",
         "host-phase",
+        "waiting",
         "host-done",
         "stopped",
         "summary",
@@ -407,6 +409,15 @@ describe("docs/ci.md", () => {
         startedAt: new Date().toISOString(),
         updatedAt: new Date().toISOString(),
       });
+      // And that their agents live.
+      await writeHeartbeat(store, {
+        host,
+        channel: "production",
+        state: "running",
+        every: 300,
+        lastSeq: (published.value as { seq: number }).seq,
+        at: new Date().toISOString(),
+      });
     }
     await store.close();
     const reported = await json(["status", "--fleet", agentFleet, "--json"]);
@@ -417,10 +428,14 @@ describe("docs/ci.md", () => {
     expect(live.r.code).toBe(1);
     expectDocumented(status, live.r, live.value);
 
-    // Every host runs its system now: nothing to publish.
-    const nothing = await json([...publishArgs, "--release-key", releaseKey, "--json"]);
-    expect(nothing.value).toEqual({ channel: "production", seq: null });
-    expectDocumented("`nixship release publish --json`", nothing.r, nothing.value);
+    // Every host runs its system now: the channel is explicit, so a release names them again.
+    const again = await json([...publishArgs, "--release-key", releaseKey, "--json"]);
+    expect(again.value).toEqual({
+      channel: "production",
+      seq: (published.value as { seq: number }).seq + 1,
+      digest: expect.stringMatching(/^sha256-/),
+    });
+    expectDocumented("`nixship release publish --json`", again.r, again.value);
 
     const rollback = "`nixship rollback --json`";
     for (const fleet of [agentFleet, sshFleet]) {
@@ -430,7 +445,7 @@ describe("docs/ci.md", () => {
     }
     expectDocumentedError(
       rollback,
-      await nixship(["rollback", "--fleet", agentFleet, "--to", "1", "--json"]),
+      await nixship(["rollback", "--fleet", sshFleet, "--to", "release:1", "--json"]),
       2,
     );
   });

@@ -308,7 +308,7 @@ describe("the workflow's steps, run as GitHub runs them", () => {
     const text = await summaryText();
     expect(text).toContain("### Rollback\n\n| host | result | system |");
     expect(text).toMatch(
-      /\| ag1 \| failed \| no earlier release of channel production names another system for ag1 \|/,
+      /\| ag1 \| failed \| no system was confirmed healthy on ag1 in the releases read \|/,
     );
     // A usage error reaches the summary as the error object.
     const bad = await runStep("rollback", "Roll back", { HOSTS: "@nope" });

@@ -232,7 +232,9 @@ describe("help for every command and group", () => {
       error: {
         code: "usage",
         message: "unknown command 'lab frob'",
-        hint: expect.stringContaining("'lab' takes one of: up, down, list, exec, ssh-config"),
+        hint: expect.stringContaining(
+          "'lab' takes one of: up, down, list, exec, agents, ssh-config",
+        ),
       },
     });
     const help = await nixship(["help", "frobnicate"]);

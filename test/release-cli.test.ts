@@ -9,6 +9,7 @@ import type { CliIO, Command } from "../src/cli/command.js";
 import { releaseList, releaseShow } from "../src/cli/release.js";
 import { releaseDigest, type SignedRelease } from "../src/fleet/release.js";
 import { type PublishOptions, publishRelease, releaseKey } from "../src/fleet/release-store.js";
+import { writeStatus } from "../src/fleet/status-store.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { FsStore } from "../src/store/fs-store.js";
@@ -180,7 +181,8 @@ describe("release show", () => {
         `  previous   ${first.digest}`,
         "  signature  key 'release-cli-1', verified against the trusted keys",
         "hosts (1):",
-        `  web1  ${WEB1}`,
+        `  HOST  DESIRED${" ".repeat(WEB1.length - 7)}  RUNNING  LAST CONFIRMED`,
+        `  web1  ${WEB1}  unknown  none`,
         "",
       ].join("\n"),
     );
@@ -191,7 +193,7 @@ describe("release show", () => {
     expect(r.stdout).toMatch(/^release 1 of channel prod\n/);
     expect(r.stdout).toContain("previous   none (first release of the channel)");
     expect(r.stdout).toContain("key 'release-cli-1', NOT verified (pass --trusted-key");
-    expect(r.stdout).toContain(`  web2  ${WEB2}`);
+    expect(r.stdout).toContain(`  web2  ${WEB2}  unknown  none`);
   });
 
   it("prints JSON with --json", async () => {
@@ -212,7 +214,50 @@ describe("release show", () => {
       digest: first.digest,
       signature: { key: "release-cli-1", verified: true },
       release: JSON.parse(JSON.stringify(first.release)),
+      hosts: [
+        { host: "web1", desired: WEB1, running: null, lastConfirmed: null },
+        { host: "web2", desired: WEB2, running: null, lastConfirmed: null },
+      ],
     });
+  });
+
+  it("marks per host desired, running and last confirmed, from the status objects", async () => {
+    const marked = join(dir, "marked");
+    const store = new FsStore(marked, { fsync: false });
+    const one = await publishRelease(store, options());
+    await publishRelease(store, options({ hosts: { web1: { path: WEB2 }, web2: { path: WEB2 } } }));
+    const now = new Date().toISOString();
+    const record = (host: string, seq: number, path: StorePath, state: "success" | "failed") =>
+      writeStatus(store, {
+        version: 1,
+        host,
+        mode: "agent",
+        channel: "prod",
+        seq,
+        desired: path,
+        current: state === "success" ? path : WEB1,
+        generation: 1,
+        state,
+        phase: state === "success" ? null : "health",
+        error: state === "success" ? null : "health check failed",
+        rolledBack: state === "success" ? null : true,
+        startedAt: now,
+        updatedAt: now,
+      });
+    await record("web1", one.release.seq, WEB1, "success");
+    await record("web2", one.release.seq, WEB2, "success");
+    // web1 failed release 2's WEB2 and went back to WEB1.
+    await record("web1", 2, WEB2, "failed");
+    await store.close();
+    const r = await run(releaseShow, ["2", "--channel", "prod", "--store", marked, "--json"]);
+    expect(JSON.parse(r.stdout).hosts).toEqual([
+      { host: "web1", desired: WEB2, running: WEB1, lastConfirmed: WEB1 },
+      { host: "web2", desired: WEB2, running: WEB2, lastConfirmed: WEB2 },
+    ]);
+    const text = await run(releaseShow, ["2", "--channel", "prod", "--store", marked]);
+    const pad = " ".repeat(WEB1.length - 4);
+    expect(text.stdout).toContain(`  web1  ${WEB2}  ${WEB1}  ${WEB1}\n`);
+    expect(text.stdout).toContain(`  web2  ${WEB2}  same${pad}  same\n`);
   });
 
   it("fails with exit 2 when the release is not signed by a trusted key", async () => {

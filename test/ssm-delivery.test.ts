@@ -257,7 +257,7 @@ describe("SsmDelivery.deployWave", () => {
     expect(lists.filter((i) => i.NextToken === "2").length).toBeGreaterThanOrEqual(3);
     expect(lists.length).toBe(2 * lists.filter((i) => i.NextToken === "2").length);
     // Phases as SSM reports them, and one done per host.
-    const web1 = events.filter((e) => e.host === "web1");
+    const web1 = events.filter((e) => "host" in e && e.host === "web1");
     expect(
       web1.filter((e) => e.type === "phase").map((e) => e.type === "phase" && e.phase),
     ).toEqual(["connect", "switch", "done"]);
@@ -595,7 +595,9 @@ describe("SsmDelivery.status and rollback", () => {
       path: OLD,
     });
     const f = makeFake(() => SUCCESS(back));
-    const [r] = await f.delivery().rollbackHosts([host("a", "i-00000001")], 3);
+    const [r] = await f
+      .delivery()
+      .rollbackHosts([host("a", "i-00000001")], { kind: "generation", generation: 3 });
     expect(r).toEqual({ status: "rolled-back", generation: 3, path: OLD });
     expect(f.sent()[0]).toMatchObject({
       Parameters: { Command: ["rollback"], Generation: ["3"] },

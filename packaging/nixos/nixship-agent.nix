@@ -131,6 +131,15 @@ in
       '';
     };
 
+    heartbeatEvery = mkOption {
+      type = types.ints.between 1 1000;
+      default = 10;
+      description = ''
+        Polls between two heartbeats: one small write to the store, by which
+        `nixship status` tells a live agent from an offline one.
+      '';
+    };
+
     environment = mkOption {
       type = types.attrsOf types.str;
       default = { };
@@ -166,6 +175,7 @@ in
         jitter
         proxyListen
         activationTimeout
+        heartbeatEvery
         ;
       host = cfg.hostName;
     };

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
+import { heartbeatKey } from "../fleet/heartbeat.js";
 import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease } from "../fleet/release-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
@@ -235,6 +236,7 @@ describe("Agent.pollOnce: applying releases", () => {
       desired: sys("a"),
       current: sys("a"),
       generation: 1,
+      previous: null,
       state: "success",
       phase: null,
       error: null,
@@ -250,13 +252,15 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
     expect(await loadState(stateDir)).toEqual(agent.state);
     expect(events.map((e) => e.type)).toEqual(["started", "release", "applying", "log", "applied"]);
-    // One read of the channel, then the applying marker + record and the success marker + record.
+    // One read of the channel, then the applying marker + record and the success marker + record,
+    // then the agent's first heartbeat (every 10 polls of 30 s at most: 300 s).
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "applying")}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
+      `put ${heartbeatKey(HOST, "running", 300)}`,
     ]);
   });
 
@@ -368,7 +372,8 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "no-entry", applying: null });
     expect(await loadState(stateDir)).toMatchObject({ lastSeq: 1, lastResult: "no-entry" });
     expect(ofType("no-entry")).toEqual([{ type: "no-entry", seq: 1 }]);
-    expect(calls.map((c) => c.op)).toEqual(["get"]);
+    // The GET, and the first heartbeat.
+    expect(calls.map((c) => c.op)).toEqual(["get", "put"]);
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("unchanged");
     expect(since(mark)).toEqual([
@@ -386,6 +391,7 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await agent.pollOnce()).toBe("no-release");
     expect(calls).toEqual([
       { op: "get", key: channelKey(CHANNEL) },
+      { op: "put", key: heartbeatKey(HOST, "running", 300) },
       { op: "get", key: channelKey(CHANNEL) },
     ]);
   });
@@ -604,13 +610,13 @@ describe("Agent.pollOnce: refusals", () => {
 });
 
 describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
-  it("does not touch the store at all while paused", async () => {
+  it("makes no request while paused but a heartbeat that says so", async () => {
     await publish();
     await setPaused(stateDir, true);
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("paused");
     expect(await agent.pollOnce()).toBe("paused");
-    expect(calls).toEqual([]);
+    expect(calls).toEqual([{ op: "put", key: heartbeatKey(HOST, "paused", 300) }]);
     expect(activator.requests).toEqual([]);
     expect(ofType("paused")).toHaveLength(2);
     await setPaused(stateDir, false);
@@ -717,8 +723,9 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
       `get ${channelKey(CHANNEL)}`,
+      `put ${heartbeatKey(HOST, "running", 300)}`,
     ]);
-    expect(flaky.calls.at(-1)?.ifNoneMatch).toBe(waiting.etag);
+    expect(flaky.calls.at(-2)?.ifNoneMatch).toBe(waiting.etag);
     expect(await hostRecord()).toEqual(waiting.unreported);
     expect(await markers(1)).toEqual([
       progressKey(CHANNEL, 1, HOST, "applying"),
@@ -857,5 +864,62 @@ describe("Agent.run", () => {
       clearTimeout(safety);
     }
     expect(calls).toEqual([]);
+  });
+});
+
+describe("Agent heartbeats", () => {
+  const beats = () => calls.filter((c) => c.key.startsWith("status/heartbeats/")).map((c) => c.key);
+
+  it("writes one every heartbeatEvery polls, and at once when it pauses or resumes", async () => {
+    await publish();
+    const agent = makeAgent({ heartbeatEvery: 3, pollInterval: 10, jitter: 0.5 });
+    expect(agent.heartbeatPeriod).toBe(45);
+    const running = heartbeatKey(HOST, "running", 45);
+    const paused = heartbeatKey(HOST, "paused", 45);
+    for (let i = 0; i < 7; i++) await agent.pollOnce();
+    // Polls 1, 4 and 7.
+    expect(beats()).toEqual([running, running, running]);
+    await setPaused(stateDir, true);
+    for (let i = 0; i < 4; i++) expect(await agent.pollOnce()).toBe("paused");
+    // At once, then 3 polls later.
+    expect(beats().slice(3)).toEqual([paused, paused]);
+    await setPaused(stateDir, false);
+    await agent.pollOnce();
+    expect(beats().slice(5)).toEqual([running]);
+    // The body names the host, its state and the newest release it handled.
+    const body = await readAll(store, running);
+    expect(JSON.parse(String(body))).toEqual({
+      version: 1,
+      host: HOST,
+      channel: CHANNEL,
+      state: "running",
+      every: 45,
+      lastSeq: 1,
+      at: CLOCK.toISOString(),
+    });
+  });
+
+  it("keeps beating during an activation that outlasts the heartbeat period", async () => {
+    await publish();
+    let release: () => void = () => {};
+    const slow: Activator = {
+      apply: async () => {
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        return { status: "activated", generation: 1 };
+      },
+      inspect: async () => ({ current: null, profile: null, generation: null }),
+    };
+    // A period of 1 s: pollInterval 1, one poll per heartbeat, no jitter.
+    const agent = makeAgent({ activator: slow, pollInterval: 1, heartbeatEvery: 1 });
+    const polling = agent.pollOnce();
+    const deadline = Date.now() + 10_000;
+    while (beats().length < 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(beats().length).toBeGreaterThanOrEqual(2);
+    release();
+    expect(await polling).toBe("applied");
   });
 });

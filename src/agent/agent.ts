@@ -8,6 +8,11 @@ import { setTimeout as delay } from "node:timers/promises";
 import { InputError } from "../errors.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
 import {
+  DEFAULT_HEARTBEAT_EVERY,
+  type HeartbeatState,
+  heartbeatPeriod,
+} from "../fleet/heartbeat.js";
+import {
   checkSequence,
   type Release,
   type SignedRelease,
@@ -15,7 +20,7 @@ import {
 } from "../fleet/release.js";
 import { readChannel } from "../fleet/release-store.js";
 import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
-import { writeStatus } from "../fleet/status-store.js";
+import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -43,6 +48,11 @@ export interface AgentOptions {
   /** Seconds between polls, and the ± fraction of it drawn at random each time. */
   readonly pollInterval: number;
   readonly jitter: number;
+  /**
+   * Polls between two heartbeats (default DEFAULT_HEARTBEAT_EVERY): one small PUT per this
+   * many polls, and one when the agent pauses or resumes (fleet/heartbeat.ts).
+   */
+  readonly heartbeatEvery?: number;
   readonly emit?: (event: AgentEvent) => void;
   readonly random?: () => number;
   readonly now?: () => Date;
@@ -86,6 +96,9 @@ export class Agent {
   #state: AgentState | undefined;
   /** A release whose activation was interrupted: applied again in full, never skipped. */
   #recovering: number | undefined;
+  /** What the last heartbeat said (undefined: none yet), and polls since it. */
+  #beat: HeartbeatState | undefined;
+  #pollsSinceBeat = 0;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -111,14 +124,64 @@ export class Agent {
     return this.#state;
   }
 
-  /** One poll: at most one conditional GET, and at most one activation. */
+  /**
+   * One poll: at most one conditional GET, at most one activation, and a heartbeat when one is
+   * due (every `heartbeatEvery` polls, or the agent paused or resumed since the last one).
+   */
   async pollOnce(): Promise<PollOutcome> {
     const o = this.#o;
     if (this.#state === undefined) await this.start();
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
+      await this.#heartbeat("paused");
       return "paused";
     }
+    const outcome = await this.#poll();
+    await this.#heartbeat("running");
+    return outcome;
+  }
+
+  /** Seconds between two heartbeats at most (what readers allow for before "offline"). */
+  get heartbeatPeriod(): number {
+    const o = this.#o;
+    return heartbeatPeriod(o.pollInterval, o.jitter, o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY);
+  }
+
+  async #heartbeat(state: HeartbeatState, force = false): Promise<void> {
+    const every = this.#o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY;
+    this.#pollsSinceBeat++;
+    if (!force && this.#beat === state && this.#pollsSinceBeat < every) return;
+    await writeHeartbeat(this.#o.store, {
+      host: this.#o.host,
+      channel: this.#o.channel,
+      state,
+      every: this.heartbeatPeriod,
+      lastSeq: this.#state?.lastSeq ?? null,
+      at: this.#now(),
+    });
+    this.#beat = state;
+    this.#pollsSinceBeat = 0;
+  }
+
+  /** Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats. */
+  async #whileBeating<T>(work: () => Promise<T>): Promise<T> {
+    const beating = setInterval(() => {
+      this.#heartbeat("running", true).catch((err: unknown) => {
+        // Not the activation's concern: the next heartbeat or the report meets the store again.
+        const message = err instanceof Error ? err.message : String(err);
+        this.#emit({ type: "store-error", message, retryIn: this.heartbeatPeriod });
+      });
+    }, this.heartbeatPeriod * 1000);
+    beating.unref();
+    try {
+      return await work();
+    } finally {
+      clearInterval(beating);
+    }
+  }
+
+  async #poll(): Promise<PollOutcome> {
+    const o = this.#o;
     if (this.state.unreported !== null) {
       await writeStatus(o.store, this.state.unreported);
       await this.#save({ ...this.state, unreported: null });
@@ -205,15 +268,15 @@ export class Agent {
       applying: { seq: release.seq, digest, path, startedAt },
     });
     this.#emit({ type: "applying", seq: release.seq, path });
-    const record = (
-      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
-      system: HostSystem | undefined,
-    ) => this.#record(release, path, what, system, startedAt);
-    await writeStatus(o.store, record(APPLYING, undefined));
-
     // A host already running the entry (an earlier wave's release, or a rollback release that
     // names the system it went back to) has nothing to do.
     const before = await o.activator.inspect().catch(() => undefined);
+    const record = (
+      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
+      system: HostSystem | undefined,
+    ) => this.#record(release, path, what, system, startedAt, before?.current ?? null);
+    await writeStatus(o.store, record(APPLYING, undefined));
+
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
       this.#recovering !== release.seq &&
@@ -222,22 +285,24 @@ export class Agent {
     const fill = { name: o.host, address: "127.0.0.1" };
     const applied = already
       ? ({ status: "activated", generation: before?.generation ?? null } as const)
-      : await o.activator.apply(
-          {
-            path,
-            action: release.action,
-            substituters: o.substituters,
-            trustedKeys: o.cacheKeys,
-            commandChecks: release.health.commands,
-            httpChecks: release.health.http.map((c) => ({
-              url: expandHealthUrl(c.url, fill),
-              expectStatus: c.expectStatus,
-              timeout: c.timeout,
-            })),
-            confirmTimeout: release.confirmTimeout,
-            activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-          },
-          (line) => this.#emit({ type: "log", line }),
+      : await this.#whileBeating(() =>
+          o.activator.apply(
+            {
+              path,
+              action: release.action,
+              substituters: o.substituters,
+              trustedKeys: o.cacheKeys,
+              commandChecks: release.health.commands,
+              httpChecks: release.health.http.map((c) => ({
+                url: expandHealthUrl(c.url, fill),
+                expectStatus: c.expectStatus,
+                timeout: c.timeout,
+              })),
+              confirmTimeout: release.confirmTimeout,
+              activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+            },
+            (line) => this.#emit({ type: "log", line }),
+          ),
         );
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
@@ -306,6 +371,7 @@ export class Agent {
     what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
     system: HostSystem | undefined,
     startedAt: string,
+    previous: string | null,
   ): StatusRecord {
     return {
       version: 1,
@@ -316,6 +382,7 @@ export class Agent {
       desired: path,
       current: system?.current ?? null,
       generation: system?.generation ?? null,
+      previous,
       ...what,
       startedAt,
       updatedAt: this.#now(),

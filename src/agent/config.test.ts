@@ -28,6 +28,7 @@ const FULL = {
   jitter: 0.5,
   proxyListen: "[::1]:5000",
   activationTimeout: 1200,
+  heartbeatEvery: 4,
 };
 
 const parse = (doc: unknown) => parseAgentConfig(JSON.stringify(doc), "agent.json");
@@ -59,6 +60,7 @@ describe("parseAgentConfig", () => {
       jitter: 0.1,
       proxyListen: "127.0.0.1:0",
       activationTimeout: 900,
+      heartbeatEvery: 10,
     });
     expect(AGENT_CONFIG_DEFAULTS).toEqual({
       stateDir: "/var/lib/nixship-agent",
@@ -66,6 +68,7 @@ describe("parseAgentConfig", () => {
       jitter: 0.1,
       proxyListen: "127.0.0.1:0",
       activationTimeout: 900,
+      heartbeatEvery: 10,
     });
     expect(DEFAULT_AGENT_CONFIG).toBe("/etc/nixship/agent.json");
   });

@@ -3,6 +3,7 @@
 import { posix } from "node:path";
 import { InputError } from "../errors.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
+import { DEFAULT_HEARTBEAT_EVERY } from "../fleet/heartbeat.js";
 import {
   got,
   inputProblem,
@@ -39,11 +40,21 @@ export interface AgentConfig {
   readonly proxyListen: string;
   /** Seconds one activation may take before it is treated as failed. */
   readonly activationTimeout: number;
+  /** Polls between two heartbeats (one small PUT each; fleet/heartbeat.ts). */
+  readonly heartbeatEvery: number;
 }
 
 export const AGENT_CONFIG_SHAPE = {
   required: ["store", "channel", "releaseKeys", "cacheKeys"],
-  optional: ["host", "stateDir", "pollInterval", "jitter", "proxyListen", "activationTimeout"],
+  optional: [
+    "host",
+    "stateDir",
+    "pollInterval",
+    "jitter",
+    "proxyListen",
+    "activationTimeout",
+    "heartbeatEvery",
+  ],
 } as const satisfies KeyShape;
 
 /** Every key the config file accepts, in the order of `AgentConfig`. */
@@ -58,9 +69,16 @@ export const AGENT_CONFIG_KEYS: readonly string[] = [
   "jitter",
   "proxyListen",
   "activationTimeout",
+  "heartbeatEvery",
 ] satisfies readonly (keyof AgentConfig)[];
 
-type DefaultedKey = "stateDir" | "pollInterval" | "jitter" | "proxyListen" | "activationTimeout";
+type DefaultedKey =
+  | "stateDir"
+  | "pollInterval"
+  | "jitter"
+  | "proxyListen"
+  | "activationTimeout"
+  | "heartbeatEvery";
 
 /** The value of each optional key the file leaves out (`host` is resolved when the agent runs). */
 export const AGENT_CONFIG_DEFAULTS: Pick<AgentConfig, DefaultedKey> = {
@@ -69,10 +87,12 @@ export const AGENT_CONFIG_DEFAULTS: Pick<AgentConfig, DefaultedKey> = {
   jitter: 0.1,
   proxyListen: "127.0.0.1:0",
   activationTimeout: 900,
+  heartbeatEvery: DEFAULT_HEARTBEAT_EVERY,
 };
 
 export const POLL_INTERVAL_RANGE = { min: 1, max: 86_400 } as const;
 export const ACTIVATION_TIMEOUT_RANGE = { min: 1, max: 86_400 } as const;
+export const HEARTBEAT_EVERY_RANGE = { min: 1, max: 1000 } as const;
 
 const MAX_REPORTED = 20;
 
@@ -155,6 +175,9 @@ function readConfig(value: unknown, problems: Problems): AgentConfig | undefined
       optional("activationTimeout", (v, p) =>
         readInteger(v, p, problems, ACTIVATION_TIMEOUT_RANGE),
       ) ?? d.activationTimeout,
+    heartbeatEvery:
+      optional("heartbeatEvery", (v, p) => readInteger(v, p, problems, HEARTBEAT_EVERY_RANGE)) ??
+      d.heartbeatEvery,
   };
   if (
     store === undefined ||

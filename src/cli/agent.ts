@@ -9,6 +9,7 @@ import {
   parseAgentConfig,
   parseLoopbackListen,
 } from "../agent/config.js";
+import { checkHostNamed } from "../agent/host-check.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
@@ -45,6 +46,9 @@ ${CONFIG_HELP}
                   machine's hostname)
   --json          events as NDJSON on stdout instead of lines on stderr
 
+Refuses to start (exit 2) when the channel has releases and neither its current release nor
+the 50 before it names this host: the name it looked for is wrong (set "host" or --host).
+
 Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -75,6 +79,18 @@ Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.`
     const releaseKeys = config.releaseKeys.map((k) => parsePublicKey(k));
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const store = await openStore(config.store);
+    try {
+      await checkHostNamed(store, config.channel, host, releaseKeys);
+    } catch (err) {
+      if (err instanceof InputError) {
+        await store.close();
+        throw err;
+      }
+      // The store is not reachable now: the agent's polls back off until it is.
+      io.stderr.write(
+        `nixship-agent: cannot check that the channel names "${host}": ${err instanceof Error ? err.message : String(err)}\n`,
+      );
+    }
     const listen = parseLoopbackListen(config.proxyListen) ?? { host: "127.0.0.1", port: 0 };
     const proxy = await listenCacheServer({ store }, listen.host, listen.port);
     const emit = eventWriter(io, values.json === true);
@@ -90,6 +106,7 @@ Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.`
       activationTimeout: config.activationTimeout,
       pollInterval: config.pollInterval,
       jitter: config.jitter,
+      heartbeatEvery: config.heartbeatEvery,
       emit,
     });
     try {

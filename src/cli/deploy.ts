@@ -103,10 +103,14 @@ ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document
 --parallel and MaxErrors from the failure budget; the command health checks run on the host.
 
 agent hosts: each wave is a signed release of the fleet's channel (--release-key): the wave's
-hosts get their new system, every other host keeps its entry. The deployer then watches the
-hosts' status objects (a few LIST calls per poll) until each reports, or counts it offline
-after releases.offlineTimeout. A host that failed is named back to its old system by a
-rollback release. With --async, one release names every selected host and deploy returns.
+hosts get their new system, and the first release also names the selected hosts that already
+run theirs (the channel states the fleet file). Other hosts keep their entries, unless one
+names a system that failed on its host: that host gets its last confirmed system (or none
+when none is known). The deployer then watches the hosts' status objects (a few LIST calls
+per poll) until each reports, or counts it offline after releases.offlineTimeout. A host that
+failed is named back to the last system confirmed healthy on it by a rollback release. A
+selected host's system that failed on that host is refused unless --allow-failed. With
+--async, one release names every selected host and deploy returns.
 
 Options:
 ${FLEET_HELP}
@@ -121,10 +125,13 @@ ${ROLLOUT_HELP}
   --skip-unreachable     list hosts that cannot be reached as skipped instead of counting
                          them as failed (for fleets with hosts that are often offline)
   --async                agent hosts: publish the release and return without watching
+  --allow-failed         agent hosts: name a host's system even if it failed on that host
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
 stdout (types: build-start, build-done, push-start, push-done, plan, wave-start, host-phase,
-host-log, host-done, stopped, released, summary). Exit code 0 when every host runs its new
+host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
+"waiting" (for the agent) until they report; every 5 s a "waiting" event names those that
+have not. Exit code 0 when every host runs its new
 system (or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise,
 2 for bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
@@ -139,6 +146,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         "release-key": { type: "string" },
         async: { type: "boolean" },
         "skip-unreachable": { type: "boolean" },
+        "allow-failed": { type: "boolean" },
       },
       "deploy",
     );
@@ -201,10 +209,12 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
           releaseKey,
           async: values.async === true,
           skipUnreachable: values["skip-unreachable"] === true,
+          allowFailed: values["allow-failed"] === true,
           signal: trap.signal,
         },
         true,
       ).finally(() => renderer.finish());
+      for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
       if (!values.json) {
         io.stderr.write(
           `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,

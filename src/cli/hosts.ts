@@ -4,14 +4,21 @@ import type { HostStatus } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { buildSystems } from "../deploy/build.js";
 import { openDelivery } from "../deploy/open-delivery.js";
-import { UsageError } from "../errors.js";
-import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { InputError, UsageError } from "../errors.js";
+import { type Fleet, type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { HISTORY_RELEASES } from "../fleet/history-store.js";
+import { verifyRelease } from "../fleet/release.js";
+import { channelKey, readChannel } from "../fleet/release-store.js";
+import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
+import { type AgentStanding, agentStanding, type ChannelHead, inStep } from "../fleet/standing.js";
 import type { StatusRecord } from "../fleet/status.js";
-import { readStatuses } from "../fleet/status-store.js";
+import { readHeartbeats, readStatuses } from "../fleet/status-store.js";
+import { parsePublicKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { activationNote } from "../ui/activation-note.js";
-import { formatTable, storeName } from "../ui/plan-format.js";
+import { storeName } from "../ui/plan-format.js";
+import { formatStatusTable, type StatusRow } from "../ui/status-table.js";
 import { mapLimit } from "../util/pool.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
@@ -58,7 +65,13 @@ store (status/hosts/<host>.json), which agents write as they apply releases and 
 write for ssh and ssm hosts: state (applying, success, failed, rejected), release, desired
 and current system, generation, the reason for a failure, and when.
 
-Exit code 1 if a host cannot be reached, has never reported, or last failed or refused.
+Agent hosts also show their agent's liveness, from the heartbeats agents write every
+heartbeatEvery polls (read with LIST calls: 1,000 hosts a call): offline (no heartbeat for
+2 x heartbeatEvery polls), paused, and behind (the channel's current release names the host,
+and the host last reported an older one).
+
+Exit code 1 unless every selected host is in step: reachable (live), or last reported success
+or applying and, for agent hosts, online and not behind the channel.
 
 Options:
 ${FLEET_HELP}
@@ -76,6 +89,7 @@ ${FLEET_HELP}
     const fromStore = (h: FleetHost) => values.stored === true || h.delivery !== "ssh";
     const stored = hosts.filter(fromStore);
     let records = new Map<string, StatusRecord>();
+    let standing = new Map<string, AgentStanding>();
     if (stored.length > 0) {
       if (fleet.cache === undefined) {
         throw new UsageError(
@@ -89,6 +103,8 @@ ${FLEET_HELP}
           stored.map((h) => h.name),
           CONCURRENCY,
         );
+        const agents = stored.filter((h) => h.delivery === "agent");
+        if (agents.length > 0) standing = await readStanding(store, fleet, agents, records);
       } finally {
         await store.close();
       }
@@ -99,92 +115,99 @@ ${FLEET_HELP}
       CONCURRENCY,
       async (h): Promise<HostStatus | undefined> => (fromStore(h) ? undefined : ssh.status(h)),
     );
-    const rows = hosts.map((h, i) => {
+    const rows = hosts.map((h, i): StatusRow => {
       const status = live[i];
-      if (status !== undefined)
-        return { host: h.name, mode: h.delivery, source: "live" as const, ...status };
+      if (status !== undefined) {
+        return {
+          host: h.name,
+          mode: h.delivery,
+          source: "live",
+          inStep: status.reachable,
+          ...status,
+        };
+      }
       const record = records.get(h.name);
+      const agent = standing.get(h.name);
       return {
         host: h.name,
         mode: h.delivery,
-        source: "stored" as const,
+        source: "stored",
+        inStep: inStep(record, agent),
         reported: record !== undefined,
         ...(record ?? {}),
+        ...(agent ?? {}),
       };
     });
     if (values.json) writeJson(io, { hosts: rows });
-    else {
-      const table = [
-        ["HOST", "MODE", "CURRENT", "GEN", "STATE", "NOTE"],
-        ...rows.map((r) => {
-          if (r.source === "live") {
-            return r.reachable
-              ? [
-                  r.host,
-                  r.mode,
-                  r.current ? storeName(r.current) : "(none)",
-                  String(r.generation ?? "-"),
-                  "live",
-                  [
-                    r.profile && r.profile !== r.current
-                      ? `boots next: ${storeName(r.profile)}`
-                      : "",
-                    r.pending ? `awaiting confirmation (${r.pending})` : "",
-                    r.activation ? activationNote(r.activation) : "",
-                  ]
-                    .filter(Boolean)
-                    .join("; "),
-                ]
-              : [r.host, r.mode, "-", "-", "unreachable", r.error];
-          }
-          const record = records.get(r.host);
-          if (record === undefined) return [r.host, r.mode, "-", "-", "unknown", "never reported"];
-          const release = record.seq === null ? "" : `release ${record.seq}; `;
-          const note =
-            record.state === "applying"
-              ? `${release}applying ${record.desired ? storeName(record.desired) : ""} since ${record.startedAt}`
-              : `${release}${record.error ?? ""} (${record.updatedAt})`;
-          return [
-            r.host,
-            r.mode,
-            record.current ? storeName(record.current) : "(none)",
-            String(record.generation ?? "-"),
-            record.state,
-            note,
-          ];
-        }),
-      ];
-      io.stdout.write(`${formatTable(table).join("\n")}\n`);
-    }
-    const healthy = rows.every((r) =>
-      r.source === "live"
-        ? r.reachable
-        : (records.get(r.host)?.state ?? "failed") === "success" ||
-          records.get(r.host)?.state === "applying",
-    );
-    return healthy ? 0 : 1;
+    else io.stdout.write(formatStatusTable(rows));
+    return rows.every((r) => r.inStep) ? 0 : 1;
   },
 };
 
+/**
+ * Agent hosts' liveness and whether they are behind: every heartbeat in LIST pages, and the
+ * channel's current release (one GET), verified with the fleet's release keys: one the agents
+ * refused says nothing about where they should be.
+ */
+async function readStanding(
+  store: ObjectStore,
+  fleet: Fleet,
+  agents: readonly FleetHost[],
+  records: ReadonlyMap<string, StatusRecord>,
+): Promise<Map<string, AgentStanding>> {
+  const beats = await readHeartbeats(store);
+  let channel: ChannelHead | undefined;
+  if (fleet.releases !== undefined) {
+    const read = await readChannel(store, fleet.releases.channel);
+    if (read.status === "found") {
+      const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
+      try {
+        const { release } = verifyRelease(read.bytes, keys, channelKey(fleet.releases.channel));
+        channel = { seq: release.seq, hosts: new Set(Object.keys(release.hosts)) };
+      } catch (err) {
+        if (!(err instanceof InputError)) throw err;
+        // Not signed by a release key: the agents refused it too (and report so).
+      }
+    }
+  }
+  const now = new Date();
+  return new Map(
+    agents.map((h) => [
+      h.name,
+      agentStanding(h.name, records.get(h.name), beats.hosts.get(h.name), channel, now),
+    ]),
+  );
+}
+
 export const rollbackCommand: Command = {
   path: ["rollback"],
-  summary: "switch the selected hosts back to their previous system (or generation N)",
-  help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to GENERATION]
-                        [--activation-timeout S] [--release-key SECRET_FILE] [--json]
+  summary: "switch the selected hosts back to their previous system (or the one --to names)",
+  help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to TARGET]
+                        [--activation-timeout S] [--release-key SECRET_FILE]
+                        [--allow-failed] [--json]
 
 ssh and ssm hosts: on every selected host, switches the system profile back to the previous
-generation (or to GENERATION) and activates it with switch-to-configuration switch.
+generation (or to --to's generation) and activates it with switch-to-configuration switch.
 
 agent hosts: publishes one signed rollback release of the fleet's channel (--release-key)
-that names, for each selected host, the last different system an earlier release named for
-it (the other hosts keep their entries), then waits until the hosts report it applied (at
-most releases.offlineTimeout). --to does not apply: agent hosts go back by release.
+that names, for each selected host, the last system confirmed healthy on it before the one
+the channel names for it now (from the status markers of the channel's last
+${HISTORY_RELEASES} releases), then waits until the hosts report it applied (at most
+releases.offlineTimeout). Rolling back again walks further back through the confirmed
+systems; it never returns to the one it left. Other hosts keep their entries, except an
+entry naming a system that failed on its host, which becomes that host's last confirmed
+system. A system that failed on a host is refused for it unless --allow-failed.
 
 Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files.
 
 Options:
 ${FLEET_HELP}
-  --to N             the generation to go back to (default: the one before the current)
+  --to TARGET        where to go instead of one step back:
+                       N or generation:N  the system profile's generation N (agent hosts:
+                                          the system the host last reported as generation N)
+                       release:N          agent hosts: the system release N named for the host
+                       /nix/store/PATH    agent hosts: that system
+  --allow-failed     agent hosts: allow --to a system that failed on the host
   --activation-timeout S
                      ssh and ssm hosts: seconds the switch back may run before the host stops
                      it and stays where it was (fleet policy, else ${POLICY_DEFAULTS.activationTimeout}); agent hosts
@@ -199,12 +222,13 @@ ${FLEET_HELP}
         to: { type: "string" },
         "activation-timeout": { type: "string" },
         "release-key": { type: "string" },
+        "allow-failed": { type: "boolean" },
       },
       "rollback",
     );
     if (positionals.length > 0)
       throw new UsageError(`rollback: unexpected argument '${positionals[0]}'`);
-    const to = parseIntFlag(values.to, "--to", "rollback", 1);
+    const to = values.to === undefined ? undefined : parseRollbackTarget(values.to);
     const { fleet } = await readFleetInput(values, io);
     const activationTimeout =
       parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
@@ -213,7 +237,10 @@ ${FLEET_HELP}
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
       releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
-    const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
+    const { delivery, close } = await openDelivery(fleet, hosts, {
+      releaseKey,
+      allowFailed: values["allow-failed"] === true,
+    });
     const outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });

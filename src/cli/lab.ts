@@ -4,7 +4,24 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.js";
-import { findLabHost, labDown, labDownAll, labList, labsDir, labUp } from "../lab/lab.js";
+import {
+  findLabHost,
+  LAB_AGENT_ACTIONS,
+  type LabAgentAction,
+  labAgents,
+  labDown,
+  labDownAll,
+  labList,
+  labsDir,
+  labUp,
+} from "../lab/lab.js";
+import {
+  AGENT_LOG,
+  HOST_VIEW,
+  LAB_CHANNEL,
+  LAB_HEARTBEAT_EVERY,
+  LAB_POLL_INTERVAL,
+} from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
 import { validateHostCount, validateLabName } from "../lab/layout.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
@@ -14,7 +31,8 @@ const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), on
 export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
-  help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--json]
+  help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--agents]
+                     [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -33,6 +51,15 @@ The lab writes, in its directory:
                    --key DIR/cache.sec --serve-cache 10.231.L.1:0
 Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
 
+With --agents, each host also runs a pull agent (nixship agent) following the channel
+"${LAB_CHANNEL}" of the lab's cache, and the fleet file makes the hosts agent hosts:
+  release.sec        the key that signs the lab's releases: nixship deploy --fleet \
+                       DIR/nixship.json --key DIR/cache.sec --release-key DIR/release.sec
+  hosts/H/agent/     host H's agent: config.json (its own host name and state directory;
+                     a poll every ${LAB_POLL_INTERVAL} s, a heartbeat every ${LAB_HEARTBEAT_EVERY} polls), state/, ${AGENT_LOG}
+The hosts see nixship, Node.js, the cache and their agent directory under ${HOST_VIEW}.
+'lab agents stop|start' stops and starts them.
+
 Running it again with the same N is a no-op. ${WHERE}
 
 Options:
@@ -41,6 +68,7 @@ Options:
                   (default: the example system web-v1 that comes with nixship)
   --fleet FILE    also add the hosts to this fleet file (created if missing; other hosts
                   and settings are kept)
+  --agents        run a pull agent on each host (not with --fleet)
   --json          print the lab as JSON`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -49,10 +77,16 @@ Options:
         name: { type: "string" },
         system: { type: "string" },
         fleet: { type: "string" },
+        agents: { type: "boolean" },
         json: { type: "boolean" },
       },
       "lab up",
     );
+    if (values.agents && values.fleet !== undefined) {
+      throw new UsageError(
+        "lab up: --agents uses the lab's own fleet file (its release key and channel); leave out --fleet",
+      );
+    }
     if (positionals.length !== 1) throw new UsageError("lab up: give the number of hosts, N");
     const count = Number(positionals[0]);
     validateHostCount(Number.isInteger(count) ? count : Number.NaN);
@@ -63,8 +97,11 @@ Options:
       count,
       ...(values.system !== undefined ? { system: systemSpec(values.system) } : {}),
       ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
+      agents: values.agents === true,
       onEvent: (e) => {
-        if (!values.json && e.type === "host-up") io.stderr.write(`${e.host} is up\n`);
+        if (values.json) return;
+        if (e.type === "host-up") io.stderr.write(`${e.host} is up\n`);
+        if (e.type === "agent-up") io.stderr.write(`${e.host}: its agent runs (pid ${e.pid})\n`);
       },
     });
     if (values.json) {
@@ -75,8 +112,55 @@ Options:
     for (const host of state.hosts) io.stdout.write(`${host.name}\t${host.address}\n`);
     io.stderr.write(`ssh: ssh -F ${layout.files.sshConfig} ${state.hosts[0]?.name}\n`);
     io.stderr.write(
-      `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --serve-cache ${layout.gateway}:0\n`,
+      state.agents === true
+        ? `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --release-key ${layout.files.releaseKey}\n`
+        : `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --serve-cache ${layout.gateway}:0\n`,
     );
+    return 0;
+  },
+};
+
+export const labAgentsCommand: Command = {
+  path: ["lab", "agents"],
+  summary: "stop, start, pause or resume the pull agents of a lab started with --agents",
+  help: `Usage: nixship lab agents start|stop|pause|resume [--name PREFIX] [HOST...] [--json]
+
+Acts on the agents of the named hosts (all of the lab's by default):
+  stop     stops them: TERM (an activation in progress finishes first), then KILL after 5 s
+  start    starts those that do not run, in their hosts, and returns once each has written
+           a heartbeat to the lab's cache (at most 30 s); an agent reads its config
+           (hosts/H/agent/config.json in the lab's directory) when it starts
+  pause    as 'nixship agent pause' on the host: from its next poll the agent only writes
+           its heartbeat, which says it is paused
+  resume   as 'nixship agent resume'
+${WHERE}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, json: { type: "boolean" } },
+      "lab agents",
+    );
+    const [action, ...hosts] = positionals;
+    if (!LAB_AGENT_ACTIONS.some((a) => a === action)) {
+      throw new UsageError(
+        `lab agents: give ${LAB_AGENT_ACTIONS.join(", ")}${action === undefined ? "" : `, not '${action}'`}`,
+        "see 'nixship lab agents --help'",
+      );
+    }
+    const state = await labAgents(
+      labsDir(io.env),
+      validateLabName(values.name ?? "lab"),
+      action as LabAgentAction,
+      hosts,
+      (e) => {
+        if (!values.json && e.type === "agent-up") {
+          io.stderr.write(`${e.host}: its agent runs (pid ${e.pid})\n`);
+        }
+      },
+    );
+    const agents = state.hosts.map((h) => ({ host: h.name, pid: h.agentPid ?? null }));
+    if (values.json) writeJson(io, { lab: state.name, agents });
+    else for (const a of agents) io.stdout.write(`${a.host}\t${a.pid ?? "stopped"}\n`);
     return 0;
   },
 };

@@ -16,6 +16,7 @@ import { fleetFromTerraformCommand } from "./fleet-from-terraform.js";
 import { buildCommand, rollbackCommand, statusCommand } from "./hosts.js";
 import { keyGenerate, keyPublic } from "./key.js";
 import {
+  labAgentsCommand,
   labDownCommand,
   labExecCommand,
   labListCommand,
@@ -56,6 +57,7 @@ export const COMMANDS: readonly Command[] = [
   labDownCommand,
   labListCommand,
   labExecCommand,
+  labAgentsCommand,
   labSshConfigCommand,
   agentCommand,
   agentPauseCommand,

@@ -11,24 +11,31 @@ export const releasePublish: Command = {
   path: ["release", "publish"],
   summary: "build and push the selected agent hosts' systems, then publish a signed release",
   help: `Usage: nixship release publish [--fleet FILE] [--on SELECTOR] --key CACHE_SECRET
-                              [--release-key SECRET_FILE] [--action A] [--json]
+                              [--release-key SECRET_FILE] [--action A] [--allow-failed]
+                              [--json]
 
 Builds the selected agent hosts' systems (one evaluation), pushes the closures signed into
 the fleet's cache, then publishes ONE release of the fleet's channel (releases.channel): it
 writes releases/<channel>/<seq>.json if that number is free, then moves
-channels/<channel>.json only over the version it read. Hosts outside the selection keep
-their entries. Two publishers racing: exactly one wins; the other fails with exit 1 and
-code release-conflict, having changed nothing. Does not wait for the agents: use
-'nixship deploy --via agent' for a watched rollout with canary and waves, and
-'nixship status' to see where the agents are.
+channels/<channel>.json only over the version it read. Two publishers racing: exactly one
+wins; the other fails with exit 1 and code release-conflict, having changed nothing. Does
+not wait for the agents: use 'nixship deploy --via agent' for a watched rollout with canary
+and waves, and 'nixship status' to see where the agents are.
+
+The channel is explicit: the release names every selected host's system as the fleet file
+states it, whether or not the host already runs it. A host outside the selection keeps its
+entry unless that entry names a system that failed on the host; then the release names the
+host's last confirmed system, or none when none is known (said on stderr). A selected
+host's system that failed on that host is refused (exit 2) unless --allow-failed.
 
 Options:
 ${FLEET_HELP}
   --key FILE            secret key that signs the pushed paths
   --release-key FILE    secret key that signs the release (else $NIXSHIP_RELEASE_KEY)
   --action A            switch (default), boot, test or dry-activate
+  --allow-failed        name a selected host's system even if it failed on that host
 
-Prints the release's channel, number and digest ({"channel","seq"} with --json).`,
+Prints the release's channel, number and digest ({"channel","seq","digest"} with --json).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -37,6 +44,7 @@ Prints the release's channel, number and digest ({"channel","seq"} with --json).
         key: { type: "string" },
         "release-key": { type: "string" },
         action: { type: "string" },
+        "allow-failed": { type: "boolean" },
       },
       "release publish",
     );
@@ -57,8 +65,8 @@ Prints the release's channel, number and digest ({"channel","seq"} with --json).
     }
     const releaseKey = await readSecretKeyFile(releaseKeyFile);
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
-    let released: { channel: string; seq: number } | undefined;
-    await deploy(
+    let released: { channel: string; seq: number; digest: string } | undefined;
+    const report = await deploy(
       {
         ...input,
         selector: values.on,
@@ -69,20 +77,22 @@ Prints the release's channel, number and digest ({"channel","seq"} with --json).
         via: "agent",
         releaseKey,
         async: true,
+        allowFailed: values["allow-failed"] === true,
         emit: (e) => {
-          if (e.type === "released") released = { channel: e.channel, seq: e.seq };
+          if (e.type === "released") {
+            released = { channel: e.channel, seq: e.seq, digest: e.digest };
+          }
           if (e.type !== "plan") renderer.onEvent(e);
         },
       },
       true,
     ).finally(() => renderer.finish());
+    for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
     if (released === undefined) {
-      io.stderr.write("nothing to publish: every selected host already runs its system\n");
-      if (values.json) writeJson(io, { channel: input.fleet.releases?.channel, seq: null });
-      return 0;
+      throw new UsageError("release publish: no agent host is selected: there is nothing to name");
     }
     if (values.json) writeJson(io, released);
-    else io.stdout.write(`${released.channel} ${released.seq}\n`);
+    else io.stdout.write(`${released.channel} ${released.seq} ${released.digest}\n`);
     return 0;
   },
 };

@@ -1,5 +1,7 @@
 // `nixship release list` and `nixship release show`: a channel's signed releases in a store.
 import { InputError, OperationError, UsageError } from "../errors.js";
+import { HISTORY_RELEASES, readHistory } from "../fleet/history-store.js";
+import { releaseHostViews } from "../fleet/host-history.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import type { ParsedRelease } from "../fleet/release.js";
 import { parseRelease, verifyRelease } from "../fleet/release.js";
@@ -11,6 +13,7 @@ import {
   readRelease,
   releaseKey,
 } from "../fleet/release-store.js";
+import { readStatuses } from "../fleet/status-store.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -89,9 +92,13 @@ export const releaseShow: Command = {
   help: `Usage: nixship release show SEQ|latest --channel NAME [--store URL] [--fleet FILE]
                             [--trusted-key KEY...] [--json]
 
-Shows a release: its number, kind, action, health checks, confirmation timeout, the store
-path of every host, its digest and the digest of the release before it. 'latest' is the
-release the channel points at.
+Shows a release: its number, kind, action, health checks, confirmation timeout, its digest
+and the digest of the release before it, and per host: the system the release names
+(DESIRED), the one the host last reported running (RUNNING, from status/hosts/<host>.json),
+and the last system confirmed healthy on it (LAST CONFIRMED, from the status markers of the
+channel's last ${HISTORY_RELEASES} releases; with --trusted-key, only releases those keys
+signed count). 'same' means the same system as DESIRED. 'latest' is the release the channel
+points at.
 
 With --trusted-key, the release's signature is checked first, and the command fails unless
 one of those keys signed exactly this content. Without it, nothing is verified, and the
@@ -136,6 +143,16 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         );
       }
       const signedBy = signature?.slice(0, signature.indexOf(":"));
+      const names = Object.keys(release.hosts);
+      const [records, history] = await Promise.all([
+        readStatuses(store, names),
+        readHistory(store, { channel, trustedKeys: verified ? trusted : undefined }),
+      ]);
+      const views = releaseHostViews(
+        release,
+        new Map(names.map((n) => [n, records.get(n)?.current ?? null])),
+        history.hosts,
+      );
       if (values.json) {
         writeJson(io, {
           store: store.url,
@@ -144,6 +161,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
           digest,
           signature: { key: signedBy ?? null, verified },
           release,
+          hosts: views,
         });
         return 0;
       }
@@ -169,8 +187,20 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
           ["  previous", release.previous ?? "none (first release of the channel)"],
           ["  signature", signatureLine],
         ]),
-        `hosts (${Object.keys(release.hosts).length}):`,
-        ...formatTable(Object.entries(release.hosts).map(([name, h]) => [`  ${name}`, h.path])),
+        `hosts (${names.length}):`,
+        ...formatTable([
+          ["  HOST", "DESIRED", "RUNNING", "LAST CONFIRMED"],
+          ...views.map((v) => [
+            `  ${v.host}`,
+            v.desired,
+            v.running === null ? "unknown" : v.running === v.desired ? "same" : v.running,
+            v.lastConfirmed === null
+              ? "none"
+              : v.lastConfirmed === v.desired
+                ? "same"
+                : v.lastConfirmed,
+          ]),
+        ]),
       ];
       io.stdout.write(`${lines.join("\n")}\n`);
       return 0;

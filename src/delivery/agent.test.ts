@@ -97,7 +97,9 @@ function startAgents(hosts: readonly string[], broken: readonly string[] = []): 
   }
 }
 
-function delivery(options: { key?: SecretKey; offlineTimeout?: number } = {}): AgentDelivery {
+function delivery(
+  options: { key?: SecretKey; offlineTimeout?: number; allowFailed?: boolean } = {},
+): AgentDelivery {
   return new AgentDelivery({
     store,
     releases: {
@@ -109,6 +111,7 @@ function delivery(options: { key?: SecretKey; offlineTimeout?: number } = {}): A
     health: NO_HEALTH,
     confirmTimeout: 0,
     pollInterval: 50,
+    allowFailed: options.allowFailed === true,
   });
 }
 
@@ -214,9 +217,27 @@ describe("AgentDelivery.deployWave", () => {
     expect(outcomes[0]).toMatchObject({ status: "activated" });
     expect(outcomes[1]).toMatchObject({
       status: "failed",
-      phase: "connect",
+      phase: "waiting",
       message: expect.stringMatching(/no report from the agent within 1s/),
     });
+  });
+
+  it("says which hosts have not reported while it waits, and carries generation and previous", async () => {
+    startAgents(["web1"]);
+    const first = await delivery().deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
+    expect(first).toEqual([{ status: "activated", generation: 1, previous: undefined }]);
+    const events: DeliveryEvent[] = [];
+    // Long enough for one `waiting` event (every 5 s) about web9, whose agent never runs.
+    const outcomes = await delivery({ offlineTimeout: 6 }).deployWave(
+      wave({ web1: sys("b", "web1"), web9: sys("b", "web9") }),
+      (e) => events.push(e),
+      CONTEXT,
+    );
+    expect(outcomes[0]).toEqual({ status: "activated", generation: 2, previous: sys("a", "web1") });
+    expect(events.filter((e) => e.type === "phase" && e.phase === "waiting")).toHaveLength(2);
+    const waiting = events.filter((e) => e.type === "waiting");
+    expect(waiting.length).toBeGreaterThanOrEqual(1);
+    expect(waiting[0]).toMatchObject({ hosts: ["web9"], elapsed: expect.any(Number) });
   });
 
   it("carries over only entries a release key signed: a planted channel is passed over", async () => {
@@ -238,6 +259,151 @@ describe("AgentDelivery.deployWave", () => {
   });
 });
 
+/** Publishes a release signed by the fleet's key, as an older nixship (or a by-hand publisher) could. */
+async function publishSigned(hosts: Record<string, { path: StorePath }>): Promise<number> {
+  const signed = await publishRelease(store, {
+    channel: CHANNEL,
+    hosts,
+    kind: "deploy",
+    action: "switch",
+    health: NO_HEALTH,
+    confirmTimeout: 0,
+    key: releaseKeyPair,
+  });
+  return signed.release.seq;
+}
+
+/** Waits (bounded) until `host`'s agent has applied `count` activations. */
+async function appliedCount(host: string, count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((activators.get(host)?.applied.length ?? 0) < count) {
+    if (Date.now() > deadline) throw new Error(`${host} did not apply ${count} activations`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  // The agent writes its status right after the activation.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+}
+
+describe("AgentDelivery: the channel never names a failed system", () => {
+  it("a failed wave's rollback names the last system confirmed on the host, not the channel's stale entry", async () => {
+    startAgents(["web1"], [sys("c", "web1"), sys("d", "web1")]);
+    await delivery().deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
+    // A release signed by the fleet's key that named a broken system, left standing (as an
+    // older nixship did): web1 failed it and went back to a.
+    await publishSigned({ web1: { path: sys("c", "web1") } });
+    await appliedCount("web1", 2);
+    const d = delivery();
+    const outcomes = await d.deployWave(wave({ web1: sys("d", "web1") }), () => {}, CONTEXT);
+    expect(outcomes[0]).toMatchObject({ status: "failed", rolledBack: true });
+    expect(d.published.map((r) => r.release.kind)).toEqual(["deploy", "rollback"]);
+    // Not c, which the channel named before this deploy: a, the last system web1 confirmed.
+    expect((await channel()).release.hosts).toEqual({ web1: { path: sys("a", "web1") } });
+  });
+
+  it("refuses a system that failed on its host, naming host, system and --allow-failed; allowed, it publishes", async () => {
+    startAgents(["web1"], [sys("c", "web1")]);
+    await delivery().deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
+    await delivery().deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
+    const seq = (await channel()).release.seq;
+    const d = delivery();
+    await expect(
+      d.planChannel([{ host: "web1", path: sys("c", "web1"), runs: false }]),
+    ).rejects.toMatchObject({
+      exitCode: 2,
+      message: `web1: ${sys("c", "web1")} failed on web1 in release 2`,
+      hint: expect.stringContaining("--allow-failed"),
+    });
+    await expect(
+      d.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT),
+    ).rejects.toMatchObject({ exitCode: 2 });
+    expect((await channel()).release.seq).toBe(seq);
+    const allowed = delivery({ allowFailed: true, offlineTimeout: 5 });
+    expect(
+      await allowed.planChannel([{ host: "web1", path: sys("c", "web1"), runs: false }]),
+    ).toEqual([]);
+    const outcomes = await allowed.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
+    expect(outcomes[0]).toMatchObject({ status: "failed" });
+  });
+
+  it("a host outside the deploy keeps its entry unless it failed there: then its last confirmed system, or none", async () => {
+    startAgents(["web1", "web2", "web3"], [sys("c", "web2"), sys("c", "web3")]);
+    await delivery().deployWave(
+      wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    // Stale entries from a release that named broken systems: web2 confirmed a before, web3
+    // never confirmed anything.
+    await publishSigned({
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("c", "web2") },
+      web3: { path: sys("c", "web3") },
+    });
+    await appliedCount("web2", 2);
+    await appliedCount("web3", 1);
+    const d = delivery();
+    const notes = await d.planChannel([{ host: "web1", path: sys("b", "web1"), runs: false }]);
+    expect(notes).toEqual([
+      `web2: release 2 named ${sys("c", "web2")}, which failed there: the new release names its last confirmed system ${sys("a", "web2")}`,
+      `web3: release 2 named ${sys("c", "web3")}, which failed there, and no system was confirmed on web3 in the releases read: the new release names none for it (its agent leaves it on what it runs)`,
+    ]);
+    await d.deployWave(wave({ web1: sys("b", "web1") }), () => {}, CONTEXT);
+    expect((await channel()).release.hosts).toEqual({
+      web1: { path: sys("b", "web1") },
+      web2: { path: sys("a", "web2") },
+    });
+    // web2 already ran a: it did not switch again.
+    expect(activators.get("web2")?.applied).toEqual([sys("a", "web2"), sys("c", "web2")]);
+  });
+
+  it("names a selected host that already runs its system in the first release (the channel is explicit)", async () => {
+    startAgents(["web1", "web2"]);
+    await delivery().deployWave(
+      wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    // The channel is moved away from web2's system by hand; web2 keeps running a.
+    await publishSigned({ web1: { path: sys("a", "web1") } });
+    const d = delivery();
+    await d.planChannel([
+      { host: "web1", path: sys("b", "web1"), runs: false },
+      { host: "web2", path: sys("a", "web2"), runs: true },
+    ]);
+    await d.deployWave(wave({ web1: sys("b", "web1") }), () => {}, CONTEXT);
+    expect((await channel()).release.hosts).toEqual({
+      web1: { path: sys("b", "web1") },
+      web2: { path: sys("a", "web2") },
+    });
+  });
+
+  it("every host runs its system already: settleChannel publishes only when the channel differs", async () => {
+    startAgents(["web1", "web2"], [sys("c", "web2")]);
+    await delivery().deployWave(
+      wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    // A stale entry: web2's release names c, which failed there; web2 runs a.
+    await publishSigned({ web1: { path: sys("a", "web1") }, web2: { path: sys("c", "web2") } });
+    await appliedCount("web2", 2);
+    const d = delivery();
+    await d.planChannel([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    const settled = await d.settleChannel("switch");
+    expect(settled).toMatchObject({ channel: CHANNEL, seq: 3, digest: expect.any(String) });
+    expect((await channel()).release).toMatchObject({
+      seq: 3,
+      kind: "deploy",
+      hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("a", "web2") } },
+    });
+    // Planned again, the channel states the plan: nothing more is published.
+    const again = delivery();
+    await again.planChannel([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    expect(await again.settleChannel("switch")).toBeUndefined();
+    expect((await channel()).release.seq).toBe(3);
+  });
+});
+
 describe("AgentDelivery.rollbackHosts", () => {
   async function deployed(...steps: Record<string, StorePath>[]): Promise<void> {
     for (const step of steps) {
@@ -246,7 +412,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     }
   }
 
-  it("sends each host back to the last different system an earlier release named for it", async () => {
+  it("sends each host back to the last system confirmed on it before the channel's", async () => {
     startAgents(["web1", "web2"]);
     await deployed(
       { web1: sys("a", "web1"), web2: sys("a", "web2") },
@@ -267,9 +433,101 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(activators.get("web1")?.system.current).toBe(sys("a", "web1"));
     expect(activators.get("web2")?.applied).toEqual([sys("a", "web2"), sys("b", "web2")]);
 
-    // Rolling back again goes forward to b, as a system profile's rollback would.
+    // Rolling back again never returns to b: nothing was confirmed before a.
     const again = await delivery().rollbackHosts([host("web1")], undefined);
-    expect(again).toEqual([{ status: "rolled-back", path: sys("b", "web1"), generation: 4 }]);
+    expect(again).toEqual([
+      {
+        status: "failed",
+        message: `no system was confirmed healthy on web1 before ${sys("a", "web1")} in the releases read`,
+      },
+    ]);
+    expect((await channel()).release.seq).toBe(4);
+  });
+
+  it("repeated rollbacks walk back v3 → v2 → v1 and never flip", async () => {
+    startAgents(["web1"]);
+    await deployed(
+      { web1: sys("a", "web1") },
+      { web1: sys("b", "web1") },
+      { web1: sys("c", "web1") },
+    );
+    const paths: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [outcome] = await delivery().rollbackHosts([host("web1")], undefined);
+      paths.push(outcome?.status === "rolled-back" ? outcome.path : "none");
+    }
+    expect(paths).toEqual([sys("b", "web1"), sys("a", "web1"), "none"]);
+    expect(activators.get("web1")?.applied).toEqual([
+      sys("a", "web1"),
+      sys("b", "web1"),
+      sys("c", "web1"),
+      sys("b", "web1"),
+      sys("a", "web1"),
+    ]);
+    // A deploy of c again makes it the newest: one rollback from there is b again.
+    await deployed({ web1: sys("c", "web1") });
+    const [back] = await delivery().rollbackHosts([host("web1")], undefined);
+    expect(back).toMatchObject({ status: "rolled-back", path: sys("b", "web1") });
+  });
+
+  it("a failed system is never a rollback target; it is skipped on the walk back", async () => {
+    startAgents(["web1"], [sys("c", "web1")]);
+    await deployed({ web1: sys("a", "web1") }, { web1: sys("b", "web1") });
+    await delivery().deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
+    // The channel names b again (the failed wave's rollback release).
+    const [back] = await delivery().rollbackHosts([host("web1")], undefined);
+    expect(back).toMatchObject({ status: "rolled-back", path: sys("a", "web1") });
+    const [to] = await delivery().rollbackHosts([host("web1")], {
+      kind: "path",
+      path: sys("c", "web1"),
+    });
+    expect(to).toEqual({
+      status: "failed",
+      message: `web1: ${sys("c", "web1")} failed on web1 in release 3`,
+    });
+  });
+
+  it("--to: a store path, release:N, and generation:N", async () => {
+    startAgents(["web1", "web2"]);
+    await deployed(
+      { web1: sys("a", "web1"), web2: sys("a", "web2") },
+      { web1: sys("b", "web1") },
+      { web1: sys("c", "web1") },
+    );
+    const byPath = await delivery().rollbackHosts([host("web1")], {
+      kind: "path",
+      path: sys("a", "web1"),
+    });
+    expect(byPath).toEqual([{ status: "rolled-back", path: sys("a", "web1"), generation: 4 }]);
+    const byRelease = await delivery().rollbackHosts([host("web1"), host("web3")], {
+      kind: "release",
+      seq: 2,
+    });
+    expect(byRelease).toEqual([
+      { status: "rolled-back", path: sys("b", "web1"), generation: 5 },
+      { status: "failed", message: "release 2 of channel prod does not name web3" },
+    ]);
+    // Generation 3 of web1 was c (its third activation).
+    const byGeneration = await delivery().rollbackHosts([host("web1")], {
+      kind: "generation",
+      generation: 3,
+    });
+    expect(byGeneration).toEqual([
+      { status: "rolled-back", path: sys("c", "web1"), generation: 6 },
+    ]);
+    const unknown = await delivery().rollbackHosts([host("web1")], {
+      kind: "generation",
+      generation: 40,
+    });
+    expect(unknown).toEqual([
+      {
+        status: "failed",
+        message:
+          "web1 did not report generation 40 in the last 50 releases of channel prod (it last reported generation 6); give --to release:N or --to /nix/store/…",
+      },
+    ]);
+    const absent = await delivery().rollbackHosts([host("web1")], { kind: "release", seq: 99 });
+    expect(absent).toEqual([{ status: "failed", message: "channel prod has no release 99" }]);
   });
 
   it("passes over a release withdrawn by a publisher that lost a race", async () => {
@@ -280,7 +538,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(outcomes).toEqual([
       {
         status: "failed",
-        message: "no earlier release of channel prod names another system for web1",
+        message: `no system was confirmed healthy on web1 before ${sys("b", "web1")} in the releases read`,
       },
     ]);
     expect((await channel()).release.seq).toBe(2);
@@ -294,7 +552,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(outcomes).toEqual([
       {
         status: "failed",
-        message: "no earlier release of channel prod names another system for web1",
+        message: `no system was confirmed healthy on web1 before ${sys("a", "web1")} in the releases read`,
       },
       {
         status: "failed",
@@ -305,17 +563,13 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(d.published).toEqual([]);
   });
 
-  it("fails every host of an empty channel, and refuses --to (agent hosts have no generations)", async () => {
+  it("fails every host of an empty channel", async () => {
     expect(await delivery().rollbackHosts([host("web1")], undefined)).toEqual([
       {
         status: "failed",
         message: "channel prod has no release yet: there is nothing to go back to",
       },
     ]);
-    await expect(delivery().rollbackHosts([host("web1")], 3)).rejects.toMatchObject({
-      exitCode: 2,
-      message: expect.stringContaining("--to"),
-    });
   });
 
   it("passes over releases that do not verify: hosts never ran them, and they are not signed now", async () => {
@@ -350,8 +604,7 @@ describe("AgentDelivery.rollbackHosts", () => {
     expect(none).toEqual([
       {
         status: "failed",
-        message:
-          "no earlier release of channel prod names another system for web1 (passed over releases 2, 1: not signed by a trusted release key)",
+        message: `no system was confirmed healthy on web1 before ${sys("c", "web1")} in the releases read (passed over releases 2, 1: not signed by a trusted release key)`,
       },
     ]);
     expect(d.published).toEqual([]);

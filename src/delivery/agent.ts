@@ -1,13 +1,22 @@
 // The agent delivery mode: the deployer never reaches a host. Each wave is a signed release of
-// the channel (the hosts of earlier waves and hosts outside this deploy keep their entries),
-// and the deployer watches the wave's status markers (status.ts) with LIST calls until every
-// host of the wave reports or the offline timeout passes. A host that failed is named back to
-// the system it rolled back to by a rollback release, so the channel never tells a newcomer to
-// run what just failed. `nixship rollback` is a rollback release too: each host goes back to the
-// last different system an earlier release named for it.
+// the channel, and the deployer watches the wave's status markers (status.ts) with LIST calls
+// until every host of the wave reports or the offline timeout passes. The channel is explicit
+// and never names, for a host, a system that failed there (fleet/host-history.ts): the selected
+// hosts get their fleet file's system whether or not they already run it, other hosts keep
+// their entry unless it failed on them, and a host that failed is named back to the last system
+// confirmed healthy on it by a rollback release. `nixship rollback` is a rollback release too:
+// each host goes to the confirmed system before the one the channel names for it.
 import { InputError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { FleetHost, HealthChecks, ReleaseSettings } from "../fleet/fleet.js";
+import { HISTORY_RELEASES, type HistoryRead, readHistory } from "../fleet/history-store.js";
+import {
+  carryEntry,
+  type HostHistory,
+  hasFailed,
+  lastConfirmed,
+  stepBack,
+} from "../fleet/host-history.js";
 import {
   type Release,
   type ReleaseHost,
@@ -22,12 +31,15 @@ import {
   readRelease,
   releaseKey,
 } from "../fleet/release-store.js";
-import type { StatusRecord } from "../fleet/status.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
+import { hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
 import { readProgress, readRecord, readStatus } from "../fleet/status-store.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
 import type {
+  ChannelHost,
   Delivery,
   DeliveryEvent,
   DeployOutcome,
@@ -36,6 +48,11 @@ import type {
   WaveContext,
   WaveHost,
 } from "./delivery.js";
+
+/** How often the deployer says which hosts have not reported yet. */
+const WAITING_EVERY_MS = 5000;
+/** Success records read at once for their outcome's generation and previous system. */
+const DETAIL_READS = 32;
 
 export interface AgentDeliveryOptions {
   readonly store: ObjectStore;
@@ -49,6 +66,10 @@ export interface AgentDeliveryOptions {
   readonly pollInterval?: number;
   /** Called after each status read with the LIST calls it took (for benchmarks). */
   readonly onPoll?: (listCalls: number) => void;
+  /** `--allow-failed`: the selected hosts may be named a system that failed on them. */
+  readonly allowFailed?: boolean;
+  /** Releases the per-host history looks back over (default HISTORY_RELEASES). */
+  readonly historyReleases?: number;
 }
 
 export class AgentDelivery implements Delivery {
@@ -56,6 +77,10 @@ export class AgentDelivery implements Delivery {
   /** Every host's entry as the channel's next release should have it. */
   #entries: Record<string, ReleaseHost> | undefined;
   readonly #published: SignedRelease[] = [];
+  /** The channel's per-host history, read once and again after a wave with failures. */
+  #history: HistoryRead | undefined;
+  /** Entries a release replaced because they named a failed system, for the operator. */
+  readonly #notes: string[] = [];
 
   /** The release keys the fleet's agents trust: what the deployer verifies releases with. */
   readonly #trustedKeys: readonly PublicKey[];
@@ -88,13 +113,43 @@ export class AgentDelivery implements Delivery {
   }
 
   /** The capability: one release with every host, not watched (`deploy --async`). */
-  async publishOnly(hosts: readonly WaveHost[]): Promise<{ channel: string; seq: number }> {
-    const { release } = await this.#publishWave(hosts);
-    return { channel: release.channel, seq: release.seq };
+  async publishOnly(
+    hosts: readonly WaveHost[],
+  ): Promise<{ channel: string; seq: number; digest: string }> {
+    const { release, digest } = await this.#publishWave(hosts);
+    return { channel: release.channel, seq: release.seq, digest };
+  }
+
+  /** The capability: refuses failed systems, and names the hosts that run theirs already. */
+  async planChannel(hosts: readonly ChannelHost[]): Promise<readonly string[]> {
+    const history = await this.#readHistory();
+    this.#refuseFailed(history, hosts);
+    const entries = await this.#currentEntries();
+    for (const { host, path, runs } of hosts) if (runs) entries[host] = { path };
+    return [...this.#notes];
+  }
+
+  /** The capability: publishes the planned entries if no release did and the channel differs. */
+  async settleChannel(
+    action: Action,
+  ): Promise<{ channel: string; seq: number; digest: string } | undefined> {
+    if (this.#published.length > 0) return undefined;
+    const entries = await this.#currentEntries();
+    const named = (await this.#channelRelease())?.release.hosts ?? {};
+    const same =
+      Object.keys(entries).length === Object.keys(named).length &&
+      Object.entries(entries).every(([host, e]) => named[host]?.path === e.path);
+    if (same) return undefined;
+    const { release, digest } = await this.#publish({ ...entries }, "deploy", action);
+    return { channel: release.channel, seq: release.seq, digest };
   }
 
   /** Publishes one release naming the wave's hosts' new systems. */
   async #publishWave(wave: readonly WaveHost[]): Promise<SignedRelease> {
+    this.#refuseFailed(
+      await this.#readHistory(),
+      wave.map(({ host, request }) => ({ host: host.name, path: request.path, runs: false })),
+    );
     const entries = await this.#currentEntries();
     for (const { host, request } of wave) entries[host.name] = { path: request.path };
     const action = wave[0]?.request.action ?? "switch";
@@ -106,22 +161,23 @@ export class AgentDelivery implements Delivery {
     emit: (event: DeliveryEvent) => void,
     _context: WaveContext,
   ): Promise<DeployOutcome[]> {
-    const previous = { ...(await this.#currentEntries()) };
     const release = await this.#publishWave(wave);
-    for (const { host } of wave) emit({ type: "phase", host: host.name, phase: "connect" });
     const outcomes = await this.#watch(
       release,
       wave.map((w) => w.host.name),
       emit,
     );
-    // Hosts that failed went back to what they ran; the channel says so too.
+    // Hosts that failed went back to what they ran; the channel names for each the last system
+    // confirmed healthy on it (none when none is known: the agent then leaves it be).
     const failed = wave.filter((_, i) => outcomes[i]?.status === "failed");
     if (failed.length > 0) {
+      this.#history = undefined;
+      const history = await this.#readHistory();
       const entries = { ...(this.#entries ?? {}) };
-      for (const { host } of failed) {
-        const before = previous[host.name];
-        if (before === undefined) delete entries[host.name];
-        else entries[host.name] = before;
+      for (const { host, request } of failed) {
+        const back = lastConfirmed(history.hosts.get(host.name) ?? [], request.path);
+        if (back === undefined) delete entries[host.name];
+        else entries[host.name] = { path: back };
       }
       await this.#publish(entries, "rollback", release.release.action);
     }
@@ -129,21 +185,14 @@ export class AgentDelivery implements Delivery {
   }
 
   /**
-   * Publishes one rollback release that names, for each host, the last system an earlier
-   * release of the channel gave it that differs from what the channel names now, then watches
-   * the hosts apply it. Agent hosts have releases, not generations: `generation` must be
-   * undefined.
+   * Publishes one rollback release that names, for each host, the system `to` picks, or else
+   * the last system confirmed healthy on it before the one the channel names for it (so
+   * repeated rollbacks walk back and never flip), then watches the hosts apply it.
    */
   async rollbackHosts(
     hosts: readonly FleetHost[],
-    generation: number | undefined,
+    to: RollbackTarget | undefined,
   ): Promise<RollbackOutcome[]> {
-    if (generation !== undefined) {
-      throw new UsageError(
-        "rollback --to picks a generation on ssh and ssm hosts; agent hosts go back by release",
-        "leave out --to: each agent host goes back to the last different system an earlier release of its channel named for it",
-      );
-    }
     const { channel } = this.#o.releases;
     const current = await this.#channelRelease();
     if (current === undefined) {
@@ -152,19 +201,23 @@ export class AgentDelivery implements Delivery {
         message: `channel ${channel} has no release yet: there is nothing to go back to`,
       }));
     }
-    const found = await this.#earlierPaths(
-      current.release,
-      hosts.map((h) => h.name),
-    );
-    const entries = { ...current.release.hosts };
+    const history = await this.#readHistory();
+    const entries = await this.#currentEntries();
     const outcomes = new Map<string, RollbackOutcome>();
     const wave: string[] = [];
     for (const { name } of hosts) {
-      const target = found.get(name);
-      if (target?.path !== undefined) {
-        entries[name] = { path: target.path };
-        wave.push(name);
-      } else outcomes.set(name, { status: "failed", message: target?.why ?? "no earlier system" });
+      const target = await this.#rollbackTarget(name, to, current.release, history);
+      if ("why" in target) {
+        outcomes.set(name, { status: "failed", message: target.why });
+        continue;
+      }
+      const past = history.hosts.get(name) ?? [];
+      if (!this.#o.allowFailed && hasFailed(past, target.path)) {
+        outcomes.set(name, { status: "failed", message: failedMessage(name, target.path, past) });
+        continue;
+      }
+      entries[name] = { path: target.path };
+      wave.push(name);
     }
     if (wave.length > 0) {
       const signed = await this.#publish(entries, "rollback", "switch");
@@ -186,52 +239,96 @@ export class AgentDelivery implements Delivery {
     return hosts.map((h) => outcomes.get(h.name) as RollbackOutcome);
   }
 
-  /**
-   * For each host, the system an earlier release named for it that differs from what `current`
-   * names, walking back one release at a time (each verified like the channel) until every
-   * host has one or the first release is reached; otherwise why there is none.
-   */
-  async #earlierPaths(
+  /** The system a rollback sends `name` to, or why there is none. */
+  async #rollbackTarget(
+    name: string,
+    to: RollbackTarget | undefined,
     current: Release,
-    names: readonly string[],
-  ): Promise<Map<string, { path?: StorePath; why?: string }>> {
-    const found = new Map<string, { path?: StorePath; why?: string }>();
-    const pending = new Set<string>();
-    for (const name of names) {
-      if (current.hosts[name] === undefined) {
-        found.set(name, {
-          why: `release ${current.seq} of channel ${current.channel} does not name ${name}: it follows no system of this channel yet`,
-        });
-      } else pending.add(name);
-    }
-    const skipped: number[] = [];
-    for (let seq = current.seq - 1; seq >= 1 && pending.size > 0; seq--) {
-      const older = await this.#verifiedRelease(seq);
-      if (older === "absent") continue;
-      // Not signed by a release key: the agents refused it, so no host ever ran its systems,
-      // and they are not signed now either.
-      if (older === "untrusted") {
-        skipped.push(seq);
-        continue;
-      }
-      for (const name of pending) {
-        const path = older.release.hosts[name]?.path;
-        if (path !== undefined && path !== current.hosts[name]?.path) {
-          found.set(name, { path });
-          pending.delete(name);
-        }
-      }
-    }
+    history: HistoryRead,
+  ): Promise<{ path: StorePath } | { why: string }> {
+    const { channel } = current;
+    const past = history.hosts.get(name) ?? [];
     const passed =
-      skipped.length === 0
+      history.untrusted.length === 0
         ? ""
-        : ` (passed over release${skipped.length === 1 ? "" : "s"} ${skipped.join(", ")}: not signed by a trusted release key)`;
-    for (const name of pending) {
-      found.set(name, {
-        why: `no earlier release of channel ${current.channel} names another system for ${name}${passed}`,
-      });
+        : ` (passed over release${history.untrusted.length === 1 ? "" : "s"} ${history.untrusted.join(", ")}: not signed by a trusted release key)`;
+    if (to === undefined) {
+      const named = current.hosts[name]?.path;
+      if (named === undefined) {
+        return {
+          why: `release ${current.seq} of channel ${channel} does not name ${name}: it follows no system of this channel yet`,
+        };
+      }
+      const back = stepBack(past, name, named);
+      return back.status === "found" ? { path: back.path } : { why: `${back.why}${passed}` };
     }
-    return found;
+    switch (to.kind) {
+      case "path":
+        return { path: to.path };
+      case "release": {
+        const release = history.releases.get(to.seq) ?? (await this.#verifiedRelease(to.seq));
+        if (release === "absent") return { why: `channel ${channel} has no release ${to.seq}` };
+        if (release === "untrusted") {
+          return {
+            why: `release ${to.seq} of channel ${channel} is not signed by a trusted release key`,
+          };
+        }
+        const path = release.release.hosts[name]?.path;
+        return path !== undefined
+          ? { path }
+          : { why: `release ${to.seq} of channel ${channel} does not name ${name}` };
+      }
+      case "generation":
+        return this.#generationSystem(name, to.generation, past, channel);
+    }
+  }
+
+  /**
+   * The system of generation `generation` as the host reported it: its latest record, else the
+   * success records of the releases in its history (one GET each, newest first, bounded by
+   * the history's releases).
+   */
+  async #generationSystem(
+    name: string,
+    generation: number,
+    past: HostHistory,
+    channel: string,
+  ): Promise<{ path: StorePath } | { why: string }> {
+    const latest = await this.#record(hostStatusKey(name));
+    if (latest?.generation === generation && latest.current !== null) {
+      return { path: latest.current as StorePath };
+    }
+    for (const e of [...past].reverse()) {
+      if (e.outcome !== "success") continue;
+      const record = await this.#record(progressKey(channel, e.seq, name, "success"));
+      if (record?.generation === generation) return { path: e.path };
+    }
+    const last = latest?.generation ?? null;
+    return {
+      why: `${name} did not report generation ${generation} in the last ${this.#o.historyReleases ?? HISTORY_RELEASES} releases of channel ${channel}${last === null ? "" : ` (it last reported generation ${last})`}; give --to release:N or --to /nix/store/…`,
+    };
+  }
+
+  /** Refuses, naming host, system and flag, a system that failed on its host. */
+  #refuseFailed(history: HistoryRead, hosts: readonly ChannelHost[]): void {
+    if (this.#o.allowFailed === true) return;
+    const bad = hosts.filter(({ host, path }) => hasFailed(history.hosts.get(host) ?? [], path));
+    if (bad.length === 0) return;
+    throw new UsageError(
+      bad
+        .map(({ host, path }) => failedMessage(host, path, history.hosts.get(host) ?? []))
+        .join("; "),
+      "a release never names, for a host, a system that failed on it: fix the system, or pass --allow-failed to try it there again on purpose",
+    );
+  }
+
+  async #readHistory(): Promise<HistoryRead> {
+    this.#history ??= await readHistory(this.#o.store, {
+      channel: this.#o.releases.channel,
+      trustedKeys: this.#trustedKeys,
+      ...(this.#o.historyReleases !== undefined ? { releases: this.#o.historyReleases } : {}),
+    });
+    return this.#history;
   }
 
   async #watch(
@@ -244,32 +341,48 @@ export class AgentDelivery implements Delivery {
     const names = new Set(hosts);
     const outcomes = new Map<string, DeployOutcome>();
     const applying = new Set<string>();
-    const deadline = Date.now() + releases.offlineTimeout * 1000;
+    const started = Date.now();
+    const deadline = started + releases.offlineTimeout * 1000;
     const interval = this.#o.pollInterval ?? 1000;
+    let told = started;
+    for (const host of hosts) emit({ type: "phase", host, phase: "waiting" });
     while (outcomes.size < names.size) {
       const progress = await readProgress(store, channel, seq);
       this.#o.onPoll?.(progress.listCalls);
+      const succeeded: [string, string][] = [];
       for (const [host, entry] of progress.hosts) {
         if (!names.has(host) || outcomes.has(host)) continue;
         if (entry.state === "applying") {
           if (!applying.has(host)) emit({ type: "phase", host, phase: "switch" });
           applying.add(host);
-          continue;
+        } else if (entry.state === "success") succeeded.push([host, entry.key]);
+        else {
+          const outcome = await this.#failed(host, entry.key);
+          outcomes.set(host, outcome);
+          emit({ type: "done", host, outcome });
         }
-        const outcome =
-          entry.state === "success"
-            ? ({ status: "activated", generation: undefined, previous: undefined } as const)
-            : await this.#failed(host, entry.key);
+      }
+      // The generation and the system each host ran before are in its success record: one GET
+      // per host, once per release.
+      const records = await mapLimit(succeeded, DETAIL_READS, ([, key]) => this.#record(key));
+      succeeded.forEach(([host], i) => {
+        const record = records[i];
+        const outcome: DeployOutcome = {
+          status: "activated",
+          generation: record?.generation ?? undefined,
+          previous: record?.previous ?? undefined,
+        };
         outcomes.set(host, outcome);
         emit({ type: "done", host, outcome });
-      }
+      });
       if (outcomes.size === names.size) break;
-      if (Date.now() >= deadline) {
+      const now = Date.now();
+      if (now >= deadline) {
         for (const host of names) {
           if (outcomes.has(host)) continue;
           const outcome: DeployOutcome = {
             status: "failed",
-            phase: applying.has(host) ? "switch" : "connect",
+            phase: applying.has(host) ? "switch" : "waiting",
             message: applying.has(host)
               ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout}s`
               : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`,
@@ -279,6 +392,13 @@ export class AgentDelivery implements Delivery {
           emit({ type: "done", host, outcome });
         }
         break;
+      }
+      if (now - told >= WAITING_EVERY_MS) {
+        told = now;
+        const silent = hosts.filter((h) => !outcomes.has(h) && !applying.has(h));
+        if (silent.length > 0) {
+          emit({ type: "waiting", hosts: silent, elapsed: Math.round((now - started) / 1000) });
+        }
       }
       await new Promise((resolve) => setTimeout(resolve, interval));
     }
@@ -301,10 +421,28 @@ export class AgentDelivery implements Delivery {
     return readRecord(this.#o.store, key).catch(() => undefined);
   }
 
-  /** The channel's entries as they stand (first call), then as this deploy left them. */
+  /**
+   * The channel's entries as they stand, each carried over unless it names a system that
+   * failed on its host (first call); then as this deploy left them.
+   */
   async #currentEntries(): Promise<Record<string, ReleaseHost>> {
-    this.#entries ??= { ...(await this.#channelRelease())?.release.hosts };
-    return this.#entries;
+    if (this.#entries !== undefined) return this.#entries;
+    const current = (await this.#channelRelease())?.release;
+    const history = await this.#readHistory();
+    const entries: Record<string, ReleaseHost> = {};
+    for (const [name, entry] of Object.entries(current?.hosts ?? {})) {
+      const carried = carryEntry(history.hosts.get(name), entry);
+      if (carried.entry !== undefined) entries[name] = carried.entry;
+      if (carried.status === "replaced") {
+        this.#notes.push(
+          carried.entry === undefined
+            ? `${name}: release ${current?.seq} named ${carried.failed}, which failed there, and no system was confirmed on ${name} in the releases read: the new release names none for it (its agent leaves it on what it runs)`
+            : `${name}: release ${current?.seq} named ${carried.failed}, which failed there: the new release names its last confirmed system ${carried.entry.path}`,
+        );
+      }
+    }
+    this.#entries = entries;
+    return entries;
   }
 
   /**
@@ -370,4 +508,10 @@ export class AgentDelivery implements Delivery {
     this.#published.push(signed);
     return signed;
   }
+}
+
+/** `host: path failed there (release N)`. */
+function failedMessage(host: string, path: StorePath, past: HostHistory): string {
+  const seq = past.findLast((e) => e.path === path && e.outcome === "failed")?.seq;
+  return `${host}: ${path} failed on ${host}${seq === undefined ? "" : ` in release ${seq}`}`;
 }

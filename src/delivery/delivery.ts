@@ -2,9 +2,11 @@
 // what a host runs, deploying one wave of hosts, and rolling hosts back.
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { DeployOutcome, DeployRequest } from "../host/activation-session.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
+import type { StorePath } from "../nix/store-path.js";
 import { mapLimit } from "../util/pool.js";
 
 export type { DeployOutcome, DeployRequest, HostPhase, HostStatus, RollbackOutcome };
@@ -12,6 +14,15 @@ export type { DeployOutcome, DeployRequest, HostPhase, HostStatus, RollbackOutco
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
   | { readonly type: "log"; readonly host: string; readonly line: string }
+  /**
+   * Hosts of the wave that have not reported yet, every few seconds while a delivery waits
+   * for them (agent); `elapsed` is seconds since the wave's release was published.
+   */
+  | {
+      readonly type: "waiting";
+      readonly hosts: readonly string[];
+      readonly elapsed: number;
+    }
   /** One host of the wave finished; its outcome is also in deployWave's result. */
   | { readonly type: "done"; readonly host: string; readonly outcome: DeployOutcome };
 
@@ -48,13 +59,13 @@ export interface Delivery {
     context: WaveContext,
   ): Promise<DeployOutcome[]>;
   /**
-   * Rolls the hosts back (to `generation` where the mode has generations, else to the system
-   * each ran before) and resolves with every host's outcome, in order; a host that cannot be
-   * rolled back is a "failed" outcome.
+   * Rolls the hosts back (to `to`, else to the system each ran before) and resolves with every
+   * host's outcome, in order; a host that cannot be rolled back is a "failed" outcome. A target
+   * the mode cannot go to (a store path for ssh hosts) is a UsageError.
    */
   rollbackHosts(
     hosts: readonly FleetHost[],
-    generation: number | undefined,
+    to: RollbackTarget | undefined,
     /** Seconds the switch back may run on a host (default DEFAULT_ACTIVATION_TIMEOUT). */
     activationTimeout?: number,
   ): Promise<RollbackOutcome[]>;
@@ -65,12 +76,37 @@ export interface Delivery {
    */
   publishOnly?(
     hosts: readonly WaveHost[],
-  ): Promise<{ readonly channel: string; readonly seq: number }>;
+  ): Promise<{ readonly channel: string; readonly seq: number; readonly digest: string }>;
+  /**
+   * Optional (modes that keep a channel: agent): every selected host's desired system, before
+   * the first wave. Refuses a system that failed on its host (unless the operator allowed it),
+   * and makes the first release name the hosts that already run theirs, so the channel states
+   * what the fleet file does. Resolves with notes for the operator (entries it replaced).
+   */
+  planChannel?(hosts: readonly ChannelHost[]): Promise<readonly string[]>;
+  /**
+   * Optional (modes that keep a channel: agent), after a rollout that published nothing (every
+   * host already ran its system): publishes one release when the channel does not yet state
+   * what planChannel planned (an entry the fleet file changed, or one naming a failed system).
+   * Resolves with it, or undefined when the channel already states the plan.
+   */
+  settleChannel?(
+    action: DeployRequest["action"],
+  ): Promise<
+    { readonly channel: string; readonly seq: number; readonly digest: string } | undefined
+  >;
   /**
    * Optional (modes that publish releases: agent): the releases this delivery published, in
    * order (waves, rollbacks of failed hosts, `publishOnly`).
    */
   publishedReleases?(): readonly { readonly channel: string; readonly seq: number }[];
+}
+
+/** A selected host's desired system, and whether the host already runs it. */
+export interface ChannelHost {
+  readonly host: string;
+  readonly path: StorePath;
+  readonly runs: boolean;
 }
 
 /** Hosts rolled back at once for deliveries that reach each host on its own (ssh, ssm). */

@@ -5,6 +5,7 @@
 import { copyToHost } from "../cache/local-nix.js";
 import type { FleetHost, SshSettings } from "../fleet/fleet.js";
 import { sshDestination } from "../fleet/fleet.js";
+import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { DEFAULT_ACTIVATION_TIMEOUT, rollbackArgs, statusArgs } from "../host/activation.js";
 import {
   type ActivationTransport,
@@ -88,11 +89,12 @@ export class SshDelivery implements Delivery {
     });
   }
 
-  rollbackHosts(
+  async rollbackHosts(
     hosts: readonly FleetHost[],
-    generation: number | undefined,
+    to: RollbackTarget | undefined,
     activationTimeout = DEFAULT_ACTIVATION_TIMEOUT,
   ): Promise<RollbackOutcome[]> {
+    const generation = generationOnly(to, "ssh");
     return rollbackEachHost(hosts, (host) =>
       this.#rollbackOne(host, generation, activationTimeout),
     );

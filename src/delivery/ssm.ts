@@ -13,6 +13,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
+import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import { activateDeadline, finishActivation } from "../host/activation-session.js";
 import { hostStatus, resultMessage } from "../host/script-outcomes.js";
@@ -175,11 +176,12 @@ export class SsmDelivery implements Delivery {
     );
   }
 
-  rollbackHosts(
+  async rollbackHosts(
     hosts: readonly FleetHost[],
-    generation: number | undefined,
+    to: RollbackTarget | undefined,
     activationTimeout = DEFAULT_ACTIVATION_TIMEOUT,
   ): Promise<RollbackOutcome[]> {
+    const generation = generationOnly(to, "ssm");
     return rollbackEachHost(hosts, (host) => this.rollbackOne(host, generation, activationTimeout));
   }
 

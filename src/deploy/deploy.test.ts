@@ -2,7 +2,7 @@
 // each host gets, and execution over a scripted Delivery (--async needs the delivery's
 // publishOnly capability). The whole deploy runs end to end in test/deploy.test.ts.
 import { describe, expect, it } from "vitest";
-import type { Delivery, DeployOutcome, WaveHost } from "../delivery/delivery.js";
+import type { ChannelHost, Delivery, DeployOutcome, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
@@ -153,22 +153,71 @@ describe("executePlan", () => {
     expect(r.releases).toEqual([8, 9]);
   });
 
-  it("--async: one release through publishOnly, with the hosts to activate, not watched", async () => {
+  it("--async: one release through publishOnly naming every reachable host (the channel is explicit), not watched", async () => {
     const published: WaveHost[][] = [];
+    const planned: ChannelHost[][] = [];
     const s = scripted({
+      planChannel: async (hosts) => {
+        planned.push([...hosts]);
+        return ["a note"];
+      },
       publishOnly: async (wave) => {
         published.push([...wave]);
-        return { channel: "prod", seq: 12 };
+        return { channel: "prod", seq: 12, digest: "sha256-x" };
       },
     });
     const { report, events } = execute(s.delivery, { async: true });
     const r = await report;
+    // b already runs V2: it is named all the same.
     expect(published.map((w) => w.map((x) => [x.host.name, x.request.path]))).toEqual([
-      [["a", V2]],
+      [
+        ["a", V2],
+        ["b", V2],
+      ],
+    ]);
+    expect(planned).toEqual([
+      [
+        { host: "a", path: V2, runs: false },
+        { host: "b", path: V2, runs: true },
+      ],
     ]);
     expect(s.waves).toEqual([]);
-    expect(r).toMatchObject({ ok: true, results: [], releases: [12] });
-    expect(events).toEqual([{ type: "released", channel: "prod", seq: 12 }]);
+    expect(r).toMatchObject({ ok: true, results: [], releases: [12], channelNotes: ["a note"] });
+    expect(events).toEqual([{ type: "released", channel: "prod", seq: 12, digest: "sha256-x" }]);
+  });
+
+  it("tells a channel-keeping delivery every host's system before the waves, and refuses with it", async () => {
+    const s = scripted({
+      planChannel: async () => {
+        throw new Error("refused");
+      },
+    });
+    await expect(execute(s.delivery, { skipUnreachable: true }).report).rejects.toThrow("refused");
+    expect(s.waves).toEqual([]);
+  });
+
+  it("settles the channel after a rollout that published no release, and only then", async () => {
+    const settled: string[] = [];
+    const settleChannel = async (action: string) => {
+      settled.push(action);
+      return { channel: "prod", seq: 4, digest: "sha256-y" };
+    };
+    const none = execute(scripted({ settleChannel, publishedReleases: () => [] }).delivery, {
+      skipUnreachable: true,
+    });
+    expect((await none.report).ok).toBe(true);
+    expect(settled).toEqual(["switch"]);
+    expect(none.events).toContainEqual({
+      type: "released",
+      channel: "prod",
+      seq: 4,
+      digest: "sha256-y",
+    });
+    const some = execute(
+      scripted({ settleChannel, publishedReleases: () => [{ channel: "prod", seq: 3 }] }).delivery,
+    );
+    await some.report;
+    expect(settled).toEqual(["switch"]);
   });
 
   it("--async on a delivery without publishOnly is refused, naming the mode", async () => {

@@ -49,6 +49,8 @@ export interface DeployOptions {
   readonly agentPollInterval?: number;
   /** `--skip-unreachable`: hosts that cannot be reached are listed, not counted as failed. */
   readonly skipUnreachable?: boolean;
+  /** `--allow-failed` (agent): a release may name a system that failed on its host. */
+  readonly allowFailed?: boolean;
   /**
    * Aborted on an interrupt. Before the rollout the deploy ends with an InterruptedError (no
    * host changed); during it, no new wave starts, the wave in flight is aborted and waited
@@ -63,6 +65,11 @@ export interface DeployReport {
   readonly ok: boolean;
   /** Agent hosts: the releases the deploy published (sequence numbers, in order). */
   readonly releases: readonly number[];
+  /**
+   * Agent hosts: channel entries the deploy replaced because they named a system that failed
+   * on their host (one line each, for the operator).
+   */
+  readonly channelNotes: readonly string[];
 }
 
 /** How many hosts are asked for their state at once. */
@@ -86,6 +93,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     ...(options.agentPollInterval !== undefined
       ? { agentPollInterval: options.agentPollInterval }
       : {}),
+    allowFailed: options.allowFailed === true,
   });
   try {
     // Refused before anything is built.
@@ -99,7 +107,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       throwIfInterrupted(signal);
       const plan = planFromSurvey(options.action, hosts, prepared.built, found);
       options.emit({ type: "plan", plan });
-      if (!execute) return { plan, results: [], ok: true, releases: [] };
+      if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
       return await executePlan({
         options,
         hosts,
@@ -315,18 +323,27 @@ export interface ExecuteInput {
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const { options, plan, delivery } = input;
   const { emit } = options;
+  // The channel states the fleet file: every selected host's system, whether it runs it yet.
+  const channelNotes =
+    (await delivery.planChannel?.(
+      plan.hosts.flatMap((p) =>
+        p.action === "unreachable"
+          ? []
+          : [{ host: p.host, path: p.desired, runs: p.action === "skip" }],
+      ),
+    )) ?? [];
   if (options.async === true) {
     const publishOnly = publisherOf(delivery, input.mode);
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
       const host = input.hosts.find((h) => h.name === p.host);
-      return p.action === "activate" && host !== undefined
+      return p.action !== "unreachable" && host !== undefined
         ? [{ host, request: input.request(host, p.desired) }]
         : [];
     });
-    if (wave.length === 0) return { plan, results: [], ok: true, releases: [] };
+    if (wave.length === 0) return { plan, results: [], ok: true, releases: [], channelNotes };
     const released = await publishOnly(wave);
-    emit({ type: "released", channel: released.channel, seq: released.seq });
-    return { plan, results: [], ok: true, releases: [released.seq] };
+    emit({ type: "released", ...released });
+    return { plan, results: [], ok: true, releases: [released.seq], channelNotes };
   }
   const results = await runRollout({
     plan,
@@ -339,12 +356,17 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
   });
   const ok = rolloutSucceeded(results);
+  // Every host ran its system already: the channel still states the fleet file.
+  if (!options.signal?.aborted && (delivery.publishedReleases?.() ?? []).length === 0) {
+    const settled = await delivery.settleChannel?.(plan.action);
+    if (settled !== undefined) emit({ type: "released", ...settled });
+  }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
     await recordResults(options.fleet.cache.url, input.mode, results);
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.publishedReleases?.() ?? []).map((r) => r.seq);
-  return { plan, results, ok, releases };
+  return { plan, results, ok, releases, channelNotes };
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */

@@ -41,7 +41,13 @@ export type DeployEvent =
     }
   | { readonly type: "plan"; readonly plan: DeployPlan }
   /** Agent hosts, --async: the release is published; the agents take it from here. */
-  | { readonly type: "released"; readonly channel: string; readonly seq: number }
+  | {
+      readonly type: "released";
+      readonly channel: string;
+      readonly seq: number;
+      /** The release file's digest (sha256-…, SRI), what the next release names as previous. */
+      readonly digest: string;
+    }
   | {
       readonly type: "wave-start";
       readonly wave: number;
@@ -55,6 +61,8 @@ export type DeployEvent =
       readonly elapsed: number;
     }
   | { readonly type: "host-log"; readonly host: string; readonly line: string }
+  /** Agent hosts: those of the wave that have not reported yet, every few seconds. */
+  | { readonly type: "waiting"; readonly hosts: readonly string[]; readonly elapsed: number }
   | { readonly type: "host-done"; readonly result: HostResult }
   | { readonly type: "stopped"; readonly reason: string; readonly notStarted: readonly string[] }
   | {

@@ -19,6 +19,8 @@ export interface DeliveryChoice {
   readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout">;
   /** Milliseconds between the deployer's reads of agent status (default 1000). */
   readonly agentPollInterval?: number;
+  /** `--allow-failed` (agent): releases may name a system that failed on its host. */
+  readonly allowFailed?: boolean;
 }
 
 export interface OpenDelivery {
@@ -97,6 +99,7 @@ export async function openDelivery(
         ...(choice.agentPollInterval !== undefined
           ? { pollInterval: choice.agentPollInterval }
           : {}),
+        allowFailed: choice.allowFailed === true,
       });
       return { mode, delivery, store, close: () => store.close() };
     }

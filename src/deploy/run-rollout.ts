@@ -194,7 +194,9 @@ async function runWave(
           phases.set(e.host, e.phase);
           emit({ type: "host-phase", host: e.host, phase: e.phase, elapsed: elapsed() });
         } else if (e.type === "log") emit({ type: "host-log", host: e.host, line: e.line });
-        else if (!reported.has(e.host)) {
+        else if (e.type === "waiting") {
+          emit({ type: "waiting", hosts: e.hosts, elapsed: e.elapsed });
+        } else if (!reported.has(e.host)) {
           const p = wave.hosts.find((h) => h.host === e.host);
           if (p === undefined) return;
           const result = resultOf(p, e.outcome);

@@ -2,6 +2,8 @@
 // what a failure names as the step it failed in.
 export const HOST_PHASES = [
   "connect",
+  // Agent hosts: the release is published, and the deployer waits for the agent's report.
+  "waiting",
   "copy",
   "realise",
   "profile",

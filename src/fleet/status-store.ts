@@ -4,6 +4,14 @@ import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import {
+  formatHeartbeat,
+  HEARTBEAT_PREFIX,
+  type Heartbeat,
+  type HeartbeatState,
+  heartbeatKey,
+  summariseHeartbeats,
+} from "./heartbeat.js";
+import {
   formatStatusRecord,
   hostStatusKey,
   type ProgressEntry,
@@ -85,4 +93,42 @@ export async function readProgress(
     token = page.nextToken;
   } while (token !== undefined);
   return { hosts: summariseProgress(prefix, objects), listCalls };
+}
+
+/** An agent's heartbeat (heartbeat.ts): one PUT of a few hundred bytes. */
+export async function writeHeartbeat(
+  store: ObjectStore,
+  beat: {
+    readonly host: string;
+    readonly channel: string;
+    readonly state: HeartbeatState;
+    readonly every: number;
+    readonly lastSeq: number | null;
+    readonly at: string;
+  },
+): Promise<void> {
+  await store.put(heartbeatKey(beat.host, beat.state, beat.every), formatHeartbeat(beat), {
+    contentType: JSON_TYPE,
+  });
+}
+
+export interface Heartbeats {
+  /** Each host's newest heartbeat. */
+  readonly hosts: Map<string, Heartbeat>;
+  /** LIST calls this read took. */
+  readonly listCalls: number;
+}
+
+/** Every host's newest heartbeat: LIST calls only, ≤ 1,000 keys each. */
+export async function readHeartbeats(store: ObjectStore): Promise<Heartbeats> {
+  const objects: { key: string; lastModified: Date }[] = [];
+  let token: string | undefined;
+  let listCalls = 0;
+  do {
+    const page = await store.list(HEARTBEAT_PREFIX, token === undefined ? {} : { token });
+    listCalls++;
+    objects.push(...page.objects);
+    token = page.nextToken;
+  } while (token !== undefined);
+  return { hosts: summariseHeartbeats(objects), listCalls };
 }

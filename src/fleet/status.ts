@@ -31,6 +31,11 @@ export interface StatusRecord {
   /** The system it runs now. */
   readonly current: string | null;
   readonly generation: number | null;
+  /**
+   * The system the host ran before it started on `desired` (agent records; absent in records
+   * of deploys and of agents older than this field).
+   */
+  readonly previous?: string | null;
   readonly state: StatusState;
   /** The step the host was at, or failed in (null: none). */
   readonly phase: StatusPhase | null;
@@ -184,6 +189,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     throw malformed(source, `"state" must be one of ${STATUS_STATES.join(", ")}`);
   }
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
+  if (r.previous !== undefined) text("previous", true);
   for (const key of ["startedAt", "updatedAt"]) text(key, false);
   count("seq");
   count("generation");
@@ -204,6 +210,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     desired: r.desired as string | null,
     current: r.current as string | null,
     generation: r.generation as number | null,
+    ...(r.previous === undefined ? {} : { previous: r.previous as string | null }),
     state: r.state as StatusState,
     phase,
     error: r.error as string | null,

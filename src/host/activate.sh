@@ -758,7 +758,15 @@ cmd_activate() {
     for check in $health_cmds; do
       IFS=$old_ifs
       log "health: $check"
-      bounded log "$health_timeout" sh -c "$check" || step_failed health 5 "health check failed: $check"
+      # Retried about every second until it passes or its timeout ends, as HTTP checks are:
+      # a service that starts slowly is not rolled back for it.
+      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout
+      until bounded log "$h_left" sh -c "$check"; do
+        h_left=$((h_end - $(date +%s) - 1))
+        [ "$h_left" -gt 0 ] || step_failed health 5 "health check failed: $check"
+        aborted && step_failed health 5 "aborted"
+        sleep 1
+      done
     done
     IFS=$old_ifs
   fi

@@ -10,6 +10,7 @@ import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js";
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
+import { LAB_CHANNEL } from "./lab-agents.js";
 import type { LabLayout } from "./layout.js";
 
 /** The example systems that come with nixship (examples/ in the package). */
@@ -32,30 +33,59 @@ export function labHosts(lab: LabLayout, system: SystemSpec): FleetHost[] {
   }));
 }
 
-/** Writes the lab's own fleet file (and cache key); returns its path and the cache key file. */
+/** The lab's hosts as agent hosts: they follow the channel LAB_CHANNEL (lab-agents.ts). */
+function agentHosts(lab: LabLayout, system: SystemSpec): FleetHost[] {
+  return labHosts(lab, system).map(({ name, tags, address }) => ({
+    name,
+    tags,
+    address,
+    delivery: "agent",
+    system,
+  }));
+}
+
+/** The public keys a lab's fleet file names, for the agents' configs. */
+export interface LabKeys {
+  readonly cache: string;
+  /** With agents: the key the lab's releases are signed with. */
+  readonly release?: string;
+}
+
+/**
+ * Writes the lab's own fleet file and the keys it names (cache.sec, and with agents
+ * release.sec): ssh hosts, or with `agents` agent hosts following the channel LAB_CHANNEL.
+ */
 export async function writeLabFleet(
   lab: LabLayout,
   system: SystemSpec,
-): Promise<{ fleetFile: string; cacheKeyFile: string }> {
-  const key = generateSecretKey(`nixship-lab-${lab.name}-1`);
-  const cacheKeyFile = join(lab.dir, "cache.sec");
-  await writeFile(cacheKeyFile, formatSecretKey(key), { mode: 0o600 });
+  agents = false,
+): Promise<LabKeys> {
+  const cache = formatPublicKey(publicKeyOf(await writeKey(lab.files.cacheKey, `${lab.name}-1`)));
+  const release = agents
+    ? formatPublicKey(publicKeyOf(await writeKey(lab.files.releaseKey, `${lab.name}-release-1`)))
+    : undefined;
   const doc = upsertHosts(
     {
-      cache: {
-        url: `file://${join(lab.dir, "cache")}`,
-        publicKeys: [formatPublicKey(publicKeyOf(key))],
-      },
+      cache: { url: `file://${join(lab.dir, "cache")}`, publicKeys: [cache] },
       ssh: { configFile: lab.files.sshConfig, knownHosts: lab.files.knownHosts },
+      ...(release !== undefined
+        ? { releases: { channel: LAB_CHANNEL, publicKeys: [release] } }
+        : {}),
       policy: {
         health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }] },
       },
     },
-    labHosts(lab, system),
+    agents ? agentHosts(lab, system) : labHosts(lab, system),
   );
   parseFleetValue(doc, lab.files.fleet);
   await writeFile(lab.files.fleet, formatJson(doc));
-  return { fleetFile: lab.files.fleet, cacheKeyFile };
+  return release !== undefined ? { cache, release } : { cache };
+}
+
+async function writeKey(file: string, name: string) {
+  const key = generateSecretKey(`nixship-lab-${name}`);
+  await writeFile(file, formatSecretKey(key), { mode: 0o600 });
+  return key;
 }
 
 /** Adds (or replaces) the lab's hosts in the user's fleet file, keeping everything else. */

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
 import type { LabHostLayout } from "./layout.js";
@@ -27,8 +27,15 @@ export async function prepareHost(host: LabHostLayout, clientPublicKey: string):
   return `${type} ${base64}`;
 }
 
-/** The script that turns a fresh mount namespace into the host's view, then becomes sshd. */
-function hostInit(host: LabHostLayout): string {
+/** A file or directory of the machine a host also sees: [source, target in the host's /run]. */
+export type HostBind = readonly [source: string, target: string];
+
+/**
+ * The script that turns a fresh mount namespace into the host's view, then becomes sshd. The
+ * binds are made inside the host's own /run before /tmp and /root are hidden, so a source may
+ * lie under them.
+ */
+function hostInit(host: LabHostLayout, binds: readonly HostBind[]): string {
   const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
   return [
     "set -e",
@@ -42,6 +49,11 @@ function hostInit(host: LabHostLayout): string {
       (f) => `cp ${q(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
     ),
     `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
+    ...binds.flatMap(([source, target]) => [
+      `mkdir -p ${q(dirname(target))}`,
+      `if [ -d ${q(source)} ]; then mkdir -p ${q(target)}; else : > ${q(target)}; fi`,
+      `mount --bind ${q(source)} ${q(target)}`,
+    ]),
     "mount -t tmpfs -o mode=1777 nixship-lab-tmp /tmp",
     // A fresh host's root has an empty home, not the deployer's shell start-up files.
     "mount -t tmpfs -o mode=0700 nixship-lab-root /root",
@@ -50,7 +62,10 @@ function hostInit(host: LabHostLayout): string {
 }
 
 /** Starts the host's sshd, detached; returns its pid once it accepts connections. */
-export async function startHost(host: LabHostLayout): Promise<number> {
+export async function startHost(
+  host: LabHostLayout,
+  binds: readonly HostBind[] = [],
+): Promise<number> {
   await mkdir("/nix", { recursive: true });
   await mkdir("/etc/nix", { recursive: true });
   const log = openSync(join(host.dir, "sshd.log"), "a");
@@ -71,7 +86,7 @@ export async function startHost(host: LabHostLayout): Promise<number> {
         "--",
         "/bin/sh",
         "-c",
-        hostInit(host),
+        hostInit(host, binds),
       ],
       { detached: true, stdio: ["ignore", log, log] },
     );

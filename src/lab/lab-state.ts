@@ -10,6 +10,8 @@ export interface LabHostState {
   readonly netns: string;
   /** The host's sshd: every process of the host runs in its namespaces. */
   readonly pid: number;
+  /** Labs with agents: the pid of the host's agent, once started. */
+  readonly agentPid?: number;
 }
 
 export interface LabState {
@@ -17,6 +19,8 @@ export interface LabState {
   readonly name: string;
   readonly number: number;
   readonly createdAt: string;
+  /** `lab up --agents`: each host runs a pull agent (lab-agents.ts). */
+  readonly agents?: boolean;
   readonly hosts: readonly LabHostState[];
 }
 

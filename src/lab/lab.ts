@@ -2,10 +2,20 @@
 // list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setPaused } from "../agent/state.js";
 import { controlDirFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
+import {
+  agentBinds,
+  agentDir,
+  prepareAgentDirs,
+  selectLabHosts,
+  startAgents,
+  stopAgents,
+  writeAgentConfigs,
+} from "./lab-agents.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
 import {
@@ -30,7 +40,8 @@ export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export type LabEvent =
   | { readonly type: "host-starting"; readonly host: string; readonly address: string }
-  | { readonly type: "host-up"; readonly host: string; readonly pid: number };
+  | { readonly type: "host-up"; readonly host: string; readonly pid: number }
+  | { readonly type: "agent-up"; readonly host: string; readonly pid: number };
 
 export interface LabUpOptions {
   readonly labsDir: string;
@@ -40,6 +51,8 @@ export interface LabUpOptions {
   readonly system?: SystemSpec;
   /** A fleet file of the user's to merge the lab's hosts into. */
   readonly mergeInto?: string;
+  /** Starts a pull agent on each host, and makes the lab's fleet file use them. */
+  readonly agents?: boolean;
   readonly onEvent?: (event: LabEvent) => void;
 }
 
@@ -74,21 +87,28 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
       existing.number,
       existing.hosts.length,
     );
-    if (existing.hosts.length === options.count && (await isRunning(existing))) {
+    if (
+      existing.hosts.length === options.count &&
+      (existing.agents === true) === (options.agents === true) &&
+      (await isRunning(existing))
+    ) {
       return { state: existing, layout, alreadyUp: true };
     }
     throw new InputError(
       "lab-exists",
-      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${(await isRunning(existing)) ? "" : " (not all running)"}`,
+      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${existing.agents === true ? " and agents" : ""}${(await isRunning(existing)) ? "" : " (not all running)"}`,
       { hint: `run 'nixship lab down --name ${options.name}' first` },
     );
   }
   const layout = await claimLayout(options);
   try {
-    const state = await build(layout, emit);
+    const agents = options.agents === true;
+    const built = await build(layout, agents, emit);
     const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
-    await writeLabFleet(layout, system);
+    const keys = await writeLabFleet(layout, system, agents);
     if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
+    if (agents) await writeAgentConfigs(layout, keys);
+    const state = agents ? await startAgents(layout, built, emit) : built;
     return { state, layout, alreadyUp: false };
   } catch (err) {
     await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
@@ -115,7 +135,11 @@ async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
   }
 }
 
-async function build(layout: LabLayout, emit: (e: LabEvent) => void): Promise<LabState> {
+async function build(
+  layout: LabLayout,
+  agents: boolean,
+  emit: (e: LabEvent) => void,
+): Promise<LabState> {
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
   // Written first, so that a crash from here on leaves a state 'lab down' can read.
   const pending: LabState = {
@@ -123,6 +147,7 @@ async function build(layout: LabLayout, emit: (e: LabEvent) => void): Promise<La
     name: layout.name,
     number: layout.number,
     createdAt: new Date().toISOString(),
+    ...(agents ? { agents } : {}),
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
@@ -148,7 +173,8 @@ async function build(layout: LabLayout, emit: (e: LabEvent) => void): Promise<La
     emit({ type: "host-starting", host: host.name, address: host.address });
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
     await createHostNetwork(layout, host);
-    const pid = await startHost(host);
+    if (agents) await prepareAgentDirs(layout, host);
+    const pid = await startHost(host, agents ? agentBinds(layout, host) : []);
     hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
     await writeLabState(layout.dir, { ...pending, hosts });
     emit({ type: "host-up", host: host.name, pid });
@@ -171,6 +197,52 @@ async function usedLabNumbers(labsDir: string): Promise<Set<number>> {
 async function isRunning(state: LabState): Promise<boolean> {
   const pids = await Promise.all(state.hosts.map((h) => netnsPids(h.netns)));
   return state.hosts.every((h, i) => pids[i]?.includes(h.pid));
+}
+
+export const LAB_AGENT_ACTIONS = ["start", "stop", "pause", "resume"] as const;
+export type LabAgentAction = (typeof LAB_AGENT_ACTIONS)[number];
+
+/**
+ * `lab agents start|stop|pause|resume`: starts the agents of the lab's hosts that do not run
+ * (resolving once each has written a heartbeat), stops them, or pauses and resumes them as
+ * `nixship agent pause|resume` does. `hosts` empty: every host of the lab.
+ */
+export async function labAgents(
+  labsDirPath: string,
+  name: string,
+  action: LabAgentAction,
+  hosts: readonly string[],
+  emit: (e: LabEvent) => void = () => {},
+): Promise<LabState> {
+  requireRoot(`nixship lab agents ${action}`);
+  const dir = join(labsDirPath, name);
+  const state = await readLabState(dir);
+  if (state === undefined) {
+    throw new InputError("unknown-lab", `there is no lab '${name}'`, {
+      hint: `start one with 'nixship lab up N --name ${name} --agents'`,
+    });
+  }
+  if (state.agents !== true) {
+    throw new InputError("lab-without-agents", `lab '${name}' was started without agents`, {
+      hint: `'nixship lab down --name ${name}', then 'nixship lab up ${state.hosts.length} --name ${name} --agents'`,
+    });
+  }
+  const selected = selectLabHosts(state, hosts);
+  const layout = labLayout(labsDirPath, state.name, state.number, state.hosts.length);
+  if (action === "stop") return await stopAgents(layout, state, selected);
+  if (action === "pause" || action === "resume") {
+    for (const host of layout.hosts) {
+      if (selected !== undefined && !selected.includes(host.name)) continue;
+      await setPaused(join(agentDir(host), "state"), action === "pause");
+    }
+    return state;
+  }
+  if (!(await isRunning(state))) {
+    throw new OperationError("lab-host-down", `lab '${name}' has hosts that are not running`, {
+      hint: `restart it: 'nixship lab down --name ${name}', then 'nixship lab up ${state.hosts.length} --name ${name} --agents'`,
+    });
+  }
+  return await startAgents(layout, state, emit, selected);
 }
 
 export interface LabDownResult {

@@ -37,6 +37,8 @@ export interface LabLayout {
     readonly sshConfig: string;
     readonly fleet: string;
     readonly cacheKey: string;
+    /** With agents: the key that signs the lab's releases. */
+    readonly releaseKey: string;
   };
 }
 
@@ -103,6 +105,7 @@ export function labLayout(
       sshConfig: join(dir, "ssh_config"),
       fleet: join(dir, "nixship.json"),
       cacheKey: join(dir, "cache.sec"),
+      releaseKey: join(dir, "release.sec"),
     },
   };
 }

@@ -47,7 +47,7 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
         case "host-phase":
           // host-done says the same, with the result.
           if (event.phase !== "done") {
-            write(`${event.host}: ${event.phase} (${formatDuration(event.elapsed)})`);
+            write(`${event.host}: ${phaseLabel(event.phase)} (${formatDuration(event.elapsed)})`);
           }
           return;
         case "host-log": {
@@ -91,6 +91,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
     }
     case "released":
       return `published release ${event.seq} of channel ${event.channel}; the agents take it from here`;
+    case "waiting":
+      return `no report yet after ${formatDuration(event.elapsed)} from ${listHosts(event.hosts)}`;
     case "plan":
     case "summary":
     case "host-phase":
@@ -98,6 +100,20 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "host-done":
       return undefined;
   }
+}
+
+/** A phase as people read it: "waiting" is what the deployer does, for the agent. */
+export function phaseLabel(phase: HostPhase): string {
+  return phase === "waiting" ? "waiting for the agent" : phase;
+}
+
+/** Hosts shown in a waiting line at most; the rest are counted. */
+const WAITING_SHOWN = 10;
+
+function listHosts(hosts: readonly string[]): string {
+  const shown = hosts.slice(0, WAITING_SHOWN).join(", ");
+  const rest = hosts.length - WAITING_SHOWN;
+  return rest > 0 ? `${shown} and ${rest} more` : shown;
 }
 
 /** What became of a host, without its name: `activated, generation 3 (4.2s)`, `FAILED in …`. */
@@ -291,7 +307,7 @@ class LiveRenderer implements DeployRenderer {
 function liveLine(h: LiveHost, hostWidth: number, now: number): string {
   const name = h.host.padEnd(hostWidth);
   if (h.done !== undefined) return `${name}  ${h.done}`;
-  const phase = (h.phase ?? "waiting").padEnd(PHASE_WIDTH);
+  const phase = (h.phase === undefined ? "waiting" : phaseLabel(h.phase)).padEnd(PHASE_WIDTH);
   const time =
     h.phase === undefined ? "" : wholeSeconds(h.elapsed + Math.max(0, now - h.at) / 1000);
   return `${name}  ${phase}  ${time.padStart(6)}  ${h.log}`.trimEnd();

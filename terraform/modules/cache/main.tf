@@ -24,6 +24,7 @@ locals {
   own_status_objects = [
     "${local.store_arn}status/hosts/${local.own_host}.json",
     "${local.store_arn}status/releases/*/*/${local.own_host}/*",
+    "${local.store_arn}status/heartbeats/${local.own_host}/*",
   ]
 }
 

@@ -1,0 +1,53 @@
+// Before the agent starts following a channel: is its host name one the channel's releases
+// use? A host whose name no release ever named (a machine's hostname that is not its fleet
+// name, say) would otherwise follow nothing and look healthy; it is refused instead.
+import { InputError } from "../errors.js";
+import { type SignedRelease, verifyRelease } from "../fleet/release.js";
+import { channelKey, readChannel, readRelease, releaseKey } from "../fleet/release-store.js";
+import type { PublicKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+
+/** Releases before the current one that are read, at most, for one that names the host. */
+export const NAMED_HISTORY = 50;
+
+/**
+ * Resolves when `host` has an entry in the channel's current release or in one of the
+ * NAMED_HISTORY releases before it, or when the channel has no release yet; otherwise throws
+ * InputError `host-not-in-channel`. Releases that do not verify are passed over.
+ */
+export async function checkHostNamed(
+  store: ObjectStore,
+  channel: string,
+  host: string,
+  keys: readonly PublicKey[],
+): Promise<void> {
+  const read = await readChannel(store, channel);
+  if (read.status !== "found") return;
+  const verify = (bytes: Uint8Array, source: string): SignedRelease | undefined => {
+    try {
+      return verifyRelease(bytes, keys, source);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return undefined;
+    }
+  };
+  const current = verify(read.bytes, channelKey(channel));
+  // A channel that does not verify says nothing about names: the agent refuses it when it polls.
+  if (current === undefined || current.release.hosts[host] !== undefined) return;
+  const { seq } = current.release;
+  const oldest = Math.max(1, seq - NAMED_HISTORY);
+  for (let s = seq - 1; s >= oldest; s--) {
+    const older = await readRelease(store, channel, s);
+    if (older.status !== "found") continue;
+    if (verify(older.bytes, releaseKey(channel, s))?.release.hosts[host] !== undefined) return;
+  }
+  const names = Object.keys(current.release.hosts).sort();
+  const shown = names.slice(0, 10).join(", ") + (names.length > 10 ? ", …" : "");
+  throw new InputError(
+    "host-not-in-channel",
+    `agent: no release of channel "${channel}" names this host "${host}" (release ${seq}, the current one, and the ${seq - oldest} before it)`,
+    {
+      hint: `set "host" in the agent's config to the host's name in the fleet file, or pass --host NAME${names.length > 0 ? `; release ${seq} names ${shown}` : ""}`,
+    },
+  );
+}

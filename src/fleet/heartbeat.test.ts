@@ -1,0 +1,121 @@
+import { describe, expect, it } from "vitest";
+import {
+  heartbeatKey,
+  heartbeatPeriod,
+  livenessOf,
+  parseHeartbeatKey,
+  summariseHeartbeats,
+} from "./heartbeat.js";
+import { agentStanding, inStep } from "./standing.js";
+import type { StatusRecord } from "./status.js";
+
+const at = (s: number) => new Date(Date.UTC(2025, 0, 1, 12, 0, s));
+
+describe("heartbeat keys", () => {
+  it("round-trip, and refuse what is not one", () => {
+    expect(heartbeatKey("web1", "paused", 330)).toBe("status/heartbeats/web1/paused/330");
+    expect(parseHeartbeatKey("status/heartbeats/web1/paused/330")).toEqual({
+      host: "web1",
+      state: "paused",
+      every: 330,
+    });
+    for (const bad of [
+      "status/heartbeats/web1/paused",
+      "status/heartbeats/web1/asleep/30",
+      "status/heartbeats/Web_1/running/30",
+      "status/heartbeats/web1/running/0",
+      "status/heartbeats/web1/running/30/x",
+      "status/hosts/web1.json",
+    ]) {
+      expect(parseHeartbeatKey(bad), bad).toBeUndefined();
+    }
+  });
+
+  it("period: heartbeatEvery polls at their longest wait", () => {
+    expect(heartbeatPeriod(30, 0.1, 10)).toBe(330);
+    expect(heartbeatPeriod(2, 0, 2)).toBe(4);
+  });
+
+  it("a host's newest key wins, whichever state it names", () => {
+    const hosts = summariseHeartbeats([
+      { key: heartbeatKey("a", "paused", 10), lastModified: at(5) },
+      { key: heartbeatKey("a", "running", 10), lastModified: at(9) },
+      { key: heartbeatKey("b", "running", 10), lastModified: at(1) },
+      { key: heartbeatKey("b", "paused", 10), lastModified: at(3) },
+      { key: "status/heartbeats/junk", lastModified: at(20) },
+    ]);
+    expect([...hosts.keys()].sort()).toEqual(["a", "b"]);
+    expect(hosts.get("a")).toMatchObject({ state: "running", at: at(9) });
+    expect(hosts.get("b")).toMatchObject({ state: "paused", at: at(3) });
+  });
+});
+
+describe("liveness", () => {
+  const beat = { host: "a", state: "running", every: 10, at: at(0) } as const;
+
+  it("online up to 2 periods after the heartbeat, offline after, or without one", () => {
+    expect(livenessOf(beat, at(20))).toBe("online");
+    expect(livenessOf(beat, at(21))).toBe("offline");
+    expect(livenessOf(undefined, at(0))).toBe("offline");
+    expect(livenessOf({ ...beat, state: "paused" }, at(5))).toBe("paused");
+    // A paused agent that died is offline.
+    expect(livenessOf({ ...beat, state: "paused" }, at(30))).toBe("offline");
+  });
+});
+
+describe("agentStanding and inStep", () => {
+  const record = (seq: number, state: StatusRecord["state"] = "success"): StatusRecord => ({
+    version: 1,
+    host: "a",
+    mode: "agent",
+    channel: "prod",
+    seq,
+    desired: null,
+    current: null,
+    generation: 1,
+    state,
+    phase: null,
+    error: null,
+    rolledBack: null,
+    startedAt: at(0).toISOString(),
+    updatedAt: at(0).toISOString(),
+  });
+  const beat = { host: "a", state: "running", every: 10, at: at(0) } as const;
+  const channel = { seq: 5, hosts: new Set(["a"]) };
+
+  it("is behind when the channel names the host and its last report is older", () => {
+    const s = agentStanding("a", record(4), beat, channel, at(1));
+    expect(s).toEqual({
+      liveness: "online",
+      heartbeatAt: at(0).toISOString(),
+      behind: true,
+      channelSeq: 5,
+    });
+    expect(inStep(record(4), s)).toBe(false);
+    const current = agentStanding("a", record(5), beat, channel, at(1));
+    expect(current.behind).toBe(false);
+    expect(inStep(record(5), current)).toBe(true);
+    // A release that does not name the host does not make it behind.
+    expect(agentStanding("a", record(4), beat, { seq: 5, hosts: new Set() }, at(1)).behind).toBe(
+      false,
+    );
+    expect(agentStanding("a", undefined, beat, undefined, at(1))).toMatchObject({
+      behind: false,
+      channelSeq: null,
+    });
+  });
+
+  it("is not in step when offline, paused, failed, or never reported", () => {
+    const offline = agentStanding("a", record(5), beat, channel, at(60));
+    expect(offline.liveness).toBe("offline");
+    expect(inStep(record(5), offline)).toBe(false);
+    const paused = agentStanding("a", record(5), { ...beat, state: "paused" }, channel, at(1));
+    expect(inStep(record(5), paused)).toBe(false);
+    const online = agentStanding("a", record(5), beat, channel, at(1));
+    expect(inStep(record(5, "failed"), online)).toBe(false);
+    expect(inStep(record(5, "applying"), online)).toBe(true);
+    expect(inStep(undefined, online)).toBe(false);
+    // Not an agent host: its record alone.
+    expect(inStep(record(1), undefined)).toBe(true);
+  });
+});

@@ -1,0 +1,90 @@
+// Agent liveness: each agent writes a small heartbeat object every few polls, laid out so that a
+// reader learns every host's liveness from LIST pages (1,000 keys each) without reading a body:
+//
+//   status/heartbeats/<host>/<state>/<every>   state: running | paused; every: the longest time,
+//                                              in seconds, between two heartbeats of a live agent
+//
+// The object's LastModified is the heartbeat's time. A host has one key per state (two at most,
+// more only if its interval changes), rewritten in place, so the listing stays one key or two per
+// host; of a host's keys the newest says where it is. The body (a few hundred bytes of JSON)
+// is for people reading the store; nothing needs it.
+import { NAME_PATTERN } from "./fleet.js";
+
+export const HEARTBEAT_PREFIX = "status/heartbeats/";
+
+export const HEARTBEAT_STATES = ["running", "paused"] as const;
+export type HeartbeatState = (typeof HEARTBEAT_STATES)[number];
+
+/** Polls between two heartbeats of an agent unless its config says otherwise. */
+export const DEFAULT_HEARTBEAT_EVERY = 10;
+
+/**
+ * Heartbeat periods a host may miss before it reads as offline: a host is offline when its
+ * newest heartbeat is older than OFFLINE_AFTER × `every`, that is, after 2 × heartbeatEvery
+ * polls (at their longest, pollInterval × (1 + jitter)) without one.
+ */
+export const OFFLINE_AFTER = 2;
+
+export type Liveness = "online" | "offline" | "paused";
+
+export interface Heartbeat {
+  readonly host: string;
+  readonly state: HeartbeatState;
+  /** Seconds: the longest a live agent waits between two heartbeats. */
+  readonly every: number;
+  readonly at: Date;
+}
+
+/** Seconds between two heartbeats at most: `heartbeatEvery` polls of the longest wait. */
+export function heartbeatPeriod(pollInterval: number, jitter: number, heartbeatEvery: number) {
+  return Math.ceil(heartbeatEvery * pollInterval * (1 + jitter));
+}
+
+export function heartbeatKey(host: string, state: HeartbeatState, every: number): string {
+  return `${HEARTBEAT_PREFIX}${host}/${state}/${every}`;
+}
+
+export function parseHeartbeatKey(key: string): Omit<Heartbeat, "at"> | undefined {
+  if (!key.startsWith(HEARTBEAT_PREFIX)) return undefined;
+  const [host, state, every, ...rest] = key.slice(HEARTBEAT_PREFIX.length).split("/");
+  if (rest.length > 0 || host === undefined || !NAME_PATTERN.test(host)) return undefined;
+  if (!(HEARTBEAT_STATES as readonly string[]).includes(state ?? "")) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(every ?? "")) return undefined;
+  return { host, state: state as HeartbeatState, every: Number(every) };
+}
+
+/** Each host's newest heartbeat, from a listing of HEARTBEAT_PREFIX. */
+export function summariseHeartbeats(
+  objects: readonly { readonly key: string; readonly lastModified: Date }[],
+): Map<string, Heartbeat> {
+  const hosts = new Map<string, Heartbeat>();
+  for (const o of objects) {
+    const parsed = parseHeartbeatKey(o.key);
+    if (parsed === undefined) continue;
+    const known = hosts.get(parsed.host);
+    if (known === undefined || o.lastModified.getTime() >= known.at.getTime()) {
+      hosts.set(parsed.host, { ...parsed, at: o.lastModified });
+    }
+  }
+  return hosts;
+}
+
+/** Whether the agent lives, from its newest heartbeat (none: offline, or never started). */
+export function livenessOf(heartbeat: Heartbeat | undefined, now: Date): Liveness {
+  if (heartbeat === undefined) return "offline";
+  const age = (now.getTime() - heartbeat.at.getTime()) / 1000;
+  if (age > OFFLINE_AFTER * heartbeat.every) return "offline";
+  return heartbeat.state === "paused" ? "paused" : "online";
+}
+
+/** The body of a heartbeat object. */
+export function formatHeartbeat(fields: {
+  readonly host: string;
+  readonly channel: string;
+  readonly state: HeartbeatState;
+  readonly every: number;
+  readonly lastSeq: number | null;
+  readonly at: string;
+}): Uint8Array {
+  return Buffer.from(`${JSON.stringify({ version: 1, ...fields })}\n`);
+}

@@ -1,0 +1,48 @@
+// Where a host stands against its channel, from what the store holds: its status record, its
+// agent's newest heartbeat, and the channel's current release. Pure; `nixship status` reads the
+// store and asks this.
+import { type Heartbeat, type Liveness, livenessOf } from "./heartbeat.js";
+import type { StatusRecord } from "./status.js";
+
+/** The channel's current release, as far as standing needs it. */
+export interface ChannelHead {
+  readonly seq: number;
+  /** The hosts it names. */
+  readonly hosts: ReadonlySet<string>;
+}
+
+export interface AgentStanding {
+  readonly liveness: Liveness;
+  /** When its agent last wrote a heartbeat (null: never). */
+  readonly heartbeatAt: string | null;
+  /** The channel's current release names the host, and its last report is of an older one. */
+  readonly behind: boolean;
+  /** The channel's current release (null: no release, or none that verifies). */
+  readonly channelSeq: number | null;
+}
+
+export function agentStanding(
+  host: string,
+  record: StatusRecord | undefined,
+  heartbeat: Heartbeat | undefined,
+  channel: ChannelHead | undefined,
+  now: Date,
+): AgentStanding {
+  const behind = channel?.hosts.has(host) === true && (record?.seq ?? 0) < (channel?.seq ?? 0);
+  return {
+    liveness: livenessOf(heartbeat, now),
+    heartbeatAt: heartbeat?.at.toISOString() ?? null,
+    behind,
+    channelSeq: channel?.seq ?? null,
+  };
+}
+
+/**
+ * Whether a host read from the store is in step: it reported success (or is applying), and for
+ * an agent host, its agent is online and not behind the channel.
+ */
+export function inStep(record: StatusRecord | undefined, agent: AgentStanding | undefined) {
+  if (record === undefined) return false;
+  if (record.state !== "success" && record.state !== "applying") return false;
+  return agent === undefined || (agent.liveness === "online" && !agent.behind);
+}

@@ -1,0 +1,99 @@
+import { describe, expect, it } from "vitest";
+import type { StatusRecord } from "../fleet/status.js";
+import { formatStatusTable, type StoredRow, storedNote, storedState } from "./status-table.js";
+
+const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1";
+const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-web-v2";
+const record: StatusRecord = {
+  version: 1,
+  host: "ag1",
+  mode: "agent",
+  channel: "prod",
+  seq: 2,
+  desired: A,
+  current: A,
+  generation: 3,
+  state: "success",
+  phase: null,
+  error: null,
+  rolledBack: null,
+  startedAt: "2025-01-01T12:00:00.000Z",
+  updatedAt: "2025-01-01T12:00:05.000Z",
+};
+const row = (over: Partial<StoredRow> = {}): StoredRow => ({
+  ...record,
+  source: "stored",
+  inStep: true,
+  reported: true,
+  liveness: "online",
+  heartbeatAt: "2025-01-01T12:01:00.000Z",
+  behind: false,
+  channelSeq: 2,
+  ...over,
+});
+
+describe("the status table", () => {
+  it("a success: the release and when, with no empty part", () => {
+    expect(storedState(row())).toBe("success");
+    expect(storedNote(row())).toBe("release 2; reported 2025-01-01T12:00:05.000Z");
+  });
+
+  it("a failure: its reason and whether it rolled back, once", () => {
+    const failed = row({ state: "failed", error: "health check failed", rolledBack: true });
+    expect(storedNote(failed)).toBe(
+      "release 2; health check failed; rolled back; reported 2025-01-01T12:00:05.000Z",
+    );
+    expect(storedNote({ ...failed, rolledBack: false })).toContain("; not rolled back;");
+    expect(storedNote({ ...failed, rolledBack: null })).toBe(
+      "release 2; health check failed; reported 2025-01-01T12:00:05.000Z",
+    );
+  });
+
+  it("offline, paused and behind come before the record's state", () => {
+    const offline = row({ liveness: "offline" });
+    expect(storedState(offline)).toBe("offline");
+    expect(storedNote(offline)).toBe(
+      "release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
+    );
+    expect(storedNote(row({ liveness: "offline", heartbeatAt: null }))).toContain("no heartbeat");
+    expect(storedState(row({ liveness: "paused", behind: true }))).toBe("paused");
+    const behind = row({ behind: true, channelSeq: 5 });
+    expect(storedState(behind)).toBe("behind");
+    expect(storedNote(behind)).toMatch(/^release 2, channel at 5; /);
+  });
+
+  it("lines up live and stored rows, applying and never-reported hosts", () => {
+    const text = formatStatusTable([
+      {
+        host: "web1",
+        mode: "ssh",
+        source: "live",
+        inStep: true,
+        reachable: true,
+        current: A,
+        profile: B,
+        generation: 4,
+        generations: [],
+        pending: undefined,
+      },
+      {
+        host: "web2",
+        mode: "ssh",
+        source: "live",
+        inStep: false,
+        reachable: false,
+        error: "refused",
+      },
+      row({ state: "applying", desired: B }),
+      { host: "ag2", mode: "agent", source: "stored", inStep: false, reported: false },
+    ]);
+    expect(text.split("\n")).toEqual([
+      "HOST  MODE   CURRENT  GEN  STATE        NOTE",
+      "web1  ssh    web-v1   4    live         boots next: web-v2",
+      "web2  ssh    -        -    unreachable  refused",
+      "ag1   agent  web-v1   3    applying     release 2; applying web-v2 since 2025-01-01T12:00:00.000Z; reported 2025-01-01T12:00:05.000Z",
+      "ag2   agent  -        -    unknown      never reported",
+      "",
+    ]);
+  });
+});

@@ -1,0 +1,102 @@
+// `nixship status` as a table: one line per host, live (ssh, asked over SSH) or stored (the
+// host's status record, and for agent hosts its liveness and whether it is behind the channel).
+import type { DeliveryMode } from "../fleet/fleet.js";
+import type { AgentStanding } from "../fleet/standing.js";
+import type { StatusRecord } from "../fleet/status.js";
+import type { HostStatus } from "../host/script-outcomes.js";
+import { activationNote } from "./activation-note.js";
+import { formatTable, storeName } from "./plan-format.js";
+
+interface RowBase {
+  readonly host: string;
+  readonly mode: DeliveryMode;
+  /** Reachable (live), or reported success or applying and, for agents, online and not behind. */
+  readonly inStep: boolean;
+}
+
+export type LiveRow = RowBase & { readonly source: "live" } & HostStatus;
+
+export type StoredRow = RowBase & {
+  readonly source: "stored";
+  readonly reported: boolean;
+} & Partial<StatusRecord> &
+  Partial<AgentStanding>;
+
+export type StatusRow = LiveRow | StoredRow;
+
+export function formatStatusTable(rows: readonly StatusRow[]): string {
+  const table = [
+    ["HOST", "MODE", "CURRENT", "GEN", "STATE", "NOTE"],
+    ...rows.map((r) => (r.source === "live" ? liveCells(r) : storedCells(r))),
+  ];
+  return `${formatTable(table).join("\n")}\n`;
+}
+
+function liveCells(r: LiveRow): string[] {
+  if (!r.reachable) return [r.host, r.mode, "-", "-", "unreachable", r.error];
+  const note = [
+    r.profile && r.profile !== r.current ? `boots next: ${storeName(r.profile)}` : "",
+    r.pending ? `awaiting confirmation (${r.pending})` : "",
+    r.activation ? activationNote(r.activation) : "",
+  ];
+  return [
+    r.host,
+    r.mode,
+    r.current ? storeName(r.current) : "(none)",
+    String(r.generation ?? "-"),
+    "live",
+    joinNote(note),
+  ];
+}
+
+function storedCells(r: StoredRow): string[] {
+  if (!r.reported || r.state === undefined) {
+    const heard = r.liveness === "paused" ? "; its agent is paused" : "";
+    return [r.host, r.mode, "-", "-", "unknown", `never reported${heard}`];
+  }
+  return [
+    r.host,
+    r.mode,
+    r.current ? storeName(r.current) : "(none)",
+    String(r.generation ?? "-"),
+    storedState(r),
+    storedNote(r),
+  ];
+}
+
+/** What the STATE column says: an agent that is offline, paused or behind, before its report. */
+export function storedState(r: StoredRow): string {
+  if (r.liveness === "offline" || r.liveness === "paused") return r.liveness;
+  if (r.behind === true) return "behind";
+  return r.state ?? "unknown";
+}
+
+/** The NOTE column of a stored row: each part once, none empty. */
+export function storedNote(r: StoredRow): string {
+  const release =
+    r.seq === null || r.seq === undefined
+      ? ""
+      : r.behind === true && r.channelSeq !== null && r.channelSeq !== undefined
+        ? `release ${r.seq}, channel at ${r.channelSeq}`
+        : `release ${r.seq}`;
+  const what =
+    r.state === "applying"
+      ? `applying${r.desired ? ` ${storeName(r.desired)}` : ""} since ${r.startedAt}`
+      : r.state === "failed"
+        ? `${r.error ?? "failed"}; ${r.rolledBack === true ? "rolled back" : r.rolledBack === false ? "not rolled back" : ""}`
+        : (r.error ?? "");
+  const heartbeat =
+    r.liveness === undefined || r.liveness === "online"
+      ? ""
+      : r.heartbeatAt
+        ? `last heartbeat ${r.heartbeatAt}`
+        : "no heartbeat";
+  return joinNote([release, what, heartbeat, r.updatedAt ? `reported ${r.updatedAt}` : ""]);
+}
+
+function joinNote(parts: readonly string[]): string {
+  return parts
+    .map((p) => p.replace(/;\s*$/, "").trim())
+    .filter(Boolean)
+    .join("; ");
+}
