@@ -317,6 +317,24 @@ describe("parseRelease", () => {
       );
     }
   });
+
+  it("refuses a signed, canonical release with a byte-order mark in front: one release, one form", () => {
+    const signed = formatRelease(RELEASE, key);
+    const withBom = new Uint8Array([0xef, 0xbb, 0xbf, ...signed.bytes]);
+    for (const read of [
+      () => parseRelease(withBom, "channels/prod.json"),
+      () => verifyRelease(withBom, [trusted], "channels/prod.json"),
+    ]) {
+      expect(read).toThrow(
+        expect.objectContaining({
+          code: "release-malformed",
+          message:
+            "channels/prod.json: starts with a byte-order mark: a release is exactly its canonical bytes",
+        }),
+      );
+    }
+    expect(verifyRelease(signed.bytes, [trusted], "channels/prod.json").digest).toBe(signed.digest);
+  });
 });
 
 describe("verifyRelease", () => {

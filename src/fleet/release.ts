@@ -217,6 +217,14 @@ export function formatRelease(release: Release, key: SecretKey): SignedRelease {
  * `source` names the bytes in errors (a file, an object key).
  */
 export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
+  // TextDecoder drops a byte-order mark; the release would then have two stored forms.
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    throw malformed(
+      `${source}: starts with a byte-order mark: a release is exactly its canonical bytes`,
+      undefined,
+      "releases are written by nixship and must not be edited by hand",
+    );
+  }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
