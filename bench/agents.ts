@@ -24,7 +24,7 @@ import type { Activator } from "../src/agent/activator.js";
 import { Agent } from "../src/agent/agent.js";
 import { AgentDelivery } from "../src/delivery/agent.js";
 import type { DeliveryEvent, WaveHost } from "../src/delivery/delivery.js";
-import type { AgentHost } from "../src/fleet/fleet.js";
+import { type AgentHost, RELEASE_DEFAULTS } from "../src/fleet/fleet.js";
 import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/fleet/heartbeat.js";
 import { verifyRelease } from "../src/fleet/release.js";
 import { readChannel } from "../src/fleet/release-store.js";
@@ -216,6 +216,7 @@ async function runDeployer(): Promise<void> {
       channel: CHANNEL,
       publicKeys: [formatPublicKey(publicKeyOf(key))],
       offlineTimeout: settings.offlineTimeout,
+      maxAge: RELEASE_DEFAULTS.maxAge,
     },
     key,
     health: { http: [], commands: [] },

@@ -1,4 +1,4 @@
-// `nixship release list` and `release show`, run as functions with an in-memory CliIO over a
+// `nixship release list`, `release show` and `release refresh`, run as functions with an in-memory CliIO over a
 // directory store that holds releases published by publishRelease.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,10 +7,22 @@ import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIO, Command } from "../src/cli/command.js";
 import { releaseList, releaseShow } from "../src/cli/release.js";
-import { releaseDigest, type SignedRelease } from "../src/fleet/release.js";
-import { type PublishOptions, publishRelease, releaseKey } from "../src/fleet/release-store.js";
+import { releaseRefresh } from "../src/cli/release-refresh.js";
+import { releaseDigest, type SignedRelease, verifyRelease } from "../src/fleet/release.js";
+import {
+  channelKey,
+  type PublishOptions,
+  publishRelease,
+  readChannel,
+  releaseKey,
+} from "../src/fleet/release-store.js";
 import { writeStatus } from "../src/fleet/status-store.js";
-import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import {
+  formatPublicKey,
+  formatSecretKey,
+  generateSecretKey,
+  publicKeyOf,
+} from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { FsStore } from "../src/store/fs-store.js";
 
@@ -173,6 +185,7 @@ describe("release show", () => {
       [
         "release 2 of channel prod (current)",
         "  created    1970-01-01T00:00:00.000Z",
+        "  expires    1970-01-08T00:00:00.000Z (EXPIRED)",
         "  kind       rollback",
         "  action     switch",
         "  health     1 HTTP check, 0 command checks",
@@ -185,6 +198,10 @@ describe("release show", () => {
         `  web1  ${WEB1}  unknown  none`,
         "",
       ].join("\n"),
+    );
+    // Release 3 is a torn file no key signed: no warning of a newer release.
+    expect(r.stderr).toBe(
+      "warning: release 2 expired at 1970-01-08T00:00:00.000Z: agents refuse it; renew the channel with 'nixship release refresh'\n",
     );
   });
 
@@ -213,6 +230,9 @@ describe("release show", () => {
       current: false,
       digest: first.digest,
       signature: { key: "release-cli-1", verified: true },
+      expired: Date.now() >= Date.parse(first.release.expires),
+      newerRelease: null,
+      warnings: Date.now() >= Date.parse(first.release.expires) ? [expect.any(String)] : [],
       release: JSON.parse(JSON.stringify(first.release)),
       hosts: [
         { host: "web1", desired: WEB1, running: null, lastConfirmed: null },
@@ -306,5 +326,102 @@ describe("release show", () => {
         run(releaseShow, [...argv, "--channel", "prod", "--store", storeDir]),
       ).rejects.toThrow(expect.objectContaining({ code: "usage", exitCode: 2 }));
     }
+  });
+});
+
+describe("freeze protection", () => {
+  it("release show latest warns when the channel names an older release than a signed one", async () => {
+    const replayed = join(dir, "replayed");
+    const store = new FsStore(replayed, { fsync: false });
+    const one = await publishRelease(store, options());
+    await publishRelease(store, options({ hosts: { web1: { path: WEB2 } } }));
+    await store.put(channelKey("prod"), one.bytes);
+    await store.close();
+    const args = ["latest", "--channel", "prod", "--store", replayed, "--trusted-key", PUBLIC];
+    const r = await run(releaseShow, [...args, "--json"]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ current: true, newerRelease: 2 });
+    const text = await run(releaseShow, args);
+    expect(text.stderr).toContain(
+      "warning: the channel names release 1, but release 2 exists and is signed by a trusted key: the channel was replayed",
+    );
+  });
+
+  it("release refresh signs the channel's release again, with a later expiry, as a new release", async () => {
+    const refreshed = join(dir, "refreshed");
+    const store = new FsStore(refreshed, { fsync: false });
+    const old = await publishRelease(
+      store,
+      options({ now: new Date(Date.now() - 6 * 86400_000), maxAge: 7 * 86400 }),
+    );
+    await store.close();
+    const releaseKeyFile = join(dir, "release.sec");
+    await writeFile(releaseKeyFile, formatSecretKey(key), { mode: 0o600 });
+    const fleetFile = join(dir, "refresh-fleet.json");
+    await writeFile(
+      fleetFile,
+      JSON.stringify({
+        cache: { url: refreshed, publicKeys: [PUBLIC] },
+        releases: { channel: "prod", publicKeys: [PUBLIC], maxAge: 86400 },
+        hosts: {
+          web1: { delivery: "agent", system: WEB1 },
+          web2: { delivery: "agent", system: WEB2 },
+        },
+      }),
+    );
+    const before = Date.now();
+    const r = await run(releaseRefresh, [
+      "--fleet",
+      fleetFile,
+      "--release-key",
+      releaseKeyFile,
+      "--json",
+    ]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { seq: number; expires: string; replaced: number };
+    expect(out).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
+    // maxAge of the fleet: a day from now.
+    const expires = Date.parse(out.expires);
+    expect(expires).toBeGreaterThanOrEqual(before + 86400_000);
+    expect(expires).toBeLessThanOrEqual(Date.now() + 86400_000);
+    const reread = new FsStore(refreshed, { fsync: false });
+    try {
+      const channel = await readChannel(reread, "prod");
+      if (channel.status !== "found") throw new Error("no channel");
+      const { release } = verifyRelease(channel.bytes, [publicKeyOf(key)], "channel");
+      expect(release).toMatchObject({
+        seq: 2,
+        kind: "refresh",
+        previous: old.digest,
+        hosts: old.release.hosts,
+        action: old.release.action,
+        health: old.release.health,
+        confirmTimeout: old.release.confirmTimeout,
+      });
+    } finally {
+      await reread.close();
+    }
+  });
+
+  it("release refresh of a channel without a signed release says there is nothing to refresh", async () => {
+    const empty = join(dir, "empty");
+    const fleetFile = join(dir, "empty-fleet.json");
+    await writeFile(
+      fleetFile,
+      JSON.stringify({
+        cache: { url: empty, publicKeys: [PUBLIC] },
+        releases: { channel: "prod", publicKeys: [PUBLIC] },
+        hosts: { web1: { delivery: "agent", system: WEB1 } },
+      }),
+    );
+    const releaseKeyFile = join(dir, "release.sec");
+    await writeFile(releaseKeyFile, formatSecretKey(key), { mode: 0o600 });
+    await expect(
+      run(releaseRefresh, ["--fleet", fleetFile, "--release-key", releaseKeyFile]),
+    ).rejects.toThrow(
+      expect.objectContaining({
+        code: "usage",
+        message: expect.stringContaining("there is nothing to refresh"),
+      }),
+    );
   });
 });

@@ -252,10 +252,12 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
     expect(await loadState(stateDir)).toEqual(agent.state);
     expect(events.map((e) => e.type)).toEqual(["started", "release", "applying", "log", "applied"]);
-    // One read of the channel, then the applying marker + record and the success marker + record,
+    // One read of the channel and, with no state yet, one listing of the release files (is
+    // there a newer one?), then the applying marker + record and the success marker + record,
     // then the agent's first heartbeat (every 10 polls of 30 s at most: 300 s).
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
+      `list releases/${CHANNEL}/`,
       `put ${progressKey(CHANNEL, 1, HOST, "applying")}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
@@ -372,8 +374,8 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "no-entry", applying: null });
     expect(await loadState(stateDir)).toMatchObject({ lastSeq: 1, lastResult: "no-entry" });
     expect(ofType("no-entry")).toEqual([{ type: "no-entry", seq: 1 }]);
-    // The GET, and the first heartbeat.
-    expect(calls.map((c) => c.op)).toEqual(["get", "put"]);
+    // The GET, the listing of release files (no state yet), and the first heartbeat.
+    expect(calls.map((c) => c.op)).toEqual(["get", "list", "put"]);
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("unchanged");
     expect(since(mark)).toEqual([
@@ -422,6 +424,62 @@ describe("Agent.pollOnce: applying releases", () => {
   });
 });
 
+describe("Agent.pollOnce: frozen and replayed channels", () => {
+  it("refuses an expired release, says why in its record, and changes nothing", async () => {
+    await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { [HOST]: { path: sys("a") } },
+      kind: "deploy",
+      action: "switch",
+      health: HEALTH,
+      confirmTimeout: 45,
+      key: releaseKey,
+      now: new Date(CLOCK.getTime() - 8 * 86400_000),
+      maxAge: 7 * 86400,
+    });
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect(await hostRecord()).toMatchObject({
+      state: "rejected",
+      phase: "verify",
+      error: expect.stringMatching(
+        /^release refused: release 1 of channel prod expired at 2026-11-20T10:00:00\.000Z \(it is 2026-11-21T10:00:00\.000Z\).*nixship release refresh/,
+      ),
+    });
+  });
+
+  it("with no state, refuses a channel replayed to an older signed release than the newest listed", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    await publish({ [HOST]: sys("b") });
+    await publish({ [HOST]: sys("d") });
+    await writeChannel(first.bytes);
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect((await hostRecord()).error).toContain(
+      'the channel names release 1, but release 3 of channel "prod" exists and is signed',
+    );
+  });
+
+  it("refuses a signed release with a byte-order mark in front (two stored forms of one release)", async () => {
+    const release = await publish({ [HOST]: sys("a") });
+    await writeChannel(new Uint8Array([0xef, 0xbb, 0xbf, ...release.bytes]));
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect((await hostRecord()).error).toContain("starts with a byte-order mark");
+  });
+
+  it("with no state, is not stopped by a release file no release key signed", async () => {
+    await publish({ [HOST]: sys("a") });
+    const planted = await publish({ [HOST]: sys("b") }, intruderKey);
+    await store.put(`releases/${CHANNEL}/7.json`, planted.bytes);
+    const first = await readAll(store, `releases/${CHANNEL}/1.json`);
+    if (first === undefined) throw new Error("no release 1");
+    await writeChannel(first);
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+  });
+});
+
 describe("Agent.pollOnce: refusals", () => {
   /** Bytes of a release 2 for the host, signed by `key` but not published. */
   const release2 = (key: SecretKey, previous: string) =>
@@ -431,6 +489,7 @@ describe("Agent.pollOnce: refusals", () => {
         channel: CHANNEL,
         seq: 2,
         created: CLOCK.toISOString(),
+        expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
         previous,
         kind: "deploy",
         action: "switch",
@@ -592,6 +651,7 @@ describe("Agent.pollOnce: refusals", () => {
         channel: "staging",
         seq: 9,
         created: CLOCK.toISOString(),
+        expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
         previous: null,
         kind: "deploy",
         action: "switch",

@@ -13,12 +13,13 @@ import {
   heartbeatPeriod,
 } from "../fleet/heartbeat.js";
 import {
+  checkExpiry,
   checkSequence,
   type Release,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
-import { readChannel } from "../fleet/release-store.js";
+import { newestSignedRelease, readChannel } from "../fleet/release-store.js";
 import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
@@ -219,6 +220,20 @@ export class Agent {
           ? `release ${release.seq} differs from the release ${release.seq} already applied`
           : `release ${release.seq} is older than release ${sequence.lastApplied} already applied here (a replay?)`;
       return this.#reject(read.etag, why, release.seq);
+    }
+    const expiry = checkExpiry(release, new Date(this.#now()));
+    if (!expiry.ok) return this.#reject(read.etag, expiry.message, release.seq);
+    // A host with no state (new, or reimaged) has no last release to hold the channel to: it
+    // holds it to the newest signed release file instead, so a replayed channel is not taken.
+    if (state.lastSeq === null) {
+      const newer = await newestSignedRelease(o.store, o.channel, o.releaseKeys, release.seq);
+      if (newer !== undefined) {
+        return this.#reject(
+          read.etag,
+          `the channel names release ${release.seq}, but release ${newer} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
+          release.seq,
+        );
+      }
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     const entry = release.hosts[o.host];

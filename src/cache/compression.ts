@@ -30,7 +30,18 @@ function child(command: string, args: string[], what: string): Duplex {
   // fail the stream, not pass as a short (or empty) one.
   const output = new PassThrough();
   proc.stdout.pipe(output, { end: false });
-  const duplex = Duplex.from({ writable: proc.stdin, readable: output });
+  // A process that stops reading early (it found the data is not its format) makes writes to
+  // its stdin fail with EPIPE; its exit status says what happened, so that failure is kept
+  // from the stream, and what is still written is dropped.
+  const input = new PassThrough();
+  let inputRefused = false;
+  input.pipe(proc.stdin);
+  proc.stdin.on("error", () => {
+    inputRefused = true;
+    input.unpipe(proc.stdin);
+    input.resume();
+  });
+  const duplex = Duplex.from({ writable: input, readable: output });
   proc.on("error", (err) => {
     duplex.destroy(
       new OperationError(
@@ -43,9 +54,13 @@ function child(command: string, args: string[], what: string): Duplex {
     );
   });
   proc.on("close", (code, signal) => {
-    if (code === 0) output.end();
+    if (code === 0 && !inputRefused) output.end();
     else if (!duplex.destroyed) {
-      const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
+      const why = signal
+        ? `was killed by ${signal}`
+        : code === 0
+          ? "stopped before the end of its input"
+          : `exited with ${code}`;
       duplex.destroy(
         new OperationError(
           "compressor-failed",

@@ -146,19 +146,22 @@ export async function fetchAndRestore(
   );
   const nar = new PassThrough({ highWaterMark: 1 << 20 });
   const restoring = restoreNar(nar, staging);
-  restoring.catch(() => {});
+  // Whether the restore failed on its own, before this side cut the stream: then its error is
+  // the cause; otherwise the stream's is, and the restore only saw the stream end early.
+  let unpacking: unknown;
+  restoring.catch((e: unknown) => {
+    unpacking = e;
+  });
   try {
     await streamVerifiedNar(source.store, info, nar);
     await restoring;
     await rename(staging, target);
   } catch (err) {
+    const restoreFailedFirst = unpacking !== undefined;
     nar.destroy();
-    const unpacking = await restoring.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    await restoring.catch(() => {});
     await rm(staging, { recursive: true, force: true });
-    if (err instanceof NarCheckError || unpacking === undefined) throw err;
+    if (err instanceof NarCheckError || !restoreFailedFirst) throw err;
     // The restore stopped first (and the stream was cut): a NAR that does not parse is not
     // the one the narinfo's signed NarHash describes; any other cause is the restore's own.
     if (unpacking instanceof InputError) {

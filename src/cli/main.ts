@@ -27,6 +27,7 @@ import { narDump, narLs, narRestore } from "./nar.js";
 import { push } from "./push.js";
 import { releaseList, releaseShow } from "./release.js";
 import { releasePublish } from "./release-publish.js";
+import { releaseRefresh } from "./release-refresh.js";
 import { ssmDocumentCommand } from "./ssm.js";
 import { systemFault } from "./system-faults.js";
 import { terraformVarsCommand } from "./terraform.js";
@@ -38,6 +39,7 @@ export const COMMANDS: readonly Command[] = [
   push,
   verify,
   releasePublish,
+  releaseRefresh,
   releaseList,
   releaseShow,
   fetch,

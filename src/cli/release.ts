@@ -4,16 +4,19 @@ import { HISTORY_RELEASES, readHistory } from "../fleet/history-store.js";
 import { releaseHostViews } from "../fleet/host-history.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import type { ParsedRelease } from "../fleet/release.js";
-import { parseRelease, verifyRelease } from "../fleet/release.js";
+import { checkExpiry, parseRelease, verifyRelease } from "../fleet/release.js";
 import {
   channelKey,
+  highestListed,
   listReleases,
+  newestSignedRelease,
   type ReleaseEntry,
   readChannel,
   readRelease,
   releaseKey,
 } from "../fleet/release-store.js";
 import { readStatuses } from "../fleet/status-store.js";
+import type { PublicKey } from "../nix/keys.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -148,6 +151,25 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         readStatuses(store, names),
         readHistory(store, { channel, trustedKeys: verified ? trusted : undefined }),
       ]);
+      const expired = !checkExpiry(release, new Date()).ok;
+      // The channel should name the newest release: one that names an older release than a
+      // signed file listed above it was replayed (or its publisher was interrupted).
+      const newer =
+        which === "latest"
+          ? await newerRelease(store, channel, release.seq, verified ? trusted : undefined)
+          : undefined;
+      const warnings = [
+        ...(expired
+          ? [
+              `release ${release.seq} expired at ${release.expires}: agents refuse it; renew the channel with 'nixship release refresh'`,
+            ]
+          : []),
+        ...(newer !== undefined
+          ? [
+              `the channel names release ${release.seq}, but release ${newer} exists${verified ? " and is signed by a trusted key" : ""}: the channel was replayed or a publisher was interrupted; agents with no state refuse it until a new release moves the channel on`,
+            ]
+          : []),
+      ];
       const views = releaseHostViews(
         release,
         new Map(names.map((n) => [n, records.get(n)?.current ?? null])),
@@ -160,6 +182,9 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
           current: found.current,
           digest,
           signature: { key: signedBy ?? null, verified },
+          expired,
+          newerRelease: newer ?? null,
+          warnings,
           release,
           hosts: views,
         });
@@ -179,6 +204,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         `release ${release.seq} of channel ${release.channel}${found.current ? " (current)" : ""}`,
         ...formatTable([
           ["  created", release.created],
+          ["  expires", `${release.expires}${expired ? " (EXPIRED)" : ""}`],
           ["  kind", release.kind],
           ["  action", release.action],
           ["  health", checks],
@@ -203,12 +229,28 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         ]),
       ];
       io.stdout.write(`${lines.join("\n")}\n`);
+      for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
       return 0;
     } finally {
       await store.close();
     }
   },
 };
+
+/**
+ * A release above `seq` listed in the channel: with keys, the newest one they signed; without,
+ * the highest number listed. Undefined when there is none.
+ */
+async function newerRelease(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  keys: readonly PublicKey[] | undefined,
+): Promise<number | undefined> {
+  if (keys !== undefined) return await newestSignedRelease(store, channel, keys, seq);
+  const highest = await highestListed(store, channel);
+  return highest > seq ? highest : undefined;
+}
 
 function isMalformed(e: ReleaseEntry): e is Extract<ReleaseEntry, { status: "malformed" }> {
   return e.status === "malformed";

@@ -17,6 +17,11 @@ describe("systemFault", () => {
     });
     expect(fault?.hint).toMatch(/no network interface of this machine has that address/);
     expect(systemFault(errno("EACCES", "open /var/lib/x"))?.hint).toMatch(/permission denied/);
+    // A legal NAR restored deep enough to pass the file system's path limit.
+    expect(systemFault(errno("ENAMETOOLONG", "mkdir /a/b"))).toMatchObject({
+      code: "system-enametoolong",
+      hint: expect.stringMatching(/longer than this file system allows/),
+    });
   });
 
   it("leaves other errors to be reported as bugs", () => {

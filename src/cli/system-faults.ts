@@ -21,6 +21,8 @@ const HINTS: Readonly<Record<string, string>> = {
   ENOTDIR: "a path named as a directory is a file: check the path named",
   EISDIR: "a path named as a file is a directory: check the path named",
   ENOSPC: "no space left on the device: free some, or point the command elsewhere",
+  ENAMETOOLONG:
+    "a path is longer than this file system allows: restore or write it into a directory with a shorter path",
   EROFS: "the file system is read-only: point the command at a writable place",
   EMFILE: "too many open files: raise the limit (ulimit -n) or lower --jobs",
 };

@@ -106,6 +106,7 @@ function delivery(
       channel: CHANNEL,
       publicKeys: [formatPublicKey(publicKeyOf(releaseKeyPair))],
       offlineTimeout: options.offlineTimeout ?? 20,
+      maxAge: 3600,
     },
     key: options.key ?? releaseKeyPair,
     health: NO_HEALTH,

@@ -20,6 +20,7 @@ import {
 import {
   type Release,
   type ReleaseHost,
+  type ReleaseKind,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
@@ -142,6 +143,29 @@ export class AgentDelivery implements Delivery {
     if (same) return undefined;
     const { release, digest } = await this.#publish({ ...entries }, "deploy", action);
     return { channel: release.channel, seq: release.seq, digest };
+  }
+
+  /**
+   * `release refresh`: the channel's release signed again, as a new release of kind refresh
+   * with the same action, health checks and entries (an entry naming a system that failed on
+   * its host is replaced, as in every release) and a new `expires`. Hosts already run their
+   * entries, so they only report. Resolves with the release it replaced and the new one.
+   */
+  async refreshChannel(): Promise<{ replaced: SignedRelease; release: SignedRelease }> {
+    const current = await this.#channelRelease();
+    if (current === undefined) {
+      throw new UsageError(
+        `channel ${this.#o.releases.channel} has no release signed by a release key of the fleet: there is nothing to refresh`,
+        "publish one with 'nixship release publish' or 'nixship deploy --via agent'",
+      );
+    }
+    const entries = await this.#currentEntries();
+    const { action, health, confirmTimeout } = current.release;
+    const release = await this.#publish({ ...entries }, "refresh", action, {
+      health,
+      confirmTimeout,
+    });
+    return { replaced: current, release };
   }
 
   /** Publishes one release naming the wave's hosts' new systems. */
@@ -485,8 +509,12 @@ export class AgentDelivery implements Delivery {
 
   async #publish(
     entries: Record<string, ReleaseHost>,
-    kind: "deploy" | "rollback",
+    kind: ReleaseKind,
     action: Action,
+    checks: Pick<Release, "health" | "confirmTimeout"> = {
+      health: this.#o.health,
+      confirmTimeout: this.#o.confirmTimeout,
+    },
   ): Promise<SignedRelease> {
     const key = this.#o.key;
     if (key === undefined) {
@@ -500,9 +528,9 @@ export class AgentDelivery implements Delivery {
       hosts: entries,
       kind,
       action,
-      health: this.#o.health,
-      confirmTimeout: this.#o.confirmTimeout,
+      ...checks,
       key,
+      maxAge: this.#o.releases.maxAge,
     });
     this.#entries = { ...entries };
     this.#published.push(signed);

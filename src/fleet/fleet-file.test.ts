@@ -264,19 +264,23 @@ describe("parseFleet", () => {
     expect(problemsOf({ ...minimal({ address: "a" }), releases: RELEASES })).toEqual([]);
   });
 
-  it("reads the releases section, filling in the offline timeout", () => {
+  it("reads the releases section, filling in the offline timeout and the releases' maximum age", () => {
     const fleet = parseFleetValue({ ...minimal({ address: "a" }), releases: RELEASES }, "f");
     expect(fleet.releases).toEqual({
       channel: "production",
       publicKeys: [RELEASE_KEY],
       offlineTimeout: RELEASE_DEFAULTS.offlineTimeout,
+      maxAge: RELEASE_DEFAULTS.maxAge,
     });
-    expect(RELEASE_DEFAULTS.offlineTimeout).toBe(600);
+    expect(RELEASE_DEFAULTS).toEqual({ offlineTimeout: 600, maxAge: 604800 });
     const custom = parseFleetValue(
-      { ...minimal({ address: "a" }), releases: { ...RELEASES, offlineTimeout: 1 } },
+      { ...minimal({ address: "a" }), releases: { ...RELEASES, offlineTimeout: 1, maxAge: 86400 } },
       "f",
     );
-    expect(custom.releases?.offlineTimeout).toBe(1);
+    expect(custom.releases).toMatchObject({ offlineTimeout: 1, maxAge: 86400 });
+    expect(
+      problemsOf({ ...minimal({ address: "a" }), releases: { ...RELEASES, maxAge: 59 } }),
+    ).toEqual(["releases.maxAge: must be a whole number from 60 to 31622400 (got 59)"]);
   });
 
   it("checks the releases section", () => {
@@ -657,6 +661,7 @@ describe("formatFleet and parseFleet", () => {
     expect(JSON.parse(formatFleet(fleet)).releases).toEqual({
       ...RELEASES,
       offlineTimeout: 600,
+      maxAge: 604800,
     });
     expect(roundTrip(fleet)).toStrictEqual(fleet);
   });

@@ -10,6 +10,7 @@ import {
   DEFAULT_SSH_USER,
   type Fleet,
   type FleetHost,
+  MAX_RELEASE_AGE,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   RELEASE_DEFAULTS,
@@ -189,10 +190,22 @@ function readReleases(value: unknown, problems: Problems): ReleaseSettings | und
     releases.offlineTimeout === undefined
       ? RELEASE_DEFAULTS.offlineTimeout
       : readInteger(releases.offlineTimeout, [...path, "offlineTimeout"], problems, { min: 1 });
-  if (channel === undefined || publicKeys === undefined || offlineTimeout === undefined) {
+  const maxAge =
+    releases.maxAge === undefined
+      ? RELEASE_DEFAULTS.maxAge
+      : readInteger(releases.maxAge, [...path, "maxAge"], problems, {
+          min: 60,
+          max: MAX_RELEASE_AGE,
+        });
+  if (
+    channel === undefined ||
+    publicKeys === undefined ||
+    offlineTimeout === undefined ||
+    maxAge === undefined
+  ) {
     return undefined;
   }
-  return { channel, publicKeys, offlineTimeout };
+  return { channel, publicKeys, offlineTimeout, maxAge };
 }
 
 /** At least one `name:base64` public key; undefined when the list is not an array. */

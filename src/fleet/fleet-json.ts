@@ -49,6 +49,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
             channel: releases.channel,
             publicKeys: [...releases.publicKeys],
             offlineTimeout: releases.offlineTimeout,
+            maxAge: releases.maxAge,
           },
         }),
     ssh: {

@@ -9,7 +9,7 @@ export const FLEET_KEYS = {
     optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy"],
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
-  releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout"] },
+  releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
   ssh: { required: [], optional: ["configFile", "knownHosts", "user"] },
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   policy: {

@@ -74,6 +74,11 @@ export interface ReleaseSettings {
   readonly publicKeys: readonly string[];
   /** Seconds the deployer waits for an agent to report before counting it offline. */
   readonly offlineTimeout: number;
+  /**
+   * Seconds a release stays valid after it is signed (its `expires`): agents refuse an expired
+   * one, so a channel frozen on an old release stops being followed. `release refresh` renews.
+   */
+  readonly maxAge: number;
 }
 
 /** AWS SSM Run Command, for ssm hosts. */
@@ -159,10 +164,13 @@ export const COMMAND_CHECK_DEFAULTS = { timeout: 10 } as const satisfies Omit<Co
 
 export const DEFAULT_SSH_USER = "root";
 
-export const RELEASE_DEFAULTS = { offlineTimeout: 600 } as const satisfies Pick<
+/** A week: a daily `release refresh` from CI leaves six days to notice that it stopped. */
+export const RELEASE_DEFAULTS = { offlineTimeout: 600, maxAge: 7 * 86400 } as const satisfies Pick<
   ReleaseSettings,
-  "offlineTimeout"
+  "offlineTimeout" | "maxAge"
 >;
+/** The longest `releases.maxAge` a fleet may set: a year. */
+export const MAX_RELEASE_AGE = 366 * 86400;
 
 export const SSM_DEFAULTS = {
   documentName: "nixship-activate",

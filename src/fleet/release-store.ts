@@ -2,12 +2,12 @@
 // and `channels/<channel>.json`, a byte-for-byte copy of the release the channel points at.
 // Publishing is race-safe through conditional puts; reading does not verify (callers do).
 import { InputError, OperationError } from "../errors.js";
-import type { SecretKey } from "../nix/keys.js";
+import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { listAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import type { Action } from "./action.js";
-import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN, RELEASE_DEFAULTS } from "./fleet.js";
 import {
   formatRelease,
   parseRelease,
@@ -15,6 +15,7 @@ import {
   type ReleaseKind,
   releaseDigest,
   type SignedRelease,
+  verifyRelease,
 } from "./release.js";
 
 /** Release files read at once by listReleases. */
@@ -37,6 +38,8 @@ export interface PublishOptions {
   readonly key: SecretKey;
   /** The release's creation time (default: now). */
   readonly now?: Date;
+  /** Seconds until the release expires (default RELEASE_DEFAULTS.maxAge: the fleet's releases.maxAge). */
+  readonly maxAge?: number;
 }
 
 /** One release file of a channel, as `release list` shows it. */
@@ -129,12 +132,15 @@ export async function publishRelease(
       : undefined;
   // (2) Past every release file, so one left by an interrupted publisher is never reused.
   const seq = Math.max(head?.seq ?? 0, await highestListed(store, channel)) + 1;
+  const created = options.now ?? new Date();
+  const maxAge = options.maxAge ?? RELEASE_DEFAULTS.maxAge;
   const signed = formatRelease(
     {
       version: 1,
       channel,
       seq,
-      created: (options.now ?? new Date()).toISOString(),
+      created: created.toISOString(),
+      expires: new Date(created.getTime() + maxAge * 1000).toISOString(),
       previous: head?.digest ?? null,
       kind: options.kind,
       action: options.action,
@@ -219,6 +225,34 @@ function seqOf(bytes: Uint8Array): number {
 /** The highest release number listed under the channel's releases (0: none). */
 export async function highestListed(store: ObjectStore, channel: string): Promise<number> {
   return (await listedSeqs(store, channel)).at(-1) ?? 0;
+}
+
+/** Release files above a channel's release that are read, at most, for one that verifies. */
+const NEWER_READS = 8;
+
+/**
+ * The number of the newest release file above `seq` that the keys signed for this channel and
+ * number, or undefined. A file that does not verify (planted by a bucket writer) is passed
+ * over, so it cannot stop hosts from following the channel; at most NEWER_READS are read.
+ */
+export async function newestSignedRelease(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  seq: number,
+): Promise<number | undefined> {
+  const above = (await listedSeqs(store, channel)).filter((s) => s > seq).reverse();
+  for (const candidate of above.slice(0, NEWER_READS)) {
+    const read = await readRelease(store, channel, candidate);
+    if (read.status !== "found") continue;
+    try {
+      const { release } = verifyRelease(read.bytes, keys, releaseKey(channel, candidate));
+      if (release.seq === candidate && release.channel === channel) return candidate;
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+    }
+  }
+  return undefined;
 }
 
 /** The numbers of the channel's release files, ascending; other names are ignored. */

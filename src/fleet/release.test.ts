@@ -4,6 +4,7 @@ import { generateSecretKey, publicKeyOf, signDetached, verifyDetached } from "..
 import type { StorePath } from "../nix/store-path.js";
 import {
   canonicalJson,
+  checkExpiry,
   checkSequence,
   formatRelease,
   isNewer,
@@ -27,6 +28,7 @@ const RELEASE: Release = {
   channel: "prod",
   seq: 3,
   created: "2026-11-21T10:00:00.000Z",
+  expires: "2026-11-28T10:00:00.000Z",
   previous: `sha256-${Buffer.alloc(32, 7).toString("base64")}`,
   kind: "deploy",
   action: "switch",
@@ -91,6 +93,7 @@ describe("formatRelease", () => {
       kind: "deploy",
       previous: RELEASE.previous,
       created: RELEASE.created,
+      expires: RELEASE.expires,
       seq: 3,
       channel: "prod",
       version: 1,
@@ -408,6 +411,37 @@ describe("verifyRelease", () => {
     expect(() => verifyRelease(bytes, [trusted], "r")).toThrow(
       expect.objectContaining({ code: "release-bad-signature" }),
     );
+  });
+});
+
+describe("expires", () => {
+  it("is signed: changing it in the stored bytes breaks the signature", () => {
+    const signed = formatRelease(RELEASE, key);
+    const later = bytesOf(text(signed.bytes).replace(RELEASE.expires, "2027-11-28T10:00:00.000Z"));
+    expect(() => verifyRelease(later, [trusted], "r")).toThrow(
+      expect.objectContaining({ code: "release-bad-signature" }),
+    );
+  });
+
+  it("must be a UTC time later than created", () => {
+    for (const expires of [RELEASE.created, "2026-11-20T10:00:00.000Z", "next week"]) {
+      expect(() => formatRelease({ ...RELEASE, expires }, key)).toThrow(
+        expect.objectContaining({
+          code: "release-malformed",
+          message: expect.stringContaining("expires: must be"),
+        }),
+      );
+    }
+  });
+
+  it("checkExpiry: valid until expires, refused from then on, naming the time and the fix", () => {
+    expect(checkExpiry(RELEASE, new Date("2026-11-28T09:59:59.999Z"))).toEqual({ ok: true });
+    expect(checkExpiry(RELEASE, new Date("2026-11-28T10:00:00.000Z"))).toEqual({
+      ok: false,
+      message: expect.stringMatching(
+        /^release 3 of channel prod expired at 2026-11-28T10:00:00\.000Z \(it is 2026-11-28T10:00:00\.000Z\).*nixship release refresh/,
+      ),
+    });
   });
 });
 

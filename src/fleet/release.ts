@@ -27,8 +27,11 @@ export const RELEASE_VERSION = 1;
  */
 export const RELEASE_SIGNATURE_CONTEXT = "nixship-release-v1\n";
 
-export const RELEASE_KINDS = ["deploy", "rollback"] as const;
-/** rollback: a new, higher-numbered release that points hosts back at older paths. */
+export const RELEASE_KINDS = ["deploy", "rollback", "refresh"] as const;
+/**
+ * rollback: a new, higher-numbered release that points hosts back at older paths; refresh: the
+ * channel's release signed again with a later `expires` (`nixship release refresh`).
+ */
 export type ReleaseKind = (typeof RELEASE_KINDS)[number];
 
 export interface ReleaseHost {
@@ -42,6 +45,12 @@ export interface Release {
   readonly seq: number;
   /** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` prints it. */
   readonly created: string;
+  /**
+   * When the release stops being valid, in the same form: hosts refuse it from then on, so a
+   * channel frozen on an old release (by someone who can write the bucket but holds no release
+   * key) stops being followed. Later than `created`.
+   */
+  readonly expires: string;
   /** The digest of the channel's release this one replaced; null for the first. */
   readonly previous: string | null;
   readonly kind: ReleaseKind;
@@ -87,6 +96,7 @@ const KEYS = {
       "channel",
       "seq",
       "created",
+      "expires",
       "previous",
       "kind",
       "action",
@@ -143,6 +153,7 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
     channel: release.channel,
     seq: release.seq,
     created: release.created,
+    expires: release.expires,
     previous: release.previous,
     kind: release.kind,
     action: release.action,
@@ -322,6 +333,17 @@ export function checkSequence(release: Release, lastAppliedSeq: number | undefin
   };
 }
 
+export type ExpiryCheck = { readonly ok: true } | { readonly ok: false; readonly message: string };
+
+/** Whether `release` is still valid at `now` (before its `expires`). */
+export function checkExpiry(release: Release, now: Date): ExpiryCheck {
+  if (now.getTime() < Date.parse(release.expires)) return { ok: true };
+  return {
+    ok: false,
+    message: `release ${release.seq} of channel ${release.channel} expired at ${release.expires} (it is ${now.toISOString()}): a channel that is not renewed may be frozen on an old release; the publisher renews it with 'nixship release refresh'`,
+  };
+}
+
 /** Whether `release` comes after `other` (or there is no other) in its channel. */
 export function isNewer(release: Release, other: Release | undefined): boolean {
   return checkSequence(release, other?.seq).ok;
@@ -377,6 +399,12 @@ function readRelease(value: unknown, problems: Problems): Release | undefined {
     channel: field("channel", (v, path) => readString(v, path, problems, name)),
     seq: field("seq", (v, path) => readInteger(v, path, problems, { min: 1 })),
     created: field("created", (v, path) => readCreated(v, path, problems)),
+    expires: field("expires", (v, path) => {
+      const expires = readCreated(v, path, problems);
+      const created = typeof doc.created === "string" ? Date.parse(doc.created) : Number.NaN;
+      if (expires === undefined || !(Date.parse(expires) <= created)) return expires;
+      return problems.add(path, `must be later than created (${doc.created})`);
+    }),
     previous: field("previous", (v, path) => readPrevious(v, path, problems)),
     kind: field("kind", (v, path) => readEnum(v, path, RELEASE_KINDS, problems)),
     action: field("action", (v, path) => readEnum(v, path, ACTIONS, problems)),

@@ -1,0 +1,82 @@
+// `nixship release refresh`: the channel's current release signed again with a new expiry, so
+// agents keep following a channel that has not changed (run it on a schedule, e.g. daily in CI).
+import { AgentDelivery } from "../delivery/agent.js";
+import { openDelivery } from "../deploy/open-delivery.js";
+import { UsageError } from "../errors.js";
+import { RELEASE_DEFAULTS } from "../fleet/fleet.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { readSecretKeyFile } from "./keys-input.js";
+
+export const releaseRefresh: Command = {
+  path: ["release", "refresh"],
+  summary: "sign the channel's current release again with a new expiry (run it on a schedule)",
+  help: `Usage: nixship release refresh [--fleet FILE] [--release-key SECRET_FILE] [--json]
+
+Every release carries a signed expiry (expires): its creation time plus the fleet's
+releases.maxAge (default ${RELEASE_DEFAULTS.maxAge} s, a week). Agents refuse an expired
+release, so someone who can write the bucket but holds no release key cannot keep hosts on
+an old release by replaying it. A channel that does not change still needs a fresh release
+before the last one expires: this command publishes one, of kind refresh, with the current
+release's action, health checks and entries (an entry naming a system that failed on its
+host becomes that host's last confirmed system, as in every release) and a new expiry.
+Agents already run their entries, so they only report. Run it from a schedule well inside
+maxAge, e.g. daily.
+
+The current release must verify against the fleet's releases.publicKeys; a channel that
+does not (planted) is passed over for the newest release that does.
+
+Options:
+${FLEET_HELP}
+  --release-key FILE    secret key that signs the release (else $NIXSHIP_RELEASE_KEY)
+
+Prints the channel, the new release's number, its digest and expiry ({"channel", "seq",
+"digest", "expires", "replaced"} with --json). Exit code 0 when published; 1 when another
+publisher won a race (release-conflict) or the store failed; 2 for bad usage or input.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLEET_FLAGS, "release-key": { type: "string" } },
+      "release refresh",
+    );
+    if (positionals.length > 0) {
+      throw new UsageError(`release refresh: unexpected argument '${positionals[0]}'`);
+    }
+    const { fleet } = await readFleetInput(values, io);
+    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    if (releaseKeyFile === undefined) {
+      throw new UsageError(
+        "release refresh: --release-key SECRET_FILE is needed to sign the release",
+      );
+    }
+    const releaseKey = await readSecretKeyFile(releaseKeyFile);
+    const hosts = fleet.hosts.filter((h) => h.delivery === "agent");
+    if (hosts.length === 0) {
+      throw new UsageError("release refresh: the fleet has no agent hosts: there is no channel");
+    }
+    const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
+    try {
+      if (!(delivery instanceof AgentDelivery)) {
+        throw new Error("agent hosts opened a delivery that is not the agent delivery");
+      }
+      const { replaced, release } = await delivery.refreshChannel();
+      const out = {
+        channel: release.release.channel,
+        seq: release.release.seq,
+        digest: release.digest,
+        expires: release.release.expires,
+        replaced: replaced.release.seq,
+      };
+      if (values.json) writeJson(io, out);
+      else {
+        io.stdout.write(`${out.channel} ${out.seq} ${out.digest}\n`);
+        io.stderr.write(
+          `release ${out.seq} renews release ${out.replaced} of channel ${out.channel} until ${out.expires}\n`,
+        );
+      }
+      return 0;
+    } finally {
+      await close();
+    }
+  },
+};
