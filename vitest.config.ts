@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 import { TEST_NIX_CONFIG } from "./test/support/nix-config.js";
 
@@ -8,6 +10,7 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    env: { NIX_CONFIG: TEST_NIX_CONFIG },
+    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache.
+    env: { NIX_CONFIG: TEST_NIX_CONFIG, NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache") },
   },
 });

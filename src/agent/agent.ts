@@ -19,7 +19,7 @@ import {
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
-import { newestSignedRelease, readChannel } from "../fleet/release-store.js";
+import { readChannel, successorSigned } from "../fleet/release-store.js";
 import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
@@ -224,16 +224,16 @@ export class Agent {
     const expiry = checkExpiry(release, new Date(this.#now()));
     if (!expiry.ok) return this.#reject(read.etag, expiry.message, release.seq);
     // A host with no state (new, or reimaged) has no last release to hold the channel to: it
-    // holds it to the newest signed release file instead, so a replayed channel is not taken.
-    if (state.lastSeq === null) {
-      const newer = await newestSignedRelease(o.store, o.channel, o.releaseKeys, release.seq);
-      if (newer !== undefined) {
-        return this.#reject(
-          read.etag,
-          `the channel names release ${release.seq}, but release ${newer} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
-          release.seq,
-        );
-      }
+    // holds it to the release files instead, so a replayed channel is not taken (one GET).
+    if (
+      state.lastSeq === null &&
+      (await successorSigned(o.store, o.channel, o.releaseKeys, release.seq))
+    ) {
+      return this.#reject(
+        read.etag,
+        `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
+        release.seq,
+      );
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     const entry = release.hosts[o.host];

@@ -3,6 +3,7 @@
 // Publishing is race-safe through conditional puts; reading does not verify (callers do).
 import { InputError, OperationError } from "../errors.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
+import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { listAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -122,6 +123,9 @@ export async function publishRelease(
   options: PublishOptions,
 ): Promise<SignedRelease> {
   const { channel } = options;
+  // A bad name is bad input whatever the store; then the store must take conditional writes.
+  checkChannel(channel);
+  await ensureConditionalWrites(store);
   // (1) The channel as it stands: the version to replace, and what the new release follows.
   // What the channel holds need not parse (planted, or damaged): the new release then follows
   // on from the listed release files, and replaces it all the same.
@@ -253,6 +257,29 @@ export async function newestSignedRelease(
     }
   }
   return undefined;
+}
+
+/**
+ * Whether release `seq + 1` of the channel exists and the keys signed it for this channel and
+ * number: one GET. Release numbers are taken one after another, so a channel that names an
+ * older release than the newest has its successor on file. (newestSignedRelease lists them
+ * all, for a person; this is the check a host can afford on every new channel.)
+ */
+export async function successorSigned(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  seq: number,
+): Promise<boolean> {
+  const read = await readRelease(store, channel, seq + 1);
+  if (read.status !== "found") return false;
+  try {
+    const { release } = verifyRelease(read.bytes, keys, releaseKey(channel, seq + 1));
+    return release.seq === seq + 1 && release.channel === channel;
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return false;
+  }
 }
 
 /** The numbers of the channel's release files, ascending; other names are ignored. */

@@ -1,5 +1,6 @@
 // A real S3 server for tests: s3rver on 127.0.0.1, a random port, a temp directory and one
-// pre-created bucket, plus the conditional writes (If-None-Match / If-Match) that s3rver lacks.
+// pre-created bucket, plus the conditional writes (If-None-Match / If-Match) that s3rver lacks
+// (unless a test asks for plain s3rver, to stand for a server that ignores them).
 import { mkdtemp, rm } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
@@ -43,9 +44,20 @@ interface S3rverApp {
 }
 type S3rverCtor = new (options: Record<string, unknown>) => S3rverApp;
 
+export interface S3ServerOptions {
+  /**
+   * Honour If-None-Match: * and If-Match on writes, as real S3 does (default true). With false,
+   * plain s3rver: it ignores both and writes anyway.
+   */
+  readonly conditionalWrites?: boolean;
+}
+
 const require = createRequire(import.meta.url);
 
-export async function startS3Server(bucket = "nixship-test"): Promise<S3Server> {
+export async function startS3Server(
+  bucket = "nixship-test",
+  options: S3ServerOptions = {},
+): Promise<S3Server> {
   // The SDK's default credential chain reads these; s3rver accepts only S3RVER/S3RVER.
   process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
   process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
@@ -59,7 +71,10 @@ export async function startS3Server(bucket = "nixship-test"): Promise<S3Server> 
     silent: true,
     configureBuckets: [{ name: bucket, configs: [] }],
   });
-  app.middleware.unshift(conditionalWrites(), truncatedListsWithoutDes());
+  app.middleware.unshift(
+    ...(options.conditionalWrites === false ? [] : [conditionalWrites()]),
+    truncatedListsWithoutDes(),
+  );
   const address = await app.run();
   const endpoint = `http://127.0.0.1:${address.port}`;
   return {
