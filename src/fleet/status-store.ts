@@ -83,6 +83,15 @@ export async function readProgress(
   seq: number,
 ): Promise<Progress> {
   const prefix = progressPrefix(channel, seq);
+  const { objects, listCalls } = await listCounted(store, prefix);
+  return { hosts: summariseProgress(prefix, objects), listCalls };
+}
+
+/** Every object under `prefix`, and the LIST calls it took (for the benchmarks' counts). */
+async function listCounted(
+  store: ObjectStore,
+  prefix: string,
+): Promise<{ objects: { key: string; lastModified: Date }[]; listCalls: number }> {
   const objects: { key: string; lastModified: Date }[] = [];
   let token: string | undefined;
   let listCalls = 0;
@@ -92,7 +101,7 @@ export async function readProgress(
     objects.push(...page.objects);
     token = page.nextToken;
   } while (token !== undefined);
-  return { hosts: summariseProgress(prefix, objects), listCalls };
+  return { objects, listCalls };
 }
 
 /** An agent's heartbeat (heartbeat.ts): one PUT of a few hundred bytes. */
@@ -121,14 +130,6 @@ export interface Heartbeats {
 
 /** Every host's newest heartbeat: LIST calls only, ≤ 1,000 keys each. */
 export async function readHeartbeats(store: ObjectStore): Promise<Heartbeats> {
-  const objects: { key: string; lastModified: Date }[] = [];
-  let token: string | undefined;
-  let listCalls = 0;
-  do {
-    const page = await store.list(HEARTBEAT_PREFIX, token === undefined ? {} : { token });
-    listCalls++;
-    objects.push(...page.objects);
-    token = page.nextToken;
-  } while (token !== undefined);
+  const { objects, listCalls } = await listCounted(store, HEARTBEAT_PREFIX);
   return { hosts: summariseHeartbeats(objects), listCalls };
 }
