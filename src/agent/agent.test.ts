@@ -4,6 +4,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
@@ -463,9 +464,33 @@ describe("Agent.pollOnce: frozen and replayed channels", () => {
   it("refuses a signed release with a byte-order mark in front (two stored forms of one release)", async () => {
     const release = await publish({ [HOST]: sys("a") });
     await writeChannel(new Uint8Array([0xef, 0xbb, 0xbf, ...release.bytes]));
-    expect(await makeAgent().pollOnce()).toBe("rejected");
+    const agent = makeAgent();
+    // Read once more (a torn read looks the same), then refused.
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
     expect((await hostRecord()).error).toContain("starts with a byte-order mark");
+  });
+
+  it("reads a channel body that does not parse once more before refusing it: a torn read heals", async () => {
+    const release = await publish({ [HOST]: sys("a") });
+    let torn = true;
+    const tearing: ObjectStore = {
+      ...agentStore,
+      get: (async (key: string, options?: GetOptions) => {
+        const got = await agentStore.get(key, options);
+        if (!torn || key !== channelKey(CHANNEL) || got?.status !== "found") return got;
+        // What a store that writes in place gives a reader during the write: the start of it.
+        torn = false;
+        got.body.destroy();
+        return { ...got, body: Readable.from([release.bytes.subarray(0, 40)]) };
+      }) as ObjectStore["get"],
+    };
+    const agent = makeAgent({ store: tearing });
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await readStatus(store, HOST)).toBeUndefined();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
   });
 
   it("with no state, is not stopped by a release file no release key signed", async () => {
@@ -507,6 +532,8 @@ describe("Agent.pollOnce: refusals", () => {
     readonly error: RegExp;
     /** The release number the refusal is filed under (the number the bytes claim). */
     readonly seq: number | null;
+    /** The body does not parse: the agent reads it once more before refusing it. */
+    readonly unparsed?: boolean;
   }[] = [
     {
       name: "a tampered manifest (a path changed after signing)",
@@ -547,6 +574,7 @@ describe("Agent.pollOnce: refusals", () => {
       },
       error: /channels\/prod\.json/,
       seq: null,
+      unparsed: true,
     },
     {
       name: "a replay of an older signed release",
@@ -575,6 +603,8 @@ describe("Agent.pollOnce: refusals", () => {
       const applied = activator.requests.length;
       const system = activator.system;
 
+      // A body that does not parse is read once more first (a torn read looks the same).
+      if (c.unparsed === true) expect(await fresh.pollOnce()).toBe("unchanged");
       expect(await fresh.pollOnce()).toBe("rejected");
       expect(activator.requests).toHaveLength(applied);
       expect(activator.system).toBe(system);

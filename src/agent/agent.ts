@@ -97,6 +97,8 @@ export class Agent {
   #state: AgentState | undefined;
   /** A release whose activation was interrupted: applied again in full, never skipped. */
   #recovering: number | undefined;
+  /** The etag of a channel body that did not parse once: it is read again before refusal. */
+  #unparsedEtag: string | undefined;
   /** What the last heartbeat said (undefined: none yet), and polls since it. */
   #beat: HeartbeatState | undefined;
   #pollsSinceBeat = 0;
@@ -199,6 +201,13 @@ export class Agent {
       signed = verifyRelease(read.bytes, o.releaseKeys, `channels/${o.channel}.json`);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
+      // A body that does not parse may be a read torn by a store that is not atomic (the
+      // etag is the whole object's): read it once more before refusing it, and with it every
+      // later read of that etag.
+      if (err.code === "release-malformed" && this.#unparsedEtag !== read.etag) {
+        this.#unparsedEtag = read.etag;
+        return "unchanged";
+      }
       return this.#reject(read.etag, err.message, claimedSeq(read.bytes));
     }
     const { release, digest } = signed;
