@@ -2,8 +2,8 @@
 // use? A host whose name no release ever named (a machine's hostname that is not its fleet
 // name, say) would otherwise follow nothing and look healthy; it is refused instead.
 import { InputError } from "../errors.js";
-import { type SignedRelease, verifyRelease } from "../fleet/release.js";
-import { channelKey, readChannel, readRelease, releaseKey } from "../fleet/release-store.js";
+import { trustedRelease } from "../fleet/release.js";
+import { channelKey, readChannel, readSignedRelease } from "../fleet/release-store.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 
@@ -23,23 +23,14 @@ export async function checkHostNamed(
 ): Promise<void> {
   const read = await readChannel(store, channel);
   if (read.status !== "found") return;
-  const verify = (bytes: Uint8Array, source: string): SignedRelease | undefined => {
-    try {
-      return verifyRelease(bytes, keys, source);
-    } catch (err) {
-      if (!(err instanceof InputError)) throw err;
-      return undefined;
-    }
-  };
-  const current = verify(read.bytes, channelKey(channel));
+  const current = trustedRelease(read.bytes, keys, channelKey(channel));
   // A channel that does not verify says nothing about names: the agent refuses it when it polls.
   if (current === undefined || current.release.hosts[host] !== undefined) return;
   const { seq } = current.release;
   const oldest = Math.max(1, seq - NAMED_HISTORY);
   for (let s = seq - 1; s >= oldest; s--) {
-    const older = await readRelease(store, channel, s);
-    if (older.status !== "found") continue;
-    if (verify(older.bytes, releaseKey(channel, s))?.release.hosts[host] !== undefined) return;
+    const older = await readSignedRelease(store, channel, s, keys);
+    if (typeof older !== "string" && older.release.hosts[host] !== undefined) return;
   }
   const names = Object.keys(current.release.hosts).sort();
   const shown = names.slice(0, 10).join(", ") + (names.length > 10 ? ", …" : "");

@@ -4,18 +4,15 @@ import type { HostStatus } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { buildSystems } from "../deploy/build.js";
 import { openDelivery } from "../deploy/open-delivery.js";
-import { InputError, UsageError } from "../errors.js";
-import { type Fleet, type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { UsageError } from "../errors.js";
+import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { HISTORY_RELEASES } from "../fleet/history-store.js";
-import { verifyRelease } from "../fleet/release.js";
-import { channelKey, readChannel } from "../fleet/release-store.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
-import { type AgentStanding, agentStanding, type ChannelHead, inStep } from "../fleet/standing.js";
+import { type AgentStanding, inStep } from "../fleet/standing.js";
+import { readStanding } from "../fleet/standing-store.js";
 import type { StatusRecord } from "../fleet/status.js";
-import { readHeartbeats, readStatuses } from "../fleet/status-store.js";
-import { parsePublicKey } from "../nix/keys.js";
-import type { ObjectStore } from "../store/object-store.js";
+import { readStatuses } from "../fleet/status-store.js";
 import { openStore } from "../store/url.js";
 import { storeName } from "../ui/plan-format.js";
 import { formatStatusTable, type StatusRow } from "../ui/status-table.js";
@@ -143,41 +140,6 @@ ${FLEET_HELP}
     return rows.every((r) => r.inStep) ? 0 : 1;
   },
 };
-
-/**
- * Agent hosts' liveness and whether they are behind: every heartbeat in LIST pages, and the
- * channel's current release (one GET), verified with the fleet's release keys: one the agents
- * refused says nothing about where they should be.
- */
-async function readStanding(
-  store: ObjectStore,
-  fleet: Fleet,
-  agents: readonly FleetHost[],
-  records: ReadonlyMap<string, StatusRecord>,
-): Promise<Map<string, AgentStanding>> {
-  const beats = await readHeartbeats(store);
-  let channel: ChannelHead | undefined;
-  if (fleet.releases !== undefined) {
-    const read = await readChannel(store, fleet.releases.channel);
-    if (read.status === "found") {
-      const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
-      try {
-        const { release } = verifyRelease(read.bytes, keys, channelKey(fleet.releases.channel));
-        channel = { seq: release.seq, hosts: new Set(Object.keys(release.hosts)) };
-      } catch (err) {
-        if (!(err instanceof InputError)) throw err;
-        // Not signed by a release key: the agents refused it too (and report so).
-      }
-    }
-  }
-  const now = new Date();
-  return new Map(
-    agents.map((h) => [
-      h.name,
-      agentStanding(h.name, records.get(h.name), beats.hosts.get(h.name), channel, now),
-    ]),
-  );
-}
 
 export const rollbackCommand: Command = {
   path: ["rollback"],

@@ -29,8 +29,7 @@ import {
   highestListed,
   publishRelease,
   readChannel,
-  readRelease,
-  releaseKey,
+  readSignedRelease,
 } from "../fleet/release-store.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
@@ -494,17 +493,8 @@ export class AgentDelivery implements Delivery {
   }
 
   /** Release `seq` of the channel if a trusted release key signed it; else why not. */
-  async #verifiedRelease(seq: number): Promise<SignedRelease | "absent" | "untrusted"> {
-    const { store, releases } = this.#o;
-    const read = await readRelease(store, releases.channel, seq);
-    // Absent: withdrawn by a publisher that lost a race, never a release hosts followed.
-    if (read.status === "absent") return "absent";
-    try {
-      return verifyRelease(read.bytes, this.#trustedKeys, releaseKey(releases.channel, seq));
-    } catch (err) {
-      if (!(err instanceof InputError)) throw err;
-      return "untrusted";
-    }
+  #verifiedRelease(seq: number): Promise<SignedRelease | "absent" | "untrusted"> {
+    return readSignedRelease(this.#o.store, this.#o.releases.channel, seq, this.#trustedKeys);
   }
 
   async #publish(

@@ -77,14 +77,17 @@ export function livenessOf(heartbeat: Heartbeat | undefined, now: Date): Livenes
   return heartbeat.state === "paused" ? "paused" : "online";
 }
 
-/** The body of a heartbeat object. */
-export function formatHeartbeat(fields: {
+/** What a heartbeat object says (its key holds host, state and every; the body all of it). */
+export interface HeartbeatBody {
   readonly host: string;
   readonly channel: string;
   readonly state: HeartbeatState;
   readonly every: number;
   readonly lastSeq: number | null;
   readonly at: string;
-}): Uint8Array {
+}
+
+/** The body of a heartbeat object. */
+export function formatHeartbeat(fields: HeartbeatBody): Uint8Array {
   return Buffer.from(`${JSON.stringify({ version: 1, ...fields })}\n`);
 }

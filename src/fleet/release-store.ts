@@ -16,7 +16,7 @@ import {
   type ReleaseKind,
   releaseDigest,
   type SignedRelease,
-  verifyRelease,
+  trustedRelease,
 } from "./release.js";
 
 /** Release files read at once by listReleases. */
@@ -247,16 +247,31 @@ export async function newestSignedRelease(
 ): Promise<number | undefined> {
   const above = (await listedSeqs(store, channel)).filter((s) => s > seq).reverse();
   for (const candidate of above.slice(0, NEWER_READS)) {
-    const read = await readRelease(store, channel, candidate);
-    if (read.status !== "found") continue;
-    try {
-      const { release } = verifyRelease(read.bytes, keys, releaseKey(channel, candidate));
-      if (release.seq === candidate && release.channel === channel) return candidate;
-    } catch (err) {
-      if (!(err instanceof InputError)) throw err;
+    if (typeof (await readSignedRelease(store, channel, candidate, keys)) !== "string") {
+      return candidate;
     }
   }
   return undefined;
+}
+
+/**
+ * Release `seq` of the channel if one of the keys signed it, as that number of that channel
+ * (a file copied under another number is not it); else whether it is absent or untrusted.
+ */
+export async function readSignedRelease(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  keys: readonly PublicKey[],
+): Promise<SignedRelease | "absent" | "untrusted"> {
+  const read = await readRelease(store, channel, seq);
+  // Absent: never published, or withdrawn by a publisher that lost a race.
+  if (read.status !== "found") return "absent";
+  const signed = trustedRelease(read.bytes, keys, releaseKey(channel, seq));
+  if (signed === undefined || signed.release.seq !== seq || signed.release.channel !== channel) {
+    return "untrusted";
+  }
+  return signed;
 }
 
 /**
@@ -271,15 +286,7 @@ export async function successorSigned(
   keys: readonly PublicKey[],
   seq: number,
 ): Promise<boolean> {
-  const read = await readRelease(store, channel, seq + 1);
-  if (read.status !== "found") return false;
-  try {
-    const { release } = verifyRelease(read.bytes, keys, releaseKey(channel, seq + 1));
-    return release.seq === seq + 1 && release.channel === channel;
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    return false;
-  }
+  return typeof (await readSignedRelease(store, channel, seq + 1, keys)) !== "string";
 }
 
 /** The numbers of the channel's release files, ascending; other names are ignored. */

@@ -322,6 +322,23 @@ export function verifyRelease(
   }
 }
 
+/**
+ * The release if one of the keys signed exactly these bytes, else undefined (malformed,
+ * unsigned, untrusted or tampered: a reader passing over what no host would follow).
+ */
+export function trustedRelease(
+  bytes: Uint8Array,
+  trustedKeys: readonly PublicKey[],
+  source: string,
+): SignedRelease | undefined {
+  try {
+    return verifyRelease(bytes, trustedKeys, source);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return undefined;
+  }
+}
+
 /** Whether a host that last applied `lastAppliedSeq` should apply `release`. */
 export function checkSequence(release: Release, lastAppliedSeq: number | undefined): SequenceCheck {
   if (lastAppliedSeq === undefined || release.seq > lastAppliedSeq) return { ok: true };

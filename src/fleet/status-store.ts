@@ -7,7 +7,7 @@ import {
   formatHeartbeat,
   HEARTBEAT_PREFIX,
   type Heartbeat,
-  type HeartbeatState,
+  type HeartbeatBody,
   heartbeatKey,
   summariseHeartbeats,
 } from "./heartbeat.js";
@@ -105,17 +105,7 @@ async function listCounted(
 }
 
 /** An agent's heartbeat (heartbeat.ts): one PUT of a few hundred bytes. */
-export async function writeHeartbeat(
-  store: ObjectStore,
-  beat: {
-    readonly host: string;
-    readonly channel: string;
-    readonly state: HeartbeatState;
-    readonly every: number;
-    readonly lastSeq: number | null;
-    readonly at: string;
-  },
-): Promise<void> {
+export async function writeHeartbeat(store: ObjectStore, beat: HeartbeatBody): Promise<void> {
   await store.put(heartbeatKey(beat.host, beat.state, beat.every), formatHeartbeat(beat), {
     contentType: JSON_TYPE,
   });
