@@ -95,11 +95,14 @@ class FakeActivator implements Activator {
   /** Answers for the next apply calls, in order; when empty, apply activates. */
   readonly script: Applied[] = [];
   system: HostSystem = { current: null, profile: null, generation: null };
+  /** When set, apply answers only once it settles (an apply that takes a while). */
+  hold: Promise<void> | undefined;
   #generation = 0;
 
   async apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied> {
     this.requests.push(request);
     onLog(`switching to ${request.path}`);
+    await this.hold;
     const answer = this.script.shift() ?? {
       status: "activated",
       generation: (this.system.generation ?? this.#generation) + 1,
@@ -245,22 +248,18 @@ describe("Agent.pollOnce: applying releases", () => {
       startedAt: CLOCK.toISOString(),
       updatedAt: CLOCK.toISOString(),
     });
-    expect(await markers(1)).toEqual([
-      progressKey(CHANNEL, 1, HOST, "applying"),
-      progressKey(CHANNEL, 1, HOST, "success"),
-    ]);
+    // The apply ended within reportApplyingAfter: only its outcome is reported.
+    expect(await markers(1)).toEqual([progressKey(CHANNEL, 1, HOST, "success")]);
     expect(await readRecord(store, progressKey(CHANNEL, 1, HOST, "success"))).toEqual(record);
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
     expect(await loadState(stateDir)).toEqual(agent.state);
     expect(events.map((e) => e.type)).toEqual(["started", "release", "applying", "log", "applied"]);
     // One read of the channel and, with no state yet, one of the release after it (is there a
-    // newer one?), then the applying marker + record and the success marker + record,
-    // then the agent's first heartbeat (every 10 polls of 30 s at most: 300 s).
+    // newer one?), then the success marker + record, then the agent's first heartbeat (every
+    // 10 polls of 30 s at most: 300 s).
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
       `get releases/${CHANNEL}/2.json`,
-      `put ${progressKey(CHANNEL, 1, HOST, "applying")}`,
-      `put ${hostStatusKey(HOST)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
@@ -307,12 +306,39 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await agent.pollOnce()).toBe("applied");
     expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("b")]);
     expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", current: sys("b") });
-    expect(await markers(2)).toEqual([
-      progressKey(CHANNEL, 2, HOST, "applying"),
-      progressKey(CHANNEL, 2, HOST, "success"),
-    ]);
+    expect(await markers(2)).toEqual([progressKey(CHANNEL, 2, HOST, "success")]);
     expect(agent.state).toMatchObject({ lastSeq: 2, lastResult: "success" });
     expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
+  it("reports applying once an apply has run reportApplyingAfter, and its outcome after that", async () => {
+    await publish();
+    const applyingMarker = progressKey(CHANNEL, 1, HOST, "applying");
+    let written: () => void = () => {};
+    // The apply goes on until the agent has reported it as applying: no race on the clock.
+    activator.hold = new Promise((resolve) => {
+      written = resolve;
+    });
+    const observed = counting(store, (call) => {
+      if (call.op === "put" && call.key === hostStatusKey(HOST)) written();
+      return undefined;
+    });
+    const agent = makeAgent({ store: observed.store, reportApplyingAfter: 0.05 });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(observed.calls.map((c) => `${c.op} ${c.key}`).slice(2, 6)).toEqual([
+      `put ${applyingMarker}`,
+      `put ${hostStatusKey(HOST)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
+      `put ${hostStatusKey(HOST)}`,
+    ]);
+    expect(await markers(1)).toEqual([applyingMarker, progressKey(CHANNEL, 1, HOST, "success")]);
+    expect(await readRecord(store, applyingMarker)).toMatchObject({
+      state: "applying",
+      desired: sys("a"),
+      current: null,
+    });
+    // The outcome is the host's last word.
+    expect(await hostRecord()).toMatchObject({ seq: 1, state: "success", current: sys("a") });
   });
 
   it("reports a failed activation with its reason, does not retry it, but applies a newer release", async () => {
@@ -334,10 +360,7 @@ describe("Agent.pollOnce: applying releases", () => {
       error: "http://127.0.0.1:8080/health?host=web1 answered 503",
       rolledBack: true,
     });
-    expect(await markers(1)).toEqual([
-      progressKey(CHANNEL, 1, HOST, "applying"),
-      progressKey(CHANNEL, 1, HOST, "failed"),
-    ]);
+    expect(await markers(1)).toEqual([progressKey(CHANNEL, 1, HOST, "failed")]);
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "failed", applying: null });
     expect(ofType("failed")).toEqual([
       {
@@ -789,7 +812,7 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
 
   it("keeps an outcome whose report failed and reports it first on the next poll", async () => {
     await publish();
-    // The store takes the applying report, then fails the success marker once.
+    // The store fails the success marker once.
     let failures = 1;
     const flaky = counting(store, (call) =>
       call.op === "put" && call.key === progressKey(CHANNEL, 1, HOST, "success") && failures-- > 0
@@ -802,7 +825,7 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     const waiting = await loadState(stateDir);
     expect(waiting).toMatchObject({ lastSeq: 1, lastResult: "success", applying: null });
     expect(waiting.unreported).toMatchObject({ host: HOST, seq: 1, state: "success" });
-    expect(await hostRecord()).toMatchObject({ seq: 1, state: "applying" });
+    expect(await readStatus(store, HOST)).toBeUndefined();
 
     // A restarted agent (a new process) finds it there: the channel is unchanged (one
     // conditional GET), yet the success is reported before anything else.
@@ -817,10 +840,7 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     ]);
     expect(flaky.calls.at(-2)?.ifNoneMatch).toBe(waiting.etag);
     expect(await hostRecord()).toEqual(waiting.unreported);
-    expect(await markers(1)).toEqual([
-      progressKey(CHANNEL, 1, HOST, "applying"),
-      progressKey(CHANNEL, 1, HOST, "success"),
-    ]);
+    expect(await markers(1)).toEqual([progressKey(CHANNEL, 1, HOST, "success")]);
     expect(await loadState(stateDir)).toMatchObject({ unreported: null, lastSeq: 1 });
     expect(activator.requests).toHaveLength(1);
 

@@ -54,6 +54,11 @@ export interface AgentOptions {
    * many polls, and one when the agent pauses or resumes (fleet/heartbeat.ts).
    */
   readonly heartbeatEvery?: number;
+  /**
+   * Seconds an apply runs before the agent reports it as applying (default
+   * REPORT_APPLYING_AFTER); an apply that ends sooner reports only its outcome.
+   */
+  readonly reportApplyingAfter?: number;
   readonly emit?: (event: AgentEvent) => void;
   readonly random?: () => number;
   readonly now?: () => Date;
@@ -86,7 +91,19 @@ export type AgentEvent =
       readonly rolledBack: boolean;
     }
   | { readonly type: "busy"; readonly message: string }
-  | { readonly type: "store-error"; readonly message: string; readonly retryIn: number };
+  | {
+      readonly type: "store-error";
+      readonly message: string;
+      /** Seconds to the next try; none when the write is not tried again on its own. */
+      readonly retryIn?: number;
+    };
+
+/**
+ * An apply reports "applying" (a marker and the host's record: two PUTs) only once it has run
+ * this many seconds: a host that already runs its entry, as most hosts of an explicit channel
+ * do, and a quick switch report only their outcome.
+ */
+export const REPORT_APPLYING_AFTER = 2;
 
 /** Longest wait between polls after repeated store errors. */
 const MAX_BACKOFF_SECONDS = 600;
@@ -164,6 +181,31 @@ export class Agent {
     });
     this.#beat = state;
     this.#pollsSinceBeat = 0;
+  }
+
+  /**
+   * Runs `work` (an apply) and reports `applying()` once it has run reportApplyingAfter
+   * seconds; the outcome's report waits for that write, so the applying record never lands last.
+   */
+  async #reportingApplying<T>(applying: () => StatusRecord, work: () => Promise<T>): Promise<T> {
+    const after = this.#o.reportApplyingAfter ?? REPORT_APPLYING_AFTER;
+    let written: Promise<void> | undefined;
+    const report = () => {
+      written = writeStatus(this.#o.store, applying()).catch((err: unknown) => {
+        // The outcome's report is what counts; the store is met again there.
+        const message = err instanceof Error ? err.message : String(err);
+        this.#emit({ type: "store-error", message: `reporting applying: ${message}` });
+      });
+    };
+    if (after === 0) report();
+    const timer = after === 0 ? undefined : setTimeout(report, after * 1000);
+    timer?.unref();
+    try {
+      return await work();
+    } finally {
+      clearTimeout(timer);
+      await written;
+    }
   }
 
   /** Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats. */
@@ -299,8 +341,6 @@ export class Agent {
       what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
       system: HostSystem | undefined,
     ) => this.#record(release, path, what, system, startedAt, before?.current ?? null);
-    await writeStatus(o.store, record(APPLYING, undefined));
-
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
       this.#recovering !== release.seq &&
@@ -309,24 +349,28 @@ export class Agent {
     const fill = { name: o.host, address: "127.0.0.1" };
     const applied = already
       ? ({ status: "activated", generation: before?.generation ?? null } as const)
-      : await this.#whileBeating(() =>
-          o.activator.apply(
-            {
-              path,
-              action: release.action,
-              substituters: o.substituters,
-              trustedKeys: o.cacheKeys,
-              commandChecks: release.health.commands,
-              httpChecks: release.health.http.map((c) => ({
-                url: expandHealthUrl(c.url, fill),
-                expectStatus: c.expectStatus,
-                timeout: c.timeout,
-              })),
-              confirmTimeout: release.confirmTimeout,
-              activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-            },
-            (line) => this.#emit({ type: "log", line }),
-          ),
+      : await this.#reportingApplying(
+          () => record(APPLYING, undefined),
+          () =>
+            this.#whileBeating(() =>
+              o.activator.apply(
+                {
+                  path,
+                  action: release.action,
+                  substituters: o.substituters,
+                  trustedKeys: o.cacheKeys,
+                  commandChecks: release.health.commands,
+                  httpChecks: release.health.http.map((c) => ({
+                    url: expandHealthUrl(c.url, fill),
+                    expectStatus: c.expectStatus,
+                    timeout: c.timeout,
+                  })),
+                  confirmTimeout: release.confirmTimeout,
+                  activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+                },
+                (line) => this.#emit({ type: "log", line }),
+              ),
+            ),
         );
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is

@@ -255,6 +255,6 @@ function describe(e: AgentEvent): string | undefined {
     case "busy":
       return `another activation is running (${e.message}); trying again shortly`;
     case "store-error":
-      return `store error: ${e.message}; retrying in ${Math.round(e.retryIn)}s`;
+      return `store error: ${e.message}${e.retryIn === undefined ? "" : `; retrying in ${Math.round(e.retryIn)}s`}`;
   }
 }

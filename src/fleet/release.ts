@@ -3,12 +3,11 @@
 import { InputError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
-import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { type StorePath, storePathProblem } from "../nix/store-path.js";
 import { ACTIONS, type Action } from "./action.js";
 import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import {
   got,
-  inputProblem,
   isJsonObject,
   type KeyShape,
   Problems,
@@ -173,9 +172,17 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
 function canonicalHosts(hosts: Release["hosts"]): string {
   const names = Object.keys(hosts).sort();
   const entries = names.map(
-    (name) => `${JSON.stringify(name)}:{"path":${JSON.stringify(hosts[name]?.path)}}`,
+    (name) => `${jsonString(name)}:{"path":${jsonString(hosts[name]?.path ?? "")}}`,
   );
   return `{${entries.join(",")}}`;
+}
+
+/** Printable ASCII but the quote and the backslash: what JSON.stringify leaves as it is. */
+const PLAIN_JSON_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** JSON.stringify of a string; host names and store paths are plain, and quoted directly. */
+function jsonString(text: string): string {
+  return PLAIN_JSON_STRING.test(text) ? `"${text}"` : JSON.stringify(text);
 }
 
 /** What the signature covers: the context line, then the canonical release without signature. */
@@ -481,25 +488,41 @@ function readHosts(
   if (!isJsonObject(value)) return problems.add(at, `must be an object (${got(value)})`);
   const names = Object.keys(value);
   if (names.length === 0) return problems.add(at, "must name at least one host");
-  const hosts: Record<string, ReleaseHost> = {};
+  // A host reads every entry of each new release: the parsed object is kept as it is once each
+  // entry is checked, and a path is built only for a problem.
   let ok = true;
   for (const name of names) {
-    const path = [...at, name];
     if (!NAME_PATTERN.test(name) || name.length > NAME_MAX_LENGTH) {
       problems.add(
-        path,
+        [...at, name],
         `host name must match ${NAME_PATTERN.source} (at most ${NAME_MAX_LENGTH} characters)`,
       );
       ok = false;
       continue;
     }
-    const host = readObject(value[name], path, problems, KEYS.host);
-    const text =
-      host?.path === undefined ? undefined : readString(host.path, [...path, "path"], problems);
-    const problem = text === undefined ? undefined : inputProblem(() => parseStorePath(text));
-    if (problem !== undefined) problems.add([...path, "path"], problem);
-    if (text === undefined || problem !== undefined) ok = false;
-    else hosts[name] = { path: text as StorePath };
+    if (!isReleaseHost(value[name])) {
+      readReleaseHost(value[name], [...at, name], problems);
+      ok = false;
+    }
   }
-  return ok ? hosts : undefined;
+  return ok ? (value as Record<string, ReleaseHost>) : undefined;
+}
+
+/** Whether `value` is `{"path": STORE_PATH}` and nothing else. */
+function isReleaseHost(value: unknown): value is ReleaseHost {
+  if (!isJsonObject(value)) return false;
+  return (
+    Object.keys(value).length === 1 &&
+    typeof value.path === "string" &&
+    storePathProblem(value.path) === undefined
+  );
+}
+
+/** Records why `value` is not a host entry. */
+function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): void {
+  const host = readObject(value, path, problems, KEYS.host);
+  const text =
+    host?.path === undefined ? undefined : readString(host.path, [...path, "path"], problems);
+  const problem = text === undefined ? undefined : storePathProblem(text);
+  if (problem !== undefined) problems.add([...path, "path"], problem);
 }

@@ -10,7 +10,9 @@ export const MAX_NAME_LENGTH = 211;
 /** A validated absolute store path. The brand stops unchecked strings from passing as one. */
 export type StorePath = string & { readonly __brand: "StorePath" };
 
-const HASH_PART = new RegExp(`^[${NIX32_ALPHABET}]{${HASH_PART_LENGTH}}$`);
+const STORE_PREFIX = `${STORE_DIR}/`;
+/** The hash part and its '-' right after `/nix/store/`. */
+const HASH_PART_AT = new RegExp(`^${STORE_DIR}/[${NIX32_ALPHABET}]{${HASH_PART_LENGTH}}-`);
 const NAME_CHARS = /^[0-9a-zA-Z+\-._?=]+$/;
 
 export interface StorePathParts {
@@ -36,32 +38,30 @@ export function parseBaseName(baseName: string, where = "store path"): StorePath
   return parseStorePath(`${STORE_DIR}/${baseName}`, where);
 }
 
+/**
+ * Why `text` is not a store path (`where` names it in the message), or undefined when it is.
+ * Throws nothing: hosts check every path of a release, and most are valid.
+ */
+export function storePathProblem(text: string, where = "store path"): string | undefined {
+  if (!text.startsWith(STORE_PREFIX)) return `${where} '${text}' is not under ${STORE_DIR}/`;
+  if (!HASH_PART_AT.test(text)) {
+    return `${where} '${text}' does not start with a 32-character nix32 hash and '-'`;
+  }
+  const problem = storePathNameProblem(text.slice(STORE_PREFIX.length + HASH_PART_LENGTH + 1));
+  return problem === undefined ? undefined : `${where} '${text}': ${problem}`;
+}
+
 export function parseStorePath(text: string, where = "store path"): StorePathParts {
-  const prefix = `${STORE_DIR}/`;
-  if (!text.startsWith(prefix)) {
-    throw new InputError("bad-store-path", `${where} '${text}' is not under ${STORE_DIR}/`);
-  }
-  const baseName = text.slice(prefix.length);
+  const problem = storePathProblem(text, where);
+  if (problem !== undefined) throw new InputError("bad-store-path", problem);
+  const baseName = text.slice(STORE_PREFIX.length);
   const hashPart = baseName.slice(0, HASH_PART_LENGTH);
-  if (!HASH_PART.test(hashPart) || baseName[HASH_PART_LENGTH] !== "-") {
-    throw new InputError(
-      "bad-store-path",
-      `${where} '${text}' does not start with a 32-character nix32 hash and '-'`,
-    );
-  }
   const name = baseName.slice(HASH_PART_LENGTH + 1);
-  const problem = storePathNameProblem(name);
-  if (problem) throw new InputError("bad-store-path", `${where} '${text}': ${problem}`);
   return { path: text as StorePath, hashPart, name, baseName };
 }
 
 export function isStorePath(text: string): text is StorePath {
-  try {
-    parseStorePath(text);
-    return true;
-  } catch {
-    return false;
-  }
+  return storePathProblem(text) === undefined;
 }
 
 /** Maps `/nix/store/<hash>-name/sub/dir` to its store path, or undefined if not inside one. */
