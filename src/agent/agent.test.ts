@@ -1,7 +1,7 @@
 // The pull agent's logic on a real fs store in a temp dir, with a scripted fake Activator and a
 // thin wrapper that records every store call: what it applies, what it reports, what it refuses,
 // how little it asks of the store while nothing changes, and how it recovers and backs off.
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -97,6 +97,8 @@ class FakeActivator implements Activator {
   system: HostSystem = { current: null, profile: null, generation: null };
   /** When set, apply answers only once it settles (an apply that takes a while). */
   hold: Promise<void> | undefined;
+  /** When set, inspect fails with it. */
+  inspectError: Error | undefined;
   #generation = 0;
 
   async apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied> {
@@ -115,6 +117,7 @@ class FakeActivator implements Activator {
   }
 
   async inspect(): Promise<HostSystem> {
+    if (this.inspectError !== undefined) throw this.inspectError;
     return this.system;
   }
 }
@@ -436,6 +439,25 @@ describe("Agent.pollOnce: applying releases", () => {
       generation: 7,
     });
     expect(await agent.pollOnce()).toBe("unchanged");
+  });
+
+  it("applies when the host's system cannot be read, leaves it out of the report and says why", async () => {
+    await publish();
+    activator.inspectError = new Error("EACCES: /nix/var/nix/profiles/system");
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(await hostRecord()).toMatchObject({ state: "success", current: null, generation: null });
+    expect(ofType("warning")).toEqual([
+      {
+        type: "warning",
+        message: "cannot read the host's current system: EACCES: /nix/var/nix/profiles/system",
+      },
+      {
+        type: "warning",
+        message: "cannot read the host's current system: EACCES: /nix/var/nix/profiles/system",
+      },
+    ]);
   });
 
   it("applies when the host runs the entry but its profile points elsewhere (switch)", async () => {
@@ -973,6 +995,23 @@ describe("Agent.run", () => {
     } finally {
       clearTimeout(safety);
     }
+    expect(calls).toEqual([]);
+  });
+
+  it("stops with an error when it cannot tell whether it is paused, rather than run as if not", async () => {
+    // A pause flag that cannot be looked at (here a symlink loop: ELOOP, not ENOENT).
+    await symlink(join(stateDir, "paused"), join(stateDir, "paused"));
+    const failure = await makeAgent()
+      .pollOnce()
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(failure).toBeInstanceOf(InputError);
+    expect((failure as InputError).code).toBe("bad-agent-state");
+    expect((failure as InputError).message).toContain(
+      `${join(stateDir, "paused")}: cannot tell whether the agent is paused (ELOOP)`,
+    );
     expect(calls).toEqual([]);
   });
 });

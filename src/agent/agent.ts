@@ -91,6 +91,7 @@ export type AgentEvent =
       readonly rolledBack: boolean;
     }
   | { readonly type: "busy"; readonly message: string }
+  | { readonly type: "warning"; readonly message: string }
   | {
       readonly type: "store-error";
       readonly message: string;
@@ -299,7 +300,9 @@ export class Agent {
       });
       return "no-entry";
     }
-    return this.#apply(read.etag, signed, entry.path);
+    // The apply keeps only the release's head: not every host's entry, nor its bytes, for as
+    // long as the activation runs.
+    return this.#apply(read.etag, headOf(release), digest, entry.path);
   }
 
   /** Polls until `signal` aborts, every interval ± jitter, backing off on store errors. */
@@ -325,9 +328,13 @@ export class Agent {
     }
   }
 
-  async #apply(etag: string, signed: SignedRelease, path: StorePath): Promise<PollOutcome> {
+  async #apply(
+    etag: string,
+    release: ReleaseHead,
+    digest: string,
+    path: StorePath,
+  ): Promise<PollOutcome> {
     const o = this.#o;
-    const { release, digest } = signed;
     const startedAt = this.#now();
     await this.#save({
       ...this.state,
@@ -336,7 +343,7 @@ export class Agent {
     this.#emit({ type: "applying", seq: release.seq, path });
     // A host already running the entry (an earlier wave's release, or a rollback release that
     // names the system it went back to) has nothing to do.
-    const before = await o.activator.inspect().catch(() => undefined);
+    const before = await this.#inspect();
     const record = (
       what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
       system: HostSystem | undefined,
@@ -380,7 +387,7 @@ export class Agent {
       return "busy";
     }
     this.#recovering = undefined;
-    const system = await o.activator.inspect().catch(() => undefined);
+    const system = await this.#inspect();
     const ok = applied.status === "activated";
     const done: AgentState = {
       ...this.state,
@@ -405,11 +412,25 @@ export class Agent {
     return "failed";
   }
 
+  /**
+   * The host's system, or undefined when it cannot be read: the apply goes on (the activation
+   * reads it again itself) and the report leaves it out, but the operator is told why.
+   */
+  async #inspect(): Promise<HostSystem | undefined> {
+    try {
+      return await this.#o.activator.inspect();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#emit({ type: "warning", message: `cannot read the host's current system: ${message}` });
+      return undefined;
+    }
+  }
+
   /** Refuses what the channel holds, once per channel version, and says why in the status. */
   async #reject(etag: string, message: string, seq: number | undefined): Promise<PollOutcome> {
     const o = this.#o;
     this.#emit({ type: "rejected", message });
-    const system = await o.activator.inspect().catch(() => undefined);
+    const system = await this.#inspect();
     const now = this.#now();
     await this.#saveAndReport(
       { ...this.state, etag },
@@ -434,7 +455,7 @@ export class Agent {
   }
 
   #record(
-    release: Release,
+    release: ReleaseHead,
     path: string,
     what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
     system: HostSystem | undefined,
@@ -481,6 +502,14 @@ export class Agent {
   #now(): string {
     return (this.#o.now?.() ?? new Date()).toISOString();
   }
+}
+
+/** A release without its hosts map. */
+type ReleaseHead = Omit<Release, "hosts">;
+
+function headOf(release: Release): ReleaseHead {
+  const { hosts: _hosts, ...head } = release;
+  return head;
 }
 
 /** The sequence number a refused manifest claims, if it has one; used only to file the report. */

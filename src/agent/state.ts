@@ -2,7 +2,7 @@
 // (write a temp file, fsync, rename, fsync the directory), so a crash leaves the old or the new
 // state, never half of one. Pausing is a separate flag file, so `nixship agent pause` never
 // races the running agent's writes.
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import type { StatusRecord } from "../fleet/status.js";
@@ -71,12 +71,20 @@ export async function saveState(stateDir: string, state: AgentState): Promise<vo
   );
 }
 
+/** Whether the pause flag is there; a flag that cannot be looked at stops the agent. */
 export async function isPaused(stateDir: string): Promise<boolean> {
+  const file = join(stateDir, PAUSE_FILE);
   try {
-    await readFile(join(stateDir, PAUSE_FILE));
+    await stat(file);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return false;
+    throw new InputError(
+      "bad-agent-state",
+      `${file}: cannot tell whether the agent is paused (${code ?? String(err)})`,
+      { hint: `the agent's state directory ${stateDir} must be readable by the agent` },
+    );
   }
 }
 

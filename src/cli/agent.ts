@@ -254,6 +254,8 @@ function describe(e: AgentEvent): string | undefined {
       return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
     case "busy":
       return `another activation is running (${e.message}); trying again shortly`;
+    case "warning":
+      return `warning: ${e.message}`;
     case "store-error":
       return `store error: ${e.message}${e.retryIn === undefined ? "" : `; retrying in ${Math.round(e.retryIn)}s`}`;
   }

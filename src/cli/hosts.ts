@@ -210,7 +210,7 @@ ${FLEET_HELP}
       for (const r of rows) {
         io.stdout.write(
           r.status === "rolled-back"
-            ? `${r.host}: rolled back to generation ${r.generation} (${storeName(r.path)})\n`
+            ? `${r.host}: rolled back to ${r.generation === null ? "" : `generation ${r.generation} `}(${storeName(r.path)})\n`
             : `${r.host}: FAILED: ${r.message}\n`,
         );
       }

@@ -255,8 +255,8 @@ export class AgentDelivery implements Delivery {
           });
           continue;
         }
-        const record = await readStatus(this.#o.store, name).catch(() => undefined);
-        outcomes.set(name, { status: "rolled-back", generation: record?.generation ?? 0, path });
+        // The success record's generation, as the wave read it (none if it could not be read).
+        outcomes.set(name, { status: "rolled-back", generation: result.generation ?? null, path });
       }
     }
     return hosts.map((h) => outcomes.get(h.name) as RollbackOutcome);

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { OperationError } from "../errors.js";
 import {
   type ActivationResult,
   activateScript,
@@ -83,6 +84,9 @@ export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): s
   return args;
 }
 
+/** The bytes of a command's stdout kept (its end): far more than a result line needs. */
+const STDOUT_KEPT = 1024 * 1024;
+
 /** Runs `command` (a shell command line) on the host, feeding `input` to its stdin. */
 export function runOverSsh(
   target: SshTarget,
@@ -102,10 +106,19 @@ export function runOverSsh(
       detached: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const out: Buffer[] = [];
+    // Only the tail of stdout is kept: the result is its last line, and a host may send more.
+    let out: Buffer[] = [];
+    let outBytes = 0;
     let stderr = "";
     let partial = "";
-    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.stdout.on("data", (d: Buffer) => {
+      out.push(d);
+      outBytes += d.length;
+      if (outBytes > 2 * STDOUT_KEPT) {
+        out = [Buffer.concat(out).subarray(-STDOUT_KEPT)];
+        outBytes = STDOUT_KEPT;
+      }
+    });
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       stderr = (stderr + d).slice(-16_000);
       if (options.onStderrLine) {
@@ -121,7 +134,11 @@ export function runOverSsh(
       else reject(err);
     });
     proc.on("close", (code) =>
-      resolve({ code: code ?? 255, stdout: Buffer.concat(out).toString("utf8"), stderr }),
+      resolve({
+        code: code ?? 255,
+        stdout: Buffer.concat(out).subarray(-STDOUT_KEPT).toString("utf8"),
+        stderr,
+      }),
     );
   });
 }
@@ -156,10 +173,14 @@ export async function runActivate(
     ...(options.onLog ? { onStderrLine: options.onLog } : {}),
   });
   let result: ActivationResult | undefined;
+  // Output that is not a result (a shell that is not POSIX, a truncated line) is named in the
+  // failure beside ssh's own last words; no output at all is ssh's story alone.
+  let unparsed = "";
   try {
     result = parseActivationResult(r.stdout, target.name);
-  } catch {
-    result = undefined;
+  } catch (err) {
+    if (!(err instanceof OperationError)) throw err;
+    if (r.stdout.trim() !== "") unparsed = err.message;
   }
   if (result !== undefined) return { code: r.code, result, failure: "" };
   const stopped = options.signal?.aborted
@@ -167,7 +188,8 @@ export async function runActivate(
     : signal?.aborted
       ? `no answer within ${options.timeoutSeconds}s`
       : "";
-  return { code: r.code, result, failure: stopped || unreachable(r.code, r.stderr) };
+  const failure = stopped || [unreachable(r.code, r.stderr), unparsed].filter(Boolean).join("; ");
+  return { code: r.code, result, failure };
 }
 
 /** Why ssh gave no result: its own last words (e.g. "Host key verification failed."). */

@@ -2,6 +2,7 @@
 // what activate.sh's JSON result says, why SSM did not run it to a result, and how the
 // instances of one host (tag targets) combine into the host's outcome.
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
+import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { type ActivationResult, parseActivationResult } from "../host/activation.js";
 import { resultMessage } from "../host/script-outcomes.js";
@@ -57,11 +58,25 @@ export function missing(instanceId: string, status: string): FinishedInvocation 
 }
 
 export function activationResult(inv: FinishedInvocation): ActivationResult | undefined {
-  if (!inv.stdout.trim()) return undefined;
+  return readResult(inv).result;
+}
+
+/** Why output that activate.sh left is not a result ("" when there is none, or it is one). */
+function unparsedOutput(inv: FinishedInvocation): string {
+  return readResult(inv).problem;
+}
+
+function readResult(inv: FinishedInvocation): { result?: ActivationResult; problem: string } {
+  if (!inv.stdout.trim()) return { problem: "" };
   try {
-    return parseActivationResult(inv.stdout, inv.instanceId);
-  } catch {
-    return undefined;
+    return { result: parseActivationResult(inv.stdout, inv.instanceId), problem: "" };
+  } catch (err) {
+    if (!(err instanceof OperationError)) throw err;
+    // The failure line already starts with the instance.
+    const named = `${inv.instanceId}: `;
+    return {
+      problem: err.message.startsWith(named) ? err.message.slice(named.length) : err.message,
+    };
   }
 }
 
@@ -98,7 +113,8 @@ export function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): stri
     default: {
       const tail = inv.stderr.trim().split("\n").slice(-3).join(" | ");
       const code = inv.responseCode !== undefined && inv.responseCode >= 0 ? inv.responseCode : "?";
-      return `${id}: SSM reported ${status || "no status"} (exit ${code})${tail ? `: ${tail}` : ""}`;
+      const unparsed = unparsedOutput(inv);
+      return `${id}: SSM reported ${status || "no status"} (exit ${code})${tail ? `: ${tail}` : ""}${unparsed ? `; ${unparsed}` : ""}`;
     }
   }
 }

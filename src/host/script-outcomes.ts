@@ -18,7 +18,12 @@ export type HostStatus =
   | { readonly reachable: false; readonly error: string };
 
 export type RollbackOutcome =
-  | { readonly status: "rolled-back"; readonly generation: number; readonly path: string }
+  | {
+      readonly status: "rolled-back";
+      /** The generation it went back to; null when the host did not say. */
+      readonly generation: number | null;
+      readonly path: string;
+    }
   | { readonly status: "failed"; readonly message: string };
 
 /** The message a result carries, or what stands in for one. */
@@ -49,7 +54,7 @@ export function hostStatus(run: ScriptRun): HostStatus {
 export function rollbackOutcome(run: ScriptRun): RollbackOutcome {
   const r = run.result;
   if (r && "command" in r && r.command === "rollback" && r.ok) {
-    return { status: "rolled-back", generation: r.generation ?? 0, path: r.path ?? "" };
+    return { status: "rolled-back", generation: r.generation ?? null, path: r.path ?? "" };
   }
   return { status: "failed", message: r ? resultMessage(r) : run.failure };
 }

@@ -1,0 +1,68 @@
+// runActivate's reading of what comes back over ssh. The remote end here is an `ssh` on PATH
+// that prints what a broken or hostile host would (a shell that is not POSIX, a flood of
+// output): what these tests check is nixship's reading of those bytes, not ssh itself.
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runActivate, type SshTarget } from "./ssh-transport.js";
+
+let dir: string;
+let savedPath: string | undefined;
+
+const target: SshTarget = {
+  name: "web1",
+  destination: "root@192.0.2.1",
+  user: undefined,
+  configFile: undefined,
+  knownHosts: undefined,
+};
+
+/** Puts an `ssh` on PATH that runs `script` (sh) in place of the host. */
+async function fakeSsh(script: string): Promise<void> {
+  const ssh = join(dir, "ssh");
+  await writeFile(ssh, `#!/bin/sh\ncat >/dev/null\n${script}\n`);
+  await chmod(ssh, 0o755);
+  process.env.PATH = `${dir}:${savedPath ?? ""}`;
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-ssh-transport-"));
+  savedPath = process.env.PATH;
+});
+
+afterEach(async () => {
+  process.env.PATH = savedPath;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("runActivate", () => {
+  it("names output that is not a result beside ssh's own words", async () => {
+    await fakeSsh(
+      `echo 'Welcome to web1'; echo 'fish: Unknown command: sh' >&2; echo 'set -e: not found'; exit 127`,
+    );
+    const run = await runActivate(target, ["switch"], { timeoutSeconds: 30 });
+    expect(run.result).toBeUndefined();
+    expect(run.failure).toBe(
+      "ssh: fish: Unknown command: sh; web1: the activation script gave no JSON result; its last line: set -e: not found",
+    );
+  });
+
+  it("says only what ssh said when nothing came back", async () => {
+    await fakeSsh(
+      `echo 'ssh: connect to host 192.0.2.1 port 22: Connection refused' >&2; exit 255`,
+    );
+    const run = await runActivate(target, ["switch"], { timeoutSeconds: 30 });
+    expect(run.failure).toBe("ssh: connect to host 192.0.2.1 port 22: Connection refused");
+  });
+
+  it("keeps only the end of a flood of output, and still reads the result on its last line", async () => {
+    // 8 MiB of noise before the result: the reader keeps a bounded tail.
+    await fakeSsh(
+      `head -c 8388608 /dev/zero | tr '\\0' 'x'; echo; echo '{"ok":true,"generation":3,"current":"/nix/store/00000000000000000000000000000000-s"}'`,
+    );
+    const run = await runActivate(target, ["switch"], { timeoutSeconds: 30 });
+    expect(run.failure).toBe("");
+    expect(run.result).toMatchObject({ ok: true, generation: 3 });
+  });
+});
