@@ -15,7 +15,8 @@ import {
 import {
   checkExpiry,
   checkSequence,
-  type Release,
+  headOf,
+  type ReleaseHead,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
@@ -78,7 +79,7 @@ export type AgentEvent =
   | { readonly type: "started"; readonly host: string; readonly channel: string }
   | { readonly type: "recovering"; readonly seq: number; readonly path: string }
   | { readonly type: "paused" }
-  | { readonly type: "release"; readonly seq: number; readonly kind: Release["kind"] }
+  | { readonly type: "release"; readonly seq: number; readonly kind: ReleaseHead["kind"] }
   | { readonly type: "rejected"; readonly message: string }
   | { readonly type: "no-entry"; readonly seq: number }
   | { readonly type: "applying"; readonly seq: number; readonly path: string }
@@ -253,10 +254,16 @@ export class Agent {
       }
       return this.#reject(read.etag, err.message, claimedSeq(read.bytes));
     }
-    const { release, digest } = signed;
+    // From here on only the release's head, its digest and this host's entry are kept: not
+    // the bytes, nor every host's entry, across the reads and writes that follow (an agent
+    // may hold them for a whole activation).
+    const { etag } = read;
+    const { digest } = signed;
+    const entry = signed.release.hosts[o.host];
+    const release = headOf(signed.release);
     if (release.channel !== o.channel) {
       return this.#reject(
-        read.etag,
+        etag,
         `release ${release.seq} is for channel "${release.channel}", not "${o.channel}"`,
         undefined,
       );
@@ -264,17 +271,17 @@ export class Agent {
     const sequence = checkSequence(release, state.lastSeq ?? undefined);
     if (!sequence.ok) {
       if (sequence.reason === "same" && digest === state.lastDigest) {
-        await this.#save({ ...state, etag: read.etag });
+        await this.#save({ ...state, etag });
         return "unchanged";
       }
       const why =
         sequence.reason === "same"
           ? `release ${release.seq} differs from the release ${release.seq} already applied`
           : `release ${release.seq} is older than release ${sequence.lastApplied} already applied here (a replay?)`;
-      return this.#reject(read.etag, why, release.seq);
+      return this.#reject(etag, why, release.seq);
     }
     const expiry = checkExpiry(release, new Date(this.#now()));
-    if (!expiry.ok) return this.#reject(read.etag, expiry.message, release.seq);
+    if (!expiry.ok) return this.#reject(etag, expiry.message, release.seq);
     // A host with no state (new, or reimaged) has no last release to hold the channel to: it
     // holds it to the release files instead, so a replayed channel is not taken (one GET).
     if (
@@ -282,27 +289,24 @@ export class Agent {
       (await successorSigned(o.store, o.channel, o.releaseKeys, release.seq))
     ) {
       return this.#reject(
-        read.etag,
+        etag,
         `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
         release.seq,
       );
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
-    const entry = release.hosts[o.host];
     if (entry === undefined) {
       this.#emit({ type: "no-entry", seq: release.seq });
       await this.#save({
         ...state,
-        etag: read.etag,
+        etag,
         lastSeq: release.seq,
         lastDigest: digest,
         lastResult: "no-entry",
       });
       return "no-entry";
     }
-    // The apply keeps only the release's head: not every host's entry, nor its bytes, for as
-    // long as the activation runs.
-    return this.#apply(read.etag, headOf(release), digest, entry.path);
+    return this.#apply(etag, release, digest, entry.path);
   }
 
   /** Polls until `signal` aborts, every interval ± jitter, backing off on store errors. */
@@ -502,14 +506,6 @@ export class Agent {
   #now(): string {
     return (this.#o.now?.() ?? new Date()).toISOString();
   }
-}
-
-/** A release without its hosts map. */
-type ReleaseHead = Omit<Release, "hosts">;
-
-function headOf(release: Release): ReleaseHead {
-  const { hosts: _hosts, ...head } = release;
-  return head;
 }
 
 /** The sequence number a refused manifest claims, if it has one; used only to file the report. */

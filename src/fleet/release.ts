@@ -78,6 +78,14 @@ export interface SignedRelease extends ParsedRelease {
   readonly signature: string;
 }
 
+/** A release without its hosts map: what one host keeps of a release it applies. */
+export type ReleaseHead = Omit<Release, "hosts">;
+
+export function headOf(release: Release): ReleaseHead {
+  const { hosts: _hosts, ...head } = release;
+  return head;
+}
+
 export type SequenceCheck =
   | { readonly ok: true }
   | {
@@ -347,7 +355,10 @@ export function trustedRelease(
 }
 
 /** Whether a host that last applied `lastAppliedSeq` should apply `release`. */
-export function checkSequence(release: Release, lastAppliedSeq: number | undefined): SequenceCheck {
+export function checkSequence(
+  release: ReleaseHead,
+  lastAppliedSeq: number | undefined,
+): SequenceCheck {
   if (lastAppliedSeq === undefined || release.seq > lastAppliedSeq) return { ok: true };
   return {
     ok: false,
@@ -360,7 +371,7 @@ export function checkSequence(release: Release, lastAppliedSeq: number | undefin
 export type ExpiryCheck = { readonly ok: true } | { readonly ok: false; readonly message: string };
 
 /** Whether `release` is still valid at `now` (before its `expires`). */
-export function checkExpiry(release: Release, now: Date): ExpiryCheck {
+export function checkExpiry(release: ReleaseHead, now: Date): ExpiryCheck {
   if (now.getTime() < Date.parse(release.expires)) return { ok: true };
   return {
     ok: false,
