@@ -216,6 +216,8 @@ beforeAll(async () => {
     await nixship(["key", "generate", "--name", "ci-release-1", "--out", releaseKey])
   ).stdout;
   storeDir = join(work, "store");
+  // A deploy never makes a cache: the store starts as one, as `cache init` leaves it.
+  expect((await nixship(["cache", "init", `file://${storeDir}`])).code).toBe(0);
   agentFleet = join(work, "agents.json");
   await writeFile(
     agentFleet,

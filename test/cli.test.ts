@@ -299,7 +299,9 @@ describe("operation failures exit 1", () => {
 
 describe("faults of the machine get a hint, not a bug report", () => {
   it("an address no interface has (cache serve --listen)", async () => {
-    const r = await nixship(["cache", "serve", `file://${work}`, "--listen", "10.254.254.254:0"]);
+    const cache = `file://${join(work, "served-cache")}`;
+    expect((await nixship(["cache", "init", cache])).code).toBe(0);
+    const r = await nixship(["cache", "serve", cache, "--listen", "10.254.254.254:0"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
       /^error: listen EADDRNOTAVAIL: address not available 10\.254\.254\.254/,

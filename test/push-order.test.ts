@@ -61,6 +61,7 @@ describe("push commit order", () => {
     const { store, puts } = recording(new FsStore(join(work, "ordered")));
     const closure = await queryClosure([root]);
     await pushClosure({
+      createCache: true,
       store,
       roots: [root],
       key: generateSecretKey("k"),
@@ -89,6 +90,7 @@ describe("push commit order", () => {
     const { store } = recording(inner, (key) => key === libNar);
     await expect(
       pushClosure({
+        createCache: true,
         store,
         roots: [root],
         key: generateSecretKey("k"),
@@ -121,6 +123,7 @@ describe("push refuses a path whose files no longer match Nix's record", () => {
       const store = new FsStore(cache);
       await expect(
         pushClosure({
+          createCache: true,
           store,
           roots: [root],
           key: generateSecretKey("k"),

@@ -12,12 +12,13 @@ import { type Compression, formatNarInfo, type NarInfo, signNarInfo } from "../n
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit, Semaphore } from "../util/pool.js";
-import { ensureCacheInfo } from "./cache-info.js";
+import { ensureCacheInfo, requireCacheInfo } from "./cache-info.js";
 import { DEFAULT_LEVEL } from "./compression.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
 import { checkNar, FRAME_SIZE, NarMismatchError } from "./nar-check.js";
 import { writeNar } from "./nar-pipeline.js";
+import { resignPresent } from "./resign.js";
 import { Spool } from "./spool.js";
 import { ZstdPool } from "./zstd-pool.js";
 
@@ -31,6 +32,10 @@ export interface PushOptions {
   /** Paths serialised and uploaded at once. */
   readonly jobs?: number;
   readonly nix?: NixOptions;
+  /** Make the cache (its nix-cache-info) when there is none; otherwise there must be one. */
+  readonly createCache?: boolean;
+  /** Also sign, with `key`, the narinfos of paths the cache already has (cache/resign.ts). */
+  readonly resign?: boolean;
   readonly onEvent?: (event: PushEvent) => void;
 }
 
@@ -54,6 +59,8 @@ export interface PushSummary {
   readonly paths: number;
   readonly pushed: number;
   readonly alreadyPresent: number;
+  /** Paths already there whose narinfo --resign signed with the key (0 without it). */
+  readonly resigned: number;
   readonly narBytes: number;
   readonly fileBytes: number;
   readonly seconds: number;
@@ -81,7 +88,8 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   try {
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
-    await ensureCacheInfo(store);
+    if (options.createCache === true) await ensureCacheInfo(store);
+    else await requireCacheInfo(store);
 
     const present = await mapLimit(
       closure,
@@ -89,6 +97,15 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       async (p) => (await store.head(narInfoKey(p.path))) !== undefined,
     );
     const todo = closure.filter((_, i) => !present[i]);
+    const resigned = options.resign
+      ? (
+          await resignPresent(
+            store,
+            closure.filter((_, i) => present[i]),
+            options.key,
+          )
+        ).resigned
+      : [];
     const narBytes = sum(todo.map((p) => p.narSize));
     emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
 
@@ -144,6 +161,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       paths: closure.length,
       pushed: todo.length,
       alreadyPresent: closure.length - todo.length,
+      resigned: resigned.length,
       narBytes,
       fileBytes,
       seconds,

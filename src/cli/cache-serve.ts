@@ -1,5 +1,6 @@
 // `nixship cache serve`: any cache URL as an HTTP binary cache for stock Nix.
 
+import { requireCacheInfo } from "../cache/cache-info.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
@@ -52,6 +53,11 @@ Options:
       if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
     }
     const store = await openStore(positionals[0] as string);
+    // Serving a directory that holds no cache would answer 404 to every client, quietly.
+    await requireCacheInfo(store).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    });
     const { server, url } = await listenCacheServer(
       { store, ...(token ? { token } : {}) },
       host,

@@ -5,6 +5,7 @@ import type { DeployEvent } from "../deploy/events.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
 import { UsageError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import {
@@ -159,6 +160,9 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
       throw new UsageError(
         "deploy: the fleet has a cache, so --key SECRET_FILE is needed to sign what is pushed",
       );
+    }
+    if (input.fleet.cache !== undefined && key !== undefined) {
+      requireTrustedSigningKey(key, input.fleet.cache.publicKeys, input.fleetFile);
     }
     if (values["serve-cache"] !== undefined && input.fleet.cache === undefined) {
       throw new UsageError("deploy: --serve-cache needs a cache in the fleet file");

@@ -8,6 +8,7 @@ import {
   agentResumeCommand,
   agentStatusCommand,
 } from "./agent.js";
+import { cacheInit } from "./cache-init.js";
 import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
 import { deployCommand, planCommand } from "./deploy.js";
@@ -43,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   releaseList,
   releaseShow,
   fetch,
+  cacheInit,
   cacheServe,
   narDump,
   narRestore,

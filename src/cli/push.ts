@@ -3,10 +3,12 @@ import { availableParallelism } from "node:os";
 import { resolveInstallables } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { UsageError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Compression } from "../nix/narinfo.js";
 import { openStore } from "../store/url.js";
 import { formatPushSummary, PushProgress } from "../ui/push-progress.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
+import { readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
 const COMPRESSIONS = ["zstd", "xz", "none"] as const;
@@ -21,23 +23,32 @@ const LEVELS: Record<Compression, readonly [number, number]> = {
 export const push: Command = {
   path: ["push"],
   summary: "push closures, signed, into a binary cache",
-  help: `Usage: nixship push INSTALLABLE_OR_STORE_PATH... --to CACHE_URL --key SECRET_FILE
-                    [--compression zstd|xz|none] [--level N] [--jobs N] [--json]
+  help: `Usage: nixship push INSTALLABLE_OR_STORE_PATH... (--to CACHE_URL | --fleet FILE)
+                    --key SECRET_FILE [--resign] [--compression zstd|xz|none] [--level N]
+                    [--jobs N] [--json]
 
 Pushes each path and its whole closure into the cache. Store paths are taken as they are;
 other arguments are built first with one 'nix build' (flake references such as .#web or
 ./flake#pkg). Each NAR is serialised from /nix/store, checked against the NarHash Nix
 recorded, compressed and uploaded; its signed .narinfo is written last, and only after the
 narinfos of its references, so an interrupted push never leaves a broken closure behind.
-Paths already in the cache are skipped.
+Paths already in the cache are skipped; with --resign, their narinfos also get the key's
+signature (beside the ones they have), when they describe exactly what the local store
+holds: the repair for paths pushed earlier with a key the hosts do not trust.
+
+With a fleet (--fleet, or $NIXSHIP_FLEET), the cache is the fleet's (unless --to names
+another), and a --key whose public half is not in the fleet's cache.publicKeys is refused:
+hosts would refuse every path it signs.
 
 CACHE_URL:
   file:///abs/dir                                   a directory
   s3://bucket/prefix?region=R&endpoint=http://h:p   S3 or an S3-compatible store
 
 Options:
-  --to URL           the cache to push to
+  --to URL           the cache to push to (default: the fleet's cache.url)
+  --fleet FILE       the fleet whose cache.publicKeys the key must be in
   --key FILE         Nix secret key file to sign with (see 'nixship key generate')
+  --resign           also sign the paths already in the cache with --key
   --compression C    zstd (default, level 3 as Nix), xz (level 6) or none
   --level N          compression level (zstd 1-19, xz 0-9)
   --jobs N           paths processed at once (default: number of CPUs)
@@ -49,7 +60,9 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       argv,
       {
         to: { type: "string" },
+        fleet: { type: "string" },
         key: { type: "string" },
+        resign: { type: "boolean" },
         compression: { type: "string" },
         level: { type: "string" },
         jobs: { type: "string" },
@@ -77,8 +90,21 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       }
     }
     const jobs = parseIntFlag(values.jobs, "--jobs", "push") ?? availableParallelism();
-    const store = await openStore(requireFlag(values.to, "--to", "push"));
+    const fleetFile = values.fleet ?? io.env.NIXSHIP_FLEET;
+    const input =
+      fleetFile === undefined ? undefined : await readFleetInput({ fleet: fleetFile }, io);
+    const cache = input?.fleet.cache;
+    if (input !== undefined && cache === undefined) {
+      throw new UsageError(
+        `push: the fleet ${input.fleetFile} has no cache (cache.url, cache.publicKeys)`,
+      );
+    }
+    const to = requireFlag(values.to ?? cache?.url, "--to", "push");
     const key = await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
+    if (input !== undefined && cache !== undefined) {
+      requireTrustedSigningKey(key, cache.publicKeys, input.fleetFile);
+    }
+    const store = await openStore(to);
     try {
       const roots = await resolveInstallables(positionals);
       const progress = new PushProgress(io.stderr);
@@ -89,6 +115,8 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
         compression,
         jobs,
         ...(level !== undefined ? { level } : {}),
+        createCache: true,
+        ...(values.resign ? { resign: true } : {}),
         onEvent: progress.onEvent,
       }).finally(() => progress.finish());
       if (values.json) {

@@ -1,6 +1,7 @@
 // `nixship plan` and `nixship deploy`, as stages: prepare (build the selected hosts' systems
 // once, push the closures signed into the cache, serve it), survey (ask every host what it
 // runs), plan (pure), execute (roll out, then record the results).
+import { requireCacheInfo } from "../cache/cache-info.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
@@ -151,6 +152,11 @@ export async function prepare(
   execute: boolean,
 ): Promise<Prepared> {
   const { fleet, emit } = options;
+  // A cache URL with a typo fails now, not after the build (deploy never makes a cache).
+  if (fleet.cache !== undefined && options.key !== undefined && execute) {
+    const store = await openStore(fleet.cache.url);
+    await requireCacheInfo(store).finally(() => store.close());
+  }
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,

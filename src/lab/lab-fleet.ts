@@ -5,11 +5,13 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureCacheInfo } from "../cache/cache-info.js";
 import type { FleetHost, SystemSpec } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js";
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
+import { openStore } from "../store/url.js";
 import { LAB_CHANNEL } from "./lab-agents.js";
 import type { LabLayout } from "./layout.js";
 
@@ -78,6 +80,9 @@ export async function writeLabFleet(
     agents ? agentHosts(lab, system) : labHosts(lab, system),
   );
   parseFleetValue(doc, lab.files.fleet);
+  // The lab's cache exists from the start: deploys require a cache, and never make one.
+  const store = await openStore(`file://${join(lab.dir, "cache")}`);
+  await ensureCacheInfo(store).finally(() => store.close());
   await writeFile(lab.files.fleet, formatJson(doc));
   return release !== undefined ? { cache, release } : { cache };
 }

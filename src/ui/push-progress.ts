@@ -41,7 +41,9 @@ export class PushProgress {
 }
 
 export function formatPushSummary(s: PushSummary, to: string): string {
-  const skipped = s.alreadyPresent > 0 ? ` (${s.alreadyPresent} already in the cache)` : "";
+  const resigned = s.resigned > 0 ? `, ${s.resigned} of them re-signed` : "";
+  const skipped =
+    s.alreadyPresent > 0 ? ` (${s.alreadyPresent} already in the cache${resigned})` : "";
   return [
     `pushed ${s.pushed} of ${s.paths} paths to ${to}${skipped}`,
     `  ${formatBytes(s.narBytes)} NAR -> ${formatBytes(s.fileBytes)} ${s.compression} in ${formatSeconds(s.seconds)} (${s.narMBps.toFixed(1)} MB/s)`,
