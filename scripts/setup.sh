@@ -62,3 +62,4 @@ else
   npm run --silent build
   touch "$built"
 fi
+echo "setup: done; 'node dist/cli/bin.js doctor' checks the local Nix (and with --fleet F, the fleet)" >&2

@@ -214,6 +214,14 @@ describe("help for every command and group", () => {
     },
   );
 
+  it("'agent --help', a command with subcommands of its own, names each of them", async () => {
+    const r = await nixship(["agent", "--help"]);
+    expect(r.code).toBe(0);
+    for (const c of COMMANDS.filter((x) => x.path[0] === "agent" && x.path.length > 1)) {
+      expect(r.stdout).toContain(`  nixship ${c.path.join(" ")} `);
+    }
+  });
+
   it("'version' and '--version' print the package's version", async () => {
     const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as {
       version: string;

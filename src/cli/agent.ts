@@ -49,7 +49,12 @@ ${CONFIG_HELP}
 Refuses to start (exit 2) when the channel has releases and neither its current release nor
 the 50 before it names this host: the name it looked for is wrong (set "host" or --host).
 
-Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.`,
+Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.
+
+Subcommands (each with its own --help):
+  nixship agent pause     stop applying releases (the agent keeps running and says so)
+  nixship agent resume    apply releases again
+  nixship agent status    this host's agent state: last release, result, paused`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,

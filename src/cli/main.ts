@@ -12,6 +12,7 @@ import { cacheInit } from "./cache-init.js";
 import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
 import { deployCommand, planCommand } from "./deploy.js";
+import { doctorCommand } from "./doctor.js";
 import { fetch } from "./fetch.js";
 import { fleetFromTerraformCommand } from "./fleet-from-terraform.js";
 import { buildCommand, rollbackCommand, statusCommand } from "./hosts.js";
@@ -67,6 +68,7 @@ export const COMMANDS: readonly Command[] = [
   agentPauseCommand,
   agentResumeCommand,
   agentStatusCommand,
+  doctorCommand,
 ];
 
 const VERSION = "0.1.0";

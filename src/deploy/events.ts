@@ -50,6 +50,7 @@ export type DeployEvent =
     }
   | {
       readonly type: "wave-start";
+      /** The wave's number, from 1. */
       readonly wave: number;
       readonly kind: WaveKind;
       readonly hosts: readonly string[];

@@ -117,11 +117,14 @@ async function roll(
 describe("runRollout", () => {
   it("runs the canary alone, then waves of at most --parallel", async () => {
     const r = await roll(["a", "b", "c", "d", "e"], [], { parallel: 2, maxFailures: 0, canary: 1 });
-    const waves = r.events.flatMap((e) => (e.type === "wave-start" ? [[e.kind, ...e.hosts]] : []));
+    const waves = r.events.flatMap((e) =>
+      e.type === "wave-start" ? [[e.wave, e.kind, ...e.hosts]] : [],
+    );
+    // Numbered from 1 in the events (--json) as in the text.
     expect(waves).toEqual([
-      ["canary", "a"],
-      ["main", "b", "c"],
-      ["main", "d", "e"],
+      [1, "canary", "a"],
+      [2, "main", "b", "c"],
+      [3, "main", "d", "e"],
     ]);
     expect(r.maxRunning()).toBeLessThanOrEqual(2);
     expect(rolloutSucceeded(r.results)).toBe(true);

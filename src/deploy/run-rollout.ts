@@ -164,7 +164,8 @@ async function runWave(
   const { emit, signal } = input;
   emit({
     type: "wave-start",
-    wave: wave.index,
+    // Counted from 1, as the text and the plan count them.
+    wave: wave.index + 1,
     kind: wave.kind,
     hosts: wave.hosts.map((h) => h.host),
   });

@@ -13,9 +13,9 @@ describe("HostsInFlight", () => {
   it("follows the wave under way: hosts leave as they finish", () => {
     const t = new HostsInFlight();
     expect(t.hosts).toEqual([]);
-    t.onEvent({ type: "wave-start", wave: 0, kind: "canary", hosts: ["a"] });
+    t.onEvent({ type: "wave-start", wave: 1, kind: "canary", hosts: ["a"] });
     t.onEvent({ type: "host-done", result: done("a") });
-    t.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["b", "c"] });
+    t.onEvent({ type: "wave-start", wave: 2, kind: "main", hosts: ["b", "c"] });
     t.onEvent({ type: "host-phase", host: "b", phase: "switch", elapsed: 1 });
     t.onEvent({ type: "host-done", result: done("c") });
     expect(t.hosts).toEqual(["b"]);

@@ -94,12 +94,12 @@ const EVENTS: DeployEvent[] = [
   { type: "push-start", cache: "s3://cache" },
   { type: "push-done", seconds: 0.81, pushed: 5, alreadyPresent: 0, fileBytes: 12_300 },
   { type: "plan", plan: PLAN },
-  { type: "wave-start", wave: 0, kind: "canary", hosts: ["web1"] },
+  { type: "wave-start", wave: 1, kind: "canary", hosts: ["web1"] },
   { type: "host-phase", host: "web1", phase: "switch", elapsed: 2.1 },
   { type: "host-log", host: "web1", line: "starting the following units: nginx.service" },
   { type: "host-phase", host: "web1", phase: "done", elapsed: 4.2 },
   { type: "host-done", result: activated("web1", 3, 4.2) },
-  { type: "wave-start", wave: 1, kind: "main", hosts: ["web2", "db1"] },
+  { type: "wave-start", wave: 2, kind: "main", hosts: ["web2", "db1"] },
   { type: "host-phase", host: "web2", phase: "health", elapsed: 1 },
   { type: "host-done", result: failed("web2", true) },
   { type: "host-done", result: activated("db1", 8, 3) },
@@ -219,7 +219,7 @@ describe("terminal", () => {
   it("throttles redraws but always draws a host finishing", () => {
     const s = sink(true);
     const r = createDeployRenderer(s.out, "auto");
-    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a", "b"] });
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["a", "b"] });
     const before = s.chunks.length;
     for (let i = 0; i < 20; i++) r.onEvent({ type: "host-log", host: "a", line: `line ${i}` });
     expect(s.chunks.length).toBe(before);
@@ -237,7 +237,7 @@ describe("terminal", () => {
   it("advances the elapsed time while nothing happens", () => {
     const s = sink(true);
     const r = createDeployRenderer(s.out, "auto");
-    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a"] });
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["a"] });
     r.onEvent({ type: "host-phase", host: "a", phase: "copy", elapsed: 0 });
     vi.advanceTimersByTime(65_000);
     expect(screen(s.text()).at(-1)).toMatch(/^a {2}copy\s+1m05s$/);
@@ -250,7 +250,7 @@ describe("terminal", () => {
   it("cuts host lines to the terminal width", () => {
     const s = sink(true, 40);
     const r = createDeployRenderer(s.out, "auto");
-    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["web1"] });
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["web1"] });
     r.onEvent({ type: "host-phase", host: "web1", phase: "realise", elapsed: 1 });
     vi.advanceTimersByTime(200);
     r.onEvent({ type: "host-log", host: "web1", line: `copying ${"x".repeat(100)}` });
@@ -265,7 +265,7 @@ describe("terminal", () => {
   it("assumes 100 columns when a pseudo-terminal reports 0", () => {
     const s = sink(true, 0);
     const r = createDeployRenderer(s.out, "auto");
-    r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["web1"] });
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["web1"] });
     r.onEvent({ type: "host-phase", host: "web1", phase: "realise", elapsed: 1 });
     vi.advanceTimersByTime(200);
     r.onEvent({ type: "host-log", host: "web1", line: `copying ${"x".repeat(200)}` });
@@ -280,7 +280,7 @@ describe("terminal", () => {
     expect(() => {
       r.onEvent({ type: "host-log", host: "ghost", line: "boo" });
       r.onEvent({ type: "host-done", result: activated("early", 1, 1) });
-      r.onEvent({ type: "wave-start", wave: 0, kind: "main", hosts: ["a"] });
+      r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["a"] });
       r.onEvent({ type: "host-done", result: activated("a", 2, 1) });
       r.onEvent({ type: "host-phase", host: "a", phase: "switch", elapsed: 1 });
       r.onEvent({ type: "host-done", result: failed("b", true) });

@@ -83,7 +83,7 @@ export function describeEvent(event: DeployEvent): string | undefined {
     }
     case "wave-start":
       // Waves count from 0 (`Wave.index`); people count from 1.
-      return `wave ${event.wave + 1} (${event.kind}): ${event.hosts.join(", ")}`;
+      return `wave ${event.wave} (${event.kind}): ${event.hosts.join(", ")}`;
     case "stopped": {
       const rest =
         event.notStarted.length > 0 ? `; not started: ${event.notStarted.join(", ")}` : "";

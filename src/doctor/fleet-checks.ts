@@ -1,0 +1,279 @@
+// The fleet's side of `nixship doctor`: the fleet file, the signing keys against what the
+// fleet trusts, ssh and known_hosts, the cache, each selected ssh host over a fresh
+// connection, and what SSM and agent hosts need. Every check is bounded in time.
+import { access, stat } from "node:fs/promises";
+import { requireCacheInfo } from "../cache/cache-info.js";
+import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
+import { InputError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
+import { type Fleet, type FleetHost, sshDestination } from "../fleet/fleet.js";
+import { formatPublicKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import { ensureConditionalWrites } from "../store/conditional-writes.js";
+import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
+import { runCommand } from "../util/run.js";
+import { type Check, fail, ok, skip, warn } from "./check.js";
+
+/** Seconds one host's ssh check may take. */
+const HOST_TIMEOUT = 20;
+/** Hosts checked at once. */
+const HOST_JOBS = 8;
+/** What a host says about its Nix and store, one `key=value` per line. */
+const HOST_PROBE =
+  'printf "nix=%s\\n" "$(nix-store --version 2>/dev/null | head -n 1)"; if [ -w /nix/store ]; then echo store=writable; else echo store=read-only; fi';
+
+export interface FleetCheckInput {
+  readonly fleet: Fleet;
+  readonly fleetFile: string;
+  readonly hosts: readonly FleetHost[];
+  /** The cache signing key, when --key was given (already read: mode and format checked). */
+  readonly key: SecretKey | undefined;
+  /** Whether --key named a file (which may not have read: that is reported already). */
+  readonly keyGiven: boolean;
+  /** The release key, when --release-key or $NIXSHIP_RELEASE_KEY gave one. */
+  readonly releaseKey: SecretKey | undefined;
+  readonly signal?: AbortSignal;
+}
+
+export async function checkFleet(input: FleetCheckInput): Promise<Check[]> {
+  const checks: Check[] = [
+    ok("fleet", "fleet file", `${input.fleetFile}: ${input.fleet.hosts.length} host(s)`),
+  ];
+  checks.push(...checkKeys(input));
+  checks.push(...(await checkCache(input)));
+  const ssh = input.hosts.filter((h) => h.delivery === "ssh");
+  if (ssh.length > 0) checks.push(...(await checkSsh(input, ssh)));
+  if (input.hosts.some((h) => h.delivery === "ssm")) checks.push(checkSsm(input.fleet));
+  return checks;
+}
+
+function checkKeys(input: FleetCheckInput): Check[] {
+  const { fleet, fleetFile, key, releaseKey } = input;
+  const checks: Check[] = [];
+  if (fleet.cache !== undefined) {
+    if (key === undefined && !input.keyGiven) {
+      checks.push(
+        skip(
+          "keys",
+          "cache signing key",
+          "no --key given: deploy needs the one whose public half is in cache.publicKeys",
+        ),
+      );
+    } else if (key !== undefined) {
+      checks.push(
+        trusted(
+          () => requireTrustedSigningKey(key, fleet.cache?.publicKeys ?? [], fleetFile),
+          "cache signing key",
+          key,
+        ),
+      );
+    }
+  }
+  if (input.hosts.some((h) => h.delivery === "agent")) {
+    const releases = fleet.releases;
+    if (releases === undefined) {
+      checks.push(
+        fail(
+          "agent",
+          "releases",
+          "the fleet has agent hosts but no releases section",
+          `add "releases": {"channel": "production", "publicKeys": ["NAME:BASE64"]} to ${fleetFile}`,
+        ),
+      );
+    } else if (releaseKey === undefined) {
+      checks.push(
+        warn(
+          "agent",
+          "release key",
+          "no --release-key or $NIXSHIP_RELEASE_KEY",
+          "deploys to agent hosts sign releases: give --release-key FILE (its public half in releases.publicKeys)",
+        ),
+      );
+    } else {
+      const own = formatPublicKey(publicKeyOf(releaseKey));
+      checks.push(
+        releases.publicKeys.includes(own)
+          ? ok("agent", "release key", `'${releaseKey.name}' is in releases.publicKeys`)
+          : fail(
+              "agent",
+              "release key",
+              `'${releaseKey.name}' (public key ${own}) is not in ${fleetFile} releases.publicKeys (${releases.publicKeys.join(", ")})`,
+              "sign releases with a key the agents trust, or add its public key to releases.publicKeys (and to each agent's config)",
+            ),
+      );
+    }
+  }
+  return checks;
+}
+
+function trusted(check: () => void, name: string, key: SecretKey): Check {
+  try {
+    check();
+    return ok("keys", name, `'${key.name}' is in cache.publicKeys`);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return fail("keys", name, err.message, err.hint ?? "");
+  }
+}
+
+async function checkCache(input: FleetCheckInput): Promise<Check[]> {
+  const cache = input.fleet.cache;
+  if (cache === undefined) {
+    return [skip("cache", "cache", "the fleet has no cache: ssh hosts get closures with nix copy")];
+  }
+  const checks: Check[] = [];
+  let store: Awaited<ReturnType<typeof openStore>> | undefined;
+  try {
+    store = await openStore(cache.url);
+    await requireCacheInfo(store);
+    checks.push(ok("cache", "cache", `${store.url} holds a binary cache`));
+    if (input.hosts.some((h) => h.delivery === "agent")) {
+      await ensureConditionalWrites(store);
+      checks.push(
+        ok(
+          "cache",
+          "conditional writes",
+          "the store honours if-absent and if-match writes (probe objects under releases/.nixship-probe/, removed)",
+        ),
+      );
+    }
+  } catch (err) {
+    const e = err as Error & { hint?: string };
+    checks.push(
+      fail(
+        "cache",
+        "cache",
+        e.message,
+        e.hint ?? `check ${cache.url} and the credentials that reach it`,
+      ),
+    );
+  } finally {
+    await store?.close();
+  }
+  return checks;
+}
+
+async function checkSsh(input: FleetCheckInput, hosts: readonly FleetHost[]): Promise<Check[]> {
+  const settings = input.fleet.ssh;
+  const checks: Check[] = [];
+  const client = await runCommand("ssh", ["-V"]).then(
+    (r) => ok("ssh", "ssh client", (r.stderr || r.stdout).trim()),
+    (err: Error) => fail("ssh", "ssh client", err.message, "apt-get install openssh-client"),
+  );
+  checks.push(client);
+  if (client.status === "fail") return checks;
+  if (settings.knownHosts !== undefined) {
+    const file = settings.knownHosts;
+    const info = await stat(file).catch(() => undefined);
+    checks.push(
+      info === undefined
+        ? fail(
+            "ssh",
+            "known_hosts",
+            `${file} does not exist`,
+            `write the hosts' keys there (ssh-keyscan -t ed25519 HOST >> ${file}, checked out of band), or fix ssh.knownHosts`,
+          )
+        : info.size === 0
+          ? fail(
+              "ssh",
+              "known_hosts",
+              `${file} is empty: every host key check fails`,
+              `add the hosts' keys to ${file}`,
+            )
+          : ok("ssh", "known_hosts", file),
+    );
+  }
+  if (settings.configFile !== undefined) {
+    const readable = await access(settings.configFile).then(
+      () => true,
+      () => false,
+    );
+    checks.push(
+      readable
+        ? ok("ssh", "ssh config", settings.configFile)
+        : fail(
+            "ssh",
+            "ssh config",
+            `${settings.configFile} cannot be read`,
+            "fix ssh.configFile in the fleet file",
+          ),
+    );
+  }
+  const probed = await mapLimit(hosts, HOST_JOBS, (host) => checkHost(input, host));
+  return [...checks, ...probed.flat()];
+}
+
+async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check[]> {
+  if (host.delivery !== "ssh") return [];
+  const area = `host ${host.name}`;
+  const target: SshTarget = {
+    name: host.name,
+    destination: sshDestination(host),
+    user: input.fleet.ssh.user,
+    configFile: input.fleet.ssh.configFile,
+    knownHosts: input.fleet.ssh.knownHosts,
+  };
+  const signals = [
+    AbortSignal.timeout(HOST_TIMEOUT * 1000),
+    ...(input.signal ? [input.signal] : []),
+  ];
+  const r = await runOverSsh(target, HOST_PROBE, { fresh: true, signal: AbortSignal.any(signals) });
+  if (r.code !== 0) {
+    const said = r.stderr.trim().split("\n").filter(Boolean).at(-1) ?? `ssh exited with ${r.code}`;
+    return [fail(area, "ssh", said, sshFix(said, target))];
+  }
+  const facts = new Map(
+    r.stdout.split("\n").flatMap((l) => {
+      const eq = l.indexOf("=");
+      return eq > 0 ? [[l.slice(0, eq), l.slice(eq + 1).trim()] as const] : [];
+    }),
+  );
+  const nix = facts.get("nix") ?? "";
+  return [
+    ok(area, "ssh", `a new connection to ${target.destination} works`),
+    nix === ""
+      ? fail(
+          area,
+          "nix",
+          "nix-store is not on the host's PATH",
+          "install Nix on the host (NixOS has it)",
+        )
+      : ok(area, "nix", nix),
+    facts.get("store") === "writable"
+      ? ok(area, "store", "/nix/store is writable")
+      : fail(
+          area,
+          "store",
+          `/nix/store is not writable for ${input.fleet.ssh.user}`,
+          "deploy as root (ssh.user), or as a user the host's Nix trusts",
+        ),
+  ];
+}
+
+function sshFix(said: string, target: SshTarget): string {
+  if (
+    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i.test(
+      said,
+    )
+  ) {
+    return `the host's key is not the one in ${target.knownHosts ?? "known_hosts"}: check it out of band, then replace its line`;
+  }
+  if (/Permission denied/i.test(said))
+    return `authorise your ssh key for ${target.user}@ on the host`;
+  if (/Connection refused|timed out|No route|Could not resolve/i.test(said)) {
+    return "check the host is up, sshd runs, and the address (or ssh_config alias) is right";
+  }
+  return "run ssh by hand with -v to see why";
+}
+
+function checkSsm(fleet: Fleet): Check {
+  const region = fleet.ssm.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  return region === undefined
+    ? warn(
+        "ssm",
+        "region",
+        "no ssm.region in the fleet, and no $AWS_REGION",
+        "set ssm.region (the SDK may also take it from ~/.aws/config)",
+      )
+    : ok("ssm", "region", `${region}; document ${fleet.ssm.documentName}`);
+}

@@ -1,0 +1,189 @@
+// `nixship doctor` against the real Nix under chosen nix.conf files, and against a lab's
+// fleet: each problem is found and comes with its exact fix; the exit code says whether a
+// deploy is blocked.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship, runOk } from "./support/cli.js";
+
+const LAB = "dr";
+let work: string;
+let labsDir: string;
+let lab: { dir: string; hosts: { name: string; address: string }[] };
+
+interface Found {
+  readonly area: string;
+  readonly name: string;
+  readonly status: string;
+  readonly detail: string;
+  readonly fix?: string;
+}
+
+/** Runs doctor --json with only `conf` as the Nix configuration, from a directory with no fleet. */
+async function doctorWithNixConf(conf: string): Promise<{ code: number; checks: Found[] }> {
+  const dir = await mkdtemp(join(work, "nixconf-"));
+  await writeFile(join(dir, "nix.conf"), conf);
+  const r = await nixship(["doctor", "--json"], {
+    env: {
+      NIX_CONF_DIR: dir,
+      NIX_CONFIG: "",
+      NIX_USER_CONF_FILES: join(dir, "none.conf"),
+      NIXSHIP_FLEET: undefined,
+    },
+  });
+  return { code: r.code, checks: (JSON.parse(r.stdout) as { checks: Found[] }).checks };
+}
+
+const find = (checks: readonly Found[], area: string, name: string) =>
+  checks.find((c) => c.area === area && c.name === name);
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-doctor-"));
+  labsDir = join(work, "labs");
+  const up = await nixship(["lab", "up", "2", "--name", LAB, "--json"], {
+    env: { NIXSHIP_LAB_DIR: labsDir },
+  });
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as typeof lab;
+});
+afterAll(async () => {
+  await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("the local Nix", () => {
+  const GOOD = "experimental-features = nix-command flakes\nsubstituters =\n";
+
+  it("names the missing experimental features and the line that enables them", async () => {
+    const { code, checks } = await doctorWithNixConf(
+      "build-users-group =\nsandbox = false\nsubstituters =\n",
+    );
+    expect(code).toBe(1);
+    expect(find(checks, "nix", "experimental features")).toEqual({
+      area: "nix",
+      name: "experimental features",
+      status: "fail",
+      detail: "nix-command and flakes not enabled",
+      fix: "add to /etc/nix/nix.conf (or $NIX_CONFIG): experimental-features = nix-command flakes",
+    });
+  });
+
+  it("explains a build that fails for want of its build users group", async () => {
+    const { code, checks } = await doctorWithNixConf(
+      `${GOOD}build-users-group = nixship-no-such-group\nsandbox = false\n`,
+    );
+    expect(code).toBe(1);
+    const build = find(checks, "nix", "build");
+    expect(build?.status).toBe("fail");
+    expect(build?.detail).toContain("nixship-no-such-group");
+    expect(build?.fix).toContain("build-users-group = (empty");
+  });
+
+  it("explains a build that fails in the sandbox (no /bin/sh there)", async () => {
+    const { code, checks } = await doctorWithNixConf(
+      `${GOOD}build-users-group =\nsandbox = true\n`,
+    );
+    expect(code).toBe(1);
+    const build = find(checks, "nix", "build");
+    expect(build?.status).toBe("fail");
+    expect(build?.detail).toContain("executing '/bin/sh': No such file or directory");
+    expect(build?.fix).toContain("sandbox = false");
+  });
+
+  it("passes a Nix that builds, and says only the local Nix was checked without a fleet", async () => {
+    const { code, checks } = await doctorWithNixConf(
+      `${GOOD}build-users-group =\nsandbox = false\n`,
+    );
+    expect(code).toBe(0);
+    expect(checks.map((c) => [c.area, c.name, c.status])).toEqual([
+      ["nix", "nix", "ok"],
+      ["nix", "experimental features", "ok"],
+      ["nix", "build", "ok"],
+      ["fleet", "fleet file", "skip"],
+    ]);
+  });
+});
+
+describe("a lab's fleet", () => {
+  it("passes the lab with its own key: keys, cache, ssh and each host", async () => {
+    const r = await nixship([
+      "doctor",
+      "--fleet",
+      join(lab.dir, "nixship.json"),
+      "--key",
+      join(lab.dir, "cache.sec"),
+      "--json",
+    ]);
+    const { ok, checks } = JSON.parse(r.stdout) as { ok: boolean; checks: Found[] };
+    expect(checks.filter((c) => c.status === "fail")).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(ok).toBe(true);
+    for (const host of lab.hosts) {
+      expect(find(checks, `host ${host.name}`, "ssh")?.status).toBe("ok");
+      expect(find(checks, `host ${host.name}`, "nix")?.detail).toMatch(/^nix-store \(Nix\) 2\./);
+      expect(find(checks, `host ${host.name}`, "store")?.status).toBe("ok");
+    }
+    expect(find(checks, "keys", "cache signing key")?.status).toBe("ok");
+    expect(find(checks, "cache", "cache")?.status).toBe("ok");
+  });
+
+  it("fails on a key the fleet does not trust, a missing cache and a changed host key, each with its fix", async () => {
+    const other = join(work, "other.sec");
+    expect((await nixship(["key", "generate", "--name", "other-1", "--out", other])).code).toBe(0);
+    // A copy of the lab's fleet: its cache URL mistyped, and the second host's key replaced.
+    const doc = JSON.parse(await readFile(join(lab.dir, "nixship.json"), "utf8")) as {
+      cache: { url: string };
+      ssh: { knownHosts: string };
+    };
+    const second = lab.hosts[1] as { name: string; address: string };
+    const known = await readFile(doc.ssh.knownHosts, "utf8");
+    const keyDir = join(work, "hostkey");
+    await mkdir(keyDir);
+    await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(keyDir, "k")]);
+    const impostor = (await readFile(join(keyDir, "k.pub"), "utf8"))
+      .split(" ")
+      .slice(0, 2)
+      .join(" ");
+    const changed = known
+      .split("\n")
+      .map((line) =>
+        line.startsWith(`${second.name},`) ? `${second.name},${second.address} ${impostor}` : line,
+      )
+      .join("\n");
+    expect(changed).not.toBe(known);
+    const knownHosts = join(work, "known_hosts");
+    await writeFile(knownHosts, changed);
+    const fleet = join(lab.dir, "doctor-broken.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        ...doc,
+        cache: { ...doc.cache, url: `${doc.cache.url}-typo` },
+        ssh: { ...doc.ssh, knownHosts },
+      }),
+    );
+    const r = await nixship(["doctor", "--fleet", fleet, "--key", other, "--json"]);
+    expect(r.code).toBe(1);
+    const { checks } = JSON.parse(r.stdout) as { checks: Found[] };
+    expect(find(checks, "keys", "cache signing key")).toMatchObject({
+      status: "fail",
+      fix: expect.stringContaining("sign with the secret half of a key the fleet trusts"),
+    });
+    expect(find(checks, "cache", "cache")).toMatchObject({
+      status: "fail",
+      detail: expect.stringContaining("holds no binary cache"),
+      fix: expect.stringContaining("nixship cache init"),
+    });
+    expect(find(checks, `host ${lab.hosts[0]?.name}`, "ssh")?.status).toBe("ok");
+    expect(find(checks, `host ${lab.hosts[1]?.name}`, "ssh")).toMatchObject({
+      status: "fail",
+      fix: expect.stringContaining(`the host's key is not the one in ${knownHosts}`),
+    });
+    // Text mode: the same problems, each followed by its fix.
+    const text = await nixship(["doctor", "--fleet", fleet, "--key", other]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/FAIL ssh: .*\n\s+fix: the host's key is not the one in/);
+    expect(text.stdout).toContain("3 problem(s) block a deploy");
+  });
+});
