@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlDirFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 let labsDir: string;
@@ -107,6 +107,44 @@ describe("lab hosts", () => {
     const unknown = await nixship(["lab", "exec", "nosuch", "--", "true"], { env: env() });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("no lab host is called 'nosuch'");
+    // --name, as lab ssh-config takes it, picks the lab.
+    const named = await nixship(["lab", "exec", "--name", LAB, `${LAB}1`, "--", "true"], {
+      env: env(),
+    });
+    expect(named.code, named.stderr).toBe(0);
+    const elsewhere = await nixship(["lab", "exec", "--name", "other", `${LAB}1`, "--", "true"], {
+      env: env(),
+    });
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toContain(`no lab host is called '${LAB}1' in lab 'other'`);
+  });
+
+  it("say 'the lab needs root' to another user, and name a lab that is not there", async () => {
+    // As nobody: the labs directory (0700, root's) cannot be read.
+    const asNobody = await run(
+      "setpriv",
+      [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        process.execPath,
+        NIXSHIP_BIN,
+        "lab",
+        "list",
+      ],
+      { env: env() },
+    );
+    expect(asNobody.code, asNobody.stderr).toBe(2);
+    expect(asNobody.stderr).toContain(`cannot read ${labsDir} (EACCES)`);
+    expect(asNobody.stderr).toContain("hint: the lab needs root");
+    expect(asNobody.stderr).not.toMatch(/bug in nixship/);
+    // --path of a lab that does not exist is an error, not a path to nothing.
+    const missing = await nixship(["lab", "ssh-config", "--name", "nosuch", "--path"], {
+      env: env(),
+    });
+    expect(missing.code).toBe(2);
+    expect(missing.stdout).toBe("");
+    expect(missing.stderr).toContain("no lab 'nosuch'");
   });
 
   it("refuse a host whose key does not match known_hosts", async () => {

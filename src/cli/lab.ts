@@ -3,7 +3,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import {
   findLabHost,
   LAB_AGENT_ACTIONS,
@@ -47,14 +47,16 @@ The lab writes, in its directory:
   nixship.json   a fleet file for the hosts (tags: the lab's name, and web for odd hosts,
                  db for even ones), using the files above, a directory cache in the lab
                  and an HTTP health check of the example service
-  cache.sec      the key that signs that cache: nixship deploy --fleet DIR/nixship.json \
-                   --key DIR/cache.sec --serve-cache 10.231.L.1:0
+  cache.sec      the key that signs that cache; deploy with
+                   nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
+                     --serve-cache 10.231.L.1:0
 Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
 
 With --agents, each host also runs a pull agent (nixship agent) following the channel
 "${LAB_CHANNEL}" of the lab's cache, and the fleet file makes the hosts agent hosts:
-  release.sec        the key that signs the lab's releases: nixship deploy --fleet \
-                       DIR/nixship.json --key DIR/cache.sec --release-key DIR/release.sec
+  release.sec        the key that signs the lab's releases; deploy with
+                       nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
+                         --release-key DIR/release.sec
   hosts/H/agent/     host H's agent: config.json (its own host name and state directory;
                      a poll every ${LAB_POLL_INTERVAL} s, a heartbeat every ${LAB_HEARTBEAT_EVERY} polls), state/, ${AGENT_LOG}
 The hosts see nixship, Node.js, the cache and their agent directory under ${HOST_VIEW}.
@@ -219,16 +221,18 @@ ${WHERE}`,
 export const labExecCommand: Command = {
   path: ["lab", "exec"],
   summary: "run a command on a lab host (in its namespaces), without SSH",
-  help: `Usage: nixship lab exec HOST -- COMMAND [ARGS...]
+  help: `Usage: nixship lab exec [--name PREFIX] HOST -- COMMAND [ARGS...]
 
 Runs COMMAND inside HOST's network and mount namespaces (its /nix, /run, /tmp and address),
-with a clean environment, and exits with its exit code.`,
+with a clean environment, and exits with its exit code. With --name, HOST is looked for in
+that lab only.`,
   async run(argv, io) {
-    const { positionals } = parseFlags(argv, {}, "lab exec");
+    const { values, positionals } = parseFlags(argv, { name: { type: "string" } }, "lab exec");
     const [name, ...command] = positionals;
     if (name === undefined || command.length === 0)
       throw new UsageError("lab exec: give a HOST and, after --, a COMMAND");
-    const host = await findLabHost(labsDir(io.env), name);
+    const lab = values.name === undefined ? undefined : validateLabName(values.name);
+    const host = await findLabHost(labsDir(io.env), name, lab);
     return await new Promise<number>((resolve, reject) => {
       const child = spawn("nsenter", ["-t", String(host.pid), "-m", "-n", "--", ...command], {
         cwd: "/",
@@ -261,17 +265,24 @@ checking), or with --path only its file name.`,
       { name: { type: "string" }, path: { type: "boolean" } },
       "lab ssh-config",
     );
-    const file = join(labsDir(io.env), validateLabName(values.name ?? "lab"), "ssh_config");
-    if (values.path) io.stdout.write(`${file}\n`);
-    else
-      io.stdout.write(
-        await readFile(file, "utf8").catch(() => {
-          throw new UsageError(
-            `lab ssh-config: no lab '${values.name ?? "lab"}' (${file} is missing)`,
-            "start it with 'nixship lab up N'",
-          );
-        }),
-      );
+    const name = validateLabName(values.name ?? "lab");
+    const file = join(labsDir(io.env), name, "ssh_config");
+    // Read even for --path: a path printed for a lab that is not there helps no one.
+    const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") {
+        throw new UsageError(
+          `lab ssh-config: no lab '${name}' (${file} is missing)`,
+          "start it with 'nixship lab up N'",
+        );
+      }
+      throw new InputError("lab-unreadable", `lab ssh-config: cannot read ${file} (${err.code})`, {
+        hint:
+          err.code === "EACCES"
+            ? "the lab needs root: run nixship lab commands as root (sudo)"
+            : "check the lab directory",
+      });
+    });
+    io.stdout.write(values.path ? `${file}\n` : text);
     return 0;
   },
 };

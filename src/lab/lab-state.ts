@@ -33,7 +33,7 @@ export async function readLabState(labDir: string): Promise<LabState | undefined
     text = await readFile(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    throw unreadable(file, err);
   }
   try {
     const state = JSON.parse(text) as LabState;
@@ -63,10 +63,28 @@ export async function listLabStates(labsDir: string): Promise<LabState[]> {
     names = await readdir(labsDir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw err;
+    throw unreadable(labsDir, err);
   }
+  // A lab whose state is not a lab state (a crash mid-write) is left to 'lab down --all'; one
+  // that cannot be read at all is an error, not a lab that is not there.
   const states = await Promise.all(
-    names.sort().map((name) => readLabState(join(labsDir, name)).catch(() => undefined)),
+    names.sort().map((name) =>
+      readLabState(join(labsDir, name)).catch((err: unknown) => {
+        if (err instanceof InputError && err.code === "bad-lab-state") return undefined;
+        throw err;
+      }),
+    ),
   );
   return states.filter((s): s is LabState => s !== undefined);
+}
+
+/** A lab file or directory that exists but cannot be read: as another user than root, say. */
+function unreadable(path: string, err: unknown): InputError {
+  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  return new InputError("lab-unreadable", `cannot read ${path} (${code})`, {
+    hint:
+      code === "EACCES" || code === "EPERM"
+        ? "the lab needs root: run nixship lab commands as root (sudo)"
+        : "check the lab directory ($NIXSHIP_LAB_DIR, default /var/lib/nixship/labs)",
+  });
 }

@@ -355,12 +355,17 @@ export async function labList(labsDirPath: string): Promise<LabHostStatus[]> {
   return rows;
 }
 
-/** The running host called `name`, in whichever lab holds it. */
-export async function findLabHost(labsDirPath: string, name: string): Promise<LabHostStatus> {
-  const hosts = await labList(labsDirPath);
+/** The running host called `name`, in the lab called `lab`, else in whichever lab holds it. */
+export async function findLabHost(
+  labsDirPath: string,
+  name: string,
+  lab?: string,
+): Promise<LabHostStatus> {
+  const hosts = (await labList(labsDirPath)).filter((h) => lab === undefined || h.lab === lab);
   const host = hosts.find((h) => h.name === name);
   if (host === undefined) {
-    throw new InputError("unknown-lab-host", `no lab host is called '${name}'`, {
+    const where = lab === undefined ? "" : ` in lab '${lab}'`;
+    throw new InputError("unknown-lab-host", `no lab host is called '${name}'${where}`, {
       hint: hosts.length
         ? `lab hosts: ${hosts.map((h) => h.name).join(", ")}`
         : "start some with 'nixship lab up N'",
