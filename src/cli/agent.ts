@@ -16,6 +16,7 @@ import { InputError, UsageError } from "../errors.js";
 import { NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { openStore } from "../store/url.js";
+import { formatAgentEvent } from "../ui/agent-events.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
@@ -230,38 +231,7 @@ async function readConfig(file: string | undefined): Promise<AgentConfig> {
 function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
   if (json) return (event) => writeJson(io, { at: new Date().toISOString(), ...event });
   return (event) => {
-    const line = describe(event);
+    const line = formatAgentEvent(event);
     if (line !== undefined) io.stderr.write(`nixship-agent: ${line}\n`);
   };
-}
-
-function describe(e: AgentEvent): string | undefined {
-  switch (e.type) {
-    case "started":
-      return `${e.host} following channel ${e.channel}`;
-    case "recovering":
-      return `an activation of release ${e.seq} was interrupted; applying it again`;
-    case "paused":
-      return "paused; skipping this poll";
-    case "release":
-      return `release ${e.seq} (${e.kind})`;
-    case "rejected":
-      return `refused: ${e.message}`;
-    case "no-entry":
-      return `release ${e.seq} has no entry for this host`;
-    case "applying":
-      return `applying release ${e.seq}: ${e.path}`;
-    case "log":
-      return `  ${e.line}`;
-    case "applied":
-      return `release ${e.seq} applied (generation ${e.generation ?? "?"})`;
-    case "failed":
-      return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
-    case "busy":
-      return `another activation is running (${e.message}); trying again shortly`;
-    case "warning":
-      return `warning: ${e.message}`;
-    case "store-error":
-      return `store error: ${e.message}${e.retryIn === undefined ? "" : `; retrying in ${Math.round(e.retryIn)}s`}`;
-  }
 }

@@ -1,0 +1,34 @@
+// The pull agent's events as the lines `nixship agent` prints on stderr (--json prints the
+// events themselves). undefined: an event with no line of its own.
+import type { AgentEvent } from "../agent/agent.js";
+
+export function formatAgentEvent(e: AgentEvent): string | undefined {
+  switch (e.type) {
+    case "started":
+      return `${e.host} following channel ${e.channel}`;
+    case "recovering":
+      return `an activation of release ${e.seq} was interrupted; applying it again`;
+    case "paused":
+      return "paused; skipping this poll";
+    case "release":
+      return `release ${e.seq} (${e.kind})`;
+    case "rejected":
+      return `refused: ${e.message}`;
+    case "no-entry":
+      return `release ${e.seq} has no entry for this host`;
+    case "applying":
+      return `applying release ${e.seq}: ${e.path}`;
+    case "log":
+      return `  ${e.line}`;
+    case "applied":
+      return `release ${e.seq} applied (generation ${e.generation ?? "?"})`;
+    case "failed":
+      return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
+    case "busy":
+      return `another activation is running (${e.message}); trying again shortly`;
+    case "warning":
+      return `warning: ${e.message}`;
+    case "store-error":
+      return `store error: ${e.message}${e.retryIn === undefined ? "" : `; retrying in ${Math.round(e.retryIn)}s`}`;
+  }
+}
