@@ -8,6 +8,7 @@ import {
   agentResumeCommand,
   agentStatusCommand,
 } from "./agent.js";
+import { buildCommand } from "./build.js";
 import { cacheInit } from "./cache-init.js";
 import { cacheServe } from "./cache-serve.js";
 import type { CliIO, Command } from "./command.js";
@@ -15,7 +16,6 @@ import { deployCommand, planCommand } from "./deploy.js";
 import { doctorCommand } from "./doctor.js";
 import { fetch } from "./fetch.js";
 import { fleetFromTerraformCommand } from "./fleet-from-terraform.js";
-import { buildCommand, rollbackCommand, statusCommand } from "./hosts.js";
 import { keyGenerate, keyPublic } from "./key.js";
 import {
   labAgentsCommand,
@@ -30,7 +30,9 @@ import { push } from "./push.js";
 import { releaseList, releaseShow } from "./release.js";
 import { releasePublish } from "./release-publish.js";
 import { releaseRefresh } from "./release-refresh.js";
+import { rollbackCommand } from "./rollback.js";
 import { ssmDocumentCommand } from "./ssm.js";
+import { statusCommand } from "./status.js";
 import { systemFault } from "./system-faults.js";
 import { terraformVarsCommand } from "./terraform.js";
 import { verify } from "./verify.js";

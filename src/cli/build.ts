@@ -1,0 +1,32 @@
+// `nixship build`: the selected hosts' systems, one evaluation and one build for all.
+import { buildSystems } from "../deploy/build.js";
+import { UsageError } from "../errors.js";
+import { selectHosts } from "../fleet/select.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+
+export const buildCommand: Command = {
+  path: ["build"],
+  summary: "build the selected hosts' systems: one evaluation and one build for all",
+  help: `Usage: nixship build [--fleet FILE] [--on SELECTOR] [--json]
+
+Evaluates the systems of the selected hosts in one Nix evaluation and builds them in one
+'nix build'; hosts with the same system share the result. Prints each system's store path
+and the hosts that run it.
+
+Options:
+${FLEET_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, FLEET_FLAGS, "build");
+    if (positionals.length > 0)
+      throw new UsageError(`build: unexpected argument '${positionals[0]}'`);
+    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir);
+    if (values.json) {
+      writeJson(io, { systems: built.systems, hosts: Object.fromEntries(built.byHost) });
+      return 0;
+    }
+    for (const s of built.systems) io.stdout.write(`${s.path}\t${s.hosts.join(",")}\n`);
+    return 0;
+  },
+};
