@@ -1,26 +1,24 @@
 // `nixship release list` and `nixship release show`: a channel's signed releases in a store.
-import { InputError, OperationError, UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import { HISTORY_RELEASES, readHistory } from "../fleet/history-store.js";
 import { releaseHostViews } from "../fleet/host-history.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import type { ParsedRelease } from "../fleet/release.js";
 import { checkExpiry, parseRelease, verifyRelease } from "../fleet/release.js";
 import {
-  channelKey,
+  findRelease,
   highestListed,
   listReleases,
   newestSignedRelease,
   type ReleaseEntry,
-  readChannel,
-  readRelease,
-  releaseKey,
+  requirePlacement,
 } from "../fleet/release-store.js";
 import { readStatuses } from "../fleet/status-store.js";
 import type { PublicKey } from "../nix/keys.js";
-import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { formatTable, plural } from "../ui/plan-format.js";
+import { formatTable } from "../ui/plan-format.js";
+import { formatReleaseShow } from "../ui/release-show.js";
 import { type CliIO, type Command, parseFlags, requireFlag, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { readTrustedKeys } from "./keys-input.js";
@@ -138,13 +136,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         ? verifyRelease(found.bytes, trusted, found.source)
         : parseRelease(found.bytes, found.source);
       const { release, digest, signature } = parsed;
-      if (release.channel !== channel || (which !== "latest" && release.seq !== which)) {
-        throw new InputError(
-          "release-misplaced",
-          `${found.source} holds release ${release.seq} of channel ${release.channel}`,
-          { hint: "the store's release files were moved or copied by hand" },
-        );
-      }
+      requirePlacement(found.source, release, channel, which);
       const signedBy = signature?.slice(0, signature.indexOf(":"));
       const names = Object.keys(release.hosts);
       const [records, history] = await Promise.all([
@@ -190,45 +182,17 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         });
         return 0;
       }
-      const signatureLine =
-        signedBy === undefined
-          ? "none"
-          : verified
-            ? `key '${signedBy}', verified against the trusted keys`
-            : `key '${signedBy}', NOT verified (pass --trusted-key to check it)`;
-      const checks = [
-        plural(release.health.http.length, "HTTP check"),
-        plural(release.health.commands.length, "command check"),
-      ].join(", ");
-      const lines = [
-        `release ${release.seq} of channel ${release.channel}${found.current ? " (current)" : ""}`,
-        ...formatTable([
-          ["  created", release.created],
-          ["  expires", `${release.expires}${expired ? " (EXPIRED)" : ""}`],
-          ["  kind", release.kind],
-          ["  action", release.action],
-          ["  health", checks],
-          ["  confirm", `${release.confirmTimeout} s`],
-          ["  digest", digest],
-          ["  previous", release.previous ?? "none (first release of the channel)"],
-          ["  signature", signatureLine],
-        ]),
-        `hosts (${names.length}):`,
-        ...formatTable([
-          ["  HOST", "DESIRED", "RUNNING", "LAST CONFIRMED"],
-          ...views.map((v) => [
-            `  ${v.host}`,
-            v.desired,
-            v.running === null ? "unknown" : v.running === v.desired ? "same" : v.running,
-            v.lastConfirmed === null
-              ? "none"
-              : v.lastConfirmed === v.desired
-                ? "same"
-                : v.lastConfirmed,
-          ]),
-        ]),
-      ];
-      io.stdout.write(`${lines.join("\n")}\n`);
+      io.stdout.write(
+        formatReleaseShow({
+          release,
+          current: found.current,
+          digest,
+          signedBy,
+          verified,
+          expired,
+          views,
+        }),
+      );
       for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
       return 0;
     } finally {
@@ -266,34 +230,6 @@ function parseWhich(text: string): number | "latest" {
 }
 
 /** The release's bytes, where they came from, and whether the channel points at them. */
-async function findRelease(
-  store: ObjectStore,
-  channel: string,
-  which: number | "latest",
-): Promise<{ bytes: Uint8Array; source: string; current: boolean }> {
-  if (which === "latest") {
-    const read = await readChannel(store, channel);
-    if (read.status !== "found") {
-      throw new OperationError(
-        "release-not-found",
-        `channel ${channel} has no release in ${store.url} (no ${channelKey(channel)})`,
-        { hint: "check --channel and --store" },
-      );
-    }
-    return { bytes: read.bytes, source: channelKey(channel), current: true };
-  }
-  const read = await readRelease(store, channel, which);
-  if (read.status !== "found") {
-    throw new OperationError(
-      "release-not-found",
-      `channel ${channel} has no release ${which} in ${store.url} (no ${releaseKey(channel, which)})`,
-      { hint: `see 'nixship release list --channel ${channel}' for its releases` },
-    );
-  }
-  const channelBytes = await readAll(store, channelKey(channel));
-  const current = channelBytes !== undefined && Buffer.from(read.bytes).equals(channelBytes);
-  return { bytes: read.bytes, source: releaseKey(channel, which), current };
-}
 
 /** `--store`, else the fleet file's cache URL. */
 async function openReleaseStore(

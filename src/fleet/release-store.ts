@@ -4,7 +4,7 @@
 import { InputError, OperationError } from "../errors.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
-import { listAll, readBody } from "../store/helpers.js";
+import { listAll, readAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import type { Action } from "./action.js";
@@ -12,6 +12,7 @@ import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN, RELEASE_DEFAULTS } fr
 import {
   formatRelease,
   parseRelease,
+  type Release,
   type ReleaseHost,
   type ReleaseKind,
   releaseDigest,
@@ -302,4 +303,53 @@ async function listedSeqs(store: ObjectStore, channel: string): Promise<number[]
 
 function conflict(message: string): OperationError {
   return new OperationError("release-conflict", message);
+}
+
+/**
+ * The bytes of release `which` of `channel` (or of the release the channel names), where they
+ * were found, and whether the channel names them. Fails with release-not-found.
+ */
+export async function findRelease(
+  store: ObjectStore,
+  channel: string,
+  which: number | "latest",
+): Promise<{ bytes: Uint8Array; source: string; current: boolean }> {
+  if (which === "latest") {
+    const read = await readChannel(store, channel);
+    if (read.status !== "found") {
+      throw new OperationError(
+        "release-not-found",
+        `channel ${channel} has no release in ${store.url} (no ${channelKey(channel)})`,
+        { hint: "check --channel and --store" },
+      );
+    }
+    return { bytes: read.bytes, source: channelKey(channel), current: true };
+  }
+  const read = await readRelease(store, channel, which);
+  if (read.status !== "found") {
+    throw new OperationError(
+      "release-not-found",
+      `channel ${channel} has no release ${which} in ${store.url} (no ${releaseKey(channel, which)})`,
+      { hint: `see 'nixship release list --channel ${channel}' for its releases` },
+    );
+  }
+  const channelBytes = await readAll(store, channelKey(channel));
+  const current = channelBytes !== undefined && Buffer.from(read.bytes).equals(channelBytes);
+  return { bytes: read.bytes, source: releaseKey(channel, which), current };
+}
+
+/** Fails with release-misplaced unless the release found at `source` is the one asked for. */
+export function requirePlacement(
+  source: string,
+  release: Pick<Release, "channel" | "seq">,
+  channel: string,
+  which: number | "latest",
+): void {
+  if (release.channel !== channel || (which !== "latest" && release.seq !== which)) {
+    throw new InputError(
+      "release-misplaced",
+      `${source} holds release ${release.seq} of channel ${release.channel}`,
+      { hint: "the store's release files were moved or copied by hand" },
+    );
+  }
 }

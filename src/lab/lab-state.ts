@@ -32,7 +32,9 @@ export async function readLabState(labDir: string): Promise<LabState | undefined
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    // No state file, or no directory at all (a file beside the labs): not a lab.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
     throw unreadable(file, err);
   }
   try {

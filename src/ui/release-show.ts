@@ -1,0 +1,62 @@
+// `nixship release show`'s text: the release's fields, then per host what it names, what the
+// host runs and what last passed there.
+import type { ReleaseHostView } from "../fleet/host-history.js";
+import type { Release } from "../fleet/release.js";
+import { formatTable, plural } from "./plan-format.js";
+
+export interface ReleaseShown {
+  readonly release: Release;
+  /** Whether the channel names this release. */
+  readonly current: boolean;
+  readonly digest: string;
+  /** The name of the key that signed it, if it is signed. */
+  readonly signedBy: string | undefined;
+  /** Whether the signature was checked against trusted keys. */
+  readonly verified: boolean;
+  readonly expired: boolean;
+  readonly views: readonly ReleaseHostView[];
+}
+
+export function formatReleaseShow(shown: ReleaseShown): string {
+  const { release, current, digest, signedBy, verified, expired, views } = shown;
+  const names = Object.keys(release.hosts);
+  const signatureLine =
+    signedBy === undefined
+      ? "none"
+      : verified
+        ? `key '${signedBy}', verified against the trusted keys`
+        : `key '${signedBy}', NOT verified (pass --trusted-key to check it)`;
+  const checks = [
+    plural(release.health.http.length, "HTTP check"),
+    plural(release.health.commands.length, "command check"),
+  ].join(", ");
+  const lines = [
+    `release ${release.seq} of channel ${release.channel}${current ? " (current)" : ""}`,
+    ...formatTable([
+      ["  created", release.created],
+      ["  expires", `${release.expires}${expired ? " (EXPIRED)" : ""}`],
+      ["  kind", release.kind],
+      ["  action", release.action],
+      ["  health", checks],
+      ["  confirm", `${release.confirmTimeout} s`],
+      ["  digest", digest],
+      ["  previous", release.previous ?? "none (first release of the channel)"],
+      ["  signature", signatureLine],
+    ]),
+    `hosts (${names.length}):`,
+    ...formatTable([
+      ["  HOST", "DESIRED", "RUNNING", "LAST CONFIRMED"],
+      ...views.map((v) => [
+        `  ${v.host}`,
+        v.desired,
+        v.running === null ? "unknown" : v.running === v.desired ? "same" : v.running,
+        v.lastConfirmed === null
+          ? "none"
+          : v.lastConfirmed === v.desired
+            ? "same"
+            : v.lastConfirmed,
+      ]),
+    ]),
+  ];
+  return `${lines.join("\n")}\n`;
+}
