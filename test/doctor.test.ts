@@ -187,3 +187,43 @@ describe("a lab's fleet", () => {
     expect(text.stdout).toContain("3 problem(s) block a deploy");
   });
 });
+
+describe("agent hosts", () => {
+  it("checks the release key against releases.publicKeys, and says once what is wrong with it", async () => {
+    const cache = join(work, "agent-cache");
+    expect((await nixship(["cache", "init", `file://${cache}`])).code).toBe(0);
+    const trustedKey = join(work, "release-a.sec");
+    const otherKey = join(work, "release-b.sec");
+    const pub = (
+      await nixship(["key", "generate", "--name", "rel-a", "--out", trustedKey])
+    ).stdout.trim();
+    await nixship(["key", "generate", "--name", "rel-b", "--out", otherKey]);
+    const fleet = join(work, "agents.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        cache: { url: `file://${cache}`, publicKeys: [pub] },
+        releases: { channel: "prod", publicKeys: [pub] },
+        hosts: {
+          ag1: { delivery: "agent", system: "/nix/store/00000000000000000000000000000000-s" },
+        },
+      }),
+    );
+    const releaseChecks = async (...extra: string[]) => {
+      const r = await nixship(["doctor", "--fleet", fleet, "--json", ...extra], {
+        env: { NIXSHIP_RELEASE_KEY: undefined },
+      });
+      return (JSON.parse(r.stdout) as { checks: Found[] }).checks.filter(
+        (c) => c.name === "release key",
+      );
+    };
+    expect(await releaseChecks("--release-key", trustedKey)).toMatchObject([{ status: "ok" }]);
+    expect(await releaseChecks("--release-key", otherKey)).toMatchObject([
+      { status: "fail", detail: expect.stringContaining("'rel-b' (public key rel-b:") },
+    ]);
+    expect(await releaseChecks()).toMatchObject([{ status: "warn" }]);
+    const missing = await releaseChecks("--release-key", join(work, "nosuch.sec"));
+    expect(missing).toHaveLength(1);
+    expect(missing[0]).toMatchObject({ status: "fail", detail: expect.stringContaining("ENOENT") });
+  });
+});

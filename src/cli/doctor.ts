@@ -117,6 +117,7 @@ async function fleetChecks(
       hosts,
       key,
       keyGiven: values.key !== undefined,
+      releaseKeyGiven: (values["release-key"] ?? env.NIXSHIP_RELEASE_KEY) !== undefined,
       releaseKey,
     })),
   ];

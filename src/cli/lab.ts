@@ -24,6 +24,7 @@ import {
 } from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
 import { validateHostCount, validateLabName } from "../lab/layout.js";
+import { formatLabEvent, formatLabHints, formatLabHosts } from "../ui/lab-lines.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 
 const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
@@ -101,23 +102,16 @@ Options:
       ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
       agents: values.agents === true,
       onEvent: (e) => {
-        if (values.json) return;
-        if (e.type === "host-up") io.stderr.write(`${e.host} is up\n`);
-        if (e.type === "agent-up") io.stderr.write(`${e.host}: its agent runs (pid ${e.pid})\n`);
+        const line = values.json ? undefined : formatLabEvent(e);
+        if (line !== undefined) io.stderr.write(`${line}\n`);
       },
     });
     if (values.json) {
       writeJson(io, { ...state, alreadyUp, dir: layout.dir, files: layout.files });
       return 0;
     }
-    io.stderr.write(alreadyUp ? `lab '${name}' is already up\n` : "");
-    for (const host of state.hosts) io.stdout.write(`${host.name}\t${host.address}\n`);
-    io.stderr.write(`ssh: ssh -F ${layout.files.sshConfig} ${state.hosts[0]?.name}\n`);
-    io.stderr.write(
-      state.agents === true
-        ? `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --release-key ${layout.files.releaseKey}\n`
-        : `deploy: nixship deploy --fleet ${layout.files.fleet} --key ${layout.files.cacheKey} --serve-cache ${layout.gateway}:0\n`,
-    );
+    io.stdout.write(formatLabHosts(state));
+    io.stderr.write(formatLabHints(state, layout, alreadyUp));
     return 0;
   },
 };

@@ -30,6 +30,8 @@ export interface FleetCheckInput {
   readonly key: SecretKey | undefined;
   /** Whether --key named a file (which may not have read: that is reported already). */
   readonly keyGiven: boolean;
+  /** The same for the release key (--release-key or $NIXSHIP_RELEASE_KEY). */
+  readonly releaseKeyGiven: boolean;
   /** The release key, when --release-key or $NIXSHIP_RELEASE_KEY gave one. */
   readonly releaseKey: SecretKey | undefined;
   readonly signal?: AbortSignal;
@@ -80,7 +82,7 @@ function checkKeys(input: FleetCheckInput): Check[] {
           `add "releases": {"channel": "production", "publicKeys": ["NAME:BASE64"]} to ${fleetFile}`,
         ),
       );
-    } else if (releaseKey === undefined) {
+    } else if (releaseKey === undefined && !input.releaseKeyGiven) {
       checks.push(
         warn(
           "agent",
@@ -89,7 +91,7 @@ function checkKeys(input: FleetCheckInput): Check[] {
           "deploys to agent hosts sign releases: give --release-key FILE (its public half in releases.publicKeys)",
         ),
       );
-    } else {
+    } else if (releaseKey !== undefined) {
       const own = formatPublicKey(publicKeyOf(releaseKey));
       checks.push(
         releases.publicKeys.includes(own)

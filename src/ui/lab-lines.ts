@@ -1,0 +1,33 @@
+// What `nixship lab up` prints: a line per host as it comes up, then the hosts (stdout) and how
+// to reach and deploy to them (stderr).
+import type { LabEvent } from "../lab/lab.js";
+import type { LabState } from "../lab/lab-state.js";
+import type { LabLayout } from "../lab/layout.js";
+
+/** The progress line of an event, or undefined for one that has none. */
+export function formatLabEvent(e: LabEvent): string | undefined {
+  if (e.type === "host-up") return `${e.host} is up`;
+  if (e.type === "agent-up") return `${e.host}: its agent runs (pid ${e.pid})`;
+  return undefined;
+}
+
+/** The hosts, one `NAME<TAB>ADDRESS` line each (stdout). */
+export function formatLabHosts(state: LabState): string {
+  return state.hosts.map((h) => `${h.name}\t${h.address}\n`).join("");
+}
+
+/** How to reach the lab and deploy to it (stderr). */
+export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: boolean): string {
+  const { files } = layout;
+  const deploy =
+    state.agents === true
+      ? `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --release-key ${files.releaseKey}`
+      : `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --serve-cache ${layout.gateway}:0`;
+  return [
+    ...(alreadyUp ? [`lab '${layout.name}' is already up`] : []),
+    `ssh: ssh -F ${files.sshConfig} ${state.hosts[0]?.name}`,
+    deploy,
+  ]
+    .map((l) => `${l}\n`)
+    .join("");
+}
