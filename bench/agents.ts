@@ -478,7 +478,8 @@ async function runBenchmark(
               `  (the agents' process used ${busy.toFixed(2)} CPU-seconds per second of this phase: past`,
               "  its poll, an agent's time here is mostly spent waiting behind the other agents of",
               "  this process; on its own host it would have only its own work: one GET,",
-              "  verifyRelease, 3 state saves and 4 status PUTs)",
+              "  verifyRelease, with no state yet a GET of the next release, 3 state saves and",
+              "  2 status PUTs)",
             ]
           : []),
         `  deployer: saw the last host at ${secs(since(deployer.lastDoneAt))} s; deployWave returned at ` +

@@ -1,12 +1,11 @@
 // `nixship doctor`: checks what a deploy needs, and prints the exact fix for each problem.
 import { access } from "node:fs/promises";
 import { blocksDeploy, type Check, fail, skip } from "../doctor/check.js";
-import { checkFleet } from "../doctor/fleet-checks.js";
+import { checkFleet, type GivenKey } from "../doctor/fleet-checks.js";
 import { judgeNix, probeNix } from "../doctor/local-nix.js";
 import { InputError, UsageError } from "../errors.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { selectHosts } from "../fleet/select.js";
-import type { SecretKey } from "../nix/keys.js";
 import { formatDoctorReport } from "../ui/doctor-report.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
@@ -93,17 +92,14 @@ async function fleetChecks(
     ];
   }
   const keys: Check[] = [];
-  const readKey = async (
-    file: string | undefined,
-    name: string,
-  ): Promise<SecretKey | undefined> => {
+  const readKey = async (file: string | undefined, name: string): Promise<GivenKey | undefined> => {
     if (file === undefined) return undefined;
     try {
       return await readSecretKeyFile(file);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       keys.push(fail("keys", name, err.message, err.hint ?? "fix the key file"));
-      return undefined;
+      return "unreadable";
     }
   };
   const key = await readKey(values.key, "cache signing key");
@@ -116,8 +112,6 @@ async function fleetChecks(
       fleetFile: input.fleetFile,
       hosts,
       key,
-      keyGiven: values.key !== undefined,
-      releaseKeyGiven: (values["release-key"] ?? env.NIXSHIP_RELEASE_KEY) !== undefined,
       releaseKey,
     })),
   ];

@@ -3,7 +3,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { InputError, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import {
   findLabHost,
   LAB_AGENT_ACTIONS,
@@ -23,6 +23,7 @@ import {
   LAB_POLL_INTERVAL,
 } from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
+import { unreadable } from "../lab/lab-state.js";
 import { validateHostCount, validateLabName } from "../lab/layout.js";
 import { formatLabEvent, formatLabHints, formatLabHosts } from "../ui/lab-lines.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
@@ -269,12 +270,7 @@ checking), or with --path only its file name.`,
           "start it with 'nixship lab up N'",
         );
       }
-      throw new InputError("lab-unreadable", `lab ssh-config: cannot read ${file} (${err.code})`, {
-        hint:
-          err.code === "EACCES"
-            ? "the lab needs root: run nixship lab commands as root (sudo)"
-            : "check the lab directory",
-      });
+      throw unreadable(file, err);
     });
     io.stdout.write(values.path ? `${file}\n` : text);
     return 0;

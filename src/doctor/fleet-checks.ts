@@ -7,7 +7,7 @@ import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { InputError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type Fleet, type FleetHost, sshDestination } from "../fleet/fleet.js";
-import { formatPublicKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import type { SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
@@ -22,18 +22,17 @@ const HOST_JOBS = 8;
 const HOST_PROBE =
   'printf "nix=%s\\n" "$(nix-store --version 2>/dev/null | head -n 1)"; if [ -w /nix/store ]; then echo store=writable; else echo store=read-only; fi';
 
+/** A key file named on the command line: read (mode and format checked), or it did not read (reported already). */
+export type GivenKey = SecretKey | "unreadable";
+
 export interface FleetCheckInput {
   readonly fleet: Fleet;
   readonly fleetFile: string;
   readonly hosts: readonly FleetHost[];
-  /** The cache signing key, when --key was given (already read: mode and format checked). */
-  readonly key: SecretKey | undefined;
-  /** Whether --key named a file (which may not have read: that is reported already). */
-  readonly keyGiven: boolean;
-  /** The same for the release key (--release-key or $NIXSHIP_RELEASE_KEY). */
-  readonly releaseKeyGiven: boolean;
-  /** The release key, when --release-key or $NIXSHIP_RELEASE_KEY gave one. */
-  readonly releaseKey: SecretKey | undefined;
+  /** The cache signing key (--key). */
+  readonly key: GivenKey | undefined;
+  /** The release key (--release-key or $NIXSHIP_RELEASE_KEY). */
+  readonly releaseKey: GivenKey | undefined;
   readonly signal?: AbortSignal;
 }
 
@@ -51,70 +50,71 @@ export async function checkFleet(input: FleetCheckInput): Promise<Check[]> {
 
 function checkKeys(input: FleetCheckInput): Check[] {
   const { fleet, fleetFile, key, releaseKey } = input;
-  const checks: Check[] = [];
+  const checks: (Check | undefined)[] = [];
   if (fleet.cache !== undefined) {
-    if (key === undefined && !input.keyGiven) {
-      checks.push(
-        skip(
-          "keys",
-          "cache signing key",
-          "no --key given: deploy needs the one whose public half is in cache.publicKeys",
-        ),
-      );
-    } else if (key !== undefined) {
-      checks.push(
-        trusted(
-          () => requireTrustedSigningKey(key, fleet.cache?.publicKeys ?? [], fleetFile),
-          "cache signing key",
-          key,
-        ),
-      );
-    }
+    checks.push(
+      key === undefined
+        ? skip(
+            "keys",
+            "cache signing key",
+            "no --key given: deploy needs the one whose public half is in cache.publicKeys",
+          )
+        : trusted(
+            "keys",
+            "cache signing key",
+            key,
+            fleet.cache.publicKeys,
+            fleetFile,
+            "cache.publicKeys",
+          ),
+    );
   }
   if (input.hosts.some((h) => h.delivery === "agent")) {
     const releases = fleet.releases;
-    if (releases === undefined) {
-      checks.push(
-        fail(
-          "agent",
-          "releases",
-          "the fleet has agent hosts but no releases section",
-          `add "releases": {"channel": "production", "publicKeys": ["NAME:BASE64"]} to ${fleetFile}`,
-        ),
-      );
-    } else if (releaseKey === undefined && !input.releaseKeyGiven) {
-      checks.push(
-        warn(
-          "agent",
-          "release key",
-          "no --release-key or $NIXSHIP_RELEASE_KEY",
-          "deploys to agent hosts sign releases: give --release-key FILE (its public half in releases.publicKeys)",
-        ),
-      );
-    } else if (releaseKey !== undefined) {
-      const own = formatPublicKey(publicKeyOf(releaseKey));
-      checks.push(
-        releases.publicKeys.includes(own)
-          ? ok("agent", "release key", `'${releaseKey.name}' is in releases.publicKeys`)
-          : fail(
+    checks.push(
+      releases === undefined
+        ? fail(
+            "agent",
+            "releases",
+            "the fleet has agent hosts but no releases section",
+            `add "releases": {"channel": "production", "publicKeys": ["NAME:BASE64"]} to ${fleetFile}`,
+          )
+        : releaseKey === undefined
+          ? warn(
               "agent",
               "release key",
-              `'${releaseKey.name}' (public key ${own}) is not in ${fleetFile} releases.publicKeys (${releases.publicKeys.join(", ")})`,
-              "sign releases with a key the agents trust, or add its public key to releases.publicKeys (and to each agent's config)",
+              "no --release-key or $NIXSHIP_RELEASE_KEY",
+              "deploys to agent hosts sign releases: give --release-key FILE (its public half in releases.publicKeys)",
+            )
+          : trusted(
+              "agent",
+              "release key",
+              releaseKey,
+              releases.publicKeys,
+              fleetFile,
+              "releases.publicKeys",
             ),
-      );
-    }
+    );
   }
-  return checks;
+  return checks.filter((c): c is Check => c !== undefined);
 }
 
-function trusted(check: () => void, name: string, key: SecretKey): Check {
+/** A key's check against the fleet's trusted keys; none for a key that did not read. */
+function trusted(
+  area: string,
+  name: string,
+  key: GivenKey,
+  keys: readonly string[],
+  fleetFile: string,
+  field: "cache.publicKeys" | "releases.publicKeys",
+): Check | undefined {
+  if (key === "unreadable") return undefined;
   try {
-    check();
-    return ok("keys", name, `'${key.name}' is in cache.publicKeys`);
+    requireTrustedSigningKey(key, keys, fleetFile, field);
+    return ok(area, name, `'${key.name}' is in ${field}`);
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
-    return fail("keys", name, err.message, err.hint ?? "");
+    return fail(area, name, err.message, err.hint ?? "");
   }
 }
 
@@ -158,7 +158,7 @@ async function checkCache(input: FleetCheckInput): Promise<Check[]> {
 async function checkSsh(input: FleetCheckInput, hosts: readonly FleetHost[]): Promise<Check[]> {
   const settings = input.fleet.ssh;
   const checks: Check[] = [];
-  const client = await runCommand("ssh", ["-V"]).then(
+  const client = await runCommand("ssh", ["-V"], { signal: AbortSignal.timeout(10_000) }).then(
     (r) => ok("ssh", "ssh client", (r.stderr || r.stdout).trim()),
     (err: Error) => fail("ssh", "ssh client", err.message, "apt-get install openssh-client"),
   );

@@ -4,8 +4,9 @@
 import { runCommand } from "../util/run.js";
 import { type Check, fail, ok, warn } from "./check.js";
 
-/** Seconds a probe build may take. */
+/** Seconds a probe build may take, and any other Nix query. */
 const BUILD_TIMEOUT = 120;
+const QUERY_TIMEOUT = 30;
 
 const AREA = "nix";
 const CONF = "/etc/nix/nix.conf (or $NIX_CONFIG)";
@@ -29,20 +30,26 @@ export interface NixFacts {
 }
 
 export async function probeNix(env: NodeJS.ProcessEnv): Promise<NixFacts> {
-  const version = await runCommand("nix", ["--version"], { env }).then(
+  const query = () => AbortSignal.timeout(QUERY_TIMEOUT * 1000);
+  const version = await runCommand("nix", ["--version"], { env, signal: query() }).then(
     (r) => ({ ok: true as const, text: r.stdout.trim() }),
     (err: Error) => ({ ok: false as const, error: err.message }),
   );
   if (!version.ok) {
     return { version, nixCommand: false, config: new Map(), build: { ok: false, error: "" } };
   }
-  const plain = await runCommand("nix", ["show-config"], { env, okCodes: [0, 1] });
+  const plain = await runCommand("nix", ["show-config"], {
+    env,
+    okCodes: [0, 1],
+    signal: query(),
+  });
   const shown =
     plain.code === 0
       ? plain
       : await runCommand("nix", ["--extra-experimental-features", "nix-command", "show-config"], {
           env,
           okCodes: [0, 1],
+          signal: query(),
         });
   const config = new Map<string, string>();
   for (const line of shown.stdout.split("\n")) {

@@ -81,7 +81,7 @@ export async function listLabStates(labsDir: string): Promise<LabState[]> {
 }
 
 /** A lab file or directory that exists but cannot be read: as another user than root, say. */
-function unreadable(path: string, err: unknown): InputError {
+export function unreadable(path: string, err: unknown): InputError {
   const code = (err as NodeJS.ErrnoException).code ?? String(err);
   return new InputError("lab-unreadable", `cannot read ${path} (${code})`, {
     hint:
