@@ -13,11 +13,14 @@ import {
   abortArgs,
   activateArgs,
   activateScript,
+  CHECK_PATHS_VARIABLE,
   confirmArgs,
   parseActivationResult,
   rollbackArgs,
+  scriptInput,
   statusArgs,
 } from "../src/host/activation.js";
+import { shellQuote } from "../src/util/shell-quote.js";
 import { nixship, run, runOk } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { type RunningServer, startCacheServer } from "./support/serve.js";
@@ -38,12 +41,17 @@ interface HostRun {
 }
 
 /** Pipes activate.sh to the host over SSH; `fresh` forces a new connection (no ControlMaster). */
-async function onHost(host: string, args: readonly string[], fresh = false): Promise<HostRun> {
-  const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+async function onHost(
+  host: string,
+  args: readonly string[],
+  fresh = false,
+  variables: Record<string, string> = {},
+): Promise<HostRun> {
+  const quoted = args.map(shellQuote).join(" ");
   const r = await run(
     "ssh",
     ["-F", sshConfig, ...(fresh ? ["-o", "ControlPath=none"] : []), host, `sh -s -- ${quoted}`],
-    { input: Buffer.from(activateScript()) },
+    { input: Buffer.from(scriptInput(variables)) },
   );
   return { code: r.code, result: parseActivationResult(r.stdout, host), stderr: r.stderr };
 }
@@ -150,6 +158,23 @@ describe("activate.sh on a lab host", () => {
       profile: systems["web-v1"],
       generation: 1,
     });
+  });
+
+  it("status --check-paths names the paths the host's store lacks, read from the script's input", async () => {
+    const absent = `/nix/store/${"z".repeat(32)}-never-built-a?b`;
+    const asked = [systems["web-v1"], absent, systems["web-v2"]];
+    const { code, result } = await onHost(`${LAB}1`, statusArgs(true), false, {
+      [CHECK_PATHS_VARIABLE]: asked.join("\n"),
+    });
+    expect(code).toBe(0);
+    const hash = (p: string) => p.slice("/nix/store/".length, "/nix/store/".length + 32);
+    // web-v1 was just substituted; web-v2 has not been yet.
+    expect(result).toMatchObject({
+      command: "status",
+      missing: [hash(absent), hash(systems["web-v2"])],
+    });
+    // Not asked: no list.
+    expect((await onHost(`${LAB}1`, statusArgs())).result).not.toHaveProperty("missing");
   });
 
   it("refuses a path signed by a key the host does not trust, changing nothing", async () => {

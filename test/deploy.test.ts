@@ -50,6 +50,13 @@ async function status(...extra: string[]): Promise<StatusRow[]> {
   return (JSON.parse(r.stdout) as { hosts: StatusRow[] }).hosts;
 }
 
+function desiredOf(planned: CliRun, host: string): string {
+  const plan = JSON.parse(planned.stdout) as { hosts: { host: string; desired: string }[] };
+  const desired = plan.hosts.find((h) => h.host === host)?.desired;
+  if (desired === undefined) throw new Error(`no ${host} in the plan:\n${planned.stdout}`);
+  return desired;
+}
+
 function events(r: CliRun): { type: string; [k: string]: unknown }[] {
   return deployEvents(r);
 }
@@ -210,6 +217,34 @@ describe("deploy over ssh to a lab fleet", () => {
     expect((await status("--on", "dp3"))[0]).toMatchObject({ generation: 1 });
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
     expect(human.stdout).toMatch(/dp3\s+ssh\s+example-web-system-v1\s+1\s+live/);
+  });
+
+  it("plan counts what each host's store lacks: after a rollback, going forward again moves nothing", async () => {
+    // dp3 went from v2 back to v1 (test 6): v2 is still in its store. dp2 never had v2.
+    await setSystems({ dp2: "web-v2", dp3: "web-v2" });
+    const planned = await nixship(["plan", "--fleet", fleetFile, "--on", "dp2,dp3", "--json"]);
+    expect(planned.code, planned.stderr).toBe(0);
+    type Row = { host: string; transfer: { paths: number; bytes: number }; transferBasis: string };
+    const rows = (JSON.parse(planned.stdout) as { hosts: Row[] }).hosts;
+    const byHost = Object.fromEntries(rows.map((h) => [h.host, h]));
+    expect(byHost.dp3).toMatchObject({ transfer: { paths: 0, bytes: 0 }, transferBasis: "store" });
+    expect(byHost.dp2?.transferBasis).toBe("store");
+    // What dp2 lacks, asked of its store directly: the plan counted exactly those paths.
+    const closure = await run("nix-store", ["-qR", desiredOf(planned, "dp2")]);
+    const lacks = await run("ssh", [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "dp2",
+      `nix-store --check-validity --print-invalid ${closure.stdout.trim().split("\n").join(" ")}`,
+    ]);
+    expect(lacks.code, lacks.stderr).toBe(0);
+    const lacking = lacks.stdout.trim().split("\n").filter(Boolean);
+    expect(lacking.length).toBeGreaterThan(0);
+    expect(byHost.dp2?.transfer.paths).toBe(lacking.length);
+    const human = await nixship(["plan", "--fleet", fleetFile, "--on", "dp3"]);
+    expect(human.stdout).toMatch(/dp3\s.*switch\s+0 paths, 0 B/);
+    expect(human.stdout).not.toContain("at most");
+    await setSystems({ dp2: "web-v1", dp3: "web-failing" });
   });
 
   it("7. refuses a host whose key does not match known_hosts, and says why", async () => {

@@ -479,6 +479,7 @@ describe("SsmDelivery under the rollout engine", () => {
       generation: undefined,
       desired: PATH,
       transfer: { paths: 0, bytes: 0 },
+      transferBasis: "whole-closure",
       error: undefined,
     });
     const plan: DeployPlan = {

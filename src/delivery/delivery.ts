@@ -47,7 +47,11 @@ export interface WaveContext {
 }
 
 export interface Delivery {
-  status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus>;
+  /**
+   * What the host runs. `paths`: store paths to ask its store about, where the mode can ask
+   * (ssh); the status's `missing` then lists those it lacks.
+   */
+  status(host: FleetHost, signal?: AbortSignal, paths?: readonly StorePath[]): Promise<HostStatus>;
   /**
    * Deploys one wave and resolves with every host's outcome, in the wave's order, emitting a
    * "done" event for each host as it finishes. A host that cannot be deployed is a "failed"

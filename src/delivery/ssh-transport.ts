@@ -7,12 +7,9 @@ import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { OperationError } from "../errors.js";
-import {
-  type ActivationResult,
-  activateScript,
-  parseActivationResult,
-} from "../host/activation.js";
+import { type ActivationResult, parseActivationResult, scriptInput } from "../host/activation.js";
 import type { ScriptRun } from "../host/activation-session.js";
+import { shellQuote } from "../util/shell-quote.js";
 
 export interface SshTarget {
   /** The host's name in the fleet, for messages. */
@@ -143,14 +140,14 @@ export function runOverSsh(
   });
 }
 
-const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-
 export interface RunActivateOptions {
   readonly fresh?: boolean;
   readonly signal?: AbortSignal;
   readonly onLog?: (line: string) => void;
   /** Seconds after which the ssh client is stopped (the run then has no result). */
   readonly timeoutSeconds?: number;
+  /** Script variables set before the script runs (see `scriptInput`). */
+  readonly variables?: Readonly<Record<string, string>>;
 }
 
 /** Pipes activate.sh to the host (`sh -s -- ARGS`) and reads its JSON result. */
@@ -166,8 +163,8 @@ export async function runActivate(
       : []),
   ];
   const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
-  const r = await runOverSsh(target, `sh -s -- ${args.map(quote).join(" ")}`, {
-    input: activateScript(),
+  const r = await runOverSsh(target, `sh -s -- ${args.map(shellQuote).join(" ")}`, {
+    input: scriptInput(options.variables),
     ...(options.fresh ? { fresh: true } : {}),
     ...(signal ? { signal } : {}),
     ...(options.onLog ? { onStderrLine: options.onLog } : {}),

@@ -6,7 +6,12 @@ import { copyToHost } from "../cache/local-nix.js";
 import type { FleetHost, SshSettings } from "../fleet/fleet.js";
 import { sshDestination } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
-import { DEFAULT_ACTIVATION_TIMEOUT, rollbackArgs, statusArgs } from "../host/activation.js";
+import {
+  CHECK_PATHS_VARIABLE,
+  DEFAULT_ACTIVATION_TIMEOUT,
+  rollbackArgs,
+  statusArgs,
+} from "../host/activation.js";
 import {
   type ActivationTransport,
   runActivationSession,
@@ -14,6 +19,7 @@ import {
   SESSION_MARGIN,
 } from "../host/activation-session.js";
 import { hostStatus, rollbackOutcome } from "../host/script-outcomes.js";
+import type { StorePath } from "../nix/store-path.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -49,12 +55,17 @@ export class SshDelivery implements Delivery {
     };
   }
 
-  async status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus> {
-    const r = await runActivate(this.target(host), statusArgs(), {
+  async status(
+    host: FleetHost,
+    signal?: AbortSignal,
+    paths: readonly StorePath[] = [],
+  ): Promise<HostStatus> {
+    const r = await runActivate(this.target(host), statusArgs(paths.length > 0), {
       timeoutSeconds: STATUS_TIMEOUT,
       ...(signal ? { signal } : {}),
+      ...(paths.length > 0 ? { variables: { [CHECK_PATHS_VARIABLE]: paths.join("\n") } } : {}),
     });
-    return hostStatus(r);
+    return hostStatus(r, paths);
   }
 
   deployWave(

@@ -75,6 +75,11 @@ export interface DeployReport {
 
 /** How many hosts are asked for their state at once. */
 const STATUS_CONCURRENCY = 32;
+/**
+ * Paths a host's store is asked about at most (about 80 bytes each, sent with the status
+ * query); past it the plan counts from the system the host runs.
+ */
+const MAX_ASKED_PATHS = 20_000;
 
 /** Builds, pushes and plans; with `execute`, rolls out. */
 export async function deploy(options: DeployOptions, execute: boolean): Promise<DeployReport> {
@@ -248,32 +253,39 @@ export interface Survey {
   readonly pathInfos: ReadonlyMap<StorePath, ClosureInfo>;
 }
 
-/** Asks every host what it runs, and the local store what the systems involved hold. */
+/**
+ * Asks the local store what the systems involved hold, and every host what it runs and which of
+ * the desired closures' paths its store lacks (where its mode can tell).
+ */
 export async function survey(
   delivery: Pick<Delivery, "status">,
   hosts: readonly FleetHost[],
   built: Pick<BuildResult, "byHost">,
   options: Pick<DeployOptions, "nix" | "signal">,
 ): Promise<Survey> {
+  const pathInfos = new Map<StorePath, ClosureInfo>();
+  const desired = [...new Set(built.byHost.values())];
+  for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
+  // Every host is asked about the union of the desired closures: one list, however many
+  // systems; the planner keeps what each host's own closure needs.
+  const asked = pathInfos.size <= MAX_ASKED_PATHS ? [...pathInfos.keys()] : [];
   const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
     // A tag target stands for instances unknown until SSM runs the command on them.
     if (host.delivery === "ssm" && host.targets !== undefined) {
       return { kind: "reported", current: undefined, generation: undefined };
     }
-    const s = await delivery.status(host, options.signal);
+    const s = await delivery.status(host, options.signal, asked);
     return s.reachable
       ? {
           kind: "reported",
           current: s.current ? parseStorePath(s.current).path : undefined,
           generation: s.generation,
+          ...(s.missing ? { missing: new Set(s.missing) } : {}),
         }
       : { kind: "unreachable", error: s.error };
   });
-  const pathInfos = new Map<StorePath, ClosureInfo>();
-  const desired = [...new Set(built.byHost.values())];
-  for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
   // What the hosts run now is known here only if the deployer has it too; otherwise the
-  // planner counts the whole closure as to be transferred.
+  // planner counts the whole closure as to be transferred (for hosts whose store was not asked).
   const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
   const local = await validPaths([...new Set(currents)], options.nix);
   for (const info of await queryClosure([...local], options.nix)) pathInfos.set(info.path, info);

@@ -39,6 +39,7 @@ function plan(actions: Record<string, HostPlan["action"]>): DeployPlan {
       generation: undefined,
       desired: PATH,
       transfer: { paths: 0, bytes: 0 },
+      transferBasis: "whole-closure",
       error: action === "unreachable" ? "ssh: connection refused" : undefined,
     }),
   );

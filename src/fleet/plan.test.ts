@@ -56,11 +56,34 @@ describe("planDeploy", () => {
         generation: 41,
         desired: v2,
         transfer: { paths: 3, bytes: 5 + 25 + 1 },
+        transferBasis: "current-system",
         error: undefined,
       },
     ]);
     expect(result.changes).toBe(1);
     expect(result.totals).toEqual({ paths: 3, bytes: 31 });
+  });
+
+  it("counts exactly what the host's store lacks when it was asked", () => {
+    const asked = (current: StorePath, missing: StorePath[]): HostState => ({
+      kind: "reported",
+      current,
+      generation: 2,
+      missing: new Set(missing),
+    });
+    const result = plan("switch", [
+      // Rolled back from v2 to v1: v2's closure is all still in its store.
+      { host: "back", desired: v2, state: asked(v1, []) },
+      // Has nginx2 from some earlier system; lacks v2 and cfg2. nginx1 is outside v2's closure
+      // (the hosts are asked about every desired closure at once) and does not count.
+      { host: "partial", desired: v2, state: asked(v1, [v2, cfg2, nginx1]) },
+    ]);
+    expect(result.hosts.map((h) => [h.host, h.transfer, h.transferBasis])).toEqual([
+      ["back", { paths: 0, bytes: 0 }, "store"],
+      ["partial", { paths: 2, bytes: 5 + 1 }, "store"],
+    ]);
+    expect(result.totals).toEqual({ paths: 2, bytes: 6 });
+    expect(result.distinct).toEqual({ paths: 2, bytes: 6 });
   });
 
   it("counts the whole closure when the current system is unknown", () => {
@@ -69,10 +92,10 @@ describe("planDeploy", () => {
       { host: "unasked", desired: v2, state: undefined },
       { host: "odd", desired: v2, state: running(stranger, 3) },
     ]);
-    expect(result.hosts.map((h) => [h.action, h.transfer])).toEqual([
-      ["activate", V2_CLOSURE],
-      ["activate", V2_CLOSURE],
-      ["activate", V2_CLOSURE],
+    expect(result.hosts.map((h) => [h.action, h.transfer, h.transferBasis])).toEqual([
+      ["activate", V2_CLOSURE, "whole-closure"],
+      ["activate", V2_CLOSURE, "whole-closure"],
+      ["activate", V2_CLOSURE, "current-system"],
     ]);
     expect(result.hosts[2]?.current).toBe(stranger);
   });
@@ -115,6 +138,7 @@ describe("planDeploy", () => {
       generation: undefined,
       desired: v2,
       transfer: { paths: 0, bytes: 0 },
+      transferBasis: "none",
       error: "connection refused",
     });
     expect(result.changes).toBe(0);

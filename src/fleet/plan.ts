@@ -13,6 +13,11 @@ export type HostState =
       /** The running system; undefined when the host could not tell. */
       readonly current: StorePath | undefined;
       readonly generation: number | undefined;
+      /**
+       * The paths the host's store lacks, among those it was asked about (at least the desired
+       * closure); undefined when it was not asked or could not tell.
+       */
+      readonly missing?: ReadonlySet<StorePath> | undefined;
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
@@ -41,6 +46,13 @@ export interface Transfer {
 
 export type HostAction = "activate" | "skip" | "unreachable";
 
+/**
+ * What a host's transfer was counted from: its store (exact), the closure of the system it runs
+ * (at most: its store may hold more), or nothing (the whole desired closure). "none": it fetches
+ * nothing (skipped, unreachable, or already running the desired system).
+ */
+export type TransferBasis = "store" | "current-system" | "whole-closure" | "none";
+
 export interface HostPlan {
   readonly host: string;
   /** What happens to this host (`DeployPlan.action` is what activation does). */
@@ -48,11 +60,9 @@ export interface HostPlan {
   readonly current: StorePath | undefined;
   readonly generation: number | undefined;
   readonly desired: StorePath;
-  /**
-   * The desired closure minus the current system's closure: what the host must fetch at
-   * most (its store may hold more). With the current system unknown, the whole closure.
-   */
+  /** The paths of the desired closure the host must fetch, counted as `transferBasis` says. */
   readonly transfer: Transfer;
+  readonly transferBasis: TransferBasis;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
 }
@@ -90,7 +100,7 @@ export function planDeploy(input: PlanInput): DeployPlan {
         paths: totals.paths + plan.transfer.paths,
         bytes: totals.bytes + plan.transfer.bytes,
       };
-      for (const path of closures.missing(plan.desired, plan.current)) needed.add(path);
+      for (const path of closures.missing(plan.desired, target.state)) needed.add(path);
     }
     return plan;
   });
@@ -116,6 +126,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       generation: undefined,
       desired,
       transfer: NOTHING,
+      transferBasis: "none",
       error: state.error,
     };
   }
@@ -128,9 +139,16 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     current,
     generation,
     desired,
-    transfer: running ? NOTHING : closures.measure(closures.missing(desired, current)),
+    transfer: running ? NOTHING : closures.measure(closures.missing(desired, state)),
+    transferBasis: running ? "none" : transferBasis(state),
     error: undefined,
   };
+}
+
+function transferBasis(state: HostState | undefined): TransferBasis {
+  if (state?.kind !== "reported") return "whole-closure";
+  if (state.missing !== undefined) return "store";
+  return state.current === undefined ? "whole-closure" : "current-system";
 }
 
 /** Closures computed once per root and differences once per (desired, current) pair. */
@@ -157,8 +175,16 @@ class ClosureIndex {
     this.checked.add(root);
   }
 
-  /** The paths of `desired`'s closure outside `current`'s closure. */
-  missing(desired: StorePath, current: StorePath | undefined): readonly StorePath[] {
+  /**
+   * The paths of `desired`'s closure the host lacks: those its store lacks where it was asked,
+   * else those outside the closure of the system it runs.
+   */
+  missing(desired: StorePath, state: HostState | undefined): readonly StorePath[] {
+    if (state?.kind === "reported" && state.missing !== undefined) {
+      const lacking = state.missing;
+      return [...this.closure(desired)].filter((path) => lacking.has(path));
+    }
+    const current = state?.kind === "reported" ? state.current : undefined;
     const key = `${desired}\n${current ?? ""}`;
     let result = this.differences.get(key);
     if (result === undefined) {

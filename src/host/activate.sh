@@ -21,8 +21,11 @@
 #                            rolls back), or its confirmation window closed at once
 #   rollback [--to GEN] [--activation-timeout S]
 #                            switch to the previous generation, or generation GEN
-#   status                   the current, booted and profile systems, recent generations and
-#                            the activation holding the lock
+#   status [--check-paths]   the current, booted and profile systems, recent generations and
+#                            the activation holding the lock; with --check-paths, also which
+#                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
+#                            before the script in its input) the store lacks ("missing": their
+#                            hash parts, or null when the store cannot be asked within 20 s)
 #
 # One activation at a time: the lock (/run/nixship/lock) records its holder (pid, process
 # start time, since, deadline, command, previous generation and system, and the process group
@@ -920,10 +923,29 @@ cmd_rollback() {
     "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
 }
 
+# The hash parts of the paths in $NIXSHIP_CHECK_PATHS that the store lacks, as a JSON array;
+# fails when the store cannot be asked (no Nix, or no answer within 20 s).
+missing_paths() {
+  set -f
+  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" | grep '^/' |
+    timeout -k "$KILL_GRACE" 20 xargs nix-store --check-validity --print-invalid 2>/dev/null) ||
+    return 1
+  m_sep=""
+  printf '['
+  for m_path in $m_invalid; do
+    m_hash=${m_path#/nix/store/}
+    printf '%s"%s"' "$m_sep" "${m_hash%%-*}"
+    m_sep=,
+  done
+  printf ']'
+}
+
 cmd_status() {
+  check_paths=false
   while [ $# -gt 0 ]; do
     case $1 in
       --profile) profile=${2-}; shift 2 ;;
+      --check-paths) check_paths=true; shift ;;
       *) usage "status: unknown option '$1'" ;;
     esac
   done
@@ -944,11 +966,14 @@ cmd_status() {
       "$(json_str "$o_command")" "$(json_opt "$o_path")" "$(json_num "$o_pid")" \
       "$(json_num "$o_since")" "$(json_num "$o_deadline")" "$stale")
   fi
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s}\n' \
+  missing=""
+  if $check_paths; then missing=",\"missing\":$(missing_paths || printf null)"; fi
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
-    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation"
+    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
+    "$missing"
 }
 
 [ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback or status"

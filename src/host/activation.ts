@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { StorePath } from "../nix/store-path.js";
+import { shellQuote } from "../util/shell-quote.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {
@@ -77,7 +78,27 @@ export const rollbackArgs = (generation?: number, activationTimeout?: number) =>
   ...(generation === undefined ? [] : ["--to", String(generation)]),
   ...(activationTimeout === undefined ? [] : ["--activation-timeout", String(activationTimeout)]),
 ];
-export const statusArgs = () => ["status"];
+/**
+ * `status`; with `checkPaths`, also which of the store paths in the script's input variable
+ * CHECK_PATHS_VARIABLE the host's store lacks (see `scriptInput`).
+ */
+export const statusArgs = (checkPaths = false) =>
+  checkPaths ? ["status", "--check-paths"] : ["status"];
+
+/** The variable of the script's input that holds the paths `status --check-paths` asks about. */
+export const CHECK_PATHS_VARIABLE = "NIXSHIP_CHECK_PATHS";
+
+/**
+ * What is piped to `sh -s`: assignments of `variables` (data too long for a command line, whose
+ * one argument Linux caps at 128 KiB), then the script.
+ */
+export function scriptInput(variables: Readonly<Record<string, string>> = {}): string {
+  const lines = Object.entries(variables).map(([name, value]) => {
+    if (!/^NIXSHIP_[A-Z_]+$/.test(name)) throw new Error(`not a script variable: ${name}`);
+    return `${name}=${shellQuote(value)}\n`;
+  });
+  return lines.join("") + activateScript();
+}
 
 /** An activation in progress on a host, as its lock records it. */
 export interface ActivationInProgress {
@@ -161,6 +182,11 @@ export type ActivationResult =
       readonly pending: string | null;
       /** The activation holding the host's lock (absent from hosts with an older script). */
       readonly activation?: ActivationInProgress | null;
+      /**
+       * With --check-paths: the hash parts of the paths asked about that the host's store
+       * lacks; null when its store could not be asked (absent without --check-paths).
+       */
+      readonly missing?: readonly string[] | null;
     }
   | {
       readonly ok: false;

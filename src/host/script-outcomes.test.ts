@@ -1,7 +1,10 @@
-// rollbackOutcome: a rollback's result as the CLI reports it; nothing made up where the host was silent.
+// rollbackOutcome and hostStatus: the script's results as the CLI reports them; nothing made up
+// where the host was silent, and nothing taken that it was not asked.
 import { describe, expect, it } from "vitest";
+import type { StorePath } from "../nix/store-path.js";
+import type { ActivationResult } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
-import { rollbackOutcome } from "./script-outcomes.js";
+import { hostStatus, rollbackOutcome } from "./script-outcomes.js";
 
 const path = "/nix/store/00000000000000000000000000000000-nixos-system-web1";
 
@@ -31,5 +34,42 @@ describe("rollbackOutcome", () => {
   it("gives the failure when there is no result", () => {
     const run = { code: 255, failure: "ssh: connection refused", result: undefined };
     expect(rollbackOutcome(run)).toEqual({ status: "failed", message: "ssh: connection refused" });
+  });
+});
+
+describe("hostStatus", () => {
+  const a = `/nix/store/${"a".repeat(32)}-glibc` as StorePath;
+  const b = `/nix/store/${"b".repeat(32)}-web` as StorePath;
+  const statusRun = (missing?: unknown): ScriptRun => ({
+    code: 0,
+    failure: "",
+    result: {
+      ok: true,
+      command: "status",
+      current: path,
+      booted: path,
+      profile: path,
+      generation: 3,
+      generations: [],
+      pending: null,
+      ...(missing === undefined ? {} : { missing }),
+    } as ActivationResult,
+  });
+
+  it("maps the hash parts the host lists back to the paths it was asked about", () => {
+    const s = hostStatus(statusRun(["b".repeat(32), "b".repeat(32)]), [a, b]);
+    expect(s).toMatchObject({ reachable: true, generation: 3, missing: [b] });
+    expect(hostStatus(statusRun([]), [a, b])).toMatchObject({ missing: [] });
+  });
+
+  it("knows nothing of the store when the host could not tell, or named a path not asked", () => {
+    for (const answer of [null, ["c".repeat(32)], [7], "aaaa"]) {
+      const s = hostStatus(statusRun(answer), [a, b]);
+      expect(s.reachable && s.missing, JSON.stringify(answer)).toBeUndefined();
+    }
+  });
+
+  it("has no missing list when the host was not asked", () => {
+    expect(hostStatus(statusRun(["a".repeat(32)]))).not.toHaveProperty("missing");
   });
 });

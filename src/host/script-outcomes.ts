@@ -1,5 +1,7 @@
 // activate.sh's `status` and `rollback` results as the data every mode reports: one reading
 // of the script's JSON for ssh, ssm and the agent.
+
+import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import type { ActivationInProgress, ActivationResult, Generation } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
 
@@ -14,6 +16,11 @@ export type HostStatus =
       readonly pending: string | undefined;
       /** An activation holding the host's lock, if one does. */
       readonly activation?: ActivationInProgress | undefined;
+      /**
+       * Of the store paths the host was asked about, those its store lacks; undefined when it
+       * was not asked, could not tell, or answered with a path it was not asked about.
+       */
+      readonly missing?: readonly StorePath[] | undefined;
     }
   | { readonly reachable: false; readonly error: string };
 
@@ -32,8 +39,11 @@ export function resultMessage(result: ActivationResult): string {
   return "result" in result ? `result ${result.result}` : "no message";
 }
 
-/** A `status` run as the host's state; no status result means unreachable, and why. */
-export function hostStatus(run: ScriptRun): HostStatus {
+/**
+ * A `status` run as the host's state; no status result means unreachable, and why. `asked`:
+ * the paths of `status --check-paths`.
+ */
+export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): HostStatus {
   const r = run.result;
   if (r === undefined) return { reachable: false, error: run.failure };
   if (!("command" in r) || r.command !== "status") {
@@ -47,7 +57,21 @@ export function hostStatus(run: ScriptRun): HostStatus {
     generations: r.generations,
     pending: r.pending ?? undefined,
     ...(r.activation ? { activation: r.activation } : {}),
+    ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
   };
+}
+
+/** The asked paths whose hash parts the host listed; undefined for anything else it said. */
+function missingPaths(hashes: unknown, asked: readonly StorePath[]): StorePath[] | undefined {
+  if (!Array.isArray(hashes)) return undefined;
+  const byHash = new Map(asked.map((path) => [parseStorePath(path).hashPart, path]));
+  const missing = new Set<StorePath>();
+  for (const hash of hashes) {
+    const path = typeof hash === "string" ? byHash.get(hash) : undefined;
+    if (path === undefined) return undefined;
+    missing.add(path);
+  }
+  return [...missing];
 }
 
 /** A `rollback` run as its outcome. */

@@ -9,6 +9,7 @@ import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
+import { shellQuote } from "../util/shell-quote.js";
 import type { LabHostLayout } from "./layout.js";
 import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
 
@@ -36,23 +37,22 @@ export type HostBind = readonly [source: string, target: string];
  * lie under them.
  */
 function hostInit(host: LabHostLayout, binds: readonly HostBind[]): string {
-  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
   return [
     "set -e",
-    `mount --bind ${q(join(host.dir, "nix"))} /nix`,
-    `mount --bind ${q(join(host.dir, "etc-nix"))} /etc/nix`,
+    `mount --bind ${shellQuote(join(host.dir, "nix"))} /nix`,
+    `mount --bind ${shellQuote(join(host.dir, "etc-nix"))} /etc/nix`,
     "mount -t tmpfs -o mode=0755 nixship-lab-run /run",
     // sshd's files move into the host's own /run, so nothing of the host needs the lab's
     // directory (which may be under /tmp, hidden next).
     `mkdir -p /run/sshd ${HOST_SSHD_DIR}`,
     ...["sshd_config", "ssh_host_ed25519_key", "authorized_keys"].map(
-      (f) => `cp ${q(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
+      (f) => `cp ${shellQuote(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
     ),
     `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
     ...binds.flatMap(([source, target]) => [
-      `mkdir -p ${q(dirname(target))}`,
-      `if [ -d ${q(source)} ]; then mkdir -p ${q(target)}; else : > ${q(target)}; fi`,
-      `mount --bind ${q(source)} ${q(target)}`,
+      `mkdir -p ${shellQuote(dirname(target))}`,
+      `if [ -d ${shellQuote(source)} ]; then mkdir -p ${shellQuote(target)}; else : > ${shellQuote(target)}; fi`,
+      `mount --bind ${shellQuote(source)} ${shellQuote(target)}`,
     ]),
     "mount -t tmpfs -o mode=1777 nixship-lab-tmp /tmp",
     // A fresh host's root has an empty home, not the deployer's shell start-up files.

@@ -155,6 +155,7 @@ describe("the runs column (with the plan)", () => {
         generation: undefined,
         desired: desired as StorePath,
         transfer: { paths: 0, bytes: 0 },
+        transferBasis: "current-system",
         error: undefined,
       }),
     ),

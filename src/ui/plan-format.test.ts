@@ -14,6 +14,7 @@ const host = (over: Partial<HostPlan> & Pick<HostPlan, "host">): HostPlan => ({
   generation: 3,
   desired: v2,
   transfer: { paths: 0, bytes: 0 },
+  transferBasis: "current-system",
   error: undefined,
   ...over,
 });
@@ -21,12 +22,13 @@ const host = (over: Partial<HostPlan> & Pick<HostPlan, "host">): HostPlan => ({
 const PLAN: DeployPlan = {
   action: "switch",
   hosts: [
-    host({ host: "web1", transfer: { paths: 3, bytes: 10_300 } }),
+    host({ host: "web1", transfer: { paths: 3, bytes: 10_300 }, transferBasis: "store" }),
     host({
       host: "web22",
       current: undefined,
       generation: undefined,
       transfer: { paths: 2, bytes: 2000 },
+      transferBasis: "whole-closure",
     }),
     host({ host: "db1", action: "skip", current: v2, desired: v2 }),
     host({
@@ -91,7 +93,7 @@ describe("formatPlan", () => {
     expect(web1).toContain("example-web-system-v1 (gen 3)");
     expect(web1).toContain("example-web-system-v2");
     expect(web1).toContain("switch");
-    expect(web1).toContain("3 paths, 10.3 kB");
+    expect(web1).toMatch(/switch\s+3 paths, 10.3 kB/);
   });
 
   it("aligns the columns", () => {
@@ -110,12 +112,27 @@ describe("formatPlan", () => {
     expect(cache1).toContain("Connection refused");
   });
 
-  it("notes a host whose current system is unknown", () => {
-    expect(rowOf(text, "web22")).toContain("current system unknown");
+  it("says a transfer not counted from the host's store is an upper bound, and why", () => {
+    const web22 = rowOf(text, "web22");
+    expect(web22).toContain("at most 2 paths, 2.00 kB");
+    expect(web22).toContain("current system unknown: whole closure counted");
+    const agent = formatPlan({
+      ...PLAN,
+      hosts: [host({ host: "ag1", transfer: { paths: 1, bytes: 2560 } })],
+    });
+    expect(rowOf(agent, "ag1")).toContain("at most 1 path, 2.56 kB");
+    expect(rowOf(agent, "ag1")).toContain("its store was not asked: counted from its system");
+    expect(rowOf(text, "web1")).not.toMatch(/at most|not asked|unknown/);
   });
 
-  it("ends with the totals", () => {
-    expect(lines.at(-1)).toBe("2 of 4 hosts change; 5 paths, 12.3 kB to transfer; 1 unreachable");
+  it("ends with the totals, an upper bound when any host's transfer is one", () => {
+    expect(lines.at(-1)).toBe(
+      "2 of 4 hosts change; at most 5 paths, 12.3 kB to transfer; 1 unreachable",
+    );
+    const exact = formatPlan({ ...PLAN, hosts: PLAN.hosts.filter((h) => h.host !== "web22") });
+    expect(exact.split("\n").at(-1)).toBe(
+      "2 of 3 hosts change; 5 paths, 12.3 kB to transfer; 1 unreachable",
+    );
   });
 
   it("shows distinct paths when hosts share them, and a lone change in the singular", () => {
@@ -130,7 +147,7 @@ describe("formatPlan", () => {
       .split("\n")
       .at(-1);
     expect(last).toBe(
-      "1 of 2 hosts changes; 4 paths, 4.00 kB to transfer (2 paths, 2.00 kB distinct)",
+      "1 of 2 hosts changes; at most 4 paths, 4.00 kB to transfer (2 paths, 2.00 kB distinct)",
     );
   });
 

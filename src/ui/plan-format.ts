@@ -69,7 +69,7 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
         current,
         desired,
         plan.action,
-        formatTransfer(host.transfer),
+        `${isUpperBound(host) ? "at most " : ""}${formatTransfer(host.transfer)}`,
         note(plan, host),
       ];
   }
@@ -77,18 +77,28 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
 
 function note(plan: DeployPlan, host: HostPlan): string {
   const notes: string[] = [];
-  if (host.current === undefined) notes.push("current system unknown: whole closure counted");
-  else if (host.current === host.desired) notes.push("already running");
+  if (host.transferBasis === "whole-closure") {
+    notes.push("current system unknown: whole closure counted");
+  } else if (host.transferBasis === "current-system") {
+    notes.push("its store was not asked: counted from its system");
+  }
+  if (host.current !== undefined && host.current === host.desired) notes.push("already running");
   if (plan.action === "dry-activate") notes.push("dry run: nothing changes");
   return notes.join("; ");
+}
+
+/** A transfer counted without asking the host's store: it may hold more. */
+function isUpperBound(host: HostPlan): boolean {
+  return host.transferBasis === "current-system" || host.transferBasis === "whole-closure";
 }
 
 function planTotals(plan: DeployPlan): string {
   const hosts = plan.hosts.length;
   const verb = plan.changes === 1 ? "changes" : "change";
+  const bound = plan.hosts.some((h) => h.action === "activate" && isUpperBound(h));
   const parts = [
     `${plan.changes} of ${plural(hosts, "host")} ${verb}`,
-    `${formatTransfer(plan.totals)} to transfer`,
+    `${bound ? "at most " : ""}${formatTransfer(plan.totals)} to transfer`,
   ];
   const { totals, distinct } = plan;
   if (distinct.paths !== totals.paths || distinct.bytes !== totals.bytes) {
