@@ -12,6 +12,10 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Secrets: the age tool, which lab hosts decrypt with and the interop tests run.
+command -v age >/dev/null 2>&1 || missing+=(age)
+# The agent's systemd unit is checked with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Flakes in a git repository are evaluated as git+file, which Nix reads with git.
 command -v git >/dev/null 2>&1 || missing+=(git)
 # The lab: network namespaces and links (iproute2), mount namespaces (util-linux).

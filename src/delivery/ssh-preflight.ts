@@ -6,9 +6,9 @@
 // The check costs no SSH handshake: ssh resolves the destination (`ssh -G`, local), and sshd's
 // greeting ("SSH-2.0-…") on a fresh TCP connection proves it accepts connections. Behind a
 // ProxyJump or ProxyCommand there is no direct route, so a whole new ssh connection is made.
-import { spawn } from "node:child_process";
 import { connect } from "node:net";
-import { runOverSsh, type SshTarget, sshArgs, unreachable } from "./ssh-transport.js";
+import { sshSettings } from "./ssh-host-key.js";
+import { runOverSsh, type SshTarget, unreachable } from "./ssh-transport.js";
 
 /** Seconds the check may take. */
 const PREFLIGHT_TIMEOUT = 10;
@@ -43,26 +43,7 @@ function cannot(target: SshTarget, why: string): string {
 async function resolveRoute(
   target: SshTarget,
 ): Promise<{ host: string; port: number } | undefined> {
-  const args = sshArgs(target);
-  const destination = args.pop() as string;
-  const out = await new Promise<string>((resolve) => {
-    const proc = spawn("ssh", [...args, "-G", destination], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    let text = "";
-    proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-      if (text.length < 64_000) text += d;
-    });
-    proc.on("error", () => resolve(""));
-    proc.on("close", () => resolve(text));
-  });
-  const settings = new Map<string, string>();
-  for (const line of out.split("\n")) {
-    const space = line.indexOf(" ");
-    if (space > 0 && !settings.has(line.slice(0, space))) {
-      settings.set(line.slice(0, space), line.slice(space + 1).trim());
-    }
-  }
+  const settings = await sshSettings(target);
   const proxied = ["proxyjump", "proxycommand"].some((k) => {
     const v = settings.get(k);
     return v !== undefined && v !== "none";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Fleet, RELEASE_DEFAULTS, SSM_DEFAULTS } from "./fleet.js";
-import { FleetFileError, parseFleet, parseFleetValue, resolveSshPaths } from "./fleet-file.js";
+import { FleetFileError, parseFleet, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
 
 const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
@@ -178,7 +178,7 @@ describe("parseFleet", () => {
       'policy.paralel: unknown key (did you mean "parallel"?)',
     ]);
     expect(problemsOf(example((d) => (d.colour = "blue")))).toEqual([
-      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, policy)",
+      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, policy, secrets)",
     ]);
     expect(problemsOf(example((d) => (d.policy.health.http[0].method = "GET")))).toHaveLength(1);
     expect(problemsOf(example((d) => (d.hosts.db1.$schema = "x")))).toHaveLength(1);
@@ -667,7 +667,7 @@ describe("formatFleet and parseFleet", () => {
   });
 });
 
-describe("resolveSshPaths", () => {
+describe("resolveFleetPaths", () => {
   it("resolves relative ssh paths against the fleet file's directory", () => {
     const fleet = parseFleetValue(
       {
@@ -676,7 +676,7 @@ describe("resolveSshPaths", () => {
       },
       "f",
     );
-    expect(resolveSshPaths(fleet, "/srv/fleet").ssh).toEqual({
+    expect(resolveFleetPaths(fleet, "/srv/fleet").ssh).toEqual({
       user: "root",
       configFile: "/srv/fleet/lab/ssh_config",
       knownHosts: "/etc/ssh/known",

@@ -36,6 +36,7 @@ import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
 import { readHosts } from "./read-hosts.js";
 import { readPolicy } from "./read-policy.js";
+import { readSecrets } from "./read-secrets.js";
 import { readSsmSettings } from "./read-ssm.js";
 
 const MAX_REPORTED = 20;
@@ -71,16 +72,23 @@ export function parseFleetValue(value: unknown, source: string): Fleet {
   return fleet;
 }
 
-/** Resolves the relative ssh paths of a fleet against `baseDir` (the fleet file's directory). */
-export function resolveSshPaths(fleet: Fleet, baseDir: string): Fleet {
-  const at = (file: string | undefined) =>
-    file === undefined || isAbsolute(file) ? file : resolve(baseDir, file);
+/**
+ * Resolves the relative file paths of a fleet (ssh's files, secrets' ciphertexts) against
+ * `baseDir` (the fleet file's directory).
+ */
+export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
+  const at = (file: string) => (isAbsolute(file) ? file : resolve(baseDir, file));
+  const maybe = (file: string | undefined) => (file === undefined ? file : at(file));
   const ssh = {
     ...fleet.ssh,
-    configFile: at(fleet.ssh.configFile),
-    knownHosts: at(fleet.ssh.knownHosts),
+    configFile: maybe(fleet.ssh.configFile),
+    knownHosts: maybe(fleet.ssh.knownHosts),
   };
-  return { ...fleet, ssh };
+  const secrets = fleet.secrets && {
+    ...fleet.secrets,
+    entries: fleet.secrets.entries.map((e) => ({ ...e, file: at(e.file) })),
+  };
+  return { ...fleet, ssh, secrets };
 }
 
 function readFleet(value: unknown, problems: Problems): Fleet | undefined {
@@ -93,6 +101,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const ssm = readSsmSettings(doc.ssm === undefined ? {} : doc.ssm, problems);
   const policy = readPolicy(doc.policy === undefined ? {} : doc.policy, problems);
   const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
+  const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
   if (ssh === undefined || ssm === undefined || policy === undefined || hosts === undefined) {
     return undefined;
   }
@@ -105,7 +114,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, policy, hosts };
+  return { cache, releases, ssh, ssm, policy, hosts, secrets };
 }
 
 function checkAcrossFields(

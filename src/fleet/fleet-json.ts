@@ -1,7 +1,7 @@
 // Fleet to JSON: write a whole fleet file, or add and replace hosts in an existing one
 // without touching anything else in it (the lab merges its hosts this way).
 import { InputError } from "../errors.js";
-import type { Fleet, FleetHost, SsmSettings } from "./fleet.js";
+import type { Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
 import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { isJsonObject } from "./json-check.js";
@@ -22,6 +22,7 @@ export function hostToJson(host: FleetHost): JsonObject {
     ...(host.delivery === "ssm" && host.targets !== undefined
       ? { targets: host.targets.map((t) => ({ key: t.key, values: [...t.values] })) }
       : {}),
+    ...(host.hostKey === undefined ? {} : { hostKey: host.hostKey }),
     system: formatSystemSpec(host.system),
   };
 }
@@ -78,6 +79,15 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       },
     },
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
+    ...(fleet.secrets === undefined ? {} : { secrets: secretsToJson(fleet.secrets) }),
+  };
+}
+
+function secretsToJson(secrets: SecretsSettings): JsonObject {
+  return {
+    admins: [...secrets.admins],
+    ...(secrets.age === undefined ? {} : { age: secrets.age }),
+    entries: Object.fromEntries(secrets.entries.map(({ name, ...entry }) => [name, { ...entry }])),
   };
 }
 

@@ -6,7 +6,7 @@ import type { KeyShape } from "./json-check.js";
 export const FLEET_KEYS = {
   fleet: {
     required: ["hosts"],
-    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy"],
+    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy", "secrets"],
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
   releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
@@ -28,7 +28,9 @@ export const FLEET_KEYS = {
   commandCheck: { required: ["run"], optional: ["timeout"] },
   host: {
     required: ["system"],
-    optional: ["tags", "address", "sshHost", "delivery", "instanceId", "targets"],
+    optional: ["tags", "address", "sshHost", "delivery", "instanceId", "targets", "hostKey"],
   },
+  secrets: { required: ["admins", "entries"], optional: ["age"] },
+  secret: { required: ["hosts"], optional: ["file", "owner", "group", "mode", "path"] },
   ssmTarget: { required: ["key", "values"], optional: [] },
 } as const satisfies Record<string, KeyShape>;

@@ -28,6 +28,11 @@ interface HostCommon {
   /** Where health checks reach the host (`{address}`); for ssh, also the fallback destination. */
   readonly address: string | undefined;
   readonly system: SystemSpec;
+  /**
+   * The host's SSH host ed25519 public key (`ssh-ed25519 AAAA…`), which its secrets are
+   * encrypted to. ssh hosts may leave it out: their key is read from the fleet's known_hosts.
+   */
+  readonly hostKey?: string | undefined;
 }
 
 export interface SshHost extends HostCommon {
@@ -134,6 +139,30 @@ export interface RolloutPolicy {
   readonly health: HealthChecks;
 }
 
+/** One secret: which hosts get it, where its ciphertext lives, and how the host keeps it. */
+export interface SecretSpec {
+  readonly name: string;
+  /** A selector (`web1,@db`) of the hosts that get it. */
+  readonly hosts: string;
+  /** The age-encrypted file; relative paths are resolved against the fleet file's directory. */
+  readonly file: string;
+  readonly owner: string;
+  readonly group: string;
+  /** Octal permissions, e.g. "0400". */
+  readonly mode: string;
+  /** Where the host keeps the plaintext: under /run, a tmpfs. */
+  readonly path: string;
+}
+
+export interface SecretsSettings {
+  /** age recipients (`age1…`, `ssh-ed25519 …`) who can read, edit and rekey every secret. */
+  readonly admins: readonly string[];
+  /** A store path whose `bin/age` hosts decrypt with; undefined: `age` from the host's PATH. */
+  readonly age: StorePath | undefined;
+  /** In the order of the fleet file. */
+  readonly entries: readonly SecretSpec[];
+}
+
 export interface Fleet {
   readonly cache: CacheSettings | undefined;
   /** Needed by agent hosts. */
@@ -143,6 +172,7 @@ export interface Fleet {
   readonly policy: RolloutPolicy;
   /** In the order of the fleet file. */
   readonly hosts: readonly FleetHost[];
+  readonly secrets: SecretsSettings | undefined;
 }
 
 export const POLICY_DEFAULTS = {
@@ -163,6 +193,15 @@ export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const sa
 export const COMMAND_CHECK_DEFAULTS = { timeout: 10 } as const satisfies Omit<CommandCheck, "run">;
 
 export const DEFAULT_SSH_USER = "root";
+
+/** A secret's name: a file name, so no "/" and no "..". */
+export const SECRET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const SECRET_NAME_MAX_LENGTH = 64;
+export const SECRET_DEFAULTS = { owner: "root", group: "root", mode: "0400" } as const;
+/** Where a secret lives on its hosts unless its `path` says otherwise. */
+export const defaultSecretPath = (name: string) => `/run/keys/${name}`;
+/** Where its ciphertext lives beside the fleet file unless its `file` says otherwise. */
+export const defaultSecretFile = (name: string) => `secrets/${name}.age`;
 
 /** A week: a daily `release refresh` from CI leaves six days to notice that it stopped. */
 export const RELEASE_DEFAULTS = { offlineTimeout: 600, maxAge: 7 * 86400 } as const satisfies Pick<

@@ -117,6 +117,7 @@ export function fleetFromTerraform(
     },
     policy: base?.policy ?? { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
     hosts: read.hosts.map((h) => toFleetHost(h, options.via)),
+    secrets: base?.secrets,
   };
   const doc = fleetToJson(fleet);
   const names = new Set(read.hosts.map((h) => h.name));

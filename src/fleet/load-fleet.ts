@@ -3,11 +3,11 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { InputError } from "../errors.js";
 import type { Fleet } from "./fleet.js";
-import { parseFleet, resolveSshPaths } from "./fleet-file.js";
+import { parseFleet, resolveFleetPaths } from "./fleet-file.js";
 
 export const DEFAULT_FLEET_FILE = "nixship.json";
 
-/** Loads and validates `path`; relative ssh paths in it are resolved against its directory. */
+/** Loads and validates `path`; relative paths in it are resolved against its directory. */
 export async function loadFleet(path: string): Promise<Fleet> {
   let text: string;
   try {
@@ -23,5 +23,5 @@ export async function loadFleet(path: string): Promise<Fleet> {
       },
     );
   }
-  return resolveSshPaths(parseFleet(text, path), dirname(resolve(path)));
+  return resolveFleetPaths(parseFleet(text, path), dirname(resolve(path)));
 }

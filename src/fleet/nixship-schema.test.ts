@@ -76,6 +76,11 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   ),
   host: hostSchema,
   ssmTarget: resolveRef((properties(hostSchema).targets as SchemaObject).items as SchemaObject),
+  secrets: resolveRef(properties(schema).secrets as SchemaObject),
+  secret: resolveRef(
+    (properties(defs.secrets as SchemaObject).entries as SchemaObject)
+      .additionalProperties as SchemaObject,
+  ),
 };
 
 describe("nixship.schema.json", () => {

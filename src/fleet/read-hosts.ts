@@ -1,6 +1,8 @@
 // The `hosts` section of the fleet file: names, tags, delivery mode and what each mode needs,
 // and the system each host should run.
+import { InputError } from "../errors.js";
 import { parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
+import { parseRecipient } from "../secrets/age.js";
 import {
   ADDRESS_PATTERN,
   DELIVERY_MODES,
@@ -76,6 +78,15 @@ function readHost(
       problems.add(at(key), `is only allowed when delivery is "${mode}"`);
   };
   if (delivery !== "ssh") onlyFor("sshHost", "ssh");
+  let hostKey: string | undefined;
+  if (delivery === "ssh" && host.hostKey !== undefined) {
+    problems.add(
+      at("hostKey"),
+      "is only for ssm and agent hosts: an ssh host's key is read from the fleet's known_hosts",
+    );
+  } else if (host.hostKey !== undefined) {
+    hostKey = readHostKey(host.hostKey, at("hostKey"), problems);
+  }
   if (delivery !== "ssm") {
     onlyFor("instanceId", "ssm");
     onlyFor("targets", "ssm");
@@ -92,7 +103,7 @@ function readHost(
     problems.add(path, 'an ssm host takes "instanceId" or "targets", not both');
   }
   if (tags === undefined || system === undefined) return undefined;
-  const common = { name, tags, address, system };
+  const common = { name, tags, address, system, hostKey };
   switch (delivery) {
     case "ssh":
       return { ...common, delivery, sshHost };
@@ -103,6 +114,18 @@ function readHost(
     case "agent":
       return { ...common, delivery };
   }
+}
+
+/** An SSH host ed25519 public key, `ssh-ed25519 AAAA… [comment]`. */
+function readHostKey(value: unknown, path: JsonPath, problems: Problems): string | undefined {
+  const text = readString(value, path, problems);
+  if (text === undefined) return undefined;
+  const problem = inputProblem(() => {
+    if (parseRecipient(text, "hostKey").kind !== "ssh-ed25519") {
+      throw new InputError("bad-host-key", 'must be an SSH host key: "ssh-ed25519 AAAA…"');
+    }
+  });
+  return problem === undefined ? text : problems.add(path, problem);
 }
 
 function readTags(value: unknown, path: JsonPath, problems: Problems): string[] | undefined {
