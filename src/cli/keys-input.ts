@@ -12,7 +12,11 @@ const SECRET_FILE_LIMIT = 64 * 1024;
  * "$(cat k.sec)"`): such a value must never be echoed.
  */
 function looksLikeSecret(value: string): boolean {
-  return /[\n\r]/.test(value) || /^[^/\s]*:[A-Za-z0-9+/=_-]{16,}$/.test(value.trim());
+  return (
+    /[\n\r]/.test(value) ||
+    /^[^/\s]*:[A-Za-z0-9+/=_-]{16,}$/.test(value.trim()) ||
+    /^AGE-SECRET-KEY-/i.test(value.trim())
+  );
 }
 
 /**

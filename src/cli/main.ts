@@ -31,6 +31,7 @@ import { releaseList, releaseShow } from "./release.js";
 import { releasePublish } from "./release-publish.js";
 import { releaseRefresh } from "./release-refresh.js";
 import { rollbackCommand } from "./rollback.js";
+import { secretsEdit, secretsList, secretsRekey, secretsSet } from "./secrets.js";
 import { ssmDocumentCommand } from "./ssm.js";
 import { statusCommand } from "./status.js";
 import { systemFault } from "./system-faults.js";
@@ -71,6 +72,10 @@ export const COMMANDS: readonly Command[] = [
   agentResumeCommand,
   agentStatusCommand,
   doctorCommand,
+  secretsSet,
+  secretsEdit,
+  secretsRekey,
+  secretsList,
 ];
 
 const VERSION = "0.1.0";

@@ -3,7 +3,7 @@
 // session (host/activation-session.ts) runs over ssh: activate.sh over the host's shared
 // connection, the deployer's HTTP checks, then confirm over a fresh connection, or abort.
 import { copyToHost } from "../cache/local-nix.js";
-import type { FleetHost, SshSettings } from "../fleet/fleet.js";
+import type { FleetHost, SshHost, SshSettings } from "../fleet/fleet.js";
 import { sshDestination } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import {
@@ -46,13 +46,7 @@ export class SshDelivery implements Delivery {
     if (host.delivery !== "ssh") {
       throw new Error(`${host.name} is delivered by ${host.delivery}, not ssh`);
     }
-    return {
-      name: host.name,
-      destination: sshDestination(host),
-      user: this.settings.user,
-      configFile: this.settings.configFile,
-      knownHosts: this.settings.knownHosts,
-    };
+    return sshTarget(host, this.settings);
   }
 
   async status(
@@ -121,6 +115,17 @@ export class SshDelivery implements Delivery {
     });
     return rollbackOutcome(r);
   }
+}
+
+/** How ssh reaches a host of the fleet. */
+export function sshTarget(host: SshHost, settings: SshSettings): SshTarget {
+  return {
+    name: host.name,
+    destination: sshDestination(host),
+    user: settings.user,
+    configFile: settings.configFile,
+    knownHosts: settings.knownHosts,
+  };
 }
 
 /** activate.sh on one host over ssh, for an activation session. */

@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from "node:path";
 
 export async function writeFileAtomically(
   file: string,
-  content: string,
+  content: string | Uint8Array,
   mode = 0o644,
 ): Promise<void> {
   const target = resolve(file);
@@ -16,7 +16,7 @@ export async function writeFileAtomically(
   try {
     const handle = await open(tmp, "wx", mode);
     try {
-      await handle.writeFile(content, "utf8");
+      await handle.writeFile(content);
       await handle.sync();
     } finally {
       await handle.close();

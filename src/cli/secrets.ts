@@ -1,0 +1,267 @@
+// `nixship secrets set|edit|rekey|list`: the fleet's age-encrypted secrets. Plaintext comes
+// from a file or stdin (never an argument), and is edited only in a tmpfs scratch file.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { collectHostKeys } from "../delivery/host-keys.js";
+import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
+import { type AgeIdentity, parseIdentities } from "../secrets/age.js";
+import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
+import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
+import { formatSecretsList } from "../ui/secrets-list.js";
+import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
+import { readFleetInput } from "./fleet-input.js";
+import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+import { readSecretFile } from "./keys-input.js";
+
+const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
+const IDENTITY_FLAG = { identity: { type: "string" } } as const;
+
+const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
+  --json             machine-readable output on stdout`;
+const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-KEY-1…) or unencrypted OpenSSH
+                     ed25519 key, mode 0600 (default: $NIXSHIP_IDENTITY, else
+                     ~/.config/nixship/identity.txt, else ~/.ssh/id_ed25519)`;
+
+async function hostKeysFor(fleet: Fleet): Promise<Map<string, string>> {
+  return collectHostKeys(fleet, fleet.hosts);
+}
+
+async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeIdentity[]> {
+  const defaults = [
+    join(homedir(), ".config", "nixship", "identity.txt"),
+    join(homedir(), ".ssh", "id_ed25519"),
+  ];
+  const file = flag ?? io.env.NIXSHIP_IDENTITY ?? defaults.find((f) => existsSync(f));
+  if (file === undefined) {
+    throw new UsageError(
+      "no admin identity to decrypt secrets with",
+      "pass --identity FILE (an age identity or ssh ed25519 key of an admin the fleet lists)",
+    );
+  }
+  return parseIdentities(await readSecretFile(file, "identity file"), file);
+}
+
+/** The plaintext from --from FILE or stdin, bounded; never from an argument. */
+async function readPlaintext(from: string | undefined, io: CliIO): Promise<Uint8Array> {
+  if (from !== undefined && from !== "-") return readBounded(from);
+  if (from === undefined && (io.stdin as { isTTY?: boolean }).isTTY) {
+    throw new UsageError(
+      "secrets set: give the secret on stdin or with --from FILE",
+      "e.g. nixship secrets set db-password --from ./password.txt",
+    );
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of io.stdin as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (size > MAX_PLAINTEXT) throw tooLarge("stdin");
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks);
+}
+
+function tooLarge(where: string): OperationError {
+  return new OperationError(
+    "secret-too-large",
+    `the secret on ${where} holds more than a secret may (${MAX_PLAINTEXT} bytes); nothing was written`,
+  );
+}
+
+async function readBounded(file: string): Promise<Uint8Array> {
+  const handle = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
+    throw new InputError(
+      "secret-source-unreadable",
+      `cannot read ${file}: ${err.code ?? err.message}`,
+    );
+  });
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_PLAINTEXT) throw tooLarge(file);
+    const buffer = Buffer.alloc(size);
+    await handle.read(buffer, 0, size, 0);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
+export const secretsSet: Command = {
+  path: ["secrets", "set"],
+  summary: "encrypt a secret from stdin or a file to its hosts and the admins",
+  help: `Usage: nixship secrets set NAME [--from FILE | -] [--fleet F] [--json]
+
+Encrypts the secret NAME (an entry of the fleet's "secrets") to the SSH host keys of the
+hosts it names and to the fleet's admins, and writes its file (safe to commit). The plaintext
+comes from FILE or stdin, never from an argument, and is never written anywhere else.
+
+Options:
+  --from FILE        read the plaintext from FILE ('-' or none: stdin)
+${FLEET_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLAGS, from: { type: "string" } },
+      "secrets set",
+    );
+    const [name, ...rest] = positionals;
+    if (rest.length > 0 && !(rest.length === 1 && rest[0] === "-")) {
+      throw new UsageError(
+        "secrets set: takes NAME only; the secret comes from --from FILE or stdin, never from an argument (what was given is not shown)",
+      );
+    }
+    if (name === undefined) throw new UsageError("secrets set: expects the secret's NAME");
+    const { fleet } = await readFleetInput(values, io);
+    const plaintext = await readPlaintext(rest[0] === "-" ? "-" : values.from, io);
+    const outcome = await setSecret(fleet, name, plaintext, await hostKeysFor(fleet));
+    plaintext.fill(0);
+    if (values.json) writeJson(io, { name, ...outcome });
+    else {
+      io.stdout.write(
+        `${name}: encrypted to ${outcome.recipients} recipients (hosts: ${outcome.hosts.join(", ") || "none"}) in ${outcome.file}\n`,
+      );
+    }
+    return 0;
+  },
+};
+
+export const secretsEdit: Command = {
+  path: ["secrets", "edit"],
+  summary: "edit a secret in $EDITOR, on a tmpfs scratch file removed after",
+  help: `Usage: nixship secrets edit NAME [--identity FILE] [--fleet F] [--json]
+
+Decrypts the secret NAME with an admin's identity (or starts empty) into a private scratch
+file on a tmpfs ($XDG_RUNTIME_DIR or /dev/shm; mode 0600), opens it in $EDITOR (else vi), and
+encrypts it back to its recipients when it changed. The scratch file is overwritten and
+removed afterwards, also when the editor fails or the command is interrupted.
+
+Options:
+${IDENTITY_HELP}
+${FLEET_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLAGS, ...IDENTITY_FLAG },
+      "secrets edit",
+    );
+    const [name, ...rest] = positionals;
+    if (name === undefined || rest.length > 0) {
+      throw new UsageError("secrets edit: expects exactly one NAME");
+    }
+    const { fleet } = await readFleetInput(values, io);
+    const identities = await readIdentities(values.identity, io);
+    const trap = trapInterrupts({
+      first: () => io.stderr.write("secrets edit: interrupted; removing the scratch file\n"),
+      second: () => io.stderr.write("secrets edit: stopped\n"),
+    });
+    try {
+      const outcome = await editSecret(fleet, name, await hostKeysFor(fleet), identities, (path) =>
+        runEditor(io.env.EDITOR || io.env.VISUAL || "vi", path, trap.signal),
+      );
+      if (values.json) writeJson(io, { name, ...outcome });
+      else if (!outcome.changed) io.stdout.write(`${name}: unchanged\n`);
+      else
+        io.stdout.write(
+          `${name}: encrypted to ${outcome.recipients} recipients in ${outcome.file}\n`,
+        );
+      return 0;
+    } catch (err) {
+      if (trap.signal.aborted) return INTERRUPTED_EXIT;
+      throw err;
+    } finally {
+      trap.release();
+    }
+  },
+};
+
+/** Runs the editor on `path` with the terminal; its failure leaves the secret as it was. */
+function runEditor(editor: string, path: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // $EDITOR may carry arguments ("code --wait"): the shell splits it, the path stays one word.
+    const proc = spawn("sh", ["-c", `${editor} "$1"`, "sh", path], { stdio: "inherit", signal });
+    proc.on("error", (err) => {
+      if (signal.aborted) reject(new InterruptedError("secrets edit: interrupted"));
+      else
+        reject(
+          new OperationError("editor-failed", `cannot run the editor '${editor}': ${err.message}`),
+        );
+    });
+    proc.on("close", (code) => {
+      if (signal.aborted) reject(new InterruptedError("secrets edit: interrupted"));
+      else if (code === 0) resolve();
+      else {
+        reject(
+          new OperationError(
+            "editor-failed",
+            `the editor '${editor}' exited with ${code}; the secret was left as it was`,
+          ),
+        );
+      }
+    });
+  });
+}
+
+export const secretsRekey: Command = {
+  path: ["secrets", "rekey"],
+  summary: "re-encrypt secrets after hosts, tags, host keys or admins change",
+  help: `Usage: nixship secrets rekey [NAME...] [--force] [--identity FILE] [--fleet F] [--json]
+
+Re-encrypts each secret (or those named) whose file is not encrypted to exactly the
+recipients the fleet names now: its hosts' SSH host keys and the admins. Every secret is
+decrypted and re-encrypted before any file is written, so a failure leaves all files as they
+were.
+
+Options:
+  --force            re-encrypt every secret, even those already right
+${IDENTITY_HELP}
+${FLEET_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLAGS, ...IDENTITY_FLAG, force: { type: "boolean" } },
+      "secrets rekey",
+    );
+    const { fleet } = await readFleetInput(values, io);
+    const identities = await readIdentities(values.identity, io);
+    const rows = await rekeySecrets(fleet, await hostKeysFor(fleet), identities, {
+      ...(positionals.length > 0 ? { names: positionals } : {}),
+      force: values.force === true,
+    });
+    if (values.json) writeJson(io, { secrets: rows });
+    else {
+      for (const row of rows) {
+        io.stdout.write(`${row.name}: ${row.outcome} (${row.recipients} recipients)\n`);
+      }
+    }
+    return 0;
+  },
+};
+
+export const secretsList: Command = {
+  path: ["secrets", "list"],
+  summary: "which host gets which secret, and whether each file has the right recipients",
+  help: `Usage: nixship secrets list [--fleet F] [--json]
+
+Lists the fleet's secrets: the hosts that get each, where and how they keep it, and whether
+its file is encrypted to exactly the right recipients (ok), to others (stale: run 'nixship
+secrets rekey'), by another tool (unchecked: rekey to check), or missing (run 'nixship
+secrets set'). Decrypts nothing. Exits 1 when a secret is not ok or a host's key is unknown.
+
+Options:
+${FLEET_HELP}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, FLAGS, "secrets list");
+    if (positionals.length > 0) {
+      throw new UsageError(`secrets list: unexpected argument '${positionals[0]}'`);
+    }
+    const { fleet } = await readFleetInput(values, io);
+    const rows = await listSecrets(fleet, await hostKeysFor(fleet));
+    if (values.json) writeJson(io, { secrets: rows });
+    else io.stdout.write(formatSecretsList(rows));
+    return rows.every((r) => r.state === "ok" && r.hostsWithoutKey.length === 0) ? 0 : 1;
+  },
+};

@@ -1,0 +1,27 @@
+// Each host's SSH host ed25519 key, which its secrets are encrypted to: for ssh hosts the key
+// the deployer already checks it against (known_hosts, through ssh's own lookup), for ssm and
+// agent hosts the fleet's `hostKey`.
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { mapLimit } from "../util/pool.js";
+import { sshTarget } from "./ssh.js";
+import { trustedHostKey } from "./ssh-host-key.js";
+
+const CONCURRENCY = 8;
+
+/** Host name → `ssh-ed25519 BASE64`, for the hosts whose key is known. */
+export async function collectHostKeys(
+  fleet: Pick<Fleet, "ssh">,
+  hosts: readonly FleetHost[],
+): Promise<Map<string, string>> {
+  const found = await mapLimit(hosts, CONCURRENCY, async (host) => {
+    if (host.hostKey !== undefined) return host.hostKey;
+    if (host.delivery !== "ssh") return undefined;
+    return trustedHostKey(sshTarget(host, fleet.ssh));
+  });
+  const keys = new Map<string, string>();
+  hosts.forEach((host, i) => {
+    const key = found[i];
+    if (key !== undefined) keys.set(host.name, key);
+  });
+  return keys;
+}

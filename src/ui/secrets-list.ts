@@ -1,0 +1,34 @@
+// `nixship secrets list` as a table: one row per secret, then what needs doing.
+import type { SecretRow } from "../secrets/secret-ops.js";
+import { formatTable } from "./plan-format.js";
+
+const ACTION: Record<SecretRow["state"], string | undefined> = {
+  ok: undefined,
+  stale: "rekey",
+  unchecked: "rekey",
+  missing: "set",
+};
+
+export function formatSecretsList(rows: readonly SecretRow[]): string {
+  if (rows.length === 0) return "the fleet has no secrets\n";
+  const table: string[][] = [["secret", "hosts", "path", "owner", "mode", "recipients"]];
+  for (const r of rows) {
+    const note =
+      r.hostsWithoutKey.length > 0 ? `; no host key: ${r.hostsWithoutKey.join(", ")}` : "";
+    table.push([
+      r.name,
+      r.hosts.join(",") || "-",
+      r.path,
+      `${r.owner}:${r.group}`,
+      r.mode,
+      `${r.state}${note}`,
+    ]);
+  }
+  const todo = rows.flatMap((r) => {
+    const action = ACTION[r.state];
+    return action === undefined ? [] : [`nixship secrets ${action} ${r.name}`];
+  });
+  const lines = formatTable(table);
+  if (todo.length > 0) lines.push("", "to do:", ...todo.map((t) => `  ${t}`));
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,259 @@
+// `nixship secrets set|edit|rekey|list` end to end with the built CLI: real host keys (from a
+// known_hosts file through ssh's own lookup, and a `hostKey`), a real admin age identity, the
+// real `age` CLI decrypting as a host would, and the plaintext in no output and no file but
+// the ciphertexts.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, nixship } from "./support/cli.js";
+
+const PLAINTEXT = "s3cret-db-password-7f1e9c";
+const ROTATED = "rotated-password-2b44d0";
+const SYSTEM = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-web";
+
+let dir: string;
+let fleetFile: string;
+let adminIdentity: string;
+let adminRecipient: string;
+const hostKeys: Record<string, { privateFile: string; publicKey: string }> = {};
+const outputs: string[] = [];
+
+function makeHostKey(name: string): void {
+  const privateFile = join(dir, `${name}_host_key`);
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", privateFile]);
+  const pub = readFileSync(`${privateFile}.pub`, "utf8").trim().split(" ");
+  hostKeys[name] = { privateFile, publicKey: `${pub[0]} ${pub[1]}` };
+}
+
+type Doc = {
+  hosts: Record<string, Record<string, unknown>>;
+  secrets: { admins: string[]; entries: Record<string, Record<string, unknown>> };
+  [k: string]: unknown;
+};
+
+function writeFleet(edit: (doc: Doc) => void = () => {}): void {
+  const doc: Doc = {
+    cache: {
+      url: `file://${join(dir, "cache")}`,
+      publicKeys: ["c-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM="],
+    },
+    releases: { channel: "prod", publicKeys: ["r-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM="] },
+    ssh: { knownHosts: "known_hosts" },
+    hosts: {
+      web1: { tags: ["web"], address: "10.77.0.1", system: SYSTEM },
+      web2: { tags: ["web"], address: "10.77.0.2", system: SYSTEM },
+      db1: { tags: ["db"], delivery: "agent", hostKey: hostKeys.db1?.publicKey, system: SYSTEM },
+    },
+    secrets: {
+      admins: [adminRecipient],
+      entries: { "db-password": { hosts: "@db" }, "web-token": { hosts: "@web", mode: "0440" } },
+    },
+  };
+  edit(doc);
+  writeFileSync(fleetFile, JSON.stringify(doc, null, 2));
+}
+
+async function cli(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  const r = await nixship([...args, "--fleet", fleetFile], {
+    ...(input === undefined ? {} : { input: Buffer.from(input) }),
+    env,
+  });
+  outputs.push(r.stdout, r.stderr);
+  return r;
+}
+
+/** What `age -d` on the host with that host key makes of the file (undefined: it cannot). */
+function ageDecrypt(file: string, identityFile: string): string | undefined {
+  const r = spawnSync("age", ["-d", "-i", identityFile, file], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout : undefined;
+}
+
+const secretFile = (name: string) => join(dir, "secrets", `${name}.age`);
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "nixship-secrets-cli-"));
+  fleetFile = join(dir, "nixship.json");
+  for (const host of ["web1", "web2", "web3", "db1"]) makeHostKey(host);
+  writeFileSync(
+    join(dir, "known_hosts"),
+    ["web1", "web2", "web3"].map((h, i) => `10.77.0.${i + 1} ${hostKeys[h]?.publicKey}\n`).join(""),
+  );
+  adminIdentity = join(dir, "admin.txt");
+  execFileSync("age-keygen", ["-o", adminIdentity], { stdio: "ignore" });
+  await chmod(adminIdentity, 0o600);
+  adminRecipient = execFileSync("age-keygen", ["-y", adminIdentity], { encoding: "utf8" }).trim();
+  writeFleet();
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("nixship secrets", () => {
+  it("set encrypts stdin to the secret's hosts and the admins, and only to them", async () => {
+    const r = await cli(["secrets", "set", "db-password"], PLAINTEXT);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("db-password: encrypted to 2 recipients (hosts: db1)");
+    const file = secretFile("db-password");
+    expect(ageDecrypt(file, hostKeys.db1?.privateFile as string)).toBe(PLAINTEXT);
+    expect(ageDecrypt(file, adminIdentity)).toBe(PLAINTEXT);
+    // A host that does not get the secret cannot read it.
+    expect(ageDecrypt(file, hostKeys.web1?.privateFile as string)).toBeUndefined();
+    expect(readFileSync(file).includes(PLAINTEXT)).toBe(false);
+  });
+
+  it("set reads --from FILE; ssh hosts' keys come from the fleet's known_hosts", async () => {
+    const source = join(dir, "token.txt");
+    writeFileSync(source, PLAINTEXT);
+    const r = await cli(["secrets", "set", "web-token", "--from", source, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      name: "web-token",
+      hosts: ["web1", "web2"],
+      recipients: 3,
+    });
+    for (const host of ["web1", "web2"]) {
+      expect(ageDecrypt(secretFile("web-token"), hostKeys[host]?.privateFile as string)).toBe(
+        PLAINTEXT,
+      );
+    }
+    rmSync(source);
+  });
+
+  it("list says every file is encrypted to exactly the right recipients", async () => {
+    const r = await cli(["secrets", "list", "--json"]);
+    expect(r.code, r.stdout).toBe(0);
+    const rows = (
+      JSON.parse(r.stdout) as { secrets: { name: string; state: string; hosts: string[] }[] }
+    ).secrets;
+    expect(rows.map((s) => [s.name, s.state, s.hosts])).toEqual([
+      ["db-password", "ok", ["db1"]],
+      ["web-token", "ok", ["web1", "web2"]],
+    ]);
+    const text = await cli(["secrets", "list"]);
+    expect(text.stdout).toMatch(
+      /web-token\s+web1,web2\s+\/run\/keys\/web-token\s+root:root\s+0440\s+ok/,
+    );
+  });
+
+  it("rekey after a host joins a tag and one leaves: the new host reads it, the old cannot", async () => {
+    writeFleet((doc) => {
+      doc.hosts.web3 = { tags: ["web"], address: "10.77.0.3", system: SYSTEM };
+      doc.hosts.web2 = { tags: ["old"], address: "10.77.0.2", system: SYSTEM };
+    });
+    const stale = await cli(["secrets", "list"]);
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toMatch(/web-token\s+web1,web3\s.*stale/);
+    expect(stale.stdout).toContain("nixship secrets rekey web-token");
+    const r = await cli(["secrets", "rekey", "--identity", adminIdentity, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(
+      (JSON.parse(r.stdout) as { secrets: { name: string; outcome: string }[] }).secrets,
+    ).toEqual([
+      expect.objectContaining({ name: "db-password", outcome: "unchanged" }),
+      expect.objectContaining({ name: "web-token", outcome: "rekeyed" }),
+    ]);
+    const file = secretFile("web-token");
+    expect(ageDecrypt(file, hostKeys.web3?.privateFile as string)).toBe(PLAINTEXT);
+    expect(ageDecrypt(file, hostKeys.web2?.privateFile as string)).toBeUndefined();
+    expect((await cli(["secrets", "list"])).code).toBe(0);
+  });
+
+  it("edit goes through $EDITOR on a tmpfs scratch file that is gone afterwards", async () => {
+    const seen = join(dir, "editor-saw");
+    const editor = join(dir, "editor.sh");
+    writeFileSync(
+      editor,
+      `#!/bin/sh\nprintf '%s\\n' "$1" > '${seen}'\nstat -c %a "$1" >> '${seen}'\nprintf '%s' '${ROTATED}' > "$1"\n`,
+    );
+    await chmod(editor, 0o755);
+    const r = await cli(
+      ["secrets", "edit", "db-password", "--identity", adminIdentity],
+      undefined,
+      {
+        EDITOR: editor,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("db-password: encrypted to 2 recipients");
+    const [scratch, mode] = readFileSync(seen, "utf8").trim().split("\n");
+    expect(scratch).toMatch(
+      /^(\/dev\/shm|\/run\/user\/\d+)\/nixship-secret-[0-9a-f]+\/db-password$/,
+    );
+    expect(mode).toBe("600");
+    expect(existsSync(scratch as string)).toBe(false);
+    expect(ageDecrypt(secretFile("db-password"), hostKeys.db1?.privateFile as string)).toBe(
+      ROTATED,
+    );
+  });
+
+  it("edit with a failing editor or an identity that is not an admin's writes nothing", async () => {
+    const before = readFileSync(secretFile("db-password"));
+    const failing = await cli(
+      ["secrets", "edit", "db-password", "--identity", adminIdentity],
+      undefined,
+      {
+        EDITOR: "false",
+      },
+    );
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toContain(
+      "the editor 'false' exited with 1; the secret was left as it was",
+    );
+    const stranger = join(dir, "stranger.txt");
+    execFileSync("age-keygen", ["-o", stranger], { stdio: "ignore" });
+    await chmod(stranger, 0o600);
+    const wrong = await cli(["secrets", "edit", "db-password", "--identity", stranger], undefined, {
+      EDITOR: "true",
+    });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('secret "db-password"');
+    expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
+  });
+
+  it("refuses bad input clearly and writes nothing", async () => {
+    const before = readFileSync(secretFile("db-password"));
+    // The secret as an argument: refused, and not echoed.
+    const arg = await cli(["secrets", "set", "db-password", "hunter2-as-argument"]);
+    expect(arg.code).toBe(2);
+    expect(arg.stderr).toContain("never from an argument");
+    expect(arg.stderr).not.toContain("hunter2");
+    // A secret the fleet does not have, and names that try to leave the secrets directory.
+    for (const name of ["db-pasword", "../etc/passwd", "a/b"]) {
+      const r = await cli(["secrets", "set", name], PLAINTEXT);
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toContain(`the fleet has no secret "${name}"`);
+    }
+    // A host without a known key: named, with the fix.
+    writeFleet((doc) => {
+      doc.hosts.web4 = { tags: ["web"], address: "10.77.0.4", system: SYSTEM };
+    });
+    const keyless = await cli(["secrets", "set", "web-token"], PLAINTEXT);
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toContain("goes to web4, whose SSH host key is not known");
+    expect(keyless.stderr).toContain("known_hosts");
+    writeFleet((doc) => {
+      doc.hosts.web3 = { tags: ["web"], address: "10.77.0.3", system: SYSTEM };
+      doc.hosts.web2 = { tags: ["old"], address: "10.77.0.2", system: SYSTEM };
+    });
+    // A missing plaintext file, and an identity file others may read.
+    const missing = await cli(["secrets", "set", "db-password", "--from", join(dir, "nope")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("cannot read");
+    const loose = join(dir, "loose.txt");
+    writeFileSync(loose, readFileSync(adminIdentity));
+    await chmod(loose, 0o644);
+    const exposed = await cli(["secrets", "rekey", "--identity", loose]);
+    expect(exposed.code).toBe(2);
+    expect(exposed.stderr).toContain("may be read by others");
+    expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
+  });
+
+  it("never printed a plaintext", () => {
+    for (const text of outputs) {
+      expect(text).not.toContain(PLAINTEXT);
+      expect(text).not.toContain(ROTATED);
+    }
+  });
+});
