@@ -6,14 +6,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NixshipError } from "../src/errors.js";
 import {
   decryptSecret,
   encryptSecret,
   parseIdentities,
   parseRecipient,
   readAgeHeader,
-} from "../src/secrets/age.js";
+} from "../src/age/age.js";
+import { NixshipError } from "../src/errors.js";
 
 interface Keys {
   /** Paths of the ssh private key and the age identity file. */

@@ -1,6 +1,9 @@
 // The example web service: a tiny HTTP server on 0.0.0.0:80 that reports which example system
 // runs it. Run as `node server.mjs SYSTEM`, where SYSTEM is the toplevel store path; its
-// settings come from SYSTEM/etc/example-web.json.
+// settings come from SYSTEM/etc/example-web.json. As it starts it reads its secret token,
+// /run/keys/web-token, when the host has one (nixship installs secrets before the switch), and
+// serves only the token's SHA-256 at /secret, never the token.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 
@@ -25,7 +28,16 @@ if (start !== "ok") {
   process.exit(1);
 }
 
+// Read once, as a service reads its credentials when it starts.
+let tokenDigest = null;
+try {
+  tokenDigest = createHash("sha256").update(readFileSync("/run/keys/web-token")).digest("hex");
+} catch (err) {
+  if (err.code !== "ENOENT") log(`cannot read /run/keys/web-token: ${err.code ?? err.message}`);
+}
+
 const routes = {
+  "/secret": () => [200, "application/json", `${JSON.stringify({ sha256: tokenDigest })}\n`],
   "/": () => [200, "text/plain", `example web system ${name}\n`],
   "/version": () => [200, "application/json", `${JSON.stringify({ name, version, system })}\n`],
   "/health": () =>

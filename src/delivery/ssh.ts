@@ -10,6 +10,7 @@ import {
   CHECK_PATHS_VARIABLE,
   DEFAULT_ACTIVATION_TIMEOUT,
   rollbackArgs,
+  SECRETS_VARIABLE,
   statusArgs,
 } from "../host/activation.js";
 import {
@@ -136,6 +137,9 @@ export function sshActivationTransport(target: SshTarget): ActivationTransport {
       ...(o.fresh ? { fresh: true } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onLog ? { onLog: o.onLog } : {}),
+      ...(o.secretsBundle === undefined
+        ? {}
+        : { variables: { [SECRETS_VARIABLE]: o.secretsBundle } }),
     });
   return {
     confirms: true,

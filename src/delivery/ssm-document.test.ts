@@ -1,9 +1,12 @@
-// The SSM document: its shape against a small schema of SSM's Command document 2.2, that no
-// parameter value can reach the shell unquoted, and the shell it renders to.
+// The SSM document: its shape against a small schema of SSM's Command document 2.2, its size
+// against SSM's limit, that no parameter value can reach the shell unquoted, the shell it
+// renders to, and that the activate.sh it embeds, compacted, is the same program.
+import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import { activateScript } from "../host/activation.js";
 import {
+  compactScript,
   encodeHealthChecks,
   renderRunCommand,
   SSM_PARAMETERS,
@@ -186,11 +189,20 @@ describe("ssmDocument", () => {
     ]);
   });
 
-  it("embeds activate.sh exactly, in a quoted heredoc", () => {
+  it("embeds activate.sh without its comments and blank lines, in a quoted heredoc", () => {
     const run = step.inputs.runCommand.join("\n");
     const start = run.indexOf("<<'NIXSHIP_ACTIVATE_SH'\n") + "<<'NIXSHIP_ACTIVATE_SH'\n".length;
     const end = run.indexOf("\nNIXSHIP_ACTIVATE_SH\n");
-    expect(`${run.slice(start, end)}\n`).toBe(activateScript());
+    expect(run.slice(start, end)).toBe(compactScript(activateScript()));
+    expect(run.slice(start, end).startsWith("#!/bin/sh\nset -u\n")).toBe(true);
+  });
+
+  it("is under SSM's limit of 64 KiB, as `nixship ssm document` prints it", () => {
+    const size = Buffer.byteLength(`${JSON.stringify(document, null, 2)}\n`);
+    const limit = 65536;
+    expect(size, `${size} bytes: ${limit - size} bytes below SSM's limit of ${limit}`).toBeLessThan(
+      limit,
+    );
   });
 
   it("gives every parameter a description, an anchored pattern and a default it accepts", () => {
@@ -273,6 +285,69 @@ function* quotedPlaceholders(lines: readonly string[]) {
   }
   expect(single || double, "quotes balance").toBe(false);
 }
+
+/**
+ * The program bash reads from `script`, printed back by bash: the script is parsed as the body of
+ * a function, which `declare -f` prints without its comments or layout (nothing is run).
+ */
+function parsedByBash(script: string): string {
+  const definition = `parsed() {\n${script}\n}`;
+  const bash = ["-c", 'eval "$1" && declare -f parsed', "bash", definition];
+  const r = spawnSync("bash", bash, { encoding: "utf8" });
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
+  return r.stdout;
+}
+
+describe("compactScript", () => {
+  it("drops full-line comments (not #!) and blank lines, and keeps here-documents whole", () => {
+    const script = [
+      "#!/bin/sh",
+      "# what this is",
+      "",
+      "set -u",
+      "  # indented",
+      "\t",
+      'echo "a # b" # trailing',
+      "cat <<'EOF'",
+      "# kept: data",
+      "",
+      "EOF",
+      "\tcat <<-END",
+      "\t# kept too",
+      "\tEND",
+      "# dropped again",
+      "exit 0",
+      "",
+    ].join("\n");
+    expect(compactScript(script)).toBe(
+      [
+        "#!/bin/sh",
+        "set -u",
+        'echo "a # b" # trailing',
+        "cat <<'EOF'",
+        "# kept: data",
+        "",
+        "EOF",
+        "\tcat <<-END",
+        "\t# kept too",
+        "\tEND",
+        "exit 0",
+      ].join("\n"),
+    );
+  });
+
+  it("leaves activate.sh the same program, as bash parses it", () => {
+    const script = activateScript();
+    expect(parsedByBash(compactScript(script))).toBe(parsedByBash(script));
+  });
+
+  it("that check would catch a comment-like line inside a quoted string", () => {
+    const script = "x='first\n# inside the string\n'\nprintf '%s' \"$x\"\n";
+    expect(compactScript(script)).not.toContain("inside");
+    expect(parsedByBash(compactScript(script))).not.toBe(parsedByBash(script));
+  });
+});
 
 describe("renderRunCommand", () => {
   const document = ssmDocument();

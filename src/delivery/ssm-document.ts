@@ -1,6 +1,7 @@
 // The SSM Command document that runs activate.sh on ssm hosts (Run Command or a State Manager
-// association), generated with activate.sh embedded, and the shell SSM makes of it for given
-// parameters: SSM pastes each value textually in place of its `{{ Name }}`.
+// association), generated with activate.sh embedded (without its comments: SSM takes documents
+// up to 64 KiB), and the shell SSM makes of it for given parameters: SSM pastes each value
+// textually in place of its `{{ Name }}`.
 import { InputError } from "../errors.js";
 import { activateScript } from "../host/activation.js";
 
@@ -174,9 +175,32 @@ code=$?
 rm -f "$script"
 exit "$code"`;
 
+/**
+ * A shell script without its full-line comments (its `#!` line kept) and blank lines, which
+ * change nothing sh runs: here-document bodies are kept whole, and activate.sh has no quoted
+ * string holding a blank or a comment-like line (ssm-document.test.ts checks it against bash).
+ */
+export function compactScript(script: string): string {
+  const kept: string[] = [];
+  let heredoc: { end: string; tabs: boolean } | undefined;
+  for (const [i, line] of script.split("\n").entries()) {
+    if (heredoc !== undefined) {
+      kept.push(line);
+      if ((heredoc.tabs ? line.replace(/^\t+/, "") : line) === heredoc.end) heredoc = undefined;
+      continue;
+    }
+    const text = line.trim();
+    if (text === "" || (text.startsWith("#") && !(i === 0 && line.startsWith("#!")))) continue;
+    kept.push(line);
+    const start = /<<(-?)\s*(['"]?)([A-Za-z_][A-Za-z0-9_]*)\2/.exec(line);
+    if (start) heredoc = { end: start[3] as string, tabs: start[1] === "-" };
+  }
+  return kept.join("\n");
+}
+
 /** The Command document, with activate.sh (as this nixship ships it) embedded. */
 export function ssmDocument(): SsmCommandDocument {
-  const script = activateScript().replace(/\n$/, "");
+  const script = compactScript(activateScript());
   // SSM substitutes `{{ }}` everywhere, the heredoc included; and a line equal to the
   // terminator would end the heredoc early.
   if (script.includes("{{") || script.split("\n").includes(HEREDOC_END)) {

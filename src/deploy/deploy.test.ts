@@ -38,22 +38,27 @@ const hosts = fleet.hosts;
 const built = { byHost: new Map(hosts.map((h) => [h.name, V2])) };
 
 /** a runs v1, b already runs v2, c cannot be reached. */
-const plan = planFromSurvey("switch", hosts, built, {
-  states: [
-    { kind: "reported", current: V1, generation: 4 },
-    { kind: "reported", current: V2, generation: 7 },
-    { kind: "unreachable", error: "ssh: connect to host 10.0.0.3 port 22: Connection refused" },
-  ],
-  pathInfos: new Map([
-    [V1, { path: V1, narSize: 100, references: [] }],
-    [V2, { path: V2, narSize: 200, references: [] }],
-  ]),
-});
+const plan = planFromSurvey(
+  "switch",
+  hosts,
+  { built, secrets: new Map() },
+  {
+    states: [
+      { kind: "reported", current: V1, generation: 4 },
+      { kind: "reported", current: V2, generation: 7 },
+      { kind: "unreachable", error: "ssh: connect to host 10.0.0.3 port 22: Connection refused" },
+    ],
+    pathInfos: new Map([
+      [V1, { path: V1, narSize: 100, references: [] }],
+      [V2, { path: V2, narSize: 200, references: [] }],
+    ]),
+  },
+);
 
 const request = (host: (typeof hosts)[number], desired: typeof V2) =>
   deployRequest(
     { action: "switch", policy: fleet.policy },
-    { substituters: [], trustedKeys: [] },
+    { substituters: [], trustedKeys: [], secrets: new Map() },
     host,
     desired,
   );

@@ -7,6 +7,7 @@ import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import type { Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
+import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
@@ -15,12 +16,14 @@ import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from ".
 import { selectHosts } from "../fleet/select.js";
 import { type HostOutcome, outcomeFields } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
+import type { HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { type BuildResult, buildSystems } from "./build.js";
 import type { DeployEvent, HostResult } from "./events.js";
+import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { interruptReason, rolloutSucceeded, runRollout } from "./run-rollout.js";
 
@@ -111,7 +114,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const plan = planFromSurvey(options.action, hosts, prepared.built, found);
+      const plan = planFromSurvey(options.action, hosts, prepared, found);
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
       return await executePlan({
@@ -140,6 +143,8 @@ export interface Prepared {
   readonly substituters: readonly string[];
   /** The keys the hosts trust for those substituters. */
   readonly trustedKeys: readonly string[];
+  /** Each host's secrets (none when the fleet has no secrets section). */
+  readonly secrets: ReadonlyMap<string, HostSecrets>;
   /** Stops serving the cache (when `serveCache` started it). */
   close(): Promise<void>;
 }
@@ -162,6 +167,11 @@ export async function prepare(
     const store = await openStore(fleet.cache.url);
     await requireCacheInfo(store).finally(() => store.close());
   }
+  // So does a secret that is missing, or not encrypted to a host that gets it.
+  const secrets =
+    fleet.secrets === undefined
+      ? new Map<string, HostSecrets>()
+      : await hostSecrets(fleet, hosts, await collectHostKeys(fleet, hosts));
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
@@ -174,7 +184,13 @@ export async function prepare(
     seconds: (performance.now() - buildStart) / 1000,
     systems: built.systems,
   });
-  const nothingServed = { built, substituters: [], trustedKeys: [], close: async () => {} };
+  const nothingServed = {
+    built,
+    substituters: [],
+    trustedKeys: [],
+    secrets,
+    close: async () => {},
+  };
   if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
   throwIfInterrupted(options.signal);
 
@@ -208,6 +224,7 @@ export async function prepare(
       built,
       substituters: [url],
       trustedKeys: fleet.cache.publicKeys,
+      secrets,
       close: async () => {
         await closeCacheServer(server);
         await store.close();
@@ -222,12 +239,14 @@ export async function prepare(
 /** What a host is asked to do: its system, from where, and the policy's checks and limits. */
 export function deployRequest(
   options: Pick<DeployOptions, "action" | "policy">,
-  prepared: Pick<Prepared, "substituters" | "trustedKeys">,
+  prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets">,
   host: FleetHost,
   desired: StorePath,
 ): DeployRequest {
   const { policy } = options;
+  const secrets = prepared.secrets.get(host.name);
   return {
+    ...(secrets === undefined ? {} : { secrets }),
     path: desired,
     action: options.action,
     substituters: prepared.substituters,
@@ -281,6 +300,7 @@ export async function survey(
           current: s.current ? parseStorePath(s.current).path : undefined,
           generation: s.generation,
           ...(s.missing ? { missing: new Set(s.missing) } : {}),
+          ...(s.secrets ? { secrets: s.secrets } : {}),
         }
       : { kind: "unreachable", error: s.error };
   });
@@ -298,14 +318,18 @@ export async function survey(
 export function planFromSurvey(
   action: Action,
   hosts: readonly FleetHost[],
-  built: Pick<BuildResult, "byHost">,
+  prepared: {
+    readonly built: Pick<BuildResult, "byHost">;
+    readonly secrets: ReadonlyMap<string, HostSecrets>;
+  },
   found: Survey,
 ): DeployPlan {
   return planDeploy({
     action,
     targets: hosts.map((h, i) => ({
       host: h.name,
-      desired: desiredSystem(built, h.name),
+      desired: desiredSystem(prepared.built, h.name),
+      secrets: prepared.secrets.get(h.name)?.digest,
       state: found.states[i],
     })),
     pathInfos: found.pathInfos,

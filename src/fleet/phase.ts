@@ -6,6 +6,8 @@ export const HOST_PHASES = [
   "waiting",
   "copy",
   "realise",
+  // The host's secrets, decrypted and installed before the profile is set.
+  "secrets",
   "profile",
   "switch",
   "health",

@@ -86,6 +86,30 @@ describe("planDeploy", () => {
     expect(result.distinct).toEqual({ paths: 2, bytes: 6 });
   });
 
+  it("activates a host that runs its system when its secrets differ, and says so", () => {
+    const holding = (secrets: string | undefined): HostState => ({
+      kind: "reported",
+      current: v2,
+      generation: 3,
+      secrets,
+    });
+    const result = plan("switch", [
+      { host: "same", desired: v2, secrets: "aaa", state: holding("aaa") },
+      { host: "rotated", desired: v2, secrets: "bbb", state: holding("aaa") },
+      // The host cannot tell (agent, ssm): its secrets count as unchanged.
+      { host: "silent", desired: v2, secrets: "bbb", state: holding(undefined) },
+      // The deploy leaves secrets alone (the fleet has none).
+      { host: "none", desired: v2, state: holding("aaa") },
+    ]);
+    expect(result.hosts.map((h) => [h.host, h.action, h.secretsChange])).toEqual([
+      ["same", "skip", undefined],
+      ["rotated", "activate", true],
+      ["silent", "skip", undefined],
+      ["none", "skip", undefined],
+    ]);
+    expect(result.hosts[1]?.transfer).toEqual({ paths: 0, bytes: 0 });
+  });
+
   it("counts the whole closure when the current system is unknown", () => {
     const result = plan("switch", [
       { host: "fresh", desired: v2, state: running(undefined) },

@@ -18,12 +18,16 @@ export type HostState =
        * closure); undefined when it was not asked or could not tell.
        */
       readonly missing?: ReadonlySet<StorePath> | undefined;
+      /** The digest of the secrets it has installed; undefined when it could not tell. */
+      readonly secrets?: string | undefined;
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
 export interface PlanTarget {
   readonly host: string;
   readonly desired: StorePath;
+  /** The digest of the secrets it should have; undefined: the deploy leaves them alone. */
+  readonly secrets?: string | undefined;
   readonly state: HostState | undefined;
 }
 
@@ -63,6 +67,8 @@ export interface HostPlan {
   /** The paths of the desired closure the host must fetch, counted as `transferBasis` says. */
   readonly transfer: Transfer;
   readonly transferBasis: TransferBasis;
+  /** Set when the host runs its system but its secrets differ: it activates for them. */
+  readonly secretsChange?: true;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
 }
@@ -135,14 +141,25 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const running = current === desired;
   return {
     host,
-    action: running && actionSkipsWhenRunning(action) ? "skip" : "activate",
+    action:
+      running && actionSkipsWhenRunning(action) && !secretsChange(target) ? "skip" : "activate",
     current,
     generation,
     desired,
     transfer: running ? NOTHING : closures.measure(closures.missing(desired, state)),
     transferBasis: running ? "none" : transferBasis(state),
+    ...(secretsChange(target) ? { secretsChange: true } : {}),
     error: undefined,
   };
+}
+
+/** Whether the host's secrets differ from those it should have (unknown: they do not). */
+export function secretsChange(target: PlanTarget): boolean {
+  const { secrets, state } = target;
+  if (secrets === undefined || state?.kind !== "reported" || state.secrets === undefined) {
+    return false;
+  }
+  return state.secrets !== secrets;
 }
 
 function transferBasis(state: HostState | undefined): TransferBasis {

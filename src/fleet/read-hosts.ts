@@ -1,8 +1,9 @@
 // The `hosts` section of the fleet file: names, tags, delivery mode and what each mode needs,
 // and the system each host should run.
+
+import { parseRecipient } from "../age/age.js";
 import { InputError } from "../errors.js";
 import { parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
-import { parseRecipient } from "../secrets/age.js";
 import {
   ADDRESS_PATTERN,
   DELIVERY_MODES,

@@ -1,8 +1,8 @@
 // The `secrets` section of the fleet file: the admins who can edit secrets, the age tool the
 // hosts decrypt with, and each secret's hosts, ciphertext file, owner, group, mode and path.
 
+import { parseRecipient } from "../age/age.js";
 import { isStorePath } from "../nix/store-path.js";
-import { parseRecipient } from "../secrets/age.js";
 import {
   defaultSecretFile,
   defaultSecretPath,

@@ -1,19 +1,21 @@
 #!/bin/sh
 # nixship's activation contract: the one script that runs on a host, whatever the delivery
 # mode (piped over SSH as `sh -s -- COMMAND ...`, embedded in the SSM document, run by the
-# agent). It needs only a POSIX sh, coreutils and Nix.
+# agent). It needs only a POSIX sh, coreutils and Nix (with secrets, age; fetching them, curl).
 #
 #   activate --path P [--action switch|boot|test|dry-activate] [--substituter URL]...
 #            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]...
 #            [--health-timeout S] [--activation-timeout S] [--token T [--confirm-timeout S]]
+#            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
 #       1. realise P (from the substituters, signatures required; else it must be present)
-#       2. set the system profile (switch, boot)
-#       3. switch-to-configuration ACTION (through systemd-run where systemd runs)
-#       4. health checks, each within --health-timeout (and no failed systemd units)
-#       5. with --confirm-timeout: a detached watcher waits for `confirm --token T`
-#       6. on a failure, a timeout, an abort or no confirmation: back to the previous
+#       2. with --secrets: install the host's secrets (see "Secrets" below)
+#       3. set the system profile (switch, boot)
+#       4. switch-to-configuration ACTION (through systemd-run where systemd runs)
+#       5. health checks, each within --health-timeout (and no failed systemd units)
+#       6. with --confirm-timeout: a detached watcher waits for `confirm --token T`
+#       7. on a failure, a timeout, an abort or no confirmation: back to the previous
 #          generation (the profile, then the previous system's switch-to-configuration)
-#       Steps 1-3 end within --activation-timeout seconds of the start (default 600); past
+#       Steps 1-4 end within --activation-timeout seconds of the start (default 600); past
 #       it what runs is stopped (its process group or systemd unit), the host goes back, and
 #       the result is "timed-out" (exit 10).
 #   confirm --token T        keep the new system (the watcher stops waiting)
@@ -21,11 +23,26 @@
 #                            rolls back), or its confirmation window closed at once
 #   rollback [--to GEN] [--activation-timeout S]
 #                            switch to the previous generation, or generation GEN
-#   status [--check-paths]   the current, booted and profile systems, recent generations and
-#                            the activation holding the lock; with --check-paths, also which
+#   status [--check-paths]   the current, booted and profile systems, recent generations,
+#                            the activation holding the lock and the sha256 of the installed
+#                            secrets' manifest ("secrets"); with --check-paths, also which
 #                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
 #                            before the script in its input) the store lacks ("missing": their
 #                            hash parts, or null when the store cannot be asked within 20 s)
+#
+# Secrets (--secrets): a bundle of age files, in $NIXSHIP_SECRETS (set before the script in its
+# input) or fetched from --secrets-url (within 30 s, at most 8 MiB, refused unless its sha256 is
+# --secrets-sha256). Its first line is "nixship-secrets 1", then one line per secret, fields
+# separated by one space: "NAME OWNER GROUP MODE PATH SHA256 BASE64" (PATH under /run; SHA256
+# of the age file, which BASE64 holds). Each is decrypted with age (--age P: P/bin/age, realised
+# as the system is; else age from PATH) and the host's SSH key (--host-key, default
+# /etc/ssh/ssh_host_ed25519_key) into a file beside its PATH, which must be on a tmpfs, with the
+# line's owner, group and mode. Only once all are does each replace its PATH (a rename), the
+# PATHs that the previous bundle had and this one lacks go, and the manifest (the lines without
+# BASE64) is kept in /run/nixship/secrets; status reports its sha256. A failure (exit 11; a
+# malformed bundle: exit 2, naming the line) removes what was written and leaves the installed
+# secrets as they were. A later failure rolls the system back but keeps the new secrets.
+# Plaintext goes nowhere but those tmpfs files: never to a disk, a log or the output.
 #
 # One activation at a time: the lock (/run/nixship/lock) records its holder (pid, process
 # start time, since, deadline, command, previous generation and system, and the process group
@@ -40,9 +57,10 @@
 # Exit codes: 0 done; 2 bad usage; 3 the path could not be realised; 4 switch-to-configuration
 # failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
 # itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, or
-# no activation with that token; 10 the activation ran past its timeout. After 4, 5, 6 and 10
-# the host is back on its previous system when it had one ("rolledBack"), and its profile
-# (what it boots next) on the previous generation.
+# no activation with that token; 10 the activation ran past its timeout; 11 the secrets could
+# not be installed (nothing else changed). After 4, 5, 6 and 10 the host is back on its
+# previous system when it had one ("rolledBack"), and its profile (what it boots next) on the
+# previous generation.
 set -u
 umask 022
 PATH="$PATH:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin"
@@ -57,6 +75,11 @@ profile=/nix/var/nix/profiles/system
 # of an activation): part of a holder's deadline, and what confirm and abort wait at most.
 ROLLBACK_TIMEOUT=45 KILL_GRACE=5
 SETTLE_TIME=$((ROLLBACK_TIMEOUT + 2 * KILL_GRACE + 5))
+# The largest secrets bundle taken (MAX_SECRETS_BUNDLE in host/secrets-bundle.ts), and the
+# seconds that fetching it, or decrypting one secret, may take.
+MAX_SECRETS_BUNDLE=8388608 SECRETS_TIMEOUT=30
+# Where the secrets step keeps the bundle, the age files and the list of what it wrote.
+secrets_work=$state_dir/secrets-work
 
 log() { printf 'activate: %s\n' "$*" >&2; }
 
@@ -352,6 +375,7 @@ take_over() {
   rmdir "$state_dir/takeover"
   ! stop_group "$o_group" "$o_group_start" || t_done="${t_done}stopped its process group $o_group, "
   [ -z "$o_unit" ] || ! stop_unit "$o_unit" || t_done="${t_done}stopped its unit $o_unit, "
+  secrets_discard
   # What it may have changed, by its phase (nothing once it reported an outcome).
   action=$o_action prev_gen=$o_prev_gen prev_system=$o_prev_system profile_set=0 switch_started=0
   case $o_phase in switch | health | confirm | rollback) switch_started=1 profile_set=1 ;; profile) profile_set=1 ;; esac
@@ -496,9 +520,11 @@ took_over_json() { [ -z "$took_over" ] || printf ',"tookOver":%s' "$(json_str "$
 # (failed or timed-out) in phase $2, with exit code $3 and message $4.
 finish_failed() {
   trap '' INT TERM
+  umask 022
   f_result=$1 f_phase=$2 code=$3 message=$4 rolled=false outcome=rolled-back
-  case $f_phase in realise | profile | switch | health) ;; *) f_phase=realise ;; esac
+  case $f_phase in realise | secrets | profile | switch | health) ;; *) f_phase=realise ;; esac
   stop_child
+  secrets_discard
   if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
     log "$message; rolling back to generation ${prev_gen:-?} (${prev_system:-no previous system})"
     l_phase=rollback
@@ -532,6 +558,7 @@ timed_out() {
   t_limit="the activation timeout of ${activation_timeout}s"
   case $1 in
     realise) t_what="realising $path ran past $t_limit; stopped it" ;;
+    secrets) t_what="installing the secrets ran past $t_limit; stopped it" ;;
     profile) t_what="setting the profile $profile ran past $t_limit; stopped it" ;;
     *) t_what="switch-to-configuration ran past $t_limit; stopped it"
       [ "$switch_started" = 1 ] || t_what="$t_limit ran out before switch-to-configuration" ;;
@@ -670,9 +697,239 @@ start_watcher() {
   fi
 }
 
+# --- Secrets (see the header): step 2, after realise and before the profile.
+
+# Removes what an unfinished secrets step wrote: the files decrypted beside their PATHs (each
+# listed before it is made) and the work directory.
+secrets_discard() {
+  [ -d "$secrets_work" ] || return 0
+  if [ -f "$secrets_work/temps" ]; then
+    while IFS= read -r s_temp; do
+      case $s_temp in /run/*/.nixship-*.new | /run/.nixship-*.new) rm -f "$s_temp" ;; esac
+    done <"$secrets_work/temps"
+  fi
+  rm -rf "$secrets_work"
+}
+
+# A malformed bundle is the deployer's bug: exit 2, naming the line but never its content.
+bundle_bad() { fail secrets 2 "secrets bundle: $1"; }
+
+bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDLE bytes"; }
+
+# Secret $1 cannot be installed because $2.
+secret_failed() { step_failed secrets 11 "secret $1: $2"; }
+
+# Fetches the bundle from --secrets-url within SECRETS_TIMEOUT seconds (and what is left of the
+# activation timeout), keeping at most one byte past MAX_SECRETS_BUNDLE, enough to refuse it.
+# The URL may carry credentials (a presigned URL): it is never logged.
+fetch_bundle() {
+  command -v curl >/dev/null 2>&1 ||
+    fail secrets 11 "curl not found on the host: it fetches the secrets bundle"
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out secrets
+  [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
+  log "fetching the secrets bundle"
+  # shellcheck disable=SC2016 # expanded by that sh, from its arguments
+  bounded log "$r" sh -c '{ curl -fsS --proto =http,https --max-time "$1" --max-filesize "$2" "$3" ||
+    echo "$?" >"$4.failed"; } | head -c "$(($2 + 1))" >"$4"' fetch "$r" "$MAX_SECRETS_BUNDLE" \
+    "$secrets_url" "$secrets_work/bundle"
+  f_status=$?
+  f_curl=$(cat "$secrets_work/bundle.failed" 2>/dev/null)
+  # (curl exits 63 for a size it was told in advance, 28 past --max-time.)
+  if [ "$(($(wc -c <"$secrets_work/bundle")))" -gt "$MAX_SECRETS_BUNDLE" ] || [ "$f_curl" = 63 ]; then
+    bundle_large
+  fi
+  case $f_status/$f_curl in
+    0/) ;;
+    124/* | 137/* | */28) step_failed secrets 11 "secrets bundle: fetching it took longer than ${r}s" ;;
+    *) step_failed secrets 11 "secrets bundle: cannot fetch it (curl exit ${f_curl:-$f_status})" ;;
+  esac
+  f_sha=$(sha256sum <"$secrets_work/bundle" | cut -c1-64)
+  [ "$f_sha" = "$secrets_sha256" ] ||
+    fail secrets 11 "secrets bundle: the one fetched has sha256 $f_sha, not $secrets_sha256"
+}
+
+# Refuses a bundle that breaks the format before anything is done, and writes its manifest
+# (each line without BASE64) to $secrets_work/manifest.
+check_bundle() {
+  c_bundle=$secrets_work/bundle
+  [ "$(head -n 1 "$c_bundle")" = "nixship-secrets 1" ] ||
+    bundle_bad "line 1 is not \"nixship-secrets 1\""
+  [ -z "$(tail -c 1 "$c_bundle")" ] || bundle_bad "its last line does not end with a newline"
+  # NAME OWNER GROUP MODE PATH SHA256 BASE64, one space apart (lengths and ".." below).
+  c_account='([a-z_][a-z0-9_-]*[$]?|[0-9]+)'
+  c_line="[A-Za-z0-9][A-Za-z0-9_.-]* $c_account $c_account [0-7]{4}"
+  c_line="$c_line /run(/[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*)+ [0-9a-f]{64} [A-Za-z0-9+/]+={0,2}"
+  # (sed, not head, reads to the end: nothing upstream writes to a closed pipe.)
+  c_bad=$(tail -n +2 "$c_bundle" | LC_ALL=C grep -n -v -E "^$c_line\$" | cut -d: -f1 | sed -n 1p)
+  [ -z "$c_bad" ] || bundle_bad "line $((c_bad + 1)) is malformed"
+  tail -n +2 "$c_bundle" | cut -d' ' -f1-6 >"$secrets_work/manifest" ||
+    step_failed secrets 11 "cannot write $secrets_work/manifest"
+  c_n=1
+  while read -r c_name c_owner c_group _ c_path _ <&3; do
+    c_n=$((c_n + 1))
+    if [ ${#c_name} -gt 64 ] || [ ${#c_owner} -gt 32 ] || [ ${#c_group} -gt 32 ] ||
+      [ ${#c_path} -gt 255 ]; then
+      bundle_bad "line $c_n: a field is too long"
+    fi
+    case $c_name in *..*) bundle_bad "line $c_n: NAME holds \"..\"" ;; esac
+  done 3<"$secrets_work/manifest"
+  c_dup=$(awk 'names[$1]++ || paths[$5]++ { print NR + 1; exit }' "$secrets_work/manifest")
+  [ -z "$c_dup" ] || bundle_bad "line $c_dup: its NAME or PATH is another secret's too"
+}
+
+# The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
+# the activation timeout), else age from PATH.
+find_age() {
+  if [ -z "$age_path" ]; then
+    age=$(command -v age) ||
+      fail secrets 11 "age not found on the host: add it to the system or set secrets.age in the fleet"
+    return 0
+  fi
+  if [ -n "$subs" ]; then
+    log "realising $age_path (age) from $subs"
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out secrets
+    bounded quiet "$r" nix-store --realise "$age_path" --add-root "$state_dir/realised-age" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
+      step_failed secrets 11 "cannot realise the age package $age_path from $subs with the trusted keys"
+  elif ! nix-store --check-validity "$age_path" 2>/dev/null; then
+    fail secrets 11 "the age package $age_path is not on this host, and no substituter was given"
+  fi
+  age=$age_path/bin/age
+  [ -x "$age" ] || fail secrets 11 "the age package $age_path has no bin/age"
+}
+
+user_exists() { digits "$1" || id -u "$1" >/dev/null 2>&1; }
+
+group_exists() {
+  digits "$1" || getent group "$1" >/dev/null 2>&1 ||
+    awk -F: -v g="$1" '$1 == g { found = 1 } END { exit !found }' /etc/group 2>/dev/null
+}
+
+# Decrypts the secret of line s_n (s_name ... s_sha) into .nixship-NAME.new beside its PATH,
+# with its owner, group and mode, or fails naming it. age's stdout is never shown.
+decrypt_secret() {
+  s_age=$secrets_work/$s_n.age
+  base64 -d <"$secrets_work/$s_n.b64" >"$s_age" 2>/dev/null ||
+    bundle_bad "line $s_n: BASE64 does not decode"
+  rm -f "$secrets_work/$s_n.b64"
+  [ "$(sha256sum <"$s_age" | cut -c1-64)" = "$s_sha" ] ||
+    secret_failed "$s_name" "its age file does not match its sha256"
+  user_exists "$s_owner" || secret_failed "$s_name" "owner '$s_owner' does not exist on this host"
+  group_exists "$s_group" || secret_failed "$s_name" "group '$s_group' does not exist on this host"
+  case $s_path/ in "$state_dir"/*) secret_failed "$s_name" "$s_path is in nixship's $state_dir" ;; esac
+  [ ! -d "$s_path" ] || secret_failed "$s_name" "$s_path is a directory"
+  s_dir=${s_path%/*}
+  # (New directories are 0755, as umask 022 makes them.)
+  [ -d "$s_dir" ] || mkdir -p "$s_dir" 2>/dev/null ||
+    secret_failed "$s_name" "cannot create the directory $s_dir"
+  s_fs=$(stat -f -c %T "$s_dir" 2>/dev/null)
+  case $s_fs in
+    tmpfs | ramfs) ;;
+    *) secret_failed "$s_name" "$s_dir is not on a tmpfs (it is on ${s_fs:-an unknown file system})" ;;
+  esac
+  s_temp=$s_dir/.nixship-$s_name.new
+  printf '%s\n' "$s_temp" >>"$secrets_work/temps"
+  rm -f "$s_temp"
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out secrets
+  [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
+  # The file age makes is its owner's only until chown and chmod.
+  umask 077
+  bounded quiet "$r" "$age" -d -i "$host_key" -o "$s_temp" "$s_age"
+  s_status=$?
+  umask 022
+  case $s_status in
+    0) ;;
+    124 | 137) secret_failed "$s_name" "decrypting it took longer than ${r}s" ;;
+    *) secret_failed "$s_name" "cannot be decrypted with $host_key (not encrypted to this host, or tampered)" ;;
+  esac
+  chown "$s_owner:$s_group" "$s_temp" ||
+    secret_failed "$s_name" "cannot give it owner $s_owner and group $s_group"
+  chmod "$s_mode" "$s_temp" || secret_failed "$s_name" "cannot give it mode $s_mode"
+}
+
+# Once all are decrypted: each replaces its PATH (a rename within its directory), the PATHs of
+# the previous manifest that this one lacks go, and this manifest is recorded. Not interrupted.
+commit_secrets() {
+  trap '' INT TERM
+  while read -r s_name _ _ _ s_path _ <&3; do
+    mv -f "${s_path%/*}/.nixship-$s_name.new" "$s_path" ||
+      secret_failed "$s_name" "cannot be moved to $s_path"
+  done 3<"$secrets_work/manifest"
+  if [ -f "$state_dir/secrets" ]; then
+    cut -d' ' -f5 "$secrets_work/manifest" >"$secrets_work/paths"
+    while read -r _ _ _ _ s_path _ <&3; do
+      case $s_path in /run/?*) grep -q -x -F -e "$s_path" "$secrets_work/paths" || rm -f "$s_path" ;; esac
+    done 3<"$state_dir/secrets"
+  fi
+  mv -f "$secrets_work/manifest" "$state_dir/secrets"
+  rm -rf "$secrets_work"
+  log "installed $s_what"
+  trap 'interrupted INT' INT
+  trap 'interrupted TERM' TERM
+}
+
+install_secrets() {
+  l_phase=secrets
+  write_info
+  secrets_discard
+  mkdir -p "$secrets_work" || step_failed secrets 11 "cannot create $secrets_work"
+  if [ -n "$secrets_url" ]; then
+    fetch_bundle
+  else
+    printf '%s' "$NIXSHIP_SECRETS" >"$secrets_work/bundle" ||
+      step_failed secrets 11 "cannot write $secrets_work/bundle"
+    [ "$(($(wc -c <"$secrets_work/bundle")))" -le "$MAX_SECRETS_BUNDLE" ] || bundle_large
+  fi
+  check_bundle
+  s_count=$(($(wc -l <"$secrets_work/manifest")))
+  s_what="$s_count secrets"
+  [ "$s_count" != 1 ] || s_what="1 secret"
+  if [ "$s_count" = 0 ]; then
+    log "installing $s_what"
+  else
+    find_age
+    [ -r "$host_key" ] || step_failed secrets 11 "cannot read the host key $host_key"
+    log "installing $s_what (age: $age, key: $host_key)"
+    # Each line's BASE64 into a file of its own, in one pass over the bundle.
+    awk -v dir="$secrets_work" 'NR > 1 { f = dir "/" NR ".b64"; print $7 >f; close(f) }' \
+      "$secrets_work/bundle" || step_failed secrets 11 "cannot split the secrets bundle"
+    s_n=1
+    while read -r s_name s_owner s_group s_mode s_path s_sha <&3; do
+      s_n=$((s_n + 1))
+      decrypt_secret
+    done 3<"$secrets_work/manifest"
+  fi
+  commit_secrets
+}
+
+# --secrets and the options that go with it.
+check_secrets_options() {
+  if [ "$secrets" = 0 ]; then
+    [ -z "$age_path$host_key$secrets_url$secrets_sha256" ] ||
+      usage "activate: --age, --host-key, --secrets-url and --secrets-sha256 go with --secrets"
+    return 0
+  fi
+  case $age_path in '' | /nix/store/?*) ;; *) usage "activate: --age must be a store path, got '$age_path'" ;; esac
+  host_key=${host_key:-/etc/ssh/ssh_host_ed25519_key}
+  case $host_key in /?*) ;; *) usage "activate: --host-key must be an absolute path" ;; esac
+  if [ -n "$secrets_url$secrets_sha256" ]; then
+    case $secrets_url in http://?* | https://?*) ;; *) usage "activate: --secrets-url must be an http or https URL" ;; esac
+    case $secrets_sha256 in *[!0-9a-f]* | '') secrets_sha256=bad ;; esac
+    [ ${#secrets_sha256} = 64 ] ||
+      usage "activate: --secrets-url needs --secrets-sha256, the bundle's sha256 in lowercase hex"
+  elif [ -z "${NIXSHIP_SECRETS+set}" ]; then
+    usage "activate: --secrets needs the bundle in NIXSHIP_SECRETS (set before the script in its input) or --secrets-url"
+  fi
+}
+
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
+  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256=""
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -686,6 +943,11 @@ cmd_activate() {
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
       --token) token=${2-}; shift 2 ;;
+      --secrets) secrets=1; shift ;;
+      --age) age_path=${2-}; shift 2 ;;
+      --host-key) host_key=${2-}; shift 2 ;;
+      --secrets-url) secrets_url=${2-}; shift 2 ;;
+      --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
       *) usage "activate: unknown option '$1'" ;;
     esac
   done
@@ -700,6 +962,7 @@ cmd_activate() {
     case $token in ''|*[!A-Za-z0-9_-]*) usage "activate: --confirm-timeout needs a --token of letters, digits, '-' or '_'" ;; esac
   fi
   case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
+  check_secrets_options
   started=$(now)
   deadline=$((started + activation_timeout))
   checks=$(printf '%s' "$health_cmds" | grep -c . || true)
@@ -731,7 +994,10 @@ cmd_activate() {
     fail realise 3 "$path is not on this host, and no substituter was given"
   fi
 
-  # 2. Profile.
+  # 2. Secrets.
+  [ "$secrets" = 0 ] || install_secrets
+
+  # 3. Profile.
   if [ "$action" = switch ] || [ "$action" = boot ]; then
     mkdir -p "$(dirname "$profile")"
     r=$(remaining)
@@ -741,7 +1007,7 @@ cmd_activate() {
       step_failed profile 4 "cannot set the profile $profile to $path"
   fi
 
-  # 3. Switch.
+  # 4. Switch.
   r=$(remaining)
   [ "$r" -gt 0 ] || timed_out switch
   l_phase=switch switch_started=1
@@ -751,7 +1017,7 @@ cmd_activate() {
   [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
   if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
-  # 4. Health.
+  # 5. Health.
   l_phase=health
   write_info
   if [ -n "$health_cmds" ]; then
@@ -778,7 +1044,7 @@ cmd_activate() {
     [ -z "$failed_units" ] || fail health 5 "failed units: $failed_units"
   fi
 
-  # 5. Confirmation window (magic rollback).
+  # 6. Confirmation window (magic rollback).
   if [ "$confirm_timeout" -gt 0 ]; then succeed window; fi
   succeed now
 }
@@ -940,6 +1206,12 @@ missing_paths() {
   printf ']'
 }
 
+# The sha256 of the installed secrets' manifest (of nothing, when none were ever installed).
+secrets_digest() {
+  if [ -f "$state_dir/secrets" ]; then sha256sum <"$state_dir/secrets"; else printf '' | sha256sum; fi |
+    cut -c1-64
+}
+
 cmd_status() {
   check_paths=false
   while [ $# -gt 0 ]; do
@@ -968,12 +1240,12 @@ cmd_status() {
   fi
   missing=""
   if $check_paths; then missing=",\"missing\":$(missing_paths || printf null)"; fi
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s%s}\n' \
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"secrets":"%s"%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
     "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
-    "$missing"
+    "$(secrets_digest)" "$missing"
 }
 
 [ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback or status"

@@ -41,6 +41,18 @@ export interface DeployRequest {
    * the host stops the switch and goes back to its previous system (`timed-out`).
    */
   readonly activationTimeout: number;
+  /** The host's secrets, installed before the switch; undefined: its secrets are left alone. */
+  readonly secrets?: HostSecrets;
+}
+
+/** What one host is given of the fleet's secrets: ciphertexts only. */
+export interface HostSecrets {
+  /** The bundle (see host/secrets-bundle.ts); a host that gets none has the header only. */
+  readonly bundle: string;
+  /** Its manifest's digest, which the host's status reports once the bundle is installed. */
+  readonly digest: string;
+  /** A store path whose bin/age decrypts them; undefined: age from the host's PATH. */
+  readonly age: StorePath | undefined;
 }
 
 /** One run of activate.sh as a transport saw it. */
@@ -63,6 +75,11 @@ export interface ScriptRunOptions {
   readonly onLog?: (line: string) => void;
   /** Stops waiting at once (the transport resolves with no result). */
   readonly signal?: AbortSignal;
+  /**
+   * `activate` with --secrets: the bundle, which the transport hands to activate.sh (ssh and a
+   * local child: in the script's input, as SECRETS_VARIABLE).
+   */
+  readonly secretsBundle?: string;
 }
 
 /** How a session reaches activate.sh on one host. */
@@ -160,6 +177,7 @@ export function sessionDeadline(request: DeployRequest, transportConfirms: boole
 /** activate.sh's log lines that start a phase. */
 const PHASE_LINES: readonly [RegExp, SessionPhase][] = [
   [/^(activate: )?realising /, "realise"],
+  [/^(activate: )?installing \d+ secrets?/, "secrets"],
   [/^(activate: )?switch-to-configuration /, "switch"],
   [/^(activate: )?health: /, "health"],
   [/rolling back/, "rollback"],
@@ -209,8 +227,16 @@ export async function runActivationSession(
       activationTimeout: request.activationTimeout,
       confirmTimeout: steps.confirmWindow,
       token,
+      ...(request.secrets === undefined
+        ? {}
+        : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
     }),
-    { timeoutSeconds: deadline, onLog, ...(signal ? { signal } : {}) },
+    {
+      timeoutSeconds: deadline,
+      onLog,
+      ...(signal ? { signal } : {}),
+      ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
+    },
   );
   const result = run.result;
   if (result === undefined) {

@@ -18,6 +18,8 @@ export const ACTIVATE_EXIT = {
   locked: 8,
   noGeneration: 9,
   timedOut: 10,
+  /** The secrets could not be installed (a malformed bundle: usage); nothing else changed. */
+  secrets: 11,
 } as const;
 
 /** Seconds activate.sh gives an activation (realise, profile, switch) when none is given. */
@@ -51,6 +53,18 @@ export interface ActivateOptions {
    * switch is stopped, the host goes back to its previous system, and the result is `timed-out`.
    */
   readonly activationTimeout?: number;
+  /**
+   * Install the host's secrets before the profile is set: the bundle (see secrets-bundle.ts) is
+   * in the script's input variable SECRETS_VARIABLE, or fetched from `url` (checked against its
+   * sha256). Absent: the host's secrets are left as they are.
+   */
+  readonly secrets?: {
+    /** A store path holding bin/age, realised as the system is; absent: age from the host's PATH. */
+    readonly age?: string;
+    /** The private key to decrypt with; absent: /etc/ssh/ssh_host_ed25519_key. */
+    readonly hostKey?: string;
+    readonly url?: { readonly url: string; readonly sha256: string };
+  };
 }
 
 export function activateArgs(o: ActivateOptions): string[] {
@@ -68,6 +82,14 @@ export function activateArgs(o: ActivateOptions): string[] {
   }
   // With a token, `abort --token` reaches the activation even while it still switches.
   if (o.token) args.push("--token", o.token);
+  if (o.secrets) {
+    args.push("--secrets");
+    if (o.secrets.age !== undefined) args.push("--age", o.secrets.age);
+    if (o.secrets.hostKey !== undefined) args.push("--host-key", o.secrets.hostKey);
+    if (o.secrets.url !== undefined) {
+      args.push("--secrets-url", o.secrets.url.url, "--secrets-sha256", o.secrets.url.sha256);
+    }
+  }
   return args;
 }
 
@@ -87,6 +109,9 @@ export const statusArgs = (checkPaths = false) =>
 
 /** The variable of the script's input that holds the paths `status --check-paths` asks about. */
 export const CHECK_PATHS_VARIABLE = "NIXSHIP_CHECK_PATHS";
+
+/** The variable of the script's input that holds the secrets bundle of `activate --secrets`. */
+export const SECRETS_VARIABLE = "NIXSHIP_SECRETS";
 
 /**
  * What is piped to `sh -s`: assignments of `variables` (data too long for a command line, whose
@@ -139,7 +164,7 @@ export type ActivationResult =
       readonly command: "activate";
       /** timed-out: ran past --activation-timeout (exit 10); the switch was stopped. */
       readonly result: "failed" | "timed-out";
-      readonly phase: "realise" | "profile" | "switch" | "health";
+      readonly phase: "realise" | "secrets" | "profile" | "switch" | "health";
       readonly exitCode: number;
       readonly message: string;
       readonly rolledBack: boolean;
@@ -187,6 +212,11 @@ export type ActivationResult =
        * lacks; null when its store could not be asked (absent without --check-paths).
        */
       readonly missing?: readonly string[] | null;
+      /**
+       * The sha256 of the installed secrets' manifest (`secretsManifestDigest`; of nothing when
+       * none were installed); absent from hosts with an older script.
+       */
+      readonly secrets?: string;
     }
   | {
       readonly ok: false;

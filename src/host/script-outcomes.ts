@@ -21,6 +21,8 @@ export type HostStatus =
        * was not asked, could not tell, or answered with a path it was not asked about.
        */
       readonly missing?: readonly StorePath[] | undefined;
+      /** The sha256 of the installed secrets' manifest; undefined from an older script. */
+      readonly secrets?: string | undefined;
     }
   | { readonly reachable: false; readonly error: string };
 
@@ -58,6 +60,7 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
     pending: r.pending ?? undefined,
     ...(r.activation ? { activation: r.activation } : {}),
     ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
+    ...(r.secrets !== undefined ? { secrets: r.secrets } : {}),
   };
 }
 

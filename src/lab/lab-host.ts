@@ -1,7 +1,8 @@
 // One lab host's processes: its files (an empty /nix, its own /etc/nix, sshd's keys and
 // config), and its sshd, started inside the host's network namespace and a private mount
-// namespace where /nix, /etc/nix, /run, /tmp and /root are the host's own. Everything a deploy runs
-// on the host is a child of that sshd, so it sees the same namespaces.
+// namespace where /nix, /etc/nix, /run, /tmp and /root are the host's own, and so is its SSH host
+// key at /etc/ssh/ssh_host_ed25519_key (what secrets are decrypted with). Everything a deploy
+// runs on the host is a child of that sshd, so it sees the same namespaces.
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -45,10 +46,11 @@ function hostInit(host: LabHostLayout, binds: readonly HostBind[]): string {
     // sshd's files move into the host's own /run, so nothing of the host needs the lab's
     // directory (which may be under /tmp, hidden next).
     `mkdir -p /run/sshd ${HOST_SSHD_DIR}`,
-    ...["sshd_config", "ssh_host_ed25519_key", "authorized_keys"].map(
+    ...["sshd_config", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys"].map(
       (f) => `cp ${shellQuote(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
     ),
     `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
+    ...hostKeyAtEtcSsh(),
     ...binds.flatMap(([source, target]) => [
       `mkdir -p ${shellQuote(dirname(target))}`,
       `if [ -d ${shellQuote(source)} ]; then mkdir -p ${shellQuote(target)}; else : > ${shellQuote(target)}; fi`,
@@ -59,6 +61,29 @@ function hostInit(host: LabHostLayout, binds: readonly HostBind[]): string {
     "mount -t tmpfs -o mode=0700 nixship-lab-root /root",
     `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
   ].join("\n");
+}
+
+/**
+ * Lines that show the host its own host key where a real host keeps it, so that
+ * `age -d -i /etc/ssh/ssh_host_ed25519_key` uses it: the key files bound over the machine's,
+ * within this mount namespace only. A machine without those files gets, instead of new files in
+ * its /etc/ssh, a copy of its /etc/ssh bound over it, with the host's key files and no others.
+ */
+function hostKeyAtEtcSsh(): string[] {
+  const key = "ssh_host_ed25519_key";
+  const copy = `${HOST_SSHD_DIR}/etc-ssh`;
+  return [
+    `if [ -f /etc/ssh/${key} ] && [ -f /etc/ssh/${key}.pub ]; then`,
+    `  mount --bind ${HOST_SSHD_DIR}/${key} /etc/ssh/${key}`,
+    `  mount --bind ${HOST_SSHD_DIR}/${key}.pub /etc/ssh/${key}.pub`,
+    "elif [ -d /etc/ssh ]; then",
+    `  mkdir -p ${copy}`,
+    `  cp -a /etc/ssh/. ${copy}/`,
+    `  rm -f ${copy}/ssh_host_*`,
+    `  cp -p ${HOST_SSHD_DIR}/${key} ${HOST_SSHD_DIR}/${key}.pub ${copy}/`,
+    `  mount --bind ${copy} /etc/ssh`,
+    "fi",
+  ];
 }
 
 /** Starts the host's sshd, detached; returns its pid once it accepts connections. */

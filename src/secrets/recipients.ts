@@ -1,11 +1,11 @@
 // Who may read a secret: the fleet's admins and the SSH host keys of the hosts its selector
 // names. Pure; the caller collects the host keys (known_hosts, `hostKey`, published keys).
 
+import { type AgeRecipient, parseRecipient } from "../age/age.js";
 import { InputError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { Fleet, SecretSpec } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
-import { type AgeRecipient, parseRecipient } from "./age.js";
 
 export interface SecretRecipients {
   /** Admins first, then hosts in fleet order: what the secret is encrypted to. */

@@ -2,15 +2,15 @@
 // re-encrypt after hosts or admins change, and say which files are encrypted to exactly the
 // right recipients. Plaintexts live in memory (and, for edit, a tmpfs scratch file) only.
 import { open } from "node:fs/promises";
-import { OperationError } from "../errors.js";
-import type { Fleet, SecretSpec } from "../fleet/fleet.js";
 import {
   type AgeIdentity,
   decryptSecret,
   encryptSecret,
   readAgeHeader,
   recipientsDigest,
-} from "./age.js";
+} from "../age/age.js";
+import { OperationError } from "../errors.js";
+import type { Fleet, SecretSpec } from "../fleet/fleet.js";
 import {
   findSecret,
   hostsWithoutKeyError,

@@ -125,6 +125,16 @@ describe("formatPlan", () => {
     expect(rowOf(text, "web1")).not.toMatch(/at most|not asked|unknown/);
   });
 
+  it("notes a host that activates only for its secrets", () => {
+    const text = formatPlan({
+      ...PLAN,
+      hosts: [host({ host: "web9", current: v2, secretsChange: true, transferBasis: "none" })],
+    });
+    expect(rowOf(text, "web9")).toMatch(
+      /switch\s+0 paths, 0 B\s+already running; its secrets change$/,
+    );
+  });
+
   it("ends with the totals, an upper bound when any host's transfer is one", () => {
     expect(lines.at(-1)).toBe(
       "2 of 4 hosts change; at most 5 paths, 12.3 kB to transfer; 1 unreachable",

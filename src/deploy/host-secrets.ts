@@ -1,0 +1,78 @@
+// Each deployed host's secrets: the ciphertexts of the secrets the fleet gives it, checked to
+// be encrypted to its host key, as one bundle for activate.sh. Ciphertexts only: the deployer
+// never decrypts anything to deploy.
+
+import { parseRecipient, readAgeHeader } from "../age/age.js";
+import { InputError } from "../errors.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { selectHosts } from "../fleet/select.js";
+import type { HostSecrets } from "../host/activation-session.js";
+import {
+  type BundledSecret,
+  secretsBundle,
+  secretsManifestDigest,
+} from "../host/secrets-bundle.js";
+import { hostsWithoutKeyError } from "../secrets/recipients.js";
+import { readCiphertext } from "../secrets/secret-file.js";
+
+/**
+ * The secrets of each of `hosts` (by name); empty when the fleet has no secrets section, so
+ * that activate.sh leaves hosts' secrets alone. A host that gets no secret gets an empty
+ * bundle, which removes the secrets it had.
+ */
+export async function hostSecrets(
+  fleet: Pick<Fleet, "hosts" | "secrets">,
+  hosts: readonly FleetHost[],
+  hostKeys: ReadonlyMap<string, string>,
+): Promise<Map<string, HostSecrets>> {
+  const byHost = new Map<string, BundledSecret[]>();
+  if (fleet.secrets === undefined) return new Map();
+  for (const host of hosts) byHost.set(host.name, []);
+  for (const spec of fleet.secrets.entries) {
+    const receivers = selectHosts(fleet, spec.hosts).filter((h) => byHost.has(h.name));
+    if (receivers.length === 0) continue;
+    const ciphertext = await readCiphertext(spec.file);
+    if (ciphertext === undefined) {
+      throw new InputError(
+        "secret-file-missing",
+        `secret "${spec.name}" has no file ${spec.file}`,
+        {
+          hint: `create it with: nixship secrets set ${spec.name}`,
+        },
+      );
+    }
+    const tags = new Set(readAgeHeader(ciphertext, spec.file).sshTags);
+    const keyless = receivers.filter((h) => !hostKeys.has(h.name)).map((h) => h.name);
+    if (keyless.length > 0) throw hostsWithoutKeyError(spec.name, keyless);
+    const unreadable = receivers.filter((h) => {
+      const key = parseRecipient(hostKeys.get(h.name) as string, `the host key of ${h.name}`);
+      return key.sshTag === undefined || !tags.has(key.sshTag);
+    });
+    if (unreadable.length > 0) {
+      throw new InputError(
+        "secret-not-for-host",
+        `secret "${spec.name}" (${spec.file}) is not encrypted to the host key of ${unreadable.map((h) => h.name).join(", ")}, so ${unreadable.length === 1 ? "that host" : "those hosts"} could not decrypt it`,
+        { hint: "run: nixship secrets rekey" },
+      );
+    }
+    for (const host of receivers) {
+      byHost.get(host.name)?.push({
+        name: spec.name,
+        owner: spec.owner,
+        group: spec.group,
+        mode: spec.mode,
+        path: spec.path,
+        ciphertext,
+      });
+    }
+  }
+  const result = new Map<string, HostSecrets>();
+  for (const [host, secrets] of byHost) {
+    result.set(host, {
+      bundle: secretsBundle(secrets),
+      digest: secretsManifestDigest(secrets),
+      age: fleet.secrets.age,
+    });
+  }
+  return result;
+}

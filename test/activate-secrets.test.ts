@@ -1,0 +1,428 @@
+// activate.sh --secrets on real lab hosts: age files encrypted to each host's own SSH host key
+// (as the lab shows it at /etc/ssh/ssh_host_ed25519_key), decrypted by the age CLI on the host
+// and installed on its tmpfs before the switch; every way a bundle is refused leaves the
+// installed secrets and the system as they were, and the plaintext never reaches the output.
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AgeRecipient, encryptSecret, parseRecipient } from "../src/age/age.js";
+import {
+  ACTIVATE_EXIT,
+  type ActivateOptions,
+  type ActivationResult,
+  activateArgs,
+  parseActivationResult,
+  SECRETS_VARIABLE,
+  scriptInput,
+  statusArgs,
+} from "../src/host/activation.js";
+import {
+  type BundledSecret,
+  secretsBundle,
+  secretsManifestDigest,
+} from "../src/host/secrets-bundle.js";
+import { labLayout } from "../src/lab/layout.js";
+import { shellQuote } from "../src/util/shell-quote.js";
+import { nixship, run, runOk } from "./support/cli.js";
+import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { type RunningServer, startCacheServer } from "./support/serve.js";
+
+const LAB = "sx";
+const H1 = `${LAB}1`;
+const H2 = `${LAB}2`;
+let work: string;
+let labsDir: string;
+let sshConfig: string;
+let gateway: string;
+let systems: Record<ExampleSystem, string>;
+let server: RunningServer;
+let publicKey: string;
+/** A directory on the machine's disk, bound into sx1 as /run/sx-disk. */
+let diskDir: string;
+const recipients = new Map<string, AgeRecipient>();
+
+interface HostRun {
+  readonly code: number;
+  readonly result: ActivationResult;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Every run of the script, to look for plaintext in. */
+const runs: HostRun[] = [];
+/** Every plaintext made. */
+const plaintexts: string[] = [];
+
+/** A secret's fields and plaintext (unique, so that it can be looked for anywhere). */
+interface Plain {
+  readonly name: string;
+  readonly owner: string;
+  readonly group: string;
+  readonly mode: string;
+  readonly path: string;
+  readonly plaintext: string;
+}
+
+function plain(name: string, fields: Partial<Omit<Plain, "name" | "plaintext">> = {}): Plain {
+  const plaintext = `${name}-plaintext-${randomBytes(12).toString("hex")}`;
+  plaintexts.push(plaintext);
+  return {
+    name,
+    owner: "root",
+    group: "root",
+    mode: "0400",
+    path: `/run/keys/${name}`,
+    ...fields,
+    plaintext,
+  };
+}
+
+/** The secret encrypted to `hosts` only. */
+async function seal(secret: Plain, ...hosts: string[]): Promise<BundledSecret> {
+  const to = hosts.map((h) => recipients.get(h) as AgeRecipient);
+  const ciphertext = await encryptSecret(new TextEncoder().encode(secret.plaintext), to);
+  const { plaintext: _, ...fields } = secret;
+  return { ...fields, ciphertext };
+}
+
+async function ssh(host: string, command: string): Promise<string> {
+  return runOk("ssh", ["-F", sshConfig, host, command]);
+}
+
+/** Pipes activate.sh to the host over SSH, with `variables` set before it. */
+async function onHost(
+  host: string,
+  args: readonly string[],
+  variables: Record<string, string> = {},
+): Promise<HostRun> {
+  const quoted = args.map(shellQuote).join(" ");
+  const r = await run("ssh", ["-F", sshConfig, host, `sh -s -- ${quoted}`], {
+    input: Buffer.from(scriptInput(variables)),
+  });
+  const hostRun = { ...r, result: parseActivationResult(r.stdout, host) };
+  runs.push(hostRun);
+  return hostRun;
+}
+
+/**
+ * Activates `system` with --secrets and `bundle` in NIXSHIP_SECRETS, or as `extra` says
+ * (without either: no --secrets).
+ */
+function activate(
+  host: string,
+  system: ExampleSystem,
+  bundle: string | undefined,
+  extra: Partial<ActivateOptions> = {},
+) {
+  return onHost(
+    host,
+    activateArgs({
+      path: systems[system],
+      action: "switch",
+      substituters: [server.url],
+      trustedKeys: [publicKey],
+      ...(bundle === undefined ? {} : { secrets: {} }),
+      ...extra,
+    }),
+    bundle === undefined ? {} : { [SECRETS_VARIABLE]: bundle },
+  );
+}
+
+async function status(host: string) {
+  const { result } = await onHost(host, statusArgs());
+  if (!("command" in result) || result.command !== "status") throw new Error("no status");
+  return result;
+}
+
+/** Owner, group, mode (as stat prints it: "400"), change time and content of a file on the host. */
+async function installed(host: string, path: string) {
+  const out = await ssh(
+    host,
+    `if [ -e ${path} ]; then stat -c '%U %G %a %.9Z' ${path}; cat ${path}; else echo absent; fi`,
+  );
+  if (out === "absent\n") return undefined;
+  const [meta = "", ...content] = out.split("\n");
+  const [owner, group, mode, changed] = meta.split(" ");
+  return { owner, group, mode, changed, content: content.join("\n") };
+}
+
+/** What a failed or interrupted secrets step could leave behind on the host. */
+async function leftovers(host: string): Promise<string> {
+  return ssh(
+    host,
+    "find /run -name '.nixship-*.new' 2>/dev/null; ls -d /run/nixship/secrets-work 2>/dev/null; true",
+  );
+}
+
+const expectFailure = (r: HostRun, message: string, exitCode: number = ACTIVATE_EXIT.secrets) => {
+  expect(r.code, JSON.stringify(r.result)).toBe(exitCode);
+  expect(r.result).toEqual(
+    expect.objectContaining({
+      ok: false,
+      command: "activate",
+      result: "failed",
+      phase: "secrets",
+      exitCode,
+      message,
+      rolledBack: false,
+    }),
+  );
+};
+
+const alpha = plain("alpha");
+const beta = plain("beta", {
+  owner: "nobody",
+  group: "nogroup",
+  mode: "0440",
+  path: "/run/app/conf/beta",
+});
+let installedAlpha: Awaited<ReturnType<typeof installed>>;
+let installedBeta: Awaited<ReturnType<typeof installed>>;
+let firstDigest: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-secrets-"));
+  diskDir = await mkdtemp("/var/tmp/nixship-sx-disk-");
+  labsDir = join(work, "labs");
+  systems = await buildExampleSystems();
+  const up = await nixship(["lab", "up", "2", "--name", LAB, "--json"], {
+    env: { NIXSHIP_LAB_DIR: labsDir },
+  });
+  expect(up.code, up.stderr).toBe(0);
+  const lab = JSON.parse(up.stdout) as { number: number; files: { sshConfig: string } };
+  sshConfig = lab.files.sshConfig;
+  const layout = labLayout(labsDir, LAB, lab.number, 2);
+  gateway = layout.gateway;
+  for (const host of layout.hosts) {
+    const key = await readFile(join(host.dir, "ssh_host_ed25519_key.pub"), "utf8");
+    recipients.set(host.name, parseRecipient(key.trim(), host.name));
+  }
+  publicKey = (
+    await runOk(process.execPath, [
+      join(process.cwd(), "dist/cli/bin.js"),
+      "key",
+      "generate",
+      "--name",
+      "lab-cache-1",
+      "--out",
+      join(work, "cache.sec"),
+    ])
+  ).trim();
+  const cache = `file://${join(work, "cache")}`;
+  const push = await nixship([
+    "push",
+    ...Object.values(systems),
+    "--to",
+    cache,
+    "--key",
+    join(work, "cache.sec"),
+  ]);
+  expect(push.code, push.stderr).toBe(0);
+  server = await startCacheServer(cache, [], {}, `${gateway}:0`);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
+  await rm(work, { recursive: true, force: true });
+  await rm(diskDir, { recursive: true, force: true });
+});
+
+describe("activate --secrets on a lab host", () => {
+  it("the host sees its own host key at /etc/ssh, and the machine keeps its own", async () => {
+    const seen = await ssh(H1, "cat /etc/ssh/ssh_host_ed25519_key.pub");
+    expect(parseRecipient(seen.trim(), H1).text).toBe(recipients.get(H1)?.text);
+    expect(recipients.get(H1)?.text).not.toBe(recipients.get(H2)?.text);
+    const machine = await readFile("/etc/ssh/ssh_host_ed25519_key.pub", "utf8").catch(() => "");
+    expect(machine).not.toContain(recipients.get(H1)?.text.split(" ")[1]);
+  });
+
+  it("installs two secrets with their owner, group and mode, before the switch", async () => {
+    const sent = [await seal(alpha, H1), await seal(beta, H1, H2)];
+    const r = await activate(H1, "web-v1", secretsBundle(sent));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.result).toMatchObject({ ok: true, result: "activated", generation: 1 });
+    installedAlpha = await installed(H1, alpha.path);
+    installedBeta = await installed(H1, beta.path);
+    expect(installedAlpha).toMatchObject({
+      owner: "root",
+      group: "root",
+      mode: "400",
+      content: alpha.plaintext,
+    });
+    expect(installedBeta).toMatchObject({
+      owner: "nobody",
+      group: "nogroup",
+      mode: "440",
+      content: beta.plaintext,
+    });
+    // Both were in place before switch-to-configuration pointed /run/current-system at the
+    // new system.
+    const switched = (await ssh(H1, "stat -c %.9Y /run/current-system")).trim();
+    for (const file of [installedAlpha, installedBeta]) {
+      expect(Number(file?.changed)).toBeLessThan(Number(switched));
+    }
+    expect(r.stderr.indexOf("installed 2 secrets")).toBeGreaterThan(-1);
+    expect(r.stderr.indexOf("installed 2 secrets")).toBeLessThan(
+      r.stderr.indexOf("switch-to-configuration switch"),
+    );
+    firstDigest = secretsManifestDigest(sent);
+    expect(await status(H1)).toMatchObject({ current: systems["web-v1"], secrets: firstDigest });
+    expect(await leftovers(H1)).toBe("");
+    // A host given none reports the digest of no manifest.
+    expect((await status(H2)).secrets).toBe(secretsManifestDigest([]));
+  });
+
+  it("refuses a secret encrypted to another host: nothing installed, the system unchanged", async () => {
+    const gamma = plain("gamma", { path: "/run/other/gamma" });
+    // alpha changes, and comes first: it must not be installed either.
+    const alpha2 = { ...alpha, plaintext: `${alpha.plaintext}-v2` };
+    plaintexts.push(alpha2.plaintext);
+    const sent = [await seal(alpha2, H1), await seal(beta, H1), await seal(gamma, H2)];
+    const r = await activate(H1, "web-v2", secretsBundle(sent));
+    expectFailure(
+      r,
+      "secret gamma: cannot be decrypted with /etc/ssh/ssh_host_ed25519_key (not encrypted to this host, or tampered)",
+    );
+    expect(r.result).toMatchObject({ previous: systems["web-v1"], generation: 1 });
+    expect(await installed(H1, alpha.path)).toEqual(installedAlpha);
+    expect(await installed(H1, beta.path)).toEqual(installedBeta);
+    expect(await installed(H1, gamma.path)).toBeUndefined();
+    expect(await leftovers(H1)).toBe("");
+    expect(await status(H1)).toMatchObject({
+      current: systems["web-v1"],
+      profile: systems["web-v1"],
+      generation: 1,
+      activation: null,
+      secrets: firstDigest,
+    });
+  });
+
+  it("refuses a tampered age file whose sha256 was made to match", async () => {
+    const delta = plain("delta");
+    const sealed = await seal(delta, H1);
+    const tampered = Uint8Array.from(sealed.ciphertext);
+    tampered[tampered.length - 1] = (tampered.at(-1) as number) ^ 0x01;
+    const r = await activate(
+      H1,
+      "web-v2",
+      secretsBundle([await seal(alpha, H1), { ...sealed, ciphertext: tampered }]),
+    );
+    expectFailure(
+      r,
+      "secret delta: cannot be decrypted with /etc/ssh/ssh_host_ed25519_key (not encrypted to this host, or tampered)",
+    );
+    expect(await installed(H1, delta.path)).toBeUndefined();
+    expect(await installed(H1, alpha.path)).toEqual(installedAlpha);
+    expect(await leftovers(H1)).toBe("");
+    expect((await status(H1)).secrets).toBe(firstDigest);
+  });
+
+  it("refuses an age file that does not match its sha256", async () => {
+    const epsilon = plain("epsilon");
+    const bundle = secretsBundle([await seal(epsilon, H1)]);
+    const lines = bundle.split("\n");
+    const fields = (lines[1] as string).split(" ");
+    fields[5] = "0".repeat(64);
+    lines[1] = fields.join(" ");
+    const r = await activate(H1, "web-v2", lines.join("\n"));
+    expectFailure(r, "secret epsilon: its age file does not match its sha256");
+    expect(await installed(H1, epsilon.path)).toBeUndefined();
+    expect(await leftovers(H1)).toBe("");
+    expect((await status(H1)).secrets).toBe(firstDigest);
+  });
+
+  it("refuses an owner that does not exist on the host, writing nothing", async () => {
+    const zeta = plain("zeta", { owner: "nxs-no-such-user", path: "/run/zeta-dir/zeta" });
+    const r = await activate(
+      H1,
+      "web-v2",
+      secretsBundle([await seal(alpha, H1), await seal(beta, H1), await seal(zeta, H1)]),
+    );
+    expectFailure(r, "secret zeta: owner 'nxs-no-such-user' does not exist on this host");
+    expect(await ssh(H1, "ls -d /run/zeta-dir 2>/dev/null; true")).toBe("");
+    expect(await installed(H1, alpha.path)).toEqual(installedAlpha);
+    expect(await leftovers(H1)).toBe("");
+    expect((await status(H1)).secrets).toBe(firstDigest);
+  });
+
+  it("refuses a path whose directory is not on a tmpfs, writing nothing to the disk", async () => {
+    await ssh(H1, `mkdir -p /run/sx-disk && mount --bind ${shellQuote(diskDir)} /run/sx-disk`);
+    try {
+      const eta = plain("eta", { path: "/run/sx-disk/eta" });
+      const r = await activate(H1, "web-v2", secretsBundle([await seal(eta, H1)]));
+      expect(r.code, JSON.stringify(r.result)).toBe(ACTIVATE_EXIT.secrets);
+      expect(r.result).toMatchObject({
+        phase: "secrets",
+        message: expect.stringMatching(/^secret eta: \/run\/sx-disk is not on a tmpfs \(it is on /),
+      });
+      expect(await readdir(diskDir)).toEqual([]);
+      expect((await status(H1)).secrets).toBe(firstDigest);
+    } finally {
+      await ssh(H1, "umount /run/sx-disk && rmdir /run/sx-disk");
+    }
+  });
+
+  it("a later bundle without a secret removes its file, and installs the rest", async () => {
+    const sent = [await seal(alpha, H1)];
+    const r = await activate(H1, "web-v2", secretsBundle(sent));
+    expect(r.code, JSON.stringify(r.result)).toBe(0);
+    expect(await installed(H1, beta.path)).toBeUndefined();
+    expect(await installed(H1, alpha.path)).toMatchObject({ content: alpha.plaintext });
+    expect(await status(H1)).toMatchObject({
+      current: systems["web-v2"],
+      generation: 2,
+      secrets: secretsManifestDigest(sent),
+    });
+  });
+
+  it("without --secrets, leaves the installed secrets as they are", async () => {
+    const before = await status(H1);
+    const r = await activate(H1, "web-v1", undefined);
+    expect(r.code, JSON.stringify(r.result)).toBe(0);
+    expect(await installed(H1, alpha.path)).toMatchObject({ content: alpha.plaintext });
+    expect((await status(H1)).secrets).toBe(before.secrets);
+  });
+
+  it("fetches the bundle from --secrets-url, refused unless its sha256 matches", async () => {
+    const theta = plain("theta", { path: "/run/keys/theta" });
+    const sent = [await seal(alpha, H2), await seal(theta, H2)];
+    const bundle = Buffer.from(secretsBundle(sent));
+    const sha256 = createHash("sha256").update(bundle).digest("hex");
+    const http: Server = createServer((_req, res) => res.end(bundle));
+    await new Promise<void>((resolve) => http.listen(0, gateway, resolve));
+    try {
+      const { port } = http.address() as { port: number };
+      const url = `http://${gateway}:${port}/bundle`;
+      const wrong = await activate(H2, "web-v1", undefined, {
+        secrets: { url: { url, sha256: "f".repeat(64) } },
+      });
+      expectFailure(
+        wrong,
+        `secrets bundle: the one fetched has sha256 ${sha256}, not ${"f".repeat(64)}`,
+      );
+      expect(await installed(H2, theta.path)).toBeUndefined();
+      expect(await leftovers(H2)).toBe("");
+      const right = await activate(H2, "web-v1", undefined, { secrets: { url: { url, sha256 } } });
+      expect(right.code, JSON.stringify(right.result)).toBe(0);
+      expect(await installed(H2, theta.path)).toMatchObject({ content: theta.plaintext });
+      expect(await installed(H2, alpha.path)).toMatchObject({ content: alpha.plaintext });
+      expect((await status(H2)).secrets).toBe(secretsManifestDigest(sent));
+      // The URL may carry credentials: it is not logged.
+      expect(right.stderr).not.toContain(url);
+    } finally {
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+
+  it("shows no plaintext in any run's stdout, stderr or JSON result", () => {
+    expect(runs.length).toBeGreaterThan(10);
+    for (const r of runs) {
+      const seen = `${r.stdout}\n${r.stderr}\n${JSON.stringify(r.result)}`;
+      for (const p of plaintexts) expect(seen).not.toContain(p);
+    }
+  });
+});
