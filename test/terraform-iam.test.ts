@@ -159,6 +159,7 @@ const HOST_READ: readonly Expectation[] = [
   ]),
   ...deny("host-read", "s3:DeleteObject", CACHE_KEYS),
   ...deny("host-read", "s3:GetObject", [
+    `secrets/web1/${"a".repeat(64)}`,
     "channels/prod.json",
     "releases/prod/7.json",
     "status/hosts/web1.json",
@@ -180,6 +181,11 @@ const AGENT: readonly Expectation[] = [
   ...deny("agent", "s3:DeleteObject", [...STATUS_WEB1, "channels/prod.json"]),
   ...deny("agent", "s3:GetObject", ["status/hosts/web2.json"]),
   ...deny("agent", "s3:ListBucket", ["", "status/"]),
+  // Its own secrets bundles, and no other host's; it writes none.
+  ...allow("agent", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
+  ...deny("agent", "s3:GetObject", [`secrets/web2/${"a".repeat(64)}`, "secrets/web10/x"]),
+  ...deny("agent", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`], { host: "web2" }),
+  ...deny("agent", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
   // web2's agent writes web2's status, and not web1's.
   ...allow("agent", "s3:PutObject", ["status/hosts/web2.json"], { host: "web2" }),
   ...deny("agent", "s3:PutObject", STATUS_WEB1, { host: "web2" }),
@@ -196,6 +202,9 @@ const WRITER: readonly Expectation[] = [
   ]),
   ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", ...STATUS_WEB1]),
   ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
+  ...allow("writer", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
+  ...allow("writer", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
+  ...deny("writer", "s3:DeleteObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...allow("writer", "s3:AbortMultipartUpload", [NAR]),
   ...allow("writer", "s3:ListBucket", ["", "releases/prod/", "status/releases/prod/7/", NARINFO]),
   // Progress markers are the agents' word about themselves.
@@ -284,11 +293,15 @@ describe("a policy mistake in the module fails these expectations", () => {
       'own_host = "$${aws:PrincipalTag/nixship-host}"',
       'own_host = "*"',
     );
+    const bundle = "a".repeat(64);
     expect(violations(broken, AGENT)).toEqual([
       "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web10/applying was allow, expected deny",
+      `agent (web1): s3:GetObject secrets/web2/${bundle} was allow, expected deny`,
+      "agent (web1): s3:GetObject secrets/web10/x was allow, expected deny",
+      `agent (web2): s3:GetObject secrets/web1/${bundle} was allow, expected deny`,
       "agent (web2): s3:PutObject status/hosts/web1.json was allow, expected deny",
       "agent (web2): s3:PutObject status/releases/prod/7/web1/success was allow, expected deny",
       "agent (untagged): s3:PutObject status/hosts/web1.json was allow, expected deny",

@@ -3,7 +3,12 @@
 // release's HTTP checks from the host itself, then confirm or abort (the same magic-rollback
 // window the ssh mode uses, with the agent as the deployer).
 import { spawn } from "node:child_process";
-import { activateScript, parseActivationResult, statusArgs } from "../host/activation.js";
+import {
+  parseActivationResult,
+  SECRETS_VARIABLE,
+  scriptInput,
+  statusArgs,
+} from "../host/activation.js";
 import {
   type ActivationTransport,
   type DeployOutcome,
@@ -23,6 +28,8 @@ export interface HostSystem {
   readonly current: string | null;
   readonly profile: string | null;
   readonly generation: number | null;
+  /** The digest of the secrets installed (activate.sh's manifest); null when it did not say. */
+  readonly secrets?: string | null;
 }
 
 /** The seam between the agent's logic and the host (the benchmark swaps in a no-op). */
@@ -63,7 +70,12 @@ export class ScriptActivator implements Activator {
     if (result === undefined || !("command" in result) || result.command !== "status") {
       throw new Error(`activate.sh status gave no status: ${failure || JSON.stringify(result)}`);
     }
-    return { current: result.current, profile: result.profile, generation: result.generation };
+    return {
+      current: result.current,
+      profile: result.profile,
+      generation: result.generation,
+      secrets: result.secrets ?? null,
+    };
   }
 }
 
@@ -118,6 +130,10 @@ export function runLocal(args: readonly string[], options: ScriptRunOptions): Pr
       }
     });
     proc.stdin.on("error", () => {});
-    proc.stdin.end(activateScript());
+    proc.stdin.end(
+      scriptInput(
+        options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
+      ),
+    );
   });
 }

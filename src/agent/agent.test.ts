@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { putSecretsBundle, secretsBundleKey } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { heartbeatKey } from "../fleet/heartbeat.js";
@@ -111,7 +112,16 @@ class FakeActivator implements Activator {
     };
     if (answer.status === "activated") {
       this.#generation = answer.generation ?? this.#generation;
-      this.system = { current: request.path, profile: request.path, generation: answer.generation };
+      this.system = {
+        current: request.path,
+        profile: request.path,
+        generation: answer.generation,
+        ...(request.secrets !== undefined
+          ? { secrets: request.secrets.digest }
+          : this.system.secrets !== undefined
+            ? { secrets: this.system.secrets }
+            : {}),
+      };
     }
     return answer;
   }
@@ -182,6 +192,21 @@ function publish(
   });
 }
 
+/** Publishes a release naming HOST's system with a secrets bundle stored as the deployer does. */
+async function publishWithSecrets(path: StorePath, bundle: string, manifest: string) {
+  const sha = await putSecretsBundle(store, HOST, bundle);
+  return publishRelease(store, {
+    channel: CHANNEL,
+    hosts: { [HOST]: { path, secrets: { bundle: sha, manifest } } },
+    kind: "deploy",
+    action: "switch",
+    health: HEALTH,
+    confirmTimeout: 45,
+    key: releaseKey,
+    now: CLOCK,
+  });
+}
+
 /** Replaces what the channel object holds, as an attacker with write access to the bucket could. */
 async function writeChannel(bytes: Uint8Array | string): Promise<void> {
   await store.put(channelKey(CHANNEL), typeof bytes === "string" ? Buffer.from(bytes) : bytes);
@@ -209,6 +234,52 @@ async function markers(seq: number): Promise<string[]> {
 const since = (mark: number) => calls.slice(mark);
 const ofType = <T extends AgentEvent["type"]>(type: T) =>
   events.filter((e): e is Extract<AgentEvent, { type: T }> => e.type === type);
+
+describe("Agent.pollOnce: secrets", () => {
+  const BUNDLE = `nixship-secrets 1\ntoken root root 0400 /run/keys/token ${"a".repeat(64)} QUJD\n`;
+  const ROTATED = BUNDLE.replace("QUJD", "REVG");
+
+  it("fetches the bundle the release names and hands it to the activation", async () => {
+    await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests[0]?.secrets).toEqual({
+      bundle: BUNDLE,
+      digest: "1".repeat(64),
+      age: undefined,
+    });
+    // Its record says which secrets it has, so a deploy knows when they change.
+    expect((await hostRecord()).secrets).toBe("1".repeat(64));
+  });
+
+  it("applies again when only the secrets change, and not when nothing does", async () => {
+    await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+    await publishWithSecrets(sys("a"), ROTATED, "2".repeat(64));
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(2);
+    expect(activator.requests[1]?.secrets?.bundle).toBe(ROTATED);
+  });
+
+  it("refuses a bundle changed in the store: the apply fails before anything runs", async () => {
+    const signed = await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    const sha = signed.release.hosts[HOST]?.secrets?.bundle as string;
+    await store.put(secretsBundleKey(HOST, sha), Buffer.from(ROTATED));
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("failed");
+    expect(activator.requests).toHaveLength(0);
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "failed", phase: "secrets", rolledBack: false });
+    expect(record.error).toContain(`not the ${sha} its release signed: refused`);
+  });
+});
 
 describe("Agent.pollOnce: applying releases", () => {
   it("applies a release naming the host once and reports success (record and markers)", async () => {

@@ -5,6 +5,7 @@
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
 import { setTimeout as delay } from "node:timers/promises";
+import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
 import {
@@ -17,6 +18,7 @@ import {
   checkSequence,
   headOf,
   type ReleaseHead,
+  type ReleaseHost,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
@@ -24,10 +26,10 @@ import { readChannel, successorSigned } from "../fleet/release-store.js";
 import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
+import type { DeployRequest, HostSecrets } from "../host/activation-session.js";
 import type { PublicKey } from "../nix/keys.js";
-import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
-import type { Activator, HostSystem } from "./activator.js";
+import type { Activator, Applied, HostSystem } from "./activator.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
 export interface AgentOptions {
@@ -306,7 +308,7 @@ export class Agent {
       });
       return "no-entry";
     }
-    return this.#apply(etag, release, digest, entry.path);
+    return this.#apply(etag, release, digest, entry);
   }
 
   /** Polls until `signal` aborts, every interval ± jitter, backing off on store errors. */
@@ -336,9 +338,10 @@ export class Agent {
     etag: string,
     release: ReleaseHead,
     digest: string,
-    path: StorePath,
+    entry: ReleaseHost,
   ): Promise<PollOutcome> {
     const o = this.#o;
+    const { path } = entry;
     const startedAt = this.#now();
     await this.#save({
       ...this.state,
@@ -356,33 +359,27 @@ export class Agent {
     const already =
       this.#recovering !== release.seq &&
       before?.current === path &&
-      (keepsProfile || before.profile === path);
+      (keepsProfile || before.profile === path) &&
+      (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
     const fill = { name: o.host, address: "127.0.0.1" };
-    const applied = already
-      ? ({ status: "activated", generation: before?.generation ?? null } as const)
-      : await this.#reportingApplying(
-          () => record(APPLYING, undefined),
-          () =>
-            this.#whileBeating(() =>
-              o.activator.apply(
-                {
-                  path,
-                  action: release.action,
-                  substituters: o.substituters,
-                  trustedKeys: o.cacheKeys,
-                  commandChecks: release.health.commands,
-                  httpChecks: release.health.http.map((c) => ({
-                    url: expandHealthUrl(c.url, fill),
-                    expectStatus: c.expectStatus,
-                    timeout: c.timeout,
-                  })),
-                  confirmTimeout: release.confirmTimeout,
-                  activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-                },
-                (line) => this.#emit({ type: "log", line }),
-              ),
-            ),
-        );
+    const request = (secrets: HostSecrets | undefined): DeployRequest => ({
+      path,
+      action: release.action,
+      substituters: o.substituters,
+      trustedKeys: o.cacheKeys,
+      commandChecks: release.health.commands,
+      httpChecks: release.health.http.map((c) => ({
+        url: expandHealthUrl(c.url, fill),
+        expectStatus: c.expectStatus,
+        timeout: c.timeout,
+      })),
+      confirmTimeout: release.confirmTimeout,
+      activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+      ...(secrets === undefined ? {} : { secrets }),
+    });
+    const applied: Applied = already
+      ? { status: "activated", generation: before?.generation ?? null }
+      : await this.#activate(entry, request, () => record(APPLYING, undefined));
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
@@ -420,6 +417,44 @@ export class Agent {
    * The host's system, or undefined when it cannot be read: the apply goes on (the activation
    * reads it again itself) and the report leaves it out, but the operator is told why.
    */
+  /**
+   * Activates the entry. Its secrets are fetched first and checked against the digest the
+   * release signs: a bundle that is missing or changed in the store fails the apply before
+   * anything changes on the host.
+   */
+  async #activate(
+    entry: ReleaseHost,
+    request: (secrets: HostSecrets | undefined) => DeployRequest,
+    reportApplying: () => StatusRecord,
+  ): Promise<Applied> {
+    const secrets = await this.#secrets(entry);
+    if ("failed" in secrets) {
+      return { status: "failed", phase: "secrets", message: secrets.failed, rolledBack: false };
+    }
+    return this.#reportingApplying(reportApplying, () =>
+      this.#whileBeating(() =>
+        this.#o.activator.apply(request(secrets.given), (line) =>
+          this.#emit({ type: "log", line }),
+        ),
+      ),
+    );
+  }
+
+  /** The entry's secrets bundle from the store, checked against the digest the release signs. */
+  async #secrets(
+    entry: ReleaseHost,
+  ): Promise<{ readonly given: HostSecrets | undefined } | { readonly failed: string }> {
+    if (entry.secrets === undefined) return { given: undefined };
+    const { bundle, manifest, age } = entry.secrets;
+    try {
+      const text = await getSecretsBundle(this.#o.store, this.#o.host, bundle);
+      return { given: { bundle: text, digest: manifest, age } };
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return { failed: err.message };
+    }
+  }
+
   async #inspect(): Promise<HostSystem | undefined> {
     try {
       return await this.#o.activator.inspect();
@@ -476,6 +511,7 @@ export class Agent {
       current: system?.current ?? null,
       generation: system?.generation ?? null,
       previous,
+      ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
       ...what,
       startedAt,
       updatedAt: this.#now(),

@@ -34,6 +34,7 @@ import {
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
 import { readProgress, readRecord, readStatus } from "../fleet/status-store.js";
+import type { HostSecrets } from "../host/activation-session.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -48,6 +49,7 @@ import type {
   WaveContext,
   WaveHost,
 } from "./delivery.js";
+import { putSecretsBundle } from "./secrets-store.js";
 
 /** How often the deployer says which hosts have not reported yet. */
 const WAITING_EVERY_MS = 5000;
@@ -104,6 +106,7 @@ export class AgentDelivery implements Delivery {
       generation: record?.generation ?? undefined,
       generations: [],
       pending: record?.state === "applying" ? (record.desired ?? undefined) : undefined,
+      secrets: record?.secrets ?? undefined,
     };
   }
 
@@ -125,7 +128,9 @@ export class AgentDelivery implements Delivery {
     const history = await this.#readHistory();
     this.#refuseFailed(history, hosts);
     const entries = await this.#currentEntries();
-    for (const { host, path, runs } of hosts) if (runs) entries[host] = { path };
+    for (const { host, path, runs, secrets } of hosts) {
+      if (runs) entries[host] = await this.#entry(host, path, secrets);
+    }
     return [...this.#notes];
   }
 
@@ -138,7 +143,7 @@ export class AgentDelivery implements Delivery {
     const named = (await this.#channelRelease())?.release.hosts ?? {};
     const same =
       Object.keys(entries).length === Object.keys(named).length &&
-      Object.entries(entries).every(([host, e]) => named[host]?.path === e.path);
+      Object.entries(entries).every(([host, e]) => sameEntry(named[host], e));
     if (same) return undefined;
     const { release, digest } = await this.#publish({ ...entries }, "deploy", action);
     return { channel: release.channel, seq: release.seq, digest };
@@ -174,7 +179,9 @@ export class AgentDelivery implements Delivery {
       wave.map(({ host, request }) => ({ host: host.name, path: request.path, runs: false })),
     );
     const entries = await this.#currentEntries();
-    for (const { host, request } of wave) entries[host.name] = { path: request.path };
+    for (const { host, request } of wave) {
+      entries[host.name] = await this.#entry(host.name, request.path, request.secrets);
+    }
     const action = wave[0]?.request.action ?? "switch";
     return this.#publish(entries, "deploy", action);
   }
@@ -199,8 +206,9 @@ export class AgentDelivery implements Delivery {
       const entries = { ...(this.#entries ?? {}) };
       for (const { host, request } of failed) {
         const back = lastConfirmed(history.hosts.get(host.name) ?? [], request.path);
+        // A rollback changes the system only; the host keeps the secrets the entry gives it.
         if (back === undefined) delete entries[host.name];
-        else entries[host.name] = { path: back };
+        else entries[host.name] = { ...entries[host.name], path: back };
       }
       await this.#publish(entries, "rollback", release.release.action);
     }
@@ -239,7 +247,7 @@ export class AgentDelivery implements Delivery {
         outcomes.set(name, { status: "failed", message: failedMessage(name, target.path, past) });
         continue;
       }
-      entries[name] = { path: target.path };
+      entries[name] = { ...entries[name], path: target.path };
       wave.push(name);
     }
     if (wave.length > 0) {
@@ -497,6 +505,27 @@ export class AgentDelivery implements Delivery {
     return readSignedRelease(this.#o.store, this.#o.releases.channel, seq, this.#trustedKeys);
   }
 
+  /**
+   * A host's entry: its system, and its secrets bundle (stored first, under its digest, which
+   * the entry signs); no secrets: the agent leaves the host's secrets alone.
+   */
+  async #entry(
+    host: string,
+    path: StorePath,
+    secrets: HostSecrets | undefined,
+  ): Promise<ReleaseHost> {
+    if (secrets === undefined) return { path };
+    const bundle = await putSecretsBundle(this.#o.store, host, secrets.bundle);
+    return {
+      path,
+      secrets: {
+        bundle,
+        manifest: secrets.digest,
+        ...(secrets.age === undefined ? {} : { age: secrets.age }),
+      },
+    };
+  }
+
   async #publish(
     entries: Record<string, ReleaseHost>,
     kind: ReleaseKind,
@@ -526,6 +555,11 @@ export class AgentDelivery implements Delivery {
     this.#published.push(signed);
     return signed;
   }
+}
+
+/** Whether two entries name the same system and the same secrets. */
+function sameEntry(a: ReleaseHost | undefined, b: ReleaseHost): boolean {
+  return a?.path === b.path && a.secrets?.bundle === b.secrets?.bundle;
 }
 
 /** `host: path failed there (release N)`. */

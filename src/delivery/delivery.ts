@@ -4,7 +4,7 @@ import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
-import type { DeployOutcome, DeployRequest } from "../host/activation-session.js";
+import type { DeployOutcome, DeployRequest, HostSecrets } from "../host/activation-session.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import { mapLimit } from "../util/pool.js";
@@ -111,6 +111,8 @@ export interface ChannelHost {
   readonly host: string;
   readonly path: StorePath;
   readonly runs: boolean;
+  /** The host's secrets (undefined: the deploy leaves them alone). */
+  readonly secrets?: HostSecrets | undefined;
 }
 
 /** Hosts rolled back at once for deliveries that reach each host on its own (ssh, ssm). */

@@ -124,6 +124,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         mode: opened.mode,
         delivery: opened.delivery,
         request: (host, desired) => deployRequest(options, prepared, host, desired),
+        secrets: prepared.secrets,
         started,
       });
     } finally {
@@ -354,6 +355,8 @@ export interface ExecuteInput {
   readonly mode: DeliveryMode;
   readonly delivery: Delivery;
   readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
+  /** Each host's secrets, for the channel's entries of hosts that already run their system. */
+  readonly secrets?: ReadonlyMap<string, HostSecrets>;
   /** performance.now() when the deploy started: the summary's time. */
   readonly started: number;
 }
@@ -371,7 +374,14 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
       plan.hosts.flatMap((p) =>
         p.action === "unreachable"
           ? []
-          : [{ host: p.host, path: p.desired, runs: p.action === "skip" }],
+          : [
+              {
+                host: p.host,
+                path: p.desired,
+                runs: p.action === "skip",
+                secrets: input.secrets?.get(p.host),
+              },
+            ],
       ),
     )) ?? [];
   if (options.async === true) {

@@ -146,6 +146,44 @@ describe("parseRelease", () => {
     });
   });
 
+  it("carries a host's secrets bundle digests, signed, and refuses malformed ones", () => {
+    const secrets = {
+      bundle: "a".repeat(64),
+      manifest: "b".repeat(64),
+      age: path("d", "age-1.1.1"),
+    };
+    const release: Release = {
+      ...RELEASE,
+      hosts: { web1: { path: WEB1, secrets }, web2: { path: WEB2 } },
+    };
+    const signed = formatRelease(release, key);
+    expect(text(signed.bytes)).toContain(
+      `"web1":{"path":"${WEB1}","secrets":{"age":"${secrets.age}","bundle":"${"a".repeat(64)}","manifest":"${"b".repeat(64)}"}}`,
+    );
+    const verified = verifyRelease(signed.bytes, [trusted], "channels/prod.json");
+    expect(verified.release.hosts.web1).toEqual({ path: WEB1, secrets });
+    expect(verified.release.hosts.web2).toEqual({ path: WEB2 });
+    // Another bundle named in the stored bytes breaks the signature.
+    const swapped = bytesOf(text(signed.bytes).replace("a".repeat(64), "c".repeat(64)));
+    expect(() => verifyRelease(swapped, [trusted], "channels/prod.json")).toThrow(
+      expect.objectContaining({ code: "release-bad-signature" }),
+    );
+    for (const [bad, problem] of [
+      [{ bundle: "A".repeat(64), manifest: "b".repeat(64) }, "hosts.web1.secrets.bundle"],
+      [{ bundle: "a".repeat(64) }, "hosts.web1.secrets.manifest"],
+      [
+        { bundle: "a".repeat(64), manifest: "b".repeat(64), age: "/tmp/age" },
+        "hosts.web1.secrets.age",
+      ],
+      [{ bundle: "a".repeat(64), manifest: "b".repeat(64), key: 1 }, "hosts.web1.secrets.key"],
+    ] as const) {
+      const bytes = mutated((doc) => {
+        (doc.hosts as Record<string, unknown>).web1 = { path: WEB1, secrets: bad };
+      });
+      expect(() => parseRelease(bytes, "r.json"), problem).toThrow(problem);
+    }
+  });
+
   it("reads an unsigned release, whose signature is undefined", () => {
     const bytes = mutated((doc) => {
       delete doc.signature;

@@ -35,6 +35,21 @@ export type ReleaseKind = (typeof RELEASE_KINDS)[number];
 
 export interface ReleaseHost {
   readonly path: StorePath;
+  /** The host's secrets; absent: the agent leaves the host's secrets as they are. */
+  readonly secrets?: ReleaseSecrets;
+}
+
+/**
+ * A host's secrets bundle, kept in the store at `secrets/HOST/BUNDLE` (ciphertexts only): the
+ * release signs its digest, so a bundle changed in the store is refused.
+ */
+export interface ReleaseSecrets {
+  /** sha256 (hex) of the bundle. */
+  readonly bundle: string;
+  /** The bundle's manifest digest: what the host's status reports once it is installed. */
+  readonly manifest: string;
+  /** A store path whose bin/age decrypts them; absent: age from the host's PATH. */
+  readonly age?: StorePath;
 }
 
 export interface Release {
@@ -116,8 +131,11 @@ const KEYS = {
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: [] },
   commandCheck: { required: ["run", "timeout"], optional: [] },
-  host: { required: ["path"], optional: [] },
+  host: { required: ["path"], optional: ["secrets"] },
+  secrets: { required: ["bundle", "manifest"], optional: ["age"] },
 } as const satisfies Record<string, KeyShape>;
+
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
 
 const CREATED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const DIGEST = /^sha256-[A-Za-z0-9+/]{43}=$/;
@@ -149,7 +167,7 @@ function releaseJson(release: Release): Record<string, unknown> {
   return {
     ...fieldsBesideHosts(release),
     hosts: Object.fromEntries(
-      Object.entries(release.hosts).map(([name, host]) => [name, { path: host.path }]),
+      Object.entries(release.hosts).map(([name, host]) => [name, hostJson(host)]),
     ),
   };
 }
@@ -176,12 +194,22 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
   };
 }
 
+function hostJson(host: ReleaseHost): Record<string, unknown> {
+  if (host.secrets === undefined) return { path: host.path };
+  const { bundle, manifest, age } = host.secrets;
+  return { path: host.path, secrets: { bundle, manifest, ...(age === undefined ? {} : { age }) } };
+}
+
 /** canonicalJson of the hosts map as releaseJson gives it, without copying it first. */
 function canonicalHosts(hosts: Release["hosts"]): string {
   const names = Object.keys(hosts).sort();
-  const entries = names.map(
-    (name) => `${jsonString(name)}:{"path":${jsonString(hosts[name]?.path ?? "")}}`,
-  );
+  const entries = names.map((name) => {
+    const host = hosts[name];
+    const path = `{"path":${jsonString(host?.path ?? "")}`;
+    return host?.secrets === undefined
+      ? `${jsonString(name)}:${path}}`
+      : `${jsonString(name)}:${path},"secrets":${canonicalJson(hostJson(host).secrets)}}`;
+  });
   return `{${entries.join(",")}}`;
 }
 
@@ -519,13 +547,27 @@ function readHosts(
   return ok ? (value as Record<string, ReleaseHost>) : undefined;
 }
 
-/** Whether `value` is `{"path": STORE_PATH}` and nothing else. */
+/** Whether `value` is `{"path": STORE_PATH}`, with well-formed `secrets` or none. */
 function isReleaseHost(value: unknown): value is ReleaseHost {
   if (!isJsonObject(value)) return false;
+  const keys = Object.keys(value).length;
   return (
-    Object.keys(value).length === 1 &&
     typeof value.path === "string" &&
-    storePathProblem(value.path) === undefined
+    storePathProblem(value.path) === undefined &&
+    (keys === 1 || (keys === 2 && isReleaseSecrets(value.secrets)))
+  );
+}
+
+function isReleaseSecrets(value: unknown): value is ReleaseSecrets {
+  if (!isJsonObject(value)) return false;
+  const keys = Object.keys(value).length;
+  return (
+    typeof value.bundle === "string" &&
+    HEX_SHA256.test(value.bundle) &&
+    typeof value.manifest === "string" &&
+    HEX_SHA256.test(value.manifest) &&
+    (keys === 2 ||
+      (keys === 3 && typeof value.age === "string" && storePathProblem(value.age) === undefined))
   );
 }
 
@@ -536,4 +578,18 @@ function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): vo
     host?.path === undefined ? undefined : readString(host.path, [...path, "path"], problems);
   const problem = text === undefined ? undefined : storePathProblem(text);
   if (problem !== undefined) problems.add([...path, "path"], problem);
+  if (host?.secrets === undefined) return;
+  const at = [...path, "secrets"];
+  const secrets = readObject(host.secrets, at, problems, KEYS.secrets);
+  if (secrets === undefined) return;
+  for (const key of ["bundle", "manifest"] as const) {
+    if (secrets[key] !== undefined) {
+      readString(secrets[key], [...at, key], problems, { pattern: HEX_SHA256 });
+    }
+  }
+  if (secrets.age !== undefined) {
+    const age = readString(secrets.age, [...at, "age"], problems);
+    const ageProblem = age === undefined ? undefined : storePathProblem(age);
+    if (ageProblem !== undefined) problems.add([...at, "age"], ageProblem);
+  }
 }

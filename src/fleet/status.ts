@@ -36,6 +36,11 @@ export interface StatusRecord {
    * of deploys and of agents older than this field).
    */
   readonly previous?: string | null;
+  /**
+   * The digest of the secrets the host has installed (activate.sh's manifest; agent records,
+   * absent when the host did not say).
+   */
+  readonly secrets?: string | null;
   readonly state: StatusState;
   /** The step the host was at, or failed in (null: none). */
   readonly phase: StatusPhase | null;
@@ -190,6 +195,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   }
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
   if (r.previous !== undefined) text("previous", true);
+  if (r.secrets !== undefined) text("secrets", true);
   for (const key of ["startedAt", "updatedAt"]) text(key, false);
   count("seq");
   count("generation");
@@ -211,6 +217,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     current: r.current as string | null,
     generation: r.generation as number | null,
     ...(r.previous === undefined ? {} : { previous: r.previous as string | null }),
+    ...(r.secrets === undefined ? {} : { secrets: r.secrets as string | null }),
     state: r.state as StatusState,
     phase,
     error: r.error as string | null,

@@ -13,6 +13,7 @@ import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { LAB_CHANNEL } from "./lab-agents.js";
+import { hostPublicKey } from "./lab-host.js";
 import type { LabLayout } from "./layout.js";
 
 /** The example systems that come with nixship (examples/ in the package). */
@@ -35,15 +36,21 @@ export function labHosts(lab: LabLayout, system: SystemSpec): FleetHost[] {
   }));
 }
 
-/** The lab's hosts as agent hosts: they follow the channel LAB_CHANNEL (lab-agents.ts). */
-function agentHosts(lab: LabLayout, system: SystemSpec): FleetHost[] {
-  return labHosts(lab, system).map(({ name, tags, address }) => ({
-    name,
-    tags,
-    address,
-    delivery: "agent",
-    system,
-  }));
+/**
+ * The lab's hosts as agent hosts: they follow the channel LAB_CHANNEL (lab-agents.ts), and
+ * name their host keys, which their secrets are encrypted to.
+ */
+async function agentHosts(lab: LabLayout, system: SystemSpec): Promise<FleetHost[]> {
+  return Promise.all(
+    labHosts(lab, system).map(async ({ name, tags, address }, i) => ({
+      name,
+      tags,
+      address,
+      delivery: "agent" as const,
+      hostKey: await hostPublicKey(lab.hosts[i] as LabLayout["hosts"][number]),
+      system,
+    })),
+  );
 }
 
 /** The public keys a lab's fleet file names, for the agents' configs. */
@@ -77,7 +84,7 @@ export async function writeLabFleet(
         health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }] },
       },
     },
-    agents ? agentHosts(lab, system) : labHosts(lab, system),
+    agents ? await agentHosts(lab, system) : labHosts(lab, system),
   );
   parseFleetValue(doc, lab.files.fleet);
   // The lab's cache exists from the start: deploys require a cache, and never make one.

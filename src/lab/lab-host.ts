@@ -25,7 +25,13 @@ export async function prepareHost(host: LabHostLayout, clientPublicKey: string):
   });
   await writeFile(join(host.dir, "authorized_keys"), clientPublicKey, { mode: 0o600 });
   await writeFile(join(host.dir, "sshd_config"), sshdConfig(host));
-  const [type, base64] = (await readFile(`${key}.pub`, "utf8")).trim().split(/\s+/);
+  return hostPublicKey(host);
+}
+
+/** The host's SSH host key as known_hosts and the fleet's `hostKey` write it. */
+export async function hostPublicKey(host: LabHostLayout): Promise<string> {
+  const pub = join(host.dir, "ssh_host_ed25519_key.pub");
+  const [type, base64] = (await readFile(pub, "utf8")).trim().split(/\s+/);
   return `${type} ${base64}`;
 }
 

@@ -21,6 +21,9 @@ locals {
   # An IAM policy variable, not a Terraform one ($$ keeps it literal): the value of the
   # nixship-host tag of the role making the request, i.e. the host's own name.
   own_host = "$${aws:PrincipalTag/nixship-host}"
+  # The host's own secrets bundles (ciphertexts, which only its host key opens).
+  own_secrets_objects = ["${local.store_arn}secrets/${local.own_host}/*"]
+
   own_status_objects = [
     "${local.store_arn}status/hosts/${local.own_host}.json",
     "${local.store_arn}status/releases/*/*/${local.own_host}/*",
@@ -161,6 +164,13 @@ data "aws_iam_policy_document" "writer" {
     resources = ["${local.store_arn}status/*"]
   }
 
+  # Agent hosts' secrets bundles (ciphertexts only), stored before the release names them.
+  statement {
+    sid       = "WriteSecretsBundles"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.store_arn}secrets/*"]
+  }
+
   # ssh and ssm deploys leave each host's record as agents do; the per-release progress
   # markers stay the agents' own.
   statement {
@@ -189,6 +199,12 @@ data "aws_iam_policy_document" "agent" {
     sid       = "ReadCacheAndReleases"
     actions   = ["s3:GetObject"]
     resources = concat(local.cache_objects, local.release_objects)
+  }
+
+  statement {
+    sid       = "ReadOwnSecrets"
+    actions   = ["s3:GetObject"]
+    resources = local.own_secrets_objects
   }
 
   statement {

@@ -1,0 +1,50 @@
+// Hosts' secrets bundles in the fleet's store (ciphertexts only), for the modes whose hosts
+// fetch them (agent; ssm through a presigned URL): `secrets/HOST/SHA256`, content-addressed,
+// so a release or a command names exactly one bundle, and a bundle changed in the store is
+// refused by its digest.
+import { createHash } from "node:crypto";
+import { InputError } from "../errors.js";
+import { MAX_SECRETS_BUNDLE } from "../host/secrets-bundle.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+
+export const secretsBundleKey = (host: string, sha256: string) => `secrets/${host}/${sha256}`;
+
+const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
+
+/** Stores the host's bundle (unless that very bundle is there) and returns its sha256. */
+export async function putSecretsBundle(
+  store: ObjectStore,
+  host: string,
+  bundle: string,
+): Promise<string> {
+  const sha256 = sha256Hex(bundle);
+  const key = secretsBundleKey(host, sha256);
+  if ((await store.head(key)) === undefined) {
+    const bytes = Buffer.from(bundle);
+    await store.put(key, bytes, { size: bytes.length, contentType: "text/plain" });
+  }
+  return sha256;
+}
+
+/** The bundle a release names for the host, refused unless its sha256 is the one named. */
+export async function getSecretsBundle(
+  store: ObjectStore,
+  host: string,
+  sha256: string,
+): Promise<string> {
+  const key = secretsBundleKey(host, sha256);
+  const bytes = await readAll(store, key, MAX_SECRETS_BUNDLE);
+  if (bytes === undefined) {
+    throw new InputError("secrets-bundle-missing", `the secrets bundle ${key} is not in the store`);
+  }
+  const found = sha256Hex(bytes);
+  if (found !== sha256) {
+    throw new InputError(
+      "secrets-bundle-mismatch",
+      `the secrets bundle ${key} has sha256 ${found}, not the ${sha256} its release signed: refused`,
+      { hint: "the store's copy was changed; publish the release again from the fleet" },
+    );
+  }
+  return bytes.toString("utf8");
+}

@@ -1,0 +1,172 @@
+// Issue 14's acceptance over the pull agent, on a lab of two agent hosts: the deployer stores
+// each host's bundle of ciphertexts in the store and the release signs its digest; each agent
+// fetches its own, checks it, and installs it before the switch. A rotated secret is delivered
+// again with the same system; a bundle changed in the store is refused; and the plaintext is
+// in no output, no object of the store and no Nix store.
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmod } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { secretsBundleKey } from "../src/delivery/secrets-store.js";
+import { publishRelease } from "../src/fleet/release-store.js";
+import { parseSecretKey } from "../src/nix/keys.js";
+import {
+  type AgentLab,
+  CHANNEL,
+  channelRelease,
+  deployViaAgent,
+  record,
+  setSystems,
+  startAgentLab,
+  waitFor,
+  withStore,
+} from "./support/agent-lab.js";
+import { type CliRun, nixship, run } from "./support/cli.js";
+
+const TOKEN = "agent-web-token-0b6f2c91";
+const ROTATED = "agent-web-token-rotated-4e7a10d3";
+const PASSWORD = "agent-db-password-8c55e7f2";
+let lab: AgentLab;
+const outputs: string[] = [];
+
+async function cli(args: string[], input?: string): Promise<CliRun> {
+  const r = await nixship(args, {
+    env: lab.env,
+    ...(input === undefined ? {} : { input: Buffer.from(input) }),
+  });
+  outputs.push(r.stdout, r.stderr);
+  return r;
+}
+
+async function keptOn(host: string, path: string): Promise<string> {
+  const r = await run("ssh", [
+    "-F",
+    join(lab.dir, "ssh_config"),
+    host,
+    `[ -e ${path} ] && stat -c '%U:%G %a' ${path} && cat ${path} || echo '(none)'`,
+  ]);
+  return r.stdout.trim().replace("\n", " ");
+}
+
+async function servedSecret(host: string): Promise<string | null> {
+  const address = lab.hosts.find((h) => h.name === host)?.address;
+  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/secret`]);
+  return (JSON.parse(r.stdout) as { sha256: string | null }).sha256;
+}
+
+const sha256 = (text: string) => execFileSync("sha256sum", { input: text }).toString().slice(0, 64);
+
+function filesHolding(dir: string, text: string): string[] {
+  const found: string[] = [];
+  const needle = Buffer.from(text);
+  const walk = (d: string) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.isFile() && statSync(path).size < 256 * 1024 * 1024) {
+        if (readFileSync(path).includes(needle)) found.push(path);
+      }
+    }
+  };
+  walk(dir);
+  return found;
+}
+
+beforeAll(async () => {
+  lab = await startAgentLab("ax", {
+    hosts: 2,
+    policy: { canary: 0, parallel: 2, confirmTimeout: 30 },
+    agentConfig: { pollInterval: 2 },
+  });
+  const admin = join(lab.dir, "admin.txt");
+  execFileSync("age-keygen", ["-o", admin], { stdio: "ignore" });
+  await chmod(admin, 0o600);
+  const recipient = execFileSync("age-keygen", ["-y", admin], { encoding: "utf8" }).trim();
+  const doc = JSON.parse(readFileSync(lab.fleetFile, "utf8")) as Record<string, unknown>;
+  doc.secrets = {
+    admins: [recipient],
+    entries: {
+      "web-token": { hosts: "@web", group: "nogroup", mode: "0440" },
+      "db-password": { hosts: "@db", owner: "nobody" },
+    },
+  };
+  writeFileSync(lab.fleetFile, JSON.stringify(doc, null, 2));
+  expect((await cli(["secrets", "set", "web-token", "--fleet", lab.fleetFile], TOKEN)).code).toBe(
+    0,
+  );
+  expect(
+    (await cli(["secrets", "set", "db-password", "--fleet", lab.fleetFile], PASSWORD)).code,
+  ).toBe(0);
+});
+
+afterAll(async () => {
+  await lab?.down();
+});
+
+describe("secrets over the pull agent", () => {
+  it("each agent installs exactly its host's secrets before the switch", async () => {
+    await setSystems(lab, "web-v1");
+    const r = await deployViaAgent(lab);
+    outputs.push(r.stdout, r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await keptOn("ax2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
+    expect(await keptOn("ax1", "/run/keys/db-password")).toBe("(none)");
+    expect(await keptOn("ax2", "/run/keys/web-token")).toBe("(none)");
+    expect(await servedSecret("ax1")).toBe(sha256(TOKEN));
+    // The release signs each host's bundle; the bundle is in the store, ciphertexts only.
+    const entry = (await channelRelease(lab)).release.hosts.ax1;
+    expect(entry?.secrets?.bundle).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("a rotated secret is delivered again, with the same system", async () => {
+    expect(
+      (await cli(["secrets", "set", "web-token", "--fleet", lab.fleetFile], ROTATED)).code,
+    ).toBe(0);
+    const r = await deployViaAgent(lab);
+    outputs.push(r.stdout, r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
+    expect(await keptOn("ax2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
+  });
+
+  it("a bundle changed in the store is refused: the apply fails in phase secrets, nothing changes", async () => {
+    const current = (await channelRelease(lab)).release;
+    const entry = current.hosts.ax1;
+    const bundle = entry?.secrets?.bundle as string;
+    await withStore(lab, async (store) => {
+      await store.put(secretsBundleKey("ax1", bundle), Buffer.from("nixship-secrets 1\n"));
+      // A release that names the same system, and (so that the agent acts) another manifest.
+      await publishRelease(store, {
+        channel: CHANNEL,
+        hosts: {
+          ...current.hosts,
+          ax1: { path: entry?.path as never, secrets: { bundle, manifest: "0".repeat(64) } },
+        },
+        kind: "deploy",
+        action: "switch",
+        health: current.health,
+        confirmTimeout: current.confirmTimeout,
+        key: parseSecretKey(readFileSync(lab.releaseKeyFile, "utf8")),
+      });
+    });
+    const failed = await waitFor(lab, "ax1", (r) => r?.state === "failed", 60);
+    expect(failed).toMatchObject({ state: "failed", phase: "secrets", rolledBack: false });
+    expect(failed?.error).toContain("its release signed: refused");
+    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
+    expect((await record(lab, "ax1"))?.current).toBe(entry?.path);
+  });
+
+  it("the plaintext is in no output, no object of the store, and no Nix store", () => {
+    const all = [TOKEN, ROTATED, PASSWORD];
+    for (const text of outputs) for (const secret of all) expect(text).not.toContain(secret);
+    for (const secret of all) {
+      expect(filesHolding(join(lab.dir, "cache"), secret)).toEqual([]);
+      expect(filesHolding("/nix/store", secret)).toEqual([]);
+      for (const host of lab.hosts) {
+        expect(filesHolding(join(lab.dir, "hosts", host.name, "nix"), secret)).toEqual([]);
+      }
+    }
+  });
+});
