@@ -1,8 +1,13 @@
 // The ssm delivery over a scripted SSM (aws-sdk-client-mock): what SendCommand is sent, paging
 // through the invocations, each SSM status as a host outcome, the rollout stopping after a
 // failed canary, HTTP checks with a rollback command, throttling and SDK faults.
+
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   GetCommandInvocationCommand,
   InvalidDocument,
@@ -24,6 +29,9 @@ import { OperationError } from "../src/errors.js";
 import type { FleetHost, SsmSettings, SsmTarget } from "../src/fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../src/fleet/plan.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import type { ObjectStore } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
+import { type S3Server, startS3Server } from "./support/s3-server.js";
 
 const PATH = "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web" as StorePath;
 const OLD = "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web";
@@ -181,12 +189,13 @@ class FakeSsm {
     return c;
   }
 
-  delivery(): SsmDelivery {
+  delivery(store?: ObjectStore): SsmDelivery {
     return new SsmDelivery({
       settings: SETTINGS,
       client: this.client,
       pollInterval: 1,
       throttleDelay: 1,
+      ...(store ? { store } : {}),
     });
   }
 
@@ -399,6 +408,81 @@ describe("SsmDelivery.deployWave", () => {
     await expect(
       deploy(f, [host("a", "i-00000001")], request({ substituters: ["file:///srv/cache"] })),
     ).rejects.toThrow(/Substituters/);
+    expect(f.sent()).toHaveLength(0);
+  });
+});
+
+describe("secrets over SSM", () => {
+  // A bundle as deploy makes it: ciphertexts only (here a stand-in, base64 that stands out).
+  const CIPHERTEXT = Buffer.from("age-ciphertext-stand-in-6c1f").toString("base64");
+  const bundleFor = (name: string) =>
+    `nixship-secrets 1\n${name} root root 0400 /run/keys/${name} ${"a".repeat(64)} ${CIPHERTEXT}\n`;
+  const withSecrets = (name: string) =>
+    request({ secrets: { bundle: bundleFor(name), digest: "d".repeat(64), age: undefined } });
+  let s3: S3Server;
+  let store: ObjectStore;
+  beforeAll(async () => {
+    s3 = await startS3Server();
+    store = await openStore(s3.url);
+  });
+  afterAll(async () => {
+    await store.close();
+    await s3.close();
+  });
+
+  it("stores the bundle and sends a presigned URL and its digest, never the ciphertext", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const hosts = [host("web1", "i-00000001"), host("web2", "i-00000002")];
+    const events: DeliveryEvent[] = [];
+    const outcomes = await f.delivery(store).deployWave(
+      hosts.map((h) => ({ host: h, request: withSecrets("token") })),
+      (e) => events.push(e),
+      CONTEXT,
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(["activated", "activated"]);
+    // The same secrets: one command, one URL.
+    expect(f.sent()).toHaveLength(1);
+    const p = f.sent()[0]?.Parameters ?? {};
+    const sha = createHash("sha256").update(bundleFor("token")).digest("hex");
+    expect(p.SecretsSha256).toEqual([sha]);
+    const url = p.SecretsUrl?.[0] ?? "";
+    expect(url).toContain(`/secrets/web1/${sha}?`);
+    expect(url).toContain("X-Amz-Signature=");
+    expect(url).toMatch(/X-Amz-Expires=(\d+)/);
+    expect(JSON.stringify(f.sent())).not.toContain(CIPHERTEXT);
+    // The URL gets the bundle (s3rver does not check the signature; S3 does).
+    const got = await fetch(url);
+    expect(got.status).toBe(200);
+    expect(await got.text()).toBe(bundleFor("token"));
+  });
+
+  it("gives hosts with other secrets commands of their own", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const wave = [
+      { host: host("web1", "i-00000001"), request: withSecrets("token") },
+      { host: host("db1", "i-00000002"), request: withSecrets("password") },
+    ];
+    await f.delivery(store).deployWave(wave, () => {}, CONTEXT);
+    expect(f.sent()).toHaveLength(2);
+    expect(f.sent().map((c) => c.Parameters?.SecretsUrl?.[0]?.includes("/secrets/db1/"))).toEqual([
+      false,
+      true,
+    ]);
+  });
+
+  it("refuses secrets without a store that presigns, before anything is sent", async () => {
+    const f = makeFake(() => SUCCESS(activated(5)));
+    const wave = [{ host: host("web1", "i-00000001"), request: withSecrets("token") }];
+    await expect(f.delivery().deployWave(wave, () => {}, CONTEXT)).rejects.toThrow(
+      /presigned URL to the fleet's store, and the fleet has no cache store/,
+    );
+    const dir = await mkdtemp(join(tmpdir(), "nixship-ssm-fs-"));
+    const fs = await openStore(`file://${dir}`);
+    await expect(f.delivery(fs).deployWave(wave, () => {}, CONTEXT)).rejects.toThrow(
+      /cannot presign one/,
+    );
+    await fs.close();
+    await rm(dir, { recursive: true, force: true });
     expect(f.sent()).toHaveLength(0);
   });
 });

@@ -2,10 +2,12 @@
 // run as-is on a lab host, as root, with the real Nix substituting from our cache on the
 // lab's bridge: deploys, health checks passed as HealthChecks, rollback on a failing one,
 // Command=status and Command=rollback. No SSM and no SSH involved.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encryptSecret, parseRecipient } from "../src/age/age.js";
+import { putSecretsBundle, secretsBundleKey } from "../src/delivery/secrets-store.js";
 import {
   encodeHealthChecks,
   renderRunCommand,
@@ -17,8 +19,12 @@ import {
   type ActivationResult,
   parseActivationResult,
 } from "../src/host/activation.js";
+import { secretsBundle } from "../src/host/secrets-bundle.js";
+import type { ObjectStore } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
 import { nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { type RunningServer, startCacheServer } from "./support/serve.js";
 
 const LAB = "sm";
@@ -29,6 +35,7 @@ let address: string;
 let systems: Record<ExampleSystem, string>;
 let server: RunningServer;
 let publicKey: string;
+let labNumber: number;
 const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
 
 const HEALTHY = "curl -fsS --max-time 3 http://127.0.0.1/health";
@@ -86,6 +93,7 @@ beforeAll(async () => {
   expect(up.code, up.stderr).toBe(0);
   const lab = JSON.parse(up.stdout) as { number: number; hosts: { address: string }[] };
   address = lab.hosts[0]?.address ?? "";
+  labNumber = lab.number;
   const key = await nixship([
     "key",
     "generate",
@@ -220,5 +228,78 @@ describe("the SSM document's shell on a lab host", () => {
     expect(next.code, next.stderr).toBe(0);
     expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
     expect(await served()).toBe("web-v1");
+  });
+});
+
+describe("secrets through the SSM document: a presigned URL, never the secret", () => {
+  const PLAINTEXT = "ssm-token-plaintext-93d1a7e0";
+  let s3: S3Server;
+  let store: ObjectStore;
+  let bundle: string;
+  let sha: string;
+  let url: string;
+
+  beforeAll(async () => {
+    // The deployer's S3 (s3rver) on the lab's bridge, where the host can reach it.
+    s3 = await startS3Server("nixship-ssm-secrets", { address: `10.231.${labNumber}.1` });
+    store = await openStore(s3.url);
+    const pub = await readFile(
+      join(labsDir, LAB, "hosts", HOST, "ssh_host_ed25519_key.pub"),
+      "utf8",
+    );
+    const [type, key] = pub.trim().split(/\s+/);
+    const ciphertext = await encryptSecret(Buffer.from(PLAINTEXT), [
+      parseRecipient(`${type} ${key}`, HOST),
+    ]);
+    bundle = secretsBundle([
+      {
+        name: "ssm-token",
+        owner: "root",
+        group: "root",
+        mode: "0400",
+        path: "/run/keys/ssm-token",
+        ciphertext,
+      },
+    ]);
+    sha = await putSecretsBundle(store, HOST, bundle);
+    url = await (store.presignGet as NonNullable<ObjectStore["presignGet"]>)(
+      secretsBundleKey(HOST, sha),
+      600,
+    );
+  });
+  afterAll(async () => {
+    await store?.close();
+    await s3?.close();
+  });
+
+  const withSecrets = (sha256: string): SsmParameterValues => ({
+    StorePath: systems["web-v1"],
+    Substituters: server.url,
+    TrustedPublicKeys: publicKey,
+    SecretsUrl: url,
+    SecretsSha256: sha256,
+  });
+
+  it("installs the host's secrets from the URL before the switch", async () => {
+    const { code, result, stderr } = await runDocument(withSecrets(sha));
+    expect(code, stderr).toBe(0);
+    expect(result).toMatchObject({ ok: true, command: "activate" });
+    const kept = await onHost("stat -c '%U:%G %a' /run/keys/ssm-token && cat /run/keys/ssm-token");
+    expect(kept.stdout.trim().split("\n")).toEqual(["root:root 400", PLAINTEXT]);
+    expect((await status()).secrets).toMatch(/^[0-9a-f]{64}$/);
+    // What SSM is sent holds neither the secret nor its ciphertext.
+    const parameters = JSON.stringify(withSecrets(sha));
+    expect(parameters).not.toContain(PLAINTEXT);
+    expect(parameters).not.toContain(bundle.split(" ").at(-1)?.trim() as string);
+    expect(stderr).not.toContain(PLAINTEXT);
+  });
+
+  it("refuses a bundle whose digest is not the one in the command, changing nothing", async () => {
+    const { code, result } = await runDocument(withSecrets("0".repeat(64)));
+    expect(code).toBe(ACTIVATE_EXIT.secrets);
+    expect(result).toMatchObject({ ok: false, phase: "secrets" });
+    expect("message" in result ? result.message : "").toContain("sha256");
+    const kept = await onHost("cat /run/keys/ssm-token");
+    expect(kept.stdout.trim()).toBe(PLAINTEXT);
   });
 });

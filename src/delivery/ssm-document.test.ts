@@ -156,6 +156,10 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   Substituters: "https://cache.example.org s3://bucket/nix?region=eu-west-1&profile=ci",
   TrustedPublicKeys: `${KEY} other-1:AAAA`,
   HealthChecks: encodeHealthChecks([{ run: "curl -fsS http://127.0.0.1/health", timeout: 5 }]),
+  SecretsUrl:
+    "https://b.s3.eu-west-1.amazonaws.com/secrets/web1/0a1b?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261123%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=9f0e",
+  SecretsSha256: "a".repeat(64),
+  AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
   Generation: "12",
   ActivationTimeout: "600",
   ExecutionTimeout: "900",

@@ -27,6 +27,8 @@ export interface SsmCommandDocument {
 
 const URL = String.raw`(https?|s3)://[A-Za-z0-9._~:/?#@&=%+,\[\]-]+`;
 const KEY = "[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}";
+/** A presigned URL: http(s), its query percent-encoded, at most 4096 characters. */
+const HTTPS_URL = "https?://[A-Za-z0-9._~:/?#@&=%+,-]{1,4088}";
 
 /** The document's parameters: every value is checked against its pattern before SSM runs it. */
 export const SSM_PARAMETERS = {
@@ -66,6 +68,26 @@ export const SSM_PARAMETERS = {
     description:
       'Base64 of a JSON list of command checks, [{"run": "shell command", "timeout": seconds}], run on the host after the switch; a failing check rolls the host back.',
     allowedPattern: "^[A-Za-z0-9+/=]*$",
+    default: "",
+  },
+  SecretsUrl: {
+    type: "String",
+    description:
+      "A short-lived URL (presigned) of the host's secrets bundle: age ciphertexts only, which the host decrypts with its SSH host key before the switch; empty: the host's secrets are left as they are.",
+    allowedPattern: `^(${HTTPS_URL})?$`,
+    default: "",
+  },
+  SecretsSha256: {
+    type: "String",
+    description: "The sha256 (hex) of the secrets bundle: a bundle that differs is refused.",
+    allowedPattern: "^([0-9a-f]{64})?$",
+    default: "",
+  },
+  AgePath: {
+    type: "String",
+    description:
+      "A store path whose bin/age decrypts the secrets, realised like StorePath; empty: age from the host's PATH.",
+    allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
     default: "",
   },
   Generation: {
@@ -122,6 +144,9 @@ action='{{ Action }}'
 substituters='{{ Substituters }}'
 trusted_keys='{{ TrustedPublicKeys }}'
 health_checks='{{ HealthChecks }}'
+secrets_url='{{ SecretsUrl }}'
+secrets_sha256='{{ SecretsSha256 }}'
+age_path='{{ AgePath }}'
 generation='{{ Generation }}'
 activation_timeout='{{ ActivationTimeout }}'
 usage() {
@@ -133,6 +158,10 @@ case $command in
     set -- activate --path "$store_path" --action "$action" --activation-timeout "$activation_timeout"
     for s in $substituters; do set -- "$@" --substituter "$s"; done
     for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
+    if [ -n "$secrets_url" ]; then
+      set -- "$@" --secrets --secrets-url "$secrets_url" --secrets-sha256 "$secrets_sha256"
+      [ -z "$age_path" ] || set -- "$@" --age "$age_path"
+    fi
     if [ -n "$health_checks" ]; then
       checks=$(printf '%s' "$health_checks" | base64 -d) || usage "HealthChecks is not base64"
       lines=$(NIXSHIP_HEALTH_CHECKS=$checks nix eval --extra-experimental-features nix-command \

@@ -35,6 +35,8 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       request.substituters,
       request.trustedKeys,
       request.commandChecks.map((c) => [c.run, c.timeout]),
+      // Hosts given the same secrets (the same bundle) can share one command and one URL.
+      request.secrets === undefined ? null : [request.secrets.bundle, request.secrets.age],
     ]);
     let group = open.get(key);
     const full =

@@ -11,12 +11,13 @@ import {
   type SendCommandCommandInput,
   SSMClient,
 } from "@aws-sdk/client-ssm";
-import { OperationError } from "../errors.js";
+import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import { activateDeadline, finishActivation } from "../host/activation-session.js";
 import { hostStatus, resultMessage } from "../host/script-outcomes.js";
+import type { ObjectStore } from "../store/object-store.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -29,6 +30,7 @@ import {
   type WaveContext,
   type WaveHost,
 } from "./delivery.js";
+import { putSecretsBundle, secretsBundleKey } from "./secrets-store.js";
 import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
 import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
 import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";
@@ -55,6 +57,11 @@ export interface SsmDeliveryOptions {
   readonly throttleDelay?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly now?: () => number;
+  /**
+   * The fleet's store, where hosts' secrets bundles are put for the hosts to fetch through a
+   * presigned URL (needed only when a request carries secrets; it must presign: S3).
+   */
+  readonly store?: ObjectStore;
 }
 
 const THROTTLE_ATTEMPTS = 8;
@@ -68,9 +75,11 @@ export class SsmDelivery implements Delivery {
   private readonly throttleDelay: number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
+  readonly #store: ObjectStore | undefined;
 
   constructor(options: SsmDeliveryOptions) {
     this.settings = options.settings;
+    this.#store = options.store;
     this.client =
       options.client ??
       new SSMClient(options.settings.region ? { region: options.settings.region } : {});
@@ -118,10 +127,17 @@ export class SsmDelivery implements Delivery {
       emit({ type: "done", host: (wave[index] as WaveHost).host.name, outcome });
     };
     const groups = groupWave(wave);
+    // Each group's secrets bundle, stored, and a URL to it that expires once its command can
+    // no longer be running.
+    const parameters = new Map<Group, Record<string, string[]>>();
+    for (const group of groups) {
+      const rounds = Math.ceil(group.members.length / Math.max(1, context.parallel));
+      const secrets = await this.#secretsUrl(group, this.settings.commandTimeout * rounds + 300);
+      parameters.set(group, this.activateParameters(group.request, secrets));
+    }
     // Values the document would refuse fail the wave before anything is sent.
     const document = ssmDocument();
-    for (const group of groups) {
-      const values = this.activateParameters(group.request);
+    for (const values of parameters.values()) {
       resolveParameters(
         document,
         Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.join(" ")])),
@@ -134,7 +150,7 @@ export class SsmDelivery implements Delivery {
         ...(group.targets
           ? { Targets: group.targets.map((t) => ({ Key: t.key, Values: [...t.values] })) }
           : { InstanceIds: group.instanceIds }),
-        Parameters: this.activateParameters(group.request),
+        Parameters: parameters.get(group) ?? this.activateParameters(group.request),
         MaxConcurrency: String(Math.max(1, context.parallel)),
         MaxErrors: String(Math.max(0, context.failureBudget)),
         TimeoutSeconds: this.settings.commandTimeout,
@@ -230,8 +246,34 @@ export class SsmDelivery implements Delivery {
     return { status: "rolled-back", ...first };
   }
 
+  /**
+   * Puts the group's secrets bundle in the store and presigns a GET of it for `seconds` (at
+   * most 12 hours); undefined when the group's request carries no secrets.
+   */
+  async #secretsUrl(
+    group: Group,
+    seconds: number,
+  ): Promise<{ readonly url: string; readonly sha256: string } | undefined> {
+    const secrets = group.request.secrets;
+    if (secrets === undefined) return undefined;
+    const store = this.#store;
+    if (store?.presignGet === undefined) {
+      throw new UsageError(
+        `ssm hosts get their secrets through a presigned URL to the fleet's store, and ${store === undefined ? "the fleet has no cache store" : `${store.url} cannot presign one`}`,
+        'use an s3:// cache ("cache.url") for fleets with ssm hosts and secrets',
+      );
+    }
+    const host = (group.members[0] as Member).host.name;
+    const sha256 = await putSecretsBundle(store, host, secrets.bundle);
+    const url = await store.presignGet(secretsBundleKey(host, sha256), Math.min(seconds, 43_200));
+    return { url, sha256 };
+  }
+
   /** SendCommand's Parameters for an activation: empty values are left to the defaults. */
-  activateParameters(request: DeployRequest): Record<string, string[]> {
+  activateParameters(
+    request: DeployRequest,
+    secrets?: { readonly url: string; readonly sha256: string },
+  ): Record<string, string[]> {
     const values: Record<string, string> = {
       Command: "activate",
       StorePath: request.path,
@@ -240,6 +282,9 @@ export class SsmDelivery implements Delivery {
       TrustedPublicKeys: request.trustedKeys.join(" "),
       HealthChecks: encodeHealthChecks(request.commandChecks),
       ActivationTimeout: String(request.activationTimeout),
+      SecretsUrl: secrets?.url ?? "",
+      SecretsSha256: secrets?.sha256 ?? "",
+      AgePath: (secrets && request.secrets?.age) ?? "",
       // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
       ExecutionTimeout: String(Math.min(this.settings.commandTimeout, activateDeadline(request))),
     };

@@ -26,7 +26,7 @@ export interface DeliveryChoice {
 export interface OpenDelivery {
   readonly mode: DeliveryMode;
   readonly delivery: Delivery;
-  /** The fleet's cache store when the mode uses it (agent), else undefined. */
+  /** The fleet's cache store when the mode uses it (agent; ssm with secrets), else undefined. */
   readonly store: ObjectStore | undefined;
   close(): Promise<void>;
 }
@@ -74,13 +74,21 @@ export async function openDelivery(
         store: undefined,
         close: async () => {},
       };
-    case "ssm":
+    case "ssm": {
+      // Hosts' secrets travel through the fleet's store (a presigned URL per bundle).
+      const store =
+        fleet.secrets !== undefined && fleet.cache !== undefined
+          ? await openStore(fleet.cache.url)
+          : undefined;
       return {
         mode,
-        delivery: new SsmDelivery({ settings: fleet.ssm }),
-        store: undefined,
-        close: async () => {},
+        delivery: new SsmDelivery({ settings: fleet.ssm, ...(store ? { store } : {}) }),
+        store,
+        close: async () => {
+          await store?.close();
+        },
       };
+    }
     case "agent": {
       if (fleet.releases === undefined || fleet.cache === undefined) {
         throw new InputError(

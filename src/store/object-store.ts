@@ -85,6 +85,11 @@ export interface ObjectStore {
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
   /** Deleting an absent key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Optional (stores reachable by URL with signed requests: S3): a URL that lets whoever holds
+   * it GET the object, and nothing else, for `seconds`.
+   */
+  presignGet?(key: string, seconds: number): Promise<string>;
   /** Releases connections and other resources. */
   close(): Promise<void>;
 }

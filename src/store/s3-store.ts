@@ -16,6 +16,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
@@ -216,6 +217,16 @@ export class S3Store implements ObjectStore {
 
   async close(): Promise<void> {
     this.#client.destroy();
+  }
+
+  async presignGet(key: string, seconds: number): Promise<string> {
+    try {
+      return await getSignedUrl(this.#client, new GetObjectCommand(this.#target(key)), {
+        expiresIn: seconds,
+      });
+    } catch (err) {
+      throw this.#fault("presign", key, err);
+    }
   }
 
   #target(key: string): { Bucket: string; Key: string } {

@@ -50,6 +50,8 @@ export interface S3ServerOptions {
    * plain s3rver: it ignores both and writes anyway.
    */
   readonly conditionalWrites?: boolean;
+  /** The address to listen on (default 127.0.0.1; a lab's bridge address for its hosts). */
+  readonly address?: string;
 }
 
 const require = createRequire(import.meta.url);
@@ -65,7 +67,7 @@ export async function startS3Server(
   const directory = await mkdtemp(join(tmpdir(), "nixship-s3rver-"));
   const S3rver = require("s3rver") as S3rverCtor;
   const app = new S3rver({
-    address: "127.0.0.1",
+    address: options.address ?? "127.0.0.1",
     port: 0,
     directory,
     silent: true,
@@ -76,7 +78,7 @@ export async function startS3Server(
     truncatedListsWithoutDes(),
   );
   const address = await app.run();
-  const endpoint = `http://127.0.0.1:${address.port}`;
+  const endpoint = `http://${options.address ?? "127.0.0.1"}:${address.port}`;
   return {
     endpoint,
     bucket,
