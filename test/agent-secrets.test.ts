@@ -1,6 +1,7 @@
 // Issue 14's acceptance over the pull agent, on a lab of two agent hosts: the deployer stores
 // each host's bundle of ciphertexts in the store and the release signs its digest; each agent
-// fetches its own, checks it, and installs it before the switch. A rotated secret is delivered
+// fetches its own, checks it, and installs it before the switch (one host's key comes from
+// the fleet file, the other's from what its agent published). A rotated secret is delivered
 // again with the same system; a bundle changed in the store is refused; and the plaintext is
 // in no output, no object of the store and no Nix store.
 import { execFileSync } from "node:child_process";
@@ -9,6 +10,7 @@ import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { secretsBundleKey } from "../src/delivery/secrets-store.js";
+import { readPublishedHostKey } from "../src/fleet/host-key-store.js";
 import { publishRelease } from "../src/fleet/release-store.js";
 import { parseSecretKey } from "../src/nix/keys.js";
 import {
@@ -91,7 +93,20 @@ beforeAll(async () => {
       "db-password": { hosts: "@db", owner: "nobody" },
     },
   };
+  // ax2's key is not in the fleet file: its agent published it to the store at its first poll.
+  delete (doc.hosts as Record<string, Record<string, unknown>>).ax2?.hostKey;
   writeFileSync(lab.fleetFile, JSON.stringify(doc, null, 2));
+  const deadline = Date.now() + 30_000;
+  while (
+    (await withStore(lab, (store) => readPublishedHostKey(store, "ax2"))) === undefined &&
+    Date.now() < deadline
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const hostPub = readFileSync(join(lab.dir, "hosts", "ax2", "ssh_host_ed25519_key.pub"), "utf8");
+  expect(await withStore(lab, (store) => readPublishedHostKey(store, "ax2"))).toBe(
+    hostPub.trim().split(/\s+/).slice(0, 2).join(" "),
+  );
   expect((await cli(["secrets", "set", "web-token", "--fleet", lab.fleetFile], TOKEN)).code).toBe(
     0,
   );

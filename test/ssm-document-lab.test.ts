@@ -2,6 +2,7 @@
 // run as-is on a lab host, as root, with the real Nix substituting from our cache on the
 // lab's bridge: deploys, health checks passed as HealthChecks, rollback on a failing one,
 // Command=status and Command=rollback. No SSM and no SSH involved.
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -232,8 +233,10 @@ describe("the SSM document's shell on a lab host", () => {
 });
 
 describe("secrets through the SSM document: a presigned URL, never the secret", () => {
-  const PLAINTEXT = "ssm-token-plaintext-93d1a7e0";
+  const TOKEN = "ssm-web-token-plaintext-93d1a7e0";
+  const PASSWORD = "ssm-db-password-plaintext-5b20c4ee";
   let s3: S3Server;
+  let s3Dir: string;
   let store: ObjectStore;
   let bundle: string;
   let sha: string;
@@ -242,23 +245,30 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
   beforeAll(async () => {
     // The deployer's S3 (s3rver) on the lab's bridge, where the host can reach it.
     s3 = await startS3Server("nixship-ssm-secrets", { address: `10.231.${labNumber}.1` });
+    s3Dir = s3.directory;
     store = await openStore(s3.url);
     const pub = await readFile(
       join(labsDir, LAB, "hosts", HOST, "ssh_host_ed25519_key.pub"),
       "utf8",
     );
     const [type, key] = pub.trim().split(/\s+/);
-    const ciphertext = await encryptSecret(Buffer.from(PLAINTEXT), [
-      parseRecipient(`${type} ${key}`, HOST),
-    ]);
+    const to = [parseRecipient(`${type} ${key}`, HOST)];
     bundle = secretsBundle([
       {
-        name: "ssm-token",
+        name: "web-token",
         owner: "root",
+        group: "nogroup",
+        mode: "0440",
+        path: "/run/keys/web-token",
+        ciphertext: await encryptSecret(Buffer.from(TOKEN), to),
+      },
+      {
+        name: "db-password",
+        owner: "nobody",
         group: "root",
         mode: "0400",
-        path: "/run/keys/ssm-token",
-        ciphertext,
+        path: "/run/keys/db-password",
+        ciphertext: await encryptSecret(Buffer.from(PASSWORD), to),
       },
     ]);
     sha = await putSecretsBundle(store, HOST, bundle);
@@ -272,34 +282,61 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     await s3?.close();
   });
 
-  const withSecrets = (sha256: string): SsmParameterValues => ({
-    StorePath: systems["web-v1"],
+  const withSecrets = (system: ExampleSystem, sha256: string): SsmParameterValues => ({
+    StorePath: systems[system],
     Substituters: server.url,
     TrustedPublicKeys: publicKey,
     SecretsUrl: url,
     SecretsSha256: sha256,
   });
 
-  it("installs the host's secrets from the URL before the switch", async () => {
-    const { code, result, stderr } = await runDocument(withSecrets(sha));
+  it("installs the host's secrets from the URL, with owner and mode, before its service starts", async () => {
+    // A system the host does not run, so that the service starts anew.
+    const current = (await status()).current;
+    const next: ExampleSystem = current === systems["web-v2"] ? "web-v1" : "web-v2";
+    const { code, result, stderr } = await runDocument(withSecrets(next, sha));
     expect(code, stderr).toBe(0);
     expect(result).toMatchObject({ ok: true, command: "activate" });
-    const kept = await onHost("stat -c '%U:%G %a' /run/keys/ssm-token && cat /run/keys/ssm-token");
-    expect(kept.stdout.trim().split("\n")).toEqual(["root:root 400", PLAINTEXT]);
+    const kept = await onHost(
+      "for f in web-token db-password; do stat -c '%U:%G %a' /run/keys/$f; cat /run/keys/$f; echo; done",
+    );
+    expect(kept.stdout.trim().split("\n")).toEqual([
+      "root:nogroup 440",
+      TOKEN,
+      "nobody:root 400",
+      PASSWORD,
+    ]);
+    // The service read its token as it started.
+    const served = await run("curl", ["-s", "--max-time", "5", `http://${address}/secret`]);
+    const digest = createHash("sha256").update(TOKEN).digest("hex");
+    expect(JSON.parse(served.stdout)).toEqual({ sha256: digest });
     expect((await status()).secrets).toMatch(/^[0-9a-f]{64}$/);
-    // What SSM is sent holds neither the secret nor its ciphertext.
-    const parameters = JSON.stringify(withSecrets(sha));
-    expect(parameters).not.toContain(PLAINTEXT);
-    expect(parameters).not.toContain(bundle.split(" ").at(-1)?.trim() as string);
-    expect(stderr).not.toContain(PLAINTEXT);
+    // What SSM is sent holds neither a secret nor a ciphertext; the store holds no plaintext.
+    const parameters = JSON.stringify(withSecrets(next, sha));
+    for (const line of bundle.trim().split("\n").slice(1)) {
+      expect(parameters).not.toContain(line.split(" ").at(-1) as string);
+    }
+    for (const secret of [TOKEN, PASSWORD]) {
+      expect(parameters).not.toContain(secret);
+      expect(stderr).not.toContain(secret);
+      expect(await filesHolding(s3Dir, secret)).toEqual([]);
+      expect(await filesHolding(join(labsDir, LAB, "hosts", HOST, "nix"), secret)).toEqual([]);
+    }
   });
 
   it("refuses a bundle whose digest is not the one in the command, changing nothing", async () => {
-    const { code, result } = await runDocument(withSecrets("0".repeat(64)));
+    const { code, result } = await runDocument(withSecrets("web-v1", "0".repeat(64)));
     expect(code).toBe(ACTIVATE_EXIT.secrets);
     expect(result).toMatchObject({ ok: false, phase: "secrets" });
     expect("message" in result ? result.message : "").toContain("sha256");
-    const kept = await onHost("cat /run/keys/ssm-token");
-    expect(kept.stdout.trim()).toBe(PLAINTEXT);
+    const kept = await onHost("cat /run/keys/web-token");
+    expect(kept.stdout.trim()).toBe(TOKEN);
   });
 });
+
+/** Every file under `dir` whose bytes contain `text`. */
+async function filesHolding(dir: string, text: string): Promise<string[]> {
+  const r = await run("grep", ["-rlF", "--", text, dir]);
+  if (r.code > 1) throw new Error(`grep failed: ${r.stderr}`);
+  return r.stdout.split("\n").filter(Boolean);
+}

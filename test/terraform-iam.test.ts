@@ -170,7 +170,13 @@ const HOST_READ: readonly Expectation[] = [
 
 const AGENT: readonly Expectation[] = [
   ...allow("agent", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", "releases/prod/7.json"]),
-  ...allow("agent", "s3:PutObject", [...STATUS_WEB1, "status/releases/prod/8/web1/applying"]),
+  ...allow("agent", "s3:PutObject", [
+    ...STATUS_WEB1,
+    "status/releases/prod/8/web1/applying",
+    "status/host-keys/web1.pub",
+  ]),
+  // Its own host key only: another host's would let it read that host's secrets.
+  ...deny("agent", "s3:PutObject", ["status/host-keys/web2.pub", "status/host-keys/web10.pub"]),
   ...allow("agent", "s3:ListBucket", ["channels/prod.json", NARINFO]),
   ...deny("agent", "s3:PutObject", [
     ...STATUS_OTHERS,
@@ -295,6 +301,8 @@ describe("a policy mistake in the module fails these expectations", () => {
     );
     const bundle = "a".repeat(64);
     expect(violations(broken, AGENT)).toEqual([
+      "agent (web1): s3:PutObject status/host-keys/web2.pub was allow, expected deny",
+      "agent (web1): s3:PutObject status/host-keys/web10.pub was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",

@@ -1,7 +1,8 @@
 // The pull agent's logic on a real fs store in a temp dir, with a scripted fake Activator and a
 // thin wrapper that records every store call: what it applies, what it reports, what it refuses,
 // how little it asks of the store while nothing changes, and how it recovers and backs off.
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -10,6 +11,7 @@ import { putSecretsBundle, secretsBundleKey } from "../delivery/secrets-store.js
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { heartbeatKey } from "../fleet/heartbeat.js";
+import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
 import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease } from "../fleet/release-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
@@ -234,6 +236,34 @@ async function markers(seq: number): Promise<string[]> {
 const since = (mark: number) => calls.slice(mark);
 const ofType = <T extends AgentEvent["type"]>(type: T) =>
   events.filter((e): e is Extract<AgentEvent, { type: T }> => e.type === type);
+
+describe("Agent.pollOnce: the host key", () => {
+  it("publishes the host's SSH host key once, for secrets rekey", async () => {
+    const file = join(dir, "ssh_host_ed25519_key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "root@web1", "-f", file]);
+    const [type, base64] = (await readFile(`${file}.pub`, "utf8")).split(" ");
+    await publish();
+    const agent = makeAgent({ hostKeyFile: `${file}.pub` });
+    await agent.start();
+    await agent.pollOnce();
+    expect(await readPublishedHostKey(store, HOST)).toBe(`${type} ${base64}`);
+    const mark = calls.length;
+    await agent.pollOnce();
+    expect(since(mark).filter((c) => c.key === hostKeyObjectKey(HOST))).toEqual([]);
+  });
+
+  it("says once that a key it cannot read is not published, and goes on", async () => {
+    await publish();
+    const agent = makeAgent({ hostKeyFile: join(dir, "no-such-key.pub") });
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    await agent.pollOnce();
+    const warnings = ofType("warning").filter((w) => w.message.includes("host key"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.message).toContain("no-such-key.pub");
+    expect(await readPublishedHostKey(store, HOST)).toBeUndefined();
+  });
+});
 
 describe("Agent.pollOnce: secrets", () => {
   const BUNDLE = `nixship-secrets 1\ntoken root root 0400 /run/keys/token ${"a".repeat(64)} QUJD\n`;

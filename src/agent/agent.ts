@@ -4,6 +4,7 @@
 // than one already applied is refused and reported. After a crash mid-activation the state
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
+import { open } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
@@ -13,6 +14,7 @@ import {
   type HeartbeatState,
   heartbeatPeriod,
 } from "../fleet/heartbeat.js";
+import { canonicalHostKey, publishHostKey } from "../fleet/host-key-store.js";
 import {
   checkExpiry,
   checkSequence,
@@ -62,6 +64,12 @@ export interface AgentOptions {
    * REPORT_APPLYING_AFTER); an apply that ends sooner reports only its outcome.
    */
   readonly reportApplyingAfter?: number;
+  /**
+   * The host's SSH host public key file, published once to the store (`status/host-keys/`)
+   * so that `nixship secrets rekey` can encrypt to a host the fleet names no `hostKey` for;
+   * undefined: nothing is published.
+   */
+  readonly hostKeyFile?: string;
   readonly emit?: (event: AgentEvent) => void;
   readonly random?: () => number;
   readonly now?: () => Date;
@@ -120,6 +128,8 @@ export class Agent {
   #recovering: number | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
   #unparsedEtag: string | undefined;
+  /** The host key was published (or cannot be: then said once, and not tried again). */
+  #hostKeyDone = false;
   /** What the last heartbeat said (undefined: none yet), and polls since it. */
   #beat: HeartbeatState | undefined;
   #pollsSinceBeat = 0;
@@ -160,9 +170,34 @@ export class Agent {
       await this.#heartbeat("paused");
       return "paused";
     }
+    await this.#publishHostKey();
     const outcome = await this.#poll();
     await this.#heartbeat("running");
     return outcome;
+  }
+
+  /** Publishes the host key at the first poll whose store answers (one GET, at most one PUT). */
+  async #publishHostKey(): Promise<void> {
+    const file = this.#o.hostKeyFile;
+    if (file === undefined || this.#hostKeyDone) return;
+    let key: string;
+    try {
+      const handle = await open(file, "r");
+      try {
+        const buffer = Buffer.alloc(4096);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+        key = canonicalHostKey(buffer.subarray(0, bytesRead).toString("utf8"), file);
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      this.#hostKeyDone = true;
+      const why = err instanceof Error ? err.message : String(err);
+      this.#emit({ type: "warning", message: `this host's SSH host key is not published: ${why}` });
+      return;
+    }
+    await publishHostKey(this.#o.store, this.#o.host, key);
+    this.#hostKeyDone = true;
   }
 
   /** Seconds between two heartbeats at most (what readers allow for before "offline"). */

@@ -113,6 +113,8 @@ Subcommands (each with its own --help):
       pollInterval: config.pollInterval,
       jitter: config.jitter,
       heartbeatEvery: config.heartbeatEvery,
+      // The key activate.sh decrypts the host's secrets with is this file's private half.
+      hostKeyFile: "/etc/ssh/ssh_host_ed25519_key.pub",
       emit,
     });
     try {

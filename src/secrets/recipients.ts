@@ -55,7 +55,7 @@ export function hostsWithoutKeyError(secret: string, hosts: readonly string[]): 
     "host-key-unknown",
     `secret "${secret}" goes to ${hosts.join(", ")}, whose SSH host key is not known, so it cannot be encrypted to ${hosts.length === 1 ? "it" : "them"}`,
     {
-      hint: "ssh hosts: add the host's key to the fleet's known_hosts (ssh.knownHosts); ssm and agent hosts: set hosts.NAME.hostKey to its 'ssh-ed25519 …' key (/etc/ssh/ssh_host_ed25519_key.pub)",
+      hint: "ssh hosts: add the host's key to the fleet's known_hosts (ssh.knownHosts); ssm and agent hosts: set hosts.NAME.hostKey to its 'ssh-ed25519 …' key (/etc/ssh/ssh_host_ed25519_key.pub), or start its agent, which publishes it to the store, then run 'nixship secrets rekey'",
     },
   );
 }

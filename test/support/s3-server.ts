@@ -16,6 +16,8 @@ export interface S3Server {
   readonly bucket: string;
   /** `s3://<bucket>?region=us-east-1&endpoint=<endpoint>`, for openStore. */
   readonly url: string;
+  /** Where s3rver keeps the objects, to look at them as files. */
+  readonly directory: string;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,7 @@ export async function startS3Server(
   return {
     endpoint,
     bucket,
+    directory,
     url: `s3://${bucket}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`,
     async close() {
       await app.close();

@@ -28,6 +28,7 @@ locals {
     "${local.store_arn}status/hosts/${local.own_host}.json",
     "${local.store_arn}status/releases/*/*/${local.own_host}/*",
     "${local.store_arn}status/heartbeats/${local.own_host}/*",
+    "${local.store_arn}status/host-keys/${local.own_host}.pub",
   ]
 }
 

@@ -1,0 +1,50 @@
+// Hosts' SSH host keys as their agents publish them, under each host's own status prefix
+// (`status/host-keys/HOST.pub`, which only that host's role may write), so that `nixship
+// secrets rekey` can encrypt to a new host that the fleet file gives no `hostKey`.
+import { parseRecipient } from "../age/age.js";
+import { InputError } from "../errors.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+
+/** A host key line is short; anything longer is not one. */
+const MAX_HOST_KEY = 4096;
+
+export const hostKeyObjectKey = (host: string) => `status/host-keys/${host}.pub`;
+
+/** `ssh-ed25519 BASE64` from a public key line (`ssh-ed25519 BASE64 comment`); throws InputError. */
+export function canonicalHostKey(text: string, where: string): string {
+  const recipient = parseRecipient(text.trim(), where);
+  if (recipient.kind !== "ssh-ed25519") {
+    throw new InputError("bad-host-key", `${where}: not an ssh-ed25519 host key`);
+  }
+  return recipient.text;
+}
+
+/** Stores the host's key unless the same key is there already. */
+export async function publishHostKey(
+  store: ObjectStore,
+  host: string,
+  key: string,
+): Promise<"published" | "unchanged"> {
+  const objectKey = hostKeyObjectKey(host);
+  const stored = await readAll(store, objectKey, MAX_HOST_KEY);
+  if (stored?.toString("utf8").trim() === key) return "unchanged";
+  const bytes = Buffer.from(`${key}\n`);
+  await store.put(objectKey, bytes, { size: bytes.length, contentType: "text/plain" });
+  return "published";
+}
+
+/** The key the host's agent published, or undefined when there is none (or it is not a key). */
+export async function readPublishedHostKey(
+  store: ObjectStore,
+  host: string,
+): Promise<string | undefined> {
+  const bytes = await readAll(store, hostKeyObjectKey(host), MAX_HOST_KEY);
+  if (bytes === undefined) return undefined;
+  try {
+    return canonicalHostKey(bytes.toString("utf8"), hostKeyObjectKey(host));
+  } catch (err) {
+    if (err instanceof InputError) return undefined;
+    throw err;
+  }
+}
