@@ -5,7 +5,7 @@
 // again with the same system; a bundle changed in the store is refused; and the plaintext is
 // in no output, no object of the store and no Nix store.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,7 +24,8 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship } from "./support/cli.js";
+import { filesHolding, keptOn, servedSecret, sha256 } from "./support/secrets-scan.js";
 
 const TOKEN = "agent-web-token-0b6f2c91";
 const ROTATED = "agent-web-token-rotated-4e7a10d3";
@@ -39,40 +40,6 @@ async function cli(args: string[], input?: string): Promise<CliRun> {
   });
   outputs.push(r.stdout, r.stderr);
   return r;
-}
-
-async function keptOn(host: string, path: string): Promise<string> {
-  const r = await run("ssh", [
-    "-F",
-    join(lab.dir, "ssh_config"),
-    host,
-    `[ -e ${path} ] && stat -c '%U:%G %a' ${path} && cat ${path} || echo '(none)'`,
-  ]);
-  return r.stdout.trim().replace("\n", " ");
-}
-
-async function servedSecret(host: string): Promise<string | null> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/secret`]);
-  return (JSON.parse(r.stdout) as { sha256: string | null }).sha256;
-}
-
-const sha256 = (text: string) => execFileSync("sha256sum", { input: text }).toString().slice(0, 64);
-
-function filesHolding(dir: string, text: string): string[] {
-  const found: string[] = [];
-  const needle = Buffer.from(text);
-  const walk = (d: string) => {
-    for (const entry of readdirSync(d, { withFileTypes: true })) {
-      const path = join(d, entry.name);
-      if (entry.isDirectory()) walk(path);
-      else if (entry.isFile() && statSync(path).size < 256 * 1024 * 1024) {
-        if (readFileSync(path).includes(needle)) found.push(path);
-      }
-    }
-  };
-  walk(dir);
-  return found;
 }
 
 beforeAll(async () => {
@@ -125,11 +92,15 @@ describe("secrets over the pull agent", () => {
     const r = await deployViaAgent(lab);
     outputs.push(r.stdout, r.stderr);
     expect(r.code, r.stderr).toBe(0);
-    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
-    expect(await keptOn("ax2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
-    expect(await keptOn("ax1", "/run/keys/db-password")).toBe("(none)");
-    expect(await keptOn("ax2", "/run/keys/web-token")).toBe("(none)");
-    expect(await servedSecret("ax1")).toBe(sha256(TOKEN));
+    expect(await keptOn(lab.dir, "ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await keptOn(lab.dir, "ax2", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
+    expect(await keptOn(lab.dir, "ax1", "/run/keys/db-password")).toBe("(none)");
+    expect(await keptOn(lab.dir, "ax2", "/run/keys/web-token")).toBe("(none)");
+    expect(await servedSecret(lab.hosts.find((h) => h.name === "ax1")?.address as string)).toBe(
+      sha256(TOKEN),
+    );
     // The release signs each host's bundle; the bundle is in the store, ciphertexts only.
     const entry = (await channelRelease(lab)).release.hosts.ax1;
     expect(entry?.secrets?.bundle).toMatch(/^[0-9a-f]{64}$/);
@@ -142,8 +113,10 @@ describe("secrets over the pull agent", () => {
     const r = await deployViaAgent(lab);
     outputs.push(r.stdout, r.stderr);
     expect(r.code, r.stderr).toBe(0);
-    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
-    expect(await keptOn("ax2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
+    expect(await keptOn(lab.dir, "ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
+    expect(await keptOn(lab.dir, "ax2", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
   });
 
   it("a bundle changed in the store is refused: the apply fails in phase secrets, nothing changes", async () => {
@@ -169,18 +142,18 @@ describe("secrets over the pull agent", () => {
     const failed = await waitFor(lab, "ax1", (r) => r?.state === "failed", 60);
     expect(failed).toMatchObject({ state: "failed", phase: "secrets", rolledBack: false });
     expect(failed?.error).toContain("its release signed: refused");
-    expect(await keptOn("ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
+    expect(await keptOn(lab.dir, "ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
     expect((await record(lab, "ax1"))?.current).toBe(entry?.path);
   });
 
-  it("the plaintext is in no output, no object of the store, and no Nix store", () => {
+  it("the plaintext is in no output, no object of the store, and no Nix store", async () => {
     const all = [TOKEN, ROTATED, PASSWORD];
     for (const text of outputs) for (const secret of all) expect(text).not.toContain(secret);
     for (const secret of all) {
-      expect(filesHolding(join(lab.dir, "cache"), secret)).toEqual([]);
-      expect(filesHolding("/nix/store", secret)).toEqual([]);
+      expect(await filesHolding(join(lab.dir, "cache"), secret)).toEqual([]);
+      expect(await filesHolding("/nix/store", secret)).toEqual([]);
       for (const host of lab.hosts) {
-        expect(filesHolding(join(lab.dir, "hosts", host.name, "nix"), secret)).toEqual([]);
+        expect(await filesHolding(join(lab.dir, "hosts", host.name, "nix"), secret)).toEqual([]);
       }
     }
   });

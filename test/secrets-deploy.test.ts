@@ -4,7 +4,7 @@
 // file and an unknown owner fail the activation, naming the secret, and change nothing; and
 // the plaintext is in no output, no object of the cache, and no Nix store.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import {
   labDeployArgs,
   setExampleSystems,
 } from "./support/lab-deploy.js";
+import { filesHolding, keptOn, servedSecret, sha256 } from "./support/secrets-scan.js";
 
 const LAB = "sd";
 const TOKEN = "web-token-plaintext-5d1c77a0";
@@ -43,23 +44,6 @@ async function onHost(host: string, command: string): Promise<CliRun> {
   return run("ssh", ["-F", join(lab.dir, "ssh_config"), host, command]);
 }
 
-/** `owner:group mode content` of a file on a host, or "(none)". */
-async function keptOn(host: string, path: string): Promise<string> {
-  const r = await onHost(
-    host,
-    `[ -e ${path} ] && stat -c '%U:%G %a' ${path} && cat ${path} || echo '(none)'`,
-  );
-  return r.stdout.trim().replace("\n", " ");
-}
-
-async function servedSecret(host: string): Promise<string | null> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/secret`]);
-  return (JSON.parse(r.stdout) as { sha256: string | null }).sha256;
-}
-
-const sha256 = (text: string) => execFileSync("sha256sum", { input: text }).toString().slice(0, 64);
-
 type FleetDoc = {
   secrets?: { admins: string[]; entries: Record<string, Record<string, unknown>> };
 };
@@ -68,6 +52,8 @@ function editFleet(edit: (doc: FleetDoc) => void): void {
   edit(doc);
   writeFileSync(fleetFile, JSON.stringify(doc, null, 2));
 }
+
+const addressOf = (host: string) => lab.hosts.find((h) => h.name === host)?.address as string;
 
 function deploy(...extra: string[]): Promise<CliRun> {
   return cli(labDeployArgs(lab, fleetFile, keyFile, "--json", ...extra));
@@ -79,23 +65,6 @@ function outcomes(r: CliRun): Record<string, { status: string; phase?: string; m
     | undefined;
   if (!summary) throw new Error(`no summary; stderr:\n${r.stderr}`);
   return Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
-}
-
-/** Every file under `dir` whose bytes contain `text`. */
-function filesHolding(dir: string, text: string): string[] {
-  const found: string[] = [];
-  const needle = Buffer.from(text);
-  const walk = (d: string) => {
-    for (const entry of readdirSync(d, { withFileTypes: true })) {
-      const path = join(d, entry.name);
-      if (entry.isDirectory()) walk(path);
-      else if (entry.isFile() && statSync(path).size < 256 * 1024 * 1024) {
-        if (readFileSync(path).includes(needle)) found.push(path);
-      }
-    }
-  };
-  walk(dir);
-  return found;
 }
 
 beforeAll(async () => {
@@ -137,14 +106,16 @@ describe("secrets over ssh", () => {
   it("each host gets exactly its secrets, with owner and mode, before its service starts", async () => {
     const r = await deploy();
     expect(r.code, r.stderr).toBe(0);
-    expect(await keptOn("sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
-    expect(await keptOn("sd3", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
-    expect(await keptOn("sd2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
-    expect(await keptOn("sd2", "/run/keys/web-token")).toBe("(none)");
-    expect(await keptOn("sd1", "/run/keys/db-password")).toBe("(none)");
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await keptOn(lab.dir, "sd3", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    expect(await keptOn(lab.dir, "sd2", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
+    expect(await keptOn(lab.dir, "sd2", "/run/keys/web-token")).toBe("(none)");
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/db-password")).toBe("(none)");
     // The service read its token as it started: it was there before the switch.
-    expect(await servedSecret("sd1")).toBe(sha256(TOKEN));
-    expect(await servedSecret("sd2")).toBeNull();
+    expect(await servedSecret(addressOf("sd1"))).toBe(sha256(TOKEN));
+    expect(await servedSecret(addressOf("sd2"))).toBeNull();
     // On tmpfs.
     expect((await onHost("sd1", "stat -f -c %T /run/keys")).stdout.trim()).toBe("tmpfs");
   });
@@ -158,17 +129,21 @@ describe("secrets over ssh", () => {
     const r = await deploy("--on", "@web");
     expect(r.code, r.stderr).toBe(0);
     expect(Object.values(outcomes(r)).map((o) => o.status)).toEqual(["activated", "activated"]);
-    expect(await keptOn("sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN_ROTATED}`);
-    expect(await keptOn("sd3", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN_ROTATED}`);
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(
+      `root:nogroup 440 ${TOKEN_ROTATED}`,
+    );
+    expect(await keptOn(lab.dir, "sd3", "/run/keys/web-token")).toBe(
+      `root:nogroup 440 ${TOKEN_ROTATED}`,
+    );
     // A service whose unit did not change is left running, as NixOS leaves it: it keeps what
     // it read. A new system restarts it, and it reads the new token.
-    expect(await servedSecret("sd3")).toBe(sha256(TOKEN));
+    expect(await servedSecret(addressOf("sd3"))).toBe(sha256(TOKEN));
     // Nothing changed since: the hosts are up to date.
     const again = await deploy("--on", "@web");
     expect(Object.values(outcomes(again)).map((o) => o.status)).toEqual(["skipped", "skipped"]);
     await setExampleSystems(fleetFile, { sd3: "web-v2" });
     expect((await deploy("--on", "sd3")).code).toBe(0);
-    expect(await servedSecret("sd3")).toBe(sha256(TOKEN_ROTATED));
+    expect(await servedSecret(addressOf("sd3"))).toBe(sha256(TOKEN_ROTATED));
   });
 
   it("a tampered file fails the activation in phase secrets, naming it; nothing changes", async () => {
@@ -182,7 +157,9 @@ describe("secrets over ssh", () => {
     expect(r.code).toBe(1);
     expect(outcomes(r).sd1).toMatchObject({ status: "failed", phase: "secrets" });
     expect(outcomes(r).sd1?.message).toContain("web-token");
-    expect(await keptOn("sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN_ROTATED}`);
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(
+      `root:nogroup 440 ${TOKEN_ROTATED}`,
+    );
     expect((await onHost("sd1", "ls -a /run/keys")).stdout).not.toContain(".nixship");
     expect((await run("curl", ["-s", `http://${lab.hosts[0]?.address}/version`])).stdout).toContain(
       "web-v1",
@@ -198,7 +175,9 @@ describe("secrets over ssh", () => {
     expect(r.code).toBe(1);
     expect(outcomes(r).sd2).toMatchObject({ status: "failed", phase: "secrets" });
     expect(outcomes(r).sd2?.message).toMatch(/db-password.*nosuchuser|nosuchuser.*db-password/);
-    expect(await keptOn("sd2", "/run/keys/db-password")).toBe(`nobody:root 400 ${PASSWORD}`);
+    expect(await keptOn(lab.dir, "sd2", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
     editFleet((doc) => {
       (doc.secrets?.entries["db-password"] as Record<string, unknown>).owner = "nobody";
     });
@@ -211,17 +190,49 @@ describe("secrets over ssh", () => {
     const r = await deploy("--on", "sd2");
     expect(r.code, r.stderr).toBe(0);
     expect(outcomes(r).sd2?.status).toBe("activated");
-    expect(await keptOn("sd2", "/run/keys/db-password")).toBe("(none)");
+    expect(await keptOn(lab.dir, "sd2", "/run/keys/db-password")).toBe("(none)");
   });
 
-  it("the plaintext is in no output, no object of the cache, and no Nix store", () => {
+  it("decrypts with the age package the fleet names, realised on the host from the cache", async () => {
+    // A stand-in for nixpkgs' age: a store path whose bin/age is Debian's.
+    const built = await run("nix", [
+      "build",
+      "--impure",
+      "--no-link",
+      "--json",
+      "--expr",
+      'derivation { name = "age-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/age $out/bin/age"]; PATH = "/usr/bin:/bin"; }',
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    const age = (JSON.parse(built.stdout) as { outputs: { out: string } }[])[0]?.outputs.out;
+    expect(await onHost("sd1", `test -e ${age} && echo present || echo absent`)).toMatchObject({
+      stdout: "absent\n",
+    });
+    editFleet((doc) => {
+      (doc.secrets as Record<string, unknown>).age = age;
+    });
+    expect((await cli(["secrets", "set", "web-token", "--fleet", fleetFile], TOKEN)).code).toBe(0);
+    const r = await deploy("--on", "sd1");
+    expect(r.code, r.stderr).toBe(0);
+    const logs = deployEvents(r).filter((e) => e.type === "host-log" && e.host === "sd1");
+    expect(logs.map((e) => e.line).join("\n")).toContain(`age: ${age}/bin/age`);
+    expect((await onHost("sd1", `test -x ${age}/bin/age && echo present`)).stdout).toBe(
+      "present\n",
+    );
+    expect(await keptOn(lab.dir, "sd1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${TOKEN}`);
+    editFleet((doc) => {
+      delete (doc.secrets as Record<string, unknown>).age;
+    });
+  });
+
+  it("the plaintext is in no output, no object of the cache, and no Nix store", async () => {
     const all = [TOKEN, TOKEN_ROTATED, PASSWORD];
     for (const text of outputs) for (const secret of all) expect(text).not.toContain(secret);
     for (const secret of all) {
-      expect(filesHolding(cacheDir, secret)).toEqual([]);
-      expect(filesHolding("/nix/store", secret)).toEqual([]);
+      expect(await filesHolding(cacheDir, secret)).toEqual([]);
+      expect(await filesHolding("/nix/store", secret)).toEqual([]);
       for (const host of lab.hosts) {
-        expect(filesHolding(join(lab.dir, "hosts", host.name, "nix"), secret)).toEqual([]);
+        expect(await filesHolding(join(lab.dir, "hosts", host.name, "nix"), secret)).toEqual([]);
       }
     }
   });

@@ -26,6 +26,7 @@ import { openStore } from "../src/store/url.js";
 import { nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
+import { filesHolding } from "./support/secrets-scan.js";
 import { type RunningServer, startCacheServer } from "./support/serve.js";
 
 const LAB = "sm";
@@ -333,10 +334,3 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     expect(kept.stdout.trim()).toBe(TOKEN);
   });
 });
-
-/** Every file under `dir` whose bytes contain `text`. */
-async function filesHolding(dir: string, text: string): Promise<string[]> {
-  const r = await run("grep", ["-rlF", "--", text, dir]);
-  if (r.code > 1) throw new Error(`grep failed: ${r.stderr}`);
-  return r.stdout.split("\n").filter(Boolean);
-}

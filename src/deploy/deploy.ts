@@ -200,7 +200,14 @@ export async function prepare(
   try {
     const summary = await pushClosure({
       store,
-      roots: [...new Set(built.byHost.values())],
+      // The age package the hosts decrypt secrets with, when the fleet names one, is realised
+      // from the cache like the systems.
+      roots: [
+        ...new Set([
+          ...built.byHost.values(),
+          ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
+        ]),
+      ],
       key: options.key,
       compression: "zstd",
       ...(options.nix ? { nix: options.nix } : {}),

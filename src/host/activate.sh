@@ -780,23 +780,31 @@ check_bundle() {
 
 # The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
 # the activation timeout), else age from PATH.
+# Realises store path $1 ($2 says what it is, e.g. "the age package "), failing phase $3 with
+# exit code $4, under the GC root $5: from the substituters with only the trusted keys and
+# signatures required, bounded by what is left of the activation timeout; without substituters
+# it must be on the host already.
+realise_path() {
+  if [ -n "$subs" ]; then
+    log "realising $2$1 from $subs"
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out "$3"
+    bounded quiet "$r" nix-store --realise "$1" --add-root "$5" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
+      step_failed "$3" "$4" "cannot realise $2$1 from $subs with the trusted keys"
+  elif ! nix-store --check-validity "$1" 2>/dev/null; then
+    fail "$3" "$4" "$2$1 is not on this host, and no substituter was given"
+  fi
+}
+
 find_age() {
   if [ -z "$age_path" ]; then
     age=$(command -v age) ||
       fail secrets 11 "age not found on the host: add it to the system or set secrets.age in the fleet"
     return 0
   fi
-  if [ -n "$subs" ]; then
-    log "realising $age_path (age) from $subs"
-    r=$(remaining)
-    [ "$r" -gt 0 ] || timed_out secrets
-    bounded quiet "$r" nix-store --realise "$age_path" --add-root "$state_dir/realised-age" \
-      --option substituters "$subs" --option trusted-public-keys "$keys" \
-      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
-      step_failed secrets 11 "cannot realise the age package $age_path from $subs with the trusted keys"
-  elif ! nix-store --check-validity "$age_path" 2>/dev/null; then
-    fail secrets 11 "the age package $age_path is not on this host, and no substituter was given"
-  fi
+  realise_path "$age_path" "the age package " secrets 11 "$state_dir/realised-age"
   age=$age_path/bin/age
   [ -x "$age" ] || fail secrets 11 "the age package $age_path has no bin/age"
 }
@@ -980,19 +988,9 @@ cmd_activate() {
   write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
-  if [ -n "$subs" ]; then
-    log "realising $path from $subs"
-    # The root keeps the new system from the garbage collector until a profile or
-    # /run/current-system holds it (test and dry-activate set no profile).
-    r=$(remaining)
-    [ "$r" -gt 0 ] || timed_out realise
-    bounded quiet "$r" nix-store --realise "$path" --add-root "$state_dir/realised" \
-      --option substituters "$subs" --option trusted-public-keys "$keys" \
-      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
-      step_failed realise 3 "cannot realise $path from $subs with the trusted keys"
-  elif ! nix-store --check-validity "$path" 2>/dev/null; then
-    fail realise 3 "$path is not on this host, and no substituter was given"
-  fi
+  # The root keeps the new system from the garbage collector until a profile or
+  # /run/current-system holds it (test and dry-activate set no profile).
+  realise_path "$path" "" realise 3 "$state_dir/realised"
 
   # 2. Secrets.
   [ "$secrets" = 0 ] || install_secrets

@@ -176,7 +176,7 @@ export function sessionDeadline(request: DeployRequest, transportConfirms: boole
 
 /** activate.sh's log lines that start a phase. */
 const PHASE_LINES: readonly [RegExp, SessionPhase][] = [
-  [/^(activate: )?realising /, "realise"],
+  [/^(activate: )?realising \//, "realise"],
   [/^(activate: )?installing \d+ secrets?/, "secrets"],
   [/^(activate: )?switch-to-configuration /, "switch"],
   [/^(activate: )?health: /, "health"],
