@@ -22,9 +22,9 @@ import {
   parseActivationResult,
   statusArgs,
 } from "../src/host/activation.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
+import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "ab";
 let work: string;
@@ -202,29 +202,12 @@ beforeAll(async () => {
   sshConfig = lab.files.sshConfig;
   labNumber = lab.number;
   for (const h of lab.hosts) addresses.set(h.name, h.address);
-  publicKey = (
-    await runOk(process.execPath, [
-      join(process.cwd(), "dist/cli/bin.js"),
-      "key",
-      "generate",
-      "--name",
-      "lab-bounds-cache-1",
-      "--out",
-      join(work, "cache.sec"),
-    ])
-  ).trim();
-  const cache = `file://${join(work, "cache")}`;
-  const push = await nixship([
-    "push",
-    ...Object.values(systems),
-    "--to",
-    cache,
-    "--key",
-    join(work, "cache.sec"),
-  ]);
-  expect(push.code, push.stderr).toBe(0);
-  // Served on the deployer's address on the lab bridge: the only address hosts can reach.
-  server = await startCacheServer(cache, [], {}, `10.231.${lab.number}.1:0`);
+  ({ server, publicKey } = await serveLabCache(
+    work,
+    Object.values(systems),
+    `10.231.${lab.number}.1`,
+    "lab-bounds-cache-1",
+  ));
   // Every host starts on web-v1, generation 1.
   for (const host of addresses.keys()) {
     const first = await activate(host, "web-v1");

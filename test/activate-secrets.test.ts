@@ -28,7 +28,7 @@ import { labLayout } from "../src/lab/layout.js";
 import { shellQuote } from "../src/util/shell-quote.js";
 import { nixship, run, runOk } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
+import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sx";
 const H1 = `${LAB}1`;
@@ -200,28 +200,7 @@ beforeAll(async () => {
     const key = await readFile(join(host.dir, "ssh_host_ed25519_key.pub"), "utf8");
     recipients.set(host.name, parseRecipient(key.trim(), host.name));
   }
-  publicKey = (
-    await runOk(process.execPath, [
-      join(process.cwd(), "dist/cli/bin.js"),
-      "key",
-      "generate",
-      "--name",
-      "lab-cache-1",
-      "--out",
-      join(work, "cache.sec"),
-    ])
-  ).trim();
-  const cache = `file://${join(work, "cache")}`;
-  const push = await nixship([
-    "push",
-    ...Object.values(systems),
-    "--to",
-    cache,
-    "--key",
-    join(work, "cache.sec"),
-  ]);
-  expect(push.code, push.stderr).toBe(0);
-  server = await startCacheServer(cache, [], {}, `${gateway}:0`);
+  ({ server, publicKey } = await serveLabCache(work, Object.values(systems), gateway));
 });
 
 afterAll(async () => {

@@ -27,7 +27,7 @@ import { nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { filesHolding } from "./support/secrets-scan.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
+import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sm";
 const HOST = `${LAB}1`;
@@ -96,21 +96,13 @@ beforeAll(async () => {
   const lab = JSON.parse(up.stdout) as { number: number; hosts: { address: string }[] };
   address = lab.hosts[0]?.address ?? "";
   labNumber = lab.number;
-  const key = await nixship([
-    "key",
-    "generate",
-    "--name",
-    "ssm-lab-cache-1",
-    "--out",
-    join(work, "cache.sec"),
-  ]);
-  expect(key.code, key.stderr).toBe(0);
-  publicKey = key.stdout.trim();
-  const cache = `file://${join(work, "cache")}`;
   const pushed = [systems["web-v1"], systems["web-v2"], systems["web-broken"], systems["web-hang"]];
-  const push = await nixship(["push", ...pushed, "--to", cache, "--key", join(work, "cache.sec")]);
-  expect(push.code, push.stderr).toBe(0);
-  server = await startCacheServer(cache, [], {}, `10.231.${lab.number}.1:0`);
+  ({ server, publicKey } = await serveLabCache(
+    work,
+    pushed,
+    `10.231.${lab.number}.1`,
+    "ssm-lab-cache-1",
+  ));
 });
 
 afterAll(async () => {
