@@ -304,7 +304,7 @@ function parsedByBash(script: string): string {
 }
 
 describe("compactScript", () => {
-  it("drops full-line comments (not #!) and blank lines, and keeps here-documents whole", () => {
+  it("drops full-line comments (not #!), blank lines and indentation, and keeps here-documents whole", () => {
     const script = [
       "#!/bin/sh",
       "# what this is",
@@ -333,7 +333,7 @@ describe("compactScript", () => {
         "# kept: data",
         "",
         "EOF",
-        "\tcat <<-END",
+        "cat <<-END",
         "\t# kept too",
         "\tEND",
         "exit 0",
@@ -349,6 +349,11 @@ describe("compactScript", () => {
   it("that check would catch a comment-like line inside a quoted string", () => {
     const script = "x='first\n# inside the string\n'\nprintf '%s' \"$x\"\n";
     expect(compactScript(script)).not.toContain("inside");
+    expect(parsedByBash(compactScript(script))).not.toBe(parsedByBash(script));
+  });
+
+  it("and an indented line inside a quoted string", () => {
+    const script = "x='first\n    second'\nprintf '%s' \"$x\"\n";
     expect(parsedByBash(compactScript(script))).not.toBe(parsedByBash(script));
   });
 });

@@ -205,8 +205,8 @@ rm -f "$script"
 exit "$code"`;
 
 /**
- * A shell script without its full-line comments (its `#!` line kept) and blank lines, which
- * change nothing sh runs: here-document bodies are kept whole, and activate.sh has no quoted
+ * A shell script without its full-line comments (its `#!` line kept), blank lines and
+ * indentation, which change nothing sh runs: here-document bodies are kept whole, and activate.sh has no quoted
  * string holding a blank or a comment-like line (ssm-document.test.ts checks it against bash).
  */
 export function compactScript(script: string): string {
@@ -220,7 +220,9 @@ export function compactScript(script: string): string {
     }
     const text = line.trim();
     if (text === "" || (text.startsWith("#") && !(i === 0 && line.startsWith("#!")))) continue;
-    kept.push(line);
+    // Indentation changes nothing sh runs either (activate.sh has no quoted string spanning an
+    // indented line: ssm-document.test.ts checks it against bash).
+    kept.push(line.replace(/^[ \t]+/, ""));
     const start = /<<(-?)\s*(['"]?)([A-Za-z_][A-Za-z0-9_]*)\2/.exec(line);
     if (start) heredoc = { end: start[3] as string, tabs: start[1] === "-" };
   }

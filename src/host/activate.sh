@@ -730,8 +730,9 @@ fetch_bundle() {
   [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
   log "fetching the secrets bundle"
   # shellcheck disable=SC2016 # expanded by that sh, from its arguments
-  bounded log "$r" sh -c '{ curl -fsS --proto =http,https --max-time "$1" --max-filesize "$2" "$3" ||
-    echo "$?" >"$4.failed"; } | head -c "$(($2 + 1))" >"$4"' fetch "$r" "$MAX_SECRETS_BUNDLE" \
+  # (The quoted script stays on one line: the SSM document drops indentation.)
+  f_script='{ curl -fsS --proto =http,https --max-time "$1" --max-filesize "$2" "$3" || echo "$?" >"$4.failed"; } | head -c "$(($2 + 1))" >"$4"'
+  bounded log "$r" sh -c "$f_script" fetch "$r" "$MAX_SECRETS_BUNDLE" \
     "$secrets_url" "$secrets_work/bundle"
   f_status=$?
   f_curl=$(cat "$secrets_work/bundle.failed" 2>/dev/null)
