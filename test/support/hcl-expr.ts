@@ -140,6 +140,14 @@ export class RenderError extends Error {
 }
 
 /**
+ * What the evaluator does not implement: never caught by can() or try(), so a test cannot pass
+ * on a function or expression the renderer skipped.
+ */
+export class UnsupportedError extends RenderError {
+  override name = "UnsupportedError";
+}
+
+/**
  * Evaluates an hcl2json value: strings as templates, arrays and objects member by member.
  * Anything outside the supported subset throws a RenderError that names it.
  */
@@ -274,6 +282,18 @@ const FUNCTIONS: Readonly<Record<string, Fn>> = {
   lower: ([s], what) => asString(s ?? null, what).toLowerCase(),
   tostring: ([s], what) => asString(s ?? null, what),
   jsonencode: ([v]) => JSON.stringify(v ?? null),
+  // Terraform's regex(): the match, or with capture groups a list of them (named: a map); an
+  // error when nothing matches.
+  regex: ([pattern, s], what) => {
+    const match = new RegExp(asString(pattern ?? null, what)).exec(asString(s ?? null, what));
+    if (match === null) throw new RenderError(`${what}: regex() found no match`);
+    if (match.length === 1) return match[0];
+    if (match.groups !== undefined) {
+      return Object.fromEntries(Object.entries(match.groups).map(([k, v]) => [k, v ?? null]));
+    }
+    return match.slice(1).map((v) => v ?? null);
+  },
+  alltrue: ([list], what) => asList(list ?? null, what).every((x) => asBool(x, what)),
 };
 
 function asMapOrList(x: HclValue | undefined, what: string): object {
@@ -393,14 +413,29 @@ class Evaluator {
       case "": {
         // Parentheses around one expression.
         if (kids.length === 1) return ev(kids[0]);
-        throw new RenderError(`${what}: unsupported expression`);
+        throw new UnsupportedError(`${what}: unsupported expression`);
       }
       case "function": {
         const name = String(node.meta?.name);
+        // can() and try() evaluate their arguments themselves: an error is their answer (one
+        // the evaluator raises for what it does not implement is not).
+        if (name === "can" || name === "try") {
+          for (const kid of kids) {
+            try {
+              const value = await ev(kid);
+              return name === "can" ? true : value;
+            } catch (err) {
+              if (!(err instanceof RenderError) || err instanceof UnsupportedError) throw err;
+            }
+          }
+          if (name === "can") return false;
+          throw new RenderError(`${what}: no argument of try() could be evaluated`);
+        }
         const fn = FUNCTIONS[name];
-        if (fn === undefined) throw new RenderError(`${what}: function ${name}() is not supported`);
+        if (fn === undefined)
+          throw new UnsupportedError(`${what}: function ${name}() is not supported`);
         if (node.meta?.expandedFinalArgument === true) {
-          throw new RenderError(`${what}: expanding arguments (...) is not supported`);
+          throw new UnsupportedError(`${what}: expanding arguments (...) is not supported`);
         }
         const args: HclValue[] = [];
         for (const k of kids) args.push(await ev(k));
@@ -414,12 +449,12 @@ class Evaluator {
         const v = await ev(kids[0]);
         if (node.meta?.operator === "logicalNot") return !asBool(v, what);
         if (node.meta?.operator === "negate" && typeof v === "number") return -v;
-        throw new RenderError(`${what}: unsupported unary operator`);
+        throw new UnsupportedError(`${what}: unsupported unary operator`);
       }
       case "for":
         return this.forExpression(node, locals, what);
       default:
-        throw new RenderError(`${what}: unsupported expression (${node.type})`);
+        throw new UnsupportedError(`${what}: unsupported expression (${node.type})`);
     }
   }
 
@@ -445,7 +480,7 @@ class Evaluator {
         return op === "greaterThanOrEqual" ? a >= b : a <= b;
       }
       default:
-        throw new RenderError(`${what}: unsupported operator ${op}`);
+        throw new UnsupportedError(`${what}: unsupported operator ${op}`);
     }
   }
 

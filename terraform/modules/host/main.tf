@@ -154,6 +154,12 @@ resource "aws_instance" "host" {
   tags = local.tags
 
   lifecycle {
+    # The agent's inputs are optional for hosts that nixship reaches over ssh or ssm.
+    precondition {
+      condition     = !var.agent_enabled || (var.nixship_package != null && var.store_url != null && var.cache_public_keys != null && var.release_public_keys != null)
+      error_message = "agent_enabled = true needs nixship_package, store_url, cache_public_keys and release_public_keys; set them, or agent_enabled = false for a host reached over ssh or ssm."
+    }
+
     # The AMI only starts the host: nixship delivers every system after that. A newer NixOS
     # AMI found by the lookup must not replace running hosts (replace one on purpose with
     # terraform apply -replace).

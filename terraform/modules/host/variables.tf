@@ -102,41 +102,45 @@ variable "agent_enabled" {
 }
 
 variable "nixship_package" {
-  description = "The store path of the nixship package (it provides bin/nixship) that the host realises from the cache; push it there, signed, before the host boots."
+  description = "The store path of the nixship package (it provides bin/nixship) that the host realises from the cache; push it there, signed, before the host boots. Needed when agent_enabled."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$", var.nixship_package))
+    condition     = var.nixship_package == null || can(regex("^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$", var.nixship_package))
     error_message = "nixship_package must be a store path: /nix/store/<32 base-32 characters>-<name>."
   }
 }
 
 variable "store_url" {
-  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR."
+  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR. Needed when agent_enabled."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|file:///[^?\\n\\r]+)(\\?[^\\n\\r]*)?$", var.store_url))
+    condition     = var.store_url == null || can(regex("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|file:///[^?\\n\\r]+)(\\?[^\\n\\r]*)?$", var.store_url))
     error_message = "store_url must be s3://BUCKET?region=R, with no key prefix (Nix's own S3 substituter, which the bootstrap uses, reads a whole bucket), or file:///DIR; on one line."
   }
 }
 
 variable "cache_public_keys" {
-  description = "Public keys (name:base64) of the fleet's cache: the host's Nix substitutes only paths signed by one of them."
+  description = "Public keys (name:base64) of the fleet's cache: the host's Nix substitutes only paths signed by one of them. Needed when agent_enabled."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.cache_public_keys) > 0 && alltrue([for k in var.cache_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))])
+    condition     = var.cache_public_keys == null || try(length(var.cache_public_keys) > 0 && alltrue([for k in var.cache_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))]), false)
     error_message = "cache_public_keys must hold at least one Nix public key, name:base64 (nixship key generate prints one)."
   }
 }
 
 variable "release_public_keys" {
-  description = "Public keys (name:base64) whose signed releases the agent applies."
+  description = "Public keys (name:base64) whose signed releases the agent applies. Needed when agent_enabled."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.release_public_keys) > 0 && alltrue([for k in var.release_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))])
+    condition     = var.release_public_keys == null || try(length(var.release_public_keys) > 0 && alltrue([for k in var.release_public_keys : can(regex("^[^:\\s\"]+:[A-Za-z0-9+/]{43}=$", k))]), false)
     error_message = "release_public_keys must hold at least one Nix public key, name:base64 (nixship key generate prints one)."
   }
 }

@@ -1,0 +1,73 @@
+// Issue 16: the host module's agent inputs are needed only when agent_enabled. Evaluated from
+// the module's own HCL as Terraform would: each input's validation accepts null, the
+// aws_instance's precondition holds for an ssh/ssm host with none of them and fails for an
+// agent host missing any, and such a host gets no user-data (nothing of the agent).
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { evaluateValue, type HclValue } from "./support/hcl-expr.js";
+import { blocks, loadModule, type TfModule } from "./support/terraform.js";
+import { moduleResolver } from "./support/terraform-render.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const HOST_DIR = join(ROOT, "terraform", "modules", "host");
+const AGENT_INPUTS = ["nixship_package", "store_url", "cache_public_keys", "release_public_keys"];
+const KEY = "cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I=";
+const GIVEN: Record<string, HclValue> = {
+  nixship_package: "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixship-0.1.0",
+  store_url: "s3://fleet-cache?region=eu-west-1",
+  cache_public_keys: [KEY],
+  release_public_keys: [KEY.replace("cache-1", "release-1")],
+};
+const REQUIRED = { name: "web1", subnet_id: "subnet-1", vpc_id: "vpc-1" };
+
+type Body = Record<string, unknown>;
+let mod: TfModule;
+
+/** The first block at `path` (hcl2json nests labelled blocks as objects of lists). */
+function blockAt(path: readonly string[]): Body {
+  for (const file of mod.files) {
+    let node: unknown = file.body;
+    for (const key of path) node = blocks((node as Body | undefined)?.[key])[0];
+    if (node !== undefined) return node as Body;
+  }
+  throw new Error(`no ${path.join(".")} in ${HOST_DIR}`);
+}
+
+const evaluate = (expression: unknown, vars: Record<string, HclValue>) =>
+  evaluateValue(expression, moduleResolver(mod, { vars: { ...REQUIRED, ...vars } }));
+
+beforeAll(async () => {
+  mod = await loadModule(HOST_DIR, ROOT);
+});
+
+describe("the host module's agent inputs", () => {
+  it("have no value by default, and their validations accept null and good values, not bad ones", async () => {
+    for (const name of AGENT_INPUTS) {
+      expect(mod.variables.get(name)?.required, name).toBe(false);
+      expect(mod.variables.get(name)?.default, name).toBeNull();
+      const condition = blockAt(["variable", name, "validation"]).condition;
+      expect(await evaluate(condition, { [name]: null }), `${name} = null`).toBe(true);
+      expect(await evaluate(condition, { [name]: GIVEN[name] as HclValue }), name).toBe(true);
+      const bad = Array.isArray(GIVEN[name]) ? ["not a key"] : "not a store path or URL";
+      expect(await evaluate(condition, { [name]: bad }), `${name} = bad`).toBe(false);
+    }
+  });
+
+  it("are needed exactly when agent_enabled: the instance's precondition says so", async () => {
+    const lifecycle = blockAt(["resource", "aws_instance", "host", "lifecycle"]);
+    const precondition = blocks(lifecycle.precondition)[0] as Body;
+    const holds = (vars: Record<string, HclValue>) => evaluate(precondition.condition, vars);
+    expect(await holds({ agent_enabled: false })).toBe(true);
+    expect(await holds({ agent_enabled: true, ...GIVEN })).toBe(true);
+    for (const name of AGENT_INPUTS) {
+      expect(await holds({ agent_enabled: true, ...GIVEN, [name]: null }), name).toBe(false);
+    }
+    expect(String(precondition.error_message)).toContain("agent_enabled = false");
+  });
+
+  it("give a host without the agent no user-data at all", async () => {
+    const instance = blockAt(["resource", "aws_instance", "host"]);
+    expect(await evaluate(instance.user_data, { agent_enabled: false })).toBeNull();
+  });
+});
