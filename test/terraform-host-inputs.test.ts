@@ -1,4 +1,5 @@
-// Issue 16: the host module's agent inputs are needed only when agent_enabled. Evaluated from
+// Issue 16: the host module's agent inputs are needed only when agent_enabled, its service
+// ports and AMI owners. Evaluated from
 // the module's own HCL as Terraform would: each input's validation accepts null, the
 // aws_instance's precondition holds for an ssh/ssm host with none of them and fails for an
 // agent host missing any, and such a host gets no user-data (nothing of the agent).
@@ -69,5 +70,37 @@ describe("the host module's agent inputs", () => {
   it("give a host without the agent no user-data at all", async () => {
     const instance = blockAt(["resource", "aws_instance", "host"]);
     expect(await evaluate(instance.user_data, { agent_enabled: false })).toBeNull();
+  });
+});
+
+describe("the host module's service ports and AMI owners", () => {
+  it("opens each service port to each range, and none by default", async () => {
+    const resolver = (vars: Record<string, HclValue>) =>
+      moduleResolver(mod, { vars: { ...REQUIRED, ...vars } });
+    const ingress = (vars: Record<string, HclValue>) =>
+      resolver(vars)(["local", "ingress"], "local.ingress");
+    expect(await ingress({})).toEqual([]);
+    expect(
+      await ingress({ ingress_ports: [80, 443], ingress_cidr_blocks: ["0.0.0.0/0", "::/0"] }),
+    ).toEqual([
+      { port: 80, cidr: "0.0.0.0/0" },
+      { port: 80, cidr: "::/0" },
+      { port: 443, cidr: "0.0.0.0/0" },
+      { port: 443, cidr: "::/0" },
+    ]);
+    const ports = blockAt(["variable", "ingress_ports", "validation"]).condition;
+    expect(await evaluate(ports, { ingress_ports: [22, 8080] })).toBe(true);
+    expect(await evaluate(ports, { ingress_ports: [0] })).toBe(false);
+    expect(await evaluate(ports, { ingress_ports: [65536] })).toBe(false);
+  });
+
+  it("looks up AMIs of the owners given, NixOS's by default", async () => {
+    const owners = blockAt(["data", "aws_ami", "nixos"]).owners;
+    expect(await evaluate(owners, {})).toEqual(["427812963091"]);
+    expect(await evaluate(owners, { ami_owners: ["self"] })).toEqual(["self"]);
+    const valid = blockAt(["variable", "ami_owners", "validation"]).condition;
+    expect(await evaluate(valid, { ami_owners: ["123456789012", "self"] })).toBe(true);
+    expect(await evaluate(valid, { ami_owners: ["12345"] })).toBe(false);
+    expect(await evaluate(valid, { ami_owners: [] })).toBe(false);
   });
 });

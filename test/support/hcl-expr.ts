@@ -294,6 +294,16 @@ const FUNCTIONS: Readonly<Record<string, Fn>> = {
     return match.slice(1).map((v) => v ?? null);
   },
   alltrue: ([list], what) => asList(list ?? null, what).every((x) => asBool(x, what)),
+  flatten: ([list], what) => {
+    const out: HclValue[] = [];
+    const walk = (v: HclValue) => (Array.isArray(v) ? v.forEach(walk) : out.push(v));
+    asList(list ?? null, what).forEach(walk);
+    return out;
+  },
+  floor: ([n], what) => {
+    if (typeof n !== "number") throw new RenderError(`${what}: floor() of a non-number`);
+    return Math.floor(n);
+  },
 };
 
 function asMapOrList(x: HclValue | undefined, what: string): object {

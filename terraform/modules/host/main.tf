@@ -23,7 +23,7 @@ data "aws_partition" "current" {}
 # The newest official NixOS AMI (NixOS's own account publishes them), unless ami_id is given.
 data "aws_ami" "nixos" {
   count       = var.ami_id == "" ? 1 : 0
-  owners      = ["427812963091"]
+  owners      = var.ami_owners
   most_recent = true
 
   filter {
@@ -100,6 +100,24 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
   to_port           = 22
   cidr_ipv4         = strcontains(var.ssh_cidr_blocks[count.index], ":") ? null : var.ssh_cidr_blocks[count.index]
   cidr_ipv6         = strcontains(var.ssh_cidr_blocks[count.index], ":") ? var.ssh_cidr_blocks[count.index] : null
+  tags              = local.tags
+}
+
+# The host's own services: each of ingress_ports from each of ingress_cidr_blocks (none by
+# default). count over the pairs, since the ports and ranges are known at plan time.
+locals {
+  ingress = flatten([for p in var.ingress_ports : [for c in var.ingress_cidr_blocks : { port = p, cidr = c }]])
+}
+
+resource "aws_vpc_security_group_ingress_rule" "service" {
+  count             = length(local.ingress)
+  security_group_id = aws_security_group.host.id
+  description       = "service port ${local.ingress[count.index].port}"
+  ip_protocol       = "tcp"
+  from_port         = local.ingress[count.index].port
+  to_port           = local.ingress[count.index].port
+  cidr_ipv4         = strcontains(local.ingress[count.index].cidr, ":") ? null : local.ingress[count.index].cidr
+  cidr_ipv6         = strcontains(local.ingress[count.index].cidr, ":") ? local.ingress[count.index].cidr : null
   tags              = local.tags
 }
 

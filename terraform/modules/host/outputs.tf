@@ -21,6 +21,11 @@ output "public_ip" {
   value       = aws_instance.host.public_ip
 }
 
+output "public_dns" {
+  description = "The instance's public DNS name; \"\" when it has none."
+  value       = aws_instance.host.public_dns
+}
+
 output "role_name" {
   description = "The name of the host's IAM role (tagged nixship-host = name)."
   value       = aws_iam_role.host.name

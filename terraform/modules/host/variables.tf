@@ -44,6 +44,17 @@ variable "ami_name_pattern" {
   default     = "nixos/24.11*"
 }
 
+variable "ami_owners" {
+  description = "The accounts whose AMIs the lookup picks from, when ami_id is \"\": NixOS's own (427812963091) by default, or yours for images you import (the ami-import module)."
+  type        = list(string)
+  default     = ["427812963091"]
+
+  validation {
+    condition     = length(var.ami_owners) > 0 && alltrue([for o in var.ami_owners : can(regex("^([0-9]{12}|self|amazon|aws-marketplace)$", o))])
+    error_message = "ami_owners must hold account IDs (12 digits), self, amazon or aws-marketplace."
+  }
+}
+
 variable "architecture" {
   description = "The AMI's architecture, when ami_id is \"\": x86_64 or arm64 (it must suit instance_type)."
   type        = string
@@ -86,6 +97,28 @@ variable "ssh_cidr_blocks" {
   validation {
     condition     = alltrue([for c in var.ssh_cidr_blocks : can(cidrhost(c, 0))])
     error_message = "ssh_cidr_blocks must hold CIDR blocks such as 203.0.113.0/24 or 2001:db8::/64."
+  }
+}
+
+variable "ingress_ports" {
+  description = "TCP ports of the host's services to open to ingress_cidr_blocks (e.g. [80, 443]). [] (the default) opens none."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.ingress_ports : p == floor(p) && p >= 1 && p <= 65535])
+    error_message = "ingress_ports must hold TCP port numbers from 1 to 65535."
+  }
+}
+
+variable "ingress_cidr_blocks" {
+  description = "Address ranges (IPv4 or IPv6 CIDR) that may reach ingress_ports."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.ingress_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "ingress_cidr_blocks must hold CIDR blocks such as 0.0.0.0/0 or 2001:db8::/64."
   }
 }
 
