@@ -1,6 +1,6 @@
-// Issue 16: the host module's agent inputs are needed only when agent_enabled, its service
-// ports and AMI owners. Evaluated from
-// the module's own HCL as Terraform would: each input's validation accepts null, the
+// Issue 16, the host module: the agent's inputs are needed only when agent_enabled, service
+// ports open only when asked, and AMIs looked up from the owners given. Evaluated from the
+// module's own HCL as Terraform would: each agent input's validation accepts null, the
 // aws_instance's precondition holds for an ssh/ssm host with none of them and fails for an
 // agent host missing any, and such a host gets no user-data (nothing of the agent).
 import { join } from "node:path";
