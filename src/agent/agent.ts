@@ -4,7 +4,6 @@
 // than one already applied is refused and reported. After a crash mid-activation the state
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
-import { open } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
@@ -31,6 +30,7 @@ import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { DeployRequest, HostSecrets } from "../host/activation-session.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
@@ -182,14 +182,13 @@ export class Agent {
     if (file === undefined || this.#hostKeyDone) return;
     let key: string;
     try {
-      const handle = await open(file, "r");
-      try {
-        const buffer = Buffer.alloc(4096);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-        key = canonicalHostKey(buffer.subarray(0, bytesRead).toString("utf8"), file);
-      } finally {
-        await handle.close();
-      }
+      const bytes = await readFileBounded(
+        file,
+        4096,
+        (size) => new Error(`${file} holds ${size} bytes, more than a host key`),
+      );
+      if (bytes === undefined) throw new Error(`${file}: no such file`);
+      key = canonicalHostKey(bytes.toString("utf8"), file);
     } catch (err) {
       this.#hostKeyDone = true;
       const why = err instanceof Error ? err.message : String(err);

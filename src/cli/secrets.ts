@@ -2,7 +2,6 @@
 // from a file or stdin (never an argument), and is edited only in a tmpfs scratch file.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { open } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type AgeIdentity, parseIdentities } from "../age/age.js";
@@ -12,6 +11,7 @@ import type { Fleet } from "../fleet/fleet.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
@@ -73,21 +73,19 @@ function tooLarge(where: string): OperationError {
 }
 
 async function readBounded(file: string): Promise<Uint8Array> {
-  const handle = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError(
-      "secret-source-unreadable",
-      `cannot read ${file}: ${err.code ?? err.message}`,
-    );
-  });
-  try {
-    const { size } = await handle.stat();
-    if (size > MAX_PLAINTEXT) throw tooLarge(file);
-    const buffer = Buffer.alloc(size);
-    await handle.read(buffer, 0, size, 0);
-    return buffer;
-  } finally {
-    await handle.close();
+  const bytes = await readFileBounded(file, MAX_PLAINTEXT, () => tooLarge(file)).catch(
+    (err: NodeJS.ErrnoException) => {
+      if (err instanceof OperationError) throw err;
+      throw new InputError(
+        "secret-source-unreadable",
+        `cannot read ${file}: ${err.code ?? err.message}`,
+      );
+    },
+  );
+  if (bytes === undefined) {
+    throw new InputError("secret-source-unreadable", `cannot read ${file}: no such file`);
   }
+  return bytes;
 }
 
 export const secretsSet: Command = {

@@ -150,7 +150,7 @@ export class SsmDelivery implements Delivery {
         ...(group.targets
           ? { Targets: group.targets.map((t) => ({ Key: t.key, Values: [...t.values] })) }
           : { InstanceIds: group.instanceIds }),
-        Parameters: parameters.get(group) ?? this.activateParameters(group.request),
+        Parameters: parameters.get(group),
         MaxConcurrency: String(Math.max(1, context.parallel)),
         MaxErrors: String(Math.max(0, context.failureBudget)),
         TimeoutSeconds: this.settings.commandTimeout,

@@ -124,7 +124,6 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         mode: opened.mode,
         delivery: opened.delivery,
         request: (host, desired) => deployRequest(options, prepared, host, desired),
-        secrets: prepared.secrets,
         started,
       });
     } finally {
@@ -362,8 +361,6 @@ export interface ExecuteInput {
   readonly mode: DeliveryMode;
   readonly delivery: Delivery;
   readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
-  /** Each host's secrets, for the channel's entries of hosts that already run their system. */
-  readonly secrets?: ReadonlyMap<string, HostSecrets>;
   /** performance.now() when the deploy started: the summary's time. */
   readonly started: number;
 }
@@ -375,6 +372,10 @@ export interface ExecuteInput {
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const { options, plan, delivery } = input;
   const { emit } = options;
+  const requestFor = (name: string, desired: StorePath) => {
+    const host = input.hosts.find((h) => h.name === name);
+    return host === undefined ? undefined : input.request(host, desired);
+  };
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
   const channelNotes =
     (await delivery.planChannel?.(
@@ -386,7 +387,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
                 host: p.host,
                 path: p.desired,
                 runs: p.action === "skip",
-                secrets: input.secrets?.get(p.host),
+                secrets: requestFor(p.host, p.desired)?.secrets,
               },
             ],
       ),

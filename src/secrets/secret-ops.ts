@@ -1,7 +1,6 @@
 // What `nixship secrets` does with a fleet's secrets: encrypt a new plaintext, edit one,
 // re-encrypt after hosts or admins change, and say which files are encrypted to exactly the
 // right recipients. Plaintexts live in memory (and, for edit, a tmpfs scratch file) only.
-import { open } from "node:fs/promises";
 import {
   type AgeIdentity,
   decryptSecret,
@@ -11,6 +10,7 @@ import {
 } from "../age/age.js";
 import { OperationError } from "../errors.js";
 import type { Fleet, SecretSpec } from "../fleet/fleet.js";
+import { readFileBounded } from "../util/bounded-file.js";
 import {
   findSecret,
   hostsWithoutKeyError,
@@ -160,25 +160,21 @@ export async function editSecret(
 }
 
 async function readScratch(path: string, name: string): Promise<Uint8Array> {
-  const handle = await open(path, "r").catch(() => {
+  const tooLarge = (size: number) =>
+    new OperationError(
+      "secret-too-large",
+      `secret "${name}" would hold ${size} bytes, more than a secret may (${MAX_PLAINTEXT}); nothing was written`,
+    );
+  const bytes = await readFileBounded(path, MAX_PLAINTEXT, tooLarge).catch((err: unknown) => {
+    if (err instanceof OperationError) throw err;
+    return undefined;
+  });
+  if (bytes === undefined) {
     throw new OperationError("secret-edit-lost", `the edited file of secret "${name}" is gone`, {
       hint: "save it under the same name in the editor",
     });
-  });
-  try {
-    const { size } = await handle.stat();
-    if (size > MAX_PLAINTEXT) {
-      throw new OperationError(
-        "secret-too-large",
-        `secret "${name}" would hold ${size} bytes, more than a secret may (${MAX_PLAINTEXT}); nothing was written`,
-      );
-    }
-    const buffer = Buffer.alloc(size);
-    await handle.read(buffer, 0, size, 0);
-    return buffer;
-  } finally {
-    await handle.close();
   }
+  return bytes;
 }
 
 export type RekeyOutcome = "rekeyed" | "unchanged";

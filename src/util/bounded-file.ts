@@ -1,0 +1,41 @@
+// A small file read whole into memory, refused past a size limit: the one bounded read of a
+// local file (secrets, their scratch files, host keys).
+import { open } from "node:fs/promises";
+
+/**
+ * The file's bytes, or undefined when it does not exist. One larger than `limit` bytes is
+ * refused with `tooLarge(size)`; a path that is not a regular file throws an Error with code
+ * `ENOTFILE`; other failures are Node's own (with their `code`).
+ */
+export async function readFileBounded(
+  file: string,
+  limit: number,
+  tooLarge: (size: number) => Error,
+): Promise<Buffer | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(file, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw Object.assign(new Error(`${file} is not a regular file`), { code: "ENOTFILE" });
+    }
+    if (info.size > limit) throw tooLarge(info.size);
+    // Read to the end (a file may grow while it is read: never past the limit).
+    const buffer = Buffer.alloc(limit + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > limit) throw tooLarge(length);
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
+}
