@@ -16,6 +16,7 @@ import {
   CHECK_PATHS_VARIABLE,
   confirmArgs,
   parseActivationResult,
+  pruneArgs,
   rollbackArgs,
   scriptInput,
   statusArgs,
@@ -321,5 +322,45 @@ describe("activate.sh on a lab host", () => {
       stale: false,
     });
     await ssh("rm -rf /run/nixship/lock");
+  });
+
+  it("prune keeps the newest generations, the current one and its rollback target, and collects the rest", async () => {
+    const host = `${LAB}1`;
+    const valid = async (path: string) =>
+      (await run("ssh", ["-F", sshConfig, host, `nix-store --check-validity ${path}`])).code === 0;
+    for (const system of ["web-v3", "web-v1", "web-v2", "web-v3"] as const) {
+      expect((await activate(host, system)).code).toBe(0);
+    }
+    const before = await status(host);
+    const newest = before.generation as number;
+    expect(await valid(systems["web-v1"])).toBe(true);
+    // One kept: the newest, and the generation a rollback would go back to.
+    const pruned = await onHost(host, pruneArgs(1));
+    expect(pruned.code, pruned.stderr).toBe(0);
+    const removed = before.generations.map((g) => g.generation).filter((g) => g < newest - 1);
+    expect(pruned.result).toMatchObject({
+      ok: true,
+      command: "prune",
+      kept: [newest - 1, newest],
+      removed,
+      gc: "done",
+      deletedPaths: expect.any(Number),
+      freedMiB: expect.any(Number),
+    });
+    expect((await status(host)).generations.map((g) => g.generation)).toEqual([newest - 1, newest]);
+    // web-v1 was only in the removed generations: the collector took it; the kept ones stay.
+    expect(await valid(systems["web-v1"])).toBe(false);
+    expect(await valid(systems["web-v2"])).toBe(true);
+    expect(await valid(systems["web-v3"])).toBe(true);
+    // Rolled back, the current generation is not the newest: it stays, with the newest.
+    const back = await onHost(host, rollbackArgs());
+    expect(back.result).toMatchObject({ result: "rolled-back", generation: newest - 1 });
+    expect(await servedName(host)).toBe("web-v2");
+    const again = await onHost(host, pruneArgs(1));
+    expect(again.result).toMatchObject({ kept: [newest - 1, newest], removed: [] });
+    expect(await servedName(host)).toBe("web-v2");
+    const bad = await onHost(host, ["prune", "--keep", "0"]);
+    expect(bad.code).toBe(ACTIVATE_EXIT.usage);
+    expect(bad.result).toMatchObject({ message: expect.stringContaining("--keep") });
   });
 });

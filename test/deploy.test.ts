@@ -348,6 +348,55 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(flags.code).toBe(2);
     expect(flags.stderr).toContain("--parallel");
   });
+
+  it("--keep-generations 2: after four deploys the host keeps two generations, older systems leave its store, rollback still works", async () => {
+    const valid = async (path: string) =>
+      (
+        await run("ssh", [
+          "-F",
+          join(lab.dir, "ssh_config"),
+          "dp1",
+          `nix-store --check-validity ${path}`,
+        ])
+      ).code === 0;
+    let last: CliRun | undefined;
+    const paths: Record<string, string> = {};
+    for (const system of ["web-v3", "web-v1", "web-v2", "web-v3"]) {
+      await setSystems({ dp1: system });
+      last = await nixship(deployArgs("--on", "dp1", "--keep-generations", "2", "--json"));
+      expect(last.code, last.stderr).toBe(0);
+      paths[system] = (
+        events(last).find((e) => e.type === "plan") as unknown as {
+          plan: { hosts: { desired: string }[] };
+        }
+      ).plan.hosts[0]?.desired as string;
+    }
+    const row = (await status("--on", "dp1"))[0] as StatusRow & { generations?: unknown };
+    const newest = row.generation as number;
+    const outcome = summaryOf(last as CliRun).dp1 as unknown as { pruned: Record<string, unknown> };
+    expect(outcome.pruned).toMatchObject({
+      ok: true,
+      kept: [newest - 1, newest],
+      removed: [newest - 2],
+      gc: "done",
+    });
+    const listed = await run("ssh", [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "dp1",
+      "ls /nix/var/nix/profiles | grep '^system-'",
+    ]);
+    expect(listed.stdout.trim().split("\n")).toEqual([
+      `system-${newest - 1}-link`,
+      `system-${newest}-link`,
+    ]);
+    // web-v1 ran only in the generations removed: gone from the store. The kept ones stay.
+    expect(await valid(paths["web-v1"] as string)).toBe(false);
+    expect(await valid(paths["web-v2"] as string)).toBe(true);
+    const back = await nixship(["rollback", "--fleet", fleetFile, "--on", "dp1"]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await served("dp1")).toBe("web-v2");
+  });
 });
 
 describe("nixship build", () => {

@@ -3,6 +3,7 @@
 // release's HTTP checks from the host itself, then confirm or abort (the same magic-rollback
 // window the ssh mode uses, with the agent as the deployer).
 import { spawn } from "node:child_process";
+import type { PruneReport } from "../fleet/prune-report.js";
 import {
   parseActivationResult,
   SECRETS_VARIABLE,
@@ -19,7 +20,12 @@ import {
 } from "../host/activation-session.js";
 
 export type Applied =
-  | { readonly status: "activated"; readonly generation: number | null }
+  | {
+      readonly status: "activated";
+      readonly generation: number | null;
+      /** What the host pruned afterwards (the release's keepGenerations). */
+      readonly pruned?: PruneReport;
+    }
   | Extract<DeployOutcome, { status: "failed" }>
   /** Another activation holds the host's lock: try again later; not the release's fault. */
   | { readonly status: "busy"; readonly message: string };
@@ -61,7 +67,11 @@ export class ScriptActivator implements Activator {
     });
     if (locked !== undefined) return { status: "busy", message: locked };
     return outcome.status === "activated"
-      ? { status: "activated", generation: outcome.generation ?? null }
+      ? {
+          status: "activated",
+          generation: outcome.generation ?? null,
+          ...(outcome.pruned === undefined ? {} : { pruned: outcome.pruned }),
+        }
       : outcome;
   }
 

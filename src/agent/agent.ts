@@ -386,7 +386,7 @@ export class Agent {
     // names the system it went back to) has nothing to do.
     const before = await this.#inspect();
     const record = (
-      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
+      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
       system: HostSystem | undefined,
     ) => this.#record(release, path, what, system, startedAt, before?.current ?? null);
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
@@ -409,6 +409,7 @@ export class Agent {
       })),
       confirmTimeout: release.confirmTimeout,
       activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+      ...(release.keepGenerations ? { keepGenerations: release.keepGenerations } : {}),
       ...(secrets === undefined ? {} : { secrets }),
     });
     const applied: Applied = already
@@ -434,7 +435,8 @@ export class Agent {
     };
     if (ok) {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
-      await this.#saveAndReport(done, record(outcomeFields(applied), system));
+      const pruned = applied.pruned === undefined ? {} : { pruned: applied.pruned };
+      await this.#saveAndReport(done, record({ ...outcomeFields(applied), ...pruned }, system));
       return "applied";
     }
     this.#emit({
@@ -530,7 +532,7 @@ export class Agent {
   #record(
     release: ReleaseHead,
     path: string,
-    what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack">,
+    what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
     system: HostSystem | undefined,
     startedAt: string,
     previous: string | null,

@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { parseAction } from "../fleet/action.js";
 import { type Fleet, POLICY_DEFAULTS, type RolloutPolicy } from "../fleet/fleet.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
+import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
 
@@ -38,6 +39,7 @@ export const ROLLOUT_FLAGS = {
   canary: { type: "string" },
   "confirm-timeout": { type: "string" },
   "activation-timeout": { type: "string" },
+  "keep-generations": { type: "string" },
 } as const;
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
@@ -50,7 +52,10 @@ export const ROLLOUT_HELP = `  --action A             switch (default), boot, te
                          window as long as the checks take, plus 10 s)
   --activation-timeout S seconds an activation (realise, profile, switch) may run on a host;
                          past it the host stops the switch and goes back to its previous
-                         system (fleet policy, else ${POLICY_DEFAULTS.activationTimeout})`;
+                         system (fleet policy, else ${POLICY_DEFAULTS.activationTimeout})
+  --keep-generations N   after a confirmed activation, each host keeps its newest N system
+                         generations (and the one a rollback goes to), removes the rest and
+                         collects garbage, within ${PRUNE_GC_TIMEOUT} s (fleet policy, else 0: keep all)`;
 
 export function readRollout(
   values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | undefined>>,
@@ -70,6 +75,9 @@ export function readRollout(
     activationTimeout:
       parseIntFlag(values["activation-timeout"], "--activation-timeout", command, 1) ??
       fleet.policy.activationTimeout,
+    keepGenerations:
+      parseIntFlag(values["keep-generations"], "--keep-generations", command, 0) ??
+      fleet.policy.keepGenerations,
   };
   return { policy, action: parseAction(values.action ?? "switch") };
 }

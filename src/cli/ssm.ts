@@ -1,9 +1,9 @@
 // `nixship ssm document`: prints the SSM Command document that runs activate.sh on ssm hosts,
 // for `aws ssm create-document`, Terraform or the console.
-import { ssmDocument } from "../delivery/ssm-document.js";
+import { formatSsmDocument, ssmDocument } from "../delivery/ssm-document.js";
 import { UsageError } from "../errors.js";
 import { SSM_DEFAULTS } from "../fleet/fleet.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags } from "./command.js";
 
 const NAME_PATTERN = /^[a-zA-Z0-9_.-]{3,128}$/;
 
@@ -68,7 +68,7 @@ Examples:
         `ssm document: --name must be 3 to 128 letters, digits, '_', '.' or '-', got '${name}'`,
       );
     }
-    writeJson(io, ssmDocument());
+    io.stdout.write(formatSsmDocument(ssmDocument()));
     io.stderr.write(
       `create it with: aws ssm create-document --document-type Command --document-format JSON --content file://doc.json --name ${name}\n`,
     );

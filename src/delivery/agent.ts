@@ -64,6 +64,8 @@ export interface AgentDeliveryOptions {
   /** Put in every release: what the agents check after switching (URLs keep {address}). */
   readonly health: HealthChecks;
   readonly confirmTimeout: number;
+  /** Put in every release: generations hosts keep after a confirmed activation (0: all). */
+  readonly keepGenerations?: number;
   /** Milliseconds between the deployer's status reads (default 1000). */
   readonly pollInterval?: number;
   /** Called after each status read with the LIST calls it took (for benchmarks). */
@@ -164,10 +166,11 @@ export class AgentDelivery implements Delivery {
       );
     }
     const entries = await this.#currentEntries();
-    const { action, health, confirmTimeout } = current.release;
+    const { action, health, confirmTimeout, keepGenerations } = current.release;
     const release = await this.#publish({ ...entries }, "refresh", action, {
       health,
       confirmTimeout,
+      ...(keepGenerations ? { keepGenerations } : {}),
     });
     return { replaced: current, release };
   }
@@ -402,6 +405,7 @@ export class AgentDelivery implements Delivery {
           status: "activated",
           generation: record?.generation ?? undefined,
           previous: record?.previous ?? undefined,
+          ...(record?.pruned ? { pruned: record.pruned } : {}),
         };
         outcomes.set(host, outcome);
         emit({ type: "done", host, outcome });
@@ -530,9 +534,10 @@ export class AgentDelivery implements Delivery {
     entries: Record<string, ReleaseHost>,
     kind: ReleaseKind,
     action: Action,
-    checks: Pick<Release, "health" | "confirmTimeout"> = {
+    checks: Pick<Release, "health" | "confirmTimeout" | "keepGenerations"> = {
       health: this.#o.health,
       confirmTimeout: this.#o.confirmTimeout,
+      ...(this.#o.keepGenerations ? { keepGenerations: this.#o.keepGenerations } : {}),
     },
   ): Promise<SignedRelease> {
     const key = this.#o.key;

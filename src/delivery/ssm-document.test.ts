@@ -8,6 +8,7 @@ import { activateScript } from "../host/activation.js";
 import {
   compactScript,
   encodeHealthChecks,
+  formatSsmDocument,
   renderRunCommand,
   SSM_PARAMETERS,
   type SsmCommandDocument,
@@ -161,6 +162,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   SecretsSha256: "a".repeat(64),
   AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
   Generation: "12",
+  KeepGenerations: "3",
   ActivationTimeout: "600",
   ExecutionTimeout: "900",
 };
@@ -202,7 +204,9 @@ describe("ssmDocument", () => {
   });
 
   it("is under SSM's limit of 64 KiB, as `nixship ssm document` prints it", () => {
-    const size = Buffer.byteLength(`${JSON.stringify(document, null, 2)}\n`);
+    const text = formatSsmDocument(document);
+    expect(JSON.parse(text)).toEqual(document);
+    const size = Buffer.byteLength(text);
     const limit = 65536;
     expect(size, `${size} bytes: ${limit - size} bytes below SSM's limit of ${limit}`).toBeLessThan(
       limit,

@@ -34,8 +34,9 @@ const HTTPS_URL = "https?://[A-Za-z0-9._~:/?#@&=%+,-]{1,4088}";
 export const SSM_PARAMETERS = {
   Command: {
     type: "String",
-    description: "What activate.sh does: activate a system, roll back, or report status.",
-    allowedPattern: "^(activate|rollback|status)$",
+    description:
+      "What activate.sh does: activate a system, roll back, prune old generations, or report status.",
+    allowedPattern: "^(activate|rollback|prune|status)$",
     default: "activate",
   },
   StorePath: {
@@ -96,6 +97,13 @@ export const SSM_PARAMETERS = {
     allowedPattern: "^([0-9]{1,9})?$",
     default: "",
   },
+  KeepGenerations: {
+    type: "String",
+    description:
+      "For Command prune: the newest system generations to keep (the one a rollback goes to is kept too); the rest are removed and garbage collected.",
+    allowedPattern: "^([1-9][0-9]{0,5})?$",
+    default: "",
+  },
   ActivationTimeout: {
     type: "String",
     description:
@@ -148,6 +156,7 @@ secrets_url='{{ SecretsUrl }}'
 secrets_sha256='{{ SecretsSha256 }}'
 age_path='{{ AgePath }}'
 generation='{{ Generation }}'
+keep_generations='{{ KeepGenerations }}'
 activation_timeout='{{ ActivationTimeout }}'
 usage() {
   printf '{"ok":false,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
@@ -186,8 +195,9 @@ case $command in
     set -- rollback --activation-timeout "$activation_timeout"
     [ -z "$generation" ] || set -- "$@" --to "$generation"
     ;;
+  prune) set -- prune --keep "$keep_generations" ;;
   status) set -- status ;;
-  *) usage "Command must be activate, rollback or status" ;;
+  *) usage "Command must be activate, rollback, prune or status" ;;
 esac
 script=$(mktemp "${"$"}{TMPDIR:-/tmp}/nixship-activate.XXXXXX") || {
   echo "nixship: cannot create a temporary file" >&2
@@ -254,6 +264,29 @@ export function ssmDocument(): SsmCommandDocument {
       },
     ],
   };
+}
+
+/**
+ * The document as `nixship ssm document` prints it (and terraform/modules/ssm-document keeps it):
+ * indented JSON, one script line per line, but the script's lines without indentation, which
+ * would cost SSM's 64 KiB limit about 10 bytes a line.
+ */
+export function formatSsmDocument(document: SsmCommandDocument): string {
+  const mark = "\u0000runCommand\u0000";
+  const marked = {
+    ...document,
+    mainSteps: document.mainSteps.map((step) => ({
+      ...step,
+      inputs: { ...step.inputs, runCommand: mark },
+    })),
+  };
+  const lines = document.mainSteps.map((step) => step.inputs.runCommand);
+  let i = 0;
+  const text = JSON.stringify(marked, null, 2).replace(JSON.stringify(mark), () => {
+    const run = lines[i++] ?? [];
+    return `[\n${run.map((line) => JSON.stringify(line)).join(",\n")}\n]`;
+  });
+  return `${text}\n`;
 }
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;

@@ -13,10 +13,11 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
+import { describePrune } from "../fleet/prune-report.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
-import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
-import { activateDeadline, finishActivation } from "../host/activation-session.js";
-import { hostStatus, resultMessage } from "../host/script-outcomes.js";
+import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT } from "../host/activation.js";
+import { activateDeadline, finishActivation, type ScriptRun } from "../host/activation-session.js";
+import { hostStatus, pruneOutcome, resultMessage } from "../host/script-outcomes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import {
   type Delivery,
@@ -400,6 +401,9 @@ export class SsmDelivery implements Delivery {
     return finishActivation(
       {
         run: async (args) => {
+          if (args[0] === "prune" && request.keepGenerations) {
+            return this.pruneInstances(outcomes, request.keepGenerations, log);
+          }
           if (args[0] !== "rollback") {
             return { code: 2, result: undefined, failure: `ssm sends no '${args[0]}'` };
           }
@@ -466,6 +470,50 @@ export class SsmDelivery implements Delivery {
       }
     }
     return failures.join("; ");
+  }
+
+  /**
+   * Sends `prune` to the instances that activated; with several, each one's report is logged
+   * and the first failure (else the first report) stands for the host.
+   */
+  private async pruneInstances(
+    outcomes: readonly InstanceOutcome[],
+    keep: number,
+    log: (line: string) => void,
+  ): Promise<ScriptRun> {
+    const ids = outcomes.map((o) => o.instanceId);
+    try {
+      const commandId = await this.send({
+        InstanceIds: ids,
+        Parameters: {
+          Command: ["prune"],
+          KeepGenerations: [String(keep)],
+          ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, PRUNE_TIMEOUT))],
+        },
+        MaxConcurrency: "100%",
+        MaxErrors: "100%",
+        TimeoutSeconds: this.settings.commandTimeout,
+        Comment: `nixship prune to ${keep} generations`,
+      });
+      const done = await this.waitFor(commandId, ids);
+      const runs = ids.map((id): ScriptRun => {
+        const inv = done.get(id);
+        if (inv === undefined) return { code: 1, result: undefined, failure: `${id}: no answer` };
+        const result = activationResult(inv);
+        const run = result
+          ? { code: inv.responseCode ?? 1, result, failure: "" }
+          : {
+              code: inv.responseCode ?? 1,
+              result: undefined,
+              failure: ssmFailure(inv, this.settings),
+            };
+        if (ids.length > 1) log(`${id}: ${describePrune(pruneOutcome(run))}`);
+        return run;
+      });
+      return runs.find((r) => !pruneOutcome(r).ok) ?? (runs[0] as ScriptRun);
+    } catch (err) {
+      return { code: 1, result: undefined, failure: faultMessage(err) };
+    }
   }
 
   /**

@@ -24,6 +24,7 @@ const fleet: Fleet = parseFleetValue(
     policy: {
       confirmTimeout: 20,
       activationTimeout: 90,
+      keepGenerations: 3,
       health: { http: [{ url: "http://{address}/health" }] },
     },
     hosts: {
@@ -115,6 +116,7 @@ describe("deployRequest", () => {
       httpChecks: [{ url: "http://10.0.0.1/health", expectStatus: 200, timeout: 5 }],
       confirmTimeout: 20,
       activationTimeout: 90,
+      keepGenerations: 3,
     });
   });
 });

@@ -266,6 +266,7 @@ export function deployRequest(
     })),
     confirmTimeout: policy.confirmTimeout,
     activationTimeout: policy.activationTimeout,
+    keepGenerations: policy.keepGenerations,
   };
 }
 

@@ -16,7 +16,7 @@ export interface DeliveryChoice {
   /** Signs releases (agent mode deploys). */
   readonly releaseKey?: SecretKey | undefined;
   /** What agent releases carry: the health checks and the confirmation window. */
-  readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout">;
+  readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout" | "keepGenerations">;
   /** Milliseconds between the deployer's reads of agent status (default 1000). */
   readonly agentPollInterval?: number;
   /** `--allow-failed` (agent): releases may name a system that failed on its host. */
@@ -104,6 +104,7 @@ export async function openDelivery(
         key: choice.releaseKey,
         health: policy.health,
         confirmTimeout: policy.confirmTimeout,
+        keepGenerations: policy.keepGenerations,
         ...(choice.agentPollInterval !== undefined
           ? { pollInterval: choice.agentPollInterval }
           : {}),

@@ -88,6 +88,7 @@ describe("parseFleet", () => {
       canary: 1,
       confirmTimeout: 30,
       activationTimeout: 600,
+      keepGenerations: 0,
       health: {
         http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
@@ -130,6 +131,7 @@ describe("parseFleet", () => {
       canary: 1,
       confirmTimeout: 30,
       activationTimeout: 600,
+      keepGenerations: 0,
       health: { http: [], commands: [] },
     });
     expect(fleet.ssh).toEqual({ user: "root", configFile: undefined, knownHosts: undefined });

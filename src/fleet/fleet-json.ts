@@ -73,6 +73,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       canary: policy.canary,
       confirmTimeout: policy.confirmTimeout,
       activationTimeout: policy.activationTimeout,
+      ...(policy.keepGenerations === 0 ? {} : { keepGenerations: policy.keepGenerations }),
       health: {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),

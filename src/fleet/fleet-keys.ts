@@ -20,6 +20,7 @@ export const FLEET_KEYS = {
       "canary",
       "confirmTimeout",
       "activationTimeout",
+      "keepGenerations",
       "health",
     ],
   },

@@ -136,6 +136,11 @@ export interface RolloutPolicy {
    * the switch and goes back to its previous system.
    */
   readonly activationTimeout: number;
+  /**
+   * After a confirmed activation, the host keeps its newest N generations (and the rollback
+   * target), removes the rest and collects garbage; 0 keeps everything.
+   */
+  readonly keepGenerations: number;
   readonly health: HealthChecks;
 }
 
@@ -183,6 +188,7 @@ export const POLICY_DEFAULTS = {
   // activate.sh's own default (DEFAULT_ACTIVATION_TIMEOUT in host/activation.ts, which sits
   // above fleet/); run-rollout.test.ts keeps the two equal.
   activationTimeout: 600,
+  keepGenerations: 0,
 } as const satisfies Omit<RolloutPolicy, "health">;
 
 export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<

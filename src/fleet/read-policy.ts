@@ -41,6 +41,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     canary: count("canary", 0),
     confirmTimeout: count("confirmTimeout", 0),
     activationTimeout: count("activationTimeout", 1),
+    keepGenerations: count("keepGenerations", 0),
     health: health ?? { http: [], commands: [] },
   };
 }

@@ -37,6 +37,8 @@ export interface PublishOptions {
   readonly action: Action;
   readonly health: HealthChecks;
   readonly confirmTimeout: number;
+  /** Generations hosts keep after a confirmed activation (0 or absent: all). */
+  readonly keepGenerations?: number;
   readonly key: SecretKey;
   /** The release's creation time (default: now). */
   readonly now?: Date;
@@ -151,6 +153,7 @@ export async function publishRelease(
       action: options.action,
       health: options.health,
       confirmTimeout: options.confirmTimeout,
+      ...(options.keepGenerations ? { keepGenerations: options.keepGenerations } : {}),
       hosts: options.hosts,
     },
     options.key,

@@ -72,6 +72,11 @@ export interface Release {
   readonly health: HealthChecks;
   /** Seconds a host waits for confirmation before it rolls back; 0 disables. */
   readonly confirmTimeout: number;
+  /**
+   * After a confirmed activation, hosts keep their newest N generations (and the rollback
+   * target), remove the rest and collect garbage; absent: they keep everything.
+   */
+  readonly keepGenerations?: number;
   /** Host name → what it runs. */
   readonly hosts: Readonly<Record<string, ReleaseHost>>;
 }
@@ -126,7 +131,7 @@ const KEYS = {
       "confirmTimeout",
       "hosts",
     ],
-    optional: ["signature"],
+    optional: ["signature", "keepGenerations"],
   },
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: [] },
@@ -191,6 +196,8 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
       commands: release.health.commands.map(({ run, timeout }) => ({ run, timeout })),
     },
     confirmTimeout: release.confirmTimeout,
+    // Written only when set, so that a release without it has the bytes it always had.
+    ...(release.keepGenerations ? { keepGenerations: release.keepGenerations } : {}),
   };
 }
 
@@ -477,7 +484,9 @@ function readRelease(value: unknown, problems: Problems): Release | undefined {
     ),
     hosts: field("hosts", (v, path) => readHosts(v, path, problems)),
   };
-  return isComplete(release) ? release : undefined;
+  const keep = field("keepGenerations", (v, path) => readInteger(v, path, problems, { min: 1 }));
+  if (!isComplete(release)) return undefined;
+  return keep === undefined ? release : { ...release, keepGenerations: keep };
 }
 
 /** Whether every field was read; narrows away the undefined of the ones that failed. */

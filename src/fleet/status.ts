@@ -11,6 +11,7 @@
 import { InputError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
 import { type HostPhase, isHostPhase } from "./phase.js";
+import { type PruneReport, readPruneReport } from "./prune-report.js";
 
 /** Where a host is in applying a release (or a push deploy). */
 export const STATUS_STATES = ["applying", "success", "failed", "rejected"] as const;
@@ -41,6 +42,11 @@ export interface StatusRecord {
    * absent when the host did not say).
    */
   readonly secrets?: string | null;
+  /**
+   * What the host pruned after this activation (policy.keepGenerations; agent records, absent
+   * when it did not prune).
+   */
+  readonly pruned?: PruneReport | null;
   readonly state: StatusState;
   /** The step the host was at, or failed in (null: none). */
   readonly phase: StatusPhase | null;
@@ -196,6 +202,10 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
   if (r.previous !== undefined) text("previous", true);
   if (r.secrets !== undefined) text("secrets", true);
+  if (r.pruned !== undefined && r.pruned !== null) {
+    const pruned = readPruneReport(r.pruned);
+    if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
+  }
   for (const key of ["startedAt", "updatedAt"]) text(key, false);
   count("seq");
   count("generation");

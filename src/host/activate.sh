@@ -23,6 +23,13 @@
 #                            rolls back), or its confirmation window closed at once
 #   rollback [--to GEN] [--activation-timeout S]
 #                            switch to the previous generation, or generation GEN
+#   prune --keep N [--gc-timeout S]
+#                            after a confirmed activation: remove the profile's generations
+#                            beyond the newest N, never the current one or the one before it
+#                            (the rollback target), then collect garbage (nix-store --gc, the
+#                            running and booted systems rooted) within S seconds (default 300);
+#                            reports kept and removed generations, gc (done, timed-out or
+#                            failed), deletedPaths and freedMiB
 #   status [--check-paths]   the current, booted and profile systems, recent generations,
 #                            the activation holding the lock and the sha256 of the installed
 #                            secrets' manifest ("secrets"); with --check-paths, also which
@@ -58,9 +65,9 @@
 # failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
 # itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, or
 # no activation with that token; 10 the activation ran past its timeout; 11 the secrets could
-# not be installed (nothing else changed). After 4, 5, 6 and 10 the host is back on its
-# previous system when it had one ("rolledBack"), and its profile (what it boots next) on the
-# previous generation.
+# not be installed (nothing else changed); 12 generations could not be removed (prune). After
+# 4, 5, 6 and 10 the host is back on its previous system when it had one ("rolledBack"), and its
+# profile (what it boots next) on the previous generation.
 set -u
 umask 022
 PATH="$PATH:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin"
@@ -131,17 +138,15 @@ current_generation() { generation_of "$profile"; }
 # The system of generation $1 of the profile.
 generation_path() { resolve "$profile-$1-link"; }
 
-# The highest generation below $1.
-previous_generation() {
-  best=""
+# The profile's generation numbers, in ascending order, one per line.
+generations() {
   for link in "$profile"-*-link; do
-    [ -e "$link" ] || [ -L "$link" ] || continue
-    n=$(printf '%s' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p')
-    [ -n "$n" ] || continue
-    if [ "$n" -lt "$1" ] && { [ -z "$best" ] || [ "$n" -gt "$best" ]; }; then best=$n; fi
-  done
-  printf '%s' "$best"
+    [ -L "$link" ] && printf '%s\n' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'
+  done | sort -n
 }
+
+# The highest generation below $1.
+previous_generation() { generations | awk -v below="$1" '$1 < below { best = $1 } END { printf "%s", best }'; }
 
 have_systemd() { [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; }
 
@@ -419,7 +424,8 @@ clear_stale() {
 
 # --- Running things so that they can be stopped as a whole.
 
-# Runs a command (stdin /dev/null, stdout to stderr, or /dev/null when $1 is "quiet") in its own
+# Runs a command (stdin /dev/null, stdout to stderr when $1 is "log", /dev/null when "quiet",
+# else to the file $1) in its own
 # process group, led by coreutils timeout, which stops the group after $2 seconds (TERM, then
 # KILL). The lock records the group, for an interrupt, an abort or a takeover to stop. `wait`
 # returns at once on INT or TERM, whose trap prints the result (so no redirection around it).
@@ -428,7 +434,7 @@ bounded() {
   shift 2
   (
     trap - INT TERM
-    if [ "$b_out" = quiet ]; then exec >/dev/null; else exec >&2; fi
+    case $b_out in quiet) exec >/dev/null ;; log) exec >&2 ;; *) exec >"$b_out" ;; esac
     exec timeout -k "$KILL_GRACE" "$b_secs" "$@"
   ) &
   l_group=$!
@@ -1188,6 +1194,88 @@ cmd_rollback() {
     "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
 }
 
+# --- prune: old generations and garbage, after a confirmed activation.
+
+# INT or TERM ($1) during a prune: stop what runs (what was removed stays removed).
+prune_interrupted() {
+  trap '' INT TERM
+  stop_child
+  unlock
+  printf '{"ok":false,"command":"prune","result":"interrupted","exitCode":6,"message":%s}\n' \
+    "$(json_str "interrupted by SIG$1")"
+  exit 6
+}
+
+# Roots system $1 (the running or booted one) as $2 in the state directory, for the garbage
+# collector: NixOS roots both itself; a host that is not NixOS may not.
+root_system() {
+  [ -n "$1" ] || return 0
+  timeout -k "$KILL_GRACE" 20 nix-store --realise "$1" --add-root "$state_dir/$2" >/dev/null 2>&1 ||
+    log "cannot root $1 for the garbage collector"
+}
+
+cmd_prune() {
+  keep="" gc_timeout=300
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --keep) keep=${2-}; shift 2 ;;
+      --profile) profile=${2-}; shift 2 ;;
+      --gc-timeout) gc_timeout=${2-}; shift 2 ;;
+      *) usage "prune: unknown option '$1'" ;;
+    esac
+  done
+  keep=$(decimal "$keep") gc_timeout=$(decimal "$gc_timeout")
+  if ! digits "$keep" || [ ${#keep} -gt 6 ] || [ "$keep" -lt 1 ]; then
+    usage "prune: --keep must be a number of generations, from 1 to 999999"
+  fi
+  if ! digits "$gc_timeout" || [ ${#gc_timeout} -gt 6 ] || [ "$gc_timeout" -lt 1 ]; then
+    usage "prune: --gc-timeout must be whole seconds, from 1 to 999999"
+  fi
+  l_kind=prune l_command="prune to $keep generations" l_since=$(now) l_phase=prune
+  l_deadline=$((l_since + gc_timeout + SETTLE_TIME))
+  lock
+  trap 'prune_interrupted INT' INT
+  trap 'prune_interrupted TERM' TERM
+  cur=$(current_generation)
+  back=$(previous_generation "${cur:-0}")
+  newest=$(generations | tail -n "$keep")
+  kept="" removed="" remove=""
+  for g in $(generations); do
+    if [ "$g" = "$cur" ] || [ "$g" = "$back" ] || printf '%s\n' "$newest" | grep -qx "$g"; then
+      kept="$kept${kept:+,}$g"
+    else
+      remove="$remove $g" removed="$removed${removed:+,}$g"
+    fi
+  done
+  if [ -n "$remove" ]; then
+    log "removing generations$remove of $profile"
+    # shellcheck disable=SC2086 # (numbers only)
+    if ! timeout -k "$KILL_GRACE" 60 nix-env -p "$profile" --delete-generations $remove >&2; then
+      unlock
+      printf '{"ok":false,"command":"prune","result":"failed","exitCode":12,"message":%s,"generation":%s}\n' \
+        "$(json_str "cannot remove generations$remove of $profile")" "$(json_num "$cur")"
+      exit 12
+    fi
+  fi
+  root_system "$(resolve /run/current-system || true)" gcroot-current
+  root_system "$(resolve /run/booted-system || true)" gcroot-booted
+  log "collecting garbage (at most ${gc_timeout}s)"
+  gc="done" deleted=null freed=null
+  bounded "$state_dir/gc-output" "$gc_timeout" nix-store --gc
+  case $? in
+    0)
+      line=$(tail -n 1 "$state_dir/gc-output" 2>/dev/null)
+      n=${line%% store paths deleted*} m=${line#*deleted, } m=${m%% MiB freed*}
+      if digits "$n" && case $m in '' | *[!0-9.]*) false ;; esac; then deleted=$n freed=$m; fi ;;
+    124 | 137) gc=timed-out; log "collecting garbage ran past ${gc_timeout}s; stopped it" ;;
+    *) gc=failed; log "collecting garbage failed" ;;
+  esac
+  rm -f "$state_dir/gc-output"
+  unlock
+  printf '{"ok":true,"command":"prune","result":"pruned","kept":[%s],"removed":[%s],"gc":"%s","deletedPaths":%s,"freedMiB":%s,"generation":%s%s}\n' \
+    "$kept" "$removed" "$gc" "$deleted" "$freed" "$(json_num "$cur")" "$(took_over_json)"
+}
+
 # The hash parts of the paths in $NIXSHIP_CHECK_PATHS that the store lacks, as a JSON array;
 # fails when the store cannot be asked (no Nix, or no answer within 20 s).
 missing_paths() {
@@ -1221,9 +1309,7 @@ cmd_status() {
     esac
   done
   gens=""
-  for n in $(for link in "$profile"-*-link; do
-    [ -L "$link" ] && printf '%s\n' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'
-  done | sort -n | tail -n 10); do
+  for n in $(generations | tail -n 10); do
     gens="$gens${gens:+,}{\"generation\":$n,\"path\":$(json_str "$(generation_path "$n")")}"
   done
   pending=""
@@ -1247,7 +1333,7 @@ cmd_status() {
     "$(secrets_digest)" "$missing"
 }
 
-[ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback or status"
+[ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback, prune or status"
 command=$1
 shift
 case $command in
@@ -1255,6 +1341,7 @@ case $command in
   confirm) cmd_settle confirm "$@" ;;
   abort) cmd_settle abort "$@" ;;
   rollback) cmd_rollback "$@" ;;
+  prune) cmd_prune "$@" ;;
   status) cmd_status "$@" ;;
   *) usage "unknown command '$command'" ;;
 esac

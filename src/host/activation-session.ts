@@ -6,15 +6,19 @@
 import { randomBytes } from "node:crypto";
 import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
 import type { HostPhase } from "../fleet/phase.js";
+import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
 import {
   type ActivationResult,
   abortArgs,
   activateArgs,
   confirmArgs,
+  PRUNE_TIMEOUT,
+  pruneArgs,
   rollbackArgs,
 } from "./activation.js";
 import { httpCheck } from "./http-check.js";
+import { pruneOutcome } from "./script-outcomes.js";
 
 /**
  * What one host is to run, and how: the same request in every delivery mode (the rollout
@@ -43,6 +47,11 @@ export interface DeployRequest {
   readonly activationTimeout: number;
   /** The host's secrets, installed before the switch; undefined: its secrets are left alone. */
   readonly secrets?: HostSecrets;
+  /**
+   * After a confirmed activation, the host keeps this many of its newest generations (and the
+   * rollback target) and collects garbage; undefined or 0: it keeps everything.
+   */
+  readonly keepGenerations?: number;
 }
 
 /** What one host is given of the fleet's secrets: ciphertexts only. */
@@ -99,7 +108,7 @@ export interface ActivationTransport {
    * answers with this host's part of that run.
    */
   activate(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
-  /** Any later command (confirm, abort, rollback). */
+  /** Any later command (confirm, abort, rollback, prune). */
   run(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
 }
 
@@ -112,6 +121,8 @@ export type DeployOutcome =
       readonly status: "activated";
       readonly generation: number | undefined;
       readonly previous: string | undefined;
+      /** What the host pruned afterwards (undefined: the request asked for no pruning). */
+      readonly pruned?: PruneReport;
     }
   | {
       readonly status: "failed";
@@ -171,7 +182,8 @@ export function activateDeadline(request: DeployRequest): number {
 export function sessionDeadline(request: DeployRequest, transportConfirms: boolean): number {
   const steps = activationSteps(request, transportConfirms);
   const httpTime = steps.httpChecks ? request.httpChecks.reduce((s, c) => s + c.timeout, 0) : 0;
-  return activateDeadline(request) + httpTime + SETTLE_TIMEOUT;
+  const pruneTime = request.keepGenerations ? PRUNE_TIMEOUT + SESSION_MARGIN : 0;
+  return activateDeadline(request) + httpTime + SETTLE_TIMEOUT + pruneTime;
 }
 
 /** activate.sh's log lines that start a phase. */
@@ -349,12 +361,35 @@ export async function finishActivation(
       );
     }
   }
+  const pruned = request.keepGenerations
+    ? await prune(transport, request.keepGenerations, onLog)
+    : undefined;
   hooks.phase("done");
   return {
     status: "activated",
     generation: activated.generation,
     previous: activated.previous,
+    ...(pruned === undefined ? {} : { pruned }),
   };
+}
+
+/**
+ * Once the host keeps its new system: its old generations go and its garbage is collected.
+ * Not interrupted (it is bounded, and leaves the store whole either way); a failure is
+ * reported, and does not undo the deploy.
+ */
+async function prune(
+  transport: Pick<ActivationTransport, "run">,
+  keep: number,
+  onLog: (line: string) => void,
+): Promise<PruneReport> {
+  const run = await transport.run(pruneArgs(keep), {
+    timeoutSeconds: PRUNE_TIMEOUT + SESSION_MARGIN,
+    onLog,
+  });
+  const report = pruneOutcome(run);
+  onLog(describePrune(report));
+  return report;
 }
 
 /** activate gave no answer: abort it (fresh), which rolls back an activation still running. */

@@ -20,6 +20,8 @@ export const ACTIVATE_EXIT = {
   timedOut: 10,
   /** The secrets could not be installed (a malformed bundle: usage); nothing else changed. */
   secrets: 11,
+  /** prune: the generations could not be removed. */
+  prune: 12,
 } as const;
 
 /** Seconds activate.sh gives an activation (realise, profile, switch) when none is given. */
@@ -100,6 +102,12 @@ export const rollbackArgs = (generation?: number, activationTimeout?: number) =>
   ...(generation === undefined ? [] : ["--to", String(generation)]),
   ...(activationTimeout === undefined ? [] : ["--activation-timeout", String(activationTimeout)]),
 ];
+/** Seconds `prune` gives the garbage collector: activate.sh's default --gc-timeout. */
+export const PRUNE_GC_TIMEOUT = 300;
+/** Seconds a whole `prune` may take: removing generations, rooting systems, and the GC. */
+export const PRUNE_TIMEOUT = PRUNE_GC_TIMEOUT + 120;
+/** `prune`: keep the newest `keep` generations (and the rollback target), then collect garbage. */
+export const pruneArgs = (keep: number) => ["prune", "--keep", String(keep)];
 /**
  * `status`; with `checkPaths`, also which of the store paths in the script's input variable
  * CHECK_PATHS_VARIABLE the host's store lacks (see `scriptInput`).
@@ -195,6 +203,26 @@ export type ActivationResult =
       readonly path?: string;
       readonly message?: string;
       readonly tookOver?: string;
+    }
+  | {
+      readonly ok: true;
+      readonly command: "prune";
+      readonly result: "pruned";
+      readonly kept: readonly number[];
+      readonly removed: readonly number[];
+      readonly gc: "done" | "timed-out" | "failed";
+      readonly deletedPaths: number | null;
+      readonly freedMiB: number | null;
+      readonly generation: number | null;
+      readonly tookOver?: string;
+    }
+  | {
+      readonly ok: false;
+      readonly command: "prune";
+      readonly result: "failed" | "interrupted";
+      readonly exitCode: number;
+      readonly message: string;
+      readonly generation?: number | null;
     }
   | {
       readonly ok: true;

@@ -1,6 +1,7 @@
-// activate.sh's `status` and `rollback` results as the data every mode reports: one reading
+// activate.sh's `status`, `rollback` and `prune` results as the data every mode reports: one reading
 // of the script's JSON for ssh, ssm and the agent.
 
+import { type PruneReport, readPruneReport } from "../fleet/prune-report.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import type { ActivationInProgress, ActivationResult, Generation } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
@@ -84,4 +85,15 @@ export function rollbackOutcome(run: ScriptRun): RollbackOutcome {
     return { status: "rolled-back", generation: r.generation ?? null, path: r.path ?? "" };
   }
   return { status: "failed", message: r ? resultMessage(r) : run.failure };
+}
+
+/** A `prune` run as the host's report; no usable result is a failed prune, and why. */
+export function pruneOutcome(run: ScriptRun): PruneReport {
+  const r = run.result;
+  if (r === undefined) return { ok: false, message: run.failure || `exit ${run.code}` };
+  if (!("command" in r) || r.command !== "prune") return { ok: false, message: resultMessage(r) };
+  const report = readPruneReport(r);
+  return typeof report === "string"
+    ? { ok: false, message: `the host's prune result is malformed: ${report}` }
+    : report;
 }

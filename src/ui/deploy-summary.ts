@@ -1,7 +1,9 @@
 // The table printed when a deploy ends: one row per host and a line of counts. Pure.
+
 import type { HostResult } from "../deploy/events.js";
 import { actionActivatesNow } from "../fleet/action.js";
 import type { DeployPlan } from "../fleet/plan.js";
+import { describePrune } from "../fleet/prune-report.js";
 import { formatTable, oneLine, storeName } from "./plan-format.js";
 
 /** Seconds for people: `2.1s`, `1m05s`. */
@@ -95,7 +97,14 @@ function summaryRow(result: HostResult): string[] {
   const time = o.status === "skipped" ? "-" : formatDuration(result.seconds);
   switch (o.status) {
     case "activated":
-      return [result.host, resultLabel(result), "-", o.generation?.toString() ?? "-", time, ""];
+      return [
+        result.host,
+        resultLabel(result),
+        "-",
+        o.generation?.toString() ?? "-",
+        time,
+        o.pruned === undefined ? "" : oneLine(describePrune(o.pruned)),
+      ];
     case "failed":
       return [result.host, resultLabel(result), o.phase, "-", time, oneLine(o.message)];
     case "skipped":
