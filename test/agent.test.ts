@@ -12,6 +12,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import {
   type AgentLab,
+  agentLog,
   agentPid,
   CHANNEL,
   channelRelease as channelReleaseOf,
@@ -26,6 +27,7 @@ import {
   withStore,
 } from "./support/agent-lab.js";
 import { nixship } from "./support/cli.js";
+import { buildExampleSystems } from "./support/example-systems.js";
 
 const HOSTS = ["ag1", "ag2", "ag3"];
 /** Seconds between an agent's polls (± 10 %). */
@@ -335,5 +337,32 @@ describe("the pull agent on a lab fleet", () => {
     await labAgents(lab, "start", "ag2");
     const back = await until("ag2", (r) => r.inStep, 60);
     expect(back.code).toBe(0);
+  });
+
+  it("7. --keep-generations 1: the agent prunes after the confirmed switch and reports it", async () => {
+    const v1 = (await buildExampleSystems())["web-v1"];
+    const inStore = async (path: string) =>
+      (
+        await nixship(["lab", "exec", "ag3", "--", "nix-store", "--check-validity", path], {
+          env: lab.env,
+        })
+      ).code === 0;
+    expect(await inStore(v1)).toBe(true);
+    const before = (await record("ag3"))?.generation as number;
+    await setSystems("web-v3");
+    const r = await deployViaAgent("--on", "ag3", "--keep-generations", "1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await served("ag3")).toBe("web-v3");
+    const kept = [before, before + 1];
+    const pruned = { ok: true, kept, removed: [1], gc: "done" };
+    expect((await channelRelease()).release.keepGenerations).toBe(1);
+    expect(summaryOf(r).ag3, await agentLog(lab, "ag3")).toMatchObject({
+      status: "activated",
+      pruned,
+    });
+    expect(await record("ag3")).toMatchObject({ state: "success", pruned });
+    expect((await channelRelease()).release.keepGenerations).toBe(1);
+    // web-v1 ran only in generation 1: gone from the host's store.
+    expect(await inStore(v1)).toBe(false);
   });
 });

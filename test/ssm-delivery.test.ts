@@ -547,6 +547,89 @@ describe("HTTP checks from the deployer", () => {
   });
 });
 
+describe("pruning after a confirmed activation (keepGenerations)", () => {
+  const pruned = JSON.stringify({
+    ok: true,
+    command: "prune",
+    result: "pruned",
+    kept: [4, 5],
+    removed: [1, 2, 3],
+    gc: "done",
+    deletedPaths: 12,
+    freedMiB: 3.5,
+    generation: 5,
+  });
+  const cannot = JSON.stringify({
+    ok: false,
+    command: "prune",
+    result: "failed",
+    exitCode: 12,
+    message: "cannot remove generations 1 2 3 of /nix/var/nix/profiles/system",
+  });
+  const plan =
+    (prune: Final) =>
+    (_id: string, input: SendCommandCommandInput): Final =>
+      input.Parameters?.Command?.[0] === "prune" ? prune : SUCCESS(activated(5));
+
+  it("sends Command=prune with KeepGenerations to the instances that activated, and reports it", async () => {
+    const f = makeFake(plan(SUCCESS(pruned)));
+    const { outcomes, events } = await deploy(
+      f,
+      [host("a", "i-00000001")],
+      request({ keepGenerations: 2 }),
+    );
+    expect(f.sent()).toHaveLength(2);
+    expect(f.sent()[1]).toMatchObject({
+      InstanceIds: ["i-00000001"],
+      Parameters: { Command: ["prune"], KeepGenerations: ["2"] },
+    });
+    expect(outcomes[0]).toEqual({
+      status: "activated",
+      generation: 5,
+      previous: OLD,
+      pruned: {
+        ok: true,
+        kept: [4, 5],
+        removed: [1, 2, 3],
+        gc: "done",
+        deletedPaths: 12,
+        freedMiB: 3.5,
+      },
+    });
+    const logs = events.flatMap((e) => (e.type === "log" ? [e.line] : []));
+    expect(logs).toContain(
+      "removed generations 1, 2, 3; kept 4, 5; garbage collected: 12 paths, 3.5 MiB freed",
+    );
+  });
+
+  it("keeps the host activated when pruning fails, and says why", async () => {
+    const f = makeFake(plan({ status: "Failed", stdout: `${cannot}\n`, code: 12 }));
+    const { outcomes } = await deploy(
+      f,
+      [host("a", "i-00000001")],
+      request({ keepGenerations: 2 }),
+    );
+    expect(outcomes[0]).toMatchObject({
+      status: "activated",
+      pruned: { ok: false, message: expect.stringContaining("cannot remove generations") },
+    });
+  });
+
+  it("sends no prune without keepGenerations, nor after a failed activation", async () => {
+    const f = makeFake(plan(SUCCESS(pruned)));
+    await deploy(f, [host("a", "i-00000001")]);
+    expect(f.sent().map((c) => c.Parameters?.Command?.[0])).toEqual(["activate"]);
+    const g = makeFake(() => ({ status: "Failed", stdout: `${healthFailed}\n`, code: 5 }));
+    const { outcomes } = await deploy(
+      g,
+      [host("a", "i-00000001")],
+      request({ keepGenerations: 2 }),
+    );
+    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "health" });
+    expect(g.sent().map((c) => c.Parameters?.Command?.[0])).toEqual(["activate"]);
+  });
+});
+
 describe("SsmDelivery under the rollout engine", () => {
   it("stops after a failed canary: the next wave's command is never sent", async () => {
     const f = makeFake(() => ({

@@ -223,6 +223,25 @@ describe("the SSM document's shell on a lab host", () => {
     expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
     expect(await served()).toBe("web-v1");
   });
+
+  it("prunes on Command=prune to KeepGenerations, keeping the rollback target", async () => {
+    const before = (await status()).generations.map((g) => g.generation);
+    expect(before).toEqual([1, 2, 3, 4, 5, 6]);
+    const r = await runDocument({ Command: "prune", KeepGenerations: "1" });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.result).toMatchObject({
+      ok: true,
+      command: "prune",
+      kept: [5, 6],
+      removed: [1, 2, 3, 4],
+      gc: "done",
+    });
+    expect((await status()).generations.map((g) => g.generation)).toEqual([5, 6]);
+    expect(await served()).toBe("web-v1");
+    // Without KeepGenerations, nothing is removed: a usage result.
+    const none = await runDocument({ Command: "prune" });
+    expect(none.code).toBe(ACTIVATE_EXIT.usage);
+  });
 });
 
 describe("secrets through the SSM document: a presigned URL, never the secret", () => {

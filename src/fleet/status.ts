@@ -202,10 +202,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
   if (r.previous !== undefined) text("previous", true);
   if (r.secrets !== undefined) text("secrets", true);
-  if (r.pruned !== undefined && r.pruned !== null) {
-    const pruned = readPruneReport(r.pruned);
-    if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
-  }
+  const pruned = r.pruned === undefined || r.pruned === null ? r.pruned : readPruneReport(r.pruned);
+  if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
   for (const key of ["startedAt", "updatedAt"]) text(key, false);
   count("seq");
   count("generation");
@@ -228,6 +226,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     generation: r.generation as number | null,
     ...(r.previous === undefined ? {} : { previous: r.previous as string | null }),
     ...(r.secrets === undefined ? {} : { secrets: r.secrets as string | null }),
+    ...(pruned === undefined ? {} : { pruned }),
     state: r.state as StatusState,
     phase,
     error: r.error as string | null,
