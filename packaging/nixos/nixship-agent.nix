@@ -35,10 +35,11 @@ in
 
     package = mkOption {
       type = types.package;
-      example = literalExpression "inputs.nixship.packages.\${pkgs.system}.default";
+      example = literalExpression "inputs.nixship.packages.\${pkgs.stdenv.hostPlatform.system}.default";
       description = ''
-        The nixship package that provides `bin/nixship`. nixship is not in nixpkgs, so
-        there is no default: take it from nixship's flake or your own overlay.
+        The nixship package that provides `bin/nixship`. nixship is not in nixpkgs, so this
+        file sets no default; nixship's flake's `nixosModules.agent` imports it with the
+        flake's own package as the default.
       '';
     };
 
