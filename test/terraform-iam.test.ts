@@ -1,41 +1,46 @@
-// Issue 5, acceptance 3: the cache module's IAM policies, rendered from the module's own HCL
-// (each output followed to the aws_iam_policy it names and to the policy document behind it),
-// evaluated by a strict IAM evaluator against the requests hosts, agents and deployers make:
-// hosts read the cache and write nothing, an agent writes only its own status, the writer
-// publishes; nothing goes without TLS. Mutated modules show that a policy mistake fails.
+// Issue 5, acceptance 3, and issue 16: the cache module's IAM policies, rendered from the
+// module's own HCL (each output followed to the aws_iam_policy it names and to the policy
+// document behind it), evaluated by a strict IAM evaluator against the requests hosts, agents,
+// deployers and readers make: hosts read the cache and write nothing, an agent writes only its
+// own status, the writer publishes, a reader (a pull request's plan) reads and writes nothing;
+// nothing goes without TLS. A bucket named from bucket_prefix gets the same grants on its
+// generated name. Mutated modules show that a policy mistake fails.
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStoreUrl } from "../src/store/url.js";
-import { evaluateString, referencesIn } from "./support/hcl-expr.js";
+import { evaluateString, evaluateValue, type HclValue, referencesIn } from "./support/hcl-expr.js";
 import {
   evaluate,
   type IamDecision,
   type PolicyDocument,
   validatePolicy,
 } from "./support/iam-policy.js";
-import { loadModule, type TfModule } from "./support/terraform.js";
+import { blocks, loadModule, type TfModule } from "./support/terraform.js";
 import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CACHE_DIR = join(ROOT, "terraform/modules/cache");
 const BUCKET = "nixship-test-store";
-const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
 const NARINFO = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.zst";
 const CACHE_KEYS = ["nix-cache-info", NARINFO, NAR];
 
-type Role = "host-read" | "agent" | "writer";
+type Role = "host-read" | "agent" | "writer" | "reader";
 const OUTPUT_OF: Record<Role, string> = {
   "host-read": "host_read_policy_arn",
   agent: "agent_policy_arn",
   writer: "writer_policy_arn",
+  reader: "reader_policy_arn",
 };
 
 interface RenderedCache {
+  readonly bucketArn: string;
   readonly policies: Record<Role, PolicyDocument>;
+  /** Each role's aws_iam_policy name. */
+  readonly policyNames: Record<Role, string>;
   readonly bucketPolicy: PolicyDocument;
   readonly storeUrl: string;
 }
@@ -61,26 +66,39 @@ async function documentBehind(
   return validatePolicy(JSON.parse(JSON.stringify(json)), `${address} (${name})`);
 }
 
-async function renderCache(mod: TfModule, prefix: string): Promise<RenderedCache> {
+/**
+ * The module rendered for a key prefix and a way of naming the bucket (`bucket` is the name
+ * the bucket gets: the one given, or the one AWS generated from bucket_prefix).
+ */
+async function renderCache(
+  mod: TfModule,
+  prefix: string,
+  naming: Record<string, HclValue> = { bucket_name: BUCKET },
+  bucket = BUCKET,
+): Promise<RenderedCache> {
+  const bucketArn = `arn:aws:s3:::${bucket}`;
   const resolve = moduleResolver(mod, {
-    vars: { bucket_name: BUCKET, prefix },
+    vars: { ...naming, prefix },
     known: {
-      "aws_s3_bucket.this.arn": BUCKET_ARN,
-      "aws_s3_bucket.this.id": BUCKET,
-      "aws_s3_bucket.this.bucket": BUCKET,
+      "aws_s3_bucket.this.arn": bucketArn,
+      "aws_s3_bucket.this.id": bucket,
+      "aws_s3_bucket.this.bucket": bucket,
       "aws_s3_bucket.this.region": "eu-west-1",
     },
   });
   const policies = {} as Record<Role, PolicyDocument>;
+  const policyNames = {} as Record<Role, string>;
   for (const [role, outputName] of Object.entries(OUTPUT_OF) as [Role, string][]) {
     const output = mod.outputs.get(outputName);
     const [type, name, attr] = await onlyReference(output?.value, `output ${outputName}`);
     expect([type, attr]).toEqual(["aws_iam_policy", "arn"]);
     policies[role] = await documentBehind(mod, `aws_iam_policy.${name}`, resolve);
+    const body = mod.resources.get(`aws_iam_policy.${name}`)?.body ?? {};
+    policyNames[role] = String(await evaluateValue(body.name, resolve));
   }
   const bucketPolicy = await documentBehind(mod, "aws_s3_bucket_policy.this", resolve);
   const storeUrl = await evaluateString(String(mod.outputs.get("store_url")?.value), resolve);
-  return { policies, bucketPolicy, storeUrl: storeUrl as string };
+  return { bucketArn, policies, policyNames, bucketPolicy, storeUrl: storeUrl as string };
 }
 
 interface Expectation {
@@ -107,7 +125,7 @@ function violations(
     const list = e.action === "s3:ListBucket";
     const decision: IamDecision = evaluate([cache.policies[e.role], cache.bucketPolicy], {
       action: e.action,
-      resource: list ? BUCKET_ARN : `${BUCKET_ARN}/${key}`,
+      resource: list ? cache.bucketArn : `${cache.bucketArn}/${key}`,
       context: {
         "aws:SecureTransport": e.tls === false ? "false" : "true",
         ...(host === null ? {} : { "aws:PrincipalTag/nixship-host": host }),
@@ -218,9 +236,40 @@ const WRITER: readonly Expectation[] = [
   ...deny("writer", "s3:DeleteObject", ["channels/prod.json", NARINFO, "status/hosts/web1.json"]),
 ];
 
-const NO_TLS: readonly Expectation[] = (["host-read", "agent", "writer"] as const).flatMap((role) =>
-  deny(role, "s3:GetObject", ["nix-cache-info"], { tls: false }),
-);
+// A plan in a pull request, or whoever only looks: reads what nixship reads, writes nothing.
+const READER: readonly Expectation[] = [
+  ...allow("reader", "s3:GetObject", [
+    ...CACHE_KEYS,
+    "channels/prod.json",
+    "releases/prod/7.json",
+    ...STATUS_WEB1,
+    ...STATUS_OTHERS,
+    "status/heartbeats/web1/online/30",
+  ]),
+  ...allow("reader", "s3:ListBucket", [
+    NARINFO,
+    "channels/prod.json",
+    "releases/prod/",
+    "status/releases/prod/7/",
+    "status/heartbeats/web1/",
+  ]),
+  ...deny("reader", "s3:ListBucket", ["", "secrets/"]),
+  // Secrets bundles are ciphertexts, but only their hosts and the deployer need them.
+  ...deny("reader", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
+  ...deny("reader", "s3:PutObject", [
+    ...CACHE_KEYS,
+    "channels/prod.json",
+    "releases/prod/8.json",
+    ...STATUS_WEB1,
+    "status/host-keys/web1.pub",
+  ]),
+  ...deny("reader", "s3:DeleteObject", [NARINFO, "channels/prod.json", "releases/prod/7.json"]),
+  ...deny("reader", "s3:AbortMultipartUpload", [NAR]),
+];
+
+const NO_TLS: readonly Expectation[] = (
+  ["host-read", "agent", "writer", "reader"] as const
+).flatMap((role) => deny(role, "s3:GetObject", ["nix-cache-info"], { tls: false }));
 
 let cacheModule: TfModule;
 let cache: RenderedCache;
@@ -243,6 +292,15 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
     expect(violations(cache, WRITER)).toEqual([]);
   });
 
+  it("the reader reads the cache, releases and every host's status, and writes nothing", () => {
+    expect(violations(cache, READER)).toEqual([]);
+    // Nothing but reading: its statements grant s3:GetObject and s3:ListBucket only.
+    const actions = cache.policies.reader.Statement.flatMap((st) =>
+      typeof st.Action === "string" ? [st.Action] : [...(st.Action ?? [])],
+    );
+    expect([...new Set(actions)].sort()).toEqual(["s3:GetObject", "s3:ListBucket"]);
+  });
+
   it("the bucket policy refuses every request without TLS", () => {
     expect(violations(cache, NO_TLS)).toEqual([]);
     expect(cache.bucketPolicy.Statement).toHaveLength(1);
@@ -250,7 +308,7 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
 
   it('with prefix = "nix" every grant moves under nix/, and the store URL says so', async () => {
     const prefixed = await renderCache(cacheModule, "nix/");
-    const all = [...HOST_READ, ...AGENT, ...WRITER, ...NO_TLS];
+    const all = [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...NO_TLS];
     expect(violations(prefixed, all, "nix/")).toEqual([]);
     // Outside the prefix, nothing is granted.
     const outside = [
@@ -271,6 +329,74 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
       prefix: "",
       region: "eu-west-1",
     });
+  });
+});
+
+describe("the bucket's name: bucket_name, or generated from bucket_prefix", () => {
+  const GENERATED = "nixship-test-20250301123456000000000001";
+  const bucketBody = () => cacheModule.resources.get("aws_s3_bucket.this")?.body ?? {};
+  const render = (vars: Record<string, HclValue>) => (value: unknown) =>
+    evaluateValue(value, moduleResolver(cacheModule, { vars }));
+
+  it("passes bucket_prefix to AWS only when no bucket_name is given", async () => {
+    const prefixed = render({ bucket_prefix: "nixship-test-" });
+    expect(await prefixed(bucketBody().bucket)).toBeNull();
+    expect(await prefixed(bucketBody().bucket_prefix)).toBe("nixship-test-");
+    const named = render({ bucket_name: BUCKET });
+    expect(await named(bucketBody().bucket)).toBe(BUCKET);
+    expect(await named(bucketBody().bucket_prefix)).toBeNull();
+  });
+
+  it("needs exactly one of the two, and a prefix AWS accepts", async () => {
+    const [precondition] = blocks(blocks(bucketBody().lifecycle)[0]?.precondition);
+    const holds = (vars: Record<string, HclValue>) => render(vars)(precondition?.condition);
+    expect(await holds({ bucket_name: BUCKET })).toBe(true);
+    expect(await holds({ bucket_prefix: "nixship-test-" })).toBe(true);
+    expect(await holds({})).toBe(false);
+    expect(await holds({ bucket_name: BUCKET, bucket_prefix: "nixship-test-" })).toBe(false);
+    const valid = async (name: string, value: HclValue) => {
+      for (const file of cacheModule.files) {
+        const variables = (file.body.variable ?? {}) as Record<string, Record<string, unknown>[]>;
+        const validation = blocks(variables[name]?.[0]?.validation)[0];
+        if (validation) return render({ [name]: value })(validation.condition);
+      }
+      throw new Error(`no validation of ${name}`);
+    };
+    expect(await valid("bucket_prefix", null)).toBe(true);
+    expect(await valid("bucket_prefix", "nixship-test-")).toBe(true);
+    expect(await valid("bucket_prefix", "a".repeat(37))).toBe(true);
+    expect(await valid("bucket_prefix", "a".repeat(38))).toBe(false);
+    expect(await valid("bucket_prefix", "Nixship-")).toBe(false);
+    expect(await valid("bucket_prefix", "-nixship")).toBe(false);
+    expect(await valid("bucket_name", null)).toBe(true);
+    expect(await valid("bucket_name", BUCKET)).toBe(true);
+    expect(await valid("bucket_name", "x")).toBe(false);
+  });
+
+  it("grants every role the same on the generated bucket, and names the policies after it", async () => {
+    const generated = await renderCache(
+      cacheModule,
+      "",
+      { bucket_prefix: "nixship-test-" },
+      GENERATED,
+    );
+    expect(
+      violations(generated, [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...NO_TLS]),
+    ).toEqual([]);
+    expect(generated.policyNames).toEqual({
+      "host-read": `${GENERATED}-host-read`,
+      agent: `${GENERATED}-agent`,
+      writer: `${GENERATED}-writer`,
+      reader: `${GENERATED}-reader`,
+    });
+    expect(generated.storeUrl).toBe(`s3://${GENERATED}?region=eu-west-1`);
+    // Nothing is granted on a bucket of the prefix's other names.
+    const other = { ...generated, bucketArn: `arn:aws:s3:::nixship-test-other` };
+    expect(violations(other, allow("writer", "s3:PutObject", ["channels/prod.json"]))).toEqual([
+      "writer (web1): s3:PutObject channels/prod.json was implicit-deny, expected allow",
+    ]);
+    // With a fixed name, the policies keep the names they always had.
+    expect(cache.policyNames.writer).toBe(`${BUCKET}-writer`);
   });
 });
 

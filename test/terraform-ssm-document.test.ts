@@ -1,21 +1,40 @@
-// Issue 5, acceptance 4: the ssm-document module embeds exactly what `nixship ssm document`
-// prints (byte for byte), reads it from that one committed file with no copy elsewhere in the
-// module, and that file is a valid SSM Command document whose parameters the module's
-// association fills with values SSM accepts; the sender policy lets a deployer send it only
-// to the instances tagged as given.
+// Issue 5, acceptance 4, and issue 16: the ssm-document module embeds exactly what `nixship
+// ssm document` prints (byte for byte), reads it from that one committed file with no copy
+// elsewhere in the module, and that file is a valid SSM Command document. Evaluated from the
+// module's HCL: default substituters and trusted keys appear as the parameters' defaults in
+// the document the module creates when set, and nowhere when not; the associations map makes
+// one association per role with its store path and tag target, and the single association of
+// earlier versions still works; the sender policy lets a deployer or CI role send the document
+// only to the tagged instances, with exactly the calls src/delivery/ssm.ts makes.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { nixship } from "./support/cli.js";
-import { callsIn, evaluateNode, evaluateValue, RenderError } from "./support/hcl-expr.js";
-import { evaluate, validatePolicy } from "./support/iam-policy.js";
-import { loadModule, type TfModule } from "./support/terraform.js";
+import {
+  callsIn,
+  evaluateNode,
+  evaluateString,
+  evaluateValue,
+  type HclValue,
+  type Resolver,
+  step,
+  UnsupportedError,
+} from "./support/hcl-expr.js";
+import { evaluate, type PolicyDocument, validatePolicy } from "./support/iam-policy.js";
+import { blocks, loadModule, type TfModule } from "./support/terraform.js";
 import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MODULE_DIR = join(ROOT, "terraform/modules/ssm-document");
 const DOCUMENT = join(MODULE_DIR, "document.json");
+const ACCOUNT = "123456789012";
+const DOCUMENT_ARN = `arn:aws:ssm:eu-west-1:${ACCOUNT}:document/nixship-activate`;
+const INSTANCE = `arn:aws:ec2:eu-west-1:${ACCOUNT}:instance/i-0123456789abcdef0`;
+const WEB_SYSTEM = "/nix/store/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym-nixos-system-web-24.11";
+const DB_SYSTEM = "/nix/store/1w1fff338fvdw53sqgamddn1b2xgds47-nixos-system-db-24.11";
+const CACHE_URL = "s3://example-nixship-store?region=eu-west-1";
+const CACHE_KEY = "cache-1:Ud8ihtahngn3VIpxsVmFs0aXsPE7SC3fFnlnkkMN4UE=";
 
 interface SsmParameter {
   type: string;
@@ -105,6 +124,54 @@ beforeAll(async () => {
   committed = await readFile(DOCUMENT);
 });
 
+/** The module's references resolved for these inputs, its resources' attributes as AWS gives them. */
+function resolver(vars: Record<string, HclValue>): Resolver {
+  return moduleResolver(mod, {
+    vars,
+    known: {
+      "aws_ssm_document.this.name": "nixship-activate",
+      "aws_ssm_document.this.arn": DOCUMENT_ARN,
+      "data.aws_partition.current.partition": "aws",
+      "data.aws_caller_identity.current.account_id": ACCOUNT,
+    },
+  });
+}
+
+/** `each.key` and `each.value` of one instance of a for_each resource, over a resolver. */
+function withEach(resolve: Resolver, key: string, value: HclValue): Resolver {
+  return async (names, text) => {
+    if (names[0] !== "each") return resolve(names, text);
+    let v: HclValue = { key, value };
+    for (const segment of names.slice(1)) v = step(v, segment, text);
+    return v;
+  };
+}
+
+/** The conditions of a resource's lifecycle preconditions, in order. */
+function preconditionsOf(body: Record<string, unknown>): unknown[] {
+  return blocks(body.lifecycle).flatMap((l) => blocks(l.precondition).map((p) => p.condition));
+}
+
+/** The condition of a variable's (first) validation block. */
+function variableValidation(name: string): unknown {
+  for (const file of mod.files) {
+    const variables = (file.body.variable ?? {}) as Record<string, Record<string, unknown>[]>;
+    const validation = blocks(variables[name]?.[0]?.validation)[0];
+    if (validation !== undefined) return validation.condition;
+  }
+  throw new Error(`variable ${name} has no validation`);
+}
+
+function documentParameters(): Record<string, SsmParameter> {
+  return (JSON.parse(committed.toString("utf8")) as { parameters: Record<string, SsmParameter> })
+    .parameters;
+}
+
+/** sender_policy_json for these inputs, rendered and read by the IAM evaluator. */
+async function senderPolicy(vars: Record<string, HclValue>): Promise<PolicyDocument> {
+  return validatePolicy(await renderPolicyDocument(mod, "sender", resolver(vars)), "sender");
+}
+
 describe("the ssm-document module embeds `nixship ssm document`", () => {
   it("document.json is byte for byte what the built CLI prints", async () => {
     const r = await nixship(["ssm", "document"]);
@@ -116,27 +183,35 @@ describe("the ssm-document module embeds `nixship ssm document`", () => {
     ).toBe(true);
   });
 
-  it("the one aws_ssm_document reads its content from that file, a Command document in JSON", async () => {
+  it("the one aws_ssm_document is a Command document in JSON whose content is that file, read through path.module", async () => {
     const documents = [...mod.resources.keys()].filter((k) => k.startsWith("aws_ssm_document."));
     expect(documents).toEqual(["aws_ssm_document.this"]);
     const body = mod.resources.get("aws_ssm_document.this")?.body ?? {};
     expect(body.document_type).toBe("Command");
     expect(body.document_format).toBe("JSON");
-    // The content is nothing but file(<path>), and the path is this module's document.json.
-    const content = String(body.content);
-    const calls = await callsIn(content, "file");
-    expect(calls).toHaveLength(1);
-    expect(content).toMatch(/^\$\{file\([^()]*\)\}$/);
-    const call = calls[0] as (typeof calls)[number];
-    const path = await evaluateNode(
-      call.template,
-      call.call.children[0] as never,
-      async (names) => {
-        if (names.join(".") === "path.module") return MODULE_DIR;
-        throw new RenderError(`unexpected reference ${names.join(".")}`);
-      },
+    // Every file() the module calls reads this module's document.json, and nothing else.
+    const strings = (v: unknown): string[] =>
+      typeof v === "string"
+        ? [v]
+        : v !== null && typeof v === "object"
+          ? Object.values(v).flatMap(strings)
+          : [];
+    const texts = [...mod.locals.values(), ...mod.resources.values()].flatMap((b) =>
+      strings("value" in b ? b.value : b.body),
     );
-    expect(path).toBe(DOCUMENT);
+    const calls = (await Promise.all(texts.map((text) => callsIn(text, "file")))).flat();
+    expect(calls.length).toBeGreaterThan(0);
+    for (const { template, call } of calls) {
+      const path = await evaluateNode(
+        template,
+        call.children[0] as never,
+        moduleResolver(mod, { vars: {} }),
+      );
+      expect(path).toBe(DOCUMENT);
+    }
+    // With no defaults set, the content is the committed file byte for byte.
+    const content = await evaluateValue(body.content, resolver({}));
+    expect(content).toBe(committed.toString("utf8"));
   });
 
   it("no other file of the module holds a copy of the document or of activate.sh", async () => {
@@ -190,62 +265,86 @@ describe("document.json as an SSM Command document", () => {
     ]);
   });
 
-  it("the association passes StorePath, Substituters and TrustedPublicKeys, each accepted by its allowedPattern", async () => {
-    const parameters = (
-      JSON.parse(committed.toString("utf8")) as { parameters: Record<string, SsmParameter> }
-    ).parameters;
+  it("the single association passes StorePath, and Substituters and TrustedPublicKeys when given, each accepted by its allowedPattern", async () => {
+    const parameters = documentParameters();
     const association = mod.resources.get("aws_ssm_association.this")?.body ?? {};
-    const targets = association.targets as Record<string, unknown>[];
-    const resolve = moduleResolver(mod, {
-      vars: {
-        create_association: true,
-        association_tag_values: ["web"],
-        store_path: "/nix/store/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym-nixos-system-web-24.11",
-        substituters: "s3://example-nixship-store?region=eu-west-1",
-        trusted_public_keys: "cache-1:Ud8ihtahngn3VIpxsVmFs0aXsPE7SC3fFnlnkkMN4UE=",
-      },
-      known: { "aws_ssm_document.this.name": "nixship-activate" },
+    const vars = {
+      create_association: true,
+      association_tag_values: ["web"],
+      store_path: WEB_SYSTEM,
+      substituters: CACHE_URL,
+      trusted_public_keys: CACHE_KEY,
+    };
+    const values = (await evaluateValue(association.parameters, resolver(vars))) as Record<
+      string,
+      string
+    >;
+    expect(values).toEqual({
+      StorePath: WEB_SYSTEM,
+      Substituters: CACHE_URL,
+      TrustedPublicKeys: CACHE_KEY,
     });
-    const values = (await evaluateValue(association.parameters, resolve)) as Record<string, string>;
-    expect(Object.keys(values).sort()).toEqual(["StorePath", "Substituters", "TrustedPublicKeys"]);
     for (const [name, value] of Object.entries(values)) {
       const p = parameters[name];
       expect(p, `${name} is a parameter of the document`).toBeDefined();
       expect(new RegExp(p?.allowedPattern ?? "").test(value), `${name}=${value}`).toBe(true);
     }
-    expect(await evaluateValue(targets, resolve)).toEqual([{ key: "tag:Role", values: ["web"] }]);
-    expect(await evaluateValue(association.name, resolve)).toBe("nixship-activate");
+    expect(await evaluateValue(association.targets, resolver(vars))).toEqual([
+      { key: "tag:Role", values: ["web"] },
+    ]);
+    expect(await evaluateValue(association.name, resolver(vars))).toBe("nixship-activate");
+    expect(await evaluateValue(association.count, resolver(vars))).toBe(1);
+    expect(await evaluateValue(association.count, resolver({}))).toBe(0);
+    // Without them, it passes none: the document's defaults apply.
+    const bare = { ...vars, substituters: "", trusted_public_keys: "" };
+    expect(await evaluateValue(association.parameters, resolver(bare))).toEqual({
+      StorePath: WEB_SYSTEM,
+    });
+  });
+
+  it("the single association refuses a tag value that is also a role of associations", async () => {
+    const association = mod.resources.get("aws_ssm_association.this")?.body ?? {};
+    const conditions = preconditionsOf(association);
+    const holds = async (vars: Record<string, HclValue>) => {
+      const out: boolean[] = [];
+      for (const c of conditions) out.push((await evaluateValue(c, resolver(vars))) as boolean);
+      return out;
+    };
+    const legacy = {
+      create_association: true,
+      association_tag_values: ["web"],
+      store_path: WEB_SYSTEM,
+    };
+    expect(await holds(legacy)).toEqual([true, true, true]);
+    expect(await holds({ ...legacy, associations: { db: DB_SYSTEM } })).toEqual([true, true, true]);
+    expect(await holds({ ...legacy, associations: { web: DB_SYSTEM } })).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    expect(await holds({ ...legacy, store_path: "", association_tag_values: [] })).toEqual([
+      false,
+      false,
+      true,
+    ]);
   });
 
   it("sender_policy_json lets a deployer send this document to the tagged instances only", async () => {
-    const documentArn = "arn:aws:ssm:eu-west-1:123456789012:document/nixship-activate";
-    const instance = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0";
-    const render = async (tagValues: string[]) => {
-      const resolve = moduleResolver(mod, {
-        vars: { association_tag_values: tagValues },
-        known: {
-          "aws_ssm_document.this.arn": documentArn,
-          "data.aws_partition.current.partition": "aws",
-          "data.aws_caller_identity.current.account_id": "123456789012",
-        },
-      });
-      expect(String(mod.outputs.get("sender_policy_json")?.value)).toBe(
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
-        "${data.aws_iam_policy_document.sender.json}",
-      );
-      return validatePolicy(await renderPolicyDocument(mod, "sender", resolve), "sender");
-    };
-    const policy = await render(["web"]);
+    expect(String(mod.outputs.get("sender_policy_json")?.value)).toBe(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
+      "${data.aws_iam_policy_document.sender.json}",
+    );
+    const policy = await senderPolicy({ association_tag_values: ["web"] });
     const decide = (action: string, resource: string, context: Record<string, string> = {}) =>
       evaluate([policy], { action, resource, context });
-    expect(decide("ssm:SendCommand", documentArn)).toBe("allow");
-    expect(decide("ssm:SendCommand", instance, { "ssm:resourceTag/Role": "web" })).toBe("allow");
-    expect(decide("ssm:SendCommand", instance, { "ssm:resourceTag/Role": "db" })).toBe(
+    expect(decide("ssm:SendCommand", DOCUMENT_ARN)).toBe("allow");
+    expect(decide("ssm:SendCommand", INSTANCE, { "ssm:resourceTag/Role": "web" })).toBe("allow");
+    expect(decide("ssm:SendCommand", INSTANCE, { "ssm:resourceTag/Role": "db" })).toBe(
       "implicit-deny",
     );
-    expect(decide("ssm:SendCommand", instance)).toBe("implicit-deny");
+    expect(decide("ssm:SendCommand", INSTANCE)).toBe("implicit-deny");
     expect(
-      decide("ssm:SendCommand", documentArn.replace("nixship-activate", "AWS-RunShellScript")),
+      decide("ssm:SendCommand", DOCUMENT_ARN.replace("nixship-activate", "AWS-RunShellScript")),
     ).toBe("implicit-deny");
     for (const action of [
       "ssm:ListCommands",
@@ -254,14 +353,227 @@ describe("document.json as an SSM Command document", () => {
     ]) {
       expect(decide(action, "*")).toBe("allow");
     }
+    for (const action of ["ssm:StartSession", "ssm:UpdateDocument", "ssm:CreateAssociation"]) {
+      expect(decide(action, DOCUMENT_ARN), action).toBe("implicit-deny");
+      expect(decide(action, INSTANCE, { "ssm:resourceTag/Role": "web" }), action).toBe(
+        "implicit-deny",
+      );
+    }
     // Without tag values no instance may be targeted at all.
-    const none = await render([]);
+    const none = await senderPolicy({});
     expect(
       evaluate([none], {
         action: "ssm:SendCommand",
-        resource: instance,
+        resource: INSTANCE,
         context: { "ssm:resourceTag/Role": "web" },
       }),
     ).toBe("implicit-deny");
+  });
+
+  it("a CI role scoped by tag: sender_tag_values and the roles of associations are sendable, nothing else", async () => {
+    const send = (policy: PolicyDocument, tags: Record<string, string>) =>
+      evaluate([policy], { action: "ssm:SendCommand", resource: INSTANCE, context: tags });
+    const ci = await senderPolicy({ sender_tag_values: ["web"] });
+    expect(send(ci, { "ssm:resourceTag/Role": "web" })).toBe("allow");
+    expect(send(ci, { "ssm:resourceTag/Role": "db" })).toBe("implicit-deny");
+    expect(send(ci, { "ssm:resourceTag/Tier": "web" })).toBe("implicit-deny");
+    const roles = await senderPolicy({
+      associations: { web: WEB_SYSTEM, db: DB_SYSTEM },
+      sender_tag_values: ["web"],
+    });
+    expect(send(roles, { "ssm:resourceTag/Role": "db" })).toBe("allow");
+    expect(send(roles, { "ssm:resourceTag/Role": "cache" })).toBe("implicit-deny");
+    const tagged = roles.Statement.find((st) => st.Sid === "SendToTaggedInstances");
+    // Each tag value once, whichever input named it.
+    expect(tagged?.Condition).toEqual({
+      StringEquals: { "ssm:resourceTag/Role": ["db", "web"] },
+    });
+    const tier = await senderPolicy({ association_tag_key: "Tier", sender_tag_values: ["web"] });
+    expect(send(tier, { "ssm:resourceTag/Tier": "web" })).toBe("allow");
+    expect(send(tier, { "ssm:resourceTag/Role": "web" })).toBe("implicit-deny");
+  });
+
+  it("grants exactly the SSM calls src/delivery/ssm.ts makes", async () => {
+    const source = await readFile(join(ROOT, "src/delivery/ssm.ts"), "utf8");
+    const called = [
+      ...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `ssm:${m[1]}`)),
+    ].sort();
+    expect(called).toContain("ssm:SendCommand");
+    const policy = await senderPolicy({ sender_tag_values: ["web"] });
+    const granted = [
+      ...new Set(
+        policy.Statement.flatMap((st) =>
+          typeof st.Action === "string" ? [st.Action] : [...(st.Action ?? [])],
+        ),
+      ),
+    ].sort();
+    expect(granted).toEqual(called);
+    expect(
+      policy.Statement.every((st) => st.Effect === "Allow" && st.NotAction === undefined),
+    ).toBe(true);
+  });
+});
+
+describe("default substituters and trusted keys, baked into the document", () => {
+  const content = async (vars: Record<string, HclValue>) =>
+    String(
+      await evaluateValue(mod.resources.get("aws_ssm_document.this")?.body.content, resolver(vars)),
+    );
+
+  it("appear as the two parameters' defaults when set, and change nothing else", async () => {
+    const text = await content({
+      default_substituters: CACHE_URL,
+      default_trusted_public_keys: CACHE_KEY,
+    });
+    expect(commandDocumentProblems(text)).toEqual([]);
+    const expected = JSON.parse(committed.toString("utf8")) as DocumentShape;
+    expect((expected.parameters.Substituters as SsmParameter).default).toBe("");
+    (expected.parameters.Substituters as SsmParameter).default = CACHE_URL;
+    (expected.parameters.TrustedPublicKeys as SsmParameter).default = CACHE_KEY;
+    expect(JSON.parse(text)).toEqual(expected);
+    // Terraform's jsonencode escapes <, > and & (six bytes each): still under SSM's 64 KB.
+    const escaped = text.replace(
+      /[<>&\u2028\u2029]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
+    expect(JSON.parse(escaped)).toEqual(expected);
+    expect(Buffer.byteLength(escaped)).toBeLessThan(64 * 1024);
+  });
+
+  it("only the one set changes, and with none set the content is document.json itself", async () => {
+    const keysOnly = JSON.parse(
+      await content({ default_trusted_public_keys: CACHE_KEY }),
+    ) as DocumentShape;
+    expect(keysOnly.parameters.TrustedPublicKeys?.default).toBe(CACHE_KEY);
+    expect(keysOnly.parameters.Substituters?.default).toBe("");
+    const none = await content({ default_substituters: "", default_trusted_public_keys: "" });
+    expect(none).toBe(committed.toString("utf8"));
+    expect(none).not.toContain(CACHE_URL);
+  });
+
+  it("a default its parameter's allowedPattern refuses fails the document's precondition", async () => {
+    const conditions = preconditionsOf(mod.resources.get("aws_ssm_document.this")?.body ?? {});
+    expect(conditions).toHaveLength(2);
+    const holds = async (vars: Record<string, HclValue>) => {
+      const out: boolean[] = [];
+      for (const c of conditions) out.push((await evaluateValue(c, resolver(vars))) as boolean);
+      return out;
+    };
+    expect(await holds({})).toEqual([true, true]);
+    expect(
+      await holds({
+        default_substituters: `${CACHE_URL} https://cache.example.org`,
+        default_trusted_public_keys: `${CACHE_KEY} release-1:AAAA`,
+      }),
+    ).toEqual([true, true]);
+    expect(await holds({ default_substituters: "ftp://cache.example.org" })).toEqual([false, true]);
+    expect(await holds({ default_substituters: "s3://x'; reboot; '" })).toEqual([false, true]);
+    expect(await holds({ default_trusted_public_keys: "not a key" })).toEqual([true, false]);
+  });
+
+  it("an association then needs to pass only its StorePath", async () => {
+    const body = mod.resources.get("aws_ssm_association.role")?.body ?? {};
+    const vars = {
+      default_substituters: CACHE_URL,
+      default_trusted_public_keys: CACHE_KEY,
+      associations: { web: WEB_SYSTEM },
+    };
+    const params = await evaluateValue(
+      body.parameters,
+      withEach(resolver(vars), "web", WEB_SYSTEM),
+    );
+    expect(params).toEqual({ StorePath: WEB_SYSTEM });
+  });
+});
+
+describe("associations: one per role", () => {
+  it("yields one association per role, with the role's store path and its tag as the target", async () => {
+    const body = mod.resources.get("aws_ssm_association.role")?.body ?? {};
+    const vars = {
+      associations: { web: WEB_SYSTEM, db: DB_SYSTEM },
+      substituters: CACHE_URL,
+      trusted_public_keys: CACHE_KEY,
+    };
+    const each = (await evaluateValue(body.for_each, resolver(vars))) as Record<string, string>;
+    expect(Object.keys(each).sort()).toEqual(["db", "web"]);
+    const parameters = documentParameters();
+    const rendered: Record<string, unknown> = {};
+    for (const [role, path] of Object.entries(each)) {
+      const r = withEach(resolver(vars), role, path);
+      const params = (await evaluateValue(body.parameters, r)) as Record<string, string>;
+      for (const [name, value] of Object.entries(params)) {
+        expect(new RegExp(parameters[name]?.allowedPattern ?? "^$").test(value), name).toBe(true);
+      }
+      rendered[role] = {
+        name: await evaluateValue(body.name, r),
+        association_name: await evaluateValue(body.association_name, r),
+        targets: await evaluateValue(body.targets, r),
+        parameters: params,
+      };
+    }
+    expect(rendered).toEqual({
+      web: {
+        name: "nixship-activate",
+        association_name: "nixship-activate-web",
+        targets: [{ key: "tag:Role", values: ["web"] }],
+        parameters: {
+          StorePath: WEB_SYSTEM,
+          Substituters: CACHE_URL,
+          TrustedPublicKeys: CACHE_KEY,
+        },
+      },
+      db: {
+        name: "nixship-activate",
+        association_name: "nixship-activate-db",
+        targets: [{ key: "tag:Role", values: ["db"] }],
+        parameters: { StorePath: DB_SYSTEM, Substituters: CACHE_URL, TrustedPublicKeys: CACHE_KEY },
+      },
+    });
+    // Another tag key targets that tag; none by default.
+    const tier = withEach(resolver({ ...vars, association_tag_key: "Tier" }), "web", WEB_SYSTEM);
+    expect(await evaluateValue(body.targets, tier)).toEqual([{ key: "tag:Tier", values: ["web"] }]);
+    expect(await evaluateValue(body.for_each, resolver({}))).toEqual({});
+  });
+
+  it("refuses roles that cannot name an association and values that are not store paths", async () => {
+    const condition = variableValidation("associations");
+    const valid = async (associations: Record<string, string>) =>
+      evaluateValue(condition, resolver({ associations }));
+    expect(await valid({})).toBe(true);
+    expect(await valid({ web: WEB_SYSTEM, "db-1.eu": DB_SYSTEM })).toBe(true);
+    expect(await valid({ "web server": WEB_SYSTEM })).toBe(false);
+    expect(await valid({ web: "/nix/store/short-name" })).toBe(false);
+    expect(await valid({ web: `${WEB_SYSTEM}; reboot` })).toBe(false);
+  });
+
+  it("association_ids gives each role's association", async () => {
+    const value = mod.outputs.get("association_ids")?.value;
+    const ids = await evaluateValue(
+      value,
+      moduleResolver(mod, {
+        vars: { associations: { web: WEB_SYSTEM } },
+        known: { "aws_ssm_association.role": { web: { association_id: "a-1" } } },
+      }),
+    );
+    expect(ids).toEqual({ web: "a-1" });
+  });
+});
+
+describe("the evaluator functions these tests added", () => {
+  it("file() reads an absolute path only, jsondecode() parses JSON, distinct() keeps first occurrences", async () => {
+    const r = moduleResolver(mod, { vars: {} });
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
+    const doc = await evaluateString("${jsondecode(file(local.document_file)).schemaVersion}", r);
+    expect(doc).toBe("2.2");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
+    await expect(evaluateString('${file("document.json")}', r)).rejects.toThrow(UnsupportedError);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
+    await expect(evaluateString('${jsondecode("{")}', r)).rejects.toThrow(/not JSON/);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
+    expect(await evaluateString('${distinct(["b", "a", "b", "c", "a"])}', r)).toEqual([
+      "b",
+      "a",
+      "c",
+    ]);
   });
 });

@@ -70,7 +70,9 @@ async function fixture(name: string) {
 const CONTRACTS: Record<string, ModuleContract> = {
   "terraform/modules/cache": {
     variables: {
-      bucket_name: { type: "string", required: true },
+      // Issue 16: a fixed name or a generated one (exactly one of the two; a precondition).
+      bucket_name: { type: "string", default: null },
+      bucket_prefix: { type: "string", default: null },
       versioning: { type: "bool", default: false },
       force_destroy: { type: "bool", default: false },
       prefix: { type: "string", default: "" },
@@ -83,11 +85,17 @@ const CONTRACTS: Record<string, ModuleContract> = {
       "host_read_policy_arn",
       "writer_policy_arn",
       "agent_policy_arn",
+      "reader_policy_arn",
     ],
   },
   "terraform/modules/ssm-document": {
     variables: {
       name: { type: "string", default: "nixship-activate" },
+      // Issue 16: defaults baked into the document, associations by role, sender tags.
+      default_substituters: { type: "string", default: "" },
+      default_trusted_public_keys: { type: "string", default: "" },
+      associations: { type: "map(string)", default: {} },
+      sender_tag_values: { type: "list(string)", default: [] },
       create_association: { type: "bool", default: false },
       association_tag_key: { type: "string", default: "Role" },
       association_tag_values: { type: "list(string)", default: [] },
@@ -96,7 +104,30 @@ const CONTRACTS: Record<string, ModuleContract> = {
       trusted_public_keys: { type: "string", default: "" },
       tags: { type: "map(string)", default: {} },
     },
-    outputs: ["document_name", "document_arn", "association_id", "sender_policy_json"],
+    outputs: [
+      "document_name",
+      "document_arn",
+      "association_id",
+      "association_ids",
+      "sender_policy_json",
+    ],
+  },
+  "terraform/modules/github-oidc": {
+    variables: {
+      repository: { type: "string", required: true },
+      refs: { type: "list(string)", default: ["refs/heads/main"] },
+      environments: { type: "list(string)", default: [] },
+      name: { type: "string", default: "nixship-github-actions" },
+      create_oidc_provider: { type: "bool", default: true },
+      oidc_provider_arn: { type: "string", default: "" },
+      cache_writer_policy_arn: { type: "string", required: true },
+      send_ssm_commands: { type: "bool", default: true },
+      ssm_sender_policy_json: { type: "string", default: null },
+      create_plan_role: { type: "bool", default: false },
+      cache_reader_policy_arn: { type: "string", default: null },
+      tags: { type: "map(string)", default: {} },
+    },
+    outputs: ["role_arn", "role_name", "plan_role_arn", "oidc_provider_arn", "subjects"],
   },
   "terraform/modules/host": {
     variables: {
@@ -153,6 +184,10 @@ const CONTRACTS: Record<string, ModuleContract> = {
     variables: {
       store_paths: { type: "map(string)", default: {} },
       cache_url: { type: "string", default: "" },
+      // Issue 16: associations by role, and the CI roles (none unless a repository is named).
+      ssm_associations: { type: "map(string)", default: {} },
+      github_repository: { type: "string", default: "" },
+      github_refs: { type: "list(string)", default: ["refs/heads/main"] },
     },
     outputs: ["cache_url", "region", "ssm_document_name", "hosts"],
   },
@@ -164,7 +199,7 @@ describe("the repository's Terraform", () => {
       ...(await findTfFiles(join(ROOT, "terraform"))),
       ...(await findTfFiles(join(ROOT, "examples"))),
     ];
-    const mine = ["cache", "ssm-document", "deploy", "ami-import"].flatMap((m) =>
+    const mine = ["cache", "ssm-document", "deploy", "ami-import", "github-oidc"].flatMap((m) =>
       ["main.tf", "variables.tf", "outputs.tf", "versions.tf"].map(
         (f) => `terraform/modules/${m}/${f}`,
       ),
@@ -179,7 +214,9 @@ describe("the repository's Terraform", () => {
     );
     const modules = moduleDirsNow().map((d) => relative(MODULES_DIR, d));
     expect(dirs.filter((d) => !modules.includes(d))).toEqual([]);
-    expect(dirs).toEqual(expect.arrayContaining(["cache", "ssm-document", "deploy", "ami-import"]));
+    expect(dirs).toEqual(
+      expect.arrayContaining(["cache", "ssm-document", "deploy", "ami-import", "github-oidc"]),
+    );
   });
 
   for (const dir of moduleDirsNow()) {
@@ -319,10 +356,20 @@ describe("each check fails on a fixture made to break it, saying what and where"
     const { root } = await fixture("contract-drift");
     const contract = CONTRACTS["terraform/modules/cache"] as ModuleContract;
     expect(checkContract(root, contract)).toEqual([
-      'contract-drift/main.tf: variable "bucket_name" has a default, the contract says it is required',
+      'contract-drift/main.tf: variable "bucket_name" defaults to "nixship", the contract says null',
+      'contract-drift: the contract\'s variable "bucket_prefix" is not declared',
       'contract-drift/main.tf: variable "versioning" has type string, the contract says bool',
       'contract-drift/main.tf: variable "versioning" defaults to "false", the contract says false',
       'contract-drift: the contract\'s output "agent_policy_arn" is missing',
+      'contract-drift: the contract\'s output "reader_policy_arn" is missing',
     ]);
+    // A required variable the contract gives a default (the other way round) is named too.
+    const strict: ModuleContract = {
+      ...contract,
+      variables: { ...contract.variables, bucket_name: { type: "string", required: true } },
+    };
+    expect(checkContract(root, strict)).toContain(
+      'contract-drift/main.tf: variable "bucket_name" has a default, the contract says it is required',
+    );
   });
 });

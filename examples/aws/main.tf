@@ -1,6 +1,7 @@
 # An example nixship fleet on AWS: the store (cache module), two NixOS hosts tagged Role=web
 # that bootstrap the pull agent (host module), the SSM document that activates systems
-# (ssm-document module), and a deploy of what `nixship terraform vars` built (deploy module).
+# (ssm-document module), a deploy of what `nixship terraform vars` built (deploy module), and
+# optionally the roles a GitHub Actions workflow deploys and plans with (github-oidc module).
 # README.md walks through it from a clean account to a deployed fleet, with rollback.
 
 provider "aws" {
@@ -63,16 +64,46 @@ module "web" {
 }
 
 module "ssm_document" {
-  source              = "../../terraform/modules/ssm-document"
-  substituters        = module.cache.store_url
-  trusted_public_keys = join(" ", var.cache_public_keys)
-  tags                = var.tags
+  source = "../../terraform/modules/ssm-document"
+  tags   = var.tags
 
-  # Optional: State Manager keeps every Role=web host on one system.
-  create_association     = var.ssm_association_store_path != ""
-  association_tag_key    = "Role"
-  association_tag_values = ["web"]
-  store_path             = var.ssm_association_store_path
+  # Baked into the document: a command or association that passes no cache uses this one.
+  default_substituters        = module.cache.store_url
+  default_trusted_public_keys = join(" ", var.cache_public_keys)
+
+  # Optional: State Manager keeps the hosts of each role (their Role tag) on one system.
+  associations        = var.ssm_associations
+  association_tag_key = "Role"
+  # The deployer and the CI role may send the document to the Role=web hosts, and no others.
+  sender_tag_values = ["web"]
+}
+
+# The example's association was the module's single association; it is now the "web" entry of
+# ssm_associations (set ssm_associations = { web = <the store path> } to keep it).
+moved {
+  from = module.ssm_document.aws_ssm_association.this[0]
+  to   = module.ssm_document.aws_ssm_association.role["web"]
+}
+
+# Optional: the roles examples/ci/github-actions.yml assumes through GitHub's OIDC provider.
+# The deploy role (pushes from main) writes the store and sends the SSM document to the
+# Role=web hosts; the plan role (pull requests) only reads the store.
+module "github_oidc" {
+  source = "../../terraform/modules/github-oidc"
+  count  = var.github_repository == "" ? 0 : 1
+
+  repository           = var.github_repository
+  refs                 = var.github_refs
+  environments         = var.github_environments
+  create_oidc_provider = var.github_oidc_provider_arn == ""
+  oidc_provider_arn    = var.github_oidc_provider_arn
+  tags                 = var.tags
+
+  cache_writer_policy_arn = module.cache.writer_policy_arn
+  ssm_sender_policy_json  = module.ssm_document.sender_policy_json
+
+  create_plan_role        = true
+  cache_reader_policy_arn = module.cache.reader_policy_arn
 }
 
 # `terraform apply` after `nixship terraform vars --out nixship.auto.tfvars.json` pushes and

@@ -69,8 +69,32 @@ variable "tags" {
   default     = {}
 }
 
-variable "ssm_association_store_path" {
-  description = "A system store path that an SSM State Manager association keeps every Role=web host on; \"\" for no association."
+variable "ssm_associations" {
+  description = "Role -> system store path: an SSM State Manager association keeps the hosts tagged Role = ROLE on it (the example's hosts are Role = \"web\"); {} for none."
+  type        = map(string)
+  default     = {}
+}
+
+variable "github_repository" {
+  description = "The GitHub repository (OWNER/NAME) whose Actions workflow deploys this fleet through OIDC; \"\" makes no CI roles."
+  type        = string
+  default     = ""
+}
+
+variable "github_refs" {
+  description = "Git refs whose workflow jobs may assume the CI deploy role."
+  type        = list(string)
+  default     = ["refs/heads/main"]
+}
+
+variable "github_environments" {
+  description = "GitHub environments whose jobs may assume the CI deploy role."
+  type        = list(string)
+  default     = []
+}
+
+variable "github_oidc_provider_arn" {
+  description = "ARN of the account's existing IAM OIDC provider for token.actions.githubusercontent.com; \"\" creates it."
   type        = string
   default     = ""
 }

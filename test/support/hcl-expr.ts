@@ -2,6 +2,8 @@
 // expression source, `$${` is a literal `${`). They are parsed by HCL's own parser (through
 // hcl2json's getExpressionAst), then walked: the references an expression makes, and a small
 // evaluator for the subset of the language the tests need, which refuses anything else.
+import { readFileSync } from "node:fs";
+import { isAbsolute } from "node:path";
 import { getExpressionAst } from "@cdktf/hcl2json";
 
 interface Marker {
@@ -303,6 +305,34 @@ const FUNCTIONS: Readonly<Record<string, Fn>> = {
   floor: ([n], what) => {
     if (typeof n !== "number") throw new RenderError(`${what}: floor() of a non-number`);
     return Math.floor(n);
+  },
+  // Terraform's distinct(): the first occurrence of each element, in order.
+  distinct: ([list], what) => {
+    const seen = new Set<string>();
+    return asList(list ?? null, what).filter((x) => {
+      const key = JSON.stringify(x);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  },
+  jsondecode: ([text], what) => {
+    try {
+      return JSON.parse(asString(text ?? null, what)) as HclValue;
+    } catch (err) {
+      throw new RenderError(`${what}: jsondecode() of text that is not JSON: ${err}`);
+    }
+  },
+  // file() of an absolute path (path.module makes one), read as UTF-8 text: a relative path
+  // would depend on the directory terraform runs in, which the tests do not have.
+  file: ([path], what) => {
+    const p = asString(path ?? null, what);
+    if (!isAbsolute(p)) throw new UnsupportedError(`${what}: file() of a relative path ${p}`);
+    try {
+      return readFileSync(p, "utf8");
+    } catch (err) {
+      throw new RenderError(`${what}: file() cannot read ${p}: ${err}`);
+    }
   },
 };
 

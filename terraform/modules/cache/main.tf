@@ -1,8 +1,12 @@
 # The nixship store on S3: one private, encrypted bucket (TLS only) that holds the Nix binary
-# cache, the signed releases and the hosts' status, and the three least-privilege policies
-# that hosts, agents and deployers attach (see README.md for who gets which).
+# cache, the signed releases and the hosts' status, and the least-privilege policies that
+# hosts, agents, deployers and readers attach (see README.md for who gets which).
 
 locals {
+  # The bucket's name: bucket_name, or the one generated from bucket_prefix. The policies are
+  # named after it, and their resources follow the bucket's ARN.
+  bucket = aws_s3_bucket.this.bucket
+
   # "" or "PREFIX/": every key of the store starts with it.
   key_prefix = trim(var.prefix, "/") == "" ? "" : "${trim(var.prefix, "/")}/"
   store_arn  = "${aws_s3_bucket.this.arn}/${local.key_prefix}"
@@ -17,6 +21,10 @@ locals {
   release_keys     = ["releases/*", "channels/*"]
   release_objects  = [for key in local.release_keys : "${local.store_arn}${key}"]
   release_prefixes = [for key in local.release_keys : "${local.key_prefix}${key}"]
+
+  # Every host's status: records, release markers, heartbeats, host keys.
+  status_objects  = ["${local.store_arn}status/*"]
+  status_prefixes = ["${local.key_prefix}status/*"]
 
   # An IAM policy variable, not a Terraform one ($$ keeps it literal): the value of the
   # nixship-host tag of the role making the request, i.e. the host's own name.
@@ -34,8 +42,16 @@ locals {
 
 resource "aws_s3_bucket" "this" {
   bucket        = var.bucket_name
+  bucket_prefix = var.bucket_name == null ? var.bucket_prefix : null
   force_destroy = var.force_destroy
   tags          = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = (var.bucket_name == null) != (var.bucket_prefix == null)
+      error_message = "Give exactly one of bucket_name (a fixed name) and bucket_prefix (a generated one)."
+    }
+  }
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
@@ -162,7 +178,7 @@ data "aws_iam_policy_document" "writer" {
   statement {
     sid       = "ReadStatus"
     actions   = ["s3:GetObject"]
-    resources = ["${local.store_arn}status/*"]
+    resources = local.status_objects
   }
 
   # Agent hosts' secrets bundles (ciphertexts only), stored before the release names them.
@@ -189,6 +205,29 @@ data "aws_iam_policy_document" "writer" {
       test     = "StringLike"
       variable = "s3:prefix"
       values   = ["${local.key_prefix}*"]
+    }
+  }
+}
+
+# Whoever only looks (a plan in a pull request, `nixship status --stored`, a dashboard): read
+# the cache, the channels and releases, and every host's status; write nothing.
+data "aws_iam_policy_document" "reader" {
+  statement {
+    sid       = "ReadCacheReleasesAndStatus"
+    actions   = ["s3:GetObject"]
+    resources = concat(local.cache_objects, local.release_objects, local.status_objects)
+  }
+
+  # Only so that a missing key answers 404 rather than 403, and status markers can be listed.
+  statement {
+    sid       = "ListReadableKeys"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = concat(local.cache_prefixes, local.release_prefixes, local.status_prefixes)
     }
   }
 }
@@ -229,22 +268,29 @@ data "aws_iam_policy_document" "agent" {
 }
 
 resource "aws_iam_policy" "host_read" {
-  name        = "${var.bucket_name}-host-read"
-  description = "nixship: read the binary cache in s3://${var.bucket_name}/${local.key_prefix}"
+  name        = "${local.bucket}-host-read"
+  description = "nixship: read the binary cache in s3://${local.bucket}/${local.key_prefix}"
   policy      = data.aws_iam_policy_document.host_read.json
   tags        = var.tags
 }
 
 resource "aws_iam_policy" "writer" {
-  name        = "${var.bucket_name}-writer"
-  description = "nixship: push to the cache and publish releases in s3://${var.bucket_name}/${local.key_prefix}"
+  name        = "${local.bucket}-writer"
+  description = "nixship: push to the cache and publish releases in s3://${local.bucket}/${local.key_prefix}"
   policy      = data.aws_iam_policy_document.writer.json
   tags        = var.tags
 }
 
 resource "aws_iam_policy" "agent" {
-  name        = "${var.bucket_name}-agent"
-  description = "nixship agent: read the cache and releases, write its own status in s3://${var.bucket_name}/${local.key_prefix}"
+  name        = "${local.bucket}-agent"
+  description = "nixship agent: read the cache and releases, write its own status in s3://${local.bucket}/${local.key_prefix}"
   policy      = data.aws_iam_policy_document.agent.json
+  tags        = var.tags
+}
+
+resource "aws_iam_policy" "reader" {
+  name        = "${local.bucket}-reader"
+  description = "nixship: read the cache, releases and status in s3://${local.bucket}/${local.key_prefix}"
+  policy      = data.aws_iam_policy_document.reader.json
   tags        = var.tags
 }

@@ -1,7 +1,7 @@
 # Outputs of the cache module: where the store is, and the policies to attach.
 
 output "bucket_name" {
-  description = "Name of the bucket."
+  description = "Name of the bucket (given, or generated from bucket_prefix)."
   value       = aws_s3_bucket.this.bucket
 }
 
@@ -28,4 +28,9 @@ output "writer_policy_arn" {
 output "agent_policy_arn" {
   description = "ARN of the agent's policy: read the cache, channels and releases, write only its own status (the role's nixship-host tag)."
   value       = aws_iam_policy.agent.arn
+}
+
+output "reader_policy_arn" {
+  description = "ARN of the read-only policy (a plan in a pull request, stored status): read the cache, channels, releases and status, write nothing."
+  value       = aws_iam_policy.reader.arn
 }

@@ -1,12 +1,24 @@
 # Inputs of the cache module: the bucket, where the store lives inside it, and how it is kept.
 
 variable "bucket_name" {
-  description = "Name of the S3 bucket that holds the nixship store (binary cache, releases, status)."
+  description = "Name of the S3 bucket that holds the nixship store (binary cache, releases, status); null to have one generated from bucket_prefix. Give exactly one of the two."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    condition     = var.bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
     error_message = "bucket_name must be a valid S3 bucket name: 3 to 63 lower-case letters, digits, '.' or '-'."
+  }
+}
+
+variable "bucket_prefix" {
+  description = "Beginning of a generated, unique bucket name (Terraform adds 26 characters), instead of bucket_name; e.g. \"nixship-store-\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bucket_prefix == null || can(regex("^[a-z0-9][a-z0-9.-]{0,36}$", var.bucket_prefix))
+    error_message = "bucket_prefix must be 1 to 37 lower-case letters, digits, '.' or '-', starting with a letter or digit."
   }
 }
 

@@ -1,5 +1,5 @@
-# Inputs of the ssm-document module: the document's name, and the optional association that
-# keeps instances with a tag on a system.
+# Inputs of the ssm-document module: the document's name and the defaults baked into it, the
+# associations that keep tagged instances on a system, and whom the sender policy may target.
 
 variable "name" {
   description = "Name of the SSM document (the fleet file's \"ssm.documentName\")."
@@ -12,26 +12,55 @@ variable "name" {
   }
 }
 
+variable "default_substituters" {
+  description = "Space-separated caches (s3://, https://) set as the document's default Substituters, so that an association or a command that passes none still realises from them; \"\" leaves the default empty."
+  type        = string
+  default     = ""
+}
+
+variable "default_trusted_public_keys" {
+  description = "Space-separated keys (name:base64) set as the document's default TrustedPublicKeys; \"\" leaves the default empty."
+  type        = string
+  default     = ""
+}
+
+variable "associations" {
+  description = "Role -> system store path: one State Manager association per role, running the document on the instances tagged association_tag_key = ROLE with that StorePath."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for role, path in var.associations : can(regex("^[a-zA-Z0-9_.-]{1,64}$", role)) && can(regex("^/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+$", path))])
+    error_message = "associations maps roles (1 to 64 letters, digits, '_', '.' or '-') to store paths /nix/store/<32-character hash>-<name>."
+  }
+}
+
+variable "sender_tag_values" {
+  description = "More tag values (of association_tag_key) whose instances the sender policy may send the document to, besides association_tag_values and the roles of associations."
+  type        = list(string)
+  default     = []
+}
+
 variable "create_association" {
-  description = "Create a State Manager association that runs the document on the instances tagged association_tag_key = one of association_tag_values, with store_path."
+  description = "Create the single association of earlier versions: the document runs on the instances tagged association_tag_key = one of association_tag_values, with store_path. Prefer associations."
   type        = bool
   default     = false
 }
 
 variable "association_tag_key" {
-  description = "Tag key the association and the sender policy select instances by."
+  description = "Tag key the associations and the sender policy select instances by."
   type        = string
   default     = "Role"
 }
 
 variable "association_tag_values" {
-  description = "Tag values the association and the sender policy select instances by (any of them)."
+  description = "Tag values the single association (create_association) and the sender policy select instances by (any of them)."
   type        = list(string)
   default     = []
 }
 
 variable "store_path" {
-  description = "The system (NixOS toplevel store path) the association activates: the document's StorePath."
+  description = "The system (NixOS toplevel store path) the single association (create_association) activates: its StorePath."
   type        = string
   default     = ""
 
@@ -42,13 +71,13 @@ variable "store_path" {
 }
 
 variable "substituters" {
-  description = "Space-separated caches (s3://, https://) the hosts realise store_path from: the document's Substituters (e.g. the cache module's store_url)."
+  description = "Space-separated caches (s3://, https://) every association passes as Substituters (e.g. the cache module's store_url); \"\" passes none, leaving the document's default."
   type        = string
   default     = ""
 }
 
 variable "trusted_public_keys" {
-  description = "Space-separated keys (name:base64) whose signatures the hosts accept: the document's TrustedPublicKeys."
+  description = "Space-separated keys (name:base64) every association passes as TrustedPublicKeys; \"\" passes none, leaving the document's default."
   type        = string
   default     = ""
 }
