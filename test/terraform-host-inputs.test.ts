@@ -1,14 +1,22 @@
 // Issue 16, the host module: the agent's inputs are needed only when agent_enabled, service
-// ports open only when asked, and AMIs looked up from the owners given. Evaluated from the
-// module's own HCL as Terraform would: each agent input's validation accepts null, the
-// aws_instance's precondition holds for an ssh/ssm host with none of them and fails for an
-// agent host missing any, and such a host gets no user-data (nothing of the agent).
+// ports open only when asked, AMIs looked up from the owners given, and SSH: authorized keys
+// validated as OpenSSH public key lines, a host key Terraform may generate (its public half an
+// output), and a host without the agent publishing its own key to the store with exactly one
+// more permission. Evaluated from the module's own HCL as Terraform would: each agent input's
+// validation accepts null, the aws_instance's precondition holds for an ssh/ssm host with none
+// of them and fails for an agent host missing any; a host without the agent, keys or a store
+// gets no user-data, and with keys it gets the SSH part only, nothing of the agent.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runOk } from "./support/cli.js";
 import { evaluateValue, type HclValue } from "./support/hcl-expr.js";
+import { evaluate as iamDecision, validatePolicy } from "./support/iam-policy.js";
 import { blocks, loadModule, type TfModule } from "./support/terraform.js";
-import { moduleResolver } from "./support/terraform-render.js";
+import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
+import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const HOST_DIR = join(ROOT, "terraform", "modules", "host");
@@ -22,8 +30,17 @@ const GIVEN: Record<string, HclValue> = {
 };
 const REQUIRED = { name: "web1", subnet_id: "subnet-1", vpc_id: "vpc-1" };
 
+/** What Terraform knows of the module's data sources and of a generated key. */
+const KNOWN: Record<string, HclValue> = {
+  "data.aws_partition.current": { partition: "aws", dns_suffix: "amazonaws.com" },
+};
+
 type Body = Record<string, unknown>;
 let mod: TfModule;
+let work: string;
+/** Public key lines ssh-keygen made, by type. */
+const keys: Record<string, string> = {};
+let generated: { private_key_openssh: string; public_key_openssh: string };
 
 /** The first block at `path` (hcl2json nests labelled blocks as objects of lists). */
 function blockAt(path: readonly string[]): Body {
@@ -35,12 +52,37 @@ function blockAt(path: readonly string[]): Body {
   throw new Error(`no ${path.join(".")} in ${HOST_DIR}`);
 }
 
+const resolver = (vars: Record<string, HclValue>, known: Record<string, HclValue> = {}) =>
+  moduleResolver(mod, { vars: { ...REQUIRED, ...vars }, known: { ...KNOWN, ...known } });
+
 const evaluate = (expression: unknown, vars: Record<string, HclValue>) =>
-  evaluateValue(expression, moduleResolver(mod, { vars: { ...REQUIRED, ...vars } }));
+  evaluateValue(expression, resolver(vars));
+
+/** A local of the module for these inputs (and a generated key, as Terraform would know it). */
+const localValue = (name: string, vars: Record<string, HclValue>) =>
+  resolver(vars, { "tls_private_key.ssh_host": [generated] })(["local", name], `local.${name}`);
 
 beforeAll(async () => {
   mod = await loadModule(HOST_DIR, ROOT);
+  work = await mkdtemp(join(tmpdir(), "nixship-host-inputs-"));
+  for (const [type, bits] of [
+    ["ed25519", "256"],
+    ["ecdsa", "256"],
+    ["ecdsa", "521"],
+    ["rsa", "2048"],
+  ] as const) {
+    const file = join(work, `${type}-${bits}`);
+    await runOk("ssh-keygen", ["-q", "-t", type, "-b", bits, "-N", "", "-C", "", "-f", file]);
+    keys[`${type}-${bits}`] = (await readFile(`${file}.pub`, "utf8")).trim();
+  }
+  // tls_private_key's two attributes: the OpenSSH private key and "TYPE BASE64\n".
+  generated = {
+    private_key_openssh: await readFile(join(work, "ed25519-256"), "utf8"),
+    public_key_openssh: `${keys["ed25519-256"]}\n`,
+  };
 });
+
+afterAll(() => rm(work, { recursive: true, force: true }));
 
 describe("the host module's agent inputs", () => {
   it("have no value by default, and their validations accept null and good values, not bad ones", async () => {
@@ -67,9 +109,217 @@ describe("the host module's agent inputs", () => {
     expect(String(precondition.error_message)).toContain("agent_enabled = false");
   });
 
-  it("give a host without the agent no user-data at all", async () => {
+  it("give a host without the agent, keys or a store no user-data at all", async () => {
     const instance = blockAt(["resource", "aws_instance", "host"]);
     expect(await evaluate(instance.user_data, { agent_enabled: false })).toBeNull();
+    expect(await localValue("ssh_user_data_needed", { agent_enabled: false })).toBe(false);
+    for (const vars of [
+      { generate_ssh_host_key: true } as Record<string, HclValue>,
+      { ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"] },
+      { store_url: GIVEN.store_url as string },
+    ]) {
+      expect(await localValue("ssh_user_data_needed", { agent_enabled: false, ...vars })).toBe(
+        true,
+      );
+    }
+    // An agent host without SSH inputs: no SSH part, the agent's bootstrap alone (its agent
+    // publishes the host key).
+    expect(await localValue("ssh_user_data_needed", { agent_enabled: true, ...GIVEN })).toBe(false);
+  });
+
+  it("give a host without the agent but with SSH keys the SSH part only: nothing of the agent", async () => {
+    // main.tf joins the agent's bootstrap only under var.agent_enabled (terraform-host-user-data
+    // checks the expression); this is the SSH part with the values Terraform would pass.
+    const vars = await localValue("ssh_user_data_vars", {
+      agent_enabled: false,
+      generate_ssh_host_key: true,
+      ssh_authorized_keys: [`${keys["ecdsa-256"]} alice@example.org\n`],
+      store_url: "s3://fleet-cache?region=eu-west-1",
+    });
+    const template = join(HOST_DIR, "ssh.sh.tftpl");
+    const text = renderTemplate(
+      await readFile(template, "utf8"),
+      vars as Record<string, TemplateValue>,
+      template,
+    ).text;
+    expect(text.startsWith("#!/bin/sh\n")).toBe(true);
+    for (const agentWord of [
+      "nixship agent",
+      "agent.json",
+      "systemd-run",
+      "nix-store",
+      "nixship_package",
+    ]) {
+      expect(text).not.toContain(agentWord);
+    }
+    expect(text).toContain(`${keys["ecdsa-256"]} alice@example.org\nNIXSHIP_VALUE`);
+  });
+});
+
+describe("the host module's SSH inputs", () => {
+  const validation = (name: string) => blockAt(["variable", name, "validation"]).condition;
+  const accepts = async (list: string[]) =>
+    evaluate(validation("ssh_authorized_keys"), { ssh_authorized_keys: list });
+
+  it("authorized keys: none by default; OpenSSH public key lines of each type, with or without comment or final newline", async () => {
+    expect(mod.variables.get("ssh_authorized_keys")?.default).toEqual([]);
+    expect(await accepts([])).toBe(true);
+    const lines = Object.values(keys);
+    expect(lines).toHaveLength(4);
+    expect(await accepts(lines)).toBe(true);
+    expect(await accepts(lines.map((k, i) => `${k} admin${i}@example.org\n`))).toBe(true);
+    expect(
+      await accepts([
+        "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIE= yubikey",
+      ]),
+    ).toBe(true);
+  });
+
+  it("authorized keys: refuses what is not one such line", async () => {
+    const ed25519 = keys["ed25519-256"] as string;
+    const base64 = ed25519.split(" ")[1] as string;
+    for (const bad of [
+      "",
+      "ssh-ed25519",
+      `from="10.0.0.0/8" ${ed25519}`,
+      `${ed25519}\n${keys["rsa-2048"]}`,
+      `ssh-rsa ${base64}`,
+      `ssh-ed25519 ${(keys["rsa-2048"] as string).split(" ")[1]}`,
+      `ssh-ed25519 ${base64}!`,
+      `${ed25519} comment\r\nNIXSHIP_VALUE`,
+      "-----BEGIN OPENSSH PRIVATE KEY-----",
+    ]) {
+      expect(await accepts([ed25519, bad]), JSON.stringify(bad)).toBe(false);
+    }
+  });
+
+  it("a generated host key: off by default; on, an ED25519 tls_private_key whose public half is the output, trimmed", async () => {
+    expect(mod.variables.get("generate_ssh_host_key")?.default).toBe(false);
+    const key = mod.resources.get("tls_private_key.ssh_host")?.body as Body;
+    expect(await evaluate(key.algorithm, {})).toBe("ED25519");
+    expect(await evaluate(key.count, {})).toBe(0);
+    expect(await evaluate(key.count, { generate_ssh_host_key: true })).toBe(1);
+    expect(mod.requiredProviders.get("tls")?.source).toBe("hashicorp/tls");
+
+    const output = mod.outputs.get("ssh_host_public_key")?.value;
+    const withKey = resolver(
+      { generate_ssh_host_key: true },
+      { "tls_private_key.ssh_host": [generated] },
+    );
+    expect(await evaluateValue(output, withKey)).toBe(keys["ed25519-256"]);
+    expect(await evaluate(output, {})).toBe("");
+    const vars = (await localValue("ssh_user_data_vars", {
+      generate_ssh_host_key: true,
+      agent_enabled: false,
+    })) as Record<string, string>;
+    expect(vars.ssh_host_private_key).toBe(generated.private_key_openssh);
+    expect(vars.ssh_host_public_key).toBe(keys["ed25519-256"]);
+  });
+});
+
+describe("a host without the agent publishing its SSH host key", () => {
+  type Vars = Record<string, string>;
+  const publishing = async (
+    vars: Record<string, HclValue>,
+    known: Record<string, HclValue> = {},
+  ) => {
+    const all = (await resolver({ agent_enabled: false, ...vars }, known)(
+      ["local", "ssh_user_data_vars"],
+      "local.ssh_user_data_vars",
+    )) as Vars;
+    return [all.host_key_store, all.host_key_url, all.host_key_region];
+  };
+
+  it("to S3 (virtual-hosted, or path-style for a dotted bucket; the partition's domain) or a directory", async () => {
+    expect(await publishing({ store_url: "s3://fleet-cache?region=eu-west-1" })).toEqual([
+      "s3",
+      "https://fleet-cache.s3.eu-west-1.amazonaws.com/status/host-keys/web1.pub",
+      "eu-west-1",
+    ]);
+    expect(await publishing({ store_url: "s3://fleet.cache.example?region=us-east-2" })).toEqual([
+      "s3",
+      "https://s3.us-east-2.amazonaws.com/fleet.cache.example/status/host-keys/web1.pub",
+      "us-east-2",
+    ]);
+    const china = {
+      "data.aws_partition.current": { partition: "aws-cn", dns_suffix: "amazonaws.com.cn" },
+    };
+    expect((await publishing({ store_url: "s3://fleet-cache?region=cn-north-1" }, china))[1]).toBe(
+      "https://fleet-cache.s3.cn-north-1.amazonaws.com.cn/status/host-keys/web1.pub",
+    );
+    expect(await publishing({ store_url: "file:///srv/fleet store?fsync=false" })).toEqual([
+      "file",
+      "/srv/fleet store/status/host-keys/web1.pub",
+      "",
+    ]);
+  });
+
+  it("not at all without a store, nor on an agent host (its agent publishes)", async () => {
+    expect(await publishing({})).toEqual(["", "", ""]);
+    expect(
+      await publishing({
+        agent_enabled: true,
+        ...GIVEN,
+        store_url: "s3://fleet-cache?region=eu-west-1",
+      }),
+    ).toEqual(["", "", ""]);
+  });
+
+  it("needs the S3 store's region, which the script signs for", async () => {
+    const lifecycle = blockAt(["resource", "aws_instance", "host", "lifecycle"]);
+    const precondition = blocks(lifecycle.precondition).find((p) =>
+      String((p as Body).error_message).includes("region"),
+    ) as Body;
+    const holds = (vars: Record<string, HclValue>) => evaluate(precondition.condition, vars);
+    expect(await holds({ agent_enabled: false, store_url: "s3://fleet-cache" })).toBe(false);
+    expect(
+      await holds({ agent_enabled: false, store_url: "s3://fleet-cache?region=eu-west-1" }),
+    ).toBe(true);
+    expect(await holds({ agent_enabled: false, store_url: "file:///srv/fleet" })).toBe(true);
+    expect(await holds({ agent_enabled: true, ...GIVEN, store_url: "s3://fleet-cache" })).toBe(
+      true,
+    );
+  });
+
+  it("with one more permission, exactly for its own key's object, and only when it publishes to S3", async () => {
+    const policy = mod.resources.get("aws_iam_role_policy.publish_host_key")?.body as Body;
+    const count = (vars: Record<string, HclValue>) => evaluateValue(policy.count, resolver(vars));
+    expect(
+      await count({ agent_enabled: false, store_url: "s3://fleet-cache?region=eu-west-1" }),
+    ).toBe(1);
+    expect(await count({ agent_enabled: false, store_url: "file:///srv/fleet" })).toBe(0);
+    expect(await count({ agent_enabled: false })).toBe(0);
+    expect(await count({ agent_enabled: true, ...GIVEN })).toBe(0);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
+    expect(String(policy.policy)).toBe("${data.aws_iam_policy_document.publish_host_key.json}");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
+    expect(String(policy.role)).toBe("${aws_iam_role.host.id}");
+
+    const document = validatePolicy(
+      await renderPolicyDocument(
+        mod,
+        "publish_host_key",
+        resolver({ agent_enabled: false, store_url: "s3://fleet-cache?region=eu-west-1" }),
+      ),
+      "publish_host_key",
+    );
+    const decide = (action: string, key: string) =>
+      iamDecision([document], {
+        action,
+        resource: `arn:aws:s3:::fleet-cache/${key}`,
+        context: { "aws:PrincipalTag/nixship-host": "web1" },
+      });
+    expect(decide("s3:PutObject", "status/host-keys/web1.pub")).toBe("allow");
+    expect(decide("s3:GetObject", "status/host-keys/web1.pub")).toBe("allow");
+    for (const [action, key] of [
+      ["s3:PutObject", "status/host-keys/web2.pub"],
+      ["s3:PutObject", "status/host-keys/web1.pub.tmp"],
+      ["s3:PutObject", "status/hosts/web1.json"],
+      ["s3:DeleteObject", "status/host-keys/web1.pub"],
+      ["s3:GetObject", "channels/production.json"],
+    ]) {
+      expect(decide(action as string, key as string), `${action} ${key}`).toBe("implicit-deny");
+    }
   });
 });
 

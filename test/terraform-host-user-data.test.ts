@@ -7,6 +7,9 @@
 // runs the agent itself (its own nixship-agent.service) is left alone. Lab hosts have no
 // systemd, so stand-ins for systemctl and systemd-run come first on the script's PATH: the
 // systemd-run one records its arguments and really starts the agent in the background.
+// Issue 16: main.tf puts the SSH part (ssh.sh.tftpl) before it only when an SSH input asks for
+// it, and the two together still pass shellcheck within EC2's 16 KiB (the SSH part on a host:
+// terraform-host-ssh.test.ts, terraform-host-key-s3.test.ts).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -25,9 +28,20 @@ import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const MODULE_DIR = join(dirname(NIXSHIP_BIN), "..", "..", "terraform", "modules", "host");
 const TEMPLATE = join(MODULE_DIR, "user-data.sh.tftpl");
+const SSH_TEMPLATE = join(MODULE_DIR, "ssh.sh.tftpl");
 const LAB = "tfh";
 const HOST = "tfh1";
 const CHANNEL = "production";
+/** What main.tf passes to ssh.sh.tftpl (local.ssh_user_data_vars; its values are evaluated in terraform-host-inputs.test.ts). */
+const SSH_TEMPLATE_VARS = [
+  "host_name",
+  "ssh_host_private_key",
+  "ssh_host_public_key",
+  "ssh_authorized_keys",
+  "host_key_store",
+  "host_key_url",
+  "host_key_region",
+];
 /** What main.tf must pass to templatefile: each template variable and the module input behind it. */
 const TEMPLATE_VARS: Record<string, string> = {
   host_name: "var.name",
@@ -76,11 +90,30 @@ function templateValues(
   };
 }
 
-async function renderUserData(values: Record<string, TemplateValue>): Promise<string> {
-  const rendered = renderTemplate(await readFile(TEMPLATE, "utf8"), values, TEMPLATE);
+/** The SSH part's values for a host that generates no key, has no keys and publishes nothing. */
+function sshValues(overrides: Record<string, TemplateValue> = {}): Record<string, TemplateValue> {
+  return {
+    ...Object.fromEntries(SSH_TEMPLATE_VARS.map((name) => [name, ""])),
+    host_name: HOST,
+    ...overrides,
+  };
+}
+
+async function render(file: string, values: Record<string, TemplateValue>): Promise<string> {
+  const rendered = renderTemplate(await readFile(file, "utf8"), values, file);
   // Every value main.tf passes is used: none is left over from an older template.
   expect([...rendered.used].sort()).toEqual(Object.keys(values).sort());
   return rendered.text;
+}
+
+/** The user-data of an agent host as main.tf joins it: the SSH part if asked for, then this. */
+async function renderUserData(
+  values: Record<string, TemplateValue>,
+  ssh?: Record<string, TemplateValue>,
+): Promise<string> {
+  return (
+    (ssh === undefined ? "" : await render(SSH_TEMPLATE, ssh)) + (await render(TEMPLATE, values))
+  );
 }
 
 /** Runs `script` (sh) in the host's view: its namespaces plus the test's /etc and /var/lib. */
@@ -364,20 +397,26 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe("main.tf renders user-data.sh.tftpl", () => {
-  it("with exactly the variables the template takes, from the module's inputs", async () => {
+describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () => {
+  it("with exactly the variables the templates take; the SSH part only when asked for, the agent's only with the agent", async () => {
     const main = (await parse("main.tf", await readFile(join(MODULE_DIR, "main.tf"), "utf8"))) as {
-      locals?: Record<string, Record<string, unknown>>[];
+      locals?: Record<string, unknown>[];
       resource?: { aws_instance?: Record<string, { user_data?: string }[]> };
     };
+    const local = (name: string) => (main.locals ?? []).find((l) => name in l)?.[name];
     const instances = Object.values(main.resource?.aws_instance ?? {}).flat();
     expect(instances).toHaveLength(1);
-    const userData = instances[0]?.user_data ?? "";
-    const call =
-      /templatefile\("\$\{path\.module\}\/user-data\.sh\.tftpl", local\.([a-z_]+)\)/.exec(userData);
-    expect(call, `user_data is ${userData}`).not.toBeNull();
-    const vars = (main.locals ?? []).find((l) => l[call?.[1] as string])?.[call?.[1] as string];
-    expect(vars).toEqual(
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
+    expect(instances[0]?.user_data).toBe("${local.user_data}");
+    // An agent host without SSH inputs gets user-data.sh.tftpl alone, as before issue 16.
+    expect(String(local("user_data")).replace(/\s+/g, "")).toBe(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
+      '${var.agent_enabled||local.ssh_user_data_needed?join("",[local.ssh_user_data_needed?templatefile("${path.module}/ssh.sh.tftpl",local.ssh_user_data_vars):"",var.agent_enabled?templatefile("${path.module}/user-data.sh.tftpl",local.user_data_vars):"",]):null}',
+    );
+    expect(Object.keys(local("ssh_user_data_vars") as object).sort()).toEqual(
+      [...SSH_TEMPLATE_VARS].sort(),
+    );
+    expect(local("user_data_vars")).toEqual(
       Object.fromEntries(Object.entries(TEMPLATE_VARS).map(([k, v]) => [k, `\${${v}}`])),
     );
     expect(Object.keys(templateValues()).sort()).toEqual(Object.keys(TEMPLATE_VARS).sort());
@@ -394,14 +433,32 @@ describe("main.tf renders user-data.sh.tftpl", () => {
   });
 
   it("into a POSIX sh script that shellcheck finds nothing in, within EC2's 16 KiB", async () => {
-    const text = await renderUserData(templateValues());
-    expect(text.startsWith("#!/bin/sh\n")).toBe(true);
-    expect(Buffer.byteLength(text)).toBeLessThan(USER_DATA_LIMIT);
-    const file = join(work, "shellcheck.sh");
-    await writeFile(file, text);
-    const r = await run("shellcheck", ["-s", "sh", "-f", "gcc", file]);
-    expect(r.stdout + r.stderr).toBe("");
-    expect(r.code).toBe(0);
+    // Everything at once: a generated key, three authorized keys, and the agent.
+    const key = join(work, "shellcheck-host-key");
+    await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", key]);
+    const pub = (await readFile(`${key}.pub`, "utf8")).trim();
+    const ssh = sshValues({
+      ssh_host_private_key: await readFile(key, "utf8"),
+      ssh_host_public_key: pub,
+      ssh_authorized_keys: [1, 2, 3].map((i) => `${pub} admin${i}@example.org`).join("\n"),
+    });
+    const published = sshValues({
+      host_key_store: "s3",
+      host_key_url: `https://fleet-cache.s3.eu-west-1.amazonaws.com/status/host-keys/${HOST}.pub`,
+      host_key_region: "eu-west-1",
+    });
+    for (const [name, text] of [
+      ["agent", await renderUserData(templateValues(), ssh)],
+      ["ssh-only", await render(SSH_TEMPLATE, published)],
+    ] as const) {
+      expect(text.startsWith("#!/bin/sh\n")).toBe(true);
+      expect(Buffer.byteLength(text)).toBeLessThan(USER_DATA_LIMIT);
+      const file = join(work, `shellcheck-${name}.sh`);
+      await writeFile(file, text);
+      const r = await run("shellcheck", ["-s", "sh", "-f", "gcc", file]);
+      expect(r.stdout + r.stderr, name).toBe("");
+      expect(r.code).toBe(0);
+    }
   });
 });
 

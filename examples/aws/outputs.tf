@@ -17,13 +17,14 @@ output "ssm_document_name" {
 }
 
 output "hosts" {
-  description = "Each host by name: its instance ID, private and public IPv4 address (\"\" when none) and instance tags."
+  description = "Each host by name: its instance ID, private and public IPv4 address (\"\" when none), instance tags, and SSH host public key (\"\" unless the host module generated it)."
   value = {
     for name, host in module.web : name => {
-      instance_id = host.instance_id
-      private_ip  = host.private_ip
-      public_ip   = host.public_ip
-      tags        = host.tags
+      instance_id         = host.instance_id
+      private_ip          = host.private_ip
+      public_ip           = host.public_ip
+      ssh_host_public_key = host.ssh_host_public_key
+      tags                = host.tags
     }
   }
 }

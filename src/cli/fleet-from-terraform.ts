@@ -1,6 +1,7 @@
 // `nixship fleet from-terraform`: a fleet file from `terraform output -json` of examples/aws,
-// with the hosts' systems (and keys, policy) from a base fleet or a system template.
-import { dirname, resolve } from "node:path";
+// with the hosts' systems (and keys, policy) from a base fleet or a system template; and, for
+// ssh hosts, their SSH host keys merged into a known_hosts file (known-hosts-update.ts).
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, type Fleet } from "../fleet/fleet.js";
 import { parseFleet } from "../fleet/fleet-file.js";
@@ -10,11 +11,18 @@ import {
   SYSTEM_TEMPLATE_PLACEHOLDER,
   systemSpec,
 } from "../fleet/from-terraform.js";
+import { hostKeyObjectKey } from "../fleet/host-key-store.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { relocateFleet } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
-import { type Command, parseFlags } from "./command.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
+import {
+  knownHostsUpdate,
+  reportKnownHosts,
+  STORE_READ_TIMEOUT,
+  writeKnownHosts,
+} from "./known-hosts-update.js";
 import { readInputText, writeOutputFile } from "./output-file.js";
 
 const COMMAND = "fleet from-terraform";
@@ -25,6 +33,7 @@ export const fleetFromTerraformCommand: Command = {
   help: `Usage: nixship fleet from-terraform OUTPUT_JSON [--via ssm|ssh|agent]
                                     [--base FLEET] [--system TEMPLATE] [--tag-keys K,...]
                                     [--cache-key KEY]... [--substituter URL] [--out FILE]
+                                    [--known-hosts FILE] [--replace-host-keys] [--json]
 
 Reads what 'terraform output -json' prints for examples/aws (OUTPUT_JSON, or - for stdin)
 and writes a fleet file: one host per entry of the "hosts" output, reached by --via:
@@ -34,7 +43,9 @@ and writes a fleet file: one host per entry of the "hosts" output, reached by --
 Every host gets "address" (public_ip, else private_ip) when it has one, for health checks,
 and "tags" from its instance tag Role and the tag keys of --tag-keys: the values lowercased,
 each a valid fleet tag or an error. From the other outputs: cache.url (cache_url),
-ssm.documentName (ssm_document_name) and ssm.region (region).
+ssm.documentName (ssm_document_name) and ssm.region (region). A host's ssh_host_public_key
+(the host module's output, when it generates the key) becomes, for ssm and agent hosts,
+"hostKey" (what their secrets are encrypted to); for ssh hosts, see --known-hosts.
 
 Terraform does not know what each host runs, so at least one of these is required:
   --base FLEET        a fleet file that names the hosts' systems; also gives the settings
@@ -47,6 +58,18 @@ A host that gets no system from either is an error. Relative flake references (a
 files) are relative to the fleet file's directory: with --out, those of the base are
 rewritten for the output's directory; on stdout they are kept as the base writes them.
 
+Host keys (--via ssh, --known-hosts FILE): nixship checks ssh host keys strictly, so each
+host's ssh-ed25519 key is merged into FILE, one line per host naming its public_ip and
+private_ip, and the fleet's ssh.knownHosts names FILE. The key is the host's
+ssh_host_public_key output; a host without one (the host module without
+generate_ssh_host_key) publishes its own key to the fleet's store at first boot, and it is
+read from there (status/host-keys/HOST.pub in cache_url; at most ${STORE_READ_TIMEOUT} s for all).
+A host that has published nothing yet is named on stderr and left out of FILE: run this
+again once it has booted. FILE is replaced atomically and only when it changes; the lines
+of other hosts, comments and other key types stay. A host whose name FILE already gives
+another ssh-ed25519 key (or the base fleet another hostKey) is refused, and nothing is
+written, unless --replace-host-keys.
+
 Errors name the JSON path in OUTPUT_JSON (e.g. hosts.value.web1.instance_id). The fleet
 written is checked with the fleet loader before it is written.
 
@@ -54,6 +77,9 @@ Example:
   terraform -chdir=examples/aws output -json > tf-outputs.json
   nixship fleet from-terraform tf-outputs.json --base nixship.base.json --out nixship.json
   nixship deploy --fleet nixship.json --on @web --via ssm --key cache.sec
+
+  nixship fleet from-terraform tf-outputs.json --via ssh --base nixship.base.json \\
+    --known-hosts known_hosts --out nixship.json
 
 Options:
   --via MODE           ssm (default), ssh or agent: how every host is reached
@@ -65,10 +91,20 @@ Options:
   --substituter URL    where hosts substitute from (default: the base's cache.substituter;
                        else, for ssm hosts, cache_url when it is an s3:// URL)
   --out FILE           write the fleet file atomically to FILE instead of stdout
+  --known-hosts FILE   merge the ssh hosts' keys into FILE (created when missing), and name
+                       it in the fleet's ssh.knownHosts (a relative FILE relative to --out's
+                       directory)
+  --replace-host-keys  take a host key that differs from the one FILE (or the base fleet)
+                       trusts for that host: only when the host was replaced on purpose
+  --json               print what was done as JSON on stdout: {out, via, hosts,
+                       notInTerraform, knownHosts: {file, written, hosts: [{host, names,
+                       fingerprint, source, change}], pending: [{host, object}]} | null},
+                       and without --out the fleet file as "fleet"
 
-Exit codes: 0 written, 1 the output file could not be written, 2 bad usage or input (a
-missing output, a host without what its mode needs, a bad tag value, input that is not JSON,
-a base fleet that does not load).`,
+Exit codes: 0 written (also when some hosts have published no key yet),
+1 a file could not be written, the store could not be read, or a host key changed (then
+nothing is written), 2 bad usage or input (a missing output, a host without what its mode
+needs, a bad tag value or host key, input that is not JSON, a base fleet that does not load).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -80,6 +116,9 @@ a base fleet that does not load).`,
         "cache-key": { type: "string", multiple: true },
         substituter: { type: "string" },
         out: { type: "string" },
+        "known-hosts": { type: "string" },
+        "replace-host-keys": { type: "boolean" },
+        json: { type: "boolean" },
       },
       COMMAND,
     );
@@ -93,6 +132,15 @@ a base fleet that does not load).`,
     }
     const input = positionals[0] as string;
     const via = parseVia(values.via);
+    const knownHostsFile = values["known-hosts"];
+    if (knownHostsFile !== undefined && via !== "ssh") {
+      throw new UsageError(
+        `${COMMAND}: --known-hosts is for --via ssh; ${via} hosts get their key as "hostKey" in the fleet file instead`,
+      );
+    }
+    if (knownHostsFile === "" || knownHostsFile === "-") {
+      throw new UsageError(`${COMMAND}: --known-hosts must name a file`);
+    }
     const outDir = values.out === undefined ? undefined : dirname(resolve(values.out));
     const base = values.base === undefined ? undefined : await readBase(values.base, io, outDir);
     const cacheKeys =
@@ -105,6 +153,7 @@ a base fleet that does not load).`,
       await readInputText(input, io.stdin, "the Terraform outputs"),
       source,
     );
+    const replace = values["replace-host-keys"] === true;
     const made = fleetFromTerraform(
       outputs,
       {
@@ -114,19 +163,59 @@ a base fleet that does not load).`,
         systemTemplate: values.system,
         cacheKeys,
         substituter: values.substituter,
+        replaceHostKeys: replace,
+        // As the fleet file names it: relative to its directory, unless given absolute.
+        knownHosts:
+          knownHostsFile === undefined || outDir === undefined || isAbsolute(knownHostsFile)
+            ? knownHostsFile
+            : relative(outDir, resolve(knownHostsFile)),
       },
       source,
     );
+    // Everything is read and checked before anything is written.
+    const known =
+      knownHostsFile === undefined
+        ? undefined
+        : await knownHostsUpdate(knownHostsFile, made, replace);
     if (made.notInTerraform.length > 0) {
       io.stderr.write(
         `note: left out hosts of the base fleet that Terraform does not list: ${made.notInTerraform.join(", ")}\n`,
       );
     }
+    if (known !== undefined) {
+      if (known.merge.changed) await writeKnownHosts(known.file, known.merge.text);
+      reportKnownHosts(known, io.stderr);
+    }
     const text = formatJson(made.doc);
-    if (values.out === undefined) io.stdout.write(text);
-    else {
+    if (values.out === undefined) {
+      if (values.json !== true) io.stdout.write(text);
+    } else {
       await writeOutputFile(values.out, text);
       io.stderr.write(`wrote ${values.out}: ${made.fleet.hosts.length} ${via} hosts\n`);
+    }
+    if (values.json === true) {
+      writeJson(io, {
+        out: values.out ?? null,
+        via,
+        hosts: made.fleet.hosts.length,
+        notInTerraform: made.notInTerraform,
+        knownHosts:
+          known === undefined
+            ? null
+            : {
+                file: known.file,
+                written: known.merge.changed,
+                hosts: known.merge.hosts.map(({ host, names, fingerprint, source, change }) => ({
+                  host,
+                  names,
+                  fingerprint,
+                  source,
+                  change,
+                })),
+                pending: known.pending.map((host) => ({ host, object: hostKeyObjectKey(host) })),
+              },
+        ...(values.out === undefined ? { fleet: made.doc } : {}),
+      });
     }
     return 0;
   },

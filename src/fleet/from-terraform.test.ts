@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { Fleet } from "./fleet.js";
@@ -7,6 +8,7 @@ import {
   fleetFromTerraform,
   TerraformOutputError,
 } from "./from-terraform.js";
+import { HostKeyChangedError } from "./known-hosts.js";
 
 const CACHE_KEY = formatPublicKey(publicKeyOf(generateSecretKey("cache-1")));
 const RELEASE_KEY = formatPublicKey(publicKeyOf(generateSecretKey("release-1")));
@@ -195,7 +197,7 @@ describe("fleetFromTerraform", () => {
       "hosts.value.Web_2: is not a fleet host name: names must match ^[a-z0-9][a-z0-9-]*$, at most 63 characters",
       expect.stringMatching(/^hosts\.value\.web3\.instance_id: must be a string matching/),
       expect.stringMatching(/^hosts\.value\.web3\.private_ip: must be a string matching/),
-      'hosts.value.web4: must be an object {instance_id, private_ip, public_ip, tags} (got "i-0123456789abcdef4")',
+      'hosts.value.web4: must be an object {instance_id, private_ip, public_ip, tags, ssh_host_public_key} (got "i-0123456789abcdef4")',
     ]);
   });
 
@@ -229,5 +231,117 @@ describe("fleetFromTerraform", () => {
     ]);
     // ssm reaches it by ID: no address needed.
     expect(fleetFromTerraform(tf, options(), "x").fleet.hosts[0]?.address).toBeUndefined();
+  });
+});
+
+/** A fresh `ssh-ed25519 BASE64` key line. */
+function sshKey(): string {
+  const raw = generateKeyPairSync("ed25519")
+    .publicKey.export({ format: "der", type: "spki" })
+    .subarray(-32);
+  const field = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]).toString("base64")}`;
+}
+
+describe("fleetFromTerraform and the hosts' SSH host keys", () => {
+  const KEY = sshKey();
+  const tf = outputs({
+    web1: {
+      ...web("i-0123456789abcdef0"),
+      public_ip: "198.51.100.7",
+      ssh_host_public_key: `${KEY}\n`,
+    },
+    web2: { ...web("i-0123456789abcdef2"), ssh_host_public_key: "" },
+    web3: { ...web("i-0123456789abcdef3"), private_ip: "10.0.0.7" },
+  });
+
+  it('gives each host\'s key from ssh_host_public_key (none for "" or absent) and its names, public first', () => {
+    const made = fleetFromTerraform(tf, options({ via: "ssh" }), "out.json");
+    expect(made.hostKeys).toEqual([
+      { host: "web1", names: ["198.51.100.7", "10.0.0.5"], key: KEY },
+      { host: "web2", names: ["10.0.0.5"], key: undefined },
+      { host: "web3", names: ["10.0.0.7"], key: undefined },
+    ]);
+    // An ssh host's key goes to known_hosts, never into the fleet file.
+    expect(made.doc.hosts).not.toHaveProperty("web1.hostKey");
+  });
+
+  it("makes it the hostKey of ssm and agent hosts (their secrets' recipient), else keeps the base's", () => {
+    const base = parseFleetValue(
+      {
+        ...JSON.parse(JSON.stringify({ cache: { url: "file:///c", publicKeys: [CACHE_KEY] } })),
+        releases: { channel: "prod", publicKeys: [RELEASE_KEY] },
+        hosts: {
+          web1: { delivery: "agent", hostKey: KEY, system: SYSTEM },
+          web2: { delivery: "agent", hostKey: sshKey(), system: SYSTEM },
+          web3: { delivery: "agent", system: SYSTEM },
+        },
+      },
+      "base.json",
+    );
+    for (const via of ["ssm", "agent"] as const) {
+      const made = fleetFromTerraform(tf, options({ via, base }), "out.json");
+      expect(made.fleet.hosts.map((h) => h.hostKey)).toEqual([
+        KEY,
+        base.hosts[1]?.hostKey,
+        undefined,
+      ]);
+    }
+  });
+
+  it("refuses a key that differs from the base fleet's hostKey, unless replaceHostKeys", () => {
+    const old = sshKey();
+    const base = parseFleetValue(
+      {
+        cache: { url: "file:///c", publicKeys: [CACHE_KEY] },
+        hosts: {
+          web1: {
+            delivery: "ssm",
+            instanceId: "i-0123456789abcdef0",
+            hostKey: old,
+            system: SYSTEM,
+          },
+        },
+      },
+      "base.json",
+    );
+    let thrown: unknown;
+    try {
+      fleetFromTerraform(tf, options({ base }), "out.json");
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(HostKeyChangedError);
+    expect((thrown as HostKeyChangedError).conflicts).toEqual([
+      expect.objectContaining({ host: "web1", where: "the base fleet's hostKey" }),
+    ]);
+    expect((thrown as Error).message).toMatch(
+      /^web1: its SSH host key changed: the base fleet's hostKey trusts SHA256:/,
+    );
+    const made = fleetFromTerraform(tf, options({ base, replaceHostKeys: true }), "out.json");
+    expect(made.fleet.hosts[0]?.hostKey).toBe(KEY);
+  });
+
+  it("names the fleet's known_hosts file when told to", () => {
+    const made = fleetFromTerraform(tf, options({ via: "ssh", base: BASE, knownHosts: "kh" }), "x");
+    expect(made.fleet.ssh).toEqual({ ...BASE.ssh, knownHosts: "kh" });
+    expect(fleetFromTerraform(tf, options({ via: "ssh", base: BASE }), "x").fleet.ssh).toEqual(
+      BASE.ssh,
+    );
+  });
+
+  it("refuses a key that is no ssh-ed25519 key line, at its JSON path", () => {
+    const bad = outputs({
+      web1: { ...web("i-0123456789abcdef0"), ssh_host_public_key: "ssh-rsa AAAAB3NzaC1yc2E" },
+      web2: { ...web("i-0123456789abcdef2"), ssh_host_public_key: 42 },
+      web3: { ...web("i-0123456789abcdef3"), ssh_host_public_key: "ssh-ed25519 AAAAnotakey" },
+    });
+    expect(problems(bad, options({ via: "ssh" }))).toEqual([
+      "hosts.value.web1.ssh_host_public_key: is not an ssh-ed25519 public key line (ssh-ed25519 AAAA…), as the host module's output gives",
+      "hosts.value.web2.ssh_host_public_key: must be a non-empty string (at most 4096 characters; got 42)",
+      expect.stringMatching(
+        /^hosts\.value\.web3\.ssh_host_public_key: is not an ssh-ed25519 public key line .*: the key: /,
+      ),
+    ]);
   });
 });

@@ -21,6 +21,7 @@ import {
 } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { fleetToJson, type JsonObject } from "./fleet-json.js";
+import { canonicalHostKey } from "./host-key-store.js";
 import {
   got,
   inputProblem,
@@ -30,6 +31,7 @@ import {
   readString,
 } from "./json-check.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
+import { HostKeyChangedError, type HostKeyConflict, keyFingerprint } from "./known-hosts.js";
 import { AWS_REGION_PATTERN, SSM_DOCUMENT_NAME_PATTERN } from "./read-ssm.js";
 
 /** The outputs of examples/aws this reads; others are ignored. */
@@ -56,6 +58,22 @@ export interface FleetFromTerraformOptions {
   readonly cacheKeys: readonly string[] | undefined;
   /** Undefined: the base's; else, for ssm hosts, the cache URL (an S3 store Nix reads). */
   readonly substituter: string | undefined;
+  /**
+   * Take a host key from Terraform that differs from the base fleet's `hostKey` for an ssm or
+   * agent host (else that is a HostKeyChangedError).
+   */
+  readonly replaceHostKeys?: boolean;
+  /** The fleet's ssh.knownHosts, as the fleet file names it; undefined: the base's. */
+  readonly knownHosts?: string | undefined;
+}
+
+/** What Terraform says of a host's SSH host key, and the names ssh reaches it by. */
+export interface TerraformHostKey {
+  readonly host: string;
+  /** public_ip, then private_ip: the names a known_hosts line gives it. */
+  readonly names: readonly string[];
+  /** `ssh-ed25519 BASE64` from the output ssh_host_public_key; undefined when it has none. */
+  readonly key: string | undefined;
 }
 
 export interface FleetFromTerraform {
@@ -65,7 +83,12 @@ export interface FleetFromTerraform {
   readonly fleet: Fleet;
   /** Hosts of the base fleet that Terraform does not list (left out). */
   readonly notInTerraform: readonly string[];
+  /** Each host's key and names, in the order of the hosts. */
+  readonly hostKeys: readonly TerraformHostKey[];
 }
+
+/** The flag that lets a changed host key through. */
+export const REPLACE_HOST_KEYS_FLAG = "--replace-host-keys";
 
 /** Terraform's output has problems; `problems` holds them all, each at its JSON path. */
 export class TerraformOutputError extends InputError {
@@ -85,6 +108,9 @@ interface TerraformHost {
   readonly name: string;
   readonly instanceId: string | undefined;
   readonly address: string | undefined;
+  /** public_ip, then private_ip, those it has. */
+  readonly addresses: readonly string[];
+  readonly hostKey: string | undefined;
   readonly tags: readonly string[];
   readonly system: SystemSpec;
 }
@@ -101,6 +127,7 @@ export function fleetFromTerraform(
     throw new TerraformOutputError(source, problems.list);
   }
   const { base } = options;
+  const conflicts: HostKeyConflict[] = [];
   const publicKeys = options.cacheKeys ?? base?.cache?.publicKeys ?? [];
   const substituter =
     options.substituter ??
@@ -109,23 +136,55 @@ export function fleetFromTerraform(
   const fleet: Fleet = {
     cache: { url: read.cacheUrl, publicKeys, substituter },
     releases: base?.releases,
-    ssh: base?.ssh ?? { user: DEFAULT_SSH_USER, configFile: undefined, knownHosts: undefined },
+    ssh: {
+      ...(base?.ssh ?? { user: DEFAULT_SSH_USER, configFile: undefined, knownHosts: undefined }),
+      ...(options.knownHosts === undefined ? {} : { knownHosts: options.knownHosts }),
+    },
     ssm: {
       documentName: read.documentName,
       region: read.region,
       commandTimeout: base?.ssm.commandTimeout ?? SSM_DEFAULTS.commandTimeout,
     },
     policy: base?.policy ?? { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
-    hosts: read.hosts.map((h) => toFleetHost(h, options.via)),
+    hosts: read.hosts.map((h) =>
+      toFleetHost(h, options.via, hostKeyOf(h, options, base?.hosts, conflicts)),
+    ),
     secrets: base?.secrets,
   };
+  if (conflicts.length > 0) throw new HostKeyChangedError(conflicts, REPLACE_HOST_KEYS_FLAG);
   const doc = fleetToJson(fleet);
   const names = new Set(read.hosts.map((h) => h.name));
   return {
     doc,
     fleet: parseFleetValue(doc, "the fleet made from Terraform's outputs"),
     notInTerraform: (base?.hosts ?? []).map((h) => h.name).filter((n) => !names.has(n)),
+    hostKeys: read.hosts.map((h) => ({ host: h.name, names: h.addresses, key: h.hostKey })),
   };
+}
+
+/**
+ * An ssm or agent host's `hostKey` (what its secrets are encrypted to): Terraform's, else the
+ * base fleet's. An ssh host has none: its key goes to known_hosts.
+ */
+function hostKeyOf(
+  host: TerraformHost,
+  options: FleetFromTerraformOptions,
+  baseHosts: readonly FleetHost[] | undefined,
+  conflicts: HostKeyConflict[],
+): string | undefined {
+  if (options.via === "ssh") return undefined;
+  const fromBase = baseHosts?.find((h) => h.name === host.name)?.hostKey;
+  if (host.hostKey === undefined) return fromBase;
+  if (fromBase !== undefined && fromBase !== host.hostKey && options.replaceHostKeys !== true) {
+    conflicts.push({
+      host: host.name,
+      where: "the base fleet's hostKey",
+      oldFingerprint: keyFingerprint(fromBase),
+      newFingerprint: keyFingerprint(host.hostKey),
+      source: "Terraform's output ssh_host_public_key",
+    });
+  }
+  return host.hostKey;
 }
 
 /** A fleet file's system text as a spec; undefined when it is neither kind. */
@@ -135,9 +194,13 @@ export function systemSpec(text: string): SystemSpec | undefined {
   return undefined;
 }
 
-function toFleetHost(host: TerraformHost, via: DeliveryMode): FleetHost {
+function toFleetHost(
+  host: TerraformHost,
+  via: DeliveryMode,
+  hostKey: string | undefined,
+): FleetHost {
   const { name, tags, address, system } = host;
-  const common = { name, tags, address, system };
+  const common = { name, tags, address, system, ...(hostKey === undefined ? {} : { hostKey }) };
   switch (via) {
     case "ssm":
       return { ...common, delivery: "ssm", instanceId: host.instanceId, targets: undefined };
@@ -247,7 +310,7 @@ function readHost(
   if (!isJsonObject(value)) {
     return problems.add(
       path,
-      `must be an object {instance_id, private_ip, public_ip, tags} (${got(value)})`,
+      `must be an object {instance_id, private_ip, public_ip, tags, ssh_host_public_key} (${got(value)})`,
     );
   }
   const at = (key: string) => [...path, key];
@@ -260,6 +323,7 @@ function readHost(
   const publicIp = optionalText(value.public_ip, at("public_ip"), ADDRESS_PATTERN, problems);
   const privateIp = optionalText(value.private_ip, at("private_ip"), ADDRESS_PATTERN, problems);
   const address = publicIp ?? privateIp;
+  const hostKey = readHostKey(value.ssh_host_public_key, at("ssh_host_public_key"), problems);
   if (options.via === "ssm" && isNone(value.instance_id)) {
     problems.add(
       at("instance_id"),
@@ -272,7 +336,21 @@ function readHost(
   const tags = readTags(value.tags, at("tags"), options.tagKeys, problems);
   const system = readSystem(name, path, options, problems);
   if (problems.list.length > before || system === undefined) return undefined;
-  return { name, instanceId, address, tags, system };
+  const addresses = [publicIp, privateIp].filter((a): a is string => a !== undefined);
+  return { name, instanceId, address, addresses, hostKey, tags, system };
+}
+
+/** The optional output ssh_host_public_key: an ssh-ed25519 key line, or none (null, ""). */
+function readHostKey(value: unknown, path: JsonPath, problems: Problems): string | undefined {
+  if (isNone(value)) return undefined;
+  const text = readString(value, path, problems, { maxLength: 4096 });
+  if (text === undefined) return undefined;
+  const what =
+    "is not an ssh-ed25519 public key line (ssh-ed25519 AAAA…), as the host module's output gives";
+  if (!/^ssh-ed25519\s/.test(text.trim())) return problems.add(path, what);
+  const problem = inputProblem(() => canonicalHostKey(text, "the key"));
+  if (problem === undefined) return canonicalHostKey(text, "the key");
+  return problems.add(path, `${what}: ${problem}`);
 }
 
 /** The host's system: the base fleet's, else the template's. */

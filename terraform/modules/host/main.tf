@@ -1,12 +1,48 @@
 # The host module: one NixOS instance for a nixship fleet. An EC2 instance (IMDSv2 only,
 # encrypted root volume) with its own IAM role, instance profile and security group, whose
-# user-data bootstraps nixship's pull agent (user-data.sh.tftpl). See README.md.
+# user-data sets up root's SSH (ssh.sh.tftpl) and bootstraps nixship's pull agent
+# (user-data.sh.tftpl). See README.md.
 
 locals {
   tags = merge(var.tags, { Name = var.name })
 
-  # What user-data.sh.tftpl is rendered with (test/terraform-host-user-data.test.ts renders it
-  # with exactly these names).
+  # The SSH host key Terraform generates (generate_ssh_host_key), else "".
+  ssh_host_private_key = var.generate_ssh_host_key ? tls_private_key.ssh_host[0].private_key_openssh : ""
+  ssh_host_public_key  = var.generate_ssh_host_key ? trimspace(tls_private_key.ssh_host[0].public_key_openssh) : ""
+
+  # Where a host without the agent publishes its SSH public key (an agent publishes its own):
+  # status/host-keys/NAME.pub in the store, "s3" or "file", or "" for nowhere.
+  store_kind     = var.store_url == null ? "" : (can(regex("^s3://", var.store_url)) ? "s3" : "file")
+  host_key_store = var.agent_enabled ? "" : local.store_kind
+  host_key_key   = "status/host-keys/${var.name}.pub"
+  store_bucket   = local.store_kind == "s3" ? regex("^s3://([^/?]+)", var.store_url)[0] : ""
+  store_region   = local.store_kind == "s3" ? try(regex("[?&]region=([a-z0-9-]+)", var.store_url)[0], "") : ""
+  # S3's virtual-hosted address, or the path-style one for a bucket name with dots (which
+  # S3's TLS certificate does not cover as a host name).
+  s3_endpoint = "s3.${local.store_region}.${data.aws_partition.current.dns_suffix}"
+  host_key_url = (
+    local.host_key_store == "s3" ? (
+      can(regex("\\.", local.store_bucket))
+      ? "https://${local.s3_endpoint}/${local.store_bucket}/${local.host_key_key}"
+      : "https://${local.store_bucket}.${local.s3_endpoint}/${local.host_key_key}"
+    )
+    : local.host_key_store == "file" ? "${regex("^file://(/[^?]*)", var.store_url)[0]}/${local.host_key_key}"
+    : ""
+  )
+
+  # What ssh.sh.tftpl, the SSH part of the user-data, is rendered with.
+  ssh_user_data_vars = {
+    host_name            = var.name
+    ssh_host_private_key = local.ssh_host_private_key
+    ssh_host_public_key  = local.ssh_host_public_key
+    ssh_authorized_keys  = join("\n", [for k in var.ssh_authorized_keys : trimspace(k)])
+    host_key_store       = local.host_key_store
+    host_key_url         = local.host_key_url
+    host_key_region      = local.host_key_store == "s3" ? local.store_region : ""
+  }
+
+  # What user-data.sh.tftpl, the agent's bootstrap, is rendered with
+  # (test/terraform-host-user-data.test.ts renders it with exactly these names).
   user_data_vars = {
     host_name           = var.name
     nixship_package     = var.nixship_package
@@ -16,6 +52,16 @@ locals {
     cache_public_keys   = var.cache_public_keys
     poll_interval       = var.poll_interval
   }
+
+  # The SSH part when there is something for it to do, then the agent's bootstrap on an agent
+  # host: a host without the agent gets nothing of it, and an agent host without SSH inputs
+  # gets the bootstrap alone, byte for byte what it had before the SSH inputs existed (a new
+  # user-data would stop and start it). A host with neither gets no user-data at all.
+  ssh_user_data_needed = var.generate_ssh_host_key || length(var.ssh_authorized_keys) > 0 || local.host_key_store != ""
+  user_data = var.agent_enabled || local.ssh_user_data_needed ? join("", [
+    local.ssh_user_data_needed ? templatefile("${path.module}/ssh.sh.tftpl", local.ssh_user_data_vars) : "",
+    var.agent_enabled ? templatefile("${path.module}/user-data.sh.tftpl", local.user_data_vars) : "",
+  ]) : null
 }
 
 data "aws_partition" "current" {}
@@ -70,6 +116,32 @@ resource "aws_iam_role_policy_attachment" "extra" {
   count      = length(var.policy_arns)
   role       = aws_iam_role.host.name
   policy_arn = var.policy_arns[count.index]
+}
+
+# A host without the agent publishes its SSH public key from its user-data (an agent host
+# may already, through the cache module's agent policy): this role may read and write that
+# one object, status/host-keys/NAME.pub, and nothing else of the store.
+data "aws_iam_policy_document" "publish_host_key" {
+  statement {
+    sid       = "PublishOwnHostKey"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["arn:${data.aws_partition.current.partition}:s3:::${local.store_bucket}/${local.host_key_key}"]
+  }
+}
+
+resource "aws_iam_role_policy" "publish_host_key" {
+  count  = local.host_key_store == "s3" ? 1 : 0
+  name   = "nixship-publish-host-key"
+  role   = aws_iam_role.host.id
+  policy = data.aws_iam_policy_document.publish_host_key.json
+}
+
+# The host's SSH host key, made by Terraform when generate_ssh_host_key: known before the host
+# first boots (output ssh_host_public_key), installed by the user-data. Its private half is
+# kept in the Terraform state: protect the state (README.md).
+resource "tls_private_key" "ssh_host" {
+  count     = var.generate_ssh_host_key ? 1 : 0
+  algorithm = "ED25519"
 }
 
 resource "aws_iam_instance_profile" "host" {
@@ -150,7 +222,7 @@ resource "aws_instance" "host" {
   key_name               = var.key_name
 
   # NixOS's amazon-init runs it on every boot; the script is idempotent.
-  user_data = var.agent_enabled ? templatefile("${path.module}/user-data.sh.tftpl", local.user_data_vars) : null
+  user_data = local.user_data
   # A changed bootstrap must not replace a running host (its state, its address): the
   # provider stops the instance, sets the new user-data and starts it, and the new script
   # runs at that boot.
@@ -176,6 +248,19 @@ resource "aws_instance" "host" {
     precondition {
       condition     = !var.agent_enabled || (var.nixship_package != null && var.store_url != null && var.cache_public_keys != null && var.release_public_keys != null)
       error_message = "agent_enabled = true needs nixship_package, store_url, cache_public_keys and release_public_keys; set them, or agent_enabled = false for a host reached over ssh or ssm."
+    }
+
+    # EC2 refuses user-data over 16 KiB: say so at plan time (each authorized key adds its line).
+    precondition {
+      condition     = local.user_data == null || length(local.user_data) <= 16384
+      error_message = "the user-data is over EC2's 16 KiB: give fewer or shorter ssh_authorized_keys (an ssh-ed25519 key is about 100 bytes, an RSA key up to 750)."
+    }
+
+    # Without the agent, the user-data signs its S3 request to publish the host key for the
+    # bucket's region, which it does not look up.
+    precondition {
+      condition     = local.host_key_store != "s3" || local.store_region != ""
+      error_message = "without the agent, the host publishes its SSH host key to store_url, which must then name its region: s3://BUCKET?region=R (the cache module's store_url does)."
     }
 
     # The AMI only starts the host: nixship delivers every system after that. A newer NixOS

@@ -45,3 +45,8 @@ output "tags" {
   description = "The instance's tags: tags with Name = name."
   value       = aws_instance.host.tags
 }
+
+output "ssh_host_public_key" {
+  description = "The host's SSH host public key (ssh-ed25519 AAAA…, OpenSSH format) when generate_ssh_host_key, for known_hosts (nixship fleet from-terraform writes it there); \"\" otherwise, when the host publishes its own key to the store."
+  value       = local.ssh_host_public_key
+}

@@ -123,9 +123,28 @@ variable "ingress_cidr_blocks" {
 }
 
 variable "key_name" {
-  description = "The EC2 key pair for SSH logins as root; null for none (SSM needs no key)."
+  description = "The EC2 key pair for SSH logins as root; null for none (SSM needs no key). NixOS installs it in /root/.ssh/authorized_keys at first boot."
   type        = string
   default     = null
+}
+
+variable "ssh_authorized_keys" {
+  description = "OpenSSH public keys (one key a line: type, base64 and an optional comment) that may log in as root, besides key_name's. The user-data keeps them in a block of /root/.ssh/authorized_keys of its own, rewritten at each boot, so a key taken out of the list leaves the host."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # The type, then base64 that encodes that same type first (so a key pasted under the
+    # wrong type, or cut short, is refused), then an optional comment; one line only.
+    condition     = alltrue([for k in var.ssh_authorized_keys : can(regex("^(ssh-ed25519 AAAAC3NzaC1lZDI1NTE5|ssh-rsa AAAAB3NzaC1y|ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAy|ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAz|ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1|sk-ssh-ed25519@openssh\\.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t|sk-ecdsa-sha2-nistp256@openssh\\.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5j)[A-Za-z0-9+/]+={0,2}( [^\\r\\n]*)?$", trimspace(k)))])
+    error_message = "ssh_authorized_keys must hold OpenSSH public keys, one line each: ssh-ed25519 AAAA… [comment] (also ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), without options such as from=\"…\"."
+  }
+}
+
+variable "generate_ssh_host_key" {
+  description = "Generate the host's SSH host key (ED25519) in Terraform: the user-data installs it as /etc/ssh/ssh_host_ed25519_key, and the output ssh_host_public_key gives its public half to known_hosts before the host first boots. The private key is then kept in the Terraform state (and the user-data): protect the state. false: the host keeps the key sshd makes at first boot and publishes it to the store (see README.md)."
+  type        = bool
+  default     = false
 }
 
 variable "agent_enabled" {
@@ -146,7 +165,7 @@ variable "nixship_package" {
 }
 
 variable "store_url" {
-  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR. Needed when agent_enabled."
+  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR. Needed when agent_enabled. Without the agent, optional: when given, the user-data publishes the host's SSH public key there (status/host-keys/NAME.pub), which only this host's role may write."
   type        = string
   default     = null
 

@@ -7,5 +7,10 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.0"
     }
+    # tls_private_key with ED25519 and private_key_openssh (generate_ssh_host_key).
+    tls = {
+      source  = "hashicorp/tls"
+      version = ">= 4.0"
+    }
   }
 }

@@ -1,0 +1,168 @@
+// `fleet from-terraform --known-hosts`: the ssh hosts' keys (Terraform's output, else what each
+// host published to the store) merged into a known_hosts file, read and written bounded.
+import { realpath, stat } from "node:fs/promises";
+import { InputError, OperationError } from "../errors.js";
+import { type FleetFromTerraform, REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
+import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
+import {
+  HostKeyChangedError,
+  type HostKeyEntry,
+  type KnownHostsMerge,
+  mergeKnownHosts,
+} from "../fleet/known-hosts.js";
+import { openStore } from "../store/url.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+import { readFileBounded } from "../util/bounded-file.js";
+import { mapLimit } from "../util/pool.js";
+
+/** Seconds all the published host keys may take to read from the store. */
+export const STORE_READ_TIMEOUT = 30;
+/** Published host keys read at once. */
+const STORE_READS = 8;
+/** A known_hosts file larger than this is not read. */
+const KNOWN_HOSTS_LIMIT = 8 * 1024 * 1024;
+
+export interface KnownHostsUpdate {
+  /** As given on the command line. */
+  readonly file: string;
+  readonly merge: KnownHostsMerge;
+  /** Hosts with no key from Terraform and none published in the store yet. */
+  readonly pending: readonly string[];
+  readonly store: string;
+}
+
+/** The ssh hosts' keys (Terraform's, else the store's) merged into the known_hosts file. */
+export async function knownHostsUpdate(
+  file: string,
+  made: FleetFromTerraform,
+  replace: boolean,
+): Promise<KnownHostsUpdate> {
+  const store = made.fleet.cache?.url as string;
+  const missing = made.hostKeys.filter((h) => h.key === undefined).map((h) => h.host);
+  const published = missing.length === 0 ? new Map() : await readPublishedKeys(store, missing);
+  const entries: HostKeyEntry[] = [];
+  const pending: string[] = [];
+  for (const { host, names, key } of made.hostKeys) {
+    const found = key ?? published.get(host);
+    if (found === undefined) pending.push(host);
+    else {
+      entries.push({
+        host,
+        names,
+        key: found,
+        source:
+          key === undefined
+            ? `the store (${hostKeyObjectKey(host)})`
+            : "Terraform's output ssh_host_public_key",
+      });
+    }
+  }
+  const existing = await readKnownHosts(file);
+  const merged = mergeKnownHosts(existing, entries, { replaceChanged: replace, file });
+  if ("conflicts" in merged)
+    throw new HostKeyChangedError(merged.conflicts, REPLACE_HOST_KEYS_FLAG);
+  return { file, merge: merged.merge, pending, store };
+}
+
+/**
+ * The keys hosts published to the store, by host (absent: none yet, or not a key). Bounded:
+ * each object is small (host-key-store reads at most a few KiB), and all of them together
+ * may take STORE_READ_TIMEOUT seconds.
+ */
+async function readPublishedKeys(
+  url: string,
+  hosts: readonly string[],
+): Promise<Map<string, string>> {
+  const store = await openStore(url);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new OperationError(
+              "host-key-read-timeout",
+              `reading the published SSH host keys of ${hosts.join(", ")} from ${url} took over ${STORE_READ_TIMEOUT} s`,
+              {
+                hint: "check the store's address and that your credentials may read status/host-keys/",
+              },
+            ),
+          ),
+        STORE_READ_TIMEOUT * 1000,
+      );
+    });
+    const reading = mapLimit(hosts, STORE_READS, (host) => readPublishedHostKey(store, host));
+    // Past the time limit, the reads still running end with the store: no one waits for them.
+    reading.catch(() => {});
+    const keys = await Promise.race([reading, timeout]);
+    const found = new Map<string, string>();
+    hosts.forEach((host, i) => {
+      const key = keys[i];
+      if (key !== undefined) found.set(host, key);
+    });
+    return found;
+  } finally {
+    clearTimeout(timer);
+    await store.close();
+  }
+}
+
+/** The known_hosts file's text; undefined when there is none yet. */
+async function readKnownHosts(file: string): Promise<string | undefined> {
+  try {
+    const bytes = await readFileBounded(
+      file,
+      KNOWN_HOSTS_LIMIT,
+      (size) =>
+        new InputError(
+          "known-hosts-too-large",
+          `${file} is ${size} bytes, more than a known_hosts file of ${KNOWN_HOSTS_LIMIT} bytes`,
+        ),
+    );
+    return bytes?.toString("utf8");
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new OperationError(
+      "known-hosts-unreadable",
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Replaces the known_hosts file atomically, keeping its mode; through a symbolic link (as
+ * dotfile managers make ~/.ssh/known_hosts), the file it names is replaced, not the link.
+ */
+export async function writeKnownHosts(file: string, text: string): Promise<void> {
+  const target = await realpath(file).catch(() => file);
+  const mode = await stat(target).then(
+    (s) => s.mode & 0o7777,
+    () => 0o644,
+  );
+  try {
+    await writeFileAtomically(target, text, mode);
+  } catch (err) {
+    throw new OperationError(
+      "output-unwritable",
+      `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
+export function reportKnownHosts(known: KnownHostsUpdate, stderr: NodeJS.WritableStream): void {
+  const by = (change: string) =>
+    known.merge.hosts.filter((h) => h.change === change).map((h) => h.host);
+  const parts = (["added", "updated", "replaced", "unchanged"] as const)
+    .map((change) => [change, by(change)] as const)
+    .filter(([, hosts]) => hosts.length > 0)
+    .map(([change, hosts]) => `${change} ${hosts.join(", ")}`);
+  const what = known.merge.changed ? "wrote" : "left";
+  if (parts.length > 0) stderr.write(`${what} ${known.file}: ${parts.join("; ")}\n`);
+  for (const host of known.pending) {
+    stderr.write(
+      `note: ${host} has no SSH host key yet: no ssh_host_public_key in Terraform's output, and nothing at ${hostKeyObjectKey(host)} in ${known.store}. It publishes its key when it first boots; run this again then (until then, nixship refuses to reach ${host} over ssh)\n`,
+    );
+  }
+}
