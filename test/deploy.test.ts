@@ -4,6 +4,7 @@
 // substituting from our cache, and clear errors for bad fleet files and selectors.
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -396,6 +397,111 @@ describe("deploy over ssh to a lab fleet", () => {
     const back = await nixship(["rollback", "--fleet", fleetFile, "--on", "dp1"]);
     expect(back.code, back.stderr).toBe(0);
     expect(await served("dp1")).toBe("web-v2");
+  });
+
+  it("--wait-reachable: a host whose sshd comes up late is deployed; one that never does fails after the bound, named", async () => {
+    // dp3 is reached through 127.0.0.1:LATE, where nothing listens until the test forwards it
+    // to dp3's sshd (as an sshd that starts late); dp2 through a port where nothing ever does.
+    const free = async () => {
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+      const { port } = probe.address() as AddressInfo;
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    };
+    const [late, never] = [await free(), await free()];
+    const labConfig = await readFile(join(lab.dir, "ssh_config"), "utf8");
+    const block = (host: string, alias: string, port: number) => {
+      const lines = (labConfig.split("\n\n").find((b) => b.includes(`Host ${host}\n`)) ?? "")
+        .split("\n")
+        .filter((l) => !/^(# |\s*HostName )/.test(l));
+      if (lines.length < 3) throw new Error(`no block for ${host} in the lab's ssh_config`);
+      return [
+        `Host ${alias}`,
+        ...lines.slice(1),
+        "  HostName 127.0.0.1",
+        `  Port ${port}`,
+        `  HostKeyAlias ${host}`,
+      ].join("\n");
+    };
+    const config = join(work, "late_ssh_config");
+    await writeFile(
+      config,
+      `${block("dp3", "late-dp3", late)}\n\n${block("dp2", "never-dp2", never)}\n`,
+    );
+    await setSystems({ dp2: "web-v3", dp3: "web-v3" });
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc & {
+      ssh: Record<string, string>;
+    };
+    doc.ssh.configFile = config;
+    (doc.hosts.dp3 as Record<string, unknown>).sshHost = "late-dp3";
+    (doc.hosts.dp2 as Record<string, unknown>).sshHost = "never-dp2";
+    const lateFleet = join(work, "late.json");
+    await writeFile(lateFleet, JSON.stringify(doc));
+
+    // dp3's "sshd" starts 5 s after the deployer first says it waits for it.
+    const address = lab.hosts.find((h) => h.name === "dp3")?.address as string;
+    const forward = createServer((socket) => {
+      const upstream = connect(22, address);
+      socket.pipe(upstream).pipe(socket);
+      socket.on("error", () => upstream.destroy());
+      upstream.on("error", () => socket.destroy());
+    });
+    let awaitedAt: number | undefined;
+    let seen = "";
+    const started = performance.now();
+    const deployed = nixship(
+      labDeployArgs(lab, lateFleet, keyFile, "--on", "dp3", "--wait-reachable", "60", "--json"),
+      {
+        onStdout: (chunk) => {
+          seen += chunk;
+          if (awaitedAt === undefined && seen.includes('"type":"awaiting"')) {
+            awaitedAt = performance.now();
+            setTimeout(() => forward.listen(late, "127.0.0.1"), 5000);
+          }
+        },
+      },
+    );
+    try {
+      const r = await deployed;
+      expect(r.code, r.stderr).toBe(0);
+      expect(awaitedAt, "the deployer said it waited for dp3").toBeDefined();
+      const awaiting = events(r).filter((e) => e.type === "awaiting");
+      expect(awaiting[0]).toMatchObject({ hosts: ["dp3"], limit: 60 });
+      expect(summaryOf(r).dp3).toMatchObject({ status: "activated" });
+      expect(await served("dp3")).toBe("web-v3");
+    } finally {
+      forward.close();
+    }
+
+    const t0 = performance.now();
+    const failed = await nixship(
+      labDeployArgs(lab, lateFleet, keyFile, "--on", "dp2", "--wait-reachable", "6", "--json"),
+    );
+    expect(failed.code).toBe(1);
+    expect(
+      events(failed)
+        .filter((e) => e.type === "awaiting")
+        .at(-1),
+    ).toMatchObject({
+      hosts: ["dp2"],
+    });
+    expect(summaryOf(failed).dp2).toMatchObject({
+      status: "failed",
+      phase: "connect",
+      message: expect.stringMatching(/Connection refused/),
+    });
+    const plan = events(failed).find((e) => e.type === "plan") as unknown as {
+      plan: { hosts: { host: string; action: string; error?: string }[] };
+    };
+    expect(plan.plan.hosts[0]).toMatchObject({ host: "dp2", action: "unreachable" });
+    // It waited its 6 s, and not much more.
+    expect((performance.now() - t0) / 1000).toBeGreaterThanOrEqual(6);
+    expect((performance.now() - started) / 1000).toBeGreaterThan(5);
+    const human = await nixship(
+      labDeployArgs(lab, lateFleet, keyFile, "--on", "dp2", "--wait-reachable", "2"),
+    );
+    expect(human.stderr).toMatch(/waiting for dp2 to be reachable \(\d+(\.\d+)?s of 2(\.0)?s\)/);
   });
 });
 

@@ -161,13 +161,15 @@ describe("the deploy module's local-exec, rendered from its HCL", () => {
         "key $HOME.sec",
         "--release-key",
         "rel;ease.sec",
+        "--wait-reachable",
+        "600",
         ...nasty,
         "--json",
       ]
         .map((a) => `[${a}]\n`)
         .join(""),
     );
-    // Empty key files are left out altogether.
+    // Empty key files are left out altogether; new hosts are waited for by default.
     const bare = await runLocalExec(
       await renderCommand({
         nixship: "printf '[%s]\\n'",
@@ -175,7 +177,19 @@ describe("the deploy module's local-exec, rendered from its HCL", () => {
         store_paths: { a: systems["web-v1"] },
       }),
     );
-    expect(bare.stdout).toBe("[deploy]\n[--fleet]\n[f]\n[--on]\n[a]\n[--via]\n[ssh]\n[--json]\n");
+    expect(bare.stdout).toBe(
+      "[deploy]\n[--fleet]\n[f]\n[--on]\n[a]\n[--via]\n[ssh]\n[--wait-reachable]\n[600]\n[--json]\n",
+    );
+    // wait_reachable = 0: hosts are asked once, and the flag is left out.
+    const once = await runLocalExec(
+      await renderCommand({
+        nixship: "printf '[%s]\n'",
+        fleet_file: "f",
+        store_paths: { a: systems["web-v1"] },
+        wait_reachable: 0,
+      }),
+    );
+    expect(once.stdout).not.toContain("--wait-reachable");
     expect(existsSync(join(work, "pwned"))).toBe(false);
   });
 

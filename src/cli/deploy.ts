@@ -1,6 +1,6 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
-import { deploy } from "../deploy/deploy.js";
+import { deploy, REACHABLE_POLL } from "../deploy/deploy.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
@@ -17,7 +17,7 @@ import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "./cache-serve.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
   FLEET_HELP,
@@ -78,7 +78,8 @@ export const deployCommand: Command = {
   summary: "build, push and roll out to the selected hosts, with health checks and rollback",
   help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
                       [--max-failures N] [--canary N] [--confirm-timeout S]
-                      [--activation-timeout S] [--skip-unreachable]
+                      [--activation-timeout S] [--keep-generations N]
+                      [--skip-unreachable] [--wait-reachable S]
                       [--key SECRET_FILE] [--serve-cache HOST:PORT]
                       [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--json]
 
@@ -125,12 +126,17 @@ ${ROLLOUT_HELP}
                          $NIXSHIP_RELEASE_KEY)
   --skip-unreachable     list hosts that cannot be reached as skipped instead of counting
                          them as failed (for fleets with hosts that are often offline)
+  --wait-reachable S     new hosts: wait up to S seconds for each host that cannot be reached
+                         yet (ssh: its sshd; ssm: its registration with SSM; agent: its
+                         first report), asking again every ${REACHABLE_POLL} s and naming those
+                         still awaited; after S, those count as unreachable (default 0: ask
+                         once)
   --async                agent hosts: publish the release and return without watching
   --allow-failed         agent hosts: name a host's system even if it failed on that host
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
-stdout (types: build-start, build-done, push-start, push-done, plan, wave-start, host-phase,
-host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
+stdout (types: build-start, build-done, push-start, push-done, awaiting, plan, wave-start,
+host-phase, host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
 "waiting" (for the agent) until they report; every 5 s a "waiting" event names those that
 have not. Exit code 0 when every host runs its new
 system (or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise,
@@ -148,6 +154,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         async: { type: "boolean" },
         "skip-unreachable": { type: "boolean" },
         "allow-failed": { type: "boolean" },
+        "wait-reachable": { type: "string" },
       },
       "deploy",
     );
@@ -214,6 +221,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
           async: values.async === true,
           skipUnreachable: values["skip-unreachable"] === true,
           allowFailed: values["allow-failed"] === true,
+          waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
           signal: trap.signal,
         },
         true,

@@ -109,6 +109,7 @@ export class AgentDelivery implements Delivery {
       generations: [],
       pending: record?.state === "applying" ? (record.desired ?? undefined) : undefined,
       secrets: record?.secrets ?? undefined,
+      reported: record !== undefined,
     };
   }
 

@@ -1,13 +1,15 @@
 // The deploy's stages that need no Nix or host: the plan from a survey (pure), the request
-// each host gets, and execution over a scripted Delivery (--async needs the delivery's
-// publishOnly capability). The whole deploy runs end to end in test/deploy.test.ts.
+// each host gets, execution over a scripted Delivery (--async needs the delivery's
+// publishOnly capability), and --wait-reachable's asking again. The whole deploy runs end to end in test/deploy.test.ts.
 import { describe, expect, it } from "vitest";
 import type { ChannelHost, Delivery, DeployOutcome, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
-import type { Fleet } from "../fleet/fleet.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { parseStorePath } from "../nix/store-path.js";
 import {
+  type Asked,
+  awaitReachable,
   type DeployOptions,
   deploy,
   deployRequest,
@@ -254,5 +256,76 @@ describe("deploy", () => {
     await expect(refused).rejects.toBeInstanceOf(UsageError);
     await expect(refused).rejects.toThrow(/--async/);
     expect(events).toEqual([]);
+  });
+});
+
+describe("awaitReachable (--wait-reachable)", () => {
+  const reported = { kind: "reported", current: undefined, generation: undefined } as const;
+  const down = {
+    kind: "unreachable",
+    error: "ssh: connect to host a port 22: Connection refused",
+  } as const;
+
+  it("asks the hosts not ready again until each is, naming those awaited", async () => {
+    const [a, b, c] = hosts as [FleetHost, FleetHost, FleetHost];
+    const asked: string[] = [];
+    // a: unreachable at its first ask again; b: an agent that has reported by then; c: ready.
+    const script: Record<string, Asked[]> = {
+      a: [
+        { state: down, ready: false },
+        { state: reported, ready: true },
+      ],
+      b: [{ state: reported, ready: true }],
+    };
+    const answers: Asked[] = [
+      { state: down, ready: false },
+      { state: reported, ready: false },
+      { state: reported, ready: true },
+    ];
+    const events: DeployEvent[] = [];
+    await awaitReachable(
+      [a, b, c],
+      answers,
+      async (h) => {
+        asked.push(h.name);
+        return script[h.name]?.shift() ?? { state: reported, ready: true };
+      },
+      { waitReachable: 30, emit: (e) => events.push(e) },
+    );
+    expect(asked).toEqual(["a", "b", "a"]);
+    expect(answers.map((x) => x.ready)).toEqual([true, true, true]);
+    expect(events.map((e) => (e.type === "awaiting" ? e.hosts : []))).toEqual([["a", "b"], ["a"]]);
+  });
+
+  it("gives up after its bound, leaving the host unreachable", async () => {
+    const [a] = hosts as [FleetHost];
+    const answers: Asked[] = [{ state: down, ready: false }];
+    const events: DeployEvent[] = [];
+    const t0 = performance.now();
+    await awaitReachable([a], answers, async () => ({ state: down, ready: false }), {
+      waitReachable: 1,
+      emit: (e) => events.push(e),
+    });
+    expect((performance.now() - t0) / 1000).toBeLessThan(5);
+    expect(answers[0]?.state).toEqual(down);
+    expect(events[0]).toMatchObject({ type: "awaiting", hosts: ["a"], limit: 1 });
+  });
+
+  it("ends at once on an interrupt", async () => {
+    const [a] = hosts as [FleetHost];
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 100);
+    const t0 = performance.now();
+    await awaitReachable(
+      [a],
+      [{ state: down, ready: false }],
+      async () => ({ state: down, ready: false }),
+      {
+        waitReachable: 60,
+        emit: () => {},
+        signal: stop.signal,
+      },
+    );
+    expect((performance.now() - t0) / 1000).toBeLessThan(3);
   });
 });

@@ -1,6 +1,7 @@
 // `nixship plan` and `nixship deploy`, as stages: prepare (build the selected hosts' systems
 // once, push the closures signed into the cache, serve it), survey (ask every host what it
 // runs), plan (pure), execute (roll out, then record the results).
+import { setTimeout as delay } from "node:timers/promises";
 import { requireCacheInfo } from "../cache/cache-info.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
@@ -55,6 +56,12 @@ export interface DeployOptions {
   readonly skipUnreachable?: boolean;
   /** `--allow-failed` (agent): a release may name a system that failed on its host. */
   readonly allowFailed?: boolean;
+  /**
+   * `--wait-reachable S`: seconds the survey waits for hosts that cannot be reached yet (ssh:
+   * sshd, ssm: the instance's registration, agent: its first report), asking again every few
+   * seconds; 0 or undefined: hosts are asked once.
+   */
+  readonly waitReachable?: number;
   /**
    * Aborted on an interrupt. Before the rollout the deploy ends with an InterruptedError (no
    * host changed); during it, no new wave starts, the wave in flight is aborted and waited
@@ -288,7 +295,7 @@ export async function survey(
   delivery: Pick<Delivery, "status">,
   hosts: readonly FleetHost[],
   built: Pick<BuildResult, "byHost">,
-  options: Pick<DeployOptions, "nix" | "signal">,
+  options: Pick<DeployOptions, "nix" | "signal" | "waitReachable" | "emit">,
 ): Promise<Survey> {
   const pathInfos = new Map<StorePath, ClosureInfo>();
   const desired = [...new Set(built.byHost.values())];
@@ -296,28 +303,84 @@ export async function survey(
   // Every host is asked about the union of the desired closures: one list, however many
   // systems; the planner keeps what each host's own closure needs.
   const asked = pathInfos.size <= MAX_ASKED_PATHS ? [...pathInfos.keys()] : [];
-  const states = await mapLimit(hosts, STATUS_CONCURRENCY, async (host): Promise<HostState> => {
+  const ask = async (host: FleetHost): Promise<Asked> => {
     // A tag target stands for instances unknown until SSM runs the command on them.
     if (host.delivery === "ssm" && host.targets !== undefined) {
-      return { kind: "reported", current: undefined, generation: undefined };
+      return {
+        state: { kind: "reported", current: undefined, generation: undefined },
+        ready: true,
+      };
     }
     const s = await delivery.status(host, options.signal, asked);
     return s.reachable
       ? {
-          kind: "reported",
-          current: s.current ? parseStorePath(s.current).path : undefined,
-          generation: s.generation,
-          ...(s.missing ? { missing: new Set(s.missing) } : {}),
-          ...(s.secrets ? { secrets: s.secrets } : {}),
+          state: {
+            kind: "reported",
+            current: s.current ? parseStorePath(s.current).path : undefined,
+            generation: s.generation,
+            ...(s.missing ? { missing: new Set(s.missing) } : {}),
+            ...(s.secrets ? { secrets: s.secrets } : {}),
+          },
+          ready: s.reported !== false,
         }
-      : { kind: "unreachable", error: s.error };
-  });
+      : { state: { kind: "unreachable", error: s.error }, ready: false };
+  };
+  const answers = await mapLimit(hosts, STATUS_CONCURRENCY, ask);
+  if (options.waitReachable) await awaitReachable(hosts, answers, ask, options);
+  const states = answers.map((a) => a.state);
   // What the hosts run now is known here only if the deployer has it too; otherwise the
   // planner counts the whole closure as to be transferred (for hosts whose store was not asked).
   const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
   const local = await validPaths([...new Set(currents)], options.nix);
   for (const info of await queryClosure([...local], options.nix)) pathInfos.set(info.path, info);
   return { states, pathInfos };
+}
+
+/** A host's answer to the survey; not ready: unreachable, or an agent that never reported. */
+export interface Asked {
+  readonly state: HostState;
+  readonly ready: boolean;
+}
+
+/** Seconds between two rounds of asking the hosts not ready yet. */
+export const REACHABLE_POLL = 2;
+/** Seconds between two "awaiting" events naming the same hosts. */
+const AWAITING_EVERY = 5;
+
+/**
+ * `--wait-reachable`: asks the hosts not ready yet again every REACHABLE_POLL seconds until
+ * each is or `options.waitReachable` seconds have passed, naming those still awaited (when
+ * the list changes, and every AWAITING_EVERY seconds). Updates `answers` in place; an
+ * interrupt ends the wait (the caller then stops).
+ */
+export async function awaitReachable(
+  hosts: readonly FleetHost[],
+  answers: Asked[],
+  ask: (host: FleetHost) => Promise<Asked>,
+  options: Pick<DeployOptions, "waitReachable" | "signal" | "emit">,
+): Promise<void> {
+  const started = performance.now();
+  const limit = options.waitReachable ?? 0;
+  let told = "";
+  let toldAt = Number.NEGATIVE_INFINITY;
+  for (;;) {
+    const awaited = hosts.flatMap((_h, i) => (answers[i]?.ready === false ? [i] : []));
+    const elapsed = (performance.now() - started) / 1000;
+    const names = awaited.map((i) => (hosts[i] as FleetHost).name);
+    if (names.length > 0 && (names.join() !== told || elapsed - toldAt >= AWAITING_EVERY)) {
+      options.emit({ type: "awaiting", hosts: names, elapsed: Math.round(elapsed), limit });
+      told = names.join();
+      toldAt = elapsed;
+    }
+    if (awaited.length === 0 || elapsed >= limit || options.signal?.aborted) return;
+    const pause = Math.min(REACHABLE_POLL, limit - elapsed) * 1000;
+    await delay(pause, undefined, options.signal ? { signal: options.signal } : {}).catch(() => {});
+    if (options.signal?.aborted) return;
+    const again = await mapLimit(awaited, STATUS_CONCURRENCY, (i) => ask(hosts[i] as FleetHost));
+    awaited.forEach((i, k) => {
+      answers[i] = again[k] as Asked;
+    });
+  }
 }
 
 // --- plan -----------------------------------------------------------------------------------

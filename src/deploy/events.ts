@@ -62,6 +62,17 @@ export type DeployEvent =
       readonly elapsed: number;
     }
   | { readonly type: "host-log"; readonly host: string; readonly line: string }
+  /**
+   * `--wait-reachable`: the hosts the survey still waits for (unreachable, or an agent that
+   * never reported), when that list changes and every few seconds; `limit`: the seconds it
+   * waits at most.
+   */
+  | {
+      readonly type: "awaiting";
+      readonly hosts: readonly string[];
+      readonly elapsed: number;
+      readonly limit: number;
+    }
   /** Agent hosts: those of the wave that have not reported yet, every few seconds. */
   | { readonly type: "waiting"; readonly hosts: readonly string[]; readonly elapsed: number }
   | { readonly type: "host-done"; readonly result: HostResult }

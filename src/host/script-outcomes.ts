@@ -24,6 +24,8 @@ export type HostStatus =
       readonly missing?: readonly StorePath[] | undefined;
       /** The sha256 of the installed secrets' manifest; undefined from an older script. */
       readonly secrets?: string | undefined;
+      /** false: nothing ever came from the host (an agent that has not reported yet). */
+      readonly reported?: boolean;
     }
   | { readonly reachable: false; readonly error: string };
 

@@ -93,6 +93,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `published release ${event.seq} of channel ${event.channel}; the agents take it from here`;
     case "waiting":
       return `no report yet after ${formatDuration(event.elapsed)} from ${listHosts(event.hosts)}`;
+    case "awaiting":
+      return `waiting for ${listHosts(event.hosts)} to be reachable (${formatDuration(event.elapsed)} of ${formatDuration(event.limit)})`;
     case "plan":
     case "summary":
     case "host-phase":

@@ -10,17 +10,22 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-export function nixship(
-  args: readonly string[],
-  options: { input?: Buffer; env?: NodeJS.ProcessEnv } = {},
-): Promise<CliRun> {
+export interface RunOptions {
+  readonly input?: Buffer;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** Called with each chunk of stdout as it comes (to act while the command runs). */
+  readonly onStdout?: (chunk: string) => void;
+}
+
+export function nixship(args: readonly string[], options: RunOptions = {}): Promise<CliRun> {
   return run(process.execPath, [NIXSHIP_BIN, ...args], options);
 }
 
 export function run(
   command: string,
   args: readonly string[],
-  options: { input?: Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: RunOptions = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const proc = spawn(command, args, {
@@ -30,7 +35,10 @@ export function run(
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.stdout.on("data", (d: Buffer) => {
+      out.push(d);
+      options.onStdout?.(d.toString("utf8"));
+    });
     proc.stderr.on("data", (d: Buffer) => err.push(d));
     proc.on("error", reject);
     proc.stdin.on("error", () => {});

@@ -1,6 +1,7 @@
-# Deploys a fleet's systems from `terraform apply` (seed 002's deployment resource): when a
-# host's store path or the cache changes, a local-exec runs `nixship deploy` for the hosts
-# named in store_paths, without touching the instances. A failed deploy fails the apply.
+# Deploys a fleet's systems from `terraform apply`: when a host's store path or the cache
+# changes, a local-exec runs `nixship deploy` for the hosts named in store_paths, without
+# touching the instances. New instances are waited for (--wait-reachable), so the apply that
+# creates them also deploys them. A failed deploy fails the apply.
 
 locals {
   hosts = sort(keys(var.store_paths))
@@ -9,6 +10,7 @@ locals {
     ["deploy", "--fleet", var.fleet_file, "--on", join(",", local.hosts), "--via", var.via],
     var.key_file == "" ? [] : ["--key", var.key_file],
     var.release_key_file == "" ? [] : ["--release-key", var.release_key_file],
+    var.wait_reachable == 0 ? [] : ["--wait-reachable", tostring(var.wait_reachable)],
     var.extra_args,
     ["--json"],
   )

@@ -68,6 +68,17 @@ variable "release_key_file" {
   default     = ""
 }
 
+variable "wait_reachable" {
+  description = "Seconds nixship deploy waits for hosts not reachable yet (ssh: sshd; ssm: the instance's registration; agent: its first report), as new instances are; 0 asks once."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.wait_reachable >= 0 && var.wait_reachable <= 86400 && floor(var.wait_reachable) == var.wait_reachable
+    error_message = "wait_reachable must be whole seconds, from 0 to 86400."
+  }
+}
+
 variable "extra_args" {
   description = "More arguments for `nixship deploy`, each passed as one word (e.g. [\"--parallel\", \"5\"])."
   type        = list(string)
