@@ -3,18 +3,45 @@
 // agents never answer; an ssh host whose port refuses; the example systems built by the real
 // Nix) and checks every output against the doc's tables, both ways: each documented field
 // that is not optional is there with its documented type, and no field is undocumented.
+// Agents that answer (for the `pruned` report) are played by the test, writing their status
+// objects as agents do; a disk image for `terraform vars --image` is a stand-in built by Nix.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PruneReport } from "../src/fleet/prune-report.js";
+import { parseRelease } from "../src/fleet/release.js";
+import { readChannel } from "../src/fleet/release-store.js";
 import { writeHeartbeat, writeStatus } from "../src/fleet/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
-import { AWS_TERRAFORM_OUTPUT } from "./support/aws-terraform-output.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import {
+  AWS_TERRAFORM_OUTPUT,
+  awsTerraformOutput,
+  type OutputHost,
+} from "./support/aws-terraform-output.js";
+import { type CliRun, nixship, run, runOk } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 
 const DOC = fileURLToPath(new URL("../docs/ci.md", import.meta.url));
+const NIX_SYSTEM = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux`;
+/** A stand-in for a NixOS amazonImage build (no nixpkgs): the disk image and image-info.json. */
+const IMAGE_FLAKE = `{
+  outputs = { self }: {
+    packages.${NIX_SYSTEM}.image = derivation {
+      name = "stand-in-amazon-image";
+      system = "${NIX_SYSTEM}";
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      args = [ "-c" ''
+        mkdir -p $out/nix-support
+        echo disk > $out/nixos.vhd
+        echo '{"boot_mode":"uefi","system":"${NIX_SYSTEM}","file":"'$out'/nixos.vhd"}' > $out/nix-support/image-info.json
+      '' ];
+    };
+  };
+}
+`;
 
 // --- docs/ci.md, read as data ------------------------------------------------------------
 
@@ -126,6 +153,8 @@ function tableProblems(rows: readonly FieldRow[], value: unknown): string[] {
     for (const [node, at] of nodesAt(value, parent)) {
       const children = key === "*" || key === "[]" ? nodesAt(node, [key], at) : [];
       if (key !== "*" && key !== "[]") {
+        // Not an object (e.g. an `object or null` that is null): its fields are not there.
+        if (!TYPE_CHECKS.object?.(node)) continue;
         const obj = node as Record<string, unknown>;
         if (!(key in obj)) {
           if (!row.optional) problems.push(`${at}.${key}: missing`);
@@ -142,7 +171,11 @@ function tableProblems(rows: readonly FieldRow[], value: unknown): string[] {
       }
     }
   }
-  // Every object the table describes the fields of holds no other field.
+  // Every object the table describes the fields of holds no other field; one the table allows
+  // to be null may be null.
+  const nullable = new Set(
+    rows.filter((r) => r.alternatives.includes("null")).map((r) => JSON.stringify(r.path)),
+  );
   const described = new Map<string, Set<string>>();
   for (const row of rows) {
     const key = row.path.at(-1) as string;
@@ -152,6 +185,7 @@ function tableProblems(rows: readonly FieldRow[], value: unknown): string[] {
   }
   for (const [parent, keys] of described) {
     for (const [node, at] of nodesAt(value, JSON.parse(parent) as string[])) {
+      if (node === null && nullable.has(parent)) continue;
       if (!TYPE_CHECKS.object?.(node)) {
         problems.push(`${at}: expected an object`);
         continue;
@@ -271,6 +305,14 @@ describe("docs/ci.md", () => {
       "$.hosts: missing",
       "$.systems[0].more: not in docs/ci.md",
     ]);
+    // An `object or null` may be null; when it is an object, its fields are checked.
+    const report = section("`nixship fleet from-terraform`").fieldTables[1] as FieldRow[];
+    const done = { out: null, via: "ssm", hosts: 0, notInTerraform: [], knownHosts: null };
+    expect(tableProblems(report, done)).toEqual([]);
+    expect(tableProblems(report, { ...done, knownHosts: { file: "k", written: true } })).toEqual([
+      "$.knownHosts.hosts: missing",
+      "$.knownHosts.pending: missing",
+    ]);
   });
 
   it("build: systems and hosts; a bad selector and a missing output exit 2, as JSON errors", async () => {
@@ -314,39 +356,52 @@ describe("docs/ci.md", () => {
     }
   });
 
-  it("deploy: every event and host result, watched, --async and unreachable", async () => {
-    const title = "`nixship deploy --json`";
-    const events = section(title).events;
-    const results = section(title).fieldTables[0] as FieldRow[];
-    const base = ["deploy", "--key", cacheKey, "--release-key", releaseKey, "--json"];
-    const seen = new Set<string>();
-    const check = (r: CliRun, code: number) => {
-      expect(r.code, r.stderr).toBe(code);
-      expect(section(title).exitCodes).toContain(code);
-      for (const line of r.stdout.trim().split("\n")) {
-        const event = JSON.parse(line) as Record<string, unknown>;
-        const type = event.type as string;
-        seen.add(type);
-        const fields = events.get(type);
-        expect(fields, `event ${type} is documented`).toBeDefined();
-        expect(Object.keys(event).sort()).toEqual(["time", "type", ...(fields ?? [])].sort());
-        if (type === "host-done") expect(tableProblems(results, event.result)).toEqual([]);
-        if (type === "summary") {
-          for (const result of event.results as unknown[]) {
-            expect(tableProblems(results, result)).toEqual([]);
-          }
-        }
-        if (type === "plan") {
-          const planRows = section("`nixship plan --json`").fieldTables[0] as FieldRow[];
-          expect(tableProblems(planRows, event.plan)).toEqual([]);
+  const DEPLOY = "`nixship deploy --json`";
+  const deployArgs = () => ["deploy", "--key", cacheKey, "--release-key", releaseKey, "--json"];
+
+  /** Checks a deploy's exit code and every event it printed; adds their types to `seen`. */
+  function checkDeploy(r: CliRun, code: number, seen = new Set<string>()): void {
+    const events = section(DEPLOY).events;
+    const results = section(DEPLOY).fieldTables[0] as FieldRow[];
+    expect(r.code, r.stderr).toBe(code);
+    expect(section(DEPLOY).exitCodes).toContain(code);
+    for (const line of r.stdout.trim().split("\n")) {
+      const event = JSON.parse(line) as Record<string, unknown>;
+      const type = event.type as string;
+      seen.add(type);
+      const fields = events.get(type);
+      expect(fields, `event ${type} is documented`).toBeDefined();
+      expect(Object.keys(event).sort()).toEqual(["time", "type", ...(fields ?? [])].sort());
+      if (type === "host-done") expect(tableProblems(results, event.result)).toEqual([]);
+      if (type === "summary") {
+        for (const result of event.results as unknown[]) {
+          expect(tableProblems(results, result)).toEqual([]);
         }
       }
-    };
+      if (type === "plan") {
+        const planRows = section("`nixship plan --json`").fieldTables[0] as FieldRow[];
+        expect(tableProblems(planRows, event.plan)).toEqual([]);
+      }
+    }
+  }
+
+  it("deploy: every event and host result, watched, --async and unreachable (waited for)", async () => {
+    const title = DEPLOY;
+    const base = deployArgs();
+    const seen = new Set<string>();
+    const check = (r: CliRun, code: number) => checkDeploy(r, code, seen);
     // The agents never answer: the canary times out, the rollout stops.
     check(await nixship([...base, "--fleet", agentFleet]), 1);
     check(await nixship([...base, "--fleet", agentFleet, "--async"]), 0);
     check(await nixship([...base, "--fleet", sshFleet]), 1);
-    const skipped = await nixship([...base, "--fleet", sshFleet, "--skip-unreachable"]);
+    const skipped = await nixship([
+      ...base,
+      "--fleet",
+      sshFleet,
+      "--skip-unreachable",
+      "--wait-reachable",
+      "1",
+    ]);
     check(skipped, 0);
     const summary = JSON.parse(skipped.stdout.trim().split("\n").at(-1) as string);
     expect(summary.results[0].outcome).toMatchObject({ status: "skipped", reason: "unreachable" });
@@ -356,6 +411,7 @@ describe("docs/ci.md", () => {
         "build-done",
         "push-start",
         "push-done",
+        "awaiting",
         "plan",
         "wave-start",
         "host-phase",
@@ -371,6 +427,45 @@ describe("docs/ci.md", () => {
       await nixship([...base, "--fleet", agentFleet, "--parallel", "0"]),
       2,
     );
+  });
+
+  it("deploy: activated hosts' pruning reports, done and failed (--keep-generations)", async () => {
+    // Agents of their own store and channel, played by the test: each answers every release
+    // that names it with a success record carrying its pruning report, as agents write it.
+    const dir = join(work, "prune-store");
+    expect((await nixship(["cache", "init", `file://${dir}`])).code).toBe(0);
+    const fleet = join(work, "prune.json");
+    const doc = JSON.parse(await readFile(agentFleet, "utf8"));
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        ...doc,
+        cache: { ...doc.cache, url: `file://${dir}?fsync=false` },
+        releases: { ...doc.releases, channel: "prune", offlineTimeout: 60 },
+        hosts: {
+          pr1: { delivery: "agent", system: "path:./examples#web-v1" },
+          pr2: { delivery: "agent", system: "path:./examples#web-v2" },
+        },
+      }),
+    );
+    const reports: Record<string, PruneReport> = {
+      pr1: { ok: true, kept: [3, 4], removed: [1, 2], gc: "done", deletedPaths: 12, freedMiB: 3.5 },
+      pr2: { ok: false, message: "nix-collect-garbage exited 1" },
+    };
+    const stop = new AbortController();
+    const agents = playAgents(dir, "prune", reports, stop.signal);
+    const r = await nixship([...deployArgs(), "--fleet", fleet, "--keep-generations", "2"]);
+    stop.abort();
+    await agents;
+    checkDeploy(r, 0);
+    const summary = JSON.parse(r.stdout.trim().split("\n").at(-1) as string);
+    expect(
+      Object.fromEntries(
+        (summary.results as { host: string; outcome: { status: string; pruned: unknown } }[]).map(
+          (h) => [h.host, [h.outcome.status, h.outcome.pruned]],
+        ),
+      ),
+    ).toEqual({ pr1: ["activated", reports.pr1], pr2: ["activated", reports.pr2] });
   });
 
   it("release publish, then status and rollback of agent hosts and of an unreachable ssh host", async () => {
@@ -469,6 +564,24 @@ describe("docs/ci.md", () => {
     const bad = await nixship(["terraform", "vars", "--fleet", agentFleet, "--format", "x"]);
     expect(bad.code).toBe(2);
     expect(section(title).exitCodes).toContain(bad.code);
+
+    await mkdir(join(work, "image"));
+    await writeFile(join(work, "image", "flake.nix"), IMAGE_FLAKE);
+    const image = ["--on", "ag1", "--image", "path:./image#image"];
+    const withImage = await json(["terraform", "vars", "--fleet", agentFleet, ...image]);
+    expect(withImage.r.code, withImage.r.stderr).toBe(0);
+    expect(withImage.value).toMatchObject({ image_format: "VHD", image_boot_mode: "uefi" });
+    expectDocumented(title, withImage.r, withImage.value, 0);
+    const externalImage = await json([
+      ...["terraform", "vars", "--fleet", agentFleet, ...image, "--format", "external"],
+    ]);
+    expect(externalImage.value).toHaveProperty("image_path");
+    expectDocumented(title, externalImage.r, externalImage.value, 1);
+    const notImage = ["--on", "ag1", "--image", "path:./examples#web-v1"];
+    const refused = await nixship(["terraform", "vars", "--fleet", agentFleet, ...notImage]);
+    expect(refused.code).toBe(2);
+    expect(section(title).exitCodes).toContain(refused.code);
+    expect(refused.stderr).toContain("no nix-support/image-info.json");
   });
 
   it("fleet from-terraform", async () => {
@@ -495,4 +608,110 @@ describe("docs/ci.md", () => {
     expect(refused.code).toBe(2);
     expect(section(title).exitCodes).toContain(refused.code);
   });
+
+  it("fleet from-terraform --json: ssm hosts with Terraform's host keys; ssh hosts' known_hosts, a pending host, a changed key", async () => {
+    const title = "`nixship fleet from-terraform`";
+    const cachePub = (await nixship(["key", "public", cacheKey])).stdout.trim();
+    const sshKey = async (name: string) => {
+      await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(work, name)]);
+      return (await readFile(join(work, `${name}.pub`), "utf8")).split(" ").slice(0, 2).join(" ");
+    };
+    const [key1, key2] = [await sshKey("web1-key"), await sshKey("web1-key-2")];
+    const host = (ip: string, key: string): OutputHost => ({
+      instance_id: "i-0123456789abcdef0",
+      private_ip: ip,
+      public_ip: "",
+      ssh_host_public_key: key,
+      tags: { Role: "web" },
+    });
+    // web2 has no key from Terraform and has published none to the store: pending.
+    const outputs = async (web1Key: string) => {
+      const file = join(work, "tf-keys.json");
+      const hosts = { web1: host("10.42.1.11", web1Key), web2: host("10.42.1.12", "") };
+      await writeFile(file, JSON.stringify(awsTerraformOutput(`file://${storeDir}`, hosts)));
+      return file;
+    };
+    const args = async (web1Key: string) => [
+      ...["fleet", "from-terraform", await outputs(web1Key), "--system", ".#{name}"],
+      ...["--cache-key", cachePub, "--json"],
+    ];
+
+    const ssm = await json(await args(key1));
+    expect(ssm.r.code, ssm.r.stderr).toBe(0);
+    expectDocumented(title, ssm.r, ssm.value, 1);
+    const made = ssm.value as { out: null; knownHosts: null; fleet: Record<string, unknown> };
+    expect([made.out, made.knownHosts]).toEqual([null, null]);
+    expect(made.fleet.hosts).toMatchObject({ web1: { hostKey: key1 } });
+    expect(tableProblems(section(title).fieldTables[0] as FieldRow[], made.fleet)).toEqual([]);
+
+    const out = join(work, "tf-ssh", "nixship.json");
+    await mkdir(join(work, "tf-ssh"));
+    const knownHosts = join(work, "tf-ssh", "known_hosts");
+    const ssh = ["--via", "ssh", "--known-hosts", knownHosts, "--out", out];
+    const merged = await json([...(await args(key1)), ...ssh]);
+    expect(merged.r.code, merged.r.stderr).toBe(0);
+    expectDocumented(title, merged.r, merged.value, 1);
+    expect(merged.value).toMatchObject({
+      out,
+      via: "ssh",
+      hosts: 2,
+      knownHosts: {
+        written: true,
+        hosts: [{ host: "web1", names: ["10.42.1.11"], change: "added" }],
+        pending: [{ host: "web2" }],
+      },
+    });
+    expect(merged.value).not.toHaveProperty("fleet");
+    const changed = await nixship([...(await args(key2)), ...ssh]);
+    expectDocumentedError(title, changed, 1);
+    expect(JSON.parse(changed.stdout).error.code).toBe("host-key-changed");
+  });
 });
+
+/**
+ * Agents of `channel` in the directory store `dir`, until `stop`: each host a release names
+ * reports success on it, once, with its report from `reports` (the agent's `pruned`).
+ */
+async function playAgents(
+  dir: string,
+  channel: string,
+  reports: Readonly<Record<string, PruneReport>>,
+  stop: AbortSignal,
+): Promise<void> {
+  const store = new FsStore(dir, { fsync: false });
+  const answered = new Set<string>();
+  try {
+    while (!stop.aborted) {
+      const read = await readChannel(store, channel);
+      if (read.status === "found") {
+        const { release } = parseRelease(read.bytes, "the channel");
+        for (const [host, entry] of Object.entries(release.hosts)) {
+          if (answered.has(`${release.seq}/${host}`) || reports[host] === undefined) continue;
+          answered.add(`${release.seq}/${host}`);
+          const now = new Date().toISOString();
+          await writeStatus(store, {
+            version: 1,
+            host,
+            mode: "agent",
+            channel,
+            seq: release.seq,
+            desired: entry.path,
+            current: entry.path,
+            generation: 4,
+            previous: null,
+            pruned: reports[host],
+            state: "success",
+            phase: null,
+            error: null,
+            rolledBack: null,
+            startedAt: now,
+            updatedAt: now,
+          });
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await store.close();
+  }
+}

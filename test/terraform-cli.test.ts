@@ -3,6 +3,8 @@
 // examples/aws declare (parsed from their .tf files), and `nixship fleet from-terraform` turns
 // `terraform output -json` of examples/aws into a fleet file the fleet loader and the schema
 // accept, with the instances' IDs, tags and addresses; bad input exits 2 naming the JSON path.
+// `terraform vars --image` builds a stand-in laid out as NixOS's amazonImage output (the disk
+// image, nix-support/image-info.json) and prints what the ami-import module takes.
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +26,58 @@ import {
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 /** The root modules `nixship terraform vars` feeds, with the variables it prints. */
 const VARIABLE_FILES = ["terraform/modules/deploy/variables.tf", "examples/aws/variables.tf"];
+const AMI_IMPORT_VARIABLES = "terraform/modules/ami-import/variables.tf";
+/** `terraform vars --image` variable → the ami-import module's variable it is for. */
+const IMAGE_VARIABLES = {
+  image_path: "image_path",
+  image_format: "image_format",
+  image_boot_mode: "boot_mode",
+  image_architecture: "architecture",
+} as const;
+const NIX_SYSTEM = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux`;
+
+/**
+ * Stand-ins for NixOS image builds (plain derivations, no nixpkgs), each laid out as
+ * amazon-image.nix lays out its output: the disk image and nix-support/image-info.json naming
+ * it ("$out" is the shell's). `lying` names a file it does not make.
+ */
+const IMAGES_FLAKE = `{
+  outputs = { self }:
+    let
+      system = "${NIX_SYSTEM}";
+      image = name: file: info: derivation {
+        inherit name system;
+        builder = "/bin/sh";
+        PATH = "/usr/bin:/bin";
+        args = [ "-c" ''
+          mkdir -p $out/nix-support
+          \${if file == null then "" else "echo 'stand-in disk image \${name}' > $out/\${file}"}
+          cat > $out/nix-support/image-info.json <<EOF
+          \${builtins.toJSON info}
+          EOF
+        '' ];
+      };
+      vhd = "nixos-amazon-image-25.05-${NIX_SYSTEM}.vhd";
+    in {
+      nixosConfigurations.web1.config.system.build.amazonImage = image "stand-in-amazon-image" vhd {
+        label = "25.05.20250101.0000000";
+        boot_mode = "legacy-bios";
+        inherit system;
+        logical_bytes = "4294967296";
+        file = "$out/\${vhd}";
+        disks.root = { logical_bytes = "4294967296"; file = "$out/\${vhd}"; };
+      };
+      packages.\${system} = {
+        raw-image = image "stand-in-raw-image" "nixos.img" {
+          label = "25.05"; boot_mode = "uefi"; system = "aarch64-linux"; file = "$out/nixos.img";
+        };
+        lying = image "stand-in-lying-image" null {
+          label = "25.05"; boot_mode = "uefi"; inherit system; file = "$out/nixos.vhd";
+        };
+      };
+    };
+}
+`;
 const OUTPUTS_FILE = "examples/aws/outputs.tf";
 
 let work: string;
@@ -52,6 +106,8 @@ async function declaredVariables(file: string): Promise<Map<string, TfType>> {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-terraform-"));
   await run("ln", ["-s", EXAMPLES_DIR, join(work, "examples")]);
+  await mkdir(join(work, "images"));
+  await writeFile(join(work, "images", "flake.nix"), IMAGES_FLAKE);
   cachePub = (
     await nixship(["key", "generate", "--name", "tf-cache-1", "--out", join(work, "cache.sec")])
   ).stdout.trim();
@@ -171,7 +227,113 @@ describe("nixship terraform vars", () => {
     expect(await readdir(dir)).toEqual(["nixship.auto.tfvars.json"]);
   });
 
+  it("--image builds a NixOS image in the same run and prints what the ami-import module takes", async () => {
+    const installable = "path:./images#nixosConfigurations.web1.config.system.build.amazonImage";
+    const r = await nixship([
+      "terraform",
+      "vars",
+      "--fleet",
+      fleetFile,
+      "--on",
+      "a,b",
+      "--image",
+      installable,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("built 2 hosts, 2 systems, the image");
+    const vars = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(r.stdout).toBe(`${JSON.stringify(vars, null, 2)}\n`);
+    expect(Object.keys(vars)).toEqual([
+      "store_paths",
+      "cache_url",
+      ...Object.keys(IMAGE_VARIABLES),
+    ]);
+    const plain = JSON.parse(
+      (await nixship(["terraform", "vars", "--fleet", fleetFile, "--on", "a,b"])).stdout,
+    );
+    expect(vars.store_paths).toEqual(plain.store_paths);
+    expect(vars).toMatchObject({
+      image_format: "VHD",
+      image_boot_mode: "legacy-bios",
+      image_architecture: process.arch === "arm64" ? "arm64" : "x86_64",
+    });
+    const path = vars.image_path as string;
+    expect(path).toMatch(
+      /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-stand-in-amazon-image\/nixos-amazon-image-25\.05-[a-z0-9_]+-linux\.vhd$/,
+    );
+    expect(await readFile(path, "utf8")).toBe("stand-in disk image stand-in-amazon-image\n");
+    await expectAmiImportAccepts(vars);
+  });
+
+  it("--image takes an image already built, as a store path, and --format external carries it as strings", async () => {
+    const built = JSON.parse(
+      (await run("nix", ["build", "--no-link", "--json", `path:${join(work, "images")}#raw-image`]))
+        .stdout,
+    ) as { outputs: { out: string } }[];
+    const out = built[0]?.outputs.out as string;
+    const r = await nixship([
+      "terraform",
+      "vars",
+      "--fleet",
+      fleetFile,
+      "--on",
+      "c",
+      "--image",
+      out,
+      "--format",
+      "external",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(typeProblems(parseTypeExpression("map(string)"), result)).toEqual([]);
+    expect(result).toEqual({
+      store_paths_json: expect.any(String),
+      cache_url: `file://${work}/cache`,
+      image_path: `${out}/nixos.img`,
+      image_format: "RAW",
+      image_boot_mode: "uefi",
+      image_architecture: "arm64",
+    });
+    await expectAmiImportAccepts(result);
+  });
+
   it.each([
+    [
+      "an output that is no image",
+      "path:./examples#web-v1",
+      2,
+      /path:\.\/examples#web-v1 built \/nix\/store\/\S+-example-web-system-v1, which has no nix-support\/image-info\.json: it is not a disk image build/,
+    ],
+    [
+      "an image whose file is missing",
+      "path:./images#lying",
+      1,
+      /image-info\.json names the disk image \/nix\/store\/\S+-stand-in-lying-image\/nixos\.vhd, which is not there \(ENOENT\)/,
+    ],
+    [
+      "an output that does not exist",
+      "path:./images#nope",
+      2,
+      /--image: the flake has no output "path:\.\/images#nope"/,
+    ],
+  ])("--image refuses %s, with nothing on stdout", async (_, image, code, message) => {
+    const r = await nixship([
+      "terraform",
+      "vars",
+      "--fleet",
+      fleetFile,
+      "--on",
+      "a",
+      "--image",
+      image,
+    ]);
+    expect(r.code, r.stderr).toBe(code);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(message);
+  });
+
+  it.each([
+    [["--image", "web"], /--image must give a flake installable or a store path, got 'web'/],
     [["--out", "vars.tfvars"], /--out must name a \.json file, got 'vars\.tfvars'/],
     [["--format", "hcl"], /--format must be one of tfvars, external, got 'hcl'/],
     [["--format", "external", "--out", "v.json"], /external format is read by Terraform/],
@@ -196,6 +358,21 @@ describe("nixship terraform vars", () => {
     expect(r.stderr).toContain('hosts.a.system: the flake has no output "path:./examples#no-such"');
   });
 });
+
+/** Each image variable is one the ami-import module declares, a string its validation allows. */
+async function expectAmiImportAccepts(vars: Record<string, unknown>): Promise<void> {
+  const variables = (await parseTf(AMI_IMPORT_VARIABLES)).variable ?? {};
+  for (const [name, moduleName] of Object.entries(IMAGE_VARIABLES)) {
+    const body = variables[moduleName]?.[0];
+    expect(body, `ami-import declares ${moduleName}`).toBeDefined();
+    expect(typeProblems(parseTypeExpression(body?.type as string), vars[name], name)).toEqual([]);
+    for (const { condition } of (body?.validation ?? []) as { condition: string }[]) {
+      const allowed = /contains\((\[[^\]]*\]), var\.\w+\)/.exec(condition)?.[1];
+      expect(allowed, `${moduleName}: ${condition}`).toBeDefined();
+      expect(JSON.parse(allowed as string), moduleName).toContain(vars[name]);
+    }
+  }
+}
 
 describe("nixship fleet from-terraform", () => {
   let outputsFile: string;

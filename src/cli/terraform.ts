@@ -1,9 +1,12 @@
-// `nixship terraform vars`: the Nix → Terraform bridge. Builds the selected hosts' systems
-// (the build command's one evaluation) and prints them as Terraform input variables.
+// `nixship terraform vars`: the Nix → Terraform bridge. Builds the selected hosts' systems, and
+// with --image a disk image for the ami-import module, in the build command's one evaluation,
+// and prints them as Terraform input variables.
 import { buildSystems } from "../deploy/build.js";
-import { externalResult, terraformVars } from "../deploy/terraform-vars.js";
-import { UsageError } from "../errors.js";
+import { externalResult, readImageOutput, terraformVars } from "../deploy/terraform-vars.js";
+import { NixshipError, UsageError } from "../errors.js";
+import { type AgentHost, FLAKE_INSTALLABLE_PATTERN, type SystemSpec } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
+import { parseStorePath } from "../nix/store-path.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { writeOutputFile } from "./output-file.js";
@@ -11,11 +14,18 @@ import { writeOutputFile } from "./output-file.js";
 const FORMATS = ["tfvars", "external"] as const;
 type Format = (typeof FORMATS)[number];
 
+/**
+ * The image rides along in the systems' one evaluation and build as a host of this name, which
+ * no fleet host can have (names start with a letter or digit); errors name it as the flag.
+ */
+const IMAGE_HOST = "--image";
+const IMAGE_EXAMPLE = ".#nixosConfigurations.web1.config.system.build.amazonImage";
+
 export const terraformVarsCommand: Command = {
   path: ["terraform", "vars"],
   summary: "build the selected hosts' systems and print them as Terraform variables",
-  help: `Usage: nixship terraform vars [--fleet FILE] [--on SELECTOR] [--format tfvars|external]
-                              [--out FILE.json]
+  help: `Usage: nixship terraform vars [--fleet FILE] [--on SELECTOR] [--image INSTALLABLE]
+                              [--format tfvars|external] [--out FILE.json]
 
 Builds the systems of the selected hosts as 'nixship build' does (one evaluation, one build)
 and prints Terraform input variables as JSON, on stdout, with nothing else there (progress
@@ -33,6 +43,22 @@ ending in .auto.tfvars.json is loaded without -var-file):
 
   nixship terraform vars --on @web --out nixship.auto.tfvars.json
   terraform apply
+
+With --image, also a disk image for terraform/modules/ami-import, built in the same
+evaluation and build: a NixOS image build (a configuration importing
+virtualisation/amazon-image.nix), whose nix-support/image-info.json names the image file:
+
+  nixship terraform vars --image '${IMAGE_EXAMPLE}'
+  {"store_paths": {...}, "cache_url": "...",
+   "image_path": "/nix/store/...-nixos-amazon-image-.../nixos-amazon-image-....vhd",
+   "image_format": "VHD", "image_boot_mode": "legacy-bios", "image_architecture": "x86_64"}
+
+image_path (the image file), image_format (VHD for .vhd, RAW for .raw and .img),
+image_boot_mode (the image's boot_mode) and image_architecture (x86_64 or arm64, from its
+system) are the module's image_path, image_format, boot_mode and architecture. A relative
+flake reference is relative to the fleet file's directory, as the hosts' systems are; a
+store path names an image already built. An output without image-info.json, a qcow2 image or
+a ZFS image (two disks) is refused.
 
 As an external data source (--format external): Terraform's 'external' data source takes a
 flat object of strings only, so the map travels as JSON text:
@@ -53,19 +79,25 @@ flat object of strings only, so the map travels as JSON text:
 Options:
   --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
+  --image INSTALLABLE
+                     also build this disk image and print image_path, image_format,
+                     image_boot_mode and image_architecture (see above)
   --format F         tfvars (default): {"store_paths", "cache_url"}; external: the same as
-                     strings only, {"store_paths_json", "cache_url"}
+                     strings only, {"store_paths_json", "cache_url"}; with --image, both
+                     add the image_* strings
   --out FILE.json    write the variables to FILE.json (atomically: a temp file renamed into
                      place) instead of stdout; tfvars format only
 
-Exit codes: 0 built and printed, 1 a build failed, 2 bad usage or input (fleet file,
-selector, flags).`,
+Exit codes: 0 built and printed, 1 a build failed (or the image's output lacks the file it
+names), 2 bad usage or input (fleet file, selector, flags, a flake output that does not exist,
+an --image that is not a disk image the ami-import module takes).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
       {
         fleet: { type: "string" },
         on: { type: "string" },
+        image: { type: "string" },
         format: { type: "string" },
         out: { type: "string" },
       },
@@ -76,15 +108,30 @@ selector, flags).`,
     }
     const format = parseFormat(values.format);
     if (values.out !== undefined) checkOutFile(values.out, format);
+    const image = values.image === undefined ? undefined : imageSpec(values.image);
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const built = await buildSystems(hosts, fleetDir);
+    const built = await buildSystems(
+      image === undefined ? hosts : [...hosts, imageHost(image)],
+      fleetDir,
+    ).catch((err: unknown) => {
+      if (err instanceof NixshipError) {
+        err.message = err.message.replaceAll(`hosts.${IMAGE_HOST}.system`, IMAGE_HOST);
+      }
+      throw err;
+    });
+    const imageVars =
+      image === undefined
+        ? undefined
+        : await readImageOutput(built.byHost.get(IMAGE_HOST) as string, values.image as string);
     const vars = terraformVars(
       hosts.map((h) => h.name),
       built.byHost,
       fleet.cache?.url,
+      imageVars,
     );
-    const count = `${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${built.systems.length} system${built.systems.length === 1 ? "" : "s"}`;
+    const systems = built.systems.filter((s) => s.hosts.some((h) => h !== IMAGE_HOST)).length;
+    const count = `${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${systems} system${systems === 1 ? "" : "s"}${image === undefined ? "" : ", the image"}`;
     if (values.out !== undefined) {
       await writeOutputFile(values.out, `${JSON.stringify(vars, null, 2)}\n`);
       io.stderr.write(`wrote ${values.out}: ${count}\n`);
@@ -95,6 +142,21 @@ selector, flags).`,
     return 0;
   },
 };
+
+/** --image: a flake installable, or the store path of an image already built. */
+function imageSpec(text: string): SystemSpec {
+  if (text.startsWith("/"))
+    return { kind: "store-path", path: parseStorePath(text, "--image").path };
+  if (FLAKE_INSTALLABLE_PATTERN.test(text)) return { kind: "flake", installable: text };
+  throw new UsageError(
+    `terraform vars: --image must give a flake installable or a store path, got '${text}'`,
+    `e.g. --image '${IMAGE_EXAMPLE}'`,
+  );
+}
+
+function imageHost(system: SystemSpec): AgentHost {
+  return { name: IMAGE_HOST, tags: [], address: undefined, system, delivery: "agent" };
+}
 
 function parseFormat(text: string | undefined): Format {
   if (text === undefined) return "tfvars";
