@@ -73,7 +73,7 @@ describe("age interop with the age 1.1.1 CLI", () => {
       parseRecipient(mine.ageRecipient, "admin"),
     ]);
     // The file carries nixship's own stanza, which the CLI must skip.
-    expect(readAgeHeader(file, "nixship file").recipientsDigest).toMatch(/^[0-9a-f]{64}$/);
+    expect((await readAgeHeader(file, "nixship file")).recipientsDigest).toMatch(/^[0-9a-f]{64}$/);
     for (const keyFile of [mine.sshKeyFile, mine.ageKeyFile]) {
       const out = age(["-d", "-i", keyFile], file);
       expect(out.status).toBe(0);
@@ -110,7 +110,7 @@ describe("age interop with the age 1.1.1 CLI", () => {
       if (!needsSsh) expect(await decryptSecret(file, ageIds, name), name).toEqual(PLAINTEXT);
     }
     expect(Buffer.from(written.armored.stdout).toString().startsWith("-----BEGIN AGE")).toBe(true);
-    const header = readAgeHeader(new Uint8Array(written.recipientsFile.stdout), "cli file");
+    const header = await readAgeHeader(new Uint8Array(written.recipientsFile.stdout), "cli file");
     expect(header.recipientsDigest).toBeUndefined();
     expect(header.sshTags).toEqual([parseRecipient(mine.sshPublicLine, "host").sshTag]);
     expect(header.x25519Count).toBe(1);

@@ -154,7 +154,7 @@ describe("encryptSecret and readAgeHeader", () => {
     const s2 = parseRecipient(otherHost.publicLine, "s2");
     const file = await encryptSecret(PLAINTEXT, [s1, x1, s2, x2, x1]);
     expect(Buffer.from(file.subarray(0, 22)).toString()).toBe("age-encryption.org/v1\n");
-    const header = readAgeHeader(file, "secrets/db.age");
+    const header = await readAgeHeader(file, "secrets/db.age");
     expect(header.recipientsDigest).toBe(recipientsDigest([x1, x2, s1, s2]));
     expect(header.sshTags).toEqual([s1.sshTag, s2.sshTag]);
     expect(header.x25519Count).toBe(2);
@@ -166,7 +166,9 @@ describe("encryptSecret and readAgeHeader", () => {
       "nixship-recipients",
     ]);
     expect(header.stanzas[4]?.args).toEqual([header.recipientsDigest]);
-    expect(readAgeHeader(new TextEncoder().encode(armor.encode(file)), "armored")).toEqual(header);
+    expect(await readAgeHeader(new TextEncoder().encode(armor.encode(file)), "armored")).toEqual(
+      header,
+    );
   });
 
   it("refuses an empty recipient list", async () => {

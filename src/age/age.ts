@@ -5,16 +5,7 @@
 import { x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import {
-  armor,
-  Decrypter,
-  Encrypter,
-  generateX25519Identity,
-  type Identity,
-  identityToRecipient,
-  type Recipient,
-  Stanza,
-} from "age-encryption";
+import type { Identity, Recipient } from "age-encryption";
 import { InputError, OperationError } from "../errors.js";
 import { bech32Decode, bech32Encode } from "./bech32.js";
 import {
@@ -29,6 +20,7 @@ import {
   SshEd25519Recipient,
   sshEd25519Tag,
 } from "./ssh-ed25519.js";
+import { typage } from "./typage.js";
 
 /** A recipient as written in the fleet file or known_hosts: "age1…" (X25519) or "ssh-ed25519 AAAA… [comment]". */
 export interface AgeRecipient {
@@ -159,7 +151,7 @@ export function recipientsDigest(recipients: readonly AgeRecipient[]): string {
 
 /** The anonymous stanza that records the recipient set; identities ignore its type. */
 function digestRecipient(digest: string): Recipient {
-  return { wrapFileKey: () => [new Stanza([DIGEST_STANZA, digest], new Uint8Array(0))] };
+  return { wrapFileKey: () => [{ args: [DIGEST_STANZA, digest], body: new Uint8Array(0) }] };
 }
 
 /** Encrypts to every recipient (binary age format), recording recipientsDigest in the header. */
@@ -170,6 +162,7 @@ export async function encryptSecret(
   if (recipients.length === 0) {
     throw new InputError("no-recipients", "refusing to encrypt a secret to no recipients");
   }
+  const { Encrypter } = await typage();
   const encrypter = new Encrypter();
   const texts = new Set(recipients.map((r) => r.text));
   for (const [index, text] of [...texts].entries()) {
@@ -188,9 +181,10 @@ interface HeaderStanza {
 }
 
 /** Armored input is decoded whole (typage's strict PEM); binary input passes through. */
-function unarmor(input: Uint8Array): Parsed<Uint8Array> {
+async function unarmor(input: Uint8Array): Promise<Parsed<Uint8Array>> {
   const head = Buffer.from(input.subarray(0, 64 + ARMOR_BEGIN.length)).toString("latin1");
   if (!head.trimStart().startsWith(ARMOR_BEGIN)) return { ok: true, value: input };
+  const { armor } = await typage();
   try {
     return { ok: true, value: armor.decode(Buffer.from(input).toString("latin1")) };
   } catch (err) {
@@ -289,8 +283,10 @@ function summarize(stanzas: readonly HeaderStanza[]): Parsed<AgeHeader> {
   };
 }
 
-function readHeader(ciphertext: Uint8Array): Parsed<{ binary: Uint8Array; header: AgeHeader }> {
-  const binary = unarmor(ciphertext);
+async function readHeader(
+  ciphertext: Uint8Array,
+): Promise<Parsed<{ binary: Uint8Array; header: AgeHeader }>> {
+  const binary = await unarmor(ciphertext);
   if (!binary.ok) return binary;
   const stanzas = parseHeader(binary.value);
   if (!stanzas.ok) return stanzas;
@@ -300,8 +296,8 @@ function readHeader(ciphertext: Uint8Array): Parsed<{ binary: Uint8Array; header
 }
 
 /** Reads only the header (at most 64 KiB of it), binary or armored. */
-export function readAgeHeader(ciphertext: Uint8Array, where: string): AgeHeader {
-  const read = readHeader(ciphertext);
+export async function readAgeHeader(ciphertext: Uint8Array, where: string): Promise<AgeHeader> {
+  const read = await readHeader(ciphertext);
   if (!read.ok) throw new InputError("not-age", `${where}: ${read.reason}`);
   return read.value.header;
 }
@@ -388,6 +384,7 @@ function parseAgeSecretKey(line: string, where: string): AgeIdentity {
 
 /** A fresh X25519 identity (not the post-quantum kind, which Debian's age 1.1.1 cannot read). */
 export async function generateAgeIdentity(): Promise<{ identity: string; recipient: string }> {
+  const { generateX25519Identity, identityToRecipient } = await typage();
   const identity = await generateX25519Identity();
   return { identity, recipient: await identityToRecipient(identity) };
 }
@@ -404,7 +401,7 @@ export async function decryptSecret(
   identities: readonly AgeIdentity[],
   where: string,
 ): Promise<Uint8Array> {
-  const read = readHeader(ciphertext);
+  const read = await readHeader(ciphertext);
   if (!read.ok) throw new OperationError("secret-corrupt", `${where}: ${read.reason}`);
   const { binary, header } = read.value;
   if (identities.length === 0) {
@@ -413,6 +410,7 @@ export async function decryptSecret(
       `${where}: no identities to decrypt it with`,
     );
   }
+  const { Decrypter } = await typage();
   const decrypter = new Decrypter();
   for (const identity of identities) {
     const unlock = unlockers.get(identity);

@@ -5,7 +5,7 @@ import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
-import { type Identity, type Recipient, Stanza } from "age-encryption";
+import type { Identity, Recipient, Stanza } from "age-encryption";
 
 export const SSH_ED25519_STANZA = "ssh-ed25519";
 const LABEL = new TextEncoder().encode("age-encryption.org/v1/ssh-ed25519");
@@ -274,7 +274,9 @@ export class SshEd25519Recipient implements Recipient {
     const body = chacha20poly1305(wrapKey(shared, share, this.#montgomery), ZERO_NONCE).encrypt(
       fileKey,
     );
-    return [new Stanza([SSH_ED25519_STANZA, this.#tag, encodeBase64NoPad(share)], body)];
+    // A Stanza is plain data (typage's class adds no behaviour): written as such, typage itself
+    // stays unloaded until something is encrypted (see typage.ts).
+    return [{ args: [SSH_ED25519_STANZA, this.#tag, encodeBase64NoPad(share)], body }];
   }
 }
 

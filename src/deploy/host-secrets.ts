@@ -41,7 +41,7 @@ export async function hostSecrets(
         },
       );
     }
-    const tags = new Set(readAgeHeader(ciphertext, spec.file).sshTags);
+    const tags = new Set((await readAgeHeader(ciphertext, spec.file)).sshTags);
     const keyless = receivers.filter((h) => !hostKeys.has(h.name)).map((h) => h.name);
     if (keyless.length > 0) throw hostsWithoutKeyError(spec.name, keyless);
     const unreadable = receivers.filter((h) => {

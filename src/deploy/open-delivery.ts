@@ -3,7 +3,6 @@
 import { AgentDelivery } from "../delivery/agent.js";
 import type { Delivery } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
-import { SsmDelivery } from "../delivery/ssm.js";
 import { InputError } from "../errors.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { SecretKey } from "../nix/keys.js";
@@ -80,6 +79,8 @@ export async function openDelivery(
         fleet.secrets !== undefined && fleet.cache !== undefined
           ? await openStore(fleet.cache.url)
           : undefined;
+      // Loaded only here: the AWS SDK costs every other command a third of its start-up.
+      const { SsmDelivery } = await import("../delivery/ssm.js");
       return {
         mode,
         delivery: new SsmDelivery({ settings: fleet.ssm, ...(store ? { store } : {}) }),

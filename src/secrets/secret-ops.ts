@@ -58,14 +58,18 @@ export async function listSecrets(
       owner: spec.owner,
       group: spec.group,
       mode: spec.mode,
-      state: bytes === undefined ? "missing" : fileState(bytes, spec, r),
+      state: bytes === undefined ? "missing" : await fileState(bytes, spec, r),
     });
   }
   return rows;
 }
 
-function fileState(bytes: Uint8Array, spec: SecretSpec, r: SecretRecipients): SecretFileState {
-  const written = readAgeHeader(bytes, spec.file).recipientsDigest;
+async function fileState(
+  bytes: Uint8Array,
+  spec: SecretSpec,
+  r: SecretRecipients,
+): Promise<SecretFileState> {
+  const written = (await readAgeHeader(bytes, spec.file)).recipientsDigest;
   if (written === undefined) return "unchecked";
   return written === recipientsDigest(r.recipients) && r.hostsWithoutKey.length === 0
     ? "ok"
@@ -149,7 +153,9 @@ export async function editSecret(
     await scratch.remove();
   }
   const same =
-    bytes !== undefined && Buffer.from(before).equals(after) && fileState(bytes, spec, r) === "ok";
+    bytes !== undefined &&
+    Buffer.from(before).equals(after) &&
+    (await fileState(bytes, spec, r)) === "ok";
   before.fill(0);
   if (!same) {
     requireSize(name, after);
@@ -214,7 +220,7 @@ export async function rekeySecrets(
         },
       );
     }
-    if (!options.force && fileState(bytes, spec, r) === "ok") {
+    if (!options.force && (await fileState(bytes, spec, r)) === "ok") {
       planned.push({ spec, r, next: undefined });
       continue;
     }
