@@ -5,7 +5,11 @@
 // more permission. Evaluated from the module's own HCL as Terraform would: each agent input's
 // validation accepts null, the aws_instance's precondition holds for an ssh/ssm host with none
 // of them and fails for an agent host missing any; a host without the agent, keys or a store
-// gets no user-data, and with keys it gets the SSH part only, nothing of the agent.
+// gets no user-data, and with keys it gets the SSH part only, nothing of the agent. A store
+// URL with a key prefix (the cache module's, with its prefix) is accepted: an agent host's
+// user-data then fetches the nixship package from under the prefix itself (fetch.sh.tftpl, run
+// in terraform-host-prefixed-store.test.ts), which the cache module's agent policy allows and
+// nothing more; a host without the agent publishes its key under the prefix.
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +24,7 @@ import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const HOST_DIR = join(ROOT, "terraform", "modules", "host");
+const CACHE_DIR = join(ROOT, "terraform", "modules", "cache");
 const AGENT_INPUTS = ["nixship_package", "store_url", "cache_public_keys", "release_public_keys"];
 const KEY = "cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I=";
 const GIVEN: Record<string, HclValue> = {
@@ -37,6 +42,7 @@ const KNOWN: Record<string, HclValue> = {
 
 type Body = Record<string, unknown>;
 let mod: TfModule;
+let cacheModule: TfModule;
 let work: string;
 /** Public key lines ssh-keygen made, by type. */
 const keys: Record<string, string> = {};
@@ -64,6 +70,7 @@ const localValue = (name: string, vars: Record<string, HclValue>) =>
 
 beforeAll(async () => {
   mod = await loadModule(HOST_DIR, ROOT);
+  cacheModule = await loadModule(CACHE_DIR, ROOT);
   work = await mkdtemp(join(tmpdir(), "nixship-host-inputs-"));
   for (const [type, bits] of [
     ["ed25519", "256"],
@@ -352,5 +359,190 @@ describe("the host module's service ports and AMI owners", () => {
     expect(await evaluate(valid, { ami_owners: ["123456789012", "self"] })).toBe(true);
     expect(await evaluate(valid, { ami_owners: ["12345"] })).toBe(false);
     expect(await evaluate(valid, { ami_owners: [] })).toBe(false);
+  });
+});
+
+describe("a store URL with a key prefix", () => {
+  const PREFIXED = "s3://fleet-cache/fleet/nix?region=eu-west-1";
+  const NARINFO = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo";
+  const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.zst";
+  const validation = () => blockAt(["variable", "store_url", "validation"]).condition;
+  const accepts = (url: string) => evaluate(validation(), { store_url: url });
+  const preconditions = () =>
+    blocks(blockAt(["resource", "aws_instance", "host", "lifecycle"]).precondition) as Body[];
+
+  it("is accepted as the cache module writes it; odd prefixes are not", async () => {
+    for (const url of [
+      PREFIXED,
+      "s3://fleet-cache/nix?region=eu-west-1",
+      "s3://fleet-cache/nix/?region=eu-west-1",
+      "s3://fleet.cache/a_b/c-d.e?region=eu-west-1&endpoint=https://minio.example:9000",
+      "s3://fleet-cache?region=eu-west-1",
+      "file:///srv/fleet store",
+    ]) {
+      expect(await accepts(url), url).toBe(true);
+    }
+    for (const url of [
+      "s3://fleet-cache/?region=eu-west-1",
+      "s3://fleet-cache//nix?region=eu-west-1",
+      "s3://fleet-cache/./nix?region=eu-west-1",
+      "s3://fleet-cache/nix/..?region=eu-west-1",
+      "s3://fleet-cache/n%20x?region=eu-west-1",
+      "s3://fleet-cache/n*x?region=eu-west-1",
+      "s3://fleet-cache/nix\n?region=eu-west-1",
+    ]) {
+      expect(await accepts(url), url).toBe(false);
+    }
+    const message = String(blockAt(["variable", "store_url", "validation"]).error_message);
+    expect(message).toContain("s3://BUCKET/PREFIX?region=R");
+    expect(message).not.toContain("no key prefix");
+
+    // The cache module's store_url for its prefix is one.
+    const cacheUrl = await evaluateValue(
+      cacheModule.outputs.get("store_url")?.value,
+      moduleResolver(cacheModule, {
+        vars: { bucket_name: "fleet-cache", prefix: "fleet/nix/" },
+        known: {
+          "aws_s3_bucket.this.bucket": "fleet-cache",
+          "aws_s3_bucket.this.region": "eu-west-1",
+        },
+      }),
+    );
+    expect(cacheUrl).toBe(PREFIXED);
+  });
+
+  it("makes an agent host's user-data fetch the package from under the prefix first, and only then", async () => {
+    const fetchVars = (vars: Record<string, HclValue>, known: Record<string, HclValue> = {}) =>
+      resolver({ ...GIVEN, ...vars }, known)(
+        ["local", "fetch_user_data_vars"],
+        "fetch_user_data_vars",
+      );
+    const needed = (vars: Record<string, HclValue>) =>
+      localValue("fetch_needed", { ...GIVEN, ...vars });
+    expect(await needed({ store_url: PREFIXED })).toBe(true);
+    expect(await needed({ store_url: "s3://fleet-cache?region=eu-west-1" })).toBe(false);
+    expect(await needed({ store_url: "file:///srv/fleet" })).toBe(false);
+    expect(await needed({ store_url: PREFIXED, agent_enabled: false })).toBe(false);
+
+    expect(await fetchVars({ store_url: PREFIXED })).toEqual({
+      host_name: "web1",
+      nixship_package: GIVEN.nixship_package,
+      cache_public_keys: GIVEN.cache_public_keys,
+      store_http_url: "https://fleet-cache.s3.eu-west-1.amazonaws.com/fleet/nix",
+      store_region: "eu-west-1",
+      fetch_max_paths: 2000,
+      fetch_max_bytes: 4294967296,
+    });
+    const address = async (url: string, known: Record<string, HclValue> = {}) =>
+      ((await fetchVars({ store_url: url }, known)) as Record<string, HclValue>).store_http_url;
+    // A bucket with dots path-style; endpoint= path-style there, as nixship addresses it; the
+    // partition's domain.
+    expect(await address("s3://fleet.cache/nix/?region=us-east-2")).toBe(
+      "https://s3.us-east-2.amazonaws.com/fleet.cache/nix",
+    );
+    expect(
+      await address("s3://fleet-cache/a/b?region=eu-west-1&endpoint=http://127.0.0.1:9000/"),
+    ).toBe("http://127.0.0.1:9000/fleet-cache/a/b");
+    expect(
+      await address("s3://fleet-cache/nix?region=cn-north-1", {
+        "data.aws_partition.current": { partition: "aws-cn", dns_suffix: "amazonaws.com.cn" },
+      }),
+    ).toBe("https://fleet-cache.s3.cn-north-1.amazonaws.com.cn/nix");
+  });
+
+  it("needs the region, which the fetch signs for, and an endpoint= written as it is used", async () => {
+    const region = preconditions().find((p) =>
+      String(p.error_message).includes("with a key prefix in store_url"),
+    ) as Body;
+    const endpoint = preconditions().find((p) =>
+      String(p.error_message).includes("endpoint="),
+    ) as Body;
+    const holds = (p: Body, vars: Record<string, HclValue>) =>
+      evaluate(p.condition, { ...GIVEN, ...vars });
+    expect(await holds(region, { store_url: PREFIXED })).toBe(true);
+    expect(await holds(region, { store_url: "s3://fleet-cache/nix" })).toBe(false);
+    expect(await holds(region, { store_url: "s3://fleet-cache" })).toBe(true);
+    expect(await holds(region, { store_url: "s3://fleet-cache/nix", agent_enabled: false })).toBe(
+      true,
+    );
+    const withEndpoint = (e: string) => `${PREFIXED}&endpoint=${e}`;
+    expect(await holds(endpoint, { store_url: withEndpoint("https://minio.example:9000") })).toBe(
+      true,
+    );
+    expect(await holds(endpoint, { store_url: withEndpoint("https%3A%2F%2Fminio") })).toBe(false);
+    expect(await holds(endpoint, { store_url: withEndpoint("https://minio/x") })).toBe(false);
+    // Nix reads an unprefixed store's endpoint= itself: not the module's business.
+    expect(
+      await holds(endpoint, { store_url: "s3://fleet-cache?region=r&endpoint=https%3A%2F%2Fm" }),
+    ).toBe(true);
+  });
+
+  it("is read with the cache module's agent policy, which grants what the fetch asks for under the prefix and nothing outside it", async () => {
+    const agent = validatePolicy(
+      await renderPolicyDocument(
+        cacheModule,
+        "agent",
+        moduleResolver(cacheModule, {
+          vars: { bucket_name: "fleet-cache", prefix: "fleet/nix" },
+          known: { "aws_s3_bucket.this.arn": "arn:aws:s3:::fleet-cache" },
+        }),
+      ),
+      "agent",
+    );
+    const decide = (action: string, key: string) =>
+      iamDecision([agent], {
+        action,
+        resource:
+          action === "s3:ListBucket"
+            ? "arn:aws:s3:::fleet-cache"
+            : `arn:aws:s3:::fleet-cache/${key}`,
+        context: {
+          "aws:PrincipalTag/nixship-host": "web1",
+          ...(action === "s3:ListBucket" ? { "s3:prefix": key } : {}),
+        },
+      });
+    // The fetch's GETs (and, for a missing narinfo, the ListBucket S3 asks for a 404).
+    for (const [action, key] of [
+      ["s3:GetObject", `fleet/nix/${NARINFO}`],
+      ["s3:GetObject", `fleet/nix/${NAR}`],
+      ["s3:ListBucket", `fleet/nix/${NARINFO}`],
+    ]) {
+      expect(decide(action as string, key as string), `${action} ${key}`).toBe("allow");
+    }
+    for (const [action, key] of [
+      ["s3:GetObject", NARINFO],
+      ["s3:GetObject", `other/${NAR}`],
+      ["s3:GetObject", `fleet/${NARINFO}`],
+      ["s3:GetObject", `fleet/nix/secrets/web2/x`],
+      ["s3:PutObject", `fleet/nix/${NARINFO}`],
+      ["s3:ListBucket", NARINFO],
+      ["s3:ListBucket", "fleet/nix/"],
+    ]) {
+      expect(decide(action as string, key as string), `${action} ${key}`).toBe("implicit-deny");
+    }
+    // The host module grants an agent host nothing of the store on its own.
+    const own = mod.resources.get("aws_iam_role_policy.publish_host_key")?.body as Body;
+    expect(await evaluate(own.count, { ...GIVEN, store_url: PREFIXED })).toBe(0);
+  });
+
+  it("has a host without the agent publish its key, and get its one permission, under the prefix", async () => {
+    const vars = { agent_enabled: false, store_url: PREFIXED };
+    const ssh = (await localValue("ssh_user_data_vars", vars)) as Record<string, string>;
+    expect(ssh.host_key_url).toBe(
+      "https://fleet-cache.s3.eu-west-1.amazonaws.com/fleet/nix/status/host-keys/web1.pub",
+    );
+    const document = validatePolicy(
+      await renderPolicyDocument(mod, "publish_host_key", resolver(vars)),
+      "publish_host_key",
+    );
+    const decide = (action: string, key: string) =>
+      iamDecision([document], {
+        action,
+        resource: `arn:aws:s3:::fleet-cache/${key}`,
+        context: { "aws:PrincipalTag/nixship-host": "web1" },
+      });
+    expect(decide("s3:PutObject", "fleet/nix/status/host-keys/web1.pub")).toBe("allow");
+    expect(decide("s3:PutObject", "status/host-keys/web1.pub")).toBe("implicit-deny");
+    expect(decide("s3:GetObject", "fleet/nix/status/host-keys/web2.pub")).toBe("implicit-deny");
   });
 });

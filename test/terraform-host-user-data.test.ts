@@ -8,8 +8,10 @@
 // systemd, so stand-ins for systemctl and systemd-run come first on the script's PATH: the
 // systemd-run one records its arguments and really starts the agent in the background.
 // Issue 16: main.tf puts the SSH part (ssh.sh.tftpl) before it only when an SSH input asks for
-// it, and the two together still pass shellcheck within EC2's 16 KiB (the SSH part on a host:
-// terraform-host-ssh.test.ts, terraform-host-key-s3.test.ts).
+// it, and the fetch (fetch.sh.tftpl) only for a store with a key prefix; together they still
+// pass shellcheck within EC2's 16 KiB, a script over that without its comment lines (the SSH
+// part on a host: terraform-host-ssh.test.ts, terraform-host-key-s3.test.ts; the fetch:
+// terraform-host-prefixed-store.test.ts).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -24,11 +26,13 @@ import type { StatusRecord } from "../src/fleet/status.js";
 import { readStatus } from "../src/fleet/status-store.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
+import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const MODULE_DIR = join(dirname(NIXSHIP_BIN), "..", "..", "terraform", "modules", "host");
 const TEMPLATE = join(MODULE_DIR, "user-data.sh.tftpl");
 const SSH_TEMPLATE = join(MODULE_DIR, "ssh.sh.tftpl");
+const FETCH_TEMPLATE = join(MODULE_DIR, "fetch.sh.tftpl");
 const LAB = "tfh";
 const HOST = "tfh1";
 const CHANNEL = "production";
@@ -42,6 +46,16 @@ const SSH_TEMPLATE_VARS = [
   "host_key_url",
   "host_key_region",
 ];
+/** What main.tf passes to fetch.sh.tftpl (local.fetch_user_data_vars; evaluated in terraform-host-inputs.test.ts). */
+const FETCH_TEMPLATE_VARS = [
+  "host_name",
+  "nixship_package",
+  "cache_public_keys",
+  "store_http_url",
+  "store_region",
+  "fetch_max_paths",
+  "fetch_max_bytes",
+];
 /** What main.tf must pass to templatefile: each template variable and the module input behind it. */
 const TEMPLATE_VARS: Record<string, string> = {
   host_name: "var.name",
@@ -52,8 +66,6 @@ const TEMPLATE_VARS: Record<string, string> = {
   cache_public_keys: "var.cache_public_keys",
   poll_interval: "var.poll_interval",
 };
-/** EC2 refuses user-data over 16 KiB. */
-const USER_DATA_LIMIT = 16 * 1024;
 /** The PATH `lab exec` gives a command. */
 const LAB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -106,14 +118,20 @@ async function render(file: string, values: Record<string, TemplateValue>): Prom
   return rendered.text;
 }
 
-/** The user-data of an agent host as main.tf joins it: the SSH part if asked for, then this. */
+/**
+ * The user-data of an agent host as main.tf makes it: the SSH part if asked for, the fetch for a
+ * prefixed store, then this; over 16 KiB, without its comment lines.
+ */
 async function renderUserData(
   values: Record<string, TemplateValue>,
   ssh?: Record<string, TemplateValue>,
+  fetch?: Record<string, TemplateValue>,
 ): Promise<string> {
-  return (
-    (ssh === undefined ? "" : await render(SSH_TEMPLATE, ssh)) + (await render(TEMPLATE, values))
-  );
+  return userDataOf([
+    ssh === undefined ? "" : await render(SSH_TEMPLATE, ssh),
+    fetch === undefined ? "" : await render(FETCH_TEMPLATE, fetch),
+    await render(TEMPLATE, values),
+  ]);
 }
 
 /** Runs `script` (sh) in the host's view: its namespaces plus the test's /etc and /var/lib. */
@@ -398,7 +416,7 @@ afterAll(async () => {
 });
 
 describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () => {
-  it("with exactly the variables the templates take; the SSH part only when asked for, the agent's only with the agent", async () => {
+  it("with exactly the variables the templates take; the SSH part only when asked for, the fetch only for a prefixed store, the agent's only with the agent", async () => {
     const main = (await parse("main.tf", await readFile(join(MODULE_DIR, "main.tf"), "utf8"))) as {
       locals?: Record<string, unknown>[];
       resource?: { aws_instance?: Record<string, { user_data?: string }[]> };
@@ -408,13 +426,24 @@ describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () =
     expect(instances).toHaveLength(1);
     // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
     expect(instances[0]?.user_data).toBe("${local.user_data}");
-    // An agent host without SSH inputs gets user-data.sh.tftpl alone, as before issue 16.
-    expect(String(local("user_data")).replace(/\s+/g, "")).toBe(
+    // An agent host without SSH inputs or a prefix gets user-data.sh.tftpl alone, as before
+    // issue 16.
+    const squash = (text: unknown) => String(text).replace(/\s+/g, "");
+    expect(squash(local("user_data_script"))).toBe(
       // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
-      '${var.agent_enabled||local.ssh_user_data_needed?join("",[local.ssh_user_data_needed?templatefile("${path.module}/ssh.sh.tftpl",local.ssh_user_data_vars):"",var.agent_enabled?templatefile("${path.module}/user-data.sh.tftpl",local.user_data_vars):"",]):null}',
+      '${var.agent_enabled||local.ssh_user_data_needed?join("",[local.ssh_user_data_needed?templatefile("${path.module}/ssh.sh.tftpl",local.ssh_user_data_vars):"",local.fetch_needed?templatefile("${path.module}/fetch.sh.tftpl",local.fetch_user_data_vars):"",var.agent_enabled?templatefile("${path.module}/user-data.sh.tftpl",local.user_data_vars):"",]):null}',
+    );
+    // Kept byte for byte within 16 KiB, else without its comment lines: what userDataOf does.
+    expect(squash(local("user_data"))).toBe(
+      squash(
+        `\${(local.user_data_script == null ? null : length(local.user_data_script) <= ${USER_DATA_LIMIT} ? local.user_data_script : replace(local.user_data_script, "${COMMENT_LINE_HCL}", ""))}`,
+      ),
     );
     expect(Object.keys(local("ssh_user_data_vars") as object).sort()).toEqual(
       [...SSH_TEMPLATE_VARS].sort(),
+    );
+    expect(Object.keys(local("fetch_user_data_vars") as object).sort()).toEqual(
+      [...FETCH_TEMPLATE_VARS].sort(),
     );
     expect(local("user_data_vars")).toEqual(
       Object.fromEntries(Object.entries(TEMPLATE_VARS).map(([k, v]) => [k, `\${${v}}`])),
@@ -444,12 +473,28 @@ describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () =
     });
     const published = sshValues({
       host_key_store: "s3",
-      host_key_url: `https://fleet-cache.s3.eu-west-1.amazonaws.com/status/host-keys/${HOST}.pub`,
+      host_key_url: `https://fleet-cache.s3.eu-west-1.amazonaws.com/fleet/status/host-keys/${HOST}.pub`,
       host_key_region: "eu-west-1",
     });
+    // A store with a key prefix: the fetch comes before the bootstrap.
+    const prefixed = templateValues({ store_url: "s3://fleet-cache/fleet?region=eu-west-1" });
+    const fetch = {
+      host_name: HOST,
+      nixship_package: nixshipPackage,
+      cache_public_keys: [cachePublic],
+      store_http_url: "https://fleet-cache.s3.eu-west-1.amazonaws.com/fleet",
+      store_region: "eu-west-1",
+      fetch_max_paths: 2000,
+      fetch_max_bytes: 4294967296,
+    };
+    const everything = await renderUserData(prefixed, ssh, fetch);
+    // That one is over 16 KiB as written, so main.tf leaves out its comment lines.
+    expect(everything).not.toContain("\n# ");
     for (const [name, text] of [
       ["agent", await renderUserData(templateValues(), ssh)],
       ["ssh-only", await render(SSH_TEMPLATE, published)],
+      ["prefixed", await renderUserData(prefixed, undefined, fetch)],
+      ["prefixed-ssh", everything],
     ] as const) {
       expect(text.startsWith("#!/bin/sh\n")).toBe(true);
       expect(Buffer.byteLength(text)).toBeLessThan(USER_DATA_LIMIT);

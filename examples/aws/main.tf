@@ -32,8 +32,8 @@ data "aws_subnets" "default" {
   }
 }
 
-# No key prefix: the hosts' bootstrap hands the store URL to Nix, whose S3 store reads a
-# whole bucket.
+# The whole bucket (a key prefix works too: the hosts' first boot then fetches nixship under
+# it, signatures checked by Nix).
 module "cache" {
   source        = "../../terraform/modules/cache"
   bucket_name   = var.bucket_name

@@ -1,7 +1,7 @@
 # The host module: one NixOS instance for a nixship fleet. An EC2 instance (IMDSv2 only,
 # encrypted root volume) with its own IAM role, instance profile and security group, whose
 # user-data sets up root's SSH (ssh.sh.tftpl) and bootstraps nixship's pull agent
-# (user-data.sh.tftpl). See README.md.
+# (user-data.sh.tftpl, after fetch.sh.tftpl for a store with a key prefix). See README.md.
 
 locals {
   tags = merge(var.tags, { Name = var.name })
@@ -10,25 +10,53 @@ locals {
   ssh_host_private_key = var.generate_ssh_host_key ? tls_private_key.ssh_host[0].private_key_openssh : ""
   ssh_host_public_key  = var.generate_ssh_host_key ? trimspace(tls_private_key.ssh_host[0].public_key_openssh) : ""
 
-  # Where a host without the agent publishes its SSH public key (an agent publishes its own):
-  # status/host-keys/NAME.pub in the store, "s3" or "file", or "" for nowhere.
+  # The store: "s3" or "file" (or "" for none), and an S3 store's bucket, key prefix ("" for
+  # the whole bucket; as the cache module's prefix, without "/" at either end), region and
+  # endpoint (its endpoint= parameter, "" for S3's own).
   store_kind     = var.store_url == null ? "" : (can(regex("^s3://", var.store_url)) ? "s3" : "file")
+  store_bucket   = local.store_kind == "s3" ? regex("^s3://([^/?]+)", var.store_url)[0] : ""
+  store_prefix   = local.store_kind == "s3" ? trim(regex("^s3://[^/?]+([^?]*)", var.store_url)[0], "/") : ""
+  store_region   = local.store_kind == "s3" ? try(regex("[?&]region=([a-z0-9-]+)", var.store_url)[0], "") : ""
+  store_endpoint = local.store_kind == "s3" ? try(regex("[?&]endpoint=([^&]*)", var.store_url)[0], "") : ""
+  # The HTTPS address of the store's objects (the prefix included), for the user-data's own
+  # signed requests: endpoint= path-style, as nixship addresses it; else S3's virtual-hosted
+  # address, or the path-style one for a bucket name with dots (which S3's TLS certificate
+  # does not cover as a host name).
+  s3_endpoint = "s3.${local.store_region}.${data.aws_partition.current.dns_suffix}"
+  store_http_url = join("", [
+    (
+      local.store_endpoint != "" ? "${trim(local.store_endpoint, "/")}/${local.store_bucket}"
+      : can(regex("\\.", local.store_bucket)) ? "https://${local.s3_endpoint}/${local.store_bucket}"
+      : "https://${local.store_bucket}.${local.s3_endpoint}"
+    ),
+    local.store_prefix == "" ? "" : "/${local.store_prefix}",
+  ])
+
+  # Where a host without the agent publishes its SSH public key (an agent publishes its own):
+  # status/host-keys/NAME.pub in the store (under its prefix), "s3" or "file", or "" for nowhere.
   host_key_store = var.agent_enabled ? "" : local.store_kind
   host_key_key   = "status/host-keys/${var.name}.pub"
-  store_bucket   = local.store_kind == "s3" ? regex("^s3://([^/?]+)", var.store_url)[0] : ""
-  store_region   = local.store_kind == "s3" ? try(regex("[?&]region=([a-z0-9-]+)", var.store_url)[0], "") : ""
-  # S3's virtual-hosted address, or the path-style one for a bucket name with dots (which
-  # S3's TLS certificate does not cover as a host name).
-  s3_endpoint = "s3.${local.store_region}.${data.aws_partition.current.dns_suffix}"
   host_key_url = (
-    local.host_key_store == "s3" ? (
-      can(regex("\\.", local.store_bucket))
-      ? "https://${local.s3_endpoint}/${local.store_bucket}/${local.host_key_key}"
-      : "https://${local.store_bucket}.${local.s3_endpoint}/${local.host_key_key}"
-    )
+    local.host_key_store == "s3" ? "${local.store_http_url}/${local.host_key_key}"
     : local.host_key_store == "file" ? "${regex("^file://(/[^?]*)", var.store_url)[0]}/${local.host_key_key}"
     : ""
   )
+  host_key_arn = "arn:${data.aws_partition.current.partition}:s3:::${local.store_bucket}/${local.store_prefix == "" ? "" : "${local.store_prefix}/"}${local.host_key_key}"
+
+  # An agent host whose S3 store has a key prefix, which Nix's own S3 store cannot read: its
+  # user-data fetches the nixship package itself first (fetch.sh.tftpl), with curl, into a
+  # file:// cache that Nix realises it from, at most fetch_max_paths paths and fetch_max_bytes
+  # bytes (far more than nixship's closure, Node.js and its libraries, needs).
+  fetch_needed = var.agent_enabled && local.store_kind == "s3" && local.store_prefix != ""
+  fetch_user_data_vars = {
+    host_name         = var.name
+    nixship_package   = var.nixship_package
+    cache_public_keys = var.cache_public_keys
+    store_http_url    = local.store_http_url
+    store_region      = local.store_region
+    fetch_max_paths   = 2000
+    fetch_max_bytes   = 4294967296
+  }
 
   # What ssh.sh.tftpl, the SSH part of the user-data, is rendered with.
   ssh_user_data_vars = {
@@ -54,14 +82,25 @@ locals {
   }
 
   # The SSH part when there is something for it to do, then the agent's bootstrap on an agent
-  # host: a host without the agent gets nothing of it, and an agent host without SSH inputs
-  # gets the bootstrap alone, byte for byte what it had before the SSH inputs existed (a new
-  # user-data would stop and start it). A host with neither gets no user-data at all.
+  # host (the fetch first, for a store with a key prefix): a host without the agent gets
+  # nothing of it, and an agent host without SSH inputs or a prefix gets the bootstrap alone,
+  # byte for byte what it had before the SSH inputs existed (a new user-data would stop and
+  # start it). A host with neither gets no user-data at all.
   ssh_user_data_needed = var.generate_ssh_host_key || length(var.ssh_authorized_keys) > 0 || local.host_key_store != ""
-  user_data = var.agent_enabled || local.ssh_user_data_needed ? join("", [
+  user_data_script = var.agent_enabled || local.ssh_user_data_needed ? join("", [
     local.ssh_user_data_needed ? templatefile("${path.module}/ssh.sh.tftpl", local.ssh_user_data_vars) : "",
+    local.fetch_needed ? templatefile("${path.module}/fetch.sh.tftpl", local.fetch_user_data_vars) : "",
     var.agent_enabled ? templatefile("${path.module}/user-data.sh.tftpl", local.user_data_vars) : "",
   ]) : null
+  # EC2 takes at most 16 KiB: a script over that (the SSH part, the fetch and the bootstrap
+  # together) loses its comment lines, those that hold nothing but "#" or "# ..." after their
+  # indentation (no value in a here-document can be such a line; "#!" lines stay). A script
+  # within 16 KiB is kept byte for byte.
+  user_data = (
+    local.user_data_script == null ? null
+    : length(local.user_data_script) <= 16384 ? local.user_data_script
+    : replace(local.user_data_script, "/(?m)^[ \t]*#( .*)?\n/", "")
+  )
 }
 
 data "aws_partition" "current" {}
@@ -125,7 +164,7 @@ data "aws_iam_policy_document" "publish_host_key" {
   statement {
     sid       = "PublishOwnHostKey"
     actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["arn:${data.aws_partition.current.partition}:s3:::${local.store_bucket}/${local.host_key_key}"]
+    resources = [local.host_key_arn]
   }
 }
 
@@ -261,6 +300,20 @@ resource "aws_instance" "host" {
     precondition {
       condition     = local.host_key_store != "s3" || local.store_region != ""
       error_message = "without the agent, the host publishes its SSH host key to store_url, which must then name its region: s3://BUCKET?region=R (the cache module's store_url does)."
+    }
+
+    # With a key prefix, the bootstrap fetches the nixship package itself and signs its S3
+    # requests for the bucket's region, which it does not look up.
+    precondition {
+      condition     = !local.fetch_needed || local.store_region != ""
+      error_message = "with a key prefix in store_url, the host's bootstrap fetches nixship_package from S3 itself, and store_url must then name its region: s3://BUCKET/PREFIX?region=R (the cache module's store_url does)."
+    }
+
+    # The user-data's own S3 requests go to store_url's endpoint= when it has one, taken as
+    # written: scheme://host[:port], as nixship takes it.
+    precondition {
+      condition     = !(local.fetch_needed || local.host_key_store == "s3") || local.store_endpoint == "" || can(regex("^https?://[A-Za-z0-9.:\\[\\]-]+/?$", local.store_endpoint))
+      error_message = "store_url's endpoint= must be written as scheme://host[:port] (not percent-encoded, no path): the host's user-data sends its signed S3 requests there."
     }
 
     # The AMI only starts the host: nixship delivers every system after that. A newer NixOS

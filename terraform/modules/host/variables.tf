@@ -165,13 +165,18 @@ variable "nixship_package" {
 }
 
 variable "store_url" {
-  description = "The fleet's store: the agent's store and, at bootstrap, the substituter Nix realises nixship_package from. s3://BUCKET?region=R (the cache module's store_url) or file:///DIR. Needed when agent_enabled. Without the agent, optional: when given, the user-data publishes the host's SSH public key there (status/host-keys/NAME.pub), which only this host's role may write."
+  description = "The fleet's store: the agent's store and, at bootstrap, where nixship_package is realised from. s3://BUCKET[/PREFIX]?region=R (the cache module's store_url) or file:///DIR. Needed when agent_enabled. Without the agent, optional: when given, the user-data publishes the host's SSH public key there (status/host-keys/NAME.pub), which only this host's role may write."
   type        = string
   default     = null
 
   validation {
-    condition     = var.store_url == null || can(regex("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|file:///[^?\\n\\r]+)(\\?[^\\n\\r]*)?$", var.store_url))
-    error_message = "store_url must be s3://BUCKET?region=R, with no key prefix (Nix's own S3 substituter, which the bootstrap uses, reads a whole bucket), or file:///DIR; on one line."
+    # A prefix as the cache module takes one: path segments of letters, digits, _, . and -,
+    # none of them . or .. (written as is, so that it needs no percent-encoding anywhere).
+    condition = var.store_url == null || (
+      can(regex("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]((/[A-Za-z0-9_.-]+)+/?)?|file:///[^?\\n\\r]+)(\\?[^\\n\\r]*)?$", var.store_url))
+      && !can(regex("^s3://[^?]*/\\.\\.?(/|\\?|$)", var.store_url))
+    )
+    error_message = "store_url must be s3://BUCKET?region=R or s3://BUCKET/PREFIX?region=R (the cache module's store_url; PREFIX is path segments of letters, digits, '_', '.' and '-', none of them '.' or '..'), or file:///DIR; on one line."
   }
 }
 
