@@ -25,11 +25,17 @@ import {
   withStore,
 } from "./support/agent-lab.js";
 import { type CliRun, nixship } from "./support/cli.js";
-import { filesHolding, keptOn, servedSecret, sha256 } from "./support/secrets-scan.js";
+import {
+  filesHolding,
+  freshPlaintext,
+  keptOn,
+  servedSecret,
+  sha256,
+} from "./support/secrets-scan.js";
 
-const TOKEN = "agent-web-token-0b6f2c91";
-const ROTATED = "agent-web-token-rotated-4e7a10d3";
-const PASSWORD = "agent-db-password-8c55e7f2";
+const TOKEN = freshPlaintext("agent-web-token");
+const ROTATED = freshPlaintext("agent-web-token-rotated");
+const PASSWORD = freshPlaintext("agent-db-password");
 let lab: AgentLab;
 const outputs: string[] = [];
 

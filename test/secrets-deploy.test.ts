@@ -16,12 +16,18 @@ import {
   labDeployArgs,
   setExampleSystems,
 } from "./support/lab-deploy.js";
-import { filesHolding, keptOn, servedSecret, sha256 } from "./support/secrets-scan.js";
+import {
+  filesHolding,
+  freshPlaintext,
+  keptOn,
+  servedSecret,
+  sha256,
+} from "./support/secrets-scan.js";
 
 const LAB = "sd";
-const TOKEN = "web-token-plaintext-5d1c77a0";
-const TOKEN_ROTATED = "web-token-rotated-9e02b4f1";
-const PASSWORD = "db-password-plaintext-c3a9e215";
+const TOKEN = freshPlaintext("web-token");
+const TOKEN_ROTATED = freshPlaintext("web-token-rotated");
+const PASSWORD = freshPlaintext("db-password");
 let work: string;
 let labsDir: string;
 let lab: LabInfo;

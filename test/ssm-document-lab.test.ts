@@ -26,7 +26,7 @@ import { openStore } from "../src/store/url.js";
 import { nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
-import { filesHolding } from "./support/secrets-scan.js";
+import { filesHolding, freshPlaintext } from "./support/secrets-scan.js";
 import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sm";
@@ -245,8 +245,8 @@ describe("the SSM document's shell on a lab host", () => {
 });
 
 describe("secrets through the SSM document: a presigned URL, never the secret", () => {
-  const TOKEN = "ssm-web-token-plaintext-93d1a7e0";
-  const PASSWORD = "ssm-db-password-plaintext-5b20c4ee";
+  const TOKEN = freshPlaintext("ssm-web-token");
+  const PASSWORD = freshPlaintext("ssm-db-password");
   let s3: S3Server;
   let s3Dir: string;
   let store: ObjectStore;

@@ -1,6 +1,6 @@
 // What the secrets tests look at on lab hosts and on disk: a secret as a host keeps it, what
 // the example service read, and every file that holds a plaintext.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { run } from "./cli.js";
 
@@ -19,6 +19,14 @@ export async function keptOn(labDir: string, host: string, path: string): Promis
 export async function servedSecret(address: string): Promise<string | null> {
   const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/secret`]);
   return (JSON.parse(r.stdout) as { sha256: string | null }).sha256;
+}
+
+/**
+ * A plaintext for a test secret, made at run time: it is in no file (a copy of the tests in
+ * the Nix store, say), so a scan that finds it has found a leak.
+ */
+export function freshPlaintext(label: string): string {
+  return `${label}-${randomBytes(12).toString("hex")}`;
 }
 
 export const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
