@@ -54,6 +54,10 @@ module "web" {
   policy_arns     = [module.cache.agent_policy_arn]
   ssh_cidr_blocks = var.ssh_cidr_blocks
   key_name        = var.key_name
+  # More login keys, and a host key known before the first boot (fleet from-terraform
+  # --known-hosts reads it from the hosts output).
+  ssh_authorized_keys   = var.ssh_authorized_keys
+  generate_ssh_host_key = var.generate_ssh_host_key
 
   agent_enabled       = var.agent_enabled
   nixship_package     = var.nixship_package

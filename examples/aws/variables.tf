@@ -63,6 +63,18 @@ variable "key_name" {
   default     = null
 }
 
+variable "ssh_authorized_keys" {
+  description = "More OpenSSH public keys that may log in as root, one line each."
+  type        = list(string)
+  default     = []
+}
+
+variable "generate_ssh_host_key" {
+  description = "Generate each host's SSH host key in Terraform (its private half is then in the state); false: each host publishes the key it makes at first boot to the store."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags for everything the example makes (the hosts also get Role = \"web\")."
   type        = map(string)
