@@ -1,5 +1,6 @@
 // The push benchmark (`npm run bench:push`): `nixship push` against `nix copy` into fresh file://
-// caches, zstd and uncompressed, on a ~1 GB synthetic closure; prints time, MB/s, RSS and size.
+// caches, zstd and uncompressed, on a ~1 GB synthetic closure; prints time, MB/s, RSS and size;
+// then the small changes (push-incremental.ts): nothing new, and one new path.
 import { spawn, spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { lstat, mkdtemp, readdir, rm, statfs } from "node:fs/promises";
@@ -11,6 +12,7 @@ import type { PushSummary } from "../src/cache/push.js";
 import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { hasGnuTime, measure } from "./measure.js";
+import { reportIncremental, runIncremental } from "./push-incremental.js";
 import {
   COMPRESSIONS,
   type Compression,
@@ -74,6 +76,19 @@ async function main(): Promise<void> {
     console.log(`  (${loadAverage()})`);
     console.log(`\n${report(summarise(samples), stats)}`);
     if (kept) await checkWithNix(kept, join(work, "verify-store"), top, pub);
+    if (kept) {
+      const small = await runIncremental(runs, {
+        base: kept,
+        top,
+        paths: stats.paths.length,
+        secret,
+        work,
+        nixship: NIXSHIP,
+        env: ENV,
+      });
+      console.log(`  (${loadAverage()})`);
+      console.log(`\n${reportIncremental(small, stats.paths.length)}`);
+    }
   } finally {
     cleanUp();
   }

@@ -79,9 +79,9 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const { store, compression } = options;
   const emit = options.onEvent ?? (() => {});
   const jobs = Math.max(1, options.jobs ?? availableParallelism());
-  // zstd's CPU work runs on one worker thread per job (zstd-pool.ts). They start now, so that
-  // they boot while the closure is queried.
-  const pool = compression === "zstd" ? new ZstdPool(jobs) : undefined;
+  // zstd's CPU work runs on one worker thread per job (zstd-pool.ts), started once there is
+  // work for them: a push of nothing new (the common small push) pays no thread's boot.
+  let pool: ZstdPool | undefined;
   let staging: string | undefined;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
@@ -111,7 +111,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
 
     // The workers write their NAR files in the store's staging directory; they are moved
     // (or uploaded) from there.
-    if (pool !== undefined && todo.length > 0) staging = await store.makeStagingDir();
+    if (compression === "zstd" && todo.length > 0) {
+      pool = new ZstdPool(Math.min(jobs, todo.length));
+      staging = await store.makeStagingDir();
+    }
     const workers = pool && staging ? { pool, staging } : undefined;
     // One gate per path, opened when its narinfo is committed: a narinfo goes in only after
     // its NAR is stored and after the narinfos of its references, so a cache interrupted
