@@ -126,6 +126,47 @@ describe("dumpPath", () => {
     expect(recycled.memories.size).toBeLessThanOrEqual(2);
   });
 
+  it("recycles buffers from one dump to the next, never into a dump still being read", async () => {
+    const size = 64 * 1024;
+    const trees = ["a", "b"].map((name, t) => {
+      const root = join(tmp, `spare-${name}`);
+      mkdirSync(root);
+      const big = Buffer.alloc(200_000 + t * 7);
+      for (let i = 0; i < big.length; i++) big[i] = (i * (t + 3)) & 0xff;
+      writeFileSync(join(root, "big"), big);
+      return root;
+    });
+    const expected = await Promise.all(trees.map(async (r) => (await dump(r)).nar));
+    // One dump after another: the second is served the buffers the first gave back.
+    const memories = new Set<ArrayBufferLike>();
+    for (const [i, root] of trees.entries()) {
+      const copies: Buffer[] = [];
+      for (const chunk of dumpChunks(root, { chunkSize: size, reuse: true })) {
+        copies.push(Buffer.from(chunk));
+        memories.add(chunk.buffer);
+      }
+      expect(Buffer.concat(copies).equals(expected[i] as Buffer)).toBe(true);
+    }
+    expect(memories.size).toBeLessThanOrEqual(2);
+    // Two dumps read in turn: the chunk one holds must not change while the other moves on.
+    const iterators = trees.map((r) => dumpChunks(r, { chunkSize: size, reuse: true }));
+    const got: Buffer[][] = [[], []];
+    for (let more = true; more; ) {
+      more = false;
+      const held: { view: Buffer; copy: Buffer }[] = [];
+      for (const [i, it] of iterators.entries()) {
+        const next = it.next();
+        if (next.done) continue;
+        more = true;
+        held.push({ view: next.value, copy: Buffer.from(next.value) });
+        got[i]?.push(Buffer.from(next.value));
+      }
+      for (const { view, copy } of held) expect(view.equals(copy)).toBe(true);
+    }
+    expect(Buffer.concat(got[0] ?? []).equals(expected[0] as Buffer)).toBe(true);
+    expect(Buffer.concat(got[1] ?? []).equals(expected[1] as Buffer)).toBe(true);
+  });
+
   it("offers the same bytes as a Readable stream", async () => {
     mkdirSync(join(tmp, "s"));
     writeFileSync(join(tmp, "s/x"), "x".repeat(300_000));
