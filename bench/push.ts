@@ -1,6 +1,7 @@
 // The push benchmark (`npm run bench:push`): `nixship push` against `nix copy` into fresh file://
-// caches, zstd and uncompressed, on a ~1 GB synthetic closure; prints time, MB/s, RSS and size;
-// then the small changes (push-incremental.ts): nothing new, and one new path.
+// caches, zstd and uncompressed, on a ~1 GB synthetic closure; prints time, CPU, MB/s, RSS and
+// size; the CPU profile by stage (push-profile.ts); then the small changes
+// (push-incremental.ts): nothing new, and one new path.
 import { spawn, spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { lstat, mkdtemp, readdir, rm, statfs } from "node:fs/promises";
@@ -13,10 +14,12 @@ import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { hasGnuTime, measure } from "./measure.js";
 import { reportIncremental, runIncremental } from "./push-incremental.js";
+import { profileStages, reportProfile } from "./push-profile.js";
 import {
   COMPRESSIONS,
   type Compression,
   mb,
+  medianCpu,
   report,
   type Sample,
   summarise,
@@ -74,7 +77,14 @@ async function main(): Promise<void> {
 
     const { samples, kept } = await runVariants(runs, stats, secret, work);
     console.log(`  (${loadAverage()})`);
-    console.log(`\n${report(summarise(samples), stats)}`);
+    const variants = summarise(samples);
+    console.log(`\n${report(variants, stats)}`);
+    const profile = await profileStages(stats.paths, top, work, NIXSHIP, ENV);
+    const cpu = (tool: Tool) => ({
+      zstd: medianCpu(variants, tool, "zstd"),
+      none: medianCpu(variants, tool, "none"),
+    });
+    console.log(`\n${reportProfile(profile, cpu("nix copy"), cpu("nixship"))}`);
     if (kept) await checkWithNix(kept, join(work, "verify-store"), top, pub);
     if (kept) {
       const small = await runIncremental(runs, {

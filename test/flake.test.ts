@@ -131,7 +131,7 @@ describe("the npm package (what buildNpmPackage installs)", () => {
     for (const file of [
       "package.json",
       "dist/cli/bin.js",
-      "dist/cache/zstd-worker.js",
+      "dist/cache/nar-worker.js",
       "src/host/activate.sh",
       "examples/flake.nix",
       "examples/system.nix",

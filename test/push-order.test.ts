@@ -15,9 +15,22 @@ import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { runOk } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
-/** A real FsStore that records the order of puts and can be told to fail one of them. */
-function recording(inner: ObjectStore, failWhen?: (key: string) => boolean) {
+type Event =
+  | { readonly type: "put"; readonly key: string; readonly deferred: boolean }
+  | { readonly type: "flush-start" | "flush-end"; readonly flush: number };
+
+/**
+ * A real FsStore that records the order of puts and flushes, and can be told to fail one of
+ * the puts.
+ */
+function recording(inner: FsStore, failWhen?: (key: string) => boolean) {
   const puts: string[] = [];
+  const events: Event[] = [];
+  let flushes = 0;
+  const record = (key: string, options: PutOptions | undefined) => {
+    puts.push(key);
+    events.push({ type: "put", key, deferred: options?.durability === "deferred" });
+  };
   const store: ObjectStore = {
     url: inner.url,
     get: (k) => inner.get(k),
@@ -32,17 +45,23 @@ function recording(inner: ObjectStore, failWhen?: (key: string) => boolean) {
         throw new Error(`injected failure writing ${key}`);
       }
       const result = await inner.putFile(key, file, options);
-      puts.push(key);
+      record(key, options);
       return result;
     },
     async put(key: string, body: Parameters<ObjectStore["put"]>[1], options?: PutOptions) {
       if (failWhen?.(key)) throw new Error(`injected failure writing ${key}`);
       const result = await inner.put(key, body, options);
-      puts.push(key);
+      record(key, options);
       return result;
     },
+    async flush() {
+      const flush = flushes++;
+      events.push({ type: "flush-start", flush });
+      await inner.flush();
+      events.push({ type: "flush-end", flush });
+    },
   };
-  return { store, puts };
+  return { store, puts, events };
 }
 
 let work: string;
@@ -79,6 +98,42 @@ describe("push commit order", () => {
       }
     }
   });
+
+  for (const compression of ["zstd", "none", "xz"] as const) {
+    it(`stores NARs deferred and flushes them before any narinfo names them (${compression})`, async () => {
+      const { store, events } = recording(new FsStore(join(work, `flushed-${compression}`)));
+      const closure = await queryClosure([root]);
+      await pushClosure({
+        createCache: true,
+        store,
+        roots: [root],
+        key: generateSecretKey("k"),
+        compression,
+        jobs: 2,
+      });
+      const at = (pred: (e: Event) => boolean) => events.findIndex(pred);
+      for (const info of closure) {
+        const key = `${info.path.slice(11, 43)}.narinfo`;
+        const narinfo = parseNarInfo((await readAll(store, key))?.toString() ?? "");
+        const narAt = at((e) => e.type === "put" && e.key === narinfo.url);
+        const infoAt = at((e) => e.type === "put" && e.key === key);
+        expect(events[narAt]).toMatchObject({ deferred: true });
+        // The narinfo itself is durable when written: it is the commit.
+        expect(events[infoAt]).toMatchObject({ deferred: false });
+        // Some flush began after the NAR was stored and ended before the narinfo.
+        const covering = events.filter(
+          (e, i) =>
+            e.type === "flush-end" &&
+            i < infoAt &&
+            at((s) => s.type === "flush-start" && s.flush === e.flush) > narAt,
+        );
+        expect(covering.length, info.path).toBeGreaterThan(0);
+      }
+      // Group commit: at most one flush per narinfo, shared by the NARs stored meanwhile.
+      const flushes = events.filter((e) => e.type === "flush-end").length;
+      expect(flushes).toBeLessThanOrEqual(closure.length);
+    });
+  }
 
   it("leaves no narinfo whose closure is incomplete when an upload fails", async () => {
     const closure = await queryClosure([root]);

@@ -1,6 +1,6 @@
 // Serialise one store path as a NAR, hash it, compress it as a stream and hash the result, in
 // one pass: for the formats that stream (none, and xz or bzip2 through Debian's binaries). zstd
-// is compressed in frames on worker threads instead (zstd-pool.ts).
+// and none are written in frames on worker threads instead (nar-pool.ts).
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { availableParallelism } from "node:os";

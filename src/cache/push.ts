@@ -1,10 +1,10 @@
 // Push a closure into a binary cache: serialise each NAR from the store, check it against the
 // NarHash Nix recorded, compress and hash in one pass, upload the NAR, then commit the signed
-// narinfo, only once the path's references are committed, so the cache is never inconsistent.
+// narinfo, only once the NAR is durable and the path's references are committed, so the cache
+// is never inconsistent.
 import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, join } from "node:path";
-import { PassThrough } from "node:stream";
 import { type PathInfo, referencesFirst } from "../nix/closure.js";
 import type { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
@@ -14,13 +14,14 @@ import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit, Semaphore } from "../util/pool.js";
 import { ensureCacheInfo, requireCacheInfo } from "./cache-info.js";
 import { DEFAULT_LEVEL } from "./compression.js";
+import { FlushBatches } from "./flush-batch.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
-import { checkNar, FRAME_SIZE, NarMismatchError } from "./nar-check.js";
+import { checkNar } from "./nar-check.js";
 import { writeNar } from "./nar-pipeline.js";
+import { NarPool } from "./nar-pool.js";
 import { resignPresent } from "./resign.js";
 import { Spool } from "./spool.js";
-import { ZstdPool } from "./zstd-pool.js";
 
 export interface PushOptions {
   readonly store: ObjectStore;
@@ -79,9 +80,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const { store, compression } = options;
   const emit = options.onEvent ?? (() => {});
   const jobs = Math.max(1, options.jobs ?? availableParallelism());
-  // zstd's CPU work runs on one worker thread per job (zstd-pool.ts), started once there is
-  // work for them: a push of nothing new (the common small push) pays no thread's boot.
-  let pool: ZstdPool | undefined;
+  // Serialising, hashing and zstd run on one worker thread per job (nar-pool.ts), started
+  // once there is work for them: a push of nothing new (the common small push) pays no
+  // thread's boot.
+  let pool: NarPool | undefined;
   let staging: string | undefined;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
@@ -111,8 +113,8 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
 
     // The workers write their NAR files in the store's staging directory; they are moved
     // (or uploaded) from there.
-    if (compression === "zstd" && todo.length > 0) {
-      pool = new ZstdPool(Math.min(jobs, todo.length));
+    if (isFramed(compression) && todo.length > 0) {
+      pool = new NarPool(Math.min(jobs, todo.length));
       staging = await store.makeStagingDir();
     }
     const workers = pool && staging ? { pool, staging } : undefined;
@@ -123,8 +125,13 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
     // with a bounded number of NARs waiting to be stored.
     const storing = new Semaphore(jobs * 2);
+    const flush = store.flush?.bind(store);
+    const batches = flush && todo.length > 0 ? new FlushBatches(flush, todo.length) : undefined;
     let fileBytes = 0;
-    await mapLimit(todo, jobs, async (info) => {
+    // Largest first, so that no large path is left to one core at the end while the others
+    // idle; the gates keep the commits in reference order whatever the order of the work.
+    const largestFirst = [...todo].sort((a, b) => b.narSize - a.narSize);
+    await mapLimit(largestFirst, jobs, async (info) => {
       const own = gates.get(info.path) as Gate;
       try {
         const release = await storing.acquire();
@@ -136,7 +143,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
         writes.push(stored);
         fileBytes += narInfo.fileSize ?? 0;
         const refs = info.references.filter((r) => r !== info.path && gates.has(r));
-        const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
+        // The NAR was stored with deferred durability: a flush of its batch (flush-batch.ts)
+        // makes it durable before its narinfo can name it.
+        const durable = batches?.durable(stored, narInfo.fileSize ?? 0) ?? stored;
+        const commit = Promise.all([durable, ...refs.map((r) => gates.get(r)?.promise)]).then(
           async () => {
             const signed = signNarInfo(narInfo, options.key);
             await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
@@ -187,21 +197,26 @@ function physicalPath(path: StorePath, nix: NixOptions | undefined): string {
 
 interface ProducedNar {
   readonly narInfo: NarInfo;
-  /** Settles when the NAR object is stored (or found already there). */
+  /** Settles when the NAR object is stored (with deferred durability: see the commit). */
   readonly stored: Promise<void>;
 }
 
+/** The formats the worker threads write, in FRAME_SIZE frames; the rest stream through a child. */
+function isFramed(compression: Compression): compression is "zstd" | "none" {
+  return compression === "zstd" || compression === "none";
+}
+
 /**
- * Serialises, checks and compresses one path. Uncompressed, the object's name is known before
- * reading (FileHash is the NarHash Nix recorded), so the NAR streams straight into the store
- * and a mismatch aborts the write. Compressed, the name depends on the output, so the output
- * is held (in memory, or spooled to disk when large) and stored in the background.
+ * Serialises, checks and compresses one path into a held file: on a worker thread into the
+ * store's staging directory (zstd and none), or through a compressing child process into a
+ * spool (xz, bzip2). The NAR's object name depends on its hash, so the whole file is held
+ * before it is stored, in the background.
  */
 async function produceNar(
   info: PathInfo,
   options: PushOptions,
   emit: (e: PushEvent) => void,
-  workers: { readonly pool: ZstdPool; readonly staging: string } | undefined,
+  workers: { readonly pool: NarPool; readonly staging: string } | undefined,
 ): Promise<ProducedNar> {
   const { store, compression } = options;
   const expected = { hash: info.narHash, size: info.narSize };
@@ -220,37 +235,17 @@ async function produceNar(
     sigs: [],
     ca: info.ca,
   });
+  const put = { contentType: NAR_TYPE, durability: "deferred" } as const;
 
-  if (compression === "none") {
-    const narInfo = describe(info.narHash, info.narSize);
-    if ((await store.head(narInfo.url))?.size === info.narSize) {
-      onBytes(info.narSize);
-      return { narInfo, stored: Promise.resolve() };
-    }
-    const body = new PassThrough({ highWaterMark: FRAME_SIZE });
-    const stored = store
-      .put(narInfo.url, body, { size: info.narSize, contentType: NAR_TYPE })
-      .then(() => {});
-    // A store that fails without reading the body must not leave the writer waiting on it.
-    stored.catch(() => body.destroy());
-    try {
-      await writeNar(source, body, { compression, expected, label: info.path, onBytes });
-    } catch (err) {
-      // If the store failed first, its error is the cause; a mismatch is always our own.
-      if (err instanceof NarMismatchError) throw err;
-      throw await stored.then(
-        () => err,
-        (storeError: unknown) => storeError,
-      );
-    }
-    return { narInfo, stored };
-  }
-
-  if (compression === "zstd") {
-    if (workers === undefined) throw new Error("push: zstd needs the worker pool");
-    const file = join(workers.staging, `${basename(info.path)}.nar.zst`);
-    const out = await workers.pool.compress(
-      { path: source, out: file, level: options.level ?? DEFAULT_LEVEL.zstd, label: info.path },
+  if (isFramed(compression)) {
+    if (workers === undefined) throw new Error(`push: ${compression} needs the worker pool`);
+    const file = join(
+      workers.staging,
+      `${basename(info.path)}.nar${compression === "zstd" ? ".zst" : ""}`,
+    );
+    const level = compression === "zstd" ? (options.level ?? DEFAULT_LEVEL.zstd) : undefined;
+    const out = await workers.pool.write(
+      { path: source, out: file, level, label: info.path },
       onBytes,
     );
     const dispose = () => rm(file, { force: true });
@@ -261,8 +256,10 @@ async function produceNar(
       throw err;
     }
     const narInfo = describe(out.file.hash, out.file.size);
-    const put = () => store.putFile(narInfo.url, file, { contentType: NAR_TYPE });
-    return { narInfo, stored: storeNar(store, narInfo, put, dispose) };
+    return {
+      narInfo,
+      stored: storeNar(() => store.putFile(narInfo.url, file, put), dispose),
+    };
   }
 
   const spool = new Spool(SPOOL_MEMORY);
@@ -275,9 +272,8 @@ async function produceNar(
       ...(options.level !== undefined ? { level: options.level } : {}),
     });
     const narInfo = describe(file.hash, file.size);
-    const put = () =>
-      store.put(narInfo.url, spool.contents(), { size: file.size, contentType: NAR_TYPE });
-    return { narInfo, stored: storeNar(store, narInfo, put, () => spool.dispose()) };
+    const upload = () => store.put(narInfo.url, spool.contents(), { ...put, size: file.size });
+    return { narInfo, stored: storeNar(upload, () => spool.dispose()) };
   } catch (err) {
     await spool.dispose();
     throw err;
@@ -285,19 +281,16 @@ async function produceNar(
 }
 
 /**
- * Stores a held NAR with `put` unless an object of its size is already there (the name is its
- * hash), then disposes of what held it. Runs in the background: the promise is marked handled
- * here and awaited by the commit.
+ * Stores a held NAR with `put`, then disposes of what held it. No HEAD first: a new path's
+ * NAR is almost never there already, and its name is its hash, so storing it again changes
+ * nothing; the request saved is one of the three a new path costs (narinfo check, NAR,
+ * narinfo). Runs in the background: the promise is marked handled here and awaited by the
+ * commit.
  */
-function storeNar(
-  store: ObjectStore,
-  narInfo: NarInfo,
-  put: () => Promise<unknown>,
-  dispose: () => Promise<void>,
-): Promise<void> {
+function storeNar(put: () => Promise<unknown>, dispose: () => Promise<void>): Promise<void> {
   const stored = (async () => {
     try {
-      if ((await store.head(narInfo.url))?.size !== narInfo.fileSize) await put();
+      await put();
     } finally {
       await dispose();
     }

@@ -2,7 +2,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DirectorySyncs } from "./dir-sync.js";
+import { DirectorySyncs, syncFileSystem } from "./dir-sync.js";
+import { FsStore } from "./fs-store.js";
 
 /** A fake fsync that records each start and settles only when told to. */
 function controlled() {
@@ -70,6 +71,24 @@ describe("DirectorySyncs", () => {
     try {
       await new DirectorySyncs().sync(dir);
       await expect(new DirectorySyncs().sync(join(dir, "absent"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("syncs a real file system, and names the directory when it cannot", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-fs-sync-"));
+    try {
+      await syncFileSystem(dir);
+      await expect(syncFileSystem(join(dir, "absent"))).rejects.toMatchObject({
+        code: "store-fs-failed",
+        message: expect.stringContaining(`flush the file system of ${join(dir, "absent")}`),
+      });
+      // Through the store: deferred objects are readable at once, and flush resolves.
+      const store = new FsStore(join(dir, "cache"));
+      await store.put("a", Buffer.from("deferred"), { durability: "deferred" });
+      await store.flush();
+      expect((await store.head("a"))?.size).toBe(8);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

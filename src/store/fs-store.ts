@@ -19,7 +19,7 @@ import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { InputError, NixshipError, OperationError } from "../errors.js";
-import { DirectorySyncs } from "./dir-sync.js";
+import { DirectorySyncs, syncFileSystem } from "./dir-sync.js";
 import { withLock } from "./fs-lock.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
 import { pageLimit, validateKey, validatePrefix } from "./keys.js";
@@ -31,7 +31,6 @@ import type {
   NotModified,
   ObjectInfo,
   ObjectStore,
-  PutCondition,
   PutOptions,
   PutResult,
 } from "./object-store.js";
@@ -49,6 +48,7 @@ export class FsStore implements ObjectStore {
   readonly #fsync: boolean;
   #rootDevice: Promise<bigint> | undefined;
   readonly #dirSyncs = new DirectorySyncs();
+  readonly #fileSystemSyncs = new DirectorySyncs(syncFileSystem);
 
   constructor(root: string, options: FsStoreOptions = {}) {
     if (!isAbsolute(root)) {
@@ -126,11 +126,11 @@ export class FsStore implements ObjectStore {
       let etag: string;
       try {
         await writeAll(handle, key, body, options.size);
-        etag = toInfo(key, await this.#seal(handle)).etag;
+        etag = toInfo(key, await this.#seal(handle, this.#syncs(options))).etag;
       } finally {
         await handle.close();
       }
-      const placed = await this.#place(key, path, tmp, etag, options.condition);
+      const placed = await this.#place(key, path, tmp, etag, options);
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
@@ -148,13 +148,16 @@ export class FsStore implements ObjectStore {
     const path = this.#path(key);
     let consumed = false;
     try {
-      const [sealed, device] = await Promise.all([this.#seal(file), this.#device()]);
+      const [sealed, device] = await Promise.all([
+        this.#seal(file, this.#syncs(options)),
+        this.#device(),
+      ]);
       if (sealed.dev !== device) {
         // On another file system it cannot be moved in: copy it, as a put of its bytes.
         return await this.put(key, createReadStream(file), options);
       }
       const etag = toInfo(key, sealed).etag;
-      const placed = await this.#place(key, path, file, etag, options.condition);
+      const placed = await this.#place(key, path, file, etag, options);
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
@@ -184,18 +187,18 @@ export class FsStore implements ObjectStore {
    * syncs it to disk. Returns its stat, from which the object's etag comes: rename and link
    * keep the inode and mtime. `file` is an open handle or a path.
    */
-  async #seal(file: FileHandle | string): Promise<BigIntStats> {
+  async #seal(file: FileHandle | string, sync: boolean): Promise<BigIntStats> {
     // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
     // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
     const now = Date.now();
     const [atime, mtime] = [now / 1000, (now + Math.random()) / 1000];
     if (typeof file !== "string") {
       await file.utimes(atime, mtime);
-      if (this.#fsync) await file.sync();
+      if (sync) await file.sync();
       return file.stat({ bigint: true });
     }
     await utimes(file, atime, mtime);
-    if (this.#fsync) {
+    if (sync) {
       const handle = await open(file, "r");
       await handle.sync().finally(() => handle.close());
     }
@@ -212,8 +215,10 @@ export class FsStore implements ObjectStore {
     path: string,
     from: string,
     etag: string,
-    condition: PutCondition | undefined,
+    options: Omit<PutOptions, "size">,
   ): Promise<{ result: PutResult; consumed: boolean }> {
+    const { condition } = options;
+    const sync = this.#syncs(options);
     const dir = dirname(path);
     if (condition === undefined) {
       await inDirectory(path, () => rename(from, path));
@@ -225,7 +230,7 @@ export class FsStore implements ObjectStore {
         ),
       );
       if (!linked) return { result: FAILED, consumed: false };
-      if (this.#fsync) await this.#dirSyncs.sync(dir);
+      if (sync) await this.#dirSyncs.sync(dir);
       return { result: { status: "written", etag }, consumed: false };
     } else {
       await mkdir(dir, { recursive: true });
@@ -236,8 +241,32 @@ export class FsStore implements ObjectStore {
       });
       if (!swapped) return { result: FAILED, consumed: false };
     }
-    if (this.#fsync) await this.#dirSyncs.sync(dir);
+    if (sync) await this.#dirSyncs.sync(dir);
     return { result: { status: "written", etag }, consumed: true };
+  }
+
+  /**
+   * Makes every object written with `durability: "deferred"` durable: one syncfs(2) of the
+   * root's file system (`sync --file-system`), shared by the callers that arrive while one
+   * runs. The kernel's flusher threads write the pages back, not this process, and one flush
+   * serves a whole batch of objects; without fsync (`?fsync=false`) there is nothing to do.
+   */
+  async flush(): Promise<void> {
+    if (!this.#fsync) return;
+    try {
+      await this.#fileSystemSyncs.sync(this.#root);
+    } catch (err) {
+      throw new OperationError(
+        "store-fs-failed",
+        `cannot flush ${this.url} to disk: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Whether a put with `options` syncs its object itself before it is reported written. */
+  #syncs(options: Pick<PutOptions, "durability">): boolean {
+    return this.#fsync && options.durability !== "deferred";
   }
 
   /** The device number of the root's file system (the root is created if missing). */

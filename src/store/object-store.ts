@@ -38,6 +38,12 @@ export interface PutOptions {
   /** Byte length, when known up front (lets adapters avoid buffering). */
   readonly size?: number;
   readonly condition?: PutCondition;
+  /**
+   * "deferred": the store may report the object written before it is durable, and `flush()`
+   * makes it so; many objects then share one flush (group commit). A store without `flush`
+   * ignores it: its writes are durable once acknowledged.
+   */
+  readonly durability?: "deferred";
 }
 
 /** Expected outcomes are data: a failed precondition is not an exception. */
@@ -57,6 +63,26 @@ export interface ListPage {
   readonly objects: readonly ObjectInfo[];
   /** Present when more objects follow. */
   readonly nextToken?: string;
+}
+
+/** What a request to a store's server did, as counted by `requestStats`. */
+export type RequestKind =
+  | "head"
+  | "get"
+  | "put"
+  | "list"
+  | "delete"
+  | "multipart-create"
+  | "multipart-part"
+  | "multipart-complete"
+  | "multipart-abort"
+  | "other";
+
+export interface RequestStats {
+  /** Requests sent, by kind; every attempt counts, retries included. */
+  readonly requests: Readonly<Record<RequestKind, number>>;
+  /** How many of those requests were retries of one that failed (throttled, 5xx, no answer). */
+  readonly retries: number;
 }
 
 export interface ObjectStore {
@@ -90,6 +116,14 @@ export interface ObjectStore {
    * it GET the object, and nothing else, for `seconds`.
    */
   presignGet?(key: string, seconds: number): Promise<string>;
+  /** Optional (stores that send requests to a server: S3): what was sent since it was opened. */
+  requestStats?(): RequestStats;
+  /**
+   * Optional (stores whose writes can be deferred: a directory): makes durable every object
+   * written so far with `durability: "deferred"`. Callers that arrive while a flush runs share
+   * the next one.
+   */
+  flush?(): Promise<void>;
   /** Releases connections and other resources. */
   close(): Promise<void>;
 }

@@ -8,9 +8,9 @@ import { NixshipError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
 import { FRAME_SIZE } from "./nar-check.js";
+import { narFile } from "./nar-file.js";
+import { NarPool } from "./nar-pool.js";
 import { ZstdFrameCompressor } from "./zstd.js";
-import { zstdNarFile } from "./zstd-nar.js";
-import { ZstdPool } from "./zstd-pool.js";
 
 let work: string;
 let tree: string;
@@ -35,11 +35,11 @@ afterAll(async () => {
 const unzstd = (bytes: Buffer): Buffer =>
   execFileSync("zstd", ["-d", "-c", "-q"], { input: bytes, maxBuffer: 1 << 28 });
 
-describe("zstdNarFile", () => {
+describe("narFile", () => {
   it("writes frames that the zstd CLI decompresses to exactly the NAR, with both digests", () => {
     const out = join(work, "a.nar.zst");
     let heard = 0;
-    const digests = zstdNarFile(tree, out, new ZstdFrameCompressor(3), (n) => {
+    const digests = narFile(tree, out, new ZstdFrameCompressor(3), (n) => {
       heard += n;
     });
     const file = readFileSync(out);
@@ -49,11 +49,19 @@ describe("zstdNarFile", () => {
     expect(heard).toBe(nar.length);
   });
 
+  it("writes the NAR itself without a compressor, its one digest serving as both", () => {
+    const out = join(work, "plain.nar");
+    const digests = narFile(tree, out, undefined);
+    expect(readFileSync(out).equals(nar)).toBe(true);
+    expect(digests.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
+    expect(digests.file).toEqual(digests.nar);
+  });
+
   it("honours the compression level", () => {
     // Ignoring the level would give identical output. (Level 1 is no good probe: on text
     // like this its different strategy can beat 3-9.)
-    const standard = zstdNarFile(tree, join(work, "l3.nar.zst"), new ZstdFrameCompressor(3));
-    const strong = zstdNarFile(tree, join(work, "l9.nar.zst"), new ZstdFrameCompressor(9));
+    const standard = narFile(tree, join(work, "l3.nar.zst"), new ZstdFrameCompressor(3));
+    const strong = narFile(tree, join(work, "l9.nar.zst"), new ZstdFrameCompressor(9));
     expect(strong.file.size).toBeLessThan(standard.file.size);
     expect(unzstd(readFileSync(join(work, "l9.nar.zst"))).equals(nar)).toBe(true);
   });
@@ -61,30 +69,30 @@ describe("zstdNarFile", () => {
   it("refuses to overwrite an existing file", () => {
     const out = join(work, "taken");
     execFileSync("touch", [out]);
-    expect(() => zstdNarFile(tree, out, new ZstdFrameCompressor(3))).toThrow(/EEXIST/);
+    expect(() => narFile(tree, out, new ZstdFrameCompressor(3))).toThrow(/EEXIST/);
     expect(readFileSync(out).length).toBe(0);
   });
 
   it("removes its output when serialising fails", () => {
     const out = join(work, "missing.nar.zst");
-    expect(() => zstdNarFile(join(work, "no-such-dir"), out, new ZstdFrameCompressor(3))).toThrow(
+    expect(() => narFile(join(work, "no-such-dir"), out, new ZstdFrameCompressor(3))).toThrow(
       /ENOENT/,
     );
     expect(existsSync(out)).toBe(false);
   });
 });
 
-describe("ZstdPool", () => {
+describe("NarPool", () => {
   it("compresses paths on worker threads into the files it is given", async () => {
     const outDir = join(work, "pool-out");
     await mkdir(outDir);
-    const pool = new ZstdPool(2);
+    const pool = new NarPool(2);
     try {
       let heard = 0;
       const outs = [1, 2, 3].map((i) => join(outDir, `${i}.nar.zst`));
       const results = await Promise.all(
         outs.map((out) =>
-          pool.compress({ path: tree, out, level: 3, label: "/nix/store/x-tree" }, (n) => {
+          pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" }, (n) => {
             heard += n;
           }),
         ),
@@ -101,12 +109,24 @@ describe("ZstdPool", () => {
     }
   });
 
+  it("writes uncompressed NARs when the job has no level", async () => {
+    const out = join(work, "pool-plain.nar");
+    const pool = new NarPool(1);
+    try {
+      const r = await pool.write({ path: tree, out, level: undefined, label: "x" });
+      expect(readFileSync(out).equals(nar)).toBe(true);
+      expect(r.file).toEqual({ hash: Sha256.of(nar), size: nar.length });
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("rejects with an error that names the path, and keeps working afterwards", async () => {
     const outDir = join(work, "pool-errors");
     await mkdir(outDir);
-    const pool = new ZstdPool(1);
+    const pool = new NarPool(1);
     try {
-      const failed = pool.compress({
+      const failed = pool.write({
         path: join(work, "absent"),
         out: join(outDir, "absent.nar.zst"),
         level: 3,
@@ -115,7 +135,7 @@ describe("ZstdPool", () => {
       await expect(failed).rejects.toThrow(NixshipError);
       await expect(failed).rejects.toThrow(/cannot serialise \/nix\/store\/x-absent: .*ENOENT/);
       const out = join(outDir, "tree.nar.zst");
-      const ok = await pool.compress({ path: tree, out, level: 3, label: "/nix/store/x-tree" });
+      const ok = await pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" });
       expect(ok.nar.size).toBe(nar.length);
       expect(await readdir(outDir)).toEqual(["tree.nar.zst"]);
     } finally {
@@ -124,11 +144,11 @@ describe("ZstdPool", () => {
   });
 
   it("fails every waiting job, clearly, when a worker thread dies", async () => {
-    const pool = new ZstdPool(1);
+    const pool = new NarPool(1);
     const jobs = [1, 2].map((i) =>
-      pool.compress({ path: tree, out: join(work, `dies-${i}`), level: 3, label: "x" }),
+      pool.write({ path: tree, out: join(work, `dies-${i}`), level: 3, label: "x" }),
     );
     await pool.close();
-    for (const job of jobs) await expect(job).rejects.toThrow(/zstd worker thread exited/);
+    for (const job of jobs) await expect(job).rejects.toThrow(/NAR worker thread exited/);
   });
 });

@@ -1,13 +1,15 @@
-// A push worker thread: turns store paths into zstd NAR files (zstd-nar.ts) one at a time, with
-// one compression context per level, reused for every frame. Spoken to only by zstd-pool.ts.
+// A push worker thread: turns store paths into NAR files (nar-file.ts), zstd or uncompressed,
+// one at a time, with one compression context per level, reused for every frame. Spoken to
+// only by nar-pool.ts.
 import { parentPort } from "node:worker_threads";
 import { NixshipError } from "../errors.js";
+import { narFile } from "./nar-file.js";
 import { ZstdFrameCompressor } from "./zstd.js";
-import { zstdNarFile } from "./zstd-nar.js";
 
 export interface WorkerRequest {
   readonly id: number;
-  readonly level: number;
+  /** The zstd level, or undefined: the NAR is written uncompressed. */
+  readonly level: number | undefined;
   /** Where the store path's files are. */
   readonly path: string;
   /** The new file to write the compressed NAR into. */
@@ -38,19 +40,19 @@ export type WorkerReply =
   | { readonly id: number; readonly type: "failed"; readonly error: WireError };
 
 const port = parentPort;
-if (port === null) throw new Error("zstd-worker.ts runs only as a worker thread");
+if (port === null) throw new Error("nar-worker.ts runs only as a worker thread");
 
 const compressors = new Map<number, ZstdFrameCompressor>();
 
 port.on("message", ({ id, level, path, out }: WorkerRequest) => {
   const reply = (message: WorkerReply): void => port.postMessage(message);
   try {
-    let compressor = compressors.get(level);
-    if (compressor === undefined) {
+    let compressor = level === undefined ? undefined : compressors.get(level);
+    if (compressor === undefined && level !== undefined) {
       compressor = new ZstdFrameCompressor(level);
       compressors.set(level, compressor);
     }
-    const digests = zstdNarFile(path, out, compressor, (narBytes) =>
+    const digests = narFile(path, out, compressor, (narBytes) =>
       reply({ id, type: "bytes", narBytes }),
     );
     const wire = (d: { hash: { bytes: Uint8Array }; size: number }): WireDigest => ({

@@ -1,18 +1,20 @@
-// The push's worker threads for zstd: each takes one store path at a time and does all of its
-// work (serialise, hash, compress, hash, write the file) on its own core; only the job and the
-// digests cross between threads. The main thread only schedules, stores and commits.
+// The push's worker threads for zstd and uncompressed NARs: each takes one store path at a time
+// and does all of its work (serialise, hash, compress, hash, write the file) on its own core;
+// only the job and the digests cross between threads. The main thread only schedules, stores
+// and commits.
 import { Worker } from "node:worker_threads";
 import { InputError, OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import type { NarDigests } from "./nar-check.js";
-import type { WireError, WorkerReply, WorkerRequest } from "./zstd-worker.js";
+import type { WireError, WorkerReply, WorkerRequest } from "./nar-worker.js";
 
-export interface ZstdJob {
+export interface NarJob {
   /** Where the store path's files are. */
   readonly path: string;
-  /** The new file the compressed NAR goes into. */
+  /** The new file the NAR goes into. */
   readonly out: string;
-  readonly level: number;
+  /** The zstd level, or undefined: the NAR is written uncompressed. */
+  readonly level: number | undefined;
   /** How errors name the path (its store path). */
   readonly label: string;
 }
@@ -36,11 +38,11 @@ interface Queued {
  */
 function workerScript(): URL {
   return import.meta.url.endsWith(".ts")
-    ? new URL("../../dist/cache/zstd-worker.js", import.meta.url)
-    : new URL("./zstd-worker.js", import.meta.url);
+    ? new URL("../../dist/cache/nar-worker.js", import.meta.url)
+    : new URL("./nar-worker.js", import.meta.url);
 }
 
-export class ZstdPool {
+export class NarPool {
   readonly #idle: Worker[] = [];
   readonly #queue: Queued[] = [];
   readonly #pending = new Map<number, Pending>();
@@ -56,10 +58,11 @@ export class ZstdPool {
   }
 
   /**
-   * Serialises `job.path` and compresses it at `job.level` into the new file `job.out`;
-   * returns both digests. `job.label` names the path in errors. On failure `out` is removed.
+   * Serialises `job.path` into the new file `job.out`, compressed at `job.level` if it has
+   * one; returns both digests. `job.label` names the path in errors. On failure `out` is
+   * removed.
    */
-  compress(job: ZstdJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
+  write(job: NarJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
     if (this.#broken) return Promise.reject(this.#broken);
     const id = this.#nextId++;
     const request: WorkerRequest = { id, level: job.level, path: job.path, out: job.out };
@@ -90,7 +93,7 @@ export class ZstdPool {
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
       if (this.#busy.has(worker) || this.#queue.length > 0) {
-        this.#fail(new Error(`a zstd worker thread exited (code ${code}) during the push`));
+        this.#fail(new Error(`a NAR worker thread exited (code ${code}) during the push`));
       }
     });
     return worker;
@@ -120,8 +123,8 @@ export class ZstdPool {
   /** A worker died: fail everything in flight or waiting, and every later call. */
   #fail(cause: Error): void {
     this.#broken ??= new OperationError(
-      "zstd-worker-failed",
-      `zstd compression failed: ${cause.message}`,
+      "nar-worker-failed",
+      `writing NAR files failed: ${cause.message}`,
       { cause },
     );
     for (const pending of this.#pending.values()) pending.reject(this.#broken);
