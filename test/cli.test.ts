@@ -5,7 +5,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { COMMANDS } from "../src/cli/main.js";
+import { COMMANDS as ENTRIES, loadCommands } from "../src/cli/commands.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
 import { NIXSHIP_BIN, nixStoreDump, nixship } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
@@ -178,6 +178,15 @@ describe("secrets are never echoed", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`secret key file ${open} may be read by others (mode 0644)`);
     expect(r.stderr).toContain(`hint: chmod 600 ${open}`);
+  });
+});
+
+// Every command, loaded: each entry's own path must be the table's (loadCommand checks it).
+const COMMANDS = await loadCommands();
+
+describe("the command table", () => {
+  it("loads, for each entry, the command its words name", () => {
+    expect(COMMANDS.map((c) => c.path.join(" "))).toEqual(ENTRIES.map((e) => e.path.join(" ")));
   });
 });
 

@@ -2,87 +2,16 @@
 // any fault once, here, with its hint and exit code.
 
 import { NixshipError, UsageError } from "../errors.js";
-import {
-  agentCommand,
-  agentPauseCommand,
-  agentResumeCommand,
-  agentStatusCommand,
-} from "./agent.js";
-import { buildCommand } from "./build.js";
-import { cacheInit } from "./cache-init.js";
-import { cacheServe } from "./cache-serve.js";
-import type { CliIO, Command } from "./command.js";
-import { deployCommand, planCommand } from "./deploy.js";
-import { doctorCommand } from "./doctor.js";
-import { fetch } from "./fetch.js";
-import { fleetFromTerraformCommand } from "./fleet-from-terraform.js";
-import { keyGenerate, keyPublic } from "./key.js";
-import {
-  labAgentsCommand,
-  labDownCommand,
-  labExecCommand,
-  labListCommand,
-  labSshConfigCommand,
-  labUpCommand,
-} from "./lab.js";
-import { narDump, narLs, narRestore } from "./nar.js";
-import { push } from "./push.js";
-import { releaseList, releaseShow } from "./release.js";
-import { releasePublish } from "./release-publish.js";
-import { releaseRefresh } from "./release-refresh.js";
-import { rollbackCommand } from "./rollback.js";
-import { secretsEdit, secretsList, secretsRekey, secretsSet } from "./secrets.js";
-import { ssmDocumentCommand } from "./ssm.js";
-import { statusCommand } from "./status.js";
+import type { CliIO } from "./command.js";
+import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
 import { systemFault } from "./system-faults.js";
-import { terraformVarsCommand } from "./terraform.js";
-import { verify } from "./verify.js";
-
-export const COMMANDS: readonly Command[] = [
-  keyGenerate,
-  keyPublic,
-  push,
-  verify,
-  releasePublish,
-  releaseRefresh,
-  releaseList,
-  releaseShow,
-  fetch,
-  cacheInit,
-  cacheServe,
-  narDump,
-  narRestore,
-  narLs,
-  buildCommand,
-  planCommand,
-  deployCommand,
-  statusCommand,
-  rollbackCommand,
-  ssmDocumentCommand,
-  terraformVarsCommand,
-  fleetFromTerraformCommand,
-  labUpCommand,
-  labDownCommand,
-  labListCommand,
-  labExecCommand,
-  labAgentsCommand,
-  labSshConfigCommand,
-  agentCommand,
-  agentPauseCommand,
-  agentResumeCommand,
-  agentStatusCommand,
-  doctorCommand,
-  secretsSet,
-  secretsEdit,
-  secretsRekey,
-  secretsList,
-];
 
 const VERSION = "0.1.0";
 
-export function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.path.join(" ").length));
-  const lines = COMMANDS.map((c) => `  ${c.path.join(" ").padEnd(width)}  ${c.summary}`);
+export async function usage(): Promise<string> {
+  const commands = await loadCommands();
+  const width = Math.max(...commands.map((c) => c.path.join(" ").length));
+  const lines = commands.map((c) => `  ${c.path.join(" ").padEnd(width)}  ${c.summary}`);
   return `nixship ${VERSION}: build NixOS systems once, push them signed into a Nix binary cache,
 and roll them out to a fleet.
 
@@ -99,20 +28,20 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 130 interru
 
 function findCommand(
   argv: readonly string[],
-): { command: Command; rest: readonly string[] } | undefined {
+): { command: CommandEntry; rest: readonly string[] } | undefined {
   return COMMANDS.map((command) => ({ command, rest: argv.slice(command.path.length) }))
     .filter(({ command }) => command.path.every((word, i) => argv[i] === word))
     .sort((a, b) => b.command.path.length - a.command.path.length)[0];
 }
 
 /** The words that start a group of subcommands (lab, release, key, …). */
-function groupOf(word: string | undefined): readonly Command[] {
+function groupOf(word: string | undefined): readonly CommandEntry[] {
   return word === undefined ? [] : COMMANDS.filter((c) => c.path.length > 1 && c.path[0] === word);
 }
 
 /** A group's help: its subcommands, one line each. */
-export function groupHelp(word: string): string {
-  const group = groupOf(word);
+export async function groupHelp(word: string): Promise<string> {
+  const group = await loadCommands(groupOf(word));
   const width = Math.max(...group.map((c) => c.path.slice(1).join(" ").length));
   const lines = group.map((c) => `  ${c.path.slice(1).join(" ").padEnd(width)}  ${c.summary}`);
   return `Usage: nixship ${word} SUBCOMMAND [ARGS...]     ('nixship ${word} SUBCOMMAND --help' for details)
@@ -122,9 +51,9 @@ ${lines.join("\n")}`;
 }
 
 /** The help `words` ask for (`deploy`, `lab up`, `lab`), or undefined when they name nothing. */
-function helpFor(words: readonly string[]): string | undefined {
+async function helpFor(words: readonly string[]): Promise<string | undefined> {
   const found = findCommand(words);
-  if (found?.rest.every((w) => w.startsWith("-"))) return found.command.help;
+  if (found?.rest.every((w) => w.startsWith("-"))) return (await loadCommand(found.command)).help;
   if (words.length === 1 && groupOf(words[0]).length > 0) return groupHelp(words[0] as string);
   return undefined;
 }
@@ -150,10 +79,10 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     const asked = argv.slice(1);
     if (asked.length === 0) {
-      io.stdout.write(usage());
+      io.stdout.write(await usage());
       return first === undefined ? 2 : 0;
     }
-    const help = helpFor(asked);
+    const help = await helpFor(asked);
     if (help === undefined) throw unknownCommand(asked);
     io.stdout.write(`${help}\n`);
     return 0;
@@ -166,16 +95,17 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   const wantsHelp = (words: readonly string[]) => words.includes("--help") || words.includes("-h");
   if (!found) {
     if (groupOf(first).length > 0 && wantsHelp(argv.slice(1, 2))) {
-      io.stdout.write(`${groupHelp(first)}\n`);
+      io.stdout.write(`${await groupHelp(first)}\n`);
       return 0;
     }
     throw unknownCommand(argv);
   }
+  const command = await loadCommand(found.command);
   if (wantsHelp(found.rest)) {
-    io.stdout.write(`${found.command.help}\n`);
+    io.stdout.write(`${command.help}\n`);
     return 0;
   }
-  return await found.command.run(found.rest, io);
+  return await command.run(found.rest, io);
 }
 
 function reportError(thrown: unknown, io: CliIO, json: boolean): number {
