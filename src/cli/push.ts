@@ -7,6 +7,7 @@ import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Compression } from "../nix/narinfo.js";
 import { openStore } from "../store/url.js";
 import { formatPushSummary, PushProgress } from "../ui/push-progress.js";
+import { formatRequestStats } from "../ui/store-requests.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile } from "./keys-input.js";
@@ -43,6 +44,10 @@ hosts would refuse every path it signs.
 CACHE_URL:
   file:///abs/dir                                   a directory
   s3://bucket/prefix?region=R&endpoint=http://h:p   S3 or an S3-compatible store
+    &upload-concurrency=N   parts of a large NAR uploaded at once (1-16, default 4; one large
+                            NAR at a time, so uploads hold at most (N + 1) x 8 MiB)
+  S3 requests answered 503 SlowDown, 500, 502, 504 or 429 are retried with backoff, up to 8
+  attempts and 27 s of waiting each; --json reports the retries (store.retries).
 
 Options:
   --to URL           the cache to push to (default: the fleet's cache.url)
@@ -119,14 +124,19 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
         ...(values.resign ? { resign: true } : {}),
         onEvent: progress.onEvent,
       }).finally(() => progress.finish());
+      const requests = store.requestStats?.();
       if (values.json) {
         writeJson(io, {
           ...summary,
           roots,
           cache: store.url,
           peakRssBytes: process.resourceUsage().maxRSS * 1024,
+          ...(requests !== undefined ? { store: requests } : {}),
         });
-      } else io.stderr.write(`${formatPushSummary(summary, store.url)}\n`);
+      } else {
+        const sent = requests !== undefined ? `\n${formatRequestStats(requests)}` : "";
+        io.stderr.write(`${formatPushSummary(summary, store.url)}${sent}\n`);
+      }
       return 0;
     } finally {
       await store.close();

@@ -13,6 +13,8 @@ export type {
   PutCondition,
   PutOptions,
   PutResult,
+  RequestKind,
+  RequestStats,
 } from "./object-store.js";
 // S3Store itself is not re-exported: importing it loads the AWS SDK (~120 ms), which
 // openStore does only for s3:// URLs. Import it from "./s3-store.js" where it is needed.

@@ -81,7 +81,7 @@ export type RequestKind =
 export interface RequestStats {
   /** Requests sent, by kind; every attempt counts, retries included. */
   readonly requests: Readonly<Record<RequestKind, number>>;
-  /** How many of those requests were retries of one that failed (throttled, 5xx, no answer). */
+  /** How many of those requests were retries of one that failed (throttled, 500/502/503/504, no answer). */
   readonly retries: number;
 }
 

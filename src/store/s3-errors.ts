@@ -15,10 +15,20 @@ export function s3Fault(err: unknown, what: string): Error {
   const hint =
     HINTS.find(([names]) => names.includes(name))?.[1] ??
     (status === undefined ? undefined : STATUS_HINTS[status]);
-  return new OperationError("store-s3-failed", `${what} failed: ${name}${http}: ${detail}`, {
-    cause: err,
-    ...(hint ? { hint } : {}),
-  });
+  // The SDK records how often it tried: "after 8 attempts" says the retries ran out.
+  const { attempts, totalRetryDelay } = metadata(err) ?? {};
+  const tried =
+    attempts !== undefined && attempts > 1
+      ? ` after ${attempts} attempts (${((totalRetryDelay ?? 0) / 1000).toFixed(1)} s of backoff)`
+      : "";
+  return new OperationError(
+    "store-s3-failed",
+    `${what} failed${tried}: ${name}${http}: ${detail}`,
+    {
+      cause: err,
+      ...(hint ? { hint } : {}),
+    },
+  );
 }
 
 function errorName(err: unknown): string {
@@ -27,9 +37,18 @@ function errorName(err: unknown): string {
   return (e?.name === "Error" || e?.name === undefined ? e?.code : e.name) ?? "Error";
 }
 
+interface Metadata {
+  readonly httpStatusCode?: number;
+  readonly attempts?: number;
+  readonly totalRetryDelay?: number;
+}
+
+function metadata(err: unknown): Metadata | undefined {
+  return (err as { $metadata?: Metadata } | undefined)?.$metadata;
+}
+
 function httpStatus(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata
-    ?.httpStatusCode;
+  return metadata(err)?.httpStatusCode;
 }
 
 export function isNotFound(err: unknown): boolean {
@@ -61,6 +80,7 @@ const STATUS_HINTS: Readonly<Record<number, string>> = {
   500: "the server failed: try again later, and check its logs",
   502: "a proxy in front of the server failed: try again later",
   503: "the server is unavailable or slowing requests down: try again later",
+  504: "a gateway in front of the server timed out: try again later",
 };
 
 const HINTS: readonly (readonly [readonly string[], string])[] = [
@@ -69,6 +89,10 @@ const HINTS: readonly (readonly [readonly string[], string])[] = [
     "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ?profile=)",
   ],
   [["CredentialsProviderError"], "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID"],
+  [
+    ["SlowDown", "Throttling", "ThrottlingException", "TooManyRequestsException"],
+    "the server is slowing requests down: try again later, or send fewer at once (push --jobs, and the store URL's upload-concurrency=)",
+  ],
   [["NoSuchBucket"], "check the bucket name in the store URL, and its region or endpoint"],
   [
     ["PermanentRedirect", "AuthorizationHeaderMalformed"],

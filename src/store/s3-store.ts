@@ -18,6 +18,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
+import { Semaphore } from "../util/pool.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
   GetOptions,
@@ -30,8 +31,15 @@ import type {
   PutCondition,
   PutOptions,
   PutResult,
+  RequestStats,
 } from "./object-store.js";
 import { isNotFound, isNotModified, isPreconditionFailed, s3Fault } from "./s3-errors.js";
+import {
+  CountingRetryStrategy,
+  countRequests,
+  DEFAULT_RETRY_BOUNDS,
+  type RetryBounds,
+} from "./s3-requests.js";
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -44,13 +52,17 @@ export interface S3StoreOptions {
   readonly profile?: string;
   /** The URL to report as `store.url` (the factory passes the canonical one). */
   readonly url?: string;
+  /** Parts of multipart uploads in flight at once, in the whole store (URL: upload-concurrency). */
+  readonly uploadConcurrency?: number;
+  /** How long throttled and failing requests are retried (tests shorten it). */
+  readonly retry?: Partial<RetryBounds>;
 }
 
 /** Bodies of known size below this are buffered and sent in one request (retryable by the SDK). */
 const SINGLE_PUT_LIMIT = 16 * 1024 * 1024;
-/** Multipart buffers at most PART_SIZE × QUEUE_SIZE = 32 MiB per upload. */
 const PART_SIZE = 8 * 1024 * 1024;
-const QUEUE_SIZE = 4;
+/** Parts in flight unless the URL's upload-concurrency says otherwise (url.ts bounds it: 1-16). */
+export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 const FAILED: PutResult = { status: "precondition-failed" };
 
 // The SDK warns on Node 20 that its future releases will need Node 22. nixship pins its SDK
@@ -63,17 +75,38 @@ export class S3Store implements ObjectStore {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #endpoint: string | undefined;
+  readonly #uploadConcurrency: number;
+  /**
+   * One multipart upload at a time, each with up to #uploadConcurrency parts in flight: each
+   * part in flight is a buffer of PART_SIZE, and lib-storage reads one more ahead, so multipart
+   * uploads hold at most (upload-concurrency + 1) × 8 MiB (40 MiB by default), however many
+   * puts run at once. (A queue per upload would hold that much per upload.) Smaller bodies go
+   * in one PutObject, each buffered, under SINGLE_PUT_LIMIT.
+   */
+  readonly #multipart = new Semaphore(1);
+  readonly #stats: () => RequestStats;
 
   constructor(options: S3StoreOptions) {
     this.#bucket = options.bucket;
     this.#prefix = options.prefix ? `${options.prefix}/` : "";
     this.#endpoint = options.endpoint;
+    this.#uploadConcurrency = Math.max(
+      1,
+      Math.floor(options.uploadConcurrency ?? DEFAULT_UPLOAD_CONCURRENCY),
+    );
     this.url = options.url ?? `s3://${options.bucket}${options.prefix ? `/${options.prefix}` : ""}`;
+    const retryStrategy = new CountingRetryStrategy({ ...DEFAULT_RETRY_BOUNDS, ...options.retry });
     this.#client = new S3Client({
       region: options.region,
+      retryStrategy,
+      // Every body we send is a buffer, which the SDK signs with its SHA-256, and S3 refuses a
+      // body that does not match (XAmzContentSHA256Mismatch); a CRC32 of it as well (the SDK's
+      // default, WHEN_SUPPORTED) would only cost CPU: about 0.4 s per 300 MB pushed.
+      requestChecksumCalculation: "WHEN_REQUIRED",
       ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
       ...(options.profile ? { profile: options.profile } : {}),
     });
+    this.#stats = countRequests(this.#client, retryStrategy);
   }
 
   get(key: string): Promise<GetResult | undefined>;
@@ -131,13 +164,22 @@ export class S3Store implements ObjectStore {
         etag = (await this.#client.send(command)).ETag;
       } else {
         // lib-storage aborts the multipart upload itself when a part, the body or completion fails.
-        const upload = new Upload({
-          client: this.#client,
-          params: { ...params, Body: body, ...(size !== undefined ? { ContentLength: size } : {}) },
-          partSize: PART_SIZE,
-          queueSize: QUEUE_SIZE,
-        });
-        etag = (await upload.done()).ETag;
+        const release = await this.#multipart.acquire();
+        try {
+          const upload = new Upload({
+            client: this.#client,
+            params: {
+              ...params,
+              Body: body,
+              ...(size !== undefined ? { ContentLength: size } : {}),
+            },
+            partSize: PART_SIZE,
+            queueSize: this.#uploadConcurrency,
+          });
+          etag = (await upload.done()).ETag;
+        } finally {
+          release();
+        }
       }
       return { status: "written", etag: etag ?? "" };
     } catch (err) {
@@ -227,6 +269,11 @@ export class S3Store implements ObjectStore {
     } catch (err) {
       throw this.#fault("presign", key, err);
     }
+  }
+
+  /** Requests sent since the store was opened, by kind, and how many were retries. */
+  requestStats(): RequestStats {
+    return this.#stats();
   }
 
   #target(key: string): { Bucket: string; Key: string } {

@@ -32,6 +32,16 @@ describe("parseStoreUrl", () => {
     });
   });
 
+  it("reads upload-concurrency, the multipart parts in flight", () => {
+    expect(parseStoreUrl("s3://bucket?upload-concurrency=1", ENV)).toMatchObject({
+      uploadConcurrency: 1,
+    });
+    expect(parseStoreUrl("s3://bucket?upload-concurrency=16", ENV)).toMatchObject({
+      uploadConcurrency: 16,
+    });
+    expect(parseStoreUrl("s3://bucket", ENV)).not.toHaveProperty("uploadConcurrency");
+  });
+
   it("takes the region from AWS_REGION, then us-east-1", () => {
     expect(parseStoreUrl("s3://bucket", { AWS_REGION: "ap-south-1" })).toMatchObject({
       region: "ap-south-1",
@@ -71,6 +81,15 @@ describe("parseStoreUrl", () => {
     ["s3://bucket/a//b", "not a valid key"],
     ["s3://bucket/a/../b", "not a valid key"],
     ["s3://bucket/a/./b", "not a valid key"],
+    [
+      "s3://bucket?upload-concurrency=0",
+      'from 1 to 16 (multipart parts in flight, 8 MiB each), not "0"',
+    ],
+    ["s3://bucket?upload-concurrency=17", "upload-concurrency must be a whole number from 1 to 16"],
+    ["s3://bucket?upload-concurrency=2.5", 'not "2.5"'],
+    ["s3://bucket?upload-concurrency=", 'not ""'],
+    ["s3://bucket?upload-concurrency=four", 'not "four"'],
+    ["s3://bucket?upload_concurrency=4", "known: region, endpoint, profile, upload-concurrency"],
   ])("rejects %s", (text, what) => {
     try {
       parseStoreUrl(text, ENV);
@@ -93,6 +112,7 @@ describe("formatStoreUrl", () => {
       "s3://b-1/p/q/?endpoint=http://LOCALHOST:9000/&region=r1",
       "s3://b-1/p/q?region=r1&endpoint=http%3A%2F%2Flocalhost%3A9000",
     ],
+    ["s3://b-1?upload-concurrency=08", "s3://b-1?region=us-east-1&upload-concurrency=8"],
   ])("canonicalizes %s", (text, canonical) => {
     const parsed = parseStoreUrl(text, ENV);
     expect(formatStoreUrl(parsed)).toBe(canonical);

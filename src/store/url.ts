@@ -1,5 +1,5 @@
-// Store URLs (`file:///dir`, `/dir`, `s3://bucket/prefix?region=&endpoint=&profile=`): parsing,
-// the canonical form, and `openStore`, the one factory that turns a URL into an ObjectStore.
+// Store URLs (`file:///dir`, `/dir`, `s3://bucket/prefix?region=&endpoint=&profile=&upload-concurrency=`):
+// parsing, the canonical form, and `openStore`, the one factory that turns a URL into an ObjectStore.
 import { isAbsolute, normalize } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { InputError } from "../errors.js";
@@ -22,11 +22,18 @@ export type StoreUrl =
       readonly region: string;
       readonly endpoint?: string;
       readonly profile?: string;
+      /** Multipart parts in flight at once (1-16, default 4; each holds 8 MiB). */
+      readonly uploadConcurrency?: number;
     };
 
 const FORMS =
-  "accepted forms: file:///abs/dir[?fsync=false], /abs/dir, s3://bucket[/prefix][?region=R&endpoint=URL&profile=P]";
-const S3_PARAMS = new Set(["region", "endpoint", "profile"]);
+  "accepted forms: file:///abs/dir[?fsync=false], /abs/dir, s3://bucket[/prefix][?region=R&endpoint=URL&profile=P&upload-concurrency=N]";
+const S3_PARAMS = new Set(["region", "endpoint", "profile", "upload-concurrency"]);
+/**
+ * upload-concurrency's range: each part in flight holds 8 MiB (s3-store.ts), so 16 hold 128 MiB,
+ * and more than 16 at once gain nothing against one S3 prefix.
+ */
+const UPLOAD_CONCURRENCY = { min: 1, max: 16 } as const;
 // S3's bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a letter or digit.
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const REGION = /^[a-z0-9-]+$/;
@@ -103,7 +110,7 @@ function parseS3Url(
   const params = new Map<string, string>();
   for (const [name, value] of url.searchParams) {
     if (!S3_PARAMS.has(name))
-      throw bad(`unknown parameter "${name}" (known: region, endpoint, profile)`);
+      throw bad(`unknown parameter "${name}" (known: ${[...S3_PARAMS].join(", ")})`);
     if (params.has(name)) throw bad(`parameter "${name}" is given twice`);
     params.set(name, value);
   }
@@ -131,6 +138,17 @@ function parseS3Url(
     }
     endpoint = parsed.origin;
   }
+  const concurrencyText = params.get("upload-concurrency");
+  let uploadConcurrency: number | undefined;
+  if (concurrencyText !== undefined) {
+    const { min, max } = UPLOAD_CONCURRENCY;
+    uploadConcurrency = /^[0-9]{1,3}$/.test(concurrencyText) ? Number(concurrencyText) : Number.NaN;
+    if (!(uploadConcurrency >= min && uploadConcurrency <= max)) {
+      throw bad(
+        `upload-concurrency must be a whole number from ${min} to ${max} (multipart parts in flight, 8 MiB each), not "${concurrencyText}"`,
+      );
+    }
+  }
   return {
     kind: "s3",
     bucket,
@@ -138,6 +156,7 @@ function parseS3Url(
     region,
     ...(endpoint !== undefined ? { endpoint } : {}),
     ...(profile !== undefined ? { profile } : {}),
+    ...(uploadConcurrency !== undefined ? { uploadConcurrency } : {}),
   };
 }
 
@@ -147,6 +166,9 @@ export function formatStoreUrl(url: StoreUrl): string {
   const query = new URLSearchParams({ region: url.region });
   if (url.endpoint !== undefined) query.set("endpoint", url.endpoint);
   if (url.profile !== undefined) query.set("profile", url.profile);
+  if (url.uploadConcurrency !== undefined) {
+    query.set("upload-concurrency", String(url.uploadConcurrency));
+  }
   const path =
     url.prefix === "" ? "" : `/${url.prefix.split("/").map(encodeURIComponent).join("/")}`;
   return `s3://${url.bucket}${path}?${query}`;
@@ -166,6 +188,7 @@ export async function openStore(text: string): Promise<ObjectStore> {
     region: url.region,
     ...(url.endpoint !== undefined ? { endpoint: url.endpoint } : {}),
     ...(url.profile !== undefined ? { profile: url.profile } : {}),
+    ...(url.uploadConcurrency !== undefined ? { uploadConcurrency: url.uploadConcurrency } : {}),
     url: formatStoreUrl(url),
   });
 }

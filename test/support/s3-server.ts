@@ -2,7 +2,7 @@
 // pre-created bucket, plus the conditional writes (If-None-Match / If-Match) that s3rver lacks
 // (unless a test asks for plain s3rver, to stand for a server that ignores them).
 import { mkdtemp, rm } from "node:fs/promises";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -54,6 +54,22 @@ export interface S3ServerOptions {
   readonly conditionalWrites?: boolean;
   /** The address to listen on (default 127.0.0.1; a lab's bridge address for its hosts). */
   readonly address?: string;
+  /**
+   * Called as each request's answer ends (sent, or the client went away), for counting without a
+   * proxy in the way, as the S3 push benchmark does.
+   */
+  readonly onAnswered?: (answered: AnsweredRequest) => void;
+}
+
+export interface AnsweredRequest {
+  readonly method: string;
+  /** The path and query as sent. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly status: number;
+  /** Body sizes as the request's and the answer's Content-Length say (0 without one). */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -76,6 +92,7 @@ export async function startS3Server(
     configureBuckets: [{ name: bucket, configs: [] }],
   });
   app.middleware.unshift(
+    ...(options.onAnswered ? [reportAnswers(options.onAnswered)] : []),
     ...(options.conditionalWrites === false ? [] : [conditionalWrites()]),
     truncatedListsWithoutDes(),
   );
@@ -90,6 +107,24 @@ export async function startS3Server(
       await app.close();
       await rm(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/** Outermost, so that it sees every answer, the conditional writes' 412s included. */
+function reportAnswers(onAnswered: (answered: AnsweredRequest) => void): Middleware {
+  return async (ctx, next) => {
+    const { req, res } = ctx;
+    res.once("close", () => {
+      onAnswered({
+        method: req.method ?? "GET",
+        url: req.url ?? "/",
+        headers: req.headers,
+        status: res.statusCode,
+        bytesIn: Number(req.headers["content-length"] ?? 0) || 0,
+        bytesOut: Number(res.getHeader("content-length") ?? 0) || 0,
+      });
+    });
+    await next();
   };
 }
 
