@@ -87,6 +87,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   let staging: string | undefined;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
+  let done = false;
   try {
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
@@ -149,8 +150,11 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
         const commit = Promise.all([durable, ...refs.map((r) => gates.get(r)?.promise)]).then(
           async () => {
             const signed = signNarInfo(narInfo, options.key);
+            // Deferred too: published by a later flush, in the order of the puts, so after
+            // its references' narinfos, which were put before its gates opened.
             await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
               contentType: "text/x-nix-narinfo",
+              durability: "deferred",
             });
             emit({
               type: "path-pushed",
@@ -168,6 +172,9 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       }
     });
     await Promise.all(commits);
+    // The last narinfos, published.
+    await store.flush?.();
+    done = true;
 
     const seconds = (performance.now() - started) / 1000;
     return {
@@ -185,6 +192,12 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   } finally {
     // Whatever happens, nothing is still writing to the cache once push returns.
     await Promise.allSettled([...writes, ...commits]);
+    if (!done) {
+      // A failed push still publishes the narinfos it committed (each one's NAR is durable
+      // and its references come first): finished work is kept. The push's own error is the
+      // one reported; should this flush fail too, its objects stay in hidden temp files.
+      await store.flush?.().catch(() => undefined);
+    }
     await pool?.close();
     if (staging !== undefined) await rm(staging, { recursive: true, force: true });
   }
@@ -256,10 +269,8 @@ async function produceNar(
       throw err;
     }
     const narInfo = describe(out.file.hash, out.file.size);
-    return {
-      narInfo,
-      stored: storeNar(() => store.putFile(narInfo.url, file, put), dispose),
-    };
+    // putFile consumes the file, whatever the outcome: nothing is left to dispose of.
+    return { narInfo, stored: storeNar(() => store.putFile(narInfo.url, file, put)) };
   }
 
   const spool = new Spool(SPOOL_MEMORY);
@@ -281,18 +292,18 @@ async function produceNar(
 }
 
 /**
- * Stores a held NAR with `put`, then disposes of what held it. No HEAD first: a new path's
+ * Stores a held NAR with `put`, then disposes of what held it, if anything. No HEAD first: a new path's
  * NAR is almost never there already, and its name is its hash, so storing it again changes
  * nothing; the request saved is one of the three a new path costs (narinfo check, NAR,
  * narinfo). Runs in the background: the promise is marked handled here and awaited by the
  * commit.
  */
-function storeNar(put: () => Promise<unknown>, dispose: () => Promise<void>): Promise<void> {
+function storeNar(put: () => Promise<unknown>, dispose?: () => Promise<void>): Promise<void> {
   const stored = (async () => {
     try {
       await put();
     } finally {
-      await dispose();
+      await dispose?.();
     }
   })();
   stored.catch(() => {});

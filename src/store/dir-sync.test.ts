@@ -1,9 +1,10 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DirectorySyncs, syncFileSystem } from "./dir-sync.js";
 import { FsStore } from "./fs-store.js";
+import { readAll } from "./helpers.js";
 
 /** A fake fsync that records each start and settles only when told to. */
 function controlled() {
@@ -84,11 +85,29 @@ describe("DirectorySyncs", () => {
         code: "store-fs-failed",
         message: expect.stringContaining(`flush the file system of ${join(dir, "absent")}`),
       });
-      // Through the store: deferred objects are readable at once, and flush resolves.
-      const store = new FsStore(join(dir, "cache"));
-      await store.put("a", Buffer.from("deferred"), { durability: "deferred" });
-      await store.flush();
-      expect((await store.head("a"))?.size).toBe(8);
+      // Through the store: deferred objects appear at the flush, in the order of their puts.
+      for (const fsync of [true, false]) {
+        const store = new FsStore(join(dir, `cache-${fsync}`), { fsync });
+        await store.put("a", Buffer.from("deferred"), { durability: "deferred" });
+        const file = join(await store.makeStagingDir(), "f");
+        await writeFile(file, "staged");
+        await store.putFile("nar/b", file, { durability: "deferred" });
+        expect(await store.head("a")).toBeUndefined();
+        expect(await store.head("nar/b")).toBeUndefined();
+        expect((await store.list("")).objects).toEqual([]);
+        await store.flush();
+        expect((await store.head("a"))?.size).toBe(8);
+        expect((await readAll(store, "nar/b"))?.toString()).toBe("staged");
+        // Nothing is left to publish: a second flush changes nothing.
+        await store.flush();
+        expect((await store.list("")).objects.map((o) => o.key)).toEqual(["a", "nar/b"]);
+        await expect(
+          store.put("c", Buffer.from("x"), {
+            durability: "deferred",
+            condition: { ifAbsent: true },
+          }),
+        ).rejects.toThrow(/both conditional and deferred/);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

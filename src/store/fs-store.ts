@@ -42,6 +42,12 @@ export interface FsStoreOptions {
 
 const FAILED: PutResult = { status: "precondition-failed" };
 
+/** A deferred object: its sealed file, and where it goes at the next flush. */
+interface Pending {
+  readonly from: string;
+  readonly path: string;
+}
+
 export class FsStore implements ObjectStore {
   readonly url: string;
   readonly #root: string;
@@ -49,6 +55,10 @@ export class FsStore implements ObjectStore {
   #rootDevice: Promise<bigint> | undefined;
   readonly #dirSyncs = new DirectorySyncs();
   readonly #fileSystemSyncs = new DirectorySyncs(syncFileSystem);
+  /** Deferred objects, written but not yet renamed into place, in the order of their puts. */
+  #pending: Pending[] = [];
+  /** The renames of the flushes so far, one flush after another, each in put order. */
+  #publishing: Promise<void> = Promise.resolve();
 
   constructor(root: string, options: FsStoreOptions = {}) {
     if (!isAbsolute(root)) {
@@ -220,6 +230,13 @@ export class FsStore implements ObjectStore {
     const { condition } = options;
     const sync = this.#syncs(options);
     const dir = dirname(path);
+    if (options.durability === "deferred") {
+      if (condition !== undefined) {
+        throw new Error(`a put of "${key}" both conditional and deferred: no store can do that`);
+      }
+      this.#pending.push({ from, path });
+      return { result: { status: "written", etag }, consumed: true };
+    }
     if (condition === undefined) {
       await inDirectory(path, () => rename(from, path));
     } else if ("ifAbsent" in condition) {
@@ -246,15 +263,21 @@ export class FsStore implements ObjectStore {
   }
 
   /**
-   * Makes every object written with `durability: "deferred"` durable: one syncfs(2) of the
-   * root's file system (`sync --file-system`), shared by the callers that arrive while one
-   * runs. The kernel's flusher threads write the pages back, not this process, and one flush
-   * serves a whole batch of objects; without fsync (`?fsync=false`) there is nothing to do.
+   * Publishes every object written with `durability: "deferred"`, durably: one syncfs(2) of
+   * the root's file system (`sync --file-system`) makes their contents durable, shared by the
+   * callers that arrive while one runs; then they are renamed into place in the order of
+   * their puts, one flush after another, and their directories fsynced. The kernel's flusher
+   * threads write the pages back, not this process, and one flush serves a whole batch.
+   * Without fsync (`?fsync=false`) only the renames are left to do.
    */
   async flush(): Promise<void> {
-    if (!this.#fsync) return;
+    const batch = this.#pending;
+    this.#pending = [];
     try {
-      await this.#fileSystemSyncs.sync(this.#root);
+      if (this.#fsync && batch.length > 0) await this.#fileSystemSyncs.sync(this.#root);
+      const published = this.#publishing.catch(() => undefined).then(() => this.#publish(batch));
+      this.#publishing = published;
+      await published;
     } catch (err) {
       throw new OperationError(
         "store-fs-failed",
@@ -262,6 +285,15 @@ export class FsStore implements ObjectStore {
         { cause: err },
       );
     }
+  }
+
+  /** Renames a flushed batch into place, one by one in put order, then syncs the directories. */
+  async #publish(batch: readonly Pending[]): Promise<void> {
+    for (const { from, path } of batch) await inDirectory(path, () => rename(from, path));
+    if (!this.#fsync) return;
+    await Promise.all(
+      [...new Set(batch.map((p) => dirname(p.path)))].map((d) => this.#dirSyncs.sync(d)),
+    );
   }
 
   /** Whether a put with `options` syncs its object itself before it is reported written. */

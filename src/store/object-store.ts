@@ -39,9 +39,10 @@ export interface PutOptions {
   readonly size?: number;
   readonly condition?: PutCondition;
   /**
-   * "deferred": the store may report the object written before it is durable, and `flush()`
-   * makes it so; many objects then share one flush (group commit). A store without `flush`
-   * ignores it: its writes are durable once acknowledged.
+   * "deferred": the store may publish the object later, at the next `flush()`, which makes it
+   * visible and durable together with every other deferred object, in the order of their puts
+   * (group commit). Not with `condition`. A store without `flush` ignores it: its writes are
+   * visible and durable once acknowledged.
    */
   readonly durability?: "deferred";
 }
@@ -99,8 +100,9 @@ export interface ObjectStore {
   put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
   /**
    * Stores the local file `file` under `key`, consuming the file: a directory store on the
-   * same file system moves it into place, any other store uploads it. The file is gone once
-   * the call settles, whatever the outcome.
+   * same file system moves it into place, any other store uploads it. The file is no longer
+   * the caller's once the call settles, whatever the outcome (a deferred one is moved into
+   * place at the next flush).
    */
   putFile(key: string, file: string, options?: Omit<PutOptions, "size">): Promise<PutResult>;
   /**
@@ -119,9 +121,9 @@ export interface ObjectStore {
   /** Optional (stores that send requests to a server: S3): what was sent since it was opened. */
   requestStats?(): RequestStats;
   /**
-   * Optional (stores whose writes can be deferred: a directory): makes durable every object
-   * written so far with `durability: "deferred"`. Callers that arrive while a flush runs share
-   * the next one.
+   * Optional (stores whose writes can be deferred: a directory): publishes, durably, every
+   * object written so far with `durability: "deferred"`. Callers that arrive while a flush
+   * runs share the next one.
    */
   flush?(): Promise<void>;
   /** Releases connections and other resources. */
