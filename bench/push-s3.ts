@@ -17,7 +17,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
-import type { RequestKind, RequestStats } from "../src/store/object-store.js";
+import { REQUEST_KINDS, type RequestKind, type RequestStats } from "../src/store/object-store.js";
 import { noRequests } from "../src/store/s3-requests.js";
 import { nixCopyFromArgs } from "../test/support/cli.js";
 import { classify } from "../test/support/counting-proxy.js";
@@ -40,18 +40,6 @@ const START_TIMEOUT_MS = 30_000;
 const RSS_TARGET = 300e6;
 const SPEEDUP_TARGET = 2;
 const REQUESTS_PER_PATH_TARGET = 3;
-const KINDS: readonly RequestKind[] = [
-  "head",
-  "get",
-  "put",
-  "list",
-  "multipart-create",
-  "multipart-part",
-  "multipart-complete",
-  "delete",
-  "multipart-abort",
-  "other",
-];
 
 type Step = "nixship" | "nix copy" | "aws s3 sync" | "nixship, all present";
 
@@ -352,7 +340,7 @@ function report(samples: readonly Sample[], paths: number, aws: boolean): string
   lines.push("GNU time's largest process and the sampled sum of the tree)", "", table(rows));
 
   lines.push("", `Requests per new path, by kind (median counts over the runs, / ${paths}):`, "");
-  const perPath = [["", ...KINDS, "all", "all but parts"]];
+  const perPath = [["", ...REQUEST_KINDS, "all", "all but parts"]];
   for (const step of [
     "nixship",
     ...(aws ? ["aws s3 sync"] : []),
@@ -363,7 +351,7 @@ function report(samples: readonly Sample[], paths: number, aws: boolean): string
     const all = total(k.requests);
     perPath.push([
       step,
-      ...KINDS.map((kind) => (k.requests[kind] / paths).toFixed(2)),
+      ...REQUEST_KINDS.map((kind) => (k.requests[kind] / paths).toFixed(2)),
       (all / paths).toFixed(2),
       ((all - k.requests["multipart-part"]) / paths).toFixed(2),
     ]);
@@ -428,7 +416,7 @@ function retriesOf(samples: readonly Sample[]): string {
 function medianCounts(counts: readonly Counts[]): Counts | undefined {
   if (counts.length === 0) return undefined;
   const requests = Object.fromEntries(
-    KINDS.map((kind) => [kind, median(counts.map((c) => c.requests[kind]))]),
+    REQUEST_KINDS.map((kind) => [kind, median(counts.map((c) => c.requests[kind]))]),
   ) as Record<RequestKind, number>;
   return {
     requests,
@@ -441,13 +429,13 @@ function medianCounts(counts: readonly Counts[]): Counts | undefined {
 }
 
 function describeCounts(requests: Readonly<Record<RequestKind, number>>): string {
-  return KINDS.filter((kind) => requests[kind] > 0)
+  return REQUEST_KINDS.filter((kind) => requests[kind] > 0)
     .map((kind) => `${requests[kind]} ${kind}`)
     .join(", ");
 }
 
 function total(requests: Readonly<Record<RequestKind, number>>): number {
-  return KINDS.reduce((sum, kind) => sum + requests[kind], 0);
+  return REQUEST_KINDS.reduce((sum, kind) => sum + requests[kind], 0);
 }
 
 function table(rows: readonly (readonly string[])[]): string {

@@ -67,17 +67,19 @@ export interface ListPage {
 }
 
 /** What a request to a store's server did, as counted by `requestStats`. */
-export type RequestKind =
-  | "head"
-  | "get"
-  | "put"
-  | "list"
-  | "delete"
-  | "multipart-create"
-  | "multipart-part"
-  | "multipart-complete"
-  | "multipart-abort"
-  | "other";
+export const REQUEST_KINDS = [
+  "head",
+  "get",
+  "put",
+  "list",
+  "delete",
+  "multipart-create",
+  "multipart-part",
+  "multipart-complete",
+  "multipart-abort",
+  "other",
+] as const;
+export type RequestKind = (typeof REQUEST_KINDS)[number];
 
 export interface RequestStats {
   /** Requests sent, by kind; every attempt counts, retries included. */

@@ -2,7 +2,7 @@
 // explicit bounds (attempts, and the longest backoff, so a longest total), and counts by kind.
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Retry, StandardRetryStrategy } from "@smithy/core/retry";
-import type { RequestKind, RequestStats } from "./object-store.js";
+import { REQUEST_KINDS, type RequestKind, type RequestStats } from "./object-store.js";
 
 export interface RetryBounds {
   /** Attempts per request, the first included, while the server answers throttled, 500, 502, 503 or 504. */
@@ -111,18 +111,7 @@ export function requestKind(commandName: string | undefined): RequestKind {
 }
 
 export function noRequests(): Record<RequestKind, number> {
-  return {
-    head: 0,
-    get: 0,
-    put: 0,
-    list: 0,
-    delete: 0,
-    "multipart-create": 0,
-    "multipart-part": 0,
-    "multipart-complete": 0,
-    "multipart-abort": 0,
-    other: 0,
-  };
+  return Object.fromEntries(REQUEST_KINDS.map((kind) => [kind, 0])) as Record<RequestKind, number>;
 }
 
 /**
