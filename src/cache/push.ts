@@ -113,10 +113,11 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
 
     // The workers write their NAR files in the store's staging directory; they are moved
-    // (or uploaded) from there.
+    // (or uploaded) from there. The directory first: a store readies itself for the batch
+    // there (a directory store starts its syncer, cheapest before the threads are up).
     if (isFramed(compression) && todo.length > 0) {
-      pool = new NarPool(Math.min(jobs, todo.length));
       staging = await store.makeStagingDir();
+      pool = new NarPool(Math.min(jobs, todo.length));
     }
     const workers = pool && staging ? { pool, staging } : undefined;
     // One gate per path, opened when its narinfo is committed: a narinfo goes in only after

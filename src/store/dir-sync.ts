@@ -1,9 +1,6 @@
-// Directory and file-system syncs with group commit, for the fs store's durable writes.
+// Directory syncs with group commit, for the fs store's durable writes (and, with
+// fs-syncer.ts, file-system syncs).
 import { open } from "node:fs/promises";
-import { runCommand } from "../util/run.js";
-
-/** How long one syncfs may take: writing back a push's gigabytes on a slow disk. */
-const FILE_SYSTEM_SYNC_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * Syncs directories (or, with `syncFileSystem`, the file systems they are on) with group
@@ -53,17 +50,4 @@ interface DirectorySync {
 async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, "r");
   await handle.sync().finally(() => handle.close());
-}
-
-/**
- * syncfs(2) of the file system `dir` is on, through coreutils' `sync --file-system` (Node has
- * no binding for it), bounded in time.
- */
-export async function syncFileSystem(dir: string): Promise<void> {
-  await runCommand("sync", ["--file-system", dir], {
-    purpose: `flush the file system of ${dir}`,
-    signal: AbortSignal.timeout(FILE_SYSTEM_SYNC_TIMEOUT_MS),
-    errorCodes: { missing: "store-fs-failed", failed: "store-fs-failed" },
-    missingHint: "the sync command is part of coreutils; install it",
-  });
 }

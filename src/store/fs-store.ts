@@ -19,8 +19,9 @@ import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { InputError, NixshipError, OperationError } from "../errors.js";
-import { DirectorySyncs, syncFileSystem } from "./dir-sync.js";
+import { DirectorySyncs } from "./dir-sync.js";
 import { withLock } from "./fs-lock.js";
+import { FileSystemSyncer } from "./fs-syncer.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
 import { pageLimit, validateKey, validatePrefix } from "./keys.js";
 import type {
@@ -54,7 +55,9 @@ export class FsStore implements ObjectStore {
   readonly #fsync: boolean;
   #rootDevice: Promise<bigint> | undefined;
   readonly #dirSyncs = new DirectorySyncs();
-  readonly #fileSystemSyncs = new DirectorySyncs(syncFileSystem);
+  /** syncfs of the root's file system, for flushes; started with the first staging dir. */
+  readonly #syncer: FileSystemSyncer;
+  readonly #fileSystemSyncs = new DirectorySyncs(() => this.#syncer.sync());
   /** Deferred objects, written but not yet renamed into place, in the order of their puts. */
   #pending: Pending[] = [];
   /** The renames of the flushes so far, one flush after another, each in put order. */
@@ -70,6 +73,7 @@ export class FsStore implements ObjectStore {
     this.#root = resolve(root);
     this.url = pathToFileURL(this.#root).href;
     this.#fsync = options.fsync ?? true;
+    this.#syncer = new FileSystemSyncer(this.#root);
   }
 
   get(key: string): Promise<GetResult | undefined>;
@@ -178,6 +182,9 @@ export class FsStore implements ObjectStore {
   }
 
   async makeStagingDir(): Promise<string> {
+    // Staged files come in batches that end with a flush: start its syncer now, before the
+    // caller's threads and buffers make this process dear to fork (fs-syncer.ts).
+    if (this.#fsync) this.#syncer.start();
     // A reserved name: listings never show it, and no key can collide with it.
     const dir = join(this.#root, `.staging.nixship-tmp-${randomBytes(6).toString("hex")}`);
     try {
@@ -350,7 +357,9 @@ export class FsStore implements ObjectStore {
     while (dir !== this.#root && (await rmdir(dir).then(succeeded, failed))) dir = dirname(dir);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#syncer.close();
+  }
 
   /** The root with its links resolved, once. */
   #realRoot: Promise<string> | undefined;

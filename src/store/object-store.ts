@@ -109,7 +109,8 @@ export interface ObjectStore {
   putFile(key: string, file: string, options?: Omit<PutOptions, "size">): Promise<PutResult>;
   /**
    * Creates an empty local directory to prepare files for putFile in, where moving them into
-   * the store is cheapest. The caller removes it when done.
+   * the store is cheapest. The caller removes it when done. A store with `flush` may ready
+   * itself here for the batch to come, so call it before starting threads.
    */
   makeStagingDir(): Promise<string>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
