@@ -112,7 +112,11 @@ async function runVariants(
   work: string,
 ): Promise<{ samples: Sample[]; kept: string | undefined }> {
   console.log(
-    `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.`,
+    `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.` +
+      "\nEach measured run follows an unmeasured one of the same variant, whose cache is deleted" +
+      "\nfirst: this VM gives freed memory back to its host (free page reporting), and the first" +
+      "\nprocess to touch it again pays about 1.5 s of system time per GB, so without the warm-up" +
+      "\na run's cost would depend on how much memory the run before it freed.",
   );
   const samples: Sample[] = [];
   let kept: string | undefined;
@@ -120,6 +124,9 @@ async function runVariants(
     for (const compression of COMPRESSIONS) {
       const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
       for (const tool of order) {
+        const warmUp = await mkdtemp(join(work, "warm-up-"));
+        await pushOnce(tool, compression, warmUp, secret, stats);
+        await rm(warmUp, { recursive: true, force: true });
         const cache = await mkdtemp(join(work, "cache-"));
         const sample = await pushOnce(tool, compression, cache, secret, stats);
         samples.push(sample);

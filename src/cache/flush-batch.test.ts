@@ -12,59 +12,58 @@ function controlled() {
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
-const settledState = async (p: Promise<void>) => {
-  let state = "pending";
-  p.then(
-    () => {
-      state = "resolved";
-    },
-    () => {
-      state = "rejected";
-    },
-  );
-  await tick();
-  return state;
-};
 
 describe("FlushBatches", () => {
-  it("flushes once a batch holds enough bytes, and resolves its NARs when that flush ends", async () => {
+  it("flushes per batch of bytes, in smaller batches near the end, and once more at the end", async () => {
     const { calls, flush } = controlled();
-    const batches = new FlushBatches(flush, 10, 100);
-    const a = batches.durable(Promise.resolve(), 60);
-    await tick();
+    // 1000 bytes to store, batches of at most 100 and at least 10.
+    const batches = new FlushBatches(flush, 1000, 100, 10);
+    batches.stored(60);
     expect(calls).toHaveLength(0);
-    const b = batches.durable(Promise.resolve(), 50);
-    await tick();
+    batches.stored(50); // 110 unflushed: a batch
     expect(calls).toHaveLength(1);
-    expect(await settledState(a)).toBe("pending");
-    calls[0]?.settle();
-    await expect(Promise.all([a, b])).resolves.toEqual([undefined, undefined]);
-    // The next NAR starts a new batch: the first flush does not cover it.
-    const c = batches.durable(Promise.resolve(), 1);
+    batches.stored(700); // 810 stored, 190 left: the batch is now half of what is left, 95
+    expect(calls).toHaveLength(2);
+    batches.stored(60); // 130 left: 60 < 65
+    expect(calls).toHaveLength(2);
+    batches.stored(20); // 80 unflushed, 110 left: 80 >= 55
+    expect(calls).toHaveLength(3);
+    batches.stored(12); // 98 left: 12 < 49
+    batches.stored(90); // 102 unflushed, 8 left: the floor, 10
+    expect(calls).toHaveLength(4);
+    batches.stored(8); // nothing left: finish() flushes it
+    expect(calls).toHaveLength(4);
+    const finished = batches.finish();
     await tick();
-    expect(calls).toHaveLength(1);
-    expect(await settledState(c)).toBe("pending");
+    // The last flush starts only once the earlier ones are done.
+    expect(calls).toHaveLength(4);
+    for (const call of calls) call.settle();
+    await tick();
+    expect(calls).toHaveLength(5);
+    calls[4]?.settle();
+    await finished;
   });
 
-  it("flushes the last batch as soon as every NAR has settled, failed ones included", async () => {
+  it("reports a failed flush along the way at the end, after the last flush", async () => {
     const { calls, flush } = controlled();
-    const batches = new FlushBatches(flush, 3, 1 << 30);
-    const ok = [batches.durable(Promise.resolve(), 5), batches.durable(Promise.resolve(), 5)];
+    const batches = new FlushBatches(flush, 300, 100, 10);
+    batches.stored(150);
+    calls[0]?.settle(new Error("disk on fire"));
+    const finished = batches.finish();
     await tick();
-    expect(calls).toHaveLength(0);
-    const failed = batches.durable(Promise.reject(new Error("upload failed")), 5);
-    await expect(failed).rejects.toThrow("upload failed");
-    expect(calls).toHaveLength(1);
-    calls[0]?.settle();
-    await expect(Promise.all(ok)).resolves.toHaveLength(2);
+    expect(calls).toHaveLength(2);
+    calls[1]?.settle();
+    await expect(finished).rejects.toThrow("disk on fire");
   });
 
-  it("fails the NARs of a batch whose flush fails", async () => {
+  it("fails with the last flush's error", async () => {
     const { calls, flush } = controlled();
-    const batches = new FlushBatches(flush, 1, 1 << 30);
-    const a = batches.durable(Promise.resolve(), 5);
+    const batches = new FlushBatches(flush, 50, 100, 10);
+    batches.stored(50);
+    const finished = batches.finish();
     await tick();
-    calls[0]?.settle(new Error("EIO"));
-    await expect(a).rejects.toThrow("EIO");
+    expect(calls).toHaveLength(1);
+    calls[0]?.settle(new Error("no space left"));
+    await expect(finished).rejects.toThrow("no space left");
   });
 });

@@ -1,76 +1,50 @@
-// Group commit for a push's NARs: they are stored with deferred durability and made durable by
-// a few store flushes, each for a batch of them, instead of an fsync each. A flush costs about
-// the same whatever it covers (a process spawn and a syncfs), so batches are large.
+// Group commit for a push into a store that defers its writes (a directory): NARs and narinfos
+// are put with deferred durability and published by a few flushes instead of an fsync each. A
+// flush costs about the same whatever it covers (one syncfs), so batches are large; flushing
+// along the way spreads the disk's work over the push and bounds what an interrupted push
+// leaves unpublished. The last flush waits for the disk to write what the last batch stored,
+// so batches shrink towards the end of the push: half of what is left, down to a floor.
 
-/** NAR bytes stored between two flushes, unless the push ends first. */
+/** NAR bytes stored between two flushes, unless the push is nearly done. */
 export const FLUSH_EVERY_BYTES = 128 << 20;
-
-interface Batch {
-  bytes: number;
-  readonly flushed: Promise<void>;
-  readonly start: () => void;
-}
+/** The smallest batch near the end. */
+export const FLUSH_AT_LEAST_BYTES = 8 << 20;
 
 export class FlushBatches {
-  #open: Batch | undefined;
-  #settled = 0;
+  #unflushed = 0;
+  #left: number;
+  readonly #flushes: Promise<void>[] = [];
 
   /**
-   * `flush` makes durable everything stored before it was called; `total` is how many NARs
-   * the push stores: when all of them have settled (stored or failed), the last batch is
-   * flushed at once.
+   * `flush` publishes, durably, everything put before it was called; `totalBytes` is the NAR
+   * bytes the push stores.
    */
   constructor(
     private readonly flush: () => Promise<void>,
-    private readonly total: number,
+    totalBytes: number,
     private readonly everyBytes = FLUSH_EVERY_BYTES,
-  ) {}
-
-  /**
-   * Resolves once a flush that began after `stored` settled has ended; rejects with the
-   * store's error if `stored` rejects, or with the flush's error.
-   */
-  durable(stored: Promise<void>, bytes: number): Promise<void> {
-    const durable = stored.then(
-      () => {
-        const batch = this.#join(bytes);
-        this.#settle();
-        return batch.flushed;
-      },
-      (err: unknown) => {
-        this.#settle();
-        throw err;
-      },
-    );
-    durable.catch(() => {});
-    return durable;
+    private readonly atLeastBytes = FLUSH_AT_LEAST_BYTES,
+  ) {
+    this.#left = totalBytes;
   }
 
-  #join(bytes: number): Batch {
-    this.#open ??= this.#batch();
-    const batch = this.#open;
-    batch.bytes += bytes;
-    if (batch.bytes >= this.everyBytes) this.#close();
-    return batch;
+  /** Counts a stored NAR of `bytes`, and starts a flush once a batch's worth is stored. */
+  stored(bytes: number): void {
+    this.#unflushed += bytes;
+    this.#left -= bytes;
+    const batch = Math.min(this.everyBytes, Math.max(this.atLeastBytes, this.#left / 2));
+    if (this.#unflushed < batch || this.#left <= 0) return;
+    this.#unflushed = 0;
+    const flush = this.flush();
+    flush.catch(() => {}); // reported by finish()
+    this.#flushes.push(flush);
   }
 
-  #settle(): void {
-    this.#settled++;
-    if (this.#settled === this.total) this.#close();
-  }
-
-  #close(): void {
-    const batch = this.#open;
-    this.#open = undefined;
-    batch?.start();
-  }
-
-  #batch(): Batch {
-    let start = (): void => {};
-    const flushed = new Promise<void>((resolve, reject) => {
-      start = () => this.flush().then(resolve, reject);
-    });
-    flushed.catch(() => {});
-    return { bytes: 0, flushed, start };
+  /** Flushes what is left once the earlier flushes are done; fails with the first failure. */
+  async finish(): Promise<void> {
+    const earlier = await Promise.allSettled(this.#flushes);
+    const last = await Promise.allSettled([this.flush()]);
+    const failure = [...earlier, ...last].find((r) => r.status === "rejected");
+    if (failure) throw failure.reason;
   }
 }

@@ -120,15 +120,19 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       pool = new NarPool(Math.min(jobs, todo.length));
     }
     const workers = pool && staging ? { pool, staging } : undefined;
-    // One gate per path, opened when its narinfo is committed: a narinfo goes in only after
+    // One gate per path, opened once its narinfo is committed: a narinfo goes in only after
     // its NAR is stored and after the narinfos of its references, so a cache interrupted
-    // mid-push holds only whole closures.
+    // mid-push holds only whole closures. A store that defers (a directory) publishes at its
+    // flushes, durably and in the order the puts were called: there a narinfo is committed
+    // when its put is called, and the next may follow at once. Elsewhere (S3) a put is
+    // published when it completes, and only then is the narinfo committed.
+    const ordered = store.flush !== undefined;
     const gates = new Map(todo.map((p) => [p.path, gate()]));
     // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
     // with a bounded number of NARs waiting to be stored.
     const storing = new Semaphore(jobs * 2);
     const flush = store.flush?.bind(store);
-    const batches = flush && todo.length > 0 ? new FlushBatches(flush, todo.length) : undefined;
+    const batches = flush && todo.length > 0 ? new FlushBatches(flush, narBytes) : undefined;
     let fileBytes = 0;
     // Largest first, so that no large path is left to one core at the end while the others
     // idle; the gates keep the commits in reference order whatever the order of the work.
@@ -142,21 +146,24 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
           throw err;
         });
         stored.then(release, release);
+        stored.then(
+          () => batches?.stored(info.narSize),
+          () => {},
+        );
         writes.push(stored);
         fileBytes += narInfo.fileSize ?? 0;
         const refs = info.references.filter((r) => r !== info.path && gates.has(r));
-        // The NAR was stored with deferred durability: a flush of its batch (flush-batch.ts)
-        // makes it durable before its narinfo can name it.
-        const durable = batches?.durable(stored, narInfo.fileSize ?? 0) ?? stored;
-        const commit = Promise.all([durable, ...refs.map((r) => gates.get(r)?.promise)]).then(
+        const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
           async () => {
             const signed = signNarInfo(narInfo, options.key);
-            // Deferred too: published by a later flush, in the order of the puts, so after
-            // its references' narinfos, which were put before its gates opened.
-            await store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
+            // Deferred like its NAR: a flush publishes both, the NAR first (its put was called
+            // first), once the contents of both are durable (flush-batch.ts).
+            const put = store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
               contentType: "text/x-nix-narinfo",
               durability: "deferred",
             });
+            if (ordered) own.open();
+            await put;
             emit({
               type: "path-pushed",
               path: info.path,
@@ -173,8 +180,8 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       }
     });
     await Promise.all(commits);
-    // The last narinfos, published.
-    await store.flush?.();
+    // The last NARs and narinfos, published.
+    await (batches?.finish() ?? store.flush?.());
     done = true;
 
     const seconds = (performance.now() - started) / 1000;

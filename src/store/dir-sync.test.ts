@@ -1,6 +1,8 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { watch } from "node:fs";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { DirectorySyncs } from "./dir-sync.js";
 import { FsStore } from "./fs-store.js";
@@ -103,6 +105,73 @@ describe("DirectorySyncs", () => {
         ).rejects.toThrow(/both conditional and deferred/);
         await store.close();
       }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("publishes deferred objects in the order their puts were called, not finished", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-fs-order-"));
+    try {
+      const store = new FsStore(dir);
+      await store.put("warm", Buffer.from("x")); // the root exists, so the watch sees it all
+      const slow = Readable.from(
+        (async function* () {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          yield Buffer.from("called first, finished last");
+        })(),
+      );
+      const first = store.put("a-first", slow, { durability: "deferred" });
+      const second = store.put("b-second", Buffer.from("quick"), { durability: "deferred" });
+      let finished = "";
+      first.then(() => {
+        finished += "first ";
+      });
+      second.then(() => {
+        finished += "second ";
+      });
+      await Promise.all([first, second]);
+      expect(finished).toBe("second first ");
+      const seen: string[] = [];
+      const watcher = watch(dir, (_event, name) => {
+        if (name === "a-first" || name === "b-second") seen.push(name);
+      });
+      try {
+        await store.flush();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } finally {
+        watcher.close();
+      }
+      expect([...new Set(seen)]).toEqual(["a-first", "b-second"]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("does not publish what was put after a failed deferred put, and says so", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-fs-poison-"));
+    try {
+      const store = new FsStore(dir);
+      await store.put("before", Buffer.from("1"), { durability: "deferred" });
+      const broken = Readable.from(
+        (async function* () {
+          yield Buffer.from("half");
+          throw new Error("the source broke");
+        })(),
+      );
+      await expect(store.put("broken", broken, { durability: "deferred" })).rejects.toThrow(
+        /the source broke/,
+      );
+      await store.put("after", Buffer.from("3"), { durability: "deferred" });
+      await expect(store.flush()).rejects.toThrow(
+        /did not publish 1 object\(s\) put in .* after "broken", whose put failed/,
+      );
+      expect((await store.list("")).objects.map((o) => o.key)).toEqual(["before"]);
+      // Nothing is left behind: no temp files, and the next flush has nothing to do.
+      expect(await readdir(dir)).toEqual(["before"]);
+      await store.flush();
+      await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -43,10 +43,17 @@ export interface FsStoreOptions {
 
 const FAILED: PutResult = { status: "precondition-failed" };
 
-/** A deferred object: its sealed file, and where it goes at the next flush. */
+/**
+ * A deferred object, from the call of its put: where it goes at the next flush, and, once its
+ * put has succeeded, the sealed file to move there. `settled` resolves when the put has
+ * ended, either way.
+ */
 interface Pending {
-  readonly from: string;
+  readonly key: string;
   readonly path: string;
+  from?: string;
+  readonly settled: Promise<void>;
+  readonly settle: () => void;
 }
 
 export class FsStore implements ObjectStore {
@@ -58,7 +65,7 @@ export class FsStore implements ObjectStore {
   /** syncfs of the root's file system, for flushes; started with the first staging dir. */
   readonly #syncer: FileSystemSyncer;
   readonly #fileSystemSyncs = new DirectorySyncs(() => this.#syncer.sync());
-  /** Deferred objects, written but not yet renamed into place, in the order of their puts. */
+  /** Deferred objects not yet published, in the order their puts were called. */
   #pending: Pending[] = [];
   /** The renames of the flushes so far, one flush after another, each in put order. */
   #publishing: Promise<void> = Promise.resolve();
@@ -133,6 +140,28 @@ export class FsStore implements ObjectStore {
     options: PutOptions = {},
   ): Promise<PutResult> {
     const path = this.#path(key);
+    // Reserved now, before the first await, so that flushes publish in the order of calls.
+    const slot = this.#reserve(key, path, options);
+    return this.#settling(slot, this.#putBody(key, path, body, options, slot));
+  }
+
+  async putFile(
+    key: string,
+    file: string,
+    options: Omit<PutOptions, "size"> = {},
+  ): Promise<PutResult> {
+    const path = this.#path(key);
+    const slot = this.#reserve(key, path, options);
+    return this.#settling(slot, this.#putFile(key, path, file, options, slot));
+  }
+
+  async #putBody(
+    key: string,
+    path: string,
+    body: Readable | Uint8Array,
+    options: PutOptions,
+    slot: Pending | undefined,
+  ): Promise<PutResult> {
     const tmp = tempBeside(path);
     let consumed = false;
     try {
@@ -144,7 +173,7 @@ export class FsStore implements ObjectStore {
       } finally {
         await handle.close();
       }
-      const placed = await this.#place(key, path, tmp, etag, options);
+      const placed = await this.#place(key, path, tmp, etag, options, slot);
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
@@ -154,12 +183,13 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  async putFile(
+  async #putFile(
     key: string,
+    path: string,
     file: string,
-    options: Omit<PutOptions, "size"> = {},
+    options: Omit<PutOptions, "size">,
+    slot: Pending | undefined,
   ): Promise<PutResult> {
-    const path = this.#path(key);
     let consumed = false;
     try {
       const [sealed, device] = await Promise.all([
@@ -168,16 +198,40 @@ export class FsStore implements ObjectStore {
       ]);
       if (sealed.dev !== device) {
         // On another file system it cannot be moved in: copy it, as a put of its bytes.
-        return await this.put(key, createReadStream(file), options);
+        return await this.#putBody(key, path, createReadStream(file), options, slot);
       }
       const etag = toInfo(key, sealed).etag;
-      const placed = await this.#place(key, path, file, etag, options);
+      const placed = await this.#place(key, path, file, etag, options, slot);
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
       throw this.#fault("write", key, err);
     } finally {
       if (!consumed) await removeQuietly(file);
+    }
+  }
+
+  /** A deferred put's place in the publishing order (none for other puts). */
+  #reserve(key: string, path: string, options: Omit<PutOptions, "size">): Pending | undefined {
+    if (options.durability !== "deferred") return undefined;
+    if (options.condition !== undefined) {
+      throw new Error(`a put of "${key}" both conditional and deferred: no store can do that`);
+    }
+    let settle = (): void => {};
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const slot: Pending = { key, path, settled, settle };
+    this.#pending.push(slot);
+    return slot;
+  }
+
+  /** Settles `slot` when `put` ends: filled by #place on success, left empty on failure. */
+  async #settling(slot: Pending | undefined, put: Promise<PutResult>): Promise<PutResult> {
+    try {
+      return await put;
+    } finally {
+      slot?.settle();
     }
   }
 
@@ -233,15 +287,13 @@ export class FsStore implements ObjectStore {
     from: string,
     etag: string,
     options: Omit<PutOptions, "size">,
+    slot: Pending | undefined,
   ): Promise<{ result: PutResult; consumed: boolean }> {
     const { condition } = options;
     const sync = this.#syncs(options);
     const dir = dirname(path);
-    if (options.durability === "deferred") {
-      if (condition !== undefined) {
-        throw new Error(`a put of "${key}" both conditional and deferred: no store can do that`);
-      }
-      this.#pending.push({ from, path });
+    if (slot !== undefined) {
+      slot.from = from;
       return { result: { status: "written", etag }, consumed: true };
     }
     if (condition === undefined) {
@@ -270,19 +322,28 @@ export class FsStore implements ObjectStore {
   }
 
   /**
-   * Publishes every object written with `durability: "deferred"`, durably: one syncfs(2) of
-   * the root's file system (`sync --file-system`) makes their contents durable, shared by the
-   * callers that arrive while one runs; then they are renamed into place in the order of
-   * their puts, one flush after another, and their directories fsynced. The kernel's flusher
-   * threads write the pages back, not this process, and one flush serves a whole batch.
-   * Without fsync (`?fsync=false`) only the renames are left to do.
+   * Publishes, durably and in the order their puts were called, the objects whose deferred
+   * puts were called before the flush: it waits for those puts to end, makes every one's
+   * contents durable with one syncfs(2) of the root's file system (fs-syncer.ts), shared by
+   * the callers that arrive while one runs, then renames them into place one by one, one
+   * flush after another, and fsyncs their directories. The kernel's flusher threads write the
+   * pages back, not this process, and one flush serves a whole batch. Without fsync
+   * (`?fsync=false`) only the renames are left to do.
+   *
+   * A deferred put that failed stops the publishing there: the objects put after it may
+   * depend on it (a narinfo on the narinfos of its references), so they are removed, and the
+   * flush fails.
    */
   async flush(): Promise<void> {
     const batch = this.#pending;
     this.#pending = [];
+    await Promise.all(batch.map((slot) => slot.settled));
+    const failed = batch.findIndex((slot) => slot.from === undefined);
+    const publish = failed < 0 ? batch : batch.slice(0, failed);
+    const dropped = failed < 0 ? [] : batch.slice(failed + 1);
     try {
-      if (this.#fsync && batch.length > 0) await this.#fileSystemSyncs.sync(this.#root);
-      const published = this.#publishing.catch(() => undefined).then(() => this.#publish(batch));
+      if (this.#fsync && publish.length > 0) await this.#fileSystemSyncs.sync(this.#root);
+      const published = this.#publishing.catch(() => undefined).then(() => this.#publish(publish));
       this.#publishing = published;
       await published;
     } catch (err) {
@@ -291,12 +352,22 @@ export class FsStore implements ObjectStore {
         `cannot flush ${this.url} to disk: ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
+    } finally {
+      await Promise.all(dropped.map((slot) => slot.from && removeQuietly(slot.from)));
+    }
+    if (failed >= 0) {
+      throw new OperationError(
+        "store-fs-failed",
+        `did not publish ${dropped.length} object(s) put in ${this.url} after "${batch[failed]?.key}", whose put failed: they may depend on it`,
+      );
     }
   }
 
   /** Renames a flushed batch into place, one by one in put order, then syncs the directories. */
   async #publish(batch: readonly Pending[]): Promise<void> {
-    for (const { from, path } of batch) await inDirectory(path, () => rename(from, path));
+    for (const { from, path } of batch) {
+      if (from !== undefined) await inDirectory(path, () => rename(from, path));
+    }
     if (!this.#fsync) return;
     await Promise.all(
       [...new Set(batch.map((p) => dirname(p.path)))].map((d) => this.#dirSyncs.sync(d)),

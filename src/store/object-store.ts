@@ -40,9 +40,11 @@ export interface PutOptions {
   readonly condition?: PutCondition;
   /**
    * "deferred": the store may publish the object later, at the next `flush()`, which makes it
-   * visible and durable together with every other deferred object, in the order of their puts
-   * (group commit). Not with `condition`. A store without `flush` ignores it: its writes are
-   * visible and durable once acknowledged.
+   * visible and durable together with every other deferred object (group commit): all their
+   * contents durable first, then visible one by one in the order their puts were CALLED, so
+   * a caller may call a put that depends on another as soon as it has called that one. Not
+   * with `condition`. A store without `flush` ignores it: its writes are visible and durable
+   * once acknowledged, so there a dependent put must wait for the other's to complete.
    */
   readonly durability?: "deferred";
 }
@@ -125,8 +127,10 @@ export interface ObjectStore {
   requestStats?(): RequestStats;
   /**
    * Optional (stores whose writes can be deferred: a directory): publishes, durably, every
-   * object written so far with `durability: "deferred"`. Callers that arrive while a flush
-   * runs share the next one.
+   * object whose put with `durability: "deferred"` was called before it (waiting for those
+   * puts to end), in call order. A failed deferred put stops the publishing there, since what
+   * was put after it may depend on it: those objects are dropped and the flush fails.
+   * Callers that arrive while a flush runs share the next one.
    */
   flush?(): Promise<void>;
   /** Releases connections and other resources. */
