@@ -9,7 +9,7 @@ import { Sha256 } from "../nix/hash.js";
 import { dumpChunks } from "../nix/nar-encode.js";
 import { FRAME_SIZE } from "./nar-check.js";
 import { narFile } from "./nar-file.js";
-import { NarPool } from "./nar-pool.js";
+import { InlineNarWriter, NarPool, type NarWriter } from "./nar-pool.js";
 import { ZstdFrameCompressor } from "./zstd.js";
 
 let work: string;
@@ -82,67 +82,76 @@ describe("narFile", () => {
   });
 });
 
-describe("NarPool", () => {
-  it("compresses paths on worker threads into the files it is given", async () => {
-    const outDir = join(work, "pool-out");
-    await mkdir(outDir);
-    const pool = new NarPool(2);
-    try {
-      let heard = 0;
-      const outs = [1, 2, 3].map((i) => join(outDir, `${i}.nar.zst`));
-      const results = await Promise.all(
-        outs.map((out) =>
-          pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" }, (n) => {
-            heard += n;
-          }),
-        ),
-      );
-      expect(heard).toBe(3 * nar.length);
-      for (const [i, r] of results.entries()) {
-        expect(r.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
-        const file = readFileSync(outs[i] as string);
-        expect(r.file).toEqual({ hash: Sha256.of(file), size: file.length });
-        expect(unzstd(file).equals(nar)).toBe(true);
+const writers: [string, (threads: number) => NarWriter][] = [
+  ["NarPool", (threads) => new NarPool(threads)],
+  ["InlineNarWriter", () => new InlineNarWriter()],
+];
+
+describe("NAR writers", () => {
+  for (const [name, make] of writers) {
+    it(`${name}: writes the zstd NARs of paths into the files it is given`, async () => {
+      const outDir = join(work, `${name}-out`);
+      await mkdir(outDir);
+      const pool = make(2);
+      try {
+        let heard = 0;
+        const outs = [1, 2, 3].map((i) => join(outDir, `${i}.nar.zst`));
+        const results = await Promise.all(
+          outs.map((out) =>
+            pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" }, (n) => {
+              heard += n;
+            }),
+          ),
+        );
+        expect(heard).toBe(3 * nar.length);
+        for (const [i, r] of results.entries()) {
+          expect(r.nar).toEqual({ hash: Sha256.of(nar), size: nar.length });
+          const file = readFileSync(outs[i] as string);
+          expect(r.file).toEqual({ hash: Sha256.of(file), size: file.length });
+          expect(unzstd(file).equals(nar)).toBe(true);
+        }
+      } finally {
+        await pool.close();
       }
-    } finally {
-      await pool.close();
-    }
-  });
+    });
 
-  it("writes uncompressed NARs when the job has no level", async () => {
-    const out = join(work, "pool-plain.nar");
-    const pool = new NarPool(1);
-    try {
-      const r = await pool.write({ path: tree, out, level: undefined, label: "x" });
-      expect(readFileSync(out).equals(nar)).toBe(true);
-      expect(r.file).toEqual({ hash: Sha256.of(nar), size: nar.length });
-    } finally {
-      await pool.close();
-    }
-  });
+    it(`${name}: writes uncompressed NARs when the job has no level`, async () => {
+      const out = join(work, `${name}-plain.nar`);
+      const pool = make(1);
+      try {
+        const r = await pool.write({ path: tree, out, level: undefined, label: "x" });
+        expect(readFileSync(out).equals(nar)).toBe(true);
+        expect(r.file).toEqual({ hash: Sha256.of(nar), size: nar.length });
+      } finally {
+        await pool.close();
+      }
+    });
 
-  it("rejects with an error that names the path, and keeps working afterwards", async () => {
-    const outDir = join(work, "pool-errors");
-    await mkdir(outDir);
-    const pool = new NarPool(1);
-    try {
-      const failed = pool.write({
-        path: join(work, "absent"),
-        out: join(outDir, "absent.nar.zst"),
-        level: 3,
-        label: "/nix/store/x-absent",
-      });
-      await expect(failed).rejects.toThrow(NixshipError);
-      await expect(failed).rejects.toThrow(/cannot serialise \/nix\/store\/x-absent: .*ENOENT/);
-      const out = join(outDir, "tree.nar.zst");
-      const ok = await pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" });
-      expect(ok.nar.size).toBe(nar.length);
-      expect(await readdir(outDir)).toEqual(["tree.nar.zst"]);
-    } finally {
-      await pool.close();
-    }
-  });
+    it(`${name}: rejects with an error that names the path, and keeps working afterwards`, async () => {
+      const outDir = join(work, `${name}-errors`);
+      await mkdir(outDir);
+      const pool = make(1);
+      try {
+        const failed = pool.write({
+          path: join(work, "absent"),
+          out: join(outDir, "absent.nar.zst"),
+          level: 3,
+          label: "/nix/store/x-absent",
+        });
+        await expect(failed).rejects.toThrow(NixshipError);
+        await expect(failed).rejects.toThrow(/cannot serialise \/nix\/store\/x-absent: .*ENOENT/);
+        const out = join(outDir, "tree.nar.zst");
+        const ok = await pool.write({ path: tree, out, level: 3, label: "/nix/store/x-tree" });
+        expect(ok.nar.size).toBe(nar.length);
+        expect(await readdir(outDir)).toEqual(["tree.nar.zst"]);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+});
 
+describe("NarPool", () => {
   it("fails every waiting job, clearly, when a worker thread dies", async () => {
     const pool = new NarPool(1);
     const jobs = [1, 2].map((i) =>

@@ -1,12 +1,14 @@
 // The push's worker threads for zstd and uncompressed NARs: each takes one store path at a time
 // and does all of its work (serialise, hash, compress, hash, write the file) on its own core;
 // only the job and the digests cross between threads. The main thread only schedules, stores
-// and commits.
+// and commits. A small push does the same work inline instead (InlineNarWriter).
 import { Worker } from "node:worker_threads";
-import { InputError, OperationError } from "../errors.js";
+import { InputError, NixshipError, OperationError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
 import type { NarDigests } from "./nar-check.js";
+import { narFile } from "./nar-file.js";
 import type { WireError, WorkerReply, WorkerRequest } from "./nar-worker.js";
+import { compressorFor } from "./zstd.js";
 
 export interface NarJob {
   /** Where the store path's files are. */
@@ -42,7 +44,42 @@ function workerScript(): URL {
     : new URL("./nar-worker.js", import.meta.url);
 }
 
-export class NarPool {
+/** Writes NAR files for push: on worker threads (NarPool) or, for small pushes, inline. */
+export interface NarWriter {
+  /**
+   * Serialises `job.path` into the new file `job.out`, compressed at `job.level` if it has
+   * one; returns both digests. `job.label` names the path in errors. On failure `out` is
+   * removed.
+   */
+  write(job: NarJob, onBytes?: (narBytes: number) => void): Promise<NarDigests>;
+  close(): Promise<void>;
+}
+
+/**
+ * Pushes of at most this many NAR bytes write their NAR files on the main thread: booting a
+ * worker thread (a fresh V8 isolate and its modules) cost about 0.13 CPU-s on this project's
+ * VM, more than serialising and compressing this much (about 0.06 CPU-s at zstd 3).
+ */
+export const INLINE_NAR_BYTES = 16 << 20;
+
+/** The NAR files of a small push, written on the main thread, one after another. */
+export class InlineNarWriter implements NarWriter {
+  async write(job: NarJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
+    // One path at a time, each after the event loop has had a turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    const compressor = job.level === undefined ? undefined : compressorFor(job.level);
+    try {
+      return narFile(job.path, job.out, compressor, onBytes);
+    } catch (err) {
+      if (err instanceof NixshipError) throw err;
+      throw readFailed(job.label, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class NarPool implements NarWriter {
   readonly #idle: Worker[] = [];
   readonly #queue: Queued[] = [];
   readonly #pending = new Map<number, Pending>();
@@ -57,11 +94,6 @@ export class NarPool {
     this.#idle.push(...this.#workers);
   }
 
-  /**
-   * Serialises `job.path` into the new file `job.out`, compressed at `job.level` if it has
-   * one; returns both digests. `job.label` names the path in errors. On failure `out` is
-   * removed.
-   */
   write(job: NarJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
     if (this.#broken) return Promise.reject(this.#broken);
     const id = this.#nextId++;
@@ -150,5 +182,9 @@ function revive(error: WireError, label: string): Error {
       error.hint ? { hint: error.hint } : {},
     );
   }
-  return new OperationError("nar-read-failed", `cannot serialise ${label}: ${error.message}`);
+  return readFailed(label, error.message);
+}
+
+function readFailed(label: string, message: string): OperationError {
+  return new OperationError("nar-read-failed", `cannot serialise ${label}: ${message}`);
 }

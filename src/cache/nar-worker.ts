@@ -1,10 +1,10 @@
 // A push worker thread: turns store paths into NAR files (nar-file.ts), zstd or uncompressed,
-// one at a time, with one compression context per level, reused for every frame. Spoken to
-// only by nar-pool.ts.
+// one at a time, with this thread's compressor for the level (zstd.ts). Spoken to only by
+// nar-pool.ts.
 import { parentPort } from "node:worker_threads";
 import { NixshipError } from "../errors.js";
 import { narFile } from "./nar-file.js";
-import { ZstdFrameCompressor } from "./zstd.js";
+import { compressorFor } from "./zstd.js";
 
 export interface WorkerRequest {
   readonly id: number;
@@ -42,16 +42,10 @@ export type WorkerReply =
 const port = parentPort;
 if (port === null) throw new Error("nar-worker.ts runs only as a worker thread");
 
-const compressors = new Map<number, ZstdFrameCompressor>();
-
 port.on("message", ({ id, level, path, out }: WorkerRequest) => {
   const reply = (message: WorkerReply): void => port.postMessage(message);
   try {
-    let compressor = level === undefined ? undefined : compressors.get(level);
-    if (compressor === undefined && level !== undefined) {
-      compressor = new ZstdFrameCompressor(level);
-      compressors.set(level, compressor);
-    }
+    const compressor = level === undefined ? undefined : compressorFor(level);
     const digests = narFile(path, out, compressor, (narBytes) =>
       reply({ id, type: "bytes", narBytes }),
     );

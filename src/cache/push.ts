@@ -19,7 +19,7 @@ import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
 import { checkNar } from "./nar-check.js";
 import { writeNar } from "./nar-pipeline.js";
-import { NarPool } from "./nar-pool.js";
+import { INLINE_NAR_BYTES, InlineNarWriter, NarPool, type NarWriter } from "./nar-pool.js";
 import { resignPresent } from "./resign.js";
 import { Spool } from "./spool.js";
 
@@ -32,6 +32,11 @@ export interface PushOptions {
   readonly level?: number;
   /** Paths serialised and uploaded at once. */
   readonly jobs?: number;
+  /**
+   * A push of at most this many NAR bytes (default INLINE_NAR_BYTES) writes its zstd or
+   * uncompressed NAR files on the main thread instead of starting worker threads.
+   */
+  readonly inlineNarBytes?: number;
   readonly nix?: NixOptions;
   /** Make the cache (its nix-cache-info) when there is none; otherwise there must be one. */
   readonly createCache?: boolean;
@@ -82,8 +87,8 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const jobs = Math.max(1, options.jobs ?? availableParallelism());
   // Serialising, hashing and zstd run on one worker thread per job (nar-pool.ts), started
   // once there is work for them: a push of nothing new (the common small push) pays no
-  // thread's boot.
-  let pool: NarPool | undefined;
+  // thread's boot, and a push of a few megabytes does the work inline instead.
+  let pool: NarWriter | undefined;
   let staging: string | undefined;
   const commits: Promise<void>[] = [];
   const writes: Promise<void>[] = [];
@@ -117,7 +122,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     // there (a directory store starts its syncer, cheapest before the threads are up).
     if (isFramed(compression) && todo.length > 0) {
       staging = await store.makeStagingDir();
-      pool = new NarPool(Math.min(jobs, todo.length));
+      pool =
+        narBytes <= (options.inlineNarBytes ?? INLINE_NAR_BYTES)
+          ? new InlineNarWriter()
+          : new NarPool(Math.min(jobs, todo.length));
     }
     const workers = pool && staging ? { pool, staging } : undefined;
     // One gate per path, opened once its narinfo is committed: a narinfo goes in only after
@@ -237,7 +245,7 @@ async function produceNar(
   info: PathInfo,
   options: PushOptions,
   emit: (e: PushEvent) => void,
-  workers: { readonly pool: NarPool; readonly staging: string } | undefined,
+  workers: { readonly pool: NarWriter; readonly staging: string } | undefined,
 ): Promise<ProducedNar> {
   const { store, compression } = options;
   const expected = { hash: info.narHash, size: info.narSize };

@@ -20,3 +20,14 @@ export class ZstdFrameCompressor {
     return this.#out.subarray(0, written);
   }
 }
+
+/** This thread's compressor for `level`, made once and reused for every frame. */
+const compressors = new Map<number, ZstdFrameCompressor>();
+export function compressorFor(level: number): ZstdFrameCompressor {
+  let compressor = compressors.get(level);
+  if (compressor === undefined) {
+    compressor = new ZstdFrameCompressor(level);
+    compressors.set(level, compressor);
+  }
+  return compressor;
+}
