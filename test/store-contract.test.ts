@@ -376,6 +376,10 @@ describe("FsStore only", () => {
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
     }
+    // Beside the objects, only the (reserved, hidden) home of staging directories, now
+    // empty, which the store removes when closed.
+    expect((await readdir(root)).sort()).toEqual([".staging.nixship-tmp-0", "copied", "moved"]);
+    await store.close();
     expect((await readdir(root)).sort()).toEqual(["copied", "moved"]);
   });
 

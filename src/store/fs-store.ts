@@ -8,8 +8,10 @@ import {
   lstat,
   mkdir,
   open,
+  readdir,
   realpath,
   rename,
+  rm,
   rmdir,
   stat,
   unlink,
@@ -44,6 +46,19 @@ export interface FsStoreOptions {
 const FAILED: PutResult = { status: "precondition-failed" };
 
 /**
+ * Where staging directories are made: a reserved name (`.nixship-tmp-<hex>`), so listings
+ * never show it and no key can collide with it.
+ */
+const STAGING = ".staging.nixship-tmp-0";
+/**
+ * A staging directory untouched for this long was left by a process that died (a live push
+ * adds and moves files in its own all the time): the next one made removes it.
+ */
+export const STALE_STAGING_MS = 24 * 3600_000;
+/** The most staging directories looked at per call. */
+const STALE_SCAN_LIMIT = 1000;
+
+/**
  * A deferred object, from the call of its put: where it goes at the next flush, and, once its
  * put has succeeded, the sealed file to move there. `settled` resolves when the put has
  * ended, either way.
@@ -67,6 +82,8 @@ export class FsStore implements ObjectStore {
   readonly #fileSystemSyncs = new DirectorySyncs(() => this.#syncer.sync());
   /** Deferred objects not yet published, in the order their puts were called. */
   #pending: Pending[] = [];
+  /** Whether this store made a staging directory (close() then tidies their home). */
+  #staged = false;
   /** The renames of the flushes so far, one flush after another, each in put order. */
   #publishing: Promise<void> = Promise.resolve();
 
@@ -239,8 +256,9 @@ export class FsStore implements ObjectStore {
     // Staged files come in batches that end with a flush: start its syncer now, before the
     // caller's threads and buffers make this process dear to fork (fs-syncer.ts).
     if (this.#fsync) this.#syncer.start();
-    // A reserved name: listings never show it, and no key can collide with it.
-    const dir = join(this.#root, `.staging.nixship-tmp-${randomBytes(6).toString("hex")}`);
+    this.#staged = true;
+    const parent = join(this.#root, STAGING);
+    const dir = join(parent, randomBytes(6).toString("hex"));
     try {
       await mkdir(dir, { recursive: true });
     } catch (err) {
@@ -250,6 +268,7 @@ export class FsStore implements ObjectStore {
         { cause: err },
       );
     }
+    await removeStale(parent, dir);
     return dir;
   }
 
@@ -430,6 +449,9 @@ export class FsStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.#syncer.close();
+    // The home of staging directories goes too once the last one is removed (rmdir fails,
+    // harmlessly, while another process still stages in it).
+    if (this.#staged) await rmdir(join(this.#root, STAGING)).catch(() => undefined);
   }
 
   /** The root with its links resolved, once. */
@@ -515,6 +537,20 @@ function toInfo(key: string, st: BigIntStats): ObjectInfo {
     etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}`,
     lastModified: new Date(Number(st.mtimeNs / 1_000_000n)),
   };
+}
+
+/** Removes, best effort, the staging directories in `parent` but `keep` gone stale. */
+async function removeStale(parent: string, keep: string): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const now = Date.now();
+  for (const name of names.slice(0, STALE_SCAN_LIMIT)) {
+    const dir = join(parent, name);
+    if (dir === keep) continue;
+    const st = await lstat(dir).catch(() => undefined);
+    if (st?.isDirectory() && now - st.mtimeMs > STALE_STAGING_MS) {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
 }
 
 function createTemp(tmp: string): Promise<FileHandle> {

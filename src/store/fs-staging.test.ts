@@ -1,0 +1,48 @@
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FsStore, STALE_STAGING_MS } from "./fs-store.js";
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), "nixship-fs-staging-"));
+});
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("FsStore staging directories", () => {
+  it("are hidden from listings and inside the store's file system", async () => {
+    const store = new FsStore(root);
+    const staging = await store.makeStagingDir();
+    expect(staging.startsWith(root)).toBe(true);
+    await writeFile(join(staging, "nar"), "bytes");
+    await store.putFile("nar/x.nar", join(staging, "nar"));
+    expect((await store.list("")).objects.map((o) => o.key)).toEqual(["nar/x.nar"]);
+    await store.close();
+  });
+
+  it("removes the ones a dead process left, untouched for a day, and no other", async () => {
+    const store = new FsStore(root);
+    const first = await store.makeStagingDir();
+    const parent = dirname(first);
+    // Left by a push that was killed two days ago, with a half-written NAR in it.
+    const dead = join(parent, "0123456789ab");
+    await mkdir(dead);
+    await writeFile(join(dead, "half.nar.zst"), "half");
+    const old = (Date.now() - 2 * STALE_STAGING_MS) / 1000;
+    await utimes(dead, old, old);
+    // Another push's, busy an hour ago: kept.
+    const busy = join(parent, "ba5eba11cafe");
+    await mkdir(busy);
+    const recent = (Date.now() - STALE_STAGING_MS / 24) / 1000;
+    await utimes(busy, recent, recent);
+    const second = await store.makeStagingDir();
+    const left = await readdir(parent);
+    expect(left.sort()).toEqual(
+      [first, busy, second].map((d) => d.slice(parent.length + 1)).sort(),
+    );
+    await store.close();
+  });
+});
