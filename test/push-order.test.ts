@@ -1,6 +1,6 @@
 // The push commit point: a narinfo is written only after its NAR and after the narinfos of
 // its references, so a push that fails midway leaves only complete closures in the cache.
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -174,6 +174,54 @@ describe("push commit order", () => {
       if (info.path === lib?.path || dependsOnLib) expect(present, info.path).toBe(false);
     }
   });
+});
+
+describe("an interrupted push", () => {
+  for (const jobs of [1, 2]) {
+    it(`finishes the paths in progress, keeps only whole closures and leaves nothing behind (jobs ${jobs})`, async () => {
+      const closure = await queryClosure([root]);
+      const cache = join(work, `interrupted-${jobs}`);
+      const inner = new FsStore(cache);
+      const { store } = recording(inner);
+      const interrupt = new AbortController();
+      await expect(
+        pushClosure({
+          createCache: true,
+          store,
+          roots: [root],
+          key: generateSecretKey("k"),
+          compression: "zstd",
+          jobs,
+          inlineNarBytes: 0,
+          signal: interrupt.signal,
+          // Interrupted as soon as the first NAR is being written: the paths not started by
+          // then never are.
+          onEvent: (e) => {
+            if (e.type === "bytes") interrupt.abort("interrupted (SIGINT)");
+          },
+        }),
+      ).rejects.toMatchObject({
+        exitCode: 130,
+        message: expect.stringContaining("push: interrupted (SIGINT)"),
+      });
+      await store.close();
+      const published = new Set(
+        (await inner.list("")).objects.map((o) => o.key).filter((k) => k.endsWith(".narinfo")),
+      );
+      expect(published.size).toBeLessThan(closure.length);
+      for (const info of closure) {
+        if (!published.has(`${info.path.slice(11, 43)}.narinfo`)) continue;
+        for (const ref of info.references) {
+          expect(published.has(`${ref.slice(11, 43)}.narinfo`), `${info.path} -> ${ref}`).toBe(
+            true,
+          );
+        }
+      }
+      // No temp file, no staging directory: only the cache's own objects.
+      const names = await readdir(cache, { recursive: true });
+      expect(names.filter((n) => n.includes("nixship-tmp"))).toEqual([]);
+    });
+  }
 });
 
 describe("push refuses a path whose files no longer match Nix's record", () => {

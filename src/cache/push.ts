@@ -5,6 +5,7 @@
 import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, join } from "node:path";
+import { InterruptedError, OperationError } from "../errors.js";
 import { type PathInfo, referencesFirst } from "../nix/closure.js";
 import type { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
@@ -43,6 +44,12 @@ export interface PushOptions {
   /** Also sign, with `key`, the narinfos of paths the cache already has (cache/resign.ts). */
   readonly resign?: boolean;
   readonly onEvent?: (event: PushEvent) => void;
+  /**
+   * Aborted (an interrupt): no new path is started; the paths in progress finish, what is
+   * committed is published, the staging directory is removed, and the push fails with an
+   * InterruptedError.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export type PushEvent =
@@ -91,6 +98,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   let pool: NarWriter | undefined;
   let staging: string | undefined;
   const commits: Promise<void>[] = [];
+  const gates = new Map<StorePath, Gate>();
   const writes: Promise<void>[] = [];
   let done = false;
   try {
@@ -135,7 +143,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     // when its put is called, and the next may follow at once. Elsewhere (S3) a put is
     // published when it completes, and only then is the narinfo committed.
     const ordered = store.flush !== undefined;
-    const gates = new Map(todo.map((p) => [p.path, gate()]));
+    for (const p of todo) gates.set(p.path, gate());
     // Serialising and compressing hold a job slot; storing (disk or network) runs behind it,
     // with a bounded number of NARs waiting to be stored.
     const storing = new Semaphore(jobs * 2);
@@ -148,6 +156,11 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     await mapLimit(largestFirst, jobs, async (info) => {
       const own = gates.get(info.path) as Gate;
       try {
+        if (options.signal?.aborted) {
+          throw new InterruptedError(
+            `push: ${String(options.signal.reason ?? "interrupted")}; what was pushed before is kept`,
+          );
+        }
         const release = await storing.acquire();
         const { narInfo, stored } = await produceNar(info, options, emit, workers).catch((err) => {
           release();
@@ -207,6 +220,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     };
   } finally {
     // Whatever happens, nothing is still writing to the cache once push returns.
+    // A path never started (the push failed or was interrupted first) never opens its gate:
+    // fail them all (opened ones stay open), so that no commit waits for one forever.
+    const notPushed = new OperationError("push-stopped", "the push stopped before this path");
+    for (const g of gates.values()) g.fail(notPushed);
     await Promise.allSettled([...writes, ...commits]);
     if (!done) {
       // A failed push still publishes the narinfos it committed (each one's NAR is durable

@@ -1,4 +1,5 @@
 // `nixship push`: build or take store paths, and push their closures, signed, to a cache.
+
 import { availableParallelism } from "node:os";
 import { resolveInstallables } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
@@ -9,6 +10,7 @@ import { openStore } from "../store/url.js";
 import { formatPushSummary, PushProgress } from "../ui/push-progress.js";
 import { formatRequestStats } from "../ui/store-requests.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
+import { trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
 const COMPRESSIONS = ["zstd", "xz", "none"] as const;
@@ -32,6 +34,8 @@ other arguments are built first with one 'nix build' (flake references such as .
 ./flake#pkg). Each NAR is serialised from /nix/store, checked against the NarHash Nix
 recorded, compressed and uploaded; its signed .narinfo is written last, and only after the
 narinfos of its references, so an interrupted push never leaves a broken closure behind.
+The first SIGINT (Ctrl-C) or SIGTERM starts no new path, lets the ones in progress finish,
+keeps what is pushed and exits with 130; a second one stops at once.
 Paths already in the cache are skipped; with --resign, their narinfos also get the key's
 signature (beside the ones they have), when they describe exactly what the local store
 holds: the repair for paths pushed earlier with a key the hosts do not trust.
@@ -113,10 +117,18 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       requireTrustedSigningKey(key, cache.publicKeys, input.fleetFile);
     }
     const store = await openStore(to);
+    const trap = trapInterrupts({
+      first: () =>
+        io.stderr.write(
+          "push: interrupted; finishing the paths in progress and keeping what is pushed (interrupt again to stop at once)\n",
+        ),
+      second: () => io.stderr.write("push: stopped at once\n"),
+    });
     try {
       const roots = await resolveInstallables(positionals);
       const progress = new PushProgress(io.stderr);
       const summary = await pushClosure({
+        signal: trap.signal,
         store,
         roots,
         key,
@@ -142,6 +154,7 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       }
       return 0;
     } finally {
+      trap.release();
       await store.close();
     }
   },

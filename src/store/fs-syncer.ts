@@ -66,8 +66,11 @@ export class FileSystemSyncer {
   /** Starts the shell now, if it is not running. */
   start(): void {
     if (this.#helper !== undefined) return;
+    // Its own process group: a Ctrl-C meant for this process must not kill a sync that an
+    // interrupted push still needs to publish what it finished.
     const proc = spawn("sh", ["-c", SCRIPT, this.#command, this.dir], {
       stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
     });
     const helper: Helper = { proc, stdout: "", stderr: "" };
     this.#helper = helper;
