@@ -166,11 +166,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
           release();
           throw err;
         });
-        stored.then(release, release);
-        stored.then(
-          () => batches?.stored(info.narSize),
-          () => {},
-        );
+        stored.then(() => {
+          release();
+          batches?.stored(info.narSize);
+        }, release);
         writes.push(stored);
         fileBytes += narInfo.fileSize ?? 0;
         const refs = info.references.filter((r) => r !== info.path && gates.has(r));
@@ -226,9 +225,10 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     for (const g of gates.values()) g.fail(notPushed);
     await Promise.allSettled([...writes, ...commits]);
     if (!done) {
-      // A failed push still publishes the narinfos it committed (each one's NAR is durable
-      // and its references come first): finished work is kept. The push's own error is the
-      // one reported; should this flush fail too, its objects stay in hidden temp files.
+      // A failed or interrupted push still publishes what it put (each narinfo after its NAR
+      // and its references' narinfos; a failed put stops the publishing there): finished
+      // work is kept. The push's own error is the one reported; should this flush fail too,
+      // its objects stay in hidden temp files.
       await store.flush?.().catch(() => undefined);
     }
     await pool?.close();
