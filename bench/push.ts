@@ -13,6 +13,7 @@ import type { PushSummary } from "../src/cache/push.js";
 import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { hasGnuTime, measure } from "./measure.js";
+import { measureParallelTax, reportParallelTax } from "./parallel-tax.js";
 import { reportIncremental, runIncremental } from "./push-incremental.js";
 import { profileStages, reportProfile } from "./push-profile.js";
 import {
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
       none: medianCpu(variants, tool, "none"),
     });
     console.log(`\n${reportProfile(profile, cpu("nix copy"), cpu("nixship"))}`);
+    console.log(`\n${reportParallelTax(await measureParallelTax(stats.paths, work))}`);
     if (kept) await checkWithNix(kept, join(work, "verify-store"), top, pub);
     if (kept) {
       const small = await runIncremental(runs, {
@@ -131,8 +133,9 @@ async function runVariants(
         const sample = await pushOnce(tool, compression, cache, secret, stats);
         samples.push(sample);
         console.log(
-          `  run ${r + 1}/${runs}  ${tool.padEnd(8)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
-            `  ${mbps(stats.narBytes, sample.m.seconds)}  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
+          `  run ${r + 1}/${runs}  ${tool.padEnd(14)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
+            `  ${sample.m.cpuSeconds?.toFixed(2) ?? "?"} CPU s  ${mbps(stats.narBytes, sample.m.seconds)}` +
+            `  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
         );
         if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
         else await rm(cache, { recursive: true, force: true });
@@ -164,6 +167,7 @@ async function pushOnce(
             "--compression",
             compression,
             "--json",
+            ...(tool === "nixship 1 job" ? ["--jobs", "1"] : []),
           ],
           ENV,
         )
