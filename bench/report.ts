@@ -45,7 +45,7 @@ export function summarise(samples: readonly Sample[]): Variant[] {
         compression,
         bestSeconds: seconds[0] ?? Number.NaN,
         medianSeconds: medianOf(seconds),
-        medianCpuSeconds: medianOf(sorted(mine.map((s) => s.m.cpuSeconds ?? Number.NaN))),
+        medianCpuSeconds: median(mine.map((s) => s.m.cpuSeconds ?? Number.NaN)),
         maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
         treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
         outputBytes: Math.max(...mine.map((s) => s.outputBytes)),
