@@ -1,7 +1,7 @@
 import { watch } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { DirectorySyncs } from "./dir-sync.js";
@@ -168,12 +168,24 @@ describe("DirectorySyncs", () => {
         /did not publish 1 object\(s\) put in .* after "broken", whose put failed/,
       );
       expect((await store.list("")).objects.map((o) => o.key)).toEqual(["before"]);
-      // Nothing is left behind: no temp files, and the next flush has nothing to do.
-      expect(await readdir(dir)).toEqual(["before"]);
+      // Nothing is left behind: no temp file anywhere, not even in the store's staging
+      // directory, and the next flush has nothing to do.
+      expect(await filesIn(dir)).toEqual(["before"]);
       await store.flush();
       await store.close();
+      // and closing removes the staging directory that held the deferred puts.
+      expect(await readdir(dir)).toEqual(["before"]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 });
+
+/** Every file under `dir`, as paths relative to it, sorted. */
+async function filesIn(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}

@@ -4,6 +4,9 @@ import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FsStore, STALE_STAGING_MS } from "./fs-store.js";
 
+/** The directory in a store's root that holds its staging directories. */
+const STAGING_HOME = ".staging.nixship-tmp-0";
+
 let root: string;
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), "nixship-fs-staging-"));
@@ -44,5 +47,22 @@ describe("FsStore staging directories", () => {
       [first, busy, second].map((d) => d.slice(parent.length + 1)).sort(),
     );
     await store.close();
+  });
+
+  it("hold deferred puts until the flush, so nothing lies beside their targets; close drops the unflushed", async () => {
+    const store = new FsStore(root);
+    await store.put("a.narinfo", Buffer.from("first"), { durability: "deferred" });
+    // Written, not yet published: its bytes wait in the store's own staging directory.
+    expect(await readdir(root)).toEqual([STAGING_HOME]);
+    expect(await store.head("a.narinfo")).toBeUndefined();
+    await store.flush();
+    expect((await readdir(root)).sort()).toEqual([STAGING_HOME, "a.narinfo"]);
+    await store.put("b.narinfo", Buffer.from("second"), { durability: "deferred" });
+    await store.close();
+    // b was never flushed: closing drops it, with the staging directory.
+    expect(await readdir(root)).toEqual(["a.narinfo"]);
+    const reopened = new FsStore(root);
+    expect((await reopened.list("")).objects.map((o) => o.key)).toEqual(["a.narinfo"]);
+    await reopened.close();
   });
 });

@@ -84,6 +84,13 @@ export class FsStore implements ObjectStore {
   #pending: Pending[] = [];
   /** Whether this store made a staging directory (close() then tidies their home). */
   #staged = false;
+  /**
+   * Where deferred puts write their bodies until a flush moves them into place: a staging
+   * directory of this store's own, made at the first such put, so a push killed between two
+   * flushes leaves its unpublished objects there (removed once stale) and none beside the
+   * objects they would have become.
+   */
+  #deferredDir: Promise<string> | undefined;
   /** The renames of the flushes so far, one flush after another, each in put order. */
   #publishing: Promise<void> = Promise.resolve();
 
@@ -179,9 +186,10 @@ export class FsStore implements ObjectStore {
     options: PutOptions,
     slot: Pending | undefined,
   ): Promise<PutResult> {
-    const tmp = tempBeside(path);
+    let tmp: string | undefined;
     let consumed = false;
     try {
+      tmp = slot === undefined ? tempBeside(path) : await this.#deferredTemp();
       const handle = await createTemp(tmp);
       let etag: string;
       try {
@@ -196,8 +204,18 @@ export class FsStore implements ObjectStore {
     } catch (err) {
       throw this.#fault("write", key, err);
     } finally {
-      if (!consumed) await removeQuietly(tmp);
+      if (!consumed && tmp !== undefined) await removeQuietly(tmp);
     }
+  }
+
+  /** A new temp file's name in the deferred puts' staging directory. */
+  async #deferredTemp(): Promise<string> {
+    this.#deferredDir ??= this.makeStagingDir();
+    const dir = await this.#deferredDir.catch((err: unknown) => {
+      this.#deferredDir = undefined; // the next put tries again
+      throw err;
+    });
+    return join(dir, `put-${randomBytes(6).toString("hex")}`);
   }
 
   async #putFile(
@@ -449,6 +467,11 @@ export class FsStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.#syncer.close();
+    // Deferred puts not flushed by now are dropped with the directory that holds them.
+    const deferred = await this.#deferredDir?.catch(() => undefined);
+    this.#deferredDir = undefined;
+    this.#pending = [];
+    if (deferred !== undefined) await rm(deferred, { recursive: true, force: true });
     // The home of staging directories goes too once the last one is removed (rmdir fails,
     // harmlessly, while another process still stages in it).
     if (this.#staged) await rmdir(join(this.#root, STAGING)).catch(() => undefined);

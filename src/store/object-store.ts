@@ -133,6 +133,6 @@ export interface ObjectStore {
    * Callers that arrive while a flush runs share the next one.
    */
   flush?(): Promise<void>;
-  /** Releases connections and other resources. */
+  /** Releases connections and other resources. Deferred puts not flushed by then are dropped. */
   close(): Promise<void>;
 }
