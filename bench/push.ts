@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
 import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { type DiskWrite, measureDiskWrite, reportDiskFloor } from "./disk-floor.js";
 import { hasGnuTime, measure } from "./measure.js";
 import { measureParallelTax, reportParallelTax } from "./parallel-tax.js";
 import { reportIncremental, runIncremental } from "./push-incremental.js";
@@ -19,8 +20,8 @@ import { profileStages, reportProfile } from "./push-profile.js";
 import {
   COMPRESSIONS,
   type Compression,
+  figure,
   mb,
-  medianCpu,
   report,
   type Sample,
   summarise,
@@ -76,14 +77,19 @@ async function main(): Promise<void> {
     );
     await warmPageCache(stats.paths, ENV);
 
-    const { samples, kept } = await runVariants(runs, stats, secret, work);
+    const { samples, kept, diskWrites } = await runVariants(runs, stats, secret, work);
     console.log(`  (${loadAverage()})`);
     const variants = summarise(samples);
     console.log(`\n${report(variants, stats)}`);
+    console.log(
+      `\n${reportDiskFloor(diskWrites, (c) =>
+        figure(variants, "nixship nosync", c, (v) => v.medianSeconds),
+      )}`,
+    );
     const profile = await profileStages(stats.paths, top, work, NIXSHIP, ENV);
     const cpu = (tool: Tool) => ({
-      zstd: medianCpu(variants, tool, "zstd"),
-      none: medianCpu(variants, tool, "none"),
+      zstd: figure(variants, tool, "zstd", (v) => v.medianCpuSeconds),
+      none: figure(variants, tool, "none", (v) => v.medianCpuSeconds),
     });
     console.log(`\n${reportProfile(profile, cpu("nix copy"), cpu("nixship"))}`);
     console.log(`\n${reportParallelTax(await measureParallelTax(stats.paths, work))}`);
@@ -112,7 +118,7 @@ async function runVariants(
   stats: ClosureStats,
   secret: string,
   work: string,
-): Promise<{ samples: Sample[]; kept: string | undefined }> {
+): Promise<{ samples: Sample[]; kept: string | undefined; diskWrites: DiskWrite[] }> {
   console.log(
     `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.` +
       "\nEach measured run follows an unmeasured one of the same variant, whose cache is deleted" +
@@ -121,6 +127,7 @@ async function runVariants(
       "\na run's cost would depend on how much memory the run before it freed.",
   );
   const samples: Sample[] = [];
+  const diskWrites: DiskWrite[] = [];
   let kept: string | undefined;
   for (let r = 0; r < runs; r++) {
     for (const compression of COMPRESSIONS) {
@@ -139,10 +146,17 @@ async function runVariants(
         );
         if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
         else await rm(cache, { recursive: true, force: true });
+        if (tool === "nixship") {
+          const disk = await measureDiskWrite(work, compression, sample.outputBytes);
+          diskWrites.push(disk);
+          console.log(
+            `           disk: ${mb(disk.bytes)} written and flushed in ${disk.seconds.toFixed(2)} s`,
+          );
+        }
       }
     }
   }
-  return { samples, kept };
+  return { samples, kept, diskWrites };
 }
 
 async function pushOnce(

@@ -23,7 +23,7 @@ export interface Sample {
   readonly outputBytes: number;
 }
 
-interface Variant {
+export interface Variant {
   readonly tool: Tool;
   readonly compression: Compression;
   readonly bestSeconds: number;
@@ -54,11 +54,15 @@ export function summarise(samples: readonly Sample[]): Variant[] {
   );
 }
 
-/** A variant's median CPU seconds (NaN when it did not run). */
-export function medianCpu(variants: readonly Variant[], tool: Tool, c: Compression): number {
-  return (
-    variants.find((v) => v.tool === tool && v.compression === c)?.medianCpuSeconds ?? Number.NaN
-  );
+/** One figure of a variant (NaN when it did not run). */
+export function figure(
+  variants: readonly Variant[],
+  tool: Tool,
+  c: Compression,
+  of: (v: Variant) => number,
+): number {
+  const v = variants.find((x) => x.tool === tool && x.compression === c);
+  return v ? of(v) : Number.NaN;
 }
 
 export function report(variants: readonly Variant[], stats: ClosureStats): string {
@@ -76,10 +80,8 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     mb(v.treePeakRssBytes),
     mb(v.outputBytes),
   ]);
-  const pick = (tool: Tool, c: Compression, of: (v: Variant) => number): number => {
-    const v = variants.find((x) => x.tool === tool && x.compression === c);
-    return v ? of(v) : Number.NaN;
-  };
+  const pick = (tool: Tool, c: Compression, of: (v: Variant) => number): number =>
+    figure(variants, tool, c, of);
   const ratio = (tool: Tool, c: Compression, of: (v: Variant) => number): number =>
     pick("nix copy", c, of) / pick(tool, c, of);
   const ratios = (tool: Tool, c: Compression): string =>
