@@ -44,7 +44,7 @@ import type { GetOptions, ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
 import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
-import { mb, table } from "./report.js";
+import { mb, table } from "./stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const CHANNEL = "bench";

@@ -8,7 +8,8 @@
 import { randomFillSync } from "node:crypto";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { COMPRESSIONS, type Compression, median } from "./report.js";
+import { COMPRESSIONS, type Compression } from "./report.js";
+import { median } from "./stats.js";
 
 const BLOCK = 4 << 20;
 

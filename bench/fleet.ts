@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { sshArgs } from "../src/delivery/ssh-transport.js";
 import type { DeployEvent } from "../src/deploy/events.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
-import { table } from "./report.js";
+import { median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
@@ -484,12 +484,6 @@ async function output(command: string, args: readonly string[]): Promise<string>
 
 function tail(text: string): string {
   return text.trim().split("\n").slice(-20).join("\n");
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
 }
 
 function secs(n: number): string {

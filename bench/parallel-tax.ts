@@ -10,7 +10,7 @@ import { basename, join } from "node:path";
 import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { NarPool } from "../src/cache/nar-pool.js";
 import { mapLimit } from "../src/util/pool.js";
-import { median } from "./report.js";
+import { median } from "./stats.js";
 
 export interface ParallelTax {
   /** Median CPU seconds of the whole process, over `rounds` runs each. */

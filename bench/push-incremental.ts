@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { type Measurement, measure } from "./measure.js";
-import { table } from "./report.js";
+import { table } from "./stats.js";
 
 export const INCREMENTAL_TOOLS = ["nixship", "nix copy"] as const;
 export type IncrementalTool = (typeof INCREMENTAL_TOOLS)[number];

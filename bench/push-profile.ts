@@ -10,7 +10,7 @@ import { FRAME_SIZE } from "../src/cache/nar-check.js";
 import { ZstdFrameCompressor } from "../src/cache/zstd.js";
 import { dumpChunks } from "../src/nix/nar-encode.js";
 import { measure } from "./measure.js";
-import { table } from "./report.js";
+import { table } from "./stats.js";
 
 export interface StageProfile {
   readonly narBytes: number;

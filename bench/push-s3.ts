@@ -24,6 +24,7 @@ import { classify } from "../test/support/counting-proxy.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
 import { hasGnuTime, type Measurement, measure } from "./measure.js";
+import { median, table } from "./stats.js";
 import {
   buildSyntheticClosure,
   type ClosureStats,
@@ -436,22 +437,6 @@ function describeCounts(requests: Readonly<Record<RequestKind, number>>): string
 
 function total(requests: Readonly<Record<RequestKind, number>>): number {
   return REQUEST_KINDS.reduce((sum, kind) => sum + requests[kind], 0);
-}
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
-        .join("  "),
-    )
-    .join("\n");
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
 }
 
 function logRun(r: number, step: Step, m: Measurement, counts: Counts | undefined): void {

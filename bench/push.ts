@@ -21,13 +21,13 @@ import {
   COMPRESSIONS,
   type Compression,
   figure,
-  mb,
   report,
   type Sample,
   summarise,
   TOOLS,
   type Tool,
 } from "./report.js";
+import { mb } from "./stats.js";
 import {
   buildSyntheticClosure,
   type ClosureStats,

@@ -1,6 +1,7 @@
 // The benchmark's figures: runs summarised per tool and compression, the comparison table,
 // the nix copy / nixship ratios and the targets, as plain text.
 import type { Measurement } from "./measure.js";
+import { mb, median, table } from "./stats.js";
 import type { ClosureStats } from "./synthetic-closure.js";
 
 /**
@@ -39,12 +40,12 @@ export function summarise(samples: readonly Sample[]): Variant[] {
   return COMPRESSIONS.flatMap((compression) =>
     TOOLS.map((tool) => {
       const mine = samples.filter((s) => s.tool === tool && s.compression === compression);
-      const seconds = sorted(mine.map((s) => s.m.seconds));
+      const seconds = mine.map((s) => s.m.seconds);
       return {
         tool,
         compression,
-        bestSeconds: seconds[0] ?? Number.NaN,
-        medianSeconds: medianOf(seconds),
+        bestSeconds: seconds.length > 0 ? Math.min(...seconds) : Number.NaN,
+        medianSeconds: median(seconds),
         medianCpuSeconds: median(mine.map((s) => s.m.cpuSeconds ?? Number.NaN)),
         maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
         treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
@@ -147,39 +148,4 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     "Targets (on median times; printed, not asserted):",
     ...targets.map(([ok, what, got]) => `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(60)} ${got}`),
   ].join("\n");
-}
-
-/** The median of `values` (NaN for none). */
-export function median(values: readonly number[]): number {
-  return medianOf(sorted(values));
-}
-
-function sorted(values: readonly number[]): number[] {
-  return [...values].sort((a, b) => a - b);
-}
-
-function medianOf(ascending: readonly number[]): number {
-  const mid = Math.floor(ascending.length / 2);
-  const hi = ascending[mid] ?? Number.NaN;
-  return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
-}
-
-/** Aligned columns: the first `leftColumns` padded right, the rest (numbers) padded left. */
-export function table(rows: readonly (readonly string[])[], leftColumns = 1): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
-  const line = (r: readonly string[]): string =>
-    r
-      .map((cell, c) =>
-        c < leftColumns ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0),
-      )
-      .join("  ");
-  return [
-    line(rows[0] ?? []),
-    widths.map((w) => "-".repeat(w)).join("  "),
-    ...rows.slice(1).map(line),
-  ].join("\n");
-}
-
-export function mb(bytes: number): string {
-  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
 }

@@ -1,0 +1,29 @@
+// The benchmarks' shared arithmetic and layout: medians, megabytes and aligned text tables.
+
+/** The median of `values` (NaN for none); the mean of the middle two for an even count. */
+export function median(values: readonly number[]): number {
+  const ascending = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(ascending.length / 2);
+  const hi = ascending[mid] ?? Number.NaN;
+  return ascending.length % 2 === 1 ? hi : ((ascending[mid - 1] ?? Number.NaN) + hi) / 2;
+}
+
+/** Aligned columns: the first `leftColumns` padded right, the rest (numbers) padded left. */
+export function table(rows: readonly (readonly string[])[], leftColumns = 1): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
+  const line = (r: readonly string[]): string =>
+    r
+      .map((cell, c) =>
+        c < leftColumns ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0),
+      )
+      .join("  ");
+  return [
+    line(rows[0] ?? []),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}
+
+export function mb(bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
+}
