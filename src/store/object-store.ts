@@ -47,6 +47,14 @@ export interface PutOptions {
    * once acknowledged, so there a dependent put must wait for the other's to complete.
    */
   readonly durability?: "deferred";
+  /**
+   * The body's SHA-256 as 64 lowercase hex digits, when the caller already has it (push has
+   * the NAR file's FileHash). A store that signs its payload (S3, SigV4) sends it as the
+   * signed payload hash of a body it sends in one request, instead of hashing the body again,
+   * and S3 refuses a body that does not match it; other stores (and multipart parts, each
+   * signed with its own hash) do without it.
+   */
+  readonly sha256?: string;
 }
 
 /** Expected outcomes are data: a failed precondition is not an exception. */

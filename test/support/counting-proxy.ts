@@ -22,6 +22,7 @@ export interface ProxiedRequest {
   readonly url: string;
   /** 1 for the first request the proxy got (since the last reset), and so on. */
   readonly seq: number;
+  readonly headers: IncomingHttpHeaders;
 }
 
 /** An S3 error the proxy sends instead of forwarding the request. */
@@ -95,7 +96,13 @@ export async function startCountingProxy(
       mine.bytesIn += chunk.length;
     });
     req.pause();
-    const answer = await options.intercept?.({ kind, method, url, seq: ++mine.seq });
+    const answer = await options.intercept?.({
+      kind,
+      method,
+      url,
+      seq: ++mine.seq,
+      headers: req.headers,
+    });
     if (answer !== undefined) {
       req.resume();
       const body =
