@@ -1,6 +1,5 @@
 // `nixship release refresh`: the channel's current release signed again with a new expiry, so
 // agents keep following a channel that has not changed (run it on a schedule, e.g. daily in CI).
-import { AgentDelivery } from "../delivery/agent.js";
 import { openDelivery } from "../deploy/open-delivery.js";
 import { UsageError } from "../errors.js";
 import { RELEASE_DEFAULTS } from "../fleet/fleet.js";
@@ -56,8 +55,8 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
     }
     const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
     try {
-      if (!(delivery instanceof AgentDelivery)) {
-        throw new Error("agent hosts opened a delivery that is not the agent delivery");
+      if (delivery.refreshChannel === undefined) {
+        throw new Error("agent hosts opened a delivery that cannot refresh a channel");
       }
       const { replaced, release } = await delivery.refreshChannel();
       const out = {

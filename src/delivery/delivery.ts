@@ -2,6 +2,7 @@
 // what a host runs, deploying one wave of hosts, and rolling hosts back.
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
+import type { SignedRelease } from "../fleet/release.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { DeployOutcome, DeployRequest, HostSecrets } from "../host/activation-session.js";
@@ -104,6 +105,11 @@ export interface Delivery {
    * order (waves, rollbacks of failed hosts, `publishOnly`).
    */
   publishedReleases?(): readonly { readonly channel: string; readonly seq: number }[];
+  /**
+   * Optional (modes that keep a channel: agent): `release refresh`, the channel's release
+   * signed again with a new expiry. Resolves with the release it replaced and the new one.
+   */
+  refreshChannel?(): Promise<{ replaced: SignedRelease; release: SignedRelease }>;
 }
 
 /** A selected host's desired system, and whether the host already runs it. */
