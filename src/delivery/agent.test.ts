@@ -11,6 +11,7 @@ import { Agent } from "../agent/agent.js";
 import type { AgentHost } from "../fleet/fleet.js";
 import { parseRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../fleet/release-store.js";
+import { progressKey } from "../fleet/status.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -221,6 +222,27 @@ describe("AgentDelivery.deployWave", () => {
       phase: "waiting",
       message: expect.stringMatching(/no report from the agent within 1s/),
     });
+  });
+
+  it("says why when a failed host's record cannot be read, in a message of bounded length", async () => {
+    // What a broken or hostile agent could leave as its failure record for release 1: a
+    // record whose host name is 100 kB long.
+    const garbage = JSON.stringify({ version: 1, host: "W".repeat(100_000), state: "failed" });
+    await store.put(progressKey(CHANNEL, 1, "web9", "failed"), Buffer.from(garbage));
+    startAgents(["web1"]);
+    const outcomes = await delivery({ offlineTimeout: 5 }).deployWave(
+      wave({ web9: sys("a", "web9"), web1: sys("a", "web1") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(outcomes[1]).toMatchObject({ status: "activated" });
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      message: expect.stringMatching(
+        /^web9 reported failed; its record cannot be read: .*bad host name "W+…$/,
+      ),
+    });
+    expect((outcomes[0] as { message: string }).message.length).toBeLessThan(600);
   });
 
   it("says which hosts have not reported while it waits, and carries generation and previous", async () => {

@@ -442,17 +442,32 @@ export class AgentDelivery implements Delivery {
   }
 
   async #failed(host: string, key: string): Promise<DeployOutcome> {
-    const record = await this.#record(key);
+    // The listing already says the host failed; the record only says why, so one that cannot
+    // be read is reported as such rather than failing the wave.
+    let unreadable: string | undefined;
+    const record = await readRecord(this.#o.store, key).catch((err: unknown) => {
+      unreadable = err instanceof Error ? err.message : String(err);
+      return undefined;
+    });
     const refused = record?.state === "rejected";
+    const said = refused ? "rejected" : "failed";
     return {
       status: "failed",
       phase: refused || record?.phase === "verify" ? "connect" : (record?.phase ?? "switch"),
       message:
-        record?.error ?? `${host} reported ${refused ? "rejected" : "failed"} with no reason`,
+        record?.error ??
+        (unreadable === undefined
+          ? `${host} reported ${said} with no reason`
+          : `${host} reported ${said}; its record cannot be read: ${unreadable.slice(0, 400)}`),
       rolledBack: !refused && record?.rolledBack === true,
     };
   }
 
+  /**
+   * A host's record, for details only (its generation, the system it ran before): the outcome
+   * itself comes from the progress listing, so a record that cannot be read or parsed (a store
+   * error, or a host that wrote garbage) leaves the details out instead of failing the deploy.
+   */
   async #record(key: string): Promise<StatusRecord | undefined> {
     return readRecord(this.#o.store, key).catch(() => undefined);
   }

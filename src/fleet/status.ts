@@ -190,9 +190,10 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
       throw malformed(source, `"${key}" must be a whole number or null`);
     }
   };
-  if (r.version !== 1) throw malformed(source, `unsupported version ${JSON.stringify(r.version)}`);
+  if (r.version !== 1) throw malformed(source, `unsupported version ${shown(r.version)}`);
   text("host", false);
-  if (!NAME_PATTERN.test(r.host as string)) throw malformed(source, `bad host name "${r.host}"`);
+  if (!NAME_PATTERN.test(r.host as string))
+    throw malformed(source, `bad host name ${shown(r.host)}`);
   if (!(DELIVERY_MODES as readonly unknown[]).includes(r.mode)) {
     throw malformed(source, `"mode" must be one of ${DELIVERY_MODES.join(", ")}`);
   }
@@ -234,6 +235,12 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     startedAt: r.startedAt as string,
     updatedAt: r.updatedAt as string,
   };
+}
+
+/** A value a host wrote, as JSON cut to a length an error message can carry. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
 
 function malformed(source: string, what: string): InputError {
