@@ -98,7 +98,7 @@ export async function fetchAndImport(
 
   const exportStream = new PassThrough({ highWaterMark: 1 << 20 });
   const importing = importExport(exportStream, nix);
-  importing.catch(() => {});
+  importing.catch(() => {}); // awaited below, by the end of the stream or after a failure
   try {
     for (const info of todo) {
       exportStream.write(exportPathStart());
@@ -111,6 +111,7 @@ export async function fetchAndImport(
     exportStream.end(exportEnd());
   } catch (err) {
     exportStream.destroy();
+    // The import fails because its stream was cut: the reading's error is the cause to report.
     await importing.catch(() => {});
     throw err;
   }

@@ -342,6 +342,8 @@ function storeNar(put: () => Promise<unknown>, dispose?: () => Promise<void>): P
       await dispose?.();
     }
   })();
+  // Its failure reaches the caller, who awaits it; this only keeps it from counting as
+  // unhandled while it waits behind other work.
   stored.catch(() => {});
   return stored;
 }
@@ -359,6 +361,8 @@ function gate(): Gate {
     open = resolve;
     fail = reject;
   });
+  // A failed gate is awaited by the commits behind it (and its path's own error is reported);
+  // a gate nobody waits on must not count as an unhandled rejection.
   promise.catch(() => {});
   return { promise, open, fail };
 }

@@ -44,7 +44,7 @@ async function gitTopLevel(dir: string): Promise<string | undefined> {
   const r = await runCommand("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
     okCodes: [0, 128],
     purpose: "find the git repository of the flake",
-  }).catch(() => undefined);
+  }).catch(() => undefined); // no git at all: then the flake is in no git work tree
   const top = r?.code === 0 ? r.stdout.trim() : "";
   return top ? await realpath(top) : undefined;
 }
@@ -82,6 +82,7 @@ async function findSecret(root: string): Promise<{ file: string; what: string } 
         continue;
       }
       if (!entry.isFile()) continue;
+      // A file this user cannot read, Nix (run as this user) cannot copy into the store either.
       const handle = await open(path, "r").catch(() => undefined);
       if (handle === undefined) continue;
       try {
