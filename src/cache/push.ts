@@ -304,8 +304,7 @@ async function produceNar(
     const narInfo = describe(out.file.hash, out.file.size);
     // putFile consumes the file, whatever the outcome: nothing is left to dispose of.
     // Its FileHash is the upload's payload hash: S3 need not hash the file again to sign it.
-    const sha256 = Buffer.from(out.file.hash.bytes).toString("hex");
-    const upload = () => store.putFile(narInfo.url, file, { ...put, sha256 });
+    const upload = () => store.putFile(narInfo.url, file, { ...put, sha256: out.file.hash.hex });
     return { narInfo, stored: storeNar(upload) };
   }
 
