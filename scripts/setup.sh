@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine with Node for nixship: the Debian tools it calls, npm packages, a build.
+# With --current-nix (the tests need it), also a current Nix beside Debian's (scripts/current-nix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+current_nix=false
+for arg in "$@"; do
+  case $arg in
+    --current-nix) current_nix=true ;;
+    *) echo "setup: unknown option '$arg' (known: --current-nix)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 command -v nix >/dev/null 2>&1 || missing+=(nix-bin)
@@ -65,5 +74,8 @@ else
   echo "setup: building" >&2
   npm run --silent build
   touch "$built"
+fi
+if [ "$current_nix" = true ]; then
+  bash scripts/current-nix.sh
 fi
 echo "setup: done; 'node dist/cli/bin.js doctor' checks the local Nix (and with --fleet F, the fleet)" >&2

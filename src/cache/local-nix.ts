@@ -5,7 +5,13 @@ import { InputError, OperationError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import { Sha256 } from "../nix/hash.js";
 import { isStorePath, parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
-import { type RunResult, runCommand } from "../util/run.js";
+import { type RunOptions, type RunResult, runCommand } from "../util/run.js";
+import {
+  derivationOutputs,
+  type NixVersion,
+  parseNixVersion,
+  unsupportedNix,
+} from "./nix-version.js";
 
 const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
 
@@ -29,13 +35,51 @@ export function runNix(
   env?: NodeJS.ProcessEnv,
   signal?: AbortSignal,
 ): Promise<RunResult> {
-  return runCommand(command, args, {
+  return nixCommand(command, args, {
     ...(input ? { input } : {}),
     ...(env ? { env } : {}),
     ...(signal ? { signal } : {}),
+  });
+}
+
+/** Runs a Nix command once the local Nix is known to be one nixship supports. */
+async function nixCommand(
+  command: string,
+  args: readonly string[],
+  options: RunOptions,
+): Promise<RunResult> {
+  await localNixVersion();
+  return runCommand(command, args, {
+    ...options,
     errorCodes: NIX_ERRORS,
     missingHint: NIX_MISSING_HINT,
   });
+}
+
+const versions = new Map<string, Promise<NixVersion>>();
+
+/**
+ * The local Nix's version, read once per process (and PATH) from `nix --version`; a Nix older
+ * than the oldest one tested, or one whose version cannot be read, is refused here, before
+ * any command of it runs.
+ */
+export function localNixVersion(): Promise<NixVersion> {
+  const key = process.env.PATH ?? "";
+  let version = versions.get(key);
+  if (version === undefined) {
+    version = runCommand("nix", ["--version"], {
+      errorCodes: NIX_ERRORS,
+      missingHint: NIX_MISSING_HINT,
+      signal: AbortSignal.timeout(30_000),
+    }).then(({ stdout }) => {
+      const parsed = parseNixVersion(stdout);
+      const refused = unsupportedNix(parsed, stdout, "the local machine");
+      if (refused !== undefined || parsed === undefined) throw refused;
+      return parsed;
+    });
+    versions.set(key, version);
+  }
+  return version;
 }
 
 interface RawPathInfo {
@@ -244,10 +288,10 @@ in [ ${outputs
       (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
     )
     .join(" ")} ]`;
-  const evaluated = await runCommand(
+  const evaluated = await nixCommand(
     "nix",
     [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
-    { okCodes: [0, 1], errorCodes: NIX_ERRORS, missingHint: NIX_MISSING_HINT },
+    { okCodes: [0, 1] },
   );
   if (evaluated.code !== 0) throw evaluationFailed(evaluated.stderr, flakes);
   const picked = JSON.parse(evaluated.stdout) as ({ drv: string } | { available: string[] })[];
@@ -256,18 +300,20 @@ in [ ${outputs
   );
   if (missing.length > 0) throw new MissingOutputsError(outputs, missing);
   const drvPaths = picked.map((p) => (p as { drv: string }).drv);
+  const version = await localNixVersion();
   const built = await runNix("nix", [
     ...NEW_CLI,
     "build",
     "--no-link",
     "--json",
     ...storeArgs(options),
-    ...new Set(drvPaths),
+    ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
   ]);
   const byDrv = new Map(
-    (JSON.parse(built.stdout) as { drvPath: string; outputs: Record<string, string> }[]).map(
-      (b) => [b.drvPath, b.outputs.out ?? Object.values(b.outputs)[0]],
-    ),
+    parseBuiltDerivations(built.stdout, version).map((b) => [
+      b.drvPath,
+      b.outputs.out ?? Object.values(b.outputs)[0],
+    ]),
   );
   return drvPaths.map((drv, i) => {
     const out = byDrv.get(drv);
@@ -279,6 +325,41 @@ in [ ${outputs
       );
     }
     return parseStorePath(out).path;
+  });
+}
+
+/** One entry of `nix build --json` for a derivation: its path and its outputs' paths. */
+interface BuiltDerivation {
+  readonly drvPath: string;
+  readonly outputs: Readonly<Record<string, string>>;
+}
+
+/**
+ * Reads `nix build --json` of derivations. An entry without outputs is what a Nix that took a
+ * bare `.drv` as the file itself prints: said so, naming the Nix, rather than failing later.
+ */
+export function parseBuiltDerivations(stdout: string, version: NixVersion): BuiltDerivation[] {
+  const data: unknown = JSON.parse(stdout);
+  const entries = Array.isArray(data) ? data : [];
+  return entries.map((entry: unknown) => {
+    const e = (entry ?? {}) as { drvPath?: unknown; outputs?: unknown };
+    const outputs = e.outputs as Record<string, unknown> | undefined;
+    if (
+      typeof e.drvPath !== "string" ||
+      outputs === undefined ||
+      typeof outputs !== "object" ||
+      Object.keys(outputs).length === 0 ||
+      !Object.values(outputs).every((o) => typeof o === "string")
+    ) {
+      throw new OperationError(
+        "nix-build-output",
+        `${version.text} answered 'nix build --json' with an entry that names no built outputs: ${JSON.stringify(entry).slice(0, 200)}`,
+        {
+          hint: "this Nix's command line differs from the ones nixship is tested with: report it with the line above",
+        },
+      );
+    }
+    return { drvPath: e.drvPath, outputs: outputs as Record<string, string> };
   });
 }
 

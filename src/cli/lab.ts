@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.js";
+import { CURRENT_NIX_DIR, resolveHostNix } from "../lab/host-nix.js";
 import {
   findLabHost,
   LAB_AGENT_ACTIONS,
@@ -34,7 +35,7 @@ export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
   help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--agents]
-                     [--json]
+                     [--nix system|current|DIR] [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -73,6 +74,10 @@ Options:
   --fleet FILE    also add the hosts to this fleet file (created if missing; other hosts
                   and settings are kept)
   --agents        run a pull agent on each host (not with --fleet)
+  --nix N         the Nix the hosts run: system (this machine's, the default), current
+                  (the one 'bash scripts/current-nix.sh' makes from Debian trixie, in
+                  $NIXSHIP_CURRENT_NIX_DIR or ${CURRENT_NIX_DIR}), or a directory
+                  holding a nix executable; each host's /nix is its own either way
   --json          print the lab as JSON`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -82,6 +87,7 @@ Options:
         system: { type: "string" },
         fleet: { type: "string" },
         agents: { type: "boolean" },
+        nix: { type: "string" },
         json: { type: "boolean" },
       },
       "lab up",
@@ -95,6 +101,7 @@ Options:
     const count = Number(positionals[0]);
     validateHostCount(Number.isInteger(count) ? count : Number.NaN);
     const name = validateLabName(values.name ?? "lab");
+    const nix = await resolveHostNix(values.nix ?? "system", io.env);
     const { state, layout, alreadyUp } = await labUp({
       labsDir: labsDir(io.env),
       name,
@@ -102,6 +109,7 @@ Options:
       ...(values.system !== undefined ? { system: systemSpec(values.system) } : {}),
       ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
       agents: values.agents === true,
+      ...(nix ? { nix } : {}),
       onEvent: (e) => {
         const line = values.json ? undefined : formatLabEvent(e);
         if (line !== undefined) io.stderr.write(`${line}\n`);

@@ -13,6 +13,7 @@ import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
+import { judgeNixVersion } from "./local-nix.js";
 
 /** Seconds one host's ssh check may take. */
 const HOST_TIMEOUT = 20;
@@ -240,7 +241,7 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
           "nix-store is not on the host's PATH",
           "install Nix on the host (NixOS has it)",
         )
-      : ok(area, "nix", nix),
+      : judgeNixVersion(area, nix, `host ${host.name}`),
     facts.get("store") === "writable"
       ? ok(area, "store", "/nix/store is writable")
       : fail(

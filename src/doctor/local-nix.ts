@@ -1,6 +1,12 @@
 // The local Nix, as the deployer builds with it: present, the experimental features nixship
 // needs, and a trivial derivation that builds. Each failure names the nix.conf line that fixes
 // it (Debian's nix-bin 2.8 with no nix.conf needs three).
+import {
+  NEWEST_TESTED_NIX,
+  newerThanTested,
+  parseNixVersion,
+  unsupportedNix,
+} from "../cache/nix-version.js";
 import { runCommand } from "../util/run.js";
 import { type Check, fail, ok, warn } from "./check.js";
 
@@ -82,7 +88,7 @@ export function judgeNix(facts: NixFacts): Check[] {
       fail(AREA, "nix", facts.version.error, "install Nix: apt-get install nix-bin (Debian)"),
     ];
   }
-  const checks: Check[] = [ok(AREA, "nix", facts.version.text)];
+  const checks: Check[] = [judgeNixVersion(AREA, facts.version.text, "the local machine")];
   const features = (facts.config.get("experimental-features") ?? "").split(/\s+/);
   const missing = [
     ...(facts.nixCommand ? [] : ["nix-command"]),
@@ -145,6 +151,25 @@ export function judgeNix(facts: NixFacts): Check[] {
     );
   }
   return checks;
+}
+
+/**
+ * A Nix's version line judged against the versions nixship is tested with: refused below the
+ * oldest; above the newest it passes, saying it was not tested.
+ */
+export function judgeNixVersion(area: string, said: string, where: string): Check {
+  const version = parseNixVersion(said);
+  const refused = unsupportedNix(version, said, where);
+  if (refused !== undefined || version === undefined) {
+    return fail(area, "nix", refused?.message ?? said, refused?.hint ?? "");
+  }
+  return ok(
+    area,
+    "nix",
+    newerThanTested(version)
+      ? `${version.text} (newer than ${NEWEST_TESTED_NIX}, the newest tested)`
+      : version.text,
+  );
 }
 
 /** Nix's last meaningful error line. */

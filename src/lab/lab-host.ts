@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { type HostNix, hostNixBind } from "./host-nix.js";
 import type { LabHostLayout } from "./layout.js";
 import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
 
@@ -43,11 +44,16 @@ export type HostBind = readonly [source: string, target: string];
  * binds are made inside the host's own /run before /tmp and /root are hidden, so a source may
  * lie under them.
  */
-function hostInit(host: LabHostLayout, binds: readonly HostBind[]): string {
+function hostInit(
+  host: LabHostLayout,
+  binds: readonly HostBind[],
+  nix: HostNix | undefined,
+): string {
   return [
     "set -e",
     `mount --bind ${shellQuote(join(host.dir, "nix"))} /nix`,
     `mount --bind ${shellQuote(join(host.dir, "etc-nix"))} /etc/nix`,
+    ...(nix ? hostNixBind(nix) : []),
     "mount -t tmpfs -o mode=0755 nixship-lab-run /run",
     // sshd's files move into the host's own /run, so nothing of the host needs the lab's
     // directory (which may be under /tmp, hidden next).
@@ -96,6 +102,7 @@ function hostKeyAtEtcSsh(): string[] {
 export async function startHost(
   host: LabHostLayout,
   binds: readonly HostBind[] = [],
+  nix?: HostNix,
 ): Promise<number> {
   await mkdir("/nix", { recursive: true });
   await mkdir("/etc/nix", { recursive: true });
@@ -117,7 +124,7 @@ export async function startHost(
         "--",
         "/bin/sh",
         "-c",
-        hostInit(host, binds),
+        hostInit(host, binds, nix),
       ],
       { detached: true, stdio: ["ignore", log, log] },
     );

@@ -21,6 +21,8 @@ export interface LabState {
   readonly createdAt: string;
   /** `lab up --agents`: each host runs a pull agent (lab-agents.ts). */
   readonly agents?: boolean;
+  /** `lab up --nix`: the version line of the Nix the hosts run, when not the machine's. */
+  readonly nix?: string;
   readonly hosts: readonly LabHostState[];
 }
 

@@ -7,6 +7,7 @@ import { controlDirFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
+import type { HostNix } from "./host-nix.js";
 import {
   agentBinds,
   agentDir,
@@ -53,6 +54,8 @@ export interface LabUpOptions {
   readonly mergeInto?: string;
   /** Starts a pull agent on each host, and makes the lab's fleet file use them. */
   readonly agents?: boolean;
+  /** The Nix the hosts run instead of the machine's (`--nix`, resolved by host-nix.ts). */
+  readonly nix?: HostNix;
   readonly onEvent?: (event: LabEvent) => void;
 }
 
@@ -90,20 +93,21 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
     if (
       existing.hosts.length === options.count &&
       (existing.agents === true) === (options.agents === true) &&
+      existing.nix === options.nix?.version &&
       (await isRunning(existing))
     ) {
       return { state: existing, layout, alreadyUp: true };
     }
     throw new InputError(
       "lab-exists",
-      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${existing.agents === true ? " and agents" : ""}${(await isRunning(existing)) ? "" : " (not all running)"}`,
+      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${existing.agents === true ? " and agents" : ""}${existing.nix ? ` on ${existing.nix}` : ""}${(await isRunning(existing)) ? "" : " (not all running)"}`,
       { hint: `run 'nixship lab down --name ${options.name}' first` },
     );
   }
   const layout = await claimLayout(options);
   try {
     const agents = options.agents === true;
-    const built = await build(layout, agents, emit);
+    const built = await build(layout, agents, options.nix, emit);
     const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
     const keys = await writeLabFleet(layout, system, agents);
     if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
@@ -138,6 +142,7 @@ async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
 async function build(
   layout: LabLayout,
   agents: boolean,
+  nix: HostNix | undefined,
   emit: (e: LabEvent) => void,
 ): Promise<LabState> {
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
@@ -148,6 +153,7 @@ async function build(
     number: layout.number,
     createdAt: new Date().toISOString(),
     ...(agents ? { agents } : {}),
+    ...(nix ? { nix: nix.version } : {}),
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
@@ -174,7 +180,7 @@ async function build(
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
-    const pid = await startHost(host, agents ? agentBinds(layout, host) : []);
+    const pid = await startHost(host, agents ? agentBinds(layout, host) : [], nix);
     hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
     await writeLabState(layout.dir, { ...pending, hosts });
     emit({ type: "host-up", host: host.name, pid });

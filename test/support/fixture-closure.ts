@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runOk } from "./cli.js";
 
-const EXPRESSION = `
+export const FIXTURE_EXPRESSION = `
 let
   mk = name: script: derivation {
     inherit name;
@@ -39,7 +39,7 @@ export async function buildFixtureClosure(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "nixship-fixture-"));
   try {
     const file = join(dir, "fixture.nix");
-    await writeFile(file, EXPRESSION);
+    await writeFile(file, FIXTURE_EXPRESSION);
     return (await runOk("nix-build", ["--no-out-link", file])).trim();
   } finally {
     await rm(dir, { recursive: true, force: true });
