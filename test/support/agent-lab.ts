@@ -39,6 +39,8 @@ export interface AgentLabOptions {
   readonly policy?: Record<string, unknown>;
   /** Merged into every agent's config, before the agents are started again. */
   readonly agentConfig?: Record<string, unknown>;
+  /** More arguments of `lab up` (e.g. `--nix current`). */
+  readonly labUpArgs?: readonly string[];
 }
 
 /** `lab up N --agents`, then the test's settings, with every agent running them. */
@@ -46,7 +48,16 @@ export async function startAgentLab(name: string, options: AgentLabOptions): Pro
   const work = await mkdtemp(join(tmpdir(), `nixship-agent-lab-${name}-`));
   const env = { NIXSHIP_LAB_DIR: join(work, "labs") };
   const up = await nixship(
-    ["lab", "up", String(options.hosts), "--name", name, "--agents", "--json"],
+    [
+      "lab",
+      "up",
+      String(options.hosts),
+      "--name",
+      name,
+      "--agents",
+      "--json",
+      ...(options.labUpArgs ?? []),
+    ],
     {
       env,
     },
@@ -127,7 +138,12 @@ export async function setSystems(lab: AgentLab, system: string, hosts?: readonly
 }
 
 export function deployViaAgent(lab: AgentLab, ...extra: string[]): Promise<CliRun> {
-  return nixship([
+  return nixship(deployViaAgentArgs(lab, ...extra));
+}
+
+/** The arguments of `nixship deploy --via agent` to the lab's hosts. */
+export function deployViaAgentArgs(lab: AgentLab, ...extra: string[]): string[] {
+  return [
     "deploy",
     "--fleet",
     lab.fleetFile,
@@ -139,7 +155,7 @@ export function deployViaAgent(lab: AgentLab, ...extra: string[]): Promise<CliRu
     lab.releaseKeyFile,
     "--json",
     ...extra,
-  ]);
+  ];
 }
 
 /** The name of the example system the host serves, or "(nothing)". */
