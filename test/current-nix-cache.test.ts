@@ -273,6 +273,31 @@ describe("nixship build of the example flake on Nix 2.26", () => {
   });
 });
 
+describe("nixship push of a flake output on Nix 2.26", () => {
+  it("builds it with that Nix and pushes its closure from that Nix's store", async () => {
+    const key = await makeKey("flake-push-26-1");
+    const cache = join(work, "cache-flake-push");
+    const r = await nixshipWithCurrentNix(nixRoot, [
+      "push",
+      `path:${EXAMPLES_DIR}#web-v3`,
+      "--to",
+      `file://${cache}`,
+      "--key",
+      key.secret,
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const system = (
+      await currentNixOk(nixRoot, "nix", ["eval", "--raw", `path:${EXAMPLES_DIR}#web-v3.outPath`])
+    ).trim();
+    const pushed = JSON.parse(r.stdout) as { pushed: number };
+    expect(pushed.pushed).toBe((await currentMeta(system)).size);
+    const store = join(work, "store-28-flake-push");
+    const copy = await nixCopyFrom(`file://${cache}`, store, key.pub, system);
+    expect(copy.code, copy.stderr).toBe(0);
+  });
+});
+
 describe("a Nix older than the oldest tested", () => {
   /** A directory whose `nix` prints `line` for --version and fails anything else. */
   async function fakeNix(name: string, line: string): Promise<string> {

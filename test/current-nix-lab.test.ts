@@ -103,6 +103,27 @@ describe("an ssh fleet on Nix 2.26, deployed from Nix 2.26", () => {
     ]);
   });
 
+  it("doctor, run on a Nix 2.26 deployer, shows its Nix and each host's, and passes them", async () => {
+    const r = await nixshipWithCurrentNix(
+      nixRoot,
+      ["doctor", "--fleet", fleetFile, "--key", keyFile, "--json"],
+      { env: env() },
+    );
+    const report = JSON.parse(r.stdout) as {
+      checks: { area: string; name: string; status: string; detail: string }[];
+    };
+    const nixChecks = report.checks.filter((c) => c.name === "nix" || c.area === "nix");
+    expect(nixChecks.map((c) => [c.area, c.name, c.status, c.detail])).toEqual([
+      ["nix", "nix", "ok", "nix (Nix) 2.26.3"],
+      ["nix", "experimental features", "ok", "nix-command flakes"],
+      ["nix", "build", "ok", "a trivial derivation builds"],
+      ["host cn1", "nix", "ok", "nix-store (Nix) 2.26.3"],
+      ["host cn2", "nix", "ok", "nix-store (Nix) 2.26.3"],
+      ["host cn3", "nix", "ok", "nix-store (Nix) 2.26.3"],
+    ]);
+    expect(r.code, r.stdout).toBe(0);
+  });
+
   it("deploys web-v1 from the example flake: substituted from the cache, signed, generation 1", async () => {
     const r = await deploy("--json");
     expect(r.code, r.stderr).toBe(0);

@@ -2,6 +2,7 @@
 // needs, and a trivial derivation that builds. Each failure names the nix.conf line that fixes
 // it (Debian's nix-bin 2.8 with no nix.conf needs three).
 import {
+  atLeast,
   NEWEST_TESTED_NIX,
   newerThanTested,
   parseNixVersion,
@@ -27,7 +28,7 @@ function probeExpr(nonce: string): string {
 export interface NixFacts {
   /** `nix --version`, or why it could not run. */
   readonly version: { ok: true; text: string } | { ok: false; error: string };
-  /** Whether `nix show-config` ran without asking for nix-command on the command line. */
+  /** Whether `nix config show` (`show-config`) ran without asking for nix-command on the command line. */
   readonly nixCommand: boolean;
   /** nix show-config's settings (read with nix-command enabled for the one call). */
   readonly config: ReadonlyMap<string, string>;
@@ -44,7 +45,11 @@ export async function probeNix(env: NodeJS.ProcessEnv): Promise<NixFacts> {
   if (!version.ok) {
     return { version, nixCommand: false, config: new Map(), build: { ok: false, error: "" } };
   }
-  const plain = await runCommand("nix", ["show-config"], {
+  // `nix config show` since Nix 2.20; `show-config` before (later Nix warns it is deprecated).
+  const parsed = parseNixVersion(version.text);
+  const show =
+    parsed !== undefined && atLeast(parsed, "2.20") ? ["config", "show"] : ["show-config"];
+  const plain = await runCommand("nix", show, {
     env,
     okCodes: [0, 1],
     signal: query(),
@@ -52,7 +57,7 @@ export async function probeNix(env: NodeJS.ProcessEnv): Promise<NixFacts> {
   const shown =
     plain.code === 0
       ? plain
-      : await runCommand("nix", ["--extra-experimental-features", "nix-command", "show-config"], {
+      : await runCommand("nix", ["--extra-experimental-features", "nix-command", ...show], {
           env,
           okCodes: [0, 1],
           signal: query(),
