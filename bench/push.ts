@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
 import { nixCopyFromArgs } from "../test/support/cli.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { type CurrentNixStore, prepareCurrentNixStore } from "./current-nix-store.js";
 import { type DiskWrite, measureDiskWrite, reportDiskFloor } from "./disk-floor.js";
 import { hasGnuTime, measure } from "./measure.js";
 import { measureParallelTax, reportParallelTax } from "./parallel-tax.js";
@@ -21,6 +22,7 @@ import {
   COMPRESSIONS,
   type Compression,
   figure,
+  isNixship,
   report,
   type Sample,
   summarise,
@@ -76,8 +78,11 @@ async function main(): Promise<void> {
         "\nis read once first (nix-store --export > /dev/null), so all runs read from the page cache.",
     );
     await warmPageCache(stats.paths, ENV);
+    console.log("\nCopying the closure into a store of the current Nix's own...");
+    const current = await prepareCurrentNixStore(top, work, ENV);
+    console.log(`nix copy current: ${current.version}, its /nix in ${current.nixRoot}`);
 
-    const { samples, kept, diskWrites } = await runVariants(runs, stats, secret, work);
+    const { samples, kept, diskWrites } = await runVariants(runs, stats, secret, work, current);
     console.log(`  (${loadAverage()})`);
     const variants = summarise(samples);
     console.log(`\n${report(variants, stats)}`);
@@ -118,6 +123,7 @@ async function runVariants(
   stats: ClosureStats,
   secret: string,
   work: string,
+  current: CurrentNixStore,
 ): Promise<{ samples: Sample[]; kept: string | undefined; diskWrites: DiskWrite[] }> {
   console.log(
     `\n${runs} runs per variant, tools alternating order; each into a fresh cache directory.` +
@@ -134,13 +140,13 @@ async function runVariants(
       const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
       for (const tool of order) {
         const warmUp = await mkdtemp(join(work, "warm-up-"));
-        await pushOnce(tool, compression, warmUp, secret, stats);
+        await pushOnce(tool, compression, warmUp, secret, stats, current);
         await rm(warmUp, { recursive: true, force: true });
         const cache = await mkdtemp(join(work, "cache-"));
-        const sample = await pushOnce(tool, compression, cache, secret, stats);
+        const sample = await pushOnce(tool, compression, cache, secret, stats, current);
         samples.push(sample);
         console.log(
-          `  run ${r + 1}/${runs}  ${tool.padEnd(14)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
+          `  run ${r + 1}/${runs}  ${tool.padEnd(16)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
             `  ${sample.m.cpuSeconds?.toFixed(2) ?? "?"} CPU s  ${mbps(stats.narBytes, sample.m.seconds)}` +
             `  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
         );
@@ -165,38 +171,38 @@ async function pushOnce(
   cache: string,
   secret: string,
   stats: ClosureStats,
+  current: CurrentNixStore,
 ): Promise<Sample> {
-  const m =
-    tool !== "nix copy"
-      ? await measure(
-          process.execPath,
-          [
-            NIXSHIP,
-            "push",
-            stats.top,
-            "--to",
-            `file://${cache}${tool === "nixship nosync" ? "?fsync=false" : ""}`,
-            "--key",
-            secret,
-            "--compression",
-            compression,
-            "--json",
-            ...(tool === "nixship 1 job" ? ["--jobs", "1"] : []),
-          ],
-          ENV,
-        )
-      : await measure(
-          "nix",
-          [
-            "copy",
-            "--to",
-            `file://${cache}?secret-key=${secret}&compression=${compression}`,
-            stats.top,
-          ],
-          ENV,
-        );
+  const copyArgs = [
+    "copy",
+    "--to",
+    `file://${cache}?secret-key=${secret}&compression=${compression}`,
+    stats.top,
+  ];
+  const [file, args]: [string, string[]] =
+    tool === "nix copy"
+      ? ["nix", copyArgs]
+      : tool === "nix copy current"
+        ? current.nix(copyArgs)
+        : [
+            process.execPath,
+            [
+              NIXSHIP,
+              "push",
+              stats.top,
+              "--to",
+              `file://${cache}${tool === "nixship nosync" ? "?fsync=false" : ""}`,
+              "--key",
+              secret,
+              "--compression",
+              compression,
+              "--json",
+              ...(tool === "nixship 1 job" ? ["--jobs", "1"] : []),
+            ],
+          ];
+  const m = await measure(file, args, ENV);
   if (m.code !== 0) throw new Error(`${tool} (${compression}) exited ${m.code}:\n${m.stderrTail}`);
-  if (tool !== "nix copy") {
+  if (isNixship(tool)) {
     const summary = JSON.parse(m.stdout) as PushSummary;
     if (summary.pushed !== stats.paths.length || summary.narBytes !== stats.narBytes) {
       throw new Error(`nixship pushed ${summary.pushed} paths, ${summary.narBytes} NAR bytes`);

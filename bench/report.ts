@@ -9,12 +9,28 @@ import type { ClosureStats } from "./synthetic-closure.js";
  * per core); "nixship nosync" pushes to `file://DIR?fsync=false`, the same durability as
  * `nix copy`, which never fsyncs; "nixship 1 job" is the default on one worker thread
  * (`--jobs 1`), like `nix copy`, which works on one core: its CPU is the like-for-like one.
+ * "nix copy" is the machine's Nix (Debian 12's 2.8); "nix copy current" the current Nix
+ * (Debian 13's 2.26, scripts/current-nix.sh), the newest peer here: the targets are against it.
  */
-export const TOOLS = ["nixship", "nixship nosync", "nixship 1 job", "nix copy"] as const;
+export const TOOLS = [
+  "nixship",
+  "nixship nosync",
+  "nixship 1 job",
+  "nix copy",
+  "nix copy current",
+] as const;
+const PEERS = ["nix copy", "nix copy current"] as const;
+/** The peer the targets are judged against: the newest Nix to be had here. */
+const PEER = "nix copy current";
 export const COMPRESSIONS = ["zstd", "none"] as const;
 const RSS_TARGET = 300e6;
 
 export type Tool = (typeof TOOLS)[number];
+type Peer = (typeof PEERS)[number];
+
+export function isNixship(tool: Tool): boolean {
+  return !(PEERS as readonly Tool[]).includes(tool);
+}
 export type Compression = (typeof COMPRESSIONS)[number];
 
 export interface Sample {
@@ -83,15 +99,17 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
   ]);
   const pick = (tool: Tool, c: Compression, of: (v: Variant) => number): number =>
     figure(variants, tool, c, of);
-  const ratio = (tool: Tool, c: Compression, of: (v: Variant) => number): number =>
-    pick("nix copy", c, of) / pick(tool, c, of);
-  const ratios = (tool: Tool, c: Compression): string =>
-    `${c}  best ${ratio(tool, c, (v) => v.bestSeconds).toFixed(2)}x  median ${ratio(tool, c, (v) => v.medianSeconds).toFixed(2)}x`;
-  const rss = Math.max(
-    ...variants.filter((v) => v.tool !== "nix copy").map((v) => v.treePeakRssBytes),
-  );
-  const cpuRatio = (c: Compression, tool: Tool = "nixship"): number =>
-    pick(tool, c, (v) => v.medianCpuSeconds) / pick("nix copy", c, (v) => v.medianCpuSeconds);
+  const ratio = (
+    tool: Tool,
+    c: Compression,
+    of: (v: Variant) => number,
+    peer: Peer = PEER,
+  ): number => pick(peer, c, of) / pick(tool, c, of);
+  const ratios = (tool: Tool, c: Compression, peer: Peer): string =>
+    `${c}  best ${ratio(tool, c, (v) => v.bestSeconds, peer).toFixed(2)}x  median ${ratio(tool, c, (v) => v.medianSeconds, peer).toFixed(2)}x`;
+  const rss = Math.max(...variants.filter((v) => isNixship(v.tool)).map((v) => v.treePeakRssBytes));
+  const cpuRatio = (c: Compression, tool: Tool = "nixship", peer: Peer = PEER): number =>
+    pick(tool, c, (v) => v.medianCpuSeconds) / pick(peer, c, (v) => v.medianCpuSeconds);
   const durabilityCost = (c: Compression): number =>
     pick("nixship", c, (v) => v.medianSeconds) / pick("nixship nosync", c, (v) => v.medianSeconds) -
     1;
@@ -107,14 +125,14 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     targets.push(
       [
         wall >= speedup,
-        `${c}: nixship at least ${speedup}x faster than nix copy (wall)`,
+        `${c}: nixship at least ${speedup}x faster than ${PEER} (wall)`,
         `${wall.toFixed(2)}x`,
       ],
-      [cpu <= 1, `${c}: nixship CPU seconds at most nix copy's`, `${cpu.toFixed(2)} of nix copy's`],
+      [cpu <= 1, `${c}: nixship CPU seconds at most ${PEER}'s`, `${cpu.toFixed(2)} of ${PEER}'s`],
       [
         cpuOneJob <= 1,
         `${c}: the same on one core each (nixship 1 job)`,
-        `${cpuOneJob.toFixed(2)} of nix copy's`,
+        `${cpuOneJob.toFixed(2)} of ${PEER}'s`,
       ],
       [
         cost <= 0.05,
@@ -138,10 +156,13 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     "tree peak RSS: the RSS of the process and all its children summed, sampled every 50 ms.",
     "RSS and output columns are maxima over the runs.",
     "",
-    `nix copy time / nixship time:         ${ratios("nixship", "zstd")}   ${ratios("nixship", "none")}`,
-    `nix copy time / nixship nosync time:  ${ratios("nixship nosync", "zstd")}   ${ratios("nixship nosync", "none")}`,
-    `nixship CPU s / nix copy CPU s:        zstd ${cpuRatio("zstd").toFixed(2)}  none ${cpuRatio("none").toFixed(2)}`,
-    `nixship 1 job CPU s / nix copy CPU s:  zstd ${cpuRatio("zstd", "nixship 1 job").toFixed(2)}  none ${cpuRatio("none", "nixship 1 job").toFixed(2)}`,
+    ...PEERS.flatMap((peer) => [
+      `${`${peer} time / nixship time:`.padEnd(38)} ${ratios("nixship", "zstd", peer)}   ${ratios("nixship", "none", peer)}`,
+      `${`${peer} time / nixship nosync time:`.padEnd(38)} ${ratios("nixship nosync", "zstd", peer)}   ${ratios("nixship nosync", "none", peer)}`,
+      `${`nixship CPU s / ${peer} CPU s:`.padEnd(38)} zstd ${cpuRatio("zstd", "nixship", peer).toFixed(2)}  none ${cpuRatio("none", "nixship", peer).toFixed(2)}`,
+      `${`nixship 1 job CPU s / ${peer} CPU s:`.padEnd(38)} zstd ${cpuRatio("zstd", "nixship 1 job", peer).toFixed(2)}  none ${cpuRatio("none", "nixship 1 job", peer).toFixed(2)}`,
+    ]),
+    `(${PEERS[0]}: the machine's Nix, Debian 12's; ${PEERS[1]}: Debian 13's, in a store of its own.)`,
     "(CPU seconds would not depend on the core count on dedicated cores; on this VM both cores",
     "busy at once cost more CPU for the same work: see the parallel tax below.)",
     "",

@@ -36,14 +36,16 @@ const ENTER = [
   'exec "$@"',
 ].join("\n");
 
-/** Runs `command` with the current Nix as the machine's Nix and `nixRoot` as its /nix. */
-export function runWithCurrentNix(
+/**
+ * The command line that runs `command` with the current Nix as the machine's Nix and `nixRoot`
+ * as its /nix: [file, args].
+ */
+export function withCurrentNix(
   nixRoot: string,
   command: string,
   args: readonly string[],
-  options: RunOptions = {},
-): Promise<CliRun> {
-  return run(
+): [string, string[]] {
+  return [
     "unshare",
     [
       "--mount",
@@ -59,8 +61,18 @@ export function runWithCurrentNix(
       command,
       ...args,
     ],
-    options,
-  );
+  ];
+}
+
+/** Runs `command` with the current Nix as the machine's Nix and `nixRoot` as its /nix. */
+export function runWithCurrentNix(
+  nixRoot: string,
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<CliRun> {
+  const [file, argv] = withCurrentNix(nixRoot, command, args);
+  return run(file, argv, options);
 }
 
 /** `nixship ARGS` on a deployer whose Nix is the current one. */
