@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parsePathInfoJson } from "./local-nix.js";
+import { parseBuiltDerivations, parsePathInfoJson } from "./local-nix.js";
 
 const DEP = "/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-dep";
 const TOP = "/nix/store/v3qa92fkaaak650aj0sxddibnb2xa5hc-top";
@@ -44,5 +44,25 @@ describe("parsePathInfoJson", () => {
     expect(() => parsePathInfoJson(JSON.stringify([{ path: DEP, valid: false }]))).toThrow(
       /not a valid path/,
     );
+  });
+});
+
+describe("parseBuiltDerivations", () => {
+  const v226 = { text: "nix (Nix) 2.26.3", major: 2, minor: 26, patch: 3 };
+  const DRV = "/nix/store/9qfmzjvy03p1rkp6r89lqzanjhmc18sx-example-web-system-v1.drv";
+  const OUT = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
+
+  it("reads each derivation's outputs (extra fields such as startTime are ignored)", () => {
+    const text = JSON.stringify([{ drvPath: DRV, outputs: { out: OUT }, startTime: 1 }]);
+    expect(parseBuiltDerivations(text, v226)).toEqual([{ drvPath: DRV, outputs: { out: OUT } }]);
+  });
+
+  it("names the Nix when an entry has no outputs (a bare .drv built as the file itself)", () => {
+    expect(() => parseBuiltDerivations(JSON.stringify([DRV]), v226)).toThrow(
+      `nix (Nix) 2.26.3 answered 'nix build --json' with an entry that names no built outputs: "${DRV}"`,
+    );
+    expect(() =>
+      parseBuiltDerivations(JSON.stringify([{ drvPath: DRV, outputs: {} }]), v226),
+    ).toThrow(/names no built outputs/);
   });
 });
