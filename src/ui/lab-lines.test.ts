@@ -41,4 +41,9 @@ describe("lab up's lines", () => {
       `--release-key ${dir}/release.sec\n`,
     );
   });
+
+  it("says which Nix the hosts run when it is not the machine's (lab up --nix)", () => {
+    const hints = formatLabHints({ ...state, nix: "nix (Nix) 2.26.3" }, layout, false);
+    expect(hints.split("\n")[0]).toBe("the hosts run nix (Nix) 2.26.3");
+  });
 });

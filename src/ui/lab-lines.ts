@@ -25,6 +25,7 @@ export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: bo
       : `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --serve-cache ${layout.gateway}:0`;
   return [
     ...(alreadyUp ? [`lab '${layout.name}' is already up`] : []),
+    ...(state.nix ? [`the hosts run ${state.nix}`] : []),
     `ssh: ssh -F ${files.sshConfig} ${state.hosts[0]?.name}`,
     deploy,
   ]
