@@ -397,6 +397,72 @@ describe("activate --secrets on a lab host", () => {
     }
   });
 
+  it("a service user's own directory: links planted at the temporary and final names change nothing outside it", async () => {
+    const token = plain("token", { owner: "nobody", group: "nogroup", path: "/run/svc/token" });
+    // /run/svc is nobody's (a service's runtime directory); nobody plants links to root's files.
+    await ssh(
+      H2,
+      [
+        "mkdir -p /run/svc && chown nobody:nogroup /run/svc && chmod 755 /run/svc",
+        "printf original > /run/victim && chmod 600 /run/victim",
+        "printf original > /run/victim2 && chmod 600 /run/victim2",
+        "setpriv --reuid nobody --regid nogroup --clear-groups sh -c 'ln -s /run/victim /run/svc/.nixship-token.new && ln -s /run/victim2 /run/svc/token'",
+      ].join(" && "),
+    );
+    const r = await activate(H2, "web-v1", secretsBundle([await seal(token, H2)]));
+    expect(r.code, JSON.stringify(r.result)).toBe(0);
+    for (const victim of ["/run/victim", "/run/victim2"]) {
+      expect(await installed(H2, victim)).toMatchObject({
+        owner: "root",
+        group: "root",
+        mode: "600",
+        content: "original",
+      });
+    }
+    expect(await installed(H2, token.path)).toMatchObject({
+      owner: "nobody",
+      group: "nogroup",
+      mode: "400",
+      content: token.plaintext,
+    });
+    // The token is a file now, not a link; the planted temporary link is nobody's business.
+    expect((await ssh(H2, "stat -c %F /run/svc/token")).trim()).toBe("regular file");
+    expect((await ssh(H2, "ls /run/nixship")).split("\n")).not.toContain("secrets-work");
+    // What nobody planted is nobody's; gone, so that the next tests see no leftovers.
+    await ssh(H2, "rm /run/svc/.nixship-token.new");
+  });
+
+  it("refuses a path below a directory that users other than root can change, writing nothing", async () => {
+    const shared = plain("shared", { path: "/run/shared/app/shared" });
+    await ssh(
+      H2,
+      "mkdir -p /run/shared/app && chmod 1777 /run/shared && chmod 755 /run/shared/app",
+    );
+    const r = await activate(H2, "web-v1", secretsBundle([await seal(shared, H2)]));
+    expectFailure(
+      r,
+      "secret shared: /run/shared, above /run/shared/app, can be changed by users other than root",
+    );
+    expect(await installed(H2, shared.path)).toBeUndefined();
+    expect(await leftovers(H2)).toBe("");
+  });
+
+  it("refuses a directory that resolves outside /run (a link to /dev/shm), writing nothing there", async () => {
+    const outside = await ssh(H2, "mktemp -d /dev/shm/nixship-sx-XXXXXX");
+    const linked = plain("linked", { path: "/run/linked/linked" });
+    try {
+      await ssh(H2, `ln -sfn ${outside.trim()} /run/linked`);
+      const r = await activate(H2, "web-v1", secretsBundle([await seal(linked, H2)]));
+      expectFailure(
+        r,
+        `secret linked: /run/linked resolves to ${outside.trim()}, which is not under /run`,
+      );
+      expect((await ssh(H2, `ls -A ${outside.trim()}`)).trim()).toBe("");
+    } finally {
+      await ssh(H2, `rm -rf ${outside.trim()} /run/linked`);
+    }
+  });
+
   it("shows no plaintext in any run's stdout, stderr or JSON result", () => {
     expect(runs.length).toBeGreaterThan(10);
     for (const r of runs) {

@@ -718,6 +718,14 @@ secrets_discard() {
 }
 
 # A malformed bundle is the deployer's bug: exit 2, naming the line but never its content.
+
+# Whether directory $1 is root's alone: root owns it, and neither its group nor others may write.
+root_only_dir() {
+  [ "$(stat -c %u "$1" 2>/dev/null)" = 0 ] || return 1
+  case $(stat -c %a "$1" 2>/dev/null) in
+    '' | *[2367]? | *[2367]) return 1 ;;
+  esac
+}
 bundle_bad() { fail secrets 2 "secrets bundle: $1"; }
 
 bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDLE bytes"; }
@@ -840,13 +848,38 @@ decrypt_secret() {
   # (New directories are 0755, as umask 022 makes them.)
   [ -d "$s_dir" ] || mkdir -p "$s_dir" 2>/dev/null ||
     secret_failed "$s_name" "cannot create the directory $s_dir"
-  s_fs=$(stat -f -c %T "$s_dir" 2>/dev/null)
+  # Where it really is: under /run (a link such as /run/keys -> /dev/shm would take it out), with
+  # every directory above it root's alone, so that nobody can swap one for a link meanwhile.
+  s_real=$(readlink -f "$s_dir") || secret_failed "$s_name" "cannot resolve $s_dir"
+  case $s_real/ in
+    /run/?*) ;;
+    *) secret_failed "$s_name" "$s_dir resolves to $s_real, which is not under /run" ;;
+  esac
+  s_up=${s_real%/*}
+  while [ -n "$s_up" ]; do
+    root_only_dir "$s_up" ||
+      secret_failed "$s_name" "$s_up, above $s_dir, can be changed by users other than root"
+    s_up=${s_up%/*}
+  done
+  s_fs=$(stat -f -c %T "$s_real" 2>/dev/null)
   case $s_fs in
     tmpfs | ramfs) ;;
     *) secret_failed "$s_name" "$s_dir is not on a tmpfs (it is on ${s_fs:-an unknown file system})" ;;
   esac
-  s_temp=$s_dir/.nixship-$s_name.new
+  # The file is made, owned and given its mode where only root may write: beside its PATH when
+  # that directory is root's alone; else (a service's own directory) in the secrets step's
+  # private directory on the same file system, from where one rename places it, replacing
+  # whatever name is there without following it. Nothing goes through a path another user
+  # could have planted.
+  if root_only_dir "$s_real"; then
+    s_temp=$s_real/.nixship-$s_name.new
+  elif [ "$(stat -c %d "$s_real")" = "$(stat -c %d "$secrets_work")" ]; then
+    s_temp=$secrets_work/stage-$s_name
+  else
+    secret_failed "$s_name" "$s_dir can be written by users other than root, and is not on the file system of $state_dir, where nixship could prepare it safely: make $s_dir root's (e.g. 0750 root:GROUP), or put the secret in a directory of /run's own file system"
+  fi
   printf '%s\n' "$s_temp" >>"$secrets_work/temps"
+  printf '%s\n' "$s_temp" >"$secrets_work/temp-$s_n"
   rm -f "$s_temp"
   r=$(remaining)
   [ "$r" -gt 0 ] || timed_out secrets
@@ -870,8 +903,11 @@ decrypt_secret() {
 # the previous manifest that this one lacks go, and this manifest is recorded. Not interrupted.
 commit_secrets() {
   trap '' INT TERM
+  s_n=1
   while read -r s_name _ _ _ s_path _ <&3; do
-    mv -f "${s_path%/*}/.nixship-$s_name.new" "$s_path" ||
+    s_n=$((s_n + 1))
+    # -T: a directory planted at PATH is refused, not moved into.
+    mv -fT "$(cat "$secrets_work/temp-$s_n")" "$s_path" ||
       secret_failed "$s_name" "cannot be moved to $s_path"
   done 3<"$secrets_work/manifest"
   if [ -f "$state_dir/secrets" ]; then
@@ -891,7 +927,8 @@ install_secrets() {
   l_phase=secrets
   write_info
   secrets_discard
-  mkdir -p "$secrets_work" || step_failed secrets 11 "cannot create $secrets_work"
+  { mkdir -p "$state_dir" && mkdir -m 700 "$secrets_work"; } ||
+    step_failed secrets 11 "cannot create $secrets_work"
   if [ -n "$secrets_url" ]; then
     fetch_bundle
   else
