@@ -1,10 +1,10 @@
 // The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
 // and the real Nix inside each host. Also what `lab down` must leave: nothing.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { controlDirFor } from "../src/delivery/ssh-transport.js";
+import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
@@ -188,18 +188,17 @@ describe("lab down", () => {
     expect((await ssh(`${name}1`, "true", lab.files.sshConfig)).code).toBe(0);
     // And one of a deployer's own, kept in its own control directory.
     const labDir = join(labsDir, name);
-    const deployerDir = controlDirFor(lab.files.sshConfig, lab.files.knownHosts);
-    await mkdir(deployerDir, { recursive: true });
+    const deployerPrefix = controlPrefixFor(lab.files.sshConfig, lab.files.knownHosts);
     const deployerMaster = await run("ssh", [
       "-F",
       lab.files.sshConfig,
       "-o",
-      `ControlPath=${join(deployerDir, "%C")}`,
+      `ControlPath=${controlPathFor(lab.files.sshConfig, lab.files.knownHosts)}`,
       `${name}2`,
       "true",
     ]);
     expect(deployerMaster.code, deployerMaster.stderr).toBe(0);
-    expect(await sshProcessesMentioning([`${labDir}/`, `${deployerDir}/`])).toHaveLength(2);
+    expect(await sshProcessesMentioning([`${labDir}/`, deployerPrefix])).toHaveLength(2);
     const before = await traces(lab.number);
     expect(before.netns).toHaveLength(2);
     expect(before.links).toHaveLength(3);
@@ -207,7 +206,7 @@ describe("lab down", () => {
     expect(down.code, down.stderr).toBe(0);
     expect(await traces(lab.number)).toEqual({ netns: [], links: [], mounts: [] });
     for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
-    expect(await sshProcessesMentioning([`${labDir}/`, `${deployerDir}/`])).toEqual([]);
+    expect(await sshProcessesMentioning([`${labDir}/`, deployerPrefix])).toEqual([]);
     await expect(readFile(lab.files.sshConfig)).rejects.toThrow(/ENOENT/);
     const again = await nixship(["lab", "down", "--name", name], { env: env() });
     expect(again.code).toBe(0);

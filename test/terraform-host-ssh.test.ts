@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { controlDirFor } from "../src/delivery/ssh-transport.js";
+import { controlPathFor } from "../src/delivery/ssh-transport.js";
 import { awsTerraformOutput } from "./support/aws-terraform-output.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs, servedBy } from "./support/lab-deploy.js";
@@ -157,7 +157,7 @@ function sshAs(identity: string, knownHosts: string): Promise<CliRun> {
 
 /** Ends nixship's shared ssh connection for this trust configuration, if there is one. */
 async function closeSharedConnection(knownHosts: string): Promise<void> {
-  const control = join(controlDirFor(sshConfig, knownHosts), "%C");
+  const control = controlPathFor(sshConfig, knownHosts);
   await run("ssh", [
     ...["-F", sshConfig, "-o", `UserKnownHostsFile=${knownHosts}`],
     ...["-o", `ControlPath=${control}`, "-O", "exit", address],

@@ -363,18 +363,22 @@ export function parseBuiltDerivations(stdout: string, version: NixVersion): Buil
   });
 }
 
-/** Copies a closure to a host with `nix copy --to ssh://DEST`, using ssh with `sshOptions`. */
+/**
+ * Copies a closure to a host with `nix copy --to ssh://DEST`. `sshOpts` becomes NIX_SSHOPTS,
+ * which Nix splits at whitespace without quoting: give only what `nixSshOpts`
+ * (delivery/ssh-config-for-nix.ts) makes of the fleet's options.
+ */
 export async function copyToHost(
   path: string,
   destination: string,
-  sshOptions: readonly string[],
+  sshOpts: string,
   options: { readonly signal?: AbortSignal } = {},
 ): Promise<void> {
   await runNix(
     "nix",
     [...NEW_CLI, "copy", "--to", `ssh://${destination}`, path],
     undefined,
-    { ...process.env, NIX_SSHOPTS: sshOptions.join(" ") },
+    { ...process.env, NIX_SSHOPTS: sshOpts },
     options.signal,
   );
 }

@@ -16,4 +16,8 @@ main(process.argv.slice(2), {
   env: process.env,
 }).then((code) => {
   process.exitCode = code;
+  // The command has ended: nothing it started may keep the process alive past a short grace
+  // (a child's pipe still open, a timer). Standard streams are synchronous here (Linux pipes
+  // and files), so nothing written is lost.
+  setTimeout(() => process.exit(code), 2000).unref();
 });

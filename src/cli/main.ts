@@ -2,6 +2,7 @@
 // any fault once, here, with its hint and exit code.
 
 import { NixshipError, UsageError } from "../errors.js";
+import { runCommandEnd } from "../util/command-end.js";
 import type { CliIO } from "./command.js";
 import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
 import { systemFault } from "./system-faults.js";
@@ -71,6 +72,9 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
     return await dispatch(argv, io);
   } catch (err) {
     return reportError(err, io, argv.includes("--json"));
+  } finally {
+    // The command is over: what it left running (ssh masters) is stopped, within a bound.
+    await runCommandEnd();
   }
 }
 

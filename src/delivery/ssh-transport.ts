@@ -3,13 +3,15 @@
 // (the magic-rollback confirmation must prove that a new login still works).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { OperationError } from "../errors.js";
 import { type ActivationResult, parseActivationResult, scriptInput } from "../host/activation.js";
 import type { ScriptRun } from "../host/activation-session.js";
+import { onCommandEnd } from "../util/command-end.js";
+import { runCommand } from "../util/run.js";
+import { privateRuntimeDir } from "../util/runtime-dir.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { sshConfigValue } from "./ssh-config-for-nix.js";
 
 export interface SshTarget {
   /** The host's name in the fleet, for messages. */
@@ -28,11 +30,12 @@ export interface SshRun {
 }
 
 /**
- * Where shared connections live: one directory per trust configuration (ssh_config and
- * known_hosts), so a connection verified under one set of host keys is never reused under
- * another. Short, because socket paths are limited to 108 bytes.
+ * Where shared connections live: in the deploying user's private runtime directory (another
+ * user who could make it first would receive our sessions), named per trust configuration
+ * (ssh_config and known_hosts) so a connection verified under one set of host keys is never
+ * reused under another: `DIR/TRUST-%C`. This is the prefix before `%C`.
  */
-export function controlDirFor(
+export function controlPrefixFor(
   configFile: string | undefined,
   knownHosts: string | undefined,
 ): string {
@@ -40,19 +43,37 @@ export function controlDirFor(
     .update(`${configFile ?? ""}\0${knownHosts ?? ""}`)
     .digest("hex")
     .slice(0, 12);
-  return join(tmpdir(), `nixship-ssh-${process.getuid?.() ?? 0}`, trust);
+  return join(privateRuntimeDir(), `${trust}-`);
 }
 
-function controlDir(target: SshTarget): string {
-  const dir = controlDirFor(target.configFile, target.knownHosts);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return dir;
+/** A socket path's limit (sun_path, 108 bytes with its NUL) less what ssh adds to `%C`. */
+const SOCKET_PREFIX_MAX = 107 - 40 - 17;
+
+/** ssh's ControlPath for `target`: the prefix, then `%C` (40 hex digits). */
+export function controlPathFor(configFile: string | undefined, knownHosts: string | undefined) {
+  const prefix = controlPrefixFor(configFile, knownHosts);
+  if (Buffer.byteLength(prefix) > SOCKET_PREFIX_MAX) {
+    throw new OperationError(
+      "runtime-dir-too-long",
+      `ssh's control sockets would not fit a socket path under ${prefix}: it is ${Buffer.byteLength(prefix)} bytes, and at most ${SOCKET_PREFIX_MAX} fit`,
+      { hint: "set XDG_RUNTIME_DIR (or TMPDIR) to a shorter directory only you can use" },
+    );
+  }
+  return `${prefix}%C`;
 }
 
+/** ssh's arguments to reach `target`; a shared connection is remembered, to be stopped. */
 export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): string[] {
+  if (!options.fresh) rememberMaster(target);
+  return connectionArgs(target, options);
+}
+
+function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string[] {
   const args: string[] = [];
   if (target.configFile) args.push("-F", target.configFile);
-  if (target.knownHosts) args.push("-o", `UserKnownHostsFile=${target.knownHosts}`);
+  if (target.knownHosts) {
+    args.push("-o", `UserKnownHostsFile=${sshConfigValue(target.knownHosts)}`);
+  }
   args.push(
     "-o",
     "StrictHostKeyChecking=yes",
@@ -71,7 +92,7 @@ export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): s
       "-o",
       "ControlMaster=auto",
       "-o",
-      `ControlPath=${join(controlDir(target), "%C")}`,
+      `ControlPath=${sshConfigValue(controlPathFor(target.configFile, target.knownHosts))}`,
       "-o",
       "ControlPersist=60",
     );
@@ -80,6 +101,42 @@ export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): s
   args.push(target.destination);
   return args;
 }
+
+/** The shared connections this process may have started, stopped when the command ends. */
+const masters = new Map<string, SshTarget>();
+
+function rememberMaster(target: SshTarget): void {
+  const key = JSON.stringify([
+    target.configFile,
+    target.knownHosts,
+    target.user,
+    target.destination,
+  ]);
+  if (masters.size === 0) onCommandEnd(closeSharedConnections);
+  masters.set(key, target);
+}
+
+/**
+ * Stops the shared connections (ControlMaster) this process used (`ssh -O exit`, 5 s each),
+ * so that none outlives the command: a master keeps the ssh client's pipes open, and with
+ * them the deployer, for as long as it persists.
+ */
+export async function closeSharedConnections(): Promise<void> {
+  const targets = [...masters.values()];
+  masters.clear();
+  await Promise.all(
+    targets.map((target) => {
+      const args = connectionArgs(target, {});
+      return runCommand("ssh", [...args.slice(0, -1), "-O", "exit", ...args.slice(-1)], {
+        okCodes: [0, 255],
+        signal: AbortSignal.timeout(5000),
+      }).catch(() => undefined);
+    }),
+  );
+}
+
+/** The characters of one stderr line passed on: a host's log line is far shorter. */
+const LINE_KEPT = 8192;
 
 /** The bytes of a command's stdout kept (its end): far more than a result line needs. */
 const STDOUT_KEPT = 1024 * 1024;
@@ -108,6 +165,7 @@ export function runOverSsh(
     let outBytes = 0;
     let stderr = "";
     let partial = "";
+    let cutting = false;
     proc.stdout.on("data", (d: Buffer) => {
       out.push(d);
       outBytes += d.length;
@@ -118,10 +176,21 @@ export function runOverSsh(
     });
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       stderr = (stderr + d).slice(-16_000);
-      if (options.onStderrLine) {
+      const emit = options.onStderrLine;
+      if (emit) {
         const lines = (partial + d).split("\n");
         partial = lines.pop() ?? "";
-        for (const line of lines) if (line.trim()) options.onStderrLine(line);
+        for (const line of lines) {
+          if (cutting)
+            cutting = false; // the rest of a line already cut and passed on
+          else if (line.trim()) emit(line.slice(0, LINE_KEPT));
+        }
+        // A line is cut at LINE_KEPT: a host that sends no newline cannot grow it without end.
+        if (partial.length > LINE_KEPT) {
+          if (!cutting) emit(`${partial.slice(0, LINE_KEPT)} [cut]`);
+          partial = "";
+          cutting = true;
+        }
       }
     });
     proc.stdin.on("error", () => {});

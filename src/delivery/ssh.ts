@@ -34,6 +34,7 @@ import {
   type WaveContext,
   type WaveHost,
 } from "./delivery.js";
+import { nixSshOpts } from "./ssh-config-for-nix.js";
 import { checkNewConnection } from "./ssh-preflight.js";
 import { runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
 
@@ -160,7 +161,7 @@ async function copyClosure(
   signal: AbortSignal | undefined,
 ): Promise<string | undefined> {
   try {
-    await copyToHost(path, target.destination, sshArgs(target).slice(0, -1), {
+    await copyToHost(path, target.destination, await nixSshOpts(sshArgs(target).slice(0, -1)), {
       signal: AbortSignal.any([
         AbortSignal.timeout(timeoutSeconds * 1000),
         ...(signal ? [signal] : []),

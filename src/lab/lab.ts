@@ -3,7 +3,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setPaused } from "../agent/state.js";
-import { controlDirFor } from "../delivery/ssh-transport.js";
+import { controlPrefixFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
@@ -321,8 +321,12 @@ async function closeSharedConnections(dir: string): Promise<void> {
       }).catch(() => undefined),
     ),
   );
-  const deployer = controlDirFor(config, join(dir, "known_hosts"));
-  await stopProcesses(await sshProcessesMentioning([`${dir}/`, `${deployer}/`]));
+  // A runtime directory nixship refuses to use holds no connection of ours to stop.
+  let deployer: string[] = [];
+  try {
+    deployer = [controlPrefixFor(config, join(dir, "known_hosts"))];
+  } catch {}
+  await stopProcesses(await sshProcessesMentioning([`${dir}/`, ...deployer]));
 }
 
 /** Pids of ssh processes whose command line mentions one of `needles`. */
