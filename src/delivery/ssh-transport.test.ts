@@ -8,6 +8,20 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runActivate, type SshTarget } from "./ssh-transport.js";
 
 let dir: string;
+
+/** A status result as activate.sh prints it. */
+const STATUS = JSON.stringify({
+  ok: true,
+  command: "status",
+  current: "/nix/store/00000000000000000000000000000000-s",
+  booted: null,
+  profile: "/nix/store/00000000000000000000000000000000-s",
+  generation: 3,
+  generations: [{ generation: 3, path: "/nix/store/00000000000000000000000000000000-s" }],
+  pending: null,
+  activation: null,
+  secrets: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+});
 let savedPath: string | undefined;
 
 const target: SshTarget = {
@@ -58,11 +72,63 @@ describe("runActivate", () => {
 
   it("keeps only the end of a flood of output, and still reads the result on its last line", async () => {
     // 8 MiB of noise before the result: the reader keeps a bounded tail.
-    await fakeSsh(
-      `head -c 8388608 /dev/zero | tr '\\0' 'x'; echo; echo '{"ok":true,"generation":3,"current":"/nix/store/00000000000000000000000000000000-s"}'`,
-    );
-    const run = await runActivate(target, ["switch"], { timeoutSeconds: 30 });
+    await fakeSsh(`head -c 8388608 /dev/zero | tr '\\0' 'x'; echo; echo '${STATUS}'`);
+    const run = await runActivate(target, ["status"], { timeoutSeconds: 30 });
     expect(run.failure).toBe("");
     expect(run.result).toMatchObject({ ok: true, generation: 3 });
+  });
+
+  it.each([
+    ["a number for a path", { current: 5 }, "current is not a store path or null"],
+    ["a string for a number", { generation: "3" }, "generation is not a whole number or null"],
+    [
+      "a path outside the store",
+      { generations: [{ generation: 1, path: "/etc/shadow" }] },
+      "generations[0].path is not a store path",
+    ],
+    [
+      "a date that is not a number",
+      {
+        activation: {
+          command: "x",
+          path: null,
+          pid: 1,
+          since: "yesterday",
+          deadline: null,
+          stale: false,
+        },
+      },
+      "since is not a whole number or null",
+    ],
+    [
+      "a huge message",
+      { message: "x".repeat(5000), command: "abort", result: "unknown", exitCode: 7 },
+      "message is longer than 4096 characters",
+    ],
+    [
+      "an unknown command",
+      { command: "format-disk" },
+      "command is not one activate.sh answers with",
+    ],
+  ])("fails a host whose result has %s, naming what is wrong", async (_, change, problem) => {
+    await fakeSsh(`printf '%s\\n' '${JSON.stringify({ ...JSON.parse(STATUS), ...change })}'`);
+    const run = await runActivate(target, ["status"], { timeoutSeconds: 30 });
+    expect(run.result).toBeUndefined();
+    expect(run.failure).toBe(
+      `ssh exited with 0 and no result; web1: the activation script's result is malformed: ${problem}`,
+    );
+  });
+
+  it("strips control characters from what a host says", async () => {
+    const forged = {
+      ok: false,
+      command: "abort",
+      result: "unknown",
+      exitCode: 7,
+      message: "a\u001b[2J\rweb5 success\u0007",
+    };
+    await fakeSsh(`printf '%s\\n' '${JSON.stringify(forged)}'`);
+    const run = await runActivate(target, ["abort"], { timeoutSeconds: 30 });
+    expect(run.result).toMatchObject({ message: "a\ufffd[2J\ufffdweb5 success\ufffd" });
   });
 });

@@ -5,6 +5,7 @@ import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { checkActivationResult, withoutControls } from "./activation-result.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {
@@ -175,8 +176,12 @@ export type ActivationResult =
       readonly phase: "realise" | "secrets" | "profile" | "switch" | "health";
       readonly exitCode: number;
       readonly message: string;
+      /** What it was asked to activate, and how. */
+      readonly path?: string;
+      readonly action?: Action;
       readonly rolledBack: boolean;
       readonly previous: string | null;
+      readonly previousGeneration?: number | null;
       readonly generation: number | null;
       readonly tookOver?: string;
     }
@@ -193,11 +198,13 @@ export type ActivationResult =
       readonly message: string;
       readonly generation: number | null;
       readonly current: string | null;
+      readonly tookOver?: string;
     }
   | {
       readonly ok: boolean;
       readonly command: "rollback";
       readonly result: "rolled-back" | "failed" | "no-generation";
+      readonly exitCode?: number;
       readonly generation: number | null;
       readonly from?: number | null;
       readonly path?: string;
@@ -259,17 +266,28 @@ export type ActivationResult =
 /** The JSON result on the last line of activate.sh's stdout. */
 export function parseActivationResult(stdout: string, host: string): ActivationResult {
   const last = stdout.trim().split("\n").at(-1) ?? "";
+  let value: unknown;
   try {
-    const value = JSON.parse(last) as ActivationResult;
-    if (typeof value !== "object" || value === null || typeof value.ok !== "boolean") {
-      throw new Error("not a result object");
-    }
-    return value;
+    value = JSON.parse(last);
   } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null) {
     throw new OperationError(
       "activation-no-result",
-      `${host}: the activation script gave no JSON result${last ? `; its last line: ${last.slice(0, 200)}` : ""}`,
+      `${host}: the activation script gave no JSON result${last ? `; its last line: ${withoutControls(last.slice(0, 200))}` : ""}`,
       { hint: "the connection may have dropped, or sh on the host is not POSIX" },
     );
   }
+  const checked = checkActivationResult(value);
+  if ("problem" in checked) {
+    throw new OperationError(
+      "activation-bad-result",
+      `${host}: the activation script's result is malformed: ${checked.problem}`,
+      {
+        hint: "the host runs another activate.sh than this nixship's, or something answers for it",
+      },
+    );
+  }
+  return checked;
 }

@@ -1,0 +1,281 @@
+// activate.sh's JSON result checked field by field where it enters: a host (or whoever answers
+// for it) is not trusted to send the shape the type promises. What is wrong is named, so a
+// host that answers badly fails alone, with the reason, and no later code meets a number where
+// it expects a string. Strings lose their control characters here, before any terminal sees
+// them (a newline stays: messages may be multi-line; each renderer flattens what it must).
+import { ACTIONS } from "../fleet/action.js";
+import { isStorePath } from "../nix/store-path.js";
+import type { ActivationResult } from "./activation.js";
+
+/** The longest message or note taken from a host. */
+const MAX_TEXT = 4096;
+/** The most generations (or hashes) a list may hold. */
+const MAX_LIST = 10_000;
+
+type Obj = Record<string, unknown>;
+
+class Bad extends Error {}
+
+/** Control characters but newline and tab, C1 included, and lone DEL. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are what is removed
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** `text` without control characters (but newline and tab), each shown as U+FFFD. */
+export function withoutControls(text: string): string {
+  return text.replace(CONTROL, "\ufffd");
+}
+
+function field(o: Obj, key: string): unknown {
+  return Object.hasOwn(o, key) ? o[key] : undefined;
+}
+
+function text(o: Obj, key: string, optional = false): string | undefined {
+  const v = field(o, key);
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== "string") throw new Bad(`${key} is not a string`);
+  if (v.length > MAX_TEXT) throw new Bad(`${key} is longer than ${MAX_TEXT} characters`);
+  return withoutControls(v);
+}
+
+function oneOf<T extends string>(o: Obj, key: string, allowed: readonly T[]): T {
+  const v = field(o, key);
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
+    throw new Bad(`${key} is not one of ${allowed.join(", ")}`);
+  }
+  return v as T;
+}
+
+function int(o: Obj, key: string, opts: { nullable?: boolean; optional?: boolean } = {}) {
+  const v = field(o, key);
+  if (v === undefined && opts.optional) return undefined;
+  if (v === null && opts.nullable) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw new Bad(`${key} is not a whole number${opts.nullable ? " or null" : ""}`);
+  }
+  return v;
+}
+
+function num(o: Obj, key: string): number | null {
+  const v = field(o, key);
+  if (v === null) return null;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+    throw new Bad(`${key} is not a number or null`);
+  }
+  return v;
+}
+
+function bool(o: Obj, key: string): boolean {
+  const v = field(o, key);
+  if (typeof v !== "boolean") throw new Bad(`${key} is not true or false`);
+  return v;
+}
+
+function storePath(o: Obj, key: string, opts: { nullable?: boolean; optional?: boolean } = {}) {
+  const v = field(o, key);
+  if (v === undefined && opts.optional) return undefined;
+  if (v === null && opts.nullable) return null;
+  if (typeof v !== "string" || !isStorePath(v)) {
+    throw new Bad(`${key} is not a store path${opts.nullable ? " or null" : ""}`);
+  }
+  return v;
+}
+
+function list<T>(o: Obj, key: string, each: (item: unknown, at: string) => T, nullable = false) {
+  const v = field(o, key);
+  if (v === null && nullable) return null;
+  if (!Array.isArray(v)) throw new Bad(`${key} is not a list`);
+  if (v.length > MAX_LIST) throw new Bad(`${key} has more than ${MAX_LIST} entries`);
+  return v.map((item, i) => each(item, `${key}[${i}]`));
+}
+
+function object(v: unknown, at: string): Obj {
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new Bad(`${at} is not an object`);
+  return v as Obj;
+}
+
+/** Keeps only the keys that are present, so optional fields stay absent. */
+function present<T extends Obj>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function generationEntry(item: unknown, at: string) {
+  const o = object(item, at);
+  const generation = int(o, "generation");
+  const path = field(o, "path");
+  if (typeof path !== "string" || !isStorePath(path))
+    throw new Bad(`${at}.path is not a store path`);
+  return { generation: generation as number, path };
+}
+
+function activation(o: Obj) {
+  const v = field(o, "activation");
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  const a = object(v, "activation");
+  return {
+    command: text(a, "command") as string,
+    // What the lock file says the holder activates: shown, never used as a path.
+    path: field(a, "path") === null ? null : (text(a, "path") as string),
+    pid: int(a, "pid", { nullable: true }) as number | null,
+    since: int(a, "since", { nullable: true }) as number | null,
+    deadline: int(a, "deadline", { nullable: true }) as number | null,
+    stale: bool(a, "stale"),
+  };
+}
+
+const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function checkVariant(o: Obj): ActivationResult {
+  const ok = bool(o, "ok");
+  const command = field(o, "command");
+  const tookOver = text(o, "tookOver", true);
+  switch (command) {
+    case "activate":
+      if (ok) {
+        return present({
+          ok,
+          command,
+          result: oneOf(o, "result", ["activated", "awaiting-confirmation"] as const),
+          path: storePath(o, "path") as string,
+          action: oneOf(o, "action", ACTIONS),
+          previous: storePath(o, "previous", { nullable: true }) as string | null,
+          previousGeneration: int(o, "previousGeneration", { nullable: true }) as number | null,
+          generation: int(o, "generation", { nullable: true }) as number | null,
+          token: text(o, "token", true),
+          confirmTimeout: int(o, "confirmTimeout", { optional: true }) as number | undefined,
+          tookOver,
+        });
+      }
+      return present({
+        ok,
+        command,
+        result: oneOf(o, "result", ["failed", "timed-out"] as const),
+        phase: oneOf(o, "phase", ["realise", "secrets", "profile", "switch", "health"] as const),
+        exitCode: int(o, "exitCode") as number,
+        message: text(o, "message") as string,
+        path: text(o, "path", true),
+        action: field(o, "action") === undefined ? undefined : oneOf(o, "action", ACTIONS),
+        rolledBack: bool(o, "rolledBack"),
+        previous: storePath(o, "previous", { nullable: true }) as string | null,
+        previousGeneration: int(o, "previousGeneration", { nullable: true, optional: true }),
+        generation: int(o, "generation", { nullable: true }) as number | null,
+        tookOver,
+      });
+    case "confirm":
+    case "abort":
+      return {
+        ok,
+        command,
+        result: oneOf(o, "result", [
+          "confirmed",
+          "rolled-back",
+          "rollback-failed",
+          "unknown",
+          "unknown-token",
+        ] as const),
+        exitCode: int(o, "exitCode") as number,
+        message: text(o, "message") as string,
+        // (unknown-token answers without them)
+        generation: int(o, "generation", { nullable: true, optional: true }) ?? null,
+        current: (storePath(o, "current", { nullable: true, optional: true }) ?? null) as
+          | string
+          | null,
+        ...(tookOver === undefined ? {} : { tookOver }),
+      };
+    case "rollback":
+      return present({
+        ok,
+        command,
+        result: oneOf(o, "result", ["rolled-back", "failed", "no-generation"] as const),
+        exitCode: int(o, "exitCode", { optional: true }) as number | undefined,
+        generation: int(o, "generation", { nullable: true }) as number | null,
+        from: int(o, "from", { nullable: true, optional: true }),
+        path: storePath(o, "path", { optional: true }) as string | undefined,
+        message: text(o, "message", true),
+        tookOver,
+      });
+    case "prune":
+      if (ok) {
+        return present({
+          ok,
+          command,
+          result: oneOf(o, "result", ["pruned"] as const),
+          kept: list(o, "kept", (n, at) => int({ [at]: n }, at) as number) as number[],
+          removed: list(o, "removed", (n, at) => int({ [at]: n }, at) as number) as number[],
+          gc: oneOf(o, "gc", ["done", "timed-out", "failed"] as const),
+          deletedPaths: int(o, "deletedPaths", { nullable: true }) as number | null,
+          freedMiB: num(o, "freedMiB"),
+          generation: int(o, "generation", { nullable: true }) as number | null,
+          tookOver,
+        });
+      }
+      return present({
+        ok,
+        command,
+        result: oneOf(o, "result", ["failed", "interrupted"] as const),
+        exitCode: int(o, "exitCode") as number,
+        message: text(o, "message") as string,
+        generation: int(o, "generation", { nullable: true, optional: true }),
+      });
+    case "status": {
+      if (!ok) throw new Bad("a status result with ok false");
+      const missing = field(o, "missing");
+      const secrets = field(o, "secrets");
+      if (secrets !== undefined && (typeof secrets !== "string" || !SHA256_HEX.test(secrets))) {
+        throw new Bad("secrets is not a sha256 in hex");
+      }
+      return present({
+        ok,
+        command,
+        current: storePath(o, "current", { nullable: true }) as string | null,
+        booted: storePath(o, "booted", { nullable: true }) as string | null,
+        profile: storePath(o, "profile", { nullable: true }) as string | null,
+        generation: int(o, "generation", { nullable: true }) as number | null,
+        generations: list(o, "generations", generationEntry) as {
+          generation: number;
+          path: string;
+        }[],
+        pending: field(o, "pending") === null ? null : (text(o, "pending") as string),
+        activation: activation(o),
+        missing:
+          missing === undefined
+            ? undefined
+            : (list(
+                o,
+                "missing",
+                (h, at) => {
+                  if (typeof h !== "string" || !HASH_PART.test(h)) {
+                    throw new Bad(`${at} is not a store path's hash part`);
+                  }
+                  return h;
+                },
+                true,
+              ) as string[] | null),
+        secrets: secrets as string | undefined,
+      });
+    }
+    case undefined:
+      return present({
+        ok: false as const,
+        result: oneOf(o, "result", ["usage", "locked"] as const),
+        exitCode: int(o, "exitCode") as number,
+        message: text(o, "message") as string,
+        since: int(o, "since", { nullable: true, optional: true }),
+        deadline: int(o, "deadline", { nullable: true, optional: true }),
+      });
+    default:
+      throw new Bad(`command is not one activate.sh answers with`);
+  }
+}
+
+/** The result checked into its type, or what is wrong with it. */
+export function checkActivationResult(value: unknown): ActivationResult | { problem: string } {
+  try {
+    return checkVariant(object(value, "the result"));
+  } catch (err) {
+    if (err instanceof Bad) return { problem: err.message };
+    throw err;
+  }
+}
