@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -97,5 +97,29 @@ describe("cache server", () => {
       headers: { authorization: `Basic ${basic}` },
     });
     expect(viaNetrc.status).toBe(200);
+  });
+
+  it("answers a store failure with a 502 that names nothing of the store; the error goes to onRequest", async () => {
+    const broken = "1123456789abcdfghijklmnpqrsvwxyz.narinfo";
+    // A link where the object should be: the store refuses to read through it, naming its path.
+    await symlink("/etc/hostname", join(dir, broken));
+    const seen: { status: number; error?: string }[] = [];
+    const server = createCacheServer({
+      store: new FsStore(dir),
+      onRequest: (entry) => seen.push(entry),
+    });
+    const url = await listen(server);
+    try {
+      const res = await fetch(`${url}/${broken}`);
+      expect(res.status).toBe(502);
+      const body = await res.text();
+      expect(body).toBe("the cache's store could not be read; the server's log says why\n");
+      expect(body).not.toContain(dir);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]?.status).toBe(502);
+      expect(seen[0]?.error).toBeTruthy();
+    } finally {
+      server.close();
+    }
   });
 });

@@ -12,7 +12,13 @@ export interface ServeOptions {
   readonly store: ObjectStore;
   /** When set, requests must carry `Authorization: Bearer <token>` (or Basic with it as password). */
   readonly token?: string;
-  readonly onRequest?: (entry: { method: string; key: string; status: number }) => void;
+  /** Each request answered; `error` says why the store failed (never sent to the client). */
+  readonly onRequest?: (entry: {
+    method: string;
+    key: string;
+    status: number;
+    error?: string;
+  }) => void;
 }
 
 function contentType(key: string): string {
@@ -93,10 +99,19 @@ export function createCacheServer(options: ServeOptions): Server {
     handle(req, res).then(
       (status) => options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status }),
       (err: Error) => {
-        if (!res.headersSent)
-          res.writeHead(502, { "content-type": "text/plain" }).end(`${err.message}\n`);
-        else res.destroy(err);
-        options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status: 502 });
+        // The store's own words may name its location (a directory, a bucket): they go to
+        // the server's log, not to a client that may not even have a token.
+        if (!res.headersSent) {
+          res
+            .writeHead(502, { "content-type": "text/plain" })
+            .end("the cache's store could not be read; the server's log says why\n");
+        } else res.destroy(err);
+        options.onRequest?.({
+          method: req.method ?? "",
+          key: req.url ?? "",
+          status: 502,
+          error: err.message,
+        });
       },
     );
   });

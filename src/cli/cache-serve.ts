@@ -4,6 +4,7 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
+import { withoutControls } from "../util/text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { readSecretFile } from "./keys-input.js";
 
@@ -32,7 +33,9 @@ and anything absent, is 404. Objects are streamed, never held whole in memory. W
 --token-file, every request must send 'Authorization: Bearer TOKEN' (or Basic auth with
 TOKEN as the password, as Nix does from a netrc file).
 
-Prints 'listening on http://HOST:PORT' on stderr once ready; stops on SIGINT or SIGTERM.
+Prints 'listening on http://HOST:PORT' on stderr once ready, and there each request the
+cache's store failed to answer (the client gets a 502 that names nothing of the store);
+stops on SIGINT or SIGTERM.
 
 Options:
   --listen HOST:PORT   address to listen on (port 0 picks a free port)
@@ -59,7 +62,18 @@ Options:
       throw err;
     });
     const { server, url } = await listenCacheServer(
-      { store, ...(token ? { token } : {}) },
+      {
+        store,
+        ...(token ? { token } : {}),
+        // The store's failures are told here, on the server's side, not to the client.
+        onRequest: ({ method, key, status, error }) => {
+          if (error !== undefined) {
+            io.stderr.write(
+              `${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${error}\n`,
+            );
+          }
+        },
+      },
       host,
       port,
     );

@@ -5,6 +5,7 @@
 // them (a newline stays: messages may be multi-line; each renderer flattens what it must).
 import { ACTIONS } from "../fleet/action.js";
 import { isStorePath } from "../nix/store-path.js";
+import { withoutControls } from "../util/text.js";
 import type { ActivationResult } from "./activation.js";
 
 /** The longest message or note taken from a host. */
@@ -15,15 +16,6 @@ const MAX_LIST = 10_000;
 type Obj = Record<string, unknown>;
 
 class Bad extends Error {}
-
-/** Control characters but newline and tab, C1 included, and lone DEL. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are what is removed
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
-
-/** `text` without control characters (but newline and tab), each shown as U+FFFD. */
-export function withoutControls(text: string): string {
-  return text.replace(CONTROL, "\ufffd");
-}
 
 function field(o: Obj, key: string): unknown {
   return Object.hasOwn(o, key) ? o[key] : undefined;

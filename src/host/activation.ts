@@ -5,7 +5,8 @@ import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
-import { checkActivationResult, withoutControls } from "./activation-result.js";
+import { withoutControls } from "../util/text.js";
+import { checkActivationResult } from "./activation-result.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {
