@@ -139,7 +139,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
       requirePlacement(found.source, release, channel, which);
       const signedBy = signature?.slice(0, signature.indexOf(":"));
       const names = Object.keys(release.hosts);
-      const [records, history] = await Promise.all([
+      const [{ records, unreadable }, history] = await Promise.all([
         readStatuses(store, names),
         readHistory(store, { channel, trustedKeys: verified ? trusted : undefined }),
       ]);
@@ -161,6 +161,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
               `the channel names release ${release.seq}, but release ${newer} exists${verified ? " and is signed by a trusted key" : ""}: the channel was replayed or a publisher was interrupted; agents with no state refuse it until a new release moves the channel on`,
             ]
           : []),
+        ...[...unreadable].map(([host, why]) => `${host}: its status record is unreadable: ${why}`),
       ];
       const views = releaseHostViews(
         release,

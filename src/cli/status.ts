@@ -53,6 +53,7 @@ ${FLEET_HELP}
     const fromStore = (h: FleetHost) => values.stored === true || h.delivery !== "ssh";
     const stored = hosts.filter(fromStore);
     let records = new Map<string, StatusRecord>();
+    let unreadable = new Map<string, string>();
     let standing = new Map<string, AgentStanding>();
     if (stored.length > 0) {
       if (fleet.cache === undefined) {
@@ -62,11 +63,11 @@ ${FLEET_HELP}
       }
       const store = await openStore(fleet.cache.url);
       try {
-        records = await readStatuses(
+        ({ records, unreadable } = await readStatuses(
           store,
           stored.map((h) => h.name),
           CONCURRENCY,
-        );
+        ));
         const agents = stored.filter((h) => h.delivery === "agent");
         if (agents.length > 0) standing = await readStanding(store, fleet, agents, records);
       } finally {
@@ -92,6 +93,17 @@ ${FLEET_HELP}
       }
       const record = records.get(h.name);
       const agent = standing.get(h.name);
+      const problem = unreadable.get(h.name);
+      if (problem !== undefined) {
+        return {
+          host: h.name,
+          mode: h.delivery,
+          source: "stored",
+          inStep: false,
+          reported: true,
+          unreadable: problem,
+        };
+      }
       return {
         host: h.name,
         mode: h.delivery,

@@ -1,5 +1,6 @@
 // Status objects in an ObjectStore (layout in status.ts): hosts and deployers write them, and
 // `nixship status`, the rollout's health gates and the dashboard read them.
+import { InputError, NixshipError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -38,35 +39,73 @@ export async function writeStatus(store: ObjectStore, record: StatusRecord): Pro
   await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
 }
 
-/** The host's latest record, or undefined when it never reported. */
+/** The largest status record read: far more than one carries (its error is at most 8 kB). */
+export const STATUS_RECORD_LIMIT = 256 * 1024;
+
+/**
+ * The host's latest record, or undefined when it never reported. A record at the host's key
+ * that names another host is refused (it would stand in for that host).
+ */
 export async function readStatus(
   store: ObjectStore,
   host: string,
 ): Promise<StatusRecord | undefined> {
-  return readRecord(store, hostStatusKey(host));
+  const key = hostStatusKey(host);
+  const record = await readRecord(store, key);
+  if (record !== undefined && record.host !== host) {
+    throw new InputError(
+      "status-malformed",
+      `${store.url} ${key}: the record names host '${record.host.slice(0, 80)}', not ${host}`,
+    );
+  }
+  return record;
 }
 
 export async function readRecord(
   store: ObjectStore,
   key: string,
 ): Promise<StatusRecord | undefined> {
-  const bytes = await readAll(store, key);
+  const bytes = await readAll(store, key, STATUS_RECORD_LIMIT);
   return bytes === undefined ? undefined : parseStatusRecord(bytes, `${store.url} ${key}`);
 }
 
-/** Many hosts' latest records (one GET each, bounded concurrency). */
+export interface StatusReads {
+  /** Each host's latest record (hosts that never reported are absent). */
+  readonly records: Map<string, StatusRecord>;
+  /** Hosts whose record could not be read or was malformed, and why: theirs alone. */
+  readonly unreadable: Map<string, string>;
+}
+
+/** Many hosts' latest records (one GET each, bounded concurrency); a bad one fails its host only. */
 export async function readStatuses(
   store: ObjectStore,
   hosts: readonly string[],
   concurrency = 32,
-): Promise<Map<string, StatusRecord>> {
-  const records = await mapLimit(hosts, concurrency, (h) => readStatus(store, h));
-  const found = new Map<string, StatusRecord>();
+): Promise<StatusReads> {
+  const reads = await mapLimit(hosts, concurrency, (h) =>
+    readStatus(store, h).then(
+      (record) => ({ record }),
+      (err: unknown) => {
+        // A fault of the store itself (unreachable, denied) is everyone's: it is not a record.
+        if (!(err instanceof NixshipError) || !isRecordFault(err)) throw err;
+        return { problem: err.message };
+      },
+    ),
+  );
+  const records = new Map<string, StatusRecord>();
+  const unreadable = new Map<string, string>();
   hosts.forEach((h, i) => {
-    const r = records[i];
-    if (r !== undefined) found.set(h, r);
+    const read = reads[i];
+    if (read === undefined) return;
+    if ("problem" in read) unreadable.set(h, read.problem);
+    else if (read.record !== undefined) records.set(h, read.record);
   });
-  return found;
+  return { records, unreadable };
+}
+
+/** Faults of one record: malformed, or larger than a record may be. */
+function isRecordFault(err: NixshipError): boolean {
+  return err.code === "status-malformed" || err.code === "object-too-large";
 }
 
 export interface Progress {

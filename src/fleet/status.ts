@@ -9,6 +9,8 @@
 // alone say which host is applying, succeeded, failed or refused the release: the deployer's
 // cost per poll grows with hosts/1000. It reads a body only to learn why a host failed.
 import { InputError } from "../errors.js";
+import { isStorePath } from "../nix/store-path.js";
+import { withoutControls } from "../util/text.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
 import { type HostPhase, isHostPhase } from "./phase.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
@@ -166,6 +168,9 @@ export function formatStatusRecord(record: StatusRecord): Uint8Array {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
 
+/** The longest error a status record may carry. */
+const MAX_ERROR = 8192;
+
 /** Parses a status object; `source` names it in errors. */
 export function parseStatusRecord(bytes: Uint8Array, source: string): StatusRecord {
   let value: unknown;
@@ -205,7 +210,21 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   if (r.secrets !== undefined) text("secrets", true);
   const pruned = r.pruned === undefined || r.pruned === null ? r.pruned : readPruneReport(r.pruned);
   if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
-  for (const key of ["startedAt", "updatedAt"]) text(key, false);
+  for (const key of ["startedAt", "updatedAt"]) {
+    text(key, false);
+    if ((r[key] as string).length > 40 || Number.isNaN(Date.parse(r[key] as string))) {
+      throw malformed(source, `"${key}" is not a date: ${shown(r[key])}`);
+    }
+  }
+  for (const key of ["desired", "current", "previous"]) {
+    const v = r[key];
+    if (typeof v === "string" && !isStorePath(v)) {
+      throw malformed(source, `"${key}" is not a store path: ${shown(v)}`);
+    }
+  }
+  if (typeof r.error === "string" && r.error.length > MAX_ERROR) {
+    throw malformed(source, `"error" is longer than ${MAX_ERROR} characters`);
+  }
   count("seq");
   count("generation");
   if (!(r.rolledBack === undefined || r.rolledBack === null || typeof r.rolledBack === "boolean")) {
@@ -220,7 +239,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     version: 1,
     host: r.host as string,
     mode: r.mode as DeliveryMode,
-    channel: r.channel as string | null,
+    channel: typeof r.channel === "string" ? withoutControls(r.channel) : null,
     seq: r.seq as number | null,
     desired: r.desired as string | null,
     current: r.current as string | null,
@@ -230,7 +249,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     ...(pruned === undefined ? {} : { pruned }),
     state: r.state as StatusState,
     phase,
-    error: r.error as string | null,
+    // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.
+    error: typeof r.error === "string" ? withoutControls(r.error) : null,
     rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
     startedAt: r.startedAt as string,
     updatedAt: r.updatedAt as string,

@@ -1,6 +1,7 @@
 // The deploy plan as a table for people: one row per host, then a totals line. Pure; the JSON
 // output elsewhere keeps the full store paths.
 import type { DeployPlan, HostPlan, Transfer } from "../fleet/plan.js";
+import { withoutControls } from "../util/text.js";
 import { formatBytes } from "./format.js";
 
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
@@ -14,7 +15,9 @@ export function storeName(path: string): string {
  * Rows of cells as lines, each column padded to its widest cell and separated by two spaces.
  * The last column is not padded, so lines carry no trailing blanks.
  */
-export function formatTable(rows: readonly (readonly string[])[]): string[] {
+export function formatTable(input: readonly (readonly string[])[]): string[] {
+  // Every cell is one line without control characters, whatever a host or a store put in it.
+  const rows = input.map((row) => row.map((cell) => oneLine(withoutControls(cell))));
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => {

@@ -19,6 +19,8 @@ export type LiveRow = RowBase & { readonly source: "live" } & HostStatus;
 export type StoredRow = RowBase & {
   readonly source: "stored";
   readonly reported: boolean;
+  /** The host's record could not be read, and why (that host's alone). */
+  readonly unreadable?: string;
 } & Partial<StatusRecord> &
   Partial<AgentStanding>;
 
@@ -50,6 +52,9 @@ function liveCells(r: LiveRow): string[] {
 }
 
 function storedCells(r: StoredRow): string[] {
+  if (r.unreadable !== undefined) {
+    return [r.host, r.mode, "-", "-", "unreadable", `its status record: ${r.unreadable}`];
+  }
   if (!r.reported || r.state === undefined) {
     const heard = r.liveness === "paused" ? "; its agent is paused" : "";
     return [r.host, r.mode, "-", "-", "unknown", `never reported${heard}`];
