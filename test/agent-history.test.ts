@@ -13,6 +13,7 @@ import {
   setSystems,
   startAgentLab,
   summaryOf,
+  waitFor,
 } from "./support/agent-lab.js";
 import type { CliRun } from "./support/cli.js";
 import { nixship } from "./support/cli.js";
@@ -150,6 +151,15 @@ describe("what passed on each host (issue 12)", () => {
         if (Date.now() > deadline) throw new Error(`${host} never served web-v2`);
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
+    }
+    // Serving v2 comes before the agent's record says so: the deploy plans from the records,
+    // so it must see v2 there (else ah2 looks like it still runs v1, and is skipped).
+    for (const host of HOSTS) {
+      await waitFor(
+        lab,
+        host,
+        (r) => r.state === "success" && (r.current ?? "").endsWith("-example-web-system-v2"),
+      );
     }
     await setSystems(lab, "web-v1", ["ah2"]);
     const onAh2 = await deployViaAgent(lab, "--on", "ah2");

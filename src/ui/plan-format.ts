@@ -17,7 +17,12 @@ export function storeName(path: string): string {
  */
 export function formatTable(input: readonly (readonly string[])[]): string[] {
   // Every cell is one line without control characters, whatever a host or a store put in it.
-  const rows = input.map((row) => row.map((cell) => oneLine(withoutControls(cell))));
+  const rows = input.map((row) =>
+    row.map((cell) => {
+      const clean = withoutControls(cell);
+      return clean.includes("\n") ? oneLine(clean) : clean;
+    }),
+  );
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => {
