@@ -11,6 +11,7 @@ import { onCommandEnd } from "../util/command-end.js";
 import { runCommand } from "../util/run.js";
 import { privateRuntimeDir } from "../util/runtime-dir.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { withoutControls } from "../util/text.js";
 import { sshConfigValue } from "./ssh-config-for-nix.js";
 
 export interface SshTarget {
@@ -33,7 +34,9 @@ export interface SshRun {
  * Where shared connections live: in the deploying user's private runtime directory (another
  * user who could make it first would receive our sessions), named per trust configuration
  * (ssh_config and known_hosts) so a connection verified under one set of host keys is never
- * reused under another: `DIR/TRUST-%C`. This is the prefix before `%C`.
+ * reused under another, and per process, since each command stops the connections it started
+ * when it ends (one shared with a concurrent command would end under it): `DIR/TRUST-PID-%C`.
+ * This is the prefix common to every process's, `DIR/TRUST-`.
  */
 export function controlPrefixFor(
   configFile: string | undefined,
@@ -42,16 +45,16 @@ export function controlPrefixFor(
   const trust = createHash("sha256")
     .update(`${configFile ?? ""}\0${knownHosts ?? ""}`)
     .digest("hex")
-    .slice(0, 12);
+    .slice(0, 8);
   return join(privateRuntimeDir(), `${trust}-`);
 }
 
 /** A socket path's limit (sun_path, 108 bytes with its NUL) less what ssh adds to `%C`. */
 const SOCKET_PREFIX_MAX = 107 - 40 - 17;
 
-/** ssh's ControlPath for `target`: the prefix, then `%C` (40 hex digits). */
+/** This process's ControlPath for a trust configuration: the prefix, its pid, then `%C`. */
 export function controlPathFor(configFile: string | undefined, knownHosts: string | undefined) {
-  const prefix = controlPrefixFor(configFile, knownHosts);
+  const prefix = `${controlPrefixFor(configFile, knownHosts)}${process.pid}-`;
   if (Buffer.byteLength(prefix) > SOCKET_PREFIX_MAX) {
     throw new OperationError(
       "runtime-dir-too-long",
@@ -183,11 +186,11 @@ export function runOverSsh(
         for (const line of lines) {
           if (cutting)
             cutting = false; // the rest of a line already cut and passed on
-          else if (line.trim()) emit(line.slice(0, LINE_KEPT));
+          else if (line.trim()) emit(withoutControls(line.slice(0, LINE_KEPT)));
         }
         // A line is cut at LINE_KEPT: a host that sends no newline cannot grow it without end.
         if (partial.length > LINE_KEPT) {
-          if (!cutting) emit(`${partial.slice(0, LINE_KEPT)} [cut]`);
+          if (!cutting) emit(`${withoutControls(partial.slice(0, LINE_KEPT))} [cut]`);
           partial = "";
           cutting = true;
         }
@@ -258,6 +261,9 @@ export async function runActivate(
   return { code: r.code, result, failure };
 }
 
+/** The most of a host's or ssh's last words a message carries. */
+const LAST_WORDS = 500;
+
 /** Why ssh gave no result: its own last words (e.g. "Host key verification failed."). */
 export function unreachable(code: number, stderr: string): string {
   const last = lastLine(stderr);
@@ -265,13 +271,18 @@ export function unreachable(code: number, stderr: string): string {
   return last.startsWith("ssh:") ? last : `ssh: ${last}`;
 }
 
-/** The last meaningful line ssh or the host printed, to explain a failure. */
+/**
+ * The last meaningful line ssh or the host printed, to explain a failure: without control
+ * characters (a host chose them) and cut to LAST_WORDS characters.
+ */
 export function lastLine(stderr: string): string {
-  return (
+  const line = (
     stderr
       .trim()
       .split("\n")
       .filter((l) => l.trim() && !l.startsWith("activate: "))
       .at(-1) ?? ""
   ).trim();
+  const clean = withoutControls(line);
+  return clean.length > LAST_WORDS ? `${clean.slice(0, LAST_WORDS)} [cut]` : clean;
 }

@@ -1,0 +1,107 @@
+// Hosts that never answer, or flood their output (issue 29): `status`, `plan` and `deploy`
+// each end within their stated deadline (a status query: 60 s) plus a few seconds, with the
+// deployer's memory bounded, report those hosts' problems, and deploy the healthy host. The
+// lab's hosts get a forced command in their authorized_keys: one sleeps, one writes 64 MB of
+// NUL bytes to stderr (no newline) and then sleeps.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HOST_SSHD_DIR } from "../src/lab/ssh-files.js";
+import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import { deployEvents, type LabInfo, labDeployArgs } from "./support/lab-deploy.js";
+
+const LAB = "hh";
+/** `status` asks each host for at most this long (STATUS_TIMEOUT in delivery/ssh.ts). */
+const STATUS_DEADLINE = 60;
+/** What a command may take past its deadline: ssh's shutdown, Node's exit. */
+const GRACE = 15;
+let work: string;
+let lab: LabInfo;
+let fleetFile: string;
+const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
+
+/** Runs nixship under GNU time: its exit code, output, wall seconds and peak RSS in MB. */
+async function timed(args: readonly string[]) {
+  const rusage = join(work, `rusage-${args[0]}`);
+  const started = performance.now();
+  const r = await run(
+    "/usr/bin/time",
+    ["-f", "%M", "-o", rusage, process.execPath, NIXSHIP_BIN, ...args],
+    { env: env() },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const rssMb = Number((await runOk("tail", ["-n", "1", rusage])).trim()) / 1024;
+  return { ...r, seconds, rssMb };
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-hostile-hosts-"));
+  const up = await run(process.execPath, [NIXSHIP_BIN, "lab", "up", "3", "--name", LAB, "--json"], {
+    env: env(),
+  });
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as LabInfo;
+  fleetFile = join(lab.dir, "nixship.json");
+  const force = async (host: string, command: string) => {
+    const keys = `${HOST_SSHD_DIR}/authorized_keys`;
+    await runOk("ssh", [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "-o",
+      "ControlPath=none",
+      host,
+      `sed -i 's|^|command="${command}" |' ${keys}`,
+    ]);
+  };
+  await force(`${LAB}2`, "sleep 1000");
+  // (\\& is an & to sed.)
+  await force(`${LAB}3`, "head -c 67108864 /dev/zero >\\&2; sleep 1000");
+});
+
+afterAll(async () => {
+  await run(process.execPath, [NIXSHIP_BIN, "lab", "down", "--name", LAB], { env: env() });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("a host that never answers and one that floods stderr", () => {
+  it("status, plan and deploy end within their deadline, in bounded memory, and the healthy host deploys", async () => {
+    const [status, plan, deploy] = await Promise.all([
+      timed(["status", "--fleet", fleetFile, "--json"]),
+      timed(["plan", "--fleet", fleetFile, "--json"]),
+      timed(
+        labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec"), "--skip-unreachable", "--json"),
+      ),
+    ]);
+    for (const [name, r] of Object.entries({ status, plan, deploy })) {
+      expect(r.seconds, `${name} took ${r.seconds.toFixed(1)} s`).toBeLessThan(
+        STATUS_DEADLINE + GRACE,
+      );
+      expect(r.rssMb, `${name} peaked at ${r.rssMb.toFixed(0)} MB`).toBeLessThan(300);
+      expect(r.stderr).not.toMatch(/bug in nixship/);
+    }
+    const rows = (
+      JSON.parse(status.stdout) as { hosts: { host: string; reachable: boolean; error?: string }[] }
+    ).hosts;
+    expect(rows.map((h) => [h.host, h.reachable])).toEqual([
+      [`${LAB}1`, true],
+      [`${LAB}2`, false],
+      [`${LAB}3`, false],
+    ]);
+    for (const row of rows.slice(1)) expect(row.error).toBe(`no answer within ${STATUS_DEADLINE}s`);
+    expect(status.code).toBe(1);
+    const summary = deployEvents(deploy).find((e) => e.type === "summary") as unknown as {
+      results: { host: string; outcome: { status: string; message?: string } }[];
+    };
+    expect(
+      summary.results.map((h) => [h.host, h.outcome.status]),
+      JSON.stringify(summary.results),
+    ).toEqual([
+      [`${LAB}1`, "activated"],
+      [`${LAB}2`, "skipped"],
+      [`${LAB}3`, "skipped"],
+    ]);
+    const planned = JSON.parse(plan.stdout) as { hosts: { host: string; action: string }[] };
+    expect(planned.hosts.find((h) => h.host === `${LAB}1`)?.action).toBe("activate");
+  });
+});
