@@ -101,7 +101,16 @@ describe("a host that never answers and one that floods stderr", () => {
       [`${LAB}2`, "skipped"],
       [`${LAB}3`, "skipped"],
     ]);
-    const planned = JSON.parse(plan.stdout) as { hosts: { host: string; action: string }[] };
-    expect(planned.hosts.find((h) => h.host === `${LAB}1`)?.action).toBe("activate");
+    const planned = JSON.parse(plan.stdout) as {
+      hosts: { host: string; action: string; error?: string }[];
+    };
+    expect(planned.hosts.map((h) => [h.host, h.action])).toEqual([
+      [`${LAB}1`, "activate"],
+      [`${LAB}2`, "unreachable"],
+      [`${LAB}3`, "unreachable"],
+    ]);
+    for (const row of planned.hosts.slice(1)) {
+      expect(row.error).toBe(`no answer within ${STATUS_DEADLINE}s`);
+    }
   });
 });
