@@ -301,7 +301,7 @@ export class AgentDelivery implements Delivery {
       case "path":
         return { path: to.path };
       case "release": {
-        const release = history.releases.get(to.seq) ?? (await this.#verifiedRelease(to.seq));
+        const release = await this.#verifiedRelease(to.seq);
         if (release === "absent") return { why: `channel ${channel} has no release ${to.seq}` };
         if (release === "untrusted") {
           return {

@@ -7,7 +7,7 @@ import type { PublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
-import { type ParsedRelease, parseRelease, verifyRelease } from "./release.js";
+import { parseRelease, type Release, type ReleaseHost, verifyRelease } from "./release.js";
 import { highestListed, readRelease, releaseKey } from "./release-store.js";
 import { isFinalState, type StatusState } from "./status.js";
 import { readProgress } from "./status-store.js";
@@ -20,8 +20,6 @@ const READS = 8;
 export interface HistoryRead {
   /** Each host's events, oldest first. */
   readonly hosts: Map<string, HostEvent[]>;
-  /** The releases read that a trusted key signed (or that parse, unverified), by number. */
-  readonly releases: Map<number, ParsedRelease>;
   /** Release numbers that did not verify (passed over). */
   readonly untrusted: readonly number[];
   /** LIST calls of the status markers (the listing of release files comes on top). */
@@ -54,45 +52,58 @@ export async function readHistory(
   let listCalls = 0;
   let getCalls = 0;
   let done = 0;
+  // Memory, not only bytes: a release may be tens of MB and hold 100,000 hosts, so each one is
+  // cut down to what the history needs (the paths of the hosts that reached a final state on
+  // it) as soon as it is parsed, and only READS are read at once.
   const reads = await mapLimit(seqs, READS, async (seq) => {
+    const progress = await readProgress(store, channel, seq);
+    listCalls += progress.listCalls;
+    const states = new Map(
+      [...progress.hosts]
+        .filter(([, e]) => isFinalState(e.state))
+        .map(([host, e]) => [host, e.state] as const),
+    );
     const read = await readRelease(store, channel, seq);
     getCalls++;
-    let signed: ParsedRelease | "absent" | "untrusted" = "absent";
+    let report: ReleaseReport | "absent" | "untrusted" = "absent";
     if (read.status === "found") {
       const source = releaseKey(channel, seq);
       try {
-        signed =
+        const signed =
           options.trustedKeys === undefined
             ? parseRelease(read.bytes, source)
             : verifyRelease(read.bytes, options.trustedKeys, source);
         // Copied under another number: its markers are not about this content.
-        if (signed.release.seq !== seq || signed.release.channel !== channel) signed = "untrusted";
+        report =
+          signed.release.seq !== seq || signed.release.channel !== channel
+            ? "untrusted"
+            : { release: slim(signed.release, states), states };
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
-        signed = "untrusted";
+        report = "untrusted";
       }
     }
-    let states = new Map<string, StatusState>();
-    if (typeof signed !== "string") {
-      const progress = await readProgress(store, channel, seq);
-      listCalls += progress.listCalls;
-      states = new Map(
-        [...progress.hosts]
-          .filter(([, e]) => isFinalState(e.state))
-          .map(([host, e]) => [host, e.state]),
-      );
-    }
     options.onProgress?.(++done, seqs.length);
-    return { seq, signed, states };
+    return { seq, report };
   });
-  const releases = new Map<number, ParsedRelease>();
   const reports: ReleaseReport[] = [];
   const untrusted: number[] = [];
-  for (const { seq, signed, states } of reads) {
-    if (signed === "untrusted") untrusted.push(seq);
-    if (typeof signed === "string") continue;
-    releases.set(seq, signed);
-    reports.push({ release: signed.release, states });
+  for (const { seq, report } of reads) {
+    if (report === "untrusted") untrusted.push(seq);
+    if (typeof report !== "string") reports.push(report);
   }
-  return { hosts: hostHistories(reports), releases, untrusted, listCalls, getCalls };
+  return { hosts: hostHistories(reports), untrusted, listCalls, getCalls };
+}
+
+/** The release as the history needs it: the entries of the hosts that reached `states`. */
+function slim(
+  release: Release,
+  states: ReadonlyMap<string, StatusState>,
+): ReleaseReport["release"] {
+  const hosts: Record<string, ReleaseHost> = {};
+  for (const host of states.keys()) {
+    const entry = Object.hasOwn(release.hosts, host) ? release.hosts[host] : undefined;
+    if (entry !== undefined) hosts[host] = { path: entry.path };
+  }
+  return { seq: release.seq, kind: release.kind, hosts };
 }
