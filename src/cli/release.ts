@@ -141,7 +141,12 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
       const names = Object.keys(release.hosts);
       const [{ records, unreadable }, history] = await Promise.all([
         readStatuses(store, names),
-        readHistory(store, { channel, trustedKeys: verified ? trusted : undefined }),
+        readHistory(store, {
+          channel,
+          trustedKeys: verified ? trusted : undefined,
+          // Shown and checked already (verified when trusted keys were given): not read twice.
+          known: parsed,
+        }),
       ]);
       const expired = !checkExpiry(release, new Date()).ok;
       // The channel should name the newest release: one that names an older release than a
