@@ -299,6 +299,14 @@ describe("nixship push of a flake output on Nix 2.26", () => {
 });
 
 describe("a Nix older than the oldest tested", () => {
+  /** A fleet file of one host running the example web-v1. */
+  async function oneHostFleet(name: string): Promise<string> {
+    const fleet = join(work, name);
+    const system = `path:${EXAMPLES_DIR}#web-v1`;
+    await writeFile(fleet, JSON.stringify({ hosts: { a: { address: "192.0.2.1", system } } }));
+    return fleet;
+  }
+
   /** A directory whose `nix` prints `line` for --version and fails anything else. */
   async function fakeNix(name: string, line: string): Promise<string> {
     const dir = join(work, name);
@@ -314,13 +322,7 @@ describe("a Nix older than the oldest tested", () => {
 
   it("is refused before any command of it runs, naming both versions", async () => {
     const dir = await fakeNix("nix-2.3", "nix (Nix) 2.3.16");
-    const fleet = join(work, "old-fleet.json");
-    await writeFile(
-      fleet,
-      JSON.stringify({
-        hosts: { a: { address: "192.0.2.1", system: `path:${EXAMPLES_DIR}#web-v1` } },
-      }),
-    );
+    const fleet = await oneHostFleet("old-fleet.json");
     const env = { PATH: `${dir}:${process.env.PATH}` };
     const r = await nixship(["build", "--fleet", fleet, "--json"], { env });
     expect(r.code).toBe(1);
@@ -343,13 +345,7 @@ describe("a Nix older than the oldest tested", () => {
 
   it("is refused when its version cannot be read at all", async () => {
     const dir = await fakeNix("nix-odd", "something else entirely");
-    const fleet = join(work, "odd-fleet.json");
-    await writeFile(
-      fleet,
-      JSON.stringify({
-        hosts: { a: { address: "192.0.2.1", system: `path:${EXAMPLES_DIR}#web-v1` } },
-      }),
-    );
+    const fleet = await oneHostFleet("odd-fleet.json");
     const r = await nixship(["build", "--fleet", fleet], {
       env: { PATH: `${dir}:${process.env.PATH}` },
     });

@@ -26,11 +26,11 @@ export function sshConfigText(args: readonly string[]): string {
     else if (flag === "-o") {
       const eq = value.indexOf("=");
       lines.push(`${value.slice(0, eq)} ${value.slice(eq + 1)}`);
-    } else if (flag === "-l") lines.push(`User ${quoted(value)}`);
+    } else if (flag === "-l") lines.push(`User ${sshConfigValue(value)}`);
     else throw new Error(`sshConfigText: unexpected ssh argument '${flag}'`);
     i++;
   }
-  if (include !== undefined) lines.push(`Include ${quoted(include)}`);
+  if (include !== undefined) lines.push(`Include ${sshConfigValue(include)}`);
   else lines.push("Include ~/.ssh/config", "Include /etc/ssh/ssh_config");
   return `${lines.join("\n")}\n`;
 }
@@ -41,10 +41,6 @@ export function sshConfigText(args: readonly string[]): string {
  * separated by spaces). A value ssh cannot quote is refused.
  */
 export function sshConfigValue(value: string): string {
-  return quoted(value);
-}
-
-function quoted(value: string): string {
   if (/["\n\r\0]/.test(value)) {
     throw new InputError(
       "bad-ssh-option",
