@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { secretsBundleKey } from "../src/delivery/secrets-store.js";
+import { getSecretsBundle, secretsBundleKey } from "../src/delivery/secrets-store.js";
 import { readPublishedHostKey } from "../src/fleet/host-key-store.js";
 import { publishRelease } from "../src/fleet/release-store.js";
 import { parseSecretKey } from "../src/nix/keys.js";
@@ -125,7 +125,7 @@ describe("secrets over the pull agent", () => {
     );
   });
 
-  it("a bundle changed in the store is refused: the apply fails in phase secrets, nothing changes", async () => {
+  it("a bundle changed in the store is refused in phase secrets, nothing changes, and the next deploy repairs it", async () => {
     const current = (await channelRelease(lab)).release;
     const entry = current.hosts.ax1;
     const bundle = entry?.secrets?.bundle as string;
@@ -145,11 +145,18 @@ describe("secrets over the pull agent", () => {
         key: parseSecretKey(readFileSync(lab.releaseKeyFile, "utf8")),
       });
     });
-    const failed = await waitFor(lab, "ax1", (r) => r?.state === "failed", 60);
-    expect(failed).toMatchObject({ state: "failed", phase: "secrets", rolledBack: false });
-    expect(failed?.error).toContain("its release signed: refused");
+    const refused = await waitFor(lab, "ax1", (r) => r?.state === "rejected", 60);
+    expect(refused).toMatchObject({ state: "rejected", phase: "secrets", desired: entry?.path });
+    expect(refused?.error).toContain("its release signed: refused");
     expect(await keptOn(lab.dir, "ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
     expect((await record(lab, "ax1"))?.current).toBe(entry?.path);
+    // The store's fault, not the system's: the next deploy names the system again without
+    // --allow-failed, and puts back the bundle its release names.
+    const again = await deployViaAgent(lab);
+    outputs.push(again.stdout, again.stderr);
+    expect(again.code, again.stderr).toBe(0);
+    await withStore(lab, (store) => getSecretsBundle(store, "ax1", bundle));
+    expect(await keptOn(lab.dir, "ax1", "/run/keys/web-token")).toBe(`root:nogroup 440 ${ROTATED}`);
   });
 
   it("the plaintext is in no output, no object of the store, and no Nix store", async () => {

@@ -11,6 +11,8 @@ import { putSecretsBundle, secretsBundleKey } from "../delivery/secrets-store.js
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { heartbeatKey } from "../fleet/heartbeat.js";
+import { readHistory } from "../fleet/history-store.js";
+import { hasFailed } from "../fleet/host-history.js";
 import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
 import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease } from "../fleet/release-store.js";
@@ -297,17 +299,31 @@ describe("Agent.pollOnce: secrets", () => {
     expect(activator.requests[1]?.secrets?.bundle).toBe(ROTATED);
   });
 
-  it("refuses a bundle changed in the store: the apply fails before anything runs", async () => {
+  it("refuses a bundle changed in the store before anything runs, without counting it against the system", async () => {
     const signed = await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
     const sha = signed.release.hosts[HOST]?.secrets?.bundle as string;
     await store.put(secretsBundleKey(HOST, sha), Buffer.from(ROTATED));
     const agent = makeAgent();
     await agent.start();
-    expect(await agent.pollOnce()).toBe("failed");
+    expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toHaveLength(0);
     const record = await hostRecord();
-    expect(record).toMatchObject({ state: "failed", phase: "secrets", rolledBack: false });
+    expect(record).toMatchObject({
+      state: "rejected",
+      phase: "secrets",
+      desired: sys("a"),
+      seq: signed.release.seq,
+    });
     expect(record.error).toContain(`not the ${sha} its release signed: refused`);
+    // The store's fault, not the system's: the history holds nothing against it, and the
+    // apply it began is over (no recovery of it on the next start).
+    const history = await readHistory(store, { channel: CHANNEL, trustedKeys: undefined });
+    expect(hasFailed(history.hosts.get(HOST) ?? [], sys("a"))).toBe(false);
+    expect((await loadState(stateDir)).applying).toBeNull();
+    // A release with a sound bundle for the same system is then applied.
+    await publishWithSecrets(sys("a"), BUNDLE, "1".repeat(64));
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
   });
 });
 

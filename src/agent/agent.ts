@@ -85,6 +85,16 @@ export type PollOutcome =
   | "failed"
   | "busy";
 
+/** Why a release was refused: its signature, sequence or expiry (verify), or its secrets. */
+type Refusal =
+  | { readonly phase: "verify"; readonly desired: null }
+  | {
+      readonly phase: "secrets";
+      readonly desired: string;
+      /** The host's system when the apply began. */
+      readonly current: HostSystem | undefined;
+    };
+
 export type AgentEvent =
   | { readonly type: "started"; readonly host: string; readonly channel: string }
   | { readonly type: "recovering"; readonly seq: number; readonly path: string }
@@ -412,9 +422,20 @@ export class Agent {
       ...(release.keepGenerations ? { keepGenerations: release.keepGenerations } : {}),
       ...(secrets === undefined ? {} : { secrets }),
     });
+    // The secrets bundle is fetched and checked before anything runs. One that is missing or
+    // changed in the store is the store's fault, not the system's: the release is refused (a
+    // rejection says nothing of a system, so the next release may name it again unflagged).
+    const secrets = already ? { given: undefined } : await this.#secrets(entry);
+    if ("failed" in secrets) {
+      return this.#reject(etag, secrets.failed, release.seq, {
+        phase: "secrets",
+        desired: path,
+        current: before,
+      });
+    }
     const applied: Applied = already
       ? { status: "activated", generation: before?.generation ?? null }
-      : await this.#activate(entry, request, () => record(APPLYING, undefined));
+      : await this.#activate(request(secrets.given), () => record(APPLYING, undefined));
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
@@ -449,29 +470,11 @@ export class Agent {
     return "failed";
   }
 
-  /**
-   * The host's system, or undefined when it cannot be read: the apply goes on (the activation
-   * reads it again itself) and the report leaves it out, but the operator is told why.
-   */
-  /**
-   * Activates the entry. Its secrets are fetched first and checked against the digest the
-   * release signs: a bundle that is missing or changed in the store fails the apply before
-   * anything changes on the host.
-   */
-  async #activate(
-    entry: ReleaseHost,
-    request: (secrets: HostSecrets | undefined) => DeployRequest,
-    reportApplying: () => StatusRecord,
-  ): Promise<Applied> {
-    const secrets = await this.#secrets(entry);
-    if ("failed" in secrets) {
-      return { status: "failed", phase: "secrets", message: secrets.failed, rolledBack: false };
-    }
+  /** Runs the activation, reporting the host as applying and beating while it runs. */
+  async #activate(request: DeployRequest, reportApplying: () => StatusRecord): Promise<Applied> {
     return this.#reportingApplying(reportApplying, () =>
       this.#whileBeating(() =>
-        this.#o.activator.apply(request(secrets.given), (line) =>
-          this.#emit({ type: "log", line }),
-        ),
+        this.#o.activator.apply(request, (line) => this.#emit({ type: "log", line })),
       ),
     );
   }
@@ -491,6 +494,10 @@ export class Agent {
     }
   }
 
+  /**
+   * The host's system, or undefined when it cannot be read: the apply goes on (the activation
+   * reads it again itself) and the report leaves it out, but the operator is told why.
+   */
   async #inspect(): Promise<HostSystem | undefined> {
     try {
       return await this.#o.activator.inspect();
@@ -501,25 +508,36 @@ export class Agent {
     }
   }
 
-  /** Refuses what the channel holds, once per channel version, and says why in the status. */
-  async #reject(etag: string, message: string, seq: number | undefined): Promise<PollOutcome> {
+  /**
+   * Refuses what the channel holds, once per channel version, and says why in the status. A
+   * release refused in the middle of its apply (its secrets, phase "secrets") ends that apply.
+   */
+  async #reject(
+    etag: string,
+    message: string,
+    seq: number | undefined,
+    refusal: Refusal = { phase: "verify", desired: null },
+  ): Promise<PollOutcome> {
     const o = this.#o;
     this.#emit({ type: "rejected", message });
-    const system = await this.#inspect();
+    const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
     const now = this.#now();
+    if (refusal.phase === "secrets") this.#recovering = undefined;
     await this.#saveAndReport(
-      { ...this.state, etag },
+      refusal.phase === "secrets"
+        ? { ...this.state, etag, applying: null }
+        : { ...this.state, etag },
       {
         version: 1,
         host: o.host,
         mode: "agent",
         channel: seq === undefined ? null : o.channel,
         seq: seq ?? null,
-        desired: null,
+        desired: refusal.desired,
         current: system?.current ?? null,
         generation: system?.generation ?? null,
         state: "rejected",
-        phase: "verify",
+        phase: refusal.phase,
         error: `release refused: ${message}`,
         rolledBack: null,
         startedAt: now,

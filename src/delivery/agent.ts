@@ -453,7 +453,11 @@ export class AgentDelivery implements Delivery {
     const said = refused ? "rejected" : "failed";
     return {
       status: "failed",
-      phase: refused || record?.phase === "verify" ? "connect" : (record?.phase ?? "switch"),
+      // A release refused on verifying it failed at the door; one refused for its secrets, there.
+      phase:
+        record?.phase === "verify" || (refused && record?.phase == null)
+          ? "connect"
+          : (record?.phase ?? "switch"),
       message:
         record?.error ??
         (unreadable === undefined

@@ -3,7 +3,7 @@
 // so a release or a command names exactly one bundle, and a bundle changed in the store is
 // refused by its digest.
 import { createHash } from "node:crypto";
-import { InputError } from "../errors.js";
+import { InputError, NixshipError } from "../errors.js";
 import { MAX_SECRETS_BUNDLE } from "../host/secrets-bundle.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -12,7 +12,11 @@ export const secretsBundleKey = (host: string, sha256: string) => `secrets/${hos
 
 const sha256Hex = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
-/** Stores the host's bundle (unless that very bundle is there) and returns its sha256. */
+/**
+ * Stores the host's bundle (unless that very bundle is there) and returns its sha256. What is
+ * at the key is read and checked, not only seen: a copy changed in the store is replaced, so
+ * publishing again repairs it.
+ */
 export async function putSecretsBundle(
   store: ObjectStore,
   host: string,
@@ -20,7 +24,12 @@ export async function putSecretsBundle(
 ): Promise<string> {
   const sha256 = sha256Hex(bundle);
   const key = secretsBundleKey(host, sha256);
-  if ((await store.head(key)) === undefined) {
+  const there = await readAll(store, key, MAX_SECRETS_BUNDLE).catch((err: unknown) => {
+    // Larger than any bundle: not the one named, so it is replaced.
+    if (err instanceof NixshipError && err.code === "object-too-large") return undefined;
+    throw err;
+  });
+  if (there === undefined || sha256Hex(there) !== sha256) {
     const bytes = Buffer.from(bundle);
     await store.put(key, bytes, { size: bytes.length, contentType: "text/plain" });
   }
