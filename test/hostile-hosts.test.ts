@@ -1,8 +1,9 @@
-// Hosts that never answer, or flood their output (issue 29): `status`, `plan` and `deploy`
-// each end within their stated deadline (a status query: 60 s) plus a few seconds, with the
-// deployer's memory bounded, report those hosts' problems, and deploy the healthy host. The
-// lab's hosts get a forced command in their authorized_keys: one sleeps, one writes 64 MB of
-// NUL bytes to stderr (no newline) and then sleeps.
+// Hostile and broken hosts (issue 29): one that never answers, one that floods its stderr,
+// one that answers with malformed fields, one whose answer is huge. `status`, `plan` and
+// `deploy` each end within their stated deadline (a status query: 60 s) plus a few seconds,
+// with the deployer's memory bounded, report each of those hosts' problems as that host's
+// alone (never "bug in nixship"), and deploy the healthy host. The lab's hosts get a forced
+// command in their authorized_keys, so they answer every ssh command so.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +17,18 @@ const LAB = "hh";
 const STATUS_DEADLINE = 60;
 /** What a command may take past its deadline: ssh's shutdown, Node's exit. */
 const GRACE = 15;
+/** What status and plan say of hh2…hh5. */
+const EXPECTED_PROBLEMS = [
+  `no answer within ${STATUS_DEADLINE}s`,
+  `no answer within ${STATUS_DEADLINE}s`,
+  `ssh exited with 0 and no result; ${LAB}4: the activation script's result is malformed: current is not a store path or null`,
+  // The answer's last line, cut: the reader keeps a bounded tail of it.
+  expect.stringMatching(
+    new RegExp(
+      `^ssh exited with 0 and no result; ${LAB}5: the activation script gave no JSON result; its last line: x{100,500}…?$`,
+    ),
+  ),
+];
 let work: string;
 let lab: LabInfo;
 let fleetFile: string;
@@ -37,7 +50,7 @@ async function timed(args: readonly string[]) {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-hostile-hosts-"));
-  const up = await run(process.execPath, [NIXSHIP_BIN, "lab", "up", "3", "--name", LAB, "--json"], {
+  const up = await run(process.execPath, [NIXSHIP_BIN, "lab", "up", "5", "--name", LAB, "--json"], {
     env: env(),
   });
   expect(up.code, up.stderr).toBe(0);
@@ -57,14 +70,49 @@ beforeAll(async () => {
   await force(`${LAB}2`, "sleep 1000");
   // (\\& is an & to sed.)
   await force(`${LAB}3`, "head -c 67108864 /dev/zero >\\&2; sleep 1000");
+  // A status answer of the right shape with fields of the wrong types, and 64 MB of answer
+  // with no newline: each from a script in the host's own sshd directory.
+  const malformed = JSON.stringify({
+    ok: true,
+    command: "status",
+    current: 5,
+    booted: null,
+    profile: "/etc/shadow",
+    generation: "3",
+    generations: [],
+    pending: null,
+    activation: null,
+    secrets: "0".repeat(64),
+  });
+  await script(`${LAB}4`, "malformed.sh", `cat >/dev/null; printf '%s\\n' '${malformed}'`);
+  await force(`${LAB}4`, `sh ${HOST_SSHD_DIR}/malformed.sh`);
+  await script(`${LAB}5`, "huge.sh", "cat >/dev/null; head -c 67108864 /dev/zero | tr '\\0' x");
+  await force(`${LAB}5`, `sh ${HOST_SSHD_DIR}/huge.sh`);
 });
+
+/** Writes a script to the host's sshd directory (private to the host's mount namespace). */
+async function script(host: string, name: string, body: string): Promise<void> {
+  const r = await run(
+    "ssh",
+    [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "-o",
+      "ControlPath=none",
+      host,
+      `cat > ${HOST_SSHD_DIR}/${name}`,
+    ],
+    { input: Buffer.from(`${body}\n`) },
+  );
+  expect(r.code, r.stderr).toBe(0);
+}
 
 afterAll(async () => {
   await run(process.execPath, [NIXSHIP_BIN, "lab", "down", "--name", LAB], { env: env() });
   await rm(work, { recursive: true, force: true });
 });
 
-describe("a host that never answers and one that floods stderr", () => {
+describe("hosts that never answer, flood stderr, answer malformed fields or a huge answer", () => {
   it("status, plan and deploy end within their deadline, in bounded memory, and the healthy host deploys", async () => {
     const [status, plan, deploy] = await Promise.all([
       timed(["status", "--fleet", fleetFile, "--json"]),
@@ -87,8 +135,11 @@ describe("a host that never answers and one that floods stderr", () => {
       [`${LAB}1`, true],
       [`${LAB}2`, false],
       [`${LAB}3`, false],
+      [`${LAB}4`, false],
+      [`${LAB}5`, false],
     ]);
-    for (const row of rows.slice(1)) expect(row.error).toBe(`no answer within ${STATUS_DEADLINE}s`);
+    const problems = rows.slice(1).map((row) => row.error);
+    expect(problems).toEqual(EXPECTED_PROBLEMS);
     expect(status.code).toBe(1);
     const summary = deployEvents(deploy).find((e) => e.type === "summary") as unknown as {
       results: { host: string; outcome: { status: string; message?: string } }[];
@@ -100,6 +151,8 @@ describe("a host that never answers and one that floods stderr", () => {
       [`${LAB}1`, "activated"],
       [`${LAB}2`, "skipped"],
       [`${LAB}3`, "skipped"],
+      [`${LAB}4`, "skipped"],
+      [`${LAB}5`, "skipped"],
     ]);
     const planned = JSON.parse(plan.stdout) as {
       hosts: { host: string; action: string; error?: string }[];
@@ -108,9 +161,9 @@ describe("a host that never answers and one that floods stderr", () => {
       [`${LAB}1`, "activate"],
       [`${LAB}2`, "unreachable"],
       [`${LAB}3`, "unreachable"],
+      [`${LAB}4`, "unreachable"],
+      [`${LAB}5`, "unreachable"],
     ]);
-    for (const row of planned.hosts.slice(1)) {
-      expect(row.error).toBe(`no answer within ${STATUS_DEADLINE}s`);
-    }
+    expect(planned.hosts.slice(1).map((row) => row.error)).toEqual(EXPECTED_PROBLEMS);
   });
 });

@@ -36,7 +36,8 @@ export const planCommand: Command = {
 
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
-(activate, skip when it already runs it, or unreachable) and what it must transfer.
+(activate, skip when it already runs it, or unreachable: no answer within 60 s, or a
+malformed one, with why) and what it must transfer.
 Nothing changes anywhere.
 
 Options:

@@ -23,7 +23,8 @@ export const statusCommand: Command = {
   help: `Usage: nixship status [--fleet FILE] [--on SELECTOR] [--stored] [--json]
 
 ssh hosts are asked live (activate.sh status over SSH): current system, the system profile's
-generation and recent generations, and any activation awaiting confirmation. ssm and agent
+generation and recent generations, and any activation awaiting confirmation. A host that
+gives no answer within 60 s, or a malformed one, is shown unreachable with why. ssm and agent
 hosts (and every host with --stored) are read from the status objects in the fleet's cache
 store (status/hosts/<host>.json), which agents write as they apply releases and deploys
 write for ssh and ssm hosts: state (applying, success, failed, rejected), release, desired
