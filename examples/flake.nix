@@ -20,6 +20,12 @@
         # Its switch-to-configuration (switch, test) stops the old service, points
         # /run/current-system at itself, then hangs (`sleep 100000`): only a timeout ends it.
         web-hang = mkSystem { inherit system; name = "web-hang"; version = "hang"; start = "hang"; };
+        # Declares its own health check (nixship/health.json): it passes once the host has
+        # /run/web-checked.ready.
+        web-checked = mkSystem {
+          inherit system; name = "web-checked"; version = "checked";
+          checks = { commands = [ { run = "test -e /run/web-checked.ready"; timeout = 2; } ]; };
+        };
       });
     };
 }

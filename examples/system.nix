@@ -14,6 +14,9 @@
   # "hang": switch-to-configuration stops the old service, points /run/current-system at
   # itself, then never ends (a switch that hangs, for activation timeouts).
   start ? "ok",
+  # Health checks the system declares itself, in the shape of the fleet file's policy.health
+  # (written to $out/nixship/health.json, which the deployer reads); null: none.
+  checks ? null,
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
@@ -38,11 +41,16 @@ let
     EOS
   '';
 in
-mk "example-web-system-${tag}" ''
+mk "example-web-system-${tag}" (''
   mkdir -p $out/bin
   ln -s ${etc}/etc $out/etc
   echo '${name}' > $out/nixos-version
   sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' -e 's|@start@|${start}|g' \
     ${./web/switch-to-configuration.sh} > $out/bin/switch-to-configuration
   chmod 0555 $out/bin/switch-to-configuration
-''
+'' + (if checks == null then "" else ''
+  mkdir -p $out/nixship
+  cat > $out/nixship/health.json <<'EOS'
+  ${builtins.toJSON checks}
+  EOS
+''))

@@ -327,6 +327,61 @@ describe("Agent.pollOnce: secrets", () => {
   });
 });
 
+describe("Agent.pollOnce: the host's own checks (policy per role)", () => {
+  it("applies its entry's checks in place of the release's, and the release's without them", async () => {
+    const own = {
+      health: { http: [], commands: [{ run: "test -e /run/worker.ok", timeout: 7 }] },
+      confirmTimeout: 12,
+      keepGenerations: 4,
+    };
+    const signed = await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { [HOST]: { path: sys("a"), policy: own }, web2: { path: sys("b") } },
+      kind: "deploy",
+      action: "switch",
+      health: HEALTH,
+      confirmTimeout: 45,
+      key: releaseKey,
+      now: CLOCK,
+    });
+    // The entry's policy is signed with the rest, and reads back as written.
+    expect(signed.release.hosts[HOST]?.policy).toEqual(own);
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests[0]).toMatchObject({
+      commandChecks: own.health.commands,
+      httpChecks: [],
+      confirmTimeout: 12,
+      keepGenerations: 4,
+    });
+    const other = makeAgent({ host: "web2", stateDir: join(dir, "state-web2") });
+    await mkdir(join(dir, "state-web2"));
+    await other.start();
+    expect(await other.pollOnce()).toBe("applied");
+    expect(activator.requests[1]).toMatchObject({
+      commandChecks: HEALTH.commands,
+      confirmTimeout: 45,
+    });
+  });
+
+  it("refuses an entry whose policy is malformed, naming where", async () => {
+    const signed = await publish();
+    const text = JSON.parse(Buffer.from(signed.bytes).toString("utf8"));
+    text.hosts[HOST].policy = {
+      health: { http: [], commands: [{ run: 5, timeout: 1 }] },
+      confirmTimeout: 1,
+    };
+    await writeChannel(`${JSON.stringify(text)}\n`);
+    const agent = makeAgent();
+    await agent.start();
+    // (A body that does not parse is read twice before it is refused: a torn read.)
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect((await hostRecord()).error).toContain(`hosts.${HOST}.policy.health.commands[0].run`);
+  });
+});
+
 describe("Agent.pollOnce: applying releases", () => {
   it("applies a release naming the host once and reports success (record and markers)", async () => {
     await publish();

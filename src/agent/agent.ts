@@ -17,6 +17,7 @@ import { canonicalHostKey, publishHostKey } from "../fleet/host-key-store.js";
 import {
   checkExpiry,
   checkSequence,
+  checksFor,
   headOf,
   type ReleaseHead,
   type ReleaseHost,
@@ -406,20 +407,22 @@ export class Agent {
       (keepsProfile || before.profile === path) &&
       (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
     const fill = { name: o.host, address: "127.0.0.1" };
+    // The host's own checks where its entry has them (policy per role), else the release's.
+    const checks = checksFor(release, entry);
     const request = (secrets: HostSecrets | undefined): DeployRequest => ({
       path,
       action: release.action,
       substituters: o.substituters,
       trustedKeys: o.cacheKeys,
-      commandChecks: release.health.commands,
-      httpChecks: release.health.http.map((c) => ({
+      commandChecks: checks.health.commands,
+      httpChecks: checks.health.http.map((c) => ({
         url: expandHealthUrl(c.url, fill),
         expectStatus: c.expectStatus,
         timeout: c.timeout,
       })),
-      confirmTimeout: release.confirmTimeout,
+      confirmTimeout: checks.confirmTimeout,
       activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-      ...(release.keepGenerations ? { keepGenerations: release.keepGenerations } : {}),
+      ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
       ...(secrets === undefined ? {} : { secrets }),
     });
     // The secrets bundle is fetched and checked before anything runs. One that is missing or

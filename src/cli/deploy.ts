@@ -52,7 +52,7 @@ ${FLEET_HELP}
     if (positionals.length > 0)
       throw new UsageError(`plan: unexpected argument '${positionals[0]}'`);
     const input = await readFleetInput(values, io);
-    const { policy, action } = readRollout(values, input.fleet, "plan");
+    const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     const report = await deploy(
       {
@@ -60,6 +60,7 @@ ${FLEET_HELP}
         selector: values.on,
         action,
         policy,
+        policyFlags,
         key: undefined,
         serveCache: undefined,
         emit: (e) => {
@@ -162,7 +163,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
     if (positionals.length > 0)
       throw new UsageError(`deploy: unexpected argument '${positionals[0]}'`);
     const input = await readFleetInput(values, io);
-    const { policy, action } = readRollout(values, input.fleet, "deploy");
+    const { policy, policyFlags, action } = readRollout(values, input.fleet, "deploy");
     const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
     if (input.fleet.cache !== undefined && key === undefined) {
       throw new UsageError(
@@ -214,6 +215,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
           selector: values.on,
           action,
           policy,
+          policyFlags,
           key,
           serveCache,
           emit,

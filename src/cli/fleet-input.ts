@@ -1,8 +1,9 @@
 // What the fleet commands (build, plan, deploy, rollback, status) share: the fleet file and
 // selection flags, rollout overrides, and the renderer for their events.
 import { dirname, resolve } from "node:path";
-import { parseAction } from "../fleet/action.js";
+import { type Action, parseAction } from "../fleet/action.js";
 import { type Fleet, POLICY_DEFAULTS, type RolloutPolicy } from "../fleet/fleet.js";
+import { applyOverride, type PolicyOverride } from "../fleet/host-policy.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
 import type { CliIO } from "./command.js";
@@ -61,23 +62,28 @@ export function readRollout(
   values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | undefined>>,
   fleet: Fleet,
   command: string,
-) {
+): { policy: RolloutPolicy; policyFlags: PolicyOverride; action: Action } {
+  const given = {
+    parallel: parseIntFlag(values.parallel, "--parallel", command, 1),
+    canary: parseIntFlag(values.canary, "--canary", command, 0),
+    confirmTimeout: parseIntFlag(values["confirm-timeout"], "--confirm-timeout", command, 0),
+    activationTimeout: parseIntFlag(
+      values["activation-timeout"],
+      "--activation-timeout",
+      command,
+      1,
+    ),
+    keepGenerations: parseIntFlag(values["keep-generations"], "--keep-generations", command, 0),
+  };
+  // The flags win over the fleet's policy and over every role's (policies).
+  const policyFlags: PolicyOverride = Object.fromEntries(
+    Object.entries(given).filter(([, v]) => v !== undefined),
+  );
   const policy: RolloutPolicy = {
-    ...fleet.policy,
-    parallel: parseIntFlag(values.parallel, "--parallel", command, 1) ?? fleet.policy.parallel,
+    ...applyOverride(fleet.policy, policyFlags),
     maxFailures:
       parseIntFlag(values["max-failures"], "--max-failures", command, 0) ??
       fleet.policy.maxFailures,
-    canary: parseIntFlag(values.canary, "--canary", command, 0) ?? fleet.policy.canary,
-    confirmTimeout:
-      parseIntFlag(values["confirm-timeout"], "--confirm-timeout", command, 0) ??
-      fleet.policy.confirmTimeout,
-    activationTimeout:
-      parseIntFlag(values["activation-timeout"], "--activation-timeout", command, 1) ??
-      fleet.policy.activationTimeout,
-    keepGenerations:
-      parseIntFlag(values["keep-generations"], "--keep-generations", command, 0) ??
-      fleet.policy.keepGenerations,
   };
-  return { policy, action: parseAction(values.action ?? "switch") };
+  return { policy, policyFlags, action: parseAction(values.action ?? "switch") };
 }

@@ -52,7 +52,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       throw new UsageError(`release publish: unexpected argument '${positionals[0]}'`);
     }
     const input = await readFleetInput(values, io);
-    const { policy, action } = readRollout(values, input.fleet, "release publish");
+    const { policy, policyFlags, action } = readRollout(values, input.fleet, "release publish");
     if (values.key === undefined) {
       throw new UsageError("release publish: --key CACHE_SECRET is needed to sign what is pushed");
     }
@@ -72,6 +72,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
         selector: values.on,
         action,
         policy,
+        policyFlags,
         key,
         serveCache: undefined,
         via: "agent",

@@ -18,8 +18,11 @@ import {
   stepBack,
 } from "../fleet/host-history.js";
 import {
+  canonicalJson,
+  checksFor,
   type Release,
   type ReleaseHost,
+  type ReleaseHostPolicy,
   type ReleaseKind,
   type SignedRelease,
   verifyRelease,
@@ -66,6 +69,11 @@ export interface AgentDeliveryOptions {
   readonly confirmTimeout: number;
   /** Put in every release: generations hosts keep after a confirmed activation (0: all). */
   readonly keepGenerations?: number;
+  /**
+   * A host's own checks (the fleet's policy per role): put in its entry where they differ from
+   * the release's. Absent: every host has the release's.
+   */
+  readonly policyOf?: (host: string, path: StorePath) => ReleaseHostPolicy | undefined;
   /** Milliseconds between the deployer's status reads (default 1000). */
   readonly pollInterval?: number;
   /** Called after each status read with the LIST calls it took (for benchmarks). */
@@ -538,7 +546,9 @@ export class AgentDelivery implements Delivery {
     path: StorePath,
     secrets: HostSecrets | undefined,
   ): Promise<ReleaseHost> {
-    if (secrets === undefined) return { path };
+    const policy = this.#ownPolicy(host, path);
+    const own = policy === undefined ? {} : { policy };
+    if (secrets === undefined) return { path, ...own };
     const bundle = await putSecretsBundle(this.#o.store, host, secrets.bundle);
     return {
       path,
@@ -547,6 +557,26 @@ export class AgentDelivery implements Delivery {
         manifest: secrets.digest,
         ...(secrets.age === undefined ? {} : { age: secrets.age }),
       },
+      ...own,
+    };
+  }
+
+  /** The host's checks when they differ from the release's; undefined when they do not. */
+  #ownPolicy(host: string, path: StorePath): ReleaseHostPolicy | undefined {
+    const policy = this.#o.policyOf?.(host, path);
+    if (policy === undefined) return undefined;
+    const release = checksFor(this.#releaseChecks(), undefined);
+    return canonicalJson(checksFor(policy, undefined)) === canonicalJson(release)
+      ? undefined
+      : checksFor(policy, undefined);
+  }
+
+  /** What every release of this delivery states for the hosts without checks of their own. */
+  #releaseChecks(): ReleaseHostPolicy {
+    return {
+      health: this.#o.health,
+      confirmTimeout: this.#o.confirmTimeout,
+      ...(this.#o.keepGenerations ? { keepGenerations: this.#o.keepGenerations } : {}),
     };
   }
 
@@ -554,11 +584,7 @@ export class AgentDelivery implements Delivery {
     entries: Record<string, ReleaseHost>,
     kind: ReleaseKind,
     action: Action,
-    checks: Pick<Release, "health" | "confirmTimeout" | "keepGenerations"> = {
-      health: this.#o.health,
-      confirmTimeout: this.#o.confirmTimeout,
-      ...(this.#o.keepGenerations ? { keepGenerations: this.#o.keepGenerations } : {}),
-    },
+    checks: Pick<Release, "health" | "confirmTimeout" | "keepGenerations"> = this.#releaseChecks(),
   ): Promise<SignedRelease> {
     const key = this.#o.key;
     if (key === undefined) {
@@ -582,9 +608,13 @@ export class AgentDelivery implements Delivery {
   }
 }
 
-/** Whether two entries name the same system and the same secrets. */
+/** Whether two entries name the same system, the same secrets and the same checks. */
 function sameEntry(a: ReleaseHost | undefined, b: ReleaseHost): boolean {
-  return a?.path === b.path && a.secrets?.bundle === b.secrets?.bundle;
+  return (
+    a?.path === b.path &&
+    a.secrets?.bundle === b.secrets?.bundle &&
+    canonicalJson(a.policy ?? null) === canonicalJson(b.policy ?? null)
+  );
 }
 
 /** `host: path failed there (release N)`. */

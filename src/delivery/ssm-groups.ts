@@ -35,6 +35,9 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       request.substituters,
       request.trustedKeys,
       request.commandChecks.map((c) => [c.run, c.timeout]),
+      // Roles may differ in these (policy per role): a command carries one of each.
+      request.activationTimeout,
+      request.keepGenerations ?? 0,
       // Hosts given the same secrets (the same bundle) can share one command and one URL.
       request.secrets === undefined ? null : [request.secrets.bundle, request.secrets.age],
     ]);

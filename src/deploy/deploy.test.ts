@@ -60,8 +60,8 @@ const plan = planFromSurvey(
 
 const request = (host: (typeof hosts)[number], desired: typeof V2) =>
   deployRequest(
-    { action: "switch", policy: fleet.policy },
-    { substituters: [], trustedKeys: [], secrets: new Map() },
+    { action: "switch", fleet, policy: fleet.policy },
+    { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() },
     host,
     desired,
   );

@@ -11,8 +11,15 @@ import type { Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js"
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
-import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type {
+  DeliveryMode,
+  Fleet,
+  FleetHost,
+  HealthChecks,
+  RolloutPolicy,
+} from "../fleet/fleet.js";
 import { expandHealthUrl } from "../fleet/health-url.js";
+import { hostPolicy, type PolicyOverride } from "../fleet/host-policy.js";
 import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
 import { type HostOutcome, outcomeFields } from "../fleet/status.js";
@@ -27,6 +34,7 @@ import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { interruptReason, rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { readSystemHealth, withSystemHealth } from "./system-health.js";
 
 export interface DeployOptions {
   readonly fleet: Fleet;
@@ -34,7 +42,10 @@ export interface DeployOptions {
   readonly fleetDir: string;
   readonly selector: string | undefined;
   readonly action: Action;
+  /** The fleet's policy with the flags laid over it: the rollout's own numbers. */
   readonly policy: RolloutPolicy;
+  /** The policy flags given: they win over every role's policy too (host-policy.ts). */
+  readonly policyFlags?: PolicyOverride;
   /** Signs what is pushed into the fleet's cache; without it nothing is pushed. */
   readonly key: SecretKey | undefined;
   /** Serve the fleet's cache on this host:port for the hosts while deploying. */
@@ -102,10 +113,14 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     );
   }
   const started = performance.now();
+  // The agent delivery asks for a host's checks when it publishes, after the build, which
+  // reads the checks the systems declare themselves.
+  let prepared: Prepared | undefined;
   const opened = await openDelivery(fleet, hosts, {
     via: mode,
     releaseKey: options.releaseKey,
     policy: options.policy,
+    policyOf: (host, path) => policyOf(options, host, prepared?.systemHealth.get(path)),
     ...(options.agentPollInterval !== undefined
       ? { agentPollInterval: options.agentPollInterval }
       : {}),
@@ -114,14 +129,21 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
   try {
     // Refused before anything is built.
     if (execute && options.async === true) publisherOf(opened.delivery, mode);
-    const prepared = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
+    const ready = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
+    prepared = ready;
     try {
       throwIfInterrupted(signal);
-      const found = await survey(opened.delivery, hosts, prepared.built, options).catch(
+      const found = await survey(opened.delivery, hosts, ready.built, options).catch(
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const plan = planFromSurvey(options.action, hosts, prepared, found);
+      const plan = planFromSurvey(
+        options.action,
+        hosts,
+        ready,
+        found,
+        (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)).health,
+      );
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
       return await executePlan({
@@ -130,11 +152,11 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         plan,
         mode: opened.mode,
         delivery: opened.delivery,
-        request: (host, desired) => deployRequest(options, prepared, host, desired),
+        request: (host, desired) => deployRequest(options, ready, host, desired),
         started,
       });
     } finally {
-      await prepared.close();
+      await ready.close();
     }
   } finally {
     await opened.close();
@@ -146,6 +168,8 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
 /** What the prepare stage leaves for the rest: the systems, and where the hosts fetch them. */
 export interface Prepared {
   readonly built: BuildResult;
+  /** The checks systems declare themselves (system-health.ts), by system. */
+  readonly systemHealth: ReadonlyMap<StorePath, HealthChecks>;
   /** Where the hosts substitute from; none: the delivery brings the closure (ssh copy). */
   readonly substituters: readonly string[];
   /** The keys the hosts trust for those substituters. */
@@ -191,8 +215,15 @@ export async function prepare(
     seconds: (performance.now() - buildStart) / 1000,
     systems: built.systems,
   });
+  // The checks each system declares itself (nixship/health.json), read once per system.
+  const systemHealth = new Map<StorePath, HealthChecks>();
+  for (const path of new Set(built.byHost.values())) {
+    const health = await readSystemHealth(path);
+    if (health !== undefined) systemHealth.set(path, health);
+  }
   const nothingServed = {
     built,
+    systemHealth,
     substituters: [],
     trustedKeys: [],
     secrets,
@@ -236,6 +267,7 @@ export async function prepare(
     const { server, url } = await listenCacheServer({ store }, host, port);
     return {
       built,
+      systemHealth,
       substituters: [url],
       trustedKeys: fleet.cache.publicKeys,
       secrets,
@@ -250,14 +282,24 @@ export async function prepare(
   }
 }
 
-/** What a host is asked to do: its system, from where, and the policy's checks and limits. */
+/** The policy `host` is deployed with: the fleet's, its role's (`policies`), then the flags. */
+export function policyOf(
+  options: Pick<DeployOptions, "fleet" | "policy" | "policyFlags">,
+  host: FleetHost,
+  systemHealth?: HealthChecks,
+): RolloutPolicy {
+  const policy = hostPolicy(options.policy, options.fleet.policies, host, options.policyFlags);
+  return { ...policy, health: withSystemHealth(policy.health, systemHealth) };
+}
+
+/** What a host is asked to do: its system, from where, and its policy's checks and limits. */
 export function deployRequest(
-  options: Pick<DeployOptions, "action" | "policy">,
-  prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets">,
+  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
+  prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   desired: StorePath,
 ): DeployRequest {
-  const { policy } = options;
+  const policy = policyOf(options, host, prepared.systemHealth.get(desired));
   const secrets = prepared.secrets.get(host.name);
   return {
     ...(secrets === undefined ? {} : { secrets }),
@@ -394,15 +436,20 @@ export function planFromSurvey(
     readonly secrets: ReadonlyMap<string, HostSecrets>;
   },
   found: Survey,
+  checksOf?: (host: FleetHost, desired: StorePath) => HealthChecks,
 ): DeployPlan {
   return planDeploy({
     action,
-    targets: hosts.map((h, i) => ({
-      host: h.name,
-      desired: desiredSystem(prepared.built, h.name),
-      secrets: prepared.secrets.get(h.name)?.digest,
-      state: found.states[i],
-    })),
+    targets: hosts.map((h, i) => {
+      const desired = desiredSystem(prepared.built, h.name);
+      return {
+        host: h.name,
+        desired,
+        secrets: prepared.secrets.get(h.name)?.digest,
+        state: found.states[i],
+        ...(checksOf === undefined ? {} : { checks: checksOf(h, desired) }),
+      };
+    }),
     pathInfos: found.pathInfos,
   });
 }
@@ -418,7 +465,7 @@ function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StoreP
 export interface ExecuteInput {
   readonly options: Pick<
     DeployOptions,
-    "fleet" | "policy" | "emit" | "async" | "skipUnreachable" | "signal"
+    "fleet" | "policy" | "policyFlags" | "emit" | "async" | "skipUnreachable" | "signal"
   >;
   readonly hosts: readonly FleetHost[];
   readonly plan: DeployPlan;
@@ -473,6 +520,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     plan,
     hosts: input.hosts,
     policy: options.policy,
+    policyOf: (host) => policyOf(options, host),
     delivery,
     request: input.request,
     emit,

@@ -5,7 +5,9 @@ import type { Delivery } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { InputError } from "../errors.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type { ReleaseHostPolicy } from "../fleet/release.js";
 import type { SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 
@@ -16,6 +18,8 @@ export interface DeliveryChoice {
   readonly releaseKey?: SecretKey | undefined;
   /** What agent releases carry: the health checks and the confirmation window. */
   readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout" | "keepGenerations">;
+  /** Each host's own policy (the fleet's policy per role, and the flags); default: `policy`. */
+  readonly policyOf?: (host: FleetHost, path: StorePath) => RolloutPolicy;
   /** Milliseconds between the deployer's reads of agent status (default 1000). */
   readonly agentPollInterval?: number;
   /** `--allow-failed` (agent): releases may name a system that failed on its host. */
@@ -106,6 +110,9 @@ export async function openDelivery(
         health: policy.health,
         confirmTimeout: policy.confirmTimeout,
         keepGenerations: policy.keepGenerations,
+        ...(choice.policyOf === undefined
+          ? {}
+          : { policyOf: agentPolicyOf(hosts, choice.policyOf) }),
         ...(choice.agentPollInterval !== undefined
           ? { pollInterval: choice.agentPollInterval }
           : {}),
@@ -114,6 +121,20 @@ export async function openDelivery(
       return { mode, delivery, store, close: () => store.close() };
     }
   }
+}
+
+/** The checks an agent host's release entry carries, by host name. */
+function agentPolicyOf(
+  hosts: readonly FleetHost[],
+  policyOf: (host: FleetHost, path: StorePath) => RolloutPolicy,
+): (name: string, path: StorePath) => ReleaseHostPolicy | undefined {
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+  return (name, path) => {
+    const host = byName.get(name);
+    if (host === undefined) return undefined;
+    const { health, confirmTimeout, keepGenerations } = policyOf(host, path);
+    return { health, confirmTimeout, ...(keepGenerations ? { keepGenerations } : {}) };
+  };
 }
 
 function describeHosts(hosts: readonly FleetHost[]): string {

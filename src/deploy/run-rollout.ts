@@ -26,6 +26,8 @@ export interface RolloutInput {
   readonly plan: DeployPlan;
   readonly hosts: readonly FleetHost[];
   readonly policy: Pick<RolloutPolicy, "parallel" | "maxFailures" | "canary">;
+  /** Each host's parallel and canary (policy per role); default: `policy`'s for every host. */
+  readonly policyOf?: (host: FleetHost) => Pick<RolloutPolicy, "parallel" | "canary">;
   readonly delivery: Delivery;
   readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
   readonly emit: (event: DeployEvent) => void;
@@ -52,9 +54,17 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
 
   const unreachable = [...results.values()].filter(isFailure).length;
   let failures = unreachable;
+  const policyOf = input.policyOf;
+  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
   const waves = planWaves(
     plan.hosts.filter((p) => p.action === "activate"),
     policy,
+    policyOf === undefined
+      ? undefined
+      : (p) => {
+          const host = hostNamed.get(p.host);
+          return host === undefined ? policy : policyOf(host);
+        },
   );
   const stop = (reason: string, rest: readonly Wave<HostPlan>[]) => {
     const notStarted = rest.flatMap((w) => w.hosts);
@@ -208,7 +218,8 @@ async function runWave(
       {
         index: wave.index,
         kind: wave.kind,
-        parallel: input.policy.parallel,
+        // A wave holds at most `parallel` hosts of each role: all of them run at once.
+        parallel: Math.max(input.policy.parallel, wave.hosts.length),
         failureBudget,
         ...(signal !== undefined ? { signal } : {}),
       },

@@ -22,6 +22,7 @@ import {
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
 import { usesPlaceholder } from "./health-url.js";
+import { hostPolicy, type PolicyRule, rulesFor } from "./host-policy.js";
 import {
   got,
   inputProblem,
@@ -35,7 +36,7 @@ import {
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
 import { readHosts } from "./read-hosts.js";
-import { readPolicy } from "./read-policy.js";
+import { readPolicies, readPolicy } from "./read-policy.js";
 import { readSecrets } from "./read-secrets.js";
 import { readSsmSettings } from "./read-ssm.js";
 
@@ -102,24 +103,33 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const policy = readPolicy(doc.policy === undefined ? {} : doc.policy, problems);
   const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
   const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
-  if (ssh === undefined || ssm === undefined || policy === undefined || hosts === undefined) {
+  const policies = doc.policies === undefined ? [] : readPolicies(doc.policies, hosts, problems);
+  if (
+    ssh === undefined ||
+    ssm === undefined ||
+    policy === undefined ||
+    policies === undefined ||
+    hosts === undefined
+  ) {
     return undefined;
   }
   checkAcrossFields(
     {
       policy,
+      policies,
       hosts,
       hasCache: doc.cache !== undefined,
       hasReleases: doc.releases !== undefined,
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, policy, hosts, secrets };
+  return { cache, releases, ssh, ssm, policy, policies, hosts, secrets };
 }
 
 function checkAcrossFields(
   fleet: {
     policy: RolloutPolicy;
+    policies: readonly PolicyRule[];
     hosts: readonly FleetHost[];
     hasCache: boolean;
     hasReleases: boolean;
@@ -142,14 +152,27 @@ function checkAcrossFields(
       );
     }
   }
-  const index = fleet.policy.health.http.findIndex((c) => usesPlaceholder(c.url, "address"));
-  if (index === -1) return;
+  // Each host's own checks: a role's {address} check needs an address on that role's hosts.
   for (const host of fleet.hosts.filter((h) => h.address === undefined)) {
-    problems.add(
-      ["hosts", host.name],
-      `has no "address", but policy.health.http[${index}].url uses {address}`,
-    );
+    const where = addressCheckOf(fleet.policy, fleet.policies, host);
+    if (where !== undefined)
+      problems.add(["hosts", host.name], `has no "address", but ${where} uses {address}`);
   }
+}
+
+/** Where the first HTTP check the host runs that needs its {address} is stated, if any. */
+function addressCheckOf(
+  policy: RolloutPolicy,
+  policies: readonly PolicyRule[],
+  host: FleetHost,
+): string | undefined {
+  const http = hostPolicy(policy, policies, host).health.http;
+  const index = http.findIndex((c) => usesPlaceholder(c.url, "address"));
+  if (index === -1) return undefined;
+  const from = rulesFor(policies, host).findLast((r) => r.override.health?.http !== undefined);
+  return from === undefined
+    ? `policy.health.http[${index}].url`
+    : `policies["${from.selector}"].health.http[${index}].url`;
 }
 
 function readCache(value: unknown, problems: Problems): CacheSettings | undefined {

@@ -4,6 +4,7 @@ import { InputError } from "../errors.js";
 import type { Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
 import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
+import type { PolicyOverride } from "./host-policy.js";
 import { isJsonObject } from "./json-check.js";
 import { parseJsonText } from "./json-text.js";
 
@@ -79,8 +80,31 @@ export function fleetToJson(fleet: Fleet): JsonObject {
         commands: policy.health.commands.map((c) => ({ ...c })),
       },
     },
+    ...(fleet.policies.length === 0
+      ? {}
+      : {
+          policies: Object.fromEntries(
+            fleet.policies.map((r) => [r.selector, overrideToJson(r.override)]),
+          ),
+        }),
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
     ...(fleet.secrets === undefined ? {} : { secrets: secretsToJson(fleet.secrets) }),
+  };
+}
+
+function overrideToJson({ health, ...numbers }: PolicyOverride): JsonObject {
+  return {
+    ...numbers,
+    ...(health === undefined
+      ? {}
+      : {
+          health: {
+            ...(health.http === undefined ? {} : { http: health.http.map((c) => ({ ...c })) }),
+            ...(health.commands === undefined
+              ? {}
+              : { commands: health.commands.map((c) => ({ ...c })) }),
+          },
+        }),
   };
 }
 

@@ -6,7 +6,7 @@ import type { KeyShape } from "./json-check.js";
 export const FLEET_KEYS = {
   fleet: {
     required: ["hosts"],
-    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy", "secrets"],
+    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy", "policies", "secrets"],
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
   releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
@@ -17,6 +17,18 @@ export const FLEET_KEYS = {
     optional: [
       "parallel",
       "maxFailures",
+      "canary",
+      "confirmTimeout",
+      "activationTimeout",
+      "keepGenerations",
+      "health",
+    ],
+  },
+  /** A `policies` entry: every policy key but maxFailures (the rollout's alone). */
+  policyOverride: {
+    required: [],
+    optional: [
+      "parallel",
       "canary",
       "confirmTimeout",
       "activationTimeout",

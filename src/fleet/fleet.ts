@@ -1,6 +1,7 @@
 // The fleet's domain types: hosts, how each is reached, what it should run, and the rollout
 // policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
 import type { StorePath } from "../nix/store-path.js";
+import type { PolicyRule } from "./host-policy.js";
 
 /** Host names and tags: what `--on web1,@web` selects by. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
@@ -175,6 +176,8 @@ export interface Fleet {
   readonly ssh: SshSettings;
   readonly ssm: SsmSettings;
   readonly policy: RolloutPolicy;
+  /** Policy per tag and per host, laid over `policy` (host-policy.ts); in file order. */
+  readonly policies: readonly PolicyRule[];
   /** In the order of the fleet file. */
   readonly hosts: readonly FleetHost[];
   readonly secrets: SecretsSettings | undefined;

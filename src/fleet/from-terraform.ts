@@ -146,6 +146,7 @@ export function fleetFromTerraform(
       commandTimeout: base?.ssm.commandTimeout ?? SSM_DEFAULTS.commandTimeout,
     },
     policy: base?.policy ?? { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
+    policies: base?.policies ?? [],
     hosts: read.hosts.map((h) =>
       toFleetHost(h, options.via, hostKeyOf(h, options, base?.hosts, conflicts)),
     ),

@@ -67,6 +67,9 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   ssh: resolveRef(properties(schema).ssh as SchemaObject),
   ssm: resolveRef(properties(schema).ssm as SchemaObject),
   policy: resolveRef(properties(schema).policy as SchemaObject),
+  policyOverride: resolveRef(
+    (properties(schema).policies as SchemaObject).additionalProperties as SchemaObject,
+  ),
   health: resolveRef(properties(defs.policy as SchemaObject).health as SchemaObject),
   httpCheck: resolveRef(
     (properties(defs.health as SchemaObject).http as SchemaObject).items as SchemaObject,

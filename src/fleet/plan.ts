@@ -5,6 +5,7 @@ import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
+import type { HealthChecks } from "./fleet.js";
 
 /** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
 export type HostState =
@@ -29,6 +30,8 @@ export interface PlanTarget {
   /** The digest of the secrets it should have; undefined: the deploy leaves them alone. */
   readonly secrets?: string | undefined;
   readonly state: HostState | undefined;
+  /** The checks the host is deployed with (its role's policy and its system's own). */
+  readonly checks?: HealthChecks;
 }
 
 /** The closure metadata the planner needs; a full `PathInfo` fits. */
@@ -71,6 +74,8 @@ export interface HostPlan {
   readonly secretsChange?: true;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
+  /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
+  readonly checks?: HealthChecks;
 }
 
 export interface DeployPlan {
@@ -99,7 +104,8 @@ export function planDeploy(input: PlanInput): DeployPlan {
       throw new InputError("duplicate-host", `host "${target.host}" is planned twice`);
     }
     seen.add(target.host);
-    const plan = planHost(target, input.action, closures);
+    const planned = planHost(target, input.action, closures);
+    const plan = target.checks === undefined ? planned : { ...planned, checks: target.checks };
     counts[plan.action]++;
     if (plan.action === "activate") {
       totals = {

@@ -2,6 +2,7 @@
 import {
   COMMAND_CHECK_DEFAULTS,
   type CommandCheck,
+  type FleetHost,
   type HealthChecks,
   HTTP_CHECK_DEFAULTS,
   type HttpCheck,
@@ -10,8 +11,11 @@ import {
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
 import { healthUrlProblem } from "./health-url.js";
+import type { PolicyOverride, PolicyRule } from "./host-policy.js";
 import {
   got,
+  inputProblem,
+  isJsonObject,
   type KeyShape,
   type Problems,
   readArray,
@@ -20,6 +24,7 @@ import {
   readString,
 } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
+import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
 export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | undefined {
   const path = ["policy"];
@@ -44,6 +49,80 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     keepGenerations: count("keepGenerations", 0),
     health: health ?? { http: [], commands: [] },
   };
+}
+
+/**
+ * The `policies` section: one entry per selector term (`@tag` or a host name, globs allowed),
+ * each setting some policy keys. A key that matches no host is a problem: a typo must not
+ * leave a role without its checks.
+ */
+export function readPolicies(
+  value: unknown,
+  hosts: readonly Pick<FleetHost, "name" | "tags">[] | undefined,
+  problems: Problems,
+): PolicyRule[] | undefined {
+  const path = ["policies"];
+  if (!isJsonObject(value)) return problems.add(path, `must be an object (${got(value)})`);
+  const rules: PolicyRule[] = [];
+  for (const [selector, entry] of Object.entries(value)) {
+    const at = [...path, selector];
+    const term = selectorTerm(selector);
+    if (typeof term === "string") {
+      problems.add(at, term);
+      continue;
+    }
+    if (hosts !== undefined && !hosts.some(termMatcher(term))) {
+      problems.add(
+        at,
+        `matches no host: ${term.kind === "tag" ? "no host has tag" : "no host is named"} "${term.pattern}"`,
+      );
+    }
+    const override = readOverride(entry, at, problems);
+    if (override !== undefined) rules.push({ selector, override });
+  }
+  return rules;
+}
+
+/** The one selector term a `policies` key is, or what is wrong with it. */
+function selectorTerm(key: string): SelectorTerm | string {
+  const problem = inputProblem(() => parseSelector(key));
+  if (problem !== undefined) return `is not a host name or @tag: ${problem}`;
+  const terms = parseSelector(key);
+  if (terms.length !== 1) return "names one host or @tag (one entry each)";
+  return terms[0] as SelectorTerm;
+}
+
+function readOverride(
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): PolicyOverride | undefined {
+  const entry = readObject(value, path, problems, FLEET_KEYS.policyOverride);
+  if (entry === undefined) return undefined;
+  const override: Record<string, unknown> = {};
+  const mins = {
+    parallel: 1,
+    canary: 0,
+    confirmTimeout: 0,
+    activationTimeout: 1,
+    keepGenerations: 0,
+  };
+  for (const [key, min] of Object.entries(mins)) {
+    if (entry[key] === undefined) continue;
+    const n = readInteger(entry[key], [...path, key], problems, { min });
+    if (n !== undefined) override[key] = n;
+  }
+  if (entry.health !== undefined) {
+    const health = readHealth(entry.health, [...path, "health"], problems, FLEET_HEALTH);
+    if (health !== undefined && isJsonObject(entry.health)) {
+      const raw = entry.health;
+      override.health = {
+        ...(raw.http === undefined ? {} : { http: health.http }),
+        ...(raw.commands === undefined ? {} : { commands: health.commands }),
+      };
+    }
+  }
+  return override as PolicyOverride;
 }
 
 /** Which keys health checks take, and the values of optional ones left out. */

@@ -37,6 +37,31 @@ export interface ReleaseHost {
   readonly path: StorePath;
   /** The host's secrets; absent: the agent leaves the host's secrets as they are. */
   readonly secrets?: ReleaseSecrets;
+  /**
+   * The host's own checks (the fleet's policy per role), where they differ from the
+   * release's; absent: the release's.
+   */
+  readonly policy?: ReleaseHostPolicy;
+}
+
+/** A host's checks and limits in place of the release's (`Release` holds the same fields). */
+export interface ReleaseHostPolicy {
+  readonly health: HealthChecks;
+  readonly confirmTimeout: number;
+  readonly keepGenerations?: number;
+}
+
+/** The checks an agent applies for `host`: its entry's own, else the release's. */
+export function checksFor(
+  release: Pick<Release, "health" | "confirmTimeout" | "keepGenerations">,
+  host: Pick<ReleaseHost, "policy"> | undefined,
+): ReleaseHostPolicy {
+  const from = host?.policy ?? release;
+  return {
+    health: from.health,
+    confirmTimeout: from.confirmTimeout,
+    ...(from.keepGenerations ? { keepGenerations: from.keepGenerations } : {}),
+  };
 }
 
 /**
@@ -136,7 +161,8 @@ const KEYS = {
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: [] },
   commandCheck: { required: ["run", "timeout"], optional: [] },
-  host: { required: ["path"], optional: ["secrets"] },
+  host: { required: ["path"], optional: ["secrets", "policy"] },
+  hostPolicy: { required: ["health", "confirmTimeout"], optional: ["keepGenerations"] },
   secrets: { required: ["bundle", "manifest"], optional: ["age"] },
 } as const satisfies Record<string, KeyShape>;
 
@@ -187,24 +213,36 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
     previous: release.previous,
     kind: release.kind,
     action: release.action,
+    ...checksJson(release),
+  };
+}
+
+/** health, confirmTimeout and keepGenerations, as a release (or an entry's policy) holds them. */
+function checksJson(checks: ReleaseHostPolicy): Record<string, unknown> {
+  return {
     health: {
-      http: release.health.http.map(({ url, expectStatus, timeout }) => ({
+      http: checks.health.http.map(({ url, expectStatus, timeout }) => ({
         url,
         expectStatus,
         timeout,
       })),
-      commands: release.health.commands.map(({ run, timeout }) => ({ run, timeout })),
+      commands: checks.health.commands.map(({ run, timeout }) => ({ run, timeout })),
     },
-    confirmTimeout: release.confirmTimeout,
+    confirmTimeout: checks.confirmTimeout,
     // Written only when set, so that a release without it has the bytes it always had.
-    ...(release.keepGenerations ? { keepGenerations: release.keepGenerations } : {}),
+    ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
   };
 }
 
 function hostJson(host: ReleaseHost): Record<string, unknown> {
-  if (host.secrets === undefined) return { path: host.path };
+  const policy = host.policy === undefined ? {} : { policy: checksJson(host.policy) };
+  if (host.secrets === undefined) return { path: host.path, ...policy };
   const { bundle, manifest, age } = host.secrets;
-  return { path: host.path, secrets: { bundle, manifest, ...(age === undefined ? {} : { age }) } };
+  return {
+    path: host.path,
+    secrets: { bundle, manifest, ...(age === undefined ? {} : { age }) },
+    ...policy,
+  };
 }
 
 /** canonicalJson of the hosts map as releaseJson gives it, without copying it first. */
@@ -213,6 +251,7 @@ function canonicalHosts(hosts: Release["hosts"]): string {
   const entries = names.map((name) => {
     const host = hosts[name];
     const path = `{"path":${jsonString(host?.path ?? "")}`;
+    if (host?.policy !== undefined) return `${jsonString(name)}:${canonicalJson(hostJson(host))}`;
     return host?.secrets === undefined
       ? `${jsonString(name)}:${path}}`
       : `${jsonString(name)}:${path},"secrets":${canonicalJson(hostJson(host).secrets)}}`;
@@ -549,8 +588,10 @@ function readHosts(
       continue;
     }
     if (!isReleaseHost(value[name])) {
+      // The slow path: an entry with a policy of its own, or one that is wrong.
+      const before = problems.list.length;
       readReleaseHost(value[name], [...at, name], problems);
-      ok = false;
+      if (problems.list.length > before) ok = false;
     }
   }
   return ok ? (value as Record<string, ReleaseHost>) : undefined;
@@ -587,6 +628,7 @@ function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): vo
     host?.path === undefined ? undefined : readString(host.path, [...path, "path"], problems);
   const problem = text === undefined ? undefined : storePathProblem(text);
   if (problem !== undefined) problems.add([...path, "path"], problem);
+  if (host?.policy !== undefined) readHostPolicy(host.policy, [...path, "policy"], problems);
   if (host?.secrets === undefined) return;
   const at = [...path, "secrets"];
   const secrets = readObject(host.secrets, at, problems, KEYS.secrets);
@@ -600,5 +642,20 @@ function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): vo
     const age = readString(secrets.age, [...at, "age"], problems);
     const ageProblem = age === undefined ? undefined : storePathProblem(age);
     if (ageProblem !== undefined) problems.add([...at, "age"], ageProblem);
+  }
+}
+
+/** Records why `value` is not an entry's policy (the keys and values a release's checks take). */
+function readHostPolicy(value: unknown, path: JsonPath, problems: Problems): void {
+  const policy = readObject(value, path, problems, KEYS.hostPolicy);
+  if (policy === undefined) return;
+  if (policy.health !== undefined) {
+    readHealth(policy.health, [...path, "health"], problems, { keys: KEYS });
+  }
+  if (policy.confirmTimeout !== undefined) {
+    readInteger(policy.confirmTimeout, [...path, "confirmTimeout"], problems, { min: 0 });
+  }
+  if (policy.keepGenerations !== undefined) {
+    readInteger(policy.keepGenerations, [...path, "keepGenerations"], problems, { min: 1 });
   }
 }

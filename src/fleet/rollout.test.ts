@@ -32,6 +32,22 @@ describe("planWaves", () => {
     expect(planWaves([], { canary: 1, parallel: 10 })).toEqual([]);
   });
 
+  it("with a policy per role, takes each wave's share of every role by that role's numbers", () => {
+    // api: a canary of 1, then 2 at a time; worker: no canary, 3 at a time.
+    const roles = ["api1", "w1", "api2", "w2", "api3", "w3", "w4", "api4", "w5"];
+    const waves = planWaves(roles, { canary: 1, parallel: 10 }, (h) =>
+      h.startsWith("api") ? { canary: 1, parallel: 2 } : { canary: 0, parallel: 3 },
+    ).map((w) => `${w.kind}:${w.hosts.join("+")}`);
+    expect(waves).toEqual(["canary:api1", "main:api2+api3+w1+w2+w3", "main:api4+w4+w5"]);
+    // One role: the plain plan.
+    expect(
+      planWaves(hosts(7), { canary: 1, parallel: 3 }, () => ({ canary: 1, parallel: 3 })),
+    ).toEqual(planWaves(hosts(7), { canary: 1, parallel: 3 }));
+    expect(() =>
+      planWaves(hosts(2), { canary: 1, parallel: 2 }, () => ({ canary: 0, parallel: 0 })),
+    ).toThrow(/parallel must be/);
+  });
+
   it("refuses a policy that would never finish", () => {
     expect(() => planWaves(hosts(2), { canary: 1, parallel: 0 })).toThrow(/parallel must be/);
     expect(() => planWaves(hosts(2), { canary: -1, parallel: 1 })).toThrow(/canary must be/);

@@ -16,27 +16,61 @@ export interface Wave<T> {
  * The first `canary` hosts form the canary wave, then the rest go in waves of at most
  * `parallel`. No wave is larger than `parallel`: a canary larger than it is split into
  * several canary waves. Empty waves are never produced.
+ *
+ * With `shapeOf` (policy per role), hosts are grouped by their own `canary` and `parallel`,
+ * and each wave takes, of every group, its next `parallel` hosts: the canary waves each
+ * group's first `canary` hosts, then the main waves the rest. One group is the plain case.
  */
 export function planWaves<T>(
   hosts: readonly T[],
   policy: Pick<RolloutPolicy, "canary" | "parallel">,
+  shapeOf?: (host: T) => Pick<RolloutPolicy, "canary" | "parallel">,
 ): Wave<T>[] {
-  const { canary, parallel } = policy;
+  const groups = new Map<
+    string,
+    { shape: Pick<RolloutPolicy, "canary" | "parallel">; hosts: T[] }
+  >();
+  for (const host of hosts) {
+    const shape = checkShape(shapeOf?.(host) ?? policy);
+    const key = `${shape.parallel}/${shape.canary}`;
+    const group = groups.get(key) ?? { shape, hosts: [] };
+    group.hosts.push(host);
+    groups.set(key, group);
+  }
+  checkShape(policy);
+  const waves: Wave<T>[] = [];
+  const rounds = (kind: WaveKind, lists: { parallel: number; hosts: readonly T[] }[]) => {
+    for (let round = 0; ; round++) {
+      const wave = lists.flatMap((l) =>
+        l.hosts.slice(round * l.parallel, (round + 1) * l.parallel),
+      );
+      if (wave.length === 0) return;
+      waves.push({ index: waves.length, kind, hosts: wave });
+    }
+  };
+  const all = [...groups.values()];
+  rounds(
+    "canary",
+    all.map((g) => ({ parallel: g.shape.parallel, hosts: g.hosts.slice(0, g.shape.canary) })),
+  );
+  rounds(
+    "main",
+    all.map((g) => ({ parallel: g.shape.parallel, hosts: g.hosts.slice(g.shape.canary) })),
+  );
+  return waves;
+}
+
+function checkShape(
+  shape: Pick<RolloutPolicy, "canary" | "parallel">,
+): Pick<RolloutPolicy, "canary" | "parallel"> {
+  const { canary, parallel } = shape;
   if (!Number.isSafeInteger(parallel) || parallel < 1) {
     throw new InputError("bad-policy", `parallel must be a whole number >= 1, not ${parallel}`);
   }
   if (!Number.isSafeInteger(canary) || canary < 0) {
     throw new InputError("bad-policy", `canary must be a whole number >= 0, not ${canary}`);
   }
-  const waves: Wave<T>[] = [];
-  const add = (kind: WaveKind, group: readonly T[]) => {
-    for (let start = 0; start < group.length; start += parallel) {
-      waves.push({ index: waves.length, kind, hosts: group.slice(start, start + parallel) });
-    }
-  };
-  add("canary", hosts.slice(0, canary));
-  add("main", hosts.slice(canary));
-  return waves;
+  return shape;
 }
 
 /** Whether to start no new wave: once failures exceed `maxFailures`. */

@@ -1,5 +1,6 @@
 // The deploy plan as a table for people: one row per host, then a totals line. Pure; the JSON
 // output elsewhere keeps the full store paths.
+import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan, Transfer } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { formatBytes } from "./format.js";
@@ -57,7 +58,38 @@ export function formatTransfer(t: Transfer): string {
 export function formatPlan(plan: DeployPlan): string {
   const rows: string[][] = [["host", "current", "desired", "action", "transfer", "note"]];
   for (const host of plan.hosts) rows.push(planRow(plan, host));
-  return [...formatTable(rows), planTotals(plan)].join("\n");
+  return [...formatTable(rows), planTotals(plan), ...planChecks(plan)].join("\n");
+}
+
+/** The checks each host is deployed with, hosts with the same checks on one line. */
+function planChecks(plan: DeployPlan): string[] {
+  const byChecks = new Map<string, { hosts: string[]; text: string }>();
+  for (const host of plan.hosts) {
+    if (host.checks === undefined) continue;
+    const text = describeChecks(host.checks);
+    const entry = byChecks.get(text) ?? { hosts: [], text };
+    entry.hosts.push(host.host);
+    byChecks.set(text, entry);
+  }
+  if (byChecks.size === 0) return [];
+  return [
+    "checks:",
+    ...[...byChecks.values()].map((e) => withoutControls(`  ${listHosts(e.hosts)}: ${e.text}`)),
+  ];
+}
+
+function describeChecks(checks: HealthChecks): string {
+  const parts = [
+    ...checks.http.map((c) => `GET ${c.url} answers ${c.expectStatus} within ${c.timeout}s`),
+    ...checks.commands.map((c) => `\`${oneLine(c.run)}\` exits 0 within ${c.timeout}s`),
+  ];
+  return parts.length === 0 ? "none" : parts.join("; ");
+}
+
+function listHosts(hosts: readonly string[]): string {
+  return hosts.length > 6
+    ? `${hosts.slice(0, 5).join(", ")} and ${hosts.length - 5} more`
+    : hosts.join(", ");
 }
 
 function planRow(plan: DeployPlan, host: HostPlan): string[] {

@@ -14,6 +14,7 @@ export const EXAMPLE_SYSTEMS = [
   "web-broken",
   "web-failing",
   "web-hang",
+  "web-checked",
 ] as const;
 export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
 

@@ -1,0 +1,110 @@
+// Policy per role: parsing `policies` from the fleet file and merging it per host.
+import { describe, expect, it } from "vitest";
+import { FleetFileError, parseFleetValue } from "./fleet-file.js";
+import { formatFleet } from "./fleet-json.js";
+import { hostPolicy } from "./host-policy.js";
+
+const API_CHECK = { url: "http://{address}:8080/health", expectStatus: 200, timeout: 5 };
+const fleetDoc = (policies: unknown, extra: object = {}) => ({
+  policy: {
+    confirmTimeout: 20,
+    health: { commands: [{ run: "systemctl is-system-running" }] },
+  },
+  policies,
+  hosts: {
+    api1: { tags: ["api", "eu"], address: "10.0.0.1", system: ".#api1" },
+    api2: { tags: ["api"], address: "10.0.0.2", system: ".#api2" },
+    worker1: { tags: ["worker", "eu"], sshHost: "worker1-alias", system: ".#worker1" },
+  },
+  ...extra,
+});
+
+function problemsOf(doc: unknown): string[] {
+  try {
+    parseFleetValue(doc, "f");
+  } catch (err) {
+    if (err instanceof FleetFileError)
+      return err.problems.map((p) => `${p.path.join(".")}: ${p.message}`);
+    throw err;
+  }
+  return [];
+}
+
+describe("policies", () => {
+  it("gives each role its own checks, tags first, then names, flags last", () => {
+    const fleet = parseFleetValue(
+      fleetDoc({
+        "@api": { health: { http: [{ url: API_CHECK.url }] }, activationTimeout: 900 },
+        "@eu": { confirmTimeout: 40 },
+        api2: { confirmTimeout: 5, health: { commands: [] } },
+      }),
+      "f",
+    );
+    const of = (name: string, flags = {}) =>
+      hostPolicy(
+        fleet.policy,
+        fleet.policies,
+        fleet.hosts.find((h) => h.name === name) as never,
+        flags,
+      );
+    expect(of("api1")).toMatchObject({
+      confirmTimeout: 40,
+      activationTimeout: 900,
+      health: {
+        http: [API_CHECK],
+        commands: [{ run: "systemctl is-system-running", timeout: 10 }],
+      },
+    });
+    // A host's own entry comes after its tags', and can take a list away.
+    expect(of("api2")).toMatchObject({
+      confirmTimeout: 5,
+      health: { http: [API_CHECK], commands: [] },
+    });
+    // The worker runs none of the API's checks.
+    expect(of("worker1")).toMatchObject({
+      confirmTimeout: 40,
+      activationTimeout: 600,
+      health: { http: [], commands: [{ run: "systemctl is-system-running", timeout: 10 }] },
+    });
+    // The command line's flags win over every entry.
+    expect(of("api2", { confirmTimeout: 60 }).confirmTimeout).toBe(60);
+  });
+
+  it("refuses an entry that matches no host, a key that is not one term, and maxFailures", () => {
+    expect(
+      problemsOf(
+        fleetDoc({
+          "@apl": { confirmTimeout: 1 },
+          "api1,api2": {},
+          "@API": {},
+          worker9: {},
+          "@api": { maxFailures: 3 },
+        }),
+      ),
+    ).toEqual([
+      'policies.@apl: matches no host: no host has tag "apl"',
+      "policies.api1,api2: names one host or @tag (one entry each)",
+      'policies.@API: is not a host name or @tag: selector term "@API" has characters other than a-z, 0-9, "-" and "*" (host names and tags are lowercase)',
+      'policies.worker9: matches no host: no host is named "worker9"',
+      "policies.@api.maxFailures: unknown key (known keys: parallel, canary, confirmTimeout, activationTimeout, keepGenerations, health)",
+    ]);
+  });
+
+  it("asks for an address only on the hosts whose role's checks use it", () => {
+    expect(
+      problemsOf(fleetDoc({ "@api": { health: { http: [{ url: API_CHECK.url }] } } })),
+    ).toEqual([]);
+    expect(problemsOf(fleetDoc({ "@eu": { health: { http: [{ url: API_CHECK.url }] } } }))).toEqual(
+      ['hosts.worker1: has no "address", but policies["@eu"].health.http[0].url uses {address}'],
+    );
+  });
+
+  it("survives formatting: a fleet written out reads back the same", () => {
+    const fleet = parseFleetValue(
+      fleetDoc({ "@api": { health: { http: [{ url: API_CHECK.url }] } }, "work*": { canary: 0 } }),
+      "f",
+    );
+    const again = parseFleetValue(JSON.parse(formatFleet(fleet)), "f");
+    expect(again.policies).toEqual(fleet.policies);
+  });
+});

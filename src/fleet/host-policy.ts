@@ -1,0 +1,74 @@
+// Policy per role: the fleet's `policy`, then the `policies` entries that match a host (by
+// @tag, then by name), then the command line's flags, merged key by key. Pure.
+//
+//   "policy":   { "confirmTimeout": 30 },
+//   "policies": { "@api":  { "health": { "http": [{ "url": "http://{address}:8080/health" }] } },
+//                 "web1":  { "activationTimeout": 1200 } }
+//
+// Order, later winning: `policy`; each `@tag` entry the host has, in the file's order; the
+// entry named by the host's name (or a name glob); the flags. `health.http` and
+// `health.commands` are each replaced whole by the latest entry that states them, so an entry
+// can also take a check away (`"commands": []`). `maxFailures` is the rollout's alone.
+import type { FleetHost, HealthChecks, RolloutPolicy } from "./fleet.js";
+import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
+
+/** What one `policies` entry (or the flags) sets: any policy key but `maxFailures`. */
+export interface PolicyOverride {
+  readonly parallel?: number;
+  readonly canary?: number;
+  readonly confirmTimeout?: number;
+  readonly activationTimeout?: number;
+  readonly keepGenerations?: number;
+  readonly health?: Partial<HealthChecks>;
+}
+
+/** A `policies` entry: the hosts it applies to (one selector term) and what it sets. */
+export interface PolicyRule {
+  /** `@tag` or a host name, either with `*` globs, as written. */
+  readonly selector: string;
+  readonly override: PolicyOverride;
+}
+
+/** The selector's single term; `policies` keys are one term each (the parser checks). */
+export function ruleTerm(rule: Pick<PolicyRule, "selector">): SelectorTerm {
+  const [term] = parseSelector(rule.selector);
+  if (term === undefined) throw new Error(`policies key "${rule.selector}" has no term`);
+  return term;
+}
+
+/** The rules that apply to `host`, in merge order: tags first, then names, each in file order. */
+export function rulesFor(
+  rules: readonly PolicyRule[],
+  host: Pick<FleetHost, "name" | "tags">,
+): PolicyRule[] {
+  const matching = rules.filter((r) => termMatcher(ruleTerm(r))(host));
+  return [
+    ...matching.filter((r) => ruleTerm(r).kind === "tag"),
+    ...matching.filter((r) => ruleTerm(r).kind === "name"),
+  ];
+}
+
+/** `base` with `override`'s keys laid over it. */
+export function applyOverride(base: RolloutPolicy, override: PolicyOverride): RolloutPolicy {
+  const { health, ...numbers } = override;
+  const set = Object.fromEntries(Object.entries(numbers).filter(([, v]) => v !== undefined));
+  return {
+    ...base,
+    ...set,
+    health: {
+      http: health?.http ?? base.health.http,
+      commands: health?.commands ?? base.health.commands,
+    },
+  };
+}
+
+/** The policy `host` is deployed with. */
+export function hostPolicy(
+  base: RolloutPolicy,
+  rules: readonly PolicyRule[],
+  host: Pick<FleetHost, "name" | "tags">,
+  flags: PolicyOverride = {},
+): RolloutPolicy {
+  const merged = rulesFor(rules, host).reduce((p, r) => applyOverride(p, r.override), base);
+  return applyOverride(merged, flags);
+}

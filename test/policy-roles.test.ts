@@ -1,0 +1,133 @@
+// Policy per role (issue 30) on a lab of three ssh hosts: two of role @api, whose policy has an
+// HTTP check, and one @worker, whose policy has a command check and no HTTP check. Each role
+// runs only its own checks: the worker runs a system whose GET /health answers 500, which the
+// API's check would fail, and deploys; an API host given that system fails in health. The plan
+// shows each host's checks. A system that declares its own check (nixship/health.json in its
+// store path) has it run after its role's, and fails until the check passes.
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import {
+  deployEvents,
+  type LabInfo,
+  labDeployArgs,
+  servedBy,
+  setExampleSystems,
+} from "./support/lab-deploy.js";
+
+const LAB = "pr";
+let work: string;
+let lab: LabInfo;
+let fleetFile: string;
+const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
+const nixship = (args: readonly string[]) =>
+  run(process.execPath, [NIXSHIP_BIN, ...args], { env: env() });
+const deploy = (...extra: string[]) =>
+  nixship(labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec"), "--json", ...extra));
+
+const API_CHECK = { url: "http://{address}/health", expectStatus: 200, timeout: 3 };
+const WORKER_CHECK = { run: "test -s /run/current-system/nixos-version", timeout: 3 };
+
+type Outcome = { status: string; phase?: string; message?: string };
+function outcomes(r: { stdout: string }): Record<string, Outcome> {
+  const summary = deployEvents(r.stdout).find((e) => e.type === "summary") as unknown as {
+    results: { host: string; outcome: Outcome }[];
+  };
+  return Object.fromEntries(summary.results.map((h) => [h.host, h.outcome]));
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-policy-roles-"));
+  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"]);
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as LabInfo;
+  fleetFile = join(lab.dir, "nixship.json");
+  const doc = JSON.parse(await readFile(fleetFile, "utf8"));
+  doc.policy = { canary: 0 };
+  doc.policies = {
+    "@api": { health: { http: [API_CHECK] } },
+    "@worker": { health: { commands: [WORKER_CHECK] } },
+  };
+  doc.hosts[`${LAB}1`].tags = ["api"];
+  doc.hosts[`${LAB}2`].tags = ["api"];
+  doc.hosts[`${LAB}3`].tags = ["worker"];
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+});
+
+afterAll(async () => {
+  await nixship(["lab", "down", "--name", LAB]);
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("a fleet of two roles, each with its own checks", () => {
+  it("the plan shows each host's checks", async () => {
+    await setExampleSystems(fleetFile, {
+      [`${LAB}1`]: "web-v1",
+      [`${LAB}2`]: "web-v1",
+      [`${LAB}3`]: "web-broken",
+    });
+    const json = await nixship(["plan", "--fleet", fleetFile, "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    const checks = Object.fromEntries(
+      (JSON.parse(json.stdout) as { hosts: { host: string; checks: unknown }[] }).hosts.map((h) => [
+        h.host,
+        h.checks,
+      ]),
+    );
+    expect(checks).toEqual({
+      [`${LAB}1`]: { http: [API_CHECK], commands: [] },
+      [`${LAB}2`]: { http: [API_CHECK], commands: [] },
+      [`${LAB}3`]: { http: [], commands: [WORKER_CHECK] },
+    });
+    const text = await nixship(["plan", "--fleet", fleetFile]);
+    expect(text.stdout).toContain(
+      `checks:\n  ${LAB}1, ${LAB}2: GET http://{address}/health answers 200 within 3s\n  ${LAB}3: \`test -s /run/current-system/nixos-version\` exits 0 within 3s`,
+    );
+  });
+
+  it("each role runs only its own checks", async () => {
+    // The worker's system answers GET /health with 500: the API's check would fail it.
+    const r = await deploy();
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.values(outcomes(r)).map((o) => o.status)).toEqual([
+      "activated",
+      "activated",
+      "activated",
+    ]);
+    expect(await servedBy(lab, `${LAB}3`)).toBe("web-broken");
+    // On an API host, the same system fails the API's check.
+    await setExampleSystems(fleetFile, { [`${LAB}2`]: "web-broken" });
+    const api = await deploy("--on", `${LAB}2`);
+    expect(api.code).toBe(1);
+    expect(outcomes(api)[`${LAB}2`]).toMatchObject({ status: "failed", phase: "health" });
+    expect(outcomes(api)[`${LAB}2`]?.message).toContain("/health");
+    expect(await servedBy(lab, `${LAB}2`)).toBe("web-v1");
+  });
+
+  it("a system's own check runs after its role's, and holds the deploy until it passes", async () => {
+    await setExampleSystems(fleetFile, { [`${LAB}3`]: "web-checked" });
+    const plan = await nixship(["plan", "--fleet", fleetFile, "--on", `${LAB}3`, "--json"]);
+    expect((JSON.parse(plan.stdout) as { hosts: { checks: unknown }[] }).hosts[0]?.checks).toEqual({
+      http: [],
+      commands: [WORKER_CHECK, { run: "test -e /run/web-checked.ready", timeout: 2 }],
+    });
+    const failed = await deploy("--on", `${LAB}3`);
+    expect(failed.code).toBe(1);
+    expect(outcomes(failed)[`${LAB}3`]).toMatchObject({ status: "failed", phase: "health" });
+    expect(outcomes(failed)[`${LAB}3`]?.message).toContain("test -e /run/web-checked.ready");
+    expect(await servedBy(lab, `${LAB}3`)).toBe("web-broken");
+    await runOk("ssh", [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "-o",
+      "ControlPath=none",
+      `${LAB}3`,
+      "touch /run/web-checked.ready",
+    ]);
+    const passed = await deploy("--on", `${LAB}3`);
+    expect(passed.code, passed.stderr).toBe(0);
+    expect(await servedBy(lab, `${LAB}3`)).toBe("web-checked");
+  });
+});
