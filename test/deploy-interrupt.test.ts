@@ -3,12 +3,12 @@
 // summary, and every host on a consistent system (the one it ran, or the new one confirmed);
 // a host whose sshd is gone counts towards --max-failures, or is listed under
 // --skip-unreachable.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { nixship, run } from "./support/cli.js";
+import { interruptDeploy } from "./support/interrupt-deploy.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "di";
@@ -104,63 +104,6 @@ async function expectConsistent(plan: Plan, summary: Summary): Promise<void> {
   }
 }
 
-/**
- * Starts `nixship deploy --json`, sends `signal` once one of its events matches `when`, and
- * waits for it to end. Every wait has a deadline; a deploy still running at the last one is
- * killed.
- */
-async function interruptDeploy(
-  args: readonly string[],
-  when: (event: Event) => boolean,
-  signal: NodeJS.Signals = "SIGINT",
-): Promise<CliRun & { signalledAt: Event }> {
-  const child: ChildProcess = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
-    env: { ...process.env, ...env() },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d;
-  });
-  const exited = new Promise<number>((resolve) =>
-    child.on("close", (code, sig) => resolve(code ?? (sig ? 128 : -1))),
-  );
-  const signalledAt = await new Promise<Event>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`no matching event within 180s:\n${stdout}\n${stderr}`));
-    }, 180_000);
-    let pending = "";
-    let sent = false;
-    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-      pending += d;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const event = JSON.parse(line) as Event;
-        // Once: a second signal would make deploy exit at once.
-        if (!sent && when(event)) {
-          sent = true;
-          clearTimeout(timer);
-          child.kill(signal);
-          resolve(event);
-        }
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`deploy ended before the event:\n${stdout}\n${stderr}`));
-    });
-  });
-  // The abort grace (120 s) bounds the deploy's wait for the hosts in flight.
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 200_000);
-  const code = await exited;
-  clearTimeout(deadline);
-  return { code, stdout, stderr, signalledAt };
-}
-
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-deploy-interrupt-"));
   labsDir = join(work, "labs");
@@ -191,6 +134,7 @@ describe("deploy, interrupted", () => {
     try {
       const r = await interruptDeploy(
         deployArgs("--canary", "0", "--parallel", "2", "--json"),
+        env(),
         (e) => e.type === "host-phase" && e.phase === "switch",
       );
       expect(r.code, r.stderr).toBe(130);
@@ -224,6 +168,7 @@ describe("deploy, interrupted", () => {
     try {
       const r = await interruptDeploy(
         deployArgs("--on", "di2", "--json"),
+        env(),
         (e) => e.type === "host-phase" && e.host === "di2" && e.phase === "switch",
       );
       expect(r.code, r.stderr).toBe(130);
@@ -254,6 +199,7 @@ describe("deploy, interrupted", () => {
     const before = await status();
     const r = await interruptDeploy(
       deployArgs("--json"),
+      env(),
       (e) => e.type === "build-start",
       "SIGTERM",
     );

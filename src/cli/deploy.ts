@@ -199,7 +199,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
       first: (signal) => {
         // A live block on a terminal would draw over the line: it ends here, and stays.
         renderer.finish();
-        io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts)}\n`);
+        io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
       },
       second: (signal) => {
         renderer.finish();

@@ -6,9 +6,11 @@
 // their entry unless it failed on them, and a host that failed is named back to the last system
 // confirmed healthy on it by a rollback release. `nixship rollback` is a rollback release too:
 // each host goes to the confirmed system before the one the channel names for it.
+import { setTimeout as delay } from "node:timers/promises";
 import { InputError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { FleetHost, HealthChecks, ReleaseSettings } from "../fleet/fleet.js";
+import { type Heartbeat, livenessOf } from "../fleet/heartbeat.js";
 import { HISTORY_RELEASES, type HistoryRead, readHistory } from "../fleet/history-store.js";
 import {
   carryEntry,
@@ -36,7 +38,7 @@ import {
 } from "../fleet/release-store.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
-import { readProgress, readRecord, readStatus } from "../fleet/status-store.js";
+import { readHeartbeats, readProgress, readRecord, readStatus } from "../fleet/status-store.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -201,30 +203,50 @@ export class AgentDelivery implements Delivery {
   async deployWave(
     wave: readonly WaveHost[],
     emit: (event: DeliveryEvent) => void,
-    _context: WaveContext,
+    context: WaveContext,
   ): Promise<DeployOutcome[]> {
+    // What the channel named before this wave: where an interrupt takes the hosts not done.
+    const before = { ...(await this.#currentEntries()) };
     const release = await this.#publishWave(wave);
-    const outcomes = await this.#watch(
+    const watched = await this.#watch(
       release,
       wave.map((w) => w.host.name),
       emit,
+      context.signal,
     );
+    const outcomes = watched.map((w) => w.outcome);
     // Hosts that failed went back to what they ran; the channel names for each the last system
-    // confirmed healthy on it (none when none is known: the agent then leaves it be).
-    const failed = wave.filter((_, i) => outcomes[i]?.status === "failed");
-    if (failed.length > 0) {
-      this.#history = undefined;
-      const history = await this.#readHistory();
-      const entries = { ...(this.#entries ?? {}) };
-      for (const { host, request } of failed) {
-        const back = lastConfirmed(history.hosts.get(host.name) ?? [], request.path);
-        // A rollback changes the system only; the host keeps the secrets the entry gives it.
-        if (back === undefined) delete entries[host.name];
-        else entries[host.name] = { ...entries[host.name], path: back };
-      }
-      await this.#publish(entries, "rollback", release.release.action);
+    // confirmed healthy on it (none when none is known: the agent then leaves it be). Hosts an
+    // interrupt left not done get back the entry the channel had for them before the wave
+    // (none when it had none), so an agent that applies late never applies the aborted system.
+    const failed = wave.filter((_, i) => watched[i]?.how === "failed");
+    const withdrawn = wave.filter((_, i) => watched[i]?.how === "interrupted");
+    if (failed.length === 0 && withdrawn.length === 0) return outcomes;
+    this.#history = undefined;
+    const history = failed.length > 0 ? await this.#readHistory() : undefined;
+    const entries = { ...(this.#entries ?? {}) };
+    for (const { host, request } of failed) {
+      const back = lastConfirmed(history?.hosts.get(host.name) ?? [], request.path);
+      // A rollback changes the system only; the host keeps the secrets the entry gives it.
+      if (back === undefined) delete entries[host.name];
+      else entries[host.name] = { ...entries[host.name], path: back };
     }
-    return outcomes;
+    for (const { host } of withdrawn) {
+      const earlier = before[host.name];
+      if (earlier === undefined) delete entries[host.name];
+      else entries[host.name] = earlier;
+    }
+    const back = await this.#publish(entries, "rollback", release.release.action);
+    return outcomes.map((o, i) => {
+      const host = wave[i]?.host.name ?? "";
+      if (watched[i]?.how !== "interrupted" || o.status !== "failed") return o;
+      const outcome = {
+        ...o,
+        message: `${o.message}; release ${back.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
+      };
+      emit({ type: "done", host, outcome });
+      return outcome;
+    });
   }
 
   /**
@@ -264,7 +286,7 @@ export class AgentDelivery implements Delivery {
     }
     if (wave.length > 0) {
       const signed = await this.#publish(entries, "rollback", "switch");
-      const results = await this.#watch(signed, wave, () => {});
+      const results = (await this.#watch(signed, wave, () => {})).map((w) => w.outcome);
       for (const [i, name] of wave.entries()) {
         const result = results[i];
         const path: string = entries[name]?.path ?? "";
@@ -378,18 +400,64 @@ export class AgentDelivery implements Delivery {
     signed: SignedRelease,
     hosts: readonly string[],
     emit: (event: DeliveryEvent) => void,
-  ): Promise<DeployOutcome[]> {
+    signal?: AbortSignal,
+  ): Promise<Watched[]> {
     const { store, releases } = this.#o;
     const { channel, seq } = signed.release;
     const names = new Set(hosts);
     const outcomes = new Map<string, DeployOutcome>();
+    const how = new Map<string, Watched["how"]>();
     const applying = new Set<string>();
     const started = Date.now();
     const deadline = started + releases.offlineTimeout * 1000;
     const interval = this.#o.pollInterval ?? 1000;
     let told = started;
+    let lastLiveness = 0;
+    // An interrupted host is reported by the caller, once it knows where the host goes.
+    const settle = (host: string, outcome: DeployOutcome, kind: Watched["how"]) => {
+      outcomes.set(host, outcome);
+      how.set(host, kind);
+      if (kind !== "interrupted") emit({ type: "done", host, outcome });
+    };
     for (const host of hosts) emit({ type: "phase", host, phase: "waiting" });
     while (outcomes.size < names.size) {
+      if (signal?.aborted) {
+        for (const host of names) {
+          if (outcomes.has(host)) continue;
+          const where = applying.has(host)
+            ? `while its agent applied release ${seq}`
+            : `before its agent took release ${seq}`;
+          settle(
+            host,
+            {
+              status: "failed",
+              phase: applying.has(host) ? "switch" : "waiting",
+              message: `${String(signal.reason)} ${where}`,
+              rolledBack: false,
+            },
+            "interrupted",
+          );
+        }
+        break;
+      }
+      // A host whose agent is paused, or whose heartbeats stopped, is reported at once rather
+      // than waited for until offlineTimeout (the LIST pages of the heartbeats: hosts/1,000).
+      if (Date.now() - lastLiveness >= WAITING_EVERY_MS) {
+        lastLiveness = Date.now();
+        const beats = await readHeartbeats(store).catch(() => undefined);
+        for (const host of names) {
+          if (outcomes.has(host) || applying.has(host)) continue;
+          const why = notLive(host, beats?.hosts.get(host), new Date());
+          if (why !== undefined) {
+            settle(
+              host,
+              { status: "failed", phase: "waiting", message: why, rolledBack: false },
+              "failed",
+            );
+          }
+        }
+        if (outcomes.size === names.size) break;
+      }
       const progress = await readProgress(store, channel, seq);
       this.#o.onPoll?.(progress.listCalls);
       const succeeded: [string, string][] = [];
@@ -399,11 +467,7 @@ export class AgentDelivery implements Delivery {
           if (!applying.has(host)) emit({ type: "phase", host, phase: "switch" });
           applying.add(host);
         } else if (entry.state === "success") succeeded.push([host, entry.key]);
-        else {
-          const outcome = await this.#failed(host, entry.key);
-          outcomes.set(host, outcome);
-          emit({ type: "done", host, outcome });
-        }
+        else settle(host, await this.#failed(host, entry.key), "failed");
       }
       // The generation and the system each host ran before are in its success record: one GET
       // per host, once per release.
@@ -416,8 +480,7 @@ export class AgentDelivery implements Delivery {
           previous: record?.previous ?? undefined,
           ...(record?.pruned ? { pruned: record.pruned } : {}),
         };
-        outcomes.set(host, outcome);
-        emit({ type: "done", host, outcome });
+        settle(host, outcome, "activated");
       });
       if (outcomes.size === names.size) break;
       const now = Date.now();
@@ -432,8 +495,7 @@ export class AgentDelivery implements Delivery {
               : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`,
             rolledBack: false,
           };
-          outcomes.set(host, outcome);
-          emit({ type: "done", host, outcome });
+          settle(host, outcome, "failed");
         }
         break;
       }
@@ -444,9 +506,12 @@ export class AgentDelivery implements Delivery {
           emit({ type: "waiting", hosts: silent, elapsed: Math.round((now - started) / 1000) });
         }
       }
-      await new Promise((resolve) => setTimeout(resolve, interval));
+      await delay(interval, undefined, signal ? { signal } : {}).catch(() => {});
     }
-    return hosts.map((name) => outcomes.get(name) as DeployOutcome);
+    return hosts.map((name) => ({
+      outcome: outcomes.get(name) as DeployOutcome,
+      how: how.get(name) ?? "failed",
+    }));
   }
 
   async #failed(host: string, key: string): Promise<DeployOutcome> {
@@ -606,6 +671,33 @@ export class AgentDelivery implements Delivery {
     this.#published.push(signed);
     return signed;
   }
+}
+
+/** A watched host's outcome, and how it came: the host's report, or the deployer's interrupt. */
+interface Watched {
+  readonly outcome: DeployOutcome;
+  readonly how: "activated" | "failed" | "interrupted";
+}
+
+/** Why a host's agent will not take a release now (paused, or its heartbeats stopped), if so. */
+function notLive(host: string, beat: Heartbeat | undefined, now: Date): string | undefined {
+  // No heartbeat at all says nothing (an agent that never started, or one from before
+  // heartbeats): that host is waited for until offlineTimeout.
+  if (beat === undefined) return undefined;
+  const age = Math.round((now.getTime() - beat.at.getTime()) / 1000);
+  switch (livenessOf(beat, now)) {
+    case "paused":
+      return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
+    case "offline":
+      return `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
+    case "online":
+      return undefined;
+  }
+}
+
+/** An entry as a message names it. */
+function earlier(entry: ReleaseHost | undefined): string {
+  return entry === undefined ? "no entry: the agent leaves the host as it is" : entry.path;
 }
 
 /** Whether two entries name the same system, the same secrets and the same checks. */

@@ -22,12 +22,21 @@ export class HostsInFlight {
 }
 
 /** The line the first SIGINT or SIGTERM prints: the deploy stops, and says how. */
-export function formatFirstInterrupt(signal: string, inFlight: readonly string[]): string {
+export function formatFirstInterrupt(
+  signal: string,
+  inFlight: readonly string[],
+  mode: DeliveryMode = "ssh",
+): string {
   const again = "press Ctrl-C again to exit at once";
   if (inFlight.length === 0) {
     return `interrupted (${signal}): starting no new host and stopping; ${again}`;
   }
-  return `interrupted (${signal}): starting no new host; aborting ${plural(inFlight.length, "host")} in flight (${inFlight.join(", ")}), rolling ${inFlight.length === 1 ? "it" : "them"} back to the previous system; ${again}`;
+  const them = inFlight.length === 1 ? "it" : "them";
+  const what =
+    mode === "agent"
+      ? `withdrawing the release for ${plural(inFlight.length, "host")} not done (${inFlight.join(", ")}): a new release names for ${them} what the channel named before`
+      : `aborting ${plural(inFlight.length, "host")} in flight (${inFlight.join(", ")}), rolling ${them} back to the previous system`;
+  return `interrupted (${signal}): starting no new host; ${what}; ${again}`;
 }
 
 /** What the deploy was doing, for what becomes of a host it leaves in flight. */
