@@ -2,6 +2,8 @@
 // fleet: each problem is found and comes with its exact fix; the exit code says whether a
 // deploy is blocked.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -37,6 +39,27 @@ async function doctorWithNixConf(conf: string): Promise<{ code: number; checks: 
 
 const find = (checks: readonly Found[], area: string, name: string) =>
   checks.find((c) => c.area === area && c.name === name);
+
+/** A loopback port nothing listens on (just released by a server that had it). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A loopback server that answers nix-cache-info as a binary cache does, and 404 otherwise. */
+async function loopbackCache(): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    if (req.url === "/nix-cache-info") res.end("StoreDir: /nix/store\nWantMassQuery: 1\n");
+    else res.writeHead(404).end();
+  });
+  server.listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-doctor-"));
@@ -100,8 +123,55 @@ describe("the local Nix", () => {
       ["nix", "nix", "ok"],
       ["nix", "experimental features", "ok"],
       ["nix", "build", "ok"],
+      ["nix", "substituters", "ok"],
       ["fleet", "fleet file", "skip"],
     ]);
+    expect(find(checks, "nix", "substituters")?.detail).toBe(
+      "none: builds use only the local store",
+    );
+  });
+
+  it("warns, with the fix, about a substituter that cannot be reached, and passes one that answers", async () => {
+    const refused = `http://127.0.0.1:${await closedPort()}`;
+    const cache = await loopbackCache();
+    try {
+      const { code, checks } = await doctorWithNixConf(
+        `${GOOD}build-users-group =\nsandbox = false\nsubstituters = ${cache.url} ${refused}\n`,
+      );
+      // A warning: builds still work, slowly.
+      expect(code).toBe(0);
+      expect(checks.filter((c) => c.name.startsWith("substituter"))).toEqual([
+        {
+          area: "nix",
+          name: "substituter",
+          status: "warn",
+          detail: `${refused} cannot be reached (ECONNREFUSED): every build asks it first, and waits for Nix's retries`,
+          fix: "remove it from substituters in /etc/nix/nix.conf (or $NIX_CONFIG); without internet access, turn them all off: substituters =",
+        },
+      ]);
+      const answering = await doctorWithNixConf(
+        `${GOOD}build-users-group =\nsandbox = false\nsubstituters = ${cache.url}\n`,
+      );
+      expect(find(answering.checks, "nix", "substituters")).toMatchObject({
+        status: "ok",
+        detail: `${cache.url} answers`,
+      });
+    } finally {
+      await new Promise((resolve) => cache.server.close(resolve));
+    }
+  });
+
+  it("the README's nix.conf passes every check of the local Nix, substituters included", async () => {
+    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+    const conf = /cat >> \/etc\/nix\/nix\.conf <<'CONF'\n([\s\S]*?)\nCONF\n/.exec(readme)?.[1];
+    expect(conf).toBeDefined();
+    // Offline, nothing but the local store: checked before doctor runs, so that it never asks
+    // cache.nixos.org.
+    expect(conf?.split("\n")).toContain("substituters =");
+    const { code, checks } = await doctorWithNixConf(`${conf}\n`);
+    expect(code).toBe(0);
+    expect(checks.filter((c) => c.area === "nix" && c.status !== "ok")).toEqual([]);
+    expect(find(checks, "nix", "substituters")?.status).toBe("ok");
   });
 });
 
@@ -126,6 +196,74 @@ describe("a lab's fleet", () => {
     }
     expect(find(checks, "keys", "cache signing key")?.status).toBe("ok");
     expect(find(checks, "cache", "cache")?.status).toBe("ok");
+  });
+
+  it("checks each host reaches the cache served by --serve-cache, and names the fix when not", async () => {
+    const doctor = (serve: string) =>
+      nixship([
+        "doctor",
+        "--fleet",
+        join(lab.dir, "nixship.json"),
+        "--key",
+        join(lab.dir, "cache.sec"),
+        "--serve-cache",
+        serve,
+        "--json",
+      ]);
+    const address = await nixship(["lab", "address", "--name", LAB], {
+      env: { NIXSHIP_LAB_DIR: labsDir },
+    });
+    expect(address.code, address.stderr).toBe(0);
+    const reachable = await doctor(`${address.stdout.trim()}:0`);
+    expect(reachable.code, reachable.stdout).toBe(0);
+    const served = (JSON.parse(reachable.stdout) as { checks: Found[] }).checks;
+    for (const host of lab.hosts) {
+      expect(find(served, `host ${host.name}`, "substituter")).toMatchObject({
+        status: "ok",
+        detail: expect.stringMatching(
+          new RegExp(
+            `^reaches the cache served by --serve-cache: http://${address.stdout.trim()}:\\d+$`,
+          ),
+        ),
+      });
+    }
+    // Loopback: this machine listens, but no host can reach it there.
+    const loopback = await doctor("127.0.0.1:0");
+    expect(loopback.code).toBe(1);
+    const unreached = (JSON.parse(loopback.stdout) as { checks: Found[] }).checks;
+    for (const host of lab.hosts) {
+      expect(find(unreached, `host ${host.name}`, "substituter")).toMatchObject({
+        status: "fail",
+        detail: expect.stringMatching(
+          /^cannot fetch http:\/\/127\.0\.0\.1:\d+\/nix-cache-info \(the cache served by --serve-cache\): curl: \(7\) /,
+        ),
+        fix: expect.stringContaining('--serve-cache "$(nixship lab address --name NAME):0"'),
+      });
+    }
+  });
+
+  it("checks each host reaches cache.substituter", async () => {
+    const doc = JSON.parse(await readFile(join(lab.dir, "nixship.json"), "utf8")) as {
+      cache: Record<string, unknown>;
+    };
+    const address = (
+      await nixship(["lab", "address", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } })
+    ).stdout.trim();
+    const fleet = join(lab.dir, "doctor-substituter.json");
+    const substituter = `http://${address}:${await closedPort()}`;
+    await writeFile(fleet, JSON.stringify({ ...doc, cache: { ...doc.cache, substituter } }));
+    const r = await nixship(["doctor", "--fleet", fleet, "--json"]);
+    expect(r.code).toBe(1);
+    const { checks } = JSON.parse(r.stdout) as { checks: Found[] };
+    for (const host of lab.hosts) {
+      expect(find(checks, `host ${host.name}`, "substituter")).toMatchObject({
+        status: "fail",
+        detail: expect.stringContaining(
+          `cannot fetch ${substituter}/nix-cache-info (cache.substituter): curl: (7)`,
+        ),
+        fix: expect.stringContaining("make cache.substituter reachable from the hosts"),
+      });
+    }
   });
 
   it("fails on a key the fleet does not trust, a missing cache and a changed host key, each with its fix", async () => {

@@ -123,3 +123,79 @@ describe("evaluation errors", () => {
     expect(r.stderr).not.toContain("--expr");
   });
 });
+
+describe("push resolves an installable as the fleet file does", () => {
+  // `.#worker1` names a NixOS configuration here: `nix build .#worker1` would look only in
+  // packages and legacyPackages; the fleet file (and push) also in nixosConfigurations.
+  const WORKER_FLAKE = `{
+  outputs = { self }: {
+    nixosConfigurations.worker1.config.system.build.toplevel = derivation {
+      name = "nixos-system-worker1";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      args = [ "-c" "echo worker1 > $out" ];
+    };
+  };
+}
+`;
+
+  it(".#worker1 is the nixosConfiguration's toplevel, the same path `build --fleet` gives", async () => {
+    const dir = join(work, "workers");
+    await makeFlake(dir, "README", "nothing secret\n");
+    await writeFile(join(dir, "flake.nix"), WORKER_FLAKE);
+    await writeFile(
+      join(dir, "nixship.json"),
+      JSON.stringify({ hosts: { worker1: { address: "10.0.0.1", system: ".#worker1" } } }),
+    );
+    const built = await nixship(["build", "--fleet", join(dir, "nixship.json"), "--json"]);
+    expect(built.code, built.stderr).toBe(0);
+    const system = (JSON.parse(built.stdout) as { hosts: Record<string, string> }).hosts.worker1;
+    expect(system).toMatch(/-nixos-system-worker1$/);
+
+    const key = join(work, "push.sec");
+    const made = await nixship(["key", "generate", "--name", "push-1", "--out", key, "--force"]);
+    expect(made.code, made.stderr).toBe(0);
+    const cache = `file://${join(work, "push-cache")}`;
+    const pushed = await nixship(["push", ".#worker1", "--to", cache, "--key", key, "--json"], {
+      cwd: dir,
+    });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect((JSON.parse(pushed.stdout) as { roots: string[] }).roots).toEqual([system]);
+
+    // A missing output: named as given, with the outputs that exist.
+    const missing = await nixship(["push", ".#worker2", "--to", cache, "--key", key, "--json"], {
+      cwd: dir,
+    });
+    expect(missing.code).toBe(2);
+    expect(JSON.parse(missing.stdout)).toEqual({
+      error: {
+        code: "flake-output-missing",
+        message: 'the flake has no output ".#worker2"',
+        hint: "the flake has nixosConfigurations.worker1",
+      },
+    });
+  });
+
+  it("a plain directory holding a private key is refused by push too, before anything is copied", async () => {
+    const dir = join(work, "workers");
+    await writeFile(join(dir, "cache.sec"), await readFile(join(work, "push.sec"), "utf8"), {
+      mode: 0o600,
+    });
+    const r = await nixship(
+      [
+        "push",
+        ".#worker1",
+        "--to",
+        `file://${join(work, "push-cache")}`,
+        "--key",
+        join(work, "push.sec"),
+        "--json",
+      ],
+      { cwd: dir },
+    );
+    expect(r.code).toBe(2);
+    expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toBe(
+      "secret-in-flake",
+    );
+  });
+});

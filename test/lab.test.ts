@@ -1,6 +1,9 @@
 // The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
 // and the real Nix inside each host. Also what `lab down` must leave: nothing.
+import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +18,7 @@ const LAB = "lt";
 
 interface UpJson {
   readonly number: number;
+  readonly deployerAddress: string;
   readonly hosts: { name: string; address: string; netns: string; pid: number }[];
   readonly files: { sshConfig: string; knownHosts: string; clientKey: string };
 }
@@ -117,6 +121,35 @@ describe("lab hosts", () => {
     });
     expect(elsewhere.code).toBe(2);
     expect(elsewhere.stderr).toContain(`no lab host is called '${LAB}1' in lab 'other'`);
+  });
+
+  it("reach this machine at the address 'lab address' prints: its address on the lab's bridge", async () => {
+    const r = await nixship(["lab", "address", "--name", LAB], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    const address = r.stdout.trim();
+    expect(r.stdout).toBe(`10.231.${up.number}.1\n`);
+    expect(up.deployerAddress).toBe(address);
+    const json = await nixship(["lab", "address", "--name", LAB, "--json"], { env: env() });
+    expect(JSON.parse(json.stdout)).toEqual({ lab: LAB, number: up.number, address });
+    const bridge = await runOk("ip", ["-4", "-o", "addr", "show", "dev", `nxs${up.number}`]);
+    expect(bridge).toContain(`inet ${address}/24`);
+    // A server of this machine on that address answers the lab's hosts.
+    const server = createServer((_req, res) => res.end("deployer\n"));
+    server.listen(0, address);
+    await once(server, "listening");
+    try {
+      const { port } = server.address() as AddressInfo;
+      for (const host of up.hosts) {
+        const fetched = await ssh(host.name, `curl -fsS --max-time 10 http://${address}:${port}/`);
+        expect(fetched.stdout, fetched.stderr).toBe("deployer\n");
+      }
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+    const missing = await nixship(["lab", "address", "--name", "nolab"], { env: env() });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("no lab 'nolab'");
   });
 
   it("say 'the lab needs root' to another user, and name a lab that is not there", async () => {

@@ -280,6 +280,61 @@ describe("release show", () => {
     expect(text.stdout).toContain(`  web2  ${WEB2}  same${pad}  same\n`);
   });
 
+  it("verifies against the fleet file's releases.publicKeys, or says the fleet has none", async () => {
+    const fleetWith = async (file: string, releaseKeys?: string[]) => {
+      const fleet = {
+        cache: { url: storeDir, publicKeys: [PUBLIC] },
+        ...(releaseKeys === undefined
+          ? {}
+          : { releases: { channel: "prod", publicKeys: releaseKeys } }),
+        hosts: { web1: { address: "192.0.2.1", system: WEB1 } },
+      };
+      await writeFile(join(dir, file), JSON.stringify(fleet));
+      return join(dir, file);
+    };
+    const trusting = await fleetWith("trusting.json", [FOREIGN, PUBLIC]);
+    // The fleet names the store, or --fleet sits beside --store: either way its keys count.
+    for (const argv of [
+      ["--fleet", trusting],
+      ["--fleet", trusting, "--store", storeDir],
+    ]) {
+      const r = await run(releaseShow, ["1", "--channel", "prod", ...argv]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(
+        `  signature  key 'release-cli-1', verified against releases.publicKeys of ${trusting}\n`,
+      );
+      const json = await run(releaseShow, ["1", "--channel", "prod", ...argv, "--json"]);
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        signature: { key: "release-cli-1", verified: true },
+      });
+    }
+    const viaEnv = await run(releaseShow, ["1", "--channel", "prod"], { NIXSHIP_FLEET: trusting });
+    expect(viaEnv.stdout).toContain("verified against releases.publicKeys");
+
+    // Keys the fleet lists that did not sign it: refused, as with --trusted-key.
+    const foreign = await fleetWith("foreign.json", [FOREIGN]);
+    await expect(run(releaseShow, ["1", "--channel", "prod", "--fleet", foreign])).rejects.toThrow(
+      expect.objectContaining({ code: "release-untrusted-key", exitCode: 2 }),
+    );
+    // --trusted-key is used instead of the fleet's keys.
+    const flag = await run(releaseShow, [
+      "1",
+      "--channel",
+      "prod",
+      "--fleet",
+      foreign,
+      "--trusted-key",
+      PUBLIC,
+    ]);
+    expect(flag.stdout).toContain("verified against the trusted keys");
+
+    const keyless = await fleetWith("keyless.json");
+    const unverified = await run(releaseShow, ["1", "--channel", "prod", "--fleet", keyless]);
+    expect(unverified.stdout).toContain(
+      "NOT verified (pass --trusted-key, or a fleet file with releases.publicKeys, to check it)",
+    );
+  });
+
   it("fails with exit 2 when the release is not signed by a trusted key", async () => {
     const argv = ["latest", "--channel", "prod", "--store", storeDir, "--trusted-key", FOREIGN];
     await expect(run(releaseShow, argv)).rejects.toThrow(

@@ -3,7 +3,7 @@
 // real `age` CLI decrypting as a host would, and the plaintext in no output and no file but
 // the ciphertexts.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -210,6 +210,30 @@ describe("nixship secrets", () => {
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('secret "db-password"');
     expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
+  });
+
+  it("edit without an identity names every way to give one; $NIXSHIP_IDENTITY is one", async () => {
+    const home = join(dir, "empty-home");
+    mkdirSync(home);
+    const noIdentity = { HOME: home, NIXSHIP_IDENTITY: undefined, EDITOR: "true" };
+    const none = await cli(["secrets", "edit", "db-password"], undefined, noIdentity);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("no admin identity to decrypt secrets with");
+    const hint = none.stderr.split("\n").find((l) => l.startsWith("hint: ")) ?? "";
+    for (const way of [
+      "--identity FILE",
+      "$NIXSHIP_IDENTITY",
+      join(home, ".config", "nixship", "identity.txt"),
+      join(home, ".ssh", "id_ed25519"),
+    ]) {
+      expect(hint).toContain(way);
+    }
+    const viaEnv = await cli(["secrets", "edit", "db-password"], undefined, {
+      ...noIdentity,
+      NIXSHIP_IDENTITY: adminIdentity,
+    });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    expect(viaEnv.stdout).toBe("db-password: unchanged\n");
   });
 
   it("refuses bad input clearly and writes nothing", async () => {

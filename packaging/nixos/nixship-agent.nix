@@ -126,7 +126,7 @@ in
 
     activationTimeout = mkOption {
       type = types.ints.between 1 86400;
-      default = 900;
+      default = 600;
       description = ''
         Seconds one activation may take before the agent treats it as failed.
       '';

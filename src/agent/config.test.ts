@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
+import { POLICY_DEFAULTS } from "../fleet/fleet.js";
 import {
   AGENT_CONFIG_DEFAULTS,
   AGENT_CONFIG_KEYS,
@@ -59,7 +60,7 @@ describe("parseAgentConfig", () => {
       pollInterval: 30,
       jitter: 0.1,
       proxyListen: "127.0.0.1:0",
-      activationTimeout: 900,
+      activationTimeout: 600,
       heartbeatEvery: 10,
     });
     expect(AGENT_CONFIG_DEFAULTS).toEqual({
@@ -67,10 +68,14 @@ describe("parseAgentConfig", () => {
       pollInterval: 30,
       jitter: 0.1,
       proxyListen: "127.0.0.1:0",
-      activationTimeout: 900,
+      activationTimeout: 600,
       heartbeatEvery: 10,
     });
     expect(DEFAULT_AGENT_CONFIG).toBe("/etc/nixship/agent.json");
+  });
+
+  it("gives an activation the fleet policy's default time, as ssh and ssm deploys do", () => {
+    expect(parse(MINIMAL).activationTimeout).toBe(POLICY_DEFAULTS.activationTimeout);
   });
 
   it("reads every key as written", () => {

@@ -16,6 +16,7 @@ import {
 } from "../fleet/json-check.js";
 import { formatJsonPath, type JsonPath } from "../fleet/json-path.js";
 import { parseJsonText } from "../fleet/json-text.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { parseStoreUrl } from "../store/url.js";
 
@@ -86,7 +87,7 @@ export const AGENT_CONFIG_DEFAULTS: Pick<AgentConfig, DefaultedKey> = {
   pollInterval: 30,
   jitter: 0.1,
   proxyListen: "127.0.0.1:0",
-  activationTimeout: 900,
+  activationTimeout: DEFAULT_ACTIVATION_TIMEOUT,
   heartbeatEvery: DEFAULT_HEARTBEAT_EVERY,
 };
 

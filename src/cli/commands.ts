@@ -46,6 +46,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   entry("lab exec", async () => (await import("./lab.js")).labExecCommand),
   entry("lab agents", async () => (await import("./lab.js")).labAgentsCommand),
   entry("lab ssh-config", async () => (await import("./lab.js")).labSshConfigCommand),
+  entry("lab address", async () => (await import("./lab.js")).labAddressCommand),
   entry("agent", async () => (await import("./agent.js")).agentCommand),
   entry("agent pause", async () => (await import("./agent.js")).agentPauseCommand),
   entry("agent resume", async () => (await import("./agent.js")).agentResumeCommand),

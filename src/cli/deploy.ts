@@ -121,7 +121,7 @@ ${FLEET_HELP}
 ${ROLLOUT_HELP}
   --key FILE             secret key that signs the pushed paths (nixship key generate)
   --serve-cache H:P      serve the fleet's cache on H:P while deploying and have the hosts
-                         substitute from it (e.g. the lab bridge: 10.231.1.1:0)
+                         substitute from it (for a lab: "$(nixship lab address):0")
   --via MODE             ssh, ssm or agent: the mode the selected hosts must have (default:
                          the one they share in the fleet file)
   --release-key FILE     secret key that signs releases for agent hosts (else

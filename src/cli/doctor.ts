@@ -1,26 +1,38 @@
 // `nixship doctor`: checks what a deploy needs, and prints the exact fix for each problem.
 import { access } from "node:fs/promises";
+import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { blocksDeploy, type Check, fail, skip } from "../doctor/check.js";
 import { checkFleet, type GivenKey } from "../doctor/fleet-checks.js";
 import { judgeNix, probeNix } from "../doctor/local-nix.js";
+import {
+  configuredSubstituters,
+  judgeSubstituters,
+  probeSubstituters,
+  SUBSTITUTER_PROBE_MS,
+} from "../doctor/substituters.js";
 import { InputError, UsageError } from "../errors.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { selectHosts } from "../fleet/select.js";
+import { openStore } from "../store/url.js";
 import { formatDoctorReport } from "../ui/doctor-report.js";
+import { parseListen } from "./cache-serve.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile } from "./keys-input.js";
+import { systemFault } from "./system-faults.js";
 
 export const doctorCommand: Command = {
   path: ["doctor"],
   summary:
     "check Nix, ssh, keys, the fleet, its cache and its hosts; print the fix for each problem",
   help: `Usage: nixship doctor [--fleet FILE] [--on SELECTOR] [--key SECRET_FILE]
-                      [--release-key SECRET_FILE] [--json]
+                      [--release-key SECRET_FILE] [--serve-cache HOST:PORT] [--json]
 
 Checks, and for each problem prints the exact fix:
-  nix     the local Nix: version, experimental features (nix-command, flakes), and that a
-          trivial derivation builds (build users and sandbox, named when they are why not)
+  nix     the local Nix: version, experimental features (nix-command, flakes), that a
+          trivial derivation builds (build users and sandbox, named when they are why not),
+          and that each of its substituters answers (all asked at once, within
+          ${SUBSTITUTER_PROBE_MS / 1000} s: Nix asks them before every build)
   fleet   the fleet file parses
   keys    --key parses, is mode 0600 and its public half is in cache.publicKeys; the same
           for --release-key ($NIXSHIP_RELEASE_KEY) and releases.publicKeys (agent hosts)
@@ -28,7 +40,10 @@ Checks, and for each problem prints the exact fix:
           hosts, that the store honours conditional writes (probe objects, then removed)
   ssh     the ssh client, the fleet's known_hosts and ssh_config
   host    each selected ssh host: a new ssh connection (host key checked), Nix present,
-          /nix/store writable
+          /nix/store writable, and that it fetches the nix-cache-info of the cache it would
+          substitute from (with curl, within 5 s): with --serve-cache, the fleet's cache
+          served on HOST:PORT while doctor runs, as deploy --serve-cache serves it; else an
+          HTTP cache.substituter
   ssm     a region for SSM hosts
 
 Without a fleet file only the local Nix is checked.
@@ -37,18 +52,30 @@ Options:
 ${FLEET_HELP}
   --key FILE         the cache signing key deploys will use
   --release-key FILE the release signing key (default: $NIXSHIP_RELEASE_KEY)
+  --serve-cache H:P  serve the fleet's cache on H:P (port 0: any free one) while checking
+                     the hosts, and check each reaches it (for a lab: "$(nixship lab address):0")
 
 Exit codes: 0 nothing blocks a deploy (warnings may be printed), 1 something does,
 2 bad usage.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, key: { type: "string" }, "release-key": { type: "string" } },
+      {
+        ...FLEET_FLAGS,
+        key: { type: "string" },
+        "release-key": { type: "string" },
+        "serve-cache": { type: "string" },
+      },
       "doctor",
     );
     if (positionals.length > 0)
       throw new UsageError(`doctor: unexpected argument '${positionals[0]}'`);
-    const checks: Check[] = judgeNix(await probeNix(io.env));
+    const nix = await probeNix(io.env);
+    const checks: Check[] = judgeNix(nix);
+    const substituters = configuredSubstituters(nix.config);
+    if (substituters !== undefined) {
+      checks.push(...judgeSubstituters(await probeSubstituters(substituters)));
+    }
     checks.push(...(await fleetChecks(values, io)));
     if (values.json) writeJson(io, { ok: !blocksDeploy(checks), checks });
     else io.stdout.write(formatDoctorReport(checks));
@@ -57,7 +84,13 @@ Exit codes: 0 nothing blocks a deploy (warnings may be printed), 1 something doe
 };
 
 async function fleetChecks(
-  values: { fleet?: string; on?: string; key?: string; "release-key"?: string },
+  values: {
+    fleet?: string;
+    on?: string;
+    key?: string;
+    "release-key"?: string;
+    "serve-cache"?: string;
+  },
   io: CliIO,
 ): Promise<Check[]> {
   const { env } = io;
@@ -105,14 +138,61 @@ async function fleetChecks(
   const key = await readKey(values.key, "cache signing key");
   const releaseKey = await readKey(values["release-key"] ?? env.NIXSHIP_RELEASE_KEY, "release key");
   const hosts = selectHosts(input.fleet, values.on);
-  return [
-    ...keys,
-    ...(await checkFleet({
-      fleet: input.fleet,
-      fleetFile: input.fleetFile,
-      hosts,
-      key,
-      releaseKey,
-    })),
-  ];
+  const serve = values["serve-cache"];
+  const served =
+    serve === undefined ? undefined : await serveForHosts(input.fleet.cache?.url, serve);
+  if (served?.failed !== undefined) keys.push(served.failed);
+  try {
+    return [
+      ...keys,
+      ...(await checkFleet({
+        fleet: input.fleet,
+        fleetFile: input.fleetFile,
+        hosts,
+        key,
+        releaseKey,
+        ...(served?.url === undefined ? {} : { served: served.url }),
+      })),
+    ];
+  } finally {
+    await served?.close();
+  }
+}
+
+/**
+ * The fleet's cache served on `listen` (as deploy --serve-cache serves it) while the hosts are
+ * checked; a cache that cannot be served there is a failed check.
+ */
+async function serveForHosts(
+  cacheUrl: string | undefined,
+  listen: string,
+): Promise<{ url?: string; failed?: Check; close: () => Promise<void> }> {
+  const { host, port } = parseListen(listen);
+  const nothing = async () => {};
+  if (cacheUrl === undefined) {
+    throw new UsageError("doctor: --serve-cache needs a cache in the fleet file");
+  }
+  const store = await openStore(cacheUrl);
+  try {
+    const { server, url } = await listenCacheServer({ store }, host, port);
+    return {
+      url,
+      close: async () => {
+        await closeCacheServer(server);
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    const fault = systemFault(err);
+    return {
+      failed: fail(
+        "cache",
+        "serve-cache",
+        `cannot serve the cache on ${listen}: ${(err as Error).message}`,
+        fault?.hint ?? "give --serve-cache an address of this machine the hosts can reach",
+      ),
+      close: nothing,
+    };
+  }
 }

@@ -50,13 +50,21 @@ ssm.documentName (ssm_document_name) and ssm.region (region). A host's ssh_host_
 Terraform does not know what each host runs, so at least one of these is required:
   --base FLEET        a fleet file that names the hosts' systems; also gives the settings
                       Terraform does not know: cache.publicKeys and cache.substituter,
-                      releases, ssh, policy, ssm.commandTimeout. Its hosts that Terraform
-                      does not list are left out (named on stderr).
+                      releases, ssh, policy (with its health checks), ssm.commandTimeout.
+                      Its hosts that Terraform does not list are left out (named on
+                      stderr).
   --system TEMPLATE   the system of every host the base does not name; {name} becomes the
                       host's name, e.g. '.#nixosConfigurations.{name}.config.system.build.toplevel'
 A host that gets no system from either is an error. Relative flake references (and ssh
 files) are relative to the fleet file's directory: with --out, those of the base are
 rewritten for the output's directory; on stdout they are kept as the base writes them.
+
+Health checks: Terraform knows none, so they come from the base's "policy" (health.commands
+and health.http, with the rest of the policy); without --base the fleet has none, and a
+deploy switches hosts without checking them. Command checks run on the host in every mode.
+HTTP checks run where the activation is driven: for ssm and ssh hosts on the machine that
+runs 'nixship deploy', against the host's "address" (so the checked port must be open to
+it; examples/aws opens none), for agent hosts on the host itself, with {address} 127.0.0.1.
 
 Host keys (--via ssh, --known-hosts FILE): nixship checks ssh host keys strictly, so each
 host's ssh-ed25519 key is merged into FILE, one line per host naming its public_ip and
@@ -73,7 +81,8 @@ written, unless --replace-host-keys.
 Errors name the JSON path in OUTPUT_JSON (e.g. hosts.value.web1.instance_id). The fleet
 written is checked with the fleet loader before it is written.
 
-Example:
+Example (nixship.base.json as in examples/aws/README.md: the systems, cache.publicKeys,
+releases, and a policy with a command check):
   terraform -chdir=examples/aws output -json > tf-outputs.json
   nixship fleet from-terraform tf-outputs.json --base nixship.base.json --out nixship.json
   nixship deploy --fleet nixship.json --on @web --via ssm --key cache.sec

@@ -24,9 +24,14 @@ import {
   LAB_POLL_INTERVAL,
 } from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
-import { unreadable } from "../lab/lab-state.js";
-import { validateHostCount, validateLabName } from "../lab/layout.js";
-import { formatLabEvent, formatLabHints, formatLabHosts } from "../ui/lab-lines.js";
+import { readLabState, unreadable } from "../lab/lab-state.js";
+import { labGateway, validateHostCount, validateLabName } from "../lab/layout.js";
+import {
+  formatLabAgents,
+  formatLabEvent,
+  formatLabHints,
+  formatLabHosts,
+} from "../ui/lab-lines.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 
 const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
@@ -52,7 +57,8 @@ The lab writes, in its directory:
                  and an HTTP health check of the example service
   cache.sec      the key that signs that cache; deploy with
                    nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
-                     --serve-cache 10.231.L.1:0
+                     --serve-cache "$(nixship lab address --name PREFIX):0"
+                 (10.231.L.1, L the lab's number: it depends on the labs already up)
 Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
 
 With --agents, each host also runs a pull agent (nixship agent) following the channel
@@ -116,7 +122,13 @@ Options:
       },
     });
     if (values.json) {
-      writeJson(io, { ...state, alreadyUp, dir: layout.dir, files: layout.files });
+      writeJson(io, {
+        ...state,
+        alreadyUp,
+        deployerAddress: layout.gateway,
+        dir: layout.dir,
+        files: layout.files,
+      });
       return 0;
     }
     io.stdout.write(formatLabHosts(state));
@@ -138,6 +150,9 @@ Acts on the agents of the named hosts (all of the lab's by default):
   pause    as 'nixship agent pause' on the host: from its next poll the agent only writes
            its heartbeat, which says it is paused
   resume   as 'nixship agent resume'
+It prints a line per host it acted on: 'HOST: paused' or 'HOST: resumed' (as the host's pause
+flag says afterwards), else HOST and its agent's pid, or 'stopped'; with --json, every host of
+the lab with its agent's pid (or null) and whether it is paused.
 ${WHERE}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -152,7 +167,7 @@ ${WHERE}`,
         "see 'nixship lab agents --help'",
       );
     }
-    const state = await labAgents(
+    const done = await labAgents(
       labsDir(io.env),
       validateLabName(values.name ?? "lab"),
       action as LabAgentAction,
@@ -163,9 +178,16 @@ ${WHERE}`,
         }
       },
     );
-    const agents = state.hosts.map((h) => ({ host: h.name, pid: h.agentPid ?? null }));
-    if (values.json) writeJson(io, { lab: state.name, agents });
-    else for (const a of agents) io.stdout.write(`${a.host}\t${a.pid ?? "stopped"}\n`);
+    if (values.json) {
+      writeJson(io, {
+        lab: done.state.name,
+        agents: done.state.hosts.map((h) => ({
+          host: h.name,
+          pid: h.agentPid ?? null,
+          paused: done.paused.has(h.name),
+        })),
+      });
+    } else io.stdout.write(formatLabAgents(action as LabAgentAction, done));
     return 0;
   },
 };
@@ -281,6 +303,36 @@ checking), or with --path only its file name.`,
       throw unreadable(file, err);
     });
     io.stdout.write(values.path ? `${file}\n` : text);
+    return 0;
+  },
+};
+
+export const labAddressCommand: Command = {
+  path: ["lab", "address"],
+  summary: "print this machine's address on a lab's network (to serve a cache to its hosts)",
+  help: `Usage: nixship lab address [--name PREFIX] [--json]
+
+Prints the address this machine has on the lab's bridge, where the lab's hosts reach it:
+10.231.L.1, L being the lab's number, which depends on the labs that were up when it started.
+Serve the lab's cache to its hosts there:
+  nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
+    --serve-cache "$(nixship lab address --name PREFIX):0"
+${WHERE}`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, json: { type: "boolean" } },
+      "lab address",
+    );
+    if (positionals.length > 0) throw new UsageError(`lab address: unexpected '${positionals[0]}'`);
+    const name = validateLabName(values.name ?? "lab");
+    const state = await readLabState(join(labsDir(io.env), name));
+    if (state === undefined) {
+      throw new UsageError(`lab address: no lab '${name}'`, "start it with 'nixship lab up N'");
+    }
+    const address = labGateway(state.number);
+    if (values.json) writeJson(io, { lab: state.name, number: state.number, address });
+    else io.stdout.write(`${address}\n`);
     return 0;
   },
 };

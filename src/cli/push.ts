@@ -1,8 +1,8 @@
 // `nixship push`: build or take store paths, and push their closures, signed, to a cache.
 
 import { availableParallelism } from "node:os";
-import { resolveInstallables } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
+import { resolvePushInstallables } from "../deploy/build.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Compression } from "../nix/narinfo.js";
@@ -30,9 +30,14 @@ export const push: Command = {
                     [--jobs N] [--json]
 
 Pushes each path and its whole closure into the cache. Store paths are taken as they are;
-other arguments are built first with one 'nix build' (flake references such as .#web or
-./flake#pkg). Each NAR is serialised from /nix/store, checked against the NarHash Nix
-recorded, compressed and uploaded; its signed .narinfo is written last, and only after the
+flake outputs are evaluated and built first, resolved as the fleet file resolves a host's
+system: .#name is packages.SYSTEM.name, legacyPackages.SYSTEM.name or
+nixosConfigurations.name.config.system.build.toplevel, whichever exists, and a local flake
+(.#x, ./dir#x, path:./dir#x; relative to the working directory) is read as git+file inside a
+git repository (only tracked files reach the store), else as path: after a search for secret
+keys. Other arguments (a flake without '#', an output chosen with '^') go to 'nix build'.
+Each NAR is serialised from /nix/store, checked against the NarHash Nix recorded,
+compressed and uploaded; its signed .narinfo is written last, and only after the
 narinfos of its references, so an interrupted push never leaves a broken closure behind.
 The first SIGINT (Ctrl-C) or SIGTERM starts no new path, lets the ones in progress finish,
 keeps what is pushed and exits with 130; a second one stops at once.
@@ -125,7 +130,7 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       second: () => io.stderr.write("push: stopped at once\n"),
     });
     try {
-      const roots = await resolveInstallables(positionals);
+      const roots = await resolvePushInstallables(positionals, process.cwd());
       const progress = new PushProgress(io.stderr);
       const summary = await pushClosure({
         signal: trap.signal,

@@ -14,13 +14,13 @@ import {
   requirePlacement,
 } from "../fleet/release-store.js";
 import { readStatuses } from "../fleet/status-store.js";
-import type { PublicKey } from "../nix/keys.js";
+import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { formatTable } from "../ui/plan-format.js";
 import { formatReleaseShow } from "../ui/release-show.js";
 import { type CliIO, type Command, parseFlags, requireFlag, writeJson } from "./command.js";
-import { readFleetInput } from "./fleet-input.js";
+import { type FleetInput, readFleetInput } from "./fleet-input.js";
 import { readTrustedKeys } from "./keys-input.js";
 
 const STORE_FLAGS = {
@@ -57,7 +57,7 @@ Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usa
       throw new UsageError(`release list: unexpected argument '${positionals[0]}'`);
     }
     const channel = requireFlag(values.channel, "--channel", "release list");
-    const store = await openReleaseStore(values, io, "release list");
+    const { store } = await openReleaseStore(values, io, "release list");
     try {
       const entries = await listReleases(store, channel);
       if (values.json) {
@@ -89,7 +89,8 @@ Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usa
 
 export const releaseShow: Command = {
   path: ["release", "show"],
-  summary: "show one release of a channel (or the latest), verified with --trusted-key",
+  summary:
+    "show one release of a channel (or the latest), verified with --trusted-key or the fleet's release keys",
   help: `Usage: nixship release show SEQ|latest --channel NAME [--store URL] [--fleet FILE]
                             [--trusted-key KEY...] [--json]
 
@@ -101,16 +102,18 @@ channel's last ${HISTORY_RELEASES} releases; with --trusted-key, only releases t
 signed count). 'same' means the same system as DESIRED. 'latest' is the release the channel
 points at.
 
-With --trusted-key, the release's signature is checked first, and the command fails unless
-one of those keys signed exactly this content. Without it, nothing is verified, and the
-output says so.
+With --trusted-key, or else with a fleet file that lists releases.publicKeys (the one that
+names the store, or --fleet beside --store), the release's signature is checked first, and
+the command fails unless one of those keys signed exactly this content. Without either,
+nothing is verified, and the output says so.
 
 Options:
   SEQ                a release number, or 'latest'
 ${STORE_HELP}
   --trusted-key KEY  a release public key 'NAME:BASE64' or a file of them; repeat for several
+                     (instead of the fleet file's releases.publicKeys)
 
-Exit codes: 0 shown (and verified, with --trusted-key), 1 no such release or the store could
+Exit codes: 0 shown (and verified, when keys were given), 1 no such release or the store could
 not be read, 2 bad usage, or a release that is malformed, unsigned or not trusted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -127,9 +130,18 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
     const which = parseWhich(positionals[0] as string);
     const channel = requireFlag(values.channel, "--channel", "release show");
     // Given --trusted-key, verify even if its files hold no key: then nothing is trusted.
-    const verified = (values["trusted-key"] ?? []).length > 0;
-    const trusted = await readTrustedKeys(values["trusted-key"] ?? []);
-    const store = await openReleaseStore(values, io, "release show");
+    const flagged = values["trusted-key"] ?? [];
+    const flagKeys = await readTrustedKeys(flagged);
+    const { store, fleet } = await openReleaseStore(values, io, "release show", {
+      fleetBesideStore: true,
+    });
+    const fleetKeys = flagged.length === 0 ? fleet?.fleet.releases?.publicKeys : undefined;
+    const verified = flagged.length > 0 || fleetKeys !== undefined;
+    const trusted = fleetKeys === undefined ? flagKeys : fleetKeys.map((k) => parsePublicKey(k));
+    const trustedFrom =
+      fleetKeys === undefined || fleet === undefined
+        ? "the trusted keys"
+        : `releases.publicKeys of ${fleet.fleetFile}`;
     try {
       const found = await findRelease(store, channel, which);
       const parsed: ParsedRelease = verified
@@ -195,6 +207,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
           digest,
           signedBy,
           verified,
+          trustedFrom,
           expired,
           views,
         }),
@@ -237,14 +250,42 @@ function parseWhich(text: string): number | "latest" {
 
 /** The release's bytes, where they came from, and whether the channel points at them. */
 
-/** `--store`, else the fleet file's cache URL. */
+/**
+ * `--store`, else the fleet file's cache URL; with the fleet file when it was read (no --store,
+ * or with `fleetBesideStore` a --fleet named beside it), for its release keys.
+ */
 async function openReleaseStore(
   values: { store?: string | undefined; fleet?: string | undefined },
   io: CliIO,
   command: string,
-): Promise<ObjectStore> {
-  if (values.store !== undefined && values.store !== "") return openStore(values.store);
-  const { fleet, fleetFile } = await readFleetInput(values, io).catch((err: unknown) => {
+  { fleetBesideStore = false } = {},
+): Promise<{ store: ObjectStore; fleet?: FleetInput }> {
+  if (values.store !== undefined && values.store !== "") {
+    const input =
+      fleetBesideStore && values.fleet !== undefined
+        ? await readReleaseFleet(values, io)
+        : undefined;
+    return {
+      store: await openStore(values.store),
+      ...(input === undefined ? {} : { fleet: input }),
+    };
+  }
+  const input = await readReleaseFleet(values, io);
+  if (input.fleet.cache === undefined) {
+    throw new UsageError(
+      `${command}: --store is required: the fleet file ${input.fleetFile} has no cache`,
+      `see 'nixship ${command} --help'`,
+    );
+  }
+  return { store: await openStore(input.fleet.cache.url), fleet: input };
+}
+
+/** The fleet file named by --fleet, $NIXSHIP_FLEET or the default, with --store as the fix. */
+async function readReleaseFleet(
+  values: { fleet?: string | undefined },
+  io: CliIO,
+): Promise<FleetInput> {
+  return await readFleetInput(values, io).catch((err: unknown) => {
     if (err instanceof InputError && err.code === "fleet-file-unreadable") {
       throw new InputError(err.code, err.message, {
         hint: "pass --store URL, or name the fleet file with --fleet",
@@ -253,11 +294,4 @@ async function openReleaseStore(
     }
     throw err;
   });
-  if (fleet.cache === undefined) {
-    throw new UsageError(
-      `${command}: --store is required: the fleet file ${fleetFile} has no cache`,
-      `see 'nixship ${command} --help'`,
-    );
-  }
-  return openStore(fleet.cache.url);
 }

@@ -39,7 +39,7 @@ async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeI
   if (file === undefined) {
     throw new UsageError(
       "no admin identity to decrypt secrets with",
-      "pass --identity FILE (an age identity or ssh ed25519 key of an admin the fleet lists)",
+      `pass --identity FILE or set $NIXSHIP_IDENTITY (an age identity or ssh ed25519 key of an admin the fleet lists), or put one in ${defaults.join(" or ")}`,
     );
   }
   return parseIdentities(await readSecretFile(file, "identity file"), file);

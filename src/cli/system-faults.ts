@@ -8,7 +8,7 @@ const HINTS: Readonly<Record<string, string>> = {
     "permission denied: run it as a user who may (the lab needs root), or fix the permissions of the file or directory named",
   EPERM: "operation not permitted: run it as a user who may (the lab needs root)",
   EADDRNOTAVAIL:
-    "no network interface of this machine has that address: check --listen or --serve-cache (a lab's bridge address exists only while the lab is up)",
+    "no network interface of this machine has that address: check --listen or --serve-cache (a lab's bridge address exists only while the lab is up: 'nixship lab address --name NAME' prints it)",
   EADDRINUSE:
     "another process already listens on that address: pick another port, or port 0 for any free one",
   ECONNREFUSED: "nothing listens there: is the server running, and are the address and port right?",

@@ -6,12 +6,13 @@ import {
   type FlakeOutput,
   MissingOutputsError,
   type NixOptions,
+  resolveInstallables,
   validPaths,
 } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
-import { formatSystemSpec } from "../fleet/fleet.js";
+import { FLAKE_INSTALLABLE_PATTERN, formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { BuiltSystem } from "./events.js";
 import { localFlakeRef } from "./flake-source.js";
@@ -54,6 +55,41 @@ export function parseFlakeInstallable(installable: string, baseDir: string): Fla
   return { flake, attrPath };
 }
 
+/**
+ * The flake output an installable names, as Nix is to evaluate it: a local directory becomes
+ * its `git+file` or `path:` reference (flake-source.ts).
+ */
+async function flakeOutput(installable: string, baseDir: string): Promise<FlakeOutput> {
+  const parsed = parseFlakeInstallable(installable, baseDir);
+  if (parsed.local === undefined) return parsed;
+  const flake = await localFlakeRef(parsed.local.dir, parsed.local.explicitPath);
+  return { flake, attrPath: parsed.attrPath };
+}
+
+/**
+ * What `nixship push` is given, resolved as the fleet file resolves a host's `system`:
+ * `FLAKE#ATTR` (`.#name` is packages.SYSTEM.name, legacyPackages.SYSTEM.name or
+ * nixosConfigurations.name's toplevel; a local directory relative to `baseDir`) evaluated and
+ * built as `buildSystems` does. Store paths (or links to them) are taken as they are; anything
+ * else (a flake without `#`, an output selected with `^`) goes to `nix build` as given.
+ * The flake outputs come first, in the order given.
+ */
+export async function resolvePushInstallables(
+  items: readonly string[],
+  baseDir: string,
+  nix: NixOptions = {},
+): Promise<StorePath[]> {
+  const isFlakeOutput = (item: string) =>
+    FLAKE_INSTALLABLE_PATTERN.test(item) && !item.slice(item.lastIndexOf("#")).includes("^");
+  const flakeItems = items.filter(isFlakeOutput);
+  const others = items.filter((item) => !isFlakeOutput(item));
+  const outputs = await Promise.all(flakeItems.map((item) => flakeOutput(item, baseDir)));
+  const built = await evaluateAndBuild(outputs, nix).catch((err: unknown) => {
+    throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
+  });
+  return [...built, ...(await resolveInstallables(others, nix))];
+}
+
 export async function buildSystems(
   hosts: readonly FleetHost[],
   baseDir: string,
@@ -65,14 +101,7 @@ export async function buildSystems(
     specs.set(spec, [...(specs.get(spec) ?? []), host.name]);
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
-  const outputs = await Promise.all(
-    flakeSpecs.map(async (s): Promise<FlakeOutput> => {
-      const parsed = parseFlakeInstallable(s, baseDir);
-      if (parsed.local === undefined) return parsed;
-      const flake = await localFlakeRef(parsed.local.dir, parsed.local.explicitPath);
-      return { flake, attrPath: parsed.attrPath };
-    }),
-  );
+  const outputs = await Promise.all(flakeSpecs.map((s) => flakeOutput(s, baseDir)));
   const built = await evaluateAndBuild(outputs, nix).catch((err: unknown) => {
     throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
   });
@@ -101,6 +130,25 @@ export async function buildSystems(
   return { systems, byHost };
 }
 
+/** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
+function missingOutputs(err: MissingOutputsError, items: readonly string[]): InputError {
+  const lines = err.missing.map(
+    ({ index }) => `the flake has no output ${JSON.stringify(items[index] ?? "")}`,
+  );
+  return new InputError("flake-output-missing", lines.join("\n"), {
+    hint: closestHint(err),
+  });
+}
+
+function closestHint(err: MissingOutputsError): string {
+  const first = err.missing[0];
+  const wanted = first ? (err.outputs[first.index]?.attrPath.join(".") ?? "") : "";
+  const available = first ? closestFirst(wanted, first.available) : [];
+  return available.length > 0
+    ? `the flake has ${listForHint(available)}`
+    : "the flake has no packages for this system and no nixosConfigurations";
+}
+
 /**
  * Systems whose flake output does not exist, named as the fleet file names them (the hosts'
  * `system` fields), with the outputs the flake does have, closest first.
@@ -116,13 +164,5 @@ function missingSystems(
     const fields = hosts.map((h) => `hosts.${h}.system`).join(", ");
     return `${fields}: the flake has no output ${JSON.stringify(spec)}`;
   });
-  const first = err.missing[0];
-  const wanted = first ? (err.outputs[first.index]?.attrPath.join(".") ?? "") : "";
-  const available = first ? closestFirst(wanted, first.available) : [];
-  return new InputError("flake-output-missing", lines.join("\n"), {
-    hint:
-      available.length > 0
-        ? `the flake has ${listForHint(available)}`
-        : "the flake has no packages for this system and no nixosConfigurations",
-  });
+  return new InputError("flake-output-missing", lines.join("\n"), { hint: closestHint(err) });
 }

@@ -12,7 +12,7 @@ import {
 } from "../delivery/delivery.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
-import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
+import { activateScript, DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { DeployEvent } from "./events.js";
 import { type RolloutInput, rolloutSucceeded, runRollout } from "./run-rollout.js";
@@ -496,5 +496,11 @@ describe("runRollout: interrupts", () => {
 describe("the activation timeout", () => {
   it("defaults in the fleet policy to what activate.sh uses when given none", () => {
     expect(POLICY_DEFAULTS.activationTimeout).toBe(DEFAULT_ACTIVATION_TIMEOUT);
+    // activate.sh's own default, in each of its commands that take --activation-timeout.
+    const own = [...activateScript().matchAll(/\bactivation_timeout=(\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    expect(own.length).toBeGreaterThan(0);
+    expect(new Set(own)).toEqual(new Set([POLICY_DEFAULTS.activationTimeout]));
   });
 });

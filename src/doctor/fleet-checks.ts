@@ -12,6 +12,7 @@ import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
+import { shellQuote } from "../util/shell-quote.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
 import { judgeNixVersion } from "./local-nix.js";
 
@@ -22,6 +23,18 @@ const HOST_JOBS = 8;
 /** What a host says about its Nix and store, one `key=value` per line. */
 const HOST_PROBE =
   'printf "nix=%s\\n" "$(nix-store --version 2>/dev/null | head -n 1)"; if [ -w /nix/store ]; then echo store=writable; else echo store=read-only; fi';
+/** Seconds a host may take to fetch the substituter's nix-cache-info. */
+const SUBSTITUTER_TIMEOUT = 5;
+
+/**
+ * HOST_PROBE, and with a substituter `substituter=CODE FIRST-ERROR-LINE` from curl fetching its
+ * nix-cache-info as the host's Nix would (CODE 0: it answered 200), or `substituter=no-curl`.
+ */
+function hostProbe(substituter: string | undefined): string {
+  if (substituter === undefined) return HOST_PROBE;
+  const url = shellQuote(`${substituter.replace(/\/+$/, "")}/nix-cache-info`);
+  return `${HOST_PROBE}; if command -v curl >/dev/null 2>&1; then e=$(curl -fsS -o /dev/null --max-time ${SUBSTITUTER_TIMEOUT} ${url} 2>&1); c=$?; printf "substituter=%s %s\\n" "$c" "$(printf "%s" "$e" | head -n 1)"; else echo substituter=no-curl; fi`;
+}
 
 /** A key file named on the command line: read (mode and format checked), or it did not read (reported already). */
 export type GivenKey = SecretKey | "unreadable";
@@ -34,6 +47,11 @@ export interface FleetCheckInput {
   readonly key: GivenKey | undefined;
   /** The release key (--release-key or $NIXSHIP_RELEASE_KEY). */
   readonly releaseKey: GivenKey | undefined;
+  /**
+   * The cache the deployer serves for this check (`doctor --serve-cache`), which each ssh host
+   * must reach as a deploy's `--serve-cache` would have it; else `cache.substituter` is checked.
+   */
+  readonly served?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -220,7 +238,14 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
     AbortSignal.timeout(HOST_TIMEOUT * 1000),
     ...(input.signal ? [input.signal] : []),
   ];
-  const r = await runOverSsh(target, HOST_PROBE, { fresh: true, signal: AbortSignal.any(signals) });
+  // Only HTTP ones: what curl fetches as the host's Nix would (an s3:// one needs credentials).
+  const substituter = [input.served ?? input.fleet.cache?.substituter].find(
+    (u) => u !== undefined && /^https?:\/\//.test(u),
+  );
+  const r = await runOverSsh(target, hostProbe(substituter), {
+    fresh: true,
+    signal: AbortSignal.any(signals),
+  });
   if (r.code !== 0) {
     const said = r.stderr.trim().split("\n").filter(Boolean).at(-1) ?? `ssh exited with ${r.code}`;
     return [fail(area, "ssh", said, sshFix(said, target))];
@@ -250,7 +275,45 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
           `/nix/store is not writable for ${input.fleet.ssh.user}`,
           "deploy as root (ssh.user), or as a user the host's Nix trusts",
         ),
+    ...(substituter === undefined
+      ? []
+      : [
+          judgeHostSubstituter(
+            area,
+            substituter,
+            facts.get("substituter"),
+            input.served !== undefined,
+          ),
+        ]),
   ];
+}
+
+/** Whether the host fetched the substituter's nix-cache-info (`code` as hostProbe reports it). */
+function judgeHostSubstituter(
+  area: string,
+  url: string,
+  said: string | undefined,
+  served: boolean,
+): Check {
+  const what = served ? "the cache served by --serve-cache" : "cache.substituter";
+  if (said === "no-curl") {
+    return skip(
+      area,
+      "substituter",
+      `curl is not on the host: cannot check that it reaches ${url}`,
+    );
+  }
+  const [code = "", ...words] = (said ?? "").split(" ");
+  const error = words.join(" ").trim() || `curl exited with ${code || "no answer"}`;
+  if (code === "0") return ok(area, "substituter", `reaches ${what}: ${url}`);
+  return fail(
+    area,
+    "substituter",
+    `cannot fetch ${url.replace(/\/+$/, "")}/nix-cache-info (${what}): ${error}; the host would fail to realise its system`,
+    served
+      ? 'serve the cache on an address of this machine the hosts can reach (a lab\'s: --serve-cache "$(nixship lab address --name NAME):0"), and let them through to its port'
+      : "make cache.substituter reachable from the hosts, or fix it in the fleet file (or serve the cache with deploy --serve-cache)",
+  );
 }
 
 function sshFix(said: string, target: SshTarget): string {

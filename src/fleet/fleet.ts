@@ -188,8 +188,8 @@ export const POLICY_DEFAULTS = {
   maxFailures: 0,
   canary: 1,
   confirmTimeout: 30,
-  // activate.sh's own default (DEFAULT_ACTIVATION_TIMEOUT in host/activation.ts, which sits
-  // above fleet/); run-rollout.test.ts keeps the two equal.
+  // The one default: host/activation.ts (DEFAULT_ACTIVATION_TIMEOUT) and agent/config.ts take
+  // it from here; run-rollout.test.ts keeps activate.sh's own equal.
   activationTimeout: 600,
   keepGenerations: 0,
 } as const satisfies Omit<RolloutPolicy, "health">;

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
+import { POLICY_DEFAULTS } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
@@ -26,8 +27,11 @@ export const ACTIVATE_EXIT = {
   prune: 12,
 } as const;
 
-/** Seconds activate.sh gives an activation (realise, profile, switch) when none is given. */
-export const DEFAULT_ACTIVATION_TIMEOUT = 600;
+/**
+ * Seconds an activation (realise, profile, switch) gets when none is given: the fleet policy's
+ * default, the one value every mode and the agent use (activate.sh's own is kept equal by a test).
+ */
+export const DEFAULT_ACTIVATION_TIMEOUT: number = POLICY_DEFAULTS.activationTimeout;
 
 /** The script, read once from the package (src/host/activate.sh sits beside this module). */
 let script: string | undefined;

@@ -2,7 +2,7 @@
 // list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setPaused } from "../agent/state.js";
+import { isPaused, setPaused } from "../agent/state.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
@@ -208,6 +208,15 @@ async function isRunning(state: LabState): Promise<boolean> {
 export const LAB_AGENT_ACTIONS = ["start", "stop", "pause", "resume"] as const;
 export type LabAgentAction = (typeof LAB_AGENT_ACTIONS)[number];
 
+/** What `lab agents` did: the lab after it, the hosts it acted on, and which agents are paused. */
+export interface LabAgentsResult {
+  readonly state: LabState;
+  /** In the lab's order. */
+  readonly hosts: readonly string[];
+  /** Every host of the lab whose agent's pause flag is set, read after the action. */
+  readonly paused: ReadonlySet<string>;
+}
+
 /**
  * `lab agents start|stop|pause|resume`: starts the agents of the lab's hosts that do not run
  * (resolving once each has written a heartbeat), stops them, or pauses and resumes them as
@@ -219,7 +228,25 @@ export async function labAgents(
   action: LabAgentAction,
   hosts: readonly string[],
   emit: (e: LabEvent) => void = () => {},
-): Promise<LabState> {
+): Promise<LabAgentsResult> {
+  const { state, layout, selected } = await actOnLabAgents(labsDirPath, name, action, hosts, emit);
+  const paused = new Set<string>();
+  for (const host of layout.hosts) {
+    if (await isPaused(join(agentDir(host), "state"))) paused.add(host.name);
+  }
+  const acted = state.hosts
+    .map((h) => h.name)
+    .filter((h) => selected === undefined || selected.includes(h));
+  return { state, hosts: acted, paused };
+}
+
+async function actOnLabAgents(
+  labsDirPath: string,
+  name: string,
+  action: LabAgentAction,
+  hosts: readonly string[],
+  emit: (e: LabEvent) => void,
+): Promise<{ state: LabState; layout: LabLayout; selected: string[] | undefined }> {
   requireRoot(`nixship lab agents ${action}`);
   const dir = join(labsDirPath, name);
   const state = await readLabState(dir);
@@ -235,20 +262,21 @@ export async function labAgents(
   }
   const selected = selectLabHosts(state, hosts);
   const layout = labLayout(labsDirPath, state.name, state.number, state.hosts.length);
-  if (action === "stop") return await stopAgents(layout, state, selected);
+  if (action === "stop")
+    return { state: await stopAgents(layout, state, selected), layout, selected };
   if (action === "pause" || action === "resume") {
     for (const host of layout.hosts) {
       if (selected !== undefined && !selected.includes(host.name)) continue;
       await setPaused(join(agentDir(host), "state"), action === "pause");
     }
-    return state;
+    return { state, layout, selected };
   }
   if (!(await isRunning(state))) {
     throw new OperationError("lab-host-down", `lab '${name}' has hosts that are not running`, {
       hint: `restart it: 'nixship lab down --name ${name}', then 'nixship lab up ${state.hosts.length} --name ${name} --agents'`,
     });
   }
-  return await startAgents(layout, state, emit, selected);
+  return { state: await startAgents(layout, state, emit, selected), layout, selected };
 }
 
 export interface LabDownResult {

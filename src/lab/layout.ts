@@ -66,6 +66,11 @@ export function validateHostCount(count: number): number {
   return count;
 }
 
+/** The deployer's address on lab `number`'s bridge: where its hosts reach this machine. */
+export function labGateway(number: number): string {
+  return `${SUBNET_PREFIX}.${number}.1`;
+}
+
 export function labLayout(
   labsDir: string,
   name: string,
@@ -95,7 +100,7 @@ export function labLayout(
     number,
     dir,
     bridge,
-    gateway: `${SUBNET_PREFIX}.${number}.1`,
+    gateway: labGateway(number),
     prefixLength: 24,
     hosts,
     files: {

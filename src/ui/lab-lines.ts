@@ -1,6 +1,6 @@
 // What `nixship lab up` prints: a line per host as it comes up, then the hosts (stdout) and how
 // to reach and deploy to them (stderr).
-import type { LabEvent } from "../lab/lab.js";
+import type { LabAgentAction, LabAgentsResult, LabEvent } from "../lab/lab.js";
 import type { LabState } from "../lab/lab-state.js";
 import type { LabLayout } from "../lab/layout.js";
 
@@ -30,5 +30,24 @@ export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: bo
     deploy,
   ]
     .map((l) => `${l}\n`)
+    .join("");
+}
+
+/**
+ * What `lab agents ACTION` did, a line per host it acted on: paused or resumed (as the pause
+ * flag now says), else its agent's pid or "stopped".
+ */
+export function formatLabAgents(action: LabAgentAction, done: LabAgentsResult): string {
+  const acted = new Set(done.hosts);
+  return done.state.hosts
+    .filter((h) => acted.has(h.name))
+    .map((h) => {
+      if (action === "pause" || action === "resume") {
+        return done.paused.has(h.name)
+          ? `${h.name}: paused (from its next poll its agent applies no release, and its heartbeat says so)\n`
+          : `${h.name}: resumed\n`;
+      }
+      return `${h.name}\t${h.agentPid ?? "stopped"}\n`;
+    })
     .join("");
 }

@@ -13,19 +13,22 @@ export interface ReleaseShown {
   readonly signedBy: string | undefined;
   /** Whether the signature was checked against trusted keys. */
   readonly verified: boolean;
+  /** Where the trusted keys came from, when verified (default: "the trusted keys"). */
+  readonly trustedFrom?: string;
   readonly expired: boolean;
   readonly views: readonly ReleaseHostView[];
 }
 
 export function formatReleaseShow(shown: ReleaseShown): string {
   const { release, current, digest, signedBy, verified, expired, views } = shown;
+  const trustedFrom = shown.trustedFrom ?? "the trusted keys";
   const names = Object.keys(release.hosts);
   const signatureLine =
     signedBy === undefined
       ? "none"
       : verified
-        ? `key '${signedBy}', verified against the trusted keys`
-        : `key '${signedBy}', NOT verified (pass --trusted-key to check it)`;
+        ? `key '${signedBy}', verified against ${trustedFrom}`
+        : `key '${signedBy}', NOT verified (pass --trusted-key, or a fleet file with releases.publicKeys, to check it)`;
   const checks = [
     plural(release.health.http.length, "HTTP check"),
     plural(release.health.commands.length, "command check"),

@@ -1,0 +1,130 @@
+// The deployer's substituters (nix.conf's `substituters`): each asked once for its
+// nix-cache-info, all at once and within one short bound. Nix asks every substituter before it
+// builds, and waits out its retries on one it cannot reach, so such a one costs every build
+// seconds: doctor warns, with the line that fixes it.
+import { access } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { type Check, ok, warn } from "./check.js";
+
+/** Milliseconds every probe together may take (they run at once, one request each). */
+export const SUBSTITUTER_PROBE_MS = 3000;
+
+const AREA = "nix";
+const CONF = "/etc/nix/nix.conf (or $NIX_CONFIG)";
+
+export type SubstituterReach =
+  | { readonly url: string; readonly result: "ok" }
+  | { readonly url: string; readonly result: "unreachable"; readonly error: string }
+  | { readonly url: string; readonly result: "not-a-cache"; readonly error: string }
+  /** A kind of store this check does not ask (s3://, ssh://, the daemon, …). */
+  | { readonly url: string; readonly result: "not-probed" };
+
+/** The substituters Nix's shown configuration names; undefined when it names none at all. */
+export function configuredSubstituters(
+  config: ReadonlyMap<string, string>,
+): readonly string[] | undefined {
+  const value = config.get("substituters");
+  return value === undefined ? undefined : value.split(/\s+/).filter(Boolean);
+}
+
+/** Asks each substituter once, all at once, within `timeoutMs` in all. */
+export async function probeSubstituters(
+  urls: readonly string[],
+  timeoutMs = SUBSTITUTER_PROBE_MS,
+): Promise<SubstituterReach[]> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  return await Promise.all(urls.map((url) => probeOne(url, signal, timeoutMs)));
+}
+
+async function probeOne(
+  url: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<SubstituterReach> {
+  if (/^https?:\/\//.test(url)) {
+    try {
+      // No redirect is followed: one request per substituter, whatever it answers.
+      const response = await fetch(`${url.replace(/\/+$/, "")}/nix-cache-info`, {
+        signal,
+        redirect: "manual",
+      });
+      await response.body?.cancel();
+      return response.status === 200
+        ? { url, result: "ok" }
+        : {
+            url,
+            result: "not-a-cache",
+            error: `it answers HTTP ${response.status} for nix-cache-info`,
+          };
+    } catch (err) {
+      return { url, result: "unreachable", error: fetchFailure(err, timeoutMs) };
+    }
+  }
+  if (url.startsWith("file://")) {
+    const dir = fileURLToPath(url.split("?")[0] as string);
+    return await access(`${dir}/nix-cache-info`).then(
+      (): SubstituterReach => ({ url, result: "ok" }),
+      (err: NodeJS.ErrnoException): SubstituterReach => ({
+        url,
+        result: "not-a-cache",
+        error: `${dir}/nix-cache-info cannot be read (${err.code ?? err.message})`,
+      }),
+    );
+  }
+  return { url, result: "not-probed" };
+}
+
+/** Why a request got no answer, in the system's words (ECONNREFUSED, ENOTFOUND, …). */
+function fetchFailure(err: unknown, timeoutMs: number): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === "TimeoutError" || e.name === "AbortError") {
+    return `no answer within ${timeoutMs / 1000} s`;
+  }
+  const cause = e.cause;
+  return cause?.code ?? cause?.message ?? e.message;
+}
+
+/** What the probes mean: a warning with its fix for each substituter that fails them. */
+export function judgeSubstituters(reach: readonly SubstituterReach[]): Check[] {
+  if (reach.length === 0) {
+    return [ok(AREA, "substituters", "none: builds use only the local store")];
+  }
+  const problems = reach.flatMap((r): Check[] => {
+    if (r.result === "unreachable") {
+      return [
+        warn(
+          AREA,
+          "substituter",
+          `${r.url} cannot be reached (${r.error}): every build asks it first, and waits for Nix's retries`,
+          `remove it from substituters in ${CONF}; without internet access, turn them all off: substituters =`,
+        ),
+      ];
+    }
+    if (r.result === "not-a-cache") {
+      return [
+        warn(
+          AREA,
+          "substituter",
+          `${r.url} is no binary cache: ${r.error}`,
+          `fix or remove it in substituters in ${CONF}`,
+        ),
+      ];
+    }
+    return [];
+  });
+  if (problems.length > 0) return problems;
+  const probed = reach.filter((r) => r.result === "ok").map((r) => r.url);
+  const other = reach.filter((r) => r.result === "not-probed").map((r) => r.url);
+  return [
+    ok(
+      AREA,
+      "substituters",
+      [
+        ...(probed.length > 0
+          ? [`${probed.join(", ")} answer${probed.length === 1 ? "s" : ""}`]
+          : []),
+        ...(other.length > 0 ? [`not asked: ${other.join(", ")}`] : []),
+      ].join("; "),
+    ),
+  ];
+}

@@ -1,0 +1,62 @@
+// The README's quick start, run as written: its lab lines (lab up, deploy with the lab's cache
+// served to the hosts, status, lab down) in bash, on a machine where another lab is already up,
+// so that the quick start's lab is not lab number 1 and nothing may assume its addresses.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+
+const README = new URL("../README.md", import.meta.url);
+/** The lab the quick start makes (its default name), and another one up before it. */
+const QUICK = "lab";
+const OTHER = "qsother";
+
+let work: string;
+let env: NodeJS.ProcessEnv;
+
+/** The quick start's lines from `# Try a rollout on local hosts first` to `nixship lab down`. */
+async function labLines(): Promise<string[]> {
+  const lines = (await readFile(README, "utf8")).split("\n");
+  const start = lines.findIndex((l) => l.startsWith("# Try a rollout on local hosts first"));
+  const end = lines.findIndex((l, i) => i > start && l.trim() === "nixship lab down");
+  expect(start).toBeGreaterThan(0);
+  expect(end).toBeGreaterThan(start);
+  return lines.slice(start, end + 1);
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-quick-start-"));
+  env = { NIXSHIP_LAB_DIR: join(work, "labs") };
+  const other = await nixship(["lab", "up", "1", "--name", OTHER], { env });
+  expect(other.code, other.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  for (const name of [QUICK, OTHER]) await nixship(["lab", "down", "--name", name], { env });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("the README's quick start", () => {
+  it("deploys to its lab and takes it down, with another lab up", async () => {
+    const lines = await labLines();
+    // The lab directory the README names is the default one; here it is the test's.
+    const script = [
+      "set -eu",
+      `nixship() { node ${NIXSHIP_BIN} "$@"; }`,
+      ...lines.map((l) => l.replaceAll("/var/lib/nixship/labs", env.NIXSHIP_LAB_DIR as string)),
+    ].join("\n");
+    const r = await run("bash", ["-c", script], { env });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    // The deploy activated every host, and status (run before lab down) shows each live.
+    expect(r.stderr).toContain("3 activated, 0 failed");
+    for (const host of [`${QUICK}1`, `${QUICK}2`, `${QUICK}3`]) {
+      expect(r.stdout).toMatch(
+        new RegExp(`^${host}\\s+ssh\\s+example-web-system-v1\\s+1\\s+live`, "m"),
+      );
+    }
+    const list = await nixship(["lab", "list", "--json"], { env });
+    const labs = (JSON.parse(list.stdout) as { hosts: { lab: string }[] }).hosts.map((h) => h.lab);
+    expect(labs).toEqual([OTHER]);
+  });
+});
