@@ -28,6 +28,7 @@ import { runRollout } from "../src/deploy/run-rollout.js";
 import { OperationError } from "../src/errors.js";
 import type { FleetHost, SsmSettings, SsmTarget } from "../src/fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../src/fleet/plan.js";
+import { writeStatus } from "../src/fleet/status-store.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
@@ -189,13 +190,14 @@ class FakeSsm {
     return c;
   }
 
-  delivery(store?: ObjectStore): SsmDelivery {
+  delivery(store?: ObjectStore, storedStatus = false): SsmDelivery {
     return new SsmDelivery({
       settings: SETTINGS,
       client: this.client,
       pollInterval: 1,
       throttleDelay: 1,
       ...(store ? { store } : {}),
+      storedStatus,
     });
   }
 
@@ -751,6 +753,59 @@ describe("SsmDelivery.status and rollback", () => {
       code: "ssm-no-credentials",
       hint: expect.stringContaining("AWS_PROFILE"),
     });
+  });
+
+  it("for a plan, shows a host it may not ask from its status record, saying so", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-ssm-stored-"));
+    const store = await openStore(`file://${dir}`);
+    try {
+      await writeStatus(store, {
+        version: 1,
+        host: "a",
+        mode: "ssm",
+        channel: null,
+        seq: null,
+        desired: PATH,
+        current: PATH,
+        generation: 4,
+        state: "success",
+        phase: null,
+        error: null,
+        rolledBack: null,
+        startedAt: "2026-11-20T10:00:00.000Z",
+        updatedAt: "2026-11-20T10:01:00.000Z",
+      });
+      const f = makeFake(() => SUCCESS(status));
+      const denied = () =>
+        Object.assign(new Error("User is not authorized to perform ssm:SendCommand"), {
+          name: "AccessDeniedException",
+        });
+      f.fail("SendCommand", denied());
+      f.fail("SendCommand", denied());
+      expect(await f.delivery(store, true).status(host("a", "i-00000001"))).toMatchObject({
+        reachable: true,
+        current: PATH,
+        generation: 4,
+        stored: {
+          at: "2026-11-20T10:01:00.000Z",
+          why: expect.stringContaining("not authorized to perform ssm:SendCommand"),
+        },
+      });
+      // A host with no record stays unreachable, and says both why.
+      expect(await f.delivery(store, true).status(host("b", "i-00000002"))).toMatchObject({
+        reachable: false,
+        error: expect.stringMatching(
+          /ssm:SendCommand.*; and it has no status record in the store$/,
+        ),
+      });
+      // One that answers is asked, not read.
+      const live = await f.delivery(store, true).status(host("a", "i-00000001"));
+      expect(live).toMatchObject({ reachable: true });
+      expect(live).not.toHaveProperty("stored");
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("rolls an instance back to a given generation", async () => {

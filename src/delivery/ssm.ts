@@ -15,6 +15,7 @@ import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { describePrune } from "../fleet/prune-report.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
+import { readStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT } from "../host/activation.js";
 import { activateDeadline, finishActivation, type ScriptRun } from "../host/activation-session.js";
 import { hostStatus, pruneOutcome, resultMessage } from "../host/script-outcomes.js";
@@ -63,6 +64,11 @@ export interface SsmDeliveryOptions {
    * presigned URL (needed only when a request carries secrets; it must presign: S3).
    */
   readonly store?: ObjectStore;
+  /**
+   * `plan`: a host that cannot be asked (the plan role may not send SSM commands, or there are
+   * no credentials) is shown from its status record in `store`, saying so.
+   */
+  readonly storedStatus?: boolean;
 }
 
 const THROTTLE_ATTEMPTS = 8;
@@ -77,10 +83,12 @@ export class SsmDelivery implements Delivery {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
   readonly #store: ObjectStore | undefined;
+  readonly #storedStatus: boolean;
 
   constructor(options: SsmDeliveryOptions) {
     this.settings = options.settings;
     this.#store = options.store;
+    this.#storedStatus = options.storedStatus === true;
     this.client =
       options.client ??
       new SSMClient(options.settings.region ? { region: options.settings.region } : {});
@@ -91,6 +99,33 @@ export class SsmDelivery implements Delivery {
   }
 
   async status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus> {
+    if (!this.#storedStatus) return this.#liveStatus(host, signal);
+    const live = await this.#liveStatus(host, signal).catch((err: unknown) => {
+      if (!(err instanceof OperationError)) throw err;
+      return { reachable: false as const, error: err.message };
+    });
+    return live.reachable ? live : this.#storedRecord(host, live.error);
+  }
+
+  /** What the host last reported (a plan's stand-in for an answer it could not get). */
+  async #storedRecord(host: FleetHost, why: string): Promise<HostStatus> {
+    const record = this.#store === undefined ? undefined : await readStatus(this.#store, host.name);
+    if (record === undefined) {
+      return { reachable: false, error: `${why}; and it has no status record in the store` };
+    }
+    return {
+      reachable: true,
+      current: record.current ?? undefined,
+      profile: undefined,
+      generation: record.generation ?? undefined,
+      generations: [],
+      pending: undefined,
+      secrets: record.secrets ?? undefined,
+      stored: { at: record.updatedAt, why },
+    };
+  }
+
+  async #liveStatus(host: FleetHost, signal?: AbortSignal): Promise<HostStatus> {
     const h = ssmHost(host);
     if (h.instanceId === undefined) {
       return {

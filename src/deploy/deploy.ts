@@ -121,6 +121,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
     releaseKey: options.releaseKey,
     policy: options.policy,
     policyOf: (host, path) => policyOf(options, host, prepared?.systemHealth.get(path)),
+    storedStatus: !execute,
     ...(options.agentPollInterval !== undefined
       ? { agentPollInterval: options.agentPollInterval }
       : {}),
@@ -362,6 +363,7 @@ export async function survey(
             generation: s.generation,
             ...(s.missing ? { missing: new Set(s.missing) } : {}),
             ...(s.secrets ? { secrets: s.secrets } : {}),
+            ...(s.stored ? { stored: s.stored } : {}),
           },
           ready: s.reported !== false,
         }

@@ -18,6 +18,11 @@ export interface DeliveryChoice {
   readonly releaseKey?: SecretKey | undefined;
   /** What agent releases carry: the health checks and the confirmation window. */
   readonly policy?: Pick<RolloutPolicy, "health" | "confirmTimeout" | "keepGenerations">;
+  /**
+   * A plan (nothing changes): an ssm host that cannot be asked is shown from its status record
+   * (a pull request's plan role may not send SSM commands).
+   */
+  readonly storedStatus?: boolean;
   /** Each host's own policy (the fleet's policy per role, and the flags); default: `policy`. */
   readonly policyOf?: (host: FleetHost, path: StorePath) => RolloutPolicy;
   /** Milliseconds between the deployer's reads of agent status (default 1000). */
@@ -78,16 +83,22 @@ export async function openDelivery(
         close: async () => {},
       };
     case "ssm": {
-      // Hosts' secrets travel through the fleet's store (a presigned URL per bundle).
+      // Hosts' secrets travel through the fleet's store (a presigned URL per bundle), and a
+      // plan shows a host it may not ask from its status record there.
+      const storedStatus = choice.storedStatus === true;
       const store =
-        fleet.secrets !== undefined && fleet.cache !== undefined
+        (fleet.secrets !== undefined || storedStatus) && fleet.cache !== undefined
           ? await openStore(fleet.cache.url)
           : undefined;
       // Loaded only here: the AWS SDK costs every other command a third of its start-up.
       const { SsmDelivery } = await import("../delivery/ssm.js");
       return {
         mode,
-        delivery: new SsmDelivery({ settings: fleet.ssm, ...(store ? { store } : {}) }),
+        delivery: new SsmDelivery({
+          settings: fleet.ssm,
+          ...(store ? { store } : {}),
+          storedStatus,
+        }),
         store,
         close: async () => {
           await store?.close();

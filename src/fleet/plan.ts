@@ -21,6 +21,8 @@ export type HostState =
       readonly missing?: ReadonlySet<StorePath> | undefined;
       /** The digest of the secrets it has installed; undefined when it could not tell. */
       readonly secrets?: string | undefined;
+      /** Not the host's answer but its status record: when written, and why it stands in. */
+      readonly stored?: { readonly at: string; readonly why: string };
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
@@ -76,6 +78,8 @@ export interface HostPlan {
   readonly error: string | undefined;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
   readonly checks?: HealthChecks;
+  /** Set when what it runs is from its status record, not its answer: when, and why. */
+  readonly stored?: { readonly at: string; readonly why: string };
 }
 
 export interface DeployPlan {
@@ -155,6 +159,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     transfer: running ? NOTHING : closures.measure(closures.missing(desired, state)),
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
+    ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     error: undefined,
   };
 }

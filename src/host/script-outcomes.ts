@@ -6,6 +6,14 @@ import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import type { ActivationInProgress, ActivationResult, Generation } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
 
+/** A status record standing in for a host's answer (a plan that may not ask the host). */
+export interface StoredAnswer {
+  /** When the record was written (ISO 8601). */
+  readonly at: string;
+  /** Why the host was not asked, or did not answer. */
+  readonly why: string;
+}
+
 export type HostStatus =
   | {
       readonly reachable: true;
@@ -26,6 +34,8 @@ export type HostStatus =
       readonly secrets?: string | undefined;
       /** false: nothing ever came from the host (an agent that has not reported yet). */
       readonly reported?: boolean;
+      /** Not the host's answer: its status record, when it was written and why it stands in. */
+      readonly stored?: StoredAnswer;
     }
   | { readonly reachable: false; readonly error: string };
 

@@ -100,7 +100,14 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
   const desired = storeName(host.desired);
   switch (host.action) {
     case "skip":
-      return [host.host, current, desired, "skip", "-", "up to date"];
+      return [
+        host.host,
+        current,
+        desired,
+        "skip",
+        "-",
+        host.stored ? `up to date, ${note(plan, host)}` : "up to date",
+      ];
     case "unreachable":
       return [host.host, "?", desired, "unreachable", "-", oneLine(host.error ?? "unreachable")];
     case "activate":
@@ -117,6 +124,8 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
 
 function note(plan: DeployPlan, host: HostPlan): string {
   const notes: string[] = [];
+  if (host.stored)
+    notes.push(`as its status record of ${host.stored.at} says (${host.stored.why})`);
   if (host.transferBasis === "whole-closure") {
     notes.push("current system unknown: whole closure counted");
   } else if (host.transferBasis === "current-system") {
