@@ -246,6 +246,12 @@ describe("activate.sh on a lab host", () => {
     });
     expect(code).toBe(ACTIVATE_EXIT.health);
     expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
+    // It says why: the check, its exit code (curl -f: 22) and what it printed last.
+    expect(result).toMatchObject({
+      message: expect.stringMatching(
+        /^health check failed: curl -fsS --max-time 3 http:\/\/127\.0\.0\.1\/health: exit code 22 \(\d+ attempts? in 10s\); output: "curl: \(22\) The requested URL returned error: 500"$/,
+      ),
+    });
     expect(await servedName(`${LAB}1`)).toBe("web-v2");
     expect((await served(`${LAB}1`, "/health")).status).toBe("200");
     expect(await status(`${LAB}1`)).toMatchObject({
@@ -362,5 +368,55 @@ describe("activate.sh on a lab host", () => {
     const bad = await onHost(host, ["prune", "--keep", "0"]);
     expect(bad.code).toBe(ACTIVATE_EXIT.usage);
     expect(bad.result).toMatchObject({ message: expect.stringContaining("--keep") });
+  });
+
+  describe("a command check that fails says why", () => {
+    // (After the lock tests, LAB3 runs web-v2: each failed check below takes it back there.)
+    const host = `${LAB}3`;
+    const failedCheck = async (check: string, healthTimeout = 2) => {
+      const run = await activate(host, "web-v3", { healthCommands: [check], healthTimeout });
+      expect(run.code, JSON.stringify(run.result)).toBe(ACTIVATE_EXIT.health);
+      expect(run.result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
+      expect(await servedName(host)).toBe("web-v2");
+      return { ...run, message: (run.result as { message: string }).message };
+    };
+    /** The message with its count of attempts (1 or 2 in 2 s) as "N". */
+    const attemptsAside = (message: string) => message.replace(/\(\d+ attempts? in/, "(N in");
+
+    it("its exit code and its last 10 lines of stdout and stderr, without control characters", async () => {
+      const check = String.raw`i=0; while [ $i -lt 30 ]; do echo "line $i"; i=$((i+1)); done; printf 'esc \033[31mred\033[0m\tbell\007 cr\r del\177 c1\302\233 end\n'; echo 'to stderr' >&2; exit 3`;
+      const { message, stderr } = await failedCheck(check);
+      const last = [22, 23, 24, 25, 26, 27, 28, 29].map((i) => `line ${i}`);
+      const output = [...last, "esc [31mred[0m bell cr del c1 end", "to stderr"].join(" | ");
+      expect(attemptsAside(message)).toBe(
+        `health check failed: ${check}: exit code 3 (N in 2s); output: "${output}"`,
+      );
+      // The whole output is still logged, as it came.
+      expect(stderr).toContain("line 0\n");
+      expect(stderr).toContain("\u001b[31mred");
+    });
+
+    it("at most the last 1000 bytes of its output, and the first 500 of its command", async () => {
+      const check = `: ${"n".repeat(600)}; head -c 3000 /dev/zero | tr '\\0' y; echo; exit 4`;
+      const { message } = await failedCheck(check);
+      expect(attemptsAside(message)).toBe(
+        `health check failed: ${check.slice(0, 500)}...: exit code 4 (N in 2s); output: "${"y".repeat(999)}"`,
+      );
+    });
+
+    it("that its timeout stopped it, with what it printed until then; nothing is left behind", async () => {
+      const { message } = await failedCheck("echo started; sleep 60");
+      expect(message).toBe(
+        'health check failed: echo started; sleep 60: still running when the health timeout of 2s ran out; stopped it (1 attempt in 2s); output: "started"',
+      );
+      // A check that passes still passes, its output logged.
+      const passed = await activate(host, "web-v3", { healthCommands: ["echo healthy"] });
+      expect(passed.code, JSON.stringify(passed.result)).toBe(0);
+      expect(passed.stderr).toContain("healthy");
+      // The output's files went with the activations.
+      const listed = await run("ssh", ["-F", sshConfig, host, "ls -A /run/nixship"]);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).not.toContain("health");
+    });
   });
 });

@@ -154,9 +154,33 @@ describe("deploy over ssh to a lab fleet", () => {
     const outcomes = summaryOf(r);
     expect(outcomes.dp1).toMatchObject({ status: "failed", phase: "health", rolledBack: true });
     expect(outcomes.dp1?.message).toContain("/health");
+    // The HTTP check's failure carries the start of the answer's body.
+    expect(outcomes.dp1?.message).toContain('got status 500: "unhealthy"');
     expect(outcomes.dp3).toMatchObject({ status: "skipped", reason: "not-started" });
     expect(events(r).some((e) => e.type === "stopped")).toBe(true);
     expect(await servedAll()).toEqual({ dp1: "web-v2", dp2: "web-v1", dp3: "web-v2" });
+  });
+
+  it("3b. a command check that fails: its exit code and output are in the message, --json and human", async () => {
+    // web-broken's /health answers 500, which curl -f turns into exit code 22.
+    const doc = JSON.parse(await readFile(fleetFile, "utf8")) as FleetDoc;
+    const check = "curl -fsS --max-time 2 http://127.0.0.1/health";
+    doc.policy = { health: { http: [], commands: [{ run: check, timeout: 3 }] } };
+    const commandFleet = join(work, "command-check.json");
+    await writeFile(commandFleet, JSON.stringify(doc));
+    const expected =
+      /health check failed: curl -fsS --max-time 2 http:\/\/127\.0\.0\.1\/health: exit code 22 \(\d+ attempts? in 3s\); output: "curl: \(22\) The requested URL returned error: 500"/;
+    const json = await nixship(labDeployArgs(lab, commandFleet, keyFile, "--on", "dp1", "--json"));
+    expect(json.code).toBe(1);
+    const outcome = summaryOf(json).dp1;
+    expect(outcome).toMatchObject({ status: "failed", phase: "health", rolledBack: true });
+    expect(outcome?.message).toMatch(expected);
+    const human = await nixship(labDeployArgs(lab, commandFleet, keyFile, "--on", "dp1"));
+    expect(human.code).toBe(1);
+    expect(human.stderr).toMatch(
+      new RegExp(`dp1: FAILED in health: ${expected.source}; rolled back`),
+    );
+    expect(await served("dp1")).toBe("web-v2");
   });
 
   it("4. web-failing's switch exits 4: the host rolls back and the failure is reported clearly", async () => {

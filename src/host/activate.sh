@@ -11,7 +11,8 @@
 #       2. with --secrets: install the host's secrets (see "Secrets" below)
 #       3. set the system profile (switch, boot)
 #       4. switch-to-configuration ACTION (through systemd-run where systemd runs)
-#       5. health checks, each within --health-timeout (and no failed systemd units)
+#       5. health checks, each within --health-timeout (and no failed systemd units); one that
+#          fails is reported with its exit code and the end of its output
 #       6. with --confirm-timeout: a detached watcher waits for `confirm --token T`
 #       7. on a failure, a timeout, an abort or no confirmation: back to the previous
 #          generation (the profile, then the previous system's switch-to-configuration)
@@ -215,6 +216,7 @@ stop_unit() {
 locked=0 l_kind="" l_command="" l_path="" l_action="" l_token="" l_prev_gen="" l_prev_system=""
 l_phase="" l_since="" l_deadline="" l_group="" l_group_start="" l_unit="" l_runner=""
 took_over="" action="" path="" token="" prev_gen="" prev_system="" profile_set=0 switch_started=0
+h_dir=""
 self_start=$(proc_start $$)
 
 # Replaces the lock's record of its holder (this process), atomically; key=value lines.
@@ -381,6 +383,7 @@ take_over() {
   ! stop_group "$o_group" "$o_group_start" || t_done="${t_done}stopped its process group $o_group, "
   [ -z "$o_unit" ] || ! stop_unit "$o_unit" || t_done="${t_done}stopped its unit $o_unit, "
   secrets_discard
+  ! digits "$o_pid" || rm -rf "$state_dir/health-$o_pid"
   # What it may have changed, by its phase (nothing once it reported an outcome).
   action=$o_action prev_gen=$o_prev_gen prev_system=$o_prev_system profile_set=0 switch_started=0
   case $o_phase in switch | health | confirm | rollback) switch_started=1 profile_set=1 ;; profile) profile_set=1 ;; esac
@@ -531,6 +534,7 @@ finish_failed() {
   case $f_phase in realise | secrets | profile | switch | health) ;; *) f_phase=realise ;; esac
   stop_child
   secrets_discard
+  [ -z "$h_dir" ] || rm -rf "$h_dir"
   if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
     log "$message; rolling back to generation ${prev_gen:-?} (${prev_system:-no previous system})"
     l_phase=rollback
@@ -581,6 +585,39 @@ interrupted() {
     finish_failed failed "$l_phase" 6 "aborted by the deployer"
   fi
   finish_failed failed "$l_phase" 6 "interrupted by SIG$1"
+}
+
+# Why health check $check failed for good (bounded's status h_status, on attempt h_tries): its
+# exit code, or that the health timeout stopped it, and the end of its last attempt's output,
+# from h_dir: the last 10 lines and at most 1000 bytes, control characters removed, lines joined
+# by " | " (none kept when it had to be killed). The check is named in at most 500 bytes: the
+# message stays far below the 4096 characters the deployer takes.
+health_failure() {
+  case $h_status in
+    124) h_why="still running when the health timeout of ${health_timeout}s ran out; stopped it" ;;
+    137) h_why="still running when the health timeout of ${health_timeout}s ran out, and TERM did not stop it; killed it" ;;
+    *) h_code=$(cat "$h_dir/code" 2>/dev/null)
+      h_why="could not be run"
+      ! digits "$h_code" || h_why="exit code $h_code" ;;
+  esac
+  h_s=s
+  [ "$h_tries" != 1 ] || h_s=""
+  # (A UTF-8 continuation byte, where the cut leaves one first; a C1 control in UTF-8.)
+  h_cont=$(printf '[\200-\277]') h_c1=$(printf '\302[\200-\237]')
+  h_tail=$(tail -n 10 "$h_dir/out" 2>/dev/null | tail -c 1000 | tr '\t' ' ' |
+    tr -d '\000-\010\013-\037\177' | LC_ALL=C sed -e "1s/^$h_cont*//" -e "s/$h_c1//g" |
+    LC_ALL=C awk 'NF { printf "%s%s", sep, $0; sep = " | " }')
+  h_name=$(printf '%s' "$check" | head -c 500)
+  [ "$h_name" = "$check" ] || h_name="$h_name..."
+  printf 'health check failed: %s: %s (%s attempt%s in %ss); ' "$h_name" "$h_why" "$h_tries" \
+    "$h_s" "$health_timeout"
+  if [ -n "$h_tail" ]; then
+    printf 'output: "%s"' "$h_tail"
+  elif [ "$h_status" = 137 ]; then
+    printf 'its output went with it'
+  else
+    printf 'no output'
+  fi
 }
 
 # Step $1 failed (code $2, message $3): because of an abort, the timeout, or by itself.
@@ -1063,6 +1100,19 @@ cmd_activate() {
   l_phase=health
   write_info
   if [ -n "$health_cmds" ]; then
+    # Each attempt's output (stdout and stderr together) is logged, and its last 4 KiB kept for
+    # the message in h_dir, this activation's own directory (removed when it ends). The check
+    # ($1) runs under sh -c as before; its exit code goes to $2/code, its output through tee to
+    # the log and through a fifo to tail. The shells wait for the check even when the timeout
+    # stops it (TERM), and tee and tail ignore TERM: they end with its output, which is kept.
+    # (A shell's "Terminated" goes to the log, not with it.) The attempt succeeds when the check
+    # exits 0.
+    # shellcheck disable=SC2016 # expanded by that sh, from its arguments
+    # (The quoted script stays on one line: the SSM document drops indentation.)
+    h_run='rm -f "$2/out" "$2/code"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo"); wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
+    h_dir=$state_dir/health-$$
+    rm -rf "$h_dir"
+    { mkdir -m 700 "$h_dir" && mkfifo "$h_dir/fifo"; } || fail health 5 "cannot create $h_dir"
     old_ifs=$IFS
     IFS='
 '
@@ -1071,15 +1121,19 @@ cmd_activate() {
       log "health: $check"
       # Retried about every second until it passes or its timeout ends, as HTTP checks are:
       # a service that starts slowly is not rolled back for it.
-      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout
-      until bounded log "$h_left" sh -c "$check"; do
+      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
+      until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
+        h_status=$?
         h_left=$((h_end - $(date +%s) - 1))
-        [ "$h_left" -gt 0 ] || step_failed health 5 "health check failed: $check"
+        [ "$h_left" -gt 0 ] || step_failed health 5 "$(health_failure)"
         aborted && step_failed health 5 "aborted"
+        h_tries=$((h_tries + 1))
         sleep 1
       done
     done
     IFS=$old_ifs
+    rm -rf "$h_dir"
+    h_dir=""
   fi
   if have_systemd; then
     failed_units=$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | tr '\n' ' ')

@@ -1,0 +1,92 @@
+// httpCheck against a real HTTP server (node:http): what a failed check says of the answer it
+// got, its status and the start of its body, bounded and without control characters.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpCheck } from "./http-check.js";
+
+let server: Server;
+let base: string;
+
+const routes: Record<string, (res: import("node:http").ServerResponse) => void> = {
+  "/ok": (res) => res.writeHead(200).end("fine\n"),
+  "/not-ready": (res) => res.writeHead(503).end("database not ready\n"),
+  "/empty": (res) => res.writeHead(500).end(),
+  "/lines": (res) => res.writeHead(500).end('first "line"\nsecond\tline\n'),
+  // Control characters first, then a body that never ends: only its start may be read.
+  "/endless": (res) => {
+    res.writeHead(502);
+    res.write("\u001b[31mred\u001b[0m \u009b2J \u0007");
+    const more = () => {
+      while (!res.destroyed && res.write("x".repeat(16384))) {}
+    };
+    res.on("drain", more);
+    more();
+  },
+};
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const route = routes[req.url ?? ""];
+    if (route) route(res);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+describe("httpCheck", () => {
+  it("passes on the expected status", async () => {
+    expect(await httpCheck(`${base}/ok`, 200, 1)).toEqual({
+      ok: true,
+      url: `${base}/ok`,
+      status: 200,
+      message: `${base}/ok answered 200`,
+    });
+  });
+
+  it("a failed check reports the last status and the start of the body", async () => {
+    const url = `${base}/not-ready`;
+    expect(await httpCheck(url, 200, 1)).toEqual({
+      ok: false,
+      url,
+      status: 503,
+      message: `${url}: expected status 200 within 1s, got status 503: "database not ready"`,
+    });
+  });
+
+  it("shows a body of several lines on one line, quoted, and an empty body not at all", async () => {
+    const lines = await httpCheck(`${base}/lines`, 200, 1);
+    expect(lines.message).toBe(
+      `${base}/lines: expected status 200 within 1s, got status 500: "first \\"line\\"\\nsecond\\tline"`,
+    );
+    const empty = await httpCheck(`${base}/empty`, 200, 1);
+    expect(empty.message).toBe(`${base}/empty: expected status 200 within 1s, got status 500`);
+  });
+
+  it("reads only the start of an endless body: 200 characters shown, control characters replaced", async () => {
+    const url = `${base}/endless`;
+    const result = await httpCheck(url, 200, 1);
+    expect(result).toMatchObject({ ok: false, status: 502 });
+    const prefix = `${url}: expected status 200 within 1s, got status 502: "`;
+    expect(result.message.startsWith(prefix)).toBe(true);
+    const shown = result.message.slice(prefix.length);
+    // 200 characters of the body, the closing quote, and "…": there is more.
+    expect(shown).toBe(`${"\ufffd[31mred\ufffd[0m \ufffd2J \ufffd".padEnd(200, "x")}"…`);
+  });
+
+  it("a server that never answers is reported as no answer", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const result = await httpCheck(`http://127.0.0.1:${port}/health`, 200, 1);
+    expect(result).toMatchObject({ ok: false, status: undefined });
+    expect(result.message).toMatch(/got no answer \(.*ECONNREFUSED.*\)$/);
+  });
+});
