@@ -113,6 +113,18 @@ describe("the pull agent on a lab fleet", () => {
     expect(outcomes.ag2).toMatchObject({ status: "skipped", reason: "not-started" });
     expect(outcomes.ag3).toMatchObject({ status: "skipped", reason: "not-started" });
     expect(r.stderr + r.stdout).toContain("ag1");
+    // The host's own log lines reach the deploy's output, from its status records.
+    const logged = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; host?: string; line?: string })
+      .filter((e) => e.type === "host-log");
+    expect(logged.every((e) => e.host === "ag1")).toBe(true);
+    const lines = logged.map((e) => e.line).join("\n");
+    expect(lines).toMatch(/^switch-to-configuration switch \(.*-example-web-system-broken\)$/m);
+    expect(lines).toContain(
+      'http://127.0.0.1/health: expected status 200 within 5s, got status 500: "unhealthy"',
+    );
     expect(await Promise.all(HOSTS.map(served))).toEqual(["web-v2", "web-v2", "web-v2"]);
     // The channel names web-v2 again for everyone (a rollback release), so no host,
     // old or new, is told to run the broken system.

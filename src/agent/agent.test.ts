@@ -420,6 +420,8 @@ describe("Agent.pollOnce: applying releases", () => {
       phase: null,
       error: null,
       rolledBack: null,
+      // The activation's log, for the deployer to show.
+      log: { from: 0, lines: [`switching to ${sys("a")}`] },
       startedAt: CLOCK.toISOString(),
       updatedAt: CLOCK.toISOString(),
     });

@@ -25,7 +25,7 @@ import {
   verifyRelease,
 } from "../fleet/release.js";
 import { readChannel, successorSigned } from "../fleet/release-store.js";
-import { APPLYING, outcomeFields, type StatusRecord } from "../fleet/status.js";
+import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { DeployRequest, HostSecrets } from "../host/activation-session.js";
@@ -127,6 +127,8 @@ export type AgentEvent =
  * do, and a quick switch report only their outcome.
  */
 export const REPORT_APPLYING_AFTER = 2;
+/** Seconds between two applying reports that carry new log lines (one PUT pair each). */
+export const LOG_REPORT_EVERY = 3;
 
 /** Longest wait between polls after repeated store errors. */
 const MAX_BACKOFF_SECONDS = 600;
@@ -236,23 +238,47 @@ export class Agent {
    * Runs `work` (an apply) and reports `applying()` once it has run reportApplyingAfter
    * seconds; the outcome's report waits for that write, so the applying record never lands last.
    */
-  async #reportingApplying<T>(applying: () => StatusRecord, work: () => Promise<T>): Promise<T> {
+  async #reportingApplying<T>(
+    applying: () => StatusRecord,
+    work: () => Promise<T>,
+    logLines: () => number = () => 0,
+  ): Promise<T> {
     const after = this.#o.reportApplyingAfter ?? REPORT_APPLYING_AFTER;
     let written: Promise<void> | undefined;
+    let writing = false;
+    let reportedLines = -1;
     const report = () => {
-      written = writeStatus(this.#o.store, applying()).catch((err: unknown) => {
-        // The outcome's report is what counts; the store is met again there.
-        const message = err instanceof Error ? err.message : String(err);
-        this.#emit({ type: "store-error", message: `reporting applying: ${message}` });
-      });
+      // One write at a time; lines that came meanwhile go with the next.
+      if (writing) return;
+      writing = true;
+      reportedLines = logLines();
+      written = writeStatus(this.#o.store, applying())
+        .catch((err: unknown) => {
+          // The outcome's report is what counts; the store is met again there.
+          const message = err instanceof Error ? err.message : String(err);
+          this.#emit({ type: "store-error", message: `reporting applying: ${message}` });
+        })
+        .finally(() => {
+          writing = false;
+        });
     };
-    if (after === 0) report();
-    const timer = after === 0 ? undefined : setTimeout(report, after * 1000);
+    let again: NodeJS.Timeout | undefined;
+    const start = () => {
+      report();
+      // Then again while new log lines come, every LOG_REPORT_EVERY seconds at most.
+      again = setInterval(() => {
+        if (logLines() !== reportedLines) report();
+      }, LOG_REPORT_EVERY * 1000);
+      again.unref();
+    };
+    if (after === 0) start();
+    const timer = after === 0 ? undefined : setTimeout(start, after * 1000);
     timer?.unref();
     try {
       return await work();
     } finally {
       clearTimeout(timer);
+      clearInterval(again);
       await written;
     }
   }
@@ -396,10 +422,15 @@ export class Agent {
     // A host already running the entry (an earlier wave's release, or a rollback release that
     // names the system it went back to) has nothing to do.
     const before = await this.#inspect();
+    // The activation's newest log lines go into the records, for the deployer to show.
+    const log = new LogTail();
     const record = (
       what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
       system: HostSystem | undefined,
-    ) => this.#record(release, path, what, system, startedAt, before?.current ?? null);
+    ) => ({
+      ...this.#record(release, path, what, system, startedAt, before?.current ?? null),
+      ...(log.count > 0 ? { log: log.log } : {}),
+    });
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
       this.#recovering !== release.seq &&
@@ -438,7 +469,7 @@ export class Agent {
     }
     const applied: Applied = already
       ? { status: "activated", generation: before?.generation ?? null }
-      : await this.#activate(request(secrets.given), () => record(APPLYING, undefined));
+      : await this.#activate(request(secrets.given), log, () => record(APPLYING, undefined));
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
@@ -473,12 +504,25 @@ export class Agent {
     return "failed";
   }
 
-  /** Runs the activation, reporting the host as applying and beating while it runs. */
-  async #activate(request: DeployRequest, reportApplying: () => StatusRecord): Promise<Applied> {
-    return this.#reportingApplying(reportApplying, () =>
-      this.#whileBeating(() =>
-        this.#o.activator.apply(request, (line) => this.#emit({ type: "log", line })),
-      ),
+  /**
+   * Runs the activation, keeping its log lines in `log`, reporting the host as applying (again
+   * as new lines come) and beating while it runs.
+   */
+  async #activate(
+    request: DeployRequest,
+    log: LogTail,
+    reportApplying: () => StatusRecord,
+  ): Promise<Applied> {
+    return this.#reportingApplying(
+      reportApplying,
+      () =>
+        this.#whileBeating(() =>
+          this.#o.activator.apply(request, (line) => {
+            log.add(line);
+            this.#emit({ type: "log", line });
+          }),
+        ),
+      () => log.count,
     );
   }
 

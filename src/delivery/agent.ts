@@ -37,7 +37,7 @@ import {
   readSignedRelease,
 } from "../fleet/release-store.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
-import { hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
+import { type HostLog, hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
 import { readHeartbeats, readProgress, readRecord, readStatus } from "../fleet/status-store.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
@@ -58,6 +58,8 @@ import { putSecretsBundle } from "./secrets-store.js";
 
 /** How often the deployer says which hosts have not reported yet. */
 const WAITING_EVERY_MS = 5000;
+/** Milliseconds between two reads of the log lines of the hosts applying a release. */
+const LOG_READ_EVERY_MS = 2000;
 /** Success records read at once for their outcome's generation and previous system. */
 const DETAIL_READS = 32;
 
@@ -413,6 +415,8 @@ export class AgentDelivery implements Delivery {
     const interval = this.#o.pollInterval ?? 1000;
     let told = started;
     let lastLiveness = 0;
+    let lastLogRead = 0;
+    const logs = new LogFollower((host, line) => emit({ type: "log", host, line }));
     // An interrupted host is reported by the caller, once it knows where the host goes.
     const settle = (host: string, outcome: DeployOutcome, kind: Watched["how"]) => {
       outcomes.set(host, outcome);
@@ -461,19 +465,34 @@ export class AgentDelivery implements Delivery {
       const progress = await readProgress(store, channel, seq);
       this.#o.onPoll?.(progress.listCalls);
       const succeeded: [string, string][] = [];
+      const applyingKeys: [string, string][] = [];
       for (const [host, entry] of progress.hosts) {
         if (!names.has(host) || outcomes.has(host)) continue;
         if (entry.state === "applying") {
           if (!applying.has(host)) emit({ type: "phase", host, phase: "switch" });
           applying.add(host);
+          applyingKeys.push([host, entry.key]);
         } else if (entry.state === "success") succeeded.push([host, entry.key]);
-        else settle(host, await this.#failed(host, entry.key), "failed");
+        else {
+          const { outcome, record } = await this.#failed(host, entry.key);
+          logs.show(host, record?.log);
+          settle(host, outcome, "failed");
+        }
+      }
+      // The log lines of hosts still applying, from their applying records: every
+      // LOG_READ_EVERY_MS at most, DETAIL_READS hosts a round (the longest unread first).
+      if (applyingKeys.length > 0 && Date.now() - lastLogRead >= LOG_READ_EVERY_MS) {
+        lastLogRead = Date.now();
+        const round = logs.pick(applyingKeys, DETAIL_READS);
+        const read = await mapLimit(round, DETAIL_READS, ([, key]) => this.#record(key));
+        round.forEach(([host], i) => logs.show(host, read[i]?.log));
       }
       // The generation and the system each host ran before are in its success record: one GET
       // per host, once per release.
       const records = await mapLimit(succeeded, DETAIL_READS, ([, key]) => this.#record(key));
       succeeded.forEach(([host], i) => {
         const record = records[i];
+        logs.show(host, record?.log);
         const outcome: DeployOutcome = {
           status: "activated",
           generation: record?.generation ?? undefined,
@@ -514,7 +533,10 @@ export class AgentDelivery implements Delivery {
     }));
   }
 
-  async #failed(host: string, key: string): Promise<DeployOutcome> {
+  async #failed(
+    host: string,
+    key: string,
+  ): Promise<{ outcome: DeployOutcome; record: StatusRecord | undefined }> {
     // The listing already says the host failed; the record only says why, so one that cannot
     // be read is reported as such rather than failing the wave.
     let unreadable: string | undefined;
@@ -524,7 +546,7 @@ export class AgentDelivery implements Delivery {
     });
     const refused = record?.state === "rejected";
     const said = refused ? "rejected" : "failed";
-    return {
+    const outcome: DeployOutcome = {
       status: "failed",
       // A release refused on verifying it failed at the door; one refused for its secrets, there.
       phase:
@@ -538,6 +560,7 @@ export class AgentDelivery implements Delivery {
           : `${host} reported ${said}; its record cannot be read: ${unreadable.slice(0, 400)}`),
       rolledBack: !refused && record?.rolledBack === true,
     };
+    return { outcome, record };
   }
 
   /**
@@ -670,6 +693,36 @@ export class AgentDelivery implements Delivery {
     this.#entries = { ...entries };
     this.#published.push(signed);
     return signed;
+  }
+}
+
+/**
+ * Shows each host's log lines once, from the tails its records carry (status.ts `log`): a line
+ * is shown when its number is past the last shown for that host.
+ */
+class LogFollower {
+  readonly #next = new Map<string, number>();
+  readonly #read = new Map<string, number>();
+
+  constructor(private readonly emit: (host: string, line: string) => void) {}
+
+  show(host: string, log: HostLog | undefined): void {
+    if (log === undefined) return;
+    const next = this.#next.get(host) ?? 0;
+    log.lines.forEach((line, i) => {
+      if (log.from + i >= next) this.emit(host, line);
+    });
+    this.#next.set(host, Math.max(next, log.from + log.lines.length));
+  }
+
+  /** Of `hosts`, the `count` read longest ago (never read first). */
+  pick<T extends readonly [string, ...unknown[]]>(hosts: readonly T[], count: number): T[] {
+    const order = [...hosts].sort(
+      (a, b) => (this.#read.get(a[0]) ?? 0) - (this.#read.get(b[0]) ?? 0),
+    );
+    const picked = order.slice(0, count);
+    for (const [host] of picked) this.#read.set(host, Date.now());
+    return picked;
   }
 }
 

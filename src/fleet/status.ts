@@ -59,9 +59,45 @@ export interface StatusRecord {
    * not fail, or a record written before nixship recorded it).
    */
   readonly rolledBack: boolean | null;
+  /**
+   * The newest lines of the host's activation log (agent records, while applying and after):
+   * what a deploy shows of a host it cannot watch. Absent: none kept.
+   */
+  readonly log?: HostLog;
   /** When the host started on `desired`. */
   readonly startedAt: string;
   readonly updatedAt: string;
+}
+
+/** The tail of a host's log: at most LOG_LINES lines of at most LOG_LINE_LENGTH characters. */
+export interface HostLog {
+  /** The number of the first line here (lines counted from 0 since the apply began). */
+  readonly from: number;
+  readonly lines: readonly string[];
+}
+
+export const LOG_LINES = 20;
+export const LOG_LINE_LENGTH = 500;
+
+/** A host log's newest lines (LOG_LINES), each cut and without control characters. */
+export class LogTail {
+  #lines: string[] = [];
+  #count = 0;
+
+  add(line: string): void {
+    this.#lines.push(withoutControls(line).slice(0, LOG_LINE_LENGTH));
+    if (this.#lines.length > LOG_LINES) this.#lines.shift();
+    this.#count++;
+  }
+
+  /** Lines added so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  get log(): HostLog {
+    return { from: this.#count - this.#lines.length, lines: [...this.#lines] };
+  }
 }
 
 /** A host's outcome, as deliveries report it. */
@@ -227,6 +263,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   }
   count("seq");
   count("generation");
+  const log = r.log === undefined ? undefined : readLog(r.log);
+  if (typeof log === "string") throw malformed(source, `"log": ${log}`);
   if (!(r.rolledBack === undefined || r.rolledBack === null || typeof r.rolledBack === "boolean")) {
     throw malformed(source, `"rolledBack" must be true, false or null`);
   }
@@ -252,9 +290,24 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.
     error: typeof r.error === "string" ? withoutControls(r.error) : null,
     rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
+    ...(log === undefined ? {} : { log }),
     startedAt: r.startedAt as string,
     updatedAt: r.updatedAt as string,
   };
+}
+
+/** A record's log, checked and with control characters removed; or what is wrong with it. */
+function readLog(value: unknown): HostLog | string {
+  if (typeof value !== "object" || value === null) return "must be an object";
+  const { from, lines } = value as Record<string, unknown>;
+  if (!Number.isSafeInteger(from) || (from as number) < 0) return '"from" must be a whole number';
+  if (!Array.isArray(lines) || lines.length > LOG_LINES) {
+    return `"lines" must be a list of at most ${LOG_LINES} lines`;
+  }
+  if (!lines.every((l) => typeof l === "string" && l.length <= LOG_LINE_LENGTH)) {
+    return `each line must be text of at most ${LOG_LINE_LENGTH} characters`;
+  }
+  return { from: from as number, lines: lines.map((l: string) => withoutControls(l)) };
 }
 
 /** A value a host wrote, as JSON cut to a length an error message can carry. */
