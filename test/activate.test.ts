@@ -166,8 +166,24 @@ describe("activate.sh on a lab host", () => {
     });
     expect(code).toBe(ACTIVATE_EXIT.realise);
     expect(result).toMatchObject({ ok: false, phase: "realise", rolledBack: false });
+    expect((result as { message: string }).message).toMatch(
+      /^cannot realise \/nix\/store\/\S+ from http:\S+: not there, or not signed by a trusted key$/,
+    );
     expect(await servedName(`${LAB}1`)).toBe("web-v1");
     expect((await status(`${LAB}1`)).generation).toBe(1);
+  });
+
+  it("names a substituter it cannot reach, rather than blaming the keys", async () => {
+    // A port on the deployer's bridge address where nothing listens.
+    const closed = server.url.replace(/:\d+$/, ":1");
+    const { code, result } = await activate(`${LAB}1`, "web-v3", { substituters: [closed] });
+    expect(code).toBe(ACTIVATE_EXIT.realise);
+    expect((result as { message: string }).message).toMatch(
+      new RegExp(
+        `^cannot realise /nix/store/\\S+: the substituter ${closed} cannot be reached \\(curl: \\(7\\) .*\\)$`,
+      ),
+    );
+    expect(await servedName(`${LAB}1`)).toBe("web-v1");
   });
 
   it("keeps a system the deployer confirms over a new connection", async () => {
