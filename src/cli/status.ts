@@ -35,7 +35,11 @@ heartbeatEvery polls (read with LIST calls: 1,000 hosts a call): offline (no hea
 2 x heartbeatEvery polls), paused, and behind (the channel's current release names the host,
 and the host last reported an older one).
 
-Exit code 1 unless every selected host is in step: reachable (live), or last reported success
+A host that runs a system that failed there, and could not go back to an earlier one (a failed
+first deploy, or a failed rollback), shows as failed, with since when and why, until a deploy
+to it succeeds.
+
+Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last reported success
 or applying and, for agent hosts, online and not behind the channel.
 
 Options:
@@ -88,7 +92,8 @@ ${FLEET_HELP}
           host: h.name,
           mode: h.delivery,
           source: "live",
-          inStep: status.reachable,
+          // A host that runs a system that failed there is not in step.
+          inStep: status.reachable && status.failed === undefined,
           ...status,
         };
       }

@@ -12,6 +12,7 @@ import type { AgentHost } from "../fleet/fleet.js";
 import { parseRelease, type SignedRelease } from "../fleet/release.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../fleet/release-store.js";
 import { progressKey } from "../fleet/status.js";
+import { writeStatus } from "../fleet/status-store.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -424,6 +425,47 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     await again.planChannel([{ host: "web1", path: sys("a", "web1"), runs: true }]);
     expect(await again.settleChannel("switch")).toBeUndefined();
     expect((await channel()).release.seq).toBe(3);
+  });
+});
+
+describe("AgentDelivery.status", () => {
+  const base = {
+    version: 1,
+    mode: "agent",
+    channel: CHANNEL,
+    seq: 3,
+    generation: 1,
+    phase: "health",
+    error: "health check failed: exit code 1; no earlier system to go back to",
+    startedAt: "2026-11-25T06:00:00.000Z",
+    updatedAt: "2026-11-25T06:01:40.000Z",
+  } as const;
+
+  it("names a system that failed and that the host could not leave, and no other", async () => {
+    const failing = sys("b", "web1");
+    await writeStatus(store, {
+      ...base,
+      host: "web1",
+      desired: failing,
+      current: failing,
+      state: "failed",
+      rolledBack: false,
+    });
+    expect(await delivery().status(host("web1"))).toMatchObject({
+      reachable: true,
+      current: failing,
+      failed: { path: failing, since: 1795586500, reason: base.error },
+    });
+    // Gone back: the host runs what it ran before, which did not fail.
+    await writeStatus(store, {
+      ...base,
+      host: "web2",
+      desired: sys("b", "web2"),
+      current: sys("a", "web2"),
+      state: "failed",
+      rolledBack: true,
+    });
+    expect(await delivery().status(host("web2"))).not.toHaveProperty("failed");
   });
 });
 

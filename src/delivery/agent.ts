@@ -122,6 +122,19 @@ export class AgentDelivery implements Delivery {
       pending: record?.state === "applying" ? (record.desired ?? undefined) : undefined,
       secrets: record?.secrets ?? undefined,
       reported: record !== undefined,
+      // A system that failed and that the host could not leave: it runs it still.
+      ...(record?.state === "failed" &&
+      record.rolledBack !== true &&
+      record.current !== null &&
+      record.current === record.desired
+        ? {
+            failed: {
+              path: record.current,
+              since: Math.floor(Date.parse(record.updatedAt) / 1000),
+              reason: record.error ?? "failed",
+            },
+          }
+        : {}),
     };
   }
 

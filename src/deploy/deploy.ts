@@ -364,6 +364,7 @@ export async function survey(
             ...(s.missing ? { missing: new Set(s.missing) } : {}),
             ...(s.secrets ? { secrets: s.secrets } : {}),
             ...(s.stored ? { stored: s.stored } : {}),
+            ...(s.failed ? { failed: s.failed.reason } : {}),
           },
           ready: s.reported !== false,
         }

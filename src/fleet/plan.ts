@@ -23,6 +23,8 @@ export type HostState =
       readonly secrets?: string | undefined;
       /** Not the host's answer but its status record: when written, and why it stands in. */
       readonly stored?: { readonly at: string; readonly why: string };
+      /** The system it runs failed there (and it could not go back): why. */
+      readonly failed?: string;
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
@@ -74,6 +76,8 @@ export interface HostPlan {
   readonly transferBasis: TransferBasis;
   /** Set when the host runs its system but its secrets differ: it activates for them. */
   readonly secretsChange?: true;
+  /** Set when the system it runs failed there: it is activated again, never "up to date". */
+  readonly failedThere?: string;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
@@ -149,16 +153,20 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const current = state?.current;
   const generation = state?.generation;
   const running = current === desired;
+  const failedThere = state?.kind === "reported" ? state.failed : undefined;
   return {
     host,
     action:
-      running && actionSkipsWhenRunning(action) && !secretsChange(target) ? "skip" : "activate",
+      running && actionSkipsWhenRunning(action) && !secretsChange(target) && !failedThere
+        ? "skip"
+        : "activate",
     current,
     generation,
     desired,
     transfer: running ? NOTHING : closures.measure(closures.missing(desired, state)),
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
+    ...(failedThere === undefined ? {} : { failedThere }),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     error: undefined,
   };

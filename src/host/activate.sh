@@ -68,7 +68,10 @@
 # no activation with that token; 10 the activation ran past its timeout; 11 the secrets could
 # not be installed (nothing else changed); 12 generations could not be removed (prune). After
 # 4, 5, 6 and 10 the host is back on its previous system when it had one ("rolledBack"), and its
-# profile (what it boots next) on the previous generation.
+# profile (what it boots next) on the previous generation. When it had none (a first deploy), or
+# the rollback failed, the host runs the failed system: it is marked failed (the file "failed"
+# in the state directory, which `status` reports while that system runs) until an activation
+# of a system succeeds.
 set -u
 umask 022
 PATH="$PATH:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin"
@@ -107,6 +110,26 @@ json_str() {
 # "null" for an empty value, a JSON string otherwise.
 json_opt() { if [ -n "$1" ]; then json_str "$1"; else printf 'null'; fi; }
 json_num() { if [ -n "$1" ]; then printf '%s' "$1"; else printf 'null'; fi; }
+
+# Marks system $1 failed on this host for reason $2 (its first line, at most 500 bytes): the host
+# runs it, and could not go back. `status` reports it while the host runs that system.
+mark_failed() {
+  printf 'path=%s\nsince=%s\nreason=%s\n' "$1" "$(date +%s)" \
+    "$(printf '%s\n' "$2" | head -n 1 | head -c 500)" >"$state_dir/failed.tmp" &&
+    mv -f "$state_dir/failed.tmp" "$state_dir/failed"
+}
+
+# The failed mark as JSON when it names the system the host runs, else null.
+failed_json() {
+  f_path=$(sed -n 's/^path=//p' "$state_dir/failed" 2>/dev/null)
+  if [ -z "$f_path" ] || [ "$f_path" != "$(resolve /run/current-system || true)" ]; then
+    printf 'null'
+    return 0
+  fi
+  printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$f_path")" \
+    "$(json_num "$(sed -n 's/^since=//p' "$state_dir/failed" | grep -x '[0-9]*')")" \
+    "$(json_str "$(sed -n 's/^reason=//p' "$state_dir/failed")")"
+}
 
 usage() {
   log "$1"
@@ -542,8 +565,13 @@ finish_failed() {
     restore_previous
     case $? in
       0) rolled=true ;;
-      1) log "rollback failed too"; code=7 outcome=rollback-failed ;;
-      3) log "no previous system to go back to"; outcome=rollback-failed ;;
+      1) log "rollback failed too"; code=7 outcome=rollback-failed
+        message="$message; the rollback failed too"
+        [ "$switch_started" = 0 ] || mark_failed "$path" "$message" ;;
+      3) outcome=rollback-failed
+        message="$message; no earlier system to go back to: the host runs $path, marked failed until an activation succeeds"
+        log "$message"
+        mark_failed "$path" "$message" ;;
     esac
   else
     log "$message"
@@ -653,6 +681,8 @@ succeed() {
     activated_json
     exit 0
   fi
+  # The system runs, healthy: no longer a failed one (boot and dry-activate change nothing now).
+  case $action in switch | test) rm -f "$state_dir/failed" ;; esac
   unlock
   printf '{"ok":true,"command":"activate","result":"activated",'
   activated_json
@@ -709,9 +739,19 @@ if [ "$outcome" = rolled-back ]; then
     record "$group" "${20}"
     wait "$group" || ok=false
   else
-    ok=false reason="$reason; no previous system to go back to"
+    ok=false
+    reason="$reason; no earlier system to go back to: the host runs $(printf '%s\n' "$info" | sed -n 's/^path=//p'), marked failed until an activation succeeds"
   fi
   [ "$ok" = true ] || outcome=rollback-failed
+fi
+# A confirmed system is no failed one; one that could not be left is (see mark_failed).
+w_path=$(printf '%s\n' "$info" | sed -n 's/^path=//p')
+if [ "$outcome" = confirmed ]; then
+  rm -f "$dir/failed"
+elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
+  printf 'path=%s\nsince=%s\nreason=%s\n' "$w_path" "$(date +%s)" \
+    "$(printf '%s\n' "$reason" | head -n 1 | head -c 500)" >"$dir/failed.tmp" &&
+    mv -f "$dir/failed.tmp" "$dir/failed"
 fi
 # The lock goes (unless a takeover made it another's), then the outcome is told.
 if [ "$(sed -n 's/^pid=//p' "$dir/lock/info" 2>/dev/null)" = "$$" ]; then rm -rf "$dir/lock"; fi
@@ -1432,12 +1472,12 @@ cmd_status() {
   fi
   missing=""
   if $check_paths; then missing=",\"missing\":$(missing_paths || printf null)"; fi
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"secrets":"%s"%s}\n' \
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"secrets":"%s"%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
     "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
-    "$(secrets_digest)" "$missing"
+    "$(failed_json)" "$(secrets_digest)" "$missing"
 }
 
 [ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback, prune or status"

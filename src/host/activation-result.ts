@@ -116,6 +116,19 @@ function activation(o: Obj) {
   };
 }
 
+/** The failed system the host runs, as `status` reports it. */
+function failedSystem(o: Obj) {
+  const v = field(o, "failed");
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  const f = object(v, "failed");
+  return {
+    path: storePath(f, "path") as string,
+    since: int(f, "since", { nullable: true }) as number | null,
+    reason: text(f, "reason") as string,
+  };
+}
+
 const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -231,6 +244,7 @@ function checkVariant(o: Obj): ActivationResult {
         }[],
         pending: field(o, "pending") === null ? null : (text(o, "pending") as string),
         activation: activation(o),
+        failed: failedSystem(o),
         missing:
           missing === undefined
             ? undefined

@@ -323,6 +323,12 @@ export async function finishActivation(
           );
     if (back.code === 0) return failed(phase, message, true);
     const why = back.result && "message" in back.result ? back.result.message : back.failure;
+    // The host answered the abort: it ended the window, and its message says where it stands
+    // (no earlier system to go back to, or a rollback that failed). Only an abort that did
+    // not reach it leaves the window to close by itself.
+    const answered =
+      back.result !== undefined && "command" in back.result && back.result.command === "abort";
+    if (answered) return failed(phase, `${message}; ${why}`, false);
     const settles =
       token !== undefined
         ? `; the host rolls itself back when its ${window}s confirmation window closes`

@@ -158,6 +158,14 @@ export interface Generation {
   readonly path: string;
 }
 
+/** A system that failed on the host, which it still runs. */
+export interface FailedSystem {
+  readonly path: string;
+  /** Unix seconds; null when the host could not tell. */
+  readonly since: number | null;
+  readonly reason: string;
+}
+
 export type ActivationResult =
   | {
       readonly ok: true;
@@ -247,6 +255,11 @@ export type ActivationResult =
       readonly pending: string | null;
       /** The activation holding the host's lock (absent from hosts with an older script). */
       readonly activation?: ActivationInProgress | null;
+      /**
+       * Set when the system the host runs failed and the host could not go back (a first
+       * deploy, or a rollback that failed); absent from hosts with an older script.
+       */
+      readonly failed?: FailedSystem | null;
       /**
        * With --check-paths: the hash parts of the paths asked about that the host's store
        * lacks; null when its store could not be asked (absent without --check-paths).

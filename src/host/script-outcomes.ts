@@ -3,7 +3,12 @@
 
 import { type PruneReport, readPruneReport } from "../fleet/prune-report.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
-import type { ActivationInProgress, ActivationResult, Generation } from "./activation.js";
+import type {
+  ActivationInProgress,
+  ActivationResult,
+  FailedSystem,
+  Generation,
+} from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
 
 /** A status record standing in for a host's answer (a plan that may not ask the host). */
@@ -25,6 +30,8 @@ export type HostStatus =
       readonly pending: string | undefined;
       /** An activation holding the host's lock, if one does. */
       readonly activation?: ActivationInProgress | undefined;
+      /** The system it runs failed there, and it could not go back. */
+      readonly failed?: FailedSystem | undefined;
       /**
        * Of the store paths the host was asked about, those its store lacks; undefined when it
        * was not asked, could not tell, or answered with a path it was not asked about.
@@ -72,6 +79,7 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
     generations: r.generations,
     pending: r.pending ?? undefined,
     ...(r.activation ? { activation: r.activation } : {}),
+    ...(r.failed ? { failed: r.failed } : {}),
     ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
     ...(r.secrets !== undefined ? { secrets: r.secrets } : {}),
   };

@@ -131,7 +131,9 @@ function note(plan: DeployPlan, host: HostPlan): string {
   } else if (host.transferBasis === "current-system") {
     notes.push("its store was not asked: counted from its system");
   }
-  if (host.current !== undefined && host.current === host.desired) {
+  if (host.failedThere !== undefined) {
+    notes.push(`its system failed there, so it is activated again (${host.failedThere})`);
+  } else if (host.current !== undefined && host.current === host.desired) {
     notes.push(host.secretsChange ? "already running; its secrets change" : "already running");
   } else if (host.secretsChange) notes.push("its secrets change");
   if (plan.action === "dry-activate") notes.push("dry run: nothing changes");

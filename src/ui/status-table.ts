@@ -3,6 +3,7 @@
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { AgentStanding } from "../fleet/standing.js";
 import type { StatusRecord } from "../fleet/status.js";
+import type { FailedSystem } from "../host/activation.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { activationNote } from "./activation-note.js";
 import { formatTable, storeName } from "./plan-format.js";
@@ -41,14 +42,22 @@ function liveCells(r: LiveRow): string[] {
     r.pending ? `awaiting confirmation (${r.pending})` : "",
     r.activation ? activationNote(r.activation) : "",
   ];
+  if (r.failed) note.unshift(failedNote(r.failed));
   return [
     r.host,
     r.mode,
     r.current ? storeName(r.current) : "(none)",
     String(r.generation ?? "-"),
-    "live",
+    r.failed ? "failed" : "live",
     joinNote(note),
   ];
+}
+
+/** A system the host runs that failed there: since when, and why. */
+function failedNote(failed: FailedSystem): string {
+  const since =
+    failed.since === null ? "" : ` since ${new Date(failed.since * 1000).toISOString()}`;
+  return `its system failed${since}: ${failed.reason}`;
 }
 
 function storedCells(r: StoredRow): string[] {
