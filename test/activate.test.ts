@@ -434,5 +434,19 @@ describe("activate.sh on a lab host", () => {
       expect(listed.code, listed.stderr).toBe(0);
       expect(listed.stdout).not.toContain("health");
     });
+
+    it("once, with retry false: its first failure is final, whatever time is left", async () => {
+      // (The host runs web-v3 since the test before.)
+      const run = await activate(host, "web-v2", {
+        healthCommands: ["echo ok", "echo 'not ready'; exit 3"],
+        healthOnce: ["echo 'not ready'; exit 3"],
+        healthTimeout: 60,
+      });
+      expect(run.code, JSON.stringify(run.result)).toBe(ACTIVATE_EXIT.health);
+      expect((run.result as { message: string }).message).toBe(
+        `health check failed: echo 'not ready'; exit 3: exit code 3 (1 attempt only: retry false); output: "not ready"`,
+      );
+      expect(await servedName(host)).toBe("web-v3");
+    });
   });
 });

@@ -147,15 +147,22 @@ describe("the SSM document's shell on a lab host", () => {
     expect(await served()).toBe("web-v2");
   });
 
-  it("rolls a healthy system back when a check in HealthChecks says no", async () => {
+  it("rolls a healthy system back when a check in HealthChecks says no (run once: retry false)", async () => {
     const wrong = `test "$(cat /run/current-system/nixos-version)" = 'web-v3'`;
-    const { code, result } = await activate("web-v1", [wrong]);
+    const { code, result } = await runDocument({
+      StorePath: systems["web-v1"],
+      Substituters: server.url,
+      TrustedPublicKeys: publicKey,
+      HealthChecks: encodeHealthChecks([
+        { run: HEALTHY, timeout: 10 },
+        { run: wrong, timeout: 30, retry: false },
+      ]),
+    });
     expect(code).toBe(ACTIVATE_EXIT.health);
     expect(result).toMatchObject({ ok: false, phase: "health", rolledBack: true });
-    // The check, its exit code, and that it printed nothing (its attempts counted aside).
-    const message = (result as { message: string }).message;
-    expect(message.replace(/ \(\d+ attempts? in \d+s\)/, "")).toBe(
-      `health check failed: ${wrong}: exit code 1; no output`,
+    // The check, its exit code, that it printed nothing, and that it ran once.
+    expect((result as { message: string }).message).toBe(
+      `health check failed: ${wrong}: exit code 1 (1 attempt only: retry false); no output`,
     );
     expect(await served()).toBe("web-v2");
   });

@@ -7,7 +7,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
-import { expandHealthUrl } from "../fleet/health-url.js";
+import { hostHttpChecks } from "../fleet/health-url.js";
 import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
@@ -446,11 +446,7 @@ export class Agent {
       substituters: o.substituters,
       trustedKeys: o.cacheKeys,
       commandChecks: checks.health.commands,
-      httpChecks: checks.health.http.map((c) => ({
-        url: expandHealthUrl(c.url, fill),
-        expectStatus: c.expectStatus,
-        timeout: c.timeout,
-      })),
+      httpChecks: hostHttpChecks(checks.health.http, fill),
       confirmTimeout: checks.confirmTimeout,
       activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
       ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),

@@ -132,10 +132,13 @@ const HEREDOC_END = "NIXSHIP_ACTIVATE_SH";
 const CHECKS_EXPR = [
   'let checks = builtins.fromJSON (builtins.getEnv "NIXSHIP_HEALTH_CHECKS");',
   "  valid = c: builtins.isAttrs c && builtins.isString (c.run or null)",
-  "    && builtins.isInt (c.timeout or 10) && (c.timeout or 10) > 0;",
+  "    && builtins.isInt (c.timeout or 10) && (c.timeout or 10) > 0",
+  "    && builtins.isBool (c.retry or true);",
   "  longest = builtins.head (builtins.sort (a: b: a > b) (map (c: c.timeout or 10) checks ++ [ 1 ]));",
+  // Each check's line starts with "r" (retried) or "o" (run once: retry false).
+  '  line = c: (if c.retry or true then "r" else "o") + c.run;',
   "in if builtins.isList checks && builtins.all valid checks",
-  '  then builtins.concatStringsSep "\\n" ([ (toString longest) ] ++ map (c: c.run) checks)',
+  '  then builtins.concatStringsSep "\\n" ([ (toString longest) ] ++ map line checks)',
   '  else throw "not a list of checks"',
 ].join("\n");
 
@@ -185,7 +188,10 @@ case $command in
           set -- "$@" --health-timeout "$line"
           first=0
         else
-          set -- "$@" --health-cmd "$line"
+          case $line in
+            o*) set -- "$@" --health-once "${"$"}{line#o}" ;;
+            *) set -- "$@" --health-cmd "${"$"}{line#r}" ;;
+          esac
         fi
       done
       IFS=$old_ifs
@@ -339,9 +345,13 @@ export function renderRunCommand(
 
 /** The HealthChecks parameter's value for these command checks. */
 export function encodeHealthChecks(
-  checks: readonly { readonly run: string; readonly timeout: number }[],
+  checks: readonly { readonly run: string; readonly timeout: number; readonly retry?: boolean }[],
 ): string {
   if (checks.length === 0) return "";
-  const list = checks.map((c) => ({ run: c.run, timeout: c.timeout }));
+  const list = checks.map((c) => ({
+    run: c.run,
+    timeout: c.timeout,
+    ...(c.retry === false ? { retry: false } : {}),
+  }));
   return Buffer.from(JSON.stringify(list), "utf8").toString("base64");
 }

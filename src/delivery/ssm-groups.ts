@@ -34,7 +34,7 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       request.action,
       request.substituters,
       request.trustedKeys,
-      request.commandChecks.map((c) => [c.run, c.timeout]),
+      request.commandChecks.map((c) => [c.run, c.timeout, c.retry !== false]),
       // Roles may differ in these (policy per role): a command carries one of each.
       request.activationTimeout,
       request.keepGenerations ?? 0,

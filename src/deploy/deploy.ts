@@ -18,7 +18,7 @@ import type {
   HealthChecks,
   RolloutPolicy,
 } from "../fleet/fleet.js";
-import { expandHealthUrl } from "../fleet/health-url.js";
+import { hostHttpChecks } from "../fleet/health-url.js";
 import { hostPolicy, type PolicyOverride } from "../fleet/host-policy.js";
 import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
@@ -309,11 +309,7 @@ export function deployRequest(
     substituters: prepared.substituters,
     trustedKeys: prepared.trustedKeys,
     commandChecks: policy.health.commands,
-    httpChecks: policy.health.http.map((c) => ({
-      url: expandHealthUrl(c.url, host),
-      expectStatus: c.expectStatus,
-      timeout: c.timeout,
-    })),
+    httpChecks: hostHttpChecks(policy.health.http, host),
     confirmTimeout: policy.confirmTimeout,
     activationTimeout: policy.activationTimeout,
     keepGenerations: policy.keepGenerations,

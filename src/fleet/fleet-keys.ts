@@ -37,8 +37,8 @@ export const FLEET_KEYS = {
     ],
   },
   health: { required: [], optional: ["http", "commands"] },
-  httpCheck: { required: ["url"], optional: ["expectStatus", "timeout"] },
-  commandCheck: { required: ["run"], optional: ["timeout"] },
+  httpCheck: { required: ["url"], optional: ["expectStatus", "timeout", "retry"] },
+  commandCheck: { required: ["run"], optional: ["timeout", "retry"] },
   host: {
     required: ["system"],
     optional: ["tags", "address", "sshHost", "delivery", "instanceId", "targets", "hostKey"],

@@ -109,6 +109,11 @@ export interface HttpCheck {
   readonly expectStatus: number;
   /** Seconds. */
   readonly timeout: number;
+  /**
+   * false: the first failure is final (a wrong status, a refused connection), not retried
+   * until the timeout; absent: true.
+   */
+  readonly retry?: boolean;
 }
 
 export interface CommandCheck {
@@ -116,6 +121,8 @@ export interface CommandCheck {
   readonly run: string;
   /** Seconds. */
   readonly timeout: number;
+  /** false: the first non-zero exit is final, not retried until the timeout; absent: true. */
+  readonly retry?: boolean;
 }
 
 export interface HealthChecks {

@@ -1,5 +1,5 @@
 // HTTP health check URLs: `{address}` and `{name}` are the only placeholders, filled per host.
-import type { FleetHost } from "./fleet.js";
+import type { FleetHost, HttpCheck } from "./fleet.js";
 
 export const URL_PLACEHOLDERS = ["address", "name"] as const;
 export type UrlPlaceholder = (typeof URL_PLACEHOLDERS)[number];
@@ -30,4 +30,17 @@ export function expandHealthUrl(url: string, host: Pick<FleetHost, "name" | "add
   const address = host.address ?? host.name;
   const literal = address.includes(":") ? `[${address}]` : address;
   return url.replaceAll("{address}", literal).replaceAll("{name}", host.name);
+}
+
+/** The HTTP checks for one host: each URL filled in, the rest as the check says. */
+export function hostHttpChecks(
+  checks: readonly HttpCheck[],
+  host: Pick<FleetHost, "name" | "address">,
+): HttpCheck[] {
+  return checks.map((c) => ({
+    url: expandHealthUrl(c.url, host),
+    expectStatus: c.expectStatus,
+    timeout: c.timeout,
+    ...(c.retry === false ? { retry: false } : {}),
+  }));
 }

@@ -189,7 +189,7 @@ function readHttpCheck(
       ? shape.defaults?.http.timeout
       : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
   if (url === undefined || expectStatus === undefined || timeout === undefined) return undefined;
-  return { url, expectStatus, timeout };
+  return { url, expectStatus, timeout, ...readRetry(check, path, problems) };
 }
 
 function readCommandCheck(
@@ -207,5 +207,17 @@ function readCommandCheck(
       ? shape.defaults?.command.timeout
       : readInteger(check.timeout, [...path, "timeout"], problems, { min: 1 });
   if (run === undefined || timeout === undefined) return undefined;
-  return { run, timeout };
+  return { run, timeout, ...readRetry(check, path, problems) };
+}
+
+/** A check's `retry`, kept only when false (absent means true, in files and releases alike). */
+function readRetry(
+  check: Record<string, unknown>,
+  path: JsonPath,
+  problems: Problems,
+): { retry?: false } {
+  if (check.retry === undefined || check.retry === true) return {};
+  if (check.retry === false) return { retry: false };
+  problems.add([...path, "retry"], `must be true or false (${got(check.retry)})`);
+  return {};
 }

@@ -159,8 +159,8 @@ const KEYS = {
     optional: ["signature", "keepGenerations"],
   },
   health: { required: ["http", "commands"], optional: [] },
-  httpCheck: { required: ["url", "expectStatus", "timeout"], optional: [] },
-  commandCheck: { required: ["run", "timeout"], optional: [] },
+  httpCheck: { required: ["url", "expectStatus", "timeout"], optional: ["retry"] },
+  commandCheck: { required: ["run", "timeout"], optional: ["retry"] },
   host: { required: ["path"], optional: ["secrets", "policy"] },
   hostPolicy: { required: ["health", "confirmTimeout"], optional: ["keepGenerations"] },
   secrets: { required: ["bundle", "manifest"], optional: ["age"] },
@@ -221,12 +221,18 @@ function fieldsBesideHosts(release: Release): Record<string, unknown> {
 function checksJson(checks: ReleaseHostPolicy): Record<string, unknown> {
   return {
     health: {
-      http: checks.health.http.map(({ url, expectStatus, timeout }) => ({
+      // retry is written only when false, so that a release without it has the bytes it had.
+      http: checks.health.http.map(({ url, expectStatus, timeout, retry }) => ({
         url,
         expectStatus,
         timeout,
+        ...(retry === false ? { retry } : {}),
       })),
-      commands: checks.health.commands.map(({ run, timeout }) => ({ run, timeout })),
+      commands: checks.health.commands.map(({ run, timeout, retry }) => ({
+        run,
+        timeout,
+        ...(retry === false ? { retry } : {}),
+      })),
     },
     confirmTimeout: checks.confirmTimeout,
     // Written only when set, so that a release without it has the bytes it always had.

@@ -4,7 +4,7 @@
 # agent). It needs only a POSIX sh, coreutils and Nix (with secrets, age; fetching them, curl).
 #
 #   activate --path P [--action switch|boot|test|dry-activate] [--substituter URL]...
-#            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]...
+#            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]... [--health-once CMD]...
 #            [--health-timeout S] [--activation-timeout S] [--token T [--confirm-timeout S]]
 #            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
 #       1. realise P (from the substituters, signatures required; else it must be present)
@@ -630,6 +630,8 @@ health_failure() {
   esac
   h_s=s
   [ "$h_tries" != 1 ] || h_s=""
+  h_within="in ${health_timeout}s"
+  [ "$h_once" = false ] || h_within="only: retry false"
   # (A UTF-8 continuation byte, where the cut leaves one first; a C1 control in UTF-8.)
   h_cont=$(printf '[\200-\277]') h_c1=$(printf '\302[\200-\237]')
   h_tail=$(tail -n 10 "$h_dir/out" 2>/dev/null | tail -c 1000 | tr '\t' ' ' |
@@ -637,8 +639,8 @@ health_failure() {
     LC_ALL=C awk 'NF { printf "%s%s", sep, $0; sep = " | " }')
   h_name=$(printf '%s' "$check" | head -c 500)
   [ "$h_name" = "$check" ] || h_name="$h_name..."
-  printf 'health check failed: %s: %s (%s attempt%s in %ss); ' "$h_name" "$h_why" "$h_tries" \
-    "$h_s" "$health_timeout"
+  printf 'health check failed: %s: %s (%s attempt%s %s); ' "$h_name" "$h_why" "$h_tries" \
+    "$h_s" "$h_within"
   if [ -n "$h_tail" ]; then
     printf 'output: "%s"' "$h_tail"
   elif [ "$h_status" = 137 ]; then
@@ -1082,7 +1084,10 @@ cmd_activate() {
       --substituter) subs="$subs${subs:+ }${2-}"; shift 2 ;;
       --trusted-key) keys="$keys${keys:+ }${2-}"; shift 2 ;;
       --profile) profile=${2-}; shift 2 ;;
-      --health-cmd) health_cmds="$health_cmds${2-}
+      # Each check one line, "r" (retried until --health-timeout) or "o" (once) before it.
+      --health-cmd) health_cmds="${health_cmds}r${2-}
+"; shift 2 ;;
+      --health-once) health_cmds="${health_cmds}o${2-}
 "; shift 2 ;;
       --health-timeout) health_timeout=${2-}; shift 2 ;;
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
@@ -1174,14 +1179,18 @@ cmd_activate() {
 '
     for check in $health_cmds; do
       IFS=$old_ifs
+      h_once=false
+      case $check in o*) h_once=true ;; esac
+      check=${check#?}
       log "health: $check"
       # Retried about every second until it passes or its timeout ends, as HTTP checks are:
-      # a service that starts slowly is not rolled back for it.
+      # a service that starts slowly is not rolled back for it. A check given with
+      # --health-once (retry false) fails at its first failure.
       h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
       until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
         h_status=$?
         h_left=$((h_end - $(date +%s) - 1))
-        [ "$h_left" -gt 0 ] || step_failed health 5 "$(health_failure)"
+        if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then step_failed health 5 "$(health_failure)"; fi
         aborted && step_failed health 5 "aborted"
         h_tries=$((h_tries + 1))
         sleep 1

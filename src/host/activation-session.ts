@@ -30,13 +30,20 @@ export interface DeployRequest {
   /** Where the host substitutes from (signatures required); none: the path must be there. */
   readonly substituters: readonly string[];
   readonly trustedKeys: readonly string[];
-  readonly commandChecks: readonly { readonly run: string; readonly timeout: number }[];
+  readonly commandChecks: readonly {
+    readonly run: string;
+    readonly timeout: number;
+    /** false: run once, not retried until the timeout. */
+    readonly retry?: boolean;
+  }[];
   /** Run by whoever drives the session (the deployer, or the agent on the host itself). */
   readonly httpChecks: readonly {
     /** With the host's placeholders already filled in. */
     readonly url: string;
     readonly expectStatus: number;
     readonly timeout: number;
+    /** false: the first failure is final. */
+    readonly retry?: boolean;
   }[];
   /** Seconds the host waits for confirmation before rolling back (0: no window). */
   readonly confirmTimeout: number;
@@ -235,6 +242,7 @@ export async function runActivationSession(
       substituters: request.substituters,
       trustedKeys: request.trustedKeys,
       healthCommands: request.commandChecks.map((c) => c.run),
+      healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
       healthTimeout: Math.max(1, ...request.commandChecks.map((c) => c.timeout)),
       activationTimeout: request.activationTimeout,
       confirmTimeout: steps.confirmWindow,
@@ -339,7 +347,9 @@ export async function finishActivation(
   if (checks) {
     hooks.phase("health");
     for (const check of request.httpChecks) {
-      const verdict = await httpCheck(check.url, check.expectStatus, check.timeout, signal);
+      const verdict = await httpCheck(check.url, check.expectStatus, check.timeout, signal, {
+        retry: check.retry !== false,
+      });
       if (signal?.aborted) return undo("health", interrupted());
       hooks.log(verdict.message);
       if (!verdict.ok) return undo("health", verdict.message);

@@ -52,6 +52,8 @@ export interface ActivateOptions {
   readonly substituters?: readonly string[];
   readonly trustedKeys?: readonly string[];
   readonly healthCommands?: readonly string[];
+  /** Of healthCommands, those run once: their first failure is final. */
+  readonly healthOnce?: readonly string[];
   readonly healthTimeout?: number;
   /** Seconds the host waits for `confirm` before rolling itself back (0: no window). */
   readonly confirmTimeout?: number;
@@ -79,7 +81,8 @@ export function activateArgs(o: ActivateOptions): string[] {
   const args = ["activate", "--path", o.path, "--action", o.action];
   for (const s of o.substituters ?? []) args.push("--substituter", s);
   for (const k of o.trustedKeys ?? []) args.push("--trusted-key", k);
-  for (const c of o.healthCommands ?? []) args.push("--health-cmd", c);
+  const once = new Set(o.healthOnce ?? []);
+  for (const c of o.healthCommands ?? []) args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
   if (o.healthTimeout !== undefined) args.push("--health-timeout", String(o.healthTimeout));
   if (o.activationTimeout !== undefined) {
     args.push("--activation-timeout", String(o.activationTimeout));

@@ -8,8 +8,12 @@ import { httpCheck } from "./http-check.js";
 let server: Server;
 let base: string;
 
+/** Requests each route had. */
+const hits = new Map<string, number>();
+
 const routes: Record<string, (res: import("node:http").ServerResponse) => void> = {
   "/ok": (res) => res.writeHead(200).end("fine\n"),
+  "/counted": (res) => res.writeHead(503).end("starting\n"),
   "/not-ready": (res) => res.writeHead(503).end("database not ready\n"),
   "/empty": (res) => res.writeHead(500).end(),
   "/lines": (res) => res.writeHead(500).end('first "line"\nsecond\tline\n'),
@@ -27,6 +31,7 @@ const routes: Record<string, (res: import("node:http").ServerResponse) => void> 
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    hits.set(req.url ?? "", (hits.get(req.url ?? "") ?? 0) + 1);
     const route = routes[req.url ?? ""];
     if (route) route(res);
     else res.writeHead(404).end();
@@ -41,6 +46,26 @@ afterAll(async () => {
 });
 
 describe("httpCheck", () => {
+  it("with retry false, takes the first answer as final: one request, whatever time is left", async () => {
+    const url = `${base}/counted`;
+    expect(await httpCheck(url, 200, 30, undefined, { retry: false })).toEqual({
+      ok: false,
+      url,
+      status: 503,
+      message: `${url}: expected status 200, got status 503: "starting" (retry false: the first answer counts)`,
+    });
+    expect(hits.get("/counted")).toBe(1);
+    // A refused connection, too: a port just closed.
+    const gone = createServer();
+    await new Promise<void>((resolve) => gone.listen(0, "127.0.0.1", resolve));
+    const port = (gone.address() as AddressInfo).port;
+    await new Promise((resolve) => gone.close(resolve));
+    const refused = await httpCheck(`http://127.0.0.1:${port}/`, 200, 30, undefined, {
+      retry: false,
+    });
+    expect(refused.message).toMatch(/got no answer \(.*ECONNREFUSED.*\) \(retry false/);
+  });
+
   it("passes on the expected status", async () => {
     expect(await httpCheck(`${base}/ok`, 200, 1)).toEqual({
       ok: true,

@@ -1,5 +1,6 @@
 // HTTP health checks from the deployer: GET a URL until it answers with the expected status
-// or the timeout passes (a service that just started may need a moment).
+// or the timeout passes (a service that just started may need a moment); with retry false, the
+// first answer (or refusal) is final.
 import { withoutControls } from "../util/text.js";
 
 export interface HttpCheckResult {
@@ -20,7 +21,9 @@ export async function httpCheck(
   expectStatus: number,
   timeoutSeconds: number,
   signal?: AbortSignal,
+  options: { readonly retry?: boolean } = {},
 ): Promise<HttpCheckResult> {
+  const retry = options.retry !== false;
   const deadline = Date.now() + timeoutSeconds * 1000;
   let status: number | undefined;
   let body = "";
@@ -47,7 +50,7 @@ export async function httpCheck(
           ? ((err as Error).cause as Error).message
           : (err as Error).message;
     }
-    if (signal?.aborted || Date.now() + 250 >= deadline) break;
+    if (!retry || signal?.aborted || Date.now() + 250 >= deadline) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   const seen =
@@ -58,7 +61,9 @@ export async function httpCheck(
     ok: false,
     url,
     status,
-    message: `${url}: expected status ${expectStatus} within ${timeoutSeconds}s, got ${seen}`,
+    message: retry
+      ? `${url}: expected status ${expectStatus} within ${timeoutSeconds}s, got ${seen}`
+      : `${url}: expected status ${expectStatus}, got ${seen} (retry false: the first answer counts)`,
   };
 }
 
