@@ -498,7 +498,9 @@ export class AgentDelivery implements Delivery {
         lastLogRead = Date.now();
         const round = logs.pick(applyingKeys, DETAIL_READS);
         const read = await mapLimit(round, DETAIL_READS, ([, key]) => this.#record(key));
-        round.forEach(([host], i) => logs.show(host, read[i]?.log));
+        round.forEach(([host], i) => {
+          logs.show(host, read[i]?.log);
+        });
       }
       // The generation and the system each host ran before are in its success record: one GET
       // per host, once per release.

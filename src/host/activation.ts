@@ -82,7 +82,8 @@ export function activateArgs(o: ActivateOptions): string[] {
   for (const s of o.substituters ?? []) args.push("--substituter", s);
   for (const k of o.trustedKeys ?? []) args.push("--trusted-key", k);
   const once = new Set(o.healthOnce ?? []);
-  for (const c of o.healthCommands ?? []) args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
+  for (const c of o.healthCommands ?? [])
+    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
   if (o.healthTimeout !== undefined) args.push("--health-timeout", String(o.healthTimeout));
   if (o.activationTimeout !== undefined) {
     args.push("--activation-timeout", String(o.activationTimeout));
