@@ -117,6 +117,8 @@ describe("an ssh fleet on Nix 2.26, deployed from Nix 2.26", () => {
       ["nix", "nix", "ok", "nix (Nix) 2.26.3"],
       ["nix", "experimental features", "ok", "nix-command flakes"],
       ["nix", "build", "ok", "a trivial derivation builds"],
+      // The test's Nix is told "substituters =": nothing to ask.
+      ["nix", "substituters", "ok", "none: builds use only the local store"],
       ["host cn1", "nix", "ok", "nix-store (Nix) 2.26.3"],
       ["host cn2", "nix", "ok", "nix-store (Nix) 2.26.3"],
       ["host cn3", "nix", "ok", "nix-store (Nix) 2.26.3"],
