@@ -170,7 +170,8 @@ describe("the SSM document's shell on a lab host", () => {
   it("answers Command=status", async () => {
     const s = await status();
     expect(s).toMatchObject({ current: systems["web-v2"], generation: 2, pending: null });
-    expect(s.generations.map((g) => g.generation)).toEqual([1, 2, 3, 4]);
+    // The failed attempt (web-v1 with a check that said no) left no generation behind.
+    expect(s.generations.map((g) => g.generation)).toEqual([1, 2]);
   });
 
   it("rolls back on Command=rollback, to the previous generation or to Generation", async () => {
@@ -227,27 +228,37 @@ describe("the SSM document's shell on a lab host", () => {
     // The host is free: the next deploy goes through.
     const next = await activate("web-v1", [HEALTHY]);
     expect(next.code, next.stderr).toBe(0);
-    expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
+    // web-hang's generation was dropped with its rollback: web-v1 is the third.
+    expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 3 });
     expect(await served()).toBe("web-v1");
   });
 
   it("prunes on Command=prune to KeepGenerations, keeping the rollback target", async () => {
     const before = (await status()).generations.map((g) => g.generation);
-    expect(before).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(before).toEqual([1, 2, 3]);
     const r = await runDocument({ Command: "prune", KeepGenerations: "1" });
     expect(r.code, r.stderr).toBe(0);
     expect(r.result).toMatchObject({
       ok: true,
       command: "prune",
-      kept: [5, 6],
-      removed: [1, 2, 3, 4],
+      kept: [2, 3],
+      removed: [1],
       gc: "done",
     });
-    expect((await status()).generations.map((g) => g.generation)).toEqual([5, 6]);
+    expect((await status()).generations.map((g) => g.generation)).toEqual([2, 3]);
     expect(await served()).toBe("web-v1");
     // Without KeepGenerations, nothing is removed: a usage result.
     const none = await runDocument({ Command: "prune" });
     expect(none.code).toBe(ACTIVATE_EXIT.usage);
+  });
+
+  it("after v1, v2, a failed check, a hanging switch and v1: Command=rollback goes to v2, and the profile holds no failed system", async () => {
+    const held = (await status()).generations.map((g) => g.path);
+    expect(held).toEqual([systems["web-v2"], systems["web-v1"]]);
+    const back = await runDocument({ Command: "rollback" });
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.result).toMatchObject({ ok: true, result: "rolled-back", path: systems["web-v2"] });
+    expect(await served()).toBe("web-v2");
   });
 });
 

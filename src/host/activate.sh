@@ -520,13 +520,28 @@ remaining() {
   printf '%s' "$r"
 }
 
+# Removes generation $1 of the profile, which a failed activation made: no rollback, prune or
+# boot menu may take it for a good system (nixship's own records keep what ran). Not the one
+# the profile points at, nor the previous one.
+forget_generation() {
+  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] || return 0
+  nix-env -p "$profile" --delete-generations "$1" >&2 ||
+    log "could not remove generation $1 (a failed system) from $profile"
+}
+
 # Undoes what this activation changed: the profile back to the previous generation, and the
 # previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
 # when nothing had changed, 3 when there is no previous system to go back to.
 restore_previous() {
   r_done=0 r_failed=0 r_missing=0 r_system=""
   if [ "$profile_set" = 1 ] && [ -n "$prev_gen" ] && [ "$(current_generation)" != "$prev_gen" ]; then
-    if nix-env -p "$profile" --switch-generation "$prev_gen" >&2; then r_done=1; else r_failed=1; fi
+    r_new=$(current_generation)
+    if nix-env -p "$profile" --switch-generation "$prev_gen" >&2; then
+      r_done=1
+      forget_generation "$r_new"
+    else
+      r_failed=1
+    fi
   fi
   if [ "$switch_started" = 1 ] && [ "$action" != dry-activate ]; then
     r_system=$prev_system
@@ -731,7 +746,14 @@ if [ "$outcome" = rolled-back ]; then
   record
   if [ -n "$prev_system" ]; then
     if [ "$action" = switch ] && [ -n "$prev_gen" ]; then
-      nix-env -p "$profile" --switch-generation "$prev_gen" || ok=false
+      # The generation this activation made goes: no rollback or boot menu may take it.
+      failed_gen=$(readlink "$profile" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p')
+      if nix-env -p "$profile" --switch-generation "$prev_gen"; then
+        [ -z "$failed_gen" ] || [ "$failed_gen" = "$prev_gen" ] ||
+          nix-env -p "$profile" --delete-generations "$failed_gen" || true
+      else
+        ok=false
+      fi
     fi
     # Bounded, in its own process group (recorded, for a takeover to stop).
     timeout -k "$kill_grace" "$rollback_timeout" "$prev_system/bin/switch-to-configuration" "$action" &
