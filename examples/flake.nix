@@ -13,6 +13,8 @@
         web-v2 = mkSystem { inherit system; name = "web-v2"; version = "2"; };
         # A small change from web-v2, for benchmarks.
         web-v3 = mkSystem { inherit system; name = "web-v3"; version = "3"; };
+        # web-v3 with another kernel: a switch does not load it, a reboot does.
+        web-v4 = mkSystem { inherit system; name = "web-v4"; version = "4"; kernel = "6.12"; };
         # Activates cleanly, but fails an HTTP health check (GET /health answers 500).
         web-broken = mkSystem { inherit system; name = "web-broken"; version = "broken"; health = "fail"; };
         # Its service fails to start: switch-to-configuration exits 4, as NixOS does.

@@ -14,6 +14,9 @@
   # "hang": switch-to-configuration stops the old service, points /run/current-system at
   # itself, then never ends (a switch that hangs, for activation timeouts).
   start ? "ok",
+  # The kernel it boots (a stand-in: a version string in bzImage, an initrd, modules): a switch
+  # does not load it, a reboot does (issue 31).
+  kernel ? "6.6",
   # Health checks the system declares itself, in the shape of the fleet file's policy.health
   # (written to $out/nixship/health.json, which the deployer reads); null: none.
   checks ? null,
@@ -34,6 +37,12 @@ let
     cp ${./web/wait-up.mjs} $out/lib/example-web/wait-up.mjs
   '';
   config = builtins.toJSON { inherit name version health start; };
+  # Like a NixOS toplevel's kernel, initrd and kernel-modules links: one small path.
+  boot = mk "example-kernel-${kernel}" ''
+    mkdir -p $out/lib/modules/${kernel}
+    echo 'example kernel ${kernel}' > $out/bzImage
+    echo 'example initrd ${kernel}' > $out/initrd
+  '';
   etc = mk "example-web-etc-${tag}" ''
     mkdir -p $out/etc
     cat > $out/etc/example-web.json <<'EOS'
@@ -44,6 +53,9 @@ in
 mk "example-web-system-${tag}" (''
   mkdir -p $out/bin
   ln -s ${etc}/etc $out/etc
+  ln -s ${boot}/bzImage $out/kernel
+  ln -s ${boot}/initrd $out/initrd
+  ln -s ${boot}/lib $out/kernel-modules
   echo '${name}' > $out/nixos-version
   sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' -e 's|@start@|${start}|g' \
     ${./web/switch-to-configuration.sh} > $out/bin/switch-to-configuration

@@ -29,6 +29,7 @@ import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
+import { bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
@@ -342,6 +343,13 @@ export async function survey(
   // Every host is asked about the union of the desired closures: one list, however many
   // systems; the planner keeps what each host's own closure needs.
   const asked = pathInfos.size <= MAX_ASKED_PATHS ? [...pathInfos.keys()] : [];
+  // Each desired system's kernel, initrd and modules, read once.
+  const parts = new Map<StorePath, ReturnType<typeof bootParts>>();
+  const partsOf = (path: StorePath) => {
+    const known = parts.get(path) ?? bootParts(path);
+    parts.set(path, known);
+    return known;
+  };
   const ask = async (host: FleetHost): Promise<Asked> => {
     // A tag target stands for instances unknown until SSM runs the command on them.
     if (host.delivery === "ssm" && host.targets !== undefined) {
@@ -351,6 +359,11 @@ export async function survey(
       };
     }
     const s = await delivery.status(host, options.signal, asked);
+    const desired = built.byHost.get(host.name);
+    const rebootFor =
+      s.reachable && s.reboot && desired !== undefined
+        ? rebootChanges(await partsOf(desired), s.reboot.booted)
+        : undefined;
     return s.reachable
       ? {
           state: {
@@ -361,6 +374,7 @@ export async function survey(
             ...(s.secrets ? { secrets: s.secrets } : {}),
             ...(s.stored ? { stored: s.stored } : {}),
             ...(s.failed ? { failed: s.failed.reason } : {}),
+            ...(rebootFor ? { rebootFor } : {}),
           },
           ready: s.reported !== false,
         }

@@ -25,6 +25,11 @@ export type HostState =
       readonly stored?: { readonly at: string; readonly why: string };
       /** The system it runs failed there (and it could not go back): why. */
       readonly failed?: string;
+      /**
+       * What a reboot into the desired system would load anew (kernel, initrd, modules) against
+       * what the host booted; undefined when the host has no booted system to compare with.
+       */
+      readonly rebootFor?: readonly string[];
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
@@ -78,6 +83,11 @@ export interface HostPlan {
   readonly secretsChange?: true;
   /** Set when the system it runs failed there: it is activated again, never "up to date". */
   readonly failedThere?: string;
+  /**
+   * Set when the desired system's kernel, initrd or modules differ from those it booted: what
+   * differs (a switch does not load them; a reboot does). Empty: no reboot needed.
+   */
+  readonly reboot?: readonly string[];
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
@@ -167,6 +177,9 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
     ...(failedThere === undefined ? {} : { failedThere }),
+    ...(state?.kind === "reported" && state.rebootFor !== undefined
+      ? { reboot: state.rebootFor }
+      : {}),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     error: undefined,
   };

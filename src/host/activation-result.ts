@@ -4,9 +4,9 @@
 // it expects a string. Strings lose their control characters here, before any terminal sees
 // them (a newline stays: messages may be multi-line; each renderer flattens what it must).
 import { ACTIONS } from "../fleet/action.js";
-import { isStorePath } from "../nix/store-path.js";
+import { isStorePath, storePathOf } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
-import type { ActivationResult } from "./activation.js";
+import { type ActivationResult, BOOT_PARTS, type BootPart } from "./activation.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;
@@ -113,6 +113,42 @@ function activation(o: Obj) {
     since: int(a, "since", { nullable: true }) as number | null,
     deadline: int(a, "deadline", { nullable: true }) as number | null,
     stale: bool(a, "stale"),
+  };
+}
+
+/** A path in the store (a store path or a file inside one, at most 1024 characters), or null. */
+function pathInStore(o: Obj, key: string): string | null {
+  const v = field(o, key);
+  if (v === null) return null;
+  if (
+    typeof v !== "string" ||
+    v.length > 1024 ||
+    storePathOf(v) === undefined ||
+    v.includes("/../")
+  ) {
+    throw new Bad(`${key} is not a path in the store or null`);
+  }
+  return v;
+}
+
+/** What a reboot would load, as `status` reports it. */
+function rebootState(o: Obj) {
+  const v = field(o, "reboot");
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  const r = object(v, "reboot");
+  const booted = object(field(r, "booted"), "reboot.booted");
+  return {
+    due: bool(r, "due"),
+    changed: list(r, "changed", (p, at) => {
+      if (!(BOOT_PARTS as readonly unknown[]).includes(p))
+        throw new Bad(`${at} is not a boot part`);
+      return p as BootPart;
+    }) as BootPart[],
+    since: int(r, "since", { nullable: true }) as number | null,
+    booted: Object.fromEntries(
+      BOOT_PARTS.map((part) => [part, pathInStore(booted, part)]),
+    ) as Record<BootPart, string | null>,
   };
 }
 
@@ -245,6 +281,7 @@ function checkVariant(o: Obj): ActivationResult {
         pending: field(o, "pending") === null ? null : (text(o, "pending") as string),
         activation: activation(o),
         failed: failedSystem(o),
+        reboot: rebootState(o),
         missing:
           missing === undefined
             ? undefined

@@ -162,6 +162,20 @@ export interface Generation {
   readonly path: string;
 }
 
+/** What only a boot loads, as NixOS's switch-to-configuration compares them. */
+export const BOOT_PARTS = ["kernel", "initrd", "kernel-modules"] as const;
+export type BootPart = (typeof BOOT_PARTS)[number];
+
+/** Whether the booted system's kernel, initrd or modules differ from the current system's. */
+export interface RebootState {
+  readonly due: boolean;
+  readonly changed: readonly BootPart[];
+  /** Since when the current system runs (Unix seconds); null when the host could not tell. */
+  readonly since: number | null;
+  /** The booted system's kernel, initrd and modules (paths in the store; null where none). */
+  readonly booted: Readonly<Record<BootPart, string | null>>;
+}
+
 /** A system that failed on the host, which it still runs. */
 export interface FailedSystem {
   readonly path: string;
@@ -264,6 +278,8 @@ export type ActivationResult =
        * deploy, or a rollback that failed); absent from hosts with an older script.
        */
       readonly failed?: FailedSystem | null;
+      /** What a reboot would load; null without a booted system; absent from older scripts. */
+      readonly reboot?: RebootState | null;
       /**
        * With --check-paths: the hash parts of the paths asked about that the host's store
        * lacks; null when its store could not be asked (absent without --check-paths).

@@ -8,6 +8,7 @@ import type {
   ActivationResult,
   FailedSystem,
   Generation,
+  RebootState,
 } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
 
@@ -32,6 +33,8 @@ export type HostStatus =
       readonly activation?: ActivationInProgress | undefined;
       /** The system it runs failed there, and it could not go back. */
       readonly failed?: FailedSystem | undefined;
+      /** What a reboot would load (kernel, initrd, modules); absent without a booted system. */
+      readonly reboot?: RebootState | undefined;
       /**
        * Of the store paths the host was asked about, those its store lacks; undefined when it
        * was not asked, could not tell, or answered with a path it was not asked about.
@@ -80,6 +83,7 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
     pending: r.pending ?? undefined,
     ...(r.activation ? { activation: r.activation } : {}),
     ...(r.failed ? { failed: r.failed } : {}),
+    ...(r.reboot ? { reboot: r.reboot } : {}),
     ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
     ...(r.secrets !== undefined ? { secrets: r.secrets } : {}),
   };

@@ -131,6 +131,9 @@ function note(plan: DeployPlan, host: HostPlan): string {
   } else if (host.transferBasis === "current-system") {
     notes.push("its store was not asked: counted from its system");
   }
+  if (host.reboot !== undefined && host.reboot.length > 0) {
+    notes.push(`needs a reboot: its ${host.reboot.join(", ")} differ from the booted system's`);
+  }
   if (host.failedThere !== undefined) {
     notes.push(`its system failed there, so it is activated again (${host.failedThere})`);
   } else if (host.current !== undefined && host.current === host.desired) {

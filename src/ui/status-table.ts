@@ -3,7 +3,7 @@
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { AgentStanding } from "../fleet/standing.js";
 import type { StatusRecord } from "../fleet/status.js";
-import type { FailedSystem } from "../host/activation.js";
+import type { FailedSystem, RebootState } from "../host/activation.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { activationNote } from "./activation-note.js";
 import { formatTable, storeName } from "./plan-format.js";
@@ -43,6 +43,7 @@ function liveCells(r: LiveRow): string[] {
     r.activation ? activationNote(r.activation) : "",
   ];
   if (r.failed) note.unshift(failedNote(r.failed));
+  if (r.reboot?.due) note.push(rebootNote(r.reboot));
   return [
     r.host,
     r.mode,
@@ -51,6 +52,13 @@ function liveCells(r: LiveRow): string[] {
     r.failed ? "failed" : "live",
     joinNote(note),
   ];
+}
+
+/** A reboot the host's system needs: since when, and what it would load. */
+function rebootNote(reboot: RebootState): string {
+  const since =
+    reboot.since === null ? "" : ` since ${new Date(reboot.since * 1000).toISOString()}`;
+  return `reboot pending${since}: its ${reboot.changed.join(", ")} differ from the booted system's`;
 }
 
 /** A system the host runs that failed there: since when, and why. */
