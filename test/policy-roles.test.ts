@@ -4,46 +4,27 @@
 // API's check would fail, and deploys; an API host given that system fails in health. The plan
 // shows each host's checks. A system that declares its own check (nixship/health.json in its
 // store path) has it run after its role's, and fails until the check passes.
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
-import {
-  deployEvents,
-  type LabInfo,
-  labDeployArgs,
-  servedBy,
-  setExampleSystems,
-} from "./support/lab-deploy.js";
+import { runOk } from "./support/cli.js";
+import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const LAB = "pr";
-let work: string;
-let lab: LabInfo;
+let lab: SshLab;
 let fleetFile: string;
-const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
-const nixship = (args: readonly string[]) =>
-  run(process.execPath, [NIXSHIP_BIN, ...args], { env: env() });
-const deploy = (...extra: string[]) =>
-  nixship(labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec"), "--json", ...extra));
+const nixship = (args: readonly string[]) => lab.nixship(args);
+const deploy = (...extra: string[]) => lab.deploy("--json", ...extra);
+type Outcome = { status: string; phase?: string; message?: string };
+const outcomes = (r: Parameters<typeof summaryOf>[0]) => summaryOf(r) as Record<string, Outcome>;
 
 const API_CHECK = { url: "http://{address}/health", expectStatus: 200, timeout: 3 };
 const WORKER_CHECK = { run: "test -s /run/current-system/nixos-version", timeout: 3 };
 
-type Outcome = { status: string; phase?: string; message?: string };
-function outcomes(r: { stdout: string }): Record<string, Outcome> {
-  const summary = deployEvents(r.stdout).find((e) => e.type === "summary") as unknown as {
-    results: { host: string; outcome: Outcome }[];
-  };
-  return Object.fromEntries(summary.results.map((h) => [h.host, h.outcome]));
-}
-
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), "nixship-policy-roles-"));
-  const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"]);
-  expect(up.code, up.stderr).toBe(0);
-  lab = JSON.parse(up.stdout) as LabInfo;
-  fleetFile = join(lab.dir, "nixship.json");
+  lab = await startSshLab(LAB, 3);
+  fleetFile = lab.fleetFile;
   const doc = JSON.parse(await readFile(fleetFile, "utf8"));
   doc.policy = { canary: 0 };
   doc.policies = {
@@ -57,8 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await nixship(["lab", "down", "--name", LAB]);
-  await rm(work, { recursive: true, force: true });
+  await lab?.down();
 });
 
 describe("a fleet of two roles, each with its own checks", () => {
@@ -96,14 +76,14 @@ describe("a fleet of two roles, each with its own checks", () => {
       "activated",
       "activated",
     ]);
-    expect(await servedBy(lab, `${LAB}3`)).toBe("web-broken");
+    expect(await servedBy(lab.info, `${LAB}3`)).toBe("web-broken");
     // On an API host, the same system fails the API's check.
     await setExampleSystems(fleetFile, { [`${LAB}2`]: "web-broken" });
     const api = await deploy("--on", `${LAB}2`);
     expect(api.code).toBe(1);
     expect(outcomes(api)[`${LAB}2`]).toMatchObject({ status: "failed", phase: "health" });
     expect(outcomes(api)[`${LAB}2`]?.message).toContain("/health");
-    expect(await servedBy(lab, `${LAB}2`)).toBe("web-v1");
+    expect(await servedBy(lab.info, `${LAB}2`)).toBe("web-v1");
   });
 
   it("a system's own check runs after its role's, and holds the deploy until it passes", async () => {
@@ -117,10 +97,10 @@ describe("a fleet of two roles, each with its own checks", () => {
     expect(failed.code).toBe(1);
     expect(outcomes(failed)[`${LAB}3`]).toMatchObject({ status: "failed", phase: "health" });
     expect(outcomes(failed)[`${LAB}3`]?.message).toContain("test -e /run/web-checked.ready");
-    expect(await servedBy(lab, `${LAB}3`)).toBe("web-broken");
+    expect(await servedBy(lab.info, `${LAB}3`)).toBe("web-broken");
     await runOk("ssh", [
       "-F",
-      join(lab.dir, "ssh_config"),
+      join(lab.info.dir, "ssh_config"),
       "-o",
       "ControlPath=none",
       `${LAB}3`,
@@ -128,6 +108,6 @@ describe("a fleet of two roles, each with its own checks", () => {
     ]);
     const passed = await deploy("--on", `${LAB}3`);
     expect(passed.code, passed.stderr).toBe(0);
-    expect(await servedBy(lab, `${LAB}3`)).toBe("web-checked");
+    expect(await servedBy(lab.info, `${LAB}3`)).toBe("web-checked");
   });
 });

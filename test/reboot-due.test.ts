@@ -4,21 +4,14 @@
 // a switch to a system with another kernel, `status` shows "reboot pending" and since when.
 // Stand-in: the lab cannot boot a host yet (`lab reboot` is to come), so the test makes the
 // host's /run/booted-system point at the system it runs, as a boot into it would.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
-import { type LabInfo, labDeployArgs, setExampleSystems } from "./support/lab-deploy.js";
+import { runOk } from "./support/cli.js";
+import { setExampleSystems } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
-const LAB = "rd";
-const HOST = `${LAB}1`;
-let work: string;
-let lab: LabInfo;
-let fleetFile: string;
-const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
-const nixship = (args: readonly string[]) =>
-  run(process.execPath, [NIXSHIP_BIN, ...args], { env: env() });
+const HOST = "rd1";
+let lab: SshLab;
 
 interface Reboot {
   due: boolean;
@@ -28,7 +21,7 @@ interface Reboot {
 }
 
 async function statusRow(): Promise<{ reboot?: Reboot; current: string }> {
-  const r = await nixship(["status", "--fleet", fleetFile, "--json"]);
+  const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
   expect(r.code, r.stdout).toBe(0);
   return (JSON.parse(r.stdout) as { hosts: { reboot?: Reboot; current: string }[] }).hosts[0] as {
     reboot?: Reboot;
@@ -37,8 +30,8 @@ async function statusRow(): Promise<{ reboot?: Reboot; current: string }> {
 }
 
 async function planned(system: string): Promise<{ action: string; reboot?: string[] }> {
-  await setExampleSystems(fleetFile, { [HOST]: system });
-  const r = await nixship(["plan", "--fleet", fleetFile, "--json"]);
+  await setExampleSystems(lab.fleetFile, { [HOST]: system });
+  const r = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { hosts: { action: string; reboot?: string[] }[] }).hosts[0] as {
     action: string;
@@ -47,19 +40,14 @@ async function planned(system: string): Promise<{ action: string; reboot?: strin
 }
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), "nixship-reboot-due-"));
-  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"]);
-  expect(up.code, up.stderr).toBe(0);
-  lab = JSON.parse(up.stdout) as LabInfo;
-  fleetFile = join(lab.dir, "nixship.json");
-  await setExampleSystems(fleetFile, { [HOST]: "web-v1" });
-  const first = await nixship(labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec")));
+  lab = await startSshLab("rd", 1);
+  await setExampleSystems(lab.fleetFile, { [HOST]: "web-v1" });
+  const first = await lab.deploy();
   expect(first.code, first.stderr).toBe(0);
 });
 
 afterAll(async () => {
-  await nixship(["lab", "down", "--name", LAB]);
-  await rm(work, { recursive: true, force: true });
+  await lab?.down();
 });
 
 describe("a reboot that is due", () => {
@@ -70,7 +58,7 @@ describe("a reboot that is due", () => {
   it("booted on its system: no reboot due; the plan names the changes only a reboot loads", async () => {
     await runOk("ssh", [
       "-F",
-      join(lab.dir, "ssh_config"),
+      join(lab.info.dir, "ssh_config"),
       "-o",
       "ControlPath=none",
       HOST,
@@ -85,7 +73,7 @@ describe("a reboot that is due", () => {
       action: "activate",
       reboot: ["kernel", "initrd", "kernel-modules"],
     });
-    const text = await nixship(["plan", "--fleet", fleetFile]);
+    const text = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
     expect(text.stdout).toContain(
       "needs a reboot: its kernel, initrd, kernel-modules differ from the booted system's",
     );
@@ -93,7 +81,7 @@ describe("a reboot that is due", () => {
 
   it("after a switch to another kernel, status shows the reboot pending, and since when", async () => {
     const before = Math.floor(Date.now() / 1000) - 1;
-    const r = await nixship(labDeployArgs(lab, fleetFile, join(lab.dir, "cache.sec")));
+    const r = await lab.deploy();
     expect(r.code, r.stderr).toBe(0);
     const row = await statusRow();
     expect(row.current).toMatch(/-example-web-system-v4$/);
@@ -102,7 +90,7 @@ describe("a reboot that is due", () => {
       changed: ["kernel", "initrd", "kernel-modules"],
     });
     expect(row.reboot?.since).toBeGreaterThanOrEqual(before);
-    const table = await nixship(["status", "--fleet", fleetFile]);
+    const table = await lab.nixship(["status", "--fleet", lab.fleetFile]);
     expect(table.stdout).toMatch(
       /reboot pending since \S+: its kernel, initrd, kernel-modules differ from the booted system's/,
     );

@@ -14,7 +14,12 @@ import { heartbeatKey } from "../fleet/heartbeat.js";
 import { readHistory } from "../fleet/history-store.js";
 import { hasFailed } from "../fleet/host-history.js";
 import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
-import { canonicalJson, formatRelease, type SignedRelease } from "../fleet/release.js";
+import {
+  canonicalJson,
+  formatRelease,
+  type ReleaseHost,
+  type SignedRelease,
+} from "../fleet/release.js";
 import { channelKey, publishRelease } from "../fleet/release-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
 import { readRecord, readStatus } from "../fleet/status-store.js";
@@ -184,9 +189,20 @@ function publish(
   hosts: Record<string, StorePath> = { [HOST]: sys("a") },
   key: SecretKey = releaseKey,
 ): Promise<SignedRelease> {
+  return publishEntries(
+    Object.fromEntries(Object.entries(hosts).map(([h, path]) => [h, { path }])),
+    key,
+  );
+}
+
+/** Publishes the next release of the channel with these entries. */
+function publishEntries(
+  hosts: Record<string, ReleaseHost>,
+  key: SecretKey = releaseKey,
+): Promise<SignedRelease> {
   return publishRelease(store, {
     channel: CHANNEL,
-    hosts: Object.fromEntries(Object.entries(hosts).map(([h, path]) => [h, { path }])),
+    hosts,
     kind: "deploy",
     action: "switch",
     health: HEALTH,
@@ -199,16 +215,7 @@ function publish(
 /** Publishes a release naming HOST's system with a secrets bundle stored as the deployer does. */
 async function publishWithSecrets(path: StorePath, bundle: string, manifest: string) {
   const sha = await putSecretsBundle(store, HOST, bundle);
-  return publishRelease(store, {
-    channel: CHANNEL,
-    hosts: { [HOST]: { path, secrets: { bundle: sha, manifest } } },
-    kind: "deploy",
-    action: "switch",
-    health: HEALTH,
-    confirmTimeout: 45,
-    key: releaseKey,
-    now: CLOCK,
-  });
+  return publishEntries({ [HOST]: { path, secrets: { bundle: sha, manifest } } });
 }
 
 /** Replaces what the channel object holds, as an attacker with write access to the bucket could. */
@@ -334,15 +341,9 @@ describe("Agent.pollOnce: the host's own checks (policy per role)", () => {
       confirmTimeout: 12,
       keepGenerations: 4,
     };
-    const signed = await publishRelease(store, {
-      channel: CHANNEL,
-      hosts: { [HOST]: { path: sys("a"), policy: own }, web2: { path: sys("b") } },
-      kind: "deploy",
-      action: "switch",
-      health: HEALTH,
-      confirmTimeout: 45,
-      key: releaseKey,
-      now: CLOCK,
+    const signed = await publishEntries({
+      [HOST]: { path: sys("a"), policy: own },
+      web2: { path: sys("b") },
     });
     // The entry's policy is signed with the rest, and reads back as written.
     expect(signed.release.hosts[HOST]?.policy).toEqual(own);

@@ -198,17 +198,6 @@ export async function waitFor(
   }
 }
 
-/** The outcome of every host in a deploy's --json summary. */
-export function summaryOf(r: CliRun): Record<string, Record<string, unknown>> {
-  const lines = r.stdout.trim().split("\n").filter(Boolean);
-  const events = lines.map((l) => JSON.parse(l) as { type: string; [k: string]: unknown });
-  const summary = events.find((e) => e.type === "summary") as
-    | { ok: boolean; results: { host: string; outcome: Record<string, unknown> }[] }
-    | undefined;
-  if (!summary) throw new Error(`no summary; stderr:\n${r.stderr}`);
-  return Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
-}
-
 /** The release the channel points at (not verified). */
 export function channelRelease(lab: AgentLab): Promise<ParsedRelease> {
   return withStore(lab, async (store) => {
@@ -231,3 +220,5 @@ export function allReleases(lab: AgentLab): Promise<Release[]> {
     return releases;
   });
 }
+
+export { summaryOf } from "./lab-deploy.js";

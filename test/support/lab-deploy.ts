@@ -65,3 +65,12 @@ export function deployEvents(r: CliRun | string): DeployEventLine[] {
     .filter(Boolean)
     .map((l) => JSON.parse(l) as DeployEventLine);
 }
+
+/** The outcome of every host in a deploy's --json summary. */
+export function summaryOf(r: CliRun): Record<string, Record<string, unknown>> {
+  const summary = deployEvents(r).find((e) => e.type === "summary") as
+    | { ok: boolean; results: { host: string; outcome: Record<string, unknown> }[] }
+    | undefined;
+  if (!summary) throw new Error(`no summary; stderr:\n${r.stderr}`);
+  return Object.fromEntries(summary.results.map((x) => [x.host, x.outcome]));
+}
