@@ -43,6 +43,7 @@ import type { HostSecrets } from "../host/activation-session.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import type {
   ChannelHost,
@@ -449,7 +450,7 @@ export class AgentDelivery implements Delivery {
             {
               status: "failed",
               phase: applying.has(host) ? "switch" : "waiting",
-              message: `${String(signal.reason)} ${where}`,
+              message: `${interruptReason(signal)} ${where}`,
               rolledBack: false,
             },
             "interrupted",

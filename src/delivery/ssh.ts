@@ -21,6 +21,7 @@ import {
 } from "../host/activation-session.js";
 import { hostStatus, rollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -169,7 +170,7 @@ async function copyClosure(
     });
     return undefined;
   } catch (err) {
-    if (signal?.aborted) return `interrupted (${String(signal.reason)}) while copying`;
+    if (signal?.aborted) return `${interruptReason(signal)} while copying`;
     return (err as Error).message;
   }
 }

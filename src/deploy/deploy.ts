@@ -28,13 +28,14 @@ import type { HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import { bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
-import { interruptReason, rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 import { readSystemHealth, withSystemHealth } from "./system-health.js";
 
 export interface DeployOptions {

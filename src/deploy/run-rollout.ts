@@ -14,6 +14,7 @@ import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import { planWaves, shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
 import type { StorePath } from "../nix/store-path.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
 /**
@@ -120,16 +121,6 @@ export function rolloutSucceeded(results: readonly HostResult[]): boolean {
       r.outcome.status === "activated" ||
       (r.outcome.status === "skipped" && r.outcome.reason !== "not-started"),
   );
-}
-
-/** The text of an interrupt: the abort reason the caller gave ("interrupted (SIGINT)"). */
-export function interruptReason(signal: AbortSignal): string {
-  const reason: unknown = signal.reason;
-  if (typeof reason === "string" && reason !== "") return reason;
-  if (reason instanceof Error && reason.name !== "AbortError" && reason.message !== "") {
-    return reason.message;
-  }
-  return "interrupted";
 }
 
 /** The result of a host the plan does not deploy: up to date, or unreachable. */

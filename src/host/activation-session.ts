@@ -8,6 +8,7 @@ import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
 import type { HostPhase } from "../fleet/phase.js";
 import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
+import { interruptReason } from "../util/interrupt-reason.js";
 import {
   type ActivationResult,
   abortArgs,
@@ -226,7 +227,7 @@ export async function runActivationSession(
     const hit = PHASE_LINES.find(([re]) => re.test(text));
     if (hit) hooks.phase(hit[1]);
   };
-  const interrupted = () => interruption(signal);
+  const interrupted = () => interruptReason(signal);
 
   hooks.phase("connect");
   if (signal?.aborted) return failed("connect", `${interrupted()} before it started`, false);
@@ -311,7 +312,7 @@ export async function finishActivation(
   const token = activated.awaitingToken;
   const window = token === undefined ? 0 : activationSteps(request, true).confirmWindow;
   const checks = activationSteps(request, token !== undefined).httpChecks;
-  const interrupted = () => interruption(signal);
+  const interrupted = () => interruptReason(signal);
   const onLog = (line: string) => hooks.log(line.replace(/^activate: /, ""));
   const undo = async (phase: SessionPhase, message: string): Promise<DeployOutcome> => {
     hooks.phase("rollback");
@@ -442,16 +443,4 @@ async function abortUnanswered(
 
 function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
   return { status: "failed", phase, message, rolledBack };
-}
-
-/** "interrupted (SIGINT)": the signal's reason, said once. */
-function interruption(signal: AbortSignal | undefined): string {
-  const reason: unknown = signal?.reason;
-  const text =
-    typeof reason === "string"
-      ? reason
-      : reason instanceof Error && reason.name !== "AbortError"
-        ? reason.message
-        : "aborted";
-  return text.startsWith("interrupted") ? text : `interrupted (${text})`;
 }
