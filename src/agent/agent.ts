@@ -7,7 +7,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
-import { hostHttpChecks } from "../fleet/health-url.js";
 import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
@@ -28,7 +27,11 @@ import { readChannel, successorSigned } from "../fleet/release-store.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../fleet/status.js";
 import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
-import type { DeployRequest, HostSecrets } from "../host/activation-session.js";
+import {
+  buildDeployRequest,
+  type DeployRequest,
+  type HostSecrets,
+} from "../host/activation-session.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
@@ -440,18 +443,17 @@ export class Agent {
     const fill = { name: o.host, address: "127.0.0.1" };
     // The host's own checks where its entry has them (policy per role), else the release's.
     const checks = checksFor(release, entry);
-    const request = (secrets: HostSecrets | undefined): DeployRequest => ({
-      path,
-      action: release.action,
-      substituters: o.substituters,
-      trustedKeys: o.cacheKeys,
-      commandChecks: checks.health.commands,
-      httpChecks: hostHttpChecks(checks.health.http, fill),
-      confirmTimeout: checks.confirmTimeout,
-      activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-      ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
-      ...(secrets === undefined ? {} : { secrets }),
-    });
+    const request = (secrets: HostSecrets | undefined): DeployRequest =>
+      buildDeployRequest({
+        path,
+        action: release.action,
+        substituters: o.substituters,
+        trustedKeys: o.cacheKeys,
+        checks,
+        host: fill,
+        activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+        secrets,
+      });
     // The secrets bundle is fetched and checked before anything runs. One that is missing or
     // changed in the store is the store's fault, not the system's: the release is refused (a
     // rejection says nothing of a system, so the next release may name it again unflagged).

@@ -18,13 +18,12 @@ import type {
   HealthChecks,
   RolloutPolicy,
 } from "../fleet/fleet.js";
-import { hostHttpChecks } from "../fleet/health-url.js";
 import { hostPolicy, type PolicyOverride } from "../fleet/host-policy.js";
 import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
 import { type HostOutcome, outcomeFields } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
-import type { HostSecrets } from "../host/activation-session.js";
+import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
@@ -303,19 +302,16 @@ export function deployRequest(
   desired: StorePath,
 ): DeployRequest {
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
-  const secrets = prepared.secrets.get(host.name);
-  return {
-    ...(secrets === undefined ? {} : { secrets }),
+  return buildDeployRequest({
     path: desired,
     action: options.action,
     substituters: prepared.substituters,
     trustedKeys: prepared.trustedKeys,
-    commandChecks: policy.health.commands,
-    httpChecks: hostHttpChecks(policy.health.http, host),
-    confirmTimeout: policy.confirmTimeout,
+    checks: policy,
+    host,
     activationTimeout: policy.activationTimeout,
-    keepGenerations: policy.keepGenerations,
-  };
+    secrets: prepared.secrets.get(host.name),
+  });
 }
 
 // --- survey ---------------------------------------------------------------------------------

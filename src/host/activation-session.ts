@@ -5,6 +5,8 @@
 // aborts what is in flight so the host goes back to its previous system.
 import { randomBytes } from "node:crypto";
 import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
+import type { HealthChecks } from "../fleet/fleet.js";
+import { hostHttpChecks } from "../fleet/health-url.js";
 import type { HostPhase } from "../fleet/phase.js";
 import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -60,6 +62,41 @@ export interface DeployRequest {
    * rollback target) and collects garbage; undefined or 0: it keeps everything.
    */
   readonly keepGenerations?: number;
+}
+
+/** What a request is made of, in every mode: the system, where from, and the host's checks. */
+export interface RequestParts {
+  readonly path: StorePath;
+  readonly action: Action;
+  readonly substituters: readonly string[];
+  readonly trustedKeys: readonly string[];
+  /** The host's checks (its policy, or its release entry's), URLs not yet filled in. */
+  readonly checks: {
+    readonly health: HealthChecks;
+    readonly confirmTimeout: number;
+    readonly keepGenerations?: number;
+  };
+  /** Where `{address}` and `{name}` in the checks' URLs point. */
+  readonly host: { readonly name: string; readonly address: string | undefined };
+  readonly activationTimeout: number;
+  readonly secrets?: HostSecrets | undefined;
+}
+
+/** The one builder of a DeployRequest (the deployer's, for each host; an agent's, for itself). */
+export function buildDeployRequest(parts: RequestParts): DeployRequest {
+  const { checks, secrets } = parts;
+  return {
+    ...(secrets === undefined ? {} : { secrets }),
+    path: parts.path,
+    action: parts.action,
+    substituters: parts.substituters,
+    trustedKeys: parts.trustedKeys,
+    commandChecks: checks.health.commands,
+    httpChecks: hostHttpChecks(checks.health.http, parts.host),
+    confirmTimeout: checks.confirmTimeout,
+    activationTimeout: parts.activationTimeout,
+    ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
+  };
 }
 
 /** What one host is given of the fleet's secrets: ciphertexts only. */
