@@ -178,6 +178,11 @@ describe("an ssh fleet on Nix 2.26, deployed from Nix 2.26", () => {
     expect(await servedAll()).toEqual({ cn1: "web-v1", cn2: "web-v2", cn3: "web-v1" });
     const current = await onHost("cn1", "readlink /nix/var/nix/profiles/system");
     expect(current.stdout.trim()).toBe("system-1-link");
+    // Nix 2.26's nix-env dropped the failed system's generation: no rollback can take it.
+    const links = await onHost("cn1", "ls /nix/var/nix/profiles");
+    expect(links.stdout.split("\n").filter((l) => /^system-\d+-link$/.test(l))).toEqual([
+      "system-1-link",
+    ]);
   });
 
   it("a manual rollback takes cn2 back to generation 1", async () => {
