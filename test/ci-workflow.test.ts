@@ -489,7 +489,8 @@ describe("the workflow's steps, run as GitHub runs them", () => {
     ok(await runStep("build", "Push to the cache"));
     ok(await runStep("build", "Summary: push"));
     expect(await summaryText()).toMatch(
-      new RegExp(`### Pushed to file://${work}/cache\\n\\n5 of 5 paths uploaded`),
+      // web-v1 and web-v2: a toplevel and an etc each, and the share and the kernel they share.
+      new RegExp(`### Pushed to file://${work}/cache\\n\\n6 of 6 paths uploaded`),
     );
     const pub = (await nixship(["key", "public", join(work, "keys", "c.sec")])).stdout.trim();
     const verified = await nixship([
@@ -500,7 +501,7 @@ describe("the workflow's steps, run as GitHub runs them", () => {
       pub,
       "--json",
     ]);
-    expect(JSON.parse(verified.stdout)).toMatchObject({ checked: 5, ok: 5, problems: [] });
+    expect(JSON.parse(verified.stdout)).toMatchObject({ checked: 6, ok: 6, problems: [] });
   });
 
   /** The channel's releases in the workflow's cache: [seq, kind, hosts]. */
@@ -534,7 +535,7 @@ describe("the workflow's steps, run as GitHub runs them", () => {
     const text = await summaryText();
     expect(text).toContain("### Plan: 2 to activate, 0 up to date, 0 not reached");
     expect(text).toMatch(
-      /\| ag1 \| activate \| {2}\| `\/nix\/store\/\S+-example-web-system-v1` \| 3 paths, 0\.0 MB \| {2}\|/,
+      /\| ag1 \| activate \| {2}\| `\/nix\/store\/\S+-example-web-system-v1` \| 4 paths, 0\.0 MB \| {2}\|/,
     );
     // No release was published and no host was asked to change.
     expect(await releases()).toEqual([]);
