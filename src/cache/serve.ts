@@ -131,6 +131,25 @@ export async function listenCacheServer(
   return { server, url: `http://${host.includes(":") ? `[${host}]` : host}:${bound}` };
 }
 
+/**
+ * Serves the fleet's cache `store` to the hosts while a command runs (deploy and doctor
+ * --serve-cache): its URL, and close(), which stops the server and then closes the store.
+ */
+export async function serveStoreWhileRunning(
+  store: ObjectStore,
+  host: string,
+  port: number,
+): Promise<{ readonly url: string; readonly close: () => Promise<void> }> {
+  const { server, url } = await listenCacheServer({ store }, host, port);
+  return {
+    url,
+    close: async () => {
+      await closeCacheServer(server);
+      await store.close();
+    },
+  };
+}
+
 /** Stops a server, cutting its open connections. */
 export async function closeCacheServer(server: Server): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));

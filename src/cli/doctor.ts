@@ -1,6 +1,6 @@
 // `nixship doctor`: checks what a deploy needs, and prints the exact fix for each problem.
 import { access } from "node:fs/promises";
-import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
+import { serveStoreWhileRunning } from "../cache/serve.js";
 import { blocksDeploy, type Check, fail, skip } from "../doctor/check.js";
 import { checkFleet, type GivenKey } from "../doctor/fleet-checks.js";
 import { judgeNix, probeNix } from "../doctor/local-nix.js";
@@ -174,14 +174,7 @@ async function serveForHosts(
   }
   const store = await openStore(cacheUrl);
   try {
-    const { server, url } = await listenCacheServer({ store }, host, port);
-    return {
-      url,
-      close: async () => {
-        await closeCacheServer(server);
-        await store.close();
-      },
-    };
+    return await serveStoreWhileRunning(store, host, port);
   } catch (err) {
     await store.close();
     const fault = systemFault(err);

@@ -6,7 +6,7 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
-import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
+import { serveStoreWhileRunning } from "../cache/serve.js";
 import type { Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
@@ -266,17 +266,14 @@ export async function prepare(
         : { ...nothingServed, substituters: [substituter], trustedKeys: fleet.cache.publicKeys };
     }
     const { host, port } = options.serveCache;
-    const { server, url } = await listenCacheServer({ store }, host, port);
+    const served = await serveStoreWhileRunning(store, host, port);
     return {
       built,
       systemHealth,
-      substituters: [url],
+      substituters: [served.url],
       trustedKeys: fleet.cache.publicKeys,
       secrets,
-      close: async () => {
-        await closeCacheServer(server);
-        await store.close();
-      },
+      close: served.close,
     };
   } catch (err) {
     await store.close();
