@@ -1512,7 +1512,10 @@ cmd_status() {
   done
   gens=""
   for n in $(generations | tail -n 10); do
-    gens="$gens${gens:+,}{\"generation\":$n,\"path\":$(json_str "$(generation_path "$n")")}"
+    # A generation a failed activation is dropping at this moment has no path left: skip it.
+    g_path=$(generation_path "$n") || continue
+    [ -n "$g_path" ] || continue
+    gens="$gens${gens:+,}{\"generation\":$n,\"path\":$(json_str "$g_path")}"
   done
   pending=""
   for f in "$state_dir"/pending-*; do [ -e "$f" ] && pending=${f##*/pending-}; done
