@@ -15,6 +15,10 @@
         web-v3 = mkSystem { inherit system; name = "web-v3"; version = "3"; };
         # web-v3 with another kernel: a switch does not load it, a reboot does.
         web-v4 = mkSystem { inherit system; name = "web-v4"; version = "4"; kernel = "6.12"; };
+        # web-v3 with another kernel that does not boot: it switches, but a reboot into it panics.
+        web-noboot = mkSystem { inherit system; name = "web-noboot"; version = "noboot"; kernel = "6.13"; boots = false; };
+        # web-v4's kernel, and boots, but fails an HTTP health check after the reboot.
+        web-v4-broken = mkSystem { inherit system; name = "web-v4-broken"; version = "4-broken"; kernel = "6.12"; health = "fail"; };
         # Activates cleanly, but fails an HTTP health check (GET /health answers 500).
         web-broken = mkSystem { inherit system; name = "web-broken"; version = "broken"; health = "fail"; };
         # Its service fails to start: switch-to-configuration exits 4, as NixOS does.

@@ -17,6 +17,9 @@
   # The kernel it boots (a stand-in: a version string in bzImage, an initrd, modules): a switch
   # does not load it, a reboot does (issue 31).
   kernel ? "6.6",
+  # false: a system that does not boot (its init panics, as a kernel that cannot mount its root
+  # does); it switches like any other, only a reboot into it fails.
+  boots ? true,
   # Health checks the system declares itself, in the shape of the fleet file's policy.health
   # (written to $out/nixship/health.json, which the deployer reads); null: none.
   checks ? null,
@@ -57,9 +60,19 @@ mk "example-web-system-${tag}" (''
   ln -s ${boot}/initrd $out/initrd
   ln -s ${boot}/lib $out/kernel-modules
   echo '${name}' > $out/nixos-version
-  sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' -e 's|@start@|${start}|g' \
-    ${./web/switch-to-configuration.sh} > $out/bin/switch-to-configuration
-  chmod 0555 $out/bin/switch-to-configuration
+  subst() {
+    sed -e "s|@out@|$out|g" -e 's|@share@|${share}|g' -e 's|@name@|${name}|g' \
+      -e 's|@start@|${start}|g' -e 's|@kernel@|${kernel}|g' \
+      -e 's|@boots@|${if boots then "true" else "false"}|g' "$1" > "$2"
+    chmod 0555 "$2"
+  }
+  subst ${./web/switch-to-configuration.sh} $out/bin/switch-to-configuration
+  # What a boot runs (stage 2), and the stand-ins for systemd's reboot and boot assessment
+  # that activate.sh calls where NixOS has them.
+  subst ${./web/init.sh} $out/init
+  mkdir -p $out/sw/bin $out/systemd/lib/systemd
+  subst ${./web/systemctl.sh} $out/sw/bin/systemctl
+  subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
 '' + (if checks == null then "" else ''
   mkdir -p $out/nixship
   cat > $out/nixship/health.json <<'EOS'

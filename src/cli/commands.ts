@@ -45,6 +45,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   entry("lab list", async () => (await import("./lab.js")).labListCommand),
   entry("lab exec", async () => (await import("./lab.js")).labExecCommand),
   entry("lab agents", async () => (await import("./lab.js")).labAgentsCommand),
+  entry("lab reboot", async () => (await import("./lab-reboot.js")).labRebootCommand),
   entry("lab ssh-config", async () => (await import("./lab.js")).labSshConfigCommand),
   entry("lab address", async () => (await import("./lab.js")).labAddressCommand),
   entry("agent", async () => (await import("./agent.js")).agentCommand),

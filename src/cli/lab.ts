@@ -40,7 +40,7 @@ export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
   help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--agents]
-                     [--nix system|current|DIR] [--json]
+                     [--nix system|current|DIR] [--boot-counting T] [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -84,6 +84,9 @@ Options:
                   (the one 'bash scripts/current-nix.sh' makes from Debian trixie, in
                   $NIXSHIP_CURRENT_NIX_DIR or ${CURRENT_NIX_DIR}), or a directory
                   holding a nix executable; each host's /nix is its own either way
+  --boot-counting T  the hosts' boot loaders count boots (systemd-boot's boot counting): a
+                  new entry is tried T times (1-9) before the loader falls back to the
+                  previous one (see 'nixship lab reboot --help'); default: no counting
   --json          print the lab as JSON`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -94,10 +97,15 @@ Options:
         fleet: { type: "string" },
         agents: { type: "boolean" },
         nix: { type: "string" },
+        "boot-counting": { type: "string" },
         json: { type: "boolean" },
       },
       "lab up",
     );
+    const tries = values["boot-counting"];
+    if (tries !== undefined && !/^[1-9]$/.test(tries)) {
+      throw new UsageError(`lab up: --boot-counting takes the tries per entry, 1-9; got '${tries}'`);
+    }
     if (values.agents && values.fleet !== undefined) {
       throw new UsageError(
         "lab up: --agents uses the lab's own fleet file (its release key and channel); leave out --fleet",
@@ -116,6 +124,7 @@ Options:
       ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
       agents: values.agents === true,
       ...(nix ? { nix } : {}),
+      ...(tries === undefined ? {} : { bootCounting: Number(tries) }),
       onEvent: (e) => {
         const line = values.json ? undefined : formatLabEvent(e);
         if (line !== undefined) io.stderr.write(`${line}\n`);

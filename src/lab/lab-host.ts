@@ -12,6 +12,7 @@ import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { type HostNix, hostNixBind } from "./host-nix.js";
+import { espDir } from "./lab-boot.js";
 import type { LabHostLayout } from "./layout.js";
 import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
 
@@ -39,16 +40,31 @@ export async function hostPublicKey(host: LabHostLayout): Promise<string> {
 /** A file or directory of the machine a host also sees: [source, target in the host's /run]. */
 export type HostBind = readonly [source: string, target: string];
 
+/** How the host boots: what lab-boot.ts's boot loader chose, and the host's power button. */
+export interface HostBoot {
+  /** The system whose init runs before sshd starts; undefined: none (a host never deployed). */
+  readonly system?: string | undefined;
+  /** A counted boot: the booted entry's file name, which the OS reads as LoaderBootCountPath. */
+  readonly countedEntry?: string | undefined;
+}
+
+/** Where, in the host, the lab's stand-ins for firmware live (its /run, so each boot anew). */
+export const HOST_FIRMWARE_DIR = "/run/nixship-lab";
+/** What hostInit exits with when the chosen system's init fails: the host did not boot. */
+export const DID_NOT_BOOT = 64;
+
 /**
- * The script that turns a fresh mount namespace into the host's view, then becomes sshd. The
- * binds are made inside the host's own /run before /tmp and /root are hidden, so a source may
- * lie under them.
+ * The script that turns a fresh mount namespace into the host's view, boots the host's system,
+ * then becomes sshd. The binds are made inside the host's own /run before /tmp and /root are
+ * hidden, so a source may lie under them.
  */
 function hostInit(
   host: LabHostLayout,
   binds: readonly HostBind[],
   nix: HostNix | undefined,
+  boot: HostBoot,
 ): string {
+  const esp = espDir(host.dir);
   return [
     "set -e",
     `mount --bind ${shellQuote(join(host.dir, "nix"))} /nix`,
@@ -68,9 +84,28 @@ function hostInit(
       `if [ -d ${shellQuote(source)} ]; then mkdir -p ${shellQuote(target)}; else : > ${shellQuote(target)}; fi`,
       `mount --bind ${shellQuote(source)} ${shellQuote(target)}`,
     ]),
+    // The ESP at /boot, the power button, and the boot loader's word on a counted boot.
+    `mkdir -p ${shellQuote(esp)} ${HOST_FIRMWARE_DIR}/efivars`,
+    `mount --bind ${shellQuote(esp)} /boot`,
+    `cp ${shellQuote(powerScriptPath(host))} ${HOST_FIRMWARE_DIR}/power`,
+    `chmod 755 ${HOST_FIRMWARE_DIR}/power`,
+    ...(boot.countedEntry === undefined
+      ? []
+      : [
+          `printf '%s' ${shellQuote(`/loader/entries/${boot.countedEntry}`)} >${HOST_FIRMWARE_DIR}/efivars/LoaderBootCountPath`,
+        ]),
     "mount -t tmpfs -o mode=1777 nixship-lab-tmp /tmp",
     // A fresh host's root has an empty home, not the deployer's shell start-up files.
     "mount -t tmpfs -o mode=0700 nixship-lab-root /root",
+    // Stage 2: the system's init (NixOS's sets /run/booted-system and starts its services).
+    ...(boot.system === undefined
+      ? []
+      : [
+          `if ! ${shellQuote(`${boot.system}/init`)}; then`,
+          `  echo ${shellQuote(`nixship-lab: ${boot.system} did not boot`)} >&2`,
+          `  exit ${DID_NOT_BOOT}`,
+          "fi",
+        ]),
     `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
   ].join("\n");
 }
@@ -103,12 +138,15 @@ export async function startHost(
   host: LabHostLayout,
   binds: readonly HostBind[] = [],
   nix?: HostNix,
+  boot: HostBoot = {},
 ): Promise<number> {
   await mkdir("/nix", { recursive: true });
   await mkdir("/etc/nix", { recursive: true });
+  await mkdir("/boot", { recursive: true });
   const log = openSync(join(host.dir, "sshd.log"), "a");
   let pid: number | undefined;
   let exited: string | undefined;
+  let didNotBoot = false;
   try {
     // ip netns exec and unshare exec their command, so the pid is sshd's own.
     const child = spawn(
@@ -124,12 +162,13 @@ export async function startHost(
         "--",
         "/bin/sh",
         "-c",
-        hostInit(host, binds, nix),
+        hostInit(host, binds, nix, boot),
       ],
       { detached: true, stdio: ["ignore", log, log] },
     );
     child.on("exit", (code, signal) => {
       exited = signal ? `was killed by ${signal}` : `exited with ${code}`;
+      if (code === DID_NOT_BOOT) didNotBoot = true;
     });
     child.unref();
     pid = child.pid;
@@ -145,6 +184,7 @@ export async function startHost(
         .split("\n")
         .slice(-5)
         .join("\n");
+      if (didNotBoot) throw new HostDidNotBoot(host.name, boot.system ?? "", tail);
       throw new OperationError(
         "lab-start-failed",
         `the sshd of ${host.name} ${exited ?? "did not listen within 15 s"}${tail ? `:\n${tail}` : ""}`,
@@ -154,6 +194,25 @@ export async function startHost(
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return pid;
+}
+
+/** The system the boot loader chose did not boot (its init failed): what is on the console. */
+export class HostDidNotBoot extends OperationError {
+  constructor(
+    readonly host: string,
+    readonly system: string,
+    readonly console: string,
+  ) {
+    super(
+      "lab-host-did-not-boot",
+      `${host} did not boot ${system}${console ? `:\n${console}` : ""}`,
+    );
+  }
+}
+
+/** Where the lab keeps a host's power button (copied into the host at each boot). */
+export function powerScriptPath(host: LabHostLayout): string {
+  return join(host.dir, "power");
 }
 
 function accepts(address: string, port: number): Promise<boolean> {

@@ -8,7 +8,7 @@ export interface LabHostState {
   readonly name: string;
   readonly address: string;
   readonly netns: string;
-  /** The host's sshd: every process of the host runs in its namespaces. */
+  /** The host's sshd: every process of the host runs in its namespaces (0: the host is down). */
   readonly pid: number;
   /** Labs with agents: the pid of the host's agent, once started. */
   readonly agentPid?: number;
@@ -23,6 +23,8 @@ export interface LabState {
   readonly agents?: boolean;
   /** `lab up --nix`: the version line of the Nix the hosts run, when not the machine's. */
   readonly nix?: string;
+  /** `lab up --nix`: the directory of that Nix (bound into a host again when it reboots). */
+  readonly nixBin?: string;
   readonly hosts: readonly LabHostState[];
 }
 

@@ -17,6 +17,8 @@ import {
   stopAgents,
   writeAgentConfigs,
 } from "./lab-agents.js";
+import { startAnchor, stopAnchor } from "./lab-anchor.js";
+import { setBootCounting } from "./lab-boot.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
 import {
@@ -28,6 +30,7 @@ import {
   listNetns,
   netnsPids,
 } from "./lab-network.js";
+import { writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
 import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
 import { clientSshConfig, knownHosts } from "./ssh-files.js";
@@ -56,6 +59,8 @@ export interface LabUpOptions {
   readonly agents?: boolean;
   /** The Nix the hosts run instead of the machine's (`--nix`, resolved by host-nix.ts). */
   readonly nix?: HostNix;
+  /** `--boot-counting T`: the hosts' boot loaders count boots, T tries per new entry. */
+  readonly bootCounting?: number;
   readonly onEvent?: (event: LabEvent) => void;
 }
 
@@ -107,7 +112,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   const layout = await claimLayout(options);
   try {
     const agents = options.agents === true;
-    const built = await build(layout, agents, options.nix, emit);
+    const built = await build(layout, agents, options.nix, options.bootCounting, emit);
     const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
     const keys = await writeLabFleet(layout, system, agents);
     if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
@@ -143,6 +148,7 @@ async function build(
   layout: LabLayout,
   agents: boolean,
   nix: HostNix | undefined,
+  bootCounting: number | undefined,
   emit: (e: LabEvent) => void,
 ): Promise<LabState> {
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
@@ -153,10 +159,11 @@ async function build(
     number: layout.number,
     createdAt: new Date().toISOString(),
     ...(agents ? { agents } : {}),
-    ...(nix ? { nix: nix.version } : {}),
+    ...(nix ? { nix: nix.version, nixBin: nix.bin } : {}),
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
+  const anchor = startAnchor(layout.name, layout.number);
   await runCommand(
     "ssh-keygen",
     [
@@ -178,6 +185,8 @@ async function build(
   for (const host of layout.hosts) {
     emit({ type: "host-starting", host: host.name, address: host.address });
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
+    await writePowerScript(layout, host, anchor);
+    if (bootCounting !== undefined) await setBootCounting(host.dir, bootCounting);
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
     const pid = await startHost(host, agents ? agentBinds(layout, host) : [], nix);
@@ -307,6 +316,7 @@ export async function labDownAll(labsDirPath: string): Promise<LabDownResult> {
   for (const name of names) await labDown(labsDirPath, name);
   for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) await removeHost(ns);
   for (const link of (await listLinks()).filter((l) => LAB_LINK.test(l))) await deleteLink(link);
+  await stopAnchor();
   await rm(labsDirPath, { recursive: true, force: true });
   return { labs: [...names] };
 }
@@ -319,6 +329,7 @@ async function removeHost(netns: string): Promise<void> {
 
 async function tearDown(name: string, number: number, dir: string): Promise<void> {
   await closeSharedConnections(dir);
+  await stopAnchor({ name, number });
   const prefix = `nxs${number}-${name}`;
   const ours = (await listNetns()).filter(
     (ns) => ns.startsWith(prefix) && /^\d+$/.test(ns.slice(prefix.length)),

@@ -16,6 +16,8 @@ export const EXAMPLE_SYSTEMS = [
   "web-failing",
   "web-hang",
   "web-checked",
+  "web-noboot",
+  "web-v4-broken",
 ] as const;
 export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
 
