@@ -250,7 +250,7 @@ describe("help for every command and group", () => {
         code: "usage",
         message: "unknown command 'lab frob'",
         hint: expect.stringContaining(
-          "'lab' takes one of: up, down, list, exec, agents, ssh-config",
+          "'lab' takes one of: up, down, list, exec, agents, reboot, ssh-config",
         ),
       },
     });

@@ -1,8 +1,15 @@
 // What the fleet commands (build, plan, deploy, rollback, status) share: the fleet file and
 // selection flags, rollout overrides, and the renderer for their events.
 import { dirname, resolve } from "node:path";
+import { UsageError } from "../errors.js";
 import { type Action, parseAction } from "../fleet/action.js";
-import { type Fleet, POLICY_DEFAULTS, type RolloutPolicy } from "../fleet/fleet.js";
+import {
+  type Fleet,
+  POLICY_DEFAULTS,
+  REBOOT_MODES,
+  type RebootMode,
+  type RolloutPolicy,
+} from "../fleet/fleet.js";
 import { applyOverride, type PolicyOverride } from "../fleet/host-policy.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
@@ -41,6 +48,10 @@ export const ROLLOUT_FLAGS = {
   "confirm-timeout": { type: "string" },
   "activation-timeout": { type: "string" },
   "keep-generations": { type: "string" },
+  reboot: { type: "string" },
+  "reboot-timeout": { type: "string" },
+  "reboot-rollback": { type: "boolean" },
+  "no-reboot-rollback": { type: "boolean" },
 } as const;
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
@@ -56,10 +67,34 @@ export const ROLLOUT_HELP = `  --action A             switch (default), boot, te
                          system (fleet policy, else ${POLICY_DEFAULTS.activationTimeout})
   --keep-generations N   after a confirmed activation, each host keeps its newest N system
                          generations (and the one a rollback goes to), removes the rest and
-                         collects garbage, within ${PRUNE_GC_TIMEOUT} s (fleet policy, else 0: keep all)`;
+                         collects garbage, within ${PRUNE_GC_TIMEOUT} s (fleet policy, else 0: keep all)
+  --reboot MODE          never (the default), auto or always: with auto, a host whose new
+                         system's kernel, initrd or kernel modules differ from those it booted
+                         gets switch-to-configuration boot, then a reboot; the deployer waits
+                         for it to come back on the new system, runs the health checks and
+                         confirms, or puts the previous generation back (always: every host
+                         that changes is rebooted)
+  --reboot-timeout S     seconds a rebooted host has to come back (fleet policy, else ${POLICY_DEFAULTS.rebootTimeout})
+  --[no-]reboot-rollback whether a host that fails after its reboot is rebooted into the
+                         previous system too (else it boots it at its next reboot; default on)`;
+
+type StringFlag = {
+  [K in keyof typeof ROLLOUT_FLAGS]: (typeof ROLLOUT_FLAGS)[K]["type"] extends "string" ? K : never;
+}[keyof typeof ROLLOUT_FLAGS];
+
+function parseRebootFlag(value: string | undefined, command: string): RebootMode | undefined {
+  if (value === undefined) return undefined;
+  if ((REBOOT_MODES as readonly string[]).includes(value)) return value as RebootMode;
+  throw new UsageError(
+    `${command}: --reboot takes ${REBOOT_MODES.join(", ")}; got '${value}'`,
+    "auto reboots the hosts whose kernel, initrd or modules change",
+  );
+}
 
 export function readRollout(
-  values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | undefined>>,
+  values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | boolean | undefined>> & {
+    readonly [K in StringFlag]?: string | undefined;
+  } & { readonly "reboot-rollback"?: boolean; readonly "no-reboot-rollback"?: boolean },
   fleet: Fleet,
   command: string,
 ): { policy: RolloutPolicy; policyFlags: PolicyOverride; action: Action } {
@@ -74,7 +109,17 @@ export function readRollout(
       1,
     ),
     keepGenerations: parseIntFlag(values["keep-generations"], "--keep-generations", command, 0),
+    reboot: parseRebootFlag(values.reboot, command),
+    rebootTimeout: parseIntFlag(values["reboot-timeout"], "--reboot-timeout", command, 1),
+    rebootRollback: values["no-reboot-rollback"]
+      ? false
+      : values["reboot-rollback"]
+        ? true
+        : undefined,
   };
+  if (values["no-reboot-rollback"] && values["reboot-rollback"]) {
+    throw new UsageError(`${command}: give --reboot-rollback or --no-reboot-rollback, not both`);
+  }
   // The flags win over the fleet's policy and over every role's (policies).
   const policyFlags: PolicyOverride = Object.fromEntries(
     Object.entries(given).filter(([, v]) => v !== undefined),

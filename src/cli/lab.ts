@@ -104,7 +104,9 @@ Options:
     );
     const tries = values["boot-counting"];
     if (tries !== undefined && !/^[1-9]$/.test(tries)) {
-      throw new UsageError(`lab up: --boot-counting takes the tries per entry, 1-9; got '${tries}'`);
+      throw new UsageError(
+        `lab up: --boot-counting takes the tries per entry, 1-9; got '${tries}'`,
+      );
     }
     if (values.agents && values.fleet !== undefined) {
       throw new UsageError(

@@ -1,6 +1,6 @@
 // `nixship ssm document`: prints the SSM Command document that runs activate.sh on ssm hosts,
 // for `aws ssm create-document`, Terraform or the console.
-import { formatSsmDocument, ssmDocument } from "../delivery/ssm-document.js";
+import { formatSsmDocument, scriptOf, ssmDocument } from "../delivery/ssm-document.js";
 import { UsageError } from "../errors.js";
 import { SSM_DEFAULTS } from "../fleet/fleet.js";
 import { type Command, parseFlags } from "./command.js";
@@ -10,11 +10,15 @@ const NAME_PATTERN = /^[a-zA-Z0-9_.-]{3,128}$/;
 export const ssmDocumentCommand: Command = {
   path: ["ssm", "document"],
   summary: "print the SSM Command document that runs activate.sh on ssm hosts",
-  help: `Usage: nixship ssm document [--name NAME] [--json]
+  help: `Usage: nixship ssm document [--name NAME] [--script] [--json]
 
 Prints the SSM Command document (schemaVersion 2.2, JSON) that ssm hosts run: one
 aws:runShellScript step with nixship's activate.sh embedded, as this version of nixship
 ships it. stdout holds only the document; on stderr, the command that creates it.
+
+The script is embedded without its comments, gzip-compressed and base64-encoded (SSM takes
+documents up to 64 KiB); the step decodes it with base64 and gzip (which checks its CRC)
+before it runs it. --script prints the embedded script, decoded: what the hosts run.
 
 Create it once per account and region, under the name the fleet file's "ssm.documentName"
 gives (default ${SSM_DEFAULTS.documentName}), and update it when you upgrade nixship:
@@ -49,6 +53,7 @@ Manager association, which keeps instances (e.g. all with tag Role=web) on a sto
 Options:
   --name NAME   the document's name in the printed create-document command
                 (default ${SSM_DEFAULTS.documentName}); the document itself does not hold it
+  --script      print the activate.sh the document embeds, decoded, instead of the document
   --json        accepted for symmetry with other commands: the output is always JSON
 
 Examples:
@@ -57,7 +62,7 @@ Examples:
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { name: { type: "string" }, json: { type: "boolean" } },
+      { name: { type: "string" }, script: { type: "boolean" }, json: { type: "boolean" } },
       "ssm document",
     );
     if (positionals.length > 0)
@@ -67,6 +72,10 @@ Examples:
       throw new UsageError(
         `ssm document: --name must be 3 to 128 letters, digits, '_', '.' or '-', got '${name}'`,
       );
+    }
+    if (values.script) {
+      io.stdout.write(`${scriptOf(ssmDocument())}\n`);
+      return 0;
     }
     io.stdout.write(formatSsmDocument(ssmDocument()));
     io.stderr.write(

@@ -2,6 +2,7 @@
 // against SSM's limit, that no parameter value can reach the shell unquoted, the shell it
 // renders to, and that the activate.sh it embeds, compacted, is the same program.
 import { spawnSync } from "node:child_process";
+import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
 import { activateScript } from "../host/activation.js";
@@ -12,6 +13,7 @@ import {
   renderRunCommand,
   SSM_PARAMETERS,
   type SsmCommandDocument,
+  scriptOf,
   ssmDocument,
 } from "./ssm-document.js";
 
@@ -195,12 +197,15 @@ describe("ssmDocument", () => {
     ]);
   });
 
-  it("embeds activate.sh without its comments and blank lines, in a quoted heredoc", () => {
+  it("embeds activate.sh without its comments and blank lines, gzipped and base64 in a quoted heredoc", () => {
     const run = step.inputs.runCommand.join("\n");
-    const start = run.indexOf("<<'NIXSHIP_ACTIVATE_SH'\n") + "<<'NIXSHIP_ACTIVATE_SH'\n".length;
-    const end = run.indexOf("\nNIXSHIP_ACTIVATE_SH\n");
-    expect(run.slice(start, end)).toBe(compactScript(activateScript()));
-    expect(run.slice(start, end).startsWith("#!/bin/sh\nset -u\n")).toBe(true);
+    const start = run.indexOf("<<'NIXSHIP_ACTIVATE_SH'") + "<<'NIXSHIP_ACTIVATE_SH'".length;
+    const body = run.slice(run.indexOf("\n", start) + 1, run.indexOf("\nNIXSHIP_ACTIVATE_SH\n"));
+    expect(body).toMatch(/^[A-Za-z0-9+/=\n]+$/);
+    const decoded = gunzipSync(Buffer.from(body.replaceAll("\n", ""), "base64")).toString();
+    expect(decoded).toBe(compactScript(activateScript()));
+    expect(decoded.startsWith("#!/bin/sh\nset -u\n")).toBe(true);
+    expect(scriptOf(document)).toBe(decoded);
   });
 
   it("is under SSM's limit of 64 KiB, as `nixship ssm document` prints it", () => {

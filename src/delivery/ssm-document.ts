@@ -1,7 +1,9 @@
 // The SSM Command document that runs activate.sh on ssm hosts (Run Command or a State Manager
-// association), generated with activate.sh embedded (without its comments: SSM takes documents
-// up to 64 KiB), and the shell SSM makes of it for given parameters: SSM pastes each value
-// textually in place of its `{{ Name }}`.
+// association), generated with activate.sh embedded (without its comments, gzip-compressed and
+// base64-encoded: SSM takes documents up to 64 KiB, which the script alone outgrew; `nixship ssm
+// document --script` prints what is embedded), and the shell SSM makes of it for given
+// parameters: SSM pastes each value textually in place of its `{{ Name }}`.
+import { gunzipSync, gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
 import { activateScript } from "../host/activation.js";
 
@@ -212,9 +214,14 @@ script=$(mktemp "${"$"}{TMPDIR:-/tmp}/nixship-activate.XXXXXX") || {
 trap 'rm -f "$script"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
-cat >"$script" <<'${HEREDOC_END}'`;
+# activate.sh, its comments left out, gzip-compressed and base64-encoded (gzip checks its CRC).
+base64 -d <<'${HEREDOC_END}' | gzip -dc >"$script"`;
 
 const POSTLUDE = `${HEREDOC_END}
+[ "$?" = 0 ] || {
+  echo "nixship: cannot decode the embedded activate.sh (base64, gzip)" >&2
+  exit 1
+}
 sh "$script" "$@"
 code=$?
 rm -f "$script"
@@ -245,18 +252,34 @@ export function compactScript(script: string): string {
   return kept.join("\n");
 }
 
+/** Characters per line of the embedded base64 (as base64(1) wraps it). */
+const BASE64_LINE = 76;
+
+/** activate.sh as the document embeds it: compacted, gzipped (level 9, no name or time), base64. */
+export function embeddedScript(): string[] {
+  const packed = gzipSync(Buffer.from(compactScript(activateScript())), { level: 9 });
+  const text = packed.toString("base64");
+  const lines: string[] = [];
+  for (let i = 0; i < text.length; i += BASE64_LINE) lines.push(text.slice(i, i + BASE64_LINE));
+  return lines;
+}
+
+/** The script a document embeds, decoded (what `nixship ssm document --script` prints). */
+export function scriptOf(document: SsmCommandDocument): string {
+  const run = document.mainSteps[0]?.inputs.runCommand ?? [];
+  const start = run.findIndex((line) => line.includes(`<<'${HEREDOC_END}'`));
+  const end = run.indexOf(HEREDOC_END, start + 1);
+  if (start < 0 || end < 0) throw new Error("the document embeds no activate.sh");
+  return gunzipSync(Buffer.from(run.slice(start + 1, end).join(""), "base64")).toString("utf8");
+}
+
 /** The Command document, with activate.sh (as this nixship ships it) embedded. */
 export function ssmDocument(): SsmCommandDocument {
-  const script = compactScript(activateScript());
-  // SSM substitutes `{{ }}` everywhere, the heredoc included; and a line equal to the
-  // terminator would end the heredoc early.
-  if (script.includes("{{") || script.split("\n").includes(HEREDOC_END)) {
-    throw new Error(`activate.sh cannot be embedded: it holds "{{" or a line ${HEREDOC_END}`);
-  }
+  const script = embeddedScript();
   return {
     schemaVersion: "2.2",
     description:
-      "nixship: activate a NixOS system from a binary cache (signatures required), roll back, or report status, through nixship's activate.sh. Its last line of output is activate.sh's JSON result.",
+      "nixship: activate a NixOS system from a binary cache (signatures required), roll back, or report status, through nixship's activate.sh (embedded gzip-compressed and base64-encoded; `nixship ssm document --script` prints it). Its last line of output is activate.sh's JSON result.",
     parameters: SSM_PARAMETERS,
     mainSteps: [
       {
@@ -265,7 +288,7 @@ export function ssmDocument(): SsmCommandDocument {
         precondition: { StringEquals: ["platformType", "Linux"] },
         inputs: {
           timeoutSeconds: "{{ ExecutionTimeout }}",
-          runCommand: [...PRELUDE.split("\n"), ...script.split("\n"), ...POSTLUDE.split("\n")],
+          runCommand: [...PRELUDE.split("\n"), ...script, ...POSTLUDE.split("\n")],
         },
       },
     ],

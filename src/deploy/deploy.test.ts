@@ -6,6 +6,7 @@ import type { ChannelHost, Delivery, DeployOutcome, WaveHost } from "../delivery
 import { UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
+import type { PlannedHost } from "../fleet/plan.js";
 import { parseStorePath } from "../nix/store-path.js";
 import {
   type Asked,
@@ -58,12 +59,12 @@ const plan = planFromSurvey(
   },
 );
 
-const request = (host: (typeof hosts)[number], desired: typeof V2) =>
+const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
   deployRequest(
     { action: "switch", fleet, policy: fleet.policy },
     { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() },
     host,
-    desired,
+    planned,
   );
 
 function scripted(extra: Partial<Delivery> = {}) {
@@ -109,7 +110,7 @@ describe("deployRequest", () => {
   it("carries the store path, the policy's limits and the host's own health URLs", () => {
     const [a] = hosts;
     if (a === undefined) throw new Error("no host a");
-    expect(request(a, V2)).toEqual({
+    expect(request(a, { desired: V2 })).toEqual({
       path: V2,
       action: "switch",
       substituters: [],

@@ -19,7 +19,14 @@ import type {
   RolloutPolicy,
 } from "../fleet/fleet.js";
 import { hostPolicy, type PolicyOverride } from "../fleet/host-policy.js";
-import { type ClosureInfo, type DeployPlan, type HostState, planDeploy } from "../fleet/plan.js";
+import {
+  type ClosureInfo,
+  type DeployPlan,
+  type HostPlan,
+  type HostState,
+  type PlannedHost,
+  planDeploy,
+} from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
 import { type HostOutcome, outcomeFields } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
@@ -139,12 +146,8 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const plan = planFromSurvey(
-        options.action,
-        hosts,
-        ready,
-        found,
-        (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)).health,
+      const plan = planFromSurvey(options.action, hosts, ready, found, (host, desired) =>
+        policyOf(options, host, ready.systemHealth.get(desired)),
       );
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
@@ -154,7 +157,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         plan,
         mode: opened.mode,
         delivery: opened.delivery,
-        request: (host, desired) => deployRequest(options, ready, host, desired),
+        request: (host, planned) => deployRequest(options, ready, host, planned),
         started,
       });
     } finally {
@@ -296,8 +299,9 @@ export function deployRequest(
   options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
-  desired: StorePath,
+  planned: PlannedHost,
 ): DeployRequest {
+  const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
   return buildDeployRequest({
     path: desired,
@@ -308,6 +312,9 @@ export function deployRequest(
     host,
     activationTimeout: policy.activationTimeout,
     secrets: prepared.secrets.get(host.name),
+    ...(planned.rebooting
+      ? { reboot: { timeout: policy.rebootTimeout, rollback: policy.rebootRollback } }
+      : {}),
   });
 }
 
@@ -443,7 +450,7 @@ export function planFromSurvey(
     readonly secrets: ReadonlyMap<string, HostSecrets>;
   },
   found: Survey,
-  checksOf?: (host: FleetHost, desired: StorePath) => HealthChecks,
+  policyFor?: (host: FleetHost, desired: StorePath) => Pick<RolloutPolicy, "health" | "reboot">,
 ): DeployPlan {
   return planDeploy({
     action,
@@ -454,7 +461,8 @@ export function planFromSurvey(
         desired,
         secrets: prepared.secrets.get(h.name)?.digest,
         state: found.states[i],
-        ...(checksOf === undefined ? {} : { checks: checksOf(h, desired) }),
+        ...(policyFor === undefined ? {} : { reboot: policyFor(h, desired).reboot }),
+        ...(policyFor === undefined ? {} : { checks: policyFor(h, desired).health }),
       };
     }),
     pathInfos: found.pathInfos,
@@ -478,7 +486,7 @@ export interface ExecuteInput {
   readonly plan: DeployPlan;
   readonly mode: DeliveryMode;
   readonly delivery: Delivery;
-  readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
+  readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
   /** performance.now() when the deploy started: the summary's time. */
   readonly started: number;
 }
@@ -490,9 +498,9 @@ export interface ExecuteInput {
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const { options, plan, delivery } = input;
   const { emit } = options;
-  const requestFor = (name: string, desired: StorePath) => {
-    const host = input.hosts.find((h) => h.name === name);
-    return host === undefined ? undefined : input.request(host, desired);
+  const requestFor = (planned: HostPlan) => {
+    const host = input.hosts.find((h) => h.name === planned.host);
+    return host === undefined ? undefined : input.request(host, planned);
   };
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
   const channelNotes =
@@ -505,7 +513,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
                 host: p.host,
                 path: p.desired,
                 runs: p.action === "skip",
-                secrets: requestFor(p.host, p.desired)?.secrets,
+                secrets: requestFor(p)?.secrets,
               },
             ],
       ),
@@ -515,7 +523,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
       const host = input.hosts.find((h) => h.name === p.host);
       return p.action !== "unreachable" && host !== undefined
-        ? [{ host, request: input.request(host, p.desired) }]
+        ? [{ host, request: input.request(host, p) }]
         : [];
     });
     if (wave.length === 0) return { plan, results: [], ok: true, releases: [], channelNotes };

@@ -10,10 +10,9 @@ import type {
   WaveHost,
 } from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
-import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import type { DeployPlan, HostPlan, PlannedHost } from "../fleet/plan.js";
 import { planWaves, shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
-import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
@@ -30,7 +29,7 @@ export interface RolloutInput {
   /** Each host's parallel and canary (policy per role); default: `policy`'s for every host. */
   readonly policyOf?: (host: FleetHost) => Pick<RolloutPolicy, "parallel" | "canary">;
   readonly delivery: Delivery;
-  readonly request: (host: FleetHost, desired: StorePath) => DeployRequest;
+  readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
   readonly emit: (event: DeployEvent) => void;
   /**
    * `--skip-unreachable`: hosts the survey could not reach are listed as skipped instead of
@@ -181,7 +180,7 @@ async function runWave(
   const waveHosts = wave.hosts.map((p): WaveHost => {
     const host = input.hosts.find((h) => h.name === p.host);
     if (host === undefined) throw new Error(`the plan names ${p.host}, which was not selected`);
-    return { host, request: input.request(host, p.desired) };
+    return { host, request: input.request(host, p) };
   });
   const reported = new Map<string, HostResult>();
   const phases = new Map<string, HostPhase>();

@@ -89,6 +89,9 @@ describe("parseFleet", () => {
       confirmTimeout: 30,
       activationTimeout: 600,
       keepGenerations: 0,
+      reboot: "never",
+      rebootTimeout: 600,
+      rebootRollback: true,
       health: {
         http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
@@ -132,6 +135,9 @@ describe("parseFleet", () => {
       confirmTimeout: 30,
       activationTimeout: 600,
       keepGenerations: 0,
+      reboot: "never",
+      rebootTimeout: 600,
+      rebootRollback: true,
       health: { http: [], commands: [] },
     });
     expect(fleet.ssh).toEqual({ user: "root", configFile: undefined, knownHosts: undefined });

@@ -149,8 +149,20 @@ export interface RolloutPolicy {
    * target), removes the rest and collects garbage; 0 keeps everything.
    */
   readonly keepGenerations: number;
+  /**
+   * Whether a host is rebooted into its new system: never; auto, when the new system's kernel,
+   * initrd or kernel modules differ from those the host booted; always, whenever it changes.
+   */
+  readonly reboot: RebootMode;
+  /** Seconds a rebooted host has to come back (and again after a reboot back). */
+  readonly rebootTimeout: number;
+  /** A host that fails after its reboot is rebooted into the previous system too. */
+  readonly rebootRollback: boolean;
   readonly health: HealthChecks;
 }
+
+export const REBOOT_MODES = ["never", "auto", "always"] as const;
+export type RebootMode = (typeof REBOOT_MODES)[number];
 
 /** One secret: which hosts get it, where its ciphertext lives, and how the host keeps it. */
 export interface SecretSpec {
@@ -199,6 +211,9 @@ export const POLICY_DEFAULTS = {
   // it from here; run-rollout.test.ts keeps activate.sh's own equal.
   activationTimeout: 600,
   keepGenerations: 0,
+  reboot: "never",
+  rebootTimeout: 600,
+  rebootRollback: true,
 } as const satisfies Omit<RolloutPolicy, "health">;
 
 export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<

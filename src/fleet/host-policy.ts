@@ -9,7 +9,7 @@
 // entry named by the host's name (or a name glob); the flags. `health.http` and
 // `health.commands` are each replaced whole by the latest entry that states them, so an entry
 // can also take a check away (`"commands": []`). `maxFailures` is the rollout's alone.
-import type { FleetHost, HealthChecks, RolloutPolicy } from "./fleet.js";
+import type { FleetHost, HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
 /** What one `policies` entry (or the flags) sets: any policy key but `maxFailures`. */
@@ -19,6 +19,9 @@ export interface PolicyOverride {
   readonly confirmTimeout?: number;
   readonly activationTimeout?: number;
   readonly keepGenerations?: number;
+  readonly reboot?: RebootMode;
+  readonly rebootTimeout?: number;
+  readonly rebootRollback?: boolean;
   readonly health?: Partial<HealthChecks>;
 }
 

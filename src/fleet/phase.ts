@@ -10,6 +10,8 @@ export const HOST_PHASES = [
   "secrets",
   "profile",
   "switch",
+  // deploy --reboot: from the reboot until the host answers again on the new system.
+  "reboot",
   "health",
   "confirm",
   "rollback",

@@ -5,7 +5,7 @@ import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
-import type { HealthChecks } from "./fleet.js";
+import type { HealthChecks, RebootMode } from "./fleet.js";
 
 /** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
 export type HostState =
@@ -41,6 +41,8 @@ export interface PlanTarget {
   readonly state: HostState | undefined;
   /** The checks the host is deployed with (its role's policy and its system's own). */
   readonly checks?: HealthChecks;
+  /** Its policy's `reboot` (default never). */
+  readonly reboot?: RebootMode;
 }
 
 /** The closure metadata the planner needs; a full `PathInfo` fits. */
@@ -88,6 +90,8 @@ export interface HostPlan {
    * differs (a switch does not load them; a reboot does). Empty: no reboot needed.
    */
   readonly reboot?: readonly string[];
+  /** Set when the deploy reboots the host into its new system (`--reboot`, see rebootsInto). */
+  readonly rebooting?: true;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
@@ -95,6 +99,9 @@ export interface HostPlan {
   /** Set when what it runs is from its status record, not its answer: when, and why. */
   readonly stored?: { readonly at: string; readonly why: string };
 }
+
+/** What a host's request is built from: its system, and whether the deploy reboots it. */
+export type PlannedHost = Pick<HostPlan, "desired" | "rebooting">;
 
 export interface DeployPlan {
   readonly action: Action;
@@ -164,12 +171,18 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const generation = state?.generation;
   const running = current === desired;
   const failedThere = state?.kind === "reported" ? state.failed : undefined;
+  const hostAction =
+    running && actionSkipsWhenRunning(action) && !secretsChange(target) && !failedThere
+      ? "skip"
+      : "activate";
+  const rebootFor = state?.kind === "reported" ? state.rebootFor : undefined;
+  const rebooting =
+    hostAction === "activate" && action === "switch" && !running
+      ? rebootsInto(target.reboot ?? "never", rebootFor)
+      : false;
   return {
     host,
-    action:
-      running && actionSkipsWhenRunning(action) && !secretsChange(target) && !failedThere
-        ? "skip"
-        : "activate",
+    action: hostAction,
     current,
     generation,
     desired,
@@ -177,12 +190,20 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
     ...(failedThere === undefined ? {} : { failedThere }),
-    ...(state?.kind === "reported" && state.rebootFor !== undefined
-      ? { reboot: state.rebootFor }
-      : {}),
+    ...(rebootFor === undefined ? {} : { reboot: rebootFor }),
+    ...(rebooting ? { rebooting: true } : {}),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     error: undefined,
   };
+}
+
+/**
+ * Whether a host that switches to a new system is rebooted into it: never; always; auto, when
+ * its kernel, initrd or modules differ from those it booted (`changed`; unknown: no reboot).
+ */
+export function rebootsInto(mode: RebootMode, changed: readonly string[] | undefined): boolean {
+  if (mode === "always") return true;
+  return mode === "auto" && changed !== undefined && changed.length > 0;
 }
 
 /** Whether the host's secrets differ from those it should have (unknown: they do not). */

@@ -7,6 +7,8 @@ import {
   HTTP_CHECK_DEFAULTS,
   type HttpCheck,
   POLICY_DEFAULTS,
+  REBOOT_MODES,
+  type RebootMode,
   type RolloutPolicy,
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
@@ -30,10 +32,11 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
   const path = ["policy"];
   const policy = readObject(value, path, problems, FLEET_KEYS.policy);
   if (policy === undefined) return undefined;
-  const count = (key: keyof typeof POLICY_DEFAULTS, min: number) =>
+  const count = (key: NumericPolicyKey, min: number) =>
     policy[key] === undefined
       ? POLICY_DEFAULTS[key]
       : (readInteger(policy[key], [...path, key], problems, { min }) ?? POLICY_DEFAULTS[key]);
+  const reboot = readReboot(policy, path, problems);
   const health = readHealth(
     policy.health === undefined ? {} : policy.health,
     [...path, "health"],
@@ -47,8 +50,38 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     confirmTimeout: count("confirmTimeout", 0),
     activationTimeout: count("activationTimeout", 1),
     keepGenerations: count("keepGenerations", 0),
+    rebootTimeout: count("rebootTimeout", 1),
+    reboot: reboot.reboot ?? POLICY_DEFAULTS.reboot,
+    rebootRollback: reboot.rebootRollback ?? POLICY_DEFAULTS.rebootRollback,
     health: health ?? { http: [], commands: [] },
   };
+}
+
+type NumericPolicyKey = {
+  [K in keyof typeof POLICY_DEFAULTS]: (typeof POLICY_DEFAULTS)[K] extends number ? K : never;
+}[keyof typeof POLICY_DEFAULTS];
+
+/** `reboot` (never, auto, always) and `rebootRollback` (true, false), where given. */
+function readReboot(
+  entry: Record<string, unknown>,
+  path: JsonPath,
+  problems: Problems,
+): { reboot?: RebootMode; rebootRollback?: boolean } {
+  const out: { reboot?: RebootMode; rebootRollback?: boolean } = {};
+  const mode = entry.reboot;
+  if (mode !== undefined) {
+    if (typeof mode === "string" && (REBOOT_MODES as readonly string[]).includes(mode)) {
+      out.reboot = mode as RebootMode;
+    } else {
+      problems.add([...path, "reboot"], `must be one of ${REBOOT_MODES.join(", ")} (${got(mode)})`);
+    }
+  }
+  const back = entry.rebootRollback;
+  if (back !== undefined) {
+    if (typeof back === "boolean") out.rebootRollback = back;
+    else problems.add([...path, "rebootRollback"], `must be true or false (${got(back)})`);
+  }
+  return out;
 }
 
 /**
@@ -106,12 +139,14 @@ function readOverride(
     confirmTimeout: 0,
     activationTimeout: 1,
     keepGenerations: 0,
+    rebootTimeout: 1,
   };
   for (const [key, min] of Object.entries(mins)) {
     if (entry[key] === undefined) continue;
     const n = readInteger(entry[key], [...path, key], problems, { min });
     if (n !== undefined) override[key] = n;
   }
+  Object.assign(override, readReboot(entry, path, problems));
   if (entry.health !== undefined) {
     const health = readHealth(entry.health, [...path, "health"], problems, FLEET_HEALTH);
     if (health !== undefined && isJsonObject(entry.health)) {

@@ -19,6 +19,21 @@
 #       Steps 1-4 end within --activation-timeout seconds of the start (default 600); past
 #       it what runs is stopped (its process group or systemd unit), the host goes back, and
 #       the result is "timed-out" (exit 10).
+#   activate ... --action boot --reboot-token T
+#                            then also: record the pending boot (on the disk, in
+#                            /nix/var/nixship/boot-pending), reboot 2 s later with the running
+#                            system's systemctl, and answer "rebooting" with this "bootId"
+#   after-boot --token T [--health-cmd C]... [--health-once C]... [--health-timeout S]
+#              [--reboot-rollback]
+#                            after that reboot: the host must run the system it rebooted for
+#                            (else its boot loader fell back), then pass its checks ("booted");
+#                            otherwise it goes back, as abort-boot does
+#   confirm-boot --token T   keep the rebooted system: its boot marked good (systemd-bless-boot
+#                            good, where the boot loader counts boots)
+#   abort-boot --token T [--reboot-rollback]
+#                            the profile back on the previous generation (its boot entry the
+#                            default again), the new one removed and its boot marked bad; with
+#                            --reboot-rollback, a reboot into the previous system
 #   confirm --token T        keep the new system (the watcher stops waiting)
 #   abort --token T          roll back now: the activation with that token is stopped (and
 #                            rolls back), or its confirmation window closed at once
@@ -32,8 +47,9 @@
 #                            reports kept and removed generations, gc (done, timed-out or
 #                            failed), deletedPaths and freedMiB
 #   status [--check-paths]   the current, booted and profile systems, recent generations,
-#                            the activation holding the lock and the sha256 of the installed
-#                            secrets' manifest ("secrets"); with --check-paths, also which
+#                            the activation holding the lock, this boot (its id, what
+#                            systemd-bless-boot says of it, a reboot pending confirmation) and
+#                            the sha256 of the installed secrets' manifest ("secrets"); with --check-paths, also which
 #                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
 #                            before the script in its input) the store lacks ("missing": their
 #                            hash parts, or null when the store cannot be asked within 20 s)
@@ -91,6 +107,10 @@ SETTLE_TIME=$((ROLLBACK_TIMEOUT + 2 * KILL_GRACE + 5))
 MAX_SECRETS_BUNDLE=8388608 SECRETS_TIMEOUT=30
 # Where the secrets step keeps the bundle, the age files and the list of what it wrote.
 secrets_work=$state_dir/secrets-work
+# A reboot under way (see "Reboots"), and the running system's tools for it.
+boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
+BLESS=/run/current-system/systemd/lib/systemd/systemd-bless-boot
+SYSTEMCTL=/run/current-system/sw/bin/systemctl
 
 log() { printf 'activate: %s\n' "$*" >&2; }
 
@@ -569,7 +589,7 @@ finish_failed() {
   trap '' INT TERM
   umask 022
   f_result=$1 f_phase=$2 code=$3 message=$4 rolled=false outcome=rolled-back
-  case $f_phase in realise | secrets | profile | switch | health) ;; *) f_phase=realise ;; esac
+  case $f_phase in realise | secrets | profile | switch | reboot | health) ;; *) f_phase=realise ;; esac
   stop_child
   secrets_discard
   [ -z "$h_dir" ] || rm -rf "$h_dir"
@@ -1095,10 +1115,75 @@ check_secrets_options() {
   fi
 }
 
+# The health checks of $health_cmds (one per line, "r" retried until $health_timeout, or "o"
+# once), then systemd's failed units: returns 1 with h_message saying why when one fails.
+run_health_checks() {
+  h_message=""
+  if [ -n "$health_cmds" ]; then
+    # Each attempt's output (stdout and stderr together) is logged, and its last 4 KiB kept for
+    # the message in h_dir, this activation's own directory (removed when it ends). The check
+    # ($1) runs under sh -c as before; its exit code goes to $2/code, its output through tee to
+    # the log and through a fifo to tail. The shells wait for the check even when the timeout
+    # stops it (TERM), and tee and tail ignore TERM: they end with its output, which is kept.
+    # (A shell's "Terminated" goes to the log, not with it.) The attempt succeeds when the check
+    # exits 0.
+    # shellcheck disable=SC2016 # expanded by that sh, from its arguments
+    # (The quoted script stays on one line: the SSM document drops indentation.)
+    h_run='rm -f "$2/out" "$2/code"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo"); wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
+    h_dir=$state_dir/health-$$
+    rm -rf "$h_dir"
+    if ! { mkdir -m 700 "$h_dir" && mkfifo "$h_dir/fifo"; }; then
+      h_message="cannot create $h_dir"
+      return 1
+    fi
+    old_ifs=$IFS
+    IFS='
+'
+    for check in $health_cmds; do
+      IFS=$old_ifs
+      h_once=false
+      case $check in o*) h_once=true ;; esac
+      check=${check#?}
+      log "health: $check"
+      # Retried about every second until it passes or its timeout ends, as HTTP checks are:
+      # a service that starts slowly is not rolled back for it. A check given with
+      # --health-once (retry false) fails at its first failure.
+      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
+      until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
+        h_status=$?
+        h_left=$((h_end - $(date +%s) - 1))
+        if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then
+          h_message=$(health_failure)
+          IFS=$old_ifs
+          return 1
+        fi
+        if aborted; then
+          h_message=aborted
+          IFS=$old_ifs
+          return 1
+        fi
+        h_tries=$((h_tries + 1))
+        sleep 1
+      done
+    done
+    IFS=$old_ifs
+    rm -rf "$h_dir"
+    h_dir=""
+  fi
+  if have_systemd; then
+    failed_units=$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
+    if [ -n "$failed_units" ]; then
+      h_message="failed units: $failed_units"
+      return 1
+    fi
+  fi
+}
+
+
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256=""
+  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256="" reboot_token=""
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -1120,6 +1205,7 @@ cmd_activate() {
       --host-key) host_key=${2-}; shift 2 ;;
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
+      --reboot-token) reboot_token=${2-}; shift 2 ;;
       *) usage "activate: unknown option '$1'" ;;
     esac
   done
@@ -1134,6 +1220,8 @@ cmd_activate() {
     case $token in ''|*[!A-Za-z0-9_-]*) usage "activate: --confirm-timeout needs a --token of letters, digits, '-' or '_'" ;; esac
   fi
   case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
+  case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
+  [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
   check_secrets_options
   started=$(now)
   deadline=$((started + activation_timeout))
@@ -1149,6 +1237,8 @@ cmd_activate() {
   prev_system=$(resolve /run/current-system || true)
   l_prev_gen=$prev_gen l_prev_system=$prev_system
   [ -z "$token" ] || rm -f "$state_dir/result-$token"
+  # An activation decides the host's state anew: a reboot left unconfirmed is over.
+  rm -f "$boot_file"
   write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
@@ -1177,55 +1267,13 @@ cmd_activate() {
   run_switch "$path" "$action" "$r" switch
   status=$?
   [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
+  [ -z "$reboot_token" ] || begin_reboot
   if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
   # 5. Health.
   l_phase=health
   write_info
-  if [ -n "$health_cmds" ]; then
-    # Each attempt's output (stdout and stderr together) is logged, and its last 4 KiB kept for
-    # the message in h_dir, this activation's own directory (removed when it ends). The check
-    # ($1) runs under sh -c as before; its exit code goes to $2/code, its output through tee to
-    # the log and through a fifo to tail. The shells wait for the check even when the timeout
-    # stops it (TERM), and tee and tail ignore TERM: they end with its output, which is kept.
-    # (A shell's "Terminated" goes to the log, not with it.) The attempt succeeds when the check
-    # exits 0.
-    # shellcheck disable=SC2016 # expanded by that sh, from its arguments
-    # (The quoted script stays on one line: the SSM document drops indentation.)
-    h_run='rm -f "$2/out" "$2/code"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo"); wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
-    h_dir=$state_dir/health-$$
-    rm -rf "$h_dir"
-    { mkdir -m 700 "$h_dir" && mkfifo "$h_dir/fifo"; } || fail health 5 "cannot create $h_dir"
-    old_ifs=$IFS
-    IFS='
-'
-    for check in $health_cmds; do
-      IFS=$old_ifs
-      h_once=false
-      case $check in o*) h_once=true ;; esac
-      check=${check#?}
-      log "health: $check"
-      # Retried about every second until it passes or its timeout ends, as HTTP checks are:
-      # a service that starts slowly is not rolled back for it. A check given with
-      # --health-once (retry false) fails at its first failure.
-      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
-      until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
-        h_status=$?
-        h_left=$((h_end - $(date +%s) - 1))
-        if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then step_failed health 5 "$(health_failure)"; fi
-        aborted && step_failed health 5 "aborted"
-        h_tries=$((h_tries + 1))
-        sleep 1
-      done
-    done
-    IFS=$old_ifs
-    rm -rf "$h_dir"
-    h_dir=""
-  fi
-  if have_systemd; then
-    failed_units=$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
-    [ -z "$failed_units" ] || fail health 5 "failed units: $failed_units"
-  fi
+  run_health_checks || step_failed health 5 "$h_message"
 
   # 6. Confirmation window (magic rollback).
   if [ "$confirm_timeout" -gt 0 ]; then succeed window; fi
@@ -1501,6 +1549,192 @@ reboot_json() {
     "$(json_num "$(stat -c %Y /run/current-system 2>/dev/null | grep -x '[0-9]*')")" "$b_parts"
 }
 
+# --- Reboots (deploy --reboot): `activate --action boot --reboot-token T` records the pending
+# boot and reboots; after the boot, `after-boot` checks what booted and runs the health checks,
+# then `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
+# boot_file, on the disk: the token, the system to boot, its generation, and the generation
+# before it with that generation's system.
+
+# This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
+# makes both anew; a lab host's, only the second).
+boot_id() {
+  printf '%s/%s' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
+    "$(stat -c %Z /run/booted-system 2>/dev/null)"
+}
+
+# What systemd-bless-boot says of this boot: good, bad, indeterminate (counted, not yet
+# judged) or clean (not counted); empty where the system has none.
+boot_assessment() { [ -x "$BLESS" ] && "$BLESS" status 2>/dev/null | head -n 1; }
+
+# Marks a counted boot $1 (good or bad), so that the boot loader keeps or skips its entry.
+bless() {
+  case $(boot_assessment) in
+    indeterminate | good | bad) "$BLESS" "$1" >&2 || log "systemd-bless-boot $1 failed" ;;
+  esac
+}
+
+# Reboots 2 s from now, detached, so that the caller has its answer first. Only the running
+# system's systemctl, never one from PATH.
+schedule_reboot() {
+  [ -x "$SYSTEMCTL" ] || return 1
+  setsid sh -c "sleep 2; exec $SYSTEMCTL reboot" </dev/null >/dev/null 2>&1 &
+}
+
+# The pending boot into p_* (p_token empty: none). Known keys only, never evaluated.
+read_boot() {
+  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since=""
+  [ -f "$boot_file" ] || return 0
+  while IFS= read -r line; do
+    case ${line%%=*} in
+      token | path | generation | prev_gen | prev_system | since) eval "p_${line%%=*}=\${line#*=}" ;;
+    esac
+  done <"$boot_file"
+  for v in generation prev_gen since; do eval "digits \"\$p_$v\" || p_$v=''"; done
+}
+
+# The boot activation went through: record the pending boot, reboot, and say so.
+begin_reboot() {
+  l_phase=reboot
+  [ -x "$SYSTEMCTL" ] || fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
+  b_prev=""
+  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
+  { mkdir -p "$boot_dir" &&
+    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\n' \
+      "$reboot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" \
+      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
+    fail reboot 4 "cannot record the pending boot in $boot_file"
+  schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
+  log "rebooting into generation $(current_generation) ($path)"
+  trap '' INT TERM
+  unlock
+  printf '{"ok":true,"command":"activate","result":"rebooting","bootId":%s,' "$(json_str "$(boot_id)")"
+  activated_json
+  exit 0
+}
+
+# --token T and the check options of after-boot and abort-boot; takes the pending boot and the
+# lock for verb $1.
+boot_verb_args() {
+  verb=$1 token="" health_cmds="" health_timeout=30 rollback_reboot=0
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --token) token=${2-}; shift 2 ;;
+      --profile) profile=${2-}; shift 2 ;;
+      --health-cmd) health_cmds="${health_cmds}r${2-}
+"; shift 2 ;;
+      --health-once) health_cmds="${health_cmds}o${2-}
+"; shift 2 ;;
+      --health-timeout) health_timeout=${2-}; shift 2 ;;
+      --reboot-rollback) rollback_reboot=1; shift ;;
+      *) usage "$verb: unknown option '$1'" ;;
+    esac
+  done
+  case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
+  case $health_timeout in ''|*[!0-9]*) usage "$verb: --health-timeout must be whole seconds" ;; esac
+  health_timeout=$(decimal "$health_timeout")
+  mkdir -p "$state_dir"
+  read_boot
+  if [ "$p_token" != "$token" ]; then
+    printf '{"ok":false,"command":"%s","result":"unknown-token","exitCode":9,"message":%s}\n' \
+      "$verb" "$(json_str "no reboot is pending for token $token")"
+    exit 9
+  fi
+  checks=$(printf '%s' "$health_cmds" | grep -c . || true)
+  l_kind=$verb l_command="$verb --token $token" l_path=$p_path l_since=$(now) l_phase=health
+  l_deadline=$((l_since + checks * health_timeout + SETTLE_TIME))
+  lock
+  prev_gen=$p_prev_gen
+}
+
+boot_json() {
+  printf '"booted":%s,"bootId":%s,"generation":%s}\n' \
+    "$(json_opt "$(resolve /run/booted-system || true)")" "$(json_str "$(boot_id)")" \
+    "$(json_num "$(current_generation)")"
+}
+
+# The rebooted system is not kept (phase $1, exit code $2, message $3): the profile back on the
+# generation before it (the boot loader's default again, its entry installed by that system's
+# switch-to-configuration boot), the new generation dropped; a boot of the new system marked
+# bad and, with --reboot-rollback, the host rebooted into the previous one.
+undo_boot() {
+  u_phase=$1 code=$2 message=$3 u_reboot=false outcome=rolled-back rolled=true
+  u_booted=$(resolve /run/booted-system || true)
+  log "$message; rolling back to generation ${p_prev_gen:-?}"
+  if [ -z "$p_prev_gen" ] || [ -z "$p_prev_system" ]; then
+    outcome=rollback-failed rolled=false code=7
+    message="$message; no earlier system to go back to: the host runs $u_booted, marked failed until an activation succeeds"
+    mark_failed "$u_booted" "$message"
+  else
+    if [ "$(current_generation)" != "$p_prev_gen" ]; then
+      if nix-env -p "$profile" --switch-generation "$p_prev_gen" >&2; then
+        forget_generation "$p_generation"
+      else
+        rolled=false
+      fi
+    fi
+    run_switch "$p_prev_system" boot "$ROLLBACK_TIMEOUT" rollback || rolled=false
+    if [ "$rolled" = false ]; then
+      outcome=rollback-failed code=7 message="$message; the rollback failed too"
+    fi
+  fi
+  if [ "$u_booted" = "$p_path" ]; then
+    bless bad
+    if [ "$rolled" = true ] && [ "$rollback_reboot" = 1 ]; then
+      if schedule_reboot; then
+        u_reboot=true
+        log "rebooting into generation $p_prev_gen ($p_prev_system)"
+      else
+        message="$message; cannot reboot into it: $SYSTEMCTL is missing"
+      fi
+    fi
+  else
+    # The host booted another system (its boot loader fell back): that boot went well.
+    bless good
+  fi
+  rm -f "$boot_file"
+  unlock
+  printf '{"ok":false,"command":"%s","result":%s,"phase":%s,"exitCode":%s,"message":%s,"rolledBack":%s,"rebooting":%s,' \
+    "$verb" "$(json_str "$outcome")" "$(json_str "$u_phase")" "$code" "$(json_str "$message")" \
+    "$rolled" "$u_reboot"
+  boot_json
+  exit "$code"
+}
+
+# after-boot --token T [checks]: the host came back; is it on the system it rebooted for?
+# Then its command checks. Reports "booted" (and keeps the pending boot for confirm-boot), or
+# goes back (undo_boot).
+cmd_after_boot() {
+  boot_verb_args after-boot "$@"
+  booted=$(resolve /run/booted-system || true)
+  if [ "$booted" != "$p_path" ]; then
+    undo_boot reboot 4 "the host came back on ${booted:-no system} instead of $p_path: that system did not boot (the boot loader fell back)"
+  fi
+  run_health_checks || undo_boot health 5 "$h_message"
+  unlock
+  printf '{"ok":true,"command":"after-boot","result":"booted","assessment":%s,' \
+    "$(json_opt "$(boot_assessment)")"
+  boot_json
+  exit 0
+}
+
+# confirm-boot --token T: keeps the rebooted system (its boot marked good where counted).
+cmd_confirm_boot() {
+  boot_verb_args confirm-boot "$@"
+  bless good
+  rm -f "$boot_file" "$state_dir/failed"
+  unlock
+  printf '{"ok":true,"command":"confirm-boot","result":"confirmed",'
+  boot_json
+  exit 0
+}
+
+# abort-boot --token T [--reboot-rollback]: the deployer's checks failed after the boot.
+cmd_abort_boot() {
+  boot_verb_args abort-boot "$@"
+  undo_boot confirm 6 "aborted by the deployer"
+}
+
 cmd_status() {
   check_paths=false
   while [ $# -gt 0 ]; do
@@ -1530,19 +1764,28 @@ cmd_status() {
   fi
   missing=""
   if $check_paths; then missing=",\"missing\":$(missing_paths || printf null)"; fi
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"secrets":"%s"%s}\n' \
+  read_boot
+  boot_pending=null
+  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s}' \
+    "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")")
+  boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
+    "$(json_opt "$(boot_assessment)")" "$boot_pending")
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s"%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
     "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
-    "$(failed_json)" "$(reboot_json)" "$(secrets_digest)" "$missing"
+    "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$missing"
 }
 
-[ $# -gt 0 ] || usage "expected a command: activate, confirm, abort, rollback, prune or status"
+[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune or status"
 command=$1
 shift
 case $command in
   activate) cmd_activate "$@" ;;
+  after-boot) cmd_after_boot "$@" ;;
+  confirm-boot) cmd_confirm_boot "$@" ;;
+  abort-boot) cmd_abort_boot "$@" ;;
   confirm) cmd_settle confirm "$@" ;;
   abort) cmd_settle abort "$@" ;;
   rollback) cmd_rollback "$@" ;;

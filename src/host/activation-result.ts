@@ -152,6 +152,30 @@ function rebootState(o: Obj) {
   };
 }
 
+/** This boot, as `status` reports it. */
+function bootState(o: Obj) {
+  const v = field(o, "boot");
+  if (v === undefined) return undefined;
+  const b = object(v, "boot");
+  const p = field(b, "pending");
+  const pending =
+    p === null
+      ? null
+      : (() => {
+          const q = object(p, "boot.pending");
+          return {
+            token: text(q, "token") as string,
+            path: storePath(q, "path", { nullable: true }) as string | null,
+            since: int(q, "since", { nullable: true }) as number | null,
+          };
+        })();
+  return {
+    id: text(b, "id") as string,
+    assessment: field(b, "assessment") === null ? null : (text(b, "assessment") as string),
+    pending,
+  };
+}
+
 /** The failed system the host runs, as `status` reports it. */
 function failedSystem(o: Obj) {
   const v = field(o, "failed");
@@ -178,7 +202,7 @@ function checkVariant(o: Obj): ActivationResult {
         return present({
           ok,
           command,
-          result: oneOf(o, "result", ["activated", "awaiting-confirmation"] as const),
+          result: oneOf(o, "result", ["activated", "awaiting-confirmation", "rebooting"] as const),
           path: storePath(o, "path") as string,
           action: oneOf(o, "action", ACTIONS),
           previous: storePath(o, "previous", { nullable: true }) as string | null,
@@ -186,6 +210,7 @@ function checkVariant(o: Obj): ActivationResult {
           generation: int(o, "generation", { nullable: true }) as number | null,
           token: text(o, "token", true),
           confirmTimeout: int(o, "confirmTimeout", { optional: true }) as number | undefined,
+          bootId: text(o, "bootId", true),
           tookOver,
         });
       }
@@ -193,7 +218,14 @@ function checkVariant(o: Obj): ActivationResult {
         ok,
         command,
         result: oneOf(o, "result", ["failed", "timed-out"] as const),
-        phase: oneOf(o, "phase", ["realise", "secrets", "profile", "switch", "health"] as const),
+        phase: oneOf(o, "phase", [
+          "realise",
+          "secrets",
+          "profile",
+          "switch",
+          "reboot",
+          "health",
+        ] as const),
         exitCode: int(o, "exitCode") as number,
         message: text(o, "message") as string,
         path: text(o, "path", true),
@@ -225,6 +257,38 @@ function checkVariant(o: Obj): ActivationResult {
           | null,
         ...(tookOver === undefined ? {} : { tookOver }),
       };
+    case "after-boot":
+    case "confirm-boot":
+    case "abort-boot":
+      return present({
+        ok,
+        command,
+        result: oneOf(o, "result", [
+          "booted",
+          "confirmed",
+          "rolled-back",
+          "rollback-failed",
+          "unknown-token",
+        ] as const),
+        exitCode: int(o, "exitCode", { optional: true }) as number | undefined,
+        message: text(o, "message", true),
+        phase:
+          field(o, "phase") === undefined
+            ? undefined
+            : oneOf(o, "phase", ["reboot", "health", "confirm"] as const),
+        rolledBack: field(o, "rolledBack") === undefined ? undefined : bool(o, "rolledBack"),
+        rebooting: field(o, "rebooting") === undefined ? undefined : bool(o, "rebooting"),
+        assessment:
+          field(o, "assessment") === undefined || field(o, "assessment") === null
+            ? (field(o, "assessment") as null | undefined)
+            : text(o, "assessment"),
+        booted: storePath(o, "booted", { nullable: true, optional: true }),
+        bootId: text(o, "bootId", true),
+        generation: int(o, "generation", { nullable: true, optional: true }) as
+          | number
+          | null
+          | undefined,
+      });
     case "rollback":
       return present({
         ok,
@@ -282,6 +346,7 @@ function checkVariant(o: Obj): ActivationResult {
         activation: activation(o),
         failed: failedSystem(o),
         reboot: rebootState(o),
+        boot: bootState(o),
         missing:
           missing === undefined
             ? undefined

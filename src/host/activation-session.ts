@@ -8,7 +8,7 @@ import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
 import type { HostPhase } from "../fleet/phase.js";
-import { describePrune, type PruneReport } from "../fleet/prune-report.js";
+import type { PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import {
@@ -17,11 +17,17 @@ import {
   activateArgs,
   confirmArgs,
   PRUNE_TIMEOUT,
-  pruneArgs,
   rollbackArgs,
 } from "./activation.js";
-import { httpCheck } from "./http-check.js";
-import { pruneOutcome } from "./script-outcomes.js";
+import { runRebootSession } from "./reboot-session.js";
+import {
+  abortUnanswered,
+  failed,
+  prune,
+  runHttpChecks,
+  SESSION_MARGIN,
+  SETTLE_TIMEOUT,
+} from "./session-steps.js";
 
 /**
  * What one host is to run, and how: the same request in every delivery mode (the rollout
@@ -62,6 +68,18 @@ export interface DeployRequest {
    * rollback target) and collects garbage; undefined or 0: it keeps everything.
    */
   readonly keepGenerations?: number;
+  /**
+   * Reboot into the new system (`switch-to-configuration boot`, then a reboot), and judge it
+   * after the boot; undefined: a switch, no reboot.
+   */
+  readonly reboot?: RebootRequest;
+}
+
+export interface RebootRequest {
+  /** Seconds the host has to come back on its new system (and again after a reboot back). */
+  readonly timeout: number;
+  /** A host that fails after the reboot is rebooted into the previous system too. */
+  readonly rollback: boolean;
 }
 
 /** What a request is made of, in every mode: the system, where from, and the host's checks. */
@@ -80,6 +98,7 @@ export interface RequestParts {
   readonly host: { readonly name: string; readonly address: string | undefined };
   readonly activationTimeout: number;
   readonly secrets?: HostSecrets | undefined;
+  readonly reboot?: RebootRequest | undefined;
 }
 
 /** The one builder of a DeployRequest (the deployer's, for each host; an agent's, for itself). */
@@ -96,6 +115,7 @@ export function buildDeployRequest(parts: RequestParts): DeployRequest {
     confirmTimeout: checks.confirmTimeout,
     activationTimeout: parts.activationTimeout,
     ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
+    ...(parts.reboot === undefined ? {} : { reboot: parts.reboot }),
   };
 }
 
@@ -205,13 +225,7 @@ export function activationSteps(
   return { httpChecks, confirmWindow: checksTime + WINDOW_MARGIN };
 }
 
-/**
- * Seconds beyond the host's own bounds that the driver waits for activate.sh: connection
- * set-up, the rollback switch after a failure, and SSM's delivery.
- */
-export const SESSION_MARGIN = 90;
-/** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
-export const SETTLE_TIMEOUT = 90;
+export { SESSION_MARGIN, SETTLE_TIMEOUT } from "./session-steps.js";
 
 /** The longest the driver waits for `activate` itself. */
 export function activateDeadline(request: DeployRequest): number {
@@ -271,6 +285,9 @@ export async function runActivationSession(
   const unreachable = await transport.preflight(signal);
   if (unreachable !== undefined) return failed("connect", unreachable, false);
   if (signal?.aborted) return failed("connect", `${interrupted()} before it started`, false);
+  if (request.reboot !== undefined) {
+    return runRebootSession(transport, request, request.reboot, { ...hooks, token }, onLog);
+  }
 
   const deadline = activateDeadline(request);
   const run = await transport.activate(
@@ -384,14 +401,8 @@ export async function finishActivation(
 
   if (checks) {
     hooks.phase("health");
-    for (const check of request.httpChecks) {
-      const verdict = await httpCheck(check.url, check.expectStatus, check.timeout, signal, {
-        retry: check.retry !== false,
-      });
-      if (signal?.aborted) return undo("health", interrupted());
-      hooks.log(verdict.message);
-      if (!verdict.ok) return undo("health", verdict.message);
-    }
+    const verdict = await runHttpChecks(request, hooks);
+    if (verdict !== undefined) return undo("health", verdict);
   }
   if (token !== undefined) {
     if (signal?.aborted) return undo("confirm", interrupted());
@@ -425,59 +436,4 @@ export async function finishActivation(
     previous: activated.previous,
     ...(pruned === undefined ? {} : { pruned }),
   };
-}
-
-/**
- * Once the host keeps its new system: its old generations go and its garbage is collected.
- * Not interrupted (it is bounded, and leaves the store whole either way); a failure is
- * reported, and does not undo the deploy.
- */
-async function prune(
-  transport: Pick<ActivationTransport, "run">,
-  keep: number,
-  onLog: (line: string) => void,
-): Promise<PruneReport> {
-  const run = await transport.run(pruneArgs(keep), {
-    timeoutSeconds: PRUNE_TIMEOUT + SESSION_MARGIN,
-    onLog,
-  });
-  const report = pruneOutcome(run);
-  onLog(describePrune(report));
-  return report;
-}
-
-/** activate gave no answer: abort it (fresh), which rolls back an activation still running. */
-async function abortUnanswered(
-  transport: ActivationTransport,
-  token: string,
-  why: string,
-  steps: ActivationSteps,
-  request: DeployRequest,
-  onLog: (line: string) => void,
-  hooks: SessionHooks,
-): Promise<DeployOutcome> {
-  hooks.phase("rollback");
-  const back = await transport.run(abortArgs(token), {
-    timeoutSeconds: SETTLE_TIMEOUT,
-    fresh: true,
-    onLog,
-  });
-  const r = back.result;
-  if (back.code === 0 && r && "command" in r && r.command === "abort") {
-    return failed("switch", `${why}; aborted: back on the previous system`, true);
-  }
-  if (r && "command" in r && r.command === "abort" && r.result === "unknown-token") {
-    // The activation never began (or ended before it recorded itself): nothing to undo.
-    return failed("connect", why, false);
-  }
-  const settles =
-    steps.confirmWindow > 0
-      ? `the host rolls itself back when its ${steps.confirmWindow}s confirmation window closes`
-      : `activate.sh ends by itself within its ${request.activationTimeout}s activation timeout`;
-  const reason = r && "message" in r ? r.message : back.failure;
-  return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
-}
-
-function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
-  return { status: "failed", phase, message, rolledBack };
 }

@@ -58,6 +58,8 @@ export interface ActivateOptions {
   /** Seconds the host waits for `confirm` before rolling itself back (0: no window). */
   readonly confirmTimeout?: number;
   readonly token?: string;
+  /** With action boot: the host records the pending boot under this token, then reboots. */
+  readonly rebootToken?: string;
   /**
    * Seconds from the start of the activation to the end of switch-to-configuration; past it the
    * switch is stopped, the host goes back to its previous system, and the result is `timed-out`.
@@ -94,6 +96,7 @@ export function activateArgs(o: ActivateOptions): string[] {
   }
   // With a token, `abort --token` reaches the activation even while it still switches.
   if (o.token) args.push("--token", o.token);
+  if (o.rebootToken) args.push("--reboot-token", o.rebootToken);
   if (o.secrets) {
     args.push("--secrets");
     if (o.secrets.age !== undefined) args.push("--age", o.secrets.age);
@@ -106,6 +109,28 @@ export function activateArgs(o: ActivateOptions): string[] {
 }
 
 export const confirmArgs = (token: string) => ["confirm", "--token", token];
+/** After a reboot: what booted, then the command checks (see activateArgs for their options). */
+export function afterBootArgs(
+  token: string,
+  checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">,
+  rebootRollback: boolean,
+): string[] {
+  const args = ["after-boot", "--token", token];
+  const once = new Set(checks.healthOnce ?? []);
+  for (const c of checks.healthCommands ?? [])
+    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
+  if (checks.healthTimeout !== undefined)
+    args.push("--health-timeout", String(checks.healthTimeout));
+  if (rebootRollback) args.push("--reboot-rollback");
+  return args;
+}
+export const confirmBootArgs = (token: string) => ["confirm-boot", "--token", token];
+export const abortBootArgs = (token: string, rebootRollback: boolean) => [
+  "abort-boot",
+  "--token",
+  token,
+  ...(rebootRollback ? ["--reboot-rollback"] : []),
+];
 export const abortArgs = (token: string) => ["abort", "--token", token];
 export const rollbackArgs = (generation?: number, activationTimeout?: number) => [
   "rollback",
@@ -176,6 +201,47 @@ export interface RebootState {
   readonly booted: Readonly<Record<BootPart, string | null>>;
 }
 
+/** The boot a host runs, as `status` reports it. */
+export interface BootState {
+  /** Changes with every boot (the deployer waits for another after a reboot). */
+  readonly id: string;
+  /**
+   * What systemd-bless-boot says of this boot: good, bad, indeterminate (counted, not yet
+   * judged) or clean (not counted); null where the system has no systemd-bless-boot.
+   */
+  readonly assessment: string | null;
+  /** A reboot that `activate --reboot-token` began and nobody confirmed or undid yet. */
+  readonly pending: {
+    readonly token: string;
+    readonly path: string | null;
+    readonly since: number | null;
+  } | null;
+}
+
+/** Whether the host's boot loader counts boots, from this boot's assessment. */
+export function countsBoots(boot: BootState | undefined): boolean | undefined {
+  if (boot === undefined || boot.assessment === null) return undefined;
+  return boot.assessment !== "clean";
+}
+
+/** What after-boot, confirm-boot and abort-boot answer. */
+export interface BootVerbResult {
+  readonly ok: boolean;
+  readonly command: "after-boot" | "confirm-boot" | "abort-boot";
+  readonly result: "booted" | "confirmed" | "rolled-back" | "rollback-failed" | "unknown-token";
+  readonly exitCode?: number;
+  readonly message?: string;
+  /** Failures: where (reboot: another system booted; health; confirm: the deployer aborted). */
+  readonly phase?: "reboot" | "health" | "confirm";
+  readonly rolledBack?: boolean;
+  /** The host reboots into the previous system (abort with --reboot-rollback). */
+  readonly rebooting?: boolean;
+  readonly assessment?: string | null;
+  readonly booted?: string | null;
+  readonly bootId?: string;
+  readonly generation?: number | null;
+}
+
 /** A system that failed on the host, which it still runs. */
 export interface FailedSystem {
   readonly path: string;
@@ -188,7 +254,8 @@ export type ActivationResult =
   | {
       readonly ok: true;
       readonly command: "activate";
-      readonly result: "activated" | "awaiting-confirmation";
+      /** rebooting: a boot activation with --reboot-token; the host reboots in 2 s. */
+      readonly result: "activated" | "awaiting-confirmation" | "rebooting";
       readonly path: string;
       readonly action: Action;
       readonly previous: string | null;
@@ -196,6 +263,8 @@ export type ActivationResult =
       readonly generation: number | null;
       readonly token?: string;
       readonly confirmTimeout?: number;
+      /** rebooting: the boot it answered from (the deployer waits for another). */
+      readonly bootId?: string;
       /** Set when this activation took over a stale lock: what it found and did. */
       readonly tookOver?: string;
     }
@@ -204,7 +273,7 @@ export type ActivationResult =
       readonly command: "activate";
       /** timed-out: ran past --activation-timeout (exit 10); the switch was stopped. */
       readonly result: "failed" | "timed-out";
-      readonly phase: "realise" | "secrets" | "profile" | "switch" | "health";
+      readonly phase: "realise" | "secrets" | "profile" | "switch" | "reboot" | "health";
       readonly exitCode: number;
       readonly message: string;
       /** What it was asked to activate, and how. */
@@ -231,6 +300,7 @@ export type ActivationResult =
       readonly current: string | null;
       readonly tookOver?: string;
     }
+  | BootVerbResult
   | {
       readonly ok: boolean;
       readonly command: "rollback";
@@ -280,6 +350,8 @@ export type ActivationResult =
       readonly failed?: FailedSystem | null;
       /** What a reboot would load; null without a booted system; absent from older scripts. */
       readonly reboot?: RebootState | null;
+      /** This boot: its id, its assessment, a reboot awaiting confirmation (absent: older). */
+      readonly boot?: BootState;
       /**
        * With --check-paths: the hash parts of the paths asked about that the host's store
        * lacks; null when its store could not be asked (absent without --check-paths).

@@ -131,8 +131,15 @@ function note(plan: DeployPlan, host: HostPlan): string {
   } else if (host.transferBasis === "current-system") {
     notes.push("its store was not asked: counted from its system");
   }
-  if (host.reboot !== undefined && host.reboot.length > 0) {
-    notes.push(`needs a reboot: its ${host.reboot.join(", ")} differ from the booted system's`);
+  const changed = host.reboot ?? [];
+  if (host.rebooting) {
+    notes.push(
+      changed.length > 0
+        ? `rebooted into it: its ${changed.join(", ")} differ from the booted system's`
+        : "rebooted into it (--reboot always)",
+    );
+  } else if (changed.length > 0) {
+    notes.push(`needs a reboot: its ${changed.join(", ")} differ from the booted system's`);
   }
   if (host.failedThere !== undefined) {
     notes.push(`its system failed there, so it is activated again (${host.failedThere})`);

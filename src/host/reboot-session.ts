@@ -1,0 +1,273 @@
+// One host's deploy with a reboot (`deploy --reboot`), for every driver that reaches
+// activate.sh from outside: the boot activation (switch-to-configuration boot) that records the
+// pending boot and reboots; the wait, over new connections, until the host answers from another
+// boot; `after-boot` (is it the system rebooted for? then the command checks); the deployer's
+// HTTP checks; then `confirm-boot`, or `abort-boot`, which puts the previous generation back
+// and (with `rollback`) reboots into it, which is waited for too. Every wait is bounded: the
+// activation's deadline, the reboot timeout, the settling of each verb.
+import { setTimeout as sleep } from "node:timers/promises";
+import { interruptReason } from "../util/interrupt-reason.js";
+import {
+  type ActivationResult,
+  abortBootArgs,
+  activateArgs,
+  afterBootArgs,
+  type BootVerbResult,
+  confirmBootArgs,
+  statusArgs,
+} from "./activation.js";
+import {
+  type ActivationTransport,
+  activateDeadline,
+  type DeployOutcome,
+  type DeployRequest,
+  type RebootRequest,
+  type SessionHooks,
+  type SessionPhase,
+} from "./activation-session.js";
+import { abortUnanswered, failed, prune, runHttpChecks, SETTLE_TIMEOUT } from "./session-steps.js";
+
+/** Seconds one status probe of a rebooting host may take (a connection that hangs ends). */
+const PROBE_TIMEOUT = 15;
+/** Seconds between two probes. */
+const PROBE_EVERY = 2;
+
+export async function runRebootSession(
+  transport: ActivationTransport,
+  request: DeployRequest,
+  reboot: RebootRequest,
+  hooks: SessionHooks & { readonly token: string },
+  onLog: (line: string) => void,
+): Promise<DeployOutcome> {
+  const { signal, token } = hooks;
+  // The command checks run after the boot (after-boot), not with the boot activation.
+  const deadline = activateDeadline({ ...request, commandChecks: [] });
+  const run = await transport.activate(
+    activateArgs({
+      path: request.path,
+      action: "boot",
+      substituters: request.substituters,
+      trustedKeys: request.trustedKeys,
+      activationTimeout: request.activationTimeout,
+      token,
+      rebootToken: token,
+      ...(request.secrets === undefined
+        ? {}
+        : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
+    }),
+    {
+      timeoutSeconds: deadline,
+      onLog,
+      ...(signal ? { signal } : {}),
+      ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
+    },
+  );
+  const result = run.result;
+  if (result === undefined) {
+    const why = signal?.aborted
+      ? interruptReason(signal)
+      : run.failure || `no result within ${deadline}s`;
+    const steps = { httpChecks: false, confirmWindow: 0 };
+    return abortUnanswered(transport, token, why, steps, request, onLog, hooks);
+  }
+  if (!("command" in result) || result.command !== "activate") {
+    const message = "message" in result && result.message ? result.message : run.failure;
+    return failed("connect", message || `activate.sh exited with ${run.code}`, false);
+  }
+  if (result.tookOver) hooks.log(result.tookOver);
+  if (!result.ok) return failed(result.phase, result.message, result.rolledBack);
+  if (result.result !== "rebooting" || result.bootId === undefined) {
+    return failed("reboot", "the host set its next boot but did not reboot", false);
+  }
+  const generation = result.generation ?? undefined;
+  const previous = result.previous ?? undefined;
+  const into = `generation ${generation ?? "?"} (${request.path})`;
+
+  hooks.phase("reboot");
+  const back = await awaitBoot(transport, result.bootId, reboot.timeout, hooks);
+  if (back.kind === "interrupted") {
+    return failed(
+      "reboot",
+      `${back.reason} while the host rebooted into ${into}; it comes back on it unconfirmed ('nixship status' shows the pending reboot)`,
+      false,
+    );
+  }
+  if (back.kind === "timed-out") {
+    return failed(
+      "reboot",
+      back.wentDown
+        ? `the host did not come back within ${reboot.timeout}s of its reboot into ${into}; it boots that generation until its boot loader falls back or someone picks another`
+        : `the host did not reboot within ${reboot.timeout}s (still up on its old boot); its next boot is ${into}`,
+      false,
+    );
+  }
+  hooks.log(`back up, booted ${back.booted ?? "no system"}`);
+
+  // What booted, then the command checks, on the host.
+  hooks.phase("health");
+  const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
+  const after = await transport.run(
+    afterBootArgs(
+      token,
+      {
+        healthCommands: request.commandChecks.map((c) => c.run),
+        healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
+        healthTimeout: longest,
+      },
+      reboot.rollback,
+    ),
+    {
+      timeoutSeconds: request.commandChecks.length * longest + SETTLE_TIMEOUT,
+      fresh: true,
+      onLog,
+    },
+  );
+  const judged = bootVerb(after.result, "after-boot");
+  if (judged === undefined) {
+    return failed(
+      "health",
+      `after its reboot into ${into}, the host did not answer: ${after.failure || `exit ${after.code}`}; it runs that generation, unconfirmed`,
+      false,
+    );
+  }
+  if (!judged.ok) return wentBack(transport, judged, judged.message ?? "", previous, reboot, hooks);
+
+  // The deployer's HTTP checks; a failure (or an interrupt) is answered by abort-boot.
+  const verdict = await runHttpChecks(request, hooks);
+  if (verdict !== undefined) {
+    hooks.phase("rollback");
+    const aborted = await transport.run(abortBootArgs(token, reboot.rollback), {
+      timeoutSeconds: SETTLE_TIMEOUT,
+      fresh: true,
+      onLog,
+    });
+    const r = bootVerb(aborted.result, "abort-boot");
+    if (r === undefined) {
+      return failed(
+        "health",
+        `${verdict}; going back failed: ${aborted.failure || `exit ${aborted.code}`}; the host runs ${into}, unconfirmed`,
+        false,
+      );
+    }
+    return wentBack(transport, { ...r, phase: "health" }, verdict, previous, reboot, hooks);
+  }
+
+  hooks.phase("confirm");
+  const confirmed = await transport.run(confirmBootArgs(token), {
+    timeoutSeconds: SETTLE_TIMEOUT,
+    fresh: true,
+    onLog,
+  });
+  const kept = bootVerb(confirmed.result, "confirm-boot");
+  if (kept === undefined || !kept.ok) {
+    const why = kept?.message ?? (confirmed.failure || `exit ${confirmed.code}`);
+    return failed("confirm", `confirming the reboot failed: ${why}`, false);
+  }
+  const pruned = request.keepGenerations
+    ? await prune(transport, request.keepGenerations, onLog)
+    : undefined;
+  hooks.phase("done");
+  return {
+    status: "activated",
+    generation: kept.generation ?? generation,
+    previous,
+    ...(pruned === undefined ? {} : { pruned }),
+  };
+}
+
+/** The result when it is `command`'s, else undefined. */
+function bootVerb(
+  result: ActivationResult | undefined,
+  command: BootVerbResult["command"],
+): BootVerbResult | undefined {
+  return result !== undefined && "command" in result && result.command === command
+    ? (result as BootVerbResult)
+    : undefined;
+}
+
+/**
+ * The host went back (after-boot or abort-boot said so): where it stands, and when it reboots
+ * into the previous system, the wait for that boot and what it booted.
+ */
+async function wentBack(
+  transport: ActivationTransport,
+  r: BootVerbResult,
+  why: string,
+  previous: string | undefined,
+  reboot: RebootRequest,
+  hooks: SessionHooks,
+): Promise<DeployOutcome> {
+  const phase: SessionPhase = r.phase === "reboot" ? "reboot" : (r.phase ?? "health");
+  const host = r.message && r.message !== why ? `${why}; ${hostPart(r.message, why)}` : why;
+  if (!r.rolledBack) return failed(phase, host, false);
+  if (!r.rebooting) {
+    const booted =
+      r.booted === previous ? "it runs the previous system" : "the previous generation boots next";
+    return failed(phase, `${host}; back on the previous generation (${booted})`, true);
+  }
+  hooks.phase("rollback");
+  hooks.log("rebooting into the previous system");
+  const back = await awaitBoot(transport, r.bootId ?? "", reboot.timeout, {
+    ...hooks,
+    // A reboot back is waited for even after an interrupt: it decides where the host stands.
+    signal: undefined,
+  });
+  if (back.kind !== "up") {
+    return failed(
+      phase,
+      `${host}; rebooted into the previous generation, but the host did not come back within ${reboot.timeout}s`,
+      false,
+    );
+  }
+  const onPrevious = previous !== undefined && back.booted === previous;
+  return failed(
+    phase,
+    `${host}; rebooted into the previous system${onPrevious ? "" : `, but it booted ${back.booted ?? "no system"}`}`,
+    onPrevious,
+  );
+}
+
+/** The host's own message without the part the deployer already says. */
+function hostPart(message: string, why: string): string {
+  return message.startsWith(why) ? message.slice(why.length).replace(/^; /, "") : message;
+}
+
+type BootWait =
+  | { readonly kind: "up"; readonly booted: string | null }
+  | { readonly kind: "timed-out"; readonly wentDown: boolean }
+  | { readonly kind: "interrupted"; readonly reason: string };
+
+/**
+ * Probes the host's status over new connections until it answers from a boot other than
+ * `oldBoot`, at most `timeout` seconds (each probe at most PROBE_TIMEOUT more).
+ */
+async function awaitBoot(
+  transport: Pick<ActivationTransport, "run">,
+  oldBoot: string,
+  timeout: number,
+  hooks: Pick<SessionHooks, "log" | "signal">,
+): Promise<BootWait> {
+  const { signal } = hooks;
+  const end = Date.now() + timeout * 1000;
+  let wentDown = false;
+  for (;;) {
+    if (signal?.aborted) return { kind: "interrupted", reason: interruptReason(signal) };
+    const left = Math.ceil((end - Date.now()) / 1000);
+    if (left <= 0) return { kind: "timed-out", wentDown };
+    const probe = await transport.run(statusArgs(), {
+      timeoutSeconds: Math.min(PROBE_TIMEOUT, left),
+      fresh: true,
+      ...(signal ? { signal } : {}),
+    });
+    const status = probe.result;
+    if (status !== undefined && "command" in status && status.command === "status") {
+      if (status.boot !== undefined && status.boot.id !== oldBoot) {
+        return { kind: "up", booted: status.booted };
+      }
+    } else if (!wentDown) {
+      wentDown = true;
+      hooks.log("the host went down for its reboot");
+    }
+    await sleep(PROBE_EVERY * 1000, undefined, signal ? { signal } : {}).catch(() => undefined);
+  }
+}

@@ -1,0 +1,95 @@
+// Steps an activation session takes in more than one flow (a switch, a reboot): the deployer's
+// HTTP checks, pruning after a confirmed activation, and a failed outcome.
+import { describePrune, type PruneReport } from "../fleet/prune-report.js";
+import { interruptReason } from "../util/interrupt-reason.js";
+import { abortArgs, PRUNE_TIMEOUT, pruneArgs } from "./activation.js";
+import type {
+  ActivationSteps,
+  ActivationTransport,
+  DeployOutcome,
+  DeployRequest,
+  SessionHooks,
+  SessionPhase,
+} from "./activation-session.js";
+import { httpCheck } from "./http-check.js";
+import { pruneOutcome } from "./script-outcomes.js";
+
+/**
+ * Seconds beyond the host's own bounds that the driver waits for activate.sh: connection
+ * set-up, the rollback switch after a failure, and SSM's delivery.
+ */
+export const SESSION_MARGIN = 90;
+/** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
+export const SETTLE_TIMEOUT = 90;
+
+/** activate gave no answer: abort it (fresh), which rolls back an activation still running. */
+export async function abortUnanswered(
+  transport: ActivationTransport,
+  token: string,
+  why: string,
+  steps: ActivationSteps,
+  request: DeployRequest,
+  onLog: (line: string) => void,
+  hooks: SessionHooks,
+): Promise<DeployOutcome> {
+  hooks.phase("rollback");
+  const back = await transport.run(abortArgs(token), {
+    timeoutSeconds: SETTLE_TIMEOUT,
+    fresh: true,
+    onLog,
+  });
+  const r = back.result;
+  if (back.code === 0 && r && "command" in r && r.command === "abort") {
+    return failed("switch", `${why}; aborted: back on the previous system`, true);
+  }
+  if (r && "command" in r && r.command === "abort" && r.result === "unknown-token") {
+    // The activation never began (or ended before it recorded itself): nothing to undo.
+    return failed("connect", why, false);
+  }
+  const settles =
+    steps.confirmWindow > 0
+      ? `the host rolls itself back when its ${steps.confirmWindow}s confirmation window closes`
+      : `activate.sh ends by itself within its ${request.activationTimeout}s activation timeout`;
+  const reason = r && "message" in r ? r.message : back.failure;
+  return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
+}
+
+/** Runs the request's HTTP checks in turn; undefined when all pass, else why not. */
+export async function runHttpChecks(
+  request: Pick<DeployRequest, "httpChecks">,
+  hooks: Pick<SessionHooks, "log" | "signal">,
+): Promise<string | undefined> {
+  const { signal } = hooks;
+  for (const check of request.httpChecks) {
+    const verdict = await httpCheck(check.url, check.expectStatus, check.timeout, signal, {
+      retry: check.retry !== false,
+    });
+    if (signal?.aborted) return interruptReason(signal);
+    hooks.log(verdict.message);
+    if (!verdict.ok) return verdict.message;
+  }
+  return undefined;
+}
+
+/**
+ * Once the host keeps its new system: its old generations go and its garbage is collected.
+ * Not interrupted (it is bounded, and leaves the store whole either way); a failure is
+ * reported, and does not undo the deploy.
+ */
+export async function prune(
+  transport: Pick<ActivationTransport, "run">,
+  keep: number,
+  onLog: (line: string) => void,
+): Promise<PruneReport> {
+  const run = await transport.run(pruneArgs(keep), {
+    timeoutSeconds: PRUNE_TIMEOUT + SESSION_MARGIN,
+    onLog,
+  });
+  const report = pruneOutcome(run);
+  onLog(describePrune(report));
+  return report;
+}
+
+export function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
+  return { status: "failed", phase, message, rolledBack };
+}
