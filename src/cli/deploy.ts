@@ -32,7 +32,7 @@ import { readSecretKeyFile } from "./keys-input.js";
 export const planCommand: Command = {
   path: ["plan"],
   summary: "build the selected hosts' systems and show what a deploy would change",
-  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--json]
+  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--reboot MODE] [--json]
 
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
@@ -40,13 +40,18 @@ SSH what it runs, and prints per host the current system, the desired one, the a
 malformed one, with why) and what it must transfer.
 Nothing changes anywhere.
 
+A host whose kernel, initrd or kernel modules would change against what it booted is noted
+("needs a reboot"); with --reboot auto or always (or the fleet's policy), the plan says which
+hosts the deploy would reboot, and whether their boot loaders count boots.
+
 Options:
 ${FLEET_HELP}
-  --action A         switch (default), boot, test or dry-activate`,
+  --action A         switch (default), boot, test or dry-activate
+  --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, action: { type: "string" } },
+      { ...FLEET_FLAGS, action: { type: "string" }, reboot: { type: "string" } },
       "plan",
     );
     if (positionals.length > 0)
@@ -81,6 +86,7 @@ export const deployCommand: Command = {
   help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
                       [--max-failures N] [--canary N] [--confirm-timeout S]
                       [--activation-timeout S] [--keep-generations N]
+                      [--reboot never|auto|always] [--reboot-timeout S] [--[no-]reboot-rollback]
                       [--skip-unreachable] [--wait-reachable S]
                       [--key SECRET_FILE] [--serve-cache HOST:PORT]
                       [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--json]

@@ -30,6 +30,7 @@ import {
 import { selectHosts } from "../fleet/select.js";
 import { type HostOutcome, outcomeFields } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
+import { countsBoots } from "../host/activation.js";
 import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
@@ -376,6 +377,7 @@ export async function survey(
             ...(s.stored ? { stored: s.stored } : {}),
             ...(s.failed ? { failed: s.failed.reason } : {}),
             ...(rebootFor ? { rebootFor } : {}),
+            ...(countsBoots(s.boot) === undefined ? {} : { countsBoots: countsBoots(s.boot) }),
           },
           ready: s.reported !== false,
         }

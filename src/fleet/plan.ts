@@ -30,6 +30,8 @@ export type HostState =
        * what the host booted; undefined when the host has no booted system to compare with.
        */
       readonly rebootFor?: readonly string[];
+      /** Whether its boot loader counts boots (from its boot's assessment); undefined: unknown. */
+      readonly countsBoots?: boolean;
     }
   | { readonly kind: "unreachable"; readonly error: string };
 
@@ -92,6 +94,8 @@ export interface HostPlan {
   readonly reboot?: readonly string[];
   /** Set when the deploy reboots the host into its new system (`--reboot`, see rebootsInto). */
   readonly rebooting?: true;
+  /** Whether its boot loader counts boots (a new system that does not boot falls back). */
+  readonly bootCounting?: boolean;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
@@ -192,6 +196,9 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     ...(failedThere === undefined ? {} : { failedThere }),
     ...(rebootFor === undefined ? {} : { reboot: rebootFor }),
     ...(rebooting ? { rebooting: true } : {}),
+    ...(state?.kind === "reported" && state.countsBoots !== undefined
+      ? { bootCounting: state.countsBoots }
+      : {}),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     error: undefined,
   };

@@ -1381,6 +1381,8 @@ cmd_rollback() {
   deadline=$((l_since + activation_timeout))
   l_deadline=$((deadline + SETTLE_TIME))
   lock
+  # A rollback decides the host's state anew: a reboot left unconfirmed is over.
+  rm -f "$boot_file"
   from=$(current_generation)
   [ -n "$to" ] || to=$(previous_generation "${from:-0}")
   target=""

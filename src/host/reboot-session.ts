@@ -149,7 +149,16 @@ export async function runRebootSession(
         false,
       );
     }
-    return wentBack(transport, { ...r, phase: "health" }, verdict, previous, reboot, hooks);
+    // The host's message starts with "aborted by the deployer": the verdict says why.
+    const rest = hostPart(r.message ?? "", "aborted by the deployer");
+    return wentBack(
+      transport,
+      { ...r, phase: "health", message: rest },
+      verdict,
+      previous,
+      reboot,
+      hooks,
+    );
   }
 
   hooks.phase("confirm");

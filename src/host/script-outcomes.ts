@@ -6,6 +6,7 @@ import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import type {
   ActivationInProgress,
   ActivationResult,
+  BootState,
   FailedSystem,
   Generation,
   RebootState,
@@ -24,6 +25,8 @@ export type HostStatus =
   | {
       readonly reachable: true;
       readonly current: string | undefined;
+      /** The system the host booted (NixOS's /run/booted-system); undefined: none. */
+      readonly booted?: string | undefined;
       /** What the system profile points at: the system the host boots next. */
       readonly profile: string | undefined;
       readonly generation: number | undefined;
@@ -35,6 +38,8 @@ export type HostStatus =
       readonly failed?: FailedSystem | undefined;
       /** What a reboot would load (kernel, initrd, modules); absent without a booted system. */
       readonly reboot?: RebootState | undefined;
+      /** This boot: its id, its assessment (boot counting), a reboot awaiting its verdict. */
+      readonly boot?: BootState | undefined;
       /**
        * Of the store paths the host was asked about, those its store lacks; undefined when it
        * was not asked, could not tell, or answered with a path it was not asked about.
@@ -77,6 +82,7 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
   return {
     reachable: true,
     current: r.current ?? undefined,
+    ...(r.booted ? { booted: r.booted } : {}),
     profile: r.profile ?? undefined,
     generation: r.generation ?? undefined,
     generations: r.generations,
@@ -84,6 +90,7 @@ export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): Ho
     ...(r.activation ? { activation: r.activation } : {}),
     ...(r.failed ? { failed: r.failed } : {}),
     ...(r.reboot ? { reboot: r.reboot } : {}),
+    ...(r.boot ? { boot: r.boot } : {}),
     ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
     ...(r.secrets !== undefined ? { secrets: r.secrets } : {}),
   };

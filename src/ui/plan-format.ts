@@ -133,10 +133,16 @@ function note(plan: DeployPlan, host: HostPlan): string {
   }
   const changed = host.reboot ?? [];
   if (host.rebooting) {
+    const counting =
+      host.bootCounting === undefined
+        ? ""
+        : host.bootCounting
+          ? " (its boot loader counts boots)"
+          : " (no boot counting: a system that does not boot leaves it down)";
     notes.push(
       changed.length > 0
-        ? `rebooted into it: its ${changed.join(", ")} differ from the booted system's`
-        : "rebooted into it (--reboot always)",
+        ? `rebooted into it${counting}: its ${changed.join(", ")} differ from the booted system's`
+        : `rebooted into it${counting} (--reboot always)`,
     );
   } else if (changed.length > 0) {
     notes.push(`needs a reboot: its ${changed.join(", ")} differ from the booted system's`);

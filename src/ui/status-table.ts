@@ -3,7 +3,7 @@
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { AgentStanding } from "../fleet/standing.js";
 import type { StatusRecord } from "../fleet/status.js";
-import type { FailedSystem, RebootState } from "../host/activation.js";
+import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { activationNote } from "./activation-note.js";
 import { formatTable, storeName } from "./plan-format.js";
@@ -44,6 +44,7 @@ function liveCells(r: LiveRow): string[] {
   ];
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
+  if (r.boot?.pending) note.push(pendingBootNote(r.boot.pending));
   return [
     r.host,
     r.mode,
@@ -59,6 +60,14 @@ function rebootNote(reboot: RebootState): string {
   const since =
     reboot.since === null ? "" : ` since ${new Date(reboot.since * 1000).toISOString()}`;
   return `reboot pending${since}: its ${reboot.changed.join(", ")} differ from the booted system's`;
+}
+
+/** A reboot into a new system that nobody confirmed or undid (the deployer went away). */
+function pendingBootNote(pending: NonNullable<BootState["pending"]>): string {
+  const since =
+    pending.since === null ? "" : ` since ${new Date(pending.since * 1000).toISOString()}`;
+  const into = pending.path === null ? "" : ` into ${storeName(pending.path)}`;
+  return `reboot${into} unconfirmed${since}: the next deploy or rollback decides`;
 }
 
 /** A system the host runs that failed there: since when, and why. */

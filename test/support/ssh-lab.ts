@@ -8,6 +8,7 @@ import { type CliRun, NIXSHIP_BIN, run } from "./cli.js";
 import { type LabInfo, labDeployArgs } from "./lab-deploy.js";
 
 export interface SshLab {
+  readonly name: string;
   readonly info: LabInfo;
   readonly fleetFile: string;
   /** nixship, with the environment that points `nixship lab` at this lab. */
@@ -18,16 +19,23 @@ export interface SshLab {
   readonly down: () => Promise<void>;
 }
 
-export async function startSshLab(name: string, hosts: number): Promise<SshLab> {
+export async function startSshLab(
+  name: string,
+  hosts: number,
+  options: { readonly bootCounting?: number } = {},
+): Promise<SshLab> {
   const work = await mkdtemp(join(tmpdir(), `nixship-lab-${name}-`));
   const env = { NIXSHIP_LAB_DIR: join(work, "labs") };
   const nixship = (args: readonly string[]) =>
     run(process.execPath, [NIXSHIP_BIN, ...args], { env });
-  const up = await nixship(["lab", "up", String(hosts), "--name", name, "--json"]);
+  const counting =
+    options.bootCounting === undefined ? [] : ["--boot-counting", String(options.bootCounting)];
+  const up = await nixship(["lab", "up", String(hosts), "--name", name, "--json", ...counting]);
   expect(up.code, up.stderr).toBe(0);
   const info = JSON.parse(up.stdout) as LabInfo;
   const fleetFile = join(info.dir, "nixship.json");
   return {
+    name,
     info,
     fleetFile,
     nixship,
