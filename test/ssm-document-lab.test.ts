@@ -96,7 +96,14 @@ beforeAll(async () => {
   const lab = JSON.parse(up.stdout) as { number: number; hosts: { address: string }[] };
   address = lab.hosts[0]?.address ?? "";
   labNumber = lab.number;
-  const pushed = [systems["web-v1"], systems["web-v2"], systems["web-broken"], systems["web-hang"]];
+  const pushed = [
+    systems["web-v1"],
+    systems["web-v2"],
+    systems["web-broken"],
+    systems["web-hang"],
+    systems["web-v4"],
+    systems["web-v4-broken"],
+  ];
   ({ server, publicKey } = await serveLabCache(
     work,
     pushed,
@@ -361,5 +368,85 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     expect("message" in result ? result.message : "").toContain("sha256");
     const kept = await onHost("cat /run/keys/web-token");
     expect(kept.stdout.trim()).toBe(TOKEN);
+  });
+});
+
+describe("reboots through the SSM document, as SSM's agent runs it (exit 194)", () => {
+  /** SSM's agent: runs the document; on exit 194 it reboots the instance and runs it again. */
+  async function runAsSsmAgent(parameters: SsmParameterValues) {
+    const first = await runDocument(parameters);
+    if (first.code !== 194) return { first, second: undefined };
+    const rebooted = await nixship(["lab", "reboot", HOST, "--name", LAB], { env: env() });
+    expect(rebooted.code, rebooted.stderr).toBe(0);
+    return { first, second: await runDocument(parameters) };
+  }
+
+  /** The host's status once it answers from a boot other than `boot` (within 60 s). */
+  async function nextBoot(boot: string | undefined) {
+    const end = Date.now() + 60_000;
+    for (;;) {
+      const r = await runDocument({ Command: "status" }).catch(() => undefined);
+      const s = r?.result;
+      if (s && "command" in s && s.command === "status" && s.boot && s.boot.id !== boot) return s;
+      if (Date.now() > end) throw new Error("the host did not come back from its reboot");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  const reboot = (system: ExampleSystem, token: string) => ({
+    StorePath: systems[system],
+    Action: "boot",
+    RebootToken: token,
+    Substituters: server.url,
+    TrustedPublicKeys: publicKey,
+    HealthChecks: encodeHealthChecks([{ run: HEALTHY, timeout: 10 }]),
+  });
+
+  it("reboots into a new kernel, judges the boot after it, and confirm-boot keeps it", async () => {
+    // The instance booted its profile's system.
+    const profile = (await status()).profile;
+    const booted = await nixship(["lab", "reboot", HOST, "--name", LAB], { env: env() });
+    expect(booted.code, booted.stderr).toBe(0);
+    expect((await status()).booted).toBe(profile);
+    const { first, second } = await runAsSsmAgent(reboot("web-v4", "ssm1"));
+    expect(first.code, first.stderr).toBe(194);
+    expect(first.result).toMatchObject({ ok: true, command: "activate", result: "rebooting" });
+    expect(second?.code, second?.stderr).toBe(0);
+    expect(second?.result).toMatchObject({
+      ok: true,
+      command: "after-boot",
+      result: "booted",
+      booted: systems["web-v4"],
+    });
+    const kept = await runDocument({ Command: "confirm-boot", RebootToken: "ssm1" });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.result).toMatchObject({ ok: true, command: "confirm-boot", result: "confirmed" });
+    const s = await status();
+    expect(s).toMatchObject({ booted: systems["web-v4"], current: systems["web-v4"] });
+    expect(s.reboot?.due).toBe(false);
+    expect(s.boot?.pending).toBeNull();
+    expect(await served()).toBe("web-v4");
+  });
+
+  it("a check that fails after the boot: back on the previous generation, and rebooted into it", async () => {
+    const before = await status();
+    const { first, second } = await runAsSsmAgent(reboot("web-v4-broken", "ssm2"));
+    expect(first.code, first.stderr).toBe(194);
+    expect(second?.code).toBe(ACTIVATE_EXIT.health);
+    expect(second?.result).toMatchObject({
+      ok: false,
+      command: "after-boot",
+      phase: "health",
+      rolledBack: true,
+      rebooting: true,
+      booted: systems["web-v4-broken"],
+    });
+    // The instance reboots itself into web-v4 (its systemctl, the lab host's power button).
+    const after = await nextBoot(
+      second?.result && "bootId" in second.result ? second.result.bootId : undefined,
+    );
+    expect(after).toMatchObject({ booted: systems["web-v4"], current: systems["web-v4"] });
+    expect(after.generations.map((g) => g.path)).toEqual(before.generations.map((g) => g.path));
+    expect(await served()).toBe("web-v4");
   });
 });

@@ -165,6 +165,8 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
   Generation: "12",
   KeepGenerations: "3",
+  RebootToken: "s1abc-def_2",
+  RebootRollback: "false",
   ActivationTimeout: "600",
   ExecutionTimeout: "900",
 };

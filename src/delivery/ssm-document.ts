@@ -37,8 +37,8 @@ export const SSM_PARAMETERS = {
   Command: {
     type: "String",
     description:
-      "What activate.sh does: activate a system, roll back, prune old generations, or report status.",
-    allowedPattern: "^(activate|rollback|prune|status)$",
+      "What activate.sh does: activate a system, roll back, prune old generations, report status, or keep (confirm-boot) or undo (abort-boot) a system the host rebooted into (RebootToken).",
+    allowedPattern: "^(activate|rollback|prune|status|confirm-boot|abort-boot)$",
     default: "activate",
   },
   StorePath: {
@@ -106,6 +106,20 @@ export const SSM_PARAMETERS = {
     allowedPattern: "^([1-9][0-9]{0,5})?$",
     default: "",
   },
+  RebootToken: {
+    type: "String",
+    description:
+      "With Command activate: reboot into StorePath (switch-to-configuration boot, then the script exits 194, which has SSM's agent reboot the instance and run it again); the run after the boot checks that the instance booted StorePath, then runs HealthChecks. With confirm-boot and abort-boot: the reboot to keep or undo. Empty: no reboot.",
+    allowedPattern: "^([A-Za-z0-9_-]{1,64})?$",
+    default: "",
+  },
+  RebootRollback: {
+    type: "String",
+    description:
+      "true: an instance that fails after its reboot (another system booted, a check failed, abort-boot) is rebooted into its previous system too; false: it boots it at its next reboot.",
+    allowedPattern: "^(true|false)$",
+    default: "true",
+  },
   ActivationTimeout: {
     type: "String",
     description:
@@ -163,20 +177,39 @@ age_path='{{ AgePath }}'
 generation='{{ Generation }}'
 keep_generations='{{ KeepGenerations }}'
 activation_timeout='{{ ActivationTimeout }}'
+reboot_token='{{ RebootToken }}'
+reboot_rollback='{{ RebootRollback }}'
+# A run with a RebootToken whose reboot is pending on this instance is the one SSM's agent makes
+# after the reboot that exit 194 asked for: it judges the boot.
+after_boot=0 reboot_now=0
+if [ -n "$reboot_token" ] && grep -qx "token=$reboot_token" /nix/var/nixship/boot-pending 2>/dev/null; then
+  after_boot=1
+fi
 usage() {
   printf '{"ok":false,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
   exit 2
 }
 case $command in
   activate)
-    set -- activate --path "$store_path" --action "$action" --activation-timeout "$activation_timeout"
-    for s in $substituters; do set -- "$@" --substituter "$s"; done
-    for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
-    if [ -n "$secrets_url" ]; then
-      set -- "$@" --secrets --secrets-url "$secrets_url" --secrets-sha256 "$secrets_sha256"
-      [ -z "$age_path" ] || set -- "$@" --age "$age_path"
+    if [ "$after_boot" = 1 ]; then
+      set -- after-boot --token "$reboot_token"
+      [ "$reboot_rollback" = false ] || set -- "$@" --reboot-rollback
+    else
+      set -- activate --path "$store_path" --action "$action" --activation-timeout "$activation_timeout"
+      for s in $substituters; do set -- "$@" --substituter "$s"; done
+      for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
+      if [ -n "$secrets_url" ]; then
+        set -- "$@" --secrets --secrets-url "$secrets_url" --secrets-sha256 "$secrets_sha256"
+        [ -z "$age_path" ] || set -- "$@" --age "$age_path"
+      fi
+      if [ -n "$reboot_token" ]; then
+        [ "$action" = boot ] || usage "a RebootToken needs Action boot"
+        set -- "$@" --reboot-token "$reboot_token" --caller-reboots
+        reboot_now=1
+      fi
     fi
-    if [ -n "$health_checks" ]; then
+    # The checks run after the switch, or after the reboot (not with the boot activation).
+    if [ -n "$health_checks" ] && [ "$reboot_now" = 0 ]; then
       checks=$(printf '%s' "$health_checks" | base64 -d) || usage "HealthChecks is not base64"
       lines=$(NIXSHIP_HEALTH_CHECKS=$checks nix eval --extra-experimental-features nix-command \
         --impure --raw --expr '${CHECKS_EXPR}') ||
@@ -205,7 +238,12 @@ case $command in
     ;;
   prune) set -- prune --keep "$keep_generations" ;;
   status) set -- status ;;
-  *) usage "Command must be activate, rollback, prune or status" ;;
+  confirm-boot | abort-boot)
+    [ -n "$reboot_token" ] || usage "$command needs a RebootToken"
+    set -- "$command" --token "$reboot_token"
+    [ "$command" = confirm-boot ] || [ "$reboot_rollback" = false ] || set -- "$@" --reboot-rollback
+    ;;
+  *) usage "Command must be activate, rollback, prune, status, confirm-boot or abort-boot" ;;
 esac
 script=$(mktemp "${"$"}{TMPDIR:-/tmp}/nixship-activate.XXXXXX") || {
   echo "nixship: cannot create a temporary file" >&2
@@ -215,16 +253,19 @@ trap 'rm -f "$script"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 # activate.sh, its comments left out, gzip-compressed and base64-encoded (gzip checks its CRC).
-base64 -d <<'${HEREDOC_END}' | gzip -dc >"$script"`;
+if ! base64 -d <<'${HEREDOC_END}' | gzip -dc >"$script"`;
 
 const POSTLUDE = `${HEREDOC_END}
-[ "$?" = 0 ] || {
+then
   echo "nixship: cannot decode the embedded activate.sh (base64, gzip)" >&2
   exit 1
-}
+fi
 sh "$script" "$@"
 code=$?
 rm -f "$script"
+# The boot activation went through: exit 194 has SSM's agent reboot the instance, then run this
+# document again (which then judges the boot).
+[ "$code" != 0 ] || [ "$reboot_now" = 0 ] || exit 194
 exit "$code"`;
 
 /**

@@ -20,9 +20,11 @@
 #       it what runs is stopped (its process group or systemd unit), the host goes back, and
 #       the result is "timed-out" (exit 10).
 #   activate ... --action boot --reboot-token T
+#            [--caller-reboots]
 #                            then also: record the pending boot (on the disk, in
 #                            /nix/var/nixship/boot-pending), reboot 2 s later with the running
-#                            system's systemctl, and answer "rebooting" with this "bootId"
+#                            system's systemctl (--caller-reboots: the caller reboots, as SSM's
+#                            agent does on exit 194), and answer "rebooting" with this "bootId"
 #   after-boot --token T [--health-cmd C]... [--health-once C]... [--health-timeout S]
 #              [--reboot-rollback]
 #                            after that reboot: the host must run the system it rebooted for
@@ -1183,7 +1185,7 @@ run_health_checks() {
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256="" reboot_token=""
+  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -1206,6 +1208,7 @@ cmd_activate() {
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
       --reboot-token) reboot_token=${2-}; shift 2 ;;
+      --caller-reboots) caller_reboots=1; shift ;;
       *) usage "activate: unknown option '$1'" ;;
     esac
   done
@@ -1597,7 +1600,8 @@ read_boot() {
 # The boot activation went through: record the pending boot, reboot, and say so.
 begin_reboot() {
   l_phase=reboot
-  [ -x "$SYSTEMCTL" ] || fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
+  [ "$caller_reboots" = 1 ] || [ -x "$SYSTEMCTL" ] ||
+    fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
   b_prev=""
   [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
   { mkdir -p "$boot_dir" &&
@@ -1605,7 +1609,9 @@ begin_reboot() {
       "$reboot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" \
       >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
     fail reboot 4 "cannot record the pending boot in $boot_file"
-  schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
+  if [ "$caller_reboots" = 0 ]; then
+    schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
+  fi
   log "rebooting into generation $(current_generation) ($path)"
   trap '' INT TERM
   unlock
