@@ -549,6 +549,111 @@ describe("HTTP checks from the deployer", () => {
   });
 });
 
+describe("reboots over SSM (deploy --reboot)", () => {
+  let server: Server;
+  let url: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.statusCode = req.url === "/ok" ? 200 : 500;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  // What the invocation reports once SSM's agent rebooted the instance (exit 194) and ran the
+  // document again: the after-boot verdict.
+  const booted = JSON.stringify({
+    ok: true,
+    command: "after-boot",
+    result: "booted",
+    assessment: "indeterminate",
+    booted: PATH,
+    bootId: "b2",
+    generation: 5,
+  });
+  const settled = (verb: string) =>
+    JSON.stringify({
+      ok: verb === "confirm-boot",
+      command: verb,
+      result: verb === "confirm-boot" ? "confirmed" : "rolled-back",
+      ...(verb === "abort-boot"
+        ? { phase: "confirm", exitCode: 6, message: "aborted by the deployer", rolledBack: true }
+        : {}),
+      ...(verb === "abort-boot" ? { rebooting: true } : {}),
+      booted: PATH,
+      bootId: "b2",
+      generation: verb === "confirm-boot" ? 5 : 4,
+    });
+  const plan = (_id: string, input: SendCommandCommandInput) => {
+    const command = input.Parameters?.Command?.[0] ?? "activate";
+    if (command === "activate") return SUCCESS(booted);
+    return command === "abort-boot"
+      ? { status: "Failed", stdout: `${settled(command)}\n`, code: 0 }
+      : SUCCESS(settled(command));
+  };
+  const rebooting = (httpChecks: DeployRequest["httpChecks"]) =>
+    request({ httpChecks, reboot: { timeout: 300, rollback: true } });
+
+  it("sends a boot activation with a RebootToken, checks the host, and confirms the boot", async () => {
+    const f = makeFake(plan);
+    const check = { url: `${url}/ok`, expectStatus: 200, timeout: 2 };
+    const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([check]));
+    expect(outcomes[0]).toMatchObject({ status: "activated", generation: 5 });
+    const [first, second] = f.sent();
+    expect(first?.Parameters).toMatchObject({
+      Command: ["activate"],
+      Action: ["boot"],
+      RebootRollback: ["true"],
+      RebootToken: [expect.stringMatching(/^s[a-z0-9]+$/)],
+    });
+    expect(second).toMatchObject({
+      InstanceIds: ["i-00000001"],
+      Parameters: { Command: ["confirm-boot"], RebootToken: first?.Parameters?.RebootToken },
+    });
+    expect(f.sent()).toHaveLength(2);
+  });
+
+  it("sends abort-boot when an HTTP check fails after the boot", async () => {
+    const f = makeFake(plan);
+    const check = { url: `${url}/health`, expectStatus: 200, timeout: 1 };
+    const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([check]));
+    expect(outcomes[0]).toEqual({
+      status: "failed",
+      phase: "health",
+      message: expect.stringMatching(
+        /expected status 200.*back on the previous generation; it reboots into its previous system/,
+      ),
+      rolledBack: true,
+    });
+    expect(f.sent()[1]?.Parameters).toMatchObject({
+      Command: ["abort-boot"],
+      RebootRollback: ["true"],
+    });
+  });
+
+  it("reports an instance that came back on another system as failed in the reboot", async () => {
+    const fellBack = JSON.stringify({
+      ok: false,
+      command: "after-boot",
+      result: "rolled-back",
+      phase: "reboot",
+      exitCode: 4,
+      message: `the host came back on ${OLD} instead of ${PATH}: that system did not boot (the boot loader fell back)`,
+      rolledBack: true,
+      rebooting: false,
+      booted: OLD,
+      bootId: "b2",
+      generation: 4,
+    });
+    const f = makeFake(() => ({ status: "Failed", stdout: `${fellBack}\n`, code: 4 }));
+    const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([]));
+    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "reboot", rolledBack: true });
+    expect(f.sent()).toHaveLength(1);
+  });
+});
+
 describe("pruning after a confirmed activation (keepGenerations)", () => {
   const pruned = JSON.stringify({
     ok: true,
@@ -698,6 +803,7 @@ describe("SsmDelivery.status and rollback", () => {
     expect(s).toEqual({
       reachable: true,
       current: PATH,
+      booted: OLD,
       profile: PATH,
       generation: 5,
       generations: [

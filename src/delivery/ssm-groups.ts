@@ -38,6 +38,7 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       // Roles may differ in these (policy per role): a command carries one of each.
       request.activationTimeout,
       request.keepGenerations ?? 0,
+      request.reboot === undefined ? null : [request.reboot.timeout, request.reboot.rollback],
       // Hosts given the same secrets (the same bundle) can share one command and one URL.
       request.secrets === undefined ? null : [request.secrets.bundle, request.secrets.age],
     ]);

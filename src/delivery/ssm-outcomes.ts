@@ -132,6 +132,13 @@ export function instanceOutcome(
     outcome: { status: "failed", phase, message, rolledBack },
   });
   if (result !== undefined && "command" in result && result.command === "activate") {
+    if (result.ok && result.result === "rebooting") {
+      // The run before the reboot is the last SSM reported: the run after it never came.
+      return failed(
+        "reboot",
+        `${inv.instanceId}: it set its next boot to ${result.path} and asked SSM's agent to reboot it, but no run after the reboot reported (${ssmFailure(inv, settings)})`,
+      );
+    }
     if (result.ok) {
       return {
         instanceId: inv.instanceId,
@@ -144,6 +151,26 @@ export function instanceOutcome(
       };
     }
     return failed(result.phase, result.message, result.rolledBack);
+  }
+  if (result !== undefined && "command" in result && result.command === "after-boot") {
+    // The run SSM's agent made after the reboot (exit 194): the verdict on the boot.
+    if (result.ok) {
+      return {
+        instanceId: inv.instanceId,
+        result,
+        outcome: {
+          status: "activated",
+          generation: result.generation ?? undefined,
+          previous: undefined,
+        },
+      };
+    }
+    const back = result.rebooting ? "; it reboots into its previous system" : "";
+    return failed(
+      result.phase ?? "health",
+      `${resultMessage(result)}${back}`,
+      result.rolledBack === true,
+    );
   }
   if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));
   const status = inv.details && inv.details !== inv.status ? inv.details : inv.status;

@@ -2,6 +2,8 @@
 // wave and request, with SSM's own rate controls (MaxConcurrency, MaxErrors) set from the
 // rollout; the deployer polls the invocations, reads activate.sh's JSON from each one's output,
 // runs the HTTP checks itself, and sends `rollback` to a host that fails them.
+
+import { randomBytes } from "node:crypto";
 import {
   type CommandInvocation,
   GetCommandInvocationCommand,
@@ -17,7 +19,12 @@ import { describePrune } from "../fleet/prune-report.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { readStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT } from "../host/activation.js";
-import { activateDeadline, finishActivation, type ScriptRun } from "../host/activation-session.js";
+import {
+  activateDeadline,
+  finishActivation,
+  type ScriptRun,
+  SETTLE_TIMEOUT,
+} from "../host/activation-session.js";
 import { hostStatus, pruneOutcome, resultMessage } from "../host/script-outcomes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import {
@@ -48,6 +55,7 @@ import {
   ssmFailure,
   TERMINAL_COMMAND,
 } from "./ssm-outcomes.js";
+import { finishSsmReboot } from "./ssm-reboot.js";
 
 export interface SsmDeliveryOptions {
   readonly settings: SsmSettings;
@@ -166,10 +174,14 @@ export class SsmDelivery implements Delivery {
     // Each group's secrets bundle, stored, and a URL to it that expires once its command can
     // no longer be running.
     const parameters = new Map<Group, Record<string, string[]>>();
+    // A group whose hosts reboot: the token its instances record their pending boot under.
+    const tokens = new Map<Group, string>();
     for (const group of groups) {
       const rounds = Math.ceil(group.members.length / Math.max(1, context.parallel));
       const secrets = await this.#secretsUrl(group, this.settings.commandTimeout * rounds + 300);
-      parameters.set(group, this.activateParameters(group.request, secrets));
+      if (group.request.reboot)
+        tokens.set(group, `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`);
+      parameters.set(group, this.activateParameters(group.request, secrets, tokens.get(group)));
     }
     // Values the document would refuse fail the wave before anything is sent.
     const document = ssmDocument();
@@ -207,7 +219,7 @@ export class SsmDelivery implements Delivery {
       }
       for (const m of group.members) emit({ type: "phase", host: m.host.name, phase: "connect" });
       running.push(
-        this.followGroup(group, commandId, context, emit).then(
+        this.followGroup(group, commandId, context, emit, tokens.get(group)).then(
           (results) => {
             for (const [index, outcome] of results) finish(index, outcome);
           },
@@ -305,10 +317,15 @@ export class SsmDelivery implements Delivery {
     return { url, sha256 };
   }
 
-  /** SendCommand's Parameters for an activation: empty values are left to the defaults. */
+  /**
+   * SendCommand's Parameters for an activation (with `rebootToken`, a reboot into the system:
+   * the boot activation, SSM's reboot, and the verdict after it); empty values are left to the
+   * defaults.
+   */
   activateParameters(
     request: DeployRequest,
     secrets?: { readonly url: string; readonly sha256: string },
+    rebootToken?: string,
   ): Record<string, string[]> {
     const values: Record<string, string> = {
       Command: "activate",
@@ -323,6 +340,13 @@ export class SsmDelivery implements Delivery {
       AgePath: (secrets && request.secrets?.age) ?? "",
       // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
       ExecutionTimeout: String(Math.min(this.settings.commandTimeout, activateDeadline(request))),
+      ...(rebootToken === undefined || request.reboot === undefined
+        ? {}
+        : {
+            Action: "boot",
+            RebootToken: rebootToken,
+            RebootRollback: String(request.reboot.rollback),
+          }),
     };
     return Object.fromEntries(
       Object.entries(values)
@@ -349,6 +373,7 @@ export class SsmDelivery implements Delivery {
     commandId: string,
     context: WaveContext,
     emit: (event: DeliveryEvent) => void,
+    rebootToken: string | undefined,
   ): Promise<Map<number, DeployOutcome>> {
     const phases = new Map<string, HostPhase>(group.members.map((m) => [m.host.name, "connect"]));
     const phase = (host: string, p: HostPhase) => {
@@ -377,9 +402,11 @@ export class SsmDelivery implements Delivery {
       for (const m of group.members.filter((x) => x.host.instanceId === inv.instanceId)) {
         const errors = [...finished.values()].filter(countsAsError).length;
         finishing.push(
-          this.finishHost(m.host, group.request, [inv], errors, emit, context).then((o) => {
-            results.set(m.index, o);
-          }),
+          this.finishHost(m.host, group.request, [inv], errors, emit, context, rebootToken).then(
+            (o) => {
+              results.set(m.index, o);
+            },
+          ),
         );
       }
     };
@@ -387,6 +414,9 @@ export class SsmDelivery implements Delivery {
       commandId,
       group.targets === undefined ? group.instanceIds : undefined,
       { onProgress, onFinished },
+      undefined,
+      // A rebooting instance's invocation lasts its reboot too.
+      group.request.reboot?.timeout ?? 0,
     );
     if (group.targets !== undefined) {
       const member = group.members[0] as Member;
@@ -394,7 +424,7 @@ export class SsmDelivery implements Delivery {
       const errors = all.filter(countsAsError).length;
       results.set(
         member.index,
-        await this.finishHost(member.host, group.request, all, errors, emit, context),
+        await this.finishHost(member.host, group.request, all, errors, emit, context, rebootToken),
       );
     }
     await Promise.all(finishing);
@@ -409,6 +439,7 @@ export class SsmDelivery implements Delivery {
     errors: number,
     emit: (event: DeliveryEvent) => void,
     context: WaveContext,
+    rebootToken?: string,
   ): Promise<DeployOutcome> {
     const log = (line: string) => emit({ type: "log", host: host.name, line });
     if (invocations.length === 0) {
@@ -426,6 +457,35 @@ export class SsmDelivery implements Delivery {
       return instanceOutcome(inv, this.settings, errors > context.failureBudget);
     });
     const combined = combineOutcomes(host, outcomes);
+    const hooks = {
+      phase: (phase: HostPhase) => emit({ type: "phase", host: host.name, phase }),
+      log,
+      ...(context.signal ? { signal: context.signal } : {}),
+    };
+    if (rebootToken !== undefined && request.reboot !== undefined) {
+      const ids = outcomes.map((o) => o.instanceId);
+      const { keepGenerations } = request;
+      return finishSsmReboot(
+        combined,
+        request,
+        request.reboot,
+        (verb) =>
+          this.runOnInstances(
+            ids,
+            {
+              Command: [verb],
+              RebootToken: [rebootToken],
+              RebootRollback: [String(request.reboot?.rollback ?? true)],
+              ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, SETTLE_TIMEOUT))],
+            },
+            `nixship ${verb} ${request.path}`,
+          ),
+        keepGenerations
+          ? () => this.pruneInstances(outcomes, keepGenerations, log).then(pruneOutcome)
+          : undefined,
+        hooks,
+      );
+    }
     if (combined.status !== "activated") return combined;
     const single = outcomes.length === 1 ? outcomes[0]?.result : undefined;
     const previousGeneration =
@@ -448,11 +508,7 @@ export class SsmDelivery implements Delivery {
       },
       request,
       { ...combined, previousGeneration, awaitingToken: undefined },
-      {
-        phase: (phase) => emit({ type: "phase", host: host.name, phase }),
-        log,
-        ...(context.signal ? { signal: context.signal } : {}),
-      },
+      hooks,
     );
   }
 
@@ -517,37 +573,55 @@ export class SsmDelivery implements Delivery {
     log: (line: string) => void,
   ): Promise<ScriptRun> {
     const ids = outcomes.map((o) => o.instanceId);
+    const runs = await this.runOnInstances(
+      ids,
+      {
+        Command: ["prune"],
+        KeepGenerations: [String(keep)],
+        ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, PRUNE_TIMEOUT))],
+      },
+      `nixship prune to ${keep} generations`,
+    );
+    if (ids.length > 1) {
+      for (const [i, run] of runs.entries()) log(`${ids[i]}: ${describePrune(pruneOutcome(run))}`);
+    }
+    return runs.find((r) => !pruneOutcome(r).ok) ?? (runs[0] as ScriptRun);
+  }
+
+  /**
+   * Sends the document with `parameters` to these instances (all at once) and waits for each
+   * one's run: in the order of `ids`; an SSM fault is every run's failure.
+   */
+  private async runOnInstances(
+    ids: readonly string[],
+    parameters: Record<string, string[]>,
+    comment: string,
+  ): Promise<ScriptRun[]> {
     try {
       const commandId = await this.send({
-        InstanceIds: ids,
-        Parameters: {
-          Command: ["prune"],
-          KeepGenerations: [String(keep)],
-          ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, PRUNE_TIMEOUT))],
-        },
+        InstanceIds: [...ids],
+        Parameters: parameters,
         MaxConcurrency: "100%",
         MaxErrors: "100%",
         TimeoutSeconds: this.settings.commandTimeout,
-        Comment: `nixship prune to ${keep} generations`,
+        Comment: comment.slice(0, 100),
       });
       const done = await this.waitFor(commandId, ids);
-      const runs = ids.map((id): ScriptRun => {
+      return ids.map((id): ScriptRun => {
         const inv = done.get(id);
         if (inv === undefined) return { code: 1, result: undefined, failure: `${id}: no answer` };
         const result = activationResult(inv);
-        const run = result
+        return result
           ? { code: inv.responseCode ?? 1, result, failure: "" }
           : {
               code: inv.responseCode ?? 1,
               result: undefined,
               failure: ssmFailure(inv, this.settings),
             };
-        if (ids.length > 1) log(`${id}: ${describePrune(pruneOutcome(run))}`);
-        return run;
       });
-      return runs.find((r) => !pruneOutcome(r).ok) ?? (runs[0] as ScriptRun);
     } catch (err) {
-      return { code: 1, result: undefined, failure: faultMessage(err) };
+      const failure = faultMessage(err);
+      return ids.map(() => ({ code: 1, result: undefined, failure }));
     }
   }
 
@@ -569,10 +643,14 @@ export class SsmDelivery implements Delivery {
       ) => void;
     } = {},
     signal?: AbortSignal,
+    /** Seconds the runs may take beyond SSM's own bounds (a reboot in the middle). */
+    extraSeconds = 0,
   ): Promise<Map<string, FinishedInvocation>> {
     const finished = new Map<string, FinishedInvocation>();
     const deadline =
-      this.now() + (2 * this.settings.commandTimeout + 300) * 1000 + 50 * this.pollInterval;
+      this.now() +
+      (2 * this.settings.commandTimeout + 300 + extraSeconds) * 1000 +
+      50 * this.pollInterval;
     const settle = (invs: readonly FinishedInvocation[]) => {
       for (const inv of invs) finished.set(inv.instanceId, inv);
       for (const inv of invs) hooks.onFinished?.(inv, finished);

@@ -559,13 +559,13 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   return { plan, results, ok, releases, channelNotes };
 }
 
-/** Reboots are driven over ssh so far: another mode refuses them before anything changes. */
+/** Reboots are driven over ssh and ssm so far: agents refuse them before anything changes. */
 function refuseUnsupportedReboots(plan: DeployPlan, mode: DeliveryMode): void {
   const rebooting = plan.hosts.filter((h) => h.rebooting).map((h) => h.host);
-  if (mode === "ssh" || rebooting.length === 0) return;
+  if (mode !== "agent" || rebooting.length === 0) return;
   throw new UsageError(
     `deploy --reboot: ${mode} hosts cannot be rebooted by a deploy yet (${rebooting.join(", ")} would be)`,
-    "deploy them with --reboot never and reboot them yourself, or reach them over ssh (--via ssh)",
+    "deploy them with --reboot never and reboot them yourself, or reach them over ssh or ssm (--via)",
   );
 }
 
