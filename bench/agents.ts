@@ -367,6 +367,8 @@ async function runBenchmark(
     setMaxListeners(n + 100, controller.signal);
     const noop: Activator = {
       apply: async () => ({ status: "activated", generation: 1 }),
+      // (The bench's releases reboot nobody.)
+      judgeBoot: async () => ({ status: "activated", generation: 1 }),
       inspect: async () => ({ current: null, profile: null, generation: null }),
     };
     const agents: BenchAgent[] = [];

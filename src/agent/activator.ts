@@ -1,8 +1,12 @@
 // How the agent changes its own host: the same activation session every delivery mode runs
 // (host/activation-session.ts), over a local transport: activate.sh as a child process, the
 // release's HTTP checks from the host itself, then confirm or abort (the same magic-rollback
-// window the ssh mode uses, with the agent as the deployer).
+// window the ssh mode uses, with the agent as the deployer). A reboot (the entry's `reboot`)
+// is the same reboot session cut in two where the host goes down with the agent: the boot
+// activation (`apply` answers "rebooting"), then, from the agent started after the boot,
+// `judgeBoot` (host/reboot-session.ts).
 import { spawn } from "node:child_process";
+import type { RebootState } from "../fleet/boot.js";
 import type { PruneReport } from "../fleet/prune-report.js";
 import {
   parseActivationResult,
@@ -18,6 +22,7 @@ import {
   type ScriptRun,
   type ScriptRunOptions,
 } from "../host/activation-session.js";
+import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-session.js";
 
 export type Applied =
   | {
@@ -28,7 +33,9 @@ export type Applied =
     }
   | Extract<DeployOutcome, { status: "failed" }>
   /** Another activation holds the host's lock: try again later; not the release's fault. */
-  | { readonly status: "busy"; readonly message: string };
+  | { readonly status: "busy"; readonly message: string }
+  /** The boot activation went through; the host reboots in 2 s (judgeBoot after the boot). */
+  | ({ readonly status: "rebooting" } & Omit<RebootBegun, "kind">);
 
 export interface HostSystem {
   readonly current: string | null;
@@ -36,11 +43,23 @@ export interface HostSystem {
   readonly generation: number | null;
   /** The digest of the secrets installed (activate.sh's manifest); null when it did not say. */
   readonly secrets?: string | null;
+  /** This boot's id (changes with every boot); null when the host did not say. */
+  readonly bootId?: string | null;
+  /** What a reboot would load (activate.sh's status `reboot`); null without a booted system. */
+  readonly reboot?: RebootState | null;
 }
 
 /** The seam between the agent's logic and the host (the benchmark swaps in a no-op). */
 export interface Activator {
-  apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied>;
+  /** `token`: the session's (a reboot's pending boot is recorded under it). */
+  apply(request: DeployRequest, onLog: (line: string) => void, token?: string): Promise<Applied>;
+  /** After the reboot an `apply` began: what booted, the checks, then keep it or go back. */
+  judgeBoot(
+    request: DeployRequest,
+    token: string,
+    begun: Pick<RebootBegun, "generation" | "previous" | "into">,
+    onLog: (line: string) => void,
+  ): Promise<Applied>;
   inspect(): Promise<HostSystem>;
 }
 
@@ -48,7 +67,11 @@ export interface Activator {
 const INSPECT_TIMEOUT = 60;
 
 export class ScriptActivator implements Activator {
-  async apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied> {
+  async apply(
+    request: DeployRequest,
+    onLog: (line: string) => void,
+    token?: string,
+  ): Promise<Applied> {
     let locked: string | undefined;
     const transport: ActivationTransport = {
       confirms: true,
@@ -61,18 +84,37 @@ export class ScriptActivator implements Activator {
       },
       run: runLocal,
     };
-    const outcome = await runActivationSession(transport, request, {
-      phase: () => {},
-      log: onLog,
-    });
+    const hooks = { phase: () => {}, log: onLog, ...(token === undefined ? {} : { token }) };
+    if (request.reboot !== undefined && token !== undefined) {
+      const begun = await beginReboot(transport, request, { ...hooks, token }, onLog);
+      if (locked !== undefined) return { status: "busy", message: locked };
+      if (begun.kind === "failed") return applied(begun.outcome);
+      const { kind: _, ...rest } = begun;
+      return { status: "rebooting", ...rest };
+    }
+    const outcome = await runActivationSession(transport, request, hooks);
     if (locked !== undefined) return { status: "busy", message: locked };
-    return outcome.status === "activated"
-      ? {
-          status: "activated",
-          generation: outcome.generation ?? null,
-          ...(outcome.pruned === undefined ? {} : { pruned: outcome.pruned }),
-        }
-      : outcome;
+    return applied(outcome);
+  }
+
+  async judgeBoot(
+    request: DeployRequest,
+    token: string,
+    begun: Pick<RebootBegun, "generation" | "previous" | "into">,
+    onLog: (line: string) => void,
+  ): Promise<Applied> {
+    if (request.reboot === undefined) throw new Error("judgeBoot needs a request that reboots");
+    const transport: ActivationTransport = {
+      confirms: true,
+      preflight: async () => undefined,
+      activate: runLocal,
+      run: runLocal,
+    };
+    const hooks = { phase: () => {}, log: onLog, token };
+    // The agent goes down with a reboot back: it reports first (awaitBack false).
+    return applied(
+      await judgeReboot(transport, request, request.reboot, begun, hooks, onLog, false),
+    );
   }
 
   async inspect(): Promise<HostSystem> {
@@ -85,8 +127,20 @@ export class ScriptActivator implements Activator {
       profile: result.profile,
       generation: result.generation,
       secrets: result.secrets ?? null,
+      bootId: result.boot?.id ?? null,
+      reboot: result.reboot ?? null,
     };
   }
+}
+
+function applied(outcome: DeployOutcome): Applied {
+  return outcome.status === "activated"
+    ? {
+        status: "activated",
+        generation: outcome.generation ?? null,
+        ...(outcome.pruned === undefined ? {} : { pruned: outcome.pruned }),
+      }
+    : outcome;
 }
 
 /** Bytes of activate.sh's stdout kept: its result is one short line at the end. */

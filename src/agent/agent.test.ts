@@ -111,6 +111,21 @@ class FakeActivator implements Activator {
   inspectError: Error | undefined;
   #generation = 0;
 
+  /** Answers for the next judgeBoot calls, in order; when empty, the boot is kept. */
+  readonly judged: Applied[] = [];
+
+  async judgeBoot(request: DeployRequest): Promise<Applied> {
+    this.requests.push(request);
+    const answer = this.judged.shift() ?? {
+      status: "activated",
+      generation: this.system.generation,
+    };
+    if (answer.status === "activated") {
+      this.system = { ...this.system, current: request.path, bootId: "boot-2" };
+    }
+    return answer;
+  }
+
   async apply(request: DeployRequest, onLog: (line: string) => void): Promise<Applied> {
     this.requests.push(request);
     onLog(`switching to ${request.path}`);
@@ -642,6 +657,122 @@ describe("Agent.pollOnce: applying releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("applied");
     expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+  });
+});
+
+describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
+  const REBOOT = { timeout: 600, rollback: true };
+  const begin = async () => {
+    await publishEntries({ [HOST]: { path: sys("a"), reboot: REBOOT } });
+    activator.system = { current: sys("b"), profile: sys("b"), generation: 1, bootId: "boot-1" };
+    activator.script.push({
+      status: "rebooting",
+      bootId: "boot-1",
+      generation: 2,
+      previous: sys("b"),
+      into: "generation 2",
+    });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rebooting");
+  };
+
+  it("begins the reboot, and the agent started after the boot judges it and reports", async () => {
+    await begin();
+    expect(activator.requests[0]?.reboot).toEqual(REBOOT);
+    expect((await loadState(stateDir)).applying?.reboot).toMatchObject({
+      bootId: "boot-1",
+      generation: 2,
+      previous: sys("b"),
+      timeout: 600,
+    });
+    expect(await readStatus(store, HOST)).toMatchObject({ state: "applying", phase: "reboot" });
+    // Still in the same boot (the agent restarted before the host went down): it waits.
+    expect(await makeAgent().pollOnce()).toBe("rebooting");
+    expect(activator.requests).toHaveLength(1);
+    // The agent of the new boot judges it, with the entry's checks, and reports.
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests[1]).toMatchObject({
+      path: sys("a"),
+      reboot: REBOOT,
+      httpChecks: [{ url: "http://127.0.0.1:8080/health?host=web1" }],
+    });
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "success",
+      seq: 1,
+      desired: sys("a"),
+      previous: sys("b"),
+    });
+    expect(await loadState(stateDir)).toMatchObject({
+      applying: null,
+      lastSeq: 1,
+      lastResult: "success",
+    });
+    // The next poll reads the channel afresh and finds nothing new to do.
+    expect(await makeAgent().pollOnce()).toBe("unchanged");
+    expect(activator.requests).toHaveLength(2);
+  });
+
+  it("reports the judgement's failure, and does not apply that release again", async () => {
+    await begin();
+    activator.system = { ...activator.system, bootId: "boot-2" };
+    activator.judged.push({
+      status: "failed",
+      phase: "health",
+      message: "health check failed; back on the previous generation, rebooting into it",
+      rolledBack: true,
+    });
+    expect(await makeAgent().pollOnce()).toBe("failed");
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "failed",
+      phase: "health",
+      rolledBack: true,
+    });
+    expect(await makeAgent().pollOnce()).toBe("unchanged");
+  });
+
+  it("in a new boot, writes its record again with what a reboot would load (for --reboot auto)", async () => {
+    await publish();
+    activator.system = { current: null, profile: null, generation: null, bootId: "boot-1" };
+    expect(await makeAgent().pollOnce()).toBe("applied");
+    const reboot = {
+      due: false,
+      changed: [],
+      since: 1,
+      booted: {
+        kernel: `${sys("a")}/kernel`,
+        initrd: `${sys("a")}/initrd`,
+        "kernel-modules": null,
+      },
+    };
+    // The host rebooted (by hand): the next agent's first poll updates the record, once.
+    activator.system = { ...activator.system, bootId: "boot-2", reboot };
+    const mark = calls.length;
+    expect(await makeAgent().pollOnce()).toBe("unchanged");
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "success",
+      current: sys("a"),
+      reboot,
+    });
+    const writes = since(mark).filter((c) => c.op === "put" && c.key.startsWith("status/hosts/"));
+    expect(writes).toHaveLength(1);
+    const again = calls.length;
+    expect(await makeAgent().pollOnce()).toBe("unchanged");
+    expect(since(again).filter((c) => c.op === "put" && c.key.startsWith("status/hosts/"))).toEqual(
+      [],
+    );
+  });
+
+  it("reports a host that did not reboot within the reboot timeout as failed", async () => {
+    await begin();
+    const later = makeAgent({ now: () => new Date(CLOCK.getTime() + 601_000) });
+    expect(await later.pollOnce()).toBe("failed");
+    expect(await readStatus(store, HOST)).toMatchObject({
+      state: "failed",
+      phase: "reboot",
+      error: expect.stringContaining("did not reboot within 600s"),
+    });
+    expect(activator.requests).toHaveLength(1);
   });
 });
 
@@ -1233,6 +1364,7 @@ describe("Agent heartbeats", () => {
         });
         return { status: "activated", generation: 1 };
       },
+      judgeBoot: async () => ({ status: "activated", generation: 1 }),
       inspect: async () => ({ current: null, profile: null, generation: null }),
     };
     // A period of 1 s: pollInterval 1, one poll per heartbeat, no jitter.

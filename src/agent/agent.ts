@@ -4,9 +4,11 @@
 // than one already applied is refused and reported. After a crash mid-activation the state
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
+import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
 import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
@@ -20,12 +22,14 @@ import {
   headOf,
   type ReleaseHead,
   type ReleaseHost,
+  type ReleaseHostPolicy,
+  type ReleaseReboot,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
 import { readChannel, successorSigned } from "../fleet/release-store.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../fleet/status.js";
-import { writeHeartbeat, writeStatus } from "../fleet/status-store.js";
+import { readStatus, writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import {
   buildDeployRequest,
@@ -33,6 +37,7 @@ import {
   type HostSecrets,
 } from "../host/activation-session.js";
 import type { PublicKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
@@ -87,7 +92,9 @@ export type PollOutcome =
   | "no-entry"
   | "applied"
   | "failed"
-  | "busy";
+  | "busy"
+  /** A reboot into the release's system is under way (judged by the agent after the boot). */
+  | "rebooting";
 
 /** Why a release was refused: its signature, sequence or expiry (verify), or its secrets. */
 type Refusal =
@@ -116,6 +123,8 @@ export type AgentEvent =
       readonly rolledBack: boolean;
     }
   | { readonly type: "busy"; readonly message: string }
+  | { readonly type: "rebooting"; readonly seq: number; readonly path: string }
+  | { readonly type: "rebooted"; readonly seq: number; readonly booted: string | null }
   | { readonly type: "warning"; readonly message: string }
   | {
       readonly type: "store-error";
@@ -148,6 +157,8 @@ export class Agent {
   #hostKeyDone = false;
   /** What the last heartbeat said (undefined: none yet), and polls since it. */
   #beat: HeartbeatState | undefined;
+  /** Whether this process looked at the host's boot yet (its first poll does). */
+  #bootSeen = false;
   #pollsSinceBeat = 0;
 
   constructor(options: AgentOptions) {
@@ -158,7 +169,8 @@ export class Agent {
   /** Loads the state file; an interrupted activation is applied again on the next poll. */
   async start(): Promise<void> {
     let state = await loadState(this.#o.stateDir);
-    if (state.applying !== null) {
+    // A reboot the agent began is judged by the first poll (after-boot), not applied again.
+    if (state.applying !== null && state.applying.reboot === undefined) {
       this.#emit({ type: "recovering", seq: state.applying.seq, path: state.applying.path });
       this.#recovering = state.applying.seq;
       // Read the channel afresh: it still holds that release (applied again now) or a newer one.
@@ -187,7 +199,11 @@ export class Agent {
       return "paused";
     }
     await this.#publishHostKey();
-    const outcome = await this.#poll();
+    if (!this.#bootSeen) {
+      this.#bootSeen = true;
+      if (!this.state.applying?.reboot) await this.#reportNewBoot();
+    }
+    const outcome = this.state.applying?.reboot ? await this.#afterReboot() : await this.#poll();
     await this.#heartbeat("running");
     return outcome;
   }
@@ -414,7 +430,6 @@ export class Agent {
     digest: string,
     entry: ReleaseHost,
   ): Promise<PollOutcome> {
-    const o = this.#o;
     const { path } = entry;
     const startedAt = this.#now();
     await this.#save({
@@ -440,20 +455,11 @@ export class Agent {
       before?.current === path &&
       (keepsProfile || before.profile === path) &&
       (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
-    const fill = { name: o.host, address: "127.0.0.1" };
     // The host's own checks where its entry has them (policy per role), else the release's.
     const checks = checksFor(release, entry);
+    const reboot = release.action === "switch" ? entry.reboot : undefined;
     const request = (secrets: HostSecrets | undefined): DeployRequest =>
-      buildDeployRequest({
-        path,
-        action: release.action,
-        substituters: o.substituters,
-        trustedKeys: o.cacheKeys,
-        checks,
-        host: fill,
-        activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
-        secrets,
-      });
+      this.#request(path, release.action, checks, reboot, secrets);
     // The secrets bundle is fetched and checked before anything runs. One that is missing or
     // changed in the store is the store's fault, not the system's: the release is refused (a
     // rejection says nothing of a system, so the next release may name it again unflagged).
@@ -465,9 +471,39 @@ export class Agent {
         current: before,
       });
     }
+    const token =
+      reboot === undefined ? undefined : `a${release.seq}${randomBytes(6).toString("hex")}`;
     const applied: Applied = already
       ? { status: "activated", generation: before?.generation ?? null }
-      : await this.#activate(request(secrets.given), log, () => record(APPLYING, undefined));
+      : await this.#activate(request(secrets.given), log, () => record(APPLYING, undefined), token);
+    if (applied.status === "rebooting" && token !== undefined && reboot !== undefined) {
+      // The host reboots in 2 s: what the agent started after the boot needs is saved first.
+      await this.#saveAndReport(
+        {
+          ...this.state,
+          applying: {
+            seq: release.seq,
+            digest,
+            path,
+            startedAt,
+            reboot: {
+              token,
+              bootId: applied.bootId,
+              since: this.#now(),
+              timeout: reboot.timeout,
+              rollback: reboot.rollback,
+              generation: applied.generation ?? null,
+              previous: applied.previous ?? null,
+              checks,
+            },
+          },
+        },
+        record({ ...APPLYING, phase: "reboot" }, await this.#inspect()),
+      );
+      this.#emit({ type: "rebooting", seq: release.seq, path });
+      return "rebooting";
+    }
+    if (applied.status === "rebooting") throw new Error("a reboot answered without a token");
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
@@ -476,13 +512,49 @@ export class Agent {
       return "busy";
     }
     this.#recovering = undefined;
+    return this.#conclude(applied, { seq: release.seq, digest, etag }, (what, system) =>
+      record(what, system),
+    );
+  }
+
+  /** The request for `path`: the same builder the deployer uses, the host filled in as itself. */
+  #request(
+    path: StorePath,
+    action: Action,
+    checks: ReleaseHostPolicy,
+    reboot: ReleaseReboot | undefined,
+    secrets: HostSecrets | undefined,
+  ): DeployRequest {
+    const o = this.#o;
+    return buildDeployRequest({
+      path,
+      action,
+      substituters: o.substituters,
+      trustedKeys: o.cacheKeys,
+      checks,
+      host: { name: o.host, address: "127.0.0.1" },
+      activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
+      secrets,
+      ...(reboot === undefined ? {} : { reboot }),
+    });
+  }
+
+  /** Saves and reports how a release ended here. */
+  async #conclude(
+    applied: Exclude<Applied, { status: "busy" | "rebooting" }>,
+    release: { readonly seq: number; readonly digest: string; readonly etag: string | null },
+    record: (
+      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
+      system: HostSystem | undefined,
+    ) => StatusRecord,
+  ): Promise<PollOutcome> {
     const system = await this.#inspect();
     const ok = applied.status === "activated";
     const done: AgentState = {
       ...this.state,
-      etag,
+      etag: release.etag,
       lastSeq: release.seq,
-      lastDigest: digest,
+      lastDigest: release.digest,
       lastResult: ok ? "success" : "failed",
       applying: null,
     };
@@ -503,6 +575,113 @@ export class Agent {
   }
 
   /**
+   * In a boot other than the one its record describes (the host rebooted, nixship or not), the
+   * record is written again with what the host runs now and what a reboot would load: the
+   * deployer's plan decides `--reboot auto` from it. One GET and one PUT, once per boot.
+   */
+  async #reportNewBoot(): Promise<void> {
+    // A host that cannot be read is said so by the poll that needs it (once, not twice).
+    const system = await this.#o.activator.inspect().catch(() => undefined);
+    const bootId = system?.bootId ?? null;
+    if (system === undefined || bootId === null || bootId === (this.state.bootId ?? null)) return;
+    if (this.state.lastSeq !== null) {
+      const record = await readStatus(this.#o.store, this.#o.host);
+      if (record !== undefined && record.state !== "applying") {
+        await writeStatus(this.#o.store, {
+          ...record,
+          current: system.current,
+          generation: system.generation,
+          ...(system.reboot === undefined ? {} : { reboot: system.reboot }),
+          updatedAt: this.#now(),
+        });
+      }
+    }
+    await this.#save({ ...this.state, bootId });
+  }
+
+  /**
+   * The agent runs again with a reboot pending: once the host runs another boot, the boot is
+   * judged (after-boot, the checks, confirm-boot or abort-boot) and the release's outcome
+   * reported; in the same boot, it waits, and reports a failure once the reboot timeout passed.
+   */
+  async #afterReboot(): Promise<PollOutcome> {
+    const applying = this.state.applying;
+    const reboot = applying?.reboot;
+    if (applying === null || reboot === undefined) throw new Error("no reboot is pending");
+    const channel = this.#o.channel;
+    const log = new LogTail();
+    const record = (
+      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
+      system: HostSystem | undefined,
+    ) => ({
+      ...this.#record(
+        { channel, seq: applying.seq },
+        applying.path,
+        what,
+        system,
+        applying.startedAt,
+        reboot.previous,
+      ),
+      ...(log.count > 0 ? { log: log.log } : {}),
+    });
+    // The etag is unknown here: the next poll reads the channel afresh (and finds this release).
+    const release = { seq: applying.seq, digest: applying.digest, etag: null };
+    const into = `generation ${reboot.generation ?? "?"} (${applying.path})`;
+    const system = await this.#inspect();
+    if (system === undefined || system.bootId === reboot.bootId) {
+      const waited = (Date.parse(this.#now()) - Date.parse(reboot.since)) / 1000;
+      if (waited <= reboot.timeout) return "rebooting";
+      const message = `the host did not reboot within ${reboot.timeout}s of the boot activation; its next boot is ${into}`;
+      return this.#conclude(
+        { status: "failed", phase: "reboot", message, rolledBack: false },
+        release,
+        record,
+      );
+    }
+    this.#emit({ type: "rebooted", seq: applying.seq, booted: system.current });
+    const request = this.#request(
+      applying.path as StorePath,
+      "switch",
+      reboot.checks,
+      { timeout: reboot.timeout, rollback: reboot.rollback },
+      undefined,
+    );
+    const applied = await this.#reportingApplying(
+      () => record({ ...APPLYING, phase: "health" }, system),
+      () =>
+        this.#whileBeating(() =>
+          this.#o.activator.judgeBoot(
+            request,
+            reboot.token,
+            {
+              generation: reboot.generation ?? undefined,
+              previous: reboot.previous ?? undefined,
+              into,
+            },
+            (line) => {
+              log.add(line);
+              this.#emit({ type: "log", line });
+            },
+          ),
+        ),
+      () => log.count,
+    );
+    if (applied.status === "busy" || applied.status === "rebooting") {
+      return this.#conclude(
+        {
+          status: "failed",
+          phase: "reboot",
+          message: applied.status === "busy" ? applied.message : "the boot was not judged",
+          rolledBack: false,
+        },
+        release,
+        record,
+      );
+    }
+    return this.#conclude(applied, release, record);
+  }
+
+  /**
    * Runs the activation, keeping its log lines in `log`, reporting the host as applying (again
    * as new lines come) and beating while it runs.
    */
@@ -510,15 +689,20 @@ export class Agent {
     request: DeployRequest,
     log: LogTail,
     reportApplying: () => StatusRecord,
+    token?: string,
   ): Promise<Applied> {
     return this.#reportingApplying(
       reportApplying,
       () =>
         this.#whileBeating(() =>
-          this.#o.activator.apply(request, (line) => {
-            log.add(line);
-            this.#emit({ type: "log", line });
-          }),
+          this.#o.activator.apply(
+            request,
+            (line) => {
+              log.add(line);
+              this.#emit({ type: "log", line });
+            },
+            token,
+          ),
         ),
       () => log.count,
     );
@@ -593,7 +777,7 @@ export class Agent {
   }
 
   #record(
-    release: ReleaseHead,
+    release: Pick<ReleaseHead, "channel" | "seq">,
     path: string,
     what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
     system: HostSystem | undefined,
@@ -611,6 +795,7 @@ export class Agent {
       generation: system?.generation ?? null,
       previous,
       ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
+      ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
       ...what,
       startedAt,
       updatedAt: this.#now(),

@@ -5,6 +5,7 @@
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
+import type { ReleaseHostPolicy } from "../fleet/release.js";
 import type { StatusRecord } from "../fleet/status.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 
@@ -17,6 +18,11 @@ export interface AgentState {
   readonly lastDigest: string | null;
   /** How that release ended here. */
   readonly lastResult: "success" | "failed" | "no-entry" | null;
+  /**
+   * The boot in which the agent last brought its record up to date (activate.sh's boot id):
+   * in another boot, its first poll writes the record again with what this boot runs.
+   */
+  readonly bootId?: string | null;
   /** A status record not yet stored (the store failed): written again before anything else. */
   readonly unreported: StatusRecord | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
@@ -25,7 +31,25 @@ export interface AgentState {
     readonly digest: string;
     readonly path: string;
     readonly startedAt: string;
+    /** Set once the boot activation of a reboot went through: judged after the boot. */
+    readonly reboot?: PendingReboot;
   } | null;
+}
+
+/** A reboot the agent began, for the agent started after the boot to judge. */
+export interface PendingReboot {
+  /** The token activate.sh recorded the pending boot under. */
+  readonly token: string;
+  /** The boot the activation answered from: the agent judges once it runs in another. */
+  readonly bootId: string;
+  /** When the reboot began (ISO-8601). */
+  readonly since: string;
+  readonly timeout: number;
+  readonly rollback: boolean;
+  readonly generation: number | null;
+  readonly previous: string | null;
+  /** The checks to judge the boot with (the entry's own, else the release's). */
+  readonly checks: ReleaseHostPolicy;
 }
 
 export const EMPTY_STATE: AgentState = {

@@ -50,6 +50,10 @@ class ScriptedActivator implements Activator {
     return { status: "activated", generation };
   }
 
+  async judgeBoot(): Promise<Applied> {
+    throw new Error("these releases reboot nobody");
+  }
+
   async inspect(): Promise<HostSystem> {
     return this.system;
   }

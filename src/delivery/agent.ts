@@ -26,6 +26,7 @@ import {
   type ReleaseHost,
   type ReleaseHostPolicy,
   type ReleaseKind,
+  type ReleaseReboot,
   type SignedRelease,
   verifyRelease,
 } from "../fleet/release.js";
@@ -122,6 +123,7 @@ export class AgentDelivery implements Delivery {
       generations: [],
       pending: record?.state === "applying" ? (record.desired ?? undefined) : undefined,
       secrets: record?.secrets ?? undefined,
+      ...(record?.reboot ? { reboot: record.reboot } : {}),
       reported: record !== undefined,
       // A system that failed and that the host could not leave: it runs it still.
       ...(record?.state === "failed" &&
@@ -210,7 +212,12 @@ export class AgentDelivery implements Delivery {
     );
     const entries = await this.#currentEntries();
     for (const { host, request } of wave) {
-      entries[host.name] = await this.#entry(host.name, request.path, request.secrets);
+      entries[host.name] = await this.#entry(
+        host.name,
+        request.path,
+        request.secrets,
+        request.reboot,
+      );
     }
     const action = wave[0]?.request.action ?? "switch";
     return this.#publish(entries, "deploy", action);
@@ -229,6 +236,8 @@ export class AgentDelivery implements Delivery {
       wave.map((w) => w.host.name),
       emit,
       context.signal,
+      // A host that reboots reports after its boot: its reboot timeout on top.
+      Math.max(0, ...wave.map((w) => w.request.reboot?.timeout ?? 0)),
     );
     const outcomes = watched.map((w) => w.outcome);
     // Hosts that failed went back to what they ran; the channel names for each the last system
@@ -417,6 +426,7 @@ export class AgentDelivery implements Delivery {
     hosts: readonly string[],
     emit: (event: DeliveryEvent) => void,
     signal?: AbortSignal,
+    extraSeconds = 0,
   ): Promise<Watched[]> {
     const { store, releases } = this.#o;
     const { channel, seq } = signed.release;
@@ -425,7 +435,7 @@ export class AgentDelivery implements Delivery {
     const how = new Map<string, Watched["how"]>();
     const applying = new Set<string>();
     const started = Date.now();
-    const deadline = started + releases.offlineTimeout * 1000;
+    const deadline = started + (releases.offlineTimeout + extraSeconds) * 1000;
     const interval = this.#o.pollInterval ?? 1000;
     let told = started;
     let lastLiveness = 0;
@@ -526,7 +536,7 @@ export class AgentDelivery implements Delivery {
             status: "failed",
             phase: applying.has(host) ? "switch" : "waiting",
             message: applying.has(host)
-              ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout}s`
+              ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout + extraSeconds}s`
               : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`,
             rolledBack: false,
           };
@@ -649,9 +659,15 @@ export class AgentDelivery implements Delivery {
     host: string,
     path: StorePath,
     secrets: HostSecrets | undefined,
+    reboot?: ReleaseReboot,
   ): Promise<ReleaseHost> {
     const policy = this.#ownPolicy(host, path);
-    const own = policy === undefined ? {} : { policy };
+    const own = {
+      ...(policy === undefined ? {} : { policy }),
+      ...(reboot === undefined
+        ? {}
+        : { reboot: { timeout: reboot.timeout, rollback: reboot.rollback } }),
+    };
     if (secrets === undefined) return { path, ...own };
     const bundle = await putSecretsBundle(this.#o.store, host, secrets.bundle);
     return {

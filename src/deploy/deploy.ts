@@ -152,7 +152,6 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       );
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
-      refuseUnsupportedReboots(plan, opened.mode);
       return await executePlan({
         options,
         hosts,
@@ -557,16 +556,6 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.publishedReleases?.() ?? []).map((r) => r.seq);
   return { plan, results, ok, releases, channelNotes };
-}
-
-/** Reboots are driven over ssh and ssm so far: agents refuse them before anything changes. */
-function refuseUnsupportedReboots(plan: DeployPlan, mode: DeliveryMode): void {
-  const rebooting = plan.hosts.filter((h) => h.rebooting).map((h) => h.host);
-  if (mode !== "agent" || rebooting.length === 0) return;
-  throw new UsageError(
-    `deploy --reboot: ${mode} hosts cannot be rebooted by a deploy yet (${rebooting.join(", ")} would be)`,
-    "deploy them with --reboot never and reboot them yourself, or reach them over ssh or ssm (--via)",
-  );
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */

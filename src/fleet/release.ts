@@ -42,6 +42,19 @@ export interface ReleaseHost {
    * release's; absent: the release's.
    */
   readonly policy?: ReleaseHostPolicy;
+  /**
+   * Reboot into the system (`deploy --reboot`): the agent sets it for the next boot, reboots,
+   * and judges it after the boot; absent: a switch.
+   */
+  readonly reboot?: ReleaseReboot;
+}
+
+/** How an agent reboots into its entry's system. */
+export interface ReleaseReboot {
+  /** Seconds the host has to come back on the new system. */
+  readonly timeout: number;
+  /** A host that fails after the reboot is rebooted into the previous system too. */
+  readonly rollback: boolean;
 }
 
 /** A host's checks and limits in place of the release's (`Release` holds the same fields). */
@@ -161,7 +174,8 @@ const KEYS = {
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: ["retry"] },
   commandCheck: { required: ["run", "timeout"], optional: ["retry"] },
-  host: { required: ["path"], optional: ["secrets", "policy"] },
+  host: { required: ["path"], optional: ["secrets", "policy", "reboot"] },
+  reboot: { required: ["timeout", "rollback"], optional: [] },
   hostPolicy: { required: ["health", "confirmTimeout"], optional: ["keepGenerations"] },
   secrets: { required: ["bundle", "manifest"], optional: ["age"] },
 } as const satisfies Record<string, KeyShape>;
@@ -241,7 +255,12 @@ function checksJson(checks: ReleaseHostPolicy): Record<string, unknown> {
 }
 
 function hostJson(host: ReleaseHost): Record<string, unknown> {
-  const policy = host.policy === undefined ? {} : { policy: checksJson(host.policy) };
+  const policy = {
+    ...(host.policy === undefined ? {} : { policy: checksJson(host.policy) }),
+    ...(host.reboot === undefined
+      ? {}
+      : { reboot: { timeout: host.reboot.timeout, rollback: host.reboot.rollback } }),
+  };
   if (host.secrets === undefined) return { path: host.path, ...policy };
   const { bundle, manifest, age } = host.secrets;
   return {
@@ -257,7 +276,9 @@ function canonicalHosts(hosts: Release["hosts"]): string {
   const entries = names.map((name) => {
     const host = hosts[name];
     const path = `{"path":${jsonString(host?.path ?? "")}`;
-    if (host?.policy !== undefined) return `${jsonString(name)}:${canonicalJson(hostJson(host))}`;
+    if (host?.policy !== undefined || host?.reboot !== undefined) {
+      return `${jsonString(name)}:${canonicalJson(hostJson(host))}`;
+    }
     return host?.secrets === undefined
       ? `${jsonString(name)}:${path}}`
       : `${jsonString(name)}:${path},"secrets":${canonicalJson(hostJson(host).secrets)}}`;
@@ -635,6 +656,18 @@ function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): vo
   const problem = text === undefined ? undefined : storePathProblem(text);
   if (problem !== undefined) problems.add([...path, "path"], problem);
   if (host?.policy !== undefined) readHostPolicy(host.policy, [...path, "policy"], problems);
+  if (host?.reboot !== undefined) {
+    const reboot = readObject(host.reboot, [...path, "reboot"], problems, KEYS.reboot);
+    if (reboot?.timeout !== undefined) {
+      readInteger(reboot.timeout, [...path, "reboot", "timeout"], problems, { min: 1 });
+    }
+    if (reboot?.rollback !== undefined && typeof reboot.rollback !== "boolean") {
+      problems.add(
+        [...path, "reboot", "rollback"],
+        `must be true or false (${got(reboot.rollback)})`,
+      );
+    }
+  }
   if (host?.secrets === undefined) return;
   const at = [...path, "secrets"];
   const secrets = readObject(host.secrets, at, problems, KEYS.secrets);

@@ -11,6 +11,7 @@
 import { InputError } from "../errors.js";
 import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
+import { type RebootState, readRebootState } from "./boot.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
 import { type HostPhase, isHostPhase } from "./phase.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
@@ -44,6 +45,11 @@ export interface StatusRecord {
    * absent when the host did not say).
    */
   readonly secrets?: string | null;
+  /**
+   * What a reboot of the host would load (agent records; activate.sh's status `reboot`): the
+   * deployer's plan decides `--reboot auto` from it. Absent when the host did not say.
+   */
+  readonly reboot?: RebootState | null;
   /**
    * What the host pruned after this activation (policy.keepGenerations; agent records, absent
    * when it did not prune).
@@ -244,6 +250,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
   if (r.previous !== undefined) text("previous", true);
   if (r.secrets !== undefined) text("secrets", true);
+  const reboot = r.reboot === undefined || r.reboot === null ? r.reboot : readRebootState(r.reboot);
+  if (typeof reboot === "string") throw malformed(source, `"reboot": ${reboot}`);
   const pruned = r.pruned === undefined || r.pruned === null ? r.pruned : readPruneReport(r.pruned);
   if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
   for (const key of ["startedAt", "updatedAt"]) {
@@ -284,6 +292,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     generation: r.generation as number | null,
     ...(r.previous === undefined ? {} : { previous: r.previous as string | null }),
     ...(r.secrets === undefined ? {} : { secrets: r.secrets as string | null }),
+    ...(reboot === undefined ? {} : { reboot }),
     ...(pruned === undefined ? {} : { pruned }),
     state: r.state as StatusState,
     phase,

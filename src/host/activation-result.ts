@@ -4,9 +4,10 @@
 // it expects a string. Strings lose their control characters here, before any terminal sees
 // them (a newline stays: messages may be multi-line; each renderer flattens what it must).
 import { ACTIONS } from "../fleet/action.js";
-import { isStorePath, storePathOf } from "../nix/store-path.js";
+import { readRebootState } from "../fleet/boot.js";
+import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
-import { type ActivationResult, BOOT_PARTS, type BootPart } from "./activation.js";
+import type { ActivationResult } from "./activation.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;
@@ -116,40 +117,14 @@ function activation(o: Obj) {
   };
 }
 
-/** A path in the store (a store path or a file inside one, at most 1024 characters), or null. */
-function pathInStore(o: Obj, key: string): string | null {
-  const v = field(o, key);
-  if (v === null) return null;
-  if (
-    typeof v !== "string" ||
-    v.length > 1024 ||
-    storePathOf(v) === undefined ||
-    v.includes("/../")
-  ) {
-    throw new Bad(`${key} is not a path in the store or null`);
-  }
-  return v;
-}
-
 /** What a reboot would load, as `status` reports it. */
 function rebootState(o: Obj) {
   const v = field(o, "reboot");
   if (v === undefined) return undefined;
   if (v === null) return null;
-  const r = object(v, "reboot");
-  const booted = object(field(r, "booted"), "reboot.booted");
-  return {
-    due: bool(r, "due"),
-    changed: list(r, "changed", (p, at) => {
-      if (!(BOOT_PARTS as readonly unknown[]).includes(p))
-        throw new Bad(`${at} is not a boot part`);
-      return p as BootPart;
-    }) as BootPart[],
-    since: int(r, "since", { nullable: true }) as number | null,
-    booted: Object.fromEntries(
-      BOOT_PARTS.map((part) => [part, pathInStore(booted, part)]),
-    ) as Record<BootPart, string | null>,
-  };
+  const read = readRebootState(v);
+  if (typeof read === "string") throw new Bad(`reboot.${read}`);
+  return read;
 }
 
 /** This boot, as `status` reports it. */

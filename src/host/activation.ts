@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
+import type { RebootState } from "../fleet/boot.js";
 import { POLICY_DEFAULTS } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
@@ -187,19 +188,7 @@ export interface Generation {
   readonly path: string;
 }
 
-/** What only a boot loads, as NixOS's switch-to-configuration compares them. */
-export const BOOT_PARTS = ["kernel", "initrd", "kernel-modules"] as const;
-export type BootPart = (typeof BOOT_PARTS)[number];
-
-/** Whether the booted system's kernel, initrd or modules differ from the current system's. */
-export interface RebootState {
-  readonly due: boolean;
-  readonly changed: readonly BootPart[];
-  /** Since when the current system runs (Unix seconds); null when the host could not tell. */
-  readonly since: number | null;
-  /** The booted system's kernel, initrd and modules (paths in the store; null where none). */
-  readonly booted: Readonly<Record<BootPart, string | null>>;
-}
+export { BOOT_PARTS, type BootPart, type RebootState } from "../fleet/boot.js";
 
 /** The boot a host runs, as `status` reports it. */
 export interface BootState {

@@ -39,7 +39,54 @@ export async function runRebootSession(
   hooks: SessionHooks & { readonly token: string },
   onLog: (line: string) => void,
 ): Promise<DeployOutcome> {
+  const begun = await beginReboot(transport, request, hooks, onLog);
+  if (begun.kind !== "rebooting") return begun.outcome;
+  hooks.phase("reboot");
+  const back = await awaitBoot(transport, begun.bootId, reboot.timeout, hooks);
+  if (back.kind === "interrupted") {
+    return failed(
+      "reboot",
+      `${back.reason} while the host rebooted into ${begun.into}; it comes back on it unconfirmed ('nixship status' shows the pending reboot)`,
+      false,
+    );
+  }
+  if (back.kind === "timed-out") {
+    return failed(
+      "reboot",
+      back.wentDown
+        ? `the host did not come back within ${reboot.timeout}s of its reboot into ${begun.into}; it boots that generation until its boot loader falls back or someone picks another`
+        : `the host did not reboot within ${reboot.timeout}s (still up on its old boot); its next boot is ${begun.into}`,
+      false,
+    );
+  }
+  hooks.log(`back up, booted ${back.booted ?? "no system"}`);
+  return judgeReboot(transport, request, reboot, begun, hooks, onLog, true);
+}
+
+/** A boot activation that went through: the host reboots (or its caller reboots it). */
+export interface RebootBegun {
+  readonly kind: "rebooting";
+  /** The boot it answered from: a status from another one means it rebooted. */
+  readonly bootId: string;
+  readonly generation: number | undefined;
+  /** The system it ran before. */
+  readonly previous: string | undefined;
+  /** "generation N (PATH)", for messages. */
+  readonly into: string;
+}
+
+/**
+ * The boot activation: realise, secrets, profile, switch-to-configuration boot, the pending
+ * boot recorded under the session's token; the host reboots 2 s after it answers.
+ */
+export async function beginReboot(
+  transport: ActivationTransport,
+  request: DeployRequest,
+  hooks: SessionHooks & { readonly token: string },
+  onLog: (line: string) => void,
+): Promise<RebootBegun | { readonly kind: "failed"; readonly outcome: DeployOutcome }> {
   const { signal, token } = hooks;
+  const stop = (outcome: DeployOutcome) => ({ kind: "failed" as const, outcome });
   // The command checks run after the boot (after-boot), not with the boot activation.
   const deadline = activateDeadline({ ...request, commandChecks: [] });
   const run = await transport.activate(
@@ -68,42 +115,43 @@ export async function runRebootSession(
       ? interruptReason(signal)
       : run.failure || `no result within ${deadline}s`;
     const steps = { httpChecks: false, confirmWindow: 0 };
-    return abortUnanswered(transport, token, why, steps, request, onLog, hooks);
+    return stop(await abortUnanswered(transport, token, why, steps, request, onLog, hooks));
   }
   if (!("command" in result) || result.command !== "activate") {
     const message = "message" in result && result.message ? result.message : run.failure;
-    return failed("connect", message || `activate.sh exited with ${run.code}`, false);
+    return stop(failed("connect", message || `activate.sh exited with ${run.code}`, false));
   }
   if (result.tookOver) hooks.log(result.tookOver);
-  if (!result.ok) return failed(result.phase, result.message, result.rolledBack);
+  if (!result.ok) return stop(failed(result.phase, result.message, result.rolledBack));
   if (result.result !== "rebooting" || result.bootId === undefined) {
-    return failed("reboot", "the host set its next boot but did not reboot", false);
+    return stop(failed("reboot", "the host set its next boot but did not reboot", false));
   }
   const generation = result.generation ?? undefined;
-  const previous = result.previous ?? undefined;
-  const into = `generation ${generation ?? "?"} (${request.path})`;
+  return {
+    kind: "rebooting",
+    bootId: result.bootId,
+    generation,
+    previous: result.previous ?? undefined,
+    into: `generation ${generation ?? "?"} (${request.path})`,
+  };
+}
 
-  hooks.phase("reboot");
-  const back = await awaitBoot(transport, result.bootId, reboot.timeout, hooks);
-  if (back.kind === "interrupted") {
-    return failed(
-      "reboot",
-      `${back.reason} while the host rebooted into ${into}; it comes back on it unconfirmed ('nixship status' shows the pending reboot)`,
-      false,
-    );
-  }
-  if (back.kind === "timed-out") {
-    return failed(
-      "reboot",
-      back.wentDown
-        ? `the host did not come back within ${reboot.timeout}s of its reboot into ${into}; it boots that generation until its boot loader falls back or someone picks another`
-        : `the host did not reboot within ${reboot.timeout}s (still up on its old boot); its next boot is ${into}`,
-      false,
-    );
-  }
-  hooks.log(`back up, booted ${back.booted ?? "no system"}`);
-
-  // What booted, then the command checks, on the host.
+/**
+ * After the reboot: what booted and the command checks (after-boot), the HTTP checks, then
+ * confirm-boot, or abort-boot; with `awaitBack`, the reboot into the previous system is waited
+ * for (a driver that does not outlive the host's reboot, an agent, cannot).
+ */
+export async function judgeReboot(
+  transport: ActivationTransport,
+  request: DeployRequest,
+  reboot: RebootRequest,
+  begun: Pick<RebootBegun, "generation" | "previous" | "into">,
+  hooks: SessionHooks & { readonly token: string },
+  onLog: (line: string) => void,
+  awaitBack: boolean,
+): Promise<DeployOutcome> {
+  const { token } = hooks;
+  const { generation, previous, into } = begun;
   hooks.phase("health");
   const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
   const after = await transport.run(
@@ -130,7 +178,9 @@ export async function runRebootSession(
       false,
     );
   }
-  if (!judged.ok) return wentBack(transport, judged, judged.message ?? "", previous, reboot, hooks);
+  const back = (r: BootVerbResult, why: string) =>
+    wentBack(transport, r, why, previous, reboot, hooks, awaitBack);
+  if (!judged.ok) return back(judged, judged.message ?? "");
 
   // The deployer's HTTP checks; a failure (or an interrupt) is answered by abort-boot.
   const verdict = await runHttpChecks(request, hooks);
@@ -151,14 +201,7 @@ export async function runRebootSession(
     }
     // The host's message starts with "aborted by the deployer": the verdict says why.
     const rest = hostPart(r.message ?? "", "aborted by the deployer");
-    return wentBack(
-      transport,
-      { ...r, phase: "health", message: rest },
-      verdict,
-      previous,
-      reboot,
-      hooks,
-    );
+    return back({ ...r, phase: "health", message: rest }, verdict);
   }
 
   hooks.phase("confirm");
@@ -205,6 +248,7 @@ async function wentBack(
   previous: string | undefined,
   reboot: RebootRequest,
   hooks: SessionHooks,
+  awaitBack: boolean,
 ): Promise<DeployOutcome> {
   const phase: SessionPhase = r.phase === "reboot" ? "reboot" : (r.phase ?? "health");
   const host = r.message && r.message !== why ? `${why}; ${hostPart(r.message, why)}` : why;
@@ -213,6 +257,9 @@ async function wentBack(
     const booted =
       r.booted === previous ? "it runs the previous system" : "the previous generation boots next";
     return failed(phase, `${host}; back on the previous generation (${booted})`, true);
+  }
+  if (!awaitBack) {
+    return failed(phase, `${host}; back on the previous generation, rebooting into it`, true);
   }
   hooks.phase("rollback");
   hooks.log("rebooting into the previous system");

@@ -26,6 +26,10 @@ export function formatAgentEvent(e: AgentEvent): string | undefined {
       return `release ${e.seq} failed: ${e.message}${e.rolledBack ? " (rolled back)" : ""}; not retried until a newer release`;
     case "busy":
       return `another activation is running (${e.message}); trying again shortly`;
+    case "rebooting":
+      return `release ${e.seq}: the host reboots into ${e.path}; judged after the boot`;
+    case "rebooted":
+      return `release ${e.seq}: back from the reboot, booted ${e.booted ?? "no system"}; judging the boot`;
     case "warning":
       return `warning: ${e.message}`;
     case "store-error":

@@ -1,0 +1,88 @@
+// Reboots through pull agents (issue 31), on a lab whose hosts count boots: the release's entry
+// asks for a reboot, the agent sets the next boot and reboots its host (the example system's
+// systemctl, the lab host's power button), the lab boots the host and starts its agent again,
+// and that agent judges the boot (what booted, the checks) and reports after the boot.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type AgentLab,
+  deployViaAgent,
+  record,
+  served,
+  setSystems,
+  startAgentLab,
+  summaryOf,
+  waitFor,
+} from "./support/agent-lab.js";
+import { nixship } from "./support/cli.js";
+
+let lab: AgentLab;
+
+/** The system a host booted (its /run/booted-system), by example name. */
+async function booted(host: string): Promise<string> {
+  const r = await nixship(["lab", "exec", host, "--", "readlink", "/run/booted-system"], {
+    env: lab.env,
+  });
+  return r.stdout.trim().replace(/^.*-example-web-system-/, "");
+}
+
+beforeAll(async () => {
+  lab = await startAgentLab("ar", {
+    hosts: 2,
+    releases: { offlineTimeout: 90 },
+    labUpArgs: ["--boot-counting", "2"],
+  });
+  await setSystems(lab, "web-v1");
+  const r = await deployViaAgent(lab);
+  expect(r.code, r.stderr).toBe(0);
+  // Each host boots what it runs; the lab starts its agent again.
+  for (const host of ["ar1", "ar2"]) {
+    const up = await nixship(["lab", "reboot", host, "--name", "ar"], { env: lab.env });
+    expect(up.code, up.stderr).toBe(0);
+    expect(await booted(host)).toBe("v1");
+  }
+});
+
+afterAll(async () => {
+  await lab?.down();
+});
+
+describe("deploy --reboot through agents", () => {
+  it("the agent reboots into a new kernel and reports after the boot", async () => {
+    await setSystems(lab, "web-v4", ["ar1"]);
+    const r = await deployViaAgent(lab, "--on", "ar1", "--reboot", "auto");
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryOf(r).ar1).toMatchObject({ status: "activated" });
+    expect(await booted("ar1")).toBe("v4");
+    expect(await served(lab, "ar1")).toBe("web-v4");
+    expect(await record(lab, "ar1")).toMatchObject({ state: "success", phase: null });
+  });
+
+  it("a check that fails after the boot: the agent reports it, and the host reboots back", async () => {
+    await setSystems(lab, "web-v4-broken", ["ar2"]);
+    const r = await deployViaAgent(lab, "--on", "ar2", "--reboot", "auto");
+    expect(r.code).toBe(1);
+    expect(summaryOf(r).ar2).toMatchObject({
+      status: "failed",
+      phase: "health",
+      rolledBack: true,
+    });
+    // Judged after the boot into it: its check failed there, and the host goes back.
+    expect(String(summaryOf(r).ar2?.message)).toMatch(
+      /status 500.*back on the previous generation, rebooting into it/,
+    );
+    // The host reboots into web-v1 after the agent's report; its agent comes back with it.
+    const end = Date.now() + 60_000;
+    while ((await booted("ar2")) !== "v1" && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(await booted("ar2")).toBe("v1");
+    expect(await served(lab, "ar2")).toBe("web-v1");
+    // The deploy pointed the channel back at what ar2 ran (the last confirmed system): its
+    // agent reports it runs that.
+    await waitFor(
+      lab,
+      "ar2",
+      (rec) => rec.state === "success" && (rec.current ?? "").endsWith("-example-web-system-v1"),
+    );
+  });
+});
