@@ -158,8 +158,10 @@ describe("the npm package (what buildNpmPackage installs)", () => {
     const doc = JSON.parse(await boundedOk(30, bin, ["ssm", "document"])) as {
       mainSteps: { inputs: { runCommand: string[] } }[];
     };
-    const script = compactScript(activateScript()); // the working tree's
-    expect(doc.mainSteps[0]?.inputs.runCommand.join("\n")).toContain(script);
+    expect(doc.mainSteps[0]?.inputs.runCommand.join("\n")).toContain("| gzip -dc >");
+    // What the document embeds (gzipped, base64), decoded: the working tree's script.
+    const embedded = await boundedOk(30, bin, ["ssm", "document", "--script"]);
+    expect(embedded).toBe(`${compactScript(activateScript())}\n`);
   });
 
   it("pushes a store path compressed with zstd on a worker thread, as Nix stores it", async () => {
