@@ -9,8 +9,11 @@ import { spawn } from "node:child_process";
 import type { RebootState } from "../fleet/boot.js";
 import type { PruneReport } from "../fleet/prune-report.js";
 import {
+  activateArgs,
   parseActivationResult,
+  type ScriptCommand,
   SECRETS_VARIABLE,
+  scriptArgs,
   scriptInput,
   statusArgs,
 } from "../host/activation.js";
@@ -76,13 +79,13 @@ export class ScriptActivator implements Activator {
     const transport: ActivationTransport = {
       confirms: true,
       preflight: async () => undefined,
-      activate: async (args, options) => {
-        const run = await runLocal(args, options);
+      activate: async (activation, options) => {
+        const run = await runLocal(activateArgs(activation), options);
         const r = run.result;
         if (r && !r.ok && "result" in r && r.result === "locked") locked = r.message;
         return run;
       },
-      run: runLocal,
+      run: runCommand,
     };
     const hooks = { phase: () => {}, log: onLog, ...(token === undefined ? {} : { token }) };
     if (request.reboot !== undefined && token !== undefined) {
@@ -107,8 +110,8 @@ export class ScriptActivator implements Activator {
     const transport: ActivationTransport = {
       confirms: true,
       preflight: async () => undefined,
-      activate: runLocal,
-      run: runLocal,
+      activate: (activation, options) => runLocal(activateArgs(activation), options),
+      run: runCommand,
     };
     const hooks = { phase: () => {}, log: onLog, token };
     // The agent goes down with a reboot back: it reports first (awaitBack false).
@@ -142,6 +145,10 @@ function applied(outcome: DeployOutcome): Applied {
       }
     : outcome;
 }
+
+/** A later command of the session, as a local child. */
+const runCommand = (command: ScriptCommand, options: ScriptRunOptions) =>
+  runLocal(scriptArgs(command), options);
 
 /** Bytes of activate.sh's stdout kept: its result is one short line at the end. */
 const STDOUT_LIMIT = 64_000;

@@ -7,10 +7,12 @@ import type { FleetHost, SshHost, SshSettings } from "../fleet/fleet.js";
 import { sshDestination } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import {
+  activateArgs,
   CHECK_PATHS_VARIABLE,
   DEFAULT_ACTIVATION_TIMEOUT,
   rollbackArgs,
   SECRETS_VARIABLE,
+  scriptArgs,
   statusArgs,
 } from "../host/activation.js";
 import {
@@ -146,8 +148,8 @@ export function sshActivationTransport(target: SshTarget): ActivationTransport {
   return {
     confirms: true,
     preflight: (signal) => checkNewConnection(target, signal),
-    activate: runIt,
-    run: runIt,
+    activate: (activation, o) => runIt(activateArgs(activation), o),
+    run: (command, o) => runIt(scriptArgs(command), o),
   };
 }
 

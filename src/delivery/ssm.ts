@@ -495,15 +495,18 @@ export class SsmDelivery implements Delivery {
     // The activation ran as part of the wave's command; the session goes on from its result.
     return finishActivation(
       {
-        run: async (args) => {
-          if (args[0] === "prune" && request.keepGenerations) {
-            return this.pruneInstances(outcomes, request.keepGenerations, log);
+        run: async (command) => {
+          switch (command.verb) {
+            case "prune":
+              return this.pruneInstances(outcomes, command.keep, log);
+            case "rollback": {
+              const failure = await this.rollBackInstances(outcomes, request.activationTimeout);
+              return { code: failure ? 7 : 0, result: undefined, failure };
+            }
+            default:
+              // The wave's command had no confirmation window: nothing else is asked of it.
+              return { code: 2, result: undefined, failure: `ssm sends no '${command.verb}'` };
           }
-          if (args[0] !== "rollback") {
-            return { code: 2, result: undefined, failure: `ssm sends no '${args[0]}'` };
-          }
-          const failure = await this.rollBackInstances(outcomes, request.activationTimeout);
-          return { code: failure ? 7 : 0, result: undefined, failure };
         },
       },
       request,

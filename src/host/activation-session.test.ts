@@ -5,7 +5,13 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTIONS, type Action } from "../fleet/action.js";
 import type { StorePath } from "../nix/store-path.js";
-import type { ActivationResult } from "./activation.js";
+import {
+  type ActivateOptions,
+  type ActivationResult,
+  activateArgs,
+  type ScriptCommand,
+  scriptArgs,
+} from "./activation.js";
 import {
   type ActivationTransport,
   activateDeadline,
@@ -105,7 +111,9 @@ class FakeTransport implements ActivationTransport {
     this.preflights++;
     return this.answers.preflight;
   }
-  async activate(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun> {
+  async activate(activation: ActivateOptions, options: ScriptRunOptions): Promise<ScriptRun> {
+    // Recorded as activate.sh's arguments: what every transport sends (or SSM maps).
+    const args = activateArgs(activation);
     this.calls.push({ kind: "activate", args, options });
     const token = flag(args, "--token");
     const window = Number(flag(args, "--confirm-timeout") ?? "0");
@@ -114,9 +122,10 @@ class FakeTransport implements ActivationTransport {
       ? this.answers.activate(args, options)
       : ok(activated(action, window > 0 ? token : undefined));
   }
-  async run(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun> {
+  async run(command: ScriptCommand, options: ScriptRunOptions): Promise<ScriptRun> {
+    const args = scriptArgs(command);
     this.calls.push({ kind: "run", args, options });
-    const answer = this.answers[args[0] as "confirm" | "abort" | "rollback"];
+    const answer = this.answers[command.verb as "confirm" | "abort" | "rollback"];
     if (answer === undefined) throw new Error(`unexpected ${args.join(" ")}`);
     return answer;
   }

@@ -12,12 +12,10 @@ import type { PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import {
+  type ActivateOptions,
   type ActivationResult,
-  abortArgs,
-  activateArgs,
-  confirmArgs,
   PRUNE_TIMEOUT,
-  rollbackArgs,
+  type ScriptCommand,
 } from "./activation.js";
 import { runRebootSession } from "./reboot-session.js";
 import {
@@ -169,12 +167,12 @@ export interface ActivationTransport {
    */
   preflight(signal?: AbortSignal): Promise<string | undefined>;
   /**
-   * `activate.sh activate ARGS`. A transport that runs a wave's activations together (SSM)
-   * answers with this host's part of that run.
+   * `activate.sh activate` with these options. A transport that runs a wave's activations
+   * together (SSM) answers with this host's part of that run.
    */
-  activate(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
-  /** Any later command (confirm, abort, rollback, prune). */
-  run(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun>;
+  activate(activation: ActivateOptions, options: ScriptRunOptions): Promise<ScriptRun>;
+  /** Any later command (confirm, abort, rollback, prune, status, the boot verbs). */
+  run(command: ScriptCommand, options: ScriptRunOptions): Promise<ScriptRun>;
 }
 
 /** Phases of a session, as progress reports them: a deploy's, but the copy before it. */
@@ -291,7 +289,7 @@ export async function runActivationSession(
 
   const deadline = activateDeadline(request);
   const run = await transport.activate(
-    activateArgs({
+    {
       path: request.path,
       action: request.action,
       substituters: request.substituters,
@@ -305,7 +303,7 @@ export async function runActivationSession(
       ...(request.secrets === undefined
         ? {}
         : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
-    }),
+    },
     {
       timeoutSeconds: deadline,
       onLog,
@@ -372,13 +370,20 @@ export async function finishActivation(
     hooks.phase("rollback");
     const back =
       token !== undefined
-        ? await transport.run(abortArgs(token), {
-            timeoutSeconds: SETTLE_TIMEOUT,
-            fresh: true,
-            onLog,
-          })
+        ? await transport.run(
+            { verb: "abort", token },
+            {
+              timeoutSeconds: SETTLE_TIMEOUT,
+              fresh: true,
+              onLog,
+            },
+          )
         : await transport.run(
-            rollbackArgs(activated.previousGeneration, request.activationTimeout),
+            {
+              verb: "rollback",
+              generation: activated.previousGeneration,
+              activationTimeout: request.activationTimeout,
+            },
             {
               timeoutSeconds: SETTLE_TIMEOUT,
               onLog,
@@ -409,11 +414,14 @@ export async function finishActivation(
     hooks.phase("confirm");
     // A new connection: the new system must still let the driver in. Not interrupted: a
     // confirmation under way is bounded and decides the host's state either way.
-    const confirm = await transport.run(confirmArgs(token), {
-      timeoutSeconds: SETTLE_TIMEOUT,
-      fresh: true,
-      onLog,
-    });
+    const confirm = await transport.run(
+      { verb: "confirm", token },
+      {
+        timeoutSeconds: SETTLE_TIMEOUT,
+        fresh: true,
+        onLog,
+      },
+    );
     if (confirm.code !== 0) {
       const r = confirm.result;
       if (r && "command" in r && (r.command === "confirm" || r.command === "abort")) {

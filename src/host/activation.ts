@@ -151,6 +151,46 @@ export const pruneArgs = (keep: number) => ["prune", "--keep", String(keep)];
 export const statusArgs = (checkPaths = false) =>
   checkPaths ? ["status", "--check-paths"] : ["status"];
 
+/** A command of activate.sh as a transport is asked to run it: the verb, and what it takes. */
+export type ScriptCommand =
+  | { readonly verb: "confirm" | "abort" | "confirm-boot"; readonly token: string }
+  | {
+      readonly verb: "rollback";
+      readonly generation?: number | undefined;
+      readonly activationTimeout?: number | undefined;
+    }
+  | { readonly verb: "prune"; readonly keep: number }
+  | { readonly verb: "status"; readonly checkPaths?: boolean }
+  | {
+      readonly verb: "after-boot";
+      readonly token: string;
+      readonly checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">;
+      readonly rebootRollback: boolean;
+    }
+  | { readonly verb: "abort-boot"; readonly token: string; readonly rebootRollback: boolean };
+
+/** The one place a command becomes activate.sh's arguments. */
+export function scriptArgs(command: ScriptCommand): string[] {
+  switch (command.verb) {
+    case "confirm":
+      return confirmArgs(command.token);
+    case "abort":
+      return abortArgs(command.token);
+    case "confirm-boot":
+      return confirmBootArgs(command.token);
+    case "rollback":
+      return rollbackArgs(command.generation, command.activationTimeout);
+    case "prune":
+      return pruneArgs(command.keep);
+    case "status":
+      return statusArgs(command.checkPaths);
+    case "after-boot":
+      return afterBootArgs(command.token, command.checks, command.rebootRollback);
+    case "abort-boot":
+      return abortBootArgs(command.token, command.rebootRollback);
+  }
+}
+
 /** The variable of the script's input that holds the paths `status --check-paths` asks about. */
 export const CHECK_PATHS_VARIABLE = "NIXSHIP_CHECK_PATHS";
 

@@ -7,15 +7,7 @@
 // activation's deadline, the reboot timeout, the settling of each verb.
 import { setTimeout as sleep } from "node:timers/promises";
 import { interruptReason } from "../util/interrupt-reason.js";
-import {
-  type ActivationResult,
-  abortBootArgs,
-  activateArgs,
-  afterBootArgs,
-  type BootVerbResult,
-  confirmBootArgs,
-  statusArgs,
-} from "./activation.js";
+import type { ActivationResult, BootVerbResult } from "./activation.js";
 import {
   type ActivationTransport,
   activateDeadline,
@@ -90,7 +82,7 @@ export async function beginReboot(
   // The command checks run after the boot (after-boot), not with the boot activation.
   const deadline = activateDeadline({ ...request, commandChecks: [] });
   const run = await transport.activate(
-    activateArgs({
+    {
       path: request.path,
       action: "boot",
       substituters: request.substituters,
@@ -101,7 +93,7 @@ export async function beginReboot(
       ...(request.secrets === undefined
         ? {}
         : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
-    }),
+    },
     {
       timeoutSeconds: deadline,
       onLog,
@@ -155,15 +147,16 @@ export async function judgeReboot(
   hooks.phase("health");
   const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
   const after = await transport.run(
-    afterBootArgs(
+    {
+      verb: "after-boot",
       token,
-      {
+      checks: {
         healthCommands: request.commandChecks.map((c) => c.run),
         healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
         healthTimeout: longest,
       },
-      reboot.rollback,
-    ),
+      rebootRollback: reboot.rollback,
+    },
     {
       timeoutSeconds: request.commandChecks.length * longest + SETTLE_TIMEOUT,
       fresh: true,
@@ -186,11 +179,14 @@ export async function judgeReboot(
   const verdict = await runHttpChecks(request, hooks);
   if (verdict !== undefined) {
     hooks.phase("rollback");
-    const aborted = await transport.run(abortBootArgs(token, reboot.rollback), {
-      timeoutSeconds: SETTLE_TIMEOUT,
-      fresh: true,
-      onLog,
-    });
+    const aborted = await transport.run(
+      { verb: "abort-boot", token, rebootRollback: reboot.rollback },
+      {
+        timeoutSeconds: SETTLE_TIMEOUT,
+        fresh: true,
+        onLog,
+      },
+    );
     const r = bootVerb(aborted.result, "abort-boot");
     if (r === undefined) {
       return failed(
@@ -205,11 +201,14 @@ export async function judgeReboot(
   }
 
   hooks.phase("confirm");
-  const confirmed = await transport.run(confirmBootArgs(token), {
-    timeoutSeconds: SETTLE_TIMEOUT,
-    fresh: true,
-    onLog,
-  });
+  const confirmed = await transport.run(
+    { verb: "confirm-boot", token },
+    {
+      timeoutSeconds: SETTLE_TIMEOUT,
+      fresh: true,
+      onLog,
+    },
+  );
   const kept = bootVerb(confirmed.result, "confirm-boot");
   if (kept === undefined || !kept.ok) {
     const why = kept?.message ?? (confirmed.failure || `exit ${confirmed.code}`);
@@ -310,11 +309,14 @@ async function awaitBoot(
     if (signal?.aborted) return { kind: "interrupted", reason: interruptReason(signal) };
     const left = Math.ceil((end - Date.now()) / 1000);
     if (left <= 0) return { kind: "timed-out", wentDown };
-    const probe = await transport.run(statusArgs(), {
-      timeoutSeconds: Math.min(PROBE_TIMEOUT, left),
-      fresh: true,
-      ...(signal ? { signal } : {}),
-    });
+    const probe = await transport.run(
+      { verb: "status" },
+      {
+        timeoutSeconds: Math.min(PROBE_TIMEOUT, left),
+        fresh: true,
+        ...(signal ? { signal } : {}),
+      },
+    );
     const status = probe.result;
     if (status !== undefined && "command" in status && status.command === "status") {
       if (status.boot !== undefined && status.boot.id !== oldBoot) {

@@ -2,7 +2,7 @@
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
 import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { abortArgs, PRUNE_TIMEOUT, pruneArgs } from "./activation.js";
+import { PRUNE_TIMEOUT } from "./activation.js";
 import type {
   ActivationSteps,
   ActivationTransport,
@@ -33,11 +33,14 @@ export async function abortUnanswered(
   hooks: SessionHooks,
 ): Promise<DeployOutcome> {
   hooks.phase("rollback");
-  const back = await transport.run(abortArgs(token), {
-    timeoutSeconds: SETTLE_TIMEOUT,
-    fresh: true,
-    onLog,
-  });
+  const back = await transport.run(
+    { verb: "abort", token },
+    {
+      timeoutSeconds: SETTLE_TIMEOUT,
+      fresh: true,
+      onLog,
+    },
+  );
   const r = back.result;
   if (back.code === 0 && r && "command" in r && r.command === "abort") {
     return failed("switch", `${why}; aborted: back on the previous system`, true);
@@ -81,10 +84,13 @@ export async function prune(
   keep: number,
   onLog: (line: string) => void,
 ): Promise<PruneReport> {
-  const run = await transport.run(pruneArgs(keep), {
-    timeoutSeconds: PRUNE_TIMEOUT + SESSION_MARGIN,
-    onLog,
-  });
+  const run = await transport.run(
+    { verb: "prune", keep },
+    {
+      timeoutSeconds: PRUNE_TIMEOUT + SESSION_MARGIN,
+      onLog,
+    },
+  );
   const report = pruneOutcome(run);
   onLog(describePrune(report));
   return report;
