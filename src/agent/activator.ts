@@ -24,6 +24,7 @@ import {
   runActivationSession,
   type ScriptRun,
   type ScriptRunOptions,
+  sessionLog,
 } from "../host/activation-session.js";
 import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-session.js";
 
@@ -89,7 +90,7 @@ export class ScriptActivator implements Activator {
     };
     const hooks = { phase: () => {}, log: onLog, ...(token === undefined ? {} : { token }) };
     if (request.reboot !== undefined && token !== undefined) {
-      const begun = await beginReboot(transport, request, { ...hooks, token }, onLog);
+      const begun = await beginReboot(transport, request, { ...hooks, token }, sessionLog(hooks));
       if (locked !== undefined) return { status: "busy", message: locked };
       if (begun.kind === "failed") return applied(begun.outcome);
       const { kind: _, ...rest } = begun;
@@ -116,7 +117,7 @@ export class ScriptActivator implements Activator {
     const hooks = { phase: () => {}, log: onLog, token };
     // The agent goes down with a reboot back: it reports first (awaitBack false).
     return applied(
-      await judgeReboot(transport, request, request.reboot, begun, hooks, onLog, false),
+      await judgeReboot(transport, request, request.reboot, begun, hooks, sessionLog(hooks), false),
     );
   }
 

@@ -18,7 +18,7 @@ import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { describePrune } from "../fleet/prune-report.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { readStatus } from "../fleet/status-store.js";
-import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT } from "../host/activation.js";
+import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT, phaseMarker } from "../host/activation.js";
 import {
   activateDeadline,
   finishActivation,
@@ -452,6 +452,8 @@ export class SsmDelivery implements Delivery {
     }
     const outcomes = invocations.map((inv) => {
       for (const line of inv.stderr.split("\n").filter((l) => l.trim())) {
+        // Phase markers tell a live session where the host is; here the run is over.
+        if (phaseMarker(line) !== undefined) continue;
         log(`${host.targets ? `${inv.instanceId}: ` : ""}${line.replace(/^activate: /, "")}`);
       }
       return instanceOutcome(inv, this.settings, errors > context.failureBudget);

@@ -18,6 +18,8 @@ export const HOST_PHASES = [
   "done",
 ] as const;
 export type HostPhase = (typeof HOST_PHASES)[number];
+/** Phases of an activation session: a deploy's, but the copy before it. */
+export type SessionPhase = Exclude<HostPhase, "copy">;
 
 export function isHostPhase(text: string): text is HostPhase {
   return (HOST_PHASES as readonly string[]).includes(text);

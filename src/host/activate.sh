@@ -116,6 +116,10 @@ SYSTEMCTL=/run/current-system/sw/bin/systemctl
 
 log() { printf 'activate: %s\n' "$*" >&2; }
 
+# Marks the start of phase $1 for whoever drives the script: a line of its own on stderr,
+# "activate: @phase NAME" (realise, secrets, profile, switch, reboot, health, rollback).
+mark_phase() { printf 'activate: @phase %s\n' "$1" >&2; }
+
 # Where a link leads, only if it leads somewhere that exists (else empty).
 resolve() { [ -e "$1" ] && readlink -f "$1"; }
 
@@ -596,6 +600,7 @@ finish_failed() {
   secrets_discard
   [ -z "$h_dir" ] || rm -rf "$h_dir"
   if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
+    mark_phase rollback
     log "$message; rolling back to generation ${prev_gen:-?} (${prev_system:-no previous system})"
     l_phase=rollback
     write_info
@@ -924,6 +929,7 @@ check_bundle() {
 # it must be on the host already.
 realise_path() {
   if [ -n "$subs" ]; then
+    mark_phase "$3"
     log "realising $2$1 from $subs"
     r=$(remaining)
     [ "$r" -gt 0 ] || timed_out "$3"
@@ -1064,6 +1070,7 @@ commit_secrets() {
 
 install_secrets() {
   l_phase=secrets
+  mark_phase secrets
   write_info
   secrets_discard
   { mkdir -p "$state_dir" && mkdir -m 700 "$secrets_work"; } ||
@@ -1258,6 +1265,7 @@ cmd_activate() {
     r=$(remaining)
     [ "$r" -gt 0 ] || timed_out profile
     l_phase=profile profile_set=1
+    mark_phase profile
     bounded log "$r" nix-env -p "$profile" --set "$path" ||
       step_failed profile 4 "cannot set the profile $profile to $path"
   fi
@@ -1266,6 +1274,7 @@ cmd_activate() {
   r=$(remaining)
   [ "$r" -gt 0 ] || timed_out switch
   l_phase=switch switch_started=1
+  mark_phase switch
   log "switch-to-configuration $action ($path)"
   run_switch "$path" "$action" "$r" switch
   status=$?
@@ -1275,6 +1284,7 @@ cmd_activate() {
 
   # 5. Health.
   l_phase=health
+  mark_phase health
   write_info
   run_health_checks || step_failed health 5 "$h_message"
 
@@ -1401,6 +1411,7 @@ cmd_rollback() {
   l_command="rollback to $to" l_path=$target l_action=switch l_prev_gen=$to l_prev_system=$target
   l_phase=switch
   write_info
+  mark_phase rollback
   log "rolling back from generation ${from:-?} to $to ($target)"
   why=""
   if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
@@ -1600,6 +1611,7 @@ read_boot() {
 # The boot activation went through: record the pending boot, reboot, and say so.
 begin_reboot() {
   l_phase=reboot
+  mark_phase reboot
   [ "$caller_reboots" = 1 ] || [ -x "$SYSTEMCTL" ] ||
     fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
   b_prev=""
@@ -1668,6 +1680,7 @@ boot_json() {
 undo_boot() {
   u_phase=$1 code=$2 message=$3 u_reboot=false outcome=rolled-back rolled=true
   u_booted=$(resolve /run/booted-system || true)
+  mark_phase rollback
   log "$message; rolling back to generation ${p_prev_gen:-?}"
   if [ -z "$p_prev_gen" ] || [ -z "$p_prev_system" ]; then
     outcome=rollback-failed rolled=false code=7
@@ -1718,6 +1731,7 @@ cmd_after_boot() {
   if [ "$booted" != "$p_path" ]; then
     undo_boot reboot 4 "the host came back on ${booted:-no system} instead of $p_path: that system did not boot (the boot loader fell back)"
   fi
+  mark_phase health
   run_health_checks || undo_boot health 5 "$h_message"
   unlock
   printf '{"ok":true,"command":"after-boot","result":"booted","assessment":%s,' \

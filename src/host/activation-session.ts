@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
-import type { HostPhase } from "../fleet/phase.js";
+import type { HostPhase, SessionPhase } from "../fleet/phase.js";
 import type { PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
@@ -15,6 +15,7 @@ import {
   type ActivateOptions,
   type ActivationResult,
   PRUNE_TIMEOUT,
+  phaseMarker,
   type ScriptCommand,
 } from "./activation.js";
 import { runRebootSession } from "./reboot-session.js";
@@ -175,8 +176,7 @@ export interface ActivationTransport {
   run(command: ScriptCommand, options: ScriptRunOptions): Promise<ScriptRun>;
 }
 
-/** Phases of a session, as progress reports them: a deploy's, but the copy before it. */
-export type SessionPhase = Exclude<HostPhase, "copy">;
+export type { SessionPhase } from "../fleet/phase.js";
 
 /** How a host's deploy ended: the same data in every mode. */
 export type DeployOutcome =
@@ -243,14 +243,18 @@ export function sessionDeadline(request: DeployRequest, transportConfirms: boole
   return activateDeadline(request) + httpTime + SETTLE_TIMEOUT + pruneTime;
 }
 
-/** activate.sh's log lines that start a phase. */
-const PHASE_LINES: readonly [RegExp, SessionPhase][] = [
-  [/^(activate: )?realising \//, "realise"],
-  [/^(activate: )?installing \d+ secrets?/, "secrets"],
-  [/^(activate: )?switch-to-configuration /, "switch"],
-  [/^(activate: )?health: /, "health"],
-  [/rolling back/, "rollback"],
-];
+/**
+ * What the session does with each line activate.sh writes on stderr: a phase marker
+ * (`activate: @phase NAME`) moves the session to that phase; any other line is logged,
+ * without the "activate: " prefix.
+ */
+export function sessionLog(hooks: Pick<SessionHooks, "phase" | "log">): (line: string) => void {
+  return (line) => {
+    const phase = phaseMarker(line);
+    if (phase === undefined) hooks.log(line.replace(/^activate: /, ""));
+    else if (phase !== null) hooks.phase(phase);
+  };
+}
 
 export interface SessionHooks {
   readonly phase: (phase: SessionPhase) => void;
@@ -270,12 +274,7 @@ export async function runActivationSession(
   const { signal } = hooks;
   const steps = activationSteps(request, transport.confirms);
   const token = hooks.token ?? `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
-  const onLog = (line: string) => {
-    const text = line.replace(/^activate: /, "");
-    hooks.log(text);
-    const hit = PHASE_LINES.find(([re]) => re.test(text));
-    if (hit) hooks.phase(hit[1]);
-  };
+  const onLog = sessionLog(hooks);
   const interrupted = () => interruptReason(signal);
 
   hooks.phase("connect");
@@ -365,7 +364,7 @@ export async function finishActivation(
   const window = token === undefined ? 0 : activationSteps(request, true).confirmWindow;
   const checks = activationSteps(request, token !== undefined).httpChecks;
   const interrupted = () => interruptReason(signal);
-  const onLog = (line: string) => hooks.log(line.replace(/^activate: /, ""));
+  const onLog = sessionLog(hooks);
   const undo = async (phase: SessionPhase, message: string): Promise<DeployOutcome> => {
     hooks.phase("rollback");
     const back =

@@ -5,6 +5,7 @@ import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { RebootState } from "../fleet/boot.js";
 import { POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { isHostPhase, type SessionPhase } from "../fleet/phase.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
@@ -189,6 +190,19 @@ export function scriptArgs(command: ScriptCommand): string[] {
     case "abort-boot":
       return abortBootArgs(command.token, command.rebootRollback);
   }
+}
+
+const PHASE_MARKER = /^(?:activate: )?@phase ([a-z]+)$/;
+
+/**
+ * The phase a line of activate.sh's stderr marks (`activate: @phase NAME`); null for a marker
+ * naming a phase this nixship does not know (a newer script's); undefined for any other line.
+ */
+export function phaseMarker(line: string): SessionPhase | null | undefined {
+  const m = PHASE_MARKER.exec(line);
+  if (m === null) return undefined;
+  const name = m[1] as string;
+  return isHostPhase(name) && name !== "copy" ? name : null;
 }
 
 /** The variable of the script's input that holds the paths `status --check-paths` asks about. */
