@@ -28,7 +28,13 @@ import {
   verifyRelease,
 } from "../fleet/release.js";
 import { readChannel, successorSigned } from "../fleet/release-store.js";
-import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../fleet/status.js";
+import {
+  APPLYING,
+  LogTail,
+  outcomeFields,
+  type StatusRecord,
+  statusRecord,
+} from "../fleet/status.js";
 import { readStatus, writeHeartbeat, writeStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import {
@@ -756,22 +762,21 @@ export class Agent {
       refusal.phase === "secrets"
         ? { ...this.state, etag, applying: null }
         : { ...this.state, etag },
-      {
-        version: 1,
+      statusRecord({
         host: o.host,
         mode: "agent",
-        channel: seq === undefined ? null : o.channel,
-        seq: seq ?? null,
+        release: seq === undefined ? null : { channel: o.channel, seq },
         desired: refusal.desired,
-        current: system?.current ?? null,
-        generation: system?.generation ?? null,
-        state: "rejected",
-        phase: refusal.phase,
-        error: `release refused: ${message}`,
-        rolledBack: null,
+        system: system && { current: system.current, generation: system.generation },
+        what: {
+          state: "rejected",
+          phase: refusal.phase,
+          error: `release refused: ${message}`,
+          rolledBack: null,
+        },
         startedAt: now,
         updatedAt: now,
-      },
+      }),
     );
     return "rejected";
   }
@@ -784,22 +789,17 @@ export class Agent {
     startedAt: string,
     previous: string | null,
   ): StatusRecord {
-    return {
-      version: 1,
+    return statusRecord({
       host: this.#o.host,
       mode: "agent",
-      channel: release.channel,
-      seq: release.seq,
+      release: { channel: release.channel, seq: release.seq },
       desired: path,
-      current: system?.current ?? null,
-      generation: system?.generation ?? null,
+      system,
       previous,
-      ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
-      ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
-      ...what,
+      what,
       startedAt,
       updatedAt: this.#now(),
-    };
+    });
   }
 
   /**

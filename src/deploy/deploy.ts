@@ -28,7 +28,7 @@ import {
   planDeploy,
 } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
-import { type HostOutcome, outcomeFields } from "../fleet/status.js";
+import { type HostOutcome, outcomeFields, statusRecord } from "../fleet/status.js";
 import { writeStatus } from "../fleet/status-store.js";
 import { countsBoots } from "../host/activation.js";
 import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
@@ -586,19 +586,22 @@ async function recordResults(
     await mapLimit(results, 16, async (r) => {
       if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
       const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
-      await writeStatus(store, {
-        version: 1,
-        host: r.host,
-        mode,
-        channel: null,
-        seq: null,
-        desired: r.desired,
-        current: outcome.status === "activated" ? r.desired : null,
-        generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
-        ...outcomeFields(outcome),
-        startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
-        updatedAt: now,
-      });
+      await writeStatus(
+        store,
+        statusRecord({
+          host: r.host,
+          mode,
+          release: null,
+          desired: r.desired,
+          system: {
+            current: outcome.status === "activated" ? r.desired : null,
+            generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
+          },
+          what: outcomeFields(outcome),
+          startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
+          updatedAt: now,
+        }),
+      );
     });
   } finally {
     await store.close();

@@ -206,6 +206,49 @@ function beats(a: ProgressEntry, b: ProgressEntry): boolean {
   return a.at.getTime() >= b.at.getTime();
 }
 
+/** What a status record is made of, in every mode. */
+export interface RecordParts {
+  readonly host: string;
+  readonly mode: DeliveryMode;
+  /** The release acted on (agents); null for ssh and ssm deploys, and a refused release. */
+  readonly release: { readonly channel: string; readonly seq: number } | null;
+  readonly desired: string | null;
+  /** What the host runs, as it said; undefined: it did not say. */
+  readonly system?:
+    | {
+        readonly current: string | null;
+        readonly generation: number | null;
+        readonly secrets?: string | null | undefined;
+        readonly reboot?: RebootState | null | undefined;
+      }
+    | undefined;
+  readonly previous?: string | null;
+  readonly what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">;
+  readonly startedAt: string;
+  readonly updatedAt: string;
+}
+
+/** The one builder of a status record (deploys, agents' reports and refusals). */
+export function statusRecord(p: RecordParts): StatusRecord {
+  const { system } = p;
+  return {
+    version: 1,
+    host: p.host,
+    mode: p.mode,
+    channel: p.release?.channel ?? null,
+    seq: p.release?.seq ?? null,
+    desired: p.desired,
+    current: system?.current ?? null,
+    generation: system?.generation ?? null,
+    ...(p.previous === undefined ? {} : { previous: p.previous }),
+    ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
+    ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
+    ...p.what,
+    startedAt: p.startedAt,
+    updatedAt: p.updatedAt,
+  };
+}
+
 export function formatStatusRecord(record: StatusRecord): Uint8Array {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
