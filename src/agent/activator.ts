@@ -5,7 +5,6 @@
 // is the same reboot session cut in two where the host goes down with the agent: the boot
 // activation (`apply` answers "rebooting"), then, from the agent started after the boot,
 // `judgeBoot` (host/reboot-session.ts).
-import { spawn } from "node:child_process";
 import type { RebootState } from "../fleet/boot.js";
 import type { PruneReport } from "../fleet/prune-report.js";
 import {
@@ -27,6 +26,7 @@ import {
   sessionLog,
 } from "../host/activation-session.js";
 import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-session.js";
+import { runStreamed } from "../util/streamed-run.js";
 
 export type Applied =
   | {
@@ -151,61 +151,34 @@ function applied(outcome: DeployOutcome): Applied {
 const runCommand = (command: ScriptCommand, options: ScriptRunOptions) =>
   runLocal(scriptArgs(command), options);
 
-/** Bytes of activate.sh's stdout kept: its result is one short line at the end. */
-const STDOUT_LIMIT = 64_000;
-
 /**
  * Runs activate.sh with `args` as a child process, its stderr to onLog line by line; stopped
  * (TERM, then KILL) past the timeout or on the signal, which leaves the run without a result.
  */
-export function runLocal(args: readonly string[], options: ScriptRunOptions): Promise<ScriptRun> {
-  return new Promise((resolve) => {
-    const proc = spawn("sh", ["-s", "--", ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let partial = "";
-    let stopped = "";
-    const onLog = options.onLog ?? (() => {});
-    proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout = (stdout + d).slice(-STDOUT_LIMIT);
-    });
-    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-      const lines = (partial + d).split("\n");
-      partial = (lines.pop() ?? "").slice(-STDOUT_LIMIT);
-      for (const line of lines) if (line) onLog(line);
-    });
-    const stop = (why: string) => {
-      if (stopped || proc.exitCode !== null) return;
-      stopped = why;
-      proc.kill("SIGTERM");
-      setTimeout(() => proc.kill("SIGKILL"), 5000).unref();
-    };
-    const timer = setTimeout(
-      () => stop(`activate.sh gave no result within ${options.timeoutSeconds}s; stopped it`),
-      options.timeoutSeconds * 1000,
-    );
-    const onAbort = () => stop("interrupted");
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    const finish = (run: ScriptRun) => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-      resolve(run);
-    };
-    proc.on("error", (err) => finish({ code: 127, result: undefined, failure: err.message }));
-    proc.on("close", (code, signal) => {
-      if (partial) onLog(partial);
-      const exit = code ?? 128;
-      try {
-        finish({ code: exit, result: parseActivationResult(stdout, "this host"), failure: "" });
-      } catch (err) {
-        const why = stopped || (signal ? `activate.sh was killed by ${signal}` : "");
-        finish({ code: exit, result: undefined, failure: why || (err as Error).message });
-      }
-    });
-    proc.stdin.on("error", () => {});
-    proc.stdin.end(
-      scriptInput(
-        options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
-      ),
-    );
+export async function runLocal(
+  args: readonly string[],
+  options: ScriptRunOptions,
+): Promise<ScriptRun> {
+  const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
+  const r = await runStreamed("sh", ["-s", "--", ...args], {
+    input: scriptInput(
+      options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
+    ),
+    signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+    ...(options.onLog ? { onStderrLine: options.onLog } : {}),
   });
+  if (r.error !== undefined) return { code: 127, result: undefined, failure: r.error.message };
+  const exit = r.code ?? 128;
+  try {
+    return { code: exit, result: parseActivationResult(r.stdout, "this host"), failure: "" };
+  } catch (err) {
+    const why = r.stopped
+      ? options.signal?.aborted
+        ? "interrupted"
+        : `activate.sh gave no result within ${options.timeoutSeconds}s; stopped it`
+      : r.killedBy
+        ? `activate.sh was killed by ${r.killedBy}`
+        : "";
+    return { code: exit, result: undefined, failure: why || (err as Error).message };
+  }
 }

@@ -1,7 +1,6 @@
 // Running activate.sh on a host over OpenSSH: host keys always checked (never accepted
 // blindly), one shared connection per host (ControlMaster), and a fresh connection on request
 // (the magic-rollback confirmation must prove that a new login still works).
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { OperationError } from "../errors.js";
@@ -11,6 +10,7 @@ import { onCommandEnd } from "../util/command-end.js";
 import { runCommand } from "../util/run.js";
 import { privateRuntimeDir } from "../util/runtime-dir.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { runStreamed } from "../util/streamed-run.js";
 import { withoutControls } from "../util/text.js";
 import { sshConfigValue } from "./ssh-config-for-nix.js";
 
@@ -138,14 +138,8 @@ export async function closeSharedConnections(): Promise<void> {
   );
 }
 
-/** The characters of one stderr line passed on: a host's log line is far shorter. */
-const LINE_KEPT = 8192;
-
-/** The bytes of a command's stdout kept (its end): far more than a result line needs. */
-const STDOUT_KEPT = 1024 * 1024;
-
 /** Runs `command` (a shell command line) on the host, feeding `input` to its stdin. */
-export function runOverSsh(
+export async function runOverSsh(
   target: SshTarget,
   command: string,
   options: {
@@ -155,61 +149,17 @@ export function runOverSsh(
     onStderrLine?: (line: string) => void;
   } = {},
 ): Promise<SshRun> {
-  return new Promise((resolve, reject) => {
-    // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
-    // what is in flight over ssh, and not straight to every ssh client (and shared master).
-    const proc = spawn("ssh", [...sshArgs(target, options), command], {
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    // Only the tail of stdout is kept: the result is its last line, and a host may send more.
-    let out: Buffer[] = [];
-    let outBytes = 0;
-    let stderr = "";
-    let partial = "";
-    let cutting = false;
-    proc.stdout.on("data", (d: Buffer) => {
-      out.push(d);
-      outBytes += d.length;
-      if (outBytes > 2 * STDOUT_KEPT) {
-        out = [Buffer.concat(out).subarray(-STDOUT_KEPT)];
-        outBytes = STDOUT_KEPT;
-      }
-    });
-    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr = (stderr + d).slice(-16_000);
-      const emit = options.onStderrLine;
-      if (emit) {
-        const lines = (partial + d).split("\n");
-        partial = lines.pop() ?? "";
-        for (const line of lines) {
-          if (cutting)
-            cutting = false; // the rest of a line already cut and passed on
-          else if (line.trim()) emit(withoutControls(line.slice(0, LINE_KEPT)));
-        }
-        // A line is cut at LINE_KEPT: a host that sends no newline cannot grow it without end.
-        if (partial.length > LINE_KEPT) {
-          if (!cutting) emit(`${withoutControls(partial.slice(0, LINE_KEPT))} [cut]`);
-          partial = "";
-          cutting = true;
-        }
-      }
-    });
-    proc.stdin.on("error", () => {});
-    proc.stdin.end(options.input ?? "");
-    proc.on("error", (err) => {
-      if (err.name === "AbortError") resolve({ code: 255, stdout: "", stderr: `${stderr}aborted` });
-      else reject(err);
-    });
-    proc.on("close", (code) =>
-      resolve({
-        code: code ?? 255,
-        stdout: Buffer.concat(out).subarray(-STDOUT_KEPT).toString("utf8"),
-        stderr,
-      }),
-    );
+  // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
+  // what is in flight over ssh, and not straight to every ssh client (and shared master).
+  const r = await runStreamed("ssh", [...sshArgs(target, options), command], {
+    detached: true,
+    ...(options.input === undefined ? {} : { input: options.input }),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),
   });
+  if (r.error !== undefined) throw r.error;
+  if (r.stopped) return { code: 255, stdout: "", stderr: `${r.stderr}aborted` };
+  return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
 }
 
 export interface RunActivateOptions {

@@ -1,0 +1,121 @@
+// A child process that talks back while it runs (activate.sh, over ssh or as a local child):
+// its input written at once, its stderr handed on line by line as it comes, the end of its
+// stdout kept for the result. Bounded whatever the child sends: a line is cut at LINE_KEPT
+// (a child that never writes a newline cannot grow one without end), stdout keeps its last
+// STDOUT_KEPT bytes, stderr its last STDERR_KEPT characters. An abort stops it: TERM, then KILL
+// after a grace period.
+import { spawn } from "node:child_process";
+import { withoutControls } from "./text.js";
+
+/** The characters of one stderr line passed on: a host's log line is far shorter. */
+export const LINE_KEPT = 8192;
+/** The bytes of stdout kept (its end): far more than a result line needs. */
+export const STDOUT_KEPT = 1024 * 1024;
+const STDERR_KEPT = 16_000;
+/** Milliseconds from TERM to KILL when a run is stopped. */
+const KILL_GRACE_MS = 5000;
+/** Milliseconds the output of a process that exited is still read for. */
+const STREAMS_GRACE_MS = 2000;
+
+export interface StreamedRunOptions {
+  readonly input?: string;
+  /** Stops the child (TERM, then KILL); the run resolves with `stopped` set. */
+  readonly signal?: AbortSignal;
+  /** A process group of its own (a Ctrl-C at the terminal then reaches only this process). */
+  readonly detached?: boolean;
+  /** Each non-empty stderr line, control characters removed, as it comes. */
+  readonly onStderrLine?: (line: string) => void;
+}
+
+export interface StreamedRun {
+  /** The exit code; null when a signal ended it (see `killedBy`) or it never started. */
+  readonly code: number | null;
+  readonly killedBy: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Set when the signal stopped it. */
+  readonly stopped: boolean;
+  /** Set when it could not be started at all. */
+  readonly error?: Error;
+}
+
+export function runStreamed(
+  command: string,
+  args: readonly string[],
+  options: StreamedRunOptions = {},
+): Promise<StreamedRun> {
+  return new Promise((resolve) => {
+    const proc = spawn(command, args, {
+      stdio: ["pipe", "pipe", "pipe"],
+      ...(options.detached ? { detached: true } : {}),
+    });
+    let out: Buffer[] = [];
+    let outBytes = 0;
+    let stderr = "";
+    let partial = "";
+    let cutting = false;
+    let stopped = false;
+    let failed: Error | undefined;
+    proc.stdout.on("data", (d: Buffer) => {
+      out.push(d);
+      outBytes += d.length;
+      if (outBytes > 2 * STDOUT_KEPT) {
+        out = [Buffer.concat(out).subarray(-STDOUT_KEPT)];
+        outBytes = STDOUT_KEPT;
+      }
+    });
+    const emit = options.onStderrLine;
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr = (stderr + d).slice(-STDERR_KEPT);
+      if (emit === undefined) return;
+      const lines = (partial + d).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        if (cutting)
+          cutting = false; // the rest of a line already cut and passed on
+        else if (line.trim()) emit(withoutControls(line.slice(0, LINE_KEPT)));
+      }
+      if (partial.length > LINE_KEPT) {
+        if (!cutting) emit(`${withoutControls(partial.slice(0, LINE_KEPT))} [cut]`);
+        partial = "";
+        cutting = true;
+      }
+    });
+    const stop = () => {
+      if (stopped || proc.exitCode !== null) return;
+      stopped = true;
+      proc.kill("SIGTERM");
+      setTimeout(() => proc.kill("SIGKILL"), KILL_GRACE_MS).unref();
+    };
+    if (options.signal?.aborted) stop();
+    options.signal?.addEventListener("abort", stop, { once: true });
+    proc.stdin.on("error", () => {}); // a child that exits early need not read its input
+    proc.stdin.end(options.input ?? "");
+    proc.on("error", (err) => {
+      failed = err;
+    });
+    let done = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (done) return;
+      done = true;
+      options.signal?.removeEventListener("abort", stop);
+      if (partial.trim() && !cutting && emit) emit(withoutControls(partial.slice(0, LINE_KEPT)));
+      resolve({
+        code,
+        killedBy: signal,
+        stdout: Buffer.concat(out).subarray(-STDOUT_KEPT).toString("utf8"),
+        stderr,
+        stopped,
+        ...(failed === undefined ? {} : { error: failed }),
+      });
+    };
+    proc.on("close", finish);
+    // A process that left a child behind holding its pipes (ssh's shared master, a daemon)
+    // never closes them: once it exited, what it wrote is read for a moment, then no longer
+    // waited for. A stopped one is not waited for at all.
+    proc.on("exit", (code, signal) => {
+      if (stopped) finish(code, signal);
+      else setTimeout(() => finish(code, signal), STREAMS_GRACE_MS).unref();
+    });
+  });
+}
