@@ -18,6 +18,7 @@ import {
   abortArgs,
   activateArgs,
   activateScript,
+  answerOf,
   confirmArgs,
   parseActivationResult,
   statusArgs,
@@ -104,10 +105,9 @@ async function servedName(host: string): Promise<string> {
 
 async function status(host: string) {
   const { result } = await onHost(host, statusArgs());
-  if (!result || !("command" in result) || result.command !== "status") {
-    throw new Error(`no status from ${host}: ${JSON.stringify(result)}`);
-  }
-  return result;
+  const answer = answerOf(result, "status");
+  if (answer === undefined) throw new Error(`no status from ${host}: ${JSON.stringify(result)}`);
+  return answer;
 }
 
 /** The host runs SYSTEM, boots it next (profile) at GENERATION, and nothing holds its lock. */
@@ -532,6 +532,7 @@ describe("a lock left behind", () => {
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.locked);
     expect(r.result).toEqual({
       ok: false,
+      command: "activate",
       result: "locked",
       exitCode: 8,
       message: `another activation is in progress on this host (activate /nix/store/planted-future, pid ${holder.pid}, since ${iso(since)}, until ${iso(deadline)}); it is taken over after that deadline`,

@@ -14,6 +14,7 @@ import {
   type ActivateOptions,
   type ActivationResult,
   activateArgs,
+  answerOf,
   parseActivationResult,
   SECRETS_VARIABLE,
   scriptInput,
@@ -133,8 +134,9 @@ function activate(
 
 async function status(host: string) {
   const { result } = await onHost(host, statusArgs());
-  if (!("command" in result) || result.command !== "status") throw new Error("no status");
-  return result;
+  const answer = answerOf(result, "status");
+  if (answer === undefined) throw new Error("no status");
+  return answer;
 }
 
 /** Owner, group, mode (as stat prints it: "400"), change time and content of a file on the host. */

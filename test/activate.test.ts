@@ -13,6 +13,7 @@ import {
   abortArgs,
   activateArgs,
   activateScript,
+  answerOf,
   CHECK_PATHS_VARIABLE,
   confirmArgs,
   parseActivationResult,
@@ -91,8 +92,9 @@ async function servedName(host: string): Promise<string> {
 
 async function status(host: string) {
   const { result } = await onHost(host, statusArgs());
-  if (!("command" in result) || result.command !== "status") throw new Error("no status");
-  return result;
+  const answer = answerOf(result, "status");
+  if (answer === undefined) throw new Error("no status");
+  return answer;
 }
 
 beforeAll(async () => {

@@ -18,6 +18,7 @@ import {
 import {
   ACTIVATE_EXIT,
   type ActivationResult,
+  answerOf,
   parseActivationResult,
 } from "../src/host/activation.js";
 import { secretsBundle } from "../src/host/secrets-bundle.js";
@@ -83,8 +84,9 @@ async function served(): Promise<string> {
 async function status() {
   const { code, result } = await runDocument({ Command: "status" });
   expect(code).toBe(0);
-  if (!("command" in result) || result.command !== "status") throw new Error("no status");
-  return result;
+  const answer = answerOf(result, "status");
+  if (answer === undefined) throw new Error("no status");
+  return answer;
 }
 
 beforeAll(async () => {
@@ -386,8 +388,8 @@ describe("reboots through the SSM document, as SSM's agent runs it (exit 194)", 
     const end = Date.now() + 60_000;
     for (;;) {
       const r = await runDocument({ Command: "status" }).catch(() => undefined);
-      const s = r?.result;
-      if (s && "command" in s && s.command === "status" && s.boot && s.boot.id !== boot) return s;
+      const s = answerOf(r?.result, "status");
+      if (s?.boot && s.boot.id !== boot) return s;
       if (Date.now() > end) throw new Error("the host did not come back from its reboot");
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }

@@ -9,6 +9,7 @@ import type { RebootState } from "../fleet/boot.js";
 import type { PruneReport } from "../fleet/prune-report.js";
 import {
   activateArgs,
+  answerOf,
   parseActivationResult,
   type ScriptCommand,
   SECRETS_VARIABLE,
@@ -122,9 +123,12 @@ export class ScriptActivator implements Activator {
   }
 
   async inspect(): Promise<HostSystem> {
-    const { result, failure } = await runLocal(statusArgs(), { timeoutSeconds: INSPECT_TIMEOUT });
-    if (result === undefined || !("command" in result) || result.command !== "status") {
-      throw new Error(`activate.sh status gave no status: ${failure || JSON.stringify(result)}`);
+    const run = await runLocal(statusArgs(), { timeoutSeconds: INSPECT_TIMEOUT });
+    const result = answerOf(run.result, "status");
+    if (result === undefined) {
+      throw new Error(
+        `activate.sh status gave no status: ${run.failure || JSON.stringify(run.result)}`,
+      );
     }
     return {
       current: result.current,

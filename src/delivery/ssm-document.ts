@@ -186,7 +186,7 @@ if [ -n "$reboot_token" ] && grep -qx "token=$reboot_token" /nix/var/nixship/boo
   after_boot=1
 fi
 usage() {
-  printf '{"ok":false,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
+  printf '{"ok":false,"command":null,"result":"usage","exitCode":2,"message":"%s"}\n' "$1"
   exit 2
 }
 case $command in

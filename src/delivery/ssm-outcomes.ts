@@ -4,7 +4,7 @@
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
-import { type ActivationResult, parseActivationResult } from "../host/activation.js";
+import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
 import { resultMessage } from "../host/script-outcomes.js";
 import type { DeployOutcome, HostPhase } from "./delivery.js";
 
@@ -131,7 +131,9 @@ export function instanceOutcome(
     result,
     outcome: { status: "failed", phase, message, rolledBack },
   });
-  if (result !== undefined && "command" in result && result.command === "activate") {
+  const activated = answerOf(result, "activate");
+  if (activated !== undefined) {
+    const result = activated;
     if (result.ok && result.result === "rebooting") {
       // The run before the reboot is the last SSM reported: the run after it never came.
       return failed(
@@ -152,7 +154,9 @@ export function instanceOutcome(
     }
     return failed(result.phase, result.message, result.rolledBack);
   }
-  if (result !== undefined && "command" in result && result.command === "after-boot") {
+  const judged = answerOf(result, "after-boot");
+  if (judged !== undefined) {
+    const result = judged;
     // The run SSM's agent made after the reboot (exit 194): the verdict on the boot.
     if (result.ok) {
       return {

@@ -159,8 +159,18 @@ failed_json() {
 
 usage() {
   log "$1"
-  printf '{"ok":false,"result":"usage","exitCode":2,"message":%s}\n' "$(json_str "$1")"
+  printf '{"ok":false,"command":%s,"result":"usage","exitCode":2,"message":%s}\n' \
+    "$(verb_json)" "$(json_str "$1")"
   exit 2
+}
+
+# The command being run, as JSON: one of the script's commands, or null (none, or unknown).
+verb_json() {
+  case ${command-} in
+    activate | after-boot | confirm-boot | abort-boot | confirm | abort | rollback | prune | status)
+      json_str "$command" ;;
+    *) printf 'null' ;;
+  esac
 }
 
 now() { date +%s; }
@@ -360,7 +370,8 @@ refuse_locked() {
   fi
   message="another activation is in progress on this host ($holder"
   log "$message"
-  printf '{"ok":false,"result":"locked","exitCode":8,"message":%s,"since":%s,"deadline":%s}\n' \
+  printf '{"ok":false,"command":%s,"result":"locked","exitCode":8,"message":%s,"since":%s,"deadline":%s}\n' \
+    "$(verb_json)" \
     "$(json_str "$message")" "$(json_num "$o_since")" "$(json_num "$o_deadline")"
   exit 8
 }

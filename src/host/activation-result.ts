@@ -7,7 +7,7 @@ import { ACTIONS } from "../fleet/action.js";
 import { readRebootState } from "../fleet/boot.js";
 import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
-import type { ActivationResult } from "./activation.js";
+import { type ActivationResult, SCRIPT_VERBS } from "./activation.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;
@@ -171,6 +171,19 @@ function checkVariant(o: Obj): ActivationResult {
   const ok = bool(o, "ok");
   const command = field(o, "command");
   const tookOver = text(o, "tookOver", true);
+  const said = field(o, "result");
+  if (!ok && (said === "usage" || said === "locked")) {
+    // Refused before it ran: any command (or none, or one it did not know).
+    return present({
+      ok: false as const,
+      command: command === undefined || command === null ? null : oneOf(o, "command", SCRIPT_VERBS),
+      result: said as "usage" | "locked",
+      exitCode: int(o, "exitCode") as number,
+      message: text(o, "message") as string,
+      since: int(o, "since", { nullable: true, optional: true }),
+      deadline: int(o, "deadline", { nullable: true, optional: true }),
+    });
+  }
   switch (command) {
     case "activate":
       if (ok) {
@@ -339,15 +352,6 @@ function checkVariant(o: Obj): ActivationResult {
         secrets: secrets as string | undefined,
       });
     }
-    case undefined:
-      return present({
-        ok: false as const,
-        result: oneOf(o, "result", ["usage", "locked"] as const),
-        exitCode: int(o, "exitCode") as number,
-        message: text(o, "message") as string,
-        since: int(o, "since", { nullable: true, optional: true }),
-        deadline: int(o, "deadline", { nullable: true, optional: true }),
-      });
     default:
       throw new Bad(`command is not one activate.sh answers with`);
   }

@@ -371,6 +371,7 @@ describe("runActivationSession, each failure", () => {
       activate: () =>
         code(8, {
           ok: false,
+          command: "activate",
           result: "locked",
           exitCode: 8,
           message: "another activation is in progress on this host (activate /nix/store/x)",

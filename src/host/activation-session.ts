@@ -14,6 +14,7 @@ import { interruptReason } from "../util/interrupt-reason.js";
 import {
   type ActivateOptions,
   type ActivationResult,
+  answerOf,
   PRUNE_TIMEOUT,
   phaseMarker,
   type ScriptCommand,
@@ -317,22 +318,23 @@ export async function runActivationSession(
     const why = signal?.aborted ? interrupted() : run.failure || `no result within ${deadline}s`;
     return abortUnanswered(transport, token, why, steps, request, onLog, hooks);
   }
-  if (!("command" in result) || result.command !== "activate") {
+  const answer = answerOf(result, "activate");
+  if (answer === undefined) {
     const message = "message" in result && result.message ? result.message : run.failure;
     return failed("connect", message || `activate.sh exited with ${run.code}`, false);
   }
-  if (result.tookOver) hooks.log(result.tookOver);
+  if (answer.tookOver) hooks.log(answer.tookOver);
   // A timed-out activation's message names the timeout ("… ran past the activation timeout
   // of 5s; stopped it").
-  if (!result.ok) return failed(result.phase, result.message, result.rolledBack);
+  if (!answer.ok) return failed(answer.phase, answer.message, answer.rolledBack);
   return finishActivation(
     transport,
     request,
     {
-      generation: result.generation ?? undefined,
-      previous: result.previous ?? undefined,
-      previousGeneration: result.previousGeneration ?? undefined,
-      awaitingToken: result.result === "awaiting-confirmation" ? token : undefined,
+      generation: answer.generation ?? undefined,
+      previous: answer.previous ?? undefined,
+      previousGeneration: answer.previousGeneration ?? undefined,
+      awaitingToken: answer.result === "awaiting-confirmation" ? token : undefined,
     },
     hooks,
   );

@@ -406,15 +406,52 @@ export type ActivationResult =
        */
       readonly secrets?: string;
     }
-  | {
-      readonly ok: false;
-      readonly result: "usage" | "locked";
-      readonly exitCode: number;
-      readonly message: string;
-      /** locked: since when and until when the holder has the lock (Unix seconds). */
-      readonly since?: number | null;
-      readonly deadline?: number | null;
-    };
+  | Refusal;
+
+/** activate.sh's commands. */
+export const SCRIPT_VERBS = [
+  "activate",
+  "after-boot",
+  "confirm-boot",
+  "abort-boot",
+  "confirm",
+  "abort",
+  "rollback",
+  "prune",
+  "status",
+] as const;
+export type ScriptVerb = (typeof SCRIPT_VERBS)[number];
+
+/** A command refused before it ran: bad usage, or another activation holds the lock. */
+export interface Refusal {
+  readonly ok: false;
+  /** The command refused; null when none or an unknown one was given (or an older script). */
+  readonly command: ScriptVerb | null;
+  readonly result: "usage" | "locked";
+  readonly exitCode: number;
+  readonly message: string;
+  /** locked: since when and until when the holder has the lock (Unix seconds). */
+  readonly since?: number | null;
+  readonly deadline?: number | null;
+}
+
+/** What `verb` answers when it ran (not a refusal). */
+export type Answer<V extends ScriptVerb> = Exclude<ActivationResult, Refusal> & {
+  readonly command: V;
+};
+
+/** What `verb` answered when it ran (not a refusal); undefined for anything else. */
+export function answerOf<V extends ScriptVerb>(
+  result: ActivationResult | undefined,
+  verb: V,
+): Answer<V> | undefined {
+  if (result === undefined || result.command !== verb || isRefusal(result)) return undefined;
+  return result as Answer<V>;
+}
+
+export function isRefusal(result: ActivationResult): result is Refusal {
+  return !result.ok && (result.result === "usage" || result.result === "locked");
+}
 
 /** The JSON result on the last line of activate.sh's stdout. */
 export function parseActivationResult(stdout: string, host: string): ActivationResult {

@@ -7,7 +7,7 @@
 // activation's deadline, the reboot timeout, the settling of each verb.
 import { setTimeout as sleep } from "node:timers/promises";
 import { interruptReason } from "../util/interrupt-reason.js";
-import type { ActivationResult, BootVerbResult } from "./activation.js";
+import { type ActivationResult, answerOf, type BootVerbResult } from "./activation.js";
 import {
   type ActivationTransport,
   activateDeadline,
@@ -109,21 +109,22 @@ export async function beginReboot(
     const steps = { httpChecks: false, confirmWindow: 0 };
     return stop(await abortUnanswered(transport, token, why, steps, request, onLog, hooks));
   }
-  if (!("command" in result) || result.command !== "activate") {
+  const answer = answerOf(result, "activate");
+  if (answer === undefined) {
     const message = "message" in result && result.message ? result.message : run.failure;
     return stop(failed("connect", message || `activate.sh exited with ${run.code}`, false));
   }
-  if (result.tookOver) hooks.log(result.tookOver);
-  if (!result.ok) return stop(failed(result.phase, result.message, result.rolledBack));
-  if (result.result !== "rebooting" || result.bootId === undefined) {
+  if (answer.tookOver) hooks.log(answer.tookOver);
+  if (!answer.ok) return stop(failed(answer.phase, answer.message, answer.rolledBack));
+  if (answer.result !== "rebooting" || answer.bootId === undefined) {
     return stop(failed("reboot", "the host set its next boot but did not reboot", false));
   }
-  const generation = result.generation ?? undefined;
+  const generation = answer.generation ?? undefined;
   return {
     kind: "rebooting",
-    bootId: result.bootId,
+    bootId: answer.bootId,
     generation,
-    previous: result.previous ?? undefined,
+    previous: answer.previous ?? undefined,
     into: `generation ${generation ?? "?"} (${request.path})`,
   };
 }
@@ -231,9 +232,7 @@ function bootVerb(
   result: ActivationResult | undefined,
   command: BootVerbResult["command"],
 ): BootVerbResult | undefined {
-  return result !== undefined && "command" in result && result.command === command
-    ? (result as BootVerbResult)
-    : undefined;
+  return answerOf(result, command) as BootVerbResult | undefined;
 }
 
 /**
@@ -317,8 +316,8 @@ async function awaitBoot(
         ...(signal ? { signal } : {}),
       },
     );
-    const status = probe.result;
-    if (status !== undefined && "command" in status && status.command === "status") {
+    const status = answerOf(probe.result, "status");
+    if (status !== undefined) {
       if (status.boot !== undefined && status.boot.id !== oldBoot) {
         return { kind: "up", booted: status.booted };
       }

@@ -3,13 +3,15 @@
 
 import { type PruneReport, readPruneReport } from "../fleet/prune-report.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
-import type {
-  ActivationInProgress,
-  ActivationResult,
-  BootState,
-  FailedSystem,
-  Generation,
-  RebootState,
+import {
+  type ActivationInProgress,
+  type ActivationResult,
+  type Answer,
+  answerOf,
+  type BootState,
+  type FailedSystem,
+  type Generation,
+  type RebootState,
 } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
 
@@ -76,9 +78,12 @@ export function resultMessage(result: ActivationResult): string {
 export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): HostStatus {
   const r = run.result;
   if (r === undefined) return { reachable: false, error: run.failure };
-  if (!("command" in r) || r.command !== "status") {
-    return { reachable: false, error: resultMessage(r) };
-  }
+  const status = answerOf(r, "status");
+  if (status === undefined) return { reachable: false, error: resultMessage(r) };
+  return statusOf(status, asked);
+}
+
+function statusOf(r: Answer<"status">, asked: readonly StorePath[]): HostStatus {
   return {
     reachable: true,
     current: r.current ?? undefined,
@@ -112,8 +117,9 @@ function missingPaths(hashes: unknown, asked: readonly StorePath[]): StorePath[]
 /** A `rollback` run as its outcome. */
 export function rollbackOutcome(run: ScriptRun): RollbackOutcome {
   const r = run.result;
-  if (r && "command" in r && r.command === "rollback" && r.ok) {
-    return { status: "rolled-back", generation: r.generation ?? null, path: r.path ?? "" };
+  const back = answerOf(r, "rollback");
+  if (back?.ok) {
+    return { status: "rolled-back", generation: back.generation ?? null, path: back.path ?? "" };
   }
   return { status: "failed", message: r ? resultMessage(r) : run.failure };
 }
@@ -122,8 +128,9 @@ export function rollbackOutcome(run: ScriptRun): RollbackOutcome {
 export function pruneOutcome(run: ScriptRun): PruneReport {
   const r = run.result;
   if (r === undefined) return { ok: false, message: run.failure || `exit ${run.code}` };
-  if (!("command" in r) || r.command !== "prune") return { ok: false, message: resultMessage(r) };
-  const report = readPruneReport(r);
+  const pruned = answerOf(r, "prune");
+  if (pruned === undefined) return { ok: false, message: resultMessage(r) };
+  const report = readPruneReport(pruned);
   return typeof report === "string"
     ? { ok: false, message: `the host's prune result is malformed: ${report}` }
     : report;
