@@ -489,18 +489,27 @@ describe("secrets over SSM", () => {
   });
 });
 
-describe("HTTP checks from the deployer", () => {
+/**
+ * An HTTP server on loopback for the deployer's checks while the describe block runs: /ok
+ * answers 200, anything else 500. Returns a getter of its base URL.
+ */
+function checkedServer(): () => string {
   let server: Server;
-  let url: string;
+  let base = "";
   beforeAll(async () => {
     server = createServer((req, res) => {
       res.statusCode = req.url === "/ok" ? 200 : 500;
       res.end();
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return () => base;
+}
+
+describe("HTTP checks from the deployer", () => {
+  const url = checkedServer();
 
   const rolledBack = JSON.stringify({
     ok: true,
@@ -515,7 +524,7 @@ describe("HTTP checks from the deployer", () => {
 
   it("keep a host that passes them", async () => {
     const f = makeFake(plan);
-    const check = { url: `${url}/ok`, expectStatus: 200, timeout: 2 };
+    const check = { url: `${url()}/ok`, expectStatus: 200, timeout: 2 };
     const { outcomes } = await deploy(
       f,
       [host("a", "i-00000001")],
@@ -527,7 +536,7 @@ describe("HTTP checks from the deployer", () => {
 
   it("roll a host that fails them back with a rollback command to the generation it left", async () => {
     const f = makeFake(plan);
-    const check = { url: `${url}/health`, expectStatus: 200, timeout: 1 };
+    const check = { url: `${url()}/health`, expectStatus: 200, timeout: 1 };
     const { outcomes, events } = await deploy(
       f,
       [host("a", "i-00000001")],
@@ -550,17 +559,7 @@ describe("HTTP checks from the deployer", () => {
 });
 
 describe("reboots over SSM (deploy --reboot)", () => {
-  let server: Server;
-  let url: string;
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      res.statusCode = req.url === "/ok" ? 200 : 500;
-      res.end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = checkedServer();
 
   // What the invocation reports once SSM's agent rebooted the instance (exit 194) and ran the
   // document again: the after-boot verdict.
@@ -598,7 +597,7 @@ describe("reboots over SSM (deploy --reboot)", () => {
 
   it("sends a boot activation with a RebootToken, checks the host, and confirms the boot", async () => {
     const f = makeFake(plan);
-    const check = { url: `${url}/ok`, expectStatus: 200, timeout: 2 };
+    const check = { url: `${url()}/ok`, expectStatus: 200, timeout: 2 };
     const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([check]));
     expect(outcomes[0]).toMatchObject({ status: "activated", generation: 5 });
     const [first, second] = f.sent();
@@ -617,7 +616,7 @@ describe("reboots over SSM (deploy --reboot)", () => {
 
   it("sends abort-boot when an HTTP check fails after the boot", async () => {
     const f = makeFake(plan);
-    const check = { url: `${url}/health`, expectStatus: 200, timeout: 1 };
+    const check = { url: `${url()}/health`, expectStatus: 200, timeout: 1 };
     const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([check]));
     expect(outcomes[0]).toEqual({
       status: "failed",

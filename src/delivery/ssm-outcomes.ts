@@ -131,6 +131,15 @@ export function instanceOutcome(
     result,
     outcome: { status: "failed", phase, message, rolledBack },
   });
+  const activatedAs = (generation: number | null, previous: string | null): InstanceOutcome => ({
+    instanceId: inv.instanceId,
+    result,
+    outcome: {
+      status: "activated",
+      generation: generation ?? undefined,
+      previous: previous ?? undefined,
+    },
+  });
   const activated = answerOf(result, "activate");
   if (activated !== undefined) {
     const result = activated;
@@ -141,34 +150,14 @@ export function instanceOutcome(
         `${inv.instanceId}: it set its next boot to ${result.path} and asked SSM's agent to reboot it, but no run after the reboot reported (${ssmFailure(inv, settings)})`,
       );
     }
-    if (result.ok) {
-      return {
-        instanceId: inv.instanceId,
-        result,
-        outcome: {
-          status: "activated",
-          generation: result.generation ?? undefined,
-          previous: result.previous ?? undefined,
-        },
-      };
-    }
+    if (result.ok) return activatedAs(result.generation, result.previous);
     return failed(result.phase, result.message, result.rolledBack);
   }
   const judged = answerOf(result, "after-boot");
   if (judged !== undefined) {
     const result = judged;
     // The run SSM's agent made after the reboot (exit 194): the verdict on the boot.
-    if (result.ok) {
-      return {
-        instanceId: inv.instanceId,
-        result,
-        outcome: {
-          status: "activated",
-          generation: result.generation ?? undefined,
-          previous: undefined,
-        },
-      };
-    }
+    if (result.ok) return activatedAs(result.generation ?? null, null);
     const back = result.rebooting ? "; it reboots into its previous system" : "";
     return failed(
       result.phase ?? "health",

@@ -1135,6 +1135,18 @@ check_secrets_options() {
   fi
 }
 
+# One health check option ($1, its value $2) into health_cmds (each check one line, "r":
+# retried until health_timeout, or "o": once, before it) or health_timeout.
+health_option() {
+  case $1 in
+    --health-cmd) health_cmds="${health_cmds}r$2
+" ;;
+    --health-once) health_cmds="${health_cmds}o$2
+" ;;
+    --health-timeout) health_timeout=$2 ;;
+  esac
+}
+
 # The health checks of $health_cmds (one per line, "r" retried until $health_timeout, or "o"
 # once), then systemd's failed units: returns 1 with h_message saying why when one fails.
 run_health_checks() {
@@ -1211,12 +1223,7 @@ cmd_activate() {
       --substituter) subs="$subs${subs:+ }${2-}"; shift 2 ;;
       --trusted-key) keys="$keys${keys:+ }${2-}"; shift 2 ;;
       --profile) profile=${2-}; shift 2 ;;
-      # Each check one line, "r" (retried until --health-timeout) or "o" (once) before it.
-      --health-cmd) health_cmds="${health_cmds}r${2-}
-"; shift 2 ;;
-      --health-once) health_cmds="${health_cmds}o${2-}
-"; shift 2 ;;
-      --health-timeout) health_timeout=${2-}; shift 2 ;;
+      --health-cmd | --health-once | --health-timeout) health_option "$1" "${2-}"; shift 2 ;;
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
       --token) token=${2-}; shift 2 ;;
@@ -1652,11 +1659,7 @@ boot_verb_args() {
     case $1 in
       --token) token=${2-}; shift 2 ;;
       --profile) profile=${2-}; shift 2 ;;
-      --health-cmd) health_cmds="${health_cmds}r${2-}
-"; shift 2 ;;
-      --health-once) health_cmds="${health_cmds}o${2-}
-"; shift 2 ;;
-      --health-timeout) health_timeout=${2-}; shift 2 ;;
+      --health-cmd | --health-once | --health-timeout) health_option "$1" "${2-}"; shift 2 ;;
       --reboot-rollback) rollback_reboot=1; shift ;;
       *) usage "$verb: unknown option '$1'" ;;
     esac

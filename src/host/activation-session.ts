@@ -22,6 +22,7 @@ import {
 import { runRebootSession } from "./reboot-session.js";
 import {
   abortUnanswered,
+  activateRequest,
   failed,
   prune,
   runHttpChecks,
@@ -288,28 +289,18 @@ export async function runActivationSession(
   }
 
   const deadline = activateDeadline(request);
-  const run = await transport.activate(
+  const run = await activateRequest(
+    transport,
+    request,
     {
-      path: request.path,
       action: request.action,
-      substituters: request.substituters,
-      trustedKeys: request.trustedKeys,
       healthCommands: request.commandChecks.map((c) => c.run),
       healthOnce: request.commandChecks.filter((c) => c.retry === false).map((c) => c.run),
       healthTimeout: Math.max(1, ...request.commandChecks.map((c) => c.timeout)),
-      activationTimeout: request.activationTimeout,
       confirmTimeout: steps.confirmWindow,
       token,
-      ...(request.secrets === undefined
-        ? {}
-        : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
     },
-    {
-      timeoutSeconds: deadline,
-      onLog,
-      ...(signal ? { signal } : {}),
-      ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
-    },
+    { deadline, onLog, signal },
   );
   const result = run.result;
   if (result === undefined) {

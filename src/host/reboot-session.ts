@@ -17,7 +17,14 @@ import {
   type SessionHooks,
   type SessionPhase,
 } from "./activation-session.js";
-import { abortUnanswered, failed, prune, runHttpChecks, SETTLE_TIMEOUT } from "./session-steps.js";
+import {
+  abortUnanswered,
+  activateRequest,
+  failed,
+  prune,
+  runHttpChecks,
+  SETTLE_TIMEOUT,
+} from "./session-steps.js";
 
 /** Seconds one status probe of a rebooting host may take (a connection that hangs ends). */
 const PROBE_TIMEOUT = 15;
@@ -81,25 +88,11 @@ export async function beginReboot(
   const stop = (outcome: DeployOutcome) => ({ kind: "failed" as const, outcome });
   // The command checks run after the boot (after-boot), not with the boot activation.
   const deadline = activateDeadline({ ...request, commandChecks: [] });
-  const run = await transport.activate(
-    {
-      path: request.path,
-      action: "boot",
-      substituters: request.substituters,
-      trustedKeys: request.trustedKeys,
-      activationTimeout: request.activationTimeout,
-      token,
-      rebootToken: token,
-      ...(request.secrets === undefined
-        ? {}
-        : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
-    },
-    {
-      timeoutSeconds: deadline,
-      onLog,
-      ...(signal ? { signal } : {}),
-      ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
-    },
+  const run = await activateRequest(
+    transport,
+    request,
+    { action: "boot", token, rebootToken: token },
+    { deadline, onLog, signal },
   );
   const result = run.result;
   if (result === undefined) {

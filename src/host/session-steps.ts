@@ -2,12 +2,13 @@
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
 import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { PRUNE_TIMEOUT } from "./activation.js";
+import { type ActivateOptions, PRUNE_TIMEOUT } from "./activation.js";
 import type {
   ActivationSteps,
   ActivationTransport,
   DeployOutcome,
   DeployRequest,
+  ScriptRun,
   SessionHooks,
   SessionPhase,
 } from "./activation-session.js";
@@ -55,6 +56,43 @@ export async function abortUnanswered(
       : `activate.sh ends by itself within its ${request.activationTimeout}s activation timeout`;
   const reason = r && "message" in r ? r.message : back.failure;
   return failed("switch", `${why}; could not abort (${reason}); ${settles}`, false);
+}
+
+/**
+ * `activate` through the transport: the request's system, substituters, keys, activation
+ * timeout and secrets (the bundle in the script's input), with what the flow adds (`how`).
+ */
+export function activateRequest(
+  transport: Pick<ActivationTransport, "activate">,
+  request: DeployRequest,
+  how: Omit<
+    ActivateOptions,
+    "path" | "substituters" | "trustedKeys" | "activationTimeout" | "secrets"
+  >,
+  run: {
+    readonly deadline: number;
+    readonly onLog: (line: string) => void;
+    readonly signal?: AbortSignal | undefined;
+  },
+): Promise<ScriptRun> {
+  return transport.activate(
+    {
+      ...how,
+      path: request.path,
+      substituters: request.substituters,
+      trustedKeys: request.trustedKeys,
+      activationTimeout: request.activationTimeout,
+      ...(request.secrets === undefined
+        ? {}
+        : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
+    },
+    {
+      timeoutSeconds: run.deadline,
+      onLog: run.onLog,
+      ...(run.signal ? { signal: run.signal } : {}),
+      ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
+    },
+  );
 }
 
 /** Runs the request's HTTP checks in turn; undefined when all pass, else why not. */
