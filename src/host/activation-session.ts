@@ -28,6 +28,7 @@ import {
   runHttpChecks,
   SESSION_MARGIN,
   SETTLE_TIMEOUT,
+  settleOverNew,
 } from "./session-steps.js";
 
 /**
@@ -362,14 +363,7 @@ export async function finishActivation(
     hooks.phase("rollback");
     const back =
       token !== undefined
-        ? await transport.run(
-            { verb: "abort", token },
-            {
-              timeoutSeconds: SETTLE_TIMEOUT,
-              fresh: true,
-              onLog,
-            },
-          )
+        ? await settleOverNew(transport, { verb: "abort", token }, onLog)
         : await transport.run(
             {
               verb: "rollback",
@@ -406,14 +400,7 @@ export async function finishActivation(
     hooks.phase("confirm");
     // A new connection: the new system must still let the driver in. Not interrupted: a
     // confirmation under way is bounded and decides the host's state either way.
-    const confirm = await transport.run(
-      { verb: "confirm", token },
-      {
-        timeoutSeconds: SETTLE_TIMEOUT,
-        fresh: true,
-        onLog,
-      },
-    );
+    const confirm = await settleOverNew(transport, { verb: "confirm", token }, onLog);
     if (confirm.code !== 0) {
       const r = confirm.result;
       if (r && "command" in r && (r.command === "confirm" || r.command === "abort")) {

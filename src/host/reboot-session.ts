@@ -24,6 +24,7 @@ import {
   prune,
   runHttpChecks,
   SETTLE_TIMEOUT,
+  settleOverNew,
 } from "./session-steps.js";
 
 /** Seconds one status probe of a rebooting host may take (a connection that hangs ends). */
@@ -173,13 +174,10 @@ export async function judgeReboot(
   const verdict = await runHttpChecks(request, hooks);
   if (verdict !== undefined) {
     hooks.phase("rollback");
-    const aborted = await transport.run(
+    const aborted = await settleOverNew(
+      transport,
       { verb: "abort-boot", token, rebootRollback: reboot.rollback },
-      {
-        timeoutSeconds: SETTLE_TIMEOUT,
-        fresh: true,
-        onLog,
-      },
+      onLog,
     );
     const r = bootVerb(aborted.result, "abort-boot");
     if (r === undefined) {
@@ -195,14 +193,7 @@ export async function judgeReboot(
   }
 
   hooks.phase("confirm");
-  const confirmed = await transport.run(
-    { verb: "confirm-boot", token },
-    {
-      timeoutSeconds: SETTLE_TIMEOUT,
-      fresh: true,
-      onLog,
-    },
-  );
+  const confirmed = await settleOverNew(transport, { verb: "confirm-boot", token }, onLog);
   const kept = bootVerb(confirmed.result, "confirm-boot");
   if (kept === undefined || !kept.ok) {
     const why = kept?.message ?? (confirmed.failure || `exit ${confirmed.code}`);

@@ -2,7 +2,7 @@
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
 import { describePrune, type PruneReport } from "../fleet/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { type ActivateOptions, PRUNE_TIMEOUT } from "./activation.js";
+import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
 import type {
   ActivationSteps,
   ActivationTransport,
@@ -34,14 +34,7 @@ export async function abortUnanswered(
   hooks: SessionHooks,
 ): Promise<DeployOutcome> {
   hooks.phase("rollback");
-  const back = await transport.run(
-    { verb: "abort", token },
-    {
-      timeoutSeconds: SETTLE_TIMEOUT,
-      fresh: true,
-      onLog,
-    },
-  );
+  const back = await settleOverNew(transport, { verb: "abort", token }, onLog);
   const r = back.result;
   if (back.code === 0 && r && "command" in r && r.command === "abort") {
     return failed("switch", `${why}; aborted: back on the previous system`, true);
@@ -93,6 +86,18 @@ export function activateRequest(
       ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
     },
   );
+}
+
+/**
+ * A command that settles the host (confirm, abort and their boot kin), over a new connection,
+ * within SETTLE_TIMEOUT.
+ */
+export function settleOverNew(
+  transport: Pick<ActivationTransport, "run">,
+  command: ScriptCommand,
+  onLog: (line: string) => void,
+): Promise<ScriptRun> {
+  return transport.run(command, { timeoutSeconds: SETTLE_TIMEOUT, fresh: true, onLog });
 }
 
 /** Runs the request's HTTP checks in turn; undefined when all pass, else why not. */
