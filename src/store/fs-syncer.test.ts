@@ -135,12 +135,20 @@ describe("FileSystemSyncer", () => {
   });
 
   it("fails the syncs still waiting when closed", async () => {
-    const { command } = await fakeSync();
+    const { command, shells } = await fakeSync();
     const syncer = new FileSystemSyncer(dir, { command });
     await writeFile(join(dir, "hang"), "");
     const syncs = [syncer.sync(), syncer.sync()];
     syncer.close();
     for (const s of syncs) await expect(s).rejects.toThrow(/it was closed/);
+    // The shell still runs the request it was sent before the close (it may start late on a
+    // busy machine): let it begin (it writes into the directory) before letting it end, so
+    // that nothing writes there while the directory is removed.
+    const until = Date.now() + 10_000;
+    while ((await shells()).length === 0 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await shells()).toHaveLength(1);
     await rm(join(dir, "hang"));
   });
 
