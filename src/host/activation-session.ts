@@ -24,7 +24,7 @@ import {
   abortUnanswered,
   activateRequest,
   failed,
-  prune,
+  kept,
   runHttpChecks,
   SESSION_MARGIN,
   SETTLE_TIMEOUT,
@@ -413,14 +413,8 @@ export async function finishActivation(
       );
     }
   }
-  const pruned = request.keepGenerations
-    ? await prune(transport, request.keepGenerations, onLog)
-    : undefined;
-  hooks.phase("done");
-  return {
-    status: "activated",
+  return kept(transport, request, hooks, onLog, {
     generation: activated.generation,
     previous: activated.previous,
-    ...(pruned === undefined ? {} : { pruned }),
-  };
+  });
 }

@@ -21,7 +21,7 @@ import {
   abortUnanswered,
   activateRequest,
   failed,
-  prune,
+  kept as keptSystem,
   runHttpChecks,
   SETTLE_TIMEOUT,
   settleOverNew,
@@ -194,21 +194,15 @@ export async function judgeReboot(
 
   hooks.phase("confirm");
   const confirmed = await settleOverNew(transport, { verb: "confirm-boot", token }, onLog);
-  const kept = bootVerb(confirmed.result, "confirm-boot");
-  if (kept === undefined || !kept.ok) {
-    const why = kept?.message ?? (confirmed.failure || `exit ${confirmed.code}`);
+  const confirmedBoot = bootVerb(confirmed.result, "confirm-boot");
+  if (confirmedBoot === undefined || !confirmedBoot.ok) {
+    const why = confirmedBoot?.message ?? (confirmed.failure || `exit ${confirmed.code}`);
     return failed("confirm", `confirming the reboot failed: ${why}`, false);
   }
-  const pruned = request.keepGenerations
-    ? await prune(transport, request.keepGenerations, onLog)
-    : undefined;
-  hooks.phase("done");
-  return {
-    status: "activated",
-    generation: kept.generation ?? generation,
+  return keptSystem(transport, request, hooks, onLog, {
+    generation: confirmedBoot.generation ?? generation,
     previous,
-    ...(pruned === undefined ? {} : { pruned }),
-  };
+  });
 }
 
 /** The result when it is `command`'s, else undefined. */

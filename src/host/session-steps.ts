@@ -100,6 +100,21 @@ export function settleOverNew(
   return transport.run(command, { timeoutSeconds: SETTLE_TIMEOUT, fresh: true, onLog });
 }
 
+/** The host keeps its new system: it prunes when the request says so, and the session ends. */
+export async function kept(
+  transport: Pick<ActivationTransport, "run">,
+  request: Pick<DeployRequest, "keepGenerations">,
+  hooks: Pick<SessionHooks, "phase">,
+  onLog: (line: string) => void,
+  system: { readonly generation: number | undefined; readonly previous: string | undefined },
+): Promise<DeployOutcome> {
+  const pruned = request.keepGenerations
+    ? await prune(transport, request.keepGenerations, onLog)
+    : undefined;
+  hooks.phase("done");
+  return { status: "activated", ...system, ...(pruned === undefined ? {} : { pruned }) };
+}
+
 /** Runs the request's HTTP checks in turn; undefined when all pass, else why not. */
 export async function runHttpChecks(
   request: Pick<DeployRequest, "httpChecks">,
