@@ -55,6 +55,8 @@ export interface AgentOptions {
   /** This host's name in releases. */
   readonly host: string;
   readonly releaseKeys: readonly PublicKey[];
+  /** The store path of the nixship package this agent runs, when it runs from the store. */
+  readonly package?: string | undefined;
   /** Where the host's Nix substitutes from (the agent's loopback cache proxy). */
   readonly substituters: readonly string[];
   /** Keys the host's Nix requires on what it substitutes. */
@@ -768,6 +770,7 @@ export class Agent {
         release: seq === undefined ? null : { channel: o.channel, seq },
         desired: refusal.desired,
         system: system && { current: system.current, generation: system.generation },
+        agent: o.package,
         what: {
           state: "rejected",
           phase: refusal.phase,
@@ -796,6 +799,7 @@ export class Agent {
       desired: path,
       system,
       previous,
+      agent: this.#o.package,
       what,
       startedAt,
       updatedAt: this.#now(),

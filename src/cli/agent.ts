@@ -1,4 +1,5 @@
 // `nixship agent` (the pull agent on a host), `agent pause`, `agent resume`, `agent status`.
+import { realpathSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { ScriptActivator } from "../agent/activator.js";
@@ -15,6 +16,7 @@ import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
+import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
@@ -105,6 +107,7 @@ Subcommands (each with its own --help):
       channel: config.channel,
       host,
       releaseKeys,
+      package: runningPackage(),
       substituters: [proxy.url],
       cacheKeys: config.cacheKeys,
       stateDir: config.stateDir,
@@ -236,4 +239,15 @@ function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
     const line = formatAgentEvent(event);
     if (line !== undefined) io.stderr.write(`nixship-agent: ${line}\n`);
   };
+}
+
+/** The store path of the nixship package this process runs from, if it runs from the store. */
+function runningPackage(): string | undefined {
+  const script = process.argv[1];
+  if (script === undefined) return undefined;
+  try {
+    return storePathOf(realpathSync(script));
+  } catch {
+    return undefined;
+  }
 }

@@ -1,12 +1,14 @@
 // `nixship push`: build or take store paths, and push their closures, signed, to a cache.
 
 import { availableParallelism } from "node:os";
+import { withCacheLease } from "../cache/gc-lease.js";
 import { pushClosure } from "../cache/push.js";
 import { resolvePushInstallables } from "../deploy/build.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Compression } from "../nix/narinfo.js";
 import { openStore } from "../store/url.js";
+import { formatLeaseEvent } from "../ui/lease-events.js";
 import { formatPushSummary, PushProgress } from "../ui/push-progress.js";
 import { formatRequestStats } from "../ui/store-requests.js";
 import { type Command, parseFlags, parseIntFlag, requireFlag, writeJson } from "./command.js";
@@ -132,18 +134,25 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
     try {
       const roots = await resolvePushInstallables(positionals, process.cwd());
       const progress = new PushProgress(io.stderr);
-      const summary = await pushClosure({
-        signal: trap.signal,
+      // A collection of the cache does not sweep while the push runs (docs/cache-gc.md).
+      const summary = await withCacheLease(
         store,
-        roots,
-        key,
-        compression,
-        jobs,
-        ...(level !== undefined ? { level } : {}),
-        createCache: true,
-        ...(values.resign ? { resign: true } : {}),
-        onEvent: progress.onEvent,
-      }).finally(() => progress.finish());
+        "push",
+        () =>
+          pushClosure({
+            signal: trap.signal,
+            store,
+            roots,
+            key,
+            compression,
+            jobs,
+            ...(level !== undefined ? { level } : {}),
+            createCache: true,
+            ...(values.resign ? { resign: true } : {}),
+            onEvent: progress.onEvent,
+          }),
+        { signal: trap.signal, onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`) },
+      ).finally(() => progress.finish());
       const requests = store.requestStats?.();
       if (values.json) {
         writeJson(io, {

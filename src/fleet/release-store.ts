@@ -23,6 +23,8 @@ import {
 /** Release files read at once by listReleases. */
 const READ_CONCURRENCY = 8;
 const SEQ_FILE = /^([1-9][0-9]{0,14})\.json$/;
+const CHANNELS_PREFIX = "channels/";
+const RELEASES_PREFIX = "releases/";
 
 export type StoredObject =
   | { readonly status: "absent" }
@@ -68,7 +70,7 @@ export type ReleaseEntry =
     };
 
 export function channelKey(channel: string): string {
-  return `channels/${checkChannel(channel)}.json`;
+  return `${CHANNELS_PREFIX}${checkChannel(channel)}.json`;
 }
 
 export function releaseKey(channel: string, seq: number): string {
@@ -79,11 +81,11 @@ export function releaseKey(channel: string, seq: number): string {
 }
 
 function releasePrefix(channel: string): string {
-  return `releases/${checkChannel(channel)}/`;
+  return `${RELEASES_PREFIX}${checkChannel(channel)}/`;
 }
 
 function checkChannel(channel: string): string {
-  if (NAME_PATTERN.test(channel) && channel.length <= NAME_MAX_LENGTH) return channel;
+  if (isChannelName(channel)) return channel;
   throw new InputError(
     "bad-channel",
     `channel name "${channel}" must match ${NAME_PATTERN.source} (at most ${NAME_MAX_LENGTH} characters)`,
@@ -302,6 +304,38 @@ async function listedSeqs(store: ObjectStore, channel: string): Promise<number[]
     if (match?.[1] !== undefined) seqs.push(Number(match[1]));
   }
   return seqs.sort((a, b) => a - b);
+}
+
+/** Every channel the store has a channel file for (one LIST per 1,000 channels). */
+export async function listChannels(store: ObjectStore): Promise<string[]> {
+  const channels: string[] = [];
+  for await (const info of listAll(store, CHANNELS_PREFIX)) {
+    const name = /^([^/]+)\.json$/.exec(info.key.slice(CHANNELS_PREFIX.length))?.[1];
+    if (name !== undefined && isChannelName(name)) channels.push(name);
+  }
+  return channels;
+}
+
+/**
+ * Every channel's release numbers, ascending, from one listing of `releases/` (LIST calls only,
+ * 1,000 files each): also the channels whose channel file is missing.
+ */
+export async function listReleaseSeqs(store: ObjectStore): Promise<Map<string, number[]>> {
+  const seqs = new Map<string, number[]>();
+  for await (const info of listAll(store, RELEASES_PREFIX)) {
+    const [channel, file, ...rest] = info.key.slice(RELEASES_PREFIX.length).split("/");
+    const seq = file === undefined || rest.length > 0 ? undefined : SEQ_FILE.exec(file)?.[1];
+    if (channel === undefined || seq === undefined || !isChannelName(channel)) continue;
+    const list = seqs.get(channel) ?? [];
+    list.push(Number(seq));
+    seqs.set(channel, list);
+  }
+  for (const list of seqs.values()) list.sort((a, b) => a - b);
+  return seqs;
+}
+
+function isChannelName(name: string): boolean {
+  return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
 }
 
 function conflict(message: string): OperationError {

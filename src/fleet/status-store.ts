@@ -2,8 +2,9 @@
 // `nixship status`, the rollout's health gates and the dashboard read them.
 import { InputError, NixshipError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
-import type { ObjectStore } from "../store/object-store.js";
+import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
+import { NAME_PATTERN } from "./fleet.js";
 import {
   formatHeartbeat,
   HEARTBEAT_PREFIX,
@@ -14,6 +15,7 @@ import {
 } from "./heartbeat.js";
 import {
   formatStatusRecord,
+  HOST_STATUS_PREFIX,
   hostStatusKey,
   type ProgressEntry,
   parseStatusRecord,
@@ -108,6 +110,27 @@ function isRecordFault(err: NixshipError): boolean {
   return err.code === "status-malformed" || err.code === "object-too-large";
 }
 
+/** A host's record as a listing shows it: no body read. */
+export interface ListedRecord {
+  readonly host: string;
+  readonly key: string;
+  /** Changes whenever the record is written again: a reader GETs only records whose etag moved. */
+  readonly etag: string;
+  readonly updated: Date;
+}
+
+/** Every host that has a record (LIST calls only, 1,000 records each; no GET per host). */
+export async function listStatusRecords(store: ObjectStore): Promise<ListedRecord[]> {
+  const { objects } = await listCounted(store, HOST_STATUS_PREFIX);
+  const listed: ListedRecord[] = [];
+  for (const o of objects) {
+    const host = /^([^/]+)\.json$/.exec(o.key.slice(HOST_STATUS_PREFIX.length))?.[1];
+    if (host === undefined || !NAME_PATTERN.test(host)) continue;
+    listed.push({ host, key: o.key, etag: o.etag, updated: o.lastModified });
+  }
+  return listed;
+}
+
 export interface Progress {
   /** Each host that reported on the release, with the state it reached. */
   readonly hosts: Map<string, ProgressEntry>;
@@ -130,8 +153,8 @@ export async function readProgress(
 async function listCounted(
   store: ObjectStore,
   prefix: string,
-): Promise<{ objects: { key: string; lastModified: Date }[]; listCalls: number }> {
-  const objects: { key: string; lastModified: Date }[] = [];
+): Promise<{ objects: ObjectInfo[]; listCalls: number }> {
+  const objects: ObjectInfo[] = [];
   let token: string | undefined;
   let listCalls = 0;
   do {

@@ -55,6 +55,11 @@ export interface StatusRecord {
    * when it did not prune).
    */
   readonly pruned?: PruneReport | null;
+  /**
+   * The store path of the nixship package the agent runs (agent records; absent when it does
+   * not run from the store): a cache collection keeps it, so a host can realise it again.
+   */
+  readonly agent?: string | null;
   readonly state: StatusState;
   /** The step the host was at, or failed in (null: none). */
   readonly phase: StatusPhase | null;
@@ -223,6 +228,8 @@ export interface RecordParts {
       }
     | undefined;
   readonly previous?: string | null;
+  /** The agent's own package (agents running from the store). */
+  readonly agent?: string | undefined;
   readonly what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">;
   readonly startedAt: string;
   readonly updatedAt: string;
@@ -243,6 +250,7 @@ export function statusRecord(p: RecordParts): StatusRecord {
     ...(p.previous === undefined ? {} : { previous: p.previous }),
     ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
     ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
+    ...(p.agent === undefined ? {} : { agent: p.agent }),
     ...p.what,
     startedAt: p.startedAt,
     updatedAt: p.updatedAt,
@@ -293,6 +301,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["channel", "desired", "current", "phase", "error"]) text(key, true);
   if (r.previous !== undefined) text("previous", true);
   if (r.secrets !== undefined) text("secrets", true);
+  if (r.agent !== undefined) text("agent", true);
   const reboot = r.reboot === undefined || r.reboot === null ? r.reboot : readRebootState(r.reboot);
   if (typeof reboot === "string") throw malformed(source, `"reboot": ${reboot}`);
   const pruned = r.pruned === undefined || r.pruned === null ? r.pruned : readPruneReport(r.pruned);
@@ -303,7 +312,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
       throw malformed(source, `"${key}" is not a date: ${shown(r[key])}`);
     }
   }
-  for (const key of ["desired", "current", "previous"]) {
+  for (const key of ["desired", "current", "previous", "agent"]) {
     const v = r[key];
     if (typeof v === "string" && !isStorePath(v)) {
       throw malformed(source, `"${key}" is not a store path: ${shown(v)}`);
@@ -337,6 +346,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     ...(r.secrets === undefined ? {} : { secrets: r.secrets as string | null }),
     ...(reboot === undefined ? {} : { reboot }),
     ...(pruned === undefined ? {} : { pruned }),
+    ...(r.agent === undefined ? {} : { agent: r.agent as string | null }),
     state: r.state as StatusState,
     phase,
     // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.

@@ -434,7 +434,8 @@ export class FsStore implements ObjectStore {
     const keys: string[] = [];
     let more = false;
     try {
-      const walk = walkKeys(this.#root, prefix.slice(0, cut), prefix.slice(cut), options.token);
+      const after = options.token ?? options.startAfter;
+      const walk = walkKeys(this.#root, prefix.slice(0, cut), prefix.slice(cut), after);
       for await (const key of walk) {
         if (keys.length === limit) {
           more = true;

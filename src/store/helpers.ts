@@ -1,6 +1,12 @@
 // Small conveniences over any ObjectStore: iterate every page of a listing, read a whole object.
 import { InputError } from "../errors.js";
-import type { ObjectInfo, ObjectStore } from "./object-store.js";
+import { mapLimit } from "../util/pool.js";
+import {
+  DELETE_BATCH,
+  type DeleteManyResult,
+  type ObjectInfo,
+  type ObjectStore,
+} from "./object-store.js";
 
 /** Every object under the prefix, in byte order of key, fetching pages as the caller goes. */
 export async function* listAll(store: ObjectStore, prefix: string): AsyncGenerator<ObjectInfo> {
@@ -68,4 +74,36 @@ function tooLarge(key: string, limit: number, size: number | undefined): InputEr
     `${key} is ${size === undefined ? "larger than" : `${size} bytes, over`} ${limit} bytes, the most nixship reads of such an object`,
     { hint: "the store holds something other than what nixship wrote there" },
   );
+}
+
+/** Keys deleted at once, one request each, by a store without a batch delete. */
+const DELETE_CONCURRENCY = 16;
+
+/**
+ * Deletes up to DELETE_BATCH keys: one request where the store has a batch delete (S3), else
+ * one delete per key, 16 at once. A key that could not be deleted is returned with why; a
+ * fault of the store itself (unreachable, denied for every key) is thrown.
+ */
+export async function deleteKeys(
+  store: ObjectStore,
+  keys: readonly string[],
+): Promise<DeleteManyResult & { readonly requests: number }> {
+  if (keys.length > DELETE_BATCH) {
+    throw new InputError(
+      "store-delete-batch",
+      `a batch delete takes at most ${DELETE_BATCH} keys, not ${keys.length}`,
+    );
+  }
+  if (store.deleteMany !== undefined) {
+    return { ...(await store.deleteMany(keys)), requests: keys.length === 0 ? 0 : 1 };
+  }
+  const failed: { key: string; message: string }[] = [];
+  await mapLimit(keys, DELETE_CONCURRENCY, async (key) => {
+    try {
+      await store.delete(key);
+    } catch (err) {
+      failed.push({ key, message: err instanceof Error ? err.message : String(err) });
+    }
+  });
+  return { failed, requests: keys.length };
 }

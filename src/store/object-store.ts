@@ -65,6 +65,11 @@ export type PutResult =
 export interface ListOptions {
   /** Continue after this opaque token from a previous page. */
   readonly token?: string;
+  /**
+   * Start after this key (S3's StartAfter): only keys that sort after it are listed, whether or
+   * not it exists. Ignored when `token` is given.
+   */
+  readonly startAfter?: string;
   /** At most this many objects in the page (adapters may cap it; default 1000). */
   readonly limit?: number;
 }
@@ -74,6 +79,13 @@ export interface ListPage {
   readonly objects: readonly ObjectInfo[];
   /** Present when more objects follow. */
   readonly nextToken?: string;
+}
+
+/** The most keys one `deleteMany` takes (S3's DeleteObjects limit). */
+export const DELETE_BATCH = 1000;
+
+export interface DeleteManyResult {
+  readonly failed: readonly { readonly key: string; readonly message: string }[];
 }
 
 /** What a request to a store's server did, as counted by `requestStats`. */
@@ -126,6 +138,12 @@ export interface ObjectStore {
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
   /** Deleting an absent key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Optional (stores with a batch delete: S3's DeleteObjects): deletes up to DELETE_BATCH keys
+   * in one request. Keys that could not be deleted are returned with why; absent keys are not
+   * failures. Callers use `deleteKeys` (helpers.ts), which falls back to `delete` per key.
+   */
+  deleteMany?(keys: readonly string[]): Promise<DeleteManyResult>;
   /**
    * Optional (stores reachable by URL with signed requests: S3): a URL that lets whoever holds
    * it GET the object, and nothing else, for `seconds`.

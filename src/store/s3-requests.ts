@@ -100,6 +100,8 @@ const KINDS: Readonly<Record<string, RequestKind>> = {
   PutObjectCommand: "put",
   ListObjectsV2Command: "list",
   DeleteObjectCommand: "delete",
+  // One request for up to 1,000 keys; counted as one delete request.
+  DeleteObjectsCommand: "delete",
   CreateMultipartUploadCommand: "multipart-create",
   UploadPartCommand: "multipart-part",
   CompleteMultipartUploadCommand: "multipart-complete",

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -20,18 +21,20 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
 import { Semaphore } from "../util/pool.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
-import type {
-  GetOptions,
-  GetResult,
-  ListOptions,
-  ListPage,
-  NotModified,
-  ObjectInfo,
-  ObjectStore,
-  PutCondition,
-  PutOptions,
-  PutResult,
-  RequestStats,
+import {
+  DELETE_BATCH,
+  type DeleteManyResult,
+  type GetOptions,
+  type GetResult,
+  type ListOptions,
+  type ListPage,
+  type NotModified,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutCondition,
+  type PutOptions,
+  type PutResult,
+  type RequestStats,
 } from "./object-store.js";
 import { isNotFound, isNotModified, isPreconditionFailed, s3Fault } from "./s3-errors.js";
 import {
@@ -213,6 +216,7 @@ export class S3Store implements ObjectStore {
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     validatePrefix(prefix);
+    const after = options.token ?? options.startAfter;
     try {
       // The page token is the last key returned, sent back as StartAfter: as cheap for S3 as
       // ContinuationToken, and the same token the fs store uses.
@@ -221,7 +225,7 @@ export class S3Store implements ObjectStore {
           Bucket: this.#bucket,
           Prefix: this.#prefix + prefix,
           MaxKeys: pageLimit(options.limit),
-          ...(options.token ? { StartAfter: this.#prefix + options.token } : {}),
+          ...(after ? { StartAfter: this.#prefix + after } : {}),
         }),
       );
       const all = (out.Contents ?? []).map((o) =>
@@ -232,7 +236,7 @@ export class S3Store implements ObjectStore {
       // be listed forever.
       const stuck = stalledPage(
         all.map((o) => o.key),
-        options.token,
+        after,
         out.IsTruncated === true,
       );
       if (stuck !== undefined) {
@@ -259,6 +263,33 @@ export class S3Store implements ObjectStore {
       await this.#client.send(new DeleteObjectCommand(this.#target(key)));
     } catch (err) {
       throw this.#fault("delete", key, err);
+    }
+  }
+
+  /** DeleteObjects: up to 1,000 keys in one request; the keys S3 could not delete come back. */
+  async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
+    if (keys.length === 0) return { failed: [] };
+    if (keys.length > DELETE_BATCH) {
+      throw new OperationError(
+        "store-delete-batch",
+        `a batch delete takes at most ${DELETE_BATCH} keys, not ${keys.length}`,
+      );
+    }
+    const objects = keys.map((key) => ({ Key: this.#prefix + validateKey(key) }));
+    try {
+      const out = await this.#client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.#bucket,
+          Delete: { Objects: objects, Quiet: true },
+        }),
+      );
+      const failed = (out.Errors ?? []).map((e) => ({
+        key: (e.Key ?? "").slice(this.#prefix.length),
+        message: `${e.Code ?? "error"}${e.Message ? `: ${e.Message}` : ""}`,
+      }));
+      return { failed };
+    } catch (err) {
+      throw this.#fault("batch delete", `${keys[0]} and ${keys.length - 1} more`, err);
     }
   }
 

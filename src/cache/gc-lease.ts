@@ -1,0 +1,314 @@
+// How a garbage collection and the pushes and deploys that write a cache stay out of each
+// other's way, with objects in the store itself (no server, no database):
+//
+//   gc/lock.json           the collector's lock: one at a time (a conditional put)
+//   gc/leases/<id>.json    one per push or deploy in progress, put again every LEASE_RENEW
+//
+// A writer puts its lease and THEN reads the lock; the collector puts the lock and THEN lists
+// the leases. With the store's read-after-write consistency (S3's since 2020, a directory's
+// always), at least one of the two sees the other: a writer that sees the lock takes its lease
+// back and waits for the lock to go; a collector that sees a live lease takes its lock back and
+// waits for the lease to go. So no collection sweeps while a nixship push or deploy runs, and
+// the paths a push found already in the cache (and skipped) cannot be swept before the
+// release or status record that roots them is written.
+//
+// Age is judged by the object's own time in the store (its LIST or GET time), not by a
+// clock in its body: a lease is live for LEASE_TTL after its last renewal, and a lock for
+// LOCK_TTL after it was taken. A collector stops deleting at LOCK_RUN, well before its lock
+// can be judged stale, by its own monotonic clock. Clocks that differ by less than
+// LOCK_TTL - LOCK_RUN (10 min) keep this sound.
+import { randomBytes } from "node:crypto";
+import { hostname, userInfo } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { OperationError } from "../errors.js";
+import { readBody } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+
+export const GC_PREFIX = "gc/";
+const LOCK_KEY = "gc/lock.json";
+const LEASE_PREFIX = "gc/leases/";
+
+/** A lease not renewed for this long belongs to a writer that died. */
+export const LEASE_TTL_MS = 10 * 60_000;
+const LEASE_RENEW_MS = 2 * 60_000;
+/** A lock older than this belongs to a collector that died. */
+export const LOCK_TTL_MS = 60 * 60_000;
+/** A collector deletes nothing once it has held its lock this long. */
+export const LOCK_RUN_MS = 50 * 60_000;
+const POLL_MS = 2_000;
+const HOLDER_LIMIT = 4096;
+
+/** Who holds a lease or the lock, as its body says. */
+export interface Holder {
+  readonly what: string;
+  /** user@host pid N, for messages. */
+  readonly by: string;
+  readonly since: string;
+  /** The holder's machine and process: one on this machine that is gone holds nothing. */
+  readonly host: string;
+  readonly pid: number;
+}
+
+export type LeaseEvent =
+  | { readonly type: "waiting-for-gc"; readonly holder: Holder; readonly until: Date }
+  | { readonly type: "lease-renew-failed"; readonly message: string };
+
+export interface LeaseOptions {
+  readonly signal?: AbortSignal;
+  readonly onEvent?: (event: LeaseEvent) => void;
+  /** For tests: how long between polls while waiting (default 2 s). */
+  readonly pollMs?: number;
+}
+
+function holderBody(what: string): Uint8Array {
+  const by = `${safe(() => userInfo().username)}@${hostname()} pid ${process.pid}`;
+  const since = new Date().toISOString();
+  return Buffer.from(
+    `${JSON.stringify({ what, by, since, host: hostname(), pid: process.pid })}\n`,
+  );
+}
+
+/** The holder ran on this machine and its process is gone (a crash, a SIGKILL). */
+function holderGone(holder: Holder): boolean {
+  if (holder.host !== hostname() || holder.pid <= 0) return false;
+  if (holder.pid === process.pid) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+function safe(f: () => string): string {
+  try {
+    return f();
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * A push's or deploy's lease on the cache: while held, no collection sweeps it. Taken after
+ * any collection running now has finished (waiting at most until its lock goes stale).
+ */
+export class CacheLease {
+  readonly #store: ObjectStore;
+  readonly #key: string;
+  readonly #body: Uint8Array;
+  #timer: NodeJS.Timeout | undefined;
+  #renewing: Promise<unknown> = Promise.resolve();
+
+  private constructor(store: ObjectStore, what: string) {
+    this.#store = store;
+    this.#key = `${LEASE_PREFIX}${randomBytes(12).toString("hex")}.json`;
+    this.#body = holderBody(what);
+  }
+
+  static async take(
+    store: ObjectStore,
+    what: string,
+    options: LeaseOptions = {},
+  ): Promise<CacheLease> {
+    const lease = new CacheLease(store, what);
+    for (;;) {
+      options.signal?.throwIfAborted();
+      await lease.#put();
+      const lock = await readLock(store);
+      if (lock === undefined || lock.stale) break;
+      // A collection runs: step back so that it can finish, and wait for its lock to go.
+      await store.delete(lease.#key);
+      options.onEvent?.({ type: "waiting-for-gc", holder: lock.holder, until: lock.staleAt });
+      await sleep(options.pollMs ?? POLL_MS, undefined, { signal: options.signal });
+    }
+    lease.#timer = setInterval(() => {
+      lease.#renewing = lease.#put().catch((err: unknown) =>
+        options.onEvent?.({
+          type: "lease-renew-failed",
+          message: err instanceof Error ? err.message : String(err),
+        }),
+      );
+    }, LEASE_RENEW_MS);
+    lease.#timer.unref();
+    return lease;
+  }
+
+  async #put(): Promise<void> {
+    await this.#store.put(this.#key, this.#body, { contentType: "application/json" });
+  }
+
+  /** Gives the lease back (a failure to delete it only delays collections by LEASE_TTL). */
+  async release(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#renewing;
+    await this.#store.delete(this.#key).catch(() => undefined);
+  }
+}
+
+/** Runs `work` under a lease on the cache. */
+export async function withCacheLease<T>(
+  store: ObjectStore,
+  what: string,
+  work: () => Promise<T>,
+  options: LeaseOptions = {},
+): Promise<T> {
+  const lease = await CacheLease.take(store, what, options);
+  try {
+    return await work();
+  } finally {
+    await lease.release();
+  }
+}
+
+interface LockRead {
+  readonly holder: Holder;
+  readonly etag: string;
+  readonly staleAt: Date;
+  readonly stale: boolean;
+}
+
+async function readLock(store: ObjectStore): Promise<LockRead | undefined> {
+  const got = await store.get(LOCK_KEY);
+  if (got === undefined) return undefined;
+  const body = await readBody(got.body, LOCK_KEY, HOLDER_LIMIT).catch(() => Buffer.alloc(0));
+  const staleAt = new Date(got.info.lastModified.getTime() + LOCK_TTL_MS);
+  const holder = parseHolder(body);
+  const stale = Date.now() >= staleAt.getTime() || holderGone(holder);
+  return { holder, etag: got.info.etag, staleAt, stale };
+}
+
+const UNKNOWN_HOLDER: Holder = {
+  what: "unknown",
+  by: "unknown",
+  since: "unknown",
+  host: "",
+  pid: 0,
+};
+
+function parseHolder(body: Uint8Array): Holder {
+  try {
+    const o = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
+    const text = (v: unknown) => (typeof v === "string" ? v.slice(0, 200) : "unknown");
+    const pid = Number.isSafeInteger(o.pid) ? (o.pid as number) : 0;
+    return { what: text(o.what), by: text(o.by), since: text(o.since), host: text(o.host), pid };
+  } catch {
+    return UNKNOWN_HOLDER;
+  }
+}
+
+export interface LockOptions extends LeaseOptions {
+  /** How long to wait for pushes and deploys in progress to finish (ms). */
+  readonly waitMs: number;
+  readonly onWaitForLeases?: (leases: number) => void;
+}
+
+/** The collector's hold on the cache: delete only while `check()` passes. */
+export interface GcLock {
+  /** Throws once the lock has been held LOCK_RUN (a push may then judge it stale). */
+  check(): void;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the collection lock once no push or deploy holds a live lease, waiting for them at most
+ * `waitMs`. Another collection holding a live lock is an error (two at once gain nothing).
+ */
+export async function takeGcLock(store: ObjectStore, options: LockOptions): Promise<GcLock> {
+  const deadline = performance.now() + options.waitMs;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const live = await liveLeases(store);
+    if (live === 0) {
+      const taken = await putLock(store);
+      if ((await liveLeases(store)) === 0) return taken;
+      // A writer took its lease between the two looks: let it go first.
+      await taken.release();
+    }
+    if (performance.now() >= deadline) {
+      throw new OperationError(
+        "cache-busy",
+        `${store.url}: ${live || "a"} push or deploy still holds a lease on the cache after ${Math.round(options.waitMs / 1000)} s`,
+        {
+          hint: `run the collection when no push or deploy runs, or wait longer (--wait); a lease that is not renewed lapses after ${LEASE_TTL_MS / 60_000} min`,
+        },
+      );
+    }
+    options.onWaitForLeases?.(live);
+    await sleep(options.pollMs ?? POLL_MS, undefined, { signal: options.signal });
+  }
+}
+
+async function liveLeases(store: ObjectStore): Promise<number> {
+  const now = Date.now();
+  let live = 0;
+  let token: string | undefined;
+  do {
+    const page = await store.list(LEASE_PREFIX, token === undefined ? {} : { token });
+    for (const o of page.objects) {
+      const lapsed = now - o.lastModified.getTime() >= LEASE_TTL_MS;
+      // A lease whose writer died (lapsed, or its process on this machine is gone): tidy it.
+      if (lapsed || (await leaseHolderGone(store, o.key))) await store.delete(o.key);
+      else live++;
+    }
+    token = page.nextToken;
+  } while (token !== undefined);
+  return live;
+}
+
+async function leaseHolderGone(store: ObjectStore, key: string): Promise<boolean> {
+  const got = await store.get(key);
+  if (got === undefined) return true;
+  const body = await readBody(got.body, key, HOLDER_LIMIT).catch(() => Buffer.alloc(0));
+  return holderGone(parseHolder(body));
+}
+
+async function putLock(store: ObjectStore): Promise<GcLock> {
+  const body = holderBody("gc");
+  let put = await store.put(LOCK_KEY, body, {
+    contentType: "application/json",
+    condition: { ifAbsent: true },
+  });
+  if (put.status === "precondition-failed") {
+    const held = await readLock(store);
+    if (held !== undefined && !held.stale) {
+      throw new OperationError(
+        "gc-running",
+        `${store.url}: another garbage collection holds the cache (${held.holder.by}, since ${held.holder.since})`,
+        {
+          hint: `wait for it to finish; a collector that died lets go after ${LOCK_TTL_MS / 60_000} min (${held.staleAt.toISOString()})`,
+        },
+      );
+    }
+    // Its holder died: take it over, unless another collector does so first.
+    put = await store.put(LOCK_KEY, body, {
+      contentType: "application/json",
+      condition: held === undefined ? { ifAbsent: true } : { ifMatch: held.etag },
+    });
+    if (put.status === "precondition-failed") {
+      throw new OperationError(
+        "gc-running",
+        `${store.url}: another garbage collection took the cache first`,
+        {
+          hint: "wait for it to finish",
+        },
+      );
+    }
+  }
+  const etag = put.etag;
+  const start = performance.now();
+  return {
+    check() {
+      if (performance.now() - start >= LOCK_RUN_MS) {
+        throw new OperationError(
+          "gc-lock-expired",
+          `the garbage collection of ${store.url} ran ${LOCK_RUN_MS / 60_000} min and stopped deleting, before its lock could lapse`,
+          { hint: "run it again to carry on: what it deleted so far left the cache consistent" },
+        );
+      }
+    },
+    async release() {
+      const now = await store.head(LOCK_KEY);
+      if (now?.etag === etag) await store.delete(LOCK_KEY);
+    },
+  };
+}

@@ -1,0 +1,387 @@
+// Garbage collection of a binary cache: keep the closures of the roots the caller names (what
+// the fleet runs, has released, can roll back to, and pins) and of every narinfo written within
+// the grace period; delete the rest, narinfos before NARs.
+//
+// Why the cache stays whole however the collection ends (see docs/cache-gc.md):
+// - the mark is a closure, so a kept narinfo's references are kept;
+// - narinfos go first, then only NARs that no narinfo names after a second look at the
+//   narinfos (so a narinfo put since the listing keeps its NAR); a collection killed between
+//   the two leaves NARs that nothing names, which the next one deletes;
+// - nothing written within the grace period is deleted, and no collection sweeps while a
+//   nixship push or deploy holds a lease (gc-lease.ts).
+import { InputError } from "../errors.js";
+import type { NarInfo } from "../nix/narinfo.js";
+import { HASH_PART_LENGTH as HASH_PART, STORE_DIR } from "../nix/store-path.js";
+import { deleteKeys } from "../store/helpers.js";
+import { DELETE_BATCH, type ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { walkClosure } from "./closure-walk.js";
+import { type GcLock, takeGcLock } from "./gc-lease.js";
+import {
+  addRoot,
+  doomedListings,
+  doomedNarInfos,
+  doomedNars,
+  emptyTallies,
+  type GcRoots,
+  monthlyCost,
+  type ObjectKind,
+  referrersFirst,
+  type RootSource,
+  type Tallies,
+  tally,
+} from "./gc-plan.js";
+import {
+  type CacheInventory,
+  type CacheObject,
+  listNarInfoKeys,
+  readInventory,
+} from "./inventory.js";
+import { readNarInfo } from "./read.js";
+
+export interface GcOptions {
+  readonly store: ObjectStore;
+  /** What to keep, with where each root came from. */
+  readonly roots: GcRoots;
+  /** Nothing written within this many ms is deleted. */
+  readonly graceMs: number;
+  /** Narinfos written within this many ms are roots too (--keep-days); undefined: none. */
+  readonly keepRecentMs?: number;
+  readonly dryRun: boolean;
+  /** How long to wait for pushes and deploys in progress (ms). */
+  readonly waitMs: number;
+  readonly pricePerGbMonth: number;
+  readonly signal?: AbortSignal;
+  readonly onEvent?: (event: GcEvent) => void;
+  /** Narinfos read at once (default 16). */
+  readonly concurrency?: number;
+  /** The time the ages are judged at (default: now). */
+  readonly now?: Date;
+}
+
+export type GcEvent =
+  | { readonly type: "waiting"; readonly leases: number }
+  | { readonly type: "listing"; readonly narinfos: number; readonly nars: number }
+  | { readonly type: "marking"; readonly read: number }
+  | {
+      readonly type: "deleting";
+      readonly kind: ObjectKind;
+      readonly done: number;
+      readonly total: number;
+    };
+
+/** A root the cache does not hold (pushed elsewhere, or collected by another tool). */
+export interface MissingRoot {
+  readonly path: string;
+  readonly sources: readonly RootSource[];
+}
+
+export interface GcReport {
+  readonly store: string;
+  readonly dryRun: boolean;
+  readonly roots: {
+    readonly total: number;
+    readonly bySource: Record<RootSource, number>;
+    /** At most MISSING_SHOWN of them; `missingCount` counts them all. */
+    readonly missing: readonly MissingRoot[];
+    readonly missingCount: number;
+  };
+  /** Objects kept, by kind (after the collection). */
+  readonly kept: Tallies;
+  /** Objects deleted (or, in a dry run, that would be), by kind. */
+  readonly deleted: Tallies;
+  /** Objects kept only because they are younger than the grace period. */
+  readonly young: number;
+  readonly saved: {
+    readonly bytes: number;
+    readonly pricePerGbMonth: number;
+    readonly perMonth: number;
+  };
+  /** Deletes that failed, and references the cache lacks (it was incomplete before). */
+  readonly problems: readonly string[];
+  readonly requests: { readonly list: number; readonly get: number; readonly delete: number };
+}
+
+const MISSING_SHOWN = 20;
+/** Where a store path's hash part starts: after "/nix/store/". */
+const STORE_PREFIX = STORE_DIR.length + 1;
+const PROBLEMS_SHOWN = 50;
+
+/** Collects the cache's garbage; in a dry run, reports the same and changes nothing. */
+export async function collectGarbage(options: GcOptions): Promise<GcReport> {
+  const { store } = options;
+  const lock = options.dryRun
+    ? undefined
+    : await takeGcLock(store, {
+        waitMs: options.waitMs,
+        ...(options.signal ? { signal: options.signal } : {}),
+        onWaitForLeases: (leases) => options.onEvent?.({ type: "waiting", leases }),
+      });
+  try {
+    return await collect(options, lock);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function collect(options: GcOptions, lock: GcLock | undefined): Promise<GcReport> {
+  const { store, onEvent, signal } = options;
+  const now = (options.now ?? new Date()).getTime();
+  const cutoff = now - options.graceMs;
+  const requests = { list: 0, get: 0, delete: 0 };
+  const problems: string[] = [];
+
+  const inventory = await readInventory(store, (p) => onEvent?.({ type: "listing", ...p }));
+  requests.list += inventory.listCalls;
+
+  // Roots: the caller's, then every narinfo written within the grace period or --keep-days.
+  const roots: GcRoots = new Map([...options.roots].map(([p, s]) => [p, new Set(s)]));
+  const recentCutoff = options.keepRecentMs === undefined ? undefined : now - options.keepRecentMs;
+  let young = 0;
+  for (const [hash, o] of inventory.narinfos) {
+    if (o.modified >= cutoff) {
+      addRoot(roots, hash, "grace");
+      young++;
+    } else if (recentCutoff !== undefined && o.modified >= recentCutoff)
+      addRoot(roots, hash, "recent");
+  }
+
+  let read = 0;
+  const walk = await walkClosure(store, roots.keys(), {
+    holds: (hash) => inventory.narinfos.has(hash),
+    ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    ...(signal ? { signal } : {}),
+    onRead: () => {
+      read++;
+      if (read % 100 === 0) onEvent?.({ type: "marking", read });
+    },
+  });
+  requests.get += walk.reads;
+  const missing = missingRoots(roots, walk.missing, problems);
+
+  // Sweep narinfos (and their listings), then look again before any NAR goes.
+  const marked = new Set(walk.found.keys());
+  const narinfos = doomedNarInfos(inventory, marked, cutoff);
+  const deleted = emptyTallies();
+  const references = await doomedReferences(options, narinfos, problems);
+  requests.get += narinfos.length;
+  const gone = await sweepNarInfos(options, lock, narinfos, references, deleted, problems);
+  requests.delete += gone.requests;
+
+  const second = await secondLook(options, walk.found, gone.deleted);
+  requests.list += second.listCalls;
+  requests.get += second.reads;
+  problems.push(...second.problems);
+
+  const listings = doomedListings(inventory, second.remaining, cutoff);
+  requests.delete += (await sweep(options, lock, "listing", listings, deleted, problems)).requests;
+  const nars = doomedNars(inventory, second.named, cutoff);
+  requests.delete += (await sweep(options, lock, "nar", nars, deleted, problems)).requests;
+
+  const kept = keptTallies(inventory, deleted);
+  for (const o of inventory.nars.values()) if (o.modified >= cutoff) young++;
+  const savedBytes = deleted.narinfo.bytes + deleted.nar.bytes + deleted.listing.bytes;
+  return {
+    store: store.url,
+    dryRun: options.dryRun,
+    roots: {
+      total: options.roots.size,
+      bySource: countBySource(roots),
+      missing: missing.slice(0, MISSING_SHOWN),
+      missingCount: missing.length,
+    },
+    kept,
+    deleted,
+    young,
+    saved: {
+      bytes: savedBytes,
+      pricePerGbMonth: options.pricePerGbMonth,
+      perMonth: monthlyCost(savedBytes, options.pricePerGbMonth),
+    },
+    problems:
+      problems.length > PROBLEMS_SHOWN
+        ? [...problems.slice(0, PROBLEMS_SHOWN), `… and ${problems.length - PROBLEMS_SHOWN} more`]
+        : problems,
+    requests,
+  };
+}
+
+function missingRoots(
+  roots: GcRoots,
+  missing: readonly string[],
+  problems: string[],
+): MissingRoot[] {
+  const out: MissingRoot[] = [];
+  for (const path of missing) {
+    const sources = roots.get(path);
+    if (sources !== undefined) out.push({ path, sources: [...sources] });
+    else
+      problems.push(
+        `${path} is referenced in the cache but not in it (the cache was incomplete before this collection)`,
+      );
+  }
+  return out;
+}
+
+function countBySource(roots: GcRoots): Record<RootSource, number> {
+  const counts = {} as Record<RootSource, number>;
+  for (const sources of roots.values()) {
+    for (const s of sources) counts[s] = (counts[s] ?? 0) + 1;
+  }
+  return counts;
+}
+
+function keptTallies(inventory: CacheInventory, deleted: Tallies): Tallies {
+  const all = emptyTallies();
+  tally(all, "narinfo", inventory.narinfos.values());
+  tally(all, "nar", inventory.nars.values());
+  tally(all, "listing", inventory.listings.values());
+  for (const kind of ["narinfo", "nar", "listing"] as const) {
+    all[kind].objects -= deleted[kind].objects;
+    all[kind].bytes -= deleted[kind].bytes;
+  }
+  return all;
+}
+
+/**
+ * The narinfos there after the sweep (a new LIST), and the NARs they name: the marked ones'
+ * are known; one not seen before (put since the inventory, by a writer that holds no lease) is
+ * read. In a dry run, the narinfos it would have deleted do not count.
+ */
+async function secondLook(
+  options: GcOptions,
+  marked: ReadonlyMap<string, NarInfo>,
+  deleted: ReadonlySet<string>,
+): Promise<{
+  remaining: Set<string>;
+  named: Set<string>;
+  listCalls: number;
+  reads: number;
+  problems: string[];
+}> {
+  const { store } = options;
+  const { narinfos: now, listCalls } = await listNarInfoKeys(store);
+  const remaining = new Set<string>();
+  const named = new Set<string>();
+  const unknown: string[] = [];
+  for (const hash of now.keys()) {
+    if (deleted.has(hash) && options.dryRun) continue;
+    remaining.add(hash);
+    const info = marked.get(hash);
+    if (info !== undefined) named.add(info.url);
+    else unknown.push(hash);
+  }
+  const problems: string[] = [];
+  await mapLimit(unknown, options.concurrency ?? 16, async (hash) => {
+    try {
+      const info = await readNarInfo(store, hash);
+      if (info !== undefined) named.add(info.url);
+    } catch (err) {
+      // A narinfo that does not read names no NAR this collection can see; say so.
+      problems.push(`${hash}.narinfo: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+  return { remaining, named, listCalls, reads: unknown.length, problems };
+}
+
+/**
+ * What each doomed narinfo refers to (hash parts): read once each, so that they can be deleted
+ * referrers first. One that does not read is taken to refer to nothing (and said so).
+ */
+async function doomedReferences(
+  options: GcOptions,
+  doomed: readonly CacheObject[],
+  problems: string[],
+): Promise<Map<string, string[]>> {
+  const references = new Map<string, string[]>();
+  await mapLimit(doomed, options.concurrency ?? 16, async (o) => {
+    const hash = o.key.slice(0, HASH_PART);
+    try {
+      const info = await readNarInfo(options.store, hash);
+      references.set(hash, (info?.references ?? []).map((r) => r.slice(STORE_PREFIX, STORE_PREFIX + HASH_PART)));
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      problems.push(`${o.key}: ${err.message} (deleted as garbage)`);
+      references.set(hash, []);
+    }
+  });
+  return references;
+}
+
+/**
+ * Deletes the doomed narinfos referrers first, a layer at a time: a layer holds the narinfos no
+ * remaining doomed one refers to, so however the collection ends (a SIGKILL between two
+ * deletes), every narinfo left has its references. A narinfo that could not be deleted keeps
+ * what it refers to.
+ */
+async function sweepNarInfos(
+  options: GcOptions,
+  lock: GcLock | undefined,
+  doomed: readonly CacheObject[],
+  references: ReadonlyMap<string, readonly string[]>,
+  deleted: Tallies,
+  problems: string[],
+): Promise<{ deleted: Set<string>; requests: number }> {
+  const byHash = new Map(doomed.map((o) => [o.key.slice(0, HASH_PART), o]));
+  const layers = referrersFirst(byHash.keys(), references);
+  const done = new Set<string>();
+  let requests = 0;
+  let offset = 0;
+  for (let layer = layers.first(); layer.length > 0; ) {
+    const objects = layer.map((h) => byHash.get(h) as CacheObject);
+    const swept = await sweep(options, lock, "narinfo", objects, deleted, problems, {
+      offset,
+      total: doomed.length,
+    });
+    offset += objects.length;
+    requests += swept.requests;
+    for (const h of swept.deleted) done.add(h);
+    layer = layers.next(layer.filter((h) => swept.deleted.has(h)));
+  }
+  return { deleted: done, requests };
+}
+
+/** Deletes the objects in batches of 1,000, checking the lock before each; a dry run counts. */
+async function sweep(
+  options: GcOptions,
+  lock: GcLock | undefined,
+  kind: ObjectKind,
+  objects: readonly CacheObject[],
+  deleted: Tallies,
+  problems: string[],
+  progress: { offset: number; total: number } = { offset: 0, total: objects.length },
+): Promise<{ deleted: Set<string>; requests: number }> {
+  const done = new Set<string>();
+  let requests = 0;
+  for (let i = 0; i < objects.length; i += DELETE_BATCH) {
+    options.signal?.throwIfAborted();
+    const batch = objects.slice(i, i + DELETE_BATCH);
+    let failed = new Map<string, string>();
+    if (lock !== undefined) {
+      lock.check();
+      const result = await deleteKeys(
+        options.store,
+        batch.map((o) => o.key),
+      );
+      requests += result.requests;
+      failed = new Map(result.failed.map((f) => [f.key, f.message]));
+    }
+    for (const o of batch) {
+      const why = failed.get(o.key);
+      if (why !== undefined) {
+        problems.push(`could not delete ${o.key}: ${why}`);
+        continue;
+      }
+      deleted[kind].objects++;
+      deleted[kind].bytes += o.size;
+      done.add(kind === "narinfo" ? o.key.slice(0, HASH_PART) : o.key);
+    }
+    options.onEvent?.({
+      type: "deleting",
+      kind,
+      done: progress.offset + Math.min(i + DELETE_BATCH, objects.length),
+      total: progress.total,
+    });
+  }
+  return { deleted: done, requests };
+}

@@ -1,0 +1,124 @@
+// What a binary cache holds, from LIST calls alone: its narinfos (and the `.ls` listings Nix
+// may write beside them) at the root, and its NARs under `nar/`. Other folders (releases,
+// channels, status, secrets, gc, a stock Nix cache's log/ or realisations/) are stepped over
+// with one jump each, so the listing costs the cache's own objects / 1,000 pages plus one page
+// per folder, however many status markers the fleet keeps.
+import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
+
+/** One listed object: its key, size and age, kept small (a cache may list millions). */
+export interface CacheObject {
+  readonly key: string;
+  readonly size: number;
+  /** Milliseconds since the epoch. */
+  readonly modified: number;
+}
+
+export interface CacheInventory {
+  /** By hash part: the narinfo objects (`<hash>.narinfo`). */
+  readonly narinfos: Map<string, CacheObject>;
+  /** By hash part: Nix's NAR listings (`<hash>.ls`), which belong to the narinfo of that hash. */
+  readonly listings: Map<string, CacheObject>;
+  /** By key: the NAR files (`nar/<filehash>.nar[.zst|.xz|.bz2]`). */
+  readonly nars: Map<string, CacheObject>;
+  /** LIST calls the inventory took. */
+  readonly listCalls: number;
+}
+
+const NIX32 = "[0-9a-df-np-sv-z]";
+const NARINFO_KEY = new RegExp(`^(${NIX32}{32})\\.narinfo$`);
+const LISTING_KEY = new RegExp(`^(${NIX32}{32})\\.ls$`);
+const NAR_KEY = new RegExp(`^nar/${NIX32}{52}\\.nar(?:\\.zst|\\.xz|\\.bz2)?$`);
+
+/** The hash part a narinfo key names, or undefined when the key is no narinfo's. */
+export function narInfoHashOf(key: string): string | undefined {
+  return NARINFO_KEY.exec(key)?.[1];
+}
+
+/** Whether the key is a NAR file's, as Nix names them (`nar/<52 nix32>.nar[.ext]`). */
+export function isNarKey(key: string): boolean {
+  return NAR_KEY.test(key);
+}
+
+export interface InventoryProgress {
+  readonly narinfos: number;
+  readonly nars: number;
+}
+
+/** Lists the cache's narinfos, listings and NARs; `onProgress` after every page. */
+export async function readInventory(
+  store: ObjectStore,
+  onProgress?: (progress: InventoryProgress) => void,
+): Promise<CacheInventory> {
+  const narinfos = new Map<string, CacheObject>();
+  const listings = new Map<string, CacheObject>();
+  const nars = new Map<string, CacheObject>();
+  const report = () => onProgress?.({ narinfos: narinfos.size, nars: nars.size });
+  let listCalls = 0;
+  for await (const page of rootPages(store)) {
+    listCalls++;
+    for (const o of page) {
+      const narinfo = NARINFO_KEY.exec(o.key)?.[1];
+      if (narinfo !== undefined) narinfos.set(narinfo, compact(o));
+      const listing = LISTING_KEY.exec(o.key)?.[1];
+      if (listing !== undefined) listings.set(listing, compact(o));
+    }
+    report();
+  }
+  let token: string | undefined;
+  do {
+    const page = await store.list("nar/", token === undefined ? {} : { token });
+    listCalls++;
+    for (const o of page.objects) if (NAR_KEY.test(o.key)) nars.set(o.key, compact(o));
+    token = page.nextToken;
+    report();
+  } while (token !== undefined);
+  return { narinfos, listings, nars, listCalls };
+}
+
+/** The narinfos' keys now (one listing of the root, folders stepped over), for a second look. */
+export async function listNarInfoKeys(
+  store: ObjectStore,
+): Promise<{ narinfos: Map<string, CacheObject>; listCalls: number }> {
+  const narinfos = new Map<string, CacheObject>();
+  let listCalls = 0;
+  for await (const page of rootPages(store)) {
+    listCalls++;
+    for (const o of page) {
+      const hash = NARINFO_KEY.exec(o.key)?.[1];
+      if (hash !== undefined) narinfos.set(hash, compact(o));
+    }
+  }
+  return { narinfos, listCalls };
+}
+
+/**
+ * The objects at the root of the store (no "/" in their keys), a page at a time. At the first
+ * key inside a folder, the listing starts again after every key of that folder: a folder
+ * `F/` holds exactly the keys between `F/` and `F0` ("/" sorts just before "0"), so starting
+ * after `F0` steps over all of it. Every page starts after a key the previous one returned,
+ * so the listing always moves forward.
+ */
+async function* rootPages(store: ObjectStore): AsyncGenerator<ObjectInfo[]> {
+  let options: { token?: string; startAfter?: string } = {};
+  for (;;) {
+    const page = await store.list("", options);
+    const atRoot: ObjectInfo[] = [];
+    let folder: string | undefined;
+    for (const o of page.objects) {
+      const slash = o.key.indexOf("/");
+      if (slash >= 0) {
+        folder = o.key.slice(0, slash);
+        break;
+      }
+      atRoot.push(o);
+    }
+    yield atRoot;
+    if (folder !== undefined) options = { startAfter: `${folder}0` };
+    else if (page.nextToken !== undefined) options = { token: page.nextToken };
+    else return;
+  }
+}
+
+function compact(o: ObjectInfo): CacheObject {
+  return { key: o.key, size: o.size, modified: o.lastModified.getTime() };
+}

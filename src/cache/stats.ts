@@ -1,0 +1,156 @@
+// What a cache holds, in figures: paths, NAR and file bytes by compression, the largest
+// closures, orphans, and narinfos no trusted key signed. One listing and one GET per narinfo.
+import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
+import { type Compression, checkNarInfoSignatures } from "../nix/narinfo.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { readInventory } from "./inventory.js";
+import { hashPartOf, readNarInfo } from "./read.js";
+
+export interface CompressionStats {
+  paths: number;
+  narBytes: number;
+  fileBytes: number;
+}
+
+export interface ClosureSize {
+  readonly path: string;
+  readonly paths: number;
+  readonly narBytes: number;
+}
+
+export interface CacheStats {
+  readonly store: string;
+  readonly paths: number;
+  readonly narBytes: number;
+  /** Bytes of the NAR files as stored (after compression). */
+  readonly fileBytes: number;
+  readonly byCompression: Partial<Record<Compression, CompressionStats>>;
+  /** The largest closures of paths no other path refers to, largest first (at most `top`). */
+  readonly largestClosures: readonly ClosureSize[];
+  readonly orphans: {
+    /** NARs no narinfo names (left by an interrupted push, or by a collection cut short). */
+    readonly nars: { readonly objects: number; readonly bytes: number };
+    /** Narinfos whose NAR is not there (a broken cache: Nix fails to substitute them). */
+    readonly narinfos: readonly string[];
+  };
+  /** Narinfos signed by no trusted key (undefined: no keys given, not checked). */
+  readonly untrusted: readonly string[] | undefined;
+  /** Narinfos that do not parse, and why. */
+  readonly unreadable: readonly string[];
+  readonly requests: { readonly list: number; readonly get: number };
+}
+
+interface Entry {
+  readonly path: string;
+  readonly narSize: number;
+  readonly refs: readonly string[];
+}
+
+const LISTED = 50;
+
+export interface StatsOptions {
+  readonly trusted?: readonly PublicKey[];
+  /** How many of the largest closures to report (default 10). */
+  readonly top?: number;
+  readonly concurrency?: number;
+  readonly onProgress?: (read: number, total: number) => void;
+}
+
+export async function cacheStats(
+  store: ObjectStore,
+  options: StatsOptions = {},
+): Promise<CacheStats> {
+  const inventory = await readInventory(store);
+  const hashes = [...inventory.narinfos.keys()];
+  const entries = new Map<string, Entry>();
+  const byCompression: Partial<Record<Compression, CompressionStats>> = {};
+  const named = new Set<string>();
+  const missingNar: string[] = [];
+  const untrusted: string[] = [];
+  const unreadable: string[] = [];
+  let narBytes = 0;
+  let read = 0;
+  await mapLimit(hashes, options.concurrency ?? 16, async (hash) => {
+    let info: Awaited<ReturnType<typeof readNarInfo>>;
+    try {
+      info = await readNarInfo(store, hash);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      unreadable.push(`${hash}.narinfo: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    options.onProgress?.(++read, hashes.length);
+    if (info === undefined) return; // deleted since the listing
+    entries.set(hash, {
+      path: info.storePath,
+      narSize: info.narSize,
+      refs: info.references.map(hashPartOf),
+    });
+    narBytes += info.narSize;
+    named.add(info.url);
+    const nar = inventory.nars.get(info.url);
+    if (nar === undefined) missingNar.push(info.storePath);
+    const c = byCompression[info.compression] ?? { paths: 0, narBytes: 0, fileBytes: 0 };
+    byCompression[info.compression] = c;
+    c.paths++;
+    c.narBytes += info.narSize;
+    c.fileBytes += nar?.size ?? info.fileSize ?? 0;
+    if (options.trusted !== undefined && !checkNarInfoSignatures(info, options.trusted).ok) {
+      untrusted.push(info.storePath);
+    }
+  });
+  const orphanNars = { objects: 0, bytes: 0 };
+  let fileBytes = 0;
+  for (const [key, o] of inventory.nars) {
+    fileBytes += o.size;
+    if (!named.has(key)) {
+      orphanNars.objects++;
+      orphanNars.bytes += o.size;
+    }
+  }
+  return {
+    store: store.url,
+    paths: entries.size,
+    narBytes,
+    fileBytes,
+    byCompression,
+    largestClosures: largestClosures(entries, options.top ?? 10),
+    orphans: { nars: orphanNars, narinfos: missingNar.sort().slice(0, LISTED) },
+    untrusted: options.trusted === undefined ? undefined : untrusted.sort(),
+    unreadable: unreadable.sort(),
+    requests: { list: inventory.listCalls, get: hashes.length },
+  };
+}
+
+/** The closures of the top-level paths (referred to by no other), largest first. */
+export function largestClosures(entries: ReadonlyMap<string, Entry>, top: number): ClosureSize[] {
+  const referred = new Set<string>();
+  for (const [hash, e] of entries) for (const r of e.refs) if (r !== hash) referred.add(r);
+  const sizes: ClosureSize[] = [];
+  for (const [hash, e] of entries) {
+    if (referred.has(hash)) continue;
+    const seen = new Set<string>([hash]);
+    const stack = [hash];
+    let bytes = 0;
+    let paths = 0;
+    while (stack.length > 0) {
+      const h = stack.pop() as string;
+      const entry = entries.get(h);
+      if (entry === undefined) continue;
+      paths++;
+      bytes += entry.narSize;
+      for (const r of entry.refs) {
+        if (!seen.has(r)) {
+          seen.add(r);
+          stack.push(r);
+        }
+      }
+    }
+    sizes.push({ path: e.path, paths, narBytes: bytes });
+  }
+  return sizes
+    .sort((a, b) => b.narBytes - a.narBytes || a.path.localeCompare(b.path))
+    .slice(0, top);
+}

@@ -1,0 +1,192 @@
+// `nixship cache gc`: delete what no release, host, rollback or pin needs from the cache.
+import { collectGarbage } from "../cache/gc.js";
+import { addRoot, DEFAULT_PRICE_PER_GB_MONTH, type GcRoots } from "../cache/gc-plan.js";
+import { SshDelivery } from "../delivery/ssh.js";
+import { UsageError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
+import { rootsFromStore } from "../fleet/gc-roots.js";
+import { openStore } from "../store/url.js";
+import { formatGcReport, gcProgressText } from "../ui/gc-report.js";
+import { ProgressLine } from "../ui/progress-line.js";
+import { mapLimit } from "../util/pool.js";
+import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
+import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
+import { trapInterrupts } from "./interrupts.js";
+
+const HOUR = 3600_000;
+const DEFAULTS = { keepReleases: 5, graceHours: 24, waitSeconds: 600 } as const;
+
+export const cacheGc: Command = {
+  path: ["cache", "gc"],
+  summary: "delete from the cache what no release, host, rollback or pin needs",
+  help: `Usage: nixship cache gc (--fleet FILE | --cache URL) [--keep-releases N] [--keep-days D]
+                        [--keep-generations N] [--grace H] [--price USD] [--wait S]
+                        [--stored] [--dry-run] [--json]
+
+Keeps the closure (through the narinfos' References) of every root, and deletes every other
+narinfo, its .ls listing and every NAR that no kept narinfo names (orphans from interrupted
+pushes too), narinfos first. The roots:
+  release   the store paths of the newest N releases of every channel, and of each
+            channel's current release (systems, and the age that decrypts their secrets)
+  status    every host's current, desired, previous and booted systems (kernel, initrd and
+            modules) from the status records in the store (status/hosts/)
+  history   every system an agent host was confirmed on in its channel's last 50 releases,
+            the newest --keep-generations of them: what a rollback can still take it to
+  live      with --fleet, each ssh host's answer: current, booted, profile and its recent
+            generations (skip with --stored)
+  agent     the nixship package each agent runs (from its status record)
+  secrets   with --fleet, secrets.age
+  pin       the paths of 'nixship cache pin'
+  recent    narinfos written within --keep-days D
+  grace     narinfos written within the grace period
+The store's own objects (releases/, channels/, status/, secrets/, gc/) are never touched,
+and nothing written within the grace period is deleted. The collection waits for nixship
+pushes and deploys in progress to finish (up to --wait) and holds pushes and deploys that
+start meanwhile until it is done (see docs/cache-gc.md).
+
+Options:
+${CACHE_HELP}
+                         (with --fleet, also its ssh hosts' live answers and secrets.age)
+  --keep-releases N      newest releases kept per channel (default ${DEFAULTS.keepReleases})
+  --keep-days D          also keep paths pushed within D days (default: only the grace period)
+  --keep-generations N   systems of each agent host's confirmed history kept (default: the
+                         fleet's policy.keepGenerations when set, else all the history holds)
+  --grace H              hours within which nothing is deleted (default ${DEFAULTS.graceHours}; 0: none)
+  --price USD            the storage price per GB-month for the report (default ${DEFAULT_PRICE_PER_GB_MONTH}, S3 Standard)
+  --wait S               seconds to wait for pushes and deploys in progress (default ${DEFAULTS.waitSeconds})
+  --stored               with --fleet, do not ask ssh hosts; use their status records only
+  --dry-run              change nothing; report what would be deleted
+  --json                 print the report as JSON on stdout
+
+The first SIGINT (Ctrl-C) or SIGTERM stops between delete batches; what was deleted leaves
+the cache whole, and the next collection carries on.
+
+Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 130 interrupted.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        ...CACHE_FLAGS,
+        "keep-releases": { type: "string" },
+        "keep-days": { type: "string" },
+        "keep-generations": { type: "string" },
+        grace: { type: "string" },
+        price: { type: "string" },
+        wait: { type: "string" },
+        stored: { type: "boolean" },
+        "dry-run": { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      "cache gc",
+    );
+    if (positionals.length > 0)
+      throw new UsageError(`cache gc: unexpected argument '${positionals[0]}'`);
+    const keepReleases =
+      parseIntFlag(values["keep-releases"], "--keep-releases", "cache gc") ?? DEFAULTS.keepReleases;
+    const keepDays = parseNumberFlag(values["keep-days"], "--keep-days");
+    const graceHours = parseNumberFlag(values.grace, "--grace") ?? DEFAULTS.graceHours;
+    const price = parseNumberFlag(values.price, "--price") ?? DEFAULT_PRICE_PER_GB_MONTH;
+    const waitSeconds = parseIntFlag(values.wait, "--wait", "cache gc", 0) ?? DEFAULTS.waitSeconds;
+    const { fleet, url } = await readCacheInput(values, io, "cache gc");
+    const keepGenerations =
+      parseIntFlag(values["keep-generations"], "--keep-generations", "cache gc") ??
+      (fleet !== undefined && fleet.policy.keepGenerations > 0
+        ? fleet.policy.keepGenerations
+        : undefined);
+    const store = await openStore(url);
+    const line = new ProgressLine(io.stderr);
+    const trap = trapInterrupts({
+      first: () =>
+        io.stderr.write(
+          "cache gc: interrupted; stopping before the next delete batch (interrupt again to stop at once)\n",
+        ),
+      second: () => io.stderr.write("cache gc: stopped at once\n"),
+    });
+    try {
+      line.update("gc: reading the roots from the store");
+      const fromStore = await rootsFromStore(store, {
+        keepReleases,
+        ...(keepGenerations !== undefined ? { keepGenerations } : {}),
+      });
+      const roots = fromStore.roots;
+      const unreachable =
+        fleet === undefined ? [] : await addFleetRoots(roots, fleet, values.stored === true, line);
+      const report = await collectGarbage({
+        store,
+        roots,
+        graceMs: graceHours * HOUR,
+        ...(keepDays !== undefined ? { keepRecentMs: keepDays * 24 * HOUR } : {}),
+        dryRun: values["dry-run"] === true,
+        waitMs: waitSeconds * 1000,
+        pricePerGbMonth: price,
+        signal: trap.signal,
+        onEvent: (event) => line.update(gcProgressText(event)),
+      }).finally(() => line.clear());
+      const problems = [...fromStore.problems, ...unreachable, ...report.problems];
+      const full = {
+        ...report,
+        problems,
+        channels: fromStore.channels,
+        statusRecords: fromStore.hosts,
+      };
+      if (values.json) writeJson(io, full);
+      else io.stderr.write(formatGcReport(full));
+      return report.problems.some((p) => p.startsWith("could not delete")) ? 1 : 0;
+    } finally {
+      trap.release();
+      line.clear();
+      await store.close();
+    }
+  },
+};
+
+function parseNumberFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !Number.isFinite(n)) {
+    throw new UsageError(`cache gc: ${flag} must be a number ≥ 0, got '${value}'`);
+  }
+  return n;
+}
+
+const LIVE_CONCURRENCY = 32;
+
+/**
+ * The roots only the fleet knows: secrets.age, and each ssh host's own answer (its systems and
+ * recent generations). Returns the hosts that did not answer, as problems: their status records
+ * still count.
+ */
+async function addFleetRoots(
+  roots: GcRoots,
+  fleet: Fleet,
+  storedOnly: boolean,
+  line: ProgressLine,
+): Promise<string[]> {
+  if (fleet.secrets?.age !== undefined) addRoot(roots, fleet.secrets.age, "secrets");
+  const ssh = fleet.hosts.filter((h) => h.delivery === "ssh");
+  if (storedOnly || ssh.length === 0) return [];
+  const delivery = new SshDelivery(fleet.ssh);
+  let asked = 0;
+  const answers = await mapLimit(ssh, LIVE_CONCURRENCY, async (h) => {
+    const status = await delivery.status(h);
+    line.update(`gc: asked ${++asked}/${ssh.length} ssh hosts`);
+    return status;
+  });
+  const problems: string[] = [];
+  answers.forEach((status, i) => {
+    const host = ssh[i]?.name ?? "?";
+    if (!status.reachable) {
+      problems.push(`${host} did not answer (its status record counts): ${status.error}`);
+      return;
+    }
+    for (const p of [
+      status.current,
+      status.booted,
+      status.profile,
+      ...status.generations.map((g) => g.path),
+    ]) {
+      if (p !== undefined) addRoot(roots, p, "live");
+    }
+  });
+  return problems;
+}

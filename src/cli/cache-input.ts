@@ -1,0 +1,42 @@
+// What the cache commands (gc, stats, pin) share: the cache named by --cache URL, or the
+// fleet's (--fleet FILE, or $NIXSHIP_FLEET) with the fleet itself.
+import { UsageError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
+import type { CliIO } from "./command.js";
+import { readFleetInput } from "./fleet-input.js";
+
+export const CACHE_FLAGS = {
+  fleet: { type: "string" },
+  cache: { type: "string" },
+} as const;
+
+export const CACHE_HELP = `  --fleet FILE           the fleet whose cache it is (default: $NIXSHIP_FLEET)
+  --cache URL            a cache named by its URL (file:///dir, s3://bucket/prefix?...)`;
+
+export interface CacheInput {
+  /** The fleet, when the cache was named by one. */
+  readonly fleet: Fleet | undefined;
+  readonly url: string;
+}
+
+export async function readCacheInput(
+  values: { fleet?: string | undefined; cache?: string | undefined },
+  io: CliIO,
+  command: string,
+): Promise<CacheInput> {
+  if (values.fleet !== undefined && values.cache !== undefined) {
+    throw new UsageError(`${command}: give --fleet or --cache, not both`);
+  }
+  if (values.cache !== undefined) return { fleet: undefined, url: values.cache };
+  if (values.fleet === undefined && io.env.NIXSHIP_FLEET === undefined) {
+    throw new UsageError(
+      `${command}: name the cache: --fleet FILE or --cache URL`,
+      `see 'nixship ${command} --help'`,
+    );
+  }
+  const { fleet, fleetFile } = await readFleetInput(values, io);
+  if (fleet.cache === undefined) {
+    throw new UsageError(`${command}: the fleet ${fleetFile} has no cache (cache.url)`);
+  }
+  return { fleet, url: fleet.cache.url };
+}

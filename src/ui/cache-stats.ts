@@ -1,0 +1,40 @@
+// `cache stats` as text.
+import type { CacheStats } from "../cache/stats.js";
+import { formatBytes } from "./format.js";
+
+export function formatCacheStats(s: CacheStats): string {
+  const lines: string[] = [`cache ${s.store}`];
+  lines.push(
+    `  ${s.paths} paths, ${formatBytes(s.narBytes)} NAR, ${formatBytes(s.fileBytes)} stored`,
+  );
+  for (const [compression, c] of Object.entries(s.byCompression)) {
+    const ratio = c.fileBytes > 0 ? (c.narBytes / c.fileBytes).toFixed(2) : "-";
+    lines.push(
+      `    ${compression.padEnd(5)} ${String(c.paths).padStart(7)} paths  ${formatBytes(c.narBytes).padStart(9)} NAR  ${formatBytes(c.fileBytes).padStart(9)} stored  (${ratio}x)`,
+    );
+  }
+  if (s.largestClosures.length > 0) {
+    lines.push("  largest closures:");
+    for (const c of s.largestClosures) {
+      lines.push(
+        `    ${formatBytes(c.narBytes).padStart(9)}  ${String(c.paths).padStart(6)} paths  ${c.path}`,
+      );
+    }
+  }
+  lines.push(
+    `  orphan NARs: ${s.orphans.nars.objects} (${formatBytes(s.orphans.nars.bytes)}; 'cache gc' deletes them)`,
+  );
+  lines.push(`  narinfos whose NAR is missing: ${s.orphans.narinfos.length}`);
+  for (const p of s.orphans.narinfos) lines.push(`    ${p}`);
+  if (s.untrusted === undefined)
+    lines.push("  signatures: not checked (no trusted keys: --trusted-key or --fleet)");
+  else {
+    lines.push(`  narinfos signed by no trusted key: ${s.untrusted.length}`);
+    for (const p of s.untrusted.slice(0, 50)) lines.push(`    ${p}`);
+    if (s.untrusted.length > 50)
+      lines.push(`    … and ${s.untrusted.length - 50} more (--json lists them all)`);
+  }
+  for (const u of s.unreadable) lines.push(`  unreadable: ${u}`);
+  lines.push(`  requests: ${s.requests.list} LIST, ${s.requests.get} GET`);
+  return `${lines.join("\n")}\n`;
+}

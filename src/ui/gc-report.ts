@@ -1,0 +1,64 @@
+// `cache gc` as text: what was kept and deleted, why (the roots by source), and what it saves.
+import type { GcEvent, GcReport } from "../cache/gc.js";
+import { OBJECT_KINDS, ROOT_SOURCES, type Tallies } from "../cache/gc-plan.js";
+import { formatBytes } from "./format.js";
+
+const KIND_NAMES = { narinfo: "narinfos", nar: "NARs", listing: "listings" } as const;
+
+function tallies(t: Tallies): string {
+  return OBJECT_KINDS.map(
+    (k) => `${t[k].objects} ${KIND_NAMES[k]} (${formatBytes(t[k].bytes)})`,
+  ).join(", ");
+}
+
+export function formatGcReport(report: GcReport): string {
+  const lines: string[] = [];
+  lines.push(
+    report.dryRun
+      ? `cache gc of ${report.store}: dry run, nothing was deleted`
+      : `cache gc of ${report.store}`,
+  );
+  const sources = ROOT_SOURCES.filter((s) => (report.roots.bySource[s] ?? 0) > 0)
+    .map((s) => `${s} ${report.roots.bySource[s]}`)
+    .join(", ");
+  lines.push(`  roots:   ${report.roots.total} named (${sources || "none"})`);
+  if (report.roots.missingCount > 0) {
+    lines.push(
+      `  ${report.roots.missingCount} roots are not in the cache (kept nothing for them):`,
+    );
+    for (const m of report.roots.missing) lines.push(`    ${m.path} (${m.sources.join(", ")})`);
+    if (report.roots.missingCount > report.roots.missing.length) {
+      lines.push(
+        `    … and ${report.roots.missingCount - report.roots.missing.length} more (--json lists the first 20)`,
+      );
+    }
+  }
+  lines.push(`  ${report.dryRun ? "would delete" : "deleted"}: ${tallies(report.deleted)}`);
+  lines.push(`  kept:    ${tallies(report.kept)}`);
+  if (report.young > 0)
+    lines.push(`  ${report.young} objects younger than the grace period were kept`);
+  lines.push(
+    `  saves ${formatBytes(report.saved.bytes)}: USD ${report.saved.perMonth.toFixed(2)} a month at USD ${report.saved.pricePerGbMonth} per GB-month`,
+  );
+  const r = report.requests;
+  lines.push(`  requests: ${r.list} LIST, ${r.get} GET, ${r.delete} DELETE`);
+  if (report.problems.length > 0) {
+    lines.push(`  problems:`);
+    for (const p of report.problems) lines.push(`    ${p}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The progress line's text for an event. */
+export function gcProgressText(event: GcEvent): string {
+  switch (event.type) {
+    case "waiting":
+      return `gc: waiting for ${event.leases} push or deploy in progress to finish`;
+    case "listing":
+      return `gc: listing: ${event.narinfos} narinfos, ${event.nars} NARs`;
+    case "marking":
+      return `gc: marking: ${event.read} narinfos read`;
+    case "deleting":
+      return `gc: deleting ${KIND_NAMES[event.kind]}: ${event.done}/${event.total}`;
+  }
+}

@@ -1,0 +1,167 @@
+// The race a lease closes, made to happen every time: a push finds an old path nothing roots
+// already in the cache and skips it, and a collection lists the cache before the push's new
+// narinfo (which needs that path) is written. Without a lease the collection deletes the
+// skipped path and the pushed closure is broken; with the push under a lease (as `nixship
+// push` and `deploy` run it) the collection waits, then keeps it.
+import { mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { walkClosure } from "../src/cache/closure-walk.js";
+import { collectGarbage } from "../src/cache/gc.js";
+import { withCacheLease } from "../src/cache/gc-lease.js";
+import { narInfoKey } from "../src/cache/layout.js";
+import { pushClosure } from "../src/cache/push.js";
+import { generateSecretKey } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
+import { runOk } from "./support/cli.js";
+import { allKeys } from "./support/synthetic-cache.js";
+
+let work: string;
+let base: StorePath;
+const key = generateSecretKey("gc-lease-1");
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-gc-lease-"));
+  await writeFile(
+    join(work, "lease.nix"),
+    `{ seed }:
+let
+  mk = name: script: derivation { inherit name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" script ]; PATH = "/usr/bin:/bin"; };
+  base = mk "lease-base" "mkdir -p $out; echo base > $out/b";
+in { inherit base; top = mk "lease-top-\${seed}" "mkdir -p $out; echo \${base} \${seed} > $out/t"; }
+`,
+  );
+  base = await build("base", "x");
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function build(attr: string, seed: string): Promise<StorePath> {
+  return (
+    await runOk("nix-build", [
+      "--no-out-link",
+      join(work, "lease.nix"),
+      "-A",
+      attr,
+      "--argstr",
+      "seed",
+      seed,
+    ])
+  ).trim() as StorePath;
+}
+
+/** A cache holding `base`, aged two days, that nothing roots. */
+async function cacheWithOldBase(name: string): Promise<{ dir: string; store: ObjectStore }> {
+  const dir = join(work, name);
+  const store = await openStore(`file://${dir}`);
+  await pushClosure({ store, roots: [base], key, compression: "zstd", createCache: true });
+  const old = new Date(Date.now() - 2 * 86400_000);
+  for (const k of await allKeys(store)) await utimes(join(dir, k), old, old);
+  return { dir, store };
+}
+
+/** `inner` with every method bound, and some replaced. */
+function wrap(inner: ObjectStore, overrides: Partial<ObjectStore>): ObjectStore {
+  return {
+    url: inner.url,
+    get: inner.get.bind(inner) as ObjectStore["get"],
+    head: inner.head.bind(inner),
+    put: inner.put.bind(inner),
+    putFile: inner.putFile.bind(inner),
+    list: inner.list.bind(inner),
+    delete: inner.delete.bind(inner),
+    makeStagingDir: inner.makeStagingDir.bind(inner),
+    close: inner.close.bind(inner),
+    ...(inner.flush ? { flush: inner.flush.bind(inner) } : {}),
+    ...overrides,
+  };
+}
+
+/**
+ * `inner`, whose put of `held` waits until `release` resolves (or 3 s pass): the moment
+ * between a push's check of what the cache has and its new narinfo.
+ */
+function holdingPut(inner: ObjectStore, held: string, release: Promise<void>): ObjectStore {
+  const wait = () => Promise.race([release, new Promise<void>((r) => setTimeout(r, 3000))]);
+  return wrap(inner, {
+    async put(k: string, body: Parameters<ObjectStore["put"]>[1], o?: PutOptions) {
+      if (k === held) await wait();
+      return inner.put(k, body, o);
+    },
+    async putFile(k: string, file: string, o?: Omit<PutOptions, "size">) {
+      if (k === held) await wait();
+      return inner.putFile(k, file, o);
+    },
+  });
+}
+
+/** A store that says when the collection's inventory has been listed (the root, then nar/). */
+function listedSignal(inner: ObjectStore): { store: ObjectStore; listed: Promise<void> } {
+  let said: () => void = () => undefined;
+  const listed = new Promise<void>((r) => {
+    said = r;
+  });
+  const store = wrap(inner, {
+    async list(prefix, options) {
+      const page = await inner.list(prefix, options);
+      if (prefix === "nar/") said();
+      return page;
+    },
+  });
+  return { store, listed };
+}
+
+async function race(
+  name: string,
+  leased: boolean,
+): Promise<{ store: ObjectStore; top: StorePath }> {
+  const { store } = await cacheWithOldBase(name);
+  const top = await build("top", `${name}-${process.pid}`);
+  const gcSide = listedSignal(store);
+  const pushSide = holdingPut(store, narInfoKey(top), gcSide.listed);
+  const push = () => pushClosure({ store: pushSide, roots: [top], key, compression: "zstd" });
+  const pushing = leased ? withCacheLease(pushSide, "push", push) : push();
+  // The collection starts once the push has checked the cache (it is holding its narinfo).
+  await new Promise((r) => setTimeout(r, 300));
+  const gc = collectGarbage({
+    store: gcSide.store,
+    roots: new Map(),
+    graceMs: 3600_000,
+    dryRun: false,
+    waitMs: 30_000,
+    pricePerGbMonth: 0.023,
+  });
+  await Promise.all([pushing, gc]);
+  return { store, top };
+}
+
+describe("a push that skips an old unrooted path, raced by a collection", () => {
+  it("without a lease, the collection deletes the skipped path under the new narinfo (the hazard)", async () => {
+    const { store, top } = await race("unleased", false);
+    try {
+      const closure = await walkClosure(store, [top]);
+      expect(closure.missing).toEqual([base]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it("under a lease, the collection waits for the push and keeps the whole pushed closure", async () => {
+    const { store, top } = await race("leased", true);
+    try {
+      const closure = await walkClosure(store, [top]);
+      expect(closure.missing).toEqual([]);
+      expect([...closure.found.values()].map((i) => i.storePath).sort()).toEqual(
+        [base, top].sort(),
+      );
+      // Nothing else was left behind: no lease, no lock.
+      expect((await allKeys(store)).filter((k) => k.startsWith("gc/"))).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+});
