@@ -1,9 +1,10 @@
 // Issue 5, acceptance 3, and issue 16: the cache module's IAM policies, rendered from the
 // module's own HCL (each output followed to the aws_iam_policy it names and to the policy
 // document behind it), evaluated by a strict IAM evaluator against the requests hosts, agents,
-// deployers and readers make: hosts read the cache and write nothing, an agent writes only its
-// own status, the writer publishes, a reader (a pull request's plan) reads and writes nothing;
-// nothing goes without TLS. A bucket named from bucket_prefix gets the same grants on its
+// deployers, readers and the garbage collector make: hosts read the cache and write nothing, an
+// agent writes only its own status, the writer publishes (holding a gc lease while it does), a
+// reader (a pull request's plan) reads and writes nothing, the collector deletes the cache's own
+// objects and nothing that roots them; nothing goes without TLS. A bucket named from bucket_prefix gets the same grants on its
 // generated name. Mutated modules show that a policy mistake fails.
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -27,13 +28,19 @@ const BUCKET = "nixship-test-store";
 const NARINFO = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.zst";
 const CACHE_KEYS = ["nix-cache-info", NARINFO, NAR];
+/** Nix's listing of a NAR's files, beside its narinfo. */
+const LISTING = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.ls";
+const GC_LOCK = "gc/lock.json";
+const LEASE = "gc/leases/5f0c2d9e8a7b6c5d4e3f2a1b.json";
+const PIN = "gc/pins/installer.json";
 
-type Role = "host-read" | "agent" | "writer" | "reader";
+type Role = "host-read" | "agent" | "writer" | "reader" | "collector";
 const OUTPUT_OF: Record<Role, string> = {
   "host-read": "host_read_policy_arn",
   agent: "agent_policy_arn",
   writer: "writer_policy_arn",
   reader: "reader_policy_arn",
+  collector: "collector_policy_arn",
 };
 
 interface RenderedCache {
@@ -234,6 +241,14 @@ const WRITER: readonly Expectation[] = [
   // Progress markers are the agents' word about themselves.
   ...deny("writer", "s3:PutObject", ["status/releases/prod/7/web1/success"]),
   ...deny("writer", "s3:DeleteObject", ["channels/prod.json", NARINFO, "status/hosts/web1.json"]),
+  // A push or deploy holds its lease and looks for a collection's lock; it pins and unpins.
+  ...allow("writer", "s3:PutObject", [LEASE, PIN]),
+  ...allow("writer", "s3:GetObject", [LEASE, GC_LOCK, PIN]),
+  ...allow("writer", "s3:DeleteObject", [LEASE, PIN]),
+  ...allow("writer", "s3:ListBucket", ["gc/leases/", "gc/pins/", GC_LOCK]),
+  // The lock is the collector's, and so is deleting from the cache.
+  ...deny("writer", "s3:PutObject", [GC_LOCK]),
+  ...deny("writer", "s3:DeleteObject", [GC_LOCK, NAR, LISTING, "nix-cache-info"]),
 ];
 
 // A plan in a pull request, or whoever only looks: reads what nixship reads, writes nothing.
@@ -267,8 +282,67 @@ const READER: readonly Expectation[] = [
   ...deny("reader", "s3:AbortMultipartUpload", [NAR]),
 ];
 
+// `nixship cache gc`: reads what roots the cache, holds the lock, tidies lapsed leases and
+// deletes the cache's own objects; it writes no cache object and deletes nothing that roots one.
+const SECRETS_BUNDLE = `secrets/web1/${"a".repeat(64)}`;
+const ROOTS = [
+  "channels/prod.json",
+  "releases/prod/7.json",
+  ...STATUS_WEB1,
+  ...STATUS_OTHERS,
+  "status/heartbeats/web1/online/30",
+  "status/host-keys/web1.pub",
+];
+const COLLECTOR: readonly Expectation[] = [
+  ...allow("collector", "s3:GetObject", [NARINFO, ...ROOTS, PIN, GC_LOCK, LEASE]),
+  ...allow("collector", "s3:DeleteObject", [NARINFO, LISTING, NAR, GC_LOCK, LEASE]),
+  ...allow("collector", "s3:PutObject", [GC_LOCK]),
+  // The store's root (the inventory), nar/, the folders it reads roots and leases from, and
+  // the keys it GETs, so that a missing one answers 404.
+  ...allow("collector", "s3:ListBucket", [
+    "",
+    "nar/",
+    NARINFO,
+    "channels/",
+    "releases/",
+    "releases/prod/",
+    "status/hosts/",
+    "status/releases/prod/7/",
+    "gc/leases/",
+    "gc/pins/",
+    GC_LOCK,
+    "channels/prod.json",
+  ]),
+  ...deny("collector", "s3:ListBucket", ["secrets/", "secrets/web1/"]),
+  // What roots the cache, and what is not the cache's, stays whatever it decides.
+  ...deny("collector", "s3:DeleteObject", [
+    ...ROOTS,
+    "releases/prod/8.json",
+    SECRETS_BUNDLE,
+    PIN,
+    "nix-cache-info",
+    // Only 32 characters then .narinfo or .ls, at the store's root, is the cache's.
+    "status/hosts/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo",
+    "releases/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.ls",
+  ]),
+  // It writes nothing but its lock: no cache object, no pin, no lease of its own.
+  ...deny("collector", "s3:PutObject", [
+    ...CACHE_KEYS,
+    LISTING,
+    PIN,
+    LEASE,
+    "channels/prod.json",
+    "releases/prod/8.json",
+    "status/hosts/web1.json",
+    SECRETS_BUNDLE,
+  ]),
+  ...deny("collector", "s3:AbortMultipartUpload", [NAR]),
+  // It marks through narinfos and never needs a NAR's bytes, or a secret.
+  ...deny("collector", "s3:GetObject", [NAR, SECRETS_BUNDLE]),
+];
+
 const NO_TLS: readonly Expectation[] = (
-  ["host-read", "agent", "writer", "reader"] as const
+  ["host-read", "agent", "writer", "reader", "collector"] as const
 ).flatMap((role) => deny(role, "s3:GetObject", ["nix-cache-info"], { tls: false }));
 
 let cacheModule: TfModule;
@@ -301,6 +375,15 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
     expect([...new Set(actions)].sort()).toEqual(["s3:GetObject", "s3:ListBucket"]);
   });
 
+  it("the collector deletes narinfos, listings and NARs, holds its lock and tidies leases, and no more", () => {
+    expect(violations(cache, COLLECTOR)).toEqual([]);
+    // The lock is the only key it may put.
+    const puts = cache.policies.collector.Statement.filter((st) =>
+      [st.Action ?? []].flat().includes("s3:PutObject"),
+    ).flatMap((st) => [st.Resource ?? []].flat());
+    expect(puts).toEqual([`${cache.bucketArn}/${GC_LOCK}`]);
+  });
+
   it("the bucket policy refuses every request without TLS", () => {
     expect(violations(cache, NO_TLS)).toEqual([]);
     expect(cache.bucketPolicy.Statement).toHaveLength(1);
@@ -308,7 +391,7 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
 
   it('with prefix = "nix" every grant moves under nix/, and the store URL says so', async () => {
     const prefixed = await renderCache(cacheModule, "nix/");
-    const all = [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...NO_TLS];
+    const all = [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...COLLECTOR, ...NO_TLS];
     expect(violations(prefixed, all, "nix/")).toEqual([]);
     // Outside the prefix, nothing is granted.
     const outside = [
@@ -316,6 +399,8 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
       ...deny("agent", "s3:PutObject", STATUS_WEB1),
       ...deny("writer", "s3:PutObject", ["channels/prod.json"]),
       ...deny("writer", "s3:ListBucket", [""]),
+      ...deny("collector", "s3:ListBucket", ["", "nar/"]),
+      ...deny("collector", "s3:DeleteObject", [NARINFO, NAR, GC_LOCK]),
     ];
     expect(violations(prefixed, outside)).toEqual([]);
     expect(prefixed.storeUrl).toBe(`s3://${BUCKET}/nix?region=eu-west-1`);
@@ -381,13 +466,21 @@ describe("the bucket's name: bucket_name, or generated from bucket_prefix", () =
       GENERATED,
     );
     expect(
-      violations(generated, [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...NO_TLS]),
+      violations(generated, [
+        ...HOST_READ,
+        ...AGENT,
+        ...WRITER,
+        ...READER,
+        ...COLLECTOR,
+        ...NO_TLS,
+      ]),
     ).toEqual([]);
     expect(generated.policyNames).toEqual({
       "host-read": `${GENERATED}-host-read`,
       agent: `${GENERATED}-agent`,
       writer: `${GENERATED}-writer`,
       reader: `${GENERATED}-reader`,
+      collector: `${GENERATED}-collector`,
     });
     expect(generated.storeUrl).toBe(`s3://${GENERATED}?region=eu-west-1`);
     // Nothing is granted on a bucket of the prefix's other names.
@@ -452,6 +545,22 @@ describe("a policy mistake in the module fails these expectations", () => {
     );
     expect(violations(broken, HOST_READ)).toEqual(
       CACHE_KEYS.map((k) => `host-read (web1): s3:PutObject ${k} was allow, expected deny`),
+    );
+  });
+
+  it("the collector allowed to delete the whole store: it could delete what roots the cache", async () => {
+    const broken = await mutated(
+      "collector-deletes-all",
+      'sid       = "DeleteCacheObjects"\n    actions   = ["s3:DeleteObject"]\n    resources = local.collectable_objects',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform's interpolation, quoted.
+      'sid       = "DeleteCacheObjects"\n    actions   = ["s3:DeleteObject"]\n    resources = ["${local.store_arn}*"]',
+    );
+    const kept = COLLECTOR.filter((e) => e.action === "s3:DeleteObject" && e.expect === "deny");
+    expect(violations(broken, COLLECTOR)).toEqual(
+      kept.map((e) => `collector (web1): s3:DeleteObject ${e.key} was allow, expected deny`),
+    );
+    expect(kept.map((e) => e.key)).toEqual(
+      expect.arrayContaining(["releases/prod/7.json", "channels/prod.json", SECRETS_BUNDLE]),
     );
   });
 

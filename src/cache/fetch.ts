@@ -13,9 +13,9 @@ import { restoreNar } from "../nix/nar-restore.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { mapLimit } from "../util/pool.js";
+import { walkClosure } from "./closure-walk.js";
 import { importExport, type NixOptions, validPaths } from "./local-nix.js";
-import { hashPartOf, NarCheckError, readNarInfo, streamVerifiedNar } from "./read.js";
+import { NarCheckError, streamVerifiedNar } from "./read.js";
 
 export interface FetchSource {
   readonly store: ObjectStore;
@@ -29,29 +29,11 @@ export type FetchEvent =
 
 /** Reads the narinfos of `root`'s closure; every one must exist and carry a trusted signature. */
 export async function resolveClosure(source: FetchSource, root: StorePath): Promise<NarInfo[]> {
-  const found = new Map<string, NarInfo>();
-  const problems: string[] = [];
-  let frontier: string[] = [root];
-  const seen = new Set([hashPartOf(root)]);
-  while (frontier.length > 0) {
-    const infos = await mapLimit(frontier, 16, (p) => readNarInfo(source.store, p));
-    const next: string[] = [];
-    infos.forEach((info, i) => {
-      if (!info) {
-        problems.push(`${frontier[i]} is not in the cache ${source.store.url}`);
-        return;
-      }
-      const sig = checkNarInfoSignatures(info, source.trusted);
-      if (!sig.ok) problems.push(...sig.problems.map((m) => `${info.storePath}: ${m}`));
-      found.set(info.storePath, info);
-      for (const ref of info.references) {
-        if (!seen.has(hashPartOf(ref))) {
-          seen.add(hashPartOf(ref));
-          next.push(ref);
-        }
-      }
-    });
-    frontier = next;
+  const walk = await walkClosure(source.store, [root]);
+  const problems = walk.missing.map((p) => `${p} is not in the cache ${source.store.url}`);
+  for (const info of walk.found.values()) {
+    const sig = checkNarInfoSignatures(info, source.trusted);
+    if (!sig.ok) problems.push(...sig.problems.map((m) => `${info.storePath}: ${m}`));
   }
   if (problems.length > 0) {
     throw new OperationError(
@@ -62,7 +44,9 @@ export async function resolveClosure(source: FetchSource, root: StorePath): Prom
       },
     );
   }
-  return referencesFirst([...found.values()].map((info) => ({ ...info, path: info.storePath })));
+  return referencesFirst(
+    [...walk.found.values()].map((info) => ({ ...info, path: info.storePath })),
+  );
 }
 
 /** Writes into `target` without ever ending it, honouring backpressure. */

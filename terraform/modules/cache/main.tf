@@ -1,6 +1,7 @@
 # The nixship store on S3: one private, encrypted bucket (TLS only) that holds the Nix binary
 # cache, the signed releases and the hosts' status, and the least-privilege policies that
-# hosts, agents, deployers and readers attach (see README.md for who gets which).
+# hosts, agents, deployers, readers and the garbage collector attach (see README.md for who
+# gets which).
 
 locals {
   # The bucket's name: bucket_name, or the one generated from bucket_prefix. The policies are
@@ -13,9 +14,22 @@ locals {
 
   # The keys stock Nix reads from a binary cache: nix-cache-info, <32-character hash>.narinfo
   # (each ? is one character, so no other key ending in .narinfo matches) and nar/<file>.
-  cache_keys     = ["nix-cache-info", "????????????????????????????????.narinfo", "nar/*"]
+  narinfo_key    = "????????????????????????????????.narinfo"
+  cache_keys     = ["nix-cache-info", local.narinfo_key, "nar/*"]
   cache_objects  = [for key in local.cache_keys : "${local.store_arn}${key}"]
   cache_prefixes = [for key in local.cache_keys : "${local.key_prefix}${key}"]
+
+  # What a garbage collection may delete: narinfos, the <hash>.ls listings Nix writes beside
+  # them, and NARs. Not nix-cache-info, and nothing outside the cache.
+  collectable_keys    = [local.narinfo_key, "????????????????????????????????.ls", "nar/*"]
+  collectable_objects = [for key in local.collectable_keys : "${local.store_arn}${key}"]
+
+  # `nixship cache gc`'s own keys: the collector's lock, a lease per push or deploy in
+  # progress, and the pins that keep paths by name.
+  gc_lock_object = "${local.store_arn}gc/lock.json"
+  lease_objects  = ["${local.store_arn}gc/leases/*"]
+  pin_objects    = ["${local.store_arn}gc/pins/*"]
+  gc_prefixes    = [for key in ["gc/lock.json", "gc/leases/*", "gc/pins/*"] : "${local.key_prefix}${key}"]
 
   # Release manifests and the channels that point at them.
   release_keys     = ["releases/*", "channels/*"]
@@ -196,6 +210,30 @@ data "aws_iam_policy_document" "writer" {
     resources = ["${local.store_arn}status/hosts/*"]
   }
 
+  # A push or deploy holds a lease while it runs, so that no garbage collection sweeps what it
+  # found already in the cache; it reads the lock to see whether a collection runs first.
+  statement {
+    sid       = "HoldLeases"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = local.lease_objects
+  }
+
+  statement {
+    sid       = "ReadGcLock"
+    actions   = ["s3:GetObject"]
+    resources = [local.gc_lock_object]
+  }
+
+  # `cache pin`, `cache unpin` and `cache pins`. A pin only keeps paths; removing one lets the
+  # next collection take what it alone kept.
+  statement {
+    sid       = "WritePins"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = local.pin_objects
+  }
+
+  # The whole store, gc/ included: releases are numbered from a listing, deploys list status
+  # markers, `cache pins` lists gc/pins/, and a missing key answers 404 rather than 403.
   statement {
     sid       = "ListStore"
     actions   = ["s3:ListBucket"]
@@ -228,6 +266,67 @@ data "aws_iam_policy_document" "reader" {
       test     = "StringLike"
       variable = "s3:prefix"
       values   = concat(local.cache_prefixes, local.release_prefixes, local.status_prefixes)
+    }
+  }
+}
+
+# Whoever runs `nixship cache gc` (an operator, or a scheduled job): read the roots (releases,
+# channels, status, pins) and the narinfos, hold the collection lock, tidy leases that lapsed,
+# and delete the cache's own objects only. It writes no cache object, reads no NAR or secret,
+# and deletes no release, channel, status or secret: those are what roots the cache.
+data "aws_iam_policy_document" "collector" {
+  statement {
+    sid     = "ReadRootsAndNarInfos"
+    actions = ["s3:GetObject"]
+    resources = concat(
+      ["${local.store_arn}${local.narinfo_key}"],
+      local.release_objects,
+      local.status_objects,
+      local.pin_objects,
+    )
+  }
+
+  # DeleteObjects (a batch of keys) is authorized as s3:DeleteObject on each key.
+  statement {
+    sid       = "DeleteCacheObjects"
+    actions   = ["s3:DeleteObject"]
+    resources = local.collectable_objects
+  }
+
+  # One collection at a time: a conditional put (If-None-Match, or If-Match to take over from
+  # a collector that died, judged by a GET), then a HEAD (authorized as GetObject) and a
+  # delete to give it back.
+  statement {
+    sid       = "HoldGcLock"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.gc_lock_object]
+  }
+
+  # The collector takes no lease: it reads them to count the live ones, and deletes those whose
+  # writer died (not renewed within 10 minutes).
+  statement {
+    sid       = "TidyLapsedLeases"
+    actions   = ["s3:GetObject", "s3:DeleteObject"]
+    resources = local.lease_objects
+  }
+
+  # The store's root (s3:prefix exactly the key prefix), which the inventory lists with
+  # StartAfter, jumping over each folder; the folders it reads; and the keys it GETs, so that a
+  # missing one answers 404. A root listing shows every key's name, but reads no object.
+  statement {
+    sid       = "ListCollectedKeys"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values = concat(
+        [local.key_prefix, "${local.key_prefix}${local.narinfo_key}", "${local.key_prefix}nar/*"],
+        local.release_prefixes,
+        local.status_prefixes,
+        local.gc_prefixes,
+      )
     }
   }
 }
@@ -292,5 +391,12 @@ resource "aws_iam_policy" "reader" {
   name        = "${local.bucket}-reader"
   description = "nixship: read the cache, releases and status in s3://${local.bucket}/${local.key_prefix}"
   policy      = data.aws_iam_policy_document.reader.json
+  tags        = var.tags
+}
+
+resource "aws_iam_policy" "collector" {
+  name        = "${local.bucket}-collector"
+  description = "nixship cache gc: read the roots, hold the gc lock, delete unrooted narinfos and NARs in s3://${local.bucket}/${local.key_prefix}"
+  policy      = data.aws_iam_policy_document.collector.json
   tags        = var.tags
 }

@@ -21,7 +21,7 @@ output "host_read_policy_arn" {
 }
 
 output "writer_policy_arn" {
-  description = "ARN of the policy for CI or the deployer: write the cache, releases and channels, read status, record push deploys."
+  description = "ARN of the policy for CI or the deployer: write the cache, releases and channels, read status, record push deploys, hold a gc lease, pin paths."
   value       = aws_iam_policy.writer.arn
 }
 
@@ -33,4 +33,9 @@ output "agent_policy_arn" {
 output "reader_policy_arn" {
   description = "ARN of the read-only policy (a plan in a pull request, stored status): read the cache, channels, releases and status, write nothing."
   value       = aws_iam_policy.reader.arn
+}
+
+output "collector_policy_arn" {
+  description = "ARN of the garbage collector's policy (an operator or a scheduled job running `nixship cache gc`): read the roots and narinfos, hold the gc lock, delete narinfos, .ls listings and NARs only."
+  value       = aws_iam_policy.collector.arn
 }
