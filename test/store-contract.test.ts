@@ -8,7 +8,7 @@ import { PassThrough, Readable } from "node:stream";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { InputError, OperationError } from "../src/errors.js";
 import { FsStore } from "../src/store/fs-store.js";
-import { listAll, readAll } from "../src/store/helpers.js";
+import { deleteKeys, listAll, readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
@@ -189,6 +189,40 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
       const [first] = (await store.list("list/é")).objects;
       expect(first).toEqual(await store.head("list/é"));
       expect(await keys(store)).toEqual(["lis", ...expected, "other/x"]);
+    });
+
+    it("lists after a key with startAfter, whether or not the key exists, stepping over a folder", async () => {
+      const names = ["a1", "b/1", "b/2", "b0", "b1", "c"];
+      await Promise.all(names.map((k) => store.put(k, Buffer.from(k))));
+      const after = async (startAfter: string) =>
+        (await store.list("", { startAfter })).objects.map((o) => o.key);
+      expect(await after("a1")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
+      // "/" sorts just before "0": starting after "b0" steps over all of "b/".
+      expect(await after("b/")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
+      expect(await after("b0")).toEqual(["b1", "c"]);
+      expect(await after("a")).toEqual(["a1", "b/1", "b/2", "b0", "b1", "c"]);
+      expect(await after("zz")).toEqual([]);
+      // A page token wins over startAfter.
+      const first = await store.list("", { limit: 2 });
+      const next = await store.list("", {
+        ...(first.nextToken ? { token: first.nextToken } : {}),
+        startAfter: "b1",
+      });
+      expect(next.objects.map((o) => o.key)).toEqual(["b/2", "b0", "b1", "c"]);
+    });
+
+    it("deletes keys in a batch (deleteKeys), absent ones included, and refuses more than 1,000", async () => {
+      const names = Array.from({ length: 30 }, (_, i) => `batch/${i}`);
+      await Promise.all(names.map((k) => store.put(k, Buffer.from(k))));
+      const result = await deleteKeys(store, [...names.slice(0, 20), "batch/never"]);
+      expect(result.failed).toEqual([]);
+      expect(await keys(store)).toEqual(names.slice(20).sort());
+      await expect(
+        deleteKeys(
+          store,
+          Array.from({ length: 1001 }, (_, i) => `x/${i}`),
+        ),
+      ).rejects.toThrow(/at most 1000 keys/);
     });
 
     it("shows nothing of a write in progress", async () => {

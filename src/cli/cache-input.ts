@@ -28,7 +28,7 @@ export async function readCacheInput(
     throw new UsageError(`${command}: give --fleet or --cache, not both`);
   }
   if (values.cache !== undefined) return { fleet: undefined, url: values.cache };
-  if (values.fleet === undefined && io.env.NIXSHIP_FLEET === undefined) {
+  if (values.fleet === undefined && (io.env.NIXSHIP_FLEET ?? "") === "") {
     throw new UsageError(
       `${command}: name the cache: --fleet FILE or --cache URL`,
       `see 'nixship ${command} --help'`,
