@@ -26,8 +26,8 @@ import {
   type GcRoots,
   monthlyCost,
   type ObjectKind,
-  referrersFirst,
   type RootSource,
+  referrersFirst,
   type Tallies,
   tally,
 } from "./gc-plan.js";
@@ -100,6 +100,13 @@ export interface GcReport {
   /** Deletes that failed, and references the cache lacks (it was incomplete before). */
   readonly problems: readonly string[];
   readonly requests: { readonly list: number; readonly get: number; readonly delete: number };
+  /** Seconds each step took: waiting for leases and the lock, listing, marking, sweeping. */
+  readonly seconds: {
+    readonly lock: number;
+    readonly list: number;
+    readonly mark: number;
+    readonly sweep: number;
+  };
 }
 
 const MISSING_SHOWN = 20;
@@ -110,6 +117,7 @@ const PROBLEMS_SHOWN = 50;
 /** Collects the cache's garbage; in a dry run, reports the same and changes nothing. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const { store } = options;
+  const started = performance.now();
   const lock = options.dryRun
     ? undefined
     : await takeGcLock(store, {
@@ -118,14 +126,19 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
         onWaitForLeases: (leases) => options.onEvent?.({ type: "waiting", leases }),
       });
   try {
-    return await collect(options, lock);
+    return await collect(options, lock, (performance.now() - started) / 1000);
   } finally {
     await lock?.release();
   }
 }
 
-async function collect(options: GcOptions, lock: GcLock | undefined): Promise<GcReport> {
+async function collect(
+  options: GcOptions,
+  lock: GcLock | undefined,
+  lockSeconds: number,
+): Promise<GcReport> {
   const { store, onEvent, signal } = options;
+  const clock = stopwatch();
   const now = (options.now ?? new Date()).getTime();
   const cutoff = now - options.graceMs;
   const requests = { list: 0, get: 0, delete: 0 };
@@ -133,6 +146,7 @@ async function collect(options: GcOptions, lock: GcLock | undefined): Promise<Gc
 
   const inventory = await readInventory(store, (p) => onEvent?.({ type: "listing", ...p }));
   requests.list += inventory.listCalls;
+  const listSeconds = clock();
 
   // Roots: the caller's, then every narinfo written within the grace period or --keep-days.
   const roots: GcRoots = new Map([...options.roots].map(([p, s]) => [p, new Set(s)]));
@@ -158,6 +172,7 @@ async function collect(options: GcOptions, lock: GcLock | undefined): Promise<Gc
   });
   requests.get += walk.reads;
   const missing = missingRoots(roots, walk.missing, problems);
+  const markSeconds = clock();
 
   // Sweep narinfos (and their listings), then look again before any NAR goes.
   const marked = new Set(walk.found.keys());
@@ -203,6 +218,18 @@ async function collect(options: GcOptions, lock: GcLock | undefined): Promise<Gc
         ? [...problems.slice(0, PROBLEMS_SHOWN), `… and ${problems.length - PROBLEMS_SHOWN} more`]
         : problems,
     requests,
+    seconds: { lock: lockSeconds, list: listSeconds, mark: markSeconds, sweep: clock() },
+  };
+}
+
+/** Seconds since the last call (or since it was made). */
+function stopwatch(): () => number {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    const seconds = (now - last) / 1000;
+    last = now;
+    return seconds;
   };
 }
 
@@ -298,7 +325,10 @@ async function doomedReferences(
     const hash = o.key.slice(0, HASH_PART);
     try {
       const info = await readNarInfo(options.store, hash);
-      references.set(hash, (info?.references ?? []).map((r) => r.slice(STORE_PREFIX, STORE_PREFIX + HASH_PART)));
+      references.set(
+        hash,
+        (info?.references ?? []).map((r) => r.slice(STORE_PREFIX, STORE_PREFIX + HASH_PART)),
+      );
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       problems.push(`${o.key}: ${err.message} (deleted as garbage)`);

@@ -104,6 +104,7 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
     });
     try {
       line.update("gc: reading the roots from the store");
+      const rootsStarted = performance.now();
       const fromStore = await rootsFromStore(store, {
         keepReleases,
         ...(keepGenerations !== undefined ? { keepGenerations } : {}),
@@ -111,6 +112,7 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
       const roots = fromStore.roots;
       const unreachable =
         fleet === undefined ? [] : await addFleetRoots(roots, fleet, values.stored === true, line);
+      const rootsSeconds = (performance.now() - rootsStarted) / 1000;
       const report = await collectGarbage({
         store,
         roots,
@@ -123,8 +125,12 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
         onEvent: (event) => line.update(gcProgressText(event)),
       }).finally(() => line.clear());
       const problems = [...fromStore.problems, ...unreachable, ...report.problems];
+      const requests = store.requestStats?.();
       const full = {
         ...report,
+        ...(requests !== undefined ? { storeRequests: requests } : {}),
+        rootsSeconds,
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
         problems,
         channels: fromStore.channels,
         statusRecords: fromStore.hosts,

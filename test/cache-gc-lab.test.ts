@@ -1,0 +1,72 @@
+// `cache gc --fleet` on the lab: a gc never breaks a rollback. An ssh host that ran web-v1 and
+// now runs web-v2 can go back to web-v1; the store's record names only web-v2, so the host's
+// own answer (its profile's generations) is what keeps web-v1 in the cache. With --stored
+// (records only) the same collection would delete it.
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setExampleSystems } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+
+beforeAll(async () => {
+  lab = await startSshLab("gcl", 1);
+}, 120_000);
+afterAll(async () => {
+  await lab?.down();
+});
+
+interface GcJson {
+  readonly dryRun: boolean;
+  readonly roots: { readonly bySource: Record<string, number> };
+  readonly deleted: { readonly narinfo: { readonly objects: number } };
+}
+
+describe("cache gc --fleet", () => {
+  it("keeps what an ssh host can roll back to, from the host's own answer", async () => {
+    const host = lab.info.hosts[0]?.name as string;
+    for (const system of ["web-v1", "web-v2"]) {
+      await setExampleSystems(lab.fleetFile, { [host]: system });
+      const r = await lab.deploy("--json");
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const status = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+    const row = (
+      JSON.parse(status.stdout) as { hosts: { generations: { path: string }[]; current: string }[] }
+    ).hosts[0];
+    const v1 = row?.generations
+      .map((g) => g.path)
+      .find((p) => p.endsWith("-example-web-system-v1"));
+    expect(v1, status.stdout).toBeDefined();
+
+    const gc = (...extra: string[]) =>
+      lab.nixship(["cache", "gc", "--fleet", lab.fleetFile, "--grace", "0", "--json", ...extra]);
+    // Records only: web-v1 is named by nothing the store holds, so it would go.
+    const stored = await gc("--stored", "--dry-run");
+    expect(stored.code, stored.stderr).toBe(0);
+    const storedReport = JSON.parse(stored.stdout) as GcJson;
+    expect(storedReport.roots.bySource.live).toBeUndefined();
+    expect(storedReport.deleted.narinfo.objects).toBeGreaterThan(0);
+
+    // Asking the host: its generations are roots, and web-v1 stays.
+    const live = await gc();
+    expect(live.code, live.stderr).toBe(0);
+    const liveReport = JSON.parse(live.stdout) as GcJson;
+    expect(liveReport.roots.bySource.live).toBeGreaterThanOrEqual(2);
+    expect(liveReport.deleted.narinfo.objects).toBeLessThan(storedReport.deleted.narinfo.objects);
+
+    // web-v1's closure is whole in the cache, signed: the host could fetch it again.
+    const { cache } = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+      cache: { url: string; publicKeys: string[] };
+    };
+    const whole = await lab.nixship([
+      "verify",
+      "--cache",
+      cache.url,
+      "--trusted-key",
+      cache.publicKeys[0] as string,
+      v1 as string,
+    ]);
+    expect(whole.code, whole.stdout).toBe(0);
+  }, 240_000);
+});
