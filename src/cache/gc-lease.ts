@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname, userInfo } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
-import { OperationError } from "../errors.js";
+import { InterruptedError, OperationError } from "../errors.js";
 import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 
@@ -111,15 +111,32 @@ export class CacheLease {
     options: LeaseOptions = {},
   ): Promise<CacheLease> {
     const lease = new CacheLease(store, what);
+    // Said once per collection waited for, not at every poll.
+    let announced: string | undefined;
     for (;;) {
-      options.signal?.throwIfAborted();
+      if (options.signal?.aborted) {
+        throw new InterruptedError(`interrupted before a push or deploy could lease ${store.url}`);
+      }
       await lease.#put();
       const lock = await readLock(store);
       if (lock === undefined || lock.stale) break;
       // A collection runs: step back so that it can finish, and wait for its lock to go.
       await store.delete(lease.#key);
-      options.onEvent?.({ type: "waiting-for-gc", holder: lock.holder, until: lock.staleAt });
-      await sleep(options.pollMs ?? POLL_MS, undefined, { signal: options.signal });
+      if (lock.etag !== announced) {
+        announced = lock.etag;
+        options.onEvent?.({ type: "waiting-for-gc", holder: lock.holder, until: lock.staleAt });
+      }
+      await sleep(options.pollMs ?? POLL_MS, undefined, { signal: options.signal }).catch(
+        (err: unknown) => {
+          throw new InterruptedError(
+            `interrupted while waiting for the garbage collection of ${store.url}`,
+            {
+              hint: "nothing was written",
+              cause: err,
+            },
+          );
+        },
+      );
     }
     lease.#timer = setInterval(() => {
       lease.#renewing = lease.#put().catch((err: unknown) =>

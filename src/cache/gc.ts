@@ -9,7 +9,7 @@
 //   the two leaves NARs that nothing names, which the next one deletes;
 // - nothing written within the grace period is deleted, and no collection sweeps while a
 //   nixship push or deploy holds a lease (gc-lease.ts).
-import { InputError } from "../errors.js";
+import { InputError, InterruptedError } from "../errors.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import { HASH_PART_LENGTH as HASH_PART, STORE_DIR } from "../nix/store-path.js";
 import { deleteKeys } from "../store/helpers.js";
@@ -90,7 +90,7 @@ export interface GcReport {
   readonly kept: Tallies;
   /** Objects deleted (or, in a dry run, that would be), by kind. */
   readonly deleted: Tallies;
-  /** Objects kept only because they are younger than the grace period. */
+  /** Objects younger than the grace period (never deleted, whatever roots them). */
   readonly young: number;
   readonly saved: {
     readonly bytes: number;
@@ -118,15 +118,24 @@ const PROBLEMS_SHOWN = 50;
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const { store } = options;
   const started = performance.now();
-  const lock = options.dryRun
-    ? undefined
-    : await takeGcLock(store, {
-        waitMs: options.waitMs,
-        ...(options.signal ? { signal: options.signal } : {}),
-        onWaitForLeases: (leases) => options.onEvent?.({ type: "waiting", leases }),
-      });
+  let lock: GcLock | undefined;
   try {
+    lock = options.dryRun
+      ? undefined
+      : await takeGcLock(store, {
+          waitMs: options.waitMs,
+          ...(options.signal ? { signal: options.signal } : {}),
+          onWaitForLeases: (leases) => options.onEvent?.({ type: "waiting", leases }),
+        });
     return await collect(options, lock, (performance.now() - started) / 1000);
+  } catch (err) {
+    if (options.signal?.aborted) {
+      throw new InterruptedError(`cache gc of ${store.url}: interrupted`, {
+        hint: "what was deleted left the cache whole; run it again to carry on",
+        cause: err,
+      });
+    }
+    throw err;
   } finally {
     await lock?.release();
   }

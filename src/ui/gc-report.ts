@@ -36,7 +36,7 @@ export function formatGcReport(report: GcReport): string {
   lines.push(`  ${report.dryRun ? "would delete" : "deleted"}: ${tallies(report.deleted)}`);
   lines.push(`  kept:    ${tallies(report.kept)}`);
   if (report.young > 0)
-    lines.push(`  ${report.young} objects younger than the grace period were kept`);
+    lines.push(`  ${report.young} objects are younger than the grace period (never deleted)`);
   lines.push(
     `  saves ${formatBytes(report.saved.bytes)}: USD ${report.saved.perMonth.toFixed(2)} a month at USD ${report.saved.pricePerGbMonth} per GB-month`,
   );

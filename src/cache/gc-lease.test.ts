@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { CacheLease, takeGcLock, withCacheLease } from "./gc-lease.js";
+
+let dir: string;
+let store: ObjectStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-lease-"));
+  store = await openStore(`file://${dir}`);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const keys = async (prefix: string) => (await store.list(prefix)).objects.map((o) => o.key);
+const FAST = { pollMs: 20 };
+
+describe("leases and the collection lock", () => {
+  it("a collection waits for a lease, and fails naming the wait when it does not end", async () => {
+    const lease = await CacheLease.take(store, "push", FAST);
+    await expect(takeGcLock(store, { waitMs: 100, ...FAST })).rejects.toThrow(
+      /push or deploy still holds a lease on the cache after 0 s/,
+    );
+    expect(await keys("gc/")).toHaveLength(1); // the lease only: the lock was given back
+    await lease.release();
+    const lock = await takeGcLock(store, { waitMs: 100, ...FAST });
+    await lock.release();
+    expect(await keys("gc/")).toEqual([]);
+  });
+
+  it("a push waits while a collection holds the lock, says so once, and goes on when it ends", async () => {
+    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+    const events: string[] = [];
+    let leased = false;
+    const pushing = withCacheLease(
+      store,
+      "push",
+      async () => {
+        leased = true;
+      },
+      { ...FAST, onEvent: (e) => events.push(e.type) },
+    );
+    await new Promise((r) => setTimeout(r, 150));
+    expect(leased).toBe(false);
+    expect(await keys("gc/leases/")).toEqual([]); // it stepped back while it waits
+    await lock.release();
+    await pushing;
+    expect(leased).toBe(true);
+    expect(events).toEqual(["waiting-for-gc"]);
+    expect(await keys("gc/")).toEqual([]);
+  });
+
+  it("two collections: the second is refused while the first holds the lock", async () => {
+    const first = await takeGcLock(store, { waitMs: 0, ...FAST });
+    await expect(takeGcLock(store, { waitMs: 0, ...FAST })).rejects.toThrow(
+      /another garbage collection holds the cache/,
+    );
+    await first.release();
+  });
+
+  it("a lock or a lease whose process on this machine is gone holds nothing", async () => {
+    const dead = { what: "gc", by: "x", since: "now", host: hostname(), pid: 2 ** 22 + 12345 };
+    await store.put("gc/lock.json", Buffer.from(JSON.stringify(dead)));
+    await withCacheLease(store, "push", async () => undefined, FAST);
+    await store.put("gc/leases/dead.json", Buffer.from(JSON.stringify({ ...dead, what: "push" })));
+    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+    expect(await keys("gc/leases/")).toEqual([]); // the dead lease was tidied away
+    await lock.release();
+  });
+
+  it("an interrupt while a push waits for a collection ends it as interrupted", async () => {
+    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+    const controller = new AbortController();
+    const pushing = CacheLease.take(store, "push", { ...FAST, signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    await expect(pushing).rejects.toMatchObject({ code: "interrupted" });
+    await lock.release();
+  });
+});
