@@ -31,12 +31,7 @@ import {
   type Tallies,
   tally,
 } from "./gc-plan.js";
-import {
-  type CacheInventory,
-  type CacheObject,
-  listNarInfoKeys,
-  readInventory,
-} from "./inventory.js";
+import { type CacheInventory, type CacheObject, listRoot, readInventory } from "./inventory.js";
 import { readNarInfo } from "./read.js";
 
 export interface GcOptions {
@@ -296,7 +291,7 @@ async function secondLook(
   problems: string[];
 }> {
   const { store } = options;
-  const { narinfos: now, listCalls } = await listNarInfoKeys(store);
+  const { narinfos: now, listCalls } = await listRoot(store);
   const remaining = new Set<string>();
   const named = new Set<string>();
   const unknown: string[] = [];

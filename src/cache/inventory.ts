@@ -49,10 +49,27 @@ export async function readInventory(
   store: ObjectStore,
   onProgress?: (progress: InventoryProgress) => void,
 ): Promise<CacheInventory> {
+  const nars = new Map<string, CacheObject>();
+  const root = await listRoot(store, (narinfos) => onProgress?.({ narinfos, nars: 0 }));
+  let listCalls = root.listCalls;
+  let token: string | undefined;
+  do {
+    const page = await store.list("nar/", token === undefined ? {} : { token });
+    listCalls++;
+    for (const o of page.objects) if (NAR_KEY.test(o.key)) nars.set(o.key, compact(o));
+    token = page.nextToken;
+    onProgress?.({ narinfos: root.narinfos.size, nars: nars.size });
+  } while (token !== undefined);
+  return { ...root, nars, listCalls };
+}
+
+/** The narinfos and listings at the root now (folders stepped over): also the second look. */
+export async function listRoot(
+  store: ObjectStore,
+  onPage?: (narinfos: number) => void,
+): Promise<Pick<CacheInventory, "narinfos" | "listings" | "listCalls">> {
   const narinfos = new Map<string, CacheObject>();
   const listings = new Map<string, CacheObject>();
-  const nars = new Map<string, CacheObject>();
-  const report = () => onProgress?.({ narinfos: narinfos.size, nars: nars.size });
   let listCalls = 0;
   for await (const page of rootPages(store)) {
     listCalls++;
@@ -62,33 +79,9 @@ export async function readInventory(
       const listing = LISTING_KEY.exec(o.key)?.[1];
       if (listing !== undefined) listings.set(listing, compact(o));
     }
-    report();
+    onPage?.(narinfos.size);
   }
-  let token: string | undefined;
-  do {
-    const page = await store.list("nar/", token === undefined ? {} : { token });
-    listCalls++;
-    for (const o of page.objects) if (NAR_KEY.test(o.key)) nars.set(o.key, compact(o));
-    token = page.nextToken;
-    report();
-  } while (token !== undefined);
-  return { narinfos, listings, nars, listCalls };
-}
-
-/** The narinfos' keys now (one listing of the root, folders stepped over), for a second look. */
-export async function listNarInfoKeys(
-  store: ObjectStore,
-): Promise<{ narinfos: Map<string, CacheObject>; listCalls: number }> {
-  const narinfos = new Map<string, CacheObject>();
-  let listCalls = 0;
-  for await (const page of rootPages(store)) {
-    listCalls++;
-    for (const o of page) {
-      const hash = NARINFO_KEY.exec(o.key)?.[1];
-      if (hash !== undefined) narinfos.set(hash, compact(o));
-    }
-  }
-  return { narinfos, listCalls };
+  return { narinfos, listings, listCalls };
 }
 
 /**
