@@ -26,6 +26,16 @@
         # Its switch-to-configuration (switch, test) stops the old service, points
         # /run/current-system at itself, then hangs (`sleep 100000`): only a timeout ends it.
         web-hang = mkSystem { inherit system; name = "web-hang"; version = "hang"; start = "hang"; };
+        # Alike but for one package's version (hello 2.12 -> 2.12.1), for the plan's closure
+        # diff: one tag, so that their other paths have the same names.
+        web-hello = mkSystem {
+          inherit system; name = "web-hello"; version = "hello"; tag = "hello";
+          packages = { hello = "2.12"; };
+        };
+        web-hello-next = mkSystem {
+          inherit system; name = "web-hello-next"; version = "hello-next"; tag = "hello";
+          packages = { hello = "2.12.1"; };
+        };
         # Declares its own health check (nixship/health.json): it passes once the host has
         # /run/web-checked.ready.
         web-checked = mkSystem {

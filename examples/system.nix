@@ -23,10 +23,16 @@
   # Health checks the system declares itself, in the shape of the fleet file's policy.health
   # (written to $out/nixship/health.json, which the deployer reads); null: none.
   checks ? null,
+  # The end of its store paths' names; null: from name ("web-v1" -> "v1"). Two systems with one
+  # tag have the same package names, so a closure diff between them shows only what changes.
+  tag ? null,
+  # Packages in its closure, name -> version ({ hello = "2.12"; }): each the store path
+  # NAME-VERSION with bin/NAME, linked from sw/bin as a NixOS system's packages are.
+  packages ? { },
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
-  tag = builtins.elemAt (builtins.match "(web-)?(.*)" name) 1;
+  tag' = if tag != null then tag else builtins.elemAt (builtins.match "(web-)?(.*)" name) 1;
   mk = drvName: script: derivation {
     name = drvName;
     inherit system;
@@ -46,14 +52,20 @@ let
     echo 'example kernel ${kernel}' > $out/bzImage
     echo 'example initrd ${kernel}' > $out/initrd
   '';
-  etc = mk "example-web-etc-${tag}" ''
+  # A package of one version, whose bin/NAME says it.
+  package = pname: version: mk "${pname}-${version}" ''
+    mkdir -p $out/bin
+    printf '#!/bin/sh\necho "GNU ${pname} ${version}"\n' > $out/bin/${pname}
+    chmod 0555 $out/bin/${pname}
+  '';
+  etc = mk "example-web-etc-${tag'}" ''
     mkdir -p $out/etc
     cat > $out/etc/example-web.json <<'EOS'
     ${config}
     EOS
   '';
 in
-mk "example-web-system-${tag}" (''
+mk "example-web-system-${tag'}" (''
   mkdir -p $out/bin
   ln -s ${etc}/etc $out/etc
   ln -s ${boot}/bzImage $out/kernel
@@ -72,6 +84,9 @@ mk "example-web-system-${tag}" (''
   subst ${./web/init.sh} $out/init
   mkdir -p $out/sw/bin $out/systemd/lib/systemd
   subst ${./web/systemctl.sh} $out/sw/bin/systemctl
+'' + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: version: ''
+  ln -s ${package pname version}/bin/${pname} $out/sw/bin/${pname}
+'') packages)) + ''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
 '' + (if checks == null then "" else ''
   mkdir -p $out/nixship

@@ -4,7 +4,9 @@
 // (records only) the same collection would delete it.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { setExampleSystems } from "./support/lab-deploy.js";
+import { takeGcLock } from "../src/cache/gc-lease.js";
+import { openStore } from "../src/store/url.js";
+import { deployEvents, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -68,5 +70,35 @@ describe("cache gc --fleet", () => {
       v1 as string,
     ]);
     expect(whole.code, whole.stdout).toBe(0);
+  }, 240_000);
+
+  it("a deploy waits for a collection in progress, says so, and deploys once it ends", async () => {
+    const host = lab.info.hosts[0]?.name as string;
+    const { cache } = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+      cache: { url: string };
+    };
+    const store = await openStore(cache.url);
+    try {
+      const lock = await takeGcLock(store, { waitMs: 0 });
+      await setExampleSystems(lab.fleetFile, { [host]: "web-v3" });
+      const deploying = lab.deploy("--json");
+      // The deploy waits: its lease stepped back, nothing was built or pushed meanwhile.
+      await new Promise((r) => setTimeout(r, 3000));
+      const leases = await store.list("gc/leases/");
+      expect(leases.objects).toEqual([]);
+      await lock.release();
+      const r = await deploying;
+      expect(r.code, r.stderr).toBe(0);
+      const events = deployEvents(r);
+      const types = events.map((e) => e.type);
+      expect(types.indexOf("gc-wait")).toBeGreaterThanOrEqual(0);
+      expect(types.indexOf("gc-wait")).toBeLessThan(types.indexOf("build-start"));
+      expect(types.filter((t) => t === "gc-wait")).toHaveLength(1);
+      expect(await servedBy(lab.info, host)).toBe("web-v3");
+      // Its lease is given back at the end.
+      expect((await store.list("gc/")).objects).toEqual([]);
+    } finally {
+      await store.close();
+    }
   }, 240_000);
 });

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { run, runOk } from "./support/cli.js";
 import {
   buildExampleSystems,
+  DIFF_EXAMPLE_SYSTEMS,
   EXAMPLE_SYSTEMS,
   EXAMPLES_DIR,
   type ExampleSystem,
@@ -29,7 +30,7 @@ const versionJson = (name: ExampleSystem, version: string) =>
 
 describe("the example flake", () => {
   for (const platform of ["x86_64-linux", "aarch64-linux"]) {
-    it(`lists the five systems for ${platform}`, async () => {
+    it(`lists the example systems for ${platform}`, async () => {
       const names = JSON.parse(
         await runOk("nix", [
           "eval",
@@ -39,7 +40,7 @@ describe("the example flake", () => {
           "builtins.attrNames",
         ]),
       );
-      expect(names).toEqual([...EXAMPLE_SYSTEMS].sort());
+      expect(names).toEqual([...EXAMPLE_SYSTEMS, ...DIFF_EXAMPLE_SYSTEMS].sort());
     });
   }
 

@@ -24,7 +24,10 @@ export interface ClosureWalkOptions {
 export interface ClosureWalk {
   /** By hash part: every narinfo of the closure the cache holds. */
   readonly found: Map<string, NarInfo>;
-  /** Paths of the closure (roots or references) whose narinfo the cache lacks. */
+  /**
+   * Paths of the closure (roots or references) whose narinfo the cache lacks, and those
+   * `holds` turned away (a caller that bounds the walk through it tells the two apart).
+   */
   readonly missing: string[];
   /** Narinfos read (one GET each). */
   readonly reads: number;

@@ -1,5 +1,6 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
+import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
 import { deploy, REACHABLE_POLL } from "../deploy/deploy.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
@@ -29,10 +30,24 @@ import {
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
+/** What the plan says of each host's closure, and where the closures come from. */
+const DIFF_HELP = `Per host that changes system, the plan says what changes package by package, as nvd does:
+versions changed ([U] upgrade, [D] downgrade, [C] other), packages added and removed, how
+many were rebuilt with the same version, and the closure's size before and after; hosts with
+the same changes share one line, and --diff prints every change. Names and versions come
+from the store paths' names. The desired closure is the local store's (just built). The
+closure of the system a host runs is read from the fleet's cache, through the narinfos'
+References, so the old system need not be on this machine: only the paths the local store
+cannot describe are read (a GET each, at most ${MAX_DIFF_READS.toLocaleString("en")}), and none when the local store
+has that system whole. A host whose running system neither has gets no diff, and the plan
+says why (the host itself is not asked). With --json, the plan's "diffs" holds the groups
+of hosts with their diff, and the hosts without one with the reason.`;
+
 export const planCommand: Command = {
   path: ["plan"],
   summary: "build the selected hosts' systems and show what a deploy would change",
-  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--reboot MODE] [--json]
+  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--reboot MODE] [--diff]
+                    [--json]
 
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
@@ -44,14 +59,22 @@ A host whose kernel, initrd or kernel modules would change against what it boote
 ("needs a reboot"); with --reboot auto or always (or the fleet's policy), the plan says which
 hosts the deploy would reboot, and whether their boot loaders count boots.
 
+${DIFF_HELP}
+
 Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate
-  --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)`,
+  --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)
+  --diff             every package change of each host (group), not one line of them`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, action: { type: "string" }, reboot: { type: "string" } },
+      {
+        ...FLEET_FLAGS,
+        action: { type: "string" },
+        reboot: { type: "string" },
+        diff: { type: "boolean" },
+      },
       "plan",
     );
     if (positionals.length > 0)
@@ -75,7 +98,7 @@ ${FLEET_HELP}
       false,
     ).finally(() => renderer.finish());
     if (values.json) writeJson(io, report.plan);
-    else io.stdout.write(`${formatPlan(report.plan)}\n`);
+    else io.stdout.write(`${formatPlan(report.plan, { diff: values.diff === true })}\n`);
     return 0;
   },
 };
@@ -89,7 +112,8 @@ export const deployCommand: Command = {
                       [--reboot never|auto|always] [--reboot-timeout S] [--[no-]reboot-rollback]
                       [--skip-unreachable] [--wait-reachable S]
                       [--key SECRET_FILE] [--serve-cache HOST:PORT]
-                      [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--json]
+                      [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--diff]
+                      [--json]
 
 Builds the selected hosts' systems once, pushes their closures signed into the fleet's cache
 (with --key), prints the plan, then rolls out: the canary hosts first, then waves of at most
@@ -101,6 +125,9 @@ and confirms over a new connection; on any failure the host goes back to its pre
 generation. No new wave starts once more than --max-failures hosts failed, or a canary did.
 A host that cannot be reached counts as failed from the start (with --max-failures 0, no
 wave starts), unless --skip-unreachable lists it in the summary instead.
+
+The plan shows what changes package by package, as 'nixship plan' does (see its help;
+--diff shows every change).
 
 Interrupts: the first SIGINT (Ctrl-C) or SIGTERM starts no new host, aborts the hosts in
 flight (each goes back to its previous system), waits for them at most ${ABORT_GRACE_MS / 1000} s, prints the
@@ -141,9 +168,11 @@ ${ROLLOUT_HELP}
                          once)
   --async                agent hosts: publish the release and return without watching
   --allow-failed         agent hosts: name a host's system even if it failed on that host
+  --diff                 the plan shows every package change of each host (group), not one
+                         line of them
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
-stdout (types: build-start, build-done, push-start, push-done, awaiting, plan, wave-start,
+stdout (types: build-start, build-done, push-start, push-done, awaiting, diff-read, plan, wave-start,
 host-phase, host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
 "waiting" (for the agent) until they report; every 5 s a "waiting" event names those that
 have not. Exit code 0 when every host runs its new
@@ -163,6 +192,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         "skip-unreachable": { type: "boolean" },
         "allow-failed": { type: "boolean" },
         "wait-reachable": { type: "string" },
+        diff: { type: "boolean" },
       },
       "deploy",
     );
@@ -199,7 +229,9 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
     const emit = (e: DeployEvent) => {
       inFlight.onEvent(e);
       renderer.onEvent(e);
-      if (!values.json && e.type === "plan") io.stderr.write(`${formatPlan(e.plan)}\n`);
+      if (!values.json && e.type === "plan") {
+        io.stderr.write(`${formatPlan(e.plan, { diff: values.diff === true })}\n`);
+      }
     };
     const trap = trapInterrupts({
       first: (signal) => {

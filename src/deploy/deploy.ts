@@ -1,8 +1,10 @@
 // `nixship plan` and `nixship deploy`, as stages: prepare (build the selected hosts' systems
 // once, push the closures signed into the cache, serve it), survey (ask every host what it
-// runs), plan (pure), execute (roll out, then record the results).
+// runs), plan (pure; then each host's closure diff, read by closure-diffs.ts), execute (roll
+// out, then record the results).
 import { setTimeout as delay } from "node:timers/promises";
 import { requireCacheInfo } from "../cache/cache-info.js";
+import { CacheLease } from "../cache/gc-lease.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
@@ -39,6 +41,7 @@ import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import { bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
+import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
@@ -136,6 +139,15 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       : {}),
     allowFailed: options.allowFailed === true,
   });
+  // A deploy that pushes holds a lease on the cache from before its push until its status
+  // records are written (they root what it deployed): no collection sweeps in between.
+  const lease =
+    execute && fleet.cache !== undefined && options.key !== undefined
+      ? await leaseCache(fleet.cache.url, options).catch(async (err: unknown) => {
+          await opened.close();
+          throw err;
+        })
+      : undefined;
   try {
     // Refused before anything is built.
     if (execute && options.async === true) publisherOf(opened.delivery, mode);
@@ -147,9 +159,16 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const plan = planFromSurvey(options.action, hosts, ready, found, (host, desired) =>
+      const planned = planFromSurvey(options.action, hosts, ready, found, (host, desired) =>
         policyOf(options, host, ready.systemHealth.get(desired)),
       );
+      const diffs = await closureDiffs(planned, found.pathInfos, {
+        cacheUrl: fleet.cache?.url,
+        signal,
+        onRead: (read) => options.emit({ type: "diff-read", ...read }),
+      }).catch(interruptedBefore(signal));
+      throwIfInterrupted(signal);
+      const plan: DeployPlan = { ...planned, diffs };
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
       return await executePlan({
@@ -165,7 +184,43 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       await ready.close();
     }
   } finally {
+    await lease?.release();
     await opened.close();
+  }
+}
+
+/** The deploy's lease on the fleet's cache (gc-lease.ts), its waits told as events. */
+async function leaseCache(
+  url: string,
+  options: Pick<DeployOptions, "emit" | "signal">,
+): Promise<{ release(): Promise<void> }> {
+  const store = await openStore(url);
+  try {
+    // A cache URL with a typo fails here, before a lease is written into it.
+    await requireCacheInfo(store);
+    const lease = await CacheLease.take(store, "deploy", {
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEvent: (e) =>
+        options.emit(
+          e.type === "waiting-for-gc"
+            ? {
+                type: "gc-wait",
+                by: e.holder.by,
+                since: e.holder.since,
+                until: e.until.toISOString(),
+              }
+            : { type: "lease-renew-failed", message: e.message },
+        ),
+    });
+    return {
+      release: async () => {
+        await lease.release();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
   }
 }
 

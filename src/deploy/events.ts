@@ -32,12 +32,34 @@ export type DeployEvent =
       readonly systems: readonly BuiltSystem[];
     }
   | { readonly type: "push-start"; readonly cache: string }
+  /**
+   * A garbage collection of the cache runs: the deploy waits for it before its push (and at
+   * most until its lock lapses); `lease-renew-failed`: a collection may start meanwhile.
+   */
+  | {
+      readonly type: "gc-wait";
+      readonly by: string;
+      readonly since: string;
+      readonly until: string;
+    }
+  | { readonly type: "lease-renew-failed"; readonly message: string }
   | {
       readonly type: "push-done";
       readonly seconds: number;
       readonly pushed: number;
       readonly alreadyPresent: number;
       readonly fileBytes: number;
+    }
+  /**
+   * The running systems' closures the plan's diffs needed were read from the fleet's cache:
+   * how many narinfos, in how long, and whether the bound (`limit`) stopped the reading.
+   */
+  | {
+      readonly type: "diff-read";
+      readonly narinfos: number;
+      readonly seconds: number;
+      readonly limit: number;
+      readonly stopped: boolean;
     }
   | { readonly type: "plan"; readonly plan: DeployPlan }
   /** Agent hosts, --async: the release is published; the agents take it from here. */

@@ -6,6 +6,7 @@ import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
 import type { HealthChecks, RebootMode } from "./fleet.js";
+import type { PlanDiffs } from "./plan-diffs.js";
 
 /** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
 export type HostState =
@@ -117,6 +118,11 @@ export interface DeployPlan {
   readonly totals: Transfer;
   /** Each path counted once: what the cache (or the deployer) must provide. */
   readonly distinct: Transfer;
+  /**
+   * What changes package by package on the hosts that change system (`plan-diffs.ts`); set by
+   * the deploy once it has read the running closures, after the planning.
+   */
+  readonly diffs?: PlanDiffs;
 }
 
 const NOTHING: Transfer = { paths: 0, bytes: 0 };

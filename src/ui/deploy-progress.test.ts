@@ -157,6 +157,19 @@ describe("plain", () => {
     ]);
   });
 
+  it("says how the running systems' closures were read from the cache, and a bound hit", () => {
+    const run = (stopped: boolean) => {
+      const s = sink(false);
+      const r = createDeployRenderer(s.out, "plain");
+      r.onEvent({ type: "diff-read", narinfos: 12, seconds: 0.25, limit: 200_000, stopped });
+      return s.text();
+    };
+    expect(run(false)).toBe(
+      "read 12 narinfos of the running systems' closures from the cache in 0.3s\n",
+    );
+    expect(run(true)).toContain("in 0.3s; stopped at the bound of 200000\n");
+  });
+
   it("is what auto gives when the output is not a terminal", () => {
     expect(run("auto", false)).toBe(run("plain", false));
   });

@@ -77,9 +77,17 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `built ${plural(event.systems.length, "system")} in ${formatDuration(event.seconds)}`;
     case "push-start":
       return `pushing to ${event.cache}`;
+    case "gc-wait":
+      return `waiting for the cache's garbage collection to finish (${event.by}, since ${event.since}; it lets go by ${event.until} at the latest)`;
+    case "lease-renew-failed":
+      return `warning: could not renew this deploy's lease on the cache (a collection may start meanwhile): ${event.message}`;
     case "push-done": {
       const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
       return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)}) in ${formatDuration(event.seconds)}${present}`;
+    }
+    case "diff-read": {
+      const stopped = event.stopped ? `; stopped at the bound of ${event.limit}` : "";
+      return `read ${plural(event.narinfos, "narinfo")} of the running systems' closures from the cache in ${formatDuration(event.seconds)}${stopped}`;
     }
     case "wave-start":
       // Waves count from 0 (`Wave.index`); people count from 1.

@@ -161,6 +161,42 @@ describe("formatPlan", () => {
     );
   });
 
+  it("says what changes package by package under the totals; --diff says all of it", () => {
+    const diffs: DeployPlan["diffs"] = {
+      groups: [
+        {
+          hosts: ["web1", "web22"],
+          currentFrom: "cache",
+          diff: {
+            changed: [
+              { name: "hello", before: ["2.12"], after: ["2.12.1"], sizeDelta: 8, kind: "upgrade" },
+            ],
+            added: [],
+            removed: [],
+            rebuilt: 0,
+            sizeBefore: 100,
+            sizeAfter: 108,
+          },
+        },
+      ],
+      unavailable: [],
+      narinfosRead: 3,
+    };
+    const lines = formatPlan({ ...PLAN, diffs }).split("\n");
+    const totals = lines.findIndex((l) => l.startsWith("2 of 4 hosts change"));
+    expect(lines.slice(totals + 1)).toEqual([
+      "package changes:",
+      "  web1, web22: 1 changed (hello 2.12 → 2.12.1), +8 B",
+    ]);
+    const full = formatPlan({ ...PLAN, diffs }, { diff: true }).split("\n");
+    expect(full.slice(totals + 1)).toEqual([
+      "package changes:",
+      "  web1, web22 (the running system's closure from the cache):",
+      "    [U] hello 2.12 → 2.12.1",
+      "    Closure size: 100 B → 108 B (+8 B)",
+    ]);
+  });
+
   it("handles an empty plan", () => {
     const empty = formatPlan({
       ...PLAN,

@@ -1,9 +1,11 @@
-// The deploy plan as a table for people: one row per host, then a totals line. Pure; the JSON
-// output elsewhere keeps the full store paths.
+// The deploy plan as a table for people: one row per host, a totals line, then what changes
+// package by package (plan-diff-format.ts) and the checks. Pure; the JSON output elsewhere
+// keeps the full store paths.
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan, Transfer } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { formatBytes } from "./format.js";
+import { formatPlanDiffs } from "./plan-diff-format.js";
 
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
 
@@ -55,10 +57,20 @@ export function formatTransfer(t: Transfer): string {
   return `${plural(t.paths, "path")}, ${formatBytes(t.bytes)}`;
 }
 
-export function formatPlan(plan: DeployPlan): string {
+export interface PlanFormatOptions {
+  /** `--diff`: every package change of each group of hosts, not one line per group. */
+  readonly diff?: boolean;
+}
+
+export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): string {
   const rows: string[][] = [["host", "current", "desired", "action", "transfer", "note"]];
   for (const host of plan.hosts) rows.push(planRow(plan, host));
-  return [...formatTable(rows), planTotals(plan), ...planChecks(plan)].join("\n");
+  return [
+    ...formatTable(rows),
+    planTotals(plan),
+    ...formatPlanDiffs(plan.diffs, options.diff === true),
+    ...planChecks(plan),
+  ].join("\n");
 }
 
 /** The checks each host is deployed with, hosts with the same checks on one line. */

@@ -21,6 +21,13 @@ export const EXAMPLE_SYSTEMS = [
 ] as const;
 export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
 
+/**
+ * Two more systems, alike but for one package's version (hello 2.12, 2.12.1), for the plan's
+ * closure diff. Not built with the others: test/plan-diff.test.ts removes web-hello's own paths
+ * from the deployer's store, to have its closure read from the cache.
+ */
+export const DIFF_EXAMPLE_SYSTEMS = ["web-hello", "web-hello-next"] as const;
+
 /** Builds all example systems in one `nix build`; returns each one's toplevel store path. */
 export async function buildExampleSystems(): Promise<Record<ExampleSystem, string>> {
   const installables = EXAMPLE_SYSTEMS.map((name) => `path:${EXAMPLES_DIR}#${name}`);
