@@ -3,7 +3,10 @@
 // requests by kind, per object, so that their growth shows. No peer can be measured beside
 // it: stock Nix has no collection for a binary cache in S3 (NixOS/nix #1968).
 //
-//   npm run bench:gc [-- --narinfos 5000,10000,20000]
+//   npm run bench:gc [-- --narinfos 5000,10000,20000] [--store s3|file]
+//
+// --store file: the same caches in a directory, where the store costs little, so that the
+// collector's own time shows (s3rver is one Node process, and slow at large batch deletes).
 //
 // Each cache holds N narinfos in chains of 10 (a path refers to the one before it), half the
 // chains pinned (their tops: the collector keeps 50% of the paths), every NAR its own object,
@@ -39,7 +42,11 @@ interface GcJson {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { narinfos: { type: "string" } } });
+  const { values } = parseArgs({
+    options: { narinfos: { type: "string" }, store: { type: "string" } },
+  });
+  const kind = values.store ?? "s3";
+  if (kind !== "s3" && kind !== "file") throw new Error(`--store is s3 or file, got ${kind}`);
   const sizes = (values.narinfos ?? "5000,10000,20000").split(",").map(Number);
   if (sizes.some((n) => !Number.isInteger(n) || n < CHAIN)) {
     throw new Error(`--narinfos takes sizes of at least ${CHAIN}, got ${values.narinfos}`);
@@ -59,7 +66,10 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   try {
     for (const n of sizes) {
-      const url = `s3://${s3.bucket}/gc-${n}?region=us-east-1&endpoint=${s3.endpoint}`;
+      const url =
+        kind === "s3"
+          ? `s3://${s3.bucket}/gc-${n}?region=us-east-1&endpoint=${s3.endpoint}`
+          : `file://${join(work, `gc-${n}`)}?fsync=false`;
       const filled = performance.now();
       const objects = await fill(url, n);
       process.stderr.write(
@@ -88,7 +98,7 @@ async function main(): Promise<void> {
         String(sent.get ?? r.requests.get),
         String(sent.delete ?? r.requests.delete),
         ((sent.get ?? r.requests.get) / n).toFixed(3),
-        (((sent.list ?? 0) * 1000) / objects).toFixed(2),
+        (((sent.list ?? r.requests.list) * 1000) / objects).toFixed(2),
         mb(m.maxRssBytes ?? r.peakRssBytes),
       ]);
     }
