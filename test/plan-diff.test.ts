@@ -147,21 +147,20 @@ describe("the plan's closure diff", () => {
     );
   });
 
-  it("says why a host gets no diff when neither the cache nor the deployer has its system", async () => {
+  it("asks the host when neither the cache nor the deployer has its system: the same diff", async () => {
     await rm(join(lab.info.dir, "cache", `${hashPartOf(current)}.narinfo`));
     const planned = await plan();
     const [first, second] = hosts as [string, string];
     // The first host runs web-hello-next now: nothing to diff.
     expect(planned.hosts.find((h) => h.host === first)?.current).toBe(desired);
     expect(planned.diffs).toEqual({
-      groups: [],
-      unavailable: [
-        {
-          host: second,
-          reason: `neither the fleet's cache nor the local store has its system ${current}`,
-        },
-      ],
+      groups: [{ hosts: [second], currentFrom: "host", diff: expected }],
+      unavailable: [],
       narinfosRead: 1,
     });
+    const full = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--diff"]);
+    expect(full.stdout).toContain(
+      `package changes:\n  ${second} (the running system's closure from the host):\n    [U] hello 2.12 → 2.12.1\n`,
+    );
   });
 });

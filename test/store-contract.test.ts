@@ -194,14 +194,14 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
     it("lists after a key with startAfter, whether or not the key exists, stepping over a folder", async () => {
       const names = ["a1", "b/1", "b/2", "b0", "b1", "c"];
       await Promise.all(names.map((k) => store.put(k, Buffer.from(k))));
-      const after = async (startAfter: string) =>
+      const listedAfter = async (startAfter: string) =>
         (await store.list("", { startAfter })).objects.map((o) => o.key);
-      expect(await after("a1")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
+      expect(await listedAfter("a1")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
       // "/" sorts just before "0": starting after "b0" steps over all of "b/".
-      expect(await after("b/")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
-      expect(await after("b0")).toEqual(["b1", "c"]);
-      expect(await after("a")).toEqual(["a1", "b/1", "b/2", "b0", "b1", "c"]);
-      expect(await after("zz")).toEqual([]);
+      expect(await listedAfter("b/")).toEqual(["b/1", "b/2", "b0", "b1", "c"]);
+      expect(await listedAfter("b0")).toEqual(["b1", "c"]);
+      expect(await listedAfter("a")).toEqual(["a1", "b/1", "b/2", "b0", "b1", "c"]);
+      expect(await listedAfter("zz")).toEqual([]);
       // A page token wins over startAfter.
       const first = await store.list("", { limit: 2 });
       const next = await store.list("", {

@@ -39,8 +39,9 @@ from the store paths' names. The desired closure is the local store's (just buil
 closure of the system a host runs is read from the fleet's cache, through the narinfos'
 References, so the old system need not be on this machine: only the paths the local store
 cannot describe are read (a GET each, at most ${MAX_DIFF_READS.toLocaleString("en")}), and none when the local store
-has that system whole. A host whose running system neither has gets no diff, and the plan
-says why (the host itself is not asked). With --json, the plan's "diffs" holds the groups
+has that system whole. Where neither has it, an ssh host that runs it is asked (activate.sh
+closure: its store's paths, sizes and references, at most 700 kB); ssm and agent hosts are
+not, and a host without a diff is listed with why. With --json, the plan's "diffs" holds the groups
 of hosts with their diff, and the hosts without one with the reason.`;
 
 export const planCommand: Command = {

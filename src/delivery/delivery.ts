@@ -6,11 +6,12 @@ import type { SignedRelease } from "../fleet/release.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { DeployOutcome, DeployRequest, HostSecrets } from "../host/activation-session.js";
+import type { HostClosure } from "../host/host-closure.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import { mapLimit } from "../util/pool.js";
 
-export type { DeployOutcome, DeployRequest, HostPhase, HostStatus, RollbackOutcome };
+export type { DeployOutcome, DeployRequest, HostClosure, HostPhase, HostStatus, RollbackOutcome };
 
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
@@ -74,6 +75,11 @@ export interface Delivery {
     /** Seconds the switch back may run on a host (default DEFAULT_ACTIVATION_TIMEOUT). */
     activationTimeout?: number,
   ): Promise<RollbackOutcome[]>;
+  /**
+   * Optional (modes that can ask a host at once: ssh): the closure of `path` as the host's
+   * store has it, for a plan's diff when neither the deployer nor the cache has that system.
+   */
+  closure?(host: FleetHost, path: StorePath, signal?: AbortSignal): Promise<HostClosure>;
   /**
    * Optional (modes whose hosts act on their own: agent): hands every host of `hosts` its new
    * system in one release and returns without watching them (`deploy --async`). A mode without

@@ -21,6 +21,7 @@ import {
   type ScriptRunOptions,
   SESSION_MARGIN,
 } from "../host/activation-session.js";
+import { type HostClosure, hostClosure } from "../host/host-closure.js";
 import { hostStatus, rollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
@@ -43,6 +44,8 @@ import { runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
 
 /** Seconds a status query may take. */
 const STATUS_TIMEOUT = 60;
+/** Seconds a closure query may take: activate.sh's own bound (60 s) and the connection. */
+const CLOSURE_TIMEOUT = 90;
 
 export class SshDelivery implements Delivery {
   constructor(private readonly settings: SshSettings) {}
@@ -65,6 +68,15 @@ export class SshDelivery implements Delivery {
       ...(paths.length > 0 ? { variables: { [CHECK_PATHS_VARIABLE]: paths.join("\n") } } : {}),
     });
     return hostStatus(r, paths);
+  }
+
+  /** The closure of `path` as the host's store has it (activate.sh `closure`). */
+  async closure(host: FleetHost, path: StorePath, signal?: AbortSignal): Promise<HostClosure> {
+    const r = await runActivate(this.target(host), scriptArgs({ verb: "closure", path }), {
+      timeoutSeconds: CLOSURE_TIMEOUT,
+      ...(signal ? { signal } : {}),
+    });
+    return hostClosure(r, path);
   }
 
   deployWave(

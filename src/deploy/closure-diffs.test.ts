@@ -162,9 +162,36 @@ describe("closureDiffs", () => {
     expect(diffs.unavailable).toEqual([
       {
         host: "web1",
-        reason: `neither the fleet's cache nor the local store has ${hello1}, which its system ${v1} references`,
+        reason: `neither the fleet's cache nor the local store has ${hello1}, which its system ${v1} references; the host was not asked`,
       },
     ]);
+  });
+
+  it("asks a host that runs the system where neither the local store nor the cache has it", async () => {
+    await putNarInfo(V1[1] as ClosureNode);
+    const w = watched();
+    const asked: string[] = [];
+    const diffs = await closureDiffs(plan(v1), LOCAL, {
+      cacheUrl: "file:///c",
+      open: w.open,
+      askHost: async (host, system) => {
+        asked.push(`${host} ${system}`);
+        return { kind: "read", nodes: V1 };
+      },
+    });
+    expect(asked).toEqual([`web1 ${v1}`]);
+    expect(diffs.unavailable).toEqual([]);
+    expect(diffs.groups.map((g) => g.currentFrom)).toEqual(["host"]);
+    const refused = await closureDiffs(plan(v1), LOCAL, {
+      cacheUrl: "file:///c",
+      open: w.open,
+      askHost: async () => {
+        throw new Error("ssh: connection refused");
+      },
+    });
+    expect(refused.unavailable[0]?.reason).toMatch(
+      /and the host could not say: ssh: connection refused$/,
+    );
   });
 
   it("stops at the bound, and says so", async () => {
@@ -180,7 +207,7 @@ describe("closureDiffs", () => {
     expect(w.got).toEqual([narInfoKey(v1)]);
     expect(reads[0]).toMatchObject({ narinfos: 1, limit: 1, stopped: true });
     expect(diffs.unavailable[0]?.reason).toBe(
-      `reading the closure of its system ${v1} from the fleet's cache stopped at the bound of 1 narinfos`,
+      `reading the closure of its system ${v1} from the fleet's cache stopped at the bound of 1 narinfos; the host was not asked`,
     );
   });
 
@@ -196,7 +223,7 @@ describe("closureDiffs", () => {
   it("without a cache, names that", async () => {
     const diffs = await closureDiffs(plan(v1), LOCAL, { cacheUrl: undefined });
     expect(diffs.unavailable[0]?.reason).toBe(
-      `the local store lacks its system ${v1}, and the fleet has no cache to read it from`,
+      `the local store lacks its system ${v1}, and the fleet has no cache to read it from; the host was not asked`,
     );
   });
 

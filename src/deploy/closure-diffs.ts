@@ -9,12 +9,15 @@ import {
   type CacheRead,
   type ClosureNode,
   currentsToRead,
+  type HostRead,
   type PlanDiffs,
   planDiffs,
+  systemsToAsk,
 } from "../fleet/plan-diffs.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
 
 /** Narinfos a plan reads at most for the running systems' closures (a GET each). */
 export const MAX_DIFF_READS = 200_000;
@@ -41,7 +44,15 @@ export interface ClosureDiffOptions {
   readonly maxReads?: number;
   /** Opens the cache (default: `openStore`); for tests. */
   readonly open?: (url: string) => Promise<ObjectStore>;
+  /**
+   * Asks a host for the closure of the system it runs (a mode that can: ssh), for the systems
+   * neither the local store nor the cache has; undefined: hosts are not asked.
+   */
+  readonly askHost?: (host: string, system: StorePath) => Promise<HostRead>;
 }
+
+/** Hosts asked at once for their closures. */
+const ASK_CONCURRENCY = 8;
 
 /**
  * The plan's diffs: each host that changes system, from the closure it runs to the one it
@@ -61,7 +72,18 @@ export async function closureDiffs(
       : options.cacheUrl === undefined
         ? { kind: "not-read", why: "no-cache" }
         : await readCache(options.cacheUrl, roots, local, options);
-  return planDiffs(plan.hosts, local, cache);
+  const diffs = planDiffs(plan.hosts, local, cache);
+  const ask = options.askHost;
+  const toAsk = ask === undefined ? [] : systemsToAsk(plan.hosts, diffs);
+  if (ask === undefined || toAsk.length === 0) return diffs;
+  const answers = await mapLimit(toAsk, ASK_CONCURRENCY, ({ host, system }) =>
+    ask(host, system).catch((err: unknown): HostRead => {
+      if (options.signal?.aborted) throw err;
+      return { kind: "failed", reason: err instanceof Error ? err.message : String(err) };
+    }),
+  );
+  const asked = new Map(toAsk.map(({ system }, i) => [system, answers[i] as HostRead]));
+  return planDiffs(plan.hosts, local, cache, asked);
 }
 
 async function readCache(

@@ -162,10 +162,20 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       const planned = planFromSurvey(options.action, hosts, ready, found, (host, desired) =>
         policyOf(options, host, ready.systemHealth.get(desired)),
       );
+      // Where neither the deployer nor the cache has a running system, a mode that can ask
+      // its hosts at once (ssh) asks one host that runs it.
+      const hostClosure = opened.delivery.closure?.bind(opened.delivery);
+      const byName = new Map(hosts.map((h) => [h.name, h]));
       const diffs = await closureDiffs(planned, found.pathInfos, {
         cacheUrl: fleet.cache?.url,
         signal,
         onRead: (read) => options.emit({ type: "diff-read", ...read }),
+        ...(hostClosure !== undefined
+          ? {
+              askHost: (name: string, system: StorePath) =>
+                hostClosure(byName.get(name) as FleetHost, system, signal),
+            }
+          : {}),
       }).catch(interruptedBefore(signal));
       throwIfInterrupted(signal);
       const plan: DeployPlan = { ...planned, diffs };

@@ -7,7 +7,9 @@ import {
   currentsToRead,
   type DiffHost,
   diffHosts,
+  type HostRead,
   planDiffs,
+  systemsToAsk,
 } from "./plan-diffs.js";
 
 const sp = (hashChar: string, name: string) =>
@@ -148,15 +150,15 @@ describe("planDiffs", () => {
     expect(unavailable({ kind: "not-read", why: "no-cache" })).toEqual([
       {
         host: "web1",
-        reason: `the local store lacks its system ${v1}, and the fleet has no cache to read it from`,
+        reason: `the local store lacks its system ${v1}, and the fleet has no cache to read it from; the host was not asked`,
       },
     ]);
     expect(unavailable({ kind: "failed", reason: "AccessDenied: no" })[0]?.reason).toBe(
-      `the local store lacks its system ${v1}, and reading the fleet's cache failed: AccessDenied: no`,
+      `the local store lacks its system ${v1}, and reading the fleet's cache failed: AccessDenied: no; the host was not asked`,
     );
     const noTop: CacheRead = { ...READ, nodes: new Map(), missing: new Set([v1]) };
     expect(unavailable(noTop)[0]?.reason).toBe(
-      `neither the fleet's cache nor the local store has its system ${v1}`,
+      `neither the fleet's cache nor the local store has its system ${v1}; the host was not asked`,
     );
     const noHello: CacheRead = {
       ...READ,
@@ -164,7 +166,7 @@ describe("planDiffs", () => {
       missing: new Set([hello1]),
     };
     expect(unavailable(noHello)[0]?.reason).toBe(
-      `neither the fleet's cache nor the local store has ${hello1}, which its system ${v1} references`,
+      `neither the fleet's cache nor the local store has ${hello1}, which its system ${v1} references; the host was not asked`,
     );
     const stopped: CacheRead = {
       ...READ,
@@ -172,7 +174,43 @@ describe("planDiffs", () => {
       stoppedAt: 1,
     };
     expect(unavailable(stopped)[0]?.reason).toBe(
-      `reading the closure of its system ${v1} from the fleet's cache stopped at the bound of 1 narinfos`,
+      `reading the closure of its system ${v1} from the fleet's cache stopped at the bound of 1 narinfos; the host was not asked`,
+    );
+  });
+
+  it("takes the closure a host sent where neither the local store nor the cache has it", () => {
+    const noTop: CacheRead = { ...READ, nodes: new Map(), missing: new Set([v1]) };
+    const sent: HostRead = {
+      kind: "read",
+      nodes: [
+        node(hello1, 52, [glibc]),
+        node(v1, 10, [hello1, glibc, etc]),
+        node(glibc, 1000, [glibc]),
+        node(etc, 5),
+      ],
+    };
+    const hosts = [host("web1", v1), host("web2", v1)];
+    const diffs = planDiffs(hosts, LOCAL, noTop, new Map([[v1, sent]]));
+    expect(diffs.groups).toEqual([
+      { hosts: ["web1", "web2"], currentFrom: "host", diff: HELLO_DIFF },
+    ]);
+    expect(diffs.unavailable).toEqual([]);
+    // One host asked per system.
+    expect(systemsToAsk(hosts, planDiffs(hosts, LOCAL, noTop))).toEqual([
+      { system: v1, host: "web1" },
+    ]);
+    const failed = planDiffs(
+      hosts,
+      LOCAL,
+      noTop,
+      new Map([[v1, { kind: "failed", reason: "exit 3" } as HostRead]]),
+    );
+    expect(failed.unavailable[0]?.reason).toBe(
+      `neither the fleet's cache nor the local store has its system ${v1}, and the host could not say: exit 3`,
+    );
+    const partial: HostRead = { kind: "read", nodes: [node(v1, 10, [hello1, glibc, etc])] };
+    expect(planDiffs(hosts, LOCAL, noTop, new Map([[v1, partial]])).unavailable[0]?.reason).toBe(
+      `neither the fleet's cache nor the local store has ${hello1}, which its system ${v1} references, and the host's own answer lacks ${hello1}`,
     );
   });
 

@@ -16,8 +16,16 @@ import type { StorePath } from "../nix/store-path.js";
 /** The metadata a closure is followed through; a `PathInfo` or a narinfo fits. */
 export type ClosureNode = Pick<PathInfo, "path" | "narSize" | "references">;
 
-/** Where a running system's closure was read: the fleet's cache, or the deployer's own store. */
-export type ClosureSource = "cache" | "local-store";
+/**
+ * Where a running system's closure was read: the fleet's cache, the deployer's own store, or
+ * the host itself (only where neither had it).
+ */
+export type ClosureSource = "cache" | "local-store" | "host";
+
+/** A running system's closure as a host reported it, or why it could not (by system). */
+export type HostRead =
+  | { readonly kind: "read"; readonly nodes: readonly ClosureNode[] }
+  | { readonly kind: "failed"; readonly reason: string };
 
 /** Hosts with the same changes, and where the closure they run was read. */
 export interface PlanDiffGroup extends HostDiffGroup {
@@ -123,6 +131,7 @@ export function planDiffs(
   hosts: readonly DiffHost[],
   local: ReadonlyMap<StorePath, ClosureNode>,
   cache: CacheRead,
+  asked: ReadonlyMap<StorePath, HostRead> = new Map(),
 ): PlanDiffs {
   const targets = diffHosts(hosts);
   const fromLocal = (p: StorePath) => local.get(p);
@@ -133,10 +142,14 @@ export function planDiffs(
     let found = closures.get(root);
     if (found === undefined) {
       const own = closureOf(root, fromLocal);
+      const both = own.kind === "complete" ? own : closureOf(root, fromBoth);
+      const host = asked.get(root);
       found =
         own.kind === "complete"
           ? { ...own, from: "local-store" }
-          : { ...closureOf(root, fromBoth), from: "cache" };
+          : both.kind === "complete" || host?.kind !== "read"
+            ? { ...both, from: "cache" }
+            : { ...closureOf(root, lookupIn(host.nodes, fromBoth)), from: "host" };
       closures.set(root, found);
     }
     return found;
@@ -145,6 +158,7 @@ export function planDiffs(
   const pairs: Record<ClosureSource, Map<string, { hosts: string[]; diff: ClosureDiff }>> = {
     cache: new Map(),
     "local-store": new Map(),
+    host: new Map(),
   };
   const unavailable: UnavailableDiff[] = [];
   for (const { host, current, desired } of targets) {
@@ -158,7 +172,17 @@ export function planDiffs(
         reason: `the local store has no metadata for ${after.lacking} of the desired system ${desired}`,
       });
     } else if (before.kind === "incomplete") {
-      unavailable.push({ host, reason: whyUnread(current, before.lacking, cache) });
+      const hostRead = asked.get(current);
+      const why = whyUnread(current, before.lacking, cache);
+      unavailable.push({
+        host,
+        reason:
+          hostRead === undefined
+            ? `${why}; the host was not asked`
+            : hostRead.kind === "failed"
+              ? `${why}, and the host could not say: ${hostRead.reason}`
+              : `${why}, and the host's own answer lacks ${before.lacking}`,
+      });
     } else {
       const key = `${current}\n${desired}`;
       const pair = pairs[before.from].get(key);
@@ -173,7 +197,7 @@ export function planDiffs(
   // Pairs with equal diffs grouped (each pair stands in for its hosts), hosts in the plan's order.
   const order = new Map(targets.map((t, i) => [t.host, i]));
   const byOrder = (a: string, b: string) => (order.get(a) ?? 0) - (order.get(b) ?? 0);
-  const groups = (["cache", "local-store"] as const)
+  const groups = (["cache", "local-store", "host"] as const)
     .flatMap((from) => {
       const byPair = pairs[from];
       const stand = [...byPair].map(([key, p]): HostDiff => ({ host: key, diff: p.diff }));
@@ -208,4 +232,31 @@ function whyUnread(current: StorePath, lacking: StorePath, cache: CacheRead): st
       }
       return `neither the fleet's cache nor the local store has ${what}`;
   }
+}
+
+/** A lookup in the nodes a host sent, then in what the deployer and the cache had. */
+function lookupIn(
+  nodes: readonly ClosureNode[],
+  otherwise: (path: StorePath) => ClosureNode | undefined,
+): (path: StorePath) => ClosureNode | undefined {
+  const byPath = new Map(nodes.map((n) => [n.path, n]));
+  return (path) => byPath.get(path) ?? otherwise(path);
+}
+
+/**
+ * The running systems no diff could be made for because neither the local store nor the cache
+ * had their closure: each with a host that runs it, to ask (each system once).
+ */
+export function systemsToAsk(
+  hosts: readonly DiffHost[],
+  diffs: PlanDiffs,
+): { readonly system: StorePath; readonly host: string }[] {
+  const unread = new Set(diffs.unavailable.map((u) => u.host));
+  const bySystem = new Map<StorePath, string>();
+  for (const { host, current } of diffHosts(hosts)) {
+    if (current !== undefined && unread.has(host) && !bySystem.has(current)) {
+      bySystem.set(current, host);
+    }
+  }
+  return [...bySystem].map(([system, host]) => ({ system, host }));
 }

@@ -55,6 +55,11 @@
 #                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
 #                            before the script in its input) the store lacks ("missing": their
 #                            hash parts, or null when the store cannot be asked within 20 s)
+#   closure --path P         P's closure as the host's store has it (for a plan's diff, when
+#                            the cache lacks the system the host runs): "closure" is base64 of
+#                            one line per path, "PATH NARSIZE I J ..." (I, J: the lines, from 1,
+#                            of its references); exit 3 when the store lacks P, 13 when the
+#                            closure is over 700 kB so encoded, or cannot be read within 60 s
 #
 # Secrets (--secrets): a bundle of age files, in $NIXSHIP_SECRETS (set before the script in its
 # input) or fetched from --secrets-url (within 30 s, at most 8 MiB, refused unless its sha256 is
@@ -167,7 +172,7 @@ usage() {
 # The command being run, as JSON: one of the script's commands, or null (none, or unknown).
 verb_json() {
   case ${command-} in
-    activate | after-boot | confirm-boot | abort-boot | confirm | abort | rollback | prune | status)
+    activate | after-boot | confirm-boot | abort-boot | confirm | abort | rollback | prune | status | closure)
       json_str "$command" ;;
     *) printf 'null' ;;
   esac
@@ -1814,7 +1819,62 @@ cmd_status() {
     "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$missing"
 }
 
-[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune or status"
+# --- closure: what a plan's diff needs of a system the cache lacks. nix-store --dump-db gives,
+# per path: the path, its NarHash, its NarSize, its deriver, the number of its references, and
+# those; awk numbers the paths and writes each as "PATH NARSIZE" and its references' numbers.
+CLOSURE_LIMIT=700000
+cmd_closure() {
+  c_path=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --path) c_path=${2-}; shift 2 ;;
+      *) usage "closure: unknown option '$1'" ;;
+    esac
+  done
+  case $c_path in
+    /nix/store/?*) ;;
+    *) usage "closure: --path must be a store path" ;;
+  esac
+  closure_fail() {
+    printf '{"ok":false,"command":"closure","result":"%s","exitCode":%s,"message":%s}\n' \
+      "$1" "$2" "$(json_str "$3")"
+    exit "$2"
+  }
+  timeout -k "$KILL_GRACE" 20 nix-store --check-validity "$c_path" 2>/dev/null ||
+    closure_fail absent 3 "$c_path is not in this host's store"
+  c_db=$(mktemp) || closure_fail failed 13 "cannot make a temporary file"
+  # shellcheck disable=SC2016 # $1 is the inner shell's: the path, passed as an argument.
+  if ! timeout -k "$KILL_GRACE" 60 sh -c \
+    'c=$(nix-store -qR "$1") && printf "%s\n" "$c" | xargs -r nix-store --dump-db' \
+    sh "$c_path" >"$c_db" 2>/dev/null; then
+    rm -f "$c_db"
+    closure_fail failed 13 "cannot read the closure of $c_path within 60 s"
+  fi
+  # The program's lines start at the margin: the SSM document strips indentation, which must
+  # change nothing sh runs (ssm-document.test.ts).
+  c_out=$(awk '
+st == 0 { n++; path[n] = $0; at[$0] = n; st = 1; next }
+st == 1 { st = 2; next }
+st == 2 { size[n] = $0; st = 3; next }
+st == 3 { st = 4; next }
+st == 4 { left = $0 + 0; refs[n] = ""; st = (left > 0) ? 5 : 0; next }
+st == 5 { refs[n] = refs[n] " " $0; if (--left == 0) st = 0; next }
+END {
+for (i = 1; i <= n; i++) {
+line = path[i] " " size[i]
+k = split(refs[i], r, " ")
+for (j = 1; j <= k; j++) line = line " " at[r[j]]
+print line
+}
+}' "$c_db" | base64 | tr -d '\n' | head -c "$((CLOSURE_LIMIT + 1))")
+  rm -f "$c_db"
+  [ -n "$c_out" ] || closure_fail failed 13 "cannot read the closure of $c_path within 60 s"
+  [ "${#c_out}" -le "$CLOSURE_LIMIT" ] ||
+    closure_fail too-large 13 "the closure of $c_path is over $CLOSURE_LIMIT bytes encoded"
+  printf '{"ok":true,"command":"closure","path":%s,"closure":"%s"}\n' "$(json_str "$c_path")" "$c_out"
+}
+
+[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, status or closure"
 command=$1
 shift
 case $command in
@@ -1827,5 +1887,6 @@ case $command in
   rollback) cmd_rollback "$@" ;;
   prune) cmd_prune "$@" ;;
   status) cmd_status "$@" ;;
+  closure) cmd_closure "$@" ;;
   *) usage "unknown command '$command'" ;;
 esac

@@ -166,6 +166,9 @@ function failedSystem(o: Obj) {
 
 const HASH_PART = /^[0-9abcdfghijklmnpqrsvwxyz]{32}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** activate.sh's CLOSURE_LIMIT. */
+const MAX_CLOSURE = 700_000;
 
 function checkVariant(o: Obj): ActivationResult {
   const ok = bool(o, "ok");
@@ -351,6 +354,22 @@ function checkVariant(o: Obj): ActivationResult {
               ) as string[] | null),
         secrets: secrets as string | undefined,
       });
+    }
+    case "closure": {
+      if (!ok) {
+        return present({
+          ok,
+          command,
+          result: oneOf(o, "result", ["absent", "too-large", "failed"] as const),
+          exitCode: int(o, "exitCode") as number,
+          message: text(o, "message") as string,
+        });
+      }
+      const closure = field(o, "closure");
+      if (typeof closure !== "string" || closure.length > MAX_CLOSURE || !BASE64.test(closure)) {
+        throw new Bad(`closure is not base64 of at most ${MAX_CLOSURE} characters`);
+      }
+      return present({ ok, command, path: storePath(o, "path") as string, closure });
     }
     default:
       throw new Bad(`command is not one activate.sh answers with`);

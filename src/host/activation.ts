@@ -162,6 +162,7 @@ export type ScriptCommand =
     }
   | { readonly verb: "prune"; readonly keep: number }
   | { readonly verb: "status"; readonly checkPaths?: boolean }
+  | { readonly verb: "closure"; readonly path: string }
   | {
       readonly verb: "after-boot";
       readonly token: string;
@@ -185,6 +186,8 @@ export function scriptArgs(command: ScriptCommand): string[] {
       return pruneArgs(command.keep);
     case "status":
       return statusArgs(command.checkPaths);
+    case "closure":
+      return ["closure", "--path", command.path];
     case "after-boot":
       return afterBootArgs(command.token, command.checks, command.rebootRollback);
     case "abort-boot":
@@ -406,6 +409,20 @@ export type ActivationResult =
        */
       readonly secrets?: string;
     }
+  | {
+      readonly ok: true;
+      readonly command: "closure";
+      readonly path: string;
+      /** Base64 of "PATH NARSIZE I J ..." lines (see host/host-closure.ts). */
+      readonly closure: string;
+    }
+  | {
+      readonly ok: false;
+      readonly command: "closure";
+      readonly result: "absent" | "too-large" | "failed";
+      readonly exitCode: number;
+      readonly message: string;
+    }
   | Refusal;
 
 /** activate.sh's commands. */
@@ -419,6 +436,7 @@ export const SCRIPT_VERBS = [
   "rollback",
   "prune",
   "status",
+  "closure",
 ] as const;
 export type ScriptVerb = (typeof SCRIPT_VERBS)[number];
 

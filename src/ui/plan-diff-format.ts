@@ -10,6 +10,7 @@ const NAMED_HOSTS = 6;
 const FROM: Readonly<Record<PlanDiffGroup["currentFrom"], string>> = {
   cache: "the running system's closure from the cache",
   "local-store": "the running system's closure from the local store",
+  host: "the running system's closure from the host",
 };
 
 /**
