@@ -146,32 +146,24 @@ const ROOTS: readonly Name[] = ["s1", "s2", "s3", "s5", "s6", "s7", "u3"];
 async function checkCollected(url: string, fetchFrom: string, store: ObjectStore, orphan: string) {
   const before = await allKeys(store);
   // A dry run reports the same and changes nothing.
-  const dry = await nixship([
-    "cache",
-    "gc",
-    "--cache",
-    url,
-    "--keep-releases",
-    "2",
-    "--grace",
-    "0",
-    "--dry-run",
-    "--json",
-  ]);
+  const collect = (...extra: string[]) =>
+    nixship([
+      "cache",
+      "gc",
+      "--cache",
+      url,
+      "--keep-releases",
+      "2",
+      "--grace",
+      "0",
+      "--json",
+      ...extra,
+    ]);
+  const dry = await collect("--dry-run");
   expect(dry.code, dry.stderr).toBe(0);
   expect(await allKeys(store)).toEqual(before);
 
-  const gc = await nixship([
-    "cache",
-    "gc",
-    "--cache",
-    url,
-    "--keep-releases",
-    "2",
-    "--grace",
-    "0",
-    "--json",
-  ]);
+  const gc = await collect();
   expect(gc.code, gc.stderr).toBe(0);
   const after = await allKeys(store);
   const deleted = before.filter((k) => !after.includes(k));
