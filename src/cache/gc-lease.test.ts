@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { CacheLease, takeGcLock, withCacheLease } from "./gc-lease.js";
+import { CacheLease, takeGcLock } from "./gc-lease.js";
 
 let dir: string;
 let store: ObjectStore;
@@ -37,14 +37,13 @@ describe("leases and the collection lock", () => {
     const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
     const events: string[] = [];
     let leased = false;
-    const pushing = withCacheLease(
-      store,
-      "push",
-      async () => {
-        leased = true;
-      },
-      { ...FAST, onEvent: (e) => events.push(e.type) },
-    );
+    const pushing = CacheLease.take(store, "push", {
+      ...FAST,
+      onEvent: (e) => events.push(e.type),
+    }).then(async (lease) => {
+      leased = true;
+      await lease.release();
+    });
     await new Promise((r) => setTimeout(r, 150));
     expect(leased).toBe(false);
     expect(await keys("gc/leases/")).toEqual([]); // it stepped back while it waits
@@ -66,7 +65,7 @@ describe("leases and the collection lock", () => {
   it("a lock or a lease whose process on this machine is gone holds nothing", async () => {
     const dead = { what: "gc", by: "x", since: "now", host: hostname(), pid: 2 ** 22 + 12345 };
     await store.put("gc/lock.json", Buffer.from(JSON.stringify(dead)));
-    await withCacheLease(store, "push", async () => undefined, FAST);
+    await (await CacheLease.take(store, "push", FAST)).release();
     await store.put("gc/leases/dead.json", Buffer.from(JSON.stringify({ ...dead, what: "push" })));
     const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
     expect(await keys("gc/leases/")).toEqual([]); // the dead lease was tidied away

@@ -162,21 +162,6 @@ export class CacheLease {
   }
 }
 
-/** Runs `work` under a lease on the cache. */
-export async function withCacheLease<T>(
-  store: ObjectStore,
-  what: string,
-  work: () => Promise<T>,
-  options: LeaseOptions = {},
-): Promise<T> {
-  const lease = await CacheLease.take(store, what, options);
-  try {
-    return await work();
-  } finally {
-    await lease.release();
-  }
-}
-
 interface LockRead {
   readonly holder: Holder;
   readonly etag: string;

@@ -16,6 +16,7 @@ import { mapLimit, Semaphore } from "../util/pool.js";
 import { ensureCacheInfo, requireCacheInfo } from "./cache-info.js";
 import { DEFAULT_LEVEL } from "./compression.js";
 import { FlushBatches } from "./flush-batch.js";
+import { CacheLease, type LeaseEvent } from "./gc-lease.js";
 import { narInfoKey, narKey } from "./layout.js";
 import { type NixOptions, queryClosure } from "./local-nix.js";
 import { checkNar } from "./nar-check.js";
@@ -50,6 +51,12 @@ export interface PushOptions {
    * InterruptedError.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Hold a lease on the cache (gc-lease.ts) from before the push looks at what the cache has
+   * until it ends, so that no collection sweeps a path it found there; its waits are told to
+   * `onEvent`. A caller that holds its own lease for longer (a deploy) leaves this unset.
+   */
+  readonly lease?: { readonly onEvent?: (event: LeaseEvent) => void };
 }
 
 export type PushEvent =
@@ -101,11 +108,18 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   const gates = new Map<StorePath, Gate>();
   const writes: Promise<void>[] = [];
   let done = false;
+  let lease: CacheLease | undefined;
   try {
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
     if (options.createCache === true) await ensureCacheInfo(store);
     else await requireCacheInfo(store);
+    if (options.lease !== undefined) {
+      lease = await CacheLease.take(store, "push", {
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.lease.onEvent ? { onEvent: options.lease.onEvent } : {}),
+      });
+    }
 
     const present = await mapLimit(
       closure,
@@ -233,6 +247,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
     }
     await pool?.close();
     if (staging !== undefined) await rm(staging, { recursive: true, force: true });
+    await lease?.release();
   }
 }
 

@@ -1,7 +1,6 @@
 // `nixship push`: build or take store paths, and push their closures, signed, to a cache.
 
 import { availableParallelism } from "node:os";
-import { withCacheLease } from "../cache/gc-lease.js";
 import { pushClosure } from "../cache/push.js";
 import { resolvePushInstallables } from "../deploy/build.js";
 import { UsageError } from "../errors.js";
@@ -134,25 +133,20 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
     try {
       const roots = await resolvePushInstallables(positionals, process.cwd());
       const progress = new PushProgress(io.stderr);
-      // A collection of the cache does not sweep while the push runs (docs/cache-gc.md).
-      const summary = await withCacheLease(
+      const summary = await pushClosure({
+        signal: trap.signal,
         store,
-        "push",
-        () =>
-          pushClosure({
-            signal: trap.signal,
-            store,
-            roots,
-            key,
-            compression,
-            jobs,
-            ...(level !== undefined ? { level } : {}),
-            createCache: true,
-            ...(values.resign ? { resign: true } : {}),
-            onEvent: progress.onEvent,
-          }),
-        { signal: trap.signal, onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`) },
-      ).finally(() => progress.finish());
+        roots,
+        key,
+        compression,
+        jobs,
+        ...(level !== undefined ? { level } : {}),
+        createCache: true,
+        ...(values.resign ? { resign: true } : {}),
+        onEvent: progress.onEvent,
+        // No collection of the cache sweeps while the push runs (docs/cache-gc.md).
+        lease: { onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`) },
+      }).finally(() => progress.finish());
       const requests = store.requestStats?.();
       if (values.json) {
         writeJson(io, {
