@@ -7,6 +7,9 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { activateScript } from "../src/host/activation.js";
+import { checkActivationResult } from "../src/host/activation-result.js";
+import { hostClosure } from "../src/host/host-closure.js";
 import {
   type AgentLab,
   served as agentServed,
@@ -166,6 +169,35 @@ describe("an ssh fleet on Nix 2.26, deployed from Nix 2.26", () => {
     const r = await deploy("--on", "cn2", "--json");
     expect(r.code, r.stderr).toBe(0);
     expect(await servedBy(lab, "cn2")).toBe("web-v2");
+  });
+
+  it("answers a plan's closure question on Nix 2.26 (activate.sh closure): the host store's own closure", async () => {
+    const system = (await onHost("cn2", "readlink -f /run/current-system")).stdout.trim();
+    expect(system).toMatch(/-example-web-system-v2$/);
+    const asked = await run(
+      "ssh",
+      ["-F", join(lab.dir, "ssh_config"), "cn2", "sh -s -- closure --path", system],
+      {
+        input: Buffer.from(activateScript()),
+      },
+    );
+    expect(asked.code, asked.stderr).toBe(0);
+    const result = checkActivationResult(
+      JSON.parse(asked.stdout.trim().split("\n").at(-1) as string),
+    );
+    if ("problem" in result) throw new Error(result.problem);
+    const closure = hostClosure({ result, failure: "" } as never, system);
+    expect(closure.kind).toBe("read");
+    const requisites = (await onHost("cn2", `nix-store -qR ${system}`)).stdout
+      .trim()
+      .split("\n")
+      .sort();
+    if (closure.kind === "read") {
+      expect(closure.nodes.map((n) => n.path).sort()).toEqual(requisites);
+      const top = closure.nodes.find((n) => n.path === system);
+      expect(top?.narSize).toBeGreaterThan(0);
+      expect(top?.references.length).toBeGreaterThan(0);
+    }
   });
 
   it("a canary that fails its health check rolls back, and the other host is never touched", async () => {
