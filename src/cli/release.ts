@@ -1,24 +1,13 @@
 // `nixship release list` and `nixship release show`: a channel's signed releases in a store.
 import { InputError, UsageError } from "../errors.js";
-import { HISTORY_RELEASES, readHistory } from "../fleet/history-store.js";
-import { releaseHostViews } from "../fleet/host-history.js";
+import { HISTORY_RELEASES } from "../fleet/history-store.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
-import type { ParsedRelease } from "../fleet/release.js";
-import { checkExpiry, parseRelease, verifyRelease } from "../fleet/release.js";
-import {
-  findRelease,
-  highestListed,
-  listReleases,
-  newestSignedRelease,
-  type ReleaseEntry,
-  requirePlacement,
-} from "../fleet/release-store.js";
-import { readStatuses } from "../fleet/status-store.js";
-import { type PublicKey, parsePublicKey } from "../nix/keys.js";
+import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { formatTable } from "../ui/plan-format.js";
+import { formatReleaseList } from "../ui/release-list.js";
 import { formatReleaseShow } from "../ui/release-show.js";
+import { readReleaseList, readReleaseShow } from "../views/release-view.js";
 import { type CliIO, type Command, parseFlags, requireFlag, writeJson } from "./command.js";
 import { type FleetInput, readFleetInput } from "./fleet-input.js";
 import { readTrustedKeys } from "./keys-input.js";
@@ -59,27 +48,17 @@ Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usa
     const channel = requireFlag(values.channel, "--channel", "release list");
     const { store } = await openReleaseStore(values, io, "release list");
     try {
-      const entries = await listReleases(store, channel);
+      const { releases, warnings } = await readReleaseList(store, channel);
       if (values.json) {
-        writeJson(io, { store: store.url, channel, releases: entries });
+        writeJson(io, { store: store.url, channel, releases });
         return 0;
       }
-      if (entries.length === 0) {
+      if (releases.length === 0) {
         io.stderr.write(`channel ${channel} has no releases in ${store.url}\n`);
         return 0;
       }
-      const rows = [
-        ["", "SEQ", "CREATED", "KIND", "HOSTS", "DIGEST"],
-        ...entries.map((e) => [
-          e.current ? "*" : "",
-          String(e.seq),
-          ...(e.status === "ok"
-            ? [e.created, e.kind, String(e.hosts), e.digest]
-            : ["-", "malformed", "-", e.digest]),
-        ]),
-      ];
-      for (const line of formatTable(rows)) io.stdout.write(`${line}\n`);
-      for (const e of entries.filter(isMalformed)) io.stderr.write(`warning: ${e.problem}\n`);
+      io.stdout.write(formatReleaseList(releases));
+      for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
       return 0;
     } finally {
       await store.close();
@@ -143,101 +122,19 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         ? "the trusted keys"
         : `releases.publicKeys of ${fleet.fleetFile}`;
     try {
-      const found = await findRelease(store, channel, which);
-      const parsed: ParsedRelease = verified
-        ? verifyRelease(found.bytes, trusted, found.source)
-        : parseRelease(found.bytes, found.source);
-      const { release, digest, signature } = parsed;
-      requirePlacement(found.source, release, channel, which);
-      const signedBy = signature?.slice(0, signature.indexOf(":"));
-      const names = Object.keys(release.hosts);
-      const [{ records, unreadable }, history] = await Promise.all([
-        readStatuses(store, names),
-        readHistory(store, {
-          channel,
-          trustedKeys: verified ? trusted : undefined,
-          // Shown and checked already (verified when trusted keys were given): not read twice.
-          known: parsed,
-        }),
-      ]);
-      const expired = !checkExpiry(release, new Date()).ok;
-      // The channel should name the newest release: one that names an older release than a
-      // signed file listed above it was replayed (or its publisher was interrupted).
-      const newer =
-        which === "latest"
-          ? await newerRelease(store, channel, release.seq, verified ? trusted : undefined)
-          : undefined;
-      const warnings = [
-        ...(expired
-          ? [
-              `release ${release.seq} expired at ${release.expires}: agents refuse it; renew the channel with 'nixship release refresh'`,
-            ]
-          : []),
-        ...(newer !== undefined
-          ? [
-              `the channel names release ${release.seq}, but release ${newer} exists${verified ? " and is signed by a trusted key" : ""}: the channel was replayed or a publisher was interrupted; agents with no state refuse it until a new release moves the channel on`,
-            ]
-          : []),
-        ...[...unreadable].map(([host, why]) => `${host}: its status record is unreadable: ${why}`),
-      ];
-      const views = releaseHostViews(
-        release,
-        new Map(names.map((n) => [n, records.get(n)?.current ?? null])),
-        history.hosts,
-      );
+      const shown = await readReleaseShow(store, channel, which, verified ? trusted : undefined);
       if (values.json) {
-        writeJson(io, {
-          store: store.url,
-          source: found.source,
-          current: found.current,
-          digest,
-          signature: { key: signedBy ?? null, verified },
-          expired,
-          newerRelease: newer ?? null,
-          warnings,
-          release,
-          hosts: views,
-        });
+        writeJson(io, { store: store.url, ...shown });
         return 0;
       }
-      io.stdout.write(
-        formatReleaseShow({
-          release,
-          current: found.current,
-          digest,
-          signedBy,
-          verified,
-          trustedFrom,
-          expired,
-          views,
-        }),
-      );
-      for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
+      io.stdout.write(formatReleaseShow(shown, trustedFrom));
+      for (const w of shown.warnings) io.stderr.write(`warning: ${w}\n`);
       return 0;
     } finally {
       await store.close();
     }
   },
 };
-
-/**
- * A release above `seq` listed in the channel: with keys, the newest one they signed; without,
- * the highest number listed. Undefined when there is none.
- */
-async function newerRelease(
-  store: ObjectStore,
-  channel: string,
-  seq: number,
-  keys: readonly PublicKey[] | undefined,
-): Promise<number | undefined> {
-  if (keys !== undefined) return await newestSignedRelease(store, channel, keys, seq);
-  const highest = await highestListed(store, channel);
-  return highest > seq ? highest : undefined;
-}
-
-function isMalformed(e: ReleaseEntry): e is Extract<ReleaseEntry, { status: "malformed" }> {
-  return e.status === "malformed";
-}
 
 function parseWhich(text: string): number | "latest" {
   if (text === "latest") return text;
@@ -247,8 +144,6 @@ function parseWhich(text: string): number | "latest" {
     "see 'nixship release list' for the numbers",
   );
 }
-
-/** The release's bytes, where they came from, and whether the channel points at them. */
 
 /**
  * `--store`, else the fleet file's cache URL; with the fleet file when it was read (no --store,

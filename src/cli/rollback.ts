@@ -1,7 +1,8 @@
 // `nixship rollback`: the selected hosts back to their previous (or a chosen) system.
 import { openDelivery } from "../deploy/open-delivery.js";
+import { recordRollbacks } from "../deploy/push-records.js";
 import { UsageError } from "../errors.js";
-import { POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { HISTORY_RELEASES } from "../fleet/history-store.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
@@ -19,6 +20,8 @@ export const rollbackCommand: Command = {
 
 ssh and ssm hosts: on every selected host, switches the system profile back to the previous
 generation (or to --to's generation) and activates it with switch-to-configuration switch.
+Each host rolled back gets a status record naming that system (status/hosts/<host>.json in the
+fleet's cache store, when it has one), so 'nixship status' does not take it for drift.
 
 agent hosts: publishes one signed rollback release of the fleet's channel (--release-key)
 that names, for each selected host, the last system confirmed healthy on it before the one
@@ -68,11 +71,20 @@ ${FLEET_HELP}
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
       releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
-    const { delivery, close } = await openDelivery(fleet, hosts, {
+    const { mode, delivery, close } = await openDelivery(fleet, hosts, {
       releaseKey,
       allowFailed: values["allow-failed"] === true,
     });
     const outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
+    // Agents report a rollback release themselves; push modes leave the record here.
+    const unrecorded =
+      mode === "agent" || fleet.cache === undefined
+        ? undefined
+        : await recordRollbacks(
+            fleet.cache.url,
+            mode,
+            outcomes.map((outcome, i) => ({ host: (hosts[i] as FleetHost).name, outcome })),
+          );
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });
     else {
@@ -84,6 +96,7 @@ ${FLEET_HELP}
         );
       }
     }
+    if (unrecorded !== undefined) io.stderr.write(`warning: ${unrecorded}\n`);
     return rows.every((r) => r.status === "rolled-back") ? 0 : 1;
   },
 };

@@ -1,21 +1,10 @@
 // `nixship status`: what the selected hosts run, live over SSH or from the store.
-import type { HostStatus } from "../delivery/delivery.js";
-import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
-import type { FleetHost } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
-import { type AgentStanding, inStep } from "../fleet/standing.js";
-import { readStanding } from "../fleet/standing-store.js";
-import type { StatusRecord } from "../fleet/status.js";
-import { readStatuses } from "../fleet/status-store.js";
-import { openStore } from "../store/url.js";
-import { formatStatusTable, type StatusRow } from "../ui/status-table.js";
-import { mapLimit } from "../util/pool.js";
+import { formatStatusTable } from "../ui/status-table.js";
+import { readStatusView } from "../views/status-view.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
-
-/** Hosts asked at once. */
-const CONCURRENCY = 32;
 
 export const statusCommand: Command = {
   path: ["status"],
@@ -39,8 +28,16 @@ A host that runs a system that failed there, and could not go back to an earlier
 first deploy, or a failed rollback), shows as failed, with since when and why, until a deploy
 to it succeeds.
 
-Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last reported success
-or applying and, for agent hosts, online and not behind the channel.
+A host drifts when it runs a system nixship did not leave on it (someone ran nixos-rebuild
+there): neither the system its status record says it was given (by a deploy, a release or a
+rollback) nor the one it ran before that, nor, for an agent host, the one the channel's
+current release names. ssh hosts are judged by their live answer against their record. A host
+whose record says it is applying, refused a release, or failed without saying what it ran
+before, is not judged. STATE then says drifted, and --json gives the row a 'drift'.
+
+Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
+reported success or applying and, for agent hosts, online and not behind the channel; and in
+either case not drifting.
 
 Options:
 ${FLEET_HELP}
@@ -55,73 +52,10 @@ ${FLEET_HELP}
       throw new UsageError(`status: unexpected argument '${positionals[0]}'`);
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const fromStore = (h: FleetHost) => values.stored === true || h.delivery !== "ssh";
-    const stored = hosts.filter(fromStore);
-    let records = new Map<string, StatusRecord>();
-    let unreadable = new Map<string, string>();
-    let standing = new Map<string, AgentStanding>();
-    if (stored.length > 0) {
-      if (fleet.cache === undefined) {
-        throw new UsageError(
-          "status: status objects live in the fleet's cache store, and the fleet has no cache",
-        );
-      }
-      const store = await openStore(fleet.cache.url);
-      try {
-        ({ records, unreadable } = await readStatuses(
-          store,
-          stored.map((h) => h.name),
-          CONCURRENCY,
-        ));
-        const agents = stored.filter((h) => h.delivery === "agent");
-        if (agents.length > 0) standing = await readStanding(store, fleet, agents, records);
-      } finally {
-        await store.close();
-      }
-    }
-    const ssh = new SshDelivery(fleet.ssh);
-    const live = await mapLimit(
-      hosts,
-      CONCURRENCY,
-      async (h): Promise<HostStatus | undefined> => (fromStore(h) ? undefined : ssh.status(h)),
-    );
-    const rows = hosts.map((h, i): StatusRow => {
-      const status = live[i];
-      if (status !== undefined) {
-        return {
-          host: h.name,
-          mode: h.delivery,
-          source: "live",
-          // A host that runs a system that failed there is not in step.
-          inStep: status.reachable && status.failed === undefined,
-          ...status,
-        };
-      }
-      const record = records.get(h.name);
-      const agent = standing.get(h.name);
-      const problem = unreadable.get(h.name);
-      if (problem !== undefined) {
-        return {
-          host: h.name,
-          mode: h.delivery,
-          source: "stored",
-          inStep: false,
-          reported: true,
-          unreadable: problem,
-        };
-      }
-      return {
-        host: h.name,
-        mode: h.delivery,
-        source: "stored",
-        inStep: inStep(record, agent),
-        reported: record !== undefined,
-        ...(record ?? {}),
-        ...(agent ?? {}),
-      };
-    });
+    const { rows, warnings } = await readStatusView(fleet, hosts, { stored: values.stored });
     if (values.json) writeJson(io, { hosts: rows });
     else io.stdout.write(formatStatusTable(rows));
+    for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
     return rows.every((r) => r.inStep) ? 0 : 1;
   },
 };

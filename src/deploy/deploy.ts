@@ -30,8 +30,6 @@ import {
   planDeploy,
 } from "../fleet/plan.js";
 import { selectHosts } from "../fleet/select.js";
-import { type HostOutcome, outcomeFields, statusRecord } from "../fleet/status.js";
-import { writeStatus } from "../fleet/status-store.js";
 import { countsBoots } from "../host/activation.js";
 import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
@@ -45,6 +43,7 @@ import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
+import { recordResults } from "./push-records.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 import { readSystemHealth, withSystemHealth } from "./system-health.js";
 
@@ -616,7 +615,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(options.fleet.cache.url, input.mode, results);
+    await recordResults(options.fleet.cache.url, input.mode, results, plan.hosts);
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.publishedReleases?.() ?? []).map((r) => r.seq);
@@ -631,46 +630,6 @@ function publisherOf(delivery: Delivery, mode: DeliveryMode): NonNullable<Delive
     `deploy --async publishes one release and returns without watching, which ${mode} delivery cannot do: its hosts are deployed wave by wave`,
     "leave out --async (it is for agent hosts)",
   );
-}
-
-/** Up to date counts as activated: the host runs its system. */
-const ACTIVATED: HostOutcome = { status: "activated" };
-
-/**
- * Push deploys (ssh, ssm) leave the same status objects agents write, so `nixship status`
- * and the dashboard read every mode alike.
- */
-async function recordResults(
-  cacheUrl: string,
-  mode: DeliveryMode,
-  results: readonly HostResult[],
-): Promise<void> {
-  const store = await openStore(cacheUrl);
-  try {
-    const now = new Date().toISOString();
-    await mapLimit(results, 16, async (r) => {
-      if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
-      const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
-      await writeStatus(
-        store,
-        statusRecord({
-          host: r.host,
-          mode,
-          release: null,
-          desired: r.desired,
-          system: {
-            current: outcome.status === "activated" ? r.desired : null,
-            generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
-          },
-          what: outcomeFields(outcome),
-          startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
-          updatedAt: now,
-        }),
-      );
-    });
-  } finally {
-    await store.close();
-  }
 }
 
 // --- interrupts before the rollout ----------------------------------------------------------

@@ -3,36 +3,35 @@
 // keys: a channel the agents refused says nothing about where they should be.
 import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
-import type { Fleet, FleetHost } from "./fleet.js";
+import type { Fleet } from "./fleet.js";
+import type { Heartbeat } from "./heartbeat.js";
 import { trustedRelease } from "./release.js";
 import { channelKey, readChannel } from "./release-store.js";
-import { type AgentStanding, agentStanding, type ChannelHead } from "./standing.js";
-import type { StatusRecord } from "./status.js";
+import type { ChannelHead } from "./standing.js";
 import { readHeartbeats } from "./status-store.js";
 
-export async function readStanding(
-  store: ObjectStore,
-  fleet: Fleet,
-  agents: readonly FleetHost[],
-  records: ReadonlyMap<string, StatusRecord>,
-): Promise<Map<string, AgentStanding>> {
+export interface AgentSignals {
+  /** Each host's newest heartbeat. */
+  readonly heartbeats: ReadonlyMap<string, Heartbeat>;
+  /** The channel's current release, when it verifies. */
+  readonly channel: ChannelHead | undefined;
+  /** The system that release names for each host it names. */
+  readonly entries: ReadonlyMap<string, string>;
+}
+
+export async function readAgentSignals(store: ObjectStore, fleet: Fleet): Promise<AgentSignals> {
   const beats = await readHeartbeats(store);
-  let channel: ChannelHead | undefined;
-  if (fleet.releases !== undefined) {
-    const read = await readChannel(store, fleet.releases.channel);
-    if (read.status === "found") {
-      const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
-      const signed = trustedRelease(read.bytes, keys, channelKey(fleet.releases.channel));
-      if (signed !== undefined) {
-        channel = { seq: signed.release.seq, hosts: new Set(Object.keys(signed.release.hosts)) };
-      }
-    }
-  }
-  const now = new Date();
-  return new Map(
-    agents.map((h) => [
-      h.name,
-      agentStanding(h.name, records.get(h.name), beats.hosts.get(h.name), channel, now),
-    ]),
-  );
+  const none = { heartbeats: beats.hosts, channel: undefined, entries: new Map() };
+  if (fleet.releases === undefined) return none;
+  const read = await readChannel(store, fleet.releases.channel);
+  if (read.status !== "found") return none;
+  const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
+  const signed = trustedRelease(read.bytes, keys, channelKey(fleet.releases.channel));
+  if (signed === undefined) return none;
+  const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
+  return {
+    heartbeats: beats.hosts,
+    channel: { seq: signed.release.seq, hosts: new Set(entries.keys()) },
+    entries,
+  };
 }

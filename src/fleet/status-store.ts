@@ -3,7 +3,6 @@
 import { InputError, NixshipError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
-import { mapLimit } from "../util/pool.js";
 import { NAME_PATTERN } from "./fleet.js";
 import {
   formatHeartbeat,
@@ -71,38 +70,24 @@ export async function readRecord(
   return bytes === undefined ? undefined : parseStatusRecord(bytes, `${store.url} ${key}`);
 }
 
-export interface StatusReads {
-  /** Each host's latest record (hosts that never reported are absent). */
-  readonly records: Map<string, StatusRecord>;
-  /** Hosts whose record could not be read or was malformed, and why: theirs alone. */
-  readonly unreadable: Map<string, string>;
-}
+/** A host's latest record as read: found, never written, or unreadable (that host's alone). */
+export type RecordRead =
+  | { readonly status: "found"; readonly record: StatusRecord }
+  | { readonly status: "absent" }
+  | { readonly status: "unreadable"; readonly problem: string };
 
-/** Many hosts' latest records (one GET each, bounded concurrency); a bad one fails its host only. */
-export async function readStatuses(
-  store: ObjectStore,
-  hosts: readonly string[],
-  concurrency = 32,
-): Promise<StatusReads> {
-  const reads = await mapLimit(hosts, concurrency, (h) =>
-    readStatus(store, h).then(
-      (record) => ({ record }),
-      (err: unknown) => {
-        // A fault of the store itself (unreachable, denied) is everyone's: it is not a record.
-        if (!(err instanceof NixshipError) || !isRecordFault(err)) throw err;
-        return { problem: err.message };
-      },
-    ),
-  );
-  const records = new Map<string, StatusRecord>();
-  const unreadable = new Map<string, string>();
-  hosts.forEach((h, i) => {
-    const read = reads[i];
-    if (read === undefined) return;
-    if ("problem" in read) unreadable.set(h, read.problem);
-    else if (read.record !== undefined) records.set(h, read.record);
-  });
-  return { records, unreadable };
+/**
+ * The host's latest record, or why it is unreadable: malformed, or larger than a record may
+ * be. A fault of the store itself (unreachable, denied) is everyone's: it is thrown.
+ */
+export async function readStatusOf(store: ObjectStore, host: string): Promise<RecordRead> {
+  try {
+    const record = await readStatus(store, host);
+    return record === undefined ? { status: "absent" } : { status: "found", record };
+  } catch (err) {
+    if (!(err instanceof NixshipError) || !isRecordFault(err)) throw err;
+    return { status: "unreadable", problem: err.message };
+  }
 }
 
 /** Faults of one record: malformed, or larger than a record may be. */
@@ -121,14 +106,23 @@ export interface ListedRecord {
 
 /** Every host that has a record (LIST calls only, 1,000 records each; no GET per host). */
 export async function listStatusRecords(store: ObjectStore): Promise<ListedRecord[]> {
-  const { objects } = await listCounted(store, HOST_STATUS_PREFIX);
   const listed: ListedRecord[] = [];
-  for (const o of objects) {
-    const host = /^([^/]+)\.json$/.exec(o.key.slice(HOST_STATUS_PREFIX.length))?.[1];
-    if (host === undefined || !NAME_PATTERN.test(host)) continue;
-    listed.push({ host, key: o.key, etag: o.etag, updated: o.lastModified });
-  }
+  for await (const page of listStatusRecordPages(store)) listed.push(...page);
   return listed;
+}
+
+/** listStatusRecords a page at a time (one LIST call each), for a reader that GETs meanwhile. */
+export async function* listStatusRecordPages(store: ObjectStore): AsyncGenerator<ListedRecord[]> {
+  let token: string | undefined;
+  do {
+    const page = await store.list(HOST_STATUS_PREFIX, token === undefined ? {} : { token });
+    yield page.objects.flatMap((o) => {
+      const host = /^([^/]+)\.json$/.exec(o.key.slice(HOST_STATUS_PREFIX.length))?.[1];
+      if (host === undefined || !NAME_PATTERN.test(host)) return [];
+      return [{ host, key: o.key, etag: o.etag, updated: o.lastModified }];
+    });
+    token = page.nextToken;
+  } while (token !== undefined);
 }
 
 export interface Progress {

@@ -1,30 +1,18 @@
 // `nixship release show`'s text: the release's fields, then per host what it names, what the
 // host runs and what last passed there.
-import type { ReleaseHostView } from "../fleet/host-history.js";
-import type { Release } from "../fleet/release.js";
+import type { ReleaseShowView } from "../views/release-view.js";
 import { formatTable, plural } from "./plan-format.js";
 
-export interface ReleaseShown {
-  readonly release: Release;
-  /** Whether the channel names this release. */
-  readonly current: boolean;
-  readonly digest: string;
-  /** The name of the key that signed it, if it is signed. */
-  readonly signedBy: string | undefined;
-  /** Whether the signature was checked against trusted keys. */
-  readonly verified: boolean;
-  /** Where the trusted keys came from, when verified (default: "the trusted keys"). */
-  readonly trustedFrom?: string;
-  readonly expired: boolean;
-  readonly views: readonly ReleaseHostView[];
-}
-
-export function formatReleaseShow(shown: ReleaseShown): string {
-  const { release, current, digest, signedBy, verified, expired, views } = shown;
-  const trustedFrom = shown.trustedFrom ?? "the trusted keys";
+/** `trustedFrom`: where the trusted keys came from, when verified. */
+export function formatReleaseShow(
+  shown: ReleaseShowView,
+  trustedFrom = "the trusted keys",
+): string {
+  const { release, current, digest, expired, hosts: views } = shown;
+  const { key: signedBy, verified } = shown.signature;
   const names = Object.keys(release.hosts);
   const signatureLine =
-    signedBy === undefined
+    signedBy === null
       ? "none"
       : verified
         ? `key '${signedBy}', verified against ${trustedFrom}`

@@ -96,4 +96,34 @@ describe("the status table", () => {
       "",
     ]);
   });
+
+  it("a drifting host: STATE drifted, and what it runs against what nixship left on it", () => {
+    const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
+    const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
+    const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
+    const text = formatStatusTable([
+      {
+        host: "web1",
+        mode: "ssh",
+        source: "live",
+        inStep: false,
+        reachable: true,
+        current: HAND,
+        profile: HAND,
+        generation: 8,
+        generations: [],
+        pending: undefined,
+        drift: { running: HAND, expected: [V2, V1] },
+      },
+      row({ current: A, drift: { running: A, expected: [B] } }),
+      row({ current: A, liveness: "offline", drift: { running: A, expected: [B] } }),
+    ]);
+    expect(text.split("\n")).toEqual([
+      "HOST  MODE   CURRENT            GEN  STATE    NOTE",
+      "web1  ssh    nixos-system-web1  8    drifted  runs 99999999-nixos-system-web1, not what nixship left on it (22222222-nixos-system-web1 or 11111111-nixos-system-web1)",
+      "ag1   agent  web-v1             3    drifted  runs web-v1, not what nixship left on it (web-v2); release 2; reported 2025-01-01T12:00:05.000Z",
+      "ag1   agent  web-v1             3    offline  runs web-v1, not what nixship left on it (web-v2); release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
+      "",
+    ]);
+  });
 });

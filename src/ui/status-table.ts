@@ -1,31 +1,13 @@
 // `nixship status` as a table: one line per host, live (ssh, asked over SSH) or stored (the
-// host's status record, and for agent hosts its liveness and whether it is behind the channel).
-import type { DeliveryMode } from "../fleet/fleet.js";
-import type { AgentStanding } from "../fleet/standing.js";
-import type { StatusRecord } from "../fleet/status.js";
+// host's status record, and for agent hosts its liveness and whether it is behind the channel),
+// from the rows of the status view (views/status-rows.ts). A host that drifts says so first.
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
-import type { HostStatus } from "../host/script-outcomes.js";
+import type { Drift } from "../views/drift.js";
+import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
 import { formatTable, storeName } from "./plan-format.js";
 
-interface RowBase {
-  readonly host: string;
-  readonly mode: DeliveryMode;
-  /** Reachable (live), or reported success or applying and, for agents, online and not behind. */
-  readonly inStep: boolean;
-}
-
-export type LiveRow = RowBase & { readonly source: "live" } & HostStatus;
-
-export type StoredRow = RowBase & {
-  readonly source: "stored";
-  readonly reported: boolean;
-  /** The host's record could not be read, and why (that host's alone). */
-  readonly unreadable?: string;
-} & Partial<StatusRecord> &
-  Partial<AgentStanding>;
-
-export type StatusRow = LiveRow | StoredRow;
+export type { LiveRow, StatusRow, StoredRow };
 
 export function formatStatusTable(rows: readonly StatusRow[]): string {
   const table = [
@@ -43,6 +25,7 @@ function liveCells(r: LiveRow): string[] {
     r.activation ? activationNote(r.activation) : "",
   ];
   if (r.failed) note.unshift(failedNote(r.failed));
+  if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
   if (r.boot?.pending) note.push(pendingBootNote(r.boot.pending));
   return [
@@ -50,7 +33,7 @@ function liveCells(r: LiveRow): string[] {
     r.mode,
     r.current ? storeName(r.current) : "(none)",
     String(r.generation ?? "-"),
-    r.failed ? "failed" : "live",
+    r.failed ? "failed" : r.drift ? "drifted" : "live",
     joinNote(note),
   ];
 }
@@ -68,6 +51,25 @@ function pendingBootNote(pending: NonNullable<BootState["pending"]>): string {
     pending.since === null ? "" : ` since ${new Date(pending.since * 1000).toISOString()}`;
   const into = pending.path === null ? "" : ` into ${storeName(pending.path)}`;
   return `reboot${into} unconfirmed${since}: the next deploy or rollback decides`;
+}
+
+/**
+ * What a drifting host runs and what nixship left on it: by name, with the start of the hash
+ * where two of them have the same name (a configuration changed by hand keeps its name).
+ */
+function driftNote(drift: Drift): string {
+  const names = [drift.running, ...drift.expected].map(storeName);
+  const label = new Set(names).size === names.length ? storeName : hashAndName;
+  const given = drift.expected.map(label).join(" or ");
+  return `runs ${label(drift.running)}, not what nixship left on it (${given})`;
+}
+
+/** `/nix/store/<hash>-web-v1` → `<first 8 of hash>-web-v1`. */
+function hashAndName(path: string): string {
+  const name = storeName(path);
+  return name === path
+    ? path
+    : `${path.slice("/nix/store/".length, "/nix/store/".length + 8)}-${name}`;
 }
 
 /** A system the host runs that failed there: since when, and why. */
@@ -95,9 +97,13 @@ function storedCells(r: StoredRow): string[] {
   ];
 }
 
-/** What the STATE column says: an agent that is offline, paused or behind, before its report. */
+/**
+ * What the STATE column says: an agent that is offline or paused, a host that drifts, an agent
+ * that is behind, before its report.
+ */
 export function storedState(r: StoredRow): string {
   if (r.liveness === "offline" || r.liveness === "paused") return r.liveness;
+  if (r.drift !== undefined) return "drifted";
   if (r.behind === true) return "behind";
   return r.state ?? "unknown";
 }
@@ -122,7 +128,8 @@ export function storedNote(r: StoredRow): string {
       : r.heartbeatAt
         ? `last heartbeat ${r.heartbeatAt}`
         : "no heartbeat";
-  return joinNote([release, what, heartbeat, r.updatedAt ? `reported ${r.updatedAt}` : ""]);
+  const drift = r.drift === undefined ? "" : driftNote(r.drift);
+  return joinNote([drift, release, what, heartbeat, r.updatedAt ? `reported ${r.updatedAt}` : ""]);
 }
 
 function joinNote(parts: readonly string[]): string {

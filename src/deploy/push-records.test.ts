@@ -1,0 +1,104 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readStatus } from "../fleet/status-store.js";
+import type { StorePath } from "../nix/store-path.js";
+import { openStore } from "../store/url.js";
+import { recordResults, recordRollbacks } from "./push-records.js";
+
+const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1" as StorePath;
+const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1" as StorePath;
+
+let dir: string;
+let url: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-push-records-"));
+  url = `file://${dir}?fsync=false`;
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function read(host: string) {
+  const store = await openStore(url);
+  try {
+    return await readStatus(store, host);
+  } finally {
+    await store.close();
+  }
+}
+
+describe("push records", () => {
+  it("a deploy's record names the system each host ran before it", async () => {
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "a1",
+          desired: V2,
+          seconds: 3,
+          outcome: { status: "activated", generation: 5, previous: V1 },
+        },
+        {
+          host: "a2",
+          desired: V2,
+          seconds: 3,
+          outcome: { status: "failed", phase: "health", message: "no", rolledBack: true },
+        },
+        {
+          host: "a3",
+          desired: V2,
+          seconds: 0,
+          outcome: { status: "skipped", reason: "up-to-date" },
+        },
+        {
+          host: "a4",
+          desired: V2,
+          seconds: 0,
+          outcome: { status: "skipped", reason: "not-started" },
+        },
+      ],
+      [
+        { host: "a1", current: V1 },
+        { host: "a2", current: V1 },
+        { host: "a3", current: V2 },
+        { host: "a4", current: V1 },
+      ],
+    );
+    expect(await read("a1")).toMatchObject({ desired: V2, current: V2, previous: V1 });
+    expect(await read("a2")).toMatchObject({ state: "failed", current: null, previous: V1 });
+    expect(await read("a3")).toMatchObject({ state: "success", current: V2 });
+    expect(await read("a3")).not.toHaveProperty("previous");
+    expect(await read("a4")).toBeUndefined();
+  });
+
+  it("a rollback's record names the system each host went back to; a failed one writes none", async () => {
+    const warning = await recordRollbacks(url, "ssh", [
+      { host: "a1", outcome: { status: "rolled-back", generation: 4, path: V1 } },
+      { host: "a2", outcome: { status: "failed", message: "no generation before 1" } },
+    ]);
+    expect(warning).toBeUndefined();
+    expect(await read("a1")).toMatchObject({
+      mode: "ssh",
+      desired: V1,
+      current: V1,
+      generation: 4,
+      state: "success",
+    });
+    expect(await read("a2")).toMatchObject({ state: "failed", desired: V2 });
+  });
+
+  it("a store that cannot be written is a warning: the rollback happened", {
+    timeout: 10_000,
+  }, async () => {
+    // A file where the store's directory should be: nothing can be written under it.
+    const blocked = join(dir, "blocked");
+    await writeFile(blocked, "");
+    const warning = await recordRollbacks(`file://${blocked}?fsync=false`, "ssm", [
+      { host: "a1", outcome: { status: "rolled-back", generation: 4, path: V1 } },
+    ]);
+    expect(warning).toMatch(
+      /^the hosts were rolled back, but their status records could not be written/,
+    );
+  });
+});

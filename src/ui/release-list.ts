@@ -1,0 +1,19 @@
+// `nixship release list`'s table: one line per release file, the channel's marked '*'.
+import type { ReleaseEntry } from "../fleet/release-store.js";
+import { formatTable } from "./plan-format.js";
+
+export function formatReleaseList(entries: readonly ReleaseEntry[]): string {
+  const rows = [
+    ["", "SEQ", "CREATED", "KIND", "HOSTS", "DIGEST"],
+    ...entries.map((e) => [
+      e.current ? "*" : "",
+      String(e.seq),
+      ...(e.status === "ok"
+        ? [e.created, e.kind, String(e.hosts), e.digest]
+        : ["-", "malformed", "-", e.digest]),
+    ]),
+  ];
+  return formatTable(rows)
+    .map((line) => `${line}\n`)
+    .join("");
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import type { StatusRecord } from "../fleet/status.js";
+import { driftOf, expectedSystems } from "./drift.js";
+
+const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
+const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
+const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-web1";
+const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
+
+const record = (over: Partial<StatusRecord> = {}): StatusRecord => ({
+  version: 1,
+  host: "web1",
+  mode: "agent",
+  channel: "prod",
+  seq: 4,
+  desired: V2,
+  current: V2,
+  generation: 7,
+  previous: V1,
+  state: "success",
+  phase: null,
+  error: null,
+  rolledBack: null,
+  startedAt: "2026-11-25T10:00:00.000Z",
+  updatedAt: "2026-11-25T10:00:05.000Z",
+  ...over,
+});
+
+describe("drift", () => {
+  it("a host that runs what its deploy or release gave it, or the system before it, does not drift", () => {
+    expect(driftOf({ running: V2, record: record() })).toBeUndefined();
+    // A boot or test deploy leaves the one before running; one step back is a rollback.
+    expect(driftOf({ running: V1, record: record() })).toBeUndefined();
+    // A deploy record without `previous` (written before nixship kept it): the desired only.
+    const old = record({ previous: undefined });
+    expect(driftOf({ running: V2, record: old })).toBeUndefined();
+    expect(driftOf({ running: V1, record: old })).toEqual({ running: V1, expected: [V2] });
+  });
+
+  it("a host that runs anything else drifts (someone ran nixos-rebuild there)", () => {
+    expect(driftOf({ running: HAND, record: record() })).toEqual({
+      running: HAND,
+      expected: [V2, V1],
+    });
+    // The record's own current says so for a stored host (an agent that rebooted into it).
+    const rebooted = record({ current: HAND });
+    expect(driftOf({ running: rebooted.current, record: rebooted })?.running).toBe(HAND);
+  });
+
+  it("the channel's entry counts: a host behind its channel is behind, not drifting", () => {
+    expect(driftOf({ running: V3, record: record(), channelEntry: V3 })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: record(), channelEntry: V3 })).toEqual({
+      running: HAND,
+      expected: [V2, V1, V3],
+    });
+    // Each system once.
+    expect(expectedSystems(record(), V2)).toEqual([V2, V1]);
+  });
+
+  it("a failed host may run the failed system or the one it went back to", () => {
+    const failed = record({
+      state: "failed",
+      desired: V3,
+      current: V2,
+      previous: V2,
+      rolledBack: true,
+    });
+    expect(driftOf({ running: V2, record: failed })).toBeUndefined();
+    expect(driftOf({ running: V3, record: failed })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: failed })).toEqual({
+      running: HAND,
+      expected: [V3, V2],
+    });
+    // A failed push deploy that did not say what the host ran before: not judged.
+    const unsaid = record({ state: "failed", desired: V3, current: null, previous: undefined });
+    expect(driftOf({ running: HAND, record: unsaid })).toBeUndefined();
+  });
+
+  it("is not judged while applying, after a refusal, or without a record or a running system", () => {
+    for (const state of ["applying", "rejected"] as const) {
+      expect(
+        driftOf({ running: HAND, record: record({ state }), channelEntry: V3 }),
+      ).toBeUndefined();
+    }
+    expect(driftOf({ running: HAND, record: record({ desired: null }) })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: undefined, channelEntry: V3 })).toBeUndefined();
+    expect(driftOf({ running: null, record: record() })).toBeUndefined();
+    expect(driftOf({ running: undefined, record: record() })).toBeUndefined();
+  });
+});

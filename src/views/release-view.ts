@@ -1,0 +1,124 @@
+// The release view: a channel's releases (`release list`) and one release with, per host, what
+// it names, what the host last reported running and what last passed there (`release show`), as
+// data for the CLI and the dashboard alike. Reads; what it warns of is release-warnings.ts.
+import { readHistory } from "../fleet/history-store.js";
+import { type ReleaseHostView, releaseHostViews } from "../fleet/host-history.js";
+import {
+  checkExpiry,
+  type ParsedRelease,
+  parseRelease,
+  type Release,
+  verifyRelease,
+} from "../fleet/release.js";
+import {
+  findRelease,
+  highestListed,
+  listReleases,
+  newestSignedRelease,
+  type ReleaseEntry,
+  requirePlacement,
+} from "../fleet/release-store.js";
+import type { PublicKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { listWarnings, showWarnings } from "./release-warnings.js";
+import { StatusReader } from "./status-reader.js";
+
+export interface ReleaseListView {
+  /** Every release file of the channel, oldest first. */
+  readonly releases: ReleaseEntry[];
+  readonly warnings: string[];
+}
+
+export async function readReleaseList(
+  store: ObjectStore,
+  channel: string,
+): Promise<ReleaseListView> {
+  const releases = await listReleases(store, channel);
+  return { releases, warnings: listWarnings(releases) };
+}
+
+/** One release as `release show` gives it (its --json, without the store's URL). */
+export interface ReleaseShowView {
+  /** The key it was read from. */
+  readonly source: string;
+  /** Whether the channel names it. */
+  readonly current: boolean;
+  readonly digest: string;
+  /** The name of the key that signed it (null: unsigned), and whether it was verified. */
+  readonly signature: { readonly key: string | null; readonly verified: boolean };
+  readonly expired: boolean;
+  /** A newer release listed in the channel than the one it names (`latest` only). */
+  readonly newerRelease: number | null;
+  readonly warnings: string[];
+  readonly release: Release;
+  readonly hosts: ReleaseHostView[];
+}
+
+/**
+ * Release `which` of the channel. With `trustedKeys` it is verified first (an InputError unless
+ * one of them signed exactly this content), and only releases they signed count in the hosts'
+ * histories; without, nothing is verified.
+ */
+export async function readReleaseShow(
+  store: ObjectStore,
+  channel: string,
+  which: number | "latest",
+  trustedKeys: readonly PublicKey[] | undefined,
+): Promise<ReleaseShowView> {
+  const found = await findRelease(store, channel, which);
+  const verified = trustedKeys !== undefined;
+  const parsed: ParsedRelease = verified
+    ? verifyRelease(found.bytes, trustedKeys, found.source)
+    : parseRelease(found.bytes, found.source);
+  const { release, digest, signature } = parsed;
+  requirePlacement(found.source, release, channel, which);
+  const names = Object.keys(release.hosts);
+  const [poll, history] = await Promise.all([
+    new StatusReader(store, { hosts: names }).poll(),
+    readHistory(store, {
+      channel,
+      trustedKeys,
+      // Shown and checked already (verified when trusted keys were given): not read twice.
+      known: parsed,
+    }),
+  ]);
+  const expired = !checkExpiry(release, new Date()).ok;
+  // The channel should name the newest release: one that names an older release than a
+  // signed file listed above it was replayed (or its publisher was interrupted).
+  const newer =
+    which === "latest" ? await newerRelease(store, channel, release.seq, trustedKeys) : undefined;
+  const unreadable = names.flatMap((n) => {
+    const why = poll.unreadable.get(n);
+    return why === undefined ? [] : [[n, why] as const];
+  });
+  return {
+    source: found.source,
+    current: found.current,
+    digest,
+    signature: { key: signature?.slice(0, signature.indexOf(":")) ?? null, verified },
+    expired,
+    newerRelease: newer ?? null,
+    warnings: showWarnings({ release, expired, newer, verified, unreadable }),
+    release,
+    hosts: releaseHostViews(
+      release,
+      new Map(names.map((n) => [n, poll.records.get(n)?.current ?? null])),
+      history.hosts,
+    ),
+  };
+}
+
+/**
+ * A release above `seq` listed in the channel: with keys, the newest one they signed; without,
+ * the highest number listed. Undefined when there is none.
+ */
+async function newerRelease(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  keys: readonly PublicKey[] | undefined,
+): Promise<number | undefined> {
+  if (keys !== undefined) return await newestSignedRelease(store, channel, keys, seq);
+  const highest = await highestListed(store, channel);
+  return highest > seq ? highest : undefined;
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import type { FleetHost } from "../fleet/fleet.js";
+import type { StatusRecord } from "../fleet/status.js";
+import type { HostStatus } from "../host/script-outcomes.js";
+import { liveRow, storedRow } from "./status-rows.js";
+
+const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
+const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
+const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
+
+const ssh = { name: "web1", delivery: "ssh" } as FleetHost;
+const agent = { name: "ag1", delivery: "agent" } as FleetHost;
+
+const record = (over: Partial<StatusRecord> = {}): StatusRecord => ({
+  version: 1,
+  host: "web1",
+  mode: "ssh",
+  channel: null,
+  seq: null,
+  desired: V2,
+  current: V2,
+  generation: 7,
+  previous: V1,
+  state: "success",
+  phase: null,
+  error: null,
+  rolledBack: null,
+  startedAt: "2026-11-25T10:00:00.000Z",
+  updatedAt: "2026-11-25T10:00:05.000Z",
+  ...over,
+});
+
+const answer = (current: string): HostStatus => ({
+  reachable: true,
+  current,
+  profile: current,
+  generation: 8,
+  generations: [],
+  pending: undefined,
+});
+
+const online = { liveness: "online", heartbeatAt: null, behind: false, channelSeq: 4 } as const;
+
+describe("status rows", () => {
+  it("a live ssh host is judged against its record: drifting is not in step", () => {
+    const same = liveRow(ssh, answer(V2), record());
+    expect(same).toMatchObject({ inStep: true });
+    expect(same).not.toHaveProperty("drift");
+    const drifted = liveRow(ssh, answer(HAND), record());
+    expect(drifted).toMatchObject({ inStep: false, drift: { running: HAND, expected: [V2, V1] } });
+    // Without a record there is nothing to judge by: in step, as before.
+    expect(liveRow(ssh, answer(HAND), undefined).inStep).toBe(true);
+    const unreachable = liveRow(ssh, { reachable: false, error: "refused" }, record());
+    expect(unreachable).not.toHaveProperty("drift");
+  });
+
+  it("a stored host is judged by its record and, for an agent, its channel's entry", () => {
+    expect(storedRow(ssh, { record: record() })).toMatchObject({ inStep: true, reported: true });
+    const rebuilt = storedRow(ssh, { record: record({ current: HAND }) });
+    expect(rebuilt).toMatchObject({ inStep: false, drift: { running: HAND } });
+    const behind = record({ host: "ag1", mode: "agent", channel: "prod", seq: 3 });
+    const ahead = { ...online, behind: true };
+    expect(storedRow(agent, { record: behind, agent: ahead, channelEntry: HAND })).toMatchObject({
+      inStep: false,
+      behind: true,
+    });
+    expect(
+      storedRow(agent, { record: behind, agent: ahead, channelEntry: HAND }),
+    ).not.toHaveProperty("drift");
+    expect(storedRow(agent, { record: behind, agent: online })).toMatchObject({ inStep: true });
+    expect(storedRow(ssh, { record: undefined, unreadable: "not JSON" })).toEqual({
+      host: "web1",
+      mode: "ssh",
+      source: "stored",
+      inStep: false,
+      reported: true,
+      unreadable: "not JSON",
+    });
+  });
+});

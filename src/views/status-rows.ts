@@ -1,0 +1,79 @@
+// The rows of the status view, one per host: live (an ssh host's own answer) or stored (its
+// status record, and for an agent host its liveness and whether it is behind the channel), each
+// saying whether the host drifts and whether it is in step. Pure: the reading is status-view.ts.
+import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
+import { type AgentStanding, inStep } from "../fleet/standing.js";
+import type { StatusRecord } from "../fleet/status.js";
+import type { HostStatus } from "../host/script-outcomes.js";
+import { type Drift, driftOf } from "./drift.js";
+
+interface RowBase {
+  readonly host: string;
+  readonly mode: DeliveryMode;
+  /**
+   * Reachable (live), or reported success or applying and, for agents, online and not behind;
+   * and in either case not drifting.
+   */
+  readonly inStep: boolean;
+  /** Set when the host runs a system nixship did not leave on it (drift.ts). */
+  readonly drift?: Drift;
+}
+
+export type LiveRow = RowBase & { readonly source: "live" } & HostStatus;
+
+export type StoredRow = RowBase & {
+  readonly source: "stored";
+  readonly reported: boolean;
+  /** The host's record could not be read, and why (that host's alone). */
+  readonly unreadable?: string;
+} & Partial<StatusRecord> &
+  Partial<AgentStanding>;
+
+export type StatusRow = LiveRow | StoredRow;
+
+/** An ssh host as it answered, judged for drift against its status record (if any). */
+export function liveRow(
+  host: FleetHost,
+  status: HostStatus,
+  record: StatusRecord | undefined,
+): LiveRow {
+  const drift = status.reachable ? driftOf({ running: status.current, record }) : undefined;
+  return {
+    host: host.name,
+    mode: host.delivery,
+    source: "live",
+    // A host that runs a system that failed there is not in step.
+    inStep: status.reachable && status.failed === undefined && drift === undefined,
+    ...status,
+    ...(drift === undefined ? {} : { drift }),
+  };
+}
+
+/** What the store says of a host. */
+export interface StoredFacts {
+  readonly record: StatusRecord | undefined;
+  /** Why its record could not be read (then `record` is undefined). */
+  readonly unreadable?: string | undefined;
+  /** Agent hosts: liveness and whether it is behind the channel. */
+  readonly agent?: AgentStanding | undefined;
+  /** Agent hosts: the system the channel's current release names for it. */
+  readonly channelEntry?: string | undefined;
+}
+
+/** A host as its status record (and, for an agent host, its channel and heartbeats) shows it. */
+export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
+  const base = { host: host.name, mode: host.delivery, source: "stored" } as const;
+  if (facts.unreadable !== undefined) {
+    return { ...base, inStep: false, reported: true, unreadable: facts.unreadable };
+  }
+  const { record, agent } = facts;
+  const drift = driftOf({ running: record?.current, record, channelEntry: facts.channelEntry });
+  return {
+    ...base,
+    inStep: inStep(record, agent) && drift === undefined,
+    reported: record !== undefined,
+    ...(record ?? {}),
+    ...(agent ?? {}),
+    ...(drift === undefined ? {} : { drift }),
+  };
+}

@@ -1,0 +1,109 @@
+// The status view: what the selected hosts run, as rows (status-rows.ts). ssh hosts are asked
+// live unless `stored`; every other host is read from its status record in the fleet's cache
+// store, agent hosts with their heartbeats and the channel. Each host is judged for drift against
+// its record, so the records are read for ssh hosts asked live too (a store that cannot be read
+// then costs those hosts their drift judgement, not the view: a warning says so).
+import { SshDelivery } from "../delivery/ssh.js";
+import { NixshipError, UsageError } from "../errors.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { agentStanding } from "../fleet/standing.js";
+import { type AgentSignals, readAgentSignals } from "../fleet/standing-store.js";
+import type { HostStatus } from "../host/script-outcomes.js";
+import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
+import { type StatusPoll, StatusReader } from "./status-reader.js";
+import { liveRow, type StatusRow, storedRow } from "./status-rows.js";
+
+/** ssh hosts asked at once. */
+const LIVE_ASKS = 32;
+
+export interface StatusViewOptions {
+  /** Every host from its status record, ssh hosts too (`status --stored`). */
+  readonly stored?: boolean;
+  /**
+   * A reader of the fleet's cache store kept across views (a dashboard's), so that each view
+   * GETs only the records that changed; default: the store opened and read once.
+   */
+  readonly reader?: StatusReader;
+}
+
+export interface StatusView {
+  readonly rows: StatusRow[];
+  /** What the view could not judge, beyond what its rows say. */
+  readonly warnings: string[];
+}
+
+export async function readStatusView(
+  fleet: Fleet,
+  hosts: readonly FleetHost[],
+  options: StatusViewOptions = {},
+): Promise<StatusView> {
+  const fromStore = (h: FleetHost) => options.stored === true || h.delivery !== "ssh";
+  const needStore = hosts.some(fromStore);
+  if (needStore && fleet.cache === undefined) {
+    throw new UsageError(
+      "status: status objects live in the fleet's cache store, and the fleet has no cache",
+    );
+  }
+  const warnings: string[] = [];
+  let stored: StoreFacts | undefined;
+  if (fleet.cache !== undefined) {
+    const read = readStore(fleet.cache.url, fleet, hosts, options.reader);
+    // Hosts asked live need their records only to judge drift: a store that fails says so.
+    stored = needStore
+      ? await read
+      : await read.catch((err: unknown) => {
+          if (!(err instanceof NixshipError)) throw err;
+          warnings.push(`drift not judged: the status records could not be read: ${err.message}`);
+          return undefined;
+        });
+  }
+  const ssh = new SshDelivery(fleet.ssh);
+  const live = await mapLimit(
+    hosts,
+    LIVE_ASKS,
+    async (h): Promise<HostStatus | undefined> => (fromStore(h) ? undefined : ssh.status(h)),
+  );
+  const now = new Date();
+  const rows = hosts.map((h, i): StatusRow => {
+    const record = stored?.poll.records.get(h.name);
+    const status = live[i];
+    if (status !== undefined) return liveRow(h, status, record);
+    const signals = h.delivery === "agent" ? stored?.agents : undefined;
+    return storedRow(h, {
+      record,
+      unreadable: stored?.poll.unreadable.get(h.name),
+      agent:
+        signals &&
+        agentStanding(h.name, record, signals.heartbeats.get(h.name), signals.channel, now),
+      channelEntry: signals?.entries.get(h.name),
+    });
+  });
+  return { rows, warnings };
+}
+
+interface StoreFacts {
+  readonly poll: StatusPoll;
+  /** Read when an agent host is selected. */
+  readonly agents: AgentSignals | undefined;
+}
+
+/** The selected hosts' records (and the agents' signals) from the fleet's cache store. */
+async function readStore(
+  cacheUrl: string,
+  fleet: Fleet,
+  hosts: readonly FleetHost[],
+  kept: StatusReader | undefined,
+): Promise<StoreFacts> {
+  const store = kept?.store ?? (await openStore(cacheUrl));
+  try {
+    const reader = kept ?? new StatusReader(store, { hosts: hosts.map((h) => h.name) });
+    const poll = await reader.poll();
+    const agents = hosts.some((h) => h.delivery === "agent")
+      ? await readAgentSignals(store, fleet)
+      : undefined;
+    return { poll, agents };
+  } finally {
+    if (kept === undefined) await store.close();
+  }
+}
