@@ -1,7 +1,8 @@
-// `cache gc --fleet` on the lab: a gc never breaks a rollback. An ssh host that ran web-v1 and
-// now runs web-v2 can go back to web-v1; the store's record names only web-v2, so the host's
-// own answer (its profile's generations) is what keeps web-v1 in the cache. With --stored
-// (records only) the same collection would delete it.
+// `cache gc --fleet` on the lab: a gc never breaks a rollback. An ssh host that ran web-v1,
+// then web-v2, and now runs web-v3 can go back to web-v1 (`rollback --to 1`); the store's record
+// names only web-v3 and web-v2 (the system before it), so the host's own answer (its profile's
+// generations) is what keeps web-v1 in the cache. With --stored (records only) the same
+// collection would delete it.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { takeGcLock } from "../src/cache/gc-lease.js";
@@ -27,7 +28,7 @@ interface GcJson {
 describe("cache gc --fleet", () => {
   it("keeps what an ssh host can roll back to, from the host's own answer", async () => {
     const host = lab.info.hosts[0]?.name as string;
-    for (const system of ["web-v1", "web-v2"]) {
+    for (const system of ["web-v1", "web-v2", "web-v3"]) {
       await setExampleSystems(lab.fleetFile, { [host]: system });
       const r = await lab.deploy("--json");
       expect(r.code, r.stderr).toBe(0);
@@ -43,7 +44,8 @@ describe("cache gc --fleet", () => {
 
     const gc = (...extra: string[]) =>
       lab.nixship(["cache", "gc", "--fleet", lab.fleetFile, "--grace", "0", "--json", ...extra]);
-    // Records only: web-v1 is named by nothing the store holds, so it would go.
+    // Records only: web-v1 is named by nothing the store holds (the record: web-v3, and web-v2
+    // before it), so it would go.
     const stored = await gc("--stored", "--dry-run");
     expect(stored.code, stored.stderr).toBe(0);
     const storedReport = JSON.parse(stored.stdout) as GcJson;
@@ -80,7 +82,7 @@ describe("cache gc --fleet", () => {
     const store = await openStore(cache.url);
     try {
       const lock = await takeGcLock(store, { waitMs: 0 });
-      await setExampleSystems(lab.fleetFile, { [host]: "web-v3" });
+      await setExampleSystems(lab.fleetFile, { [host]: "web-v2" });
       const deploying = lab.deploy("--json");
       // The deploy waits: its lease stepped back, nothing was built or pushed meanwhile.
       await new Promise((r) => setTimeout(r, 3000));
@@ -94,7 +96,7 @@ describe("cache gc --fleet", () => {
       expect(types.indexOf("gc-wait")).toBeGreaterThanOrEqual(0);
       expect(types.indexOf("gc-wait")).toBeLessThan(types.indexOf("build-start"));
       expect(types.filter((t) => t === "gc-wait")).toHaveLength(1);
-      expect(await servedBy(lab.info, host)).toBe("web-v3");
+      expect(await servedBy(lab.info, host)).toBe("web-v2");
       // Its lease is given back at the end.
       expect((await store.list("gc/")).objects).toEqual([]);
     } finally {
