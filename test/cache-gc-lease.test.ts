@@ -17,6 +17,7 @@ import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { runOk } from "./support/cli.js";
 import { allKeys } from "./support/synthetic-cache.js";
+import { wrapStore } from "./support/wrap-store.js";
 
 let work: string;
 let base: StorePath;
@@ -63,30 +64,13 @@ async function cacheWithOldBase(name: string): Promise<{ dir: string; store: Obj
   return { dir, store };
 }
 
-/** `inner` with every method bound, and some replaced. */
-function wrap(inner: ObjectStore, overrides: Partial<ObjectStore>): ObjectStore {
-  return {
-    url: inner.url,
-    get: inner.get.bind(inner) as ObjectStore["get"],
-    head: inner.head.bind(inner),
-    put: inner.put.bind(inner),
-    putFile: inner.putFile.bind(inner),
-    list: inner.list.bind(inner),
-    delete: inner.delete.bind(inner),
-    makeStagingDir: inner.makeStagingDir.bind(inner),
-    close: inner.close.bind(inner),
-    ...(inner.flush ? { flush: inner.flush.bind(inner) } : {}),
-    ...overrides,
-  };
-}
-
 /**
  * `inner`, whose put of `held` waits until `release` resolves (or 3 s pass): the moment
  * between a push's check of what the cache has and its new narinfo.
  */
 function holdingPut(inner: ObjectStore, held: string, release: Promise<void>): ObjectStore {
   const wait = () => Promise.race([release, new Promise<void>((r) => setTimeout(r, 3000))]);
-  return wrap(inner, {
+  return wrapStore(inner, {
     async put(k: string, body: Parameters<ObjectStore["put"]>[1], o?: PutOptions) {
       if (k === held) await wait();
       return inner.put(k, body, o);
@@ -104,7 +88,7 @@ function listedSignal(inner: ObjectStore): { store: ObjectStore; listed: Promise
   const listed = new Promise<void>((r) => {
     said = r;
   });
-  const store = wrap(inner, {
+  const store = wrapStore(inner, {
     async list(prefix, options) {
       const page = await inner.list(prefix, options);
       if (prefix === "nar/") said();

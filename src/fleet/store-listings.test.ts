@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { wrapStore } from "../../test/support/wrap-store.js";
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -25,19 +26,11 @@ afterEach(async () => {
 
 /** `store`, failing any GET: a listing must not read bodies. */
 function listOnly(inner: ObjectStore): ObjectStore {
-  return {
-    url: inner.url,
+  return wrapStore(inner, {
     get: (async (key: string) => {
       throw new Error(`GET ${key}`);
     }) as ObjectStore["get"],
-    head: inner.head.bind(inner),
-    put: inner.put.bind(inner),
-    putFile: inner.putFile.bind(inner),
-    list: inner.list.bind(inner),
-    delete: inner.delete.bind(inner),
-    makeStagingDir: inner.makeStagingDir.bind(inner),
-    close: inner.close.bind(inner),
-  };
+  });
 }
 
 const SYSTEM = `/nix/store/${"a".repeat(32)}-system` as StorePath;
