@@ -25,11 +25,6 @@ import { Agent } from "../src/agent/agent.js";
 import { AgentDelivery } from "../src/delivery/agent.js";
 import type { DeliveryEvent, WaveHost } from "../src/delivery/delivery.js";
 import { type AgentHost, RELEASE_DEFAULTS } from "../src/fleet/fleet.js";
-import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/fleet/heartbeat.js";
-import { verifyRelease } from "../src/fleet/release.js";
-import { readChannel } from "../src/fleet/release-store.js";
-import { formatStatusRecord, progressKey, type StatusRecord } from "../src/fleet/status.js";
-import { readProgress } from "../src/fleet/status-store.js";
 import {
   formatPublicKey,
   formatSecretKey,
@@ -40,6 +35,11 @@ import {
 } from "../src/nix/keys.js";
 import { NIX32_ALPHABET } from "../src/nix/nix32.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import { verifyRelease } from "../src/release/release.js";
+import { readChannel } from "../src/release/release-store.js";
+import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
+import { formatStatusRecord, progressKey, type StatusRecord } from "../src/status/status.js";
+import { readProgress } from "../src/status/status-store.js";
 import type { GetOptions, ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";

@@ -10,9 +10,9 @@ import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getSecretsBundle, secretsBundleKey } from "../src/delivery/secrets-store.js";
-import { readPublishedHostKey } from "../src/fleet/host-key-store.js";
-import { publishRelease } from "../src/fleet/release-store.js";
 import { parseSecretKey } from "../src/nix/keys.js";
+import { publishRelease } from "../src/release/release-store.js";
+import { readPublishedHostKey } from "../src/status/host-key-store.js";
 import {
   type AgentLab,
   CHANNEL,

@@ -5,10 +5,10 @@
 // straight into the store. Test 6 is issue 12's liveness acceptance.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseRelease } from "../src/fleet/release.js";
-import { channelKey, publishRelease, readRelease } from "../src/fleet/release-store.js";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import { parseRelease } from "../src/release/release.js";
+import { channelKey, publishRelease, readRelease } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
 import {
   type AgentLab,

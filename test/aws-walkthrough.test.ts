@@ -32,8 +32,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
-import { parseRelease } from "../src/fleet/release.js";
-import { readChannel } from "../src/fleet/release-store.js";
+import { parseRelease } from "../src/release/release.js";
+import { readChannel } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
 import {
   type AgentLab,

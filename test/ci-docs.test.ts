@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PruneReport } from "../src/fleet/prune-report.js";
-import { parseRelease } from "../src/fleet/release.js";
-import { readChannel } from "../src/fleet/release-store.js";
-import { writeHeartbeat, writeStatus } from "../src/fleet/status-store.js";
+import { parseRelease } from "../src/release/release.js";
+import { readChannel } from "../src/release/release-store.js";
+import type { PruneReport } from "../src/status/prune-report.js";
+import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
 import {
   AWS_TERRAFORM_OUTPUT,

@@ -19,8 +19,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { publishHostKey } from "../src/fleet/host-key-store.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
+import { publishHostKey } from "../src/status/host-key-store.js";
 import { openStore } from "../src/store/url.js";
 import { awsTerraformOutput, type OutputHost } from "./support/aws-terraform-output.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";

@@ -8,15 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIO, Command } from "../src/cli/command.js";
 import { releaseList, releaseShow } from "../src/cli/release.js";
 import { releaseRefresh } from "../src/cli/release-refresh.js";
-import { releaseDigest, type SignedRelease, verifyRelease } from "../src/fleet/release.js";
-import {
-  channelKey,
-  type PublishOptions,
-  publishRelease,
-  readChannel,
-  releaseKey,
-} from "../src/fleet/release-store.js";
-import { writeStatus } from "../src/fleet/status-store.js";
 import {
   formatPublicKey,
   formatSecretKey,
@@ -24,6 +15,15 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import { releaseDigest, type SignedRelease, verifyRelease } from "../src/release/release.js";
+import {
+  channelKey,
+  type PublishOptions,
+  publishRelease,
+  readChannel,
+  releaseKey,
+} from "../src/release/release-store.js";
+import { writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
 
 const key = generateSecretKey("release-cli-1");

@@ -6,10 +6,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ReleaseHost } from "../src/fleet/release.js";
-import { publishRelease } from "../src/fleet/release-store.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import type { ReleaseHost } from "../src/release/release.js";
+import { publishRelease } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
 import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
 

@@ -5,8 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { OperationError } from "../src/errors.js";
-import type { SignedRelease } from "../src/fleet/release.js";
-import { releaseDigest, verifyRelease } from "../src/fleet/release.js";
+import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import type { SignedRelease } from "../src/release/release.js";
+import { releaseDigest, verifyRelease } from "../src/release/release.js";
 import {
   channelKey,
   listReleases,
@@ -15,9 +17,7 @@ import {
   readChannel,
   readRelease,
   releaseKey,
-} from "../src/fleet/release-store.js";
-import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
-import type { StorePath } from "../src/nix/store-path.js";
+} from "../src/release/release-store.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { listAll, readAll } from "../src/store/helpers.js";

@@ -8,15 +8,6 @@ import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CliIO } from "../src/cli/command.js";
 import { main } from "../src/cli/main.js";
-import { formatRelease, verifyRelease } from "../src/fleet/release.js";
-import {
-  channelKey,
-  listReleases,
-  type PublishOptions,
-  publishRelease,
-  readChannel,
-  releaseKey,
-} from "../src/fleet/release-store.js";
 import {
   formatPublicKey,
   formatSecretKey,
@@ -24,6 +15,15 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import { formatRelease, verifyRelease } from "../src/release/release.js";
+import {
+  channelKey,
+  listReleases,
+  type PublishOptions,
+  publishRelease,
+  readChannel,
+  releaseKey,
+} from "../src/release/release-store.js";
 import { CACHE_FILE, PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { listAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";

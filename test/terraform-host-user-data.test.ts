@@ -22,8 +22,8 @@ import {
   DEFAULT_AGENT_CONFIG,
   parseAgentConfig,
 } from "../src/agent/config.js";
-import type { StatusRecord } from "../src/fleet/status.js";
-import { readStatus } from "../src/fleet/status-store.js";
+import type { StatusRecord } from "../src/status/status.js";
+import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";

@@ -5,8 +5,7 @@
 // is the same reboot session cut in two where the host goes down with the agent: the boot
 // activation (`apply` answers "rebooting"), then, from the agent started after the boot,
 // `judgeBoot` (host/reboot-session.ts).
-import type { RebootState } from "../fleet/boot.js";
-import type { PruneReport } from "../fleet/prune-report.js";
+
 import {
   activateArgs,
   answerOf,
@@ -27,6 +26,8 @@ import {
   sessionLog,
 } from "../host/activation-session.js";
 import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-session.js";
+import type { RebootState } from "../status/boot.js";
+import type { PruneReport } from "../status/prune-report.js";
 import { runStreamed } from "../util/streamed-run.js";
 
 export type Applied =

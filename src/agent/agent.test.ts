@@ -7,25 +7,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { readHistory } from "../channel/history-store.js";
+import { hasFailed } from "../channel/host-history.js";
 import { putSecretsBundle, secretsBundleKey } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
-import { heartbeatKey } from "../fleet/heartbeat.js";
-import { readHistory } from "../fleet/history-store.js";
-import { hasFailed } from "../fleet/host-history.js";
-import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
+import type { DeployRequest } from "../host/activation-session.js";
+import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import {
   canonicalJson,
   formatRelease,
   type ReleaseHost,
   type SignedRelease,
-} from "../fleet/release.js";
-import { channelKey, publishRelease } from "../fleet/release-store.js";
-import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../fleet/status.js";
-import { readRecord, readStatus } from "../fleet/status-store.js";
-import type { DeployRequest } from "../host/activation-session.js";
-import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
-import type { StorePath } from "../nix/store-path.js";
+} from "../release/release.js";
+import { channelKey, publishRelease } from "../release/release-store.js";
+import { heartbeatKey } from "../status/heartbeat.js";
+import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
+import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../status/status.js";
+import { readRecord, readStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { listAll, readAll } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";

@@ -6,15 +6,18 @@
 // takes over the lock of a killed run).
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
+import { canonicalHostKey } from "../age/host-key.js";
 import { getSecretsBundle } from "../delivery/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
+import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import {
-  DEFAULT_HEARTBEAT_EVERY,
-  type HeartbeatState,
-  heartbeatPeriod,
-} from "../fleet/heartbeat.js";
-import { canonicalHostKey, publishHostKey } from "../fleet/host-key-store.js";
+  buildDeployRequest,
+  type DeployRequest,
+  type HostSecrets,
+} from "../host/activation-session.js";
+import type { PublicKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import {
   checkExpiry,
   checkSequence,
@@ -26,24 +29,22 @@ import {
   type ReleaseReboot,
   type SignedRelease,
   verifyRelease,
-} from "../fleet/release.js";
-import { readChannel, successorSigned } from "../fleet/release-store.js";
+} from "../release/release.js";
+import { readChannel, successorSigned } from "../release/release-store.js";
+import {
+  DEFAULT_HEARTBEAT_EVERY,
+  type HeartbeatState,
+  heartbeatPeriod,
+} from "../status/heartbeat.js";
+import { publishHostKey } from "../status/host-key-store.js";
 import {
   APPLYING,
   LogTail,
   outcomeFields,
   type StatusRecord,
   statusRecord,
-} from "../fleet/status.js";
-import { readStatus, writeHeartbeat, writeStatus } from "../fleet/status-store.js";
-import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
-import {
-  buildDeployRequest,
-  type DeployRequest,
-  type HostSecrets,
-} from "../host/activation-session.js";
-import type { PublicKey } from "../nix/keys.js";
-import type { StorePath } from "../nix/store-path.js";
+} from "../status/status.js";
+import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
@@ -73,7 +74,7 @@ export interface AgentOptions {
   readonly jitter: number;
   /**
    * Polls between two heartbeats (default DEFAULT_HEARTBEAT_EVERY): one small PUT per this
-   * many polls, and one when the agent pauses or resumes (fleet/heartbeat.ts).
+   * many polls, and one when the agent pauses or resumes (status/heartbeat.ts).
    */
   readonly heartbeatEvery?: number;
   /**

@@ -3,7 +3,6 @@
 import { posix } from "node:path";
 import { InputError } from "../errors.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
-import { DEFAULT_HEARTBEAT_EVERY } from "../fleet/heartbeat.js";
 import {
   got,
   inputProblem,
@@ -18,6 +17,7 @@ import { formatJsonPath, type JsonPath } from "../fleet/json-path.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import { parsePublicKey } from "../nix/keys.js";
+import { DEFAULT_HEARTBEAT_EVERY } from "../status/heartbeat.js";
 import { parseStoreUrl } from "../store/url.js";
 
 export const DEFAULT_AGENT_CONFIG = "/etc/nixship/agent.json";
@@ -41,7 +41,7 @@ export interface AgentConfig {
   readonly proxyListen: string;
   /** Seconds one activation may take before it is treated as failed. */
   readonly activationTimeout: number;
-  /** Polls between two heartbeats (one small PUT each; fleet/heartbeat.ts). */
+  /** Polls between two heartbeats (one small PUT each; status/heartbeat.ts). */
   readonly heartbeatEvery: number;
 }
 

@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
-import { publishRelease } from "../fleet/release-store.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
+import { publishRelease } from "../release/release-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { checkHostNamed } from "./host-check.js";
 

@@ -2,9 +2,9 @@
 // use? A host whose name no release ever named (a machine's hostname that is not its fleet
 // name, say) would otherwise follow nothing and look healthy; it is refused instead.
 import { InputError } from "../errors.js";
-import { trustedRelease } from "../fleet/release.js";
-import { channelKey, readChannel, readSignedRelease } from "../fleet/release-store.js";
 import type { PublicKey } from "../nix/keys.js";
+import { trustedRelease } from "../release/release.js";
+import { channelKey, readChannel, readSignedRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /** Releases before the current one that are read, at most, for one that names the host. */

@@ -5,8 +5,8 @@
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
-import type { ReleaseHostPolicy } from "../fleet/release.js";
-import type { StatusRecord } from "../fleet/status.js";
+import type { ReleaseHostPolicy } from "../release/release.js";
+import type { StatusRecord } from "../status/status.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 
 export interface AgentState {

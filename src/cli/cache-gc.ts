@@ -4,11 +4,11 @@ import { addRoot, DEFAULT_PRICE_PER_GB_MONTH, type GcRoots } from "../cache/gc-p
 import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
-import { rootsFromStore } from "../fleet/gc-roots.js";
 import { openStore } from "../store/url.js";
 import { formatGcReport, gcProgressText } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { mapLimit } from "../util/pool.js";
+import { rootsFromStore } from "../views/gc-roots.js";
 import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { trapInterrupts } from "./interrupts.js";

@@ -11,10 +11,10 @@ import {
   SYSTEM_TEMPLATE_PLACEHOLDER,
   systemSpec,
 } from "../fleet/from-terraform.js";
-import { hostKeyObjectKey } from "../fleet/host-key-store.js";
 import { parseJsonText } from "../fleet/json-text.js";
 import { relocateFleet } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
+import { hostKeyObjectKey } from "../status/host-key-store.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
 import {

@@ -3,13 +3,13 @@
 import { realpath, stat } from "node:fs/promises";
 import { InputError, OperationError } from "../errors.js";
 import { type FleetFromTerraform, REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
-import { hostKeyObjectKey, readPublishedHostKey } from "../fleet/host-key-store.js";
 import {
   HostKeyChangedError,
   type HostKeyEntry,
   type KnownHostsMerge,
   mergeKnownHosts,
 } from "../fleet/known-hosts.js";
+import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
 import { openStore } from "../store/url.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";

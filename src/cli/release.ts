@@ -1,6 +1,7 @@
 // `nixship release list` and `nixship release show`: a channel's signed releases in a store.
+
+import { HISTORY_RELEASES } from "../channel/history-store.js";
 import { InputError, UsageError } from "../errors.js";
-import { HISTORY_RELEASES } from "../fleet/history-store.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";

@@ -1,9 +1,10 @@
 // `nixship rollback`: the selected hosts back to their previous (or a chosen) system.
+
+import { HISTORY_RELEASES } from "../channel/history-store.js";
 import { openDelivery } from "../deploy/open-delivery.js";
 import { recordRollbacks } from "../deploy/push-records.js";
 import { UsageError } from "../errors.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
-import { HISTORY_RELEASES } from "../fleet/history-store.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
 import { storeName } from "../ui/plan-format.js";

@@ -1,24 +1,27 @@
 // The agent delivery mode: the deployer never reaches a host. Each wave is a signed release of
 // the channel, and the deployer watches the wave's status markers (status.ts) with LIST calls
 // until every host of the wave reports or the offline timeout passes. The channel is explicit
-// and never names, for a host, a system that failed there (fleet/host-history.ts): the selected
+// and never names, for a host, a system that failed there (channel/host-history.ts): the selected
 // hosts get their fleet file's system whether or not they already run it, other hosts keep
 // their entry unless it failed on them, and a host that failed is named back to the last system
 // confirmed healthy on it by a rollback release. `nixship rollback` is a rollback release too:
 // each host goes to the confirmed system before the one the channel names for it.
 import { setTimeout as delay } from "node:timers/promises";
-import { InputError, UsageError } from "../errors.js";
-import type { Action } from "../fleet/action.js";
-import type { FleetHost, HealthChecks, ReleaseSettings } from "../fleet/fleet.js";
-import { type Heartbeat, livenessOf } from "../fleet/heartbeat.js";
-import { HISTORY_RELEASES, type HistoryRead, readHistory } from "../fleet/history-store.js";
+import { HISTORY_RELEASES, type HistoryRead, readHistory } from "../channel/history-store.js";
 import {
   carryEntry,
   type HostHistory,
   hasFailed,
   lastConfirmed,
   stepBack,
-} from "../fleet/host-history.js";
+} from "../channel/host-history.js";
+import { InputError, UsageError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
+import type { FleetHost, HealthChecks, ReleaseSettings } from "../fleet/fleet.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
+import type { HostSecrets } from "../host/activation-session.js";
+import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import {
   canonicalJson,
   checksFor,
@@ -29,20 +32,17 @@ import {
   type ReleaseReboot,
   type SignedRelease,
   verifyRelease,
-} from "../fleet/release.js";
+} from "../release/release.js";
 import {
   channelKey,
   highestListed,
   publishRelease,
   readChannel,
   readSignedRelease,
-} from "../fleet/release-store.js";
-import type { RollbackTarget } from "../fleet/rollback-target.js";
-import { type HostLog, hostStatusKey, progressKey, type StatusRecord } from "../fleet/status.js";
-import { readHeartbeats, readProgress, readRecord, readStatus } from "../fleet/status-store.js";
-import type { HostSecrets } from "../host/activation-session.js";
-import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
-import type { StorePath } from "../nix/store-path.js";
+} from "../release/release-store.js";
+import { type Heartbeat, livenessOf } from "../status/heartbeat.js";
+import { type HostLog, hostStatusKey, progressKey, type StatusRecord } from "../status/status.js";
+import { readHeartbeats, readProgress, readRecord, readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";

@@ -2,13 +2,13 @@
 // what a host runs, deploying one wave of hosts, and rolling hosts back.
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
-import type { SignedRelease } from "../fleet/release.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { DeployOutcome, DeployRequest, HostSecrets } from "../host/activation-session.js";
 import type { HostClosure } from "../host/host-closure.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { SignedRelease } from "../release/release.js";
 import { mapLimit } from "../util/pool.js";
 
 export type { DeployOutcome, DeployRequest, HostClosure, HostPhase, HostStatus, RollbackOutcome };

@@ -2,7 +2,7 @@
 // the deployer already checks it against (known_hosts, through ssh's own lookup); for ssm and
 // agent hosts the fleet's `hostKey`, else the key the host's agent published to the store.
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
-import { readPublishedHostKey } from "../fleet/host-key-store.js";
+import { readPublishedHostKey } from "../status/host-key-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";

@@ -3,7 +3,7 @@
 // invocation's result. What is left is the deployer's: the HTTP checks, then confirm-boot to
 // keep the new system, or abort-boot to go back (and, with the reboot's rollback, reboot into
 // the previous system), both sent as SSM commands to the host's instances.
-import type { PruneReport } from "../fleet/prune-report.js";
+
 import type {
   DeployOutcome,
   DeployRequest,
@@ -12,6 +12,7 @@ import type {
   SessionHooks,
 } from "../host/activation-session.js";
 import { failed, runHttpChecks } from "../host/session-steps.js";
+import type { PruneReport } from "../status/prune-report.js";
 
 export type BootVerb = "confirm-boot" | "abort-boot";
 

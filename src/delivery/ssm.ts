@@ -15,9 +15,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
-import { describePrune } from "../fleet/prune-report.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
-import { readStatus } from "../fleet/status-store.js";
 import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT, phaseMarker } from "../host/activation.js";
 import {
   activateDeadline,
@@ -26,6 +24,8 @@ import {
   SETTLE_TIMEOUT,
 } from "../host/activation-session.js";
 import { hostStatus, pruneOutcome, resultMessage } from "../host/script-outcomes.js";
+import { describePrune } from "../status/prune-report.js";
+import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import {
   type Delivery,

@@ -5,9 +5,9 @@ import type { Delivery } from "../delivery/delivery.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { InputError } from "../errors.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
-import type { ReleaseHostPolicy } from "../fleet/release.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { ReleaseHostPolicy } from "../release/release.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 

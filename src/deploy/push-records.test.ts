@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readStatus } from "../fleet/status-store.js";
 import type { StorePath } from "../nix/store-path.js";
+import { readStatus } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
 import { recordResults, recordRollbacks } from "./push-records.js";
 

@@ -4,9 +4,9 @@
 import { NixshipError } from "../errors.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { HostPlan } from "../fleet/plan.js";
-import { type HostOutcome, outcomeFields, statusRecord } from "../fleet/status.js";
-import { writeStatus } from "../fleet/status-store.js";
 import type { RollbackOutcome } from "../host/script-outcomes.js";
+import { type HostOutcome, outcomeFields, statusRecord } from "../status/status.js";
+import { writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";

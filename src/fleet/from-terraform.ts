@@ -2,6 +2,8 @@
 // IDs, addresses, tags), the cache URL and the SSM document; it does not know what each host
 // should run, nor the keys and policy: those come from a base fleet or a system template.
 // Pure: JSON value in, fleet document out, every problem named by its JSON path in the input.
+
+import { canonicalHostKey } from "../age/host-key.js";
 import { InputError } from "../errors.js";
 import { STORE_DIR, type StorePath } from "../nix/store-path.js";
 import { parseStoreUrl } from "../store/url.js";
@@ -21,7 +23,6 @@ import {
 } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { fleetToJson, type JsonObject } from "./fleet-json.js";
-import { canonicalHostKey } from "./host-key-store.js";
 import {
   got,
   inputProblem,

@@ -4,8 +4,8 @@
 // it expects a string. Strings lose their control characters here, before any terminal sees
 // them (a newline stays: messages may be multi-line; each renderer flattens what it must).
 import { ACTIONS } from "../fleet/action.js";
-import { readRebootState } from "../fleet/boot.js";
 import { isStorePath } from "../nix/store-path.js";
+import { readRebootState } from "../status/boot.js";
 import { withoutControls } from "../util/text.js";
 import { type ActivationResult, SCRIPT_VERBS } from "./activation.js";
 

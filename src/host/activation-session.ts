@@ -8,8 +8,8 @@ import { type Action, actionNeedsHealthCheck } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
 import type { HostPhase, SessionPhase } from "../fleet/phase.js";
-import type { PruneReport } from "../fleet/prune-report.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import {
   type ActivateOptions,

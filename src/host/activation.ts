@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import { OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
-import type { RebootState } from "../fleet/boot.js";
 import { POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { isHostPhase, type SessionPhase } from "../fleet/phase.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { RebootState } from "../status/boot.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
 import { checkActivationResult } from "./activation-result.js";
@@ -245,7 +245,7 @@ export interface Generation {
   readonly path: string;
 }
 
-export { BOOT_PARTS, type BootPart, type RebootState } from "../fleet/boot.js";
+export { BOOT_PARTS, type BootPart, type RebootState } from "../status/boot.js";
 
 /** The boot a host runs, as `status` reports it. */
 export interface BootState {

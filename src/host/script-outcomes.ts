@@ -1,8 +1,8 @@
 // activate.sh's `status`, `rollback` and `prune` results as the data every mode reports: one reading
 // of the script's JSON for ssh, ssm and the agent.
 
-import { type PruneReport, readPruneReport } from "../fleet/prune-report.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { type PruneReport, readPruneReport } from "../status/prune-report.js";
 import {
   type ActivationInProgress,
   type ActivationResult,

@@ -1,6 +1,6 @@
 // Steps an activation session takes in more than one flow (a switch, a reboot): the deployer's
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
-import { describePrune, type PruneReport } from "../fleet/prune-report.js";
+import { describePrune, type PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
 import type {

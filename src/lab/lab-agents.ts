@@ -13,7 +13,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError, OperationError } from "../errors.js";
-import { readHeartbeats } from "../fleet/status-store.js";
+import { readHeartbeats } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
 import type { LabEvent } from "./lab.js";
 import type { LabKeys } from "./lab-fleet.js";

@@ -3,7 +3,7 @@
 import type { HostResult } from "../deploy/events.js";
 import { actionActivatesNow } from "../fleet/action.js";
 import type { DeployPlan } from "../fleet/plan.js";
-import { describePrune } from "../fleet/prune-report.js";
+import { describePrune } from "../status/prune-report.js";
 import { formatTable, oneLine, storeName } from "./plan-format.js";
 
 /** Seconds for people: `2.1s`, `1m05s`. */

@@ -1,5 +1,5 @@
 // `nixship release list`'s table: one line per release file, the channel's marked '*'.
-import type { ReleaseEntry } from "../fleet/release-store.js";
+import type { ReleaseEntry } from "../release/release-store.js";
 import { formatTable } from "./plan-format.js";
 
 export function formatReleaseList(entries: readonly ReleaseEntry[]): string {

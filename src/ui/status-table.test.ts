@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { StatusRecord } from "../fleet/status.js";
+import type { StatusRecord } from "../status/status.js";
 import { formatStatusTable, type StoredRow, storedNote, storedState } from "./status-table.js";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { StatusRecord } from "../fleet/status.js";
+import type { StatusRecord } from "../status/status.js";
 import { driftOf, expectedSystems } from "./drift.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";

@@ -1,7 +1,7 @@
 // Drift: a host runs a system nixship did not give it (someone ran nixos-rebuild on it). Pure:
 // judged from what the host runs against what its status record and its channel say nixship
 // left on it; where they say too little to tell, the host is not called drifting.
-import type { StatusRecord } from "../fleet/status.js";
+import type { StatusRecord } from "../status/status.js";
 
 export interface Drift {
   /** What the host runs. */

@@ -1,15 +1,16 @@
 // The release view: a channel's releases (`release list`) and one release with, per host, what
 // it names, what the host last reported running and what last passed there (`release show`), as
 // data for the CLI and the dashboard alike. Reads; what it warns of is release-warnings.ts.
-import { readHistory } from "../fleet/history-store.js";
-import { type ReleaseHostView, releaseHostViews } from "../fleet/host-history.js";
+import { readHistory } from "../channel/history-store.js";
+import { type ReleaseHostView, releaseHostViews } from "../channel/host-history.js";
+import type { PublicKey } from "../nix/keys.js";
 import {
   checkExpiry,
   type ParsedRelease,
   parseRelease,
   type Release,
   verifyRelease,
-} from "../fleet/release.js";
+} from "../release/release.js";
 import {
   findRelease,
   highestListed,
@@ -17,8 +18,7 @@ import {
   newestSignedRelease,
   type ReleaseEntry,
   requirePlacement,
-} from "../fleet/release-store.js";
-import type { PublicKey } from "../nix/keys.js";
+} from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { listWarnings, showWarnings } from "./release-warnings.js";
 import { StatusReader } from "./status-reader.js";

@@ -1,6 +1,6 @@
 // What the release view warns of, as text: pure, from what the reading found.
-import type { Release } from "../fleet/release.js";
-import type { ReleaseEntry } from "../fleet/release-store.js";
+import type { Release } from "../release/release.js";
+import type { ReleaseEntry } from "../release/release-store.js";
 
 /** `release list`: each release file that does not parse as a release, and why. */
 export function listWarnings(entries: readonly ReleaseEntry[]): string[] {

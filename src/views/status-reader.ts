@@ -3,13 +3,13 @@
 // the last poll, while it lists the next page. A poll where nothing changed costs LIST calls
 // only; a record that is gone is dropped. One reader serves one caller's polls (the CLI polls
 // once, a dashboard keeps it).
-import type { StatusRecord } from "../fleet/status.js";
+import type { StatusRecord } from "../status/status.js";
 import {
   type ListedRecord,
   listStatusRecordPages,
   type RecordRead,
   readStatusOf,
-} from "../fleet/status-store.js";
+} from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { Semaphore } from "../util/pool.js";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { FleetHost } from "../fleet/fleet.js";
-import type { StatusRecord } from "../fleet/status.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import type { StatusRecord } from "../status/status.js";
 import { liveRow, storedRow } from "./status-rows.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";

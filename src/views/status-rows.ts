@@ -1,10 +1,11 @@
 // The rows of the status view, one per host: live (an ssh host's own answer) or stored (its
 // status record, and for an agent host its liveness and whether it is behind the channel), each
 // saying whether the host drifts and whether it is in step. Pure: the reading is status-view.ts.
+
+import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
-import { type AgentStanding, inStep } from "../fleet/standing.js";
-import type { StatusRecord } from "../fleet/status.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import type { StatusRecord } from "../status/status.js";
 import { type Drift, driftOf } from "./drift.js";
 
 interface RowBase {

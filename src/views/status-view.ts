@@ -3,11 +3,12 @@
 // store, agent hosts with their heartbeats and the channel. Each host is judged for drift against
 // its record, so the records are read for ssh hosts asked live too (a store that cannot be read
 // then costs those hosts their drift judgement, not the view: a warning says so).
+
+import { agentStanding } from "../channel/standing.js";
+import { type AgentSignals, readAgentSignals } from "../channel/standing-store.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
-import { agentStanding } from "../fleet/standing.js";
-import { type AgentSignals, readAgentSignals } from "../fleet/standing-store.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";

@@ -1,11 +1,8 @@
 // Signed releases: the manifest that tells a channel's hosts which system to run. Pure: the
 // stored form (canonical JSON + signature), strict parsing, signature checks and sequence rules.
 import { InputError } from "../errors.js";
-import { Sha256 } from "../nix/hash.js";
-import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
-import { type StorePath, storePathProblem } from "../nix/store-path.js";
-import { ACTIONS, type Action } from "./action.js";
-import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import { ACTIONS, type Action } from "../fleet/action.js";
+import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import {
   got,
   isJsonObject,
@@ -14,10 +11,13 @@ import {
   readInteger,
   readObject,
   readString,
-} from "./json-check.js";
-import { formatJsonPath, type JsonPath } from "./json-path.js";
-import { parseJsonText } from "./json-text.js";
-import { readHealth } from "./read-policy.js";
+} from "../fleet/json-check.js";
+import { formatJsonPath, type JsonPath } from "../fleet/json-path.js";
+import { parseJsonText } from "../fleet/json-text.js";
+import { readHealth } from "../fleet/read-policy.js";
+import { Sha256 } from "../nix/hash.js";
+import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
+import { type StorePath, storePathProblem } from "../nix/store-path.js";
 
 export const RELEASE_VERSION = 1;
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import type { Release } from "../release/release.js";
+import { statusRecord } from "../status/status.js";
 import { recordPaths, releasePaths } from "./gc-roots.js";
-import type { Release } from "./release.js";
-import { statusRecord } from "./status.js";
 
 const p = (n: string) => `/nix/store/${n.repeat(32)}-${n}` as const;
 

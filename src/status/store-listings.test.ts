@@ -7,9 +7,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { wrapStore } from "../../test/support/wrap-store.js";
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
+import { listChannels, listReleaseSeqs, publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { listChannels, listReleaseSeqs, publishRelease } from "./release-store.js";
 import { statusRecord } from "./status.js";
 import { listStatusRecords, writeStatus } from "./status-store.js";
 

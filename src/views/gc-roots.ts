@@ -6,23 +6,23 @@
 
 import { addRoot, type GcRoots } from "../cache/gc-plan.js";
 import { readPins } from "../cache/pins.js";
+import { readHistory } from "../channel/history-store.js";
+import { confirmedSystems } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import { storePathOf } from "../nix/store-path.js";
-import type { ObjectStore } from "../store/object-store.js";
-import { mapLimit } from "../util/pool.js";
-import { BOOT_PARTS } from "./boot.js";
-import { readHistory } from "./history-store.js";
-import { confirmedSystems } from "./host-history.js";
-import { parseRelease, type Release } from "./release.js";
+import { parseRelease, type Release } from "../release/release.js";
 import {
   listChannels,
   listReleaseSeqs,
   readChannel,
   readRelease,
   releaseKey,
-} from "./release-store.js";
-import type { StatusRecord } from "./status.js";
-import { listStatusRecords, readRecord } from "./status-store.js";
+} from "../release/release-store.js";
+import { BOOT_PARTS } from "../status/boot.js";
+import type { StatusRecord } from "../status/status.js";
+import { listStatusRecords, readRecord } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
 
 export interface StoreRootOptions {
   /** The newest releases of each channel whose systems are kept (≥ 1). */

@@ -1,14 +1,15 @@
 // Reads from a store what standing.ts needs to say where agent hosts stand: every heartbeat (LIST
 // pages only) and the channel's current release (one GET), verified with the fleet's release
 // keys: a channel the agents refused says nothing about where they should be.
+
+import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
+import { trustedRelease } from "../release/release.js";
+import { channelKey, readChannel } from "../release/release-store.js";
+import type { Heartbeat } from "../status/heartbeat.js";
+import { readHeartbeats } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
-import type { Fleet } from "./fleet.js";
-import type { Heartbeat } from "./heartbeat.js";
-import { trustedRelease } from "./release.js";
-import { channelKey, readChannel } from "./release-store.js";
 import type { ChannelHead } from "./standing.js";
-import { readHeartbeats } from "./status-store.js";
 
 export interface AgentSignals {
   /** Each host's newest heartbeat. */

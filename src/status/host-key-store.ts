@@ -1,7 +1,7 @@
 // Hosts' SSH host keys as their agents publish them, under each host's own status prefix
 // (`status/host-keys/HOST.pub`, which only that host's role may write), so that `nixship
 // secrets rekey` can encrypt to a new host that the fleet file gives no `hostKey`.
-import { parseRecipient } from "../age/age.js";
+import { canonicalHostKey } from "../age/host-key.js";
 import { InputError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -10,15 +10,6 @@ import type { ObjectStore } from "../store/object-store.js";
 const MAX_HOST_KEY = 4096;
 
 export const hostKeyObjectKey = (host: string) => `status/host-keys/${host}.pub`;
-
-/** `ssh-ed25519 BASE64` from a public key line (`ssh-ed25519 BASE64 comment`); throws InputError. */
-export function canonicalHostKey(text: string, where: string): string {
-  const recipient = parseRecipient(text.trim(), where);
-  if (recipient.kind !== "ssh-ed25519") {
-    throw new InputError("bad-host-key", `${where}: not an ssh-ed25519 host key`);
-  }
-  return recipient.text;
-}
 
 /** Stores the host's key unless the same key is there already. */
 export async function publishHostKey(

@@ -8,7 +8,7 @@
 // more only if its interval changes), rewritten in place, so the listing stays one key or two per
 // host; of a host's keys the newest says where it is. The body (a few hundred bytes of JSON)
 // is for people reading the store; nothing needs it.
-import { NAME_PATTERN } from "./fleet.js";
+import { NAME_PATTERN } from "../fleet/fleet.js";
 
 export const HEARTBEAT_PREFIX = "status/heartbeats/";
 

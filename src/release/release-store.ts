@@ -2,13 +2,18 @@
 // and `channels/<channel>.json`, a byte-for-byte copy of the release the channel points at.
 // Publishing is race-safe through conditional puts; reading does not verify (callers do).
 import { InputError, OperationError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
+import {
+  type HealthChecks,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  RELEASE_DEFAULTS,
+} from "../fleet/fleet.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { listAll, readAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import type { Action } from "./action.js";
-import { type HealthChecks, NAME_MAX_LENGTH, NAME_PATTERN, RELEASE_DEFAULTS } from "./fleet.js";
 import {
   formatRelease,
   parseRelease,

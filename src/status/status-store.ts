@@ -1,9 +1,9 @@
 // Status objects in an ObjectStore (layout in status.ts): hosts and deployers write them, and
 // `nixship status`, the rollout's health gates and the dashboard read them.
 import { InputError, NixshipError } from "../errors.js";
+import { NAME_PATTERN } from "../fleet/fleet.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
-import { NAME_PATTERN } from "./fleet.js";
 import {
   formatHeartbeat,
   HEARTBEAT_PREFIX,

@@ -9,11 +9,11 @@
 // alone say which host is applying, succeeded, failed or refused the release: the deployer's
 // cost per poll grows with hosts/1000. It reads a body only to learn why a host failed.
 import { InputError } from "../errors.js";
+import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
+import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
-import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "./fleet.js";
-import { type HostPhase, isHostPhase } from "./phase.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
 
 /** Where a host is in applying a release (or a push deploy). */

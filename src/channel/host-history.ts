@@ -2,8 +2,8 @@
 // hosts left for them (status.ts). Pure: given releases and each host's final state per
 // release, the history per host, and the rules a release's entries follow from it.
 import type { StorePath } from "../nix/store-path.js";
-import type { Release, ReleaseHost, ReleaseKind } from "./release.js";
-import type { StatusState } from "./status.js";
+import type { Release, ReleaseHost, ReleaseKind } from "../release/release.js";
+import type { StatusState } from "../status/status.js";
 
 /** One release as the history needs it, with the final state each host reached on it. */
 export interface ReleaseReport {

@@ -4,19 +4,19 @@
 // page). No status body is read.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import type { ObjectStore } from "../store/object-store.js";
-import { mapLimit } from "../util/pool.js";
-import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
 import {
   type ParsedRelease,
   parseRelease,
   type Release,
   type ReleaseHost,
   verifyRelease,
-} from "./release.js";
-import { highestListed, readRelease, releaseKey } from "./release-store.js";
-import { isFinalState, type StatusState } from "./status.js";
-import { readProgress } from "./status-store.js";
+} from "../release/release.js";
+import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
+import { isFinalState, type StatusState } from "../status/status.js";
+import { readProgress } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
 
 /** Releases a history looks back over: the channel's newest ones. */
 export const HISTORY_RELEASES = 50;

@@ -1,8 +1,8 @@
 // Where a host stands against its channel, from what the store holds: its status record, its
 // agent's newest heartbeat, and the channel's current release. Pure; the status view reads the
 // store (views/status-view.ts) and asks this.
-import { type Heartbeat, type Liveness, livenessOf } from "./heartbeat.js";
-import type { StatusRecord } from "./status.js";
+import { type Heartbeat, type Liveness, livenessOf } from "../status/heartbeat.js";
+import type { StatusRecord } from "../status/status.js";
 
 /** The channel's current release, as far as standing needs it. */
 export interface ChannelHead {

@@ -2,6 +2,8 @@
 // never carried over, and rollbacks walk back through confirmed systems without flipping.
 import { describe, expect, it } from "vitest";
 import type { StorePath } from "../nix/store-path.js";
+import type { ReleaseKind } from "../release/release.js";
+import type { StatusState } from "../status/status.js";
 import {
   carryEntry,
   confirmedSystems,
@@ -12,8 +14,6 @@ import {
   releaseHostViews,
   stepBack,
 } from "./host-history.js";
-import type { ReleaseKind } from "./release.js";
-import type { StatusState } from "./status.js";
 
 const p = (c: string) => `/nix/store/${c.repeat(32)}-system` as StorePath;
 const [V1, V2, V3, BROKEN] = [p("1"), p("2"), p("3"), p("b")] as const;
