@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getSecretsBundle, secretsBundleKey } from "../src/delivery/secrets-store.js";
+import { getSecretsBundle, secretsBundleKey } from "../src/channel/secrets-store.js";
 import { parseSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { readPublishedHostKey } from "../src/status/host-key-store.js";

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encryptSecret, parseRecipient } from "../src/age/age.js";
-import { putSecretsBundle, secretsBundleKey } from "../src/delivery/secrets-store.js";
+import { putSecretsBundle, secretsBundleKey } from "../src/channel/secrets-store.js";
 import {
   encodeHealthChecks,
   renderRunCommand,

@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { readHistory } from "../channel/history-store.js";
 import { hasFailed } from "../channel/host-history.js";
-import { putSecretsBundle, secretsBundleKey } from "../delivery/secrets-store.js";
+import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployRequest } from "../host/activation-session.js";

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { canonicalHostKey } from "../age/host-key.js";
-import { getSecretsBundle } from "../delivery/secrets-store.js";
+import { getSecretsBundle } from "../channel/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import { DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";

@@ -55,10 +55,10 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
     }
     const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
     try {
-      if (delivery.refreshChannel === undefined) {
+      if (delivery.channel === undefined) {
         throw new Error("agent hosts opened a delivery that cannot refresh a channel");
       }
-      const { replaced, release } = await delivery.refreshChannel();
+      const { replaced, release } = await delivery.channel.refresh();
       const out = {
         channel: release.release.channel,
         seq: release.release.seq,

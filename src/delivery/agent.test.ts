@@ -335,7 +335,7 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     const seq = (await channel()).release.seq;
     const d = delivery();
     await expect(
-      d.planChannel([{ host: "web1", path: sys("c", "web1"), runs: false }]),
+      d.channel.plan([{ host: "web1", path: sys("c", "web1"), runs: false }]),
     ).rejects.toMatchObject({
       exitCode: 2,
       message: `web1: ${sys("c", "web1")} failed on web1 in release 2`,
@@ -347,7 +347,7 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     expect((await channel()).release.seq).toBe(seq);
     const allowed = delivery({ allowFailed: true, offlineTimeout: 5 });
     expect(
-      await allowed.planChannel([{ host: "web1", path: sys("c", "web1"), runs: false }]),
+      await allowed.channel.plan([{ host: "web1", path: sys("c", "web1"), runs: false }]),
     ).toEqual([]);
     const outcomes = await allowed.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
     expect(outcomes[0]).toMatchObject({ status: "failed" });
@@ -370,7 +370,7 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     await appliedCount("web2", 2);
     await appliedCount("web3", 1);
     const d = delivery();
-    const notes = await d.planChannel([{ host: "web1", path: sys("b", "web1"), runs: false }]);
+    const notes = await d.channel.plan([{ host: "web1", path: sys("b", "web1"), runs: false }]);
     expect(notes).toEqual([
       `web2: release 2 named ${sys("c", "web2")}, which failed there: the new release names its last confirmed system ${sys("a", "web2")}`,
       `web3: release 2 named ${sys("c", "web3")}, which failed there, and no system was confirmed on web3 in the releases read: the new release names none for it (its agent leaves it on what it runs)`,
@@ -394,7 +394,7 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     // The channel is moved away from web2's system by hand; web2 keeps running a.
     await publishSigned({ web1: { path: sys("a", "web1") } });
     const d = delivery();
-    await d.planChannel([
+    await d.channel.plan([
       { host: "web1", path: sys("b", "web1"), runs: false },
       { host: "web2", path: sys("a", "web2"), runs: true },
     ]);
@@ -405,7 +405,7 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     });
   });
 
-  it("every host runs its system already: settleChannel publishes only when the channel differs", async () => {
+  it("every host runs its system already: channel.settle publishes only when the channel differs", async () => {
     startAgents(["web1", "web2"], [sys("c", "web2")]);
     await delivery().deployWave(
       wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
@@ -416,8 +416,8 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     await publishSigned({ web1: { path: sys("a", "web1") }, web2: { path: sys("c", "web2") } });
     await appliedCount("web2", 2);
     const d = delivery();
-    await d.planChannel([{ host: "web1", path: sys("a", "web1"), runs: true }]);
-    const settled = await d.settleChannel("switch");
+    await d.channel.plan([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    const settled = await d.channel.settle("switch");
     expect(settled).toMatchObject({ channel: CHANNEL, seq: 3, digest: expect.any(String) });
     expect((await channel()).release).toMatchObject({
       seq: 3,
@@ -426,8 +426,8 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     });
     // Planned again, the channel states the plan: nothing more is published.
     const again = delivery();
-    await again.planChannel([{ host: "web1", path: sys("a", "web1"), runs: true }]);
-    expect(await again.settleChannel("switch")).toBeUndefined();
+    await again.channel.plan([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    expect(await again.channel.settle("switch")).toBeUndefined();
     expect((await channel()).release.seq).toBe(3);
   });
 });

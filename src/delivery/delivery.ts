@@ -1,17 +1,28 @@
 // The one seam between the rollout engine and the ways of reaching hosts (ssh, ssm, agent):
-// what a host runs, deploying one wave of hosts, and rolling hosts back.
+// what a host runs, deploying one wave of hosts, rolling hosts back, and the channel a mode keeps.
+
+import type { ChannelHost, PublishedRelease } from "../channel/channel-keeper.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
-import type { DeployOutcome, DeployRequest, HostSecrets } from "../host/activation-session.js";
+import type { DeployOutcome, DeployRequest } from "../host/activation-session.js";
 import type { HostClosure } from "../host/host-closure.js";
 import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { SignedRelease } from "../release/release.js";
 import { mapLimit } from "../util/pool.js";
 
-export type { DeployOutcome, DeployRequest, HostClosure, HostPhase, HostStatus, RollbackOutcome };
+export type {
+  ChannelHost,
+  DeployOutcome,
+  DeployRequest,
+  HostClosure,
+  HostPhase,
+  HostStatus,
+  PublishedRelease,
+  RollbackOutcome,
+};
 
 export type DeliveryEvent =
   | { readonly type: "phase"; readonly host: string; readonly phase: HostPhase }
@@ -81,50 +92,45 @@ export interface Delivery {
    */
   closure?(host: FleetHost, path: StorePath, signal?: AbortSignal): Promise<HostClosure>;
   /**
-   * Optional (modes whose hosts act on their own: agent): hands every host of `hosts` its new
-   * system in one release and returns without watching them (`deploy --async`). A mode without
-   * it can only deploy wave by wave.
+   * Optional (modes that keep a channel: agent): the channel the hosts follow, which a deploy
+   * plans before the first wave, settles after the rollout, publishes to without watching
+   * (`deploy --async`) and refreshes (`release refresh`). A mode without it deploys wave by wave
+   * and keeps no channel.
    */
-  publishOnly?(
-    hosts: readonly WaveHost[],
-  ): Promise<{ readonly channel: string; readonly seq: number; readonly digest: string }>;
-  /**
-   * Optional (modes that keep a channel: agent): every selected host's desired system, before
-   * the first wave. Refuses a system that failed on its host (unless the operator allowed it),
-   * and makes the first release name the hosts that already run theirs, so the channel states
-   * what the fleet file does. Resolves with notes for the operator (entries it replaced).
-   */
-  planChannel?(hosts: readonly ChannelHost[]): Promise<readonly string[]>;
-  /**
-   * Optional (modes that keep a channel: agent), after a rollout that published nothing (every
-   * host already ran its system): publishes one release when the channel does not yet state
-   * what planChannel planned (an entry the fleet file changed, or one naming a failed system).
-   * Resolves with it, or undefined when the channel already states the plan.
-   */
-  settleChannel?(
-    action: DeployRequest["action"],
-  ): Promise<
-    { readonly channel: string; readonly seq: number; readonly digest: string } | undefined
-  >;
-  /**
-   * Optional (modes that publish releases: agent): the releases this delivery published, in
-   * order (waves, rollbacks of failed hosts, `publishOnly`).
-   */
-  publishedReleases?(): readonly { readonly channel: string; readonly seq: number }[];
-  /**
-   * Optional (modes that keep a channel: agent): `release refresh`, the channel's release
-   * signed again with a new expiry. Resolves with the release it replaced and the new one.
-   */
-  refreshChannel?(): Promise<{ replaced: SignedRelease; release: SignedRelease }>;
+  readonly channel?: ChannelCapability;
 }
 
-/** A selected host's desired system, and whether the host already runs it. */
-export interface ChannelHost {
-  readonly host: string;
-  readonly path: StorePath;
-  readonly runs: boolean;
-  /** The host's secrets (undefined: the deploy leaves them alone). */
-  readonly secrets?: HostSecrets | undefined;
+/** What a delivery that keeps a channel (agent) does with it beyond waves. */
+export interface ChannelCapability {
+  /**
+   * Hands every host of `hosts` its new system in one release and returns without watching them
+   * (`deploy --async`). A mode without a channel can only deploy wave by wave.
+   */
+  publishOnly(hosts: readonly WaveHost[]): Promise<PublishedRelease>;
+  /**
+   * Every selected host's desired system, before the first wave. Refuses a system that failed on
+   * its host (unless the operator allowed it), and makes the first release name the hosts that
+   * already run theirs, so the channel states what the fleet file does. Resolves with notes for
+   * the operator (entries it replaced).
+   */
+  plan(hosts: readonly ChannelHost[]): Promise<readonly string[]>;
+  /**
+   * After a rollout that published nothing (every host already ran its system): publishes one
+   * release when the channel does not yet state what `plan` planned (an entry the fleet file
+   * changed, or one naming a failed system). Resolves with it, or undefined when the channel
+   * already states the plan.
+   */
+  settle(action: DeployRequest["action"]): Promise<PublishedRelease | undefined>;
+  /**
+   * The releases this delivery published, in order (waves, rollbacks of failed hosts,
+   * `publishOnly`).
+   */
+  published(): readonly { readonly channel: string; readonly seq: number }[];
+  /**
+   * `release refresh`: the channel's release signed again with a new expiry. Resolves with the
+   * release it replaced and the new one.
+   */
+  refresh(): Promise<{ replaced: SignedRelease; release: SignedRelease }>;
 }
 
 /** Hosts rolled back at once for deliveries that reach each host on its own (ssh, ssm). */

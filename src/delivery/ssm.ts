@@ -13,6 +13,7 @@ import {
   type SendCommandCommandInput,
   SSMClient,
 } from "@aws-sdk/client-ssm";
+import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
@@ -39,7 +40,6 @@ import {
   type WaveContext,
   type WaveHost,
 } from "./delivery.js";
-import { putSecretsBundle, secretsBundleKey } from "./secrets-store.js";
 import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
 import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
 import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";

@@ -1,8 +1,14 @@
 // The deploy's stages that need no Nix or host: the plan from a survey (pure), the request
 // each host gets, execution over a scripted Delivery (--async needs the delivery's
-// publishOnly capability), and --wait-reachable's asking again. The whole deploy runs end to end in test/deploy.test.ts.
+// channel capability, for publishOnly), and --wait-reachable's asking again. The whole deploy runs end to end in test/deploy.test.ts.
 import { describe, expect, it } from "vitest";
-import type { ChannelHost, Delivery, DeployOutcome, WaveHost } from "../delivery/delivery.js";
+import type {
+  ChannelCapability,
+  ChannelHost,
+  Delivery,
+  DeployOutcome,
+  WaveHost,
+} from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
@@ -81,6 +87,22 @@ function scripted(extra: Partial<Delivery> = {}) {
   return { delivery, waves };
 }
 
+/** A delivery's channel capability: the operations given, the others inert. */
+function channel(operations: Partial<ChannelCapability>): ChannelCapability {
+  return {
+    publishOnly: async () => {
+      throw new Error("publishOnly is not scripted");
+    },
+    plan: async () => [],
+    settle: async () => undefined,
+    published: () => [],
+    refresh: async () => {
+      throw new Error("refresh is not scripted");
+    },
+    ...operations,
+  };
+}
+
 function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable?: boolean } = {}) {
   const events: DeployEvent[] = [];
   const report = executePlan({
@@ -154,27 +176,31 @@ describe("executePlan", () => {
 
   it("reports the releases a publishing delivery made", async () => {
     const s = scripted({
-      publishedReleases: () => [
-        { channel: "prod", seq: 8 },
-        { channel: "prod", seq: 9 },
-      ],
+      channel: channel({
+        published: () => [
+          { channel: "prod", seq: 8 },
+          { channel: "prod", seq: 9 },
+        ],
+      }),
     });
     const r = await execute(s.delivery, { skipUnreachable: true }).report;
     expect(r.releases).toEqual([8, 9]);
   });
 
-  it("--async: one release through publishOnly naming every reachable host (the channel is explicit), not watched", async () => {
+  it("--async: one release through channel.publishOnly naming every reachable host (the channel is explicit), not watched", async () => {
     const published: WaveHost[][] = [];
     const planned: ChannelHost[][] = [];
     const s = scripted({
-      planChannel: async (hosts) => {
-        planned.push([...hosts]);
-        return ["a note"];
-      },
-      publishOnly: async (wave) => {
-        published.push([...wave]);
-        return { channel: "prod", seq: 12, digest: "sha256-x" };
-      },
+      channel: channel({
+        plan: async (hosts) => {
+          planned.push([...hosts]);
+          return ["a note"];
+        },
+        publishOnly: async (wave) => {
+          published.push([...wave]);
+          return { channel: "prod", seq: 12, digest: "sha256-x" };
+        },
+      }),
     });
     const { report, events } = execute(s.delivery, { async: true });
     const r = await report;
@@ -198,9 +224,11 @@ describe("executePlan", () => {
 
   it("tells a channel-keeping delivery every host's system before the waves, and refuses with it", async () => {
     const s = scripted({
-      planChannel: async () => {
-        throw new Error("refused");
-      },
+      channel: channel({
+        plan: async () => {
+          throw new Error("refused");
+        },
+      }),
     });
     await expect(execute(s.delivery, { skipUnreachable: true }).report).rejects.toThrow("refused");
     expect(s.waves).toEqual([]);
@@ -208,11 +236,11 @@ describe("executePlan", () => {
 
   it("settles the channel after a rollout that published no release, and only then", async () => {
     const settled: string[] = [];
-    const settleChannel = async (action: string) => {
+    const settle = async (action: string) => {
       settled.push(action);
       return { channel: "prod", seq: 4, digest: "sha256-y" };
     };
-    const none = execute(scripted({ settleChannel, publishedReleases: () => [] }).delivery, {
+    const none = execute(scripted({ channel: channel({ settle, published: () => [] }) }).delivery, {
       skipUnreachable: true,
     });
     expect((await none.report).ok).toBe(true);
@@ -224,13 +252,14 @@ describe("executePlan", () => {
       digest: "sha256-y",
     });
     const some = execute(
-      scripted({ settleChannel, publishedReleases: () => [{ channel: "prod", seq: 3 }] }).delivery,
+      scripted({ channel: channel({ settle, published: () => [{ channel: "prod", seq: 3 }] }) })
+        .delivery,
     );
     await some.report;
     expect(settled).toEqual(["switch"]);
   });
 
-  it("--async on a delivery without publishOnly is refused, naming the mode", async () => {
+  it("--async on a delivery without a channel is refused, naming the mode", async () => {
     const s = scripted();
     await expect(execute(s.delivery, { async: true }).report).rejects.toThrow(
       /deploy --async .* ssh delivery cannot do/,

@@ -9,7 +9,7 @@ import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
-import type { Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
+import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
@@ -69,7 +69,7 @@ export interface DeployOptions {
   readonly releaseKey?: SecretKey | undefined;
   /**
    * Publish one release for every selected host and return without watching; only for modes
-   * whose delivery can (`Delivery.publishOnly`: agent).
+   * whose delivery can (`Delivery.channel.publishOnly`: agent).
    */
   readonly async?: boolean;
   /** Milliseconds between the deployer's reads of agent status. */
@@ -570,7 +570,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   };
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
   const channelNotes =
-    (await delivery.planChannel?.(
+    (await delivery.channel?.plan(
       plan.hosts.flatMap((p) =>
         p.action === "unreachable"
           ? []
@@ -610,22 +610,22 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   });
   const ok = rolloutSucceeded(results);
   // Every host ran its system already: the channel still states the fleet file.
-  if (!options.signal?.aborted && (delivery.publishedReleases?.() ?? []).length === 0) {
-    const settled = await delivery.settleChannel?.(plan.action);
+  if (!options.signal?.aborted && (delivery.channel?.published() ?? []).length === 0) {
+    const settled = await delivery.channel?.settle(plan.action);
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
     await recordResults(options.fleet.cache.url, input.mode, results, plan.hosts);
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
-  const releases = (delivery.publishedReleases?.() ?? []).map((r) => r.seq);
+  const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
   return { plan, results, ok, releases, channelNotes };
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */
-function publisherOf(delivery: Delivery, mode: DeliveryMode): NonNullable<Delivery["publishOnly"]> {
-  const publishOnly = delivery.publishOnly;
-  if (publishOnly !== undefined) return publishOnly.bind(delivery);
+function publisherOf(delivery: Delivery, mode: DeliveryMode): ChannelCapability["publishOnly"] {
+  const channel = delivery.channel;
+  if (channel !== undefined) return (hosts) => channel.publishOnly(hosts);
   throw new UsageError(
     `deploy --async publishes one release and returns without watching, which ${mode} delivery cannot do: its hosts are deployed wave by wave`,
     "leave out --async (it is for agent hosts)",

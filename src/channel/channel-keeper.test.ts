@@ -1,0 +1,341 @@
+// ChannelKeeper on a directory store, with the hosts' reports written as their agents write them
+// (status markers and records): what each release names (a wave's, the rollback after a wave, a
+// settling one, a refresh), the refusal of failed systems, the carry-over of other hosts'
+// entries, and a planted channel passed over. Watching hosts apply releases is the agent
+// delivery's (delivery/agent.test.ts, with real agents).
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  CHANNEL,
+  channelRelease,
+  Hosts,
+  NO_HEALTH,
+  plant,
+  publishSigned,
+  sys,
+} from "../../test/support/channel-hosts.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { FsStore } from "../store/fs-store.js";
+import { readAll } from "../store/helpers.js";
+import { ChannelKeeper, type ChannelKeeperOptions } from "./channel-keeper.js";
+import { secretsBundleKey } from "./secrets-store.js";
+
+const releaseKeyPair = generateSecretKey("release-1");
+
+let dir: string;
+let store: FsStore;
+let hosts: Hosts;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-channel-keeper-"));
+  store = new FsStore(join(dir, "bucket"), { fsync: false });
+  hosts = new Hosts(store);
+});
+
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function keeper(
+  options: Partial<ChannelKeeperOptions> & { key?: SecretKey | undefined } = {},
+): ChannelKeeper {
+  return new ChannelKeeper({
+    store,
+    releases: {
+      channel: CHANNEL,
+      publicKeys: [formatPublicKey(publicKeyOf(releaseKeyPair))],
+      offlineTimeout: 20,
+      maxAge: 3600,
+    },
+    key: releaseKeyPair,
+    health: NO_HEALTH,
+    confirmTimeout: 0,
+    ...options,
+  });
+}
+
+/** One wave entry per host: its system, nothing else. */
+const wave = (paths: Record<string, StorePath>) =>
+  Object.entries(paths).map(([host, path]) => ({ host, path }));
+
+/** Publishes a wave with a keeper of its own, and has every named host report success. */
+async function deployed(paths: Record<string, StorePath>): Promise<number> {
+  const signed = await keeper().publishWave(wave(paths), "switch");
+  const seq = signed.release.seq;
+  await hosts.report(seq, Object.fromEntries(Object.keys(paths).map((h) => [h, "success"])));
+  return seq;
+}
+
+/** A wave every host of which fails, answered by its rollback release as the delivery does. */
+async function failedWave(paths: Record<string, StorePath>): Promise<number> {
+  const k = keeper();
+  const before = await k.entries();
+  const signed = await k.publishWave(wave(paths), "switch");
+  const seq = signed.release.seq;
+  await hosts.report(seq, Object.fromEntries(Object.keys(paths).map((h) => [h, "failed"])));
+  const failed = Object.entries(paths).map(([host, path]) => ({ host, path }));
+  await k.rollBackWave({ action: "switch", failed, withdrawn: [], before });
+  return seq;
+}
+
+/** A manifest digest (64 hex digits). */
+const manifest = (c: string) => c.repeat(64);
+
+describe("ChannelKeeper: the channel never names a failed system", () => {
+  it("refuses a system that failed on its host, naming host, system and --allow-failed; allowed, it publishes", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    await failedWave({ web1: sys("c", "web1") });
+    // The failed wave's rollback release named web1 back to a.
+    expect((await channelRelease(store)).release).toMatchObject({
+      seq: 3,
+      kind: "rollback",
+      hosts: { web1: { path: sys("a", "web1") } },
+    });
+    const k = keeper();
+    await expect(
+      k.plan([{ host: "web1", path: sys("c", "web1"), runs: false }]),
+    ).rejects.toMatchObject({
+      exitCode: 2,
+      message: `web1: ${sys("c", "web1")} failed on web1 in release 2`,
+      hint: expect.stringContaining("--allow-failed"),
+    });
+    await expect(k.publishWave(wave({ web1: sys("c", "web1") }), "switch")).rejects.toMatchObject({
+      exitCode: 2,
+    });
+    expect((await channelRelease(store)).release.seq).toBe(3);
+    expect(k.published).toEqual([]);
+    const allowed = keeper({ allowFailed: true });
+    expect(await allowed.plan([{ host: "web1", path: sys("c", "web1"), runs: false }])).toEqual([]);
+    await allowed.publishWave(wave({ web1: sys("c", "web1") }), "switch");
+    expect((await channelRelease(store)).release).toMatchObject({
+      seq: 4,
+      hosts: { web1: { path: sys("c", "web1") } },
+    });
+  });
+
+  it("a host outside the deploy keeps its entry unless it failed there: then its last confirmed system, or none", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    // Stale entries from a release that named broken systems: web2 confirmed a before, web3
+    // never confirmed anything.
+    const seq = await publishSigned(store, releaseKeyPair, {
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("c", "web2") },
+      web3: { path: sys("c", "web3") },
+    });
+    await hosts.report(seq, { web2: "failed", web3: "failed" });
+    const k = keeper();
+    const notes = [
+      `web2: release 2 named ${sys("c", "web2")}, which failed there: the new release names its last confirmed system ${sys("a", "web2")}`,
+      `web3: release 2 named ${sys("c", "web3")}, which failed there, and no system was confirmed on web3 in the releases read: the new release names none for it (its agent leaves it on what it runs)`,
+    ];
+    expect(await k.plan([{ host: "web1", path: sys("b", "web1"), runs: false }])).toEqual(notes);
+    // Planned again, the notes are the same ones, not repeated.
+    expect(await k.plan([{ host: "web1", path: sys("b", "web1"), runs: false }])).toEqual(notes);
+    await k.publishWave(wave({ web1: sys("b", "web1") }), "switch");
+    expect((await channelRelease(store)).release.hosts).toEqual({
+      web1: { path: sys("b", "web1") },
+      web2: { path: sys("a", "web2") },
+    });
+  });
+
+  it("names a selected host that already runs its system in the first release (the channel is explicit)", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    // The channel is moved away from web2's system by hand; web2 keeps running a.
+    await publishSigned(store, releaseKeyPair, { web1: { path: sys("a", "web1") } });
+    const k = keeper();
+    await k.plan([
+      { host: "web1", path: sys("b", "web1"), runs: false },
+      { host: "web2", path: sys("a", "web2"), runs: true },
+    ]);
+    await k.publishWave(wave({ web1: sys("b", "web1") }), "switch");
+    expect((await channelRelease(store)).release.hosts).toEqual({
+      web1: { path: sys("b", "web1") },
+      web2: { path: sys("a", "web2") },
+    });
+  });
+
+  it("every host runs its system already: settle publishes only when the channel differs", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    // A stale entry: web2's release names c, which failed there; web2 runs a.
+    const seq = await publishSigned(store, releaseKeyPair, {
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("c", "web2") },
+    });
+    await hosts.report(seq, { web2: "failed" });
+    const k = keeper();
+    await k.plan([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    const settled = await k.settle("switch");
+    expect(settled).toEqual({ channel: CHANNEL, seq: 3, digest: expect.any(String) });
+    expect(settled?.digest).toBe(k.published[0]?.digest);
+    expect((await channelRelease(store)).release).toMatchObject({
+      seq: 3,
+      kind: "deploy",
+      hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("a", "web2") } },
+    });
+    // A keeper that published already has nothing to settle.
+    expect(await k.settle("switch")).toBeUndefined();
+    // Planned again, the channel states the plan: nothing more is published.
+    const again = keeper();
+    await again.plan([{ host: "web1", path: sys("a", "web1"), runs: true }]);
+    expect(await again.settle("switch")).toBeUndefined();
+    expect((await channelRelease(store)).release.seq).toBe(3);
+  });
+
+  it("carries over only entries a release key signed: a planted channel is passed over", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    // Someone with write access to the bucket but no release key planted release 2.
+    await plant(store, { web1: { path: sys("d", "web1") }, web7: { path: sys("d", "web7") } });
+    await keeper().publishWave(wave({ web2: sys("b", "web2") }), "switch");
+    // Release 3 follows release 1 (the newest that verifies), and never names web7's path.
+    const now = (await channelRelease(store)).release;
+    expect(now).toMatchObject({
+      seq: 3,
+      hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("b", "web2") } },
+    });
+    expect(Object.keys(now.hosts)).toEqual(["web1", "web2"]);
+  });
+});
+
+describe("ChannelKeeper.rollBackWave", () => {
+  it("names failed hosts back to their last confirmed system (or none), and withdrawn hosts to their earlier entry (or none)", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2"), web3: sys("a", "web3") });
+    const k = keeper();
+    const before = await k.entries();
+    const secrets = {
+      bundle: "age-encryption.org/v1 bundle of web1",
+      digest: manifest("1"),
+      age: undefined,
+    };
+    const release = await k.publishWave(
+      [
+        { host: "web1", path: sys("b", "web1"), secrets },
+        { host: "web2", path: sys("b", "web2") },
+        { host: "web4", path: sys("b", "web4") },
+        { host: "web5", path: sys("b", "web5") },
+      ],
+      "boot",
+    );
+    await hosts.report(release.release.seq, { web1: "failed", web5: "failed" });
+    const back = await k.rollBackWave({
+      action: release.release.action,
+      failed: [
+        { host: "web1", path: sys("b", "web1") },
+        { host: "web5", path: sys("b", "web5") },
+      ],
+      withdrawn: ["web2", "web4"],
+      before,
+    });
+    expect(back.release).toMatchObject({ seq: 3, kind: "rollback", action: "boot" });
+    // A rollback changes the system only: web1 keeps the secrets its entry gives it.
+    expect(back.release.hosts).toEqual({
+      web1: { path: sys("a", "web1"), secrets: release.release.hosts.web1?.secrets },
+      web2: { path: sys("a", "web2") },
+      web3: { path: sys("a", "web3") },
+    });
+    expect(back.release.hosts.web1?.secrets).toMatchObject({ manifest: manifest("1") });
+    expect(k.published.map((r) => r.release.kind)).toEqual(["deploy", "rollback"]);
+    expect((await channelRelease(store)).release.seq).toBe(3);
+  });
+});
+
+describe("ChannelKeeper: entries and releases", () => {
+  it("stores a host's secrets bundle under its digest, and gives a host its own checks only where they differ", async () => {
+    const own = {
+      health: { http: [], commands: [{ run: "true", timeout: 5 }] },
+      confirmTimeout: 9,
+    };
+    const k = keeper({
+      keepGenerations: 3,
+      policyOf: (host) =>
+        host === "web2" ? own : { health: NO_HEALTH, confirmTimeout: 0, keepGenerations: 3 },
+    });
+    const bundle = "age-encryption.org/v1 bundle of web1";
+    const sha256 = createHash("sha256").update(bundle).digest("hex");
+    const age = sys("g", "age");
+    const signed = await k.publishWave(
+      [
+        {
+          host: "web1",
+          path: sys("a", "web1"),
+          secrets: { bundle, digest: manifest("2"), age },
+          reboot: { timeout: 120, rollback: true },
+        },
+        { host: "web2", path: sys("a", "web2") },
+      ],
+      "switch",
+    );
+    expect(signed.release).toMatchObject({
+      health: NO_HEALTH,
+      confirmTimeout: 0,
+      keepGenerations: 3,
+    });
+    expect(signed.release.hosts).toEqual({
+      web1: {
+        path: sys("a", "web1"),
+        secrets: { bundle: sha256, manifest: manifest("2"), age },
+        reboot: { timeout: 120, rollback: true },
+      },
+      web2: { path: sys("a", "web2"), policy: own },
+    });
+    expect((await readAll(store, secretsBundleKey("web1", sha256)))?.toString("utf8")).toBe(bundle);
+  });
+
+  it("publishes nothing without a release key, and says which flag gives one", async () => {
+    const k = keeper({ key: undefined });
+    await expect(k.publishWave(wave({ web1: sys("a", "web1") }), "switch")).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining("--release-key SECRET_FILE is needed"),
+    });
+    expect(k.published).toEqual([]);
+    expect(await store.get("channels/prod.json")).toBeUndefined();
+  });
+
+  it("refresh: the current release again, of kind refresh, with its action, checks and entries (a failed one replaced)", async () => {
+    const health = {
+      http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
+      commands: [],
+    };
+    const first = await keeper({ health, confirmTimeout: 30, keepGenerations: 2 }).publishWave(
+      wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
+      "boot",
+    );
+    await hosts.report(1, { web1: "success", web2: "success" });
+    await keeper({ health, confirmTimeout: 30, keepGenerations: 2 }).publishWave(
+      wave({ web2: sys("c", "web2") }),
+      "boot",
+    );
+    await hosts.report(2, { web2: "failed" });
+    // A keeper whose own checks differ: the refresh keeps the release's.
+    const { replaced, release } = await keeper().refresh();
+    expect(replaced.release.seq).toBe(2);
+    expect(release.release).toMatchObject({
+      seq: 3,
+      kind: "refresh",
+      action: "boot",
+      health,
+      confirmTimeout: 30,
+      keepGenerations: 2,
+      hosts: { web1: { path: sys("a", "web1") }, web2: { path: sys("a", "web2") } },
+    });
+    expect(Date.parse(release.release.expires)).toBeGreaterThanOrEqual(
+      Date.parse(first.release.expires),
+    );
+    expect((await channelRelease(store)).release.seq).toBe(3);
+  });
+
+  it("refresh refuses a channel with no release a trusted key signed", async () => {
+    await expect(keeper().refresh()).rejects.toMatchObject({
+      exitCode: 2,
+      message:
+        "channel prod has no release signed by a release key of the fleet: there is nothing to refresh",
+    });
+    await plant(store, { web1: { path: sys("d", "web1") } });
+    await expect(keeper().refresh()).rejects.toMatchObject({ exitCode: 2 });
+    expect((await channelRelease(store)).release.seq).toBe(1);
+  });
+});

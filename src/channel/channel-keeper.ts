@@ -1,0 +1,329 @@
+// The deployer's side of one channel that agent hosts follow: what its next release names for
+// each host, and the releases it publishes. The channel is explicit and never names, for a host,
+// a system that failed there (host-history.ts): the selected hosts get their fleet file's system
+// whether or not they already run it, other hosts keep their entry unless it failed on them, and
+// a host that failed is named back to the last system confirmed healthy on it. Watching hosts
+// apply a release is not its part (delivery/agent.ts does that).
+import { UsageError } from "../errors.js";
+import type { Action } from "../fleet/action.js";
+import type { ReleaseSettings } from "../fleet/fleet.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
+import type { HostSecrets } from "../host/activation-session.js";
+import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import type {
+  Release,
+  ReleaseHost,
+  ReleaseKind,
+  ReleaseReboot,
+  SignedRelease,
+} from "../release/release.js";
+import { publishRelease } from "../release/release-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { carryOver, statesEntries } from "./carry-over.js";
+import { failedMessage, refuseFailed } from "./failed-systems.js";
+import { type HistoryRead, readHistory } from "./history-store.js";
+import { type EntryChecks, hostEntry, releaseChecks } from "./host-entry.js";
+import { hasFailed, lastConfirmed } from "./host-history.js";
+import { rollbackTarget } from "./rollback-targets.js";
+import { trustedChannelRelease } from "./trusted-release.js";
+
+export interface ChannelKeeperOptions extends EntryChecks {
+  readonly store: ObjectStore;
+  readonly releases: ReleaseSettings;
+  /** Signs the releases; needed to publish, not to read. */
+  readonly key: SecretKey | undefined;
+  /** `--allow-failed`: the selected hosts may be named a system that failed on them. */
+  readonly allowFailed?: boolean;
+  /** Releases the per-host history looks back over (default HISTORY_RELEASES). */
+  readonly historyReleases?: number;
+}
+
+/** A selected host's desired system, and whether the host already runs it. */
+export interface ChannelHost {
+  readonly host: string;
+  readonly path: StorePath;
+  readonly runs: boolean;
+  /** The host's secrets (undefined: the deploy leaves them alone). */
+  readonly secrets?: HostSecrets | undefined;
+}
+
+/** A host a wave's release names: its new system, its secrets, and how it reboots into it. */
+export interface WaveEntry {
+  readonly host: string;
+  readonly path: StorePath;
+  /** Undefined: the agent leaves the host's secrets alone. */
+  readonly secrets?: HostSecrets | undefined;
+  /** Undefined: a switch, no reboot. */
+  readonly reboot?: ReleaseReboot | undefined;
+}
+
+/** A published release as a deploy reports it. */
+export interface PublishedRelease {
+  readonly channel: string;
+  readonly seq: number;
+  readonly digest: string;
+}
+
+/** What a wave that did not finish well left: the rollback release that answers it. */
+export interface WaveLeftovers {
+  /** The wave's release's action, which the rollback release keeps. */
+  readonly action: Action;
+  /** Hosts that failed the wave's system: named back to the last system confirmed on them. */
+  readonly failed: readonly { readonly host: string; readonly path: StorePath }[];
+  /** Hosts an interrupt left not done: given back what the channel named `before` the wave. */
+  readonly withdrawn: readonly string[];
+  readonly before: Readonly<Record<string, ReleaseHost>>;
+}
+
+/** `nixship rollback`'s release, and the hosts that cannot go back with why. */
+export interface RollbackRelease {
+  readonly refused: ReadonlyMap<string, string>;
+  /** The hosts the release sends back, in order, and where; empty: nothing was published. */
+  readonly hosts: readonly { readonly host: string; readonly path: StorePath }[];
+  readonly release: SignedRelease | undefined;
+}
+
+export class ChannelKeeper {
+  readonly #o: ChannelKeeperOptions;
+  /** Every host's entry as the channel's next release should have it. */
+  #entries: Record<string, ReleaseHost> | undefined;
+  readonly #published: SignedRelease[] = [];
+  /** The channel's per-host history, read once and again after a wave with failures. */
+  #history: HistoryRead | undefined;
+  /** Entries a release replaced because they named a failed system, for the operator. */
+  readonly #notes: string[] = [];
+  /** The release keys the fleet's agents trust: what the deployer verifies releases with. */
+  readonly #trustedKeys: readonly PublicKey[];
+
+  constructor(options: ChannelKeeperOptions) {
+    this.#o = options;
+    this.#trustedKeys = options.releases.publicKeys.map((k) => parsePublicKey(k));
+  }
+
+  /** The releases this keeper published, in order. */
+  get published(): readonly SignedRelease[] {
+    return this.#published;
+  }
+
+  /**
+   * Every selected host's desired system, before the first wave: refuses a system that failed on
+   * its host (unless allowFailed), and names the hosts that already run theirs. Resolves with
+   * notes for the operator (entries carried over as their last confirmed system, or dropped).
+   */
+  async plan(hosts: readonly ChannelHost[]): Promise<readonly string[]> {
+    const history = await this.#readHistory();
+    this.#refuseFailed(history, hosts);
+    const entries = await this.#currentEntries();
+    for (const { host, path, runs, secrets } of hosts) {
+      if (runs) entries[host] = await this.#entry(host, path, secrets);
+    }
+    return [...this.#notes];
+  }
+
+  /** A copy of every host's entry as the channel's next release would have it now. */
+  async entries(): Promise<Record<string, ReleaseHost>> {
+    return { ...(await this.#currentEntries()) };
+  }
+
+  /** Publishes one release naming the wave's hosts' new systems (the others keep theirs). */
+  async publishWave(wave: readonly WaveEntry[], action: Action): Promise<SignedRelease> {
+    this.#refuseFailed(await this.#readHistory(), wave);
+    const entries = await this.#currentEntries();
+    for (const { host, path, secrets, reboot } of wave) {
+      entries[host] = await this.#entry(host, path, secrets, reboot);
+    }
+    return this.#publish(entries, "deploy", action);
+  }
+
+  /**
+   * The rollback release after a wave: hosts that failed went back to what they ran, so the
+   * channel names for each the last system confirmed healthy on it (none when none is known: the
+   * agent then leaves it be); hosts an interrupt left not done get back the entry the channel had
+   * for them before the wave (none when it had none), so an agent that applies late never
+   * applies the aborted system.
+   */
+  async rollBackWave(left: WaveLeftovers): Promise<SignedRelease> {
+    this.#history = undefined;
+    const history = left.failed.length > 0 ? await this.#readHistory() : undefined;
+    const entries = { ...(this.#entries ?? {}) };
+    for (const { host, path } of left.failed) {
+      const back = lastConfirmed(history?.hosts.get(host) ?? [], path);
+      // A rollback changes the system only; the host keeps the secrets the entry gives it.
+      if (back === undefined) delete entries[host];
+      else entries[host] = { ...entries[host], path: back };
+    }
+    for (const host of left.withdrawn) {
+      const earlier = left.before[host];
+      if (earlier === undefined) delete entries[host];
+      else entries[host] = earlier;
+    }
+    return this.#publish(entries, "rollback", left.action);
+  }
+
+  /**
+   * After a rollout that published nothing (every host already ran its system): publishes the
+   * planned entries as one release when the channel does not state them yet. Undefined: a
+   * release was published already, or the channel states the plan.
+   */
+  async settle(action: Action): Promise<PublishedRelease | undefined> {
+    if (this.#published.length > 0) return undefined;
+    const entries = await this.#currentEntries();
+    const named = (await this.#channelRelease())?.release.hosts ?? {};
+    if (statesEntries(named, entries)) return undefined;
+    return publishedRelease(await this.#publish({ ...entries }, "deploy", action));
+  }
+
+  /**
+   * `release refresh`: the channel's release signed again, as a new release of kind refresh
+   * with the same action, health checks and entries (an entry naming a system that failed on
+   * its host is replaced, as in every release) and a new `expires`. Hosts already run their
+   * entries, so they only report. Resolves with the release it replaced and the new one.
+   */
+  async refresh(): Promise<{ replaced: SignedRelease; release: SignedRelease }> {
+    const current = await this.#channelRelease();
+    if (current === undefined) {
+      throw new UsageError(
+        `channel ${this.#o.releases.channel} has no release signed by a release key of the fleet: there is nothing to refresh`,
+        "publish one with 'nixship release publish' or 'nixship deploy --via agent'",
+      );
+    }
+    const entries = await this.#currentEntries();
+    const { action, health, confirmTimeout, keepGenerations } = current.release;
+    const release = await this.#publish({ ...entries }, "refresh", action, {
+      health,
+      confirmTimeout,
+      ...(keepGenerations ? { keepGenerations } : {}),
+    });
+    return { replaced: current, release };
+  }
+
+  /**
+   * `nixship rollback`: one rollback release that names, for each host, the system `to` picks,
+   * or else the last system confirmed healthy on it before the one the channel names for it (so
+   * repeated rollbacks walk back and never flip). Hosts that cannot go back are refused with
+   * why; when none can, nothing is published.
+   */
+  async publishRollback(
+    hosts: readonly string[],
+    to: RollbackTarget | undefined,
+  ): Promise<RollbackRelease> {
+    const { store, releases, historyReleases } = this.#o;
+    const refused = new Map<string, string>();
+    const current = await this.#channelRelease();
+    if (current === undefined) {
+      for (const name of hosts) {
+        refused.set(
+          name,
+          `channel ${releases.channel} has no release yet: there is nothing to go back to`,
+        );
+      }
+      return { refused, hosts: [], release: undefined };
+    }
+    const history = await this.#readHistory();
+    const entries = await this.#currentEntries();
+    const sources = {
+      store,
+      channel: releases.channel,
+      trustedKeys: this.#trustedKeys,
+      historyReleases,
+    };
+    const wave: string[] = [];
+    for (const name of hosts) {
+      const target = await rollbackTarget(sources, name, to, current.release, history);
+      if ("why" in target) {
+        refused.set(name, target.why);
+        continue;
+      }
+      const past = history.hosts.get(name) ?? [];
+      if (!this.#o.allowFailed && hasFailed(past, target.path)) {
+        refused.set(name, failedMessage(name, target.path, past));
+        continue;
+      }
+      entries[name] = { ...entries[name], path: target.path };
+      wave.push(name);
+    }
+    if (wave.length === 0) return { refused, hosts: [], release: undefined };
+    const named = wave.map((host) => ({ host, path: (entries[host] as ReleaseHost).path }));
+    const release = await this.#publish(entries, "rollback", "switch");
+    return { refused, hosts: named, release };
+  }
+
+  /** Refuses, naming host, system and flag, a system that failed on its host. */
+  #refuseFailed(
+    history: HistoryRead,
+    hosts: readonly { readonly host: string; readonly path: StorePath }[],
+  ): void {
+    if (this.#o.allowFailed === true) return;
+    refuseFailed(history.hosts, hosts);
+  }
+
+  async #readHistory(): Promise<HistoryRead> {
+    this.#history ??= await readHistory(this.#o.store, {
+      channel: this.#o.releases.channel,
+      trustedKeys: this.#trustedKeys,
+      ...(this.#o.historyReleases !== undefined ? { releases: this.#o.historyReleases } : {}),
+    });
+    return this.#history;
+  }
+
+  /**
+   * The channel's entries as they stand, each carried over unless it names a system that
+   * failed on its host (first call); then as this keeper left them.
+   */
+  async #currentEntries(): Promise<Record<string, ReleaseHost>> {
+    if (this.#entries !== undefined) return this.#entries;
+    const current = (await this.#channelRelease())?.release;
+    const history = await this.#readHistory();
+    const { entries, notes } = carryOver(current, history.hosts);
+    this.#notes.push(...notes);
+    this.#entries = entries;
+    return entries;
+  }
+
+  /** The channel's current release that a trusted release key signed (trusted-release.ts). */
+  #channelRelease(): Promise<SignedRelease | undefined> {
+    return trustedChannelRelease(this.#o.store, this.#o.releases.channel, this.#trustedKeys);
+  }
+
+  #entry(
+    host: string,
+    path: StorePath,
+    secrets: HostSecrets | undefined,
+    reboot?: ReleaseReboot,
+  ): Promise<ReleaseHost> {
+    return hostEntry(this.#o.store, this.#o, host, path, secrets, reboot);
+  }
+
+  async #publish(
+    entries: Record<string, ReleaseHost>,
+    kind: ReleaseKind,
+    action: Action,
+    checks: Pick<Release, "health" | "confirmTimeout" | "keepGenerations"> = releaseChecks(this.#o),
+  ): Promise<SignedRelease> {
+    const key = this.#o.key;
+    if (key === undefined) {
+      throw new UsageError(
+        "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",
+        "make one with 'nixship key generate --name NAME-release-1 --out FILE'; the agents trust its public key (fleet releases.publicKeys)",
+      );
+    }
+    const signed = await publishRelease(this.#o.store, {
+      channel: this.#o.releases.channel,
+      hosts: entries,
+      kind,
+      action,
+      ...checks,
+      key,
+      maxAge: this.#o.releases.maxAge,
+    });
+    this.#entries = { ...entries };
+    this.#published.push(signed);
+    return signed;
+  }
+}
+
+/** A release as a deploy reports it: channel, number and digest. */
+export function publishedRelease({ release, digest }: SignedRelease): PublishedRelease {
+  return { channel: release.channel, seq: release.seq, digest };
+}

@@ -1,0 +1,271 @@
+// Watching one release of agent hosts: the deployer reads the release's status markers (LIST
+// calls) and the agents' heartbeats until every host of the watched ones reports, fails, stays
+// silent past the offline timeout, or an interrupt comes; each host's log lines are shown once.
+import { setTimeout as delay } from "node:timers/promises";
+import type { ReleaseSettings } from "../fleet/fleet.js";
+import type { SignedRelease } from "../release/release.js";
+import { type Heartbeat, livenessOf } from "../status/heartbeat.js";
+import type { HostLog, StatusRecord } from "../status/status.js";
+import { readHeartbeats, readProgress, readRecord } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { interruptReason } from "../util/interrupt-reason.js";
+import { mapLimit } from "../util/pool.js";
+import type { DeliveryEvent, DeployOutcome } from "./delivery.js";
+
+/** How often the deployer says which hosts have not reported yet. */
+const WAITING_EVERY_MS = 5000;
+/** Milliseconds between two reads of the log lines of the hosts applying a release. */
+const LOG_READ_EVERY_MS = 2000;
+/** Success records read at once for their outcome's generation and previous system. */
+const DETAIL_READS = 32;
+
+export interface WatchSettings {
+  readonly store: ObjectStore;
+  /** `offlineTimeout`: seconds a host may stay silent before it counts as offline. */
+  readonly releases: Pick<ReleaseSettings, "offlineTimeout">;
+  /** Milliseconds between the deployer's status reads (default 1000). */
+  readonly pollInterval?: number;
+  /** Called after each status read with the LIST calls it took (for benchmarks). */
+  readonly onPoll?: (listCalls: number) => void;
+}
+
+export class ReleaseWatcher {
+  readonly #o: WatchSettings;
+
+  constructor(settings: WatchSettings) {
+    this.#o = settings;
+  }
+
+  /**
+   * Watches `hosts` apply `signed` and resolves with each one's outcome, in order. A host
+   * that reboots reports after its boot: `extraSeconds` on top of the offline timeout.
+   */
+  async watch(
+    signed: SignedRelease,
+    hosts: readonly string[],
+    emit: (event: DeliveryEvent) => void,
+    signal?: AbortSignal,
+    extraSeconds = 0,
+  ): Promise<Watched[]> {
+    const { store, releases } = this.#o;
+    const { channel, seq } = signed.release;
+    const names = new Set(hosts);
+    const outcomes = new Map<string, DeployOutcome>();
+    const how = new Map<string, Watched["how"]>();
+    const applying = new Set<string>();
+    const started = Date.now();
+    const deadline = started + (releases.offlineTimeout + extraSeconds) * 1000;
+    const interval = this.#o.pollInterval ?? 1000;
+    let told = started;
+    let lastLiveness = 0;
+    let lastLogRead = 0;
+    const logs = new LogFollower((host, line) => emit({ type: "log", host, line }));
+    // An interrupted host is reported by the caller, once it knows where the host goes.
+    const settle = (host: string, outcome: DeployOutcome, kind: Watched["how"]) => {
+      outcomes.set(host, outcome);
+      how.set(host, kind);
+      if (kind !== "interrupted") emit({ type: "done", host, outcome });
+    };
+    for (const host of hosts) emit({ type: "phase", host, phase: "waiting" });
+    while (outcomes.size < names.size) {
+      if (signal?.aborted) {
+        for (const host of names) {
+          if (outcomes.has(host)) continue;
+          const where = applying.has(host)
+            ? `while its agent applied release ${seq}`
+            : `before its agent took release ${seq}`;
+          settle(
+            host,
+            {
+              status: "failed",
+              phase: applying.has(host) ? "switch" : "waiting",
+              message: `${interruptReason(signal)} ${where}`,
+              rolledBack: false,
+            },
+            "interrupted",
+          );
+        }
+        break;
+      }
+      // A host whose agent is paused, or whose heartbeats stopped, is reported at once rather
+      // than waited for until offlineTimeout (the LIST pages of the heartbeats: hosts/1,000).
+      if (Date.now() - lastLiveness >= WAITING_EVERY_MS) {
+        lastLiveness = Date.now();
+        const beats = await readHeartbeats(store).catch(() => undefined);
+        for (const host of names) {
+          if (outcomes.has(host) || applying.has(host)) continue;
+          const why = notLive(host, beats?.hosts.get(host), new Date());
+          if (why !== undefined) {
+            settle(
+              host,
+              { status: "failed", phase: "waiting", message: why, rolledBack: false },
+              "failed",
+            );
+          }
+        }
+        if (outcomes.size === names.size) break;
+      }
+      const progress = await readProgress(store, channel, seq);
+      this.#o.onPoll?.(progress.listCalls);
+      const succeeded: [string, string][] = [];
+      const applyingKeys: [string, string][] = [];
+      for (const [host, entry] of progress.hosts) {
+        if (!names.has(host) || outcomes.has(host)) continue;
+        if (entry.state === "applying") {
+          if (!applying.has(host)) emit({ type: "phase", host, phase: "switch" });
+          applying.add(host);
+          applyingKeys.push([host, entry.key]);
+        } else if (entry.state === "success") succeeded.push([host, entry.key]);
+        else {
+          const { outcome, record } = await this.#failed(host, entry.key);
+          logs.show(host, record?.log);
+          settle(host, outcome, "failed");
+        }
+      }
+      // The log lines of hosts still applying, from their applying records: every
+      // LOG_READ_EVERY_MS at most, DETAIL_READS hosts a round (the longest unread first).
+      if (applyingKeys.length > 0 && Date.now() - lastLogRead >= LOG_READ_EVERY_MS) {
+        lastLogRead = Date.now();
+        const round = logs.pick(applyingKeys, DETAIL_READS);
+        const read = await mapLimit(round, DETAIL_READS, ([, key]) => this.#record(key));
+        round.forEach(([host], i) => {
+          logs.show(host, read[i]?.log);
+        });
+      }
+      // The generation and the system each host ran before are in its success record: one GET
+      // per host, once per release.
+      const records = await mapLimit(succeeded, DETAIL_READS, ([, key]) => this.#record(key));
+      succeeded.forEach(([host], i) => {
+        const record = records[i];
+        logs.show(host, record?.log);
+        const outcome: DeployOutcome = {
+          status: "activated",
+          generation: record?.generation ?? undefined,
+          previous: record?.previous ?? undefined,
+          ...(record?.pruned ? { pruned: record.pruned } : {}),
+        };
+        settle(host, outcome, "activated");
+      });
+      if (outcomes.size === names.size) break;
+      const now = Date.now();
+      if (now >= deadline) {
+        for (const host of names) {
+          if (outcomes.has(host)) continue;
+          const outcome: DeployOutcome = {
+            status: "failed",
+            phase: applying.has(host) ? "switch" : "waiting",
+            message: applying.has(host)
+              ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout + extraSeconds}s`
+              : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`,
+            rolledBack: false,
+          };
+          settle(host, outcome, "failed");
+        }
+        break;
+      }
+      if (now - told >= WAITING_EVERY_MS) {
+        told = now;
+        const silent = hosts.filter((h) => !outcomes.has(h) && !applying.has(h));
+        if (silent.length > 0) {
+          emit({ type: "waiting", hosts: silent, elapsed: Math.round((now - started) / 1000) });
+        }
+      }
+      await delay(interval, undefined, signal ? { signal } : {}).catch(() => {});
+    }
+    return hosts.map((name) => ({
+      outcome: outcomes.get(name) as DeployOutcome,
+      how: how.get(name) ?? "failed",
+    }));
+  }
+
+  async #failed(
+    host: string,
+    key: string,
+  ): Promise<{ outcome: DeployOutcome; record: StatusRecord | undefined }> {
+    // The listing already says the host failed; the record only says why, so one that cannot
+    // be read is reported as such rather than failing the wave.
+    let unreadable: string | undefined;
+    const record = await readRecord(this.#o.store, key).catch((err: unknown) => {
+      unreadable = err instanceof Error ? err.message : String(err);
+      return undefined;
+    });
+    const refused = record?.state === "rejected";
+    const said = refused ? "rejected" : "failed";
+    const outcome: DeployOutcome = {
+      status: "failed",
+      // A release refused on verifying it failed at the door; one refused for its secrets, there.
+      phase:
+        record?.phase === "verify" || (refused && record?.phase == null)
+          ? "connect"
+          : (record?.phase ?? "switch"),
+      message:
+        record?.error ??
+        (unreadable === undefined
+          ? `${host} reported ${said} with no reason`
+          : `${host} reported ${said}; its record cannot be read: ${unreadable.slice(0, 400)}`),
+      rolledBack: !refused && record?.rolledBack === true,
+    };
+    return { outcome, record };
+  }
+
+  /**
+   * A host's record, for details only (its generation, the system it ran before): the outcome
+   * itself comes from the progress listing, so a record that cannot be read or parsed (a store
+   * error, or a host that wrote garbage) leaves the details out instead of failing the deploy.
+   */
+  async #record(key: string): Promise<StatusRecord | undefined> {
+    return readRecord(this.#o.store, key).catch(() => undefined);
+  }
+}
+
+/**
+ * Shows each host's log lines once, from the tails its records carry (status.ts `log`): a line
+ * is shown when its number is past the last shown for that host.
+ */
+class LogFollower {
+  readonly #next = new Map<string, number>();
+  readonly #read = new Map<string, number>();
+
+  constructor(private readonly emit: (host: string, line: string) => void) {}
+
+  show(host: string, log: HostLog | undefined): void {
+    if (log === undefined) return;
+    const next = this.#next.get(host) ?? 0;
+    log.lines.forEach((line, i) => {
+      if (log.from + i >= next) this.emit(host, line);
+    });
+    this.#next.set(host, Math.max(next, log.from + log.lines.length));
+  }
+
+  /** Of `hosts`, the `count` read longest ago (never read first). */
+  pick<T extends readonly [string, ...unknown[]]>(hosts: readonly T[], count: number): T[] {
+    const order = [...hosts].sort(
+      (a, b) => (this.#read.get(a[0]) ?? 0) - (this.#read.get(b[0]) ?? 0),
+    );
+    const picked = order.slice(0, count);
+    for (const [host] of picked) this.#read.set(host, Date.now());
+    return picked;
+  }
+}
+
+/** A watched host's outcome, and how it came: the host's report, or the deployer's interrupt. */
+export interface Watched {
+  readonly outcome: DeployOutcome;
+  readonly how: "activated" | "failed" | "interrupted";
+}
+
+/** Why a host's agent will not take a release now (paused, or its heartbeats stopped), if so. */
+function notLive(host: string, beat: Heartbeat | undefined, now: Date): string | undefined {
+  // No heartbeat at all says nothing (an agent that never started, or one from before
+  // heartbeats): that host is waited for until offlineTimeout.
+  if (beat === undefined) return undefined;
+  const age = Math.round((now.getTime() - beat.at.getTime()) / 1000);
+  switch (livenessOf(beat, now)) {
+    case "paused":
+      return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
+    case "offline":
+      return `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
+    case "online":
+      return undefined;
+  }
+}

@@ -1,0 +1,101 @@
+// For the channel's unit tests (src/channel/): hosts that report on a channel's releases as
+// their agents would (a status marker and a record each, with the generation an activation
+// makes), and releases published by hand: signed by the fleet's key, or planted by a key the
+// fleet does not trust.
+import { generateSecretKey, type SecretKey } from "../../src/nix/keys.js";
+import type { StorePath } from "../../src/nix/store-path.js";
+import { parseRelease, type ReleaseHost, type SignedRelease } from "../../src/release/release.js";
+import {
+  channelKey,
+  publishRelease,
+  readChannel,
+  readRelease,
+  releaseKey,
+} from "../../src/release/release-store.js";
+import { writeStatus } from "../../src/status/status-store.js";
+import type { ObjectStore } from "../../src/store/object-store.js";
+
+export const CHANNEL = "prod";
+export const NO_HEALTH = { http: [], commands: [] };
+
+/** A system path; `c` must be a nix32 character (not e, o, u or t). */
+export const sys = (c: string, host = "web") =>
+  `/nix/store/${c.repeat(32)}-nixos-system-${host}` as StorePath;
+
+/** The channel's current release (parsed, not verified). */
+export async function channelRelease(store: ObjectStore): Promise<SignedRelease> {
+  const read = await readChannel(store, CHANNEL);
+  if (read.status !== "found") throw new Error("no channel");
+  return parseRelease(read.bytes, channelKey(CHANNEL)) as SignedRelease;
+}
+
+/** Publishes a release signed by `key`, as an older nixship (or a by-hand publisher) could. */
+export async function publishSigned(
+  store: ObjectStore,
+  key: SecretKey,
+  hosts: Record<string, ReleaseHost>,
+): Promise<number> {
+  const signed = await publishRelease(store, {
+    channel: CHANNEL,
+    hosts,
+    kind: "deploy",
+    action: "switch",
+    health: NO_HEALTH,
+    confirmTimeout: 0,
+    key,
+  });
+  return signed.release.seq;
+}
+
+/** Publishes a release signed by a key the fleet does not trust, as a bucket writer could. */
+export function plant(store: ObjectStore, hosts: Record<string, ReleaseHost>): Promise<number> {
+  return publishSigned(store, generateSecretKey("intruder-1"), hosts);
+}
+
+/** What each host runs, and the reports it leaves for a release, as its agent would. */
+export class Hosts {
+  readonly #running = new Map<string, { path: StorePath; generation: number }>();
+
+  constructor(private readonly store: ObjectStore) {}
+
+  /** The generation `host` is on (its activations that succeeded), or null before any. */
+  generation(host: string): number | null {
+    return this.#running.get(host)?.generation ?? null;
+  }
+
+  /**
+   * Each host of `outcomes` reports release `seq` (whose entry for it names the system): a
+   * success makes a new generation of that system; a failure leaves the host on what it ran.
+   */
+  async report(seq: number, outcomes: Record<string, "success" | "failed">): Promise<void> {
+    const read = await readRelease(this.store, CHANNEL, seq);
+    if (read.status !== "found") throw new Error(`no release ${seq}`);
+    const { release } = parseRelease(read.bytes, releaseKey(CHANNEL, seq));
+    for (const [host, state] of Object.entries(outcomes)) {
+      const path = release.hosts[host]?.path;
+      if (path === undefined) throw new Error(`release ${seq} does not name ${host}`);
+      const before = this.#running.get(host);
+      if (state === "success") {
+        this.#running.set(host, { path, generation: (before?.generation ?? 0) + 1 });
+      }
+      const now = this.#running.get(host);
+      await writeStatus(this.store, {
+        version: 1,
+        host,
+        mode: "agent",
+        channel: CHANNEL,
+        seq,
+        desired: path,
+        current: now?.path ?? null,
+        generation: now?.generation ?? null,
+        previous: before?.path ?? null,
+        state,
+        phase: state === "failed" ? "health" : null,
+        error: state === "failed" ? "health check failed: curl exited 7" : null,
+        rolledBack: state === "failed" ? before !== undefined : null,
+        startedAt: "2026-11-25T06:00:00.000Z",
+        updatedAt: "2026-11-25T06:01:00.000Z",
+      });
+    }
+  }
+}
