@@ -23,6 +23,8 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Secrets: the age tool, which lab hosts decrypt with and the interop tests run.
 command -v age >/dev/null 2>&1 || missing+=(age)
+# The dashboard's tests and bench:dashboard drive Debian's Chromium (playwright-core, no download).
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-liberation)
 # The agent's systemd unit is checked with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Flakes in a git repository are evaluated as git+file, which Nix reads with git.

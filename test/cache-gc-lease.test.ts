@@ -15,9 +15,9 @@ import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { wrapStore } from "../src/store/wrap-store.js";
 import { runOk } from "./support/cli.js";
 import { allKeys } from "./support/synthetic-cache.js";
-import { wrapStore } from "./support/wrap-store.js";
 
 let work: string;
 let base: StorePath;

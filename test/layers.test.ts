@@ -9,6 +9,7 @@ const SRC = new URL("../src/", import.meta.url).pathname;
 /** Top to bottom; each folder may import the folders after it. */
 const LAYERS = [
   "cli",
+  "dashboard",
   "ui",
   "views",
   "doctor",

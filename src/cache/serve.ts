@@ -1,11 +1,12 @@
 // Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
 // objects (never whole in memory), answers HEAD, 404s the absent, and can require a token.
-import { timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { formatCacheInfo } from "../nix/cache-info.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
+import { listenUrl } from "../util/listen-address.js";
 import { CACHE_INFO_KEY, isCacheKey } from "./layout.js";
 
 export interface ServeOptions {
@@ -28,17 +29,7 @@ function contentType(key: string): string {
 }
 
 function authorized(req: IncomingMessage, token: string | undefined): boolean {
-  if (token === undefined) return true;
-  const header = req.headers.authorization ?? "";
-  let offered = "";
-  if (header.startsWith("Bearer ")) offered = header.slice(7);
-  else if (header.startsWith("Basic ")) {
-    const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
-    offered = decoded.slice(decoded.indexOf(":") + 1);
-  }
-  const a = Buffer.from(offered);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return token === undefined || carriesToken(req.headers.authorization, token);
 }
 
 function requestKey(url: string | undefined): string | undefined {
@@ -54,9 +45,7 @@ export function createCacheServer(options: ServeOptions): Server {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
     const method = req.method ?? "GET";
     if (!authorized(req, options.token)) {
-      res
-        .writeHead(401, { "www-authenticate": 'Bearer realm="nixship", Basic realm="nixship"' })
-        .end();
+      res.writeHead(401, { "www-authenticate": TOKEN_CHALLENGE }).end();
       return 401;
     }
     if (method !== "GET" && method !== "HEAD") {
@@ -128,7 +117,7 @@ export async function listenCacheServer(
   await once(server, "listening");
   const address = server.address();
   const bound = typeof address === "object" && address ? address.port : port;
-  return { server, url: `http://${host.includes(":") ? `[${host}]` : host}:${bound}` };
+  return { server, url: listenUrl(host, bound) };
 }
 
 /**

@@ -20,19 +20,57 @@ export interface AgentSignals {
   readonly entries: ReadonlyMap<string, string>;
 }
 
+type ChannelSignals = Pick<AgentSignals, "channel" | "entries">;
+
+const NO_CHANNEL: ChannelSignals = { channel: undefined, entries: new Map() };
+
 export async function readAgentSignals(store: ObjectStore, fleet: Fleet): Promise<AgentSignals> {
   const beats = await readHeartbeats(store);
-  const none = { heartbeats: beats.hosts, channel: undefined, entries: new Map() };
-  if (fleet.releases === undefined) return none;
+  if (fleet.releases === undefined) return { heartbeats: beats.hosts, ...NO_CHANNEL };
   const read = await readChannel(store, fleet.releases.channel);
-  if (read.status !== "found") return none;
+  const found = read.status === "found" ? read.bytes : undefined;
+  return { heartbeats: beats.hosts, ...channelSignals(fleet, found) };
+}
+
+/**
+ * readAgentSignals for a reader that polls (the dashboard): the channel file is found by a LIST
+ * of its own key, and read only when its etag moved, so a poll where nothing changed costs LIST
+ * calls only.
+ */
+export class AgentSignalsReader {
+  readonly #store: ObjectStore;
+  readonly #fleet: Fleet;
+  #kept: { readonly etag: string; readonly signals: ChannelSignals } | undefined;
+
+  constructor(store: ObjectStore, fleet: Fleet) {
+    this.#store = store;
+    this.#fleet = fleet;
+  }
+
+  async read(): Promise<AgentSignals> {
+    const beats = await readHeartbeats(this.#store);
+    const releases = this.#fleet.releases;
+    if (releases === undefined) return { heartbeats: beats.hosts, ...NO_CHANNEL };
+    const key = channelKey(releases.channel);
+    const listed = (await this.#store.list(key, { limit: 1 })).objects.find((o) => o.key === key);
+    if (listed === undefined) this.#kept = undefined;
+    else if (this.#kept?.etag !== listed.etag) {
+      const read = await readChannel(this.#store, releases.channel);
+      this.#kept =
+        read.status === "found"
+          ? { etag: read.etag, signals: channelSignals(this.#fleet, read.bytes) }
+          : undefined;
+    }
+    return { heartbeats: beats.hosts, ...(this.#kept?.signals ?? NO_CHANNEL) };
+  }
+}
+
+/** What the channel's current release (when it verifies) says of agent hosts. */
+function channelSignals(fleet: Fleet, bytes: Uint8Array | undefined): ChannelSignals {
+  if (fleet.releases === undefined || bytes === undefined) return NO_CHANNEL;
   const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
-  const signed = trustedRelease(read.bytes, keys, channelKey(fleet.releases.channel));
-  if (signed === undefined) return none;
+  const signed = trustedRelease(bytes, keys, channelKey(fleet.releases.channel));
+  if (signed === undefined) return NO_CHANNEL;
   const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
-  return {
-    heartbeats: beats.hosts,
-    channel: { seq: signed.release.seq, hosts: new Set(entries.keys()) },
-    entries,
-  };
+  return { channel: { seq: signed.release.seq, hosts: new Set(entries.keys()) }, entries };
 }

@@ -4,20 +4,10 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
+import { parseListen } from "../util/listen-address.js";
 import { withoutControls } from "../util/text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { readSecretFile } from "./keys-input.js";
-
-export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) {
-    throw new UsageError(
-      `cache serve: --listen must be HOST:PORT (e.g. 127.0.0.1:8080), got '${text}'`,
-    );
-  }
-  return { host: (m[1] ?? m[2]) as string, port };
-}
 
 export const cacheServe: Command = {
   path: ["cache", "serve"],
@@ -48,7 +38,10 @@ Options:
     );
     if (positionals.length !== 1)
       throw new UsageError("cache serve: expects exactly one CACHE_URL");
-    const { host, port } = parseListen(requireFlag(values.listen, "--listen", "cache serve"));
+    const { host, port } = parseListen(
+      requireFlag(values.listen, "--listen", "cache serve"),
+      "cache serve: --listen",
+    );
     let token: string | undefined;
     if (values["token-file"]) {
       const file = values["token-file"];

@@ -38,6 +38,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   entry("plan", async () => (await import("./deploy.js")).planCommand),
   entry("deploy", async () => (await import("./deploy.js")).deployCommand),
   entry("status", async () => (await import("./status.js")).statusCommand),
+  entry("dashboard", async () => (await import("./dashboard.js")).dashboardCommand),
   entry("rollback", async () => (await import("./rollback.js")).rollbackCommand),
   entry("ssm document", async () => (await import("./ssm.js")).ssmDocumentCommand),
   entry("terraform vars", async () => (await import("./terraform.js")).terraformVarsCommand),

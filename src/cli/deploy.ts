@@ -17,7 +17,7 @@ import {
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
-import { parseListen } from "./cache-serve.js";
+import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
@@ -214,7 +214,9 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
       throw new UsageError("deploy: --serve-cache needs a cache in the fleet file");
     }
     const serveCache =
-      values["serve-cache"] !== undefined ? parseListen(values["serve-cache"]) : undefined;
+      values["serve-cache"] !== undefined
+        ? parseListen(values["serve-cache"], "deploy: --serve-cache")
+        : undefined;
     const via = parseVia(values.via);
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =

@@ -15,7 +15,7 @@ import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import { openStore } from "../store/url.js";
 import { formatDoctorReport } from "../ui/doctor-report.js";
-import { parseListen } from "./cache-serve.js";
+import { parseListen } from "../util/listen-address.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile } from "./keys-input.js";
@@ -167,7 +167,7 @@ async function serveForHosts(
   cacheUrl: string | undefined,
   listen: string,
 ): Promise<{ url?: string; failed?: Check; close: () => Promise<void> }> {
-  const { host, port } = parseListen(listen);
+  const { host, port } = parseListen(listen, "doctor: --serve-cache");
   const nothing = async () => {};
   if (cacheUrl === undefined) {
     throw new UsageError("doctor: --serve-cache needs a cache in the fleet file");

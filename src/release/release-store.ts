@@ -199,12 +199,13 @@ export async function listReleases(store: ObjectStore, channel: string): Promise
     const read = await readRelease(store, channel, seq);
     // Deleted since the listing (a withdrawn release of a publisher that lost a race).
     if (read.status === "absent") return undefined;
-    return entryOf(read.bytes, seq, releaseKey(channel, seq), currentDigest);
+    return releaseEntryOf(read.bytes, seq, releaseKey(channel, seq), currentDigest);
   });
   return entries.filter((entry) => entry !== undefined);
 }
 
-function entryOf(
+/** A release file as `release list` shows it; `currentDigest`: the channel file's digest. */
+export function releaseEntryOf(
   bytes: Uint8Array,
   seq: number,
   source: string,

@@ -4,12 +4,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { wrapStore } from "../../test/support/wrap-store.js";
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { listChannels, listReleaseSeqs, publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { wrapStore } from "../store/wrap-store.js";
 import { statusRecord } from "./status.js";
 import { listStatusRecords, writeStatus } from "./status-store.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseListen } from "./cache-serve.js";
+import { isLoopback, parseListen } from "./listen-address.js";
 
 describe("parseListen", () => {
   it.each([
@@ -7,13 +7,27 @@ describe("parseListen", () => {
     ["localhost:0", { host: "localhost", port: 0 }],
     ["[::1]:5000", { host: "::1", port: 5000 }],
   ])("reads %s", (text, expected) => {
-    expect(parseListen(text)).toEqual(expected);
+    expect(parseListen(text, "cache serve: --listen")).toEqual(expected);
   });
 
   it.each(["8080", "127.0.0.1", "127.0.0.1:65536", "::1:80", "host:port", ""])(
-    "rejects '%s'",
+    "rejects '%s', naming the flag",
     (text) => {
-      expect(() => parseListen(text)).toThrow(/--listen must be HOST:PORT/);
+      expect(() => parseListen(text, "dashboard: --listen")).toThrow(
+        /^dashboard: --listen must be HOST:PORT/,
+      );
+    },
+  );
+});
+
+describe("isLoopback", () => {
+  it.each(["127.0.0.1", "127.3.4.5", "::1", "localhost"])("%s is loopback", (host) => {
+    expect(isLoopback(host)).toBe(true);
+  });
+  it.each(["0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "example.org", "128.0.0.1", "::2"])(
+    "%s is not",
+    (host) => {
+      expect(isLoopback(host)).toBe(false);
     },
   );
 });

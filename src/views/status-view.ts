@@ -5,7 +5,11 @@
 // then costs those hosts their drift judgement, not the view: a warning says so).
 
 import { agentStanding } from "../channel/standing.js";
-import { type AgentSignals, readAgentSignals } from "../channel/standing-store.js";
+import {
+  type AgentSignals,
+  type AgentSignalsReader,
+  readAgentSignals,
+} from "../channel/standing-store.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
@@ -26,6 +30,8 @@ export interface StatusViewOptions {
    * GETs only the records that changed; default: the store opened and read once.
    */
   readonly reader?: StatusReader;
+  /** Kept with `reader`: agent hosts' signals, the channel read only when it changed. */
+  readonly signals?: AgentSignalsReader;
 }
 
 export interface StatusView {
@@ -49,7 +55,7 @@ export async function readStatusView(
   const warnings: string[] = [];
   let stored: StoreFacts | undefined;
   if (fleet.cache !== undefined) {
-    const read = readStore(fleet.cache.url, fleet, hosts, options.reader);
+    const read = readStore(fleet.cache.url, fleet, hosts, options);
     // Hosts asked live need their records only to judge drift: a store that fails says so.
     stored = needStore
       ? await read
@@ -94,14 +100,15 @@ async function readStore(
   cacheUrl: string,
   fleet: Fleet,
   hosts: readonly FleetHost[],
-  kept: StatusReader | undefined,
+  options: StatusViewOptions,
 ): Promise<StoreFacts> {
+  const kept = options.reader;
   const store = kept?.store ?? (await openStore(cacheUrl));
   try {
     const reader = kept ?? new StatusReader(store, { hosts: hosts.map((h) => h.name) });
     const poll = await reader.poll();
     const agents = hosts.some((h) => h.delivery === "agent")
-      ? await readAgentSignals(store, fleet)
+      ? await (options.signals?.read() ?? readAgentSignals(store, fleet))
       : undefined;
     return { poll, agents };
   } finally {

@@ -1,0 +1,96 @@
+// The dashboard's client script (compiled by tsc, served from the package): keeps the page's
+// live part (#live) current without a reload. The server says over an event stream when its
+// snapshot changed; the page then fetches itself again and swaps #live for the new one. The
+// server renders and escapes everything; this script only moves server-made markup.
+// Filters apply as they change, without leaving the field being typed in.
+//
+// A browser gives an origin at most 6 connections over HTTP/1.1, and an event stream holds one
+// for as long as its page is open: with a stream per tab, a seventh tab would never load. So one
+// tab of the browser holds the stream (the one holding a Web Lock; when it closes, the next
+// takes the lock) and passes each event to the others over a BroadcastChannel.
+
+const live = (): HTMLElement | null => document.getElementById("live");
+
+let fetching: Promise<void> | undefined;
+let again = false;
+
+/** Fetches `url` and swaps in its #live. One fetch at a time; a change meanwhile fetches again. */
+async function refresh(url: string): Promise<void> {
+  if (fetching !== undefined) {
+    again = true;
+    return;
+  }
+  fetching = (async () => {
+    do {
+      again = false;
+      const response = await fetch(url, { headers: { accept: "text/html" } });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const next = doc.getElementById("live");
+      const current = live();
+      if (next !== null && current !== null) current.replaceWith(document.adoptNode(next));
+    } while (again);
+  })().finally(() => {
+    fetching = undefined;
+  });
+  await fetching;
+}
+
+const LOCK = "nixship-dashboard-events";
+
+function onVersion(version: string): void {
+  if (live()?.dataset.version !== version) void refresh(location.href);
+}
+
+/** Opens the event stream; each snapshot version goes to `tell`. */
+function openStream(tell: (version: string) => void): void {
+  const events = new EventSource("/api/events");
+  events.addEventListener("snapshot", (event) => tell((event as MessageEvent<string>).data));
+}
+
+function follow(): void {
+  if (typeof EventSource === "undefined") return;
+  if (typeof BroadcastChannel === "undefined" || navigator.locks === undefined) {
+    openStream(onVersion);
+    return;
+  }
+  const channel = new BroadcastChannel(LOCK);
+  channel.onmessage = (event: MessageEvent<string>) => onVersion(event.data);
+  // Held until this tab closes: then the next tab waiting for it opens the stream.
+  void navigator.locks.request(
+    LOCK,
+    () =>
+      new Promise<never>(() => {
+        openStream((version) => {
+          channel.postMessage(version);
+          onVersion(version);
+        });
+      }),
+  );
+}
+
+function filtersApplyAsTheyChange(): void {
+  const form = document.querySelector<HTMLFormElement>("form.filters");
+  if (form === null) return;
+  let timer: number | undefined;
+  const apply = () => {
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form))
+      if (typeof v === "string" && v !== "") params.set(k, v);
+    const url = `${location.pathname}${params.size > 0 ? `?${params}` : ""}`;
+    history.replaceState(null, "", url);
+    void refresh(url);
+  };
+  form.addEventListener("change", apply);
+  form.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = window.setTimeout(apply, 250);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    apply();
+  });
+}
+
+follow();
+filtersApplyAsTheyChange();

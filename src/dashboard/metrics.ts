@@ -1,0 +1,149 @@
+// `/metrics` in Prometheus's text exposition format, through prom-client: the fleet as the last
+// poll saw it (hosts by state and mode, drifting, reboot due, each channel's current release and
+// its expiry, the newest rollout), and the dashboard's own polling. Values are taken from the
+// poller when Prometheus scrapes, so a scrape never reads the store.
+import { Counter, Gauge, Registry } from "prom-client";
+import { DELIVERY_MODES } from "../fleet/fleet.js";
+import { ROLLOUT_HOST_STATES, ROLLOUT_STATES } from "../status/rollout.js";
+import type { FleetPoller } from "./poller.js";
+import { countByStateAndMode, HOST_STATES, rebootDue, rolloutCounts } from "./snapshot.js";
+
+export interface DashboardMetrics {
+  readonly registry: Registry;
+  /** Counts one event stream opened or closed. */
+  readonly sseClients: Gauge;
+}
+
+export function dashboardMetrics(poller: FleetPoller): DashboardMetrics {
+  const registry = new Registry();
+  const snapshot = () => poller.snapshot;
+
+  new Gauge({
+    name: "nixship_hosts",
+    help: "Hosts of the fleet by state and delivery mode, as the last poll of the store saw them",
+    labelNames: ["state", "mode"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = snapshot();
+      if (s === undefined) return;
+      const counts = countByStateAndMode(s.rows);
+      for (const state of HOST_STATES) {
+        for (const mode of DELIVERY_MODES) {
+          this.set({ state, mode }, counts.get(state)?.get(mode) ?? 0);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "nixship_hosts_drifting",
+    help: "Hosts that run a system nixship did not leave on them",
+    registers: [registry],
+    collect() {
+      this.set(snapshot()?.rows.filter((r) => r.drift !== undefined).length ?? 0);
+    },
+  });
+  new Gauge({
+    name: "nixship_hosts_reboot_due",
+    help: "Hosts whose last report says a reboot would load a new kernel, initrd or modules",
+    registers: [registry],
+    collect() {
+      this.set(snapshot()?.rows.filter(rebootDue).length ?? 0);
+    },
+  });
+  new Gauge({
+    name: "nixship_channel_release_seq",
+    help: "The release each channel names",
+    labelNames: ["channel"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of snapshot()?.channels ?? []) {
+        if (c.currentSeq !== null) this.set({ channel: c.channel }, c.currentSeq);
+      }
+    },
+  });
+  new Gauge({
+    name: "nixship_channel_release_expiry_seconds",
+    help: "Seconds until each channel's current release expires (negative: expired)",
+    labelNames: ["channel"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of snapshot()?.channels ?? []) {
+        if (c.expires !== null) {
+          this.set({ channel: c.channel }, (Date.parse(c.expires) - Date.now()) / 1000);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "nixship_rollout_state",
+    help: "The newest rollout's state: 1 for the state it is in, 0 for the others",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const read = snapshot()?.rollout;
+      if (read?.status !== "found") return;
+      for (const state of ROLLOUT_STATES) this.set({ state }, read.record.state === state ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "nixship_rollout_hosts",
+    help: "Hosts of the newest rollout by state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const read = snapshot()?.rollout;
+      if (read?.status !== "found") return;
+      const counts = rolloutCounts(read);
+      for (const state of ROLLOUT_HOST_STATES) this.set({ state }, counts.get(state) ?? 0);
+    },
+  });
+  new Counter({
+    name: "nixship_dashboard_polls_total",
+    help: "Polls of the store the dashboard made",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(poller.polls);
+    },
+  });
+  new Counter({
+    name: "nixship_dashboard_store_requests_total",
+    help: "Requests the dashboard sent to the store, by kind",
+    labelNames: ["kind"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { list, get, head } = poller.requests;
+      this.inc({ kind: "list" }, list);
+      this.inc({ kind: "get" }, get);
+      this.inc({ kind: "head" }, head);
+    },
+  });
+  new Gauge({
+    name: "nixship_dashboard_poll_seconds",
+    help: "How long the last poll of the store took",
+    registers: [registry],
+    collect() {
+      this.set(poller.lastPoll?.seconds ?? 0);
+    },
+  });
+  new Gauge({
+    name: "nixship_dashboard_poll_ok",
+    help: "1 when the last poll of the store succeeded, else 0",
+    registers: [registry],
+    collect() {
+      this.set(poller.lastPoll === undefined || poller.lastPoll.error !== undefined ? 0 : 1);
+    },
+  });
+  const sseClients = new Gauge({
+    name: "nixship_dashboard_event_streams",
+    help: "Event streams (live pages) open",
+    registers: [registry],
+  });
+  return { registry, sseClients };
+}

@@ -1,0 +1,380 @@
+// The dashboard's pages, rendered on the server from a snapshot: every value from the store goes
+// through `html` (escaped). A page's <main> is what the client script replaces when the snapshot
+// changes, so the first render and every live update are the same code.
+import { formatClosureDiff } from "../nix/closure-diff.js";
+import type { RolloutRecord, RolloutWave } from "../status/rollout.js";
+import type { HostChange } from "../views/host-change.js";
+import type { BoardChannel } from "../views/release-board.js";
+import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
+import type { StatusRow } from "../views/status-rows.js";
+import { ago } from "./format.js";
+import { Html, html } from "./html.js";
+import {
+  countByStateAndMode,
+  generationOf,
+  HOST_STATES,
+  type HostFilter,
+  hostState,
+  lastSeen,
+  runningOf,
+  type Snapshot,
+  shortSystem,
+} from "./snapshot.js";
+
+/** Hosts a page of the host table shows. */
+export const HOSTS_PER_PAGE = 200;
+
+export type Section = "hosts" | "releases" | "rollout";
+
+export interface PageFrame {
+  readonly title: string;
+  readonly section: Section | undefined;
+  readonly fleetName: string;
+  readonly snapshot: Snapshot;
+  /** Why the last poll failed (the snapshot is older). */
+  readonly pollError: string | undefined;
+}
+
+/**
+ * A page's content: `live`, which the client script replaces when the snapshot changes, and
+ * `controls` above it (the filters), which it leaves alone so typing is never interrupted.
+ */
+export interface PageMain {
+  readonly controls?: Html;
+  readonly live: Html;
+}
+
+/** A whole page: the frame around its content. */
+export function page(frame: PageFrame, main: PageMain): Html {
+  const link = (section: Section, label: string) =>
+    html`<a href="${section === "hosts" ? "/" : `/${section}`}"${
+      frame.section === section ? new Html(' aria-current="page"') : ""
+    }>${label}</a>`;
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${frame.title} · nixship</title>
+<link rel="stylesheet" href="/assets/style.css">
+<script type="module" src="/assets/app.js"></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header>
+<span class="brand">nixship</span> <span class="fleet">${frame.fleetName}</span>
+<nav aria-label="Sections">${link("hosts", "Hosts")} ${link("releases", "Releases")} ${link("rollout", "Rollout")}</nav>
+</header>
+<main id="main">
+${main.controls ?? ""}
+<div id="live" data-version="${frame.snapshot.version}">
+${main.live}
+${pollStatus(frame)}
+</div>
+</main>
+</body>
+</html>
+`;
+}
+
+function pollStatus(frame: PageFrame): Html {
+  const { snapshot, pollError } = frame;
+  return html`<footer class="poll" aria-live="polite">
+${pollError === undefined ? "" : html`<p class="problem" role="alert">The store could not be read: ${pollError}. Showing what was read ${ago(snapshot.at, new Date())}.</p>`}
+${snapshot.warnings.map((w) => html`<p class="problem">${w}</p>`)}
+<p>Read from the store at <time datetime="${snapshot.at}">${snapshot.at}</time>.</p>
+</footer>`;
+}
+
+// ---------------------------------------------------------------- hosts
+
+export interface HostsQuery extends HostFilter {
+  readonly page: number;
+}
+
+export function hostsMain(
+  snapshot: Snapshot,
+  rows: readonly StatusRow[],
+  tags: readonly string[],
+  query: HostsQuery,
+): PageMain {
+  const now = new Date(snapshot.at);
+  const pages = Math.max(1, Math.ceil(rows.length / HOSTS_PER_PAGE));
+  const pageNo = Math.min(Math.max(1, query.page), pages);
+  const shown = rows.slice((pageNo - 1) * HOSTS_PER_PAGE, pageNo * HOSTS_PER_PAGE);
+  const controls = html`<h1>Hosts</h1>
+<form class="filters" method="get" action="/" role="search">
+<label for="f-tag">Tag</label>
+<select id="f-tag" name="tag"><option value="">any</option>${tags.map(
+    (t) => html`<option value="${t}"${t === query.tag ? new Html(" selected") : ""}>${t}</option>`,
+  )}</select>
+<label for="f-state">State</label>
+<select id="f-state" name="state"><option value="">any</option>${HOST_STATES.map(
+    (s) =>
+      html`<option value="${s}"${s === query.state ? new Html(" selected") : ""}>${s}</option>`,
+  )}</select>
+<label for="f-q">Name</label>
+<input id="f-q" name="q" type="search" value="${query.query ?? ""}" placeholder="part of a name">
+<button type="submit">Filter</button>
+</form>`;
+  const live = html`${summary(snapshot.rows)}
+<p class="count" id="host-count">${rows.length} of ${snapshot.rows.length} hosts${
+    pages > 1 ? ` · page ${pageNo} of ${pages}` : ""
+  }</p>
+<div class="scroll">
+<table class="hosts">
+<caption class="sr-only">Hosts, their systems and their last results</caption>
+<thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Tags</th><th scope="col">Mode</th><th scope="col">System</th><th scope="col">Gen.</th><th scope="col">Last result</th><th scope="col">Last seen</th></tr></thead>
+<tbody>
+${shown.map((row) => hostRow(row, snapshot.tags.get(row.host) ?? [], now))}
+</tbody>
+</table>
+</div>
+${pager(query, pageNo, pages)}`;
+  return { controls, live };
+}
+
+function summary(rows: readonly StatusRow[]): Html {
+  const counts = countByStateAndMode(rows);
+  const items = HOST_STATES.flatMap((state) => {
+    const byMode = counts.get(state);
+    if (byMode === undefined) return [];
+    const n = [...byMode.values()].reduce((a, b) => a + b, 0);
+    return [html`<li><a class="badge ${state}" href="/?state=${state}">${n} ${state}</a></li>`];
+  });
+  return html`<ul class="summary" aria-label="Hosts by state">${items}</ul>`;
+}
+
+function hostRow(row: StatusRow, tags: readonly string[], now: Date): Html {
+  const state = hostState(row);
+  const running = runningOf(row);
+  const sys = shortSystem(running);
+  const result =
+    row.source === "stored" && row.state !== undefined
+      ? html`${row.state}${row.phase ? html` <span class="muted">(${row.phase})</span>` : ""} <time datetime="${row.updatedAt}">${ago(row.updatedAt, now)}</time>`
+      : row.source === "live"
+        ? html`asked live`
+        : html`<span class="muted">none</span>`;
+  const error = row.source === "stored" ? (row.error ?? row.unreadable) : undefined;
+  return html`<tr class="${state}" data-host="${row.host}">
+<th scope="row"><a href="/hosts/${encodeURIComponent(row.host)}">${row.host}</a></th>
+<td><span class="badge ${state}">${state}</span>${
+    row.drift === undefined
+      ? ""
+      : html` <span class="drift-mark" title="runs ${row.drift.running}">drift</span>`
+  }</td>
+<td>${tags.map((t) => html`<span class="tag">${t}</span> `)}</td>
+<td>${row.mode}</td>
+<td>${sys === null ? html`<span class="muted">unknown</span>` : html`<span title="${running}">${sys.name} <code>${sys.hash}</code></span>`}</td>
+<td>${generationOf(row) ?? ""}</td>
+<td>${result}${error ? html`<div class="error">${error}</div>` : ""}</td>
+<td>${lastSeenCell(row, now)}</td>
+</tr>`;
+}
+
+function lastSeenCell(row: StatusRow, now: Date): Html {
+  const seen = lastSeen(row);
+  return seen === null
+    ? html`<span class="muted">—</span>`
+    : html`<time datetime="${seen}">${ago(seen, now)}</time>`;
+}
+
+function pager(query: HostsQuery, pageNo: number, pages: number): Html {
+  if (pages <= 1) return html``;
+  const href = (p: number) => {
+    const params = new URLSearchParams();
+    if (query.tag) params.set("tag", query.tag);
+    if (query.state) params.set("state", query.state);
+    if (query.query) params.set("q", query.query);
+    params.set("page", String(p));
+    return `/?${params}`;
+  };
+  return html`<nav class="pager" aria-label="Pages">${
+    pageNo > 1 ? html`<a href="${href(pageNo - 1)}" rel="prev">Previous</a>` : ""
+  } <span>Page ${pageNo} of ${pages}</span> ${
+    pageNo < pages ? html`<a href="${href(pageNo + 1)}" rel="next">Next</a>` : ""
+  }</nav>`;
+}
+
+// ---------------------------------------------------------------- releases
+
+export function releasesMain(channels: readonly BoardChannel[], now: Date): Html {
+  if (channels.length === 0) {
+    return html`<h1>Releases</h1><p>No channel has a release yet: agent hosts follow releases that <code>nixship deploy</code> publishes.</p>`;
+  }
+  return html`<h1>Releases</h1>${channels.map((c) => channelSection(c, now))}`;
+}
+
+function channelSection(c: BoardChannel, now: Date): Html {
+  const id = `channel-${c.channel}`;
+  return html`<section aria-labelledby="${id}">
+<h2 id="${id}">Channel ${c.channel}</h2>
+<p>${c.currentSeq === null ? "The channel names no release." : html`Current release <strong>${c.currentSeq}</strong>, expires <time datetime="${c.expires ?? ""}">${ago(c.expires, now)}</time>.`} ${c.total > c.releases.length ? `Showing the newest ${c.releases.length} of ${c.total}.` : ""}</p>
+<div class="scroll">
+<table class="releases">
+<caption class="sr-only">Releases of channel ${c.channel}</caption>
+<thead><tr><th scope="col">Seq</th><th scope="col">Kind</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Hosts</th><th scope="col">Applied</th><th scope="col">Failed</th><th scope="col">Pending</th></tr></thead>
+<tbody>${c.releases.map(
+    (r) => html`<tr${r.current ? new Html(' class="current"') : ""}>
+<th scope="row"><a href="/releases/${c.channel}/${r.seq}">${r.seq}</a>${r.current ? html` <span class="badge in-step">current</span>` : ""}</th>
+${
+  r.status === "ok"
+    ? html`<td>${r.kind}</td><td><time datetime="${r.created}">${ago(r.created, now)}</time></td><td>${r.expires === undefined ? "" : html`<time datetime="${r.expires}">${ago(r.expires, now)}</time>`}${r.expired ? html` <span class="badge failed">expired</span>` : ""}</td><td>${r.hosts}</td>`
+    : html`<td colspan="4" class="error">${r.problem}</td>`
+}
+<td>${r.counts?.applied ?? "—"}</td><td>${r.counts?.failed ?? "—"}</td><td>${r.counts?.pending ?? "—"}</td>
+</tr>`,
+  )}</tbody>
+</table>
+</div>
+</section>`;
+}
+
+/** One release's hosts: what it names for each, and each host's state for it and now. */
+export interface ReleaseHostLine {
+  readonly host: string;
+  readonly path: string;
+  /** The host's final state for this release, from its markers (null: none yet). */
+  readonly state: string | null;
+  readonly running: string | null;
+}
+
+export function releaseMain(
+  channel: string,
+  seq: number,
+  created: string,
+  lines: readonly ReleaseHostLine[],
+  now: Date,
+): Html {
+  return html`<h1>Release ${seq} of channel ${channel}</h1>
+<p>Created <time datetime="${created}">${ago(created, now)}</time>; it names ${lines.length} hosts.</p>
+<div class="scroll"><table>
+<caption class="sr-only">Hosts release ${seq} names</caption>
+<thead><tr><th scope="col">Host</th><th scope="col">For this release</th><th scope="col">System it names</th><th scope="col">Runs now</th></tr></thead>
+<tbody>${lines.map((l) => {
+    const named = shortSystem(l.path);
+    const runs = shortSystem(l.running);
+    return html`<tr><th scope="row"><a href="/hosts/${l.host}">${l.host}</a></th><td>${l.state ?? "pending"}</td><td title="${l.path}">${named?.name} <code>${named?.hash}</code></td><td${l.running === l.path ? "" : new Html(' class="differs"')}>${runs === null ? "unknown" : html`${runs.name} <code>${runs.hash}</code>`}</td></tr>`;
+  })}</tbody></table></div>`;
+}
+
+// ---------------------------------------------------------------- rollout
+
+export function rolloutMain(read: RolloutRead, now: Date): Html {
+  if (read.status === "none") {
+    return html`<h1>Rollout</h1><p>No rollout recorded yet: <code>nixship deploy</code> records each one as it runs.</p>`;
+  }
+  if (read.status === "unreadable") {
+    return html`<h1>Rollout</h1><p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
+  }
+  const r = read.record;
+  return html`<h1>Rollout ${r.id}</h1>
+<p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started <time datetime="${r.startedAt}">${ago(r.startedAt, now)}</time>, last written <time datetime="${r.updatedAt}">${ago(r.updatedAt, now)}</time>.</p>
+${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
+${r.waves.map((w) => waveSection(w))}`;
+}
+
+function rolloutClass(r: RolloutRecord): string {
+  return r.state === "succeeded" ? "in-step" : r.state === "running" ? "applying" : "failed";
+}
+
+function waveSection(w: RolloutWave): Html {
+  const counts = new Map<string, number>();
+  for (const h of w.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
+  const id = `wave-${w.index}`;
+  return html`<section class="wave" aria-labelledby="${id}">
+<h2 id="${id}">Wave ${w.index} (${w.kind})</h2>
+<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${s}</span> `)}</p>
+<div class="scroll"><table>
+<caption class="sr-only">Hosts of wave ${w.index}</caption>
+<thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Step</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
+<tbody>${w.hosts.map((h) => {
+    const sys = shortSystem(h.system);
+    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${h.state}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
+  })}</tbody></table></div>
+</section>`;
+}
+
+// ---------------------------------------------------------------- one host
+
+export interface HostDetail {
+  readonly row: StatusRow;
+  readonly tags: readonly string[];
+  readonly history: readonly HostRollout[];
+  /** The closure diff of its last change, or why there is none. */
+  readonly change: HostChange;
+}
+
+export function hostMain(detail: HostDetail, now: Date): Html {
+  const { row } = detail;
+  const state = hostState(row);
+  const running = runningOf(row);
+  const fields: [string, unknown][] = [
+    ["State", html`<span class="badge ${state}">${state}</span>`],
+    ["Mode", row.mode],
+    ["Tags", detail.tags.join(", ")],
+    ["Runs", running ?? "unknown"],
+    ["Generation", generationOf(row) ?? ""],
+  ];
+  if (row.source === "stored") {
+    fields.push(
+      ["Given", row.desired ?? ""],
+      ["Before that", row.previous ?? ""],
+      [
+        "Last result",
+        row.state === undefined ? "none" : `${row.state}${row.phase ? ` (${row.phase})` : ""}`,
+      ],
+      [
+        "When",
+        row.updatedAt
+          ? html`<time datetime="${row.updatedAt}">${ago(row.updatedAt, now)}</time>`
+          : "",
+      ],
+      ["Last seen", lastSeenCell(row, now)],
+    );
+    if (row.channel) fields.push(["Release", `${row.channel} ${row.seq}`]);
+    if (row.error) fields.push(["Error", html`<span class="error">${row.error}</span>`]);
+    if (row.unreadable) fields.push(["Record", html`<span class="error">${row.unreadable}</span>`]);
+  }
+  if (row.drift !== undefined) {
+    fields.push([
+      "Drift",
+      html`<span class="badge drifting">drifting</span> runs ${row.drift.running}, which nixship did not leave on it (it left: ${row.drift.expected.join(", ")})`,
+    ]);
+  }
+  const log = row.source === "stored" ? row.log : undefined;
+  const systems = [
+    ...new Set(
+      [running, ...detail.history.map((h) => h.entry.system)].filter(
+        (s): s is string => typeof s === "string",
+      ),
+    ),
+  ];
+  return html`<h1>Host ${row.host}</h1>
+<dl class="facts">${fields.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
+${log === undefined ? "" : html`<h2>Activation log</h2><pre class="log">${log.lines.join("\n")}</pre>`}
+<h2>Results</h2>
+${
+  detail.history.length === 0
+    ? html`<p>No recorded rollout names this host.</p>`
+    : html`<div class="scroll"><table><caption class="sr-only">Rollouts that named ${row.host}</caption>
+<thead><tr><th scope="col">Started</th><th scope="col">Rollout</th><th scope="col">Action</th><th scope="col">Wave</th><th scope="col">Result</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
+<tbody>${detail.history.map((h) => {
+        const sys = shortSystem(h.entry.system);
+        return html`<tr><td><time datetime="${h.startedAt}">${ago(h.startedAt, now)}</time></td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
+      })}</tbody></table></div>`
+}
+<h2>Systems it ran</h2>
+<ul class="systems">${systems.map((s) => html`<li><code>${s}</code></li>`)}</ul>
+<h2>Last change</h2>
+${
+  detail.change.status === "diff"
+    ? html`<p>From <code>${detail.change.from}</code> to <code>${detail.change.to}</code>:</p><pre class="diff">${formatClosureDiff(detail.change.diff)}</pre>`
+    : html`<p class="muted">${detail.change.why}</p>`
+}`;
+}
+
+/** A page for what does not exist. */
+export function notFoundMain(what: string): Html {
+  return html`<h1>Not found</h1><p>${what}</p><p><a href="/">All hosts</a></p>`;
+}

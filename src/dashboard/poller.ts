@@ -1,0 +1,199 @@
+// One poll loop for every viewer: the dashboard reads the store here, and only here, every
+// `interval` ms (the next poll starts when the last has ended, so polls never pile up), whatever
+// the number of pages and event streams open. Each poll lists the status records (reading only
+// those that changed), the channels' releases and the newest rollout; a viewer gets the snapshot
+// the last poll made. A poll that fails keeps the last snapshot and says why.
+import { AgentSignalsReader } from "../channel/standing-store.js";
+import type { Fleet } from "../fleet/fleet.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { countReads, type ReadCounts } from "../store/wrap-store.js";
+import { ReleaseBoard } from "../views/release-board.js";
+import { RolloutWatch } from "../views/rollout-watch.js";
+import { StatusReader } from "../views/status-reader.js";
+import { readStatusView } from "../views/status-view.js";
+import type { Snapshot } from "./snapshot.js";
+
+/** Default ms between the end of a poll and the start of the next. */
+export const POLL_INTERVAL = 1000;
+/** A poll that takes longer than this fails (the store hangs); the next one tries again. */
+export const POLL_DEADLINE = 60_000;
+
+/** What one poll cost, and when it ended. */
+export interface PollReport {
+  readonly seconds: number;
+  readonly requests: Readonly<ReadCounts>;
+  readonly changed: boolean;
+  /** Why it failed (the snapshot is the last good one). */
+  readonly error?: string;
+}
+
+export interface PollerOptions {
+  readonly interval?: number;
+  readonly deadline?: number;
+}
+
+export class FleetPoller {
+  readonly fleet: Fleet;
+  readonly store: ObjectStore;
+  readonly watch: RolloutWatch;
+  readonly #counts: ReadCounts;
+  readonly #reader: StatusReader;
+  readonly #signals: AgentSignalsReader;
+  readonly #board: ReleaseBoard;
+  readonly #interval: number;
+  readonly #deadline: number;
+  readonly #listeners = new Set<(snapshot: Snapshot) => void>();
+  #snapshot: Snapshot | undefined;
+  #fingerprint = "";
+  #last: PollReport | undefined;
+  #polls = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #running: Promise<void> | undefined;
+
+  constructor(fleet: Fleet, store: ObjectStore, options: PollerOptions = {}) {
+    this.fleet = fleet;
+    const counted = countReads(store);
+    this.store = counted.store;
+    this.#counts = counted.counts;
+    this.#reader = new StatusReader(this.store, { hosts: fleet.hosts.map((h) => h.name) });
+    this.#signals = new AgentSignalsReader(this.store, fleet);
+    this.#board = new ReleaseBoard(this.store);
+    this.watch = new RolloutWatch(this.store);
+    this.#interval = options.interval ?? POLL_INTERVAL;
+    this.#deadline = options.deadline ?? POLL_DEADLINE;
+  }
+
+  /** The last good snapshot (undefined before the first poll succeeded). */
+  get snapshot(): Snapshot | undefined {
+    return this.#snapshot;
+  }
+
+  get lastPoll(): PollReport | undefined {
+    return this.#last;
+  }
+
+  get polls(): number {
+    return this.#polls;
+  }
+
+  /** Requests sent to the store since the poller started (polls and pages' own reads). */
+  get requests(): Readonly<ReadCounts> {
+    return this.#counts;
+  }
+
+  /** Called with each new snapshot; returns the unsubscribe. */
+  subscribe(listener: (snapshot: Snapshot) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Polls once now, then every interval until stop(). */
+  async start(): Promise<PollReport> {
+    const first = await this.pollOnce();
+    this.#schedule();
+    return first;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  /** One poll: the store read once, the snapshot replaced when something changed. */
+  async pollOnce(): Promise<PollReport> {
+    const before = { ...this.#counts };
+    const started = performance.now();
+    let report: PollReport;
+    try {
+      const snapshot = await withDeadline(this.#read(), this.#deadline);
+      const fingerprint = JSON.stringify([
+        snapshot.rows,
+        snapshot.channels,
+        snapshot.rollout,
+        snapshot.warnings,
+      ]);
+      const changed = fingerprint !== this.#fingerprint;
+      if (changed) {
+        this.#fingerprint = fingerprint;
+        this.#snapshot = { ...snapshot, version: (this.#snapshot?.version ?? 0) + 1 };
+      } else if (this.#snapshot !== undefined) {
+        this.#snapshot = { ...this.#snapshot, at: snapshot.at };
+      }
+      report = { seconds: seconds(started), requests: delta(before, this.#counts), changed };
+      if (changed) for (const l of this.#listeners) l(this.#snapshot as Snapshot);
+    } catch (err) {
+      // A store that fails or hangs, or a record nobody expected: the page says so and the
+      // next poll tries again.
+      report = {
+        seconds: seconds(started),
+        requests: delta(before, this.#counts),
+        changed: false,
+        error: err instanceof Error ? err.message : String(err),
+      };
+    }
+    this.#polls++;
+    this.#last = report;
+    return report;
+  }
+
+  async #read(): Promise<Omit<Snapshot, "version">> {
+    const [view, channels, rollout] = await Promise.all([
+      readStatusView(this.fleet, this.fleet.hosts, {
+        stored: true,
+        reader: this.#reader,
+        signals: this.#signals,
+      }),
+      this.#board.poll(),
+      this.watch.poll(),
+    ]);
+    return {
+      at: new Date().toISOString(),
+      rows: view.rows,
+      tags: new Map(this.fleet.hosts.map((h) => [h.name, h.tags])),
+      channels,
+      rollout,
+      warnings: view.warnings,
+    };
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.pollOnce().then(
+        () => this.#schedule(),
+        () => this.#schedule(),
+      );
+    }, this.#interval);
+  }
+}
+
+class PollTimeout extends Error {}
+
+async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new PollTimeout(`the store did not answer within ${ms / 1000} s`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function seconds(started: number): number {
+  return (performance.now() - started) / 1000;
+}
+
+function delta(before: ReadCounts, after: ReadCounts): ReadCounts {
+  return {
+    list: after.list - before.list,
+    get: after.get - before.get,
+    head: after.head - before.head,
+  };
+}

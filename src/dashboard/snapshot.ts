@@ -1,0 +1,140 @@
+// What the dashboard shows, as data: one snapshot of the fleet per poll (the status rows the CLI
+// shows, the releases of every channel, the newest rollout), and the pure questions pages and
+// metrics ask of it: each host's state in one word, filters, counts. No I/O here.
+import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
+import type { RolloutHostState } from "../status/rollout.js";
+import type { BoardChannel } from "../views/release-board.js";
+import type { RolloutRead } from "../views/rollout-watch.js";
+import type { StatusRow } from "../views/status-rows.js";
+
+export interface Snapshot {
+  /** Bumped each time what the snapshot holds changes. */
+  readonly version: number;
+  /** When the poll that made it ended. */
+  readonly at: string;
+  /** The status rows, as `status --stored --json` gives them, in fleet order. */
+  readonly rows: readonly StatusRow[];
+  /** Each host's tags (from the fleet file). */
+  readonly tags: ReadonlyMap<string, readonly string[]>;
+  readonly channels: readonly BoardChannel[];
+  readonly rollout: RolloutRead;
+  readonly warnings: readonly string[];
+}
+
+/** A host's state in one word, as the table, its filter and the metrics name it. */
+export const HOST_STATES = [
+  "in-step",
+  "drifting",
+  "failed",
+  "rejected",
+  "applying",
+  "offline",
+  "behind",
+  "unreported",
+  "unreachable",
+  "unreadable",
+] as const;
+export type HostState = (typeof HOST_STATES)[number];
+
+export function hostState(row: StatusRow): HostState {
+  if (row.drift !== undefined) return "drifting";
+  if (row.source === "live") {
+    if (!row.reachable) return "unreachable";
+    return row.failed === undefined ? "in-step" : "failed";
+  }
+  if (row.unreadable !== undefined) return "unreadable";
+  if (!row.reported) return "unreported";
+  if (row.state === "failed") return "failed";
+  if (row.state === "rejected") return "rejected";
+  if (row.liveness === "offline") return "offline";
+  if (row.behind === true) return "behind";
+  if (row.state === "applying") return "applying";
+  return row.inStep ? "in-step" : "behind";
+}
+
+/** `/nix/store/HASH-NAME` as its name and the first 8 characters of its hash. */
+export function shortSystem(
+  path: string | null | undefined,
+): { name: string; hash: string } | null {
+  if (path === null || path === undefined) return null;
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const dash = base.indexOf("-");
+  if (dash < 0) return { name: base, hash: "" };
+  return { name: base.slice(dash + 1), hash: base.slice(0, 8) };
+}
+
+/** What a row says the host runs: its live answer or its record's `current`. */
+export function runningOf(row: StatusRow): string | null {
+  if (row.source === "live") return row.reachable ? (row.current ?? null) : null;
+  return row.current ?? null;
+}
+
+/** When the host was last heard of: its record's time or its agent's newest heartbeat. */
+export function lastSeen(row: StatusRow): string | null {
+  if (row.source === "live") return null;
+  const times = [row.updatedAt, row.heartbeatAt].filter((t): t is string => typeof t === "string");
+  return times.sort().at(-1) ?? null;
+}
+
+export interface HostFilter {
+  readonly tag?: string | undefined;
+  readonly state?: string | undefined;
+  /** Part of the name, any case. */
+  readonly query?: string | undefined;
+}
+
+export function filterRows(
+  snapshot: Pick<Snapshot, "rows" | "tags">,
+  filter: HostFilter,
+): StatusRow[] {
+  const query = filter.query?.trim().toLowerCase() ?? "";
+  return snapshot.rows.filter(
+    (row) =>
+      (filter.tag === undefined ||
+        filter.tag === "" ||
+        (snapshot.tags.get(row.host) ?? []).includes(filter.tag)) &&
+      (filter.state === undefined || filter.state === "" || hostState(row) === filter.state) &&
+      (query === "" || row.host.toLowerCase().includes(query)),
+  );
+}
+
+/** Every tag of the fleet's hosts, sorted. */
+export function allTags(hosts: readonly FleetHost[]): string[] {
+  return [...new Set(hosts.flatMap((h) => h.tags))].sort();
+}
+
+/** Hosts by state and mode: what the hosts page sums up and `/metrics` exports. */
+export function countByStateAndMode(
+  rows: readonly StatusRow[],
+): Map<HostState, Map<DeliveryMode, number>> {
+  const counts = new Map<HostState, Map<DeliveryMode, number>>();
+  for (const row of rows) {
+    const state = hostState(row);
+    const byMode = counts.get(state) ?? new Map<DeliveryMode, number>();
+    byMode.set(row.mode, (byMode.get(row.mode) ?? 0) + 1);
+    counts.set(state, byMode);
+  }
+  return counts;
+}
+
+/** Whether the host's record says a reboot would load a new kernel, initrd or modules. */
+export function rebootDue(row: StatusRow): boolean {
+  if (row.source === "live") return row.reachable && row.reboot?.due === true;
+  return row.reboot?.due === true;
+}
+
+/** Hosts of the rollout by state, over all its waves. */
+export function rolloutCounts(read: RolloutRead): Map<RolloutHostState, number> {
+  const counts = new Map<RolloutHostState, number>();
+  if (read.status !== "found") return counts;
+  for (const wave of read.record.waves) {
+    for (const h of wave.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** The system profile's generation the row gives (null: unknown). */
+export function generationOf(row: StatusRow): number | null {
+  if (row.source === "live") return row.reachable ? (row.generation ?? null) : null;
+  return row.generation ?? null;
+}

@@ -1,0 +1,210 @@
+// Keeps a deploy's rollout record (status/rollout.ts) in the fleet's cache store while the deploy
+// runs: it follows the deploy's events, and writes the record at most every WRITE_EVERY ms, at
+// once when a wave starts or ends, and a last time when the deploy ends. Writes go one at a time
+// and never hold the deploy up; a failed write is told once (onWarning) and the next change
+// tries again. The same recorder serves every delivery mode.
+import { randomBytes } from "node:crypto";
+import type { Action } from "../fleet/action.js";
+import type { DeliveryMode } from "../fleet/fleet.js";
+import type { HostPhase } from "../fleet/phase.js";
+import type {
+  RolloutHost,
+  RolloutHostState,
+  RolloutRecord,
+  RolloutState,
+  RolloutWave,
+} from "../status/rollout.js";
+import { writeRollout } from "../status/rollout-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import type { DeployEvent, HostResult } from "./events.js";
+
+/** Least time between two writes of the record while hosts change. */
+const WRITE_EVERY = 1000;
+/** How long the last write may take when the deploy ends. */
+const FINAL_WRITE_DEADLINE = 10_000;
+
+export interface RolloutRecorderOptions {
+  readonly mode: DeliveryMode;
+  readonly action: Action;
+  /** Told once when a write fails (the deploy goes on). */
+  readonly onWarning?: (message: string) => void;
+  readonly now?: () => Date;
+}
+
+export class RolloutRecorder {
+  readonly #store: ObjectStore;
+  readonly #options: RolloutRecorderOptions;
+  readonly #id = randomBytes(6).toString("hex");
+  readonly #startedAt: Date;
+  readonly #systems = new Map<string, string>();
+  readonly #waves: { index: number; kind: "canary" | "main"; hosts: Map<string, RolloutHost> }[] =
+    [];
+  #state: RolloutState = "running";
+  #stopped: string | null = null;
+  #dirty = false;
+  #writing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #warned = false;
+
+  constructor(store: ObjectStore, options: RolloutRecorderOptions) {
+    this.#store = store;
+    this.#options = options;
+    this.#startedAt = this.#now();
+  }
+
+  /** Follows one deploy event. */
+  onEvent(event: DeployEvent): void {
+    switch (event.type) {
+      case "plan":
+        for (const h of event.plan.hosts) {
+          if (h.desired !== undefined) this.#systems.set(h.host, h.desired);
+        }
+        return;
+      case "wave-start": {
+        const hosts = new Map(
+          event.hosts.map((host): [string, RolloutHost] => [
+            host,
+            {
+              host,
+              state: "pending",
+              phase: null,
+              system: this.#systems.get(host) ?? null,
+              message: null,
+            },
+          ]),
+        );
+        this.#waves.push({ index: event.wave, kind: event.kind, hosts });
+        this.#changed(true);
+        return;
+      }
+      case "host-phase":
+        this.#update(event.host, (h) => ({
+          ...h,
+          state: stateOfPhase(event.phase),
+          phase: event.phase,
+        }));
+        return;
+      case "host-done":
+        this.#update(event.result.host, (h) => ({ ...h, ...finalOf(event.result) }), true);
+        return;
+      case "stopped":
+        this.#stopped = event.reason;
+        this.#changed(true);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The deploy ended: the last write, within a deadline. */
+  async finish(state: Exclude<RolloutState, "running">): Promise<void> {
+    if (this.#waves.length === 0) return;
+    this.#state = state;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#dirty = true;
+    const done = (async () => {
+      await this.#writing;
+      await this.#write();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#warn(`the rollout record was not written within ${FINAL_WRITE_DEADLINE / 1000} s`);
+        resolve();
+      }, FINAL_WRITE_DEADLINE);
+    });
+    await Promise.race([done, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  /** The record as it stands. */
+  record(): RolloutRecord {
+    return {
+      version: 1,
+      id: this.#id,
+      mode: this.#options.mode,
+      action: this.#options.action,
+      state: this.#state,
+      stopped: this.#stopped,
+      waves: this.#waves.map(
+        (w): RolloutWave => ({ index: w.index, kind: w.kind, hosts: [...w.hosts.values()] }),
+      ),
+      startedAt: this.#startedAt.toISOString(),
+      updatedAt: this.#now().toISOString(),
+    };
+  }
+
+  #update(host: string, change: (h: RolloutHost) => RolloutHost, now = false): void {
+    for (let i = this.#waves.length - 1; i >= 0; i--) {
+      const wave = this.#waves[i];
+      const known = wave?.hosts.get(host);
+      if (wave !== undefined && known !== undefined) {
+        wave.hosts.set(host, change(known));
+        this.#changed(now);
+        return;
+      }
+    }
+  }
+
+  #changed(now: boolean): void {
+    this.#dirty = true;
+    if (this.#state !== "running") return;
+    if (now) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      void this.#flush();
+    } else {
+      this.#timer ??= setTimeout(() => {
+        this.#timer = undefined;
+        void this.#flush();
+      }, WRITE_EVERY);
+      this.#timer.unref();
+    }
+  }
+
+  /** Writes the record unless a write is in flight (which writes again when it ends). */
+  async #flush(): Promise<void> {
+    if (this.#writing !== undefined) return;
+    this.#writing = (async () => {
+      while (this.#dirty && this.#state === "running") await this.#write();
+    })().finally(() => {
+      this.#writing = undefined;
+    });
+    await this.#writing;
+  }
+
+  async #write(): Promise<void> {
+    this.#dirty = false;
+    try {
+      await writeRollout(this.#store, this.record());
+    } catch (err) {
+      this.#warn(`the rollout record could not be written: ${(err as Error).message}`);
+    }
+  }
+
+  #warn(message: string): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    this.#options.onWarning?.(message);
+  }
+
+  #now(): Date {
+    return this.#options.now?.() ?? new Date();
+  }
+}
+
+function stateOfPhase(phase: HostPhase): RolloutHostState {
+  return phase === "health" || phase === "confirm" ? "health" : "activating";
+}
+
+function finalOf(result: HostResult): Pick<RolloutHost, "state" | "phase" | "message"> {
+  const o = result.outcome;
+  switch (o.status) {
+    case "activated":
+      return { state: "confirmed", phase: null, message: null };
+    case "failed":
+      return { state: o.rolledBack ? "rolled-back" : "failed", phase: o.phase, message: o.message };
+    case "skipped":
+      return { state: "skipped", phase: null, message: o.message ?? o.reason };
+  }
+}

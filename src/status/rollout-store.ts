@@ -1,0 +1,40 @@
+// Rollout records in an ObjectStore (layout in rollout.ts): the deployer writes its own, and the
+// dashboard finds the newest with a LIST of one key and reads it only when its etag moved.
+import { InputError } from "../errors.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
+import {
+  formatRolloutRecord,
+  isRolloutKey,
+  parseRolloutRecord,
+  ROLLOUT_PREFIX,
+  ROLLOUT_RECORD_LIMIT,
+  type RolloutRecord,
+  rolloutKey,
+} from "./rollout.js";
+
+export async function writeRollout(store: ObjectStore, record: RolloutRecord): Promise<void> {
+  await store.put(rolloutKey(new Date(record.startedAt), record.id), formatRolloutRecord(record), {
+    contentType: "application/json",
+  });
+}
+
+/** The newest `count` rollout records' keys and etags, newest first (one LIST call). */
+export async function listNewestRollouts(store: ObjectStore, count: number): Promise<ObjectInfo[]> {
+  const page = await store.list(ROLLOUT_PREFIX, { limit: count });
+  return page.objects.filter((o) => isRolloutKey(o.key)).slice(0, count);
+}
+
+/** A rollout record, or undefined when it is gone; a malformed one is an InputError. */
+export async function readRollout(
+  store: ObjectStore,
+  key: string,
+): Promise<RolloutRecord | undefined> {
+  const bytes = await readAll(store, key, ROLLOUT_RECORD_LIMIT).catch((err: unknown) => {
+    if (err instanceof InputError) {
+      throw new InputError("rollout-malformed", `${store.url} ${key}: ${err.message}`);
+    }
+    throw err;
+  });
+  return bytes === undefined ? undefined : parseRolloutRecord(bytes, `${store.url} ${key}`);
+}

@@ -1,0 +1,192 @@
+// The rollout record: what a deploy is doing, wave by wave, as one object the deployer rewrites
+// while it runs, so that a reader (the dashboard) follows any rollout, in any delivery mode,
+// with one LIST and one GET per change. Pure: the key layout, the shape and its strict parsing.
+//
+//   status/rollouts/<inverted time>-<id>.json
+//
+// The inverted time (9999999999999 minus the start's milliseconds, 13 digits) makes the newest
+// rollout the first key a LIST returns, so finding it costs one LIST of one key whatever the
+// number of rollouts kept.
+import { InputError } from "../errors.js";
+import { ACTIONS, type Action } from "../fleet/action.js";
+import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
+import { type HostPhase, isHostPhase } from "../fleet/phase.js";
+import { isStorePath } from "../nix/store-path.js";
+import { withoutControls } from "../util/text.js";
+
+export const ROLLOUT_PREFIX = "status/rollouts/";
+
+/** Where one host of a rollout is. */
+export const ROLLOUT_HOST_STATES = [
+  "pending",
+  "activating",
+  "health",
+  "confirmed",
+  "rolled-back",
+  "failed",
+  "skipped",
+] as const;
+export type RolloutHostState = (typeof ROLLOUT_HOST_STATES)[number];
+
+export const ROLLOUT_STATES = ["running", "succeeded", "failed", "interrupted"] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+export interface RolloutHost {
+  readonly host: string;
+  readonly state: RolloutHostState;
+  /** The step it is at, or failed in (null: not started, or finished). */
+  readonly phase: HostPhase | null;
+  /** The system it is given. */
+  readonly system: string | null;
+  /** Why it failed or was skipped (null otherwise). */
+  readonly message: string | null;
+}
+
+export interface RolloutWave {
+  /** From 1. */
+  readonly index: number;
+  readonly kind: "canary" | "main";
+  readonly hosts: readonly RolloutHost[];
+}
+
+export interface RolloutRecord {
+  readonly version: 1;
+  readonly id: string;
+  readonly mode: DeliveryMode;
+  readonly action: Action;
+  readonly state: RolloutState;
+  /** Why the rollout stopped starting waves (null: it did not). */
+  readonly stopped: string | null;
+  readonly waves: readonly RolloutWave[];
+  readonly startedAt: string;
+  readonly updatedAt: string;
+}
+
+/** The largest rollout record read: about 150 bytes a host, for tens of thousands of hosts. */
+export const ROLLOUT_RECORD_LIMIT = 8 * 1024 * 1024;
+/** The longest message a host's entry keeps. */
+const MAX_MESSAGE = 2000;
+const INVERTED_BASE = 9_999_999_999_999;
+
+export function rolloutKey(startedAt: Date, id: string): string {
+  const inverted = String(INVERTED_BASE - startedAt.getTime()).padStart(13, "0");
+  return `${ROLLOUT_PREFIX}${inverted}-${id}.json`;
+}
+
+/** Whether a listed key is a rollout record's. */
+export function isRolloutKey(key: string): boolean {
+  return /^status\/rollouts\/[0-9]{13}-[0-9a-f]{8,32}\.json$/.test(key);
+}
+
+export function formatRolloutRecord(record: RolloutRecord): Uint8Array {
+  return Buffer.from(`${JSON.stringify(record)}\n`);
+}
+
+/** Parses a rollout record strictly; `source` names it in errors. Texts lose control characters. */
+export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch (err) {
+    throw malformed(source, `not JSON (${(err as Error).message})`);
+  }
+  const r = object(value, source, "the record");
+  if (r.version !== 1) throw malformed(source, "unsupported version");
+  const id = r.id;
+  if (typeof id !== "string" || !/^[0-9a-f]{8,32}$/.test(id)) throw malformed(source, `bad "id"`);
+  const mode = oneOf(r.mode, DELIVERY_MODES, source, "mode");
+  const action = oneOf(r.action, ACTIONS, source, "action");
+  const state = oneOf(r.state, ROLLOUT_STATES, source, "state");
+  if (!(r.stopped === null || typeof r.stopped === "string")) {
+    throw malformed(source, `"stopped" must be a string or null`);
+  }
+  const startedAt = date(r.startedAt, source, "startedAt");
+  const updatedAt = date(r.updatedAt, source, "updatedAt");
+  if (!Array.isArray(r.waves)) throw malformed(source, `"waves" must be a list`);
+  const waves = r.waves.map((w: unknown, i: number): RolloutWave => {
+    const where = `waves[${i}]`;
+    const wave = object(w, source, where);
+    if (!Number.isSafeInteger(wave.index) || (wave.index as number) < 1) {
+      throw malformed(source, `${where}.index must be a whole number from 1`);
+    }
+    const kind = oneOf(wave.kind, ["canary", "main"] as const, source, `${where}.kind`);
+    if (!Array.isArray(wave.hosts)) throw malformed(source, `${where}.hosts must be a list`);
+    return {
+      index: wave.index as number,
+      kind,
+      hosts: wave.hosts.map((h: unknown, j: number) =>
+        rolloutHost(h, source, `${where}.hosts[${j}]`),
+      ),
+    };
+  });
+  return {
+    version: 1,
+    id,
+    mode,
+    action,
+    state,
+    stopped: typeof r.stopped === "string" ? clip(r.stopped) : null,
+    waves,
+    startedAt,
+    updatedAt,
+  };
+}
+
+function rolloutHost(value: unknown, source: string, where: string): RolloutHost {
+  const h = object(value, source, where);
+  if (typeof h.host !== "string" || !NAME_PATTERN.test(h.host)) {
+    throw malformed(source, `${where}.host is not a host name`);
+  }
+  const state = oneOf(h.state, ROLLOUT_HOST_STATES, source, `${where}.state`);
+  if (!(h.phase === null || (typeof h.phase === "string" && isHostPhase(h.phase)))) {
+    throw malformed(source, `${where}.phase is not a step`);
+  }
+  if (!(h.system === null || (typeof h.system === "string" && isStorePath(h.system)))) {
+    throw malformed(source, `${where}.system is not a store path`);
+  }
+  if (!(h.message === null || typeof h.message === "string")) {
+    throw malformed(source, `${where}.message must be a string or null`);
+  }
+  return {
+    host: h.host,
+    state,
+    phase: h.phase as HostPhase | null,
+    system: h.system as string | null,
+    message: typeof h.message === "string" ? clip(h.message) : null,
+  };
+}
+
+function object(value: unknown, source: string, where: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw malformed(source, `${where} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function oneOf<T extends string>(
+  value: unknown,
+  allowed: readonly T[],
+  source: string,
+  key: string,
+): T {
+  if (!(allowed as readonly unknown[]).includes(value)) {
+    throw malformed(source, `"${key}" must be one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+function date(value: unknown, source: string, key: string): string {
+  if (typeof value !== "string" || value.length > 40 || Number.isNaN(Date.parse(value))) {
+    throw malformed(source, `"${key}" is not a date`);
+  }
+  return value;
+}
+
+function clip(text: string): string {
+  const clean = withoutControls(text);
+  return clean.length > MAX_MESSAGE ? `${clean.slice(0, MAX_MESSAGE)}…` : clean;
+}
+
+function malformed(source: string, what: string): InputError {
+  return new InputError("rollout-malformed", `${source}: ${what}`);
+}

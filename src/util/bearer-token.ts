@@ -1,0 +1,22 @@
+// HTTP token auth for nixship's servers (`cache serve`, `dashboard`): the token comes as
+// `Authorization: Bearer TOKEN`, or as the password of Basic auth (what Nix's netrc sends), and is
+// compared in constant time.
+import { timingSafeEqual } from "node:crypto";
+
+/** Whether an Authorization header carries `token`. */
+export function carriesToken(authorization: string | undefined, token: string): boolean {
+  const header = authorization ?? "";
+  let offered = "";
+  if (header.startsWith("Bearer ")) offered = header.slice(7);
+  else if (header.startsWith("Basic ")) {
+    const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
+    offered = decoded.slice(decoded.indexOf(":") + 1);
+  }
+  const a = Buffer.from(offered);
+  const b = Buffer.from(token);
+  // Lengths differ: compare the token with itself, so the time taken does not say how long it is.
+  return timingSafeEqual(a.length === b.length ? a : b, b) && a.length === b.length;
+}
+
+/** The header a 401 sends: which schemes the server takes. */
+export const TOKEN_CHALLENGE = 'Bearer realm="nixship", Basic realm="nixship"';

@@ -1,0 +1,168 @@
+// The releases of every channel, kept up to date poll by poll for a long-running reader (the
+// dashboard): a poll LISTs `channels/`, `releases/` and the markers of each channel's newest
+// releases, and GETs only what it has not read: a release file once (they are never replaced),
+// a channel file when its etag moved. A poll where nothing changed costs LIST calls only.
+import { parseRelease, releaseDigest } from "../release/release.js";
+import {
+  channelKey,
+  listReleaseSeqs,
+  type ReleaseEntry,
+  readRelease,
+  releaseEntryOf,
+  releaseKey,
+} from "../release/release-store.js";
+import { isFinalState } from "../status/status.js";
+import { readProgress } from "../status/status-store.js";
+import { listAll, readBody } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+
+/** Releases of a channel a board shows (the newest). */
+export const BOARD_RELEASES = 20;
+/** Of those, the newest whose hosts' markers are counted at every poll. */
+export const COUNTED_RELEASES = 3;
+const READS = 8;
+
+/** One release as the board shows it: `release list`'s entry, its expiry and its hosts' states. */
+export type BoardRelease = ReleaseEntry & {
+  /** When it expires (undefined: a malformed file). */
+  readonly expires?: string;
+  readonly expired?: boolean;
+  /** Hosts that reached each final state for it, from its markers; null: not counted. */
+  readonly counts: {
+    readonly applied: number;
+    readonly failed: number;
+    readonly pending: number;
+  } | null;
+};
+
+export interface BoardChannel {
+  readonly channel: string;
+  /** The seq the channel file names (null: no channel file, or one that does not parse). */
+  readonly currentSeq: number | null;
+  /** When the current release expires. */
+  readonly expires: string | null;
+  /** Newest first, at most BOARD_RELEASES. */
+  readonly releases: readonly BoardRelease[];
+  /** Release files the channel has in all. */
+  readonly total: number;
+}
+
+/** What the board keeps of a release file (not its bytes: a release can name 100,000 hosts). */
+interface KnownRelease {
+  /** As `release list` shows it, its `current` to be set from the channel's digest. */
+  readonly entry: ReleaseEntry;
+  readonly expires: string | undefined;
+  readonly names: number;
+}
+
+export class ReleaseBoard {
+  readonly #store: ObjectStore;
+  /** By release key: files never change once written. */
+  #releases = new Map<string, KnownRelease>();
+  /** By channel: the channel file's etag and digest. */
+  #channels = new Map<string, { readonly etag: string; readonly digest: string | undefined }>();
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  async poll(): Promise<BoardChannel[]> {
+    const [seqs, channelFiles] = await Promise.all([
+      listReleaseSeqs(this.#store),
+      this.#listChannelFiles(),
+    ]);
+    const names = [...new Set([...seqs.keys(), ...channelFiles.keys()])].sort();
+    const channels = await mapLimit(names, READS, async (channel) => {
+      const digest = await this.#channelDigest(channel, channelFiles.get(channel));
+      const shown = [...(seqs.get(channel) ?? [])].sort((a, b) => b - a).slice(0, BOARD_RELEASES);
+      const releases = await mapLimit(shown, READS, (seq, i) =>
+        this.#release(channel, seq, digest, i < COUNTED_RELEASES),
+      );
+      const present = releases.filter((r) => r !== undefined);
+      const current = present.find((r) => r.current);
+      return {
+        channel,
+        currentSeq: current?.seq ?? null,
+        expires: current?.expires ?? null,
+        releases: present,
+        total: seqs.get(channel)?.length ?? 0,
+      };
+    });
+    // What a poll no longer lists is forgotten, so memory follows the store.
+    const keep = new Set(
+      channels.flatMap((c) => c.releases.map((r) => releaseKey(c.channel, r.seq))),
+    );
+    for (const key of this.#releases.keys()) if (!keep.has(key)) this.#releases.delete(key);
+    for (const c of this.#channels.keys()) if (!names.includes(c)) this.#channels.delete(c);
+    return channels;
+  }
+
+  /** Each channel file's etag, from LIST pages of `channels/`. */
+  async #listChannelFiles(): Promise<Map<string, string>> {
+    const files = new Map<string, string>();
+    for await (const info of listAll(this.#store, "channels/")) {
+      const name = /^channels\/([^/]+)\.json$/.exec(info.key)?.[1];
+      if (name !== undefined) files.set(name, info.etag);
+    }
+    return files;
+  }
+
+  async #channelDigest(channel: string, etag: string | undefined): Promise<string | undefined> {
+    if (etag === undefined) {
+      this.#channels.delete(channel);
+      return undefined;
+    }
+    const known = this.#channels.get(channel);
+    if (known?.etag === etag) return known.digest;
+    const got = await this.#store.get(channelKey(channel));
+    if (got === undefined) return undefined;
+    const bytes = await readBody(got.body, channelKey(channel));
+    const digest = releaseDigest(new Uint8Array(bytes));
+    this.#channels.set(channel, { etag: got.info.etag, digest });
+    return digest;
+  }
+
+  async #release(
+    channel: string,
+    seq: number,
+    currentDigest: string | undefined,
+    counted: boolean,
+  ): Promise<BoardRelease | undefined> {
+    const key = releaseKey(channel, seq);
+    let known = this.#releases.get(key);
+    if (known === undefined) {
+      const read = await readRelease(this.#store, channel, seq);
+      if (read.status === "absent") return undefined;
+      known = summarise(read.bytes, seq, key);
+      this.#releases.set(key, known);
+    }
+    const entry = { ...known.entry, current: known.entry.digest === currentDigest };
+    const expires = known.expires;
+    const counts = counted ? await this.#counts(channel, seq, known.names) : null;
+    return {
+      ...entry,
+      ...(expires === undefined ? {} : { expires, expired: Date.now() >= Date.parse(expires) }),
+      counts,
+    };
+  }
+
+  async #counts(channel: string, seq: number, names: number): Promise<BoardRelease["counts"]> {
+    const { hosts } = await readProgress(this.#store, channel, seq);
+    let applied = 0;
+    let failed = 0;
+    for (const entry of hosts.values()) {
+      if (!isFinalState(entry.state)) continue;
+      if (entry.state === "success") applied++;
+      else failed++;
+    }
+    return { applied, failed, pending: Math.max(0, names - applied - failed) };
+  }
+}
+
+function summarise(bytes: Uint8Array, seq: number, source: string): KnownRelease {
+  const entry = releaseEntryOf(bytes, seq, source, undefined);
+  if (entry.status !== "ok") return { entry, expires: undefined, names: 0 };
+  const { release } = parseRelease(bytes, source);
+  return { entry, expires: release.expires, names: entry.hosts };
+}

@@ -1,0 +1,97 @@
+// The newest rollout record (status/rollout.ts), kept up to date poll by poll: one LIST of one
+// key finds it, and it is read only when its key or etag moved. Also the recent rollouts a host
+// took part in (a host page's history), read on demand and kept while their etags hold.
+import { InputError } from "../errors.js";
+import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
+import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+
+/** Rollouts a host page looks back over. */
+export const HISTORY_ROLLOUTS = 20;
+const READS = 4;
+
+export type RolloutRead =
+  | { readonly status: "none" }
+  | { readonly status: "found"; readonly key: string; readonly record: RolloutRecord }
+  | { readonly status: "unreadable"; readonly key: string; readonly problem: string };
+
+/** One rollout a host took part in: its wave and its outcome there. */
+export interface HostRollout {
+  readonly id: string;
+  readonly mode: RolloutRecord["mode"];
+  readonly action: RolloutRecord["action"];
+  readonly startedAt: string;
+  readonly updatedAt: string;
+  readonly wave: number;
+  readonly entry: RolloutHost;
+}
+
+interface Known {
+  readonly etag: string;
+  readonly read: RolloutRead;
+}
+
+export class RolloutWatch {
+  readonly #store: ObjectStore;
+  #latest: { readonly key: string; readonly known: Known } | undefined;
+  #recent = new Map<string, Known>();
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  /** The newest rollout. */
+  async poll(): Promise<RolloutRead> {
+    const [newest] = await listNewestRollouts(this.#store, 1);
+    if (newest === undefined) {
+      this.#latest = undefined;
+      return { status: "none" };
+    }
+    const kept = this.#latest;
+    if (kept !== undefined && kept.key === newest.key && kept.known.etag === newest.etag) {
+      return kept.known.read;
+    }
+    const read = await this.#read(newest.key);
+    this.#latest = { key: newest.key, known: { etag: newest.etag, read } };
+    return read;
+  }
+
+  /** The recent rollouts that name `host`, newest first. */
+  async hostHistory(host: string): Promise<HostRollout[]> {
+    const listed = await listNewestRollouts(this.#store, HISTORY_ROLLOUTS);
+    const next = new Map<string, Known>();
+    const reads = await mapLimit(listed, READS, async (info) => {
+      const kept = this.#recent.get(info.key);
+      const known =
+        kept !== undefined && kept.etag === info.etag
+          ? kept
+          : { etag: info.etag, read: await this.#read(info.key) };
+      next.set(info.key, known);
+      return known.read;
+    });
+    this.#recent = next;
+    return reads.flatMap((read) => {
+      if (read.status !== "found") return [];
+      const { record } = read;
+      for (const wave of record.waves) {
+        const entry = wave.hosts.find((h) => h.host === host);
+        if (entry !== undefined) {
+          const { id, mode, action, startedAt, updatedAt } = record;
+          return [{ id, mode, action, startedAt, updatedAt, wave: wave.index, entry }];
+        }
+      }
+      return [];
+    });
+  }
+
+  async #read(key: string): Promise<RolloutRead> {
+    try {
+      const record = await readRollout(this.#store, key);
+      return record === undefined ? { status: "none" } : { status: "found", key, record };
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return { status: "unreadable", key, problem: err.message };
+    }
+  }
+}
