@@ -230,6 +230,8 @@ const WRITER: readonly Expectation[] = [
     "releases/prod/8.json",
     "channels/prod.json",
     "status/hosts/web1.json",
+    // A deploy's rollout record, what the dashboard shows of it as it runs.
+    "status/rollouts/9999998234567-0123456789ab.json",
   ]),
   ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", ...STATUS_WEB1]),
   ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
@@ -260,10 +262,16 @@ const READER: readonly Expectation[] = [
     ...STATUS_WEB1,
     ...STATUS_OTHERS,
     "status/heartbeats/web1/online/30",
+    "status/rollouts/9999998234567-0123456789ab.json",
   ]),
+  // What the dashboard lists: channels, releases, records, rollouts, heartbeats, markers.
   ...allow("reader", "s3:ListBucket", [
     NARINFO,
+    "channels/",
     "channels/prod.json",
+    "releases/",
+    "status/hosts/",
+    "status/rollouts/",
     "releases/prod/",
     "status/releases/prod/7/",
     "status/heartbeats/web1/",

@@ -591,8 +591,10 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: 1, lastResult: "no-entry", applying: null });
     expect(await loadState(stateDir)).toMatchObject({ lastSeq: 1, lastResult: "no-entry" });
     expect(ofType("no-entry")).toEqual([{ type: "no-entry", seq: 1 }]);
-    // The GET, the GET of the next release file (no state yet), and the first heartbeat.
-    expect(calls.map((c) => c.op)).toEqual(["get", "get", "put"]);
+    // The GET, the GET of the next release file (no state yet), the first heartbeat, and with
+    // it the one look at the host's record this process makes to see whether the host runs
+    // what the record says (it wrote none yet, so it reads it).
+    expect(calls.map((c) => c.op)).toEqual(["get", "get", "put", "get"]);
     const mark = calls.length;
     expect(await agent.pollOnce()).toBe("unchanged");
     expect(since(mark)).toEqual([
@@ -1352,6 +1354,33 @@ describe("Agent heartbeats", () => {
       lastSeq: 1,
       at: CLOCK.toISOString(),
     });
+  });
+
+  it("reports a system switched by hand with its next heartbeat; an unchanged host costs no read", async () => {
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent({ heartbeatEvery: 1 });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect((await hostRecord()).current).toBe(sys("a"));
+    const recordCalls = (mark: number) => since(mark).filter((c) => c.key === hostStatusKey(HOST));
+    const quiet = calls.length;
+    await agent.pollOnce();
+    expect(recordCalls(quiet)).toEqual([]);
+    // Someone switches the host by hand (nixos-rebuild switch).
+    activator.system = { current: sys("h"), profile: sys("h"), generation: 9 };
+    const switched = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(recordCalls(switched).map((c) => c.op)).toEqual(["get", "put"]);
+    // What it was given stays; what it runs is now what the host says.
+    expect(await hostRecord()).toMatchObject({
+      desired: sys("a"),
+      current: sys("h"),
+      generation: 9,
+      state: "success",
+    });
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    const after = calls.length;
+    await agent.pollOnce();
+    expect(recordCalls(after)).toEqual([]);
   });
 
   it("keeps beating during an activation that outlasts the heartbeat period", async () => {

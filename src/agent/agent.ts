@@ -169,6 +169,8 @@ export class Agent {
   /** Whether this process looked at the host's boot yet (its first poll does). */
   #bootSeen = false;
   #pollsSinceBeat = 0;
+  /** The system the host ran at the last look of #reportRunning (undefined: not looked yet). */
+  #lookedAt: string | null | undefined;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -213,7 +215,7 @@ export class Agent {
       if (!this.state.applying?.reboot) await this.#reportNewBoot();
     }
     const outcome = this.state.applying?.reboot ? await this.#afterReboot() : await this.#poll();
-    await this.#heartbeat("running");
+    if (await this.#heartbeat("running")) await this.#reportRunning();
     return outcome;
   }
 
@@ -246,10 +248,11 @@ export class Agent {
     return heartbeatPeriod(o.pollInterval, o.jitter, o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY);
   }
 
-  async #heartbeat(state: HeartbeatState, force = false): Promise<void> {
+  /** Writes a heartbeat when one is due; resolves with whether it wrote one. */
+  async #heartbeat(state: HeartbeatState, force = false): Promise<boolean> {
     const every = this.#o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY;
     this.#pollsSinceBeat++;
-    if (!force && this.#beat === state && this.#pollsSinceBeat < every) return;
+    if (!force && this.#beat === state && this.#pollsSinceBeat < every) return false;
     await writeHeartbeat(this.#o.store, {
       host: this.#o.host,
       channel: this.#o.channel,
@@ -260,6 +263,36 @@ export class Agent {
     });
     this.#beat = state;
     this.#pollsSinceBeat = 0;
+    return true;
+  }
+
+  /** Writes the host's status record (and its marker), noting the system it says the host runs. */
+  async #writeRecord(record: StatusRecord): Promise<void> {
+    await writeStatus(this.#o.store, record);
+    this.#lookedAt = record.current;
+  }
+
+  /**
+   * With each heartbeat: when the host runs another system than its record says (someone
+   * switched it by hand, as nixos-rebuild does), the record is written again with what it runs,
+   * so that `nixship status` and the dashboard see its drift. One `activate.sh status`; one GET
+   * and one PUT only when what it runs changed since the last look.
+   */
+  async #reportRunning(): Promise<void> {
+    if (this.state.lastSeq === null || this.state.applying) return;
+    const system = await this.#o.activator.inspect().catch(() => undefined);
+    if (system === undefined || system.current === this.#lookedAt) return;
+    const record = await readStatus(this.#o.store, this.#o.host);
+    // Another writer's applying record (a deploy of this host) is not the agent's to change.
+    if (record?.state === "applying") return;
+    this.#lookedAt = system.current;
+    if (record === undefined || record.current === system.current) return;
+    await this.#writeRecord({
+      ...record,
+      current: system.current,
+      generation: system.generation,
+      updatedAt: this.#now(),
+    });
   }
 
   /**
@@ -280,7 +313,7 @@ export class Agent {
       if (writing) return;
       writing = true;
       reportedLines = logLines();
-      written = writeStatus(this.#o.store, applying())
+      written = this.#writeRecord(applying())
         .catch((err: unknown) => {
           // The outcome's report is what counts; the store is met again there.
           const message = err instanceof Error ? err.message : String(err);
@@ -331,7 +364,7 @@ export class Agent {
   async #poll(): Promise<PollOutcome> {
     const o = this.#o;
     if (this.state.unreported !== null) {
-      await writeStatus(o.store, this.state.unreported);
+      await this.#writeRecord(this.state.unreported);
       await this.#save({ ...this.state, unreported: null });
     }
     const state = this.state;
@@ -596,7 +629,7 @@ export class Agent {
     if (this.state.lastSeq !== null) {
       const record = await readStatus(this.#o.store, this.#o.host);
       if (record !== undefined && record.state !== "applying") {
-        await writeStatus(this.#o.store, {
+        await this.#writeRecord({
           ...record,
           current: system.current,
           generation: system.generation,
@@ -814,7 +847,7 @@ export class Agent {
    */
   async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
     await this.#save({ ...state, unreported: record });
-    await writeStatus(this.#o.store, record);
+    await this.#writeRecord(record);
     await this.#save({ ...this.state, unreported: null });
   }
 

@@ -44,6 +44,7 @@ import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { recordResults } from "./push-records.js";
+import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 import { readSystemHealth, withSystemHealth } from "./system-health.js";
 
@@ -597,6 +598,15 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     emit({ type: "released", ...released });
     return { plan, results: [], ok: true, releases: [released.seq], channelNotes };
   }
+  // What the dashboard shows of the rollout as it runs, in every mode.
+  const record = await recordRollout(options.fleet.cache?.url, {
+    mode: input.mode,
+    action: plan.action,
+    onWarning: (message) => emit({ type: "record-failed", message }),
+  });
+  record?.recorder.onEvent({ type: "plan", plan });
+  const ended = (ok: boolean) =>
+    options.signal?.aborted ? "interrupted" : ok ? "succeeded" : "failed";
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -604,11 +614,18 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     policyOf: (host) => policyOf(options, host),
     delivery,
     request: input.request,
-    emit,
+    emit: (event) => {
+      record?.recorder.onEvent(event);
+      emit(event);
+    },
     skipUnreachable: options.skipUnreachable === true,
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
+  }).catch(async (err: unknown) => {
+    await record?.finish(ended(false));
+    throw err;
   });
   const ok = rolloutSucceeded(results);
+  await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.
   if (!options.signal?.aborted && (delivery.channel?.published() ?? []).length === 0) {
     const settled = await delivery.channel?.settle(plan.action);

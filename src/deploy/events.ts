@@ -43,6 +43,8 @@ export type DeployEvent =
       readonly until: string;
     }
   | { readonly type: "lease-renew-failed"; readonly message: string }
+  /** The rollout record (what the dashboard shows) could not be written; the deploy goes on. */
+  | { readonly type: "record-failed"; readonly message: string }
   | {
       readonly type: "push-done";
       readonly seconds: number;

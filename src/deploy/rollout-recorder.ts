@@ -16,6 +16,7 @@ import type {
 } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
 /** Least time between two writes of the record while hosts change. */
@@ -207,4 +208,33 @@ function finalOf(result: HostResult): Pick<RolloutHost, "state" | "phase" | "mes
     case "skipped":
       return { state: "skipped", phase: null, message: o.message ?? o.reason };
   }
+}
+
+/**
+ * A recorder for a rollout into the fleet's cache store (undefined without one): the store is
+ * its own, closed by `finish`, which writes the record a last time.
+ */
+export async function recordRollout(
+  cacheUrl: string | undefined,
+  options: RolloutRecorderOptions,
+): Promise<
+  | {
+      readonly recorder: RolloutRecorder;
+      finish(state: Exclude<RolloutState, "running">): Promise<void>;
+    }
+  | undefined
+> {
+  if (cacheUrl === undefined) return undefined;
+  const store = await openStore(cacheUrl);
+  const recorder = new RolloutRecorder(store, options);
+  return {
+    recorder,
+    finish: async (state) => {
+      try {
+        await recorder.finish(state);
+      } finally {
+        await store.close();
+      }
+    },
+  };
 }

@@ -81,6 +81,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `waiting for the cache's garbage collection to finish (${event.by}, since ${event.since}; it lets go by ${event.until} at the latest)`;
     case "lease-renew-failed":
       return `warning: could not renew this deploy's lease on the cache (a collection may start meanwhile): ${event.message}`;
+    case "record-failed":
+      return `warning: ${event.message} (the dashboard will not show this rollout as it runs)`;
     case "push-done": {
       const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
       return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)}) in ${formatDuration(event.seconds)}${present}`;

@@ -203,11 +203,12 @@ data "aws_iam_policy_document" "writer" {
   }
 
   # ssh and ssm deploys leave each host's record as agents do; the per-release progress
-  # markers stay the agents' own.
+  # markers stay the agents' own. Every deploy also keeps its rollout record (what the
+  # dashboard shows of a rollout as it runs).
   statement {
     sid       = "WriteHostRecords"
     actions   = ["s3:PutObject"]
-    resources = ["${local.store_arn}status/hosts/*"]
+    resources = ["${local.store_arn}status/hosts/*", "${local.store_arn}status/rollouts/*"]
   }
 
   # A push or deploy holds a lease while it runs, so that no garbage collection sweeps what it
