@@ -1,0 +1,228 @@
+// The dashboard in a real browser (issue 33): Debian's Chromium through playwright-core, against
+// `nixship dashboard` over a lab of three hosts with real agents and real rollouts. The host
+// table shows every host with its system and state; a status marker written while the page is
+// open appears without a reload; filters work; a planted <script> stays text; a host switched
+// by hand (`nixship lab exec`) shows as drifting in the page, in `nixship status` and in
+// /metrics. Screenshots of the main pages go to test-results/dashboard/.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readStatus, writeStatus } from "../src/status/status-store.js";
+import {
+  type AgentLab,
+  deployViaAgent,
+  setSystems,
+  startAgentLab,
+  waitFor,
+  withStore,
+} from "./support/agent-lab.js";
+import { NIXSHIP_BIN, nixship } from "./support/cli.js";
+import { buildExampleSystems } from "./support/example-systems.js";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = fileURLToPath(new URL("../test-results/dashboard/", import.meta.url));
+const HOSTS = ["dw1", "dw2", "dw3"];
+const PLANTED = `<script>window.__planted = 1</script><img src=x onerror="window.__planted = 2">`;
+
+let lab: AgentLab;
+let systems: Awaited<ReturnType<typeof buildExampleSystems>>;
+let dashboard: ChildProcess | undefined;
+let url: string;
+let browser: Browser;
+let page: Page;
+
+async function deploy(system: "web-v1" | "web-v2" | "web-v3"): Promise<void> {
+  await setSystems(lab, system);
+  const r = await deployViaAgent(lab);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+async function startDashboard(): Promise<string> {
+  const child = spawn(
+    process.execPath,
+    [
+      NIXSHIP_BIN,
+      "dashboard",
+      "--fleet",
+      lab.fleetFile,
+      "--listen",
+      "127.0.0.1:0",
+      "--interval",
+      "0.5",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...lab.env } },
+  );
+  dashboard = child;
+  return await new Promise<string>((resolve, reject) => {
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`no 'listening on': ${err}`)), 60_000);
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /listening on (\S+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`dashboard exited ${code}: ${err}`)));
+  });
+}
+
+/** Each host row's state class, as the page shows it now. */
+function rowStates(): Promise<Record<string, string>> {
+  return page.evaluate(
+    `Object.fromEntries([...document.querySelectorAll("table.hosts tbody tr")].map((tr) => [tr.dataset.host, tr.className]))`,
+  );
+}
+
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const family = parsePrometheusTextFormat(text).find((f) => f.name === name);
+  const sample = family?.metrics.find((m) =>
+    Object.entries(labels).every(([k, v]) => m.labels?.[k] === v),
+  );
+  return Number(sample?.value ?? Number.NaN);
+}
+
+beforeAll(async () => {
+  await mkdir(SHOTS, { recursive: true });
+  systems = await buildExampleSystems();
+  lab = await startAgentLab("dw", {
+    hosts: HOSTS.length,
+    releases: { offlineTimeout: 90 },
+    policy: { canary: 1, parallel: 2, confirmTimeout: 30 },
+  });
+  await deploy("web-v1");
+  url = await startDashboard();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  dashboard?.kill("SIGTERM");
+  await lab?.down();
+});
+
+describe("the dashboard in Chromium", () => {
+  it("shows every host of a lab rollout with its system and state, and the rollout wave by wave", async () => {
+    await page.goto(url);
+    const states = await rowStates();
+    expect(states).toEqual({ dw1: "in-step", dw2: "in-step", dw3: "in-step" });
+    const v1 = systems["web-v1"];
+    const base = v1.slice(v1.lastIndexOf("/") + 1);
+    for (const host of HOSTS) {
+      const cell = page.locator(`tr[data-host="${host}"] td:nth-child(5)`);
+      await expect.poll(() => cell.textContent()).toBe(`${base.slice(33)} ${base.slice(0, 8)}`);
+    }
+    await page.screenshot({ path: join(SHOTS, "hosts.png"), fullPage: true });
+
+    await page.goto(`${url}/rollout`);
+    const waves = await page.locator("section.wave h2").allTextContents();
+    expect(waves).toEqual(["Wave 1 (canary)", "Wave 2 (main)"]);
+    expect(await page.locator("section.wave tbody tr.confirmed").count()).toBe(3);
+    await page.screenshot({ path: join(SHOTS, "rollout.png"), fullPage: true });
+
+    await page.goto(`${url}/releases`);
+    expect(await page.locator("h2").first().textContent()).toBe("Channel lab");
+    await page.screenshot({ path: join(SHOTS, "releases.png"), fullPage: true });
+  });
+
+  it("a status marker written while the page is open appears within 3 s, without a reload; a planted <script> stays text", async () => {
+    await page.goto(url);
+    let navigations = 0;
+    page.on("framenavigated", () => navigations++);
+    const record = await withStore(lab, (store) => readStatus(store, "dw2"));
+    if (record === undefined) throw new Error("dw2 never reported");
+    const written = Date.now();
+    await withStore(lab, (store) =>
+      writeStatus(store, {
+        ...record,
+        state: "failed",
+        phase: "health",
+        error: PLANTED,
+        rolledBack: true,
+        updatedAt: new Date().toISOString(),
+      }),
+    );
+    await page.locator('tr[data-host="dw2"].failed').waitFor({ timeout: 3000 });
+    const seconds = (Date.now() - written) / 1000;
+    expect(seconds).toBeLessThan(3);
+    expect(navigations).toBe(0);
+    expect(await page.locator('tr[data-host="dw2"] .error').textContent()).toBe(PLANTED);
+    expect(await page.evaluate("window.__planted")).toBeUndefined();
+    expect(await page.locator('tr[data-host="dw2"] script, tr[data-host="dw2"] img').count()).toBe(
+      0,
+    );
+    await page.goto(`${url}/hosts/dw2`);
+    expect(await page.locator(".facts .error").textContent()).toBe(PLANTED);
+    expect(await page.evaluate("window.__planted")).toBeUndefined();
+    // Put the host's record back as its agent left it.
+    await withStore(lab, (store) => writeStatus(store, record));
+  });
+
+  it("filters by tag and state and searches by name, with labelled controls, as they change", async () => {
+    await page.goto(url);
+    await page.getByLabel("Tag", { exact: true }).selectOption("db");
+    await expect.poll(async () => Object.keys(await rowStates())).toEqual(["dw2"]);
+    await page.getByLabel("Tag", { exact: true }).selectOption("");
+    await page.getByLabel("Name", { exact: true }).fill("W3");
+    await expect.poll(async () => Object.keys(await rowStates())).toEqual(["dw3"]);
+    expect(page.url()).toBe(`${url}/?q=W3`);
+    // The field keeps the keyboard's focus while the table changes under it.
+    expect(await page.evaluate("document.activeElement.id")).toBe("f-q");
+    await page.getByLabel("Name", { exact: true }).fill("");
+    await page.getByLabel("State", { exact: true }).selectOption("in-step");
+    await expect.poll(async () => Object.keys(await rowStates()).length).toBe(3);
+    await page.getByLabel("State", { exact: true }).selectOption("failed");
+    await expect.poll(async () => Object.keys(await rowStates())).toEqual([]);
+  });
+
+  it("a host switched by hand drifts: in the page, in `nixship status` and in /metrics", async () => {
+    await deploy("web-v2");
+    await deploy("web-v3");
+    await page.goto(url);
+    const v1 = systems["web-v1"];
+    const hand = await nixship(
+      [
+        ...["lab", "exec", "dw3", "--", "sh", "-c"],
+        `nix-env -p /nix/var/nix/profiles/system --set ${v1} && ${v1}/bin/switch-to-configuration switch`,
+      ],
+      { env: lab.env },
+    );
+    expect(hand.code, hand.stderr).toBe(0);
+    // The agent reports what the host runs with its next heartbeat (at most 10 s on a lab).
+    await waitFor(lab, "dw3", (r) => r.current === v1, 60);
+    await page.locator('tr[data-host="dw3"].drifting').waitFor({ timeout: 10_000 });
+    expect(await page.locator('tr[data-host="dw3"] .drift-mark').textContent()).toBe("drift");
+    expect(await rowStates()).toEqual({ dw1: "in-step", dw2: "in-step", dw3: "drifting" });
+    await page.screenshot({ path: join(SHOTS, "hosts-drift.png"), fullPage: true });
+
+    const status = await nixship(["status", "--fleet", lab.fleetFile, "--json"], { env: lab.env });
+    expect(status.code).toBe(1);
+    const rows = (JSON.parse(status.stdout) as { hosts: { host: string; drift?: unknown }[] })
+      .hosts;
+    expect(rows.find((r) => r.host === "dw3")?.drift).toEqual({
+      running: v1,
+      // What nixship left there: the system it was given, and the one before it.
+      expected: [systems["web-v3"], systems["web-v2"]],
+    });
+    expect(rows.filter((r) => r.drift !== undefined).map((r) => r.host)).toEqual(["dw3"]);
+    await expect.poll(() => metric("nixship_hosts_drifting")).toBe(1);
+    expect(await metric("nixship_hosts", { state: "drifting", mode: "agent" })).toBe(1);
+
+    await page.goto(`${url}/hosts/dw3`);
+    expect(await page.locator("h1").textContent()).toBe("Host dw3");
+    await page.screenshot({ path: join(SHOTS, "host.png"), fullPage: true });
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await phone.goto(url);
+    const width = await phone.evaluate("document.documentElement.scrollWidth");
+    expect(width).toBeLessThanOrEqual(390);
+    await phone.screenshot({ path: join(SHOTS, "hosts-phone.png"), fullPage: true });
+    await phone.close();
+  });
+});
