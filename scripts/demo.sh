@@ -65,5 +65,26 @@ step "Roll demo3 back by hand to its previous generation, and ask the fleet what
 nixship rollback --fleet "$fleet" --on demo3
 nixship status --fleet "$fleet"
 
+step "The dashboard over the same store (hosts, releases, the last rollout wave by wave): its /metrics"
+nixship dashboard --fleet "$fleet" --listen 127.0.0.1:0 2> "$demo/dashboard.log" &
+dashboard=$!
+for _ in $(seq 1 300); do grep -q "^listening on" "$demo/dashboard.log" && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$demo/dashboard.log")
+if [ -z "$url" ]; then
+  echo "demo: the dashboard did not start:" >&2
+  cat "$demo/dashboard.log" >&2
+  exit 1
+fi
+curl -s --max-time 10 "$url/metrics" | grep -E '^nixship_(hosts\{|hosts_drifting|rollout_state)' | grep -v ' 0$'
+kill "$dashboard"
+wait "$dashboard" || true
+
+# The lab stays up for the dashboard: only a failed demo takes it down here.
+trap - EXIT
 echo
 echo "demo finished: a real deployment on the local lab, with health checks and rollback"
+echo
+echo "Look at it in a browser (hosts, releases, the last rollout, live as it changes):"
+echo "  NIXSHIP_LAB_DIR=$NIXSHIP_LAB_DIR node $PWD/dist/cli/bin.js dashboard --fleet $fleet --open"
+echo "and open http://127.0.0.1:7300. The lab stays up until:"
+echo "  NIXSHIP_LAB_DIR=$NIXSHIP_LAB_DIR node $PWD/dist/cli/bin.js lab down --name demo"

@@ -145,7 +145,7 @@ describe("the dashboard in Chromium", () => {
         state: "failed",
         phase: "health",
         error: PLANTED,
-        rolledBack: true,
+        rolledBack: false,
         updatedAt: new Date().toISOString(),
       }),
     );

@@ -41,7 +41,7 @@ beforeAll(async () => {
   store = await openStore(storeUrl);
   fleet = await writeDashboardFleet(work, storeUrl, { ssm: 4, agent: 2 });
   await writeSsmRecords(store, 4);
-  // s1 failed with a planted error; s2 drifts (runs a system nixship never left there).
+  // s1 failed (and went back) with a planted error; s2 drifts (runs a system nixship never left there).
   await writeStatus(
     store,
     hostRecord("s1", "ssm", {
@@ -79,7 +79,7 @@ describe("pages", () => {
     for (const host of ["s0", "s1", "s2", "s3", "a0", "a1"]) {
       expect(page).toContain(`data-host="${host}"`);
     }
-    expect(page).toMatch(/<tr class="failed" data-host="s1">/);
+    expect(page).toMatch(/<tr class="rolled-back" data-host="s1">/);
     expect(page).toMatch(/<tr class="drifting" data-host="s2">/);
     expect(page).toMatch(
       /<tr class="in-step" data-host="s0">[\s\S]*?example-web-system-v2 <code>0v2bpy0w<\/code>/,
@@ -101,7 +101,8 @@ describe("pages", () => {
     expect(await hostsOf("tag=web")).toEqual(["s0", "s2"]);
     expect(await hostsOf("state=drifting")).toEqual(["s2"]);
     expect(await hostsOf("q=A")).toEqual(["a0", "a1"]);
-    expect(await hostsOf("tag=db&state=failed")).toEqual(["s1"]);
+    expect(await hostsOf("tag=db&state=rolled-back")).toEqual(["s1"]);
+    expect(await hostsOf("state=failed")).toEqual([]);
   });
 
   it("releases, the rollout and a host page", async () => {
@@ -164,7 +165,8 @@ describe("/metrics", () => {
       return sample === undefined ? undefined : Number(sample.value);
     };
     expect(value("nixship_hosts", { state: "in-step", mode: "ssm" })).toBe(2);
-    expect(value("nixship_hosts", { state: "failed", mode: "ssm" })).toBe(1);
+    expect(value("nixship_hosts", { state: "rolled-back", mode: "ssm" })).toBe(1);
+    expect(value("nixship_hosts", { state: "failed", mode: "ssm" })).toBe(0);
     expect(value("nixship_hosts", { state: "drifting", mode: "ssm" })).toBe(1);
     expect(value("nixship_hosts", { state: "unreported", mode: "agent" })).toBe(1);
     expect(value("nixship_hosts_drifting")).toBe(1);

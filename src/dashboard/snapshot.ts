@@ -26,6 +26,7 @@ export const HOST_STATES = [
   "in-step",
   "drifting",
   "failed",
+  "rolled-back",
   "rejected",
   "applying",
   "offline",
@@ -44,7 +45,8 @@ export function hostState(row: StatusRow): HostState {
   }
   if (row.unreadable !== undefined) return "unreadable";
   if (!row.reported) return "unreported";
-  if (row.state === "failed") return "failed";
+  // Its last deploy failed, and it went back to the system it ran before.
+  if (row.state === "failed") return row.rolledBack === true ? "rolled-back" : "failed";
   if (row.state === "rejected") return "rejected";
   if (row.liveness === "offline") return "offline";
   if (row.behind === true) return "behind";
