@@ -11,6 +11,7 @@
 //
 //   npm run bench:dashboard [-- --hosts 10000] [--polls 10]
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,9 +51,17 @@ async function countsOf(url: string): Promise<Counts> {
   };
 }
 
-/** Store requests per poll over the next `polls` polls (after `change`, if given). */
-async function perPoll(url: string, polls: number, change?: () => Promise<void>) {
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after "pid (comm) ".
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Store requests and the dashboard's CPU per poll over the next `polls` polls (after `change`). */
+async function perPoll(url: string, pid: number, polls: number, change?: () => Promise<void>) {
   await change?.();
+  const cpu = cpuSeconds(pid);
   const start = await countsOf(url);
   let now = start;
   const deadline = Date.now() + polls * 5000 + 10_000;
@@ -63,6 +72,7 @@ async function perPoll(url: string, polls: number, change?: () => Promise<void>)
   const n = now.polls - start.polls;
   return {
     polls: n,
+    cpu: (cpuSeconds(pid) - cpu) / n,
     list: (now.list - start.list) / n,
     get: (now.get - start.get) / n,
     streams: now.streams,
@@ -142,13 +152,17 @@ async function main(): Promise<void> {
     );
 
     const rows = [
-      ["viewers", "streams", "polls", "LIST/poll", "GET/poll", "changed poll: LIST", "GET"],
+      [
+        ...["viewers", "streams", "polls", "LIST/poll", "GET/poll", "CPU s/poll"],
+        ...["changed poll: LIST", "GET", "CPU s"],
+      ],
     ];
     const dashboardUrl = dashboard.url;
+    const pid = dashboard.child.pid as number;
     const measurePolls = async (pages: number) => {
-      const quiet = await perPoll(dashboardUrl, polls);
+      const quiet = await perPoll(dashboardUrl, pid, polls);
       let n = 0;
-      const changed = await perPoll(dashboardUrl, 1, () =>
+      const changed = await perPoll(dashboardUrl, pid, 1, () =>
         writeStatus(store, hostRecord("s0", "ssm", { generation: 100 + ++n + pages })),
       );
       rows.push([
@@ -157,8 +171,10 @@ async function main(): Promise<void> {
         String(quiet.polls),
         quiet.list.toFixed(1),
         quiet.get.toFixed(1),
+        quiet.cpu.toFixed(3),
         changed.list.toFixed(1),
         changed.get.toFixed(1),
+        changed.cpu.toFixed(3),
       ]);
     };
     await measurePolls(1);

@@ -49,10 +49,12 @@ export class RequestBuckets {
     return allowed;
   }
 
-  /** Seconds until the client may send again. */
+  /** Whole seconds until the client may send again (0: it may now). */
   retryAfter(client: string): number {
     const known = this.#buckets.get(client);
     if (known === undefined) return 0;
-    return Math.max(1, Math.ceil((1 - known.tokens) / this.#rate));
+    const elapsed = (this.#now() - known.at) / 1000;
+    const tokens = Math.min(this.#burst, known.tokens + elapsed * this.#rate);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#rate);
   }
 }

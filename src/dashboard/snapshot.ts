@@ -30,6 +30,7 @@ export const HOST_STATES = [
   "rejected",
   "applying",
   "offline",
+  "paused",
   "behind",
   "unreported",
   "unreachable",
@@ -49,6 +50,7 @@ export function hostState(row: StatusRow): HostState {
   if (row.state === "failed") return row.rolledBack === true ? "rolled-back" : "failed";
   if (row.state === "rejected") return "rejected";
   if (row.liveness === "offline") return "offline";
+  if (row.liveness === "paused") return "paused";
   if (row.behind === true) return "behind";
   if (row.state === "applying") return "applying";
   return row.inStep ? "in-step" : "behind";

@@ -46,6 +46,8 @@ export class RolloutRecorder {
   #writing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #warned = false;
+  /** A wave started or a host ended since the last write began: write as soon as possible. */
+  #urgent = false;
 
   constructor(store: ObjectStore, options: RolloutRecorderOptions) {
     this.#store = store;
@@ -151,25 +153,31 @@ export class RolloutRecorder {
     this.#dirty = true;
     if (this.#state !== "running") return;
     if (now) {
+      this.#urgent = true;
       clearTimeout(this.#timer);
       this.#timer = undefined;
       void this.#flush();
     } else {
       this.#timer ??= setTimeout(() => {
         this.#timer = undefined;
+        // A write in flight: its end sets the timer again.
         void this.#flush();
       }, WRITE_EVERY);
       this.#timer.unref();
     }
   }
 
-  /** Writes the record unless a write is in flight (which writes again when it ends). */
+  /**
+   * Writes the record unless a write is in flight. What changes meanwhile is written when it
+   * ends if a wave started or a host ended meanwhile, else by the throttle's timer, so that a
+   * slow store is not written back to back for every step of every host.
+   */
   async #flush(): Promise<void> {
     if (this.#writing !== undefined) return;
-    this.#writing = (async () => {
-      while (this.#dirty && this.#state === "running") await this.#write();
-    })().finally(() => {
+    this.#urgent = false;
+    this.#writing = this.#write().finally(() => {
       this.#writing = undefined;
+      if (this.#dirty) this.#changed(this.#urgent);
     });
     await this.#writing;
   }

@@ -19,10 +19,27 @@ export async function writeRollout(store: ObjectStore, record: RolloutRecord): P
   });
 }
 
-/** The newest `count` rollout records' keys and etags, newest first (one LIST call). */
+/** LIST pages a search for the newest rollouts reads at most (objects that are not records). */
+const MAX_ROLLOUT_PAGES = 5;
+
+/**
+ * The newest `count` rollout records' keys and etags, newest first: one LIST call, unless
+ * objects that are not rollout records sort before them (then more pages, at most
+ * MAX_ROLLOUT_PAGES).
+ */
 export async function listNewestRollouts(store: ObjectStore, count: number): Promise<ObjectInfo[]> {
-  const page = await store.list(ROLLOUT_PREFIX, { limit: count });
-  return page.objects.filter((o) => isRolloutKey(o.key)).slice(0, count);
+  const found: ObjectInfo[] = [];
+  let token: string | undefined;
+  for (let page = 0; page < MAX_ROLLOUT_PAGES && found.length < count; page++) {
+    const listed = await store.list(ROLLOUT_PREFIX, {
+      limit: page === 0 ? count : 1000,
+      ...(token === undefined ? {} : { token }),
+    });
+    found.push(...listed.objects.filter((o) => isRolloutKey(o.key)));
+    if (listed.nextToken === undefined || listed.nextToken === token) break;
+    token = listed.nextToken;
+  }
+  return found.slice(0, count);
 }
 
 /** A rollout record, or undefined when it is gone; a malformed one is an InputError. */

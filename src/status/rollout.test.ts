@@ -44,7 +44,10 @@ function plain(): Record<string, unknown> & { waves: Record<string, unknown>[] }
 }
 
 function hostOf(value: ReturnType<typeof plain>, wave = 0, host = 0): Record<string, unknown> {
-  return (value.waves[wave]?.hosts as Record<string, unknown>[])[host] as Record<string, unknown>;
+  const hosts = value.waves[wave]?.hosts as Record<string, unknown>[] | undefined;
+  const entry = hosts?.[host];
+  if (entry === undefined) throw new Error(`no host ${host} in wave ${wave}`);
+  return entry;
 }
 
 function parse(value: unknown): RolloutRecord {
@@ -67,9 +70,7 @@ describe("rollout keys", () => {
     expect(rolloutKey(new Date("2026-11-25T10:00:00.000Z"), "0123456789ab")).toBe(
       "status/rollouts/8204399199999-0123456789ab.json",
     );
-    expect(rolloutKey(new Date(0), "deadbeef")).toBe(
-      "status/rollouts/9999999999999-deadbeef.json",
-    );
+    expect(rolloutKey(new Date(0), "deadbeef")).toBe("status/rollouts/9999999999999-deadbeef.json");
     // Padded to 13 digits, so keys of far-apart times still sort by time.
     expect(rolloutKey(new Date(9_000_000_000_000), "deadbeef")).toBe(
       "status/rollouts/0999999999999-deadbeef.json",

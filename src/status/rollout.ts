@@ -69,6 +69,8 @@ const MAX_MESSAGE = 2000;
 const INVERTED_BASE = 9_999_999_999_999;
 
 export function rolloutKey(startedAt: Date, id: string): string {
+  if (!/^[0-9a-f]{8,32}$/.test(id))
+    throw new Error(`rolloutKey: bad rollout id ${JSON.stringify(id)}`);
   const inverted = String(INVERTED_BASE - startedAt.getTime()).padStart(13, "0");
   return `${ROLLOUT_PREFIX}${inverted}-${id}.json`;
 }
@@ -82,7 +84,10 @@ export function formatRolloutRecord(record: RolloutRecord): Uint8Array {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
 
-/** Parses a rollout record strictly; `source` names it in errors. Texts lose control characters. */
+/**
+ * Parses a rollout record strictly; `source` names it in errors. Control characters in its texts
+ * are replaced (withoutControls), and long messages clipped.
+ */
 export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRecord {
   let value: unknown;
   try {
