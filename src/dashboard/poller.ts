@@ -10,11 +10,12 @@ import { countReads, type ReadCounts } from "../store/wrap-store.js";
 import { ReleaseBoard } from "../views/release-board.js";
 import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
+import type { StatusRow } from "../views/status-rows.js";
 import { readStatusView } from "../views/status-view.js";
 import type { Snapshot } from "./snapshot.js";
 
 /** Default ms between the end of a poll and the start of the next. */
-export const POLL_INTERVAL = 1000;
+export const POLL_INTERVAL = 2000;
 /** A poll that takes longer than this fails (the store hangs); the next one tries again. */
 export const POLL_DEADLINE = 60_000;
 
@@ -108,13 +109,16 @@ export class FleetPoller {
     let report: PollReport;
     try {
       const snapshot = await withDeadline(this.#read(), this.#deadline);
-      const fingerprint = JSON.stringify([
-        snapshot.rows,
-        snapshot.channels,
-        snapshot.rollout,
-        snapshot.warnings,
-      ]);
-      const changed = fingerprint !== this.#fingerprint;
+      // The small parts are compared as JSON; rows by identity first (a row of an unchanged
+      // record is the same object), and as JSON only where they differ (agents' rows, which
+      // are made again each poll).
+      const fingerprint = JSON.stringify([snapshot.channels, snapshot.warnings]);
+      const last = this.#snapshot;
+      const changed =
+        last === undefined ||
+        fingerprint !== this.#fingerprint ||
+        snapshot.rollout !== last.rollout ||
+        !sameRows(snapshot.rows, last.rows);
       if (changed) {
         this.#fingerprint = fingerprint;
         this.#snapshot = { ...snapshot, version: (this.#snapshot?.version ?? 0) + 1 };
@@ -170,6 +174,11 @@ export class FleetPoller {
 }
 
 class PollTimeout extends Error {}
+
+function sameRows(a: readonly StatusRow[], b: readonly StatusRow[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((row, i) => row === b[i] || JSON.stringify(row) === JSON.stringify(b[i]));
+}
 
 async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -144,7 +144,18 @@ export class FsStore implements ObjectStore {
     return { status: "found", info, body: handle.createReadStream() };
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  head(key: string): Promise<ObjectInfo | undefined> {
+    return this.#head(key, undefined);
+  }
+
+  /**
+   * `head`; `checked` (one list call's) holds each directory's check that it lies inside the
+   * root, so that a page of 1,000 keys in one directory resolves that directory once.
+   */
+  async #head(
+    key: string,
+    checked: Map<string, Promise<void>> | undefined,
+  ): Promise<ObjectInfo | undefined> {
     const path = this.#path(key);
     let st: BigIntStats;
     try {
@@ -154,7 +165,16 @@ export class FsStore implements ObjectStore {
       throw this.#fault("read", key, err);
     }
     if (st.isSymbolicLink()) throw this.#linked(key);
-    await this.#checkInside(key, path);
+    if (checked === undefined) await this.#checkInside(key, path);
+    else {
+      const dir = dirname(path);
+      let check = checked.get(dir);
+      if (check === undefined) {
+        check = this.#checkInside(key, path);
+        checked.set(dir, check);
+      }
+      await check;
+    }
     return st.isFile() ? toInfo(key, st) : undefined;
   }
 
@@ -447,7 +467,8 @@ export class FsStore implements ObjectStore {
       throw this.#fault("list", prefix, err);
     }
     // A key deleted between the walk and the stat is simply left out of the page.
-    const infos = await Promise.all(keys.map((key) => this.head(key)));
+    const checked = new Map<string, Promise<void>>();
+    const infos = await Promise.all(keys.map((key) => this.#head(key, checked)));
     const objects = infos.filter((info) => info !== undefined);
     return more ? { objects, nextToken: keys[keys.length - 1] } : { objects };
   }

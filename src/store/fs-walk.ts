@@ -24,25 +24,41 @@ export async function* walkKeys(
   }
   // Sorting directories as "name/" makes this depth-first walk yield keys in byte order:
   // "a-b" < "a/c" < "a0", although the directory "a" sorts before the file "a-b".
+  // What sorts before `after` is dropped first (a page deep into a large directory then checks
+  // and sorts only what is left), except a directory `after` is inside.
   const children = entries
     .filter((e) => e.name.startsWith(namePrefix) && !isReservedSegment(e.name))
     .map((e) => ({ key: `${dirKey}${e.name}${e.isDirectory() ? "/" : ""}`, entry: e }))
+    .filter(
+      ({ key, entry }) =>
+        after === undefined ||
+        compareKeys(key, after) > 0 ||
+        (entry.isDirectory() && after.startsWith(key)),
+    )
     .filter(({ key, entry }) =>
       entry.isDirectory()
         ? keyProblem(entry.name) === undefined
         : entry.isFile() && keyProblem(key) === undefined,
-    )
-    .sort((a, b) => compareKeys(a.key, b.key));
+    );
+  sortKeys(children);
   for (const { key, entry } of children) {
-    const later = after === undefined || compareKeys(key, after) > 0;
-    if (entry.isFile()) {
-      if (later) yield key;
-    } else if (later || after?.startsWith(key)) {
-      // A directory sorting before `after` holds only earlier keys, unless `after` is inside it.
-      yield* walkKeys(root, key, "", after);
-    }
+    if (entry.isFile()) yield key;
+    // A directory sorting before `after` holds only earlier keys, unless `after` is inside it.
+    else yield* walkKeys(root, key, "", after);
   }
 }
+
+/**
+ * Sorts by key in UTF-8 byte order. Keys of ASCII alone (nearly all) compare as strings, which
+ * is the same order without a buffer per comparison.
+ */
+function sortKeys(children: { readonly key: string }[]): void {
+  const ascii = children.every(({ key }) => !NON_ASCII.test(key));
+  if (ascii) children.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  else children.sort((a, b) => compareKeys(a.key, b.key));
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** ENOENT, or ENOTDIR when a path component is a file: either way, nothing is there. */
 export function isAbsent(err: unknown): boolean {
