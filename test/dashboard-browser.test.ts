@@ -182,6 +182,36 @@ describe("the dashboard in Chromium", () => {
     await expect.poll(async () => Object.keys(await rowStates())).toEqual([]);
   });
 
+  it("is usable with the keyboard: a skip link, the sections, the labelled filters, the hosts", async () => {
+    await page.goto(url);
+    const focused = async () =>
+      page.evaluate<string>(
+        `(() => { const e = document.activeElement; return e.id || e.getAttribute("aria-label") || e.textContent.trim(); })()`,
+      );
+    const order: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+    }
+    expect(order).toEqual([
+      "Skip to content",
+      "Hosts",
+      "Releases",
+      "Rollout",
+      "f-tag",
+      "f-state",
+      "f-q",
+      "Filter",
+      // The summary's first badge, then the table's first host.
+      "3 in-step",
+    ]);
+    await page.keyboard.press("Tab");
+    expect(await focused()).toBe("dw1");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${url}/hosts/dw1`);
+    expect(await page.locator("h1").textContent()).toBe("Host dw1");
+  });
+
   it("a host switched by hand drifts: in the page, in `nixship status` and in /metrics", async () => {
     await deploy("web-v2");
     await deploy("web-v3");

@@ -58,7 +58,8 @@ function sortKeys(children: { readonly key: string }[]): void {
   else children.sort((a, b) => compareKeys(a.key, b.key));
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+/** Outside printable ASCII (control characters never reach here: keyProblem refuses them). */
+const NON_ASCII = /[^ -~]/;
 
 /** ENOENT, or ENOTDIR when a path component is a file: either way, nothing is there. */
 export function isAbsent(err: unknown): boolean {
