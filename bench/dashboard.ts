@@ -10,7 +10,6 @@
 // There is no peer to run beside it here (Cachix Deploy's dashboard is a hosted service).
 //
 //   npm run bench:dashboard [-- --hosts 10000] [--polls 10]
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +22,7 @@ import { openStore } from "../src/store/url.js";
 import {
   hostRecord,
   publishAgentRelease,
+  startDashboardProcess,
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
@@ -79,26 +79,8 @@ async function perPoll(url: string, pid: number, polls: number, change?: () => P
   };
 }
 
-async function startDashboard(fleetFile: string) {
-  const child = spawn(
-    process.execPath,
-    [NIXSHIP_BIN, "dashboard", "--fleet", fleetFile, "--listen", "127.0.0.1:0", "--interval", "1"],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`dashboard did not start: ${err}`)), 60_000);
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1] as string);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`dashboard exited ${code}: ${err}`)));
-  });
-  return { child, url };
+function startDashboard(fleetFile: string) {
+  return startDashboardProcess(NIXSHIP_BIN, ["--fleet", fleetFile, "--interval", "1"]);
 }
 
 async function main(): Promise<void> {

@@ -4,7 +4,7 @@
 // open appears without a reload; filters work; a planted <script> stays text; a host switched
 // by hand (`nixship lab exec`) shows as drifting in the page, in `nixship status` and in
 // /metrics. Screenshots of the main pages go to test-results/dashboard/.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,11 +21,14 @@ import {
   withStore,
 } from "./support/agent-lab.js";
 import { NIXSHIP_BIN, nixship } from "./support/cli.js";
+import { startDashboardProcess } from "./support/dashboard-store.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = fileURLToPath(new URL("../test-results/dashboard/", import.meta.url));
 const HOSTS = ["dw1", "dw2", "dw3"];
+/** How long the page may take to show what the store says (a filter's fetch, a poll) under load. */
+const SETTLES = { timeout: 15_000, interval: 100 };
 const PLANTED = `<script>window.__planted = 1</script><img src=x onerror="window.__planted = 2">`;
 
 let lab: AgentLab;
@@ -42,34 +45,13 @@ async function deploy(system: "web-v1" | "web-v2" | "web-v3"): Promise<void> {
 }
 
 async function startDashboard(): Promise<string> {
-  const child = spawn(
-    process.execPath,
-    [
-      NIXSHIP_BIN,
-      "dashboard",
-      "--fleet",
-      lab.fleetFile,
-      "--listen",
-      "127.0.0.1:0",
-      "--interval",
-      "0.5",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...lab.env } },
+  const started = await startDashboardProcess(
+    NIXSHIP_BIN,
+    ["--fleet", lab.fleetFile, "--interval", "0.5"],
+    lab.env,
   );
-  dashboard = child;
-  return await new Promise<string>((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`no 'listening on': ${err}`)), 60_000);
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1] as string);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`dashboard exited ${code}: ${err}`)));
-  });
+  dashboard = started.child;
+  return started.url;
 }
 
 /** Each host row's state class, as the page shows it now. */
@@ -117,7 +99,9 @@ describe("the dashboard in Chromium", () => {
     const base = v1.slice(v1.lastIndexOf("/") + 1);
     for (const host of HOSTS) {
       const cell = page.locator(`tr[data-host="${host}"] td:nth-child(5)`);
-      await expect.poll(() => cell.textContent()).toBe(`${base.slice(33)} ${base.slice(0, 8)}`);
+      await expect
+        .poll(() => cell.textContent(), SETTLES)
+        .toBe(`${base.slice(33)} ${base.slice(0, 8)}`);
     }
     await page.screenshot({ path: join(SHOTS, "hosts.png"), fullPage: true });
 
@@ -168,18 +152,18 @@ describe("the dashboard in Chromium", () => {
   it("filters by tag and state and searches by name, with labelled controls, as they change", async () => {
     await page.goto(url);
     await page.getByLabel("Tag", { exact: true }).selectOption("db");
-    await expect.poll(async () => Object.keys(await rowStates())).toEqual(["dw2"]);
+    await expect.poll(async () => Object.keys(await rowStates()), SETTLES).toEqual(["dw2"]);
     await page.getByLabel("Tag", { exact: true }).selectOption("");
     await page.getByLabel("Name", { exact: true }).fill("W3");
-    await expect.poll(async () => Object.keys(await rowStates())).toEqual(["dw3"]);
+    await expect.poll(async () => Object.keys(await rowStates()), SETTLES).toEqual(["dw3"]);
     expect(page.url()).toBe(`${url}/?q=W3`);
     // The field keeps the keyboard's focus while the table changes under it.
     expect(await page.evaluate("document.activeElement.id")).toBe("f-q");
     await page.getByLabel("Name", { exact: true }).fill("");
     await page.getByLabel("State", { exact: true }).selectOption("in-step");
-    await expect.poll(async () => Object.keys(await rowStates()).length).toBe(3);
+    await expect.poll(async () => Object.keys(await rowStates()).length, SETTLES).toBe(3);
     await page.getByLabel("State", { exact: true }).selectOption("failed");
-    await expect.poll(async () => Object.keys(await rowStates())).toEqual([]);
+    await expect.poll(async () => Object.keys(await rowStates()), SETTLES).toEqual([]);
   });
 
   it("is usable with the keyboard: a skip link, the sections, the labelled filters, the hosts", async () => {
@@ -242,7 +226,7 @@ describe("the dashboard in Chromium", () => {
       expected: [systems["web-v3"], systems["web-v2"]],
     });
     expect(rows.filter((r) => r.drift !== undefined).map((r) => r.host)).toEqual(["dw3"]);
-    await expect.poll(() => metric("nixship_hosts_drifting")).toBe(1);
+    await expect.poll(() => metric("nixship_hosts_drifting"), SETTLES).toBe(1);
     expect(await metric("nixship_hosts", { state: "drifting", mode: "agent" })).toBe(1);
 
     await page.goto(`${url}/hosts/dw3`);

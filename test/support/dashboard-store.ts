@@ -1,6 +1,7 @@
 // A fleet and its cache store as a dashboard reads them, made without hosts: ssm and agent
-// hosts' status records, a channel's releases, and a rollout record. Shared by the dashboard's
-// server tests and bench:dashboard.
+// hosts' status records, a channel's releases, and a rollout record; and `nixship dashboard`
+// started as a user starts it. Shared by the dashboard's tests and bench:dashboard.
+import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../../src/nix/keys.js";
@@ -136,4 +137,39 @@ export async function writeRolloutRecord(
   };
   await writeRollout(store, record);
   return record;
+}
+
+/**
+ * Starts `nixship dashboard` (the built CLI `bin`) on a free loopback port and resolves once it
+ * says where it listens (within 60 s).
+ */
+export async function startDashboardProcess(
+  bin: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ readonly child: ChildProcess; readonly url: string }> {
+  const child = spawn(process.execPath, [bin, "dashboard", "--listen", "127.0.0.1:0", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let err = "";
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`the dashboard did not say where it listens within 60 s: ${err}`));
+    }, 60_000);
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /listening on (\S+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the dashboard exited ${code}: ${err}`));
+    });
+  });
+  return { child, url };
 }

@@ -13,9 +13,15 @@ const live = (): HTMLElement | null => document.getElementById("live");
 
 let fetching: Promise<void> | undefined;
 let again = false;
+/** The page to fetch next: the newest asked for (filters change it while a fetch runs). */
+let wanted = "";
 
-/** Fetches `url` and swaps in its #live. One fetch at a time; a change meanwhile fetches again. */
+/**
+ * Fetches `url` and swaps in its #live. One fetch at a time; asked again meanwhile, it fetches
+ * once more when that one ends, the newest URL asked for.
+ */
 async function refresh(url: string): Promise<void> {
+  wanted = url;
   if (fetching !== undefined) {
     again = true;
     return;
@@ -23,8 +29,12 @@ async function refresh(url: string): Promise<void> {
   fetching = (async () => {
     do {
       again = false;
-      const response = await fetch(url, { headers: { accept: "text/html" } });
-      if (!response.ok) return;
+      // A page that cannot be had now (429, 503, the server gone) is left as it is: the next
+      // event or change asks again.
+      const response = await fetch(wanted, { headers: { accept: "text/html" } }).catch(
+        () => undefined,
+      );
+      if (response?.ok !== true) continue;
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
       const next = doc.getElementById("live");
       const current = live();
