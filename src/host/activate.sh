@@ -55,6 +55,13 @@
 #                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
 #                            before the script in its input) the store lacks ("missing": their
 #                            hash parts, or null when the store cannot be asked within 20 s)
+#   (pinned trust) With NIXSHIP_TRUST_FILE set (by the host's installed `nixship-activate`,
+#   never by a caller: sudo resets the environment), the host trusts only what that file says:
+#   a root-owned file, writable by root alone, of "substituter URL" and "trusted-key NAME:KEY"
+#   lines. --substituter and --trusted-key are then ignored, every system and package realised
+#   must be signed by a pinned key (also one already in the store), and what would let a caller
+#   run a command or write a file of its choice as root is refused: --profile, --health-cmd,
+#   --health-once and --secrets.
 #   closure --path P         P's closure as the host's store has it (for a plan's diff, when
 #                            the cache lacks the system the host runs): "closure" is base64 of
 #                            one line per path, "PATH NARSIZE I J ..." (I, J: the lines, from 1,
@@ -863,6 +870,72 @@ secrets_discard() {
 
 # A malformed bundle is the deployer's bug: exit 2, naming the line but never its content.
 
+# The host's pinned trust (see "pinned trust" above): pinned=1 and pinned_subs, pinned_keys
+# from $NIXSHIP_TRUST_FILE, or pinned=0 without it. A file that is not root's alone, or holds
+# anything but those lines, or no key, is refused: the host then trusts nothing.
+pinned=0 pinned_subs="" pinned_keys=""
+load_pinned_trust() {
+  [ -n "${NIXSHIP_TRUST_FILE-}" ] || return 0
+  p_file=$NIXSHIP_TRUST_FILE
+  if [ ! -f "$p_file" ] || [ -L "$p_file" ]; then
+    usage "pinned trust: $p_file is not a file; the host's nixship module writes it"
+  fi
+  root_only_dir "$p_file" ||
+    usage "pinned trust: $p_file must be owned by root and writable by root alone"
+  p_line=0
+  while IFS= read -r p_text || [ -n "$p_text" ]; do
+    p_line=$((p_line + 1))
+    set -f
+    # shellcheck disable=SC2086 # split into words on purpose
+    set -- $p_text
+    set +f
+    case ${1-} in
+      '' | '#'*) ;;
+      substituter)
+        [ $# = 2 ] || usage "pinned trust: $p_file line $p_line: expected 'substituter URL'"
+        pinned_subs="$pinned_subs${pinned_subs:+ }$2" ;;
+      trusted-key)
+        [ $# = 2 ] || usage "pinned trust: $p_file line $p_line: expected 'trusted-key NAME:KEY'"
+        case $2 in ?*:?*) ;; *) usage "pinned trust: $p_file line $p_line: a key is NAME:KEY" ;; esac
+        pinned_keys="$pinned_keys${pinned_keys:+ }$2" ;;
+      *) usage "pinned trust: $p_file line $p_line: expected 'substituter URL' or 'trusted-key NAME:KEY'" ;;
+    esac
+  done <"$p_file"
+  [ -n "$pinned_keys" ] || usage "pinned trust: $p_file names no trusted-key"
+  pinned=1
+}
+
+# Refuses option $1 of a pinned activation: it would let the caller choose what root runs or
+# writes.
+refuse_when_pinned() {
+  [ "$pinned" = 0 ] ||
+    usage "$1 is refused: this host's trust is pinned ($NIXSHIP_TRUST_FILE), and $2"
+}
+
+# With pinned trust, store path $1 ($2 says what it is) and its closure must carry a signature
+# by a pinned key, whether it was just substituted or was in the store already (a path a user
+# built or copied in unsigned is not one nixship's signer made); fails phase $3 with exit $4.
+# Nix counts a content-addressed path as signed whatever its signatures (its content is its
+# name), and any user may add one (nix-store --add): so $1 itself must not be one. Its
+# references may be: the signature on $1 covers which paths it refers to.
+require_pinned_signature() {
+  [ "$pinned" = 1 ] || return 0
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out "$3"
+  bounded "$state_dir/path-info" "$r" nix --extra-experimental-features nix-command \
+    path-info --json "$1" || step_failed "$3" "$4" "cannot read what the store says of $2$1"
+  p_info=$(head -c 65536 "$state_dir/path-info")
+  rm -f "$state_dir/path-info"
+  case $p_info in
+    *'"ca":"'*) step_failed "$3" "$4" "$2$1 is not signed by a key this host pins: it is content-addressed, which anyone may add to the store" ;;
+  esac
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out "$3"
+  bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \
+    --no-contents --sigs-needed 1 --option trusted-public-keys "$pinned_keys" "$1" ||
+    step_failed "$3" "$4" "$2$1 is not signed by a key this host pins (its closure must be)"
+}
+
 # Whether directory $1 is root's alone: root owns it, and neither its group nor others may write.
 root_only_dir() {
   [ "$(stat -c %u "$1" 2>/dev/null)" = 0 ] || return 1
@@ -1144,6 +1217,10 @@ check_secrets_options() {
 # retried until health_timeout, or "o": once, before it) or health_timeout.
 health_option() {
   case $1 in
+    --health-cmd | --health-once)
+      refuse_when_pinned "$1" "commands would run as root; the deployer's HTTP checks still run" ;;
+  esac
+  case $1 in
     --health-cmd) health_cmds="${health_cmds}r$2
 " ;;
     --health-once) health_cmds="${health_cmds}o$2
@@ -1227,12 +1304,12 @@ cmd_activate() {
       --action) action=${2-}; shift 2 ;;
       --substituter) subs="$subs${subs:+ }${2-}"; shift 2 ;;
       --trusted-key) keys="$keys${keys:+ }${2-}"; shift 2 ;;
-      --profile) profile=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
       --health-cmd | --health-once | --health-timeout) health_option "$1" "${2-}"; shift 2 ;;
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
       --token) token=${2-}; shift 2 ;;
-      --secrets) secrets=1; shift ;;
+      --secrets) refuse_when_pinned --secrets "secrets through a pinned activation come with a later version"; secrets=1; shift ;;
       --age) age_path=${2-}; shift 2 ;;
       --host-key) host_key=${2-}; shift 2 ;;
       --secrets-url) secrets_url=${2-}; shift 2 ;;
@@ -1256,6 +1333,11 @@ cmd_activate() {
   case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
   [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
   check_secrets_options
+  if [ "$pinned" = 1 ]; then
+    [ -z "$subs$keys" ] || [ "$subs $keys" = "$pinned_subs $pinned_keys" ] ||
+      log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
+    subs=$pinned_subs keys=$pinned_keys
+  fi
   started=$(now)
   deadline=$((started + activation_timeout))
   checks=$(printf '%s' "$health_cmds" | grep -c . || true)
@@ -1278,6 +1360,7 @@ cmd_activate() {
   # The root keeps the new system from the garbage collector until a profile or
   # /run/current-system holds it (test and dry-activate set no profile).
   realise_path "$path" "" realise 3 "$state_dir/realised"
+  require_pinned_signature "$path" "" realise 3
 
   # 2. Secrets.
   [ "$secrets" = 0 ] || install_secrets
@@ -1405,7 +1488,7 @@ cmd_rollback() {
   while [ $# -gt 0 ]; do
     case $1 in
       --to) to=${2-}; shift 2 ;;
-      --profile) profile=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       *) usage "rollback: unknown option '$1'" ;;
     esac
@@ -1484,7 +1567,7 @@ cmd_prune() {
   while [ $# -gt 0 ]; do
     case $1 in
       --keep) keep=${2-}; shift 2 ;;
-      --profile) profile=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
       --gc-timeout) gc_timeout=${2-}; shift 2 ;;
       *) usage "prune: unknown option '$1'" ;;
     esac
@@ -1663,7 +1746,7 @@ boot_verb_args() {
   while [ $# -gt 0 ]; do
     case $1 in
       --token) token=${2-}; shift 2 ;;
-      --profile) profile=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
       --health-cmd | --health-once | --health-timeout) health_option "$1" "${2-}"; shift 2 ;;
       --reboot-rollback) rollback_reboot=1; shift ;;
       *) usage "$verb: unknown option '$1'" ;;
@@ -1780,7 +1863,7 @@ cmd_status() {
   check_paths=false
   while [ $# -gt 0 ]; do
     case $1 in
-      --profile) profile=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
       --check-paths) check_paths=true; shift ;;
       *) usage "status: unknown option '$1'" ;;
     esac
@@ -1877,6 +1960,7 @@ print line
 [ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, status or closure"
 command=$1
 shift
+load_pinned_trust
 case $command in
   activate) cmd_activate "$@" ;;
   after-boot) cmd_after_boot "$@" ;;
