@@ -27,6 +27,8 @@
         "package-lock.json"
         "tsconfig.json"
         "tsconfig.build.json"
+        # The dashboard's browser script: `npm run build` compiles it with its own tsconfig.
+        "tsconfig.client.json"
         "src"
       ]
       ++ builtins.filter (file: file != "dist") packageJson.files;

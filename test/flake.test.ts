@@ -382,6 +382,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "package-lock.json",
       "tsconfig.json",
       "tsconfig.build.json",
+      "tsconfig.client.json",
       "README.md",
       "src",
       "examples",
@@ -536,6 +537,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "package.json",
       "src",
       "tsconfig.build.json",
+      "tsconfig.client.json",
       "tsconfig.json",
     ]);
     // Every source but the unit tests, and the files package.json ships besides the build.
