@@ -1,30 +1,12 @@
 import { describe, expect, it } from "vitest";
+import { HAND, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import type { StatusRecord } from "../status/status.js";
 import { driftOf, expectedSystems } from "./drift.js";
 
-const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
-const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
 const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-web1";
-const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
 
-const record = (over: Partial<StatusRecord> = {}): StatusRecord => ({
-  version: 1,
-  host: "web1",
-  mode: "agent",
-  channel: "prod",
-  seq: 4,
-  desired: V2,
-  current: V2,
-  generation: 7,
-  previous: V1,
-  state: "success",
-  phase: null,
-  error: null,
-  rolledBack: null,
-  startedAt: "2026-11-25T10:00:00.000Z",
-  updatedAt: "2026-11-25T10:00:05.000Z",
-  ...over,
-});
+const record = (over: Partial<StatusRecord> = {}): StatusRecord =>
+  sshRecord({ mode: "agent", channel: "prod", seq: 4, ...over });
 
 describe("drift", () => {
   it("a host that runs what its deploy or release gave it, or the system before it, does not drift", () => {

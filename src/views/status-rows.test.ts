@@ -1,34 +1,13 @@
 import { describe, expect, it } from "vitest";
+import { HAND, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
-import type { StatusRecord } from "../status/status.js";
 import { liveRow, storedRow } from "./status-rows.js";
-
-const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
-const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
-const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
 
 const ssh = { name: "web1", delivery: "ssh" } as FleetHost;
 const agent = { name: "ag1", delivery: "agent" } as FleetHost;
 
-const record = (over: Partial<StatusRecord> = {}): StatusRecord => ({
-  version: 1,
-  host: "web1",
-  mode: "ssh",
-  channel: null,
-  seq: null,
-  desired: V2,
-  current: V2,
-  generation: 7,
-  previous: V1,
-  state: "success",
-  phase: null,
-  error: null,
-  rolledBack: null,
-  startedAt: "2026-11-25T10:00:00.000Z",
-  updatedAt: "2026-11-25T10:00:05.000Z",
-  ...over,
-});
+const record = sshRecord;
 
 const answer = (current: string): HostStatus => ({
   reachable: true,
