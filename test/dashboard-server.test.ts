@@ -149,6 +149,13 @@ describe("JSON API", () => {
     ]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(api).toEqual(JSON.parse(cli.stdout));
+    // Release files are never replaced: asked again, it reads the channel file, not them.
+    const app = appOf();
+    await app.request("/api/releases/prod");
+    const before = poller.requests.get;
+    const again = await (await app.request("/api/releases/prod")).json();
+    expect(again).toEqual(api);
+    expect(poller.requests.get - before).toBe(1);
   });
 });
 

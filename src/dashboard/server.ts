@@ -12,11 +12,11 @@ import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NixshipError } from "../errors.js";
 import { parseRelease } from "../release/release.js";
-import { readRelease } from "../release/release-store.js";
+import { type ReleaseEntry, readRelease } from "../release/release-store.js";
 import { readProgress } from "../status/status-store.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
-import { readHostChange } from "../views/host-change.js";
+import { type HostChange, readHostChange } from "../views/host-change.js";
 import { readReleaseList } from "../views/release-view.js";
 import { Html } from "./html.js";
 import { MAX_EVENT_STREAMS, RequestBuckets } from "./limits.js";
@@ -51,6 +51,11 @@ export interface DashboardOptions {
   readonly keepAlive?: number;
 }
 
+/** Release files' entries kept for /api/releases/CHANNEL. */
+const MAX_KEPT_ENTRIES = 100_000;
+/** Hosts' last changes kept (closure diffs), the oldest dropped first. */
+const MAX_KEPT_CHANGES = 64;
+
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -79,6 +84,22 @@ export function createDashboardApp(options: DashboardOptions): {
   const maxStreams = options.maxEventStreams ?? MAX_EVENT_STREAMS;
   let streams = 0;
   const tags = allTags(poller.fleet.hosts);
+  // What pages read beyond the poll, kept: release files' entries (never replaced), and hosts'
+  // last changes by (from, to) (each up to MAX_CHANGE_READS narinfos to read).
+  const releaseEntries = new Map<string, ReleaseEntry>();
+  const changes = new Map<string, Promise<HostChange>>();
+  const changeOf = (from: string | null | undefined, to: string | null | undefined) => {
+    const key = `${from} ${to}`;
+    let change = changes.get(key);
+    if (change === undefined) {
+      change = readHostChange(poller.store, from, to);
+      // A failed read is not kept: the next view tries again.
+      change.catch(() => changes.delete(key));
+      if (changes.size >= MAX_KEPT_CHANGES) changes.delete(changes.keys().next().value as string);
+      changes.set(key, change);
+    }
+    return change;
+  };
 
   app.use("*", async (c, next) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
@@ -193,7 +214,7 @@ export function createDashboardApp(options: DashboardOptions): {
         const [history, change] = await Promise.all([
           poller.watch.hostHistory(name),
           row.source === "stored"
-            ? readHostChange(poller.store, row.previous, row.current)
+            ? changeOf(row.previous, row.current)
             : Promise.resolve({ status: "none" as const, why: "The host was asked live." }),
         ]);
         const tagsOf = snapshot.tags.get(name) ?? [];
@@ -233,7 +254,9 @@ export function createDashboardApp(options: DashboardOptions): {
   );
   app.get("/api/releases/:channel", async (c) => {
     const channel = c.req.param("channel");
-    const { releases } = await readReleaseList(poller.store, channel);
+    const { releases } = await readReleaseList(poller.store, channel, releaseEntries);
+    // Bounded: a store with more release files than this is read again past it.
+    if (releaseEntries.size > MAX_KEPT_ENTRIES) releaseEntries.clear();
     return c.json({ store: poller.store.url, channel, releases });
   });
   app.get("/api/rollout", (c) =>

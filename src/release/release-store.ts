@@ -190,16 +190,29 @@ export async function publishRelease(
   return signed;
 }
 
-/** Every release file of the channel in order of seq, and whether the channel points at it. */
-export async function listReleases(store: ObjectStore, channel: string): Promise<ReleaseEntry[]> {
+/**
+ * Every release file of the channel in order of seq, and whether the channel points at it.
+ * `known` (a reader that lists again and again: the dashboard) keeps each file's entry by key,
+ * since release files are never replaced: a file is then read once.
+ */
+export async function listReleases(
+  store: ObjectStore,
+  channel: string,
+  known?: Map<string, ReleaseEntry>,
+): Promise<ReleaseEntry[]> {
   const seqs = await listedSeqs(store, channel);
   const current = await readChannel(store, channel);
   const currentDigest = current.status === "found" ? releaseDigest(current.bytes) : undefined;
   const entries = await mapLimit(seqs, READ_CONCURRENCY, async (seq) => {
+    const key = releaseKey(channel, seq);
+    const kept = known?.get(key);
+    if (kept !== undefined) return { ...kept, current: kept.digest === currentDigest };
     const read = await readRelease(store, channel, seq);
     // Deleted since the listing (a withdrawn release of a publisher that lost a race).
     if (read.status === "absent") return undefined;
-    return releaseEntryOf(read.bytes, seq, releaseKey(channel, seq), currentDigest);
+    const entry = releaseEntryOf(read.bytes, seq, key, currentDigest);
+    known?.set(key, entry);
+    return entry;
   });
   return entries.filter((entry) => entry !== undefined);
 }

@@ -32,8 +32,10 @@ export interface ReleaseListView {
 export async function readReleaseList(
   store: ObjectStore,
   channel: string,
+  /** Entries kept across calls, by release key (see listReleases). */
+  known?: Map<string, ReleaseEntry>,
 ): Promise<ReleaseListView> {
-  const releases = await listReleases(store, channel);
+  const releases = await listReleases(store, channel, known);
   return { releases, warnings: listWarnings(releases) };
 }
 
