@@ -20,211 +20,220 @@ import { nixship, run } from "./support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { type LabCache, serveLabCache } from "./support/serve.js";
 
-const LAB = "ap";
-const HOST = "ap1";
-const TRUST = "/nix/var/nixship-pinned/trust";
-let work: string;
-let labsDir: string;
-let sshConfig: string;
-let systems: Record<ExampleSystem, string>;
-/** The cache the host pins, and another, signed by a key it does not pin. */
-let pinned: LabCache;
-let other: LabCache;
+/** The suite on a lab of one host whose Nix is Debian's 2.8, or 2.26 (`lab up --nix current`). */
+function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): void {
+  const HOST = `${LAB}1`;
+  const TRUST = "/nix/var/nixship-pinned/trust";
+  let work: string;
+  let labsDir: string;
+  let sshConfig: string;
+  let systems: Record<ExampleSystem, string>;
+  /** The cache the host pins, and another, signed by a key it does not pin. */
+  let pinned: LabCache;
+  let other: LabCache;
 
-async function onHost(
-  args: readonly string[],
-  variables: Record<string, string> = { NIXSHIP_TRUST_FILE: TRUST },
-): Promise<{ code: number; result: ActivationResult; stderr: string }> {
-  const r = await run(
-    "ssh",
-    ["-F", sshConfig, HOST, `sh -s -- ${args.map(shellQuote).join(" ")}`],
-    {
-      input: Buffer.from(scriptInput(variables)),
-    },
-  );
-  return { code: r.code, result: parseActivationResult(r.stdout, HOST), stderr: r.stderr };
-}
-
-/** Runs a shell command on the host as root (not through activate.sh). */
-async function shell(command: string): Promise<string> {
-  const r = await run("ssh", ["-F", sshConfig, HOST, command]);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-}
-
-async function writeTrust(lines: readonly string[], mode = "644"): Promise<void> {
-  const text = lines.map((l) => `${l}\n`).join("");
-  await shell(
-    `mkdir -p ${shellQuote(TRUST.slice(0, TRUST.lastIndexOf("/")))} && printf %s ${shellQuote(text)} > ${TRUST} && chmod ${mode} ${TRUST}`,
-  );
-}
-
-/** A "system" only the host made (nix-store --add): unsigned, whose switch leaves a mark. */
-async function unsignedSystem(mark: string): Promise<string> {
-  return await shell(
-    [
-      "d=$(mktemp -d)",
-      "mkdir -p $d/evil/bin",
-      `printf '#!/bin/sh\\ntouch ${mark}\\n' > $d/evil/bin/switch-to-configuration`,
-      "chmod +x $d/evil/bin/switch-to-configuration",
-      "nix-store --add $d/evil",
-    ].join(" && "),
-  );
-}
-
-/** A "system" the host built itself (input-addressed, unsigned), whose switch leaves a mark. */
-async function builtSystem(mark: string): Promise<string> {
-  const script = `mkdir -p $out/bin && printf '#!/bin/sh\\ntouch ${mark}\\n' > $out/bin/switch-to-configuration && chmod +x $out/bin/switch-to-configuration`;
-  const expr = `derivation { name = "evil-built"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; PATH = "/usr/bin:/bin"; }`;
-  return await shell(
-    `NIX_CONFIG='experimental-features = nix-command\nsandbox = false\nbuild-users-group =\nsubstituters =' nix-build --no-out-link -E ${shellQuote(expr)} 2>/dev/null`,
-  );
-}
-
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), "nixship-pinned-"));
-  labsDir = join(work, "labs");
-  systems = await buildExampleSystems();
-  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"], {
-    env: { NIXSHIP_LAB_DIR: labsDir },
-  });
-  expect(up.code, up.stderr).toBe(0);
-  const lab = JSON.parse(up.stdout) as { number: number; files: { sshConfig: string } };
-  sshConfig = lab.files.sshConfig;
-  const gateway = `10.231.${lab.number}.1`;
-  for (const name of ["pinned", "other"]) await mkdir(join(work, name));
-  pinned = await serveLabCache(join(work, "pinned"), [systems["web-v1"]], gateway, "pinned-1");
-  other = await serveLabCache(join(work, "other"), [systems["web-v2"]], gateway, "other-1");
-});
-
-afterAll(async () => {
-  await pinned?.server.stop();
-  await other?.server.stop();
-  await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
-  await rm(work, { recursive: true, force: true });
-});
-
-describe("pinned trust", () => {
-  it("activates what a pinned key signed, from the pinned substituter, whatever the caller passes", async () => {
-    await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
-    const r = await onHost(
-      activateArgs({
-        path: systems["web-v1"],
-        action: "switch",
-        // The caller's trust: another substituter and key. Ignored.
-        substituters: [other.server.url],
-        trustedKeys: [other.publicKey],
-        confirmTimeout: 30,
-        token: "pinned-ok",
-      }),
+  async function onHost(
+    args: readonly string[],
+    variables: Record<string, string> = { NIXSHIP_TRUST_FILE: TRUST },
+  ): Promise<{ code: number; result: ActivationResult; stderr: string }> {
+    const r = await run(
+      "ssh",
+      ["-F", sshConfig, HOST, `sh -s -- ${args.map(shellQuote).join(" ")}`],
+      {
+        input: Buffer.from(scriptInput(variables)),
+      },
     );
-    expect(r.result, r.stderr).toMatchObject({ ok: true, command: "activate" });
-    expect(r.stderr).toContain("the --substituter and --trusted-key given are ignored");
-    const confirmed = await onHost(confirmArgs("pinned-ok"));
-    expect(confirmed.result).toMatchObject({ ok: true, command: "confirm" });
-    expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
-  });
+    return { code: r.code, result: parseActivationResult(r.stdout, HOST), stderr: r.stderr };
+  }
 
-  it("refuses a path signed by another key, even when the caller passes that key", async () => {
-    // The host can reach the other cache, but pins only the first key.
-    await writeTrust([`substituter ${other.server.url}`, `trusted-key ${pinned.publicKey}`]);
-    const r = await onHost(
-      activateArgs({
-        path: systems["web-v2"],
-        action: "switch",
-        substituters: [other.server.url],
-        trustedKeys: [other.publicKey],
-      }),
+  /** Runs a shell command on the host as root (not through activate.sh). */
+  async function shell(command: string): Promise<string> {
+    const r = await run("ssh", ["-F", sshConfig, HOST, command]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.trim();
+  }
+
+  async function writeTrust(lines: readonly string[], mode = "644"): Promise<void> {
+    const text = lines.map((l) => `${l}\n`).join("");
+    await shell(
+      `mkdir -p ${shellQuote(TRUST.slice(0, TRUST.lastIndexOf("/")))} && printf %s ${shellQuote(text)} > ${TRUST} && chmod ${mode} ${TRUST}`,
     );
-    expect(r.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
-    expect(r.code).toBe(3);
-    expect(
-      await shell(
-        `nix-store --check-validity ${systems["web-v2"]} 2>/dev/null && echo present || echo absent`,
-      ),
-    ).toBe("absent");
-    expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
-  });
+  }
 
-  it("never activates a path in the store that no pinned key signed; unpinned, the same path runs as root", async () => {
-    await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
-    const mark = "/tmp/nixship-pinned-mark";
-    await shell(`rm -f ${mark}`);
-    const evil = await unsignedSystem(mark);
-    const refused = await onHost(activateArgs({ path: evil, action: "test" }));
-    expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
-    expect((refused.result as { message: string }).message).toContain(
-      "is not signed by a key this host pins",
-    );
-    expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
-    // Without pinning (root's own piped script, as for a host without the module), a path in
-    // the store is taken as it is: this is what pinning closes for a non-root deploy user.
-    const unpinned = await onHost(activateArgs({ path: evil, action: "test" }), {});
-    expect(unpinned.result).toMatchObject({ ok: true, command: "activate" });
-    expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("made");
-    await shell(`rm -f ${mark}`);
-  });
-
-  it("never activates a path the host built itself (input-addressed, unsigned)", async () => {
-    await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
-    const mark = "/tmp/nixship-pinned-built";
-    await shell(`rm -f ${mark}`);
-    const built = await builtSystem(mark);
-    expect(built).toMatch(/^\/nix\/store\/[a-z0-9]{32}-evil-built$/);
-    const refused = await onHost(activateArgs({ path: built, action: "test" }));
-    expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
-    expect((refused.result as { message: string }).message).toBe(
-      `${built} is not signed by a key this host pins (its closure must be)`,
-    );
-    expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
-  });
-
-  it("refuses the options that would let a caller choose what root runs or writes", async () => {
-    await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
-    const mark = "/tmp/nixship-pinned-cmd";
-    const base = { path: systems["web-v1"], action: "switch" as const };
-    const cases: [string, readonly string[]][] = [
-      ["--health-cmd", activateArgs({ ...base, healthCommands: [`touch ${mark}`] })],
+  /** A "system" only the host made (nix-store --add): unsigned, whose switch leaves a mark. */
+  async function unsignedSystem(mark: string): Promise<string> {
+    return await shell(
       [
-        "--health-once",
-        activateArgs({ ...base, healthOnce: [`touch ${mark}`], healthCommands: [`touch ${mark}`] }),
-      ],
-      ["--profile", [...activateArgs(base), "--profile", "/etc/nixship-owned"]],
-      ["--secrets", [...activateArgs(base), "--secrets"]],
-      ["--profile", ["rollback", "--profile", "/etc/nixship-owned"]],
-    ];
-    for (const [option, args] of cases) {
-      const r = await onHost(args);
-      expect(r.code, option).toBe(2);
-      expect(r.result, option).toMatchObject({ ok: false, result: "usage" });
-      expect((r.result as { message: string }).message, option).toContain(
-        `${option} is refused: this host's trust is pinned`,
-      );
-    }
-    expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
-    expect(await shell("test -e /etc/nixship-owned && echo made || echo none")).toBe("none");
+        "d=$(mktemp -d)",
+        "mkdir -p $d/evil/bin",
+        `printf '#!/bin/sh\\ntouch ${mark}\\n' > $d/evil/bin/switch-to-configuration`,
+        "chmod +x $d/evil/bin/switch-to-configuration",
+        "nix-store --add $d/evil",
+      ].join(" && "),
+    );
+  }
+
+  /** A "system" the host built itself (input-addressed, unsigned), whose switch leaves a mark. */
+  async function builtSystem(mark: string): Promise<string> {
+    const script = `mkdir -p $out/bin && printf '#!/bin/sh\\ntouch ${mark}\\n' > $out/bin/switch-to-configuration && chmod +x $out/bin/switch-to-configuration`;
+    const expr = `derivation { name = "evil-built"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; PATH = "/usr/bin:/bin"; }`;
+    return await shell(
+      `NIX_CONFIG='experimental-features = nix-command\nsandbox = false\nbuild-users-group =\nsubstituters =' nix-build --no-out-link -E ${shellQuote(expr)} 2>/dev/null`,
+    );
+  }
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "nixship-pinned-"));
+    labsDir = join(work, "labs");
+    systems = await buildExampleSystems();
+    const up = await nixship(["lab", "up", "1", "--name", LAB, "--json", ...labUpArgs], {
+      env: { NIXSHIP_LAB_DIR: labsDir },
+    });
+    expect(up.code, up.stderr).toBe(0);
+    const lab = JSON.parse(up.stdout) as { number: number; files: { sshConfig: string } };
+    sshConfig = lab.files.sshConfig;
+    const gateway = `10.231.${lab.number}.1`;
+    for (const name of ["pinned", "other"]) await mkdir(join(work, name));
+    pinned = await serveLabCache(join(work, "pinned"), [systems["web-v1"]], gateway, "pinned-1");
+    other = await serveLabCache(join(work, "other"), [systems["web-v2"]], gateway, "other-1");
   });
 
-  it("refuses a trust file that others may write, or that holds anything else", async () => {
-    await writeTrust(
-      [`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`],
-      "666",
-    );
-    const open = await onHost(["status"]);
-    expect(open.code).toBe(2);
-    expect((open.result as { message: string }).message).toBe(
-      `pinned trust: ${TRUST} must be owned by root and writable by root alone`,
-    );
-    await writeTrust([`substituter ${pinned.server.url}`, "allow everything"]);
-    const odd = await onHost(["status"]);
-    expect(odd.code).toBe(2);
-    expect((odd.result as { message: string }).message).toBe(
-      `pinned trust: ${TRUST} line 2: expected 'substituter URL' or 'trusted-key NAME:KEY'`,
-    );
-    await writeTrust([`substituter ${pinned.server.url}`]);
-    const keyless = await onHost(["status"]);
-    expect((keyless.result as { message: string }).message).toBe(
-      `pinned trust: ${TRUST} names no trusted-key`,
-    );
+  afterAll(async () => {
+    await pinned?.server.stop();
+    await other?.server.stop();
+    await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
+    await rm(work, { recursive: true, force: true });
   });
-});
+
+  describe(`pinned trust (${nix})`, () => {
+    it("activates what a pinned key signed, from the pinned substituter, whatever the caller passes", async () => {
+      await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const r = await onHost(
+        activateArgs({
+          path: systems["web-v1"],
+          action: "switch",
+          // The caller's trust: another substituter and key. Ignored.
+          substituters: [other.server.url],
+          trustedKeys: [other.publicKey],
+          confirmTimeout: 30,
+          token: "pinned-ok",
+        }),
+      );
+      expect(r.result, r.stderr).toMatchObject({ ok: true, command: "activate" });
+      expect(r.stderr).toContain("the --substituter and --trusted-key given are ignored");
+      const confirmed = await onHost(confirmArgs("pinned-ok"));
+      expect(confirmed.result).toMatchObject({ ok: true, command: "confirm" });
+      expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
+    });
+
+    it("refuses a path signed by another key, even when the caller passes that key", async () => {
+      // The host can reach the other cache, but pins only the first key.
+      await writeTrust([`substituter ${other.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const r = await onHost(
+        activateArgs({
+          path: systems["web-v2"],
+          action: "switch",
+          substituters: [other.server.url],
+          trustedKeys: [other.publicKey],
+        }),
+      );
+      expect(r.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+      expect(r.code).toBe(3);
+      expect(
+        await shell(
+          `nix-store --check-validity ${systems["web-v2"]} 2>/dev/null && echo present || echo absent`,
+        ),
+      ).toBe("absent");
+      expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
+    });
+
+    it("never activates a path in the store that no pinned key signed; unpinned, the same path runs as root", async () => {
+      await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const mark = "/tmp/nixship-pinned-mark";
+      await shell(`rm -f ${mark}`);
+      const evil = await unsignedSystem(mark);
+      const refused = await onHost(activateArgs({ path: evil, action: "test" }));
+      expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+      expect((refused.result as { message: string }).message).toContain(
+        "is not signed by a key this host pins",
+      );
+      expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
+      // Without pinning (root's own piped script, as for a host without the module), a path in
+      // the store is taken as it is: this is what pinning closes for a non-root deploy user.
+      const unpinned = await onHost(activateArgs({ path: evil, action: "test" }), {});
+      expect(unpinned.result).toMatchObject({ ok: true, command: "activate" });
+      expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("made");
+      await shell(`rm -f ${mark}`);
+    });
+
+    it("never activates a path the host built itself (input-addressed, unsigned)", async () => {
+      await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const mark = "/tmp/nixship-pinned-built";
+      await shell(`rm -f ${mark}`);
+      const built = await builtSystem(mark);
+      expect(built).toMatch(/^\/nix\/store\/[a-z0-9]{32}-evil-built$/);
+      const refused = await onHost(activateArgs({ path: built, action: "test" }));
+      expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+      expect((refused.result as { message: string }).message).toBe(
+        `${built} is not signed by a key this host pins (its closure must be)`,
+      );
+      expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
+    });
+
+    it("refuses the options that would let a caller choose what root runs or writes", async () => {
+      await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const mark = "/tmp/nixship-pinned-cmd";
+      const base = { path: systems["web-v1"], action: "switch" as const };
+      const cases: [string, readonly string[]][] = [
+        ["--health-cmd", activateArgs({ ...base, healthCommands: [`touch ${mark}`] })],
+        [
+          "--health-once",
+          activateArgs({
+            ...base,
+            healthOnce: [`touch ${mark}`],
+            healthCommands: [`touch ${mark}`],
+          }),
+        ],
+        ["--profile", [...activateArgs(base), "--profile", "/etc/nixship-owned"]],
+        ["--secrets", [...activateArgs(base), "--secrets"]],
+        ["--profile", ["rollback", "--profile", "/etc/nixship-owned"]],
+      ];
+      for (const [option, args] of cases) {
+        const r = await onHost(args);
+        expect(r.code, option).toBe(2);
+        expect(r.result, option).toMatchObject({ ok: false, result: "usage" });
+        expect((r.result as { message: string }).message, option).toContain(
+          `${option} is refused: this host's trust is pinned`,
+        );
+      }
+      expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
+      expect(await shell("test -e /etc/nixship-owned && echo made || echo none")).toBe("none");
+    });
+
+    it("refuses a trust file that others may write, or that holds anything else", async () => {
+      await writeTrust(
+        [`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`],
+        "666",
+      );
+      const open = await onHost(["status"]);
+      expect(open.code).toBe(2);
+      expect((open.result as { message: string }).message).toBe(
+        `pinned trust: ${TRUST} must be owned by root and writable by root alone`,
+      );
+      await writeTrust([`substituter ${pinned.server.url}`, "allow everything"]);
+      const odd = await onHost(["status"]);
+      expect(odd.code).toBe(2);
+      expect((odd.result as { message: string }).message).toBe(
+        `pinned trust: ${TRUST} line 2: expected 'substituter URL' or 'trusted-key NAME:KEY'`,
+      );
+      await writeTrust([`substituter ${pinned.server.url}`]);
+      const keyless = await onHost(["status"]);
+      expect((keyless.result as { message: string }).message).toBe(
+        `pinned trust: ${TRUST} names no trusted-key`,
+      );
+    });
+  });
+}
+
+pinnedTrust("Debian's Nix 2.8", "ap", []);
+pinnedTrust("Nix 2.26", "apc", ["--nix", "current"]);
