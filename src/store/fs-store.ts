@@ -165,15 +165,17 @@ export class FsStore implements ObjectStore {
       throw this.#fault("read", key, err);
     }
     if (st.isSymbolicLink()) throw this.#linked(key);
-    if (checked === undefined) await this.#checkInside(key, path);
-    else {
-      const dir = dirname(path);
-      let check = checked.get(dir);
-      if (check === undefined) {
-        check = this.#checkInside(key, path);
-        checked.set(dir, check);
-      }
+    let check = checked?.get(dirname(path));
+    if (check === undefined) {
+      check = this.#checkInside(key, path);
+      checked?.set(dirname(path), check);
+    }
+    try {
       await check;
+    } catch (err) {
+      // Deleted since the lstat, with its directory (a delete tidies empty parents): gone.
+      if (isAbsent(err)) return undefined;
+      throw err;
     }
     return st.isFile() ? toInfo(key, st) : undefined;
   }
