@@ -4,14 +4,12 @@
 // entries, and a planted channel passed over. Watching hosts apply releases is the agent
 // delivery's (delivery/agent.test.ts, with real agents).
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   CHANNEL,
   channelRelease,
-  Hosts,
+  channelStoreEachTest,
+  type Hosts,
   NO_HEALTH,
   plant,
   publishSigned,
@@ -19,26 +17,19 @@ import {
 } from "../../test/support/channel-hosts.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import { FsStore } from "../store/fs-store.js";
+import type { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
 import { ChannelKeeper, type ChannelKeeperOptions } from "./channel-keeper.js";
 import { secretsBundleKey } from "./secrets-store.js";
 
 const releaseKeyPair = generateSecretKey("release-1");
 
-let dir: string;
+const fixture = channelStoreEachTest("channel-keeper");
 let store: FsStore;
 let hosts: Hosts;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), "nixship-channel-keeper-"));
-  store = new FsStore(join(dir, "bucket"), { fsync: false });
-  hosts = new Hosts(store);
-});
-
-afterEach(async () => {
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
+beforeEach(() => {
+  ({ store, hosts } = fixture);
 });
 
 function keeper(

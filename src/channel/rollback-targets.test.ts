@@ -3,14 +3,12 @@
 // system, or what `--to` names; hosts that cannot go back refused with why. The hosts' reports
 // are written as their agents write them; watching them apply the release is the agent
 // delivery's (delivery/agent.test.ts).
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   CHANNEL,
   channelRelease,
-  Hosts,
+  channelStoreEachTest,
+  type Hosts,
   NO_HEALTH,
   plant,
   sys,
@@ -19,25 +17,18 @@ import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { releaseKey } from "../release/release-store.js";
-import { FsStore } from "../store/fs-store.js";
+import type { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
 import { ChannelKeeper, type RollbackRelease } from "./channel-keeper.js";
 
 const releaseKeyPair = generateSecretKey("release-1");
 
-let dir: string;
+const fixture = channelStoreEachTest("rollback-targets");
 let store: FsStore;
 let hosts: Hosts;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), "nixship-rollback-targets-"));
-  store = new FsStore(join(dir, "bucket"), { fsync: false });
-  hosts = new Hosts(store);
-});
-
-afterEach(async () => {
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
+beforeEach(() => {
+  ({ store, hosts } = fixture);
 });
 
 function keeper(options: { allowFailed?: boolean } = {}): ChannelKeeper {

@@ -1,10 +1,9 @@
 // The pure questions the dashboard asks of a snapshot: each host's state in one word, the hosts
 // filter, short system names, when a host was last heard of, and counts by state and mode.
 import { describe, expect, it } from "vitest";
-import { HAND, sshRecord, V1, V2 } from "../../test/support/status-records.js";
+import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import type { AgentStanding } from "../channel/standing.js";
 import type { FleetHost } from "../fleet/fleet.js";
-import type { HostStatus } from "../host/script-outcomes.js";
 import type { StatusRecord } from "../status/status.js";
 import { liveRow, type StatusRow, storedRow } from "../views/status-rows.js";
 import {
@@ -22,16 +21,7 @@ const ssm = (name: string) => ({ name, delivery: "ssm", tags: [] }) as unknown a
 
 const record = sshRecord;
 
-const answer = (current: string, over: Partial<HostStatus> = {}): HostStatus =>
-  ({
-    reachable: true,
-    current,
-    profile: current,
-    generation: 8,
-    generations: [],
-    pending: undefined,
-    ...over,
-  }) as HostStatus;
+const answer = liveAnswer;
 
 const standing = (over: Partial<AgentStanding> = {}): AgentStanding => ({
   liveness: "online",

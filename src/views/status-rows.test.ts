@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { HAND, sshRecord, V1, V2 } from "../../test/support/status-records.js";
+import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { liveRow, storedRow } from "./status-rows.js";
@@ -9,14 +9,7 @@ const agent = { name: "ag1", delivery: "agent" } as FleetHost;
 
 const record = sshRecord;
 
-const answer = (current: string): HostStatus => ({
-  reachable: true,
-  current,
-  profile: current,
-  generation: 8,
-  generations: [],
-  pending: undefined,
-});
+const answer = (current: string): HostStatus => liveAnswer(current);
 
 const online = { liveness: "online", heartbeatAt: null, behind: false, channelSeq: 4 } as const;
 

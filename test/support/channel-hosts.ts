@@ -2,6 +2,10 @@
 // their agents would (a status marker and a record each, with the generation an activation
 // makes), and releases published by hand: signed by the fleet's key, or planted by a key the
 // fleet does not trust.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach } from "vitest";
 import { generateSecretKey, type SecretKey } from "../../src/nix/keys.js";
 import type { StorePath } from "../../src/nix/store-path.js";
 import { parseRelease, type ReleaseHost, type SignedRelease } from "../../src/release/release.js";
@@ -13,6 +17,7 @@ import {
   releaseKey,
 } from "../../src/release/release-store.js";
 import { writeStatus } from "../../src/status/status-store.js";
+import { FsStore } from "../../src/store/fs-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 
 export const CHANNEL = "prod";
@@ -98,4 +103,23 @@ export class Hosts {
       });
     }
   }
+}
+
+/**
+ * A directory store and the hosts that report in it, made afresh before each test of the file
+ * that calls this (and removed after): read `store` and `hosts` inside the tests.
+ */
+export function channelStoreEachTest(name: string): { store: FsStore; hosts: Hosts } {
+  const fixture = {} as { store: FsStore; hosts: Hosts };
+  let dir = "";
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), `nixship-${name}-`));
+    fixture.store = new FsStore(join(dir, "bucket"), { fsync: false });
+    fixture.hosts = new Hosts(fixture.store);
+  });
+  afterEach(async () => {
+    await fixture.store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return fixture;
 }

@@ -1,5 +1,6 @@
 // Status records for unit tests: one host's record with every field set, the systems named by
 // V1, V2 and HAND (a system nixship never left there), and what a test changes laid over it.
+import type { HostStatus } from "../../src/host/script-outcomes.js";
 import type { StatusRecord } from "../../src/status/status.js";
 
 export const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
@@ -26,4 +27,17 @@ export function sshRecord(over: Partial<StatusRecord> = {}): StatusRecord {
     updatedAt: "2026-11-25T10:00:05.000Z",
     ...over,
   };
+}
+
+/** An ssh host's live answer: it runs `current` (its profile too), generation 8; `over` on top. */
+export function liveAnswer(current: string, over: Partial<HostStatus> = {}): HostStatus {
+  return {
+    reachable: true,
+    current,
+    profile: current,
+    generation: 8,
+    generations: [],
+    pending: undefined,
+    ...over,
+  } as HostStatus;
 }
