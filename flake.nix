@@ -119,14 +119,34 @@
       # packaging/nixos/nixship-agent.nix with this flake's package as its default. The key
       # lets a configuration import both names without defining the package twice.
       nixosModules.agent =
-        { lib, pkgs, ... }:
+        {
+          config,
+          lib,
+          pkgs,
+          ...
+        }:
         {
           key = "nixship#nixosModules.agent";
-          imports = [ ./packaging/nixos/nixship-agent.nix ];
+          imports = [
+            ./packaging/nixos/nixship-agent.nix
+            self.nixosModules.host
+          ];
           config.services.nixship-agent.package =
             lib.mkDefault
               self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          # An agent host has nixship-activate too, pinned to the keys the agent trusts, so
+          # that an operator's `nixship rollback` over SSH (as a deploy user) is pinned alike.
+          config.services.nixship-host = lib.mkIf config.services.nixship-agent.enable {
+            enable = lib.mkDefault true;
+            trustedKeys = lib.mkDefault config.services.nixship-agent.cacheKeys;
+          };
         };
+      # packaging/nixos/nixship-host.nix: nixship-activate with the host's pinned trust, and
+      # the sudoers rule of a non-root deploy user (ssh and ssm hosts; docs/pinned-hosts.md).
+      nixosModules.host = {
+        key = "nixship#nixosModules.host";
+        imports = [ ./packaging/nixos/nixship-host.nix ];
+      };
       nixosModules.default = self.nixosModules.agent;
     };
 }

@@ -25,6 +25,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v age >/dev/null 2>&1 || missing+=(age)
 # The dashboard's tests and bench:dashboard drive Debian's Chromium (playwright-core, no download).
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-liberation)
+# Pinned hosts: a lab host's deploy user runs nixship-activate through sudo, as on NixOS.
+[ -x /usr/bin/sudo ] || missing+=(sudo)
 # The agent's systemd unit is checked with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Flakes in a git repository are evaluated as git+file, which Nix reads with git.

@@ -318,12 +318,17 @@ let
       };
     in {
       key = result.key or null;
-      imports = map toString result.imports;
+      # A file by its path, a module of the flake (nixosModules.host) by its key.
+      imports = map (i: if builtins.isAttrs i then i.key else toString i) result.imports;
       definition = { inherit (definition) _type priority; package = "\${definition.content}"; };
+      hostTrust =
+        let host = (configOf result).services.nixship-host;
+        in { inherit (host) condition; inherit (host.content) enable trustedKeys; };
       execStart = agent.config.content.systemd.services.nixship-agent.serviceConfig.ExecStart;
     };
 in
-builtins.mapAttrs (_: module: lib.genAttrs [ ${SYSTEMS.map((s) => `"${s}"`).join(" ")} ] (evalOn module)) modules
+builtins.mapAttrs (_: module: lib.genAttrs [ ${SYSTEMS.map((s) => `"${s}"`).join(" ")} ] (evalOn module))
+  (removeAttrs modules [ "host" ])
 `;
 
 interface RecordedArgs {
@@ -342,6 +347,11 @@ interface ModuleEval {
   imports: string[];
   definition: { _type: string; priority: number; package: string };
   execStart: string;
+  hostTrust: {
+    condition: boolean;
+    enable: { _type: string; priority: number; content: boolean };
+    trustedKeys: { _type: string; priority: number; content: string[] };
+  };
 }
 
 describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
@@ -575,10 +585,21 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
     expect(Object.keys(modules).sort()).toEqual(["agent", "default"]);
     for (const system of SYSTEMS) {
       const agent = modules.agent?.[system];
-      expect(agent?.imports).toHaveLength(1);
+      expect(agent?.imports).toHaveLength(2);
       expect(agent?.imports[0]).toMatch(
         /^\/nix\/store\/[a-z0-9]{32}-source\/packaging\/nixos\/nixship-agent\.nix$/,
       );
+      // nixosModules.host, with the agent's cache keys pinned by default when the agent runs.
+      expect(agent?.imports[1]).toBe("nixship#nixosModules.host");
+      expect(agent?.hostTrust).toEqual({
+        condition: true,
+        enable: { _type: "override", priority: 1000, content: true },
+        trustedKeys: {
+          _type: "override",
+          priority: 1000,
+          content: ["cache-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM="],
+        },
+      });
       // mkDefault: priority 1000, so a configuration's own `package` wins.
       expect(agent?.definition).toEqual({
         _type: "override",
@@ -591,6 +612,18 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       expect(modules.default?.[system]).toEqual(agent);
     }
     expect(modules.agent?.["x86_64-linux"]?.key).toMatch(/\S/);
+  });
+
+  it("gives nixosModules.host: packaging/nixos/nixship-host.nix, by a key of its own", async () => {
+    const host = await nixEval<{ key: string; imports: string[] }>(
+      `path:${copy}#nixosModules.host`,
+      "m: { inherit (m) key; imports = map toString m.imports; }",
+    );
+    expect(host.key).toBe("nixship#nixosModules.host");
+    expect(host.imports).toHaveLength(1);
+    expect(host.imports[0]).toMatch(
+      /^\/nix\/store\/[a-z0-9]{32}-source\/packaging\/nixos\/nixship-host\.nix$/,
+    );
   });
 
   it("serves a consumer flake: its nixpkgs followed, and the overlay's pkgs.nixship the same package", async () => {
