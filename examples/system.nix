@@ -29,6 +29,10 @@
   # Packages in its closure, name -> version ({ hello = "2.12"; }): each the store path
   # NAME-VERSION with bin/NAME, linked from sw/bin as a NixOS system's packages are.
   packages ? { },
+  # A host with pinned trust, as nixship's NixOS module (nixosModules.host) makes one:
+  # sw/bin/nixship-activate runs activate.sh with this trust. { substituters; trustedKeys;
+  # script (activate.sh); text (import packaging/nixos/nixship-activate.nix) }; null: none.
+  pinned ? null,
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
@@ -58,6 +62,31 @@ let
     printf '#!/bin/sh\necho "GNU ${pname} ${version}"\n' > $out/bin/${pname}
     chmod 0555 $out/bin/${pname}
   '';
+  # nixship-activate as the module installs it, from the module's own text (its trust file, its
+  # wrapper); the lab's host has no nixpkgs, so its shell, env and PATH are the machine's.
+  activator = mk "nixship-activate-${tag'}" (
+    let
+      trustFile = builtins.toFile "nixship-trust" (
+        pinned.text.trustText { inherit (pinned) substituters trustedKeys; }
+      );
+      script = builtins.toFile "nixship-activate.sh" (builtins.readFile pinned.script);
+    in
+    ''
+      mkdir -p $out/bin
+      cat > $out/bin/nixship-activate <<'EOS'
+    ${pinned.text.wrapperText {
+      shell = "/bin/sh";
+      env = "/usr/bin/env";
+      inherit script trustFile;
+      path = "/usr/bin:/bin";
+    }}EOS
+      chmod 0555 $out/bin/nixship-activate
+    ''
+  );
+  # The command checks it declares, one per line: all a pinned activation runs as root.
+  commandLines = map (c:
+    if builtins.match ".*[\n\r].*" c.run != null then throw "a command check is one line: ${c.run}" else "${c.run}\n"
+  ) (if checks == null then [ ] else checks.commands or [ ]);
   etc = mk "example-web-etc-${tag'}" ''
     mkdir -p $out/etc
     cat > $out/etc/example-web.json <<'EOS'
@@ -88,9 +117,13 @@ mk "example-web-system-${tag'}" (''
   ln -s ${package pname version}/bin/${pname} $out/sw/bin/${pname}
 '') packages)) + ''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
-'' + (if checks == null then "" else ''
+'' + (if pinned == null then "" else ''
+  ln -s ${activator}/bin/nixship-activate $out/sw/bin/nixship-activate
+'') + (if checks == null then "" else ''
   mkdir -p $out/nixship
   cat > $out/nixship/health.json <<'EOS'
   ${builtins.toJSON checks}
   EOS
+  cat > $out/nixship/health-commands <<'EOS'
+  ${builtins.concatStringsSep "" commandLines}EOS
 ''))

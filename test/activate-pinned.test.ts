@@ -3,7 +3,8 @@
 // would), activate.sh trusts only the file's substituters and keys. The trust a caller passes
 // changes nothing, a path already in the store but not signed by a pinned key is not activated
 // (without pinning it would be: the hole pinning closes), and the options that would let a
-// caller choose what root runs or writes are refused.
+// caller choose what root runs or writes are refused (command checks unless the system
+// declares them itself: test/pinned-deploy.test.ts runs one that it does).
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,16 +185,20 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
       const mark = "/tmp/nixship-pinned-cmd";
       const base = { path: systems["web-v1"], action: "switch" as const };
+      // A command check the system does not declare (web-v1 declares none) is refused once
+      // the system is realised and its signature checked, before anything changes.
+      for (const args of [
+        activateArgs({ ...base, healthCommands: [`touch ${mark}`] }),
+        activateArgs({ ...base, healthOnce: [`touch ${mark}`], healthCommands: [`touch ${mark}`] }),
+      ]) {
+        const r = await onHost(args);
+        expect(r.code).toBe(2);
+        expect(r.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+        expect((r.result as { message: string }).message).toBe(
+          `the command check 'touch ${mark}' is not one ${systems["web-v1"]} declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root`,
+        );
+      }
       const cases: [string, readonly string[]][] = [
-        ["--health-cmd", activateArgs({ ...base, healthCommands: [`touch ${mark}`] })],
-        [
-          "--health-once",
-          activateArgs({
-            ...base,
-            healthOnce: [`touch ${mark}`],
-            healthCommands: [`touch ${mark}`],
-          }),
-        ],
         ["--profile", [...activateArgs(base), "--profile", "/etc/nixship-owned"]],
         ["--secrets", [...activateArgs(base), "--secrets"]],
         ["--profile", ["rollback", "--profile", "/etc/nixship-owned"]],

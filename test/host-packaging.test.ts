@@ -202,7 +202,9 @@ describe("packaging/nixos/nixship-host.nix", () => {
         deploy: {
           isNormalUser: true,
           description: "nixship deploys (runs nixship-activate through sudo)",
-          openssh: { authorizedKeys: { keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE deployer"] } },
+          openssh: {
+            authorizedKeys: { keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE deployer"] },
+          },
         },
       },
     });
@@ -234,6 +236,7 @@ describe("packaging/nixos/nixship-host.nix", () => {
       [
         "mkdir -p $out/nixship",
         `cp /nix/store/00000000000000000000000000000000-${sha256('{"commands":[{"run":"systemctl is-active nginx","timeout":20}]}')}-health.json $out/nixship/health.json`,
+        `cp /nix/store/00000000000000000000000000000000-${sha256("systemctl is-active nginx\n")}-health-commands $out/nixship/health-commands`,
         `cp /nix/store/00000000000000000000000000000000-${sha256("db-password postgres postgres 0440 /run/secrets/db-password\n")}-nixship-secrets $out/nixship/secrets`,
         "",
       ].join("\n"),
@@ -280,9 +283,9 @@ describe("packaging/nixos/nixship-activate.nix", () => {
   const text = `(import ${JSON.stringify(TEXT)})`;
 
   it("refuses a trust without keys, a key that is not NAME:KEY, and a substituter that is not a URL", async () => {
-    expect(
-      await evalError(`${text}.trustText { substituters = []; trustedKeys = []; }`),
-    ).toContain("the host's trust needs at least one trusted key");
+    expect(await evalError(`${text}.trustText { substituters = []; trustedKeys = []; }`)).toContain(
+      "the host's trust needs at least one trusted key",
+    );
     expect(
       await evalError(`${text}.trustText { substituters = []; trustedKeys = [ "nokey" ]; }`),
     ).toContain("trusted key 'nokey' is not one");

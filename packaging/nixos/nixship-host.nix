@@ -52,6 +52,18 @@ let
     };
   };
 
+  # nixship/health-commands: the command checks the system declares, one per line: the only
+  # commands a pinned activation runs as root.
+  commandsText = lib.concatStrings (
+    map (
+      c:
+      if builtins.match ".*[\n\r].*" c.run != null then
+        throw "services.nixship-host.healthChecks: a command check is one line: ${c.run}"
+      else
+        "${c.run}\n"
+    ) (cfg.healthChecks.commands or [ ])
+  );
+
   # nixship/secrets: one line per secret the system takes, "NAME OWNER GROUP MODE PATH".
   secretsText = lib.concatStrings (
     lib.mapAttrsToList (
@@ -133,8 +145,9 @@ in
       };
       description = ''
         Health checks this system declares itself, in the shape of the fleet file's
-        `policy.health` (written to the system's `nixship/health.json`). On a pinned host these
-        are the only command checks that run: a deployer cannot name commands for root.
+        `policy.health` (written to the system's `nixship/health.json`, and its commands, one
+        per line, to `nixship/health-commands`). On a pinned host these are the only command
+        checks that run: a deployer cannot name commands for root.
       '';
     };
 
@@ -195,6 +208,7 @@ in
     ''
     + lib.optionalString (cfg.healthChecks != null) ''
       cp ${pkgs.writeText "health.json" (builtins.toJSON cfg.healthChecks)} $out/nixship/health.json
+      cp ${pkgs.writeText "health-commands" commandsText} $out/nixship/health-commands
     ''
     + lib.optionalString (cfg.secrets != { }) ''
       cp ${pkgs.writeText "nixship-secrets" secretsText} $out/nixship/secrets

@@ -52,6 +52,7 @@ export const ROLLOUT_FLAGS = {
   "reboot-timeout": { type: "string" },
   "reboot-rollback": { type: "boolean" },
   "no-reboot-rollback": { type: "boolean" },
+  "require-pinned": { type: "boolean" },
 } as const;
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
@@ -76,7 +77,10 @@ export const ROLLOUT_HELP = `  --action A             switch (default), boot, te
                          that changes is rebooted)
   --reboot-timeout S     seconds a rebooted host has to come back (fleet policy, else ${POLICY_DEFAULTS.rebootTimeout})
   --[no-]reboot-rollback whether a host that fails after its reboot is rebooted into the
-                         previous system too (else it boots it at its next reboot; default on)`;
+                         previous system too (else it boots it at its next reboot; default on)
+  --require-pinned       refuse to change a host not reached through its installed, pinned
+                         nixship-activate (ssh with sudo; agent hosts are pinned by their
+                         agent's keys); fleet policy requirePinned, else off`;
 
 type StringFlag = {
   [K in keyof typeof ROLLOUT_FLAGS]: (typeof ROLLOUT_FLAGS)[K]["type"] extends "string" ? K : never;
@@ -94,7 +98,11 @@ function parseRebootFlag(value: string | undefined, command: string): RebootMode
 export function readRollout(
   values: Partial<Record<keyof typeof ROLLOUT_FLAGS, string | boolean | undefined>> & {
     readonly [K in StringFlag]?: string | undefined;
-  } & { readonly "reboot-rollback"?: boolean; readonly "no-reboot-rollback"?: boolean },
+  } & {
+    readonly "reboot-rollback"?: boolean;
+    readonly "no-reboot-rollback"?: boolean;
+    readonly "require-pinned"?: boolean;
+  },
   fleet: Fleet,
   command: string,
 ): { policy: RolloutPolicy; policyFlags: PolicyOverride; action: Action } {
@@ -116,6 +124,7 @@ export function readRollout(
       : values["reboot-rollback"]
         ? true
         : undefined,
+    requirePinned: values["require-pinned"] ? true : undefined,
   };
   if (values["no-reboot-rollback"] && values["reboot-rollback"]) {
     throw new UsageError(`${command}: give --reboot-rollback or --no-reboot-rollback, not both`);

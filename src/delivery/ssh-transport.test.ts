@@ -5,7 +5,13 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { runActivate, type SshTarget } from "./ssh-transport.js";
+import {
+  activateCommand,
+  PINNED_ACTIVATOR,
+  runActivate,
+  type SshTarget,
+  sudoRefusal,
+} from "./ssh-transport.js";
 
 let dir: string;
 
@@ -106,6 +112,16 @@ describe("runActivate", () => {
       "message is longer than 4096 characters",
     ],
     [
+      "pinned keys that are not texts",
+      { pinned: { keys: [1], substituters: [] } },
+      "pinned.keys[0] is not a short text",
+    ],
+    [
+      "a pinnedActivator that is not true or false",
+      { pinnedActivator: "yes" },
+      "pinnedActivator is not true or false",
+    ],
+    [
       "an unknown command",
       { command: "format-disk" },
       "command is not one activate.sh answers with",
@@ -130,5 +146,43 @@ describe("runActivate", () => {
     await fakeSsh(`printf '%s\\n' '${JSON.stringify(forged)}'`);
     const run = await runActivate(target, ["abort"], { timeoutSeconds: 30 });
     expect(run.result).toMatchObject({ message: "a\ufffd[2J\ufffdweb5 success\ufffd" });
+  });
+});
+
+describe("a pinned host reached through sudo", () => {
+  it("runs exactly the sudo rule's command, its one variable on stdin", () => {
+    const sudo = activateCommand({ sudo: true }, ["status", "--check-paths"], {
+      NIXSHIP_CHECK_PATHS: "/nix/store/a\n/nix/store/b",
+    });
+    expect(sudo).toEqual({
+      command: `sudo -n ${PINNED_ACTIVATOR} 'status' '--check-paths'`,
+      input: "/nix/store/a\n/nix/store/b",
+    });
+    expect(activateCommand({ sudo: true }, ["confirm", "--token", "it's"]).command).toBe(
+      `sudo -n ${PINNED_ACTIVATOR} 'confirm' '--token' 'it'\\''s'`,
+    );
+    expect(() =>
+      activateCommand({ sudo: true }, ["activate"], { NIXSHIP_A: "1", NIXSHIP_B: "2" }),
+    ).toThrow("at most one input variable");
+    const piped = activateCommand({}, ["status"]);
+    expect(piped.command).toBe("sh -s -- 'status'");
+    expect(piped.input).toContain("activate.sh");
+  });
+
+  it("names sudo's refusal with its fix", async () => {
+    expect(sudoRefusal("sudo: a password is required\n", { user: "deploy" })).toBe(
+      `sudo: a password is required: deploy may not run ${PINNED_ACTIVATOR} through sudo without a password (set services.nixship-host.deployUser = "deploy" in the host's configuration)`,
+    );
+    expect(
+      sudoRefusal(`sudo: ${PINNED_ACTIVATOR}: command not found\n`, { user: "deploy" }),
+    ).toContain(
+      "the host has no /run/current-system/sw/bin/nixship-activate (deploy it once as root",
+    );
+    expect(sudoRefusal("Connection closed\n", { user: "deploy" })).toBeUndefined();
+    await fakeSsh(`echo 'sudo: a password is required' >&2; exit 1`);
+    const run = await runActivate({ ...target, user: "deploy", sudo: true }, ["status"], {
+      timeoutSeconds: 30,
+    });
+    expect(run.failure).toContain("deploy may not run");
   });
 });

@@ -22,6 +22,33 @@ export interface SshTarget {
   readonly user: string | undefined;
   readonly configFile: string | undefined;
   readonly knownHosts: string | undefined;
+  /**
+   * Run the host's installed, pinned activation script through sudo (`ssh.sudo`) instead of
+   * piping activate.sh to a shell; absent: false.
+   */
+  readonly sudo?: boolean;
+}
+
+/** The installed activation script of a host with pinned trust (nixosModules.host). */
+export const PINNED_ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
+
+/**
+ * The command line that runs activate.sh with `args` on the host, and its input: the piped
+ * script after its variables, or (sudo) exactly the one sudo rule's command, whose input is
+ * the one variable's value (a pinned script reads it from stdin).
+ */
+export function activateCommand(
+  target: Pick<SshTarget, "sudo">,
+  args: readonly string[],
+  variables: Readonly<Record<string, string>> = {},
+): { command: string; input: string } {
+  const quoted = args.map(shellQuote).join(" ");
+  if (target.sudo !== true) {
+    return { command: `sh -s -- ${quoted}`, input: scriptInput(variables) };
+  }
+  const values = Object.values(variables);
+  if (values.length > 1) throw new Error("a pinned activation takes at most one input variable");
+  return { command: `sudo -n ${PINNED_ACTIVATOR} ${quoted}`, input: values[0] ?? "" };
 }
 
 export interface SshRun {
@@ -172,7 +199,10 @@ export interface RunActivateOptions {
   readonly variables?: Readonly<Record<string, string>>;
 }
 
-/** Pipes activate.sh to the host (`sh -s -- ARGS`) and reads its JSON result. */
+/**
+ * Runs activate.sh on the host (piped, `sh -s -- ARGS`; or its installed copy through sudo) and
+ * reads its JSON result.
+ */
 export async function runActivate(
   target: SshTarget,
   args: readonly string[],
@@ -185,8 +215,9 @@ export async function runActivate(
       : []),
   ];
   const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
-  const r = await runOverSsh(target, `sh -s -- ${args.map(shellQuote).join(" ")}`, {
-    input: scriptInput(options.variables),
+  const { command, input } = activateCommand(target, args, options.variables);
+  const r = await runOverSsh(target, command, {
+    input,
     ...(options.fresh ? { fresh: true } : {}),
     ...(signal ? { signal } : {}),
     ...(options.onLog ? { onStderrLine: options.onLog } : {}),
@@ -207,8 +238,29 @@ export async function runActivate(
     : signal?.aborted
       ? `no answer within ${options.timeoutSeconds}s`
       : "";
-  const failure = stopped || [unreachable(r.code, r.stderr), unparsed].filter(Boolean).join("; ");
+  const said = target.sudo === true ? sudoRefusal(r.stderr, target) : undefined;
+  const failure =
+    stopped || said || [unreachable(r.code, r.stderr), unparsed].filter(Boolean).join("; ");
   return { code: r.code, result, failure };
+}
+
+/**
+ * Why sudo did not run the installed script, with the fix; undefined when sudo did not say
+ * (its words are the last `sudo:` line: a rule missing, a password asked, no such file).
+ */
+export function sudoRefusal(stderr: string, target: Pick<SshTarget, "user">): string | undefined {
+  const line = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("sudo:"))
+    .at(-1);
+  if (line === undefined) return undefined;
+  const said = withoutControls(line).slice(0, LAST_WORDS);
+  const user = target.user ?? "the ssh user";
+  if (/command not found|No such file/.test(said)) {
+    return `${said}: the host has no ${PINNED_ACTIVATOR} (deploy it once as root with nixosModules.host enabled, or set its "sudo": false)`;
+  }
+  return `${said}: ${user} may not run ${PINNED_ACTIVATOR} through sudo without a password (set services.nixship-host.deployUser = "${user}" in the host's configuration)`;
 }
 
 /** The most of a host's or ssh's last words a message carries. */

@@ -4,7 +4,7 @@
 // connection, the deployer's HTTP checks, then confirm over a fresh connection, or abort.
 import { copyToHost } from "../cache/local-nix.js";
 import type { FleetHost, SshHost, SshSettings } from "../fleet/fleet.js";
-import { sshDestination } from "../fleet/fleet.js";
+import { reachedBySudo, sshDestination } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import {
   activateArgs,
@@ -142,6 +142,7 @@ export function sshTarget(host: SshHost, settings: SshSettings): SshTarget {
     user: settings.user,
     configFile: settings.configFile,
     knownHosts: settings.knownHosts,
+    ...(reachedBySudo(settings, host) ? { sudo: true } : {}),
   };
 }
 

@@ -9,7 +9,13 @@ import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
-import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
+import type {
+  ChannelCapability,
+  Delivery,
+  DeployRequest,
+  HostStatus,
+  WaveHost,
+} from "../delivery/delivery.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
@@ -26,6 +32,7 @@ import {
   type DeployPlan,
   type HostPlan,
   type HostState,
+  type Pinning,
   type PlannedHost,
   planDeploy,
 } from "../fleet/plan.js";
@@ -43,6 +50,7 @@ import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
+import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { recordResults } from "./push-records.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
@@ -181,6 +189,13 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       const plan: DeployPlan = { ...planned, diffs };
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
+      refuseUnpinnedHosts({
+        plan,
+        hosts,
+        ssh: fleet.ssh,
+        policyFor: (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)),
+        systemHealth: ready.systemHealth,
+      });
       return await executePlan({
         options,
         hosts,
@@ -443,6 +458,7 @@ export async function survey(
             ...(s.failed ? { failed: s.failed.reason } : {}),
             ...(rebootFor ? { rebootFor } : {}),
             ...(countsBoots(s.boot) === undefined ? {} : { countsBoots: countsBoots(s.boot) }),
+            ...pinningOf(host, s),
           },
           ready: s.reported !== false,
         }
@@ -457,6 +473,19 @@ export async function survey(
   const local = await validPaths([...new Set(currents)], options.nix);
   for (const info of await queryClosure([...local], options.nix)) pathInfos.set(info.path, info);
   return { states, pathInfos };
+}
+
+/** Whose trust decides what `host` realises, from its answer (see `Pinning`). */
+function pinningOf(
+  host: FleetHost,
+  s: Extract<HostStatus, { reachable: true }>,
+): { pinning?: Pinning } {
+  if (host.delivery === "agent") return { pinning: { pinned: true, by: "agent" } };
+  if (host.delivery === "ssm") return { pinning: { pinned: false, activator: undefined } };
+  if (s.pinned === undefined) return {};
+  return s.pinned === null
+    ? { pinning: { pinned: false, activator: s.pinnedActivator } }
+    : { pinning: { pinned: true, by: "nixship-activate", keys: s.pinned.keys } };
 }
 
 /** A host's answer to the survey; not ready: unreachable, or an agent that never reported. */

@@ -3,10 +3,19 @@
 // connection, and what SSM and agent hosts need. Every check is bounded in time.
 import { access, stat } from "node:fs/promises";
 import { requireCacheInfo } from "../cache/cache-info.js";
-import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
+import { sshTarget } from "../delivery/ssh.js";
+import {
+  PINNED_ACTIVATOR,
+  runActivate,
+  runOverSsh,
+  type SshTarget,
+} from "../delivery/ssh-transport.js";
 import { InputError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
-import { type Fleet, type FleetHost, sshDestination } from "../fleet/fleet.js";
+import type { Fleet, FleetHost, SshHost } from "../fleet/fleet.js";
+import { hostPolicy } from "../fleet/host-policy.js";
+import { statusArgs } from "../host/activation.js";
+import { hostStatus } from "../host/script-outcomes.js";
 import type { SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { openStore } from "../store/url.js";
@@ -20,9 +29,11 @@ import { judgeNixVersion } from "./local-nix.js";
 const HOST_TIMEOUT = 20;
 /** Hosts checked at once. */
 const HOST_JOBS = 8;
-/** What a host says about its Nix and store, one `key=value` per line. */
-const HOST_PROBE =
-  'printf "nix=%s\\n" "$(nix-store --version 2>/dev/null | head -n 1)"; if [ -w /nix/store ]; then echo store=writable; else echo store=read-only; fi';
+/**
+ * What a host says about its Nix and store, and whether it has the installed activation script
+ * of a pinned host, one `key=value` per line.
+ */
+const HOST_PROBE = `printf "nix=%s\\n" "$(nix-store --version 2>/dev/null | head -n 1)"; if [ -w /nix/store ]; then echo store=writable; else echo store=read-only; fi; if [ -x ${PINNED_ACTIVATOR} ]; then echo activator=yes; fi`;
 /** Seconds a host may take to fetch the substituter's nix-cache-info. */
 const SUBSTITUTER_TIMEOUT = 5;
 
@@ -227,13 +238,7 @@ async function checkSsh(input: FleetCheckInput, hosts: readonly FleetHost[]): Pr
 async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check[]> {
   if (host.delivery !== "ssh") return [];
   const area = `host ${host.name}`;
-  const target: SshTarget = {
-    name: host.name,
-    destination: sshDestination(host),
-    user: input.fleet.ssh.user,
-    configFile: input.fleet.ssh.configFile,
-    knownHosts: input.fleet.ssh.knownHosts,
-  };
+  const target = sshTarget(host, input.fleet.ssh);
   const signals = [
     AbortSignal.timeout(HOST_TIMEOUT * 1000),
     ...(input.signal ? [input.signal] : []),
@@ -257,6 +262,13 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
     }),
   );
   const nix = facts.get("nix") ?? "";
+  const pinning = await checkPinning(
+    input,
+    host,
+    target,
+    facts.get("activator") === "yes",
+    signals,
+  );
   return [
     ok(area, "ssh", `a new connection to ${target.destination} works`),
     nix === ""
@@ -267,14 +279,17 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
           "install Nix on the host (NixOS has it)",
         )
       : judgeNixVersion(area, nix, `host ${host.name}`),
-    facts.get("store") === "writable"
-      ? ok(area, "store", "/nix/store is writable")
-      : fail(
-          area,
-          "store",
-          `/nix/store is not writable for ${input.fleet.ssh.user}`,
-          "deploy as root (ssh.user), or as a user the host's Nix trusts",
-        ),
+    target.sudo === true
+      ? ok(area, "store", `written as root by nixship-activate (through sudo)`)
+      : facts.get("store") === "writable"
+        ? ok(area, "store", "/nix/store is writable")
+        : fail(
+            area,
+            "store",
+            `/nix/store is not writable for ${input.fleet.ssh.user}`,
+            'deploy as root (ssh.user), or as a deploy user through the host\'s nixship-activate ("sudo": true; docs/pinned-hosts.md)',
+          ),
+    pinning,
     ...(substituter === undefined
       ? []
       : [
@@ -286,6 +301,71 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
           ),
         ]),
   ];
+}
+
+/**
+ * Whose trust the host takes: a host reached by sudo must answer through its installed script
+ * with pinned trust; one reached by the piped script is not pinned, which fails where its
+ * policy requires pinning and warns where it has nixship-activate all the same.
+ */
+async function checkPinning(
+  input: FleetCheckInput,
+  host: SshHost,
+  target: SshTarget,
+  activator: boolean,
+  signals: readonly AbortSignal[],
+): Promise<Check> {
+  const area = `host ${host.name}`;
+  const user = target.user ?? "the ssh user";
+  const required = hostPolicy(input.fleet.policy, input.fleet.policies, host).requirePinned;
+  if (target.sudo === true) {
+    const status = hostStatus(
+      await runActivate(target, statusArgs(false), {
+        timeoutSeconds: HOST_TIMEOUT,
+        signal: AbortSignal.any([...signals]),
+      }),
+    );
+    if (!status.reachable) {
+      return fail(
+        area,
+        "pinned",
+        `sudo -n ${PINNED_ACTIVATOR} status: ${status.error}`,
+        `enable nixosModules.host with services.nixship-host.deployUser = "${user}" and deploy it once as root; docs/pinned-hosts.md`,
+      );
+    }
+    if (!status.pinned) {
+      return fail(
+        area,
+        "pinned",
+        `${PINNED_ACTIVATOR} answered without pinned trust`,
+        "the host's nixship-activate is not nixship's: rebuild it with nixosModules.host",
+      );
+    }
+    const subs = status.pinned.substituters;
+    return ok(
+      area,
+      "pinned",
+      `reached as ${user} through sudo ${PINNED_ACTIVATOR}: it trusts keys ${status.pinned.keys.join(", ")}${subs.length > 0 ? ` and substitutes from ${subs.join(", ")}` : " and substitutes from nothing"}`,
+    );
+  }
+  const text = `not pinned: reached as ${user} by the piped script, which takes the deployer's trust`;
+  if (activator) {
+    return (required ? fail : warn)(
+      area,
+      "pinned",
+      `${text}, though the host has ${PINNED_ACTIVATOR}`,
+      `set "sudo": true (ssh.sudo, or the host's own) and ssh.user to its deploy user`,
+    );
+  }
+  if (required) {
+    return fail(
+      area,
+      "pinned",
+      `${text}, and its policy requires pinning (requirePinned)`,
+      "enable nixosModules.host in its configuration, deploy it once as root, then set ssh.sudo (docs/pinned-hosts.md)",
+    );
+  }
+  return ok(area, "pinned", `${text} (the host has no nixship-activate)`);
 }
 
 /** Whether the host fetched the substituter's nix-cache-info (`code` as hostProbe reports it). */

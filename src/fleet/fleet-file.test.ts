@@ -79,6 +79,7 @@ describe("parseFleet", () => {
     });
     expect(fleet.ssh).toEqual({
       user: "root",
+      sudo: false,
       configFile: "lab/ssh_config",
       knownHosts: "lab/known_hosts",
     });
@@ -92,6 +93,7 @@ describe("parseFleet", () => {
       reboot: "never",
       rebootTimeout: 600,
       rebootRollback: true,
+      requirePinned: false,
       health: {
         http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
@@ -138,9 +140,15 @@ describe("parseFleet", () => {
       reboot: "never",
       rebootTimeout: 600,
       rebootRollback: true,
+      requirePinned: false,
       health: { http: [], commands: [] },
     });
-    expect(fleet.ssh).toEqual({ user: "root", configFile: undefined, knownHosts: undefined });
+    expect(fleet.ssh).toEqual({
+      user: "root",
+      sudo: false,
+      configFile: undefined,
+      knownHosts: undefined,
+    });
     expect(fleet.releases).toBeUndefined();
     expect(fleet.ssm).toEqual({
       documentName: "nixship-activate",
@@ -496,6 +504,45 @@ describe("parseFleet", () => {
     }
   });
 
+  it("reads ssh.sudo, a host's own sudo and requirePinned, and refuses what is not a switch", () => {
+    const fleet = parseFleetValue(
+      {
+        ssh: { user: "deploy", sudo: true },
+        policy: { requirePinned: true },
+        policies: { web2: { requirePinned: false } },
+        hosts: {
+          web1: { system: ".#w", address: "a" },
+          web2: { system: ".#w", address: "b", sudo: false },
+        },
+      },
+      "f",
+    );
+    expect(fleet.ssh).toMatchObject({ user: "deploy", sudo: true });
+    expect(fleet.policy.requirePinned).toBe(true);
+    expect(fleet.hosts.map((h) => (h.delivery === "ssh" ? h.sudo : "-"))).toEqual([
+      undefined,
+      false,
+    ]);
+    expect(fleet.policies).toEqual([{ selector: "web2", override: { requirePinned: false } }]);
+    expect(
+      problemsOf({
+        ssh: { sudo: "yes" },
+        policy: { requirePinned: 1 },
+        hosts: {
+          h: { system: ".#h", address: "a", sudo: "no" },
+          a: { system: ".#a", delivery: "agent", sudo: true },
+        },
+        releases: RELEASES,
+        cache: { url: "file:///c", publicKeys: [KEY] },
+      }),
+    ).toEqual([
+      'ssh.sudo: must be true or false (got "yes")',
+      "policy.requirePinned: must be true or false (got 1)",
+      'hosts.h.sudo: must be true or false (got "no")',
+      'hosts.a.sudo: is only allowed when delivery is "ssh"',
+    ]);
+  });
+
   it("checks policy numbers", () => {
     const withPolicy = (policy: object) => ({ ...minimal({ address: "a" }), policy });
     expect(problemsOf(withPolicy({ parallel: 0 }))).toEqual([
@@ -686,6 +733,7 @@ describe("resolveFleetPaths", () => {
     );
     expect(resolveFleetPaths(fleet, "/srv/fleet").ssh).toEqual({
       user: "root",
+      sudo: false,
       configFile: "/srv/fleet/lab/ssh_config",
       knownHosts: "/etc/ssh/known",
     });

@@ -273,8 +273,14 @@ function readSsh(value: unknown, problems: Problems): SshSettings | undefined {
           pattern: SSH_USER_PATTERN,
           maxLength: 32,
         });
+  let sudo = false;
+  if (ssh.sudo !== undefined) {
+    if (typeof ssh.sudo === "boolean") sudo = ssh.sudo;
+    else problems.add(["ssh", "sudo"], `must be true or false (${got(ssh.sudo)})`);
+  }
   return {
     user: user ?? DEFAULT_SSH_USER,
+    sudo,
     configFile: file("configFile"),
     knownHosts: file("knownHosts"),
   };

@@ -16,6 +16,7 @@ export function hostToJson(host: FleetHost): JsonObject {
     ...(host.tags.length > 0 ? { tags: [...host.tags] } : {}),
     ...(host.address === undefined ? {} : { address: host.address }),
     ...(host.delivery === "ssh" && host.sshHost !== undefined ? { sshHost: host.sshHost } : {}),
+    ...(host.delivery === "ssh" && host.sudo !== undefined ? { sudo: host.sudo } : {}),
     delivery: host.delivery,
     ...(host.delivery === "ssm" && host.instanceId !== undefined
       ? { instanceId: host.instanceId }
@@ -58,6 +59,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       ...(ssh.configFile === undefined ? {} : { configFile: ssh.configFile }),
       ...(ssh.knownHosts === undefined ? {} : { knownHosts: ssh.knownHosts }),
       user: ssh.user,
+      ...(ssh.sudo ? { sudo: true } : {}),
     },
     ...(isDefaultSsm(ssm)
       ? {}
@@ -75,6 +77,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       confirmTimeout: policy.confirmTimeout,
       activationTimeout: policy.activationTimeout,
       ...(policy.keepGenerations === 0 ? {} : { keepGenerations: policy.keepGenerations }),
+      ...(policy.requirePinned ? { requirePinned: true } : {}),
       health: {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),

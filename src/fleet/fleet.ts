@@ -40,6 +40,8 @@ export interface SshHost extends HostCommon {
   readonly delivery: "ssh";
   /** The ssh destination when it differs from `address` (e.g. an ssh_config alias). */
   readonly sshHost: string | undefined;
+  /** The host's own `ssh.sudo`; undefined: the fleet's. */
+  readonly sudo?: boolean | undefined;
 }
 
 /** An SSM Run Command target (`tag:Role` = `web`, …): every instance it matches. */
@@ -99,6 +101,11 @@ export interface SsmSettings {
 
 export interface SshSettings {
   readonly user: string;
+  /**
+   * Reach hosts through their installed nixship-activate: `sudo -n
+   * /run/current-system/sw/bin/nixship-activate ...` as `user` (see docs/pinned-hosts.md).
+   */
+  readonly sudo: boolean;
   readonly configFile: string | undefined;
   readonly knownHosts: string | undefined;
 }
@@ -158,6 +165,11 @@ export interface RolloutPolicy {
   readonly rebootTimeout: number;
   /** A host that fails after its reboot is rebooted into the previous system too. */
   readonly rebootRollback: boolean;
+  /**
+   * A host must be reached through its installed, pinned nixship-activate (ssh with sudo, and
+   * the host answers with pinned trust): the deploy refuses any other before it changes one.
+   */
+  readonly requirePinned: boolean;
   readonly health: HealthChecks;
 }
 
@@ -214,6 +226,7 @@ export const POLICY_DEFAULTS = {
   reboot: "never",
   rebootTimeout: 600,
   rebootRollback: true,
+  requirePinned: false,
 } as const satisfies Omit<RolloutPolicy, "health">;
 
 export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<
@@ -251,6 +264,11 @@ export const SSM_DEFAULTS = {
 export function sshDestination(host: SshHost): string {
   // The parser guarantees one of the two; the fallback only satisfies the type.
   return host.sshHost ?? host.address ?? host.name;
+}
+
+/** Whether the deployer reaches `host` through its installed nixship-activate, by sudo. */
+export function reachedBySudo(ssh: Pick<SshSettings, "sudo">, host: SshHost): boolean {
+  return host.sudo ?? ssh.sudo;
 }
 
 /** The text of a system as the fleet file writes it. */

@@ -138,7 +138,12 @@ export function fleetFromTerraform(
     cache: { url: read.cacheUrl, publicKeys, substituter },
     releases: base?.releases,
     ssh: {
-      ...(base?.ssh ?? { user: DEFAULT_SSH_USER, configFile: undefined, knownHosts: undefined }),
+      ...(base?.ssh ?? {
+        user: DEFAULT_SSH_USER,
+        sudo: false,
+        configFile: undefined,
+        knownHosts: undefined,
+      }),
       ...(options.knownHosts === undefined ? {} : { knownHosts: options.knownHosts }),
     },
     ssm: {

@@ -22,6 +22,7 @@ export interface PolicyOverride {
   readonly reboot?: RebootMode;
   readonly rebootTimeout?: number;
   readonly rebootRollback?: boolean;
+  readonly requirePinned?: boolean;
   readonly health?: Partial<HealthChecks>;
 }
 

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { StorePath } from "../nix/store-path.js";
 import type { Action } from "./action.js";
-import { type ClosureInfo, type HostState, type PlanTarget, planDeploy } from "./plan.js";
+import {
+  type ClosureInfo,
+  type HostState,
+  type Pinning,
+  type PlanTarget,
+  planDeploy,
+  unpinnedRequired,
+} from "./plan.js";
 
 const sp = (hashChar: string, name: string) =>
   `/nix/store/${hashChar.repeat(32)}-${name}` as StorePath;
@@ -220,5 +227,44 @@ describe("planDeploy", () => {
   it("refuses a host planned twice", () => {
     const target = { host: "web1", desired: v2, state: undefined };
     expect(() => plan("switch", [target, target])).toThrow(/host "web1" is planned twice/);
+  });
+});
+
+describe("unpinnedRequired", () => {
+  const pinnedBy = (pinning: Pinning | undefined): HostState => ({
+    ...running(v1, 1),
+    ...(pinning === undefined ? {} : { pinning }),
+  });
+  it("names each host to activate that must be pinned and is not, with why", () => {
+    const result = plan("switch", [
+      {
+        host: "a",
+        desired: v2,
+        state: pinnedBy({ pinned: true, by: "nixship-activate", keys: ["c-1"] }),
+      },
+      { host: "b", desired: v2, state: pinnedBy({ pinned: false, activator: true }) },
+      { host: "c", desired: v2, state: pinnedBy({ pinned: false, activator: false }) },
+      { host: "d", desired: v2, state: pinnedBy(undefined) },
+      { host: "e", desired: v2, state: pinnedBy({ pinned: true, by: "agent" }) },
+      { host: "f", desired: v1, state: pinnedBy({ pinned: false, activator: false }) },
+      { host: "g", desired: v2, state: pinnedBy({ pinned: false, activator: false }) },
+    ]);
+    expect(result.hosts[0]?.pinning).toEqual({
+      pinned: true,
+      by: "nixship-activate",
+      keys: ["c-1"],
+    });
+    // f runs its system already (skipped); g's policy does not require pinning.
+    expect(unpinnedRequired(result, (host) => host !== "g")).toEqual([
+      {
+        host: "b",
+        why: "it has nixship-activate but is reached by the piped script (set its sudo)",
+      },
+      {
+        host: "c",
+        why: "it takes the deployer's trust (no nixship-activate: enable nixosModules.host)",
+      },
+      { host: "d", why: "it did not say whose trust it takes" },
+    ]);
   });
 });

@@ -33,8 +33,20 @@ export type HostState =
       readonly rebootFor?: readonly string[];
       /** Whether its boot loader counts boots (from its boot's assessment); undefined: unknown. */
       readonly countsBoots?: boolean;
+      /** Whose trust decides what it realises; undefined: unknown (an older script). */
+      readonly pinning?: Pinning;
     }
   | { readonly kind: "unreachable"; readonly error: string };
+
+/**
+ * Whose trust decides what a host realises: its own (pinned: its installed nixship-activate's
+ * keys, or an agent's configuration), or the deployer's (the piped script or an SSM command
+ * takes the trust it is given; `activator`: the host has nixship-activate all the same).
+ */
+export type Pinning =
+  | { readonly pinned: true; readonly by: "nixship-activate"; readonly keys: readonly string[] }
+  | { readonly pinned: true; readonly by: "agent" }
+  | { readonly pinned: false; readonly activator: boolean | undefined };
 
 export interface PlanTarget {
   readonly host: string;
@@ -103,6 +115,8 @@ export interface HostPlan {
   readonly checks?: HealthChecks;
   /** Set when what it runs is from its status record, not its answer: when, and why. */
   readonly stored?: { readonly at: string; readonly why: string };
+  /** Whose trust decides what it realises, where known. */
+  readonly pinning?: Pinning;
 }
 
 /** What a host's request is built from: its system, and whether the deploy reboots it. */
@@ -206,8 +220,31 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       ? { bootCounting: state.countsBoots }
       : {}),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
+    ...(state?.kind === "reported" && state.pinning ? { pinning: state.pinning } : {}),
     error: undefined,
   };
+}
+
+/**
+ * The hosts a plan would activate although their policy requires pinning (`requirePinned`)
+ * and they are not known to be pinned: each with why. Pure.
+ */
+export function unpinnedRequired(
+  plan: Pick<DeployPlan, "hosts">,
+  requiresPinning: (host: string) => boolean,
+): { host: string; why: string }[] {
+  return plan.hosts.flatMap((h) => {
+    if (h.action !== "activate" || !requiresPinning(h.host) || h.pinning?.pinned === true) {
+      return [];
+    }
+    const why =
+      h.pinning === undefined
+        ? "it did not say whose trust it takes"
+        : h.pinning.activator === true
+          ? "it has nixship-activate but is reached by the piped script (set its sudo)"
+          : "it takes the deployer's trust (no nixship-activate: enable nixosModules.host)";
+    return [{ host: h.host, why }];
+  });
 }
 
 /**

@@ -78,7 +78,15 @@ function readHost(
     if (host[key] !== undefined)
       problems.add(at(key), `is only allowed when delivery is "${mode}"`);
   };
-  if (delivery !== "ssh") onlyFor("sshHost", "ssh");
+  if (delivery !== "ssh") {
+    onlyFor("sshHost", "ssh");
+    onlyFor("sudo", "ssh");
+  }
+  let sudo: boolean | undefined;
+  if (delivery === "ssh" && host.sudo !== undefined) {
+    if (typeof host.sudo === "boolean") sudo = host.sudo;
+    else problems.add(at("sudo"), `must be true or false (${got(host.sudo)})`);
+  }
   let hostKey: string | undefined;
   if (delivery === "ssh" && host.hostKey !== undefined) {
     problems.add(
@@ -107,7 +115,7 @@ function readHost(
   const common = { name, tags, address, system, hostKey };
   switch (delivery) {
     case "ssh":
-      return { ...common, delivery, sshHost };
+      return { ...common, delivery, sshHost, ...(sudo === undefined ? {} : { sudo }) };
     case "ssm":
       // Exactly one of the two, or a problem was recorded above.
       if ((instanceId === undefined) === (targets === undefined)) return undefined;

@@ -53,6 +53,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     rebootTimeout: count("rebootTimeout", 1),
     reboot: reboot.reboot ?? POLICY_DEFAULTS.reboot,
     rebootRollback: reboot.rebootRollback ?? POLICY_DEFAULTS.rebootRollback,
+    requirePinned: reboot.requirePinned ?? POLICY_DEFAULTS.requirePinned,
     health: health ?? { http: [], commands: [] },
   };
 }
@@ -61,13 +62,13 @@ type NumericPolicyKey = {
   [K in keyof typeof POLICY_DEFAULTS]: (typeof POLICY_DEFAULTS)[K] extends number ? K : never;
 }[keyof typeof POLICY_DEFAULTS];
 
-/** `reboot` (never, auto, always) and `rebootRollback` (true, false), where given. */
+/** `reboot` (never, auto, always), and the switches `rebootRollback` and `requirePinned`. */
 function readReboot(
   entry: Record<string, unknown>,
   path: JsonPath,
   problems: Problems,
-): { reboot?: RebootMode; rebootRollback?: boolean } {
-  const out: { reboot?: RebootMode; rebootRollback?: boolean } = {};
+): { reboot?: RebootMode; rebootRollback?: boolean; requirePinned?: boolean } {
+  const out: { reboot?: RebootMode; rebootRollback?: boolean; requirePinned?: boolean } = {};
   const mode = entry.reboot;
   if (mode !== undefined) {
     if (typeof mode === "string" && (REBOOT_MODES as readonly string[]).includes(mode)) {
@@ -76,10 +77,11 @@ function readReboot(
       problems.add([...path, "reboot"], `must be one of ${REBOOT_MODES.join(", ")} (${got(mode)})`);
     }
   }
-  const back = entry.rebootRollback;
-  if (back !== undefined) {
-    if (typeof back === "boolean") out.rebootRollback = back;
-    else problems.add([...path, "rebootRollback"], `must be true or false (${got(back)})`);
+  for (const key of ["rebootRollback", "requirePinned"] as const) {
+    const value = entry[key];
+    if (value === undefined) continue;
+    if (typeof value === "boolean") out[key] = value;
+    else problems.add([...path, key], `must be true or false (${got(value)})`);
   }
   return out;
 }

@@ -26,6 +26,7 @@ describe("relocateFleet", () => {
     const moved = relocateFleet(fleet, "/repo/infra", "/repo/out/prod");
     expect(moved.ssh).toEqual({
       user: "root",
+      sudo: false,
       configFile: "../../infra/ssh_config",
       knownHosts: "/etc/ssh/known_hosts",
     });

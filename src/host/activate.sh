@@ -60,8 +60,12 @@
 #   a root-owned file, writable by root alone, of "substituter URL" and "trusted-key NAME:KEY"
 #   lines. --substituter and --trusted-key are then ignored, every system and package realised
 #   must be signed by a pinned key (also one already in the store), and what would let a caller
-#   run a command or write a file of its choice as root is refused: --profile, --health-cmd,
-#   --health-once and --secrets.
+#   run a command or write a file of its choice as root is refused: --profile and --secrets, and
+#   a --health-cmd or --health-once that the system does not declare itself (one line of
+#   PATH/nixship/health-commands each). The paths of `status --check-paths` come on stdin (the
+#   wrapper is not piped), at most 2 MiB. `status` reports the pinned keys' names and
+#   substituters ("pinned", null without pinned trust) and whether the host has the installed
+#   script, /run/current-system/sw/bin/nixship-activate ("pinnedActivator").
 #   closure --path P         P's closure as the host's store has it (for a plan's diff, when
 #                            the cache lacks the system the host runs): "closure" is base64 of
 #                            one line per path, "PATH NARSIZE I J ..." (I, J: the lines, from 1,
@@ -119,6 +123,11 @@ SETTLE_TIME=$((ROLLBACK_TIMEOUT + 2 * KILL_GRACE + 5))
 # The largest secrets bundle taken (MAX_SECRETS_BUNDLE in host/secrets-bundle.ts), and the
 # seconds that fetching it, or decrypting one secret, may take.
 MAX_SECRETS_BUNDLE=8388608 SECRETS_TIMEOUT=30
+# The most a pinned script reads of the paths `status --check-paths` asks about (2 MiB: the
+# deployer asks at most 20,000 paths of about 80 bytes).
+CHECK_PATHS_LIMIT=2097152
+# The installed activation script of a host with pinned trust (nixship's NixOS module).
+PINNED_ACTIVATOR=/run/current-system/sw/bin/nixship-activate
 # Where the secrets step keeps the bundle, the age files and the list of what it wrote.
 secrets_work=$state_dir/secrets-work
 # A reboot under way (see "Reboots"), and the running system's tools for it.
@@ -936,6 +945,30 @@ require_pinned_signature() {
     step_failed "$3" "$4" "$2$1 is not signed by a key this host pins (its closure must be)"
 }
 
+# With pinned trust, the first command check of $health_cmds that system $1 does not declare
+# itself (a line of $1/nixship/health-commands, which the system's signature covers), printed;
+# fails when there is none: a caller chooses which of them run, never what runs as root.
+undeclared_check() {
+  [ "$pinned" = 1 ] && [ -n "$health_cmds" ] || return 1
+  u_file=$1/nixship/health-commands
+  u_old_ifs=$IFS
+  set -f
+  IFS='
+'
+  for u_check in $health_cmds; do
+    u_check=${u_check#?}
+    if [ ! -f "$u_file" ] || ! head -c 65536 "$u_file" | grep -Fxq -e "$u_check"; then
+      IFS=$u_old_ifs
+      set +f
+      printf '%s' "$u_check"
+      return 0
+    fi
+  done
+  IFS=$u_old_ifs
+  set +f
+  return 1
+}
+
 # Whether directory $1 is root's alone: root owns it, and neither its group nor others may write.
 root_only_dir() {
   [ "$(stat -c %u "$1" 2>/dev/null)" = 0 ] || return 1
@@ -1217,10 +1250,6 @@ check_secrets_options() {
 # retried until health_timeout, or "o": once, before it) or health_timeout.
 health_option() {
   case $1 in
-    --health-cmd | --health-once)
-      refuse_when_pinned "$1" "commands would run as root; the deployer's HTTP checks still run" ;;
-  esac
-  case $1 in
     --health-cmd) health_cmds="${health_cmds}r$2
 " ;;
     --health-once) health_cmds="${health_cmds}o$2
@@ -1233,6 +1262,10 @@ health_option() {
 # once), then systemd's failed units: returns 1 with h_message saying why when one fails.
 run_health_checks() {
   h_message=""
+  if h_undeclared=$(undeclared_check "$1"); then
+    h_message="the command check '$h_undeclared' is not one $1 declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
+    return 1
+  fi
   if [ -n "$health_cmds" ]; then
     # Each attempt's output (stdout and stderr together) is logged, and its last 4 KiB kept for
     # the message in h_dir, this activation's own directory (removed when it ends). The check
@@ -1361,6 +1394,9 @@ cmd_activate() {
   # /run/current-system holds it (test and dry-activate set no profile).
   realise_path "$path" "" realise 3 "$state_dir/realised"
   require_pinned_signature "$path" "" realise 3
+  if u_bad=$(undeclared_check "$path"); then
+    step_failed realise 2 "the command check '$u_bad' is not one $path declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
+  fi
 
   # 2. Secrets.
   [ "$secrets" = 0 ] || install_secrets
@@ -1392,7 +1428,7 @@ cmd_activate() {
   l_phase=health
   mark_phase health
   write_info
-  run_health_checks || step_failed health 5 "$h_message"
+  run_health_checks "$path" || step_failed health 5 "$h_message"
 
   # 6. Confirmation window (magic rollback).
   if [ "$confirm_timeout" -gt 0 ]; then succeed window; fi
@@ -1834,7 +1870,7 @@ cmd_after_boot() {
     undo_boot reboot 4 "the host came back on ${booted:-no system} instead of $p_path: that system did not boot (the boot loader fell back)"
   fi
   mark_phase health
-  run_health_checks || undo_boot health 5 "$h_message"
+  run_health_checks "$p_path" || undo_boot health 5 "$h_message"
   unlock
   printf '{"ok":true,"command":"after-boot","result":"booted","assessment":%s,' \
     "$(json_opt "$(boot_assessment)")"
@@ -1887,19 +1923,39 @@ cmd_status() {
       "$(json_num "$o_since")" "$(json_num "$o_deadline")" "$stale")
   fi
   missing=""
-  if $check_paths; then missing=",\"missing\":$(missing_paths || printf null)"; fi
+  if $check_paths; then
+    # A pinned script is started by its wrapper, not piped: the paths come on its input.
+    if [ "$pinned" = 1 ] && [ -z "${NIXSHIP_CHECK_PATHS+set}" ]; then
+      NIXSHIP_CHECK_PATHS=$(head -c "$CHECK_PATHS_LIMIT")
+    fi
+    missing=",\"missing\":$(missing_paths || printf null)"
+  fi
   read_boot
   boot_pending=null
   [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s}' \
     "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")")
   boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
     "$(json_opt "$(boot_assessment)")" "$boot_pending")
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s"%s}\n' \
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \
     "$(json_opt "$(resolve /run/current-system || true)")" \
     "$(json_opt "$(resolve /run/booted-system || true)")" \
     "$(json_opt "$(resolve "$profile" || true)")" \
     "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
-    "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$missing"
+    "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$(pinned_json)" \
+    "$([ -x "$PINNED_ACTIVATOR" ] && echo true || echo false)" "$missing"
+}
+
+# This run's pinned trust as JSON: null when the trust is the caller's, else the names of the
+# pinned keys and the substituters.
+pinned_json() {
+  if [ "$pinned" = 0 ]; then
+    printf 'null'
+    return 0
+  fi
+  j_keys="" j_subs=""
+  for j_key in $pinned_keys; do j_keys="$j_keys${j_keys:+,}$(json_str "${j_key%%:*}")"; done
+  for j_sub in $pinned_subs; do j_subs="$j_subs${j_subs:+,}$(json_str "$j_sub")"; done
+  printf '{"keys":[%s],"substituters":[%s]}' "$j_keys" "$j_subs"
 }
 
 # --- closure: what a plan's diff needs of a system the cache lacks. nix-store --dump-db gives,

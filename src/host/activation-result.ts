@@ -151,6 +151,24 @@ function bootState(o: Obj) {
   };
 }
 
+/**
+ * The trust a pinned script ran under, as `status` reports it: its keys' names and its
+ * substituters; null: the caller's trust (a piped script); undefined from an older script.
+ */
+function pinnedTrust(o: Obj) {
+  const v = field(o, "pinned");
+  if (v === undefined || v === null) return v;
+  const p = object(v, "pinned");
+  const texts = (key: string) =>
+    list(p, key, (item, at) => {
+      if (typeof item !== "string" || item === "" || item.length > 1024) {
+        throw new Bad(`pinned.${at} is not a short text`);
+      }
+      return item;
+    }) as string[];
+  return { keys: texts("keys"), substituters: texts("substituters") };
+}
+
 /** The failed system the host runs, as `status` reports it. */
 function failedSystem(o: Obj) {
   const v = field(o, "failed");
@@ -353,6 +371,9 @@ function checkVariant(o: Obj): ActivationResult {
                 true,
               ) as string[] | null),
         secrets: secrets as string | undefined,
+        pinned: pinnedTrust(o),
+        pinnedActivator:
+          field(o, "pinnedActivator") === undefined ? undefined : bool(o, "pinnedActivator"),
       });
     }
     case "closure": {

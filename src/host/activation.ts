@@ -226,6 +226,12 @@ export function scriptInput(variables: Readonly<Record<string, string>> = {}): s
   return lines.join("") + activateScript();
 }
 
+/** The trust a host pins (nixship's NixOS module): its keys' names and its substituters. */
+export interface PinnedTrust {
+  readonly keys: readonly string[];
+  readonly substituters: readonly string[];
+}
+
 /** An activation in progress on a host, as its lock records it. */
 export interface ActivationInProgress {
   /** What holds the lock, e.g. "activate /nix/store/…" or "confirmation window TOKEN". */
@@ -408,6 +414,10 @@ export type ActivationResult =
        * none were installed); absent from hosts with an older script.
        */
       readonly secrets?: string;
+      /** The trust the host's installed script pins; null: the caller's; absent: older. */
+      readonly pinned?: PinnedTrust | null;
+      /** Whether the host has nixship-activate installed; absent from older scripts. */
+      readonly pinnedActivator?: boolean;
     }
   | {
       readonly ok: true;

@@ -56,6 +56,25 @@ describe("hostStatus", () => {
     } as ActivationResult,
   });
 
+  it("says whose trust the host answered with, and nothing where an older script was silent", () => {
+    const run = (extra: object): ScriptRun => {
+      const base = statusRun();
+      return { ...base, result: { ...base.result, ...extra } as ActivationResult };
+    };
+    const pinned = { keys: ["cache-1"], substituters: ["http://10.0.0.1:8080"] };
+    expect(hostStatus(run({ pinned, pinnedActivator: true }))).toMatchObject({
+      pinned,
+      pinnedActivator: true,
+    });
+    expect(hostStatus(run({ pinned: null, pinnedActivator: false }))).toMatchObject({
+      pinned: null,
+      pinnedActivator: false,
+    });
+    const older = hostStatus(statusRun());
+    expect(older).not.toHaveProperty("pinned");
+    expect(older).not.toHaveProperty("pinnedActivator");
+  });
+
   it("maps the hash parts the host lists back to the paths it was asked about", () => {
     const s = hostStatus(statusRun(["b".repeat(32), "b".repeat(32)]), [a, b]);
     expect(s).toMatchObject({ reachable: true, generation: 3, missing: [b] });

@@ -11,6 +11,7 @@ import {
   type BootState,
   type FailedSystem,
   type Generation,
+  type PinnedTrust,
   type RebootState,
 } from "./activation.js";
 import type { ScriptRun } from "./activation-session.js";
@@ -49,6 +50,14 @@ export type HostStatus =
       readonly missing?: readonly StorePath[] | undefined;
       /** The sha256 of the installed secrets' manifest; undefined from an older script. */
       readonly secrets?: string | undefined;
+      /**
+       * The host answered through its installed nixship-activate, with the trust it pins (its
+       * keys' names, its substituters); null: through the piped script, with the caller's
+       * trust; undefined from an older script, or not asked (a stored record).
+       */
+      readonly pinned?: PinnedTrust | null | undefined;
+      /** Whether the host has nixship-activate installed (/run/current-system/sw/bin). */
+      readonly pinnedActivator?: boolean | undefined;
       /** false: nothing ever came from the host (an agent that has not reported yet). */
       readonly reported?: boolean;
       /** Not the host's answer: its status record, when it was written and why it stands in. */
@@ -98,6 +107,8 @@ function statusOf(r: Answer<"status">, asked: readonly StorePath[]): HostStatus 
     ...(r.boot ? { boot: r.boot } : {}),
     ...(asked.length > 0 ? { missing: missingPaths(r.missing, asked) } : {}),
     ...(r.secrets !== undefined ? { secrets: r.secrets } : {}),
+    ...(r.pinned !== undefined ? { pinned: r.pinned } : {}),
+    ...(r.pinnedActivator !== undefined ? { pinnedActivator: r.pinnedActivator } : {}),
   };
 }
 

@@ -27,8 +27,56 @@ export async function prepareHost(host: LabHostLayout, clientPublicKey: string):
   });
   await writeFile(join(host.dir, "authorized_keys"), clientPublicKey, { mode: 0o600 });
   await writeFile(join(host.dir, "sshd_config"), sshdConfig(host));
+  await writeHostUsers(host);
   return hostPublicKey(host);
 }
+
+/**
+ * The host's own user database and sudoers: the machine's, plus the normal user `deploy` and
+ * the one sudoers rule nixosModules.host writes for it (`services.nixship-host.deployUser`),
+ * so a deploy can reach the host as a pinned NixOS host is reached (docs/pinned-hosts.md).
+ * The rule names /run/current-system/sw/bin/nixship-activate, which exists only on a host
+ * running a system that installs it. Bound over the machine's files in the host only.
+ */
+async function writeHostUsers(host: LabHostLayout): Promise<void> {
+  const machine = async (file: string) => readFile(file, "utf8").catch(() => undefined);
+  const [passwd, group, shadow] = await Promise.all(
+    ["/etc/passwd", "/etc/group", "/etc/shadow"].map(machine),
+  );
+  if (passwd === undefined || group === undefined) return;
+  const taken = new Set(
+    [passwd, group].flatMap((text) => text.split("\n").map((line) => line.split(":")[2])),
+  );
+  let id = 2000;
+  while (taken.has(String(id))) id++;
+  const has = (text: string) => text.split("\n").some((l) => l.startsWith(`${LAB_DEPLOY_USER}:`));
+  const add = (text: string, line: string) =>
+    has(text) ? text : `${text}${text.endsWith("\n") || text === "" ? "" : "\n"}${line}\n`;
+  await writeFile(
+    join(host.dir, "etc-passwd"),
+    add(passwd, `${LAB_DEPLOY_USER}:x:${id}:${id}:nixship deploys:${LAB_DEPLOY_HOME}:/bin/sh`),
+    { mode: 0o644 },
+  );
+  await writeFile(join(host.dir, "etc-group"), add(group, `${LAB_DEPLOY_USER}:x:${id}:`), {
+    mode: 0o644,
+  });
+  if (shadow !== undefined) {
+    // "*": no password (keys only), and not locked ("!"), which sshd would refuse.
+    await writeFile(join(host.dir, "etc-shadow"), add(shadow, `${LAB_DEPLOY_USER}:*:20000::::::`), {
+      mode: 0o600,
+    });
+  }
+  const sudoers = join(host.dir, "sudoers.d");
+  await mkdir(sudoers, { recursive: true, mode: 0o755 });
+  await writeFile(join(sudoers, "nixship-deploy"), LAB_DEPLOY_SUDOERS, { mode: 0o440 });
+}
+
+/** The lab hosts' normal deploy user (nixosModules.host's `deployUser`). */
+export const LAB_DEPLOY_USER = "deploy";
+/** Its home, on the host's own /run. */
+const LAB_DEPLOY_HOME = "/run/nixship-lab/home";
+/** The sudoers rule NixOS renders from nixship-host.nix's security.sudo.extraRules entry. */
+export const LAB_DEPLOY_SUDOERS = `${LAB_DEPLOY_USER} ALL=(root) NOPASSWD: /run/current-system/sw/bin/nixship-activate\n`;
 
 /** The host's SSH host key as known_hosts and the fleet's `hostKey` write it. */
 export async function hostPublicKey(host: LabHostLayout): Promise<string> {
@@ -78,7 +126,10 @@ function hostInit(
       (f) => `cp ${shellQuote(join(host.dir, f))} ${HOST_SSHD_DIR}/${f}`,
     ),
     `chmod 600 ${HOST_SSHD_DIR}/ssh_host_ed25519_key`,
+    // A public key, read by sshd as the user logging in (the deploy user too).
+    `chmod 644 ${HOST_SSHD_DIR}/authorized_keys`,
     ...hostKeyAtEtcSsh(),
+    ...hostUsers(host),
     ...binds.flatMap(([source, target]) => [
       `mkdir -p ${shellQuote(dirname(target))}`,
       `if [ -d ${shellQuote(source)} ]; then mkdir -p ${shellQuote(target)}; else : > ${shellQuote(target)}; fi`,
@@ -108,6 +159,19 @@ function hostInit(
         ]),
     `exec /usr/sbin/sshd -D -e -f ${HOST_SSHD_DIR}/sshd_config`,
   ].join("\n");
+}
+
+/** Lines that bind the host's own user database and sudoers (writeHostUsers) over the machine's. */
+function hostUsers(host: LabHostLayout): string[] {
+  const bind = (source: string, target: string) =>
+    `if [ -e ${shellQuote(source)} ] && [ -e ${target} ]; then mount --bind ${shellQuote(source)} ${target}; fi`;
+  return [
+    bind(join(host.dir, "etc-passwd"), "/etc/passwd"),
+    bind(join(host.dir, "etc-group"), "/etc/group"),
+    bind(join(host.dir, "etc-shadow"), "/etc/shadow"),
+    bind(join(host.dir, "sudoers.d"), "/etc/sudoers.d"),
+    `if id ${LAB_DEPLOY_USER} >/dev/null 2>&1; then mkdir -p ${LAB_DEPLOY_HOME} && chown ${LAB_DEPLOY_USER}: ${LAB_DEPLOY_HOME} && chmod 700 ${LAB_DEPLOY_HOME}; fi`,
+  ];
 }
 
 /**

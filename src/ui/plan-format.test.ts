@@ -78,6 +78,30 @@ describe("oneLine", () => {
   });
 });
 
+describe("formatPlan's trust", () => {
+  it("says whose trust each host takes, hosts alike on one line", () => {
+    const text = formatPlan({
+      ...PLAN,
+      hosts: [
+        host({ host: "web1", pinning: { pinned: true, by: "nixship-activate", keys: ["c-1"] } }),
+        host({ host: "web2", pinning: { pinned: true, by: "nixship-activate", keys: ["c-1"] } }),
+        host({ host: "web3", pinning: { pinned: false, activator: true } }),
+        host({ host: "db1", pinning: { pinned: false, activator: false } }),
+        host({ host: "a1", pinning: { pinned: true, by: "agent" } }),
+        host({ host: "old" }),
+      ],
+    });
+    expect(text.split("\n").slice(-5)).toEqual([
+      "trust:",
+      "  web1, web2: pinned: nixship-activate, keys c-1",
+      "  web3: not pinned: they take the deployer's trust (they have nixship-activate: set their sudo to use it)",
+      "  db1: not pinned: they take the deployer's trust",
+      "  a1: pinned: their agents' own keys",
+    ]);
+    expect(formatPlan(PLAN)).not.toContain("trust:");
+  });
+});
+
 describe("formatPlan", () => {
   const text = formatPlan(PLAN);
   const lines = text.split("\n");

@@ -70,7 +70,31 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
     planTotals(plan),
     ...formatPlanDiffs(plan.diffs, options.diff === true),
     ...planChecks(plan),
+    ...planPinning(plan),
   ].join("\n");
+}
+
+/**
+ * Whose trust each host takes, hosts alike on one line: pinned (its own keys, or its agent's
+ * configuration) or not (the deployer's); nothing when no host said.
+ */
+function planPinning(plan: DeployPlan): string[] {
+  const groups = new Map<string, string[]>();
+  for (const host of plan.hosts) {
+    const p = host.pinning;
+    if (p === undefined) continue;
+    const text = !p.pinned
+      ? `not pinned: they take the deployer's trust${p.activator ? " (they have nixship-activate: set their sudo to use it)" : ""}`
+      : p.by === "agent"
+        ? "pinned: their agents' own keys"
+        : `pinned: nixship-activate, keys ${p.keys.join(", ") || "none"}`;
+    groups.set(text, [...(groups.get(text) ?? []), host.host]);
+  }
+  if (groups.size === 0) return [];
+  return [
+    "trust:",
+    ...[...groups].map(([text, hosts]) => withoutControls(`  ${listHosts(hosts)}: ${text}`)),
+  ];
 }
 
 /** The checks each host is deployed with, hosts with the same checks on one line. */

@@ -1,0 +1,340 @@
+// A non-root deploy user bound to the host's own trust (issue 34), on two lab hosts. Each lab
+// host has the normal user `deploy` and the one sudoers rule nixosModules.host writes; the
+// systems deployed install nixship-activate with the host's pinned trust (examples/system.nix,
+// `pinned`, from the module's own text). A first deploy as root puts it there (the bootstrap);
+// then everything goes through `sudo -n /run/current-system/sw/bin/nixship-activate` as
+// `deploy`: deploy, a canary that fails and rolls back, prune, a manual rollback, status and
+// doctor. The same user cannot realise a path signed by another key (whatever trust it passes),
+// cannot run a command of its choice through sudo, and cannot read the host's secrets.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { activateArgs, parseActivationResult } from "../src/host/activation.js";
+import { shellQuote } from "../src/util/shell-quote.js";
+import { run, runOk } from "./support/cli.js";
+import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
+import {
+  type LabCache,
+  type RunningServer,
+  serveLabCache,
+  startCacheServer,
+} from "./support/serve.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
+/** The system's own command check (nixship/health-commands): it passes once /run/ready is. */
+const DECLARED = "test -e /run/nixship-lab/home";
+
+let lab: SshLab;
+let cache: RunningServer;
+let other: LabCache;
+let labKey: string;
+let systems: Record<string, string>;
+let sshConfig: string;
+
+interface FleetDoc {
+  ssh: Record<string, unknown>;
+  policy?: Record<string, unknown>;
+  policies?: Record<string, unknown>;
+  cache: { substituter?: string; publicKeys: string[] };
+  hosts: Record<string, Record<string, unknown>>;
+}
+
+async function editFleet(edit: (doc: FleetDoc) => void): Promise<void> {
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as FleetDoc;
+  edit(doc);
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}
+
+async function deploy(to: Record<string, string>, ...extra: string[]) {
+  await editFleet((doc) => {
+    for (const [host, system] of Object.entries(to)) {
+      (doc.hosts[host] as Record<string, unknown>).system = systems[system];
+    }
+  });
+  return lab.nixship([
+    "deploy",
+    "--fleet",
+    lab.fleetFile,
+    "--key",
+    join(lab.info.dir, "cache.sec"),
+    "--json",
+    ...extra,
+  ]);
+}
+
+/** A shell command on a lab host as `user` (the lab's client key logs in as either). */
+async function onHost(host: string, user: string, command: string, input?: string) {
+  return await run("ssh", ["-F", sshConfig, "-l", user, host, command], {
+    ...(input === undefined ? {} : { input: Buffer.from(input) }),
+  });
+}
+
+/** Lines of a host's sshd log that say a key logged in as `user`. */
+async function logins(host: string, user: string): Promise<number> {
+  const log = await readFile(join(lab.info.dir, "hosts", host, "sshd.log"), "utf8");
+  return log.split("\n").filter((l) => l.includes(`Accepted publickey for ${user} `)).length;
+}
+
+/** The plan's trust of each host, from a --json deploy's plan event. */
+function pinningOf(r: { stdout: string }): Record<string, unknown> {
+  const plan = deployEvents(r.stdout).find((e) => e.type === "plan") as
+    | { plan: { hosts: { host: string; pinning?: unknown }[] } }
+    | undefined;
+  return Object.fromEntries((plan?.plan.hosts ?? []).map((h) => [h.host, h.pinning]));
+}
+
+beforeAll(async () => {
+  lab = await startSshLab("pin", 2);
+  sshConfig = join(lab.info.dir, "ssh_config");
+  const gateway = `10.231.${lab.info.number}.1`;
+  // The lab's cache, served at an address known before the systems are built: their trust
+  // files name it.
+  cache = await startCacheServer(`file://${join(lab.info.dir, "cache")}`, [], {}, `${gateway}:0`);
+  await editFleet((doc) => {
+    doc.cache.substituter = cache.url;
+    labKey = doc.cache.publicKeys[0] as string;
+  });
+  const pinned = `{
+    substituters = [ ${JSON.stringify(cache.url)} ];
+    trustedKeys = [ ${JSON.stringify(labKey)} ];
+    script = ${ROOT}src/host/activate.sh;
+    text = import ${ROOT}packaging/nixos/nixship-activate.nix;
+  }`;
+  const mk = (name: string, extra = "") =>
+    `${name} = import ${ROOT}examples/system.nix { system = builtins.currentSystem; name = "${name}"; version = "${name}"; pinned = ${pinned}; checks = { commands = [ { run = ${JSON.stringify(DECLARED)}; timeout = 5; } ]; }; ${extra} };`;
+  const expr = `{ ${mk("pin-v1")} ${mk("pin-v2")} ${mk("pin-broken", 'health = "fail";')} ${mk("pin-v3")} }`;
+  const built = JSON.parse(
+    await runOk("nix", ["build", "--impure", "--no-link", "--json", "--expr", expr]),
+  ) as { outputs: { out: string } }[];
+  systems = {};
+  for (const { outputs } of built) {
+    systems[(await readFile(`${outputs.out}/nixos-version`, "utf8")).trim()] = outputs.out;
+  }
+  // A system signed by another key, served from another cache: nothing the hosts pin.
+  const otherExpr = `import ${ROOT}examples/system.nix { system = builtins.currentSystem; name = "pin-other"; version = "other"; }`;
+  const otherPath = (await runOk("nix-build", ["--no-out-link", "--expr", otherExpr])).trim();
+  systems["pin-other"] = otherPath;
+  const otherDir = join(lab.info.dir, "other");
+  await runOk("mkdir", ["-p", otherDir]);
+  other = await serveLabCache(otherDir, [otherPath], gateway, "other-1");
+}, 240_000);
+
+afterAll(async () => {
+  await cache?.stop();
+  await other?.server.stop();
+  await lab?.down();
+});
+
+describe("a deploy user bound to the host's pinned trust", () => {
+  it("bootstraps as root: the hosts are not pinned yet, and then have nixship-activate", async () => {
+    const r = await deploy({ pin1: "pin-v1", pin2: "pin-v1" });
+    expect(r.code, r.stderr).toBe(0);
+    expect(pinningOf(r)).toEqual({
+      pin1: { pinned: false, activator: false },
+      pin2: { pinned: false, activator: false },
+    });
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v1");
+    const doctor = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
+    const checks = JSON.parse(doctor.stdout) as {
+      checks: { area: string; name: string; status: string; detail: string }[];
+    };
+    const pinnedCheck = checks.checks.find((c) => c.area === "host pin1" && c.name === "pinned");
+    expect(pinnedCheck).toMatchObject({ status: "warn" });
+    expect(pinnedCheck?.detail).toContain(`though the host has ${ACTIVATOR}`);
+  });
+
+  it("deploys through sudo as the deploy user, pinned, and doctor says so", async () => {
+    await editFleet((doc) => {
+      doc.ssh.user = "deploy";
+      doc.ssh.sudo = true;
+      doc.policy = { ...doc.policy, requirePinned: true };
+    });
+    const rootBefore = await logins("pin1", "root");
+    const r = await deploy({ pin1: "pin-v2", pin2: "pin-v2" });
+    expect(r.code, r.stderr).toBe(0);
+    const keyName = labKey.split(":")[0];
+    expect(pinningOf(r)).toEqual({
+      pin1: { pinned: true, by: "nixship-activate", keys: [keyName] },
+      pin2: { pinned: true, by: "nixship-activate", keys: [keyName] },
+    });
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+    expect(await servedBy(lab.info, "pin2")).toBe("pin-v2");
+    // Every connection of that deploy logged in as deploy, none as root.
+    expect(await logins("pin1", "root")).toBe(rootBefore);
+    expect(await logins("pin1", "deploy")).toBeGreaterThan(0);
+    // The plan's text names whose trust each host takes.
+    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain(`pin1, pin2: pinned: nixship-activate, keys ${keyName}`);
+    const doctor = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
+    const found = (
+      JSON.parse(doctor.stdout) as {
+        checks: { area: string; name: string; status: string; detail: string }[];
+      }
+    ).checks.filter((c) => c.name === "pinned");
+    expect(found.map((c) => [c.area, c.status])).toEqual([
+      ["host pin1", "ok"],
+      ["host pin2", "ok"],
+    ]);
+    expect(found[0]?.detail).toContain(`trusts keys ${keyName} and substitutes from ${cache.url}`);
+  });
+
+  it("rolls a failing canary back, prunes, rolls back by hand and reports status, all as deploy", async () => {
+    const rootBefore = await logins("pin1", "root");
+    const broken = await deploy({ pin1: "pin-broken", pin2: "pin-broken" }, "--canary", "1");
+    expect(broken.code).toBe(1);
+    const outcomes = summaryOf(broken);
+    expect(outcomes.pin1).toMatchObject({ status: "failed", rolledBack: true });
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+    expect(await servedBy(lab.info, "pin2")).toBe("pin-v2");
+
+    const pruned = await deploy({ pin1: "pin-v3", pin2: "pin-v2" }, "--keep-generations", "1");
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(summaryOf(pruned).pin1).toMatchObject({ status: "activated" });
+    expect(summaryOf(pruned).pin1?.pruned).toMatchObject({ kept: expect.any(Array) });
+
+    const back = await lab.nixship([
+      "rollback",
+      "--fleet",
+      lab.fleetFile,
+      "--on",
+      "pin1",
+      "--json",
+    ]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+
+    const status = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    const rows = (JSON.parse(status.stdout) as { hosts: { host: string; current: string }[] })
+      .hosts;
+    expect(rows.map((h) => [h.host, h.current])).toEqual([
+      ["pin1", systems["pin-v2"]],
+      ["pin2", systems["pin-v2"]],
+    ]);
+    expect(await logins("pin1", "root")).toBe(rootBefore);
+  });
+
+  it("cannot make the host realise a path signed by another key, whatever trust it passes", async () => {
+    const args = activateArgs({
+      path: systems["pin-other"] as string,
+      action: "switch",
+      substituters: [other.server.url],
+      trustedKeys: [other.publicKey],
+    });
+    const r = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} ${args.map(shellQuote).join(" ")}`,
+    );
+    expect(r.code).toBe(3);
+    const result = parseActivationResult(r.stdout, "pin1");
+    expect(result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+    // Nor by naming another trust file: sudo keeps the caller's environment out.
+    const env = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n NIXSHIP_TRUST_FILE=/tmp/mine ${ACTIVATOR} status`,
+    );
+    expect(env.code).not.toBe(0);
+    expect(env.stderr).toMatch(/not (permitted|allowed) to set/);
+  });
+
+  it("cannot run a command of its choice as root, through sudo or a health check", async () => {
+    const shell = await onHost("pin1", "deploy", "sudo -n /bin/sh -c 'touch /root/owned'");
+    expect(shell.code).not.toBe(0);
+    expect(shell.stderr).toContain("a password is required");
+    const check = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} ${activateArgs({
+        path: systems["pin-v2"] as string,
+        action: "test",
+        healthCommands: ["touch /root/owned"],
+      })
+        .map(shellQuote)
+        .join(" ")}`,
+    );
+    expect(check.code).toBe(2);
+    expect(parseActivationResult(check.stdout, "pin1")).toMatchObject({
+      ok: false,
+      command: "activate",
+      phase: "realise",
+    });
+    const mark = await onHost("pin1", "root", "test -e /root/owned && echo made || echo none");
+    expect(mark.stdout.trim()).toBe("none");
+  });
+
+  it("cannot read the host's secrets, nor have them installed where it likes", async () => {
+    expect(
+      (
+        await onHost(
+          "pin1",
+          "root",
+          "mkdir -p /run/secrets && umask 077 && echo s3cret > /run/secrets/db && chmod 0400 /run/secrets/db",
+        )
+      ).code,
+    ).toBe(0);
+    const read = await onHost("pin1", "deploy", "cat /run/secrets/db");
+    expect(read.code).not.toBe(0);
+    expect(read.stdout).not.toContain("s3cret");
+    const key = await onHost("pin1", "deploy", "cat /etc/ssh/ssh_host_ed25519_key");
+    expect(key.code).not.toBe(0);
+    expect(key.stdout).not.toContain("PRIVATE KEY");
+    const secrets = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} activate --path ${systems["pin-v2"]} --secrets`,
+      "nixship-secrets 1\n",
+    );
+    expect(secrets.code).toBe(2);
+    expect(parseActivationResult(secrets.stdout, "pin1")).toMatchObject({ result: "usage" });
+  });
+
+  it("refuses, before it changes anything, a host that requirePinned finds unpinned", async () => {
+    await editFleet((doc) => {
+      (doc.hosts.pin2 as Record<string, unknown>).sudo = false;
+    });
+    try {
+      // pin2 is reached as deploy by the piped script now: not pinned, whose trust is ours.
+      const r = await deploy({ pin1: "pin-v3", pin2: "pin-v3" });
+      expect(r.code).toBe(2);
+      const error = JSON.parse(r.stdout.trim().split("\n").at(-1) as string) as {
+        error: { code: string; message: string };
+      };
+      expect(error.error.code).toBe("host-not-pinned");
+      expect(error.error.message).toContain(
+        "pin2: it has nixship-activate but is reached by the piped script",
+      );
+      expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+    } finally {
+      await editFleet((doc) => {
+        delete (doc.hosts.pin2 as Record<string, unknown>).sudo;
+      });
+    }
+  });
+
+  it("runs the system's own command checks, and refuses the fleet file's on a pinned host", async () => {
+    await editFleet((doc) => {
+      doc.policies = { "@web": { health: { commands: [{ run: "touch /root/owned" }] } } };
+    });
+    try {
+      const refused = await deploy({ pin1: "pin-v3", pin2: "pin-v3" });
+      expect(refused.code).toBe(2);
+      expect(refused.stdout).toContain("pinned-host-command-check");
+      expect(refused.stdout).toContain("pin1: `touch /root/owned`");
+    } finally {
+      await editFleet((doc) => {
+        delete doc.policies;
+      });
+    }
+    // The system's own check (nixship/health-commands) runs as root through nixship-activate.
+    const r = await deploy({ pin1: "pin-v3", pin2: "pin-v3" });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr + r.stdout).toContain(`health: ${DECLARED}`);
+    expect(await servedBy(lab.info, "pin2")).toBe("pin-v3");
+  });
+});
