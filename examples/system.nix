@@ -33,6 +33,10 @@
   # sw/bin/nixship-activate runs activate.sh with this trust. { substituters; trustedKeys;
   # script (activate.sh); text (import packaging/nixos/nixship-activate.nix) }; null: none.
   pinned ? null,
+  # The secrets it takes, as nixosModules.host's `secrets` declares them, written to
+  # nixship/secrets: { db-password = { owner = "nobody"; group = "root"; mode = "0400";
+  # path = "/run/keys/db-password"; }; }. A pinned activation installs no other.
+  secrets ? { },
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
@@ -87,6 +91,8 @@ let
   commandLines = map (c:
     if builtins.match ".*[\n\r].*" c.run != null then throw "a command check is one line: ${c.run}" else "${c.run}\n"
   ) (if checks == null then [ ] else checks.commands or [ ]);
+  secretLines = builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs
+    (secret: s: "${secret} ${s.owner} ${s.group} ${s.mode} ${s.path}\n") secrets));
   etc = mk "example-web-etc-${tag'}" ''
     mkdir -p $out/etc
     cat > $out/etc/example-web.json <<'EOS'
@@ -119,6 +125,10 @@ mk "example-web-system-${tag'}" (''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
 '' + (if pinned == null then "" else ''
   ln -s ${activator}/bin/nixship-activate $out/sw/bin/nixship-activate
+'') + (if secrets == { } then "" else ''
+  mkdir -p $out/nixship
+  cat > $out/nixship/secrets <<'EOS'
+  ${secretLines}EOS
 '') + (if checks == null then "" else ''
   mkdir -p $out/nixship
   cat > $out/nixship/health.json <<'EOS'

@@ -200,7 +200,10 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       }
       const cases: [string, readonly string[]][] = [
         ["--profile", [...activateArgs(base), "--profile", "/etc/nixship-owned"]],
-        ["--secrets", [...activateArgs(base), "--secrets"]],
+        [
+          "--host-key",
+          [...activateArgs(base), "--secrets", "--host-key", "/etc/nixship-other-key"],
+        ],
         ["--profile", ["rollback", "--profile", "/etc/nixship-owned"]],
       ];
       for (const [option, args] of cases) {

@@ -3,16 +3,20 @@
 // systems deployed install nixship-activate with the host's pinned trust (examples/system.nix,
 // `pinned`, from the module's own text). A first deploy as root puts it there (the bootstrap);
 // then everything goes through `sudo -n /run/current-system/sw/bin/nixship-activate` as
-// `deploy`: deploy, a canary that fails and rolls back, prune, a manual rollback, status and
-// doctor. The same user cannot realise a path signed by another key (whatever trust it passes),
-// cannot run a command of its choice through sudo, and cannot read the host's secrets.
-import { readFile, writeFile } from "node:fs/promises";
+// `deploy`: deploy, a canary that fails and rolls back, prune, a manual rollback, status,
+// doctor, the system's own command checks and the secrets it declares. The same user cannot
+// realise a path signed by another key (whatever trust it passes), cannot run a command of its
+// choice through sudo, cannot place a secret where its system does not say, and cannot read the
+// host's secrets.
+import { createHash } from "node:crypto";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { activateArgs, parseActivationResult } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { run, runOk } from "./support/cli.js";
+import { nixship, run, runOk } from "./support/cli.js";
 import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
+import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
 import {
   type LabCache,
   type RunningServer,
@@ -23,8 +27,9 @@ import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
-/** The system's own command check (nixship/health-commands): it passes once /run/ready is. */
+/** The systems' own command check (nixship/health-commands): the deploy user's home is there. */
 const DECLARED = "test -e /run/nixship-lab/home";
+const PASSWORD = freshPlaintext("db-password");
 
 let lab: SshLab;
 let cache: RunningServer;
@@ -37,6 +42,7 @@ interface FleetDoc {
   ssh: Record<string, unknown>;
   policy?: Record<string, unknown>;
   policies?: Record<string, unknown>;
+  secrets?: unknown;
   cache: { substituter?: string; publicKeys: string[] };
   hosts: Record<string, Record<string, unknown>>;
 }
@@ -104,7 +110,8 @@ beforeAll(async () => {
   }`;
   const mk = (name: string, extra = "") =>
     `${name} = import ${ROOT}examples/system.nix { system = builtins.currentSystem; name = "${name}"; version = "${name}"; pinned = ${pinned}; checks = { commands = [ { run = ${JSON.stringify(DECLARED)}; timeout = 5; } ]; }; ${extra} };`;
-  const expr = `{ ${mk("pin-v1")} ${mk("pin-v2")} ${mk("pin-broken", 'health = "fail";')} ${mk("pin-v3")} }`;
+  const secret = `secrets = { db-password = { owner = "nobody"; group = "root"; mode = "0400"; path = "/run/keys/db-password"; }; };`;
+  const expr = `{ ${mk("pin-v1")} ${mk("pin-v2")} ${mk("pin-broken", 'health = "fail";')} ${mk("pin-v3")} ${mk("pin-secret", secret)} }`;
   const built = JSON.parse(
     await runOk("nix", ["build", "--impure", "--no-link", "--json", "--expr", expr]),
   ) as { outputs: { out: string } }[];
@@ -268,30 +275,29 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(mark.stdout.trim()).toBe("none");
   });
 
-  it("cannot read the host's secrets, nor have them installed where it likes", async () => {
-    expect(
-      (
-        await onHost(
-          "pin1",
-          "root",
-          "mkdir -p /run/secrets && umask 077 && echo s3cret > /run/secrets/db && chmod 0400 /run/secrets/db",
-        )
-      ).code,
-    ).toBe(0);
-    const read = await onHost("pin1", "deploy", "cat /run/secrets/db");
-    expect(read.code).not.toBe(0);
-    expect(read.stdout).not.toContain("s3cret");
-    const key = await onHost("pin1", "deploy", "cat /etc/ssh/ssh_host_ed25519_key");
-    expect(key.code).not.toBe(0);
-    expect(key.stdout).not.toContain("PRIVATE KEY");
-    const secrets = await onHost(
+  it("cannot have a secret installed where or as whom its system does not say", async () => {
+    // A well-formed bundle line for a secret pin-v2 does not declare (it declares none).
+    const body = Buffer.from("age file").toString("base64");
+    const sha = createHash("sha256").update("age file").digest("hex");
+    const bundle = `nixship-secrets 1\nsudo deploy root 0644 /run/sudoers-mine ${sha} ${body}\n`;
+    const r = await onHost(
       "pin1",
       "deploy",
-      `sudo -n ${ACTIVATOR} activate --path ${systems["pin-v2"]} --secrets`,
-      "nixship-secrets 1\n",
+      `sudo -n ${ACTIVATOR} activate --path ${systems["pin-v2"]} --action test --secrets`,
+      bundle,
     );
-    expect(secrets.code).toBe(2);
-    expect(parseActivationResult(secrets.stdout, "pin1")).toMatchObject({ result: "usage" });
+    expect(r.code).toBe(11);
+    const result = parseActivationResult(r.stdout, "pin1");
+    expect(result).toMatchObject({ ok: false, command: "activate", phase: "secrets" });
+    expect((result as { message: string }).message).toContain(
+      "secrets bundle line 2 (secret sudo): the system does not declare it so",
+    );
+    const planted = await onHost(
+      "pin1",
+      "root",
+      "test -e /run/sudoers-mine && echo made || echo none",
+    );
+    expect(planted.stdout.trim()).toBe("none");
   });
 
   it("refuses, before it changes anything, a host that requirePinned finds unpinned", async () => {
@@ -336,5 +342,47 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr + r.stdout).toContain(`health: ${DECLARED}`);
     expect(await servedBy(lab.info, "pin2")).toBe("pin-v3");
+  });
+
+  it("installs the secrets its system declares, as deploy, who cannot read them", async () => {
+    const admin = join(lab.info.dir, "admin.txt");
+    await runOk("age-keygen", ["-o", admin]);
+    await chmod(admin, 0o600);
+    const recipient = (await runOk("age-keygen", ["-y", admin])).trim();
+    await editFleet((doc) => {
+      doc.secrets = {
+        admins: [recipient],
+        entries: { "db-password": { hosts: "pin1", owner: "nobody" } },
+      };
+    });
+    const set = await nixship(["secrets", "set", "db-password", "--fleet", lab.fleetFile], {
+      input: Buffer.from(PASSWORD),
+    });
+    expect(set.code, set.stderr).toBe(0);
+    const r = await deploy({ pin1: "pin-secret", pin2: "pin-secret" });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await keptOn(lab.info.dir, "pin1", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
+    expect(await keptOn(lab.info.dir, "pin2", "/run/keys/db-password")).toBe("(none)");
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+    const read = await onHost("pin1", "deploy", "cat /run/keys/db-password");
+    expect(read.code).not.toBe(0);
+    expect(read.stdout).not.toContain(PASSWORD);
+    const key = await onHost("pin1", "deploy", "cat /etc/ssh/ssh_host_ed25519_key");
+    expect(key.code).not.toBe(0);
+    expect(key.stdout).not.toContain("PRIVATE KEY");
+    // The fleet file asks for another mode than the system declares: refused, nothing changed.
+    await editFleet((doc) => {
+      (doc.secrets as { entries: Record<string, Record<string, unknown>> }).entries["db-password"] =
+        { hosts: "pin1", owner: "nobody", mode: "0444" };
+    });
+    const refused = await deploy({ pin1: "pin-secret" }, "--on", "pin1");
+    expect(refused.code).toBe(1);
+    expect(summaryOf(refused).pin1).toMatchObject({ status: "failed", phase: "secrets" });
+    expect(String(summaryOf(refused).pin1?.message)).toContain("does not declare it so");
+    expect(await keptOn(lab.info.dir, "pin1", "/run/keys/db-password")).toBe(
+      `nobody:root 400 ${PASSWORD}`,
+    );
   });
 });

@@ -60,10 +60,12 @@
 #   a root-owned file, writable by root alone, of "substituter URL" and "trusted-key NAME:KEY"
 #   lines. --substituter and --trusted-key are then ignored, every system and package realised
 #   must be signed by a pinned key (also one already in the store), and what would let a caller
-#   run a command or write a file of its choice as root is refused: --profile and --secrets, and
-#   a --health-cmd or --health-once that the system does not declare itself (one line of
-#   PATH/nixship/health-commands each). The paths of `status --check-paths` come on stdin (the
-#   wrapper is not piped), at most 2 MiB. `status` reports the pinned keys' names and
+#   run a command or write a file of its choice as root is refused: --profile, --host-key (but
+#   the default), a --health-cmd or --health-once that the system does not declare itself (one
+#   line of PATH/nixship/health-commands each), and a secret whose "NAME OWNER GROUP MODE PATH"
+#   is not a line of PATH/nixship/secrets (exit 11); --age must be signed by a pinned key. The
+#   paths of `status --check-paths` and the secrets bundle come on stdin (the wrapper is not
+#   piped), at most 2 MiB and 8 MiB. `status` reports the pinned keys' names and
 #   substituters ("pinned", null without pinned trust) and whether the host has the installed
 #   script, /run/current-system/sw/bin/nixship-activate ("pinnedActivator").
 #   closure --path P         P's closure as the host's store has it (for a plan's diff, when
@@ -1043,6 +1045,22 @@ check_bundle() {
   [ -z "$c_dup" ] || bundle_bad "line $c_dup: its NAME or PATH is another secret's too"
 }
 
+# With pinned trust, every secret of the manifest must be one the system $path declares itself:
+# its "NAME OWNER GROUP MODE PATH" a line of $path/nixship/secrets, which its signature covers.
+# The caller chooses a secret's content, never where it goes or whose it is.
+require_declared_secrets() {
+  [ "$pinned" = 1 ] || return 0
+  d_file=$path/nixship/secrets
+  d_n=1
+  while read -r d_name d_owner d_group d_mode d_path _ <&3; do
+    d_n=$((d_n + 1))
+    if [ ! -f "$d_file" ] ||
+      ! head -c 65536 "$d_file" | grep -Fxq -e "$d_name $d_owner $d_group $d_mode $d_path"; then
+      fail secrets 11 "secrets bundle line $d_n (secret $d_name): the system does not declare it so in $d_file (name, owner, group, mode and path must be one of its lines): this host's trust is pinned, and only its system says where secrets go and whose they are"
+    fi
+  done 3<"$secrets_work/manifest"
+}
+
 # The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
 # the activation timeout), else age from PATH.
 # Realises store path $1 ($2 says what it is, e.g. "the age package "), failing phase $3 with
@@ -1087,6 +1105,7 @@ find_age() {
     return 0
   fi
   realise_path "$age_path" "the age package " secrets 11 "$state_dir/realised-age"
+  require_pinned_signature "$age_path" "the age package " secrets 11
   age=$age_path/bin/age
   [ -x "$age" ] || fail secrets 11 "the age package $age_path has no bin/age"
 }
@@ -1199,12 +1218,18 @@ install_secrets() {
     step_failed secrets 11 "cannot create $secrets_work"
   if [ -n "$secrets_url" ]; then
     fetch_bundle
+  elif [ "$pinned" = 1 ] && [ -z "${NIXSHIP_SECRETS+set}" ]; then
+    # A pinned script is started by its wrapper, not piped: the bundle comes on its input.
+    head -c "$((MAX_SECRETS_BUNDLE + 1))" >"$secrets_work/bundle" ||
+      step_failed secrets 11 "cannot write $secrets_work/bundle"
+    [ "$(($(wc -c <"$secrets_work/bundle")))" -le "$MAX_SECRETS_BUNDLE" ] || bundle_large
   else
     printf '%s' "$NIXSHIP_SECRETS" >"$secrets_work/bundle" ||
       step_failed secrets 11 "cannot write $secrets_work/bundle"
     [ "$(($(wc -c <"$secrets_work/bundle")))" -le "$MAX_SECRETS_BUNDLE" ] || bundle_large
   fi
   check_bundle
+  require_declared_secrets
   s_count=$(($(wc -l <"$secrets_work/manifest")))
   s_what="$s_count secrets"
   [ "$s_count" != 1 ] || s_what="1 secret"
@@ -1234,6 +1259,8 @@ check_secrets_options() {
     return 0
   fi
   case $age_path in '' | /nix/store/?*) ;; *) usage "activate: --age must be a store path, got '$age_path'" ;; esac
+  [ -z "$host_key" ] || [ "$host_key" = /etc/ssh/ssh_host_ed25519_key ] ||
+    refuse_when_pinned --host-key "secrets are decrypted with the host's own key"
   host_key=${host_key:-/etc/ssh/ssh_host_ed25519_key}
   case $host_key in /?*) ;; *) usage "activate: --host-key must be an absolute path" ;; esac
   if [ -n "$secrets_url$secrets_sha256" ]; then
@@ -1241,7 +1268,7 @@ check_secrets_options() {
     case $secrets_sha256 in *[!0-9a-f]* | '') secrets_sha256=bad ;; esac
     [ ${#secrets_sha256} = 64 ] ||
       usage "activate: --secrets-url needs --secrets-sha256, the bundle's sha256 in lowercase hex"
-  elif [ -z "${NIXSHIP_SECRETS+set}" ]; then
+  elif [ -z "${NIXSHIP_SECRETS+set}" ] && [ "$pinned" = 0 ]; then
     usage "activate: --secrets needs the bundle in NIXSHIP_SECRETS (set before the script in its input) or --secrets-url"
   fi
 }
@@ -1342,7 +1369,7 @@ cmd_activate() {
       --activation-timeout) activation_timeout=${2-}; shift 2 ;;
       --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
       --token) token=${2-}; shift 2 ;;
-      --secrets) refuse_when_pinned --secrets "secrets through a pinned activation come with a later version"; secrets=1; shift ;;
+      --secrets) secrets=1; shift ;;
       --age) age_path=${2-}; shift 2 ;;
       --host-key) host_key=${2-}; shift 2 ;;
       --secrets-url) secrets_url=${2-}; shift 2 ;;
