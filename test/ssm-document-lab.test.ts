@@ -452,3 +452,67 @@ describe("reboots through the SSM document, as SSM's agent runs it (exit 194)", 
     expect(await served()).toBe("web-v4");
   });
 });
+
+describe("a host with pinned trust runs its own nixship-activate, not the document's script", () => {
+  let pinnedSystem: string;
+
+  beforeAll(async () => {
+    // A system that installs nixship-activate with this cache's URL and key (nixosModules.host's
+    // text), pushed signed into the cache the host substitutes from.
+    const root = new URL("..", import.meta.url).pathname;
+    const expr = `import ${root}examples/system.nix {
+      system = builtins.currentSystem; name = "ssm-pinned"; version = "ssm-pinned";
+      checks = { commands = [ { run = "true"; timeout = 5; } ]; };
+      pinned = {
+        substituters = [ ${JSON.stringify(server.url)} ];
+        trustedKeys = [ ${JSON.stringify(publicKey)} ];
+        script = ${root}src/host/activate.sh;
+        text = import ${root}packaging/nixos/nixship-activate.nix;
+      };
+    }`;
+    const built = await run("nix-build", ["--no-out-link", "--expr", expr]);
+    expect(built.code, built.stderr).toBe(0);
+    pinnedSystem = built.stdout.trim();
+    const push = await nixship([
+      "push",
+      pinnedSystem,
+      "--to",
+      `file://${join(work, "cache")}`,
+      "--key",
+      join(work, "cache.sec"),
+    ]);
+    expect(push.code, push.stderr).toBe(0);
+  });
+
+  it("answers with the host's pinned trust, ignores the document's, and runs only declared checks", async () => {
+    const before = (await status()).current;
+    // The first deploy of it goes through the embedded script, with the document's trust.
+    const first = await runDocument({
+      StorePath: pinnedSystem,
+      Substituters: server.url,
+      TrustedPublicKeys: publicKey,
+      HealthChecks: encodeHealthChecks([{ run: "true", timeout: 5 }]),
+    });
+    expect(first.code, first.stderr).toBe(0);
+    const s = await status();
+    expect(s.current).toBe(pinnedSystem);
+    expect(s.pinned).toEqual({ keys: ["ssm-lab-cache-1"], substituters: [server.url] });
+    expect(s.pinnedActivator).toBe(true);
+    // Another key and no substituter in the command change nothing; a check the system does not
+    // declare is refused before anything changes.
+    const refused = await runDocument({
+      StorePath: systems["web-v1"],
+      Substituters: "",
+      TrustedPublicKeys: "other-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=",
+      HealthChecks: encodeHealthChecks([{ run: "touch /root/owned", timeout: 5 }]),
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+    expect(refused.stderr).toContain("the --substituter and --trusted-key given are ignored");
+    expect((await status()).current).toBe(pinnedSystem);
+    // Back to what it ran, through the installed script too.
+    const back = await runDocument({ Command: "rollback" });
+    expect(back.code, back.stderr).toBe(0);
+    expect((await status()).current).toBe(before);
+  });
+});

@@ -5,13 +5,8 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  activateCommand,
-  PINNED_ACTIVATOR,
-  runActivate,
-  type SshTarget,
-  sudoRefusal,
-} from "./ssh-transport.js";
+import { PINNED_ACTIVATOR } from "../host/activation.js";
+import { activateCommand, runActivate, type SshTarget, sudoRefusal } from "./ssh-transport.js";
 
 let dir: string;
 

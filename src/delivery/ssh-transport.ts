@@ -4,7 +4,12 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { OperationError } from "../errors.js";
-import { type ActivationResult, parseActivationResult, scriptInput } from "../host/activation.js";
+import {
+  type ActivationResult,
+  PINNED_ACTIVATOR,
+  parseActivationResult,
+  scriptInput,
+} from "../host/activation.js";
 import type { ScriptRun } from "../host/activation-session.js";
 import { onCommandEnd } from "../util/command-end.js";
 import { runCommand } from "../util/run.js";
@@ -28,9 +33,6 @@ export interface SshTarget {
    */
   readonly sudo?: boolean;
 }
-
-/** The installed activation script of a host with pinned trust (nixosModules.host). */
-export const PINNED_ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
 
 /**
  * The command line that runs activate.sh with `args` on the host, and its input: the piped

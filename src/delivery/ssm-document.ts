@@ -5,7 +5,7 @@
 // parameters: SSM pastes each value textually in place of its `{{ Name }}`.
 import { gunzipSync, gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
-import { activateScript } from "../host/activation.js";
+import { activateScript, PINNED_ACTIVATOR } from "../host/activation.js";
 
 export interface SsmDocumentParameter {
   readonly type: "String";
@@ -245,6 +245,14 @@ case $command in
     ;;
   *) usage "Command must be activate, rollback, prune, status, confirm-boot or abort-boot" ;;
 esac
+# A host with pinned trust (nixship's nixosModules.host) runs its own installed copy, which takes
+# the host's substituters and keys and ignores those given here.
+if [ -x ${PINNED_ACTIVATOR} ]; then
+  ${PINNED_ACTIVATOR} "$@" </dev/null
+  code=$?
+  [ "$code" != 0 ] || [ "$reboot_now" = 0 ] || exit 194
+  exit "$code"
+fi
 script=$(mktemp "${"$"}{TMPDIR:-/tmp}/nixship-activate.XXXXXX") || {
   echo "nixship: cannot create a temporary file" >&2
   exit 1

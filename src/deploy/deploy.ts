@@ -481,8 +481,11 @@ function pinningOf(
   s: Extract<HostStatus, { reachable: true }>,
 ): { pinning?: Pinning } {
   if (host.delivery === "agent") return { pinning: { pinned: true, by: "agent" } };
-  if (host.delivery === "ssm") return { pinning: { pinned: false, activator: undefined } };
-  if (s.pinned === undefined) return {};
+  // An ssm host answers through the document, which runs the installed script where there is
+  // one; a tag target or a record stands in for hosts not asked.
+  if (s.pinned === undefined) {
+    return host.delivery === "ssm" ? { pinning: { pinned: false, activator: undefined } } : {};
+  }
   return s.pinned === null
     ? { pinning: { pinned: false, activator: s.pinnedActivator } }
     : { pinning: { pinned: true, by: "nixship-activate", keys: s.pinned.keys } };

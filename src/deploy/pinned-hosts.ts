@@ -1,7 +1,8 @@
 // What a deploy refuses about pinned hosts before it changes one (docs/pinned-hosts.md): a
 // host whose policy requires pinning but is not pinned (`policy.requirePinned`), and a command
-// check that a host reached through its pinned nixship-activate would refuse, since such a
-// host runs as root only the checks its own system declares.
+// check that a host reached through its pinned nixship-activate (ssh by sudo, or a host that
+// answered through it, as an ssm host does) would refuse, since such a host runs as root only
+// the checks its own system declares.
 import { InputError } from "../errors.js";
 import {
   type FleetHost,
@@ -45,8 +46,10 @@ export function refuseUnpinnedHosts(input: PinnedHostsInput): void {
   }
   const undeclared = input.plan.hosts.flatMap((planned) => {
     const host = byName.get(planned.host);
-    if (planned.action !== "activate" || host?.delivery !== "ssh") return [];
-    if (!reachedBySudo(input.ssh, host)) return [];
+    if (planned.action !== "activate" || host === undefined) return [];
+    const bySudo = host.delivery === "ssh" && reachedBySudo(input.ssh, host);
+    const pinned = planned.pinning?.pinned === true && planned.pinning.by === "nixship-activate";
+    if (!bySudo && !pinned) return [];
     const own = new Set(input.systemHealth.get(planned.desired)?.commands.map((c) => c.run));
     return policyOf(planned.host)
       .health.commands.filter((c) => !own.has(c.run))

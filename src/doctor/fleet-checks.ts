@@ -4,17 +4,12 @@
 import { access, stat } from "node:fs/promises";
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { sshTarget } from "../delivery/ssh.js";
-import {
-  PINNED_ACTIVATOR,
-  runActivate,
-  runOverSsh,
-  type SshTarget,
-} from "../delivery/ssh-transport.js";
+import { runActivate, runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { InputError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Fleet, FleetHost, SshHost } from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
-import { statusArgs } from "../host/activation.js";
+import { PINNED_ACTIVATOR, statusArgs } from "../host/activation.js";
 import { hostStatus } from "../host/script-outcomes.js";
 import type { SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";

@@ -226,6 +226,12 @@ export function scriptInput(variables: Readonly<Record<string, string>> = {}): s
   return lines.join("") + activateScript();
 }
 
+/**
+ * The installed activation script of a host with pinned trust (nixosModules.host): what a deploy
+ * user runs through sudo, and what the SSM document runs where it exists.
+ */
+export const PINNED_ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
+
 /** The trust a host pins (nixship's NixOS module): its keys' names and its substituters. */
 export interface PinnedTrust {
   readonly keys: readonly string[];
