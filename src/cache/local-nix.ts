@@ -261,9 +261,30 @@ function candidates(attrPath: readonly string[]): string {
  * Evaluates every output in ONE Nix evaluation (each flake is fetched once by getFlake).
  * Returns the derivation of each, in order; `buildDerivations` (or a build host) builds them.
  */
-export async function evaluateDerivations(
+export function evaluateDerivations(
   outputs: readonly FlakeOutput[],
   options: NixOptions = {},
+): Promise<string[]> {
+  return evaluateOutputs(outputs, options, "drvPath");
+}
+
+/**
+ * The system (`x86_64-linux`, …) each output is built for, in one evaluation that instantiates
+ * nothing: what a fleet needs of its builders (`doctor`). Bounded by `signal`.
+ */
+export function evaluateSystemTypes(
+  outputs: readonly FlakeOutput[],
+  options: NixOptions = {},
+  signal?: AbortSignal,
+): Promise<string[]> {
+  return evaluateOutputs(outputs, options, "system", signal);
+}
+
+async function evaluateOutputs(
+  outputs: readonly FlakeOutput[],
+  options: NixOptions,
+  attribute: "drvPath" | "system",
+  signal?: AbortSignal,
 ): Promise<string[]> {
   if (outputs.length === 0) return [];
   for (const o of outputs) {
@@ -285,7 +306,7 @@ export async function evaluateDerivations(
   names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
   available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
   pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
-    if found == [ ] then { available = available f; } else { drv = (builtins.head found).drvPath; };
+    if found == [ ] then { available = available f; } else { drv = (builtins.head found).${attribute}; };
 in [ ${outputs
     .map(
       (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
@@ -294,7 +315,7 @@ in [ ${outputs
   const evaluated = await nixCommand(
     "nix",
     [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
-    { okCodes: [0, 1] },
+    { okCodes: [0, 1], ...(signal ? { signal } : {}) },
   );
   if (evaluated.code !== 0) throw evaluationFailed(evaluated.stderr, flakes);
   const picked = JSON.parse(evaluated.stdout) as ({ drv: string } | { available: string[] })[];

@@ -7,6 +7,7 @@ import {
   type BuiltDerivations,
   buildDerivations,
   evaluateDerivations,
+  evaluateSystemTypes,
   type FlakeOutput,
   MissingOutputsError,
   type NixOptions,
@@ -178,6 +179,28 @@ export async function buildSystems(
     unusable: built.unusable,
     host: where?.host,
   };
+}
+
+/**
+ * The systems (`x86_64-linux`, …) the hosts' flake systems are built for, each with the hosts
+ * that need it, evaluated without building (store-path systems are built already). A missing
+ * output fails as in a build.
+ */
+export async function neededSystemTypes(
+  hosts: readonly FleetHost[],
+  baseDir: string,
+  signal?: AbortSignal,
+): Promise<Map<string, string[]>> {
+  const flakeHosts = hosts.filter((h) => h.system.kind === "flake");
+  const specs = [...new Set(flakeHosts.map((h) => formatSystemSpec(h.system)))];
+  const outputs = await Promise.all(specs.map((s) => flakeOutput(s, baseDir)));
+  const types = await evaluateSystemTypes(outputs, {}, signal);
+  const needed = new Map<string, string[]>();
+  for (const host of flakeHosts) {
+    const type = types[specs.indexOf(formatSystemSpec(host.system))] ?? "";
+    needed.set(type, [...(needed.get(type) ?? []), host.name]);
+  }
+  return needed;
 }
 
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
