@@ -75,7 +75,7 @@ describe("builds elsewhere", () => {
     const r = await lab.deploy("--on", "rb2", "--json");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
-    const done = events.find((e) => e.type === "build-done") as {
+    const done = events.find((e) => e.type === "build-done") as unknown as {
       systems: { path: string }[];
       builtOn?: { builder: string; derivations: number }[];
     };
