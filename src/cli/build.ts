@@ -34,7 +34,7 @@ ${FLEET_HELP}
       writeJson(io, {
         systems: built.systems,
         hosts: Object.fromEntries(built.byHost),
-        builtOn: built.builtOn,
+        ...(built.builtOn.length === 0 ? {} : { builtOn: built.builtOn }),
         ...(built.host === undefined ? {} : { buildHost: built.host }),
       });
       return 0;
