@@ -6,6 +6,9 @@ import type { PathInfo } from "../nix/closure.js";
 import { Sha256 } from "../nix/hash.js";
 import { isStorePath, parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
 import { type RunOptions, type RunResult, runCommand } from "../util/run.js";
+import { runStreamed } from "../util/streamed-run.js";
+import { type BuilderFailure, NixBuildLog } from "./build-log.js";
+import { builderError } from "./builder-error.js";
 import {
   derivationOutputs,
   type NixVersion,
@@ -13,7 +16,7 @@ import {
   unsupportedNix,
 } from "./nix-version.js";
 
-const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
+export const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
 
 export interface NixOptions {
   /** A Nix store URL or directory (`--store`); the default store when omitted. */
@@ -255,13 +258,34 @@ function candidates(attrPath: readonly string[]): string {
 }
 
 /**
- * Evaluates every output in ONE Nix evaluation (each flake is fetched once by getFlake),
- * then builds them all in ONE `nix build`. Returns the out path of each, in order.
+ * Evaluates every output in ONE Nix evaluation (each flake is fetched once by getFlake).
+ * Returns the derivation of each, in order; `buildDerivations` (or a build host) builds them.
  */
-export async function evaluateAndBuild(
+export function evaluateDerivations(
   outputs: readonly FlakeOutput[],
   options: NixOptions = {},
-): Promise<StorePath[]> {
+): Promise<string[]> {
+  return evaluateOutputs(outputs, options, "drvPath");
+}
+
+/**
+ * The system (`x86_64-linux`, …) each output is built for, in one evaluation that instantiates
+ * nothing: what a fleet needs of its builders (`doctor`). Bounded by `signal`.
+ */
+export function evaluateSystemTypes(
+  outputs: readonly FlakeOutput[],
+  options: NixOptions = {},
+  signal?: AbortSignal,
+): Promise<string[]> {
+  return evaluateOutputs(outputs, options, "system", signal);
+}
+
+async function evaluateOutputs(
+  outputs: readonly FlakeOutput[],
+  options: NixOptions,
+  attribute: "drvPath" | "system",
+  signal?: AbortSignal,
+): Promise<string[]> {
   if (outputs.length === 0) return [];
   for (const o of outputs) {
     const bad = o.attrPath.find((s) => !ATTR.test(s));
@@ -282,7 +306,7 @@ export async function evaluateAndBuild(
   names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
   available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
   pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
-    if found == [ ] then { available = available f; } else { drv = (builtins.head found).drvPath; };
+    if found == [ ] then { available = available f; } else { drv = (builtins.head found).${attribute}; };
 in [ ${outputs
     .map(
       (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
@@ -291,7 +315,7 @@ in [ ${outputs
   const evaluated = await nixCommand(
     "nix",
     [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
-    { okCodes: [0, 1] },
+    { okCodes: [0, 1], ...(signal ? { signal } : {}) },
   );
   if (evaluated.code !== 0) throw evaluationFailed(evaluated.stderr, flakes);
   const picked = JSON.parse(evaluated.stdout) as ({ drv: string } | { available: string[] })[];
@@ -299,33 +323,109 @@ in [ ${outputs
     "available" in p ? [{ index, available: p.available }] : [],
   );
   if (missing.length > 0) throw new MissingOutputsError(outputs, missing);
-  const drvPaths = picked.map((p) => (p as { drv: string }).drv);
+  return picked.map((p) => (p as { drv: string }).drv);
+}
+
+/** Where builds run beyond the deployer's own Nix (deploy/build-place.ts makes it). */
+export interface BuildPlace {
+  /** Nix's builders in its own syntax (`--builders`), with builders-use-substitutes. */
+  readonly builders?: string;
+  /** `--max-jobs` on the deployer: 0 builds nothing here. */
+  readonly maxJobs?: number;
+  /** NIX_SSHOPTS for every ssh Nix starts (to the builders, to a build host). */
+  readonly sshOpts?: string;
+}
+
+/** Each derivation's main output, and what other machines did for the build. */
+export interface BuiltDerivations {
+  readonly byDrv: ReadonlyMap<string, StorePath>;
+  /** The builders that built derivations, each with how many. */
+  readonly builtOn: readonly { readonly builder: string; readonly derivations: number }[];
+  /** Builders Nix could not use, although the build succeeded without them. */
+  readonly unusable: readonly BuilderFailure[];
+}
+
+/** The environment of a Nix that may start ssh: NIX_SSHOPTS when the place names options. */
+export function placeEnv(place: BuildPlace): NodeJS.ProcessEnv | undefined {
+  return place.sshOpts === undefined ? undefined : { ...process.env, NIX_SSHOPTS: place.sshOpts };
+}
+
+/**
+ * Runs a Nix command, reading what its stderr says of other machines (build-log.ts); a failure
+ * there becomes a BuilderError naming the builder, any other a `nix-failed` with Nix's last
+ * words. `store`: the other machine whose store the command builds in, if any.
+ */
+export async function runNixLogged(
+  args: readonly string[],
+  place: BuildPlace,
+  store?: string,
+): Promise<{ stdout: string; log: NixBuildLog }> {
+  await localNixVersion();
+  const log = new NixBuildLog(store);
+  const env = placeEnv(place);
+  const r = await runStreamed("nix", args, {
+    onStderrLine: (line) => log.add(line),
+    ...(env ? { env } : {}),
+  });
+  log.end();
+  if (r.error !== undefined) {
+    throw new OperationError(NIX_ERRORS.missing, `cannot run 'nix': ${r.error.message}`, {
+      hint: NIX_MISSING_HINT,
+    });
+  }
+  if (r.code === 0) return { stdout: r.stdout, log };
+  const failed = [...log.failures].sort(
+    (a, b) => Number(b.kind === "build-failed") - Number(a.kind === "build-failed"),
+  );
+  const onBuilder = builderError(failed);
+  if (onBuilder !== undefined) throw onBuilder;
+  const last = r.stderr.trim().split("\n").slice(-12).join("\n");
+  throw new OperationError(
+    NIX_ERRORS.failed,
+    `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}' exited with ${r.code ?? r.killedBy}${last ? `:\n${last}` : ""}`,
+  );
+}
+
+/**
+ * Builds derivations in ONE `nix build`, on the deployer or on the place's builders (Nix routes
+ * each by system and features). Returns each derivation's main output.
+ */
+export async function buildDerivations(
+  drvPaths: readonly string[],
+  options: NixOptions = {},
+  place: BuildPlace = {},
+): Promise<BuiltDerivations> {
   const version = await localNixVersion();
-  const built = await runNix("nix", [
-    ...NEW_CLI,
-    "build",
-    "--no-link",
-    "--json",
-    ...storeArgs(options),
-    ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
-  ]);
-  const byDrv = new Map(
-    parseBuiltDerivations(built.stdout, version).map((b) => [
+  const { stdout, log } = await runNixLogged(
+    [
+      ...NEW_CLI,
+      "build",
+      "--no-link",
+      "--json",
+      ...storeArgs(options),
+      ...(place.builders === undefined
+        ? []
+        : ["--builders", place.builders, "--option", "builders-use-substitutes", "true"]),
+      ...(place.maxJobs === undefined ? [] : ["--max-jobs", String(place.maxJobs)]),
+      ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
+    ],
+    place,
+  );
+  return {
+    byDrv: mainOutputs(stdout, version),
+    builtOn: log.builtOn(),
+    unusable: log.failures,
+  };
+}
+
+/** Each derivation's main output (`out`, else its first) from `nix build --json`. */
+export function mainOutputs(stdout: string, version: NixVersion): Map<string, StorePath> {
+  return new Map(
+    parseBuiltDerivations(stdout, version).map((b) => [
       b.drvPath,
-      b.outputs.out ?? Object.values(b.outputs)[0],
+      parseStorePath(b.outputs.out ?? (Object.values(b.outputs)[0] as string)).path,
     ]),
   );
-  return drvPaths.map((drv, i) => {
-    const out = byDrv.get(drv);
-    if (out === undefined) {
-      const o = outputs[i] as FlakeOutput;
-      throw new OperationError(
-        "nix-failed",
-        `nix build gave no output for ${o.flake}#${o.attrPath.join(".")}`,
-      );
-    }
-    return parseStorePath(out).path;
-  });
 }
 
 /** One entry of `nix build --json` for a derivation: its path and its outputs' paths. */

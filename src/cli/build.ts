@@ -1,5 +1,6 @@
 // `nixship build`: the selected hosts' systems, one evaluation and one build for all.
 import { buildSystems } from "../deploy/build.js";
+import { resolveBuildPlace } from "../deploy/build-place.js";
 import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
@@ -8,22 +9,34 @@ import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 export const buildCommand: Command = {
   path: ["build"],
   summary: "build the selected hosts' systems: one evaluation and one build for all",
-  help: `Usage: nixship build [--fleet FILE] [--on SELECTOR] [--json]
+  help: `Usage: nixship build [--fleet FILE] [--on SELECTOR] [--build-host [USER@]HOST] [--json]
 
 Evaluates the systems of the selected hosts in one Nix evaluation and builds them in one
 'nix build'; hosts with the same system share the result. Prints each system's store path
-and the hosts that run it.
+and the hosts that run it. Builds run here and on the fleet's build.builders, or in the
+build host's store (--build-host, or build.host), copied back here.
 
 Options:
-${FLEET_HELP}`,
+${FLEET_HELP}
+  --build-host HOST  build in HOST's store over ssh-ng:// ([USER@]HOST or a fleet host's name)`,
   async run(argv, io) {
-    const { values, positionals } = parseFlags(argv, FLEET_FLAGS, "build");
+    const { values, positionals } = parseFlags(
+      argv,
+      { ...FLEET_FLAGS, "build-host": { type: "string" } },
+      "build",
+    );
     if (positionals.length > 0)
       throw new UsageError(`build: unexpected argument '${positionals[0]}'`);
     const { fleet, fleetDir } = await readFleetInput(values, io);
-    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir);
+    const where = await resolveBuildPlace(fleet, values["build-host"]);
+    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir, {}, where);
     if (values.json) {
-      writeJson(io, { systems: built.systems, hosts: Object.fromEntries(built.byHost) });
+      writeJson(io, {
+        systems: built.systems,
+        hosts: Object.fromEntries(built.byHost),
+        ...(built.builtOn.length === 0 ? {} : { builtOn: built.builtOn }),
+        ...(built.host === undefined ? {} : { buildHost: built.host }),
+      });
       return 0;
     }
     for (const s of built.systems) io.stdout.write(`${s.path}\t${s.hosts.join(",")}\n`);

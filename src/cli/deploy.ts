@@ -30,6 +30,14 @@ import {
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
+/** Where the systems are built: the fleet's build section, and --build-host. */
+const BUILD_HELP = `  --build-host HOST      evaluate here, build the systems in HOST's store over ssh-ng://
+                         ([USER@]HOST, or a fleet host's name; over the fleet's build.host),
+                         then copy them back here and push from here: the signing key never
+                         leaves the deployer. Without it, builds run here and on the fleet's
+                         build.builders (Nix's remote builders; host keys checked against
+                         ssh.knownHosts). Errors name the builder and what failed on it.`;
+
 /** What the plan says of each host's closure, and where the closures come from. */
 const DIFF_HELP = `Per host that changes system, the plan says what changes package by package, as nvd does:
 versions changed ([U] upgrade, [D] downgrade, [C] other), packages added and removed, how
@@ -48,7 +56,7 @@ export const planCommand: Command = {
   path: ["plan"],
   summary: "build the selected hosts' systems and show what a deploy would change",
   help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--reboot MODE] [--diff]
-                    [--json]
+                    [--build-host [USER@]HOST] [--json]
 
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
@@ -66,7 +74,8 @@ Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate
   --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)
-  --diff             every package change of each host (group), not one line of them`,
+  --diff             every package change of each host (group), not one line of them
+${BUILD_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -75,6 +84,7 @@ ${FLEET_HELP}
         action: { type: "string" },
         reboot: { type: "string" },
         diff: { type: "boolean" },
+        "build-host": { type: "string" },
       },
       "plan",
     );
@@ -92,6 +102,7 @@ ${FLEET_HELP}
         policyFlags,
         key: undefined,
         serveCache: undefined,
+        buildHost: values["build-host"],
         emit: (e) => {
           if (e.type !== "plan") renderer.onEvent(e);
         },
@@ -114,7 +125,7 @@ export const deployCommand: Command = {
                       [--skip-unreachable] [--wait-reachable S]
                       [--key SECRET_FILE] [--serve-cache HOST:PORT]
                       [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--diff]
-                      [--json]
+                      [--build-host [USER@]HOST] [--json]
 
 Builds the selected hosts' systems once, pushes their closures signed into the fleet's cache
 (with --key), prints the plan, then rolls out: the canary hosts first, then waves of at most
@@ -171,6 +182,7 @@ ${ROLLOUT_HELP}
   --allow-failed         agent hosts: name a host's system even if it failed on that host
   --diff                 the plan shows every package change of each host (group), not one
                          line of them
+${BUILD_HELP}
 
 Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
 stdout (types: build-start, build-done, push-start, push-done, awaiting, diff-read, plan, wave-start,
@@ -194,6 +206,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         "allow-failed": { type: "boolean" },
         "wait-reachable": { type: "string" },
         diff: { type: "boolean" },
+        "build-host": { type: "string" },
       },
       "deploy",
     );
@@ -266,6 +279,7 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
           skipUnreachable: values["skip-unreachable"] === true,
           allowFailed: values["allow-failed"] === true,
           waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
+          buildHost: values["build-host"],
           signal: trap.signal,
         },
         true,

@@ -1,6 +1,7 @@
 // `nixship doctor`: checks what a deploy needs, and prints the exact fix for each problem.
 import { access } from "node:fs/promises";
 import { serveStoreWhileRunning } from "../cache/serve.js";
+import { checkBuilders } from "../doctor/builder-checks.js";
 import { blocksDeploy, type Check, fail, skip } from "../doctor/check.js";
 import { checkFleet, type GivenKey } from "../doctor/fleet-checks.js";
 import { judgeNix, probeNix } from "../doctor/local-nix.js";
@@ -45,6 +46,11 @@ Checks, and for each problem prints the exact fix:
           served on HOST:PORT while doctor runs, as deploy --serve-cache serves it; else an
           HTTP cache.substituter
   ssm     a region for SSM hosts
+  builder each of build.builders (and build.host): a new ssh connection (host key checked
+          against the entry's PUBLIC_HOST_KEY, else ssh.knownHosts), its Nix version,
+          nix-daemon for ssh-ng://, its own system; then that every system the selected
+          hosts need (evaluated, not built) is served by a builder that answered, or by the
+          deployer (unless build.maxJobs is 0)
 
 Without a fleet file only the local Nix is checked.
 
@@ -76,7 +82,7 @@ Exit codes: 0 nothing blocks a deploy (warnings may be printed), 1 something doe
     if (substituters !== undefined) {
       checks.push(...judgeSubstituters(await probeSubstituters(substituters)));
     }
-    checks.push(...(await fleetChecks(values, io)));
+    checks.push(...(await fleetChecks(values, io, nix.config)));
     if (values.json) writeJson(io, { ok: !blocksDeploy(checks), checks });
     else io.stdout.write(formatDoctorReport(checks));
     return blocksDeploy(checks) ? 1 : 0;
@@ -92,6 +98,7 @@ async function fleetChecks(
     "serve-cache"?: string;
   },
   io: CliIO,
+  nixConfig: ReadonlyMap<string, string>,
 ): Promise<Check[]> {
   const { env } = io;
   const named = values.fleet ?? env.NIXSHIP_FLEET;
@@ -152,6 +159,12 @@ async function fleetChecks(
         key,
         releaseKey,
         ...(served?.url === undefined ? {} : { served: served.url }),
+      })),
+      ...(await checkBuilders({
+        fleet: input.fleet,
+        fleetDir: input.fleetDir,
+        hosts,
+        localConfig: nixConfig,
       })),
     ];
   } finally {

@@ -1,8 +1,13 @@
 // `nixship build`: the systems of the selected hosts, evaluated once and built once on the
 // deployer. Hosts with the same system share one result.
 import { isAbsolute, resolve } from "node:path";
+import { buildOnHost } from "../cache/build-host.js";
+import type { BuilderFailure } from "../cache/build-log.js";
 import {
-  evaluateAndBuild,
+  type BuiltDerivations,
+  buildDerivations,
+  evaluateDerivations,
+  evaluateSystemTypes,
   type FlakeOutput,
   MissingOutputsError,
   type NixOptions,
@@ -14,6 +19,7 @@ import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import { FLAKE_INSTALLABLE_PATTERN, formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
+import type { ResolvedBuildPlace } from "./build-place.js";
 import type { BuiltSystem } from "./events.js";
 import { localFlakeRef } from "./flake-source.js";
 
@@ -21,6 +27,43 @@ export interface BuildResult {
   readonly systems: readonly BuiltSystem[];
   /** Each host's desired system. */
   readonly byHost: ReadonlyMap<string, StorePath>;
+  /** The other machines that built derivations (builders, or the build host), with how many. */
+  readonly builtOn: readonly { readonly builder: string; readonly derivations: number }[];
+  /** Builders Nix could not use, although the build succeeded without them. */
+  readonly unusable: readonly BuilderFailure[];
+  /** The build host whose store built the systems, which were copied back to the deployer. */
+  readonly host: string | undefined;
+}
+
+/**
+ * Evaluates the outputs here (one evaluation), then builds them in one build: here and on the
+ * fleet's builders, or in the build host's store (then copied back). Each output's path.
+ */
+async function evaluateAndBuild(
+  outputs: readonly FlakeOutput[],
+  nix: NixOptions,
+  where: ResolvedBuildPlace | undefined,
+): Promise<{ paths: StorePath[]; built: BuiltDerivations }> {
+  const drvs = await evaluateDerivations(outputs, nix);
+  if (drvs.length === 0) {
+    return { paths: [], built: { byDrv: new Map(), builtOn: [], unusable: [] } };
+  }
+  const built =
+    where?.host !== undefined
+      ? await buildOnHost(drvs, where.host, where.place)
+      : await buildDerivations(drvs, nix, where?.place ?? {});
+  const paths = drvs.map((drv, i) => {
+    const out = built.byDrv.get(drv);
+    if (out === undefined) {
+      const o = outputs[i] as FlakeOutput;
+      throw new OperationError(
+        "nix-failed",
+        `nix build gave no output for ${o.flake}#${o.attrPath.join(".")}`,
+      );
+    }
+    return out;
+  });
+  return { paths, built };
 }
 
 /** A flake output named by the fleet file: a flake reference, or a local directory. */
@@ -84,16 +127,18 @@ export async function resolvePushInstallables(
   const flakeItems = items.filter(isFlakeOutput);
   const others = items.filter((item) => !isFlakeOutput(item));
   const outputs = await Promise.all(flakeItems.map((item) => flakeOutput(item, baseDir)));
-  const built = await evaluateAndBuild(outputs, nix).catch((err: unknown) => {
+  const { paths } = await evaluateAndBuild(outputs, nix, undefined).catch((err: unknown) => {
     throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
   });
-  return [...built, ...(await resolveInstallables(others, nix))];
+  return [...paths, ...(await resolveInstallables(others, nix))];
 }
 
+/** `where`: the fleet's builders or build host (build-place.ts); undefined: here alone. */
 export async function buildSystems(
   hosts: readonly FleetHost[],
   baseDir: string,
   nix: NixOptions = {},
+  where?: ResolvedBuildPlace,
 ): Promise<BuildResult> {
   const specs = new Map<string, string[]>();
   for (const host of hosts) {
@@ -102,10 +147,10 @@ export async function buildSystems(
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
   const outputs = await Promise.all(flakeSpecs.map((s) => flakeOutput(s, baseDir)));
-  const built = await evaluateAndBuild(outputs, nix).catch((err: unknown) => {
+  const { paths, built } = await evaluateAndBuild(outputs, nix, where).catch((err: unknown) => {
     throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
   });
-  const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, built[i] as StorePath]));
+  const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, paths[i] as StorePath]));
   const given = [...specs.keys()].filter((s) => s.startsWith("/")) as StorePath[];
   const valid = await validPaths(given, nix);
   for (const path of given) {
@@ -127,7 +172,35 @@ export async function buildSystems(
   }));
   const byHost = new Map<string, StorePath>();
   for (const s of systems) for (const h of s.hosts) byHost.set(h, s.path);
-  return { systems, byHost };
+  return {
+    systems,
+    byHost,
+    builtOn: built.builtOn,
+    unusable: built.unusable,
+    host: where?.host,
+  };
+}
+
+/**
+ * The systems (`x86_64-linux`, …) the hosts' flake systems are built for, each with the hosts
+ * that need it, evaluated without building (store-path systems are built already). A missing
+ * output fails as in a build.
+ */
+export async function neededSystemTypes(
+  hosts: readonly FleetHost[],
+  baseDir: string,
+  signal?: AbortSignal,
+): Promise<Map<string, string[]>> {
+  const flakeHosts = hosts.filter((h) => h.system.kind === "flake");
+  const specs = [...new Set(flakeHosts.map((h) => formatSystemSpec(h.system)))];
+  const outputs = await Promise.all(specs.map((s) => flakeOutput(s, baseDir)));
+  const types = await evaluateSystemTypes(outputs, {}, signal);
+  const needed = new Map<string, string[]>();
+  for (const host of flakeHosts) {
+    const type = types[specs.indexOf(formatSystemSpec(host.system))] ?? "";
+    needed.set(type, [...(needed.get(type) ?? []), host.name]);
+  }
+  return needed;
 }
 
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */

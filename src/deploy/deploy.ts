@@ -46,6 +46,7 @@ import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import { bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
+import { resolveBuildPlace } from "./build-place.js";
 import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
@@ -72,6 +73,8 @@ export interface DeployOptions {
   readonly serveCache: { readonly host: string; readonly port: number } | undefined;
   readonly emit: (event: DeployEvent) => void;
   readonly nix?: NixOptions;
+  /** `--build-host`: build the systems in this host's store (over `build.host`). */
+  readonly buildHost?: string | undefined;
   /** `--via`: the delivery mode the selected hosts must have (default: theirs). */
   readonly via?: DeliveryMode | undefined;
   /** Signs the release (agent hosts). */
@@ -273,7 +276,7 @@ export interface Prepared {
 export async function prepare(
   options: Pick<
     DeployOptions,
-    "fleet" | "fleetDir" | "key" | "serveCache" | "emit" | "nix" | "signal"
+    "fleet" | "fleetDir" | "key" | "serveCache" | "emit" | "nix" | "signal" | "buildHost"
   >,
   hosts: readonly FleetHost[],
   execute: boolean,
@@ -289,17 +292,25 @@ export async function prepare(
     fleet.secrets === undefined
       ? new Map<string, HostSecrets>()
       : await hostSecrets(fleet, hosts, await collectHostKeys(fleet, hosts));
+  const where = await resolveBuildPlace(fleet, options.buildHost);
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
     hosts: hosts.length,
+    ...(where.builders.length === 0 ? {} : { builders: where.builders.map((b) => b.uri) }),
+    ...(where.host === undefined ? {} : { buildHost: where.host }),
   });
   const buildStart = performance.now();
-  const built = await buildSystems(hosts, options.fleetDir, options.nix);
+  const built = await buildSystems(hosts, options.fleetDir, options.nix, where);
   emit({
     type: "build-done",
     seconds: (performance.now() - buildStart) / 1000,
     systems: built.systems,
+    ...(built.builtOn.length === 0 ? {} : { builtOn: built.builtOn }),
+    ...(built.host === undefined ? {} : { buildHost: built.host }),
+    ...(built.unusable.length === 0
+      ? {}
+      : { unusable: built.unusable.map(({ builder, kind, said }) => ({ builder, kind, said })) }),
   });
   // The checks each system declares itself (nixship/health.json), read once per system.
   const systemHealth = new Map<StorePath, HealthChecks>();

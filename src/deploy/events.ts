@@ -25,11 +25,32 @@ export interface HostResult {
 }
 
 export type DeployEvent =
-  | { readonly type: "build-start"; readonly systems: number; readonly hosts: number }
+  | {
+      readonly type: "build-start";
+      readonly systems: number;
+      readonly hosts: number;
+      /** The remote builders the build may use (their URIs), when the fleet names any. */
+      readonly builders?: readonly string[];
+      /** The build host (`ssh-ng://…`) whose store builds the systems. */
+      readonly buildHost?: string;
+    }
   | {
       readonly type: "build-done";
       readonly seconds: number;
       readonly systems: readonly BuiltSystem[];
+      /** Other machines that built derivations, with how many (none: all built here). */
+      readonly builtOn?: readonly { readonly builder: string; readonly derivations: number }[];
+      /**
+       * The build host that built the systems: its closures were copied back to the deployer,
+       * which pushes them (the signing key stays here).
+       */
+      readonly buildHost?: string;
+      /** Builders Nix could not use; the build succeeded without them. */
+      readonly unusable?: readonly {
+        readonly builder: string;
+        readonly kind: string;
+        readonly said: readonly string[];
+      }[];
     }
   | { readonly type: "push-start"; readonly cache: string }
   /**

@@ -391,7 +391,8 @@ function judgeHostSubstituter(
   );
 }
 
-function sshFix(said: string, target: SshTarget): string {
+/** The fix for what ssh said when a new connection failed (hosts and builders alike). */
+export function sshFix(said: string, target: SshTarget): string {
   if (
     /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i.test(
       said,

@@ -35,6 +35,7 @@ import {
 } from "./json-check.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
+import { readBuild } from "./read-build.js";
 import { readHosts } from "./read-hosts.js";
 import { readPolicies, readPolicy } from "./read-policy.js";
 import { readSecrets } from "./read-secrets.js";
@@ -74,7 +75,8 @@ export function parseFleetValue(value: unknown, source: string): Fleet {
 }
 
 /**
- * Resolves the relative file paths of a fleet (ssh's files, secrets' ciphertexts) against
+ * Resolves the relative file paths of a fleet (ssh's files, secrets' ciphertexts, a machines
+ * file) against
  * `baseDir` (the fleet file's directory).
  */
 export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
@@ -89,7 +91,12 @@ export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
     ...fleet.secrets,
     entries: fleet.secrets.entries.map((e) => ({ ...e, file: at(e.file) })),
   };
-  return { ...fleet, ssh, secrets };
+  const builders = fleet.build.builders;
+  const build =
+    builders?.kind === "file"
+      ? { ...fleet.build, builders: { ...builders, path: at(builders.path) } }
+      : fleet.build;
+  return { ...fleet, ssh, secrets, build };
 }
 
 function readFleet(value: unknown, problems: Problems): Fleet | undefined {
@@ -100,6 +107,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const releases = doc.releases === undefined ? undefined : readReleases(doc.releases, problems);
   const ssh = readSsh(doc.ssh === undefined ? {} : doc.ssh, problems);
   const ssm = readSsmSettings(doc.ssm === undefined ? {} : doc.ssm, problems);
+  const build = readBuild(doc.build, problems);
   const policy = readPolicy(doc.policy === undefined ? {} : doc.policy, problems);
   const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
   const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
@@ -107,6 +115,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   if (
     ssh === undefined ||
     ssm === undefined ||
+    build === undefined ||
     policy === undefined ||
     policies === undefined ||
     hosts === undefined
@@ -123,7 +132,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, policy, policies, hosts, secrets };
+  return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets };
 }
 
 function checkAcrossFields(

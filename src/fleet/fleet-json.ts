@@ -7,6 +7,7 @@ import { parseFleetValue } from "./fleet-file.js";
 import type { PolicyOverride } from "./host-policy.js";
 import { isJsonObject } from "./json-check.js";
 import { parseJsonText } from "./json-text.js";
+import { buildToJson } from "./read-build.js";
 
 export type JsonObject = Record<string, unknown>;
 
@@ -70,6 +71,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
             commandTimeout: ssm.commandTimeout,
           },
         }),
+    ...(buildToJson(fleet.build) === undefined ? {} : { build: buildToJson(fleet.build) }),
     policy: {
       parallel: policy.parallel,
       maxFailures: policy.maxFailures,

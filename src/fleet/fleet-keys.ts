@@ -6,12 +6,23 @@ import type { KeyShape } from "./json-check.js";
 export const FLEET_KEYS = {
   fleet: {
     required: ["hosts"],
-    optional: ["$schema", "cache", "releases", "ssh", "ssm", "policy", "policies", "secrets"],
+    optional: [
+      "$schema",
+      "cache",
+      "releases",
+      "ssh",
+      "ssm",
+      "build",
+      "policy",
+      "policies",
+      "secrets",
+    ],
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
   releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
   ssh: { required: [], optional: ["configFile", "knownHosts", "user", "sudo"] },
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
+  build: { required: [], optional: ["builders", "host", "maxJobs"] },
   policy: {
     required: [],
     optional: [

@@ -1,6 +1,7 @@
 // The fleet's domain types: hosts, how each is reached, what it should run, and the rollout
 // policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
 import type { StorePath } from "../nix/store-path.js";
+import type { BuildersSpec } from "./builders.js";
 import type { PolicyRule } from "./host-policy.js";
 
 /** Host names and tags: what `--on web1,@web` selects by. */
@@ -110,6 +111,22 @@ export interface SshSettings {
   readonly knownHosts: string | undefined;
 }
 
+/** Where the deployer's builds run: Nix's remote builders, or one build host. */
+export interface BuildSettings {
+  /** Passed to every build (`--builders`); Nix routes each derivation by system and features. */
+  readonly builders: BuildersSpec | undefined;
+  /**
+   * `[USER@]HOST` (or a fleet host's name): the systems are evaluated here and built in that
+   * host's store over ssh-ng, then copied back for the push.
+   */
+  readonly host: string | undefined;
+  /** Nix's `--max-jobs` for the deployer itself: 0 builds nothing here (only on builders). */
+  readonly maxJobs: number | undefined;
+}
+
+/** `build.host` and `--build-host`: `[USER@]HOST`, as ssh takes it. */
+export const BUILD_HOST_PATTERN = /^(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+
 export interface HttpCheck {
   /** May hold `{address}` and `{name}`; see `health-url.ts`. */
   readonly url: string;
@@ -212,6 +229,7 @@ export interface Fleet {
   /** In the order of the fleet file. */
   readonly hosts: readonly FleetHost[];
   readonly secrets: SecretsSettings | undefined;
+  readonly build: BuildSettings;
 }
 
 export const POLICY_DEFAULTS = {
@@ -237,6 +255,12 @@ export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const sa
 export const COMMAND_CHECK_DEFAULTS = { timeout: 10 } as const satisfies Omit<CommandCheck, "run">;
 
 export const DEFAULT_SSH_USER = "root";
+
+export const NO_BUILD_SETTINGS: BuildSettings = {
+  builders: undefined,
+  host: undefined,
+  maxJobs: undefined,
+};
 
 /** A secret's name: a file name, so no "/" and no "..". */
 export const SECRET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;

@@ -17,6 +17,7 @@ import {
   INSTANCE_ID_PATTERN,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
+  NO_BUILD_SETTINGS,
   POLICY_DEFAULTS,
   SSM_DEFAULTS,
   type SystemSpec,
@@ -152,6 +153,7 @@ export function fleetFromTerraform(
       commandTimeout: base?.ssm.commandTimeout ?? SSM_DEFAULTS.commandTimeout,
     },
     policy: base?.policy ?? { ...POLICY_DEFAULTS, health: { http: [], commands: [] } },
+    build: base?.build ?? NO_BUILD_SETTINGS,
     policies: base?.policies ?? [],
     hosts: read.hosts.map((h) =>
       toFleetHost(h, options.via, hostKeyOf(h, options, base?.hosts, conflicts)),

@@ -4,7 +4,9 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { fleetSchemaProblems } from "../../test/support/json-schema.js";
+import { BUILDERS_PATTERN } from "./builders.js";
 import {
+  BUILD_HOST_PATTERN,
   COMMAND_CHECK_DEFAULTS,
   DEFAULT_SSH_USER,
   DELIVERY_MODES,
@@ -66,6 +68,7 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   releases: resolveRef(properties(schema).releases as SchemaObject),
   ssh: resolveRef(properties(schema).ssh as SchemaObject),
   ssm: resolveRef(properties(schema).ssm as SchemaObject),
+  build: resolveRef(properties(schema).build as SchemaObject),
   policy: resolveRef(properties(schema).policy as SchemaObject),
   policyOverride: resolveRef(
     (properties(schema).policies as SchemaObject).additionalProperties as SchemaObject,
@@ -140,6 +143,9 @@ describe("nixship.schema.json", () => {
     expect(ssm.region?.pattern).toBe(AWS_REGION_PATTERN.source);
     expect(ssm.commandTimeout?.minimum).toBe(SSM_COMMAND_TIMEOUT_RANGE.min);
     expect(ssm.commandTimeout?.maximum).toBe(SSM_COMMAND_TIMEOUT_RANGE.max);
+    const build = properties(LOCATIONS.build);
+    expect(build.builders?.pattern).toBe(BUILDERS_PATTERN.source);
+    expect(build.host?.pattern).toBe(BUILD_HOST_PATTERN.source);
     const target = properties(LOCATIONS.ssmTarget);
     expect(target.key?.pattern).toBe(SSM_TARGET_KEY_PATTERN.source);
     expect(target.values?.maxItems).toBe(SSM_TARGET_LIMITS.maxValues);
@@ -148,6 +154,9 @@ describe("nixship.schema.json", () => {
     );
   });
 
+  const BUILDER_KEY = Buffer.from(
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C8okWi0dh2l9GKJl",
+  ).toString("base64");
   const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
   const PATH = "/nix/store/vxjiwkjkn7x4079qvh1jkl5pn05j2aw0-nixos-system-db1";
   const cache = { url: "s3://my-cache/nix?region=eu-west-1", publicKeys: [KEY] };
@@ -346,6 +355,31 @@ describe("nixship.schema.json", () => {
     ],
     ["an ssh user that looks like an option", fleet({ ssh: { user: "-lroot" } }), false],
     ["a non-object", [], false],
+    ["an empty build section", fleet({ build: {} }), true],
+    [
+      "builders in Nix's syntax",
+      fleet({
+        build: {
+          builders: `ssh-ng://root@b1 x86_64-linux /k 2 1 kvm - ${BUILDER_KEY};ssh://arm aarch64-linux`,
+          maxJobs: 0,
+        },
+      }),
+      true,
+    ],
+    ["builders on two lines", fleet({ build: { builders: "ssh-ng://b1\nssh-ng://b2 -" } }), true],
+    ["a machines file", fleet({ build: { builders: "@machines" } }), true],
+    ["a builder over http", fleet({ build: { builders: "http://b1 x86_64-linux" } }), false],
+    ["a builder without a scheme", fleet({ build: { builders: "b1 x86_64-linux" } }), false],
+    ["a builder with a bad system", fleet({ build: { builders: "ssh://b1 x86_64" } }), false],
+    ["a builder with a relative key", fleet({ build: { builders: "ssh://b1 - key" } }), false],
+    ["a builder with 9 fields", fleet({ build: { builders: "ssh://b1 - - 1 1 - - - x" } }), false],
+    ["a builder with a comment", fleet({ build: { builders: "ssh://b1 # arm" } }), false],
+    ["builders that are not a string", fleet({ build: { builders: ["ssh://b1"] } }), false],
+    ["a build host", fleet({ build: { host: "root@builder1" } }), true],
+    ["a build host that looks like an option", fleet({ build: { host: "-oProxy=x" } }), false],
+    ["a build host and builders", fleet({ build: { host: "b", builders: "ssh://b1" } }), false],
+    ["a negative maxJobs", fleet({ build: { maxJobs: -1 } }), false],
+    ["an unknown build key", fleet({ build: { hosts: "b" } }), false],
   ];
 
   for (const [what, doc, expected] of corpus) {

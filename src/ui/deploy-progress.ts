@@ -72,9 +72,9 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
 export function describeEvent(event: DeployEvent): string | undefined {
   switch (event.type) {
     case "build-start":
-      return `building ${plural(event.systems, "system")} for ${plural(event.hosts, "host")}`;
+      return describeBuildStart(event);
     case "build-done":
-      return `built ${plural(event.systems.length, "system")} in ${formatDuration(event.seconds)}`;
+      return describeBuildDone(event);
     case "push-start":
       return `pushing to ${event.cache}`;
     case "gc-wait":
@@ -328,4 +328,30 @@ function liveLine(h: LiveHost, hostWidth: number, now: number): string {
 function wholeSeconds(seconds: number): string {
   const s = Math.floor(Number.isFinite(seconds) && seconds > 0 ? seconds : 0);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
+
+function describeBuildStart(event: Extract<DeployEvent, { type: "build-start" }>): string {
+  const what = `building ${plural(event.systems, "system")} for ${plural(event.hosts, "host")}`;
+  if (event.buildHost !== undefined) return `${what} on ${event.buildHost}`;
+  if (event.builders !== undefined) return `${what} (builders: ${event.builders.join(", ")})`;
+  return what;
+}
+
+/** Where the systems were built, said plainly: a build host's closures came back here. */
+function describeBuildDone(event: Extract<DeployEvent, { type: "build-done" }>): string {
+  const lines = [
+    `built ${plural(event.systems.length, "system")} in ${formatDuration(event.seconds)}`,
+  ];
+  if (event.buildHost !== undefined) {
+    lines[0] += ` on ${event.buildHost}; copied back to the deployer for the push`;
+  } else if (event.builtOn !== undefined && event.builtOn.length > 0) {
+    const on = event.builtOn.map((b) => `${plural(b.derivations, "derivation")} on ${b.builder}`);
+    lines[0] += ` (${on.join(", ")})`;
+  }
+  for (const u of event.unusable ?? []) {
+    lines.push(
+      `warning: builder ${u.builder} could not be used (${u.kind}): ${oneLine(u.said.at(-1) ?? "")}`,
+    );
+  }
+  return lines.join("\n");
 }

@@ -23,6 +23,8 @@ export interface StreamedRunOptions {
   readonly signal?: AbortSignal;
   /** A process group of its own (a Ctrl-C at the terminal then reaches only this process). */
   readonly detached?: boolean;
+  /** The child's environment; this process's when omitted. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Each non-empty stderr line, control characters removed, as it comes. */
   readonly onStderrLine?: (line: string) => void;
 }
@@ -48,6 +50,7 @@ export function runStreamed(
     const proc = spawn(command, args, {
       stdio: ["pipe", "pipe", "pipe"],
       ...(options.detached ? { detached: true } : {}),
+      ...(options.env ? { env: options.env } : {}),
     });
     let out: Buffer[] = [];
     let outBytes = 0;
@@ -68,7 +71,8 @@ export function runStreamed(
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       stderr = (stderr + d).slice(-STDERR_KEPT);
       if (emit === undefined) return;
-      const lines = (partial + d).split("\n");
+      // ssh ends its own lines with CR LF: the CR is part of the line break, not the line.
+      const lines = (partial + d).split(/\r?\n/);
       partial = lines.pop() ?? "";
       for (const line of lines) {
         if (cutting)

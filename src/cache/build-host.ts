@@ -1,0 +1,47 @@
+// Builds in another machine's store over ssh-ng:// (a build host): the derivations evaluated
+// here are copied there, built there, and their closures copied back into the deployer's store,
+// which pushes them as it pushes its own builds (the signing key never leaves the deployer).
+import {
+  type BuildPlace,
+  type BuiltDerivations,
+  localNixVersion,
+  mainOutputs,
+  NEW_CLI,
+  runNixLogged,
+} from "./local-nix.js";
+import { derivationOutputs } from "./nix-version.js";
+
+/**
+ * `nix copy --derivation --to HOST`, `nix build --store HOST`, then `nix copy --from HOST` of
+ * the outputs (`--no-check-sigs`: the deployer asked for them, and signs them itself when it
+ * pushes). Every failure there names the host (BuilderError).
+ */
+export async function buildOnHost(
+  drvPaths: readonly string[],
+  host: string,
+  place: BuildPlace,
+): Promise<BuiltDerivations> {
+  const version = await localNixVersion();
+  const drvs = [...new Set(drvPaths)];
+  await runNixLogged([...NEW_CLI, "copy", "--derivation", "--to", host, ...drvs], place, host);
+  const built = await runNixLogged(
+    [
+      ...NEW_CLI,
+      "build",
+      "--no-link",
+      "--json",
+      "--store",
+      host,
+      ...drvs.map((drv) => derivationOutputs(drv, version)),
+    ],
+    place,
+    host,
+  );
+  const byDrv = mainOutputs(built.stdout, version);
+  await runNixLogged(
+    [...NEW_CLI, "copy", "--no-check-sigs", "--from", host, ...new Set(byDrv.values())],
+    place,
+    host,
+  );
+  return { byDrv, builtOn: built.log.builtOn(), unusable: [] };
+}
