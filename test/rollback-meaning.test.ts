@@ -18,9 +18,18 @@ async function deploy(system: string, ...extra: string[]) {
 /** The system profile's generations, as the host reports them: number → system name. */
 async function generations(): Promise<Record<number, string>> {
   const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+  expect(r.code, r.stderr).toBe(0);
   const row = (
-    JSON.parse(r.stdout) as { hosts: { generations: { generation: number; path: string }[] }[] }
+    JSON.parse(r.stdout) as {
+      hosts: {
+        reachable?: boolean;
+        error?: string;
+        generations: { generation: number; path: string }[];
+      }[];
+    }
   ).hosts[0];
+  // A host that did not answer has no generations to compare: say why instead.
+  expect(row?.reachable, row?.error).toBe(true);
   return Object.fromEntries(
     (row?.generations ?? []).map((g) => [
       g.generation,
