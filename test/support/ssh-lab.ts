@@ -22,7 +22,11 @@ export interface SshLab {
 export async function startSshLab(
   name: string,
   hosts: number,
-  options: { readonly bootCounting?: number } = {},
+  options: {
+    readonly bootCounting?: number;
+    /** `lab up --nix`: the hosts' Nix (`current`: Debian 13's 2.26). */
+    readonly nix?: string;
+  } = {},
 ): Promise<SshLab> {
   const work = await mkdtemp(join(tmpdir(), `nixship-lab-${name}-`));
   const env = { NIXSHIP_LAB_DIR: join(work, "labs") };
@@ -30,7 +34,17 @@ export async function startSshLab(
     run(process.execPath, [NIXSHIP_BIN, ...args], { env });
   const counting =
     options.bootCounting === undefined ? [] : ["--boot-counting", String(options.bootCounting)];
-  const up = await nixship(["lab", "up", String(hosts), "--name", name, "--json", ...counting]);
+  const nix = options.nix === undefined ? [] : ["--nix", options.nix];
+  const up = await nixship([
+    "lab",
+    "up",
+    String(hosts),
+    "--name",
+    name,
+    "--json",
+    ...counting,
+    ...nix,
+  ]);
   expect(up.code, up.stderr).toBe(0);
   const info = JSON.parse(up.stdout) as LabInfo;
   const fleetFile = join(info.dir, "nixship.json");

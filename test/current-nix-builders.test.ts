@@ -1,0 +1,103 @@
+// Builds elsewhere on the Nix users run (issue 34): a lab of two hosts whose Nix is Debian 13's
+// 2.26, one of them a remote builder (ssh-ng://) for a deployer whose own Nix is 2.26 too (in a
+// /nix of its own), and a build host (--build-host) for the machine's Nix 2.8: the system is
+// built in the builder's store, pushed, and deployed to the other host.
+import { randomUUID } from "node:crypto";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "./support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { deployEvents, labDeployArgs, servedBy } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+let nixRoot: string;
+let flakeDir: string;
+let builderAddress: string;
+const nonce = randomUUID().slice(0, 8);
+const SYSTEMS = ["web-cbuild", "web-chost"] as const;
+
+beforeAll(async () => {
+  nixRoot = await makeCurrentNixRoot();
+  lab = await startSshLab("cb", 2, { nix: "current" });
+  builderAddress = lab.info.hosts[0]?.address ?? "";
+  flakeDir = await mkdtemp(join(tmpdir(), "nixship-current-builders-"));
+  await cp(join(EXAMPLES_DIR, "system.nix"), join(flakeDir, "system.nix"));
+  await cp(join(EXAMPLES_DIR, "web"), join(flakeDir, "web"), { recursive: true });
+  const packages = SYSTEMS.map(
+    (name) =>
+      `${name} = import ./system.nix { system = "x86_64-linux"; name = "${name}"; version = "${name}-${nonce}"; };`,
+  );
+  await writeFile(
+    join(flakeDir, "flake.nix"),
+    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
+  );
+});
+
+afterAll(async () => {
+  await lab?.down();
+  for (const dir of [flakeDir, nixRoot]) if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function setFleet(system: string, build: object | undefined): Promise<void> {
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+    hosts: Record<string, { system: string }>;
+    build?: object;
+  };
+  (doc.hosts.cb2 as { system: string }).system = `path:${flakeDir}#${system}`;
+  if (build === undefined) delete doc.build;
+  else doc.build = build;
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}
+
+async function onBuilder(command: string) {
+  return run("ssh", ["-F", join(lab.info.dir, "ssh_config"), "cb1", command]);
+}
+
+describe("builds elsewhere, on Nix 2.26", () => {
+  it("the builder runs Nix 2.26, nix-daemon too (what ssh-ng:// starts)", async () => {
+    const r = await onBuilder("nix --version; nix-daemon --version");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split("\n")).toEqual(["nix (Nix) 2.26.3", "nix-daemon (Nix) 2.26.3"]);
+  });
+
+  it("a 2.26 deployer builds on a 2.26 remote builder, pushes and deploys", async () => {
+    const clientKey = join(lab.info.dir, "id_ed25519");
+    await setFleet("web-cbuild", {
+      builders: `ssh-ng://root@${builderAddress} x86_64-linux ${clientKey} 2 1 - - -`,
+      maxJobs: 0,
+    });
+    const r = await nixshipWithCurrentNix(
+      nixRoot,
+      labDeployArgs(
+        lab.info,
+        lab.fleetFile,
+        join(lab.info.dir, "cache.sec"),
+        "--on",
+        "cb2",
+        "--json",
+      ),
+      { env: { NIXSHIP_LAB_DIR: join(lab.info.dir, "..") } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const done = deployEvents(r).find((e) => e.type === "build-done") as unknown as {
+      systems: { path: string }[];
+      builtOn?: { builder: string; derivations: number }[];
+    };
+    expect(done.builtOn?.[0]?.builder).toBe(`ssh-ng://root@${builderAddress}`);
+    const path = done.systems[0]?.path ?? "";
+    expect((await onBuilder(`nix-store --check-validity ${path}`)).code).toBe(0);
+    expect(await servedBy(lab.info, "cb2")).toBe("web-cbuild");
+  });
+
+  it("the machine's 2.8 builds on a 2.26 build host, copies back, and deploys", async () => {
+    await setFleet("web-chost", undefined);
+    const r = await lab.deploy("--on", "cb2", "--build-host", "cb1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/on ssh-ng:\/\/root@cb1; copied back to the deployer for the push/);
+    expect(await servedBy(lab.info, "cb2")).toBe("web-chost");
+  });
+});
