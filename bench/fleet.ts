@@ -1,7 +1,11 @@
-// The fleet benchmark (`npm run bench:fleet`): `nixship deploy` to a lab of 20 real hosts
-// (network namespaces, own /nix, real sshd), against the seeds' approach, a sequential loop of
-// `nix-copy-closure` + `ssh ... switch-to-configuration` per host, on the same hosts in the
-// same run. Prints wall times, ratios and whether the targets are met; asserts nothing.
+// The fleet benchmark (`npm run bench:fleet`): `nixship deploy` to labs of real hosts (network
+// namespaces, own /nix, real sshd; 20 by default, `--hosts 20,50,100,200` for the scale curve),
+// against the seeds' approach, a sequential loop of `nix-copy-closure` + `ssh ...
+// switch-to-configuration` per host, on the same hosts in the same run. Each scenario's cost is
+// measured apart for the deployer (its process and every one it starts, ssh clients and masters
+// included: a control group of its own) and for the hosts (every process in their namespaces),
+// with the SSH handshakes each host accepted. Prints tables, ratios and whether the targets are
+// met (`--plot FILE` draws the scale curve as a PNG in Chromium); asserts nothing.
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
@@ -11,7 +15,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { sshArgs } from "../src/delivery/ssh-transport.js";
 import type { DeployEvent } from "../src/deploy/events.js";
+import { MAX_LAB_HOSTS } from "../src/lab/layout.js";
+import { mapLimit } from "../src/util/pool.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { CgroupMeter, cgroupsAvailable, type RssPeak } from "./cgroup-meter.js";
+import { plotScale, type ScalePoint } from "./fleet-plot.js";
 import { median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
@@ -23,6 +31,11 @@ const LAB = "fbench";
 const COMMAND_TIMEOUT_S = 240;
 const SMALL_CHANGE_TARGET_S = 10;
 const RATIO_TARGET = 5;
+/** Issue 35's targets for the deployer's own cost, printed, never asserted. */
+const CPU_PER_HOST_TARGET_MS = 50;
+const RSS_PER_HOST_TARGET_MB = 1;
+const HANDSHAKES_PER_HOST_TARGET = 2;
+const LARGEST_LAB_TARGET_S = 60;
 // Never a substituter: nothing here may leave the machine.
 const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
 
@@ -73,6 +86,14 @@ interface Sample {
   readonly cpuBusy: number;
   /** nixship only: where the time went, from its NDJSON events. */
   readonly phases?: string;
+  /** Hosts in the lab. */
+  readonly hosts: number;
+  /** The deployer's own cost: its process and all it started (ssh clients and masters). */
+  readonly deployer?: { readonly cpuSeconds: number; readonly rss: RssPeak };
+  /** Every process in the hosts' namespaces (sshd, shells, Nix, services). */
+  readonly hostsCpuSeconds?: number;
+  /** SSH handshakes (accepted logins) per host in the scenario: mean and most. */
+  readonly handshakes: { readonly mean: number; readonly max: number };
 }
 
 async function main(): Promise<void> {
@@ -80,10 +101,25 @@ async function main(): Promise<void> {
     options: {
       hosts: { type: "string", default: "20" },
       runs: { type: "string", default: "1" },
+      parallel: { type: "string", default: "20" },
+      plot: { type: "string" },
     },
   });
-  const hostCount = Math.min(100, Math.max(2, Number(values.hosts) || 20));
+  const hostCounts = [
+    ...new Set(
+      String(values.hosts)
+        .split(",")
+        .map((n) => Math.min(MAX_LAB_HOSTS, Math.max(2, Number(n) || 20))),
+    ),
+  ].sort((a, b) => a - b);
   const runs = Math.min(5, Math.max(1, Number(values.runs) || 1));
+  const parallel = Math.min(200, Math.max(1, Number(values.parallel) || 20));
+  const meters = cgroupsAvailable()
+    ? {
+        deployer: await CgroupMeter.create("nixship-bench-deployer"),
+        hosts: await CgroupMeter.create("nixship-bench-hosts"),
+      }
+    : undefined;
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-fleet-"));
   const labEnv: NodeJS.ProcessEnv = { ...ENV, NIXSHIP_LAB_DIR: join(work, "labs") };
   const labDownSync = (): void => {
@@ -108,49 +144,145 @@ async function main(): Promise<void> {
     console.log(`\nBuilding the example systems ${SYSTEMS.join(", ")}...`);
     const paths = await buildSystems();
     for (const name of SYSTEMS) console.log(`  ${name}  ${paths[name]}`);
-    printDesign(hostCount, runs);
-    for (let r = 0; r < runs; r++) {
-      console.log(`\nRun ${r + 1}/${runs}: lab of ${hostCount} hosts`);
-      const started = performance.now();
-      const lab = await labUp(hostCount, labEnv);
-      console.log(
-        `  lab up in ${secs((performance.now() - started) / 1000)} s: ${lab.hosts[0]?.name}..` +
-          `${lab.hosts.at(-1)?.name}, 10.231.${lab.number}.0/24, ${lab.dir}`,
-      );
-      try {
-        for (const scenario of SCENARIOS) {
+    printDesign(hostCounts, runs, parallel, meters !== undefined);
+    for (const hostCount of hostCounts) {
+      for (let r = 0; r < runs; r++) {
+        console.log(`\nRun ${r + 1}/${runs}: lab of ${hostCount} hosts`);
+        const started = performance.now();
+        const lab = await labUp(hostCount, labEnv);
+        console.log(
+          `  lab up in ${secs((performance.now() - started) / 1000)} s: ${lab.hosts[0]?.name}..` +
+            `${lab.hosts.at(-1)?.name}, 10.231.${lab.number}.0/24, ${lab.dir}`,
+        );
+        try {
+          for (const scenario of SCENARIOS) {
+            await closeSshConnections(lab);
+            const sample = await measured(lab, meters, () =>
+              scenario.tool === "nixship"
+                ? nixshipDeploy(lab, scenario, parallel, meters?.deployer)
+                : seedsLoop(lab, scenario, paths[scenario.to], meters?.deployer),
+            );
+            samples.push(sample);
+            console.log(
+              `  ${label(scenario).padEnd(44)} ${secs(sample.seconds).padStart(6)} s  ` +
+                `${sample.copied} paths copied  CPU ${(sample.cpuBusy * 100).toFixed(0)}% busy  ` +
+                `serves ${scenario.to}: ${sample.serving.detail}` +
+                `\n      ${costLine(sample)}` +
+                (sample.phases ? `\n      ${sample.phases}` : ""),
+            );
+          }
+        } finally {
           await closeSshConnections(lab);
-          const cpu = cpuTimes();
-          const run =
-            scenario.tool === "nixship"
-              ? await nixshipDeploy(lab, scenario)
-              : await seedsLoop(lab, scenario, paths[scenario.to]);
-          const sample: Sample = { ...run, cpuBusy: cpuBusySince(cpu) };
-          samples.push(sample);
-          console.log(
-            `  ${label(scenario).padEnd(44)} ${secs(sample.seconds).padStart(6)} s  ` +
-              `${sample.copied} paths copied  CPU ${(sample.cpuBusy * 100).toFixed(0)}% busy  ` +
-              `serves ${scenario.to}: ${sample.serving.detail}` +
-              (sample.phases ? `\n      ${sample.phases}` : ""),
-          );
+          await labDown(labEnv);
         }
-      } finally {
-        await closeSshConnections(lab);
-        await labDown(labEnv);
       }
     }
   } finally {
     labDownSync();
+    await meters?.deployer.remove();
+    await meters?.hosts.remove();
   }
   console.log(`  (${loadAverage()})`);
-  console.log(`\n${report(samples, hostCount, runs)}`);
+  for (const hostCount of hostCounts) {
+    console.log(
+      `\n${report(
+        samples.filter((s) => s.hosts === hostCount),
+        hostCount,
+        runs,
+      )}`,
+    );
+  }
+  console.log(`\n${scaleReport(samples, hostCounts)}`);
+  if (values.plot !== undefined) {
+    await plotScale(scalePoints(samples, hostCounts), values.plot);
+    console.log(`\nThe scale curve: ${values.plot}`);
+  }
 }
 
-function printDesign(hosts: number, runs: number): void {
+type Run = Omit<Sample, "cpuBusy" | "hosts" | "handshakes" | "deployer" | "hostsCpuSeconds">;
+
+/**
+ * Runs one scenario with its costs measured: the deployer's control group (CPU, resident sets
+ * sampled every 100 ms), the hosts' (every process in their namespaces, moved there first), the
+ * handshakes each host's sshd logged, and the whole machine's busy share.
+ */
+async function measured(
+  lab: Lab,
+  meters: { deployer: CgroupMeter; hosts: CgroupMeter } | undefined,
+  run: () => Promise<Run>,
+): Promise<Sample> {
+  const before = await acceptedLogins(lab);
+  if (meters) {
+    await meters.hosts.add(await labPids(lab));
+    await meters.hosts.reset();
+    await meters.deployer.reset();
+  }
+  const stopRss = meters?.deployer.sampleRss(100);
+  const cpu = cpuTimes();
+  const result = await run();
+  const cpuBusy = cpuBusySince(cpu);
+  const rss = await stopRss?.();
+  const after = await acceptedLogins(lab);
+  const perHost = lab.hosts.map((h) => (after.get(h.name) ?? 0) - (before.get(h.name) ?? 0));
+  return {
+    ...result,
+    cpuBusy,
+    hosts: lab.hosts.length,
+    handshakes: {
+      mean: perHost.reduce((a, b) => a + b, 0) / Math.max(1, perHost.length),
+      max: Math.max(0, ...perHost),
+    },
+    ...(meters && rss
+      ? {
+          deployer: { cpuSeconds: (await meters.deployer.usage()).cpuSeconds, rss },
+          hostsCpuSeconds: (await meters.hosts.usage()).cpuSeconds,
+        }
+      : {}),
+  };
+}
+
+/** The processes of every lab host: everything in its network namespace. */
+async function labPids(lab: Lab): Promise<number[]> {
+  const lists = await mapLimit(lab.hosts, 32, (h) =>
+    timed("ip", ["netns", "pids", `nxs${lab.number}-${h.name}`], ENV, 10),
+  );
+  return lists.flatMap((r) => r.stdout.split("\n").filter(Boolean).map(Number));
+}
+
+/** Logins each host's sshd accepted so far (one per SSH handshake), from its log. */
+async function acceptedLogins(lab: Lab): Promise<Map<string, number>> {
+  const counts = await mapLimit(lab.hosts, 32, async (h) => {
+    const log = await readFile(join(lab.dir, "hosts", h.name, "sshd.log"), "utf8").catch(() => "");
+    return log.split("\n").filter((l) => l.includes("Accepted publickey for ")).length;
+  });
+  return new Map(lab.hosts.map((h, i) => [h.name, counts[i] ?? 0]));
+}
+
+/** One line of what a scenario cost the deployer and the hosts. */
+function costLine(s: Sample): string {
+  const hs = `SSH handshakes per host ${s.handshakes.mean.toFixed(2)} (most ${s.handshakes.max})`;
+  if (s.deployer === undefined || s.hostsCpuSeconds === undefined) return hs;
+  return (
+    `deployer ${s.deployer.cpuSeconds.toFixed(2)} CPU-s (${ms(s.deployer.cpuSeconds / s.hosts)} ms/host), ` +
+    `peak RSS ${mb(s.deployer.rss.sumBytes)} MB in ${s.deployer.rss.processes} processes ` +
+    `(largest ${mb(s.deployer.rss.largestBytes)} MB); hosts ${s.hostsCpuSeconds.toFixed(2)} CPU-s ` +
+    `(${ms(s.hostsCpuSeconds / s.hosts)} ms/host); ${hs}`
+  );
+}
+
+const ms = (seconds: number) => (seconds * 1000).toFixed(0);
+const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+
+function printDesign(
+  hostCounts: readonly number[],
+  runs: number,
+  parallel: number,
+  metered: boolean,
+): void {
   console.log(
     [
       "",
-      `Design: on one lab of ${hosts} hosts${runs > 1 ? " (a fresh lab per run)" : ""}, in this order:`,
+      `Design: on a lab of ${hostCounts.join(", then ")} hosts${runs > 1 ? " (a fresh lab per run)" : ""}, in this order:`,
       ...SCENARIOS.map((s, i) => `  ${i + 1}. ${label(s)}: ${s.what}`),
       "A small change moves every host to a system it never had: two new store paths per host",
       "(the toplevel and its etc/, a few kB; the service code they share is already there). Both",
@@ -158,8 +290,8 @@ function printDesign(hosts: number, runs: number): void {
       "Then both switch to a system the hosts already hold (nothing to copy), the loop first.",
       "Every scenario starts with no SSH connection open (ssh -O exit on every host before).",
       "",
-      "nixship: `nixship deploy --fleet <lab>/nixship.json --key <lab>/cache.sec",
-      "  --serve-cache 10.231.L.1:0 --parallel 20 --canary 1 --json`, default confirm window; its",
+      `nixship: \`nixship deploy --fleet <lab>/nixship.json --key <lab>/cache.sec`,
+      `  --serve-cache 10.231.L.1:0 --parallel ${parallel} --canary 1 --json\`, default confirm window; its`,
       "  time includes evaluating the flake, the (no-op) build, signing and pushing to the cache,",
       "  asking every host what it runs, the canary, health checks and confirmations.",
       "loop (the seeds' approach), one host after the other, hosts by their ssh_config names:",
@@ -172,6 +304,9 @@ function printDesign(hosts: number, runs: number): void {
       "  `nix-store --serve --write`, run as root on the host against its own store, which Nix",
       "  treats as trusted and does not check signatures for. That is what the seeds relied on;",
       "  the loop is run exactly as written, with nothing signed and no option changed.",
+      metered
+        ? "Costs: the deployer (the command and every process it starts, ssh masters included) and the hosts (every process in their namespaces) each in a control group of the bench's own: CPU-seconds, and the deployer's resident sets sampled every 100 ms (a sum, shared pages counted per process). Handshakes: logins each host's sshd accepted."
+        : "Costs: no control groups here (not root, or no cgroup file system): CPU and memory apart are not measured.",
     ].join("\n"),
   );
 }
@@ -227,7 +362,12 @@ async function setFleetSystem(lab: Lab, system: System): Promise<void> {
   await writeFile(lab.files.fleet, `${JSON.stringify(doc, null, 2)}\n`);
 }
 
-async function nixshipDeploy(lab: Lab, scenario: Scenario): Promise<Omit<Sample, "cpuBusy">> {
+async function nixshipDeploy(
+  lab: Lab,
+  scenario: Scenario,
+  parallel: number,
+  meter: CgroupMeter | undefined,
+): Promise<Run> {
   await setFleetSystem(lab, scenario.to);
   const args = [
     NIXSHIP,
@@ -239,13 +379,13 @@ async function nixshipDeploy(lab: Lab, scenario: Scenario): Promise<Omit<Sample,
     "--serve-cache",
     `10.231.${lab.number}.1:0`,
     "--parallel",
-    "20",
+    String(parallel),
     "--canary",
     "1",
     "--json",
   ];
   const startedAt = Date.now();
-  const r = await timed(process.execPath, args, ENV);
+  const r = await timed(process.execPath, args, ENV, COMMAND_TIMEOUT_S, meter);
   const events = r.stdout
     .split("\n")
     .filter((l) => l.startsWith("{"))
@@ -324,7 +464,8 @@ async function seedsLoop(
   lab: Lab,
   scenario: Scenario,
   path: string,
-): Promise<Omit<Sample, "cpuBusy">> {
+  meter: CgroupMeter | undefined,
+): Promise<Run> {
   const script = [
     "set -e",
     'for h in "$@"; do',
@@ -332,12 +473,18 @@ async function seedsLoop(
     '  ssh -F "$SSH_CONFIG" "$h" "nix-env -p /nix/var/nix/profiles/system --set $SYSTEM && $SYSTEM/bin/switch-to-configuration switch"',
     "done",
   ].join("\n");
-  const r = await timed("sh", ["-c", script, "sh", ...lab.hosts.map((h) => h.name)], {
-    ...ENV,
-    NIX_SSHOPTS: `-F ${lab.files.sshConfig}`,
-    SSH_CONFIG: lab.files.sshConfig,
-    SYSTEM: path,
-  });
+  const r = await timed(
+    "sh",
+    ["-c", script, "sh", ...lab.hosts.map((h) => h.name)],
+    {
+      ...ENV,
+      NIX_SSHOPTS: `-F ${lab.files.sshConfig}`,
+      SSH_CONFIG: lab.files.sshConfig,
+      SYSTEM: path,
+    },
+    COMMAND_TIMEOUT_S,
+    meter,
+  );
   if (r.code !== 0) throw new Error(`${label(scenario)} exited ${r.code}:\n${tail(r.stderr)}`);
   const copied = r.stderr.split("\n").filter((l) => /^copying path '.*' to 'ssh:/.test(l)).length;
   return { scenario, seconds: r.seconds, copied, serving: await serving(lab, scenario.to) };
@@ -364,7 +511,7 @@ async function serving(lab: Lab, system: System): Promise<Sample["serving"]> {
  * nixship's own (its ControlPath), so no scenario inherits a warm connection.
  */
 async function closeSshConnections(lab: Lab): Promise<void> {
-  await Promise.all(
+  await mapLimit(
     lab.hosts.flatMap((h) => {
       const nixship = sshArgs({
         name: h.name,
@@ -376,8 +523,10 @@ async function closeSshConnections(lab: Lab): Promise<void> {
       return [
         ["-F", lab.files.sshConfig, "-O", "exit", h.name],
         [...nixship.slice(0, -1), "-O", "exit", h.name],
-      ].map((args) => timed("ssh", args, ENV, 10));
+      ];
     }),
+    32,
+    (args) => timed("ssh", args, ENV, 10),
   );
 }
 
@@ -433,6 +582,130 @@ function report(samples: readonly Sample[], hosts: number, runs: number): string
   ].join("\n");
 }
 
+/** The small change at each lab size, medians over runs: what the scale curve plots. */
+function scalePoints(samples: readonly Sample[], hostCounts: readonly number[]): ScalePoint[] {
+  return hostCounts.flatMap((hosts) =>
+    (["nixship", "loop"] as const).flatMap((tool) => {
+      const xs = samples.filter(
+        (s) => s.hosts === hosts && s.scenario.id === "small" && s.scenario.tool === tool,
+      );
+      if (xs.length === 0) return [];
+      const of = (f: (s: Sample) => number | undefined) => {
+        const values = xs.map(f).filter((v): v is number => v !== undefined);
+        return values.length > 0 ? median(values) : undefined;
+      };
+      return [
+        {
+          tool,
+          hosts,
+          wallSeconds: median(xs.map((s) => s.seconds)),
+          deployerCpuMsPerHost: of((s) =>
+            s.deployer === undefined ? undefined : (s.deployer.cpuSeconds * 1000) / hosts,
+          ),
+          deployerRssMb: of((s) =>
+            s.deployer === undefined ? undefined : s.deployer.rss.sumBytes / 2 ** 20,
+          ),
+          hostsCpuMsPerHost: of((s) =>
+            s.hostsCpuSeconds === undefined ? undefined : (s.hostsCpuSeconds * 1000) / hosts,
+          ),
+          handshakesPerHost: median(xs.map((s) => s.handshakes.mean)),
+        },
+      ];
+    }),
+  );
+}
+
+/** How the deployer's cost grows with the lab, for the small change, and the targets. */
+function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]): string {
+  const points = scalePoints(samples, hostCounts);
+  const cell = (v: number | undefined, digits = 0) => (v === undefined ? "n/a" : v.toFixed(digits));
+  const rows = points.map((p) => [
+    p.tool === "nixship" ? "nixship deploy" : "seeds' loop",
+    String(p.hosts),
+    secs(p.wallSeconds),
+    cell(p.deployerCpuMsPerHost),
+    cell(p.deployerRssMb, 1),
+    cell(p.hostsCpuMsPerHost),
+    p.handshakesPerHost.toFixed(2),
+  ]);
+  const nixship = points.filter((p) => p.tool === "nixship");
+  const largest = nixship.at(-1);
+  const growth = rssSlope(nixship);
+  const lines = [
+    "Scale (the small change, v1 -> v2 for nixship, v2 -> v3 for the loop):",
+    "",
+    table([
+      [
+        "tool",
+        "hosts",
+        "wall s",
+        "deployer CPU ms/host",
+        "deployer peak RSS MB",
+        "hosts CPU ms/host",
+        "handshakes/host",
+      ],
+      ...rows,
+    ]),
+    "",
+    "deployer: the command and every process it started (ssh clients and masters included);",
+    "hosts: every process in the lab hosts' namespaces. Peak RSS: the largest sum of the",
+    "deployer's resident sets in a 100 ms sample (shared pages counted per process).",
+    "",
+    "Targets (printed, not asserted):",
+  ];
+  if (largest?.deployerCpuMsPerHost !== undefined) {
+    lines.push(
+      target(
+        largest.deployerCpuMsPerHost <= CPU_PER_HOST_TARGET_MS,
+        `deployer CPU per host, small change, ${largest.hosts} hosts, <= ${CPU_PER_HOST_TARGET_MS} ms`,
+        `${largest.deployerCpuMsPerHost.toFixed(0)} ms`,
+      ),
+    );
+  }
+  if (growth !== undefined) {
+    lines.push(
+      target(
+        growth <= RSS_PER_HOST_TARGET_MB,
+        `deployer RSS growth per host <= ${RSS_PER_HOST_TARGET_MB} MB (slope over ${nixship.length} sizes)`,
+        `${growth.toFixed(2)} MB`,
+      ),
+    );
+  }
+  if (largest !== undefined) {
+    lines.push(
+      target(
+        largest.handshakesPerHost <= HANDSHAKES_PER_HOST_TARGET,
+        `SSH handshakes per host, small change, <= ${HANDSHAKES_PER_HOST_TARGET}`,
+        largest.handshakesPerHost.toFixed(2),
+      ),
+    );
+  }
+  const at200 = nixship.find((p) => p.hosts === MAX_LAB_HOSTS);
+  if (at200 !== undefined) {
+    lines.push(
+      target(
+        at200.wallSeconds < LARGEST_LAB_TARGET_S,
+        `${MAX_LAB_HOSTS} lab hosts, small change, under ${LARGEST_LAB_TARGET_S} s`,
+        `${secs(at200.wallSeconds)} s`,
+      ),
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The least-squares slope of the deployer's peak RSS over the hosts, MB per host. */
+function rssSlope(points: readonly ScalePoint[]): number | undefined {
+  const xy = points.flatMap((p) =>
+    p.deployerRssMb === undefined ? [] : [[p.hosts, p.deployerRssMb] as const],
+  );
+  if (xy.length < 2) return undefined;
+  const mx = xy.reduce((a, [x]) => a + x, 0) / xy.length;
+  const my = xy.reduce((a, [, y]) => a + y, 0) / xy.length;
+  const sxx = xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const sxy = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  return sxx === 0 ? undefined : sxy / sxx;
+}
+
 function target(ok: boolean, what: string, got: string): string {
   return `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(62)} ${got}`;
 }
@@ -444,17 +717,35 @@ interface Timed {
   readonly seconds: number;
 }
 
-/** Runs a command to its end, killed after `timeoutS`; wall time includes process start-up. */
+/**
+ * Runs a command to its end, killed after `timeoutS`; wall time includes process start-up.
+ * With `meter`, the command joins that control group before it starts (a shell writes its own
+ * pid there, then execs it), so everything it starts is counted from its first instruction.
+ */
 function timed(
   command: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   timeoutS = COMMAND_TIMEOUT_S,
+  meter?: CgroupMeter,
 ): Promise<Timed> {
+  const [file, argv] =
+    meter === undefined
+      ? [command, args]
+      : [
+          "sh",
+          [
+            "-c",
+            'for f in $NIXSHIP_BENCH_CGROUP; do echo $$ >> "$f"; done; exec "$@"',
+            "sh",
+            command,
+            ...args,
+          ],
+        ];
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const proc = spawn(command, args, {
-      env,
+    const proc = spawn(file, argv, {
+      env: meter === undefined ? env : { ...env, NIXSHIP_BENCH_CGROUP: meter.procsFiles.join(" ") },
       stdio: ["ignore", "pipe", "pipe"],
       timeout: timeoutS * 1000,
       killSignal: "SIGKILL",
