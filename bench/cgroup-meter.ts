@@ -19,10 +19,17 @@ export interface GroupUsage {
 export interface RssPeak {
   /** The largest sum of the group's processes' resident sets seen by a sample, in bytes. */
   readonly sumBytes: number;
+  /**
+   * The largest sum of their proportional sets (PSS: a page shared by N processes counts 1/N
+   * to each), in bytes: what the group holds, shared libraries counted once.
+   */
+  readonly pssBytes: number;
   /** The largest resident set one process of the group reached (its VmHWM), in bytes. */
   readonly largestBytes: number;
   /** How many processes the group held at most, in a sample. */
   readonly processes: number;
+  /** At the peak sample: resident bytes and processes by command name (node, ssh, ...). */
+  readonly byCommand: Readonly<Record<string, { readonly bytes: number; readonly count: number }>>;
 }
 
 /** Whether this machine lets the bench make control groups (root, cgroup v1 or v2). */
@@ -94,27 +101,38 @@ export class CgroupMeter {
 
   /**
    * Samples the group's processes every `everyMs` until the returned function is called, which
-   * gives the peaks seen. A sum of resident sets counts shared pages once per process: an upper
-   * bound of what the processes hold together.
+   * gives the peaks seen. A sum of resident sets counts shared pages once per process (an upper
+   * bound); the sum of proportional sets counts them once in all.
    */
   sampleRss(everyMs = 100): () => Promise<RssPeak> {
-    let peak: RssPeak = { sumBytes: 0, largestBytes: 0, processes: 0 };
+    let peak: RssPeak = { sumBytes: 0, pssBytes: 0, largestBytes: 0, processes: 0, byCommand: {} };
     let running: Promise<void> = Promise.resolve();
     const sample = async () => {
       const pids = (await readFile(this.procsFiles[0] as string, "utf8").catch(() => ""))
         .split("\n")
         .filter(Boolean);
       let sum = 0;
+      let pss = 0;
       let largest = peak.largestBytes;
+      const byCommand: Record<string, { bytes: number; count: number }> = {};
       for (const pid of pids) {
         const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-        sum += kib(status, "VmRSS") * 1024;
+        const rss = kib(status, "VmRSS") * 1024;
+        sum += rss;
+        const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+        pss += kib(rollup, "Pss") * 1024;
         largest = Math.max(largest, kib(status, "VmHWM") * 1024);
+        const name = /^Name:\s+(.*)$/m.exec(status)?.[1] ?? "?";
+        const entry = byCommand[name] ?? { bytes: 0, count: 0 };
+        byCommand[name] = { bytes: entry.bytes + rss, count: entry.count + 1 };
       }
+      const higher = sum > peak.sumBytes;
       peak = {
         sumBytes: Math.max(peak.sumBytes, sum),
+        pssBytes: Math.max(peak.pssBytes, pss),
         largestBytes: largest,
         processes: Math.max(peak.processes, pids.length),
+        byCommand: higher ? byCommand : peak.byCommand,
       };
     };
     const timer = setInterval(() => {

@@ -14,6 +14,7 @@ export interface ScalePoint {
   readonly wallSeconds: number;
   readonly deployerCpuMsPerHost: number | undefined;
   readonly deployerRssMb: number | undefined;
+  readonly deployerPssMb: number | undefined;
   readonly hostsCpuMsPerHost: number | undefined;
   readonly handshakesPerHost: number;
 }
@@ -34,7 +35,7 @@ const CHARTS: readonly Chart[] = [
     value: (p) => p.deployerCpuMsPerHost,
     target: 50,
   },
-  { title: "deployer peak RSS", unit: "MB", value: (p) => p.deployerRssMb },
+  { title: "deployer peak memory (PSS)", unit: "MB", value: (p) => p.deployerPssMb },
   {
     title: "SSH handshakes per host",
     unit: "",

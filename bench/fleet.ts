@@ -264,8 +264,13 @@ function costLine(s: Sample): string {
   if (s.deployer === undefined || s.hostsCpuSeconds === undefined) return hs;
   return (
     `deployer ${s.deployer.cpuSeconds.toFixed(2)} CPU-s (${ms(s.deployer.cpuSeconds / s.hosts)} ms/host), ` +
-    `peak RSS ${mb(s.deployer.rss.sumBytes)} MB in ${s.deployer.rss.processes} processes ` +
-    `(largest ${mb(s.deployer.rss.largestBytes)} MB); hosts ${s.hostsCpuSeconds.toFixed(2)} CPU-s ` +
+    `peak RSS ${mb(s.deployer.rss.sumBytes)} MB (PSS ${mb(s.deployer.rss.pssBytes)} MB) in ${s.deployer.rss.processes} processes ` +
+    `(largest ${mb(s.deployer.rss.largestBytes)} MB; at the peak ${Object.entries(
+      s.deployer.rss.byCommand,
+    )
+      .sort(([, a], [, b]) => b.bytes - a.bytes)
+      .map(([name, x]) => `${x.count} ${name} ${mb(x.bytes)} MB`)
+      .join(", ")}); hosts ${s.hostsCpuSeconds.toFixed(2)} CPU-s ` +
     `(${ms(s.hostsCpuSeconds / s.hosts)} ms/host); ${hs}`
   );
 }
@@ -605,6 +610,9 @@ function scalePoints(samples: readonly Sample[], hostCounts: readonly number[]):
           deployerRssMb: of((s) =>
             s.deployer === undefined ? undefined : s.deployer.rss.sumBytes / 2 ** 20,
           ),
+          deployerPssMb: of((s) =>
+            s.deployer === undefined ? undefined : s.deployer.rss.pssBytes / 2 ** 20,
+          ),
           hostsCpuMsPerHost: of((s) =>
             s.hostsCpuSeconds === undefined ? undefined : (s.hostsCpuSeconds * 1000) / hosts,
           ),
@@ -625,12 +633,14 @@ function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]):
     secs(p.wallSeconds),
     cell(p.deployerCpuMsPerHost),
     cell(p.deployerRssMb, 1),
+    cell(p.deployerPssMb, 1),
     cell(p.hostsCpuMsPerHost),
     p.handshakesPerHost.toFixed(2),
   ]);
   const nixship = points.filter((p) => p.tool === "nixship");
   const largest = nixship.at(-1);
-  const growth = rssSlope(nixship);
+  const growth = rssSlope(nixship, (p) => p.deployerRssMb);
+  const pssGrowth = rssSlope(nixship, (p) => p.deployerPssMb);
   const lines = [
     "Scale (the small change, v1 -> v2 for nixship, v2 -> v3 for the loop):",
     "",
@@ -641,6 +651,7 @@ function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]):
         "wall s",
         "deployer CPU ms/host",
         "deployer peak RSS MB",
+        "deployer peak PSS MB",
         "hosts CPU ms/host",
         "handshakes/host",
       ],
@@ -649,7 +660,8 @@ function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]):
     "",
     "deployer: the command and every process it started (ssh clients and masters included);",
     "hosts: every process in the lab hosts' namespaces. Peak RSS: the largest sum of the",
-    "deployer's resident sets in a 100 ms sample (shared pages counted per process).",
+    "deployer's resident sets in a 100 ms sample (shared pages counted per process); PSS: the",
+    "same with each shared page counted once in all (what the deployer really holds).",
     "",
     "Targets (printed, not asserted):",
   ];
@@ -667,7 +679,7 @@ function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]):
       target(
         growth <= RSS_PER_HOST_TARGET_MB,
         `deployer RSS growth per host <= ${RSS_PER_HOST_TARGET_MB} MB (slope over ${nixship.length} sizes)`,
-        `${growth.toFixed(2)} MB`,
+        `${growth.toFixed(2)} MB (PSS ${pssGrowth?.toFixed(2) ?? "n/a"} MB)`,
       ),
     );
   }
@@ -693,11 +705,15 @@ function scaleReport(samples: readonly Sample[], hostCounts: readonly number[]):
   return lines.join("\n");
 }
 
-/** The least-squares slope of the deployer's peak RSS over the hosts, MB per host. */
-function rssSlope(points: readonly ScalePoint[]): number | undefined {
-  const xy = points.flatMap((p) =>
-    p.deployerRssMb === undefined ? [] : [[p.hosts, p.deployerRssMb] as const],
-  );
+/** The least-squares slope of a memory figure over the hosts, MB per host. */
+function rssSlope(
+  points: readonly ScalePoint[],
+  mbOf: (p: ScalePoint) => number | undefined,
+): number | undefined {
+  const xy = points.flatMap((p) => {
+    const y = mbOf(p);
+    return y === undefined ? [] : [[p.hosts, y] as const];
+  });
   if (xy.length < 2) return undefined;
   const mx = xy.reduce((a, [x]) => a + x, 0) / xy.length;
   const my = xy.reduce((a, [, y]) => a + y, 0) / xy.length;
