@@ -8,7 +8,7 @@
 // met (`--plot FILE` draws the scale curve as a PNG in Chromium); asserts nothing.
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -103,6 +103,7 @@ async function main(): Promise<void> {
       runs: { type: "string", default: "1" },
       parallel: { type: "string", default: "20" },
       plot: { type: "string" },
+      kex: { type: "string" },
     },
   });
   const hostCounts = [
@@ -114,6 +115,10 @@ async function main(): Promise<void> {
   ].sort((a, b) => a - b);
   const runs = Math.min(5, Math.max(1, Number(values.runs) || 1));
   const parallel = Math.min(200, Math.max(1, Number(values.parallel) || 20));
+  // OpenSSH's key exchange for both tools (the lab's ssh_config, which nixship and the loop
+  // read): its default, post-quantum, costs the client several times a curve25519 exchange.
+  const kex = values.kex;
+  if (kex !== undefined && !/^[a-z0-9@.,+-]+$/.test(kex)) throw new Error(`--kex: ${kex}`);
   const meters = cgroupsAvailable()
     ? {
         deployer: await CgroupMeter.create("nixship-bench-deployer"),
@@ -145,11 +150,15 @@ async function main(): Promise<void> {
     const paths = await buildSystems();
     for (const name of SYSTEMS) console.log(`  ${name}  ${paths[name]}`);
     printDesign(hostCounts, runs, parallel, meters !== undefined);
+    console.log(`SSH key exchange: ${kex ?? "OpenSSH's default"}`);
     for (const hostCount of hostCounts) {
       for (let r = 0; r < runs; r++) {
         console.log(`\nRun ${r + 1}/${runs}: lab of ${hostCount} hosts`);
         const started = performance.now();
         const lab = await labUp(hostCount, labEnv);
+        if (kex !== undefined) {
+          await appendFile(lab.files.sshConfig, `\nHost *\n  KexAlgorithms ${kex}\n`);
+        }
         console.log(
           `  lab up in ${secs((performance.now() - started) / 1000)} s: ${lab.hosts[0]?.name}..` +
             `${lab.hosts.at(-1)?.name}, 10.231.${lab.number}.0/24, ${lab.dir}`,
