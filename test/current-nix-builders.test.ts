@@ -2,55 +2,41 @@
 // 2.26, one of them a remote builder (ssh-ng://) for a deployer whose own Nix is 2.26 too (in a
 // /nix of its own), and a build host (--build-host) for the machine's Nix 2.8: the system is
 // built in the builder's store, pushed, and deployed to the other host.
-import { randomUUID } from "node:crypto";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
 import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
-import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, labDeployArgs, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
 let nixRoot: string;
-let flakeDir: string;
+let flake: FreshSystems | undefined;
 let builderAddress: string;
-const nonce = randomUUID().slice(0, 8);
 const SYSTEMS = ["web-cbuild", "web-chost"] as const;
 
 beforeAll(async () => {
   nixRoot = await makeCurrentNixRoot();
   lab = await startSshLab("cb", 2, { nix: "current" });
   builderAddress = lab.info.hosts[0]?.address ?? "";
-  flakeDir = await mkdtemp(join(tmpdir(), "nixship-current-builders-"));
-  await cp(join(EXAMPLES_DIR, "system.nix"), join(flakeDir, "system.nix"));
-  await cp(join(EXAMPLES_DIR, "web"), join(flakeDir, "web"), { recursive: true });
-  const packages = SYSTEMS.map(
-    (name) =>
-      `${name} = import ./system.nix { system = "x86_64-linux"; name = "${name}"; version = "${name}-${nonce}"; };`,
-  );
-  await writeFile(
-    join(flakeDir, "flake.nix"),
-    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
-  );
+  flake = await freshSystems(SYSTEMS);
 });
 
 afterAll(async () => {
   await lab?.down();
-  for (const dir of [flakeDir, nixRoot]) if (dir) await rm(dir, { recursive: true, force: true });
+  await flake?.remove();
+  if (nixRoot) await rm(nixRoot, { recursive: true, force: true });
 });
 
-async function setFleet(system: string, build: object | undefined): Promise<void> {
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, { system: string }>;
-    build?: object;
-  };
-  (doc.hosts.cb2 as { system: string }).system = `path:${flakeDir}#${system}`;
-  if (build === undefined) delete doc.build;
-  else doc.build = build;
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+function setFleet(system: string, build: object | undefined): Promise<void> {
+  return setBuildFleet(
+    lab.fleetFile,
+    "cb2",
+    `path:${(flake as FreshSystems).dir}#${system}`,
+    build,
+  );
 }
 
 async function onBuilder(command: string) {

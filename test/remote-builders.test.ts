@@ -3,20 +3,16 @@
 // built, with the deployer building nothing itself (build.maxJobs 0); then a build host
 // (--build-host) whose closures come back to the deployer for the push; a builder that is down
 // or whose host key is wrong fails naming it; doctor reports the builders.
-import { randomUUID } from "node:crypto";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
-import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
-let flakeDir: string;
+let flake: FreshSystems | undefined;
 let builderAddress: string;
-const nonce = randomUUID().slice(0, 8);
 
 /** Systems no store has yet: each test's own, fresh per run (their version holds the nonce). */
 const SYSTEMS = ["web-remote", "web-buildhost", "web-down", "web-badkey"] as const;
@@ -24,34 +20,22 @@ const SYSTEMS = ["web-remote", "web-buildhost", "web-down", "web-badkey"] as con
 beforeAll(async () => {
   lab = await startSshLab("rb", 2);
   builderAddress = lab.info.hosts[0]?.address ?? "";
-  flakeDir = await mkdtemp(join(tmpdir(), "nixship-remote-flake-"));
-  await cp(join(EXAMPLES_DIR, "system.nix"), join(flakeDir, "system.nix"));
-  await cp(join(EXAMPLES_DIR, "web"), join(flakeDir, "web"), { recursive: true });
-  const packages = SYSTEMS.map(
-    (name) =>
-      `${name} = import ./system.nix { system = "x86_64-linux"; name = "${name}"; version = "${name}-${nonce}"; };`,
-  );
-  await writeFile(
-    join(flakeDir, "flake.nix"),
-    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
-  );
+  flake = await freshSystems(SYSTEMS);
 });
 
 afterAll(async () => {
   await lab?.down();
-  if (flakeDir) await rm(flakeDir, { recursive: true, force: true });
+  await flake?.remove();
 });
 
 /** Points rb2 at one of the fresh systems and sets the fleet's `build` section. */
-async function setFleet(system: string, build: object | undefined): Promise<void> {
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, { system: string }>;
-    build?: object;
-  };
-  (doc.hosts.rb2 as { system: string }).system = `path:${flakeDir}#${system}`;
-  if (build === undefined) delete doc.build;
-  else doc.build = build;
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+function setFleet(system: string, build: object | undefined): Promise<void> {
+  return setBuildFleet(
+    lab.fleetFile,
+    "rb2",
+    `path:${(flake as FreshSystems).dir}#${system}`,
+    build,
+  );
 }
 
 const clientKey = () => join(lab.info.dir, "id_ed25519");

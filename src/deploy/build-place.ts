@@ -33,8 +33,7 @@ export async function resolveBuildPlace(
       `--build-host must be [USER@]HOST or a fleet host's name (got ${JSON.stringify(buildHost.slice(0, 80))})`,
     );
   }
-  const host =
-    hostName === undefined ? undefined : `ssh-ng://${buildHostDestination(fleet, hostName)}`;
+  const host = hostName === undefined ? undefined : buildHostStore(fleet, hostName);
   // A build host builds everything in its own store, with its own builders.
   const builders = host === undefined ? await readBuilders(fleet) : [];
   const maxJobs = build.maxJobs === undefined ? {} : { maxJobs: build.maxJobs };
@@ -48,11 +47,14 @@ export async function resolveBuildPlace(
   return { place, builders, host };
 }
 
-/** A fleet host's name stands for its ssh destination, as the fleet's ssh user. */
-function buildHostDestination(fleet: Fleet, name: string): string {
+/**
+ * The store of build host `name` (`ssh-ng://[USER@]HOST`): a fleet host's name stands for its
+ * ssh destination, as the fleet's ssh user; anything else is taken as it is.
+ */
+export function buildHostStore(fleet: Fleet, name: string): string {
   const host = fleet.hosts.find((h) => h.name === name);
-  if (host?.delivery !== "ssh") return name;
-  return `${fleet.ssh.user}@${sshDestination(host)}`;
+  if (host?.delivery !== "ssh") return `ssh-ng://${name}`;
+  return `ssh-ng://${fleet.ssh.user}@${sshDestination(host)}`;
 }
 
 /** The fleet's builders: its own entries, or its machines file's, read and checked now. */

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SshTarget, sshArgs } from "../delivery/ssh-transport.js";
 import { neededSystemTypes } from "../deploy/build.js";
-import { readBuilders } from "../deploy/build-place.js";
+import { buildHostStore, readBuilders } from "../deploy/build-place.js";
 import { NixshipError } from "../errors.js";
 import {
   type BuilderMachine,
@@ -16,7 +16,7 @@ import {
   decodeHostKey,
   servesSystem,
 } from "../fleet/builders.js";
-import { type Fleet, type FleetHost, sshDestination } from "../fleet/fleet.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
@@ -69,10 +69,8 @@ export async function checkBuilders(input: BuilderCheckInput): Promise<Check[]> 
 
 /** The build host as a builder of its own system (which the probe reads). */
 function hostMachine(fleet: Fleet, name: string): BuilderMachine {
-  const host = fleet.hosts.find((h) => h.name === name);
-  const destination = host?.delivery === "ssh" ? `${fleet.ssh.user}@${sshDestination(host)}` : name;
   return {
-    uri: `ssh-ng://${destination}`,
+    uri: buildHostStore(fleet, name),
     systems: undefined,
     sshKey: undefined,
     maxJobs: 1,

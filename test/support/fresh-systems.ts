@@ -1,0 +1,50 @@
+// Example systems no store has yet, for tests that build elsewhere: a flake in a directory of
+// its own whose systems' versions hold a fresh nonce, so each run's derivations are new.
+import { randomUUID } from "node:crypto";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EXAMPLES_DIR } from "./example-systems.js";
+
+export interface FreshSystems {
+  /** The flake's directory: `path:DIR#NAME` names a system. */
+  readonly dir: string;
+  /** Removes the flake. */
+  readonly remove: () => Promise<void>;
+}
+
+/** A flake of examples/system.nix systems named `names`, each with a version of its own. */
+export async function freshSystems(names: readonly string[]): Promise<FreshSystems> {
+  const nonce = randomUUID().slice(0, 8);
+  const dir = await mkdtemp(join(tmpdir(), "nixship-fresh-systems-"));
+  await cp(join(EXAMPLES_DIR, "system.nix"), join(dir, "system.nix"));
+  await cp(join(EXAMPLES_DIR, "web"), join(dir, "web"), { recursive: true });
+  const packages = names.map(
+    (name) =>
+      `${name} = import ./system.nix { system = "x86_64-linux"; name = "${name}"; version = "${name}-${nonce}"; };`,
+  );
+  await writeFile(
+    join(dir, "flake.nix"),
+    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
+  );
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Points `host` of a fleet file at a fresh system and sets (or removes) its `build` section. */
+export async function setBuildFleet(
+  fleetFile: string,
+  host: string,
+  system: string,
+  build: object | undefined,
+): Promise<void> {
+  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as {
+    hosts: Record<string, { system: string }>;
+    build?: object;
+  };
+  const entry = doc.hosts[host];
+  if (entry === undefined) throw new Error(`no host ${host} in ${fleetFile}`);
+  entry.system = system;
+  if (build === undefined) delete doc.build;
+  else doc.build = build;
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+}
