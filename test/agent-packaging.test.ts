@@ -14,6 +14,7 @@ import {
 } from "../src/agent/config.js";
 import { run } from "./support/cli.js";
 import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MODULE = join(ROOT, "packaging/nixos/nixship-agent.nix");
@@ -266,13 +267,7 @@ async function evalModule(overrides: Record<string, unknown>): Promise<ModuleEva
   const expr = `
     let
       module = import ${JSON.stringify(MODULE)};
-      lib = {
-        mkOption =
-          { default ? null, defaultText ? null, example ? null, description ? null,
-            relatedPackages ? null, type ? null, apply ? null, internal ? null,
-            visible ? null, readOnly ? null }@attrs:
-          attrs // { _type = "option"; };
-        mkIf = condition: content: { _type = "if"; inherit condition content; };
+      lib = {${LIB_OPTIONS}
       };
       pkgs = throw "the module touched pkgs outside the service's path";
       result = module { inherit config lib pkgs; };
@@ -308,11 +303,7 @@ async function evalModule(overrides: Record<string, unknown>): Promise<ModuleEva
         environmentFile = ifOf svc.serviceConfig.EnvironmentFile;
       };
     }`;
-  const r = await run("nix-instantiate", ["--eval", "--strict", "--json", "--expr", expr], {
-    env: NIX_ENV,
-  });
-  if (r.code !== 0) throw new Error(`nix-instantiate --eval failed:\n${r.stderr}`);
-  return JSON.parse(r.stdout) as ModuleEval;
+  return await evalNixJson<ModuleEval>(expr);
 }
 
 /** A Nix string literal of `text`. */

@@ -14,6 +14,7 @@ import { compactScript } from "../src/delivery/ssm-document.js";
 import { activateScript } from "../src/host/activation.js";
 import { type CliRun, run } from "./support/cli.js";
 import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NIX_ENV = { NIX_CONFIG: TEST_NIX_CONFIG };
@@ -282,13 +283,7 @@ const STUB_FLAKE = `{
 const EVAL_MODULES = `modules:
 let
   lib = {
-    genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
-    mkOption =
-      { default ? null, defaultText ? null, example ? null, description ? null,
-        relatedPackages ? null, type ? null, apply ? null, internal ? null,
-        visible ? null, readOnly ? null }@attrs:
-      attrs // { _type = "option"; };
-    mkIf = condition: content: { _type = "if"; inherit condition content; };
+    genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);${LIB_OPTIONS}
     mkOverride = priority: content: { _type = "override"; inherit priority content; };
     mkDefault = lib.mkOverride 1000;
   };

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
 import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MODULE = join(ROOT, "packaging/nixos/nixship-host.nix");
@@ -42,13 +43,7 @@ async function evalHost(values: Record<string, unknown>): Promise<HostEval> {
     let
       module = import ${JSON.stringify(MODULE)};
       type = name: { _type = "type"; inherit name; };
-      lib = {
-        mkOption =
-          { default ? null, defaultText ? null, example ? null, description ? null,
-            relatedPackages ? null, type ? null, apply ? null, internal ? null,
-            visible ? null, readOnly ? null }@attrs:
-          attrs // { _type = "option"; };
-        mkIf = condition: content: { _type = "if"; inherit condition content; };
+      lib = {${LIB_OPTIONS}
         makeBinPath = ps: builtins.concatStringsSep ":" (map (p: "\${p}/bin") ps);
         concatStrings = builtins.concatStringsSep "";
         mapAttrsToList = f: attrs: map (n: f n attrs.\${n}) (builtins.attrNames attrs);
@@ -96,11 +91,7 @@ async function evalHost(values: Record<string, unknown>): Promise<HostEval> {
       users = ifOf body.users.users;
       inherit (body) assertions;
     }`;
-  const r = await run("nix-instantiate", ["--eval", "--strict", "--json", "--expr", expr], {
-    env: NIX_ENV,
-  });
-  if (r.code !== 0) throw new Error(`nix-instantiate --eval failed:\n${r.stderr}`);
-  return JSON.parse(r.stdout) as HostEval;
+  return await evalNixJson<HostEval>(expr);
 }
 
 /** The first 12 hex digits of the sha256 of `text`, as the stand-in pkgs.writeText names it. */
