@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { problemsOf } from "../../test/support/fleet-problems.js";
 import {
   BUILDERS_PATTERN,
   builderAddress,
@@ -8,24 +9,12 @@ import {
   parseBuilderLine,
 } from "./builders.js";
 import type { Fleet } from "./fleet.js";
-import { FleetFileError, parseFleet, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
+import { parseFleet, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
 
 const HOST_KEY_LINE =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C8okWi0dh2l9GKJl";
 const HOST_KEY = Buffer.from(HOST_KEY_LINE).toString("base64");
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    parseFleetValue(doc, "nixship.json");
-  } catch (err) {
-    if (err instanceof FleetFileError) {
-      return err.message.split("\n").map((line) => line.replace(/^nixship\.json: /, ""));
-    }
-    throw err;
-  }
-  return [];
-}
 
 const withBuild = (build: unknown) => ({ build, hosts: { h: { address: "h", system: ".#h" } } });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { problemsOf } from "../../test/support/fleet-problems.js";
 import { InputError } from "../errors.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Fleet, RELEASE_DEFAULTS, SSM_DEFAULTS } from "./fleet.js";
@@ -48,18 +49,6 @@ function example(edit: (doc: any) => void = () => {}): unknown {
   const doc = structuredClone(EXAMPLE);
   edit(doc);
   return doc;
-}
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    parseFleetValue(doc, "nixship.json");
-  } catch (err) {
-    if (err instanceof FleetFileError) {
-      return err.message.split("\n").map((line) => line.replace(/^nixship\.json: /, ""));
-    }
-    throw err;
-  }
-  return [];
 }
 
 const minimal = (host: object) => ({ hosts: { h: { system: ".#h", ...host } } });
