@@ -27,3 +27,19 @@ export function table(rows: readonly (readonly string[])[], leftColumns = 1): st
 export function mb(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 1e6).toFixed(1)} MB` : "n/a";
 }
+
+/** The least-squares line y = intercept + slope·x through `points`, with its r². */
+export function linearFit(points: readonly { readonly x: number; readonly y: number }[]): {
+  slope: number;
+  intercept: number;
+  r2: number;
+} {
+  const n = points.length;
+  const mx = points.reduce((s, p) => s + p.x, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  const sxx = points.reduce((s, p) => s + (p.x - mx) ** 2, 0);
+  const sxy = points.reduce((s, p) => s + (p.x - mx) * (p.y - my), 0);
+  const syy = points.reduce((s, p) => s + (p.y - my) ** 2, 0);
+  const slope = sxx === 0 ? Number.NaN : sxy / sxx;
+  return { slope, intercept: my - slope * mx, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy) };
+}
