@@ -1,9 +1,10 @@
 // The evaluation benchmark's inputs: a flake of many distinct example systems (examples/system.nix,
 // no nixpkgs), fleet files naming the first N of them, and the expression `nixship build` hands
-// `nix eval` for any slice of them (its text mirrors cache/local-nix.ts: checked in each run).
+// `nix eval` for any slice of them (nixship's own, from cache/local-nix.ts).
 import { cp, realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { evaluationExpression } from "../src/cache/local-nix.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
 
@@ -85,31 +86,14 @@ export async function flakeRefOf(dir: string): Promise<string> {
 }
 
 /**
- * The expression `nixship build` evaluates for systems `.#NAME` of one flake: the text of
- * evaluateOutputs (src/cache/local-nix.ts) for attribute "drvPath" and one-segment attribute
- * paths. A copy, not an import, so nixship's code stays as it is; eval.ts compares it with the
- * one nixship ran (captured by the nix shim) in every run and says when they differ.
+ * The expression `nixship build` evaluates for systems `.#NAME` of one flake: nixship's own
+ * (cache/local-nix.ts, evaluationExpression), for any slice of them.
  */
 export function evalExpression(flake: string, names: readonly string[]): string {
-  const candidates = (name: string) =>
-    `[ ${[
-      ["packages", "\0system", name],
-      ["legacyPackages", "\0system", name],
-      ["nixosConfigurations", name, "config", "system", "build", "toplevel"],
-    ]
-      .map(
-        (segments) => `[ ${segments.map((s) => (s === "\0system" ? "sys" : `"${s}"`)).join(" ")} ]`,
-      )
-      .join(" ")} ]`;
-  return `let
-  sys = builtins.currentSystem;
-  flakes = [ (builtins.getFlake ${JSON.stringify(flake)}) ];
-  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
-  names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
-  available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
-  pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
-    if found == [ ] then { available = available f; } else { drv = (builtins.head found).drvPath; };
-in [ ${names.map((n) => `(pick (builtins.elemAt flakes 0) ${candidates(n)})`).join(" ")} ]`;
+  return evaluationExpression(
+    names.map((name) => ({ flake, attrPath: [name] })),
+    "drvPath",
+  );
 }
 
 /** `items` cut into `parts` contiguous slices of nearly equal size (none empty). */

@@ -471,6 +471,7 @@ function growthLine(
   points: readonly { readonly x: number; readonly y: number }[],
   unit: "s" | "MB",
 ): string {
+  if (new Set(points.map((p) => p.x)).size < 2) return `  ${label.padEnd(22)} n/a (one size)`;
   const f = linearFit(points.map((p) => ({ x: p.x, y: unit === "MB" ? p.y / 1e6 : p.y })));
   const per = unit === "s" ? `${(f.slope * 1000).toFixed(1)} ms` : `${f.slope.toFixed(2)} MB`;
   const base = unit === "s" ? `${f.intercept.toFixed(2)} s` : `${f.intercept.toFixed(1)} MB`;

@@ -20,7 +20,7 @@ import { mapLimit } from "../src/util/pool.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { CgroupMeter, cgroupsAvailable, type RssPeak } from "./cgroup-meter.js";
 import { plotScale, type ScalePoint } from "./fleet-plot.js";
-import { median, table } from "./stats.js";
+import { linearFit, median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
@@ -721,14 +721,10 @@ function rssSlope(
 ): number | undefined {
   const xy = points.flatMap((p) => {
     const y = mbOf(p);
-    return y === undefined ? [] : [[p.hosts, y] as const];
+    return y === undefined ? [] : [{ x: p.hosts, y }];
   });
-  if (xy.length < 2) return undefined;
-  const mx = xy.reduce((a, [x]) => a + x, 0) / xy.length;
-  const my = xy.reduce((a, [, y]) => a + y, 0) / xy.length;
-  const sxx = xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
-  const sxy = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
-  return sxx === 0 ? undefined : sxy / sxx;
+  if (new Set(xy.map((p) => p.x)).size < 2) return undefined;
+  return linearFit(xy).slope;
 }
 
 function target(ok: boolean, what: string, got: string): string {

@@ -297,21 +297,7 @@ async function evaluateOutputs(
     }
   }
   const flakes = [...new Set(outputs.map((o) => o.flake))];
-  // A missing output is data, with the outputs the flake does have, so the caller can name
-  // the hosts and the closest outputs; only faults of Nix itself fail the evaluation.
-  const expr = `let
-  sys = builtins.currentSystem;
-  flakes = [ ${flakes.map((f) => `(builtins.getFlake ${JSON.stringify(f)})`).join(" ")} ];
-  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
-  names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
-  available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
-  pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
-    if found == [ ] then { available = available f; } else { drv = (builtins.head found).${attribute}; };
-in [ ${outputs
-    .map(
-      (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
-    )
-    .join(" ")} ]`;
+  const expr = evaluationExpression(outputs, attribute);
   const evaluated = await nixCommand(
     "nix",
     [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
@@ -324,6 +310,32 @@ in [ ${outputs
   );
   if (missing.length > 0) throw new MissingOutputsError(outputs, missing);
   return picked.map((p) => (p as { drv: string }).drv);
+}
+
+/**
+ * The one expression that evaluates `outputs` (each flake fetched once by getFlake): a list,
+ * per output, of `{ drv = OUTPUT.ATTRIBUTE; }` or `{ available = [ ... ]; }` when the flake
+ * has no such output. A missing output is data, with the outputs the flake does have, so the
+ * caller can name the hosts and the closest outputs; only faults of Nix itself fail it.
+ */
+export function evaluationExpression(
+  outputs: readonly FlakeOutput[],
+  attribute: "drvPath" | "system",
+): string {
+  const flakes = [...new Set(outputs.map((o) => o.flake))];
+  return `let
+  sys = builtins.currentSystem;
+  flakes = [ ${flakes.map((f) => `(builtins.getFlake ${JSON.stringify(f)})`).join(" ")} ];
+  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
+  names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
+  available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
+  pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
+    if found == [ ] then { available = available f; } else { drv = (builtins.head found).${attribute}; };
+in [ ${outputs
+    .map(
+      (o) => `(pick (builtins.elemAt flakes ${flakes.indexOf(o.flake)}) ${candidates(o.attrPath)})`,
+    )
+    .join(" ")} ]`;
 }
 
 /** Where builds run beyond the deployer's own Nix (deploy/build-place.ts makes it). */
