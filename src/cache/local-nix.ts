@@ -21,6 +21,14 @@ export const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
 export interface NixOptions {
   /** A Nix store URL or directory (`--store`); the default store when omitted. */
   readonly store?: string;
+  /** NIX_SSHOPTS for a store over ssh (`ssh-ng://`): deploy/build-place.ts makes it. */
+  readonly sshOpts?: string;
+}
+
+function storeEnv(options: NixOptions): NodeJS.ProcessEnv | undefined {
+  return options.sshOpts === undefined
+    ? undefined
+    : { ...process.env, NIX_SSHOPTS: options.sshOpts };
 }
 
 function storeArgs(options: NixOptions): string[] {
@@ -128,14 +136,12 @@ export async function queryClosure(
   options: NixOptions = {},
 ): Promise<PathInfo[]> {
   if (paths.length === 0) return [];
-  const { stdout } = await runNix("nix", [
-    ...NEW_CLI,
-    "path-info",
-    "--json",
-    "--recursive",
-    ...storeArgs(options),
-    ...paths,
-  ]);
+  const { stdout } = await runNix(
+    "nix",
+    [...NEW_CLI, "path-info", "--json", "--recursive", ...storeArgs(options), ...paths],
+    undefined,
+    storeEnv(options),
+  );
   return parsePathInfoJson(stdout);
 }
 
