@@ -8,6 +8,7 @@ import { queryClosure } from "../cache/local-nix.js";
 import { parseNarReport } from "../cache/nar-report.js";
 import { runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
 import { OperationError } from "../errors.js";
+import type { Fleet } from "../fleet/fleet.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -27,6 +28,32 @@ const REPORT_LIMIT = 64 << 20;
 export type BuildHostPusher =
   | { readonly kind: "nixship"; readonly command: string; readonly version: string }
   | { readonly kind: "copy-back"; readonly why: string };
+
+/**
+ * Whether the build host pushes the closures (its nixship, found by `probeBuildHost`) or they
+ * are copied back here, and why: it can only where the cache is an object store it reaches by
+ * the same URL (S3; a directory is the deployer's), and only for hosts that substitute from
+ * the cache (without a substituter, the deployer copies the closures to them itself).
+ */
+export async function choosePusher(
+  target: SshTarget,
+  cache: NonNullable<Fleet["cache"]>,
+  served: boolean,
+): Promise<BuildHostPusher> {
+  if (!cache.url.startsWith("s3://")) {
+    return {
+      kind: "copy-back",
+      why: `the cache ${cache.url} is not an object store ${target.name} can write`,
+    };
+  }
+  if (!served && cache.substituter === undefined) {
+    return {
+      kind: "copy-back",
+      why: "the hosts have no substituter: the deployer copies the closures to them",
+    };
+  }
+  return probeBuildHost(target);
+}
 
 /**
  * Looks for nixship on the build host (the system's, then the login's PATH), asks its version,

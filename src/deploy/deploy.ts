@@ -7,7 +7,6 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { CacheLease } from "../cache/gc-lease.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
-import { pushClosure } from "../cache/push.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
 import type {
   ChannelCapability,
@@ -46,7 +45,7 @@ import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import { type bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
-import { probeBuildHost, pushFromBuildHost } from "./build-host-push.js";
+import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -54,6 +53,7 @@ import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { recordResults } from "./push-records.js";
+import { pushSystems } from "./push-systems.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 import { localSystemFiles, type SystemFiles } from "./system-files.js";
@@ -303,12 +303,7 @@ export async function prepare(
     options.key === undefined ||
     !execute
       ? undefined
-      : options.serveCache === undefined && fleet.cache.substituter === undefined
-        ? ({
-            kind: "copy-back",
-            why: "the hosts have no substituter: the deployer copies the closures to them",
-          } as const)
-        : await probeBuildHost(where.hostSsh);
+      : await choosePusher(where.hostSsh, fleet.cache, options.serveCache !== undefined);
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
@@ -362,13 +357,6 @@ export async function prepare(
   if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
   throwIfInterrupted(options.signal);
 
-  const { leftOnHost } = built;
-  const fromHost = leftOnHost !== undefined && pusher?.kind === "nixship" ? pusher : undefined;
-  emit({
-    type: "push-start",
-    cache: fleet.cache.url,
-    ...(fromHost === undefined ? {} : { from: built.host }),
-  });
   const store = await openStore(fleet.cache.url);
   try {
     // The age package the hosts decrypt secrets with, when the fleet names one, is realised
@@ -379,40 +367,17 @@ export async function prepare(
         ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
       ]),
     ];
-    const pushStart = performance.now();
-    const remote =
-      fromHost === undefined || leftOnHost === undefined || where.hostSsh === undefined
-        ? undefined
-        : await pushFromBuildHost({
-            target: where.hostSsh,
-            nixship: fromHost.command,
-            hostStore: leftOnHost.nix.store ?? "",
-            sshOpts: leftOnHost.nix.sshOpts,
-            cacheUrl: fleet.cache.url,
-            store,
-            key: options.key,
-            roots: roots.filter((p) => leftOnHost.paths.has(p)),
-            ...(options.signal ? { signal: options.signal } : {}),
-          });
-    // What is here (systems given as store paths, the age package) is pushed from here.
-    const localRoots = roots.filter((p) => !leftOnHost?.paths.has(p));
-    const summary =
-      localRoots.length === 0
-        ? { pushed: 0, alreadyPresent: 0, fileBytes: 0 }
-        : await pushClosure({
-            store,
-            roots: localRoots,
-            key: options.key,
-            compression: "zstd",
-            ...(options.nix ? { nix: options.nix } : {}),
-          });
-    emit({
-      type: "push-done",
-      seconds: (performance.now() - pushStart) / 1000,
-      pushed: summary.pushed + (remote?.committed.length ?? 0),
-      alreadyPresent: summary.alreadyPresent + (remote?.alreadyPresent ?? 0),
-      fileBytes: summary.fileBytes + (remote?.fileBytes ?? 0),
-      ...(remote === undefined ? {} : { from: built.host }),
+    await pushSystems({
+      cacheUrl: fleet.cache.url,
+      store,
+      roots,
+      key: options.key,
+      built,
+      pusher,
+      hostSsh: where.hostSsh,
+      emit,
+      ...(options.nix ? { nix: options.nix } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     if (options.serveCache === undefined) {
       await store.close();
