@@ -3,7 +3,7 @@
 // sw/bin has nixship (this worktree's, through a wrapper) and has its own S3 credentials, so
 // it stores the NARs it built and the deployer only signs and commits the narinfos; the system
 // never enters the deployer's store, and dp2 deploys it from the cache. dp3 has no nixship at
-// first (the closure comes back, and the deploy says why), then a nixship that lies about a
+// first (the closure comes back, and the deploy says why), then one too old, then one that lies about a
 // NarHash (refused by name, no narinfo written).
 import { randomUUID } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -37,15 +37,24 @@ case " $* " in
   *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
 esac`;
 
+const OLD_NIXSHIP = `#!/bin/sh
+case "$1" in
+  version) echo 0.0.9 ;;
+  *) echo "Usage: nixship push INSTALLABLE... --to CACHE_URL --key SECRET_FILE" ;;
+esac`;
+
 const SYSTEMS: Record<string, string> = {
   // What runs on the build hosts: a system with nixship in sw/bin.
   "bh-tools": `programs = { nixship = ${JSON.stringify(NIXSHIP_WRAPPER)}; };`,
   "bh-liar": `programs = { nixship = ${nixString(LYING_NIXSHIP)}; };`,
+  // A nixship from before push --nars-only: it answers its version, and its push knows none.
+  "bh-old": `programs = { nixship = ${nixString(OLD_NIXSHIP)}; };`,
   // What the build hosts build (fresh per run: no store has them). web-direct declares a check
   // of its own, which the deployer reads in the build host's store.
   "web-direct": 'checks = { commands = [ { run = "touch /run/direct-checked"; timeout = 5; } ]; };',
   "web-copyback": "",
   "web-lied": "",
+  "web-old": "",
 };
 
 /** A Nix '' string holding `text` as it is. */
@@ -170,6 +179,19 @@ describe("a build host that pushes", () => {
     expect(await servedBy(lab.info, "dp2")).toBe("web-copyback");
   });
 
+  it("a build host whose nixship is too old: the closure is copied back, and the deploy says so", async () => {
+    await setSystem("dp3", "bh-old");
+    const old = await lab.deploy("--on", "dp3");
+    expect(old.code, old.stderr).toBe(0);
+    await setSystem("dp2", "web-old");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      "; copied back to the deployer for the push (nixship on ssh-ng://root@dp3 (/run/current-system/sw/bin/nixship 0.0.9) is too old to push NARs only)",
+    );
+    expect(await servedBy(lab.info, "dp2")).toBe("web-old");
+  });
+
   it("a build host whose nixship lies about a NarHash is refused by name, before any narinfo", async () => {
     await setSystem("dp3", "bh-liar");
     const liar = await lab.deploy("--on", "dp3");
@@ -191,6 +213,6 @@ describe("a build host that pushes", () => {
     const fresh = paths.filter((p) => p.includes("-lied"));
     expect(fresh.length).toBeGreaterThanOrEqual(2);
     expect(await cacheHas(fresh)).toEqual(fresh.map(() => false));
-    expect(await servedBy(lab.info, "dp2")).toBe("web-copyback");
+    expect(await servedBy(lab.info, "dp2")).toBe("web-old");
   });
 });

@@ -105,17 +105,14 @@ interface RawPathInfo {
 }
 
 /** Parses `nix path-info --json` output: an array (Nix ≤ 2.18) or an object keyed by path. */
-export function parsePathInfoJson(text: string): PathInfo[] {
+export function parsePathInfoJson(text: string, where = "the local Nix store"): PathInfo[] {
   const data = JSON.parse(text) as RawPathInfo[] | Record<string, RawPathInfo | null>;
   const entries: RawPathInfo[] = Array.isArray(data)
     ? data
     : Object.entries(data).map(([path, info]) => ({ ...(info ?? { valid: false }), path }));
   return entries.map((raw) => {
     if (!raw.path || raw.valid === false || !raw.narHash || raw.narSize === undefined) {
-      throw new OperationError(
-        "path-not-valid",
-        `'${raw.path}' is not a valid path in the local Nix store`,
-      );
+      throw new OperationError("path-not-valid", `'${raw.path}' is not a valid path in ${where}`);
     }
     const deriver = raw.deriver ? parseStorePath(raw.deriver).baseName : undefined;
     return {
@@ -142,7 +139,7 @@ export async function queryClosure(
     undefined,
     storeEnv(options),
   );
-  return parsePathInfoJson(stdout);
+  return parsePathInfoJson(stdout, options.store ?? "the local Nix store");
 }
 
 /** Which of `paths` are valid in the store (used to skip imports of paths already present). */
