@@ -3,8 +3,8 @@
 // sw/bin has nixship (this worktree's, through a wrapper) and has its own S3 credentials, so
 // it stores the NARs it built and the deployer only signs and commits the narinfos; the system
 // never enters the deployer's store, and dp2 deploys it from the cache. dp3 has no nixship at
-// first (the closure comes back, and the deploy says why), then one too old, then one that lies about a
-// NarHash (refused by name, no narinfo written).
+// first (the closure comes back, and the deploy says why), then one too old (the same), then
+// one that lies about a NarHash (refused by name, no narinfo written).
 import { randomUUID } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
