@@ -168,6 +168,30 @@ describe("a build host that pushes", () => {
     expect((await onHost("dp2", "test -e /run/direct-checked")).code).toBe(0);
   });
 
+  it("doctor says which way a build host's closures reach the cache", async () => {
+    const doctor = async (host: string) => {
+      const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { build?: object };
+      doc.build = { host };
+      await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+      const r = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--on", "dp2", "--json"]);
+      delete doc.build;
+      await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+      const checks = (JSON.parse(r.stdout) as { checks: Record<string, string>[] }).checks;
+      return checks.find((c) => c.area === `builder ssh-ng://root@${host}` && c.name === "push");
+    };
+    expect(await doctor("dp1")).toMatchObject({
+      status: "ok",
+      detail: expect.stringMatching(
+        /^nixship 0\.\d+\.\d+ \(\/run\/current-system\/sw\/bin\/nixship\) pushes the NARs from there; the deployer signs$/,
+      ),
+    });
+    expect(await doctor("dp3")).toMatchObject({
+      status: "ok",
+      detail:
+        "closures are copied back to the deployer: nixship is not installed on ssh-ng://root@dp3",
+    });
+  });
+
   it("a build host without nixship: the closure is copied back, and the deploy says why", async () => {
     await setSystem("dp2", "web-copyback");
     const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
