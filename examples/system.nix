@@ -29,6 +29,9 @@
   # Packages in its closure, name -> version ({ hello = "2.12"; }): each the store path
   # NAME-VERSION with bin/NAME, linked from sw/bin as a NixOS system's packages are.
   packages ? { },
+  # Programs in its sw/bin, name -> a shell script's text, each in a store path of its own, as
+  # environment.systemPackages puts a NixOS system's programs there (e.g. a nixship wrapper).
+  programs ? { },
   # A host with pinned trust, as nixship's NixOS module (nixosModules.host) makes one:
   # sw/bin/nixship-activate runs activate.sh with this trust. { substituters; trustedKeys;
   # script (activate.sh); text (import packaging/nixos/nixship-activate.nix) }; null: none.
@@ -64,6 +67,13 @@ let
   package = pname: version: mk "${pname}-${version}" ''
     mkdir -p $out/bin
     printf '#!/bin/sh\necho "GNU ${pname} ${version}"\n' > $out/bin/${pname}
+    chmod 0555 $out/bin/${pname}
+  '';
+  program = pname: text: mk "${pname}-program" ''
+    mkdir -p $out/bin
+    cat > $out/bin/${pname} <<'EOS'
+  ${text}
+  EOS
     chmod 0555 $out/bin/${pname}
   '';
   # nixship-activate as the module installs it, from the module's own text (its trust file, its
@@ -121,7 +131,9 @@ mk "example-web-system-${tag'}" (''
   subst ${./web/systemctl.sh} $out/sw/bin/systemctl
 '' + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: version: ''
   ln -s ${package pname version}/bin/${pname} $out/sw/bin/${pname}
-'') packages)) + ''
+'') packages)) + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: text: ''
+  ln -s ${program pname text}/bin/${pname} $out/sw/bin/${pname}
+'') programs)) + ''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
 '' + (if pinned == null then "" else ''
   ln -s ${activator}/bin/nixship-activate $out/sw/bin/nixship-activate

@@ -1,6 +1,7 @@
 // Builds in another machine's store over ssh-ng:// (a build host): the derivations evaluated
 // here are copied there, built there, and their closures copied back into the deployer's store,
-// which pushes them as it pushes its own builds (the signing key never leaves the deployer).
+// which pushes them as it pushes its own builds (the signing key never leaves the deployer),
+// unless the build host pushes them itself (deploy/build-host-push.ts): then they stay there.
 import {
   type BuildPlace,
   type BuiltDerivations,
@@ -12,14 +13,15 @@ import {
 import { derivationOutputs } from "./nix-version.js";
 
 /**
- * `nix copy --derivation --to HOST`, `nix build --store HOST`, then `nix copy --from HOST` of
- * the outputs (`--no-check-sigs`: the deployer asked for them, and signs them itself when it
+ * `nix copy --derivation --to HOST`, `nix build --store HOST`, then (unless `copyBack` is
+ * false) `nix copy --from HOST` of the outputs (`--no-check-sigs`: the deployer asked for them, and signs them itself when it
  * pushes). Every failure there names the host (BuilderError).
  */
 export async function buildOnHost(
   drvPaths: readonly string[],
   host: string,
   place: BuildPlace,
+  options: { readonly copyBack?: boolean } = {},
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
   const drvs = [...new Set(drvPaths)];
@@ -38,6 +40,7 @@ export async function buildOnHost(
     host,
   );
   const byDrv = mainOutputs(built.stdout, version);
+  if (options.copyBack === false) return { byDrv, builtOn: built.log.builtOn(), unusable: [] };
   await runNixLogged(
     [...NEW_CLI, "copy", "--no-check-sigs", "--from", host, ...new Set(byDrv.values())],
     place,

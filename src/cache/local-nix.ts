@@ -21,6 +21,14 @@ export const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
 export interface NixOptions {
   /** A Nix store URL or directory (`--store`); the default store when omitted. */
   readonly store?: string;
+  /** NIX_SSHOPTS for a store over ssh (`ssh-ng://`): deploy/build-place.ts makes it. */
+  readonly sshOpts?: string;
+}
+
+function storeEnv(options: NixOptions): NodeJS.ProcessEnv | undefined {
+  return options.sshOpts === undefined
+    ? undefined
+    : { ...process.env, NIX_SSHOPTS: options.sshOpts };
 }
 
 function storeArgs(options: NixOptions): string[] {
@@ -97,17 +105,14 @@ interface RawPathInfo {
 }
 
 /** Parses `nix path-info --json` output: an array (Nix ≤ 2.18) or an object keyed by path. */
-export function parsePathInfoJson(text: string): PathInfo[] {
+export function parsePathInfoJson(text: string, where = "the local Nix store"): PathInfo[] {
   const data = JSON.parse(text) as RawPathInfo[] | Record<string, RawPathInfo | null>;
   const entries: RawPathInfo[] = Array.isArray(data)
     ? data
     : Object.entries(data).map(([path, info]) => ({ ...(info ?? { valid: false }), path }));
   return entries.map((raw) => {
     if (!raw.path || raw.valid === false || !raw.narHash || raw.narSize === undefined) {
-      throw new OperationError(
-        "path-not-valid",
-        `'${raw.path}' is not a valid path in the local Nix store`,
-      );
+      throw new OperationError("path-not-valid", `'${raw.path}' is not a valid path in ${where}`);
     }
     const deriver = raw.deriver ? parseStorePath(raw.deriver).baseName : undefined;
     return {
@@ -128,15 +133,13 @@ export async function queryClosure(
   options: NixOptions = {},
 ): Promise<PathInfo[]> {
   if (paths.length === 0) return [];
-  const { stdout } = await runNix("nix", [
-    ...NEW_CLI,
-    "path-info",
-    "--json",
-    "--recursive",
-    ...storeArgs(options),
-    ...paths,
-  ]);
-  return parsePathInfoJson(stdout);
+  const { stdout } = await runNix(
+    "nix",
+    [...NEW_CLI, "path-info", "--json", "--recursive", ...storeArgs(options), ...paths],
+    undefined,
+    storeEnv(options),
+  );
+  return parsePathInfoJson(stdout, options.store ?? "the local Nix store");
 }
 
 /** Which of `paths` are valid in the store (used to skip imports of paths already present). */

@@ -1,7 +1,8 @@
 // Push a closure into a binary cache: serialise each NAR from the store, check it against the
 // NarHash Nix recorded, compress and hash in one pass, upload the NAR, then commit the signed
 // narinfo, only once the NAR is durable and the path's references are committed, so the cache
-// is never inconsistent.
+// is never inconsistent. Or (`pushNarsOnly`, on a build host) the NARs alone, the narinfos
+// returned unsigned for the deployer to check, sign and commit (cache/commit-narinfos.ts).
 import { rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { basename, join } from "node:path";
@@ -75,6 +76,17 @@ export type PushEvent =
       readonly fileSize: number;
     };
 
+/** What a push without its narinfos stored (`pushNarsOnly`) is given: no key, no cache made. */
+export type NarsOnlyOptions = Omit<PushOptions, "key" | "resign" | "createCache">;
+
+/** What the deployer is to commit: each stored NAR's narinfo, unsigned, and what the cache had. */
+export interface NarsOnlySummary extends PushSummary {
+  /** In references-first order. */
+  readonly unsigned: readonly NarInfo[];
+  /** The closure's paths whose narinfo the cache already had. */
+  readonly presentPaths: readonly StorePath[];
+}
+
 export interface PushSummary {
   readonly paths: number;
   readonly pushed: number;
@@ -94,7 +106,43 @@ const NAR_TYPE = "application/x-nix-nar";
 /** Memory each finished path may use to hold its compressed NAR before spilling to disk. */
 const SPOOL_MEMORY = 8 << 20;
 
-export async function pushClosure(options: PushOptions): Promise<PushSummary> {
+export function pushClosure(options: PushOptions): Promise<PushSummary> {
+  return runPush(options, { kind: "sign", key: options.key });
+}
+
+/**
+ * Stores the NARs of the closure's paths the cache lacks, as pushClosure does, but writes no
+ * narinfo: each is returned unsigned, for the signing key's holder to check and commit. The
+ * cache must exist already.
+ */
+export async function pushNarsOnly(options: NarsOnlyOptions): Promise<NarsOnlySummary> {
+  const unsigned: NarInfo[] = [];
+  let presentPaths: StorePath[] = [];
+  const summary = await runPush(options, {
+    kind: "nars-only",
+    stored: (narInfo) => unsigned.push(narInfo),
+    present: (paths) => {
+      presentPaths = paths;
+    },
+  });
+  const order = new Map(summary.pushedPaths.map((p, i) => [p, i]));
+  unsigned.sort((a, b) => (order.get(a.storePath) ?? 0) - (order.get(b.storePath) ?? 0));
+  return { ...summary, unsigned, presentPaths };
+}
+
+/** What becomes of a stored NAR: its narinfo signed and committed, or handed back unsigned. */
+type Committer =
+  | { readonly kind: "sign"; readonly key: SecretKey }
+  | {
+      readonly kind: "nars-only";
+      readonly stored: (narInfo: NarInfo) => void;
+      readonly present: (paths: StorePath[]) => void;
+    };
+
+async function runPush(
+  options: Omit<PushOptions, "key">,
+  committer: Committer,
+): Promise<PushSummary> {
   const started = performance.now();
   const { store, compression } = options;
   const emit = options.onEvent ?? (() => {});
@@ -112,7 +160,7 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
   try {
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
-    if (options.createCache === true) await ensureCacheInfo(store);
+    if (options.createCache === true && committer.kind === "sign") await ensureCacheInfo(store);
     else await requireCacheInfo(store);
     if (options.lease !== undefined) {
       lease = await CacheLease.take(store, "push", {
@@ -127,15 +175,12 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
       async (p) => (await store.head(narInfoKey(p.path))) !== undefined,
     );
     const todo = closure.filter((_, i) => !present[i]);
-    const resigned = options.resign
-      ? (
-          await resignPresent(
-            store,
-            closure.filter((_, i) => present[i]),
-            options.key,
-          )
-        ).resigned
-      : [];
+    const already = closure.filter((_, i) => present[i]);
+    if (committer.kind === "nars-only") committer.present(already.map((p) => p.path));
+    const resigned =
+      options.resign && committer.kind === "sign"
+        ? (await resignPresent(store, already, committer.key)).resigned
+        : [];
     const narBytes = sum(todo.map((p) => p.narSize));
     emit({ type: "plan", toPush: todo.length, present: closure.length - todo.length, narBytes });
 
@@ -189,7 +234,20 @@ export async function pushClosure(options: PushOptions): Promise<PushSummary> {
         const refs = info.references.filter((r) => r !== info.path && gates.has(r));
         const commit = Promise.all([stored, ...refs.map((r) => gates.get(r)?.promise)]).then(
           async () => {
-            const signed = signNarInfo(narInfo, options.key);
+            if (committer.kind === "nars-only") {
+              // Stored and (for a store that defers) put before the final flush: the NAR is
+              // the build host's part; its narinfo is the deployer's.
+              committer.stored(narInfo);
+              own.open();
+              emit({
+                type: "path-pushed",
+                path: info.path,
+                narSize: info.narSize,
+                fileSize: narInfo.fileSize ?? 0,
+              });
+              return;
+            }
+            const signed = signNarInfo(narInfo, committer.key);
             // Deferred like its NAR: a flush publishes both, the NAR first (its put was called
             // first), once the contents of both are durable (flush-batch.ts).
             const put = store.put(narInfoKey(info.path), Buffer.from(formatNarInfo(signed)), {
@@ -275,7 +333,7 @@ function isFramed(compression: Compression): compression is "zstd" | "none" {
  */
 async function produceNar(
   info: PathInfo,
-  options: PushOptions,
+  options: Omit<PushOptions, "key">,
   emit: (e: PushEvent) => void,
   workers: { readonly pool: NarWriter; readonly staging: string } | undefined,
 ): Promise<ProducedNar> {

@@ -32,9 +32,13 @@ import { readSecretKeyFile } from "./keys-input.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
 const BUILD_HELP = `  --build-host HOST      evaluate here, build the systems in HOST's store over ssh-ng://
-                         ([USER@]HOST, or a fleet host's name; over the fleet's build.host),
-                         then copy them back here and push from here: the signing key never
-                         leaves the deployer. Without it, builds run here and on the fleet's
+                         ([USER@]HOST, or a fleet host's name; over the fleet's build.host).
+                         With nixship on HOST (and an S3 cache the hosts substitute from),
+                         HOST stores the NARs itself (push --nars-only, its own credentials)
+                         and the deployer checks them against HOST's Nix, then signs and
+                         writes the narinfos; otherwise the closures are copied back here
+                         and pushed from here, and the deploy says why. Either way the
+                         signing key never leaves the deployer. Without it, builds run here and on the fleet's
                          build.builders (Nix's remote builders; host keys checked against
                          ssh.knownHosts). Errors name the builder and what failed on it.`;
 

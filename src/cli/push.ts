@@ -1,7 +1,9 @@
 // `nixship push`: build or take store paths, and push their closures, signed, to a cache.
 
 import { availableParallelism } from "node:os";
-import { pushClosure } from "../cache/push.js";
+import type { LeaseEvent } from "../cache/gc-lease.js";
+import { formatNarReport } from "../cache/nar-report.js";
+import { pushClosure, pushNarsOnly } from "../cache/push.js";
 import { resolvePushInstallables } from "../deploy/build.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
@@ -29,6 +31,7 @@ export const push: Command = {
   help: `Usage: nixship push INSTALLABLE_OR_STORE_PATH... (--to CACHE_URL | --fleet FILE)
                     --key SECRET_FILE [--resign] [--compression zstd|xz|none] [--level N]
                     [--jobs N] [--json]
+       nixship push STORE_PATH... --to CACHE_URL --nars-only --json [--compression C] [--jobs N]
 
 Pushes each path and its whole closure into the cache. Store paths are taken as they are;
 flake outputs are evaluated and built first, resolved as the fleet file resolves a host's
@@ -45,6 +48,13 @@ keeps what is pushed and exits with 130; a second one stops at once.
 Paths already in the cache are skipped; with --resign, their narinfos also get the key's
 signature (beside the ones they have), when they describe exactly what the local store
 holds: the repair for paths pushed earlier with a key the hosts do not trust.
+
+--nars-only (what a deploy runs on its build host, over ssh): store the NARs of the paths the
+cache lacks as above, but write no narinfo and take no key; print on stdout, as JSON, each
+stored path's narinfo unsigned (storePath, url, compression, fileHash, fileSize, narHash,
+narSize, references, deriver, ca) and the paths the cache already had. The deployer checks
+them against this machine's Nix, signs them with its own key and writes them. The cache must
+exist; its credentials are this machine's (S3: its environment or instance role).
 
 With a fleet (--fleet, or $NIXSHIP_FLEET), the cache is the fleet's (unless --to names
 another), and a --key whose public half is not in the fleet's cache.publicKeys is refused:
@@ -63,6 +73,7 @@ Options:
   --fleet FILE       the fleet whose cache.publicKeys the key must be in
   --key FILE         Nix secret key file to sign with (see 'nixship key generate')
   --resign           also sign the paths already in the cache with --key
+  --nars-only        store the NARs only, and print their narinfos unsigned (no --key)
   --compression C    zstd (default, level 3 as Nix), xz (level 6) or none
   --level N          compression level (zstd 1-19, xz 0-9)
   --jobs N           paths processed at once (default: number of CPUs)
@@ -77,6 +88,7 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
         fleet: { type: "string" },
         key: { type: "string" },
         resign: { type: "boolean" },
+        "nars-only": { type: "boolean" },
         compression: { type: "string" },
         level: { type: "string" },
         jobs: { type: "string" },
@@ -118,8 +130,18 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       );
     }
     const to = requireFlag(values.to ?? cache?.url, "--to", "push");
-    const key = await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
-    if (input !== undefined && cache !== undefined) {
+    const narsOnly = values["nars-only"] === true;
+    if (narsOnly && (values.key !== undefined || values.resign)) {
+      throw new UsageError(
+        "push: --nars-only signs nothing: give no --key or --resign (the deployer signs)",
+      );
+    }
+    if (narsOnly && !values.json)
+      throw new UsageError("push: --nars-only prints its report with --json");
+    const key = narsOnly
+      ? undefined
+      : await readSecretKeyFile(requireFlag(values.key, "--key", "push"));
+    if (key !== undefined && input !== undefined && cache !== undefined) {
       requireTrustedSigningKey(key, cache.publicKeys, input.fleetFile);
     }
     const store = await openStore(to);
@@ -133,19 +155,31 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
     try {
       const roots = await resolvePushInstallables(positionals, process.cwd());
       const progress = new PushProgress(io.stderr);
-      const summary = await pushClosure({
+      const common = {
         signal: trap.signal,
         store,
         roots,
-        key,
         compression,
         jobs,
         ...(level !== undefined ? { level } : {}),
-        createCache: true,
-        ...(values.resign ? { resign: true } : {}),
         onEvent: progress.onEvent,
         // No collection of the cache sweeps while the push runs (docs/cache-gc.md).
-        lease: { onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`) },
+        lease: { onEvent: (e: LeaseEvent) => io.stderr.write(`${formatLeaseEvent(e)}\n`) },
+      };
+      if (key === undefined) {
+        const nars = await pushNarsOnly(common).finally(() => progress.finish());
+        const { unsigned, presentPaths, ...rest } = nars;
+        writeJson(io, {
+          ...formatNarReport(unsigned, presentPaths),
+          summary: { ...rest, pushedPaths: undefined, cache: store.url },
+        });
+        return 0;
+      }
+      const summary = await pushClosure({
+        ...common,
+        key,
+        createCache: true,
+        ...(values.resign ? { resign: true } : {}),
       }).finally(() => progress.finish());
       const requests = store.requestStats?.();
       if (values.json) {

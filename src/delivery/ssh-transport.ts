@@ -57,6 +57,8 @@ export interface SshRun {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
+  /** The bytes the command wrote to stdout, kept or not (runOverSsh's `stdoutKept`). */
+  readonly stdoutBytes?: number;
 }
 
 /**
@@ -176,6 +178,8 @@ export async function runOverSsh(
     fresh?: boolean;
     signal?: AbortSignal;
     onStderrLine?: (line: string) => void;
+    /** The bytes of stdout kept (its end); the streamed run's default when omitted. */
+    stdoutKept?: number;
   } = {},
 ): Promise<SshRun> {
   // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
@@ -185,10 +189,11 @@ export async function runOverSsh(
     ...(options.input === undefined ? {} : { input: options.input }),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),
+    ...(options.stdoutKept === undefined ? {} : { stdoutKept: options.stdoutKept }),
   });
   if (r.error !== undefined) throw r.error;
   if (r.stopped) return { code: 255, stdout: "", stderr: `${r.stderr}aborted` };
-  return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
+  return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr, stdoutBytes: r.stdoutBytes };
 }
 
 export interface RunActivateOptions {

@@ -4,7 +4,7 @@
 // handed to Nix as an ssh_config file of nixship's own (NIX_SSHOPTS).
 import type { BuildPlace } from "../cache/local-nix.js";
 import { nixSshOpts } from "../delivery/ssh-config-for-nix.js";
-import { sshArgs } from "../delivery/ssh-transport.js";
+import { type SshTarget, sshArgs } from "../delivery/ssh-transport.js";
 import { InputError, UsageError } from "../errors.js";
 import { type BuilderMachine, formatBuilders, parseBuilderEntries } from "../fleet/builders.js";
 import { BUILD_HOST_PATTERN, type Fleet, sshDestination } from "../fleet/fleet.js";
@@ -19,6 +19,8 @@ export interface ResolvedBuildPlace {
   readonly builders: readonly BuilderMachine[];
   /** The build host's store (`ssh-ng://[USER@]HOST`), when the systems are built there. */
   readonly host: string | undefined;
+  /** The build host as ssh reaches it (the same destination, config and known_hosts). */
+  readonly hostSsh: SshTarget | undefined;
 }
 
 /** The place of the fleet's builds; `buildHost` (`--build-host`) wins over `build.host`. */
@@ -33,28 +35,46 @@ export async function resolveBuildPlace(
       `--build-host must be [USER@]HOST or a fleet host's name (got ${JSON.stringify(buildHost.slice(0, 80))})`,
     );
   }
-  const host = hostName === undefined ? undefined : buildHostStore(fleet, hostName);
+  const destination = hostName === undefined ? undefined : buildHostDestination(fleet, hostName);
+  const host = destination === undefined ? undefined : `ssh-ng://${destination}`;
+  const hostSsh: SshTarget | undefined =
+    destination === undefined
+      ? undefined
+      : {
+          name: host as string,
+          destination,
+          user: undefined,
+          configFile: fleet.ssh.configFile,
+          knownHosts: fleet.ssh.knownHosts,
+        };
   // A build host builds everything in its own store, with its own builders.
   const builders = host === undefined ? await readBuilders(fleet) : [];
   const maxJobs = build.maxJobs === undefined ? {} : { maxJobs: build.maxJobs };
-  if (host === undefined && builders.length === 0) return { place: maxJobs, builders, host };
+  if (host === undefined && builders.length === 0) {
+    return { place: maxJobs, builders, host, hostSsh };
+  }
   const sshOpts = await builderSshOpts(fleet);
   const place: BuildPlace = {
     ...maxJobs,
     sshOpts,
     ...(builders.length === 0 ? {} : { builders: formatBuilders(builders) }),
   };
-  return { place, builders, host };
+  return { place, builders, host, hostSsh };
 }
 
 /**
- * The store of build host `name` (`ssh-ng://[USER@]HOST`): a fleet host's name stands for its
+ * The ssh destination of build host `name` (`[USER@]HOST`): a fleet host's name stands for its
  * ssh destination, as the fleet's ssh user; anything else is taken as it is.
  */
-export function buildHostStore(fleet: Fleet, name: string): string {
+function buildHostDestination(fleet: Fleet, name: string): string {
   const host = fleet.hosts.find((h) => h.name === name);
-  if (host?.delivery !== "ssh") return `ssh-ng://${name}`;
-  return `ssh-ng://${fleet.ssh.user}@${sshDestination(host)}`;
+  if (host?.delivery !== "ssh") return name;
+  return `${fleet.ssh.user}@${sshDestination(host)}`;
+}
+
+/** The store of build host `name`: `ssh-ng://` and its destination. */
+export function buildHostStore(fleet: Fleet, name: string): string {
+  return `ssh-ng://${buildHostDestination(fleet, name)}`;
 }
 
 /** The fleet's builders: its own entries, or its machines file's, read and checked now. */

@@ -19,9 +19,11 @@ import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import { FLAKE_INSTALLABLE_PATTERN, formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
+import { buildHostSystemFiles } from "./build-host-files.js";
 import type { ResolvedBuildPlace } from "./build-place.js";
 import type { BuiltSystem } from "./events.js";
 import { localFlakeRef } from "./flake-source.js";
+import type { SystemFiles } from "./system-files.js";
 
 export interface BuildResult {
   readonly systems: readonly BuiltSystem[];
@@ -31,8 +33,17 @@ export interface BuildResult {
   readonly builtOn: readonly { readonly builder: string; readonly derivations: number }[];
   /** Builders Nix could not use, although the build succeeded without them. */
   readonly unusable: readonly BuilderFailure[];
-  /** The build host whose store built the systems, which were copied back to the deployer. */
+  /** The build host whose store built the systems. */
   readonly host: string | undefined;
+  /** Systems whose closures were left in the build host's store (it pushes them itself). */
+  readonly leftOnHost: LeftOnHost | undefined;
+}
+
+/** Where systems left on the build host are: its store, and their files read over ssh. */
+export interface LeftOnHost {
+  readonly paths: ReadonlySet<StorePath>;
+  readonly nix: NixOptions;
+  readonly files: SystemFiles;
 }
 
 /**
@@ -43,6 +54,7 @@ async function evaluateAndBuild(
   outputs: readonly FlakeOutput[],
   nix: NixOptions,
   where: ResolvedBuildPlace | undefined,
+  copyBack = true,
 ): Promise<{ paths: StorePath[]; built: BuiltDerivations }> {
   const drvs = await evaluateDerivations(outputs, nix);
   if (drvs.length === 0) {
@@ -50,7 +62,7 @@ async function evaluateAndBuild(
   }
   const built =
     where?.host !== undefined
-      ? await buildOnHost(drvs, where.host, where.place)
+      ? await buildOnHost(drvs, where.host, where.place, { copyBack })
       : await buildDerivations(drvs, nix, where?.place ?? {});
   const paths = drvs.map((drv, i) => {
     const out = built.byDrv.get(drv);
@@ -133,12 +145,16 @@ export async function resolvePushInstallables(
   return [...paths, ...(await resolveInstallables(others, nix))];
 }
 
-/** `where`: the fleet's builders or build host (build-place.ts); undefined: here alone. */
+/**
+ * `where`: the fleet's builders or build host (build-place.ts); undefined: here alone.
+ * `leaveOnHost`: the build host pushes the closures itself, so they are not copied back.
+ */
 export async function buildSystems(
   hosts: readonly FleetHost[],
   baseDir: string,
   nix: NixOptions = {},
   where?: ResolvedBuildPlace,
+  leaveOnHost = false,
 ): Promise<BuildResult> {
   const specs = new Map<string, string[]>();
   for (const host of hosts) {
@@ -147,9 +163,12 @@ export async function buildSystems(
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
   const outputs = await Promise.all(flakeSpecs.map((s) => flakeOutput(s, baseDir)));
-  const { paths, built } = await evaluateAndBuild(outputs, nix, where).catch((err: unknown) => {
-    throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
-  });
+  const onHost = leaveOnHost && where?.host !== undefined && where.hostSsh !== undefined;
+  const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost).catch(
+    (err: unknown) => {
+      throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
+    },
+  );
   const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, paths[i] as StorePath]));
   const given = [...specs.keys()].filter((s) => s.startsWith("/")) as StorePath[];
   const valid = await validPaths(given, nix);
@@ -178,6 +197,17 @@ export async function buildSystems(
     builtOn: built.builtOn,
     unusable: built.unusable,
     host: where?.host,
+    leftOnHost:
+      onHost && where?.host !== undefined && where.hostSsh !== undefined && paths.length > 0
+        ? {
+            paths: new Set(paths),
+            nix: {
+              store: where.host,
+              ...(where.place.sshOpts === undefined ? {} : { sshOpts: where.place.sshOpts }),
+            },
+            files: buildHostSystemFiles(where.hostSsh),
+          }
+        : undefined,
   };
 }
 

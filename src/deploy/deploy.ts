@@ -7,7 +7,6 @@ import { requireCacheInfo } from "../cache/cache-info.js";
 import { CacheLease } from "../cache/gc-lease.js";
 import type { NixOptions } from "../cache/local-nix.js";
 import { queryClosure, validPaths } from "../cache/local-nix.js";
-import { pushClosure } from "../cache/push.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
 import type {
   ChannelCapability,
@@ -44,8 +43,9 @@ import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
-import { bootParts, rebootChanges } from "./boot-parts.js";
+import { type bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
+import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { closureDiffs } from "./closure-diffs.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -53,9 +53,11 @@ import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { recordResults } from "./push-records.js";
+import { pushSystems } from "./push-systems.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
-import { readSystemHealth, withSystemHealth } from "./system-health.js";
+import { localSystemFiles, type SystemFiles } from "./system-files.js";
+import { withSystemHealth } from "./system-health.js";
 
 export interface DeployOptions {
   readonly fleet: Fleet;
@@ -293,6 +295,15 @@ export async function prepare(
       ? new Map<string, HostSecrets>()
       : await hostSecrets(fleet, hosts, await collectHostKeys(fleet, hosts));
   const where = await resolveBuildPlace(fleet, options.buildHost);
+  // A build host pushes the closures it built itself when it has nixship, for a deploy that
+  // pushes to a cache its hosts substitute from; else they come back here for the push.
+  const pusher =
+    where.hostSsh === undefined ||
+    fleet.cache === undefined ||
+    options.key === undefined ||
+    !execute
+      ? undefined
+      : await choosePusher(where.hostSsh, fleet.cache, options.serveCache !== undefined);
   emit({
     type: "build-start",
     systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
@@ -301,13 +312,30 @@ export async function prepare(
     ...(where.host === undefined ? {} : { buildHost: where.host }),
   });
   const buildStart = performance.now();
-  const built = await buildSystems(hosts, options.fleetDir, options.nix, where);
+  const built = await buildSystems(
+    hosts,
+    options.fleetDir,
+    options.nix,
+    where,
+    pusher?.kind === "nixship",
+  );
   emit({
     type: "build-done",
     seconds: (performance.now() - buildStart) / 1000,
     systems: built.systems,
     ...(built.builtOn.length === 0 ? {} : { builtOn: built.builtOn }),
     ...(built.host === undefined ? {} : { buildHost: built.host }),
+    ...(built.host === undefined
+      ? {}
+      : {
+          closures:
+            built.leftOnHost !== undefined && pusher?.kind === "nixship"
+              ? { way: "from-host", nixship: pusher.version }
+              : {
+                  way: "copied-back",
+                  ...(pusher?.kind === "copy-back" ? { why: pusher.why } : {}),
+                },
+        }),
     ...(built.unusable.length === 0
       ? {}
       : { unusable: built.unusable.map(({ builder, kind, said }) => ({ builder, kind, said })) }),
@@ -315,7 +343,7 @@ export async function prepare(
   // The checks each system declares itself (nixship/health.json), read once per system.
   const systemHealth = new Map<StorePath, HealthChecks>();
   for (const path of new Set(built.byHost.values())) {
-    const health = await readSystemHealth(path);
+    const health = await systemFiles(built, path).health(path);
     if (health !== undefined) systemHealth.set(path, health);
   }
   const nothingServed = {
@@ -329,29 +357,27 @@ export async function prepare(
   if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
   throwIfInterrupted(options.signal);
 
-  emit({ type: "push-start", cache: fleet.cache.url });
   const store = await openStore(fleet.cache.url);
   try {
-    const summary = await pushClosure({
+    // The age package the hosts decrypt secrets with, when the fleet names one, is realised
+    // from the cache like the systems.
+    const roots = [
+      ...new Set([
+        ...built.byHost.values(),
+        ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
+      ]),
+    ];
+    await pushSystems({
+      cacheUrl: fleet.cache.url,
       store,
-      // The age package the hosts decrypt secrets with, when the fleet names one, is realised
-      // from the cache like the systems.
-      roots: [
-        ...new Set([
-          ...built.byHost.values(),
-          ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
-        ]),
-      ],
+      roots,
       key: options.key,
-      compression: "zstd",
+      built,
+      pusher,
+      hostSsh: where.hostSsh,
+      emit,
       ...(options.nix ? { nix: options.nix } : {}),
-    });
-    emit({
-      type: "push-done",
-      seconds: summary.seconds,
-      pushed: summary.pushed,
-      alreadyPresent: summary.alreadyPresent,
-      fileBytes: summary.fileBytes,
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     if (options.serveCache === undefined) {
       await store.close();
@@ -410,6 +436,14 @@ export function deployRequest(
   });
 }
 
+/** Where a built system's own files are read: the build host's store when it stayed there. */
+function systemFiles(
+  built: Partial<Pick<BuildResult, "leftOnHost">>,
+  path: StorePath,
+): SystemFiles {
+  return built.leftOnHost?.paths.has(path) ? built.leftOnHost.files : localSystemFiles;
+}
+
 // --- survey ---------------------------------------------------------------------------------
 
 /** What the survey found: each host's state, and the closures the planner needs. */
@@ -427,19 +461,26 @@ export interface Survey {
 export async function survey(
   delivery: Pick<Delivery, "status">,
   hosts: readonly FleetHost[],
-  built: Pick<BuildResult, "byHost">,
+  built: Pick<BuildResult, "byHost"> & Partial<Pick<BuildResult, "leftOnHost">>,
   options: Pick<DeployOptions, "nix" | "signal" | "waitReachable" | "emit">,
 ): Promise<Survey> {
   const pathInfos = new Map<StorePath, ClosureInfo>();
   const desired = [...new Set(built.byHost.values())];
-  for (const info of await queryClosure(desired, options.nix)) pathInfos.set(info.path, info);
+  // Systems left on the build host are described by its Nix; the others by the local one.
+  const onHost = built.leftOnHost;
+  const here = desired.filter((p) => !onHost?.paths.has(p));
+  for (const info of await queryClosure(here, options.nix)) pathInfos.set(info.path, info);
+  if (onHost !== undefined) {
+    const there = desired.filter((p) => onHost.paths.has(p));
+    for (const info of await queryClosure(there, onHost.nix)) pathInfos.set(info.path, info);
+  }
   // Every host is asked about the union of the desired closures: one list, however many
   // systems; the planner keeps what each host's own closure needs.
   const asked = pathInfos.size <= MAX_ASKED_PATHS ? [...pathInfos.keys()] : [];
   // Each desired system's kernel, initrd and modules, read once.
   const parts = new Map<StorePath, ReturnType<typeof bootParts>>();
   const partsOf = (path: StorePath) => {
-    const known = parts.get(path) ?? bootParts(path);
+    const known = parts.get(path) ?? systemFiles(built, path).bootParts(path);
     parts.set(path, known);
     return known;
   };

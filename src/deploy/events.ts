@@ -40,11 +40,16 @@ export type DeployEvent =
       readonly systems: readonly BuiltSystem[];
       /** Other machines that built derivations, with how many (none: all built here). */
       readonly builtOn?: readonly { readonly builder: string; readonly derivations: number }[];
-      /**
-       * The build host that built the systems: its closures were copied back to the deployer,
-       * which pushes them (the signing key stays here).
-       */
+      /** The build host that built the systems. */
       readonly buildHost?: string;
+      /**
+       * With a build host, how its closures reach the cache (the signing key stays here either
+       * way): `from-host`, its nixship pushes the NARs and the deployer signs and commits the
+       * narinfos; `copied-back`, copied into the deployer's store, which pushes them, and why.
+       */
+      readonly closures?:
+        | { readonly way: "from-host"; readonly nixship: string }
+        | { readonly way: "copied-back"; readonly why?: string };
       /** Builders Nix could not use; the build succeeded without them. */
       readonly unusable?: readonly {
         readonly builder: string;
@@ -52,7 +57,12 @@ export type DeployEvent =
         readonly said: readonly string[];
       }[];
     }
-  | { readonly type: "push-start"; readonly cache: string }
+  | {
+      readonly type: "push-start";
+      readonly cache: string;
+      /** The build host the NARs are pushed from (its nixship; the deployer signs). */
+      readonly from?: string;
+    }
   /**
    * A garbage collection of the cache runs: the deploy waits for it before its push (and at
    * most until its lock lapses); `lease-renew-failed`: a collection may start meanwhile.
@@ -72,6 +82,8 @@ export type DeployEvent =
       readonly pushed: number;
       readonly alreadyPresent: number;
       readonly fileBytes: number;
+      /** The build host the NARs were pushed from; absent: from the deployer. */
+      readonly from?: string;
     }
   /**
    * The running systems' closures the plan's diffs needed were read from the fleet's cache:

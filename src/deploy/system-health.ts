@@ -23,9 +23,9 @@ import { readFileBounded } from "../util/bounded-file.js";
 /** Where in a system its own checks are. */
 export const SYSTEM_HEALTH_FILE = "nixship/health.json";
 /** Far more than any list of checks. */
-const SYSTEM_HEALTH_LIMIT = 64 * 1024;
+export const SYSTEM_HEALTH_LIMIT = 64 * 1024;
 
-/** The checks `system` declares, or undefined when it declares none. */
+/** The checks `system` declares, or undefined when it declares none (the local store). */
 export async function readSystemHealth(system: StorePath): Promise<HealthChecks | undefined> {
   const file = join(system, SYSTEM_HEALTH_FILE);
   const bytes = await readFileBounded(file, SYSTEM_HEALTH_LIMIT, (size) =>
@@ -34,7 +34,14 @@ export async function readSystemHealth(system: StorePath): Promise<HealthChecks 
     if ((err as NodeJS.ErrnoException).code === "ENOTFILE") throw bad(file, "not a regular file");
     throw err;
   });
-  if (bytes === undefined) return undefined;
+  return bytes === undefined ? undefined : parseSystemHealth(bytes, file);
+}
+
+/** The checks in `bytes`, the content of `file` (a system's nixship/health.json). */
+export function parseSystemHealth(bytes: Buffer, file: string): HealthChecks | undefined {
+  if (bytes.length > SYSTEM_HEALTH_LIMIT) {
+    throw bad(file, `more than ${SYSTEM_HEALTH_LIMIT} bytes; a system's checks take at most that`);
+  }
   const problems = new Problems();
   const health = readHealth(
     parseJsonText(bytes.toString("utf8"), file),

@@ -2,12 +2,14 @@
 // (build.host), probed over a new ssh connection with host keys checked as Nix will check them
 // (its entry's PUBLIC_HOST_KEY, else the fleet's known_hosts), for its Nix, nix-daemon (what
 // ssh-ng:// runs) and its own system; then whether every system the selected hosts need is
-// served by a builder that answered, or by the deployer itself.
+// served by a builder that answered, or by the deployer itself; and, for the build host, which
+// way its closures reach the cache (pushed from there by its nixship, or copied back).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SshTarget, sshArgs } from "../delivery/ssh-transport.js";
 import { neededSystemTypes } from "../deploy/build.js";
+import { probeBuildHost } from "../deploy/build-host-push.js";
 import { buildHostStore, readBuilders } from "../deploy/build-place.js";
 import { NixshipError } from "../errors.js";
 import {
@@ -64,7 +66,45 @@ export async function checkBuilders(input: BuilderCheckInput): Promise<Check[]> 
     fleet.build.host === undefined ? undefined : hostMachine(fleet, fleet.build.host);
   const all = buildHost === undefined ? machines : [buildHost];
   const probed = await mapLimit(all, BUILDER_JOBS, (m) => probeBuilder(fleet, m));
-  return [...probed.flatMap((p) => p.checks), ...(await checkSystems(input, probed, buildHost))];
+  const push =
+    buildHost === undefined || probed[0]?.system === undefined
+      ? []
+      : [await checkBuildHostPush(fleet, buildHost)];
+  return [
+    ...probed.flatMap((p) => p.checks),
+    ...push,
+    ...(await checkSystems(input, probed, buildHost)),
+  ];
+}
+
+/**
+ * How a deploy's closures built on the build host reach the cache: pushed from there by its
+ * nixship (deploy/build-host-push.ts), or copied back here, and why. Either is a working setup.
+ */
+async function checkBuildHostPush(fleet: Fleet, machine: BuilderMachine): Promise<Check> {
+  const area = `builder ${machine.uri}`;
+  if (fleet.cache !== undefined && !fleet.cache.url.startsWith("s3://")) {
+    return ok(
+      area,
+      "push",
+      `closures are copied back to the deployer: the cache ${fleet.cache.url} is not an object store ${machine.uri} can write`,
+    );
+  }
+  const { user, host } = builderAddress(machine.uri);
+  const found = await probeBuildHost({
+    name: machine.uri,
+    destination: user === undefined ? host : `${user}@${host}`,
+    user: undefined,
+    configFile: fleet.ssh.configFile,
+    knownHosts: fleet.ssh.knownHosts,
+  });
+  return found.kind === "nixship"
+    ? ok(
+        area,
+        "push",
+        `nixship ${found.version} (${found.command}) pushes the NARs from there; the deployer signs`,
+      )
+    : ok(area, "push", `closures are copied back to the deployer: ${found.why}`);
 }
 
 /** The build host as a builder of its own system (which the probe reads). */

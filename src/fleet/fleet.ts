@@ -117,7 +117,8 @@ export interface BuildSettings {
   readonly builders: BuildersSpec | undefined;
   /**
    * `[USER@]HOST` (or a fleet host's name): the systems are evaluated here and built in that
-   * host's store over ssh-ng, then copied back for the push.
+   * host's store over ssh-ng, then pushed from there by its nixship (signed here), or copied
+   * back for the push.
    */
   readonly host: string | undefined;
   /** Nix's `--max-jobs` for the deployer itself: 0 builds nothing here (only on builders). */

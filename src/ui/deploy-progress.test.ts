@@ -186,6 +186,53 @@ describe("plain", () => {
   });
 });
 
+describe("a build host's closures", () => {
+  const lines = (events: DeployEvent[]) => {
+    const s = sink(false);
+    const r = createDeployRenderer(s.out, "plain");
+    for (const e of events) r.onEvent(e);
+    r.finish();
+    return s.text().trim().split("\n");
+  };
+  const built = (closures: Extract<DeployEvent, { type: "build-done" }>["closures"]) =>
+    ({
+      type: "build-done",
+      seconds: 2,
+      systems: [{ spec: ".#web", path: desired, hosts: ["web1"] }],
+      buildHost: "ssh-ng://bh",
+      closures,
+    }) as const;
+
+  it("says when they were pushed from the build host, and signed here", () => {
+    expect(
+      lines([
+        built({ way: "from-host", nixship: "0.1.0" }),
+        { type: "push-start", cache: "s3://c", from: "ssh-ng://bh" },
+        {
+          type: "push-done",
+          seconds: 1,
+          pushed: 3,
+          alreadyPresent: 1,
+          fileBytes: 1000,
+          from: "ssh-ng://bh",
+        },
+      ]),
+    ).toEqual([
+      "built 1 system in 2.0s on ssh-ng://bh; its closure stays there, pushed from ssh-ng://bh (nixship 0.1.0 there) and signed here",
+      "pushing to s3://c from ssh-ng://bh (signed here)",
+      "pushed 3 paths (1.00 kB) from ssh-ng://bh in 1.0s; 1 already there",
+    ]);
+  });
+
+  it("says when they were copied back, and why", () => {
+    expect(
+      lines([built({ way: "copied-back", why: "nixship is not installed on ssh-ng://bh" })]),
+    ).toEqual([
+      "built 1 system in 2.0s on ssh-ng://bh; copied back to the deployer for the push (nixship is not installed on ssh-ng://bh)",
+    ]);
+  });
+});
+
 describe("terminal", () => {
   beforeEach(() => {
     vi.useFakeTimers();

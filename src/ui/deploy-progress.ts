@@ -76,7 +76,9 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "build-done":
       return describeBuildDone(event);
     case "push-start":
-      return `pushing to ${event.cache}`;
+      return event.from === undefined
+        ? `pushing to ${event.cache}`
+        : `pushing to ${event.cache} from ${event.from} (signed here)`;
     case "gc-wait":
       return `waiting for the cache's garbage collection to finish (${event.by}, since ${event.since}; it lets go by ${event.until} at the latest)`;
     case "lease-renew-failed":
@@ -85,7 +87,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `warning: ${event.message} (the dashboard will not show this rollout as it runs)`;
     case "push-done": {
       const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
-      return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)}) in ${formatDuration(event.seconds)}${present}`;
+      const from = event.from === undefined ? "" : ` from ${event.from}`;
+      return `pushed ${plural(event.pushed, "path")} (${formatBytes(event.fileBytes)})${from} in ${formatDuration(event.seconds)}${present}`;
     }
     case "diff-read": {
       const stopped = event.stopped ? `; stopped at the bound of ${event.limit}` : "";
@@ -337,13 +340,17 @@ function describeBuildStart(event: Extract<DeployEvent, { type: "build-start" }>
   return what;
 }
 
-/** Where the systems were built, said plainly: a build host's closures came back here. */
+/** Where the systems were built, said plainly, and whether a build host's closures came here. */
 function describeBuildDone(event: Extract<DeployEvent, { type: "build-done" }>): string {
   const lines = [
     `built ${plural(event.systems.length, "system")} in ${formatDuration(event.seconds)}`,
   ];
   if (event.buildHost !== undefined) {
-    lines[0] += ` on ${event.buildHost}; copied back to the deployer for the push`;
+    const c = event.closures;
+    lines[0] +=
+      c?.way === "from-host"
+        ? ` on ${event.buildHost}; its closure stays there, pushed from ${event.buildHost} (nixship ${c.nixship} there) and signed here`
+        : ` on ${event.buildHost}; copied back to the deployer for the push${c?.why ? ` (${c.why})` : ""}`;
   } else if (event.builtOn !== undefined && event.builtOn.length > 0) {
     const on = event.builtOn.map((b) => `${plural(b.derivations, "derivation")} on ${b.builder}`);
     lines[0] += ` (${on.join(", ")})`;

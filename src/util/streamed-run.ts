@@ -27,6 +27,8 @@ export interface StreamedRunOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Each non-empty stderr line, control characters removed, as it comes. */
   readonly onStderrLine?: (line: string) => void;
+  /** The bytes of stdout kept (its end); STDOUT_KEPT when omitted. */
+  readonly stdoutKept?: number;
 }
 
 export interface StreamedRun {
@@ -34,6 +36,8 @@ export interface StreamedRun {
   readonly code: number | null;
   readonly killedBy: NodeJS.Signals | null;
   readonly stdout: string;
+  /** The bytes the child wrote to stdout, kept or not: more than were kept means cut. */
+  readonly stdoutBytes: number;
   readonly stderr: string;
   /** Set when the signal stopped it. */
   readonly stopped: boolean;
@@ -52,8 +56,10 @@ export function runStreamed(
       ...(options.detached ? { detached: true } : {}),
       ...(options.env ? { env: options.env } : {}),
     });
+    const kept = options.stdoutKept ?? STDOUT_KEPT;
     let out: Buffer[] = [];
     let outBytes = 0;
+    let stdoutBytes = 0;
     let stderr = "";
     let partial = "";
     let cutting = false;
@@ -62,9 +68,10 @@ export function runStreamed(
     proc.stdout.on("data", (d: Buffer) => {
       out.push(d);
       outBytes += d.length;
-      if (outBytes > 2 * STDOUT_KEPT) {
-        out = [Buffer.concat(out).subarray(-STDOUT_KEPT)];
-        outBytes = STDOUT_KEPT;
+      stdoutBytes += d.length;
+      if (outBytes > 2 * kept) {
+        out = [Buffer.concat(out).subarray(-kept)];
+        outBytes = kept;
       }
     });
     const emit = options.onStderrLine;
@@ -107,7 +114,8 @@ export function runStreamed(
       resolve({
         code,
         killedBy: signal,
-        stdout: Buffer.concat(out).subarray(-STDOUT_KEPT).toString("utf8"),
+        stdout: Buffer.concat(out).subarray(-kept).toString("utf8"),
+        stdoutBytes,
         stderr,
         stopped,
         ...(failed === undefined ? {} : { error: failed }),

@@ -1,0 +1,79 @@
+// A deploy's push of what it built into the fleet's cache: from the build host where its
+// nixship pushes the closures left there (build-host-push.ts), and from the deployer's store
+// for the rest (systems given as store paths, the age package); one push-start and one
+// push-done event either way, naming the build host when the NARs came from there.
+
+import type { NixOptions } from "../cache/local-nix.js";
+import { pushClosure } from "../cache/push.js";
+import type { SshTarget } from "../delivery/ssh-transport.js";
+import type { SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import type { ObjectStore } from "../store/object-store.js";
+import type { BuildResult } from "./build.js";
+import { type BuildHostPusher, pushFromBuildHost } from "./build-host-push.js";
+import type { DeployEvent } from "./events.js";
+
+export interface PushSystemsInput {
+  /** The fleet's cache: its URL as the fleet names it (the build host opens the same), open. */
+  readonly cacheUrl: string;
+  readonly store: ObjectStore;
+  /** The closures to push: the systems, and what else the hosts realise from the cache. */
+  readonly roots: readonly StorePath[];
+  readonly key: SecretKey;
+  readonly built: Pick<BuildResult, "host" | "leftOnHost">;
+  /** Whether the build host pushes (undefined: there is none, or the deploy does not push). */
+  readonly pusher: BuildHostPusher | undefined;
+  readonly hostSsh: SshTarget | undefined;
+  readonly emit: (event: DeployEvent) => void;
+  readonly nix?: NixOptions;
+  readonly signal?: AbortSignal;
+}
+
+export async function pushSystems(input: PushSystemsInput): Promise<void> {
+  const { store, built, emit } = input;
+  const onHost = built.leftOnHost;
+  const nixship = input.pusher?.kind === "nixship" ? input.pusher : undefined;
+  const fromHost =
+    onHost !== undefined && nixship !== undefined && input.hostSsh !== undefined
+      ? { onHost, nixship, target: input.hostSsh }
+      : undefined;
+  emit({
+    type: "push-start",
+    cache: input.cacheUrl,
+    ...(fromHost === undefined ? {} : { from: fromHost.target.name }),
+  });
+  const started = performance.now();
+  const remote =
+    fromHost === undefined
+      ? undefined
+      : await pushFromBuildHost({
+          target: fromHost.target,
+          nixship: fromHost.nixship.command,
+          hostStore: fromHost.onHost.nix.store ?? "",
+          sshOpts: fromHost.onHost.nix.sshOpts,
+          cacheUrl: input.cacheUrl,
+          store,
+          key: input.key,
+          roots: input.roots.filter((p) => fromHost.onHost.paths.has(p)),
+          ...(input.signal ? { signal: input.signal } : {}),
+        });
+  const here = input.roots.filter((p) => remote === undefined || !onHost?.paths.has(p));
+  const local =
+    here.length === 0
+      ? { pushed: 0, alreadyPresent: 0, fileBytes: 0 }
+      : await pushClosure({
+          store,
+          roots: here,
+          key: input.key,
+          compression: "zstd",
+          ...(input.nix ? { nix: input.nix } : {}),
+        });
+  emit({
+    type: "push-done",
+    seconds: (performance.now() - started) / 1000,
+    pushed: local.pushed + (remote?.committed.length ?? 0),
+    alreadyPresent: local.alreadyPresent + (remote?.alreadyPresent ?? 0),
+    fileBytes: local.fileBytes + (remote?.fileBytes ?? 0),
+    ...(fromHost === undefined ? {} : { from: fromHost.target.name }),
+  });
+}

@@ -1,0 +1,242 @@
+// Issue 34's push from the build host, on a lab of three hosts with the real Nix, sshd and an
+// S3 cache (s3rver on the lab's bridge, through the real AWS SDK): dp1 runs a system whose
+// sw/bin has nixship (this worktree's, through a wrapper) and has its own S3 credentials, so
+// it stores the NARs it built and the deployer only signs and commits the narinfos; the system
+// never enters the deployer's store, and dp2 deploys it from the cache. dp3 has no nixship at
+// first (the closure comes back, and the deploy says why), then one too old (the same), then
+// one that lies about a NarHash (refused by name, no narinfo written).
+import { randomUUID } from "node:crypto";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { narInfoKey } from "../src/cache/layout.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { openStore } from "../src/store/url.js";
+import { NIXSHIP_BIN, run } from "./support/cli.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { type DeployEventLine, deployEvents, servedBy } from "./support/lab-deploy.js";
+import { type S3Server, startS3Server } from "./support/s3-server.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+let s3: S3Server;
+let flakeDir: string;
+const nonce = randomUUID().slice(0, 8);
+
+/** This worktree's nixship, as a system's sw/bin would run it (the lab hosts see /work). */
+const NIXSHIP_WRAPPER = `#!/bin/sh\nexec ${process.execPath} ${NIXSHIP_BIN} "$@"`;
+/**
+ * A nixship that pushes the NARs as the real one does, then reports every NarHash as zeros:
+ * a build host whose nixship lies.
+ */
+const LYING_NIXSHIP = `#!/bin/sh
+case " $* " in
+  *" --nars-only "*) ${process.execPath} ${NIXSHIP_BIN} "$@" > /tmp/report.json || exit $?
+    sed -e 's/"narHash": "sha256:[0-9a-z]*"/"narHash": "sha256:${"0".repeat(52)}"/' /tmp/report.json ;;
+  *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
+esac`;
+
+const OLD_NIXSHIP = `#!/bin/sh
+case "$1" in
+  version) echo 0.0.9 ;;
+  *) echo "Usage: nixship push INSTALLABLE... --to CACHE_URL --key SECRET_FILE" ;;
+esac`;
+
+const SYSTEMS: Record<string, string> = {
+  // What runs on the build hosts: a system with nixship in sw/bin.
+  "bh-tools": `programs = { nixship = ${JSON.stringify(NIXSHIP_WRAPPER)}; };`,
+  "bh-liar": `programs = { nixship = ${nixString(LYING_NIXSHIP)}; };`,
+  // A nixship from before push --nars-only: it answers its version, and its push knows none.
+  "bh-old": `programs = { nixship = ${nixString(OLD_NIXSHIP)}; };`,
+  // What the build hosts build (fresh per run: no store has them). web-direct declares a check
+  // of its own, which the deployer reads in the build host's store.
+  "web-direct": 'checks = { commands = [ { run = "touch /run/direct-checked"; timeout = 5; } ]; };',
+  "web-copyback": "",
+  "web-lied": "",
+  "web-old": "",
+};
+
+/** A Nix '' string holding `text` as it is. */
+function nixString(text: string): string {
+  return `''${text.replaceAll("''", "'''").replaceAll("${", "''${")}''`;
+}
+
+beforeAll(async () => {
+  lab = await startSshLab("dp", 3);
+  s3 = await startS3Server("nixship-direct-push", { address: `10.231.${lab.info.number}.1` });
+  flakeDir = await mkdtemp(join(tmpdir(), "nixship-direct-flake-"));
+  await cp(join(EXAMPLES_DIR, "system.nix"), join(flakeDir, "system.nix"));
+  await cp(join(EXAMPLES_DIR, "web"), join(flakeDir, "web"), { recursive: true });
+  const packages = Object.entries(SYSTEMS).map(
+    ([name, extra]) =>
+      `${name} = import ./system.nix { system = "x86_64-linux"; name = "${name}"; version = "${name}-${nonce}"; ${extra} };`,
+  );
+  await writeFile(
+    join(flakeDir, "flake.nix"),
+    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
+  );
+  // The fleet's cache is the S3 bucket; the build hosts write it with credentials of their own.
+  const init = await lab.nixship(["cache", "init", s3.url]);
+  expect(init.code, init.stderr).toBe(0);
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
+  doc.cache.url = s3.url;
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  for (const host of ["dp1", "dp3"]) {
+    const r = await onHost(
+      host,
+      "umask 077; mkdir -p /root/.aws && cat > /root/.aws/credentials",
+      "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n",
+    );
+    expect(r.code, r.stderr).toBe(0);
+  }
+  await setSystem("dp1", "bh-tools");
+  const tools = await lab.deploy("--on", "dp1");
+  expect(tools.code, tools.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await lab?.down();
+  await s3?.close();
+  if (flakeDir) await rm(flakeDir, { recursive: true, force: true });
+});
+
+async function setSystem(host: string, system: string): Promise<void> {
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+    hosts: Record<string, { system: string }>;
+  };
+  (doc.hosts[host] as { system: string }).system = `path:${flakeDir}#${system}`;
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}
+
+function onHost(host: string, command: string, input?: string) {
+  return run("ssh", ["-F", join(lab.info.dir, "ssh_config"), host, command], {
+    ...(input === undefined ? {} : { input: Buffer.from(input) }),
+  });
+}
+
+const event = (events: DeployEventLine[], type: string) =>
+  events.find((e) => e.type === type) as Record<string, unknown> | undefined;
+
+async function cacheHas(paths: readonly string[]): Promise<boolean[]> {
+  const store = await openStore(s3.url);
+  try {
+    return await Promise.all(
+      paths.map(async (p) => (await store.head(narInfoKey(p as StorePath))) !== undefined),
+    );
+  } finally {
+    await store.close();
+  }
+}
+
+describe("a build host that pushes", () => {
+  it("pushes from the build host; the deployer signs; the closure never comes here", async () => {
+    await setSystem("dp2", "web-direct");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp1", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    const done = event(events, "build-done") as {
+      systems: { path: string }[];
+      closures: { way: string; nixship?: string };
+    };
+    expect(done.closures).toEqual({ way: "from-host", nixship: expect.stringMatching(/^\d+\./) });
+    expect(event(events, "push-done")).toMatchObject({ from: "ssh-ng://root@dp1" });
+    const path = done.systems[0]?.path ?? "";
+    expect(path).toMatch(/-example-web-system-direct$/);
+
+    // Not in the deployer's store, but in dp1's, where it was built.
+    const here = await run("nix-store", ["--check-validity", path]);
+    expect(here.code).not.toBe(0);
+    expect((await onHost("dp1", `nix-store --check-validity ${path}`)).code).toBe(0);
+    // Its whole closure is in the cache, signed by the deployer's key (the lab's cache.sec).
+    const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+      cache: { publicKeys: string[] };
+    };
+    const verify = await lab.nixship([
+      "verify",
+      "--cache",
+      s3.url,
+      "--trusted-key",
+      fleet.cache.publicKeys[0] ?? "",
+      path,
+      "--json",
+    ]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(JSON.parse(verify.stdout)).toMatchObject({ problems: [] });
+    // dp2 got it from the cache, and runs it; the check it declares (read on dp1) ran there.
+    expect(await servedBy(lab.info, "dp2")).toBe("web-direct");
+    expect((await onHost("dp2", "test -e /run/direct-checked")).code).toBe(0);
+  });
+
+  it("doctor says which way a build host's closures reach the cache", async () => {
+    const doctor = async (host: string) => {
+      const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { build?: object };
+      doc.build = { host };
+      await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+      const r = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--on", "dp2", "--json"]);
+      delete doc.build;
+      await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+      const checks = (JSON.parse(r.stdout) as { checks: Record<string, string>[] }).checks;
+      return checks.find((c) => c.area === `builder ssh-ng://root@${host}` && c.name === "push");
+    };
+    expect(await doctor("dp1")).toMatchObject({
+      status: "ok",
+      detail: expect.stringMatching(
+        /^nixship 0\.\d+\.\d+ \(\/run\/current-system\/sw\/bin\/nixship\) pushes the NARs from there; the deployer signs$/,
+      ),
+    });
+    expect(await doctor("dp3")).toMatchObject({
+      status: "ok",
+      detail:
+        "closures are copied back to the deployer: nixship is not installed on ssh-ng://root@dp3",
+    });
+  });
+
+  it("a build host without nixship: the closure is copied back, and the deploy says why", async () => {
+    await setSystem("dp2", "web-copyback");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /built 1 system in .* on ssh-ng:\/\/root@dp3; copied back to the deployer for the push \(nixship is not installed on ssh-ng:\/\/root@dp3\)/,
+    );
+    expect(r.stderr).not.toContain("pushed from");
+    expect(await servedBy(lab.info, "dp2")).toBe("web-copyback");
+  });
+
+  it("a build host whose nixship is too old: the closure is copied back, and the deploy says so", async () => {
+    await setSystem("dp3", "bh-old");
+    const old = await lab.deploy("--on", "dp3");
+    expect(old.code, old.stderr).toBe(0);
+    await setSystem("dp2", "web-old");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      "; copied back to the deployer for the push (nixship on ssh-ng://root@dp3 (/run/current-system/sw/bin/nixship 0.0.9) is too old to push NARs only)",
+    );
+    expect(await servedBy(lab.info, "dp2")).toBe("web-old");
+  });
+
+  it("a build host whose nixship lies about a NarHash is refused by name, before any narinfo", async () => {
+    await setSystem("dp3", "bh-liar");
+    const liar = await lab.deploy("--on", "dp3");
+    expect(liar.code, liar.stderr).toBe(0);
+    await setSystem("dp2", "web-lied");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
+    expect(r.code).toBe(1);
+    const refused = r.stderr.match(
+      /error: refused the push from ssh-ng:\/\/root@dp3: (\/nix\/store\/\S+) was reported with NarHash sha256:0{52}, but its Nix records sha256:[0-9a-z]{52}; no narinfo was written/,
+    );
+    expect(refused, r.stderr).not.toBeNull();
+    // The NARs are there (the liar stored them), but none of the paths it built has a narinfo.
+    const built = await onHost(
+      "dp3",
+      `nix-store -qR $(nix-store -q --outputs $(ls -d /nix/store/*-example-web-system-lied.drv))`,
+    );
+    const paths = built.stdout.trim().split("\n").filter(Boolean);
+    expect(paths).toContain(refused?.[1]);
+    const fresh = paths.filter((p) => p.includes("-lied"));
+    expect(fresh.length).toBeGreaterThanOrEqual(2);
+    expect(await cacheHas(fresh)).toEqual(fresh.map(() => false));
+    expect(await servedBy(lab.info, "dp2")).toBe("web-old");
+  });
+});
