@@ -44,7 +44,8 @@ alive() {
 
 # running_pid: prints the pid of the running example-web, if one runs. The command line must
 # be our server's (any version's: SHARE/bin/example-web serve SYSTEM), so that a stale pid file
-# can never make us signal somebody else.
+# can never make us signal somebody else. The second pattern is the Node.js service of the
+# example systems before nixship 0.1's light lab, which a lab host up since then may still run.
 running_pid() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
@@ -52,6 +53,7 @@ running_pid() {
   alive "$pid" || return 1
   case $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) in
     /*-example-web-share/bin/example-web\ serve\ ?*) ;;
+    /usr/bin/node\ /*-example-web-share/lib/example-web/server.mjs\ ?*) ;;
     *) return 1 ;;
   esac
   printf '%s\n' "$pid"
