@@ -44,8 +44,8 @@ alive() {
 
 # running_pid: prints the pid of the running example-web, if one runs. The command line must
 # be our server's (any version's: SHARE/bin/example-web serve SYSTEM), so that a stale pid file
-# can never make us signal somebody else. The second pattern is the Node.js service of the
-# example systems before nixship 0.1's light lab, which a lab host up since then may still run.
+# can never make us signal somebody else. The second pattern is the Node.js service that the
+# example systems ran before the light lab (issue 35): a lab host up since then may still run it.
 running_pid() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
