@@ -77,6 +77,21 @@ describe("the example flake", () => {
     expect(etcs.size, "every version has its own per-version path").toBe(EXAMPLE_SYSTEMS.length);
   });
 
+  it("compiles its web service without a warning (-Wall -Wextra)", async () => {
+    const r = await run("cc", [
+      "-std=c11",
+      "-O2",
+      "-Wall",
+      "-Wextra",
+      "-Werror",
+      "-c",
+      "-o",
+      "/dev/null",
+      `${EXAMPLES_DIR}/web/server.c`,
+    ]);
+    expect(r.code, `cc:\n${r.stdout}${r.stderr}`).toBe(0);
+  });
+
   it("has a shellcheck-clean switch-to-configuration in every system", async () => {
     const files = EXAMPLE_SYSTEMS.map((name) => `${systems[name]}/bin/switch-to-configuration`);
     const r = await run("shellcheck", ["--shell=sh", ...files]);
@@ -255,5 +270,71 @@ get v2.health /health
     expect(v("v2.current"), t).toBe(systems["web-v2"]);
     expect(v("v2.version.body"), t).toBe(versionJson("web-v2", "2"));
     expect(v("v2.health.status"), t).toBe("200");
+  });
+});
+
+describe("the example service on a throwaway host", () => {
+  it("answers HEAD and queries, bounds its requests, reads its token once, ignores SIGHUP and stops on SIGTERM", async () => {
+    const host = await runInThrowawayHost(
+      `
+act v1 "$web_v1" switch
+pid=$(cat /run/nixship-example-web.pid)
+put head "$(curl -sI --max-time 5 http://127.0.0.1:80/version | tr -d '\\r' | grep -i -e '^HTTP/' -e '^connection:' -e '^content-length:')"
+get query "/version?probe=1"
+get secret /secret
+put post.status "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:80/secret)"
+put big.status "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H "x-big: $(head -c 20000 /dev/zero | tr '\\0' a)" http://127.0.0.1:80/)"
+put bad.status "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' --request-target 'a b' http://127.0.0.1:80/)"
+# A client that connects and never sends its request does not keep the service from others.
+sleep 20 | curl -s --max-time 20 telnet://127.0.0.1:80 >/dev/null 2>&1 &
+tries=50
+until grep -qs '^ *[0-9]*: [0-9A-F]*:0050 [0-9A-F]*:[0-9A-F]* 01 ' /proc/net/tcp || [ "$tries" = 0 ]; do
+  tries=$((tries - 1))
+  sleep 0.1
+done
+get stalled /health
+
+mkdir -p /run/keys && printf 'the token' >/run/keys/web-token
+act v2 "$web_v2" switch
+put token.digest "$(printf 'the token' | sha256sum | cut -d' ' -f1)"
+printf 'another token' >/run/keys/web-token
+get token /secret
+pid=$(cat /run/nixship-example-web.pid)
+kill -s HUP "$pid"
+get hup /version
+kill -s TERM "$pid"
+tries=50
+while [ -e "/proc/$pid" ] && [ "$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)" != Z ] && [ "$tries" -gt 0 ]; do
+  tries=$((tries - 1))
+  sleep 0.1
+done
+state term "$pid"
+put log "$(cat /run/nixship-example-web.log)"
+`,
+      systemEnv(),
+    );
+    const t = host.transcript;
+    const v = (key: string) => host.get(key);
+    expect(v("head").split("|"), `HEAD /version\n${t}`).toEqual([
+      "HTTP/1.1 200 OK",
+      "connection: close",
+      `content-length: ${versionJson("web-v1", "1").length + 1}`,
+    ]);
+    expect([v("query.status"), v("query.body")], t).toEqual(["200", versionJson("web-v1", "1")]);
+    expect(v("secret.body"), `no token on the host\n${t}`).toBe(JSON.stringify({ sha256: null }));
+    expect(v("post.status"), `only GET and HEAD are routed\n${t}`).toBe("404");
+    expect(v("big.status"), `a request head past 8 KiB\n${t}`).toBe("431");
+    expect(v("bad.status"), `a malformed request line\n${t}`).toBe("400");
+    expect([v("stalled.status"), v("stalled.body")], t).toEqual(["200", "ok"]);
+    expect(v("token.body"), `the token as it was at start\n${t}`).toBe(
+      JSON.stringify({ sha256: v("token.digest") }),
+    );
+    expect(v("hup.body"), `SIGHUP is ignored\n${t}`).toBe(versionJson("web-v2", "2"));
+    expect(["gone", "Z"], `SIGTERM stops it\n${t}`).toContain(v("term"));
+    const log = v("log").split("|").slice(-2);
+    expect(log[0], t).toMatch(
+      /^\S+Z example-web: web-v2 \(\/nix\/store\/\S+-example-web-system-v2\) listening on 0\.0\.0\.0:80$/,
+    );
+    expect(log[1], t).toMatch(/^\S+Z example-web: web-v2 stopping on SIGTERM$/);
   });
 });

@@ -136,7 +136,7 @@ describe("the npm package (what buildNpmPackage installs)", () => {
       "src/host/activate.sh",
       "examples/flake.nix",
       "examples/system.nix",
-      "examples/web/server.mjs",
+      "examples/web/server.c",
     ]) {
       expect(packed, file).toContain(file);
     }
@@ -553,7 +553,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
     for (const shipped of pkg.files.filter((f) => f !== "dist")) {
       expect(files, shipped).toContain(shipped);
     }
-    expect(files).toContain("examples/web/server.mjs");
+    expect(files).toContain("examples/web/server.c");
     expect(
       files.filter((f) => f.startsWith("examples/aws") || f.startsWith("examples/ci")),
     ).toEqual([]);

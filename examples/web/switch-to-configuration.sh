@@ -6,8 +6,8 @@
 # service, points /run/current-system at itself, then waits forever, as a switch whose unit
 # never comes up would.
 # Like NixOS's own, it reports on stderr and leaves stdout to the caller. Its one service,
-# example-web, is an HTTP server on port 80 run by /usr/bin/node. Every path it writes is under
-# /run, which each (lab) host has to itself.
+# example-web, is an HTTP server on port 80, a small C program (web/server.c) that also waits
+# for itself to come up. Every path it writes is under /run, which each (lab) host has to itself.
 set -u
 PATH=/usr/bin:/bin
 export PATH
@@ -21,7 +21,7 @@ unit=example-web
 pidfile=/run/nixship-example-web.pid
 logfile=/run/nixship-example-web.log
 lockfile=/run/nixship-example-web.lock
-node=/usr/bin/node
+server=$share/bin/example-web
 start_timeout_ms=10000
 
 say() { printf '%s\n' "$*" >&2; }
@@ -43,14 +43,19 @@ alive() {
 }
 
 # running_pid: prints the pid of the running example-web, if one runs. The command line must
-# be our server's, so that a stale pid file can never make us signal somebody else.
+# be our server's (any version's: SHARE/bin/example-web serve SYSTEM), so that a stale pid file
+# can never make us signal somebody else. The second pattern is the Node.js service that the
+# example systems ran before the light lab (issue 35): a lab host up since then may still run it.
 running_pid() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
   case $pid in '' | *[!0-9]*) return 1 ;; esac
   alive "$pid" || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '/lib/example-web/server\.mjs$' ||
-    return 1
+  case $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) in
+    /*-example-web-share/bin/example-web\ serve\ ?*) ;;
+    /usr/bin/node\ /*-example-web-share/lib/example-web/server.mjs\ ?*) ;;
+    *) return 1 ;;
+  esac
   printf '%s\n' "$pid"
 }
 
@@ -108,13 +113,12 @@ start_service() {
   say "starting $unit ($name)"
   (
     cd / || exit 1
-    setsid env -i PATH=/usr/bin:/bin "$node" "$share/lib/example-web/server.mjs" "$out" \
-      </dev/null >>"$logfile" 2>&1 9>&- &
+    setsid env -i PATH=/usr/bin:/bin "$server" serve "$out" </dev/null >>"$logfile" 2>&1 9>&- &
     printf '%s\n' "$!" >"$pidfile.tmp"
   ) || return 1
   mv -f "$pidfile.tmp" "$pidfile" || return 1
   new_pid=$(cat "$pidfile")
-  if "$node" "$share/lib/example-web/wait-up.mjs" "$new_pid" "$out" "$start_timeout_ms"; then
+  if "$server" wait-up "$new_pid" "$out" "$start_timeout_ms"; then
     return 0
   fi
   alive "$new_pid" && kill -s KILL "$new_pid" 2>/dev/null
@@ -142,7 +146,7 @@ switch() {
   fi
   old_pid=$(running_pid) || old_pid=
   if [ -n "$old_pid" ] && [ "$(system_of "$old_pid")" = "$out" ] &&
-    "$node" "$share/lib/example-web/wait-up.mjs" "$old_pid" "$out" 2000 2>/dev/null; then
+    "$server" wait-up "$old_pid" "$out" 2000 2>/dev/null; then
     # NixOS leaves a unit whose configuration did not change alone; so do we.
     activate || exit 2
     say "$unit ($name) already runs this system; left running"
