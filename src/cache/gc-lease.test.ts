@@ -37,14 +37,23 @@ describe("leases and the collection lock", () => {
     const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
     const events: string[] = [];
     let leased = false;
+    let waiting: () => void = () => {};
+    const told = new Promise<void>((resolve) => {
+      waiting = resolve;
+    });
+    // Polls far apart: between the event (its lease just deleted) and its next try, nothing of
+    // it may be in the store.
     const pushing = CacheLease.take(store, "push", {
-      ...FAST,
-      onEvent: (e) => events.push(e.type),
+      pollMs: 2000,
+      onEvent: (e) => {
+        events.push(e.type);
+        waiting();
+      },
     }).then(async (lease) => {
       leased = true;
       await lease.release();
     });
-    await new Promise((r) => setTimeout(r, 150));
+    await told;
     expect(leased).toBe(false);
     expect(await keys("gc/leases/")).toEqual([]); // it stepped back while it waits
     await lock.release();
