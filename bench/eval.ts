@@ -7,7 +7,7 @@
 // and peak RSS, how they grow (a least-squares line) and whether parallel evaluation pays;
 // asserts nothing.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,7 +33,7 @@ import {
   readShimCalls,
   readShimExpressions,
 } from "./nix-shim.js";
-import { linearFit, mb, median, table } from "./stats.js";
+import { cpuTimes, linearFit, mb, median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 // Never a substituter: nothing here may leave the machine.
@@ -483,15 +483,9 @@ function s2(x: number | undefined): string {
   return x === undefined || !Number.isFinite(x) ? "n/a" : x.toFixed(2);
 }
 
-/** The whole machine's busy CPU seconds so far (all cores, from /proc/stat; USER_HZ 100). */
+/** The whole machine's busy CPU seconds so far (all cores; USER_HZ 100). */
 function machineCpuSeconds(): number {
-  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  return (total - (fields[3] ?? 0) - (fields[4] ?? 0)) / 100;
+  return cpuTimes().busy / 100;
 }
 
 /**

@@ -7,7 +7,7 @@
 // with the SSH handshakes each host accepted. Prints tables, ratios and whether the targets are
 // met (`--plot FILE` draws the scale curve as a PNG in Chromium); asserts nothing.
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { appendFile, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +20,7 @@ import { mapLimit } from "../src/util/pool.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { CgroupMeter, cgroupsAvailable, type RssPeak } from "./cgroup-meter.js";
 import { plotScale, type ScalePoint } from "./fleet-plot.js";
-import { linearFit, median, table } from "./stats.js";
+import { cpuTimes, linearFit, median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
@@ -800,19 +800,6 @@ function tail(text: string): string {
 
 function secs(n: number): string {
   return Number.isFinite(n) ? n.toFixed(2) : "n/a";
-}
-
-/** Busy and total jiffies of all CPUs, from /proc/stat. */
-function cpuTimes(): { busy: number; total: number } {
-  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  // idle and iowait
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { busy: total - idle, total };
 }
 
 function cpuBusySince(before: { busy: number; total: number }): number {

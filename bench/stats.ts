@@ -1,4 +1,6 @@
-// The benchmarks' shared arithmetic and layout: medians, megabytes and aligned text tables.
+// The benchmarks' shared arithmetic and layout: medians, megabytes and aligned text tables,
+// and the whole machine's CPU time.
+import { readFileSync } from "node:fs";
 
 /** The median of `values` (NaN for none); the mean of the middle two for an even count. */
 export function median(values: readonly number[]): number {
@@ -42,4 +44,16 @@ export function linearFit(points: readonly { readonly x: number; readonly y: num
   const syy = points.reduce((s, p) => s + (p.y - my) ** 2, 0);
   const slope = sxx === 0 ? Number.NaN : sxy / sxx;
   return { slope, intercept: my - slope * mx, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy) };
+}
+
+/** Busy and total jiffies of all CPUs so far, from /proc/stat (busy: all but idle and iowait). */
+export function cpuTimes(): { busy: number; total: number } {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
 }
