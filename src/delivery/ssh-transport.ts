@@ -12,12 +12,12 @@ import {
 } from "../host/activation.js";
 import type { ScriptRun } from "../host/activation-session.js";
 import { onCommandEnd } from "../util/command-end.js";
-import { runCommand } from "../util/run.js";
 import { privateRuntimeDir } from "../util/runtime-dir.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { withoutControls } from "../util/text.js";
 import { sshConfigValue } from "./ssh-config-for-nix.js";
+import { terminateMasters } from "./ssh-mux.js";
 
 export interface SshTarget {
   /** The host's name in the fleet, for messages. */
@@ -136,37 +136,27 @@ function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string
   return args;
 }
 
-/** The shared connections this process may have started, stopped when the command ends. */
-const masters = new Map<string, SshTarget>();
+/**
+ * The control-path prefixes (`DIR/TRUST-PID-`, one per trust configuration) under which this
+ * process may have started shared connections, stopped when the command ends.
+ */
+const masterPrefixes = new Set<string>();
 
 function rememberMaster(target: SshTarget): void {
-  const key = JSON.stringify([
-    target.configFile,
-    target.knownHosts,
-    target.user,
-    target.destination,
-  ]);
-  if (masters.size === 0) onCommandEnd(closeSharedConnections);
-  masters.set(key, target);
+  if (masterPrefixes.size === 0) onCommandEnd(closeSharedConnections);
+  masterPrefixes.add(`${controlPrefixFor(target.configFile, target.knownHosts)}${process.pid}-`);
 }
 
 /**
- * Stops the shared connections (ControlMaster) this process used (`ssh -O exit`, 5 s each),
- * so that none outlives the command: a master keeps the ssh client's pipes open, and with
- * them the deployer, for as long as it persists.
+ * Stops the shared connections (ControlMaster) this process started, each asked over its
+ * control socket as `ssh -O exit` does (5 s each, no process started), so that none outlives
+ * the command: a master keeps the ssh client's pipes open, and with them the deployer, for as
+ * long as it persists.
  */
 export async function closeSharedConnections(): Promise<void> {
-  const targets = [...masters.values()];
-  masters.clear();
-  await Promise.all(
-    targets.map((target) => {
-      const args = connectionArgs(target, {});
-      return runCommand("ssh", [...args.slice(0, -1), "-O", "exit", ...args.slice(-1)], {
-        okCodes: [0, 255],
-        signal: AbortSignal.timeout(5000),
-      }).catch(() => undefined);
-    }),
-  );
+  const prefixes = [...masterPrefixes];
+  masterPrefixes.clear();
+  await terminateMasters(prefixes);
 }
 
 /** Runs `command` (a shell command line) on the host, feeding `input` to its stdin. */

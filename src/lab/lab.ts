@@ -3,6 +3,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isPaused, setPaused } from "../agent/state.js";
+import { terminateMasters } from "../delivery/ssh-mux.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
@@ -33,7 +34,7 @@ import {
 import { writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
 import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
-import { clientSshConfig, knownHosts } from "./ssh-files.js";
+import { clientSshConfig, knownHosts, LAB_CONTROL_PREFIX } from "./ssh-files.js";
 
 /** Where labs live unless NIXSHIP_LAB_DIR says otherwise. */
 export const DEFAULT_LABS_DIR = "/var/lib/nixship/labs";
@@ -350,16 +351,8 @@ async function tearDown(name: string, number: number, dir: string): Promise<void
  * found by their control socket's directory.
  */
 async function closeSharedConnections(dir: string): Promise<void> {
-  const state = await readLabState(dir).catch(() => undefined);
   const config = join(dir, "ssh_config");
-  await Promise.all(
-    (state?.hosts ?? []).map((host) =>
-      runCommand("ssh", ["-F", config, "-O", "exit", host.name], {
-        okCodes: [0, 1, 255],
-        purpose: `close the shared connection to ${host.name}`,
-      }).catch(() => undefined),
-    ),
-  );
+  await terminateMasters([join(dir, LAB_CONTROL_PREFIX)]);
   // A runtime directory nixship refuses to use holds no connection of ours to stop.
   let deployer: string[] = [];
   try {

@@ -3,6 +3,9 @@
 import { join } from "node:path";
 import type { LabHostLayout, LabLayout } from "./layout.js";
 
+/** The lab ssh_config's control sockets: `DIR/cm-%C`. */
+export const LAB_CONTROL_PREFIX = "cm-";
+
 /** Where the host's sshd files are copied inside the host (its /run is its own tmpfs). */
 export const HOST_SSHD_DIR = "/run/nixship-lab";
 
@@ -60,7 +63,7 @@ export function clientSshConfig(lab: LabLayout): string {
       "  ServerAliveInterval 5",
       "  ServerAliveCountMax 3",
       "  ControlMaster auto",
-      `  ControlPath ${join(lab.dir, "cm-%C")}`,
+      `  ControlPath ${join(lab.dir, `${LAB_CONTROL_PREFIX}%C`)}`,
       "  ControlPersist 60",
     ].join("\n"),
   );
