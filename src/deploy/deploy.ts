@@ -649,8 +649,9 @@ export interface ExecuteInput {
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const { options, plan, delivery } = input;
   const { emit } = options;
+  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
   const requestFor = (planned: HostPlan) => {
-    const host = input.hosts.find((h) => h.name === planned.host);
+    const host = hostNamed.get(planned.host);
     return host === undefined ? undefined : input.request(host, planned);
   };
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
@@ -672,7 +673,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   if (options.async === true) {
     const publishOnly = publisherOf(delivery, input.mode);
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
-      const host = input.hosts.find((h) => h.name === p.host);
+      const host = hostNamed.get(p.host);
       return p.action !== "unreachable" && host !== undefined
         ? [{ host, request: input.request(host, p) }]
         : [];

@@ -353,6 +353,35 @@ describe("the rollout recorder", () => {
     await recorder.finish("succeeded");
   });
 
+  it("paces writes as hosts end by how long a write takes: a large record is not written back to back", async () => {
+    const { store: slow, puts } = countPuts(
+      wrapStore(store, {
+        put: async (key, body, options) => {
+          await sleep(50);
+          return await store.put(key, body, options);
+        },
+      }),
+    );
+    const hosts = Array.from({ length: 30 }, (_, i) => `web${i + 1}`);
+    const recorder = new RolloutRecorder(slow, { mode: "ssh", action: "switch" });
+    recorder.onEvent(waveStart(1, "main", hosts));
+    // 30 hosts end 10 ms apart: written back to back, that would be a write every 50 ms.
+    for (const host of hosts) {
+      recorder.onEvent(done(host, activated));
+      await sleep(10);
+    }
+    await vi.waitFor(
+      async () => {
+        const { record } = await storedRecord();
+        expect(record?.waves[0]?.hosts.every((h) => h.state === "confirmed")).toBe(true);
+      },
+      { timeout: 3000, interval: 20 },
+    );
+    // The wave's write, then one at most every 200 ms (4 × 50 ms) while ~300 ms of ends go by.
+    expect(puts.started).toBeLessThanOrEqual(4);
+    await recorder.finish("succeeded");
+  });
+
   it("tells a failed write once and never throws, to the last write", async () => {
     const { store: counted, puts } = countPuts(store, () => new Error("the disk is full"));
     const warnings: string[] = [];

@@ -1,6 +1,7 @@
 // Keeps a deploy's rollout record (status/rollout.ts) in the fleet's cache store while the deploy
-// runs: it follows the deploy's events, and writes the record at most every WRITE_EVERY ms, at
-// once when a wave starts or ends, and a last time when the deploy ends. Writes go one at a time
+// runs: it follows the deploy's events, and writes the record at most every WRITE_EVERY ms, soon
+// when a wave starts or a host ends (paced by how long writes take), and a last time when the
+// deploy ends. Writes go one at a time
 // and never hold the deploy up; a failed write is told once (onWarning) and the next change
 // tries again. The same recorder serves every delivery mode.
 import { randomBytes } from "node:crypto";
@@ -21,6 +22,14 @@ import type { DeployEvent, HostResult } from "./events.js";
 
 /** Least time between two writes of the record while hosts change. */
 const WRITE_EVERY = 1000;
+/**
+ * Least time between the end of a write and an urgent one (a wave started, a host ended): at
+ * least URGENT_GAP, and DUTY_FACTOR times as long as that write took, so that a large fleet's
+ * record (its size grows with the hosts) is not written back to back as its hosts end, one by
+ * one: writing takes at most 1 / (1 + DUTY_FACTOR) of the deploy's time.
+ */
+const URGENT_GAP = 100;
+const DUTY_FACTOR = 4;
 /** How long the last write may take when the deploy ends. */
 const FINAL_WRITE_DEADLINE = 10_000;
 
@@ -48,6 +57,8 @@ export class RolloutRecorder {
   #warned = false;
   /** A wave started or a host ended since the last write began: write as soon as possible. */
   #urgent = false;
+  /** performance.now() before which no urgent write starts (see URGENT_GAP). */
+  #urgentNotBefore = 0;
 
   constructor(store: ObjectStore, options: RolloutRecorderOptions) {
     this.#store = store;
@@ -156,7 +167,15 @@ export class RolloutRecorder {
       this.#urgent = true;
       clearTimeout(this.#timer);
       this.#timer = undefined;
-      void this.#flush();
+      const wait = this.#urgentNotBefore - performance.now();
+      if (wait <= 0) void this.#flush();
+      else {
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          void this.#flush();
+        }, wait);
+        this.#timer.unref();
+      }
     } else {
       this.#timer ??= setTimeout(() => {
         this.#timer = undefined;
@@ -175,7 +194,10 @@ export class RolloutRecorder {
   async #flush(): Promise<void> {
     if (this.#writing !== undefined) return;
     this.#urgent = false;
+    const started = performance.now();
     this.#writing = this.#write().finally(() => {
+      const ended = performance.now();
+      this.#urgentNotBefore = ended + Math.max(URGENT_GAP, DUTY_FACTOR * (ended - started));
       this.#writing = undefined;
       if (this.#dirty) this.#changed(this.#urgent);
     });

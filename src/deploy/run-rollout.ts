@@ -88,7 +88,12 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       stop(overBudget(failures, unreachable, policy.maxFailures), waves);
       break;
     }
-    const outcomes = await runWave(input, wave, Math.max(0, policy.maxFailures - failures));
+    const outcomes = await runWave(
+      input,
+      hostNamed,
+      wave,
+      Math.max(0, policy.maxFailures - failures),
+    );
     for (const r of outcomes) results.set(r.host, r);
     const waveFailures = outcomes.filter(isFailure).length;
     failures += waveFailures;
@@ -158,6 +163,7 @@ function overBudget(failures: number, unreachable: number, maxFailures: number):
 /** One wave through the delivery: every host's result, each reported once as it finishes. */
 async function runWave(
   input: RolloutInput,
+  hostNamed: ReadonlyMap<string, FleetHost>,
   wave: Wave<HostPlan>,
   failureBudget: number,
 ): Promise<HostResult[]> {
@@ -178,7 +184,7 @@ async function runWave(
     outcome,
   });
   const waveHosts = wave.hosts.map((p): WaveHost => {
-    const host = input.hosts.find((h) => h.name === p.host);
+    const host = hostNamed.get(p.host);
     if (host === undefined) throw new Error(`the plan names ${p.host}, which was not selected`);
     return { host, request: input.request(host, p) };
   });
