@@ -48,7 +48,7 @@ export function shardIndex(host: string, count: number): number {
  */
 export function signRelease(release: Release, key: SecretKey): SignedRelease {
   const count = Object.keys(release.hosts).length;
-  if (count <= SHARD_HOSTS) return { ...formatRelease(release, key), shards: [] };
+  if (count <= SHARD_HOSTS) return formatRelease(release, key);
   // formatRelease reads every entry back as a host will; its stored form is not kept.
   const checked = formatRelease(release, key).release;
   const shards = formatShards(checked);
@@ -117,7 +117,8 @@ export function parseShard(
   if (doc !== undefined) {
     const expected = { channel, count, index, seq, version: SHARDED_RELEASE_VERSION };
     for (const [key, want] of Object.entries(expected)) {
-      if (doc[key] !== want) problems.add([key], `must be ${JSON.stringify(want)}, as the release says`);
+      if (doc[key] !== want)
+        problems.add([key], `must be ${JSON.stringify(want)}, as the release says`);
     }
   }
   if (hosts !== undefined) {

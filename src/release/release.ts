@@ -400,7 +400,12 @@ function canonicalForms(
   const parts = new Map<string, string>(
     "hosts" in body
       ? [["hosts", `"hosts":${canonicalHosts(body.hosts)}`]]
-      : [["shards", `"shards":${canonicalJson(body.shards.map(({ digest, hosts }) => ({ digest, hosts })))}`]],
+      : [
+          [
+            "shards",
+            `"shards":${canonicalJson(body.shards.map(({ digest, hosts }) => ({ digest, hosts })))}`,
+          ],
+        ],
   );
   for (const key of Object.keys(fields)) {
     parts.set(key, `${JSON.stringify(key)}:${canonicalJson(fields[key])}`);
@@ -681,10 +686,7 @@ function readSignature(value: unknown, problems: Problems): string | undefined {
   return signature;
 }
 
-function readRelease(
-  value: unknown,
-  problems: Problems,
-): Omit<ReadValue, "signature"> | undefined {
+function readRelease(value: unknown, problems: Problems): Omit<ReadValue, "signature"> | undefined {
   const sharded = isJsonObject(value) && value.version === SHARDED_RELEASE_VERSION;
   const doc = readObject(value, [], problems, sharded ? KEYS.sharded : KEYS.release);
   if (doc === undefined) return undefined;

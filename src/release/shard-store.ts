@@ -3,10 +3,10 @@
 // never replaced. They sit outside `releases/`, so that listing a channel's releases never pages
 // through shards. Each read is bounded and checked against the digest the release signs.
 import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
 import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import type { PublicKey } from "../nix/keys.js";
 import {
   type ParsedHead,
   type ParsedRelease,
