@@ -600,24 +600,6 @@ export function verifyReleaseHead(
   }
 }
 
-/**
- * The release if one of the keys signed exactly these bytes, else undefined (malformed,
- * unsigned, untrusted or tampered: a reader passing over what no host would follow).
- */
-export function trustedRelease(
-  bytes: Uint8Array,
-  trustedKeys: readonly PublicKey[],
-  source: string,
-): SignedRelease | undefined {
-  try {
-    return verifyRelease(bytes, trustedKeys, source);
-  } catch (err) {
-    // A sharded release is read with its shards (release-store's readers), never passed over.
-    if (!(err instanceof InputError) || err.code === "release-sharded") throw err;
-    return undefined;
-  }
-}
-
 /** Whether a host that last applied `lastAppliedSeq` should apply `release`. */
 export function checkSequence(
   release: ReleaseHead,
