@@ -8,6 +8,7 @@ import { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
 import {
   canonicalHosts,
+  checkRelease,
   formatRelease,
   formatShardedHead,
   headOf,
@@ -49,8 +50,7 @@ export function shardIndex(host: string, count: number): number {
 export function signRelease(release: Release, key: SecretKey): SignedRelease {
   const count = Object.keys(release.hosts).length;
   if (count <= SHARD_HOSTS) return formatRelease(release, key);
-  // formatRelease reads every entry back as a host will; its stored form is not kept.
-  const checked = formatRelease(release, key).release;
+  const checked = checkRelease(release);
   const shards = formatShards(checked);
   const head = formatShardedHead(headOf(checked), shards, key);
   return joined(head, checked.hosts, shards);
@@ -175,5 +175,5 @@ function joined<T extends ParsedHead>(
   shards: readonly StoredShard[],
 ): ParsedRelease & Pick<T, "signature"> {
   const { head, hosts: _hosts, shards: _refs, ...rest } = parsed;
-  return { ...rest, release: { ...head, hosts }, shards };
+  return { ...rest, release: { ...head, hosts }, ...(shards.length > 0 ? { shards } : {}) };
 }

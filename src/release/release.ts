@@ -429,15 +429,22 @@ export function releaseDigest(bytes: Uint8Array): string {
  * this and the sharded form by the number of hosts.)
  */
 export function formatRelease(release: Release, key: SecretKey): SignedRelease {
-  const fields = { ...releaseJson(release), version: RELEASE_VERSION };
-  // Read the fields back as a host will, so nothing is published that hosts would refuse.
-  const read = readReleaseValue(fields, "the release to sign");
-  const hosts = read.hosts as Release["hosts"];
-  const { message } = canonicalForms(read.head, { hosts }, undefined);
+  const checked = checkRelease(release);
+  const body = { hosts: checked.hosts };
+  const { message } = canonicalForms(checked, body, undefined);
   const signature = signDetached(key, message);
-  const bytes = new Uint8Array(Buffer.from(canonicalForms(read.head, { hosts }, signature).stored));
-  const checked: Release = { ...read.head, hosts };
+  const bytes = new Uint8Array(Buffer.from(canonicalForms(checked, body, signature).stored));
   return { release: checked, signature, digest: releaseDigest(bytes), bytes, message };
+}
+
+/**
+ * `release` read back as a host reads a version 1 release (the version set to 1), so nothing is
+ * signed that hosts would refuse; an InputError (release-malformed) says what is wrong.
+ */
+export function checkRelease(release: Release): Release {
+  const fields = { ...releaseJson(release), version: RELEASE_VERSION };
+  const read = readReleaseValue(fields, "the release to sign");
+  return { ...read.head, hosts: read.hosts as Release["hosts"] };
 }
 
 /**
