@@ -527,4 +527,39 @@ describe("publishers racing on one channel (FsStore)", () => {
       }
     }
   });
+
+  it("keeps each winner's sharded release whole when publishers of sharded releases race", async () => {
+    const store = new FsStore(join(dir, "store"), { fsync: false });
+    const puts: { key: string; options?: PutOptions }[] = [];
+    const winners: SignedRelease[] = [];
+    for (let round = 0; round < 2; round++) {
+      const views = barrierViews(store, puts, round === 1);
+      // 300 hosts each; web1's system differs by publisher, so one shard differs and the
+      // others are the same bytes under the same keys.
+      const results = await Promise.allSettled(
+        views.map((view, i) =>
+          publishRelease(
+            view,
+            options({ hosts: { ...manyHosts(299), web1: { path: path("abcdfghi"[i] ?? "a") } } }),
+          ),
+        ),
+      );
+      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      expect(won).toHaveLength(1);
+      winners.push(won[0] as SignedRelease);
+    }
+    for (const w of winners) {
+      expect(w.shards).toHaveLength(2);
+      const read = await readSignedRelease(store, "prod", w.release.seq, trusted);
+      if (typeof read === "string") throw new Error(`release ${w.release.seq} is ${read}`);
+      expect(read.release).toEqual(w.release);
+    }
+    const channel = await readChannel(store, "prod");
+    if (channel.status !== "found") throw new Error("no channel");
+    const current = await loadVerifiedRelease(store, channel.bytes, trusted, "channel");
+    expect(current.release).toEqual(winners.at(-1)?.release);
+    // Shards are put before any release file, keyed by their digests.
+    const first = puts.findIndex((p) => p.key.startsWith("releases/"));
+    expect(puts.slice(0, first).every((p) => p.key.startsWith("release-shards/"))).toBe(true);
+  });
 });
