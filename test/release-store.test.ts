@@ -4,30 +4,54 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { trustedChannelRelease } from "../src/channel/trusted-release.js";
 import { OperationError } from "../src/errors.js";
 import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import type { SignedRelease } from "../src/release/release.js";
-import { releaseDigest, verifyRelease } from "../src/release/release.js";
+import {
+  formatRelease,
+  parseReleaseHead,
+  releaseDigest,
+  verifyRelease,
+} from "../src/release/release.js";
 import {
   channelKey,
+  listReleaseSeqs,
   listReleases,
   type PublishOptions,
   publishRelease,
   readChannel,
   readRelease,
+  readSignedRelease,
   releaseKey,
 } from "../src/release/release-store.js";
+import { loadRelease, loadVerifiedRelease, shardKeys } from "../src/release/shard-store.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { listAll, readAll } from "../src/store/helpers.js";
-import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
+import type { GetOptions, ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { rootsFromStore } from "../src/views/gc-roots.js";
+import { readReleaseShow } from "../src/views/release-view.js";
 import { type S3Server, startS3Server } from "./support/s3-server.js";
 
 const key = generateSecretKey("release-test-1");
 const trusted = [publicKeyOf(key)];
 const path = (c: string) => `/nix/store/${c.repeat(32)}-nixos-system-web` as StorePath;
+
+/** `count` hosts, each with a system of its own. */
+function manyHosts(count: number): Record<string, { path: StorePath }> {
+  const nix32 = "0123456789abcdfghijklmnpqrsvwxyz";
+  const hash = (i: number) =>
+    Array.from({ length: 32 }, (_, d) => nix32[Math.floor(i / 32 ** (d % 4)) % 32]).join("");
+  return Object.fromEntries(
+    Array.from({ length: count }, (_, i) => [
+      `host-${i}`,
+      { path: `/nix/store/${hash(i)}-nixos-system-host-${i}` as StorePath },
+    ]),
+  );
+}
 
 function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
   return {
@@ -100,6 +124,100 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       store = await open();
     });
     afterEach(() => store.close());
+
+    it("publishes a release of more than 256 hosts sharded, and its readers give back every entry", async () => {
+      const hosts = manyHosts(600);
+      const signed = await publishRelease(store, options({ hosts }));
+      expect(signed.release.version).toBe(2);
+      expect(signed.release.hosts).toEqual(hosts);
+      expect(signed.shards?.map((s) => s.hosts).reduce((a, b) => a + b)).toBe(600);
+      expect(signed.shards).toHaveLength(3);
+      // The shards sit outside releases/: listing the channel's releases pages through none.
+      const head = parseReleaseHead(signed.bytes, "head");
+      expect((await keys(store, "release-shards/")).sort()).toEqual(shardKeys(head).sort());
+      expect(await keys(store, "releases/prod/")).toEqual(["releases/prod/1.json"]);
+      expect(await listReleaseSeqs(store)).toEqual(new Map([["prod", [1]]]));
+      // The head is small (the digests of 3 shards), and the channel a copy of it.
+      expect(head.hosts).toBeUndefined();
+      expect(signed.bytes.length).toBeLessThan(1024);
+      const channel = await readChannel(store, "prod");
+      if (channel.status !== "found") throw new Error(`channel is ${channel.status}`);
+      expect(text(channel.bytes)).toBe(text(signed.bytes));
+
+      const read = await readSignedRelease(store, "prod", 1, trusted);
+      if (typeof read === "string") throw new Error(`release 1 is ${read}`);
+      expect(read.release).toEqual(signed.release);
+      expect(read.digest).toBe(signed.digest);
+      const whole = await loadVerifiedRelease(store, channel.bytes, trusted, channelKey("prod"));
+      expect(whole.release).toEqual(signed.release);
+      expect((await loadRelease(store, channel.bytes, "channel")).release.hosts).toEqual(hosts);
+      expect((await trustedChannelRelease(store, "prod", trusted))?.release).toEqual(
+        signed.release,
+      );
+      const [entry] = await listReleases(store, "prod");
+      expect(entry).toMatchObject({ status: "ok", seq: 1, hosts: 600, current: true });
+      const shown = await readReleaseShow(store, "prod", 1, trusted);
+      expect(shown.release).toEqual(signed.release);
+      const roots = await rootsFromStore(store, { keepReleases: 5 });
+      expect(roots.problems).toEqual([]);
+      for (const { path: p } of Object.values(hosts)) expect(roots.roots.has(p)).toBe(true);
+    });
+
+    it("refuses a sharded release whose shard is missing or changed, naming the shard and the release", async () => {
+      const signed = await publishRelease(store, options({ hosts: manyHosts(300) }));
+      const [first, second] = shardKeys(parseReleaseHead(signed.bytes, "head"));
+      if (first === undefined || second === undefined) throw new Error("not sharded");
+      await store.delete(first);
+      const load = () => loadVerifiedRelease(store, signed.bytes, trusted, "releases/prod/1.json");
+      await expect(load()).rejects.toMatchObject({
+        code: "release-shard-missing",
+        message: expect.stringContaining(
+          `${first}: shard 0 of release 1 of channel prod is missing`,
+        ),
+      });
+      await store.put(first, signed.shards?.[0]?.bytes ?? new Uint8Array());
+      const changed = text(await readAll(store, second)).replace("host-", "host-x");
+      await store.put(second, Buffer.from(changed));
+      await expect(load()).rejects.toMatchObject({
+        code: "release-shard-mismatch",
+        message: expect.stringContaining(
+          `${second}: shard 1 of release 1 of channel prod does not match the digest the signed release names`,
+        ),
+      });
+      // What no host would follow is passed over by the readers that look for a trusted release.
+      expect(await readSignedRelease(store, "prod", 1, trusted)).toBe("untrusted");
+      await expect(rootsFromStore(store, { keepReleases: 5 })).resolves.toMatchObject({
+        problems: expect.arrayContaining([expect.stringContaining(second)]),
+      });
+    });
+
+    it("refuses a sharded head signed by an untrusted key before reading any shard", async () => {
+      const other = generateSecretKey("release-other-1");
+      const signed = await publishRelease(store, options({ hosts: manyHosts(300), key: other }));
+      const gets: string[] = [];
+      const counted = wrap(store, {
+        get: ((k: string, o?: GetOptions) => {
+          gets.push(k);
+          return store.get(k, o);
+        }) as ObjectStore["get"],
+      });
+      await expect(
+        loadVerifiedRelease(counted, signed.bytes, trusted, "releases/prod/1.json"),
+      ).rejects.toMatchObject({ code: "release-untrusted-key" });
+      expect(await readSignedRelease(counted, "prod", 1, trusted)).toBe("untrusted");
+      expect(gets).toEqual(["releases/prod/1.json"]);
+    });
+
+    it("publishes a release of 256 hosts whole, as version 1, byte for byte", async () => {
+      const hosts = manyHosts(256);
+      const signed = await publishRelease(store, options({ hosts }));
+      expect(signed.release.version).toBe(1);
+      expect(await keys(store, "release-shards/")).toEqual([]);
+      const { created, expires } = signed.release;
+      const whole = formatRelease({ ...signed.release, created, expires }, key);
+      expect(text(signed.bytes)).toBe(text(whole.bytes));
+      expect(verifyRelease(signed.bytes, trusted, "release").release.hosts).toEqual(hosts);
+    });
 
     it("publishes over a channel that does not parse, after the listed releases", async () => {
       await publishRelease(store, options());
@@ -408,5 +526,40 @@ describe("publishers racing on one channel (FsStore)", () => {
         expect(put.options?.condition).toBeDefined();
       }
     }
+  });
+
+  it("keeps each winner's sharded release whole when publishers of sharded releases race", async () => {
+    const store = new FsStore(join(dir, "store"), { fsync: false });
+    const puts: { key: string; options?: PutOptions }[] = [];
+    const winners: SignedRelease[] = [];
+    for (let round = 0; round < 2; round++) {
+      const views = barrierViews(store, puts, round === 1);
+      // 300 hosts each; web1's system differs by publisher, so one shard differs and the
+      // others are the same bytes under the same keys.
+      const results = await Promise.allSettled(
+        views.map((view, i) =>
+          publishRelease(
+            view,
+            options({ hosts: { ...manyHosts(299), web1: { path: path("abcdfghi"[i] ?? "a") } } }),
+          ),
+        ),
+      );
+      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      expect(won).toHaveLength(1);
+      winners.push(won[0] as SignedRelease);
+    }
+    for (const w of winners) {
+      expect(w.shards).toHaveLength(2);
+      const read = await readSignedRelease(store, "prod", w.release.seq, trusted);
+      if (typeof read === "string") throw new Error(`release ${w.release.seq} is ${read}`);
+      expect(read.release).toEqual(w.release);
+    }
+    const channel = await readChannel(store, "prod");
+    if (channel.status !== "found") throw new Error("no channel");
+    const current = await loadVerifiedRelease(store, channel.bytes, trusted, "channel");
+    expect(current.release).toEqual(winners.at(-1)?.release);
+    // Shards are put before any release file, keyed by their digests.
+    const first = puts.findIndex((p) => p.key.startsWith("releases/"));
+    expect(puts.slice(0, first).every((p) => p.key.startsWith("release-shards/"))).toBe(true);
   });
 });

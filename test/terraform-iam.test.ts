@@ -162,6 +162,8 @@ const deny = (
   extra: Partial<Expectation> = {},
 ) => keys.map((key): Expectation => ({ role, action, key, expect: "deny", ...extra }));
 
+/** A shard of a sharded release (release 7 names its digest). */
+const SHARD = `release-shards/prod/7/0-${"b".repeat(64)}.json`;
 const STATUS_WEB1 = ["status/hosts/web1.json", "status/releases/prod/7/web1/success"];
 const STATUS_OTHERS = [
   "status/hosts/web2.json",
@@ -187,6 +189,7 @@ const HOST_READ: readonly Expectation[] = [
     `secrets/web1/${"a".repeat(64)}`,
     "channels/prod.json",
     "releases/prod/7.json",
+    SHARD,
     "status/hosts/web1.json",
     // Only 32 characters then .narinfo, at the store's root, is a narinfo.
     "status/hosts/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo",
@@ -194,7 +197,12 @@ const HOST_READ: readonly Expectation[] = [
 ];
 
 const AGENT: readonly Expectation[] = [
-  ...allow("agent", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", "releases/prod/7.json"]),
+  ...allow("agent", "s3:GetObject", [
+    ...CACHE_KEYS,
+    "channels/prod.json",
+    "releases/prod/7.json",
+    SHARD,
+  ]),
   ...allow("agent", "s3:PutObject", [
     ...STATUS_WEB1,
     "status/releases/prod/8/web1/applying",
@@ -207,9 +215,10 @@ const AGENT: readonly Expectation[] = [
     ...STATUS_OTHERS,
     "channels/prod.json",
     "releases/prod/8.json",
+    SHARD,
     ...CACHE_KEYS,
   ]),
-  ...deny("agent", "s3:DeleteObject", [...STATUS_WEB1, "channels/prod.json"]),
+  ...deny("agent", "s3:DeleteObject", [...STATUS_WEB1, "channels/prod.json", SHARD]),
   ...deny("agent", "s3:GetObject", ["status/hosts/web2.json"]),
   ...deny("agent", "s3:ListBucket", ["", "status/"]),
   // Its own secrets bundles, and no other host's; it writes none.
@@ -228,12 +237,13 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:PutObject", [
     ...CACHE_KEYS,
     "releases/prod/8.json",
+    SHARD,
     "channels/prod.json",
     "status/hosts/web1.json",
     // A deploy's rollout record, what the dashboard shows of it as it runs.
     "status/rollouts/9999998234567-0123456789ab.json",
   ]),
-  ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", ...STATUS_WEB1]),
+  ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", SHARD, ...STATUS_WEB1]),
   ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
   ...allow("writer", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...allow("writer", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
@@ -242,7 +252,13 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:ListBucket", ["", "releases/prod/", "status/releases/prod/7/", NARINFO]),
   // Progress markers are the agents' word about themselves.
   ...deny("writer", "s3:PutObject", ["status/releases/prod/7/web1/success"]),
-  ...deny("writer", "s3:DeleteObject", ["channels/prod.json", NARINFO, "status/hosts/web1.json"]),
+  // A publisher that loses a race leaves its shards (no release names them): it deletes none.
+  ...deny("writer", "s3:DeleteObject", [
+    "channels/prod.json",
+    SHARD,
+    NARINFO,
+    "status/hosts/web1.json",
+  ]),
   // A push or deploy holds its lease and looks for a collection's lock; it pins and unpins.
   ...allow("writer", "s3:PutObject", [LEASE, PIN]),
   ...allow("writer", "s3:GetObject", [LEASE, GC_LOCK, PIN]),
@@ -259,6 +275,7 @@ const READER: readonly Expectation[] = [
     ...CACHE_KEYS,
     "channels/prod.json",
     "releases/prod/7.json",
+    SHARD,
     ...STATUS_WEB1,
     ...STATUS_OTHERS,
     "status/heartbeats/web1/online/30",
@@ -296,6 +313,7 @@ const SECRETS_BUNDLE = `secrets/web1/${"a".repeat(64)}`;
 const ROOTS = [
   "channels/prod.json",
   "releases/prod/7.json",
+  SHARD,
   ...STATUS_WEB1,
   ...STATUS_OTHERS,
   "status/heartbeats/web1/online/30",

@@ -21,7 +21,9 @@ import {
   type ReleaseHost,
   type SignedRelease,
 } from "../release/release.js";
+import { shardIndex } from "../release/release-shard.js";
 import { channelKey, publishRelease } from "../release/release-store.js";
+import { shardKey } from "../release/shard-store.js";
 import { heartbeatKey } from "../status/heartbeat.js";
 import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../status/status.js";
@@ -854,6 +856,107 @@ describe("Agent.pollOnce: frozen and replayed channels", () => {
     if (first === undefined) throw new Error("no release 1");
     await writeChannel(first);
     expect(await makeAgent().pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+  });
+});
+
+describe("Agent.pollOnce: sharded releases", () => {
+  /** 600 hosts (3 shards of the 256-host limit), HOST among them. */
+  const fleet = (path: StorePath) =>
+    Object.fromEntries(
+      [HOST, ...Array.from({ length: 599 }, (_, i) => `host-${i}`)].map((h) => [h, path]),
+    );
+  const ownShard = (signed: SignedRelease) => {
+    const index = shardIndex(HOST, signed.shards?.length ?? 0);
+    const shard = signed.shards?.[index];
+    if (shard === undefined) throw new Error("not sharded");
+    return shardKey(CHANNEL, signed.release.seq, index, shard.digest);
+  };
+  const shardReads = () => calls.filter((c) => c.key.startsWith("release-shards/"));
+
+  it("applies its entry with one GET of its own shard, then polls with one conditional GET", async () => {
+    const signed = await publish(fleet(sys("a")));
+    expect(signed.release.version).toBe(2);
+    expect(signed.shards).toHaveLength(3);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
+      `get ${channelKey(CHANNEL)}`,
+      `get releases/${CHANNEL}/2.json`,
+      `get ${ownShard(signed)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
+      `put ${hostStatusKey(HOST)}`,
+      `put ${heartbeatKey(HOST, "running", 300)}`,
+    ]);
+    // The state keeps the head's digest, as for a release of one file.
+    expect(agent.state).toMatchObject({
+      lastSeq: 1,
+      lastDigest: signed.digest,
+      lastResult: "success",
+    });
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(mark).map((c) => c.op)).toEqual(["get"]);
+  });
+
+  it("takes a sharded release that does not name the host as no-entry, reading one shard", async () => {
+    const hosts = fleet(sys("a"));
+    delete hosts[HOST];
+    hosts["host-600"] = sys("a");
+    await publish(hosts);
+    expect(await makeAgent().pollOnce()).toBe("no-entry");
+    expect(shardReads()).toHaveLength(1);
+    expect(activator.requests).toEqual([]);
+  });
+
+  it("refuses a shard changed in the store, applying nothing", async () => {
+    const signed = await publish(fleet(sys("a")));
+    const key = ownShard(signed);
+    const text = (await readAll(store, key))?.toString("utf8") ?? "";
+    expect(text).toContain(sys("a"));
+    await store.put(key, Buffer.from(text.replace(sys("a"), sys("c"))));
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect(shardReads()).toHaveLength(1);
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
+    expect(record.error).toContain(`release refused: ${key}: shard`);
+    expect(record.error).toContain("does not match the digest the signed release names");
+    // Refused once per channel version: the next poll asks with its etag and changes nothing.
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(since(mark).map((c) => c.op)).toEqual(["get"]);
+    expect(activator.requests).toEqual([]);
+  });
+
+  it("refuses a release whose shard is missing, naming its key", async () => {
+    const signed = await publish(fleet(sys("a")));
+    await store.delete(ownShard(signed));
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    const record = await hostRecord();
+    expect(record.error).toContain(`${ownShard(signed)}: shard`);
+    expect(record.error).toContain("is missing");
+  });
+
+  it("refuses a head signed by an untrusted key before reading any shard", async () => {
+    await publish(fleet(sys("a")), intruderKey);
+    expect(await makeAgent().pollOnce()).toBe("rejected");
+    expect(shardReads()).toEqual([]);
+    expect(activator.requests).toEqual([]);
+    expect((await hostRecord()).error).toMatch(/signed by key 'intruder-1', which is not trusted/);
+  });
+
+  it("refuses a head signed by an untrusted key when the host has applied before", async () => {
+    await publish(fleet(sys("a")));
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    await publish(fleet(sys("b")), intruderKey);
+    const mark = calls.length;
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(since(mark).filter((c) => c.key.startsWith("release-shards/"))).toEqual([]);
     expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
   });
 });

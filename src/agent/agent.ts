@@ -22,15 +22,15 @@ import {
   checkExpiry,
   checkSequence,
   checksFor,
-  headOf,
   type ReleaseHead,
   type ReleaseHost,
   type ReleaseHostPolicy,
   type ReleaseReboot,
-  type SignedRelease,
-  verifyRelease,
+  type SignedHead,
+  verifyReleaseHead,
 } from "../release/release.js";
 import { readChannel, successorSigned } from "../release/release-store.js";
+import { readHostEntry } from "../release/shard-store.js";
 import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
@@ -374,9 +374,10 @@ export class Agent {
     if (read.status === "absent") return "no-release";
     if (read.status === "not-modified") return "unchanged";
 
-    let signed: SignedRelease;
+    let signed: SignedHead;
     try {
-      signed = verifyRelease(read.bytes, o.releaseKeys, `channels/${o.channel}.json`);
+      // A sharded release's head: its signature covers the digests of its shards.
+      signed = verifyReleaseHead(read.bytes, o.releaseKeys, `channels/${o.channel}.json`);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       // A body that does not parse may be a read torn by a store that is not atomic (the
@@ -393,8 +394,7 @@ export class Agent {
     // may hold them for a whole activation).
     const { etag } = read;
     const { digest } = signed;
-    const entry = signed.release.hosts[o.host];
-    const release = headOf(signed.release);
+    const release = signed.head;
     if (release.channel !== o.channel) {
       return this.#reject(
         etag,
@@ -427,6 +427,15 @@ export class Agent {
         `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
         release.seq,
       );
+    }
+    // This host's entry: in the file, or in its own shard of a sharded release (one GET, checked
+    // against the digest the head signs); a shard missing or changed is refused.
+    let entry: ReleaseHost | undefined;
+    try {
+      entry = await readHostEntry(o.store, signed, o.host);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return this.#reject(etag, err.message, release.seq);
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     if (entry === undefined) {

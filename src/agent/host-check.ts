@@ -3,8 +3,9 @@
 // name, say) would otherwise follow nothing and look healthy; it is refused instead.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { trustedRelease } from "../release/release.js";
-import { channelKey, readChannel, readSignedRelease } from "../release/release-store.js";
+import { type SignedHead, verifyReleaseHead } from "../release/release.js";
+import { channelKey, readChannel, readSignedHead } from "../release/release-store.js";
+import { readHostEntry } from "../release/shard-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /** Releases before the current one that are read, at most, for one that names the host. */
@@ -13,7 +14,8 @@ export const NAMED_HISTORY = 50;
 /**
  * Resolves when `host` has an entry in the channel's current release or in one of the
  * NAMED_HISTORY releases before it, or when the channel has no release yet; otherwise throws
- * InputError `host-not-in-channel`. Releases that do not verify are passed over.
+ * InputError `host-not-in-channel`. Releases that do not verify are passed over. Of a sharded
+ * release only the host's own shard is read.
  */
 export async function checkHostNamed(
   store: ObjectStore,
@@ -23,22 +25,45 @@ export async function checkHostNamed(
 ): Promise<void> {
   const read = await readChannel(store, channel);
   if (read.status !== "found") return;
-  const current = trustedRelease(read.bytes, keys, channelKey(channel));
+  const current = trustedHead(read.bytes, keys, channelKey(channel));
   // A channel that does not verify says nothing about names: the agent refuses it when it polls.
-  if (current === undefined || current.release.hosts[host] !== undefined) return;
-  const { seq } = current.release;
+  if (current === undefined || (await names(store, current, host))) return;
+  const { seq } = current.head;
   const oldest = Math.max(1, seq - NAMED_HISTORY);
   for (let s = seq - 1; s >= oldest; s--) {
-    const older = await readSignedRelease(store, channel, s, keys);
-    if (typeof older !== "string" && older.release.hosts[host] !== undefined) return;
+    const older = await readSignedHead(store, channel, s, keys);
+    if (typeof older !== "string" && (await names(store, older, host))) return;
   }
-  const names = Object.keys(current.release.hosts).sort();
-  const shown = names.slice(0, 10).join(", ") + (names.length > 10 ? ", …" : "");
+  const listed = Object.keys(current.hosts ?? {}).sort();
+  const shown = listed.slice(0, 10).join(", ") + (listed.length > 10 ? ", …" : "");
   throw new InputError(
     "host-not-in-channel",
     `agent: no release of channel "${channel}" names this host "${host}" (release ${seq}, the current one, and the ${seq - oldest} before it)`,
     {
-      hint: `set "host" in the agent's config to the host's name in the fleet file, or pass --host NAME${names.length > 0 ? `; release ${seq} names ${shown}` : ""}`,
+      hint: `set "host" in the agent's config to the host's name in the fleet file, or pass --host NAME${listed.length > 0 ? `; release ${seq} names ${shown}` : ""}`,
     },
   );
+}
+
+function trustedHead(
+  bytes: Uint8Array,
+  keys: readonly PublicKey[],
+  source: string,
+): SignedHead | undefined {
+  try {
+    return verifyReleaseHead(bytes, keys, source);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return undefined;
+  }
+}
+
+/** Whether the release names `host`; a shard that is missing or changed names no one. */
+async function names(store: ObjectStore, head: SignedHead, host: string): Promise<boolean> {
+  try {
+    return (await readHostEntry(store, head, host)) !== undefined;
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return false;
+  }
 }

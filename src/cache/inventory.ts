@@ -1,6 +1,6 @@
 // What a binary cache holds, from LIST calls alone: its narinfos (and the `.ls` listings Nix
 // may write beside them) at the root, and its NARs under `nar/`. Other folders (releases,
-// channels, status, secrets, gc, a stock Nix cache's log/ or realisations/) are stepped over
+// release-shards, channels, status, secrets, gc, a stock Nix cache's log/ or realisations/) are stepped over
 // with one jump each, so the listing costs the cache's own objects / 1,000 pages plus one page
 // per folder, however many status markers the fleet keeps.
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";

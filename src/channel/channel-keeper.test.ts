@@ -221,6 +221,7 @@ describe("ChannelKeeper.rollBackWave", () => {
       withdrawn: ["web2", "web4"],
       before,
     });
+    if (back === undefined) throw new Error("no rollback release was published");
     expect(back.release).toMatchObject({ seq: 3, kind: "rollback", action: "boot" });
     // A rollback changes the system only: web1 keeps the secrets its entry gives it.
     expect(back.release.hosts).toEqual({
@@ -231,6 +232,32 @@ describe("ChannelKeeper.rollBackWave", () => {
     expect(back.release.hosts.web1?.secrets).toMatchObject({ manifest: manifest("1") });
     expect(k.published.map((r) => r.release.kind)).toEqual(["deploy", "rollback"]);
     expect((await channelRelease(store)).release.seq).toBe(3);
+  });
+
+  it("publishes nothing when the channel would name no host, and the next release names none of them", async () => {
+    // A first wave: no host had an entry before it, nor a confirmed system to go back to.
+    const k = keeper();
+    const before = await k.entries();
+    expect(before).toEqual({});
+    const release = await k.publishWave(
+      wave({ web1: sys("b", "web1"), web2: sys("b", "web2") }),
+      "switch",
+    );
+    await hosts.report(release.release.seq, { web1: "failed" });
+    const back = await k.rollBackWave({
+      action: "switch",
+      failed: [{ host: "web1", path: sys("b", "web1") }],
+      withdrawn: ["web2"],
+      before,
+    });
+    expect(back).toBeUndefined();
+    expect(k.published.map((r) => r.release.seq)).toEqual([1]);
+    // The channel still names the wave's release: no empty release was published.
+    expect((await channelRelease(store)).release).toMatchObject({ seq: 1, kind: "deploy" });
+    expect(await k.entries()).toEqual({});
+    // The next wave's release names its own host only, not the ones rolled back to nothing.
+    const next = await k.publishWave(wave({ web3: sys("a", "web3") }), "switch");
+    expect(next.release.hosts).toEqual({ web3: { path: sys("a", "web3") } });
   });
 });
 

@@ -1,17 +1,12 @@
 // Reads the per-host history (host-history.ts) from a store, bounded: the channel's last
 // HISTORY_RELEASES releases, each one GET of its release file (verified: a release no trusted
-// key signed was never run by an agent) and LIST pages of its status markers (1,000 keys a
+// key signed was never run by an agent; a sharded one's shards too) and LIST pages of its status markers (1,000 keys a
 // page). No status body is read.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import {
-  type ParsedRelease,
-  parseRelease,
-  type Release,
-  type ReleaseHost,
-  verifyRelease,
-} from "../release/release.js";
+import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
 import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
+import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
 import { isFinalState, type StatusState } from "../status/status.js";
 import { readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -87,8 +82,10 @@ export async function readHistory(
       try {
         const signed =
           options.trustedKeys === undefined
-            ? parseRelease(read.bytes, source)
-            : verifyRelease(read.bytes, options.trustedKeys, source);
+            ? await loadRelease(store, read.bytes, source)
+            : await loadVerifiedRelease(store, read.bytes, options.trustedKeys, source);
+        // A sharded release's shards: a GET each.
+        getCalls += signed.shards?.length ?? 0;
         // Copied under another number: its markers are not about this content.
         report =
           signed.release.seq !== seq || signed.release.channel !== channel

@@ -4,8 +4,8 @@
 
 import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
-import { trustedRelease } from "../release/release.js";
 import { channelKey, readChannel } from "../release/release-store.js";
+import { loadTrustedRelease } from "../release/shard-store.js";
 import type { Heartbeat } from "../status/heartbeat.js";
 import { readHeartbeats } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -29,7 +29,7 @@ export async function readAgentSignals(store: ObjectStore, fleet: Fleet): Promis
   if (fleet.releases === undefined) return { heartbeats: beats.hosts, ...NO_CHANNEL };
   const read = await readChannel(store, fleet.releases.channel);
   const found = read.status === "found" ? read.bytes : undefined;
-  return { heartbeats: beats.hosts, ...channelSignals(fleet, found) };
+  return { heartbeats: beats.hosts, ...(await channelSignals(store, fleet, found)) };
 }
 
 /**
@@ -58,18 +58,25 @@ export class AgentSignalsReader {
       const read = await readChannel(this.#store, releases.channel);
       this.#kept =
         read.status === "found"
-          ? { etag: read.etag, signals: channelSignals(this.#fleet, read.bytes) }
+          ? { etag: read.etag, signals: await channelSignals(this.#store, this.#fleet, read.bytes) }
           : undefined;
     }
     return { heartbeats: beats.hosts, ...(this.#kept?.signals ?? NO_CHANNEL) };
   }
 }
 
-/** What the channel's current release (when it verifies) says of agent hosts. */
-function channelSignals(fleet: Fleet, bytes: Uint8Array | undefined): ChannelSignals {
+/**
+ * What the channel's current release (when it verifies, and its shards with it) says of agent
+ * hosts.
+ */
+async function channelSignals(
+  store: ObjectStore,
+  fleet: Fleet,
+  bytes: Uint8Array | undefined,
+): Promise<ChannelSignals> {
   if (fleet.releases === undefined || bytes === undefined) return NO_CHANNEL;
   const keys = fleet.releases.publicKeys.map((k) => parsePublicKey(k));
-  const signed = trustedRelease(bytes, keys, channelKey(fleet.releases.channel));
+  const signed = await loadTrustedRelease(store, bytes, keys, channelKey(fleet.releases.channel));
   if (signed === undefined) return NO_CHANNEL;
   const entries = new Map(Object.entries(signed.release.hosts).map(([h, e]) => [h, e.path]));
   return { channel: { seq: signed.release.seq, hosts: new Set(entries.keys()) }, entries };

@@ -3,13 +3,14 @@
 // release key is never signed again into the next release.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { type SignedRelease, verifyRelease } from "../release/release.js";
+import type { SignedRelease } from "../release/release.js";
 import {
   channelKey,
   highestListed,
   readChannel,
   readSignedRelease,
 } from "../release/release-store.js";
+import { loadVerifiedRelease } from "../release/shard-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /**
@@ -27,7 +28,8 @@ export async function trustedChannelRelease(
   const current = await readChannel(store, channel);
   if (current.status !== "found") return undefined;
   try {
-    return verifyRelease(current.bytes, keys, channelKey(channel));
+    // A sharded release's shards too: one missing or changed is refused as a planted file is.
+    return await loadVerifiedRelease(store, current.bytes, keys, channelKey(channel));
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     // Planted (the agents refused it too): carry on from the newest release that verifies.

@@ -39,10 +39,10 @@ pushes too), narinfos first. The roots:
   pin       the paths of 'nixship cache pin'
   recent    narinfos written within --keep-days D
   grace     narinfos written within the grace period
-The store's own objects (releases/, channels/, status/, secrets/, gc/) are never touched,
-and nothing written within the grace period is deleted. The collection waits for nixship
-pushes and deploys in progress to finish (up to --wait) and holds pushes and deploys that
-start meanwhile until it is done (see docs/cache-gc.md).
+The store's own objects (releases/, release-shards/, channels/, status/, secrets/, gc/) are
+never touched, and nothing written within the grace period is deleted. The collection waits
+for nixship pushes and deploys in progress to finish (up to --wait) and holds pushes and
+deploys that start meanwhile until it is done (see docs/cache-gc.md).
 
 Options:
 ${CACHE_HELP}

@@ -16,7 +16,8 @@ export const releasePublish: Command = {
 
 Builds the selected agent hosts' systems (one evaluation), pushes the closures signed into
 the fleet's cache, then publishes ONE release of the fleet's channel (releases.channel): it
-writes releases/<channel>/<seq>.json if that number is free, then moves
+writes, for more than 256 hosts, the release's shards (release-shards/<channel>/<seq>/),
+then releases/<channel>/<seq>.json if that number is free, then moves
 channels/<channel>.json only over the version it read. Two publishers racing: exactly one
 wins; the other fails with exit 1 and code release-conflict, having changed nothing. Does
 not wait for the agents: use 'nixship deploy --via agent' for a watched rollout with canary

@@ -11,8 +11,8 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NixshipError } from "../errors.js";
-import { parseRelease } from "../release/release.js";
 import { type ReleaseEntry, readRelease } from "../release/release-store.js";
+import { loadRelease } from "../release/shard-store.js";
 import { readProgress } from "../status/status-store.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
@@ -178,7 +178,7 @@ export function createDashboardApp(options: DashboardOptions): {
         404,
       );
     }
-    const { release } = parseRelease(read.bytes, `release ${seq} of ${channel}`);
+    const { release } = await loadRelease(poller.store, read.bytes, `release ${seq} of ${channel}`);
     const progress = await readProgress(poller.store, channel, seq);
     return render(c, `Release ${seq}`, "releases", (s) => {
       const running = new Map(s.rows.map((r) => [r.host, runningOf(r)]));

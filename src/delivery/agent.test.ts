@@ -214,6 +214,35 @@ describe("AgentDelivery.deployWave", () => {
     });
   });
 
+  it("a first wave whose hosts fail, or are interrupted, with nothing to go back to publishes no empty release and says so", async () => {
+    startAgents(["web1"], [sys("c", "web1")]);
+    const d = delivery();
+    const outcomes = await d.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      message: expect.stringContaining("health check failed"),
+    });
+    expect(d.published.map((r) => r.release.kind)).toEqual(["deploy"]);
+    expect((await channel()).release).toMatchObject({ seq: 1, kind: "deploy" });
+
+    // web2 has no agent: the interrupt finds it not done, with no earlier entry either.
+    const stopped = new AbortController();
+    const next = delivery();
+    const interrupted = next.deployWave(wave({ web2: sys("a", "web2") }), () => {}, {
+      ...CONTEXT,
+      signal: stopped.signal,
+    });
+    setTimeout(() => stopped.abort(), 200);
+    const [outcome] = await interrupted;
+    expect(outcome).toMatchObject({
+      status: "failed",
+      message: expect.stringContaining(
+        "release 2 could not be withdrawn for it: the channel named no host before it",
+      ),
+    });
+    expect(next.published.map((r) => r.release.seq)).toEqual([2]);
+  });
+
   it("reports a host whose agent never answers as offline after releases.offlineTimeout", async () => {
     startAgents(["web1"]);
     const outcomes = await delivery({ offlineTimeout: 1 }).deployWave(
@@ -322,7 +351,10 @@ describe("AgentDelivery: the channel never names a failed system", () => {
     await appliedCount("web1", 2);
     const d = delivery();
     const outcomes = await d.deployWave(wave({ web1: sys("d", "web1") }), () => {}, CONTEXT);
-    expect(outcomes[0]).toMatchObject({ status: "failed", rolledBack: true });
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      message: expect.stringContaining("health check failed"),
+    });
     expect(d.published.map((r) => r.release.kind)).toEqual(["deploy", "rollback"]);
     // Not c, which the channel named before this deploy: a, the last system web1 confirmed.
     expect((await channel()).release.hosts).toEqual({ web1: { path: sys("a", "web1") } });

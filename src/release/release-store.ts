@@ -1,5 +1,6 @@
 // Releases in an ObjectStore: `releases/<channel>/<seq>.json`, written once and never replaced,
-// and `channels/<channel>.json`, a byte-for-byte copy of the release the channel points at.
+// and `channels/<channel>.json`, a byte-for-byte copy of the release the channel points at; a
+// sharded release's shards first, under `release-shards/` (shard-store.ts).
 // Publishing is race-safe through conditional puts; reading does not verify (callers do).
 import { InputError, OperationError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
@@ -15,15 +16,17 @@ import { listAll, readAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import {
-  formatRelease,
-  parseRelease,
+  parseReleaseHead,
   type Release,
   type ReleaseHost,
   type ReleaseKind,
   releaseDigest,
+  type SignedHead,
   type SignedRelease,
-  trustedRelease,
+  verifyReleaseHead,
 } from "./release.js";
+import { signRelease } from "./release-shard.js";
+import { putShards, readShards } from "./shard-store.js";
 
 /** Release files read at once by listReleases. */
 const READ_CONCURRENCY = 8;
@@ -148,7 +151,8 @@ export async function publishRelease(
   const seq = Math.max(head?.seq ?? 0, await highestListed(store, channel)) + 1;
   const created = options.now ?? new Date();
   const maxAge = options.maxAge ?? RELEASE_DEFAULTS.maxAge;
-  const signed = formatRelease(
+  // Sharded when it names more than SHARD_HOSTS hosts (release-shard.ts).
+  const signed = signRelease(
     {
       version: 1,
       channel,
@@ -165,7 +169,11 @@ export async function publishRelease(
     },
     options.key,
   );
-  // (3) The release file, only if no other publisher took the number.
+  // (3) The shards first, so no reader sees a release whose shards are missing; their keys hold
+  // their digests, so a racing publisher's differ (or are the same bytes). A publisher that loses
+  // the race below leaves its shards: no release names them, and nothing lists them.
+  await putShards(store, channel, seq, signed.shards ?? []);
+  // (4) The release file, only if no other publisher took the number.
   const file = releaseKey(channel, seq);
   const written = await store.put(file, signed.bytes, {
     contentType: "application/json",
@@ -176,7 +184,7 @@ export async function publishRelease(
       `another publisher published release ${seq} of channel ${channel} at the same time; nothing was written; re-run to publish on top of it`,
     );
   }
-  // (4) The channel, only over the version read in (1).
+  // (5) The channel, only over the version read in (1).
   const moved = await store.put(channelKey(channel), signed.bytes, {
     contentType: "application/json",
     condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
@@ -227,13 +235,18 @@ export function releaseEntryOf(
   const digest = releaseDigest(bytes);
   const current = digest === currentDigest;
   try {
-    const { release } = parseRelease(bytes, source);
+    const parsed = parseReleaseHead(bytes, source);
+    const release = parsed.head;
     if (release.seq !== seq) {
       const problem = `${source}: holds release ${release.seq}, not ${seq}`;
       return { status: "malformed", seq, digest, current, problem };
     }
     const { created, kind } = release;
-    const hosts = Object.keys(release.hosts).length;
+    // A sharded release's head counts its shards' hosts: none is read.
+    const hosts =
+      parsed.hosts === undefined
+        ? parsed.shards.reduce((sum, shard) => sum + shard.hosts, 0)
+        : Object.keys(parsed.hosts).length;
     return { status: "ok", seq, created, kind, digest, hosts, current };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
@@ -244,7 +257,7 @@ export function releaseEntryOf(
 /** The number of the release in `bytes`, or 0 when they do not parse as one. */
 function seqOf(bytes: Uint8Array): number {
   try {
-    return parseRelease(bytes, "channel").release.seq;
+    return parseReleaseHead(bytes, "channel").head.seq;
   } catch (err) {
     if (err instanceof InputError) return 0;
     throw err;
@@ -272,7 +285,7 @@ export async function newestSignedRelease(
 ): Promise<number | undefined> {
   const above = (await listedSeqs(store, channel)).filter((s) => s > seq).reverse();
   for (const candidate of above.slice(0, NEWER_READS)) {
-    if (typeof (await readSignedRelease(store, channel, candidate, keys)) !== "string") {
+    if (typeof (await readSignedHead(store, channel, candidate, keys)) !== "string") {
       return candidate;
     }
   }
@@ -281,7 +294,9 @@ export async function newestSignedRelease(
 
 /**
  * Release `seq` of the channel if one of the keys signed it, as that number of that channel
- * (a file copied under another number is not it); else whether it is absent or untrusted.
+ * (a file copied under another number is not it), with every host's entry (a sharded release's
+ * shards read and checked); else whether it is absent or untrusted (a shard missing or changed
+ * is untrusted too: no host would follow it).
  */
 export async function readSignedRelease(
   store: ObjectStore,
@@ -289,13 +304,36 @@ export async function readSignedRelease(
   seq: number,
   keys: readonly PublicKey[],
 ): Promise<SignedRelease | "absent" | "untrusted"> {
+  const head = await readSignedHead(store, channel, seq, keys);
+  if (typeof head === "string") return head;
+  try {
+    return await readShards(store, head);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return "untrusted";
+  }
+}
+
+/**
+ * As readSignedRelease, the release file only (one GET): a sharded release's shards are not read.
+ */
+export async function readSignedHead(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  keys: readonly PublicKey[],
+): Promise<SignedHead | "absent" | "untrusted"> {
   const read = await readRelease(store, channel, seq);
   // Absent: never published, or withdrawn by a publisher that lost a race.
   if (read.status !== "found") return "absent";
-  const signed = trustedRelease(read.bytes, keys, releaseKey(channel, seq));
-  if (signed === undefined || signed.release.seq !== seq || signed.release.channel !== channel) {
+  let signed: SignedHead;
+  try {
+    signed = verifyReleaseHead(read.bytes, keys, releaseKey(channel, seq));
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
     return "untrusted";
   }
+  if (signed.head.seq !== seq || signed.head.channel !== channel) return "untrusted";
   return signed;
 }
 
@@ -311,7 +349,7 @@ export async function successorSigned(
   keys: readonly PublicKey[],
   seq: number,
 ): Promise<boolean> {
-  return typeof (await readSignedRelease(store, channel, seq + 1, keys)) !== "string";
+  return typeof (await readSignedHead(store, channel, seq + 1, keys)) !== "string";
 }
 
 /** The numbers of the channel's release files, ascending; other names are ignored. */

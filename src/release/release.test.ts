@@ -207,7 +207,9 @@ describe("parseRelease", () => {
       },
       "kind: is required",
     ],
-    ["version 2", (d) => Object.assign(d, { version: 2 }), "version: must be 1"],
+    // Version 2 is a sharded release's head (release-shard.test.ts): shards, not hosts.
+    ["version 3", (d) => Object.assign(d, { version: 3 }), "version: must be 1 or 2"],
+    ["version 2 with a hosts map", (d) => Object.assign(d, { version: 2 }), "hosts: unknown key"],
     ["seq 0", (d) => Object.assign(d, { seq: 0 }), "seq: must be a whole number >= 1"],
     ["a fractional seq", (d) => Object.assign(d, { seq: 1.5 }), "seq: must be a whole number"],
     [

@@ -8,6 +8,7 @@ import {
   isJsonObject,
   type KeyShape,
   Problems,
+  readArray,
   readInteger,
   readObject,
   readString,
@@ -19,7 +20,26 @@ import { Sha256 } from "../nix/hash.js";
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
 import { type StorePath, storePathProblem } from "../nix/store-path.js";
 
+/** The version of a release that holds its hosts map (every release of at most SHARD_HOSTS hosts). */
 export const RELEASE_VERSION = 1;
+/**
+ * The version of a sharded release: its file (the head) names, instead of the hosts map, the
+ * digest and host count of each shard (release-shard.ts), which holds the entries of its hosts.
+ * An agent older than it refuses it (the version is not one it knows).
+ */
+export const SHARDED_RELEASE_VERSION = 2;
+export type ReleaseVersion = typeof RELEASE_VERSION | typeof SHARDED_RELEASE_VERSION;
+
+/**
+ * The most hosts a release names in one file: one naming more is published sharded, so that an
+ * agent's work for a release does not grow with the fleet (one head of a few kB, one shard).
+ */
+export const SHARD_HOSTS = 256;
+
+/** How many shards a sharded release of `hosts` hosts has. */
+export function shardCount(hosts: number): number {
+  return Math.ceil(hosts / SHARD_HOSTS);
+}
 /**
  * Put before the canonical JSON in the signed message, so a release signature can never pass as
  * a narinfo signature (whose fingerprint starts "1;/nix/store/"), nor the reverse.
@@ -91,7 +111,8 @@ export interface ReleaseSecrets {
 }
 
 export interface Release {
-  readonly version: 1;
+  /** 1: stored whole; 2: stored as a head and its shards (the hosts map is theirs, joined). */
+  readonly version: ReleaseVersion;
   readonly channel: string;
   /** ≥ 1; a channel's releases are numbered in the order they were published. */
   readonly seq: number;
@@ -119,9 +140,51 @@ export interface Release {
   readonly hosts: Readonly<Record<string, ReleaseHost>>;
 }
 
-/** A release as stored, parsed but not (yet) checked against any key. */
+/** One shard of a sharded release, as its head names it: the digest of its bytes, its hosts. */
+export interface ShardRef {
+  /** `sha256-<base64>` (SRI) of the shard's stored bytes. */
+  readonly digest: string;
+  /** How many hosts the shard names. */
+  readonly hosts: number;
+}
+
+/**
+ * A release file as stored, parsed but not checked against any key: a whole release (version 1,
+ * `hosts`), or a sharded release's head (version 2, `shards`), whose hosts are in its shards.
+ */
+export interface ParsedHead {
+  readonly head: ReleaseHead;
+  /** Version 1: every host's entry. Undefined for a sharded release. */
+  readonly hosts: Release["hosts"] | undefined;
+  /** Version 2: the shards, in order of their index. Empty for version 1. */
+  readonly shards: readonly ShardRef[];
+  readonly signature: string | undefined;
+  /** `sha256-<base64>` (SRI) of `bytes`: what the next release names as `previous`. */
+  readonly digest: string;
+  /** The stored form, byte for byte. */
+  readonly bytes: Uint8Array;
+  /** What a signature covers (see releaseSignedMessage). */
+  readonly message: string;
+}
+
+export interface SignedHead extends ParsedHead {
+  readonly signature: string;
+}
+
+/** A shard as stored (release-shard.ts): its place, its digest and its bytes. */
+export interface StoredShard extends ShardRef {
+  readonly index: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * A release as stored, parsed but not (yet) checked against any key, with its whole hosts map
+ * (for a sharded release, joined from its shards, each checked against its digest).
+ */
 export interface ParsedRelease {
   readonly release: Release;
+  /** Version 2: its shards (bytes included, each matching its digest); empty for version 1. */
+  readonly shards?: readonly StoredShard[];
   /** `keyname:base64`; undefined when the stored form carries none. */
   readonly signature: string | undefined;
   /** `sha256-<base64>` (SRI) of `bytes`: what the next release names as `previous`. */
@@ -155,6 +218,23 @@ export type SequenceCheck =
     };
 
 const KEYS = {
+  sharded: {
+    required: [
+      "version",
+      "channel",
+      "seq",
+      "created",
+      "expires",
+      "previous",
+      "kind",
+      "action",
+      "health",
+      "confirmTimeout",
+      "shards",
+    ],
+    optional: ["signature", "keepGenerations"],
+  },
+  shard: { required: ["digest", "hosts"], optional: [] },
   release: {
     required: [
       "version",
@@ -217,7 +297,7 @@ function releaseJson(release: Release): Record<string, unknown> {
   };
 }
 
-function fieldsBesideHosts(release: Release): Record<string, unknown> {
+function fieldsBesideHosts(release: ReleaseHead): Record<string, unknown> {
   return {
     version: release.version,
     channel: release.channel,
@@ -270,8 +350,11 @@ function hostJson(host: ReleaseHost): Record<string, unknown> {
   };
 }
 
-/** canonicalJson of the hosts map as releaseJson gives it, without copying it first. */
-function canonicalHosts(hosts: Release["hosts"]): string {
+/**
+ * canonicalJson of the hosts map as releaseJson gives it, without copying it first (a sharded
+ * release's shards hold their hosts in this form too).
+ */
+export function canonicalHosts(hosts: Release["hosts"]): string {
   const names = Object.keys(hosts).sort();
   const entries = names.map((name) => {
     const host = hosts[name];
@@ -296,8 +379,11 @@ function jsonString(text: string): string {
 
 /** What the signature covers: the context line, then the canonical release without signature. */
 export function releaseSignedMessage(release: Release): string {
-  return canonicalForms(release, undefined).message;
+  return canonicalForms(headOf(release), { hosts: release.hosts }, undefined).message;
 }
+
+/** What a release file holds beside its head: the hosts map (version 1) or the shards (2). */
+type Body = { readonly hosts: Release["hosts"] } | { readonly shards: readonly ShardRef[] };
 
 /**
  * The signed message and the stored text of one release, from one serialisation of its fields
@@ -306,11 +392,21 @@ export function releaseSignedMessage(release: Release): string {
  * sorted as canonicalJson sorts them, so `stored` is canonicalJson of the fields plus signature.
  */
 function canonicalForms(
-  release: Release,
+  release: ReleaseHead,
+  body: Body,
   signature: string | undefined,
 ): { message: string; stored: string } {
   const fields = fieldsBesideHosts(release);
-  const parts = new Map<string, string>([["hosts", `"hosts":${canonicalHosts(release.hosts)}`]]);
+  const parts = new Map<string, string>(
+    "hosts" in body
+      ? [["hosts", `"hosts":${canonicalHosts(body.hosts)}`]]
+      : [
+          [
+            "shards",
+            `"shards":${canonicalJson(body.shards.map(({ digest, hosts }) => ({ digest, hosts })))}`,
+          ],
+        ],
+  );
   for (const key of Object.keys(fields)) {
     parts.set(key, `${JSON.stringify(key)}:${canonicalJson(fields[key])}`);
   }
@@ -327,23 +423,81 @@ export function releaseDigest(bytes: Uint8Array): string {
   return Sha256.of(bytes).format("sri");
 }
 
-/** Signs `release` and gives its stored form. A release that would not parse back is refused. */
+/**
+ * Signs `release` as one file of version 1 (its hosts map included) and gives its stored form. A
+ * release that would not parse back is refused. (signRelease in release-shard.ts picks between
+ * this and the sharded form by the number of hosts.)
+ */
 export function formatRelease(release: Release, key: SecretKey): SignedRelease {
-  const fields = releaseJson(release);
-  // Read the fields back as a host will, so nothing is published that hosts would refuse.
-  const checked = readReleaseValue(fields, "the release to sign").release;
-  const { message } = canonicalForms(checked, undefined);
+  const checked = checkRelease(release);
+  const body = { hosts: checked.hosts };
+  const { message } = canonicalForms(checked, body, undefined);
   const signature = signDetached(key, message);
-  const bytes = new Uint8Array(Buffer.from(canonicalForms(checked, signature).stored));
+  const bytes = new Uint8Array(Buffer.from(canonicalForms(checked, body, signature).stored));
   return { release: checked, signature, digest: releaseDigest(bytes), bytes, message };
 }
 
 /**
- * Parses a stored release strictly: every field present with the right type, nothing unknown,
- * and the bytes in canonical form (so one release has one digest). Checks no signature.
- * `source` names the bytes in errors (a file, an object key).
+ * `release` read back as a host reads a version 1 release (the version set to 1), so nothing is
+ * signed that hosts would refuse; an InputError (release-malformed) says what is wrong.
+ */
+export function checkRelease(release: Release): Release {
+  const fields = { ...releaseJson(release), version: RELEASE_VERSION };
+  const read = readReleaseValue(fields, "the release to sign");
+  return { ...read.head, hosts: read.hosts as Release["hosts"] };
+}
+
+/**
+ * Signs the head of a sharded release (version 2): `release`'s fields beside its hosts, and the
+ * shards (release-shard.ts made them) in place of the hosts map. Gives the head's stored form.
+ */
+export function formatShardedHead(
+  release: ReleaseHead,
+  shards: readonly ShardRef[],
+  key: SecretKey,
+): SignedHead {
+  const fields = {
+    ...fieldsBesideHosts({ ...release, version: SHARDED_RELEASE_VERSION }),
+    shards: shards.map(({ digest, hosts }) => ({ digest, hosts })),
+  };
+  const read = readReleaseValue(fields, "the release to sign");
+  const { message } = canonicalForms(read.head, { shards: read.shards }, undefined);
+  const signature = signDetached(key, message);
+  const stored = canonicalForms(read.head, { shards: read.shards }, signature).stored;
+  const bytes = new Uint8Array(Buffer.from(stored));
+  return { ...read, hosts: undefined, signature, digest: releaseDigest(bytes), bytes, message };
+}
+
+/**
+ * Parses a stored release of version 1 (a whole release) strictly; see parseReleaseHead. A
+ * sharded release is refused here: its hosts are in its shards (release-shard.ts joins them,
+ * and release-store.ts reads them).
  */
 export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
+  return wholeRelease(parseReleaseHead(bytes, source), source);
+}
+
+/** The release of a version 1 file; a sharded one fails with release-sharded. */
+function wholeRelease<T extends ParsedHead>(
+  parsed: T,
+  source: string,
+): Omit<T, "head" | "hosts" | "shards"> & { release: Release } {
+  const { head, hosts, shards: _shards, ...rest } = parsed;
+  if (hosts !== undefined) return { ...rest, release: { ...head, hosts } };
+  throw new InputError(
+    "release-sharded",
+    `${source}: release ${head.seq} of channel ${head.channel} is sharded: its hosts are in its ${parsed.shards.length} shards`,
+    { hint: "read it with its shards (release-store's readers join them)" },
+  );
+}
+
+/**
+ * Parses a stored release file strictly: every field present with the right type, nothing
+ * unknown, and the bytes in canonical form (so one release has one digest). Checks no signature.
+ * `source` names the bytes in errors (a file, an object key). A sharded release gives its head
+ * and its shards' digests; its shards are not read here.
+ */
+export function parseReleaseHead(bytes: Uint8Array, source: string): ParsedHead {
   // TextDecoder drops a byte-order mark; the release would then have two stored forms.
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
     throw malformed(
@@ -374,8 +528,9 @@ export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
     detailedJsonError(text, source);
     throw err;
   }
-  const { release, signature } = read;
-  const { message, stored } = canonicalForms(release, signature);
+  const { head: release, signature } = read;
+  const body: Body = read.hosts !== undefined ? { hosts: read.hosts } : { shards: read.shards };
+  const { message, stored } = canonicalForms(release, body, signature);
   if (text !== stored) {
     // A duplicate key is one way to differ (JSON.parse keeps the last); name it if so.
     detailedJsonError(text, source);
@@ -385,7 +540,7 @@ export function parseRelease(bytes: Uint8Array, source: string): ParsedRelease {
       "releases are written by nixship and must not be edited by hand",
     );
   }
-  return { release, signature, digest: releaseDigest(bytes), bytes, message };
+  return { ...read, digest: releaseDigest(bytes), bytes, message };
 }
 
 /** Throws the parse error parseJsonText gives `text` (line, column, duplicate keys), if any. */
@@ -399,16 +554,30 @@ function detailedJsonError(text: string, source: string): void {
 }
 
 /**
- * Parses, then checks the signature against the trusted keys. Each failure is an InputError:
- * release-unsigned, release-untrusted-key, release-bad-signature (or release-malformed).
+ * Parses a release of version 1, then checks the signature against the trusted keys; see
+ * verifyReleaseHead (and release-sharded for a sharded release).
  */
 export function verifyRelease(
   bytes: Uint8Array,
   trustedKeys: readonly PublicKey[],
   source: string,
 ): SignedRelease {
-  const parsed = parseRelease(bytes, source);
-  const { release, signature } = parsed;
+  return wholeRelease(verifyReleaseHead(bytes, trustedKeys, source), source);
+}
+
+/**
+ * Parses a release file (a whole release, or a sharded release's head), then checks the
+ * signature against the trusted keys. Each failure is an InputError: release-unsigned,
+ * release-untrusted-key, release-bad-signature (or release-malformed). A sharded release's
+ * signature covers its shards' digests, so each shard is trusted by its digest alone.
+ */
+export function verifyReleaseHead(
+  bytes: Uint8Array,
+  trustedKeys: readonly PublicKey[],
+  source: string,
+): SignedHead {
+  const parsed = parseReleaseHead(bytes, source);
+  const { head: release, signature } = parsed;
   const what = `${source}: release ${release.seq} of channel ${release.channel}`;
   if (signature === undefined) {
     throw new InputError("release-unsigned", `${what} is not signed`, {
@@ -435,23 +604,6 @@ export function verifyRelease(
       );
     case "malformed":
       throw malformed(`${what}: the signature is not NAME:BASE64 of an ed25519 signature`);
-  }
-}
-
-/**
- * The release if one of the keys signed exactly these bytes, else undefined (malformed,
- * unsigned, untrusted or tampered: a reader passing over what no host would follow).
- */
-export function trustedRelease(
-  bytes: Uint8Array,
-  trustedKeys: readonly PublicKey[],
-  source: string,
-): SignedRelease | undefined {
-  try {
-    return verifyRelease(bytes, trustedKeys, source);
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    return undefined;
   }
 }
 
@@ -485,17 +637,21 @@ export function isNewer(release: Release, other: Release | undefined): boolean {
   return checkSequence(release, other?.seq).ok;
 }
 
-function malformed(message: string, cause?: unknown, hint?: string): InputError {
+export function malformed(message: string, cause?: unknown, hint?: string): InputError {
   return new InputError("release-malformed", message, {
     ...(cause === undefined ? {} : { cause }),
     ...(hint === undefined ? {} : { hint }),
   });
 }
 
-function readReleaseValue(
-  value: unknown,
-  source: string,
-): { release: Release; signature: string | undefined } {
+interface ReadValue {
+  readonly head: ReleaseHead;
+  readonly hosts: Release["hosts"] | undefined;
+  readonly shards: readonly ShardRef[];
+  readonly signature: string | undefined;
+}
+
+function readReleaseValue(value: unknown, source: string): ReadValue {
   const problems = new Problems();
   const release = readRelease(value, problems);
   const signature = readSignature(value, problems);
@@ -508,7 +664,7 @@ function readReleaseValue(
     }
     throw malformed(lines.join("\n"));
   }
-  return { release, signature };
+  return { ...release, signature };
 }
 
 function readSignature(value: unknown, problems: Problems): string | undefined {
@@ -519,18 +675,22 @@ function readSignature(value: unknown, problems: Problems): string | undefined {
   return signature;
 }
 
-function readRelease(value: unknown, problems: Problems): Release | undefined {
-  const doc = readObject(value, [], problems, KEYS.release);
+function readRelease(value: unknown, problems: Problems): Omit<ReadValue, "signature"> | undefined {
+  const sharded = isJsonObject(value) && value.version === SHARDED_RELEASE_VERSION;
+  const doc = readObject(value, [], problems, sharded ? KEYS.sharded : KEYS.release);
   if (doc === undefined) return undefined;
   // A missing field is already reported by readObject; each reader sees only present ones.
-  const field = <T>(key: keyof Release, read: (value: unknown, path: JsonPath) => T) =>
+  const field = <T>(key: keyof Release | "shards", read: (value: unknown, path: JsonPath) => T) =>
     doc[key] === undefined ? undefined : read(doc[key], [key]);
   const name = { pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH };
-  const release = {
-    version: field("version", (v, path): typeof RELEASE_VERSION | undefined =>
-      v === RELEASE_VERSION
-        ? RELEASE_VERSION
-        : problems.add(path, `must be ${RELEASE_VERSION}, the only release version (${got(v)})`),
+  const head = {
+    version: field("version", (v, path): ReleaseVersion | undefined =>
+      v === RELEASE_VERSION || v === SHARDED_RELEASE_VERSION
+        ? v
+        : problems.add(
+            path,
+            `must be ${RELEASE_VERSION} or ${SHARDED_RELEASE_VERSION}, the release versions this nixship knows (${got(v)}); a newer nixship wrote it`,
+          ),
     ),
     channel: field("channel", (v, path) => readString(v, path, problems, name)),
     seq: field("seq", (v, path) => readInteger(v, path, problems, { min: 1 })),
@@ -548,11 +708,55 @@ function readRelease(value: unknown, problems: Problems): Release | undefined {
     confirmTimeout: field("confirmTimeout", (v, path) =>
       readInteger(v, path, problems, { min: 0 }),
     ),
-    hosts: field("hosts", (v, path) => readHosts(v, path, problems)),
   };
+  const hosts = sharded ? undefined : field("hosts", (v, path) => readHosts(v, path, problems));
+  const shards = sharded ? field("shards", (v, path) => readShardRefs(v, path, problems)) : [];
   const keep = field("keepGenerations", (v, path) => readInteger(v, path, problems, { min: 1 }));
-  if (!isComplete(release)) return undefined;
-  return keep === undefined ? release : { ...release, keepGenerations: keep };
+  if (!isComplete(head) || (hosts === undefined && !sharded) || shards === undefined) {
+    return undefined;
+  }
+  return {
+    head: keep === undefined ? head : { ...head, keepGenerations: keep },
+    hosts,
+    shards,
+  };
+}
+
+/**
+ * The shards a sharded release names: as many as its hosts call for (shardCount), so a release
+ * has one stored form, and more hosts than SHARD_HOSTS (fewer are stored whole).
+ */
+function readShardRefs(
+  value: unknown,
+  path: JsonPath,
+  problems: Problems,
+): readonly ShardRef[] | undefined {
+  const list = readArray(value, path, problems, 1);
+  if (list === undefined) return undefined;
+  const refs: ShardRef[] = [];
+  for (const [index, item] of list.entries()) {
+    const at = [...path, index];
+    const shard = readObject(item, at, problems, KEYS.shard);
+    if (shard === undefined) continue;
+    const digest =
+      shard.digest === undefined
+        ? undefined
+        : readString(shard.digest, [...at, "digest"], problems, { pattern: DIGEST });
+    const hosts =
+      shard.hosts === undefined
+        ? undefined
+        : readInteger(shard.hosts, [...at, "hosts"], problems, { min: 0 });
+    if (digest !== undefined && hosts !== undefined) refs.push({ digest, hosts });
+  }
+  if (refs.length !== list.length) return undefined;
+  const total = refs.reduce((sum, ref) => sum + ref.hosts, 0);
+  if (total <= SHARD_HOSTS || refs.length !== shardCount(total)) {
+    return problems.add(
+      path,
+      `${refs.length} shards of ${total} hosts in all: a sharded release names more than ${SHARD_HOSTS} hosts, in ceil(hosts / ${SHARD_HOSTS}) shards`,
+    );
+  }
+  return refs;
 }
 
 /** Whether every field was read; narrows away the undefined of the ones that failed. */
@@ -594,14 +798,19 @@ function readPrevious(
   );
 }
 
-function readHosts(
+/**
+ * A hosts map checked entry by entry; `allowEmpty`: a shard's, which may by chance name none (a
+ * release always names at least one host).
+ */
+export function readHosts(
   value: unknown,
   at: JsonPath,
   problems: Problems,
+  allowEmpty = false,
 ): Readonly<Record<string, ReleaseHost>> | undefined {
   if (!isJsonObject(value)) return problems.add(at, `must be an object (${got(value)})`);
   const names = Object.keys(value);
-  if (names.length === 0) return problems.add(at, "must name at least one host");
+  if (names.length === 0 && !allowEmpty) return problems.add(at, "must name at least one host");
   // A host reads every entry of each new release: the parsed object is kept as it is once each
   // entry is checked, and a path is built only for a problem.
   let ok = true;

@@ -10,7 +10,7 @@ import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import { storePathOf } from "../nix/store-path.js";
-import { parseRelease, type Release } from "../release/release.js";
+import type { Release } from "../release/release.js";
 import {
   listChannels,
   listReleaseSeqs,
@@ -18,6 +18,7 @@ import {
   readRelease,
   releaseKey,
 } from "../release/release-store.js";
+import { loadRelease } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
 import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
@@ -101,13 +102,14 @@ export async function rootsFromStore(
 }
 
 async function releaseRoots(
-  _store: ObjectStore,
+  store: ObjectStore,
   source: string,
   read: { status: string; bytes?: Uint8Array },
 ): Promise<Release | string | undefined> {
   if (read.status !== "found" || read.bytes === undefined) return undefined;
   try {
-    return parseRelease(read.bytes, source).release;
+    // A sharded release's shards too: one missing or changed is a problem, not a release's roots.
+    return (await loadRelease(store, read.bytes, source)).release;
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     return err.message;

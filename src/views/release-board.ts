@@ -2,7 +2,7 @@
 // dashboard): a poll LISTs `channels/`, `releases/` and the markers of each channel's newest
 // releases, and GETs only what it has not read: a release file once (they are never replaced),
 // a channel file when its etag moved. A poll where nothing changed costs LIST calls only.
-import { parseRelease, releaseDigest } from "../release/release.js";
+import { parseReleaseHead, releaseDigest } from "../release/release.js";
 import {
   channelKey,
   listReleaseSeqs,
@@ -163,6 +163,7 @@ export class ReleaseBoard {
 function summarise(bytes: Uint8Array, seq: number, source: string): KnownRelease {
   const entry = releaseEntryOf(bytes, seq, source, undefined);
   if (entry.status !== "ok") return { entry, expires: undefined, names: 0 };
-  const { release } = parseRelease(bytes, source);
-  return { entry, expires: release.expires, names: entry.hosts };
+  // The release file alone: a sharded release's head counts its hosts; no shard is read.
+  const { head } = parseReleaseHead(bytes, source);
+  return { entry, expires: head.expires, names: entry.hosts };
 }

@@ -4,13 +4,7 @@
 import { readHistory } from "../channel/history-store.js";
 import { type ReleaseHostView, releaseHostViews } from "../channel/host-history.js";
 import type { PublicKey } from "../nix/keys.js";
-import {
-  checkExpiry,
-  type ParsedRelease,
-  parseRelease,
-  type Release,
-  verifyRelease,
-} from "../release/release.js";
+import { checkExpiry, type ParsedRelease, type Release } from "../release/release.js";
 import {
   findRelease,
   highestListed,
@@ -19,6 +13,7 @@ import {
   type ReleaseEntry,
   requirePlacement,
 } from "../release/release-store.js";
+import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { listWarnings, showWarnings } from "./release-warnings.js";
 import { StatusReader } from "./status-reader.js";
@@ -70,8 +65,8 @@ export async function readReleaseShow(
   const found = await findRelease(store, channel, which);
   const verified = trustedKeys !== undefined;
   const parsed: ParsedRelease = verified
-    ? verifyRelease(found.bytes, trustedKeys, found.source)
-    : parseRelease(found.bytes, found.source);
+    ? await loadVerifiedRelease(store, found.bytes, trustedKeys, found.source)
+    : await loadRelease(store, found.bytes, found.source);
   const { release, digest, signature } = parsed;
   requirePlacement(found.source, release, channel, which);
   const names = Object.keys(release.hosts);

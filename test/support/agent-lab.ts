@@ -6,8 +6,9 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { type ParsedRelease, parseRelease, type Release } from "../../src/release/release.js";
+import type { ParsedRelease, Release } from "../../src/release/release.js";
 import { highestListed, readChannel, readRelease } from "../../src/release/release-store.js";
+import { loadRelease } from "../../src/release/shard-store.js";
 import type { StatusRecord } from "../../src/status/status.js";
 import { readStatus } from "../../src/status/status-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
@@ -203,7 +204,7 @@ export function channelRelease(lab: AgentLab): Promise<ParsedRelease> {
   return withStore(lab, async (store) => {
     const got = await readChannel(store, CHANNEL);
     if (got.status !== "found") throw new Error("no channel");
-    return parseRelease(got.bytes, "channel");
+    return loadRelease(store, got.bytes, "channel");
   });
 }
 
@@ -214,7 +215,7 @@ export function allReleases(lab: AgentLab): Promise<Release[]> {
     for (let seq = 1; seq <= (await highestListed(store, CHANNEL)); seq++) {
       const read = await readRelease(store, CHANNEL, seq);
       if (read.status === "found") {
-        releases.push(parseRelease(read.bytes, `release ${seq}`).release);
+        releases.push((await loadRelease(store, read.bytes, `release ${seq}`)).release);
       }
     }
     return releases;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach } from "vitest";
 import { generateSecretKey, type SecretKey } from "../../src/nix/keys.js";
 import type { StorePath } from "../../src/nix/store-path.js";
-import { parseRelease, type ReleaseHost, type SignedRelease } from "../../src/release/release.js";
+import type { ReleaseHost, SignedRelease } from "../../src/release/release.js";
 import {
   channelKey,
   publishRelease,
@@ -16,6 +16,7 @@ import {
   readRelease,
   releaseKey,
 } from "../../src/release/release-store.js";
+import { loadRelease } from "../../src/release/shard-store.js";
 import { writeStatus } from "../../src/status/status-store.js";
 import { FsStore } from "../../src/store/fs-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
@@ -31,7 +32,7 @@ export const sys = (c: string, host = "web") =>
 export async function channelRelease(store: ObjectStore): Promise<SignedRelease> {
   const read = await readChannel(store, CHANNEL);
   if (read.status !== "found") throw new Error("no channel");
-  return parseRelease(read.bytes, channelKey(CHANNEL)) as SignedRelease;
+  return (await loadRelease(store, read.bytes, channelKey(CHANNEL))) as SignedRelease;
 }
 
 /** Publishes a release signed by `key`, as an older nixship (or a by-hand publisher) could. */
@@ -75,7 +76,7 @@ export class Hosts {
   async report(seq: number, outcomes: Record<string, "success" | "failed">): Promise<void> {
     const read = await readRelease(this.store, CHANNEL, seq);
     if (read.status !== "found") throw new Error(`no release ${seq}`);
-    const { release } = parseRelease(read.bytes, releaseKey(CHANNEL, seq));
+    const { release } = await loadRelease(this.store, read.bytes, releaseKey(CHANNEL, seq));
     for (const [host, state] of Object.entries(outcomes)) {
       const path = release.hosts[host]?.path;
       if (path === undefined) throw new Error(`release ${seq} does not name ${host}`);

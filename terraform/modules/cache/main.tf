@@ -31,8 +31,8 @@ locals {
   pin_objects    = ["${local.store_arn}gc/pins/*"]
   gc_prefixes    = [for key in ["gc/lock.json", "gc/leases/*", "gc/pins/*"] : "${local.key_prefix}${key}"]
 
-  # Release manifests and the channels that point at them.
-  release_keys     = ["releases/*", "channels/*"]
+  # Release manifests, the shards of sharded releases, and the channels that point at them.
+  release_keys     = ["releases/*", "release-shards/*", "channels/*"]
   release_objects  = [for key in local.release_keys : "${local.store_arn}${key}"]
   release_prefixes = [for key in local.release_keys : "${local.key_prefix}${key}"]
 

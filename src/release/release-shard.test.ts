@@ -1,0 +1,206 @@
+// Sharded releases, pure: which shard holds a host, the form a release is signed in by its
+// size, the head and its shards read back, and every way a shard or a head can be wrong.
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import {
+  canonicalJson,
+  formatRelease,
+  formatShardedHead,
+  headOf,
+  parseRelease,
+  parseReleaseHead,
+  type Release,
+  releaseDigest,
+  SHARD_HOSTS,
+  verifyRelease,
+  verifyReleaseHead,
+} from "./release.js";
+import { joinShards, shardIndex, signRelease } from "./release-shard.js";
+
+const key = generateSecretKey("release-1");
+const trusted = [publicKeyOf(key)];
+const NIX32 = "0123456789abcdfghijklmnpqrsvwxyz";
+const pathOf = (i: number) =>
+  `/nix/store/${Array.from({ length: 32 }, (_, d) => NIX32[Math.floor(i / 32 ** (d % 4)) % 32]).join("")}-system-${i}` as StorePath;
+
+function release(count: number, seq = 3): Release {
+  return {
+    version: 1,
+    channel: "prod",
+    seq,
+    created: "2026-11-21T10:00:00.000Z",
+    expires: "2026-11-28T10:00:00.000Z",
+    previous: null,
+    kind: "deploy",
+    action: "switch",
+    health: { http: [], commands: [] },
+    confirmTimeout: 30,
+    hosts: Object.fromEntries(
+      Array.from({ length: count }, (_, i) => [`host-${i}`, { path: pathOf(i) }]),
+    ),
+  };
+}
+
+/** A shard's stored form, written here from the documented layout. */
+function shardText(
+  r: Pick<Release, "channel" | "seq">,
+  index: number,
+  count: number,
+  hosts: Release["hosts"],
+) {
+  const text = canonicalJson({ channel: r.channel, count, hosts, index, seq: r.seq, version: 2 });
+  return new Uint8Array(Buffer.from(`${text}\n`));
+}
+
+describe("shardIndex", () => {
+  it("is the first 4 bytes of sha256(name), big-endian, modulo the shards", () => {
+    for (const name of ["web1", "host-17", "db-eu-3"]) {
+      const expected = createHash("sha256").update(name).digest().readUInt32BE(0) % 7;
+      expect(shardIndex(name, 7)).toBe(expected);
+    }
+  });
+
+  it("spreads 10,000 names over 40 shards near evenly", () => {
+    const sizes = new Array<number>(40).fill(0);
+    for (let i = 0; i < 10_000; i++) sizes[shardIndex(`host-${i}`, 40)]++;
+    expect(Math.min(...sizes)).toBeGreaterThan(150);
+    expect(Math.max(...sizes)).toBeLessThan(350);
+  });
+});
+
+describe("signRelease", () => {
+  it(`signs a release of ${SHARD_HOSTS} hosts whole, exactly as formatRelease (version 1)`, () => {
+    const signed = signRelease(release(SHARD_HOSTS), key);
+    expect(signed.release.version).toBe(1);
+    expect(signed.shards).toBeUndefined();
+    expect(
+      Buffer.from(signed.bytes).equals(Buffer.from(formatRelease(release(SHARD_HOSTS), key).bytes)),
+    ).toBe(true);
+  });
+
+  it("signs a release of 600 hosts as a head naming 3 shards, which read back as the release", () => {
+    const whole = release(600);
+    const signed = signRelease(whole, key);
+    expect(signed.release).toEqual({ ...whole, version: 2 });
+    const head = verifyReleaseHead(signed.bytes, trusted, "head");
+    expect(head.head).toEqual({ ...headOf(whole), version: 2 });
+    expect(head.hosts).toBeUndefined();
+    expect(head.shards).toEqual(signed.shards?.map(({ digest, hosts }) => ({ digest, hosts })));
+    expect(head.digest).toBe(releaseDigest(signed.bytes));
+    // Each shard holds the hosts that hash to it, in the documented form.
+    for (const shard of signed.shards ?? []) {
+      const hosts = Object.fromEntries(
+        Object.entries(whole.hosts).filter(([name]) => shardIndex(name, 3) === shard.index),
+      );
+      expect(Buffer.from(shard.bytes).toString()).toBe(
+        Buffer.from(shardText(whole, shard.index, 3, hosts)).toString(),
+      );
+      expect(shard.digest).toBe(releaseDigest(shard.bytes));
+    }
+    const bytes = (signed.shards ?? []).map((s) => s.bytes);
+    const joined = joinShards(head, bytes, ["s0", "s1", "s2"]);
+    expect(joined.release).toEqual(signed.release);
+    expect(joined.signature).toBe(signed.signature);
+    // The whole-release readers name the shards instead of reading them.
+    for (const read of [
+      () => parseRelease(signed.bytes, "releases/prod/3.json"),
+      () => verifyRelease(signed.bytes, trusted, "releases/prod/3.json"),
+    ]) {
+      expect(read).toThrow(expect.objectContaining({ code: "release-sharded" }));
+    }
+  });
+
+  it("keeps the head small whatever the fleet: 10,000 hosts sign as a head of 40 digests", () => {
+    const signed = signRelease(release(10_000), key);
+    expect(signed.shards).toHaveLength(40);
+    expect(signed.bytes.length).toBeLessThan(4096);
+  });
+});
+
+describe("sharded heads and shards that are wrong", () => {
+  const whole = release(600);
+  const signed = signRelease(whole, key);
+  const head = parseReleaseHead(signed.bytes, "head");
+  const shards = (signed.shards ?? []).map((s) => s.bytes);
+  const sources = ["k0", "k1", "k2"];
+
+  it("refuses a shard whose bytes do not hash to the digest the head signs", () => {
+    const changed = [...shards];
+    changed[1] = new Uint8Array(
+      Buffer.from(
+        Buffer.from(shards[1] as Uint8Array)
+          .toString()
+          .replace("system-", "systen-"),
+      ),
+    );
+    expect(() => joinShards(head, changed, sources)).toThrow(
+      expect.objectContaining({
+        code: "release-shard-mismatch",
+        message: expect.stringContaining(
+          "k1: shard 1 of release 3 of channel prod does not match the digest the signed release names",
+        ),
+      }),
+    );
+  });
+
+  it("refuses a head whose shard digests were changed after signing", () => {
+    const text = Buffer.from(signed.bytes).toString();
+    const other = signed.shards?.[0]?.digest as string;
+    const swapped = text.replace(signed.shards?.[1]?.digest as string, other);
+    expect(() => verifyReleaseHead(new Uint8Array(Buffer.from(swapped)), trusted, "head")).toThrow(
+      expect.objectContaining({ code: "release-bad-signature" }),
+    );
+  });
+
+  it("refuses a signed head whose shards are not what its hosts call for", () => {
+    const few = signRelease(release(200), key);
+    const ref = { digest: few.digest, hosts: 200 };
+    expect(() => formatShardedHead(headOf(few.release), [ref], key)).toThrow(
+      /1 shards of 200 hosts in all: a sharded release names more than 256 hosts/,
+    );
+    const two = [
+      { digest: ref.digest, hosts: 300 },
+      { digest: ref.digest, hosts: 300 },
+    ];
+    expect(() => formatShardedHead(headOf(whole), two, key)).toThrow(
+      /2 shards of 600 hosts in all: .* in ceil\(hosts \/ 256\) shards/,
+    );
+  });
+
+  it("refuses a shard, signed for, that holds a host of another shard or another release", () => {
+    // A publisher's mistakes, signed: a host in the wrong shard, and a shard of release 2.
+    const split = [0, 1, 2].map((index) =>
+      Object.fromEntries(
+        Object.entries(whole.hosts).filter(([name]) => shardIndex(name, 3) === index),
+      ),
+    );
+    const [stray] = Object.keys(split[0] ?? {});
+    const moved = split.map((hosts) => ({ ...hosts }));
+    if (stray === undefined || moved[0] === undefined || moved[1] === undefined) throw new Error();
+    moved[1][stray] = moved[0][stray] as Release["hosts"][string];
+    delete moved[0][stray];
+    const wrong = moved.map((hosts, index) => shardText(whole, index, 3, hosts));
+    const refs = wrong.map((bytes, i) => ({
+      digest: releaseDigest(bytes),
+      hosts: Object.keys(moved[i] ?? {}).length,
+    }));
+    const badHead = formatShardedHead(headOf(whole), refs, key);
+    expect(() => joinShards(badHead, wrong, sources)).toThrow(
+      `k1: hosts.${stray}: belongs in shard 0, not 1`,
+    );
+
+    const older = split.map((hosts, index) =>
+      shardText({ channel: "prod", seq: 2 }, index, 3, hosts),
+    );
+    const olderRefs = older.map((bytes, i) => ({
+      digest: releaseDigest(bytes),
+      hosts: Object.keys(split[i] ?? {}).length,
+    }));
+    const mixed = formatShardedHead(headOf(whole), olderRefs, key);
+    expect(() => joinShards(mixed, older, sources)).toThrow(
+      "k0: seq: must be 3, as the release says",
+    );
+  });
+});

@@ -1,0 +1,179 @@
+// The shards of a sharded release (version 2). Pure: which shard holds a host, the stored form
+// of a shard (canonical JSON), signing a release in the form its size calls for, and reading
+// shards back, each trusted only when its bytes hash to the digest the signed head names.
+import { InputError } from "../errors.js";
+import { isJsonObject, type KeyShape, Problems, readObject } from "../fleet/json-check.js";
+import { formatJsonPath } from "../fleet/json-path.js";
+import { Sha256 } from "../nix/hash.js";
+import type { SecretKey } from "../nix/keys.js";
+import {
+  canonicalHosts,
+  checkRelease,
+  formatRelease,
+  formatShardedHead,
+  headOf,
+  malformed,
+  type ParsedHead,
+  type ParsedRelease,
+  type Release,
+  type ReleaseHead,
+  type ReleaseHost,
+  readHosts,
+  releaseDigest,
+  SHARD_HOSTS,
+  SHARDED_RELEASE_VERSION,
+  type SignedHead,
+  type SignedRelease,
+  type StoredShard,
+  shardCount,
+} from "./release.js";
+
+const SHARD_KEYS = {
+  required: ["channel", "count", "hosts", "index", "seq", "version"],
+  optional: [],
+} as const satisfies KeyShape;
+
+/**
+ * The shard (0 to count - 1) that holds `host`'s entry: the first 4 bytes of sha256(name),
+ * big-endian, modulo the number of shards. Stable, and spread evenly whatever the names.
+ */
+export function shardIndex(host: string, count: number): number {
+  const hash = Sha256.of(host).bytes;
+  return Buffer.from(hash).readUInt32BE(0) % count;
+}
+
+/**
+ * Signs `release` in the form its number of hosts calls for: one file (version 1) up to
+ * SHARD_HOSTS hosts, else a head (version 2) naming the digests of its shards, which it gives
+ * too. The release returned holds every host's entry either way.
+ */
+export function signRelease(release: Release, key: SecretKey): SignedRelease {
+  const count = Object.keys(release.hosts).length;
+  if (count <= SHARD_HOSTS) return formatRelease(release, key);
+  const checked = checkRelease(release);
+  const shards = formatShards(checked);
+  const head = formatShardedHead(headOf(checked), shards, key);
+  return joined(head, checked.hosts, shards);
+}
+
+/** The release's hosts split into its shards, each in its stored form. */
+function formatShards(release: Release): StoredShard[] {
+  const count = shardCount(Object.keys(release.hosts).length);
+  const split: Record<string, ReleaseHost>[] = Array.from({ length: count }, () => ({}));
+  for (const [name, entry] of Object.entries(release.hosts)) {
+    (split[shardIndex(name, count)] as Record<string, ReleaseHost>)[name] = entry;
+  }
+  return split.map((hosts, index) => {
+    const bytes = shardBytes(release, index, count, hosts);
+    return { index, digest: releaseDigest(bytes), hosts: Object.keys(hosts).length, bytes };
+  });
+}
+
+/** A shard's stored form: canonical JSON (keys sorted, no whitespace) and one final newline. */
+function shardBytes(
+  release: Pick<ReleaseHead, "channel" | "seq">,
+  index: number,
+  count: number,
+  hosts: Release["hosts"],
+): Uint8Array {
+  const text = `{"channel":${JSON.stringify(release.channel)},"count":${count},"hosts":${canonicalHosts(hosts)},"index":${index},"seq":${release.seq},"version":${SHARDED_RELEASE_VERSION}}\n`;
+  return new Uint8Array(Buffer.from(text));
+}
+
+/**
+ * The entries of shard `index` of the sharded release `head`, from the shard's stored bytes: they
+ * must hash to the digest the head names (the head's signature covers it), and hold that shard of
+ * that release in canonical form, each of its hosts one that belongs there. `source` names the
+ * shard in errors (its key). Fails with release-shard-mismatch or release-malformed.
+ */
+export function parseShard(
+  bytes: Uint8Array,
+  head: Pick<ParsedHead, "head" | "shards">,
+  index: number,
+  source: string,
+): Release["hosts"] {
+  const { channel, seq } = head.head;
+  const count = head.shards.length;
+  const ref = head.shards[index];
+  const what = `shard ${index} of release ${seq} of channel ${channel}`;
+  if (ref === undefined) throw new RangeError(`${what}: the release has ${count} shards`);
+  const digest = releaseDigest(bytes);
+  if (digest !== ref.digest) {
+    throw new InputError(
+      "release-shard-mismatch",
+      `${source}: ${what} does not match the digest the signed release names (${ref.digest}; the stored shard is ${digest})`,
+      { hint: "the shard was changed or replaced after the release was signed; do not deploy it" },
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (err) {
+    throw malformed(`${source}: ${what} is not JSON in UTF-8`, err);
+  }
+  const problems = new Problems();
+  const doc = readObject(value, [], problems, SHARD_KEYS);
+  const hosts = doc === undefined ? undefined : readHosts(doc.hosts, ["hosts"], problems, true);
+  if (doc !== undefined) {
+    const expected = { channel, count, index, seq, version: SHARDED_RELEASE_VERSION };
+    for (const [key, want] of Object.entries(expected)) {
+      if (doc[key] !== want)
+        problems.add([key], `must be ${JSON.stringify(want)}, as the release says`);
+    }
+  }
+  if (hosts !== undefined) {
+    const names = Object.keys(hosts);
+    if (names.length !== ref.hosts) {
+      problems.add(["hosts"], `names ${names.length} hosts; the release says ${ref.hosts}`);
+    }
+    const stray = names.find((name) => shardIndex(name, count) !== index);
+    if (stray !== undefined) {
+      problems.add(["hosts", stray], `belongs in shard ${shardIndex(stray, count)}, not ${index}`);
+    }
+  }
+  if (problems.list.length > 0 || hosts === undefined || !isJsonObject(value)) {
+    const lines = problems.list.map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
+    throw malformed(lines.slice(0, 20).join("\n"));
+  }
+  if (Buffer.compare(Buffer.from(bytes), Buffer.from(shardBytes(head.head, index, count, hosts)))) {
+    throw malformed(
+      `${source}: ${what} is not in canonical form (keys sorted, no whitespace, one final newline)`,
+    );
+  }
+  return hosts;
+}
+
+/**
+ * A sharded release whole: its head and every shard's bytes (in order of index; `sources` name
+ * them), each checked by parseShard. A release of version 1 is given back as it is.
+ */
+export function joinShards<T extends ParsedHead>(
+  head: T,
+  shards: readonly Uint8Array[],
+  sources: readonly string[],
+): T extends SignedHead ? SignedRelease : ParsedRelease {
+  type Out = T extends SignedHead ? SignedRelease : ParsedRelease;
+  if (head.hosts !== undefined) {
+    return joined(head, head.hosts, []) as Out;
+  }
+  if (shards.length !== head.shards.length) {
+    throw new RangeError(`${head.shards.length} shards expected, ${shards.length} given`);
+  }
+  const hosts: Record<string, ReleaseHost> = {};
+  const stored: StoredShard[] = [];
+  for (const [index, bytes] of shards.entries()) {
+    Object.assign(hosts, parseShard(bytes, head, index, sources[index] ?? `shard ${index}`));
+    const { digest, hosts: count } = head.shards[index] as StoredShard;
+    stored.push({ index, digest, hosts: count, bytes });
+  }
+  return joined(head, hosts, stored) as Out;
+}
+
+function joined<T extends ParsedHead>(
+  parsed: T,
+  hosts: Release["hosts"],
+  shards: readonly StoredShard[],
+): ParsedRelease & Pick<T, "signature"> {
+  const { head, hosts: _hosts, shards: _refs, ...rest } = parsed;
+  return { ...rest, release: { ...head, hosts }, ...(shards.length > 0 ? { shards } : {}) };
+}
