@@ -234,7 +234,7 @@ describe("ChannelKeeper.rollBackWave", () => {
     expect((await channelRelease(store)).release.seq).toBe(3);
   });
 
-  it("publishes nothing when the channel would name no host, and the next release names none of them", async () => {
+  it("withdraws a first wave with a rollback that names no host, and the next release names none of them", async () => {
     // A first wave: no host had an entry before it, nor a confirmed system to go back to.
     const k = keeper();
     const before = await k.entries();
@@ -250,10 +250,9 @@ describe("ChannelKeeper.rollBackWave", () => {
       withdrawn: ["web2"],
       before,
     });
-    expect(back).toBeUndefined();
-    expect(k.published.map((r) => r.release.seq)).toEqual([1]);
-    // The channel still names the wave's release: no empty release was published.
-    expect((await channelRelease(store)).release).toMatchObject({ seq: 1, kind: "deploy" });
+    expect(back.release).toMatchObject({ seq: 2, kind: "rollback", hosts: {} });
+    // The channel names it: an agent that polls late applies nothing of the wave.
+    expect((await channelRelease(store)).release).toMatchObject({ seq: 2, hosts: {} });
     expect(await k.entries()).toEqual({});
     // The next wave's release names its own host only, not the ones rolled back to nothing.
     const next = await k.publishWave(wave({ web3: sys("a", "web3") }), "switch");

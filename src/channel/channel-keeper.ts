@@ -141,11 +141,10 @@ export class ChannelKeeper {
    * channel names for each the last system confirmed healthy on it (none when none is known: the
    * agent then leaves it be); hosts an interrupt left not done get back the entry the channel had
    * for them before the wave (none when it had none), so an agent that applies late never
-   * applies the aborted system. Undefined: the channel would then name no host at all (a first
-   * wave whose hosts had nothing to go back to), which no release can say: nothing is published,
-   * the channel still names the wave's release, and the next release names none of them.
+   * applies the aborted system. After a first wave whose hosts had nothing to go back to, it
+   * names no host at all (the one kind of release that may).
    */
-  async rollBackWave(left: WaveLeftovers): Promise<SignedRelease | undefined> {
+  async rollBackWave(left: WaveLeftovers): Promise<SignedRelease> {
     this.#history = undefined;
     const history = left.failed.length > 0 ? await this.#readHistory() : undefined;
     const entries = { ...(this.#entries ?? {}) };
@@ -159,10 +158,6 @@ export class ChannelKeeper {
       const earlier = left.before[host];
       if (earlier === undefined) delete entries[host];
       else entries[host] = earlier;
-    }
-    if (Object.keys(entries).length === 0) {
-      this.#entries = entries;
-      return undefined;
     }
     return this.#publish(entries, "rollback", left.action);
   }

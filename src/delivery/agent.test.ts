@@ -214,7 +214,7 @@ describe("AgentDelivery.deployWave", () => {
     });
   });
 
-  it("a first wave whose hosts fail, or are interrupted, with nothing to go back to publishes no empty release and says so", async () => {
+  it("a first wave whose hosts fail, or are interrupted, with nothing to go back to is withdrawn by a rollback naming no host", async () => {
     startAgents(["web1"], [sys("c", "web1")]);
     const d = delivery();
     const outcomes = await d.deployWave(wave({ web1: sys("c", "web1") }), () => {}, CONTEXT);
@@ -222,8 +222,8 @@ describe("AgentDelivery.deployWave", () => {
       status: "failed",
       message: expect.stringContaining("health check failed"),
     });
-    expect(d.published.map((r) => r.release.kind)).toEqual(["deploy"]);
-    expect((await channel()).release).toMatchObject({ seq: 1, kind: "deploy" });
+    expect(d.published.map((r) => r.release.kind)).toEqual(["deploy", "rollback"]);
+    expect((await channel()).release).toMatchObject({ seq: 2, kind: "rollback", hosts: {} });
 
     // web2 has no agent: the interrupt finds it not done, with no earlier entry either.
     const stopped = new AbortController();
@@ -237,10 +237,11 @@ describe("AgentDelivery.deployWave", () => {
     expect(outcome).toMatchObject({
       status: "failed",
       message: expect.stringContaining(
-        "release 2 could not be withdrawn for it: the channel named no host before it",
+        "release 4 withdraws release 3 for it: its agent goes back to what the channel named before (no entry: the agent leaves the host as it is)",
       ),
     });
-    expect(next.published.map((r) => r.release.seq)).toEqual([2]);
+    expect(next.published.map((r) => r.release.seq)).toEqual([3, 4]);
+    expect((await channel()).release).toMatchObject({ seq: 4, hosts: {} });
   });
 
   it("reports a host whose agent never answers as offline after releases.offlineTimeout", async () => {

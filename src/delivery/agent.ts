@@ -124,10 +124,7 @@ export class AgentDelivery implements Delivery {
       if (watched[i]?.how !== "interrupted" || o.status !== "failed") return o;
       const outcome = {
         ...o,
-        message:
-          back === undefined
-            ? `${o.message}; release ${release.release.seq} could not be withdrawn for it: the channel named no host before it, and a release names at least one, so the channel still names release ${release.release.seq} and its agent may apply it when it next polls; deploy again to name another system for it`
-            : `${o.message}; release ${back.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
+        message: `${o.message}; release ${back.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
       };
       emit({ type: "done", host, outcome });
       return outcome;

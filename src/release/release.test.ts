@@ -146,6 +146,19 @@ describe("parseRelease", () => {
     });
   });
 
+  it("reads a rollback that names no host (it withdraws a first wave); a deploy or refresh must name one", () => {
+    const empty = formatRelease({ ...RELEASE, kind: "rollback", hosts: {} }, key);
+    expect(parseRelease(empty.bytes, "empty").release).toMatchObject({
+      kind: "rollback",
+      hosts: {},
+    });
+    for (const kind of ["deploy", "refresh"] as const) {
+      expect(() => formatRelease({ ...RELEASE, kind, hosts: {} }, key)).toThrow(
+        "hosts: must name at least one host",
+      );
+    }
+  });
+
   it("carries a host's secrets bundle digests, signed, and refuses malformed ones", () => {
     const secrets = {
       bundle: "a".repeat(64),
@@ -252,7 +265,11 @@ describe("parseRelease", () => {
       (d) => Object.assign(d, { confirmTimeout: -1 }),
       "confirmTimeout: must be a whole number >= 0",
     ],
-    ["no hosts", (d) => Object.assign(d, { hosts: {} }), "hosts: must name at least one host"],
+    [
+      "a deploy naming no host",
+      (d) => Object.assign(d, { hosts: {} }),
+      "hosts: must name at least one host",
+    ],
     [
       "a bad host name",
       (d) => Object.assign(d, { hosts: { Web1: { path: WEB1 } } }),

@@ -709,7 +709,10 @@ function readRelease(value: unknown, problems: Problems): Omit<ReadValue, "signa
       readInteger(v, path, problems, { min: 0 }),
     ),
   };
-  const hosts = sharded ? undefined : field("hosts", (v, path) => readHosts(v, path, problems));
+  // A rollback may name no host: it withdraws a first wave whose hosts had nothing before it.
+  const hosts = sharded
+    ? undefined
+    : field("hosts", (v, path) => readHosts(v, path, problems, doc.kind === "rollback"));
   const shards = sharded ? field("shards", (v, path) => readShardRefs(v, path, problems)) : [];
   const keep = field("keepGenerations", (v, path) => readInteger(v, path, problems, { min: 1 }));
   if (!isComplete(head) || (hosts === undefined && !sharded) || shards === undefined) {
@@ -799,8 +802,9 @@ function readPrevious(
 }
 
 /**
- * A hosts map checked entry by entry; `allowEmpty`: a shard's, which may by chance name none (a
- * release always names at least one host).
+ * A hosts map checked entry by entry; `allowEmpty`: a shard's, which may by chance name none, or
+ * a rollback's (it withdraws a first wave whose hosts had nothing before it); any other release
+ * names at least one host.
  */
 export function readHosts(
   value: unknown,
