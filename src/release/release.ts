@@ -217,40 +217,24 @@ export type SequenceCheck =
       readonly lastApplied: number;
     };
 
+/** The fields every release head carries, whole (`hosts`) or sharded (`shards`). */
+const HEAD_FIELDS = [
+  "version",
+  "channel",
+  "seq",
+  "created",
+  "expires",
+  "previous",
+  "kind",
+  "action",
+  "health",
+  "confirmTimeout",
+] as const;
+
 const KEYS = {
-  sharded: {
-    required: [
-      "version",
-      "channel",
-      "seq",
-      "created",
-      "expires",
-      "previous",
-      "kind",
-      "action",
-      "health",
-      "confirmTimeout",
-      "shards",
-    ],
-    optional: ["signature", "keepGenerations"],
-  },
+  sharded: { required: [...HEAD_FIELDS, "shards"], optional: ["signature", "keepGenerations"] },
   shard: { required: ["digest", "hosts"], optional: [] },
-  release: {
-    required: [
-      "version",
-      "channel",
-      "seq",
-      "created",
-      "expires",
-      "previous",
-      "kind",
-      "action",
-      "health",
-      "confirmTimeout",
-      "hosts",
-    ],
-    optional: ["signature", "keepGenerations"],
-  },
+  release: { required: [...HEAD_FIELDS, "hosts"], optional: ["signature", "keepGenerations"] },
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: ["retry"] },
   commandCheck: { required: ["run", "timeout"], optional: ["retry"] },
