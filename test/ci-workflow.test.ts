@@ -558,8 +558,12 @@ describe("the workflow's steps, run as GitHub runs them", () => {
       reason: "the canary failed",
       notStarted: ["ag2"],
     });
-    // The canary's wave was a signed release of the channel.
-    expect((await releases())[0]).toEqual([1, "deploy", expect.any(Number)]);
+    // The canary's wave was a signed release of the channel, withdrawn when it failed by a
+    // rollback naming no host (nobody had an earlier entry).
+    expect(await releases()).toEqual([
+      [1, "deploy", expect.any(Number)],
+      [2, "rollback", 0],
+    ]);
     ok(await runStep("deploy", "Summary: deploy"));
     let text = await summaryText();
     expect(text).toMatch(
@@ -599,8 +603,9 @@ describe("the workflow's steps, run as GitHub runs them", () => {
     ok(await runStep("rollback", "Summary: rollback"));
     const text = await summaryText();
     expect(text).toContain("### Rollback\n\n| host | result | system |");
-    expect(text).toMatch(
-      /\| ag1 \| failed \| no system was confirmed healthy on ag1 in the releases read \|/,
+    // The failed canary was withdrawn: the channel names no system for ag1 to go back from.
+    expect(text).toContain(
+      "| ag1 | failed | release 2 of channel production does not name ag1: it follows no system of this channel yet |",
     );
     // A usage error reaches the summary as the error object.
     const bad = await runStep("rollback", "Roll back", { HOSTS: "@nope" });
