@@ -3,7 +3,7 @@
 // name, say) would otherwise follow nothing and look healthy; it is refused instead.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { type SignedHead, verifyReleaseHead } from "../release/release.js";
+import { type SignedHead, trustedHead } from "../release/release.js";
 import { channelKey, readChannel, readSignedHead } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -43,19 +43,6 @@ export async function checkHostNamed(
       hint: `set "host" in the agent's config to the host's name in the fleet file, or pass --host NAME${listed.length > 0 ? `; release ${seq} names ${shown}` : ""}`,
     },
   );
-}
-
-function trustedHead(
-  bytes: Uint8Array,
-  keys: readonly PublicKey[],
-  source: string,
-): SignedHead | undefined {
-  try {
-    return verifyReleaseHead(bytes, keys, source);
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
-    return undefined;
-  }
 }
 
 /** Whether the release names `host`; a shard that is missing or changed names no one. */

@@ -23,7 +23,7 @@ import {
   releaseDigest,
   type SignedHead,
   type SignedRelease,
-  verifyReleaseHead,
+  trustedHead,
 } from "./release.js";
 import { signRelease } from "./release-shard.js";
 import { putShards, readShards } from "./shard-store.js";
@@ -326,14 +326,10 @@ export async function readSignedHead(
   const read = await readRelease(store, channel, seq);
   // Absent: never published, or withdrawn by a publisher that lost a race.
   if (read.status !== "found") return "absent";
-  let signed: SignedHead;
-  try {
-    signed = verifyReleaseHead(read.bytes, keys, releaseKey(channel, seq));
-  } catch (err) {
-    if (!(err instanceof InputError)) throw err;
+  const signed = trustedHead(read.bytes, keys, releaseKey(channel, seq));
+  if (signed === undefined || signed.head.seq !== seq || signed.head.channel !== channel) {
     return "untrusted";
   }
-  if (signed.head.seq !== seq || signed.head.channel !== channel) return "untrusted";
   return signed;
 }
 

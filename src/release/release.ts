@@ -591,6 +591,24 @@ export function verifyReleaseHead(
   }
 }
 
+/**
+ * The release file (a whole release or a sharded release's head) if one of the keys signed
+ * exactly these bytes, else undefined (malformed, unsigned, untrusted or tampered: a reader
+ * passing over what no host would follow).
+ */
+export function trustedHead(
+  bytes: Uint8Array,
+  trustedKeys: readonly PublicKey[],
+  source: string,
+): SignedHead | undefined {
+  try {
+    return verifyReleaseHead(bytes, trustedKeys, source);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return undefined;
+  }
+}
+
 /** Whether a host that last applied `lastAppliedSeq` should apply `release`. */
 export function checkSequence(
   release: ReleaseHead,
