@@ -3,11 +3,10 @@
 // shared connection, which outlives an sshd that died. A host that cannot take a new
 // connection is failed before anything changes on it.
 //
-// The check costs no SSH handshake: ssh resolves the destination (`ssh -G`, local), and sshd's
-// greeting ("SSH-2.0-…") on a fresh TCP connection proves it accepts connections. Behind a
+// The check costs no SSH handshake: ssh's settings for the destination (`ssh -G`, local, read
+// by the caller) say where it connects, and sshd's greeting ("SSH-2.0-…") on a fresh TCP connection proves it accepts connections. Behind a
 // ProxyJump or ProxyCommand there is no direct route, so a whole new ssh connection is made.
 import { connect } from "node:net";
-import { sshSettings } from "./ssh-host-key.js";
 import { runOverSsh, type SshTarget, unreachable } from "./ssh-transport.js";
 
 /** Seconds the check may take. */
@@ -15,12 +14,16 @@ const PREFLIGHT_TIMEOUT = 10;
 /** Bytes of greeting read at most (RFC 4253 allows 255 per line). */
 const GREETING_LIMIT = 1024;
 
-/** undefined when a new connection can be made; else why not, naming the host. */
+/**
+ * undefined when a new connection can be made; else why not, naming the host. `settings` are
+ * ssh's effective settings for the target (`sshSettings`).
+ */
 export async function checkNewConnection(
   target: SshTarget,
+  settings: ReadonlyMap<string, string>,
   signal?: AbortSignal,
 ): Promise<string | undefined> {
-  const route = await resolveRoute(target);
+  const route = routeOf(settings);
   if (route === undefined) {
     const r = await runOverSsh(target, "exit 0", {
       fresh: true,
@@ -40,10 +43,9 @@ function cannot(target: SshTarget, why: string): string {
 }
 
 /** Where ssh would connect (host, port), or undefined when it goes through a proxy. */
-async function resolveRoute(
-  target: SshTarget,
-): Promise<{ host: string; port: number } | undefined> {
-  const settings = await sshSettings(target);
+function routeOf(
+  settings: ReadonlyMap<string, string>,
+): { host: string; port: number } | undefined {
   const proxied = ["proxyjump", "proxycommand"].some((k) => {
     const v = settings.get(k);
     return v !== undefined && v !== "none";

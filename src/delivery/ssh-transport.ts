@@ -32,6 +32,11 @@ export interface SshTarget {
    * piping activate.sh to a shell; absent: false.
    */
   readonly sudo?: boolean;
+  /**
+   * KexAlgorithms for its new (settling) logins, from `settlingTarget`; absent: ssh's own
+   * settings, as for every other login.
+   */
+  readonly settlingKex?: string;
 }
 
 /**
@@ -120,8 +125,10 @@ function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string
     "-o",
     "ServerAliveCountMax=3",
   );
-  if (options.fresh) args.push("-o", "ControlMaster=no", "-o", "ControlPath=none");
-  else {
+  if (options.fresh) {
+    args.push("-o", "ControlMaster=no", "-o", "ControlPath=none");
+    if (target.settlingKex) args.push("-o", `KexAlgorithms=${target.settlingKex}`);
+  } else {
     args.push(
       "-o",
       "ControlMaster=auto",

@@ -39,7 +39,9 @@ import {
   type WaveHost,
 } from "./delivery.js";
 import { nixSshOpts } from "./ssh-config-for-nix.js";
+import { sshSettings } from "./ssh-host-key.js";
 import { checkNewConnection } from "./ssh-preflight.js";
+import { settlingTarget } from "./ssh-settle-kex.js";
 import { runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
 
 /** Seconds a status query may take. */
@@ -146,10 +148,14 @@ export function sshTarget(host: SshHost, settings: SshSettings): SshTarget {
   };
 }
 
-/** activate.sh on one host over ssh, for an activation session. */
+/**
+ * activate.sh on one host over ssh, for an activation session. The preflight reads ssh's
+ * settings for the host once; from them, the key exchange its settling logins prefer.
+ */
 export function sshActivationTransport(target: SshTarget): ActivationTransport {
+  let settling = target;
   const runIt = (args: readonly string[], o: ScriptRunOptions) =>
-    runActivate(target, args, {
+    runActivate(o.fresh ? settling : target, args, {
       timeoutSeconds: o.timeoutSeconds,
       ...(o.fresh ? { fresh: true } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
@@ -160,7 +166,11 @@ export function sshActivationTransport(target: SshTarget): ActivationTransport {
     });
   return {
     confirms: true,
-    preflight: (signal) => checkNewConnection(target, signal),
+    preflight: async (signal) => {
+      const settings = await sshSettings(target);
+      settling = await settlingTarget(target, settings);
+      return checkNewConnection(settling, settings, signal);
+    },
     activate: (activation, o) => runIt(activateArgs(activation), o),
     run: (command, o) => runIt(scriptArgs(command), o),
   };

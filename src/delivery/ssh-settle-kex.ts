@@ -1,0 +1,69 @@
+// Which key exchange a settling login offers first. A settling login (confirm or abort after a
+// switch, over a new connection) carries a one-time token and the script's answer, no secret.
+// A post-quantum hybrid key exchange protects a session's confidentiality against a recording
+// decrypted later; host and user authentication stay classical either way. So such a login
+// gains nothing from it, while OpenSSH 9.0-9.8's default, sntrup761x25519, costs the deployer
+// ~90 ms of CPU per login here (curve25519 ~14 ms; OpenSSH 9.9+'s mlkem768x25519 ~14 ms too).
+//
+// Only when the operator left KexAlgorithms at ssh's own default, and that default starts with
+// sntrup761x25519, a settling login offers the same algorithms with curve25519-sha256 first:
+// nothing is added or removed, so it negotiates wherever the default would. A KexAlgorithms set
+// in any ssh_config is the operator's choice and is kept as it is, for every login.
+import { runCommand } from "../util/run.js";
+import type { SshTarget } from "./ssh-transport.js";
+
+/** The classical key exchange a settling login prefers. */
+export const SETTLING_KEX = "curve25519-sha256";
+/** The post-quantum exchange whose cost the preference avoids (OpenSSH 9.0-9.8's default). */
+const COSTLY_KEX_PREFIX = "sntrup761x25519";
+
+/**
+ * The KexAlgorithms value a settling login uses, from the target's effective list (`ssh -G`)
+ * and ssh's compiled default; undefined to leave ssh's settings alone.
+ */
+export function settlingKexAlgorithms(
+  effective: string | undefined,
+  sshDefault: string | undefined,
+): string | undefined {
+  if (effective === undefined || effective !== sshDefault) return undefined;
+  const list = effective.split(",");
+  if (!list[0]?.startsWith(COSTLY_KEX_PREFIX) || !list.includes(SETTLING_KEX)) return undefined;
+  return [SETTLING_KEX, ...list.filter((k) => k !== SETTLING_KEX)].join(",");
+}
+
+/** Seconds `ssh -G` may take (it is local). */
+const LOCAL_TIMEOUT = 10;
+const MAX_OUTPUT = 64_000;
+
+let sshDefault: Promise<string | undefined> | undefined;
+
+/**
+ * ssh's compiled-in KexAlgorithms (`ssh -F /dev/null -G`: no ssh_config read), asked once per
+ * process; undefined when ssh does not say.
+ */
+export function sshDefaultKexAlgorithms(): Promise<string | undefined> {
+  sshDefault ??= runCommand("ssh", ["-F", "/dev/null", "-G", "nixship-default.invalid"], {
+    okCodes: [0, 255],
+    purpose: "read ssh's default key exchange algorithms",
+    signal: AbortSignal.timeout(LOCAL_TIMEOUT * 1000),
+  }).then(
+    (r) =>
+      r.stdout
+        .slice(0, MAX_OUTPUT)
+        .split("\n")
+        .find((l) => l.startsWith("kexalgorithms "))
+        ?.slice("kexalgorithms ".length)
+        .trim(),
+    () => undefined,
+  );
+  return sshDefault;
+}
+
+/** The target with the key exchange its settling logins use (see above), when it has one. */
+export async function settlingTarget(
+  target: SshTarget,
+  settings: ReadonlyMap<string, string>,
+): Promise<SshTarget> {
+  const kex = settlingKexAlgorithms(settings.get("kexalgorithms"), await sshDefaultKexAlgorithms());
+  return kex === undefined ? target : { ...target, settlingKex: kex };
+}
