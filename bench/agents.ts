@@ -1,5 +1,6 @@
 // The agents benchmark (`npm run bench:agents`): 1,000 pull agents in one process against s3rver
-// on loopback, each with its own state directory and a no-op Activator (this measures the
+// on loopback (or, with `--store dir`, a directory store, which leaves both cores to the agents
+// and the deployer), each with its own state directory and a no-op Activator (this measures the
 // control plane, not Nix). It measures the agents' requests while idle, the time from publishing
 // one release naming every host until all of them report success, the LIST and GET calls the
 // deployer (AgentDelivery) makes per poll, and its peak RSS. Prints figures; asserts nothing.
@@ -111,7 +112,7 @@ interface Phase {
 }
 
 interface DeployerSettings {
-  readonly endpoint: string;
+  readonly storeUrl: string;
   readonly hosts: number;
   readonly offlineTimeout: number;
   readonly secretKey: string;
@@ -150,6 +151,9 @@ async function main(): Promise<void> {
       idle: { type: "string", default: "30" },
       // S3 clients the agents share (default: one per AGENTS_PER_CLIENT agents).
       clients: { type: "string" },
+      // Where the releases and status live: s3rver on loopback (s3), or a directory (dir), which
+      // leaves the machine's two cores to the agents and the deployer.
+      store: { type: "string", default: "s3" },
       // Internal: the child modes this file runs in (the parent starts them).
       "serve-s3": { type: "boolean", default: false },
       deployer: { type: "boolean", default: false },
@@ -164,7 +168,11 @@ async function main(): Promise<void> {
     n,
     Math.max(1, Math.floor(Number(values.clients) || Math.ceil(n / AGENTS_PER_CLIENT))),
   );
-  await runBenchmark(n, interval, idle, clients);
+  const kind = values.store;
+  if (kind !== "s3" && kind !== "dir") {
+    throw new Error(`--store: ${kind} (s3: s3rver on loopback; dir: a directory store)`);
+  }
+  await runBenchmark(n, interval, idle, clients, kind);
 }
 
 /** Child mode: s3rver on 127.0.0.1, its own temp dir, silent; stops when stdin closes. */
@@ -183,7 +191,7 @@ async function serveS3(): Promise<void> {
 async function runDeployer(): Promise<void> {
   const settings = JSON.parse(process.env[DEPLOYER_ENV] ?? "{}") as DeployerSettings;
   useS3rverCredentials();
-  const store = await openStore(storeUrl(settings.endpoint));
+  const store = await openStore(settings.storeUrl);
   // Load the SDK's request path first, so the RSS before the deploy includes it.
   await store.list("status/");
   const rssBefore = process.memoryUsage().rss;
@@ -286,6 +294,7 @@ async function runBenchmark(
   interval: number,
   idle: number,
   clients: number,
+  kind: StoreKind,
 ): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-agents-"));
   const children = new Set<ChildProcess>();
@@ -350,17 +359,24 @@ async function runBenchmark(
       `nixship agents benchmark: ${n} agents, poll interval ${interval} s ± ${JITTER * 100}%, ` +
         `idle windows ${idle} s\nnode ${process.version}, ${availableParallelism()} CPUs, ${loadAverage()}`,
     );
-    const started = await startS3Child(work);
-    s3 = started.child;
-    children.add(s3);
-    useS3rverCredentials();
+    let url: string;
+    if (kind === "s3") {
+      const started = await startS3Child(work);
+      s3 = started.child;
+      children.add(s3);
+      useS3rverCredentials();
+      url = s3Url(started.endpoint);
+    } else {
+      url = join(work, "store");
+      await mkdir(url);
+    }
     const agentStores: ObjectStore[] = [];
-    for (let i = 0; i < clients; i++) agentStores.push(await openStore(storeUrl(started.endpoint)));
-    const benchStore = await openStore(storeUrl(started.endpoint));
+    for (let i = 0; i < clients; i++) agentStores.push(await openStore(url));
+    const benchStore = await openStore(url);
     const key = generateSecretKey("bench-release-1");
     const releaseKeys = [publicKeyOf(key)];
     const hosts = hostNames(n);
-    printDesign(n, interval, idle, clients, started.endpoint);
+    printDesign(n, interval, idle, clients, kind, url);
     // Load the SDK's request path once, so the baseline RSS includes it.
     await Promise.all(agentStores.map((store) => store.get(`channels/${CHANNEL}.json`)));
     const rssBaseline = process.memoryUsage().rss;
@@ -437,7 +453,7 @@ async function runBenchmark(
     begin("deploy");
     const deployer = await runDeployerChild(
       {
-        endpoint: started.endpoint,
+        storeUrl: url,
         hosts: n,
         offlineTimeout: interval * 3 + 30,
         secretKey: formatSecretKey(key),
@@ -553,7 +569,9 @@ async function runBenchmark(
     console.log(indent(table(rows, 1), 2));
 
     // ---- 6. Memory and CPU ---------------------------------------------------------------------
-    console.log(`\n6. The agents' process (all ${n} agents) and s3rver, per phase`);
+    console.log(
+      `\n6. The agents' process (all ${n} agents)${kind === "s3" ? " and s3rver" : ""}, per phase`,
+    );
     console.log(
       indent(
         table(
@@ -694,27 +712,41 @@ function printDesign(
   interval: number,
   idle: number,
   clients: number,
-  endpoint: string,
+  kind: StoreKind,
+  url: string,
 ): void {
+  const store =
+    kind === "s3"
+      ? [
+          `Design: s3rver 3.7.1 (silent, its own temp dir) on ${url}, in a child process;`,
+          "  conditional GET/PUT answered as real S3 does (the test suite's s3rver shim).",
+        ]
+      : [
+          `Design: a directory store (${url}; files written and fsynced, conditional reads by`,
+          "  etag, as `file://` caches are), so no server shares the machine's cores.",
+        ];
   console.log(
     [
       "",
-      `Design: s3rver 3.7.1 (silent, its own temp dir) on ${endpoint}, in a child process;`,
-      "  conditional GET/PUT answered as real S3 does (the test suite's s3rver shim).",
+      ...store,
       `  ${n} Agents (src/agent/agent.ts) run in this process, each with its own state directory`,
       "  (state file written and fsynced as in production) and a no-op Activator: apply resolves",
       '  {status:"activated", generation:1} at once and inspect reports nothing, so every agent',
       "  goes the whole apply path (state saves, applying + success status) but runs no Nix.",
-      `  The agents share ${clients} S3Store${clients === 1 ? "" : "s"} (agent i uses store i mod ${clients}),` +
-        ` each one S3Client with the SDK's`,
-      "  keep-alive pool of at most 50 sockets: one client per agent would measure that many SDK",
-      "  instances rather than the protocol, and one client for all would queue the agents behind",
-      `  50 sockets, which real hosts do not share. Each agent's calls go through its own counting`,
-      "  wrapper, so requests are counted per agent.",
+      `  The agents share ${clients} store${clients === 1 ? "" : "s"} (agent i uses store i mod ${clients})` +
+        (kind === "s3" ? ", each one S3Client with the SDK's" : "."),
+      ...(kind === "s3"
+        ? [
+            "  keep-alive pool of at most 50 sockets: one client per agent would measure that many SDK",
+            "  instances rather than the protocol, and one client for all would queue the agents behind",
+            "  50 sockets, which real hosts do not share.",
+          ]
+        : []),
+      "  Each agent's calls go through its own counting wrapper, so requests are counted per agent.",
       `  Each agent starts at a random moment of the first ${interval} s, then polls every`,
       `  ${interval} s ± ${JITTER * 100}% (drawn per wait), as \`nixship agent\` does.`,
       "  The deployer (AgentDelivery.deployWave: one wave of all hosts, status read every",
-      `  ${DEPLOYER_POLL_MS} ms) runs in a child process with its own S3Store, counted the same way,`,
+      `  ${DEPLOYER_POLL_MS} ms) runs in a child process with its own store, counted the same way,`,
       "  so its RSS and CPU are its own.",
       `  Phases: idle without a release (${idle} s), deploy, idle with the release applied (${idle} s),`,
       `  then the deployer's readProgress alone on 100, 1000 and ${n} hosts' markers.`,
@@ -942,7 +974,9 @@ async function countMarkers(store: ObjectStore, seq: number): Promise<number> {
   return count;
 }
 
-function storeUrl(endpoint: string): string {
+type StoreKind = "s3" | "dir";
+
+function s3Url(endpoint: string): string {
   return `s3://${BUCKET}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`;
 }
 

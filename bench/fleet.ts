@@ -104,8 +104,13 @@ async function main(): Promise<void> {
       parallel: { type: "string", default: "20" },
       plot: { type: "string" },
       kex: { type: "string" },
+      // Writes a V8 CPU profile of each nixship deploy into this directory (node --cpu-prof).
+      "cpu-prof": { type: "string" },
     },
   });
+  if (values["cpu-prof"] !== undefined) {
+    deployNodeFlags = ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`];
+  }
   const hostCounts = [
     ...new Set(
       String(values.hosts)
@@ -376,6 +381,9 @@ async function setFleetSystem(lab: Lab, system: System): Promise<void> {
   await writeFile(lab.files.fleet, `${JSON.stringify(doc, null, 2)}\n`);
 }
 
+/** Node's own flags for the deploys (`--cpu-prof DIR`: a CPU profile of each). */
+let deployNodeFlags: readonly string[] = [];
+
 async function nixshipDeploy(
   lab: Lab,
   scenario: Scenario,
@@ -384,6 +392,7 @@ async function nixshipDeploy(
 ): Promise<Run> {
   await setFleetSystem(lab, scenario.to);
   const args = [
+    ...deployNodeFlags,
     NIXSHIP,
     "deploy",
     "--fleet",
