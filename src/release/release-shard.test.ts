@@ -17,7 +17,7 @@ import {
   verifyRelease,
   verifyReleaseHead,
 } from "./release.js";
-import { joinShards, shardIndex, signRelease } from "./release-shard.js";
+import { joinShards, parseShard, shardIndex, signRelease } from "./release-shard.js";
 
 const key = generateSecretKey("release-1");
 const trusted = [publicKeyOf(key)];
@@ -201,6 +201,75 @@ describe("sharded heads and shards that are wrong", () => {
     const mixed = formatShardedHead(headOf(whole), olderRefs, key);
     expect(() => joinShards(mixed, older, sources)).toThrow(
       "k0: seq: must be 3, as the release says",
+    );
+  });
+});
+
+describe("parseShard with only (an agent's own entry)", () => {
+  const whole = release(600);
+  const signed = signRelease(whole, key);
+  const head = parseReleaseHead(signed.bytes, "head");
+  const shards = (signed.shards ?? []).map((s) => s.bytes);
+  const split = [0, 1, 2].map((index) =>
+    Object.fromEntries(
+      Object.entries(whole.hosts).filter(([name]) => shardIndex(name, 3) === index),
+    ),
+  );
+  const [mine, other] = Object.keys(split[0] ?? {});
+  if (mine === undefined || other === undefined) throw new Error("shard 0 holds two hosts");
+
+  /** A head signed for shards holding `hosts`, and their bytes. */
+  function signedFor(hosts: Release["hosts"][], seq = whole.seq) {
+    const bytes = hosts.map((h, index) => shardText({ channel: "prod", seq }, index, 3, h));
+    const refs = bytes.map((b, i) => ({
+      digest: releaseDigest(b),
+      hosts: Object.keys(hosts[i] ?? {}).length,
+    }));
+    return { head: formatShardedHead(headOf(whole), refs, key), bytes };
+  }
+
+  it("gives that host's entry alone, or nothing when the shard does not name it", () => {
+    expect(parseShard(shards[0] as Uint8Array, head, 0, "k0", { only: mine })).toEqual({
+      [mine]: whole.hosts[mine],
+    });
+    expect(parseShard(shards[0] as Uint8Array, head, 0, "k0", { only: "host-none" })).toEqual({});
+  });
+
+  it("still refuses a shard that does not match its signed digest, or is of another release", () => {
+    const changed = new Uint8Array(
+      Buffer.from(
+        Buffer.from(shards[0] as Uint8Array)
+          .toString()
+          .replace("system-", "systen-"),
+      ),
+    );
+    expect(() => parseShard(changed, head, 0, "k0", { only: mine })).toThrow(
+      expect.objectContaining({ code: "release-shard-mismatch" }),
+    );
+    const older = signedFor(split, 2);
+    expect(() =>
+      parseShard(older.bytes[0] as Uint8Array, older.head, 0, "k0", { only: mine }),
+    ).toThrow("k0: seq: must be 3, as the release says");
+  });
+
+  it("refuses the host's own malformed entry, and reads past the others (the whole reader checks them)", () => {
+    const bad = split.map((hosts) => ({ ...hosts }));
+    (bad[0] as Record<string, unknown>)[other] = { path: "/tmp/not-a-store-path" };
+    const { head: badHead, bytes } = signedFor(bad);
+    expect(() => parseShard(bytes[0] as Uint8Array, badHead, 0, "k0", { only: other })).toThrow(
+      new RegExp(`k0: hosts\\.${other}\\.path`),
+    );
+    expect(parseShard(bytes[0] as Uint8Array, badHead, 0, "k0", { only: mine })).toEqual({
+      [mine]: whole.hosts[mine],
+    });
+    expect(() => joinShards(badHead, bytes, ["k0", "k1", "k2"])).toThrow(/k0: hosts\./);
+  });
+
+  it("still checks the number of hosts the signed head gives the shard", () => {
+    const { head: h, bytes } = signedFor(split);
+    const fewer = { ...h, shards: h.shards.map((r, i) => (i === 0 ? { ...r, hosts: 1 } : r)) };
+    expect(() => parseShard(bytes[0] as Uint8Array, fewer, 0, "k0", { only: mine })).toThrow(
+      /k0: hosts: names \d+ hosts; the release says 1/,
     );
   });
 });

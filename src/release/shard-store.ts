@@ -107,7 +107,7 @@ export async function readHostEntry(
   if (head.hosts !== undefined) return head.hosts[host];
   const index = shardIndex(host, head.shards.length);
   const bytes = await readShardBytes(store, head, index);
-  return parseShard(bytes, head, index, shardKeys(head)[index] as string)[host];
+  return parseShard(bytes, head, index, shardKeys(head)[index] as string, { only: host })[host];
 }
 
 /** A release file's bytes (`source`: where they were read) parsed, with its shards joined. */
