@@ -155,7 +155,12 @@ async function main(): Promise<void> {
     const paths = await buildSystems();
     for (const name of SYSTEMS) console.log(`  ${name}  ${paths[name]}`);
     printDesign(hostCounts, runs, parallel, meters !== undefined);
-    console.log(`SSH key exchange: ${kex ?? "OpenSSH's default"}`);
+    console.log(
+      `SSH key exchange: ${kex ?? "OpenSSH's default"}` +
+        (kex === undefined
+          ? " (nixship's settling logins offer curve25519-sha256 first when that default is sntrup761x25519: delivery/ssh-settle-kex.ts)"
+          : ""),
+    );
     for (const hostCount of hostCounts) {
       for (let r = 0; r < runs; r++) {
         console.log(`\nRun ${r + 1}/${runs}: lab of ${hostCount} hosts`);

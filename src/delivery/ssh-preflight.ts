@@ -4,8 +4,9 @@
 // connection is failed before anything changes on it.
 //
 // The check costs no SSH handshake: ssh's settings for the destination (`ssh -G`, local, read
-// by the caller) say where it connects, and sshd's greeting ("SSH-2.0-…") on a fresh TCP connection proves it accepts connections. Behind a
-// ProxyJump or ProxyCommand there is no direct route, so a whole new ssh connection is made.
+// by the caller) say where it connects, and sshd's greeting ("SSH-2.0-…") on a fresh TCP
+// connection proves it accepts connections. Behind a ProxyJump or ProxyCommand there is no
+// direct route, so a whole new ssh connection is made.
 import { connect } from "node:net";
 import { runOverSsh, type SshTarget, unreachable } from "./ssh-transport.js";
 
