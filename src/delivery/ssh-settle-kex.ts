@@ -5,10 +5,12 @@
 // gains nothing from it, while OpenSSH 9.0-9.8's default, sntrup761x25519, costs the deployer
 // ~90 ms of CPU per login here (curve25519 ~14 ms; OpenSSH 9.9+'s mlkem768x25519 ~14 ms too).
 //
-// Only when the operator left KexAlgorithms at ssh's own default, and that default starts with
-// sntrup761x25519, a settling login offers the same algorithms with curve25519-sha256 first:
-// nothing is added or removed, so it negotiates wherever the default would. A KexAlgorithms set
-// in any ssh_config is the operator's choice and is kept as it is, for every login.
+// Only when the host's effective KexAlgorithms is ssh's own default, and that default starts
+// with sntrup761x25519, a settling login offers the same algorithms with curve25519-sha256
+// first: nothing is added or removed, so it negotiates wherever the default would. A list set
+// in any ssh_config that differs from the default is the operator's choice and is kept as it
+// is, for every login (to keep the post-quantum exchange for settling logins too, name one,
+// e.g. `KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256`).
 import { runCommand } from "../util/run.js";
 import type { SshTarget } from "./ssh-transport.js";
 
