@@ -10,12 +10,21 @@ const LOCAL_TIMEOUT = 10;
 const MAX_OUTPUT = 64_000;
 
 /** ssh's effective settings for the target (lowercase keys, first value wins, as ssh reads them). */
-export async function sshSettings(target: SshTarget): Promise<Map<string, string>> {
+export function sshSettings(target: SshTarget): Promise<Map<string, string>> {
   const args = sshArgs(target, { fresh: true });
   const destination = args.pop() as string;
+  return resolvedSettings(args, destination, `read ssh's settings for ${target.name}`);
+}
+
+/** What `ssh ARGS -G DESTINATION` prints, as settings (see sshSettings); local and bounded. */
+export async function resolvedSettings(
+  args: readonly string[],
+  destination: string,
+  purpose: string,
+): Promise<Map<string, string>> {
   const r = await runCommand("ssh", [...args, "-G", destination], {
     okCodes: [0, 255],
-    purpose: `read ssh's settings for ${target.name}`,
+    purpose,
     signal: AbortSignal.timeout(LOCAL_TIMEOUT * 1000),
   });
   const settings = new Map<string, string>();

@@ -11,7 +11,7 @@
 // in any ssh_config that differs from the default is the operator's choice and is kept as it
 // is, for every login (to keep the post-quantum exchange for settling logins too, name one,
 // e.g. `KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256`).
-import { runCommand } from "../util/run.js";
+import { resolvedSettings } from "./ssh-host-key.js";
 import type { SshTarget } from "./ssh-transport.js";
 
 /** The classical key exchange a settling login prefers. */
@@ -33,10 +33,6 @@ export function settlingKexAlgorithms(
   return [SETTLING_KEX, ...list.filter((k) => k !== SETTLING_KEX)].join(",");
 }
 
-/** Seconds `ssh -G` may take (it is local). */
-const LOCAL_TIMEOUT = 10;
-const MAX_OUTPUT = 64_000;
-
 let sshDefault: Promise<string | undefined> | undefined;
 
 /**
@@ -44,18 +40,12 @@ let sshDefault: Promise<string | undefined> | undefined;
  * process; undefined when ssh does not say.
  */
 export function sshDefaultKexAlgorithms(): Promise<string | undefined> {
-  sshDefault ??= runCommand("ssh", ["-F", "/dev/null", "-G", "nixship-default.invalid"], {
-    okCodes: [0, 255],
-    purpose: "read ssh's default key exchange algorithms",
-    signal: AbortSignal.timeout(LOCAL_TIMEOUT * 1000),
-  }).then(
-    (r) =>
-      r.stdout
-        .slice(0, MAX_OUTPUT)
-        .split("\n")
-        .find((l) => l.startsWith("kexalgorithms "))
-        ?.slice("kexalgorithms ".length)
-        .trim(),
+  sshDefault ??= resolvedSettings(
+    ["-F", "/dev/null"],
+    "nixship-default.invalid",
+    "read ssh's default key exchange algorithms",
+  ).then(
+    (settings) => settings.get("kexalgorithms"),
     () => undefined,
   );
   return sshDefault;

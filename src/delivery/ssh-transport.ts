@@ -90,6 +90,14 @@ const SOCKET_PREFIX_MAX = 107 - 40 - 17;
 
 /** This process's ControlPath for a trust configuration: the prefix, its pid, then `%C`. */
 export function controlPathFor(configFile: string | undefined, knownHosts: string | undefined) {
+  return `${processControlPrefix(configFile, knownHosts)}%C`;
+}
+
+/** This process's control-path prefix for a trust configuration (`DIR/TRUST-PID-`), checked. */
+function processControlPrefix(
+  configFile: string | undefined,
+  knownHosts: string | undefined,
+): string {
   const prefix = `${controlPrefixFor(configFile, knownHosts)}${process.pid}-`;
   if (Buffer.byteLength(prefix) > SOCKET_PREFIX_MAX) {
     throw new OperationError(
@@ -98,16 +106,11 @@ export function controlPathFor(configFile: string | undefined, knownHosts: strin
       { hint: "set XDG_RUNTIME_DIR (or TMPDIR) to a shorter directory only you can use" },
     );
   }
-  return `${prefix}%C`;
+  return prefix;
 }
 
 /** ssh's arguments to reach `target`; a shared connection is remembered, to be stopped. */
 export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): string[] {
-  if (!options.fresh) rememberMaster(target);
-  return connectionArgs(target, options);
-}
-
-function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string[] {
   const args: string[] = [];
   if (target.configFile) args.push("-F", target.configFile);
   if (target.knownHosts) {
@@ -129,11 +132,13 @@ function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string
     args.push("-o", "ControlMaster=no", "-o", "ControlPath=none");
     if (target.settlingKex) args.push("-o", `KexAlgorithms=${target.settlingKex}`);
   } else {
+    const prefix = processControlPrefix(target.configFile, target.knownHosts);
+    rememberMaster(prefix);
     args.push(
       "-o",
       "ControlMaster=auto",
       "-o",
-      `ControlPath=${sshConfigValue(controlPathFor(target.configFile, target.knownHosts))}`,
+      `ControlPath=${sshConfigValue(`${prefix}%C`)}`,
       "-o",
       "ControlPersist=60",
     );
@@ -149,9 +154,9 @@ function connectionArgs(target: SshTarget, options: { fresh?: boolean }): string
  */
 const masterPrefixes = new Set<string>();
 
-function rememberMaster(target: SshTarget): void {
+function rememberMaster(prefix: string): void {
   if (masterPrefixes.size === 0) onCommandEnd(closeSharedConnections);
-  masterPrefixes.add(`${controlPrefixFor(target.configFile, target.knownHosts)}${process.pid}-`);
+  masterPrefixes.add(prefix);
 }
 
 /**
