@@ -29,6 +29,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const ACTIVATOR = "/run/current-system/sw/bin/nixship-activate";
 /** The systems' own command check (nixship/health-commands): the deploy user's home is there. */
 const DECLARED = "test -e /run/nixship-lab/home";
+/** The deploy user's home on a lab host. */
+const LAB_HOME = "/run/nixship-lab/home";
 const PASSWORD = freshPlaintext("db-password");
 
 let lab: SshLab;
@@ -75,6 +77,21 @@ async function onHost(host: string, user: string, command: string, input?: strin
   return await run("ssh", ["-F", sshConfig, "-l", user, host, command], {
     ...(input === undefined ? {} : { input: Buffer.from(input) }),
   });
+}
+
+/** The last line of a command's stdout as JSON (the activation script's answer). */
+function lastJson(stdout: string): Record<string, unknown> {
+  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "null") as Record<string, unknown>;
+}
+
+/** A "system" of the deploy user's own at `dir` on pin1, whose switch leaves `mark` (as root). */
+async function evilSystem(dir: string, mark: string): Promise<void> {
+  const made = await onHost(
+    "pin1",
+    "deploy",
+    `mkdir -p ${dir}/bin && printf '#!/bin/sh\\ntouch ${mark}\\n' > ${dir}/bin/switch-to-configuration && chmod +x ${dir}/bin/switch-to-configuration`,
+  );
+  expect(made.code, made.stderr).toBe(0);
 }
 
 /** Lines of a host's sshd log that say a key logged in as `user`. */
@@ -273,6 +290,138 @@ describe("a deploy user bound to the host's pinned trust", () => {
     });
     const mark = await onHost("pin1", "root", "test -e /root/owned && echo made || echo none");
     expect(mark.stdout.trim()).toBe("none");
+  });
+
+  it("cannot turn status --check-paths into options of root's Nix (issue 45)", async () => {
+    const profilesBefore = await onHost("pin1", "root", "stat -c '%U:%G %a' /nix/var/nix/profiles");
+    // The attack: one input line that xargs would split into options making root's Nix chown
+    // the profiles directory to the deploy user's group.
+    const line = `/nix/store/${"0".repeat(32)}-x --option store local?real=/nix/var/nix/profiles&state=${LAB_HOME}/st --option build-users-group deploy`;
+    const r = await onHost(
+      "pin1",
+      "deploy",
+      `printf '%s\\n' ${shellQuote(line)} | sudo -n ${ACTIVATOR} status --check-paths`,
+    );
+    expect(r.code, r.stderr).toBe(2);
+    expect(lastJson(r.stdout)).toMatchObject({
+      ok: false,
+      command: "status",
+      result: "usage",
+      message:
+        "status --check-paths: line 1 of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)",
+    });
+    const profilesAfter = await onHost("pin1", "root", "stat -c '%U:%G %a' /nix/var/nix/profiles");
+    expect(profilesAfter.stdout).toBe(profilesBefore.stdout);
+    expect(profilesAfter.stdout.trim()).toBe("root:root 755");
+    // Paths in canonical form are still answered.
+    const ok = await onHost(
+      "pin1",
+      "deploy",
+      `printf '%s\\n%s\\n' ${systems["pin-v2"]} /nix/store/${"0".repeat(32)}-x | sudo -n ${ACTIVATOR} status --check-paths`,
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(lastJson(ok.stdout)).toMatchObject({ ok: true, missing: ["0".repeat(32)] });
+  });
+
+  it("cannot roll back to a generation whose link it planted (issue 45)", async () => {
+    const mark = "/root/owned-by-generation";
+    // What a writable profiles directory would let the deploy user plant: a generation that
+    // leads to a "system" of its own, and one that leads to a store path no pinned key signed.
+    await evilSystem(`${LAB_HOME}/evil`, mark);
+    const unsigned = (
+      await onHost(
+        "pin1",
+        "root",
+        `d=$(mktemp -d) && cp -a ${LAB_HOME}/evil $d/evil && nix-store --add $d/evil`,
+      )
+    ).stdout.trim();
+    expect(unsigned).toMatch(/^\/nix\/store\/[0-9a-z]{32}-evil$/);
+    const planted = await onHost(
+      "pin1",
+      "root",
+      `ln -sfn ${LAB_HOME}/evil /nix/var/nix/profiles/system-77-link && ln -sfn ${unsigned} /nix/var/nix/profiles/system-78-link`,
+    );
+    expect(planted.code, planted.stderr).toBe(0);
+    try {
+      const home = await onHost("pin1", "deploy", `sudo -n ${ACTIVATOR} rollback --to 77`);
+      expect(home.code, home.stderr).toBe(9);
+      expect(lastJson(home.stdout)).toMatchObject({ ok: false, result: "no-generation" });
+      expect(String(lastJson(home.stdout).message)).toContain(
+        `generation 77 of /nix/var/nix/profiles/system leads to '${LAB_HOME}/evil', not to a store path in canonical form`,
+      );
+      const store = await onHost("pin1", "deploy", `sudo -n ${ACTIVATOR} rollback --to 78`);
+      expect(store.code, store.stderr).toBe(9);
+      expect(String(lastJson(store.stdout).message)).toContain(
+        `generation 78, ${unsigned} is not signed by a key this host pins`,
+      );
+    } finally {
+      await onHost(
+        "pin1",
+        "root",
+        "rm -f /nix/var/nix/profiles/system-77-link /nix/var/nix/profiles/system-78-link",
+      );
+    }
+    expect(
+      (await onHost("pin1", "root", `test -e ${mark} && echo made || echo none`)).stdout.trim(),
+    ).toBe("none");
+    expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
+  });
+
+  it("cannot have root run a system or an age package through a link in the store (issue 45)", async () => {
+    const mark = "/root/owned-through-link";
+    const signed = systems["pin-v2"] as string;
+    const base = signed.slice("/nix/store/".length);
+    // A store path that is a link into the deploy user's home (any user adds one through the
+    // daemon), under which a directory of the signed system's name holds the user's program.
+    await evilSystem(`${LAB_HOME}/trap/${base}`, mark);
+    const made = await onHost("pin1", "deploy", `mkdir -p ${LAB_HOME}/trap/sub`);
+    expect(made.code, made.stderr).toBe(0);
+    const link = (
+      await onHost(
+        "pin1",
+        "root",
+        `d=$(mktemp -d) && ln -s ${LAB_HOME}/trap/sub $d/L && nix-store --add $d/L`,
+      )
+    ).stdout.trim();
+    expect(link).toMatch(/^\/nix\/store\/[0-9a-z]{32}-L$/);
+    const through = `${link}/../${base}`;
+    const activate = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} activate --path ${through} --action test`,
+    );
+    expect(activate.code, activate.stderr).toBe(2);
+    expect(lastJson(activate.stdout)).toMatchObject({
+      ok: false,
+      command: "activate",
+      result: "usage",
+    });
+    expect(String(lastJson(activate.stdout).message)).toContain(
+      `--path must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '${through}'`,
+    );
+    const age = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} activate --path ${signed} --action test --secrets --age ${through}`,
+      "nixship-secrets 1\n",
+    );
+    expect(age.code, age.stderr).toBe(2);
+    expect(String(lastJson(age.stdout).message)).toContain(
+      `--age must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '${through}'`,
+    );
+    // The link itself as the system: refused once realised, before anything of it runs.
+    const itself = await onHost(
+      "pin1",
+      "deploy",
+      `sudo -n ${ACTIVATOR} activate --path ${link} --action test`,
+    );
+    expect(itself.code, itself.stderr).toBe(3);
+    expect(String(lastJson(itself.stdout).message)).toContain(
+      `${link} is a link or resolves elsewhere`,
+    );
+    expect(
+      (await onHost("pin1", "root", `test -e ${mark} && echo made || echo none`)).stdout.trim(),
+    ).toBe("none");
   });
 
   it("cannot have a secret installed where or as whom its system does not say", async () => {

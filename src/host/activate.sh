@@ -97,6 +97,12 @@
 # an activation and roll it back (exit 6); HUP and PIPE are ignored: a deployer whose session
 # vanishes leaves the activation to end by itself, and its confirmation window to roll back.
 #
+# Store paths taken (--path, --age, closure's --path, the lines of --check-paths, and the target of a
+# generation a rollback goes to) must be in canonical form, /nix/store/HASH-NAME with nothing
+# before or after, or the command is refused (exit 2; a rollback's, exit 9) before anything runs:
+# Nix checks a path by its text, the kernel follows links and "..". A system or age package must
+# also resolve to itself once realised, and a generation's link lead straight to such a path.
+#
 # Output: one JSON object on the last line of stdout; logs go to stderr.
 # Exit codes: 0 done; 2 bad usage; 3 the path could not be realised; 4 switch-to-configuration
 # failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
@@ -145,6 +151,21 @@ mark_phase() { printf 'activate: @phase %s\n' "$1" >&2; }
 
 # Where a link leads, only if it leads somewhere that exists (else empty).
 resolve() { [ -e "$1" ] && readlink -f "$1"; }
+
+# A store path in canonical form: /nix/store/, 32 characters of Nix's base-32, "-" and a name of
+# Nix's characters, nothing before or after (no "..", ".", "//", trailing part or second line).
+STORE_PATH_RE='/nix/store/[0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+._?=-]{1,211}'
+
+# Whether $1 is a store path in canonical form. Nix checks a path by its text while the kernel
+# follows every link and ".." on the way, so nothing else is taken where a path is checked.
+store_path_form() {
+  case $1 in *[!A-Za-z0-9+._?=/-]*) return 1 ;; esac
+  printf '%s\n' "$1" | LC_ALL=C grep -qx -E -e "$STORE_PATH_RE"
+}
+
+# Whether store path $1 (in canonical form, present) resolves to itself: no link on the way or
+# at its end, so that what runs from it is what Nix checked.
+store_path_resolves() { [ "$(readlink -f "$1" 2>/dev/null)" = "$1" ]; }
 
 # A JSON string: escapes, and control characters dropped. Most values (paths, actions,
 # tokens) need no escaping and take no subprocess.
@@ -926,25 +947,37 @@ refuse_when_pinned() {
 # With pinned trust, store path $1 ($2 says what it is) and its closure must carry a signature
 # by a pinned key, whether it was just substituted or was in the store already (a path a user
 # built or copied in unsigned is not one nixship's signer made); fails phase $3 with exit $4.
-# Nix counts a content-addressed path as signed whatever its signatures (its content is its
-# name), and any user may add one (nix-store --add): so $1 itself must not be one. Its
-# references may be: the signature on $1 covers which paths it refers to.
 require_pinned_signature() {
-  [ "$pinned" = 1 ] || return 0
+  if unsigned_by_pins "$1" "$2"; then step_failed "$3" "$4" "$p_why"; fi
+}
+
+# With pinned trust, whether store path $1 ($2 says what it is) lacks a pinned key's signature
+# on itself or its closure, within what is left of the deadline; why is in p_why. Nix counts a
+# content-addressed path as signed whatever its signatures (its content is its name), and any
+# user may add one (nix-store --add): so $1 itself must not be one. Its references may be: the
+# signature on $1 covers which paths it refers to.
+unsigned_by_pins() {
+  [ "$pinned" = 1 ] || return 1
+  p_why="no time was left to check that $2$1 is signed by a key this host pins"
   r=$(remaining)
-  [ "$r" -gt 0 ] || timed_out "$3"
-  bounded "$state_dir/path-info" "$r" nix --extra-experimental-features nix-command \
-    path-info --json "$1" || step_failed "$3" "$4" "cannot read what the store says of $2$1"
+  [ "$r" -gt 0 ] || return 0
+  if ! bounded "$state_dir/path-info" "$r" nix --extra-experimental-features nix-command \
+    path-info --json "$1"; then
+    p_why="cannot read what the store says of $2$1"
+    return 0
+  fi
   p_info=$(head -c 65536 "$state_dir/path-info")
   rm -f "$state_dir/path-info"
   case $p_info in
-    *'"ca":"'*) step_failed "$3" "$4" "$2$1 is not signed by a key this host pins: it is content-addressed, which anyone may add to the store" ;;
+    *'"ca":"'*)
+      p_why="$2$1 is not signed by a key this host pins: it is content-addressed, which anyone may add to the store"
+      return 0 ;;
   esac
   r=$(remaining)
-  [ "$r" -gt 0 ] || timed_out "$3"
-  bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \
-    --no-contents --sigs-needed 1 --option trusted-public-keys "$pinned_keys" "$1" ||
-    step_failed "$3" "$4" "$2$1 is not signed by a key this host pins (its closure must be)"
+  [ "$r" -gt 0 ] || return 0
+  p_why="$2$1 is not signed by a key this host pins (its closure must be)"
+  ! bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \
+    --no-contents --sigs-needed 1 --option trusted-public-keys "$pinned_keys" "$1"
 }
 
 # With pinned trust, the first command check of $health_cmds that system $1 does not declare
@@ -1105,6 +1138,8 @@ find_age() {
     return 0
   fi
   realise_path "$age_path" "the age package " secrets 11 "$state_dir/realised-age"
+  store_path_resolves "$age_path" ||
+    fail secrets 11 "the age package $age_path is a link or resolves elsewhere: only a store path that is itself is run"
   require_pinned_signature "$age_path" "the age package " secrets 11
   age=$age_path/bin/age
   [ -x "$age" ] || fail secrets 11 "the age package $age_path has no bin/age"
@@ -1258,7 +1293,8 @@ check_secrets_options() {
       usage "activate: --age, --host-key, --secrets-url and --secrets-sha256 go with --secrets"
     return 0
   fi
-  case $age_path in '' | /nix/store/?*) ;; *) usage "activate: --age must be a store path, got '$age_path'" ;; esac
+  [ -z "$age_path" ] || store_path_form "$age_path" ||
+    usage "activate: --age must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$age_path'"
   [ -z "$host_key" ] || [ "$host_key" = /etc/ssh/ssh_host_ed25519_key ] ||
     refuse_when_pinned --host-key "secrets are decrypted with the host's own key"
   host_key=${host_key:-/etc/ssh/ssh_host_ed25519_key}
@@ -1379,7 +1415,8 @@ cmd_activate() {
       *) usage "activate: unknown option '$1'" ;;
     esac
   done
-  case $path in /nix/store/?*) ;; *) usage "activate: --path must be a store path, got '$path'" ;; esac
+  store_path_form "$path" ||
+    usage "activate: --path must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$path'"
   case $action in switch|boot|test|dry-activate) ;; *) usage "activate: unknown action '$action'" ;; esac
   case $health_timeout in ''|*[!0-9]*) usage "activate: --health-timeout must be whole seconds" ;; esac
   case $confirm_timeout in ''|*[!0-9]*) usage "activate: --confirm-timeout must be whole seconds" ;; esac
@@ -1420,6 +1457,8 @@ cmd_activate() {
   # The root keeps the new system from the garbage collector until a profile or
   # /run/current-system holds it (test and dry-activate set no profile).
   realise_path "$path" "" realise 3 "$state_dir/realised"
+  store_path_resolves "$path" ||
+    step_failed realise 3 "$path is a link or resolves elsewhere ($(resolve "$path" || echo nowhere)): only a store path that is itself is activated"
   require_pinned_signature "$path" "" realise 3
   if u_bad=$(undeclared_check "$path"); then
     step_failed realise 2 "the command check '$u_bad' is not one $path declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
@@ -1569,11 +1608,11 @@ cmd_rollback() {
   [ -n "$to" ] || to=$(previous_generation "${from:-0}")
   target=""
   [ -z "$to" ] || target=$(generation_path "$to")
-  if [ -z "$to" ] || [ -z "$target" ]; then
+  g_why="no generation ${to:-before ${from:-none}} in $profile"
+  if [ -z "$to" ] || [ -z "$target" ] || ! generation_usable "$to"; then
     unlock
     printf '{"ok":false,"command":"rollback","result":"no-generation","exitCode":9,"message":%s,"generation":%s%s}\n' \
-      "$(json_str "no generation ${to:-before ${from:-none}} in $profile")" "$(json_num "$from")" \
-      "$(took_over_json)"
+      "$(json_str "$g_why")" "$(json_num "$from")" "$(took_over_json)"
     exit 9
   fi
   # Killed halfway, a takeover finishes it: the host goes to the generation asked for.
@@ -1603,6 +1642,26 @@ cmd_rollback() {
   fi
   printf '{"ok":true,"command":"rollback","result":"rolled-back","from":%s,"generation":%s,"path":%s%s}\n' \
     "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
+}
+
+# Whether generation $1 of the profile is one to switch to as root; why not is in g_why. Its link
+# must lead straight to a store path in canonical form that resolves to itself (a link planted
+# in the profiles, or one through a path a user controls, is not a system), and with pinned
+# trust its profiles directory must be root's alone and the system signed by a pinned key.
+generation_usable() {
+  g_target=$(readlink "$profile-$1-link" 2>/dev/null)
+  if ! store_path_form "$g_target" || ! store_path_resolves "$g_target"; then
+    g_why="generation $1 of $profile leads to '$g_target', not to a store path in canonical form that resolves to itself: not a system to roll back to"
+    return 1
+  fi
+  if [ "$pinned" = 1 ] && ! root_only_dir "$(dirname "$profile")"; then
+    g_why="$(dirname "$profile") can be changed by users other than root: this host's trust is pinned, and its generations are not trusted (make it root's alone, mode 0755)"
+    return 1
+  fi
+  if unsigned_by_pins "$g_target" "generation $1, "; then
+    g_why="$p_why: not a system to roll back to"
+    return 1
+  fi
 }
 
 # --- prune: old generations and garbage, after a confirmed activation.
@@ -1687,12 +1746,21 @@ cmd_prune() {
     "$kept" "$removed" "$gc" "$deleted" "$freed" "$(json_num "$cur")" "$(took_over_json)"
 }
 
+# Refuses $NIXSHIP_CHECK_PATHS unless each line is a store path in canonical form (or empty):
+# the lines are data, one word each, never an option of the Nix that asks about them.
+check_paths_form() {
+  m_bad=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" |
+    LC_ALL=C grep -n -v -x -E -e "$STORE_PATH_RE" -e '' | head -n 1 | cut -d: -f1)
+  [ -z "$m_bad" ] ||
+    usage "status --check-paths: line $m_bad of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)"
+}
+
 # The hash parts of the paths in $NIXSHIP_CHECK_PATHS that the store lacks, as a JSON array;
 # fails when the store cannot be asked (no Nix, or no answer within 20 s).
 missing_paths() {
   set -f
-  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" | grep '^/' |
-    timeout -k "$KILL_GRACE" 20 xargs nix-store --check-validity --print-invalid 2>/dev/null) ||
+  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" | LC_ALL=C grep -x -E -e "$STORE_PATH_RE" |
+    timeout -k "$KILL_GRACE" 20 xargs -r nix-store --check-validity --print-invalid 2>/dev/null) ||
     return 1
   m_sep=""
   printf '['
@@ -1955,6 +2023,7 @@ cmd_status() {
     if [ "$pinned" = 1 ] && [ -z "${NIXSHIP_CHECK_PATHS+set}" ]; then
       NIXSHIP_CHECK_PATHS=$(head -c "$CHECK_PATHS_LIMIT")
     fi
+    check_paths_form
     missing=",\"missing\":$(missing_paths || printf null)"
   fi
   read_boot
@@ -1997,10 +2066,8 @@ cmd_closure() {
       *) usage "closure: unknown option '$1'" ;;
     esac
   done
-  case $c_path in
-    /nix/store/?*) ;;
-    *) usage "closure: --path must be a store path" ;;
-  esac
+  store_path_form "$c_path" ||
+    usage "closure: --path must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after)"
   closure_fail() {
     printf '{"ok":false,"command":"closure","result":"%s","exitCode":%s,"message":%s}\n' \
       "$1" "$2" "$(json_str "$3")"
