@@ -37,6 +37,25 @@ case " $* " in
   *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
 esac`;
 
+/**
+ * A nixship that pushes as the real one does, then claims as stored by it a path the cache has
+ * (its entry in /root/claim.json, its NAR already put in the cache with the host's credentials):
+ * a build host whose Nix was altered to record its own content for a shared path.
+ */
+const CLAIMING_NIXSHIP = `#!/bin/sh
+case " $* " in
+  *" --nars-only "*) ${process.execPath} ${NIXSHIP_BIN} "$@" > /tmp/report.json || exit $?
+    exec ${process.execPath} -e '
+const fs = require("fs");
+const r = JSON.parse(fs.readFileSync("/tmp/report.json", "utf8"));
+const claim = JSON.parse(fs.readFileSync("/root/claim.json", "utf8"));
+r.present = r.present.filter((p) => p !== claim.storePath);
+r.nars = r.nars.filter((n) => n.storePath !== claim.storePath).concat([claim]);
+fs.writeFileSync("/root/claimed-report.json", JSON.stringify(r));
+process.stdout.write(JSON.stringify(r) + "\\n");' ;;
+  *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
+esac`;
+
 const OLD_NIXSHIP = `#!/bin/sh
 case "$1" in
   version) echo 0.0.9 ;;
@@ -49,12 +68,14 @@ const SYSTEMS: Record<string, string> = {
   "bh-liar": `programs = { nixship = ${nixString(LYING_NIXSHIP)}; };`,
   // A nixship from before push --nars-only: it answers its version, and its push knows none.
   "bh-old": `programs = { nixship = ${nixString(OLD_NIXSHIP)}; };`,
+  "bh-claimer": `programs = { nixship = ${nixString(CLAIMING_NIXSHIP)}; };`,
   // What the build hosts build (fresh per run: no store has them). web-direct declares a check
   // of its own, which the deployer reads in the build host's store.
   "web-direct": 'checks = { commands = [ { run = "touch /run/direct-checked"; timeout = 5; } ]; };',
   "web-copyback": "",
   "web-lied": "",
   "web-old": "",
+  "web-claimed": "",
 };
 
 /** A Nix '' string holding `text` as it is. */
@@ -238,5 +259,75 @@ describe("a build host that pushes", () => {
     expect(fresh.length).toBeGreaterThanOrEqual(2);
     expect(await cacheHas(fresh)).toEqual(fresh.map(() => false));
     expect(await servedBy(lab.info, "dp2")).toBe("web-old");
+  });
+
+  it("a build host that claims a shared path the cache has, with a NAR of its own, gets nothing re-signed (issue 45)", async () => {
+    await setSystem("dp3", "bh-claimer");
+    const claimer = await lab.deploy("--on", "dp3");
+    expect(claimer.code, claimer.stderr).toBe(0);
+    // The shared path every web system references: in the cache, signed, since the first deploy.
+    const share = (await onHost("dp3", "ls -d /nix/store/*-example-web-share")).stdout.trim();
+    expect(share).toMatch(/^\/nix\/store\/[0-9a-z]{32}-example-web-share$/);
+    expect(await cacheHas([share])).toEqual([true]);
+    const cache = await openStore(s3.url);
+    const narinfo = async () => {
+      const got = await cache.get(narInfoKey(share as StorePath));
+      const chunks: Buffer[] = [];
+      for await (const c of got?.body ?? []) chunks.push(c as Buffer);
+      return Buffer.concat(chunks).toString("utf8");
+    };
+    try {
+      const before = await narinfo();
+      // dp3's root gives the path content of its own, and its Nix records it; its own nixship
+      // stores that NAR (in a directory, then put in the bucket with the host's credentials).
+      const altered = await onHost(
+        "dp3",
+        [
+          `chmod u+w ${share} && echo attacker > ${share}/forged`,
+          `printf '%s\\n\\n0\\n' ${share} | nix-store --register-validity --reregister`,
+          `rm -rf /tmp/claim && ${process.execPath} ${NIXSHIP_BIN} cache init file:///tmp/claim`,
+          `${process.execPath} ${NIXSHIP_BIN} push --nars-only --json --compression none --to file:///tmp/claim ${share} > /tmp/claim.json`,
+        ].join(" && "),
+      );
+      expect(altered.code, altered.stderr).toBe(0);
+      const claim = (
+        JSON.parse((await onHost("dp3", "cat /tmp/claim.json")).stdout) as {
+          nars: { storePath: string; url: string }[];
+        }
+      ).nars[0];
+      expect(claim?.storePath).toBe(share);
+      const nar = await onHost("dp3", `base64 -w0 /tmp/claim/${claim?.url}`);
+      await cache.put(claim?.url ?? "", Buffer.from(nar.stdout, "base64"));
+      expect((await onHost("dp3", "cat > /root/claim.json", JSON.stringify(claim))).code).toBe(0);
+
+      await setSystem("dp2", "web-claimed");
+      const r = await lab.deploy("--on", "dp2", "--build-host", "dp3", "--json");
+      expect(r.code, r.stderr).toBe(0);
+      // The claim reached the deployer: the report it read named the shared path as stored.
+      const report = JSON.parse((await onHost("dp3", "cat /root/claimed-report.json")).stdout) as {
+        nars: { storePath: string }[];
+        present: string[];
+      };
+      expect(report.nars.map((n) => n.storePath)).toContain(share);
+      expect(report.present).not.toContain(share);
+      // The cache's narinfo is the one it had, and dp2 runs the system built on dp3.
+      expect(await narinfo()).toBe(before);
+      expect(await servedBy(lab.info, "dp2")).toBe("web-claimed");
+      const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+        cache: { publicKeys: string[] };
+      };
+      const verify = await lab.nixship([
+        "verify",
+        "--cache",
+        s3.url,
+        "--trusted-key",
+        fleet.cache.publicKeys[0] ?? "",
+        share,
+        "--json",
+      ]);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    } finally {
+      await cache.close();
+    }
   });
 });

@@ -1,8 +1,11 @@
 // The deployer's half of a push from a build host: the host stored the NARs and reported their
 // narinfos unsigned (nar-report.ts); here each is checked against what the host's own Nix
-// recorded for the path (NarHash, NarSize, references, deriver) and its NAR object against
-// its FileSize, and only when every path checks out are the narinfos signed with the
-// deployer's key and put, references first: nothing is written for a report that lies.
+// recorded for the path (NarHash, NarSize, references, deriver), and its NAR object is read
+// back from the cache and hashed (FileHash and FileSize of the stored file, NarHash and NarSize
+// of what it decompresses to): only what the cache's bytes prove is signed. A path the cache
+// already has is never signed again from a report, and a narinfo is only ever put if absent, so
+// a build host cannot replace what the fleet already trusts. Nothing is written for a report
+// that lies.
 import { OperationError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { SecretKey } from "../nix/keys.js";
@@ -12,6 +15,7 @@ import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { narInfoKey } from "./layout.js";
 import type { NarReport } from "./nar-report.js";
+import { checkStoredNar, NarCheckError } from "./read.js";
 
 /** Requests to the cache at once (HEADs, then narinfo puts). */
 const CONCURRENCY = 16;
@@ -28,6 +32,7 @@ export interface CommitInput {
 
 export interface CommitSummary {
   readonly committed: readonly StorePath[];
+  /** Paths of the closure the cache had already (reported as stored or not): never re-signed. */
   readonly alreadyPresent: number;
   readonly fileBytes: number;
   readonly narBytes: number;
@@ -35,46 +40,57 @@ export interface CommitSummary {
 
 /**
  * Checks the whole report first (every path of the closure either reported with a NAR that
- * matches the host's Nix or already in the cache; every NAR object there with its FileSize),
- * then signs and puts the narinfos, each only after the narinfos of its references.
+ * matches the host's Nix or already in the cache; every NAR to sign read back from the cache
+ * and hashed), then signs and puts the narinfos of the paths the cache lacked, each only after
+ * the narinfos of its references, and only where none exists.
  */
 export async function commitReportedNars(input: CommitInput): Promise<CommitSummary> {
   const { store, source, report } = input;
   const byPath = new Map(input.closure.map((p) => [p.path, p]));
-  const reported = new Map(report.nars.map((n) => [n.storePath, n]));
   for (const nar of report.nars) checkAgainstNix(nar, byPath.get(nar.storePath), source);
   for (const path of report.present) {
     if (!byPath.has(path)) throw refused(source, path, "is not in the closure its Nix records");
   }
-  // Paths it says the cache had, and any it did not mention: the cache must have them.
-  const notReported = input.closure.filter((p) => !reported.has(p.path));
-  const missing = (
-    await mapLimit(notReported, CONCURRENCY, async (p) =>
-      (await store.head(narInfoKey(p.path))) === undefined ? [p.path] : [],
-    )
-  ).flat();
+  // What the cache has already, whatever the report says of it: those are never signed anew.
+  const inCache = new Set(
+    (
+      await mapLimit(input.closure, CONCURRENCY, async (p) =>
+        (await store.head(narInfoKey(p.path))) === undefined ? [] : [p.path],
+      )
+    ).flat(),
+  );
+  const toSign = report.nars.filter((n) => !inCache.has(n.storePath));
+  const signing = new Set(toSign.map((n) => n.storePath));
+  const missing = input.closure.filter((p) => !inCache.has(p.path) && !signing.has(p.path));
   if (missing.length > 0) {
-    throw refused(source, missing[0] as StorePath, "was neither stored by it nor in the cache", {
-      others: missing.length - 1,
-    });
+    throw refused(
+      source,
+      missing[0]?.path as StorePath,
+      "was neither stored by it nor in the cache",
+      {
+        others: missing.length - 1,
+      },
+    );
   }
-  await mapLimit(report.nars, CONCURRENCY, async (nar) => {
-    const object = await store.head(nar.url);
-    if (object === undefined) throw refused(source, nar.storePath, `has no NAR at ${nar.url}`);
-    if (object.size !== nar.fileSize) {
-      throw refused(
-        source,
-        nar.storePath,
-        `has a NAR of ${object.size} bytes at ${nar.url}, not the ${nar.fileSize} it reported`,
-      );
+  await mapLimit(toSign, CONCURRENCY, async (nar) => {
+    try {
+      await checkStoredNar(store, nar);
+    } catch (err) {
+      if (err instanceof NarCheckError)
+        throw refused(
+          source,
+          nar.storePath,
+          `has a NAR in the cache that does not match its report: ${err.message}`,
+        );
+      throw err;
     }
   });
-  await putInLayers(store, report.nars, input.key);
+  await putInLayers(store, toSign, input.key);
   return {
-    committed: report.nars.map((n) => n.storePath),
-    alreadyPresent: input.closure.length - report.nars.length,
-    fileBytes: report.nars.reduce((a, n) => a + (n.fileSize ?? 0), 0),
-    narBytes: report.nars.reduce((a, n) => a + n.narSize, 0),
+    committed: toSign.map((n) => n.storePath),
+    alreadyPresent: input.closure.length - toSign.length,
+    fileBytes: toSign.reduce((a, n) => a + (n.fileSize ?? 0), 0),
+    narBytes: toSign.reduce((a, n) => a + n.narSize, 0),
   };
 }
 
@@ -140,8 +156,10 @@ async function putInLayers(
     const layer = layers.get(d) ?? [];
     await mapLimit(layer, CONCURRENCY, async (nar) => {
       const signed = signNarInfo(nar, key);
+      // If absent: a narinfo another writer put meanwhile stays as it is.
       await store.put(narInfoKey(nar.storePath), Buffer.from(formatNarInfo(signed)), {
         contentType: "text/x-nix-narinfo",
+        condition: { ifAbsent: true },
       });
     });
   }

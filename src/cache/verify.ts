@@ -1,6 +1,5 @@
 // Verify a cache, or some paths and their closures: signatures against trusted keys, NAR
 // presence, FileHash/FileSize and NarHash/NarSize. Problems are reported per path, as data.
-import { Writable } from "node:stream";
 import { NixshipError, OperationError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
@@ -9,7 +8,7 @@ import { listAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { CACHE_INFO_KEY } from "./layout.js";
-import { hashPartOf, NarCheckError, readNarInfo, streamVerifiedNar } from "./read.js";
+import { checkStoredNar, hashPartOf, NarCheckError, readNarInfo } from "./read.js";
 
 export type ProblemKind =
   | "missing"
@@ -41,8 +40,6 @@ export interface VerifyOptions {
   readonly jobs?: number;
   readonly onChecked?: (path: string, problems: readonly PathProblem[]) => void;
 }
-
-const discard = (): Writable => new Writable({ write: (_c, _e, done) => done() });
 
 export async function verifyCache(options: VerifyOptions): Promise<VerifyReport> {
   const { store } = options;
@@ -134,7 +131,7 @@ async function checkPath(
     };
   }
   try {
-    await streamVerifiedNar(store, info, discard());
+    await checkStoredNar(store, info);
   } catch (err) {
     if (err instanceof NarCheckError)
       return { found: info, pathProblems: [problem(err.problem.kind, err.problem.message)] };
