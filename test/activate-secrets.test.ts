@@ -399,7 +399,7 @@ describe("activate --secrets on a lab host", () => {
     }
   });
 
-  it("a service user's own directory: links planted at the temporary and final names change nothing outside it", async () => {
+  it("refuses a service user's own directory, naming it: links it planted change nothing (issue 45)", async () => {
     const token = plain("token", { owner: "nobody", group: "nogroup", path: "/run/svc/token" });
     // /run/svc is nobody's (a service's runtime directory); nobody plants links to root's files.
     await ssh(
@@ -412,7 +412,10 @@ describe("activate --secrets on a lab host", () => {
       ].join(" && "),
     );
     const r = await activate(H2, "web-v1", secretsBundle([await seal(token, H2)]));
-    expect(r.code, JSON.stringify(r.result)).toBe(0);
+    expectFailure(
+      r,
+      "secret token: /run/svc can be changed by users other than root: make it root's alone (e.g. 0750 root:GROUP for a service to read), or put the secret in such a directory",
+    );
     for (const victim of ["/run/victim", "/run/victim2"]) {
       expect(await installed(H2, victim)).toMatchObject({
         owner: "root",
@@ -421,17 +424,52 @@ describe("activate --secrets on a lab host", () => {
         content: "original",
       });
     }
-    expect(await installed(H2, token.path)).toMatchObject({
-      owner: "nobody",
-      group: "nogroup",
-      mode: "400",
-      content: token.plaintext,
-    });
-    // The token is a file now, not a link; the planted temporary link is nobody's business.
-    expect((await ssh(H2, "stat -c %F /run/svc/token")).trim()).toBe("regular file");
+    expect((await ssh(H2, "stat -c %F /run/svc/token")).trim()).toBe("symbolic link");
     expect((await ssh(H2, "ls /run/nixship")).split("\n")).not.toContain("secrets-work");
     // What nobody planted is nobody's; gone, so that the next tests see no leftovers.
-    await ssh(H2, "rm /run/svc/.nixship-token.new");
+    await ssh(H2, "rm /run/svc/.nixship-token.new /run/svc/token");
+  });
+
+  it("a link a service user puts on a secret's way redirects neither the secret nor its removal (issue 45)", async () => {
+    // /run/svcx is the service's; its link keys -> /run/rootonly leads to root's own file.
+    await ssh(
+      H2,
+      [
+        "mkdir -p /run/svcx /run/rootonly && chown nobody:nogroup /run/svcx && chmod 700 /run/rootonly",
+        "printf roots-own > /run/rootonly/plain && chmod 600 /run/rootonly/plain",
+        "setpriv --reuid nobody --regid nogroup --clear-groups ln -s /run/rootonly /run/svcx/keys",
+      ].join(" && "),
+    );
+    const secret = plain("plain", {
+      owner: "nobody",
+      group: "nogroup",
+      path: "/run/svcx/keys/plain",
+    });
+    const before = (await status(H2)).secrets;
+    const r = await activate(H2, "web-v1", secretsBundle([await seal(secret, H2)]));
+    expectFailure(
+      r,
+      "secret plain: /run/svcx, above /run/svcx/keys, can be changed by users other than root",
+    );
+    const rootsOwn = { owner: "root", group: "root", mode: "600", content: "roots-own" };
+    expect(await installed(H2, "/run/rootonly/plain")).toMatchObject(rootsOwn);
+    expect((await status(H2)).secrets).toBe(before);
+    // An earlier bundle installed that secret (when keys was a directory): a bundle without it
+    // removes nothing through the link, and says so.
+    const kept = [await seal(alpha, H2)];
+    const sha = createHash("sha256").update("earlier").digest("hex");
+    await ssh(
+      H2,
+      `printf '%s\\n' ${shellQuote(`plain nobody nogroup 0400 /run/svcx/keys/plain ${sha}`)} >> /run/nixship/secrets`,
+    );
+    const removal = await activate(H2, "web-v1", secretsBundle(kept));
+    expect(removal.code, JSON.stringify(removal.result)).toBe(0);
+    expect(removal.stderr).toContain(
+      "left /run/svcx/keys/plain, which an earlier bundle installed: /run/svcx, above /run/svcx/keys, can be changed by users other than root",
+    );
+    expect(await installed(H2, "/run/rootonly/plain")).toMatchObject(rootsOwn);
+    expect((await status(H2)).secrets).toBe(secretsManifestDigest(kept));
+    await ssh(H2, "rm -rf /run/svcx /run/rootonly");
   });
 
   it("refuses a path below a directory that users other than root can change, writing nothing", async () => {

@@ -80,7 +80,8 @@
 # separated by one space: "NAME OWNER GROUP MODE PATH SHA256 BASE64" (PATH under /run; SHA256
 # of the age file, which BASE64 holds). Each is decrypted with age (--age P: P/bin/age, realised
 # as the system is; else age from PATH) and the host's SSH key (--host-key, default
-# /etc/ssh/ssh_host_ed25519_key) into a file beside its PATH, which must be on a tmpfs, with the
+# /etc/ssh/ssh_host_ed25519_key) into a file beside its PATH (every directory on its way, as
+# written and as resolved, root's alone, or the secret is refused), which must be on a tmpfs, with the
 # line's owner, group and mode. Only once all are does each replace its PATH (a rename), the
 # PATHs that the previous bundle had and this one lacks go, and the manifest (the lines without
 # BASE64) is kept in /run/nixship/secrets; status reports its sha256. A failure (exit 11; a
@@ -1005,11 +1006,58 @@ undeclared_check() {
 }
 
 # Whether directory $1 is root's alone: root owns it, and neither its group nor others may write.
+# (A link is judged by what it leads to with stat -L: the link itself can only be replaced by
+# whoever may write the directory that holds it.)
 root_only_dir() {
-  [ "$(stat -c %u "$1" 2>/dev/null)" = 0 ] || return 1
-  case $(stat -c %a "$1" 2>/dev/null) in
+  [ "$(stat -L -c %u "$1" 2>/dev/null)" = 0 ] || return 1
+  case $(stat -L -c %a "$1" 2>/dev/null) in
     '' | *[2367]? | *[2367]) return 1 ;;
   esac
+}
+
+# Whether every directory on the way to directory $1 (under /run), as written and as resolved,
+# is root's alone; with $2 = create, a missing one is made (by root, 0755, inside one that is).
+# Sets d_real to where $1 resolves, or d_why to the first directory that fails, named.
+root_only_path() {
+  d_why="" d_at=""
+  d_rest=${1#/}
+  while [ -n "$d_rest" ]; do
+    d_at="$d_at/${d_rest%%/*}"
+    case $d_rest in */*) d_rest=${d_rest#*/} ;; *) d_rest="" ;; esac
+    if [ ! -e "$d_at" ] && [ "${2-}" = create ]; then
+      mkdir "$d_at" 2>/dev/null || { d_why="cannot create the directory $d_at"; return 1; }
+    fi
+    if [ ! -d "$d_at" ]; then
+      d_why="$d_at is not a directory"
+      return 1
+    fi
+    if ! root_only_dir "$d_at"; then
+      d_why=$(users_may_change "$d_at" "$1")
+      return 1
+    fi
+  done
+  d_real=$(readlink -f "$1") || { d_why="cannot resolve $1"; return 1; }
+  case $d_real/ in
+    /run/?*) ;;
+    *) d_why="$1 resolves to $d_real, which is not under /run"; return 1 ;;
+  esac
+  d_up=$d_real
+  while [ -n "$d_up" ]; do
+    if ! root_only_dir "$d_up"; then
+      d_why=$(users_may_change "$d_up" "$d_real")
+      return 1
+    fi
+    d_up=${d_up%/*}
+  done
+}
+
+# The words for directory $1, on the way to $2, that users other than root can change.
+users_may_change() {
+  if [ "$1" = "$2" ]; then
+    printf '%s can be changed by users other than root: make it root'"'"'s alone (e.g. 0750 root:GROUP for a service to read), or put the secret in such a directory' "$1"
+  else
+    printf '%s, above %s, can be changed by users other than root' "$1" "$2"
+  fi
 }
 bundle_bad() { fail secrets 2 "secrets bundle: $1"; }
 
@@ -1166,41 +1214,18 @@ decrypt_secret() {
   case $s_path/ in "$state_dir"/*) secret_failed "$s_name" "$s_path is in nixship's $state_dir" ;; esac
   [ ! -d "$s_path" ] || secret_failed "$s_name" "$s_path is a directory"
   s_dir=${s_path%/*}
-  # (New directories are 0755, as umask 022 makes them.)
-  [ -d "$s_dir" ] || mkdir -p "$s_dir" 2>/dev/null ||
-    secret_failed "$s_name" "cannot create the directory $s_dir"
-  # Where it really is: under /run (a link such as /run/keys -> /dev/shm would take it out), with
-  # every directory above it root's alone, so that nobody can swap one for a link meanwhile.
-  s_real=$(readlink -f "$s_dir") || secret_failed "$s_name" "cannot resolve $s_dir"
-  case $s_real/ in
-    /run/?*) ;;
-    *) secret_failed "$s_name" "$s_dir resolves to $s_real, which is not under /run" ;;
-  esac
-  s_up=${s_real%/*}
-  while [ -n "$s_up" ]; do
-    root_only_dir "$s_up" ||
-      secret_failed "$s_name" "$s_up, above $s_dir, can be changed by users other than root"
-    s_up=${s_up%/*}
-  done
+  # Every directory on the way, as written and as resolved, root's alone (missing ones made so):
+  # then nobody but root can swap one for a link while the secret is written, moved or removed.
+  root_only_path "$s_dir" create || secret_failed "$s_name" "$d_why"
+  s_real=$d_real
   s_fs=$(stat -f -c %T "$s_real" 2>/dev/null)
   case $s_fs in
     tmpfs | ramfs) ;;
     *) secret_failed "$s_name" "$s_dir is not on a tmpfs (it is on ${s_fs:-an unknown file system})" ;;
   esac
-  # The file is made, owned and given its mode where only root may write: beside its PATH when
-  # that directory is root's alone; else (a service's own directory) in the secrets step's
-  # private directory on the same file system, from where one rename places it, replacing
-  # whatever name is there without following it. Nothing goes through a path another user
-  # could have planted.
-  if root_only_dir "$s_real"; then
-    s_temp=$s_real/.nixship-$s_name.new
-  elif [ "$(stat -c %d "$s_real")" = "$(stat -c %d "$secrets_work")" ]; then
-    s_temp=$secrets_work/stage-$s_name
-  else
-    secret_failed "$s_name" "$s_dir can be written by users other than root, and is not on the file system of $state_dir, where nixship could prepare it safely: make $s_dir root's (e.g. 0750 root:GROUP), or put the secret in a directory of /run's own file system"
-  fi
+  s_temp=$s_real/.nixship-$s_name.new
   printf '%s\n' "$s_temp" >>"$secrets_work/temps"
-  printf '%s\n' "$s_temp" >"$secrets_work/temp-$s_n"
+  printf '%s\n' "$s_real" >"$secrets_work/dir-$s_n"
   rm -f "$s_temp"
   r=$(remaining)
   [ "$r" -gt 0 ] || timed_out secrets
@@ -1220,6 +1245,17 @@ decrypt_secret() {
   chmod "$s_mode" "$s_temp" || secret_failed "$s_name" "cannot give it mode $s_mode"
 }
 
+# Removes secret file $1 of an earlier bundle, following no link: only where every directory on
+# its way is root's alone (else it is left, and said), by its name within that directory.
+remove_secret() {
+  if ! root_only_path "${1%/*}"; then
+    log "left $1, which an earlier bundle installed: $d_why"
+    return 0
+  fi
+  (cd "$d_real" && [ "$(pwd -P)" = "$d_real" ] && exec rm -f -- "${1##*/}") ||
+    log "could not remove $1, which an earlier bundle installed"
+}
+
 # Once all are decrypted: each replaces its PATH (a rename within its directory), the PATHs of
 # the previous manifest that this one lacks go, and this manifest is recorded. Not interrupted.
 commit_secrets() {
@@ -1227,14 +1263,16 @@ commit_secrets() {
   s_n=1
   while read -r s_name _ _ _ s_path _ <&3; do
     s_n=$((s_n + 1))
-    # -T: a directory planted at PATH is refused, not moved into.
-    mv -fT "$(cat "$secrets_work/temp-$s_n")" "$s_path" ||
+    # Within the directory checked (entered once, and still where it was resolved): a rename
+    # there replaces the name without following it; -T refuses a directory planted at it.
+    s_real=$(cat "$secrets_work/dir-$s_n")
+    (cd "$s_real" && [ "$(pwd -P)" = "$s_real" ] && exec mv -fT ".nixship-$s_name.new" "${s_path##*/}") ||
       secret_failed "$s_name" "cannot be moved to $s_path"
   done 3<"$secrets_work/manifest"
   if [ -f "$state_dir/secrets" ]; then
     cut -d' ' -f5 "$secrets_work/manifest" >"$secrets_work/paths"
     while read -r _ _ _ _ s_path _ <&3; do
-      case $s_path in /run/?*) grep -q -x -F -e "$s_path" "$secrets_work/paths" || rm -f "$s_path" ;; esac
+      case $s_path in /run/?*) grep -q -x -F -e "$s_path" "$secrets_work/paths" || remove_secret "$s_path" ;; esac
     done 3<"$state_dir/secrets"
   fi
   mv -f "$secrets_work/manifest" "$state_dir/secrets"
