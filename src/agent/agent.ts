@@ -37,13 +37,8 @@ import {
   heartbeatPeriod,
 } from "../status/heartbeat.js";
 import { publishHostKey } from "../status/host-key-store.js";
-import {
-  APPLYING,
-  LogTail,
-  outcomeFields,
-  type StatusRecord,
-  statusRecord,
-} from "../status/status.js";
+import { nextRecord } from "../status/next-record.js";
+import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
 import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
@@ -171,6 +166,8 @@ export class Agent {
   #pollsSinceBeat = 0;
   /** The system the host ran at the last look of #reportRunning (undefined: not looked yet). */
   #lookedAt: string | null | undefined;
+  /** The host's record as this agent last wrote or read it: the next is folded from it. */
+  #written: StatusRecord | undefined;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -189,6 +186,8 @@ export class Agent {
       await saveState(this.#o.stateDir, state);
     }
     this.#state = state;
+    // The record the next is folded from (status/next-record.ts), as this agent last wrote it.
+    this.#written = state.unreported ?? state.reported ?? undefined;
     this.#emit({ type: "started", host: this.#o.host, channel: this.#o.channel });
   }
 
@@ -270,6 +269,7 @@ export class Agent {
   async #writeRecord(record: StatusRecord): Promise<void> {
     await writeStatus(this.#o.store, record);
     this.#lookedAt = record.current;
+    this.#written = record;
   }
 
   /**
@@ -497,7 +497,15 @@ export class Agent {
       what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
       system: HostSystem | undefined,
     ) => ({
-      ...this.#record(release, path, what, system, startedAt, before?.current ?? null),
+      // The system it ran before, when it moves; one already running the entry keeps its own.
+      ...this.#record(
+        release,
+        path,
+        what,
+        system,
+        startedAt,
+        before?.current === path ? undefined : (before?.current ?? null),
+      ),
       ...(log.count > 0 ? { log: log.log } : {}),
     });
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
@@ -807,7 +815,7 @@ export class Agent {
       refusal.phase === "secrets"
         ? { ...this.state, etag, applying: null }
         : { ...this.state, etag },
-      statusRecord({
+      nextRecord(this.#written, {
         host: o.host,
         mode: "agent",
         release: seq === undefined ? null : { channel: o.channel, seq },
@@ -833,15 +841,15 @@ export class Agent {
     what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
     system: HostSystem | undefined,
     startedAt: string,
-    previous: string | null,
+    previous: string | null | undefined,
   ): StatusRecord {
-    return statusRecord({
+    return nextRecord(this.#written, {
       host: this.#o.host,
       mode: "agent",
       release: { channel: release.channel, seq: release.seq },
       desired: path,
       system,
-      previous,
+      ...(previous === undefined ? {} : { previous }),
       agent: this.#o.package,
       what,
       startedAt,
@@ -857,7 +865,7 @@ export class Agent {
   async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
     await this.#save({ ...state, unreported: record });
     await this.#writeRecord(record);
-    await this.#save({ ...this.state, unreported: null });
+    await this.#save({ ...this.state, unreported: null, reported: record });
   }
 
   async #save(state: AgentState): Promise<void> {

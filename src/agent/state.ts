@@ -25,6 +25,12 @@ export interface AgentState {
   readonly bootId?: string | null;
   /** A status record not yet stored (the store failed): written again before anything else. */
   readonly unreported: StatusRecord | null;
+  /**
+   * The last status record this agent stored: its next record is folded from it
+   * (status/next-record.ts), so that nothing it knew of the host is dropped. Absent in state
+   * files of older agents.
+   */
+  readonly reported?: StatusRecord | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;

@@ -59,15 +59,21 @@ describe("push records", () => {
         },
       ],
       [
-        { host: "a1", current: V1 },
-        { host: "a2", current: V1 },
-        { host: "a3", current: V2 },
-        { host: "a4", current: V1 },
+        { host: "a1", current: V1, generation: 4 },
+        { host: "a2", current: V1, generation: 4 },
+        { host: "a3", current: V2, generation: 7 },
+        { host: "a4", current: V1, generation: 4 },
       ],
     );
     expect(await read("a1")).toMatchObject({ desired: V2, current: V2, previous: V1 });
-    expect(await read("a2")).toMatchObject({ state: "failed", current: null, previous: V1 });
-    expect(await read("a3")).toMatchObject({ state: "success", current: V2 });
+    // Rolled back: it runs what it ran before, at that generation (issue 46: not "null").
+    expect(await read("a2")).toMatchObject({
+      state: "failed",
+      rolledBack: true,
+      current: V1,
+      generation: 4,
+    });
+    expect(await read("a3")).toMatchObject({ state: "success", current: V2, generation: 7 });
     expect(await read("a3")).not.toHaveProperty("previous");
     expect(await read("a4")).toBeUndefined();
   });
@@ -86,6 +92,43 @@ describe("push records", () => {
       state: "success",
     });
     expect(await read("a2")).toMatchObject({ state: "failed", desired: V2 });
+  });
+
+  it("a skipped host keeps its generation and the system it ran before (issue 46)", async () => {
+    const plan = [{ host: "k1", current: V1, generation: 3 }];
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "k1",
+          desired: V2,
+          seconds: 2,
+          outcome: { status: "activated", generation: 4, previous: V1 },
+        },
+      ],
+      plan,
+    );
+    // The next deploy finds it up to date; its survey said nothing of its generation.
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "k1",
+          desired: V2,
+          seconds: 0,
+          outcome: { status: "skipped", reason: "up-to-date" },
+        },
+      ],
+      [{ host: "k1", current: V2, generation: undefined }],
+    );
+    expect(await read("k1")).toMatchObject({
+      state: "success",
+      current: V2,
+      generation: 4,
+      previous: V1,
+    });
   });
 
   it("a store that cannot be written is a warning: the rollback happened", {

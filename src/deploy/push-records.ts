@@ -3,10 +3,17 @@
 // alike, and judge drift against what nixship last left on each host.
 import { NixshipError } from "../errors.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
+import type { HostPhase } from "../fleet/phase.js";
 import type { HostPlan } from "../fleet/plan.js";
 import type { RollbackOutcome } from "../host/script-outcomes.js";
-import { type HostOutcome, outcomeFields, statusRecord } from "../status/status.js";
-import { writeStatus } from "../status/status-store.js";
+import { nextRecord } from "../status/next-record.js";
+import {
+  type HostOutcome,
+  outcomeFields,
+  type RecordParts,
+  type StatusRecord,
+} from "../status/status.js";
+import { readStatusOf, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
@@ -18,39 +25,61 @@ const WRITES = 16;
 /** Up to date counts as activated: the host runs its system. */
 const ACTIVATED: HostOutcome = { status: "activated" };
 
+/** Phases a failed host had not yet changed anything in: it runs what it ran before. */
+const UNCHANGED_IN: ReadonlySet<HostPhase> = new Set([
+  "connect",
+  "waiting",
+  "copy",
+  "realise",
+  "secrets",
+]);
+
 /**
- * One record per host a deploy activated, failed on, or found up to date, with the system it
- * ran before (what a failed host may have gone back to). Hosts not started are left as they were.
+ * One record per host a deploy activated, failed on, or found up to date, each the next of the
+ * record the host had (status/next-record.ts): what it runs (the new system; after a failure,
+ * the one it went back to or never left), its generation and the system it ran before are
+ * kept. Hosts not started are left as they were.
  */
 export async function recordResults(
   cacheUrl: string,
   mode: DeliveryMode,
   results: readonly HostResult[],
-  plan: readonly Pick<HostPlan, "host" | "current">[],
+  plan: readonly Pick<HostPlan, "host" | "current" | "generation">[],
 ): Promise<void> {
-  const before = new Map(plan.map((p) => [p.host, p.current ?? null]));
+  const surveyed = new Map(plan.map((p) => [p.host, p]));
   await withStore(cacheUrl, async (store) => {
     const now = new Date().toISOString();
     await mapLimit(results, WRITES, async (r) => {
       if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
-      const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
-      const previous =
-        r.outcome.status === "skipped"
+      const was = surveyed.get(r.host);
+      const ran =
+        was?.current === undefined
           ? undefined
-          : r.outcome.status === "activated"
-            ? (r.outcome.previous ?? before.get(r.host) ?? null)
-            : (before.get(r.host) ?? null);
+          : { current: was.current, generation: was.generation ?? null };
+      const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
+      let system: RecordParts["system"];
+      let previous: string | null | undefined;
+      if (r.outcome.status === "activated") {
+        system = { current: r.desired, generation: r.outcome.generation ?? null };
+        previous = r.outcome.previous ?? was?.current ?? null;
+      } else if (r.outcome.status === "skipped") {
+        system = { current: r.desired, generation: was?.generation ?? null };
+      } else if (r.outcome.rolledBack || UNCHANGED_IN.has(r.outcome.phase)) {
+        system = ran;
+      } else {
+        // The switch happened and the host could not go back: it runs the failed system.
+        system = { current: r.desired, generation: null };
+        previous = was?.current ?? null;
+      }
+      const before = await recordBefore(store, r.host);
       await writeStatus(
         store,
-        statusRecord({
+        nextRecord(before, {
           host: r.host,
           mode,
           release: null,
           desired: r.desired,
-          system: {
-            current: outcome.status === "activated" ? r.desired : null,
-            generation: r.outcome.status === "activated" ? (r.outcome.generation ?? null) : null,
-          },
+          system,
           ...(previous === undefined ? {} : { previous }),
           what: outcomeFields(outcome),
           startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
@@ -59,6 +88,12 @@ export async function recordResults(
       );
     });
   });
+}
+
+/** The host's record as it stands, to write the next from (none when it has none or is unreadable). */
+async function recordBefore(store: ObjectStore, host: string): Promise<StatusRecord | undefined> {
+  const read = await readStatusOf(store, host);
+  return read.status === "found" ? read.record : undefined;
 }
 
 /** A push rollback that went through, as the record of the system it left the host on. */
@@ -103,7 +138,7 @@ async function writeRollbacks(
     await mapLimit(done, WRITES, async (r) => {
       await writeStatus(
         store,
-        statusRecord({
+        nextRecord(await recordBefore(store, r.host), {
           host: r.host,
           mode,
           release: null,
