@@ -326,6 +326,47 @@ describe("a lab's fleet", () => {
   });
 });
 
+describe("a host whose login works but whose sh -s never answers", () => {
+  it("fails within the deadline, naming the host and what hung, not 'nothing blocks a deploy'", async () => {
+    // ssh as it is, but the remote command runs where `sh` hangs: the login and the login shell
+    // answer, the shell a deploy pipes its script to never does.
+    const bin = join(work, "hanging-sh-bin");
+    await mkdir(bin, { recursive: true });
+    const realSsh = (await runOk("sh", ["-c", "command -v ssh"])).trim();
+    // A remote command (it has a space) gets the hanging sh; options, a destination, -V and -G
+    // pass as they are.
+    const script = `#!/bin/bash
+args=("$@")
+last="\${args[-1]:-}"
+if [[ "$last" != *" "* ]]; then exec ${realSsh} "$@"; fi
+unset 'args[-1]'
+exec ${realSsh} "\${args[@]}" "sh() { sleep 40; }; $last"
+`;
+    await writeFile(join(bin, "ssh"), script, { mode: 0o755 });
+    const r = await nixship(["doctor", "--fleet", join(lab.dir, "nixship.json"), "--json"], {
+      env: { PATH: `${bin}:${process.env.PATH}` },
+    });
+    expect(r.code).toBe(1);
+    const { ok, checks } = JSON.parse(r.stdout) as { ok: boolean; checks: Found[] };
+    expect(ok).toBe(false);
+    for (const host of lab.hosts) {
+      expect(find(checks, `host ${host.name}`, "shell")).toEqual({
+        area: `host ${host.name}`,
+        name: "shell",
+        status: "fail",
+        detail: `host ${host.name}: the ssh login worked, but 'sh -s' (which runs a deploy's script) did not answer within 20 s`,
+        fix: expect.stringContaining(`sh -s' by hand: it must return at once`),
+      });
+    }
+    const text = await nixship(["doctor", "--fleet", join(lab.dir, "nixship.json")], {
+      env: { PATH: `${bin}:${process.env.PATH}` },
+    });
+    expect(text.code).toBe(1);
+    expect(text.stdout).not.toContain("nothing blocks a deploy");
+    expect(text.stdout).toContain("did not answer within 20 s");
+  }, 90_000);
+});
+
 describe("agent hosts", () => {
   it("checks the release key against releases.publicKeys, and says once what is wrong with it", async () => {
     const cache = join(work, "agent-cache");

@@ -1,6 +1,6 @@
 // `nixship release list`, `release show` and `release refresh`, run as functions with an in-memory CliIO over a
 // directory store that holds releases published by publishRelease.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -15,7 +15,12 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { releaseDigest, type SignedRelease, verifyRelease } from "../src/release/release.js";
+import {
+  type Release,
+  releaseDigest,
+  type SignedRelease,
+  verifyRelease,
+} from "../src/release/release.js";
 import {
   channelKey,
   type PublishOptions,
@@ -25,6 +30,7 @@ import {
 } from "../src/release/release-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
+import { doubledRelease } from "./support/doubled-release.js";
 
 const key = generateSecretKey("release-cli-1");
 const PUBLIC = formatPublicKey(publicKeyOf(key));
@@ -120,6 +126,45 @@ describe("release list", () => {
       digest: second.digest,
       hosts: 1,
       current: true,
+    });
+  });
+
+  it("names each missing release file and goes on", async () => {
+    const gapDir = join(dir, "gaps");
+    const store = new FsStore(gapDir, { fsync: false });
+    const published: SignedRelease[] = [];
+    for (let i = 0; i < 4; i++) published.push(await publishRelease(store, options()));
+    await store.delete(releaseKey("prod", 2));
+    await store.close();
+    // A file that is not one (a link to nothing) is no release file either.
+    await rm(join(gapDir, "releases", "prod", "3.json"));
+    await symlink(join(gapDir, "nowhere.json"), join(gapDir, "releases", "prod", "3.json"));
+    const r = await run(releaseList, ["--channel", "prod", "--store", gapDir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n")).toEqual([
+      "   SEQ  CREATED                   KIND     HOSTS  DIGEST",
+      `   1    2026-11-21T10:00:00.000Z  deploy   2      ${published[0]?.digest}`,
+      "   2    -                         missing  -      -",
+      "   3    -                         missing  -      -",
+      `*  4    2026-11-21T10:00:00.000Z  deploy   2      ${published[3]?.digest}`,
+      "",
+    ]);
+    expect(r.stderr.split("\n")).toEqual([
+      "warning: releases/prod/2.json is missing (not listed): release 2 of channel prod has no file in the store (removed, or withdrawn by a publisher that lost a race)",
+      "warning: releases/prod/3.json is missing (not listed): release 3 of channel prod has no file in the store (removed, or withdrawn by a publisher that lost a race)",
+      "",
+    ]);
+    const json = await run(releaseList, ["--channel", "prod", "--store", gapDir, "--json"]);
+    const doc = JSON.parse(json.stdout) as { releases: { seq: number; status: string }[] };
+    expect(doc.releases.map((e) => [e.seq, e.status])).toEqual([
+      [1, "ok"],
+      [2, "missing"],
+      [3, "missing"],
+      [4, "ok"],
+    ]);
+    expect(doc.releases[1]).toMatchObject({
+      current: false,
+      problem: expect.stringContaining("releases/prod/2.json is missing"),
     });
   });
 
@@ -360,6 +405,44 @@ describe("release show", () => {
     await expect(run(releaseShow, ["3", "--channel", "prod", "--store", storeDir])).rejects.toThrow(
       expect.objectContaining({ code: "release-malformed", exitCode: 2 }),
     );
+  });
+
+  it("fails with exit 2 on a signed release that names a host in two shards, naming the host and both shards", async () => {
+    const doubledDir = join(dir, "doubled");
+    const store = new FsStore(doubledDir, { fsync: false });
+    const hosts = Object.fromEntries(
+      Array.from({ length: 300 }, (_, i) => [`web-${i}`, { path: WEB1 }]),
+    );
+    const release: Release = {
+      version: 1,
+      channel: "prod",
+      seq: 1,
+      created: "2026-11-21T10:00:00.000Z",
+      expires: "2026-11-28T10:00:00.000Z",
+      previous: null,
+      kind: "deploy",
+      action: "switch",
+      health: { http: [], commands: [] },
+      confirmTimeout: 30,
+      hosts,
+    };
+    const { own, other } = await doubledRelease(release, key, "web-7", { store });
+    await store.close();
+    for (const which of ["1", "latest"]) {
+      for (const keys of [[], ["--trusted-key", PUBLIC]]) {
+        await expect(
+          run(releaseShow, [which, "--channel", "prod", "--store", doubledDir, ...keys]),
+        ).rejects.toThrow(
+          expect.objectContaining({
+            code: "release-host-twice",
+            exitCode: 2,
+            message: expect.stringContaining(
+              `release 1 of channel prod names host 'web-7' in shard ${other}, but its shard is ${own}`,
+            ),
+          }),
+        );
+      }
+    }
   });
 
   it("fails with exit 1 when there is no such release", async () => {

@@ -327,7 +327,14 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       for (let i = 0; i < 5; i++) await publishRelease(paged, options());
       await store.put(releaseKey("prod", 9), Buffer.from("orphan"));
       expect((await publishRelease(paged, options())).release.seq).toBe(10);
-      expect((await listReleases(paged, "prod")).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 9, 10]);
+      // The numbers with no file below the highest are listed as missing, naming their files.
+      const listed = await listReleases(paged, "prod");
+      expect(listed.map((e) => `${e.seq} ${e.status}`)).toEqual([
+        ...[1, 2, 3, 4, 5].map((seq) => `${seq} ok`),
+        ...[6, 7, 8].map((seq) => `${seq} missing`),
+        "9 malformed",
+        "10 ok",
+      ]);
     });
 
     it("refuses with release-conflict when another publisher takes the number first", async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { doubledRelease } from "../../test/support/doubled-release.js";
 import { readHistory } from "../channel/history-store.js";
 import { hasFailed } from "../channel/host-history.js";
 import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
@@ -939,6 +940,47 @@ describe("Agent.pollOnce: sharded releases", () => {
     const record = await hostRecord();
     expect(record.error).toContain(`${ownShard(signed)}: shard`);
     expect(record.error).toContain("is missing");
+  });
+
+  it("refuses a signed release whose shard names a host of another shard (a host named in two shards), applying nothing", async () => {
+    const count = 3;
+    const mine = shardIndex(HOST, count);
+    const hosts = Object.fromEntries(
+      Object.entries(fleet(sys("a"))).map(([h, path]) => [h, { path }]),
+    );
+    // A host whose own shard is another: the release names it there and in this host's shard.
+    const doubled = Object.keys(hosts).find((h) => shardIndex(h, count) !== mine) as string;
+    const release = {
+      version: 1 as const,
+      channel: CHANNEL,
+      seq: 1,
+      created: CLOCK.toISOString(),
+      expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
+      previous: null,
+      kind: "deploy" as const,
+      action: "switch" as const,
+      health: HEALTH,
+      confirmTimeout: 45,
+      hosts,
+    };
+    const { own, other } = await doubledRelease(release, releaseKey, doubled, {
+      other: mine,
+      store,
+    });
+    expect(other).toBe(mine);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect(shardReads()).toHaveLength(1);
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
+    expect(record.error).toContain(
+      `names host '${doubled}' in shard ${mine}, but its shard is ${own} (the first 4 bytes of sha256 of its name, modulo 3): a host is named once, in its own shard`,
+    );
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "rejected", message: expect.stringContaining(doubled) }),
+    );
+    expect(agent.state).toMatchObject({ lastSeq: null });
   });
 
   it("refuses a head signed by an untrusted key before reading any shard", async () => {

@@ -40,7 +40,8 @@ Checks, and for each problem prints the exact fix:
   cache   the cache is reachable and holds a binary cache (nix-cache-info); with agent
           hosts, that the store honours conditional writes (probe objects, then removed)
   ssh     the ssh client, the fleet's known_hosts and ssh_config
-  host    each selected ssh host: a new ssh connection (host key checked), Nix present,
+  host    each selected ssh host: a new ssh connection (host key checked), its 'sh -s'
+          answering as a deploy's script needs (20 s for the whole probe), Nix present,
           /nix/store writable, and that it fetches the nix-cache-info of the cache it would
           substitute from (with curl, within 5 s): with --serve-cache, the fleet's cache
           served on HOST:PORT while doctor runs, as deploy --serve-cache serves it; else an

@@ -22,6 +22,8 @@ import { judgeNixVersion } from "./local-nix.js";
 
 /** Seconds one host's ssh check may take. */
 const HOST_TIMEOUT = 20;
+/** What the host's login shell says on stderr before it starts `sh -s` with the probe. */
+const LOGIN_MARK = "nixship-doctor-login";
 /** Hosts checked at once. */
 const HOST_JOBS = 8;
 /**
@@ -242,12 +244,41 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
   const substituter = [input.served ?? input.fleet.cache?.substituter].find(
     (u) => u !== undefined && /^https?:\/\//.test(u),
   );
-  const r = await runOverSsh(target, hostProbe(substituter), {
+  // Piped to `sh -s`, as a deploy pipes its script: a host whose login works but whose `sh -s`
+  // never answers fails here, within the deadline, instead of hanging the deploy.
+  let loggedIn = false;
+  const r = await runOverSsh(target, `echo ${LOGIN_MARK} >&2; sh -s`, {
+    input: hostProbe(substituter),
     fresh: true,
     signal: AbortSignal.any(signals),
+    onStderrLine: (line) => {
+      if (line.trim() === LOGIN_MARK) loggedIn = true;
+    },
   });
+  if (r.code !== 0 && signals[0]?.aborted === true) {
+    return [
+      loggedIn
+        ? fail(
+            area,
+            "shell",
+            `host ${host.name}: the ssh login worked, but 'sh -s' (which runs a deploy's script) did not answer within ${HOST_TIMEOUT} s`,
+            `run 'echo true | ssh ${target.destination} sh -s' by hand: it must return at once; look at what the host's sh (or what its startup files run) waits on`,
+          )
+        : fail(
+            area,
+            "ssh",
+            `host ${host.name}: the ssh login did not answer within ${HOST_TIMEOUT} s`,
+            sshFix("timed out", target),
+          ),
+    ];
+  }
   if (r.code !== 0) {
-    const said = r.stderr.trim().split("\n").filter(Boolean).at(-1) ?? `ssh exited with ${r.code}`;
+    const said =
+      r.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => l.trim() !== LOGIN_MARK && l.trim() !== "")
+        .at(-1) ?? `ssh exited with ${r.code}`;
     return [fail(area, "ssh", said, sshFix(said, target))];
   }
   const facts = new Map(

@@ -98,7 +98,7 @@ interface Container {
 }
 
 /** Scans text that JSON.parse accepted for an object with the same key twice. */
-function findDuplicateKey(
+export function findDuplicateKey(
   text: string,
 ): { path: JsonPath; key: string; offset: number } | undefined {
   const stack: Container[] = [];

@@ -2,6 +2,7 @@
 // size, the head and its shards read back, and every way a shard or a head can be wrong.
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { doubledRelease } from "../../test/support/doubled-release.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import {
@@ -17,7 +18,13 @@ import {
   verifyRelease,
   verifyReleaseHead,
 } from "./release.js";
-import { joinShards, parseShard, shardIndex, signRelease } from "./release-shard.js";
+import {
+  joinShards,
+  parseShard,
+  shardIndex,
+  signRelease,
+  signShardedRelease,
+} from "./release-shard.js";
 
 const key = generateSecretKey("release-1");
 const trusted = [publicKeyOf(key)];
@@ -188,7 +195,7 @@ describe("sharded heads and shards that are wrong", () => {
     }));
     const badHead = formatShardedHead(headOf(whole), refs, key);
     expect(() => joinShards(badHead, wrong, sources)).toThrow(
-      `k1: hosts.${stray}: belongs in shard 0, not 1`,
+      `k1: release 3 of channel prod names host '${stray}' in shard 1, but its shard is 0`,
     );
 
     const older = split.map((hosts, index) =>
@@ -270,6 +277,75 @@ describe("parseShard with only (an agent's own entry)", () => {
     const fewer = { ...h, shards: h.shards.map((r, i) => (i === 0 ? { ...r, hosts: 1 } : r)) };
     expect(() => parseShard(bytes[0] as Uint8Array, fewer, 0, "k0", { only: mine })).toThrow(
       /k0: hosts: names \d+ hosts; the release says 1/,
+    );
+  });
+});
+
+describe("a host named twice", () => {
+  const whole = release(600);
+  const host = "host-7";
+  const sources = ["k0", "k1", "k2"];
+
+  it("in two shards: refused by the whole reader and by the agents that read the other shard, with one error naming the host and both shards", async () => {
+    const { head, shards, own, other } = await doubledRelease(whole, key, host);
+    const error = {
+      code: "release-host-twice",
+      message: `k${other}: release 3 of channel prod names host '${host}' in shard ${other}, but its shard is ${own} (the first 4 bytes of sha256 of its name, modulo 3): a host is named once, in its own shard`,
+    };
+    const bytes = shards.map((s) => s.bytes);
+    expect(() => joinShards(head, bytes, sources)).toThrow(expect.objectContaining(error));
+    // Every agent whose shard is the other one refuses it, whatever its own entry.
+    const neighbour = Object.keys(whole.hosts).find((n) => shardIndex(n, 3) === other) as string;
+    const read = () =>
+      parseShard(bytes[other] as Uint8Array, head, other, `k${other}`, { only: neighbour });
+    expect(read).toThrow(expect.objectContaining(error));
+  });
+
+  it("in one shard: refused by the whole reader and the agent alike, naming the host and the shard", async () => {
+    const { shards } = await doubledRelease(whole, key, host);
+    const own = shardIndex(host, 3);
+    const text = Buffer.from(shards[own]?.bytes as Uint8Array).toString();
+    const entry = `"${host}":${canonicalJson(whole.hosts[host])}`;
+    expect(text).toContain(entry);
+    // The same name twice in the shard's text: JSON.parse would keep the last entry.
+    const twice = new Uint8Array(Buffer.from(text.replace(entry, `${entry},${entry}`)));
+    const refs = shards.map((s, i) => (i === own ? { ...s, digest: releaseDigest(twice) } : s));
+    const signed = formatShardedHead(headOf(whole), refs, key);
+    const bytes = shards.map((s, i) => (i === own ? twice : s.bytes));
+    const error = {
+      code: "release-host-twice",
+      message: `k${own}: release 3 of channel prod names host '${host}' twice in shard ${own}`,
+    };
+    expect(() => joinShards(signed, bytes, sources)).toThrow(expect.objectContaining(error));
+    expect(() => parseShard(twice, signed, own, `k${own}`, { only: host })).toThrow(
+      expect.objectContaining(error),
+    );
+  });
+
+  it("is refused at publish: the shards are read back as readers read them before the head is signed", async () => {
+    const { shards, own, other } = await doubledRelease(whole, key, host);
+    expect(() => signShardedRelease(headOf(whole), shards, key)).toThrow(
+      expect.objectContaining({
+        code: "release-host-twice",
+        message: expect.stringContaining(
+          `shard ${other} to sign: release 3 of channel prod names host '${host}' in shard ${other}, but its shard is ${own}`,
+        ),
+      }),
+    );
+    // The shards nixship makes from a hosts map pass the same check.
+    expect(signRelease(whole, key).shards).toHaveLength(3);
+  });
+
+  it("in a release of one file: refused naming the host", () => {
+    const one = release(3);
+    const text = Buffer.from(formatRelease(one, key).bytes).toString();
+    const entry = `"host-1":${canonicalJson(one.hosts["host-1"])}`;
+    const twice = new Uint8Array(Buffer.from(text.replace(entry, `${entry},${entry}`)));
+    expect(() => parseReleaseHead(twice, "r.json")).toThrow(
+      expect.objectContaining({
+        code: "release-host-twice",
+        message: "r.json: release 3 of channel prod names host 'host-1' twice",
+      }),
     );
   });
 });

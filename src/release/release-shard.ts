@@ -12,6 +12,7 @@ import {
   formatRelease,
   formatShardedHead,
   headOf,
+  hostTwice,
   malformed,
   type ParsedHead,
   type ParsedRelease,
@@ -19,6 +20,7 @@ import {
   type ReleaseHead,
   type ReleaseHost,
   readHosts,
+  refuseDuplicateHost,
   releaseDigest,
   SHARD_HOSTS,
   SHARDED_RELEASE_VERSION,
@@ -51,9 +53,25 @@ export function signRelease(release: Release, key: SecretKey): SignedRelease {
   const count = Object.keys(release.hosts).length;
   if (count <= SHARD_HOSTS) return formatRelease(release, key);
   const checked = checkRelease(release);
-  const shards = formatShards(checked);
-  const head = formatShardedHead(headOf(checked), shards, key);
-  return joined(head, checked.hosts, shards);
+  return signShardedRelease(headOf(checked), formatShards(checked), key);
+}
+
+/**
+ * Signs the head of a sharded release over `shards` (in order of index) once each reads back as
+ * every reader reads it (parseShard): a shard that names a host twice, or a host of another
+ * shard, is refused here with the readers' own error, so nothing is signed that they refuse.
+ */
+export function signShardedRelease(
+  head: ReleaseHead,
+  shards: readonly StoredShard[],
+  key: SecretKey,
+): SignedRelease {
+  const refs = { head: { ...head, version: SHARDED_RELEASE_VERSION }, shards } as const;
+  const hosts: Record<string, ReleaseHost> = {};
+  for (const [index, shard] of shards.entries()) {
+    Object.assign(hosts, parseShard(shard.bytes, refs, index, `shard ${index} to sign`));
+  }
+  return joined(formatShardedHead(head, shards, key), hosts, shards);
 }
 
 /** The release's hosts split into its shards, each in its stored form. */
@@ -86,10 +104,15 @@ function shardBytes(
  * that release in canonical form, each of its hosts one that belongs there. `source` names the
  * shard in errors (its key). Fails with release-shard-mismatch or release-malformed.
  *
- * With `only` (an agent, which needs its own entry): the digest, the shard's fields and its
- * number of hosts are checked as above, but of the entries only that host's is read and given
- * back; the others are not checked one by one (each belongs to this shard, and the form is
- * canonical), which is what a reader of the whole release needs, and costs 256 hashes.
+ * With `only` (an agent, which needs its own entry): the digest, the shard's fields, its number
+ * of hosts and the names of its hosts (none twice, each of this shard) are checked as above,
+ * but of the entries only that host's is read and given back; the others are not checked one by
+ * one, nor the canonical form, which a reader of the whole release checks.
+ *
+ * A host named twice, in this shard or in this shard and its own, is refused alike by every
+ * reader, the agent and the publisher (signShardedRelease), with release-host-twice naming the
+ * host and both shards: a host's shard follows from its name, so a host named in two shards is
+ * in one that is not its own, and whoever reads that shard refuses the release.
  */
 export function parseShard(
   bytes: Uint8Array,
@@ -112,15 +135,19 @@ export function parseShard(
       { hint: "the shard was changed or replaced after the release was signed; do not deploy it" },
     );
   }
+  let text: string;
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    value = JSON.parse(text);
   } catch (err) {
     throw malformed(`${source}: ${what} is not JSON in UTF-8`, err);
   }
+  refuseDuplicateHost(text, value, source);
   const problems = new Problems();
   const doc = readObject(value, [], problems, SHARD_KEYS);
   const all = doc?.hosts;
+  if (isJsonObject(all)) refuseStrayHost(Object.keys(all), head.head, index, count, source);
   const read =
     only === undefined || !isJsonObject(all)
       ? all
@@ -140,11 +167,6 @@ export function parseShard(
     if (names.length !== ref.hosts) {
       problems.add(["hosts"], `names ${names.length} hosts; the release says ${ref.hosts}`);
     }
-    const stray =
-      only === undefined ? names.find((name) => shardIndex(name, count) !== index) : undefined;
-    if (stray !== undefined) {
-      problems.add(["hosts", stray], `belongs in shard ${shardIndex(stray, count)}, not ${index}`);
-    }
   }
   if (problems.list.length > 0 || hosts === undefined || !isJsonObject(value)) {
     const lines = problems.list.map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
@@ -159,6 +181,26 @@ export function parseShard(
     );
   }
   return hosts;
+}
+
+/**
+ * Refuses (release-host-twice) a shard `index` of `count` that names a host whose shard is
+ * another: a host named in two shards is named in at least one that is not its own.
+ */
+function refuseStrayHost(
+  names: readonly string[],
+  head: Pick<ReleaseHead, "channel" | "seq">,
+  index: number,
+  count: number,
+  source: string,
+): void {
+  for (const name of names) {
+    const own = shardIndex(name, count);
+    if (own === index) continue;
+    throw hostTwice(
+      `${source}: release ${head.seq} of channel ${head.channel} names host '${name}' in shard ${index}, but its shard is ${own} (the first 4 bytes of sha256 of its name, modulo ${count}): a host is named once, in its own shard`,
+    );
+  }
 }
 
 /**

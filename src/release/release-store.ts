@@ -75,7 +75,20 @@ export type ReleaseEntry =
       readonly digest: string;
       readonly current: boolean;
       readonly problem: string;
+    }
+  | {
+      /**
+       * No file: a number below the channel's highest that has none (numbers are taken one after
+       * another), or a file listed but gone when read. `problem` names the file.
+       */
+      readonly status: "missing";
+      readonly seq: number;
+      readonly current: false;
+      readonly problem: string;
     };
+
+/** A release list entry read from a file (ok or malformed). */
+export type ReleaseFileEntry = Exclude<ReleaseEntry, { readonly status: "missing" }>;
 
 export function channelKey(channel: string): string {
   return `${CHANNELS_PREFIX}${checkChannel(channel)}.json`;
@@ -199,7 +212,8 @@ export async function publishRelease(
 }
 
 /**
- * Every release file of the channel in order of seq, and whether the channel points at it.
+ * Every release of the channel in order of seq, from 1 to the highest listed, and whether the
+ * channel points at it: a number with no file is a `missing` entry naming it, never left out.
  * `known` (a reader that lists again and again: the dashboard) keeps each file's entry by key,
  * since release files are never replaced: a file is then read once.
  */
@@ -208,21 +222,56 @@ export async function listReleases(
   channel: string,
   known?: Map<string, ReleaseEntry>,
 ): Promise<ReleaseEntry[]> {
-  const seqs = await listedSeqs(store, channel);
+  const listed = await listedSeqs(store, channel);
   const current = await readChannel(store, channel);
   const currentDigest = current.status === "found" ? releaseDigest(current.bytes) : undefined;
-  const entries = await mapLimit(seqs, READ_CONCURRENCY, async (seq) => {
-    const key = releaseKey(channel, seq);
-    const kept = known?.get(key);
-    if (kept !== undefined) return { ...kept, current: kept.digest === currentDigest };
-    const read = await readRelease(store, channel, seq);
-    // Deleted since the listing (a withdrawn release of a publisher that lost a race).
-    if (read.status === "absent") return undefined;
-    const entry = releaseEntryOf(read.bytes, seq, key, currentDigest);
-    known?.set(key, entry);
-    return entry;
-  });
-  return entries.filter((entry) => entry !== undefined);
+  const entries = await mapLimit(
+    releaseNumbers(listed),
+    READ_CONCURRENCY,
+    async ({ seq, isListed }) => {
+      const key = releaseKey(channel, seq);
+      if (!isListed) return missingRelease(channel, seq, "not listed");
+      const kept = known?.get(key);
+      if (kept !== undefined) {
+        return kept.status === "missing"
+          ? kept
+          : { ...kept, current: kept.digest === currentDigest };
+      }
+      const read = await readRelease(store, channel, seq);
+      // Listed, then gone: a release withdrawn by a publisher that lost a race, or removed.
+      if (read.status === "absent")
+        return missingRelease(channel, seq, "listed, then gone when read");
+      const entry = releaseEntryOf(read.bytes, seq, key, currentDigest);
+      known?.set(key, entry);
+      return entry;
+    },
+  );
+  return entries;
+}
+
+/**
+ * Each number from 1 to the highest of `listed` (ascending), and whether it was listed. Past
+ * MAX_GAPS unlisted numbers (a planted `releases/<channel>/999999.json`), only listed ones.
+ */
+export function releaseNumbers(listed: readonly number[]): { seq: number; isListed: boolean }[] {
+  const highest = listed.at(-1) ?? 0;
+  if (highest - listed.length > MAX_GAPS) return listed.map((seq) => ({ seq, isListed: true }));
+  const set = new Set(listed);
+  return Array.from({ length: highest }, (_, i) => ({ seq: i + 1, isListed: set.has(i + 1) }));
+}
+
+/** Numbers without a file that release list names one by one; more are not expanded. */
+const MAX_GAPS = 1000;
+
+/** The entry of a release number that has no file (`why`: how that was found). */
+export function missingRelease(channel: string, seq: number, why: string): ReleaseEntry {
+  const key = releaseKey(channel, seq);
+  return {
+    status: "missing",
+    seq,
+    current: false,
+    problem: `${key} is missing (${why}): release ${seq} of channel ${channel} has no file in the store (removed, or withdrawn by a publisher that lost a race)`,
+  };
 }
 
 /** A release file as `release list` shows it; `currentDigest`: the channel file's digest. */
@@ -231,7 +280,7 @@ export function releaseEntryOf(
   seq: number,
   source: string,
   currentDigest: string | undefined,
-): ReleaseEntry {
+): ReleaseFileEntry {
   const digest = releaseDigest(bytes);
   const current = digest === currentDigest;
   try {

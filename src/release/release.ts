@@ -14,7 +14,7 @@ import {
   readString,
 } from "../fleet/json-check.js";
 import { formatJsonPath, type JsonPath } from "../fleet/json-path.js";
-import { parseJsonText } from "../fleet/json-text.js";
+import { findDuplicateKey, parseJsonText } from "../fleet/json-text.js";
 import { readHealth } from "../fleet/read-policy.js";
 import { Sha256 } from "../nix/hash.js";
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
@@ -509,6 +509,7 @@ export function parseReleaseHead(bytes: Uint8Array, source: string): ParsedHead 
     read = readReleaseValue(value, source);
   } catch (err) {
     // A duplicate key (JSON.parse keeps the last) is the better explanation when there is one.
+    refuseDuplicateHost(text, value, source);
     detailedJsonError(text, source);
     throw err;
   }
@@ -517,6 +518,7 @@ export function parseReleaseHead(bytes: Uint8Array, source: string): ParsedHead 
   const { message, stored } = canonicalForms(release, body, signature);
   if (text !== stored) {
     // A duplicate key is one way to differ (JSON.parse keeps the last); name it if so.
+    refuseDuplicateHost(text, value, source);
     detailedJsonError(text, source);
     throw malformed(
       `${source}: release ${release.seq} of channel ${release.channel} is not in canonical form (keys sorted, no whitespace, one final newline)`,
@@ -525,6 +527,33 @@ export function parseReleaseHead(bytes: Uint8Array, source: string): ParsedHead 
     );
   }
   return { ...read, digest: releaseDigest(bytes), bytes, message };
+}
+
+/**
+ * Throws release-host-twice when `text` (which JSON.parse took: `value`) names a host twice in
+ * its `hosts` (JSON.parse would keep the last entry); a release file's or a shard's.
+ */
+export function refuseDuplicateHost(text: string, value: unknown, source: string): void {
+  const duplicate = findDuplicateKey(text);
+  if (duplicate === undefined || duplicate.path.length !== 1 || duplicate.path[0] !== "hosts") {
+    return;
+  }
+  const doc = isJsonObject(value) ? value : {};
+  const what = `release ${String(doc.seq)} of channel ${String(doc.channel)}`;
+  const index = typeof doc.index === "number" ? doc.index : undefined;
+  throw hostTwice(
+    `${source}: ${what} names host '${duplicate.key}' twice${index === undefined ? "" : ` in shard ${index}`}`,
+  );
+}
+
+/**
+ * The error every reader, the agent and the publisher give a release that names a host twice:
+ * twice in one file or shard, or in a shard that is not its own (release-shard.ts).
+ */
+export function hostTwice(message: string): InputError {
+  return new InputError("release-host-twice", message, {
+    hint: "a release names each host once (in a sharded release, in the one shard its name hashes to), and nixship's publisher writes no other: do not deploy it; publish a new release",
+  });
 }
 
 /** Throws the parse error parseJsonText gives `text` (line, column, duplicate keys), if any. */

@@ -1,4 +1,5 @@
-// `nixship release list`'s table: one line per release file, the channel's marked '*'.
+// `nixship release list`'s table: one line per release (a missing file too), the channel's
+// marked '*'.
 import type { ReleaseEntry } from "../release/release-store.js";
 import { formatTable } from "./plan-format.js";
 
@@ -10,7 +11,9 @@ export function formatReleaseList(entries: readonly ReleaseEntry[]): string {
       String(e.seq),
       ...(e.status === "ok"
         ? [e.created, e.kind, String(e.hosts), e.digest]
-        : ["-", "malformed", "-", e.digest]),
+        : e.status === "malformed"
+          ? ["-", "malformed", "-", e.digest]
+          : ["-", "missing", "-", "-"]),
     ]),
   ];
   return formatTable(rows)

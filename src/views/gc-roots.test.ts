@@ -1,7 +1,14 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { doubledRelease } from "../../test/support/doubled-release.js";
+import { generateSecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
 import { statusRecord } from "../status/status.js";
-import { recordPaths, releasePaths } from "./gc-roots.js";
+import { FsStore } from "../store/fs-store.js";
+import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
 
 const p = (n: string) => `/nix/store/${n.repeat(32)}-${n}` as const;
 
@@ -45,5 +52,43 @@ describe("gc roots", () => {
       [p("k"), "status"],
       [p("n"), "agent"],
     ]);
+  });
+
+  it("refuses a signed release that names a host in two shards: a problem naming the host and both shards, no roots from it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+    try {
+      const store = new FsStore(dir, { fsync: false });
+      const release: Release = {
+        version: 1,
+        channel: "prod",
+        seq: 1,
+        created: "2026-11-21T10:00:00.000Z",
+        expires: "2026-11-28T10:00:00.000Z",
+        previous: null,
+        kind: "deploy",
+        action: "switch",
+        health: { http: [], commands: [] },
+        confirmTimeout: 30,
+        hosts: Object.fromEntries(
+          Array.from({ length: 300 }, (_, i) => [`web-${i}`, { path: p("a") as StorePath }]),
+        ),
+      };
+      const key = generateSecretKey("release-1");
+      const { own, other } = await doubledRelease(release, key, "web-3", { store });
+      const found = await rootsFromStore(store, { keepReleases: 5 });
+      const said = `release 1 of channel prod names host 'web-3' in shard ${other}, but its shard is ${own}`;
+      expect(found.problems).toEqual([
+        expect.stringMatching(
+          new RegExp(`^release-shards/prod/1/${other}-[0-9a-f]{64}\\.json: ${said}`),
+        ),
+        expect.stringMatching(
+          new RegExp(`^release-shards/prod/1/${other}-[0-9a-f]{64}\\.json: ${said}`),
+        ),
+      ]);
+      expect(found.roots.size).toBe(0);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

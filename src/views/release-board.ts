@@ -6,10 +6,13 @@ import { parseReleaseHead, releaseDigest } from "../release/release.js";
 import {
   channelKey,
   listReleaseSeqs,
+  missingRelease,
   type ReleaseEntry,
+  type ReleaseFileEntry,
   readRelease,
   releaseEntryOf,
   releaseKey,
+  releaseNumbers,
 } from "../release/release-store.js";
 import { isFinalState } from "../status/status.js";
 import { readProgress } from "../status/status-store.js";
@@ -51,7 +54,7 @@ export interface BoardChannel {
 /** What the board keeps of a release file (not its bytes: a release can name 100,000 hosts). */
 interface KnownRelease {
   /** As `release list` shows it, its `current` to be set from the channel's digest. */
-  readonly entry: ReleaseEntry;
+  readonly entry: ReleaseFileEntry;
   readonly expires: string | undefined;
   readonly names: number;
 }
@@ -75,17 +78,24 @@ export class ReleaseBoard {
     const names = [...new Set([...seqs.keys(), ...channelFiles.keys()])].sort();
     const channels = await mapLimit(names, READS, async (channel) => {
       const digest = await this.#channelDigest(channel, channelFiles.get(channel));
-      const shown = [...(seqs.get(channel) ?? [])].sort((a, b) => b - a).slice(0, BOARD_RELEASES);
-      const releases = await mapLimit(shown, READS, (seq, i) =>
-        this.#release(channel, seq, digest, i < COUNTED_RELEASES),
+      // Newest first, a number with no file shown as missing (release list's rule).
+      const shown = releaseNumbers(seqs.get(channel) ?? [])
+        .reverse()
+        .slice(0, BOARD_RELEASES);
+      const releases = await mapLimit(
+        shown,
+        READS,
+        async ({ seq, isListed }, i): Promise<BoardRelease> =>
+          isListed
+            ? this.#release(channel, seq, digest, i < COUNTED_RELEASES)
+            : { ...missingRelease(channel, seq, "not listed"), counts: null },
       );
-      const present = releases.filter((r) => r !== undefined);
-      const current = present.find((r) => r.current);
+      const current = releases.find((r) => r.current);
       return {
         channel,
         currentSeq: current?.seq ?? null,
         expires: current?.expires ?? null,
-        releases: present,
+        releases,
         total: seqs.get(channel)?.length ?? 0,
       };
     });
@@ -128,12 +138,15 @@ export class ReleaseBoard {
     seq: number,
     currentDigest: string | undefined,
     counted: boolean,
-  ): Promise<BoardRelease | undefined> {
+  ): Promise<BoardRelease> {
     const key = releaseKey(channel, seq);
     let known = this.#releases.get(key);
     if (known === undefined) {
       const read = await readRelease(this.#store, channel, seq);
-      if (read.status === "absent") return undefined;
+      // Listed, then gone: shown as missing, and read again at the next poll.
+      if (read.status === "absent") {
+        return { ...missingRelease(channel, seq, "listed, then gone when read"), counts: null };
+      }
       known = summarise(read.bytes, seq, key);
       this.#releases.set(key, known);
     }

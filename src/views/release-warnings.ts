@@ -2,9 +2,9 @@
 import type { Release } from "../release/release.js";
 import type { ReleaseEntry } from "../release/release-store.js";
 
-/** `release list`: each release file that does not parse as a release, and why. */
+/** `release list`: each release file that is missing or does not parse as a release, and why. */
 export function listWarnings(entries: readonly ReleaseEntry[]): string[] {
-  return entries.flatMap((e) => (e.status === "malformed" ? [e.problem] : []));
+  return entries.flatMap((e) => (e.status === "ok" ? [] : [e.problem]));
 }
 
 export interface ShowFacts {
