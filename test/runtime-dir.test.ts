@@ -45,11 +45,11 @@ echo "tmp: $(ls -A /tmp | tr '\\n' ' ')"
 echo "theirs: $(ls -A /tmp/nixship-0) $(stat -c '%a %u' /tmp/nixship-0)"`;
 
 describe("a /tmp/nixship-0 made first by another user", () => {
-  it("root uses /run/nixship when only root may write /run, and leaves theirs alone", async () => {
+  it("root uses /run/nixship-deployer when only root may write /run, and leaves theirs alone", async () => {
     const r = await inPrivateTmp(SHOW_DIR, { runMode: "755" });
     expect(r.stderr).toBe("");
     expect(r.stdout.split("\n")).toEqual([
-      "/run/nixship 700 0",
+      "/run/nixship-deployer 700 0",
       "rc=0",
       "tmp: nixship-0 ",
       `theirs: theirs 700 ${NOBODY}`,

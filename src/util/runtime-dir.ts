@@ -15,7 +15,7 @@ const ROOT_RUN = "/run";
 
 /**
  * `$XDG_RUNTIME_DIR/nixship` when the session has a runtime directory (it is the user's own,
- * 0700, by the XDG spec: checked all the same); else, for root, `/run/nixship` when only root
+ * 0700, by the XDG spec: checked all the same); else, for root, `/run/nixship-deployer` when only root
  * may write /run; else `$TMPDIR/nixship-UID`, and when another user made that first (or made it
  * unsafe), a fresh `$TMPDIR/nixship-UID-XXXXXX` of this process (mkdtemp: a new name, made
  * 0700; removed when the process exits). Made 0700 when missing; a directory nobody else can
@@ -32,7 +32,8 @@ export function privateRuntimeDir(env: NodeJS.ProcessEnv = process.env): string 
     requirePrivate(xdg, uid, "XDG_RUNTIME_DIR");
     dir = makePrivate(join(xdg, "nixship"), uid);
   } else if (uid === 0 && problemOf(ROOT_RUN, 0, 0o022) === undefined) {
-    dir = makePrivate(join(ROOT_RUN, "nixship"), uid);
+    // Not /run/nixship: that is activate.sh's state on a host, and the deployer may be one.
+    dir = makePrivate(join(ROOT_RUN, "nixship-deployer"), uid);
   } else {
     dir = sharedTmp(uid);
   }
