@@ -1,0 +1,140 @@
+// One truth about each host (issue 46), on two lab hosts: the records a deploy writes keep what
+// a host runs, its generation and the system it ran before, whatever the deploy did to it. The
+// sequence the issue found: web-v1, then web-v2 everywhere; then a deploy that changes ot1 only
+// skips ot2 as up to date, and ot2's record must still name generation 2 and web-v1 (its
+// rollback target), which `cache gc --stored --grace 0` then keeps, and `rollback` takes it
+// back to. Then a failed health check rolled back: the record, `status --stored` and the
+// dashboard's API name the system ot1 runs again, never "unknown".
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NIXSHIP_BIN } from "./support/cli.js";
+import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+
+beforeAll(async () => {
+  lab = await startSshLab("ot", 2);
+}, 120_000);
+afterAll(async () => {
+  await lab?.down();
+});
+
+interface StoredRow {
+  readonly host: string;
+  readonly current: string | null;
+  readonly generation: number | null;
+  readonly previous?: string | null;
+}
+
+async function stored(): Promise<Record<string, StoredRow>> {
+  const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored", "--json"]);
+  const rows = (JSON.parse(r.stdout) as { hosts: StoredRow[] }).hosts;
+  return Object.fromEntries(rows.map((row) => [row.host, row]));
+}
+
+async function deploy(systems: Record<string, string>, ...extra: string[]) {
+  await setExampleSystems(lab.fleetFile, systems);
+  const r = await lab.deploy("--json", ...extra);
+  return r;
+}
+
+describe("records that never lose what a host runs or ran", () => {
+  let v1: string;
+  let v2: string;
+
+  it("a host skipped as up to date keeps its generation and the system it ran before", async () => {
+    expect((await deploy({ ot1: "web-v1", ot2: "web-v1" })).code).toBe(0);
+    const first = await stored();
+    v1 = first.ot2?.current as string;
+    expect(v1).toMatch(/-example-web-system-v1$/);
+    const second = await deploy({ ot1: "web-v2", ot2: "web-v2" });
+    expect(second.code, second.stderr).toBe(0);
+    v2 = (await stored()).ot2?.current as string;
+    expect((await stored()).ot2).toMatchObject({ generation: 2, previous: v1 });
+    // Only ot1 changes: ot2 is skipped, and its record must keep what it said.
+    const third = await deploy({ ot1: "web-v3", ot2: "web-v2" });
+    expect(third.code, third.stderr).toBe(0);
+    expect(summaryOf(third).ot2).toMatchObject({ status: "skipped", reason: "up-to-date" });
+    expect((await stored()).ot2).toMatchObject({ current: v2, generation: 2, previous: v1 });
+  });
+
+  it("cache gc --stored keeps that rollback target, and rollback goes there", async () => {
+    const gc = await lab.nixship([
+      "cache",
+      "gc",
+      "--fleet",
+      lab.fleetFile,
+      "--stored",
+      "--grace",
+      "0",
+      "--json",
+    ]);
+    expect(gc.code, gc.stderr).toBe(0);
+    const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+      cache: { url: string; publicKeys: string[] };
+    };
+    const verify = await lab.nixship([
+      "verify",
+      "--cache",
+      fleet.cache.url,
+      "--trusted-key",
+      fleet.cache.publicKeys[0] ?? "",
+      v1,
+      "--json",
+    ]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", "ot2", "--json"]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await servedBy(lab.info, "ot2")).toBe("web-v1");
+    expect((await stored()).ot2).toMatchObject({ current: v1, generation: 1, previous: v2 });
+  });
+
+  it("a failed health check rolled back: record, status --stored and the dashboard name what runs", async () => {
+    const v3 = (await stored()).ot1?.current as string;
+    expect(v3).toMatch(/-example-web-system-v3$/);
+    const broken = await deploy({ ot1: "web-broken", ot2: "web-v1" }, "--on", "ot1");
+    expect(broken.code).toBe(1);
+    expect(summaryOf(broken).ot1).toMatchObject({ status: "failed", rolledBack: true });
+    expect(await servedBy(lab.info, "ot1")).toBe("web-v3");
+    expect((await stored()).ot1).toMatchObject({ current: v3, generation: 3, previous: v2 });
+    const text = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored"]);
+    expect(text.stdout).not.toContain("(none)");
+    expect(await dashboardHost("ot1")).toMatchObject({ current: v3 });
+  });
+});
+
+/** The dashboard's JSON for one host: a real `nixship dashboard` on loopback, one poll. */
+async function dashboardHost(host: string): Promise<Record<string, unknown>> {
+  const child = spawn(
+    process.execPath,
+    [NIXSHIP_BIN, "dashboard", "--fleet", lab.fleetFile, "--listen", "127.0.0.1:0"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error("the dashboard did not start in 30 s")),
+        30_000,
+      );
+      const lines = createInterface({ input: child.stderr });
+      lines.on("line", (line) => {
+        const found = line.match(/http:\/\/127\.0\.0\.1:\d+/);
+        if (found) {
+          clearTimeout(timer);
+          resolve(found[0]);
+        }
+      });
+      child.once("exit", (code) => reject(new Error(`the dashboard exited with ${code}`)));
+    });
+    const r = await fetch(`${url}/api/hosts`, { signal: AbortSignal.timeout(30_000) });
+    const body = (await r.json()) as { hosts: Record<string, unknown>[] };
+    const row = body.hosts.find((h) => h.host === host);
+    if (row === undefined) throw new Error(`no ${host} in ${JSON.stringify(body).slice(0, 500)}`);
+    return row;
+  } finally {
+    child.kill("SIGTERM");
+  }
+}
