@@ -8,7 +8,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOk } from "./support/cli.js";
-import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const LAB = "pr";
@@ -109,5 +109,34 @@ describe("a fleet of two roles, each with its own checks", () => {
     const passed = await deploy("--on", `${LAB}3`);
     expect(passed.code, passed.stderr).toBe(0);
     expect(await servedBy(lab.info, `${LAB}3`)).toBe("web-checked");
+  });
+
+  it("each role's canaries go first, in the waves plan --json shows and the deploy runs (issue 46)", async () => {
+    // canary 1 from the fleet's policy, and again in both roles': one canary of each role.
+    const doc = JSON.parse(await readFile(fleetFile, "utf8"));
+    doc.policy = { canary: 1, parallel: 2 };
+    doc.policies["@api"].canary = 1;
+    doc.policies["@worker"].canary = 1;
+    await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+    await setExampleSystems(fleetFile, {
+      [`${LAB}1`]: "web-v2",
+      [`${LAB}2`]: "web-v2",
+      [`${LAB}3`]: "web-v2",
+    });
+    const plan = await nixship(["plan", "--fleet", fleetFile, "--json"]);
+    expect(plan.code, plan.stderr).toBe(0);
+    const waves = (JSON.parse(plan.stdout) as { waves: unknown[] }).waves;
+    expect(waves).toEqual([
+      { wave: 1, kind: "canary", hosts: [`${LAB}1`, `${LAB}3`] },
+      { wave: 2, kind: "main", hosts: [`${LAB}2`] },
+    ]);
+    const text = await nixship(["plan", "--fleet", fleetFile]);
+    expect(text.stdout).toContain(`waves:\n  1 (canary): ${LAB}1, ${LAB}3\n  2: ${LAB}2`);
+    const r = await deploy();
+    expect(r.code, r.stderr).toBe(0);
+    const ran = deployEvents(r)
+      .filter((e) => e.type === "wave-start")
+      .map((e) => ({ wave: e.wave, kind: e.kind, hosts: e.hosts }));
+    expect(ran).toEqual(waves);
   });
 });

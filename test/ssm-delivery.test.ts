@@ -762,11 +762,16 @@ describe("SsmDelivery under the rollout engine", () => {
       changes: 3,
       totals: { paths: 0, bytes: 0 },
       distinct: { paths: 0, bytes: 0 },
+      // One canary, then waves of two (what a policy of canary 1, parallel 2 plans).
+      waves: [
+        { wave: 1, kind: "canary", hosts: [hosts[0]?.name as string] },
+        { wave: 2, kind: "main", hosts: hosts.slice(1).map((h) => h.name) },
+      ],
     };
     const results = await runRollout({
       plan,
       hosts,
-      policy: { parallel: 2, maxFailures: 0, canary: 1 },
+      policy: { maxFailures: 0 },
       delivery: f.delivery(),
       request: () => request(),
       emit: () => {},

@@ -25,7 +25,7 @@ import type {
   HealthChecks,
   RolloutPolicy,
 } from "../fleet/fleet.js";
-import { hostPolicy, type PolicyOverride } from "../fleet/host-policy.js";
+import { hostPolicy, type PolicyOverride, roleOf } from "../fleet/host-policy.js";
 import {
   type ClosureInfo,
   type DeployPlan,
@@ -172,8 +172,16 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const planned = planFromSurvey(options.action, hosts, ready, found, (host, desired) =>
-        policyOf(options, host, ready.systemHealth.get(desired)),
+      const planned = planFromSurvey(
+        options.action,
+        hosts,
+        ready,
+        found,
+        (host, desired) => ({
+          ...policyOf(options, host, ready.systemHealth.get(desired)),
+          role: roleOf(fleet.policies, host),
+        }),
+        options.policy,
       );
       // Where neither the deployer nor the cache has a running system, a mode that can ask
       // its hosts at once (ssh) asks one host that runs it.
@@ -601,24 +609,37 @@ export function planFromSurvey(
     readonly secrets: ReadonlyMap<string, HostSecrets>;
   },
   found: Survey,
-  policyFor?: (host: FleetHost, desired: StorePath) => Pick<RolloutPolicy, "health" | "reboot">,
+  policyFor?: (host: FleetHost, desired: StorePath) => RolledOutAs,
+  rollout?: Pick<RolloutPolicy, "canary" | "parallel">,
 ): DeployPlan {
   return planDeploy({
     action,
     targets: hosts.map((h, i) => {
       const desired = desiredSystem(prepared.built, h.name);
+      const policy = policyFor?.(h, desired);
       return {
         host: h.name,
         desired,
         secrets: prepared.secrets.get(h.name)?.digest,
         state: found.states[i],
-        ...(policyFor === undefined ? {} : { reboot: policyFor(h, desired).reboot }),
-        ...(policyFor === undefined ? {} : { checks: policyFor(h, desired).health }),
+        ...(policy === undefined
+          ? {}
+          : {
+              reboot: policy.reboot,
+              checks: policy.health,
+              shape: { canary: policy.canary, parallel: policy.parallel, role: policy.role },
+            }),
       };
     }),
     pathInfos: found.pathInfos,
+    ...(rollout === undefined ? {} : { rollout }),
   });
 }
+
+/** What the plan needs of a host's policy: its checks, reboots and place in the waves. */
+export type RolledOutAs = Pick<RolloutPolicy, "health" | "reboot" | "canary" | "parallel"> & {
+  readonly role: string;
+};
 
 function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StorePath {
   const path = built.byHost.get(host);
@@ -696,7 +717,6 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     plan,
     hosts: input.hosts,
     policy: options.policy,
-    policyOf: (host) => policyOf(options, host),
     delivery,
     request: input.request,
     emit: (event) => {

@@ -12,6 +12,7 @@ import {
 } from "../delivery/delivery.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import { planWaves } from "../fleet/rollout.js";
 import { activateScript, DEFAULT_ACTIVATION_TIMEOUT } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { DeployEvent } from "./events.js";
@@ -30,7 +31,11 @@ function host(name: string): FleetHost {
   };
 }
 
-function plan(actions: Record<string, HostPlan["action"]>): DeployPlan {
+/** A plan of `actions`, its waves shaped by `rollout` as the planner shapes them. */
+function plan(
+  actions: Record<string, HostPlan["action"]>,
+  rollout: { parallel: number; canary: number } = { parallel: 1, canary: 0 },
+): DeployPlan {
   const hosts = Object.entries(actions).map(
     ([name, action]): HostPlan => ({
       host: name,
@@ -50,6 +55,10 @@ function plan(actions: Record<string, HostPlan["action"]>): DeployPlan {
     changes: 0,
     totals: { paths: 0, bytes: 0 },
     distinct: { paths: 0, bytes: 0 },
+    waves: planWaves(
+      hosts.filter((h) => h.action === "activate"),
+      rollout,
+    ).map((w) => ({ wave: w.index + 1, kind: w.kind, hosts: w.hosts.map((h) => h.host) })),
   };
 }
 
@@ -98,7 +107,7 @@ async function roll(
   const s = scripted(new Set(failing));
   const events: DeployEvent[] = [];
   const results = await runRollout({
-    plan: plan(Object.fromEntries(names.map((n) => [n, actions[n] ?? "activate"]))),
+    plan: plan(Object.fromEntries(names.map((n) => [n, actions[n] ?? "activate"])), policy),
     hosts: names.map(host),
     policy,
     delivery: s.delivery,
@@ -185,9 +194,9 @@ describe("runRollout", () => {
         }),
     };
     const results = await runRollout({
-      plan: plan({ a: "activate" }),
+      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
       hosts: [host("a")],
-      policy: { parallel: 1, maxFailures: 0, canary: 0 },
+      policy: { maxFailures: 0 },
       delivery,
       request,
       emit: (e) => events.push(e),
@@ -213,17 +222,20 @@ describe("runRollout", () => {
     };
     const events: DeployEvent[] = [];
     const results = await runRollout({
-      plan: plan({ a: "activate", b: "activate", c: "activate", d: "activate" }),
+      plan: plan(
+        { a: "activate", b: "activate", c: "activate", d: "activate" },
+        { parallel: 2, canary: 1 },
+      ),
       hosts: ["a", "b", "c", "d"].map(host),
-      policy: { parallel: 2, maxFailures: 1, canary: 1 },
+      policy: { maxFailures: 1 },
       delivery,
       request,
       emit: (e) => events.push(e),
     });
     expect(contexts).toEqual([
-      { index: 0, kind: "canary", parallel: 2, failureBudget: 1 },
+      { index: 0, kind: "canary", parallel: 1, failureBudget: 1 },
       { index: 1, kind: "main", parallel: 2, failureBudget: 1 },
-      { index: 2, kind: "main", parallel: 2, failureBudget: 0 },
+      { index: 2, kind: "main", parallel: 1, failureBudget: 0 },
     ]);
     expect(results.map((r) => r.outcome.status)).toEqual([
       "activated",
@@ -245,9 +257,9 @@ describe("runRollout", () => {
       },
     };
     const results = await runRollout({
-      plan: plan({ a: "activate", b: "activate" }),
+      plan: plan({ a: "activate", b: "activate" }, { parallel: 2, canary: 0 }),
       hosts: [host("a"), host("b")],
-      policy: { parallel: 2, maxFailures: 5, canary: 0 },
+      policy: { maxFailures: 5 },
       delivery,
       request,
       emit: () => {},
@@ -290,9 +302,12 @@ describe("runRollout: unreachable hosts", () => {
     const s = scripted(new Set(["c"]));
     const events: DeployEvent[] = [];
     const results = await runRollout({
-      plan: plan({ a: "unreachable", b: "activate", c: "activate", d: "activate" }),
+      plan: plan(
+        { a: "unreachable", b: "activate", c: "activate", d: "activate" },
+        { parallel: 1, canary: 0 },
+      ),
       hosts: ["a", "b", "c", "d"].map(host),
-      policy: { parallel: 1, maxFailures: 1, canary: 0 },
+      policy: { maxFailures: 1 },
       delivery: {
         ...s.delivery,
         deployWave: (wave, emit, context) => {
@@ -387,9 +402,12 @@ describe("runRollout: interrupts", () => {
     };
     const events: DeployEvent[] = [];
     const results = await runRollout({
-      plan: plan({ a: "activate", b: "activate", c: "activate", d: "activate" }),
+      plan: plan(
+        { a: "activate", b: "activate", c: "activate", d: "activate" },
+        { parallel: 2, canary: 0 },
+      ),
       hosts: ["a", "b", "c", "d"].map(host),
-      policy: { parallel: 2, maxFailures: 5, canary: 0 },
+      policy: { maxFailures: 5 },
       delivery,
       request,
       emit: (e) => events.push(e),
@@ -423,9 +441,9 @@ describe("runRollout: interrupts", () => {
     };
     const events: DeployEvent[] = [];
     const results = await runRollout({
-      plan: plan({ a: "activate" }),
+      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
       hosts: [host("a")],
-      policy: { parallel: 1, maxFailures: 0, canary: 0 },
+      policy: { maxFailures: 0 },
       delivery,
       request,
       emit: (e) => events.push(e),
@@ -459,9 +477,9 @@ describe("runRollout: interrupts", () => {
     };
     const events: DeployEvent[] = [];
     const results = await runRollout({
-      plan: plan({ a: "activate", b: "activate", c: "activate" }),
+      plan: plan({ a: "activate", b: "activate", c: "activate" }, { parallel: 2, canary: 0 }),
       hosts: ["a", "b", "c"].map(host),
-      policy: { parallel: 2, maxFailures: 0, canary: 0 },
+      policy: { maxFailures: 0 },
       delivery,
       request,
       emit: (e) => events.push(e),

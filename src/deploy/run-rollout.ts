@@ -1,5 +1,5 @@
-// The rollout engine, written once over the Delivery seam: the canary wave first, then waves
-// of at most `parallel` hosts, each host deployed and health-checked by its delivery mode; no
+// The rollout engine, written once over the Delivery seam: the plan's waves (each role's
+// canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked by its delivery mode; no
 // new wave starts once the failure budget is spent (or a canary failed), or once the deploy
 // is interrupted. An interrupted wave is waited for a bounded time.
 import type {
@@ -11,7 +11,7 @@ import type {
 } from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan, PlannedHost } from "../fleet/plan.js";
-import { planWaves, shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
+import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -25,9 +25,7 @@ export const ABORT_GRACE_MS = 120_000;
 export interface RolloutInput {
   readonly plan: DeployPlan;
   readonly hosts: readonly FleetHost[];
-  readonly policy: Pick<RolloutPolicy, "parallel" | "maxFailures" | "canary">;
-  /** Each host's parallel and canary (policy per role); default: `policy`'s for every host. */
-  readonly policyOf?: (host: FleetHost) => Pick<RolloutPolicy, "parallel" | "canary">;
+  readonly policy: Pick<RolloutPolicy, "maxFailures">;
   readonly delivery: Delivery;
   readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
   readonly emit: (event: DeployEvent) => void;
@@ -54,18 +52,19 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
 
   const unreachable = [...results.values()].filter(isFailure).length;
   let failures = unreachable;
-  const policyOf = input.policyOf;
   const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
-  const waves = planWaves(
-    plan.hosts.filter((p) => p.action === "activate"),
-    policy,
-    policyOf === undefined
-      ? undefined
-      : (p) => {
-          const host = hostNamed.get(p.host);
-          return host === undefined ? policy : policyOf(host);
-        },
-  );
+  // Exactly the plan's waves (each role's canaries first), as `plan` shows them.
+  const planned = new Map(plan.hosts.map((p) => [p.host, p]));
+  const waves: Wave<HostPlan>[] = plan.waves.map((w) => ({
+    index: w.wave - 1,
+    kind: w.kind,
+    hosts: w.hosts.map((name) => {
+      const p = planned.get(name);
+      if (p === undefined)
+        throw new Error(`the plan's wave ${w.wave} names ${name}, which it does not plan`);
+      return p;
+    }),
+  }));
   const stop = (reason: string, rest: readonly Wave<HostPlan>[]) => {
     const notStarted = rest.flatMap((w) => w.hosts);
     emit({ type: "stopped", reason, notStarted: notStarted.map((h) => h.host) });
@@ -215,7 +214,7 @@ async function runWave(
         index: wave.index,
         kind: wave.kind,
         // A wave holds at most `parallel` hosts of each role: all of them run at once.
-        parallel: Math.max(input.policy.parallel, wave.hosts.length),
+        parallel: wave.hosts.length,
         failureBudget,
         ...(signal !== undefined ? { signal } : {}),
       },

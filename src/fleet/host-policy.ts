@@ -76,3 +76,16 @@ export function hostPolicy(
   const merged = rulesFor(rules, host).reduce((p, r) => applyOverride(p, r.override), base);
   return applyOverride(merged, flags);
 }
+
+/**
+ * The role `host` has: the `policies` entries that apply to it, as written, in merge order
+ * ("" when none does: the fleet's policy alone). Hosts of one role share their canaries.
+ */
+export function roleOf(
+  rules: readonly PolicyRule[],
+  host: Pick<FleetHost, "name" | "tags">,
+): string {
+  return rulesFor(rules, host)
+    .map((r) => r.selector)
+    .join(" ");
+}

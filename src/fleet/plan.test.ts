@@ -205,6 +205,7 @@ describe("planDeploy", () => {
       changes: 0,
       totals: { paths: 0, bytes: 0 },
       distinct: { paths: 0, bytes: 0 },
+      waves: [],
     });
   });
 

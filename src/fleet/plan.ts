@@ -5,8 +5,9 @@ import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
-import type { HealthChecks, RebootMode } from "./fleet.js";
+import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
 import type { PlanDiffs } from "./plan-diffs.js";
+import { planWaves, type WaveKind, type WaveShape } from "./rollout.js";
 
 /** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
 export type HostState =
@@ -58,6 +59,8 @@ export interface PlanTarget {
   readonly checks?: HealthChecks;
   /** Its policy's `reboot` (default never). */
   readonly reboot?: RebootMode;
+  /** Its canary, parallel and role, which place it in a wave (default: the input's rollout). */
+  readonly shape?: WaveShape;
 }
 
 /** The closure metadata the planner needs; a full `PathInfo` fits. */
@@ -69,6 +72,16 @@ export interface PlanInput {
   readonly targets: readonly PlanTarget[];
   /** Must cover every desired closure; current closures are used where known. */
   readonly pathInfos: ReadonlyMap<StorePath, ClosureInfo>;
+  /** The rollout's canary and parallel (default: no canary, one wave of every host). */
+  readonly rollout?: Pick<RolloutPolicy, "canary" | "parallel">;
+}
+
+/** A wave of the plan: the hosts that activate together, by name, in the order waves run. */
+export interface PlannedWave {
+  /** From 1, as the deploy's wave-start events count them. */
+  readonly wave: number;
+  readonly kind: WaveKind;
+  readonly hosts: readonly string[];
 }
 
 /** Store paths and their NAR bytes (uncompressed; what moves compressed is smaller). */
@@ -137,6 +150,8 @@ export interface DeployPlan {
    * the deploy once it has read the running closures, after the planning.
    */
   readonly diffs?: PlanDiffs;
+  /** The waves the deploy runs, each role's canaries first (rollout.ts's planWaves). */
+  readonly waves: readonly PlannedWave[];
 }
 
 const NOTHING: Transfer = { paths: 0, bytes: 0 };
@@ -166,9 +181,16 @@ export function planDeploy(input: PlanInput): DeployPlan {
     return plan;
   });
 
+  const activating = hosts.filter((h) => h.action === "activate");
+  const shapes = new Map(input.targets.map((t) => [t.host, t.shape]));
+  const rollout = input.rollout ?? { canary: 0, parallel: Math.max(1, activating.length) };
+  const waves = planWaves(activating, rollout, (h) => shapes.get(h.host) ?? rollout).map(
+    (w): PlannedWave => ({ wave: w.index + 1, kind: w.kind, hosts: w.hosts.map((h) => h.host) }),
+  );
   return {
     action: input.action,
     hosts,
+    waves,
     counts,
     changes: actionChangesHost(input.action) ? counts.activate : 0,
     totals,

@@ -48,6 +48,16 @@ describe("planWaves", () => {
     ).toThrow(/parallel must be/);
   });
 
+  it("gives each role its own canaries, even when two roles share their numbers (issue 46)", () => {
+    // Two roles with canary 1 and parallel 2 each: one canary of each in the first wave.
+    const hosts = ["api1", "db1", "api2", "db2", "api3"];
+    const role = (h: string) => ({ canary: 1, parallel: 2, role: h.slice(0, -1) });
+    const waves = planWaves(hosts, { canary: 1, parallel: 2 }, role).map(
+      (w) => `${w.kind}:${w.hosts.join("+")}`,
+    );
+    expect(waves).toEqual(["canary:api1+db1", "main:api2+api3+db2"]);
+  });
+
   it("refuses a policy that would never finish", () => {
     expect(() => planWaves(hosts(2), { canary: 1, parallel: 0 })).toThrow(/parallel must be/);
     expect(() => planWaves(hosts(2), { canary: -1, parallel: 1 })).toThrow(/canary must be/);

@@ -13,26 +13,30 @@ export interface Wave<T> {
 }
 
 /**
+ * How a host's waves are shaped: its policy's canary and parallel, and its role (the
+ * `policies` entries that apply to it, host-policy.ts's `roleOf`; "" for the fleet's policy).
+ */
+export type WaveShape = Pick<RolloutPolicy, "canary" | "parallel"> & { readonly role?: string };
+
+/**
  * The first `canary` hosts form the canary wave, then the rest go in waves of at most
  * `parallel`. No wave is larger than `parallel`: a canary larger than it is split into
  * several canary waves. Empty waves are never produced.
  *
- * With `shapeOf` (policy per role), hosts are grouped by their own `canary` and `parallel`,
- * and each wave takes, of every group, its next `parallel` hosts: the canary waves each
- * group's first `canary` hosts, then the main waves the rest. One group is the plain case.
+ * With `shapeOf` (policy per role), hosts are grouped by their role and their own `canary`
+ * and `parallel`, and each wave takes, of every group, its next `parallel` hosts: the canary
+ * waves each role's first `canary` hosts (so two roles with a canary each have one host each
+ * in the first wave), then the main waves the rest. One group is the plain case.
  */
 export function planWaves<T>(
   hosts: readonly T[],
   policy: Pick<RolloutPolicy, "canary" | "parallel">,
-  shapeOf?: (host: T) => Pick<RolloutPolicy, "canary" | "parallel">,
+  shapeOf?: (host: T) => WaveShape,
 ): Wave<T>[] {
-  const groups = new Map<
-    string,
-    { shape: Pick<RolloutPolicy, "canary" | "parallel">; hosts: T[] }
-  >();
+  const groups = new Map<string, { shape: WaveShape; hosts: T[] }>();
   for (const host of hosts) {
-    const shape = checkShape(shapeOf?.(host) ?? policy);
-    const key = `${shape.parallel}/${shape.canary}`;
+    const shape: WaveShape = checkShape(shapeOf?.(host) ?? policy);
+    const key = `${shape.role ?? ""}\0${shape.parallel}/${shape.canary}`;
     const group = groups.get(key) ?? { shape, hosts: [] };
     group.hosts.push(host);
     groups.set(key, group);
@@ -60,9 +64,7 @@ export function planWaves<T>(
   return waves;
 }
 
-function checkShape(
-  shape: Pick<RolloutPolicy, "canary" | "parallel">,
-): Pick<RolloutPolicy, "canary" | "parallel"> {
+function checkShape<S extends Pick<RolloutPolicy, "canary" | "parallel">>(shape: S): S {
   const { canary, parallel } = shape;
   if (!Number.isSafeInteger(parallel) || parallel < 1) {
     throw new InputError("bad-policy", `parallel must be a whole number >= 1, not ${parallel}`);

@@ -79,6 +79,7 @@ const PLAN: DeployPlan = {
   changes: 0,
   totals: { paths: 0, bytes: 0 },
   distinct: { paths: 0, bytes: 0 },
+  waves: [],
 };
 
 const EVENTS: DeployEvent[] = [

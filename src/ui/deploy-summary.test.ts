@@ -163,6 +163,7 @@ describe("the runs column (with the plan)", () => {
     changes: 0,
     totals: { paths: 0, bytes: 0 },
     distinct: { paths: 0, bytes: 0 },
+    waves: [],
   });
 
   it("says which system each host runs: new, previous, or unknown", () => {

@@ -43,6 +43,7 @@ const PLAN: DeployPlan = {
   changes: 2,
   totals: { paths: 5, bytes: 12_300 },
   distinct: { paths: 5, bytes: 12_300 },
+  waves: [],
 };
 
 const rowOf = (text: string, name: string): string => {
@@ -177,6 +178,7 @@ describe("formatPlan", () => {
       changes: 1,
       totals: { paths: 4, bytes: 4000 },
       distinct: { paths: 2, bytes: 2000 },
+      waves: [],
     })
       .split("\n")
       .at(-1);
@@ -229,6 +231,7 @@ describe("formatPlan", () => {
       changes: 0,
       totals: { paths: 0, bytes: 0 },
       distinct: { paths: 0, bytes: 0 },
+      waves: [],
     });
     expect(empty.split("\n").at(-1)).toBe("0 of 0 hosts change; 0 paths, 0 B to transfer");
   });

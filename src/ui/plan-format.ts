@@ -2,7 +2,7 @@
 // package by package (plan-diff-format.ts) and the checks. Pure; the JSON output elsewhere
 // keeps the full store paths.
 import type { HealthChecks } from "../fleet/fleet.js";
-import type { DeployPlan, HostPlan, Transfer } from "../fleet/plan.js";
+import type { DeployPlan, HostPlan, PlannedWave, Transfer } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { formatBytes } from "./format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
@@ -69,9 +69,27 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
     ...formatTable(rows),
     planTotals(plan),
     ...formatPlanDiffs(plan.diffs, options.diff === true),
+    ...planWaves(plan),
     ...planChecks(plan),
     ...planPinning(plan),
   ].join("\n");
+}
+
+/** The waves the deploy runs, in order (each role's canaries first); nothing when none. */
+function planWaves(plan: DeployPlan): string[] {
+  if (plan.waves.length === 0) return [];
+  // Past 12 waves, the first 10 and the last: the rest are alike, and --json has them all.
+  const last = plan.waves[plan.waves.length - 1] as PlannedWave;
+  const shown = plan.waves.length > 12 ? [...plan.waves.slice(0, 10), last] : plan.waves;
+  const lines = shown.map(
+    (w) =>
+      `  ${w.wave}${w.kind === "canary" ? " (canary)" : ""}: ${listHosts(w.hosts)}` +
+      (w.hosts.length > 6 ? ` (${w.hosts.length} hosts)` : ""),
+  );
+  if (shown.length < plan.waves.length) {
+    lines.splice(10, 0, `  … ${plan.waves.length - 11} more waves`);
+  }
+  return ["waves:", ...lines.map((l) => withoutControls(l))];
 }
 
 /**
