@@ -202,7 +202,7 @@ describe("one host's junk under its own prefixes", () => {
     const crowded = viewers();
     await crowded.poll();
     const after = await crowded.poll();
-      console.log(JSON.stringify({ before: before.cost, after: after.cost }));
+    console.log(JSON.stringify({ before: before.cost, after: after.cost }));
 
     // Each reader LISTs at most one page more for each crowded prefix it reads (the status
     // view and the watch: the heartbeats; the board and gc: release 1's markers; the watch
@@ -217,6 +217,10 @@ describe("one host's junk under its own prefixes", () => {
     }
     // What was read of web2: its first HOST_KEYS_READ keys of each prefix, the rest skipped.
     expect(after.beats.skipped).toEqual(["web2"]);
+    expect(before.view.warnings).toEqual([]);
+    expect(after.view.warnings).toEqual([
+      expect.stringContaining("heartbeat keys than an agent writes under web2:"),
+    ]);
     expect(after.progress.skipped).toEqual(["web2"]);
 
     // web1 and web3 read exactly as before; web2 only as far as its own junk leaves it.
