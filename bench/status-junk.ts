@@ -108,11 +108,11 @@ async function main(): Promise<void> {
       const poller = new FleetPoller(fleet, store);
       await poller.pollOnce();
       const quiet = await poller.pollOnce();
-      if (quiet.error !== undefined) throw new Error(`poll failed: ${quiet.error}`);
+      // A poll past the dashboard's deadline (60 s) fails: that is a figure too.
       rows.push([
         label,
         "dashboard quiet poll",
-        quiet.seconds.toFixed(3),
+        `${quiet.seconds.toFixed(3)}${quiet.error === undefined ? "" : " (failed)"}`,
         String(quiet.requests.list),
         String(quiet.requests.get),
         "",
