@@ -11,6 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HEARTBEAT_STATES, heartbeatKey } from "../src/status/heartbeat.js";
+import { hostKeyObjectKey } from "../src/status/host-key-store.js";
+import { hostStatusKey, progressKey, STATUS_STATES } from "../src/status/status.js";
 import { parseStoreUrl } from "../src/store/url.js";
 import { evaluateString, evaluateValue, type HclValue, referencesIn } from "./support/hcl-expr.js";
 import {
@@ -233,6 +236,33 @@ const AGENT: readonly Expectation[] = [
   ...deny("agent", "s3:PutObject", [...STATUS_WEB1, "status/hosts/.json"], { host: null }),
 ];
 
+/** Every key web1's agent writes, from the functions that name them. */
+const AGENT_WRITES = [
+  hostStatusKey("web1"),
+  ...STATUS_STATES.map((state) => progressKey("prod", 7, "web1", state)),
+  ...HEARTBEAT_STATES.map((state) => heartbeatKey("web1", state, 330)),
+  hostKeyObjectKey("web1"),
+];
+// Issue 45: an agent writes exactly the keys agents write. Anything more under its own prefixes
+// is keys a reader would list (readers take a bounded number per host anyway), and a key with
+// more segments than a marker's can stand under another host's name.
+const AGENT_EXACT: readonly Expectation[] = [
+  ...allow("agent", "s3:PutObject", AGENT_WRITES),
+  ...deny("agent", "s3:PutObject", [
+    "status/releases/prod/7/web1/junk-1",
+    "status/releases/prod/7/web1/success/1",
+    "status/releases/prod/7/web2/x/web1/success",
+    "status/releases/prod/7/web2/success/web1/failed",
+    "status/heartbeats/web1/junk-1",
+    "status/heartbeats/web1/online/330",
+    "status/heartbeats/web1/running/330/x",
+    "status/heartbeats/web2/x/web1/running/330",
+    "status/hosts/web1.json.1",
+    "status/host-keys/web1.pub.1",
+    "status/web1/x",
+  ]),
+];
+
 const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:PutObject", [
     ...CACHE_KEYS,
@@ -388,6 +418,14 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
     expect(violations(cache, AGENT)).toEqual([]);
   });
 
+  it("an agent writes exactly the keys agents write: nothing else under its prefixes, nothing deeper", () => {
+    expect(violations(cache, AGENT_EXACT)).toEqual([]);
+    // The keys are the agent's own: web2's agent writes none of web1's.
+    expect(
+      violations(cache, deny("agent", "s3:PutObject", AGENT_WRITES, { host: "web2" })),
+    ).toEqual([]);
+  });
+
   it("the writer pushes to the cache, publishes releases, moves channels and records push deploys", () => {
     expect(violations(cache, WRITER)).toEqual([]);
   });
@@ -417,7 +455,15 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
 
   it('with prefix = "nix" every grant moves under nix/, and the store URL says so', async () => {
     const prefixed = await renderCache(cacheModule, "nix/");
-    const all = [...HOST_READ, ...AGENT, ...WRITER, ...READER, ...COLLECTOR, ...NO_TLS];
+    const all = [
+      ...HOST_READ,
+      ...AGENT,
+      ...AGENT_EXACT,
+      ...WRITER,
+      ...READER,
+      ...COLLECTOR,
+      ...NO_TLS,
+    ];
     expect(violations(prefixed, all, "nix/")).toEqual([]);
     // Outside the prefix, nothing is granted.
     const outside = [
@@ -560,6 +606,35 @@ describe("a policy mistake in the module fails these expectations", () => {
       "agent (untagged): s3:PutObject status/hosts/web1.json was allow, expected deny",
       "agent (untagged): s3:PutObject status/releases/prod/7/web1/success was allow, expected deny",
       "agent (untagged): s3:PutObject status/hosts/.json was allow, expected deny",
+    ]);
+  });
+
+  it("an agent's markers and heartbeats granted as <host>/*: it may write keys no agent writes", async () => {
+    const broken = await mutated(
+      "own-prefixes",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform's interpolation, quoted.
+      'for state in ["applying", "success", "failed", "rejected"] :\n    "${local.store_arn}status/releases/*/*/${local.own_host}/${state}"],\n    [for state in ["running", "paused"] :\n    "${local.store_arn}status/heartbeats/${local.own_host}/${state}/*"]',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform's interpolation, quoted.
+      'for state in ["*"] :\n    "${local.store_arn}status/releases/*/*/${local.own_host}/${state}"],\n    [for state in ["*"] :\n    "${local.store_arn}status/heartbeats/${local.own_host}/${state}"]',
+    );
+    expect(violations(broken, AGENT_EXACT)).toEqual([
+      "agent (web1): s3:PutObject status/releases/prod/7/web1/junk-1 was allow, expected deny",
+      "agent (web1): s3:PutObject status/heartbeats/web1/junk-1 was allow, expected deny",
+      "agent (web1): s3:PutObject status/heartbeats/web1/online/330 was allow, expected deny",
+    ]);
+  });
+
+  it("without the deny of deeper keys: an agent may write keys under another host's name", async () => {
+    const broken = await mutated(
+      "deeper-keys",
+      'effect    = "Deny"\n    actions   = ["s3:PutObject"]\n    resources = local.deeper_status_objects',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Terraform's interpolation, quoted.
+      'effect    = "Deny"\n    actions   = ["s3:PutObject"]\n    resources = ["${local.store_arn}nothing"]',
+    );
+    expect(violations(broken, AGENT_EXACT)).toEqual([
+      "agent (web1): s3:PutObject status/releases/prod/7/web2/x/web1/success was allow, expected deny",
+      "agent (web1): s3:PutObject status/releases/prod/7/web2/success/web1/failed was allow, expected deny",
+      "agent (web1): s3:PutObject status/heartbeats/web1/running/330/x was allow, expected deny",
     ]);
   });
 

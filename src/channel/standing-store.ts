@@ -18,6 +18,8 @@ export interface AgentSignals {
   readonly channel: ChannelHead | undefined;
   /** The system that release names for each host it names. */
   readonly entries: ReadonlyMap<string, string>;
+  /** Hosts whose heartbeat prefix holds more keys than are read: the rest were skipped. */
+  readonly crowded: readonly string[];
 }
 
 type ChannelSignals = Pick<AgentSignals, "channel" | "entries">;
@@ -26,10 +28,11 @@ const NO_CHANNEL: ChannelSignals = { channel: undefined, entries: new Map() };
 
 export async function readAgentSignals(store: ObjectStore, fleet: Fleet): Promise<AgentSignals> {
   const beats = await readHeartbeats(store);
-  if (fleet.releases === undefined) return { heartbeats: beats.hosts, ...NO_CHANNEL };
+  const seen = { heartbeats: beats.hosts, crowded: beats.skipped };
+  if (fleet.releases === undefined) return { ...seen, ...NO_CHANNEL };
   const read = await readChannel(store, fleet.releases.channel);
   const found = read.status === "found" ? read.bytes : undefined;
-  return { heartbeats: beats.hosts, ...(await channelSignals(store, fleet, found)) };
+  return { ...seen, ...(await channelSignals(store, fleet, found)) };
 }
 
 /**
@@ -49,8 +52,9 @@ export class AgentSignalsReader {
 
   async read(): Promise<AgentSignals> {
     const beats = await readHeartbeats(this.#store);
+    const seen = { heartbeats: beats.hosts, crowded: beats.skipped };
     const releases = this.#fleet.releases;
-    if (releases === undefined) return { heartbeats: beats.hosts, ...NO_CHANNEL };
+    if (releases === undefined) return { ...seen, ...NO_CHANNEL };
     const key = channelKey(releases.channel);
     const listed = (await this.#store.list(key, { limit: 1 })).objects.find((o) => o.key === key);
     if (listed === undefined) this.#kept = undefined;
@@ -61,7 +65,7 @@ export class AgentSignalsReader {
           ? { etag: read.etag, signals: await channelSignals(this.#store, this.#fleet, read.bytes) }
           : undefined;
     }
-    return { heartbeats: beats.hosts, ...(this.#kept?.signals ?? NO_CHANNEL) };
+    return { ...seen, ...(this.#kept?.signals ?? NO_CHANNEL) };
   }
 }
 

@@ -6,8 +6,10 @@
 //
 // The object's LastModified is the heartbeat's time. A host has one key per state (two at most,
 // more only if its interval changes), rewritten in place, so the listing stays one key or two per
-// host; of a host's keys the newest says where it is. The body (a few hundred bytes of JSON)
-// is for people reading the store; nothing needs it.
+// host; of a host's keys the newest says where it is. Readers take the first HOST_KEYS_READ keys
+// of a host's prefix and skip the rest (host-listing.ts): what a host writes there beyond its
+// own keys costs readers nothing more. The body (a few hundred bytes of JSON) is for people
+// reading the store; nothing needs it.
 import { NAME_PATTERN } from "../fleet/fleet.js";
 
 export const HEARTBEAT_PREFIX = "status/heartbeats/";

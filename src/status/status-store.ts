@@ -3,7 +3,7 @@
 import { InputError, NixshipError } from "../errors.js";
 import { NAME_PATTERN } from "../fleet/fleet.js";
 import { readAll } from "../store/helpers.js";
-import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
+import type { ObjectStore } from "../store/object-store.js";
 import {
   formatHeartbeat,
   HEARTBEAT_PREFIX,
@@ -12,6 +12,7 @@ import {
   heartbeatKey,
   summariseHeartbeats,
 } from "./heartbeat.js";
+import { listHostPrefixes } from "./host-listing.js";
 import {
   formatStatusRecord,
   HOST_STATUS_PREFIX,
@@ -130,34 +131,22 @@ export interface Progress {
   readonly hosts: Map<string, ProgressEntry>;
   /** LIST calls this read took. */
   readonly listCalls: number;
+  /** Hosts whose markers held more keys than are read (host-listing.ts): the rest unread. */
+  readonly skipped: readonly string[];
 }
 
-/** Where every host is with release `seq` of `channel`: LIST calls only, ≤ 1,000 keys each. */
+/**
+ * Where every host is with release `seq` of `channel`: LIST calls only, ≤ 1,000 keys each, and
+ * at most HOST_KEYS_READ markers of each host.
+ */
 export async function readProgress(
   store: ObjectStore,
   channel: string,
   seq: number,
 ): Promise<Progress> {
   const prefix = progressPrefix(channel, seq);
-  const { objects, listCalls } = await listCounted(store, prefix);
-  return { hosts: summariseProgress(prefix, objects), listCalls };
-}
-
-/** Every object under `prefix`, and the LIST calls it took (for the benchmarks' counts). */
-async function listCounted(
-  store: ObjectStore,
-  prefix: string,
-): Promise<{ objects: ObjectInfo[]; listCalls: number }> {
-  const objects: ObjectInfo[] = [];
-  let token: string | undefined;
-  let listCalls = 0;
-  do {
-    const page = await store.list(prefix, token === undefined ? {} : { token });
-    listCalls++;
-    objects.push(...page.objects);
-    token = page.nextToken;
-  } while (token !== undefined);
-  return { objects, listCalls };
+  const { objects, listCalls, skipped } = await listHostPrefixes(store, prefix);
+  return { hosts: summariseProgress(prefix, objects), listCalls, skipped };
 }
 
 /** An agent's heartbeat (heartbeat.ts): one PUT of a few hundred bytes. */
@@ -172,10 +161,15 @@ export interface Heartbeats {
   readonly hosts: Map<string, Heartbeat>;
   /** LIST calls this read took. */
   readonly listCalls: number;
+  /** Hosts whose heartbeat keys were more than are read (host-listing.ts): the rest unread. */
+  readonly skipped: readonly string[];
 }
 
-/** Every host's newest heartbeat: LIST calls only, ≤ 1,000 keys each. */
+/**
+ * Every host's newest heartbeat of the first HOST_KEYS_READ keys under its prefix: LIST calls
+ * only, ≤ 1,000 keys each.
+ */
 export async function readHeartbeats(store: ObjectStore): Promise<Heartbeats> {
-  const { objects, listCalls } = await listCounted(store, HEARTBEAT_PREFIX);
-  return { hosts: summariseHeartbeats(objects), listCalls };
+  const { objects, listCalls, skipped } = await listHostPrefixes(store, HEARTBEAT_PREFIX);
+  return { hosts: summariseHeartbeats(objects), listCalls, skipped };
 }

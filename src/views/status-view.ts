@@ -14,6 +14,7 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import { HOST_KEYS_READ } from "../status/host-listing.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
@@ -68,6 +69,12 @@ export async function readStatusView(
           warnings.push(`drift not judged: the status records could not be read: ${err.message}`);
           return undefined;
         });
+  }
+  const crowded = stored?.agents?.crowded ?? [];
+  if (crowded.length > 0) {
+    warnings.push(
+      `more heartbeat keys than an agent writes under ${crowded.join(", ")}: the first ${HOST_KEYS_READ} of each were read, the rest skipped (remove them; that host's liveness may be wrong)`,
+    );
   }
   const ssh = new SshDelivery(fleet.ssh);
   const live = await mapLimit(

@@ -46,11 +46,24 @@ locals {
   # The host's own secrets bundles (ciphertexts, which only its host key opens).
   own_secrets_objects = ["${local.store_arn}secrets/${local.own_host}/*"]
 
-  own_status_objects = [
-    "${local.store_arn}status/hosts/${local.own_host}.json",
-    "${local.store_arn}status/releases/*/*/${local.own_host}/*",
-    "${local.store_arn}status/heartbeats/${local.own_host}/*",
-    "${local.store_arn}status/host-keys/${local.own_host}.pub",
+  # Exactly the status keys an agent writes: its record, a marker per state it reaches on a
+  # release (status/releases/CHANNEL/SEQ/HOST/STATE), its heartbeat per state
+  # (status/heartbeats/HOST/STATE/EVERY) and its host key. Readers take a bounded number of
+  # keys under each host's prefix, so what else a host could write there costs them nothing.
+  own_status_objects = concat(
+    ["${local.store_arn}status/hosts/${local.own_host}.json"],
+    [for state in ["applying", "success", "failed", "rejected"] :
+    "${local.store_arn}status/releases/*/*/${local.own_host}/${state}"],
+    [for state in ["running", "paused"] :
+    "${local.store_arn}status/heartbeats/${local.own_host}/${state}/*"],
+    ["${local.store_arn}status/host-keys/${local.own_host}.pub"],
+  )
+  # An IAM * spans "/": without these, status/releases/*/*/HOST/STATE would also grant
+  # status/releases/C/S/OTHER/x/HOST/STATE, a key under another host's name (as many as it
+  # likes), and HOST/running/* keys of any depth. No nixship key has more segments than these.
+  deeper_status_objects = [
+    "${local.store_arn}status/releases/*/*/*/*/*",
+    "${local.store_arn}status/heartbeats/*/*/*/*",
   ]
 }
 
@@ -351,6 +364,13 @@ data "aws_iam_policy_document" "agent" {
     sid       = "WriteOwnStatus"
     actions   = ["s3:PutObject"]
     resources = local.own_status_objects
+  }
+
+  statement {
+    sid       = "NoDeeperStatusKeys"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = local.deeper_status_objects
   }
 
   # Only so that a missing key (no channel yet, say) answers 404 rather than 403.

@@ -1,0 +1,143 @@
+// bench:status-junk (issue 45, point 6): what one agent host's junk under its own prefixes costs
+// the fleet's views. A 3-host agent fleet in a directory store, measured clean and then with
+// N junk keys under web2's heartbeat prefix and N under its markers of the current release:
+// the dashboard's quiet poll (FleetPoller, in process: seconds and store requests),
+// `nixship status --stored` and `nixship cache gc --dry-run` (wall time, peak RSS).
+//
+//   npm run bench:status-junk [-- --junk 100000] [--bin dist/cli/bin.js]
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { FleetPoller } from "../src/dashboard/poller.js";
+import { loadFleet } from "../src/fleet/load-fleet.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { publishRelease } from "../src/release/release-store.js";
+import { HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
+import { progressPrefix, statusRecord } from "../src/status/status.js";
+import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
+import type { ObjectStore } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
+import { mapLimit } from "../src/util/pool.js";
+import { measure } from "./measure.js";
+import { mb, table } from "./stats.js";
+
+const DEFAULT_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
+const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1" as StorePath;
+const HOSTS = ["web1", "web2", "web3"];
+
+async function fillFleet(store: ObjectStore): Promise<string> {
+  const key = generateSecretKey("bench-junk-1");
+  await publishRelease(store, {
+    channel: "prod",
+    hosts: Object.fromEntries(HOSTS.map((h) => [h, { path: SYSTEM }])),
+    kind: "deploy",
+    action: "switch",
+    health: { http: [], commands: [] },
+    confirmTimeout: 30,
+    key,
+  });
+  const now = new Date().toISOString();
+  for (const host of HOSTS) {
+    await writeStatus(
+      store,
+      statusRecord({
+        host,
+        mode: "agent",
+        release: { channel: "prod", seq: 1 },
+        desired: SYSTEM,
+        system: { current: SYSTEM, generation: 2 },
+        what: { state: "success", phase: null, error: null, rolledBack: null },
+        startedAt: now,
+        updatedAt: now,
+      }),
+    );
+    await writeHeartbeat(store, {
+      host,
+      channel: "prod",
+      state: "running",
+      every: 330,
+      lastSeq: 1,
+      at: now,
+    });
+  }
+  return formatPublicKey(publicKeyOf(key));
+}
+
+/** `count` keys under web2's heartbeat prefix and `count` under its markers of release 1. */
+async function writeJunk(root: string, count: number): Promise<void> {
+  const beats = join(root, HEARTBEAT_PREFIX, "web2", "running");
+  const markers = join(root, progressPrefix("prod", 1), "web2");
+  await mkdir(beats, { recursive: true });
+  await mkdir(markers, { recursive: true });
+  await mapLimit(
+    Array.from({ length: count }, (_, i) => i),
+    64,
+    async (i) => {
+      await writeFile(join(beats, String(i + 1)), "x");
+      await writeFile(join(markers, `junk-${String(i).padStart(6, "0")}`), "x");
+    },
+  );
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { junk: { type: "string" }, bin: { type: "string" } } });
+  const junk = Number(values.junk ?? 100_000);
+  const bin = values.bin === undefined ? DEFAULT_BIN : resolve(values.bin);
+  const work = await mkdtemp(join(tmpdir(), "nixship-bench-junk-"));
+  try {
+    const root = join(work, "cache");
+    const url = `file://${root}?fsync=false`;
+    const store = await openStore(url);
+    const releaseKey = await fillFleet(store);
+    await writeFile(join(root, "nix-cache-info"), "StoreDir: /nix/store\n");
+    const fleetFile = join(work, "nixship.json");
+    await writeFile(
+      fleetFile,
+      JSON.stringify({
+        cache: { url, publicKeys: [`bench-cache-1:${Buffer.alloc(32, 1).toString("base64")}`] },
+        releases: { channel: "prod", publicKeys: [releaseKey] },
+        hosts: Object.fromEntries(HOSTS.map((h) => [h, { delivery: "agent", system: SYSTEM }])),
+      }),
+    );
+    const fleet = await loadFleet(fleetFile);
+    const rows = [["junk keys", "what", "seconds", "LIST", "GET", "peak RSS"]];
+    const run = async (label: string) => {
+      const poller = new FleetPoller(fleet, store);
+      await poller.pollOnce();
+      const quiet = await poller.pollOnce();
+      // A poll past the dashboard's deadline (60 s) fails: that is a figure too.
+      rows.push([
+        label,
+        "dashboard quiet poll",
+        `${quiet.seconds.toFixed(3)}${quiet.error === undefined ? "" : " (failed)"}`,
+        String(quiet.requests.list),
+        String(quiet.requests.get),
+        "",
+      ]);
+      for (const [what, args] of [
+        ["status --stored", ["status", "--fleet", fleetFile, "--stored"]],
+        ["cache gc --dry-run", ["cache", "gc", "--cache", url, "--dry-run", "--wait", "0"]],
+      ] as const) {
+        const m = await measure(process.execPath, [bin, ...args], process.env);
+        if (m.code !== 0) throw new Error(`${what} exited ${m.code}: ${m.stderrTail}`);
+        rows.push([label, what, m.seconds.toFixed(2), "", "", mb(m.maxRssBytes ?? Number.NaN)]);
+      }
+    };
+    await run("0");
+    const started = performance.now();
+    await writeJunk(root, junk);
+    const wrote = ((performance.now() - started) / 1000).toFixed(0);
+    await run(`${junk} + ${junk}`);
+    console.log(
+      `3 agent hosts, web2 with N heartbeat keys and N markers of junk (written in ${wrote} s); CLI: ${bin}\n${table(rows, 2)}`,
+    );
+    await store.close();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
