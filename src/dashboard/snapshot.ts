@@ -6,6 +6,7 @@ import type { RolloutHostState } from "../status/rollout.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
+import type { FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
   /** Bumped each time what the snapshot holds changes. */
@@ -17,7 +18,10 @@ export interface Snapshot {
   /** Each host's tags (from the fleet file). */
   readonly tags: ReadonlyMap<string, readonly string[]>;
   readonly channels: readonly BoardChannel[];
+  /** The newest rollout, of those not dated more than FUTURE_SKEW ahead of the clock. */
   readonly rollout: RolloutRead;
+  /** The first rollout record dated further ahead than that, passed over (null: none). */
+  readonly futureRollout: FutureRollout | null;
   readonly warnings: readonly string[];
 }
 
