@@ -66,7 +66,7 @@ Options:
     let token: string | undefined;
     if (values["token-file"] !== undefined) {
       const file = values["token-file"];
-      token = checkToken(await readSecretFile(file, "--token-file"), `--token-file ${file}`);
+      token = checkToken(await readSecretFile(file, "--token-file"), `--token-file ${file}`, file);
     }
     if (token === undefined && !isLoopback(host)) {
       throw new UsageError(

@@ -21,8 +21,11 @@ export const REQUEST_BURST = 300;
  * viewer who sends a few requests.
  */
 export const SERVER_REQUESTS_PER_SECOND = 200;
-/** The least fair share: a page load (the page, its stylesheet, its script, its events). */
-export const MIN_SHARE = 5;
+/**
+ * The least fair share, a second: a page load (the page, its stylesheet, its script, its
+ * events) and a couple of clicks more.
+ */
+export const MIN_SHARE = 10;
 /** For requests without the dashboard's token: their own, smaller buckets. */
 export const ANONYMOUS_LIMITS = { rate: 5, burst: 20, serverRate: 50 } as const;
 /** Clients whose buckets are kept; the least recently seen is forgotten first. */

@@ -12,19 +12,20 @@ export function tokenRecipe(file: string): string {
 }
 
 /**
- * The token as read from `source` (a file, surrounding whitespace dropped); InputError
- * token-empty or token-short when it is not long enough. The token itself is never shown.
+ * The token as read from `source` (`--token-file FILE`; surrounding whitespace dropped);
+ * InputError token-empty or token-short when it is not long enough, its hint saying how to make
+ * `file`. The token itself is never shown.
  */
-export function checkToken(token: string, source: string): string {
+export function checkToken(token: string, source: string, file = "FILE"): string {
   const trimmed = token.trim();
   if (trimmed === "") {
-    throw new InputError("token-empty", `${source} is empty`, { hint: tokenRecipe(source) });
+    throw new InputError("token-empty", `${source} is empty`, { hint: tokenRecipe(file) });
   }
   if (trimmed.length < MIN_TOKEN_LENGTH) {
     throw new InputError(
       "token-short",
       `${source} holds a token of ${trimmed.length} characters; the dashboard needs at least ${MIN_TOKEN_LENGTH}, so that it cannot be guessed`,
-      { hint: tokenRecipe(source) },
+      { hint: tokenRecipe(file) },
     );
   }
   return trimmed;
