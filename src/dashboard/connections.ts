@@ -43,7 +43,11 @@ export function guardConnections(server: Server, limits: ConnectionLimits = {}):
   server.on("connection", (socket: Socket) => {
     const tracked: Tracked = {
       busy: 0,
-      silence: setTimeout(() => drop(socket), timeout).unref(),
+      // Node answers half a request with 408 at its headers timeout, but never times out a
+      // connection that sent nothing: that is this timer's.
+      silence: setTimeout(() => {
+        if (socket.bytesRead === 0) drop(socket);
+      }, timeout).unref(),
     };
     sockets.set(socket, tracked);
     socket.once("close", () => {

@@ -1,7 +1,7 @@
 // The dashboard's HTTP server (hono on node): read-only pages, the JSON API, the event stream
 // that tells open pages the snapshot changed, and /metrics. Everything it shows comes from the
-// poller's last snapshot; a host page reads one host's history and last change, and the release
-// pages read at most once per poll (release-reads.ts). Every request names the dashboard as its
+// poller's last snapshot; the host pages and release pages read the store at most once per poll
+// (host-reads.ts, release-reads.ts), whatever the number of requests. Every request names the dashboard as its
 // Host (on loopback) and no other site as its Origin, is GET or HEAD, takes from its client's
 // bucket (requests without the token from buckets of their own), and with a token must carry it.
 import { readFile } from "node:fs/promises";
@@ -13,8 +13,7 @@ import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
-import { listenUrl } from "../util/listen-address.js";
-import { type HostChange, readHostChange } from "../views/host-change.js";
+import { isLoopback, listenUrl } from "../util/listen-address.js";
 import { BOARD_RELEASES } from "../views/release-board.js";
 import {
   type ConnectionGuard,
@@ -23,6 +22,7 @@ import {
   HEADERS_TIMEOUT,
 } from "./connections.js";
 import { foreignHost, foreignOrigin } from "./host-guard.js";
+import { HostReads } from "./host-reads.js";
 import { Html } from "./html.js";
 import {
   ANONYMOUS_LIMITS,
@@ -68,9 +68,6 @@ export interface DashboardOptions {
   readonly keepAlive?: number;
 }
 
-/** Hosts' last changes kept (closure diffs), the oldest dropped first. */
-const MAX_KEPT_CHANGES = 64;
-
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -95,6 +92,12 @@ export interface DashboardApp {
   readonly streams: () => number;
   /** Set by listenDashboard: the server's connections. */
   connections: ConnectionGuard | undefined;
+  /**
+   * Whether the Host header is checked (host-guard.ts) on connections that arrive on loopback.
+   * listenDashboard keeps it only on a loopback listen address: on any other, the token keeps
+   * out a rebinding page, and a machine's own name may resolve to loopback (127.0.1.1).
+   */
+  checkHost: boolean;
 }
 
 export function createDashboardApp(options: DashboardOptions): DashboardApp {
@@ -108,6 +111,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     app: app as unknown as Hono,
     streams: () => streams,
     connections: undefined,
+    checkHost: true,
   };
   const metrics = dashboardMetrics(poller, () => dashboard.connections);
   const maxStreams = options.maxEventStreams ?? MAX_EVENT_STREAMS;
@@ -116,21 +120,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   const clientStreams = new Map<string, number>();
   const tags = allTags(poller.fleet.hosts);
   const releaseReads = new ReleaseReads(poller.store);
-  // What pages read beyond the poll, kept: hosts' last changes by (from, to) (each up to
-  // MAX_CHANGE_READS narinfos to read).
-  const changes = new Map<string, Promise<HostChange>>();
-  const changeOf = (from: string | null | undefined, to: string | null | undefined) => {
-    const key = `${from} ${to}`;
-    let change = changes.get(key);
-    if (change === undefined) {
-      change = readHostChange(poller.store, from, to);
-      // A failed read is not kept: the next view tries again.
-      change.catch(() => changes.delete(key));
-      if (changes.size >= MAX_KEPT_CHANGES) changes.delete(changes.keys().next().value as string);
-      changes.set(key, change);
-    }
-    return change;
-  };
+  const hostReads = new HostReads(poller.store, poller.watch);
 
   app.use("*", async (c, next) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
@@ -138,7 +128,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     const socket = c.env?.incoming?.socket;
     // app.request() in tests has no socket: nothing arrived over the network.
     const misdirected =
-      socket?.localAddress === undefined || socket.localPort === undefined
+      !dashboard.checkHost || socket?.localAddress === undefined || socket.localPort === undefined
         ? undefined
         : foreignHost(host, { address: socket.localAddress, port: socket.localPort });
     if (misdirected !== undefined) return c.text(`${misdirected}\n`, 421);
@@ -258,9 +248,9 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
           );
         }
         const [history, change] = await Promise.all([
-          poller.watch.hostHistory(name),
+          hostReads.history(name, poller.polls),
           row.source === "stored"
-            ? changeOf(row.previous, row.current)
+            ? hostReads.change(row.previous, row.current, poller.polls)
             : Promise.resolve({ status: "none" as const, why: "The host was asked live." }),
         ]);
         const tagsOf = snapshot.tags.get(name) ?? [];
@@ -286,7 +276,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       async (s) => {
         const row = s.rows.find((r) => r.host === c.req.param("name"));
         if (row === undefined) return c.json({ error: "no such host in the fleet" }, 404);
-        return c.json({ host: row, rollouts: await poller.watch.hostHistory(row.host) });
+        return c.json({ host: row, rollouts: await hostReads.history(row.host, poller.polls) });
       },
       () => notReadyJson(c, poller),
     ),
@@ -489,6 +479,7 @@ export async function listenDashboard(
     ) as Server;
     server.keepAliveTimeout = timeouts.keepAliveTimeout ?? 5000;
     dashboard.connections = guardConnections(server, { ...timeouts, headersTimeout });
+    dashboard.checkHost = isLoopback(host);
     server.once("error", reject);
   });
 }

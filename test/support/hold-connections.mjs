@@ -1,7 +1,7 @@
 // A child process that opens COUNT TCP connections to 127.0.0.1:PORT and holds them open without
 // sending a byte (source addresses 127.0.0.FIRST … FIRST+SPREAD-1 in turn, AT_ONCE connecting at
-// a time), then prints what happened as one JSON line and holds what is left until its stdin
-// closes (or 180 s pass). Used by dashboard-edges.test.ts: a process's own file descriptors
+// a time), then prints what happened as one JSON line, again for each line "report" on its
+// stdin, and holds what is left until its stdin closes (or 180 s pass). Used by dashboard-edges.test.ts: a process's own file descriptors
 // (ulimit -n) bound how many connections it can hold, so a flood larger than that is split over
 // several of these.
 import net from "node:net";
@@ -46,12 +46,15 @@ async function worker() {
 
 const deadline = setTimeout(() => process.exit(3), 180_000);
 await Promise.all(Array.from({ length: atOnce }, worker));
-// Let the server's closes arrive before counting what is held.
-await new Promise((r) => setTimeout(r, 500));
-process.stdout.write(
-  `${JSON.stringify({ opened, errors, closedByServer, held: held.size, firstError: firstError[0] ?? null })}\n`,
-);
-process.stdin.resume();
+const report = () =>
+  process.stdout.write(
+    `${JSON.stringify({ opened, errors, closedByServer, held: held.size, firstError: firstError[0] ?? null })}\n`,
+  );
+report();
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (text) => {
+  for (const line of text.split("\n")) if (line === "report") report();
+});
 process.stdin.on("end", () => {
   clearTimeout(deadline);
   for (const s of held) s.destroy();
