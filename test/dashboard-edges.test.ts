@@ -17,7 +17,6 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeCacheServer } from "../src/cache/serve.js";
 import { MAX_CONNECTIONS } from "../src/dashboard/connections.js";
-import { FUTURE_SKEW } from "../src/dashboard/future-rollouts.js";
 import { MAX_STREAMS_PER_CLIENT, RequestBuckets } from "../src/dashboard/limits.js";
 import { FleetPoller } from "../src/dashboard/poller.js";
 import {
@@ -27,15 +26,18 @@ import {
   listenDashboard,
   type ServerTimeouts,
 } from "../src/dashboard/server.js";
+import { FUTURE_SKEW } from "../src/dashboard/snapshot.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
+import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { countReads } from "../src/store/wrap-store.js";
 import { nixship } from "./support/cli.js";
 import {
   type DashboardFleet,
+  hostRecord,
   publishAgentRelease,
   SYSTEM_V1,
   writeDashboardFleet,
@@ -314,6 +316,19 @@ describe("trust in what the store says", () => {
       rollouts: { id: string }[];
     };
     expect(host.rollouts.map((r) => r.id)).toEqual(["aaaaaaaaaaaa"]);
+  });
+
+  it("a host's record dated in the future is not its last sighting, and is named", async () => {
+    await writeStatus(store, hostRecord("s3", "ssm", { updatedAt: "2031-01-01T00:00:00.000Z" }));
+    await poller.pollOnce();
+    const { port } = await listen();
+    const page = (await get(port, "/?q=s3")).body;
+    const row = /<tr class="[^"]*" data-host="s3">[\s\S]*?<\/tr>/.exec(page)?.[0] ?? "";
+    // The last cell is when it was last seen: the year-2031 time is named, not taken.
+    const seen = [...row.matchAll(/<td>([\s\S]*?)<\/td>/g)].at(-1)?.[1] ?? "";
+    expect(seen).toContain('class="error future-time"');
+    expect(seen).toContain("dated in the future: 2031-01-01T00:00:00.000Z");
+    expect(seen).not.toMatch(/<time datetime="2031/);
   });
 });
 

@@ -6,9 +6,7 @@
 import { ROLLOUT_PREFIX, rolloutKey } from "../status/rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { wrapStore } from "../store/wrap-store.js";
-
-/** How far ahead of the dashboard's clock a record may be dated (clocks differ a little). */
-export const FUTURE_SKEW = 5 * 60 * 1000;
+import { FUTURE_SKEW } from "./snapshot.js";
 
 /** A rollout record passed over: its key and when it says it started. */
 export interface FutureRollout {

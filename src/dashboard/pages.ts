@@ -20,6 +20,7 @@ import {
   lastSeen,
   runningOf,
   type Snapshot,
+  seenAhead,
   shortSystem,
 } from "./snapshot.js";
 
@@ -175,10 +176,13 @@ function hostRow(row: StatusRow, tags: readonly string[], now: Date): Html {
 }
 
 function lastSeenCell(row: StatusRow, now: Date): Html {
-  const seen = lastSeen(row);
-  return seen === null
-    ? html`<span class="muted">—</span>`
-    : html`<time datetime="${seen}">${ago(seen, now)}</time>`;
+  const seen = lastSeen(row, now);
+  const ahead = seenAhead(row, now);
+  return html`${
+    seen === null
+      ? html`<span class="muted">—</span>`
+      : html`<time datetime="${seen}">${ago(seen, now)}</time>`
+  }${ahead === null ? "" : html` <span class="error future-time" title="more than 5 minutes ahead of this machine's clock, so not taken as last seen">dated in the future: ${ahead}</span>`}`;
 }
 
 function pager(query: HostsQuery, pageNo: number, pages: number): Html {
