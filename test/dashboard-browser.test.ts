@@ -3,7 +3,10 @@
 // table shows every host with its system and state; a status marker written while the page is
 // open appears without a reload; filters work; a planted <script> stays text; a host switched
 // by hand (`nixship lab exec`) shows as drifting in the page, in `nixship status` and in
-// /metrics. Screenshots of the main pages go to test-results/dashboard/.
+// /metrics. A page of another site that reaches the dashboard by DNS rebinding (Chromium told
+// that attacker.example is 127.0.0.1) gets no fleet data, and a release a bucket writer signed
+// with a key of its own is marked in the page as untrusted, never shown as the current release.
+// Screenshots of the main pages go to test-results/dashboard/.
 import type { ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,9 +14,12 @@ import { fileURLToPath } from "node:url";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSecretKey } from "../src/nix/keys.js";
+import { publishRelease } from "../src/release/release-store.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
 import {
   type AgentLab,
+  CHANNEL,
   deployViaAgent,
   setSystems,
   startAgentLab,
@@ -80,7 +86,11 @@ beforeAll(async () => {
   });
   await deploy("web-v1");
   url = await startDashboard();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // DNS rebinding, as a browser sees it: a name of another site that resolves to loopback.
+    args: ["--no-sandbox", "--host-resolver-rules=MAP attacker.example 127.0.0.1"],
+  });
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 });
 
@@ -238,5 +248,80 @@ describe("the dashboard in Chromium", () => {
     expect(width).toBeLessThanOrEqual(390);
     await phone.screenshot({ path: join(SHOTS, "hosts-phone.png"), fullPage: true });
     await phone.close();
+  });
+
+  it("a page of another site that reaches the dashboard by DNS rebinding reads nothing of the fleet", async () => {
+    const port = new URL(url).port;
+    const rebound = await browser.newPage();
+    try {
+      const response = await rebound.goto(`http://attacker.example:${port}/`);
+      expect(response?.status()).toBe(421);
+      const text = await rebound.locator("body").textContent();
+      expect(text).toMatch(/answers only as http:\/\/127\.0\.0\.1:\d+ or http:\/\/localhost/);
+      // What the attacker's script would try: same-origin for it, so it could read the answers.
+      const answers = await rebound.evaluate<Record<string, [number, string]>>(
+        `(async () => {
+          const out = {};
+          for (const path of ["/api/hosts", "/metrics", "/api/releases", "/api/events"]) {
+            const res = await fetch(path);
+            out[path] = [res.status, (await res.text()).slice(0, 2000)];
+          }
+          return out;
+        })()`,
+      );
+      for (const [path, [status, body]] of Object.entries(answers)) {
+        expect(status, path).toBe(421);
+        for (const leak of HOSTS) expect(body, path).not.toContain(leak);
+        expect(body, path).not.toContain("nixship_hosts");
+      }
+    } finally {
+      await rebound.close();
+    }
+  });
+
+  it("a release signed by a key the fleet does not trust is marked in the page, not shown as current", async () => {
+    // A bucket writer signs a release with its own key and points the channel at it.
+    const forged = await withStore(lab, (store) =>
+      publishRelease(store, {
+        channel: CHANNEL,
+        hosts: Object.fromEntries(HOSTS.map((h) => [h, { path: systems["web-v1"] }])) as never,
+        kind: "deploy",
+        action: "switch",
+        health: { http: [], commands: [] },
+        confirmTimeout: 30,
+        key: generateSecretKey("forger-1"),
+      }),
+    );
+    const seq = forged.release.seq;
+    await page.goto(`${url}/releases`);
+    const alert = page.locator(".untrusted-current");
+    await alert.waitFor({ timeout: 15_000 });
+    expect(await alert.getAttribute("role")).toBe("alert");
+    expect(await alert.textContent()).toMatch(
+      new RegExp(
+        `names release ${seq}, which no key the fleet trusts signed: agents will not follow it\\. .*signed by key 'forger-1', which is not trusted`,
+      ),
+    );
+    expect(await page.locator("p", { hasText: "Current release" }).count()).toBe(0);
+    const row = page.locator(`tr[data-seq="${seq}"]`);
+    expect(await row.getAttribute("class")).toBe("current untrusted");
+    expect(await row.locator("th .badge").textContent()).toBe("current, untrusted");
+    expect(await row.locator("td .badge.trust").textContent()).toBe("untrusted");
+    // The release before it stays marked as signed by the fleet's key.
+    expect(
+      await page
+        .locator(`tr[data-seq="${seq - 1}"] td code`)
+        .first()
+        .textContent(),
+    ).toMatch(/\S/);
+    await page.screenshot({ path: join(SHOTS, "releases-forged.png"), fullPage: true });
+
+    await page.goto(`${url}/releases/${CHANNEL}/${seq}`);
+    expect(await page.locator(".untrusted-release").textContent()).toContain("forger-1");
+
+    const api = (await (await fetch(`${url}/api/releases`)).json()) as {
+      channels: { channel: string; currentTrust: { status: string } }[];
+    };
+    expect(api.channels.find((c) => c.channel === CHANNEL)?.currentTrust.status).toBe("untrusted");
   });
 });

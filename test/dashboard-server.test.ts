@@ -136,8 +136,12 @@ describe("JSON API", () => {
     expect(api.hosts).toHaveLength(6);
   });
 
-  it("/api/releases/CHANNEL is what `release list --json` prints", async () => {
-    const api = await (await appOf().request("/api/releases/prod")).json();
+  it("/api/releases/CHANNEL is what `release list --json` prints, with the board's trust", async () => {
+    const { currentTrust, trust, ...api } = (await (
+      await appOf().request("/api/releases/prod")
+    ).json()) as { currentTrust: unknown; trust: unknown };
+    expect(currentTrust).toEqual({ status: "trusted", key: "dash-release-1" });
+    expect(trust).toEqual({ 1: { status: "trusted", key: "dash-release-1" } });
     const cli = await nixship([
       "release",
       "list",
@@ -149,13 +153,28 @@ describe("JSON API", () => {
     ]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(api).toEqual(JSON.parse(cli.stdout));
-    // Release files are never replaced: asked again, it reads the channel file, not them.
+    // Asked again in the same poll, it reads nothing.
     const app = appOf();
     await app.request("/api/releases/prod");
-    const before = poller.requests.get;
-    const again = await (await app.request("/api/releases/prod")).json();
-    expect(again).toEqual(api);
-    expect(poller.requests.get - before).toBe(1);
+    const before = { ...poller.requests };
+    const again = (await (await app.request("/api/releases/prod")).json()) as object;
+    expect(again).toMatchObject(api);
+    expect(poller.requests).toEqual(before);
+  });
+
+  it("a bad channel name is 400 and an unknown channel 404, each with a message", async () => {
+    const bad = await appOf().request("/api/releases/..%2Fetc");
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(
+      /^channel name "\.\.\/etc" must match/,
+    );
+    const unknown = await appOf().request("/api/releases/staging");
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({
+      error: expect.stringMatching(/^no channel staging in file:/),
+    });
+    expect((await appOf().request("/releases/..%2Fx/1")).status).toBe(404);
+    expect((await appOf().request("/releases/prod/not-a-number")).status).toBe(404);
   });
 });
 
@@ -217,7 +236,7 @@ describe("safety", () => {
   });
 
   it("bounds the requests of one client", async () => {
-    const app = appOf({ buckets: new RequestBuckets(0.5, 3) });
+    const app = appOf({ buckets: new RequestBuckets({ rate: 0.5, burst: 3 }) });
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await app.request("/api/hosts")).status);
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
@@ -227,8 +246,8 @@ describe("safety", () => {
   });
 
   it("bounds the event streams, and tells an open one when the snapshot changes", async () => {
-    const { app } = createDashboardApp({ poller, fleetName: "t", maxEventStreams: 1 });
-    const { server, url } = await listenDashboard(app, "127.0.0.1", 0);
+    const dashboard = createDashboardApp({ poller, fleetName: "t", maxEventStreams: 1 });
+    const { server, url } = await listenDashboard(dashboard, "127.0.0.1", 0);
     const aborter = new AbortController();
     try {
       const first = await fetch(`${url}/api/events`, { signal: aborter.signal });

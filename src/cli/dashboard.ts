@@ -5,7 +5,8 @@ import { basename } from "node:path";
 import { closeCacheServer } from "../cache/serve.js";
 import { FleetPoller, POLL_INTERVAL } from "../dashboard/poller.js";
 import { createDashboardApp, listenDashboard, loadClientScript } from "../dashboard/server.js";
-import { InputError, UsageError } from "../errors.js";
+import { checkToken } from "../dashboard/token.js";
+import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { isLoopback, parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags } from "./command.js";
@@ -42,7 +43,8 @@ been read; runs until interrupted.
 Options:
   --fleet FILE         the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
   --listen HOST:PORT   address to listen on (default ${DEFAULT_LISTEN}; port 0: a free one)
-  --token-file FILE    file holding the token (mode 0600; surrounding whitespace ignored)
+  --token-file FILE    file holding the token: at least 16 characters, mode 0600 (surrounding
+                       whitespace ignored)
   --open               open the dashboard in the desktop's browser (xdg-open)
   --interval S         seconds between polls of the store (default ${POLL_INTERVAL / 1000})`,
   async run(argv, io) {
@@ -63,10 +65,8 @@ Options:
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN, "dashboard: --listen");
     let token: string | undefined;
     if (values["token-file"] !== undefined) {
-      token = (await readSecretFile(values["token-file"], "--token-file")).trim();
-      if (token === "") {
-        throw new InputError("token-empty", `--token-file ${values["token-file"]} is empty`);
-      }
+      const file = values["token-file"];
+      token = checkToken(await readSecretFile(file, "--token-file"), `--token-file ${file}`, file);
     }
     if (token === undefined && !isLoopback(host)) {
       throw new UsageError(
@@ -89,13 +89,13 @@ Options:
       if (first.error !== undefined) {
         io.stderr.write(`warning: the store could not be read yet: ${first.error}\n`);
       }
-      const { app } = createDashboardApp({
+      const dashboard = createDashboardApp({
         poller,
         fleetName: basename(fleetFile),
         token,
         appJs: await loadClientScript(),
       });
-      const { server, url } = await listenDashboard(app, host, port);
+      const { server, url } = await listenDashboard(dashboard, host, port);
       io.stderr.write(`listening on ${url}\n`);
       if (values.open === true) openBrowser(url, io.stderr);
       await new Promise<void>((resolve) => {

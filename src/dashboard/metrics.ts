@@ -14,7 +14,16 @@ export interface DashboardMetrics {
   readonly sseClients: Gauge;
 }
 
-export function dashboardMetrics(poller: FleetPoller): DashboardMetrics {
+/** The server's connections, once it listens. */
+export interface ConnectionCounts {
+  readonly open: () => number;
+  readonly shed: () => number;
+}
+
+export function dashboardMetrics(
+  poller: FleetPoller,
+  connections: () => ConnectionCounts | undefined,
+): DashboardMetrics {
   const registry = new Registry();
   const snapshot = () => poller.snapshot;
 
@@ -59,7 +68,24 @@ export function dashboardMetrics(poller: FleetPoller): DashboardMetrics {
     collect() {
       this.reset();
       for (const c of snapshot()?.channels ?? []) {
-        if (c.currentSeq !== null) this.set({ channel: c.channel }, c.currentSeq);
+        // Only a release the fleet's keys signed is a channel's release to alert on.
+        if (c.currentSeq !== null && c.currentTrust?.status === "trusted") {
+          this.set({ channel: c.channel }, c.currentSeq);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: "nixship_channel_release_trusted",
+    help: "1 when the release a channel names is signed by a key of the fleet's releases.publicKeys, else 0",
+    labelNames: ["channel"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of snapshot()?.channels ?? []) {
+        if (c.currentTrust !== null) {
+          this.set({ channel: c.channel }, c.currentTrust.status === "trusted" ? 1 : 0);
+        }
       }
     },
   });
@@ -138,6 +164,23 @@ export function dashboardMetrics(poller: FleetPoller): DashboardMetrics {
     registers: [registry],
     collect() {
       this.set(poller.lastPoll === undefined || poller.lastPoll.error !== undefined ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: "nixship_dashboard_connections",
+    help: "Connections open to the dashboard",
+    registers: [registry],
+    collect() {
+      this.set(connections()?.open() ?? 0);
+    },
+  });
+  new Counter({
+    name: "nixship_dashboard_connections_shed_total",
+    help: "Connections the dashboard closed because they sent nothing in time or it had too many",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(connections()?.shed() ?? 0);
     },
   });
   const sseClients = new Gauge({

@@ -4,11 +4,13 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { RolloutRecord, RolloutWave } from "../status/rollout.js";
 import type { HostChange } from "../views/host-change.js";
-import type { BoardChannel } from "../views/release-board.js";
+import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
 import { ago } from "./format.js";
+import type { FutureRollout } from "./future-rollouts.js";
 import { Html, html } from "./html.js";
+import type { ReleasePageData } from "./release-reads.js";
 import {
   countByStateAndMode,
   generationOf,
@@ -18,6 +20,7 @@ import {
   lastSeen,
   runningOf,
   type Snapshot,
+  seenAhead,
   shortSystem,
 } from "./snapshot.js";
 
@@ -173,10 +176,13 @@ function hostRow(row: StatusRow, tags: readonly string[], now: Date): Html {
 }
 
 function lastSeenCell(row: StatusRow, now: Date): Html {
-  const seen = lastSeen(row);
-  return seen === null
-    ? html`<span class="muted">—</span>`
-    : html`<time datetime="${seen}">${ago(seen, now)}</time>`;
+  const seen = lastSeen(row, now);
+  const ahead = seenAhead(row, now);
+  return html`${
+    seen === null
+      ? html`<span class="muted">—</span>`
+      : html`<time datetime="${seen}">${ago(seen, now)}</time>`
+  }${ahead === null ? "" : html` <span class="error future-time" title="more than 5 minutes ahead of this machine's clock, so not taken as last seen">dated in the future: ${ahead}</span>`}`;
 }
 
 function pager(query: HostsQuery, pageNo: number, pages: number): Html {
@@ -209,14 +215,15 @@ function channelSection(c: BoardChannel, now: Date): Html {
   const id = `channel-${c.channel}`;
   return html`<section aria-labelledby="${id}">
 <h2 id="${id}">Channel ${c.channel}</h2>
-<p>${c.currentSeq === null ? "The channel names no release." : html`Current release <strong>${c.currentSeq}</strong>, expires <time datetime="${c.expires ?? ""}">${ago(c.expires, now)}</time>.`} ${c.total > c.releases.length ? `Showing the newest ${c.releases.length} of ${c.total}.` : ""}</p>
+${currentLine(c, now)}${c.total > c.releases.length ? html`<p>Showing the newest ${c.releases.length} of ${c.total}.</p>` : ""}
 <div class="scroll">
 <table class="releases">
 <caption class="sr-only">Releases of channel ${c.channel}</caption>
-<thead><tr><th scope="col">Seq</th><th scope="col">Kind</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Hosts</th><th scope="col">Applied</th><th scope="col">Failed</th><th scope="col">Pending</th></tr></thead>
+<thead><tr><th scope="col">Seq</th><th scope="col">Signature</th><th scope="col">Kind</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Hosts</th><th scope="col">Applied</th><th scope="col">Failed</th><th scope="col">Pending</th></tr></thead>
 <tbody>${c.releases.map(
-    (r) => html`<tr${r.current ? new Html(' class="current"') : ""}>
-<th scope="row"><a href="/releases/${c.channel}/${r.seq}">${r.seq}</a>${r.current ? html` <span class="badge in-step">current</span>` : ""}</th>
+    (r) => html`<tr class="${rowClass(r)}" data-seq="${r.seq}">
+<th scope="row"><a href="/releases/${c.channel}/${r.seq}">${r.seq}</a>${currentBadge(r)}</th>
+<td>${trustCell(r.trust)}</td>
 ${
   r.status === "ok"
     ? html`<td>${r.kind}</td><td><time datetime="${r.created}">${ago(r.created, now)}</time></td><td>${r.expires === undefined ? "" : html`<time datetime="${r.expires}">${ago(r.expires, now)}</time>`}${r.expired ? html` <span class="badge failed">expired</span>` : ""}</td><td>${r.hosts}</td>`
@@ -230,45 +237,79 @@ ${
 </section>`;
 }
 
-/** One release's hosts: what it names for each, and each host's state for it and now. */
-export interface ReleaseHostLine {
-  readonly host: string;
-  readonly path: string;
-  /** The host's final state for this release, from its markers (null: none yet). */
-  readonly state: string | null;
-  readonly running: string | null;
+/** What the channel names: plainly only when the fleet's keys signed it. */
+function currentLine(c: BoardChannel, now: Date): Html {
+  const trust = c.currentTrust;
+  if (trust === null) return html`<p>The channel names no release.</p>`;
+  const names =
+    c.currentSeq === null ? "a release no listed file holds" : `release ${c.currentSeq}`;
+  if (trust.status !== "trusted") {
+    return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, which no key the fleet trusts signed: agents will not follow it. ${trust.problem}</p>`;
+  }
+  return c.currentSeq === null
+    ? html`<p>The channel names ${names}.</p>`
+    : html`<p>Current release <strong>${c.currentSeq}</strong>, signed by <code>${trust.key}</code>, expires <time datetime="${c.expires ?? ""}">${ago(c.expires, now)}</time>.</p>`;
+}
+
+function rowClass(r: BoardRelease): string {
+  return [r.current ? "current" : "", r.trust.status].filter((x) => x !== "").join(" ");
+}
+
+function currentBadge(r: BoardRelease): Html | string {
+  if (!r.current) return "";
+  return r.trust.status === "trusted"
+    ? html` <span class="badge in-step">current</span>`
+    : html` <span class="badge failed">current, ${r.trust.status}</span>`;
+}
+
+function trustCell(trust: ReleaseTrust): Html {
+  return trust.status === "trusted"
+    ? html`<code>${trust.key}</code>`
+    : html`<span class="badge failed trust" title="${trust.problem}">${trust.status}</span>`;
 }
 
 export function releaseMain(
-  channel: string,
-  seq: number,
-  created: string,
-  lines: readonly ReleaseHostLine[],
+  data: ReleasePageData,
+  running: ReadonlyMap<string, string | null>,
   now: Date,
 ): Html {
+  const { channel, seq, trust, lines } = data;
+  const head =
+    trust.status === "trusted"
+      ? html`<p>Signed by <code>${trust.key}</code>, a key the fleet trusts.</p>`
+      : html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> No key the fleet trusts signed this release: agents will not follow it. ${trust.problem}</p>`;
+  if (data.problem !== undefined) {
+    return html`<h1>Release ${seq} of channel ${channel}</h1>${head}<p class="problem">${data.problem}</p>`;
+  }
   return html`<h1>Release ${seq} of channel ${channel}</h1>
-<p>Created <time datetime="${created}">${ago(created, now)}</time>; it names ${lines.length} hosts.</p>
+${head}
+<p>Created <time datetime="${data.created ?? ""}">${ago(data.created, now)}</time>; it names ${data.hosts} hosts${data.hosts > lines.length ? `, the first ${lines.length} shown` : ""}.</p>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts release ${seq} names</caption>
 <thead><tr><th scope="col">Host</th><th scope="col">For this release</th><th scope="col">System it names</th><th scope="col">Runs now</th></tr></thead>
 <tbody>${lines.map((l) => {
     const named = shortSystem(l.path);
-    const runs = shortSystem(l.running);
-    return html`<tr><th scope="row"><a href="/hosts/${l.host}">${l.host}</a></th><td>${l.state ?? "pending"}</td><td title="${l.path}">${named?.name} <code>${named?.hash}</code></td><td${l.running === l.path ? "" : new Html(' class="differs"')}>${runs === null ? "unknown" : html`${runs.name} <code>${runs.hash}</code>`}</td></tr>`;
+    const now = running.get(l.host) ?? null;
+    const runs = shortSystem(now);
+    return html`<tr><th scope="row"><a href="/hosts/${l.host}">${l.host}</a></th><td>${l.state ?? "pending"}</td><td title="${l.path}">${named?.name} <code>${named?.hash}</code></td><td${now === l.path ? "" : new Html(' class="differs"')}>${runs === null ? "unknown" : html`${runs.name} <code>${runs.hash}</code>`}</td></tr>`;
   })}</tbody></table></div>`;
 }
 
 // ---------------------------------------------------------------- rollout
 
-export function rolloutMain(read: RolloutRead, now: Date): Html {
+export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now: Date): Html {
+  const ahead =
+    future === null
+      ? ""
+      : html`<p class="problem future-rollout">A rollout record dated in the future (<code>${future.key}</code>, started ${future.startedAt}) was passed over: a record more than 5 minutes ahead of this machine's clock is not taken for the newest. A deployer's clock is wrong, or someone wrote it by hand.</p>`;
   if (read.status === "none") {
-    return html`<h1>Rollout</h1><p>No rollout recorded yet: <code>nixship deploy</code> records each one as it runs.</p>`;
+    return html`<h1>Rollout</h1>${ahead}<p>No rollout recorded yet: <code>nixship deploy</code> records each one as it runs.</p>`;
   }
   if (read.status === "unreadable") {
-    return html`<h1>Rollout</h1><p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
+    return html`<h1>Rollout</h1>${ahead}<p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
   }
   const r = read.record;
-  return html`<h1>Rollout ${r.id}</h1>
+  return html`<h1>Rollout ${r.id}</h1>${ahead}
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started <time datetime="${r.startedAt}">${ago(r.startedAt, now)}</time>, last written <time datetime="${r.updatedAt}">${ago(r.updatedAt, now)}</time>.</p>
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
 ${r.waves.map((w) => waveSection(w))}`;

@@ -2,9 +2,12 @@
 // `interval` ms (the next poll starts when the last has ended, so polls never pile up), whatever
 // the number of pages and event streams open. Each poll lists the status records (reading only
 // those that changed), the channels' releases and the newest rollout; a viewer gets the snapshot
-// the last poll made. A poll that fails keeps the last snapshot and says why.
+// the last poll made. A poll that fails keeps the last snapshot and says why. Releases are
+// verified with the fleet's releases.publicKeys; rollout records dated in the future are passed
+// over (future-rollouts.ts).
 import { AgentSignalsReader } from "../channel/standing-store.js";
 import type { Fleet } from "../fleet/fleet.js";
+import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { countReads, type ReadCounts } from "../store/wrap-store.js";
 import { ReleaseBoard } from "../views/release-board.js";
@@ -12,6 +15,7 @@ import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
 import type { StatusRow } from "../views/status-rows.js";
 import { readStatusView } from "../views/status-view.js";
+import { firstFutureRollout, withoutFutureRollouts } from "./future-rollouts.js";
 import type { Snapshot } from "./snapshot.js";
 
 /** Default ms between the end of a poll and the start of the next. */
@@ -59,8 +63,11 @@ export class FleetPoller {
     this.#counts = counted.counts;
     this.#reader = new StatusReader(this.store, { hosts: fleet.hosts.map((h) => h.name) });
     this.#signals = new AgentSignalsReader(this.store, fleet);
-    this.#board = new ReleaseBoard(this.store);
-    this.watch = new RolloutWatch(this.store);
+    this.#board = new ReleaseBoard(
+      this.store,
+      fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
+    );
+    this.watch = new RolloutWatch(withoutFutureRollouts(this.store));
     this.#interval = options.interval ?? POLL_INTERVAL;
     this.#deadline = options.deadline ?? POLL_DEADLINE;
   }
@@ -112,7 +119,11 @@ export class FleetPoller {
       // The small parts are compared as JSON; rows by identity first (a row of an unchanged
       // record is the same object), and as JSON only where they differ (agents' rows, which
       // are made again each poll).
-      const fingerprint = JSON.stringify([snapshot.channels, snapshot.warnings]);
+      const fingerprint = JSON.stringify([
+        snapshot.channels,
+        snapshot.warnings,
+        snapshot.futureRollout,
+      ]);
       const last = this.#snapshot;
       const changed =
         last === undefined ||
@@ -143,7 +154,7 @@ export class FleetPoller {
   }
 
   async #read(): Promise<Omit<Snapshot, "version">> {
-    const [view, channels, rollout] = await Promise.all([
+    const [view, channels, rollout, future] = await Promise.all([
       readStatusView(this.fleet, this.fleet.hosts, {
         stored: true,
         reader: this.#reader,
@@ -151,6 +162,7 @@ export class FleetPoller {
       }),
       this.#board.poll(),
       this.watch.poll(),
+      firstFutureRollout(this.store, Date.now()),
     ]);
     return {
       at: new Date().toISOString(),
@@ -158,6 +170,7 @@ export class FleetPoller {
       tags: new Map(this.fleet.hosts.map((h) => [h.name, h.tags])),
       channels,
       rollout,
+      futureRollout: future ?? null,
       warnings: view.warnings,
     };
   }

@@ -1,25 +1,35 @@
 // The dashboard's HTTP server (hono on node): read-only pages, the JSON API, the event stream
 // that tells open pages the snapshot changed, and /metrics. Everything it shows comes from the
-// poller's last snapshot; only a host page and a release page read the store themselves (one
-// host's history and last change, one release file). Every request is GET or HEAD, takes from
-// its client's bucket, and with a token must carry it.
+// poller's last snapshot; the host pages and release pages read the store at most once per poll
+// (host-reads.ts, release-reads.ts), whatever the number of requests. Every request names the dashboard as its
+// Host (on loopback) and no other site as its Origin, is GET or HEAD, takes from its client's
+// bucket (requests without the token from buckets of their own), and with a token must carry it.
 import { readFile } from "node:fs/promises";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { NixshipError } from "../errors.js";
-import { type ReleaseEntry, readRelease } from "../release/release-store.js";
-import { loadRelease } from "../release/shard-store.js";
-import { readProgress } from "../status/status-store.js";
+import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
-import { listenUrl } from "../util/listen-address.js";
-import { type HostChange, readHostChange } from "../views/host-change.js";
-import { readReleaseList } from "../views/release-view.js";
+import { isLoopback, listenUrl } from "../util/listen-address.js";
+import { BOARD_RELEASES } from "../views/release-board.js";
+import {
+  type ConnectionGuard,
+  type ConnectionLimits,
+  guardConnections,
+  HEADERS_TIMEOUT,
+} from "./connections.js";
+import { foreignHost, foreignOrigin } from "./host-guard.js";
+import { HostReads } from "./host-reads.js";
 import { Html } from "./html.js";
-import { MAX_EVENT_STREAMS, RequestBuckets } from "./limits.js";
+import {
+  ANONYMOUS_LIMITS,
+  MAX_EVENT_STREAMS,
+  MAX_STREAMS_PER_CLIENT,
+  RequestBuckets,
+} from "./limits.js";
 import { dashboardMetrics } from "./metrics.js";
 import {
   hostMain,
@@ -33,8 +43,10 @@ import {
   type Section,
 } from "./pages.js";
 import type { FleetPoller } from "./poller.js";
+import { ReadsFull, ReleaseReads } from "./release-reads.js";
 import { allTags, filterRows, runningOf, type Snapshot } from "./snapshot.js";
 import { DASHBOARD_CSS } from "./style.js";
+import { checkToken } from "./token.js";
 
 export interface DashboardOptions {
   readonly poller: FleetPoller;
@@ -46,15 +58,15 @@ export interface DashboardOptions {
   readonly appJs?: string | undefined;
   /** Event streams allowed at once (default MAX_EVENT_STREAMS). */
   readonly maxEventStreams?: number;
+  /** Event streams one client may hold (default MAX_STREAMS_PER_CLIENT). */
+  readonly maxStreamsPerClient?: number;
+  /** The buckets of requests that carry the token (or of all, without a token). */
   readonly buckets?: RequestBuckets;
+  /** The buckets of requests without the token, when there is one (ANONYMOUS_LIMITS). */
+  readonly anonymousBuckets?: RequestBuckets;
   /** Seconds between keep-alive comments on an event stream. */
   readonly keepAlive?: number;
 }
-
-/** Release files' entries kept for /api/releases/CHANNEL. */
-const MAX_KEPT_ENTRIES = 100_000;
-/** Hosts' last changes kept (closure diffs), the oldest dropped first. */
-const MAX_KEPT_CHANGES = 64;
 
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
@@ -73,45 +85,65 @@ export async function loadClientScript(): Promise<string | undefined> {
   }
 }
 
-export function createDashboardApp(options: DashboardOptions): {
-  app: Hono;
-  streams: () => number;
-} {
+/** The app, and what listenDashboard adds to it. */
+export interface DashboardApp {
+  readonly app: Hono;
+  /** Event streams open now. */
+  readonly streams: () => number;
+  /** Set by listenDashboard: the server's connections. */
+  connections: ConnectionGuard | undefined;
+  /**
+   * Whether the Host header is checked (host-guard.ts) on connections that arrive on loopback.
+   * listenDashboard keeps it only on a loopback listen address: on any other, the token keeps
+   * out a rebinding page, and a machine's own name may resolve to loopback (127.0.1.1).
+   */
+  checkHost: boolean;
+}
+
+export function createDashboardApp(options: DashboardOptions): DashboardApp {
   const { poller } = options;
-  const app = new Hono();
+  const token =
+    options.token === undefined ? undefined : checkToken(options.token, "the dashboard's token");
+  const app = new Hono<{ Bindings: { incoming?: IncomingMessage } }>();
   const buckets = options.buckets ?? new RequestBuckets();
-  const metrics = dashboardMetrics(poller);
-  const maxStreams = options.maxEventStreams ?? MAX_EVENT_STREAMS;
-  let streams = 0;
-  const tags = allTags(poller.fleet.hosts);
-  // What pages read beyond the poll, kept: release files' entries (never replaced), and hosts'
-  // last changes by (from, to) (each up to MAX_CHANGE_READS narinfos to read).
-  const releaseEntries = new Map<string, ReleaseEntry>();
-  const changes = new Map<string, Promise<HostChange>>();
-  const changeOf = (from: string | null | undefined, to: string | null | undefined) => {
-    const key = `${from} ${to}`;
-    let change = changes.get(key);
-    if (change === undefined) {
-      change = readHostChange(poller.store, from, to);
-      // A failed read is not kept: the next view tries again.
-      change.catch(() => changes.delete(key));
-      if (changes.size >= MAX_KEPT_CHANGES) changes.delete(changes.keys().next().value as string);
-      changes.set(key, change);
-    }
-    return change;
+  const anonymous = options.anonymousBuckets ?? new RequestBuckets(ANONYMOUS_LIMITS);
+  const dashboard: DashboardApp = {
+    app: app as unknown as Hono,
+    streams: () => streams,
+    connections: undefined,
+    checkHost: true,
   };
+  const metrics = dashboardMetrics(poller, () => dashboard.connections);
+  const maxStreams = options.maxEventStreams ?? MAX_EVENT_STREAMS;
+  const maxPerClient = options.maxStreamsPerClient ?? MAX_STREAMS_PER_CLIENT;
+  let streams = 0;
+  const clientStreams = new Map<string, number>();
+  const tags = allTags(poller.fleet.hosts);
+  const releaseReads = new ReleaseReads(poller.store);
+  const hostReads = new HostReads(poller.store, poller.watch);
 
   app.use("*", async (c, next) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
+    const host = c.req.header("host");
+    const socket = c.env?.incoming?.socket;
+    // app.request() in tests has no socket: nothing arrived over the network.
+    const misdirected =
+      !dashboard.checkHost || socket?.localAddress === undefined || socket.localPort === undefined
+        ? undefined
+        : foreignHost(host, { address: socket.localAddress, port: socket.localPort });
+    if (misdirected !== undefined) return c.text(`${misdirected}\n`, 421);
+    if (foreignOrigin(c.req.header("origin"), host)) {
+      return c.text("this dashboard answers only its own pages, not another site's\n", 403);
+    }
     const client = clientOf(c);
-    if (!buckets.take(client)) {
-      c.header("retry-after", String(buckets.retryAfter(client)));
+    const authorized = token === undefined || carriesToken(c.req.header("authorization"), token);
+    // Without the token, from buckets of their own: guesses cannot spend the user's budget.
+    const bucket = authorized ? buckets : anonymous;
+    if (!bucket.take(client)) {
+      c.header("retry-after", String(bucket.retryAfter(client)));
       return c.text("too many requests from this client; wait and try again\n", 429);
     }
-    if (
-      options.token !== undefined &&
-      !carriesToken(c.req.header("authorization"), options.token)
-    ) {
+    if (!authorized) {
       c.header("www-authenticate", TOKEN_CHALLENGE);
       return c.text("this dashboard needs its token (Bearer, or as Basic auth's password)\n", 401);
     }
@@ -162,38 +194,42 @@ export function createDashboardApp(options: DashboardOptions): {
     render(c, "Releases", "releases", (s) => releasesMain(s.channels, new Date(s.at))),
   );
 
-  app.get("/releases/:channel/:seq", async (c) => {
+  app.get("/releases/:channel/:seq", (c) => {
     const channel = c.req.param("channel");
     const seq = Number(c.req.param("seq"));
-    const read = await readRelease(poller.store, channel, seq).catch((err: unknown) => {
-      if (err instanceof NixshipError) return { status: "absent" as const };
-      throw err;
-    });
-    if (read.status === "absent") {
-      return render(
-        c,
-        "Not found",
-        "releases",
-        () => notFoundMain(`No release ${seq} in channel ${channel}.`),
-        404,
-      );
-    }
-    const { release } = await loadRelease(poller.store, read.bytes, `release ${seq} of ${channel}`);
-    const progress = await readProgress(poller.store, channel, seq);
-    return render(c, `Release ${seq}`, "releases", (s) => {
-      const running = new Map(s.rows.map((r) => [r.host, runningOf(r)]));
-      const lines = Object.entries(release.hosts).map(([host, entry]) => ({
-        host,
-        path: entry.path,
-        state: progress.hosts.get(host)?.state ?? null,
-        running: running.get(host) ?? null,
-      }));
-      return releaseMain(channel, seq, release.created, lines, new Date(s.at));
-    });
+    return withSnapshot(
+      poller,
+      async (snapshot) => {
+        // Only what the last poll listed: the reads stay bounded whatever is asked.
+        const listed = snapshot.channels
+          .find((ch) => ch.channel === channel)
+          ?.releases.find((r) => r.seq === seq);
+        const data =
+          listed === undefined
+            ? undefined
+            : await releaseReads.page(channel, seq, listed.trust, poller.polls);
+        if (data === undefined) {
+          return render(
+            c,
+            "Not found",
+            "releases",
+            () =>
+              notFoundMain(
+                `No release ${seq} in channel ${channel} among the releases the dashboard lists (each channel's newest ${BOARD_RELEASES}); 'nixship release show' reads any.`,
+              ),
+            404,
+          );
+        }
+        return render(c, `Release ${seq}`, "releases", (s) =>
+          releaseMain(data, new Map(s.rows.map((r) => [r.host, runningOf(r)])), new Date(s.at)),
+        );
+      },
+      () => c.html(notReadyPage(poller.lastPoll?.error), 503),
+    );
   });
 
   app.get("/rollout", (c) =>
-    render(c, "Rollout", "rollout", (s) => rolloutMain(s.rollout, new Date(s.at))),
+    render(c, "Rollout", "rollout", (s) => rolloutMain(s.rollout, s.futureRollout, new Date(s.at))),
   );
 
   app.get("/hosts/:name", (c) => {
@@ -212,9 +248,9 @@ export function createDashboardApp(options: DashboardOptions): {
           );
         }
         const [history, change] = await Promise.all([
-          poller.watch.hostHistory(name),
+          hostReads.history(name, poller.polls),
           row.source === "stored"
-            ? changeOf(row.previous, row.current)
+            ? hostReads.change(row.previous, row.current, poller.polls)
             : Promise.resolve({ status: "none" as const, why: "The host was asked live." }),
         ]);
         const tagsOf = snapshot.tags.get(name) ?? [];
@@ -240,7 +276,7 @@ export function createDashboardApp(options: DashboardOptions): {
       async (s) => {
         const row = s.rows.find((r) => r.host === c.req.param("name"));
         if (row === undefined) return c.json({ error: "no such host in the fleet" }, 404);
-        return c.json({ host: row, rollouts: await poller.watch.hostHistory(row.host) });
+        return c.json({ host: row, rollouts: await hostReads.history(row.host, poller.polls) });
       },
       () => notReadyJson(c, poller),
     ),
@@ -252,12 +288,35 @@ export function createDashboardApp(options: DashboardOptions): {
       () => notReadyJson(c, poller),
     ),
   );
-  app.get("/api/releases/:channel", async (c) => {
+  app.get("/api/releases/:channel", (c) => {
     const channel = c.req.param("channel");
-    const { releases } = await readReleaseList(poller.store, channel, releaseEntries);
-    // Bounded: a store with more release files than this is read again past it.
-    if (releaseEntries.size > MAX_KEPT_ENTRIES) releaseEntries.clear();
-    return c.json({ store: poller.store.url, channel, releases });
+    if (!NAME_PATTERN.test(channel) || channel.length > NAME_MAX_LENGTH) {
+      return c.json(
+        {
+          error: `channel name ${JSON.stringify(channel)} must match ${NAME_PATTERN.source} (at most ${NAME_MAX_LENGTH} characters)`,
+        },
+        400,
+      );
+    }
+    return withSnapshot(
+      poller,
+      async (s) => {
+        const board = s.channels.find((ch) => ch.channel === channel);
+        if (board === undefined) {
+          return c.json({ error: `no channel ${channel} in ${poller.store.url}` }, 404);
+        }
+        const { releases } = await releaseReads.list(channel, poller.polls);
+        // `release list --json`, and whether the fleet's keys signed what the board shows.
+        return c.json({
+          store: poller.store.url,
+          channel,
+          releases,
+          currentTrust: board.currentTrust,
+          trust: Object.fromEntries(board.releases.map((r) => [r.seq, r.trust])),
+        });
+      },
+      () => notReadyJson(c, poller),
+    );
   });
   app.get("/api/rollout", (c) =>
     withSnapshot(
@@ -269,11 +328,18 @@ export function createDashboardApp(options: DashboardOptions): {
 
   // ---- Live updates: the snapshot's version, each time it changes.
   app.get("/api/events", (c) => {
-    if (streams >= maxStreams) {
+    const client = clientOf(c);
+    const mine = clientStreams.get(client) ?? 0;
+    if (streams >= maxStreams || mine >= maxPerClient) {
       c.header("retry-after", "10");
-      return c.text(`at most ${maxStreams} live pages at once; reload later\n`, 503);
+      const why =
+        mine >= maxPerClient
+          ? `at most ${maxPerClient} live pages from one address`
+          : `at most ${maxStreams} live pages at once`;
+      return c.text(`${why}; reload later\n`, 503);
     }
     streams++;
+    clientStreams.set(client, mine + 1);
     metrics.sseClients.set(streams);
     return streamSSE(c, async (stream) => {
       let closed = false;
@@ -300,6 +366,9 @@ export function createDashboardApp(options: DashboardOptions): {
         clearInterval(ping);
         unsubscribe();
         streams--;
+        const left = (clientStreams.get(client) ?? 1) - 1;
+        if (left > 0) clientStreams.set(client, left);
+        else clientStreams.delete(client);
         metrics.sseClients.set(streams);
       }
     });
@@ -324,11 +393,15 @@ export function createDashboardApp(options: DashboardOptions): {
     render(c, "Not found", undefined, () => notFoundMain("This page does not exist."), 404),
   );
   app.onError((err, c) => {
+    if (err instanceof ReadsFull) {
+      c.header("retry-after", "2");
+      return c.text("the dashboard has read all it may until its next poll; retry\n", 503);
+    }
     // The store's own words may name its location: the server's log has them, not the client.
     console.error(`dashboard: ${c.req.method} ${c.req.path}: ${err.message}`);
     return c.text("the dashboard could not answer; its log says why\n", 500);
   });
-  return { app, streams: () => streams };
+  return dashboard;
 }
 
 function asMain(main: Html | PageMain): PageMain {
@@ -370,16 +443,43 @@ function escapeText(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
+/** Node's timeouts for the dashboard's connections, in ms. */
+export interface ServerTimeouts extends ConnectionLimits {
+  /** How long a keep-alive connection may wait for its next request. */
+  readonly keepAliveTimeout?: number;
+  /** How long a whole request may take to arrive. */
+  readonly requestTimeout?: number;
+  /** How often Node checks the two above. */
+  readonly checkInterval?: number;
+}
+
 /** Starts the server on host:port (0: any free port); resolves with it and its URL. */
 export async function listenDashboard(
-  app: Hono,
+  dashboard: DashboardApp,
   host: string,
   port: number,
+  timeouts: ServerTimeouts = {},
 ): Promise<{ readonly server: Server; readonly url: string }> {
+  const headersTimeout = timeouts.headersTimeout ?? HEADERS_TIMEOUT;
   return await new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, hostname: host, port }, (info: AddressInfo) => {
-      resolve({ server: server as Server, url: listenUrl(host, info.port) });
-    }) as Server;
+    const server = serve(
+      {
+        fetch: dashboard.app.fetch,
+        hostname: host,
+        port,
+        serverOptions: {
+          headersTimeout,
+          requestTimeout: timeouts.requestTimeout ?? 30_000,
+          connectionsCheckingInterval: timeouts.checkInterval ?? 1000,
+        },
+      },
+      (info: AddressInfo) => {
+        resolve({ server: server as Server, url: listenUrl(host, info.port) });
+      },
+    ) as Server;
+    server.keepAliveTimeout = timeouts.keepAliveTimeout ?? 5000;
+    dashboard.connections = guardConnections(server, { ...timeouts, headersTimeout });
+    dashboard.checkHost = isLoopback(host);
     server.once("error", reject);
   });
 }

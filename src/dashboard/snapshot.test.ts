@@ -12,6 +12,7 @@ import {
   type HostState,
   hostState,
   lastSeen,
+  seenAhead,
   shortSystem,
 } from "./snapshot.js";
 
@@ -207,24 +208,35 @@ describe("shortSystem", () => {
 });
 
 describe("lastSeen", () => {
+  const NOW = new Date("2026-11-25T12:00:00.000Z");
+
   it("is the newer of the record's time and the agent's heartbeat", () => {
-    expect(lastSeen(onChannel("a"))).toBe("2026-11-25T10:01:00.000Z");
+    expect(lastSeen(onChannel("a"), NOW)).toBe("2026-11-25T10:01:00.000Z");
     const recordNewer = onChannel("b", { updatedAt: "2026-11-25T11:00:00.000Z" });
-    expect(lastSeen(recordNewer)).toBe("2026-11-25T11:00:00.000Z");
+    expect(lastSeen(recordNewer, NOW)).toBe("2026-11-25T11:00:00.000Z");
     const noHeartbeat = onChannel("c", {}, standing({ heartbeatAt: null }));
-    expect(lastSeen(noHeartbeat)).toBe("2026-11-25T10:00:05.000Z");
-    expect(lastSeen(stored(ssh("d")))).toBe("2026-11-25T10:00:05.000Z");
+    expect(lastSeen(noHeartbeat, NOW)).toBe("2026-11-25T10:00:05.000Z");
+    expect(lastSeen(stored(ssh("d")), NOW)).toBe("2026-11-25T10:00:05.000Z");
   });
 
   it("is the heartbeat alone for an agent that never reported", () => {
     const row = storedRow(agent("e"), { record: undefined, agent: standing() });
-    expect(lastSeen(row)).toBe("2026-11-25T10:01:00.000Z");
+    expect(lastSeen(row, NOW)).toBe("2026-11-25T10:01:00.000Z");
+  });
+
+  it("passes over a time more than 5 minutes ahead of the clock, and names it", () => {
+    const ahead = onChannel("i", { updatedAt: "2031-01-01T00:00:00.000Z" });
+    expect(lastSeen(ahead, NOW)).toBe("2026-11-25T10:01:00.000Z");
+    expect(seenAhead(ahead, NOW)).toBe("2031-01-01T00:00:00.000Z");
+    const skewed = onChannel("j", { updatedAt: "2026-11-25T12:04:00.000Z" });
+    expect(lastSeen(skewed, NOW)).toBe("2026-11-25T12:04:00.000Z");
+    expect(seenAhead(skewed, NOW)).toBeNull();
   });
 
   it("is null when nothing was heard, and for live rows", () => {
-    expect(lastSeen(storedRow(ssh("f"), { record: undefined }))).toBeNull();
-    expect(lastSeen(storedRow(ssh("g"), { record: undefined, unreadable: "x" }))).toBeNull();
-    expect(lastSeen(liveRow(ssh("h"), answer(V2), record({ host: "h" })))).toBeNull();
+    expect(lastSeen(storedRow(ssh("f"), { record: undefined }), NOW)).toBeNull();
+    expect(lastSeen(storedRow(ssh("g"), { record: undefined, unreadable: "x" }), NOW)).toBeNull();
+    expect(lastSeen(liveRow(ssh("h"), answer(V2), record({ host: "h" })), NOW)).toBeNull();
   });
 });
 

@@ -6,6 +6,7 @@ import type { RolloutHostState } from "../status/rollout.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
+import type { FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
   /** Bumped each time what the snapshot holds changes. */
@@ -17,7 +18,10 @@ export interface Snapshot {
   /** Each host's tags (from the fleet file). */
   readonly tags: ReadonlyMap<string, readonly string[]>;
   readonly channels: readonly BoardChannel[];
+  /** The newest rollout, of those not dated more than FUTURE_SKEW ahead of the clock. */
   readonly rollout: RolloutRead;
+  /** The first rollout record dated further ahead than that, passed over (null: none). */
+  readonly futureRollout: FutureRollout | null;
   readonly warnings: readonly string[];
 }
 
@@ -73,11 +77,38 @@ export function runningOf(row: StatusRow): string | null {
   return row.current ?? null;
 }
 
-/** When the host was last heard of: its record's time or its agent's newest heartbeat. */
-export function lastSeen(row: StatusRow): string | null {
-  if (row.source === "live") return null;
-  const times = [row.updatedAt, row.heartbeatAt].filter((t): t is string => typeof t === "string");
-  return times.sort().at(-1) ?? null;
+/**
+ * How far ahead of the dashboard's clock a time it reads may be (clocks differ a little). A time
+ * further ahead (a clock far off, or a record written by hand) is never taken for the newest:
+ * it would stay the newest for good.
+ */
+export const FUTURE_SKEW = 5 * 60 * 1000;
+
+/**
+ * When the host was last heard of: its record's time or its agent's newest heartbeat, of those
+ * not more than FUTURE_SKEW after `now`.
+ */
+export function lastSeen(row: StatusRow, now: Date): string | null {
+  return (
+    heardAt(row)
+      .filter((t) => !isAhead(t, now))
+      .sort()
+      .at(-1) ?? null
+  );
+}
+
+/** A time of the host's that lastSeen passed over for being in the future (null: none). */
+export function seenAhead(row: StatusRow, now: Date): string | null {
+  return heardAt(row).find((t) => isAhead(t, now)) ?? null;
+}
+
+function heardAt(row: StatusRow): string[] {
+  if (row.source === "live") return [];
+  return [row.updatedAt, row.heartbeatAt].filter((t): t is string => typeof t === "string");
+}
+
+function isAhead(time: string, now: Date): boolean {
+  return Date.parse(time) > now.getTime() + FUTURE_SKEW;
 }
 
 export interface HostFilter {

@@ -4,12 +4,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { generateSecretKey, type SecretKey } from "../nix/keys.js";
+import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { SignedRelease } from "../release/release.js";
 import { publishRelease } from "../release/release-store.js";
 import { type StatusState, statusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
+import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads, wrapStore } from "../store/wrap-store.js";
@@ -92,8 +93,15 @@ function shown(
     current,
     expires: release.expires,
     expired,
+    trust: { status: "trusted", key: "board-1" },
     counts,
   };
+}
+
+async function readBytes(k: string): Promise<Uint8Array> {
+  const got = await store.get(k);
+  if (got === undefined) throw new Error(`${k} is missing`);
+  return new Uint8Array(await readBody(got.body, k));
 }
 
 /** `inner` with the keys of its GETs logged, in order. */
@@ -126,12 +134,13 @@ describe("the release board", () => {
     await report("web", 1, "a1", "success");
     await report("db", 1, "d1", "failed");
 
-    const board = new ReleaseBoard(store);
+    const board = new ReleaseBoard(store, [publicKeyOf(key)]);
     expect(await board.poll()).toEqual([
       {
         channel: "db",
         currentSeq: 1,
         expires: "2020-01-01T01:00:00.000Z",
+        currentTrust: { status: "trusted", key: "board-1" },
         releases: [shown(old, true, { applied: 0, failed: 1, pending: 0 }, true)],
         total: 1,
       },
@@ -139,6 +148,7 @@ describe("the release board", () => {
         channel: "web",
         currentSeq: 3,
         expires: web3.release.expires,
+        currentTrust: { status: "trusted", key: "board-1" },
         releases: [
           shown(web3, true, { applied: 1, failed: 2, pending: 1 }),
           shown(web2, false, { applied: 0, failed: 0, pending: 3 }),
@@ -149,11 +159,40 @@ describe("the release board", () => {
     ]);
   });
 
+  it("marks a release signed by a key the fleet does not trust, and says when none is known", async () => {
+    await publish("web", ["a1"]);
+    const trusted = publicKeyOf(key);
+    // A bucket writer's own key signs the next release and points the channel at it.
+    key = generateSecretKey("forger-1");
+    await publish("web", ["a1"]);
+    const [web] = await new ReleaseBoard(store, [trusted]).poll();
+    const [forged, good] = web?.releases ?? [];
+    expect(forged?.current).toBe(true);
+    expect(forged?.trust.status).toBe("untrusted");
+    expect(forged?.trust).toMatchObject({
+      problem: expect.stringMatching(
+        /signed by key 'forger-1', which is not trusted \(trusted: board-1\)/,
+      ),
+    });
+    expect(web?.currentTrust?.status).toBe("untrusted");
+    expect(good?.trust).toEqual({ status: "trusted", key: "board-1" });
+    // A release copied under another number is not that release.
+    await store.put("releases/web/3.json", await readBytes("releases/web/1.json"));
+    const [again] = await new ReleaseBoard(store, [trusted]).poll();
+    expect(again?.releases[0]?.trust).toMatchObject({
+      status: "untrusted",
+      problem: expect.stringContaining("holds release 1 of channel web"),
+    });
+    const [unverified] = await new ReleaseBoard(store).poll();
+    expect(unverified?.currentTrust?.status).toBe("unverified");
+    expect(unverified?.releases.every((r) => r.trust.status === "unverified")).toBe(true);
+  });
+
   it("shows a channel without its channel file, with no release current", async () => {
     await publish("web", ["a1"]);
     await publish("web", ["a1"]);
     await store.delete("channels/web.json");
-    const [web, ...rest] = await new ReleaseBoard(store).poll();
+    const [web, ...rest] = await new ReleaseBoard(store, [publicKeyOf(key)]).poll();
     expect(rest).toEqual([]);
     expect(web?.channel).toBe("web");
     expect(web?.currentSeq).toBeNull();
@@ -167,7 +206,7 @@ describe("the release board", () => {
   it("shows a malformed release file as such, without expiry", async () => {
     await publish("web", ["a1"]);
     await store.put("releases/web/2.json", Buffer.from("{not a release"));
-    const [web] = await new ReleaseBoard(store).poll();
+    const [web] = await new ReleaseBoard(store, [publicKeyOf(key)]).poll();
     const [planted, good] = web?.releases ?? [];
     expect(planted?.status).toBe("malformed");
     expect(planted?.seq).toBe(2);
@@ -183,7 +222,7 @@ describe("the release board", () => {
     const count = BOARD_RELEASES + 2;
     for (let i = 0; i < count; i++) await publish("web", ["a1", "a2"]);
     for (let seq = 1; seq <= count; seq++) await report("web", seq, "a1", "success");
-    const [web] = await new ReleaseBoard(store).poll();
+    const [web] = await new ReleaseBoard(store, [publicKeyOf(key)]).poll();
     expect(web?.total).toBe(count);
     expect(web?.currentSeq).toBe(count);
     const releases = web?.releases ?? [];
@@ -206,7 +245,7 @@ describe("the release board", () => {
     await publish("db", ["d1"]);
     const logged = logGets(store);
     const { store: counted, counts } = countReads(logged.store);
-    const board = new ReleaseBoard(counted);
+    const board = new ReleaseBoard(counted, [publicKeyOf(key)]);
 
     const first = await board.poll();
     // Each channel file and each release file, once.

@@ -1,8 +1,12 @@
 // The releases of every channel, kept up to date poll by poll for a long-running reader (the
 // dashboard): a poll LISTs `channels/`, `releases/` and the markers of each channel's newest
 // releases, and GETs only what it has not read: a release file once (they are never replaced),
-// a channel file when its etag moved. A poll where nothing changed costs LIST calls only.
-import { parseReleaseHead, releaseDigest } from "../release/release.js";
+// a channel file when its etag moved. A poll where nothing changed costs LIST calls only. Each
+// file is verified against the fleet's release keys when it is read, so a release signed by a
+// key the fleet does not trust is shown as such, never as a plain current release.
+import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
+import { parseReleaseHead, releaseDigest, verifyReleaseHead } from "../release/release.js";
 import {
   channelKey,
   listReleaseSeqs,
@@ -26,8 +30,23 @@ export const BOARD_RELEASES = 20;
 export const COUNTED_RELEASES = 3;
 const READS = 8;
 
+/**
+ * Whether a release file is one the fleet's agents would follow: signed by a key of the fleet's
+ * releases.publicKeys, for the channel (and number) it is filed under.
+ */
+export type ReleaseTrust =
+  | { readonly status: "trusted"; readonly key: string }
+  /** Unsigned, signed by a key the fleet does not trust, changed after signing, or misfiled. */
+  | { readonly status: "untrusted"; readonly problem: string }
+  /** The fleet names no release keys: nothing to verify it with. */
+  | { readonly status: "unverified"; readonly problem: string };
+
+/** A release whose file is missing has nothing to verify. */
+const NO_FILE: ReleaseTrust = { status: "untrusted", problem: "its file is missing" };
+
 /** One release as the board shows it: `release list`'s entry, its expiry and its hosts' states. */
 export type BoardRelease = ReleaseEntry & {
+  readonly trust: ReleaseTrust;
   /** When it expires (undefined: a malformed file). */
   readonly expires?: string;
   readonly expired?: boolean;
@@ -45,6 +64,8 @@ export interface BoardChannel {
   readonly currentSeq: number | null;
   /** When the current release expires. */
   readonly expires: string | null;
+  /** Whether the release the channel file holds verifies (null: no channel file). */
+  readonly currentTrust: ReleaseTrust | null;
   /** Newest first, at most BOARD_RELEASES. */
   readonly releases: readonly BoardRelease[];
   /** Release files the channel has in all. */
@@ -57,17 +78,28 @@ interface KnownRelease {
   readonly entry: ReleaseFileEntry;
   readonly expires: string | undefined;
   readonly names: number;
+  readonly trust: ReleaseTrust;
+}
+
+/** What the board keeps of a channel file. */
+interface KnownChannel {
+  readonly etag: string;
+  readonly digest: string | undefined;
+  readonly trust: ReleaseTrust;
 }
 
 export class ReleaseBoard {
   readonly #store: ObjectStore;
   /** By release key: files never change once written. */
   #releases = new Map<string, KnownRelease>();
-  /** By channel: the channel file's etag and digest. */
-  #channels = new Map<string, { readonly etag: string; readonly digest: string | undefined }>();
+  readonly #keys: readonly PublicKey[] | undefined;
+  /** By channel: the channel file's etag, digest and trust. */
+  #channels = new Map<string, KnownChannel>();
 
-  constructor(store: ObjectStore) {
+  /** `trustedKeys`: the fleet's releases.publicKeys (undefined: it has none). */
+  constructor(store: ObjectStore, trustedKeys?: readonly PublicKey[]) {
     this.#store = store;
+    this.#keys = trustedKeys;
   }
 
   async poll(): Promise<BoardChannel[]> {
@@ -77,7 +109,8 @@ export class ReleaseBoard {
     ]);
     const names = [...new Set([...seqs.keys(), ...channelFiles.keys()])].sort();
     const channels = await mapLimit(names, READS, async (channel) => {
-      const digest = await this.#channelDigest(channel, channelFiles.get(channel));
+      const file = await this.#channelFile(channel, channelFiles.get(channel));
+      const digest = file?.digest;
       // Newest first, a number with no file shown as missing (release list's rule).
       const shown = releaseNumbers(seqs.get(channel) ?? [])
         .reverse()
@@ -88,13 +121,14 @@ export class ReleaseBoard {
         async ({ seq, isListed }, i): Promise<BoardRelease> =>
           isListed
             ? this.#release(channel, seq, digest, i < COUNTED_RELEASES)
-            : { ...missingRelease(channel, seq, "not listed"), counts: null },
+            : { ...missingRelease(channel, seq, "not listed"), trust: NO_FILE, counts: null },
       );
       const current = releases.find((r) => r.current);
       return {
         channel,
         currentSeq: current?.seq ?? null,
         expires: current?.expires ?? null,
+        currentTrust: file?.trust ?? null,
         releases,
         total: seqs.get(channel)?.length ?? 0,
       };
@@ -118,19 +152,24 @@ export class ReleaseBoard {
     return files;
   }
 
-  async #channelDigest(channel: string, etag: string | undefined): Promise<string | undefined> {
+  async #channelFile(channel: string, etag: string | undefined): Promise<KnownChannel | undefined> {
     if (etag === undefined) {
       this.#channels.delete(channel);
       return undefined;
     }
     const known = this.#channels.get(channel);
-    if (known?.etag === etag) return known.digest;
-    const got = await this.#store.get(channelKey(channel));
+    if (known?.etag === etag) return known;
+    const key = channelKey(channel);
+    const got = await this.#store.get(key);
     if (got === undefined) return undefined;
-    const bytes = await readBody(got.body, channelKey(channel));
-    const digest = releaseDigest(new Uint8Array(bytes));
-    this.#channels.set(channel, { etag: got.info.etag, digest });
-    return digest;
+    const bytes = new Uint8Array(await readBody(got.body, key));
+    const file = {
+      etag: got.info.etag,
+      digest: releaseDigest(bytes),
+      trust: releaseTrust(bytes, this.#keys, channel, undefined, key),
+    };
+    this.#channels.set(channel, file);
+    return file;
   }
 
   async #release(
@@ -145,9 +184,18 @@ export class ReleaseBoard {
       const read = await readRelease(this.#store, channel, seq);
       // Listed, then gone: shown as missing, and read again at the next poll.
       if (read.status === "absent") {
-        return { ...missingRelease(channel, seq, "listed, then gone when read"), counts: null };
+        return {
+          ...missingRelease(channel, seq, "listed, then gone when read"),
+          trust: NO_FILE,
+          counts: null,
+        };
       }
-      known = summarise(read.bytes, seq, key);
+      known = summarise(
+        read.bytes,
+        seq,
+        key,
+        releaseTrust(read.bytes, this.#keys, channel, seq, key),
+      );
       this.#releases.set(key, known);
     }
     const entry = { ...known.entry, current: known.entry.digest === currentDigest };
@@ -156,6 +204,7 @@ export class ReleaseBoard {
     return {
       ...entry,
       ...(expires === undefined ? {} : { expires, expired: Date.now() >= Date.parse(expires) }),
+      trust: known.trust,
       counts,
     };
   }
@@ -173,10 +222,48 @@ export class ReleaseBoard {
   }
 }
 
-function summarise(bytes: Uint8Array, seq: number, source: string): KnownRelease {
+function summarise(
+  bytes: Uint8Array,
+  seq: number,
+  source: string,
+  trust: ReleaseTrust,
+): KnownRelease {
   const entry = releaseEntryOf(bytes, seq, source, undefined);
-  if (entry.status !== "ok") return { entry, expires: undefined, names: 0 };
+  if (entry.status !== "ok") return { entry, expires: undefined, names: 0, trust };
   // The release file alone: a sharded release's head counts its hosts; no shard is read.
   const { head } = parseReleaseHead(bytes, source);
-  return { entry, expires: head.expires, names: entry.hosts };
+  return { entry, expires: head.expires, names: entry.hosts, trust };
+}
+
+/**
+ * Whether `bytes` (read from `source`) are a release the keys signed, filed where it belongs:
+ * its signature covers its shards' digests, so no shard is read. `seq` undefined: a channel
+ * file, which may hold any number of the channel.
+ */
+export function releaseTrust(
+  bytes: Uint8Array,
+  keys: readonly PublicKey[] | undefined,
+  channel: string,
+  seq: number | undefined,
+  source: string,
+): ReleaseTrust {
+  if (keys === undefined) {
+    return {
+      status: "unverified",
+      problem: "the fleet file lists no releases.publicKeys, so nothing verifies this release",
+    };
+  }
+  try {
+    const { head, signature } = verifyReleaseHead(bytes, keys, source);
+    if (head.channel !== channel || (seq !== undefined && head.seq !== seq)) {
+      return {
+        status: "untrusted",
+        problem: `${source} holds release ${head.seq} of channel ${head.channel}: a release copied to another place`,
+      };
+    }
+    return { status: "trusted", key: signature.slice(0, signature.indexOf(":")) };
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return { status: "untrusted", problem: err.message };
+  }
 }

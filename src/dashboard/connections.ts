@@ -1,0 +1,83 @@
+// The dashboard's open connections, bounded: a connection that sends no request in time is
+// closed, and past MAX_CONNECTIONS the idle ones (no request in flight) are closed, the oldest
+// first, so that connections held open and silent cannot use up the process's file descriptors.
+// Node's own timeouts (set in server.ts) close slow requests and idle keep-alives.
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+
+/** Connections open at once; past it the idle ones are closed, oldest first. */
+export const MAX_CONNECTIONS = 1000;
+/** Ms a connection may take to send its first request's headers (and each request's). */
+export const HEADERS_TIMEOUT = 10_000;
+
+export interface ConnectionLimits {
+  readonly maxConnections?: number;
+  readonly headersTimeout?: number;
+}
+
+export interface ConnectionGuard {
+  /** Connections open now. */
+  readonly open: () => number;
+  /** Connections closed to make room or because they sent nothing in time. */
+  readonly shed: () => number;
+}
+
+interface Tracked {
+  /** Requests in flight (an event stream is one until it ends). */
+  busy: number;
+  /** Until its first request: closes it if none comes in time. */
+  silence: NodeJS.Timeout | undefined;
+}
+
+export function guardConnections(server: Server, limits: ConnectionLimits = {}): ConnectionGuard {
+  const max = limits.maxConnections ?? MAX_CONNECTIONS;
+  const timeout = limits.headersTimeout ?? HEADERS_TIMEOUT;
+  // Insertion order is age; a connection that served a request moves to the end.
+  const sockets = new Map<Socket, Tracked>();
+  let shed = 0;
+  const drop = (socket: Socket) => {
+    shed++;
+    socket.destroy();
+  };
+
+  server.on("connection", (socket: Socket) => {
+    const tracked: Tracked = {
+      busy: 0,
+      // Node answers half a request with 408 at its headers timeout, but never times out a
+      // connection that sent nothing: that is this timer's.
+      silence: setTimeout(() => {
+        if (socket.bytesRead === 0) drop(socket);
+      }, timeout).unref(),
+    };
+    sockets.set(socket, tracked);
+    socket.once("close", () => {
+      clearTimeout(tracked.silence);
+      sockets.delete(socket);
+    });
+    if (sockets.size <= max) return;
+    // Oldest idle first; the newcomer itself is idle too, and goes last.
+    for (const [old, t] of sockets) {
+      if (sockets.size <= max) break;
+      if (t.busy === 0) {
+        sockets.delete(old);
+        drop(old);
+      }
+    }
+  });
+
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    const tracked = sockets.get(socket);
+    if (tracked === undefined) return;
+    clearTimeout(tracked.silence);
+    tracked.silence = undefined;
+    tracked.busy++;
+    sockets.delete(socket);
+    sockets.set(socket, tracked);
+    res.once("close", () => {
+      tracked.busy--;
+    });
+  });
+
+  return { open: () => sockets.size, shed: () => shed };
+}

@@ -1,0 +1,131 @@
+// What the release pages read beyond the poll (one release's hosts and their markers, a
+// channel's whole list), read at most once per poll whatever the number of requests: a request
+// in the same poll gets the same read. Only what the last snapshot lists may be asked for, so
+// the reads a poll can cost are bounded by what the store holds, not by the requests.
+import { InputError } from "../errors.js";
+import type { ReleaseEntry } from "../release/release-store.js";
+import { readRelease } from "../release/release-store.js";
+import { loadRelease } from "../release/shard-store.js";
+import { readProgress } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import type { ReleaseTrust } from "../views/release-board.js";
+import { type ReleaseListView, readReleaseList } from "../views/release-view.js";
+
+/** Hosts a release page lists (the rest are counted). */
+export const RELEASE_PAGE_HOSTS = 1000;
+/** Reads kept; past it a request waits for the next poll (503) rather than read again. */
+const MAX_KEPT = 256;
+/** Release files' entries kept for /api/releases/CHANNEL. */
+const MAX_KEPT_ENTRIES = 100_000;
+
+/** One release as its page shows it. */
+export interface ReleasePageData {
+  readonly channel: string;
+  readonly seq: number;
+  readonly trust: ReleaseTrust;
+  /** Why its hosts could not be read (a malformed file, a shard missing). */
+  readonly problem?: string;
+  readonly created?: string;
+  /** Hosts it names in all. */
+  readonly hosts: number;
+  /** The first RELEASE_PAGE_HOSTS of them, with their state for it (null: none yet). */
+  readonly lines: readonly {
+    readonly host: string;
+    readonly path: string;
+    readonly state: string | null;
+  }[];
+}
+
+/** Too many different reads in one poll: the request should wait for the next. */
+export class ReadsFull extends Error {}
+
+/** Values read at most once per poll, by key; failed reads are not kept. */
+export class PerPoll<T> {
+  readonly #entries = new Map<string, { readonly poll: number; readonly value: Promise<T> }>();
+
+  get(key: string, poll: number, read: () => Promise<T>): Promise<T> {
+    const kept = this.#entries.get(key);
+    if (kept?.poll === poll) return kept.value;
+    this.#entries.delete(key);
+    if (this.#entries.size >= MAX_KEPT) {
+      // Only reads of earlier polls make room: this poll's are what bounds its reads.
+      const old = [...this.#entries].find(([, e]) => e.poll !== poll)?.[0];
+      if (old === undefined) return Promise.reject(new ReadsFull());
+      this.#entries.delete(old);
+    }
+    const value = read();
+    const entry = { poll, value };
+    this.#entries.set(key, entry);
+    value.catch(() => {
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
+    });
+    return value;
+  }
+}
+
+export class ReleaseReads {
+  readonly #store: ObjectStore;
+  readonly #pages = new PerPoll<ReleasePageData | undefined>();
+  readonly #lists = new PerPoll<ReleaseListView>();
+  /** Release files' entries, by key: files are never replaced, so each is read once. */
+  readonly #entries = new Map<string, ReleaseEntry>();
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  /** Release `seq` of the channel and its hosts' states (undefined: no such file). */
+  page(
+    channel: string,
+    seq: number,
+    trust: ReleaseTrust,
+    poll: number,
+  ): Promise<ReleasePageData | undefined> {
+    return this.#pages.get(`${channel}/${seq}`, poll, () =>
+      readPage(this.#store, channel, seq, trust),
+    );
+  }
+
+  /** `release list --json` for the channel. */
+  list(channel: string, poll: number): Promise<ReleaseListView> {
+    return this.#lists.get(channel, poll, async () => {
+      const view = await readReleaseList(this.#store, channel, this.#entries);
+      // Bounded: a store with more release files than this is read again past it.
+      if (this.#entries.size > MAX_KEPT_ENTRIES) this.#entries.clear();
+      return view;
+    });
+  }
+}
+
+async function readPage(
+  store: ObjectStore,
+  channel: string,
+  seq: number,
+  trust: ReleaseTrust,
+): Promise<ReleasePageData | undefined> {
+  const read = await readRelease(store, channel, seq);
+  if (read.status === "absent") return undefined;
+  const source = `release ${seq} of ${channel}`;
+  try {
+    const [{ release }, progress] = await Promise.all([
+      loadRelease(store, read.bytes, source),
+      readProgress(store, channel, seq),
+    ]);
+    const names = Object.keys(release.hosts);
+    return {
+      channel,
+      seq,
+      trust,
+      created: release.created,
+      hosts: names.length,
+      lines: names.slice(0, RELEASE_PAGE_HOSTS).map((host) => ({
+        host,
+        path: release.hosts[host]?.path ?? "",
+        state: progress.hosts.get(host)?.state ?? null,
+      })),
+    };
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return { channel, seq, trust, problem: err.message, hosts: 0, lines: [] };
+  }
+}
