@@ -2,8 +2,9 @@
 // records (default 10,000), a channel's release and a rollout record:
 // - the first load of the hosts page in Chromium (navigation to the load event, and to the
 //   table's first row), and of /api/hosts (fetch, median of 5);
-// - the store requests per poll with 1 and with 50 viewers (browsers of their own, each a page
-//   holding its event stream: one browser's tabs share one stream),
+// - the store requests per poll with 1 and with 8 viewers (browsers of their own, each a page
+//   holding its event stream: one browser's tabs share one stream; 8 is the most event streams
+//   the dashboard gives one address, and every viewer here comes from 127.0.0.1),
 //   read from the dashboard's own /metrics, over polls where nothing changed and over one poll
 //   after a record changed (each open page then fetches itself again);
 // - `nixship status --stored` over the same store.
@@ -17,6 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { MAX_STREAMS_PER_CLIENT } from "../src/dashboard/limits.js";
 import { writeStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
 import {
@@ -28,6 +30,10 @@ import {
   writeSsmRecords,
 } from "../test/support/dashboard-store.js";
 import { measure } from "./measure.js";
+
+/** Viewers of the second measure: as many event streams as one address may hold. */
+const VIEWERS = MAX_STREAMS_PER_CLIENT;
+
 import { median, table } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
@@ -161,13 +167,13 @@ async function main(): Promise<void> {
     };
     await measurePolls(1);
     const more: Page[] = [];
-    for (let i = 1; i < 50; i++) {
+    for (let i = 1; i < VIEWERS; i++) {
       const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
       const page = await viewer.newPage();
       await page.goto(dashboard.url, { waitUntil: "load" });
       more.push(page);
     }
-    await measurePolls(50);
+    await measurePolls(VIEWERS);
 
     console.log(`bench:dashboard, ${count} hosts' status records (directory store)\n`);
     console.log(
