@@ -6,7 +6,8 @@
 // back to. Then a failed health check rolled back: the record, `status --stored` and the
 // dashboard's API name the system ot1 runs again, never "unknown".
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NIXSHIP_BIN } from "./support/cli.js";
@@ -103,6 +104,35 @@ describe("records that never lose what a host runs or ran", () => {
     const text = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored"]);
     expect(text.stdout).not.toContain("(none)");
     expect(await dashboardHost("ot1")).toMatchObject({ current: v3 });
+  });
+
+  it("a host whose known_hosts line holds another host's key fails, even with --skip-unreachable", async () => {
+    const file = join(lab.info.dir, "known_hosts");
+    const original = await readFile(file, "utf8");
+    const keyOf = (host: string) =>
+      original
+        .split("\n")
+        .find((l) => l.startsWith(`${host},`))
+        ?.split(" ")
+        .slice(1)
+        .join(" ");
+    const forged = original.replace(keyOf("ot1") as string, keyOf("ot2") as string);
+    expect(forged).not.toBe(original);
+    await writeFile(file, forged);
+    try {
+      const r = await deploy({ ot1: "web-v2", ot2: "web-v2" }, "--skip-unreachable");
+      expect(r.code).toBe(1);
+      const ot1 = summaryOf(r).ot1;
+      expect(ot1).toMatchObject({ status: "failed", phase: "connect" });
+      expect(String(ot1?.message)).toContain(
+        "Host key verification failed.: the host's key is not the one known for it (it may be another machine",
+      );
+      expect(summaryOf(r).ot2).toMatchObject({ status: "activated" });
+    } finally {
+      await writeFile(file, original);
+    }
+    // Nothing was done to it.
+    expect(await servedBy(lab.info, "ot1")).toBe("web-v3");
   });
 });
 

@@ -1,6 +1,7 @@
 // What Nix's stderr says about builds on other machines, read line by line as it comes: which
 // derivation was built on which builder, and what failed on which builder, with the lines that
 // say why (ssh's own words before Nix's, the build log's last lines after). Pure, bounded.
+import { refusedHostKey } from "../util/ssh-words.js";
 
 /** What went wrong on a builder, as far as its words tell. */
 export type BuilderFailureKind =
@@ -125,13 +126,7 @@ export class NixBuildLog {
 /** What ssh's (or the shell's) words before Nix's "cannot build on" mean. */
 function classify(said: readonly string[]): BuilderFailureKind {
   const text = said.join("\n");
-  if (
-    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known|host key for .* has changed/i.test(
-      text,
-    )
-  ) {
-    return "host-key";
-  }
+  if (refusedHostKey(text)) return "host-key";
   if (/Permission denied \(|Too many authentication failures/i.test(text)) return "auth";
   if (
     /Connection refused|No route to host|Connection timed out|timed out during banner|Network is unreachable|Could not resolve hostname|Name or service not known|Connection closed by remote host/i.test(

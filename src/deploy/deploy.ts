@@ -522,7 +522,14 @@ export async function survey(
           },
           ready: s.reported !== false,
         }
-      : { state: { kind: "unreachable", error: s.error }, ready: false };
+      : {
+          state: {
+            kind: "unreachable",
+            error: s.error,
+            ...(s.hostKey ? { hostKey: true as const } : {}),
+          },
+          ready: false,
+        };
   };
   const answers = await mapLimit(hosts, STATUS_CONCURRENCY, ask);
   if (options.waitReachable) await awaitReachable(hosts, answers, ask, options);
@@ -737,7 +744,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(options.fleet.cache.url, input.mode, results, plan.hosts);
+    await recordResults(options.fleet.cache.url, input.mode, results, plan);
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);

@@ -117,7 +117,7 @@ async function apply(host: string, model: ModelHost, step: Step, pick: () => num
         url,
         "ssh",
         [result({ status: "activated", generation: gen, previous: before })],
-        [survey],
+        { action: "switch", hosts: [survey] },
       );
       return;
     }
@@ -127,7 +127,7 @@ async function apply(host: string, model: ModelHost, step: Step, pick: () => num
         url,
         "ssh",
         [result({ status: "skipped", reason: "up-to-date" }, model.current)],
-        [survey],
+        { action: "switch", hosts: [survey] },
       );
       return;
     }
@@ -136,7 +136,7 @@ async function apply(host: string, model: ModelHost, step: Step, pick: () => num
         url,
         "ssh",
         [result({ status: "failed", phase: "realise", message: "no", rolledBack: false })],
-        [survey],
+        { action: "switch", hosts: [survey] },
       );
       return;
     case "fail-rolled-back": {
@@ -146,7 +146,7 @@ async function apply(host: string, model: ModelHost, step: Step, pick: () => num
         url,
         "ssh",
         [result({ status: "failed", phase: "health", message: "no", rolledBack: true })],
-        [survey],
+        { action: "switch", hosts: [survey] },
       );
       return;
     }
@@ -158,7 +158,7 @@ async function apply(host: string, model: ModelHost, step: Step, pick: () => num
         url,
         "ssh",
         [result({ status: "failed", phase: "switch", message: "no", rolledBack: false })],
-        [survey],
+        { action: "switch", hosts: [survey] },
       );
       return;
     }

@@ -58,12 +58,15 @@ describe("push records", () => {
           outcome: { status: "skipped", reason: "not-started" },
         },
       ],
-      [
-        { host: "a1", current: V1, generation: 4 },
-        { host: "a2", current: V1, generation: 4 },
-        { host: "a3", current: V2, generation: 7 },
-        { host: "a4", current: V1, generation: 4 },
-      ],
+      {
+        action: "switch",
+        hosts: [
+          { host: "a1", current: V1, generation: 4 },
+          { host: "a2", current: V1, generation: 4 },
+          { host: "a3", current: V2, generation: 7 },
+          { host: "a4", current: V1, generation: 4 },
+        ],
+      },
     );
     expect(await read("a1")).toMatchObject({ desired: V2, current: V2, previous: V1 });
     // Rolled back: it runs what it ran before, at that generation (issue 46: not "null").
@@ -95,7 +98,7 @@ describe("push records", () => {
   });
 
   it("a skipped host keeps its generation and the system it ran before (issue 46)", async () => {
-    const plan = [{ host: "k1", current: V1, generation: 3 }];
+    const plan = { action: "switch" as const, hosts: [{ host: "k1", current: V1, generation: 3 }] };
     await recordResults(
       url,
       "ssh",
@@ -121,7 +124,7 @@ describe("push records", () => {
           outcome: { status: "skipped", reason: "up-to-date" },
         },
       ],
-      [{ host: "k1", current: V2, generation: undefined }],
+      { action: "switch", hosts: [{ host: "k1", current: V2, generation: undefined }] },
     );
     expect(await read("k1")).toMatchObject({
       state: "success",

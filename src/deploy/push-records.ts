@@ -3,8 +3,7 @@
 // alike, and judge drift against what nixship last left on each host.
 import { NixshipError } from "../errors.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
-import type { HostPhase } from "../fleet/phase.js";
-import type { HostPlan } from "../fleet/plan.js";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { RollbackOutcome } from "../host/script-outcomes.js";
 import { nextRecord } from "../status/next-record.js";
 import {
@@ -18,21 +17,13 @@ import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import type { HostResult } from "./events.js";
+import { runsAfter } from "./runs-after.js";
 
 /** Records written at once. */
 const WRITES = 16;
 
 /** Up to date counts as activated: the host runs its system. */
 const ACTIVATED: HostOutcome = { status: "activated" };
-
-/** Phases a failed host had not yet changed anything in: it runs what it ran before. */
-const UNCHANGED_IN: ReadonlySet<HostPhase> = new Set([
-  "connect",
-  "waiting",
-  "copy",
-  "realise",
-  "secrets",
-]);
 
 /**
  * One record per host a deploy activated, failed on, or found up to date, each the next of the
@@ -44,33 +35,39 @@ export async function recordResults(
   cacheUrl: string,
   mode: DeliveryMode,
   results: readonly HostResult[],
-  plan: readonly Pick<HostPlan, "host" | "current" | "generation">[],
+  plan: Pick<DeployPlan, "action"> & {
+    readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
+  },
 ): Promise<void> {
-  const surveyed = new Map(plan.map((p) => [p.host, p]));
+  const surveyed = new Map(plan.hosts.map((p) => [p.host, p]));
   await withStore(cacheUrl, async (store) => {
     const now = new Date().toISOString();
     await mapLimit(results, WRITES, async (r) => {
       if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
       const was = surveyed.get(r.host);
-      const ran =
-        was?.current === undefined
-          ? undefined
-          : { current: was.current, generation: was.generation ?? null };
       const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
-      let system: RecordParts["system"];
-      let previous: string | null | undefined;
-      if (r.outcome.status === "activated") {
-        system = { current: r.desired, generation: r.outcome.generation ?? null };
-        previous = r.outcome.previous ?? was?.current ?? null;
-      } else if (r.outcome.status === "skipped") {
-        system = { current: r.desired, generation: was?.generation ?? null };
-      } else if (r.outcome.rolledBack || UNCHANGED_IN.has(r.outcome.phase)) {
-        system = ran;
-      } else {
-        // The switch happened and the host could not go back: it runs the failed system.
-        system = { current: r.desired, generation: null };
-        previous = was?.current ?? null;
-      }
+      const current = runsAfter(r, was?.current, plan.action);
+      const moved = current !== undefined && current !== was?.current;
+      // Its generation: the new one once it runs the new system, the one it was at while it
+      // runs the same system, unknown otherwise (the record keeps its own when it runs what it
+      // said).
+      const generation =
+        r.outcome.status === "activated" && current === r.desired
+          ? (r.outcome.generation ?? null)
+          : current !== undefined && !moved
+            ? (was?.generation ?? null)
+            : null;
+      const system: RecordParts["system"] =
+        current === undefined ? undefined : { current, generation };
+      // The system it ran before: once it runs an activated system (a new generation, even of
+      // the same system), the activation's word, else what it ran; after any other move, what
+      // it ran; otherwise the record's own.
+      const previous =
+        r.outcome.status === "activated" && current === r.desired
+          ? (r.outcome.previous ?? was?.current ?? null)
+          : moved
+            ? (was?.current ?? null)
+            : undefined;
       const before = await recordBefore(store, r.host);
       await writeStatus(
         store,

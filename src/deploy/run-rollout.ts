@@ -136,6 +136,19 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
     case "skip":
       return { ...base, outcome: { status: "skipped", reason: "up-to-date" } };
     case "unreachable":
+      // A refused host key is no outage (another machine may answer at its address): it fails
+      // the host, and counts against maxFailures, even where unreachable hosts are skipped.
+      if (p.hostKey) {
+        return {
+          ...base,
+          outcome: {
+            status: "failed",
+            phase: "connect",
+            message: `${error}: the host's key is not the one known for it (${HOST_KEY_FIX})`,
+            rolledBack: false,
+          },
+        };
+      }
       return skipUnreachable
         ? { ...base, outcome: { status: "skipped", reason: "unreachable", message: error } }
         : {
@@ -144,6 +157,10 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
           };
   }
 }
+
+/** What to do about a refused host key. */
+const HOST_KEY_FIX =
+  "it may be another machine, or the host was reinstalled: check its key out of band (its console, or the key it published: 'nixship fleet from-terraform --known-hosts'), then fix its line in the fleet's known_hosts";
 
 function isFailure(result: HostResult): boolean {
   return result.outcome.status === "failed";

@@ -37,7 +37,12 @@ export type HostState =
       /** Whose trust decides what it realises; undefined: unknown (an older script). */
       readonly pinning?: Pinning;
     }
-  | { readonly kind: "unreachable"; readonly error: string };
+  | {
+      readonly kind: "unreachable";
+      readonly error: string;
+      /** ssh refused its host key: not an outage, so never skipped as one. */
+      readonly hostKey?: true;
+    };
 
 /**
  * Whose trust decides what a host realises: its own (pinned: its installed nixship-activate's
@@ -124,6 +129,8 @@ export interface HostPlan {
   readonly bootCounting?: boolean;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
+  /** ssh refused its host key (changed, or unknown): a failure even with --skip-unreachable. */
+  readonly hostKey?: true;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
   readonly checks?: HealthChecks;
   /** Set when what it runs is from its status record, not its answer: when, and why. */
@@ -211,6 +218,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       transfer: NOTHING,
       transferBasis: "none",
       error: state.error,
+      ...(state.hostKey ? { hostKey: true as const } : {}),
     };
   }
   const current = state?.current;

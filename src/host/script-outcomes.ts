@@ -3,6 +3,7 @@
 
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { type PruneReport, readPruneReport } from "../status/prune-report.js";
+import { refusedHostKey } from "../util/ssh-words.js";
 import {
   type ActivationInProgress,
   type ActivationResult,
@@ -63,7 +64,12 @@ export type HostStatus =
       /** Not the host's answer: its status record, when it was written and why it stands in. */
       readonly stored?: StoredAnswer;
     }
-  | { readonly reachable: false; readonly error: string };
+  | {
+      readonly reachable: false;
+      readonly error: string;
+      /** ssh refused the host's key (changed, or unknown): no outage, maybe an attack. */
+      readonly hostKey?: true;
+    };
 
 export type RollbackOutcome =
   | {
@@ -86,7 +92,13 @@ export function resultMessage(result: ActivationResult): string {
  */
 export function hostStatus(run: ScriptRun, asked: readonly StorePath[] = []): HostStatus {
   const r = run.result;
-  if (r === undefined) return { reachable: false, error: run.failure };
+  if (r === undefined) {
+    return {
+      reachable: false,
+      error: run.failure,
+      ...(refusedHostKey(run.failure) ? { hostKey: true as const } : {}),
+    };
+  }
   const status = answerOf(r, "status");
   if (status === undefined) return { reachable: false, error: resultMessage(r) };
   return statusOf(status, asked);

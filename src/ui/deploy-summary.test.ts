@@ -166,20 +166,29 @@ describe("the runs column (with the plan)", () => {
     waves: [],
   });
 
-  it("says which system each host runs: new, previous, or unknown", () => {
+  it("says which system each host runs: new, previous, or the failed one it could not leave", () => {
     const p = plan("switch");
     expect(Object.fromEntries(RESULTS.map((r) => [r.host, runs(r, p)]))).toEqual({
       web1: "example-web-system-v2",
       web2: "example-web-system-v2",
       web10: "example-web-system-v2",
       api1: "example-web-system-v1",
-      api2: "unknown",
+      // Its switch failed and it could not go back: it runs the failed system (issue 46).
+      api2: "example-web-system-v2 (failed)",
       db1: "example-web-system-v2",
       db2: "example-web-system-v1",
       db3: "example-web-system-v1",
     });
     // boot changes what boots next, not what runs.
     expect(runs(RESULTS[0] as HostResult, plan("boot"))).toBe("example-web-system-v1");
+    // A host that failed before anything changed runs what it ran (issue 46: not "unknown").
+    const realise: HostResult = {
+      host: "api1",
+      outcome: { status: "failed", phase: "realise", message: "no", rolledBack: false },
+      desired,
+      seconds: 1,
+    };
+    expect(runs(realise, p)).toBe("example-web-system-v1");
   });
 
   it("sits after the result", () => {

@@ -1,7 +1,7 @@
 // The table printed when a deploy ends: one row per host and a line of counts. Pure.
 
 import type { HostResult } from "../deploy/events.js";
-import { actionActivatesNow } from "../fleet/action.js";
+import { runsAfter } from "../deploy/runs-after.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { describePrune } from "../status/prune-report.js";
 import { formatTable, oneLine, storeName } from "./plan-format.js";
@@ -77,19 +77,13 @@ function withRuns(row: readonly string[], cell: string): string[] {
   return [...row.slice(0, 2), cell, ...row.slice(2)];
 }
 
-/** The name of the system the host runs now, as far as the deployer knows. */
+/** The name of the system the host runs now, as far as the deployer knows (runs-after.ts). */
 export function runs(result: HostResult, plan: DeployPlan): string {
   const current = plan.hosts.find((p) => p.host === result.host)?.current;
-  const before = current === undefined ? "-" : storeName(current);
-  const o = result.outcome;
-  switch (o.status) {
-    case "activated":
-      return actionActivatesNow(plan.action) ? storeName(result.desired) : before;
-    case "failed":
-      return o.rolledBack ? before : "unknown";
-    case "skipped":
-      return o.reason === "up-to-date" ? storeName(current ?? result.desired) : before;
-  }
+  const now = runsAfter(result, current, plan.action);
+  if (now === undefined) return "unknown";
+  const name = storeName(now);
+  return result.outcome.status === "failed" && now === result.desired ? `${name} (failed)` : name;
 }
 
 function summaryRow(result: HostResult): string[] {

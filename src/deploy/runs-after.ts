@@ -1,0 +1,36 @@
+// What a host runs once its deploy result is in, as far as the deployer knows: one reading for
+// the status record (push-records.ts) and the summary's "runs" column, so that they agree.
+import { type Action, actionActivatesNow } from "../fleet/action.js";
+import type { HostPhase } from "../fleet/phase.js";
+import type { HostResult } from "./events.js";
+
+/** Phases a failed host had not yet changed anything in: it runs what it ran before. */
+const UNCHANGED_IN: ReadonlySet<HostPhase> = new Set([
+  "connect",
+  "waiting",
+  "copy",
+  "realise",
+  "secrets",
+]);
+
+/**
+ * The system `result`'s host runs now: the new one once activated (a boot activation: the old
+ * one until it reboots); after a failure, the one it ran (`before`) when it went back or had
+ * changed nothing yet, else the failed system, which the host marks failed; a skipped host what
+ * it ran. Undefined: the deployer does not know.
+ */
+export function runsAfter(
+  result: Pick<HostResult, "outcome" | "desired">,
+  before: string | undefined,
+  action: Action,
+): string | undefined {
+  const o = result.outcome;
+  switch (o.status) {
+    case "activated":
+      return actionActivatesNow(action) ? result.desired : before;
+    case "failed":
+      return o.rolledBack || UNCHANGED_IN.has(o.phase) ? before : result.desired;
+    case "skipped":
+      return o.reason === "up-to-date" ? (before ?? result.desired) : before;
+  }
+}
