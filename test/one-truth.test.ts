@@ -104,6 +104,16 @@ describe("records that never lose what a host runs or ran", () => {
     const text = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored"]);
     expect(text.stdout).not.toContain("(none)");
     expect(await dashboardHost("ot1")).toMatchObject({ current: v3 });
+    // Asked live, it says what the fleet wants of it and that its last deploy failed: not in
+    // step, and the exit code follows.
+    const live = await lab.nixship(["status", "--fleet", lab.fleetFile, "--on", "ot1", "--json"]);
+    expect(live.code).toBe(1);
+    expect((JSON.parse(live.stdout) as { hosts: unknown[] }).hosts[0]).toMatchObject({
+      current: v3,
+      inStep: false,
+      behind: true,
+      last: { state: "failed", phase: "health", rolledBack: true },
+    });
   });
 
   it("a host whose known_hosts line holds another host's key fails, even with --skip-unreachable", async () => {

@@ -236,3 +236,24 @@ describe("formatPlan", () => {
     expect(empty.split("\n").at(-1)).toBe("0 of 0 hosts change; 0 paths, 0 B to transfer");
   });
 });
+
+describe("the plan's systems of one name (issue 46)", () => {
+  it("names two different systems of one name by the start of their hashes too", () => {
+    const again = sp("3", "example-web-system-v1");
+    const text = formatPlan({ ...PLAN, hosts: [host({ host: "web1", desired: again })] });
+    const row = rowOf(text, "web1");
+    expect(row).toContain("11111111-example-web-system-v1 (gen 3)");
+    expect(row).toContain("33333333-example-web-system-v1");
+  });
+
+  it("shows the waves, each role's canaries first", () => {
+    const text = formatPlan({
+      ...PLAN,
+      waves: [
+        { wave: 1, kind: "canary", hosts: ["web1", "db1"] },
+        { wave: 2, kind: "main", hosts: ["web22"] },
+      ],
+    });
+    expect(text).toContain("waves:\n  1 (canary): web1, db1\n  2: web22");
+  });
+});

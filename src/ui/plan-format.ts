@@ -14,6 +14,23 @@ export function storeName(path: string): string {
   return STORE_PATH.exec(path)?.[1] ?? path;
 }
 
+/** `/nix/store/<hash>-web-v1` → `<first 8 of hash>-web-v1`. */
+export function hashAndName(path: string): string {
+  const name = storeName(path);
+  return name === path
+    ? path
+    : `${path.slice("/nix/store/".length, "/nix/store/".length + 8)}-${name}`;
+}
+
+/**
+ * Names for systems shown side by side: their names, or where two different ones share a name
+ * (NixOS toplevels often do), the start of each hash too, so that they never read alike.
+ */
+export function systemNamer(paths: readonly (string | undefined)[]): (path: string) => string {
+  const given = [...new Set(paths.filter((p) => p !== undefined))];
+  return new Set(given.map(storeName)).size === given.length ? storeName : hashAndName;
+}
+
 /**
  * Rows of cells as lines, each column padded to its widest cell and separated by two spaces.
  * The last column is not padded, so lines carry no trailing blanks.
@@ -147,11 +164,12 @@ function listHosts(hosts: readonly string[]): string {
 }
 
 function planRow(plan: DeployPlan, host: HostPlan): string[] {
+  const name = systemNamer([host.current, host.desired]);
   const current =
     host.current === undefined
       ? "-"
-      : `${storeName(host.current)}${host.generation === undefined ? "" : ` (gen ${host.generation})`}`;
-  const desired = storeName(host.desired);
+      : `${name(host.current)}${host.generation === undefined ? "" : ` (gen ${host.generation})`}`;
+  const desired = name(host.desired);
   switch (host.action) {
     case "skip":
       return [

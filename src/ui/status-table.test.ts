@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StatusRecord } from "../status/status.js";
+import { liveRow } from "../views/status-rows.js";
 import { formatStatusTable, type StoredRow, storedNote, storedState } from "./status-table.js";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1";
@@ -125,5 +126,45 @@ describe("the status table", () => {
       "ag1   agent  web-v1             3    offline  runs web-v1, not what nixship left on it (web-v2); release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
       "",
     ]);
+  });
+});
+
+describe("the status table of ssh hosts (issue 46)", () => {
+  const host = { name: "web1", delivery: "ssh" as const, tags: [], address: "192.0.2.1" };
+  // Two systems of one name, as NixOS toplevels often are.
+  const NEW = "/nix/store/cccccccccccccccccccccccccccccccc-web-v1";
+  const answered = {
+    reachable: true as const,
+    current: A,
+    profile: A,
+    generation: 3,
+    generations: [],
+    pending: undefined,
+  };
+  const sshRecord: StatusRecord = { ...record, mode: "ssh", channel: null, seq: null };
+
+  it("a host whose last deploy failed and went back: what it wants, why, not in step", () => {
+    const failed = {
+      ...sshRecord,
+      desired: NEW,
+      state: "failed" as const,
+      phase: "health" as const,
+      error: "GET /health answered 500",
+      rolledBack: true,
+    };
+    const r = liveRow(host as never, answered, failed);
+    expect(r).toMatchObject({ inStep: false, behind: true, last: { wants: NEW, state: "failed" } });
+    const line = formatStatusTable([r]).split("\n")[1] as string;
+    expect(line).toContain("rolled-back");
+    expect(line).toContain(
+      "wants cccccccc-web-v1: its last deploy failed in health, and it went back (GET /health answered 500)",
+    );
+  });
+
+  it("a host that runs what its last deploy asked: in step, and no note of it", () => {
+    const r = liveRow(host as never, answered, sshRecord);
+    expect(r).toMatchObject({ inStep: true, last: { wants: A, state: "success" } });
+    expect(r).not.toHaveProperty("behind");
+    expect(formatStatusTable([r]).split("\n")[1]).toMatch(/ live\s*$/);
   });
 });

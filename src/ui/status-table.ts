@@ -5,7 +5,7 @@ import type { BootState, FailedSystem, RebootState } from "../host/activation.js
 import type { Drift } from "../views/drift.js";
 import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
-import { formatTable, storeName } from "./plan-format.js";
+import { formatTable, storeName, systemNamer } from "./plan-format.js";
 
 export type { LiveRow, StatusRow, StoredRow };
 
@@ -24,6 +24,7 @@ function liveCells(r: LiveRow): string[] {
     r.pending ? `awaiting confirmation (${r.pending})` : "",
     r.activation ? activationNote(r.activation) : "",
   ];
+  if (r.behind && r.last) note.unshift(behindNote(r.last, r.current));
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
@@ -33,9 +34,30 @@ function liveCells(r: LiveRow): string[] {
     r.mode,
     r.current ? storeName(r.current) : "(none)",
     String(r.generation ?? "-"),
-    r.failed ? "failed" : r.drift ? "drifted" : "live",
+    r.failed
+      ? "failed"
+      : r.drift
+        ? "drifted"
+        : r.behind
+          ? r.last?.state === "failed"
+            ? r.last.rolledBack
+              ? "rolled-back"
+              : "failed"
+            : "behind"
+          : "live",
     joinNote(note),
   ];
+}
+
+/** What the fleet last asked of a host that runs something else, and how that went. */
+function behindNote(last: NonNullable<LiveRow["last"]>, current: string | undefined): string {
+  const label = systemNamer([last.wants ?? undefined, current]);
+  const wants = `wants ${label(last.wants ?? "(nothing)")}`;
+  if (last.state === "failed") {
+    const back = last.rolledBack ? ", and it went back" : "";
+    return `${wants}: its last deploy failed${last.phase ? ` in ${last.phase}` : ""}${back} (${last.error ?? "no message"})`;
+  }
+  return `${wants} (${last.state} at ${last.at}): not what it runs`;
 }
 
 /** A reboot the host's system needs: since when, and what it would load. */
@@ -58,18 +80,9 @@ function pendingBootNote(pending: NonNullable<BootState["pending"]>): string {
  * where two of them have the same name (a configuration changed by hand keeps its name).
  */
 function driftNote(drift: Drift): string {
-  const names = [drift.running, ...drift.expected].map(storeName);
-  const label = new Set(names).size === names.length ? storeName : hashAndName;
+  const label = systemNamer([drift.running, ...drift.expected]);
   const given = drift.expected.map(label).join(" or ");
   return `runs ${label(drift.running)}, not what nixship left on it (${given})`;
-}
-
-/** `/nix/store/<hash>-web-v1` → `<first 8 of hash>-web-v1`. */
-function hashAndName(path: string): string {
-  const name = storeName(path);
-  return name === path
-    ? path
-    : `${path.slice("/nix/store/".length, "/nix/store/".length + 8)}-${name}`;
 }
 
 /** A system the host runs that failed there: since when, and why. */

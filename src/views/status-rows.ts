@@ -20,7 +20,24 @@ interface RowBase {
   readonly drift?: Drift;
 }
 
-export type LiveRow = RowBase & { readonly source: "live" } & HostStatus;
+/** What the fleet last asked of a host, and how it went: its status record, read for the view. */
+export interface LastDeploy {
+  /** The system the last deploy (or rollback) asked the host to run. */
+  readonly wants: string | null;
+  readonly state: StatusRecord["state"];
+  readonly phase: StatusRecord["phase"];
+  readonly error: string | null;
+  readonly rolledBack: boolean | null;
+  readonly at: string;
+}
+
+export type LiveRow = RowBase & {
+  readonly source: "live";
+  /** Its record's last deploy; absent when it has none. */
+  readonly last?: LastDeploy;
+  /** It runs another system than its last deploy asked of it (a failure, or a boot pending). */
+  readonly behind?: true;
+} & HostStatus;
 
 export type StoredRow = RowBase & {
   readonly source: "stored";
@@ -39,14 +56,34 @@ export function liveRow(
   record: StatusRecord | undefined,
 ): LiveRow {
   const drift = status.reachable ? driftOf({ running: status.current, record }) : undefined;
+  const last: LastDeploy | undefined =
+    record === undefined
+      ? undefined
+      : {
+          wants: record.desired,
+          state: record.state,
+          phase: record.phase,
+          error: record.error,
+          rolledBack: record.rolledBack,
+          at: record.updatedAt,
+        };
+  const behind =
+    status.reachable &&
+    record !== undefined &&
+    record.state !== "applying" &&
+    record.desired !== null &&
+    record.desired !== status.current;
   return {
     host: host.name,
     mode: host.delivery,
     source: "live",
-    // A host that runs a system that failed there is not in step.
-    inStep: status.reachable && status.failed === undefined && drift === undefined,
+    // A host that runs a system that failed there, or not the one its last deploy asked for,
+    // is not in step.
+    inStep: status.reachable && status.failed === undefined && drift === undefined && !behind,
     ...status,
     ...(drift === undefined ? {} : { drift }),
+    ...(last === undefined ? {} : { last }),
+    ...(behind ? { behind: true as const } : {}),
   };
 }
 
