@@ -33,11 +33,15 @@ class ScriptedActivator implements Activator {
   readonly applied: string[] = [];
   system: HostSystem = { current: null, profile: null, generation: null };
 
+  /** Called when a broken path fails (a test stops the host's agent there). */
+  onBroken: (() => void) | undefined;
+
   constructor(readonly broken: ReadonlySet<string>) {}
 
   async apply(request: DeployRequest): Promise<Applied> {
     this.applied.push(request.path);
     if (this.broken.has(request.path)) {
+      this.onBroken?.();
       return {
         status: "failed",
         phase: "health",
@@ -64,6 +68,8 @@ let store: FsStore;
 let stop: AbortController;
 let running: Promise<void>[];
 const activators = new Map<string, ScriptedActivator>();
+/** Each host's agent's own stop, beside the one that stops them all. */
+const stops = new Map<string, AbortController>();
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-agent-delivery-"));
@@ -97,8 +103,12 @@ function startAgents(hosts: readonly string[], broken: readonly string[] = []): 
       pollInterval: 0.05,
       jitter: 0,
     });
+    const own = new AbortController();
+    stops.set(host, own);
     running.push(
-      mkdir(join(dir, "state", host), { recursive: true }).then(() => agent.run(stop.signal)),
+      mkdir(join(dir, "state", host), { recursive: true }).then(() =>
+        agent.run(AbortSignal.any([stop.signal, own.signal])),
+      ),
     );
   }
 }
@@ -212,6 +222,37 @@ describe("AgentDelivery.deployWave", () => {
       web1: { path: sys("a", "web1") },
       web2: { path: sys("c", "web2") },
     });
+    // The wave ends once web1 applied the rollback release, and says so (issue 46).
+    expect(outcomes[0]).toMatchObject({
+      message: expect.stringContaining(
+        `it applied rollback release 3 (it runs ${sys("a", "web1")} again)`,
+      ),
+    });
+  });
+
+  it("says which failed host did not apply the rollback release within the watch's deadline", async () => {
+    startAgents(["web1", "web2"], [sys("c", "web1")]);
+    await delivery().deployWave(
+      wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    // web1 fails the new system, and its agent is gone before the rollback release comes.
+    const d = delivery({ offlineTimeout: 1 });
+    const web1 = activators.get("web1") as ScriptedActivator;
+    web1.onBroken = () => stops.get("web1")?.abort();
+    const outcomes = await d.deployWave(
+      wave({ web1: sys("c", "web1"), web2: sys("c", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      message: expect.stringContaining("it did not apply rollback release 3 ("),
+    });
+    expect(String((outcomes[0] as { message: string }).message)).toContain(
+      "check it with 'nixship status --stored'",
+    );
   });
 
   it("a first wave whose hosts fail, or are interrupted, with nothing to go back to is withdrawn by a rollback naming no host", async () => {

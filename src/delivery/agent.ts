@@ -119,9 +119,16 @@ export class AgentDelivery implements Delivery {
       withdrawn: withdrawn.map(({ host }) => host.name),
       before,
     });
+    // The deploy ends once the failed hosts applied the rollback release (bounded, as any
+    // watch), so that it never ends with hosts still on the withdrawn release unsaid.
+    const applied = context.signal?.aborted ? new Map() : await this.#applied(back, failed);
     return outcomes.map((o, i) => {
       const host = wave[i]?.host.name ?? "";
-      if (watched[i]?.how !== "interrupted" || o.status !== "failed") return o;
+      if (o.status !== "failed") return o;
+      if (watched[i]?.how !== "interrupted") {
+        const after = applied.get(host);
+        return after === undefined ? o : { ...o, message: `${o.message}; ${after}` };
+      }
       const outcome = {
         ...o,
         message: `${o.message}; release ${back.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
@@ -129,6 +136,28 @@ export class AgentDelivery implements Delivery {
       emit({ type: "done", host, outcome });
       return outcome;
     });
+  }
+
+  /**
+   * Watches the failed hosts that the rollback release `back` names apply it, and says of each
+   * what became of it: applied (it runs that system again), or not within the watch's deadline.
+   */
+  async #applied(back: SignedRelease, failed: readonly WaveHost[]): Promise<Map<string, string>> {
+    const named = failed.map((w) => w.host.name).filter((h) => back.release.hosts[h] !== undefined);
+    const said = new Map<string, string>();
+    if (named.length === 0) return said;
+    const watched = await this.#watcher.watch(back, named, () => {});
+    for (const [i, host] of named.entries()) {
+      const w = watched[i];
+      const path = back.release.hosts[host]?.path;
+      said.set(
+        host,
+        w?.how === "activated"
+          ? `it applied rollback release ${back.release.seq} (it runs ${path} again)`
+          : `it did not apply rollback release ${back.release.seq} (${w?.outcome.status === "failed" ? w.outcome.message : "no answer"}): check it with 'nixship status --stored'`,
+      );
+    }
+    return said;
   }
 
   /**
