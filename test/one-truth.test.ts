@@ -46,6 +46,15 @@ describe("records that never lose what a host runs or ran", () => {
   let v1: string;
   let v2: string;
 
+  it("plan --reboot auto names a fresh host, which says nothing of what it booted", async () => {
+    await setExampleSystems(lab.fleetFile, { ot1: "web-v1", ot2: "web-v1" });
+    const planned = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--reboot", "auto"]);
+    expect(planned.code, planned.stderr).toBe(0);
+    expect(planned.stdout).toContain(
+      "what it booted is unknown (no booted system): --reboot auto does not reboot it",
+    );
+  });
+
   it("a host skipped as up to date keeps its generation and the system it ran before", async () => {
     expect((await deploy({ ot1: "web-v1", ot2: "web-v1" })).code).toBe(0);
     const first = await stored();

@@ -269,3 +269,21 @@ describe("unpinnedRequired", () => {
     ]);
   });
 });
+
+describe("reboots of hosts whose booted system is unknown (issue 46)", () => {
+  it("--reboot auto does not reboot a host that says nothing of what it booted, and says so", () => {
+    const unknown = plan("switch", [
+      { host: "web1", desired: v2, state: running(v1, 41), reboot: "auto" },
+    ]).hosts[0];
+    expect(unknown).toMatchObject({ action: "activate", bootUnknown: true });
+    expect(unknown).not.toHaveProperty("rebooting");
+    // --reboot always reboots it; never says nothing.
+    const always = plan("switch", [
+      { host: "web1", desired: v2, state: running(v1, 41), reboot: "always" },
+    ]).hosts[0];
+    expect(always).toMatchObject({ rebooting: true });
+    expect(always).not.toHaveProperty("bootUnknown");
+    const never = plan("switch", [{ host: "web1", desired: v2, state: running(v1, 41) }]).hosts[0];
+    expect(never).not.toHaveProperty("bootUnknown");
+  });
+});

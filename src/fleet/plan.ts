@@ -125,6 +125,11 @@ export interface HostPlan {
   readonly reboot?: readonly string[];
   /** Set when the deploy reboots the host into its new system (`--reboot`, see rebootsInto). */
   readonly rebooting?: true;
+  /**
+   * Set when its policy reboots `auto` and nothing says what it booted (no booted system, as on
+   * a fresh host): `auto` then does not reboot it (rebootsInto's rule), and the plan says so.
+   */
+  readonly bootUnknown?: true;
   /** Whether its boot loader counts boots (a new system that does not boot falls back). */
   readonly bootCounting?: boolean;
   /** Why the host is unreachable. */
@@ -230,10 +235,9 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
       ? "skip"
       : "activate";
   const rebootFor = state?.kind === "reported" ? state.rebootFor : undefined;
-  const rebooting =
-    hostAction === "activate" && action === "switch" && !running
-      ? rebootsInto(target.reboot ?? "never", rebootFor)
-      : false;
+  const switching = hostAction === "activate" && action === "switch" && !running;
+  const rebooting = switching ? rebootsInto(target.reboot ?? "never", rebootFor) : false;
+  const bootUnknown = switching && target.reboot === "auto" && rebootFor === undefined;
   return {
     host,
     action: hostAction,
@@ -246,6 +250,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     ...(failedThere === undefined ? {} : { failedThere }),
     ...(rebootFor === undefined ? {} : { reboot: rebootFor }),
     ...(rebooting ? { rebooting: true } : {}),
+    ...(bootUnknown ? { bootUnknown: true } : {}),
     ...(state?.kind === "reported" && state.countsBoots !== undefined
       ? { bootCounting: state.countsBoots }
       : {}),

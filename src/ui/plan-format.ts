@@ -218,6 +218,10 @@ function note(plan: DeployPlan, host: HostPlan): string {
     );
   } else if (changed.length > 0) {
     notes.push(`needs a reboot: its ${changed.join(", ")} differ from the booted system's`);
+  } else if (host.bootUnknown) {
+    notes.push(
+      "what it booted is unknown (no booted system): --reboot auto does not reboot it; --reboot always would",
+    );
   }
   if (host.failedThere !== undefined) {
     notes.push(`its system failed there, so it is activated again (${host.failedThere})`);
