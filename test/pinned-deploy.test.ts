@@ -203,6 +203,18 @@ describe("a deploy user bound to the host's pinned trust", () => {
       ["host pin2", "ok"],
     ]);
     expect(found[0]?.detail).toContain(`trusts keys ${keyName} and substitutes from ${cache.url}`);
+    // What the deploy user needs, not what root needs: nothing of Nix (issue 46), and nothing
+    // else fails either.
+    const all = (
+      JSON.parse(doctor.stdout) as {
+        checks: { area: string; name: string; status: string; detail: string }[];
+      }
+    ).checks.filter((c) => c.area === "host pin1");
+    expect(all.find((c) => c.name === "nix")).toMatchObject({
+      status: "ok",
+      detail: 'not needed by deploy: nixship-activate runs root\'s Nix (see "pinned")',
+    });
+    expect(all.filter((c) => c.status === "fail")).toEqual([]);
   });
 
   it("rolls a failing canary back, prunes, rolls back by hand and reports status, all as deploy", async () => {

@@ -297,14 +297,22 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
   );
   return [
     ok(area, "ssh", `a new connection to ${target.destination} works`),
-    nix === ""
-      ? fail(
+    // Through sudo, the deploy user runs nothing of Nix itself: nixship-activate runs root's
+    // (its own user's Nix may well not run, e.g. for its per-user profile: that is no problem).
+    target.sudo === true
+      ? ok(
           area,
           "nix",
-          "nix-store is not on the host's PATH",
-          "install Nix on the host (NixOS has it)",
+          `not needed by ${target.user ?? "the ssh user"}: nixship-activate runs root's Nix (see "pinned")`,
         )
-      : judgeNixVersion(area, nix, `host ${host.name}`),
+      : nix === ""
+        ? fail(
+            area,
+            "nix",
+            "nix-store is not on the host's PATH",
+            "install Nix on the host (NixOS has it)",
+          )
+        : judgeNixVersion(area, nix, `host ${host.name}`),
     target.sudo === true
       ? ok(area, "store", `written as root by nixship-activate (through sudo)`)
       : facts.get("store") === "writable"
