@@ -2,7 +2,7 @@
 // through `html` (escaped). A page's <main> is what the client script replaces when the snapshot
 // changes, so the first render and every live update are the same code.
 import { formatClosureDiff } from "../nix/closure-diff.js";
-import type { RolloutRecord, RolloutWave } from "../status/rollout.js";
+import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
@@ -311,8 +311,31 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
   const r = read.record;
   return html`<h1>Rollout ${r.id}</h1>${ahead}
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started <time datetime="${r.startedAt}">${ago(r.startedAt, now)}</time>, last written <time datetime="${r.updatedAt}">${ago(r.updatedAt, now)}</time>.</p>
+${origin(r)}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${r.waves.map((w) => waveSection(w))}`;
+${r.waves.map((w) => waveSection(w))}
+${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
+}
+
+/** Who started the rollout, and from which flakes at which commits (absent in older records). */
+function origin(r: RolloutRecord): Html | string {
+  if (r.by === undefined) return "";
+  const sources = (r.sources ?? []).map(
+    (s) =>
+      html` <code>${s.flake}</code>${s.rev === null ? "" : html` at <code>${s.rev.slice(0, 12)}</code>`}${s.dirty ? html` <span class="badge failed">dirty</span>` : ""}`,
+  );
+  return html`<p class="rollout-origin">Started by ${r.by}${sources.length > 0 ? html`, from${sources}` : ""}.</p>`;
+}
+
+/** The selected hosts the rollout leaves alone: up to date, or unreachable. */
+function skippedSection(hosts: readonly RolloutHost[]): Html {
+  return html`<section class="wave" aria-labelledby="skipped">
+<h2 id="skipped">Skipped</h2>
+<div class="scroll"><table>
+<caption class="sr-only">Hosts the rollout leaves alone</caption>
+<thead><tr><th scope="col">Host</th><th scope="col">Why</th></tr></thead>
+<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td>${h.message ?? ""}</td></tr>`)}</tbody></table></div>
+</section>`;
 }
 
 function rolloutClass(r: RolloutRecord): string {

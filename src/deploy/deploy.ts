@@ -48,6 +48,7 @@ import { type BuildResult, buildSystems } from "./build.js";
 import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { closureDiffs } from "./closure-diffs.js";
+import { deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
@@ -660,7 +661,8 @@ export interface ExecuteInput {
   readonly options: Pick<
     DeployOptions,
     "fleet" | "policy" | "policyFlags" | "emit" | "async" | "skipUnreachable" | "signal"
-  >;
+  > &
+    Partial<Pick<DeployOptions, "fleetDir">>;
   readonly hosts: readonly FleetHost[];
   readonly plan: DeployPlan;
   readonly mode: DeliveryMode;
@@ -715,6 +717,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
     action: plan.action,
+    origin: await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()),
     onWarning: (message) => emit({ type: "record-failed", message }),
   });
   record?.recorder.onEvent({ type: "plan", plan });

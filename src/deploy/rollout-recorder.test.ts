@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeployPlan } from "../fleet/plan.js";
-import { type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import { parseRolloutRecord, type RolloutRecord, rolloutKey } from "../status/rollout.js";
 import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -31,11 +31,12 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A plan as the recorder reads it: each host and its desired system. */
+/** A plan as the recorder reads it: each host (activated) and its desired system. */
 function plan(hosts: Record<string, string>): DeployPlan {
   return {
     action: "switch",
-    hosts: Object.entries(hosts).map(([host, desired]) => ({ host, desired })),
+    hosts: Object.entries(hosts).map(([host, desired]) => ({ host, desired, action: "activate" })),
+    waves: [],
   } as unknown as DeployPlan;
 }
 
@@ -447,5 +448,60 @@ describe("recordRollout", () => {
     );
     expect(record).toMatchObject({ mode: "agent", action: "test", state: "succeeded" });
     expect(record?.waves[0]?.hosts[0]?.state).toBe("confirmed");
+  });
+});
+
+describe("the rollout record from the plan (issue 46)", () => {
+  it("lists every wave and host of the plan, pending until it starts, the skipped ones, and who started it from what", () => {
+    const recorder = new RolloutRecorder(store, {
+      mode: "ssh",
+      action: "switch",
+      origin: {
+        by: "alice@deployer",
+        sources: [{ flake: "/src/fleet", rev: "a".repeat(40), dirty: true }],
+      },
+    });
+    recorder.onEvent({
+      type: "plan",
+      plan: {
+        action: "switch",
+        hosts: [
+          { host: "web1", desired: V1, action: "activate" },
+          { host: "db1", desired: V1, action: "activate" },
+          { host: "web2", desired: V1, action: "activate" },
+          { host: "db2", desired: V1, action: "skip" },
+          { host: "db3", desired: V1, action: "unreachable", error: "ssh: no route to host" },
+        ],
+        waves: [
+          { wave: 1, kind: "canary", hosts: ["web1", "db1"] },
+          { wave: 2, kind: "main", hosts: ["web2"] },
+        ],
+      } as unknown as DeployPlan,
+    });
+    const record = recorder.record();
+    expect(
+      record.waves.map((w) => [w.index, w.kind, w.hosts.map((h) => [h.host, h.state])]),
+    ).toEqual([
+      [
+        1,
+        "canary",
+        [
+          ["web1", "pending"],
+          ["db1", "pending"],
+        ],
+      ],
+      [2, "main", [["web2", "pending"]]],
+    ]);
+    expect(record.skipped?.map((h) => [h.host, h.state, h.message])).toEqual([
+      ["db2", "skipped", "up to date"],
+      ["db3", "skipped", "ssh: no route to host"],
+    ]);
+    expect(record).toMatchObject({
+      by: "alice@deployer",
+      sources: [{ flake: "/src/fleet", rev: "a".repeat(40), dirty: true }],
+    });
+    // Read back as the dashboard reads it.
+    const text = Buffer.from(JSON.stringify(record));
+    expect(parseRolloutRecord(text, "test")).toEqual(record);
   });
 });

@@ -4,6 +4,7 @@
 // deploy ends. Writes go one at a time
 // and never hold the deploy up; a failed write is told once (onWarning) and the next change
 // tries again. The same recorder serves every delivery mode.
+
 import { randomBytes } from "node:crypto";
 import type { Action } from "../fleet/action.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
@@ -18,6 +19,7 @@ import type {
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import type { DeployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
 /** Least time between two writes of the record while hosts change. */
@@ -36,6 +38,8 @@ const FINAL_WRITE_DEADLINE = 10_000;
 export interface RolloutRecorderOptions {
   readonly mode: DeliveryMode;
   readonly action: Action;
+  /** Who started it and from what (deploy-origin.ts). */
+  readonly origin?: DeployOrigin;
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
   readonly now?: () => Date;
@@ -49,6 +53,7 @@ export class RolloutRecorder {
   readonly #systems = new Map<string, string>();
   readonly #waves: { index: number; kind: "canary" | "main"; hosts: Map<string, RolloutHost> }[] =
     [];
+  readonly #skipped: RolloutHost[] = [];
   #state: RolloutState = "running";
   #stopped: string | null = null;
   #dirty = false;
@@ -72,22 +77,22 @@ export class RolloutRecorder {
       case "plan":
         for (const h of event.plan.hosts) {
           if (h.desired !== undefined) this.#systems.set(h.host, h.desired);
+          if (h.action !== "activate") {
+            this.#skipped.push({
+              host: h.host,
+              state: "skipped",
+              phase: null,
+              system: h.desired ?? null,
+              message: h.action === "skip" ? "up to date" : (h.error ?? "unreachable"),
+            });
+          }
         }
+        // Every wave of the plan, its hosts pending until it starts: a reader sees them all.
+        for (const w of event.plan.waves) this.#addWave(w.wave, w.kind, w.hosts);
         return;
       case "wave-start": {
-        const hosts = new Map(
-          event.hosts.map((host): [string, RolloutHost] => [
-            host,
-            {
-              host,
-              state: "pending",
-              phase: null,
-              system: this.#systems.get(host) ?? null,
-              message: null,
-            },
-          ]),
-        );
-        this.#waves.push({ index: event.wave, kind: event.kind, hosts });
+        // The plan named it already (with its hosts pending); else it is added now.
+        this.#addWave(event.wave, event.kind, event.hosts);
         this.#changed(true);
         return;
       }
@@ -131,8 +136,27 @@ export class RolloutRecorder {
     await Promise.race([done, deadline]).finally(() => clearTimeout(timer));
   }
 
+  /** A wave, its hosts pending, unless it is known already. */
+  #addWave(index: number, kind: "canary" | "main", names: readonly string[]): void {
+    if (this.#waves.some((w) => w.index === index)) return;
+    const hosts = new Map(
+      names.map((host): [string, RolloutHost] => [
+        host,
+        {
+          host,
+          state: "pending",
+          phase: null,
+          system: this.#systems.get(host) ?? null,
+          message: null,
+        },
+      ]),
+    );
+    this.#waves.push({ index, kind, hosts });
+  }
+
   /** The record as it stands. */
   record(): RolloutRecord {
+    const origin = this.#options.origin;
     return {
       version: 1,
       id: this.#id,
@@ -143,6 +167,8 @@ export class RolloutRecorder {
       waves: this.#waves.map(
         (w): RolloutWave => ({ index: w.index, kind: w.kind, hosts: [...w.hosts.values()] }),
       ),
+      ...(this.#skipped.length > 0 ? { skipped: this.#skipped } : {}),
+      ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),
     };

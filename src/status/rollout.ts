@@ -49,6 +49,16 @@ export interface RolloutWave {
   readonly hosts: readonly RolloutHost[];
 }
 
+/** Where a rollout's systems came from: a flake, its git revision, whether its tree was dirty. */
+export interface RolloutSource {
+  /** The flake: a local directory, or a reference without credentials. */
+  readonly flake: string;
+  /** Its git commit (null: not a git work tree, or not asked). */
+  readonly rev: string | null;
+  /** Whether tracked files differed from that commit (null: unknown). */
+  readonly dirty: boolean | null;
+}
+
 export interface RolloutRecord {
   readonly version: 1;
   readonly id: string;
@@ -58,6 +68,12 @@ export interface RolloutRecord {
   /** Why the rollout stopped starting waves (null: it did not). */
   readonly stopped: string | null;
   readonly waves: readonly RolloutWave[];
+  /** Selected hosts the rollout leaves alone (up to date, unreachable), with why (issue 46). */
+  readonly skipped?: readonly RolloutHost[];
+  /** Who started it: a CI run, or user@machine (absent in older records). */
+  readonly by?: string;
+  /** The flakes its systems came from (absent in older records, or systems given as paths). */
+  readonly sources?: readonly RolloutSource[];
   readonly startedAt: string;
   readonly updatedAt: string;
 }
@@ -124,6 +140,16 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
       ),
     };
   });
+  if (r.skipped !== undefined && !Array.isArray(r.skipped)) {
+    throw malformed(source, `"skipped" must be a list`);
+  }
+  const skipped = (r.skipped as unknown[] | undefined)?.map((h, j) =>
+    rolloutHost(h, source, `skipped[${j}]`),
+  );
+  if (r.by !== undefined && typeof r.by !== "string") {
+    throw malformed(source, `"by" must be a string`);
+  }
+  const sources = r.sources === undefined ? undefined : rolloutSources(r.sources, source);
   return {
     version: 1,
     id,
@@ -132,9 +158,35 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     state,
     stopped: typeof r.stopped === "string" ? clip(r.stopped) : null,
     waves,
+    ...(skipped === undefined ? {} : { skipped }),
+    ...(typeof r.by === "string" ? { by: withoutControls(r.by).slice(0, 300) } : {}),
+    ...(sources === undefined ? {} : { sources }),
     startedAt,
     updatedAt,
   };
+}
+
+/** The sources a record names: at most 20, each a flake, a revision and whether it was dirty. */
+function rolloutSources(value: unknown, source: string): RolloutSource[] {
+  if (!Array.isArray(value) || value.length > 20) {
+    throw malformed(source, `"sources" must be a list of at most 20`);
+  }
+  return value.map((v, i) => {
+    const where = `sources[${i}]`;
+    const o = object(v, source, where);
+    if (typeof o.flake !== "string") throw malformed(source, `${where}.flake must be a string`);
+    if (!(o.rev === null || (typeof o.rev === "string" && /^[0-9a-f]{40,64}$/.test(o.rev)))) {
+      throw malformed(source, `${where}.rev must be a git commit or null`);
+    }
+    if (!(o.dirty === null || typeof o.dirty === "boolean")) {
+      throw malformed(source, `${where}.dirty must be true, false or null`);
+    }
+    return {
+      flake: withoutControls(o.flake).slice(0, 500),
+      rev: o.rev as string | null,
+      dirty: o.dirty as boolean | null,
+    };
+  });
 }
 
 function rolloutHost(value: unknown, source: string, where: string): RolloutHost {

@@ -1,0 +1,61 @@
+// The rollout page as the server renders it (issue 46): every wave of the plan with its hosts
+// not started yet, the hosts the rollout skipped and why, and who started it from what.
+import { describe, expect, it } from "vitest";
+import type { RolloutRecord } from "../status/rollout.js";
+import { rolloutMain } from "./pages.js";
+
+const SYS = `/nix/store/${"a".repeat(32)}-example-web-system-v2`;
+const host = (
+  name: string,
+  state: "pending" | "confirmed" | "skipped",
+  message: string | null = null,
+) => ({
+  host: name,
+  state,
+  phase: null,
+  system: SYS,
+  message,
+});
+
+const RECORD: RolloutRecord = {
+  version: 1,
+  id: "0123456789ab",
+  mode: "ssh",
+  action: "switch",
+  state: "running",
+  stopped: null,
+  waves: [
+    { index: 1, kind: "canary", hosts: [host("web1", "confirmed")] },
+    { index: 2, kind: "main", hosts: [host("web2", "pending")] },
+  ],
+  skipped: [host("db1", "skipped", "up to date"), host("db2", "skipped", "ssh: no route to host")],
+  by: "alice@deployer",
+  sources: [{ flake: "/src/fleet", rev: "b".repeat(40), dirty: true }],
+  startedAt: "2026-11-26T07:00:00.000Z",
+  updatedAt: "2026-11-26T07:00:05.000Z",
+};
+
+describe("the rollout page", () => {
+  it("lists a host not started, the skipped hosts with why, and who started it from what", () => {
+    const page = String(
+      rolloutMain({ status: "found", record: RECORD } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(page).toContain('<tr class="pending" data-host="web2">');
+    expect(page).toContain('<h2 id="skipped">Skipped</h2>');
+    expect(page).toMatch(/data-host="db1">.*up to date/);
+    expect(page).toMatch(/data-host="db2">.*ssh: no route to host/);
+    expect(page).toContain(
+      "Started by alice@deployer, from <code>/src/fleet</code> at <code>bbbbbbbbbbbb</code>",
+    );
+    expect(page).toContain("dirty");
+  });
+
+  it("says nothing of who started an older record that does not say", () => {
+    const { by: _by, sources: _sources, skipped: _skipped, ...older } = RECORD;
+    const page = String(
+      rolloutMain({ status: "found", record: older } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(page).not.toContain("Started by");
+    expect(page).not.toContain("Skipped");
+  });
+});

@@ -1,0 +1,68 @@
+// Who started a deploy and from what (issue 46): a CI run or user@machine, and each flake with
+// its git commit and whether its tracked files changed; credentials never kept.
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FleetHost } from "../fleet/fleet.js";
+import { deployedBy, deploySources, withoutCredentials } from "./deploy-origin.js";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-origin-"));
+  const git = (...args: string[]) =>
+    execFileSync("git", ["-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...args]);
+  git("init", "-q");
+  await writeFile(join(dir, "flake.nix"), "{ outputs = _: {}; }\n");
+  git("add", "flake.nix");
+  git("commit", "-q", "-m", "one");
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const host = (installable: string): FleetHost =>
+  ({
+    name: "web1",
+    tags: [],
+    address: undefined,
+    delivery: "ssh",
+    system: { kind: "flake", installable },
+  }) as unknown as FleetHost;
+
+describe("who started a deploy", () => {
+  it("names the GitHub Actions run, and else user@machine", () => {
+    expect(
+      deployedBy({
+        GITHUB_ACTIONS: "true",
+        GITHUB_SERVER_URL: "https://github.com",
+        GITHUB_REPOSITORY: "acme/fleet",
+        GITHUB_RUN_ID: "42",
+        GITHUB_WORKFLOW: "deploy",
+        GITHUB_ACTOR: "alice",
+      }),
+    ).toBe("GitHub Actions https://github.com/acme/fleet/actions/runs/42 (deploy, by alice)");
+    expect(deployedBy({})).toMatch(/^[^@\s]+@\S+$/);
+  });
+});
+
+describe("from what", () => {
+  it("a local flake's commit, clean, then dirty once a tracked file changes", async () => {
+    const head = execFileSync("git", ["-C", dir, "rev-parse", "HEAD"]).toString().trim();
+    expect(await deploySources([host(`path:${dir}#web`)], "/")).toEqual([
+      { flake: dir, rev: head, dirty: false },
+    ]);
+    await writeFile(join(dir, "flake.nix"), "{ outputs = _: { x = 1; }; }\n");
+    expect(await deploySources([host(`${dir}#web`)], "/")).toEqual([
+      { flake: dir, rev: head, dirty: true },
+    ]);
+  });
+
+  it("a remote flake as named, without the credentials its URL may hold", async () => {
+    expect(withoutCredentials("git+https://bot:ghp_secret@github.com/acme/fleet")).toBe(
+      "git+https://github.com/acme/fleet",
+    );
+    expect(
+      await deploySources([host("git+https://bot:ghp_secret@github.com/acme/fleet#web")], "/"),
+    ).toEqual([{ flake: "git+https://github.com/acme/fleet", rev: null, dirty: null }]);
+  });
+});
