@@ -56,6 +56,20 @@ describe("drift", () => {
     // A failed push deploy that did not say what the host ran before: not judged.
     const unsaid = record({ state: "failed", desired: V3, current: null, previous: undefined });
     expect(driftOf({ running: HAND, record: unsaid })).toBeUndefined();
+    // Rolled back, a push record names what it runs again (the fold carries the older system
+    // as previous): that is no drift (issue 46).
+    const folded = sshRecord({
+      state: "failed",
+      desired: V3,
+      current: V2,
+      previous: V1,
+      rolledBack: true,
+    });
+    expect(driftOf({ running: V2, record: folded })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: folded })).toEqual({
+      running: HAND,
+      expected: [V3, V2, V1],
+    });
   });
 
   it("is not judged while applying, after a refusal, or without a record or a running system", () => {

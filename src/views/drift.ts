@@ -26,8 +26,9 @@ export interface DriftEvidence {
  * The systems nixship left on a host, by its record:
  * - success: the system it was given, or the one it ran before (a `boot` or `test` deploy
  *   leaves that one running until a reboot, and going one step back is a rollback);
- * - failed: the system that failed, or the one it ran before (it may have gone back to it);
- *   without that one known, the record says too little;
+ * - failed: the system that failed, the one the record says it runs (it went back to it, or
+ *   never left it), or the one it ran before; without one of the last two known, the record
+ *   says too little;
  * - applying: the host is between two systems: not judged;
  * - rejected: the agent refused a release and changed nothing; what it ran before is not in
  *   the record: not judged.
@@ -45,12 +46,18 @@ export function expectedSystems(
 
 function recordSystems(record: StatusRecord | undefined): string[] | undefined {
   if (record === undefined || record.desired === null) return undefined;
-  const previous = record.previous ?? null;
+  // What it was given, the one it ran before, and for a push record (which only deploys and
+  // rollbacks write) what it runs by that record: after a failure, the system it went back to
+  // or never left. An agent's record may say what runs after a switch by hand: not that one.
+  const left = record.mode === "agent" ? null : record.current;
+  const known = [record.desired, left, record.previous ?? null].filter(
+    (p): p is string => p !== null,
+  );
   switch (record.state) {
     case "success":
-      return previous === null ? [record.desired] : [record.desired, previous];
+      return [...new Set(known)];
     case "failed":
-      return previous === null ? undefined : [record.desired, previous];
+      return known.length > 1 ? [...new Set(known)] : undefined;
     case "applying":
     case "rejected":
       return undefined;

@@ -28,7 +28,12 @@ describe("status rows", () => {
 
   it("a stored host is judged by its record and, for an agent, its channel's entry", () => {
     expect(storedRow(ssh, { record: record() })).toMatchObject({ inStep: true, reported: true });
-    const rebuilt = storedRow(ssh, { record: record({ current: HAND }) });
+    // An agent's record says what runs after a switch by hand (a push record's current is only
+    // ever what a deploy or rollback left: it is judged live).
+    const rebuilt = storedRow(agent, {
+      record: record({ host: "ag1", mode: "agent", channel: "prod", seq: 3, current: HAND }),
+      agent: online,
+    });
     expect(rebuilt).toMatchObject({ inStep: false, drift: { running: HAND } });
     const behind = record({ host: "ag1", mode: "agent", channel: "prod", seq: 3 });
     const ahead = { ...online, behind: true };
