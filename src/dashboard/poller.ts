@@ -11,6 +11,7 @@ import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { countReads, type ReadCounts } from "../store/wrap-store.js";
 import { ReleaseBoard } from "../views/release-board.js";
+import { withRolloutApplying } from "../views/rollout-applying.js";
 import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
 import type { StatusRow } from "../views/status-rows.js";
@@ -166,7 +167,7 @@ export class FleetPoller {
     ]);
     return {
       at: new Date().toISOString(),
-      rows: view.rows,
+      rows: withRolloutApplying(view.rows, rollout),
       tags: new Map(this.fleet.hosts.map((h) => [h.name, h.tags])),
       channels,
       rollout,

@@ -57,7 +57,9 @@ const ROWS: [HostState, StatusRow][] = [
   ],
   ["unreachable", liveRow(ssh("live-down"), { reachable: false, error: "refused" }, undefined)],
   ["in-step", stored(ssh("ok"))],
-  ["drifting", stored(ssh("rebuilt"), { current: HAND })],
+  // Switched by hand: an agent's record says what runs (a push record only ever what a deploy
+  // or rollback left there; its host is judged live).
+  ["drifting", onChannel("rebuilt", { current: HAND })],
   ["unreadable", storedRow(ssh("garbled"), { record: undefined, unreadable: "not JSON" })],
   ["unreported", storedRow(ssh("new"), { record: undefined })],
   [
@@ -113,7 +115,7 @@ describe("hostState", () => {
   );
 
   it("names drift before a failure, and a failure before liveness", () => {
-    const driftingFailed = stored(ssh("x"), {
+    const driftingFailed = onChannel("x", {
       state: "failed",
       current: HAND,
       error: "x",
@@ -141,7 +143,7 @@ describe("hostState", () => {
 describe("filterRows", () => {
   const rows = [
     stored(ssh("web-1")),
-    stored(ssh("web-2"), { current: HAND }),
+    onChannel("web-2", { current: HAND }),
     onChannel("db-1"),
     onChannel("cache-web", { state: "failed", error: "x", rolledBack: false }),
   ];
@@ -248,7 +250,7 @@ describe("countByStateAndMode", () => {
     );
     expect(plain).toEqual({
       "in-step": { ssh: 2, agent: 1 },
-      drifting: { ssh: 2 },
+      drifting: { ssh: 1, agent: 1 },
       failed: { ssh: 2, ssm: 1 },
       "rolled-back": { ssm: 1 },
       unreachable: { ssh: 1 },

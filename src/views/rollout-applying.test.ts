@@ -1,0 +1,57 @@
+// An ssh host shows applying while the running rollout has it activating (issue 46): its record
+// is written only when it ends.
+import { describe, expect, it } from "vitest";
+import { sshRecord } from "../../test/support/status-records.js";
+import type { RolloutRecord } from "../status/rollout.js";
+import { withRolloutApplying } from "./rollout-applying.js";
+import { type StatusRow, storedRow } from "./status-rows.js";
+
+const host = (name: string) =>
+  ({ name, tags: [], address: undefined, delivery: "ssh" }) as unknown as Parameters<
+    typeof storedRow
+  >[0];
+const rows: StatusRow[] = ["web1", "web2"].map((h) =>
+  storedRow(host(h), { record: sshRecord({ host: h }) }),
+);
+const rollout = (state: RolloutRecord["state"]): RolloutRecord => ({
+  version: 1,
+  id: "0123456789ab",
+  mode: "ssh",
+  action: "switch",
+  state,
+  stopped: null,
+  waves: [
+    {
+      index: 1,
+      kind: "main",
+      hosts: [
+        { host: "web1", state: "activating", phase: "switch", system: null, message: null },
+        { host: "web2", state: "pending", phase: null, system: null, message: null },
+      ],
+    },
+  ],
+  startedAt: "2026-11-26T07:00:00.000Z",
+  updatedAt: "2026-11-26T07:00:01.000Z",
+});
+
+describe("hosts a running rollout applies", () => {
+  it("shows a host the running rollout has activating as applying, at its step", () => {
+    const shown = withRolloutApplying(rows, {
+      status: "found",
+      key: "k",
+      record: rollout("running"),
+    });
+    expect(shown.map((r) => [r.host, (r as { state?: string }).state])).toEqual([
+      ["web1", "applying"],
+      ["web2", "success"],
+    ]);
+    expect(shown[0]).toMatchObject({ phase: "switch" });
+  });
+
+  it("leaves the rows as they are once the rollout ended, or without one", () => {
+    expect(
+      withRolloutApplying(rows, { status: "found", key: "k", record: rollout("failed") }),
+    ).toBe(rows);
+    expect(withRolloutApplying(rows, { status: "none" })).toBe(rows);
+  });
+});

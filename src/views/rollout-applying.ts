@@ -1,0 +1,28 @@
+// Hosts a running rollout is applying now, over their status records: a push deploy writes a
+// host's record when the host ends, so between its wave's start and its end the record still
+// says what it did before; the rollout record (written as hosts step) says it applies.
+import type { RolloutRead } from "./rollout-watch.js";
+import type { StatusRow } from "./status-rows.js";
+
+/**
+ * `rows` with each stored row of a host that the running rollout has activating or in its
+ * health checks shown as applying, at its step; `rows` itself when no host is.
+ */
+export function withRolloutApplying(
+  rows: readonly StatusRow[],
+  rollout: RolloutRead,
+): readonly StatusRow[] {
+  if (rollout.status !== "found" || rollout.record.state !== "running") return rows;
+  const steps = new Map<string, string | null>();
+  for (const wave of rollout.record.waves) {
+    for (const h of wave.hosts) {
+      if (h.state === "activating" || h.state === "health") steps.set(h.host, h.phase);
+    }
+  }
+  if (steps.size === 0) return rows;
+  return rows.map((row) =>
+    row.source === "stored" && steps.has(row.host)
+      ? ({ ...row, state: "applying", phase: steps.get(row.host) ?? null } as StatusRow)
+      : row,
+  );
+}
