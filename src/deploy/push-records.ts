@@ -59,11 +59,11 @@ export async function recordResults(
             : null;
       const system: RecordParts["system"] =
         current === undefined ? undefined : { current, generation };
-      // The system it ran before: once it runs an activated system (a new generation, even of
-      // the same system), the activation's word, else what it ran; after any other move, what
-      // it ran; otherwise the record's own.
+      // The system it ran before: after an activation (a new generation, even of the same
+      // system; with `boot`, the one it runs until it reboots), the activation's word, else
+      // what it ran; after any other move, what it ran; otherwise the record's own.
       const previous =
-        r.outcome.status === "activated" && current === r.desired
+        r.outcome.status === "activated"
           ? (r.outcome.previous ?? was?.current ?? null)
           : moved
             ? (was?.current ?? null)

@@ -46,10 +46,10 @@ export function expectedSystems(
 
 function recordSystems(record: StatusRecord | undefined): string[] | undefined {
   if (record === undefined || record.desired === null) return undefined;
-  // What it was given, the one it ran before, and for a push record (which only deploys and
-  // rollbacks write) what it runs by that record: after a failure, the system it went back to
-  // or never left. An agent's record may say what runs after a switch by hand: not that one.
-  const left = record.mode === "agent" ? null : record.current;
+  // What it was given, the one it ran before, and after a failed push deploy the system its
+  // record says it runs (the one it went back to, or never left: only deploys and rollbacks
+  // write push records). An agent's record may say what runs after a switch by hand: not that.
+  const left = record.mode !== "agent" && record.state === "failed" ? record.current : null;
   const known = [record.desired, left, record.previous ?? null].filter(
     (p): p is string => p !== null,
   );
