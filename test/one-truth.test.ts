@@ -146,7 +146,8 @@ describe("records that never lose what a host runs or ran", () => {
       expect(String(ot1?.message)).toContain(
         "Host key verification failed.: the host's key is not the one known for it (it may be another machine",
       );
-      expect(summaryOf(r).ot2).toMatchObject({ status: "activated" });
+      // It counts against maxFailures (0 here): the rollout starts no wave.
+      expect(summaryOf(r).ot2).toMatchObject({ status: "skipped", reason: "not-started" });
     } finally {
       await writeFile(file, original);
     }
