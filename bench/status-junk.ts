@@ -14,13 +14,12 @@ import { FleetPoller } from "../src/dashboard/poller.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { publishRelease } from "../src/release/release-store.js";
 import { HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
-import { progressPrefix, statusRecord } from "../src/status/status.js";
-import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
+import { progressPrefix } from "../src/status/status.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
+import { writeQuietAgentFleet } from "../test/support/quiet-agent-fleet.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
 
@@ -30,39 +29,7 @@ const HOSTS = ["web1", "web2", "web3"];
 
 async function fillFleet(store: ObjectStore): Promise<string> {
   const key = generateSecretKey("bench-junk-1");
-  await publishRelease(store, {
-    channel: "prod",
-    hosts: Object.fromEntries(HOSTS.map((h) => [h, { path: SYSTEM }])),
-    kind: "deploy",
-    action: "switch",
-    health: { http: [], commands: [] },
-    confirmTimeout: 30,
-    key,
-  });
-  const now = new Date().toISOString();
-  for (const host of HOSTS) {
-    await writeStatus(
-      store,
-      statusRecord({
-        host,
-        mode: "agent",
-        release: { channel: "prod", seq: 1 },
-        desired: SYSTEM,
-        system: { current: SYSTEM, generation: 2 },
-        what: { state: "success", phase: null, error: null, rolledBack: null },
-        startedAt: now,
-        updatedAt: now,
-      }),
-    );
-    await writeHeartbeat(store, {
-      host,
-      channel: "prod",
-      state: "running",
-      every: 330,
-      lastSeq: 1,
-      at: now,
-    });
-  }
+  await writeQuietAgentFleet(store, key, HOSTS, SYSTEM);
   return formatPublicKey(publicKeyOf(key));
 }
 

@@ -8,11 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type CommitInput, commitReportedNars } from "../src/cache/commit-narinfos.js";
-import { narInfoKey, narKey } from "../src/cache/layout.js";
+import { narInfoKey } from "../src/cache/layout.js";
 import type { NarReport } from "../src/cache/nar-report.js";
 import { readNarInfo } from "../src/cache/read.js";
 import type { PathInfo } from "../src/nix/closure.js";
-import { Sha256 } from "../src/nix/hash.js";
 import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
 import { checkNarInfoSignatures, type NarInfo } from "../src/nix/narinfo.js";
@@ -20,7 +19,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { wrapStore } from "../src/store/wrap-store.js";
-import { putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { putSyntheticPath, syntheticNar, syntheticPath } from "./support/synthetic-cache.js";
 
 const fleetKey = generateSecretKey("fleet-1");
 let dir: string;
@@ -38,23 +37,9 @@ afterEach(async () => {
 
 /** What a build host stores for `path` holding `contents`: its NAR, and the narinfo it reports. */
 async function storedByHost(path: StorePath, contents: string, references: StorePath[] = []) {
-  const nar = buildNar(narNode.regular(contents));
-  const hash = Sha256.of(nar);
-  const info: NarInfo = {
-    storePath: path,
-    url: narKey(hash, "none"),
-    compression: "none",
-    fileHash: hash,
-    fileSize: nar.length,
-    narHash: hash,
-    narSize: nar.length,
-    references,
-    deriver: undefined,
-    sigs: [],
-    ca: undefined,
-  };
-  await store.put(info.url, nar);
-  return { info, nar };
+  const stored = syntheticNar(path, references, contents);
+  await store.put(stored.info.url, stored.nar);
+  return stored;
 }
 
 /** What the build host's own Nix records of a reported path (it agrees with the report). */

@@ -8,21 +8,16 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeQuietAgentFleet } from "../../test/support/quiet-agent-fleet.js";
 import { AgentSignalsReader } from "../channel/standing-store.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import { publishRelease } from "../release/release-store.js";
 import { HEARTBEAT_PREFIX } from "../status/heartbeat.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
-import { progressPrefix, statusRecord } from "../status/status.js";
-import {
-  readHeartbeats,
-  readProgress,
-  writeHeartbeat,
-  writeStatus,
-} from "../status/status-store.js";
+import { progressPrefix } from "../status/status.js";
+import { readHeartbeats, readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { wrapStore } from "../store/wrap-store.js";
@@ -149,39 +144,7 @@ beforeAll(async () => {
     },
     "host-junk.test.ts",
   );
-  await publishRelease(store, {
-    channel: "prod",
-    hosts: Object.fromEntries(HOSTS.map((h) => [h, { path: SYSTEM }])),
-    kind: "deploy",
-    action: "switch",
-    health: { http: [], commands: [] },
-    confirmTimeout: 30,
-    key,
-  });
-  const now = new Date().toISOString();
-  for (const host of HOSTS) {
-    await writeStatus(
-      store,
-      statusRecord({
-        host,
-        mode: "agent",
-        release: { channel: "prod", seq: 1 },
-        desired: SYSTEM,
-        system: { current: SYSTEM, generation: 2 },
-        what: { state: "success", phase: null, error: null, rolledBack: null },
-        startedAt: now,
-        updatedAt: now,
-      }),
-    );
-    await writeHeartbeat(store, {
-      host,
-      channel: "prod",
-      state: "running",
-      every: 330,
-      lastSeq: 1,
-      at: now,
-    });
-  }
+  await writeQuietAgentFleet(store, key, HOSTS, SYSTEM);
 });
 
 afterAll(async () => {

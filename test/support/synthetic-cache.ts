@@ -22,6 +22,32 @@ export function syntheticPath(seed: string, name: string): StorePath {
   return makeStorePath("output:out", Sha256.of(seed), name);
 }
 
+/** One path's NAR (a file holding `contents`) and its narinfo, unsigned, stored uncompressed. */
+export function syntheticNar(
+  path: StorePath,
+  references: readonly StorePath[],
+  contents: string,
+): { readonly info: NarInfo; readonly nar: Buffer } {
+  const nar = buildNar(narNode.regular(contents));
+  const hash = Sha256.of(nar);
+  return {
+    nar,
+    info: {
+      storePath: path,
+      url: narKey(hash, "none"),
+      compression: "none",
+      fileHash: hash,
+      fileSize: nar.length,
+      narHash: hash,
+      narSize: nar.length,
+      references: [...references].sort(),
+      deriver: undefined,
+      sigs: [],
+      ca: undefined,
+    },
+  };
+}
+
 /**
  * Puts one path (its NAR, then its narinfo, as a push orders them) and returns its keys.
  * `contents` makes the NAR distinct (default: the path itself).
@@ -33,21 +59,7 @@ export async function putSyntheticPath(
   references: readonly StorePath[],
   contents: string = path,
 ): Promise<SyntheticPath> {
-  const nar = buildNar(narNode.regular(contents));
-  const hash = Sha256.of(nar);
-  const info: NarInfo = {
-    storePath: path,
-    url: narKey(hash, "none"),
-    compression: "none",
-    fileHash: hash,
-    fileSize: nar.length,
-    narHash: hash,
-    narSize: nar.length,
-    references: [...references].sort(),
-    deriver: undefined,
-    sigs: [],
-    ca: undefined,
-  };
+  const { info, nar } = syntheticNar(path, references, contents);
   const signed = signNarInfo(info, key);
   await store.put(info.url, nar);
   await store.put(narInfoKey(path), Buffer.from(formatNarInfo(signed)));
