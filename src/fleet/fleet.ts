@@ -2,7 +2,6 @@
 // policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
 import type { StorePath } from "../nix/store-path.js";
 import type { BuildersSpec } from "./builders.js";
-import type { PolicyRule } from "./host-policy.js";
 
 /** Host names and tags: what `--on web1,@web` selects by. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
@@ -304,4 +303,25 @@ export function formatSystemSpec(system: SystemSpec): string {
 /** Hosts that can only get their closure from the cache (ssm, agent), so the fleet needs one. */
 export function requiresCache(host: FleetHost): boolean {
   return host.delivery === "ssm" || host.delivery === "agent";
+}
+
+/** What one `policies` entry (or the flags) sets: any policy key but `maxFailures`. */
+export interface PolicyOverride {
+  readonly parallel?: number;
+  readonly canary?: number;
+  readonly confirmTimeout?: number;
+  readonly activationTimeout?: number;
+  readonly keepGenerations?: number;
+  readonly reboot?: RebootMode;
+  readonly rebootTimeout?: number;
+  readonly rebootRollback?: boolean;
+  readonly requirePinned?: boolean;
+  readonly health?: Partial<HealthChecks>;
+}
+
+/** A `policies` entry: the hosts it applies to (one selector term) and what it sets. */
+export interface PolicyRule {
+  /** `@tag` or a host name, either with `*` globs, as written. */
+  readonly selector: string;
+  readonly override: PolicyOverride;
 }

@@ -8,30 +8,10 @@
 // Order, later winning: `policy`; each `@tag` entry the host has, in the file's order; the
 // entry named by the host's name (or a name glob); the flags. `health.http` and
 // `health.commands` are each replaced whole by the latest entry that states them, so an entry
-// can also take a check away (`"commands": []`). `maxFailures` is the rollout's alone.
-import type { FleetHost, HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
+// can also take a check away (`"commands": []`). `maxFailures` is the rollout's alone. The
+// types of an entry (`PolicyOverride`, `PolicyRule`) are the fleet's, in fleet.ts.
+import type { FleetHost, PolicyOverride, PolicyRule, RolloutPolicy } from "./fleet.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
-
-/** What one `policies` entry (or the flags) sets: any policy key but `maxFailures`. */
-export interface PolicyOverride {
-  readonly parallel?: number;
-  readonly canary?: number;
-  readonly confirmTimeout?: number;
-  readonly activationTimeout?: number;
-  readonly keepGenerations?: number;
-  readonly reboot?: RebootMode;
-  readonly rebootTimeout?: number;
-  readonly rebootRollback?: boolean;
-  readonly requirePinned?: boolean;
-  readonly health?: Partial<HealthChecks>;
-}
-
-/** A `policies` entry: the hosts it applies to (one selector term) and what it sets. */
-export interface PolicyRule {
-  /** `@tag` or a host name, either with `*` globs, as written. */
-  readonly selector: string;
-  readonly override: PolicyOverride;
-}
 
 /** The selector's single term; `policies` keys are one term each (the parser checks). */
 export function ruleTerm(rule: Pick<PolicyRule, "selector">): SelectorTerm {
@@ -89,3 +69,5 @@ export function roleOf(
     .map((r) => r.selector)
     .join(" ");
 }
+
+export type { PolicyOverride, PolicyRule } from "./fleet.js";

@@ -5,8 +5,8 @@
 import type { PathInfo } from "../nix/closure.js";
 import { isStorePath, type StorePath } from "../nix/store-path.js";
 import { answerOf } from "./activation.js";
-import type { ScriptRun } from "./activation-session.js";
 import { resultMessage } from "./script-outcomes.js";
+import type { ScriptRun } from "./session-request.js";
 
 export type ClosureNode = Pick<PathInfo, "path" | "narSize" | "references">;
 

@@ -8,17 +8,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { type ActivationResult, answerOf, type BootVerbResult } from "./activation.js";
-import {
-  type ActivationTransport,
-  activateDeadline,
-  type DeployOutcome,
-  type DeployRequest,
-  type RebootRequest,
-  type SessionHooks,
-  type SessionPhase,
-} from "./activation-session.js";
+import type {
+  ActivationTransport,
+  DeployOutcome,
+  DeployRequest,
+  RebootRequest,
+  SessionHooks,
+  SessionPhase,
+} from "./session-request.js";
 import {
   abortUnanswered,
+  activateDeadline,
   activateRequest,
   failed,
   kept as keptSystem,

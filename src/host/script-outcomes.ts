@@ -15,7 +15,7 @@ import {
   type PinnedTrust,
   type RebootState,
 } from "./activation.js";
-import type { ScriptRun } from "./activation-session.js";
+import type { ScriptRun } from "./session-request.js";
 
 /** A status record standing in for a host's answer (a plan that may not ask the host). */
 export interface StoredAnswer {

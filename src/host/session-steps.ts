@@ -3,6 +3,8 @@
 import { describePrune, type PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
+import { httpCheck } from "./http-check.js";
+import { pruneOutcome } from "./script-outcomes.js";
 import type {
   ActivationSteps,
   ActivationTransport,
@@ -11,9 +13,7 @@ import type {
   ScriptRun,
   SessionHooks,
   SessionPhase,
-} from "./activation-session.js";
-import { httpCheck } from "./http-check.js";
-import { pruneOutcome } from "./script-outcomes.js";
+} from "./session-request.js";
 
 /**
  * Seconds beyond the host's own bounds that the driver waits for activate.sh: connection
@@ -156,4 +156,11 @@ export async function prune(
 
 export function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
   return { status: "failed", phase, message, rolledBack };
+}
+
+/** The longest the driver waits for `activate` itself. */
+export function activateDeadline(request: DeployRequest): number {
+  // activate.sh gives each command check the longest of their timeouts.
+  const longest = Math.max(0, ...request.commandChecks.map((c) => c.timeout));
+  return request.activationTimeout + request.commandChecks.length * longest + SESSION_MARGIN;
 }

@@ -15,16 +15,14 @@ import { fileURLToPath } from "node:url";
 import { InputError, OperationError } from "../errors.js";
 import { readHeartbeats } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
-import type { LabEvent } from "./lab.js";
-import type { LabKeys } from "./lab-fleet.js";
 import { type HostBind, stopProcesses } from "./lab-host.js";
 import { type LabState, writeLabState } from "./lab-state.js";
+import { LAB_CHANNEL, type LabEvent, type LabKeys } from "./lab-types.js";
 import type { LabHostLayout, LabLayout } from "./layout.js";
 
 /** Where a host sees its agent's parts (inside its own /run). */
 export const HOST_VIEW = "/run/nixship-lab";
-/** The channel a lab's agents follow. */
-export const LAB_CHANNEL = "lab";
+export { LAB_CHANNEL } from "./lab-types.js";
 export const AGENT_LOG = "agent.log";
 /** Seconds between an agent's polls on a lab, and polls between its heartbeats. */
 export const LAB_POLL_INTERVAL = 2;

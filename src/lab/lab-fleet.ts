@@ -12,8 +12,8 @@ import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
-import { LAB_CHANNEL } from "./lab-agents.js";
 import { hostPublicKey } from "./lab-host.js";
+import { LAB_CHANNEL, type LabKeys } from "./lab-types.js";
 import type { LabLayout } from "./layout.js";
 
 /** The example systems that come with nixship (examples/ in the package). */
@@ -54,11 +54,7 @@ async function agentHosts(lab: LabLayout, system: SystemSpec): Promise<FleetHost
 }
 
 /** The public keys a lab's fleet file names, for the agents' configs. */
-export interface LabKeys {
-  readonly cache: string;
-  /** With agents: the key the lab's releases are signed with. */
-  readonly release?: string;
-}
+export type { LabKeys } from "./lab-types.js";
 
 /**
  * Writes the lab's own fleet file and the keys it names (cache.sec, and with agents

@@ -33,6 +33,7 @@ import {
 } from "./lab-network.js";
 import { writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
+import type { LabEvent } from "./lab-types.js";
 import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
 import { clientSshConfig, knownHosts, LAB_CONTROL_PREFIX } from "./ssh-files.js";
 
@@ -43,10 +44,7 @@ export function labsDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.NIXSHIP_LAB_DIR || DEFAULT_LABS_DIR;
 }
 
-export type LabEvent =
-  | { readonly type: "host-starting"; readonly host: string; readonly address: string }
-  | { readonly type: "host-up"; readonly host: string; readonly pid: number }
-  | { readonly type: "agent-up"; readonly host: string; readonly pid: number };
+export type { LabEvent } from "./lab-types.js";
 
 export interface LabUpOptions {
   readonly labsDir: string;

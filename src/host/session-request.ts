@@ -1,0 +1,177 @@
+// What an activation session is asked and how it answers, in every delivery mode: the request,
+// the transport seam to activate.sh, the hooks a driver gives, and the outcome. Types only, so
+// that the session, its reboot variant, its steps and the readers of results share them
+// without importing each other.
+import type { Action } from "../fleet/action.js";
+import type { HealthChecks } from "../fleet/fleet.js";
+import type { HostPhase, SessionPhase } from "../fleet/phase.js";
+
+export type { SessionPhase };
+
+import type { StorePath } from "../nix/store-path.js";
+import type { PruneReport } from "../status/prune-report.js";
+import type { ActivateOptions, ActivationResult, ScriptCommand } from "./activation.js";
+
+/**
+ * What one host is to run, and how: the same request in every delivery mode (the rollout
+ * builds it, the agent builds it from a release).
+ */
+export interface DeployRequest {
+  readonly path: StorePath;
+  readonly action: Action;
+  /** Where the host substitutes from (signatures required); none: the path must be there. */
+  readonly substituters: readonly string[];
+  readonly trustedKeys: readonly string[];
+  readonly commandChecks: readonly {
+    readonly run: string;
+    readonly timeout: number;
+    /** false: run once, not retried until the timeout. */
+    readonly retry?: boolean;
+  }[];
+  /** Run by whoever drives the session (the deployer, or the agent on the host itself). */
+  readonly httpChecks: readonly {
+    /** With the host's placeholders already filled in. */
+    readonly url: string;
+    readonly expectStatus: number;
+    readonly timeout: number;
+    /** false: the first failure is final. */
+    readonly retry?: boolean;
+  }[];
+  /** Seconds the host waits for confirmation before rolling back (0: no window). */
+  readonly confirmTimeout: number;
+  /**
+   * Seconds from the start of the activation to the end of switch-to-configuration; past it
+   * the host stops the switch and goes back to its previous system (`timed-out`).
+   */
+  readonly activationTimeout: number;
+  /** The host's secrets, installed before the switch; undefined: its secrets are left alone. */
+  readonly secrets?: HostSecrets;
+  /**
+   * After a confirmed activation, the host keeps this many of its newest generations (and the
+   * rollback target) and collects garbage; undefined or 0: it keeps everything.
+   */
+  readonly keepGenerations?: number;
+  /**
+   * Reboot into the new system (`switch-to-configuration boot`, then a reboot), and judge it
+   * after the boot; undefined: a switch, no reboot.
+   */
+  readonly reboot?: RebootRequest;
+}
+
+export interface RebootRequest {
+  /** Seconds the host has to come back on its new system (and again after a reboot back). */
+  readonly timeout: number;
+  /** A host that fails after the reboot is rebooted into the previous system too. */
+  readonly rollback: boolean;
+}
+
+/** What a request is made of, in every mode: the system, where from, and the host's checks. */
+export interface RequestParts {
+  readonly path: StorePath;
+  readonly action: Action;
+  readonly substituters: readonly string[];
+  readonly trustedKeys: readonly string[];
+  /** The host's checks (its policy, or its release entry's), URLs not yet filled in. */
+  readonly checks: {
+    readonly health: HealthChecks;
+    readonly confirmTimeout: number;
+    readonly keepGenerations?: number;
+  };
+  /** Where `{address}` and `{name}` in the checks' URLs point. */
+  readonly host: { readonly name: string; readonly address: string | undefined };
+  readonly activationTimeout: number;
+  readonly secrets?: HostSecrets | undefined;
+  readonly reboot?: RebootRequest | undefined;
+}
+
+/** What one host is given of the fleet's secrets: ciphertexts only. */
+export interface HostSecrets {
+  /** The bundle (see host/secrets-bundle.ts); a host that gets none has the header only. */
+  readonly bundle: string;
+  /** Its manifest's digest, which the host's status reports once the bundle is installed. */
+  readonly digest: string;
+  /** A store path whose bin/age decrypts them; undefined: age from the host's PATH. */
+  readonly age: StorePath | undefined;
+}
+
+/** One run of activate.sh as a transport saw it. */
+export interface ScriptRun {
+  readonly code: number;
+  /** The script's JSON result; undefined when none came. */
+  readonly result: ActivationResult | undefined;
+  /** Why there is no result (e.g. "ssh: Connection refused"); empty when there is one. */
+  readonly failure: string;
+}
+
+export interface ScriptRunOptions {
+  /**
+   * Seconds after which the transport stops waiting for this run (it then resolves with no
+   * result, and stops its own side of the run: the ssh client, the local child).
+   */
+  readonly timeoutSeconds: number;
+  /** Over a new connection, where that means something (ssh): the host must let us in anew. */
+  readonly fresh?: boolean;
+  readonly onLog?: (line: string) => void;
+  /** Stops waiting at once (the transport resolves with no result). */
+  readonly signal?: AbortSignal;
+  /**
+   * `activate` with --secrets: the bundle, which the transport hands to activate.sh (ssh and a
+   * local child: in the script's input, as SECRETS_VARIABLE).
+   */
+  readonly secretsBundle?: string;
+}
+
+/** How a session reaches activate.sh on one host. */
+export interface ActivationTransport {
+  /**
+   * Whether the host can hold a confirmation window: the driver can come back (afresh) to
+   * confirm or abort. Without it, a failed HTTP check is answered by `rollback`.
+   */
+  readonly confirms: boolean;
+  /**
+   * Before anything changes: whether the host can be reached the way the confirmation will
+   * need (ssh: a new connection); a message when it cannot.
+   */
+  preflight(signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * `activate.sh activate` with these options. A transport that runs a wave's activations
+   * together (SSM) answers with this host's part of that run.
+   */
+  activate(activation: ActivateOptions, options: ScriptRunOptions): Promise<ScriptRun>;
+  /** Any later command (confirm, abort, rollback, prune, status, the boot verbs). */
+  run(command: ScriptCommand, options: ScriptRunOptions): Promise<ScriptRun>;
+}
+
+/** How a host's deploy ended: the same data in every mode. */
+export type DeployOutcome =
+  | {
+      readonly status: "activated";
+      readonly generation: number | undefined;
+      readonly previous: string | undefined;
+      /** What the host pruned afterwards (undefined: the request asked for no pruning). */
+      readonly pruned?: PruneReport;
+    }
+  | {
+      readonly status: "failed";
+      readonly phase: HostPhase;
+      readonly message: string;
+      /** The host is back on the system it ran before (false: it had none, or that failed). */
+      readonly rolledBack: boolean;
+    };
+
+/** Which steps an activation has, from its action: one decision for every mode. */
+export interface ActivationSteps {
+  /** The driver runs the HTTP checks after the switch. */
+  readonly httpChecks: boolean;
+  /** Seconds the host waits for confirm or abort (0: it finishes on its own). */
+  readonly confirmWindow: number;
+}
+
+export interface SessionHooks {
+  readonly phase: (phase: SessionPhase) => void;
+  readonly log: (line: string) => void;
+  /** Aborts the session: what is in flight is aborted and the host rolled back. */
+  readonly signal?: AbortSignal;
+  /** The confirmation token (default: a random one). */
+  readonly token?: string;
+}
