@@ -126,6 +126,25 @@ describe("the dashboard in Chromium", () => {
     await page.screenshot({ path: join(SHOTS, "releases.png"), fullPage: true });
   });
 
+  it("its times tick in the page, between polls: a stuck rollout never reads '0 s ago' (issue 46)", async () => {
+    const tab = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    try {
+      await tab.goto(`${url}/rollout`);
+      const started = tab.locator(".rollout-head time[data-ago]").first();
+      const before = (await started.textContent()) ?? "";
+      expect(before).toMatch(/ ago$/);
+      // The page's clock moves 10 minutes on; the server's does not: only the page's script can
+      // say so (a page the server renders again says what its own clock says).
+      await tab.clock.install();
+      await tab.clock.fastForward("10:00");
+      await expect
+        .poll(async () => (await started.textContent()) ?? "", SETTLES)
+        .toMatch(/^(1\d|[2-9]\d|\d{3,}) min ago$|^\d+ h ago$/);
+    } finally {
+      await tab.close();
+    }
+  });
+
   it("a status marker written while the page is open appears within 3 s, without a reload; a planted <script> stays text", async () => {
     await page.goto(url);
     let navigations = 0;

@@ -154,7 +154,7 @@ function hostRow(row: StatusRow, tags: readonly string[], now: Date): Html {
   const sys = shortSystem(running);
   const result =
     row.source === "stored" && row.state !== undefined
-      ? html`${row.state}${row.phase ? html` <span class="muted">(${row.phase})</span>` : ""} <time datetime="${row.updatedAt}">${ago(row.updatedAt, now)}</time>`
+      ? html`${row.state}${row.phase ? html` <span class="muted">(${row.phase})</span>` : ""} ${agoTime(row.updatedAt, now)}`
       : row.source === "live"
         ? html`asked live`
         : html`<span class="muted">none</span>`;
@@ -179,9 +179,7 @@ function lastSeenCell(row: StatusRow, now: Date): Html {
   const seen = lastSeen(row, now);
   const ahead = seenAhead(row, now);
   return html`${
-    seen === null
-      ? html`<span class="muted">—</span>`
-      : html`<time datetime="${seen}">${ago(seen, now)}</time>`
+    seen === null ? html`<span class="muted">—</span>` : html`${agoTime(seen, now)}`
   }${ahead === null ? "" : html` <span class="error future-time" title="more than 5 minutes ahead of this machine's clock, so not taken as last seen">dated in the future: ${ahead}</span>`}`;
 }
 
@@ -226,7 +224,7 @@ ${currentLine(c, now)}${c.total > c.releases.length ? html`<p>Showing the newest
 <td>${trustCell(r.trust)}</td>
 ${
   r.status === "ok"
-    ? html`<td>${r.kind}</td><td><time datetime="${r.created}">${ago(r.created, now)}</time></td><td>${r.expires === undefined ? "" : html`<time datetime="${r.expires}">${ago(r.expires, now)}</time>`}${r.expired ? html` <span class="badge failed">expired</span>` : ""}</td><td>${r.hosts}</td>`
+    ? html`<td>${r.kind}</td><td>${agoTime(r.created, now)}</td><td>${r.expires === undefined ? "" : html`${agoTime(r.expires, now)}`}${r.expired ? html` <span class="badge failed">expired</span>` : ""}</td><td>${r.hosts}</td>`
     : html`<td colspan="4" class="error">${r.problem}</td>`
 }
 <td>${r.counts?.applied ?? "—"}</td><td>${r.counts?.failed ?? "—"}</td><td>${r.counts?.pending ?? "—"}</td>
@@ -248,7 +246,7 @@ function currentLine(c: BoardChannel, now: Date): Html {
   }
   return c.currentSeq === null
     ? html`<p>The channel names ${names}.</p>`
-    : html`<p>Current release <strong>${c.currentSeq}</strong>, signed by <code>${trust.key}</code>, expires <time datetime="${c.expires ?? ""}">${ago(c.expires, now)}</time>.</p>`;
+    : html`<p>Current release <strong>${c.currentSeq}</strong>, signed by <code>${trust.key}</code>, expires ${agoTime(c.expires, now)}.</p>`;
 }
 
 function rowClass(r: BoardRelease): string {
@@ -283,7 +281,7 @@ export function releaseMain(
   }
   return html`<h1>Release ${seq} of channel ${channel}</h1>
 ${head}
-<p>Created <time datetime="${data.created ?? ""}">${ago(data.created, now)}</time>; it names ${data.hosts} hosts${data.hosts > lines.length ? `, the first ${lines.length} shown` : ""}.</p>
+<p>Created ${agoTime(data.created, now)}; it names ${data.hosts} hosts${data.hosts > lines.length ? `, the first ${lines.length} shown` : ""}.</p>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts release ${seq} names</caption>
 <thead><tr><th scope="col">Host</th><th scope="col">For this release</th><th scope="col">System it names</th><th scope="col">Runs now</th></tr></thead>
@@ -310,7 +308,7 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
   }
   const r = read.record;
   return html`<h1>Rollout ${r.id}</h1>${ahead}
-<p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started <time datetime="${r.startedAt}">${ago(r.startedAt, now)}</time>, last written <time datetime="${r.updatedAt}">${ago(r.updatedAt, now)}</time>.</p>
+<p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${origin(r)}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
 ${r.waves.map((w) => waveSection(w))}
@@ -388,12 +386,7 @@ export function hostMain(detail: HostDetail, now: Date): Html {
         "Last result",
         row.state === undefined ? "none" : `${row.state}${row.phase ? ` (${row.phase})` : ""}`,
       ],
-      [
-        "When",
-        row.updatedAt
-          ? html`<time datetime="${row.updatedAt}">${ago(row.updatedAt, now)}</time>`
-          : "",
-      ],
+      ["When", row.updatedAt ? html`${agoTime(row.updatedAt, now)}` : ""],
       ["Last seen", lastSeenCell(row, now)],
     );
     if (row.channel) fields.push(["Release", `${row.channel} ${row.seq}`]);
@@ -425,7 +418,7 @@ ${
 <thead><tr><th scope="col">Started</th><th scope="col">Rollout</th><th scope="col">Action</th><th scope="col">Wave</th><th scope="col">Result</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${detail.history.map((h) => {
         const sys = shortSystem(h.entry.system);
-        return html`<tr><td><time datetime="${h.startedAt}">${ago(h.startedAt, now)}</time></td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
+        return html`<tr><td>${agoTime(h.startedAt, now)}</td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
       })}</tbody></table></div>`
 }
 <h2>Systems it ran</h2>
@@ -441,4 +434,12 @@ ${
 /** A page for what does not exist. */
 export function notFoundMain(what: string): Html {
   return html`<h1>Not found</h1><p>${what}</p><p><a href="/">All hosts</a></p>`;
+}
+
+/**
+ * A time as how long ago it was, which the page's script keeps current between renders
+ * (`data-ago`): a rollout stuck for a minute never reads "0 s ago".
+ */
+function agoTime(iso: string | null | undefined, now: Date): Html {
+  return html`<time datetime="${iso ?? ""}" data-ago>${ago(iso, now)}</time>`;
 }

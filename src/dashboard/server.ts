@@ -54,8 +54,8 @@ export interface DashboardOptions {
   readonly fleetName: string;
   /** When set, every request must carry it (Bearer, or Basic auth's password). */
   readonly token?: string | undefined;
-  /** The client script, compiled (undefined: pages work, without live updates). */
-  readonly appJs?: string | undefined;
+  /** The client scripts by name, compiled (undefined: pages work, without live updates). */
+  readonly appJs?: ReadonlyMap<string, string> | undefined;
   /** Event streams allowed at once (default MAX_EVENT_STREAMS). */
   readonly maxEventStreams?: number;
   /** Event streams one client may hold (default MAX_STREAMS_PER_CLIENT). */
@@ -76,10 +76,19 @@ const SECURITY_HEADERS: Record<string, string> = {
   "cache-control": "no-store",
 };
 
-/** The compiled client script beside this module (dist/dashboard/client/app.js). */
-export async function loadClientScript(): Promise<string | undefined> {
+/** The client's modules: app.js, and what it imports (served from /assets/NAME). */
+const CLIENT_MODULES = ["app.js", "ago.js"] as const;
+
+/**
+ * The compiled client scripts beside this module (dist/dashboard/client/), by name; undefined
+ * when one is missing (pages work, without live updates).
+ */
+export async function loadClientScript(): Promise<ReadonlyMap<string, string> | undefined> {
   try {
-    return await readFile(new URL("./client/app.js", import.meta.url), "utf8");
+    const texts = await Promise.all(
+      CLIENT_MODULES.map((name) => readFile(new URL(`./client/${name}`, import.meta.url), "utf8")),
+    );
+    return new Map(CLIENT_MODULES.map((name, i) => [name, texts[i] as string]));
   } catch {
     return undefined;
   }
@@ -383,10 +392,11 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     c.header("content-type", "text/css; charset=utf-8");
     return c.body(DASHBOARD_CSS);
   });
-  app.get("/assets/app.js", (c) => {
-    if (options.appJs === undefined) return c.text("the client script is not built\n", 404);
+  app.get("/assets/:name{[a-z]+\\.js}", (c) => {
+    const script = options.appJs?.get(c.req.param("name"));
+    if (script === undefined) return c.text("the client script is not built\n", 404);
     c.header("content-type", "text/javascript; charset=utf-8");
-    return c.body(options.appJs);
+    return c.body(script);
   });
 
   app.notFound((c) =>

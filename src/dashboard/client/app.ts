@@ -9,6 +9,8 @@
 // tab of the browser holds the stream (the one holding a Web Lock; when it closes, the next
 // takes the lock) and passes each event to the others over a BroadcastChannel.
 
+import { ago } from "./ago.js";
+
 const live = (): HTMLElement | null => document.getElementById("live");
 
 let fetching: Promise<void> | undefined;
@@ -102,5 +104,17 @@ function filtersApplyAsTheyChange(): void {
   });
 }
 
+/** Keeps every "how long ago" of the page current, each second, between renders. */
+function tickTimes(): void {
+  window.setInterval(() => {
+    const now = new Date();
+    for (const t of document.querySelectorAll<HTMLTimeElement>("time[data-ago]")) {
+      const text = ago(t.dateTime, now);
+      if (t.textContent !== text) t.textContent = text;
+    }
+  }, 1000);
+}
+
 follow();
 filtersApplyAsTheyChange();
+tickTimes();
