@@ -91,11 +91,18 @@ describe("what passed on each host (issue 12)", () => {
     const r = await deployViaAgent(lab, "--canary", "1");
     expect(r.code).toBe(1);
     expect(summaryOf(r).ah1).toMatchObject({ status: "failed", rolledBack: true });
-    const failed = await record(lab, "ah1");
-    broken = failed?.desired ?? "";
-    failedSeq = failed?.seq ?? 0;
-    expect(broken).toMatch(/web/);
     const releases = await allReleases(lab);
+    const failed = releases.filter((x) => x.kind === "deploy").at(-1);
+    broken = failed?.hosts.ah1?.path ?? "";
+    failedSeq = failed?.seq ?? 0;
+    expect(broken).toMatch(/-example-web-system-broken$/);
+    // The deploy ended once ah1 had applied the rollback release, and said so (issue 46).
+    expect(String(summaryOf(r).ah1?.message)).toMatch(/it applied rollback release \d+ \(it runs /);
+    expect(await record(lab, "ah1")).toMatchObject({
+      state: "success",
+      current: paths.get("web-v2"),
+      seq: releases.at(-1)?.seq,
+    });
     expect(releases.at(-1)).toMatchObject({
       kind: "rollback",
       hosts: {
