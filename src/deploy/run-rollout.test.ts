@@ -204,6 +204,34 @@ describe("runRollout", () => {
     expect(results[0]?.outcome).toMatchObject({ status: "failed", message: "spawn ssh ENOENT" });
   });
 
+  it("carries a delivery's later word on a host it reported into the result (issue 46)", async () => {
+    const events: DeployEvent[] = [];
+    const failed = { status: "failed", phase: "health", rolledBack: true } as const;
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "" }),
+      rollbackHosts: async () => [],
+      // An agent wave: the host's failure is told at once, what became of it once the wave ends.
+      deployWave: async (_wave, emit) => {
+        emit({ type: "done", host: "a", outcome: { ...failed, message: "unhealthy" } });
+        return [{ ...failed, message: "unhealthy; it applied rollback release 3" }];
+      },
+    };
+    const results = await runRollout({
+      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
+      hosts: [host("a")],
+      policy: { maxFailures: 0 },
+      delivery,
+      request,
+      emit: (e) => events.push(e),
+    });
+    expect(results[0]?.outcome).toMatchObject({
+      status: "failed",
+      message: "unhealthy; it applied rollback release 3",
+    });
+    // The host was reported once, as it ended.
+    expect(events.filter((e) => e.type === "host-done")).toHaveLength(1);
+  });
+
   it("tells the delivery each wave's kind, parallelism and remaining failure budget", async () => {
     const contexts: WaveContext[] = [];
     const delivery: Delivery = {

@@ -251,7 +251,14 @@ async function runWave(
   listening = false;
   return wave.hosts.map((p, i) => {
     const known = reported.get(p.host);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      // A delivery may say more of a host once its wave settled (an agent wave: whether a
+      // failed host applied the rollback release): the result, and so the summary, carry it.
+      const last = settled.done ? settled.value[i] : undefined;
+      return last !== undefined && last.status === known.outcome.status
+        ? { ...known, outcome: last }
+        : known;
+    }
     const outcome = settled.done
       ? (settled.value[i] ?? noOutcome())
       : stillSettling(phases.get(p.host) ?? "connect", grace, waveHosts[i]?.request);
