@@ -15,12 +15,7 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import {
-  type Release,
-  releaseDigest,
-  type SignedRelease,
-  verifyRelease,
-} from "../src/release/release.js";
+import { releaseDigest, type SignedRelease, verifyRelease } from "../src/release/release.js";
 import {
   channelKey,
   type PublishOptions,
@@ -30,7 +25,7 @@ import {
 } from "../src/release/release-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
-import { doubledRelease } from "./support/doubled-release.js";
+import { doubledRelease, releaseOfWebHosts } from "./support/doubled-release.js";
 
 const key = generateSecretKey("release-cli-1");
 const PUBLIC = formatPublicKey(publicKeyOf(key));
@@ -410,22 +405,7 @@ describe("release show", () => {
   it("fails with exit 2 on a signed release that names a host in two shards, naming the host and both shards", async () => {
     const doubledDir = join(dir, "doubled");
     const store = new FsStore(doubledDir, { fsync: false });
-    const hosts = Object.fromEntries(
-      Array.from({ length: 300 }, (_, i) => [`web-${i}`, { path: WEB1 }]),
-    );
-    const release: Release = {
-      version: 1,
-      channel: "prod",
-      seq: 1,
-      created: "2026-11-21T10:00:00.000Z",
-      expires: "2026-11-28T10:00:00.000Z",
-      previous: null,
-      kind: "deploy",
-      action: "switch",
-      health: { http: [], commands: [] },
-      confirmTimeout: 30,
-      hosts,
-    };
+    const release = releaseOfWebHosts(WEB1);
     const { own, other } = await doubledRelease(release, key, "web-7", { store });
     await store.close();
     for (const which of ["1", "latest"]) {

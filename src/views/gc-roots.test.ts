@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { doubledRelease } from "../../test/support/doubled-release.js";
+import { doubledRelease, releaseOfWebHosts } from "../../test/support/doubled-release.js";
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
@@ -58,21 +58,7 @@ describe("gc roots", () => {
     const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
     try {
       const store = new FsStore(dir, { fsync: false });
-      const release: Release = {
-        version: 1,
-        channel: "prod",
-        seq: 1,
-        created: "2026-11-21T10:00:00.000Z",
-        expires: "2026-11-28T10:00:00.000Z",
-        previous: null,
-        kind: "deploy",
-        action: "switch",
-        health: { http: [], commands: [] },
-        confirmTimeout: 30,
-        hosts: Object.fromEntries(
-          Array.from({ length: 300 }, (_, i) => [`web-${i}`, { path: p("a") as StorePath }]),
-        ),
-      };
+      const release = releaseOfWebHosts(p("a") as StorePath);
       const key = generateSecretKey("release-1");
       const { own, other } = await doubledRelease(release, key, "web-3", { store });
       const found = await rootsFromStore(store, { keepReleases: 5 });

@@ -2,6 +2,7 @@
 // a store as a publisher would put it: what nixship's publisher refuses to write, made here by
 // hand to check that each reader and the agent refuse it.
 import type { SecretKey } from "../../src/nix/keys.js";
+import type { StorePath } from "../../src/nix/store-path.js";
 import {
   canonicalJson,
   formatShardedHead,
@@ -16,6 +17,23 @@ import { shardIndex } from "../../src/release/release-shard.js";
 import { channelKey, releaseKey } from "../../src/release/release-store.js";
 import { putShards } from "../../src/release/shard-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
+
+/** Release 1 of channel prod, a deploy naming `count` hosts web-0, web-1, … each with `path`. */
+export function releaseOfWebHosts(path: StorePath, count = 300): Release {
+  return {
+    version: 1,
+    channel: "prod",
+    seq: 1,
+    created: "2026-11-21T10:00:00.000Z",
+    expires: "2026-11-28T10:00:00.000Z",
+    previous: null,
+    kind: "deploy",
+    action: "switch",
+    health: { http: [], commands: [] },
+    confirmTimeout: 30,
+    hosts: Object.fromEntries(Array.from({ length: count }, (_, i) => [`web-${i}`, { path }])),
+  };
+}
 
 export interface DoubledRelease {
   readonly head: SignedHead;
