@@ -52,6 +52,7 @@ import { deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
+import { judgeBootRequest, pendingBootOf } from "./pending-boot.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { recordResults } from "./push-records.js";
 import { pushSystems } from "./push-systems.js";
@@ -430,6 +431,8 @@ export function deployRequest(
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
+  const reboot = { timeout: policy.rebootTimeout, rollback: policy.rebootRollback };
+  const judgeBoot = judgeBootRequest(planned, reboot);
   return buildDeployRequest({
     path: desired,
     action: options.action,
@@ -439,9 +442,8 @@ export function deployRequest(
     host,
     activationTimeout: policy.activationTimeout,
     secrets: prepared.secrets.get(host.name),
-    ...(planned.rebooting
-      ? { reboot: { timeout: policy.rebootTimeout, rollback: policy.rebootRollback } }
-      : {}),
+    ...(planned.rebooting ? { reboot } : {}),
+    ...(judgeBoot === undefined ? {} : { judgeBoot }),
   });
 }
 
@@ -503,6 +505,7 @@ export async function survey(
     }
     const s = await delivery.status(host, options.signal, asked);
     const desired = built.byHost.get(host.name);
+    const pendingBoot = pendingBootOf(s);
     const rebootFor =
       s.reachable && s.reboot && desired !== undefined
         ? rebootChanges(await partsOf(desired), s.reboot.booted)
@@ -519,6 +522,7 @@ export async function survey(
             ...(s.failed ? { failed: s.failed.reason } : {}),
             ...(rebootFor ? { rebootFor } : {}),
             ...(countsBoots(s.boot) === undefined ? {} : { countsBoots: countsBoots(s.boot) }),
+            ...(pendingBoot === undefined ? {} : { pendingBoot }),
             ...pinningOf(host, s),
           },
           ready: s.reported !== false,

@@ -78,8 +78,13 @@ export function liveRow(
     mode: host.delivery,
     source: "live",
     // A host that runs a system that failed there, or not the one its last deploy asked for,
-    // is not in step.
-    inStep: status.reachable && status.failed === undefined && drift === undefined && !behind,
+    // or a boot nobody judged (docs/reboots.md), is not in step.
+    inStep:
+      status.reachable &&
+      status.failed === undefined &&
+      !status.boot?.pending &&
+      drift === undefined &&
+      !behind,
     ...status,
     ...(drift === undefined ? {} : { drift }),
     ...(last === undefined ? {} : { last }),
