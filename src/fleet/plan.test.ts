@@ -290,7 +290,9 @@ describe("reboots of hosts whose booted system is unknown (issue 46)", () => {
 
 describe("a boot left pending (issue 46)", () => {
   const pendingInto = (path: StorePath, booted: boolean): HostState => ({
-    ...running(booted ? path : v1, 42),
+    kind: "reported",
+    current: booted ? path : v1,
+    generation: 42,
     pendingBoot: { token: "t1", path, since: 1700, generation: 42, previous: v1, booted },
   });
 
