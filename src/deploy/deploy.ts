@@ -47,6 +47,7 @@ import { type bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
 import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
+import { reportBuildProgress } from "./build-progress.js";
 import { closureDiffs } from "./closure-diffs.js";
 import { deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -322,13 +323,15 @@ export async function prepare(
     ...(where.host === undefined ? {} : { buildHost: where.host }),
   });
   const buildStart = performance.now();
+  const progress = reportBuildProgress(emit);
   const built = await buildSystems(
     hosts,
     options.fleetDir,
     options.nix,
     where,
     pusher?.kind === "nixship",
-  );
+    progress.onProgress,
+  ).finally(progress.stop);
   emit({
     type: "build-done",
     seconds: (performance.now() - buildStart) / 1000,
