@@ -344,10 +344,7 @@ describe("terminal", () => {
       "building kernel-6.6 (17.0s); 1 of 2 derivations built",
     ]);
     r.onEvent({ type: "build-done", seconds: 20, systems: [] });
-    expect(screen(s.text())).toEqual([
-      "building 1 system for 2 hosts",
-      "built 0 systems in 20.0s",
-    ]);
+    expect(screen(s.text())).toEqual(["building 1 system for 2 hosts", "built 0 systems in 20.0s"]);
     r.finish();
   });
 
