@@ -6,24 +6,39 @@
 //   node scripts/cli-reference.mjs --stdout   print it instead
 //   node scripts/cli-reference.mjs --check [FILE]
 //                                             exit 1 when FILE (default docs/cli.md) differs
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = `${ROOT}dist/cli/bin.js`;
 const OUT = `${ROOT}docs/cli.md`;
 
 /** What `nixship ARGS` prints on stdout; help is small, so the read is capped at 1 MiB. */
-function help(args) {
-  return execFileSync(process.execPath, [BIN, ...args], {
+async function help(args) {
+  const { stdout } = await promisify(execFile)(process.execPath, [BIN, ...args], {
     encoding: "utf8",
     timeout: 30_000,
     maxBuffer: 1 << 20,
     // Help is static text; no setting of the caller's (a fleet, a lab directory) may reach it.
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-    stdio: ["ignore", "pipe", "pipe"],
   });
+  return stdout;
+}
+
+/** Each command's help, in the commands' order, a few at a time (each is a Node start-up). */
+async function helps(commands) {
+  const out = new Array(commands.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < commands.length) {
+      const i = next++;
+      out[i] = await help([...commands[i].words.split(" "), "--help"]);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return out;
 }
 
 /** The commands the top-level help lists under "Commands:", in its order, with their summaries. */
@@ -48,10 +63,11 @@ const anchor = (words) => `nixship-${words.replaceAll(" ", "-")}`;
 /** A help text as a fenced block: trailing blank lines dropped, one newline kept. */
 const block = (text) => `\`\`\`text\n${text.replace(/\s+$/, "")}\n\`\`\``;
 
-function render() {
+async function render() {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'npm run build' first`);
-  const usage = help(["--help"]);
+  const usage = await help(["--help"]);
   const commands = commandsOf(usage);
+  const texts = await helps(commands);
   const parts = [
     "# CLI reference",
     "",
@@ -69,15 +85,15 @@ function render() {
     "",
     block(usage),
   ];
-  for (const c of commands) {
-    parts.push("", `## \`nixship ${c.words}\``, "", block(help([...c.words.split(" "), "--help"])));
-  }
+  commands.forEach((c, i) => {
+    parts.push("", `## \`nixship ${c.words}\``, "", block(texts[i]));
+  });
   return `${parts.join("\n")}\n`;
 }
 
 const args = process.argv.slice(2);
 try {
-  const text = render();
+  const text = await render();
   if (args[0] === "--stdout") process.stdout.write(text);
   else if (args[0] === "--check") {
     const file = args[1] ?? OUT;
