@@ -9,7 +9,9 @@
 #            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
 #       1. realise P (from the substituters, signatures required; else it must be present)
 #       2. with --secrets: install the host's secrets (see "Secrets" below)
-#       3. set the system profile (switch, boot)
+#       3. set the system profile (switch, boot): a new generation, numbered one past the
+#          highest the profile ever had (recorded in /nix/var/nixship/generations), so that the
+#          number of a generation a failure removed is never made again
 #       4. switch-to-configuration ACTION (through systemd-run where systemd runs)
 #       5. health checks, each within --health-timeout (and no failed systemd units); one that
 #          fails is reported with its exit code and the end of its output
@@ -141,6 +143,9 @@ PINNED_ACTIVATOR=/run/current-system/sw/bin/nixship-activate
 secrets_work=$state_dir/secrets-work
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
+# The highest generation number each profile ever had (see new_generation), on the disk: it
+# must outlive a reboot, as the profile's generations do.
+generations_dir=/nix/var/nixship/generations
 BLESS=/run/current-system/systemd/lib/systemd/systemd-bless-boot
 SYSTEMCTL=/run/current-system/sw/bin/systemctl
 
@@ -248,6 +253,54 @@ generations() {
   for link in "$profile"-*-link; do
     [ -L "$link" ] && printf '%s\n' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'
   done | sort -n
+}
+
+# The highest generation number the profile ever had: the one recorded (new_generation) or the
+# highest it has, whichever is higher (a number of more than 15 digits is not taken).
+highest_generation() {
+  h_rec=$(head -c 32 "$(generation_record)" 2>/dev/null | head -n 1)
+  { digits "$h_rec" && [ ${#h_rec} -le 15 ]; } || h_rec=0
+  h_rec=$(decimal "$h_rec")
+  h_last=$(generations | awk 'length($1) <= 15 { n = $1 } END { printf "%s", n }')
+  [ -z "$h_last" ] || [ "$h_last" -le "$h_rec" ] || h_rec=$h_last
+  printf '%s' "${h_rec:-0}"
+}
+
+# The file that records the highest generation number of the profile.
+generation_record() {
+  printf '%s/%s' "$generations_dir" "$(printf '%s' "$profile" | tr -c 'A-Za-z0-9._-' '_')"
+}
+
+# Step 3: the profile on a new generation holding system $1, within $2 seconds. Its number is
+# one past the highest the profile ever had, recorded on the disk before its link is made: Nix
+# numbers a generation one past the highest that exists, so once the generation of a failed
+# activation is removed its number would come again, and "generation N" would name two
+# systems. The link is made as `nix-env --set` makes it (nix-store --add-root: atomically, a GC
+# root registered while the collector may run), then nix-env switches the profile to it under
+# Nix's profile lock. A profile already on $1 stays as it is.
+new_generation() {
+  n_now=$(current_generation)
+  if [ -n "$n_now" ] && [ "$(readlink "$profile-$n_now-link" 2>/dev/null)" = "$1" ]; then
+    log "the profile $profile is on $1 already (generation $n_now)"
+    return 0
+  fi
+  n_gen=$(($(highest_generation) + 1))
+  n_rec=$(generation_record)
+  if ! { mkdir -p "$generations_dir" && printf '%s\n' "$n_gen" >"$n_rec.tmp" &&
+    mv -f "$n_rec.tmp" "$n_rec"; }; then
+    log "cannot record generation $n_gen of $profile in $n_rec"
+    return 1
+  fi
+  n_start=$(now)
+  bounded log "$2" nix-store --realise "$1" --add-root "$profile-$n_gen-link" || return 1
+  n_left=$(($2 - ($(now) - n_start)))
+  if [ "$n_left" -gt 0 ] && bounded log "$n_left" nix-env -p "$profile" --switch-generation "$n_gen"; then
+    log "generation $n_gen of $profile: $1"
+    return 0
+  fi
+  # The profile is not on it: no rollback or boot menu may take it for a good system.
+  forget_generation "$n_gen"
+  return 1
 }
 
 # The highest generation below $1.
@@ -1512,7 +1565,7 @@ cmd_activate() {
     [ "$r" -gt 0 ] || timed_out profile
     l_phase=profile profile_set=1
     mark_phase profile
-    bounded log "$r" nix-env -p "$profile" --set "$path" ||
+    new_generation "$path" "$r" ||
       step_failed profile 4 "cannot set the profile $profile to $path"
   fi
 
