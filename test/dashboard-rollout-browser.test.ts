@@ -1,6 +1,7 @@
 // The dashboard in Chromium during real ssh rollouts on a lab of three hosts (issue 46): a host
 // whose health check waits on a file the test creates shows as applying in the host table
-// while its rollout holds it, then as in step once it ends; the rollout page lists the host
+// while its rollout holds it (also on its first deploy, before it has a record), then as in
+// step once it ends; the rollout page lists the host
 // skipped as up to date and the wave not started yet, and after a canary fails and stops the
 // rollout, the host it never started. Screenshots go to test-results/dashboard/.
 import type { ChildProcess } from "node:child_process";
@@ -65,10 +66,6 @@ beforeAll(async () => {
     health: { ...doc.policy.health, commands: [{ run: `test -e ${GO}`, timeout: 120 }] },
   } as typeof doc.policy;
   await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
-  for (const h of ["dra1", "dra2", "dra3"]) await release(h);
-  await setExampleSystems(lab.fleetFile, { dra1: "web-v1", dra2: "web-v1", dra3: "web-v1" });
-  const first = await lab.deploy("--json");
-  expect(first.code, first.stderr).toBe(0);
   const started = await startDashboardProcess(NIXSHIP_BIN, [
     "--fleet",
     lab.fleetFile,
@@ -89,6 +86,35 @@ afterAll(async () => {
 });
 
 describe("the dashboard in Chromium during ssh rollouts", () => {
+  it("shows a host on its first deploy as applying (it has no record yet), then in step", async () => {
+    await hosts.goto(url);
+    expect(await hostRows()).toMatchObject({
+      dra1: { state: "unreported" },
+      dra2: { state: "unreported" },
+      dra3: { state: "unreported" },
+    });
+    await release("dra2");
+    await release("dra3");
+    await setExampleSystems(lab.fleetFile, { dra1: "web-v1", dra2: "web-v1", dra3: "web-v1" });
+    const deploy = lab.deploy("--json");
+    try {
+      await expect
+        .poll(async () => (await hostRows()).dra1, REACHES)
+        .toMatchObject({
+          state: "applying",
+          result: expect.stringMatching(/^applying \(health\) /),
+        });
+      expect((await hostRows()).dra2?.state).toBe("unreported");
+    } finally {
+      await release("dra1");
+      const done = await deploy;
+      expect(done.code, done.stderr).toBe(0);
+    }
+    await expect
+      .poll(async () => Object.values(await hostRows()).map((r) => r.state), SETTLES)
+      .toEqual(["in-step", "in-step", "in-step"]);
+  });
+
   it("shows an ssh host as applying while its rollout holds it, then in step; the rollout page lists the skipped host and the wave not started", async () => {
     await hosts.goto(url);
     expect(await hostRows()).toMatchObject({
