@@ -607,6 +607,41 @@ describe("a lock left behind", () => {
     const late = await onHost(host, confirmArgs("ab-orphan"), true);
     expect(late.code).toBe(ACTIVATE_EXIT.unconfirmed);
   });
+
+  it("a holder that died between its new generation's link and the switch: the takeover removes that generation, and its number is not made again", async () => {
+    // What activate.sh leaves when killed there: the number recorded, the link made, the lock
+    // naming it, the profile still on the generation before.
+    const before = await status(host);
+    expect(before).toMatchObject({ current: systems["web-v1"], generation: 4 });
+    const gone = Number((await ssh(host, "sh -c 'echo $$'")).stdout.trim());
+    await ssh(
+      host,
+      `mkdir -p /nix/var/nixship/generations && echo 6 > /nix/var/nixship/generations/_nix_var_nix_profiles_system && ln -s ${systems["web-v2"]} /nix/var/nix/profiles/system-6-link`,
+    );
+    await plantLock({
+      pid: gone,
+      start: 1,
+      kind: "activate",
+      command: `activate ${systems["web-v2"]}`,
+      path: systems["web-v2"],
+      action: "switch",
+      profile: "/nix/var/nix/profiles/system",
+      prev_gen: 4,
+      prev_system: systems["web-v1"],
+      phase: "profile",
+      since: epoch() - 10,
+      deadline: epoch() + 600,
+      new_gen: 6,
+    });
+    const r = await activate(host, "web-v3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("taking over");
+    expect(r.result).toMatchObject({ result: "activated", previousGeneration: 4, generation: 7 });
+    // Generation 6 never ran: no rollback or boot menu may take it.
+    expect((await status(host)).generations.map((g) => g.generation)).not.toContain(6);
+    expect((await ssh(host, "ls /nix/var/nix/profiles")).stdout).not.toContain("system-6-link");
+    await expectSettledOn(host, "web-v3", 7);
+  });
 });
 
 describe("command health checks", () => {
