@@ -311,7 +311,7 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${origin(r)}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${r.waves.map((w) => waveSection(w))}
+${r.waves.map((w) => waveSection(w, r.state === "running"))}
 ${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
 }
 
@@ -340,19 +340,27 @@ function rolloutClass(r: RolloutRecord): string {
   return r.state === "succeeded" ? "in-step" : r.state === "running" ? "applying" : "failed";
 }
 
-function waveSection(w: RolloutWave): Html {
-  const counts = new Map<string, number>();
+/**
+ * What a host's state reads as: a host still pending once the rollout ended was never started
+ * (a failure stopped the rollout, or the deploy was interrupted), and never will be.
+ */
+function stateLabel(state: RolloutHost["state"], running: boolean): string {
+  return state === "pending" && !running ? "not started" : state;
+}
+
+function waveSection(w: RolloutWave, running: boolean): Html {
+  const counts = new Map<RolloutHost["state"], number>();
   for (const h of w.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
   const id = `wave-${w.index}`;
   return html`<section class="wave" aria-labelledby="${id}">
 <h2 id="${id}">Wave ${w.index} (${w.kind})</h2>
-<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${s}</span> `)}</p>
+<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${stateLabel(s, running)}</span> `)}</p>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts of wave ${w.index}</caption>
 <thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Step</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${w.hosts.map((h) => {
     const sys = shortSystem(h.system);
-    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${h.state}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
+    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${stateLabel(h.state, running)}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
   })}</tbody></table></div>
 </section>`;
 }
