@@ -435,6 +435,8 @@ describe("Agent.pollOnce: applying releases", () => {
       current: sys("a"),
       generation: 1,
       previous: null,
+      // The release put its system there: its origin document names who and from what.
+      origin: { kind: "release", channel: CHANNEL, seq: 1 },
       state: "success",
       phase: null,
       error: null,

@@ -850,6 +850,10 @@ export class Agent {
       desired: path,
       system,
       ...(previous === undefined ? {} : { previous }),
+      // The release put the system there once it runs it; its origin names who and from what.
+      ...(what.state === "success" && system?.current === path
+        ? { origin: { kind: "release" as const, channel: release.channel, seq: release.seq } }
+        : {}),
       agent: this.#o.package,
       what,
       startedAt,

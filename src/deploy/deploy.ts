@@ -760,7 +760,13 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(options.fleet.cache.url, input.mode, results, plan);
+    await recordResults(
+      options.fleet.cache.url,
+      input.mode,
+      results,
+      plan,
+      record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
+    );
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
