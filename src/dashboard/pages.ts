@@ -4,7 +4,7 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
-import { originText } from "../ui/origin-text.js";
+import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
@@ -408,6 +408,13 @@ export function hostMain(detail: HostDetail, now: Date): Html {
     if (row.channel) fields.push(["Release", `${row.channel} ${row.seq}`]);
     if (row.error) fields.push(["Error", html`<span class="error">${row.error}</span>`]);
     if (row.unreadable) fields.push(["Record", html`<span class="error">${row.unreadable}</span>`]);
+  }
+  if (row.origin !== undefined) {
+    const o = row.origin;
+    fields.push([
+      "Put there",
+      html`<span class="${o.problem === null ? "origin" : "origin problem"}">${shownOriginText(o)}</span>`,
+    ]);
   }
   if (row.drift !== undefined) {
     fields.push([
