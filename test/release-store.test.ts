@@ -430,6 +430,13 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
         publishRelease(racing, options({ origin: { by: "me@here", sources: [] } })),
       ).rejects.toThrow(expect.objectContaining({ code: "release-conflict" }));
       expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
+      // Published again (after the listed releases): the number, and its origin beside it.
+      await publishRelease(store, options({ origin: { by: "me@here", sources: [] } }));
+      expect(await keys(store, "releases/")).toEqual([
+        releaseKey("prod", 1),
+        releaseKey("prod", 2),
+        releaseOriginKey("prod", 2),
+      ]);
     });
 
     it("creates a channel only if it is still absent", async () => {
