@@ -77,4 +77,23 @@ describe("a release's origin document", () => {
     expect(readOriginSources([{ flake: "x", rev: "not-a-rev", dirty: null }])).toMatch(/rev/);
     expect(readOriginSources("x")).toMatch(/list/);
   });
+
+  it("never carries a flake URL's credentials, written or read", () => {
+    const leaky: Origin = {
+      by: "ci@runner",
+      sources: [
+        { flake: "git+https://bot:ghp_secret@github.com/acme/fleet", rev: null, dirty: null },
+      ],
+    };
+    const bytes = formatReleaseOrigin(release, leaky, key);
+    expect(text(bytes)).not.toContain("ghp_secret");
+    expect(checkReleaseOrigin(bytes, release, trusted)).toMatchObject({
+      status: "trusted",
+      sources: [{ flake: "git+https://github.com/acme/fleet" }],
+    });
+    // A document some other writer stored with one: read without it.
+    expect(
+      readOriginSources([{ flake: "git+https://u:tok@host/x", rev: null, dirty: null }]),
+    ).toEqual([{ flake: "git+https://host/x", rev: null, dirty: null }]);
+  });
 });

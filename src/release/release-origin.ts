@@ -7,7 +7,7 @@
 // refuse every new release. Agents never read this document.
 
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
-import { withoutControls } from "../util/text.js";
+import { withoutControls, withoutCredentials } from "../util/text.js";
 import { canonicalJson } from "./release.js";
 
 /** Where systems came from: a flake, its git revision, whether its tree was dirty. */
@@ -69,7 +69,8 @@ export function readOriginSources(value: unknown): OriginSource[] | string {
       return `${where}.dirty must be true, false or null`;
     }
     read.push({
-      flake: withoutControls(o.flake).slice(0, MAX_FLAKE),
+      // Shown as stored by whoever wrote it: never with a credential.
+      flake: withoutCredentials(withoutControls(o.flake)).slice(0, MAX_FLAKE),
       rev: o.rev as string | null,
       dirty: o.dirty as boolean | null,
     });
@@ -97,7 +98,7 @@ export function formatReleaseOrigin(release: OriginOf, origin: Origin, key: Secr
   const clean: Origin = {
     by: shownBy(origin.by),
     sources: origin.sources.slice(0, MAX_SOURCES).map((s) => ({
-      flake: withoutControls(s.flake).slice(0, MAX_FLAKE),
+      flake: withoutCredentials(withoutControls(s.flake)).slice(0, MAX_FLAKE),
       rev: s.rev,
       dirty: s.dirty,
     })),
