@@ -267,6 +267,8 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:PutObject", [
     ...CACHE_KEYS,
     "releases/prod/8.json",
+    // Who published release 8 and from what, signed beside it (issue 46).
+    "releases/prod/8.origin.json",
     SHARD,
     "channels/prod.json",
     "status/hosts/web1.json",
@@ -274,7 +276,7 @@ const WRITER: readonly Expectation[] = [
     "status/rollouts/9999998234567-0123456789ab.json",
   ]),
   ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", SHARD, ...STATUS_WEB1]),
-  ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
+  ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json", "releases/prod/8.origin.json"]),
   ...allow("writer", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...allow("writer", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...deny("writer", "s3:DeleteObject", [`secrets/web1/${"a".repeat(64)}`]),
@@ -305,6 +307,7 @@ const READER: readonly Expectation[] = [
     ...CACHE_KEYS,
     "channels/prod.json",
     "releases/prod/7.json",
+    "releases/prod/7.origin.json",
     SHARD,
     ...STATUS_WEB1,
     ...STATUS_OTHERS,

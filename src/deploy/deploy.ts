@@ -49,7 +49,7 @@ import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { reportBuildProgress } from "./build-progress.js";
 import { closureDiffs } from "./closure-diffs.js";
-import { deployOrigin } from "./deploy-origin.js";
+import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
@@ -144,9 +144,12 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
   // The agent delivery asks for a host's checks when it publishes, after the build, which
   // reads the checks the systems declare themselves.
   let prepared: Prepared | undefined;
+  // Who runs it and from what: named by its rollout record, and by the releases it publishes.
+  const origin = execute ? await deployOrigin(hosts, options.fleetDir) : undefined;
   const opened = await openDelivery(fleet, hosts, {
     via: mode,
     releaseKey: options.releaseKey,
+    ...(origin === undefined ? {} : { origin }),
     policy: options.policy,
     policyOf: (host, path) => policyOf(options, host, prepared?.systemHealth.get(path)),
     storedStatus: !execute,
@@ -220,6 +223,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         delivery: opened.delivery,
         request: (host, planned) => deployRequest(options, ready, host, planned),
         started,
+        ...(origin === undefined ? {} : { origin }),
       });
     } finally {
       await ready.close();
@@ -677,6 +681,8 @@ export interface ExecuteInput {
   readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
   /** performance.now() when the deploy started: the summary's time. */
   readonly started: number;
+  /** Who runs the deploy and from what (default: found from the hosts and the fleet's folder). */
+  readonly origin?: DeployOrigin;
 }
 
 /**
@@ -724,7 +730,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
     action: plan.action,
-    origin: await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()),
+    origin: input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd())),
     onWarning: (message) => emit({ type: "record-failed", message }),
   });
   record?.recorder.onEvent({ type: "plan", plan });
@@ -754,7 +760,13 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(options.fleet.cache.url, input.mode, results, plan);
+    await recordResults(
+      options.fleet.cache.url,
+      input.mode,
+      results,
+      plan,
+      record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
+    );
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
