@@ -40,7 +40,7 @@ export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
   help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--agents]
-                     [--nix system|current|DIR] [--boot-counting T] [--json]
+                     [--nix system|current|DIR] [--boot-counting T] [--pinned] [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -71,6 +71,15 @@ With --agents, each host also runs a pull agent (nixship agent) following the ch
 The hosts see nixship, Node.js, the cache and their agent directory under ${HOST_VIEW}.
 'lab agents stop|start' stops and starts them.
 
+With --pinned, each host is installed (as an installer would: the closure in its store, its
+system profile set, then its first boot) with a system that has nixship-activate pinning the
+lab's cache key and one substituter, http://10.231.L.1:(20000+L), as nixosModules.host does
+(docs/pinned-hosts.md); the fleet file reaches the hosts as the user deploy through sudo and
+names web-v2 of the lab's flake of pinned systems (DIR/pinned). Deploy with
+  nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
+    --serve-cache 10.231.L.1:(20000+L)
+(lab up prints the line with the numbers filled in).
+
 Running it again with the same N is a no-op. ${WHERE}
 
 Options:
@@ -87,6 +96,8 @@ Options:
   --boot-counting T  the hosts' boot loaders count boots (systemd-boot's boot counting): a
                   new entry is tried T times (1-9) before the loader falls back to the
                   previous one (see 'nixship lab reboot --help'); default: no counting
+  --pinned        install the hosts with pinned systems, deployed to as deploy through sudo
+                  (not with --agents, --fleet, --system or another --nix)
   --json          print the lab as JSON`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
@@ -98,10 +109,19 @@ Options:
         agents: { type: "boolean" },
         nix: { type: "string" },
         "boot-counting": { type: "string" },
+        pinned: { type: "boolean" },
         json: { type: "boolean" },
       },
       "lab up",
     );
+    if (values.pinned) {
+      const other = (["agents", "fleet", "system"] as const).find((k) => values[k] !== undefined);
+      if (other !== undefined || (values.nix !== undefined && values.nix !== "system")) {
+        throw new UsageError(
+          `lab up: --pinned installs the lab's own pinned systems with the machine's Nix; leave out --${other ?? "nix"}`,
+        );
+      }
+    }
     const tries = values["boot-counting"];
     if (tries !== undefined && !/^[1-9]$/.test(tries)) {
       throw new UsageError(
@@ -127,6 +147,7 @@ Options:
       agents: values.agents === true,
       ...(nix ? { nix } : {}),
       ...(tries === undefined ? {} : { bootCounting: Number(tries) }),
+      ...(values.pinned ? { pinned: true } : {}),
       onEvent: (e) => {
         const line = values.json ? undefined : formatLabEvent(e);
         if (line !== undefined) io.stderr.write(`${line}\n`);

@@ -12,7 +12,7 @@ import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
-import { hostPublicKey } from "./lab-host.js";
+import { hostPublicKey, LAB_DEPLOY_USER } from "./lab-host.js";
 import { LAB_CHANNEL, type LabKeys } from "./lab-types.js";
 import type { LabLayout } from "./layout.js";
 
@@ -64,6 +64,8 @@ export async function writeLabFleet(
   lab: LabLayout,
   system: SystemSpec,
   agents = false,
+  /** The hosts are reached as the deploy user through sudo (`lab up --pinned`). */
+  pinned = false,
 ): Promise<LabKeys> {
   const cache = formatPublicKey(publicKeyOf(await writeKey(lab.files.cacheKey, `${lab.name}-1`)));
   const release = agents
@@ -72,7 +74,11 @@ export async function writeLabFleet(
   const doc = upsertHosts(
     {
       cache: { url: `file://${join(lab.dir, "cache")}`, publicKeys: [cache] },
-      ssh: { configFile: lab.files.sshConfig, knownHosts: lab.files.knownHosts },
+      ssh: {
+        configFile: lab.files.sshConfig,
+        knownHosts: lab.files.knownHosts,
+        ...(pinned ? { user: LAB_DEPLOY_USER, sudo: true } : {}),
+      },
       ...(release !== undefined
         ? { releases: { channel: LAB_CHANNEL, publicKeys: [release] } }
         : {}),

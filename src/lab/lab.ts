@@ -31,7 +31,8 @@ import {
   listNetns,
   netnsPids,
 } from "./lab-network.js";
-import { writePowerScript } from "./lab-reboot.js";
+import { installOnHosts, pinnedFlakeDir, writePinnedFlake } from "./lab-pinned.js";
+import { labReboot, writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
 import type { LabEvent } from "./lab-types.js";
 import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
@@ -60,6 +61,11 @@ export interface LabUpOptions {
   readonly nix?: HostNix;
   /** `--boot-counting T`: the hosts' boot loaders count boots, T tries per new entry. */
   readonly bootCounting?: number;
+  /**
+   * `--pinned`: the hosts are installed with a pinned system (lab-pinned.ts) and the fleet
+   * file reaches them as the deploy user through sudo.
+   */
+  readonly pinned?: boolean;
   readonly onEvent?: (event: LabEvent) => void;
 }
 
@@ -98,6 +104,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
       existing.hosts.length === options.count &&
       (existing.agents === true) === (options.agents === true) &&
       existing.nix === options.nix?.version &&
+      (existing.pinned === true) === (options.pinned === true) &&
       (await isRunning(existing))
     ) {
       return { state: existing, layout, alreadyUp: true };
@@ -112,16 +119,50 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   try {
     const agents = options.agents === true;
     const built = await build(layout, agents, options.nix, options.bootCounting, emit);
-    const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
-    const keys = await writeLabFleet(layout, system, agents);
+    const pinned = options.pinned === true;
+    const system = pinned
+      ? systemSpec(`path:${pinnedFlakeDir(layout)}#web-v2`)
+      : (options.system ?? systemSpec(EXAMPLE_SYSTEM));
+    const keys = await writeLabFleet(layout, system, agents, pinned);
     if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
     if (agents) await writeAgentConfigs(layout, keys);
+    if (pinned)
+      return {
+        state: await installPinned(options, layout, built, keys.cache),
+        layout,
+        alreadyUp: false,
+      };
     const state = agents ? await startAgents(layout, built, emit) : built;
     return { state, layout, alreadyUp: false };
   } catch (err) {
     await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The pinned lab's hosts installed with web-v1 of the lab's pinned flake, then booted into it
+ * (a machine's first boot after its installation).
+ */
+async function installPinned(
+  options: LabUpOptions,
+  layout: LabLayout,
+  built: LabState,
+  cacheKey: string,
+): Promise<LabState> {
+  const flake = await writePinnedFlake(layout, cacheKey);
+  await installOnHosts(layout, `path:${flake}#web-v1`);
+  const state: LabState = { ...built, pinned: true };
+  await writeLabState(layout.dir, state);
+  for (const host of layout.hosts) {
+    const booted = await labReboot(options.labsDir, layout.name, host.name);
+    if (!booted.up) {
+      throw new OperationError("lab-install", `${host.name} did not boot its pinned system`, {
+        hint: "see its console in 'nixship lab reboot' and take the lab down",
+      });
+    }
+  }
+  return (await readLabState(layout.dir)) ?? state;
 }
 
 /**

@@ -1,6 +1,7 @@
 // What `nixship lab up` prints: a line per host as it comes up, then the hosts (stdout) and how
 // to reach and deploy to them (stderr).
 import type { LabAgentAction, LabAgentsResult, LabEvent } from "../lab/lab.js";
+import { pinnedCacheAddress } from "../lab/lab-pinned.js";
 import type { LabState } from "../lab/lab-state.js";
 import type { LabLayout } from "../lab/layout.js";
 
@@ -19,13 +20,19 @@ export function formatLabHosts(state: LabState): string {
 /** How to reach the lab and deploy to it (stderr). */
 export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: boolean): string {
   const { files } = layout;
+  const served = state.pinned === true ? pinnedCacheAddress(layout) : `${layout.gateway}:0`;
   const deploy =
     state.agents === true
       ? `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --release-key ${files.releaseKey}`
-      : `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --serve-cache ${layout.gateway}:0`;
+      : `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --serve-cache ${served}`;
   return [
     ...(alreadyUp ? [`lab '${layout.name}' is already up`] : []),
     ...(state.nix ? [`the hosts run ${state.nix}`] : []),
+    ...(state.pinned === true
+      ? [
+          `the hosts are pinned: they trust only ${files.cacheKey}'s key and http://${pinnedCacheAddress(layout)}, and are deployed to as deploy through sudo`,
+        ]
+      : []),
     `ssh: ssh -F ${files.sshConfig} ${state.hosts[0]?.name}`,
     deploy,
   ]
