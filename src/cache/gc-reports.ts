@@ -11,9 +11,13 @@ export const GC_REPORTS_KEPT = 20;
 const REPORT_LIMIT = 256 * 1024 * 1024;
 
 /** Writes `report` and deletes all but the newest GC_REPORTS_KEPT; returns its key. */
-export async function keepGcReport(store: ObjectStore, report: object): Promise<string> {
+export async function keepGcReport(
+  store: ObjectStore,
+  report: object,
+  now: Date = new Date(),
+): Promise<string> {
   // Keys sort by time: the name starts with the time, to the millisecond, in UTC.
-  const at = new Date().toISOString().replace(/:/g, "-");
+  const at = now.toISOString().replace(/:/g, "-");
   const key = `${GC_REPORTS_PREFIX}${at}-${randomBytes(4).toString("hex")}.json`;
   await store.put(key, Buffer.from(`${JSON.stringify(report)}\n`), {
     contentType: "application/json",
