@@ -45,8 +45,13 @@ import { keepGcReport } from "./gc-reports.js";
 import { type CacheInventory, type CacheObject, listRoot, readInventory } from "./inventory.js";
 import { hashPartOf, readNarInfo } from "./read.js";
 
-/** The points between the collector's steps, in order (a test may run a deploy at each). */
+/**
+ * The points before and between the collector's steps, in order (a test may run a deploy at
+ * each): before the lock, then after the lock, the roots, the listing, the mark, the narinfos'
+ * sweep and the second look (the NARs' sweep is last).
+ */
 export const GC_STEPS = [
+  "begin",
   "locked",
   "roots-read",
   "listed",
@@ -156,6 +161,7 @@ const PROBLEMS_SHOWN = 50;
 /** Collects the cache's garbage; in a dry run, reports the same and changes nothing. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const { store } = options;
+  await options.betweenSteps?.("begin");
   const started = performance.now();
   let lock: GcLock | undefined;
   try {
