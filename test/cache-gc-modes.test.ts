@@ -1,13 +1,14 @@
 // Issue 47's lab acceptance: hosts in every mode (gcx1 over ssh, gcx2 over SSM through the
 // stand-in that runs the document's real shell on it, gcx3 a pull agent) each deployed web-v1,
 // web-v2, then web-v3; an agent of another machine wrote a record naming
-// /nix/store/<hash of web-v1>-x. `cache gc --stored --grace 0` completes (the malformed root
+// /nix/store/<hash of a path inside web-v3's closure>-x. `cache gc --stored --grace 0` completes (the malformed root
 // named with its host), every system a host runs or can go back to verifies, each host rolls
 // back in its own mode and serves web-v2, and every system it runs or can go back to then
 // verifies again.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readNarInfo } from "../src/cache/read.js";
 import { statusRecord } from "../src/status/status.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
 import {
@@ -133,9 +134,16 @@ describe("cache gc --stored on a fleet of every mode", () => {
       expect(before[host]?.previous).toMatch(/-example-web-system-v2$/);
     }
 
-    // Any agent may write its own record: one names web-v1's hash under another name.
-    const v1 = (await withStore(lab, (s) => readStatus(s, AGENT)))?.previous as string;
-    const wrongV1 = `${before[SSH]?.previous.slice(0, 43)}-x`;
+    // Any agent may write its own record: one names, under another name, the hash of a path
+    // that only the systems' closures reach (the mark meets the wrong name first).
+    const systems = new Set(Object.values(before).flatMap((s) => [s.current, s.previous]));
+    const inside = await withStore(lab, async (store) =>
+      (await readNarInfo(store, before[SSH]?.current as string))?.references.find(
+        (r) => !systems.has(r),
+      ),
+    );
+    if (inside === undefined) throw new Error("web-v3 references nothing but systems");
+    const wrong = `${inside.slice(0, 43)}-x`;
     await withStore(lab, (store) =>
       writeStatus(
         store,
@@ -143,15 +151,14 @@ describe("cache gc --stored on a fleet of every mode", () => {
           host: "elsewhere1",
           mode: "agent",
           release: null,
-          desired: wrongV1,
-          system: { current: wrongV1, generation: 1 },
+          desired: wrong,
+          system: { current: wrong, generation: 1 },
           what: { state: "success", phase: null, error: null, rolledBack: null },
           startedAt: new Date().toISOString(),
           updatedAt: new Date().toISOString(),
         }),
       ),
     );
-    expect(v1).toMatch(/-v2$/);
 
     const gc = await run([
       "cache",
@@ -170,7 +177,7 @@ describe("cache gc --stored on a fleet of every mode", () => {
       reportKey: string;
     };
     expect(report.malformedRoots).toEqual([
-      expect.objectContaining({ path: wrongV1, origins: ["host elsewhere1"] }),
+      { path: wrong, describes: inside, origins: ["host elsewhere1"] },
     ]);
     expect(report.reportKey).toMatch(/^gc\/reports\//);
     await verifyAll(before);
