@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   addOrigin,
+  deletedPaths,
   doomedListings,
   doomedNarInfos,
   doomedNars,
@@ -115,6 +116,34 @@ describe("roots that are unreadable or malformed", () => {
 });
 
 describe("deleted paths by package", () => {
+  it("lists the narinfos that went with their NAR when it went too, the unparsed ones, and orphan NARs", () => {
+    const inv = inventory();
+    const infos = new Map([
+      [h("a"), { storePath: `/nix/store/${h("a")}-a-1.0`, nar: "nar/1.nar", references: [] }],
+      [h("b"), { references: [] }],
+    ]);
+    const doomed = [...inv.narinfos.values()];
+    const out = deletedPaths(
+      inv,
+      doomed,
+      infos,
+      new Set([h("a"), h("b")]),
+      new Set(["nar/1.nar", "nar/2.nar"]),
+    );
+    expect(out).toEqual({
+      paths: [
+        {
+          storePath: `/nix/store/${h("a")}-a-1.0`,
+          narinfo: `${h("a")}.narinfo`,
+          nar: "nar/1.nar",
+          bytes: 20,
+        },
+      ],
+      unreadable: [`${h("b")}.narinfo`],
+      orphans: ["nar/2.nar"],
+    });
+  });
+
   it("splits names as parseDrvName does", () => {
     const p = (name: string) => `/nix/store/${h("a")}-${name}`;
     expect(packageName(p("hello-2.13"))).toBe("hello");

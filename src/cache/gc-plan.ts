@@ -1,6 +1,6 @@
 // What a garbage collection deletes, decided from the listing and the marked closure alone
 // (pure): the rules, in one place, that the collector and its dry run both follow.
-import { STORE_DIR } from "../nix/store-path.js";
+import { HASH_PART_LENGTH, STORE_DIR } from "../nix/store-path.js";
 import type { CacheInventory, CacheObject } from "./inventory.js";
 
 /** Why a store path is kept: where the collector found it. */
@@ -109,6 +109,46 @@ export interface DeletedPath {
   readonly nar: string | null;
   /** The narinfo's and the NAR's bytes. */
   readonly bytes: number;
+}
+
+/** What a doomed narinfo says: its path, its NAR, and what it refers to (hash parts). */
+export interface DoomedInfo {
+  readonly storePath?: string;
+  readonly nar?: string;
+  readonly references: string[];
+}
+
+/**
+ * The store paths the sweep took (or would take), each with its NAR when that went too; the
+ * narinfos deleted whose path is unknown (they did not parse); and the NARs deleted that no
+ * doomed narinfo named (orphans).
+ */
+export function deletedPaths(
+  inventory: CacheInventory,
+  doomed: readonly CacheObject[],
+  infos: ReadonlyMap<string, DoomedInfo>,
+  narinfosGone: ReadonlySet<string>,
+  narsGone: ReadonlySet<string>,
+): { paths: DeletedPath[]; unreadable: string[]; orphans: string[] } {
+  const paths: DeletedPath[] = [];
+  const unreadable: string[] = [];
+  const ofPaths = new Set<string>();
+  for (const o of doomed) {
+    const hash = o.key.slice(0, HASH_PART_LENGTH);
+    if (!narinfosGone.has(hash)) continue;
+    const info = infos.get(hash);
+    if (info?.storePath === undefined) {
+      unreadable.push(o.key);
+      continue;
+    }
+    const nar = info.nar !== undefined && narsGone.has(info.nar) ? info.nar : null;
+    if (nar !== null) ofPaths.add(nar);
+    const narBytes = nar === null ? 0 : (inventory.nars.get(nar)?.size ?? 0);
+    paths.push({ storePath: info.storePath, narinfo: o.key, nar, bytes: o.size + narBytes });
+  }
+  paths.sort((a, b) => a.storePath.localeCompare(b.storePath));
+  const orphans = [...narsGone].filter((k) => !ofPaths.has(k)).sort();
+  return { paths, unreadable: unreadable.sort(), orphans };
 }
 
 /**

@@ -24,6 +24,8 @@ import { type GcLock, type LeaseHolder, takeGcLock } from "./gc-lease.js";
 import {
   addRoot,
   type DeletedPath,
+  type DoomedInfo,
+  deletedPaths,
   doomedListings,
   doomedNarInfos,
   doomedNars,
@@ -157,6 +159,7 @@ const MISSING_SHOWN = 20;
 /** Where a store path's hash part starts: after "/nix/store/". */
 const STORE_PREFIX = STORE_DIR.length + 1;
 const PROBLEMS_SHOWN = 50;
+const UNREADABLE_SHOWN = 50;
 
 /** Collects the cache's garbage; in a dry run, reports the same and changes nothing. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
@@ -203,11 +206,12 @@ export class RootsUnreadableError extends OperationError {
     readonly unreadable: readonly UnreadableRoot[],
   ) {
     const names = [...new Set(unreadable.map((u) => u.name))];
+    const shown = unreadable.slice(0, UNREADABLE_SHOWN).map((u) => `  ${u.name}: ${u.problem}`);
+    if (unreadable.length > UNREADABLE_SHOWN)
+      shown.push(`  … and ${unreadable.length - UNREADABLE_SHOWN} more`);
     super(
       "gc-roots-unreadable",
-      `cache gc of ${store}: nothing was deleted: ${unreadable.length} root source(s) could not be read, so what they keep is unknown:\n${unreadable
-        .map((u) => `  ${u.name}: ${u.problem}`)
-        .join("\n")}`,
+      `cache gc of ${store}: nothing was deleted: ${unreadable.length} root source(s) could not be read, so what they keep is unknown:\n${shown.join("\n")}`,
       {
         hint: `repair or rewrite what could not be read (a deploy rewrites a host's record; a new release supersedes a broken one), or collect without it: ${names
           .slice(0, 5)
@@ -346,39 +350,6 @@ async function collect(
   };
 }
 
-/**
- * The store paths the sweep took (or would take), each with its NAR when that went too; the
- * narinfos deleted whose path is unknown (they did not parse); and the NARs deleted that no
- * doomed narinfo named (orphans).
- */
-function deletedPaths(
-  inventory: CacheInventory,
-  doomed: readonly CacheObject[],
-  infos: ReadonlyMap<string, DoomedInfo>,
-  narinfosGone: ReadonlySet<string>,
-  narsGone: ReadonlySet<string>,
-): { paths: DeletedPath[]; unreadable: string[]; orphans: string[] } {
-  const paths: DeletedPath[] = [];
-  const unreadable: string[] = [];
-  const ofPaths = new Set<string>();
-  for (const o of doomed) {
-    const hash = o.key.slice(0, HASH_PART);
-    if (!narinfosGone.has(hash)) continue;
-    const info = infos.get(hash);
-    if (info?.storePath === undefined) {
-      unreadable.push(o.key);
-      continue;
-    }
-    const nar = info.nar !== undefined && narsGone.has(info.nar) ? info.nar : null;
-    if (nar !== null) ofPaths.add(nar);
-    const narBytes = nar === null ? 0 : (inventory.nars.get(nar)?.size ?? 0);
-    paths.push({ storePath: info.storePath, narinfo: o.key, nar, bytes: o.size + narBytes });
-  }
-  paths.sort((a, b) => a.storePath.localeCompare(b.storePath));
-  const orphans = [...narsGone].filter((k) => !ofPaths.has(k)).sort();
-  return { paths, unreadable: unreadable.sort(), orphans };
-}
-
 /** Seconds since the last call (or since it was made). */
 function stopwatch(): () => number {
   let last = performance.now();
@@ -469,13 +440,6 @@ async function secondLook(
     }
   });
   return { remaining, named, listCalls, reads: unknown.length, problems };
-}
-
-/** What a doomed narinfo says: its path, its NAR, and what it refers to (hash parts). */
-interface DoomedInfo {
-  readonly storePath?: string;
-  readonly nar?: string;
-  readonly references: string[];
 }
 
 /**
