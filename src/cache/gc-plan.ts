@@ -26,7 +26,7 @@ export function addRoot(roots: GcRoots, path: string, source: RootSource): void 
   else sources.add(source);
 }
 
-/** Where each root was named ("host atka3", "releases/web/3.json"), for what a report says of it. */
+/** Where each root was named ("host atka3", "pin installer"), for what a report says of it. */
 export type RootOrigins = Map<string, Set<string>>;
 
 export function addOrigin(origins: RootOrigins, path: string, origin: string): void {

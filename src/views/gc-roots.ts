@@ -63,6 +63,16 @@ export async function rootsFromStore(
   const roots: GcRoots = new Map();
   const origins: RootOrigins = new Map();
   const unreadable: UnreadableRoot[] = [];
+  // One origin string per host, shared by every path it names (a fleet may have 100,000).
+  const hostOrigins = new Map<string, string>();
+  const hostOrigin = (host: string) => {
+    let origin = hostOrigins.get(host);
+    if (origin === undefined) {
+      origin = `host ${host}`;
+      hostOrigins.set(host, origin);
+    }
+    return origin;
+  };
   const add = (path: string, source: RootSource, origin: string) => {
     addRoot(roots, path, source);
     addOrigin(origins, path, origin);
@@ -84,7 +94,7 @@ export async function rootsFromStore(
     for (const { key, read } of releases) {
       if (typeof read === "string") unreadable.push({ name: key, problem: read });
       else if (read !== undefined)
-        for (const [host, p] of releasePaths(read)) add(p, "release", `${key} host ${host}`);
+        for (const [host, p] of releasePaths(read)) add(p, "release", hostOrigin(host));
     }
     const history = await readHistory(store, { channel, trustedKeys: undefined });
     // A release of the history that does not read hides what its hosts were confirmed on.
@@ -101,7 +111,7 @@ export async function rootsFromStore(
         options.keepGenerations === undefined
           ? confirmed
           : confirmed.slice(0, options.keepGenerations);
-      for (const p of kept) add(p, "history", `host ${host}`);
+      for (const p of kept) add(p, "history", hostOrigin(host));
     }
   }
 
@@ -120,7 +130,7 @@ export async function rootsFromStore(
       return;
     }
     if (record !== undefined)
-      for (const [p, source] of recordPaths(record)) add(p, source, `host ${host}`);
+      for (const [p, source] of recordPaths(record)) add(p, source, hostOrigin(host));
   });
 
   const pins = await readPins(store);
