@@ -160,7 +160,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       const shown = await readReleaseShow(store, "prod", 1, trusted);
       expect(shown.release).toEqual(signed.release);
       const roots = await rootsFromStore(store, { keepReleases: 5 });
-      expect(roots.problems).toEqual([]);
+      expect(roots.unreadable).toEqual([]);
       for (const { path: p } of Object.values(hosts)) expect(roots.roots.has(p)).toBe(true);
     });
 
@@ -187,8 +187,11 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       });
       // What no host would follow is passed over by the readers that look for a trusted release.
       expect(await readSignedRelease(store, "prod", 1, trusted)).toBe("untrusted");
+      // The collector's roots: unreadable, named, so that no collection sweeps without them.
       await expect(rootsFromStore(store, { keepReleases: 5 })).resolves.toMatchObject({
-        problems: expect.arrayContaining([expect.stringContaining(second)]),
+        unreadable: expect.arrayContaining([
+          { name: "releases/prod/1.json", problem: expect.stringContaining(second) },
+        ]),
       });
     });
 
