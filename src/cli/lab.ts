@@ -24,6 +24,7 @@ import {
   LAB_POLL_INTERVAL,
 } from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
+import { pinnedCacheAddress } from "../lab/lab-pinned.js";
 import { readLabState, unreadable } from "../lab/lab-state.js";
 import { labGateway, validateHostCount, validateLabName } from "../lab/layout.js";
 import {
@@ -342,18 +343,21 @@ checking), or with --path only its file name.`,
 export const labAddressCommand: Command = {
   path: ["lab", "address"],
   summary: "print this machine's address on a lab's network (to serve a cache to its hosts)",
-  help: `Usage: nixship lab address [--name PREFIX] [--json]
+  help: `Usage: nixship lab address [--name PREFIX] [--serve] [--json]
 
 Prints the address this machine has on the lab's bridge, where the lab's hosts reach it:
 10.231.L.1, L being the lab's number, which depends on the labs that were up when it started.
 Serve the lab's cache to its hosts there:
   nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
     --serve-cache "$(nixship lab address --name PREFIX):0"
+With --serve it prints what to give --serve-cache: ADDRESS:0 (any free port), or for a lab
+started with --pinned the fixed port its hosts' pinned substituter names (20000+L):
+  nixship deploy ... --serve-cache "$(nixship lab address --name PREFIX --serve)"
 ${WHERE}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { name: { type: "string" }, json: { type: "boolean" } },
+      { name: { type: "string" }, serve: { type: "boolean" }, json: { type: "boolean" } },
       "lab address",
     );
     if (positionals.length > 0) throw new UsageError(`lab address: unexpected '${positionals[0]}'`);
@@ -363,8 +367,12 @@ ${WHERE}`,
       throw new UsageError(`lab address: no lab '${name}'`, "start it with 'nixship lab up N'");
     }
     const address = labGateway(state.number);
-    if (values.json) writeJson(io, { lab: state.name, number: state.number, address });
-    else io.stdout.write(`${address}\n`);
+    const serve =
+      state.pinned === true
+        ? pinnedCacheAddress({ gateway: address, number: state.number })
+        : `${address}:0`;
+    if (values.json) writeJson(io, { lab: state.name, number: state.number, address, serve });
+    else io.stdout.write(`${values.serve ? serve : address}\n`);
     return 0;
   },
 };

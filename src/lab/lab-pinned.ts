@@ -18,6 +18,12 @@ import type { LabLayout } from "./layout.js";
 const PACKAGE_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The first port of the pinned substituters: lab N's is PINNED_PORT_BASE + N. */
 const PINNED_PORT_BASE = 20_000;
+/**
+ * What the lab's own systems need of Nix, whatever the machine's nix.conf says: they are plain
+ * derivations with the machine's /bin/sh as builder (no sandbox, no build users), and nothing
+ * is substituted (the lab reaches no address outside the machine).
+ */
+const LAB_BUILD_CONFIG = ["build-users-group =", "sandbox = false", "substituters ="].join("\n");
 /** Seconds a build or a copy of the lab's systems may take. */
 const NIX_TIMEOUT = 600;
 
@@ -76,13 +82,15 @@ export async function writePinnedFlake(layout: LabLayout, cacheKey: string): Pro
 
 /**
  * Installs `installable` on every host of the lab as an installer would: builds it here,
- * copies its closure into the host's store and makes it the system profile's generation 1.
+ * copies its closure into the host's store, signed by the lab's cache key, and makes it the
+ * system profile's generation 1.
  * The host runs it from its next boot (the caller reboots it).
  */
 export async function installOnHosts(layout: LabLayout, installable: string): Promise<StorePath> {
   const nix = (args: readonly string[], purpose: string) =>
     runCommand("nix", [...NEW_CLI, ...args], {
       purpose,
+      env: { ...process.env, NIX_CONFIG: `${process.env.NIX_CONFIG ?? ""}\n${LAB_BUILD_CONFIG}` },
       errorCodes: { missing: "nix-missing", failed: "lab-install" },
       signal: AbortSignal.timeout(NIX_TIMEOUT * 1000),
     });
@@ -94,9 +102,16 @@ export async function installOnHosts(layout: LabLayout, installable: string): Pr
   const path = parseStorePath(entry?.outputs?.out ?? "", `the output of ${installable}`).path;
   for (const host of layout.hosts) {
     // The host's /nix is its directory's nix/: a store of its own, rooted there.
+    const store = `local?root=${host.dir}`;
     await nix(
-      ["copy", "--no-check-sigs", "--to", `local?root=${host.dir}`, path],
+      ["copy", "--no-check-sigs", "--to", store, path],
       `copy ${path} into ${host.name}'s store`,
+    );
+    // Signed there by the lab's cache key, as an installation from the lab's cache would have
+    // them: the pinned host's checks (every path of a closure signed) hold from the start.
+    await nix(
+      ["store", "sign", "--store", store, "--key-file", layout.files.cacheKey, "--recursive", path],
+      `sign ${path} in ${host.name}'s store`,
     );
     const profiles = join(host.dir, "nix", "var", "nix", "profiles");
     await mkdir(profiles, { recursive: true });
