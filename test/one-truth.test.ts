@@ -96,6 +96,26 @@ describe("records that never lose what a host runs or ran", () => {
       "--json",
     ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    // Its roots against the hosts' live answers: every system a host runs or has a generation
+    // of (what it can roll back to) was kept.
+    const live = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+    const rows = (
+      JSON.parse(live.stdout) as {
+        hosts: { host: string; current: string; generations: { path: string }[] }[];
+      }
+    ).hosts;
+    const wanted = new Set(rows.flatMap((h) => [h.current, ...h.generations.map((g) => g.path)]));
+    expect(wanted.size).toBeGreaterThanOrEqual(3);
+    const all = await lab.nixship([
+      "verify",
+      "--cache",
+      fleet.cache.url,
+      "--trusted-key",
+      fleet.cache.publicKeys[0] ?? "",
+      ...wanted,
+      "--json",
+    ]);
+    expect(all.code, all.stdout + all.stderr).toBe(0);
     const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", "ot2", "--json"]);
     expect(back.code, back.stderr).toBe(0);
     expect(await servedBy(lab.info, "ot2")).toBe("web-v1");
