@@ -17,6 +17,10 @@ const MANIFEST = `${PARTS_DIR}/parts.json`;
 const SCRIPT = "src/host/activate.sh";
 // A part's name: a plain file in PARTS_DIR, never a path.
 const PART_NAME = /^[0-9a-z][0-9a-z-]*\.sh$/;
+// Two lines of the assembled script, after its first (the shebang): where it comes from.
+const NOTE =
+  "# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs: do not edit\n" +
+  "# this file by hand; edit its parts, then run `npm run assemble:activate`.\n";
 // The largest part taken (the whole script is about 100 kB).
 const MAX_PART = 1024 * 1024;
 
@@ -72,12 +76,14 @@ function readManifest(root) {
   return files;
 }
 
-/** src/host/activate.sh as its parts make it. */
+/** src/host/activate.sh as its parts make it, with the note that it is generated. */
 function assemble(root) {
-  const chunks = readManifest(root).map((file) => {
+  const files = readManifest(root);
+  const chunks = files.map((file) => {
     const text = readFileSync(join(root, PARTS_DIR, file), "utf8");
-    if (text.length > MAX_PART)
+    if (text.length > MAX_PART) {
       throw new PartsError(`${PARTS_DIR}/${file}: larger than ${MAX_PART} bytes`);
+    }
     if (!text.endsWith("\n")) {
       throw new PartsError(
         `${PARTS_DIR}/${file}: must end with a newline, or its last line joins the next part's first`,
@@ -85,7 +91,13 @@ function assemble(root) {
     }
     return text;
   });
-  return chunks.join("");
+  const script = chunks.join("");
+  // The note goes after the shebang, which must stay the first line.
+  if (!script.startsWith("#!")) {
+    throw new PartsError(`${PARTS_DIR}/${files[0]}: the first part must start with the shebang`);
+  }
+  const first = script.indexOf("\n") + 1;
+  return script.slice(0, first) + NOTE + script.slice(first);
 }
 
 function main(args) {

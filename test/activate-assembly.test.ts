@@ -2,7 +2,6 @@
 // scripts/assemble-activate.mjs: the committed script is that assembly, and the generator refuses
 // a manifest and a folder that disagree, naming the fix.
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import {
   appendFileSync,
   cpSync,
@@ -61,12 +60,19 @@ describe("activate.sh assembly", () => {
     expect(run.status).toBe(0);
   });
 
-  it("assembles exactly the script as main had it before the split (55b906d), byte for byte", () => {
-    // sha256 of `git show 55b906d:src/host/activate.sh`: the split changed no byte of it.
-    const digest = createHash("sha256")
-      .update(readFileSync(join(ROOT, SCRIPT)))
-      .digest("hex");
-    expect(digest).toBe("3abc15250614d75a904346db5acfb41915cc137c63a0d9bd6445a060039551e0");
+  it("says on its second and third lines, after the shebang, that it is generated and from what", () => {
+    // The split itself changed no byte: the commit that made it checked the script's sha256
+    // against main's (55b906d); this note is the one change since.
+    const lines = readFileSync(join(ROOT, SCRIPT), "utf8").split("\n");
+    expect(lines[0]).toBe("#!/bin/sh");
+    expect(lines[1]).toBe(
+      "# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs: do not edit",
+    );
+    expect(lines[2]).toBe(
+      "# this file by hand; edit its parts, then run `npm run assemble:activate`.",
+    );
+    const header = readFileSync(join(ROOT, PARTS, "00-header.sh"), "utf8");
+    expect(header.startsWith("#!/bin/sh\n# nixship's activation contract")).toBe(true);
   });
 
   it("every part is in the manifest, every entry exists, and each says what it holds", () => {
@@ -128,6 +134,17 @@ describe("activate.sh assembly", () => {
     expect(run.stderr).toContain("create it, or remove its entry");
     // Nothing was written.
     expect(readFileSync(join(dir, SCRIPT))).toEqual(readFileSync(join(ROOT, SCRIPT)));
+  });
+
+  it("refuses a first part that does not start with the shebang", () => {
+    const dir = copyOfCheckout();
+    const header = join(dir, PARTS, "00-header.sh");
+    writeFileSync(header, readFileSync(header, "utf8").replace("#!/bin/sh\n", ""));
+    const run = generate(["--check"], dir);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain(
+      `${PARTS}/00-header.sh: the first part must start with the shebang`,
+    );
   });
 
   it("refuses a part without a final newline, which would join two lines", () => {
