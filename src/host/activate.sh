@@ -1,4 +1,6 @@
 #!/bin/sh
+# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs: do not edit
+# this file by hand; edit its parts, then run `npm run assemble:activate`.
 # nixship's activation contract: the one script that runs on a host, whatever the delivery
 # mode (piped over SSH as `sh -s -- COMMAND ...`, embedded in the SSM document, run by the
 # agent). It needs only a POSIX sh, coreutils and Nix (with secrets, age; fetching them, curl).

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Assembles src/host/activate.sh, the one script that runs on hosts, from its parts in
+// src/host/activate/, concatenated in the order of src/host/activate/parts.json. No dependencies.
+//
+//   node scripts/assemble-activate.mjs [--check] [--root DIR]
+//
+// Without --check it writes src/host/activate.sh (only when it changes, so that its mtime says
+// when it did). With --check it writes nothing and exits 1, naming the fix, when the file differs
+// from the assembly. --root DIR assembles another checkout (the tests use a copy). Exit 2: the
+// parts or the manifest are wrong (named, with the fix).
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const PARTS_DIR = "src/host/activate";
+const MANIFEST = `${PARTS_DIR}/parts.json`;
+const SCRIPT = "src/host/activate.sh";
+// A part's name: a plain file in PARTS_DIR, never a path.
+const PART_NAME = /^[0-9a-z][0-9a-z-]*\.sh$/;
+// Two lines of the assembled script, after its first (the shebang): where it comes from.
+const NOTE =
+  "# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs: do not edit\n" +
+  "# this file by hand; edit its parts, then run `npm run assemble:activate`.\n";
+// The largest part taken (the whole script is about 100 kB).
+const MAX_PART = 1024 * 1024;
+
+class PartsError extends Error {}
+
+/** The manifest's parts, in order, checked against the files of PARTS_DIR. */
+function readManifest(root) {
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(join(root, MANIFEST), "utf8"));
+  } catch (error) {
+    throw new PartsError(`${MANIFEST}: cannot be read as JSON (${error.message})`);
+  }
+  const parts = manifest?.parts;
+  if (!Array.isArray(parts) || parts.length === 0) {
+    throw new PartsError(`${MANIFEST}: expected {"parts": [{"file": NAME, "purpose": TEXT}, ...]}`);
+  }
+  const files = [];
+  parts.forEach((part, index) => {
+    const where = `${MANIFEST}: parts[${index}]`;
+    if (typeof part?.file !== "string" || !PART_NAME.test(part.file)) {
+      throw new PartsError(
+        `${where}: "file" must name a .sh file in ${PARTS_DIR} (e.g. 40-verb-activate.sh)`,
+      );
+    }
+    if (typeof part.purpose !== "string" || part.purpose.trim() === "") {
+      throw new PartsError(
+        `${where} (${part.file}): "purpose" must say in a line what the part holds`,
+      );
+    }
+    if (files.includes(part.file)) {
+      throw new PartsError(
+        `${where}: ${part.file} is listed twice: keep the one entry where it belongs`,
+      );
+    }
+    files.push(part.file);
+  });
+  const present = readdirSync(join(root, PARTS_DIR)).filter((name) => name.endsWith(".sh"));
+  for (const file of files) {
+    if (!present.includes(file)) {
+      throw new PartsError(
+        `${MANIFEST} lists ${file}, which is not in ${PARTS_DIR}: create it, or remove its entry`,
+      );
+    }
+  }
+  for (const file of present) {
+    if (!files.includes(file)) {
+      throw new PartsError(
+        `${PARTS_DIR}/${file} is not in ${MANIFEST}: add it where it belongs in the script, with its purpose, or remove it`,
+      );
+    }
+  }
+  return files;
+}
+
+/** src/host/activate.sh as its parts make it, with the note that it is generated. */
+function assemble(root) {
+  const files = readManifest(root);
+  const chunks = files.map((file) => {
+    const text = readFileSync(join(root, PARTS_DIR, file), "utf8");
+    if (text.length > MAX_PART) {
+      throw new PartsError(`${PARTS_DIR}/${file}: larger than ${MAX_PART} bytes`);
+    }
+    if (!text.endsWith("\n")) {
+      throw new PartsError(
+        `${PARTS_DIR}/${file}: must end with a newline, or its last line joins the next part's first`,
+      );
+    }
+    return text;
+  });
+  const script = chunks.join("");
+  // The note goes after the shebang, which must stay the first line.
+  if (!script.startsWith("#!")) {
+    throw new PartsError(`${PARTS_DIR}/${files[0]}: the first part must start with the shebang`);
+  }
+  const first = script.indexOf("\n") + 1;
+  return script.slice(0, first) + NOTE + script.slice(first);
+}
+
+function main(args) {
+  let check = false;
+  let root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--check") check = true;
+    else if (args[i] === "--root" && i + 1 < args.length) root = resolve(args[++i]);
+    else {
+      process.stderr.write(
+        `assemble-activate: unknown argument '${args[i]}' (known: --check, --root DIR)\n`,
+      );
+      return 2;
+    }
+  }
+  let script;
+  try {
+    script = assemble(root);
+  } catch (error) {
+    if (!(error instanceof PartsError)) throw error;
+    process.stderr.write(`assemble-activate: ${error.message}\n`);
+    return 2;
+  }
+  let current = null;
+  try {
+    current = readFileSync(join(root, SCRIPT), "utf8");
+  } catch {
+    // None yet: written below, or a difference for --check.
+  }
+  if (current === script) return 0;
+  if (check) {
+    process.stderr.write(
+      `assemble-activate: ${SCRIPT} differs from the assembly of ${PARTS_DIR}/ (${MANIFEST}): edit the parts, never ${SCRIPT} itself, then run \`npm run assemble:activate\` and commit both\n`,
+    );
+    return 1;
+  }
+  writeFileSync(join(root, SCRIPT), script);
+  process.stderr.write(`assemble-activate: wrote ${SCRIPT} from ${PARTS_DIR}/\n`);
+  return 0;
+}
+
+process.exitCode = main(process.argv.slice(2));

@@ -1,0 +1,207 @@
+# --- activate
+
+# --activation-timeout: whole seconds, 1 to 999999 (for command $1).
+check_activation_timeout() {
+  activation_timeout=$(decimal "$activation_timeout")
+  if ! digits "$activation_timeout" || [ ${#activation_timeout} -gt 6 ] || [ "$activation_timeout" -lt 1 ]; then
+    usage "$1: --activation-timeout must be whole seconds, from 1 to 999999"
+  fi
+}
+
+# What is left of the activation timeout, in whole seconds.
+remaining() {
+  r=$((deadline - $(now)))
+  [ "$r" -gt 0 ] || r=0
+  printf '%s' "$r"
+}
+
+# Removes generation $1 of the profile, which a failed activation made: no rollback, prune or
+# boot menu may take it for a good system (nixship's own records keep what ran). Not the one
+# the profile points at, nor the previous one.
+forget_generation() {
+  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] &&
+    [ -L "$profile-$1-link" ] || return 0
+  nix-env -p "$profile" --delete-generations "$1" >&2 ||
+    log "could not remove generation $1 (a failed system) from $profile"
+}
+
+# Undoes what this activation changed: the profile back to the previous generation, and the
+# previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
+# when nothing had changed, 3 when there is no previous system to go back to.
+restore_previous() {
+  r_done=0 r_failed=0 r_missing=0 r_system=""
+  if [ "$profile_set" = 1 ] && [ -n "$prev_gen" ] && [ "$(current_generation)" != "$prev_gen" ]; then
+    r_new=$(current_generation)
+    if nix-env -p "$profile" --switch-generation "$prev_gen" >&2; then
+      r_done=1
+      forget_generation "$r_new"
+    else
+      r_failed=1
+    fi
+  fi
+  # A generation made but never switched to (stopped between its link and the switch).
+  [ "$profile_set" = 0 ] || forget_generation "$l_new_gen"
+  if [ "$switch_started" = 1 ] && [ "$action" != dry-activate ]; then
+    r_system=$prev_system
+    if [ "$action" = boot ]; then
+      r_system=""
+      [ -z "$prev_gen" ] || r_system=$(generation_path "$prev_gen")
+    fi
+    if [ -z "$r_system" ]; then
+      r_missing=1
+    else
+      log "rolling back: switch-to-configuration $action ($r_system)"
+      if run_switch "$r_system" "$action" "$ROLLBACK_TIMEOUT" rollback; then r_done=1; else r_failed=1; fi
+    fi
+  fi
+  [ "$r_failed" = 0 ] || return 1
+  [ "$r_missing" = 0 ] || return 3
+  [ "$r_done" = 1 ] || return 2
+}
+
+took_over_json() { [ -z "$took_over" ] || printf ',"tookOver":%s' "$(json_str "$took_over")"; }
+
+# Ends a failed activation: stops what runs, undoes what it changed, and reports result $1
+# (failed or timed-out) in phase $2, with exit code $3 and message $4.
+finish_failed() {
+  trap '' INT TERM
+  umask 022
+  f_result=$1 f_phase=$2 code=$3 message=$4 rolled=false outcome=rolled-back
+  case $f_phase in realise | secrets | profile | switch | reboot | health) ;; *) f_phase=realise ;; esac
+  stop_child
+  secrets_discard
+  [ -z "$h_dir" ] || rm -rf "$h_dir"
+  if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
+    mark_phase rollback
+    log "$message; rolling back to generation ${prev_gen:-?} (${prev_system:-no previous system})"
+    l_phase=rollback
+    write_info
+    restore_previous
+    case $? in
+      0) rolled=true ;;
+      1) log "rollback failed too"; code=7 outcome=rollback-failed
+        message="$message; the rollback failed too"
+        [ "$switch_started" = 0 ] || mark_failed "$path" "$message" ;;
+      3) outcome=rollback-failed
+        message="$message; no earlier system to go back to: the host runs $path, marked failed until an activation succeeds"
+        log "$message"
+        mark_failed "$path" "$message" ;;
+    esac
+  else
+    log "$message"
+  fi
+  # The lock goes first: once abort sees the outcome, the host takes the next activation.
+  unlock
+  if [ -n "$token" ]; then
+    write_result "$token" "$outcome" "$message"
+    rm -f "$state_dir/abort-$token"
+  fi
+  printf '{"ok":false,"command":"activate","result":%s,"phase":%s,"exitCode":%s,"message":%s,"path":%s,"action":%s,"rolledBack":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$(json_str "$f_result")" "$(json_str "$f_phase")" "$code" "$(json_str "$message")" \
+    "$(json_str "$path")" "$(json_str "$action")" "$rolled" "$(json_opt "$prev_system")" \
+    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
+  exit "$code"
+}
+
+fail() { finish_failed failed "$@"; }
+
+# The activation ran past its timeout in phase $1.
+timed_out() {
+  t_limit="the activation timeout of ${activation_timeout}s"
+  case $1 in
+    realise) t_what="realising $path ran past $t_limit; stopped it" ;;
+    secrets) t_what="installing the secrets ran past $t_limit; stopped it" ;;
+    profile) t_what="setting the profile $profile ran past $t_limit; stopped it" ;;
+    *) t_what="switch-to-configuration ran past $t_limit; stopped it"
+      [ "$switch_started" = 1 ] || t_what="$t_limit ran out before switch-to-configuration" ;;
+  esac
+  finish_failed timed-out "$1" 10 "$t_what"
+}
+
+aborted() { [ -n "$token" ] && [ -e "$state_dir/abort-$token" ]; }
+
+# INT or TERM ($1) during the activation: stop it and roll back.
+interrupted() {
+  trap '' INT TERM
+  if aborted; then
+    finish_failed failed "$l_phase" 6 "aborted by the deployer"
+  fi
+  finish_failed failed "$l_phase" 6 "interrupted by SIG$1"
+}
+
+# Why health check $check failed for good (bounded's status h_status, on attempt h_tries): its
+# exit code, or that the health timeout stopped it, and the end of its last attempt's output,
+# from h_dir: the last 10 lines and at most 1000 bytes, control characters removed, lines joined
+# by " | " (none kept when it had to be killed). The check is named in at most 500 bytes: the
+# message stays far below the 4096 characters the deployer takes.
+health_failure() {
+  case $h_status in
+    124) h_why="still running when the health timeout of ${health_timeout}s ran out; stopped it" ;;
+    137) h_why="still running when the health timeout of ${health_timeout}s ran out, and TERM did not stop it; killed it" ;;
+    *) h_code=$(cat "$h_dir/code" 2>/dev/null)
+      h_why="could not be run"
+      ! digits "$h_code" || h_why="exit code $h_code" ;;
+  esac
+  h_s=s
+  [ "$h_tries" != 1 ] || h_s=""
+  h_within="in ${health_timeout}s"
+  [ "$h_once" = false ] || h_within="only: retry false"
+  # (A UTF-8 continuation byte, where the cut leaves one first; a C1 control in UTF-8.)
+  h_cont=$(printf '[\200-\277]') h_c1=$(printf '\302[\200-\237]')
+  h_tail=$(tail -n 10 "$h_dir/out" 2>/dev/null | tail -c 1000 | tr '\t' ' ' |
+    tr -d '\000-\010\013-\037\177' | LC_ALL=C sed -e "1s/^$h_cont*//" -e "s/$h_c1//g" |
+    LC_ALL=C awk 'NF { printf "%s%s", sep, $0; sep = " | " }')
+  h_name=$(printf '%s' "$check" | head -c 500)
+  [ "$h_name" = "$check" ] || h_name="$h_name..."
+  printf 'health check failed: %s: %s (%s attempt%s %s); ' "$h_name" "$h_why" "$h_tries" \
+    "$h_s" "$h_within"
+  if [ -n "$h_tail" ]; then
+    printf 'output: "%s"' "$h_tail"
+  elif [ "$h_status" = 137 ]; then
+    printf 'its output went with it'
+  else
+    printf 'no output'
+  fi
+}
+
+# Step $1 failed (code $2, message $3): because of an abort, the timeout, or by itself.
+step_failed() {
+  aborted && finish_failed failed "$1" 6 "aborted by the deployer"
+  [ "$1" = health ] || [ "$(remaining)" -gt 0 ] || timed_out "$1"
+  fail "$@"
+}
+
+activated_json() {
+  printf '"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
+    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
+}
+
+# The activation went through: report it, leaving a watcher to wait for the confirmation
+# when $1 is "window" (unless an abort came first).
+succeed() {
+  trap '' INT TERM
+  aborted && finish_failed failed "$l_phase" 6 "aborted by the deployer"
+  if [ "$1" = window ]; then
+    rm -f "$state_dir/result-$token"
+    start_watcher
+    # The watcher records itself as the lock's holder; this process leaves once it has.
+    i=0
+    while ! grep -q '^kind=window$' "$state_dir/lock/info" 2>/dev/null && [ "$i" -lt 50 ]; do
+      sleep 0.1
+      i=$((i + 1))
+    done
+    locked=0
+    printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":%s,"confirmTimeout":%s,' \
+      "$(json_str "$token")" "$confirm_timeout"
+    activated_json
+    exit 0
+  fi
+  # The system runs, healthy: no longer a failed one (boot and dry-activate change nothing now).
+  case $action in switch | test) rm -f "$state_dir/failed" ;; esac
+  unlock
+  printf '{"ok":true,"command":"activate","result":"activated",'
+  activated_json
+  exit 0
+}
+

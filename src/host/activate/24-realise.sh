@@ -1,0 +1,37 @@
+# The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
+# the activation timeout), else age from PATH.
+# Realises store path $1 ($2 says what it is, e.g. "the age package "), failing phase $3 with
+# exit code $4, under the GC root $5: from the substituters with only the trusted keys and
+# signatures required, bounded by what is left of the activation timeout; without substituters
+# it must be on the host already.
+realise_path() {
+  if [ -n "$subs" ]; then
+    mark_phase "$3"
+    log "realising $2$1 from $subs"
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out "$3"
+    bounded quiet "$r" nix-store --realise "$1" --add-root "$5" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
+      step_failed "$3" "$4" "$(realise_failure "$1" "$2")"
+  elif ! nix-store --check-validity "$1" 2>/dev/null; then
+    fail "$3" "$4" "$2$1 is not on this host, and no substituter was given"
+  fi
+}
+
+# Why realising $2$1 from $subs failed: a substituter that cannot be reached is named (curl asks
+# each http(s) one for its nix-cache-info, within 5 s); else the path is not there, or not signed
+# by a trusted key.
+realise_failure() {
+  if command -v curl >/dev/null 2>&1; then
+    for u_sub in $subs; do
+      case $u_sub in http://* | https://*) ;; *) continue ;; esac
+      u_err=$(curl -sS -o /dev/null --max-time 5 "${u_sub%/}/nix-cache-info" 2>&1) && continue
+      printf 'cannot realise %s%s: the substituter %s cannot be reached (%s)' "$2" "$1" "$u_sub" \
+        "$(printf '%s' "$u_err" | head -n 1)"
+      return 0
+    done
+  fi
+  printf 'cannot realise %s%s from %s: not there, or not signed by a trusted key' "$2" "$1" "$subs"
+}
+

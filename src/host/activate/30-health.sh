@@ -1,0 +1,81 @@
+# One health check option ($1, its value $2) into health_cmds (each check one line, "r":
+# retried until health_timeout, or "o": once, before it) or health_timeout.
+health_option() {
+  case $1 in
+    --health-cmd) health_cmds="${health_cmds}r$2
+" ;;
+    --health-once) health_cmds="${health_cmds}o$2
+" ;;
+    --health-timeout) health_timeout=$2 ;;
+  esac
+}
+
+# The health checks of $health_cmds (one per line, "r" retried until $health_timeout, or "o"
+# once), then systemd's failed units: returns 1 with h_message saying why when one fails.
+run_health_checks() {
+  h_message=""
+  if h_undeclared=$(undeclared_check "$1"); then
+    h_message="the command check '$h_undeclared' is not one $1 declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
+    return 1
+  fi
+  if [ -n "$health_cmds" ]; then
+    # Each attempt's output (stdout and stderr together) is logged, and its last 4 KiB kept for
+    # the message in h_dir, this activation's own directory (removed when it ends). The check
+    # ($1) runs under sh -c as before; its exit code goes to $2/code, its output through tee to
+    # the log and through a fifo to tail. The shells wait for the check even when the timeout
+    # stops it (TERM), and tee and tail ignore TERM: they end with its output, which is kept.
+    # (A shell's "Terminated" goes to the log, not with it.) The attempt succeeds when the check
+    # exits 0.
+    # shellcheck disable=SC2016 # expanded by that sh, from its arguments
+    # (The quoted script stays on one line: the SSM document drops indentation.)
+    h_run='rm -f "$2/out" "$2/code"; trap : TERM; (trap "" TERM; exec tail -c 4096 <"$2/fifo" >"$2/out") & t=$!; { trap : TERM; (exec sh -c "$1" 2>&1); echo "$?" >"$2/code"; } | (trap "" TERM; exec tee "$2/fifo"); wait "$t"; [ "$(cat "$2/code" 2>/dev/null)" = 0 ]'
+    h_dir=$state_dir/health-$$
+    rm -rf "$h_dir"
+    if ! { mkdir -m 700 "$h_dir" && mkfifo "$h_dir/fifo"; }; then
+      h_message="cannot create $h_dir"
+      return 1
+    fi
+    old_ifs=$IFS
+    IFS='
+'
+    for check in $health_cmds; do
+      IFS=$old_ifs
+      h_once=false
+      case $check in o*) h_once=true ;; esac
+      check=${check#?}
+      log "health: $check"
+      # Retried about every second until it passes or its timeout ends, as HTTP checks are:
+      # a service that starts slowly is not rolled back for it. A check given with
+      # --health-once (retry false) fails at its first failure.
+      h_end=$(($(date +%s) + health_timeout)) h_left=$health_timeout h_tries=1
+      until bounded log "$h_left" sh -c "$h_run" health "$check" "$h_dir"; do
+        h_status=$?
+        h_left=$((h_end - $(date +%s) - 1))
+        if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then
+          h_message=$(health_failure)
+          IFS=$old_ifs
+          return 1
+        fi
+        if aborted; then
+          h_message=aborted
+          IFS=$old_ifs
+          return 1
+        fi
+        h_tries=$((h_tries + 1))
+        sleep 1
+      done
+    done
+    IFS=$old_ifs
+    rm -rf "$h_dir"
+    h_dir=""
+  fi
+  if have_systemd; then
+    failed_units=$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
+    if [ -n "$failed_units" ]; then
+      h_message="failed units: $failed_units"
+      return 1
+    fi
+  fi
+}
+
+

@@ -1,0 +1,111 @@
+cmd_activate() {
+  path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
+  health_cmds="" activation_timeout=600
+  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --path) path=${2-}; shift 2 ;;
+      --action) action=${2-}; shift 2 ;;
+      --substituter) subs="$subs${subs:+ }${2-}"; shift 2 ;;
+      --trusted-key) keys="$keys${keys:+ }${2-}"; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
+      --health-cmd | --health-once | --health-timeout) health_option "$1" "${2-}"; shift 2 ;;
+      --activation-timeout) activation_timeout=${2-}; shift 2 ;;
+      --confirm-timeout) confirm_timeout=${2-}; shift 2 ;;
+      --token) token=${2-}; shift 2 ;;
+      --secrets) secrets=1; shift ;;
+      --age) age_path=${2-}; shift 2 ;;
+      --host-key) host_key=${2-}; shift 2 ;;
+      --secrets-url) secrets_url=${2-}; shift 2 ;;
+      --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
+      --reboot-token) reboot_token=${2-}; shift 2 ;;
+      --caller-reboots) caller_reboots=1; shift ;;
+      *) usage "activate: unknown option '$1'" ;;
+    esac
+  done
+  store_path_form "$path" ||
+    usage "activate: --path must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$path'"
+  case $action in switch|boot|test|dry-activate) ;; *) usage "activate: unknown action '$action'" ;; esac
+  case $health_timeout in ''|*[!0-9]*) usage "activate: --health-timeout must be whole seconds" ;; esac
+  case $confirm_timeout in ''|*[!0-9]*) usage "activate: --confirm-timeout must be whole seconds" ;; esac
+  check_activation_timeout activate
+  health_timeout=$(decimal "$health_timeout")
+  confirm_timeout=$(decimal "$confirm_timeout")
+  if [ "$confirm_timeout" -gt 0 ]; then
+    case $token in ''|*[!A-Za-z0-9_-]*) usage "activate: --confirm-timeout needs a --token of letters, digits, '-' or '_'" ;; esac
+  fi
+  case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
+  case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
+  [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
+  check_secrets_options
+  if [ "$pinned" = 1 ]; then
+    [ -z "$subs$keys" ] || [ "$subs $keys" = "$pinned_subs $pinned_keys" ] ||
+      log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
+    subs=$pinned_subs keys=$pinned_keys
+  fi
+  started=$(now)
+  deadline=$((started + activation_timeout))
+  checks=$(printf '%s' "$health_cmds" | grep -c . || true)
+  profile_set=0 switch_started=0 prev_gen="" prev_system=""
+  # The lock's deadline: the activation's, its health checks, and a rollback after them.
+  l_kind=activate l_command="activate $path" l_path=$path l_action=$action l_token=$token
+  l_since=$started l_deadline=$((deadline + checks * health_timeout + SETTLE_TIME)) l_phase=realise
+  lock
+  trap 'interrupted INT' INT
+  trap 'interrupted TERM' TERM
+  prev_gen=$(current_generation)
+  prev_system=$(resolve /run/current-system || true)
+  l_prev_gen=$prev_gen l_prev_system=$prev_system
+  [ -z "$token" ] || rm -f "$state_dir/result-$token"
+  # An activation decides the host's state anew: a reboot left unconfirmed is over.
+  rm -f "$boot_file"
+  write_info
+
+  # 1. Realise (bounded by what is left of the activation timeout).
+  # The root keeps the new system from the garbage collector until a profile or
+  # /run/current-system holds it (test and dry-activate set no profile).
+  realise_path "$path" "" realise 3 "$state_dir/realised"
+  store_path_resolves "$path" ||
+    step_failed realise 3 "$path is a link or resolves elsewhere ($(resolve "$path" || echo nowhere)): only a store path that is itself is activated"
+  require_pinned_signature "$path" "" realise 3
+  if u_bad=$(undeclared_check "$path"); then
+    step_failed realise 2 "the command check '$u_bad' is not one $path declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
+  fi
+
+  # 2. Secrets.
+  [ "$secrets" = 0 ] || install_secrets
+
+  # 3. Profile.
+  if [ "$action" = switch ] || [ "$action" = boot ]; then
+    mkdir -p "$(dirname "$profile")"
+    r=$(remaining)
+    [ "$r" -gt 0 ] || timed_out profile
+    l_phase=profile profile_set=1
+    mark_phase profile
+    new_generation "$path" "$r" ||
+      step_failed profile 4 "cannot set the profile $profile to $path"
+  fi
+
+  # 4. Switch.
+  r=$(remaining)
+  [ "$r" -gt 0 ] || timed_out switch
+  l_phase=switch switch_started=1
+  mark_phase switch
+  log "switch-to-configuration $action ($path)"
+  run_switch "$path" "$action" "$r" switch
+  status=$?
+  [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
+  [ -z "$reboot_token" ] || begin_reboot
+  if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
+
+  # 5. Health.
+  l_phase=health
+  mark_phase health
+  write_info
+  run_health_checks "$path" || step_failed health 5 "$h_message"
+
+  # 6. Confirmation window (magic rollback).
+  if [ "$confirm_timeout" -gt 0 ]; then succeed window; fi
+  succeed now
+}
+

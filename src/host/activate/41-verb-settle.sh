@@ -1,0 +1,84 @@
+# Waits (at most SETTLE_TIME seconds) for the outcome of $token; a holder that dies
+# meanwhile is taken over, which settles it.
+settle_wait() {
+  i=0
+  while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt $((SETTLE_TIME * 10)) ]; do
+    if [ $((i % 10)) = 9 ]; then
+      clear_stale "$verb" "$verb --token $token"
+      # Nothing left to report: the activation went through before the abort reached it.
+      if [ ! -d "$state_dir/lock" ] && [ ! -e "$state_dir/pending-$token" ] &&
+        [ ! -e "$state_dir/result-$token" ]; then
+        sleep 0.5 # (an outcome is written just after the lock goes)
+        break
+      fi
+    fi
+    sleep 0.1
+    i=$((i + 1))
+  done
+}
+
+# confirm or abort: signal the watcher (or stop the activation still under way), then wait
+# (bounded) for its outcome.
+cmd_settle() {
+  verb=$1 token=""
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --token) token=${2-}; shift 2 ;;
+      *) usage "$verb: unknown option '$1'" ;;
+    esac
+  done
+  case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
+  mkdir -p "$state_dir"
+  clear_stale "$verb" "$verb --token $token"
+  settled="" i=0
+  if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
+    # A takeover under way (bounded) comes first: it settles its holder, then its taker runs.
+    judge_lock
+    while [ "$o_kind" = takeover ] && [ "$o_alive" = 1 ] && [ "$i" -lt "$SETTLE_TIME" ]; do
+      sleep 1
+      i=$((i + 1))
+      judge_lock
+    done
+    if [ "$o_kind" = activate ] && [ "$o_token" = "$token" ] && [ -n "$o_pid" ] &&
+      proc_alive "$o_pid" "$o_start"; then
+      # The activation is still under way: it stops what runs and rolls back.
+      : >"$state_dir/abort-$token"
+      log "stopping the activation of ${o_path:-?} (pid $o_pid, in its ${o_phase:-first} phase)"
+      kill -s TERM "$o_pid" 2>/dev/null
+      settle_wait
+      settled=1
+    fi
+  fi
+  if [ -z "$settled" ]; then
+    if [ ! -e "$state_dir/pending-$token" ] && [ ! -e "$state_dir/result-$token" ]; then
+      printf '{"ok":false,"command":"%s","result":"unknown-token","exitCode":9,"message":%s%s}\n' \
+        "$verb" "$(json_str "no activation is waiting for token $token")" "$(took_over_json)"
+      exit 9
+    fi
+    if [ ! -e "$state_dir/result-$token" ]; then
+      if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
+      # Wake the watcher (see watcher_script).
+      sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
+      [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+      settle_wait
+    fi
+  fi
+  outcome=$(sed -n 1p "$state_dir/result-$token" 2>/dev/null || true)
+  reason=$(sed -n 2p "$state_dir/result-$token" 2>/dev/null || true)
+  case $outcome in
+    confirmed) code=0 ok=true ;;
+    rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;
+    rollback-failed) code=7 ok=false ;;
+    *) code=7 ok=false outcome=unknown
+      reason="no outcome for token $token within ${SETTLE_TIME}s"
+      [ -d "$state_dir/lock" ] || [ -e "$state_dir/pending-$token" ] ||
+        reason="the activation with token $token ended before the $verb reached it" ;;
+  esac
+  printf '{"ok":%s,"command":"%s","result":%s,"exitCode":%s,"message":%s,"generation":%s,"current":%s%s}\n' \
+    "$ok" "$verb" "$(json_str "$outcome")" "$code" "$(json_str "$reason")" \
+    "$(json_num "$(current_generation)")" "$(json_opt "$(resolve /run/current-system || true)")" \
+    "$(took_over_json)"
+  exit "$code"
+}
+

@@ -1,0 +1,79 @@
+cmd_rollback() {
+  to="" activation_timeout=600
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --to) to=${2-}; shift 2 ;;
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
+      --activation-timeout) activation_timeout=${2-}; shift 2 ;;
+      *) usage "rollback: unknown option '$1'" ;;
+    esac
+  done
+  case $to in *[!0-9]*) usage "rollback: --to must be a generation number" ;; esac
+  to=$(decimal "$to")
+  check_activation_timeout rollback
+  l_kind=rollback l_command="rollback${to:+ to $to}" l_since=$(now) l_phase=""
+  deadline=$((l_since + activation_timeout))
+  l_deadline=$((deadline + SETTLE_TIME))
+  lock
+  # A rollback decides the host's state anew: a reboot left unconfirmed is over.
+  rm -f "$boot_file"
+  from=$(current_generation)
+  [ -n "$to" ] || to=$(previous_generation "${from:-0}")
+  target=""
+  [ -z "$to" ] || target=$(generation_path "$to")
+  g_why="no generation ${to:-before ${from:-none}} in $profile"
+  if [ -z "$to" ] || [ -z "$target" ] || ! generation_usable "$to"; then
+    unlock
+    printf '{"ok":false,"command":"rollback","result":"no-generation","exitCode":9,"message":%s,"generation":%s%s}\n' \
+      "$(json_str "$g_why")" "$(json_num "$from")" "$(took_over_json)"
+    exit 9
+  fi
+  # Killed halfway, a takeover finishes it: the host goes to the generation asked for.
+  l_command="rollback to $to" l_path=$target l_action=switch l_prev_gen=$to l_prev_system=$target
+  l_phase=switch
+  write_info
+  mark_phase rollback
+  log "rolling back from generation ${from:-?} to $to ($target)"
+  why=""
+  if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
+    why="switching the profile to generation $to failed"
+  else
+    r=$(remaining)
+    if [ "$r" -le 0 ] || ! run_switch "$target" switch "$r" rollback; then
+      why="switching to generation $to failed"
+      [ "$(remaining)" -gt 0 ] ||
+        why="switching to generation $to ran past the activation timeout of ${activation_timeout}s; stopped it"
+    fi
+  fi
+  unlock
+  if [ -n "$why" ]; then
+    log "$why"
+    printf '{"ok":false,"command":"rollback","result":"failed","exitCode":7,"message":%s,"from":%s,"generation":%s%s}\n' \
+      "$(json_str "$why")" "$(json_num "$from")" "$(json_num "$(current_generation)")" \
+      "$(took_over_json)"
+    exit 7
+  fi
+  printf '{"ok":true,"command":"rollback","result":"rolled-back","from":%s,"generation":%s,"path":%s%s}\n' \
+    "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
+}
+
+# Whether generation $1 of the profile is one to switch to as root; why not is in g_why. Its link
+# must lead straight to a store path in canonical form that resolves to itself (a link planted
+# in the profiles, or one through a path a user controls, is not a system), and with pinned
+# trust its profiles directory must be root's alone and the system signed by a pinned key.
+generation_usable() {
+  g_target=$(readlink "$profile-$1-link" 2>/dev/null)
+  if ! store_path_form "$g_target" || ! store_path_resolves "$g_target"; then
+    g_why="generation $1 of $profile leads to '$g_target', not to a store path in canonical form that resolves to itself: not a system to roll back to"
+    return 1
+  fi
+  if [ "$pinned" = 1 ] && ! root_only_dir "$(dirname "$profile")"; then
+    g_why="$(dirname "$profile") can be changed by users other than root: this host's trust is pinned, and its generations are not trusted (make it root's alone, mode 0755)"
+    return 1
+  fi
+  if unsigned_by_pins "$g_target" "generation $1, "; then
+    g_why="$p_why: not a system to roll back to"
+    return 1
+  fi
+}
+

@@ -1,0 +1,67 @@
+# --- Reboots (deploy --reboot): `activate --action boot --reboot-token T` records the pending
+# boot and reboots; after the boot, `after-boot` checks what booted and runs the health checks,
+# then `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
+# boot_file, on the disk: the token, the system to boot, its generation, and the generation
+# before it with that generation's system.
+
+# This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
+# makes both anew; a lab host's, only the second).
+boot_id() {
+  printf '%s/%s' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
+    "$(stat -c %Z /run/booted-system 2>/dev/null)"
+}
+
+# What systemd-bless-boot says of this boot: good, bad, indeterminate (counted, not yet
+# judged) or clean (not counted); empty where the system has none.
+boot_assessment() { [ -x "$BLESS" ] && "$BLESS" status 2>/dev/null | head -n 1; }
+
+# Marks a counted boot $1 (good or bad), so that the boot loader keeps or skips its entry.
+bless() {
+  case $(boot_assessment) in
+    indeterminate | good | bad) "$BLESS" "$1" >&2 || log "systemd-bless-boot $1 failed" ;;
+  esac
+}
+
+# Reboots 2 s from now, detached, so that the caller has its answer first. Only the running
+# system's systemctl, never one from PATH.
+schedule_reboot() {
+  [ -x "$SYSTEMCTL" ] || return 1
+  setsid sh -c "sleep 2; exec $SYSTEMCTL reboot" </dev/null >/dev/null 2>&1 &
+}
+
+# The pending boot into p_* (p_token empty: none). Known keys only, never evaluated.
+read_boot() {
+  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since=""
+  [ -f "$boot_file" ] || return 0
+  while IFS= read -r line; do
+    case ${line%%=*} in
+      token | path | generation | prev_gen | prev_system | since) eval "p_${line%%=*}=\${line#*=}" ;;
+    esac
+  done <"$boot_file"
+  for v in generation prev_gen since; do eval "digits \"\$p_$v\" || p_$v=''"; done
+}
+
+# The boot activation went through: record the pending boot, reboot, and say so.
+begin_reboot() {
+  l_phase=reboot
+  mark_phase reboot
+  [ "$caller_reboots" = 1 ] || [ -x "$SYSTEMCTL" ] ||
+    fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
+  b_prev=""
+  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
+  { mkdir -p "$boot_dir" &&
+    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\n' \
+      "$reboot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" \
+      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
+    fail reboot 4 "cannot record the pending boot in $boot_file"
+  if [ "$caller_reboots" = 0 ]; then
+    schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
+  fi
+  log "rebooting into generation $(current_generation) ($path)"
+  trap '' INT TERM
+  unlock
+  printf '{"ok":true,"command":"activate","result":"rebooting","bootId":%s,' "$(json_str "$(boot_id)")"
+  activated_json
+  exit 0
+}
+

@@ -1,0 +1,65 @@
+cmd_status() {
+  check_paths=false
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --profile) refuse_when_pinned --profile "the system profile is the only one"; profile=${2-}; shift 2 ;;
+      --check-paths) check_paths=true; shift ;;
+      *) usage "status: unknown option '$1'" ;;
+    esac
+  done
+  gens=""
+  for n in $(generations | tail -n 10); do
+    # A generation a failed activation is dropping at this moment has no path left: skip it.
+    g_path=$(generation_path "$n") || continue
+    [ -n "$g_path" ] || continue
+    gens="$gens${gens:+,}{\"generation\":$n,\"path\":$(json_str "$g_path")}"
+  done
+  pending=""
+  for f in "$state_dir"/pending-*; do [ -e "$f" ] && pending=${f##*/pending-}; done
+  activation=null
+  if [ -d "$state_dir/lock" ]; then
+    judge_lock
+    stale=false
+    [ -z "$o_why" ] || stale=true
+    activation=$(printf '{"command":%s,"path":%s,"pid":%s,"since":%s,"deadline":%s,"stale":%s}' \
+      "$(json_str "$o_command")" "$(json_opt "$o_path")" "$(json_num "$o_pid")" \
+      "$(json_num "$o_since")" "$(json_num "$o_deadline")" "$stale")
+  fi
+  missing=""
+  if $check_paths; then
+    # A pinned script is started by its wrapper, not piped: the paths come on its input.
+    if [ "$pinned" = 1 ] && [ -z "${NIXSHIP_CHECK_PATHS+set}" ]; then
+      NIXSHIP_CHECK_PATHS=$(head -c "$CHECK_PATHS_LIMIT")
+    fi
+    check_paths_form
+    missing=",\"missing\":$(missing_paths || printf null)"
+  fi
+  read_boot
+  boot_pending=null
+  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s}' \
+    "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")" \
+    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")")
+  boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
+    "$(json_opt "$(boot_assessment)")" "$boot_pending")
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \
+    "$(json_opt "$(resolve /run/current-system || true)")" \
+    "$(json_opt "$(resolve /run/booted-system || true)")" \
+    "$(json_opt "$(resolve "$profile" || true)")" \
+    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
+    "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$(pinned_json)" \
+    "$([ -x "$PINNED_ACTIVATOR" ] && echo true || echo false)" "$missing"
+}
+
+# This run's pinned trust as JSON: null when the trust is the caller's, else the names of the
+# pinned keys and the substituters.
+pinned_json() {
+  if [ "$pinned" = 0 ]; then
+    printf 'null'
+    return 0
+  fi
+  j_keys="" j_subs=""
+  for j_key in $pinned_keys; do j_keys="$j_keys${j_keys:+,}$(json_str "${j_key%%:*}")"; done
+  for j_sub in $pinned_subs; do j_subs="$j_subs${j_subs:+,}$(json_str "$j_sub")"; done
+  printf '{"keys":[%s],"substituters":[%s]}' "$j_keys" "$j_subs"
+}
+
