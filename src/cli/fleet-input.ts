@@ -4,7 +4,9 @@ import { dirname, resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import { type Action, parseAction } from "../fleet/action.js";
 import {
+  DEFAULT_MAX_CONNECTIONS,
   type Fleet,
+  MAX_CONNECTIONS_LIMIT,
   POLICY_DEFAULTS,
   REBOOT_MODES,
   type RebootMode,
@@ -20,11 +22,14 @@ export const FLEET_FLAGS = {
   fleet: { type: "string" },
   on: { type: "string" },
   json: { type: "boolean" },
+  "max-connections": { type: "string" },
 } as const;
 
 export const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE})
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
-  --json             machine-readable output on stdout`;
+  --json             machine-readable output on stdout
+  --max-connections N  the most ssh connections held at once (fleet's ssh.maxConnections,
+                     else ${DEFAULT_MAX_CONNECTIONS}); hosts beyond it connect again for their wave`;
 
 export interface FleetInput {
   readonly fleet: Fleet;
@@ -33,11 +38,26 @@ export interface FleetInput {
 }
 
 export async function readFleetInput(
-  values: { fleet?: string | undefined },
+  values: { fleet?: string | undefined; "max-connections"?: string | undefined },
   io: CliIO,
 ): Promise<FleetInput> {
   const fleetFile = resolve(values.fleet ?? io.env.NIXSHIP_FLEET ?? DEFAULT_FLEET_FILE);
-  return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
+  const loaded = await loadFleet(fleetFile);
+  const bound = values["max-connections"];
+  const fleet =
+    bound === undefined
+      ? loaded
+      : {
+          ...loaded,
+          ssh: {
+            ...loaded.ssh,
+            maxConnections: Math.min(
+              parseIntFlag(bound, "--max-connections", "nixship") ?? 1,
+              MAX_CONNECTIONS_LIMIT,
+            ),
+          },
+        };
+  return { fleet, fleetFile, fleetDir: dirname(fleetFile) };
 }
 
 export const ROLLOUT_FLAGS = {

@@ -17,6 +17,7 @@ import { shellQuote } from "../util/shell-quote.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { withoutControls } from "../util/text.js";
 import { sshConfigValue } from "./ssh-config-for-nix.js";
+import { sharedConnections } from "./ssh-master-pool.js";
 import { terminateMasters } from "./ssh-mux.js";
 
 export interface SshTarget {
@@ -85,12 +86,41 @@ export function controlPrefixFor(
   return join(privateRuntimeDir(), `${trust}-`);
 }
 
-/** A socket path's limit (sun_path, 108 bytes with its NUL) less what ssh adds to `%C`. */
+/** A socket path's limit (sun_path, 108 bytes with its NUL) less the host's part and ssh's. */
 const SOCKET_PREFIX_MAX = 107 - 40 - 17;
 
-/** This process's ControlPath for a trust configuration: the prefix, its pid, then `%C`. */
+/** A ControlPath under this process's prefix for a trust configuration, with ssh's `%C`. */
 export function controlPathFor(configFile: string | undefined, knownHosts: string | undefined) {
   return `${processControlPrefix(configFile, knownHosts)}%C`;
+}
+
+/**
+ * The control socket of `target`'s shared connection in this process: the prefix, then a hash
+ * of how it is reached (destination and user), so that the deployer knows each master's socket
+ * and can end one to keep within the bound of held connections (ssh-master-pool.ts).
+ */
+export function controlPathOf(target: SshTarget): string {
+  const host = createHash("sha256")
+    .update(`${target.destination}\0${target.user ?? ""}`)
+    .digest("hex")
+    .slice(0, 20);
+  return `${processControlPrefix(target.configFile, target.knownHosts)}${host}`;
+}
+
+/**
+ * Runs `use` while `target`'s shared connection holds a place among the bounded masters
+ * (ssh-master-pool.ts): its master may start in it, and is not ended under it.
+ */
+export async function withSharedConnection<T>(
+  target: SshTarget,
+  use: () => Promise<T>,
+): Promise<T> {
+  const release = await sharedConnections.acquire(controlPathOf(target));
+  try {
+    return await use();
+  } finally {
+    release();
+  }
 }
 
 /** This process's control-path prefix for a trust configuration (`DIR/TRUST-PID-`), checked. */
@@ -138,7 +168,7 @@ export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): s
       "-o",
       "ControlMaster=auto",
       "-o",
-      `ControlPath=${sshConfigValue(`${prefix}%C`)}`,
+      `ControlPath=${sshConfigValue(controlPathOf(target))}`,
       "-o",
       "ControlPersist=60",
     );
@@ -186,13 +216,16 @@ export async function runOverSsh(
 ): Promise<SshRun> {
   // A process group of its own: a Ctrl-C at the terminal goes to the deployer, which aborts
   // what is in flight over ssh, and not straight to every ssh client (and shared master).
-  const r = await runStreamed("ssh", [...sshArgs(target, options), command], {
-    detached: true,
-    ...(options.input === undefined ? {} : { input: options.input }),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),
-    ...(options.stdoutKept === undefined ? {} : { stdoutKept: options.stdoutKept }),
-  });
+  const start = () =>
+    runStreamed("ssh", [...sshArgs(target, options), command], {
+      detached: true,
+      ...(options.input === undefined ? {} : { input: options.input }),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),
+      ...(options.stdoutKept === undefined ? {} : { stdoutKept: options.stdoutKept }),
+    });
+  // A fresh connection is its own; a shared one takes a place among the bounded masters.
+  const r = options.fresh ? await start() : await withSharedConnection(target, start);
   if (r.error !== undefined) throw r.error;
   if (r.stopped) return { code: 255, stdout: "", stderr: `${r.stderr}aborted` };
   return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr, stdoutBytes: r.stdoutBytes };

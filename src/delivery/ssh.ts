@@ -4,7 +4,7 @@
 // connection, the deployer's HTTP checks, then confirm over a fresh connection, or abort.
 import { copyToHost } from "../cache/local-nix.js";
 import type { FleetHost, SshHost, SshSettings } from "../fleet/fleet.js";
-import { reachedBySudo, sshDestination } from "../fleet/fleet.js";
+import { DEFAULT_MAX_CONNECTIONS, reachedBySudo, sshDestination } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import {
   activateArgs,
@@ -40,9 +40,10 @@ import {
 } from "./delivery.js";
 import { nixSshOpts } from "./ssh-config-for-nix.js";
 import { sshSettings } from "./ssh-host-key.js";
+import { sharedConnections } from "./ssh-master-pool.js";
 import { checkNewConnection } from "./ssh-preflight.js";
 import { settlingTarget } from "./ssh-settle-kex.js";
-import { runActivate, type SshTarget, sshArgs } from "./ssh-transport.js";
+import { runActivate, type SshTarget, sshArgs, withSharedConnection } from "./ssh-transport.js";
 
 /** Seconds a status query may take. */
 const STATUS_TIMEOUT = 60;
@@ -50,7 +51,10 @@ const STATUS_TIMEOUT = 60;
 const CLOSURE_TIMEOUT = 90;
 
 export class SshDelivery implements Delivery {
-  constructor(private readonly settings: SshSettings) {}
+  constructor(private readonly settings: SshSettings) {
+    // One deployer, one bound on its held connections (the fleet's, or --max-connections).
+    sharedConnections.setBound(settings.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  }
 
   target(host: FleetHost): SshTarget {
     if (host.delivery !== "ssh") {
@@ -187,12 +191,15 @@ async function copyClosure(
   signal: AbortSignal | undefined,
 ): Promise<string | undefined> {
   try {
-    await copyToHost(path, target.destination, await nixSshOpts(sshArgs(target).slice(0, -1)), {
-      signal: AbortSignal.any([
-        AbortSignal.timeout(timeoutSeconds * 1000),
-        ...(signal ? [signal] : []),
-      ]),
-    });
+    // Nix's ssh uses the host's shared connection: it holds a place among the bounded masters.
+    await withSharedConnection(target, async () =>
+      copyToHost(path, target.destination, await nixSshOpts(sshArgs(target).slice(0, -1)), {
+        signal: AbortSignal.any([
+          AbortSignal.timeout(timeoutSeconds * 1000),
+          ...(signal ? [signal] : []),
+        ]),
+      }),
+    );
     return undefined;
   } catch (err) {
     if (signal?.aborted) return `${interruptReason(signal)} while copying`;

@@ -18,16 +18,18 @@ import type {
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InterruptedError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
-import type {
-  DeliveryMode,
-  Fleet,
-  FleetHost,
-  HealthChecks,
-  RolloutPolicy,
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  type DeliveryMode,
+  type Fleet,
+  type FleetHost,
+  type HealthChecks,
+  type RolloutPolicy,
 } from "../fleet/fleet.js";
 import { hostPolicy, type PolicyOverride, roleOf } from "../fleet/host-policy.js";
 import {
   type ClosureInfo,
+  connectionsOf,
   type DeployPlan,
   type HostPlan,
   type HostState,
@@ -205,7 +207,15 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
           : {}),
       }).catch(interruptedBefore(signal));
       throwIfInterrupted(signal);
-      const plan: DeployPlan = { ...planned, diffs };
+      const connections =
+        opened.mode === "ssh"
+          ? connectionsOf(planned, fleet.ssh.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
+          : undefined;
+      const plan: DeployPlan = {
+        ...planned,
+        diffs,
+        ...(connections === undefined ? {} : { connections }),
+      };
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
       refuseUnpinnedHosts({

@@ -10,6 +10,7 @@ import {
   DEFAULT_SSH_USER,
   type Fleet,
   type FleetHost,
+  MAX_CONNECTIONS_LIMIT,
   MAX_RELEASE_AGE,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
@@ -287,10 +288,18 @@ function readSsh(value: unknown, problems: Problems): SshSettings | undefined {
     if (typeof ssh.sudo === "boolean") sudo = ssh.sudo;
     else problems.add(["ssh", "sudo"], `must be true or false (${got(ssh.sudo)})`);
   }
+  const maxConnections =
+    ssh.maxConnections === undefined
+      ? undefined
+      : readInteger(ssh.maxConnections, ["ssh", "maxConnections"], problems, {
+          min: 1,
+          max: MAX_CONNECTIONS_LIMIT,
+        });
   return {
     user: user ?? DEFAULT_SSH_USER,
     sudo,
     configFile: file("configFile"),
     knownHosts: file("knownHosts"),
+    ...(maxConnections === undefined ? {} : { maxConnections }),
   };
 }

@@ -20,7 +20,7 @@ export const FLEET_KEYS = {
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
   releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
-  ssh: { required: [], optional: ["configFile", "knownHosts", "user", "sudo"] },
+  ssh: { required: [], optional: ["configFile", "knownHosts", "user", "sudo", "maxConnections"] },
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   build: { required: [], optional: ["builders", "host", "maxJobs"] },
   policy: {

@@ -99,6 +99,15 @@ export interface SsmSettings {
   readonly commandTimeout: number;
 }
 
+/**
+ * The default bound on the deployer's shared ssh connections: 128 masters, about 205 MB at the
+ * 1.60 MB per master that bench:fleet measured (issue 50), within the 500 MB the deployer may
+ * take at 1,000 hosts.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 128;
+/** The bound's range ends here: more is no bound. */
+export const MAX_CONNECTIONS_LIMIT = 100_000;
+
 export interface SshSettings {
   readonly user: string;
   /**
@@ -108,6 +117,11 @@ export interface SshSettings {
   readonly sudo: boolean;
   readonly configFile: string | undefined;
   readonly knownHosts: string | undefined;
+  /**
+   * The most shared connections (ssh masters) the deployer holds at once; hosts beyond it
+   * connect again for their wave (delivery/ssh-master-pool.ts). Undefined: the default, 128.
+   */
+  readonly maxConnections?: number;
 }
 
 /** Where the deployer's builds run: Nix's remote builders, or one build host. */

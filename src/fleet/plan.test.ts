@@ -3,6 +3,7 @@ import type { StorePath } from "../nix/store-path.js";
 import type { Action } from "./action.js";
 import {
   type ClosureInfo,
+  connectionsOf,
   type HostState,
   type Pinning,
   type PlanTarget,
@@ -328,5 +329,19 @@ describe("a boot left pending (issue 46)", () => {
     // A dry run changes nothing, and leaves the pending boot alone.
     const dry = plan("dry-activate", [{ host: "web1", desired: v2, state: pendingInto(v2, true) }]);
     expect(dry.hosts[0]).not.toHaveProperty("pendingBoot");
+  });
+});
+
+describe("the cost of a bound on held ssh connections (issue 50)", () => {
+  it("counts a login again for each host that activates beyond the bound", () => {
+    const targets = Array.from({ length: 5 }, (_, i) => ({
+      host: `web${i}`,
+      desired: v2,
+      state: running(i < 4 ? v1 : v2, 1),
+    }));
+    const p = plan("switch", targets);
+    // 4 activate, 1 is up to date; 5 asked.
+    expect(connectionsOf(p, 2)).toEqual({ hosts: 5, bound: 2, logins: 5 + 4 + 2, again: 2 });
+    expect(connectionsOf(p, 5)).toBeUndefined();
   });
 });

@@ -192,6 +192,34 @@ export interface DeployPlan {
   readonly diffs?: PlanDiffs;
   /** The waves the deploy runs, each role's canaries first (rollout.ts's planWaves). */
   readonly waves: readonly PlannedWave[];
+  /** Set by an ssh deploy whose hosts outnumber its held connections (connectionsOf). */
+  readonly connections?: PlanConnections;
+}
+
+/** What a bound on held ssh connections costs a deploy: logins to its hosts. */
+export interface PlanConnections {
+  /** The hosts asked (reachable), and the most connections held at once. */
+  readonly hosts: number;
+  readonly bound: number;
+  /**
+   * Logins to the hosts: one each for the survey, one each that activates for the
+   * confirmation's new connection, and one again for each that activates beyond the bound
+   * (its connection was let go after the survey).
+   */
+  readonly logins: number;
+  /** The last of those: what the bound costs. */
+  readonly again: number;
+}
+
+/**
+ * The logins an ssh deploy of `plan` makes with at most `bound` connections held; undefined
+ * when the bound holds every host asked (nothing is connected twice).
+ */
+export function connectionsOf(plan: DeployPlan, bound: number): PlanConnections | undefined {
+  const hosts = plan.hosts.length - plan.counts.unreachable;
+  if (hosts <= bound) return undefined;
+  const again = Math.max(0, plan.counts.activate - bound);
+  return { hosts, bound, logins: hosts + plan.counts.activate + again, again };
 }
 
 const NOTHING: Transfer = { paths: 0, bytes: 0 };

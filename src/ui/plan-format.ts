@@ -95,7 +95,17 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
     ...planWaves(plan),
     ...planChecks(plan),
     ...planPinning(plan),
+    ...planConnections(plan),
   ].join("\n");
+}
+
+/** What the bound on held ssh connections costs: logins beyond one per host and activation. */
+function planConnections(plan: DeployPlan): string[] {
+  const c = plan.connections;
+  if (c === undefined) return [];
+  return [
+    `connections: ${plural(c.hosts, "ssh host")}, at most ${c.bound} connections held at once: about ${plural(c.logins, "login")} to them, ${c.again} of them again for a host whose connection was let go (--max-connections)`,
+  ];
 }
 
 /** The waves the deploy runs, in order (each role's canaries first); nothing when none. */

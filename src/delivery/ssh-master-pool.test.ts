@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { MasterPool } from "./ssh-master-pool.js";
+
+/** A pool whose "masters" are names: alive from their first place until they are ended. */
+function pool(bound: number) {
+  const alive = new Set<string>();
+  let most = 0;
+  const ended: string[] = [];
+  const p = new MasterPool(bound, async (socket) => {
+    alive.delete(socket);
+    ended.push(socket);
+    return { status: "terminated" };
+  });
+  const use = async (socket: string, work: () => Promise<void> = async () => {}) => {
+    const release = await p.acquire(socket);
+    alive.add(socket);
+    most = Math.max(most, alive.size);
+    try {
+      await work();
+    } finally {
+      release();
+    }
+  };
+  return { p, use, alive, ended, most: () => most };
+}
+
+describe("the bound on held ssh connections", () => {
+  it("keeps at most N masters, ending the longest idle to make room", async () => {
+    const { p, use, ended, most } = pool(2);
+    for (const host of ["a", "b", "c", "a", "d"]) await use(host);
+    expect(most()).toBe(2);
+    // c ends a (the longest idle); a again ends b; d ends c.
+    expect(ended).toEqual(["a", "b", "c"]);
+    expect(p.stats()).toEqual({ opened: 5, ended: 3, peak: 2 });
+  });
+
+  it("reuses a held master without a new login", async () => {
+    const { p, use } = pool(3);
+    for (const host of ["a", "b", "a", "b", "a"]) await use(host);
+    expect(p.stats()).toEqual({ opened: 2, ended: 0, peak: 2 });
+  });
+
+  it("never ends a master in use: a use waits for a place to be let go", async () => {
+    const { use, ended, most } = pool(2);
+    const order: string[] = [];
+    let letGo: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const a = use("a", async () => {
+      order.push("a in");
+      await held;
+      order.push("a out");
+    });
+    const b = use("b", async () => {
+      order.push("b in");
+      await held;
+      order.push("b out");
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    const c = use("c", async () => {
+      order.push("c in");
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(order).toEqual(["a in", "b in"]);
+    letGo();
+    await Promise.all([a, b, c]);
+    expect(order.slice(-1)).toEqual(["c in"]);
+    expect(ended).toHaveLength(1);
+    expect(most()).toBe(2);
+  });
+
+  it("many uses at once over many hosts stay within the bound and all run", async () => {
+    const { use, most, p } = pool(4);
+    const hosts = Array.from({ length: 40 }, (_, i) => `h${i % 13}`);
+    let ran = 0;
+    await Promise.all(
+      hosts.map((h) =>
+        use(h, async () => {
+          await new Promise((r) => setTimeout(r, 1 + (ran % 3)));
+          ran++;
+        }),
+      ),
+    );
+    expect(ran).toBe(40);
+    expect(most()).toBeLessThanOrEqual(4);
+    expect(p.stats().peak).toBeLessThanOrEqual(4);
+  });
+});

@@ -1,0 +1,112 @@
+// At most N shared ssh connections (ControlMaster) alive at once, whatever the fleet's size:
+// each holds an ssh process (about 1.6 MB of the deployer's memory) from a host's first use,
+// its survey, to its wave. A use of a host's shared connection takes a place first; when every
+// place is taken, the master that has been idle longest is ended over its control socket (as
+// `ssh -O exit` does) and its host connects again when it is next used (one more handshake).
+// Places in use are never taken: a use waits until one is let go.
+import { DEFAULT_MAX_CONNECTIONS } from "../fleet/fleet.js";
+import { type TerminateOutcome, terminateMaster } from "./ssh-mux.js";
+
+interface Place {
+  /** Uses in flight (a master in use is never ended). */
+  users: number;
+  /** When it was last let go (a counter: the smallest is the longest idle). */
+  idleSince: number;
+}
+
+export interface MasterPoolStats {
+  /** Masters started: a host's first use, and each use after its master was ended. */
+  readonly opened: number;
+  /** Masters ended to make room. */
+  readonly ended: number;
+  /** The most places taken at once. */
+  readonly peak: number;
+}
+
+export class MasterPool {
+  readonly #places = new Map<string, Place>();
+  readonly #waiting: (() => void)[] = [];
+  #clock = 0;
+  #opened = 0;
+  #ended = 0;
+  #peak = 0;
+
+  constructor(
+    private bound: number = DEFAULT_MAX_CONNECTIONS,
+    private readonly end: (socket: string) => Promise<TerminateOutcome> = terminateMaster,
+  ) {}
+
+  setBound(bound: number): void {
+    this.bound = bound;
+  }
+
+  get limit(): number {
+    return this.bound;
+  }
+
+  stats(): MasterPoolStats {
+    return { opened: this.#opened, ended: this.#ended, peak: this.#peak };
+  }
+
+  /**
+   * Takes a place for the master at `socket` (its control path) and gives the function that
+   * lets it go. Resolves once the master that made room, if any, has ended.
+   */
+  async acquire(socket: string): Promise<() => void> {
+    for (;;) {
+      const held = this.#places.get(socket);
+      if (held !== undefined) {
+        held.users++;
+        return this.#release(socket, held);
+      }
+      if (this.#places.size < this.bound) {
+        const place = { users: 1, idleSince: 0 };
+        this.#places.set(socket, place);
+        this.#opened++;
+        this.#peak = Math.max(this.#peak, this.#places.size);
+        return this.#release(socket, place);
+      }
+      const idle = this.#longestIdle();
+      if (idle === undefined) {
+        // Every place is in use: wait for one to be let go, then look again.
+        await new Promise<void>((resolve) => this.#waiting.push(resolve));
+        continue;
+      }
+      // The room is ours before the old master ends: no other use can take it meanwhile.
+      this.#places.delete(idle);
+      const place = { users: 1, idleSince: 0 };
+      this.#places.set(socket, place);
+      this.#opened++;
+      this.#ended++;
+      await this.end(idle);
+      return this.#release(socket, place);
+    }
+  }
+
+  #longestIdle(): string | undefined {
+    let found: string | undefined;
+    let since = Number.POSITIVE_INFINITY;
+    for (const [socket, place] of this.#places) {
+      if (place.users === 0 && place.idleSince < since) {
+        found = socket;
+        since = place.idleSince;
+      }
+    }
+    return found;
+  }
+
+  #release(socket: string, place: Place): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      place.users--;
+      place.idleSince = ++this.#clock;
+      // Still this socket's place (it may have been ended and taken again meanwhile).
+      if (place.users === 0 && this.#places.get(socket) === place) this.#waiting.shift()?.();
+    };
+  }
+}
+
+/** The pool of this process's shared connections (one deployer, one bound). */
+export const sharedConnections = new MasterPool();

@@ -1,0 +1,104 @@
+// A bound on held ssh connections (issue 50): a deploy to more hosts than --max-connections
+// allows never has more shared connections (ssh masters, each a control socket of the
+// deployer's) alive at once than the bound, and every host deploys.
+import { spawn } from "node:child_process";
+import { readdir } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { controlPrefixFor } from "../src/delivery/ssh-transport.js";
+import { NIXSHIP_BIN } from "./support/cli.js";
+import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+const HOSTS = ["cbd1", "cbd2", "cbd3", "cbd4", "cbd5"];
+
+beforeAll(async () => {
+  lab = await startSshLab("cbd", HOSTS.length);
+}, 120_000);
+
+afterAll(async () => {
+  await lab?.down();
+});
+
+/** The control sockets of deployer `pid` under a trust prefix (ssh's temporary names aside). */
+async function mastersOf(prefix: string, pid: number): Promise<number> {
+  const start = `${basename(prefix)}${pid}-`;
+  const names = await readdir(dirname(prefix)).catch(() => [] as string[]);
+  return names.filter((n) => n.startsWith(start) && /^[0-9a-f]+$/.test(n.slice(start.length)))
+    .length;
+}
+
+describe("--max-connections", () => {
+  it("holds at most the bound of masters at once, and deploys every host", async () => {
+    await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v2"])));
+    const prefix = controlPrefixFor(
+      join(lab.info.dir, "ssh_config"),
+      join(lab.info.dir, "known_hosts"),
+    );
+    const args = labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"));
+    const child = spawn(
+      process.execPath,
+      [
+        NIXSHIP_BIN,
+        ...args,
+        "--max-connections",
+        "2",
+        "--parallel",
+        "5",
+        "--canary",
+        "0",
+        "--json",
+      ],
+      {
+        env: { ...process.env, NIXSHIP_LAB_DIR: dirname(lab.info.dir) },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number>((resolve) =>
+      child.on("exit", (code) => resolve(code ?? -1)),
+    );
+    // Watch the deployer's control sockets while it runs (bounded by the deploy's own end).
+    let most = 0;
+    let seen = 0;
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    const deadline = Date.now() + 240_000;
+    while (!done && Date.now() < deadline) {
+      const n = await mastersOf(prefix, child.pid as number);
+      most = Math.max(most, n);
+      if (n > 0) seen++;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const code = await exited;
+    expect(code, err).toBe(0);
+    // It held masters (the watch saw them), never more than 2.
+    expect(seen).toBeGreaterThan(0);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(2);
+    // The plan said what the bound costs: 5 hosts asked, 5 activations, 3 connected again.
+    const plan = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; plan?: { connections?: unknown } })
+      .find((e) => e.type === "plan");
+    expect(plan?.plan?.connections).toEqual({ hosts: 5, bound: 2, logins: 13, again: 3 });
+    const summary = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; results?: { outcome: { status: string } }[] })
+      .find((e) => e.type === "summary");
+    expect(summary?.results?.map((r) => r.outcome.status)).toEqual(HOSTS.map(() => "activated"));
+    for (const host of HOSTS) expect(await servedBy(lab.info, host)).toBe("web-v2");
+  }, 300_000);
+});
