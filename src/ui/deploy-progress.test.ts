@@ -514,7 +514,7 @@ describe("a big rollout (issue 50)", () => {
     r.finish();
   });
 
-  it("prints each host's result on a pipe but none of its phases, and names waves briefly", () => {
+  it("prints each host's result on a pipe but none of its phases or logs, and names waves briefly", () => {
     const s = sink(false);
     const r = createDeployRenderer(s.out, "auto");
     play(r);
@@ -530,17 +530,7 @@ describe("a big rollout (issue 50)", () => {
     expect(lines).toEqual([
       "wave 1 (canary): lab0001",
       "lab0001: activated, generation 2 (3.0s)",
-      "wave 2 (main): lab0002, lab0003, lab0004, lab0005, lab0006, lab0007, lab0008, lab0009, lab0010, lab0011",
-      ...[
-        "lab0002",
-        "lab0003",
-        "lab0004",
-        "lab0005",
-        "lab0008",
-        "lab0009",
-        "lab0010",
-        "lab0011",
-      ].map((h) => `${h}: a log line of ${h}`),
+      "wave 2 (main): lab0002, lab0003, lab0004, lab0005, lab0006 and 5 more (10 hosts)",
       "lab0006: FAILED in health: status 503; rolled back",
       "lab0007: unreachable: no route to host",
       "stopped: 2 hosts failed; not started: lab0012, lab0013, lab0014, lab0015, lab0016, lab0017, lab0018, lab0019, lab0020, lab0021",

@@ -45,7 +45,8 @@ function ndjsonRenderer(out: DeployOutput): DeployRenderer {
 
 function plainRenderer(out: DeployOutput): DeployRenderer {
   const write = (line: string) => out.write(`${line}\n`);
-  // A big rollout's log keeps each host's result but not each of its phases.
+  // A big rollout's log keeps each host's result, not its phases or what it printed (--json
+  // has those), and names each wave's hosts briefly.
   let big = false;
   return {
     onEvent: (event) => {
@@ -55,7 +56,7 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
           return;
         case "wave-start":
           big ||= grouped(event.hosts.length);
-          write(describeEvent(event) as string);
+          write(waveLine(event, big));
           return;
         case "host-phase":
           // host-done says the same, with the result.
@@ -64,7 +65,7 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
           }
           return;
         case "host-log": {
-          const line = cleanLogLine(event.line);
+          const line = big ? "" : cleanLogLine(event.line);
           if (line !== "") write(`${event.host}: ${line}`);
           return;
         }
@@ -110,10 +111,7 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `read ${plural(event.narinfos, "narinfo")} of the running systems' closures from the cache in ${formatDuration(event.seconds)}${stopped}`;
     }
     case "wave-start":
-      // A big wave's hosts each have their line anyway (or are counted): a few names here.
-      return grouped(event.hosts.length)
-        ? `wave ${event.wave} (${event.kind}): ${nameHosts(event.hosts)} (${event.hosts.length} hosts)`
-        : `wave ${event.wave} (${event.kind}): ${event.hosts.join(", ")}`;
+      return waveLine(event, grouped(event.hosts.length));
     case "stopped": {
       const names = grouped(event.notStarted.length)
         ? `${nameHosts(event.notStarted)} (${event.notStarted.length} hosts)`
@@ -134,6 +132,15 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "host-done":
       return undefined;
   }
+}
+
+/** A wave's first line; `brief` (a big rollout, whose hosts have their own lines): a few names. */
+function waveLine(event: Extract<DeployEvent, { type: "wave-start" }>, brief: boolean): string {
+  const hosts =
+    brief && event.hosts.length > 6
+      ? `${nameHosts(event.hosts)} (${event.hosts.length} hosts)`
+      : event.hosts.join(", ");
+  return `wave ${event.wave} (${event.kind}): ${hosts}`;
 }
 
 /** The hosts a plan's waves activate (every host when the plan has no waves). */
