@@ -65,7 +65,10 @@ export const planCommand: Command = {
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
 (activate, skip when it already runs it, or unreachable: no answer within 60 s, or a
-malformed one, with why) and what it must transfer.
+malformed one, with why) and what it must transfer. Past 20 hosts, hosts alike share a row
+(same current and desired system, action and kind of note: how many, their transfer, a few
+names), and only those that need a person are listed in full (unreachable, host key refused,
+failed there, a pending boot, boot unknown); --json lists every host.
 Nothing changes anywhere.
 
 A host whose kernel, initrd or kernel modules would change against what it booted is noted
@@ -188,7 +191,10 @@ ${ROLLOUT_HELP}
                          line of them
 ${BUILD_HELP}
 
-Progress: one line per host on a TTY, plain lines otherwise; with --json, NDJSON events on
+Progress: one line per host on a TTY, plain lines otherwise; past 20 hosts, one line of counts
+and the slowest hosts on a TTY (failures printed as they happen), and on a pipe each host's
+result without its phases or logs; the plan and the summary then count hosts alike and list
+in full those that need a person. With --json, every host and event, NDJSON on
 stdout (types: build-start, build-done, push-start, push-done, awaiting, diff-read, plan, wave-start,
 host-phase, host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
 "waiting" (for the agent) until they report; every 5 s a "waiting" event names those that

@@ -412,3 +412,129 @@ describe("truncate", () => {
     expect(truncate("abcdef", 5)).toBe("ab...");
   });
 });
+
+describe("a big rollout (issue 50)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const name = (i: number) => `lab${String(i + 1).padStart(4, "0")}`;
+  // 200 hosts: a canary, then waves of 10 (parallel 10), as the lab's bench runs them.
+  const waves = [
+    { wave: 1, kind: "canary" as const, hosts: [name(0)] },
+    ...Array.from({ length: 20 }, (_, w) => ({
+      wave: w + 2,
+      kind: "main" as const,
+      hosts: Array.from({ length: w === 19 ? 9 : 10 }, (_, i) => name(1 + w * 10 + i)),
+    })),
+  ];
+  const plan: DeployPlan = { ...PLAN, waves };
+  const unreachable = (host: string): HostResult => ({
+    host,
+    outcome: { status: "skipped", reason: "unreachable", message: "no route to host" },
+    desired,
+    seconds: 0,
+  });
+  /** The first two waves: the canary done, the second with hosts in three phases, two bad. */
+  const play = (r: ReturnType<typeof createDeployRenderer>) => {
+    r.onEvent({ type: "plan", plan });
+    r.onEvent({ type: "wave-start", ...(waves[0] as (typeof waves)[number]) });
+    r.onEvent({ type: "host-phase", host: "lab0001", phase: "copy", elapsed: 1 });
+    r.onEvent({ type: "host-done", result: activated("lab0001", 2, 3) });
+    r.onEvent({ type: "wave-start", ...(waves[1] as (typeof waves)[number]) });
+    const phases: [string, "copy" | "switch" | "health", number][] = [
+      ["lab0002", "copy", 5],
+      ["lab0003", "switch", 12],
+      ["lab0004", "health", 30],
+      ["lab0005", "switch", 8],
+      ["lab0008", "copy", 1],
+      ["lab0009", "copy", 1],
+      ["lab0010", "copy", 1],
+      ["lab0011", "copy", 1],
+    ];
+    for (const [host, phase, elapsed] of phases) {
+      r.onEvent({ type: "host-phase", host, phase, elapsed });
+      r.onEvent({ type: "host-log", host, line: `a log line of ${host}` });
+    }
+    r.onEvent({ type: "host-done", result: failed("lab0006", true) });
+    r.onEvent({ type: "host-done", result: unreachable("lab0007") });
+  };
+
+  it("draws one line of counts and the three slowest on a terminal, and prints failures", () => {
+    const s = sink(true, 200);
+    const r = createDeployRenderer(s.out, "auto");
+    play(r);
+    vi.advanceTimersByTime(200);
+    expect(screen(s.text())).toEqual([
+      "lab0006: FAILED in health: status 503; rolled back",
+      "lab0007: unreachable: no route to host",
+      "wave 2 of 21: 3 of 200 hosts done (1 activated, 1 failed, 1 unreachable); 5 copy, 2 switch, 1 health; slowest: lab0004 health 30s, lab0003 switch 12s, lab0005 switch 8s",
+    ]);
+    // The rest of the rollout: every host done, the line counts them all and stays.
+    for (const w of waves.slice(2)) {
+      r.onEvent({ type: "wave-start", ...w });
+      for (const host of w.hosts) r.onEvent({ type: "host-done", result: activated(host, 2, 3) });
+    }
+    for (const host of ["lab0002", "lab0003", "lab0004", "lab0005", "lab0008", "lab0009"]) {
+      r.onEvent({ type: "host-done", result: activated(host, 2, 3) });
+    }
+    r.onEvent({ type: "host-done", result: activated("lab0010", 2, 3) });
+    r.onEvent({ type: "host-done", result: activated("lab0011", 2, 3) });
+    r.finish();
+    expect(screen(s.text())).toEqual([
+      "lab0006: FAILED in health: status 503; rolled back",
+      "lab0007: unreachable: no route to host",
+      "wave 21 of 21: 200 of 200 hosts done (198 activated, 1 failed, 1 unreachable)",
+    ]);
+  });
+
+  it("turns to one line for a wave of more than 20 hosts, even without the plan", () => {
+    const s = sink(true, 200);
+    const r = createDeployRenderer(s.out, "auto");
+    const hosts = Array.from({ length: 21 }, (_, i) => name(i));
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts });
+    r.onEvent({ type: "host-phase", host: "lab0003", phase: "realise", elapsed: 4 });
+    vi.advanceTimersByTime(200);
+    expect(screen(s.text())).toEqual([
+      "wave 1: 0 of 21 hosts done; 20 waiting, 1 realise; slowest: lab0003 realise 4s",
+    ]);
+    r.finish();
+  });
+
+  it("keeps a small rollout's line per host", () => {
+    const s = sink(true, 200);
+    const r = createDeployRenderer(s.out, "auto");
+    const hosts = Array.from({ length: 20 }, (_, i) => name(i));
+    r.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts });
+    vi.advanceTimersByTime(200);
+    expect(screen(s.text())).toHaveLength(21);
+    r.finish();
+  });
+
+  it("prints each host's result on a pipe but none of its phases or logs, and names waves briefly", () => {
+    const s = sink(false);
+    const r = createDeployRenderer(s.out, "auto");
+    play(r);
+    r.onEvent({ type: "stopped", reason: "2 hosts failed", notStarted: waves[2]?.hosts ?? [] });
+    r.onEvent({
+      type: "wave-start",
+      wave: 3,
+      kind: "main",
+      hosts: Array.from({ length: 30 }, (_, i) => name(i)),
+    });
+    const lines = s.text().trim().split("\n");
+    expect(lines.filter((l) => / \(\d+\.\ds\)$/.test(l) && !/activated/.test(l))).toEqual([]);
+    expect(lines).toEqual([
+      "wave 1 (canary): lab0001",
+      "lab0001: activated, generation 2 (3.0s)",
+      "wave 2 (main): lab0002, lab0003, lab0004, lab0005, lab0006 and 5 more (10 hosts)",
+      "lab0006: FAILED in health: status 503; rolled back",
+      "lab0007: unreachable: no route to host",
+      "stopped: 2 hosts failed; not started: lab0012, lab0013, lab0014, lab0015, lab0016, lab0017, lab0018, lab0019, lab0020, lab0021",
+      "wave 3 (main): lab0001, lab0002, lab0003, lab0004, lab0005 and 25 more (30 hosts)",
+    ]);
+  });
+});

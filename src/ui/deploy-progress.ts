@@ -1,11 +1,15 @@
 // Renders deploy events three ways: NDJSON (one event per line, for --json and CI tooling),
 // plain lines (a pipe, a CI log), or a live block on a terminal with one line per host of the
-// current wave, redrawn in place. The plan and the final summary have their own formatters
+// current wave, redrawn in place. Past GROUPED_ABOVE hosts (in the rollout or a wave), the
+// live block is one line of counts and the slowest hosts, failures printed as they happen, and
+// the plain lines say no phases. The plan and the final summary have their own formatters
 // (`formatPlan`, `formatDeploySummary`) that the command prints where it wants them, so the
 // human renderers show nothing for the `plan` and `summary` events.
 import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
-import { formatDuration } from "./deploy-summary.js";
+import type { DeployPlan } from "../fleet/plan.js";
+import { formatDuration, resultKind } from "./deploy-summary.js";
+import { grouped, listHosts as nameHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
 import { oneLine, plural } from "./plan-format.js";
 
@@ -41,17 +45,27 @@ function ndjsonRenderer(out: DeployOutput): DeployRenderer {
 
 function plainRenderer(out: DeployOutput): DeployRenderer {
   const write = (line: string) => out.write(`${line}\n`);
+  // A big rollout's log keeps each host's result, not its phases or what it printed (--json
+  // has those), and names each wave's hosts briefly.
+  let big = false;
   return {
     onEvent: (event) => {
       switch (event.type) {
+        case "plan":
+          big ||= grouped(rolloutSize(event.plan));
+          return;
+        case "wave-start":
+          big ||= grouped(event.hosts.length);
+          write(waveLine(event, big));
+          return;
         case "host-phase":
           // host-done says the same, with the result.
-          if (event.phase !== "done") {
+          if (event.phase !== "done" && !big) {
             write(`${event.host}: ${phaseLabel(event.phase)} (${formatDuration(event.elapsed)})`);
           }
           return;
         case "host-log": {
-          const line = cleanLogLine(event.line);
+          const line = big ? "" : cleanLogLine(event.line);
           if (line !== "") write(`${event.host}: ${line}`);
           return;
         }
@@ -97,11 +111,12 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `read ${plural(event.narinfos, "narinfo")} of the running systems' closures from the cache in ${formatDuration(event.seconds)}${stopped}`;
     }
     case "wave-start":
-      // Waves count from 0 (`Wave.index`); people count from 1.
-      return `wave ${event.wave} (${event.kind}): ${event.hosts.join(", ")}`;
+      return waveLine(event, grouped(event.hosts.length));
     case "stopped": {
-      const rest =
-        event.notStarted.length > 0 ? `; not started: ${event.notStarted.join(", ")}` : "";
+      const names = grouped(event.notStarted.length)
+        ? `${nameHosts(event.notStarted)} (${event.notStarted.length} hosts)`
+        : event.notStarted.join(", ");
+      const rest = event.notStarted.length > 0 ? `; not started: ${names}` : "";
       return `stopped: ${oneLine(event.reason)}${rest}`;
     }
     case "released":
@@ -117,6 +132,22 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "host-done":
       return undefined;
   }
+}
+
+/** A wave's first line; `brief` (a big rollout, whose hosts have their own lines): a few names. */
+function waveLine(event: Extract<DeployEvent, { type: "wave-start" }>, brief: boolean): string {
+  const hosts =
+    brief && event.hosts.length > 6
+      ? `${nameHosts(event.hosts)} (${event.hosts.length} hosts)`
+      : event.hosts.join(", ");
+  return `wave ${event.wave} (${event.kind}): ${hosts}`;
+}
+
+/** The hosts a plan's waves activate (every host when the plan has no waves). */
+function rolloutSize(plan: DeployPlan): number {
+  return plan.waves.length === 0
+    ? plan.hosts.length
+    : plan.waves.reduce((n, w) => n + w.hosts.length, 0);
 }
 
 /** A phase as people read it: "waiting" is what the deployer does, for the agent. */
@@ -187,14 +218,21 @@ interface LiveHost {
   elapsed: number;
   at: number;
   log: string;
-  /** The final text, once the host is done. */
+  /** The final text, once the host is done, and its result. */
   done: string | undefined;
+  result: HostResult | undefined;
 }
 
 /** The longest `HostPhase`. */
 const PHASE_WIDTH = "rollback".length;
 
-/** The terminal display: finished lines stay; the current wave's block is redrawn in place. */
+/** Hosts a big rollout's line names as the slowest. */
+const SLOWEST = 3;
+
+/**
+ * The terminal display: finished lines stay; the current wave's block is redrawn in place. In a
+ * big rollout the block is one line for the whole rollout (bigLine), kept until the end.
+ */
 class LiveRenderer implements DeployRenderer {
   private hosts: LiveHost[] = [];
   /** Hosts whose block was committed: late phases and logs of theirs are dropped. */
@@ -206,14 +244,30 @@ class LiveRenderer implements DeployRenderer {
   private ticker: ReturnType<typeof setInterval> | undefined;
   /** What builds now, while the build runs: the block's one line when no host is shown. */
   private building: string | undefined;
+  /** Past GROUPED_ABOVE hosts in the rollout or a wave: one line of counts, not one per host. */
+  private big = false;
+  /** The rollout's hosts and waves (from the plan), and the wave running now. */
+  private total: number | undefined;
+  private waves: number | undefined;
+  private wave: number | undefined;
 
   constructor(private readonly out: DeployOutput) {}
 
   readonly onEvent = (event: DeployEvent): void => {
     switch (event.type) {
+      case "plan":
+        this.total = rolloutSize(event.plan);
+        this.waves = event.plan.waves.length;
+        this.big ||= grouped(this.total);
+        return;
       case "wave-start":
-        this.commit();
-        this.print(describeEvent(event));
+        // A big rollout's line stays for all its waves and says which one runs.
+        if (!this.big) {
+          this.commit();
+          this.big = grouped(event.hosts.length);
+        }
+        if (!this.big) this.print(describeEvent(event));
+        this.wave = event.wave;
         for (const host of event.hosts) this.hostFor(host);
         this.draw();
         return;
@@ -228,7 +282,8 @@ class LiveRenderer implements DeployRenderer {
         return;
       }
       case "host-log": {
-        if (this.finished.has(event.host)) return;
+        // A big rollout's line shows no logs: a host keeps no line of its own to hold.
+        if (this.big || this.finished.has(event.host)) return;
         const h = this.hostFor(event.host);
         const line = cleanLogLine(event.line);
         if (h.done !== undefined || line === "") return;
@@ -248,7 +303,15 @@ class LiveRenderer implements DeployRenderer {
       case "host-done": {
         const h = this.hostFor(event.result.host);
         h.done = describeHostDone(event.result);
-        if (this.hosts.every((x) => x.done !== undefined)) this.commit();
+        h.result = event.result;
+        if (this.big) {
+          // What needs a person is printed as it happens, above the line of counts.
+          const o = event.result.outcome;
+          const bad =
+            o.status === "failed" || (o.status === "skipped" && o.reason === "unreachable");
+          if (bad) this.print(`${h.host}: ${h.done}`);
+          else this.request();
+        } else if (this.hosts.every((x) => x.done !== undefined)) this.commit();
         else this.draw();
         return;
       }
@@ -265,7 +328,15 @@ class LiveRenderer implements DeployRenderer {
   private hostFor(host: string): LiveHost {
     let h = this.hosts.find((x) => x.host === host);
     if (h === undefined) {
-      h = { host, phase: undefined, elapsed: 0, at: Date.now(), log: "", done: undefined };
+      h = {
+        host,
+        phase: undefined,
+        elapsed: 0,
+        at: Date.now(),
+        log: "",
+        done: undefined,
+        result: undefined,
+      };
       this.hosts.push(h);
       if (this.ticker === undefined) {
         this.ticker = setInterval(() => this.request(), TICK_MS);
@@ -308,17 +379,68 @@ class LiveRenderer implements DeployRenderer {
     // A pseudo-terminal may report 0 columns (e.g. under script(1)): then assume 100.
     const columns = this.out.columns && this.out.columns > 0 ? this.out.columns : 100;
     const width = Math.max(20, columns) - 1;
-    const hostWidth = Math.max(...this.hosts.map((h) => h.host.length));
     const lines =
-      this.hosts.length > 0
-        ? this.hosts.map((h) => liveLine(h, hostWidth, now))
-        : [this.building ?? ""];
+      this.hosts.length === 0
+        ? [this.building ?? ""]
+        : this.big
+          ? [this.bigLine(now)]
+          : this.hostLines(now);
     let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
     for (const line of lines) text += `\r\x1b[2K${truncate(line, width)}\n`;
     if (lines.length < this.drawn) text += "\x1b[0J";
     this.out.write(text);
     this.drawn = lines.length;
     this.lastDraw = now;
+  }
+
+  private hostLines(now: number): string[] {
+    const width = Math.max(...this.hosts.map((h) => h.host.length));
+    return this.hosts.map((h) => liveLine(h, width, now));
+  }
+
+  /**
+   * A big rollout on one line: its wave, how many hosts are done and how, how many are in each
+   * phase, and the slowest of those still running with their phase and time.
+   */
+  private bigLine(now: number): string {
+    const results = new Map<string, number>();
+    const phases = new Map<string, number>();
+    const running: { host: string; phase: string; seconds: number }[] = [];
+    let done = 0;
+    for (const h of this.hosts) {
+      if (h.result !== undefined) {
+        done++;
+        const label = resultKind(h.result).replaceAll("-", " ");
+        results.set(label, (results.get(label) ?? 0) + 1);
+        continue;
+      }
+      const phase = h.phase === undefined ? "waiting" : phaseLabel(h.phase);
+      phases.set(phase, (phases.get(phase) ?? 0) + 1);
+      if (h.phase !== undefined) {
+        running.push({ host: h.host, phase, seconds: h.elapsed + Math.max(0, now - h.at) / 1000 });
+      }
+    }
+    const total = Math.max(this.total ?? 0, this.hosts.length);
+    const wave =
+      this.wave === undefined ? "" : `wave ${this.wave}${this.waves ? ` of ${this.waves}` : ""}: `;
+    const counts = (m: Map<string, number>) => [...m].map(([k, n]) => `${n} ${k}`).join(", ");
+    const parts = [
+      `${wave}${done} of ${plural(total, "host")} done${results.size > 0 ? ` (${counts(results)})` : ""}`,
+    ];
+    if (phases.size > 0) parts.push(counts(phases));
+    // The slowest few, found in one pass over a short list: no sort of a thousand hosts.
+    const slowest: typeof running = [];
+    for (const r of running) {
+      slowest.push(r);
+      slowest.sort((a, b) => b.seconds - a.seconds);
+      if (slowest.length > SLOWEST) slowest.pop();
+    }
+    if (slowest.length > 0) {
+      parts.push(
+        `slowest: ${slowest.map((r) => `${r.host} ${r.phase} ${wholeSeconds(r.seconds)}`).join(", ")}`,
+      );
+    }
+    return parts.join("; ");
   }
 
   /** Draws the block a last time and leaves it on screen; the next lines go below it. */

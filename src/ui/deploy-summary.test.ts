@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import type { HostResult } from "../deploy/events.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
-import { formatDeploySummary, formatDuration, resultLabel, runs } from "./deploy-summary.js";
+import {
+  formatDeploySummary,
+  formatDuration,
+  resultKind,
+  resultLabel,
+  runs,
+} from "./deploy-summary.js";
 
 const desired = `/nix/store/${"2".repeat(32)}-example-web-system-v2`;
 
@@ -200,5 +206,113 @@ describe("the runs column (with the plan)", () => {
         ?.split(/ {2,}/)
         .slice(0, 3),
     ).toEqual(["api1", "FAILED (rolled back)", "example-web-system-v1"]);
+  });
+});
+
+describe("a big summary (issue 50): failures whole, the rest counted", () => {
+  const v1 = `/nix/store/${"1".repeat(32)}-example-web-system-v1` as StorePath;
+  const name = (i: number) => `lab${String(i + 1).padStart(4, "0")}`;
+  const resultOf = (i: number): HostResult => {
+    const host = name(i);
+    if (i % 100 === 7) {
+      return {
+        host,
+        outcome: {
+          status: "failed",
+          phase: "health",
+          message: `GET http://${host}/health: status 503\nbody: starting`,
+          rolledBack: true,
+        },
+        desired,
+        seconds: 20,
+      };
+    }
+    if (i % 100 === 8) {
+      return {
+        host,
+        outcome: { status: "skipped", reason: "unreachable", message: "no route to host" },
+        desired,
+        seconds: 0,
+      };
+    }
+    if (i % 10 === 9) {
+      return { host, outcome: { status: "skipped", reason: "up-to-date" }, desired, seconds: 0 };
+    }
+    return activated(host, 4, 3);
+  };
+  const planOf = (results: readonly HostResult[]): DeployPlan => ({
+    action: "switch",
+    hosts: results.map(
+      (r): HostPlan => ({
+        host: r.host,
+        action: "activate",
+        current: resultKind(r) === "up-to-date" ? (desired as StorePath) : v1,
+        generation: 3,
+        desired: desired as StorePath,
+        transfer: { paths: 0, bytes: 0 },
+        transferBasis: "store",
+        error: undefined,
+      }),
+    ),
+    counts: { activate: results.length, skip: 0, unreachable: 0 },
+    changes: results.length,
+    totals: { paths: 0, bytes: 0 },
+    distinct: { paths: 0, bytes: 0 },
+    waves: [],
+  });
+
+  for (const count of [200, 1000]) {
+    it(`lists each of ${count} hosts' failures whole and counts the rest by result and system`, () => {
+      const results = Array.from({ length: count }, (_, i) => resultOf(i));
+      const lines = formatDeploySummary(results, 75, planOf(results)).split("\n");
+      // Each of failed and unreachable: 1 in 100; up to date: 1 in 10.
+      const failures = count / 100;
+      const active = count - count / 10 - 2 * failures;
+      expect(lines[0]).toBe(
+        `${count} hosts (past 20 hosts the summary counts those that need nobody; --json lists each):`,
+      );
+      expect(lines[1]?.split(/ {2,}/)).toEqual(["hosts", "result", "runs", "which"]);
+      expect(lines[2]?.split(/ {2,}/)).toEqual([
+        String(active),
+        "activated",
+        "example-web-system-v2",
+        `lab0001, lab0002, lab0003, lab0004, lab0005 and ${active - 5} more`,
+      ]);
+      expect(lines[3]?.split(/ {2,}/).slice(0, 3)).toEqual([
+        String(count / 10),
+        "skipped (up to date)",
+        "example-web-system-v2",
+      ]);
+      expect(lines[4]?.split(/ {2,}/).slice(0, 3)).toEqual(["host", "result", "runs"]);
+      // Every failed and unreachable host has its row, message and all, in order.
+      const rows = lines.slice(5, -1);
+      expect(rows.map((l) => l.split(" ")[0])).toEqual(
+        results.filter((r) => /failed|unreachable/.test(resultKind(r))).map((r) => r.host),
+      );
+      expect(rows[0]?.split(/ {2,}/)).toEqual([
+        "lab0008",
+        "FAILED (rolled back)",
+        "example-web-system-v1",
+        "health",
+        "-",
+        "20.0s",
+        "GET http://lab0008/health: status 503; body: starting",
+      ]);
+      expect(rows[1]).toMatch(/^lab0009 +unreachable +example-web-system-v1 .* no route to host$/);
+      expect(lines.at(-1)).toBe(
+        `${active} activated, ${failures} failed, ${count / 10} up to date, ${failures} unreachable in 1m15s`,
+      );
+      expect(lines).toHaveLength(5 + 2 * failures + 1);
+    });
+  }
+
+  it("counts by result alone without the plan, and has no host rows when nothing failed", () => {
+    const results = Array.from({ length: 21 }, (_, i) => activated(name(i), 2, 1));
+    expect(formatDeploySummary(results, 3).split("\n")).toEqual([
+      "21 hosts (past 20 hosts the summary counts those that need nobody; --json lists each):",
+      "hosts  result     which",
+      "21     activated  lab0001, lab0002, lab0003, lab0004, lab0005 and 16 more",
+      "21 activated, 0 failed in 3.0s",
+    ]);
   });
 });

@@ -1,10 +1,13 @@
-// The table printed when a deploy ends: one row per host and a line of counts. Pure.
+// The table printed when a deploy ends: one row per host and a line of counts; past
+// GROUPED_ABOVE hosts, the hosts that failed or could not be reached in full and the rest
+// counted by result and system. Pure.
 
 import type { HostResult } from "../deploy/events.js";
 import { runsAfter } from "../deploy/runs-after.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { describePrune } from "../status/prune-report.js";
-import { formatTable, oneLine, storeName } from "./plan-format.js";
+import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
+import { formatTable, oneLine, plural, storeName } from "./plan-format.js";
 
 /** Seconds for people: `2.1s`, `1m05s`. */
 export function formatDuration(seconds: number): string {
@@ -44,7 +47,8 @@ export function resultLabel(result: HostResult): string {
 /**
  * The summary table. With the plan, a "runs" column says which system each host runs as far
  * as the deployer knows: the new one, the one it ran before, or "unknown" (a host that failed
- * without rolling back, or is still settling).
+ * without rolling back, or is still settling). Past GROUPED_ABOVE hosts, only the hosts that
+ * failed or could not be reached have rows; the others are counted (groupedSummary).
  */
 export function formatDeploySummary(
   results: readonly HostResult[],
@@ -60,8 +64,14 @@ export function formatDeploySummary(
     "not-started": 0,
     unreachable: 0,
   };
+  const big = grouped(results.length);
+  const counted: HostResult[] = [];
   for (const result of results) {
     counts[resultKind(result)]++;
+    if (big && !needsPerson(result)) {
+      counted.push(result);
+      continue;
+    }
     const row = summaryRow(result);
     rows.push(plan ? withRuns(row, runs(result, plan)) : row);
   }
@@ -69,7 +79,47 @@ export function formatDeploySummary(
   if (counts["up-to-date"] > 0) parts.push(`${counts["up-to-date"]} up to date`);
   if (counts.unreachable > 0) parts.push(`${counts.unreachable} unreachable`);
   if (counts["not-started"] > 0) parts.push(`${counts["not-started"]} not started`);
-  return [...formatTable(rows), `${parts.join(", ")} in ${formatDuration(seconds)}`].join("\n");
+  const table = big
+    ? [
+        ...groupedSummary(counted, results.length, plan),
+        ...(rows.length > 1 ? formatTable(rows) : []),
+      ]
+    : formatTable(rows);
+  return [...table, `${parts.join(", ")} in ${formatDuration(seconds)}`].join("\n");
+}
+
+/** Whether a big summary gives the host its own row: it failed, or could not be reached. */
+function needsPerson(result: HostResult): boolean {
+  const kind = resultKind(result);
+  return kind === "failed" || kind === "unreachable";
+}
+
+/** The hosts of a big summary that need nobody: counted by result (and system), a few named. */
+function groupedSummary(
+  counted: readonly HostResult[],
+  total: number,
+  plan: DeployPlan | undefined,
+): string[] {
+  const groups = new Map<string, { cells: string[]; hosts: string[] }>();
+  // The plan's hosts by name, once: a thousand hosts are not looked up one by one.
+  const planned = plan === undefined ? undefined : new Map(plan.hosts.map((h) => [h.host, h]));
+  for (const result of counted) {
+    const cells = [resultLabel(result)];
+    if (plan !== undefined) {
+      const current = planned?.get(result.host)?.current;
+      cells.push(runsName(result, current, plan));
+    }
+    const key = cells.join("\n");
+    const group = groups.get(key) ?? { cells, hosts: [] };
+    group.hosts.push(result.host);
+    groups.set(key, group);
+  }
+  const header = `${plural(total, "host")} (past ${GROUPED_ABOVE} hosts the summary counts those that need nobody; --json lists each):`;
+  const rows = [
+    ["hosts", "result", ...(plan === undefined ? [] : ["runs"]), "which"],
+    ...[...groups.values()].map((g) => [String(g.hosts.length), ...g.cells, listHosts(g.hosts)]),
+  ];
+  return groups.size === 0 ? [header] : [header, ...formatTable(rows)];
 }
 
 /** The row with the "runs" cell after the result. */
@@ -79,7 +129,10 @@ function withRuns(row: readonly string[], cell: string): string[] {
 
 /** The name of the system the host runs now, as far as the deployer knows (runs-after.ts). */
 export function runs(result: HostResult, plan: DeployPlan): string {
-  const current = plan.hosts.find((p) => p.host === result.host)?.current;
+  return runsName(result, plan.hosts.find((p) => p.host === result.host)?.current, plan);
+}
+
+function runsName(result: HostResult, current: string | undefined, plan: DeployPlan): string {
   const now = runsAfter(result, current, plan.action);
   if (now === undefined) return "unknown";
   const name = storeName(now);

@@ -84,3 +84,18 @@ describe("formatPlanDiffs", () => {
     expect(lines[1]).toBe("  web1: no diff: reading the fleet's cache failed: \ufffd[2Jboom");
   });
 });
+
+describe("many hosts without a diff (issue 50)", () => {
+  it("says each reason once, with its hosts counted", () => {
+    const unavailable = Array.from({ length: 200 }, (_, i) => ({
+      host: `lab${i + 1}`,
+      reason:
+        i < 150 ? "it runs no system (a fresh host)" : "its running closure is not in the cache",
+    }));
+    expect(formatPlanDiffs({ groups: [], unavailable, narinfosRead: 0 }, false)).toEqual([
+      "package changes:",
+      "  lab1, lab2, lab3, lab4, lab5 and 145 more: no diff: it runs no system (a fresh host)",
+      "  lab151, lab152, lab153, lab154, lab155 and 45 more: no diff: its running closure is not in the cache",
+    ]);
+  });
+});

@@ -29,7 +29,18 @@ export function formatPlanDiffs(diffs: PlanDiffs | undefined, full: boolean): st
       lines.push(`  ${nameHosts(group.hosts)}: ${formatClosureDiffSummary(group.diff)}`);
     }
   }
-  for (const { host, reason } of diffs.unavailable) lines.push(`  ${host}: no diff: ${reason}`);
+  // Many hosts without a diff (a big fleet's first deploy): one line per reason.
+  if (diffs.unavailable.length > NAMED_HOSTS) {
+    const byReason = new Map<string, string[]>();
+    for (const { host, reason } of diffs.unavailable) {
+      const hosts = byReason.get(reason) ?? [];
+      hosts.push(host);
+      byReason.set(reason, hosts);
+    }
+    for (const [reason, hosts] of byReason) lines.push(`  ${nameHosts(hosts)}: no diff: ${reason}`);
+  } else {
+    for (const { host, reason } of diffs.unavailable) lines.push(`  ${host}: no diff: ${reason}`);
+  }
   return lines.map((line) => withoutControls(line));
 }
 

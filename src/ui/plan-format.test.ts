@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import { type DeployPlan, type HostPlan, type PlanTarget, planDeploy } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
 import { formatPlan, formatTable, oneLine, storeName } from "./plan-format.js";
 
@@ -255,5 +255,140 @@ describe("the plan's systems of one name (issue 46)", () => {
       ],
     });
     expect(text).toContain("waves:\n  1 (canary): web1, db1\n  2: web22");
+  });
+});
+
+describe("a big plan (issue 50): hosts grouped, those that need a person in full", () => {
+  // Real plans of the planner: every host runs v2 but some; canary 1, parallel 10, as the lab's.
+  const info = (path: StorePath, references: StorePath[] = []) => ({
+    path,
+    narSize: 1000,
+    references,
+  });
+  const bigPlan = (
+    count: number,
+    stateOf: (name: string, i: number) => PlanTarget["state"],
+  ): DeployPlan =>
+    planDeploy({
+      action: "switch",
+      targets: Array.from({ length: count }, (_, i) => {
+        const name = `lab${String(i + 1).padStart(4, "0")}`;
+        return { host: name, desired: v2, state: stateOf(name, i) };
+      }),
+      pathInfos: new Map([
+        [v1, info(v1)],
+        [v2, info(v2)],
+      ]),
+      rollout: { canary: 1, parallel: 10 },
+    });
+  const running = (current: StorePath): PlanTarget["state"] => ({
+    kind: "reported",
+    current,
+    generation: 4,
+  });
+
+  for (const count of [200, 1000]) {
+    it(`fits one change among ${count} hosts in 40 lines and names the changing host`, () => {
+      const plan = bigPlan(count, (_, i) => running(i === 136 ? v1 : v2));
+      const lines = formatPlan(plan).split("\n");
+      expect(lines.length).toBeLessThanOrEqual(40);
+      expect(lines.join("\n")).toContain("lab0137");
+      expect(lines).toContain(
+        `${count} hosts in 2 groups (past 20 hosts the plan groups them; --json lists each):`,
+      );
+      const changing = lines.findIndex((l) =>
+        /^1 +example-web-system-v1 +example-web-system-v2 +switch +at most 1 path/.test(l),
+      );
+      expect(changing).toBeGreaterThan(0);
+      expect(lines[changing + 1]).toBe("    lab0137");
+      expect(
+        lines.some((l) =>
+          new RegExp(
+            `^${count - 1} +example-web-system-v2 +example-web-system-v2 +skip +- +up to date$`,
+          ).test(l),
+        ),
+      ).toBe(true);
+      expect(lines).toContain(`1 of ${count} hosts changes; at most 1 path, 1.00 kB to transfer`);
+      expect(lines.slice(lines.indexOf("waves:") + 1)).toEqual(["  1 (canary): lab0137"]);
+    });
+
+    it(`keeps the waves of ${count} changing hosts to the first ones, a count and the last`, () => {
+      const plan = bigPlan(count, () => running(v1));
+      const lines = formatPlan(plan).split("\n");
+      expect(lines.length).toBeLessThanOrEqual(40);
+      // The canary, two more, a count and the last; every wave is in --json.
+      expect(plan.waves).toHaveLength(1 + Math.ceil((count - 1) / 10));
+      const waves = lines.slice(lines.indexOf("waves:") + 1);
+      expect(waves).toHaveLength(5);
+      expect(waves[0]).toBe("  1 (canary): lab0001");
+      expect(waves[1]).toBe(
+        "  2: lab0002, lab0003, lab0004, lab0005, lab0006 and 5 more (10 hosts)",
+      );
+      expect(waves[3]).toBe(`  … ${plan.waves.length - 4} more waves`);
+      expect(waves[4]).toMatch(new RegExp(`^  ${plan.waves.length}: `));
+    });
+  }
+
+  it("names every unreachable host and every refused host key, with its error", () => {
+    const plan = bigPlan(1000, (name, i) =>
+      i % 40 === 0
+        ? { kind: "unreachable", error: `ssh: connect to host ${name} port 22: timed out` }
+        : i % 40 === 1
+          ? { kind: "unreachable", error: "Host key verification failed.", hostKey: true }
+          : running(v2),
+    );
+    const text = formatPlan(plan);
+    const lines = text.split("\n");
+    expect(lines).toContain("50 hosts need a person:");
+    for (const host of plan.hosts.filter((h) => h.action === "unreachable")) {
+      const row = lines.find((l) => l.startsWith(`  ${host.host} `));
+      expect(row, host.host).toMatch(
+        / unreachable +- +(ssh: connect|Host key verification failed)/,
+      );
+    }
+    // Grouped above: 25 unreachable, 25 refused host keys, each counted once.
+    expect(
+      lines.some((l) =>
+        /^25 +\? +example-web-system-v2 +unreachable +- +host key refused$/.test(l),
+      ),
+    ).toBe(true);
+    expect(
+      lines.some((l) => /^25 +\? +example-web-system-v2 +unreachable +- +unreachable$/.test(l)),
+    ).toBe(true);
+    expect(lines.length).toBeLessThan(50 + 30);
+  });
+
+  it("lists in full a host whose system failed there, a pending boot and a stored record", () => {
+    const plan = bigPlan(200, (_, i) =>
+      i === 5
+        ? { kind: "reported", current: v2, generation: 4, failed: "nginx.service failed" }
+        : i === 6
+          ? {
+              kind: "reported",
+              current: v2,
+              generation: 4,
+              stored: { at: "2026-01-02T03:04:05Z", why: "SSM timed out" },
+            }
+          : running(v2),
+    );
+    const lines = formatPlan(plan).split("\n");
+    expect(lines).toContain("2 hosts need a person:");
+    expect(lines.find((l) => l.startsWith("  lab0006 "))).toContain("nginx.service failed");
+    expect(lines.find((l) => l.startsWith("  lab0007 "))).toContain(
+      "status record of 2026-01-02T03:04:05Z says (SSM timed out)",
+    );
+    // Its group's note has no message of its own: hosts that failed alike group together.
+    expect(
+      lines.some((l) =>
+        /^1 .* switch .* its system failed there, so it is activated again/.test(l),
+      ),
+    ).toBe(true);
+  });
+
+  it("keeps the per-host table at 20 hosts", () => {
+    const plan = bigPlan(20, () => running(v2));
+    const text = formatPlan(plan);
+    expect(text.split("\n")[0]).toMatch(/^host +current/);
+    for (const h of plan.hosts) expect(rowOf(text, h.host)).toContain("up to date");
   });
 });

@@ -1,6 +1,7 @@
-// The deploy plan as a table for people: one row per host, a totals line, then what changes
-// package by package (plan-diff-format.ts) and the checks. Pure; the JSON output elsewhere
-// keeps the full store paths.
+// The deploy plan as a table for people: one row per host (past GROUPED_ABOVE hosts, a row per
+// group of hosts alike, then in full the hosts that need a person), a totals line, then what
+// changes package by package (plan-diff-format.ts) and the checks. Pure; the JSON output
+// elsewhere keeps every host and the full store paths.
 import type { HealthChecks } from "../fleet/fleet.js";
 import type {
   DeployPlan,
@@ -10,6 +11,7 @@ import type {
   Transfer,
 } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
+import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
 
@@ -85,11 +87,11 @@ export interface PlanFormatOptions {
   readonly diff?: boolean;
 }
 
+const HOST_HEADER = ["host", "current", "desired", "action", "transfer", "note"];
+
 export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): string {
-  const rows: string[][] = [["host", "current", "desired", "action", "transfer", "note"]];
-  for (const host of plan.hosts) rows.push(planRow(plan, host));
   return [
-    ...formatTable(rows),
+    ...(grouped(plan.hosts.length) ? groupedRows(plan) : hostRows(plan, plan.hosts)),
     planTotals(plan),
     ...formatPlanDiffs(plan.diffs, options.diff === true),
     ...planWaves(plan),
@@ -108,19 +110,119 @@ function planConnections(plan: DeployPlan): string[] {
   ];
 }
 
+/** The per-host table: a row for each host given. */
+function hostRows(plan: DeployPlan, hosts: readonly HostPlan[]): string[] {
+  return formatTable([HOST_HEADER, ...hosts.map((host) => planRow(plan, host))]);
+}
+
+/**
+ * The table of a big plan: a row per group of hosts with the same current and desired system,
+ * action and kind of note (their count, their transfer summed, a few of their names on the line
+ * below), then the per-host rows of every host that needs a person.
+ */
+function groupedRows(plan: DeployPlan): string[] {
+  const groups = new Map<string, { row: string[]; hosts: HostPlan[] }>();
+  for (const host of plan.hosts) {
+    const row = groupRow(plan, host);
+    const key = JSON.stringify(row);
+    const group = groups.get(key) ?? { row, hosts: [] };
+    group.hosts.push(host);
+    groups.set(key, group);
+  }
+  const table = formatTable([
+    ["hosts", "current", "desired", "action", "transfer", "note"],
+    ...[...groups.values()].map(({ row, hosts }) => [
+      String(hosts.length),
+      ...row.slice(0, 3),
+      groupTransfer(hosts),
+      ...row.slice(3),
+    ]),
+  ]);
+  const lines = [
+    `${plural(plan.hosts.length, "host")} in ${plural(groups.size, "group")} (past ${GROUPED_ABOVE} hosts the plan groups them; --json lists each):`,
+    table[0] as string,
+  ];
+  [...groups.values()].forEach(({ hosts }, i) => {
+    lines.push(table[i + 1] as string);
+    lines.push(withoutControls(`    ${listHosts(hosts.map((h) => h.host))}`));
+  });
+  const attention = plan.hosts.filter(needsPerson);
+  if (attention.length > 0) {
+    lines.push(`${plural(attention.length, "host needs", "hosts need")} a person:`);
+    lines.push(...hostRows(plan, attention).map((line) => `  ${line}`));
+  }
+  return lines;
+}
+
+/**
+ * Whether a host is listed in full in a big plan: it cannot be reached (its host key refused
+ * among them), stands in by its status record, failed there, has a boot left pending, or its
+ * booted system is unknown to a reboot policy.
+ */
+export function needsPerson(host: HostPlan): boolean {
+  return (
+    host.action === "unreachable" ||
+    host.hostKey === true ||
+    host.stored !== undefined ||
+    host.failedThere !== undefined ||
+    host.pendingBoot !== undefined ||
+    host.bootUnknown === true
+  );
+}
+
+/** A group's cells without count and transfer: current, desired, action, and its kind of note. */
+function groupRow(plan: DeployPlan, host: HostPlan): string[] {
+  const name = systemNamer([host.current, host.desired]);
+  const current = host.current === undefined ? "-" : name(host.current);
+  const desired = name(host.desired);
+  switch (host.action) {
+    case "skip":
+      return [
+        current,
+        desired,
+        "skip",
+        host.stored ? `up to date, ${note(plan, host, true)}` : "up to date",
+      ];
+    case "unreachable":
+      return ["?", desired, "unreachable", host.hostKey ? "host key refused" : "unreachable"];
+    case "activate":
+      return [
+        current,
+        desired,
+        host.pendingBoot?.decision === "judge" ? "judge boot" : plan.action,
+        note(plan, host, true),
+      ];
+  }
+}
+
+/** What a group's hosts fetch together; "-" when none of them activates. */
+function groupTransfer(hosts: readonly HostPlan[]): string {
+  if (!hosts.some((h) => h.action === "activate")) return "-";
+  const sum = hosts.reduce(
+    (t, h) => ({ paths: t.paths + h.transfer.paths, bytes: t.bytes + h.transfer.bytes }),
+    { paths: 0, bytes: 0 },
+  );
+  return `${hosts.some(isUpperBound) ? "at most " : ""}${formatTransfer(sum)}`;
+}
+
+/** Waves a big plan shows before the count of the rest, and a small plan at most. */
+const FIRST_WAVES_BIG = 3;
+const FIRST_WAVES = 10;
+
 /** The waves the deploy runs, in order (each role's canaries first); nothing when none. */
 function planWaves(plan: DeployPlan): string[] {
   if (plan.waves.length === 0) return [];
-  // Past 12 waves, the first 10 and the last: the rest are alike, and --json has them all.
+  // Past a few waves, the first ones and the last: the rest are alike, and --json has them all.
+  const first = grouped(plan.hosts.length) ? FIRST_WAVES_BIG : FIRST_WAVES;
   const last = plan.waves[plan.waves.length - 1] as PlannedWave;
-  const shown = plan.waves.length > 12 ? [...plan.waves.slice(0, 10), last] : plan.waves;
+  const shown = plan.waves.length > first + 2 ? [...plan.waves.slice(0, first), last] : plan.waves;
   const lines = shown.map(
     (w) =>
       `  ${w.wave}${w.kind === "canary" ? " (canary)" : ""}: ${listHosts(w.hosts)}` +
       (w.hosts.length > 6 ? ` (${w.hosts.length} hosts)` : ""),
   );
   if (shown.length < plan.waves.length) {
-    lines.splice(10, 0, `  … ${plan.waves.length - 11} more waves`);
+    lines.splice(first, 0, `  … ${plan.waves.length - first - 1} more waves`);
   }
   return ["waves:", ...lines.map((l) => withoutControls(l))];
 }
@@ -173,12 +275,6 @@ function describeChecks(checks: HealthChecks): string {
   return parts.length === 0 ? "none" : parts.join("; ");
 }
 
-function listHosts(hosts: readonly string[]): string {
-  return hosts.length > 6
-    ? `${hosts.slice(0, 5).join(", ")} and ${hosts.length - 5} more`
-    : hosts.join(", ");
-}
-
 function planRow(plan: DeployPlan, host: HostPlan): string[] {
   const name = systemNamer([host.current, host.desired]);
   const current =
@@ -210,11 +306,19 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
   }
 }
 
-function note(plan: DeployPlan, host: HostPlan): string {
+/**
+ * The host's note. `kind`: only what hosts alike share (no times, paths or messages of its own),
+ * which a big plan groups hosts by.
+ */
+function note(plan: DeployPlan, host: HostPlan, kind = false): string {
   const name = systemNamer([host.current, host.desired, host.pendingBoot?.path ?? undefined]);
   const notes: string[] = [];
   if (host.stored)
-    notes.push(`as its status record of ${host.stored.at} says (${host.stored.why})`);
+    notes.push(
+      kind
+        ? "as its status record says"
+        : `as its status record of ${host.stored.at} says (${host.stored.why})`,
+    );
   if (host.transferBasis === "whole-closure") {
     notes.push("current system unknown: whole closure counted");
   } else if (host.transferBasis === "current-system") {
@@ -240,9 +344,19 @@ function note(plan: DeployPlan, host: HostPlan): string {
       "what it booted is unknown (no booted system): --reboot auto does not reboot it; --reboot always would",
     );
   }
-  if (host.pendingBoot !== undefined) notes.push(pendingBootNote(host.pendingBoot, name));
+  if (host.pendingBoot !== undefined) {
+    notes.push(
+      kind
+        ? `a reboot is unconfirmed: ${host.pendingBoot.decision === "judge" ? "judged first" : "this activation replaces it"}`
+        : pendingBootNote(host.pendingBoot, name),
+    );
+  }
   if (host.failedThere !== undefined) {
-    notes.push(`its system failed there, so it is activated again (${host.failedThere})`);
+    notes.push(
+      kind
+        ? "its system failed there, so it is activated again"
+        : `its system failed there, so it is activated again (${host.failedThere})`,
+    );
   } else if (host.current !== undefined && host.current === host.desired) {
     notes.push(host.secretsChange ? "already running; its secrets change" : "already running");
   } else if (host.secretsChange) notes.push("its secrets change");
