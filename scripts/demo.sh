@@ -12,8 +12,14 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# Never reach out to a public substituter; no build users needed on this machine.
-export NIX_CONFIG=$'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters ='
+# The settings the demo's builds need of a Nix with no nix.conf (Debian's, fresh): the new CLI,
+# no build users, no sandbox (the example systems build with the machine's /bin/sh and cc), and
+# never a public substituter. Any NIX_CONFIG of the caller's comes first, overridden by these.
+export NIX_CONFIG="${NIX_CONFIG:+$NIX_CONFIG
+}experimental-features = nix-command flakes
+build-users-group =
+sandbox = false
+substituters ="
 demo=$PWD/.nixship-demo
 export NIXSHIP_LAB_DIR=$demo/labs
 nixship() { node "$PWD/dist/cli/bin.js" "$@"; }
@@ -63,7 +69,8 @@ show
 
 step "Roll demo3 back by hand to its previous generation, and ask the fleet what it runs"
 nixship rollback --fleet "$fleet" --on demo3
-nixship status --fleet "$fleet"
+# status exits 1 unless every host is in step, and demo1 is not: its last deploy went back.
+nixship status --fleet "$fleet" || echo "(status exits $?: demo1's last deploy failed and went back)"
 
 step "The dashboard over the same store (hosts, releases, the last rollout wave by wave): its /metrics"
 nixship dashboard --fleet "$fleet" --listen 127.0.0.1:0 2> "$demo/dashboard.log" &
