@@ -112,6 +112,8 @@ describe("scripts/demo.sh", () => {
     // It built the example systems in its own empty store, and deployed them.
     expect(r.stderr).toMatch(/built \d+ systems?/);
     expect(r.stdout).toMatch(/demo1 serves: .*web-v1/);
+    // Nothing of nixship's is left running: the demo's dashboard ended with it.
+    expect(await processesMentioning(clone)).toEqual([]);
     // The lab outlives it, as it says, with the command that takes it down.
     const down = /^ {2}(NIXSHIP_LAB_DIR=\S+ node \S+ lab down --name demo)$/m.exec(r.stdout)?.[1];
     expect(down, r.stdout).toBeDefined();
