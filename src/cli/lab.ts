@@ -210,8 +210,9 @@ export const labDownCommand: Command = {
 
 Stops every process of the lab's hosts, deletes their namespaces, links and the bridge, and
 removes the lab's directory (the hosts' /nix included). Idempotent, and it also cleans what a
-crashed run left behind. --all does this for every lab on the machine, including leftovers
-that no lab directory names. ${WHERE}`,
+crashed run left behind. A lab is owned by its lab directory: a lab of the same name in
+another directory (another NIXSHIP_LAB_DIR) is not touched. --all does this for every lab of
+this lab directory, including leftovers whose state file is gone. ${WHERE}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,

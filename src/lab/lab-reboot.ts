@@ -58,7 +58,7 @@ case \${1-} in
   reboot) ;;
   *) echo "usage: $0 reboot" >&2; exit 2 ;;
 esac
-if [ "$(tr '\\0' ' ' </proc/${anchor}/cmdline 2>/dev/null)" != ${shellQuote(`${anchorName(lab.name, lab.number)} infinity `)} ]; then
+if [ "$(tr '\\0' ' ' </proc/${anchor}/cmdline 2>/dev/null)" != ${shellQuote(`${anchorName(lab)} infinity `)} ]; then
   echo "power: the lab's anchor (pid ${anchor}) is gone: take the lab down and up again" >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 // The lab's operations: up (make N hosts), down (remove every trace, also after a crash),
 // list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { isPaused, setPaused } from "../agent/state.js";
 import { terminateMasters } from "../delivery/ssh-mux.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
@@ -18,7 +18,7 @@ import {
   stopAgents,
   writeAgentConfigs,
 } from "./lab-agents.js";
-import { startAnchor, stopAnchor } from "./lab-anchor.js";
+import { listAnchors, startAnchor, stopAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
@@ -34,7 +34,16 @@ import {
 import { writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
 import type { LabEvent } from "./lab-types.js";
-import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
+import {
+  bridgeOwner,
+  freeLabNumber,
+  isHostOf,
+  LAB_LINK,
+  LAB_NETNS,
+  type LabLayout,
+  labLayout,
+  labTag,
+} from "./layout.js";
 import { clientSshConfig, knownHosts, LAB_CONTROL_PREFIX } from "./ssh-files.js";
 
 /** Where labs live unless NIXSHIP_LAB_DIR says otherwise. */
@@ -162,7 +171,7 @@ async function build(
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
-  const anchor = startAnchor(layout.name, layout.number);
+  const anchor = startAnchor(layout);
   await runCommand(
     "ssh-keygen",
     [
@@ -202,7 +211,7 @@ async function build(
 async function usedLabNumbers(labsDir: string): Promise<Set<number>> {
   const used = new Set((await listLabStates(labsDir)).map((s) => s.number));
   for (const link of await listLinks()) {
-    const m = /^nxs(\d+)$/.exec(link);
+    const m = /^nxs(\d+)$/.exec(link.name);
     if (m) used.add(Number(m[1]));
   }
   return used;
@@ -291,33 +300,71 @@ export interface LabDownResult {
   readonly labs: readonly string[];
 }
 
-/** Removes a lab: processes, namespaces, links, files. Idempotent, and works from leftovers. */
+/**
+ * Removes a lab: processes, namespaces, links, files. Idempotent, and works from leftovers.
+ * Only the lab of this lab directory: its namespaces and anchor carry the directory's tag, its
+ * bridge an alias naming the directory; a lab of the same name elsewhere is not touched.
+ */
 export async function labDown(labsDirPath: string, name: string): Promise<LabDownResult> {
   requireRoot("nixship lab down");
   const dir = join(labsDirPath, name);
+  const tag = labTag(dir);
   const state = await readLabState(dir).catch(() => undefined);
   const numbers = new Set<number>(state ? [state.number] : []);
-  // Without a readable state, the namespaces' names still say which lab number they were.
-  const ownNetns = new RegExp(`^nxs(\\d{1,3})-${name}\\d+$`);
+  // Without a readable state, the namespaces' names, the bridges' aliases and the anchor's
+  // name still say which lab number it was.
   for (const ns of await listNetns()) {
-    const m = ownNetns.exec(ns);
-    if (m) numbers.add(Number(m[1]));
+    const m = LAB_NETNS.exec(ns);
+    if (m && m[2] === tag && isHostOf(name, m[3] ?? "")) numbers.add(Number(m[1]));
+  }
+  for (const link of await listLinks()) {
+    const m = /^nxs(\d+)$/.exec(link.name);
+    if (m && link.alias === bridgeOwner(dir)) numbers.add(Number(m[1]));
+  }
+  for (const anchor of await listAnchors()) {
+    if (anchor.tag === tag && anchor.name === name) numbers.add(anchor.number);
   }
   for (const number of numbers) await tearDown(name, number, dir);
   await rm(dir, { recursive: true, force: true });
   return { labs: numbers.size > 0 || state ? [name] : [] };
 }
 
-/** Removes every lab on the machine, including leftovers that no state file names. */
+/**
+ * Removes every lab of this lab directory, including leftovers that no state file names (their
+ * names and aliases say the directory). Labs of other lab directories are not touched.
+ */
 export async function labDownAll(labsDirPath: string): Promise<LabDownResult> {
   requireRoot("nixship lab down --all");
   const names = new Set((await listLabStates(labsDirPath)).map((s) => s.name));
-  for (const name of names) await labDown(labsDirPath, name);
-  for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) await removeHost(ns);
-  for (const link of (await listLinks()).filter((l) => LAB_LINK.test(l))) await deleteLink(link);
-  await stopAnchor();
+  // A host's name is its lab's and a number: the lab is the prefix whose tag is the netns's.
+  const ownLab = (tag: string, host: string): string | undefined => {
+    for (let end = host.length - 1; end > 0 && /^\d+$/.test(host.slice(end)); end--) {
+      const lab = host.slice(0, end);
+      if (isHostOf(lab, host) && labTag(join(labsDirPath, lab)) === tag) return lab;
+    }
+    return undefined;
+  };
+  for (const ns of await listNetns()) {
+    const m = LAB_NETNS.exec(ns);
+    const lab = m && ownLab(m[2] ?? "", m[3] ?? "");
+    if (lab) names.add(lab);
+  }
+  for (const link of await listLinks()) {
+    const owner = link.alias?.startsWith("nixship-lab ") ? link.alias.slice(12) : undefined;
+    if (
+      LAB_LINK.test(link.name) &&
+      owner !== undefined &&
+      dirname(owner) === resolve(labsDirPath)
+    ) {
+      names.add(basename(owner));
+    }
+  }
+  for (const anchor of await listAnchors()) {
+    if (labTag(join(labsDirPath, anchor.name)) === anchor.tag) names.add(anchor.name);
+  }
+  for (const name of [...names].sort()) await labDown(labsDirPath, name);
   await rm(labsDirPath, { recursive: true, force: true });
-  return { labs: [...names] };
+  return { labs: [...names].sort() };
 }
 
 /** A host is gone once every process in its network namespace is stopped and the netns deleted. */
@@ -326,18 +373,26 @@ async function removeHost(netns: string): Promise<void> {
   await deleteNetns(netns);
 }
 
+/** Removes lab `name` of directory `dir` under `number`: what of it carries the dir's marks. */
 async function tearDown(name: string, number: number, dir: string): Promise<void> {
+  const tag = labTag(dir);
   await closeSharedConnections(dir);
-  await stopAnchor({ name, number });
-  const prefix = `nxs${number}-${name}`;
-  const ours = (await listNetns()).filter(
-    (ns) => ns.startsWith(prefix) && /^\d+$/.test(ns.slice(prefix.length)),
-  );
-  for (const ns of ours) await removeHost(ns);
-  for (const link of await listLinks()) {
-    if (link === `nxs${number}` || new RegExp(`^nxs${number}v\\d+$`).test(link)) {
-      await deleteLink(link);
+  await stopAnchor({ name, number, tag });
+  for (const ns of await listNetns()) {
+    const m = LAB_NETNS.exec(ns);
+    if (m && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "")) {
+      await removeHost(ns);
     }
+  }
+  // The bridge and the veths on it, when the bridge is this directory's (a stale state's number
+  // may since be another lab's). A veth goes with its host's namespace anyway.
+  const links = await listLinks();
+  const bridge = links.find((l) => l.name === `nxs${number}`);
+  if (bridge?.alias === bridgeOwner(dir)) {
+    for (const link of links) {
+      if (new RegExp(`^nxs${number}v\\d+$`).test(link.name)) await deleteLink(link.name);
+    }
+    await deleteLink(bridge.name);
   }
   await rm(dir, { recursive: true, force: true });
 }
