@@ -5,7 +5,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
@@ -153,20 +154,29 @@ describe("lab hosts", () => {
   });
 
   it("say 'the lab needs root' to another user, and name a lab that is not there", async () => {
-    // As nobody: the labs directory (0700, root's) cannot be read.
+    // As nobody: the labs directory (0700, root's) cannot be read. nixship's modules are
+    // loaded as root first, then the process becomes nobody and runs the command: the
+    // checkout may lie where nobody can read it (under /root), as a user's own clone does.
+    const main = pathToFileURL(join(dirname(NIXSHIP_BIN), "main.js")).href;
+    const labCli = pathToFileURL(join(dirname(NIXSHIP_BIN), "lab.js")).href;
     const asNobody = await run(
-      "setpriv",
+      process.execPath,
       [
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        process.execPath,
-        NIXSHIP_BIN,
-        "lab",
-        "list",
+        "--input-type=module",
+        "-e",
+        [
+          `const { main } = await import(${JSON.stringify(main)});`,
+          `await import(${JSON.stringify(labCli)});`,
+          "process.setgroups([]);",
+          "process.setgid(65534);",
+          "process.setuid(65534);",
+          'const code = await main(["lab", "list"], { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });',
+          "process.exitCode = code;",
+        ].join("\n"),
       ],
-      { env: env() },
+      { env: env(), cwd: "/" },
     );
+    expect(asNobody.stderr).not.toContain("Cannot find module");
     expect(asNobody.code, asNobody.stderr).toBe(2);
     expect(asNobody.stderr).toContain(`cannot read ${labsDir} (EACCES)`);
     expect(asNobody.stderr).toContain("hint: the lab needs root");

@@ -10,8 +10,8 @@ import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
 import {
-  agentBinds,
   agentDir,
+  hostBinds,
   prepareAgentDirs,
   selectLabHosts,
   startAgents,
@@ -197,7 +197,7 @@ async function build(
     if (bootCounting !== undefined) await setBootCounting(host.dir, bootCounting);
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
-    const pid = await startHost(host, agents ? agentBinds(layout, host) : [], nix);
+    const pid = await startHost(host, hostBinds(layout, host, agents), nix);
     hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
     await writeLabState(layout.dir, { ...pending, hosts });
     emit({ type: "host-up", host: host.name, pid });
