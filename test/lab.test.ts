@@ -1,12 +1,11 @@
 // The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
 // and the real Nix inside each host. Also what `lab down` must leave: nothing.
 import { once } from "node:events";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
@@ -154,28 +153,29 @@ describe("lab hosts", () => {
   });
 
   it("say 'the lab needs root' to another user, and name a lab that is not there", async () => {
-    // As nobody: the labs directory (0700, root's) cannot be read. nixship's modules are
-    // loaded as root first, then the process becomes nobody and runs the command: the
-    // checkout may lie where nobody can read it (under /root), as a user's own clone does.
-    const main = pathToFileURL(join(dirname(NIXSHIP_BIN), "main.js")).href;
-    const labCli = pathToFileURL(join(dirname(NIXSHIP_BIN), "lab.js")).href;
+    // As nobody: the labs directory (0700, root's) cannot be read. The checkout may lie where
+    // nobody can read (a clone under /root): nobody runs it bound on a directory it can reach,
+    // in a mount namespace of its own.
+    const checkout = dirname(dirname(dirname(NIXSHIP_BIN)));
+    const view = await mkdtemp(join(tmpdir(), "nixship-lab-nobody-"));
+    await chmod(view, 0o755);
     const asNobody = await run(
-      process.execPath,
+      "unshare",
       [
-        "--input-type=module",
-        "-e",
-        [
-          `const { main } = await import(${JSON.stringify(main)});`,
-          `await import(${JSON.stringify(labCli)});`,
-          "process.setgroups([]);",
-          "process.setgid(65534);",
-          "process.setuid(65534);",
-          'const code = await main(["lab", "list"], { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });',
-          "process.exitCode = code;",
-        ].join("\n"),
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$1" "$2" && cd / && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$3" "$2/$4" lab list',
+        "sh",
+        checkout,
+        view,
+        process.execPath,
+        relative(checkout, NIXSHIP_BIN),
       ],
-      { env: env(), cwd: "/" },
-    );
+      { env: env() },
+    ).finally(() => rmdir(view));
     expect(asNobody.stderr).not.toContain("Cannot find module");
     expect(asNobody.code, asNobody.stderr).toBe(2);
     expect(asNobody.stderr).toContain(`cannot read ${labsDir} (EACCES)`);
