@@ -77,6 +77,8 @@ export interface LabUpResult {
   readonly layout: LabLayout;
   /** true when the lab was already up with these hosts and nothing was done. */
   readonly alreadyUp: boolean;
+  /** `mergeInto`: the user's fleet file that holds the hosts, and whether it was created. */
+  readonly mergedInto?: { readonly file: string; readonly created: boolean };
 }
 
 function requireRoot(what: string): void {
@@ -123,10 +125,16 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
     const built = await build(layout, agents, options.nix, options.bootCounting, emit);
     const system = options.system ?? systemSpec(EXAMPLE_SYSTEM);
     const keys = await writeLabFleet(layout, system, agents);
-    if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
+    const mergedInto =
+      options.mergeInto === undefined
+        ? undefined
+        : {
+            file: options.mergeInto,
+            created: await mergeIntoFleet(options.mergeInto, layout, system),
+          };
     if (agents) await writeAgentConfigs(layout, keys);
     const state = agents ? await startAgents(layout, built, emit) : built;
-    return { state, layout, alreadyUp: false };
+    return { state, layout, alreadyUp: false, ...(mergedInto ? { mergedInto } : {}) };
   } catch (err) {
     await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
     throw err;
