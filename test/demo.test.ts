@@ -52,6 +52,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // A demo that failed may leave a process of its own (its copy's path names it): ended here.
+  for (const line of await processesMentioning(clone)) {
+    try {
+      process.kill(Number(line.split(":")[0]));
+    } catch {}
+  }
   const lab = join(clone, ".nixship-demo", "labs");
   await run(process.execPath, [join(clone, "dist/cli/bin.js"), "lab", "down", "--all"], {
     env: { NIXSHIP_LAB_DIR: lab },
@@ -71,7 +77,10 @@ async function processesMentioning(needle: string): Promise<string[]> {
 }
 
 describe("scripts/demo.sh", () => {
-  it("runs to its end with no nix.conf and an empty store, leaving only the lab it names", async () => {
+  // A deadline for the whole demo (a lab of 3, three deploys, every example system built).
+  it("runs to its end with no nix.conf and an empty store, leaving only the lab it names", {
+    timeout: 600_000,
+  }, async () => {
     // No NIX_CONFIG (the test suite's own is removed), no nix.conf anywhere Nix 2.8 looks:
     // $NIX_CONF_DIR/nix.conf (and /etc/nix, a tmpfs here), $NIX_USER_CONF_FILES (a file
     // that does not exist) instead of $XDG_CONFIG_HOME and $XDG_CONFIG_DIRS.
@@ -96,16 +105,19 @@ describe("scripts/demo.sh", () => {
       'mount --make-private "$(findmnt -n -o TARGET -T /nix)"',
       "mount -t tmpfs -o mode=0755 nixship-demo-nix /nix",
       'test -z "$(find /etc/nix "$NIX_CONF_DIR" -mindepth 1)"',
-      "exec bash scripts/demo.sh",
+      // Its output to files: a process it leaves running holds them, not this test's pipes.
+      `exec bash scripts/demo.sh >${join(work, "demo.out")} 2>${join(work, "demo.err")}`,
     ].join("\n");
-    const r = await run(
+    const ran = await run(
       "unshare",
       ["--mount", "--propagation", "unchanged", "bash", "-c", script],
-      {
-        env,
-        cwd: clone,
-      },
+      { env, cwd: clone },
     );
+    const r = {
+      code: ran.code,
+      stdout: await readFile(join(work, "demo.out"), "utf8"),
+      stderr: `${ran.stderr}${await readFile(join(work, "demo.err"), "utf8")}`,
+    };
     const said = `${r.stdout}\n${r.stderr}`;
     expect(r.code, said).toBe(0);
     expect(r.stdout).toContain("demo finished");
