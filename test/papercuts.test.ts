@@ -2,13 +2,13 @@
 // --name say that --name names a lab; `lab up --fleet F` prints a deploy of F; `lab list`
 // takes --name; the README's nix.conf lines, run twice, leave each line once; a public key
 // given where a secret key file belongs is named as one, with the file that is wanted.
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship } from "./support/cli.js";
+import { runReadmeNixConf } from "./support/readme-nix-conf.js";
 
-const README = new URL("../README.md", import.meta.url);
 /** This test's own lab name, in a lab directory of its own. */
 const LAB = "pc";
 
@@ -65,21 +65,7 @@ describe("the lab's papercuts", () => {
 
 describe("the README's nix.conf lines", () => {
   it("add each line once, however often they run", async () => {
-    const lines = (await readFile(README, "utf8")).split("\n");
-    const start = lines.findIndex((l) => l.startsWith("mkdir -p /etc/nix"));
-    const end = lines.findIndex((l, i) => i > start && /^(done|CONF)$/.test(l));
-    expect(start).toBeGreaterThan(0);
-    expect(end).toBeGreaterThan(start);
-    const etc = join(work, "etc-nix");
-    const script = lines
-      .slice(start, end + 1)
-      .join("\n")
-      .replaceAll("/etc/nix", etc);
-    for (let i = 0; i < 2; i++) {
-      const r = await run("bash", ["-euc", script]);
-      expect(r.code, r.stderr).toBe(0);
-    }
-    expect(await readFile(join(etc, "nix.conf"), "utf8")).toBe(
+    expect(await runReadmeNixConf(join(work, "etc-nix"), 2)).toBe(
       [
         "experimental-features = nix-command flakes",
         "build-users-group =",
