@@ -59,6 +59,18 @@ export async function anchorPids(lab: AnchorOf): Promise<number[]> {
   return (await listAnchors()).filter((a) => anchorName(a) === name).map((a) => a.pid);
 }
 
+/** The pids of an anchor named before labs were owned by their directory (issue 48). */
+export async function legacyAnchorPids(name: string, number: number): Promise<number[]> {
+  const wanted = `nixship-lab-anchor-${number}-${name}\0infinity\0`;
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline === wanted) pids.push(Number(entry));
+  }
+  return pids;
+}
+
 /** Stops the lab's anchor. */
 export async function stopAnchor(lab: AnchorOf): Promise<void> {
   await stopProcesses(await anchorPids(lab));

@@ -18,7 +18,7 @@ import {
   stopAgents,
   writeAgentConfigs,
 } from "./lab-agents.js";
-import { listAnchors, startAnchor, stopAnchor } from "./lab-anchor.js";
+import { legacyAnchorPids, listAnchors, startAnchor, stopAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
@@ -332,9 +332,33 @@ export async function labDown(labsDirPath: string, name: string): Promise<LabDow
   for (const anchor of await listAnchors()) {
     if (anchor.tag === tag && anchor.name === name) numbers.add(anchor.number);
   }
+  if (state) await tearDownLegacy(state);
   for (const number of numbers) await tearDown(name, number, dir);
   await rm(dir, { recursive: true, force: true });
   return { labs: numbers.size > 0 || state ? [name] : [] };
+}
+
+/**
+ * A lab brought up before labs were owned by their directory (issue 48): namespaces nxsN-HOST,
+ * anchor nixship-lab-anchor-N-NAME, a bridge without an alias. Its state names those
+ * namespaces; what it names goes while they are still there (else N may be another lab's).
+ */
+async function tearDownLegacy(state: LabState): Promise<void> {
+  const present = new Set(await listNetns());
+  const ours = state.hosts
+    .filter((h) => h.netns === `nxs${state.number}-${h.name}` && present.has(h.netns))
+    .map((h) => h.netns);
+  if (ours.length === 0) return;
+  await stopProcesses(await legacyAnchorPids(state.name, state.number));
+  for (const ns of ours) await removeHost(ns);
+  const links = await listLinks();
+  const bridge = links.find((l) => l.name === `nxs${state.number}`);
+  if (bridge !== undefined && bridge.alias === undefined) {
+    for (const link of links) {
+      if (new RegExp(`^nxs${state.number}v\\d+$`).test(link.name)) await deleteLink(link.name);
+    }
+    await deleteLink(bridge.name);
+  }
 }
 
 /**
