@@ -249,9 +249,10 @@ describe("the activation timeout", () => {
   it("leaves the host free for the next activation", async () => {
     const r = await activate(host, "web-v2");
     expect(r.code, r.stderr).toBe(0);
-    // Generation 2 was web-hang's: the profile went back to 1 and dropped it, so web-v2 is 2.
-    expect(r.result).toMatchObject({ result: "activated", generation: 2, previousGeneration: 1 });
-    await expectSettledOn(host, "web-v2", 2);
+    // Generation 2 was web-hang's: the profile went back to 1 and dropped it, and its number is
+    // not made again (issue 46): web-v2 is 3.
+    expect(r.result).toMatchObject({ result: "activated", generation: 3, previousGeneration: 1 });
+    await expectSettledOn(host, "web-v2", 3);
     // No generation of the failed system is left for a rollback or the boot menu to take.
     expect((await status(host)).generations.map((g) => g.path)).toEqual([
       systems["web-v1"],
@@ -267,17 +268,17 @@ describe("the activation timeout", () => {
       phase: "switch",
       action: "test",
       rolledBack: true,
-      generation: 2,
+      generation: 3,
     });
     expect(r.seconds).toBeLessThan(3 + 20);
-    await expectSettledOn(host, "web-v2", 2);
+    await expectSettledOn(host, "web-v2", 3);
   });
 
   it("a failing switch (web-failing): the profile is back on the previous generation", async () => {
     const r = await activate(host, "web-failing");
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.switch);
     expect(r.result).toMatchObject({ result: "failed", phase: "switch", rolledBack: true });
-    await expectSettledOn(host, "web-v2", 2);
+    await expectSettledOn(host, "web-v2", 3);
   });
 
   it("a failing health check: the profile is back on the previous generation", async () => {
@@ -286,8 +287,8 @@ describe("the activation timeout", () => {
       healthTimeout: 10,
     });
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.health);
-    expect(r.result).toMatchObject({ phase: "health", rolledBack: true, generation: 2 });
-    await expectSettledOn(host, "web-v2", 2);
+    expect(r.result).toMatchObject({ phase: "health", rolledBack: true, generation: 3 });
+    await expectSettledOn(host, "web-v2", 3);
   });
 
   it("no confirmation within the window: the profile is back on the previous generation", async () => {
@@ -303,7 +304,7 @@ describe("the activation timeout", () => {
       const s = await status(host);
       return s.current === systems["web-v2"] && s.activation === null;
     });
-    await expectSettledOn(host, "web-v2", 2);
+    await expectSettledOn(host, "web-v2", 3);
   });
 
   it("abort during the window: the profile is back on the previous generation", async () => {
@@ -312,7 +313,7 @@ describe("the activation timeout", () => {
     const aborted = await onHost(host, abortArgs("ab-window"), true);
     expect(aborted.code, aborted.stderr).toBe(0);
     expect(aborted.result).toMatchObject({ result: "rolled-back", current: systems["web-v2"] });
-    await expectSettledOn(host, "web-v2", 2);
+    await expectSettledOn(host, "web-v2", 3);
   });
 });
 
@@ -480,7 +481,8 @@ describe("a lock left behind", () => {
     const r = await activate(host, "web-v2");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain("taking over");
-    expect(r.result).toMatchObject({ result: "activated", previousGeneration: 1, generation: 2 });
+    // web-hang's generation 2, dropped by the takeover, is not made again: web-v2 is 3.
+    expect(r.result).toMatchObject({ result: "activated", previousGeneration: 1, generation: 3 });
     const tookOver = r.result && "tookOver" in r.result ? (r.result.tookOver ?? "") : "";
     expect(tookOver).toContain(`activate ${systems["web-hang"]} (pid ${pid}, since `);
     expect(tookOver).toContain("its holder is gone");
@@ -491,7 +493,7 @@ describe("a lock left behind", () => {
     expect(groupMembers(group)).toEqual([]);
     const ended = await within(10, "the killed activation's ssh ends", killed);
     expect(ended.result).toBeUndefined();
-    await expectSettledOn(host, "web-v2", 2);
+    await expectSettledOn(host, "web-v2", 3);
   });
 
   /** Starts a process on the host that lives on; returns its pid and start time. */
@@ -580,8 +582,8 @@ describe("a lock left behind", () => {
         return true;
       }
     });
-    expect(r.result).toMatchObject({ result: "activated", generation: 3 });
-    await expectSettledOn(host, "web-v1", 3);
+    expect(r.result).toMatchObject({ result: "activated", generation: 4 });
+    await expectSettledOn(host, "web-v1", 4);
   });
 
   it("abort of an activation whose activate.sh was killed: abort takes over, rolls back and says so", async () => {
@@ -595,15 +597,50 @@ describe("a lock left behind", () => {
       command: "abort",
       result: "rolled-back",
       current: systems["web-v1"],
-      generation: 3,
+      generation: 4,
     });
     expect(aborted.stderr).toContain("taking over");
     expect(groupMembers(group)).toEqual([]);
     await within(10, "the killed activation's ssh ends", killed);
-    await expectSettledOn(host, "web-v1", 3);
+    await expectSettledOn(host, "web-v1", 4);
     // A confirmation for it now is told it was rolled back.
     const late = await onHost(host, confirmArgs("ab-orphan"), true);
     expect(late.code).toBe(ACTIVATE_EXIT.unconfirmed);
+  });
+
+  it("a holder that died between its new generation's link and the switch: the takeover removes that generation, and its number is not made again", async () => {
+    // What activate.sh leaves when killed there: the number recorded, the link made, the lock
+    // naming it, the profile still on the generation before.
+    const before = await status(host);
+    expect(before).toMatchObject({ current: systems["web-v1"], generation: 4 });
+    const gone = Number((await ssh(host, "sh -c 'echo $$'")).stdout.trim());
+    await ssh(
+      host,
+      `mkdir -p /nix/var/nixship/generations && echo 6 > /nix/var/nixship/generations/_nix_var_nix_profiles_system && ln -s ${systems["web-v2"]} /nix/var/nix/profiles/system-6-link`,
+    );
+    await plantLock({
+      pid: gone,
+      start: 1,
+      kind: "activate",
+      command: `activate ${systems["web-v2"]}`,
+      path: systems["web-v2"],
+      action: "switch",
+      profile: "/nix/var/nix/profiles/system",
+      prev_gen: 4,
+      prev_system: systems["web-v1"],
+      phase: "profile",
+      since: epoch() - 10,
+      deadline: epoch() + 600,
+      new_gen: 6,
+    });
+    const r = await activate(host, "web-v3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("taking over");
+    expect(r.result).toMatchObject({ result: "activated", previousGeneration: 4, generation: 7 });
+    // Generation 6 never ran: no rollback or boot menu may take it.
+    expect((await status(host)).generations.map((g) => g.generation)).not.toContain(6);
+    expect((await ssh(host, "ls /nix/var/nix/profiles")).stdout).not.toContain("system-6-link");
+    await expectSettledOn(host, "web-v3", 7);
   });
 });
 

@@ -97,8 +97,10 @@ describe("cache gc --fleet", () => {
       expect(types.indexOf("gc-wait")).toBeLessThan(types.indexOf("build-start"));
       expect(types.filter((t) => t === "gc-wait")).toHaveLength(1);
       expect(await servedBy(lab.info, host)).toBe("web-v2");
-      // Its lease is given back at the end.
-      expect((await store.list("gc/")).objects).toEqual([]);
+      // Its lease is given back at the end (the first test's collection left its report).
+      expect(
+        (await store.list("gc/")).objects.filter((o) => !o.key.startsWith("gc/reports/")),
+      ).toEqual([]);
     } finally {
       await store.close();
     }

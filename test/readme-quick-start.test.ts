@@ -1,6 +1,8 @@
-// The README's quick start, run as written: its lab lines (lab up, deploy with the lab's cache
-// served to the hosts, status, lab down) in bash, on a machine where another lab is already up,
-// so that the quick start's lab is not lab number 1 and nothing may assume its addresses.
+// The README's quick start, run as written: its block of lab lines (doctor, lab up, deploy with
+// the lab's cache served to the hosts, status, lab down), whole, in bash, on a machine where
+// another lab is already up, so that the quick start's lab is not lab number 1 and nothing may
+// assume its addresses. (Its nix.conf step is test/doctor.test.ts's; the tests' NIX_CONFIG holds
+// the same settings, and the machine's /etc/nix is not the test's to write.)
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,14 +17,20 @@ const OTHER = "qsother";
 let work: string;
 let env: NodeJS.ProcessEnv;
 
-/** The quick start's lines from `# Try a rollout on local hosts first` to `nixship lab down`. */
+/** The lines of the quick start's ```sh block that holds `# Try a rollout on local hosts first`. */
 async function labLines(): Promise<string[]> {
   const lines = (await readFile(README, "utf8")).split("\n");
-  const start = lines.findIndex((l) => l.startsWith("# Try a rollout on local hosts first"));
-  const end = lines.findIndex((l, i) => i > start && l.trim() === "nixship lab down");
+  const at = lines.findIndex((l) => l.startsWith("# Try a rollout on local hosts first"));
+  expect(at).toBeGreaterThan(0);
+  const start = lines.slice(0, at).lastIndexOf("```sh") + 1;
+  const end = lines.findIndex((l, i) => i > at && l === "```");
   expect(start).toBeGreaterThan(0);
-  expect(end).toBeGreaterThan(start);
-  return lines.slice(start, end + 1);
+  expect(end).toBeGreaterThan(at);
+  const block = lines.slice(start, end);
+  // The block is the lab's: it checks the local Nix first, and ends with the lab taken down.
+  expect(block[0]).toMatch(/^nixship doctor\b/);
+  expect(block.at(-1)).toBe("nixship lab down");
+  return block;
 }
 
 beforeAll(async () => {
@@ -48,7 +56,9 @@ describe("the README's quick start", () => {
     ].join("\n");
     const r = await run("bash", ["-c", script], { env });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    // The deploy activated every host, and status (run before lab down) shows each live.
+    // doctor passed the local Nix, the deploy activated every host, and status (run before lab
+    // down) shows each live.
+    expect(r.stdout).toContain("nothing blocks a deploy");
     expect(r.stderr).toContain("3 activated, 0 failed");
     for (const host of [`${QUICK}1`, `${QUICK}2`, `${QUICK}3`]) {
       expect(r.stdout).toMatch(

@@ -170,4 +170,30 @@ describe("deploy --reboot", () => {
     const list = await plain.nixship(["lab", "list"]);
     expect(list.stdout).toMatch(/rbn1\s+\S+\s+down/);
   });
+
+  it("a host left down is brought back at its boot menu (lab reboot --entry), then rolled back", async () => {
+    // Follows the test above: rbn1 is down, its profile on web-noboot (generation 2).
+    const host = "rbn1";
+    const unknown = await plain.nixship(["lab", "reboot", host, "--name", "rbn", "--entry", "7"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/rbn1 has no boot entry for generation 7/);
+    expect(unknown.stderr).toMatch(/its boot menu offers generation 1, 2/);
+    const picked = await plain.nixship(["lab", "reboot", host, "--name", "rbn", "--entry", "1"]);
+    expect(picked.code, picked.stderr).toBe(0);
+    expect(picked.stderr).toMatch(/rbn1: booted generation 1/);
+    const up = await statusOf(plain, host);
+    expect(name(up.booted)).toBe("v1");
+    expect(name(up.current)).toBe("v1");
+    expect(await servedBy(plain.info, host)).toBe("web-v1");
+    // The pick did not change the profile; a rollback puts it back on the system that runs.
+    const back = await plain.nixship(["rollback", "--fleet", plain.fleetFile, "--on", host]);
+    expect(back.code, back.stderr).toBe(0);
+    const after = await statusOf(plain, host);
+    expect(name(after.current)).toBe("v1");
+    expect(after.generation).toBe(1);
+    // Its next ordinary boot is web-v1 too.
+    const rebooted = await plain.nixship(["lab", "reboot", host, "--name", "rbn"]);
+    expect(rebooted.code, rebooted.stderr).toBe(0);
+    expect(name((await statusOf(plain, host)).booted)).toBe("v1");
+  });
 });

@@ -1,7 +1,7 @@
 // `nixship release list`, `release show` and `release refresh`, run as functions with an in-memory CliIO over a
 // directory store that holds releases published by publishRelease.
 import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -233,6 +233,7 @@ describe("release show", () => {
         `  digest     ${second.digest}`,
         `  previous   ${first.digest}`,
         "  signature  key 'release-cli-1', verified against the trusted keys",
+        "  published  by whom not recorded (published before nixship recorded it)",
         "hosts (1):",
         `  HOST  DESIRED${" ".repeat(WEB1.length - 7)}  RUNNING  LAST CONFIRMED`,
         `  web1  ${WEB1}  unknown  none`,
@@ -273,6 +274,7 @@ describe("release show", () => {
       expired: Date.now() >= Date.parse(first.release.expires),
       newerRelease: null,
       warnings: Date.now() >= Date.parse(first.release.expires) ? [expect.any(String)] : [],
+      origin: { status: "none" },
       release: JSON.parse(JSON.stringify(first.release)),
       hosts: [
         { host: "web1", desired: WEB1, running: null, lastConfirmed: null },
@@ -518,6 +520,18 @@ describe("freeze protection", () => {
     } finally {
       await reread.close();
     }
+    // Who refreshed it is signed beside it, and release show names them (a refresh has no
+    // source of its own).
+    const shown = await run(releaseShow, ["2", "--channel", "prod", "--fleet", fleetFile]);
+    const by = `${userInfo().username}@${hostname()}`;
+    expect(shown.stdout).toContain(`  published  by ${by} (signed by key 'release-cli-1')\n`);
+    const json = await run(releaseShow, ["2", "--channel", "prod", "--fleet", fleetFile, "--json"]);
+    expect(JSON.parse(json.stdout).origin).toEqual({
+      status: "trusted",
+      keyName: "release-cli-1",
+      by,
+      sources: [],
+    });
   });
 
   it("release refresh of a channel without a signed release says there is nothing to refresh", async () => {

@@ -25,6 +25,7 @@ import {
   readRelease,
   readSignedRelease,
   releaseKey,
+  releaseOriginKey,
 } from "../src/release/release-store.js";
 import { loadRelease, loadVerifiedRelease, shardKeys } from "../src/release/shard-store.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
@@ -159,7 +160,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       const shown = await readReleaseShow(store, "prod", 1, trusted);
       expect(shown.release).toEqual(signed.release);
       const roots = await rootsFromStore(store, { keepReleases: 5 });
-      expect(roots.problems).toEqual([]);
+      expect(roots.unreadable).toEqual([]);
       for (const { path: p } of Object.values(hosts)) expect(roots.roots.has(p)).toBe(true);
     });
 
@@ -186,8 +187,11 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       });
       // What no host would follow is passed over by the readers that look for a trusted release.
       expect(await readSignedRelease(store, "prod", 1, trusted)).toBe("untrusted");
+      // The collector's roots: unreadable, named, so that no collection sweeps without them.
       await expect(rootsFromStore(store, { keepReleases: 5 })).resolves.toMatchObject({
-        problems: expect.arrayContaining([expect.stringContaining(second)]),
+        unreadable: expect.arrayContaining([
+          { name: "releases/prod/1.json", problem: expect.stringContaining(second) },
+        ]),
       });
     });
 
@@ -374,6 +378,68 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       );
       expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
       expect((await readAll(store, channelKey("prod")))?.equals(theirs)).toBe(true);
+    });
+
+    it("writes who published a release and from what beside it; release show names them, and an origin altered in the store as not to be believed", async () => {
+      const origin = {
+        by: "ci@builder (GitHub Actions)",
+        sources: [{ flake: "github:acme/fleet", rev: "c".repeat(40), dirty: false }],
+      };
+      await publishRelease(store, options({ origin }));
+      const signed = await publishRelease(store, options({ origin }));
+      // Beside the release, under a name no listing of release numbers takes for one.
+      expect(await keys(store, "releases/prod/")).toEqual([
+        releaseKey("prod", 1),
+        releaseOriginKey("prod", 1),
+        releaseKey("prod", 2),
+        releaseOriginKey("prod", 2),
+      ]);
+      expect((await listReleases(store, "prod")).map((e) => e.status)).toEqual(["ok", "ok"]);
+      // The release itself has no field an older agent would refuse.
+      expect(Object.keys(parseReleaseHead(signed.bytes, "r").head)).not.toContain("by");
+      expect(text(signed.bytes)).not.toContain("ci@builder");
+      const shown = await readReleaseShow(store, "prod", 2, trusted);
+      expect(shown.origin).toEqual({ status: "trusted", keyName: key.name, ...origin });
+      expect(shown.warnings).toEqual([]);
+      // Someone who can write the bucket but holds no release key edits who published it.
+      const stored = JSON.parse(text(await readAll(store, releaseOriginKey("prod", 2))));
+      await store.put(
+        releaseOriginKey("prod", 2),
+        Buffer.from(JSON.stringify({ ...stored, by: "mallory@nowhere" })),
+      );
+      const altered = await readReleaseShow(store, "prod", 2, trusted);
+      expect(altered.origin).toMatchObject({ status: "untrusted" });
+      expect(JSON.stringify(altered.origin)).not.toContain("mallory");
+      expect(altered.warnings.join("\n")).toMatch(/who published release 2 is not known/);
+      // Release 1's origin copied beside release 2: signed, but for another release.
+      await store.put(
+        releaseOriginKey("prod", 2),
+        (await readAll(store, releaseOriginKey("prod", 1))) ?? Buffer.from(""),
+      );
+      expect((await readReleaseShow(store, "prod", 2, trusted)).origin).toMatchObject({
+        status: "untrusted",
+        problem: expect.stringContaining("not this release"),
+      });
+    });
+
+    it("withdraws its release's origin too when another publisher moves the channel first", async () => {
+      await publishRelease(store, options());
+      const racing = interfering(
+        store,
+        (k) => k === channelKey("prod"),
+        () => store.put(channelKey("prod"), Buffer.from("theirs\n")),
+      );
+      await expect(
+        publishRelease(racing, options({ origin: { by: "me@here", sources: [] } })),
+      ).rejects.toThrow(expect.objectContaining({ code: "release-conflict" }));
+      expect(await keys(store, "releases/")).toEqual([releaseKey("prod", 1)]);
+      // Published again (after the listed releases): the number, and its origin beside it.
+      await publishRelease(store, options({ origin: { by: "me@here", sources: [] } }));
+      expect(await keys(store, "releases/")).toEqual([
+        releaseKey("prod", 1),
+        releaseKey("prod", 2),
+        releaseOriginKey("prod", 2),
+      ]);
     });
 
     it("creates a channel only if it is still absent", async () => {

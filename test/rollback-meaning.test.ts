@@ -3,8 +3,11 @@
 // `nixship rollback` without --to goes to the last system confirmed on the host. The sequence:
 // v1, v2, a system whose health check fails (rolled back), one whose switch hangs (rolled back
 // at --activation-timeout), v1 again; then rollback ends on v2, not on the hanging system.
+// Generation numbers are never made twice on a host (issue 46): v1 again is generation 5, one
+// past the failed systems' 3 and 4, and each number names one system in the host's history.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { servedBy, setExampleSystems } from "./support/lab-deploy.js";
+import type { CliRun } from "./support/cli.js";
+import { deployEvents, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const HOST = "rb1";
@@ -41,6 +44,31 @@ async function generations(code: 0 | 1 = 0): Promise<Record<number, string>> {
   );
 }
 
+/** Each generation the deploy made on the host, as the host logged it: number → system name. */
+function generationsMade(r: CliRun): [number, string][] {
+  return deployEvents(r).flatMap((e) => {
+    const m =
+      e.type === "host-log"
+        ? /generation (\d+) of \/nix\/var\/nix\/profiles\/system: \/nix\/store\/[a-z0-9]{32}-example-web-system-(\S+)$/.exec(
+            e.line as string,
+          )
+        : null;
+    return m === null ? [] : [[Number(m[1]), m[2] as string]];
+  });
+}
+
+/** The host's stored record: its generation and the system it runs. */
+async function recorded(): Promise<{ generation: number | null; runs: string }> {
+  const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored", "--json"]);
+  const row = (
+    JSON.parse(r.stdout) as { hosts: { generation: number | null; current: string | null }[] }
+  ).hosts[0];
+  return {
+    generation: row?.generation ?? null,
+    runs: (row?.current ?? "").replace(/^.*-example-web-system-/, ""),
+  };
+}
+
 beforeAll(async () => {
   lab = await startSshLab("rb", 1);
 });
@@ -51,20 +79,41 @@ afterAll(async () => {
 
 describe("one rollback meaning over ssh", () => {
   it("failed activations leave no generation, and rollback goes to the last confirmed system", async () => {
-    expect((await deploy("web-v1")).code).toBe(0);
-    expect((await deploy("web-v2")).code).toBe(0);
+    const made: [number, string][] = [];
+    const v1 = await deploy("web-v1");
+    expect(v1.code, v1.stderr).toBe(0);
+    made.push(...generationsMade(v1));
+    const v2 = await deploy("web-v2");
+    expect(v2.code, v2.stderr).toBe(0);
+    made.push(...generationsMade(v2));
     const broken = await deploy("web-broken");
     expect(broken.code).toBe(1);
+    made.push(...generationsMade(broken));
+    expect(await recorded()).toEqual({ generation: 2, runs: "v2" });
     const hang = await deploy("web-hang", "--activation-timeout", "5");
     expect(hang.code).toBe(1);
+    made.push(...generationsMade(hang));
     expect(await servedBy(lab.info, HOST)).toBe("web-v2");
     // Neither failed system is left in the profile, for a rollback or the boot menu to take;
     // and status says its last deploy failed (issue 46).
     expect(await generations(1)).toEqual({ 1: "v1", 2: "v2" });
-    expect((await deploy("web-v1")).code).toBe(0);
-    expect(await generations()).toEqual({ 1: "v1", 2: "v2", 3: "v1" });
+    const again = await deploy("web-v1");
+    expect(again.code, again.stderr).toBe(0);
+    made.push(...generationsMade(again));
+    // One past the highest number the host ever made, not one past the highest it keeps: the
+    // failed systems had 3 and 4, and each number names one system in the host's history.
+    expect(await generations()).toEqual({ 1: "v1", 2: "v2", 5: "v1" });
+    expect(made).toEqual([
+      [1, "v1"],
+      [2, "v2"],
+      [3, "broken"],
+      [4, "hang"],
+      [5, "v1"],
+    ]);
+    expect(await recorded()).toEqual({ generation: 5, runs: "v1" });
     const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--json"]);
     expect(back.code, back.stderr).toBe(0);
     expect(await servedBy(lab.info, HOST)).toBe("web-v2");
+    expect(await recorded()).toEqual({ generation: 2, runs: "v2" });
   });
 });

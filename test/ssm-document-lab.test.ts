@@ -237,24 +237,26 @@ describe("the SSM document's shell on a lab host", () => {
     // The host is free: the next deploy goes through.
     const next = await activate("web-v1", [HEALTHY]);
     expect(next.code, next.stderr).toBe(0);
-    // web-hang's generation was dropped with its rollback: web-v1 is the third.
-    expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 3 });
+    // web-hang's generation was dropped with its rollback, and its number is not made again
+    // (issue 46): web-v1 is the sixth, past those of web-broken (3), the web-v1 a check refused
+    // (4) and web-hang (5).
+    expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
     expect(await served()).toBe("web-v1");
   });
 
   it("prunes on Command=prune to KeepGenerations, keeping the rollback target", async () => {
     const before = (await status()).generations.map((g) => g.generation);
-    expect(before).toEqual([1, 2, 3]);
+    expect(before).toEqual([1, 2, 6]);
     const r = await runDocument({ Command: "prune", KeepGenerations: "1" });
     expect(r.code, r.stderr).toBe(0);
     expect(r.result).toMatchObject({
       ok: true,
       command: "prune",
-      kept: [2, 3],
+      kept: [2, 6],
       removed: [1],
       gc: "done",
     });
-    expect((await status()).generations.map((g) => g.generation)).toEqual([2, 3]);
+    expect((await status()).generations.map((g) => g.generation)).toEqual([2, 6]);
     expect(await served()).toBe("web-v1");
     // Without KeepGenerations, nothing is removed: a usage result.
     const none = await runDocument({ Command: "prune" });

@@ -36,6 +36,7 @@ const LISTING = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.ls";
 const GC_LOCK = "gc/lock.json";
 const LEASE = "gc/leases/5f0c2d9e8a7b6c5d4e3f2a1b.json";
 const PIN = "gc/pins/installer.json";
+const REPORT = "gc/reports/2026-11-26T10-00-00.000Z-0a1b2c3d.json";
 
 type Role = "host-read" | "agent" | "writer" | "reader" | "collector";
 const OUTPUT_OF: Record<Role, string> = {
@@ -267,6 +268,8 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:PutObject", [
     ...CACHE_KEYS,
     "releases/prod/8.json",
+    // Who published release 8 and from what, signed beside it (issue 46).
+    "releases/prod/8.origin.json",
     SHARD,
     "channels/prod.json",
     "status/hosts/web1.json",
@@ -274,7 +277,7 @@ const WRITER: readonly Expectation[] = [
     "status/rollouts/9999998234567-0123456789ab.json",
   ]),
   ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", SHARD, ...STATUS_WEB1]),
-  ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json"]),
+  ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json", "releases/prod/8.origin.json"]),
   ...allow("writer", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...allow("writer", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...deny("writer", "s3:DeleteObject", [`secrets/web1/${"a".repeat(64)}`]),
@@ -305,6 +308,7 @@ const READER: readonly Expectation[] = [
     ...CACHE_KEYS,
     "channels/prod.json",
     "releases/prod/7.json",
+    "releases/prod/7.origin.json",
     SHARD,
     ...STATUS_WEB1,
     ...STATUS_OTHERS,
@@ -350,9 +354,10 @@ const ROOTS = [
   "status/host-keys/web1.pub",
 ];
 const COLLECTOR: readonly Expectation[] = [
-  ...allow("collector", "s3:GetObject", [NARINFO, ...ROOTS, PIN, GC_LOCK, LEASE]),
-  ...allow("collector", "s3:DeleteObject", [NARINFO, LISTING, NAR, GC_LOCK, LEASE]),
-  ...allow("collector", "s3:PutObject", [GC_LOCK]),
+  ...allow("collector", "s3:GetObject", [NARINFO, ...ROOTS, PIN, GC_LOCK, LEASE, REPORT]),
+  ...allow("collector", "s3:DeleteObject", [NARINFO, LISTING, NAR, GC_LOCK, LEASE, REPORT]),
+  // Its lock, and the reports of what it deleted (the newest 20 kept).
+  ...allow("collector", "s3:PutObject", [GC_LOCK, REPORT]),
   // The store's root (the inventory), nar/, the folders it reads roots and leases from, and
   // the keys it GETs, so that a missing one answers 404.
   ...allow("collector", "s3:ListBucket", [
@@ -366,6 +371,7 @@ const COLLECTOR: readonly Expectation[] = [
     "status/releases/prod/7/",
     "gc/leases/",
     "gc/pins/",
+    "gc/reports/",
     GC_LOCK,
     "channels/prod.json",
   ]),
@@ -381,7 +387,7 @@ const COLLECTOR: readonly Expectation[] = [
     "status/hosts/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo",
     "releases/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.ls",
   ]),
-  // It writes nothing but its lock: no cache object, no pin, no lease of its own.
+  // It writes nothing but its lock and its reports: no cache object, no pin, no lease of its own.
   ...deny("collector", "s3:PutObject", [
     ...CACHE_KEYS,
     LISTING,
@@ -439,13 +445,13 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
     expect([...new Set(actions)].sort()).toEqual(["s3:GetObject", "s3:ListBucket"]);
   });
 
-  it("the collector deletes narinfos, listings and NARs, holds its lock and tidies leases, and no more", () => {
+  it("the collector deletes narinfos, listings and NARs, holds its lock, tidies leases and keeps its reports, and no more", () => {
     expect(violations(cache, COLLECTOR)).toEqual([]);
-    // The lock is the only key it may put.
+    // The lock and its reports are the only keys it may put.
     const puts = cache.policies.collector.Statement.filter((st) =>
       [st.Action ?? []].flat().includes("s3:PutObject"),
     ).flatMap((st) => [st.Resource ?? []].flat());
-    expect(puts).toEqual([`${cache.bucketArn}/${GC_LOCK}`]);
+    expect(puts).toEqual([`${cache.bucketArn}/${GC_LOCK}`, `${cache.bucketArn}/gc/reports/*`]);
   });
 
   it("the bucket policy refuses every request without TLS", () => {

@@ -435,6 +435,8 @@ describe("Agent.pollOnce: applying releases", () => {
       current: sys("a"),
       generation: 1,
       previous: null,
+      // The release put its system there: its origin document names who and from what.
+      origin: { kind: "release", channel: CHANNEL, seq: 1 },
       state: "success",
       phase: null,
       error: null,
@@ -505,6 +507,17 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await markers(2)).toEqual([progressKey(CHANNEL, 2, HOST, "success")]);
     expect(agent.state).toMatchObject({ lastSeq: 2, lastResult: "success" });
     expect(await agent.pollOnce()).toBe("unchanged");
+    // Release 2 moved it to b: its record names release 2 as what put b there. Release 3 names
+    // b again (another host changed): the host already runs it, and release 2 keeps the word.
+    expect((await hostRecord())?.origin).toEqual({ kind: "release", channel: CHANNEL, seq: 2 });
+    activator.system = { current: sys("b"), profile: sys("b"), generation: 2 };
+    await publish({ [HOST]: sys("b"), web2: sys("a") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(await hostRecord()).toMatchObject({
+      seq: 3,
+      state: "success",
+      origin: { kind: "release", channel: CHANNEL, seq: 2 },
+    });
   });
 
   it("reports applying once an apply has run reportApplyingAfter, and its outcome after that", async () => {

@@ -850,6 +850,11 @@ export class Agent {
       desired: path,
       system,
       ...(previous === undefined ? {} : { previous }),
+      // The release put the system there once it runs it, when it moved the host there (its
+      // origin names who and from what); a host that ran it already keeps its record's word.
+      ...(what.state === "success" && system?.current === path && previous !== undefined
+        ? { origin: { kind: "release" as const, channel: release.channel, seq: release.seq } }
+        : {}),
       agent: this.#o.package,
       what,
       startedAt,

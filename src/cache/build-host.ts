@@ -10,6 +10,7 @@ import {
   NEW_CLI,
   runNixLogged,
 } from "./local-nix.js";
+import type { BuildProgress } from "./nix-activity.js";
 import { derivationOutputs } from "./nix-version.js";
 
 /**
@@ -21,7 +22,10 @@ export async function buildOnHost(
   drvPaths: readonly string[],
   host: string,
   place: BuildPlace,
-  options: { readonly copyBack?: boolean } = {},
+  options: {
+    readonly copyBack?: boolean;
+    readonly onProgress?: (progress: BuildProgress) => void;
+  } = {},
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
   const drvs = [...new Set(drvPaths)];
@@ -38,6 +42,7 @@ export async function buildOnHost(
     ],
     place,
     host,
+    options.onProgress,
   );
   const byDrv = mainOutputs(built.stdout, version);
   if (options.copyBack === false) return { byDrv, builtOn: built.log.builtOn(), unusable: [] };

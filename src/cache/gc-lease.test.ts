@@ -1,3 +1,4 @@
+import { readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,14 +72,45 @@ describe("leases and the collection lock", () => {
     await first.release();
   });
 
-  it("a lock or a lease whose process on this machine is gone holds nothing", async () => {
-    const dead = { what: "gc", by: "x", since: "now", host: hostname(), pid: 2 ** 22 + 12345 };
+  it("a lock or a lease whose process in this boot and pid namespace is gone holds nothing", async () => {
+    const dead = {
+      what: "gc",
+      by: "x",
+      since: "now",
+      host: hostname(),
+      pid: 2 ** 22 + 12345,
+      boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(),
+      pidns: /\d+/.exec(readlinkSync("/proc/self/ns/pid"))?.[0],
+    };
     await store.put("gc/lock.json", Buffer.from(JSON.stringify(dead)));
     await (await CacheLease.take(store, "push", FAST)).release();
     await store.put("gc/leases/dead.json", Buffer.from(JSON.stringify({ ...dead, what: "push" })));
     const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
     expect(await keys("gc/leases/")).toEqual([]); // the dead lease was tidied away
     await lock.release();
+  });
+
+  it("a lease with the same hostname and a pid that is gone, but no boot or pid namespace to prove it, holds until it lapses", async () => {
+    const unproven = {
+      what: "deploy",
+      by: "x",
+      since: "now",
+      host: hostname(),
+      pid: 2 ** 22 + 12345,
+    };
+    await store.put("gc/leases/unproven.json", Buffer.from(JSON.stringify(unproven)));
+    const waits: string[] = [];
+    await expect(
+      takeGcLock(store, {
+        waitMs: 100,
+        ...FAST,
+        onWaitForLeases: (holders) => waits.push(...holders.map((h) => h.why)),
+      }),
+    ).rejects.toThrow(
+      /1 push or deploy still holds a lease.*deploy by x since now \(its holder names no boot or pid namespace/,
+    );
+    expect(waits[0]).toMatch(/held until the lease lapses/);
+    expect(await keys("gc/leases/")).toEqual(["gc/leases/unproven.json"]);
   });
 
   it("an interrupt while a push waits for a collection ends it as interrupted", async () => {

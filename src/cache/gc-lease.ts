@@ -14,10 +14,15 @@
 //
 // Age is judged by the object's own time in the store (its LIST or GET time), not by a
 // clock in its body: a lease is live for LEASE_TTL after its last renewal, and a lock for
-// LOCK_TTL after it was taken. A collector stops deleting at LOCK_RUN, well before its lock
+// LOCK_TTL after it was taken. A holder is judged dead before that only when the judge can
+// prove its pid means the same process: the same boot (/proc/sys/kernel/random/boot_id) and
+// the same pid namespace (the inode of /proc/self/ns/pid), and no such pid. A hostname and a
+// pid alone prove nothing: containers and CI runners share hostnames, and each pid namespace
+// numbers its processes anew. A collector stops deleting at LOCK_RUN, well before its lock
 // can be judged stale, by its own monotonic clock. Clocks that differ by less than
 // LOCK_TTL - LOCK_RUN (10 min) keep this sound.
 import { randomBytes } from "node:crypto";
+import { readFileSync, readlinkSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InterruptedError, OperationError } from "../errors.js";
@@ -47,6 +52,34 @@ export interface Holder {
   /** The holder's machine and process: one on this machine that is gone holds nothing. */
   readonly host: string;
   readonly pid: number;
+  /** The holder's boot id and pid namespace (undefined: unknown, so never judged by its pid). */
+  readonly boot: string | undefined;
+  readonly pidns: string | undefined;
+}
+
+/** A live lease as a waiting collector tells it: who, and why it is taken to be live. */
+export interface LeaseHolder {
+  readonly what: string;
+  readonly by: string;
+  readonly since: string;
+  /** When the lease lapses unless it is renewed. */
+  readonly lapsesAt: string;
+  readonly why: string;
+}
+
+/** This process's boot and pid namespace, read once (undefined where /proc does not say). */
+const SELF = {
+  boot: safeRead(() => readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()),
+  pidns: safeRead(() => /^pid:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/pid"))?.[1]),
+};
+
+function safeRead(f: () => string | undefined): string | undefined {
+  try {
+    const v = f();
+    return v === undefined || v === "" ? undefined : v.slice(0, 100);
+  } catch {
+    return undefined;
+  }
 }
 
 export type LeaseEvent =
@@ -63,21 +96,36 @@ export interface LeaseOptions {
 function holderBody(what: string): Uint8Array {
   const by = `${safe(() => userInfo().username)}@${hostname()} pid ${process.pid}`;
   const since = new Date().toISOString();
+  const { boot, pidns } = SELF;
   return Buffer.from(
-    `${JSON.stringify({ what, by, since, host: hostname(), pid: process.pid })}\n`,
+    `${JSON.stringify({ what, by, since, host: hostname(), pid: process.pid, boot, pidns })}\n`,
   );
 }
 
-/** The holder ran on this machine and its process is gone (a crash, a SIGKILL). */
-function holderGone(holder: Holder): boolean {
-  if (holder.host !== hostname() || holder.pid <= 0) return false;
-  if (holder.pid === process.pid) return false;
+/**
+ * Whether the holder's process is gone (a crash, a SIGKILL), as far as this process can prove:
+ * "gone" only in the same boot and pid namespace with no such pid; "unknown" otherwise, and
+ * the holder is then judged by its expiry alone.
+ */
+export function judgeHolder(holder: Holder): "gone" | "running" | "unknown" {
+  if (holder.pid <= 0 || SELF.boot === undefined || SELF.pidns === undefined) return "unknown";
+  if (holder.boot !== SELF.boot || holder.pidns !== SELF.pidns) return "unknown";
+  if (holder.pid === process.pid) return "running";
   try {
     process.kill(holder.pid, 0);
-    return false;
+    return "running";
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "ESRCH";
+    return (err as NodeJS.ErrnoException).code === "ESRCH" ? "gone" : "running";
   }
+}
+
+function whyLive(holder: Holder): string {
+  if (judgeHolder(holder) === "running") return "its process runs";
+  if (holder.boot === undefined || holder.pidns === undefined)
+    return "its holder names no boot or pid namespace: held until the lease lapses";
+  if (holder.boot !== SELF.boot)
+    return "held on another machine or boot: held until the lease lapses";
+  return "held in another pid namespace (a container?): held until the lease lapses";
 }
 
 function safe(f: () => string): string {
@@ -175,7 +223,7 @@ async function readLock(store: ObjectStore): Promise<LockRead | undefined> {
   const body = await readBody(got.body, LOCK_KEY, HOLDER_LIMIT).catch(() => Buffer.alloc(0));
   const staleAt = new Date(got.info.lastModified.getTime() + LOCK_TTL_MS);
   const holder = parseHolder(body);
-  const stale = Date.now() >= staleAt.getTime() || holderGone(holder);
+  const stale = Date.now() >= staleAt.getTime() || judgeHolder(holder) === "gone";
   return { holder, etag: got.info.etag, staleAt, stale };
 }
 
@@ -185,6 +233,8 @@ const UNKNOWN_HOLDER: Holder = {
   since: "unknown",
   host: "",
   pid: 0,
+  boot: undefined,
+  pidns: undefined,
 };
 
 function parseHolder(body: Uint8Array): Holder {
@@ -192,7 +242,16 @@ function parseHolder(body: Uint8Array): Holder {
     const o = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
     const text = (v: unknown) => (typeof v === "string" ? v.slice(0, 200) : "unknown");
     const pid = Number.isSafeInteger(o.pid) ? (o.pid as number) : 0;
-    return { what: text(o.what), by: text(o.by), since: text(o.since), host: text(o.host), pid };
+    const id = (v: unknown) => (typeof v === "string" && v !== "" ? v.slice(0, 100) : undefined);
+    return {
+      what: text(o.what),
+      by: text(o.by),
+      since: text(o.since),
+      host: text(o.host),
+      pid,
+      boot: id(o.boot),
+      pidns: id(o.pidns),
+    };
   } catch {
     return UNKNOWN_HOLDER;
   }
@@ -201,7 +260,8 @@ function parseHolder(body: Uint8Array): Holder {
 export interface LockOptions extends LeaseOptions {
   /** How long to wait for pushes and deploys in progress to finish (ms). */
   readonly waitMs: number;
-  readonly onWaitForLeases?: (leases: number) => void;
+  /** Told at each poll while live leases hold the collection back. */
+  readonly onWaitForLeases?: (holders: readonly LeaseHolder[]) => void;
 }
 
 /** The collector's hold on the cache: delete only while `check()` passes. */
@@ -219,17 +279,22 @@ export async function takeGcLock(store: ObjectStore, options: LockOptions): Prom
   const deadline = performance.now() + options.waitMs;
   for (;;) {
     options.signal?.throwIfAborted();
-    const live = await liveLeases(store);
-    if (live === 0) {
+    let live = await liveLeases(store);
+    if (live.length === 0) {
       const taken = await putLock(store);
-      if ((await liveLeases(store)) === 0) return taken;
+      live = await liveLeases(store);
+      if (live.length === 0) return taken;
       // A writer took its lease between the two looks: let it go first.
       await taken.release();
     }
     if (performance.now() >= deadline) {
+      const shown = live
+        .slice(0, 5)
+        .map((h) => `${h.what} by ${h.by} since ${h.since} (${h.why}, at ${h.lapsesAt})`)
+        .join("; ");
       throw new OperationError(
         "cache-busy",
-        `${store.url}: ${live || "a"} push or deploy still holds a lease on the cache after ${Math.round(options.waitMs / 1000)} s`,
+        `${store.url}: ${live.length} push or deploy still holds a lease on the cache after ${Math.round(options.waitMs / 1000)} s: ${shown}${live.length > 5 ? "; …" : ""}`,
         {
           hint: `run the collection when no push or deploy runs, or wait longer (--wait); a lease that is not renewed lapses after ${LEASE_TTL_MS / 60_000} min`,
         },
@@ -240,28 +305,37 @@ export async function takeGcLock(store: ObjectStore, options: LockOptions): Prom
   }
 }
 
-async function liveLeases(store: ObjectStore): Promise<number> {
+/** The live leases' holders; a lease whose writer died (lapsed, or proven gone) is tidied away. */
+async function liveLeases(store: ObjectStore): Promise<LeaseHolder[]> {
   const now = Date.now();
-  let live = 0;
+  const live: LeaseHolder[] = [];
   let token: string | undefined;
   do {
     const page = await store.list(LEASE_PREFIX, token === undefined ? {} : { token });
     for (const o of page.objects) {
-      const lapsed = now - o.lastModified.getTime() >= LEASE_TTL_MS;
-      // A lease whose writer died (lapsed, or its process on this machine is gone): tidy it.
-      if (lapsed || (await leaseHolderGone(store, o.key))) await store.delete(o.key);
-      else live++;
+      const lapsesAt = o.lastModified.getTime() + LEASE_TTL_MS;
+      const holder = now >= lapsesAt ? undefined : await leaseHolder(store, o.key);
+      if (holder === undefined || judgeHolder(holder) === "gone") await store.delete(o.key);
+      else
+        live.push({
+          what: holder.what,
+          by: holder.by,
+          since: holder.since,
+          lapsesAt: new Date(lapsesAt).toISOString(),
+          why: whyLive(holder),
+        });
     }
     token = page.nextToken;
   } while (token !== undefined);
   return live;
 }
 
-async function leaseHolderGone(store: ObjectStore, key: string): Promise<boolean> {
+/** A lease's holder as its body says (undefined: the lease is gone). */
+async function leaseHolder(store: ObjectStore, key: string): Promise<Holder | undefined> {
   const got = await store.get(key);
-  if (got === undefined) return true;
+  if (got === undefined) return undefined;
   const body = await readBody(got.body, key, HOLDER_LIMIT).catch(() => Buffer.alloc(0));
-  return holderGone(parseHolder(body));
+  return parseHolder(body);
 }
 
 async function putLock(store: ObjectStore): Promise<GcLock> {

@@ -1,9 +1,16 @@
 import { describe, expect, it } from "vitest";
 import {
+  addOrigin,
+  deletedPaths,
   doomedListings,
   doomedNarInfos,
   doomedNars,
+  groupByPackage,
+  judgeUnreadable,
+  malformedRoots,
   monthlyCost,
+  packageName,
+  type RootOrigins,
   referrersFirst,
 } from "./gc-plan.js";
 import type { CacheInventory, CacheObject } from "./inventory.js";
@@ -75,5 +82,92 @@ describe("referrersFirst", () => {
     const first = layers.first();
     // "top" failed to delete: only "other" went.
     expect(layers.next(first.filter((x) => x !== "top"))).toEqual([]);
+  });
+});
+
+describe("roots that are unreadable or malformed", () => {
+  it("an unreadable root blocks the sweep unless the operator skips it by name; each said once", () => {
+    const found = [
+      { name: "h2", problem: "status/hosts/h2.json: not JSON" },
+      { name: "releases/prod/1.json", problem: "a shard is missing" },
+      { name: "h2", problem: "status/hosts/h2.json: not JSON" },
+    ];
+    expect(judgeUnreadable(found, new Set(["h2", "nobody"]))).toEqual({
+      unreadable: [{ name: "releases/prod/1.json", problem: "a shard is missing" }],
+      skipped: [{ name: "h2", problem: "status/hosts/h2.json: not JSON" }],
+    });
+  });
+
+  it("a root whose hash's narinfo describes another path is named with where it came from", () => {
+    const right = `/nix/store/${h("a")}-hello-2.13`;
+    const wrong = `/nix/store/${h("a")}-x`;
+    const origins: RootOrigins = new Map();
+    addOrigin(origins, wrong, "host rogue");
+    addOrigin(origins, wrong, "host other");
+    const described = new Map([[h("a"), right]]);
+    expect(
+      malformedRoots(
+        [right, wrong, h("b"), `/nix/store/${h("c")}-gone`],
+        (x) => described.get(x),
+        origins,
+      ),
+    ).toEqual([{ path: wrong, describes: right, origins: ["host other", "host rogue"] }]);
+  });
+});
+
+describe("deleted paths by package", () => {
+  it("lists the narinfos that went with their NAR when it went too, the unparsed ones, and orphan NARs", () => {
+    const inv = inventory();
+    const infos = new Map([
+      [h("a"), { storePath: `/nix/store/${h("a")}-a-1.0`, nar: "nar/1.nar", references: [] }],
+      [h("b"), { references: [] }],
+    ]);
+    const doomed = [...inv.narinfos.values()];
+    const out = deletedPaths(
+      inv,
+      doomed,
+      infos,
+      new Set([h("a"), h("b")]),
+      new Set(["nar/1.nar", "nar/2.nar"]),
+    );
+    expect(out).toEqual({
+      paths: [
+        {
+          storePath: `/nix/store/${h("a")}-a-1.0`,
+          narinfo: `${h("a")}.narinfo`,
+          nar: "nar/1.nar",
+          bytes: 20,
+        },
+      ],
+      unreadable: [`${h("b")}.narinfo`],
+      orphans: ["nar/2.nar"],
+    });
+  });
+
+  it("splits names as parseDrvName does", () => {
+    const p = (name: string) => `/nix/store/${h("a")}-${name}`;
+    expect(packageName(p("hello-2.13"))).toBe("hello");
+    expect(packageName(p("gc-pkg4-1.4"))).toBe("gc-pkg4");
+    expect(packageName(p("nixos-system-web1-24.11"))).toBe("nixos-system-web1");
+    expect(packageName(p("source"))).toBe("source");
+  });
+
+  it("groups them, the largest first", () => {
+    const d = (c: string, name: string, bytes: number) => ({
+      storePath: `/nix/store/${h(c)}-${name}`,
+      narinfo: `${h(c)}.narinfo`,
+      nar: null,
+      bytes,
+    });
+    expect(
+      groupByPackage([d("a", "hello-2.12", 10), d("b", "libfoo-1.0", 30), d("c", "hello-2.13", 5)]),
+    ).toEqual([
+      { name: "libfoo", bytes: 30, paths: [`/nix/store/${h("b")}-libfoo-1.0`] },
+      {
+        name: "hello",
+        bytes: 15,
+        paths: [`/nix/store/${h("a")}-hello-2.12`, `/nix/store/${h("c")}-hello-2.13`],
+      },
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 // What a garbage collection deletes, decided from the listing and the marked closure alone
 // (pure): the rules, in one place, that the collector and its dry run both follow.
+import { HASH_PART_LENGTH, STORE_DIR } from "../nix/store-path.js";
 import type { CacheInventory, CacheObject } from "./inventory.js";
 
 /** Why a store path is kept: where the collector found it. */
@@ -23,6 +24,160 @@ export function addRoot(roots: GcRoots, path: string, source: RootSource): void 
   const sources = roots.get(path);
   if (sources === undefined) roots.set(path, new Set([source]));
   else sources.add(source);
+}
+
+/** Where each root was named ("host atka3", "pin installer"), for what a report says of it. */
+export type RootOrigins = Map<string, Set<string>>;
+
+export function addOrigin(origins: RootOrigins, path: string, origin: string): void {
+  const seen = origins.get(path);
+  if (seen === undefined) origins.set(path, new Set([origin]));
+  else seen.add(origin);
+}
+
+/**
+ * Something that names roots and could not be read (a status record, a release or one of its
+ * shards, a pin, a host that did not answer): what it would keep is unknown.
+ */
+export interface UnreadableRoot {
+  /** What the operator names to collect without it: a host, or the object's key. */
+  readonly name: string;
+  /** What could not be read, and why. */
+  readonly problem: string;
+}
+
+/** The roots as read under the collection lock. */
+export interface RootsRead {
+  readonly roots: GcRoots;
+  readonly origins: RootOrigins;
+  /** Roots that could not be read: while any is left, nothing is deleted. */
+  readonly unreadable: readonly UnreadableRoot[];
+  /** Unreadable roots the operator chose to collect without (`--skip-roots NAME`). */
+  readonly skipped: readonly UnreadableRoot[];
+}
+
+/** Splits what could not be read into what blocks the sweep and what the operator let go. */
+export function judgeUnreadable(
+  found: readonly UnreadableRoot[],
+  skip: ReadonlySet<string>,
+): { unreadable: UnreadableRoot[]; skipped: UnreadableRoot[] } {
+  const unreadable: UnreadableRoot[] = [];
+  const skipped: UnreadableRoot[] = [];
+  const seen = new Set<string>();
+  for (const u of found) {
+    const id = `${u.name}\0${u.problem}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    (skip.has(u.name) ? skipped : unreadable).push(u);
+  }
+  return { unreadable, skipped };
+}
+
+/** A root whose narinfo (by the root's hash) describes another path. */
+export interface MalformedRoot {
+  readonly path: string;
+  /** The path the narinfo of that hash describes: kept, with its closure. */
+  readonly describes: string;
+  readonly origins: readonly string[];
+}
+
+/**
+ * The roots named as full store paths whose hash part's narinfo describes another path: the
+ * collector keeps what the hash names (a record may be wrong, a hash is never collected under
+ * a host's feet) and reports each with where it was named.
+ */
+export function malformedRoots(
+  roots: Iterable<string>,
+  describedBy: (hashPart: string) => string | undefined,
+  origins: RootOrigins,
+): MalformedRoot[] {
+  const out: MalformedRoot[] = [];
+  for (const path of roots) {
+    if (!path.startsWith(`${STORE_DIR}/`)) continue;
+    const described = describedBy(path.slice(STORE_DIR.length + 1, STORE_DIR.length + 33));
+    if (described !== undefined && described !== path)
+      out.push({ path, describes: described, origins: [...(origins.get(path) ?? [])].sort() });
+  }
+  return out;
+}
+
+/** A store path a collection deleted (or, in a dry run, would). */
+export interface DeletedPath {
+  readonly storePath: string;
+  readonly narinfo: string;
+  /** Its NAR's key, when it went too (another narinfo may still name it). */
+  readonly nar: string | null;
+  /** The narinfo's and the NAR's bytes. */
+  readonly bytes: number;
+}
+
+/** What a doomed narinfo says: its path, its NAR, and what it refers to (hash parts). */
+export interface DoomedInfo {
+  readonly storePath?: string;
+  readonly nar?: string;
+  readonly references: string[];
+}
+
+/**
+ * The store paths the sweep took (or would take), each with its NAR when that went too; the
+ * narinfos deleted whose path is unknown (they did not parse); and the NARs deleted that no
+ * doomed narinfo named (orphans).
+ */
+export function deletedPaths(
+  inventory: CacheInventory,
+  doomed: readonly CacheObject[],
+  infos: ReadonlyMap<string, DoomedInfo>,
+  narinfosGone: ReadonlySet<string>,
+  narsGone: ReadonlySet<string>,
+): { paths: DeletedPath[]; unreadable: string[]; orphans: string[] } {
+  const paths: DeletedPath[] = [];
+  const unreadable: string[] = [];
+  const ofPaths = new Set<string>();
+  for (const o of doomed) {
+    const hash = o.key.slice(0, HASH_PART_LENGTH);
+    if (!narinfosGone.has(hash)) continue;
+    const info = infos.get(hash);
+    if (info?.storePath === undefined) {
+      unreadable.push(o.key);
+      continue;
+    }
+    const nar = info.nar !== undefined && narsGone.has(info.nar) ? info.nar : null;
+    if (nar !== null) ofPaths.add(nar);
+    const narBytes = nar === null ? 0 : (inventory.nars.get(nar)?.size ?? 0);
+    paths.push({ storePath: info.storePath, narinfo: o.key, nar, bytes: o.size + narBytes });
+  }
+  paths.sort((a, b) => a.storePath.localeCompare(b.storePath));
+  const orphans = [...narsGone].filter((k) => !ofPaths.has(k)).sort();
+  return { paths, unreadable: unreadable.sort(), orphans };
+}
+
+/**
+ * A package's name as Nix's parseDrvName splits it: the store path's name up to the first
+ * dash followed by something that is not a letter (`hello-2.12` → `hello`).
+ */
+export function packageName(storePath: string): string {
+  const name = storePath.slice(STORE_DIR.length + 34);
+  const at = name.search(/-[^a-zA-Z]/);
+  return at <= 0 ? name : name.slice(0, at);
+}
+
+/** Deleted paths grouped by package name, the largest groups (by bytes) first. */
+export function groupByPackage(
+  paths: readonly DeletedPath[],
+): { name: string; bytes: number; paths: string[] }[] {
+  const groups = new Map<string, { name: string; bytes: number; paths: string[] }>();
+  for (const p of paths) {
+    const name = packageName(p.storePath);
+    let g = groups.get(name);
+    if (g === undefined) {
+      g = { name, bytes: 0, paths: [] };
+      groups.set(name, g);
+    }
+    g.bytes += p.bytes;
+    g.paths.push(p.storePath);
+  }
+  for (const g of groups.values()) g.paths.sort();
+  return [...groups.values()].sort((a, b) => b.bytes - a.bytes || a.name.localeCompare(b.name));
 }
 
 export const OBJECT_KINDS = ["narinfo", "nar", "listing"] as const;

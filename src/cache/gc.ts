@@ -1,43 +1,75 @@
-// Garbage collection of a binary cache: keep the closures of the roots the caller names (what
+// Garbage collection of a binary cache: keep the closures of the roots the caller reads (what
 // the fleet runs, has released, can roll back to, and pins) and of every narinfo written within
 // the grace period; delete the rest, narinfos before NARs.
 //
-// Why the cache stays whole however the collection ends (see docs/cache-gc.md):
+// Why the cache stays whole however the collection ends, and why it never deletes what a
+// nixship writer needs (see docs/cache-gc.md):
+// - the lock first, then the roots: the roots are read once the collection lock is held and no
+//   push or deploy holds a lease, so every writer either finished (its records and releases,
+//   which root what it wrote, are read) or waits for the lock to go;
+// - a root that cannot be read stops the collection before anything is deleted;
 // - the mark is a closure, so a kept narinfo's references are kept;
 // - narinfos go first, then only NARs that no narinfo names after a second look at the
 //   narinfos (so a narinfo put since the listing keeps its NAR); a collection killed between
 //   the two leaves NARs that nothing names, which the next one deletes;
-// - nothing written within the grace period is deleted, and no collection sweeps while a
-//   nixship push or deploy holds a lease (gc-lease.ts).
-import { InputError, InterruptedError } from "../errors.js";
+// - nothing written within the grace period is deleted.
+import { InputError, InterruptedError, OperationError } from "../errors.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import { HASH_PART_LENGTH as HASH_PART, STORE_DIR } from "../nix/store-path.js";
 import { deleteKeys } from "../store/helpers.js";
 import { DELETE_BATCH, type ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { walkClosure } from "./closure-walk.js";
-import { type GcLock, takeGcLock } from "./gc-lease.js";
+import { type GcLock, type LeaseHolder, takeGcLock } from "./gc-lease.js";
 import {
   addRoot,
+  type DeletedPath,
+  type DoomedInfo,
+  deletedPaths,
   doomedListings,
   doomedNarInfos,
   doomedNars,
   emptyTallies,
   type GcRoots,
+  groupByPackage,
+  type MalformedRoot,
+  malformedRoots,
   monthlyCost,
   type ObjectKind,
   type RootSource,
+  type RootsRead,
   referrersFirst,
   type Tallies,
   tally,
+  type UnreadableRoot,
 } from "./gc-plan.js";
+import { keepGcReport } from "./gc-reports.js";
 import { type CacheInventory, type CacheObject, listRoot, readInventory } from "./inventory.js";
-import { readNarInfo } from "./read.js";
+import { hashPartOf, readNarInfo } from "./read.js";
+
+/**
+ * The points before and between the collector's steps, in order (a test may run a deploy at
+ * each): before the lock, then after the lock, the roots, the listing, the mark, the narinfos'
+ * sweep and the second look (the NARs' sweep is last).
+ */
+export const GC_STEPS = [
+  "begin",
+  "locked",
+  "roots-read",
+  "listed",
+  "marked",
+  "narinfos-swept",
+  "looked-again",
+] as const;
+export type GcStep = (typeof GC_STEPS)[number];
 
 export interface GcOptions {
   readonly store: ObjectStore;
-  /** What to keep, with where each root came from. */
-  readonly roots: GcRoots;
+  /**
+   * Reads what to keep, with where each root came from: called once the collection lock is
+   * held (in a dry run, which takes no lock, at once).
+   */
+  readonly readRoots: () => Promise<RootsRead>;
   /** Nothing written within this many ms is deleted. */
   readonly graceMs: number;
   /** Narinfos written within this many ms are roots too (--keep-days); undefined: none. */
@@ -52,10 +84,15 @@ export interface GcOptions {
   readonly concurrency?: number;
   /** The time the ages are judged at (default: now). */
   readonly now?: Date;
+  /**
+   * For tests: awaited at each point between two steps of the collector, so that a test can
+   * run a whole deploy there (a hook, not a behaviour: the collection is the same without it).
+   */
+  readonly betweenSteps?: (step: GcStep) => Promise<void>;
 }
 
 export type GcEvent =
-  | { readonly type: "waiting"; readonly leases: number }
+  | { readonly type: "waiting"; readonly holders: readonly LeaseHolder[] }
   | { readonly type: "listing"; readonly narinfos: number; readonly nars: number }
   | { readonly type: "marking"; readonly read: number }
   | {
@@ -92,12 +129,26 @@ export interface GcReport {
     readonly pricePerGbMonth: number;
     readonly perMonth: number;
   };
+  /** Roots named as a store path whose narinfo describes another path (what it names is kept). */
+  readonly malformedRoots: readonly MalformedRoot[];
+  /** Roots that could not be read, collected without at the operator's word (--skip-roots). */
+  readonly skippedRoots: readonly UnreadableRoot[];
+  /** Every store path deleted (or that would be), and their package names. */
+  readonly deletedPaths: readonly DeletedPath[];
+  readonly byPackage: readonly { name: string; bytes: number; paths: string[] }[];
+  /** Narinfos deleted whose store path could not be read (they did not parse). */
+  readonly deletedUnreadable: readonly string[];
+  /** NARs deleted that no narinfo named (left by pushes that died, or by other tools). */
+  readonly orphanNars: readonly string[];
+  /** Where this report is kept in the store (gc/reports/), or null (a dry run, or it failed). */
+  readonly reportKey: string | null;
   /** Deletes that failed, and references the cache lacks (it was incomplete before). */
   readonly problems: readonly string[];
   readonly requests: { readonly list: number; readonly get: number; readonly delete: number };
-  /** Seconds each step took: waiting for leases and the lock, listing, marking, sweeping. */
+  /** Seconds each step took: waiting for leases and the lock, reading roots, listing, marking, sweeping. */
   readonly seconds: {
     readonly lock: number;
+    readonly roots: number;
     readonly list: number;
     readonly mark: number;
     readonly sweep: number;
@@ -108,10 +159,12 @@ const MISSING_SHOWN = 20;
 /** Where a store path's hash part starts: after "/nix/store/". */
 const STORE_PREFIX = STORE_DIR.length + 1;
 const PROBLEMS_SHOWN = 50;
+const UNREADABLE_SHOWN = 50;
 
 /** Collects the cache's garbage; in a dry run, reports the same and changes nothing. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const { store } = options;
+  await options.betweenSteps?.("begin");
   const started = performance.now();
   let lock: GcLock | undefined;
   try {
@@ -120,9 +173,19 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
       : await takeGcLock(store, {
           waitMs: options.waitMs,
           ...(options.signal ? { signal: options.signal } : {}),
-          onWaitForLeases: (leases) => options.onEvent?.({ type: "waiting", leases }),
+          onWaitForLeases: (holders) => options.onEvent?.({ type: "waiting", holders }),
         });
-    return await collect(options, lock, (performance.now() - started) / 1000);
+    const lockSeconds = (performance.now() - started) / 1000;
+    await options.betweenSteps?.("locked");
+    const report = await collect(options, lock, lockSeconds);
+    if (lock === undefined) return report;
+    // Kept while the lock is held: two collections never prune each other's reports.
+    try {
+      return { ...report, reportKey: await keepGcReport(store, report) };
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      return { ...report, problems: [...report.problems, `the report was not kept: ${why}`] };
+    }
   } catch (err) {
     if (options.signal?.aborted) {
       throw new InterruptedError(`cache gc of ${store.url}: interrupted`, {
@@ -133,6 +196,29 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     throw err;
   } finally {
     await lock?.release();
+  }
+}
+
+/** The roots could not all be read: nothing was deleted. */
+export class RootsUnreadableError extends OperationError {
+  constructor(
+    store: string,
+    readonly unreadable: readonly UnreadableRoot[],
+  ) {
+    const names = [...new Set(unreadable.map((u) => u.name))];
+    const shown = unreadable.slice(0, UNREADABLE_SHOWN).map((u) => `  ${u.name}: ${u.problem}`);
+    if (unreadable.length > UNREADABLE_SHOWN)
+      shown.push(`  … and ${unreadable.length - UNREADABLE_SHOWN} more`);
+    super(
+      "gc-roots-unreadable",
+      `cache gc of ${store}: nothing was deleted: ${unreadable.length} root source(s) could not be read, so what they keep is unknown:\n${shown.join("\n")}`,
+      {
+        hint: `repair or rewrite what could not be read (a deploy rewrites a host's record; a new release supersedes a broken one), or collect without it: ${names
+          .slice(0, 5)
+          .map((n) => `--skip-roots ${n}`)
+          .join(" ")}${names.length > 5 ? " …" : ""}`,
+      },
+    );
   }
 }
 
@@ -147,13 +233,20 @@ async function collect(
   const cutoff = now - options.graceMs;
   const requests = { list: 0, get: 0, delete: 0 };
   const problems: string[] = [];
+  const step = async (name: GcStep) => options.betweenSteps?.(name);
+
+  const read = await options.readRoots();
+  if (read.unreadable.length > 0) throw new RootsUnreadableError(store.url, read.unreadable);
+  const rootsSeconds = clock();
+  await step("roots-read");
 
   const inventory = await readInventory(store, (p) => onEvent?.({ type: "listing", ...p }));
   requests.list += inventory.listCalls;
   const listSeconds = clock();
+  await step("listed");
 
   // Roots: the caller's, then every narinfo written within the grace period or --keep-days.
-  const roots: GcRoots = new Map([...options.roots].map(([p, s]) => [p, new Set(s)]));
+  const roots: GcRoots = new Map([...read.roots].map(([p, s]) => [p, new Set(s)]));
   const recentCutoff = options.keepRecentMs === undefined ? undefined : now - options.keepRecentMs;
   let young = 0;
   for (const [hash, o] of inventory.narinfos) {
@@ -164,39 +257,57 @@ async function collect(
       addRoot(roots, hash, "recent");
   }
 
-  let read = 0;
-  const walk = await walkClosure(store, roots.keys(), {
+  // The mark starts from the roots' hash parts: what a hash names is kept even when the root
+  // names it under another name (a malformed record), and reported below.
+  const rootsByHash = new Map<string, string[]>();
+  for (const path of roots.keys()) {
+    const hash = hashPartOf(path);
+    rootsByHash.set(hash, [...(rootsByHash.get(hash) ?? []), path]);
+  }
+  let marking = 0;
+  const walk = await walkClosure(store, rootsByHash.keys(), {
     holds: (hash) => inventory.narinfos.has(hash),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(signal ? { signal } : {}),
     onRead: () => {
-      read++;
-      if (read % 100 === 0) onEvent?.({ type: "marking", read });
+      marking++;
+      if (marking % 100 === 0) onEvent?.({ type: "marking", read: marking });
     },
   });
   requests.get += walk.reads;
-  const missing = missingRoots(roots, walk.missing, problems);
+  const missing = missingRoots(roots, rootsByHash, walk.missing, problems);
+  const malformed = malformedRoots(
+    roots.keys(),
+    (hash) => walk.found.get(hash)?.storePath,
+    read.origins,
+  );
   const markSeconds = clock();
+  await step("marked");
 
   // Sweep narinfos (and their listings), then look again before any NAR goes.
   const marked = new Set(walk.found.keys());
   const narinfos = doomedNarInfos(inventory, marked, cutoff);
   const deleted = emptyTallies();
-  const references = await doomedReferences(options, narinfos, problems);
+  const doomedInfos = await doomedReferences(options, narinfos, problems);
   requests.get += narinfos.length;
+  const references = new Map([...doomedInfos].map(([h, d]) => [h, d.references]));
   const gone = await sweepNarInfos(options, lock, narinfos, references, deleted, problems);
   requests.delete += gone.requests;
+  await step("narinfos-swept");
 
   const second = await secondLook(options, walk.found, gone.deleted);
   requests.list += second.listCalls;
   requests.get += second.reads;
   problems.push(...second.problems);
+  await step("looked-again");
 
   const listings = doomedListings(inventory, second.remaining, cutoff);
   requests.delete += (await sweep(options, lock, "listing", listings, deleted, problems)).requests;
   const nars = doomedNars(inventory, second.named, cutoff);
-  requests.delete += (await sweep(options, lock, "nar", nars, deleted, problems)).requests;
+  const narsGone = await sweep(options, lock, "nar", nars, deleted, problems);
+  requests.delete += narsGone.requests;
 
+  const paths = deletedPaths(inventory, narinfos, doomedInfos, gone.deleted, narsGone.deleted);
   const kept = keptTallies(inventory, deleted);
   for (const o of inventory.nars.values()) if (o.modified >= cutoff) young++;
   const savedBytes = deleted.narinfo.bytes + deleted.nar.bytes + deleted.listing.bytes;
@@ -204,7 +315,7 @@ async function collect(
     store: store.url,
     dryRun: options.dryRun,
     roots: {
-      total: options.roots.size,
+      total: read.roots.size,
       bySource: countBySource(roots),
       missing: missing.slice(0, MISSING_SHOWN),
       missingCount: missing.length,
@@ -217,12 +328,25 @@ async function collect(
       pricePerGbMonth: options.pricePerGbMonth,
       perMonth: monthlyCost(savedBytes, options.pricePerGbMonth),
     },
+    malformedRoots: malformed,
+    skippedRoots: read.skipped,
+    deletedPaths: paths.paths,
+    byPackage: groupByPackage(paths.paths),
+    deletedUnreadable: paths.unreadable,
+    orphanNars: paths.orphans,
+    reportKey: null,
     problems:
       problems.length > PROBLEMS_SHOWN
         ? [...problems.slice(0, PROBLEMS_SHOWN), `… and ${problems.length - PROBLEMS_SHOWN} more`]
         : problems,
     requests,
-    seconds: { lock: lockSeconds, list: listSeconds, mark: markSeconds, sweep: clock() },
+    seconds: {
+      lock: lockSeconds,
+      roots: rootsSeconds,
+      list: listSeconds,
+      mark: markSeconds,
+      sweep: clock(),
+    },
   };
 }
 
@@ -239,16 +363,19 @@ function stopwatch(): () => number {
 
 function missingRoots(
   roots: GcRoots,
+  rootsByHash: ReadonlyMap<string, readonly string[]>,
   missing: readonly string[],
   problems: string[],
 ): MissingRoot[] {
   const out: MissingRoot[] = [];
-  for (const path of missing) {
-    const sources = roots.get(path);
-    if (sources !== undefined) out.push({ path, sources: [...sources] });
-    else
+  for (const reached of missing) {
+    // A root was walked by its hash part; a reference by its path.
+    const named = reached.startsWith("/") ? undefined : rootsByHash.get(reached);
+    if (named !== undefined) {
+      for (const path of named) out.push({ path, sources: [...(roots.get(path) ?? [])] });
+    } else
       problems.push(
-        `${path} is referenced in the cache but not in it (the cache was incomplete before this collection)`,
+        `${reached} is referenced in the cache but not in it (the cache was incomplete before this collection)`,
       );
   }
   return out;
@@ -316,30 +443,33 @@ async function secondLook(
 }
 
 /**
- * What each doomed narinfo refers to (hash parts): read once each, so that they can be deleted
- * referrers first. One that does not read is taken to refer to nothing (and said so).
+ * What each doomed narinfo refers to, read once each, so that they can be deleted referrers
+ * first and the report can name them. One that does not read is taken to refer to nothing
+ * (and said so).
  */
 async function doomedReferences(
   options: GcOptions,
   doomed: readonly CacheObject[],
   problems: string[],
-): Promise<Map<string, string[]>> {
-  const references = new Map<string, string[]>();
+): Promise<Map<string, DoomedInfo>> {
+  const infos = new Map<string, DoomedInfo>();
   await mapLimit(doomed, options.concurrency ?? 16, async (o) => {
     const hash = o.key.slice(0, HASH_PART);
     try {
       const info = await readNarInfo(options.store, hash);
-      references.set(
-        hash,
-        (info?.references ?? []).map((r) => r.slice(STORE_PREFIX, STORE_PREFIX + HASH_PART)),
-      );
+      infos.set(hash, {
+        ...(info !== undefined ? { storePath: info.storePath, nar: info.url } : {}),
+        references: (info?.references ?? []).map((r) =>
+          r.slice(STORE_PREFIX, STORE_PREFIX + HASH_PART),
+        ),
+      });
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       problems.push(`${o.key}: ${err.message} (deleted as garbage)`);
-      references.set(hash, []);
+      infos.set(hash, { references: [] });
     }
   });
-  return references;
+  return infos;
 }
 
 /**

@@ -9,6 +9,7 @@ import { type RunOptions, type RunResult, runCommand } from "../util/run.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { type BuilderFailure, NixBuildLog } from "./build-log.js";
 import { builderError } from "./builder-error.js";
+import { type BuildProgress, NixActivity } from "./nix-activity.js";
 import { nixSettingFix } from "./nix-settings.js";
 import {
   derivationOutputs,
@@ -18,6 +19,8 @@ import {
 } from "./nix-version.js";
 
 export const NEW_CLI = ["--extra-experimental-features", "nix-command flakes"];
+/** The lines of what Nix said last that a failure's message carries. */
+const TAIL_LINES = 16;
 
 export interface NixOptions {
   /** A Nix store URL or directory (`--store`); the default store when omitted. */
@@ -382,12 +385,15 @@ export async function runNixLogged(
   args: readonly string[],
   place: BuildPlace,
   store?: string,
+  onProgress?: (progress: BuildProgress) => void,
 ): Promise<{ stdout: string; log: NixBuildLog }> {
   await localNixVersion();
   const log = new NixBuildLog(store);
+  const activity = new NixActivity((line) => log.add(line), onProgress);
   const env = placeEnv(place);
-  const r = await runStreamed("nix", args, {
-    onStderrLine: (line) => log.add(line),
+  // Nix's structured log (nix-activity.ts): its builds as progress, its words as plain lines.
+  const r = await runStreamed("nix", ["--log-format", "internal-json", ...args], {
+    onStderrLine: (line) => activity.add(line),
     ...(env ? { env } : {}),
   });
   log.end();
@@ -402,9 +408,9 @@ export async function runNixLogged(
   );
   const onBuilder = builderError(failed);
   if (onBuilder !== undefined) throw onBuilder;
-  const last = r.stderr.trim().split("\n").slice(-12).join("\n");
+  const last = activity.tail(TAIL_LINES).join("\n");
   // The settings of the Nix that failed: a build host's own when the build ran there.
-  const fix = nixSettingFix(r.stderr, store);
+  const fix = nixSettingFix(`${last}\n${r.stderr}`, store);
   throw new OperationError(
     NIX_ERRORS.failed,
     `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}' exited with ${r.code ?? r.killedBy}${last ? `:\n${last}` : ""}`,
@@ -420,6 +426,7 @@ export async function buildDerivations(
   drvPaths: readonly string[],
   options: NixOptions = {},
   place: BuildPlace = {},
+  onProgress?: (progress: BuildProgress) => void,
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
   const { stdout, log } = await runNixLogged(
@@ -436,6 +443,8 @@ export async function buildDerivations(
       ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
     ],
     place,
+    undefined,
+    onProgress,
   );
   return {
     byDrv: mainOutputs(stdout, version),

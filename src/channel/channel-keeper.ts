@@ -18,6 +18,7 @@ import type {
   ReleaseReboot,
   SignedRelease,
 } from "../release/release.js";
+import type { Origin } from "../release/release-origin.js";
 import { publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { carryOver, statesEntries } from "./carry-over.js";
@@ -37,6 +38,8 @@ export interface ChannelKeeperOptions extends EntryChecks {
   readonly allowFailed?: boolean;
   /** Releases the per-host history looks back over (default HISTORY_RELEASES). */
   readonly historyReleases?: number;
+  /** Who publishes and from what: written beside each release (release-origin.ts). */
+  readonly origin?: Origin;
 }
 
 /** A selected host's desired system, and whether the host already runs it. */
@@ -317,6 +320,7 @@ export class ChannelKeeper {
       ...checks,
       key,
       maxAge: this.#o.releases.maxAge,
+      ...(this.#o.origin === undefined ? {} : { origin: this.#o.origin }),
     });
     this.#entries = { ...entries };
     this.#published.push(signed);

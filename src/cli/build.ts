@@ -1,8 +1,10 @@
 // `nixship build`: the selected hosts' systems, one evaluation and one build for all.
 import { buildSystems } from "../deploy/build.js";
 import { resolveBuildPlace } from "../deploy/build-place.js";
+import { reportBuildProgress } from "../deploy/build-progress.js";
 import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
+import { describeBuildProgress } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 
@@ -14,7 +16,9 @@ export const buildCommand: Command = {
 Evaluates the systems of the selected hosts in one Nix evaluation and builds them in one
 'nix build'; hosts with the same system share the result. Prints each system's store path
 and the hosts that run it. Builds run here and on the fleet's build.builders, or in the
-build host's store (--build-host, or build.host), copied back here.
+build host's store (--build-host, or build.host), copied back here. What builds, for how
+long, and how many derivations of how many are built are said on stderr as it changes and
+every 15 s while a build runs; a failed build's last log lines are in its error.
 
 Options:
 ${FLEET_HELP}
@@ -29,7 +33,18 @@ ${FLEET_HELP}
       throw new UsageError(`build: unexpected argument '${positionals[0]}'`);
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const where = await resolveBuildPlace(fleet, values["build-host"]);
-    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir, {}, where);
+    // What builds, on stderr: when it changes, and every 15 s while a build runs.
+    const progress = reportBuildProgress((event) => {
+      if (event.type === "build-progress") io.stderr.write(`${describeBuildProgress(event)}\n`);
+    });
+    const built = await buildSystems(
+      selectHosts(fleet, values.on),
+      fleetDir,
+      {},
+      where,
+      false,
+      progress.onProgress,
+    ).finally(progress.stop);
     if (values.json) {
       writeJson(io, {
         systems: built.systems,

@@ -1,6 +1,14 @@
 // `nixship cache gc`: delete what no release, host, rollback or pin needs from the cache.
 import { collectGarbage } from "../cache/gc.js";
-import { addRoot, DEFAULT_PRICE_PER_GB_MONTH, type GcRoots } from "../cache/gc-plan.js";
+import type { LeaseHolder } from "../cache/gc-lease.js";
+import {
+  addOrigin,
+  addRoot,
+  DEFAULT_PRICE_PER_GB_MONTH,
+  judgeUnreadable,
+  type RootsRead,
+  type UnreadableRoot,
+} from "../cache/gc-plan.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
@@ -8,7 +16,7 @@ import { openStore } from "../store/url.js";
 import { formatGcReport, gcProgressText } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { mapLimit } from "../util/pool.js";
-import { rootsFromStore } from "../views/gc-roots.js";
+import { rootsFromStore, type StoreRoots } from "../views/gc-roots.js";
 import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { trapInterrupts } from "./interrupts.js";
@@ -21,7 +29,7 @@ export const cacheGc: Command = {
   summary: "delete from the cache what no release, host, rollback or pin needs",
   help: `Usage: nixship cache gc (--fleet FILE | --cache URL) [--keep-releases N] [--keep-days D]
                         [--keep-generations N] [--grace H] [--price USD] [--wait S]
-                        [--stored] [--dry-run] [--json]
+                        [--stored] [--skip-roots NAME]... [--dry-run] [--json]
 
 Keeps the closure (through the narinfos' References) of every root, and deletes every other
 narinfo, its .ls listing and every NAR that no kept narinfo names (orphans from interrupted
@@ -41,8 +49,14 @@ pushes too), narinfos first. The roots:
   grace     narinfos written within the grace period
 The store's own objects (releases/, release-shards/, channels/, status/, secrets/, gc/) are
 never touched, and nothing written within the grace period is deleted. The collection waits
-for nixship pushes and deploys in progress to finish (up to --wait) and holds pushes and
-deploys that start meanwhile until it is done (see docs/cache-gc.md).
+for nixship pushes and deploys in progress to finish (up to --wait), takes its lock, and only
+then reads the roots; pushes and deploys that start meanwhile wait until it is done (see
+docs/cache-gc.md). A root that cannot be read (a status record, a release or a shard, a pin,
+with --fleet an ssh host that does not answer) stops the collection before anything is
+deleted, naming it; --skip-roots NAME collects without it. A root whose narinfo describes
+another path keeps what its hash names and is reported with the host that named it.
+Each collection's report (every deleted path) is kept in the store under gc/reports/, the
+newest 20.
 
 Options:
 ${CACHE_HELP}
@@ -55,13 +69,17 @@ ${CACHE_HELP}
   --price USD            the storage price per GB-month for the report (default ${DEFAULT_PRICE_PER_GB_MONTH}, S3 Standard)
   --wait S               seconds to wait for pushes and deploys in progress (default ${DEFAULTS.waitSeconds})
   --stored               with --fleet, do not ask ssh hosts; use their status records only
-  --dry-run              change nothing; report what would be deleted
-  --json                 print the report as JSON on stdout
+  --skip-roots NAME      collect without the roots of NAME when they cannot be read: a host
+                         (its record, its live answer) or an object's key as the error names
+                         it (releases/CH/N.json, channels/CH.json, gc/pins/P.json); repeatable
+  --dry-run              change nothing; report what would be deleted (every path, by package)
+  --json                 print the report as JSON on stdout (every deleted path)
 
 The first SIGINT (Ctrl-C) or SIGTERM stops between delete batches; what was deleted leaves
 the cache whole, and the next collection carries on.
 
-Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 130 interrupted.`,
+Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some deletes failed,
+2 bad usage or input, 130 interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -74,6 +92,7 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
         price: { type: "string" },
         wait: { type: "string" },
         stored: { type: "boolean" },
+        "skip-roots": { type: "string", multiple: true },
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
       },
@@ -102,38 +121,57 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
         ),
       second: () => io.stderr.write("cache gc: stopped at once\n"),
     });
-    try {
+    const skip = new Set(values["skip-roots"] ?? []);
+    let fromStore: StoreRoots | undefined;
+    let rootsSeconds = 0;
+    // Called by the collector once it holds its lock: what it reads is what it keeps.
+    const readRoots = async (): Promise<RootsRead> => {
       line.update("gc: reading the roots from the store");
-      const rootsStarted = performance.now();
-      const fromStore = await rootsFromStore(store, {
+      const started = performance.now();
+      fromStore = await rootsFromStore(store, {
         keepReleases,
         ...(keepGenerations !== undefined ? { keepGenerations } : {}),
+        skip,
       });
-      const roots = fromStore.roots;
-      const unreachable =
-        fleet === undefined ? [] : await addFleetRoots(roots, fleet, values.stored === true, line);
-      const rootsSeconds = (performance.now() - rootsStarted) / 1000;
+      const read =
+        fleet === undefined
+          ? fromStore
+          : await addFleetRoots(fromStore, fleet, values.stored === true, skip, line);
+      rootsSeconds = (performance.now() - started) / 1000;
+      return read;
+    };
+    let waitedFor = "";
+    try {
       const report = await collectGarbage({
         store,
-        roots,
+        readRoots,
         graceMs: graceHours * HOUR,
         ...(keepDays !== undefined ? { keepRecentMs: keepDays * 24 * HOUR } : {}),
         dryRun: values["dry-run"] === true,
         waitMs: waitSeconds * 1000,
         pricePerGbMonth: price,
         signal: trap.signal,
-        onEvent: (event) => line.update(gcProgressText(event)),
+        onEvent: (event) => {
+          if (event.type === "waiting") {
+            // Said once for each set of holders, whatever the terminal: a wait is news.
+            const said = waitingText(event.holders);
+            if (said !== waitedFor) {
+              line.clear();
+              io.stderr.write(said);
+              waitedFor = said;
+            }
+          }
+          line.update(gcProgressText(event));
+        },
       }).finally(() => line.clear());
-      const problems = [...fromStore.problems, ...unreachable, ...report.problems];
       const requests = store.requestStats?.();
       const full = {
         ...report,
         ...(requests !== undefined ? { storeRequests: requests } : {}),
         rootsSeconds,
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
-        problems,
-        channels: fromStore.channels,
-        statusRecords: fromStore.hosts,
+        channels: fromStore?.channels ?? [],
+        statusRecords: fromStore?.hosts ?? 0,
       };
       if (values.json) writeJson(io, full);
       else io.stderr.write(formatGcReport(full));
@@ -145,6 +183,14 @@ Exit codes: 0 collected, 1 failed or some deletes failed, 2 bad usage or input, 
     }
   },
 };
+
+function waitingText(holders: readonly LeaseHolder[]): string {
+  const lines = holders
+    .slice(0, 10)
+    .map((h) => `  ${h.what} by ${h.by} since ${h.since}: ${h.why} (${h.lapsesAt})\n`);
+  const more = holders.length > 10 ? `  … and ${holders.length - 10} more\n` : "";
+  return `cache gc: waiting for ${holders.length} push or deploy in progress to finish:\n${lines.join("")}${more}`;
+}
 
 function parseNumberFlag(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -159,18 +205,20 @@ const LIVE_CONCURRENCY = 32;
 
 /**
  * The roots only the fleet knows: secrets.age, and each ssh host's own answer (its systems and
- * recent generations). Returns the hosts that did not answer, as problems: their status records
- * still count.
+ * recent generations). A host that does not answer is an unreadable root, as its record would
+ * be: its generations are unknown.
  */
 async function addFleetRoots(
-  roots: GcRoots,
+  read: RootsRead,
   fleet: Fleet,
   storedOnly: boolean,
+  skip: ReadonlySet<string>,
   line: ProgressLine,
-): Promise<string[]> {
+): Promise<RootsRead> {
+  const { roots, origins } = read;
   if (fleet.secrets?.age !== undefined) addRoot(roots, fleet.secrets.age, "secrets");
   const ssh = fleet.hosts.filter((h) => h.delivery === "ssh");
-  if (storedOnly || ssh.length === 0) return [];
+  if (storedOnly || ssh.length === 0) return read;
   const delivery = new SshDelivery(fleet.ssh);
   let asked = 0;
   const answers = await mapLimit(ssh, LIVE_CONCURRENCY, async (h) => {
@@ -178,11 +226,14 @@ async function addFleetRoots(
     line.update(`gc: asked ${++asked}/${ssh.length} ssh hosts`);
     return status;
   });
-  const problems: string[] = [];
+  const silent: UnreadableRoot[] = [];
   answers.forEach((status, i) => {
     const host = ssh[i]?.name ?? "?";
     if (!status.reachable) {
-      problems.push(`${host} did not answer (its status record counts): ${status.error}`);
+      silent.push({
+        name: host,
+        problem: `ssh host ${host} did not answer, so the generations it can roll back to are unknown: ${status.error}`,
+      });
       return;
     }
     for (const p of [
@@ -191,8 +242,17 @@ async function addFleetRoots(
       status.profile,
       ...status.generations.map((g) => g.path),
     ]) {
-      if (p !== undefined) addRoot(roots, p, "live");
+      if (p !== undefined) {
+        addRoot(roots, p, "live");
+        addOrigin(origins, p, `host ${host}`);
+      }
     }
   });
-  return problems;
+  const judged = judgeUnreadable(silent, skip);
+  return {
+    roots,
+    origins,
+    unreadable: [...read.unreadable, ...judged.unreadable],
+    skipped: [...read.skipped, ...judged.skipped],
+  };
 }

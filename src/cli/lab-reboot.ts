@@ -8,7 +8,7 @@ import { type Command, parseFlags, writeJson } from "./command.js";
 export const labRebootCommand: Command = {
   path: ["lab", "reboot"],
   summary: "reboot a lab host as a machine would (boot loader, counted tries, fallback)",
-  help: `Usage: nixship lab reboot HOST [--name PREFIX] [--after S] [--json]
+  help: `Usage: nixship lab reboot HOST [--name PREFIX] [--entry GEN] [--after S] [--json]
 
 Reboots one host of a lab. Everything in its namespaces stops (sshd and every session, its
 services, its agent); its /run, /tmp and /root start empty again. The host's boot loader (a
@@ -25,18 +25,29 @@ generation). A system that does not boot is tried again at once while its entry 
 left; without counting, the host stays down (a machine at its boot menu or a panic), and
 'lab list' shows it not running.
 
+--entry GEN boots the entry of generation GEN, as someone at the boot menu picks it: a way
+back for a host whose new system does not boot and whose loader does not count boots (it is
+down): reboot it into the previous generation, then 'nixship rollback' puts the profile back.
+The profile is not changed by the pick, and an entry that counts boots spends a try.
+
 A host asks for its own reboot with /run/nixship-lab/power reboot (the example systems'
 systemctl reboot does), which runs this command from the machine's side with --after 1.
 
 Options:
   --name PREFIX  the lab (default lab)
+  --entry GEN    boot generation GEN's entry this time (a pick at the boot menu)
   --after S      wait S seconds before the host goes down (0-60; default 0)
   --json         print the attempts as JSON
 Exit status: 0 when the host is up again, 1 when it did not boot.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { name: { type: "string" }, after: { type: "string" }, json: { type: "boolean" } },
+      {
+        name: { type: "string" },
+        after: { type: "string" },
+        entry: { type: "string" },
+        json: { type: "boolean" },
+      },
       "lab reboot",
     );
     if (positionals.length !== 1) throw new UsageError("lab reboot: give one host name");
@@ -44,9 +55,16 @@ Exit status: 0 when the host is up again, 1 when it did not boot.`,
     if (!Number.isInteger(after) || after < 0 || after > 60) {
       throw new UsageError(`lab reboot: --after takes whole seconds, 0-60; got '${values.after}'`);
     }
+    const entry = values.entry === undefined ? undefined : Number(values.entry);
+    if (entry !== undefined && !(Number.isSafeInteger(entry) && entry >= 1)) {
+      throw new UsageError(
+        `lab reboot: --entry takes a generation number (1 or more); got '${values.entry}'`,
+      );
+    }
     const host = positionals[0] as string;
     const result = await labReboot(labsDir(io.env), validateLabName(values.name ?? "lab"), host, {
       after,
+      ...(entry === undefined ? {} : { entry }),
       onAttempt: (a) => {
         if (!values.json) io.stderr.write(`${describeAttempt(host, a)}\n`);
       },

@@ -17,11 +17,14 @@ export const releasePublish: Command = {
 Builds the selected agent hosts' systems (one evaluation), pushes the closures signed into
 the fleet's cache, then publishes ONE release of the fleet's channel (releases.channel): it
 writes, for more than 256 hosts, the release's shards (release-shards/<channel>/<seq>/),
-then releases/<channel>/<seq>.json if that number is free, then moves
-channels/<channel>.json only over the version it read. Two publishers racing: exactly one
-wins; the other fails with exit 1 and code release-conflict, having changed nothing. Does
-not wait for the agents: use 'nixship deploy --via agent' for a watched rollout with canary
-and waves, and 'nixship status' to see where the agents are.
+then releases/<channel>/<seq>.json if that number is free, then beside it
+releases/<channel>/<seq>.origin.json (who published it: the CI run or user@machine, and the
+flakes with their git commits and whether their trees were dirty, signed by the release key for
+this release; agents do not read it), then moves channels/<channel>.json only over the version
+it read. Two publishers racing: exactly one wins; the other fails with exit 1 and code
+release-conflict, having changed nothing. Does not wait for the agents: use 'nixship deploy
+--via agent' for a watched rollout with canary and waves, and 'nixship status' to see where
+the agents are.
 
 The channel is explicit: the release names every selected host's system as the fleet file
 states it, whether or not the host already runs it. A host outside the selection keeps its

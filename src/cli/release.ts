@@ -80,7 +80,11 @@ and the digest of the release before it, and per host: the system the release na
 and the last system confirmed healthy on it (LAST CONFIRMED, from the status markers of the
 channel's last ${HISTORY_RELEASES} releases; with --trusted-key, only releases those keys
 signed count). 'same' means the same system as DESIRED. 'latest' is the release the channel
-points at.
+points at. The 'published' line (--json 'origin') says who published it and from what
+source, from the origin document beside it (releases/<channel>/<seq>.origin.json): shown as
+true only when a trusted key signed it for this very release; one changed in the store, copied
+from another release or signed by another key is said to be not believed (with a warning),
+never shown.
 
 With --trusted-key, or else with a fleet file that lists releases.publicKeys (the one that
 names the store, or --fleet beside --store), the release's signature is checked first, and

@@ -35,6 +35,13 @@ current release names. ssh hosts are judged by their live answer against their r
 whose record says it is applying, refused a release, or failed without saying what it ran
 before, is not judged. STATE then says drifted, and --json gives the row a 'drift'.
 
+Each host's note (and --json 'origin') says who put the system it runs there and from what
+source: the deploy's rollout record (status/rollouts/…: who started it, each flake with its git
+commit and whether its tree was dirty), the release its agent applied (the origin document
+signed beside it, believed only when a key of releases.publicKeys signed it for that release),
+or the rollback and who ran it. Each rollout record and release is read once, whatever the
+number of hosts it put there; one that is gone, unreadable or not to be believed is said so.
+
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in
 either case not drifting.

@@ -50,6 +50,19 @@ describe("the rollout page", () => {
     expect(page).toContain("dirty");
   });
 
+  it("says a host pending in a rollout that ended was not started (the rollout stopped first)", () => {
+    const ended = { ...RECORD, state: "failed", stopped: "1 host failed (max failures: 0)" };
+    const page = String(
+      rolloutMain({ status: "found", record: ended } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(page).toMatch(/data-host="web2">.*<span class="badge pending">not started<\/span>/);
+    expect(page).toContain('<span class="badge pending">1 not started</span>');
+    const running = String(
+      rolloutMain({ status: "found", record: RECORD } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(running).toMatch(/data-host="web2">.*<span class="badge pending">pending<\/span>/);
+  });
+
   it("says nothing of who started an older record that does not say", () => {
     const { by: _by, sources: _sources, skipped: _skipped, ...older } = RECORD;
     const page = String(

@@ -2,7 +2,9 @@
 // through `html` (escaped). A page's <main> is what the client script replaces when the snapshot
 // changes, so the first render and every live update are the same code.
 import { formatClosureDiff } from "../nix/closure-diff.js";
+import type { OriginCheck } from "../release/release-origin.js";
 import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
+import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
@@ -276,11 +278,13 @@ export function releaseMain(
     trust.status === "trusted"
       ? html`<p>Signed by <code>${trust.key}</code>, a key the fleet trusts.</p>`
       : html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> No key the fleet trusts signed this release: agents will not follow it. ${trust.problem}</p>`;
+  const published = releaseOrigin(data.origin);
   if (data.problem !== undefined) {
-    return html`<h1>Release ${seq} of channel ${channel}</h1>${head}<p class="problem">${data.problem}</p>`;
+    return html`<h1>Release ${seq} of channel ${channel}</h1>${head}${published}<p class="problem">${data.problem}</p>`;
   }
   return html`<h1>Release ${seq} of channel ${channel}</h1>
 ${head}
+${published}
 <p>Created ${agoTime(data.created, now)}; it names ${data.hosts} hosts${data.hosts > lines.length ? `, the first ${lines.length} shown` : ""}.</p>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts release ${seq} names</caption>
@@ -291,6 +295,18 @@ ${head}
     const runs = shortSystem(now);
     return html`<tr><th scope="row"><a href="/hosts/${l.host}">${l.host}</a></th><td>${l.state ?? "pending"}</td><td title="${l.path}">${named?.name} <code>${named?.hash}</code></td><td${now === l.path ? "" : new Html(' class="differs"')}>${runs === null ? "unknown" : html`${runs.name} <code>${runs.hash}</code>`}</td></tr>`;
   })}</tbody></table></div>`;
+}
+
+/** Who published a release and from what: only what a trusted key signed is shown as true. */
+function releaseOrigin(origin: OriginCheck): Html {
+  switch (origin.status) {
+    case "none":
+      return html`<p class="release-origin">Who published it is not recorded.</p>`;
+    case "untrusted":
+      return html`<p class="problem release-origin" role="alert"><span class="badge failed">origin untrusted</span> Who published it is not known: the origin document beside it is not to be believed (${origin.problem}).</p>`;
+    case "trusted":
+      return html`<p class="release-origin">Published ${originText(origin)}.</p>`;
+  }
 }
 
 // ---------------------------------------------------------------- rollout
@@ -311,7 +327,7 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${origin(r)}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${r.waves.map((w) => waveSection(w))}
+${r.waves.map((w) => waveSection(w, r.state === "running"))}
 ${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
 }
 
@@ -340,19 +356,27 @@ function rolloutClass(r: RolloutRecord): string {
   return r.state === "succeeded" ? "in-step" : r.state === "running" ? "applying" : "failed";
 }
 
-function waveSection(w: RolloutWave): Html {
-  const counts = new Map<string, number>();
+/**
+ * What a host's state reads as: a host still pending once the rollout ended was never started
+ * (a failure stopped the rollout, or the deploy was interrupted), and never will be.
+ */
+function stateLabel(state: RolloutHost["state"], running: boolean): string {
+  return state === "pending" && !running ? "not started" : state;
+}
+
+function waveSection(w: RolloutWave, running: boolean): Html {
+  const counts = new Map<RolloutHost["state"], number>();
   for (const h of w.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
   const id = `wave-${w.index}`;
   return html`<section class="wave" aria-labelledby="${id}">
 <h2 id="${id}">Wave ${w.index} (${w.kind})</h2>
-<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${s}</span> `)}</p>
+<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${stateLabel(s, running)}</span> `)}</p>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts of wave ${w.index}</caption>
 <thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Step</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${w.hosts.map((h) => {
     const sys = shortSystem(h.system);
-    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${h.state}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
+    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${stateLabel(h.state, running)}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
   })}</tbody></table></div>
 </section>`;
 }
@@ -392,6 +416,13 @@ export function hostMain(detail: HostDetail, now: Date): Html {
     if (row.channel) fields.push(["Release", `${row.channel} ${row.seq}`]);
     if (row.error) fields.push(["Error", html`<span class="error">${row.error}</span>`]);
     if (row.unreadable) fields.push(["Record", html`<span class="error">${row.unreadable}</span>`]);
+  }
+  if (row.origin !== undefined) {
+    const o = row.origin;
+    fields.push([
+      "Put there",
+      html`<span class="${o.problem === null ? "origin" : "origin problem"}">${shownOriginText(o)}</span>`,
+    ]);
   }
   if (row.drift !== undefined) {
     fields.push([

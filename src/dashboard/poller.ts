@@ -10,6 +10,7 @@ import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { countReads, type ReadCounts } from "../store/wrap-store.js";
+import type { OriginCache } from "../views/host-origins.js";
 import { ReleaseBoard } from "../views/release-board.js";
 import { withRolloutApplying } from "../views/rollout-applying.js";
 import { RolloutWatch } from "../views/rollout-watch.js";
@@ -45,6 +46,8 @@ export class FleetPoller {
   readonly #counts: ReadCounts;
   readonly #reader: StatusReader;
   readonly #signals: AgentSignalsReader;
+  /** Who put each host's system there: each rollout record and release origin read once. */
+  readonly #origins: OriginCache;
   readonly #board: ReleaseBoard;
   readonly #interval: number;
   readonly #deadline: number;
@@ -64,6 +67,7 @@ export class FleetPoller {
     this.#counts = counted.counts;
     this.#reader = new StatusReader(this.store, { hosts: fleet.hosts.map((h) => h.name) });
     this.#signals = new AgentSignalsReader(this.store, fleet);
+    this.#origins = new Map();
     this.#board = new ReleaseBoard(
       this.store,
       fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
@@ -160,6 +164,7 @@ export class FleetPoller {
         stored: true,
         reader: this.#reader,
         signals: this.#signals,
+        origins: this.#origins,
       }),
       this.#board.poll(),
       this.watch.poll(),

@@ -3,8 +3,10 @@
 // in the same poll gets the same read. Only what the last snapshot lists may be asked for, so
 // the reads a poll can cost are bounded by what the store holds, not by the requests.
 import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
+import type { OriginCheck } from "../release/release-origin.js";
 import type { ReleaseEntry } from "../release/release-store.js";
-import { readRelease } from "../release/release-store.js";
+import { readRelease, readReleaseOrigin } from "../release/release-store.js";
 import { loadRelease } from "../release/shard-store.js";
 import { readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -23,6 +25,8 @@ export interface ReleasePageData {
   readonly channel: string;
   readonly seq: number;
   readonly trust: ReleaseTrust;
+  /** Who published it and from what (trusted only when a fleet release key signed it). */
+  readonly origin: OriginCheck;
   /** Why its hosts could not be read (a malformed file, a shard missing). */
   readonly problem?: string;
   readonly created?: string;
@@ -70,8 +74,12 @@ export class ReleaseReads {
   /** Release files' entries, by key: files are never replaced, so each is read once. */
   readonly #entries = new Map<string, ReleaseEntry>();
 
-  constructor(store: ObjectStore) {
+  readonly #keys: readonly PublicKey[] | undefined;
+
+  /** `keys`: the fleet's releases.publicKeys, that a release's origin must be signed by. */
+  constructor(store: ObjectStore, keys?: readonly PublicKey[]) {
     this.#store = store;
+    this.#keys = keys;
   }
 
   /** Release `seq` of the channel and its hosts' states (undefined: no such file). */
@@ -82,7 +90,7 @@ export class ReleaseReads {
     poll: number,
   ): Promise<ReleasePageData | undefined> {
     return this.#pages.get(`${channel}/${seq}`, poll, () =>
-      readPage(this.#store, channel, seq, trust),
+      readPage(this.#store, channel, seq, trust, this.#keys),
     );
   }
 
@@ -102,10 +110,16 @@ async function readPage(
   channel: string,
   seq: number,
   trust: ReleaseTrust,
+  keys: readonly PublicKey[] | undefined,
 ): Promise<ReleasePageData | undefined> {
   const read = await readRelease(store, channel, seq);
   if (read.status === "absent") return undefined;
   const source = `release ${seq} of ${channel}`;
+  // One GET of at most ORIGIN_LIMIT bytes, once per poll with the page.
+  const origin: OriginCheck =
+    keys === undefined
+      ? { status: "untrusted", problem: "the fleet file lists no releases.publicKeys to check it" }
+      : await readReleaseOrigin(store, { channel, seq }, read.bytes, keys);
   try {
     const [{ release }, progress] = await Promise.all([
       loadRelease(store, read.bytes, source),
@@ -116,6 +130,7 @@ async function readPage(
       channel,
       seq,
       trust,
+      origin,
       created: release.created,
       hosts: names.length,
       lines: names.slice(0, RELEASE_PAGE_HOSTS).map((host) => ({
@@ -126,6 +141,6 @@ async function readPage(
     };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
-    return { channel, seq, trust, problem: err.message, hosts: 0, lines: [] };
+    return { channel, seq, trust, origin, problem: err.message, hosts: 0, lines: [] };
   }
 }

@@ -4,6 +4,7 @@
 // (host-reads.ts, release-reads.ts), whatever the number of requests. Every request names the dashboard as its
 // Host (on loopback) and no other site as its Origin, is GET or HEAD, takes from its client's
 // bucket (requests without the token from buckets of their own), and with a token must carry it.
+
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage, Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,6 +13,7 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
+import { parsePublicKey } from "../nix/keys.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
 import { BOARD_RELEASES } from "../views/release-board.js";
@@ -128,7 +130,10 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   let streams = 0;
   const clientStreams = new Map<string, number>();
   const tags = allTags(poller.fleet.hosts);
-  const releaseReads = new ReleaseReads(poller.store);
+  const releaseReads = new ReleaseReads(
+    poller.store,
+    poller.fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
+  );
   const hostReads = new HostReads(poller.store, poller.watch);
 
   app.use("*", async (c, next) => {

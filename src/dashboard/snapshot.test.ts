@@ -4,7 +4,10 @@ import { describe, expect, it } from "vitest";
 import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
 import type { AgentStanding } from "../channel/standing.js";
 import type { FleetHost } from "../fleet/fleet.js";
+import type { RolloutHost } from "../status/rollout.js";
 import type { StatusRecord } from "../status/status.js";
+import { withRolloutApplying } from "../views/rollout-applying.js";
+import type { RolloutRead } from "../views/rollout-watch.js";
 import { liveRow, type StatusRow, storedRow } from "../views/status-rows.js";
 import {
   countByStateAndMode,
@@ -137,6 +140,36 @@ describe("hostState", () => {
     expect(hostState(offlineUndone)).toBe("rolled-back");
     const offlineBehind = onChannel("z", {}, standing({ liveness: "offline", behind: true }));
     expect(hostState(offlineBehind)).toBe("offline");
+  });
+
+  it("a host with no record yet that the running rollout applies (its first deploy) is applying", () => {
+    const fresh = storedRow(ssh("new"), { record: undefined });
+    const host: RolloutHost = {
+      host: "new",
+      state: "activating",
+      phase: "switch",
+      system: V1,
+      message: null,
+    };
+    const rollout = (state: "running" | "failed"): RolloutRead => ({
+      status: "found",
+      key: "k",
+      record: {
+        version: 1,
+        id: "0123456789ab",
+        mode: "ssh",
+        action: "switch",
+        state,
+        stopped: null,
+        waves: [{ index: 1, kind: "main", hosts: [host] }],
+        startedAt: "2026-11-26T07:00:00.000Z",
+        updatedAt: "2026-11-26T07:00:01.000Z",
+      },
+    });
+    const [applying] = withRolloutApplying([fresh], rollout("running"));
+    expect(hostState(applying as StatusRow)).toBe("applying");
+    const [ended] = withRolloutApplying([fresh], rollout("failed"));
+    expect(hostState(ended as StatusRow)).toBe("unreported");
   });
 });
 

@@ -49,7 +49,8 @@ export function hostState(row: StatusRow): HostState {
     return row.failed === undefined ? "in-step" : "failed";
   }
   if (row.unreadable !== undefined) return "unreadable";
-  if (!row.reported) return "unreported";
+  // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
+  if (!row.reported) return row.state === "applying" ? "applying" : "unreported";
   // Its last deploy failed, and it went back to the system it ran before.
   if (row.state === "failed") return row.rolledBack === true ? "rolled-back" : "failed";
   if (row.state === "rejected") return "rejected";

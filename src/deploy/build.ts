@@ -14,6 +14,7 @@ import {
   resolveInstallables,
   validPaths,
 } from "../cache/local-nix.js";
+import type { BuildProgress } from "../cache/nix-activity.js";
 import { InputError, OperationError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
@@ -54,7 +55,8 @@ async function evaluateAndBuild(
   outputs: readonly FlakeOutput[],
   nix: NixOptions,
   where: ResolvedBuildPlace | undefined,
-  copyBack = true,
+  copyBack: boolean,
+  onProgress: ((progress: BuildProgress) => void) | undefined,
 ): Promise<{ paths: StorePath[]; built: BuiltDerivations }> {
   const drvs = await evaluateDerivations(outputs, nix);
   if (drvs.length === 0) {
@@ -62,8 +64,11 @@ async function evaluateAndBuild(
   }
   const built =
     where?.host !== undefined
-      ? await buildOnHost(drvs, where.host, where.place, { copyBack })
-      : await buildDerivations(drvs, nix, where?.place ?? {});
+      ? await buildOnHost(drvs, where.host, where.place, {
+          copyBack,
+          ...(onProgress ? { onProgress } : {}),
+        })
+      : await buildDerivations(drvs, nix, where?.place ?? {}, onProgress);
   const paths = drvs.map((drv, i) => {
     const out = built.byDrv.get(drv);
     if (out === undefined) {
@@ -139,9 +144,11 @@ export async function resolvePushInstallables(
   const flakeItems = items.filter(isFlakeOutput);
   const others = items.filter((item) => !isFlakeOutput(item));
   const outputs = await Promise.all(flakeItems.map((item) => flakeOutput(item, baseDir)));
-  const { paths } = await evaluateAndBuild(outputs, nix, undefined).catch((err: unknown) => {
-    throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
-  });
+  const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, undefined).catch(
+    (err: unknown) => {
+      throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
+    },
+  );
   return [...paths, ...(await resolveInstallables(others, nix))];
 }
 
@@ -155,6 +162,8 @@ export async function buildSystems(
   nix: NixOptions = {},
   where?: ResolvedBuildPlace,
   leaveOnHost = false,
+  /** Called as derivations start and end building (cache/nix-activity.ts). */
+  onProgress?: (progress: BuildProgress) => void,
 ): Promise<BuildResult> {
   const specs = new Map<string, string[]>();
   for (const host of hosts) {
@@ -164,7 +173,7 @@ export async function buildSystems(
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
   const outputs = await Promise.all(flakeSpecs.map((s) => flakeOutput(s, baseDir)));
   const onHost = leaveOnHost && where?.host !== undefined && where.hostSsh !== undefined;
-  const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost).catch(
+  const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost, onProgress).catch(
     (err: unknown) => {
       throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
     },

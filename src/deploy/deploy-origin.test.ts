@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FleetHost } from "../fleet/fleet.js";
-import { deployedBy, deploySources, withoutCredentials } from "./deploy-origin.js";
+import { withoutCredentials } from "../util/text.js";
+import { deployedBy, deploySources } from "./deploy-origin.js";
 
 let dir: string;
 beforeAll(async () => {

@@ -6,7 +6,7 @@ import { hostname, userInfo } from "node:os";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { RolloutSource } from "../status/rollout.js";
 import { runCommand } from "../util/run.js";
-import { withoutControls } from "../util/text.js";
+import { withoutControls, withoutCredentials } from "../util/text.js";
 import { parseFlakeInstallable } from "./build.js";
 
 /** The most flakes a record names (a fleet built from many is rare; more are counted). */
@@ -65,11 +65,6 @@ export async function deployOrigin(
   fleetDir: string,
 ): Promise<DeployOrigin> {
   return { by: deployedBy(), sources: await deploySources(hosts, fleetDir) };
-}
-
-/** A flake URL without the user and password it may carry (`git+https://u:token@host/…`). */
-export function withoutCredentials(flake: string): string {
-  return flake.replace(/^([a-z+]+:\/\/)[^/@]*@/i, "$1");
 }
 
 /** A local flake's git revision and whether its tracked files changed (null: not git). */

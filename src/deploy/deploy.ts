@@ -47,11 +47,13 @@ import { type bootParts, rebootChanges } from "./boot-parts.js";
 import { type BuildResult, buildSystems } from "./build.js";
 import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
+import { reportBuildProgress } from "./build-progress.js";
 import { closureDiffs } from "./closure-diffs.js";
-import { deployOrigin } from "./deploy-origin.js";
+import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
+import { judgeBootRequest, pendingBootOf } from "./pending-boot.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { recordResults } from "./push-records.js";
 import { pushSystems } from "./push-systems.js";
@@ -145,9 +147,12 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
   // The agent delivery asks for a host's checks when it publishes, after the build, which
   // reads the checks the systems declare themselves.
   let prepared: Prepared | undefined;
+  // Who runs it and from what: named by its rollout record, and by the releases it publishes.
+  const origin = execute ? await deployOrigin(hosts, options.fleetDir) : undefined;
   const opened = await openDelivery(fleet, hosts, {
     via: mode,
     releaseKey: options.releaseKey,
+    ...(origin === undefined ? {} : { origin }),
     policy: options.policy,
     policyOf: (host, path) => policyOf(options, host, prepared?.systemHealth.get(path)),
     storedStatus: !execute,
@@ -221,6 +226,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         delivery: opened.delivery,
         request: (host, planned) => deployRequest(options, ready, host, planned),
         started,
+        ...(origin === undefined ? {} : { origin }),
       });
     } finally {
       await ready.close();
@@ -324,13 +330,15 @@ export async function prepare(
     ...(where.host === undefined ? {} : { buildHost: where.host }),
   });
   const buildStart = performance.now();
+  const progress = reportBuildProgress(emit);
   const built = await buildSystems(
     hosts,
     options.fleetDir,
     options.nix,
     where,
     pusher?.kind === "nixship",
-  );
+    progress.onProgress,
+  ).finally(progress.stop);
   emit({
     type: "build-done",
     seconds: (performance.now() - buildStart) / 1000,
@@ -433,6 +441,8 @@ export function deployRequest(
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
+  const reboot = { timeout: policy.rebootTimeout, rollback: policy.rebootRollback };
+  const judgeBoot = judgeBootRequest(planned, reboot);
   return buildDeployRequest({
     path: desired,
     action: options.action,
@@ -442,9 +452,8 @@ export function deployRequest(
     host,
     activationTimeout: policy.activationTimeout,
     secrets: prepared.secrets.get(host.name),
-    ...(planned.rebooting
-      ? { reboot: { timeout: policy.rebootTimeout, rollback: policy.rebootRollback } }
-      : {}),
+    ...(planned.rebooting ? { reboot } : {}),
+    ...(judgeBoot === undefined ? {} : { judgeBoot }),
   });
 }
 
@@ -506,6 +515,7 @@ export async function survey(
     }
     const s = await delivery.status(host, options.signal, asked);
     const desired = built.byHost.get(host.name);
+    const pendingBoot = pendingBootOf(s);
     const rebootFor =
       s.reachable && s.reboot && desired !== undefined
         ? rebootChanges(await partsOf(desired), s.reboot.booted)
@@ -522,6 +532,7 @@ export async function survey(
             ...(s.failed ? { failed: s.failed.reason } : {}),
             ...(rebootFor ? { rebootFor } : {}),
             ...(countsBoots(s.boot) === undefined ? {} : { countsBoots: countsBoots(s.boot) }),
+            ...(pendingBoot === undefined ? {} : { pendingBoot }),
             ...pinningOf(host, s),
           },
           ready: s.reported !== false,
@@ -673,6 +684,8 @@ export interface ExecuteInput {
   readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
   /** performance.now() when the deploy started: the summary's time. */
   readonly started: number;
+  /** Who runs the deploy and from what (default: found from the hosts and the fleet's folder). */
+  readonly origin?: DeployOrigin;
 }
 
 /**
@@ -720,7 +733,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
     action: plan.action,
-    origin: await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()),
+    origin: input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd())),
     onWarning: (message) => emit({ type: "record-failed", message }),
   });
   record?.recorder.onEvent({ type: "plan", plan });
@@ -750,7 +763,13 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
   if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(options.fleet.cache.url, input.mode, results, plan);
+    await recordResults(
+      options.fleet.cache.url,
+      input.mode,
+      results,
+      plan,
+      record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
+    );
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);

@@ -35,6 +35,24 @@ export type DeployEvent =
       readonly buildHost?: string;
     }
   | {
+      /** What builds now (build-progress.ts): when it changes, and every 15 s while it runs. */
+      readonly type: "build-progress";
+      /** Nix's counts: derivations built, expected to build, and failed. */
+      readonly done: number;
+      readonly expected: number;
+      readonly failed: number;
+      /** How many build now; `running` names the oldest of them. */
+      readonly building: number;
+      readonly running: readonly {
+        readonly name: string;
+        readonly drv: string;
+        /** The builder it builds on; absent: here (or in the build host's store). */
+        readonly machine?: string;
+        /** Seconds it has been building. */
+        readonly seconds: number;
+      }[];
+    }
+  | {
       readonly type: "build-done";
       readonly seconds: number;
       readonly systems: readonly BuiltSystem[];

@@ -8,8 +8,10 @@ import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fle
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ReleaseHostPolicy } from "../release/release.js";
+import type { Origin } from "../release/release-origin.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { deployedBy } from "./deploy-origin.js";
 
 export interface DeliveryChoice {
   /** `--via`: the mode the caller expects every selected host to have. */
@@ -29,6 +31,11 @@ export interface DeliveryChoice {
   readonly agentPollInterval?: number;
   /** `--allow-failed` (agent): releases may name a system that failed on its host. */
   readonly allowFailed?: boolean;
+  /**
+   * Who publishes agent releases and from what, written beside each (release-origin.ts);
+   * default: whoever runs this (deployedBy), from no source (a rollback, a refresh).
+   */
+  readonly origin?: Origin;
 }
 
 export interface OpenDelivery {
@@ -128,6 +135,7 @@ export async function openDelivery(
           ? { pollInterval: choice.agentPollInterval }
           : {}),
         allowFailed: choice.allowFailed === true,
+        origin: choice.origin ?? { by: deployedBy(), sources: [] },
       });
       return { mode, delivery, store, close: () => store.close() };
     }

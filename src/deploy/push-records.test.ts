@@ -134,6 +134,77 @@ describe("push records", () => {
     });
   });
 
+  it("a host the deploy moved names its rollout; a host it left alone keeps who put its system there (issue 46)", async () => {
+    const first = {
+      kind: "rollout" as const,
+      key: "status/rollouts/8235869599999-0123456789ab.json",
+    };
+    const second = {
+      kind: "rollout" as const,
+      key: "status/rollouts/8235869500000-ba9876543210.json",
+    };
+    const activated = (host: string) => ({
+      host,
+      desired: V2,
+      seconds: 2,
+      outcome: { status: "activated" as const, generation: 4, previous: V1 },
+    });
+    await recordResults(
+      url,
+      "ssh",
+      [activated("o1"), activated("o2")],
+      {
+        action: "switch",
+        hosts: [
+          { host: "o1", current: V1, generation: 3 },
+          { host: "o2", current: V1, generation: 3 },
+        ],
+      },
+      first,
+    );
+    expect(await read("o1")).toMatchObject({ origin: first });
+    // The next deploy: o1 up to date, o2 failed its checks and went back to what it ran.
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "o1",
+          desired: V2,
+          seconds: 0,
+          outcome: { status: "skipped", reason: "up-to-date" },
+        },
+        {
+          host: "o2",
+          desired: V1,
+          seconds: 3,
+          outcome: { status: "failed", phase: "health", message: "no", rolledBack: true },
+        },
+      ],
+      {
+        action: "switch",
+        hosts: [
+          { host: "o1", current: V2, generation: 4 },
+          { host: "o2", current: V2, generation: 4 },
+        ],
+      },
+      second,
+    );
+    expect(await read("o1")).toMatchObject({ origin: first });
+    // o2 failed and went back to the system it ran: the first rollout's still.
+    const o2 = await read("o2");
+    expect(o2?.current).toBe(V2);
+    expect(o2?.origin).toEqual(first);
+    // A rollback names who ran it.
+    await recordRollbacks(url, "ssh", [
+      { host: "o1", outcome: { status: "rolled-back", generation: 3, path: V1 } },
+    ]);
+    expect((await read("o1"))?.origin).toMatchObject({
+      kind: "rollback",
+      by: expect.stringMatching(/@/),
+    });
+  });
+
   it("a store that cannot be written is a warning: the rollback happened", {
     timeout: 10_000,
   }, async () => {

@@ -9,6 +9,7 @@ import { nextRecord } from "../status/next-record.js";
 import {
   type HostOutcome,
   outcomeFields,
+  type RecordOrigin,
   type RecordParts,
   type StatusRecord,
 } from "../status/status.js";
@@ -16,6 +17,7 @@ import { readStatusOf, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
+import { deployedBy } from "./deploy-origin.js";
 import type { HostResult } from "./events.js";
 import { runsAfter } from "./runs-after.js";
 
@@ -29,7 +31,9 @@ const ACTIVATED: HostOutcome = { status: "activated" };
  * One record per host a deploy activated, failed on, or found up to date, each the next of the
  * record the host had (status/next-record.ts): what it runs (the new system; after a failure,
  * the one it went back to or never left), its generation and the system it ran before are
- * kept. Hosts not started are left as they were.
+ * kept. Hosts not started are left as they were. A host the deploy moved or activated names
+ * `rollout` (the deploy's rollout record; undefined: none was written) as what put its system
+ * there; a host it left on its system keeps its record's word.
  */
 export async function recordResults(
   cacheUrl: string,
@@ -38,6 +42,7 @@ export async function recordResults(
   plan: Pick<DeployPlan, "action"> & {
     readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
   },
+  rollout?: RecordOrigin,
 ): Promise<void> {
   const surveyed = new Map(plan.hosts.map((p) => [p.host, p]));
   await withStore(cacheUrl, async (store) => {
@@ -68,6 +73,7 @@ export async function recordResults(
           : moved
             ? (was?.current ?? null)
             : undefined;
+      const put = r.outcome.status === "activated" || moved;
       const before = await recordBefore(store, r.host);
       await writeStatus(
         store,
@@ -78,6 +84,7 @@ export async function recordResults(
           desired: r.desired,
           system,
           ...(previous === undefined ? {} : { previous }),
+          ...(put ? { origin: rollout ?? null } : {}),
           what: outcomeFields(outcome),
           startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
           updatedAt: now,
@@ -130,6 +137,7 @@ async function writeRollbacks(
     { status: "rolled-back" }
   >)[],
 ): Promise<void> {
+  const origin: RecordOrigin = { kind: "rollback", by: deployedBy() };
   await withStore(cacheUrl, async (store) => {
     const now = new Date().toISOString();
     await mapLimit(done, WRITES, async (r) => {
@@ -141,6 +149,7 @@ async function writeRollbacks(
           release: null,
           desired: r.path,
           system: { current: r.path, generation: r.generation },
+          origin,
           what: outcomeFields(ACTIVATED),
           startedAt: now,
           updatedAt: now,

@@ -16,6 +16,7 @@ import type {
   RolloutState,
   RolloutWave,
 } from "../status/rollout.js";
+import { rolloutKey } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -69,6 +70,11 @@ export class RolloutRecorder {
     this.#store = store;
     this.#options = options;
     this.#startedAt = this.#now();
+  }
+
+  /** Where the record is kept: status records of the hosts it moves name it. */
+  get key(): string {
+    return rolloutKey(this.#startedAt, this.#id);
   }
 
   /** Follows one deploy event. */

@@ -287,3 +287,46 @@ describe("reboots of hosts whose booted system is unknown (issue 46)", () => {
     expect(never).not.toHaveProperty("bootUnknown");
   });
 });
+
+describe("a boot left pending (issue 46)", () => {
+  const pendingInto = (path: StorePath, booted: boolean): HostState => ({
+    kind: "reported",
+    current: booted ? path : v1,
+    generation: 42,
+    pendingBoot: { token: "t1", path, since: 1700, generation: 42, previous: v1, booted },
+  });
+
+  it("a host that booted the pending system it is to run is judged, never up to date", () => {
+    const host = plan("switch", [{ host: "web1", desired: v2, state: pendingInto(v2, true) }])
+      .hosts[0];
+    expect(host).toMatchObject({
+      action: "activate",
+      pendingBoot: { decision: "judge", token: "t1", path: v2, previous: v1 },
+      transfer: { paths: 0, bytes: 0 },
+    });
+    expect(host).not.toHaveProperty("rebooting");
+    // Without the pending boot, the same host is up to date.
+    expect(
+      plan("switch", [{ host: "web1", desired: v2, state: running(v2, 42) }]).hosts[0],
+    ).toMatchObject({ action: "skip" });
+  });
+
+  it("an activation replaces a pending boot of another system, or one the host did not boot", () => {
+    const other = plan("switch", [{ host: "web1", desired: v1, state: pendingInto(v2, true) }]);
+    expect(other.hosts[0]).toMatchObject({
+      action: "activate",
+      pendingBoot: { decision: "replace" },
+    });
+    const fellBack = plan("switch", [{ host: "web1", desired: v2, state: pendingInto(v2, false) }]);
+    expect(fellBack.hosts[0]).toMatchObject({
+      action: "activate",
+      pendingBoot: { decision: "replace" },
+    });
+    // test makes no new generation, so it cannot judge a boot: its activation replaces it.
+    const test = plan("test", [{ host: "web1", desired: v2, state: pendingInto(v2, true) }]);
+    expect(test.hosts[0]).toMatchObject({ pendingBoot: { decision: "replace" } });
+    // A dry run changes nothing, and leaves the pending boot alone.
+    const dry = plan("dry-activate", [{ host: "web1", desired: v2, state: pendingInto(v2, true) }]);
+    expect(dry.hosts[0]).not.toHaveProperty("pendingBoot");
+  });
+});

@@ -34,6 +34,8 @@ export type HostState =
       readonly rebootFor?: readonly string[];
       /** Whether its boot loader counts boots (from its boot's assessment); undefined: unknown. */
       readonly countsBoots?: boolean;
+      /** A reboot into a new system that nobody confirmed or undid (the deployer went away). */
+      readonly pendingBoot?: PendingBootState;
       /** Whose trust decides what it realises; undefined: unknown (an older script). */
       readonly pinning?: Pinning;
     }
@@ -43,6 +45,30 @@ export type HostState =
       /** ssh refused its host key: not an outage, so never skipped as one. */
       readonly hostKey?: true;
     };
+
+/** A boot left pending on a host, as its status reports it. */
+export interface PendingBootState {
+  /** Names the reboot to the host's after-boot, confirm-boot and abort-boot. */
+  readonly token: string;
+  /** The system it rebooted for (null: the host did not say). */
+  readonly path: StorePath | null;
+  /** When the reboot began (Unix seconds). */
+  readonly since: number | null;
+  /** The new system's generation, and the system before it (undefined: an older script). */
+  readonly generation: number | undefined;
+  readonly previous: StorePath | undefined;
+  /** Whether the host booted that system (else it did not reboot yet, or fell back). */
+  readonly booted: boolean;
+}
+
+/**
+ * What a deploy does with a boot left pending (docs/reboots.md): `judge` when the host booted
+ * the system it is to run (the checks, then confirm-boot or abort-boot, before anything else);
+ * `replace` otherwise: the host's activation decides its state anew, the pending boot with it.
+ */
+export interface PlannedPendingBoot extends PendingBootState {
+  readonly decision: "judge" | "replace";
+}
 
 /**
  * Whose trust decides what a host realises: its own (pinned: its installed nixship-activate's
@@ -132,6 +158,8 @@ export interface HostPlan {
   readonly bootUnknown?: true;
   /** Whether its boot loader counts boots (a new system that does not boot falls back). */
   readonly bootCounting?: boolean;
+  /** A boot left pending there, and what the deploy does with it (never "up to date"). */
+  readonly pendingBoot?: PlannedPendingBoot;
   /** Why the host is unreachable. */
   readonly error: string | undefined;
   /** ssh refused its host key (changed, or unknown): a failure even with --skip-unreachable. */
@@ -145,7 +173,7 @@ export interface HostPlan {
 }
 
 /** What a host's request is built from: its system, and whether the deploy reboots it. */
-export type PlannedHost = Pick<HostPlan, "desired" | "rebooting">;
+export type PlannedHost = Pick<HostPlan, "desired" | "rebooting" | "pendingBoot">;
 
 export interface DeployPlan {
   readonly action: Action;
@@ -230,8 +258,14 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const generation = state?.generation;
   const running = current === desired;
   const failedThere = state?.kind === "reported" ? state.failed : undefined;
+  const pendingBoot =
+    state?.kind === "reported" ? plannedPendingBoot(state, desired, action) : undefined;
   const hostAction =
-    running && actionSkipsWhenRunning(action) && !secretsChange(target) && !failedThere
+    running &&
+    actionSkipsWhenRunning(action) &&
+    !secretsChange(target) &&
+    !failedThere &&
+    pendingBoot === undefined
       ? "skip"
       : "activate";
   const rebootFor = state?.kind === "reported" ? state.rebootFor : undefined;
@@ -254,6 +288,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     ...(state?.kind === "reported" && state.countsBoots !== undefined
       ? { bootCounting: state.countsBoots }
       : {}),
+    ...(pendingBoot === undefined ? {} : { pendingBoot }),
     ...(state?.kind === "reported" && state.stored ? { stored: state.stored } : {}),
     ...(state?.kind === "reported" && state.pinning ? { pinning: state.pinning } : {}),
     error: undefined,
@@ -380,4 +415,21 @@ class ClosureIndex {
     this.closures.set(root, found);
     return found;
   }
+}
+
+/**
+ * A boot left pending is part of what a host is: a deploy that changes hosts never calls such a
+ * host up to date. It judges the boot when the host booted the system it is to run, and
+ * otherwise replaces it with the activation (a dry run leaves it alone).
+ */
+function plannedPendingBoot(
+  state: Extract<HostState, { kind: "reported" }>,
+  desired: StorePath,
+  action: Action,
+): PlannedPendingBoot | undefined {
+  const pending = state.pendingBoot;
+  if (pending === undefined || !actionChangesHost(action)) return undefined;
+  const judge =
+    action === "switch" && pending.booted && pending.path === desired && state.current === desired;
+  return { ...pending, decision: judge ? "judge" : "replace" };
 }

@@ -9,7 +9,9 @@
 #            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
 #       1. realise P (from the substituters, signatures required; else it must be present)
 #       2. with --secrets: install the host's secrets (see "Secrets" below)
-#       3. set the system profile (switch, boot)
+#       3. set the system profile (switch, boot): a new generation, numbered one past the
+#          highest the profile ever had (recorded in /nix/var/nixship/generations), so that the
+#          number of a generation a failure removed is never made again
 #       4. switch-to-configuration ACTION (through systemd-run where systemd runs)
 #       5. health checks, each within --health-timeout (and no failed systemd units); one that
 #          fails is reported with its exit code and the end of its output
@@ -141,6 +143,9 @@ PINNED_ACTIVATOR=/run/current-system/sw/bin/nixship-activate
 secrets_work=$state_dir/secrets-work
 # A reboot under way (see "Reboots"), and the running system's tools for it.
 boot_dir=/nix/var/nixship boot_file=/nix/var/nixship/boot-pending
+# The highest generation number each profile ever had (see new_generation), on the disk: it
+# must outlive a reboot, as the profile's generations do.
+generations_dir=/nix/var/nixship/generations
 BLESS=/run/current-system/systemd/lib/systemd/systemd-bless-boot
 SYSTEMCTL=/run/current-system/sw/bin/systemctl
 
@@ -250,6 +255,61 @@ generations() {
   done | sort -n
 }
 
+# The highest generation number the profile ever had: the one recorded (new_generation) or the
+# highest it has, whichever is higher (a number of more than 15 digits is not taken).
+highest_generation() {
+  h_rec=$(head -c 32 "$(generation_record)" 2>/dev/null | head -n 1)
+  { digits "$h_rec" && [ ${#h_rec} -le 15 ]; } || h_rec=0
+  h_rec=$(decimal "$h_rec")
+  h_last=$(generations | awk 'length($1) <= 15 { n = $1 } END { printf "%s", n }')
+  [ -z "$h_last" ] || [ "$h_last" -le "$h_rec" ] || h_rec=$h_last
+  printf '%s' "${h_rec:-0}"
+}
+
+# The file that records the highest generation number of the profile.
+generation_record() {
+  printf '%s/%s' "$generations_dir" "$(printf '%s' "$profile" | tr -c 'A-Za-z0-9._-' '_')"
+}
+
+# Step 3: the profile on a new generation holding system $1, within $2 seconds. Its number is
+# one past the highest the profile ever had, recorded on the disk before its link is made: Nix
+# numbers a generation one past the highest that exists, so once the generation of a failed
+# activation is removed its number would come again, and "generation N" would name two
+# systems. The link is made as `nix-env --set` makes it (nix-store --add-root: atomically, a GC
+# root registered while the collector may run), then nix-env switches the profile to it under
+# Nix's profile lock. A profile already on $1 stays as it is.
+new_generation() {
+  n_now=$(current_generation)
+  if [ -n "$n_now" ] && [ "$(readlink "$profile-$n_now-link" 2>/dev/null)" = "$1" ]; then
+    log "the profile $profile is on $1 already (generation $n_now)"
+    return 0
+  fi
+  n_gen=$(($(highest_generation) + 1))
+  n_rec=$(generation_record)
+  if ! { mkdir -p "$generations_dir" && printf '%s\n' "$n_gen" >"$n_rec.tmp" &&
+    mv -f "$n_rec.tmp" "$n_rec"; }; then
+    log "cannot record generation $n_gen of $profile in $n_rec"
+    return 1
+  fi
+  # In the lock's record before the link exists: a takeover removes it unless the profile is on
+  # it (restore_previous).
+  l_new_gen=$n_gen
+  write_info
+  n_start=$(now)
+  bounded log "$2" nix-store --realise "$1" --add-root "$profile-$n_gen-link" || {
+    forget_generation "$n_gen"
+    return 1
+  }
+  n_left=$(($2 - ($(now) - n_start)))
+  if [ "$n_left" -gt 0 ] && bounded log "$n_left" nix-env -p "$profile" --switch-generation "$n_gen"; then
+    log "generation $n_gen of $profile: $1"
+    return 0
+  fi
+  # The profile is not on it: no rollback or boot menu may take it for a good system.
+  forget_generation "$n_gen"
+  return 1
+}
+
 # The highest generation below $1.
 previous_generation() { generations | awk -v below="$1" '$1 < below { best = $1 } END { printf "%s", best }'; }
 
@@ -316,9 +376,10 @@ stop_unit() {
 
 # --- The lock: a directory (mkdir is atomic) whose info file records its holder.
 
-# This process's record (see write_info); l_group or l_unit name what it runs now.
+# This process's record (see write_info); l_group or l_unit name what it runs now, l_new_gen
+# the generation it made (its link may exist before the profile is on it).
 locked=0 l_kind="" l_command="" l_path="" l_action="" l_token="" l_prev_gen="" l_prev_system=""
-l_phase="" l_since="" l_deadline="" l_group="" l_group_start="" l_unit="" l_runner=""
+l_phase="" l_since="" l_deadline="" l_group="" l_group_start="" l_unit="" l_runner="" l_new_gen=""
 took_over="" action="" path="" token="" prev_gen="" prev_system="" profile_set=0 switch_started=0
 h_dir=""
 self_start=$(proc_start $$)
@@ -326,10 +387,10 @@ self_start=$(proc_start $$)
 # Replaces the lock's record of its holder (this process), atomically; key=value lines.
 write_info() {
   [ "$locked" = 1 ] || return 0
-  printf 'pid=%s\nstart=%s\nkind=%s\ncommand=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s\nphase=%s\nsince=%s\ndeadline=%s\ngroup=%s\ngroup_start=%s\nunit=%s\n' \
+  printf 'pid=%s\nstart=%s\nkind=%s\ncommand=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s\nphase=%s\nsince=%s\ndeadline=%s\ngroup=%s\ngroup_start=%s\nunit=%s\nnew_gen=%s\n' \
     "$$" "$self_start" "$l_kind" "$l_command" "$l_path" "$l_action" "$l_token" "$profile" \
     "$l_prev_gen" "$l_prev_system" "$l_phase" "$l_since" "$l_deadline" "$l_group" \
-    "$l_group_start" "$l_unit" >"$state_dir/lock/info.$$" 2>/dev/null &&
+    "$l_group_start" "$l_unit" "$l_new_gen" >"$state_dir/lock/info.$$" 2>/dev/null &&
     mv -f "$state_dir/lock/info.$$" "$state_dir/lock/info"
 }
 
@@ -338,14 +399,14 @@ write_info() {
 read_info() {
   o_pid="" o_start="" o_kind="" o_command="" o_path="" o_action="" o_token="" o_profile=""
   o_prev_gen="" o_prev_system="" o_phase="" o_since="" o_deadline="" o_group="" o_group_start=""
-  o_unit="" o_raw=""
+  o_unit="" o_new_gen="" o_raw=""
   if [ -f "$1/info" ]; then
     while IFS= read -r line; do
       o_raw="$o_raw$line;"
       # Known keys only: the name is one of these, the value is never evaluated.
       case ${line%%=*} in
         pid | start | kind | command | path | action | token | profile | prev_gen | prev_system | \
-          phase | since | deadline | group | group_start | unit) eval "o_${line%%=*}=\${line#*=}" ;;
+          phase | since | deadline | group | group_start | unit | new_gen) eval "o_${line%%=*}=\${line#*=}" ;;
       esac
     done <"$1/info" 2>/dev/null
   elif [ -f "$1/owner" ]; then
@@ -357,7 +418,7 @@ read_info() {
     o_command=${o_command# }
     case $o_command in "activate /"*) o_kind=activate o_path=${o_command#activate } ;; esac
   fi
-  for v in pid start since deadline group group_start prev_gen; do
+  for v in pid start since deadline group group_start prev_gen new_gen; do
     eval "digits \"\$o_$v\" || o_$v=''"
   done
   case $o_token in *[!A-Za-z0-9_-]*) o_token="" ;; esac
@@ -482,7 +543,7 @@ take_over() {
   # Killed while cleaning up, this record makes the next taker do it again.
   l_kind=takeover l_command="taking over from ${o_command:-an unrecorded holder}"
   l_path=$o_path l_action=$o_action l_token=$o_token l_prev_gen=$o_prev_gen
-  l_prev_system=$o_prev_system l_phase=$o_phase
+  l_prev_system=$o_prev_system l_phase=$o_phase l_new_gen=$o_new_gen
   write_info
   rmdir "$state_dir/takeover"
   ! stop_group "$o_group" "$o_group_start" || t_done="${t_done}stopped its process group $o_group, "
@@ -514,7 +575,7 @@ take_over() {
   [ -z "$o_token" ] || rm -f "$state_dir/pending-$o_token" "$state_dir/confirmed-$o_token" \
     "$state_dir/abort-$o_token" "$state_dir/sleeper-$o_token"
   l_kind=$s_kind l_command=$s_command l_path=$s_path l_action=$s_action l_token=$s_token
-  l_phase=$s_phase profile=$s_profile action=$s_act l_prev_gen="" l_prev_system=""
+  l_phase=$s_phase profile=$s_profile action=$s_act l_prev_gen="" l_prev_system="" l_new_gen=""
   prev_gen="" prev_system="" profile_set=0 switch_started=0
   write_info
   return 0
@@ -606,7 +667,8 @@ remaining() {
 # boot menu may take it for a good system (nixship's own records keep what ran). Not the one
 # the profile points at, nor the previous one.
 forget_generation() {
-  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] || return 0
+  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] &&
+    [ -L "$profile-$1-link" ] || return 0
   nix-env -p "$profile" --delete-generations "$1" >&2 ||
     log "could not remove generation $1 (a failed system) from $profile"
 }
@@ -625,6 +687,8 @@ restore_previous() {
       r_failed=1
     fi
   fi
+  # A generation made but never switched to (stopped between its link and the switch).
+  [ "$profile_set" = 0 ] || forget_generation "$l_new_gen"
   if [ "$switch_started" = 1 ] && [ "$action" != dry-activate ]; then
     r_system=$prev_system
     if [ "$action" = boot ]; then
@@ -1512,7 +1576,7 @@ cmd_activate() {
     [ "$r" -gt 0 ] || timed_out profile
     l_phase=profile profile_set=1
     mark_phase profile
-    bounded log "$r" nix-env -p "$profile" --set "$path" ||
+    new_generation "$path" "$r" ||
       step_failed profile 4 "cannot set the profile $profile to $path"
   fi
 
@@ -2066,8 +2130,9 @@ cmd_status() {
   fi
   read_boot
   boot_pending=null
-  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s}' \
-    "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")")
+  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s}' \
+    "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")" \
+    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")")
   boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
     "$(json_opt "$(boot_assessment)")" "$boot_pending")
   printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \

@@ -138,10 +138,15 @@ function bootState(o: Obj) {
       ? null
       : (() => {
           const q = object(p, "boot.pending");
+          const generation = int(q, "generation", { nullable: true, optional: true });
+          const previous = storePath(q, "previous", { nullable: true, optional: true });
           return {
             token: text(q, "token") as string,
             path: storePath(q, "path", { nullable: true }) as string | null,
             since: int(q, "since", { nullable: true }) as number | null,
+            // Absent from older scripts.
+            ...(generation === undefined ? {} : { generation }),
+            ...(previous === undefined ? {} : { previous }),
           };
         })();
   return {

@@ -9,7 +9,7 @@ import { hostHttpChecks } from "../fleet/health-url.js";
 import type { SessionPhase } from "../fleet/phase.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { answerOf, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
-import { runRebootSession } from "./reboot-session.js";
+import { judgePendingBoot, runRebootSession } from "./reboot-session.js";
 import type {
   ActivationSteps,
   ActivationTransport,
@@ -45,6 +45,7 @@ export function buildDeployRequest(parts: RequestParts): DeployRequest {
     activationTimeout: parts.activationTimeout,
     ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
     ...(parts.reboot === undefined ? {} : { reboot: parts.reboot }),
+    ...(parts.judgeBoot === undefined ? {} : { judgeBoot: parts.judgeBoot }),
   };
 }
 
@@ -125,6 +126,9 @@ export async function runActivationSession(
   const unreachable = await transport.preflight(signal);
   if (unreachable !== undefined) return failed("connect", unreachable, false);
   if (signal?.aborted) return failed("connect", `${interrupted()} before it started`, false);
+  if (request.judgeBoot !== undefined) {
+    return judgePendingBoot(transport, request, request.judgeBoot, hooks, onLog);
+  }
   if (request.reboot !== undefined) {
     return runRebootSession(transport, request, request.reboot, { ...hooks, token }, onLog);
   }

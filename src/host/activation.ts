@@ -269,11 +269,21 @@ export interface BootState {
    */
   readonly assessment: string | null;
   /** A reboot that `activate --reboot-token` began and nobody confirmed or undid yet. */
-  readonly pending: {
-    readonly token: string;
-    readonly path: string | null;
-    readonly since: number | null;
-  } | null;
+  readonly pending: PendingBoot | null;
+}
+
+/** A reboot into a new system that nobody confirmed or undid yet (the deployer went away). */
+export interface PendingBoot {
+  /** Names the reboot to after-boot, confirm-boot and abort-boot. */
+  readonly token: string;
+  /** The system it rebooted for. */
+  readonly path: string | null;
+  /** When the boot activation recorded it (Unix seconds). */
+  readonly since: number | null;
+  /** The new system's generation (absent from older scripts). */
+  readonly generation?: number | null;
+  /** The system of the generation before it, which abort-boot goes back to (absent: older). */
+  readonly previous?: string | null;
 }
 
 /** Whether the host's boot loader counts boots, from this boot's assessment. */

@@ -12,6 +12,7 @@ import type {
   ActivationTransport,
   DeployOutcome,
   DeployRequest,
+  JudgeBootRequest,
   RebootRequest,
   SessionHooks,
   SessionPhase,
@@ -61,6 +62,32 @@ export async function runRebootSession(
   }
   hooks.log(`back up, booted ${back.booted ?? "no system"}`);
   return judgeReboot(transport, request, reboot, begun, hooks, onLog, true);
+}
+
+/**
+ * A boot left pending by a deploy that ended before its verdict, on a host that booted the
+ * system it is to run: judged as that deploy would have (after-boot, the HTTP checks, then
+ * confirm-boot or abort-boot), before anything else changes on the host.
+ */
+export async function judgePendingBoot(
+  transport: ActivationTransport,
+  request: DeployRequest,
+  pending: JudgeBootRequest,
+  hooks: SessionHooks,
+  onLog: (line: string) => void,
+): Promise<DeployOutcome> {
+  const { generation, previous, token } = pending;
+  const into = `generation ${generation ?? "?"} (${request.path})`;
+  hooks.log(`judging the boot into ${into} that an earlier deploy left pending`);
+  return judgeReboot(
+    transport,
+    request,
+    pending.reboot,
+    { generation, previous, into },
+    { ...hooks, token },
+    onLog,
+    true,
+  );
 }
 
 /** A boot activation that went through: the host reboots (or its caller reboots it). */

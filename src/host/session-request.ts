@@ -56,6 +56,22 @@ export interface DeployRequest {
    * after the boot; undefined: a switch, no reboot.
    */
   readonly reboot?: RebootRequest;
+  /**
+   * The host booted `path` in a reboot nobody judged (the deployer went away): judge that boot
+   * (after-boot, the checks, confirm-boot or abort-boot) instead of activating anew.
+   */
+  readonly judgeBoot?: JudgeBootRequest;
+}
+
+/** A pending boot to judge: its token, and what the host goes back to if it fails. */
+export interface JudgeBootRequest {
+  readonly token: string;
+  /** The new system's generation (undefined: the host did not say). */
+  readonly generation: number | undefined;
+  /** The system before it: what a rollback reboots into (undefined: the host did not say). */
+  readonly previous: StorePath | undefined;
+  /** How long a reboot back may take, and whether a failure reboots back at all. */
+  readonly reboot: RebootRequest;
 }
 
 export interface RebootRequest {
@@ -82,6 +98,7 @@ export interface RequestParts {
   readonly activationTimeout: number;
   readonly secrets?: HostSecrets | undefined;
   readonly reboot?: RebootRequest | undefined;
+  readonly judgeBoot?: JudgeBootRequest | undefined;
 }
 
 /** What one host is given of the fleet's secrets: ciphertexts only. */

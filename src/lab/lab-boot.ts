@@ -185,10 +185,16 @@ export interface BootChoice {
  * of the system runs). undefined: the host has no system profile yet (nothing to boot: it runs
  * what it was installed with).
  */
-export async function startBoot(hostDir: string): Promise<BootChoice | undefined> {
+export async function startBoot(
+  hostDir: string,
+  /** The generation whose entry someone picked at the boot menu; else the loader chooses. */
+  picked?: number,
+): Promise<BootChoice | undefined> {
   const entries = await installEntries(hostDir);
   const { current } = await profileGenerations(hostDir);
-  const entry = chooseEntry(entries, current);
+  const entry =
+    (picked === undefined ? undefined : entries.find((e) => e.generation === picked)) ??
+    chooseEntry(entries, current);
   if (entry === undefined) return undefined;
   if (entry.triesLeft === undefined || entry.triesLeft === 0) {
     return { entry, bootedFile: entry.file, counted: false };

@@ -18,7 +18,7 @@ import { withLock } from "../store/fs-lock.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { hostBinds, startLabAgent } from "./lab-agents.js";
 import { anchorName } from "./lab-anchor.js";
-import { type BootChoice, bootCounting, startBoot } from "./lab-boot.js";
+import { type BootChoice, bootCounting, profileGenerations, startBoot } from "./lab-boot.js";
 import { HostDidNotBoot, powerScriptPath, startHost, stopProcesses } from "./lab-host.js";
 import { netnsPids } from "./lab-network.js";
 import { type LabHostState, type LabState, readLabState, writeLabState } from "./lab-state.js";
@@ -92,6 +92,11 @@ export interface LabRebootResult {
 export interface LabRebootOptions {
   /** Seconds to wait before the host goes down (the power button's "a second from now"). */
   readonly after?: number;
+  /**
+   * The generation whose entry to boot first, as someone at the boot menu picks it (the
+   * profile stays as it is); later attempts, after a failed boot, are the loader's choice.
+   */
+  readonly entry?: number;
   readonly onAttempt?: (attempt: BootAttempt) => void;
 }
 
@@ -121,6 +126,23 @@ export async function labReboot(
       hint: `its hosts: ${layout.hosts.map((h) => h.name).join(", ")}`,
     });
   }
+  if (options.entry !== undefined) {
+    // Checked before the host goes down: a menu offers only the profile's generations.
+    const { generations } = await profileGenerations(host.dir);
+    if (!generations.has(options.entry)) {
+      const have = [...generations.keys()].sort((a, b) => a - b);
+      throw new InputError(
+        "unknown-boot-entry",
+        `${hostName} has no boot entry for generation ${options.entry}`,
+        {
+          hint:
+            have.length === 0
+              ? "it has no system profile yet: reboot it without --entry"
+              : `its boot menu offers generation ${have.join(", ")}`,
+        },
+      );
+    }
+  }
   const after = options.after ?? 0;
   if (after > 0) await new Promise((r) => setTimeout(r, after * 1000));
   // Down: every process of the host, its agent too.
@@ -131,7 +153,10 @@ export async function labReboot(
   const attempts: BootAttempt[] = [];
   let pid: number | undefined;
   while (pid === undefined && attempts.length < MAX_BOOT_ATTEMPTS) {
-    const choice: BootChoice | undefined = await startBoot(host.dir);
+    const choice: BootChoice | undefined = await startBoot(
+      host.dir,
+      attempts.length === 0 ? options.entry : undefined,
+    );
     const chosen = {
       ...(choice === undefined
         ? {}

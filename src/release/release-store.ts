@@ -25,6 +25,13 @@ import {
   type SignedRelease,
   trustedHead,
 } from "./release.js";
+import {
+  checkReleaseOrigin,
+  formatReleaseOrigin,
+  ORIGIN_LIMIT,
+  type Origin,
+  type OriginCheck,
+} from "./release-origin.js";
 import { signRelease } from "./release-shard.js";
 import { putShards, readShards } from "./shard-store.js";
 
@@ -54,6 +61,8 @@ export interface PublishOptions {
   readonly now?: Date;
   /** Seconds until the release expires (default RELEASE_DEFAULTS.maxAge: the fleet's releases.maxAge). */
   readonly maxAge?: number;
+  /** Who publishes it and from what: signed beside it (releaseOriginKey); absent: nothing. */
+  readonly origin?: Origin;
 }
 
 /** One release file of a channel, as `release list` shows it. */
@@ -99,6 +108,37 @@ export function releaseKey(channel: string, seq: number): string {
     throw new InputError("bad-release-seq", `a release number is a whole number ≥ 1, got ${seq}`);
   }
   return `${releasePrefix(channel)}${seq}.json`;
+}
+
+/**
+ * Where who published release `seq` and from what is kept (release-origin.ts): beside it, under
+ * a name that is not a release number's, so listings of release files pass over it.
+ */
+export function releaseOriginKey(channel: string, seq: number): string {
+  return releaseKey(channel, seq).replace(/\.json$/, ".origin.json");
+}
+
+/**
+ * The origin document of a release whose stored bytes are `releaseBytes`, checked against the
+ * trusted keys and that release's digest (release-origin.ts): one GET of at most ORIGIN_LIMIT.
+ */
+export async function readReleaseOrigin(
+  store: ObjectStore,
+  release: Pick<Release, "channel" | "seq">,
+  releaseBytes: Uint8Array,
+  keys: readonly PublicKey[],
+): Promise<OriginCheck> {
+  const key = releaseOriginKey(release.channel, release.seq);
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = await readAll(store, key, ORIGIN_LIMIT);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return { status: "untrusted", problem: err.message };
+  }
+  if (bytes === undefined) return { status: "none" };
+  const digest = releaseDigest(releaseBytes);
+  return checkReleaseOrigin(bytes, { channel: release.channel, seq: release.seq, digest }, keys);
 }
 
 function releasePrefix(channel: string): string {
@@ -197,12 +237,29 @@ export async function publishRelease(
       `another publisher published release ${seq} of channel ${channel} at the same time; nothing was written; re-run to publish on top of it`,
     );
   }
-  // (5) The channel, only over the version read in (1).
+  // (5) Who published it and from what, beside it (the number is ours now), before any host
+  // can be pointed at it; a write that fails withdraws the release, as a lost race does.
+  const originFile = releaseOriginKey(channel, seq);
+  if (options.origin !== undefined) {
+    const { origin } = options;
+    await store
+      .put(
+        originFile,
+        formatReleaseOrigin({ channel, seq, digest: signed.digest }, origin, options.key),
+        { contentType: "application/json" },
+      )
+      .catch(async (err: unknown) => {
+        await store.delete(file).catch(() => undefined);
+        throw err;
+      });
+  }
+  // (6) The channel, only over the version read in (1).
   const moved = await store.put(channelKey(channel), signed.bytes, {
     contentType: "application/json",
     condition: head === undefined ? { ifAbsent: true } : { ifMatch: head.etag },
   });
   if (moved.status === "precondition-failed") {
+    if (options.origin !== undefined) await store.delete(originFile);
     await store.delete(file);
     throw conflict(
       `another publisher published a release of channel ${channel} at the same time; release ${seq} was withdrawn and the channel left as they set it; re-run to publish on top of it`,

@@ -11,7 +11,8 @@ import { type RecordParts, type StatusRecord, statusRecord } from "./status.js";
  * none, or it could not be read). `event.system` undefined: the writer does not know what the
  * host runs, and the record keeps what it said. `event.previous` undefined: the system it ran
  * before is the one `before` named as running, when the host runs another now; else the one
- * `before` named as previous.
+ * `before` named as previous. `event.origin` undefined: what put the host's system there is
+ * `before`'s word while the host still runs what `before` said, else unknown.
  */
 export function nextRecord(before: StatusRecord | undefined, event: RecordParts): StatusRecord {
   if (before === undefined) return statusRecord(event);
@@ -24,6 +25,12 @@ export function nextRecord(before: StatusRecord | undefined, event: RecordParts)
     event.previous !== undefined ? event.previous : moved ? before.current : before.previous;
   const secrets = system.secrets !== undefined ? system.secrets : before.secrets;
   const reboot = system.reboot !== undefined ? system.reboot : before.reboot;
+  const origin =
+    event.origin !== undefined
+      ? event.origin
+      : system.current === before.current
+        ? before.origin
+        : undefined;
   return statusRecord({
     ...event,
     system: {
@@ -36,6 +43,7 @@ export function nextRecord(before: StatusRecord | undefined, event: RecordParts)
       ...(reboot === undefined ? {} : { reboot }),
     },
     ...(previous === undefined ? {} : { previous }),
+    origin,
     ...(event.agent === undefined && typeof before.agent === "string"
       ? { agent: before.agent }
       : {}),

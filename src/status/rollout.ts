@@ -12,6 +12,7 @@ import { ACTIONS, type Action } from "../fleet/action.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
+import { type OriginSource, readOriginSources } from "../release/release-origin.js";
 import { withoutControls } from "../util/text.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
@@ -50,14 +51,7 @@ export interface RolloutWave {
 }
 
 /** Where a rollout's systems came from: a flake, its git revision, whether its tree was dirty. */
-export interface RolloutSource {
-  /** The flake: a local directory, or a reference without credentials. */
-  readonly flake: string;
-  /** Its git commit (null: not a git work tree, or not asked). */
-  readonly rev: string | null;
-  /** Whether tracked files differed from that commit (null: unknown). */
-  readonly dirty: boolean | null;
-}
+export type RolloutSource = OriginSource;
 
 export interface RolloutRecord {
   readonly version: 1;
@@ -168,25 +162,9 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
 
 /** The sources a record names: at most 20, each a flake, a revision and whether it was dirty. */
 function rolloutSources(value: unknown, source: string): RolloutSource[] {
-  if (!Array.isArray(value) || value.length > 20) {
-    throw malformed(source, `"sources" must be a list of at most 20`);
-  }
-  return value.map((v, i) => {
-    const where = `sources[${i}]`;
-    const o = object(v, source, where);
-    if (typeof o.flake !== "string") throw malformed(source, `${where}.flake must be a string`);
-    if (!(o.rev === null || (typeof o.rev === "string" && /^[0-9a-f]{40,64}$/.test(o.rev)))) {
-      throw malformed(source, `${where}.rev must be a git commit or null`);
-    }
-    if (!(o.dirty === null || typeof o.dirty === "boolean")) {
-      throw malformed(source, `${where}.dirty must be true, false or null`);
-    }
-    return {
-      flake: withoutControls(o.flake).slice(0, 500),
-      rev: o.rev as string | null,
-      dirty: o.dirty as boolean | null,
-    };
-  });
+  const read = readOriginSources(value);
+  if (typeof read === "string") throw malformed(source, read);
+  return read;
 }
 
 function rolloutHost(value: unknown, source: string, where: string): RolloutHost {

@@ -15,6 +15,7 @@ import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
+import { isRolloutKey } from "./rollout.js";
 
 /** Where a host is in applying a release (or a push deploy). */
 export const STATUS_STATES = ["applying", "success", "failed", "rejected"] as const;
@@ -60,6 +61,11 @@ export interface StatusRecord {
    * not run from the store): a cache collection keeps it, so a host can realise it again.
    */
   readonly agent?: string | null;
+  /**
+   * What put the system the host runs there (issue 46): the rollout record of the deploy, the
+   * release the agent applied, or a rollback. Absent: not known (records older than it).
+   */
+  readonly origin?: RecordOrigin;
   readonly state: StatusState;
   /** The step the host was at, or failed in (null: none). */
   readonly phase: StatusPhase | null;
@@ -79,6 +85,15 @@ export interface StatusRecord {
   readonly startedAt: string;
   readonly updatedAt: string;
 }
+
+/** What put a host's current system there; a reader looks up who and from what source. */
+export type RecordOrigin =
+  /** A deploy: its rollout record (status/rollouts/…), which names who and from what. */
+  | { readonly kind: "rollout"; readonly key: string }
+  /** An agent applied this release: its origin document (release-origin.ts) names them. */
+  | { readonly kind: "release"; readonly channel: string; readonly seq: number }
+  /** `nixship rollback` of a push host: who ran it (a rollback has no source of its own). */
+  | { readonly kind: "rollback"; readonly by: string };
 
 /** The tail of a host's log: at most LOG_LINES lines of at most LOG_LINE_LENGTH characters. */
 export interface HostLog {
@@ -230,6 +245,8 @@ export interface RecordParts {
   readonly previous?: string | null;
   /** The agent's own package (agents running from the store). */
   readonly agent?: string | undefined;
+  /** What put `system` there; null: not known; undefined: see nextRecord. */
+  readonly origin?: RecordOrigin | null | undefined;
   readonly what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">;
   readonly startedAt: string;
   readonly updatedAt: string;
@@ -251,6 +268,7 @@ export function statusRecord(p: RecordParts): StatusRecord {
     ...(system?.secrets === undefined ? {} : { secrets: system.secrets }),
     ...(system?.reboot === undefined ? {} : { reboot: system.reboot }),
     ...(p.agent === undefined ? {} : { agent: p.agent }),
+    ...(p.origin === undefined || p.origin === null ? {} : { origin: p.origin }),
     ...p.what,
     startedAt: p.startedAt,
     updatedAt: p.updatedAt,
@@ -323,6 +341,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   }
   count("seq");
   count("generation");
+  const origin = r.origin === undefined ? undefined : readOrigin(r.origin);
+  if (typeof origin === "string") throw malformed(source, `"origin": ${origin}`);
   const log = r.log === undefined ? undefined : readLog(r.log);
   if (typeof log === "string") throw malformed(source, `"log": ${log}`);
   if (!(r.rolledBack === undefined || r.rolledBack === null || typeof r.rolledBack === "boolean")) {
@@ -347,6 +367,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     ...(reboot === undefined ? {} : { reboot }),
     ...(pruned === undefined ? {} : { pruned }),
     ...(r.agent === undefined ? {} : { agent: r.agent as string | null }),
+    ...(origin === undefined ? {} : { origin }),
     state: r.state as StatusState,
     phase,
     // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.
@@ -356,6 +377,37 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     startedAt: r.startedAt as string,
     updatedAt: r.updatedAt as string,
   };
+}
+
+/**
+ * A record's origin, checked; or what is wrong with it. A kind this version does not know (a
+ * newer nixship's) reads as none, so that a newer writer does not make the record unreadable.
+ */
+function readOrigin(value: unknown): RecordOrigin | string | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return "must be an object";
+  }
+  const o = value as Record<string, unknown>;
+  switch (o.kind) {
+    case "rollout":
+      return typeof o.key === "string" && isRolloutKey(o.key)
+        ? { kind: "rollout", key: o.key }
+        : `"key" is not a rollout record's key`;
+    case "release":
+      if (typeof o.channel !== "string" || !NAME_PATTERN.test(o.channel)) {
+        return `"channel" is not a channel name`;
+      }
+      if (!Number.isSafeInteger(o.seq) || (o.seq as number) < 1) {
+        return `"seq" must be a whole number from 1`;
+      }
+      return { kind: "release", channel: o.channel, seq: o.seq as number };
+    case "rollback":
+      return typeof o.by === "string"
+        ? { kind: "rollback", by: withoutControls(o.by).slice(0, 300) }
+        : `"by" must be a string`;
+    default:
+      return typeof o.kind === "string" ? undefined : `"kind" must be a string`;
+  }
 }
 
 /** A record's log, checked and with control characters removed; or what is wrong with it. */

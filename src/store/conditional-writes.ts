@@ -1,5 +1,6 @@
 // Whether a store honours conditional writes (If-None-Match: * and If-Match on PutObject), which
 // race-safe release publishing rests on: probed with a throwaway object, remembered per store.
+
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
@@ -7,6 +8,7 @@ import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { withoutCredentials } from "../util/text.js";
 import type { ObjectStore, PutCondition } from "./object-store.js";
 
 /**
@@ -119,11 +121,6 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
   if (xdg && isAbsolute(xdg)) return join(xdg, "nixship");
   return join(homedir(), ".cache", "nixship");
-}
-
-/** Store URLs carry no credentials (openStore refuses them); strip any, in case. */
-function withoutCredentials(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, "$1");
 }
 
 function isTrusted(checkedAt: number | undefined, now: Date): boolean {

@@ -323,6 +323,47 @@ describe("terminal", () => {
     r.finish();
   });
 
+  it("shows the build's progress as one line drawn again in place, then what was built", () => {
+    const s = sink(true, 80);
+    const r = createDeployRenderer(s.out, "auto");
+    const progress = (seconds: number, done: number): DeployEvent => ({
+      type: "build-progress",
+      done,
+      expected: 2,
+      failed: 0,
+      building: 1,
+      running: [{ name: "kernel-6.6", drv: "/nix/store/x-kernel-6.6.drv", seconds }],
+    });
+    r.onEvent({ type: "build-start", systems: 1, hosts: 2 });
+    r.onEvent(progress(2, 0));
+    vi.advanceTimersByTime(200);
+    r.onEvent(progress(17, 1));
+    vi.advanceTimersByTime(200);
+    expect(screen(s.text())).toEqual([
+      "building 1 system for 2 hosts",
+      "building kernel-6.6 (17.0s); 1 of 2 derivations built",
+    ]);
+    r.onEvent({ type: "build-done", seconds: 20, systems: [] });
+    expect(screen(s.text())).toEqual(["building 1 system for 2 hosts", "built 0 systems in 20.0s"]);
+    r.finish();
+  });
+
+  it("prints the build's progress as lines on a pipe", () => {
+    const s = sink(false);
+    const r = createDeployRenderer(s.out, "auto");
+    r.onEvent({
+      type: "build-progress",
+      done: 0,
+      expected: 3,
+      failed: 0,
+      building: 2,
+      running: [{ name: "a", drv: "/nix/store/x-a.drv", machine: "ssh-ng://b1", seconds: 4 }],
+    });
+    expect(s.text()).toBe(
+      "  building a on ssh-ng://b1 (4.0s) and 1 more; 0 of 3 derivations built\n",
+    );
+  });
+
   it("assumes 100 columns when a pseudo-terminal reports 0", () => {
     const s = sink(true, 0);
     const r = createDeployRenderer(s.out, "auto");

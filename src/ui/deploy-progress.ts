@@ -75,6 +75,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return describeBuildStart(event);
     case "build-done":
       return describeBuildDone(event);
+    case "build-progress":
+      return describeBuildProgress(event);
     case "push-start":
       return event.from === undefined
         ? `pushing to ${event.cache}`
@@ -202,6 +204,8 @@ class LiveRenderer implements DeployRenderer {
   private lastDraw = 0;
   private pending: ReturnType<typeof setTimeout> | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
+  /** What builds now, while the build runs: the block's one line when no host is shown. */
+  private building: string | undefined;
 
   constructor(private readonly out: DeployOutput) {}
 
@@ -232,6 +236,15 @@ class LiveRenderer implements DeployRenderer {
         this.request();
         return;
       }
+      case "build-progress":
+        // One line, drawn again in place, until the build ends.
+        this.building = describeBuildProgress(event).trim();
+        this.request();
+        return;
+      case "build-done":
+        this.building = undefined;
+        this.print(describeEvent(event));
+        return;
       case "host-done": {
         const h = this.hostFor(event.result.host);
         h.done = describeHostDone(event.result);
@@ -268,7 +281,7 @@ class LiveRenderer implements DeployRenderer {
     const erase = this.drawn > 0 ? `\x1b[${this.drawn}A\r\x1b[0J` : "";
     this.out.write(`${erase}${line}\n`);
     this.drawn = 0;
-    if (this.hosts.length > 0) this.draw();
+    if (this.hosts.length > 0 || this.building !== undefined) this.draw();
   }
 
   /** A redraw, now or (throttled) a little later. */
@@ -290,19 +303,21 @@ class LiveRenderer implements DeployRenderer {
       clearTimeout(this.pending);
       this.pending = undefined;
     }
-    if (this.hosts.length === 0) return;
+    if (this.hosts.length === 0 && this.building === undefined) return;
     const now = Date.now();
     // A pseudo-terminal may report 0 columns (e.g. under script(1)): then assume 100.
     const columns = this.out.columns && this.out.columns > 0 ? this.out.columns : 100;
     const width = Math.max(20, columns) - 1;
     const hostWidth = Math.max(...this.hosts.map((h) => h.host.length));
+    const lines =
+      this.hosts.length > 0
+        ? this.hosts.map((h) => liveLine(h, hostWidth, now))
+        : [this.building ?? ""];
     let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
-    for (const h of this.hosts) {
-      text += `\r\x1b[2K${truncate(liveLine(h, hostWidth, now), width)}\n`;
-    }
-    if (this.hosts.length < this.drawn) text += "\x1b[0J";
+    for (const line of lines) text += `\r\x1b[2K${truncate(line, width)}\n`;
+    if (lines.length < this.drawn) text += "\x1b[0J";
     this.out.write(text);
-    this.drawn = this.hosts.length;
+    this.drawn = lines.length;
     this.lastDraw = now;
   }
 
@@ -338,6 +353,22 @@ function describeBuildStart(event: Extract<DeployEvent, { type: "build-start" }>
   if (event.buildHost !== undefined) return `${what} on ${event.buildHost}`;
   if (event.builders !== undefined) return `${what} (builders: ${event.builders.join(", ")})`;
   return what;
+}
+
+/** What builds now, for how long, and how many of how many derivations are done. */
+export function describeBuildProgress(
+  event: Extract<DeployEvent, { type: "build-progress" }>,
+): string {
+  const counts =
+    event.expected > 0 ? `${event.done} of ${plural(event.expected, "derivation")} built` : "";
+  const failed = event.failed > 0 ? `, ${event.failed} failed` : "";
+  if (event.building === 0) return `  ${counts || "building"}${failed}`;
+  const named = event.running.map(
+    (b) =>
+      `${b.name}${b.machine === undefined ? "" : ` on ${b.machine}`} (${formatDuration(b.seconds)})`,
+  );
+  const more = event.building > named.length ? ` and ${event.building - named.length} more` : "";
+  return `  building ${named.join(", ")}${more}${counts ? `; ${counts}` : ""}${failed}`;
 }
 
 /** Where the systems were built, said plainly, and whether a build host's closures came here. */

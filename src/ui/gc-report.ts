@@ -1,4 +1,5 @@
-// `cache gc` as text: what was kept and deleted, why (the roots by source), and what it saves.
+// `cache gc` as text: what was kept and deleted (every path, by package), why (the roots by
+// source, and the roots that were wrong or skipped), and what it saves.
 import type { GcEvent, GcReport } from "../cache/gc.js";
 import { OBJECT_KINDS, ROOT_SOURCES, type Tallies } from "../cache/gc-plan.js";
 import { formatBytes } from "./format.js";
@@ -33,7 +34,14 @@ export function formatGcReport(report: GcReport): string {
       );
     }
   }
+  for (const m of report.malformedRoots) {
+    lines.push(
+      `  malformed root: ${m.path} (named by ${m.origins.join(", ") || "?"}): its narinfo describes ${m.describes}, which is kept`,
+    );
+  }
+  for (const s of report.skippedRoots) lines.push(`  collected without ${s.name}: ${s.problem}`);
   lines.push(`  ${report.dryRun ? "would delete" : "deleted"}: ${tallies(report.deleted)}`);
+  lines.push(...deletedLines(report));
   lines.push(`  kept:    ${tallies(report.kept)}`);
   if (report.young > 0)
     lines.push(`  ${report.young} objects are younger than the grace period (never deleted)`);
@@ -42,6 +50,7 @@ export function formatGcReport(report: GcReport): string {
   );
   const r = report.requests;
   lines.push(`  requests: ${r.list} LIST, ${r.get} GET, ${r.delete} DELETE`);
+  if (report.reportKey !== null) lines.push(`  report kept in the store: ${report.reportKey}`);
   if (report.problems.length > 0) {
     lines.push(`  problems:`);
     for (const p of report.problems) lines.push(`    ${p}`);
@@ -53,7 +62,7 @@ export function formatGcReport(report: GcReport): string {
 export function gcProgressText(event: GcEvent): string {
   switch (event.type) {
     case "waiting":
-      return `gc: waiting for ${event.leases} push or deploy in progress to finish`;
+      return `gc: waiting for ${event.holders.length} push or deploy in progress to finish`;
     case "listing":
       return `gc: listing: ${event.narinfos} narinfos, ${event.nars} NARs`;
     case "marking":
@@ -61,4 +70,36 @@ export function gcProgressText(event: GcEvent): string {
     case "deleting":
       return `gc: deleting ${KIND_NAMES[event.kind]}: ${event.done}/${event.total}`;
   }
+}
+
+/** Paths shown per package in text (--json lists them all). */
+const PATHS_SHOWN = 5;
+/** Packages shown in text. */
+const PACKAGES_SHOWN = 30;
+
+/** The deleted store paths by package, largest first, then the orphan NARs. */
+function deletedLines(report: GcReport): string[] {
+  const lines: string[] = [];
+  const verb = report.dryRun ? "would delete" : "deleted";
+  if (report.deletedPaths.length > 0)
+    lines.push(`  store paths it ${verb}, by package (${report.deletedPaths.length}):`);
+  for (const g of report.byPackage.slice(0, PACKAGES_SHOWN)) {
+    lines.push(`    ${g.name} (${g.paths.length}, ${formatBytes(g.bytes)})`);
+    for (const p of g.paths.slice(0, PATHS_SHOWN)) lines.push(`      ${p}`);
+    if (g.paths.length > PATHS_SHOWN)
+      lines.push(`      … and ${g.paths.length - PATHS_SHOWN} more (--json lists them all)`);
+  }
+  if (report.byPackage.length > PACKAGES_SHOWN)
+    lines.push(
+      `    … and ${report.byPackage.length - PACKAGES_SHOWN} more packages (--json lists them all)`,
+    );
+  if (report.deletedUnreadable.length > 0)
+    lines.push(
+      `  narinfos that did not parse (${report.deletedUnreadable.length}): ${report.deletedUnreadable.slice(0, PATHS_SHOWN).join(", ")}${report.deletedUnreadable.length > PATHS_SHOWN ? ", …" : ""}`,
+    );
+  if (report.orphanNars.length > 0)
+    lines.push(
+      `  orphan NARs (no narinfo named them) (${report.orphanNars.length}): ${report.orphanNars.slice(0, PATHS_SHOWN).join(", ")}${report.orphanNars.length > PATHS_SHOWN ? ", …" : ""}`,
+    );
+  return lines;
 }

@@ -2,7 +2,13 @@
 // package by package (plan-diff-format.ts) and the checks. Pure; the JSON output elsewhere
 // keeps the full store paths.
 import type { HealthChecks } from "../fleet/fleet.js";
-import type { DeployPlan, HostPlan, PlannedWave, Transfer } from "../fleet/plan.js";
+import type {
+  DeployPlan,
+  HostPlan,
+  PlannedPendingBoot,
+  PlannedWave,
+  Transfer,
+} from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { formatBytes } from "./format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
@@ -187,7 +193,7 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
         host.host,
         current,
         desired,
-        plan.action,
+        host.pendingBoot?.decision === "judge" ? "judge boot" : plan.action,
         `${isUpperBound(host) ? "at most " : ""}${formatTransfer(host.transfer)}`,
         note(plan, host),
       ];
@@ -195,6 +201,7 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
 }
 
 function note(plan: DeployPlan, host: HostPlan): string {
+  const name = systemNamer([host.current, host.desired, host.pendingBoot?.path ?? undefined]);
   const notes: string[] = [];
   if (host.stored)
     notes.push(`as its status record of ${host.stored.at} says (${host.stored.why})`);
@@ -223,6 +230,7 @@ function note(plan: DeployPlan, host: HostPlan): string {
       "what it booted is unknown (no booted system): --reboot auto does not reboot it; --reboot always would",
     );
   }
+  if (host.pendingBoot !== undefined) notes.push(pendingBootNote(host.pendingBoot, name));
   if (host.failedThere !== undefined) {
     notes.push(`its system failed there, so it is activated again (${host.failedThere})`);
   } else if (host.current !== undefined && host.current === host.desired) {
@@ -230,6 +238,16 @@ function note(plan: DeployPlan, host: HostPlan): string {
   } else if (host.secretsChange) notes.push("its secrets change");
   if (plan.action === "dry-activate") notes.push("dry run: nothing changes");
   return notes.join("; ");
+}
+
+/** A boot an earlier deploy left unconfirmed, and what this deploy does with it. */
+function pendingBootNote(pending: PlannedPendingBoot, name: (path: string) => string): string {
+  const into = pending.path === null ? "a new system" : name(pending.path);
+  const since =
+    pending.since === null ? "" : ` since ${new Date(pending.since * 1000).toISOString()}`;
+  return pending.decision === "judge"
+    ? `its reboot into ${into}${since} is unconfirmed: judged first (its checks, then confirm-boot or abort-boot)`
+    : `a reboot into ${into}${since} is unconfirmed: this activation replaces it`;
 }
 
 /** A transfer counted without asking the host's store: it may hold more. */

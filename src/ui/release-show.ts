@@ -1,6 +1,9 @@
 // `nixship release show`'s text: the release's fields, then per host what it names, what the
 // host runs and what last passed there.
+
+import type { OriginCheck } from "../release/release-origin.js";
 import type { ReleaseShowView } from "../views/release-view.js";
+import { originText } from "./origin-text.js";
 import { formatTable, plural } from "./plan-format.js";
 
 /** `trustedFrom`: where the trusted keys came from, when verified. */
@@ -33,6 +36,7 @@ export function formatReleaseShow(
       ["  digest", digest],
       ["  previous", release.previous ?? "none (first release of the channel)"],
       ["  signature", signatureLine],
+      ["  published", publishedLine(shown.origin)],
     ]),
     `hosts (${names.length}):`,
     ...formatTable([
@@ -50,4 +54,16 @@ export function formatReleaseShow(
     ]),
   ];
   return `${lines.join("\n")}\n`;
+}
+
+/** Who published the release and from what: only what a trusted key signed is shown as true. */
+function publishedLine(origin: OriginCheck): string {
+  switch (origin.status) {
+    case "none":
+      return "by whom not recorded (published before nixship recorded it)";
+    case "untrusted":
+      return `by whom NOT KNOWN: its origin document is not to be believed (${origin.problem})`;
+    case "trusted":
+      return `${originText(origin)} (signed by key '${origin.keyName}')`;
+  }
 }

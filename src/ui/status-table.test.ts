@@ -22,7 +22,7 @@ const record: StatusRecord = {
   updatedAt: "2025-01-01T12:00:05.000Z",
 };
 const row = (over: Partial<StoredRow> = {}): StoredRow => ({
-  ...record,
+  ...(record as Omit<StatusRecord, "origin">),
   source: "stored",
   inStep: true,
   reported: true,
@@ -166,5 +166,27 @@ describe("the status table of ssh hosts (issue 46)", () => {
     expect(r).toMatchObject({ inStep: true, last: { wants: A, state: "success" } });
     expect(r).not.toHaveProperty("behind");
     expect(formatStatusTable([r]).split("\n")[1]).toMatch(/ live\s*$/);
+  });
+
+  it("who put the host's system there and from what: live and stored, and what cannot be told", () => {
+    const origin = {
+      kind: "rollout" as const,
+      ref: "0123456789ab",
+      by: "alice@deploybox",
+      sources: [{ flake: "/srv/fleet", rev: "e".repeat(40), dirty: false }],
+      problem: null,
+    };
+    const live = liveRow(host as never, answered, sshRecord, origin);
+    expect(formatStatusTable([live]).split("\n")[1]).toMatch(
+      / live\s+deployed \(rollout 0123456789ab\) by alice@deploybox from \/srv\/fleet at eeeeeeeeeeee$/,
+    );
+    // A host that runs another system than its record says: the record's word does not hold.
+    expect(
+      liveRow(host as never, { ...answered, current: NEW }, sshRecord, origin),
+    ).not.toHaveProperty("origin");
+    const unknown = { ...origin, by: null, sources: [], problem: "its rollout record is gone" };
+    expect(storedNote(row({ origin: unknown }))).toBe(
+      "release 2; reported 2025-01-01T12:00:05.000Z; deployed (rollout 0123456789ab), by whom unknown: its rollout record is gone",
+    );
   });
 });

@@ -5,6 +5,7 @@ import type { BootState, FailedSystem, RebootState } from "../host/activation.js
 import type { Drift } from "../views/drift.js";
 import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
+import { shownOriginText } from "./origin-text.js";
 import { formatTable, storeName, systemNamer } from "./plan-format.js";
 
 export type { LiveRow, StatusRow, StoredRow };
@@ -29,6 +30,7 @@ function liveCells(r: LiveRow): string[] {
   if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
   if (r.boot?.pending) note.push(pendingBootNote(r.boot.pending));
+  if (r.origin) note.push(shownOriginText(r.origin));
   return [
     r.host,
     r.mode,
@@ -142,7 +144,14 @@ export function storedNote(r: StoredRow): string {
         ? `last heartbeat ${r.heartbeatAt}`
         : "no heartbeat";
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
-  return joinNote([drift, release, what, heartbeat, r.updatedAt ? `reported ${r.updatedAt}` : ""]);
+  return joinNote([
+    drift,
+    release,
+    what,
+    heartbeat,
+    r.updatedAt ? `reported ${r.updatedAt}` : "",
+    r.origin ? shownOriginText(r.origin) : "",
+  ]);
 }
 
 function joinNote(parts: readonly string[]): string {

@@ -9,3 +9,11 @@ const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 export function withoutControls(text: string): string {
   return text.replace(CONTROL, "\ufffd");
 }
+
+/**
+ * `url` without the user and password it may carry (`git+https://u:token@host/…`): a URL shown
+ * or stored (a flake's, a store's) never carries a credential.
+ */
+export function withoutCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, "$1");
+}

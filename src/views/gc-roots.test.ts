@@ -20,7 +20,11 @@ describe("gc roots", () => {
         web2: { path: p("b"), secrets: { bundle: "x", manifest: "y", age: p("c") } },
       },
     } as unknown as Release;
-    expect(releasePaths(release)).toEqual([p("a"), p("b"), p("c")]);
+    expect(releasePaths(release)).toEqual([
+      ["web1", p("a")],
+      ["web2", p("b")],
+      ["web2", p("c")],
+    ]);
   });
 
   it("from a status record: current, desired, previous, the booted kernel's path and the agent", () => {
@@ -54,7 +58,7 @@ describe("gc roots", () => {
     ]);
   });
 
-  it("refuses a signed release that names a host in two shards: a problem naming the host and both shards, no roots from it", async () => {
+  it("refuses a signed release that names a host in two shards: unreadable, naming the host and both shards, no roots from it", async () => {
     const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
     try {
       const store = new FsStore(dir, { fsync: false });
@@ -63,13 +67,14 @@ describe("gc roots", () => {
       const { own, other } = await doubledRelease(release, key, "web-3", { store });
       const found = await rootsFromStore(store, { keepReleases: 5 });
       const said = `release 1 of channel prod names host 'web-3' in shard ${other}, but its shard is ${own}`;
-      expect(found.problems).toEqual([
-        expect.stringMatching(
-          new RegExp(`^release-shards/prod/1/${other}-[0-9a-f]{64}\\.json: ${said}`),
-        ),
-        expect.stringMatching(
-          new RegExp(`^release-shards/prod/1/${other}-[0-9a-f]{64}\\.json: ${said}`),
-        ),
+      const shard = new RegExp(`^release-shards/prod/1/${other}-[0-9a-f]{64}\\.json: ${said}`);
+      expect(found.unreadable).toEqual([
+        { name: "releases/prod/1.json", problem: expect.stringMatching(shard) },
+        { name: "channels/prod.json", problem: expect.stringMatching(shard) },
+        {
+          name: "releases/prod/1.json",
+          problem: expect.stringContaining("a shard missing or changed"),
+        },
       ]);
       expect(found.roots.size).toBe(0);
       await store.close();

@@ -2,9 +2,20 @@
 // and can go back to: the newest releases of every channel (and what each channel points at),
 // every host's status record (current, desired, previous and booted systems, its agent's own
 // package), each agent host's confirmed history, and the pins. Read without any host name
-// given: LIST calls find the channels, releases and records.
+// given: LIST calls find the channels, releases and records. What cannot be read (a record, a
+// release or one of its shards, a pin) is returned as unreadable: the collector then deletes
+// nothing, unless the operator named it to be skipped.
 
-import { addRoot, type GcRoots } from "../cache/gc-plan.js";
+import {
+  addOrigin,
+  addRoot,
+  type GcRoots,
+  judgeUnreadable,
+  type RootOrigins,
+  type RootSource,
+  type RootsRead,
+  type UnreadableRoot,
+} from "../cache/gc-plan.js";
 import { readPins } from "../cache/pins.js";
 import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
@@ -33,12 +44,11 @@ export interface StoreRootOptions {
    * undefined: every confirmed system the history reaches.
    */
   readonly keepGenerations?: number;
+  /** Hosts or object keys whose roots the operator lets go when they cannot be read. */
+  readonly skip?: ReadonlySet<string>;
 }
 
-export interface StoreRoots {
-  readonly roots: GcRoots;
-  /** Objects that could not be read (their roots are unknown), and why. */
-  readonly problems: string[];
+export interface StoreRoots extends RootsRead {
   readonly channels: readonly string[];
   readonly hosts: number;
 }
@@ -51,34 +61,62 @@ export async function rootsFromStore(
   options: StoreRootOptions,
 ): Promise<StoreRoots> {
   const roots: GcRoots = new Map();
-  const problems: string[] = [];
+  const origins: RootOrigins = new Map();
+  const unreadable: UnreadableRoot[] = [];
+  // One origin string per host, shared by every path it names (a fleet may have 100,000).
+  const hostOrigins = new Map<string, string>();
+  const hostOrigin = (host: string) => {
+    let origin = hostOrigins.get(host);
+    if (origin === undefined) {
+      origin = `host ${host}`;
+      hostOrigins.set(host, origin);
+    }
+    return origin;
+  };
+  const add = (path: string, source: RootSource, origin: string) => {
+    addRoot(roots, path, source);
+    addOrigin(origins, path, origin);
+  };
 
   const seqs = await listReleaseSeqs(store);
   const channels = [...new Set([...(await listChannels(store)), ...seqs.keys()])].sort();
   for (const channel of channels) {
     const newest = (seqs.get(channel) ?? []).slice(-options.keepReleases);
-    const releases = await mapLimit(newest, READS, async (seq) =>
-      releaseRoots(store, releaseKey(channel, seq), await readRelease(store, channel, seq)),
-    );
-    const head = await readChannel(store, channel);
-    releases.push(await releaseRoots(store, `channels/${channel}.json`, head));
-    for (const r of releases) {
-      if (typeof r === "string") problems.push(r);
-      else if (r !== undefined) for (const p of releasePaths(r)) addRoot(roots, p, "release");
+    const releases = await mapLimit(newest, READS, async (seq) => {
+      const key = releaseKey(channel, seq);
+      return { key, read: await releaseRoots(store, key, await readRelease(store, channel, seq)) };
+    });
+    const headKey = `channels/${channel}.json`;
+    releases.push({
+      key: headKey,
+      read: await releaseRoots(store, headKey, await readChannel(store, channel)),
+    });
+    for (const { key, read } of releases) {
+      if (typeof read === "string") unreadable.push({ name: key, problem: read });
+      else if (read !== undefined)
+        for (const [host, p] of releasePaths(read)) add(p, "release", hostOrigin(host));
     }
     const history = await readHistory(store, { channel, trustedKeys: undefined });
-    for (const events of history.hosts.values()) {
+    // A release of the history that does not read hides what its hosts were confirmed on.
+    for (const seq of history.untrusted) {
+      const key = releaseKey(channel, seq);
+      unreadable.push({
+        name: key,
+        problem: `${key}: does not read as a release of ${channel} (malformed, or a shard missing or changed): the systems its hosts were confirmed on are unknown`,
+      });
+    }
+    for (const [host, events] of history.hosts) {
       const confirmed = confirmedSystems(events);
       const kept =
         options.keepGenerations === undefined
           ? confirmed
           : confirmed.slice(0, options.keepGenerations);
-      for (const p of kept) addRoot(roots, p, "history");
+      for (const p of kept) add(p, "history", hostOrigin(host));
     }
   }
 
   const listed = await listStatusRecords(store);
-  await mapLimit(listed, READS * 4, async ({ key }) => {
+  await mapLimit(listed, READS * 4, async ({ key, host }) => {
     let record: StatusRecord | undefined;
     try {
       record = await readRecord(store, key);
@@ -88,17 +126,19 @@ export async function rootsFromStore(
         !(err.code === "status-malformed" || err.code === "object-too-large")
       )
         throw err;
-      problems.push(err.message);
+      unreadable.push({ name: host, problem: `the status record ${key}: ${err.message}` });
       return;
     }
     if (record !== undefined)
-      for (const [p, source] of recordPaths(record)) addRoot(roots, p, source);
+      for (const [p, source] of recordPaths(record)) add(p, source, hostOrigin(host));
   });
 
   const pins = await readPins(store);
-  for (const pin of pins.pins) for (const p of pin.paths) addRoot(roots, p, "pin");
-  for (const [key, why] of pins.unreadable) problems.push(`${key}: ${why}`);
-  return { roots, problems, channels, hosts: listed.length };
+  for (const pin of pins.pins) for (const p of pin.paths) add(p, "pin", `pin ${pin.name}`);
+  for (const [key, why] of pins.unreadable)
+    unreadable.push({ name: key, problem: `${key}: ${why}` });
+  const judged = judgeUnreadable(unreadable, options.skip ?? new Set());
+  return { roots, origins, ...judged, channels, hosts: listed.length };
 }
 
 async function releaseRoots(
@@ -108,7 +148,7 @@ async function releaseRoots(
 ): Promise<Release | string | undefined> {
   if (read.status !== "found" || read.bytes === undefined) return undefined;
   try {
-    // A sharded release's shards too: one missing or changed is a problem, not a release's roots.
+    // A sharded release's shards too: one missing or changed leaves the release's roots unknown.
     return (await loadRelease(store, read.bytes, source)).release;
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
@@ -116,12 +156,12 @@ async function releaseRoots(
   }
 }
 
-/** Every store path a release names: each host's system, and the age its secrets need. */
-export function releasePaths(release: Release): string[] {
-  const paths: string[] = [];
-  for (const entry of Object.values(release.hosts)) {
-    paths.push(entry.path);
-    if (entry.secrets?.age !== undefined) paths.push(entry.secrets.age);
+/** Every store path a release names, with its host: each system, and the age its secrets need. */
+export function releasePaths(release: Release): [string, string][] {
+  const paths: [string, string][] = [];
+  for (const [host, entry] of Object.entries(release.hosts)) {
+    paths.push([host, entry.path]);
+    if (entry.secrets?.age !== undefined) paths.push([host, entry.secrets.age]);
   }
   return paths;
 }

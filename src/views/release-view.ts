@@ -5,12 +5,15 @@ import { readHistory } from "../channel/history-store.js";
 import { type ReleaseHostView, releaseHostViews } from "../channel/host-history.js";
 import type { PublicKey } from "../nix/keys.js";
 import { checkExpiry, type ParsedRelease, type Release } from "../release/release.js";
+import type { OriginCheck } from "../release/release-origin.js";
 import {
   findRelease,
   highestListed,
   listReleases,
   newestSignedRelease,
   type ReleaseEntry,
+  readReleaseOrigin,
+  releaseOriginKey,
   requirePlacement,
 } from "../release/release-store.js";
 import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
@@ -47,6 +50,11 @@ export interface ReleaseShowView {
   /** A newer release listed in the channel than the one it names (`latest` only). */
   readonly newerRelease: number | null;
   readonly warnings: string[];
+  /**
+   * Who published it and from what source (release-origin.ts): trusted only when a trusted key
+   * signed it for this release; none for releases published before nixship wrote it.
+   */
+  readonly origin: OriginCheck;
   readonly release: Release;
   readonly hosts: ReleaseHostView[];
 }
@@ -70,7 +78,7 @@ export async function readReleaseShow(
   const { release, digest, signature } = parsed;
   requirePlacement(found.source, release, channel, which);
   const names = Object.keys(release.hosts);
-  const [poll, history] = await Promise.all([
+  const [poll, history, origin] = await Promise.all([
     new StatusReader(store, { hosts: names }).poll(),
     readHistory(store, {
       channel,
@@ -78,6 +86,7 @@ export async function readReleaseShow(
       // Shown and checked already (verified when trusted keys were given): not read twice.
       known: parsed,
     }),
+    releaseOrigin(store, release, found.bytes, trustedKeys),
   ]);
   const expired = !checkExpiry(release, new Date()).ok;
   // The channel should name the newest release: one that names an older release than a
@@ -95,7 +104,15 @@ export async function readReleaseShow(
     signature: { key: signature?.slice(0, signature.indexOf(":")) ?? null, verified },
     expired,
     newerRelease: newer ?? null,
-    warnings: showWarnings({ release, expired, newer, verified, unreadable }),
+    warnings: [
+      ...showWarnings({ release, expired, newer, verified, unreadable }),
+      ...(origin.status === "untrusted" && verified
+        ? [
+            `who published release ${release.seq} is not known: its origin document (${releaseOriginKey(channel, release.seq)}) is not to be believed (${origin.problem})`,
+          ]
+        : []),
+    ],
+    origin,
     release,
     hosts: releaseHostViews(
       release,
@@ -103,6 +120,20 @@ export async function readReleaseShow(
       history.hosts,
     ),
   };
+}
+
+/** The release's origin; not verified (so not to be believed) without trusted keys. */
+async function releaseOrigin(
+  store: ObjectStore,
+  release: Release,
+  bytes: Uint8Array,
+  trustedKeys: readonly PublicKey[] | undefined,
+): Promise<OriginCheck> {
+  const check = await readReleaseOrigin(store, release, bytes, trustedKeys ?? []);
+  if (trustedKeys === undefined && check.status === "untrusted") {
+    return { status: "untrusted", problem: "not verified: no trusted release key was given" };
+  }
+  return check;
 }
 
 /**

@@ -45,7 +45,9 @@ describe("hosts a running rollout applies", () => {
       ["web1", "applying"],
       ["web2", "success"],
     ]);
-    expect(shown[0]).toMatchObject({ phase: "switch" });
+    // As of the rollout's last write, not of the deploy before it.
+    expect(shown[0]).toMatchObject({ phase: "switch", updatedAt: "2026-11-26T07:00:01.000Z" });
+    expect(shown[1]).toBe(rows[1]);
   });
 
   it("leaves the rows as they are once the rollout ended, or without one", () => {

@@ -6,7 +6,8 @@ import type { StatusRow } from "./status-rows.js";
 
 /**
  * `rows` with each stored row of a host that the running rollout has activating or in its
- * health checks shown as applying, at its step; `rows` itself when no host is.
+ * health checks shown as applying, at its step, as of the rollout record's last write (the
+ * record's own time is when its last deploy ended); `rows` itself when no host is.
  */
 export function withRolloutApplying(
   rows: readonly StatusRow[],
@@ -22,7 +23,12 @@ export function withRolloutApplying(
   if (steps.size === 0) return rows;
   return rows.map((row) =>
     row.source === "stored" && steps.has(row.host)
-      ? ({ ...row, state: "applying", phase: steps.get(row.host) ?? null } as StatusRow)
+      ? ({
+          ...row,
+          state: "applying",
+          phase: steps.get(row.host) ?? null,
+          updatedAt: rollout.record.updatedAt,
+        } as StatusRow)
       : row,
   );
 }

@@ -26,6 +26,17 @@ describe("status rows", () => {
     expect(unreachable).not.toHaveProperty("drift");
   });
 
+  it("a live host with a boot nobody judged is not in step (issue 46)", () => {
+    const live = answer(V2);
+    if (!live.reachable) throw new Error("unreachable");
+    const pending = { token: "t1", path: V2, since: 1700 };
+    const row = liveRow(ssh, { ...live, boot: { id: "b", assessment: null, pending } }, record());
+    expect(row.inStep).toBe(false);
+    expect(
+      liveRow(ssh, { ...live, boot: { id: "b", assessment: null, pending: null } }, record()),
+    ).toMatchObject({ inStep: true });
+  });
+
   it("a stored host is judged by its record and, for an agent, its channel's entry", () => {
     expect(storedRow(ssh, { record: record() })).toMatchObject({ inStep: true, reported: true });
     // An agent's record says what runs after a switch by hand (a push record's current is only

@@ -7,6 +7,7 @@ import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import type { StatusRecord } from "../status/status.js";
 import { type Drift, driftOf } from "./drift.js";
+import type { ShownOrigin } from "./host-origins.js";
 
 interface RowBase {
   readonly host: string;
@@ -18,6 +19,8 @@ interface RowBase {
   readonly inStep: boolean;
   /** Set when the host runs a system nixship did not leave on it (drift.ts). */
   readonly drift?: Drift;
+  /** Who put the system it runs there and from what (host-origins.ts); absent: not known. */
+  readonly origin?: ShownOrigin;
 }
 
 /** What the fleet last asked of a host, and how it went: its status record, read for the view. */
@@ -44,7 +47,7 @@ export type StoredRow = RowBase & {
   readonly reported: boolean;
   /** The host's record could not be read, and why (that host's alone). */
   readonly unreadable?: string;
-} & Partial<StatusRecord> &
+} & Omit<Partial<StatusRecord>, "origin"> &
   Partial<AgentStanding>;
 
 export type StatusRow = LiveRow | StoredRow;
@@ -54,6 +57,7 @@ export function liveRow(
   host: FleetHost,
   status: HostStatus,
   record: StatusRecord | undefined,
+  origin?: ShownOrigin,
 ): LiveRow {
   const drift = status.reachable ? driftOf({ running: status.current, record }) : undefined;
   const last: LastDeploy | undefined =
@@ -78,10 +82,19 @@ export function liveRow(
     mode: host.delivery,
     source: "live",
     // A host that runs a system that failed there, or not the one its last deploy asked for,
-    // is not in step.
-    inStep: status.reachable && status.failed === undefined && drift === undefined && !behind,
+    // or a boot nobody judged (docs/reboots.md), is not in step.
+    inStep:
+      status.reachable &&
+      status.failed === undefined &&
+      !status.boot?.pending &&
+      drift === undefined &&
+      !behind,
     ...status,
     ...(drift === undefined ? {} : { drift }),
+    // Its record's word on who put the system there holds only while it runs that system.
+    ...(origin !== undefined && status.reachable && status.current === record?.current
+      ? { origin }
+      : {}),
     ...(last === undefined ? {} : { last }),
     ...(behind ? { behind: true as const } : {}),
   };
@@ -96,6 +109,8 @@ export interface StoredFacts {
   readonly agent?: AgentStanding | undefined;
   /** Agent hosts: the system the channel's current release names for it. */
   readonly channelEntry?: string | undefined;
+  /** Who put its system there and from what (host-origins.ts). */
+  readonly origin?: ShownOrigin | undefined;
 }
 
 /** A host as its status record (and, for an agent host, its channel and heartbeats) shows it. */
@@ -104,14 +119,17 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   if (facts.unreadable !== undefined) {
     return { ...base, inStep: false, reported: true, unreadable: facts.unreadable };
   }
-  const { record, agent } = facts;
+  const { record, agent, origin } = facts;
   const drift = driftOf({ running: record?.current, record, channelEntry: facts.channelEntry });
+  // The record's own word on its origin is a reference; the row shows what it refers to.
+  const { origin: _reference, ...fields } = record ?? {};
   return {
     ...base,
     inStep: inStep(record, agent) && drift === undefined,
     reported: record !== undefined,
-    ...(record ?? {}),
+    ...fields,
     ...(agent ?? {}),
     ...(drift === undefined ? {} : { drift }),
+    ...(origin === undefined ? {} : { origin }),
   };
 }

@@ -14,10 +14,12 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import { parsePublicKey } from "../nix/keys.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
+import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
 import { type StatusPoll, StatusReader } from "./status-reader.js";
 import { liveRow, type StatusRow, type StoredRow, storedRow } from "./status-rows.js";
 
@@ -37,6 +39,8 @@ export interface StatusViewOptions {
   readonly reader?: StatusReader;
   /** Kept with `reader`: agent hosts' signals, the channel read only when it changed. */
   readonly signals?: AgentSignalsReader;
+  /** Kept with `reader`: who put each host's system there, each rollout or release read once. */
+  readonly origins?: OriginCache;
 }
 
 export interface StatusView {
@@ -85,15 +89,23 @@ export async function readStatusView(
   const now = new Date();
   const rows = hosts.map((h, i): StatusRow => {
     const record = stored?.poll.records.get(h.name);
+    const origin = stored?.origins.get(h.name);
     const status = live[i];
-    if (status !== undefined) return liveRow(h, status, record);
+    if (status !== undefined) return liveRow(h, status, record, origin);
     const signals = h.delivery === "agent" ? stored?.agents : undefined;
     // A host without agent signals is its record alone: a reader that polls keeps the record
     // object while its etag holds, and so the row (10,000 rows cost 80 ms a poll to rebuild).
     if (signals === undefined && record !== undefined && !stored?.poll.unreadable.has(h.name)) {
       const kept = ROWS_OF_RECORDS.get(record);
-      if (kept !== undefined && kept.host === h.name && kept.mode === h.delivery) return kept;
-      const row = storedRow(h, { record });
+      if (
+        kept !== undefined &&
+        kept.host === h.name &&
+        kept.mode === h.delivery &&
+        kept.origin === origin
+      ) {
+        return kept;
+      }
+      const row = storedRow(h, { record, origin });
       ROWS_OF_RECORDS.set(record, row);
       return row;
     }
@@ -104,6 +116,7 @@ export async function readStatusView(
         signals &&
         agentStanding(h.name, record, signals.heartbeats.get(h.name), signals.channel, now),
       channelEntry: signals?.entries.get(h.name),
+      origin,
     });
   });
   return { rows, warnings };
@@ -111,6 +124,8 @@ export async function readStatusView(
 
 interface StoreFacts {
   readonly poll: StatusPoll;
+  /** Who put each host's system there, by host (hosts with a known origin). */
+  readonly origins: ReadonlyMap<string, ShownOrigin>;
   /** Read when an agent host is selected. */
   readonly agents: AgentSignals | undefined;
 }
@@ -130,7 +145,9 @@ async function readStore(
     const agents = hosts.some((h) => h.delivery === "agent")
       ? await (options.signals?.read() ?? readAgentSignals(store, fleet))
       : undefined;
-    return { poll, agents };
+    const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
+    const origins = await readHostOrigins(store, poll.records, releaseKeys, options.origins);
+    return { poll, agents, origins };
   } finally {
     if (kept === undefined) await store.close();
   }

@@ -25,11 +25,12 @@ locals {
   collectable_objects = [for key in local.collectable_keys : "${local.store_arn}${key}"]
 
   # `nixship cache gc`'s own keys: the collector's lock, a lease per push or deploy in
-  # progress, and the pins that keep paths by name.
+  # progress, the pins that keep paths by name, and the reports of past collections.
   gc_lock_object = "${local.store_arn}gc/lock.json"
   lease_objects  = ["${local.store_arn}gc/leases/*"]
   pin_objects    = ["${local.store_arn}gc/pins/*"]
-  gc_prefixes    = [for key in ["gc/lock.json", "gc/leases/*", "gc/pins/*"] : "${local.key_prefix}${key}"]
+  report_objects = ["${local.store_arn}gc/reports/*"]
+  gc_prefixes    = [for key in ["gc/lock.json", "gc/leases/*", "gc/pins/*", "gc/reports/*"] : "${local.key_prefix}${key}"]
 
   # Release manifests, the shards of sharded releases, and the channels that point at them.
   release_keys     = ["releases/*", "release-shards/*", "channels/*"]
@@ -314,6 +315,14 @@ data "aws_iam_policy_document" "collector" {
     sid       = "HoldGcLock"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = [local.gc_lock_object]
+  }
+
+  # Each collection keeps its report (every path it deleted) under gc/reports/, and deletes
+  # all but the newest 20.
+  statement {
+    sid       = "KeepGcReports"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = local.report_objects
   }
 
   # The collector takes no lease: it reads them to count the live ones, and deletes those whose

@@ -1,0 +1,107 @@
+// The dashboard's release page and host page say who published a release and who put a host's
+// system there (issue 46): read from a directory store, an origin changed in the store marked
+// untrusted, never shown as true.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { publishRelease, releaseOriginKey } from "../release/release-store.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import type { StatusRow } from "../views/status-rows.js";
+import { hostMain, releaseMain } from "./pages.js";
+import { ReleaseReads } from "./release-reads.js";
+
+const SYS = `/nix/store/${"a".repeat(32)}-example-web-system-v2` as StorePath;
+const key = generateSecretKey("prod-release-1");
+const trust = { status: "trusted", key: "prod-release-1" } as const;
+const now = new Date("2026-11-26T07:00:00.000Z");
+
+let dir: string;
+let store: ObjectStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-release-origin-page-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("the dashboard's release page", () => {
+  it("names who published the release and from what, and marks an origin changed in the store", async () => {
+    await publishRelease(store, {
+      channel: "prod",
+      hosts: { web1: { path: SYS } },
+      kind: "deploy",
+      action: "switch",
+      health: { http: [], commands: [] },
+      confirmTimeout: 30,
+      key,
+      origin: {
+        by: "alice@deployer",
+        sources: [{ flake: "/src/fleet", rev: "c".repeat(40), dirty: false }],
+      },
+    });
+    const page = async (poll: number) => {
+      const reads = new ReleaseReads(store, [publicKeyOf(key)]);
+      const data = await reads.page("prod", 1, trust, poll);
+      if (data === undefined) throw new Error("no release page");
+      return String(releaseMain(data, new Map(), now));
+    };
+    expect(await page(1)).toContain(
+      `Published by alice@deployer from /src/fleet at ${"c".repeat(12)}.`,
+    );
+    const stored = JSON.parse(String(await readAll(store, releaseOriginKey("prod", 1))));
+    await store.put(
+      releaseOriginKey("prod", 1),
+      Buffer.from(JSON.stringify({ ...stored, by: "mallory@nowhere" })),
+    );
+    const altered = await page(2);
+    expect(altered).toContain("origin untrusted");
+    expect(altered).toContain("Who published it is not known");
+    expect(altered).not.toContain("mallory");
+  });
+});
+
+describe("the dashboard's host page", () => {
+  it("says who put the host's system there, or that it cannot be told", () => {
+    const row = {
+      host: "web1",
+      mode: "ssh",
+      source: "stored",
+      inStep: true,
+      reported: true,
+      state: "success",
+      current: SYS,
+      origin: {
+        kind: "rollout",
+        ref: "0123456789ab",
+        by: "alice@deployer",
+        sources: [],
+        problem: null,
+      },
+    } as unknown as StatusRow;
+    const detail = {
+      row,
+      tags: [],
+      history: [],
+      change: { status: "none", why: "none" },
+    } as const;
+    const page = String(hostMain(detail, now));
+    expect(page).toContain(
+      '<dt>Put there</dt><dd><span class="origin">deployed (rollout 0123456789ab) by alice@deployer</span></dd>',
+    );
+    const unknown = {
+      ...detail,
+      row: {
+        ...row,
+        origin: { ...(row.origin as object), by: null, problem: "its rollout record is gone" },
+      } as StatusRow,
+    };
+    expect(String(hostMain(unknown, now))).toContain("by whom unknown: its rollout record is gone");
+  });
+});

@@ -1,0 +1,166 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import { publishRelease, releaseOriginKey } from "../release/release-store.js";
+import { type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import { writeRollout } from "../status/rollout-store.js";
+import type { RecordOrigin, StatusRecord } from "../status/status.js";
+import { readAll } from "../store/helpers.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { shownOriginText } from "../ui/origin-text.js";
+import { type OriginCache, readHostOrigins } from "./host-origins.js";
+
+const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1" as StorePath;
+const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-web-v2" as StorePath;
+const key = generateSecretKey("prod-release-1");
+const started = new Date("2026-11-25T10:00:00.000Z");
+const ROLLOUT = rolloutKey(started, "0123456789ab");
+
+const record = (host: string, over: Partial<StatusRecord> = {}, origin?: RecordOrigin) =>
+  ({
+    version: 1,
+    host,
+    mode: "ssh",
+    channel: null,
+    seq: null,
+    desired: A,
+    current: A,
+    generation: 3,
+    ...(origin === undefined ? {} : { origin }),
+    state: "success",
+    phase: null,
+    error: null,
+    rolledBack: null,
+    startedAt: started.toISOString(),
+    updatedAt: started.toISOString(),
+    ...over,
+  }) as StatusRecord;
+
+/** `store` with its GETs counted. */
+function counting(inner: ObjectStore): { store: ObjectStore; gets: string[] } {
+  const gets: string[] = [];
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "get") {
+        return (k: string, ...rest: unknown[]) => {
+          gets.push(k);
+          return (target.get as (...a: unknown[]) => unknown)(k, ...rest);
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, gets };
+}
+
+let dir: string;
+let store: ObjectStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-host-origins-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("who put each host's system there", () => {
+  it("reads each rollout record and release origin once, whatever the hosts, and marks what it cannot believe", async () => {
+    const rollout: RolloutRecord = {
+      version: 1,
+      id: "0123456789ab",
+      mode: "ssh",
+      action: "switch",
+      state: "succeeded",
+      stopped: null,
+      waves: [],
+      by: "alice@deploybox",
+      sources: [{ flake: "/srv/fleet", rev: "d".repeat(40), dirty: true }],
+      startedAt: started.toISOString(),
+      updatedAt: started.toISOString(),
+    };
+    await writeRollout(store, rollout);
+    const release = {
+      channel: "prod",
+      hosts: { ag1: { path: A }, ag2: { path: B } },
+      kind: "deploy" as const,
+      action: "switch" as const,
+      health: { http: [], commands: [] },
+      confirmTimeout: 30,
+      key,
+      origin: { by: "ci@runner", sources: [] },
+    };
+    await publishRelease(store, release);
+    await publishRelease(store, release);
+    // Release 2's origin edited by someone without the release key.
+    const edited = JSON.parse(String(await readAll(store, releaseOriginKey("prod", 2))));
+    await store.put(
+      releaseOriginKey("prod", 2),
+      Buffer.from(JSON.stringify({ ...edited, by: "mallory@x" })),
+    );
+    const records = new Map<string, StatusRecord>([
+      ...["web1", "web2", "web3"].map(
+        (h) => [h, record(h, {}, { kind: "rollout", key: ROLLOUT })] as const,
+      ),
+      // An agent older than the origin field: the release it applied and runs.
+      ["ag1", record("ag1", { mode: "agent", channel: "prod", seq: 1 })],
+      ["ag2", record("ag2", { mode: "agent", channel: "prod", seq: 2, desired: B, current: B })],
+      // An agent that failed release 2 and runs what release 1 gave it.
+      [
+        "ag3",
+        record(
+          "ag3",
+          { mode: "agent", channel: "prod", seq: 2, desired: B, state: "failed" },
+          { kind: "release", channel: "prod", seq: 1 },
+        ),
+      ],
+      ["web4", record("web4", {}, { kind: "rollback", by: "bob@laptop" })],
+      ["web5", record("web5", {}, { kind: "rollout", key: rolloutKey(started, "ffffffffffff") })],
+      ["web6", record("web6")],
+    ]);
+    const counted = counting(store);
+    const cache: OriginCache = new Map();
+    const shown = await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache);
+    // One rollout record, one gone, and each release's file and origin: once each.
+    expect(counted.gets.sort()).toEqual(
+      [
+        ROLLOUT,
+        rolloutKey(started, "ffffffffffff"),
+        "releases/prod/1.json",
+        "releases/prod/1.origin.json",
+        "releases/prod/2.json",
+        "releases/prod/2.origin.json",
+      ].sort(),
+    );
+    const text = (h: string) => {
+      const o = shown.get(h);
+      return o === undefined ? undefined : shownOriginText(o);
+    };
+    expect(text("web1")).toBe(
+      `deployed (rollout 0123456789ab) by alice@deploybox from /srv/fleet at ${"d".repeat(12)} (dirty tree)`,
+    );
+    expect(text("web3")).toBe(text("web1"));
+    expect(text("ag1")).toBe("released (release prod/1) by ci@runner");
+    expect(text("ag3")).toBe("released (release prod/1) by ci@runner");
+    expect(text("ag2")).toMatch(/^released \(release prod\/2\), by whom unknown: .*does not match/);
+    expect(text("ag2")).not.toContain("mallory");
+    expect(text("web4")).toBe("rolled back by bob@laptop");
+    expect(text("web5")).toMatch(/by whom unknown: its rollout record .* is gone/);
+    expect(shown.has("web6")).toBe(false);
+    // A dashboard's next poll: what was believed is kept; what was not is asked again.
+    counted.gets.length = 0;
+    await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache);
+    expect(counted.gets.sort()).toEqual(
+      [
+        rolloutKey(started, "ffffffffffff"),
+        "releases/prod/2.json",
+        "releases/prod/2.origin.json",
+      ].sort(),
+    );
+  });
+});
