@@ -38,9 +38,22 @@ beforeAll(async () => {
       preserveTimestamps: true,
     });
   }
-  // setup.sh's stamps: the npm packages are the checkout's (no npm ci, no network), the build
-  // is the one just copied.
-  await symlink(join(CHECKOUT, "node_modules"), join(clone, "node_modules"));
+  // The npm packages are the checkout's, each linked from a node_modules of the copy's own,
+  // with setup.sh's stamp for this package.json and Node (so setup.sh runs no npm ci, which
+  // would empty a node_modules it shares); the build is the one just copied.
+  await mkdir(join(clone, "node_modules"));
+  for (const entry of await readdir(join(CHECKOUT, "node_modules"))) {
+    if (entry.startsWith(".")) continue;
+    await symlink(join(CHECKOUT, "node_modules", entry), join(clone, "node_modules", entry));
+  }
+  await runOk(
+    "sh",
+    [
+      "-c",
+      'printf \'%s %s\\n\' "$(sha256sum package.json package-lock.json | sha256sum | cut -c1-64)" "$(node --version)" > node_modules/.nixship-setup',
+    ],
+    { cwd: clone },
+  );
   await writeFile(join(clone, "dist", ".nixship-built"), "");
   await mkdir(join(work, "empty-nix-conf-dir"));
   // /run/netns as `ip netns add` makes it on a machine that had none: a shared mount, which
@@ -121,6 +134,8 @@ describe("scripts/demo.sh", () => {
     const said = `${r.stdout}\n${r.stderr}`;
     expect(r.code, said).toBe(0);
     expect(r.stdout).toContain("demo finished");
+    // setup.sh found the packages and the build as they are (no npm ci, no build).
+    expect(r.stderr).toContain("setup: npm packages are up to date");
     // It built the example systems in its own empty store, and deployed them.
     expect(r.stderr).toMatch(/built \d+ systems?/);
     expect(r.stdout).toMatch(/demo1 serves: .*web-v1/);
