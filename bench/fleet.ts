@@ -42,7 +42,11 @@ const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
 interface Lab {
   readonly number: number;
   readonly dir: string;
-  readonly hosts: readonly { readonly name: string; readonly address: string }[];
+  readonly hosts: readonly {
+    readonly name: string;
+    readonly address: string;
+    readonly netns: string;
+  }[];
   readonly files: {
     readonly sshConfig: string;
     readonly knownHosts: string;
@@ -263,7 +267,7 @@ async function measured(
 /** The processes of every lab host: everything in its network namespace. */
 async function labPids(lab: Lab): Promise<number[]> {
   const lists = await mapLimit(lab.hosts, 32, (h) =>
-    timed("ip", ["netns", "pids", `nxs${lab.number}-${h.name}`], ENV, 10),
+    timed("ip", ["netns", "pids", h.netns], ENV, 10),
   );
   return lists.flatMap((r) => r.stdout.split("\n").filter(Boolean).map(Number));
 }

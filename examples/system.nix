@@ -40,17 +40,20 @@
   # nixship/secrets: { db-password = { owner = "nobody"; group = "root"; mode = "0400";
   # path = "/run/keys/db-password"; }; }. A pinned activation installs no other.
   secrets ? { },
+  # null, or a string in every derivation of it: store paths of the same names that no other
+  # build has (tests that delete paths from the machine's store use such systems).
+  nonce ? null,
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
   tag' = if tag != null then tag else builtins.elemAt (builtins.match "(web-)?(.*)" name) 1;
-  mk = drvName: script: derivation {
+  mk = drvName: script: derivation ({
     name = drvName;
     inherit system;
     builder = "/bin/sh";
     args = [ "-c" script ];
     PATH = "/usr/bin:/bin";
-  };
+  } // (if nonce == null then { } else { inherit nonce; }));
   # The web service, bin/example-web (web/server.c), compiled with the machine's C compiler: a
   # stand-in for a package nixpkgs would build, as this whole system is (the derivations are
   # unsandboxed, PATH=/usr/bin:/bin). It starts in a millisecond, where Node took 50 ms of CPU.

@@ -4,13 +4,18 @@
 // it stores the NARs it built and the deployer only signs and commits the narinfos; the system
 // never enters the deployer's store, and dp2 deploys it from the cache. dp3 has no nixship at
 // first (the closure comes back, and the deploy says why), then one too old (the same), then
-// one that lies about a NarHash (refused by name, no narinfo written).
+// one that crashes (named as crashing, with its last words, not as too old), then one that
+// lies about a NarHash (refused by name, no narinfo written). The hosts run the nixship that
+// started the lab as every lab host sees it (HOST_NIXSHIP), so the checkout may be anywhere,
+// under /tmp or /root too, which a lab host does not see.
 import { randomUUID } from "node:crypto";
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { narInfoKey } from "../src/cache/layout.js";
+import { HOST_VIEW } from "../src/lab/lab-agents.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { NIXSHIP_BIN, run } from "./support/cli.js";
@@ -24,17 +29,19 @@ let s3: S3Server;
 let flakeDir: string;
 const nonce = randomUUID().slice(0, 8);
 
-/** This worktree's nixship, as a system's sw/bin would run it (the lab hosts see /work). */
-const NIXSHIP_WRAPPER = `#!/bin/sh\nexec ${process.execPath} ${NIXSHIP_BIN} "$@"`;
+/** This checkout's build as a lab host sees it (lab-agents.ts: HOST_VIEW/nixship, HOST_VIEW/node). */
+const HOST_NIXSHIP = `${HOST_VIEW}/node ${HOST_VIEW}/nixship/${relative(fileURLToPath(new URL("..", import.meta.url)), NIXSHIP_BIN)}`;
+/** This checkout's nixship, as a system's sw/bin would run it. */
+const NIXSHIP_WRAPPER = `#!/bin/sh\nexec ${HOST_NIXSHIP} "$@"`;
 /**
  * A nixship that pushes the NARs as the real one does, then reports every NarHash as zeros:
  * a build host whose nixship lies.
  */
 const LYING_NIXSHIP = `#!/bin/sh
 case " $* " in
-  *" --nars-only "*) ${process.execPath} ${NIXSHIP_BIN} "$@" > /tmp/report.json || exit $?
+  *" --nars-only "*) ${HOST_NIXSHIP} "$@" > /tmp/report.json || exit $?
     sed -e 's/"narHash": "sha256:[0-9a-z]*"/"narHash": "sha256:${"0".repeat(52)}"/' /tmp/report.json ;;
-  *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
+  *) exec ${HOST_NIXSHIP} "$@" ;;
 esac`;
 
 /**
@@ -44,7 +51,7 @@ esac`;
  */
 const CLAIMING_NIXSHIP = `#!/bin/sh
 case " $* " in
-  *" --nars-only "*) ${process.execPath} ${NIXSHIP_BIN} "$@" > /tmp/report.json || exit $?
+  *" --nars-only "*) ${HOST_NIXSHIP} "$@" > /tmp/report.json || exit $?
     exec ${process.execPath} -e '
 const fs = require("fs");
 const r = JSON.parse(fs.readFileSync("/tmp/report.json", "utf8"));
@@ -53,7 +60,7 @@ r.present = r.present.filter((p) => p !== claim.storePath);
 r.nars = r.nars.filter((n) => n.storePath !== claim.storePath).concat([claim]);
 fs.writeFileSync("/root/claimed-report.json", JSON.stringify(r));
 process.stdout.write(JSON.stringify(r) + "\\n");' ;;
-  *) exec ${process.execPath} ${NIXSHIP_BIN} "$@" ;;
+  *) exec ${HOST_NIXSHIP} "$@" ;;
 esac`;
 
 const OLD_NIXSHIP = `#!/bin/sh
@@ -62,6 +69,12 @@ case "$1" in
   *) echo "Usage: nixship push INSTALLABLE... --to CACHE_URL --key SECRET_FILE" ;;
 esac`;
 
+/** A nixship that cannot start (a package with a file missing): it fails to say its version. */
+const CRASHING_NIXSHIP = `#!/bin/sh
+echo "node:internal/modules/esm/resolve:275" >&2
+echo "Error [ERR_MODULE_NOT_FOUND]: Cannot find module '/opt/nixship/dist/cli/main.js'" >&2
+exit 1`;
+
 const SYSTEMS: Record<string, string> = {
   // What runs on the build hosts: a system with nixship in sw/bin.
   "bh-tools": `programs = { nixship = ${JSON.stringify(NIXSHIP_WRAPPER)}; };`,
@@ -69,6 +82,7 @@ const SYSTEMS: Record<string, string> = {
   // A nixship from before push --nars-only: it answers its version, and its push knows none.
   "bh-old": `programs = { nixship = ${nixString(OLD_NIXSHIP)}; };`,
   "bh-claimer": `programs = { nixship = ${nixString(CLAIMING_NIXSHIP)}; };`,
+  "bh-crashing": `programs = { nixship = ${nixString(CRASHING_NIXSHIP)}; };`,
   // What the build hosts build (fresh per run: no store has them). web-direct declares a check
   // of its own, which the deployer reads in the build host's store.
   "web-direct": 'checks = { commands = [ { run = "touch /run/direct-checked"; timeout = 5; } ]; };',
@@ -76,6 +90,7 @@ const SYSTEMS: Record<string, string> = {
   "web-lied": "",
   "web-old": "",
   "web-claimed": "",
+  "web-crashed": "",
 };
 
 /** A Nix '' string holding `text` as it is. */
@@ -237,7 +252,22 @@ describe("a build host that pushes", () => {
     expect(await servedBy(lab.info, "dp2")).toBe("web-old");
   });
 
+  it("a build host whose nixship crashes: the closure is copied back, and the deploy says it crashed", async () => {
+    await setSystem("dp3", "bh-crashing");
+    const crashing = await lab.deploy("--on", "dp3");
+    expect(crashing.code, crashing.stderr).toBe(0);
+    await setSystem("dp2", "web-crashed");
+    const r = await lab.deploy("--on", "dp2", "--build-host", "dp3");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      "; copied back to the deployer for the push (nixship on ssh-ng://root@dp3 (/run/current-system/sw/bin/nixship) crashed (exit 1): Error [ERR_MODULE_NOT_FOUND]: Cannot find module '/opt/nixship/dist/cli/main.js')",
+    );
+    expect(r.stderr).not.toContain("too old");
+    expect(await servedBy(lab.info, "dp2")).toBe("web-crashed");
+  });
+
   it("a build host whose nixship lies about a NarHash is refused by name, before any narinfo", async () => {
+    const before = await servedBy(lab.info, "dp2");
     await setSystem("dp3", "bh-liar");
     const liar = await lab.deploy("--on", "dp3");
     expect(liar.code, liar.stderr).toBe(0);
@@ -258,7 +288,7 @@ describe("a build host that pushes", () => {
     const fresh = paths.filter((p) => p.includes("-lied"));
     expect(fresh.length).toBeGreaterThanOrEqual(2);
     expect(await cacheHas(fresh)).toEqual(fresh.map(() => false));
-    expect(await servedBy(lab.info, "dp2")).toBe("web-old");
+    expect(await servedBy(lab.info, "dp2")).toBe(before);
   });
 
   it("a build host that claims a shared path the cache has, with a NAR of its own, gets nothing re-signed (issue 45)", async () => {
@@ -285,8 +315,8 @@ describe("a build host that pushes", () => {
         [
           `chmod u+w ${share} && echo attacker > ${share}/forged`,
           `printf '%s\\n\\n0\\n' ${share} | nix-store --register-validity --reregister`,
-          `rm -rf /tmp/claim && ${process.execPath} ${NIXSHIP_BIN} cache init file:///tmp/claim`,
-          `${process.execPath} ${NIXSHIP_BIN} push --nars-only --json --compression none --to file:///tmp/claim ${share} > /tmp/claim.json`,
+          `rm -rf /tmp/claim && ${HOST_NIXSHIP} cache init file:///tmp/claim`,
+          `${HOST_NIXSHIP} push --nars-only --json --compression none --to file:///tmp/claim ${share} > /tmp/claim.json`,
         ].join(" && "),
       );
       expect(altered.code, altered.stderr).toBe(0);

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship, runOk } from "./support/cli.js";
+import { runReadmeNixConf } from "./support/readme-nix-conf.js";
 
 const LAB = "dr";
 let work: string;
@@ -162,9 +163,7 @@ describe("the local Nix", () => {
   });
 
   it("the README's nix.conf passes every check of the local Nix, substituters included", async () => {
-    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
-    const conf = /cat >> \/etc\/nix\/nix\.conf <<'CONF'\n([\s\S]*?)\nCONF\n/.exec(readme)?.[1];
-    expect(conf).toBeDefined();
+    const conf = (await runReadmeNixConf(join(work, "readme-etc-nix"))).trimEnd();
     // Offline, nothing but the local store: checked before doctor runs, so that it never asks
     // cache.nixos.org.
     expect(conf?.split("\n")).toContain("substituters =");

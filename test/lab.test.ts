@@ -1,11 +1,11 @@
 // The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
 // and the real Nix inside each host. Also what `lab down` must leave: nothing.
 import { once } from "node:events";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
@@ -153,20 +153,30 @@ describe("lab hosts", () => {
   });
 
   it("say 'the lab needs root' to another user, and name a lab that is not there", async () => {
-    // As nobody: the labs directory (0700, root's) cannot be read.
+    // As nobody: the labs directory (0700, root's) cannot be read. The checkout may lie where
+    // nobody can read (a clone under /root): nobody runs it bound on a directory it can reach,
+    // in a mount namespace of its own.
+    const checkout = dirname(dirname(dirname(NIXSHIP_BIN)));
+    const view = await mkdtemp(join(tmpdir(), "nixship-lab-nobody-"));
+    await chmod(view, 0o755);
     const asNobody = await run(
-      "setpriv",
+      "unshare",
       [
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$1" "$2" && cd / && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$3" "$2/$4" lab list',
+        "sh",
+        checkout,
+        view,
         process.execPath,
-        NIXSHIP_BIN,
-        "lab",
-        "list",
+        relative(checkout, NIXSHIP_BIN),
       ],
       { env: env() },
-    );
+    ).finally(() => rmdir(view));
+    expect(asNobody.stderr).not.toContain("Cannot find module");
     expect(asNobody.code, asNobody.stderr).toBe(2);
     expect(asNobody.stderr).toContain(`cannot read ${labsDir} (EACCES)`);
     expect(asNobody.stderr).toContain("hint: the lab needs root");

@@ -2,7 +2,9 @@
 // example web-hello (deployed through the lab's cache), and the plan for web-hello-next, which
 // differs in one package's version (hello 2.12 → 2.12.1), shows exactly that change and the
 // sizes, first from the deployer's own store, then, once the deployer no longer has web-hello,
-// from the cache's narinfos; with neither, it says why.
+// from the cache's narinfos; with neither, it says why. The systems are the examples' with a
+// nonce in every derivation (support/fresh-systems.ts's ownSystems): the paths the test deletes
+// from the machine's store are its own, never ones another test or checkout holds alive.
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,11 +13,19 @@ import { hashPartOf } from "../src/cache/read.js";
 import type { PlanDiffs } from "../src/fleet/plan-diffs.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { runOk } from "./support/cli.js";
-import { setExampleSystems } from "./support/lab-deploy.js";
+import { type FreshSystems, ownSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
 let hosts: string[];
+let systems: FreshSystems;
+
+/** Every host of the lab runs `name` of the test's own systems. */
+async function setSystems(name: string): Promise<void> {
+  for (const host of hosts) {
+    await setBuildFleet(lab.fleetFile, host, `path:${systems.dir}#${name}`, undefined);
+  }
+}
 
 interface PlanJson {
   readonly hosts: readonly { host: string; current?: StorePath; desired: StorePath }[];
@@ -45,19 +55,22 @@ let desired: StorePath;
 let ownPaths: StorePath[];
 
 beforeAll(async () => {
+  // As examples/flake.nix has them.
+  systems = await ownSystems({
+    "web-hello": `name = "web-hello"; version = "hello"; tag = "hello"; packages = { hello = "2.12"; };`,
+    "web-hello-next": `name = "web-hello-next"; version = "hello-next"; tag = "hello"; packages = { hello = "2.12.1"; };`,
+  });
   lab = await startSshLab("pd", 2);
   hosts = lab.info.hosts.map((h) => h.name);
-  await setExampleSystems(lab.fleetFile, Object.fromEntries(hosts.map((h) => [h, "web-hello"])));
+  await setSystems("web-hello");
   const deployed = await lab.deploy("--json");
   expect(deployed.code, deployed.stderr).toBe(0);
-  await setExampleSystems(
-    lab.fleetFile,
-    Object.fromEntries(hosts.map((h) => [h, "web-hello-next"])),
-  );
+  await setSystems("web-hello-next");
 });
 
 afterAll(async () => {
   await lab?.down();
+  await systems?.remove();
 });
 
 describe("the plan's closure diff", () => {
@@ -99,8 +112,8 @@ describe("the plan's closure diff", () => {
   });
 
   it("reads the running closure from the cache once the deployer lacks it: the same diff", async () => {
-    // The toplevel, its etc and hello 2.12: only web-hello has them (not in EXAMPLE_SYSTEMS,
-    // so no other test builds them meanwhile).
+    // The toplevel, its etc and hello 2.12: only web-hello has them, and only this run's
+    // web-hello (its nonce), so no other build holds them alive.
     expect(ownPaths.map((p) => p.replace(/^.*?-/, "")).sort()).toEqual([
       "example-web-etc-hello",
       "example-web-system-hello",

@@ -10,6 +10,7 @@ import { runStreamed } from "../util/streamed-run.js";
 import { type BuilderFailure, NixBuildLog } from "./build-log.js";
 import { builderError } from "./builder-error.js";
 import { type BuildProgress, NixActivity } from "./nix-activity.js";
+import { nixSettingFix } from "./nix-settings.js";
 import {
   derivationOutputs,
   type NixVersion,
@@ -67,6 +68,13 @@ async function nixCommand(
     ...options,
     errorCodes: NIX_ERRORS,
     missingHint: NIX_MISSING_HINT,
+  }).catch((err: unknown) => {
+    // A setting of the local Nix (its sandbox, its build users) is why: say the line to add.
+    const fix = err instanceof OperationError ? nixSettingFix(err.message) : undefined;
+    if (fix === undefined || (err as OperationError).hint !== undefined) throw err;
+    throw new OperationError((err as OperationError).code, (err as OperationError).message, {
+      hint: fix,
+    });
   });
 }
 
@@ -401,9 +409,12 @@ export async function runNixLogged(
   const onBuilder = builderError(failed);
   if (onBuilder !== undefined) throw onBuilder;
   const last = activity.tail(TAIL_LINES).join("\n");
+  // The settings of the Nix that failed: a build host's own when the build ran there.
+  const fix = nixSettingFix(`${last}\n${r.stderr}`, store);
   throw new OperationError(
     NIX_ERRORS.failed,
     `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}' exited with ${r.code ?? r.killedBy}${last ? `:\n${last}` : ""}`,
+    fix === undefined ? {} : { hint: fix },
   );
 }
 

@@ -243,7 +243,9 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
     const via = parseVia(values.via);
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
-      releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
+      releaseKeyFile !== undefined
+        ? await readSecretKeyFile(releaseKeyFile, "--release-key")
+        : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
     const started = performance.now();

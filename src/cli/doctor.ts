@@ -136,7 +136,7 @@ async function fleetChecks(
   const readKey = async (file: string | undefined, name: string): Promise<GivenKey | undefined> => {
     if (file === undefined) return undefined;
     try {
-      return await readSecretKeyFile(file);
+      return await readSecretKeyFile(file, name === "release key" ? "--release-key" : "--key");
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       keys.push(fail("keys", name, err.message, err.hint ?? "fix the key file"));

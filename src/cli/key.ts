@@ -71,7 +71,7 @@ Prints the public key ('NAME:BASE64') of a Nix secret key file, as
     const { positionals } = parseFlags(argv, {}, "key public");
     if (positionals.length !== 1)
       throw new UsageError("key public: expects exactly one SECRET_FILE");
-    const key = await readSecretKeyFile(positionals[0] as string);
+    const key = await readSecretKeyFile(positionals[0] as string, "key public");
     io.stdout.write(`${formatPublicKey(publicKeyOf(key))}\n`);
     return 0;
   },

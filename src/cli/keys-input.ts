@@ -56,7 +56,40 @@ export async function readSecretFile(file: string, what: string): Promise<string
   return readFile(file, "utf8").catch(unreadable);
 }
 
-export async function readSecretKeyFile(file: string): Promise<SecretKey> {
+/** The public key `text` is (`NAME:BASE64` of 32 bytes), if it is one. */
+function asPublicKey(text: string): PublicKey | undefined {
+  try {
+    return parsePublicKey(text.trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** A public key where its secret key belongs (`flag`: the option that named it). */
+function publicKeyGiven(where: string, key: PublicKey, flag: string): InputError {
+  return new InputError(
+    "public-key-given",
+    `${flag}: ${where} is a public key ('${key.name}'), not a secret key`,
+    {
+      hint: `${flag} takes the secret key file its public key was made from ('nixship key generate --name ${key.name} --out SECRET_FILE' wrote it, mode 0600); the public key itself belongs in the fleet file (cache.publicKeys, releases.publicKeys) or --trusted-key`,
+    },
+  );
+}
+
+/**
+ * Reads a secret key file (`flag`: the option that named it, for messages). A public key given
+ * instead, as the value or in the file, is named as such, with the file that is wanted.
+ */
+export async function readSecretKeyFile(file: string, flag = "--key"): Promise<SecretKey> {
+  const literal = asPublicKey(file);
+  if (literal !== undefined) throw publicKeyGiven(`'${file.trim()}'`, literal, flag);
+  // A public key file is no secret (and is often readable by all): said before its mode is.
+  const small = await stat(file).then(
+    (info) => info.isFile() && info.size <= 1024,
+    () => false,
+  );
+  const inFile = small ? asPublicKey(await readFile(file, "utf8").catch(() => "")) : undefined;
+  if (inFile !== undefined) throw publicKeyGiven(file, inFile, flag);
   const text = await readSecretFile(file, "secret key file");
   try {
     return parseSecretKey(text);

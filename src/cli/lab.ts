@@ -25,7 +25,7 @@ import {
 } from "../lab/lab-agents.js";
 import { systemSpec } from "../lab/lab-fleet.js";
 import { pinnedCacheAddress } from "../lab/lab-pinned.js";
-import { readLabState, unreadable } from "../lab/lab-state.js";
+import { listLabStates, readLabState, unreadable } from "../lab/lab-state.js";
 import { labGateway, validateHostCount, validateLabName } from "../lab/layout.js";
 import {
   formatLabAgents,
@@ -36,6 +36,28 @@ import {
 import { type Command, parseFlags, writeJson } from "./command.js";
 
 const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
+
+/**
+ * A lab `command` was asked for that is not there: without --name, the message says the
+ * default name was looked for; the hint names the labs there are (--name NAME picks one).
+ */
+async function noLab(
+  command: string,
+  name: string,
+  named: boolean,
+  dir: string,
+  what = "",
+): Promise<UsageError> {
+  const labs = (await listLabStates(dir).catch(() => [])).map((s) => s.name);
+  const hint =
+    labs.length > 0
+      ? `name a lab with --name NAME; the labs in ${dir}: ${labs.join(", ")}`
+      : `start one with 'nixship lab up N${named ? ` --name ${name}` : ""}' (--name NAME names it; none is in ${dir})`;
+  return new UsageError(
+    `${command}: no lab '${name}'${named ? "" : " (the default name; --name NAME names another)"}${what}`,
+    hint,
+  );
+}
 
 export const labUpCommand: Command = {
   path: ["lab", "up"],
@@ -69,7 +91,8 @@ With --agents, each host also runs a pull agent (nixship agent) following the ch
                          --release-key DIR/release.sec
   hosts/H/agent/     host H's agent: config.json (its own host name and state directory;
                      a poll every ${LAB_POLL_INTERVAL} s, a heartbeat every ${LAB_HEARTBEAT_EVERY} polls), state/, ${AGENT_LOG}
-The hosts see nixship, Node.js, the cache and their agent directory under ${HOST_VIEW}.
+The hosts see the cache and their agent directory under ${HOST_VIEW}, beside the nixship
+that started the lab and its Node.js, which every lab host sees there (nixship/, node).
 'lab agents stop|start' stops and starts them.
 
 With --pinned, each host is installed (as an installer would: the closure in its store, its
@@ -139,7 +162,7 @@ Options:
     validateHostCount(Number.isInteger(count) ? count : Number.NaN);
     const name = validateLabName(values.name ?? "lab");
     const nix = await resolveHostNix(values.nix ?? "system", io.env);
-    const { state, layout, alreadyUp } = await labUp({
+    const { state, layout, alreadyUp, mergedInto } = await labUp({
       labsDir: labsDir(io.env),
       name,
       count,
@@ -165,7 +188,7 @@ Options:
       return 0;
     }
     io.stdout.write(formatLabHosts(state));
-    io.stderr.write(formatLabHints(state, layout, alreadyUp));
+    io.stderr.write(formatLabHints(state, layout, alreadyUp, mergedInto));
     return 0;
   },
 };
@@ -232,8 +255,9 @@ export const labDownCommand: Command = {
 
 Stops every process of the lab's hosts, deletes their namespaces, links and the bridge, and
 removes the lab's directory (the hosts' /nix included). Idempotent, and it also cleans what a
-crashed run left behind. --all does this for every lab on the machine, including leftovers
-that no lab directory names. ${WHERE}`,
+crashed run left behind. A lab is owned by its lab directory: a lab of the same name in
+another directory (another NIXSHIP_LAB_DIR) is not touched. --all does this for every lab of
+this lab directory, including leftovers whose state file is gone. ${WHERE}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -259,12 +283,22 @@ that no lab directory names. ${WHERE}`,
 export const labListCommand: Command = {
   path: ["lab", "list"],
   summary: "list lab hosts, their addresses and whether they run",
-  help: `Usage: nixship lab list [--json]
+  help: `Usage: nixship lab list [--name PREFIX] [--json]
 
-${WHERE}`,
+Every host of every lab, or with --name only that lab's. ${WHERE}`,
   async run(argv, io) {
-    const { values } = parseFlags(argv, { json: { type: "boolean" } }, "lab list");
-    const hosts = await labList(labsDir(io.env));
+    const { values, positionals } = parseFlags(
+      argv,
+      { name: { type: "string" }, json: { type: "boolean" } },
+      "lab list",
+    );
+    if (positionals.length > 0) throw new UsageError(`lab list: unexpected '${positionals[0]}'`);
+    const only = values.name === undefined ? undefined : validateLabName(values.name);
+    const dir = labsDir(io.env);
+    const hosts = (await labList(dir)).filter((h) => only === undefined || h.lab === only);
+    if (only !== undefined && (await readLabState(join(dir, only))) === undefined) {
+      throw await noLab("lab list", only, true, dir);
+    }
     if (values.json) {
       writeJson(io, { hosts });
       return 0;
@@ -326,14 +360,15 @@ checking), or with --path only its file name.`,
     const name = validateLabName(values.name ?? "lab");
     const file = join(labsDir(io.env), name, "ssh_config");
     // Read even for --path: a path printed for a lab that is not there helps no one.
-    const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") {
-        throw new UsageError(
-          `lab ssh-config: no lab '${name}' (${file} is missing)`,
-          "start it with 'nixship lab up N'",
-        );
-      }
-      throw unreadable(file, err);
+    const text = await readFile(file, "utf8").catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw unreadable(file, err);
+      throw await noLab(
+        "lab ssh-config",
+        name,
+        values.name !== undefined,
+        labsDir(io.env),
+        ` (${file} is missing)`,
+      );
     });
     io.stdout.write(values.path ? `${file}\n` : text);
     return 0;
@@ -364,7 +399,7 @@ ${WHERE}`,
     const name = validateLabName(values.name ?? "lab");
     const state = await readLabState(join(labsDir(io.env), name));
     if (state === undefined) {
-      throw new UsageError(`lab address: no lab '${name}'`, "start it with 'nixship lab up N'");
+      throw await noLab("lab address", name, values.name !== undefined, labsDir(io.env));
     }
     const address = labGateway(state.number);
     const serve =

@@ -67,7 +67,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
         "release publish: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile);
+    const releaseKey = await readSecretKeyFile(releaseKeyFile, "--release-key");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     let released: { channel: string; seq: number; digest: string } | undefined;
     const report = await deploy(

@@ -48,7 +48,7 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
         "release refresh: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile);
+    const releaseKey = await readSecretKeyFile(releaseKeyFile, "--release-key");
     const hosts = fleet.hosts.filter((h) => h.delivery === "agent");
     if (hosts.length === 0) {
       throw new UsageError("release refresh: the fleet has no agent hosts: there is no channel");

@@ -71,7 +71,9 @@ ${FLEET_HELP}
     const hosts = selectHosts(fleet, values.on);
     const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
     const releaseKey =
-      releaseKeyFile !== undefined ? await readSecretKeyFile(releaseKeyFile) : undefined;
+      releaseKeyFile !== undefined
+        ? await readSecretKeyFile(releaseKeyFile, "--release-key")
+        : undefined;
     const { mode, delivery, close } = await openDelivery(fleet, hosts, {
       releaseKey,
       allowFailed: values["allow-failed"] === true,

@@ -57,14 +57,21 @@ export async function choosePusher(
 
 /**
  * Looks for nixship on the build host (the system's, then the login's PATH), asks its version,
- * and whether its push knows --nars-only. Any failure means copy back, with the reason.
+ * and whether its push knows --nars-only. Any failure means copy back, with the reason: a
+ * nixship that fails to answer is named as crashing, with the last line of its stderr.
  */
 export async function probeBuildHost(target: SshTarget): Promise<BuildHostPusher> {
+  // Each answer's own exit status (not a pipe's last command's), its stderr kept in a file.
   const script = [
+    "e=$(mktemp) || exit 1",
+    "trap 'rm -f \"$e\"' EXIT",
+    'crashed() { echo "crashed $n $1 $(tail -n 1 "$e" | tr -d \'\\r\')"; exit 0; }',
     `for n in ${SYSTEM_NIXSHIP} "$(command -v nixship 2>/dev/null)"; do`,
     '  [ -n "$n" ] && [ -x "$n" ] || continue',
-    '  v=$("$n" version 2>/dev/null | head -n 1) || continue',
-    '  if "$n" push --help 2>/dev/null | grep -q -e --nars-only; then echo "found $n $v"; else echo "old $n $v"; fi',
+    '  v=$("$n" version 2>"$e") || crashed $?',
+    "  v=$(printf '%s\\n' \"$v\" | head -n 1)",
+    '  h=$("$n" push --help 2>"$e") || crashed $?',
+    '  if printf \'%s\\n\' "$h" | grep -q -e --nars-only; then echo "found $n $v"; else echo "old $n $v"; fi',
     "  exit 0",
     "done",
     "echo absent",
@@ -81,7 +88,14 @@ export async function probeBuildHost(target: SshTarget): Promise<BuildHostPusher
       why: `nixship could not be looked for on ${target.name} (${lastWords(r.stderr) || `exit ${r.code}`})`,
     };
   }
-  const [word, command, version] = line.split(" ");
+  const [word, command, version, ...said] = line.split(" ");
+  if (word === "crashed" && command) {
+    const last = said.join(" ").trim();
+    return {
+      kind: "copy-back",
+      why: `nixship on ${target.name} (${command}) crashed (exit ${version ?? "?"})${last ? `: ${last}` : ""}`,
+    };
+  }
   if (word === "found" && command && version && /^\d+\.\d+\.\d+/.test(version)) {
     return { kind: "nixship", command, version };
   }

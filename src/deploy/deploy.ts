@@ -61,6 +61,7 @@ import { recordResults } from "./push-records.js";
 import { pushSystems } from "./push-systems.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
+import { checkServedAddress } from "./served-cache.js";
 import { localSystemFiles, type SystemFiles } from "./system-files.js";
 import { withSystemHealth } from "./system-health.js";
 
@@ -137,6 +138,8 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
   const { fleet, signal } = options;
   const hosts = selectHosts(fleet, options.selector);
   const mode = deliveryMode(hosts, options.via);
+  // Before anything is built or any host changes, as doctor checks it.
+  if (execute) checkServedAddress(options.serveCache, hosts);
   if (mode === "agent" && execute && options.releaseKey === undefined) {
     throw new UsageError(
       "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",

@@ -5,6 +5,7 @@ import { access, stat } from "node:fs/promises";
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { sshTarget } from "../delivery/ssh.js";
 import { runActivate, runOverSsh, type SshTarget } from "../delivery/ssh-transport.js";
+import { SERVE_CACHE_FIX } from "../deploy/served-cache.js";
 import { InputError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Fleet, FleetHost, SshHost } from "../fleet/fleet.js";
@@ -425,7 +426,7 @@ function judgeHostSubstituter(
     "substituter",
     `cannot fetch ${url.replace(/\/+$/, "")}/nix-cache-info (${what}): ${error}; the host would fail to realise its system`,
     served
-      ? 'serve the cache on an address of this machine the hosts can reach (a lab\'s: --serve-cache "$(nixship lab address --name NAME):0"), and let them through to its port'
+      ? SERVE_CACHE_FIX
       : "make cache.substituter reachable from the hosts, or fix it in the fleet file (or serve the cache with deploy --serve-cache)",
   );
 }

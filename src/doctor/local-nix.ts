@@ -1,6 +1,14 @@
 // The local Nix, as the deployer builds with it: present, the experimental features nixship
 // needs, and a trivial derivation that builds. Each failure names the nix.conf line that fixes
 // it (Debian's nix-bin 2.8 with no nix.conf needs three).
+
+import {
+  buildUsersFix,
+  FEATURES_FIX,
+  NIX_CONF,
+  SANDBOX_FAILURE,
+  SANDBOX_FIX,
+} from "../cache/nix-settings.js";
 import {
   atLeast,
   NEWEST_TESTED_NIX,
@@ -16,7 +24,6 @@ const BUILD_TIMEOUT = 120;
 const QUERY_TIMEOUT = 30;
 
 const AREA = "nix";
-const CONF = "/etc/nix/nix.conf (or $NIX_CONFIG)";
 /**
  * A derivation any Nix can build without nixpkgs, as nixship's example systems are; `nonce`
  * makes it new each run, so that the build really runs (it leaves a few bytes in the store).
@@ -102,12 +109,7 @@ export function judgeNix(facts: NixFacts): Check[] {
   checks.push(
     missing.length === 0
       ? ok(AREA, "experimental features", "nix-command flakes")
-      : fail(
-          AREA,
-          "experimental features",
-          `${missing.join(" and ")} not enabled`,
-          `add to ${CONF}: experimental-features = nix-command flakes`,
-        ),
+      : fail(AREA, "experimental features", `${missing.join(" and ")} not enabled`, FEATURES_FIX),
   );
   const group = facts.config.get("build-users-group") ?? "";
   const sandbox = facts.config.get("sandbox") ?? "";
@@ -118,23 +120,9 @@ export function judgeNix(facts: NixFacts): Check[] {
   const error = facts.build.error;
   const last = lastNixLine(error);
   if (/build-users-group/.test(error) && group !== "") {
-    checks.push(
-      fail(
-        AREA,
-        "build",
-        `builds fail: ${last}`,
-        `add to ${CONF}: build-users-group = (empty: build as the calling user), or create the '${group}' group and its build users`,
-      ),
-    );
-  } else if (/executing '\/bin\/sh': No such file/.test(error) && sandbox === "true") {
-    checks.push(
-      fail(
-        AREA,
-        "build",
-        `builds fail in the sandbox: ${last}`,
-        `add to ${CONF}: sandbox = false (the sandbox has no /bin/sh for systems built without nixpkgs)`,
-      ),
-    );
+    checks.push(fail(AREA, "build", `builds fail: ${last}`, buildUsersFix(group)));
+  } else if (SANDBOX_FAILURE.test(error) && sandbox === "true") {
+    checks.push(fail(AREA, "build", `builds fail in the sandbox: ${last}`, SANDBOX_FIX));
   } else {
     checks.push(
       fail(
@@ -151,7 +139,7 @@ export function judgeNix(facts: NixFacts): Check[] {
         AREA,
         "sandbox",
         "sandbox = true",
-        `if builds fail with "executing '/bin/sh'", add to ${CONF}: sandbox = false`,
+        `if builds fail with "executing '/bin/sh'", add to ${NIX_CONF}: sandbox = false`,
       ),
     );
   }

@@ -1,8 +1,10 @@
 // A pull agent on each lab host (`lab up --agents`, `lab agents start|stop`). A lab host sees
 // the machine's files except its own /nix, /etc/nix, /run, /tmp and /root, and every host's
-// hostname is the machine's, so each agent gets, in the host's own /run (HOST_VIEW):
-//   nixship/   nixship's package (dist/, node_modules/), wherever it is installed
+// hostname is the machine's, so every host gets, in its own /run (HOST_VIEW):
+//   nixship/   nixship's package (dist/, node_modules/), wherever it is installed (under /tmp
+//              or /root too): the nixship that started the lab
 //   node       the Node.js binary that runs it
+// and each agent also:
 //   cache/     the lab's directory cache: the agent's store (releases, status, closures)
 //   agent/     the host's agent directory: its config (its own host name) and state
 // bound there by the host's init (lab-host.ts) before /tmp and /root are hidden. The agent runs
@@ -37,11 +39,23 @@ export function agentDir(host: LabHostLayout): string {
   return join(host.dir, "agent");
 }
 
-/** What the host's init binds into HOST_VIEW. */
-export function agentBinds(lab: LabLayout, host: LabHostLayout): HostBind[] {
+/** What every host's init binds into HOST_VIEW: nixship and its Node.js. */
+export function nixshipBinds(): HostBind[] {
   return [
     [PACKAGE_ROOT, `${HOST_VIEW}/nixship`],
     [process.execPath, `${HOST_VIEW}/node`],
+  ];
+}
+
+/** What the host's init binds into HOST_VIEW: with agents, also the cache and its agent's. */
+export function hostBinds(lab: LabLayout, host: LabHostLayout, agents: boolean): HostBind[] {
+  return agents ? agentBinds(lab, host) : nixshipBinds();
+}
+
+/** What the host's init binds into HOST_VIEW for its agent. */
+export function agentBinds(lab: LabLayout, host: LabHostLayout): HostBind[] {
+  return [
+    ...nixshipBinds(),
     [join(lab.dir, "cache"), `${HOST_VIEW}/cache`],
     [agentDir(host), `${HOST_VIEW}/agent`],
   ];

@@ -102,12 +102,15 @@ async function writeKey(file: string, name: string) {
   return key;
 }
 
-/** Adds (or replaces) the lab's hosts in the user's fleet file, keeping everything else. */
+/**
+ * Adds (or replaces) the lab's hosts in the user's fleet file, keeping everything else; a file
+ * that does not exist is created as a copy of the lab's own (true: it was).
+ */
 export async function mergeIntoFleet(
   file: string,
   lab: LabLayout,
   system: SystemSpec,
-): Promise<void> {
+): Promise<boolean> {
   const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
     throw err;
@@ -115,7 +118,8 @@ export async function mergeIntoFleet(
   if (text === undefined) {
     const own = JSON.parse(await readFile(lab.files.fleet, "utf8")) as unknown;
     await writeFile(file, formatJson(own));
-    return;
+    return true;
   }
   await writeFile(file, upsertHostsText(text, labHosts(lab, system), file));
+  return false;
 }

@@ -2,17 +2,27 @@
 // namespace joined to it by a veth pair. Hosts get no default route: they can reach the
 // deployer and each other on the lab's /24, and nothing else.
 import { runCommand } from "../util/run.js";
-import type { LabHostLayout, LabLayout } from "./layout.js";
+import { bridgeOwner, type LabHostLayout, type LabLayout } from "./layout.js";
 
 const ip = (args: readonly string[], purpose: string) => runCommand("ip", args, { purpose });
 
+/**
+ * Creates the lab's bridge, which claims its number (`ip link add` fails when it exists), with
+ * an alias naming the lab directory that owns it; a bridge half made is deleted again.
+ */
 export async function createBridge(lab: LabLayout): Promise<void> {
   await ip(["link", "add", lab.bridge, "type", "bridge"], `create the lab bridge ${lab.bridge}`);
-  await ip(
-    ["addr", "add", `${lab.gateway}/${lab.prefixLength}`, "dev", lab.bridge],
-    "address the lab bridge",
-  );
-  await ip(["link", "set", lab.bridge, "up"], "bring the lab bridge up");
+  try {
+    await ip(["link", "set", lab.bridge, "alias", bridgeOwner(lab.dir)], "name the lab bridge");
+    await ip(
+      ["addr", "add", `${lab.gateway}/${lab.prefixLength}`, "dev", lab.bridge],
+      "address the lab bridge",
+    );
+    await ip(["link", "set", lab.bridge, "up"], "bring the lab bridge up");
+  } catch (err) {
+    await deleteLink(lab.bridge);
+    throw err;
+  }
 }
 
 export async function createHostNetwork(lab: LabLayout, host: LabHostLayout): Promise<void> {
@@ -38,13 +48,20 @@ export async function listNetns(): Promise<string[]> {
     .filter((name) => name !== "");
 }
 
-export async function listLinks(): Promise<string[]> {
-  const { stdout } = await ip(["-o", "link", "show"], "list network links");
-  // "12: nxs1v1@if2: <...>": the name ends at '@' or ':'.
-  return stdout
-    .split("\n")
-    .map((line) => /^\d+:\s+([^:@\s]+)/.exec(line)?.[1] ?? "")
-    .filter((name) => name !== "");
+/** A network link of the machine, with its alias (a lab's bridge: the directory owning it). */
+export interface Link {
+  readonly name: string;
+  readonly alias?: string;
+}
+
+export async function listLinks(): Promise<Link[]> {
+  const { stdout } = await ip(["-j", "link", "show"], "list network links");
+  const links = JSON.parse(stdout) as { ifname?: string; ifalias?: string }[];
+  return links.flatMap((l) =>
+    l.ifname === undefined
+      ? []
+      : [{ name: l.ifname, ...(l.ifalias === undefined ? {} : { alias: l.ifalias }) }],
+  );
 }
 
 /** Pids of the processes inside a network namespace (none if it is gone). */

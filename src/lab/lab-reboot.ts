@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { InputError, OperationError } from "../errors.js";
 import { withLock } from "../store/fs-lock.js";
 import { shellQuote } from "../util/shell-quote.js";
-import { agentBinds, startLabAgent } from "./lab-agents.js";
+import { hostBinds, startLabAgent } from "./lab-agents.js";
 import { anchorName } from "./lab-anchor.js";
 import { type BootChoice, bootCounting, profileGenerations, startBoot } from "./lab-boot.js";
 import { HostDidNotBoot, powerScriptPath, startHost, stopProcesses } from "./lab-host.js";
@@ -58,7 +58,7 @@ case \${1-} in
   reboot) ;;
   *) echo "usage: $0 reboot" >&2; exit 2 ;;
 esac
-if [ "$(tr '\\0' ' ' </proc/${anchor}/cmdline 2>/dev/null)" != ${shellQuote(`${anchorName(lab.name, lab.number)} infinity `)} ]; then
+if [ "$(tr '\\0' ' ' </proc/${anchor}/cmdline 2>/dev/null)" != ${shellQuote(`${anchorName(lab)} infinity `)} ]; then
   echo "power: the lab's anchor (pid ${anchor}) is gone: take the lab down and up again" >&2
   exit 1
 fi
@@ -148,7 +148,7 @@ export async function labReboot(
   // Down: every process of the host, its agent too.
   await stopProcesses(await netnsPids(host.netns));
   const counting = (await bootCounting(host.dir)) !== undefined;
-  const binds = state.agents === true ? agentBinds(layout, host) : [];
+  const binds = hostBinds(layout, host, state.agents === true);
   const nix = state.nixBin && state.nix ? { bin: state.nixBin, version: state.nix } : undefined;
   const attempts: BootAttempt[] = [];
   let pid: number | undefined;

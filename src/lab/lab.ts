@@ -1,7 +1,7 @@
 // The lab's operations: up (make N hosts), down (remove every trace, also after a crash),
 // list, and finding a host for `lab exec`. Needs root: namespaces, links and mounts.
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { isPaused, setPaused } from "../agent/state.js";
 import { terminateMasters } from "../delivery/ssh-mux.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
@@ -10,15 +10,15 @@ import type { SystemSpec } from "../fleet/fleet.js";
 import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
 import {
-  agentBinds,
   agentDir,
+  hostBinds,
   prepareAgentDirs,
   selectLabHosts,
   startAgents,
   stopAgents,
   writeAgentConfigs,
 } from "./lab-agents.js";
-import { startAnchor, stopAnchor } from "./lab-anchor.js";
+import { legacyAnchorPids, listAnchors, startAnchor, stopAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
 import { prepareHost, startHost, stopProcesses } from "./lab-host.js";
@@ -35,7 +35,16 @@ import { installOnHosts, pinnedFlakeDir, writePinnedFlake } from "./lab-pinned.j
 import { labReboot, writePowerScript } from "./lab-reboot.js";
 import { type LabState, listLabStates, readLabState, writeLabState } from "./lab-state.js";
 import type { LabEvent } from "./lab-types.js";
-import { freeLabNumber, LAB_LINK, LAB_NETNS, type LabLayout, labLayout } from "./layout.js";
+import {
+  bridgeOwner,
+  freeLabNumber,
+  isHostOf,
+  LAB_LINK,
+  LAB_NETNS,
+  type LabLayout,
+  labLayout,
+  labTag,
+} from "./layout.js";
 import { clientSshConfig, knownHosts, LAB_CONTROL_PREFIX } from "./ssh-files.js";
 
 /** Where labs live unless NIXSHIP_LAB_DIR says otherwise. */
@@ -74,6 +83,8 @@ export interface LabUpResult {
   readonly layout: LabLayout;
   /** true when the lab was already up with these hosts and nothing was done. */
   readonly alreadyUp: boolean;
+  /** `mergeInto`: the user's fleet file that holds the hosts, and whether it was created. */
+  readonly mergedInto?: { readonly file: string; readonly created: boolean };
 }
 
 function requireRoot(what: string): void {
@@ -124,7 +135,13 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
       ? systemSpec(`path:${pinnedFlakeDir(layout)}#web-v2`)
       : (options.system ?? systemSpec(EXAMPLE_SYSTEM));
     const keys = await writeLabFleet(layout, system, agents, pinned);
-    if (options.mergeInto !== undefined) await mergeIntoFleet(options.mergeInto, layout, system);
+    const mergedInto =
+      options.mergeInto === undefined
+        ? undefined
+        : {
+            file: options.mergeInto,
+            created: await mergeIntoFleet(options.mergeInto, layout, system),
+          };
     if (agents) await writeAgentConfigs(layout, keys);
     if (pinned)
       return {
@@ -133,7 +150,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
         alreadyUp: false,
       };
     const state = agents ? await startAgents(layout, built, emit) : built;
-    return { state, layout, alreadyUp: false };
+    return { state, layout, alreadyUp: false, ...(mergedInto ? { mergedInto } : {}) };
   } catch (err) {
     await tearDown(layout.name, layout.number, layout.dir).catch(() => undefined);
     throw err;
@@ -203,7 +220,7 @@ async function build(
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
-  const anchor = startAnchor(layout.name, layout.number);
+  const anchor = startAnchor(layout);
   await runCommand(
     "ssh-keygen",
     [
@@ -229,7 +246,7 @@ async function build(
     if (bootCounting !== undefined) await setBootCounting(host.dir, bootCounting);
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
-    const pid = await startHost(host, agents ? agentBinds(layout, host) : [], nix);
+    const pid = await startHost(host, hostBinds(layout, host, agents), nix);
     hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
     await writeLabState(layout.dir, { ...pending, hosts });
     emit({ type: "host-up", host: host.name, pid });
@@ -243,7 +260,7 @@ async function build(
 async function usedLabNumbers(labsDir: string): Promise<Set<number>> {
   const used = new Set((await listLabStates(labsDir)).map((s) => s.number));
   for (const link of await listLinks()) {
-    const m = /^nxs(\d+)$/.exec(link);
+    const m = /^nxs(\d+)$/.exec(link.name);
     if (m) used.add(Number(m[1]));
   }
   return used;
@@ -332,33 +349,95 @@ export interface LabDownResult {
   readonly labs: readonly string[];
 }
 
-/** Removes a lab: processes, namespaces, links, files. Idempotent, and works from leftovers. */
+/**
+ * Removes a lab: processes, namespaces, links, files. Idempotent, and works from leftovers.
+ * Only the lab of this lab directory: its namespaces and anchor carry the directory's tag, its
+ * bridge an alias naming the directory; a lab of the same name elsewhere is not touched.
+ */
 export async function labDown(labsDirPath: string, name: string): Promise<LabDownResult> {
   requireRoot("nixship lab down");
   const dir = join(labsDirPath, name);
+  const tag = labTag(dir);
   const state = await readLabState(dir).catch(() => undefined);
   const numbers = new Set<number>(state ? [state.number] : []);
-  // Without a readable state, the namespaces' names still say which lab number they were.
-  const ownNetns = new RegExp(`^nxs(\\d{1,3})-${name}\\d+$`);
+  // Without a readable state, the namespaces' names, the bridges' aliases and the anchor's
+  // name still say which lab number it was.
   for (const ns of await listNetns()) {
-    const m = ownNetns.exec(ns);
-    if (m) numbers.add(Number(m[1]));
+    const m = LAB_NETNS.exec(ns);
+    if (m && m[2] === tag && isHostOf(name, m[3] ?? "")) numbers.add(Number(m[1]));
   }
+  for (const link of await listLinks()) {
+    const m = /^nxs(\d+)$/.exec(link.name);
+    if (m && link.alias === bridgeOwner(dir)) numbers.add(Number(m[1]));
+  }
+  for (const anchor of await listAnchors()) {
+    if (anchor.tag === tag && anchor.name === name) numbers.add(anchor.number);
+  }
+  if (state) await tearDownLegacy(state);
   for (const number of numbers) await tearDown(name, number, dir);
   await rm(dir, { recursive: true, force: true });
   return { labs: numbers.size > 0 || state ? [name] : [] };
 }
 
-/** Removes every lab on the machine, including leftovers that no state file names. */
+/**
+ * A lab brought up before labs were owned by their directory (issue 48): namespaces nxsN-HOST,
+ * anchor nixship-lab-anchor-N-NAME, a bridge without an alias. Its state names those
+ * namespaces; what it names goes while they are still there (else N may be another lab's).
+ */
+async function tearDownLegacy(state: LabState): Promise<void> {
+  const present = new Set(await listNetns());
+  const ours = state.hosts
+    .filter((h) => h.netns === `nxs${state.number}-${h.name}` && present.has(h.netns))
+    .map((h) => h.netns);
+  if (ours.length === 0) return;
+  await stopProcesses(await legacyAnchorPids(state.name, state.number));
+  for (const ns of ours) await removeHost(ns);
+  const links = await listLinks();
+  const bridge = links.find((l) => l.name === `nxs${state.number}`);
+  if (bridge !== undefined && bridge.alias === undefined) {
+    for (const link of links) {
+      if (new RegExp(`^nxs${state.number}v\\d+$`).test(link.name)) await deleteLink(link.name);
+    }
+    await deleteLink(bridge.name);
+  }
+}
+
+/**
+ * Removes every lab of this lab directory, including leftovers that no state file names (their
+ * names and aliases say the directory). Labs of other lab directories are not touched.
+ */
 export async function labDownAll(labsDirPath: string): Promise<LabDownResult> {
   requireRoot("nixship lab down --all");
   const names = new Set((await listLabStates(labsDirPath)).map((s) => s.name));
-  for (const name of names) await labDown(labsDirPath, name);
-  for (const ns of (await listNetns()).filter((n) => LAB_NETNS.test(n))) await removeHost(ns);
-  for (const link of (await listLinks()).filter((l) => LAB_LINK.test(l))) await deleteLink(link);
-  await stopAnchor();
+  // A host's name is its lab's and a number: the lab is the prefix whose tag is the netns's.
+  const ownLab = (tag: string, host: string): string | undefined => {
+    for (let end = host.length - 1; end > 0 && /^\d+$/.test(host.slice(end)); end--) {
+      const lab = host.slice(0, end);
+      if (isHostOf(lab, host) && labTag(join(labsDirPath, lab)) === tag) return lab;
+    }
+    return undefined;
+  };
+  for (const ns of await listNetns()) {
+    const m = LAB_NETNS.exec(ns);
+    const lab = m && ownLab(m[2] ?? "", m[3] ?? "");
+    if (lab) names.add(lab);
+  }
+  for (const link of await listLinks()) {
+    const owner = link.alias?.startsWith("nixship-lab ") ? link.alias.slice(12) : undefined;
+    if (
+      LAB_LINK.test(link.name) &&
+      owner !== undefined &&
+      dirname(owner) === resolve(labsDirPath)
+    ) {
+      names.add(basename(owner));
+    }
+  }
+  for (const anchor of await listAnchors()) {
+    if (labTag(join(labsDirPath, anchor.name)) === anchor.tag) names.add(anchor.name);
+  }
+  for (const name of [...names].sort()) await labDown(labsDirPath, name);
   await rm(labsDirPath, { recursive: true, force: true });
-  return { labs: [...names] };
+  return { labs: [...names].sort() };
 }
 
 /** A host is gone once every process in its network namespace is stopped and the netns deleted. */
@@ -367,18 +446,26 @@ async function removeHost(netns: string): Promise<void> {
   await deleteNetns(netns);
 }
 
+/** Removes lab `name` of directory `dir` under `number`: what of it carries the dir's marks. */
 async function tearDown(name: string, number: number, dir: string): Promise<void> {
+  const tag = labTag(dir);
   await closeSharedConnections(dir);
-  await stopAnchor({ name, number });
-  const prefix = `nxs${number}-${name}`;
-  const ours = (await listNetns()).filter(
-    (ns) => ns.startsWith(prefix) && /^\d+$/.test(ns.slice(prefix.length)),
-  );
-  for (const ns of ours) await removeHost(ns);
-  for (const link of await listLinks()) {
-    if (link === `nxs${number}` || new RegExp(`^nxs${number}v\\d+$`).test(link)) {
-      await deleteLink(link);
+  await stopAnchor({ name, number, tag });
+  for (const ns of await listNetns()) {
+    const m = LAB_NETNS.exec(ns);
+    if (m && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "")) {
+      await removeHost(ns);
     }
+  }
+  // The bridge and the veths on it, when the bridge is this directory's (a stale state's number
+  // may since be another lab's). A veth goes with its host's namespace anyway.
+  const links = await listLinks();
+  const bridge = links.find((l) => l.name === `nxs${number}`);
+  if (bridge?.alias === bridgeOwner(dir)) {
+    for (const link of links) {
+      if (new RegExp(`^nxs${number}v\\d+$`).test(link.name)) await deleteLink(link.name);
+    }
+    await deleteLink(bridge.name);
   }
   await rm(dir, { recursive: true, force: true });
 }

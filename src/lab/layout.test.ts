@@ -1,18 +1,46 @@
 import { describe, expect, it } from "vitest";
-import { freeLabNumber, LAB_LINK, LAB_NETNS, labLayout, validateLabName } from "./layout.js";
+import {
+  bridgeOwner,
+  freeLabNumber,
+  isHostOf,
+  LAB_LINK,
+  LAB_NETNS,
+  labLayout,
+  labTag,
+  validateLabName,
+} from "./layout.js";
 import { clientSshConfig, knownHosts, sshdConfig } from "./ssh-files.js";
 
 describe("labLayout", () => {
   const lab = labLayout("/labs", "web", 7, 3);
 
   it("names hosts by prefix and gives each an address on the lab's /24", () => {
+    const tag = labTag("/labs/web");
     expect(lab.hosts.map((h) => [h.name, h.address, h.netns, h.veth])).toEqual([
-      ["web1", "10.231.7.2", "nxs7-web1", "nxs7v1"],
-      ["web2", "10.231.7.3", "nxs7-web2", "nxs7v2"],
-      ["web3", "10.231.7.4", "nxs7-web3", "nxs7v3"],
+      ["web1", "10.231.7.2", `nxs7-${tag}-web1`, "nxs7v1"],
+      ["web2", "10.231.7.3", `nxs7-${tag}-web2`, "nxs7v2"],
+      ["web3", "10.231.7.4", `nxs7-${tag}-web3`, "nxs7v3"],
     ]);
     expect([lab.bridge, lab.gateway, lab.dir]).toEqual(["nxs7", "10.231.7.1", "/labs/web"]);
     expect(lab.hosts[0]?.dir).toBe("/labs/web/hosts/web1");
+  });
+
+  it("names a lab's namespaces after its lab directory, which its bridge's alias names", () => {
+    const here = labLayout("/a/labs", "web", 7, 1);
+    const there = labLayout("/b/labs", "web", 8, 1);
+    expect(here.tag).toMatch(/^[0-9a-f]{8}$/);
+    expect(here.tag).not.toBe(there.tag);
+    expect(labTag("/a/labs/web")).toBe(here.tag);
+    expect(labTag("/a/labs/../labs/web")).toBe(here.tag);
+    expect(here.hosts[0]?.netns).not.toBe(there.hosts[0]?.netns);
+    expect(bridgeOwner("/a/labs/web")).toBe("nixship-lab /a/labs/web");
+    expect(LAB_NETNS.exec(here.hosts[0]?.netns ?? "")?.slice(1)).toEqual(["7", here.tag, "web1"]);
+    // A lab's name may end in digits: its hosts are its name and an index.
+    expect(isHostOf("lab2", "lab21")).toBe(true);
+    expect(isHostOf("lab", "lab21")).toBe(true);
+    expect(isHostOf("lab2", "lab1")).toBe(false);
+    expect(isHostOf("lab", "lab-1")).toBe(false);
+    expect(isHostOf("web", "web")).toBe(false);
   });
 
   it("keeps interface names within Linux's 15 characters at the limits", () => {

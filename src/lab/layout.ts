@@ -1,8 +1,11 @@
 // Where a lab's parts live and what they are called: pure, so names and addresses can be
 // tested without touching the network. A lab is numbered (1-254); number N owns the subnet
 // 10.231.N.0/24, the bridge nxsN (10.231.N.1, the deployer's side) and, for host i (1-based),
-// the network namespace nxsN-NAME, the veth nxsNvI on the bridge and the address 10.231.N.(i+1).
-import { join } from "node:path";
+// the network namespace nxsN-TAG-NAME, the veth nxsNvI on the bridge and the address
+// 10.231.N.(i+1). A lab is owned by its directory: TAG is a hash of it, and the bridge's alias
+// names it, so that labs of one name in two lab directories never take each other's parts.
+import { createHash } from "node:crypto";
+import { join, resolve } from "node:path";
 import { InputError } from "../errors.js";
 
 export const MAX_LAB_HOSTS = 200;
@@ -25,6 +28,8 @@ export interface LabLayout {
   readonly name: string;
   readonly number: number;
   readonly dir: string;
+  /** The lab directory's tag (labTag): in its namespaces' and its anchor's names. */
+  readonly tag: string;
   readonly bridge: string;
   /** The deployer's address on the bridge: hosts reach the deployer (e.g. a cache) here. */
   readonly gateway: string;
@@ -83,6 +88,7 @@ export function labLayout(
     throw new InputError("bad-lab-number", `lab numbers run from 1 to ${MAX_LAB_NUMBER}`);
   }
   const dir = join(labsDir, name);
+  const tag = labTag(dir);
   const bridge = `nxs${number}`;
   const hosts = Array.from({ length: hostCount }, (_, i): LabHostLayout => {
     const hostName = `${name}${i + 1}`;
@@ -90,7 +96,7 @@ export function labLayout(
       name: hostName,
       index: i + 1,
       address: `${SUBNET_PREFIX}.${number}.${i + 2}`,
-      netns: `${bridge}-${hostName}`,
+      netns: `${bridge}-${tag}-${hostName}`,
       veth: `${bridge}v${i + 1}`,
       dir: join(dir, "hosts", hostName),
     };
@@ -99,6 +105,7 @@ export function labLayout(
     name,
     number,
     dir,
+    tag,
     bridge,
     gateway: labGateway(number),
     prefixLength: 24,
@@ -123,6 +130,25 @@ export function freeLabNumber(used: ReadonlySet<number>): number {
   });
 }
 
-/** Network namespaces and links that belong to some nixship lab (for `lab down --all`). */
-export const LAB_NETNS = /^nxs\d{1,3}-[a-z][a-z0-9-]*$/;
+/**
+ * A lab directory's tag: 8 hex digits of the SHA-256 of its absolute path. Network namespace
+ * names are not bound by the 15 characters of an interface name, but they are global to the
+ * machine: the tag keeps each lab directory's apart.
+ */
+export function labTag(labDir: string): string {
+  return createHash("sha256").update(resolve(labDir)).digest("hex").slice(0, 8);
+}
+
+/** The alias a lab's bridge carries (`ip link set … alias`): which lab directory owns it. */
+export function bridgeOwner(labDir: string): string {
+  return `nixship-lab ${resolve(labDir)}`;
+}
+
+/** A lab host's network namespace: its lab's number and tag, and the host's name. */
+export const LAB_NETNS = /^nxs(\d{1,3})-([0-9a-f]{8})-([a-z][a-z0-9-]*\d)$/;
+
+/** Whether `host` is a host of lab `lab`: the lab's name and the host's index. */
+export function isHostOf(lab: string, host: string): boolean {
+  return host.startsWith(lab) && /^[1-9]\d*$/.test(host.slice(lab.length));
+}
 export const LAB_LINK = /^nxs\d{1,3}(?:v\d{1,3})?$/;

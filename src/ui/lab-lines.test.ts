@@ -42,6 +42,20 @@ describe("lab up's lines", () => {
     );
   });
 
+  it("names the user's fleet file the hosts were added to (lab up --fleet F)", () => {
+    const dir = "/var/lib/nixship/labs/nc";
+    const created = formatLabHints(state, layout, false, { file: "/w/f.json", created: true });
+    expect(created).toContain(
+      `deploy: nixship deploy --fleet /w/f.json --key ${dir}/cache.sec --serve-cache 10.231.3.1:0\n`,
+    );
+    // A file of the user's own keeps its cache: its key, not the lab's.
+    const merged = formatLabHints(state, layout, false, { file: "/w/f.json", created: false });
+    expect(merged).toContain(
+      "deploy: nixship deploy --fleet /w/f.json --key SECRET_FILE --serve-cache 10.231.3.1:0\n  (SECRET_FILE: the secret key of /w/f.json's cache)\n",
+    );
+    expect(merged).not.toContain("nixship.json");
+  });
+
   it("says which Nix the hosts run when it is not the machine's (lab up --nix)", () => {
     const hints = formatLabHints({ ...state, nix: "nix (Nix) 2.26.3" }, layout, false);
     expect(hints.split("\n")[0]).toBe("the hosts run nix (Nix) 2.26.3");

@@ -17,14 +17,25 @@ export function formatLabHosts(state: LabState): string {
   return state.hosts.map((h) => `${h.name}\t${h.address}\n`).join("");
 }
 
-/** How to reach the lab and deploy to it (stderr). */
-export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: boolean): string {
+/**
+ * How to reach the lab and deploy to it (stderr). `mergedInto`: the user's fleet file that
+ * holds the hosts (`lab up --fleet`), which the deploy names; its cache's key is the lab's
+ * only when the file was created from the lab's own.
+ */
+export function formatLabHints(
+  state: LabState,
+  layout: LabLayout,
+  alreadyUp: boolean,
+  mergedInto?: { readonly file: string; readonly created: boolean },
+): string {
   const { files } = layout;
+  const fleet = mergedInto?.file ?? files.fleet;
+  const key = mergedInto === undefined || mergedInto.created ? files.cacheKey : "SECRET_FILE";
   const served = state.pinned === true ? pinnedCacheAddress(layout) : `${layout.gateway}:0`;
   const deploy =
     state.agents === true
-      ? `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --release-key ${files.releaseKey}`
-      : `deploy: nixship deploy --fleet ${files.fleet} --key ${files.cacheKey} --serve-cache ${served}`;
+      ? `deploy: nixship deploy --fleet ${fleet} --key ${key} --release-key ${files.releaseKey}`
+      : `deploy: nixship deploy --fleet ${fleet} --key ${key} --serve-cache ${served}`;
   return [
     ...(alreadyUp ? [`lab '${layout.name}' is already up`] : []),
     ...(state.nix ? [`the hosts run ${state.nix}`] : []),
@@ -35,6 +46,7 @@ export function formatLabHints(state: LabState, layout: LabLayout, alreadyUp: bo
       : []),
     `ssh: ssh -F ${files.sshConfig} ${state.hosts[0]?.name}`,
     deploy,
+    ...(key === "SECRET_FILE" ? [`  (SECRET_FILE: the secret key of ${fleet}'s cache)`] : []),
   ]
     .map((l) => `${l}\n`)
     .join("");

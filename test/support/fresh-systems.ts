@@ -30,6 +30,28 @@ export async function freshSystems(names: readonly string[]): Promise<FreshSyste
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * A flake of examples/system.nix systems, `name` → the Nix text of its arguments (beside
+ * `system`), in which every store path is new to this run (system.nix's `nonce`), with the
+ * names the examples give it: for tests that delete paths from the machine's store, which
+ * another test or checkout may hold alive under the examples' own paths.
+ */
+export async function ownSystems(args: Readonly<Record<string, string>>): Promise<FreshSystems> {
+  const nonce = randomUUID();
+  const dir = await mkdtemp(join(tmpdir(), "nixship-own-systems-"));
+  await cp(join(EXAMPLES_DIR, "system.nix"), join(dir, "system.nix"));
+  await cp(join(EXAMPLES_DIR, "web"), join(dir, "web"), { recursive: true });
+  const packages = Object.entries(args).map(
+    ([name, text]) =>
+      `${name} = import ./system.nix ({ system = "x86_64-linux"; nonce = "${nonce}"; } // { ${text} });`,
+  );
+  await writeFile(
+    join(dir, "flake.nix"),
+    `{ outputs = { self }: { packages.x86_64-linux = { ${packages.join(" ")} }; }; }\n`,
+  );
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
 /** Points `host` of a fleet file at a fresh system and sets (or removes) its `build` section. */
 export async function setBuildFleet(
   fleetFile: string,
