@@ -130,7 +130,15 @@ describe("lab hosts", () => {
     expect(r.stdout).toBe(`10.231.${up.number}.1\n`);
     expect(up.deployerAddress).toBe(address);
     const json = await nixship(["lab", "address", "--name", LAB, "--json"], { env: env() });
-    expect(JSON.parse(json.stdout)).toEqual({ lab: LAB, number: up.number, address });
+    // And what to give --serve-cache: any port on that address (a lab that is not pinned).
+    expect(JSON.parse(json.stdout)).toEqual({
+      lab: LAB,
+      number: up.number,
+      address,
+      serve: `${address}:0`,
+    });
+    const serve = await nixship(["lab", "address", "--name", LAB, "--serve"], { env: env() });
+    expect(serve.stdout).toBe(`${address}:0\n`);
     const bridge = await runOk("ip", ["-4", "-o", "addr", "show", "dev", `nxs${up.number}`]);
     expect(bridge).toContain(`inet ${address}/24`);
     // A server of this machine on that address answers the lab's hosts.
