@@ -74,7 +74,7 @@ else
   printf '%s\n' "$want" >"$stamp"
 fi
 built=dist/.nixship-built
-if [ -f "$built" ] && [ -z "$(find src scripts/assemble-activate.mjs tsconfig.json tsconfig.build.json package.json -newer "$built" -print -quit)" ]; then
+if [ -f "$built" ] && [ -z "$(find src tsconfig.json tsconfig.build.json package.json -newer "$built" -print -quit)" ]; then
   echo "setup: the build is up to date" >&2
 else
   echo "setup: building" >&2

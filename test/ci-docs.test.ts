@@ -405,6 +405,9 @@ describe("docs/ci.md", () => {
     check(skipped, 0);
     const summary = JSON.parse(skipped.stdout.trim().split("\n").at(-1) as string);
     expect(summary.results[0].outcome).toMatchObject({ status: "skipped", reason: "unreachable" });
+    // build-progress comes only when Nix builds something (the systems may be in the store
+    // already); each one that came was checked against the table above.
+    seen.delete("build-progress");
     expect([...seen].sort()).toEqual(
       [
         "build-start",

@@ -540,6 +540,8 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "examples",
       "package-lock.json",
       "package.json",
+      // packaging/nixos/nixship-activate.nix: `lab up --pinned` builds the lab's systems with it.
+      "packaging",
       "src",
       "tsconfig.build.json",
       "tsconfig.client.json",
