@@ -23,6 +23,7 @@ import {
   publishRelease,
   readChannel,
   releaseKey,
+  releaseOriginKey,
 } from "../src/release/release-store.js";
 import { CACHE_FILE, PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { listAll } from "../src/store/helpers.js";
@@ -216,10 +217,12 @@ describe("nixship release refresh on a server with conditional writes", () => {
       const r = await runMain([...argv, "--json"]);
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
+      // Release 2 and the origin document signed beside it (who refreshed it, issue 46).
       expect(await keys(store)).toEqual([
         channelKey("prod"),
         releaseKey("prod", 1),
         releaseKey("prod", 2),
+        releaseOriginKey("prod", 2),
       ]);
     } finally {
       await store.close();

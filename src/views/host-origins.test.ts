@@ -12,7 +12,7 @@ import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { shownOriginText } from "../ui/origin-text.js";
-import { type OriginCache, readHostOrigins } from "./host-origins.js";
+import { type OriginCache, PROBLEM_RETRY_MS, readHostOrigins } from "./host-origins.js";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1" as StorePath;
 const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-web-v2" as StorePath;
@@ -125,7 +125,8 @@ describe("who put each host's system there", () => {
     ]);
     const counted = counting(store);
     const cache: OriginCache = new Map();
-    const shown = await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache);
+    const t0 = Date.now();
+    const shown = await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache, t0);
     // One rollout record, one gone, and each release's file and origin: once each.
     expect(counted.gets.sort()).toEqual(
       [
@@ -152,9 +153,19 @@ describe("who put each host's system there", () => {
     expect(text("web4")).toBe("rolled back by bob@laptop");
     expect(text("web5")).toMatch(/by whom unknown: its rollout record .* is gone/);
     expect(shown.has("web6")).toBe(false);
-    // A dashboard's next poll: what was believed is kept; what was not is asked again.
+    // A dashboard's next poll reads nothing: what was believed is kept, and what was not is
+    // shown as it was until PROBLEM_RETRY_MS passed; then only that is asked again.
     counted.gets.length = 0;
-    await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache);
+    const next = await readHostOrigins(
+      counted.store,
+      records,
+      [publicKeyOf(key)],
+      cache,
+      t0 + 1000,
+    );
+    expect(counted.gets).toEqual([]);
+    expect(next.get("web5")?.problem).toMatch(/is gone/);
+    await readHostOrigins(counted.store, records, [publicKeyOf(key)], cache, t0 + PROBLEM_RETRY_MS);
     expect(counted.gets.sort()).toEqual(
       [
         rolloutKey(started, "ffffffffffff"),

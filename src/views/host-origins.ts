@@ -58,8 +58,18 @@ function refOf(origin: RecordOrigin): string {
   }
 }
 
-/** Origins read before, by what names them: give the same one to each view (a dashboard). */
-export type OriginCache = Map<string, ShownOrigin>;
+/**
+ * Origins read before, by what names them: give the same one to each view (a dashboard). One
+ * that could not be told (a record gone, a fault) is asked again once PROBLEM_RETRY_MS passed,
+ * so that a quiet poll costs no GET however many hosts name such an origin.
+ */
+export type OriginCache = Map<
+  string,
+  { readonly shown: ShownOrigin; readonly askAgainAt?: number }
+>;
+
+/** Milliseconds before an origin that could not be told is asked again. */
+export const PROBLEM_RETRY_MS = 5 * 60_000;
 
 /**
  * Each record's origin as shown, by host: every distinct rollout record and release origin
@@ -71,25 +81,33 @@ export async function readHostOrigins(
   records: ReadonlyMap<string, StatusRecord>,
   releaseKeys: readonly PublicKey[] | undefined,
   cache: OriginCache = new Map(),
+  now: number = Date.now(),
 ): Promise<Map<string, ShownOrigin>> {
   const wanted = new Map<string, RecordOrigin>();
+  const known = (ref: string) => {
+    const hit = cache.get(ref);
+    return hit !== undefined && (hit.askAgainAt === undefined || hit.askAgainAt > now);
+  };
   for (const record of records.values()) {
     const origin = originOfRecord(record);
-    if (origin !== undefined && !cache.has(refOf(origin))) wanted.set(refOf(origin), origin);
+    if (origin !== undefined && !known(refOf(origin))) wanted.set(refOf(origin), origin);
   }
   if (cache.size + wanted.size > CACHE_LIMIT) cache.clear();
   const fresh = new Map<string, ShownOrigin>();
   await mapLimit([...wanted], ORIGIN_READS, async ([ref, origin]) => {
     const shown = await readOrigin(store, origin, releaseKeys);
     fresh.set(ref, shown);
-    // What could not be told is asked again by the next view (a record written late, a fault).
-    if (shown.problem === null) cache.set(ref, shown);
+    // What could not be told is asked again later (a record written late, a fault).
+    cache.set(
+      ref,
+      shown.problem === null ? { shown } : { shown, askAgainAt: now + PROBLEM_RETRY_MS },
+    );
   });
   const byHost = new Map<string, ShownOrigin>();
   for (const [host, record] of records) {
     const origin = originOfRecord(record);
     if (origin === undefined) continue;
-    const shown = cache.get(refOf(origin)) ?? fresh.get(refOf(origin));
+    const shown = fresh.get(refOf(origin)) ?? cache.get(refOf(origin))?.shown;
     if (shown !== undefined) byHost.set(host, shown);
   }
   return byHost;
