@@ -101,4 +101,13 @@ describe("--max-connections", () => {
     expect(summary?.results?.map((r) => r.outcome.status)).toEqual(HOSTS.map(() => "activated"));
     for (const host of HOSTS) expect(await servedBy(lab.info, host)).toBe("web-v2");
   }, 300_000);
+
+  it("refuses a bound that is not a whole number from 1 to 100000, naming it", async () => {
+    for (const bad of ["0", "100001", "lots"]) {
+      const r = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--max-connections", bad]);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr).toContain("--max-connections");
+      expect(r.stderr).toContain(bad);
+    }
+  });
 });

@@ -51,13 +51,21 @@ export async function readFleetInput(
           ...loaded,
           ssh: {
             ...loaded.ssh,
-            maxConnections: Math.min(
-              parseIntFlag(bound, "--max-connections", "nixship") ?? 1,
-              MAX_CONNECTIONS_LIMIT,
-            ),
+            maxConnections: connectionBound(bound),
           },
         };
   return { fleet, fleetFile, fleetDir: dirname(fleetFile) };
+}
+
+/** `--max-connections N`: a whole number from 1 to MAX_CONNECTIONS_LIMIT, else a usage error. */
+function connectionBound(text: string): number {
+  const n = parseIntFlag(text, "--max-connections", "nixship") ?? 1;
+  if (n > MAX_CONNECTIONS_LIMIT) {
+    throw new UsageError(
+      `nixship: --max-connections takes at most ${MAX_CONNECTIONS_LIMIT}, got '${text}'`,
+    );
+  }
+  return n;
 }
 
 export const ROLLOUT_FLAGS = {
