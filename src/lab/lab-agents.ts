@@ -140,12 +140,25 @@ export async function startLabAgent(host: LabHostLayout, hostPid: number): Promi
   }
 }
 
+/** Whether `pid` is a process that has not exited (neither gone nor a zombie). */
+async function isRunning(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return stat !== "" && !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+}
+
 /** Whether `pid` is a running agent (not a recycled pid or a zombie). */
 export async function isAgentProcess(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  if (stat === "" || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  return cmdline.split("\0").includes("agent") && cmdline.includes(`${HOST_VIEW}/agent/`);
+  for (let attempt = 0; ; attempt++) {
+    if (!(await isRunning(pid))) return false;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    // A process in the middle of an exec (nsenter becoming node) has, for a moment, an empty
+    // command line: asked again, not judged by it.
+    if (cmdline === "" && attempt < 20) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      continue;
+    }
+    return cmdline.split("\0").includes("agent") && cmdline.includes(`${HOST_VIEW}/agent/`);
+  }
 }
 
 /** The last lines of the host's agent log (for errors). */
@@ -238,7 +251,9 @@ async function waitForHeartbeats(
       );
       if (waiting.length === 0) return;
       const dead = [];
-      for (const w of waiting) if (!(await isAgentProcess(w.pid))) dead.push(w);
+      // Started by this process a moment ago: judged by whether it has exited, not by its
+      // command line, which is empty while nsenter execs node.
+      for (const w of waiting) if (!(await isRunning(w.pid))) dead.push(w);
       const failed = dead[0] ?? (Date.now() > deadline ? waiting[0] : undefined);
       if (failed !== undefined) {
         const tail = await agentLogTail(failed.host);
