@@ -81,6 +81,7 @@ export const ROLLOUT_FLAGS = {
   "reboot-rollback": { type: "boolean" },
   "no-reboot-rollback": { type: "boolean" },
   "require-pinned": { type: "boolean" },
+  "no-delta": { type: "boolean" },
 } as const;
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
@@ -108,7 +109,10 @@ export const ROLLOUT_HELP = `  --action A             switch (default), boot, te
                          previous system too (else it boots it at its next reboot; default on)
   --require-pinned       refuse to change a host not reached through its installed, pinned
                          nixship-activate (ssh with sudo; agent hosts are pinned by their
-                         agent's keys); fleet policy requirePinned, else off`;
+                         agent's keys); fleet policy requirePinned, else off
+  --no-delta             hosts fetch every path whole, no delta against a path they have
+                         (docs/deltas.md; fleet policy deltas, else on when the fleet names
+                         deltas.tool)`;
 
 type StringFlag = {
   [K in keyof typeof ROLLOUT_FLAGS]: (typeof ROLLOUT_FLAGS)[K]["type"] extends "string" ? K : never;
@@ -130,6 +134,7 @@ export function readRollout(
     readonly "reboot-rollback"?: boolean;
     readonly "no-reboot-rollback"?: boolean;
     readonly "require-pinned"?: boolean;
+    readonly "no-delta"?: boolean;
   },
   fleet: Fleet,
   command: string,
@@ -153,6 +158,7 @@ export function readRollout(
         ? true
         : undefined,
     requirePinned: values["require-pinned"] ? true : undefined,
+    deltas: values["no-delta"] ? false : undefined,
   };
   if (values["no-reboot-rollback"] && values["reboot-rollback"]) {
     throw new UsageError(`${command}: give --reboot-rollback or --no-reboot-rollback, not both`);

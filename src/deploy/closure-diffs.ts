@@ -8,10 +8,12 @@ import type { DeployPlan } from "../fleet/plan.js";
 import {
   type CacheRead,
   type ClosureNode,
+  closureReader,
   currentsToRead,
   type HostRead,
   type PlanDiffs,
   planDiffs,
+  type ReadClosure,
   systemsToAsk,
 } from "../fleet/plan-diffs.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -65,6 +67,15 @@ export async function closureDiffs(
   local: ReadonlyMap<StorePath, ClosureNode>,
   options: ClosureDiffOptions,
 ): Promise<PlanDiffs> {
+  return (await readPlanClosures(plan, local, options)).diffs;
+}
+
+/** The plan's diffs, and the closures they were made from (the deltas' bases read them too). */
+export async function readPlanClosures(
+  plan: Pick<DeployPlan, "hosts">,
+  local: ReadonlyMap<StorePath, ClosureNode>,
+  options: ClosureDiffOptions,
+): Promise<{ readonly diffs: PlanDiffs; readonly closures: (root: StorePath) => ReadClosure }> {
   const roots = currentsToRead(plan.hosts, local);
   const cache: CacheRead =
     roots.length === 0
@@ -75,7 +86,9 @@ export async function closureDiffs(
   const diffs = planDiffs(plan.hosts, local, cache);
   const ask = options.askHost;
   const toAsk = ask === undefined ? [] : systemsToAsk(plan.hosts, diffs);
-  if (ask === undefined || toAsk.length === 0) return diffs;
+  if (ask === undefined || toAsk.length === 0) {
+    return { diffs, closures: closureReader(local, cache) };
+  }
   const answers = await mapLimit(toAsk, ASK_CONCURRENCY, ({ host, system }) =>
     ask(host, system).catch((err: unknown): HostRead => {
       if (options.signal?.aborted) throw err;
@@ -83,7 +96,10 @@ export async function closureDiffs(
     }),
   );
   const asked = new Map(toAsk.map(({ system }, i) => [system, answers[i] as HostRead]));
-  return planDiffs(plan.hosts, local, cache, asked);
+  return {
+    diffs: planDiffs(plan.hosts, local, cache, asked),
+    closures: closureReader(local, cache, asked),
+  };
 }
 
 async function readCache(

@@ -4,10 +4,12 @@
 import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors.js";
 import { parsePublicKey } from "../nix/keys.js";
+import { isStorePath } from "../nix/store-path.js";
 import { parseStoreUrl } from "../store/url.js";
 import {
   type CacheSettings,
   DEFAULT_SSH_USER,
+  type DeltaSettings,
   type Fleet,
   type FleetHost,
   MAX_CONNECTIONS_LIMIT,
@@ -113,6 +115,7 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const hosts = doc.hosts === undefined ? undefined : readHosts(doc.hosts, problems);
   const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
   const policies = doc.policies === undefined ? [] : readPolicies(doc.policies, hosts, problems);
+  const deltas = doc.deltas === undefined ? undefined : readDeltas(doc.deltas, problems);
   if (
     ssh === undefined ||
     ssm === undefined ||
@@ -133,7 +136,20 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets };
+  return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets, deltas };
+}
+
+/** The `deltas` section: the tool hosts apply deltas with. */
+function readDeltas(value: unknown, problems: Problems): DeltaSettings | undefined {
+  const doc = readObject(value, ["deltas"], problems, FLEET_KEYS.deltas);
+  if (doc === undefined) return undefined;
+  const tool = readString(doc.tool, ["deltas", "tool"], problems);
+  if (tool === undefined) return undefined;
+  if (!isStorePath(tool)) {
+    problems.add(["deltas", "tool"], `must be a store path holding bin/zstd (${got(tool)})`);
+    return undefined;
+  }
+  return { tool };
 }
 
 function checkAcrossFields(

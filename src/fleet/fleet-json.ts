@@ -80,6 +80,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       activationTimeout: policy.activationTimeout,
       ...(policy.keepGenerations === 0 ? {} : { keepGenerations: policy.keepGenerations }),
       ...(policy.requirePinned ? { requirePinned: true } : {}),
+      ...(policy.deltas ? {} : { deltas: false }),
       health: {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),
@@ -94,6 +95,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
         }),
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
     ...(fleet.secrets === undefined ? {} : { secrets: secretsToJson(fleet.secrets) }),
+    ...(fleet.deltas === undefined ? {} : { deltas: { tool: fleet.deltas.tool } }),
   };
 }
 

@@ -201,6 +201,11 @@ export interface RolloutPolicy {
    * the host answers with pinned trust): the deploy refuses any other before it changes one.
    */
   readonly requirePinned: boolean;
+  /**
+   * Whether the host may fetch paths as deltas against paths it has (docs/deltas.md), when the
+   * fleet names a delta tool (`deltas.tool`); false: every path whole.
+   */
+  readonly deltas: boolean;
   readonly health: HealthChecks;
 }
 
@@ -244,6 +249,16 @@ export interface Fleet {
   readonly hosts: readonly FleetHost[];
   readonly secrets: SecretsSettings | undefined;
   readonly build: BuildSettings;
+  /** Deltas between store paths (docs/deltas.md); undefined: hosts fetch every path whole. */
+  readonly deltas: DeltaSettings | undefined;
+}
+
+export interface DeltaSettings {
+  /**
+   * A store path holding `bin/zstd` (1.4.5 or newer, for --patch-from) that hosts apply deltas
+   * with, realised from the cache like the systems; pushed with them.
+   */
+  readonly tool: StorePath;
 }
 
 export const POLICY_DEFAULTS = {
@@ -259,6 +274,7 @@ export const POLICY_DEFAULTS = {
   rebootTimeout: 600,
   rebootRollback: true,
   requirePinned: false,
+  deltas: true,
 } as const satisfies Omit<RolloutPolicy, "health">;
 
 export const HTTP_CHECK_DEFAULTS = { expectStatus: 200, timeout: 5 } as const satisfies Omit<
@@ -330,6 +346,7 @@ export interface PolicyOverride {
   readonly rebootTimeout?: number;
   readonly rebootRollback?: boolean;
   readonly requirePinned?: boolean;
+  readonly deltas?: boolean;
   readonly health?: Partial<HealthChecks>;
 }
 

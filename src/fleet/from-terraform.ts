@@ -159,6 +159,7 @@ export function fleetFromTerraform(
       toFleetHost(h, options.via, hostKeyOf(h, options, base?.hosts, conflicts)),
     ),
     secrets: base?.secrets,
+    deltas: base?.deltas,
   };
   if (conflicts.length > 0) throw new HostKeyChangedError(conflicts, REPLACE_HOST_KEYS_FLAG);
   const doc = fleetToJson(fleet);

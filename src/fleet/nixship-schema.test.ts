@@ -83,6 +83,7 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   host: hostSchema,
   ssmTarget: resolveRef((properties(hostSchema).targets as SchemaObject).items as SchemaObject),
   secrets: resolveRef(properties(schema).secrets as SchemaObject),
+  deltas: resolveRef(properties(schema).deltas as SchemaObject),
   secret: resolveRef(
     (properties(defs.secrets as SchemaObject).entries as SchemaObject)
       .additionalProperties as SchemaObject,

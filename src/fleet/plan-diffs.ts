@@ -121,24 +121,23 @@ export function currentsToRead(
   return [...roots];
 }
 
+/** A closure as read, and where its root was read. */
+export type ReadClosure = ClosureLookup & { readonly from: ClosureSource };
+
 /**
- * Each host's diff from the closures read: the desired one from `local` (the planner already
- * requires it whole), the running one from `local` where it is whole there, else from `local`
- * and the cache together. Hosts without a diff are listed with why; diffs of hosts with the
- * same change are grouped (`groupByChange`, within each source).
+ * The closures the plan reads, each root once: from `local` where it is whole there, else from
+ * `local` and the cache together, else with what the host itself sent.
  */
-export function planDiffs(
-  hosts: readonly DiffHost[],
+export function closureReader(
   local: ReadonlyMap<StorePath, ClosureNode>,
   cache: CacheRead,
   asked: ReadonlyMap<StorePath, HostRead> = new Map(),
-): PlanDiffs {
-  const targets = diffHosts(hosts);
+): (root: StorePath) => ReadClosure {
   const fromLocal = (p: StorePath) => local.get(p);
   const cached = cache.kind === "read" ? cache.nodes : new Map<StorePath, ClosureNode>();
   const fromBoth = (p: StorePath) => local.get(p) ?? cached.get(p);
-  const closures = new Map<StorePath, ClosureLookup & { readonly from: ClosureSource }>();
-  const closure = (root: StorePath) => {
+  const closures = new Map<StorePath, ReadClosure>();
+  return (root: StorePath) => {
     let found = closures.get(root);
     if (found === undefined) {
       const own = closureOf(root, fromLocal);
@@ -154,6 +153,22 @@ export function planDiffs(
     }
     return found;
   };
+}
+
+/**
+ * Each host's diff from the closures read: the desired one from `local` (the planner already
+ * requires it whole), the running one from `local` where it is whole there, else from `local`
+ * and the cache together. Hosts without a diff are listed with why; diffs of hosts with the
+ * same change are grouped (`groupByChange`, within each source).
+ */
+export function planDiffs(
+  hosts: readonly DiffHost[],
+  local: ReadonlyMap<StorePath, ClosureNode>,
+  cache: CacheRead,
+  asked: ReadonlyMap<StorePath, HostRead> = new Map(),
+): PlanDiffs {
+  const targets = diffHosts(hosts);
+  const closure = closureReader(local, cache, asked);
   // One diff per (current, desired) pair, whatever the number of hosts that share it.
   const pairs: Record<ClosureSource, Map<string, { hosts: string[]; diff: ClosureDiff }>> = {
     cache: new Map(),

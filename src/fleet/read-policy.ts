@@ -54,6 +54,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     reboot: reboot.reboot ?? POLICY_DEFAULTS.reboot,
     rebootRollback: reboot.rebootRollback ?? POLICY_DEFAULTS.rebootRollback,
     requirePinned: reboot.requirePinned ?? POLICY_DEFAULTS.requirePinned,
+    deltas: reboot.deltas ?? POLICY_DEFAULTS.deltas,
     health: health ?? { http: [], commands: [] },
   };
 }
@@ -62,13 +63,13 @@ type NumericPolicyKey = {
   [K in keyof typeof POLICY_DEFAULTS]: (typeof POLICY_DEFAULTS)[K] extends number ? K : never;
 }[keyof typeof POLICY_DEFAULTS];
 
-/** `reboot` (never, auto, always), and the switches `rebootRollback` and `requirePinned`. */
+/** `reboot` (never, auto, always), and the switches `rebootRollback`, `requirePinned`, `deltas`. */
 function readReboot(
   entry: Record<string, unknown>,
   path: JsonPath,
   problems: Problems,
-): { reboot?: RebootMode; rebootRollback?: boolean; requirePinned?: boolean } {
-  const out: { reboot?: RebootMode; rebootRollback?: boolean; requirePinned?: boolean } = {};
+): Pick<PolicyOverride, "reboot" | "rebootRollback" | "requirePinned" | "deltas"> {
+  const out: { -readonly [K in "reboot" | "rebootRollback" | "requirePinned" | "deltas"]?: PolicyOverride[K] } = {};
   const mode = entry.reboot;
   if (mode !== undefined) {
     if (typeof mode === "string" && (REBOOT_MODES as readonly string[]).includes(mode)) {
@@ -77,7 +78,7 @@ function readReboot(
       problems.add([...path, "reboot"], `must be one of ${REBOOT_MODES.join(", ")} (${got(mode)})`);
     }
   }
-  for (const key of ["rebootRollback", "requirePinned"] as const) {
+  for (const key of ["rebootRollback", "requirePinned", "deltas"] as const) {
     const value = entry[key];
     if (value === undefined) continue;
     if (typeof value === "boolean") out[key] = value;
