@@ -15,11 +15,15 @@ export function narKey(fileHash: Sha256, compression: Compression): string {
   return `nar/${fileHash.nix32}${NAR_EXTENSION[compression]}`;
 }
 
-/** Keys a substituting client may ask for: the cache info, narinfos and NARs. */
+/**
+ * Keys a substituting client may ask for: the cache info, narinfos, NARs, and the NARs of
+ * delta paths (`delta/<nix32>.nar`, docs/deltas.md); not the deployer's skip notes.
+ */
 export function isCacheKey(key: string): boolean {
   return (
     key === CACHE_INFO_KEY ||
     /^[0-9a-z]{32}\.narinfo$/.test(key) ||
-    /^nar\/[0-9a-z]{52}\.nar(\.zst|\.xz|\.bz2)?$/.test(key)
+    /^nar\/[0-9a-z]{52}\.nar(\.zst|\.xz|\.bz2)?$/.test(key) ||
+    /^delta\/[0-9a-z]{52}\.nar$/.test(key)
   );
 }

@@ -34,6 +34,14 @@ export async function readNarInfo(
   store: ObjectStore,
   pathOrHash: string,
 ): Promise<NarInfo | undefined> {
+  return (await readNarInfoText(store, pathOrHash))?.info;
+}
+
+/** The narinfo as readNarInfo reads it, with its text byte for byte (a delta carries it). */
+export async function readNarInfoText(
+  store: ObjectStore,
+  pathOrHash: string,
+): Promise<{ readonly text: string; readonly info: NarInfo } | undefined> {
   const key = narInfoKey(hashPartOf(pathOrHash));
   const text = await readText(store, key, NARINFO_LIMIT);
   if (text === undefined) return undefined;
@@ -48,7 +56,7 @@ export async function readNarInfo(
       `${key} describes ${info.storePath}, not ${pathOrHash}`,
     );
   }
-  return info;
+  return { text, info };
 }
 
 export type NarProblem =

@@ -10,6 +10,9 @@ import { createCacheServer } from "./serve.js";
 
 const NARINFO = "0123456789abcdfghijklmnpqrsvwxyz.narinfo";
 const NAR = `nar/${"1".repeat(52)}.nar.zst`;
+// A delta path's NAR (docs/deltas.md), and a skip note hosts have no business reading.
+const DELTA_NAR = `delta/${"3".repeat(52)}.nar`;
+const SKIP_NOTE = `delta/skip/${"4".repeat(32)}-${"5".repeat(32)}.json`;
 
 async function listen(server: Server): Promise<string> {
   server.listen(0, "127.0.0.1");
@@ -30,6 +33,8 @@ describe("cache server", () => {
     await store.put(NARINFO, Buffer.from("StorePath: x\n"));
     await store.put(NAR, Buffer.alloc(300_000, 7));
     await store.put("releases/secret.json", Buffer.from("{}"));
+    await store.put(DELTA_NAR, Buffer.from("delta NAR"));
+    await store.put(SKIP_NOTE, Buffer.from("{}"));
     open = createCacheServer({ store });
     guarded = createCacheServer({ store, token: "s3cret" });
     openUrl = await listen(open);
@@ -49,6 +54,15 @@ describe("cache server", () => {
     const nar = await fetch(`${openUrl}/${NAR}`);
     expect(nar.headers.get("content-length")).toBe("300000");
     expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
+  });
+
+  it("serves the NARs of delta paths, not the deltas' skip notes", async () => {
+    const nar = await fetch(`${openUrl}/${DELTA_NAR}`);
+    expect(nar.status).toBe(200);
+    expect(nar.headers.get("content-type")).toBe("application/x-nix-nar");
+    expect(await nar.text()).toBe("delta NAR");
+    expect((await fetch(`${openUrl}/${SKIP_NOTE}`)).status).toBe(404);
+    expect((await fetch(`${openUrl}/delta/${"3".repeat(52)}.nar.zst`)).status).toBe(404);
   });
 
   it("answers HEAD without a body", async () => {

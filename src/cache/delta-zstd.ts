@@ -1,0 +1,130 @@
+// The zstd CLI as the delta engine on the deployer's side: its version checked once (patch
+// mode needs 1.4.5), and one delta computed from two NAR files, bounded in time.
+import { OperationError } from "../errors.js";
+import { runCommand } from "../util/run.js";
+
+/** The first zstd release with `--patch-from`. */
+export const ZSTD_PATCH_FROM_SINCE = [1, 4, 5] as const;
+
+/**
+ * The level deltas are computed at: measured on the lab's example systems and a 9 MB NAR
+ * (docs/deltas.md, "Engine"): -19 gives the smallest deltas at a CPU cost the deployer pays
+ * once per pair, for every host that shares it.
+ */
+export const DELTA_ZSTD_LEVEL = 19;
+
+/** zstd's window for patch mode: a base up to 2 GiB is all in reach (the host passes it too). */
+export const DELTA_ZSTD_LONG = 31;
+
+const INSTALL_HINT =
+  "install zstd 1.4.5 or later (Debian 11 and later: apt-get install zstd; or nix profile install nixpkgs#zstd) and put it first on PATH";
+
+/** Parses `zstd --version`'s line ("*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***"). */
+export function parseZstdVersion(text: string): readonly [number, number, number] | undefined {
+  const m = /\bv(\d+)\.(\d+)\.(\d+)\b/.exec(text);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+/** Whether `version` has `--patch-from`. */
+export function supportsPatchFrom(version: readonly [number, number, number]): boolean {
+  for (let i = 0; i < 3; i++) {
+    const have = version[i] as number;
+    const need = ZSTD_PATCH_FROM_SINCE[i] as number;
+    if (have !== need) return have > need;
+  }
+  return true;
+}
+
+const checked = new Map<string, Promise<void>>();
+
+/** Fails with the fix when `zstd` is missing or too old for patch mode; asked once per command. */
+export function checkZstdPatchFrom(zstd = "zstd"): Promise<void> {
+  let check = checked.get(zstd);
+  if (check === undefined) {
+    check = askVersion(zstd);
+    checked.set(zstd, check);
+    check.catch(() => checked.delete(zstd));
+  }
+  return check;
+}
+
+async function askVersion(zstd: string): Promise<void> {
+  const { stdout } = await runCommand(zstd, ["--version"], {
+    purpose: "learn the zstd CLI's version for deltas",
+    errorCodes: { missing: "zstd-missing", failed: "zstd-failed" },
+    missingHint: INSTALL_HINT,
+    signal: AbortSignal.timeout(30_000),
+  });
+  const version = parseZstdVersion(stdout);
+  if (version === undefined) {
+    throw new OperationError(
+      "zstd-version",
+      `cannot tell the version of '${zstd}' from '${stdout.trim().slice(0, 120)}'`,
+      { hint: INSTALL_HINT },
+    );
+  }
+  if (!supportsPatchFrom(version)) {
+    throw new OperationError(
+      "zstd-too-old",
+      `'${zstd}' is zstd ${version.join(".")}, which has no --patch-from (deltas need ${ZSTD_PATCH_FROM_SINCE.join(".")} or later)`,
+      { hint: INSTALL_HINT },
+    );
+  }
+}
+
+export interface ZstdDeltaOptions {
+  readonly zstd?: string;
+  readonly level?: number;
+  /** Stops zstd when it runs longer (default: deltaTimeoutMs of the target's size). */
+  readonly timeoutMs?: number;
+}
+
+/** A deadline for one delta: a minute, and 4 s per MiB of NAR (level 19 runs at about 1 MB/s). */
+export function deltaTimeoutMs(narSize: number): number {
+  return 60_000 + Math.ceil(narSize / (1024 * 1024)) * 4_000;
+}
+
+/** Writes `out`, the zstd patch from the NAR file `base` to the NAR file `target`. */
+export async function computeZstdDelta(
+  base: string,
+  target: string,
+  out: string,
+  targetSize: number,
+  options: ZstdDeltaOptions = {},
+): Promise<void> {
+  const zstd = options.zstd ?? "zstd";
+  await checkZstdPatchFrom(zstd);
+  const level = options.level ?? DELTA_ZSTD_LEVEL;
+  const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(targetSize);
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    await runCommand(
+      zstd,
+      [
+        "-q",
+        `-${level}`,
+        ...(level > 19 ? ["--ultra"] : []),
+        `--long=${DELTA_ZSTD_LONG}`,
+        `--patch-from=${base}`,
+        target,
+        "-o",
+        out,
+      ],
+      {
+        purpose: "compute a delta",
+        errorCodes: { missing: "zstd-missing", failed: "delta-failed" },
+        missingHint: INSTALL_HINT,
+        signal,
+      },
+    );
+  } catch (err) {
+    if (signal.aborted) {
+      throw new OperationError(
+        "delta-timeout",
+        `zstd took longer than ${Math.round(timeoutMs / 1000)} s to compute the delta of ${target}; stopped`,
+        { hint: "give it more time (timeoutMs), or a lower level", cause: err },
+      );
+    }
+    throw err;
+  }
+}
