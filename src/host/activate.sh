@@ -1536,21 +1536,22 @@ delta_pairs() {
 # lines into file $2: the hash part is the first 32 characters of the nix32 form of
 # sha256("nixship-delta-v1:<target's base name>:<base's base name>").
 delta_candidates() {
+  c_pairs=$1 c_out=$2
   while read -r c_t c_b; do
     c_hex=$(printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" | sha256sum)
     printf '%s\n' "${c_hex%% *}"
-  done <"$1" >"$x_dir/seeds"
+  done <"$c_pairs" >"$x_dir/seeds"
   r=$(x_left)
   [ "$r" -gt 0 ] || return 1
   set -f
   # shellcheck disable=SC2046 # one hash a word
   set -- $(cat "$x_dir/seeds")
   set +f
-  [ $# -gt 0 ] || { : >"$2"; return 0; }
+  [ $# -gt 0 ] || { : >"$c_out"; return 0; }
   bounded "$x_dir/nix32" "$r" nix-hash --type sha256 --to-base32 "$@" || return 1
-  cut -c1-32 "$x_dir/nix32" | paste -d ' ' - "$1" |
-    awk '{ print "/nix/store/" $1 "-nixship-delta-" substr($2, 12, 32), $2, $3 }' >"$2"
-  [ "$(wc -l <"$2")" = "$(wc -l <"$1")" ]
+  cut -c1-32 "$x_dir/nix32" | paste -d ' ' - "$c_pairs" |
+    awk '{ print "/nix/store/" $1 "-nixship-delta-" substr($2, 12, 32), $2, $3 }' >"$c_out"
+  [ "$(wc -l <"$c_out")" = "$(wc -l <"$c_pairs")" ]
 }
 
 # The sha256 of file $1, in hex.
