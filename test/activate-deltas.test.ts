@@ -10,7 +10,6 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deltaPathOf } from "../src/cache/delta-path.js";
 import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
 import { activateScript } from "../src/host/activation.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
@@ -197,6 +196,7 @@ afterAll(async () => {
 describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
   let first: StorePath;
   let second: StorePath;
+  let third: StorePath;
 
   it("a host updated across a rebuild gets most paths by delta, runs the new system, and its store verifies them", async () => {
     first = await buildSystem();
@@ -212,16 +212,17 @@ describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
     expect(answer, log).toMatchObject({ ok: true, result: "activated", path: second });
     expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(second);
     const delta = answer.delta;
-    console.log(JSON.stringify(answer.delta), JSON.stringify([...requests]), published.map((o) => o.kind));
     expect(delta, log).toBeDefined();
     const old = await closure(first);
     const lacking = (await closure(second)).filter((p) => !old.includes(p));
-    expect(delta?.skipped, log).toBeUndefined();
-    expect(delta?.paths, log).toBeGreaterThan(delta?.wholePaths ?? 0);
-    expect(delta?.failed).toBe(0);
-    // Counted at the cache: the system's paths came as deltas, not NARs (the tool's NAR aside).
-    expect(requests.get("delta") ?? 0, JSON.stringify([...requests])).toBe(delta?.paths);
-    expect((requests.get("delta") ?? 0) > (requests.get("nar") ?? 0)).toBe(true);
+    // Every path the host lacked had a delta worth publishing, and came by it.
+    expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
+    expect(delta, log).toMatchObject({ paths: lacking.length, wholePaths: 0, failed: 0 });
+    expect(delta?.bytes).toBeGreaterThan(0);
+    expect(delta?.bytes).toBeLessThan(delta?.narBytes ?? 0);
+    expect(log).toMatch(new RegExp(`deltas: ${lacking.length} paths came by delta`));
+    // Counted at the cache: the system's paths came as deltas; the one NAR is the tool's.
+    expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 1 });
     const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
     expect(verified.code, verified.stderr).toBe(0);
     // Nothing of the step is left: its work directory, nor the deltas in the store.
@@ -229,5 +230,67 @@ describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
       `ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l`,
     );
     expect(left.stdout).toMatch(/No such file or directory\n0\n$/);
+  });
+
+  it("a delta with flipped bits, one made against another base and one that expands without bound: those paths come whole, the activation succeeds", async () => {
+    third = await buildSystem();
+    await push(third);
+    // Three zstd runs of a deployer gone wrong, each for one path: the patch's bits flipped,
+    // the patch made from another NAR than the base it names (the target's own: a small delta,
+    // which rebuilds something else from the true base), and a patch that expands to 16 MiB of
+    // zeros, far past the target's NarSize. (The web program's NAR is the same in every build:
+    // only a changed path can show a wrong base.)
+    const flip = `flip() { byte=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
+printf "\\$(printf %o $((byte ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }`;
+    const wrappers = {
+      flipped: `zstd "$@" || exit; for out; do :; done
+flip "$out" $(($(stat -c %s "$out") / 2))`,
+      otherBase: `for a; do case $a in -o) break ;; esac; target=$a; done
+cp "$target" "$target.as-base"
+for a; do shift; case $a in --patch-from=*) a=--patch-from=$target.as-base ;; esac; set -- "$@" "$a"; done
+exec zstd "$@"`,
+      unbounded: `for out; do :; done
+head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
+    };
+    const zstdOf: Record<string, string> = {};
+    for (const [name, body] of Object.entries(wrappers)) {
+      const file = join(work, `zstd-${name}`);
+      await writeFile(
+        file,
+        `#!/bin/sh\ncase $1 in --version) exec zstd --version ;; esac\n${flip}\n${body}\n`,
+      );
+      await chmod(file, 0o755);
+      zstdOf[name] = file;
+    }
+    const bad: Record<string, string> = {
+      hello: "flipped",
+      "example-web-system-v1": "otherBase",
+      "example-web-share": "unbounded",
+    };
+    const published = await publishDeltas(second, third, (target) => {
+      const mode = bad[packageOf(target)];
+      return mode === undefined ? undefined : zstdOf[mode];
+    });
+    const old = await closure(second);
+    const lacking = (await closure(third)).filter((p) => !old.includes(p));
+    expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
+
+    requests.clear();
+    const { answer, log } = await activate(third, "--delta-tool", tool);
+    expect(answer, log).toMatchObject({ ok: true, result: "activated", path: third });
+    expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(third);
+    expect(answer.delta, log).toMatchObject({
+      paths: lacking.length - 3,
+      wholePaths: 3,
+      failed: 3,
+    });
+    for (const name of Object.keys(bad)) {
+      const target = lacking.find((p) => packageOf(p) === name);
+      expect(log).toContain(`deltas: ${target} comes whole: the delta from`);
+    }
+    // The three came whole from the cache, the rest by delta.
+    expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 3 });
+    const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
+    expect(verified.code, verified.stderr).toBe(0);
   });
 });
