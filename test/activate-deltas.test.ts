@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
 import { activateScript } from "../src/host/activation.js";
+import { checkActivationResult } from "../src/host/activation-result.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
 import { parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
@@ -138,7 +139,10 @@ async function activate(
     { input: Buffer.from(activateScript()) },
   );
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
-  return { answer: JSON.parse(last) as Answer, log: r.stderr };
+  // As the deployer takes it: checked field by field (the delta report too).
+  const answer = checkActivationResult(JSON.parse(last));
+  if ("problem" in answer) throw new Error(`${answer.problem}\n${r.stderr}`);
+  return { answer: answer as unknown as Answer, log: r.stderr };
 }
 
 beforeAll(async () => {

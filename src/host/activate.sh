@@ -1517,19 +1517,19 @@ dry_run_fetches() {
 # too) first.
 delta_pairs() {
   awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
-    function pname(n, i) { i = match(n, /-[^A-Za-z]/); return i ? substr(n, 1, i - 1) : n }
-    NR == FNR {
-      n = substr($0, 45); p = pname(n)
-      if (count[p] < 50) { count[p]++; base[p, count[p]] = $0; full[p, count[p]] = n }
-      next
-    }
-    FNR <= max_paths {
-      n = substr($0, 45); p = pname(n); k = 0
-      for (i = 1; i <= count[p] && k < max_bases; i++)
-        if (full[p, i] == n) { print $0, base[p, i]; k++ }
-      for (i = 1; i <= count[p] && k < max_bases; i++)
-        if (full[p, i] != n) { print $0, base[p, i]; k++ }
-    }' "$2" "$1"
+function pname(n, i) { i = match(n, /-[^A-Za-z]/); return i ? substr(n, 1, i - 1) : n }
+NR == FNR {
+n = substr($0, 45); p = pname(n)
+if (count[p] < 50) { count[p]++; base[p, count[p]] = $0; full[p, count[p]] = n }
+next
+}
+FNR <= max_paths {
+n = substr($0, 45); p = pname(n); k = 0
+for (i = 1; i <= count[p] && k < max_bases; i++)
+if (full[p, i] == n) { print $0, base[p, i]; k++ }
+for (i = 1; i <= count[p] && k < max_bases; i++)
+if (full[p, i] != n) { print $0, base[p, i]; k++ }
+}' "$2" "$1"
 }
 
 # The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
@@ -1574,22 +1574,22 @@ delta_apply() {
   [ "$(wc -c <"$1/narinfo")" -le "$DELTA_NARINFO_LIMIT" ] || return 1
   x_why="its delta-info is not of this pair, or malformed"
   a_base=$(awk -v t="$2" -v b="$3" '
-    $0 == "" { next }
-    { i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
-    END {
-      if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != t || f["Base"] != b ||
-        f["BaseNarHash"] !~ /^sha256:[0-9a-z]+$/ || f["BaseNarSize"] !~ /^[0-9]+$/ ||
-        length(f["BaseNarSize"]) > 15) exit 1
-      print f["BaseNarHash"], f["BaseNarSize"]
-    }' "$1/delta-info") || return 1
+$0 == "" { next }
+{ i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
+END {
+if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != t || f["Base"] != b ||
+f["BaseNarHash"] !~ /^sha256:[0-9a-z]+$/ || f["BaseNarSize"] !~ /^[0-9]+$/ ||
+length(f["BaseNarSize"]) > 15) exit 1
+print f["BaseNarHash"], f["BaseNarSize"]
+}' "$1/delta-info") || return 1
   x_why="its narinfo is not the target's, or malformed"
   a_target=$(awk -v t="$2" '
-    { i = index($0, ": "); if (i > 1) f[substr($0, 1, i - 1)] = substr($0, i + 2) }
-    END {
-      if (f["StorePath"] != t || f["NarHash"] !~ /^sha256:[0-9a-z]+$/ || f["NarSize"] !~ /^[0-9]+$/ ||
-        length(f["NarSize"]) > 15) exit 1
-      print f["NarHash"], f["NarSize"]
-    }' "$1/narinfo") || return 1
+{ i = index($0, ": "); if (i > 1) f[substr($0, 1, i - 1)] = substr($0, i + 2) }
+END {
+if (f["StorePath"] != t || f["NarHash"] !~ /^sha256:[0-9a-z]+$/ || f["NarSize"] !~ /^[0-9]+$/ ||
+length(f["NarSize"]) > 15) exit 1
+print f["NarHash"], f["NarSize"]
+}' "$1/narinfo") || return 1
   a_base_hash=${a_base% *} a_base_size=${a_base#* } a_hash=${a_target% *} a_size=${a_target#* }
   x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
   [ "$(nix-store -q --hash "$3" 2>/dev/null)" = "$a_base_hash" ] || return 1
@@ -1627,10 +1627,10 @@ delta_apply() {
   a_part=${a_part%%-*}
   mv -f "$x_dir/nar" "$x_dir/cache/nar/$a_part.nar" || return 1
   awk -v part="$a_part" -v hash="$a_hash" -v size="$a_size" '
-    /^(URL|Compression|FileHash|FileSize): / { next }
-    { print }
-    END { print "URL: nar/" part ".nar"; print "Compression: none"; print "FileHash: " hash; print "FileSize: " size }
-  ' "$1/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
+/^(URL|Compression|FileHash|FileSize): / { next }
+{ print }
+END { print "URL: nar/" part ".nar"; print "Compression: none"; print "FileHash: " hash; print "FileSize: " size }
+' "$1/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
   x_room=$((x_room + a_size))
 }
 
