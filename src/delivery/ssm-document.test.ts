@@ -163,6 +163,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
     "https://b.s3.eu-west-1.amazonaws.com/secrets/web1/0a1b?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261123%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=9f0e",
   SecretsSha256: "a".repeat(64),
   AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
+  DeltaTool: "/nix/store/2c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-zstd-1.5.6",
   Generation: "12",
   KeepGenerations: "3",
   RebootToken: "s1abc-def_2",

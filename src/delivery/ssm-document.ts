@@ -93,6 +93,13 @@ export const SSM_PARAMETERS = {
     allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
     default: "",
   },
+  DeltaTool: {
+    type: "String",
+    description:
+      "A store path whose bin/zstd rebuilds paths from the cache's deltas before StorePath is realised (realised like it); empty: every path whole.",
+    allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
+    default: "",
+  },
   Generation: {
     type: "String",
     description: "For Command rollback: the generation to go back to (empty: the previous one).",
@@ -174,6 +181,7 @@ health_checks='{{ HealthChecks }}'
 secrets_url='{{ SecretsUrl }}'
 secrets_sha256='{{ SecretsSha256 }}'
 age_path='{{ AgePath }}'
+delta_tool='{{ DeltaTool }}'
 generation='{{ Generation }}'
 keep_generations='{{ KeepGenerations }}'
 activation_timeout='{{ ActivationTimeout }}'
@@ -202,6 +210,7 @@ case $command in
         set -- "$@" --secrets --secrets-url "$secrets_url" --secrets-sha256 "$secrets_sha256"
         [ -z "$age_path" ] || set -- "$@" --age "$age_path"
       fi
+      [ -z "$delta_tool" ] || set -- "$@" --delta-tool "$delta_tool"
       if [ -n "$reboot_token" ]; then
         [ "$action" = boot ] || usage "a RebootToken needs Action boot"
         set -- "$@" --reboot-token "$reboot_token" --caller-reboots

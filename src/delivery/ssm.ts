@@ -338,6 +338,7 @@ export class SsmDelivery implements Delivery {
       SecretsUrl: secrets?.url ?? "",
       SecretsSha256: secrets?.sha256 ?? "",
       AgePath: (secrets && request.secrets?.age) ?? "",
+      DeltaTool: request.deltaTool ?? "",
       // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
       ExecutionTimeout: String(Math.min(this.settings.commandTimeout, activateDeadline(request))),
       ...(rebootToken === undefined || request.reboot === undefined

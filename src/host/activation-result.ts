@@ -7,7 +7,7 @@ import { ACTIONS } from "../fleet/action.js";
 import { isStorePath } from "../nix/store-path.js";
 import { readRebootState } from "../status/boot.js";
 import { withoutControls } from "../util/text.js";
-import { type ActivationResult, SCRIPT_VERBS } from "./activation.js";
+import { type ActivationResult, type DeltaReport, SCRIPT_VERBS } from "./activation.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;
@@ -90,6 +90,20 @@ function object(v: unknown, at: string): Obj {
 /** Keeps only the keys that are present, so optional fields stay absent. */
 function present<T extends Obj>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function deltaReport(v: unknown): DeltaReport {
+  const d = object(v, "delta");
+  if (field(d, "skipped") !== undefined) return { skipped: text(d, "skipped") as string };
+  const size = (key: string) => int(d, key, { nullable: true }) as number | null;
+  return {
+    paths: int(d, "paths") as number,
+    bytes: size("bytes"),
+    narBytes: size("narBytes"),
+    wholePaths: int(d, "wholePaths") as number,
+    wholeNarBytes: size("wholeNarBytes"),
+    failed: int(d, "failed") as number,
+  };
 }
 
 function generationEntry(item: unknown, at: string) {
@@ -226,6 +240,7 @@ function checkVariant(o: Obj): ActivationResult {
           confirmTimeout: int(o, "confirmTimeout", { optional: true }) as number | undefined,
           bootId: text(o, "bootId", true),
           tookOver,
+          delta: field(o, "delta") === undefined ? undefined : deltaReport(field(o, "delta")),
         });
       }
       return present({

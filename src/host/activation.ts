@@ -79,6 +79,11 @@ export interface ActivateOptions {
     readonly hostKey?: string;
     readonly url?: { readonly url: string; readonly sha256: string };
   };
+  /**
+   * A store path holding bin/zstd, realised as the system is: the host first rebuilds what it
+   * can of the system from the cache's deltas (docs/deltas.md); absent: every path whole.
+   */
+  readonly deltaTool?: string;
 }
 
 export function activateArgs(o: ActivateOptions): string[] {
@@ -99,6 +104,7 @@ export function activateArgs(o: ActivateOptions): string[] {
   // With a token, `abort --token` reaches the activation even while it still switches.
   if (o.token) args.push("--token", o.token);
   if (o.rebootToken) args.push("--reboot-token", o.rebootToken);
+  if (o.deltaTool !== undefined) args.push("--delta-tool", o.deltaTool);
   if (o.secrets) {
     args.push("--secrets");
     if (o.secrets.age !== undefined) args.push("--age", o.secrets.age);
@@ -310,6 +316,23 @@ export interface BootVerbResult {
   readonly generation?: number | null;
 }
 
+/**
+ * The delta step's report (activate --delta-tool): the paths rebuilt from deltas, the bytes of
+ * the deltas fetched (their NAR sizes) and of the NARs they rebuilt, the paths fetched whole and
+ * their NAR bytes, and the deltas fetched that did not apply (those paths came whole). Sizes are
+ * null when the store could not be asked in time. Or only why the step did not run ("skipped").
+ */
+export type DeltaReport =
+  | {
+      readonly paths: number;
+      readonly bytes: number | null;
+      readonly narBytes: number | null;
+      readonly wholePaths: number;
+      readonly wholeNarBytes: number | null;
+      readonly failed: number;
+    }
+  | { readonly skipped: string };
+
 /** A system that failed on the host, which it still runs. */
 export interface FailedSystem {
   readonly path: string;
@@ -335,6 +358,8 @@ export type ActivationResult =
       readonly bootId?: string;
       /** Set when this activation took over a stale lock: what it found and did. */
       readonly tookOver?: string;
+      /** With --delta-tool: what came by delta and what whole (docs/deltas.md). */
+      readonly delta?: DeltaReport;
     }
   | {
       readonly ok: false;

@@ -47,6 +47,11 @@ export interface DeployRequest {
   /** The host's secrets, installed before the switch; undefined: its secrets are left alone. */
   readonly secrets?: HostSecrets;
   /**
+   * A store path holding bin/zstd (realised as the system is): the host first rebuilds what it
+   * can of the system from the cache's deltas (docs/deltas.md); undefined: every path whole.
+   */
+  readonly deltaTool?: StorePath;
+  /**
    * After a confirmed activation, the host keeps this many of its newest generations (and the
    * rollback target) and collects garbage; undefined or 0: it keeps everything.
    */

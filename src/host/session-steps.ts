@@ -60,7 +60,7 @@ export function activateRequest(
   request: DeployRequest,
   how: Omit<
     ActivateOptions,
-    "path" | "substituters" | "trustedKeys" | "activationTimeout" | "secrets"
+    "path" | "substituters" | "trustedKeys" | "activationTimeout" | "secrets" | "deltaTool"
   >,
   run: {
     readonly deadline: number;
@@ -75,6 +75,7 @@ export function activateRequest(
       substituters: request.substituters,
       trustedKeys: request.trustedKeys,
       activationTimeout: request.activationTimeout,
+      ...(request.deltaTool === undefined ? {} : { deltaTool: request.deltaTool }),
       ...(request.secrets === undefined
         ? {}
         : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),

@@ -7,7 +7,14 @@
 #            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]... [--health-once CMD]...
 #            [--health-timeout S] [--activation-timeout S] [--token T [--confirm-timeout S]]
 #            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
-#       1. realise P (from the substituters, signatures required; else it must be present)
+#            [--delta-tool D]
+#       1. realise P (from the substituters, signatures required; else it must be present);
+#          with --delta-tool D (a store path holding bin/zstd, realised from the substituters
+#          as --age's is; with pinned trust, signed by a pinned key), the paths P lacks are
+#          first rebuilt where they can be from deltas against the running system's paths
+#          (docs/deltas.md), into a local cache the realise asks first; Nix checks them as any
+#          path. What came by delta and what whole is reported ("delta"); a delta that does not
+#          apply, or a tool that cannot be had, only means paths come whole
 #       2. with --secrets: install the host's secrets (see "Secrets" below)
 #       3. set the system profile (switch, boot): a new generation, numbered one past the
 #          highest the profile ever had (recorded in /nix/var/nixship/generations), so that the
@@ -100,7 +107,7 @@
 # an activation and roll it back (exit 6); HUP and PIPE are ignored: a deployer whose session
 # vanishes leaves the activation to end by itself, and its confirmation window to roll back.
 #
-# Store paths taken (--path, --age, closure's --path, the lines of --check-paths, and the target of a
+# Store paths taken (--path, --age, --delta-tool, closure's --path, the lines of --check-paths, and the target of a
 # generation a rollback goes to) must be in canonical form, /nix/store/HASH-NAME with nothing
 # before or after, or the command is refused (exit 2; a rollback's, exit 9) before anything runs:
 # Nix checks a path by its text, the kernel follows links and "..". A system or age package must

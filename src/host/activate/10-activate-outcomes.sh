@@ -70,6 +70,7 @@ finish_failed() {
   case $f_phase in realise | secrets | profile | switch | reboot | health) ;; *) f_phase=realise ;; esac
   stop_child
   secrets_discard
+  delta_discard
   [ -z "$h_dir" ] || rm -rf "$h_dir"
   if [ "$profile_set" = 1 ] || [ "$switch_started" = 1 ]; then
     mark_phase rollback
@@ -172,9 +173,10 @@ step_failed() {
 }
 
 activated_json() {
-  printf '"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+  printf '"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s%s}\n' \
     "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
-    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)"
+    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)" \
+    "$(delta_json)"
 }
 
 # The activation went through: report it, leaving a watcher to wait for the confirmation

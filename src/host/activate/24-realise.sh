@@ -1,9 +1,9 @@
 # The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
 # the activation timeout), else age from PATH.
 # Realises store path $1 ($2 says what it is, e.g. "the age package "), failing phase $3 with
-# exit code $4, under the GC root $5: from the substituters with only the trusted keys and
-# signatures required, bounded by what is left of the activation timeout; without substituters
-# it must be on the host already.
+# exit code $4, under the GC root $5: from the substituters (after substituter $6, when given:
+# the delta step's local cache) with only the trusted keys and signatures required, bounded by
+# what is left of the activation timeout; without substituters it must be on the host already.
 realise_path() {
   if [ -n "$subs" ]; then
     mark_phase "$3"
@@ -11,7 +11,7 @@ realise_path() {
     r=$(remaining)
     [ "$r" -gt 0 ] || timed_out "$3"
     bounded quiet "$r" nix-store --realise "$1" --add-root "$5" \
-      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option substituters "${6:+$6 }$subs" --option trusted-public-keys "$keys" \
       --option require-sigs true --option narinfo-cache-negative-ttl 0 ||
       step_failed "$3" "$4" "$(realise_failure "$1" "$2")"
   elif ! nix-store --check-validity "$1" 2>/dev/null; then

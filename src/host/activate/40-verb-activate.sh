@@ -1,7 +1,7 @@
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
+  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -15,6 +15,7 @@ cmd_activate() {
       --token) token=${2-}; shift 2 ;;
       --secrets) secrets=1; shift ;;
       --age) age_path=${2-}; shift 2 ;;
+      --delta-tool) delta_tool=${2-}; shift 2 ;;
       --host-key) host_key=${2-}; shift 2 ;;
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
@@ -38,6 +39,8 @@ cmd_activate() {
   case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
   [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
   check_secrets_options
+  [ -z "$delta_tool" ] || store_path_form "$delta_tool" ||
+    usage "activate: --delta-tool must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$delta_tool'"
   if [ "$pinned" = 1 ]; then
     [ -z "$subs$keys" ] || [ "$subs $keys" = "$pinned_subs $pinned_keys" ] ||
       log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
@@ -64,7 +67,10 @@ cmd_activate() {
   # 1. Realise (bounded by what is left of the activation timeout).
   # The root keeps the new system from the garbage collector until a profile or
   # /run/current-system holds it (test and dry-activate set no profile).
-  realise_path "$path" "" realise 3 "$state_dir/realised"
+  # With --delta-tool, what deltas can rebuild first, into a local cache the realise asks first.
+  delta_step
+  realise_path "$path" "" realise 3 "$state_dir/realised" "$x_cache"
+  delta_finish
   store_path_resolves "$path" ||
     step_failed realise 3 "$path is a link or resolves elsewhere ($(resolve "$path" || echo nowhere)): only a store path that is itself is activated"
   require_pinned_signature "$path" "" realise 3

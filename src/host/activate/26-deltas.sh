@@ -1,0 +1,317 @@
+
+# --- Deltas (activate --delta-tool P; docs/deltas.md). Before the system is realised, the paths
+# it lacks are rebuilt where they can be from deltas against paths of the running system's
+# closure, into a binary cache on local disk that the realise asks first (Priority 1): Nix then
+# checks each rebuilt path's signature and NAR hash itself, and takes whatever the deltas did
+# not give from the substituters. The step never fails an activation: what it cannot do comes
+# whole.
+
+# The most paths the step looks for deltas of, and the bases it tries for each (paths of the
+# same package name in the running system's closure): past these, paths come whole. The step
+# takes at most half of what is left of the activation timeout, the rest is the realise's.
+DELTA_MAX_PATHS=2000 DELTA_MAX_BASES=3
+# Where the step works: on the store's disk (NARs can be large, /run is a tmpfs), one activation
+# at a time (the lock), removed when the step's realise is over and on every failure.
+DELTA_WORK=/nix/var/nixship/delta-work
+# The largest delta-info and narinfo read (a narinfo lists its references: 64 KiB is thousands).
+DELTA_INFO_LIMIT=4096 DELTA_NARINFO_LIMIT=65536
+x_dir="" x_cache="" x_json=""
+
+# Seconds the delta step may still take.
+x_left() {
+  r=$((x_deadline - $(now)))
+  [ "$r" -gt 0 ] || r=0
+  printf '%s' "$r"
+}
+
+# Removes what the delta step wrote (also an earlier, killed activation's).
+delta_discard() {
+  rm -rf "$DELTA_WORK"
+  x_dir="" x_cache=""
+}
+
+# The step did not run although asked to ($1 says why): logged and reported, the paths come whole.
+delta_skip() {
+  log "deltas: not used: $1"
+  x_json=$(printf '{"skipped":%s}' "$(json_str "$1")")
+  delta_discard
+}
+
+# Realises the delta tool (--delta-tool) from the substituters as the age package is (signatures
+# required; with pinned trust, signed by a pinned key), or says why not in x_why.
+delta_tool_ready() {
+  x_why="no time was left to realise the delta tool $delta_tool"
+  r=$(x_left)
+  [ "$r" -gt 0 ] || return 1
+  log "realising the delta tool $delta_tool from $subs"
+  if ! bounded quiet "$r" nix-store --realise "$delta_tool" --add-root "$state_dir/realised-delta-tool" \
+    --option substituters "$subs" --option trusted-public-keys "$keys" \
+    --option require-sigs true --option narinfo-cache-negative-ttl 0; then
+    x_why="cannot realise the delta tool $delta_tool from $subs: not there, or not signed by a trusted key"
+    return 1
+  fi
+  x_why="the delta tool $delta_tool is a link or resolves elsewhere: only a store path that is itself is run"
+  store_path_resolves "$delta_tool" || return 1
+  if unsigned_by_pins "$delta_tool" "the delta tool "; then
+    x_why=$p_why
+    return 1
+  fi
+  x_why="the delta tool $delta_tool has no bin/zstd"
+  [ -x "$delta_tool/bin/zstd" ]
+}
+
+# The store paths that `nix-store --realise --dry-run` (its output in file $1, Nix 2.8 or 2.26)
+# says will be fetched, one a line.
+fetched_paths() {
+  awk '/will be fetched/ { f = 1; next } /^[^ ]/ { f = 0 } f { print $1 }' "$1" |
+    LC_ALL=C grep -x -E -e "$STORE_PATH_RE" || true
+}
+
+# `nix-store --realise --dry-run` of the paths in file $1 from the substituters; what will be
+# fetched into file $2. Fails when it could not be asked within the step's time (a path nothing
+# has is only not listed).
+dry_run_fetches() {
+  r=$(x_left)
+  [ "$r" -gt 0 ] || return 1
+  set -f
+  # shellcheck disable=SC2046 # one store path a word
+  set -- "$2" $(cat "$1")
+  set +f
+  d_out=$1
+  shift
+  [ $# -gt 0 ] || { : >"$d_out"; return 0; }
+  bounded "$x_dir/dry-run" "$r" sh -c 'exec "$@" 2>&1' sh nix-store --realise --dry-run "$@" \
+    --option substituters "$subs" --option trusted-public-keys "$keys" \
+    --option require-sigs true --option narinfo-cache-negative-ttl 0
+  case $? in 124 | 137) return 1 ;; esac
+  fetched_paths "$x_dir/dry-run" >"$d_out"
+}
+
+# The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (at most
+# DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
+# "-" not followed by a letter), at most DELTA_MAX_BASES, those of its very name (its version
+# too) first.
+delta_pairs() {
+  awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
+function pname(n, i) { i = match(n, /-[^A-Za-z]/); return i ? substr(n, 1, i - 1) : n }
+NR == FNR {
+n = substr($0, 45); p = pname(n)
+if (count[p] < 50) { count[p]++; base[p, count[p]] = $0; full[p, count[p]] = n }
+next
+}
+FNR <= max_paths {
+n = substr($0, 45); p = pname(n); k = 0
+for (i = 1; i <= count[p] && k < max_bases; i++)
+if (full[p, i] == n) { print $0, base[p, i]; k++ }
+for (i = 1; i <= count[p] && k < max_bases; i++)
+if (full[p, i] != n) { print $0, base[p, i]; k++ }
+}' "$2" "$1"
+}
+
+# The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
+# lines into file $2: the hash part is the first 32 characters of the nix32 form of
+# sha256("nixship-delta-v1:<target's base name>:<base's base name>").
+delta_candidates() {
+  c_pairs=$1 c_out=$2
+  while read -r c_t c_b; do
+    c_hex=$(printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" | sha256sum)
+    printf '%s\n' "${c_hex%% *}"
+  done <"$c_pairs" >"$x_dir/seeds"
+  r=$(x_left)
+  [ "$r" -gt 0 ] || return 1
+  set -f
+  # shellcheck disable=SC2046 # one hash a word
+  set -- $(cat "$x_dir/seeds")
+  set +f
+  [ $# -gt 0 ] || { : >"$c_out"; return 0; }
+  bounded "$x_dir/nix32" "$r" nix-hash --type sha256 --to-base32 "$@" || return 1
+  cut -c1-32 "$x_dir/nix32" | paste -d ' ' - "$c_pairs" |
+    awk '{ print "/nix/store/" $1 "-nixship-delta-" substr($2, 12, 32), $2, $3 }' >"$c_out"
+  [ "$(wc -l <"$c_out")" = "$(wc -l <"$c_pairs")" ]
+}
+
+# The sha256 of file $1, in hex.
+file_sha256() {
+  f_sum=$(sha256sum "$1") || return 1
+  printf '%s' "${f_sum%% *}"
+}
+
+# Rebuilds target $2's NAR from delta path $1 and base $3 into the local cache, or says why not
+# (x_why): delta-info must name this pair, the base's NAR must be BaseNarHash and BaseNarSize,
+# and the NAR zstd rebuilds (cut at NarSize + 1 bytes: a delta that expands without bound stops
+# there) must have the narinfo's NarSize and NarHash. Its narinfo is the cache's, signed, with
+# only URL, Compression, FileHash and FileSize changed (no signature covers them).
+delta_apply() {
+  x_why="the delta was not fetched"
+  [ -d "$1" ] || return 1
+  x_why="its delta-info or narinfo is too large or missing"
+  [ -f "$1/delta-info" ] && [ -f "$1/narinfo" ] && [ -f "$1/delta.zst" ] || return 1
+  [ "$(wc -c <"$1/delta-info")" -le "$DELTA_INFO_LIMIT" ] || return 1
+  [ "$(wc -c <"$1/narinfo")" -le "$DELTA_NARINFO_LIMIT" ] || return 1
+  x_why="its delta-info is not of this pair, or malformed"
+  a_base=$(awk -v t="$2" -v b="$3" '
+$0 == "" { next }
+{ i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
+END {
+if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != t || f["Base"] != b ||
+f["BaseNarHash"] !~ /^sha256:[0-9a-z]+$/ || f["BaseNarSize"] !~ /^[0-9]+$/ ||
+length(f["BaseNarSize"]) > 15) exit 1
+print f["BaseNarHash"], f["BaseNarSize"]
+}' "$1/delta-info") || return 1
+  x_why="its narinfo is not the target's, or malformed"
+  a_target=$(awk -v t="$2" '
+{ i = index($0, ": "); if (i > 1) f[substr($0, 1, i - 1)] = substr($0, i + 2) }
+END {
+if (f["StorePath"] != t || f["NarHash"] !~ /^sha256:[0-9a-z]+$/ || f["NarSize"] !~ /^[0-9]+$/ ||
+length(f["NarSize"]) > 15) exit 1
+print f["NarHash"], f["NarSize"]
+}' "$1/narinfo") || return 1
+  a_base_hash=${a_base% *} a_base_size=${a_base#* } a_hash=${a_target% *} a_size=${a_target#* }
+  x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
+  [ "$(nix-store -q --hash "$3" 2>/dev/null)" = "$a_base_hash" ] || return 1
+  x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
+  a_free=$(df -Pk "$DELTA_WORK" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  digits "$a_free" && [ $((x_room + a_size + a_base_size)) -le $((a_free * 512)) ] || return 1
+  r=$(x_left)
+  x_why="no time was left"
+  [ "$r" -gt 0 ] || return 1
+  x_why="its hashes are not sha256 in nix32"
+  bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "${a_base_hash#sha256:}" \
+    "${a_hash#sha256:}" || return 1
+  a_base_hex=$(sed -n 1p "$x_dir/hex") a_hex=$(sed -n 2p "$x_dir/hex")
+  r=$(x_left)
+  x_why="the base could not be dumped in time"
+  bounded "$x_dir/base.nar" "$r" nix-store --dump "$3" || return 1
+  x_why="the base's NAR is not the delta's BaseNarHash and BaseNarSize (the store's copy changed)"
+  [ "$(wc -c <"$x_dir/base.nar")" = "$a_base_size" ] || return 1
+  [ "$(file_sha256 "$x_dir/base.nar")" = "$a_base_hex" ] || return 1
+  r=$(x_left)
+  x_why="no time was left"
+  [ "$r" -gt 0 ] || return 1
+  # zstd's memory: its window, which covers the target, and the base it patches from.
+  a_mem=$(((a_size + a_base_size) / 1048576 + 2))
+  x_why="zstd could not apply it within ${r}s"
+  # shellcheck disable=SC2016 # expanded by that sh
+  bounded "$x_dir/nar" "$r" sh -c '"$1" -d -q -c --memory="$2MB" --patch-from="$3" "$4" | head -c "$5"' \
+    sh "$x_zstd" "$a_mem" "$x_dir/base.nar" "$1/delta.zst" "$((a_size + 1))"
+  rm -f "$x_dir/base.nar"
+  x_why="the NAR it gives is not the narinfo's NarSize"
+  [ "$(wc -c <"$x_dir/nar")" = "$a_size" ] || return 1
+  x_why="the NAR it gives is not the narinfo's NarHash"
+  [ "$(file_sha256 "$x_dir/nar")" = "$a_hex" ] || return 1
+  a_part=${2#/nix/store/}
+  a_part=${a_part%%-*}
+  mv -f "$x_dir/nar" "$x_dir/cache/nar/$a_part.nar" || return 1
+  awk -v part="$a_part" -v hash="$a_hash" -v size="$a_size" '
+/^(URL|Compression|FileHash|FileSize): / { next }
+{ print }
+END { print "URL: nar/" part ".nar"; print "Compression: none"; print "FileHash: " hash; print "FileSize: " size }
+' "$1/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
+  x_room=$((x_room + a_size))
+}
+
+# The delta step, before the system $path is realised from $subs (see above): sets x_cache, the
+# local cache for the realise to ask first when any path was rebuilt, and x_json. Never fails.
+delta_step() {
+  x_json="" x_cache=""
+  [ -n "$delta_tool" ] || return 0
+  delta_discard
+  [ -n "$subs" ] || { delta_skip "no substituter was given: nothing is fetched"; return 0; }
+  x_deadline=$(($(now) + $(remaining) / 2))
+  delta_tool_ready || { delta_skip "$x_why"; return 0; }
+  x_zstd=$delta_tool/bin/zstd x_room=0
+  x_dir=$DELTA_WORK/$$
+  mkdir -p "$x_dir/cache/nar" || { delta_skip "cannot make $x_dir"; return 0; }
+  printf '%s\n' "$path" >"$x_dir/system"
+  dry_run_fetches "$x_dir/system" "$x_dir/fetch" ||
+    { delta_skip "could not list what $path needs fetched"; return 0; }
+  x_current=$(resolve /run/current-system || true)
+  : >"$x_dir/current"
+  r=$(x_left)
+  if [ -n "$x_current" ] && [ "$r" -gt 0 ]; then
+    bounded "$x_dir/current" "$r" nix-store -qR "$x_current" || : >"$x_dir/current"
+  fi
+  delta_pairs "$x_dir/fetch" "$x_dir/current" >"$x_dir/pairs"
+  delta_candidates "$x_dir/pairs" "$x_dir/candidates" ||
+    { delta_skip "could not name the deltas to ask for in time"; return 0; }
+  cut -d ' ' -f 1 "$x_dir/candidates" >"$x_dir/candidate-paths"
+  dry_run_fetches "$x_dir/candidate-paths" "$x_dir/available" ||
+    { delta_skip "could not ask the substituters for deltas in time"; return 0; }
+  # One delta a target: the first of its bases' that the substituters have.
+  awk 'NR == FNR { have[$1]; next } ($1 in have) && !($2 in got) { got[$2]; print }' \
+    "$x_dir/available" "$x_dir/candidates" >"$x_dir/picked"
+  set -f
+  # shellcheck disable=SC2046 # one store path a word
+  set -- $(cut -d ' ' -f 1 "$x_dir/picked")
+  set +f
+  r=$(x_left)
+  if [ $# -gt 0 ] && [ "$r" -gt 0 ]; then
+    log "deltas: fetching $# of them, for $(wc -l <"$x_dir/fetch") paths to fetch"
+    bounded quiet "$r" nix-store --realise --keep-going "$@" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0
+  fi
+  : >"$x_dir/applied"
+  : >"$x_dir/failed"
+  while read -r x_d x_t x_b; do
+    if delta_apply "$x_d" "$x_t" "$x_b"; then
+      printf '%s\n' "$x_t" >>"$x_dir/applied"
+    else
+      log "deltas: $x_t comes whole: the delta from $x_b: $x_why"
+      printf '%s\n' "$x_t" >>"$x_dir/failed"
+      rm -f "$x_dir/nar" "$x_dir/base.nar"
+    fi
+  done <"$x_dir/picked"
+  if [ -s "$x_dir/applied" ]; then
+    printf 'StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 1\n' >"$x_dir/cache/nix-cache-info"
+    x_cache=file://$x_dir/cache
+  fi
+}
+
+# The sum of the NAR sizes of the (valid) store paths in file $1, within $2 seconds.
+nar_bytes() {
+  set -f
+  # shellcheck disable=SC2046 # one store path a word
+  set -- "$1" "$2" $(cat "$1")
+  set +f
+  n_secs=$2
+  shift 2
+  [ $# -gt 0 ] || { printf 0; return 0; }
+  [ "$n_secs" -gt 0 ] || return 1
+  bounded "$x_dir/sizes" "$n_secs" nix-store -q --size "$@" || return 1
+  awk '{ s += $1 } END { printf "%.0f", s }' "$x_dir/sizes"
+}
+
+# After the realise: what came by delta and what came whole (x_json, and a log line), then the
+# local cache and the delta paths go.
+delta_finish() {
+  [ -n "$x_dir" ] && [ -d "$x_dir" ] || return 0
+  r=$(remaining)
+  [ "$r" -le 60 ] || r=60
+  cut -d ' ' -f 1 "$x_dir/picked" | while read -r f_d; do
+    [ ! -d "$f_d" ] || printf '%s\n' "$f_d"
+  done >"$x_dir/deltas-fetched"
+  LC_ALL=C sort -u "$x_dir/applied" >"$x_dir/applied-sorted"
+  LC_ALL=C sort -u "$x_dir/fetch" | LC_ALL=C comm -23 - "$x_dir/applied-sorted" >"$x_dir/whole"
+  f_paths=$(wc -l <"$x_dir/applied-sorted") f_whole=$(wc -l <"$x_dir/whole")
+  f_failed=$(wc -l <"$x_dir/failed")
+  f_bytes=$(nar_bytes "$x_dir/deltas-fetched" "$r") || f_bytes=""
+  f_nar=$(nar_bytes "$x_dir/applied-sorted" "$r") || f_nar=""
+  f_whole_bytes=$(nar_bytes "$x_dir/whole" "$r") || f_whole_bytes=""
+  log "deltas: $f_paths paths came by delta (${f_bytes:-?} bytes of deltas for ${f_nar:-?} bytes of NAR), $f_whole whole (${f_whole_bytes:-?} bytes of NAR); $f_failed deltas fetched did not apply"
+  x_json=$(printf '{"paths":%s,"bytes":%s,"narBytes":%s,"wholePaths":%s,"wholeNarBytes":%s,"failed":%s}' \
+    "$f_paths" "$(json_num "$f_bytes")" "$(json_num "$f_nar")" "$f_whole" \
+    "$(json_num "$f_whole_bytes")" "$f_failed")
+  set -f
+  # shellcheck disable=SC2046 # one store path a word
+  set -- $(cat "$x_dir/deltas-fetched")
+  set +f
+  r=$(remaining)
+  [ "$r" -le 60 ] || r=60
+  [ $# = 0 ] || [ "$r" = 0 ] || bounded quiet "$r" nix-store --delete "$@" ||
+    log "deltas: could not remove the delta paths from the store (the garbage collector will)"
+  delta_discard
+}
+
+# The delta step's report in the activation's answer: ',"delta":{...}', or nothing.
+delta_json() { [ -z "$x_json" ] || printf ',"delta":%s' "$x_json"; }

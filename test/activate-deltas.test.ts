@@ -1,0 +1,300 @@
+// Issue 49's acceptance on the host, over ssh on a lab host with the real Nix and sshd: a host
+// updated across a rebuild of its system (every path new, the same names) gets most paths by
+// delta (counted at the cache: delta/ against nar/ requests), runs the new system, and its store
+// verifies them; a delta with flipped bits, one made against another base and one that expands
+// without bound each give their path whole, and the activation succeeds. The deltas are the
+// deployer's own (publishDelta); the delta tool a stand-in store path holding Debian's zstd.
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
+import { activateScript } from "../src/host/activation.js";
+import { checkActivationResult } from "../src/host/activation-result.js";
+import { parseDrvName } from "../src/nix/closure-diff.js";
+import { parseSecretKey } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { openStore } from "../src/store/url.js";
+import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
+import type { LabInfo } from "./support/lab-deploy.js";
+import { type RunningServer, startCacheServer } from "./support/serve.js";
+
+const LAB = "dlt";
+// Each build of this system has store paths of its own (a nonce) with the same names: a
+// rebuild, as a change low in the graph makes one.
+const SYSTEM = 'name = "web-v1"; version = "v1"; packages = { hello = "2.12"; greet = "1.0"; };';
+
+let work: string;
+let lab: LabInfo;
+let cacheUrl: string;
+let publicKey: string;
+let server: RunningServer;
+let proxy: Server;
+let proxyUrl: string;
+let tool: string;
+const flakes: FreshSystems[] = [];
+/** The cache's requests since the last reset, by their first path segment ("nar", "delta"). */
+const requests = new Map<string, number>();
+
+const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
+
+function onHost(command: string): Promise<CliRun> {
+  return run("ssh", ["-F", join(lab.dir, "ssh_config"), "dlt1", command]);
+}
+
+/** `nix build` (Nix 2.8: --json, not --print-out-paths); the one output's store path. */
+async function nixBuild(...args: string[]): Promise<StorePath> {
+  const built = JSON.parse(await runOk("nix", ["build", "--no-link", "--json", ...args])) as {
+    outputs: { out: StorePath };
+  }[];
+  return built[0]?.outputs.out as StorePath;
+}
+
+async function buildSystem(): Promise<StorePath> {
+  const flake = await ownSystems({ web: SYSTEM });
+  flakes.push(flake);
+  return nixBuild(`path:${flake.dir}#web`);
+}
+
+async function push(...paths: string[]): Promise<void> {
+  const r = await nixship([
+    "push",
+    ...paths,
+    "--to",
+    cacheUrl,
+    "--key",
+    join(lab.dir, "cache.sec"),
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+async function closure(path: string): Promise<StorePath[]> {
+  return (await runOk("nix-store", ["-qR", path])).trim().split("\n") as StorePath[];
+}
+
+const packageOf = (path: string) => parseDrvName(path.slice("/nix/store/".length + 33)).name;
+
+/**
+ * Publishes a delta for each path of `to`'s closure that `from`'s lacks, against the path of
+ * `from`'s closure with its package name (the host's rule); `zstdFor` picks the zstd run.
+ */
+async function publishDeltas(
+  from: string,
+  to: string,
+  zstdFor: (target: StorePath) => string | undefined = () => undefined,
+): Promise<DeltaOutcome[]> {
+  const old = await closure(from);
+  const store = await openStore(cacheUrl);
+  const key = parseSecretKey(await readFile(join(lab.dir, "cache.sec"), "utf8"));
+  const outcomes: DeltaOutcome[] = [];
+  for (const target of await closure(to)) {
+    if (old.includes(target)) continue;
+    const base = old.find((p) => packageOf(p) === packageOf(target));
+    if (base === undefined) continue;
+    const zstd = zstdFor(target);
+    outcomes.push(await publishDelta(store, key, { target, base }, zstd ? { zstd } : {}));
+  }
+  return outcomes;
+}
+
+type Answer = {
+  ok: boolean;
+  result: string;
+  path?: string;
+  message?: string;
+  delta?: {
+    paths: number;
+    bytes: number;
+    narBytes: number;
+    wholePaths: number;
+    wholeNarBytes: number;
+    failed: number;
+    skipped?: string;
+  };
+};
+
+async function activate(
+  path: string,
+  ...extra: string[]
+): Promise<{ answer: Answer; log: string }> {
+  const r = await run(
+    "ssh",
+    [
+      "-F",
+      join(lab.dir, "ssh_config"),
+      "dlt1",
+      "sh -s -- activate --path",
+      path,
+      "--substituter",
+      proxyUrl,
+      "--trusted-key",
+      publicKey,
+      "--activation-timeout",
+      "300",
+      ...extra,
+    ],
+    { input: Buffer.from(activateScript()) },
+  );
+  const last = r.stdout.trim().split("\n").at(-1) ?? "";
+  // As the deployer takes it: checked field by field (the delta report too).
+  const answer = checkActivationResult(JSON.parse(last));
+  if ("problem" in answer) throw new Error(`${answer.problem}\n${r.stderr}`);
+  return { answer: answer as unknown as Answer, log: r.stderr };
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-activate-deltas-"));
+  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"], { env: env() });
+  expect(up.code, up.stderr).toBe(0);
+  lab = JSON.parse(up.stdout) as LabInfo;
+  const fleet = JSON.parse(await readFile(join(lab.dir, "nixship.json"), "utf8")) as {
+    cache: { url: string; publicKeys: string[] };
+  };
+  cacheUrl = fleet.cache.url;
+  publicKey = fleet.cache.publicKeys[0] as string;
+  // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
+  tool = await nixBuild(
+    "--impure",
+    "--expr",
+    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
+  );
+  await push(tool);
+  server = await startCacheServer(cacheUrl);
+  // The hosts reach the cache through this proxy on the lab's bridge, which counts requests.
+  proxy = createServer((req, res) => {
+    const first = (req.url ?? "/").split("/")[1] ?? "";
+    const kind = first.endsWith(".narinfo") ? "narinfo" : first;
+    requests.set(kind, (requests.get(kind) ?? 0) + 1);
+    const upstream = new URL(server.url);
+    const forward = request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        path: req.url,
+        method: req.method,
+        headers: req.headers,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forward.on("error", () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((done) => proxy.listen(0, `10.231.${lab.number}.1`, done));
+  proxyUrl = `http://10.231.${lab.number}.1:${(proxy.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((done) => (proxy ? proxy.close(() => done()) : done()));
+  await server?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: env() });
+  for (const flake of flakes) await flake.remove();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
+  let first: StorePath;
+  let second: StorePath;
+  let third: StorePath;
+
+  it("a host updated across a rebuild gets most paths by delta, runs the new system, and its store verifies them", async () => {
+    first = await buildSystem();
+    second = await buildSystem();
+    await push(first, second);
+    const deployed = await activate(first);
+    expect(deployed.answer, deployed.log).toMatchObject({ ok: true, result: "activated" });
+
+    const published = await publishDeltas(first, second);
+    expect(published.filter((o) => o.kind === "published").length).toBeGreaterThan(0);
+    requests.clear();
+    const { answer, log } = await activate(second, "--delta-tool", tool);
+    expect(answer, log).toMatchObject({ ok: true, result: "activated", path: second });
+    expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(second);
+    const delta = answer.delta;
+    expect(delta, log).toBeDefined();
+    const old = await closure(first);
+    const lacking = (await closure(second)).filter((p) => !old.includes(p));
+    // Every path the host lacked had a delta worth publishing, and came by it.
+    expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
+    expect(delta, log).toMatchObject({ paths: lacking.length, wholePaths: 0, failed: 0 });
+    expect(delta?.bytes).toBeGreaterThan(0);
+    expect(delta?.bytes).toBeLessThan(delta?.narBytes ?? 0);
+    expect(log).toMatch(new RegExp(`deltas: ${lacking.length} paths came by delta`));
+    // Counted at the cache: the system's paths came as deltas; the one NAR is the tool's.
+    expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 1 });
+    const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
+    expect(verified.code, verified.stderr).toBe(0);
+    // Nothing of the step is left: its work directory, nor the deltas in the store.
+    const left = await onHost(
+      `ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l`,
+    );
+    expect(left.stdout).toMatch(/No such file or directory\n0\n$/);
+  });
+
+  it("a delta with flipped bits, one made against another base and one that expands without bound: those paths come whole, the activation succeeds", async () => {
+    third = await buildSystem();
+    await push(third);
+    // Three zstd runs of a deployer gone wrong, each for one path: the patch's bits flipped,
+    // the patch made from another NAR than the base it names (the target's own: a small delta,
+    // which rebuilds something else from the true base), and a patch that expands to 16 MiB of
+    // zeros, far past the target's NarSize. (The web program's NAR is the same in every build:
+    // only a changed path can show a wrong base.)
+    const flip = `flip() { byte=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
+printf "\\$(printf %o $((byte ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }`;
+    const wrappers = {
+      flipped: `zstd "$@" || exit; for out; do :; done
+flip "$out" $(($(stat -c %s "$out") / 2))`,
+      otherBase: `for a; do case $a in -o) break ;; esac; target=$a; done
+cp "$target" "$target.as-base"
+for a; do shift; case $a in --patch-from=*) a=--patch-from=$target.as-base ;; esac; set -- "$@" "$a"; done
+exec zstd "$@"`,
+      unbounded: `for out; do :; done
+head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
+    };
+    const zstdOf: Record<string, string> = {};
+    for (const [name, body] of Object.entries(wrappers)) {
+      const file = join(work, `zstd-${name}`);
+      await writeFile(
+        file,
+        `#!/bin/sh\ncase $1 in --version) exec zstd --version ;; esac\n${flip}\n${body}\n`,
+      );
+      await chmod(file, 0o755);
+      zstdOf[name] = file;
+    }
+    const bad: Record<string, string> = {
+      hello: "flipped",
+      "example-web-system-v1": "otherBase",
+      "example-web-share": "unbounded",
+    };
+    const published = await publishDeltas(second, third, (target) => {
+      const mode = bad[packageOf(target)];
+      return mode === undefined ? undefined : zstdOf[mode];
+    });
+    const old = await closure(second);
+    const lacking = (await closure(third)).filter((p) => !old.includes(p));
+    expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
+
+    requests.clear();
+    const { answer, log } = await activate(third, "--delta-tool", tool);
+    expect(answer, log).toMatchObject({ ok: true, result: "activated", path: third });
+    expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(third);
+    expect(answer.delta, log).toMatchObject({
+      paths: lacking.length - 3,
+      wholePaths: 3,
+      failed: 3,
+    });
+    for (const name of Object.keys(bad)) {
+      const target = lacking.find((p) => packageOf(p) === name);
+      expect(log).toContain(`deltas: ${target} comes whole: the delta from`);
+    }
+    // The three came whole from the cache, the rest by delta.
+    expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 3 });
+    const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
+    expect(verified.code, verified.stderr).toBe(0);
+  });
+});
