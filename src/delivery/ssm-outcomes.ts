@@ -4,7 +4,13 @@
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
-import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
+import {
+  type ActivationResult,
+  answerOf,
+  type DeltaReport,
+  parseActivationResult,
+} from "../host/activation.js";
+import { combinedDeltaReport } from "../host/delta-report.js";
 import { resultMessage } from "../host/script-outcomes.js";
 import type { DeployOutcome, HostPhase } from "./delivery.js";
 
@@ -131,13 +137,18 @@ export function instanceOutcome(
     result,
     outcome: { status: "failed", phase, message, rolledBack },
   });
-  const activatedAs = (generation: number | null, previous: string | null): InstanceOutcome => ({
+  const activatedAs = (
+    generation: number | null,
+    previous: string | null,
+    delta?: DeltaReport,
+  ): InstanceOutcome => ({
     instanceId: inv.instanceId,
     result,
     outcome: {
       status: "activated",
       generation: generation ?? undefined,
       previous: previous ?? undefined,
+      ...(delta === undefined ? {} : { delta }),
     },
   });
   const activated = answerOf(result, "activate");
@@ -150,7 +161,7 @@ export function instanceOutcome(
         `${inv.instanceId}: it set its next boot to ${result.path} and asked SSM's agent to reboot it, but no run after the reboot reported (${ssmFailure(inv, settings)})`,
       );
     }
-    if (result.ok) return activatedAs(result.generation, result.previous);
+    if (result.ok) return activatedAs(result.generation, result.previous, result.delta);
     return failed(result.phase, result.message, result.rolledBack);
   }
   const judged = answerOf(result, "after-boot");
@@ -204,6 +215,7 @@ export function combineOutcomes(
         o.outcome.status === "activated" ? o.outcome.generation : undefined,
       ),
       previous: same((o) => (o.outcome.status === "activated" ? o.outcome.previous : undefined)),
+      ...deltaOf(outcomes),
     };
   }
   const firstFailed = (failures[0] as InstanceOutcome).outcome as Extract<
@@ -221,4 +233,12 @@ export function combineOutcomes(
 export function prefixed(o: InstanceOutcome): string {
   const message = o.outcome.status === "failed" ? o.outcome.message : "activated";
   return message.startsWith(`${o.instanceId}:`) ? message : `${o.instanceId}: ${message}`;
+}
+
+/** The instances' delta reports added up, when any counted. */
+function deltaOf(outcomes: readonly InstanceOutcome[]): { delta?: DeltaReport } {
+  const delta = combinedDeltaReport(
+    outcomes.map((o) => (o.outcome.status === "activated" ? o.outcome.delta : undefined)),
+  );
+  return delta === undefined ? {} : { delta };
 }

@@ -37,6 +37,7 @@ import {
   type PlannedHost,
   planDeploy,
 } from "../fleet/plan.js";
+import { planDeltaPairs } from "../fleet/plan-deltas.js";
 import { selectHosts } from "../fleet/select.js";
 import { countsBoots } from "../host/activation.js";
 import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
@@ -50,7 +51,8 @@ import { type BuildResult, buildSystems } from "./build.js";
 import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { reportBuildProgress } from "./build-progress.js";
-import { closureDiffs } from "./closure-diffs.js";
+import { readPlanClosures } from "./closure-diffs.js";
+import { deltaToolFor, publishPlanDeltas } from "./deltas.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
@@ -198,7 +200,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
       // its hosts at once (ssh) asks one host that runs it.
       const hostClosure = opened.delivery.closure?.bind(opened.delivery);
       const byName = new Map(hosts.map((h) => [h.name, h]));
-      const diffs = await closureDiffs(planned, found.pathInfos, {
+      const { diffs, closures } = await readPlanClosures(planned, found.pathInfos, {
         cacheUrl: fleet.cache?.url,
         signal,
         onRead: (read) => options.emit({ type: "diff-read", ...read }),
@@ -228,6 +230,26 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         policyFor: (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)),
         systemHealth: ready.systemHealth,
       });
+      // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole).
+      const substitute = ready.substituters.length > 0;
+      if (substitute && fleet.cache !== undefined && options.key !== undefined) {
+        const pairs = planDeltaPairs(
+          plan.hosts,
+          closures,
+          (name) =>
+            deltaToolFor(fleet, policyOf(options, byName.get(name) as FleetHost)) !== undefined,
+        );
+        if (pairs.hosts.length > 0 || pairs.unread.length > 0) {
+          await publishPlanDeltas({
+            cacheUrl: fleet.cache.url,
+            key: options.key,
+            planned: pairs,
+            emit: options.emit,
+            signal,
+          }).catch(interruptedBefore(signal));
+          throwIfInterrupted(signal);
+        }
+      }
       return await executePlan({
         options,
         hosts,
@@ -395,6 +417,8 @@ export async function prepare(
       ...new Set([
         ...built.byHost.values(),
         ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
+        // The delta tool hosts apply deltas with, realised like the systems.
+        ...(fleet.deltas === undefined ? [] : [fleet.deltas.tool]),
       ]),
     ];
     await pushSystems({
@@ -464,6 +488,7 @@ export function deployRequest(
     secrets: prepared.secrets.get(host.name),
     ...(planned.rebooting ? { reboot } : {}),
     ...(judgeBoot === undefined ? {} : { judgeBoot }),
+    deltaTool: prepared.substituters.length > 0 ? deltaToolFor(options.fleet, policy) : undefined,
   });
 }
 

@@ -115,6 +115,43 @@ export type DeployEvent =
       readonly stopped: boolean;
     }
   | { readonly type: "plan"; readonly plan: DeployPlan }
+  /**
+   * Deltas (docs/deltas.md): the (target, base) pairs the plan's hosts can use, about to be
+   * computed and published in the cache; `unread`: hosts with deltas on whose running closure
+   * could not be read (they fetch every path whole).
+   */
+  | {
+      readonly type: "deltas-start";
+      readonly pairs: number;
+      readonly hosts: number;
+      readonly unread: readonly string[];
+    }
+  /** Pairs done so far (at most once a second, and for every pair that failed). */
+  | {
+      readonly type: "delta-progress";
+      readonly done: number;
+      readonly total: number;
+      readonly failed?: {
+        readonly target: string;
+        readonly base: string;
+        readonly message: string;
+      };
+    }
+  /**
+   * The pairs' outcome: published, not worth it (`skipped`), there already (`existing`, from an
+   * earlier deploy or another host's), failed; bytes of the deltas published and of the
+   * compressed NARs they stand for.
+   */
+  | {
+      readonly type: "deltas-done";
+      readonly published: number;
+      readonly skipped: number;
+      readonly existing: number;
+      readonly failed: number;
+      readonly deltaBytes: number;
+      readonly targetBytes: number;
+      readonly seconds: number;
+    }
   /** Agent hosts, --async: the release is published; the agents take it from here. */
   | {
       readonly type: "released";

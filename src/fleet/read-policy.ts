@@ -69,7 +69,9 @@ function readReboot(
   path: JsonPath,
   problems: Problems,
 ): Pick<PolicyOverride, "reboot" | "rebootRollback" | "requirePinned" | "deltas"> {
-  const out: { -readonly [K in "reboot" | "rebootRollback" | "requirePinned" | "deltas"]?: PolicyOverride[K] } = {};
+  const out: {
+    -readonly [K in "reboot" | "rebootRollback" | "requirePinned" | "deltas"]?: PolicyOverride[K];
+  } = {};
   const mode = entry.reboot;
   if (mode !== undefined) {
     if (typeof mode === "string" && (REBOOT_MODES as readonly string[]).includes(mode)) {

@@ -8,7 +8,7 @@ import { actionNeedsHealthCheck } from "../fleet/action.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
 import type { SessionPhase } from "../fleet/phase.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { answerOf, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
+import { answerOf, type DeltaReport, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
 import { judgePendingBoot, runRebootSession } from "./reboot-session.js";
 import type {
   ActivationSteps,
@@ -46,6 +46,7 @@ export function buildDeployRequest(parts: RequestParts): DeployRequest {
     ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
     ...(parts.reboot === undefined ? {} : { reboot: parts.reboot }),
     ...(parts.judgeBoot === undefined ? {} : { judgeBoot: parts.judgeBoot }),
+    ...(parts.deltaTool === undefined ? {} : { deltaTool: parts.deltaTool }),
   };
 }
 
@@ -171,6 +172,7 @@ export async function runActivationSession(
       previous: answer.previous ?? undefined,
       previousGeneration: answer.previousGeneration ?? undefined,
       awaitingToken: answer.result === "awaiting-confirmation" ? token : undefined,
+      delta: answer.delta,
     },
     hooks,
   );
@@ -184,6 +186,8 @@ export interface Activated {
   readonly previousGeneration: number | undefined;
   /** The host waits for `confirm` or `abort` with this token (undefined: no window). */
   readonly awaitingToken: string | undefined;
+  /** What came by delta and what whole (with a delta tool; docs/deltas.md). */
+  readonly delta?: DeltaReport | undefined;
 }
 
 /**
@@ -260,5 +264,6 @@ export async function finishActivation(
   return kept(transport, request, hooks, onLog, {
     generation: activated.generation,
     previous: activated.previous,
+    ...(activated.delta === undefined ? {} : { delta: activated.delta }),
   });
 }

@@ -10,7 +10,12 @@ export type { SessionPhase };
 
 import type { StorePath } from "../nix/store-path.js";
 import type { PruneReport } from "../status/prune-report.js";
-import type { ActivateOptions, ActivationResult, ScriptCommand } from "./activation.js";
+import type {
+  ActivateOptions,
+  ActivationResult,
+  DeltaReport,
+  ScriptCommand,
+} from "./activation.js";
 
 /**
  * What one host is to run, and how: the same request in every delivery mode (the rollout
@@ -104,6 +109,8 @@ export interface RequestParts {
   readonly secrets?: HostSecrets | undefined;
   readonly reboot?: RebootRequest | undefined;
   readonly judgeBoot?: JudgeBootRequest | undefined;
+  /** The delta tool (bin/zstd) when the host may fetch paths as deltas; undefined: whole. */
+  readonly deltaTool?: StorePath | undefined;
 }
 
 /** What one host is given of the fleet's secrets: ciphertexts only. */
@@ -172,6 +179,8 @@ export type DeployOutcome =
       readonly previous: string | undefined;
       /** What the host pruned afterwards (undefined: the request asked for no pruning). */
       readonly pruned?: PruneReport;
+      /** What came by delta and what whole (with a delta tool; docs/deltas.md). */
+      readonly delta?: DeltaReport;
     }
   | {
       readonly status: "failed";

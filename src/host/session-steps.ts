@@ -2,7 +2,12 @@
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
 import { describePrune, type PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
+import {
+  type ActivateOptions,
+  type DeltaReport,
+  PRUNE_TIMEOUT,
+  type ScriptCommand,
+} from "./activation.js";
 import { httpCheck } from "./http-check.js";
 import { pruneOutcome } from "./script-outcomes.js";
 import type {
@@ -107,7 +112,11 @@ export async function kept(
   request: Pick<DeployRequest, "keepGenerations">,
   hooks: Pick<SessionHooks, "phase">,
   onLog: (line: string) => void,
-  system: { readonly generation: number | undefined; readonly previous: string | undefined },
+  system: {
+    readonly generation: number | undefined;
+    readonly previous: string | undefined;
+    readonly delta?: DeltaReport;
+  },
 ): Promise<DeployOutcome> {
   const pruned = request.keepGenerations
     ? await prune(transport, request.keepGenerations, onLog)

@@ -8,6 +8,7 @@
 import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
+import type { DeltaReport } from "../host/activation.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
@@ -110,6 +111,26 @@ export function describeEvent(event: DeployEvent): string | undefined {
       const stopped = event.stopped ? `; stopped at the bound of ${event.limit}` : "";
       return `read ${plural(event.narinfos, "narinfo")} of the running systems' closures from the cache in ${formatDuration(event.seconds)}${stopped}`;
     }
+    case "deltas-start": {
+      const unread =
+        event.unread.length > 0
+          ? `; ${listHosts(event.unread)} fetch whole (their running closure could not be read)`
+          : "";
+      return `deltas: ${plural(event.pairs, "pair")} for ${plural(event.hosts, "host")} to compute or find in the cache${unread}`;
+    }
+    case "delta-progress":
+      return event.failed === undefined
+        ? `deltas: ${event.done} of ${event.total} pairs`
+        : `deltas: ${event.done} of ${event.total} pairs; no delta to ${event.failed.target} (it comes whole): ${oneLine(event.failed.message)}`;
+    case "deltas-done": {
+      const parts = [
+        `${event.published} published (${formatBytes(event.deltaBytes)} for ${formatBytes(event.targetBytes)} of NARs)`,
+        ...(event.existing > 0 ? [`${event.existing} there already`] : []),
+        ...(event.skipped > 0 ? [`${event.skipped} not worth it`] : []),
+        ...(event.failed > 0 ? [`${event.failed} failed`] : []),
+      ];
+      return `deltas: ${parts.join(", ")} in ${formatDuration(event.seconds)}`;
+    }
     case "wave-start":
       return waveLine(event, grouped(event.hosts.length));
     case "stopped": {
@@ -158,6 +179,16 @@ export function phaseLabel(phase: HostPhase): string {
 /** Hosts shown in a waiting line at most; the rest are counted. */
 const WAITING_SHOWN = 10;
 
+/** `; 12 paths by delta (1.2 MB for 40 MB), 3 whole`, when the host used deltas. */
+function deltaNote(delta: DeltaReport | undefined): string {
+  if (delta === undefined || "skipped" in delta || delta.paths + delta.wholePaths === 0) return "";
+  const bytes =
+    delta.bytes === null || delta.narBytes === null
+      ? ""
+      : ` (${formatBytes(delta.bytes)} for ${formatBytes(delta.narBytes)})`;
+  return `; ${plural(delta.paths, "path")} by delta${bytes}, ${delta.wholePaths} whole`;
+}
+
 function listHosts(hosts: readonly string[]): string {
   const shown = hosts.slice(0, WAITING_SHOWN).join(", ");
   const rest = hosts.length - WAITING_SHOWN;
@@ -170,7 +201,7 @@ export function describeHostDone(result: HostResult): string {
   switch (o.status) {
     case "activated": {
       const generation = o.generation === undefined ? "" : `, generation ${o.generation}`;
-      return `activated${generation} (${formatDuration(result.seconds)})`;
+      return `activated${generation} (${formatDuration(result.seconds)})${deltaNote(o.delta)}`;
     }
     case "failed":
       return `FAILED in ${o.phase}: ${oneLine(o.message)}; ${o.rolledBack ? "rolled back" : "not rolled back"}`;

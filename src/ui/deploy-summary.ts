@@ -5,8 +5,10 @@
 import type { HostResult } from "../deploy/events.js";
 import { runsAfter } from "../deploy/runs-after.js";
 import type { DeployPlan } from "../fleet/plan.js";
+import { sumDeltaReports } from "../host/delta-report.js";
 import { describePrune } from "../status/prune-report.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
+import { formatBytes } from "./format.js";
 import { formatTable, oneLine, plural, storeName } from "./plan-format.js";
 
 /** Seconds for people: `2.1s`, `1m05s`. */
@@ -85,7 +87,29 @@ export function formatDeploySummary(
         ...(rows.length > 1 ? formatTable(rows) : []),
       ]
     : formatTable(rows);
-  return [...table, `${parts.join(", ")} in ${formatDuration(seconds)}`].join("\n");
+  return [
+    ...table,
+    ...deltaLine(results),
+    `${parts.join(", ")} in ${formatDuration(seconds)}`,
+  ].join("\n");
+}
+
+/** What came by delta over the whole rollout, when any host used deltas (docs/deltas.md). */
+function deltaLine(results: readonly HostResult[]): string[] {
+  const totals = sumDeltaReports(
+    results.map((r) => (r.outcome.status === "activated" ? r.outcome.delta : undefined)),
+  );
+  if (totals.counted === 0) return [];
+  const bytes =
+    totals.bytes === null || totals.narBytes === null
+      ? ""
+      : ` (${formatBytes(totals.bytes)} fetched for ${formatBytes(totals.narBytes)} of NARs)`;
+  const whole =
+    totals.wholeNarBytes === null ? "" : ` (${formatBytes(totals.wholeNarBytes)} of NARs)`;
+  const failed = totals.failed > 0 ? `; ${totals.failed} deltas did not apply` : "";
+  return [
+    `deltas: ${plural(totals.paths, "path")} by delta${bytes}, ${plural(totals.wholePaths, "path")} whole${whole} on ${plural(totals.counted, "host")}${failed}`,
+  ];
 }
 
 /** Whether a big summary gives the host its own row: it failed, or could not be reached. */
