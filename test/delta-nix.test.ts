@@ -16,7 +16,7 @@ import type { NarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { nixship, run, runOk } from "./support/cli.js";
-import { currentNixOk, makeCurrentNixRoot } from "./support/current-nix.js";
+import { currentNixOk, makeCurrentNixRoot, runWithCurrentNix } from "./support/current-nix.js";
 
 // Two versions of a small package: the same executable (bash, ~1.2 MB) and a text that names
 // the version and the path itself; built by /bin/sh like the other fixtures.
@@ -159,7 +159,7 @@ describe("a delta path, substituted by the real Nix", () => {
     }
   });
 
-  it("a delta whose NAR was changed in the cache is refused by Nix", async () => {
+  it("a delta whose NAR was changed in the cache is refused by Nix 2.8 and 2.26", async () => {
     const flipped = join(work, "cache-flipped");
     await cp(cache, flipped, { recursive: true });
     const store = await openStore(`file://${flipped}`);
@@ -183,5 +183,21 @@ describe("a delta path, substituted by the real Nix", () => {
     expect(r.stderr).toMatch(/hash mismatch/);
     const valid = await run("nix-store", ["--store", storeDir, "--check-validity", deltaPath]);
     expect(valid.code).not.toBe(0);
+
+    // Nix 2.26 too.
+    const nixRoot = await makeCurrentNixRoot();
+    try {
+      const current = await runWithCurrentNix(
+        nixRoot,
+        "nix-store",
+        realiseArgs(flipped, undefined, [deltaPath]),
+      );
+      expect(current.code).not.toBe(0);
+      expect(current.stderr).toMatch(/hash mismatch/);
+      const there = await runWithCurrentNix(nixRoot, "nix-store", ["--check-validity", deltaPath]);
+      expect(there.code).not.toBe(0);
+    } finally {
+      await rm(nixRoot, { recursive: true, force: true });
+    }
   });
 });

@@ -1,10 +1,12 @@
 // What a cache holds, in figures: paths, NAR and file bytes by compression, the largest
-// closures, orphans, and narinfos no trusted key signed. One listing and one GET per narinfo.
+// closures, the deltas (docs/deltas.md), orphans, and narinfos no trusted key signed. One
+// listing and one GET per narinfo.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { type Compression, checkNarInfoSignatures } from "../nix/narinfo.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
+import { deltaTargetHashPart } from "./delta-path.js";
 import { readInventory } from "./inventory.js";
 import { hashPartOf, readNarInfo } from "./read.js";
 
@@ -20,8 +22,20 @@ export interface ClosureSize {
   readonly narBytes: number;
 }
 
+/** The deltas a cache holds: their store paths apart from the others. */
+export interface DeltaStats {
+  /** Delta store paths, and the bytes of their NARs (stored as they are: delta.zst inside). */
+  readonly paths: number;
+  readonly bytes: number;
+  /** The stored bytes of the targets those deltas stand for (those the cache holds). */
+  readonly targetBytes: number;
+  /** Pairs computed and not worth publishing (`delta/skip/`). */
+  readonly skipNotes: { readonly objects: number; readonly bytes: number };
+}
+
 export interface CacheStats {
   readonly store: string;
+  /** Store paths, NAR bytes, stored bytes and compressions: of every path but the deltas. */
   readonly paths: number;
   readonly narBytes: number;
   /** Bytes of the NAR files as stored (after compression). */
@@ -29,6 +43,7 @@ export interface CacheStats {
   readonly byCompression: Partial<Record<Compression, CompressionStats>>;
   /** The largest closures of paths no other path refers to, largest first (at most `top`). */
   readonly largestClosures: readonly ClosureSize[];
+  readonly deltas: DeltaStats;
   readonly orphans: {
     /** NARs no narinfo names (left by an interrupted push, or by a collection cut short). */
     readonly nars: { readonly objects: number; readonly bytes: number };
@@ -72,6 +87,10 @@ export async function cacheStats(
   const unreadable: string[] = [];
   let narBytes = 0;
   let read = 0;
+  /** Each path's stored bytes, by hash part; each delta's target, by the delta's hash part. */
+  const stored = new Map<string, number>();
+  const deltaTargets = new Map<string, string>();
+  const deltas = { paths: 0, bytes: 0 };
   await mapLimit(hashes, options.concurrency ?? 16, async (hash) => {
     let info: Awaited<ReturnType<typeof readNarInfo>>;
     try {
@@ -83,28 +102,36 @@ export async function cacheStats(
     }
     options.onProgress?.(++read, hashes.length);
     if (info === undefined) return; // deleted since the listing
+    named.add(info.url);
+    const nar = inventory.nars.get(info.url);
+    if (nar === undefined) missingNar.push(info.storePath);
+    if (options.trusted !== undefined && !checkNarInfoSignatures(info, options.trusted).ok) {
+      untrusted.push(info.storePath);
+    }
+    const target = deltaTargetHashPart(info.storePath);
+    if (target !== undefined) {
+      deltas.paths++;
+      deltas.bytes += nar?.size ?? info.fileSize ?? 0;
+      deltaTargets.set(hash, target);
+      return;
+    }
+    stored.set(hash, nar?.size ?? info.fileSize ?? 0);
     entries.set(hash, {
       path: info.storePath,
       narSize: info.narSize,
       refs: info.references.map(hashPartOf),
     });
     narBytes += info.narSize;
-    named.add(info.url);
-    const nar = inventory.nars.get(info.url);
-    if (nar === undefined) missingNar.push(info.storePath);
     const c = byCompression[info.compression] ?? { paths: 0, narBytes: 0, fileBytes: 0 };
     byCompression[info.compression] = c;
     c.paths++;
     c.narBytes += info.narSize;
     c.fileBytes += nar?.size ?? info.fileSize ?? 0;
-    if (options.trusted !== undefined && !checkNarInfoSignatures(info, options.trusted).ok) {
-      untrusted.push(info.storePath);
-    }
   });
   const orphanNars = { objects: 0, bytes: 0 };
   let fileBytes = 0;
   for (const [key, o] of inventory.nars) {
-    fileBytes += o.size;
+    if (!key.startsWith("delta/")) fileBytes += o.size;
     if (!named.has(key)) {
       orphanNars.objects++;
       orphanNars.bytes += o.size;
@@ -117,6 +144,14 @@ export async function cacheStats(
     fileBytes,
     byCompression,
     largestClosures: largestClosures(entries, options.top ?? 10),
+    deltas: {
+      ...deltas,
+      targetBytes: [...deltaTargets.values()].reduce((sum, t) => sum + (stored.get(t) ?? 0), 0),
+      skipNotes: {
+        objects: inventory.deltaSkips.size,
+        bytes: [...inventory.deltaSkips.values()].reduce((sum, o) => sum + o.size, 0),
+      },
+    },
     orphans: { nars: orphanNars, narinfos: missingNar.sort().slice(0, LISTED) },
     untrusted: options.trusted === undefined ? undefined : untrusted.sort(),
     unreadable: unreadable.sort(),

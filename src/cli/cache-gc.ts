@@ -48,7 +48,8 @@ pushes too), narinfos first. The roots:
   recent    narinfos written within --keep-days D
   grace     narinfos written within the grace period
 The store's own objects (releases/, release-shards/, channels/, status/, secrets/, gc/) are
-never touched, and nothing written within the grace period is deleted. The collection waits
+never touched, and nothing written within the grace period is deleted but a delta, which
+goes with the path it rebuilds, whatever its age (docs/deltas.md). The collection waits
 for nixship pushes and deploys in progress to finish (up to --wait), takes its lock, and only
 then reads the roots; pushes and deploys that start meanwhile wait until it is done (see
 docs/cache-gc.md). A root that cannot be read (a status record, a release or a shard, a pin,

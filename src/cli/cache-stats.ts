@@ -10,12 +10,14 @@ import { readTrustedKeys } from "./keys-input.js";
 
 export const cacheStatsCommand: Command = {
   path: ["cache", "stats"],
-  summary: "paths, bytes by compression, largest closures, orphans and untrusted narinfos",
+  summary: "paths, bytes by compression, largest closures, deltas, orphans and untrusted narinfos",
   help: `Usage: nixship cache stats (--fleet FILE | --cache URL) [--trusted-key KEY...] [--top N] [--json]
 
 Reads every narinfo (one LIST per 1,000 objects, one GET per narinfo) and reports:
   - paths, their NAR bytes, and the bytes stored, by compression;
   - the largest closures of paths no other path refers to;
+  - deltas (docs/deltas.md), apart from the paths above: their paths and bytes, the bytes of
+    the targets they stand for, and the pairs noted as not worth one;
   - orphans: NARs that no narinfo names (left by an interrupted push; 'cache gc' deletes
     them), and narinfos whose NAR is missing (a broken cache);
   - narinfos signed by no trusted key (the fleet's cache.publicKeys, or --trusted-key).

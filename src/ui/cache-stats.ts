@@ -21,6 +21,13 @@ export function formatCacheStats(s: CacheStats): string {
       );
     }
   }
+  const d = s.deltas;
+  if (d.paths > 0 || d.skipNotes.objects > 0) {
+    const share = d.targetBytes > 0 ? ` (${((100 * d.bytes) / d.targetBytes).toFixed(1)}%)` : "";
+    lines.push(
+      `  deltas: ${d.paths} paths, ${formatBytes(d.bytes)} for ${formatBytes(d.targetBytes)} of their targets${share}; ${d.skipNotes.objects} pairs not worth one`,
+    );
+  }
   lines.push(
     `  orphan NARs: ${s.orphans.nars.objects} (${formatBytes(s.orphans.nars.bytes)}; 'cache gc' deletes them)`,
   );

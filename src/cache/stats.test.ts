@@ -1,0 +1,57 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { putSyntheticPath, syntheticPath } from "../../test/support/synthetic-cache.js";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { formatCacheStats } from "../ui/cache-stats.js";
+import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
+import { publishDelta } from "./delta-publish.js";
+import { readNarInfo } from "./read.js";
+import { cacheStats } from "./stats.js";
+
+let dir: string;
+let store: ObjectStore;
+const key = generateSecretKey("stats-1");
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-stats-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("cacheStats with deltas", () => {
+  it("counts delta paths and their bytes apart from the other paths, and the skip notes", async () => {
+    const text = randomBytes(60_000).toString("base64");
+    const base = syntheticPath("base", "app-1.0");
+    const target = syntheticPath("target", "app-1.1");
+    await putSyntheticPath(store, key, base, [], `${text}1.0`);
+    await putSyntheticPath(store, key, target, [], `${text}1.1`);
+    expect((await publishDelta(store, key, { target, base })).kind).toBe("published");
+    await store.put(deltaSkipKey(target, syntheticPath("x", "app-0.1")), Buffer.from("{}\n"));
+    const delta = await readNarInfo(store, deltaPathOf(target, base));
+    const targetInfo = await readNarInfo(store, target);
+    const baseInfo = await readNarInfo(store, base);
+
+    const stats = await cacheStats(store, { trusted: [publicKeyOf(key)] });
+    expect(stats.paths).toBe(2);
+    expect(stats.fileBytes).toBe((targetInfo?.fileSize ?? 0) + (baseInfo?.fileSize ?? 0));
+    expect(stats.deltas).toEqual({
+      paths: 1,
+      bytes: delta?.fileSize,
+      targetBytes: targetInfo?.fileSize,
+      skipNotes: { objects: 1, bytes: 3 },
+    });
+    expect(stats.orphans.nars.objects).toBe(0);
+    expect(stats.untrusted).toEqual([]);
+    expect(stats.largestClosures.map((c) => c.path).sort()).toEqual([base, target].sort());
+    expect(formatCacheStats(stats)).toMatch(
+      /\n {2}deltas: 1 paths, .* of their targets \(\d+\.\d%\); 1 pairs not worth one\n/,
+    );
+  });
+});
