@@ -1,0 +1,139 @@
+// Deltas in a deploy over ssh (issue 49), on a lab of two real hosts: after a rebuild of their
+// system (every store path new, the same names), `nixship deploy` computes each (target, base)
+// pair once for both hosts, publishes the deltas in the cache, and each host gets most paths
+// by delta, runs the new system and its store verifies it; `--no-delta` fetches whole. The
+// delta tool is a stand-in store path holding Debian's zstd.
+import { readFile, writeFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run, runOk } from "./support/cli.js";
+import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
+import { type DeployEventLine, deployEvents, summaryOf } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+const HOSTS = ["ddl1", "ddl2"];
+// Each build has store paths of its own (system.nix's nonce) with the same names: a rebuild.
+const SYSTEM = 'name = "web-v1"; version = "v1"; packages = { hello = "2.12"; greet = "1.0"; };';
+
+let lab: SshLab;
+let tool: string;
+const flakes: FreshSystems[] = [];
+
+/** A new build of SYSTEM, and every lab host pointed at it. */
+async function rebuild(): Promise<void> {
+  const flake = await ownSystems({ web: SYSTEM });
+  flakes.push(flake);
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+    hosts: Record<string, { system: string }>;
+    deltas?: { tool: string };
+  };
+  for (const host of HOSTS)
+    (doc.hosts[host] as { system: string }).system = `path:${flake.dir}#web`;
+  doc.deltas = { tool };
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}
+
+function onHost(host: string, command: string) {
+  return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
+}
+
+const ofType = (events: DeployEventLine[], type: string) => events.filter((e) => e.type === type);
+
+beforeAll(async () => {
+  // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
+  const built = JSON.parse(
+    await runOk("nix", [
+      "build",
+      "--impure",
+      "--no-link",
+      "--json",
+      "--expr",
+      'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
+    ]),
+  ) as { outputs: { out: string } }[];
+  tool = built[0]?.outputs.out as string;
+  lab = await startSshLab("ddl", HOSTS.length);
+}, 300_000);
+
+afterAll(async () => {
+  await lab?.down();
+  for (const flake of flakes) await flake.remove();
+});
+
+describe("a deploy with deltas", () => {
+  it("gives each host most paths of a rebuilt system by delta, each pair computed once", async () => {
+    await rebuild();
+    const first = await lab.deploy("--json");
+    expect(first.code, first.stderr).toBe(0);
+    // Fresh hosts have nothing to be a base: no pair, every path whole.
+    expect(ofType(deployEvents(first), "deltas-start")).toEqual([]);
+
+    await rebuild();
+    const r = await lab.deploy("--json");
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    const [start] = ofType(events, "deltas-start") as { pairs: number; hosts: number }[];
+    const [done] = ofType(events, "deltas-done") as {
+      published: number;
+      existing: number;
+      skipped: number;
+      failed: number;
+    }[];
+    // Both hosts run the same system and get the same one: their pairs are one set.
+    expect(start).toMatchObject({ hosts: 2 });
+    expect(start?.pairs).toBeGreaterThan(2);
+    expect(done).toMatchObject({ failed: 0 });
+    expect((done?.published ?? 0) + (done?.skipped ?? 0) + (done?.existing ?? 0)).toBe(
+      start?.pairs,
+    );
+    expect(done?.published).toBeGreaterThan(0);
+
+    const outcomes = summaryOf(r);
+    for (const host of HOSTS) {
+      const outcome = outcomes[host] as {
+        status: string;
+        delta?: {
+          paths: number;
+          wholePaths: number;
+          failed: number;
+          bytes: number;
+          narBytes: number;
+        };
+      };
+      expect(outcome.status, host).toBe("activated");
+      expect(outcome.delta?.paths, host).toBeGreaterThan(outcome.delta?.wholePaths ?? 0);
+      expect(outcome.delta?.failed, host).toBe(0);
+      expect(outcome.delta?.bytes ?? 0, host).toBeLessThan(outcome.delta?.narBytes ?? 0);
+      // The host runs the new system, and its store verifies every path of it.
+      const current = (await onHost(host, "readlink /run/current-system")).stdout.trim();
+      expect(current).toMatch(/-example-web-system-v1$/);
+      const verify = await onHost(
+        host,
+        `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
+      );
+      expect(verify.stdout.trim(), verify.stderr).toBe("verified");
+    }
+  }, 300_000);
+
+  it("fetches every path whole with --no-delta, and says nothing of deltas", async () => {
+    await rebuild();
+    const r = await lab.deploy("--json", "--no-delta");
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    expect(ofType(events, "deltas-start")).toEqual([]);
+    for (const host of HOSTS) {
+      const outcome = summaryOf(r)[host] as { status: string; delta?: unknown };
+      expect(outcome.status).toBe("activated");
+      expect(outcome.delta).toBeUndefined();
+    }
+  }, 300_000);
+
+  it("sums up what came by delta in the human summary", async () => {
+    await rebuild();
+    const r = await lab.deploy();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /^deltas: \d+ paths? by delta \(.* fetched for .* of NARs\), \d+ paths? whole/m,
+    );
+    expect(r.stderr).toMatch(/^ddl1 +activated .*|^ddl1: activated/m);
+  }, 300_000);
+});
