@@ -36,7 +36,8 @@ function onHost(host: string, command: string) {
   return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
 }
 
-const ofType = (events: DeployEventLine[], type: string) => events.filter((e) => e.type === type);
+const ofType = (events: DeployEventLine[], type: string): unknown[] =>
+  events.filter((e) => e.type === type);
 
 beforeAll(async () => {
   // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
