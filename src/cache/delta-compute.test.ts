@@ -97,3 +97,34 @@ describe("computeDeltas", () => {
     });
   });
 });
+
+describe("computeDeltas, interrupted", () => {
+  it("starts no pair after the interrupt and ends with it, not with a tally", async () => {
+    const a0 = syntheticPath("a0", "app-1.0");
+    const a1 = syntheticPath("a1", "app-1.1");
+    const b0 = syntheticPath("b0", "bin-1.0");
+    const b1 = syntheticPath("b1", "bin-1.1");
+    for (const [path, v] of [
+      [a0, "a0"],
+      [a1, "a1"],
+      [b0, "b0"],
+      [b1, "b1"],
+    ] as const) {
+      await putSyntheticPath(store, key, path, [], version(v));
+    }
+    const interrupt = new AbortController();
+    const started: string[] = [];
+    const run = computeDeltas(store, key, deltaPairsFor([a0, b0], [a1, b1]), {
+      concurrency: 1,
+      signal: interrupt.signal,
+      emit: (e) => {
+        if (e.type !== "delta-start") return;
+        started.push(e.pair.target);
+        interrupt.abort(new Error("interrupted (SIGINT)"));
+      },
+    });
+    await expect(run).rejects.toThrow(/interrupted/);
+    expect(started).toEqual([a1]);
+    expect((await store.list("delta/")).objects).toEqual([]);
+  });
+});

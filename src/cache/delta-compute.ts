@@ -60,11 +60,14 @@ export async function computeDeltas(
   if (unique.size > 0) await checkZstdPatchFrom(options.zstd);
   const tally = { published: 0, skipped: 0, existing: 0, failed: 0, deltaBytes: 0, targetBytes: 0 };
   await mapLimit([...unique.values()], options.concurrency ?? DELTA_CONCURRENCY, async (pair) => {
+    // An interrupt ends the whole set: no new pair starts, and zstd stops (its output dropped).
+    options.signal?.throwIfAborted();
     emit({ type: "delta-start", pair });
     let outcome: DeltaOutcome;
     try {
       outcome = await publishDelta(store, key, pair, options);
     } catch (err) {
+      options.signal?.throwIfAborted();
       if (!(err instanceof NixshipError)) throw err;
       tally.failed++;
       emit({ type: "delta-failed", pair, code: err.code, message: err.message });

@@ -77,6 +77,8 @@ export interface ZstdDeltaOptions {
   readonly level?: number;
   /** Stops zstd when it runs longer (default: deltaTimeoutMs of the target's size). */
   readonly timeoutMs?: number;
+  /** Stops zstd at once (an interrupted deploy); its partial output is the caller's to drop. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -100,7 +102,9 @@ export async function computeZstdDelta(
   await checkZstdPatchFrom(zstd);
   const level = options.level ?? DELTA_ZSTD_LEVEL;
   const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(targetSize);
-  const signal = AbortSignal.timeout(timeoutMs);
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal =
+    options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
   try {
     await runCommand(
       zstd,
@@ -124,7 +128,8 @@ export async function computeZstdDelta(
       },
     );
   } catch (err) {
-    if (signal.aborted) {
+    if (options.signal?.aborted) throw err;
+    if (timeout.aborted) {
       throw new OperationError(
         "delta-timeout",
         `zstd took longer than ${Math.round(timeoutMs / 1000)} s to compute the delta of ${target}; stopped`,
