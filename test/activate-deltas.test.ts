@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
-import { activateScript } from "../src/host/activation.js";
+import { scriptInput } from "../src/host/activation.js";
 import { checkActivationResult } from "../src/host/activation-result.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
 import { parseSecretKey } from "../src/nix/keys.js";
@@ -120,6 +120,15 @@ async function activate(
   path: string,
   ...extra: string[]
 ): Promise<{ answer: Answer; log: string }> {
+  return activateWith({}, path, ...extra);
+}
+
+/** activate.sh on the host, with `variables` set before it in its input (NIXSHIP_TRUST_FILE). */
+async function activateWith(
+  variables: Record<string, string>,
+  path: string,
+  ...extra: string[]
+): Promise<{ answer: Answer; log: string }> {
   const r = await run(
     "ssh",
     [
@@ -136,7 +145,7 @@ async function activate(
       "300",
       ...extra,
     ],
-    { input: Buffer.from(activateScript()) },
+    { input: Buffer.from(scriptInput(variables)) },
   );
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
   // As the deployer takes it: checked field by field (the delta report too).
@@ -316,6 +325,57 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
     expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 3 });
     const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
     expect(verified.code, verified.stderr).toBe(0);
+  });
+
+  it("a pinned host takes only a delta tool signed by a key it pins: an unsigned one is not run, and every path comes whole", async () => {
+    const trust = "/nix/var/nixship-pinned/trust";
+    const pinned = await onHost(
+      `mkdir -p /nix/var/nixship-pinned && printf 'substituter %s\\ntrusted-key %s\\n' '${proxyUrl}' '${publicKey}' > ${trust} && chmod 644 ${trust}`,
+    );
+    expect(pinned.code, pinned.stderr).toBe(0);
+    // The same zstd, added to the host's store by hand: content-addressed, signed by no one.
+    const added = await onHost(
+      "d=$(mktemp -d) && mkdir -p $d/zstd/bin && cp /usr/bin/zstd $d/zstd/bin/ && nix-store --add $d/zstd",
+    );
+    expect(added.code, added.stderr).toBe(0);
+    const unsigned = added.stdout.trim();
+    const fourth = await buildSystem();
+    await push(fourth);
+    await publishDeltas(second, fourth);
+    const old = await closure(second);
+    const lacking = (await closure(fourth)).filter((p) => !old.includes(p));
+
+    requests.clear();
+    const refused = await activateWith(
+      { NIXSHIP_TRUST_FILE: trust },
+      fourth,
+      "--delta-tool",
+      unsigned,
+    );
+    expect(refused.answer, refused.log).toMatchObject({
+      ok: true,
+      result: "activated",
+      path: fourth,
+    });
+    expect(refused.answer.delta?.skipped).toBe(
+      `the delta tool ${unsigned} is not signed by a key this host pins: it is content-addressed, which anyone may add to the store`,
+    );
+    expect(refused.log).toContain(`deltas: not used: the delta tool ${unsigned} is not signed`);
+    expect(requests.get("delta")).toBeUndefined();
+    expect(requests.get("nar")).toBe(lacking.length);
+
+    // The tool the cache signed, with a key the host pins, is taken.
+    const fifth = await buildSystem();
+    await push(fifth);
+    await publishDeltas(fourth, fifth);
+    const now = await closure(fourth);
+    const next = (await closure(fifth)).filter((p) => !now.includes(p));
+    requests.clear();
+    const taken = await activateWith({ NIXSHIP_TRUST_FILE: trust }, fifth, "--delta-tool", tool);
+    expect(taken.answer, taken.log).toMatchObject({ ok: true, result: "activated", path: fifth });
+    expect(taken.answer.delta, taken.log).toMatchObject({ paths: next.length, wholePaths: 0 });
+    expect(requests.get("delta")).toBe(next.length);
+    await onHost(`rm -rf /nix/var/nixship-pinned`);
   });
 });
 
