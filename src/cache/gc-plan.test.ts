@@ -1,17 +1,22 @@
 import { describe, expect, it } from "vitest";
+import type { StorePath } from "../nix/store-path.js";
+import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
 import {
   addOrigin,
   deletedPaths,
   doomedListings,
   doomedNarInfos,
   doomedNars,
+  doomedSkipNotes,
   groupByPackage,
+  judgeMarkedDeltas,
   judgeUnreadable,
   malformedRoots,
   monthlyCost,
   packageName,
   type RootOrigins,
   referrersFirst,
+  spareDeltas,
 } from "./gc-plan.js";
 import type { CacheInventory, CacheObject } from "./inventory.js";
 
@@ -34,6 +39,7 @@ function inventory(): CacheInventory {
       ["nar/2.nar", o("nar/2.nar", 100)],
       ["nar/3.nar", o("nar/3.nar", 900)],
     ]),
+    deltaSkips: new Map(),
     listCalls: 2,
   };
 }
@@ -169,5 +175,71 @@ describe("deleted paths by package", () => {
         paths: [`/nix/store/${h("a")}-hello-2.12`, `/nix/store/${h("c")}-hello-2.13`],
       },
     ]);
+  });
+});
+
+describe("deltas go with their targets", () => {
+  const store = (hash: string, name: string) => `/nix/store/${hash}-${name}` as StorePath;
+  const target = store(h("a"), "app-1.1");
+  const base = store(h("b"), "app-1.0");
+  const other = store(h("c"), "lib-2.0");
+  const delta = deltaPathOf(target, base);
+  const deltaOfOther = deltaPathOf(other, base);
+  const hashOf = (p: string) => p.slice(11, 43);
+
+  it("the mark keeps a delta it reached only while it keeps the delta's target", () => {
+    const reached = new Map<string, string>([
+      [h("a"), target],
+      [h("b"), base],
+      [hashOf(delta), delta],
+      [hashOf(deltaOfOther), deltaOfOther],
+    ]);
+    const { kept, dropped } = judgeMarkedDeltas(reached);
+    expect([...kept].sort()).toEqual([h("a"), h("b"), hashOf(delta)].sort());
+    expect([...dropped]).toEqual([hashOf(deltaOfOther)]);
+  });
+
+  it("a delta the mark dropped is doomed however young; other young narinfos are not", () => {
+    const inv: CacheInventory = {
+      ...inventory(),
+      narinfos: new Map([
+        [h("c"), o(`${h("c")}.narinfo`, 900)],
+        [hashOf(deltaOfOther), o(`${hashOf(deltaOfOther)}.narinfo`, 900)],
+      ]),
+    };
+    const doomed = doomedNarInfos(inv, new Set(), 500, new Set([hashOf(deltaOfOther)]));
+    expect(doomed.map((d) => d.key)).toEqual([`${hashOf(deltaOfOther)}.narinfo`]);
+  });
+
+  it("an unmarked delta whose target stays is spared; one whose target goes is not", () => {
+    const doomed = [
+      o(`${hashOf(delta)}.narinfo`, 100),
+      o(`${hashOf(deltaOfOther)}.narinfo`, 100),
+      o(`${h("c")}.narinfo`, 100),
+    ];
+    const infos = new Map([
+      [hashOf(delta), { storePath: delta, nar: "delta/1.nar", references: [] }],
+      [hashOf(deltaOfOther), { storePath: deltaOfOther, nar: "delta/2.nar", references: [] }],
+      [h("c"), { storePath: other, nar: "nar/3.nar", references: [] }],
+    ]);
+    const { doomed: still, spared } = spareDeltas(doomed, infos, new Set([h("a"), h("b")]));
+    expect(spared).toEqual([hashOf(delta)]);
+    expect(still.map((d) => d.key)).toEqual([
+      `${hashOf(deltaOfOther)}.narinfo`,
+      `${h("c")}.narinfo`,
+    ]);
+  });
+
+  it("a skip note goes once its target's narinfo is gone, whatever its age", () => {
+    const kept = deltaSkipKey(target, base);
+    const gone = deltaSkipKey(other, base);
+    const inv: CacheInventory = {
+      ...inventory(),
+      deltaSkips: new Map([
+        [kept, o(kept, 100)],
+        [gone, o(gone, 900)],
+      ]),
+    };
+    expect(doomedSkipNotes(inv, new Set([h("a")])).map((d) => d.key)).toEqual([gone]);
   });
 });

@@ -1,7 +1,8 @@
 // What a garbage collection deletes, decided from the listing and the marked closure alone
 // (pure): the rules, in one place, that the collector and its dry run both follow.
 import { HASH_PART_LENGTH, STORE_DIR } from "../nix/store-path.js";
-import type { CacheInventory, CacheObject } from "./inventory.js";
+import { deltaTargetHashPart } from "./delta-path.js";
+import { type CacheInventory, type CacheObject, skipNoteTargetOf } from "./inventory.js";
 
 /** Why a store path is kept: where the collector found it. */
 export const ROOT_SOURCES = [
@@ -180,7 +181,7 @@ export function groupByPackage(
   return [...groups.values()].sort((a, b) => b.bytes - a.bytes || a.name.localeCompare(b.name));
 }
 
-export const OBJECT_KINDS = ["narinfo", "nar", "listing"] as const;
+export const OBJECT_KINDS = ["narinfo", "nar", "listing", "skip"] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 export interface Tally {
@@ -195,6 +196,7 @@ export function emptyTallies(): Tallies {
     narinfo: { objects: 0, bytes: 0 },
     nar: { objects: 0, bytes: 0 },
     listing: { objects: 0, bytes: 0 },
+    skip: { objects: 0, bytes: 0 },
   };
 }
 
@@ -212,16 +214,77 @@ export function pastGrace(o: CacheObject, cutoff: number): boolean {
 
 /**
  * The narinfos to delete: those the mark did not reach, written before `cutoff`. A narinfo
- * younger than that is a root of its own (the collector marks it), so it never shows here.
+ * younger than that is a root of its own (the collector marks it), so it never shows here;
+ * but for a delta the mark reached whose target it did not (`dropped`): a delta goes with its
+ * target, whatever its age.
  */
 export function doomedNarInfos(
   inventory: CacheInventory,
   marked: ReadonlySet<string>,
   cutoff: number,
+  dropped: ReadonlySet<string> = new Set(),
 ): CacheObject[] {
   const doomed: CacheObject[] = [];
   for (const [hash, o] of inventory.narinfos) {
-    if (!marked.has(hash) && pastGrace(o, cutoff)) doomed.push(o);
+    if (!marked.has(hash) && (pastGrace(o, cutoff) || dropped.has(hash))) doomed.push(o);
+  }
+  return doomed;
+}
+
+/**
+ * The mark, with the rule for deltas (docs/deltas.md): a delta is never a root, and is kept
+ * exactly while the path whose hash part its name carries is. `reached` maps each hash part
+ * the mark reached to its store path; `kept` is what stays of it (every path that is no delta,
+ * and the deltas of those), `dropped` the deltas it reached whose target goes (a young delta,
+ * made a root by its age alone).
+ */
+export function judgeMarkedDeltas(reached: ReadonlyMap<string, string>): {
+  kept: Set<string>;
+  dropped: Set<string>;
+} {
+  const paths = new Set<string>();
+  const deltas: [string, string][] = [];
+  for (const [hash, path] of reached) {
+    const target = deltaTargetHashPart(path);
+    if (target === undefined) paths.add(hash);
+    else deltas.push([hash, target]);
+  }
+  const kept = new Set(paths);
+  const dropped = new Set<string>();
+  for (const [hash, target] of deltas) (paths.has(target) ? kept : dropped).add(hash);
+  return { kept, dropped };
+}
+
+/**
+ * Of the doomed narinfos (as read), the deltas whose target stays (`kept`): they are spared,
+ * since a delta goes with its target, not when the mark misses it (no root names a delta).
+ */
+export function spareDeltas(
+  doomed: readonly CacheObject[],
+  infos: ReadonlyMap<string, DoomedInfo>,
+  kept: ReadonlySet<string>,
+): { doomed: CacheObject[]; spared: string[] } {
+  const still: CacheObject[] = [];
+  const spared: string[] = [];
+  for (const o of doomed) {
+    const hash = o.key.slice(0, HASH_PART_LENGTH);
+    const path = infos.get(hash)?.storePath;
+    const target = path === undefined ? undefined : deltaTargetHashPart(path);
+    if (target !== undefined && kept.has(target)) spared.push(hash);
+    else still.push(o);
+  }
+  return { doomed: still, spared };
+}
+
+/** The deltas' skip notes to delete: those whose target's narinfo is gone (or never was). */
+export function doomedSkipNotes(
+  inventory: CacheInventory,
+  remaining: ReadonlySet<string>,
+): CacheObject[] {
+  const doomed: CacheObject[] = [];
+  for (const [key, o] of inventory.deltaSkips) {
+    const target = skipNoteTargetOf(key);
+    if (target === undefined || !remaining.has(target)) doomed.push(o);
   }
   return doomed;
 }

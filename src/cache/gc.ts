@@ -14,7 +14,6 @@
 //   the two leaves NARs that nothing names, which the next one deletes;
 // - nothing written within the grace period is deleted.
 import { InputError, InterruptedError, OperationError } from "../errors.js";
-import type { NarInfo } from "../nix/narinfo.js";
 import { HASH_PART_LENGTH as HASH_PART, STORE_DIR } from "../nix/store-path.js";
 import { deleteKeys } from "../store/helpers.js";
 import { DELETE_BATCH, type ObjectStore } from "../store/object-store.js";
@@ -29,16 +28,20 @@ import {
   doomedListings,
   doomedNarInfos,
   doomedNars,
+  doomedSkipNotes,
   emptyTallies,
   type GcRoots,
   groupByPackage,
+  judgeMarkedDeltas,
   type MalformedRoot,
   malformedRoots,
   monthlyCost,
+  OBJECT_KINDS,
   type ObjectKind,
   type RootSource,
   type RootsRead,
   referrersFirst,
+  spareDeltas,
   type Tallies,
   tally,
   type UnreadableRoot,
@@ -284,18 +287,28 @@ async function collect(
   const markSeconds = clock();
   await step("marked");
 
-  // Sweep narinfos (and their listings), then look again before any NAR goes.
-  const marked = new Set(walk.found.keys());
-  const narinfos = doomedNarInfos(inventory, marked, cutoff);
+  // Sweep narinfos (and their listings), then look again before any NAR goes. A delta is
+  // kept exactly while its target is (docs/deltas.md): the mark drops the deltas it reached
+  // (young ones) whose target goes, and spares the unmarked ones whose target stays.
+  const reached = new Map([...walk.found].map(([h, info]) => [h, info.storePath as string]));
+  const { kept: marked, dropped } = judgeMarkedDeltas(reached);
+  const candidates = doomedNarInfos(inventory, marked, cutoff, dropped);
   const deleted = emptyTallies();
-  const doomedInfos = await doomedReferences(options, narinfos, problems);
-  requests.get += narinfos.length;
+  const doomedInfos = await doomedReferences(options, candidates, problems);
+  requests.get += candidates.length;
+  const { doomed: narinfos, spared } = spareDeltas(candidates, doomedInfos, marked);
+  const named = new Map<string, string>();
+  for (const [hash, info] of walk.found) named.set(hash, info.url);
+  for (const hash of spared) {
+    const nar = doomedInfos.get(hash)?.nar;
+    if (nar !== undefined) named.set(hash, nar);
+  }
   const references = new Map([...doomedInfos].map(([h, d]) => [h, d.references]));
   const gone = await sweepNarInfos(options, lock, narinfos, references, deleted, problems);
   requests.delete += gone.requests;
   await step("narinfos-swept");
 
-  const second = await secondLook(options, walk.found, gone.deleted);
+  const second = await secondLook(options, named, gone.deleted);
   requests.list += second.listCalls;
   requests.get += second.reads;
   problems.push(...second.problems);
@@ -303,6 +316,8 @@ async function collect(
 
   const listings = doomedListings(inventory, second.remaining, cutoff);
   requests.delete += (await sweep(options, lock, "listing", listings, deleted, problems)).requests;
+  const skips = doomedSkipNotes(inventory, second.remaining);
+  requests.delete += (await sweep(options, lock, "skip", skips, deleted, problems)).requests;
   const nars = doomedNars(inventory, second.named, cutoff);
   const narsGone = await sweep(options, lock, "nar", nars, deleted, problems);
   requests.delete += narsGone.requests;
@@ -394,7 +409,8 @@ function keptTallies(inventory: CacheInventory, deleted: Tallies): Tallies {
   tally(all, "narinfo", inventory.narinfos.values());
   tally(all, "nar", inventory.nars.values());
   tally(all, "listing", inventory.listings.values());
-  for (const kind of ["narinfo", "nar", "listing"] as const) {
+  tally(all, "skip", inventory.deltaSkips.values());
+  for (const kind of OBJECT_KINDS) {
     all[kind].objects -= deleted[kind].objects;
     all[kind].bytes -= deleted[kind].bytes;
   }
@@ -408,7 +424,7 @@ function keptTallies(inventory: CacheInventory, deleted: Tallies): Tallies {
  */
 async function secondLook(
   options: GcOptions,
-  marked: ReadonlyMap<string, NarInfo>,
+  marked: ReadonlyMap<string, string>,
   deleted: ReadonlySet<string>,
 ): Promise<{
   remaining: Set<string>;
@@ -425,8 +441,8 @@ async function secondLook(
   for (const hash of now.keys()) {
     if (deleted.has(hash) && options.dryRun) continue;
     remaining.add(hash);
-    const info = marked.get(hash);
-    if (info !== undefined) named.add(info.url);
+    const url = marked.get(hash);
+    if (url !== undefined) named.add(url);
     else unknown.push(hash);
   }
   const problems: string[] = [];

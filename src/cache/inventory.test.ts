@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ListOptions, ListPage, ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { readInventory } from "./inventory.js";
+import { readInventory, skipNoteTargetOf } from "./inventory.js";
 
 let dir: string;
 let store: ObjectStore;
@@ -63,5 +63,25 @@ describe("readInventory", () => {
     // status/, one after status/; then nar/ in one page. Never the 2,500 markers.
     expect(calls()).toBe(inventory.listCalls);
     expect(inventory.listCalls).toBeLessThanOrEqual(6);
+  });
+});
+
+describe("readInventory of a cache with deltas", () => {
+  it("lists the NARs of delta paths with the NARs, and the skip notes apart, in one more LIST", async () => {
+    const a = "a".repeat(32);
+    const deltaNar = `delta/${"2".repeat(52)}.nar`;
+    const skip = `delta/skip/${"3".repeat(32)}-${"4".repeat(32)}.json`;
+    await store.put(`${a}.narinfo`, Buffer.from("x"));
+    await store.put(NAR, Buffer.from("nar"));
+    await store.put(deltaNar, Buffer.from("delta"));
+    await store.put(skip, Buffer.from("{}"));
+    await store.put("delta/readme.txt", Buffer.from("neither"));
+    const { store: listing, calls } = counted(store);
+    const inventory = await readInventory(listing);
+    expect([...inventory.nars.keys()].sort()).toEqual([deltaNar, NAR]);
+    expect([...inventory.deltaSkips.keys()]).toEqual([skip]);
+    expect(skipNoteTargetOf(skip)).toBe("3".repeat(32));
+    expect(skipNoteTargetOf("delta/readme.txt")).toBeUndefined();
+    expect(calls()).toBe(inventory.listCalls);
   });
 });

@@ -1,5 +1,6 @@
 // What a binary cache holds, from LIST calls alone: its narinfos (and the `.ls` listings Nix
-// may write beside them) at the root, and its NARs under `nar/`. Other folders (releases,
+// may write beside them) at the root, its NARs under `nar/`, and under `delta/` the NARs of
+// delta paths and the deltas' skip notes (docs/deltas.md). Other folders (releases,
 // release-shards, channels, status, secrets, gc, a stock Nix cache's log/ or realisations/) are stepped over
 // with one jump each, so the listing costs the cache's own objects / 1,000 pages plus one page
 // per folder, however many status markers the fleet keeps.
@@ -18,8 +19,13 @@ export interface CacheInventory {
   readonly narinfos: Map<string, CacheObject>;
   /** By hash part: Nix's NAR listings (`<hash>.ls`), which belong to the narinfo of that hash. */
   readonly listings: Map<string, CacheObject>;
-  /** By key: the NAR files (`nar/<filehash>.nar[.zst|.xz|.bz2]`). */
+  /**
+   * By key: the NAR files (`nar/<filehash>.nar[.zst|.xz|.bz2]`), and the NARs of delta paths
+   * (`delta/<narhash>.nar`), which their narinfos name in the same way.
+   */
   readonly nars: Map<string, CacheObject>;
+  /** By key: the deltas' skip notes (`delta/skip/<target hash>-<base hash>.json`). */
+  readonly deltaSkips: Map<string, CacheObject>;
   /** LIST calls the inventory took. */
   readonly listCalls: number;
 }
@@ -28,6 +34,8 @@ const NIX32 = "[0-9a-df-np-sv-z]";
 const NARINFO_KEY = new RegExp(`^(${NIX32}{32})\\.narinfo$`);
 const LISTING_KEY = new RegExp(`^(${NIX32}{32})\\.ls$`);
 const NAR_KEY = new RegExp(`^nar/${NIX32}{52}\\.nar(?:\\.zst|\\.xz|\\.bz2)?$`);
+const DELTA_NAR_KEY = new RegExp(`^delta/${NIX32}{52}\\.nar$`);
+const DELTA_SKIP_KEY = new RegExp(`^delta/skip/(${NIX32}{32})-${NIX32}{32}\\.json$`);
 
 /** The hash part a narinfo key names, or undefined when the key is no narinfo's. */
 export function narInfoHashOf(key: string): string | undefined {
@@ -37,6 +45,11 @@ export function narInfoHashOf(key: string): string | undefined {
 /** Whether the key is a NAR file's, as Nix names them (`nar/<52 nix32>.nar[.ext]`). */
 export function isNarKey(key: string): boolean {
   return NAR_KEY.test(key);
+}
+
+/** The target's hash part a delta's skip note is named by, or undefined for any other key. */
+export function skipNoteTargetOf(key: string): string | undefined {
+  return DELTA_SKIP_KEY.exec(key)?.[1];
 }
 
 export interface InventoryProgress {
@@ -51,16 +64,22 @@ export async function readInventory(
 ): Promise<CacheInventory> {
   const nars = new Map<string, CacheObject>();
   const root = await listRoot(store, (narinfos) => onProgress?.({ narinfos, nars: 0 }));
+  const deltaSkips = new Map<string, CacheObject>();
   let listCalls = root.listCalls;
-  let token: string | undefined;
-  do {
-    const page = await store.list("nar/", token === undefined ? {} : { token });
-    listCalls++;
-    for (const o of page.objects) if (NAR_KEY.test(o.key)) nars.set(o.key, compact(o));
-    token = page.nextToken;
-    onProgress?.({ narinfos: root.narinfos.size, nars: nars.size });
-  } while (token !== undefined);
-  return { ...root, nars, listCalls };
+  for (const prefix of ["nar/", "delta/"]) {
+    let token: string | undefined;
+    do {
+      const page = await store.list(prefix, token === undefined ? {} : { token });
+      listCalls++;
+      for (const o of page.objects) {
+        if (NAR_KEY.test(o.key) || DELTA_NAR_KEY.test(o.key)) nars.set(o.key, compact(o));
+        else if (DELTA_SKIP_KEY.test(o.key)) deltaSkips.set(o.key, compact(o));
+      }
+      token = page.nextToken;
+      onProgress?.({ narinfos: root.narinfos.size, nars: nars.size });
+    } while (token !== undefined);
+  }
+  return { ...root, nars, deltaSkips, listCalls };
 }
 
 /** The narinfos and listings at the root now (folders stepped over): also the second look. */

@@ -4,12 +4,18 @@ import type { GcEvent, GcReport } from "../cache/gc.js";
 import { OBJECT_KINDS, ROOT_SOURCES, type Tallies } from "../cache/gc-plan.js";
 import { formatBytes } from "./format.js";
 
-const KIND_NAMES = { narinfo: "narinfos", nar: "NARs", listing: "listings" } as const;
+const KIND_NAMES = {
+  narinfo: "narinfos",
+  nar: "NARs",
+  listing: "listings",
+  skip: "delta skip notes",
+} as const;
 
+/** Every kind, but skip notes only where a cache has deltas. */
 function tallies(t: Tallies): string {
-  return OBJECT_KINDS.map(
-    (k) => `${t[k].objects} ${KIND_NAMES[k]} (${formatBytes(t[k].bytes)})`,
-  ).join(", ");
+  return OBJECT_KINDS.filter((k) => k !== "skip" || t.skip.objects > 0)
+    .map((k) => `${t[k].objects} ${KIND_NAMES[k]} (${formatBytes(t[k].bytes)})`)
+    .join(", ");
 }
 
 export function formatGcReport(report: GcReport): string {

@@ -1,0 +1,81 @@
+// Computes a set of deltas for a fleet: every (target, base) pair once, however many hosts
+// share it, DELTA_CONCURRENCY at a time, with typed progress events and a tally at the end.
+import { NixshipError } from "../errors.js";
+import type { SecretKey } from "../nix/keys.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { pairId } from "./delta-bases.js";
+import {
+  type DeltaOutcome,
+  type DeltaPair,
+  type PublishDeltaOptions,
+  publishDelta,
+} from "./delta-publish.js";
+import { checkZstdPatchFrom } from "./delta-zstd.js";
+
+/** Pairs computed at once: each zstd -19 takes a core and a few hundred MB. */
+export const DELTA_CONCURRENCY = 2;
+
+export type DeltaEvent =
+  | { readonly type: "delta-plan"; readonly pairs: number }
+  | { readonly type: "delta-start"; readonly pair: DeltaPair }
+  | { readonly type: "delta-done"; readonly outcome: DeltaOutcome }
+  | {
+      readonly type: "delta-failed";
+      readonly pair: DeltaPair;
+      readonly code: string;
+      readonly message: string;
+    };
+
+export interface DeltaTally {
+  readonly published: number;
+  readonly skipped: number;
+  readonly existing: number;
+  readonly failed: number;
+  /** Bytes of the deltas published, and of the compressed NARs they stand for. */
+  readonly deltaBytes: number;
+  readonly targetBytes: number;
+}
+
+export interface ComputeDeltasOptions extends PublishDeltaOptions {
+  readonly concurrency?: number;
+  readonly emit?: (event: DeltaEvent) => void;
+}
+
+/**
+ * Publishes the delta of each pair of `pairs` (deduplicated). A pair that fails is reported
+ * and the others go on (a host without its delta fetches the path whole); a zstd that cannot
+ * compute deltas at all fails the whole call first, naming the fix.
+ */
+export async function computeDeltas(
+  store: ObjectStore,
+  key: SecretKey,
+  pairs: readonly DeltaPair[],
+  options: ComputeDeltasOptions = {},
+): Promise<DeltaTally> {
+  const unique = new Map<string, DeltaPair>();
+  for (const pair of pairs) if (!unique.has(pairId(pair))) unique.set(pairId(pair), pair);
+  const emit = options.emit ?? (() => {});
+  emit({ type: "delta-plan", pairs: unique.size });
+  if (unique.size > 0) await checkZstdPatchFrom(options.zstd);
+  const tally = { published: 0, skipped: 0, existing: 0, failed: 0, deltaBytes: 0, targetBytes: 0 };
+  await mapLimit([...unique.values()], options.concurrency ?? DELTA_CONCURRENCY, async (pair) => {
+    emit({ type: "delta-start", pair });
+    let outcome: DeltaOutcome;
+    try {
+      outcome = await publishDelta(store, key, pair, options);
+    } catch (err) {
+      if (!(err instanceof NixshipError)) throw err;
+      tally.failed++;
+      emit({ type: "delta-failed", pair, code: err.code, message: err.message });
+      return;
+    }
+    tally[outcome.kind]++;
+    if (outcome.kind === "published") {
+      tally.deltaBytes += outcome.deltaBytes;
+      tally.targetBytes += outcome.targetBytes;
+    }
+    emit({ type: "delta-done", outcome });
+  });
+  return tally;
+}
