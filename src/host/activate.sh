@@ -1513,22 +1513,41 @@ dry_run_fetches() {
 
 # The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (at most
 # DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
-# "-" not followed by a letter), at most DELTA_MAX_BASES, those of its very name (its version
-# too) first.
+# "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order (deltaBasesOf
+# in src/cache/delta-bases.ts): the same whole name first, then the version sharing the longest
+# prefix with the target's, then the longest suffix, then by base name. (At most 200 paths of a
+# name are weighed.)
 delta_pairs() {
-  awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
-function pname(n, i) { i = match(n, /-[^A-Za-z]/); return i ? substr(n, 1, i - 1) : n }
+  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
+function dash(n) { return match(n, /-[^A-Za-z]/) }
+function pname(n, i) { i = dash(n); return i ? substr(n, 1, i - 1) : n }
+function pver(n, i) { i = dash(n); return i ? substr(n, i + 1) : "" }
+function pre(a, b, k) { k = 0; while (k < length(a) && k < length(b) && substr(a, k + 1, 1) == substr(b, k + 1, 1)) k++; return k }
+function suf(a, b, k, la, lb) { k = 0; la = length(a); lb = length(b); while (k < la && k < lb && substr(a, la - k, 1) == substr(b, lb - k, 1)) k++; return k }
+function better(i, j) {
+if (s1[i] != s1[j]) return s1[i] > s1[j]
+if (s2[i] != s2[j]) return s2[i] > s2[j]
+if (s3[i] != s3[j]) return s3[i] > s3[j]
+return bn[i] < bn[j]
+}
 NR == FNR {
 n = substr($0, 45); p = pname(n)
-if (count[p] < 50) { count[p]++; base[p, count[p]] = $0; full[p, count[p]] = n }
+if (count[p] < 200) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
 next
 }
 FNR <= max_paths {
-n = substr($0, 45); p = pname(n); k = 0
-for (i = 1; i <= count[p] && k < max_bases; i++)
-if (full[p, i] == n) { print $0, base[p, i]; k++ }
-for (i = 1; i <= count[p] && k < max_bases; i++)
-if (full[p, i] != n) { print $0, base[p, i]; k++ }
+n = substr($0, 45); p = pname(n); v = pver(n); m = count[p]
+for (i = 1; i <= m; i++) {
+used[i] = (path[p, i] == $0); s1[i] = (full[p, i] == n) ? 1 : 0
+s2[i] = pre(ver[p, i], v); s3[i] = suf(ver[p, i], v); bn[i] = substr(path[p, i], 12)
+}
+for (k = 0; k < max_bases; k++) {
+best = 0
+for (i = 1; i <= m; i++) if (!used[i] && (!best || better(i, best))) best = i
+if (!best) break
+used[best] = 1
+print $0, path[p, best]
+}
 }' "$2" "$1"
 }
 
