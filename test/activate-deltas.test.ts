@@ -165,7 +165,9 @@ async function startLab(...extra: string[]): Promise<void> {
   cacheUrl = fleet.cache.url;
   publicKey = fleet.cache.publicKeys[0] as string;
   await push(tool);
-  const upstream = new URL((server = await startCacheServer(cacheUrl)).url);
+  const served = await startCacheServer(cacheUrl);
+  server = served;
+  const upstream = new URL(served.url);
   // The host reaches the cache through this proxy on the lab's bridge, which counts requests.
   proxy = createServer((req, res) => {
     const first = (req.url ?? "/").split("/")[1] ?? "";
