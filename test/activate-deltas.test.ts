@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
-import { activateScript } from "../src/host/activation.js";
+import { scriptInput } from "../src/host/activation.js";
 import { checkActivationResult } from "../src/host/activation-result.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
 import { parseSecretKey } from "../src/nix/keys.js";
@@ -31,8 +31,8 @@ let work: string;
 let lab: LabInfo;
 let cacheUrl: string;
 let publicKey: string;
-let server: RunningServer;
-let proxy: Server;
+let server: RunningServer | undefined;
+let proxy: Server | undefined;
 let proxyUrl: string;
 let tool: string;
 const flakes: FreshSystems[] = [];
@@ -120,6 +120,15 @@ async function activate(
   path: string,
   ...extra: string[]
 ): Promise<{ answer: Answer; log: string }> {
+  return activateWith({}, path, ...extra);
+}
+
+/** activate.sh on the host, with `variables` set before it in its input (NIXSHIP_TRUST_FILE). */
+async function activateWith(
+  variables: Record<string, string>,
+  path: string,
+  ...extra: string[]
+): Promise<{ answer: Answer; log: string }> {
   const r = await run(
     "ssh",
     [
@@ -136,7 +145,7 @@ async function activate(
       "300",
       ...extra,
     ],
-    { input: Buffer.from(activateScript()) },
+    { input: Buffer.from(scriptInput(variables)) },
   );
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
   // As the deployer takes it: checked field by field (the delta report too).
@@ -145,9 +154,9 @@ async function activate(
   return { answer: answer as unknown as Answer, log: r.stderr };
 }
 
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), "nixship-activate-deltas-"));
-  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"], { env: env() });
+/** Starts the lab (`lab up` options in `extra`), its cache served through the counting proxy. */
+async function startLab(...extra: string[]): Promise<void> {
+  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json", ...extra], { env: env() });
   expect(up.code, up.stderr).toBe(0);
   lab = JSON.parse(up.stdout) as LabInfo;
   const fleet = JSON.parse(await readFile(join(lab.dir, "nixship.json"), "utf8")) as {
@@ -155,20 +164,15 @@ beforeAll(async () => {
   };
   cacheUrl = fleet.cache.url;
   publicKey = fleet.cache.publicKeys[0] as string;
-  // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
-  tool = await nixBuild(
-    "--impure",
-    "--expr",
-    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
-  );
   await push(tool);
-  server = await startCacheServer(cacheUrl);
-  // The hosts reach the cache through this proxy on the lab's bridge, which counts requests.
+  const served = await startCacheServer(cacheUrl);
+  server = served;
+  const upstream = new URL(served.url);
+  // The host reaches the cache through this proxy on the lab's bridge, which counts requests.
   proxy = createServer((req, res) => {
     const first = (req.url ?? "/").split("/")[1] ?? "";
     const kind = first.endsWith(".narinfo") ? "narinfo" : first;
     requests.set(kind, (requests.get(kind) ?? 0) + 1);
-    const upstream = new URL(server.url);
     const forward = request(
       {
         host: upstream.hostname,
@@ -185,59 +189,86 @@ beforeAll(async () => {
     forward.on("error", () => res.destroy());
     req.pipe(forward);
   });
-  await new Promise<void>((done) => proxy.listen(0, `10.231.${lab.number}.1`, done));
-  proxyUrl = `http://10.231.${lab.number}.1:${(proxy.address() as AddressInfo).port}`;
+  const started = proxy;
+  await new Promise<void>((done) => started.listen(0, `10.231.${lab.number}.1`, done));
+  proxyUrl = `http://10.231.${lab.number}.1:${(started.address() as AddressInfo).port}`;
+}
+
+async function stopLab(): Promise<void> {
+  const [running, served] = [proxy, server];
+  proxy = undefined;
+  server = undefined;
+  if (running) await new Promise<void>((done) => running.close(() => done()));
+  await served?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: env() });
+}
+
+/**
+ * The host runs a system, then a rebuild of it, by delta: checks that every path it lacked came
+ * by delta (counted by the host and at the cache), that it runs the rebuild, that its store
+ * verifies the paths, and that nothing of the step is left. Returns both systems.
+ */
+async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StorePath }> {
+  const first = await buildSystem();
+  const second = await buildSystem();
+  await push(first, second);
+  const deployed = await activate(first);
+  expect(deployed.answer, deployed.log).toMatchObject({ ok: true, result: "activated" });
+
+  const published = await publishDeltas(first, second);
+  requests.clear();
+  const { answer, log } = await activate(second, "--delta-tool", tool);
+  expect(answer, log).toMatchObject({ ok: true, result: "activated", path: second });
+  expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(second);
+  const old = await closure(first);
+  const lacking = (await closure(second)).filter((p) => !old.includes(p));
+  // Every path the host lacked had a delta worth publishing, and came by it.
+  expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
+  const delta = answer.delta;
+  expect(delta, log).toMatchObject({ paths: lacking.length, wholePaths: 0, failed: 0 });
+  expect(delta?.bytes).toBeGreaterThan(0);
+  expect(delta?.bytes).toBeLessThan(delta?.narBytes ?? 0);
+  expect(log).toMatch(new RegExp(`deltas: ${lacking.length} paths came by delta`));
+  // Counted at the cache: the system's paths came as deltas; the one NAR is the tool's.
+  expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 1 });
+  const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
+  expect(verified.code, verified.stderr).toBe(0);
+  // Nothing of the step is left: its work directory, nor the deltas in the store.
+  const left = await onHost(
+    "ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l",
+  );
+  expect(left.stdout).toMatch(/No such file or directory\n0\n$/);
+  return { first, second };
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-activate-deltas-"));
+  // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
+  tool = await nixBuild(
+    "--impure",
+    "--expr",
+    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
+  );
 });
 
 afterAll(async () => {
-  await new Promise<void>((done) => (proxy ? proxy.close(() => done()) : done()));
-  await server?.stop();
-  await nixship(["lab", "down", "--name", LAB], { env: env() });
+  await stopLab();
   for (const flake of flakes) await flake.remove();
   await rm(work, { recursive: true, force: true });
 });
 
 describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
-  let first: StorePath;
   let second: StorePath;
-  let third: StorePath;
+
+  beforeAll(() => startLab());
+  afterAll(() => stopLab());
 
   it("a host updated across a rebuild gets most paths by delta, runs the new system, and its store verifies them", async () => {
-    first = await buildSystem();
-    second = await buildSystem();
-    await push(first, second);
-    const deployed = await activate(first);
-    expect(deployed.answer, deployed.log).toMatchObject({ ok: true, result: "activated" });
-
-    const published = await publishDeltas(first, second);
-    expect(published.filter((o) => o.kind === "published").length).toBeGreaterThan(0);
-    requests.clear();
-    const { answer, log } = await activate(second, "--delta-tool", tool);
-    expect(answer, log).toMatchObject({ ok: true, result: "activated", path: second });
-    expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(second);
-    const delta = answer.delta;
-    expect(delta, log).toBeDefined();
-    const old = await closure(first);
-    const lacking = (await closure(second)).filter((p) => !old.includes(p));
-    // Every path the host lacked had a delta worth publishing, and came by it.
-    expect(published.map((o) => o.kind)).toEqual(lacking.map(() => "published"));
-    expect(delta, log).toMatchObject({ paths: lacking.length, wholePaths: 0, failed: 0 });
-    expect(delta?.bytes).toBeGreaterThan(0);
-    expect(delta?.bytes).toBeLessThan(delta?.narBytes ?? 0);
-    expect(log).toMatch(new RegExp(`deltas: ${lacking.length} paths came by delta`));
-    // Counted at the cache: the system's paths came as deltas; the one NAR is the tool's.
-    expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 1 });
-    const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
-    expect(verified.code, verified.stderr).toBe(0);
-    // Nothing of the step is left: its work directory, nor the deltas in the store.
-    const left = await onHost(
-      `ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l`,
-    );
-    expect(left.stdout).toMatch(/No such file or directory\n0\n$/);
+    ({ second } = await updateAcrossRebuild());
   });
 
   it("a delta with flipped bits, one made against another base and one that expands without bound: those paths come whole, the activation succeeds", async () => {
-    third = await buildSystem();
+    const third = await buildSystem();
     await push(third);
     // Three zstd runs of a deployer gone wrong, each for one path: the patch's bits flipped,
     // the patch made from another NAR than the base it names (the target's own: a small delta,
@@ -296,5 +327,69 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
     expect(Object.fromEntries(requests)).toMatchObject({ delta: lacking.length, nar: 3 });
     const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
     expect(verified.code, verified.stderr).toBe(0);
+  });
+
+  it("a pinned host takes only a delta tool signed by a key it pins: an unsigned one is not run, and every path comes whole", async () => {
+    const trust = "/nix/var/nixship-pinned/trust";
+    const pinned = await onHost(
+      `mkdir -p /nix/var/nixship-pinned && printf 'substituter %s\\ntrusted-key %s\\n' '${proxyUrl}' '${publicKey}' > ${trust} && chmod 644 ${trust}`,
+    );
+    expect(pinned.code, pinned.stderr).toBe(0);
+    // The same zstd, added to the host's store by hand: content-addressed, signed by no one.
+    const added = await onHost(
+      "d=$(mktemp -d) && mkdir -p $d/zstd/bin && cp /usr/bin/zstd $d/zstd/bin/ && nix-store --add $d/zstd",
+    );
+    expect(added.code, added.stderr).toBe(0);
+    const unsigned = added.stdout.trim();
+    const fourth = await buildSystem();
+    await push(fourth);
+    await publishDeltas(second, fourth);
+    const old = await closure(second);
+    const lacking = (await closure(fourth)).filter((p) => !old.includes(p));
+
+    requests.clear();
+    const refused = await activateWith(
+      { NIXSHIP_TRUST_FILE: trust },
+      fourth,
+      "--delta-tool",
+      unsigned,
+    );
+    expect(refused.answer, refused.log).toMatchObject({
+      ok: true,
+      result: "activated",
+      path: fourth,
+    });
+    expect(refused.answer.delta?.skipped).toBe(
+      `the delta tool ${unsigned} is not signed by a key this host pins: it is content-addressed, which anyone may add to the store`,
+    );
+    expect(refused.log).toContain(`deltas: not used: the delta tool ${unsigned} is not signed`);
+    expect(requests.get("delta")).toBeUndefined();
+    expect(requests.get("nar")).toBe(lacking.length);
+
+    // The tool the cache signed, with a key the host pins, is taken.
+    const fifth = await buildSystem();
+    await push(fifth);
+    await publishDeltas(fourth, fifth);
+    const now = await closure(fourth);
+    const next = (await closure(fifth)).filter((p) => !now.includes(p));
+    requests.clear();
+    const taken = await activateWith({ NIXSHIP_TRUST_FILE: trust }, fifth, "--delta-tool", tool);
+    expect(taken.answer, taken.log).toMatchObject({ ok: true, result: "activated", path: fifth });
+    expect(taken.answer.delta, taken.log).toMatchObject({ paths: next.length, wholePaths: 0 });
+    expect(requests.get("delta")).toBe(next.length);
+    await onHost(`rm -rf /nix/var/nixship-pinned`);
+  });
+});
+
+describe("activate --delta-tool on a lab host (Nix 2.26)", () => {
+  beforeAll(() => startLab("--nix", "current"));
+  afterAll(() => stopLab());
+
+  it("the host runs Nix 2.26", async () => {
+    expect((await onHost("nix-store --version")).stdout.trim()).toBe("nix-store (Nix) 2.26.3");
+  });
+
+  it("a host updated across a rebuild gets most paths by delta, runs the new system, and its store verifies them", async () => {
+    await updateAcrossRebuild();
   });
 });

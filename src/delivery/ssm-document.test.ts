@@ -1,7 +1,7 @@
 // The SSM document: its shape against a small schema of SSM's Command document 2.2, its size
 // against SSM's limit, that no parameter value can reach the shell unquoted, the shell it
 // renders to, and that the activate.sh it embeds, compacted, is the same program.
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../errors.js";
@@ -385,6 +385,21 @@ describe("renderRunCommand", () => {
     expect(shell).toContain("action='switch'");
     expect(shell).toContain("health_checks=''");
     expect(shell.split("\n")).toHaveLength(document.mainSteps[0]?.inputs.runCommand.length ?? 0);
+  });
+
+  it("passes DeltaTool to activate as --delta-tool, and nothing without it", () => {
+    /** The arguments the document gives activate.sh: its shell up to where it runs the script. */
+    const argsOf = (values: Record<string, string>) => {
+      const lines = renderRunCommand(document, values).split("\n");
+      const end = lines.findIndex((l) => l.startsWith("# A host with pinned trust"));
+      const shell = [...lines.slice(0, end), 'printf "%s\\n" "$@"'].join("\n");
+      return execFileSync("sh", ["-c", shell], { encoding: "utf8" }).trim().split("\n");
+    };
+    const tool = GOOD.DeltaTool;
+    const withTool = argsOf({ StorePath: STORE_PATH, DeltaTool: tool });
+    expect(withTool.slice(0, 3)).toEqual(["activate", "--path", STORE_PATH]);
+    expect(withTool.slice(withTool.indexOf("--delta-tool"))).toEqual(["--delta-tool", tool]);
+    expect(argsOf({ StorePath: STORE_PATH })).not.toContain("--delta-tool");
   });
 
   it("refuses a value its pattern does not admit, naming the parameter", () => {

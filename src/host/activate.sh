@@ -1513,22 +1513,41 @@ dry_run_fetches() {
 
 # The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (at most
 # DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
-# "-" not followed by a letter), at most DELTA_MAX_BASES, those of its very name (its version
-# too) first.
+# "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order (deltaBasesOf
+# in src/cache/delta-bases.ts): the same whole name first, then the version sharing the longest
+# prefix with the target's, then the longest suffix, then by base name. (At most 200 paths of a
+# name are weighed.)
 delta_pairs() {
-  awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
-function pname(n, i) { i = match(n, /-[^A-Za-z]/); return i ? substr(n, 1, i - 1) : n }
+  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
+function dash(n) { return match(n, /-[^A-Za-z]/) }
+function pname(n, i) { i = dash(n); return i ? substr(n, 1, i - 1) : n }
+function pver(n, i) { i = dash(n); return i ? substr(n, i + 1) : "" }
+function pre(a, b, k) { k = 0; while (k < length(a) && k < length(b) && substr(a, k + 1, 1) == substr(b, k + 1, 1)) k++; return k }
+function suf(a, b, k, la, lb) { k = 0; la = length(a); lb = length(b); while (k < la && k < lb && substr(a, la - k, 1) == substr(b, lb - k, 1)) k++; return k }
+function better(i, j) {
+if (s1[i] != s1[j]) return s1[i] > s1[j]
+if (s2[i] != s2[j]) return s2[i] > s2[j]
+if (s3[i] != s3[j]) return s3[i] > s3[j]
+return bn[i] < bn[j]
+}
 NR == FNR {
 n = substr($0, 45); p = pname(n)
-if (count[p] < 50) { count[p]++; base[p, count[p]] = $0; full[p, count[p]] = n }
+if (count[p] < 200) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
 next
 }
 FNR <= max_paths {
-n = substr($0, 45); p = pname(n); k = 0
-for (i = 1; i <= count[p] && k < max_bases; i++)
-if (full[p, i] == n) { print $0, base[p, i]; k++ }
-for (i = 1; i <= count[p] && k < max_bases; i++)
-if (full[p, i] != n) { print $0, base[p, i]; k++ }
+n = substr($0, 45); p = pname(n); v = pver(n); m = count[p]
+for (i = 1; i <= m; i++) {
+used[i] = (path[p, i] == $0); s1[i] = (full[p, i] == n) ? 1 : 0
+s2[i] = pre(ver[p, i], v); s3[i] = suf(ver[p, i], v); bn[i] = substr(path[p, i], 12)
+}
+for (k = 0; k < max_bases; k++) {
+best = 0
+for (i = 1; i <= m; i++) if (!used[i] && (!best || better(i, best))) best = i
+if (!best) break
+used[best] = 1
+print $0, path[p, best]
+}
 }' "$2" "$1"
 }
 
@@ -1554,9 +1573,11 @@ delta_candidates() {
   [ "$(wc -l <"$c_out")" = "$(wc -l <"$c_pairs")" ]
 }
 
-# The sha256 of file $1, in hex.
+# The sha256 of file $1, in hex, within what is left of the step's time.
 file_sha256() {
-  f_sum=$(sha256sum "$1") || return 1
+  r=$(x_left)
+  [ "$r" -gt 0 ] && bounded "$x_dir/sum" "$r" sha256sum "$1" || return 1
+  f_sum=$(cat "$x_dir/sum")
   printf '%s' "${f_sum%% *}"
 }
 
@@ -1591,21 +1612,22 @@ length(f["NarSize"]) > 15) exit 1
 print f["NarHash"], f["NarSize"]
 }' "$1/narinfo") || return 1
   a_base_hash=${a_base% *} a_base_size=${a_base#* } a_hash=${a_target% *} a_size=${a_target#* }
+  r=$(x_left)
+  x_why="no time was left"
+  [ "$r" -gt 0 ] && bounded "$x_dir/base-hash" "$r" nix-store -q --hash "$3" || return 1
   x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
-  [ "$(nix-store -q --hash "$3" 2>/dev/null)" = "$a_base_hash" ] || return 1
+  [ "$(cat "$x_dir/base-hash")" = "$a_base_hash" ] || return 1
   x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
   a_free=$(df -Pk "$DELTA_WORK" 2>/dev/null | awk 'NR == 2 { print $4 }')
   digits "$a_free" && [ $((x_room + a_size + a_base_size)) -le $((a_free * 512)) ] || return 1
   r=$(x_left)
-  x_why="no time was left"
-  [ "$r" -gt 0 ] || return 1
   x_why="its hashes are not sha256 in nix32"
-  bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "${a_base_hash#sha256:}" \
+  [ "$r" -gt 0 ] && bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "${a_base_hash#sha256:}" \
     "${a_hash#sha256:}" || return 1
   a_base_hex=$(sed -n 1p "$x_dir/hex") a_hex=$(sed -n 2p "$x_dir/hex")
   r=$(x_left)
   x_why="the base could not be dumped in time"
-  bounded "$x_dir/base.nar" "$r" nix-store --dump "$3" || return 1
+  [ "$r" -gt 0 ] && bounded "$x_dir/base.nar" "$r" nix-store --dump "$3" || return 1
   x_why="the base's NAR is not the delta's BaseNarHash and BaseNarSize (the store's copy changed)"
   [ "$(wc -c <"$x_dir/base.nar")" = "$a_base_size" ] || return 1
   [ "$(file_sha256 "$x_dir/base.nar")" = "$a_base_hex" ] || return 1
