@@ -2,11 +2,12 @@
 // NARs read from the cache to temporary files, the zstd patch computed, and the delta's store
 // path written (its NAR, then its signed narinfo) when it is worth it, else a skip note.
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
+import type { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
@@ -91,7 +92,21 @@ export async function publishDelta(
     await computeZstdDelta(baseNar, targetNar, deltaFile, target.info.narSize, options);
     await rm(baseNar);
     await rm(targetNar);
-    const deltaBytes = (await stat(deltaFile)).size;
+    await writeFile(
+      join(tree, DELTA_FILES.info),
+      formatDeltaInfo({
+        engine: "zstd-patch",
+        target: pair.target,
+        base: pair.base,
+        baseNarHash: base.info.narHash,
+        baseNarSize: base.info.narSize,
+      }),
+    );
+    await writeFile(join(tree, DELTA_FILES.narinfo), target.text);
+    // What a host fetches is the delta path's whole NAR (the patch, the target's narinfo and
+    // delta-info): that is what must be clearly smaller than the target's compressed NAR.
+    const packed = await packDeltaPath(tree, join(work, "delta.nar"));
+    const deltaBytes = packed.size;
     const targetBytes = target.info.fileSize ?? target.info.narSize;
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
       const note: DeltaSkipNote = {
@@ -109,18 +124,7 @@ export async function publishDelta(
       );
       return { kind: "skipped", pair, deltaBytes, targetBytes };
     }
-    await writeFile(
-      join(tree, DELTA_FILES.info),
-      formatDeltaInfo({
-        engine: "zstd-patch",
-        target: pair.target,
-        base: pair.base,
-        baseNarHash: base.info.narHash,
-        baseNarSize: base.info.narSize,
-      }),
-    );
-    await writeFile(join(tree, DELTA_FILES.narinfo), target.text);
-    const stored = await putDeltaPath(store, key, deltaPath, tree);
+    const stored = await putDeltaPath(store, key, deltaPath, packed);
     return stored === "existing"
       ? { kind: "existing", pair, found: "delta" }
       : { kind: "published", pair, deltaPath, deltaBytes, targetBytes };
@@ -155,8 +159,19 @@ async function narInfoOf(
   return read;
 }
 
+/** The delta path's NAR, dumped from the directory `tree` into `file`: its hash and size. */
+async function packDeltaPath(
+  tree: string,
+  file: string,
+): Promise<{ readonly file: string; readonly hash: Sha256; readonly size: number }> {
+  const hasher = new HashingStream();
+  await pipeline(dumpPathStream(tree), hasher, createWriteStream(file));
+  const nar = hasher.digest();
+  return { file, hash: nar.hash, size: nar.size };
+}
+
 /**
- * Writes the delta's store path from the directory `tree`: its NAR (uncompressed, under
+ * Writes the delta's store path from its NAR (`packDeltaPath`): the NAR (uncompressed, under
  * delta/) first, then its narinfo, signed, put only if absent. "existing" when another
  * publisher's narinfo was there first.
  */
@@ -164,36 +179,27 @@ async function putDeltaPath(
   store: ObjectStore,
   key: SecretKey,
   deltaPath: StorePath,
-  tree: string,
+  nar: { readonly file: string; readonly hash: Sha256; readonly size: number },
 ): Promise<"written" | "existing"> {
-  const staging = await store.makeStagingDir();
-  try {
-    const file = join(staging, "delta.nar");
-    const hasher = new HashingStream();
-    await pipeline(dumpPathStream(tree), hasher, createWriteStream(file));
-    const nar = hasher.digest();
-    const url = deltaNarKey(nar.hash);
-    await store.putFile(url, file, { sha256: Buffer.from(nar.hash.bytes).toString("hex") });
-    const info: NarInfo = {
-      storePath: deltaPath,
-      url,
-      compression: "none",
-      fileHash: nar.hash,
-      fileSize: nar.size,
-      narHash: nar.hash,
-      narSize: nar.size,
-      references: [],
-      deriver: undefined,
-      sigs: [],
-      ca: undefined,
-    };
-    const put = await store.put(
-      narInfoKey(deltaPath),
-      Buffer.from(formatNarInfo(signNarInfo(info, key))),
-      { contentType: "text/x-nix-narinfo", condition: { ifAbsent: true } },
-    );
-    return put.status === "written" ? "written" : "existing";
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
+  const url = deltaNarKey(nar.hash);
+  await store.putFile(url, nar.file, { sha256: Buffer.from(nar.hash.bytes).toString("hex") });
+  const info: NarInfo = {
+    storePath: deltaPath,
+    url,
+    compression: "none",
+    fileHash: nar.hash,
+    fileSize: nar.size,
+    narHash: nar.hash,
+    narSize: nar.size,
+    references: [],
+    deriver: undefined,
+    sigs: [],
+    ca: undefined,
+  };
+  const put = await store.put(
+    narInfoKey(deltaPath),
+    Buffer.from(formatNarInfo(signNarInfo(info, key))),
+    { contentType: "text/x-nix-narinfo", condition: { ifAbsent: true } },
+  );
+  return put.status === "written" ? "written" : "existing";
 }

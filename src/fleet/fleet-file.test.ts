@@ -83,6 +83,7 @@ describe("parseFleet", () => {
       rebootTimeout: 600,
       rebootRollback: true,
       requirePinned: false,
+      deltas: true,
       health: {
         http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }],
         commands: [{ run: "systemctl is-system-running", timeout: 20 }],
@@ -130,6 +131,7 @@ describe("parseFleet", () => {
       rebootTimeout: 600,
       rebootRollback: true,
       requirePinned: false,
+      deltas: true,
       health: { http: [], commands: [] },
     });
     expect(fleet.ssh).toEqual({
@@ -183,7 +185,7 @@ describe("parseFleet", () => {
       'policy.paralel: unknown key (did you mean "parallel"?)',
     ]);
     expect(problemsOf(example((d) => (d.colour = "blue")))).toEqual([
-      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, build, policy, policies, secrets)",
+      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, build, policy, policies, secrets, deltas)",
     ]);
     expect(problemsOf(example((d) => (d.policy.health.http[0].method = "GET")))).toHaveLength(1);
     expect(problemsOf(example((d) => (d.hosts.db1.$schema = "x")))).toHaveLength(1);
@@ -726,5 +728,36 @@ describe("resolveFleetPaths", () => {
       configFile: "/srv/fleet/lab/ssh_config",
       knownHosts: "/etc/ssh/known",
     });
+  });
+});
+
+describe("deltas", () => {
+  const TOOL = "/nix/store/3q1xqvr3lzlbbg5z0adw4sw4fxfxdikq-zstd-1.5.6";
+
+  it("reads the delta tool and the policy's switch, per role too, on by default", () => {
+    const fleet = parseFleetValue(
+      {
+        ...minimal({ address: "h.lan", tags: ["edge"] }),
+        deltas: { tool: TOOL },
+        policies: { "@edge": { deltas: false } },
+      },
+      "f.json",
+    );
+    expect(fleet.deltas).toEqual({ tool: TOOL });
+    expect(fleet.policy.deltas).toBe(true);
+    expect(fleet.policies).toEqual([{ selector: "@edge", override: { deltas: false } }]);
+    expect(parseFleetValue(minimal({ address: "h.lan" }), "f.json").deltas).toBeUndefined();
+  });
+
+  it("refuses a tool that is not a store path, a missing tool and a switch that is not boolean", () => {
+    expect(
+      problemsOf({ ...minimal({ address: "h.lan" }), deltas: { tool: "/usr/bin/zstd" } }),
+    ).toEqual(['deltas.tool: must be a store path holding bin/zstd (got "/usr/bin/zstd")']);
+    expect(problemsOf({ ...minimal({ address: "h.lan" }), deltas: {} })).toEqual([
+      "deltas.tool: is required",
+    ]);
+    expect(problemsOf({ ...minimal({ address: "h.lan" }), policy: { deltas: "yes" } })).toEqual([
+      'policy.deltas: must be true or false (got "yes")',
+    ]);
   });
 });

@@ -142,7 +142,8 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
 /** The `deltas` section: the tool hosts apply deltas with. */
 function readDeltas(value: unknown, problems: Problems): DeltaSettings | undefined {
   const doc = readObject(value, ["deltas"], problems, FLEET_KEYS.deltas);
-  if (doc === undefined) return undefined;
+  // A missing tool is reported by readObject (it is required).
+  if (doc === undefined || doc.tool === undefined) return undefined;
   const tool = readString(doc.tool, ["deltas", "tool"], problems);
   if (tool === undefined) return undefined;
   if (!isStorePath(tool)) {
