@@ -29,6 +29,11 @@
   # Packages in its closure, name -> version ({ hello = "2.12"; }): each the store path
   # NAME-VERSION with bin/NAME, linked from sw/bin as a NixOS system's packages are.
   packages ? { },
+  # Libraries in its closure, name -> KiB ({ ssl = 64; }): each the store path libNAME-1.0
+  # holding lib/libNAME.so, that many KiB of fixed noise (as hard to compress as code) which
+  # names the web service's store path every 16 KiB, as a binary's RUNPATH names its
+  # dependencies: a rebuild below them changes only those names (deltas, issue 49).
+  libraries ? { },
   # Programs in its sw/bin, name -> a shell script's text, each in a store path of its own, as
   # environment.systemPackages puts a NixOS system's programs there (e.g. a nixship wrapper).
   programs ? { },
@@ -82,6 +87,17 @@ let
     mkdir -p $out/bin
     printf '#!/bin/sh\necho "GNU ${pname} ${version}"\n' > $out/bin/${pname}
     chmod 0555 $out/bin/${pname}
+  '';
+  library = lname: kib: mk "lib${lname}-1.0" ''
+    mkdir -p $out/lib
+    awk -v kib=${toString kib} -v ref=${share} 'BEGIN {
+      srand(${toString (builtins.stringLength lname)}1);
+      for (i = 0; i < kib * 32; i++) {
+        printf "%08x%08x%08x%08x", rand() * 4294967295, rand() * 4294967295,
+          rand() * 4294967295, rand() * 4294967295;
+        if (i % 512 == 511) printf "%s", ref;
+      }
+    }' > $out/lib/lib${lname}.so
   '';
   program = pname: text: mk "${pname}-program" ''
     mkdir -p $out/bin
@@ -147,7 +163,10 @@ mk "example-web-system-${tag'}" (''
   subst ${./web/systemctl.sh} $out/sw/bin/systemctl
 '' + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: version: ''
   ln -s ${package pname version}/bin/${pname} $out/sw/bin/${pname}
-'') packages)) + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: text: ''
+'') packages)) + (if libraries == { } then "" else "  mkdir -p $out/sw/lib\n")
+  + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (lname: kib: ''
+  ln -s ${library lname kib}/lib/lib${lname}.so $out/sw/lib/lib${lname}.so
+'') libraries)) + builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs (pname: text: ''
   ln -s ${program pname text}/bin/${pname} $out/sw/bin/${pname}
 '') programs)) + ''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot

@@ -12,7 +12,8 @@ import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const HOSTS = ["ddl1", "ddl2"];
 // Each build has store paths of its own (system.nix's nonce) with the same names: a rebuild.
-const SYSTEM = 'name = "web-v1"; version = "v1"; packages = { hello = "2.12"; greet = "1.0"; };';
+// Its libraries are large enough for a delta to be worth it; its toplevel, etc and kernel not.
+const SYSTEM = 'name = "web-v1"; version = "v1"; libraries = { a = 48; b = 48; c = 48; d = 48; };';
 
 let lab: SshLab;
 let tool: string;
