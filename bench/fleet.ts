@@ -105,6 +105,8 @@ async function main(): Promise<void> {
       runs: { type: "string", default: "1" },
       parallel: { type: "string", default: "20" },
       plot: { type: "string" },
+      // Writes the scale points (what --plot draws) as JSON, for bench/fleet-replot.ts.
+      points: { type: "string" },
       kex: { type: "string" },
       // Only the first deploy and the small change (no switch to a known system): for big sizes.
       "small-only": { type: "boolean", default: false },
@@ -245,6 +247,13 @@ async function main(): Promise<void> {
     await meters?.hosts.remove();
   }
   const done = printReports(samples, completed, calibrations, hostCounts, runs);
+  if (values.points !== undefined && done.length > 0) {
+    await writeFile(
+      values.points,
+      `${JSON.stringify(scalePoints(samples, done, calibrations), null, 2)}\n`,
+    );
+    console.log(`\nThe scale points: ${values.points}`);
+  }
   if (values.plot !== undefined && done.length > 0) {
     await plotScale(scalePoints(samples, done, calibrations), values.plot);
     console.log(`\nThe scale curve: ${values.plot}`);
