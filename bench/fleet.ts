@@ -579,14 +579,35 @@ async function nixshipDeploy(
   const plan = events.find((e) => e.type === "plan");
   const connections = plan?.type === "plan" ? plan.plan.connections : undefined;
   if (r.code !== 0 || summary?.type !== "summary" || !summary.ok) {
+    // Why it stopped (a host unreachable in the survey stops it before the canary, say), then
+    // the first hosts that did not activate.
+    const stopped = events.flatMap((e) => (e.type === "stopped" ? [`stopped: ${e.reason}`] : []));
     const failed =
       summary?.type === "summary"
         ? summary.results
-            .filter((x) => x.outcome.status !== "activated")
+            .filter(
+              (x) =>
+                x.outcome.status !== "activated" &&
+                !(x.outcome.status === "skipped" && x.outcome.reason === "not-started"),
+            )
+            .slice(0, 10)
             .map((x) => `${x.host}: ${JSON.stringify(x.outcome)}`)
-            .join("\n")
-        : "";
-    throw new Error(`${label(scenario)} exited ${r.code}\n${failed}\n${tail(r.stderr)}`);
+        : [];
+    const notStarted =
+      summary?.type === "summary"
+        ? summary.results.filter(
+            (x) => x.outcome.status === "skipped" && x.outcome.reason === "not-started",
+          ).length
+        : 0;
+    throw new Error(
+      [
+        `${label(scenario)} exited ${r.code}`,
+        ...stopped,
+        ...failed,
+        `${notStarted} hosts not started`,
+        tail(r.stderr),
+      ].join("\n"),
+    );
   }
   const activated = summary.results.filter((x) => x.outcome.status === "activated").length;
   if (activated !== lab.hosts.length) {
