@@ -10,7 +10,8 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /** One lab size's small change, as bench/fleet.ts measured it (medians over runs). */
 export interface ScalePoint {
-  readonly tool: "nixship" | "loop";
+  /** nixship-first: nixship's first deploy to fresh hosts (where a size has no small change). */
+  readonly tool: "nixship" | "loop" | "nixship-first";
   readonly hosts: number;
   readonly wallSeconds: number;
   readonly deployerCpuMsPerHost: number | undefined;
@@ -61,7 +62,12 @@ const CHARTS: readonly Chart[] = [
   { title: "SSH handshakes per host", unit: "", value: (p) => p.handshakesPerHost },
 ];
 
-const COLORS = { nixship: "#1f6feb", loop: "#9a6700" } as const;
+const COLORS = { nixship: "#1f6feb", loop: "#9a6700", "nixship-first": "#8250df" } as const;
+const NAMES = {
+  nixship: "nixship deploy",
+  loop: "seeds' loop",
+  "nixship-first": "nixship, first deploy",
+} as const;
 const W = 420;
 const H = 260;
 const PAD = { left: 56, right: 16, top: 34, bottom: 40 };
@@ -143,7 +149,7 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
     );
   }
   let legendY = y0 + PAD.top + 4;
-  for (const tool of ["nixship", "loop"] as const) {
+  for (const tool of ["nixship", "loop", "nixship-first"] as const) {
     const second = points
       .filter((p) => p.tool === tool)
       .flatMap((p) => {
@@ -170,7 +176,7 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
         ([x, y]) =>
           `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${COLORS[tool]}"/>`,
       ),
-      `<text x="${px(axisStart) + 8}" y="${legendY}" fill="${COLORS[tool]}">${tool === "nixship" ? "nixship deploy" : "seeds' loop"}</text>`,
+      `<text x="${px(axisStart) + 8}" y="${legendY}" fill="${COLORS[tool]}">${NAMES[tool]}</text>`,
     );
     legendY += 14;
   }
