@@ -310,7 +310,12 @@ async function measured(
   }
   const stopRss = meters?.deployer.sampleRss(100);
   const cpu = cpuTimes();
-  const result = await run();
+  // The sampling stops whatever the run does: a failed scenario left its timer running, and
+  // the bench, its reports printed, never exited.
+  const result = await run().catch(async (err: unknown) => {
+    await stopRss?.();
+    throw err;
+  });
   const cpuBusy = cpuBusySince(cpu);
   const rss = await stopRss?.();
   const after = await acceptedLogins(lab);
