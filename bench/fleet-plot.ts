@@ -1,6 +1,7 @@
 // The fleet benchmark's scale curve as a picture: four small charts (wall time, the deployer's
-// CPU per host, its peak RSS, SSH handshakes per host) against the lab's size, drawn as SVG and
-// saved as a PNG by Debian's Chromium (playwright-core, nothing downloaded).
+// CPU per host, its peak RSS, SSH handshakes per host) against the fleet's size (a log scale:
+// 20 to 1,000 hosts), drawn as SVG and saved as a PNG by Debian's Chromium (playwright-core,
+// nothing downloaded).
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { chromium } from "playwright-core";
@@ -9,7 +10,8 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /** One lab size's small change, as bench/fleet.ts measured it (medians over runs). */
 export interface ScalePoint {
-  readonly tool: "nixship" | "loop";
+  /** nixship-first: nixship's first deploy to fresh hosts (where a size has no small change). */
+  readonly tool: "nixship" | "loop" | "nixship-first";
   readonly hosts: number;
   readonly wallSeconds: number;
   readonly deployerCpuMsPerHost: number | undefined;
@@ -17,6 +19,8 @@ export interface ScalePoint {
   readonly deployerPssMb: number | undefined;
   readonly hostsCpuMsPerHost: number | undefined;
   readonly handshakesPerHost: number;
+  /** The deployer-side CPU of one login at this size (`ssh ... HOST true`), ms. */
+  readonly loginCpuMs?: number | undefined;
 }
 
 interface Chart {
@@ -25,6 +29,16 @@ interface Chart {
   readonly value: (p: ScalePoint) => number | undefined;
   /** A target line, where the issue sets one. */
   readonly target?: number;
+  /** A target that depends on the size (drawn through nixship's points), and its name. */
+  readonly targetOf?: {
+    readonly value: (p: ScalePoint) => number | undefined;
+    readonly name: string;
+  };
+  /** A second figure of each tool, drawn dashed (the memory's PSS beside its summed RSS). */
+  readonly second?: {
+    readonly value: (p: ScalePoint) => number | undefined;
+    readonly name: string;
+  };
 }
 
 const CHARTS: readonly Chart[] = [
@@ -33,18 +47,27 @@ const CHARTS: readonly Chart[] = [
     title: "deployer CPU per host",
     unit: "ms",
     value: (p) => p.deployerCpuMsPerHost,
-    target: 50,
+    targetOf: {
+      value: (p) => (p.loginCpuMs === undefined ? undefined : p.loginCpuMs + 40),
+      name: "target: one login + 40 ms",
+    },
   },
-  { title: "deployer peak memory (PSS)", unit: "MB", value: (p) => p.deployerPssMb },
   {
-    title: "SSH handshakes per host",
-    unit: "",
-    value: (p) => p.handshakesPerHost,
-    target: 2,
+    title: "deployer peak memory, summed RSS",
+    unit: "MB",
+    value: (p) => p.deployerRssMb,
+    target: 500,
+    second: { value: (p) => p.deployerPssMb, name: "PSS" },
   },
+  { title: "SSH handshakes per host", unit: "", value: (p) => p.handshakesPerHost },
 ];
 
-const COLORS = { nixship: "#1f6feb", loop: "#9a6700" } as const;
+const COLORS = { nixship: "#1f6feb", loop: "#9a6700", "nixship-first": "#8250df" } as const;
+const NAMES = {
+  nixship: "nixship deploy",
+  loop: "seeds' loop",
+  "nixship-first": "nixship, first deploy",
+} as const;
 const W = 420;
 const H = 260;
 const PAD = { left: 56, right: 16, top: 34, bottom: 40 };
@@ -77,15 +100,26 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
     const v = chart.value(p);
     return v === undefined ? [] : [v];
   });
-  const top = Math.max(chart.target ?? 0, ...values, 1e-9) * 1.15;
+  const targets = points.flatMap((p) => {
+    const v = p.tool === "nixship" ? chart.targetOf?.value(p) : undefined;
+    return v === undefined ? [] : [{ hosts: p.hosts, v }];
+  });
+  const top = Math.max(chart.target ?? 0, ...targets.map((t) => t.v), ...values, 1e-9) * 1.15;
+  // Hosts on a log scale, from a little below the smallest size to the largest.
+  const left = Math.log(Math.max(1, Math.min(...hosts, 1e9) / 1.5));
   const right = Math.max(...hosts, 1);
-  const px = (h: number) => x0 + PAD.left + (h / right) * (W - PAD.left - PAD.right);
+  const px = (h: number) =>
+    x0 +
+    PAD.left +
+    ((Math.log(Math.max(h, 1)) - left) / Math.max(1e-9, Math.log(right) - left)) *
+      (W - PAD.left - PAD.right);
+  const axisStart = Math.exp(left);
   const py = (v: number) => y0 + H - PAD.bottom - (v / top) * (H - PAD.top - PAD.bottom);
   const parts: string[] = [
     `<text x="${x0 + PAD.left}" y="${y0 + 20}" font-size="13" font-weight="bold">${escapeXml(chart.title)}${chart.unit ? ` (${chart.unit})` : ""}</text>`,
-    `<line x1="${px(0)}" y1="${py(0)}" x2="${px(right)}" y2="${py(0)}" stroke="#888"/>`,
-    `<line x1="${px(0)}" y1="${py(0)}" x2="${px(0)}" y2="${py(top)}" stroke="#888"/>`,
-    `<text x="${px(right / 2)}" y="${y0 + H - 8}" text-anchor="middle">hosts</text>`,
+    `<line x1="${px(axisStart)}" y1="${py(0)}" x2="${px(right)}" y2="${py(0)}" stroke="#888"/>`,
+    `<line x1="${px(axisStart)}" y1="${py(0)}" x2="${px(axisStart)}" y2="${py(top)}" stroke="#888"/>`,
+    `<text x="${px(Math.sqrt(axisStart * right))}" y="${y0 + H - 8}" text-anchor="middle">hosts (log scale)</text>`,
   ];
   for (const h of hosts) {
     parts.push(
@@ -96,18 +130,39 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
   for (const f of [0.25, 0.5, 0.75, 1]) {
     const v = (top / 1.15) * f;
     parts.push(
-      `<text x="${px(0) - 6}" y="${py(v) + 4}" text-anchor="end">${tick(v)}</text>`,
-      `<line x1="${px(0)}" y1="${py(v)}" x2="${px(right)}" y2="${py(v)}" stroke="#eee"/>`,
+      `<text x="${px(axisStart) - 6}" y="${py(v) + 4}" text-anchor="end">${tick(v)}</text>`,
+      `<line x1="${px(axisStart)}" y1="${py(v)}" x2="${px(right)}" y2="${py(v)}" stroke="#eee"/>`,
     );
   }
   if (chart.target !== undefined) {
     parts.push(
-      `<line x1="${px(0)}" y1="${py(chart.target)}" x2="${px(right)}" y2="${py(chart.target)}" stroke="#cf222e" stroke-dasharray="5,4"/>`,
+      `<line x1="${px(axisStart)}" y1="${py(chart.target)}" x2="${px(right)}" y2="${py(chart.target)}" stroke="#cf222e" stroke-dasharray="5,4"/>`,
       `<text x="${px(right)}" y="${py(chart.target) - 4}" text-anchor="end" fill="#cf222e">target ${chart.target}</text>`,
     );
   }
+  if (targets.length > 0) {
+    const line = targets.map((t) => `${px(t.hosts).toFixed(1)},${py(t.v).toFixed(1)}`);
+    const last = targets.at(-1) as { hosts: number; v: number };
+    parts.push(
+      `<polyline fill="none" stroke="#cf222e" stroke-dasharray="5,4" points="${line.join(" ")}"/>`,
+      `<text x="${px(last.hosts)}" y="${py(last.v) - 4}" text-anchor="end" fill="#cf222e">${escapeXml(chart.targetOf?.name ?? "target")}</text>`,
+    );
+  }
   let legendY = y0 + PAD.top + 4;
-  for (const tool of ["nixship", "loop"] as const) {
+  for (const tool of ["nixship", "loop", "nixship-first"] as const) {
+    const second = points
+      .filter((p) => p.tool === tool)
+      .flatMap((p) => {
+        const v = chart.second?.value(p);
+        return v === undefined ? [] : [[px(p.hosts), py(v)] as const];
+      });
+    if (second.length > 0) {
+      const [x, y] = second.at(-1) as readonly [number, number];
+      parts.push(
+        `<polyline fill="none" stroke="${COLORS[tool]}" stroke-width="1.5" stroke-dasharray="3,3" points="${second.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" ")}"/>`,
+        `<text x="${(x - 4).toFixed(1)}" y="${(y - 5).toFixed(1)}" text-anchor="end" fill="${COLORS[tool]}">${escapeXml(chart.second?.name ?? "")}</text>`,
+      );
+    }
     const line = points
       .filter((p) => p.tool === tool)
       .flatMap((p) => {
@@ -121,7 +176,7 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
         ([x, y]) =>
           `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3" fill="${COLORS[tool]}"/>`,
       ),
-      `<text x="${px(0) + 8}" y="${legendY}" fill="${COLORS[tool]}">${tool === "nixship" ? "nixship deploy" : "seeds' loop"}</text>`,
+      `<text x="${px(axisStart) + 8}" y="${legendY}" fill="${COLORS[tool]}">${NAMES[tool]}</text>`,
     );
     legendY += 14;
   }

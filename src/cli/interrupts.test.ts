@@ -29,6 +29,24 @@ describe("trapInterrupts", () => {
     }
   });
 
+  it("takes a listener from each of many hosts in flight without a MaxListenersExceededWarning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    const trap = trapInterrupts({ first: () => {}, second: () => {} });
+    const listeners = Array.from({ length: 50 }, () => () => {});
+    try {
+      for (const l of listeners) trap.signal.addEventListener("abort", l, { once: true });
+      // Node emits its warnings on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => w.startsWith("MaxListenersExceededWarning"))).toEqual([]);
+    } finally {
+      for (const l of listeners) trap.signal.removeEventListener("abort", l);
+      process.off("warning", onWarning);
+      trap.release();
+    }
+  });
+
   it("removes its listeners when released", () => {
     const before = [process.listenerCount("SIGINT"), process.listenerCount("SIGTERM")];
     const trap = trapInterrupts({ first: () => {}, second: () => {} });

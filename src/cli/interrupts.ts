@@ -1,6 +1,7 @@
 // SIGINT and SIGTERM while a command works: the first asks it to stop (an AbortSignal whose
 // reason names the signal) and lets it finish; a second one exits at once. The listeners live
 // only as long as the command.
+import { setMaxListeners } from "node:events";
 
 /** The exit code of a command that was interrupted (as shells report death by SIGINT). */
 export const INTERRUPTED_EXIT = 130;
@@ -19,6 +20,10 @@ export function trapInterrupts(say: {
   readonly second: (signal: NodeJS.Signals) => void;
 }): InterruptTrap {
   const controller = new AbortController();
+  // Every host in flight listens to this one signal while its work lasts (its ssh clients, its
+  // preflight), and lets go when done: --parallel 20 is 20 listeners or more at once, no leak,
+  // yet Node warns past 10 (MaxListenersExceededWarning, "11 abort listeners").
+  setMaxListeners(0, controller.signal);
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       say.second(signal);
