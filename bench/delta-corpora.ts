@@ -6,7 +6,7 @@ import { closeSync, existsSync, openSync, writeSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parsePackageName } from "../src/nix/closure-diff.js";
+import { compareVersions, parsePackageName } from "../src/nix/closure-diff.js";
 import { Sha256 } from "../src/nix/hash.js";
 import { dumpChunks } from "../src/nix/nar-encode.js";
 import { nix32Encode } from "../src/nix/nix32.js";
@@ -376,15 +376,18 @@ export async function debianUpdates(root: string, log: (line: string) => void): 
   return pairs;
 }
 
-/** The offered version closest to `version` in the list's order (old: below it; new: newest). */
+/**
+ * The offered version nearest to `version` (ordered as Nix orders versions, close enough for
+ * Debian's): for the old side the newest below it, else the oldest; for the new side the newest.
+ */
 function nearest(
   offered: readonly string[],
   version: string,
   side: "old" | "new",
 ): string | undefined {
-  if (side === "new") return offered[0];
-  const below = [...offered, version].sort().indexOf(version);
-  return [...offered].sort()[Math.max(0, below - 1)];
+  const ascending = [...offered].sort(compareVersions);
+  if (side === "new") return ascending.at(-1);
+  return ascending.filter((v) => compareVersions(v, version) < 0).at(-1) ?? ascending[0];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@
 // TODO(issue 49, lab-host timing): the time to update one lab host over a link held to
 // 50 Mbit/s and 20 ms (`tc` in its namespace) against `nix copy --from` the same cache, and the
 // count of delta computations by the publisher for 20 hosts sharing a base, come once the host's
-// delta step and the deployer's publisher are wired; until then this bench prints them as
-// "to come", and the mass rebuild's "10x faster over the link" target as not measured.
+// delta step is wired and the deployer's publisher (computeDeltas, on branch dcore) is on main:
+// 20 hosts' deltaPairsFor into one computeDeltas, counting its delta-start events. Until then
+// this bench prints them as "to come", and the mass rebuild's "10x faster over the link"
+// target as not measured. The publisher runs zstd with --single-thread; this bench does not.
 //
 // The corpora are written once under --dir (default /var/tmp/nixship-bench-delta, outside the
 // repository) and reused, and so are the measurements of each pair (--remeasure measures again).
@@ -408,7 +410,7 @@ function sharedBaseReport(pairs: readonly Pair[]): string {
       `${named.size} delta path (${[...named][0]}),`,
     "  so the cache holds one delta for them all (delta-path.ts: the path is named by the pair).",
     "  Computations by the publisher for those 20 hosts: to come (counted once the deployer's",
-    "  publisher, on branch dcore, is merged; TODO in this bench's header).",
+    "  publisher, computeDeltas on branch dcore, is on main; TODO in this bench's header).",
   ].join("\n");
 }
 
