@@ -21,7 +21,7 @@ import {
   deltaSkipKey,
   formatDeltaInfo,
 } from "./delta-path.js";
-import { computeZstdDelta, DELTA_ZSTD_LEVEL, type ZstdDeltaOptions } from "./delta-zstd.js";
+import { computeZstdDelta, deltaLevelFor, type ZstdDeltaOptions } from "./delta-zstd.js";
 import { HashingStream } from "./hashing.js";
 import { narInfoKey } from "./layout.js";
 import { readNarInfoText, streamVerifiedNar } from "./read.js";
@@ -111,7 +111,7 @@ export async function publishDelta(
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
       const note: DeltaSkipNote = {
         engine: "zstd-patch",
-        level: options.level ?? DELTA_ZSTD_LEVEL,
+        level: options.level ?? deltaLevelFor(target.info.narSize),
         target: pair.target,
         base: pair.base,
         deltaBytes,

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   checkZstdPatchFrom,
   computeZstdDelta,
+  deltaLevelFor,
   parseZstdVersion,
   supportsPatchFrom,
 } from "./delta-zstd.js";
@@ -66,5 +67,12 @@ describe("the zstd CLI for deltas", () => {
       timeoutMs: 200,
     }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "delta-timeout" });
+  });
+});
+
+describe("deltaLevelFor", () => {
+  it("takes level 19 up to 120 MiB of NAR and level 9 above (bench:delta's kernel)", () => {
+    expect(deltaLevelFor(120 * 1024 * 1024)).toBe(19);
+    expect(deltaLevelFor(120 * 1024 * 1024 + 1)).toBe(9);
   });
 });
