@@ -1,5 +1,6 @@
 // What a deploy, rollback or status run reports while it works: typed events that ui/ turns
 // into a TTY display, plain lines (CI) or NDJSON (--json). Logic never prints.
+import type { DeltaTally } from "../cache/delta-compute.js";
 import type { DeployOutcome, HostPhase } from "../delivery/delivery.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { WaveKind } from "../fleet/rollout.js";
@@ -142,16 +143,7 @@ export type DeployEvent =
    * earlier deploy or another host's), failed; bytes of the deltas published and of the
    * compressed NARs they stand for.
    */
-  | {
-      readonly type: "deltas-done";
-      readonly published: number;
-      readonly skipped: number;
-      readonly existing: number;
-      readonly failed: number;
-      readonly deltaBytes: number;
-      readonly targetBytes: number;
-      readonly seconds: number;
-    }
+  | ({ readonly type: "deltas-done"; readonly seconds: number } & DeltaTally)
   /** Agent hosts, --async: the release is published; the agents take it from here. */
   | {
       readonly type: "released";

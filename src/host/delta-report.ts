@@ -2,19 +2,14 @@
 // hosts of a deploy's summary.
 import type { DeltaReport } from "./activation.js";
 
-/** What came by delta and what whole, summed over `reports`' counted ones. */
-export interface DeltaTotals {
-  /** Reports that counted (the step ran); the others said why it did not. */
-  readonly counted: number;
-  readonly paths: number;
-  /** Bytes of the deltas fetched; null when a report could not tell. */
-  readonly bytes: number | null;
-  /** Bytes of the NARs the deltas rebuilt. */
-  readonly narBytes: number | null;
-  readonly wholePaths: number;
-  readonly wholeNarBytes: number | null;
-  readonly failed: number;
-}
+/** A report that counted: the step ran. */
+type CountedReport = Exclude<DeltaReport, { readonly skipped: string }>;
+
+/**
+ * What came by delta and what whole, summed over `reports`' counted ones (`counted` of them;
+ * the others said why the step did not run); a byte count is null when a report could not tell.
+ */
+export type DeltaTotals = CountedReport & { readonly counted: number };
 
 export function sumDeltaReports(reports: readonly (DeltaReport | undefined)[]): DeltaTotals {
   const sum = (a: number | null, b: number | null) => (a === null || b === null ? null : a + b);
