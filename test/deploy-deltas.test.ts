@@ -1,14 +1,22 @@
 // Deltas in a deploy over ssh (issue 49), on a lab of two real hosts: after a rebuild of their
 // system (every store path new, the same names), `nixship deploy` computes each (target, base)
 // pair once for both hosts, publishes the deltas in the cache, and each host gets most paths
-// by delta, runs the new system and its store verifies it; `--no-delta` fetches whole. The
-// delta tool is a stand-in store path holding Debian's zstd.
+// by delta, runs the new system and its store verifies it; `--no-delta` fetches whole; a host
+// reached over SSM (the stand-in that runs the document's real shell) gets them too. The delta
+// tool is a stand-in store path holding Debian's zstd.
 import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, runOk } from "./support/cli.js";
+import { nixship, run, runOk } from "./support/cli.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
-import { type DeployEventLine, deployEvents, summaryOf } from "./support/lab-deploy.js";
+import {
+  type DeployEventLine,
+  deployEvents,
+  labDeployArgs,
+  summaryOf,
+} from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+import { startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const HOSTS = ["ddl1", "ddl2"];
 // Each build has store paths of its own (system.nix's nonce) with the same names: a rebuild.
@@ -137,5 +145,44 @@ describe("a deploy with deltas", () => {
       /^deltas: \d+ paths? by delta \(.* fetched for .* of NARs\), \d+ paths? whole/m,
     );
     expect(r.stderr).toMatch(/^ddl1 +activated .*|^ddl1: activated/m);
+  }, 300_000);
+
+  it("gives a host reached over SSM its paths by delta too", async () => {
+    // ddl2 becomes an SSM instance: the stand-in runs the document's shell (DeltaTool and all).
+    const instance = "i-0000000000000dd02";
+    const labEnv = { NIXSHIP_LAB_DIR: dirname(lab.info.dir) };
+    const ssm = await startSsmStandIn({ [instance]: "ddl2" }, labEnv);
+    try {
+      await rebuild();
+      const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+        hosts: Record<string, Record<string, unknown>>;
+        ssm?: unknown;
+      };
+      doc.hosts.ddl2 = { ...doc.hosts.ddl2, delivery: "ssm", instanceId: instance };
+      doc.ssm = { region: "eu-west-1" };
+      await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+      const r = await nixship(
+        [
+          ...labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec")),
+          "--on",
+          "ddl2",
+          "--json",
+        ],
+        { env: { ...labEnv, ...ssm.env } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(ssm.sent).toContain("activate");
+      const outcome = summaryOf(r).ddl2 as {
+        status: string;
+        delta?: { paths: number; wholePaths: number; failed: number };
+      };
+      expect(outcome.status).toBe("activated");
+      expect(outcome.delta?.paths, JSON.stringify(outcome)).toBeGreaterThan(
+        outcome.delta?.wholePaths ?? 0,
+      );
+      expect(outcome.delta?.failed).toBe(0);
+    } finally {
+      await ssm.close();
+    }
   }, 300_000);
 });

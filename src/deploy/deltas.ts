@@ -2,12 +2,18 @@
 // (docs/deltas.md), each (target, base) pair once whatever the number of hosts and modes that
 // share it. One step for every mode: ssh, ssm and agent hosts all fetch them from the cache.
 import { computeDeltas, type DeltaTally } from "../cache/delta-compute.js";
+import { NixshipError } from "../errors.js";
 import type { Fleet, RolloutPolicy } from "../fleet/fleet.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import type { DeployEvent } from "./events.js";
+
+/** An error as one line: its message, and its hint when it has one. */
+function errorLine(err: NixshipError): string {
+  return err.hint === undefined ? err.message : `${err.message} (${err.hint})`;
+}
 
 /** Seconds between two `delta-progress` events while pairs are computed. */
 const PROGRESS_EVERY = 1;
@@ -27,8 +33,9 @@ export function deltaToolFor(
 /**
  * Computes and publishes the plan's pairs (`planDeltaPairs`) in the cache at `cacheUrl`, told
  * as `deltas-start`, `delta-progress` (at most once a second) and `deltas-done`. A pair that
- * fails is counted and its path comes whole; only an interrupt, or a zstd that cannot compute
- * deltas at all, ends the deploy.
+ * fails is counted and its path comes whole; a deployer that cannot compute deltas at all (no
+ * zstd with --patch-from) publishes none and says why (`deltas-done`'s `error`): its hosts
+ * fetch every path whole and the deploy goes on. Only an interrupt ends it.
  */
 export async function publishPlanDeltas(input: {
   readonly cacheUrl: string;
@@ -36,7 +43,7 @@ export async function publishPlanDeltas(input: {
   readonly planned: PlanDeltaPairs;
   readonly emit: (event: DeployEvent) => void;
   readonly signal?: AbortSignal | undefined;
-}): Promise<DeltaTally> {
+}): Promise<DeltaTally | undefined> {
   const { planned, emit } = input;
   const started = performance.now();
   emit({
@@ -49,30 +56,38 @@ export async function publishPlanDeltas(input: {
   try {
     let done = 0;
     let told = started;
+    const seconds = () => Math.round((performance.now() - started) / 100) / 10;
     const tally = await computeDeltas(store, input.key, planned.pairs, {
       ...(input.signal ? { signal: input.signal } : {}),
       emit: (e) => {
         if (e.type !== "delta-done" && e.type !== "delta-failed") return;
         done++;
         const now = performance.now();
-        const quiet = e.type === "delta-done" && done < planned.pairs.length;
+        // A pair whose base the cache lacks (a host installed from an image nixship never
+        // pushed) is counted, not told one by one: there may be a whole closure of them.
+        const quiet =
+          (e.type === "delta-done" || e.code === "delta-path-missing") &&
+          done < planned.pairs.length;
         if (quiet && now - told < PROGRESS_EVERY * 1000) return;
         told = now;
         emit({
           type: "delta-progress",
           done,
           total: planned.pairs.length,
-          ...(e.type === "delta-failed"
+          ...(e.type === "delta-failed" && e.code !== "delta-path-missing"
             ? { failed: { target: e.pair.target, base: e.pair.base, message: e.message } }
             : {}),
         });
       },
+    }).catch((err: unknown) => {
+      if (input.signal?.aborted || !(err instanceof NixshipError)) throw err;
+      const none = { published: 0, skipped: 0, existing: 0, deltaBytes: 0, targetBytes: 0 };
+      const failed = { ...none, failed: planned.pairs.length };
+      emit({ type: "deltas-done", ...failed, seconds: seconds(), error: errorLine(err) });
+      return undefined;
     });
-    emit({
-      type: "deltas-done",
-      ...tally,
-      seconds: Math.round((performance.now() - started) / 100) / 10,
-    });
+    if (tally === undefined) return undefined;
+    emit({ type: "deltas-done", ...tally, seconds: seconds() });
     return tally;
   } finally {
     await store.close();

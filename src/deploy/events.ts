@@ -143,7 +143,12 @@ export type DeployEvent =
    * earlier deploy or another host's), failed; bytes of the deltas published and of the
    * compressed NARs they stand for.
    */
-  | ({ readonly type: "deltas-done"; readonly seconds: number } & DeltaTally)
+  | ({
+      readonly type: "deltas-done";
+      readonly seconds: number;
+      /** Set when no delta could be computed at all (e.g. no zstd with --patch-from here). */
+      readonly error?: string;
+    } & DeltaTally)
   /** Agent hosts, --async: the release is published; the agents take it from here. */
   | {
       readonly type: "released";

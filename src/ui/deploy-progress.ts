@@ -123,6 +123,9 @@ export function describeEvent(event: DeployEvent): string | undefined {
         ? `deltas: ${event.done} of ${event.total} pairs`
         : `deltas: ${event.done} of ${event.total} pairs; no delta to ${event.failed.target} (it comes whole): ${oneLine(event.failed.message)}`;
     case "deltas-done": {
+      if (event.error !== undefined) {
+        return `deltas: none computed, every path comes whole: ${oneLine(event.error)}`;
+      }
       const parts = [
         `${event.published} published (${formatBytes(event.deltaBytes)} for ${formatBytes(event.targetBytes)} of NARs)`,
         ...(event.existing > 0 ? [`${event.existing} there already`] : []),
