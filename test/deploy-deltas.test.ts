@@ -158,7 +158,8 @@ describe("a deploy with deltas", () => {
         hosts: Record<string, Record<string, unknown>>;
         ssm?: unknown;
       };
-      doc.hosts.ddl2 = { ...doc.hosts.ddl2, delivery: "ssm", instanceId: instance };
+      const { sshHost: _, hostKey: __, ...rest } = doc.hosts.ddl2 as Record<string, unknown>;
+      doc.hosts.ddl2 = { ...rest, delivery: "ssm", instanceId: instance };
       doc.ssm = { region: "eu-west-1" };
       await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
       const r = await nixship(
