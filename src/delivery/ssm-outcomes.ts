@@ -4,14 +4,9 @@
 import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
-import {
-  type ActivationResult,
-  answerOf,
-  type DeltaReport,
-  parseActivationResult,
-} from "../host/activation.js";
-import { combinedDeltaReport } from "../host/delta-report.js";
+import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
 import { resultMessage } from "../host/script-outcomes.js";
+import { combinedDeltaReport, type DeltaReport } from "../status/delta-report.js";
 import type { DeployOutcome, HostPhase } from "./delivery.js";
 
 export const NOT_STARTED = "not started: SSM stopped the command after MaxErrors was reached";

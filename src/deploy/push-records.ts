@@ -85,7 +85,12 @@ export async function recordResults(
           system,
           ...(previous === undefined ? {} : { previous }),
           ...(put ? { origin: rollout ?? null } : {}),
-          what: outcomeFields(outcome),
+          what: {
+            ...outcomeFields(outcome),
+            ...(r.outcome.status === "activated" && r.outcome.delta !== undefined
+              ? { delta: r.outcome.delta }
+              : {}),
+          },
           startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
           updatedAt: now,
         }),

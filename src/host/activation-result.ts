@@ -6,8 +6,9 @@
 import { ACTIONS } from "../fleet/action.js";
 import { isStorePath } from "../nix/store-path.js";
 import { readRebootState } from "../status/boot.js";
+import { type DeltaReport, readDeltaReport } from "../status/delta-report.js";
 import { withoutControls } from "../util/text.js";
-import { type ActivationResult, type DeltaReport, SCRIPT_VERBS } from "./activation.js";
+import { type ActivationResult, SCRIPT_VERBS } from "./activation.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;
@@ -93,17 +94,9 @@ function present<T extends Obj>(o: T): T {
 }
 
 function deltaReport(v: unknown): DeltaReport {
-  const d = object(v, "delta");
-  if (field(d, "skipped") !== undefined) return { skipped: text(d, "skipped") as string };
-  const size = (key: string) => int(d, key, { nullable: true }) as number | null;
-  return {
-    paths: int(d, "paths") as number,
-    bytes: size("bytes"),
-    narBytes: size("narBytes"),
-    wholePaths: int(d, "wholePaths") as number,
-    wholeNarBytes: size("wholeNarBytes"),
-    failed: int(d, "failed") as number,
-  };
+  const report = readDeltaReport(v);
+  if (typeof report === "string") throw new Bad(`delta: ${report}`);
+  return report;
 }
 
 function generationEntry(item: unknown, at: string) {

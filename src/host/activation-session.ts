@@ -7,8 +7,9 @@ import { randomBytes } from "node:crypto";
 import { actionNeedsHealthCheck } from "../fleet/action.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
 import type { SessionPhase } from "../fleet/phase.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { answerOf, type DeltaReport, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
+import { answerOf, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
 import { judgePendingBoot, runRebootSession } from "./reboot-session.js";
 import type {
   ActivationSteps,

@@ -7,6 +7,7 @@ import { POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { isHostPhase, type SessionPhase } from "../fleet/phase.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { RebootState } from "../status/boot.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
 import { checkActivationResult } from "./activation-result.js";
@@ -315,23 +316,6 @@ export interface BootVerbResult {
   readonly bootId?: string;
   readonly generation?: number | null;
 }
-
-/**
- * The delta step's report (activate --delta-tool): the paths rebuilt from deltas, the bytes of
- * the deltas fetched (their NAR sizes) and of the NARs they rebuilt, the paths fetched whole and
- * their NAR bytes, and the deltas fetched that did not apply (those paths came whole). Sizes are
- * null when the store could not be asked in time. Or only why the step did not run ("skipped").
- */
-export type DeltaReport =
-  | {
-      readonly paths: number;
-      readonly bytes: number | null;
-      readonly narBytes: number | null;
-      readonly wholePaths: number;
-      readonly wholeNarBytes: number | null;
-      readonly failed: number;
-    }
-  | { readonly skipped: string };
 
 /** A system that failed on the host, which it still runs. */
 export interface FailedSystem {

@@ -9,13 +9,9 @@ import type { HostPhase, SessionPhase } from "../fleet/phase.js";
 export type { SessionPhase };
 
 import type { StorePath } from "../nix/store-path.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import type { PruneReport } from "../status/prune-report.js";
-import type {
-  ActivateOptions,
-  ActivationResult,
-  DeltaReport,
-  ScriptCommand,
-} from "./activation.js";
+import type { ActivateOptions, ActivationResult, ScriptCommand } from "./activation.js";
 
 /**
  * What one host is to run, and how: the same request in every delivery mode (the rollout

@@ -1,13 +1,9 @@
 // Steps an activation session takes in more than one flow (a switch, a reboot): the deployer's
 // HTTP checks, pruning after a confirmed activation, and a failed outcome.
+import type { DeltaReport } from "../status/delta-report.js";
 import { describePrune, type PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import {
-  type ActivateOptions,
-  type DeltaReport,
-  PRUNE_TIMEOUT,
-  type ScriptCommand,
-} from "./activation.js";
+import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
 import { httpCheck } from "./http-check.js";
 import { pruneOutcome } from "./script-outcomes.js";
 import type {

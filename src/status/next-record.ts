@@ -1,8 +1,8 @@
 // A host's record is a fold of what happened to it: every writer (a deploy's result, a skip, a
 // failure, a rollback, an agent's report or refusal, a drift or a reboot it noticed) hands the
 // record it read and what it knows now, and gets the next record. What the host runs, its
-// generation, the system it ran before and what it last said of its secrets and its next boot
-// are carried forward unless the writer knows better: a field a write drops is a system the
+// generation, the system it ran before, what it last said of its secrets and its next boot, and
+// what it fetched by delta to get the system it runs are carried forward unless the writer knows better: a field a write drops is a system the
 // collection may delete, and a view that shows "unknown" for a host that runs something.
 import { type RecordParts, type StatusRecord, statusRecord } from "./status.js";
 
@@ -31,8 +31,11 @@ export function nextRecord(before: StatusRecord | undefined, event: RecordParts)
       : system.current === before.current
         ? before.origin
         : undefined;
+  // How the host got the system it runs, while it runs it.
+  const delta = event.what.delta ?? (system.current === before.current ? before.delta : undefined);
   return statusRecord({
     ...event,
+    what: { ...event.what, ...(delta === undefined ? {} : { delta }) },
     system: {
       current: system.current,
       // A host that still runs what its record said keeps that generation when this writer

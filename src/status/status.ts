@@ -14,6 +14,7 @@ import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
+import { type DeltaReport, readDeltaReport } from "./delta-report.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
 import { isRolloutKey } from "./rollout.js";
 
@@ -56,6 +57,12 @@ export interface StatusRecord {
    * when it did not prune).
    */
   readonly pruned?: PruneReport | null;
+  /**
+   * What the host fetched by delta to get the system it runs (activate --delta-tool's report,
+   * docs/deltas.md); carried while it runs that system. Absent: it fetched without deltas, or
+   * did not say.
+   */
+  readonly delta?: DeltaReport;
   /**
    * The store path of the nixship package the agent runs (agent records; absent when it does
    * not run from the store): a cache collection keeps it, so a host can realise it again.
@@ -247,7 +254,10 @@ export interface RecordParts {
   readonly agent?: string | undefined;
   /** What put `system` there; null: not known; undefined: see nextRecord. */
   readonly origin?: RecordOrigin | null | undefined;
-  readonly what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">;
+  readonly what: Pick<
+    StatusRecord,
+    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta"
+  >;
   readonly startedAt: string;
   readonly updatedAt: string;
 }
@@ -324,6 +334,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   if (typeof reboot === "string") throw malformed(source, `"reboot": ${reboot}`);
   const pruned = r.pruned === undefined || r.pruned === null ? r.pruned : readPruneReport(r.pruned);
   if (typeof pruned === "string") throw malformed(source, `"pruned": ${pruned}`);
+  const delta = r.delta === undefined ? undefined : readDeltaReport(r.delta);
+  if (typeof delta === "string") throw malformed(source, `"delta": ${delta}`);
   for (const key of ["startedAt", "updatedAt"]) {
     text(key, false);
     if ((r[key] as string).length > 40 || Number.isNaN(Date.parse(r[key] as string))) {
@@ -366,6 +378,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     ...(r.secrets === undefined ? {} : { secrets: r.secrets as string | null }),
     ...(reboot === undefined ? {} : { reboot }),
     ...(pruned === undefined ? {} : { pruned }),
+    ...(delta === undefined ? {} : { delta }),
     ...(r.agent === undefined ? {} : { agent: r.agent as string | null }),
     ...(origin === undefined ? {} : { origin }),
     state: r.state as StatusState,

@@ -8,7 +8,7 @@
 import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
-import type { DeltaReport } from "../host/activation.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";

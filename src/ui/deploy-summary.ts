@@ -5,7 +5,7 @@
 import type { HostResult } from "../deploy/events.js";
 import { runsAfter } from "../deploy/runs-after.js";
 import type { DeployPlan } from "../fleet/plan.js";
-import { sumDeltaReports } from "../host/delta-report.js";
+import { sumDeltaReports } from "../status/delta-report.js";
 import { describePrune } from "../status/prune-report.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
