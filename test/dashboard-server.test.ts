@@ -28,6 +28,14 @@ import {
   writeSsmRecords,
 } from "./support/dashboard-store.js";
 
+const DELTA = {
+  paths: 12,
+  bytes: 40_000,
+  narBytes: 900_000,
+  wholePaths: 3,
+  wholeNarBytes: 5_000,
+  failed: 0,
+};
 const PLANTED = `<script>window.__planted = 1</script><img src=x onerror="window.__planted = 2">`;
 let work: string;
 let store: ObjectStore;
@@ -53,8 +61,10 @@ beforeAll(async () => {
     }),
   );
   await writeStatus(store, hostRecord("s2", "ssm", { current: SYSTEM_HAND }));
+  // s3 and a0 got the systems they run by delta.
+  await writeStatus(store, hostRecord("s3", "ssm", { delta: DELTA }));
   const seq = await publishAgentRelease(store, fleet, 2);
-  await writeStatus(store, hostRecord("a0", "agent", { channel: "prod", seq }));
+  await writeStatus(store, hostRecord("a0", "agent", { channel: "prod", seq, delta: DELTA }));
   await writeRolloutRecord(store, ["s0", "s1", "s2", "s3"]);
   poller = new FleetPoller(await loadFleet(fleet.fleetFile), store, { interval: 200 });
   const first = await poller.pollOnce();
@@ -124,6 +134,10 @@ describe("pages", () => {
     expect(host).toContain("&lt;script&gt;");
     expect(host).not.toContain("<script>window");
     expect((await app.request("/hosts/nope")).status).toBe(404);
+    // How the host got the system it runs.
+    expect(await (await app.request("/hosts/s3")).text()).toContain(
+      "<dt>Fetched</dt><dd>12 paths by delta (40.0 kB for 900.0 kB of NARs), 3 whole</dd>",
+    );
   });
 });
 
@@ -201,6 +215,13 @@ describe("/metrics", () => {
     expect(expiry).toBeGreaterThan(0);
     expect(value("nixship_rollout_state", { state: "succeeded" })).toBe(1);
     expect(value("nixship_rollout_hosts", { state: "confirmed" })).toBe(4);
+    // What s3 and a0 fetched by delta, summed.
+    expect(value("nixship_hosts_fetched_by_delta")).toBe(2);
+    expect(value("nixship_fetched_paths", { by: "delta" })).toBe(24);
+    expect(value("nixship_fetched_paths", { by: "whole" })).toBe(6);
+    expect(value("nixship_fetched_bytes", { kind: "delta" })).toBe(80_000);
+    expect(value("nixship_fetched_bytes", { kind: "delta_nar" })).toBe(1_800_000);
+    expect(value("nixship_fetched_bytes", { kind: "whole_nar" })).toBe(10_000);
     const total = families
       .find((f) => f.name === "nixship_hosts")
       ?.metrics.reduce((sum, m) => sum + Number(m.value), 0);

@@ -124,6 +124,60 @@ describe("a deploy with deltas", () => {
     }
   }, 300_000);
 
+  it("plans what each host fetches with deltas and without, and its record keeps what came by delta", async () => {
+    type Fetch = {
+      host: string;
+      paths: number;
+      byDelta: number;
+      pending: number;
+      withDeltas: number;
+      whole: number;
+      upperBound: boolean;
+    };
+    const planOf = async () => {
+      const r = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+      expect(r.code, r.stderr).toBe(0);
+      const plan = JSON.parse(r.stdout) as { deltas?: { hosts: Fetch[]; pending: number } };
+      const byHost = new Map((plan.deltas?.hosts ?? []).map((f) => [f.host, f]));
+      return {
+        pending: plan.deltas?.pending ?? 0,
+        ddl1: byHost.get("ddl1"),
+        ddl2: byHost.get("ddl2"),
+      };
+    };
+    await rebuild();
+    // Before the deploy: nothing of the rebuild is in the cache, its deltas not computed.
+    const before = await planOf();
+    expect(before.pending).toBeGreaterThan(2);
+    expect(before.ddl2).toMatchObject({ byDelta: 0, upperBound: true });
+    expect(before.ddl2?.pending).toBeGreaterThan(0);
+    expect(before.ddl2?.withDeltas).toBe(before.ddl2?.whole);
+
+    const r = await lab.deploy("--json", "--on", "ddl1");
+    expect(r.code, r.stderr).toBe(0);
+    const delta = (summaryOf(r).ddl1 as { delta?: { paths: number } }).delta;
+    expect(delta?.paths).toBeGreaterThan(0);
+    // ddl1's record keeps what it fetched by delta, for status, the dashboard and /metrics.
+    const status = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored", "--json"]);
+    const rows = JSON.parse(status.stdout) as { hosts: { host: string; delta?: unknown }[] };
+    expect(rows.hosts.find((h) => h.host === "ddl1")?.delta).toEqual(delta);
+
+    // ddl2 makes the same move: its deltas are published now, and it fetches far less with them.
+    const after = await planOf();
+    expect(after.pending).toBe(0);
+    expect(after.ddl2).toMatchObject({ pending: 0, upperBound: false, paths: before.ddl2?.paths });
+    expect(after.ddl2?.byDelta).toBeGreaterThan((after.ddl2?.paths ?? 0) / 2);
+    expect(after.ddl2?.withDeltas).toBeLessThan(after.ddl2?.whole ?? 0);
+    const human = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(human.stdout).toMatch(/^deltas \(what each host fetches/m);
+    expect(human.stdout).toMatch(
+      /^ {2}ddl2: \d+ paths, \d+ by delta: .* with deltas, .* without, [\d.]+× less$/m,
+    );
+
+    const rest = await lab.deploy("--json", "--on", "ddl2");
+    expect(rest.code, rest.stderr).toBe(0);
+  }, 300_000);
+
   it("fetches every path whole with --no-delta, and says nothing of deltas", async () => {
     await rebuild();
     const r = await lab.deploy("--json", "--no-delta");

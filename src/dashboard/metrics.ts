@@ -1,10 +1,12 @@
 // `/metrics` in Prometheus's text exposition format, through prom-client: the fleet as the last
 // poll saw it (hosts by state and mode, drifting, reboot due, each channel's current release and
-// its expiry, the newest rollout), and the dashboard's own polling. Values are taken from the
-// poller when Prometheus scrapes, so a scrape never reads the store.
+// its expiry, the newest rollout, what hosts fetched by delta), and the dashboard's own polling.
+// Values are taken from the poller when Prometheus scrapes, so a scrape never reads the store.
 import { Counter, Gauge, Registry } from "prom-client";
 import { DELIVERY_MODES } from "../fleet/fleet.js";
+import { type DeltaTotals, sumDeltaReports } from "../status/delta-report.js";
 import { ROLLOUT_HOST_STATES, ROLLOUT_STATES } from "../status/rollout.js";
+import type { StatusRow } from "../views/status-rows.js";
 import type { FleetPoller } from "./poller.js";
 import { countByStateAndMode, HOST_STATES, rebootDue, rolloutCounts } from "./snapshot.js";
 
@@ -128,6 +130,44 @@ export function dashboardMetrics(
       for (const state of ROLLOUT_HOST_STATES) this.set({ state }, counts.get(state) ?? 0);
     },
   });
+  new Gauge({
+    name: "nixship_fetched_paths",
+    help: "Store paths the hosts fetched to get the systems they run, by how: by delta, or whole (hosts whose record says; docs/deltas.md)",
+    labelNames: ["by"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const totals = deltaTotals(snapshot()?.rows);
+      if (totals === undefined) return;
+      this.set({ by: "delta" }, totals.paths);
+      this.set({ by: "whole" }, totals.wholePaths);
+    },
+  });
+  new Gauge({
+    name: "nixship_fetched_bytes",
+    help: "Bytes the hosts fetched to get the systems they run: delta (the deltas), delta_nar (the NARs they rebuilt), whole_nar (the NARs fetched whole)",
+    labelNames: ["kind"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const totals = deltaTotals(snapshot()?.rows);
+      if (totals === undefined) return;
+      const kinds = [
+        ["delta", totals.bytes],
+        ["delta_nar", totals.narBytes],
+        ["whole_nar", totals.wholeNarBytes],
+      ] as const;
+      for (const [kind, bytes] of kinds) if (bytes !== null) this.set({ kind }, bytes);
+    },
+  });
+  new Gauge({
+    name: "nixship_hosts_fetched_by_delta",
+    help: "Hosts whose record says how they fetched the system they run with deltas on",
+    registers: [registry],
+    collect() {
+      this.set(deltaTotals(snapshot()?.rows)?.counted ?? 0);
+    },
+  });
   new Counter({
     name: "nixship_dashboard_polls_total",
     help: "Polls of the store the dashboard made",
@@ -189,4 +229,9 @@ export function dashboardMetrics(
     registers: [registry],
   });
   return { registry, sseClients };
+}
+
+/** What the hosts' records say they fetched by delta, summed; undefined before the first poll. */
+function deltaTotals(rows: readonly StatusRow[] | undefined): DeltaTotals | undefined {
+  return rows === undefined ? undefined : sumDeltaReports(rows.map((r) => r.delta));
 }

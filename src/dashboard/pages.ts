@@ -4,6 +4,7 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
+import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
@@ -424,6 +425,8 @@ export function hostMain(detail: HostDetail, now: Date): Html {
       html`<span class="${o.problem === null ? "origin" : "origin problem"}">${shownOriginText(o)}</span>`,
     ]);
   }
+  const fetched = deltaText(row.delta);
+  if (fetched !== undefined) fields.push(["Fetched", fetched]);
   if (row.drift !== undefined) {
     fields.push([
       "Drift",

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
 import { syntheticPath } from "../../test/support/synthetic-cache.js";
 import type { StorePath } from "../nix/store-path.js";
-import { publishPlanDeltas } from "./deltas.js";
+import { planDeltas, publishPlanDeltas } from "./deltas.js";
 import type { DeployEvent } from "./events.js";
 
 let cache: DeltaPlanCache;
@@ -39,5 +39,39 @@ describe("publishPlanDeltas", () => {
     });
     expect(tally).toMatchObject({ published: 2, failed: 1 });
     expect(events.filter((e) => e.type === "delta-progress" && e.failed !== undefined)).toEqual([]);
+  });
+});
+
+describe("planDeltas", () => {
+  it("says what the host fetches with deltas and without: counted whole until they are computed", async () => {
+    const before = await planDeltas(cache.url, cache.planned);
+    expect(before).toMatchObject({ pending: 2, unread: [] });
+    const [host] = before?.hosts ?? [];
+    expect(host).toMatchObject({
+      host: "web1",
+      paths: 2,
+      byDelta: 0,
+      pending: 2,
+      upperBound: false,
+    });
+    // Whole: the targets' compressed NARs as the cache has them.
+    expect(host?.whole).toBeGreaterThan(60_000);
+    expect(host?.withDeltas).toBe(host?.whole);
+
+    await publishPlanDeltas({
+      cacheUrl: cache.url,
+      key: cache.key,
+      planned: cache.planned,
+      emit: () => {},
+    });
+    const after = await planDeltas(cache.url, cache.planned);
+    expect(after).toMatchObject({ pending: 0 });
+    const [now] = after?.hosts ?? [];
+    expect(now).toMatchObject({ paths: 2, byDelta: 2, pending: 0, whole: host?.whole });
+    expect(now?.withDeltas).toBeLessThan((host?.whole ?? 0) / 4);
+  });
+
+  it("has nothing to say when no host changes with deltas on", async () => {
+    expect(await planDeltas(cache.url, { hosts: [], pairs: [], unread: [] })).toBeUndefined();
   });
 });

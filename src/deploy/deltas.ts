@@ -2,9 +2,11 @@
 // (docs/deltas.md), each (target, base) pair once whatever the number of hosts and modes that
 // share it. One step for every mode: ssh, ssm and agent hosts all fetch them from the cache.
 import { computeDeltas, type DeltaTally } from "../cache/delta-compute.js";
+import { lookupDeltas } from "../cache/delta-lookup.js";
 import { NixshipError } from "../errors.js";
 import type { Fleet, RolloutPolicy } from "../fleet/fleet.js";
-import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
+import type { PlanDeltas } from "../fleet/plan.js";
+import { deltaFetches, type PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
@@ -28,6 +30,32 @@ export function deltaToolFor(
 ): StorePath | undefined {
   if (fleet.deltas === undefined || fleet.cache === undefined || !policy.deltas) return undefined;
   return fleet.deltas.tool;
+}
+
+/**
+ * What the plan's hosts that use deltas would fetch, from what the cache holds of their pairs
+ * now (read only: `publishPlanDeltas` computes the rest after the plan); undefined when none
+ * of its hosts changes with deltas on.
+ */
+export async function planDeltas(
+  cacheUrl: string,
+  planned: PlanDeltaPairs,
+  signal?: AbortSignal,
+): Promise<PlanDeltas | undefined> {
+  if (planned.hosts.length === 0 && planned.unread.length === 0) return undefined;
+  const store = await openStore(cacheUrl);
+  try {
+    // Hosts that make the same move share one list of the paths they lack.
+    const paths = new Set<StorePath>();
+    for (const lacking of new Set(planned.hosts.map((h) => h.lacking))) {
+      for (const p of lacking) paths.add(p.path);
+    }
+    const lookup = await lookupDeltas(store, planned.pairs, [...paths], signal);
+    const pending = [...lookup.pairs.values()].filter((s) => s.kind === "pending").length;
+    return { hosts: deltaFetches(planned, lookup), pending, unread: planned.unread };
+  } finally {
+    await store.close();
+  }
 }
 
 /**

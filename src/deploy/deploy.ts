@@ -52,7 +52,7 @@ import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { reportBuildProgress } from "./build-progress.js";
 import { readPlanClosures } from "./closure-diffs.js";
-import { deltaToolFor, publishPlanDeltas } from "./deltas.js";
+import { deltaToolFor, planDeltas, publishPlanDeltas } from "./deltas.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
@@ -216,10 +216,28 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         opened.mode === "ssh"
           ? connectionsOf(planned, fleet.ssh.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
           : undefined;
+      // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
+      // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
+      const substitute = execute ? ready.substituters.length > 0 : fleet.cache !== undefined;
+      const deltaPairs =
+        substitute && fleet.cache !== undefined
+          ? planDeltaPairs(
+              planned.hosts,
+              closures,
+              (name) =>
+                deltaToolFor(fleet, policyOf(options, byName.get(name) as FleetHost)) !== undefined,
+            )
+          : undefined;
+      const deltas =
+        deltaPairs !== undefined && fleet.cache !== undefined
+          ? await planDeltas(fleet.cache.url, deltaPairs, signal).catch(interruptedBefore(signal))
+          : undefined;
+      throwIfInterrupted(signal);
       const plan: DeployPlan = {
         ...planned,
         diffs,
         ...(connections === undefined ? {} : { connections }),
+        ...(deltas === undefined ? {} : { deltas }),
       };
       options.emit({ type: "plan", plan });
       if (!execute) return { plan, results: [], ok: true, releases: [], channelNotes: [] };
@@ -230,20 +248,12 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         policyFor: (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)),
         systemHealth: ready.systemHealth,
       });
-      // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole).
-      const substitute = ready.substituters.length > 0;
-      if (substitute && fleet.cache !== undefined && options.key !== undefined) {
-        const pairs = planDeltaPairs(
-          plan.hosts,
-          closures,
-          (name) =>
-            deltaToolFor(fleet, policyOf(options, byName.get(name) as FleetHost)) !== undefined,
-        );
-        if (pairs.hosts.length > 0 || pairs.unread.length > 0) {
+      if (deltaPairs !== undefined && fleet.cache !== undefined && options.key !== undefined) {
+        if (deltaPairs.hosts.length > 0 || deltaPairs.unread.length > 0) {
           await publishPlanDeltas({
             cacheUrl: fleet.cache.url,
             key: options.key,
-            planned: pairs,
+            planned: deltaPairs,
             emit: options.emit,
             signal,
           }).catch(interruptedBefore(signal));

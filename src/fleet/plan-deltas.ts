@@ -1,11 +1,13 @@
 // The deltas a plan's hosts can use (docs/deltas.md, "Bases"): for each host that changes
 // system with deltas on, the paths of its new closure that its running closure lacks, and the
-// (target, base) pairs for them. Pure: deploy/ reads the closures (the ones the plan's diffs
-// read) and computes the pairs, each once however many hosts share it.
+// (target, base) pairs for them; and, from what the cache holds of those pairs, what each host
+// would fetch with deltas and without. Pure: deploy/ reads the closures (the ones the plan's
+// diffs read) and the cache, and computes the pairs, each once however many hosts share it.
 import { deltaPairsFor, pairId } from "../cache/delta-bases.js";
+import type { DeltaLookup } from "../cache/delta-lookup.js";
 import type { DeltaPair } from "../cache/delta-publish.js";
 import type { StorePath } from "../nix/store-path.js";
-import { type DiffHost, diffHosts, type ReadClosure } from "./plan-diffs.js";
+import { type ClosureNode, type DiffHost, diffHosts, type ReadClosure } from "./plan-diffs.js";
 
 /** One host's part: what it lacks, and the pairs whose deltas could bring it. */
 export interface HostDeltaPairs {
@@ -14,6 +16,8 @@ export interface HostDeltaPairs {
   readonly missing: number;
   /** Their NAR bytes (uncompressed), what the host fetches without deltas, before compression. */
   readonly missingNarBytes: number;
+  /** Those paths (shared by the hosts that make the same move). */
+  readonly lacking: readonly Pick<ClosureNode, "path" | "narSize">[];
   readonly pairs: readonly DeltaPair[];
 }
 
@@ -51,6 +55,7 @@ export function planDeltaPairs(
       found = {
         missing: lacking.length,
         missingNarBytes: lacking.reduce((sum, p) => sum + p.narSize, 0),
+        lacking: lacking.map(({ path, narSize }) => ({ path, narSize })),
         pairs: deltaPairsFor(
           before.paths.map((p) => p.path),
           lacking.map((p) => p.path),
@@ -62,4 +67,64 @@ export function planDeltaPairs(
     out.push({ host, ...found });
   }
   return { hosts: out, pairs: [...byPair.values()], unread };
+}
+
+/** What one host would fetch from the cache, with deltas and without (the plan shows it). */
+export interface HostDeltaFetch {
+  readonly host: string;
+  /** The paths it lacks. */
+  readonly paths: number;
+  /** Of them, the ones a published delta brings. */
+  readonly byDelta: number;
+  /** Of them, the ones whose deltas are not computed yet (the deploy computes them first). */
+  readonly pending: number;
+  /** Bytes fetched with the deltas published now, and without any. */
+  readonly withDeltas: number;
+  readonly whole: number;
+  /** Some path is not in the cache yet: its NAR size (uncompressed) stands in, an upper bound. */
+  readonly upperBound: boolean;
+}
+
+/**
+ * Each host's fetch (`HostDeltaFetch`) from the cache's `lookup` of the plan's pairs and
+ * missing paths. A path comes by the delta of its first base (in the hosts' own order,
+ * delta-bases.ts) that has one published; otherwise whole.
+ */
+export function deltaFetches(planned: PlanDeltaPairs, lookup: DeltaLookup): HostDeltaFetch[] {
+  const memo = new WeakMap<object, Omit<HostDeltaFetch, "host">>();
+  return planned.hosts.map((host) => {
+    let fetch = memo.get(host.lacking);
+    if (fetch === undefined) {
+      fetch = fetchOf(host, lookup);
+      memo.set(host.lacking, fetch);
+    }
+    return { host: host.host, ...fetch };
+  });
+}
+
+function fetchOf(host: HostDeltaPairs, lookup: DeltaLookup): Omit<HostDeltaFetch, "host"> {
+  const pairsOf = new Map<StorePath, DeltaPair[]>();
+  for (const pair of host.pairs)
+    pairsOf.set(pair.target, [...(pairsOf.get(pair.target) ?? []), pair]);
+  let byDelta = 0;
+  let pending = 0;
+  let withDeltas = 0;
+  let whole = 0;
+  let upperBound = false;
+  for (const { path, narSize } of host.lacking) {
+    const known = lookup.wholeBytes.get(path);
+    if (known === undefined) upperBound = true;
+    const wholeSize = known ?? narSize;
+    whole += wholeSize;
+    const states = (pairsOf.get(path) ?? []).map((p) => lookup.pairs.get(pairId(p)));
+    const delta = states.find((s) => s?.kind === "delta");
+    if (delta?.kind === "delta") {
+      byDelta++;
+      withDeltas += delta.bytes;
+      continue;
+    }
+    if (states.some((s) => s === undefined || s.kind === "pending")) pending++;
+    withDeltas += wholeSize;
+  }
+  return { paths: host.lacking.length, byDelta, pending, withDeltas, whole, upperBound };
 }

@@ -1,11 +1,13 @@
 // The deploy planner: from what each host runs and what it should run, decide per host
 // whether to activate, skip or give up on it, and how much it must fetch. Pure and
 // synchronous; the caller gathers host states and closure metadata first.
+
 import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
 import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
+import type { HostDeltaFetch } from "./plan-deltas.js";
 import type { PlanDiffs } from "./plan-diffs.js";
 import { planWaves, type WaveKind, type WaveShape } from "./rollout.js";
 
@@ -194,6 +196,17 @@ export interface DeployPlan {
   readonly waves: readonly PlannedWave[];
   /** Set by an ssh deploy whose hosts outnumber its held connections (connectionsOf). */
   readonly connections?: PlanConnections;
+  /** Set by a deploy whose hosts use deltas: what each would fetch with them and without. */
+  readonly deltas?: PlanDeltas;
+}
+
+/** What the hosts that use deltas would fetch (plan-deltas.ts), and what is not known yet. */
+export interface PlanDeltas {
+  readonly hosts: readonly HostDeltaFetch[];
+  /** (target, base) pairs not computed yet: the deploy computes them before its rollout. */
+  readonly pending: number;
+  /** Hosts with deltas on whose running closure could not be read: they fetch whole. */
+  readonly unread: readonly string[];
 }
 
 /** What a bound on held ssh connections costs a deploy: logins to its hosts. */

@@ -9,6 +9,7 @@ import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { DeltaReport } from "../status/delta-report.js";
+import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
@@ -182,14 +183,10 @@ export function phaseLabel(phase: HostPhase): string {
 /** Hosts shown in a waiting line at most; the rest are counted. */
 const WAITING_SHOWN = 10;
 
-/** `; 12 paths by delta (1.2 MB for 40 MB), 3 whole`, when the host used deltas. */
+/** `; 12 paths by delta (1.2 MB for 40 MB of NARs), 3 whole`, when the host used deltas. */
 function deltaNote(delta: DeltaReport | undefined): string {
-  if (delta === undefined || "skipped" in delta || delta.paths + delta.wholePaths === 0) return "";
-  const bytes =
-    delta.bytes === null || delta.narBytes === null
-      ? ""
-      : ` (${formatBytes(delta.bytes)} for ${formatBytes(delta.narBytes)})`;
-  return `; ${plural(delta.paths, "path")} by delta${bytes}, ${delta.wholePaths} whole`;
+  const text = deltaText(delta);
+  return text === undefined ? "" : `; ${text}`;
 }
 
 function listHosts(hosts: readonly string[]): string {

@@ -13,6 +13,7 @@ import type {
 import { withoutControls } from "../util/text.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
+import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
 
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
@@ -93,6 +94,7 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
   return [
     ...(grouped(plan.hosts.length) ? groupedRows(plan) : hostRows(plan, plan.hosts)),
     planTotals(plan),
+    ...formatPlanDeltas(plan),
     ...formatPlanDiffs(plan.diffs, options.diff === true),
     ...planWaves(plan),
     ...planChecks(plan),

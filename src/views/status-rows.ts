@@ -5,6 +5,7 @@
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import type { StatusRecord } from "../status/status.js";
 import { type Drift, driftOf } from "./drift.js";
 import type { ShownOrigin } from "./host-origins.js";
@@ -21,6 +22,8 @@ interface RowBase {
   readonly drift?: Drift;
   /** Who put the system it runs there and from what (host-origins.ts); absent: not known. */
   readonly origin?: ShownOrigin;
+  /** What it fetched by delta to get the system it runs (its record's); absent: not known. */
+  readonly delta?: DeltaReport;
 }
 
 /** What the fleet last asked of a host, and how it went: its status record, read for the view. */
@@ -94,6 +97,9 @@ export function liveRow(
     // Its record's word on who put the system there holds only while it runs that system.
     ...(origin !== undefined && status.reachable && status.current === record?.current
       ? { origin }
+      : {}),
+    ...(record?.delta !== undefined && status.reachable && status.current === record.current
+      ? { delta: record.delta }
       : {}),
     ...(last === undefined ? {} : { last }),
     ...(behind ? { behind: true as const } : {}),

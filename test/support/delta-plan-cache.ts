@@ -48,7 +48,18 @@ export async function deltaPlanCache(): Promise<DeltaPlanCache> {
     store,
     key,
     planned: {
-      hosts: [{ host: "web1", missing: 2, missingNarBytes: 0, pairs: [] }],
+      hosts: [
+        {
+          host: "web1",
+          missing: 2,
+          missingNarBytes: 0,
+          lacking: [app1, lib1].map((path) => ({ path, narSize: 0 })),
+          pairs: [
+            { target: app1, base: app0 },
+            { target: lib1, base: lib0 },
+          ],
+        },
+      ],
       pairs: [
         { target: app1, base: app0 },
         { target: lib1, base: lib0 },

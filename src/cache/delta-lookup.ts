@@ -1,0 +1,59 @@
+// What the cache already holds for a plan's delta pairs (docs/deltas.md): for each pair its
+// published delta's size, a note that it was not worth one, or nothing yet; and the size each
+// target is fetched at whole. A plan reads it to say what each host would fetch with deltas and
+// without; nothing is computed or written.
+import type { StorePath } from "../nix/store-path.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { pairId } from "./delta-bases.js";
+import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
+import type { DeltaPair } from "./delta-publish.js";
+import { readNarInfo } from "./read.js";
+
+/** A pair as the cache has it: its delta path's bytes (what a host fetches), skipped, or none yet. */
+export type PairState =
+  | { readonly kind: "delta"; readonly bytes: number }
+  | { readonly kind: "skip" }
+  | { readonly kind: "pending" };
+
+export interface DeltaLookup {
+  /** By pairId. */
+  readonly pairs: ReadonlyMap<string, PairState>;
+  /** What each path asked costs fetched whole: its FileSize (NarSize when the narinfo has none). */
+  readonly wholeBytes: ReadonlyMap<StorePath, number>;
+}
+
+/** Reads at once. */
+const READS = 16;
+
+/**
+ * Looks up `pairs` and `paths` (what hosts lack, the pairs' targets among them) in `store`: one
+ * narinfo read a pair (and a HEAD when it has no delta), one a path. A path the cache does not
+ * have yet (a plan before a push) has no whole size here; the caller counts its NAR size.
+ */
+export async function lookupDeltas(
+  store: ObjectStore,
+  pairs: readonly DeltaPair[],
+  paths: readonly StorePath[],
+  signal?: AbortSignal,
+): Promise<DeltaLookup> {
+  const states = new Map<string, PairState>();
+  await mapLimit(pairs, READS, async (pair) => {
+    signal?.throwIfAborted();
+    const info = await readNarInfo(store, deltaPathOf(pair.target, pair.base));
+    const state: PairState =
+      info !== undefined
+        ? { kind: "delta", bytes: info.fileSize ?? info.narSize }
+        : (await store.head(deltaSkipKey(pair.target, pair.base))) !== undefined
+          ? { kind: "skip" }
+          : { kind: "pending" };
+    states.set(pairId(pair), state);
+  });
+  const wholeBytes = new Map<StorePath, number>();
+  await mapLimit([...new Set(paths)], READS, async (target) => {
+    signal?.throwIfAborted();
+    const info = await readNarInfo(store, target);
+    if (info !== undefined) wholeBytes.set(target, info.fileSize ?? info.narSize);
+  });
+  return { pairs: states, wholeBytes };
+}
