@@ -131,6 +131,11 @@ async function activate(
 }
 
 /** activate.sh on the host, with `variables` set before it in its input (NIXSHIP_TRUST_FILE). */
+function withoutPath(variables: Record<string, string>): Record<string, string> {
+  const { PATH: _, ...rest } = variables;
+  return rest;
+}
+
 async function activateWith(
   variables: Record<string, string>,
   path: string,
@@ -142,7 +147,8 @@ async function activateWith(
       "-F",
       join(lab.dir, "ssh_config"),
       "dlt1",
-      "sh -s -- activate --path",
+      // A PATH given goes before the host's own, as nixship-activate's wrapper sets it.
+      `${variables.PATH === undefined ? "" : `PATH=${variables.PATH}:$PATH `}sh -s -- activate --path`,
       path,
       "--substituter",
       proxyUrl,
@@ -152,7 +158,7 @@ async function activateWith(
       "300",
       ...extra,
     ],
-    { input: Buffer.from(scriptInput(variables)) },
+    { input: Buffer.from(scriptInput(withoutPath(variables))) },
   );
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
   // As the deployer takes it: checked field by field (the delta report too).
@@ -354,7 +360,7 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
     expect(verified.code, verified.stderr).toBe(0);
   });
 
-  it("a pinned host takes only a delta tool signed by a key it pins: an unsigned one is not run, and every path comes whole", async () => {
+  it("a pinned host takes only a delta tool signed by a key it pins (an unsigned one is not run, and every path comes whole), or the zstd of nixship-activate's closure", async () => {
     const trust = "/nix/var/nixship-pinned/trust";
     const pinned = await onHost(
       `mkdir -p /nix/var/nixship-pinned && printf 'substituter %s\\ntrusted-key %s\\n' '${proxyUrl}' '${publicKey}' > ${trust} && chmod 644 ${trust}`,
@@ -405,6 +411,31 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
       wholePaths: next.length - worthNext.length,
     });
     expect(requests.get("delta")).toBe(worthNext.length);
+
+    // A zstd of nixship-activate's own closure (on the PATH its wrapper sets) is used before any
+    // tool the deployer names, even one the host could not realise at all.
+    const sixth = await buildSystem();
+    await push(sixth);
+    const worthSixth = worthIt(await publishDeltas(fifth, sixth));
+    const then = await closure(fifth);
+    const lackingSixth = (await closure(sixth)).filter((p) => !then.includes(p));
+    requests.clear();
+    const own = await activateWith(
+      { NIXSHIP_TRUST_FILE: trust, PATH: `${unsigned}/bin` },
+      sixth,
+      "--delta-tool",
+      unsigned.replace(/-zstd$/, "-nowhere"),
+    );
+    expect(own.answer, own.log).toMatchObject({ ok: true, result: "activated", path: sixth });
+    expect(own.log).toContain(
+      `deltas: applied with ${unsigned}/bin/zstd, of nixship-activate's closure`,
+    );
+    expect(own.answer.delta, own.log).toMatchObject({
+      paths: worthSixth.length,
+      wholePaths: lackingSixth.length - worthSixth.length,
+      failed: 0,
+    });
+    expect(requests.get("delta")).toBe(worthSixth.length);
     await onHost(`rm -rf /nix/var/nixship-pinned`);
   });
 });

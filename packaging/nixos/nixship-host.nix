@@ -47,6 +47,8 @@ let
         pkgs.getent
         pkgs.curl
         pkgs.age
+        # Deltas (docs/deltas.md): a pinned host applies them with its own zstd.
+        pkgs.zstd
         config.systemd.package
       ];
     };

@@ -10,7 +10,8 @@
 #            [--delta-tool D]
 #       1. realise P (from the substituters, signatures required; else it must be present);
 #          with --delta-tool D (a store path holding bin/zstd, realised from the substituters
-#          as --age's is; with pinned trust, signed by a pinned key), the paths P lacks are
+#          as --age's is; with pinned trust, signed by a pinned key, or else the zstd of the
+#          PATH nixship-activate sets, a store path of its closure), the paths P lacks are
 #          first rebuilt where they can be from deltas against the running system's paths
 #          (docs/deltas.md), into a local cache the realise asks first; Nix checks them as any
 #          path. What came by delta and what whole is reported ("delta"); a delta that does not

@@ -60,6 +60,16 @@ delta_tool_ready() {
   [ -x "$delta_tool/bin/zstd" ]
 }
 
+# A pinned host's own zstd, printed: the one on the PATH its nixship-activate sets (the NixOS
+# module puts zstd there), resolved into the store, so it came with the system the pinned keys
+# signed. A pinned host applies deltas with it rather than realise a tool the deployer names.
+pinned_zstd() {
+  [ "$pinned" = 1 ] || return 1
+  z_found=$(command -v zstd 2>/dev/null) || return 1
+  z_found=$(resolve "$z_found") || return 1
+  case $z_found in /nix/store/?*/bin/zstd) printf '%s\n' "$z_found" ;; *) return 1 ;; esac
+}
+
 # The store paths that `nix-store --realise --dry-run` (its output in file $1, Nix 2.8 or 2.26)
 # says will be fetched, one a line.
 fetched_paths() {
@@ -240,8 +250,13 @@ delta_step() {
   delta_discard
   [ -n "$subs" ] || { delta_skip "no substituter was given: nothing is fetched"; return 0; }
   x_deadline=$(($(now) + $(remaining) / 2))
-  delta_tool_ready || { delta_skip "$x_why"; return 0; }
-  x_zstd=$delta_tool/bin/zstd x_room=0
+  if x_zstd=$(pinned_zstd); then
+    log "deltas: applied with $x_zstd, of nixship-activate's closure"
+  else
+    delta_tool_ready || { delta_skip "$x_why"; return 0; }
+    x_zstd=$delta_tool/bin/zstd
+  fi
+  x_room=0
   x_dir=$DELTA_WORK/$$
   mkdir -p "$x_dir/cache/nar" || { delta_skip "cannot make $x_dir"; return 0; }
   printf '%s\n' "$path" >"$x_dir/system"
