@@ -66,7 +66,7 @@ async function evalHost(values: Record<string, unknown>): Promise<HostEval> {
         };
         writeTextFile = args: args // { outPath = store args.name; };
       } // builtins.listToAttrs (map (name: { inherit name; value = store name; })
-        [ "coreutils" "gnused" "gnugrep" "gawk" "findutils" "getent" "curl" "age" ]);
+        [ "coreutils" "gnused" "gnugrep" "gawk" "findutils" "getent" "curl" "age" "zstd" ]);
       result = module { inherit config lib pkgs; };
       options = result.options.services.nixship-host;
       withDefault = builtins.filter (n: options.\${n} ? default) (builtins.attrNames options);
@@ -143,6 +143,7 @@ describe("packaging/nixos/nixship-host.nix", () => {
       "getent",
       "curl",
       "age",
+      "zstd",
       "systemd",
     ].map((p) => `${store}${p}/bin`);
     // The stand-in's store paths of a file name the sha256 of its text: the script is
