@@ -236,6 +236,18 @@ describe("a deploy with deltas", () => {
         outcome.delta?.wholePaths ?? 0,
       );
       expect(outcome.delta?.failed).toBe(0);
+      // The instance runs the new system, and its store verifies every path of it.
+      const summary = deployEvents(r).find((e) => e.type === "summary") as unknown as {
+        results: { host: string; desired: string }[];
+      };
+      const desired = summary.results.find((x) => x.host === "ddl2")?.desired;
+      const current = (await onHost("ddl2", "readlink /run/current-system")).stdout.trim();
+      expect(current).toBe(desired);
+      const verify = await onHost(
+        "ddl2",
+        `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
+      );
+      expect(verify.stdout.trim(), verify.stderr).toBe("verified");
     } finally {
       await ssm.close();
     }
