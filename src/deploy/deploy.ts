@@ -231,7 +231,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         systemHealth: ready.systemHealth,
       });
       // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole).
-      const substitute = ready.substituters.length > 0;
+      const substitute = substitutesFromCache(mode, ready);
       if (substitute && fleet.cache !== undefined && options.key !== undefined) {
         const pairs = planDeltaPairs(
           plan.hosts,
@@ -256,7 +256,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         plan,
         mode: opened.mode,
         delivery: opened.delivery,
-        request: (host, planned) => deployRequest(options, ready, host, planned),
+        request: (host, planned) => deployRequest(options, ready, host, planned, substitute),
         started,
         ...(origin === undefined ? {} : { origin }),
       });
@@ -466,12 +466,29 @@ export function policyOf(
   return { ...policy, health: withSystemHealth(policy.health, systemHealth) };
 }
 
-/** What a host is asked to do: its system, from where, and its policy's checks and limits. */
+/**
+ * Whether the deploy's hosts substitute from the fleet's cache: agent hosts always (through
+ * their agent's proxy), the others when the deploy gives them substituters (else the closure
+ * is copied to them whole).
+ */
+export function substitutesFromCache(
+  mode: DeliveryMode,
+  prepared: Pick<Prepared, "substituters">,
+): boolean {
+  return mode === "agent" || prepared.substituters.length > 0;
+}
+
+/**
+ * What a host is asked to do: its system, from where, and its policy's checks and limits;
+ * `fromCache`: the host substitutes from the cache (substitutesFromCache), so it may be given
+ * the delta tool.
+ */
 export function deployRequest(
   options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   planned: PlannedHost,
+  fromCache = prepared.substituters.length > 0,
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
@@ -488,7 +505,7 @@ export function deployRequest(
     secrets: prepared.secrets.get(host.name),
     ...(planned.rebooting ? { reboot } : {}),
     ...(judgeBoot === undefined ? {} : { judgeBoot }),
-    deltaTool: prepared.substituters.length > 0 ? deltaToolFor(options.fleet, policy) : undefined,
+    deltaTool: fromCache ? deltaToolFor(options.fleet, policy) : undefined,
   });
 }
 
