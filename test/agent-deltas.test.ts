@@ -27,7 +27,6 @@ import { nixship, run, runOk } from "./support/cli.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 import { deployEvents } from "./support/lab-deploy.js";
 
-const HOST = "adl1";
 // Each build has store paths of its own (system.nix's nonce) with the same names: a rebuild.
 // Its libraries are large enough for a delta to be worth it; its toplevel, etc and kernel not.
 const SYSTEM = 'name = "web-v1"; version = "v1"; libraries = { a = 48; b = 48; c = 48; d = 48; };';
@@ -42,6 +41,8 @@ interface DeltaOutcome {
 }
 
 let lab: AgentLab;
+/** The lab's one host. */
+let host: string;
 let tool: string;
 let work: string;
 const flakes: FreshSystems[] = [];
@@ -54,13 +55,13 @@ async function rebuild(): Promise<void> {
     hosts: Record<string, { system: string }>;
     deltas?: { tool: string };
   };
-  (doc.hosts[HOST] as { system: string }).system = `path:${flake.dir}#web`;
+  (doc.hosts[host] as { system: string }).system = `path:${flake.dir}#web`;
   doc.deltas = { tool };
   await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
 }
 
 function onHost(command: string) {
-  return run("ssh", ["-F", join(lab.dir, "ssh_config"), HOST, command]);
+  return run("ssh", ["-F", join(lab.dir, "ssh_config"), host, command]);
 }
 
 /**
@@ -74,7 +75,7 @@ async function countingCacheReads<T>(
   // One file per thread (-ff): the proxy's opens run on several threads at once, and one file
   // keeps each call on one line.
   const dir = await mkdtemp(join(work, "strace-"));
-  const pid = await agentPid(lab, HOST);
+  const pid = await agentPid(lab, host);
   const tracer = spawn(
     "strace",
     ["-ff", "-qq", "-e", "trace=open,openat", "-o", join(dir, "t"), "-p", String(pid)],
@@ -120,6 +121,18 @@ async function countOpens(dir: string): Promise<{ nar: number; delta: number }> 
   return { nar: count("nar"), delta: count("delta") };
 }
 
+/** Starts the suite's lab: one host, its agent polling every 2 s. */
+async function startLab(name: string, labUpArgs: readonly string[] = []): Promise<void> {
+  lab = await startAgentLab(name, {
+    hosts: 1,
+    releases: { offlineTimeout: 240 },
+    policy: { canary: 0, parallel: 1, confirmTimeout: 30 },
+    agentConfig: { pollInterval: 2, heartbeatEvery: 1, activationTimeout: 600 },
+    labUpArgs,
+  });
+  host = lab.hosts[0]?.name as string;
+}
+
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-agent-deltas-"));
   // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
@@ -134,68 +147,73 @@ beforeAll(async () => {
     ]),
   ) as { outputs: { out: string } }[];
   tool = built[0]?.outputs.out as string;
-  lab = await startAgentLab("adl", {
-    hosts: 1,
-    releases: { offlineTimeout: 240 },
-    policy: { canary: 0, parallel: 1, confirmTimeout: 30 },
-    agentConfig: { pollInterval: 2, heartbeatEvery: 1, activationTimeout: 600 },
-  });
 }, 300_000);
 
 afterAll(async () => {
-  await lab?.down();
   for (const flake of flakes) await flake.remove();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
+/**
+ * The host runs a build of SYSTEM (every path whole), then a rebuild deployed by the agent:
+ * most paths come by delta (counted at the cache), the host runs the rebuild and its store
+ * verifies it, and the deploy's outcome and the host's record carry the report.
+ */
+async function updateAcrossRebuild(): Promise<void> {
+  await rebuild();
+  const first = await deployViaAgent(lab);
+  expect(first.code, `${first.stderr}\n${await agentLog(lab, host)}`).toBe(0);
+  // A fresh host has nothing to be a base: no pair, every path whole.
+  expect(deployEvents(first).filter((e) => e.type === "deltas-start")).toEqual([]);
+
+  await rebuild();
+  const { result: r, nar, delta } = await countingCacheReads(() => deployViaAgent(lab));
+  expect(r.code, `${r.stderr}\n${await agentLog(lab, host)}`).toBe(0);
+  const events = deployEvents(r);
+  const [done] = events.filter((e) => e.type === "deltas-done") as unknown as {
+    published: number;
+    failed: number;
+  }[];
+  expect(done).toMatchObject({ failed: 0 });
+  expect(done?.published).toBeGreaterThan(0);
+
+  // The release named the tool in the host's entry.
+  const { release } = await channelRelease(lab);
+  expect(release.hosts[host]?.deltaTool).toBe(tool);
+
+  // The deploy's outcome carries the host's report: most paths came by delta, none failed.
+  const outcome = summaryOf(r)[host] as { status: string; delta?: DeltaOutcome };
+  expect(outcome.status).toBe("activated");
+  const report = outcome.delta as DeltaOutcome;
+  expect(report, JSON.stringify(outcome)).toBeDefined();
+  expect(report.paths).toBeGreaterThan(report.wholePaths);
+  expect(report.failed).toBe(0);
+  expect(report.bytes).toBeLessThan(report.narBytes);
+  // Counted at the cache: those paths came as deltas, the others' NARs whole (the tool came
+  // with the first deploy).
+  expect({ delta, nar }).toEqual({ delta: report.paths, nar: report.wholePaths });
+
+  // The host's status record keeps the same report.
+  const rec = await record(lab, host);
+  expect(rec).toMatchObject({ state: "success", mode: "agent", seq: release.seq });
+  expect(rec?.delta).toEqual(report);
+
+  // The host runs the new system, and its store verifies every path of it.
+  const current = (await onHost("readlink /run/current-system")).stdout.trim();
+  expect(current).toBe(rec?.desired);
+  expect(current).toMatch(/-example-web-system-v1$/);
+  const verify = await onHost(
+    `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
+  );
+  expect(verify.stdout.trim(), verify.stderr).toBe("verified");
+}
+
 describe("deltas for an agent host (Nix 2.8)", () => {
+  beforeAll(() => startLab("adl"), 300_000);
+  afterAll(() => lab?.down());
+
   it("an agent host updated across a rebuild gets most paths by delta, runs the new system, its store verifies it, and its record and the deploy's outcome carry the report", async () => {
-    await rebuild();
-    const first = await deployViaAgent(lab);
-    expect(first.code, `${first.stderr}\n${await agentLog(lab, HOST)}`).toBe(0);
-    // A fresh host has nothing to be a base: no pair, every path whole.
-    expect(deployEvents(first).filter((e) => e.type === "deltas-start")).toEqual([]);
-
-    await rebuild();
-    const { result: r, nar, delta } = await countingCacheReads(() => deployViaAgent(lab));
-    expect(r.code, `${r.stderr}\n${await agentLog(lab, HOST)}`).toBe(0);
-    const events = deployEvents(r);
-    const [done] = events.filter((e) => e.type === "deltas-done") as unknown as {
-      published: number;
-      failed: number;
-    }[];
-    expect(done).toMatchObject({ failed: 0 });
-    expect(done?.published).toBeGreaterThan(0);
-
-    // The release named the tool in the host's entry.
-    const { release } = await channelRelease(lab);
-    expect(release.hosts[HOST]?.deltaTool).toBe(tool);
-
-    // The deploy's outcome carries the host's report: most paths came by delta, none failed.
-    const outcome = summaryOf(r)[HOST] as { status: string; delta?: DeltaOutcome };
-    expect(outcome.status).toBe("activated");
-    const report = outcome.delta as DeltaOutcome;
-    expect(report, JSON.stringify(outcome)).toBeDefined();
-    expect(report.paths).toBeGreaterThan(report.wholePaths);
-    expect(report.failed).toBe(0);
-    expect(report.bytes).toBeLessThan(report.narBytes);
-    // Counted at the cache: those paths came as deltas, the others' NARs whole (the tool
-    // came with the first deploy).
-    expect({ delta, nar }).toEqual({ delta: report.paths, nar: report.wholePaths });
-
-    // The host's status record keeps the same report.
-    const rec = await record(lab, HOST);
-    expect(rec).toMatchObject({ state: "success", mode: "agent", seq: release.seq });
-    expect(rec?.delta).toEqual(report);
-
-    // The host runs the new system, and its store verifies every path of it.
-    const current = (await onHost("readlink /run/current-system")).stdout.trim();
-    expect(current).toBe(rec?.desired);
-    expect(current).toMatch(/-example-web-system-v1$/);
-    const verify = await onHost(
-      `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
-    );
-    expect(verify.stdout.trim(), verify.stderr).toBe("verified");
+    await updateAcrossRebuild();
   }, 600_000);
 
   it("sums up what came by delta to the agent host in the human summary", async () => {
@@ -205,5 +223,15 @@ describe("deltas for an agent host (Nix 2.8)", () => {
     expect(r.stderr).toMatch(
       /^deltas: \d+ paths? by delta \(.* fetched for .* of NARs\), \d+ paths? whole/m,
     );
+  }, 600_000);
+});
+
+describe("deltas for an agent host (Nix 2.26)", () => {
+  beforeAll(() => startLab("adlc", ["--nix", "current"]), 300_000);
+  afterAll(() => lab?.down());
+
+  it("the host runs Nix 2.26, and gets most paths of a rebuild by delta", async () => {
+    expect((await onHost("nix-store --version")).stdout.trim()).toBe("nix-store (Nix) 2.26.3");
+    await updateAcrossRebuild();
   }, 600_000);
 });
