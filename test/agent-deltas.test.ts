@@ -22,6 +22,7 @@ import {
   record,
   startAgentLab,
   summaryOf,
+  waitFor,
 } from "./support/agent-lab.js";
 import { nixship, run, runOk } from "./support/cli.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
@@ -223,6 +224,30 @@ describe("deltas for an agent host (Nix 2.8)", () => {
     expect(r.stderr).toMatch(
       /^deltas: \d+ paths? by delta \(.* fetched for .* of NARs\), \d+ paths? whole/m,
     );
+  }, 600_000);
+
+  it("release publish --no-delta names no tool: the agent fetches every path whole", async () => {
+    await rebuild();
+    const r = await nixship([
+      "release",
+      "publish",
+      "--fleet",
+      lab.fleetFile,
+      "--key",
+      lab.cacheKeyFile,
+      "--release-key",
+      lab.releaseKeyFile,
+      "--no-delta",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const { seq } = JSON.parse(r.stdout) as { seq: number };
+    const { release } = await channelRelease(lab);
+    expect(release.seq).toBe(seq);
+    expect(release.hosts[host]).toEqual({ path: release.hosts[host]?.path });
+    const rec = await waitFor(lab, host, (x) => x.seq === seq && x.state !== "applying", 240);
+    expect(rec.state, rec.error ?? "").toBe("success");
+    expect(rec.delta).toBeUndefined();
   }, 600_000);
 });
 
