@@ -34,6 +34,8 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 # The lab: network namespaces and links (iproute2), mount namespaces (util-linux).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+# test/agent-deltas counts the cache objects an agent's proxy opens with strace.
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 # The example systems compile their web service (examples/web/server.c) with the machine's cc.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 # zstd-napi compiles libzstd at install (node-gyp): a C/C++ toolchain and Python.

@@ -27,6 +27,7 @@ import {
 } from "../host/activation-session.js";
 import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-session.js";
 import type { RebootState } from "../status/boot.js";
+import type { DeltaReport } from "../status/delta-report.js";
 import type { PruneReport } from "../status/prune-report.js";
 import { runStreamed } from "../util/streamed-run.js";
 
@@ -36,6 +37,8 @@ export type Applied =
       readonly generation: number | null;
       /** What the host pruned afterwards (the release's keepGenerations). */
       readonly pruned?: PruneReport;
+      /** What came by delta and what whole (the entry's deltaTool; docs/deltas.md). */
+      readonly delta?: DeltaReport;
     }
   | Extract<DeployOutcome, { status: "failed" }>
   /** Another activation holds the host's lock: try again later; not the release's fault. */
@@ -148,6 +151,7 @@ function applied(outcome: DeployOutcome): Applied {
         status: "activated",
         generation: outcome.generation ?? null,
         ...(outcome.pruned === undefined ? {} : { pruned: outcome.pruned }),
+        ...(outcome.delta === undefined ? {} : { delta: outcome.delta }),
       }
     : outcome;
 }

@@ -678,6 +678,36 @@ describe("Agent.pollOnce: applying releases", () => {
   });
 });
 
+describe("Agent.pollOnce: deltas (an entry's deltaTool)", () => {
+  const TOOL = "/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-zstd-1.5.6" as StorePath;
+  const REPORT = {
+    paths: 40,
+    bytes: 9000,
+    narBytes: 4_000_000,
+    wholePaths: 3,
+    wholeNarBytes: 5000,
+    failed: 0,
+  };
+
+  it("hands the entry's delta tool to the activation, and its record keeps the report", async () => {
+    await publishEntries({ [HOST]: { path: sys("a"), deltaTool: TOOL } });
+    activator.script.push({ status: "activated", generation: 1, delta: REPORT });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests[0]?.deltaTool).toBe(TOOL);
+    expect(await hostRecord()).toMatchObject({
+      state: "success",
+      desired: sys("a"),
+      delta: REPORT,
+    });
+    // An entry without it: every path whole, and the host's next system carries no report.
+    await publishEntries({ [HOST]: { path: sys("b") } });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests[1]?.deltaTool).toBeUndefined();
+    expect((await hostRecord()).delta).toBeUndefined();
+  });
+});
+
 describe("Agent.pollOnce: reboots (an entry's reboot)", () => {
   const REBOOT = { timeout: 600, rollback: true };
   const begin = async () => {

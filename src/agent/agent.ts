@@ -45,6 +45,12 @@ import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
+/** What an agent's record says of an apply: its outcome, what it pruned and fetched by delta. */
+type RecordWhat = Pick<
+  StatusRecord,
+  "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta"
+>;
+
 export interface AgentOptions {
   readonly store: ObjectStore;
   readonly channel: string;
@@ -493,10 +499,7 @@ export class Agent {
     const before = await this.#inspect();
     // The activation's newest log lines go into the records, for the deployer to show.
     const log = new LogTail();
-    const record = (
-      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
-      system: HostSystem | undefined,
-    ) => ({
+    const record = (what: RecordWhat, system: HostSystem | undefined) => ({
       // The system it ran before, when it moves; one already running the entry keeps its own.
       ...this.#record(
         release,
@@ -518,7 +521,7 @@ export class Agent {
     const checks = checksFor(release, entry);
     const reboot = release.action === "switch" ? entry.reboot : undefined;
     const request = (secrets: HostSecrets | undefined): DeployRequest =>
-      this.#request(path, release.action, checks, reboot, secrets);
+      this.#request(path, release.action, checks, reboot, secrets, entry.deltaTool);
     // The secrets bundle is fetched and checked before anything runs. One that is missing or
     // changed in the store is the store's fault, not the system's: the release is refused (a
     // rejection says nothing of a system, so the next release may name it again unflagged).
@@ -576,13 +579,18 @@ export class Agent {
     );
   }
 
-  /** The request for `path`: the same builder the deployer uses, the host filled in as itself. */
+  /**
+   * The request for `path`: the same builder the deployer uses, the host filled in as itself;
+   * with the entry's delta tool, activate.sh realises it through this host's Nix from the
+   * agent's proxy, the cache's signatures required, as it does the system (docs/deltas.md).
+   */
   #request(
     path: StorePath,
     action: Action,
     checks: ReleaseHostPolicy,
     reboot: ReleaseReboot | undefined,
     secrets: HostSecrets | undefined,
+    deltaTool?: StorePath,
   ): DeployRequest {
     const o = this.#o;
     return buildDeployRequest({
@@ -595,6 +603,7 @@ export class Agent {
       activationTimeout: o.activationTimeout ?? DEFAULT_ACTIVATION_TIMEOUT,
       secrets,
       ...(reboot === undefined ? {} : { reboot }),
+      deltaTool,
     });
   }
 
@@ -602,10 +611,7 @@ export class Agent {
   async #conclude(
     applied: Exclude<Applied, { status: "busy" | "rebooting" }>,
     release: { readonly seq: number; readonly digest: string; readonly etag: string | null },
-    record: (
-      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
-      system: HostSystem | undefined,
-    ) => StatusRecord,
+    record: (what: RecordWhat, system: HostSystem | undefined) => StatusRecord,
   ): Promise<PollOutcome> {
     const system = await this.#inspect();
     const ok = applied.status === "activated";
@@ -620,7 +626,11 @@ export class Agent {
     if (ok) {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
       const pruned = applied.pruned === undefined ? {} : { pruned: applied.pruned };
-      await this.#saveAndReport(done, record({ ...outcomeFields(applied), ...pruned }, system));
+      const delta = applied.delta === undefined ? {} : { delta: applied.delta };
+      await this.#saveAndReport(
+        done,
+        record({ ...outcomeFields(applied), ...pruned, ...delta }, system),
+      );
       return "applied";
     }
     this.#emit({
@@ -669,10 +679,7 @@ export class Agent {
     if (applying === null || reboot === undefined) throw new Error("no reboot is pending");
     const channel = this.#o.channel;
     const log = new LogTail();
-    const record = (
-      what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
-      system: HostSystem | undefined,
-    ) => ({
+    const record = (what: RecordWhat, system: HostSystem | undefined) => ({
       ...this.#record(
         { channel, seq: applying.seq },
         applying.path,
@@ -838,7 +845,7 @@ export class Agent {
   #record(
     release: Pick<ReleaseHead, "channel" | "seq">,
     path: string,
-    what: Pick<StatusRecord, "state" | "phase" | "error" | "rolledBack" | "pruned">,
+    what: RecordWhat,
     system: HostSystem | undefined,
     startedAt: string,
     previous: string | null | undefined,

@@ -11,20 +11,14 @@ import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import type {
-  Release,
-  ReleaseHost,
-  ReleaseKind,
-  ReleaseReboot,
-  SignedRelease,
-} from "../release/release.js";
+import type { Release, ReleaseHost, ReleaseKind, SignedRelease } from "../release/release.js";
 import type { Origin } from "../release/release-origin.js";
 import { publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { carryOver, statesEntries } from "./carry-over.js";
 import { failedMessage, refuseFailed } from "./failed-systems.js";
 import { type HistoryRead, readHistory } from "./history-store.js";
-import { type EntryChecks, hostEntry, releaseChecks } from "./host-entry.js";
+import { type EntryChecks, type EntryExtras, hostEntry, releaseChecks } from "./host-entry.js";
 import { hasFailed, lastConfirmed } from "./host-history.js";
 import { rollbackTarget } from "./rollback-targets.js";
 import { trustedChannelRelease } from "./trusted-release.js";
@@ -51,14 +45,15 @@ export interface ChannelHost {
   readonly secrets?: HostSecrets | undefined;
 }
 
-/** A host a wave's release names: its new system, its secrets, and how it reboots into it. */
-export interface WaveEntry {
+/**
+ * A host a wave's release names: its new system, its secrets, how it reboots into it, and the
+ * tool it fetches paths as deltas with.
+ */
+export interface WaveEntry extends EntryExtras {
   readonly host: string;
   readonly path: StorePath;
   /** Undefined: the agent leaves the host's secrets alone. */
   readonly secrets?: HostSecrets | undefined;
-  /** Undefined: a switch, no reboot. */
-  readonly reboot?: ReleaseReboot | undefined;
 }
 
 /** A published release as a deploy reports it. */
@@ -133,8 +128,8 @@ export class ChannelKeeper {
   async publishWave(wave: readonly WaveEntry[], action: Action): Promise<SignedRelease> {
     this.#refuseFailed(await this.#readHistory(), wave);
     const entries = await this.#currentEntries();
-    for (const { host, path, secrets, reboot } of wave) {
-      entries[host] = await this.#entry(host, path, secrets, reboot);
+    for (const { host, path, secrets, reboot, deltaTool } of wave) {
+      entries[host] = await this.#entry(host, path, secrets, { reboot, deltaTool });
     }
     return this.#publish(entries, "deploy", action);
   }
@@ -294,9 +289,9 @@ export class ChannelKeeper {
     host: string,
     path: StorePath,
     secrets: HostSecrets | undefined,
-    reboot?: ReleaseReboot,
+    extras?: EntryExtras,
   ): Promise<ReleaseHost> {
-    return hostEntry(this.#o.store, this.#o, host, path, secrets, reboot);
+    return hostEntry(this.#o.store, this.#o, host, path, secrets, extras);
   }
 
   async #publish(

@@ -1,5 +1,6 @@
 // A host's entry in a release: its system, its secrets bundle (stored first, under its digest,
-// which the entry signs), its own checks where they differ from the release's, and its reboot.
+// which the entry signs), its own checks where they differ from the release's, its reboot, and
+// the delta tool it fetches paths as deltas with.
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -36,6 +37,13 @@ export function releaseChecks(checks: EntryChecks): ReleaseHostPolicy {
   };
 }
 
+/** What an entry carries beside its system and secrets; each absent: not in the entry. */
+export interface EntryExtras {
+  readonly reboot?: ReleaseReboot | undefined;
+  /** The delta tool (docs/deltas.md), when the host's policy lets it fetch deltas. */
+  readonly deltaTool?: StorePath | undefined;
+}
+
 /**
  * A host's entry: its system, and its secrets bundle (stored first, under its digest, which
  * the entry signs); no secrets: the agent leaves the host's secrets alone.
@@ -46,7 +54,7 @@ export async function hostEntry(
   host: string,
   path: StorePath,
   secrets: HostSecrets | undefined,
-  reboot?: ReleaseReboot,
+  { reboot, deltaTool }: EntryExtras = {},
 ): Promise<ReleaseHost> {
   const policy = ownPolicy(checks, host, path);
   const own = {
@@ -54,6 +62,7 @@ export async function hostEntry(
     ...(reboot === undefined
       ? {}
       : { reboot: { timeout: reboot.timeout, rollback: reboot.rollback } }),
+    ...(deltaTool === undefined ? {} : { deltaTool }),
   };
   if (secrets === undefined) return { path, ...own };
   const bundle = await putSecretsBundle(store, host, secrets.bundle);

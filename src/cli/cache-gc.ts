@@ -35,7 +35,8 @@ Keeps the closure (through the narinfos' References) of every root, and deletes 
 narinfo, its .ls listing and every NAR that no kept narinfo names (orphans from interrupted
 pushes too), narinfos first. The roots:
   release   the store paths of the newest N releases of every channel, and of each
-            channel's current release (systems, and the age that decrypts their secrets)
+            channel's current release (systems, the age that decrypts their secrets, and
+            the delta tool their agents fetch deltas with)
   status    every host's current, desired, previous and booted systems (kernel, initrd and
             modules) from the status records in the store (status/hosts/)
   history   every system an agent host was confirmed on in its channel's last 50 releases,

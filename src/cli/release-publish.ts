@@ -12,7 +12,7 @@ export const releasePublish: Command = {
   summary: "build and push the selected agent hosts' systems, then publish a signed release",
   help: `Usage: nixship release publish [--fleet FILE] [--on SELECTOR] --key CACHE_SECRET
                               [--release-key SECRET_FILE] [--action A] [--allow-failed]
-                              [--json]
+                              [--no-delta] [--json]
 
 Builds the selected agent hosts' systems (one evaluation), pushes the closures signed into
 the fleet's cache, then publishes ONE release of the fleet's channel (releases.channel): it
@@ -32,12 +32,20 @@ entry unless that entry names a system that failed on the host; then the release
 host's last confirmed system, or none when none is known (said on stderr). A selected
 host's system that failed on that host is refused (exit 2) unless --allow-failed.
 
+With "deltas" in the fleet file, the deltas of the paths the hosts lack against paths they
+have are published first, and the entry of each host whose policy allows deltas names the
+delta tool (docs/deltas.md); an agent older than deltas refuses such a release, so publish
+with --no-delta until the agents are updated (docs/agent.md, "Deltas").
+
 Options:
 ${FLEET_HELP}
   --key FILE            secret key that signs the pushed paths
   --release-key FILE    secret key that signs the release (else $NIXSHIP_RELEASE_KEY)
   --action A            switch (default), boot, test or dry-activate
   --allow-failed        name a selected host's system even if it failed on that host
+  --no-delta            publish no deltas, and name no delta tool in the entries: the hosts
+                        fetch every path whole (fleet policy deltas, else on when the fleet
+                        names deltas.tool)
 
 Prints the release's channel, number and digest ({"channel","seq","digest"} with --json).`,
   async run(argv, io) {
@@ -49,6 +57,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
         "release-key": { type: "string" },
         action: { type: "string" },
         "allow-failed": { type: "boolean" },
+        "no-delta": { type: "boolean" },
       },
       "release publish",
     );

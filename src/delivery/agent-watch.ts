@@ -143,6 +143,8 @@ export class ReleaseWatcher {
           generation: record?.generation ?? undefined,
           previous: record?.previous ?? undefined,
           ...(record?.pruned ? { pruned: record.pruned } : {}),
+          // What the host fetched by delta to get the system (carried while it runs it).
+          ...(record?.delta ? { delta: record.delta } : {}),
         };
         settle(host, outcome, "activated");
       });
@@ -199,7 +201,7 @@ export class ReleaseWatcher {
           ? "connect"
           : (record?.phase ?? "switch"),
       message:
-        record?.error ??
+        olderThanDeltas(record?.error) ??
         (unreadable === undefined
           ? `${host} reported ${said} with no reason`
           : `${host} reported ${said}; its record cannot be read: ${unreadable.slice(0, 400)}`),
@@ -252,6 +254,17 @@ class LogFollower {
 export interface Watched {
   readonly outcome: DeployOutcome;
   readonly how: "activated" | "failed" | "interrupted";
+}
+
+/**
+ * A refusal as the deploy shows it: an agent older than deltas refuses a release whose entries
+ * carry the delta tool (an unknown key to it), which is said, with the way past it.
+ */
+function olderThanDeltas(error: string | null | undefined): string | undefined {
+  if (error === null || error === undefined || !/deltaTool: unknown key/.test(error)) {
+    return error ?? undefined;
+  }
+  return `${error}: this host's agent is older than deltas (docs/agent.md, "Deltas"): update it with releases that carry no delta tool (deploy --no-delta the channel's hosts, or the policy's "deltas": false), then deltas reach it`;
 }
 
 /** Why a host's agent will not take a release now (paused, or its heartbeats stopped), if so. */

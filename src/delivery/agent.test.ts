@@ -14,6 +14,7 @@ import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from 
 import type { StorePath } from "../nix/store-path.js";
 import { parseRelease, type SignedRelease } from "../release/release.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../release/release-store.js";
+import { nextRecord } from "../status/next-record.js";
 import { progressKey } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
@@ -38,6 +39,16 @@ class ScriptedActivator implements Activator {
 
   constructor(readonly broken: ReadonlySet<string>) {}
 
+  /** What a host given the delta tool says it fetched by delta. */
+  static readonly DELTA = {
+    paths: 12,
+    bytes: 3000,
+    narBytes: 900_000,
+    wholePaths: 2,
+    wholeNarBytes: 800,
+    failed: 0,
+  };
+
   async apply(request: DeployRequest): Promise<Applied> {
     this.applied.push(request.path);
     if (this.broken.has(request.path)) {
@@ -51,7 +62,11 @@ class ScriptedActivator implements Activator {
     }
     const generation = (this.system.generation ?? 0) + 1;
     this.system = { current: request.path, profile: request.path, generation };
-    return { status: "activated", generation };
+    return {
+      status: "activated",
+      generation,
+      ...(request.deltaTool === undefined ? {} : { delta: ScriptedActivator.DELTA }),
+    };
   }
 
   async judgeBoot(): Promise<Applied> {
@@ -337,6 +352,54 @@ describe("AgentDelivery.deployWave", () => {
     const waiting = events.filter((e) => e.type === "waiting");
     expect(waiting.length).toBeGreaterThanOrEqual(1);
     expect(waiting[0]).toMatchObject({ hosts: ["web9"], elapsed: expect.any(Number) });
+  });
+
+  it("names the delta tool in the entries of the hosts given it, and carries each host's delta report", async () => {
+    startAgents(["web1", "web2"]);
+    const tool = "/nix/store/zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-zstd-1.5.6" as StorePath;
+    const [web1, web2] = wave({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    const given = { ...(web1 as WaveHost), request: { ...web1?.request, deltaTool: tool } };
+    const outcomes = await delivery().deployWave(
+      [given as WaveHost, web2 as WaveHost],
+      () => {},
+      CONTEXT,
+    );
+    expect((await channel()).release.hosts).toEqual({
+      web1: { path: sys("a", "web1"), deltaTool: tool },
+      web2: { path: sys("a", "web2") },
+    });
+    expect(outcomes).toEqual([
+      { status: "activated", generation: 1, previous: undefined, delta: ScriptedActivator.DELTA },
+      { status: "activated", generation: 1, previous: undefined },
+    ]);
+  });
+
+  it("says how to get past an agent older than deltas, which refuses a release with the tool", async () => {
+    // What such an agent reports: the release's entries carry a key it does not know.
+    const error =
+      "release refused: channels/prod.json: hosts.web1.deltaTool: unknown key (known keys: path, secrets, policy, reboot)";
+    await writeStatus(
+      store,
+      nextRecord(undefined, {
+        host: "web1",
+        mode: "agent",
+        release: { channel: CHANNEL, seq: 1 },
+        desired: null,
+        system: { current: sys("a", "web1"), generation: 1 },
+        what: { state: "rejected", phase: "verify", error, rolledBack: null },
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+      }),
+    );
+    const [outcome] = await delivery({ offlineTimeout: 5 }).deployWave(
+      wave({ web1: sys("b", "web1") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(outcome).toMatchObject({ status: "failed", phase: "connect" });
+    expect((outcome as { message: string }).message).toBe(
+      `${error}: this host's agent is older than deltas (docs/agent.md, "Deltas"): update it with releases that carry no delta tool (deploy --no-delta the channel's hosts, or the policy's "deltas": false), then deltas reach it`,
+    );
   });
 
   it("carries over only entries a release key signed: a planted channel is passed over", async () => {

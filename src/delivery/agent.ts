@@ -199,7 +199,13 @@ export class AgentDelivery implements Delivery {
 
 /** A wave host as the channel's release names it. */
 function waveEntry({ host, request }: WaveHost): WaveEntry {
-  return { host: host.name, path: request.path, secrets: request.secrets, reboot: request.reboot };
+  return {
+    host: host.name,
+    path: request.path,
+    secrets: request.secrets,
+    reboot: request.reboot,
+    deltaTool: request.deltaTool,
+  };
 }
 
 /** The action a wave's release carries: its first host's. */

@@ -218,7 +218,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
           : undefined;
       // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
       // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
-      const substitute = execute ? ready.substituters.length > 0 : fleet.cache !== undefined;
+      const substitute = execute ? substitutesFromCache(mode, ready) : fleet.cache !== undefined;
       const deltaPairs =
         substitute && fleet.cache !== undefined
           ? planDeltaPairs(
@@ -266,7 +266,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         plan,
         mode: opened.mode,
         delivery: opened.delivery,
-        request: (host, planned) => deployRequest(options, ready, host, planned),
+        request: (host, planned) => deployRequest(options, ready, host, planned, substitute),
         started,
         ...(origin === undefined ? {} : { origin }),
       });
@@ -476,12 +476,29 @@ export function policyOf(
   return { ...policy, health: withSystemHealth(policy.health, systemHealth) };
 }
 
-/** What a host is asked to do: its system, from where, and its policy's checks and limits. */
+/**
+ * Whether the deploy's hosts substitute from the fleet's cache: agent hosts always (through
+ * their agent's proxy), the others when the deploy gives them substituters (else the closure
+ * is copied to them whole).
+ */
+export function substitutesFromCache(
+  mode: DeliveryMode,
+  prepared: Pick<Prepared, "substituters">,
+): boolean {
+  return mode === "agent" || prepared.substituters.length > 0;
+}
+
+/**
+ * What a host is asked to do: its system, from where, and its policy's checks and limits;
+ * `fromCache`: the host substitutes from the cache (substitutesFromCache), so it may be given
+ * the delta tool.
+ */
 export function deployRequest(
   options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   planned: PlannedHost,
+  fromCache = prepared.substituters.length > 0,
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
@@ -498,7 +515,7 @@ export function deployRequest(
     secrets: prepared.secrets.get(host.name),
     ...(planned.rebooting ? { reboot } : {}),
     ...(judgeBoot === undefined ? {} : { judgeBoot }),
-    deltaTool: prepared.substituters.length > 0 ? deltaToolFor(options.fleet, policy) : undefined,
+    deltaTool: fromCache ? deltaToolFor(options.fleet, policy) : undefined,
   });
 }
 

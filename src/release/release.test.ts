@@ -197,6 +197,34 @@ describe("parseRelease", () => {
     }
   });
 
+  it("carries a host's delta tool, signed, beside its secrets or alone, and refuses a malformed one", () => {
+    const tool = path("g", "zstd-1.5.6");
+    const secrets = { bundle: "a".repeat(64), manifest: "b".repeat(64) };
+    const release: Release = {
+      ...RELEASE,
+      hosts: {
+        web1: { path: WEB1, deltaTool: tool },
+        web2: { path: WEB2, secrets, deltaTool: tool },
+        web3: { path: OTHER },
+      },
+    };
+    const signed = formatRelease(release, key);
+    expect(text(signed.bytes)).toContain(`"web1":{"deltaTool":"${tool}","path":"${WEB1}"}`);
+    const verified = verifyRelease(signed.bytes, [trusted], "channels/prod.json");
+    expect(verified.release.hosts).toEqual(release.hosts);
+    // Another tool named in the stored bytes breaks the signature.
+    const swapped = bytesOf(text(signed.bytes).replace(tool, path("h", "zstd-1.5.6")));
+    expect(() => verifyRelease(swapped, [trusted], "channels/prod.json")).toThrow(
+      expect.objectContaining({ code: "release-bad-signature" }),
+    );
+    for (const bad of ["/tmp/zstd", 3, ""]) {
+      const bytes = mutated((doc) => {
+        (doc.hosts as Record<string, unknown>).web1 = { path: WEB1, deltaTool: bad };
+      });
+      expect(() => parseRelease(bytes, "r.json"), String(bad)).toThrow("hosts.web1.deltaTool");
+    }
+  });
+
   it("reads an unsigned release, whose signature is undefined", () => {
     const bytes = mutated((doc) => {
       delete doc.signature;

@@ -67,6 +67,13 @@ export interface ReleaseHost {
    * and judges it after the boot; absent: a switch.
    */
   readonly reboot?: ReleaseReboot;
+  /**
+   * A store path whose bin/zstd rebuilds, from the cache's deltas, the paths of `path` the host
+   * can (`nixship-activate --delta-tool`, docs/deltas.md), realised from the cache with the
+   * cache's signatures required; absent: every path whole. An agent older than this field
+   * refuses a release whose entries carry it (an unknown key): docs/agent.md, "Deltas".
+   */
+  readonly deltaTool?: StorePath;
 }
 
 /** How an agent reboots into its entry's system. */
@@ -238,7 +245,7 @@ const KEYS = {
   health: { required: ["http", "commands"], optional: [] },
   httpCheck: { required: ["url", "expectStatus", "timeout"], optional: ["retry"] },
   commandCheck: { required: ["run", "timeout"], optional: ["retry"] },
-  host: { required: ["path"], optional: ["secrets", "policy", "reboot"] },
+  host: { required: ["path"], optional: ["secrets", "policy", "reboot", "deltaTool"] },
   reboot: { required: ["timeout", "rollback"], optional: [] },
   hostPolicy: { required: ["health", "confirmTimeout"], optional: ["keepGenerations"] },
   secrets: { required: ["bundle", "manifest"], optional: ["age"] },
@@ -324,6 +331,7 @@ function hostJson(host: ReleaseHost): Record<string, unknown> {
     ...(host.reboot === undefined
       ? {}
       : { reboot: { timeout: host.reboot.timeout, rollback: host.reboot.rollback } }),
+    ...(host.deltaTool === undefined ? {} : { deltaTool: host.deltaTool }),
   };
   if (host.secrets === undefined) return { path: host.path, ...policy };
   const { bundle, manifest, age } = host.secrets;
@@ -343,7 +351,7 @@ export function canonicalHosts(hosts: Release["hosts"]): string {
   const entries = names.map((name) => {
     const host = hosts[name];
     const path = `{"path":${jsonString(host?.path ?? "")}`;
-    if (host?.policy !== undefined || host?.reboot !== undefined) {
+    if (host?.policy !== undefined || host?.reboot !== undefined || host?.deltaTool !== undefined) {
       return `${jsonString(name)}:${canonicalJson(hostJson(host))}`;
     }
     return host?.secrets === undefined
@@ -868,15 +876,22 @@ export function readHosts(
   return ok ? (value as Record<string, ReleaseHost>) : undefined;
 }
 
-/** Whether `value` is `{"path": STORE_PATH}`, with well-formed `secrets` or none. */
+/**
+ * Whether `value` is `{"path": STORE_PATH}`, with well-formed `secrets` or none and a
+ * well-formed `deltaTool` or none.
+ */
 function isReleaseHost(value: unknown): value is ReleaseHost {
   if (!isJsonObject(value)) return false;
-  const keys = Object.keys(value).length;
+  const tool = value.deltaTool === undefined ? 0 : 1;
+  if (tool === 1 && !isStorePathText(value.deltaTool)) return false;
+  const keys = Object.keys(value).length - tool;
   return (
-    typeof value.path === "string" &&
-    storePathProblem(value.path) === undefined &&
-    (keys === 1 || (keys === 2 && isReleaseSecrets(value.secrets)))
+    isStorePathText(value.path) && (keys === 1 || (keys === 2 && isReleaseSecrets(value.secrets)))
   );
+}
+
+function isStorePathText(value: unknown): value is StorePath {
+  return typeof value === "string" && storePathProblem(value) === undefined;
 }
 
 function isReleaseSecrets(value: unknown): value is ReleaseSecrets {
@@ -887,8 +902,7 @@ function isReleaseSecrets(value: unknown): value is ReleaseSecrets {
     HEX_SHA256.test(value.bundle) &&
     typeof value.manifest === "string" &&
     HEX_SHA256.test(value.manifest) &&
-    (keys === 2 ||
-      (keys === 3 && typeof value.age === "string" && storePathProblem(value.age) === undefined))
+    (keys === 2 || (keys === 3 && isStorePathText(value.age)))
   );
 }
 
@@ -900,6 +914,11 @@ function readReleaseHost(value: unknown, path: JsonPath, problems: Problems): vo
   const problem = text === undefined ? undefined : storePathProblem(text);
   if (problem !== undefined) problems.add([...path, "path"], problem);
   if (host?.policy !== undefined) readHostPolicy(host.policy, [...path, "policy"], problems);
+  if (host?.deltaTool !== undefined) {
+    const tool = readString(host.deltaTool, [...path, "deltaTool"], problems);
+    const toolProblem = tool === undefined ? undefined : storePathProblem(tool);
+    if (toolProblem !== undefined) problems.add([...path, "deltaTool"], toolProblem);
+  }
   if (host?.reboot !== undefined) {
     const reboot = readObject(host.reboot, [...path, "reboot"], problems, KEYS.reboot);
     if (reboot?.timeout !== undefined) {

@@ -13,15 +13,16 @@ import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
 const p = (n: string) => `/nix/store/${n.repeat(32)}-${n}` as const;
 
 describe("gc roots", () => {
-  it("from a release: every host's system and the age its secrets need", () => {
+  it("from a release: every host's system, the age its secrets need and its delta tool", () => {
     const release = {
       hosts: {
-        web1: { path: p("a") },
+        web1: { path: p("a"), deltaTool: p("d") },
         web2: { path: p("b"), secrets: { bundle: "x", manifest: "y", age: p("c") } },
       },
     } as unknown as Release;
     expect(releasePaths(release)).toEqual([
       ["web1", p("a")],
+      ["web1", p("d")],
       ["web2", p("b")],
       ["web2", p("c")],
     ]);

@@ -156,12 +156,16 @@ async function releaseRoots(
   }
 }
 
-/** Every store path a release names, with its host: each system, and the age its secrets need. */
+/**
+ * Every store path a release names, with its host: each system, the age its secrets need, and
+ * the delta tool its agent realises from the cache (docs/deltas.md).
+ */
 export function releasePaths(release: Release): [string, string][] {
   const paths: [string, string][] = [];
   for (const [host, entry] of Object.entries(release.hosts)) {
     paths.push([host, entry.path]);
     if (entry.secrets?.age !== undefined) paths.push([host, entry.secrets.age]);
+    if (entry.deltaTool !== undefined) paths.push([host, entry.deltaTool]);
   }
   return paths;
 }
