@@ -193,6 +193,37 @@ describe("cache gc fails closed on roots it cannot read", () => {
   });
 });
 
+describe("the roots only the fleet knows", () => {
+  it("with --fleet, the delta tool hosts realise (deltas.tool) is kept; without, it goes", async () => {
+    const { url, store } = await cache("fleet-roots");
+    try {
+      const fleet = join(work, "tool-fleet.json");
+      await writeFile(
+        fleet,
+        JSON.stringify({
+          cache: { url, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+          deltas: { tool: LIBBAR },
+          hosts: { h1: { address: "127.0.0.1", system: HELLO_OLD } },
+        }),
+      );
+      const deleted = async (...args: string[]) => {
+        const r = await nixship(["cache", "gc", ...args, "--grace", "0", "--dry-run", "--json"]);
+        expect(r.code, r.stderr).toBe(0);
+        const report = JSON.parse(r.stdout) as Report & {
+          roots: { bySource: Record<string, number> };
+        };
+        return { paths: report.deletedPaths.map((p) => p.storePath), roots: report.roots };
+      };
+      const withFleet = await deleted("--fleet", fleet, "--stored");
+      expect(withFleet.paths).not.toContain(LIBBAR);
+      expect(withFleet.roots.bySource.deltas).toBe(1);
+      expect((await deleted("--cache", url)).paths).toContain(LIBBAR);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("a malformed root is contained", () => {
   it("a record naming <hash of an existing path>-x keeps what the hash names, names the host, and the collection goes on", async () => {
     const { url, store } = await cache("malformed");

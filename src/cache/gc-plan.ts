@@ -12,6 +12,7 @@ export const ROOT_SOURCES = [
   "live",
   "pin",
   "secrets",
+  "deltas",
   "agent",
   "recent",
   "grace",

@@ -45,6 +45,7 @@ pushes too), narinfos first. The roots:
             generations (skip with --stored)
   agent     the nixship package each agent runs (from its status record)
   secrets   with --fleet, secrets.age
+  deltas    with --fleet, deltas.tool
   pin       the paths of 'nixship cache pin'
   recent    narinfos written within --keep-days D
   grace     narinfos written within the grace period
@@ -62,7 +63,8 @@ newest 20.
 
 Options:
 ${CACHE_HELP}
-                         (with --fleet, also its ssh hosts' live answers and secrets.age)
+                         (with --fleet, also its ssh hosts' live answers, secrets.age and
+                         deltas.tool)
   --keep-releases N      newest releases kept per channel (default ${DEFAULTS.keepReleases})
   --keep-days D          also keep paths pushed within D days (default: only the grace period)
   --keep-generations N   systems of each agent host's confirmed history kept (default: the
@@ -206,7 +208,7 @@ function parseNumberFlag(value: string | undefined, flag: string): number | unde
 const LIVE_CONCURRENCY = 32;
 
 /**
- * The roots only the fleet knows: secrets.age, and each ssh host's own answer (its systems and
+ * The roots only the fleet knows: secrets.age, deltas.tool, and each ssh host's own answer (its systems and
  * recent generations). A host that does not answer is an unreadable root, as its record would
  * be: its generations are unknown.
  */
@@ -219,6 +221,8 @@ async function addFleetRoots(
 ): Promise<RootsRead> {
   const { roots, origins } = read;
   if (fleet.secrets?.age !== undefined) addRoot(roots, fleet.secrets.age, "secrets");
+  // The tool hosts apply deltas with (docs/deltas.md): a host realises it from the cache.
+  if (fleet.deltas !== undefined) addRoot(roots, fleet.deltas.tool, "deltas");
   const ssh = fleet.hosts.filter((h) => h.delivery === "ssh");
   if (storedOnly || ssh.length === 0) return read;
   const delivery = new SshDelivery(fleet.ssh);
