@@ -1584,64 +1584,110 @@ delta_candidates() {
   [ "$(wc -l <"$c_out")" = "$(wc -l <"$c_pairs")" ]
 }
 
-# The sha256 of file $1, in hex, within what is left of the step's time.
-file_sha256() {
-  r=$(x_left)
-  [ "$r" -gt 0 ] && bounded "$x_dir/sum" "$r" sha256sum "$1" || return 1
-  f_sum=$(cat "$x_dir/sum")
-  printf '%s' "${f_sum%% *}"
-}
-
-# Rebuilds target $2's NAR from delta path $1 and base $3 into the local cache, or says why not
-# (x_why): delta-info must name this pair, the base's NAR must be BaseNarHash and BaseNarSize,
-# and the NAR zstd rebuilds (cut at NarSize + 1 bytes: a delta that expands without bound stops
-# there) must have the narinfo's NarSize and NarHash. Its narinfo is the cache's, signed, with
-# only URL, Compression, FileHash and FileSize changed (no signature covers them).
-delta_apply() {
-  x_why="the delta was not fetched"
-  [ -d "$1" ] || return 1
-  x_why="its delta-info or narinfo is too large or missing"
-  [ -f "$1/delta-info" ] && [ -f "$1/narinfo" ] && [ -f "$1/delta.zst" ] || return 1
-  [ "$(wc -c <"$1/delta-info")" -le "$DELTA_INFO_LIMIT" ] || return 1
-  [ "$(wc -c <"$1/narinfo")" -le "$DELTA_NARINFO_LIMIT" ] || return 1
-  x_why="its delta-info is not of this pair, or malformed"
-  a_base=$(awk -v t="$2" -v b="$3" '
-$0 == "" { next }
-{ i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
+# The deltas fetched in file $1 ("DELTA TARGET BASE" lines) whose delta-info names that pair
+# and whose narinfo is the target's, each well formed, as "DELTA TARGET BASE BASEHASH BASESIZE
+# HASH SIZE" lines into file $2 (hashes as sha256:<52 nix32 characters>); each other one is
+# logged, with why, and listed in x_dir/failed. Reads only the deltas' small files.
+delta_checked() {
+  : >"$2"
+  while read -r c_d c_t c_b; do
+    x_why="the delta was not fetched"
+    if [ -d "$c_d" ]; then
+      x_why="its delta-info or narinfo is too large or missing"
+      if [ -f "$c_d/delta-info" ] && [ -f "$c_d/narinfo" ] && [ -f "$c_d/delta.zst" ] &&
+        [ "$(wc -c <"$c_d/delta-info")" -le "$DELTA_INFO_LIMIT" ] &&
+        [ "$(wc -c <"$c_d/narinfo")" -le "$DELTA_NARINFO_LIMIT" ]; then
+        x_why="its delta-info is not of this pair, or its narinfo not the target's, or malformed"
+        if LC_ALL=C awk -v d="$c_d" -v t="$c_t" -v b="$c_b" '
+function nix32(h) { return h ~ /^sha256:[0-9abcdfghijklmnpqrsvwxyz]+$/ && length(h) == 59 }
+function size(n) { return n ~ /^[0-9]+$/ && length(n) <= 15 }
+FNR == 1 { file++ }
+file == 1 && $0 != "" { i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
+file == 2 { i = index($0, ": "); if (i > 1) g[substr($0, 1, i - 1)] = substr($0, i + 2) }
 END {
 if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != t || f["Base"] != b ||
-f["BaseNarHash"] !~ /^sha256:[0-9a-z]+$/ || f["BaseNarSize"] !~ /^[0-9]+$/ ||
-length(f["BaseNarSize"]) > 15) exit 1
-print f["BaseNarHash"], f["BaseNarSize"]
-}' "$1/delta-info") || return 1
-  x_why="its narinfo is not the target's, or malformed"
-  a_target=$(awk -v t="$2" '
-{ i = index($0, ": "); if (i > 1) f[substr($0, 1, i - 1)] = substr($0, i + 2) }
-END {
-if (f["StorePath"] != t || f["NarHash"] !~ /^sha256:[0-9a-z]+$/ || f["NarSize"] !~ /^[0-9]+$/ ||
-length(f["NarSize"]) > 15) exit 1
-print f["NarHash"], f["NarSize"]
-}' "$1/narinfo") || return 1
-  a_base_hash=${a_base% *} a_base_size=${a_base#* } a_hash=${a_target% *} a_size=${a_target#* }
+!nix32(f["BaseNarHash"]) || !size(f["BaseNarSize"]) || g["StorePath"] != t ||
+!nix32(g["NarHash"]) || !size(g["NarSize"])) exit 1
+print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
+}' "$c_d/delta-info" "$c_d/narinfo" >>"$2"; then
+          continue
+        fi
+      fi
+    fi
+    log "deltas: $c_t comes whole: the delta from $c_b: $x_why"
+    printf '%s\n' "$c_t" >>"$x_dir/failed"
+  done <"$1"
+}
+
+# Rebuilds the NAR of each delta of file $1 (delta_checked's lines) into the local cache, or
+# logs why not and lists its target in x_dir/failed: the base's NAR hash as this store records
+# it must be BaseNarHash (else another base), its dump must be BaseNarSize bytes with that
+# sha256 (else the store's copy changed), and the NAR zstd rebuilds (cut at NarSize + 1 bytes:
+# a delta that expands without bound stops there) must have the narinfo's NarSize and NarHash.
+# Its narinfo is the cache's, signed, with only URL, Compression, FileHash and FileSize changed
+# (no signature covers them). The store and nix-hash are asked once for all the deltas; each
+# NAR is hashed as it is written.
+delta_rebuild() {
+  [ -s "$1" ] || return 0
   r=$(x_left)
-  x_why="no time was left"
-  [ "$r" -gt 0 ] && bounded "$x_dir/base-hash" "$r" nix-store -q --hash "$3" || return 1
+  x_why="no time was left to ask the store for the bases' hashes and convert the hashes"
+  if [ "$r" -le 0 ] || ! delta_hashes "$1" "$x_dir/hashes" "$r"; then
+    cut -d ' ' -f 2,3 "$1" | while read -r a_t a_b; do
+      log "deltas: $a_t comes whole: the delta from $a_b: $x_why"
+      printf '%s\n' "$a_t" >>"$x_dir/failed"
+    done
+    return 0
+  fi
+  while read -r a_d a_t a_b a_base_hash a_base_size a_hash a_size a_stored a_base_hex a_hex; do
+    if delta_apply; then
+      printf '%s\n' "$a_t" >>"$x_dir/applied"
+    else
+      log "deltas: $a_t comes whole: the delta from $a_b: $x_why"
+      printf '%s\n' "$a_t" >>"$x_dir/failed"
+      rm -f "$x_dir/nar" "$x_dir/base.nar"
+    fi
+  done <"$x_dir/hashes"
+}
+
+# To each line of file $1, the base's NAR hash as the store records it and the base's and the
+# target's NAR hashes in hex, into file $2: one `nix-store -q --hash` and one `nix-hash` for all,
+# within $3 seconds.
+delta_hashes() {
+  set -f
+  # shellcheck disable=SC2046 # one store path a word
+  set -- "$1" "$2" "$3" $(cut -d ' ' -f 3 "$1")
+  set +f
+  h_in=$1 h_out=$2 h_secs=$3
+  shift 3
+  bounded "$x_dir/stored" "$h_secs" nix-store -q --hash "$@" || return 1
+  set -f
+  # shellcheck disable=SC2046 # one hash a word
+  set -- $(awk '{ print substr($4, 8); print substr($6, 8) }' "$h_in")
+  set +f
+  r=$(x_left)
+  [ "$r" -gt 0 ] && bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "$@" || return 1
+  [ "$(wc -l <"$x_dir/stored")" = "$(wc -l <"$h_in")" ] &&
+    [ "$(wc -l <"$x_dir/hex")" = "$(($(wc -l <"$h_in") * 2))" ] || return 1
+  paste -d ' ' - - <"$x_dir/hex" | paste -d ' ' "$h_in" "$x_dir/stored" - >"$h_out"
+}
+
+# Rebuilds one NAR (delta_rebuild's a_* fields), or says why not (x_why).
+delta_apply() {
   x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
-  [ "$(cat "$x_dir/base-hash")" = "$a_base_hash" ] || return 1
+  [ "$a_stored" = "$a_base_hash" ] || return 1
   x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
   a_free=$(df -Pk "$DELTA_WORK" 2>/dev/null | awk 'NR == 2 { print $4 }')
   digits "$a_free" && [ $((x_room + a_size + a_base_size)) -le $((a_free * 512)) ] || return 1
   r=$(x_left)
-  x_why="its hashes are not sha256 in nix32"
-  [ "$r" -gt 0 ] && bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "${a_base_hash#sha256:}" \
-    "${a_hash#sha256:}" || return 1
-  a_base_hex=$(sed -n 1p "$x_dir/hex") a_hex=$(sed -n 2p "$x_dir/hex")
-  r=$(x_left)
   x_why="the base could not be dumped in time"
-  [ "$r" -gt 0 ] && bounded "$x_dir/base.nar" "$r" nix-store --dump "$3" || return 1
+  # The dump, hashed as it is written (one that fails is short, or hashes otherwise).
+  # shellcheck disable=SC2016 # expanded by that sh
+  [ "$r" -gt 0 ] && bounded "$x_dir/base.sum" "$r" sh -c \
+    'nix-store --dump "$1" | tee "$2" | sha256sum' sh "$a_b" "$x_dir/base.nar" ||
+    return 1
   x_why="the base's NAR is not the delta's BaseNarHash and BaseNarSize (the store's copy changed)"
   [ "$(wc -c <"$x_dir/base.nar")" = "$a_base_size" ] || return 1
-  [ "$(file_sha256 "$x_dir/base.nar")" = "$a_base_hex" ] || return 1
+  [ "$(cut -d ' ' -f 1 "$x_dir/base.sum")" = "$a_base_hex" ] || return 1
   r=$(x_left)
   x_why="no time was left"
   [ "$r" -gt 0 ] || return 1
@@ -1649,21 +1695,22 @@ print f["NarHash"], f["NarSize"]
   a_mem=$(((a_size + a_base_size) / 1048576 + 2))
   x_why="zstd could not apply it within ${r}s"
   # shellcheck disable=SC2016 # expanded by that sh
-  bounded "$x_dir/nar" "$r" sh -c '"$1" -d -q -c --memory="$2MB" --patch-from="$3" "$4" | head -c "$5"' \
-    sh "$x_zstd" "$a_mem" "$x_dir/base.nar" "$1/delta.zst" "$((a_size + 1))"
+  bounded "$x_dir/nar.sum" "$r" sh -c \
+    '"$1" -d -q -c --memory="$2MB" --patch-from="$3" "$4" | head -c "$5" | tee "$6" | sha256sum' \
+    sh "$x_zstd" "$a_mem" "$x_dir/base.nar" "$a_d/delta.zst" "$((a_size + 1))" "$x_dir/nar"
   rm -f "$x_dir/base.nar"
   x_why="the NAR it gives is not the narinfo's NarSize"
   [ "$(wc -c <"$x_dir/nar")" = "$a_size" ] || return 1
   x_why="the NAR it gives is not the narinfo's NarHash"
-  [ "$(file_sha256 "$x_dir/nar")" = "$a_hex" ] || return 1
-  a_part=${2#/nix/store/}
+  [ "$(cut -d ' ' -f 1 "$x_dir/nar.sum")" = "$a_hex" ] || return 1
+  a_part=${a_t#/nix/store/}
   a_part=${a_part%%-*}
   mv -f "$x_dir/nar" "$x_dir/cache/nar/$a_part.nar" || return 1
   awk -v part="$a_part" -v hash="$a_hash" -v size="$a_size" '
 /^(URL|Compression|FileHash|FileSize): / { next }
 { print }
 END { print "URL: nar/" part ".nar"; print "Compression: none"; print "FileHash: " hash; print "FileSize: " size }
-' "$1/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
+' "$a_d/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
   x_room=$((x_room + a_size))
 }
 
@@ -1715,15 +1762,8 @@ delta_step() {
   fi
   : >"$x_dir/applied"
   : >"$x_dir/failed"
-  while read -r x_d x_t x_b; do
-    if delta_apply "$x_d" "$x_t" "$x_b"; then
-      printf '%s\n' "$x_t" >>"$x_dir/applied"
-    else
-      log "deltas: $x_t comes whole: the delta from $x_b: $x_why"
-      printf '%s\n' "$x_t" >>"$x_dir/failed"
-      rm -f "$x_dir/nar" "$x_dir/base.nar"
-    fi
-  done <"$x_dir/picked"
+  delta_checked "$x_dir/picked" "$x_dir/checked"
+  delta_rebuild "$x_dir/checked"
   if [ -s "$x_dir/applied" ]; then
     printf 'StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 1\n' >"$x_dir/cache/nix-cache-info"
     x_cache=file://$x_dir/cache
