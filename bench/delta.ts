@@ -19,8 +19,7 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_LEVEL } from "../src/cache/compression.js";
-import { DELTA_WORTH_RATIO, deltaPathOf } from "../src/cache/delta-path.js";
-import type { StorePath } from "../src/nix/store-path.js";
+import { DELTA_WORTH_RATIO } from "../src/cache/delta-path.js";
 import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
 import { debianUpdates, labChange, massRebuild, type Pair } from "./delta-corpora.js";
 import {
@@ -30,9 +29,10 @@ import {
   measurePair,
   type PairResult,
 } from "./delta-engines.js";
+import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
-const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab]
+const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link]
        [--slow-level-max-mb N] [--bsdiff-max-gb N] [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR (default 250; issue 49 asks
@@ -40,7 +40,8 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
   --levels L,...         zstd --patch-from levels (default 3,9,19)
   --slow-level-max-mb N  levels 19+ only for targets up to N MB (default 120)
   --bsdiff-max-gb N      bsdiff only where it needs at most N GB of memory (default 4)
-  --only C,...           the corpora to run: mass, debian, lab (default all)
+  --only C,...           what to run (default all): the corpora mass, debian, lab; shared
+                         (20 hosts sharing bases: the pairs computed, each once); link
   --dir DIR              corpora and measurements (default /var/tmp/nixship-bench-delta)
   --remeasure            measure every pair again instead of reusing earlier figures`;
 
@@ -48,7 +49,6 @@ const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
 const TARGET_MASS_BYTES = 20;
 const TARGET_UPDATE_BYTES = 4;
 const TARGET_APPLY_CPU = 2;
-const HOSTS_SHARING_A_BASE = 20;
 /** A delta's bytes besides delta.zst: its narinfo, delta-info, the target's narinfo, framing. */
 const DELTA_WRAPPER_BYTES = 2000;
 
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
       levels: { type: "string", default: "3,9,19" },
       "slow-level-max-mb": { type: "string", default: "120" },
       "bsdiff-max-gb": { type: "string", default: "4" },
-      only: { type: "string", default: "mass,debian,lab" },
+      only: { type: "string", default: "mass,debian,lab,shared,link" },
       dir: { type: "string", default: "/var/tmp/nixship-bench-delta" },
       remeasure: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -165,7 +165,10 @@ async function main(): Promise<void> {
       log("  measured with the system's tag (v1/v2) taken off the names instead:");
     const r = await measureAll("lab example", pairs);
     log(`\n${pairsReport("The lab's example change", r)}\n`);
-    log(sharedBaseReport(pairs));
+  }
+  if (only.has("shared")) {
+    log("20 hosts that share bases: publishing their plan's deltas...");
+    log(`${sharedBaseReport(await sharedBase(join(root, `shared-${process.pid}`)))}\n`);
   }
   log(`\n${targetsReport(results)}`);
 }
@@ -394,23 +397,36 @@ function massReport(results: readonly PairResult[]): string {
   ].join("\n");
 }
 
-/** 20 hosts that have the same base and need the same target share one delta. */
-function sharedBaseReport(pairs: readonly Pair[]): string {
-  const pair = pairs.find((p) => p.storePaths !== undefined);
-  if (pair?.storePaths === undefined) return "Shared base: no pair to show it on.";
-  const { base, target } = pair.storePaths;
-  // Each host asks for the delta of its own (base, target) pair by name: the same name here.
-  const named = new Set(
-    Array.from({ length: HOSTS_SHARING_A_BASE }, () =>
-      deltaPathOf(target as StorePath, base as StorePath),
-    ),
-  );
+/** 20 hosts sharing bases: the pairs the publisher computed against the hosts' needs. */
+function sharedBaseReport(r: SharedBaseResult): string {
+  const t = r.tally;
+  const again = r.againTally;
   return [
-    `Shared base: ${HOSTS_SHARING_A_BASE} hosts with the same base and the same target name ` +
-      `${named.size} delta path (${[...named][0]}),`,
-    "  so the cache holds one delta for them all (delta-path.ts: the path is named by the pair).",
-    "  Computations by the publisher for those 20 hosts: to come (counted once the deployer's",
-    "  publisher, computeDeltas on branch dcore, is on main; TODO in this bench's header).",
+    `${r.hosts} hosts sharing bases (3 running systems, 2 desired: bench/delta-shared.ts), the real`,
+    "planDeltaPairs and publishPlanDeltas into a directory cache, zstd runs counted on PATH:",
+    table([
+      [
+        "(host, path) needs",
+        "(host, pair) asks",
+        "pairs in the plan",
+        "zstd runs",
+        "published",
+        "skipped",
+        "failed",
+      ],
+      [
+        String(r.needs),
+        String(r.asks),
+        String(r.pairs),
+        String(r.zstdRuns),
+        String(t?.published ?? "-"),
+        String(t?.skipped ?? "-"),
+        String(t?.failed ?? "-"),
+      ],
+    ]),
+    `  each delta computed once: ${r.zstdRuns === r.pairs ? "yes" : "NO"} (${r.zstdRuns} zstd runs for ${r.pairs} pairs, ` +
+      `${r.asks} asks, ${r.needs} needs); published again (a second deploy): ${r.againZstdRuns} zstd runs, ` +
+      `${again?.existing ?? "-"} pairs found existing`,
   ].join("\n");
 }
 
