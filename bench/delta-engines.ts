@@ -201,7 +201,7 @@ function readInto(fd: number, buffer: Buffer, offset: number): number {
 // Runs the command as a child of a small Python parent that reports the child's rusage from
 // wait4(2): CPU time in microseconds (the kernel's precise runtime, where GNU time prints
 // hundredths, which reads 0 for the small pairs), and peak RSS.
-const RUSAGE_WRAPPER = `
+export const RUSAGE_WRAPPER = `
 import os, sys, time
 started = time.monotonic()
 pid = os.fork()
@@ -212,6 +212,15 @@ with open(sys.argv[1], "w") as f:
     f.write("%f %f %f %d\\n" % (time.monotonic() - started, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
 `;
+
+/** RUSAGE_WRAPPER's line: wall seconds, user and system CPU seconds, peak RSS in KiB. */
+export function parseRusage(text: string): Usage {
+  const fields = text.trim().split(" ").map(Number);
+  if (fields.length !== 4 || fields.some((f) => !Number.isFinite(f)))
+    throw new Error(`not a rusage line (wall user sys maxrss): '${text.trim().slice(0, 200)}'`);
+  const [wall, user, sys, kb] = fields as [number, number, number, number];
+  return { wallSeconds: wall, cpuSeconds: user + sys, peakRssBytes: kb * 1024 };
+}
 
 /** Runs `command` (stdout to `stdoutFile`, or discarded) and measures it; fails on non-zero. */
 async function timed(
@@ -242,13 +251,7 @@ async function timed(
         else reject(new Error(`'${command} ${args.join(" ")}' exited ${code}: ${tail.trim()}`));
       });
     });
-    const text = await readFile(rusage, "utf8");
-    const [wall, user, sys, kb] = text.trim().split(" ").map(Number);
-    return {
-      wallSeconds: wall ?? Number.NaN,
-      cpuSeconds: (user ?? Number.NaN) + (sys ?? Number.NaN),
-      peakRssBytes: (kb ?? Number.NaN) * 1024,
-    };
+    return parseRusage(await readFile(rusage, "utf8"));
   } finally {
     if (typeof fd === "number") closeSync(fd);
     await rm(rusage, { force: true });
