@@ -24,6 +24,9 @@ import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 /** The host's script, as `scriptInput()` sends it with no variables (read from the checkout). */
 const ACTIVATE_SH = fileURLToPath(new URL("../../src/host/activate.sh", import.meta.url));
+/** Stamps each line of stdin with the seconds since it started (for the logs of link-logs/). */
+const STAMP_LINES =
+  "import sys,time\nt=time.monotonic()\nfor l in sys.stdin: print('%8.3f %s' % (time.monotonic()-t, l), end='', flush=True)";
 /** The lab's name: no other session or test uses `dlk`. */
 const LAB = "dlk";
 const HOST = `${LAB}1`;
@@ -108,6 +111,8 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   const work = join(root, "link");
   await mkdir(work, { recursive: true });
   const labsDir = join(root, "labs");
+  // Each measured command's stderr, its lines stamped: where the time went.
+  const logsDir = join(root, "link-logs");
   const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: labsDir };
   const local = (command: string, args: readonly string[], input?: Buffer) =>
     output(command, args, {
@@ -122,10 +127,15 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
     local,
     'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
   );
-  const cases: { name: string; from: StorePath; to: StorePath }[] = [];
+  const cases: { name: string; slug: string; from: StorePath; to: StorePath }[] = [];
   if (setup.mass.length > 0) {
     const [before, after] = await massSystems(local, work, setup.mass);
-    cases.push({ name: `mass rebuild (${setup.mass.length} paths)`, from: before, to: after });
+    cases.push({
+      name: `mass rebuild (${setup.mass.length} paths)`,
+      slug: "mass",
+      from: before,
+      to: after,
+    });
   }
   const built = JSON.parse(
     await local("nix", [
@@ -137,7 +147,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
     ]),
   ) as { outputs: { out: StorePath } }[];
   const [v1, v2] = built.map((b) => b.outputs.out);
-  if (v1 && v2) cases.push({ name: "lab example web-v1 -> web-v2", from: v1, to: v2 });
+  if (v1 && v2) cases.push({ name: "lab example web-v1 -> web-v2", slug: "lab", from: v1, to: v2 });
 
   let server: RunningServer | undefined;
   let relay: DelayRelay | undefined;
@@ -206,18 +216,29 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
     await ssh("cat > /tmp/nixship-bench-rusage.py", Buffer.from(RUSAGE_WRAPPER));
     let runs = 0;
     /** Runs `command` on the host (stdin `input`), measured: its usage, its stdout, the link's bytes. */
-    const measured = async (command: string, input?: Buffer) => {
+    const measured = async (command: string, input?: Buffer, logName?: string) => {
       runs++;
       const usage = `/tmp/nixship-bench-rusage-${runs}`;
+      const stderr = `/tmp/nixship-bench-stderr-${runs}`;
       // A cache directory of its own: Nix's narinfo cache (~/.cache/nix) starts empty each time.
       const prefix = `env XDG_CACHE_HOME=/tmp/nixship-bench-xdg-${runs} /usr/bin/python3 /tmp/nixship-bench-rusage.py ${usage}`;
+      // Its stderr, each line with the seconds since the start (the stamper is not measured).
+      // Fd 3 (ssh's stdout) closed for the command: a service it starts must not hold it open.
+      const status = `/tmp/nixship-bench-status-${runs}`;
+      const stamped =
+        `{ { ${prefix} ${command}; echo $? > ${status}; } 2>&1 1>&3 3>&- | ` +
+        `/usr/bin/python3 -c ${shellQuote(STAMP_LINES)} > ${stderr}; } 3>&1; exit "$(cat ${status})"`;
       const before = await linkCounters(host.veth);
-      const stdout = await ssh(`${prefix} ${command}`, input);
+      const stdout = await ssh(stamped, input);
       const linkBytes = (await linkCounters(host.veth)) - before;
       const used: Usage = parseRusage(await ssh(`cat ${usage}`));
+      if (logName !== undefined) {
+        await mkdir(logsDir, { recursive: true });
+        await writeFile(join(logsDir, `${logName}.log`), await ssh(`cat ${stderr}`));
+      }
       return { used, stdout, linkBytes };
     };
-    const activate = async (path: StorePath) => {
+    const activate = async (path: StorePath, logName?: string) => {
       const r = await measured(
         [
           "sh -s -- activate --path",
@@ -232,6 +253,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
           tool,
         ].join(" "),
         await readFile(ACTIVATE_SH),
+        logName,
       );
       const answer = checkActivationResult(JSON.parse(r.stdout.trim().split("\n").at(-1) ?? ""));
       if ("problem" in answer || !answer.ok)
@@ -273,6 +295,8 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
           shellQuote(publicKey),
           c.to,
         ].join(" "),
+        undefined,
+        `${c.slug}-nix-copy`,
       );
       // Back to the host as it was: the paths the copy brought deleted, so nixship fetches them.
       await ssh("xargs nix-store --delete >/dev/null 2>&1", Buffer.from(lacking.join("\n")));
@@ -289,7 +313,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
         throw new Error(`${HOST} kept some of the paths nix copy brought: cannot measure again`);
 
       log(`  ${c.name}: nixship activate --delta-tool over the held link...`);
-      const ours = await activate(c.to);
+      const ours = await activate(c.to, `${c.slug}-nixship`);
       const current = (await ssh("readlink /run/current-system")).trim();
       if (current !== c.to) throw new Error(`${HOST} runs ${current}, not ${c.to}`);
       const d = "delta" in ours.answer ? ours.answer.delta : undefined;
