@@ -479,7 +479,7 @@ function linkReport(cases: readonly LinkCase[], shape: LinkShape): string {
         "way",
         "wall s",
         "over the link",
-        "Mbit/s",
+        "Mbit/s (bytes/wall)",
         "host CPU s",
         "paths by delta (bytes) / whole",
       ],
@@ -490,7 +490,8 @@ function linkReport(cases: readonly LinkCase[], shape: LinkShape): string {
     "host CPU s: user + system of the host's command and every process it waited for (wait4).",
     "Before each case the host runs the old system, its paths fetched with the link unheld; the",
     "delta tool is on it from then (as after its first update). nix copy's paths are deleted before",
-    "nixship's run, so both fetch the same paths.",
+    "nixship's run, so both fetch the same paths. Each command's stderr, its lines stamped with",
+    "the seconds since its start: link-logs/ under --dir.",
   ];
   for (const c of cases) {
     const [ours, copy] = c.runs;
