@@ -4,7 +4,7 @@
 // and peak memory of every child process from its rusage (GNU time).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, createReadStream, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,9 @@ import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { FRAME_SIZE } from "../src/cache/nar-check.js";
 import { compressorFor } from "../src/cache/zstd.js";
 import type { Pair } from "./delta-corpora.js";
+
+/** The process groups of the commands running now (timed's). */
+const running = new Set<number>();
 
 /** No one command of the bench runs longer than this; one that does counts as failed. */
 const COMMAND_TIMEOUT_MS = 30 * 60_000;
@@ -77,12 +80,29 @@ export async function measurePair(
   }
   await rm(workDir, { recursive: true, force: true });
   await mkdir(workDir, { recursive: true });
+  // An interrupt ends the command running (a group of its own, which the signal to this
+  // process does not reach) and takes the work directory with it.
+  const onSignal = () => {
+    for (const group of running) {
+      try {
+        process.kill(-group, "SIGKILL");
+      } catch {
+        // It ended already.
+      }
+    }
+    rmSync(workDir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     const result = await measureFresh(pair, workDir, options);
     await mkdir(cacheDir, { recursive: true });
     await writeFile(cacheFile, `${JSON.stringify(result)}\n`);
     return { ...result, cached: false };
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -237,6 +257,8 @@ async function timed(
         // A group of its own, so that a deadline ends the command and not only its parent.
         detached: true,
       });
+      const group = proc.pid;
+      if (group !== undefined) running.add(group);
       let tail = "";
       proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
         tail = (tail + d).slice(-2000);
@@ -247,6 +269,7 @@ async function timed(
       proc.on("error", reject);
       proc.on("close", (code) => {
         clearTimeout(timer);
+        if (group !== undefined) running.delete(group);
         if (code === 0) resolve();
         else reject(new Error(`'${command} ${args.join(" ")}' exited ${code}: ${tail.trim()}`));
       });
