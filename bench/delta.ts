@@ -32,7 +32,7 @@ import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
 const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link]
-       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--link-mbit N] [--link-delay-ms N]
+       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
        [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
@@ -40,6 +40,8 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
   --levels L,...         zstd --patch-from levels (default 3,9,19)
   --slow-level-max-mb N  levels 19+ only for targets up to N MB (default 120)
   --bsdiff-max-gb N      bsdiff only where it needs at most N GB of memory (default 4)
+  --xz-max-mb N          xz -6 only for targets up to N MB (default: all; it is most of a
+                         pair's CPU), "-" in the tables for the others
   --only C,...           what to run (default all): the corpora mass, debian, lab; shared
                          (20 hosts sharing bases: the pairs computed, each once); link (one
                          lab host, lab dlk, updated over a held link to the mass rebuild and
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
       levels: { type: "string", default: "3,9,19" },
       "slow-level-max-mb": { type: "string", default: "120" },
       "bsdiff-max-gb": { type: "string", default: "4" },
+      "xz-max-mb": { type: "string" },
       only: { type: "string", default: "mass,debian,lab,shared,link" },
       "link-mbit": { type: "string", default: "50" },
       "link-delay-ms": { type: "string", default: "20" },
@@ -92,6 +95,10 @@ async function main(): Promise<void> {
     zstdLevels: values.levels.split(",").map((l) => number("levels", l)),
     slowLevelMaxBytes: number("slow-level-max-mb", values["slow-level-max-mb"]) * 1e6,
     bsdiffMaxMemory: number("bsdiff-max-gb", values["bsdiff-max-gb"]) * 1e9,
+    xzMaxBytes:
+      values["xz-max-mb"] === undefined
+        ? Number.POSITIVE_INFINITY
+        : number("xz-max-mb", values["xz-max-mb"]) * 1e6,
   };
   const only = new Set(values.only.split(","));
   const unknown = [...only].filter((c) => !ONLY.includes(c));
