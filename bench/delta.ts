@@ -222,7 +222,8 @@ function engineOf(r: PairResult, engine: string): EngineResult | undefined {
 
 const ratio = (a: number, b: number): string =>
   Number.isFinite(a / b) ? `${(a / b).toFixed(1)}x` : "n/a";
-const secs = (u: { cpuSeconds: number } | undefined): string => (u ? u.cpuSeconds.toFixed(2) : "-");
+const secs = (u: { cpuSeconds: number } | undefined): string =>
+  u && !Number.isNaN(u.cpuSeconds) ? u.cpuSeconds.toFixed(2) : "-";
 
 /** Per pair: bytes of each way to send the target, and the deltas' ratios. */
 function bytesTable(results: readonly PairResult[]): string {
@@ -546,7 +547,7 @@ function targetsReport(
     );
   } else if (mass) {
     lines.push(
-      `  --    mass rebuild, >= ${TARGET_MASS_FASTER}x faster over the held link: not measured (--only link)`,
+      `  --    mass rebuild, >= ${TARGET_MASS_FASTER}x faster over the held link: not measured (the link was not run: --only)`,
     );
   }
   const debian = all.find((c) => c.corpus === "debian");
