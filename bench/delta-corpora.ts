@@ -354,7 +354,9 @@ export async function debianUpdates(root: string, log: (line: string) => void): 
         const missing = resolved.filter((_, i) => !existsSync(files[i] as string));
         if (missing.length > 0) {
           log(`  apt-get download ${missing.map(([p, v]) => `${p}=${v}`).join(" ")}`);
-          await output("apt-get", ["download", ...missing.map(([p, v]) => `${p}=${v}`)], debs);
+          await output("apt-get", ["download", ...missing.map(([p, v]) => `${p}=${v}`)], {
+            cwd: debs,
+          });
         }
         const tree = join(nars, `${key}.tree`);
         await rm(tree, { recursive: true, force: true });
@@ -393,9 +395,12 @@ function nearest(
 // ---------------------------------------------------------------------------------------------
 // (c) The lab's example change, web-v1 -> web-v2 (examples/flake.nix), built by the local Nix.
 
-const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
+export const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
 
 export interface LabChange {
+  /** The two systems, built in the local store. */
+  readonly v1: string;
+  readonly v2: string;
   /** Paths web-v2 needs that web-v1's closure lacks. */
   readonly fetched: readonly string[];
   /** Pairs by the design's rule (a base of the same package name). */
@@ -409,13 +414,12 @@ export async function labChange(root: string, env: NodeJS.ProcessEnv): Promise<L
     await output(
       "nix",
       ["build", "--no-link", "--json", `path:${EXAMPLES}#web-v1`, `path:${EXAMPLES}#web-v2`],
-      undefined,
-      env,
+      { env },
     ),
   ) as { outputs: { out: string } }[];
   const [v1, v2] = built.map((b) => b.outputs.out);
   const closure = async (p: string | undefined): Promise<string[]> =>
-    (await output("nix-store", ["-qR", p ?? ""], undefined, env)).split("\n").filter((l) => l);
+    (await output("nix-store", ["-qR", p ?? ""], { env })).split("\n").filter((l) => l);
   const have = await closure(v1);
   const fetched = (await closure(v2)).filter((p) => !have.includes(p));
   const dir = join(root, "lab-nars");
@@ -443,27 +447,47 @@ export async function labChange(root: string, env: NodeJS.ProcessEnv): Promise<L
     return pairs;
   };
   return {
+    v1: v1 ?? "",
+    v2: v2 ?? "",
     fetched,
     byName: await pairsBy(nameOf),
     byTag: await pairsBy((p) => nameOf(p).replace(/-v[12]$/, "")),
   };
 }
 
-async function output(
+export interface OutputOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Written to the command's stdin (else it reads nothing). */
+  readonly input?: Buffer;
+  /** The command is killed past this (default 15 minutes). */
+  readonly timeoutMs?: number;
+}
+
+/** Runs a command to its end, within its deadline; its stdout, or an error with stderr's end. */
+export async function output(
   command: string,
   args: readonly string[],
-  cwd?: string,
-  env: NodeJS.ProcessEnv = process.env,
+  options: OutputOptions = {},
 ): Promise<string> {
+  const { cwd, env = process.env, input, timeoutMs = 15 * 60_000 } = options;
   return new Promise((resolve, reject) => {
-    const proc = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(command, args, {
+      cwd,
+      env,
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
     const out: Buffer[] = [];
     let stderr = "";
-    proc.stdout.on("data", (d: Buffer) => out.push(d));
-    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+    proc.stdout?.on("data", (d: Buffer) => out.push(d));
+    proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
       stderr = (stderr + d).slice(-4000);
     });
-    const timer = setTimeout(() => proc.kill(), 15 * 60_000);
+    if (input !== undefined) {
+      proc.stdin?.on("error", () => {});
+      proc.stdin?.end(input);
+    }
+    const timer = setTimeout(() => proc.kill(), timeoutMs);
     proc.on("error", reject);
     proc.on("close", (code) => {
       clearTimeout(timer);

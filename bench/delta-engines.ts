@@ -4,7 +4,7 @@
 // and peak memory of every child process from its rusage (GNU time).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, createReadStream, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,9 @@ import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { FRAME_SIZE } from "../src/cache/nar-check.js";
 import { compressorFor } from "../src/cache/zstd.js";
 import type { Pair } from "./delta-corpora.js";
+
+/** The process groups of the commands running now (timed's). */
+const running = new Set<number>();
 
 /** No one command of the bench runs longer than this; one that does counts as failed. */
 const COMMAND_TIMEOUT_MS = 30 * 60_000;
@@ -56,6 +59,8 @@ export interface EngineOptions {
   readonly slowLevelMaxBytes: number;
   /** bsdiff needs about 17 times the base plus the target in memory: only up to this. */
   readonly bsdiffMaxMemory: number;
+  /** xz -6 only for targets up to this many bytes (Infinity: every one). */
+  readonly xzMaxBytes: number;
 }
 
 /** Every figure of one pair; cached in `cacheDir` by the pair's files and the options. */
@@ -66,8 +71,18 @@ export async function measurePair(
   options: EngineOptions,
   remeasure: boolean,
 ): Promise<PairResult & { cached: boolean }> {
+  // Without the xz bound where it bounds nothing, so that earlier figures are still found.
+  const { xzMaxBytes, ...keyed } = options;
   const key = createHash("sha256")
-    .update(JSON.stringify([pair.baseNar, pair.targetNar, options, "v2"]))
+    .update(
+      JSON.stringify([
+        pair.baseNar,
+        pair.targetNar,
+        keyed,
+        "v2",
+        ...(Number.isFinite(xzMaxBytes) ? [xzMaxBytes] : []),
+      ]),
+    )
     .digest("hex")
     .slice(0, 24);
   const cacheFile = join(cacheDir, `${key}.json`);
@@ -77,12 +92,29 @@ export async function measurePair(
   }
   await rm(workDir, { recursive: true, force: true });
   await mkdir(workDir, { recursive: true });
+  // An interrupt ends the command running (a group of its own, which the signal to this
+  // process does not reach) and takes the work directory with it.
+  const onSignal = () => {
+    for (const group of running) {
+      try {
+        process.kill(-group, "SIGKILL");
+      } catch {
+        // It ended already.
+      }
+    }
+    rmSync(workDir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     const result = await measureFresh(pair, workDir, options);
     await mkdir(cacheDir, { recursive: true });
     await writeFile(cacheFile, `${JSON.stringify(result)}\n`);
     return { ...result, cached: false };
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -97,10 +129,14 @@ async function measureFresh(pair: Pair, work: string, options: EngineOptions): P
   const zstdBytes = writePushedZstd(targetNar, zst);
   const unzstd = await timed("zstd", ["-q", "-d", "-f", "-c", zst], "/dev/null");
   const xz = join(work, "target.nar.xz");
-  const xzCompute = await timed("xz", ["-q", "-c", `-${DEFAULT_LEVEL.xz}`, "-T1", targetNar], xz);
-  const xzBytes = (await stat(xz)).size;
+  // Not measured (NaN, printed "-") for a target over the bound: xz -6 is most of a pair's CPU.
+  const xzCompute =
+    narBytes > options.xzMaxBytes
+      ? { wallSeconds: Number.NaN, cpuSeconds: Number.NaN, peakRssBytes: Number.NaN }
+      : await timed("xz", ["-q", "-c", `-${DEFAULT_LEVEL.xz}`, "-T1", targetNar], xz);
+  const xzBytes = narBytes > options.xzMaxBytes ? Number.NaN : (await stat(xz)).size;
   const baseCheck = await timed("sha256sum", [baseNar], "/dev/null");
-  await rm(xz);
+  await rm(xz, { force: true });
   await rm(zst);
 
   const engines: EngineResult[] = [];
@@ -201,7 +237,7 @@ function readInto(fd: number, buffer: Buffer, offset: number): number {
 // Runs the command as a child of a small Python parent that reports the child's rusage from
 // wait4(2): CPU time in microseconds (the kernel's precise runtime, where GNU time prints
 // hundredths, which reads 0 for the small pairs), and peak RSS.
-const RUSAGE_WRAPPER = `
+export const RUSAGE_WRAPPER = `
 import os, sys, time
 started = time.monotonic()
 pid = os.fork()
@@ -212,6 +248,15 @@ with open(sys.argv[1], "w") as f:
     f.write("%f %f %f %d\\n" % (time.monotonic() - started, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
 `;
+
+/** RUSAGE_WRAPPER's line: wall seconds, user and system CPU seconds, peak RSS in KiB. */
+export function parseRusage(text: string): Usage {
+  const fields = text.trim().split(" ").map(Number);
+  if (fields.length !== 4 || fields.some((f) => !Number.isFinite(f)))
+    throw new Error(`not a rusage line (wall user sys maxrss): '${text.trim().slice(0, 200)}'`);
+  const [wall, user, sys, kb] = fields as [number, number, number, number];
+  return { wallSeconds: wall, cpuSeconds: user + sys, peakRssBytes: kb * 1024 };
+}
 
 /** Runs `command` (stdout to `stdoutFile`, or discarded) and measures it; fails on non-zero. */
 async function timed(
@@ -228,6 +273,8 @@ async function timed(
         // A group of its own, so that a deadline ends the command and not only its parent.
         detached: true,
       });
+      const group = proc.pid;
+      if (group !== undefined) running.add(group);
       let tail = "";
       proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
         tail = (tail + d).slice(-2000);
@@ -238,17 +285,12 @@ async function timed(
       proc.on("error", reject);
       proc.on("close", (code) => {
         clearTimeout(timer);
+        if (group !== undefined) running.delete(group);
         if (code === 0) resolve();
         else reject(new Error(`'${command} ${args.join(" ")}' exited ${code}: ${tail.trim()}`));
       });
     });
-    const text = await readFile(rusage, "utf8");
-    const [wall, user, sys, kb] = text.trim().split(" ").map(Number);
-    return {
-      wallSeconds: wall ?? Number.NaN,
-      cpuSeconds: (user ?? Number.NaN) + (sys ?? Number.NaN),
-      peakRssBytes: (kb ?? Number.NaN) * 1024,
-    };
+    return parseRusage(await readFile(rusage, "utf8"));
   } finally {
     if (typeof fd === "number") closeSync(fd);
     await rm(rusage, { force: true });
@@ -264,5 +306,6 @@ async function sha256File(file: string): Promise<string> {
 }
 
 export function mb(bytes: number): string {
+  if (Number.isNaN(bytes)) return "-";
   return `${(bytes / 1e6).toFixed(bytes < 1e6 ? 3 : 1)} MB`;
 }

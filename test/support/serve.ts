@@ -14,11 +14,13 @@ export function startCacheServer(
   extraArgs: readonly string[] = [],
   env: NodeJS.ProcessEnv = {},
   listen = "127.0.0.1:0",
+  // The CLI to run: the checkout's; a bench compiled elsewhere names it.
+  bin = NIXSHIP_BIN,
 ): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
-      [NIXSHIP_BIN, "cache", "serve", cacheUrl, "--listen", listen, ...extraArgs],
+      [bin, "cache", "serve", cacheUrl, "--listen", listen, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...env },
