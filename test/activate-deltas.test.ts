@@ -4,6 +4,7 @@
 // verifies them; a delta with flipped bits, one made against another base and one that expands
 // without bound each give their path whole, and the activation succeeds. The deltas are the
 // deployer's own (publishDelta); the delta tool a stand-in store path holding Debian's zstd.
+
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +19,7 @@ import { parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { buildDeltaTool } from "./support/delta-fleet.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 import type { LabInfo } from "./support/lab-deploy.js";
 import { type RunningServer, startCacheServer } from "./support/serve.js";
@@ -269,11 +271,7 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-activate-deltas-"));
   // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
-  tool = await nixBuild(
-    "--impure",
-    "--expr",
-    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
-  );
+  tool = await buildDeltaTool();
 });
 
 afterAll(async () => {

@@ -6,8 +6,9 @@
 // the host runs the new system and its store verifies it, and the host's status record and the
 // deploy's outcome carry the delta report. The delta tool is a stand-in store path holding
 // Debian's zstd.
+
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,8 +25,9 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship, run, runOk } from "./support/cli.js";
-import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
+import { nixship, run } from "./support/cli.js";
+import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
+import type { FreshSystems } from "./support/fresh-systems.js";
 import { deployEvents } from "./support/lab-deploy.js";
 
 // Each build has store paths of its own (system.nix's nonce) with the same names: a rebuild.
@@ -50,15 +52,7 @@ const flakes: FreshSystems[] = [];
 
 /** A new build of SYSTEM, the lab's host pointed at it, and the fleet naming the delta tool. */
 async function rebuild(): Promise<void> {
-  const flake = await ownSystems({ web: SYSTEM });
-  flakes.push(flake);
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, { system: string }>;
-    deltas?: { tool: string };
-  };
-  (doc.hosts[host] as { system: string }).system = `path:${flake.dir}#web`;
-  doc.deltas = { tool };
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  flakes.push(await rebuildFleet(lab.fleetFile, [host], tool, SYSTEM));
 }
 
 function onHost(command: string) {
@@ -137,17 +131,7 @@ async function startLab(name: string, labUpArgs: readonly string[] = []): Promis
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-agent-deltas-"));
   // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
-  const built = JSON.parse(
-    await runOk("nix", [
-      "build",
-      "--impure",
-      "--no-link",
-      "--json",
-      "--expr",
-      'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
-    ]),
-  ) as { outputs: { out: string } }[];
-  tool = built[0]?.outputs.out as string;
+  tool = await buildDeltaTool();
 }, 300_000);
 
 afterAll(async () => {

@@ -4,11 +4,13 @@
 // by delta, runs the new system and its store verifies it; `--no-delta` fetches whole; a host
 // reached over SSM (the stand-in that runs the document's real shell) gets them too. The delta
 // tool is a stand-in store path holding Debian's zstd.
+
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run, runOk } from "./support/cli.js";
-import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
+import { nixship, run } from "./support/cli.js";
+import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
+import type { FreshSystems } from "./support/fresh-systems.js";
 import {
   type DeployEventLine,
   deployEvents,
@@ -29,16 +31,7 @@ const flakes: FreshSystems[] = [];
 
 /** A new build of SYSTEM, and every lab host pointed at it. */
 async function rebuild(): Promise<void> {
-  const flake = await ownSystems({ web: SYSTEM });
-  flakes.push(flake);
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, { system: string }>;
-    deltas?: { tool: string };
-  };
-  for (const host of HOSTS)
-    (doc.hosts[host] as { system: string }).system = `path:${flake.dir}#web`;
-  doc.deltas = { tool };
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
 }
 
 function onHost(host: string, command: string) {
@@ -50,17 +43,7 @@ const ofType = (events: DeployEventLine[], type: string): unknown[] =>
 
 beforeAll(async () => {
   // A stand-in for nixpkgs' zstd: a store path whose bin/zstd is Debian's.
-  const built = JSON.parse(
-    await runOk("nix", [
-      "build",
-      "--impure",
-      "--no-link",
-      "--json",
-      "--expr",
-      'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
-    ]),
-  ) as { outputs: { out: string } }[];
-  tool = built[0]?.outputs.out as string;
+  tool = await buildDeltaTool();
   lab = await startSshLab("ddl", HOSTS.length);
 }, 300_000);
 
