@@ -580,6 +580,16 @@ async function nixshipDeploy(
     .split("\n")
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as DeployEvent & { time: string });
+  // Hosts whose first activate ran no script (ssh exited 0 without an answer) and were
+  // activated once more (host/activation-session.ts): named, since they cost a session more.
+  const again = events.flatMap((e) =>
+    e.type === "host-log" && e.line.endsWith("nothing began on the host: activating it once more")
+      ? [e.host]
+      : [],
+  );
+  if (again.length > 0) {
+    console.log(`      activated once more (no script ran the first time): ${again.join(", ")}`);
+  }
   const summary = events.find((e) => e.type === "summary");
   const plan = events.find((e) => e.type === "plan");
   const connections = plan?.type === "plan" ? plan.plan.connections : undefined;

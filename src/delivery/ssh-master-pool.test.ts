@@ -1,16 +1,28 @@
 import { describe, expect, it } from "vitest";
 import { MasterPool } from "./ssh-master-pool.js";
 
-/** A pool whose "masters" are names: alive from their first place until they are ended. */
-function pool(bound: number) {
+/**
+ * A pool whose "masters" are names: alive from their first place until they are ended; held
+ * (`held`) while let go, unless named in `masterless` (their use made no master).
+ */
+function pool(bound: number, masterless: ReadonlySet<string> = new Set()) {
   const alive = new Set<string>();
+  const held = new Set<string>();
   let most = 0;
   const ended: string[] = [];
-  const p = new MasterPool(bound, async (socket) => {
-    alive.delete(socket);
-    ended.push(socket);
-    return { status: "terminated" };
-  });
+  const p = new MasterPool(
+    bound,
+    async (socket) => {
+      alive.delete(socket);
+      ended.push(socket);
+      return { status: "terminated" };
+    },
+    async (socket) => {
+      if (masterless.has(socket) || !alive.has(socket)) return undefined;
+      held.add(socket);
+      return { close: () => held.delete(socket) };
+    },
+  );
   const use = async (socket: string, work: () => Promise<void> = async () => {}) => {
     const release = await p.acquire(socket);
     alive.add(socket);
@@ -21,7 +33,7 @@ function pool(bound: number) {
       release();
     }
   };
-  return { p, use, alive, ended, most: () => most };
+  return { p, use, alive, held, ended, most: () => most };
 }
 
 describe("the bound on held ssh connections", () => {
@@ -43,6 +55,30 @@ describe("the bound on held ssh connections", () => {
     // 200 first logins, and 72 again (200 - 128): what the plan's connectionsOf counts. Ending
     // the longest idle instead connected all 200 again (bench:fleet: 3 logins a host).
     expect(p.stats()).toMatchObject({ opened: 272, peak: 128 });
+  });
+
+  it("holds each master let go until it is ended, so ControlPersist cannot end it first", async () => {
+    const { use, held, ended } = pool(2);
+    await use("a");
+    await use("b");
+    // Let go, both are held (a control connection open to each).
+    await new Promise((r) => setTimeout(r, 0));
+    expect([...held].sort()).toEqual(["a", "b"]);
+    // c takes b's place: b's hold is let go as b is ended.
+    await use("c");
+    await new Promise((r) => setTimeout(r, 0));
+    expect(ended).toEqual(["b"]);
+    expect([...held].sort()).toEqual(["a", "c"]);
+  });
+
+  it("a use that made no master gives its place up, and a waiting use takes it", async () => {
+    const { p, use, ended } = pool(1, new Set(["down"]));
+    await use("down");
+    await new Promise((r) => setTimeout(r, 0));
+    // Nothing to end for "up": the place of "down" (no master there) was freed.
+    await use("up");
+    expect(ended).toEqual([]);
+    expect(p.stats()).toMatchObject({ opened: 2, ended: 0 });
   });
 
   it("reuses a held master without a new login", async () => {

@@ -8,14 +8,22 @@
 // bound again (3 logins each at 200 hosts, bench:fleet); this way the first hosts keep their
 // masters to their wave and only the others connect again, as the plan counts (connectionsOf).
 // Places in use are never taken: a use waits until one is let go.
+// A master let go is held (a control connection kept open to it, holdMaster) until it is ended:
+// its ControlPersist (60 s) would otherwise end it while it waits for its wave, which at 1,000
+// hosts comes minutes after the survey (bench:fleet: every host logged in 3 times, the plan
+// said 2.87); one that cannot be held has no master, and gives its place up.
 import { DEFAULT_MAX_CONNECTIONS } from "../fleet/fleet.js";
-import { type TerminateOutcome, terminateMaster } from "./ssh-mux.js";
+import { holdMaster, type MasterHold, type TerminateOutcome, terminateMaster } from "./ssh-mux.js";
 
 interface Place {
   /** Uses in flight (a master in use is never ended). */
   users: number;
   /** When it was last let go (a counter: the largest is the most recently let go). */
   idleSince: number;
+  /** The connection that keeps the master alive while it waits (see holdMaster). */
+  hold?: MasterHold | undefined;
+  /** A hold being made. */
+  holding?: boolean;
 }
 
 export interface MasterPoolStats {
@@ -38,6 +46,10 @@ export class MasterPool {
   constructor(
     private bound: number = DEFAULT_MAX_CONNECTIONS,
     private readonly end: (socket: string) => Promise<TerminateOutcome> = terminateMaster,
+    private readonly hold: (
+      socket: string,
+      onEnd: () => void,
+    ) => Promise<MasterHold | undefined> = holdMaster,
   ) {}
 
   setBound(bound: number): void {
@@ -77,6 +89,7 @@ export class MasterPool {
         continue;
       }
       // The room is ours before the old master ends: no other use can take it meanwhile.
+      this.#places.get(idle)?.hold?.close();
       this.#places.delete(idle);
       const place = { users: 1, idleSince: 0 };
       this.#places.set(socket, place);
@@ -107,8 +120,34 @@ export class MasterPool {
       place.users--;
       place.idleSince = ++this.#clock;
       // Still this socket's place (it may have been ended and taken again meanwhile).
-      if (place.users === 0 && this.#places.get(socket) === place) this.#waiting.shift()?.();
+      if (place.users === 0 && this.#places.get(socket) === place) {
+        this.#keep(socket, place);
+        this.#waiting.shift()?.();
+      }
     };
+  }
+
+  /** Holds the master of a place let go, once; a place whose master cannot be held goes. */
+  #keep(socket: string, place: Place): void {
+    if (place.hold !== undefined || place.holding) return;
+    place.holding = true;
+    const ended = () => {
+      if (place.hold !== undefined) place.hold = undefined;
+    };
+    void this.hold(socket, ended).then((hold) => {
+      place.holding = false;
+      const current = this.#places.get(socket) === place;
+      if (hold !== undefined && current) {
+        place.hold = hold;
+        return;
+      }
+      hold?.close();
+      // No master there (its use failed to connect, or it ended): its place is free again.
+      if (hold === undefined && current && place.users === 0) {
+        this.#places.delete(socket);
+        this.#waiting.shift()?.();
+      }
+    });
   }
 }
 

@@ -96,6 +96,58 @@ export function terminateMaster(
   });
 }
 
+/** A master kept alive by a control connection held open to it (see holdMaster). */
+export interface MasterHold {
+  /** Lets the master go: it then ends its ControlPersist time later, unless used again. */
+  close(): void;
+}
+
+/**
+ * Holds a control connection open to the ssh master listening on `socket`, greeted and idle,
+ * so that its ControlPersist time does not run out while the deployer still counts on it: a
+ * master with a control client connected does not end, and one whose deployer dies is let go
+ * with the deployer's sockets and ends ControlPersist later, as before. Undefined when no
+ * master answers there (none, or not in time); never rejects. The connection does not keep
+ * this process alive; `onEnd` is told when a held connection ends.
+ */
+export function holdMaster(
+  socket: string,
+  onEnd: () => void = () => {},
+  timeoutMs: number = ANSWER_TIMEOUT,
+): Promise<MasterHold | undefined> {
+  return new Promise((resolve) => {
+    const conn = connect({ path: socket });
+    conn.unref();
+    let buffered = Buffer.alloc(0);
+    let settled = false;
+    let held = false;
+    const hold: MasterHold = { close: () => conn.destroy() };
+    const settle = (greeted: boolean): void => {
+      if (settled) return;
+      settled = true;
+      held = greeted;
+      clearTimeout(timer);
+      if (!greeted) conn.destroy();
+      resolve(greeted ? hold : undefined);
+    };
+    const timer = setTimeout(() => settle(false), timeoutMs);
+    timer.unref();
+    conn.on("connect", () => conn.write(packet(MUX_MSG_HELLO, MUX_VERSION)));
+    conn.on("data", (data: Buffer) => {
+      if (settled) return; // a greeted master sends nothing more unasked
+      buffered = Buffer.concat([buffered, data]);
+      if (buffered.length < 4) return;
+      const length = buffered.readUInt32BE(0);
+      if (length < 4 || length > PACKET_LIMIT) return settle(false);
+      if (buffered.length < 4 + length) return;
+      settle(answer(buffered.subarray(4, 4 + length), false) === "hello");
+    });
+    conn.on("error", () => settle(false));
+    // Once held, the end of the connection is the end of the master (or of our hold).
+    conn.on("close", () => (held ? onEnd() : settle(false)));
+  });
+}
+
 /** What one packet from the master means: its hello, our answer, or nothing for us. */
 function answer(body: Buffer, greeted: boolean): TerminateOutcome | "hello" | undefined {
   const type = body.readUInt32BE(0);

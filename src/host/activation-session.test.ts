@@ -415,6 +415,63 @@ describe("runActivationSession, each failure", () => {
     });
   });
 
+  it("exit 0 and no answer, and nothing began: activates once more, and the host activates", async () => {
+    // What bench:fleet met at load 25-33: ssh ended well, yet the host's shell ran no script.
+    let attempts = 0;
+    const t = new FakeTransport({
+      activate: (args) => {
+        attempts++;
+        return attempts === 1
+          ? { code: 0, result: undefined, failure: "ssh exited with 0 and no result" }
+          : ok(activated("switch", flag(args, "--token")));
+      },
+      abort: code(9, settled("abort", "unknown-token", 9)),
+      confirm: ok(settled("confirm", "confirmed", 0)),
+    });
+    const { outcome, logs } = await session(t, request());
+    expect(outcome).toMatchObject({ status: "activated", generation: 5 });
+    expect(attempts).toBe(2);
+    expect(t.followUps).toEqual(["abort --token tok (fresh)", "confirm --token tok (fresh)"]);
+    expect(logs).toContain(
+      "ssh exited with 0 and no result, and nothing began on the host: activating it once more",
+    );
+    // The second attempt has what is left of the activation's deadline, no more.
+    const [first, second] = t.calls.filter((c) => c.kind === "activate");
+    expect(second?.options.timeoutSeconds).toBeLessThanOrEqual(first?.options.timeoutSeconds ?? 0);
+  });
+
+  it("exit 0 and no answer twice: activates once more only, then fails as before", async () => {
+    const t = new FakeTransport({
+      activate: () => ({ code: 0, result: undefined, failure: "ssh exited with 0 and no result" }),
+      abort: code(9, settled("abort", "unknown-token", 9)),
+    });
+    const { outcome } = await session(t, request());
+    expect(outcome).toEqual({
+      status: "failed",
+      phase: "connect",
+      message: "ssh exited with 0 and no result",
+      rolledBack: false,
+    });
+    expect(t.calls.filter((c) => c.kind === "activate")).toHaveLength(2);
+    expect(t.followUps).toEqual(["abort --token tok (fresh)", "abort --token tok (fresh)"]);
+  });
+
+  it("exit 0 and no answer, but the abort stopped an activation: no second attempt", async () => {
+    const t = new FakeTransport({
+      activate: () => ({ code: 0, result: undefined, failure: "ssh exited with 0 and no result" }),
+      abort: ok(settled("abort", "rolled-back", 0)),
+    });
+    const { outcome } = await session(t, request());
+    expect(outcome).toEqual({
+      status: "failed",
+      phase: "switch",
+      message: "ssh exited with 0 and no result; aborted: back on the previous system",
+      rolledBack: true,
+    });
+    expect(t.calls.filter((c) => c.kind === "activate")).toHaveLength(1);
+    expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
+  });
+
   it("no answer and the abort cannot reach the host: says how the host ends by itself", async () => {
     const t = new FakeTransport({
       activate: () => silent("ssh: Connection reset"),

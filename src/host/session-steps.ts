@@ -24,7 +24,10 @@ export const SESSION_MARGIN = 90;
 /** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
 export const SETTLE_TIMEOUT = 90;
 
-/** activate gave no answer: abort it (fresh), which rolls back an activation still running. */
+/**
+ * activate gave no answer: abort it (fresh), which rolls back an activation still running.
+ * `asked`: the answer of an abort already made for this token (see `neverBegan`).
+ */
 export async function abortUnanswered(
   transport: ActivationTransport,
   token: string,
@@ -33,14 +36,15 @@ export async function abortUnanswered(
   request: DeployRequest,
   onLog: (line: string) => void,
   hooks: SessionHooks,
+  asked?: ScriptRun,
 ): Promise<DeployOutcome> {
   hooks.phase("rollback");
-  const back = await settleOverNew(transport, { verb: "abort", token }, onLog);
+  const back = asked ?? (await settleOverNew(transport, { verb: "abort", token }, onLog));
   const r = back.result;
   if (back.code === 0 && r && "command" in r && r.command === "abort") {
     return failed("switch", `${why}; aborted: back on the previous system`, true);
   }
-  if (r && "command" in r && r.command === "abort" && r.result === "unknown-token") {
+  if (neverBegan(back)) {
     // The activation never began (or ended before it recorded itself): nothing to undo.
     return failed("connect", why, false);
   }
@@ -88,6 +92,12 @@ export function activateRequest(
       ...(request.secrets === undefined ? {} : { secretsBundle: request.secrets.bundle }),
     },
   );
+}
+
+/** The host's answer to `abort`: it knows no activation by that token, so none began. */
+export function neverBegan(back: ScriptRun): boolean {
+  const r = back.result;
+  return r !== undefined && "command" in r && r.command === "abort" && r.result === "unknown-token";
 }
 
 /**
