@@ -122,9 +122,10 @@ export function runStreamed(
       });
     };
     proc.on("close", finish);
-    // A process that left a child behind holding its pipes (ssh's shared master, a daemon)
-    // never closes them: once it exited, what it wrote is read for a moment, then no longer
-    // waited for. A stopped one is not waited for at all.
+    // A process that left a child behind holding its pipes (a daemon) never closes them: once
+    // it exited, what it wrote is read for a moment, then no longer waited for. (ssh's shared
+    // master is not one: it moves its stdio to /dev/null as it detaches, measured with OpenSSH
+    // 9.2, docs/performance.md.) A stopped one is not waited for at all.
     proc.on("exit", (code, signal) => {
       if (stopped) finish(code, signal);
       else setTimeout(() => finish(code, signal), STREAMS_GRACE_MS).unref();
