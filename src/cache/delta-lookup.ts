@@ -2,6 +2,8 @@
 // published delta's size, a note that it was not worth one, or nothing yet; and the size each
 // target is fetched at whole. A plan reads it to say what each host would fetch with deltas and
 // without; nothing is computed or written.
+import { InputError } from "../errors.js";
+import type { NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -40,7 +42,13 @@ export async function lookupDeltas(
   const states = new Map<string, PairState>();
   await mapLimit(pairs, READS, async (pair) => {
     signal?.throwIfAborted();
-    const info = await readNarInfo(store, deltaPathOf(pair.target, pair.base));
+    // A delta whose narinfo the cache holds malformed comes whole, as a skipped one does (a
+    // deploy does not compute it again: it is there).
+    const info = await readWellFormed(store, deltaPathOf(pair.target, pair.base));
+    if (info === "malformed") {
+      states.set(pairId(pair), { kind: "skip" });
+      return;
+    }
     const state: PairState =
       info !== undefined
         ? { kind: "delta", bytes: info.fileSize ?? info.narSize }
@@ -52,8 +60,23 @@ export async function lookupDeltas(
   const wholeBytes = new Map<StorePath, number>();
   await mapLimit([...new Set(paths)], READS, async (target) => {
     signal?.throwIfAborted();
-    const info = await readNarInfo(store, target);
-    if (info !== undefined) wholeBytes.set(target, info.fileSize ?? info.narSize);
+    const info = await readWellFormed(store, target);
+    if (info !== undefined && info !== "malformed") {
+      wholeBytes.set(target, info.fileSize ?? info.narSize);
+    }
   });
   return { pairs: states, wholeBytes };
+}
+
+/** A narinfo, none, or "malformed" (the plan counts that path whole, unknown in size). */
+async function readWellFormed(
+  store: ObjectStore,
+  path: StorePath,
+): Promise<NarInfo | undefined | "malformed"> {
+  try {
+    return await readNarInfo(store, path);
+  } catch (err) {
+    if (err instanceof InputError) return "malformed";
+    throw err;
+  }
 }

@@ -1,6 +1,11 @@
+import { rm, symlink } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
 import { syntheticPath } from "../../test/support/synthetic-cache.js";
+import { deltaPathOf } from "../cache/delta-path.js";
+import type { DeltaPair } from "../cache/delta-publish.js";
+import { narInfoKey } from "../cache/layout.js";
 import type { StorePath } from "../nix/store-path.js";
 import { planDeltas, publishPlanDeltas } from "./deltas.js";
 import type { DeployEvent } from "./events.js";
@@ -69,6 +74,34 @@ describe("planDeltas", () => {
     const [now] = after?.hosts ?? [];
     expect(now).toMatchObject({ paths: 2, byDelta: 2, pending: 0, whole: host?.whole });
     expect(now?.withDeltas).toBeLessThan((host?.whole ?? 0) / 4);
+  });
+
+  it("counts a delta whose narinfo the cache holds malformed as not worth it: that path whole", async () => {
+    await publishPlanDeltas({
+      cacheUrl: cache.url,
+      key: cache.key,
+      planned: cache.planned,
+      emit: () => {},
+    });
+    const pair = cache.planned.pairs[0] as DeltaPair;
+    await cache.store.put(
+      narInfoKey(deltaPathOf(pair.target, pair.base)),
+      Buffer.from("StorePath: nonsense\n"),
+    );
+    const plan = await planDeltas(cache.url, cache.planned);
+    expect(plan).toMatchObject({ pending: 0, hosts: [{ byDelta: 1, pending: 0 }] });
+    expect(plan?.error).toBeUndefined();
+  });
+
+  it("never fails the plan when the cache cannot be read: it says why, without figures", async () => {
+    const target = cache.planned.pairs[0]?.target as StorePath;
+    // The target's narinfo is a link to itself: reading it fails (ELOOP).
+    const key = join(cache.dir, "cache", narInfoKey(target));
+    await rm(key);
+    await symlink(key, key);
+    const plan = await planDeltas(cache.url, cache.planned);
+    expect(plan).toMatchObject({ hosts: [], pending: 0, unread: [] });
+    expect(plan?.error).toMatch(/narinfo/);
   });
 
   it("has nothing to say when no host changes with deltas on", async () => {

@@ -35,7 +35,8 @@ export function deltaToolFor(
 /**
  * What the plan's hosts that use deltas would fetch, from what the cache holds of their pairs
  * now (read only: `publishPlanDeltas` computes the rest after the plan); undefined when none
- * of its hosts changes with deltas on.
+ * of its hosts changes with deltas on. A cache that cannot be read never fails the plan (as for
+ * its diffs): `error` says why, and the plan has no figures.
  */
 export async function planDeltas(
   cacheUrl: string,
@@ -45,6 +46,7 @@ export async function planDeltas(
   if (planned.hosts.length === 0 && planned.unread.length === 0) return undefined;
   const store = await openStore(cacheUrl);
   try {
+    signal?.throwIfAborted();
     // Hosts that make the same move share one list of the paths they lack.
     const paths = new Set<StorePath>();
     for (const lacking of new Set(planned.hosts.map((h) => h.lacking))) {
@@ -53,6 +55,9 @@ export async function planDeltas(
     const lookup = await lookupDeltas(store, planned.pairs, [...paths], signal);
     const pending = [...lookup.pairs.values()].filter((s) => s.kind === "pending").length;
     return { hosts: deltaFetches(planned, lookup), pending, unread: planned.unread };
+  } catch (err) {
+    if (signal?.aborted || !(err instanceof NixshipError)) throw err;
+    return { hosts: [], pending: 0, unread: planned.unread, error: errorLine(err) };
   } finally {
     await store.close();
   }

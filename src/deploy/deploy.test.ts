@@ -71,6 +71,7 @@ const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
     { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() },
     host,
     planned,
+    false,
   );
 
 function scripted(extra: Partial<Delivery> = {}) {

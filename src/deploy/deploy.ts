@@ -498,7 +498,7 @@ export function deployRequest(
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   planned: PlannedHost,
-  fromCache = prepared.substituters.length > 0,
+  fromCache: boolean,
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));

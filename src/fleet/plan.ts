@@ -207,6 +207,8 @@ export interface PlanDeltas {
   readonly pending: number;
   /** Hosts with deltas on whose running closure could not be read: they fetch whole. */
   readonly unread: readonly string[];
+  /** Why the cache could not be asked (then `hosts` is empty): the plan goes on without. */
+  readonly error?: string;
 }
 
 /** What a bound on held ssh connections costs a deploy: logins to its hosts. */

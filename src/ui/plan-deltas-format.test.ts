@@ -18,6 +18,15 @@ describe("the plan's deltas", () => {
     expect(formatPlanDeltas({})).toEqual([]);
   });
 
+  it("says why it has no figures when the cache could not be read", () => {
+    expect(
+      formatPlanDeltas({ deltas: { hosts: [], pending: 0, unread: [], error: "no route" } }),
+    ).toEqual([
+      "deltas (what each host fetches from the cache with the deltas published, and without):",
+      "  not known: the cache could not be read: no route",
+    ]);
+  });
+
   it("gives a line per group of hosts that fetch alike, with and without deltas", () => {
     const hosts = Array.from({ length: 200 }, (_, i) => fetch(`web${i + 1}`));
     const lines = formatPlanDeltas({

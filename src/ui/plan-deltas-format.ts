@@ -22,6 +22,8 @@ export function formatPlanDeltas(plan: Pick<DeployPlan, "deltas">): string[] {
     ({ fetch, hosts }) => `  ${listHosts(hosts)}: ${fetchLine(fetch)}`,
   );
   const notes: string[] = [];
+  if (deltas.error !== undefined)
+    notes.push(`not known: the cache could not be read: ${deltas.error}`);
   if (deltas.pending > 0) {
     notes.push(
       `${plural(deltas.pending, "delta")} not computed yet (the deploy computes ${deltas.pending === 1 ? "it" : "them"} before its rollout; until then those paths count whole)`,
