@@ -42,9 +42,16 @@ signed beside it, believed only when a key of releases.publicKeys signed it for 
 or the rollback and who ran it. Each rollout record and release is read once, whatever the
 number of hosts it put there; one that is gone, unreadable or not to be believed is said so.
 
+A host is behind when the newest rollout that named it (among the last 20 rollout records in
+the store, status/rollouts/…) gave it a system it does not run, and nothing it reported since
+says otherwise: the rollout skipped it as unreachable, never started its wave, or it failed.
+STATE then says behind, and the note (and --json 'behindRollout') names the rollout, why the
+host did not get its system, and what it should run. It stays behind until a deploy reaches
+it, or a rollback names it again.
+
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in
-either case not drifting.
+either case not drifting, and not behind the fleet's last rollout to name it.
 
 Options:
 ${FLEET_HELP}

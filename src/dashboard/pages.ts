@@ -3,6 +3,7 @@
 // changes, so the first render and every live update are the same code.
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
+import { behindText } from "../status/behind.js";
 import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
@@ -342,19 +343,28 @@ function origin(r: RolloutRecord): Html | string {
   return html`<p class="rollout-origin">Started by ${r.by}${sources.length > 0 ? html`, from${sources}` : ""}.</p>`;
 }
 
-/** The selected hosts the rollout leaves alone: up to date, or unreachable. */
+/** The selected hosts the rollout leaves alone: up to date, unreachable, or (a rollback's) refused. */
 function skippedSection(hosts: readonly RolloutHost[]): Html {
   return html`<section class="wave" aria-labelledby="skipped">
 <h2 id="skipped">Skipped</h2>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts the rollout leaves alone</caption>
-<thead><tr><th scope="col">Host</th><th scope="col">Why</th></tr></thead>
-<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td>${h.message ?? ""}</td></tr>`)}</tbody></table></div>
+<thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Why</th></tr></thead>
+<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${h.state}</span></td><td>${h.message ?? ""}</td></tr>`)}</tbody></table></div>
 </section>`;
 }
 
 function rolloutClass(r: RolloutRecord): string {
-  return r.state === "succeeded" ? "in-step" : r.state === "running" ? "applying" : "failed";
+  switch (r.state) {
+    case "succeeded":
+      return "in-step";
+    case "running":
+      return "applying";
+    case "partial":
+      return "behind";
+    default:
+      return "failed";
+  }
 }
 
 /**
@@ -425,6 +435,12 @@ export function hostMain(detail: HostDetail, now: Date): Html {
       html`<span class="${o.problem === null ? "origin" : "origin problem"}">${shownOriginText(o)}</span>`,
     ]);
   }
+  if (row.behindRollout !== undefined) {
+    fields.push([
+      "Behind",
+      html`<span class="badge behind">behind</span> ${behindText(row.behindRollout)}`,
+    ]);
+  }
   const fetched = deltaText(row.delta);
   if (fetched !== undefined) fields.push(["Fetched", fetched]);
   if (row.drift !== undefined) {
@@ -452,7 +468,7 @@ ${
 <thead><tr><th scope="col">Started</th><th scope="col">Rollout</th><th scope="col">Action</th><th scope="col">Wave</th><th scope="col">Result</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${detail.history.map((h) => {
         const sys = shortSystem(h.entry.system);
-        return html`<tr><td>${agoTime(h.startedAt, now)}</td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
+        return html`<tr><td>${agoTime(h.startedAt, now)}</td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave ?? "left alone"}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
       })}</tbody></table></div>`
 }
 <h2>Systems it ran</h2>

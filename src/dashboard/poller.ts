@@ -165,6 +165,7 @@ export class FleetPoller {
         reader: this.#reader,
         signals: this.#signals,
         origins: this.#origins,
+        rollouts: this.watch,
       }),
       this.#board.poll(),
       this.watch.poll(),

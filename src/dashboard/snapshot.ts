@@ -46,9 +46,12 @@ export function hostState(row: StatusRow): HostState {
   if (row.drift !== undefined) return "drifting";
   if (row.source === "live") {
     if (!row.reachable) return "unreachable";
-    return row.failed === undefined ? "in-step" : "failed";
+    if (row.failed !== undefined) return "failed";
+    return row.behindRollout === undefined ? "in-step" : "behind";
   }
   if (row.unreadable !== undefined) return "unreadable";
+  // The fleet's last rollout to name it did not give it its system, and nothing since did.
+  if (row.behindRollout !== undefined) return "behind";
   // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
   if (!row.reported) return row.state === "applying" ? "applying" : "unreported";
   // Its last deploy failed, and it went back to the system it ran before.

@@ -30,9 +30,9 @@ thead th { font-size: .85rem; color: var(--muted); white-space: nowrap; }
 code { font-size: .85em; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: .85rem; white-space: nowrap;
   background: var(--infobg); color: var(--info); }
-.badge.in-step, .badge.confirmed, .badge.succeeded { background: var(--okbg); color: var(--ok); }
+.badge.in-step, .badge.confirmed, .badge.succeeded, .badge.up-to-date { background: var(--okbg); color: var(--ok); }
 .badge.failed, .badge.rejected, .badge.rolled-back, .badge.unreadable, .badge.unreachable, .badge.drifting { background: var(--badbg); color: var(--bad); }
-.badge.applying, .badge.activating, .badge.health, .badge.behind, .badge.offline, .badge.pending { background: var(--warnbg); color: var(--warn); }
+.badge.applying, .badge.activating, .badge.health, .badge.behind, .badge.offline, .badge.pending, .badge.not-started, .badge.refused, .badge.partial { background: var(--warnbg); color: var(--warn); }
 tr.drifting th, tr.drifting td { background: var(--badbg); }
 .drift-mark { font-weight: 700; color: var(--bad); }
 .tag { color: var(--muted); }

@@ -59,6 +59,7 @@ import { hostSecrets } from "./host-secrets.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { judgeBootRequest, pendingBootOf } from "./pending-boot.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
+import { withBehindRollouts } from "./plan-behind.js";
 import { recordResults } from "./push-records.js";
 import { pushSystems } from "./push-systems.js";
 import { recordRollout } from "./rollout-recorder.js";
@@ -185,7 +186,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
         interruptedBefore(signal),
       );
       throwIfInterrupted(signal);
-      const planned = planFromSurvey(
+      const surveyed = planFromSurvey(
         options.action,
         hosts,
         ready,
@@ -195,6 +196,9 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
           role: roleOf(fleet.policies, host),
         }),
         options.policy,
+      );
+      const planned = await withBehindRollouts(fleet.cache?.url, surveyed).catch(
+        interruptedBefore(signal),
       );
       // Where neither the deployer nor the cache has a running system, a mode that can ask
       // its hosts at once (ssh) asks one host that runs it.

@@ -168,7 +168,15 @@ describe("the rollout recorder", () => {
       p: string | null,
       system: string | null,
       message: string | null = null,
-    ) => ({ host: name, state, phase: p, system, message });
+      // Planned hosts: what they ran before, as the plan says (unknown here).
+    ) => ({
+      host: name,
+      state,
+      phase: p,
+      system,
+      ...(system === null ? {} : { before: null }),
+      message,
+    });
     expect(record).toEqual({
       version: 1,
       id: record?.id,
@@ -182,7 +190,8 @@ describe("the rollout recorder", () => {
           index: 2,
           kind: "main",
           hosts: [
-            host("waiting", "pending", null, V1),
+            // Still pending when the rollout ended: never started.
+            host("waiting", "not-started", null, V1),
             host("connecting", "activating", "connect", V1),
             host("copying", "activating", "copy", V1),
             host("switching", "activating", "switch", V2),
@@ -191,8 +200,8 @@ describe("the rollout recorder", () => {
             host("ok", "confirmed", null, V1),
             host("undone", "rolled-back", "health", V1, "HTTP 503"),
             host("broken", "failed", "switch", V2, "switch-to-configuration failed"),
-            host("skipped", "skipped", null, V2, "unreachable"),
-            host("unplanned", "pending", null, null),
+            host("skipped", "unreachable", null, V2, "unreachable"),
+            host("unplanned", "not-started", null, null),
           ],
         },
       ],
@@ -214,7 +223,7 @@ describe("the rollout recorder", () => {
     expect(record?.state).toBe("interrupted");
     expect(record?.waves[0]?.hosts[0]).toEqual({
       host: "web1",
-      state: "skipped",
+      state: "not-started",
       phase: null,
       system: null,
       message: "the rollout stopped",
@@ -240,6 +249,7 @@ describe("the rollout recorder", () => {
       state: "activating",
       phase: "connect",
       system: V1,
+      before: null,
       message: null,
     });
     recorder.onEvent(phase("web1", "copy"));
@@ -259,6 +269,7 @@ describe("the rollout recorder", () => {
           state: "confirmed",
           phase: null,
           system: V1,
+          before: null,
           message: null,
         });
         expect(record?.state).toBe("running");
@@ -316,9 +327,10 @@ describe("the rollout recorder", () => {
     const { store: counted, puts } = countPuts(store);
     const recorder = new RolloutRecorder(counted, { mode: "ssh", action: "switch" });
     recorder.onEvent(waveStart(1, "main", ["web1"]));
+    recorder.onEvent(done("web1", activated));
     await recorder.finish("succeeded");
     const written = puts.started;
-    recorder.onEvent(done("web1", activated));
+    recorder.onEvent(phase("web1", "connect"));
     recorder.onEvent(waveStart(2, "main", ["web2"]));
     await sleep(1200);
     expect(puts.started).toBe(written);
@@ -422,6 +434,7 @@ describe("the rollout recorder", () => {
     const { record } = await storedRecord();
     expect(record?.state).toBe("running");
     expect(record?.waves[0]?.hosts.map((h) => h.state)).toEqual(["confirmed", "pending"]);
+    recorder.onEvent(done("web2", activated));
     await recorder.finish("succeeded");
     expect(warnings).toEqual(["the rollout record could not be written: access denied"]);
     expect((await storedRecord()).record?.state).toBe("succeeded");
@@ -493,8 +506,8 @@ describe("the rollout record from the plan (issue 46)", () => {
       [2, "main", [["web2", "pending"]]],
     ]);
     expect(record.skipped?.map((h) => [h.host, h.state, h.message])).toEqual([
-      ["db2", "skipped", "up to date"],
-      ["db3", "skipped", "ssh: no route to host"],
+      ["db2", "up-to-date", "up to date"],
+      ["db3", "unreachable", "ssh: no route to host"],
     ]);
     expect(record).toMatchObject({
       by: "alice@deployer",

@@ -41,6 +41,11 @@ export interface RolloutRecorderOptions {
   readonly action: Action;
   /** Who started it and from what (deploy-origin.ts). */
   readonly origin?: DeployOrigin;
+  /**
+   * A rollback's: the rollout it undoes, and the hosts it names but leaves where they are (a
+   * host that rollout did not change, or one changed since), each with why.
+   */
+  readonly rollback?: { readonly undoes: string; readonly left: readonly RolloutHost[] };
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
   readonly now?: () => Date;
@@ -52,9 +57,11 @@ export class RolloutRecorder {
   readonly #id = randomBytes(6).toString("hex");
   readonly #startedAt: Date;
   readonly #systems = new Map<string, string>();
+  /** What each host ran before, as the survey found it. */
+  readonly #before = new Map<string, string | null>();
   readonly #waves: { index: number; kind: "canary" | "main"; hosts: Map<string, RolloutHost> }[] =
     [];
-  readonly #skipped: RolloutHost[] = [];
+  readonly #skipped: RolloutHost[];
   #state: RolloutState = "running";
   #stopped: string | null = null;
   #dirty = false;
@@ -70,6 +77,7 @@ export class RolloutRecorder {
     this.#store = store;
     this.#options = options;
     this.#startedAt = this.#now();
+    this.#skipped = [...(options.rollback?.left ?? [])];
   }
 
   /** Where the record is kept: status records of the hosts it moves name it. */
@@ -82,13 +90,15 @@ export class RolloutRecorder {
     switch (event.type) {
       case "plan":
         for (const h of event.plan.hosts) {
-          if (h.desired !== undefined) this.#systems.set(h.host, h.desired);
+          this.#systems.set(h.host, h.desired);
+          this.#before.set(h.host, h.current ?? null);
           if (h.action !== "activate") {
             this.#skipped.push({
               host: h.host,
-              state: "skipped",
+              state: h.action === "skip" ? "up-to-date" : "unreachable",
               phase: null,
-              system: h.desired ?? null,
+              system: h.desired,
+              before: h.current ?? null,
               message: h.action === "skip" ? "up to date" : (h.error ?? "unreachable"),
             });
           }
@@ -114,6 +124,9 @@ export class RolloutRecorder {
         return;
       case "stopped":
         this.#stopped = event.reason;
+        for (const host of event.notStarted) {
+          this.#update(host, (h) => ({ ...h, state: "not-started", message: event.reason }));
+        }
         this.#changed(true);
         return;
       default:
@@ -121,10 +134,22 @@ export class RolloutRecorder {
     }
   }
 
-  /** The deploy ended: the last write, within a deadline. */
+  /**
+   * The deploy ended: the last write, within a deadline. A deploy that succeeded while some
+   * selected host did not get its system (unreachable, not started) ends partial; a host still
+   * pending then was never started.
+   */
   async finish(state: Exclude<RolloutState, "running">): Promise<void> {
     if (this.#waves.length === 0) return;
-    this.#state = state;
+    for (const wave of this.#waves) {
+      for (const [name, h] of wave.hosts) {
+        if (h.state === "pending") wave.hosts.set(name, { ...h, state: "not-started" });
+      }
+    }
+    const missed = [...this.#waves.flatMap((w) => [...w.hosts.values()]), ...this.#skipped].some(
+      (h) => h.state === "unreachable" || h.state === "not-started",
+    );
+    this.#state = state === "succeeded" && missed ? "partial" : state;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#dirty = true;
@@ -153,6 +178,7 @@ export class RolloutRecorder {
           state: "pending",
           phase: null,
           system: this.#systems.get(host) ?? null,
+          ...(this.#before.has(host) ? { before: this.#before.get(host) ?? null } : {}),
           message: null,
         },
       ]),
@@ -175,6 +201,7 @@ export class RolloutRecorder {
       ),
       ...(this.#skipped.length > 0 ? { skipped: this.#skipped } : {}),
       ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources }),
+      ...(this.#options.rollback === undefined ? {} : { undoes: this.#options.rollback.undoes }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),
     };
@@ -268,7 +295,11 @@ function finalOf(result: HostResult): Pick<RolloutHost, "state" | "phase" | "mes
     case "failed":
       return { state: o.rolledBack ? "rolled-back" : "failed", phase: o.phase, message: o.message };
     case "skipped":
-      return { state: "skipped", phase: null, message: o.message ?? o.reason };
+      return {
+        state: o.reason,
+        phase: null,
+        message: o.message ?? (o.reason === "up-to-date" ? "up to date" : o.reason),
+      };
   }
 }
 

@@ -172,6 +172,11 @@ export interface HostPlan {
   readonly stored?: { readonly at: string; readonly why: string };
   /** Whose trust decides what it realises, where known. */
   readonly pinning?: Pinning;
+  /**
+   * Set when the fleet's last rollout to name it gave it a system it does not run (it skipped
+   * it, never started its wave, or it failed there): that rollout, and why.
+   */
+  readonly behindRollout?: { readonly rollout: string; readonly why: string };
 }
 
 /** What a host's request is built from: its system, and whether the deploy reboots it. */

@@ -112,3 +112,10 @@ export function makeSourcePath(
   const type = typeWithRefs("source", references) + (selfReference ? ":self" : "");
   return makeStorePath(type, narHash, name);
 }
+
+const NAMED_STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
+
+/** A store path's name part (`/nix/store/<hash>-web-v1` → `web-v1`); other text as it is. */
+export function storeName(path: string): string {
+  return NAMED_STORE_PATH.exec(path)?.[1] ?? path;
+}

@@ -3,6 +3,8 @@
 import { InputError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
+import { type Ask, lastAsks } from "./fleet-asks.js";
 import {
   formatRolloutRecord,
   isRolloutKey,
@@ -54,4 +56,26 @@ export async function readRollout(
     throw err;
   });
   return bytes === undefined ? undefined : parseRolloutRecord(bytes, `${store.url} ${key}`);
+}
+
+/** Rollout records the views look back over for the fleet's last ask of each host. */
+export const ASK_ROLLOUTS = 20;
+
+/**
+ * What the fleet last asked of each of `hosts` (fleet-asks.ts), from the newest ASK_ROLLOUTS
+ * rollout records; one that is gone or malformed asks nothing.
+ */
+export async function readLastAsks(
+  store: ObjectStore,
+  hosts: Iterable<string>,
+): Promise<Map<string, Ask>> {
+  const listed = await listNewestRollouts(store, ASK_ROLLOUTS);
+  const read = await mapLimit(listed, 4, async ({ key }) => {
+    const record = await readRollout(store, key).catch((err: unknown) => {
+      if (err instanceof InputError) return undefined;
+      throw err;
+    });
+    return record === undefined ? [] : [{ key, record }];
+  });
+  return lastAsks(read.flat(), hosts);
 }

@@ -157,7 +157,7 @@ describe("rollout records", () => {
     [
       "an unknown state",
       (r) => (r.state = "done"),
-      `rec: "state" must be one of running, succeeded, failed, interrupted`,
+      `rec: "state" must be one of running, succeeded, partial, failed, interrupted`,
     ],
     ["stopped as a number", (r) => (r.stopped = 3), `rec: "stopped" must be a string or null`],
     ["no stopped", (r) => delete r.stopped, `rec: "stopped" must be a string or null`],
@@ -220,7 +220,7 @@ describe("rollout records", () => {
     [
       "an unknown host state",
       (r) => (hostOf(r).state = "done"),
-      `rec: "waves[0].hosts[0].state" must be one of pending, activating, health, confirmed, rolled-back, failed, skipped`,
+      `rec: "waves[0].hosts[0].state" must be one of pending, activating, health, confirmed, rolled-back, failed, unreachable, not-started, up-to-date, refused, skipped`,
     ],
     [
       "an unknown phase",

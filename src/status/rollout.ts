@@ -17,7 +17,13 @@ import { withoutControls } from "../util/text.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
 
-/** Where one host of a rollout is. */
+/**
+ * Where one host of a rollout is, and once it ended, what came of it: confirmed (activated),
+ * rolled-back, failed, unreachable (skipped: it could not be reached), not-started (a wave
+ * that never began), up-to-date (it ran its system already), refused (a rollback would not
+ * move it: it changed since). "skipped" is older records' word for up-to-date or unreachable,
+ * read as one of those.
+ */
 export const ROLLOUT_HOST_STATES = [
   "pending",
   "activating",
@@ -25,20 +31,38 @@ export const ROLLOUT_HOST_STATES = [
   "confirmed",
   "rolled-back",
   "failed",
+  "unreachable",
+  "not-started",
+  "up-to-date",
+  "refused",
   "skipped",
 ] as const;
 export type RolloutHostState = (typeof ROLLOUT_HOST_STATES)[number];
 
-export const ROLLOUT_STATES = ["running", "succeeded", "failed", "interrupted"] as const;
+/**
+ * How a rollout ended: succeeded (every selected host runs what it was to get), partial (none
+ * failed, but some never got it: unreachable, not started), failed, or interrupted.
+ */
+export const ROLLOUT_STATES = ["running", "succeeded", "partial", "failed", "interrupted"] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+/** Host states after which the host runs what the rollout gave it. */
+const GOT_ITS_SYSTEM: ReadonlySet<RolloutHostState> = new Set(["confirmed", "up-to-date"]);
+
+/** Whether the host ended running the system the rollout named for it. */
+export function gotItsSystem(entry: Pick<RolloutHost, "state">): boolean {
+  return GOT_ITS_SYSTEM.has(entry.state);
+}
 
 export interface RolloutHost {
   readonly host: string;
   readonly state: RolloutHostState;
   /** The step it is at, or failed in (null: not started, or finished). */
   readonly phase: HostPhase | null;
-  /** The system it is given. */
+  /** The system it is given (a rollback's refused host: null, it is given nothing). */
   readonly system: string | null;
+  /** The system it ran before the rollout (null: not known; absent in older records). */
+  readonly before?: string | null;
   /** Why it failed or was skipped (null otherwise). */
   readonly message: string | null;
 }
@@ -62,8 +86,10 @@ export interface RolloutRecord {
   /** Why the rollout stopped starting waves (null: it did not). */
   readonly stopped: string | null;
   readonly waves: readonly RolloutWave[];
-  /** Selected hosts the rollout leaves alone (up to date, unreachable), with why (issue 46). */
+  /** Selected hosts the rollout leaves alone (up to date, unreachable, refused), with why. */
   readonly skipped?: readonly RolloutHost[];
+  /** A rollback's record: the id of the rollout it undoes. */
+  readonly undoes?: string;
   /** Who started it: a CI run, or user@machine (absent in older records). */
   readonly by?: string;
   /** The flakes its systems came from (absent in older records, or systems given as paths). */
@@ -77,10 +103,11 @@ export const ROLLOUT_RECORD_LIMIT = 8 * 1024 * 1024;
 /** The longest message a host's entry keeps. */
 const MAX_MESSAGE = 2000;
 const INVERTED_BASE = 9_999_999_999_999;
+/** A rollout's id: hex, as the recorder makes it. */
+export const ROLLOUT_ID = /^[0-9a-f]{8,32}$/;
 
 export function rolloutKey(startedAt: Date, id: string): string {
-  if (!/^[0-9a-f]{8,32}$/.test(id))
-    throw new Error(`rolloutKey: bad rollout id ${JSON.stringify(id)}`);
+  if (!ROLLOUT_ID.test(id)) throw new Error(`rolloutKey: bad rollout id ${JSON.stringify(id)}`);
   const inverted = String(INVERTED_BASE - startedAt.getTime()).padStart(13, "0");
   return `${ROLLOUT_PREFIX}${inverted}-${id}.json`;
 }
@@ -108,7 +135,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
   const r = object(value, source, "the record");
   if (r.version !== 1) throw malformed(source, "unsupported version");
   const id = r.id;
-  if (typeof id !== "string" || !/^[0-9a-f]{8,32}$/.test(id)) throw malformed(source, `bad "id"`);
+  if (typeof id !== "string" || !ROLLOUT_ID.test(id)) throw malformed(source, `bad "id"`);
   const mode = oneOf(r.mode, DELIVERY_MODES, source, "mode");
   const action = oneOf(r.action, ACTIONS, source, "action");
   const state = oneOf(r.state, ROLLOUT_STATES, source, "state");
@@ -144,6 +171,9 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     throw malformed(source, `"by" must be a string`);
   }
   const sources = r.sources === undefined ? undefined : rolloutSources(r.sources, source);
+  if (r.undoes !== undefined && (typeof r.undoes !== "string" || !ROLLOUT_ID.test(r.undoes))) {
+    throw malformed(source, `"undoes" is not a rollout id`);
+  }
   return {
     version: 1,
     id,
@@ -155,6 +185,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     ...(skipped === undefined ? {} : { skipped }),
     ...(typeof r.by === "string" ? { by: withoutControls(r.by).slice(0, 300) } : {}),
     ...(sources === undefined ? {} : { sources }),
+    ...(typeof r.undoes === "string" ? { undoes: r.undoes } : {}),
     startedAt,
     updatedAt,
   };
@@ -172,12 +203,24 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
   if (typeof h.host !== "string" || !NAME_PATTERN.test(h.host)) {
     throw malformed(source, `${where}.host is not a host name`);
   }
-  const state = oneOf(h.state, ROLLOUT_HOST_STATES, source, `${where}.state`);
+  const written = oneOf(h.state, ROLLOUT_HOST_STATES, source, `${where}.state`);
+  // Older records said "skipped" for both; their message told which.
+  const state: RolloutHostState =
+    written === "skipped" ? (h.message === "up to date" ? "up-to-date" : "unreachable") : written;
   if (!(h.phase === null || (typeof h.phase === "string" && isHostPhase(h.phase)))) {
     throw malformed(source, `${where}.phase is not a step`);
   }
   if (!(h.system === null || (typeof h.system === "string" && isStorePath(h.system)))) {
     throw malformed(source, `${where}.system is not a store path`);
+  }
+  if (
+    !(
+      h.before === undefined ||
+      h.before === null ||
+      (typeof h.before === "string" && isStorePath(h.before))
+    )
+  ) {
+    throw malformed(source, `${where}.before is not a store path`);
   }
   if (!(h.message === null || typeof h.message === "string")) {
     throw malformed(source, `${where}.message must be a string or null`);
@@ -187,8 +230,19 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
     state,
     phase: h.phase as HostPhase | null,
     system: h.system as string | null,
+    ...(h.before === undefined ? {} : { before: h.before as string | null }),
     message: typeof h.message === "string" ? clip(h.message) : null,
   };
+}
+
+/** Every host a rollout names, in its waves and among those it left alone. */
+export function rolloutEntries(record: RolloutRecord): RolloutHost[] {
+  return [...record.waves.flatMap((w) => w.hosts), ...(record.skipped ?? [])];
+}
+
+/** The id a rollout record's key ends with, or undefined for a key that is not one. */
+export function rolloutIdOfKey(key: string): string | undefined {
+  return isRolloutKey(key) ? key.slice(key.lastIndexOf("-") + 1, -".json".length) : undefined;
 }
 
 function object(value: unknown, source: string, where: string): Record<string, unknown> {

@@ -10,18 +10,14 @@ import type {
   PlannedWave,
   Transfer,
 } from "../fleet/plan.js";
+import { storeName } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes } from "./format.js";
 import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
 
-const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-(.+)$/;
-
-/** A store path's name part (`/nix/store/<hash>-web-v1` → `web-v1`); other text as it is. */
-export function storeName(path: string): string {
-  return STORE_PATH.exec(path)?.[1] ?? path;
-}
+export { storeName } from "../nix/store-path.js";
 
 /** `/nix/store/<hash>-web-v1` → `<first 8 of hash>-web-v1`. */
 export function hashAndName(path: string): string {
@@ -168,7 +164,8 @@ export function needsPerson(host: HostPlan): boolean {
     host.stored !== undefined ||
     host.failedThere !== undefined ||
     host.pendingBoot !== undefined ||
-    host.bootUnknown === true
+    host.bootUnknown === true ||
+    host.behindRollout !== undefined
   );
 }
 
@@ -321,6 +318,10 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
         ? "as its status record says"
         : `as its status record of ${host.stored.at} says (${host.stored.why})`,
     );
+  if (host.behindRollout !== undefined) {
+    const { rollout, why } = host.behindRollout;
+    notes.push(kind ? "behind its last rollout" : `behind rollout ${rollout} (${why})`);
+  }
   if (host.transferBasis === "whole-closure") {
     notes.push("current system unknown: whole closure counted");
   } else if (host.transferBasis === "current-system") {

@@ -2,6 +2,7 @@
 // host's status record, and for agent hosts its liveness and whether it is behind the channel),
 // from the rows of the status view (views/status-rows.ts). A host that drifts says so first.
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
+import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
 import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
@@ -25,6 +26,7 @@ function liveCells(r: LiveRow): string[] {
     r.pending ? `awaiting confirmation (${r.pending})` : "",
     r.activation ? activationNote(r.activation) : "",
   ];
+  if (r.behindRollout) note.unshift(behindText(r.behindRollout));
   if (r.behind && r.last) note.unshift(behindNote(r.last, r.current));
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));
@@ -46,7 +48,9 @@ function liveCells(r: LiveRow): string[] {
               ? "rolled-back"
               : "failed"
             : "behind"
-          : "live",
+          : r.behindRollout
+            ? "behind"
+            : "live",
     joinNote(note),
   ];
 }
@@ -100,7 +104,8 @@ function storedCells(r: StoredRow): string[] {
   }
   if (!r.reported || r.state === undefined) {
     const heard = r.liveness === "paused" ? "; its agent is paused" : "";
-    return [r.host, r.mode, "-", "-", "unknown", `never reported${heard}`];
+    const behind = r.behindRollout === undefined ? "" : `; ${behindText(r.behindRollout)}`;
+    return [r.host, r.mode, "-", "-", "unknown", `never reported${heard}${behind}`];
   }
   return [
     r.host,
@@ -119,7 +124,7 @@ function storedCells(r: StoredRow): string[] {
 export function storedState(r: StoredRow): string {
   if (r.liveness === "offline" || r.liveness === "paused") return r.liveness;
   if (r.drift !== undefined) return "drifted";
-  if (r.behind === true) return "behind";
+  if (r.behind === true || r.behindRollout !== undefined) return "behind";
   return r.state ?? "unknown";
 }
 
@@ -146,6 +151,7 @@ export function storedNote(r: StoredRow): string {
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
   return joinNote([
     drift,
+    r.behindRollout === undefined ? "" : behindText(r.behindRollout),
     release,
     what,
     heartbeat,

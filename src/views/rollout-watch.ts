@@ -2,13 +2,17 @@
 // key finds it, and it is read only when its key or etag moved. Also the recent rollouts a host
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
+import { type Ask, lastAsks } from "../status/fleet-asks.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
-import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
+import { ASK_ROLLOUTS, listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 
-/** Rollouts a host page looks back over. */
-export const HISTORY_ROLLOUTS = 20;
+/**
+ * Rollouts a host page looks back over, and the views look back over for the fleet's last ask
+ * of each host (a host no rollout among them named is judged by its record alone).
+ */
+export const HISTORY_ROLLOUTS = ASK_ROLLOUTS;
 const READS = 4;
 
 export type RolloutRead =
@@ -23,7 +27,8 @@ export interface HostRollout {
   readonly action: RolloutRecord["action"];
   readonly startedAt: string;
   readonly updatedAt: string;
-  readonly wave: number;
+  /** Its wave; null: the rollout named it but left it alone (up to date, unreachable, refused). */
+  readonly wave: number | null;
   readonly entry: RolloutHost;
 }
 
@@ -36,6 +41,8 @@ export class RolloutWatch {
   readonly #store: ObjectStore;
   #latest: { readonly key: string; readonly known: Known } | undefined;
   #recent = new Map<string, Known>();
+  /** The last asks made, and of what: the same map while nothing changed (rows are kept by it). */
+  #asked: { readonly of: string; readonly asks: Map<string, Ask> } | undefined;
 
   constructor(store: ObjectStore) {
     this.#store = store;
@@ -59,6 +66,32 @@ export class RolloutWatch {
 
   /** The recent rollouts that name `host`, newest first. */
   async hostHistory(host: string): Promise<HostRollout[]> {
+    return (await this.#recentRecords()).flatMap(({ record }): HostRollout[] => {
+      const { id, mode, action, startedAt, updatedAt } = record;
+      for (const wave of record.waves) {
+        const entry = wave.hosts.find((h) => h.host === host);
+        if (entry !== undefined) {
+          return [{ id, mode, action, startedAt, updatedAt, wave: wave.index, entry }];
+        }
+      }
+      const left = record.skipped?.find((h) => h.host === host);
+      return left === undefined
+        ? []
+        : [{ id, mode, action, startedAt, updatedAt, wave: null, entry: left }];
+    });
+  }
+
+  /** What the fleet last asked of each of `hosts`, among the recent rollouts (fleet-asks.ts). */
+  async asks(hosts: Iterable<string>): Promise<Map<string, Ask>> {
+    const records = await this.#recentRecords();
+    const names = [...hosts];
+    const of = `${[...this.#recent].map(([key, k]) => `${key} ${k.etag}`).join("\n")}\n\n${names.join("\n")}`;
+    if (this.#asked?.of !== of) this.#asked = { of, asks: lastAsks(records, names) };
+    return this.#asked.asks;
+  }
+
+  /** The recent rollout records that could be read, newest first, each read once a change. */
+  async #recentRecords(): Promise<{ key: string; record: RolloutRecord }[]> {
     const listed = await listNewestRollouts(this.#store, HISTORY_ROLLOUTS);
     const next = new Map<string, Known>();
     const reads = await mapLimit(listed, READS, async (info) => {
@@ -71,18 +104,9 @@ export class RolloutWatch {
       return known.read;
     });
     this.#recent = next;
-    return reads.flatMap((read) => {
-      if (read.status !== "found") return [];
-      const { record } = read;
-      for (const wave of record.waves) {
-        const entry = wave.hosts.find((h) => h.host === host);
-        if (entry !== undefined) {
-          const { id, mode, action, startedAt, updatedAt } = record;
-          return [{ id, mode, action, startedAt, updatedAt, wave: wave.index, entry }];
-        }
-      }
-      return [];
-    });
+    return reads.flatMap((read) =>
+      read.status === "found" ? [{ key: read.key, record: read.record }] : [],
+    );
   }
 
   async #read(key: string): Promise<RolloutRead> {

@@ -5,7 +5,9 @@
 import { type AgentStanding, inStep } from "../channel/standing.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
+import { type Behind, behindOf } from "../status/behind.js";
 import type { DeltaReport } from "../status/delta-report.js";
+import type { Ask } from "../status/fleet-asks.js";
 import type { StatusRecord } from "../status/status.js";
 import { type Drift, driftOf } from "./drift.js";
 import type { ShownOrigin } from "./host-origins.js";
@@ -15,7 +17,7 @@ interface RowBase {
   readonly mode: DeliveryMode;
   /**
    * Reachable (live), or reported success or applying and, for agents, online and not behind;
-   * and in either case not drifting.
+   * and in either case not drifting, and not behind the fleet's last rollout to name it.
    */
   readonly inStep: boolean;
   /** Set when the host runs a system nixship did not leave on it (drift.ts). */
@@ -24,6 +26,11 @@ interface RowBase {
   readonly origin?: ShownOrigin;
   /** What it fetched by delta to get the system it runs (its record's); absent: not known. */
   readonly delta?: DeltaReport;
+  /**
+   * Set when the fleet's last rollout to name it gave it a system it does not run, and nothing
+   * since says otherwise (behind.ts): which rollout, and why it did not get it.
+   */
+  readonly behindRollout?: Behind;
 }
 
 /** What the fleet last asked of a host, and how it went: its status record, read for the view. */
@@ -61,8 +68,10 @@ export function liveRow(
   status: HostStatus,
   record: StatusRecord | undefined,
   origin?: ShownOrigin,
+  ask?: Ask,
 ): LiveRow {
   const drift = status.reachable ? driftOf({ running: status.current, record }) : undefined;
+  const behindRollout = status.reachable ? behindOf(ask, record, status.current) : undefined;
   const last: LastDeploy | undefined =
     record === undefined
       ? undefined
@@ -91,7 +100,8 @@ export function liveRow(
       status.failed === undefined &&
       !status.boot?.pending &&
       drift === undefined &&
-      !behind,
+      !behind &&
+      behindRollout === undefined,
     ...status,
     ...(drift === undefined ? {} : { drift }),
     // Its record's word on who put the system there holds only while it runs that system.
@@ -103,6 +113,7 @@ export function liveRow(
       : {}),
     ...(last === undefined ? {} : { last }),
     ...(behind ? { behind: true as const } : {}),
+    ...(behindRollout === undefined ? {} : { behindRollout }),
   };
 }
 
@@ -117,6 +128,8 @@ export interface StoredFacts {
   readonly channelEntry?: string | undefined;
   /** Who put its system there and from what (host-origins.ts). */
   readonly origin?: ShownOrigin | undefined;
+  /** The fleet's last ask of it (status/fleet-asks.ts). */
+  readonly ask?: Ask | undefined;
 }
 
 /** A host as its status record (and, for an agent host, its channel and heartbeats) shows it. */
@@ -127,15 +140,17 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   }
   const { record, agent, origin } = facts;
   const drift = driftOf({ running: record?.current, record, channelEntry: facts.channelEntry });
+  const behindRollout = behindOf(facts.ask, record, record?.current);
   // The record's own word on its origin is a reference; the row shows what it refers to.
   const { origin: _reference, ...fields } = record ?? {};
   return {
     ...base,
-    inStep: inStep(record, agent) && drift === undefined,
+    inStep: inStep(record, agent) && drift === undefined && behindRollout === undefined,
     reported: record !== undefined,
     ...fields,
     ...(agent ?? {}),
     ...(drift === undefined ? {} : { drift }),
+    ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(origin === undefined ? {} : { origin }),
   };
 }

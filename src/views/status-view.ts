@@ -15,16 +15,30 @@ import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { parsePublicKey } from "../nix/keys.js";
+import type { Ask } from "../status/fleet-asks.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
+import { RolloutWatch } from "./rollout-watch.js";
 import { type StatusPoll, StatusReader } from "./status-reader.js";
 import { liveRow, type StatusRow, type StoredRow, storedRow } from "./status-rows.js";
 
-/** Rows made of a record alone, by the record they were made of (records are never changed). */
-const ROWS_OF_RECORDS = new WeakMap<StatusRecord, StoredRow>();
+/**
+ * Rows made of a record alone, by the record they were made of (records are never changed),
+ * with what else they were made of.
+ */
+const ROWS_OF_RECORDS = new WeakMap<
+  StatusRecord,
+  {
+    readonly row: StoredRow;
+    readonly host: string;
+    readonly mode: string;
+    readonly origin: ShownOrigin | undefined;
+    readonly ask: Ask | undefined;
+  }
+>();
 
 /** ssh hosts asked at once. */
 const LIVE_ASKS = 32;
@@ -41,6 +55,8 @@ export interface StatusViewOptions {
   readonly signals?: AgentSignalsReader;
   /** Kept with `reader`: who put each host's system there, each rollout or release read once. */
   readonly origins?: OriginCache;
+  /** Kept with `reader`: the recent rollout records, each read once while its etag holds. */
+  readonly rollouts?: RolloutWatch;
 }
 
 export interface StatusView {
@@ -90,8 +106,9 @@ export async function readStatusView(
   const rows = hosts.map((h, i): StatusRow => {
     const record = stored?.poll.records.get(h.name);
     const origin = stored?.origins.get(h.name);
+    const ask = stored?.asks.get(h.name);
     const status = live[i];
-    if (status !== undefined) return liveRow(h, status, record, origin);
+    if (status !== undefined) return liveRow(h, status, record, origin, ask);
     const signals = h.delivery === "agent" ? stored?.agents : undefined;
     // A host without agent signals is its record alone: a reader that polls keeps the record
     // object while its etag holds, and so the row (10,000 rows cost 80 ms a poll to rebuild).
@@ -101,12 +118,13 @@ export async function readStatusView(
         kept !== undefined &&
         kept.host === h.name &&
         kept.mode === h.delivery &&
-        kept.origin === origin
+        kept.origin === origin &&
+        kept.ask === ask
       ) {
-        return kept;
+        return kept.row;
       }
-      const row = storedRow(h, { record, origin });
-      ROWS_OF_RECORDS.set(record, row);
+      const row = storedRow(h, { record, origin, ask });
+      ROWS_OF_RECORDS.set(record, { row, host: h.name, mode: h.delivery, origin, ask });
       return row;
     }
     return storedRow(h, {
@@ -117,6 +135,7 @@ export async function readStatusView(
         agentStanding(h.name, record, signals.heartbeats.get(h.name), signals.channel, now),
       channelEntry: signals?.entries.get(h.name),
       origin,
+      ask,
     });
   });
   return { rows, warnings };
@@ -128,6 +147,8 @@ interface StoreFacts {
   readonly origins: ReadonlyMap<string, ShownOrigin>;
   /** Read when an agent host is selected. */
   readonly agents: AgentSignals | undefined;
+  /** What the fleet last asked of each host (status/fleet-asks.ts). */
+  readonly asks: ReadonlyMap<string, Ask>;
 }
 
 /** The selected hosts' records (and the agents' signals) from the fleet's cache store. */
@@ -147,7 +168,8 @@ async function readStore(
       : undefined;
     const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
     const origins = await readHostOrigins(store, poll.records, releaseKeys, options.origins);
-    return { poll, agents, origins };
+    const asks = await (options.rollouts ?? new RolloutWatch(store)).asks(hosts.map((h) => h.name));
+    return { poll, agents, origins, asks };
   } finally {
     if (kept === undefined) await store.close();
   }
