@@ -5,12 +5,10 @@
 // rollback target), which `cache gc --stored --grace 0` then keeps, and `rollback` takes it
 // back to. Then a failed health check rolled back: the record, `status --stored` and the
 // dashboard's API name the system ot1 runs again, never "unknown".
-import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { dashboardHost } from "./support/dashboard-api.js";
 import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -123,7 +121,7 @@ describe("records that never lose what a host runs or ran", () => {
     expect((await stored()).ot1).toMatchObject({ current: v3, generation: 3, previous: v2 });
     const text = await lab.nixship(["status", "--fleet", lab.fleetFile, "--stored"]);
     expect(text.stdout).not.toContain("(none)");
-    expect(await dashboardHost("ot1")).toMatchObject({ current: v3 });
+    expect(await dashboardHost(lab.fleetFile, "ot1")).toMatchObject({ current: v3 });
     // Asked live, it says what the fleet wants of it and that its last deploy failed: not in
     // step, and the exit code follows.
     const live = await lab.nixship(["status", "--fleet", lab.fleetFile, "--on", "ot1", "--json"]);
@@ -168,34 +166,3 @@ describe("records that never lose what a host runs or ran", () => {
 });
 
 /** The dashboard's JSON for one host: a real `nixship dashboard` on loopback, one poll. */
-async function dashboardHost(host: string): Promise<Record<string, unknown>> {
-  const child = spawn(
-    process.execPath,
-    [NIXSHIP_BIN, "dashboard", "--fleet", lab.fleetFile, "--listen", "127.0.0.1:0"],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error("the dashboard did not start in 30 s")),
-        30_000,
-      );
-      const lines = createInterface({ input: child.stderr });
-      lines.on("line", (line) => {
-        const found = line.match(/http:\/\/127\.0\.0\.1:\d+/);
-        if (found) {
-          clearTimeout(timer);
-          resolve(found[0]);
-        }
-      });
-      child.once("exit", (code) => reject(new Error(`the dashboard exited with ${code}`)));
-    });
-    const r = await fetch(`${url}/api/hosts`, { signal: AbortSignal.timeout(30_000) });
-    const body = (await r.json()) as { hosts: Record<string, unknown>[] };
-    const row = body.hosts.find((h) => h.host === host);
-    if (row === undefined) throw new Error(`no ${host} in ${JSON.stringify(body).slice(0, 500)}`);
-    return row;
-  } finally {
-    child.kill("SIGTERM");
-  }
-}

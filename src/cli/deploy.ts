@@ -1,7 +1,7 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
-import { deploy, REACHABLE_POLL } from "../deploy/deploy.js";
+import { type DeployOptions, type DeployReport, deploy, REACHABLE_POLL } from "../deploy/deploy.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
@@ -248,68 +248,85 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
-    const started = performance.now();
-    const renderer = createDeployRenderer(
-      values.json ? io.stdout : io.stderr,
-      values.json ? "ndjson" : "auto",
+    const { code } = await rollOut(
+      io,
+      { json: values.json === true, diff: values.diff === true, mode },
+      {
+        ...input,
+        selector: values.on,
+        action,
+        policy,
+        policyFlags,
+        key,
+        serveCache,
+        via,
+        releaseKey,
+        async: values.async === true,
+        skipUnreachable: values["skip-unreachable"] === true,
+        allowFailed: values["allow-failed"] === true,
+        waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
+        buildHost: values["build-host"],
+      },
     );
-    const inFlight = new HostsInFlight();
-    const emit = (e: DeployEvent) => {
-      inFlight.onEvent(e);
-      renderer.onEvent(e);
-      if (!values.json && e.type === "plan") {
-        io.stderr.write(`${formatPlan(e.plan, { diff: values.diff === true })}\n`);
-      }
-    };
-    const trap = trapInterrupts({
-      first: (signal) => {
-        // A live block on a terminal would draw over the line: it ends here, and stays.
-        renderer.finish();
-        io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
-      },
-      second: (signal) => {
-        renderer.finish();
-        io.stderr.write(
-          `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
-        );
-      },
-    });
-    try {
-      const report = await deploy(
-        {
-          ...input,
-          selector: values.on,
-          action,
-          policy,
-          policyFlags,
-          key,
-          serveCache,
-          emit,
-          via,
-          releaseKey,
-          async: values.async === true,
-          skipUnreachable: values["skip-unreachable"] === true,
-          allowFailed: values["allow-failed"] === true,
-          waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
-          buildHost: values["build-host"],
-          signal: trap.signal,
-        },
-        true,
-      ).finally(() => renderer.finish());
-      for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
-      if (!values.json) {
-        io.stderr.write(
-          `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
-        );
-      }
-      if (trap.signal.aborted) return INTERRUPTED_EXIT;
-      return report.ok ? 0 : 1;
-    } finally {
-      trap.release();
-      if (trap.signal.aborted) exitSoonAfterInterrupt();
-    }
+    return code;
   },
 };
+
+/**
+ * Runs a deploy as the deploy command shows it (progress, the plan, the summary; NDJSON with
+ * `json`), interrupts trapped: `rollback` of a rollout runs through it too. The exit code is 0
+ * when the deploy went through, 1 otherwise, INTERRUPTED_EXIT when interrupted.
+ */
+export async function rollOut(
+  io: Parameters<Command["run"]>[1],
+  shown: { readonly json: boolean; readonly diff: boolean; readonly mode: DeliveryMode },
+  options: Omit<DeployOptions, "emit" | "signal">,
+): Promise<{ readonly report: DeployReport | undefined; readonly code: number }> {
+  const started = performance.now();
+  const renderer = createDeployRenderer(
+    shown.json ? io.stdout : io.stderr,
+    shown.json ? "ndjson" : "auto",
+  );
+  const inFlight = new HostsInFlight();
+  const emit = (e: DeployEvent) => {
+    inFlight.onEvent(e);
+    renderer.onEvent(e);
+    if (!shown.json && e.type === "plan") {
+      io.stderr.write(`${formatPlan(e.plan, { diff: shown.diff })}\n`);
+    }
+  };
+  const { mode } = shown;
+  const { action, policy } = options;
+  const trap = trapInterrupts({
+    first: (signal) => {
+      // A live block on a terminal would draw over the line: it ends here, and stays.
+      renderer.finish();
+      io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
+    },
+    second: (signal) => {
+      renderer.finish();
+      io.stderr.write(
+        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
+      );
+    },
+  });
+  try {
+    const report = await deploy({ ...options, emit, signal: trap.signal }, true).finally(() =>
+      renderer.finish(),
+    );
+    for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
+    if (!shown.json) {
+      io.stderr.write(
+        `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
+      );
+    }
+    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT };
+    return { report, code: report.ok ? 0 : 1 };
+  } finally {
+    trap.release();
+    if (trap.signal.aborted) exitSoonAfterInterrupt();
+  }
+}
 
 function parseVia(text: string | undefined): DeliveryMode | undefined {
   if (text === undefined) return undefined;

@@ -1,23 +1,44 @@
-// `nixship rollback`: the selected hosts back to their previous (or a chosen) system.
+// `nixship rollback`: a rollout undone (rollback-rollout.ts), or with --on / --to the selected
+// hosts back to their previous (or a chosen) system.
 
 import { HISTORY_RELEASES } from "../channel/history-store.js";
 import { openDelivery } from "../deploy/open-delivery.js";
 import { recordRollbacks } from "../deploy/push-records.js";
 import { UsageError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
+import { ROLLOUT_ID } from "../status/rollout.js";
 import { storeName } from "../ui/plan-format.js";
+import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile } from "./keys-input.js";
+import { undoRollout } from "./rollback-rollout.js";
 
 export const rollbackCommand: Command = {
   path: ["rollback"],
-  summary: "switch the selected hosts back to their previous system (or the one --to names)",
-  help: `Usage: nixship rollback [--fleet FILE] [--on SELECTOR] [--to TARGET]
-                        [--activation-timeout S] [--release-key SECRET_FILE]
-                        [--allow-failed] [--json]
+  summary: "undo the last rollout (or --rollout ID); with --on, hosts back one generation",
+  help: `Usage: nixship rollback [--fleet FILE] [--rollout ID] [--force] [--key SECRET_FILE]
+                        [--serve-cache HOST:PORT] [--release-key SECRET_FILE] [--json]
+       nixship rollback --on SELECTOR [--to TARGET] [--activation-timeout S]
+                        [--release-key SECRET_FILE] [--allow-failed] [--json]
+
+Without --on and --to, rollback undoes the newest rollout that named a selected host (or the
+rollout --rollout ID names; its id is in the deploy's summary, 'nixship status' and the
+dashboard): each host that rollout changed goes back to the system it ran before it. A host it
+skipped (unreachable), never reached, found up to date, or failed on stays where it is, and is
+named. A host that runs something else than what the rollout left on it (changed since, by hand
+or by a later rollout) is refused, with why, unless --force. The plan of the rollback is shown
+first (with --json, an "undo-plan" line), then it runs as a deploy of those systems in every
+mode (waves, health checks, the deploy's --json events) and writes a rollout record of its own
+that names the rollout it undid and every host it left; hosts that stay keep what they run
+(agent hosts: the channel names it for them). As for deploy, a fleet with a cache needs --key
+to sign what is pushed (systems the local store lacks are fetched from the cache first,
+verified). Exit code 1 if a host that should go back did not, or a host was refused.
+
+With --on (or --to), the selected hosts go back as before, one generation:
 
 ssh and ssm hosts: on every selected host, switches the system profile back to the previous
 generation (or to --to's generation) and activates it with switch-to-configuration switch.
@@ -42,6 +63,10 @@ ${FLEET_HELP}
                                           the system the host last reported as generation N)
                        release:N          agent hosts: the system release N named for the host
                        /nix/store/PATH    agent hosts: that system
+  --rollout ID       the rollout to undo (default: the newest naming a selected host)
+  --force            send back hosts changed since the rollout too
+  --key FILE         secret key that signs what is pushed into the fleet's cache
+  --serve-cache H:P  serve the fleet's cache on H:P while rolling back (as deploy does)
   --allow-failed     agent hosts: allow --to a system that failed on the host
   --activation-timeout S
                      ssh and ssm hosts: seconds the switch back may run before the host stops
@@ -58,13 +83,39 @@ ${FLEET_HELP}
         "activation-timeout": { type: "string" },
         "release-key": { type: "string" },
         "allow-failed": { type: "boolean" },
+        rollout: { type: "string" },
+        force: { type: "boolean" },
+        key: { type: "string" },
+        "serve-cache": { type: "string" },
       },
       "rollback",
     );
     if (positionals.length > 0)
       throw new UsageError(`rollback: unexpected argument '${positionals[0]}'`);
     const to = values.to === undefined ? undefined : parseRollbackTarget(values.to);
-    const { fleet } = await readFleetInput(values, io);
+    const byRollout = values.rollout !== undefined || (values.on === undefined && to === undefined);
+    if (values.rollout !== undefined && to !== undefined) {
+      throw new UsageError(
+        "rollback: --rollout sends each host back to what it ran before that rollout; --to names one target for every host",
+        "give one of them",
+      );
+    }
+    if (values.rollout !== undefined && !ROLLOUT_ID.test(values.rollout)) {
+      throw new UsageError(
+        `rollback: --rollout expects a rollout's id (hex, as the deploy's summary names it), got '${values.rollout}'`,
+      );
+    }
+    if (!byRollout) {
+      for (const flag of ["force", "key", "serve-cache"] as const) {
+        if (values[flag] !== undefined) {
+          throw new UsageError(
+            `rollback: --${flag} is for undoing a rollout (without --on and --to, or with --rollout)`,
+          );
+        }
+      }
+    }
+    const input = await readFleetInput(values, io);
+    const { fleet } = input;
     const activationTimeout =
       parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
       fleet.policy.activationTimeout;
@@ -74,6 +125,33 @@ ${FLEET_HELP}
       releaseKeyFile !== undefined
         ? await readSecretKeyFile(releaseKeyFile, "--release-key")
         : undefined;
+    if (byRollout) {
+      const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
+      if (fleet.cache !== undefined && key === undefined) {
+        throw new UsageError(
+          "rollback: the fleet has a cache, so --key SECRET_FILE is needed to sign what is pushed (a rollback of a rollout is a deploy of the systems the hosts ran before)",
+          "or send hosts back one generation with --on SELECTOR",
+        );
+      }
+      if (fleet.cache !== undefined && key !== undefined) {
+        requireTrustedSigningKey(key, fleet.cache.publicKeys, input.fleetFile);
+      }
+      return await undoRollout(io, {
+        fleet,
+        fleetDir: input.fleetDir,
+        id: values.rollout,
+        selected: values.on === undefined ? undefined : hosts,
+        force: values.force === true,
+        json: values.json === true,
+        policy: { ...fleet.policy, activationTimeout },
+        key,
+        serveCache:
+          values["serve-cache"] === undefined
+            ? undefined
+            : parseListen(values["serve-cache"], "rollback: --serve-cache"),
+        releaseKey,
+      });
+    }
     const { mode, delivery, close } = await openDelivery(fleet, hosts, {
       releaseKey,
       allowFailed: values["allow-failed"] === true,

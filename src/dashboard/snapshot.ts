@@ -75,11 +75,7 @@ export function shortSystem(
   return { name: base.slice(dash + 1), hash: base.slice(0, 8) };
 }
 
-/** What a row says the host runs: its live answer or its record's `current`. */
-export function runningOf(row: StatusRow): string | null {
-  if (row.source === "live") return row.reachable ? (row.current ?? null) : null;
-  return row.current ?? null;
-}
+export { runningOf } from "../views/status-rows.js";
 
 /**
  * How far ahead of the dashboard's clock a time it reads may be (clocks differ a little). A time

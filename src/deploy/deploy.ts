@@ -62,7 +62,7 @@ import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
 import { recordResults } from "./push-records.js";
 import { pushSystems } from "./push-systems.js";
-import { recordRollout } from "./rollout-recorder.js";
+import { type RolloutRecorderOptions, recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 import { checkServedAddress } from "./served-cache.js";
 import { localSystemFiles, type SystemFiles } from "./system-files.js";
@@ -107,6 +107,8 @@ export interface DeployOptions {
    * seconds; 0 or undefined: hosts are asked once.
    */
   readonly waitReachable?: number;
+  /** A rollback of a rollout: its record names the rollout it undoes and the hosts it leaves. */
+  readonly rollback?: RolloutRecorderOptions["rollback"];
   /**
    * Aborted on an interrupt. Before the rollout the deploy ends with an InterruptedError (no
    * host changed); during it, no new wave starts, the wave in flight is aborted and waited
@@ -740,7 +742,14 @@ function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StoreP
 export interface ExecuteInput {
   readonly options: Pick<
     DeployOptions,
-    "fleet" | "policy" | "policyFlags" | "emit" | "async" | "skipUnreachable" | "signal"
+    | "fleet"
+    | "policy"
+    | "policyFlags"
+    | "emit"
+    | "async"
+    | "skipUnreachable"
+    | "signal"
+    | "rollback"
   > &
     Partial<Pick<DeployOptions, "fleetDir">>;
   readonly hosts: readonly FleetHost[];
@@ -800,6 +809,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     mode: input.mode,
     action: plan.action,
     origin: input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd())),
+    ...(options.rollback === undefined ? {} : { rollback: options.rollback }),
     onWarning: (message) => emit({ type: "record-failed", message }),
   });
   record?.recorder.onEvent({ type: "plan", plan });

@@ -42,10 +42,14 @@ export interface RolloutRecorderOptions {
   /** Who started it and from what (deploy-origin.ts). */
   readonly origin?: DeployOrigin;
   /**
-   * A rollback's: the rollout it undoes, and the hosts it names but leaves where they are (a
-   * host that rollout did not change, or one changed since), each with why.
+   * A rollback's: the rollout it undoes; the hosts it names but does not deploy (refused: they
+   * changed since), each with why; and why each host it deploys to stay where it is stays.
    */
-  readonly rollback?: { readonly undoes: string; readonly left: readonly RolloutHost[] };
+  readonly rollback?: {
+    readonly undoes: string;
+    readonly left: readonly RolloutHost[];
+    readonly stays: ReadonlyMap<string, string>;
+  };
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
   readonly now?: () => Date;
@@ -99,7 +103,9 @@ export class RolloutRecorder {
               phase: null,
               system: h.desired,
               before: h.current ?? null,
-              message: h.action === "skip" ? "up to date" : (h.error ?? "unreachable"),
+              message:
+                this.#options.rollback?.stays.get(h.host) ??
+                (h.action === "skip" ? "up to date" : (h.error ?? "unreachable")),
             });
           }
         }

@@ -79,3 +79,22 @@ export async function readLastAsks(
   });
   return lastAsks(read.flat(), hosts);
 }
+
+/** LIST pages a search for one rollout by its id reads at most (1,000 records a page). */
+const MAX_FIND_PAGES = 50;
+
+/** The key of the rollout record whose id is `id`, or undefined when none is found. */
+export async function findRolloutKey(store: ObjectStore, id: string): Promise<string | undefined> {
+  let token: string | undefined;
+  for (let page = 0; page < MAX_FIND_PAGES; page++) {
+    const listed = await store.list(ROLLOUT_PREFIX, {
+      limit: 1000,
+      ...(token === undefined ? {} : { token }),
+    });
+    const found = listed.objects.find((o) => isRolloutKey(o.key) && o.key.endsWith(`-${id}.json`));
+    if (found !== undefined) return found.key;
+    if (listed.nextToken === undefined || listed.nextToken === token) return undefined;
+    token = listed.nextToken;
+  }
+  return undefined;
+}

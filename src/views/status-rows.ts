@@ -154,3 +154,9 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
     ...(origin === undefined ? {} : { origin }),
   };
 }
+
+/** What a row says the host runs: its live answer or its record's `current`. */
+export function runningOf(row: StatusRow): string | null {
+  if (row.source === "live") return row.reachable ? (row.current ?? null) : null;
+  return row.current ?? null;
+}

@@ -1,0 +1,109 @@
+// `nixship rollback` of a rollout (the default, or --rollout ID): its plan (undo-format.ts),
+// then a deploy of what each host it changed ran before, recorded as a rollout of its own that
+// names the rollout it undoes and every host it leaves where it is.
+import { fetchAndImport } from "../cache/fetch.js";
+import { validPaths } from "../cache/local-nix.js";
+import type { DeployOptions } from "../deploy/deploy.js";
+import { deliveryMode } from "../deploy/open-delivery.js";
+import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import { parsePublicKey, type SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
+import type { RolloutHost } from "../status/rollout.js";
+import { openStore } from "../store/url.js";
+import { formatUndoPlan } from "../ui/undo-format.js";
+import { readUndo } from "../views/rollout-undo.js";
+import type { CliIO } from "./command.js";
+import { rollOut } from "./deploy.js";
+
+export interface UndoOptions {
+  readonly fleet: Fleet;
+  readonly fleetDir: string;
+  readonly id: string | undefined;
+  readonly selected: readonly FleetHost[] | undefined;
+  readonly force: boolean;
+  readonly json: boolean;
+  readonly policy: RolloutPolicy;
+  readonly key: SecretKey | undefined;
+  readonly serveCache: DeployOptions["serveCache"];
+  readonly releaseKey: SecretKey | undefined;
+}
+
+/** Exit code: 0 when every host to go back went back and none was refused, else 1. */
+export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
+  const read = await readUndo(o.fleet, { id: o.id, selected: o.selected, force: o.force });
+  if (o.json) {
+    io.stdout.write(
+      `${JSON.stringify({ type: "undo-plan", rollout: read.record.id, steps: read.steps, gone: read.gone })}\n`,
+    );
+  } else io.stderr.write(formatUndoPlan(read));
+  const refused = read.steps.some((s) => s.kind === "refused");
+  const back = read.steps.flatMap((s) => (s.kind === "back" ? [s] : []));
+  if (back.length === 0) return refused ? 1 : 0;
+
+  // Each host's system in the deploy: what it goes back to, or what it stays on.
+  const systems = new Map<string, StorePath>();
+  for (const s of read.steps) {
+    if (s.kind === "back") systems.set(s.host, s.to as StorePath);
+    else if (s.kind === "stays" && s.runs !== null) systems.set(s.host, s.runs as StorePath);
+  }
+  await importMissing(o.fleet, [...new Set(systems.values())]);
+  const left: RolloutHost[] = read.steps.flatMap((s) =>
+    s.kind !== "back" && !systems.has(s.host)
+      ? [
+          {
+            host: s.host,
+            state: s.kind === "refused" ? "refused" : "up-to-date",
+            phase: null,
+            system: null,
+            before: s.runs,
+            message: s.why,
+          },
+        ]
+      : [],
+  );
+  const stays = new Map(read.steps.flatMap((s) => (s.kind === "stays" ? [[s.host, s.why]] : [])));
+  const fleet: Fleet = {
+    ...o.fleet,
+    hosts: o.fleet.hosts.map((h) => {
+      const path = systems.get(h.name);
+      return path === undefined ? h : { ...h, system: { kind: "store-path", path } };
+    }),
+  };
+  const hosts = fleet.hosts.filter((h) => systems.has(h.name));
+  const { report, code } = await rollOut(
+    io,
+    { json: o.json, diff: false, mode: deliveryMode(hosts, undefined) },
+    {
+      fleet,
+      fleetDir: o.fleetDir,
+      selector: hosts.map((h) => h.name).join(","),
+      action: "switch",
+      policy: o.policy,
+      key: o.key,
+      serveCache: o.serveCache,
+      releaseKey: o.releaseKey,
+      // A host that stays may be away; one that must go back and cannot is counted below.
+      skipUnreachable: true,
+      rollback: { undoes: read.record.id, left, stays },
+    },
+  );
+  const wentBack = new Set(
+    (report?.results ?? []).flatMap((r) => (r.outcome.status === "activated" ? [r.host] : [])),
+  );
+  const missed = back.some((s) => !wentBack.has(s.host));
+  return code !== 0 ? code : missed || refused ? 1 : 0;
+}
+
+/** Systems to go back to that the local store lacks are fetched from the fleet's cache, verified. */
+async function importMissing(fleet: Fleet, paths: readonly StorePath[]): Promise<void> {
+  const valid = await validPaths(paths);
+  const missing = paths.filter((p) => !valid.has(p));
+  if (missing.length === 0 || fleet.cache === undefined) return;
+  const store = await openStore(fleet.cache.url);
+  try {
+    const trusted = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
+    for (const path of missing) await fetchAndImport({ store, trusted }, path);
+  } finally {
+    await store.close();
+  }
+}

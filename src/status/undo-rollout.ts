@@ -1,0 +1,87 @@
+// What a rollback of a rollout does to each host that rollout named: a host it changed goes
+// back to what it ran before; a host it skipped, never reached, found up to date or failed on
+// stays where it is; a host changed since (by hand, or by a later rollout) is refused unless
+// the operator asks. Pure: the rollback command reads the record and what the hosts run.
+import { storeName } from "../nix/store-path.js";
+import { type RolloutHost, type RolloutRecord, rolloutEntries } from "./rollout.js";
+
+export type UndoStep =
+  /** The rollout changed it from `to` to `from`: it goes back. */
+  | { readonly host: string; readonly kind: "back"; readonly from: string; readonly to: string }
+  /** It stays where it is (`runs`, null: not known), and why. */
+  | {
+      readonly host: string;
+      readonly kind: "stays" | "refused";
+      readonly runs: string | null;
+      readonly why: string;
+    };
+
+/**
+ * Each host of `record` among `selected` (all when undefined), in the record's order.
+ * `running`: what each host runs now (null or absent: not known). `force`: hosts changed since
+ * go back too.
+ */
+export function planUndo(
+  record: RolloutRecord,
+  running: ReadonlyMap<string, string | null>,
+  options: { readonly force?: boolean; readonly selected?: ReadonlySet<string> } = {},
+): UndoStep[] {
+  return rolloutEntries(record)
+    .filter((e) => options.selected === undefined || options.selected.has(e.host))
+    .map((e) => undoStep(record, e, running.get(e.host) ?? null, options.force === true));
+}
+
+function undoStep(
+  record: RolloutRecord,
+  entry: RolloutHost,
+  runs: string | null,
+  force: boolean,
+): UndoStep {
+  const host = entry.host;
+  const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
+  const { system, before } = entry;
+  const changed =
+    entry.state === "confirmed" || (entry.state === "failed" && runs !== null && runs === system);
+  if (!changed) return stays(unchangedWhy(record, entry));
+  if (system === null) return stays(`rollout ${record.id} named no system for it`);
+  if (before === undefined || before === null) {
+    return {
+      host,
+      kind: "refused",
+      runs,
+      why: `rollout ${record.id} did not record what it ran before (a record older than this nixship, or a host it could not ask): use 'rollback --on ${host}' to go back one generation`,
+    };
+  }
+  if (before === system) return stays(`rollout ${record.id} activated the system it ran already`);
+  if (runs === before) return stays(`it runs ${storeName(before)} already, what it ran before`);
+  if (runs === system || force) return { host, kind: "back", from: system, to: before };
+  return {
+    host,
+    kind: "refused",
+    runs,
+    why:
+      runs === null
+        ? `what it runs cannot be told (unreachable, or never reported): rollout ${record.id} left ${storeName(system)} on it (--force sends it back all the same)`
+        : `it runs ${storeName(runs)}, not the ${storeName(system)} rollout ${record.id} left on it: changed since, by hand or by a later rollout (--force sends it back all the same)`,
+  };
+}
+
+function unchangedWhy(record: RolloutRecord, entry: RolloutHost): string {
+  const said = entry.message === null ? "" : ` (${entry.message})`;
+  switch (entry.state) {
+    case "up-to-date":
+      return `rollout ${record.id} found it up to date: it did not change it`;
+    case "unreachable":
+      return `rollout ${record.id} skipped it as unreachable${said}: it never changed it`;
+    case "not-started":
+      return `rollout ${record.id} never reached it${said}`;
+    case "rolled-back":
+      return `it failed in rollout ${record.id} and went back by itself${said}`;
+    case "failed":
+      return `it failed in rollout ${record.id}${said} and does not run what it was given`;
+    case "refused":
+      return `rollout ${record.id} (a rollback) left it alone${said}`;
+    default:
+      return `rollout ${record.id} left it ${entry.state}`;
+  }
+}

@@ -1,0 +1,102 @@
+// Reads what a rollback of a rollout needs: the rollout's record (the newest to name a
+// selected host, or the one given by id) and what each host it named runs now (ssh hosts
+// asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
+import { UsageError } from "../errors.js";
+import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { isRolloutKey, type RolloutRecord, rolloutEntries } from "../status/rollout.js";
+import {
+  ASK_ROLLOUTS,
+  findRolloutKey,
+  listNewestRollouts,
+  readRollout,
+} from "../status/rollout-store.js";
+import { planUndo, type UndoStep } from "../status/undo-rollout.js";
+import { openStore } from "../store/url.js";
+import { runningOf } from "./status-rows.js";
+import { readStatusView } from "./status-view.js";
+
+export interface UndoRead {
+  readonly key: string;
+  readonly record: RolloutRecord;
+  readonly steps: readonly UndoStep[];
+  /** Hosts the rollout named that the fleet file no longer has. */
+  readonly gone: readonly string[];
+}
+
+/**
+ * `id`: the rollout to undo (default: the newest that names a selected host). `selected`: the
+ * hosts `--on` chose (undefined: every host of the fleet).
+ */
+export async function readUndo(
+  fleet: Fleet,
+  options: {
+    readonly id?: string | undefined;
+    readonly selected?: readonly FleetHost[] | undefined;
+    readonly force?: boolean;
+  },
+): Promise<UndoRead> {
+  if (fleet.cache === undefined) {
+    throw new UsageError(
+      "rollback: rollout records live in the fleet's cache store, and the fleet has no cache",
+      "use 'rollback --on SELECTOR' to send hosts back one generation",
+    );
+  }
+  const selected = new Set((options.selected ?? fleet.hosts).map((h) => h.name));
+  const store = await openStore(fleet.cache.url);
+  let found: { key: string; record: RolloutRecord } | undefined;
+  try {
+    found = await findRecord(store, options.id, selected);
+  } finally {
+    await store.close();
+  }
+  const { key, record } = found;
+  if (record.state === "running") {
+    throw new UsageError(
+      `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""})`,
+      "wait for it to end (or interrupt its deploy), then roll it back",
+    );
+  }
+  const byName = new Map(fleet.hosts.map((h) => [h.name, h]));
+  const named = rolloutEntries(record).map((e) => e.host);
+  const gone = named.filter((h) => selected.has(h) && !byName.has(h));
+  const hosts = named.flatMap((h) => {
+    const host = byName.get(h);
+    return host !== undefined && selected.has(h) ? [host] : [];
+  });
+  const { rows } = await readStatusView(fleet, hosts);
+  const running = new Map(rows.map((r) => [r.host, runningOf(r)]));
+  const steps = planUndo(record, running, {
+    force: options.force === true,
+    selected: new Set(hosts.map((h) => h.name)),
+  });
+  return { key, record, steps, gone };
+}
+
+async function findRecord(
+  store: Awaited<ReturnType<typeof openStore>>,
+  id: string | undefined,
+  selected: ReadonlySet<string>,
+): Promise<{ key: string; record: RolloutRecord }> {
+  if (id !== undefined) {
+    const key = await findRolloutKey(store, id);
+    const record = key === undefined ? undefined : await readRollout(store, key);
+    if (key === undefined || record === undefined) {
+      throw new UsageError(
+        `rollback: no rollout ${id} in ${store.url} (status/rollouts/)`,
+        "the dashboard's rollouts, or 'nixship status', name the rollouts kept",
+      );
+    }
+    return { key, record };
+  }
+  for (const { key } of await listNewestRollouts(store, ASK_ROLLOUTS)) {
+    if (!isRolloutKey(key)) continue;
+    const record = await readRollout(store, key);
+    if (record !== undefined && rolloutEntries(record).some((e) => selected.has(e.host))) {
+      return { key, record };
+    }
+  }
+  throw new UsageError(
+    `rollback: none of the newest ${ASK_ROLLOUTS} rollouts in ${store.url} names a selected host`,
+    "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
+  );
+}

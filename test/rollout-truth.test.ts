@@ -1,0 +1,173 @@
+// The rollout as the unit of truth, on three ssh lab hosts: v1, then v2, then v3 with
+// --skip-unreachable while host 3's link is down. Host 3 comes back on v2: `status` (live and
+// --stored) and the dashboard call it behind, naming the rollout that skipped it, and exit 1;
+// a fleet rollback undoes the v3 rollout alone (all three on v2, host 3 named as left where it
+// is), and `rollback --rollout` of the v2 rollout puts all three on v1.
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "./support/cli.js";
+import { dashboardApi, dashboardHost } from "./support/dashboard-api.js";
+import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+const H = (i: number) => `rt${i}`;
+
+beforeAll(async () => {
+  lab = await startSshLab("rt", 3);
+}, 120_000);
+afterAll(async () => {
+  await lab?.down();
+});
+
+/** Host 3's link to the bridge, down (off the network) or up. */
+async function link(state: "up" | "down"): Promise<void> {
+  const r = await run("ip", ["link", "set", `nxs${lab.info.number}v3`, state]);
+  expect(r.code, r.stderr).toBe(0);
+}
+
+async function deploy(system: string, ...extra: string[]) {
+  await setExampleSystems(lab.fleetFile, { [H(1)]: system, [H(2)]: system, [H(3)]: system });
+  return await lab.deploy("--json", ...extra);
+}
+
+function rollback(...extra: string[]) {
+  const args = lab.info.dir;
+  return lab.nixship([
+    "rollback",
+    "--fleet",
+    lab.fleetFile,
+    "--key",
+    `${args}/cache.sec`,
+    "--serve-cache",
+    `10.231.${lab.info.number}.1:0`,
+    "--json",
+    ...extra,
+  ]);
+}
+
+interface Row {
+  readonly host: string;
+  readonly inStep: boolean;
+  readonly behindRollout?: { readonly rollout: string; readonly why: string };
+  readonly origin?: { readonly ref: string | null };
+}
+
+async function status(...extra: string[]): Promise<{ code: number; rows: Map<string, Row> }> {
+  const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json", ...extra]);
+  const rows = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts;
+  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
+}
+
+/** The id of the rollout a deploy's --json events name (its summary's rollout record). */
+async function rolloutOf(host: string): Promise<string> {
+  const ref = (await status("--stored")).rows.get(host)?.origin?.ref;
+  expect(ref).toMatch(/^[0-9a-f]{12}$/);
+  return ref as string;
+}
+
+/** The rollout record of `id`, as the deploy left it in the lab's cache directory. */
+async function rolloutRecord(id: string): Promise<Record<string, unknown>> {
+  const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
+  const dir = join(fileURLToPath(fleet.cache.url.replace(/\?.*$/, "")), "status", "rollouts");
+  const name = (await readdir(dir)).find((f) => f.endsWith(`-${id}.json`));
+  expect(name, `rollout ${id} in ${dir}`).toBeDefined();
+  return JSON.parse(await readFile(join(dir, name as string), "utf8")) as Record<string, unknown>;
+}
+
+const served = async () => await Promise.all([1, 2, 3].map((i) => servedBy(lab.info, H(i))));
+
+describe("a host a rollout skipped is behind everywhere; rollback undoes a rollout, never more", () => {
+  let v2Rollout: string;
+  let v3Rollout: string;
+
+  it("v1, v2, then v3 skipping host 3: the record says partial and names host 3 unreachable", async () => {
+    expect((await deploy("web-v1")).code).toBe(0);
+    const v2 = await deploy("web-v2");
+    expect(v2.code, v2.stderr).toBe(0);
+    v2Rollout = await rolloutOf(H(3));
+    await link("down");
+    try {
+      const v3 = await deploy("web-v3", "--skip-unreachable");
+      expect(v3.code, v3.stderr).toBe(0);
+      expect(summaryOf(v3)[H(3)]).toMatchObject({ status: "skipped", reason: "unreachable" });
+    } finally {
+      await link("up");
+    }
+    v3Rollout = await rolloutOf(H(1));
+    expect(v3Rollout).not.toBe(v2Rollout);
+    const record = await rolloutRecord(v3Rollout);
+    expect(record.state).toBe("partial");
+    expect(record.skipped).toEqual([
+      expect.objectContaining({ host: H(3), state: "unreachable", system: expect.any(String) }),
+    ]);
+    expect(await served()).toEqual(["web-v3", "web-v3", "web-v2"]);
+    const page = (await dashboardApi(lab.fleetFile, `/api/hosts/${H(3)}`)) as {
+      rollouts: { id: string; entry: { state: string } }[];
+    };
+    // Its page's rollouts list the one that skipped it.
+    expect(page.rollouts[0]).toMatchObject({ id: v3Rollout, entry: { state: "unreachable" } });
+  });
+
+  it("status live and --stored, and the dashboard, call host 3 behind with the rollout that skipped it", async () => {
+    for (const extra of [[], ["--stored"]]) {
+      const { code, rows } = await status(...extra);
+      expect(code, `status ${extra.join(" ")}`).toBe(1);
+      expect(rows.get(H(3))).toMatchObject({
+        inStep: false,
+        behindRollout: {
+          rollout: v3Rollout,
+          why: expect.stringMatching(/^skipped as unreachable/),
+        },
+      });
+      expect(rows.get(H(1))?.inStep).toBe(true);
+      expect(rows.get(H(2))?.inStep).toBe(true);
+    }
+    const text = await lab.nixship(["status", "--fleet", lab.fleetFile]);
+    expect(text.stdout).toMatch(new RegExp(`${H(3)} .*behind.*behind rollout ${v3Rollout}`));
+    const row = await dashboardHost(lab.fleetFile, H(3));
+    expect(row).toMatchObject({ inStep: false, behindRollout: { rollout: v3Rollout } });
+    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(plan.stdout).toContain(`behind rollout ${v3Rollout} (skipped as unreachable`);
+  });
+
+  it("a fleet rollback undoes the v3 rollout alone: all three on v2, host 3 left where it is", async () => {
+    const back = await rollback();
+    expect(back.code, back.stderr).toBe(0);
+    const undo = deployEvents(back).find((e) => e.type === "undo-plan") as unknown as {
+      rollout: string;
+      steps: { host: string; kind: string }[];
+    };
+    expect(undo.rollout).toBe(v3Rollout);
+    expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
+      [H(1), "back"],
+      [H(2), "back"],
+      [H(3), "stays"],
+    ]);
+    expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    // A rollout record of its own, naming what it undid and the host it left.
+    const own = (await status("--stored")).rows.get(H(1))?.origin?.ref as string;
+    const record = await rolloutRecord(own);
+    expect(record).toMatchObject({ undoes: v3Rollout, state: "succeeded" });
+    expect(record.skipped).toEqual([
+      expect.objectContaining({
+        host: H(3),
+        state: "up-to-date",
+        message: expect.stringContaining("skipped it as unreachable"),
+      }),
+    ]);
+    const { code, rows } = await status("--stored");
+    expect(code).toBe(0);
+    expect([...rows.values()].every((r) => r.inStep && r.behindRollout === undefined)).toBe(true);
+    expect((await status()).code).toBe(0);
+  });
+
+  it("rollback --rollout of the v2 rollout puts all three on v1", async () => {
+    const back = await rollback("--rollout", v2Rollout);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    expect((await status()).code).toBe(0);
+  });
+});
