@@ -290,6 +290,7 @@ describe("docs/ci.md", () => {
       "`nixship release publish --json`",
       "`nixship status --json`",
       "`nixship rollback --json`",
+      "`nixship rollback --on SELECTOR --json`",
       "`nixship terraform vars`",
       "`nixship fleet from-terraform`",
     ]) {
@@ -537,15 +538,15 @@ describe("docs/ci.md", () => {
     });
     expectDocumented("`nixship release publish --json`", again.r, again.value);
 
-    const rollback = "`nixship rollback --json`";
+    const rollback = "`nixship rollback --on SELECTOR --json`";
     for (const fleet of [agentFleet, sshFleet]) {
-      const rolled = await json(["rollback", "--fleet", fleet, "--json"]);
+      const rolled = await json(["rollback", "--fleet", fleet, "--on", "*", "--json"]);
       expect(rolled.r.code).toBe(1);
       expectDocumented(rollback, rolled.r, rolled.value);
     }
     expectDocumentedError(
       rollback,
-      await nixship(["rollback", "--fleet", sshFleet, "--to", "release:1", "--json"]),
+      await nixship(["rollback", "--fleet", sshFleet, "--on", "*", "--to", "release:1", "--json"]),
       2,
     );
   });

@@ -518,3 +518,47 @@ describe("the rollout record from the plan (issue 46)", () => {
     expect(parseRolloutRecord(text, "test")).toEqual(record);
   });
 });
+
+describe("what came of each selected host", () => {
+  it("ends partial when a host was unreachable or never started, each named with what it ran before", async () => {
+    const recorder = new RolloutRecorder(store, {
+      mode: "ssh",
+      action: "switch",
+      rollback: {
+        undoes: "0123456789ab",
+        left: [
+          { host: "gone", state: "refused", phase: null, system: null, message: "changed since" },
+        ],
+        stays: new Map([["away", "the rollout skipped it"]]),
+      },
+    });
+    const p = {
+      action: "switch",
+      hosts: [
+        { host: "a", desired: V2, current: V1, action: "activate" },
+        { host: "b", desired: V2, current: V1, action: "activate" },
+        { host: "away", desired: V1, current: undefined, action: "unreachable", error: "no route" },
+      ],
+      waves: [
+        { wave: 1, kind: "main", hosts: ["a"] },
+        { wave: 2, kind: "main", hosts: ["b"] },
+      ],
+    } as unknown as DeployPlan;
+    recorder.onEvent({ type: "plan", plan: p });
+    recorder.onEvent(waveStart(1, "main", ["a"]));
+    recorder.onEvent(done("a", activated));
+    recorder.onEvent({ type: "stopped", reason: "interrupted", notStarted: ["b"] });
+    await recorder.finish("succeeded");
+    const { record } = await storedRecord();
+    expect(record?.state).toBe("partial");
+    expect(record?.undoes).toBe("0123456789ab");
+    expect(record?.waves.flatMap((w) => w.hosts.map((h) => [h.host, h.state, h.before]))).toEqual([
+      ["a", "confirmed", V1],
+      ["b", "not-started", V1],
+    ]);
+    expect(record?.skipped?.map((h) => [h.host, h.state, h.message])).toEqual([
+      ["gone", "refused", "changed since"],
+      ["away", "unreachable", "the rollout skipped it"],
+    ]);
+  });
+});

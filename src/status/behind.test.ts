@@ -1,0 +1,81 @@
+// The fleet's last ask of each host, and whether a host is behind it.
+import { describe, expect, it } from "vitest";
+import { behindOf, behindText } from "./behind.js";
+import { lastAsks } from "./fleet-asks.js";
+import type { RolloutHost, RolloutRecord } from "./rollout.js";
+
+const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
+const V3 = "/nix/store/33333333333333333333333333333333-web-v3";
+
+function record(
+  id: string,
+  startedAt: string,
+  hosts: [string, RolloutHost["state"], string | null][],
+): { key: string; record: RolloutRecord } {
+  return {
+    key: `status/rollouts/0000000000000-${id}.json`,
+    record: {
+      version: 1,
+      id,
+      mode: "ssh",
+      action: "switch",
+      state: "partial",
+      stopped: null,
+      waves: [
+        {
+          index: 1,
+          kind: "main",
+          hosts: hosts.map(([host, state, system]) => ({
+            host,
+            state,
+            phase: null,
+            system,
+            message: state === "unreachable" ? "no route to host" : null,
+          })),
+        },
+      ],
+      startedAt,
+      updatedAt: startedAt,
+    },
+  };
+}
+
+const newer = record("bbbbbbbbbbbb", "2026-11-26T11:00:00.000Z", [
+  ["h1", "confirmed", V3],
+  ["h3", "unreachable", V3],
+  ["h4", "refused", null],
+]);
+const older = record("aaaaaaaaaaaa", "2026-11-26T10:00:00.000Z", [
+  ["h1", "confirmed", V2],
+  ["h3", "confirmed", V2],
+  ["h4", "confirmed", V2],
+  ["h5", "confirmed", V2],
+]);
+
+describe("the fleet's last ask", () => {
+  it("is the newest rollout naming the host with a system; a refusal asks nothing", () => {
+    const asks = lastAsks([newer, older], ["h1", "h3", "h4", "h5", "h9"]);
+    expect(asks.get("h1")?.system).toBe(V3);
+    expect(asks.get("h3")).toMatchObject({ system: V3, rollout: { id: "bbbbbbbbbbbb" } });
+    expect(asks.get("h4")).toMatchObject({ system: V2, rollout: { id: "aaaaaaaaaaaa" } });
+    expect(asks.get("h5")?.system).toBe(V2);
+    expect(asks.has("h9")).toBe(false);
+  });
+
+  it("a host the rollout skipped is behind until a record of it newer than the rollout, or it runs the system", () => {
+    const ask = lastAsks([newer], ["h3"]).get("h3");
+    const behind = behindOf(ask, { startedAt: "2026-11-26T10:00:05.000Z" }, V2);
+    expect(behind).toEqual({
+      wants: V3,
+      rollout: "bbbbbbbbbbbb",
+      at: "2026-11-26T11:00:00.000Z",
+      why: "skipped as unreachable: no route to host",
+    });
+    expect(behindText(behind as NonNullable<typeof behind>)).toBe(
+      "behind rollout bbbbbbbbbbbb (skipped as unreachable: no route to host): should run web-v3",
+    );
+    expect(behindOf(ask, { startedAt: "2026-11-26T11:02:00.000Z" }, V2)).toBeUndefined();
+    expect(behindOf(ask, undefined, V3)).toBeUndefined();
+    expect(behindOf(undefined, undefined, V2)).toBeUndefined();
+  });
+});
