@@ -247,7 +247,7 @@ export async function neededSystemTypes(
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
 function missingOutputs(err: MissingOutputsError, items: readonly string[]): InputError {
   const lines = err.missing.map(
-    ({ index }) => `the flake has no output ${JSON.stringify(items[index] ?? "")}`,
+    ({ index }) => `the flake has no output ${JSON.stringify(sourceReference(items[index] ?? ""))}`,
   );
   return new InputError("flake-output-missing", lines.join("\n"), {
     hint: closestHint(err),
