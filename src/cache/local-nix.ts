@@ -6,6 +6,7 @@ import type { PathInfo } from "../nix/closure.js";
 import { Sha256 } from "../nix/hash.js";
 import { isStorePath, parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
 import { type RunOptions, type RunResult, runCommand } from "../util/run.js";
+import { sourceReference, withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { type BuilderFailure, NixBuildLog } from "./build-log.js";
 import { builderError } from "./builder-error.js";
@@ -221,7 +222,7 @@ export class MissingOutputsError extends InputError {
       missing
         .map(({ index }) => {
           const o = outputs[index] as FlakeOutput;
-          return `flake output not found: ${o.flake}#${o.attrPath.join(".")}`;
+          return `flake output not found: ${sourceReference(o.flake)}#${o.attrPath.join(".")}`;
         })
         .join("\n"),
     );
@@ -230,13 +231,13 @@ export class MissingOutputsError extends InputError {
 
 /**
  * An evaluation that Nix failed: its own words (the end of its stderr), without the expression
- * nixship generated, naming the flakes.
+ * nixship generated, naming the flakes; the references in both shown without their credentials.
  */
 function evaluationFailed(stderr: string, flakes: readonly string[]): OperationError {
-  const said = stderr.trim().split("\n").slice(-20).join("\n");
+  const said = withoutSourceSecrets(stderr.trim().split("\n").slice(-20).join("\n"));
   return new OperationError(
     "nix-eval-failed",
-    `evaluating ${flakes.join(", ")} failed${said ? `:\n${said}` : ""}`,
+    `evaluating ${flakes.map(sourceReference).join(", ")} failed${said ? `:\n${said}` : ""}`,
     { hint: "the error is Nix's, in the flake: fix it there ('nix flake check' helps)" },
   );
 }
@@ -306,7 +307,7 @@ async function evaluateOutputs(
     if (o.attrPath.length === 0 || bad !== undefined) {
       throw new InputError(
         "bad-installable",
-        `${o.flake}#${o.attrPath.join(".")}: '${bad ?? ""}' is not an attribute name this tool can evaluate`,
+        `${sourceReference(o.flake)}#${o.attrPath.join(".")}: '${bad ?? ""}' is not an attribute name this tool can evaluate`,
       );
     }
   }
@@ -316,7 +317,13 @@ async function evaluateOutputs(
     "nix",
     [...NEW_CLI, "eval", "--impure", "--json", ...storeArgs(options), "--expr", expr],
     { okCodes: [0, 1], ...(signal ? { signal } : {}) },
-  );
+  ).catch((err: unknown) => {
+    // Its failure quotes the command line, whose expression holds the flakes' references.
+    if (!(err instanceof OperationError)) throw err;
+    throw new OperationError(err.code, withoutSourceSecrets(err.message), {
+      ...(err.hint === undefined ? {} : { hint: err.hint }),
+    });
+  });
   if (evaluated.code !== 0) throw evaluationFailed(evaluated.stderr, flakes);
   const picked = JSON.parse(evaluated.stdout) as ({ drv: string } | { available: string[] })[];
   const missing = picked.flatMap((p, index) =>

@@ -7,6 +7,7 @@ import { behindText } from "../status/behind.js";
 import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
+import { sourceReference } from "../util/source-reference.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
@@ -338,7 +339,7 @@ function origin(r: RolloutRecord): Html | string {
   if (r.by === undefined) return "";
   const sources = (r.sources ?? []).map(
     (s) =>
-      html` <code>${s.flake}</code>${s.rev === null ? "" : html` at <code>${s.rev.slice(0, 12)}</code>`}${s.dirty ? html` <span class="badge failed">dirty</span>` : ""}`,
+      html` <code>${sourceReference(s.flake)}</code>${s.rev === null ? "" : html` at <code>${s.rev.slice(0, 12)}</code>`}${s.dirty ? html` <span class="badge failed">dirty</span>` : ""}`,
   );
   return html`<p class="rollout-origin">Started by ${r.by}${sources.length > 0 ? html`, from${sources}` : ""}.</p>`;
 }

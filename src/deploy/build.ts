@@ -20,6 +20,7 @@ import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import { FLAKE_INSTALLABLE_PATTERN, formatSystemSpec } from "../fleet/fleet.js";
 import type { StorePath } from "../nix/store-path.js";
+import { sourceReference } from "../util/source-reference.js";
 import { buildHostSystemFiles } from "./build-host-files.js";
 import type { ResolvedBuildPlace } from "./build-place.js";
 import type { BuiltSystem } from "./events.js";
@@ -75,7 +76,7 @@ async function evaluateAndBuild(
       const o = outputs[i] as FlakeOutput;
       throw new OperationError(
         "nix-failed",
-        `nix build gave no output for ${o.flake}#${o.attrPath.join(".")}`,
+        `nix build gave no output for ${sourceReference(o.flake)}#${o.attrPath.join(".")}`,
       );
     }
     return out;
@@ -194,7 +195,8 @@ export async function buildSystems(
     pathOf.set(path, path);
   }
   const systems = [...specs].map(([spec, names]) => ({
-    spec,
+    // Shown and printed (--json): what identifies the flake, never a token its reference holds.
+    spec: sourceReference(spec),
     path: pathOf.get(spec) as StorePath,
     hosts: names,
   }));
@@ -245,7 +247,7 @@ export async function neededSystemTypes(
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
 function missingOutputs(err: MissingOutputsError, items: readonly string[]): InputError {
   const lines = err.missing.map(
-    ({ index }) => `the flake has no output ${JSON.stringify(items[index] ?? "")}`,
+    ({ index }) => `the flake has no output ${JSON.stringify(sourceReference(items[index] ?? ""))}`,
   );
   return new InputError("flake-output-missing", lines.join("\n"), {
     hint: closestHint(err),
@@ -274,7 +276,7 @@ function missingSystems(
     const spec = flakeSpecs[index] as string;
     const hosts = specs.get(spec) ?? [];
     const fields = hosts.map((h) => `hosts.${h}.system`).join(", ");
-    return `${fields}: the flake has no output ${JSON.stringify(spec)}`;
+    return `${fields}: the flake has no output ${JSON.stringify(sourceReference(spec))}`;
   });
   return new InputError("flake-output-missing", lines.join("\n"), { hint: closestHint(err) });
 }

@@ -66,4 +66,37 @@ describe("from what", () => {
       await deploySources([host("git+https://bot:ghp_secret@github.com/acme/fleet#web")], "/"),
     ).toEqual([{ flake: "git+https://github.com/acme/fleet", rev: null, dirty: null }]);
   });
+
+  it("a remote flake as what identifies it: no password holding '@', no token in its query", async () => {
+    expect(
+      await deploySources(
+        [
+          host("git+https://bot:p@ss_SECRET@github.com/acme/fleet?ref=prod#web"),
+          host(
+            "https://gitlab.example/api/v4/projects/7/repository/archive.tar.gz?private_token=glpat-SECRET#web",
+          ),
+          host("github:acme/fleet?ref=main&access_token=ghp_SECRET#web"),
+        ],
+        "/",
+      ),
+    ).toEqual([
+      { flake: "git+https://github.com/acme/fleet?ref=prod", rev: null, dirty: null },
+      {
+        flake: "https://gitlab.example/api/v4/projects/7/repository/archive.tar.gz",
+        rev: null,
+        dirty: null,
+      },
+      { flake: "github:acme/fleet?ref=main", rev: null, dirty: null },
+    ]);
+  });
+
+  it("a CI run's URL without a token a runner put in it", () => {
+    const by = deployedBy({
+      GITLAB_CI: "true",
+      CI_JOB_URL:
+        "https://ci:glpat-SECRET@gitlab.example/acme/fleet/-/jobs/9?private_token=glpat-SECRET",
+      GITLAB_USER_LOGIN: "alice",
+    });
+    expect(by).toBe("GitLab CI https://gitlab.example/acme/fleet/-/jobs/9 (by alice)");
+  });
 });

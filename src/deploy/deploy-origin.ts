@@ -1,12 +1,14 @@
 // Who started a deploy and from what source, for its rollout record: the CI run (GitHub
 // Actions, GitLab CI) or the user and machine, and each flake the selected hosts' systems come
 // from, with its git revision and whether its work tree was dirty. Credentials never leave: a
-// URL's user and password are dropped, and nothing is read but git's own answers.
+// reference is kept as what identifies it (sourceReference), and nothing is read but git's own
+// answers.
 import { hostname, userInfo } from "node:os";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { RolloutSource } from "../status/rollout.js";
 import { runCommand } from "../util/run.js";
-import { withoutControls, withoutCredentials } from "../util/text.js";
+import { sourceReference, withoutSourceSecrets } from "../util/source-reference.js";
+import { withoutControls } from "../util/text.js";
 import { parseFlakeInstallable } from "./build.js";
 
 /** The most flakes a record names (a fleet built from many is rare; more are counted). */
@@ -21,7 +23,8 @@ export interface DeployOrigin {
 
 /** Who runs this deploy, from the environment: a CI run, else user@machine. */
 export function deployedBy(env: NodeJS.ProcessEnv = process.env): string {
-  const v = (k: string) => withoutControls(env[k] ?? "").slice(0, 200);
+  // A CI's URLs are shown as what identifies them, whatever a runner put in them.
+  const v = (k: string) => withoutSourceSecrets(withoutControls(env[k] ?? "")).slice(0, 200);
   if (env.GITHUB_ACTIONS === "true") {
     const run = `${v("GITHUB_SERVER_URL")}/${v("GITHUB_REPOSITORY")}/actions/runs/${v("GITHUB_RUN_ID")}`;
     return `GitHub Actions ${run} (${v("GITHUB_WORKFLOW")}, by ${v("GITHUB_ACTOR")})`;
@@ -49,8 +52,8 @@ export async function deploySources(
   for (const host of hosts) {
     if (host.system.kind !== "flake") continue;
     const parsed = parseFlakeInstallable(host.system.installable, fleetDir);
-    if (parsed.local !== undefined) flakes.set(parsed.local.dir, parsed.local.dir);
-    else flakes.set(withoutCredentials(parsed.flake), undefined);
+    if (parsed.local !== undefined) flakes.set(sourceReference(parsed.local.dir), parsed.local.dir);
+    else flakes.set(sourceReference(parsed.flake), undefined);
   }
   const named = [...flakes].slice(0, MAX_SOURCES);
   return Promise.all(

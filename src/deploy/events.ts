@@ -6,7 +6,7 @@ import type { DeployPlan } from "../fleet/plan.js";
 import type { WaveKind } from "../fleet/rollout.js";
 
 export interface BuiltSystem {
-  /** The flake installable or store path the fleet file names. */
+  /** The flake installable (as sourceReference shows it) or store path the fleet file names. */
   readonly spec: string;
   readonly path: string;
   readonly hosts: readonly string[];

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import type { Action } from "../fleet/action.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
+import { shownSource } from "../release/release-origin.js";
 import type {
   RolloutHost,
   RolloutHostState,
@@ -206,7 +207,7 @@ export class RolloutRecorder {
         (w): RolloutWave => ({ index: w.index, kind: w.kind, hosts: [...w.hosts.values()] }),
       ),
       ...(this.#skipped.length > 0 ? { skipped: this.#skipped } : {}),
-      ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources }),
+      ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources.map(shownSource) }),
       ...(this.#options.rollback === undefined ? {} : { undoes: this.#options.rollback.undoes }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),

@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { generateSecretKey, publicKeyOf, signDetached } from "../nix/keys.js";
+import { canonicalJson } from "./release.js";
 import {
   checkReleaseOrigin,
   formatReleaseOrigin,
+  ORIGIN_SIGNATURE_CONTEXT,
   type Origin,
   readOriginSources,
 } from "./release-origin.js";
@@ -95,5 +97,37 @@ describe("a release's origin document", () => {
     expect(
       readOriginSources([{ flake: "git+https://u:tok@host/x", rev: null, dirty: null }]),
     ).toEqual([{ flake: "git+https://host/x", rev: null, dirty: null }]);
+  });
+
+  it("keeps of a flake's reference only what identifies it, written or read", () => {
+    const tokened = [
+      "git+https://bot:p@ss_SECRET@github.com/acme/fleet?ref=prod",
+      "https://gitlab.example/archive.tar.gz?private_token=glpat-SECRET&narHash=sha256-AAAA",
+      "https://bucket.s3.amazonaws.com/f.tar.gz?X-Amz-Credential=AKIASECRET&X-Amz-Signature=SECRET",
+    ];
+    const shown = [
+      "git+https://github.com/acme/fleet?ref=prod",
+      "https://gitlab.example/archive.tar.gz?narHash=sha256-AAAA",
+      "https://bucket.s3.amazonaws.com/f.tar.gz",
+    ];
+    const sources = tokened.map((flake) => ({ flake, rev: null, dirty: null }));
+    const bytes = formatReleaseOrigin(release, { by: "ci@runner", sources }, key);
+    expect(text(bytes)).not.toMatch(/SECRET|glpat|X-Amz/);
+    const check = checkReleaseOrigin(bytes, release, trusted);
+    expect(check.status === "trusted" && check.sources.map((s) => s.flake)).toEqual(shown);
+    // Signed by an older nixship with the tokens in it: trusted as signed, shown without them.
+    const fields = {
+      by: "ci@runner",
+      channel: release.channel,
+      release: release.digest,
+      seq: release.seq,
+      sources,
+    };
+    const signature = signDetached(key, ORIGIN_SIGNATURE_CONTEXT + canonicalJson(fields));
+    const old = Buffer.from(JSON.stringify({ ...fields, signature }));
+    const read = checkReleaseOrigin(old, release, trusted);
+    expect(read.status).toBe("trusted");
+    expect(JSON.stringify(read)).not.toMatch(/SECRET|glpat|X-Amz/);
+    expect(read.status === "trusted" && read.sources.map((s) => s.flake)).toEqual(shown);
   });
 });

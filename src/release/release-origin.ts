@@ -7,12 +7,13 @@
 // refuse every new release. Agents never read this document.
 
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
-import { withoutControls, withoutCredentials } from "../util/text.js";
+import { sourceReference } from "../util/source-reference.js";
+import { withoutControls } from "../util/text.js";
 import { canonicalJson } from "./release.js";
 
 /** Where systems came from: a flake, its git revision, whether its tree was dirty. */
 export interface OriginSource {
-  /** The flake: a local directory, or a reference without credentials. */
+  /** The flake: a local directory, or a reference as sourceReference shows it (no credential). */
   readonly flake: string;
   /** Its git commit (null: not a git work tree, or not asked). */
   readonly rev: string | null;
@@ -68,14 +69,24 @@ export function readOriginSources(value: unknown): OriginSource[] | string {
     if (!(o.dirty === null || typeof o.dirty === "boolean")) {
       return `${where}.dirty must be true, false or null`;
     }
-    read.push({
-      // Shown as stored by whoever wrote it: never with a credential.
-      flake: withoutCredentials(withoutControls(o.flake)).slice(0, MAX_FLAKE),
-      rev: o.rev as string | null,
-      dirty: o.dirty as boolean | null,
-    });
+    // Cleaned as read too: an older nixship stored references with their tokens.
+    read.push(
+      shownSource({
+        flake: o.flake,
+        rev: o.rev as string | null,
+        dirty: o.dirty as boolean | null,
+      }),
+    );
   }
   return read;
+}
+
+/**
+ * A source as stored and shown: its flake reduced to what identifies it (no userinfo, no query
+ * parameter but Nix's own), then cut to length. Every writer and reader of sources uses it.
+ */
+export function shownSource(s: OriginSource): OriginSource {
+  return { flake: sourceReference(s.flake).slice(0, MAX_FLAKE), rev: s.rev, dirty: s.dirty };
 }
 
 /** `by` as shown: no control characters, cut to length. */
@@ -97,11 +108,7 @@ function signedFields(release: OriginOf, origin: Origin): Record<string, unknown
 export function formatReleaseOrigin(release: OriginOf, origin: Origin, key: SecretKey): Uint8Array {
   const clean: Origin = {
     by: shownBy(origin.by),
-    sources: origin.sources.slice(0, MAX_SOURCES).map((s) => ({
-      flake: withoutCredentials(withoutControls(s.flake)).slice(0, MAX_FLAKE),
-      rev: s.rev,
-      dirty: s.dirty,
-    })),
+    sources: origin.sources.slice(0, MAX_SOURCES).map(shownSource),
   };
   const fields = signedFields(release, clean);
   const signature = signDetached(key, ORIGIN_SIGNATURE_CONTEXT + canonicalJson(fields));

@@ -108,6 +108,27 @@ describe("rollout keys", () => {
 });
 
 describe("rollout records", () => {
+  it("shows the flakes a record names without the credentials an older writer left in them", () => {
+    const value = {
+      ...plain(),
+      by: "ci@runner",
+      sources: [
+        {
+          flake: "git+https://bot:p@ss_SECRET@github.com/acme/fleet?ref=prod",
+          rev: null,
+          dirty: null,
+        },
+        { flake: "https://example.org/f.tar.gz?access_token=ghp_SECRET", rev: null, dirty: null },
+      ],
+    };
+    const record = parse(value);
+    expect(record.sources?.map((s) => s.flake)).toEqual([
+      "git+https://github.com/acme/fleet?ref=prod",
+      "https://example.org/f.tar.gz",
+    ]);
+    expect(JSON.stringify(record)).not.toContain("SECRET");
+  });
+
   it("round-trips through its stored form, one JSON line", () => {
     const bytes = formatRolloutRecord(RECORD);
     const text = Buffer.from(bytes).toString("utf8");

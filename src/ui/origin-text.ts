@@ -1,13 +1,14 @@
 // Who put a system (or a release) there and from what source, as one line of text (issue 46):
 // the status table's note and `release show` say it alike.
 import type { Origin, OriginSource } from "../release/release-origin.js";
+import { sourceReference } from "../util/source-reference.js";
 import type { ShownOrigin } from "../views/host-origins.js";
 
-/** One source: the flake, the start of its commit, and whether its tree was dirty. */
+/** One source: the flake (what identifies it), the start of its commit, whether its tree was dirty. */
 export function sourceText(s: OriginSource): string {
   const rev = s.rev === null ? "" : ` at ${s.rev.slice(0, 12)}`;
   const dirty = s.dirty === true ? " (dirty tree)" : "";
-  return `${s.flake}${rev}${dirty}`;
+  return `${sourceReference(s.flake)}${rev}${dirty}`;
 }
 
 /** "by WHO from SOURCE, SOURCE" (no sources: by whom alone). */

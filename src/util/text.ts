@@ -11,9 +11,10 @@ export function withoutControls(text: string): string {
 }
 
 /**
- * `url` without the user and password it may carry (`git+https://u:token@host/…`): a URL shown
- * or stored (a flake's, a store's) never carries a credential.
+ * A store's `url` without the user and password it may carry (`s3://u:p@ss@host/…`: up to the
+ * authority's last `@`), its query kept (a store's settings). A flake's reference is shown by
+ * sourceReference (source-reference.ts), which keeps only what identifies it.
  */
 export function withoutCredentials(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, "$1");
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1");
 }
