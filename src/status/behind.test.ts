@@ -77,5 +77,7 @@ describe("the fleet's last ask", () => {
     expect(behindOf(ask, { startedAt: "2026-11-26T11:02:00.000Z" }, V2)).toBeUndefined();
     expect(behindOf(ask, undefined, V3)).toBeUndefined();
     expect(behindOf(undefined, undefined, V2)).toBeUndefined();
+    // A host the rollout gave its system and that runs another since drifts; it is not behind.
+    expect(behindOf(lastAsks([newer], ["h1"]).get("h1"), undefined, V2)).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@
 
 import { storeName } from "../nix/store-path.js";
 import type { Ask } from "./fleet-asks.js";
+import type { RolloutHostState } from "./rollout.js";
 import type { StatusRecord } from "./status.js";
 
 /** A host behind the fleet's last ask: what it was to run, which rollout asked, and why not. */
@@ -19,49 +20,40 @@ export interface Behind {
 
 /**
  * `running`: what the host runs (its live answer, or its record's word; null or undefined: not
- * known). A record the host's deploy or agent wrote since the rollout started is the newer word
- * (a failure it records is judged by the record's own `desired`), so the ask judges only hosts
- * the rollout wrote nothing for.
+ * known). Only a rollout that did not give the host its system (it skipped it as unreachable,
+ * never started its wave, or the host failed there) leaves it behind; a host it gave its system
+ * and that runs another since drifts, or was moved by a later change (drift.ts judges that). A
+ * record the host's deploy or agent wrote since the rollout started is the newer word (a failure
+ * it records is judged by the record's own `desired`), so the ask judges only hosts the rollout
+ * wrote nothing for.
  */
 export function behindOf(
   ask: Ask | undefined,
   record: Pick<StatusRecord, "startedAt"> | undefined,
   running: string | null | undefined,
 ): Behind | undefined {
-  if (ask === undefined) return undefined;
+  if (ask === undefined || !MISSED.has(ask.entry.state)) return undefined;
   if (record !== undefined && Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt)) {
     return undefined;
   }
   if (running === ask.system) return undefined;
+  const said = ask.entry.message === null ? "" : `: ${ask.entry.message}`;
   return {
     wants: ask.system,
     rollout: ask.rollout.id,
     at: ask.rollout.startedAt,
-    why: whyBehind(ask, running),
+    why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
   };
 }
 
-function whyBehind(ask: Ask, running: string | null | undefined): string {
-  const { entry } = ask;
-  const said = entry.message === null ? "" : `: ${entry.message}`;
-  switch (entry.state) {
-    case "unreachable":
-      return `skipped as unreachable${said}`;
-    case "not-started":
-      return `not started${said}`;
-    case "failed":
-    case "rolled-back":
-      return `${entry.state}${said}`;
-    case "pending":
-    case "activating":
-    case "health":
-      return "the rollout has not reached it yet";
-    default:
-      return running === null || running === undefined
-        ? "what it runs is not known"
-        : `it runs ${storeName(running)} since`;
-  }
-}
+/** What a rollout that left a host without its system says of it, by the host's state there. */
+const WHY = {
+  unreachable: "skipped as unreachable",
+  "not-started": "not started",
+  failed: "failed",
+  "rolled-back": "rolled back",
+} as const satisfies Partial<Record<RolloutHostState, string>>;
+const MISSED: ReadonlySet<RolloutHostState> = new Set(Object.keys(WHY) as RolloutHostState[]);
 
 /** One line for a person: "behind rollout ID (why): wants NAME". */
 export function behindText(behind: Behind): string {
