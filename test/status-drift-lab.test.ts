@@ -41,9 +41,9 @@ describe("drift on an ssh host", () => {
   it("deploys and rollbacks are not drift; a switch by hand is, until nixship deploys again", async () => {
     for (const system of ["web-v1", "web-v2", "web-v3"] as const) await deploy(system);
     expect((await status()).r.code).toBe(0);
-    // Twice back: each rollback leaves a record of the system it went back to.
+    // Twice back a generation: each rollback leaves a record of the system it went back to.
     for (const back of ["web-v2", "web-v1"] as const) {
-      const r = await lab.nixship(["rollback", "--fleet", lab.fleetFile]);
+      const r = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", HOST]);
       expect(r.code, r.stderr).toBe(0);
       const { r: s, row } = await status();
       expect(s.code, s.stdout).toBe(0);

@@ -350,8 +350,8 @@ function skippedSection(hosts: readonly RolloutHost[]): Html {
 <h2 id="skipped">Skipped</h2>
 <div class="scroll"><table>
 <caption class="sr-only">Hosts the rollout leaves alone</caption>
-<thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Why</th></tr></thead>
-<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${h.state}</span></td><td>${h.message ?? ""}</td></tr>`)}</tbody></table></div>
+<thead><tr><th scope="col">Host</th><th scope="col">Why</th><th scope="col">State</th></tr></thead>
+<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td>${h.message ?? ""}</td><td><span class="badge ${h.state}">${stateLabel(h.state, false)}</span></td></tr>`)}</tbody></table></div>
 </section>`;
 }
 
@@ -373,7 +373,8 @@ function rolloutClass(r: RolloutRecord): string {
  * (a failure stopped the rollout, or the deploy was interrupted), and never will be.
  */
 function stateLabel(state: RolloutHost["state"], running: boolean): string {
-  return state === "pending" && !running ? "not started" : state;
+  if (state === "pending" && !running) return "not started";
+  return state === "not-started" || state === "up-to-date" ? state.replace(/-/g, " ") : state;
 }
 
 function waveSection(w: RolloutWave, running: boolean): Html {
