@@ -37,19 +37,21 @@ import {
   heartbeatPeriod,
 } from "../status/heartbeat.js";
 import { publishHostKey } from "../status/host-key-store.js";
-import { nextRecord } from "../status/next-record.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
 import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
+import {
+  type AgentSelf,
+  bootRecord,
+  type RecordWhat,
+  type ReleaseReport,
+  refusedRecord,
+  releaseRecord,
+  runningRecord,
+} from "./agent-records.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
-
-/** What an agent's record says of an apply: its outcome, what it pruned and fetched by delta. */
-type RecordWhat = Pick<
-  StatusRecord,
-  "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta"
->;
 
 export interface AgentOptions {
   readonly store: ObjectStore;
@@ -292,13 +294,8 @@ export class Agent {
     // Another writer's applying record (a deploy of this host) is not the agent's to change.
     if (record?.state === "applying") return;
     this.#lookedAt = system.current;
-    if (record === undefined || record.current === system.current) return;
-    await this.#writeRecord({
-      ...record,
-      current: system.current,
-      generation: system.generation,
-      updatedAt: this.#now(),
-    });
+    const next = runningRecord(record, this.#self, system, this.#now());
+    if (next !== undefined) await this.#writeRecord(next);
   }
 
   /**
@@ -499,18 +496,16 @@ export class Agent {
     const before = await this.#inspect();
     // The activation's newest log lines go into the records, for the deployer to show.
     const log = new LogTail();
-    const record = (what: RecordWhat, system: HostSystem | undefined) => ({
-      // The system it ran before, when it moves; one already running the entry keeps its own.
-      ...this.#record(
+    const record = (what: RecordWhat, system: HostSystem | undefined) =>
+      this.#record({
         release,
         path,
-        what,
+        what: { ...what, ...(log.count > 0 ? { log: log.log } : {}) },
         system,
         startedAt,
-        before?.current === path ? undefined : (before?.current ?? null),
-      ),
-      ...(log.count > 0 ? { log: log.log } : {}),
-    });
+        // The system it ran before, when it moves; one already running the entry keeps its own.
+        previous: before?.current === path ? undefined : (before?.current ?? null),
+      });
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
       this.#recovering !== release.seq &&
@@ -655,15 +650,8 @@ export class Agent {
     if (system === undefined || bootId === null || bootId === (this.state.bootId ?? null)) return;
     if (this.state.lastSeq !== null) {
       const record = await readStatus(this.#o.store, this.#o.host);
-      if (record !== undefined && record.state !== "applying") {
-        await this.#writeRecord({
-          ...record,
-          current: system.current,
-          generation: system.generation,
-          ...(system.reboot === undefined ? {} : { reboot: system.reboot }),
-          updatedAt: this.#now(),
-        });
-      }
+      const next = bootRecord(record, this.#self, system, this.#now());
+      if (next !== undefined) await this.#writeRecord(next);
     }
     await this.#save({ ...this.state, bootId });
   }
@@ -679,17 +667,15 @@ export class Agent {
     if (applying === null || reboot === undefined) throw new Error("no reboot is pending");
     const channel = this.#o.channel;
     const log = new LogTail();
-    const record = (what: RecordWhat, system: HostSystem | undefined) => ({
-      ...this.#record(
-        { channel, seq: applying.seq },
-        applying.path,
-        what,
+    const record = (what: RecordWhat, system: HostSystem | undefined) =>
+      this.#record({
+        release: { channel, seq: applying.seq },
+        path: applying.path,
+        what: { ...what, ...(log.count > 0 ? { log: log.log } : {}) },
         system,
-        applying.startedAt,
-        reboot.previous,
-      ),
-      ...(log.count > 0 ? { log: log.log } : {}),
-    });
+        startedAt: applying.startedAt,
+        previous: reboot.previous,
+      });
     // The etag is unknown here: the next poll reads the channel afresh (and finds this release).
     const release = { seq: applying.seq, digest: applying.digest, etag: null };
     const into = `generation ${reboot.generation ?? "?"} (${applying.path})`;
@@ -813,60 +799,37 @@ export class Agent {
     seq: number | undefined,
     refusal: Refusal = { phase: "verify", desired: null },
   ): Promise<PollOutcome> {
-    const o = this.#o;
     this.#emit({ type: "rejected", message });
     const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
-    const now = this.#now();
     if (refusal.phase === "secrets") this.#recovering = undefined;
     await this.#saveAndReport(
       refusal.phase === "secrets"
         ? { ...this.state, etag, applying: null }
         : { ...this.state, etag },
-      nextRecord(this.#written, {
-        host: o.host,
-        mode: "agent",
-        release: seq === undefined ? null : { channel: o.channel, seq },
-        desired: refusal.desired,
-        system: system && { current: system.current, generation: system.generation },
-        agent: o.package,
-        what: {
-          state: "rejected",
+      refusedRecord(
+        this.#written,
+        this.#self,
+        {
+          channel: this.#o.channel,
+          seq,
           phase: refusal.phase,
-          error: `release refused: ${message}`,
-          rolledBack: null,
+          desired: refusal.desired,
+          system,
+          message,
         },
-        startedAt: now,
-        updatedAt: now,
-      }),
+        this.#now(),
+      ),
     );
     return "rejected";
   }
 
-  #record(
-    release: Pick<ReleaseHead, "channel" | "seq">,
-    path: string,
-    what: RecordWhat,
-    system: HostSystem | undefined,
-    startedAt: string,
-    previous: string | null | undefined,
-  ): StatusRecord {
-    return nextRecord(this.#written, {
-      host: this.#o.host,
-      mode: "agent",
-      release: { channel: release.channel, seq: release.seq },
-      desired: path,
-      system,
-      ...(previous === undefined ? {} : { previous }),
-      // The release put the system there once it runs it, when it moved the host there (its
-      // origin names who and from what); a host that ran it already keeps its record's word.
-      ...(what.state === "success" && system?.current === path && previous !== undefined
-        ? { origin: { kind: "release" as const, channel: release.channel, seq: release.seq } }
-        : {}),
-      agent: this.#o.package,
-      what,
-      startedAt,
-      updatedAt: this.#now(),
-    });
+  /** A release's record, folded from the one this agent last wrote. */
+  #record(report: ReleaseReport): StatusRecord {
+    return releaseRecord(this.#written, this.#self, report, this.#now());
+  }
+
+  get #self(): AgentSelf {
+    return { host: this.#o.host, package: this.#o.package };
   }
 
   /**

@@ -43,6 +43,7 @@ import { countsBoots } from "../host/activation.js";
 import { buildDeployRequest, type HostSecrets } from "../host/activation-session.js";
 import type { SecretKey } from "../nix/keys.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { runningGeneration } from "../status/next-record.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
@@ -593,7 +594,9 @@ export async function survey(
           state: {
             kind: "reported",
             current: s.current ? parseStorePath(s.current).path : undefined,
-            generation: s.generation,
+            // Its generation only when the profile holds the system it runs (a pending boot's
+            // belongs to another): the number the plan shows and the record keeps with it.
+            generation: runningGeneration(s) ?? undefined,
             ...(s.missing ? { missing: new Set(s.missing) } : {}),
             ...(s.secrets ? { secrets: s.secrets } : {}),
             ...(s.stored ? { stored: s.stored } : {}),

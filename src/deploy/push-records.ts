@@ -91,7 +91,9 @@ export async function recordResults(
               ? { delta: r.outcome.delta }
               : {}),
           },
-          startedAt: new Date(Date.now() - r.seconds * 1000).toISOString(),
+          // From the same clock reading as updatedAt: a host found up to date (no seconds)
+          // started no later than its record was written.
+          startedAt: new Date(Date.parse(now) - r.seconds * 1000).toISOString(),
           updatedAt: now,
         }),
       );

@@ -254,9 +254,10 @@ export interface RecordParts {
   readonly agent?: string | undefined;
   /** What put `system` there; null: not known; undefined: see nextRecord. */
   readonly origin?: RecordOrigin | null | undefined;
+  /** How the apply the record describes went, and its log (agents). */
   readonly what: Pick<
     StatusRecord,
-    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta"
+    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log"
   >;
   readonly startedAt: string;
   readonly updatedAt: string;
