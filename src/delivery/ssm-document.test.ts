@@ -167,6 +167,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   Generation: "12",
   KeepGenerations: "3",
   RebootToken: "s1abc-def_2",
+  BootToken: "s1abc-def_3",
   RebootRollback: "false",
   ActivationTimeout: "600",
   ExecutionTimeout: "900",

@@ -37,8 +37,8 @@ export const SSM_PARAMETERS = {
   Command: {
     type: "String",
     description:
-      "What activate.sh does: activate a system, roll back, prune old generations, report status, or keep (confirm-boot) or undo (abort-boot) a system the host rebooted into (RebootToken).",
-    allowedPattern: "^(activate|rollback|prune|status|confirm-boot|abort-boot)$",
+      "What activate.sh does: activate a system, roll back, prune old generations, report status, or judge (after-boot: the system booted, then HealthChecks), keep (confirm-boot) or undo (abort-boot) a system the host booted into (RebootToken).",
+    allowedPattern: "^(activate|rollback|prune|status|after-boot|confirm-boot|abort-boot)$",
     default: "activate",
   },
   StorePath: {
@@ -116,7 +116,14 @@ export const SSM_PARAMETERS = {
   RebootToken: {
     type: "String",
     description:
-      "With Command activate: reboot into StorePath (switch-to-configuration boot, then the script exits 194, which has SSM's agent reboot the instance and run it again); the run after the boot checks that the instance booted StorePath, then runs HealthChecks. With confirm-boot and abort-boot: the reboot to keep or undo. Empty: no reboot.",
+      "With Command activate: reboot into StorePath (switch-to-configuration boot, then the script exits 194, which has SSM's agent reboot the instance and run it again); the run after the boot checks that the instance booted StorePath, then runs HealthChecks. With after-boot, confirm-boot and abort-boot: the pending boot to judge, keep or undo. Empty: no reboot.",
+    allowedPattern: "^([A-Za-z0-9_-]{1,64})?$",
+    default: "",
+  },
+  BootToken: {
+    type: "String",
+    description:
+      "With Command activate, Action boot and no RebootToken: the host records StorePath as a boot pending under this token, which the next deploy judges once the host booted it (after-boot, confirm-boot or abort-boot with RebootToken set to it). Empty: nothing recorded.",
     allowedPattern: "^([A-Za-z0-9_-]{1,64})?$",
     default: "",
   },
@@ -186,6 +193,7 @@ generation='{{ Generation }}'
 keep_generations='{{ KeepGenerations }}'
 activation_timeout='{{ ActivationTimeout }}'
 reboot_token='{{ RebootToken }}'
+boot_token='{{ BootToken }}'
 reboot_rollback='{{ RebootRollback }}'
 # A run with a RebootToken whose reboot is pending on this instance is the one SSM's agent makes
 # after the reboot that exit 194 asked for: it judges the boot.
@@ -198,8 +206,9 @@ usage() {
   exit 2
 }
 case $command in
-  activate)
-    if [ "$after_boot" = 1 ]; then
+  activate | after-boot)
+    if [ "$after_boot" = 1 ] || [ "$command" = after-boot ]; then
+      [ -n "$reboot_token" ] || usage "after-boot needs a RebootToken"
       set -- after-boot --token "$reboot_token"
       [ "$reboot_rollback" = false ] || set -- "$@" --reboot-rollback
     else
@@ -215,6 +224,9 @@ case $command in
         [ "$action" = boot ] || usage "a RebootToken needs Action boot"
         set -- "$@" --reboot-token "$reboot_token" --caller-reboots
         reboot_now=1
+      elif [ -n "$boot_token" ]; then
+        [ "$action" = boot ] || usage "a BootToken needs Action boot"
+        set -- "$@" --boot-token "$boot_token"
       fi
     fi
     # The checks run after the switch, or after the reboot (not with the boot activation).
@@ -252,7 +264,7 @@ case $command in
     set -- "$command" --token "$reboot_token"
     [ "$command" = confirm-boot ] || [ "$reboot_rollback" = false ] || set -- "$@" --reboot-rollback
     ;;
-  *) usage "Command must be activate, rollback, prune, status, confirm-boot or abort-boot" ;;
+  *) usage "Command must be activate, rollback, prune, status, after-boot, confirm-boot or abort-boot" ;;
 esac
 # A host with pinned trust (nixship's nixosModules.host) runs its own installed copy, which takes
 # the host's substituters and keys and ignores those given here.

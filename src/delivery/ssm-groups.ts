@@ -39,6 +39,11 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
       request.activationTimeout,
       request.keepGenerations ?? 0,
       request.reboot === undefined ? null : [request.reboot.timeout, request.reboot.rollback],
+      // A pending boot is judged under its own token (hosts that share one can share a command).
+      request.judgeBoot === undefined
+        ? null
+        : [request.judgeBoot.token, request.judgeBoot.reboot.rollback],
+      request.recordBoot === true,
       // Hosts given the same secrets (the same bundle) can share one command and one URL.
       request.secrets === undefined ? null : [request.secrets.bundle, request.secrets.age],
     ]);

@@ -21,6 +21,7 @@ import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT, phaseMarker } from "../host/
 import {
   activateDeadline,
   finishActivation,
+  type RebootRequest,
   type ScriptRun,
   SETTLE_TIMEOUT,
 } from "../host/activation-session.js";
@@ -174,14 +175,17 @@ export class SsmDelivery implements Delivery {
     // Each group's secrets bundle, stored, and a URL to it that expires once its command can
     // no longer be running.
     const parameters = new Map<Group, Record<string, string[]>>();
-    // A group whose hosts reboot: the token its instances record their pending boot under.
+    // A group whose hosts reboot, or set their next boot: the token its instances record their
+    // pending boot under; a group whose pending boot is judged: that boot's token.
     const tokens = new Map<Group, string>();
     for (const group of groups) {
       const rounds = Math.ceil(group.members.length / Math.max(1, context.parallel));
       const secrets = await this.#secretsUrl(group, this.settings.commandTimeout * rounds + 300);
-      if (group.request.reboot)
+      const { request } = group;
+      if (request.judgeBoot) tokens.set(group, request.judgeBoot.token);
+      else if (request.reboot || request.recordBoot)
         tokens.set(group, `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`);
-      parameters.set(group, this.activateParameters(group.request, secrets, tokens.get(group)));
+      parameters.set(group, this.activateParameters(request, secrets, tokens.get(group)));
     }
     // Values the document would refuse fail the wave before anything is sent.
     const document = ssmDocument();
@@ -218,8 +222,10 @@ export class SsmDelivery implements Delivery {
         continue;
       }
       for (const m of group.members) emit({ type: "phase", host: m.host.name, phase: "connect" });
+      // The verdict after a boot (confirm-boot or abort-boot) is sent under the boot's token.
+      const verdictToken = bootVerdict(group.request) ? tokens.get(group) : undefined;
       running.push(
-        this.followGroup(group, commandId, context, emit, tokens.get(group)).then(
+        this.followGroup(group, commandId, context, emit, verdictToken).then(
           (results) => {
             for (const [index, outcome] of results) finish(index, outcome);
           },
@@ -318,15 +324,37 @@ export class SsmDelivery implements Delivery {
   }
 
   /**
-   * SendCommand's Parameters for an activation (with `rebootToken`, a reboot into the system:
-   * the boot activation, SSM's reboot, and the verdict after it); empty values are left to the
-   * defaults.
+   * SendCommand's Parameters for an activation (with `bootToken`, a reboot into the system:
+   * the boot activation, SSM's reboot, and the verdict after it; or a boot set for later,
+   * recorded under it), or for the judgement of a pending boot (after-boot with the checks);
+   * empty values are left to the defaults.
    */
   activateParameters(
     request: DeployRequest,
     secrets?: { readonly url: string; readonly sha256: string },
-    rebootToken?: string,
+    bootToken?: string,
   ): Record<string, string[]> {
+    const judged = request.judgeBoot;
+    if (judged !== undefined) {
+      const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
+      return {
+        Command: ["after-boot"],
+        RebootToken: [judged.token],
+        RebootRollback: [String(judged.reboot.rollback)],
+        ...(request.commandChecks.length === 0
+          ? {}
+          : { HealthChecks: [encodeHealthChecks(request.commandChecks)] }),
+        ExecutionTimeout: [
+          String(
+            Math.min(
+              this.settings.commandTimeout,
+              request.commandChecks.length * longest + SETTLE_TIMEOUT,
+            ),
+          ),
+        ],
+      };
+    }
+    const rebootToken = request.reboot === undefined ? undefined : bootToken;
     const values: Record<string, string> = {
       Command: "activate",
       StorePath: request.path,
@@ -348,6 +376,9 @@ export class SsmDelivery implements Delivery {
             RebootToken: rebootToken,
             RebootRollback: String(request.reboot.rollback),
           }),
+      ...(rebootToken === undefined && request.recordBoot && bootToken !== undefined
+        ? { BootToken: bootToken }
+        : {}),
     };
     return Object.fromEntries(
       Object.entries(values)
@@ -382,12 +413,14 @@ export class SsmDelivery implements Delivery {
       phases.set(host, p);
       emit({ type: "phase", host, phase: p });
     };
+    // A pending boot's judgement runs the checks (after-boot); anything else switches.
+    const running: HostPhase = group.request.judgeBoot ? "health" : "switch";
     const onProgress = (invocations: readonly CommandInvocation[]) => {
       for (const m of group.members) {
         const mine = invocations.filter(
           (i) => group.targets !== undefined || i.InstanceId === m.host.instanceId,
         );
-        if (mine.some((i) => i.Status === "InProgress")) phase(m.host.name, "switch");
+        if (mine.some((i) => i.Status === "InProgress")) phase(m.host.name, running);
         else if (mine.some((i) => i.Status === "Pending" || i.Status === "Delayed")) {
           phase(m.host.name, "connect");
         }
@@ -465,20 +498,21 @@ export class SsmDelivery implements Delivery {
       log,
       ...(context.signal ? { signal: context.signal } : {}),
     };
-    if (rebootToken !== undefined && request.reboot !== undefined) {
+    const reboot = bootVerdict(request);
+    if (rebootToken !== undefined && reboot !== undefined) {
       const ids = outcomes.map((o) => o.instanceId);
       const { keepGenerations } = request;
       return finishSsmReboot(
         combined,
         request,
-        request.reboot,
+        reboot,
         (verb) =>
           this.runOnInstances(
             ids,
             {
               Command: [verb],
               RebootToken: [rebootToken],
-              RebootRollback: [String(request.reboot?.rollback ?? true)],
+              RebootRollback: [String(reboot.rollback)],
               ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, SETTLE_TIMEOUT))],
             },
             `nixship ${verb} ${request.path}`,
@@ -787,4 +821,12 @@ export class SsmDelivery implements Delivery {
       }
     }
   }
+}
+
+/**
+ * The reboot whose boot a request ends with a verdict on (confirm-boot or abort-boot): its own
+ * reboot, or the pending boot it judges; undefined for any other request.
+ */
+function bootVerdict(request: DeployRequest): RebootRequest | undefined {
+  return request.judgeBoot?.reboot ?? request.reboot;
 }

@@ -522,6 +522,8 @@ export function deployRequest(
     secrets: prepared.secrets.get(host.name),
     ...(planned.rebooting ? { reboot } : {}),
     ...(judgeBoot === undefined ? {} : { judgeBoot }),
+    // The next deploy judges the boot this one sets (docs/reboots.md).
+    recordBoot: true,
     deltaTool: fromCache ? deltaToolFor(options.fleet, policy) : undefined,
   });
 }

@@ -15,6 +15,7 @@ import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js"
 import { activationSteps } from "../host/activation-session.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import type { DeployEvent, HostResult } from "./events.js";
+import { pendingBootLine } from "./pending-boot.js";
 
 /**
  * How long a wave in flight is waited for once the deploy is interrupted. Deliveries abort
@@ -204,6 +205,11 @@ async function runWave(
     if (host === undefined) throw new Error(`the plan names ${p.host}, which was not selected`);
     return { host, request: input.request(host, p) };
   });
+  // A boot left pending is judged, or replaced, before anything else: said first.
+  for (const p of wave.hosts) {
+    const line = pendingBootLine(p, input.plan.action);
+    if (line !== undefined) emit({ type: "host-log", host: p.host, line });
+  }
   const reported = new Map<string, HostResult>();
   const phases = new Map<string, HostPhase>();
   // Once the wave is cut off, what its delivery still says comes after the summary: dropped.

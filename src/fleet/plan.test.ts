@@ -332,6 +332,75 @@ describe("a boot left pending (issue 46)", () => {
   });
 });
 
+describe("a boot set for later (deploy --action boot) and left pending", () => {
+  // The host runs v1 and boots v2 next: a boot activation's pending boot, as its status says.
+  const bootsNext = (
+    rebooted: boolean | undefined,
+    booted: StorePath = v1,
+  ): Extract<HostState, { kind: "reported" }> => ({
+    kind: "reported",
+    current: booted,
+    generation: 42,
+    pendingBoot: {
+      token: "b1",
+      path: v2,
+      since: 1700,
+      generation: 42,
+      previous: v1,
+      booted: booted === v2,
+      ...(rebooted === undefined ? {} : { rebooted }),
+    },
+  });
+  const planned = (action: Action, desired: StorePath, state: HostState) =>
+    plan(action, [{ host: "web1", desired, state }]).hosts[0];
+
+  it("not rebooted: the plan names it, and the host switches to the system it is to run", () => {
+    const host = planned("switch", v2, bootsNext(false));
+    expect(host).toMatchObject({
+      action: "activate",
+      current: v1,
+      pendingBoot: { decision: "replace", reason: "not-rebooted", path: v2, rebooted: false },
+    });
+    // --reboot auto reboots it into it when its kernel changes, as any host that switches.
+    const rebooted = plan("switch", [
+      {
+        host: "web1",
+        desired: v2,
+        reboot: "auto",
+        state: { ...bootsNext(false), rebootFor: ["kernel"] },
+      },
+    ]).hosts[0];
+    expect(rebooted).toMatchObject({ rebooting: true, pendingBoot: { reason: "not-rebooted" } });
+    // Set to boot again: not rebooted either.
+    expect(planned("boot", v2, bootsNext(false))?.pendingBoot).toMatchObject({
+      decision: "replace",
+      reason: "not-rebooted",
+    });
+  });
+
+  it("says why a pending boot is replaced rather than judged", () => {
+    const reason = (action: Action, desired: StorePath, state: HostState) =>
+      planned(action, desired, state)?.pendingBoot?.reason;
+    // Rebooted, but into another system (the boot loader fell back, or someone picked one).
+    expect(reason("switch", v2, bootsNext(true))).toBe("booted-other");
+    // An older script records no boot: whether it rebooted is unknown.
+    expect(reason("switch", v2, bootsNext(undefined))).toBe("not-booted");
+    // Booted it, but the deploy gives it another system.
+    expect(reason("switch", v1, bootsNext(true, v2))).toBe("other-system");
+    // Booted it, but runs another system now (a test activation since).
+    const since: HostState = { ...bootsNext(true, v2), current: v1 };
+    expect(reason("switch", v2, since)).toBe("not-running");
+    // Booted it, but the deploy's action is not a switch.
+    expect(reason("boot", v2, bootsNext(true, v2))).toBe("action");
+    // Booted it, runs it, and is to run it: judged, no reason to replace it.
+    expect(planned("switch", v2, bootsNext(true, v2))?.pendingBoot).toMatchObject({
+      decision: "judge",
+      rebooted: true,
+    });
+    expect(reason("switch", v2, bootsNext(true, v2))).toBeUndefined();
+  });
+});
+
 describe("the cost of a bound on held ssh connections (issue 50)", () => {
   it("counts a login again for each host that activates beyond the bound", () => {
     const targets = Array.from({ length: 5 }, (_, i) => ({

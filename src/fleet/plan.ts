@@ -48,29 +48,51 @@ export type HostState =
       readonly hostKey?: true;
     };
 
-/** A boot left pending on a host, as its status reports it. */
+/**
+ * A boot left pending on a host, as its status reports it: a reboot that ended before its
+ * verdict, or a boot set for later (`deploy --action boot`).
+ */
 export interface PendingBootState {
-  /** Names the reboot to the host's after-boot, confirm-boot and abort-boot. */
+  /** Names the boot to the host's after-boot, confirm-boot and abort-boot. */
   readonly token: string;
-  /** The system it rebooted for (null: the host did not say). */
+  /** The system it is to boot (null: the host did not say). */
   readonly path: StorePath | null;
-  /** When the reboot began (Unix seconds). */
+  /** When the boot was set (Unix seconds). */
   readonly since: number | null;
   /** The new system's generation, and the system before it (undefined: an older script). */
   readonly generation: number | undefined;
   readonly previous: StorePath | undefined;
-  /** Whether the host booted that system (else it did not reboot yet, or fell back). */
+  /** Whether the host booted that system (else it did not reboot yet, or booted another). */
   readonly booted: boolean;
+  /** Whether the host rebooted since the boot was set (undefined: an older script). */
+  readonly rebooted?: boolean | undefined;
 }
 
 /**
  * What a deploy does with a boot left pending (docs/reboots.md): `judge` when the host booted
  * the system it is to run (the checks, then confirm-boot or abort-boot, before anything else);
- * `replace` otherwise: the host's activation decides its state anew, the pending boot with it.
+ * `replace` otherwise, for `reason`: the host's activation decides its state anew, the pending
+ * boot with it.
  */
 export interface PlannedPendingBoot extends PendingBootState {
   readonly decision: "judge" | "replace";
+  readonly reason?: PendingBootReason;
 }
+
+/**
+ * Why a pending boot is not judged but replaced: the host has not rebooted since it was set
+ * (it runs the system it ran before: it must switch, or reboot, to the desired one); it rebooted
+ * into another system (its boot loader fell back, or someone picked another entry); it does not
+ * run it and cannot say whether it rebooted (an older script); the deploy gives it another
+ * system; it booted it but runs another system now; the deploy's action is not a switch.
+ */
+export type PendingBootReason =
+  | "not-rebooted"
+  | "booted-other"
+  | "not-booted"
+  | "other-system"
+  | "not-running"
+  | "action";
 
 /**
  * Whose trust decides what a host realises: its own (pinned: its installed nixship-activate's
@@ -477,7 +499,24 @@ function plannedPendingBoot(
 ): PlannedPendingBoot | undefined {
   const pending = state.pendingBoot;
   if (pending === undefined || !actionChangesHost(action)) return undefined;
-  const judge =
-    action === "switch" && pending.booted && pending.path === desired && state.current === desired;
-  return { ...pending, decision: judge ? "judge" : "replace" };
+  const reason = replaceReason(pending, state.current, desired, action);
+  return reason === undefined
+    ? { ...pending, decision: "judge" }
+    : { ...pending, decision: "replace", reason };
+}
+
+/** Why the pending boot is replaced, the boot's own state first; undefined: it is judged. */
+function replaceReason(
+  pending: PendingBootState,
+  current: StorePath | undefined,
+  desired: StorePath,
+  action: Action,
+): PendingBootReason | undefined {
+  if (!pending.booted) {
+    if (pending.rebooted === undefined) return "not-booted";
+    return pending.rebooted ? "booted-other" : "not-rebooted";
+  }
+  if (pending.path !== desired) return "other-system";
+  if (current !== desired) return "not-running";
+  return action === "switch" ? undefined : "action";
 }

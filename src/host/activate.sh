@@ -31,17 +31,21 @@
 #       Steps 1-4 end within --activation-timeout seconds of the start (default 600); past
 #       it what runs is stopped (its process group or systemd unit), the host goes back, and
 #       the result is "timed-out" (exit 10).
+#   activate ... --action boot --boot-token T
+#                            then also: record the pending boot under T (on the disk, in
+#                            /nix/var/nixship/boot-pending, with this boot's id), for after-boot,
+#                            confirm-boot and abort-boot once the host booted it
 #   activate ... --action boot --reboot-token T
 #            [--caller-reboots]
-#                            then also: record the pending boot (on the disk, in
-#                            /nix/var/nixship/boot-pending), reboot 2 s later with the running
+#                            as --boot-token T, then reboot 2 s later with the running
 #                            system's systemctl (--caller-reboots: the caller reboots, as SSM's
 #                            agent does on exit 194), and answer "rebooting" with this "bootId"
 #   after-boot --token T [--health-cmd C]... [--health-once C]... [--health-timeout S]
 #              [--reboot-rollback]
 #                            after that reboot: the host must run the system it rebooted for
 #                            (else its boot loader fell back), then pass its checks ("booted");
-#                            otherwise it goes back, as abort-boot does
+#                            otherwise it goes back, as abort-boot does. In the boot the pending
+#                            one was recorded in, it changes nothing ("not-rebooted", exit 9)
 #   confirm-boot --token T   keep the rebooted system: its boot marked good (systemd-bless-boot
 #                            good, where the boot loader counts boots)
 #   abort-boot --token T [--reboot-rollback]
@@ -119,9 +123,10 @@
 # Output: one JSON object on the last line of stdout; logs go to stderr.
 # Exit codes: 0 done; 2 bad usage; 3 the path could not be realised; 4 switch-to-configuration
 # failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
-# itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, or
-# no activation with that token; 10 the activation ran past its timeout; 11 the secrets could
-# not be installed (nothing else changed); 12 generations could not be removed (prune). After
+# itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, no
+# activation or pending boot with that token, or a pending boot not booted yet; 10 the
+# activation ran past its timeout; 11 the secrets could not be installed (nothing else
+# changed); 12 generations could not be removed (prune). After
 # 4, 5, 6 and 10 the host is back on its previous system when it had one ("rolledBack"), and its
 # profile (what it boots next) on the previous generation. When it had none (a first deploy), or
 # the rollback failed, the host runs the failed system: it is marked failed (the file "failed"
@@ -1901,7 +1906,7 @@ run_health_checks() {
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
+  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" boot_token="" caller_reboots=0
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -1920,6 +1925,7 @@ cmd_activate() {
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
       --reboot-token) reboot_token=${2-}; shift 2 ;;
+      --boot-token) boot_token=${2-}; shift 2 ;;
       --caller-reboots) caller_reboots=1; shift ;;
       *) usage "activate: unknown option '$1'" ;;
     esac
@@ -1937,7 +1943,13 @@ cmd_activate() {
   fi
   case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
   case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
+  case $boot_token in *[!A-Za-z0-9_-]*) usage "activate: --boot-token must be letters, digits, '-' or '_'" ;; esac
   [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
+  [ -z "$boot_token" ] || [ "$action" = boot ] || usage "activate: --boot-token needs --action boot"
+  [ -z "$reboot_token" ] || [ -z "$boot_token" ] || [ "$boot_token" = "$reboot_token" ] ||
+    usage "activate: --boot-token and --reboot-token name one pending boot: give one of them"
+  # A reboot's pending boot is recorded under its token.
+  [ -z "$reboot_token" ] || boot_token=$reboot_token
   check_secrets_options
   [ -z "$delta_tool" ] || store_path_form "$delta_tool" ||
     usage "activate: --delta-tool must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$delta_tool'"
@@ -2002,6 +2014,7 @@ cmd_activate() {
   status=$?
   [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
   [ -z "$reboot_token" ] || begin_reboot
+  [ -z "$boot_token" ] || record_boot
   if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
   # 5. Health.
@@ -2317,10 +2330,11 @@ reboot_json() {
 }
 
 # --- Reboots (deploy --reboot): `activate --action boot --reboot-token T` records the pending
-# boot and reboots; after the boot, `after-boot` checks what booted and runs the health checks,
-# then `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
-# boot_file, on the disk: the token, the system to boot, its generation, and the generation
-# before it with that generation's system.
+# boot and reboots (`--boot-token T` records it alone: deploy --action boot, a reboot left to
+# later); after the boot, `after-boot` checks what booted and runs the health checks, then
+# `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
+# boot_file, on the disk: the token, the system to boot, its generation, the generation before
+# it with that generation's system, and the boot it was recorded in (another one booted since).
 
 # This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
 # makes both anew; a lab host's, only the second).
@@ -2349,14 +2363,34 @@ schedule_reboot() {
 
 # The pending boot into p_* (p_token empty: none). Known keys only, never evaluated.
 read_boot() {
-  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since=""
+  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since="" p_boot=""
   [ -f "$boot_file" ] || return 0
   while IFS= read -r line; do
     case ${line%%=*} in
-      token | path | generation | prev_gen | prev_system | since) eval "p_${line%%=*}=\${line#*=}" ;;
+      token | path | generation | prev_gen | prev_system | since | boot) eval "p_${line%%=*}=\${line#*=}" ;;
     esac
   done <"$boot_file"
   for v in generation prev_gen since; do eval "digits \"\$p_$v\" || p_$v=''"; done
+}
+
+# The boot activation went through: record the pending boot under $boot_token, for the verbs
+# that judge it once the host booted it (fails in phase $1).
+write_boot() {
+  b_prev=""
+  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
+  { mkdir -p "$boot_dir" &&
+    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\nboot=%s\n' \
+      "$boot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" "$(boot_id)" \
+      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
+    fail "$1" 4 "cannot record the pending boot in $boot_file"
+}
+
+# A boot activation without a reboot (--boot-token): the new system is what the host boots
+# next, and its boot is pending until after-boot, confirm-boot or abort-boot judge it (or an
+# activation replaces it).
+record_boot() {
+  write_boot switch
+  log "generation $(current_generation) ($path) boots next: pending until the host has booted it and its boot is judged"
 }
 
 # The boot activation went through: record the pending boot, reboot, and say so.
@@ -2365,13 +2399,7 @@ begin_reboot() {
   mark_phase reboot
   [ "$caller_reboots" = 1 ] || [ -x "$SYSTEMCTL" ] ||
     fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
-  b_prev=""
-  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
-  { mkdir -p "$boot_dir" &&
-    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\n' \
-      "$reboot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" \
-      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
-    fail reboot 4 "cannot record the pending boot in $boot_file"
+  write_boot reboot
   if [ "$caller_reboots" = 0 ]; then
     schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
   fi
@@ -2474,6 +2502,13 @@ undo_boot() {
 # goes back (undo_boot).
 cmd_after_boot() {
   boot_verb_args after-boot "$@"
+  # Still the boot the pending one was recorded in: nothing booted it yet, nothing to judge.
+  if [ -n "$p_boot" ] && [ "$p_boot" = "$(boot_id)" ]; then
+    unlock
+    printf '{"ok":false,"command":"after-boot","result":"not-rebooted","exitCode":9,"message":%s}\n' \
+      "$(json_str "the host has not rebooted since generation ${p_generation:-?} ($p_path) was set to boot next: nothing to judge yet")"
+    exit 9
+  fi
   booted=$(resolve /run/booted-system || true)
   if [ "$booted" != "$p_path" ]; then
     undo_boot reboot 4 "the host came back on ${booted:-no system} instead of $p_path: that system did not boot (the boot loader fell back)"
@@ -2542,9 +2577,9 @@ cmd_status() {
   fi
   read_boot
   boot_pending=null
-  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s}' \
+  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s,"bootId":%s}' \
     "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")" \
-    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")")
+    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")" "$(json_opt "$p_boot")")
   boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
     "$(json_opt "$(boot_assessment)")" "$boot_pending")
   printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \

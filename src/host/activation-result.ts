@@ -147,6 +147,7 @@ function bootState(o: Obj) {
           const q = object(p, "boot.pending");
           const generation = int(q, "generation", { nullable: true, optional: true });
           const previous = storePath(q, "previous", { nullable: true, optional: true });
+          const bootId = field(q, "bootId");
           return {
             token: text(q, "token") as string,
             path: storePath(q, "path", { nullable: true }) as string | null,
@@ -154,6 +155,7 @@ function bootState(o: Obj) {
             // Absent from older scripts.
             ...(generation === undefined ? {} : { generation }),
             ...(previous === undefined ? {} : { previous }),
+            ...(bootId === undefined ? {} : { bootId: bootId === null ? null : text(q, "bootId") }),
           };
         })();
   return {
@@ -291,6 +293,7 @@ function checkVariant(o: Obj): ActivationResult {
           "rolled-back",
           "rollback-failed",
           "unknown-token",
+          "not-rebooted",
         ] as const),
         exitCode: int(o, "exitCode", { optional: true }) as number | undefined,
         message: text(o, "message", true),

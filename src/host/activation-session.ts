@@ -49,6 +49,7 @@ export function buildDeployRequest(parts: RequestParts): DeployRequest {
     ...(checks.keepGenerations ? { keepGenerations: checks.keepGenerations } : {}),
     ...(parts.reboot === undefined ? {} : { reboot: parts.reboot }),
     ...(parts.judgeBoot === undefined ? {} : { judgeBoot: parts.judgeBoot }),
+    ...(parts.recordBoot === true && parts.action === "boot" ? { recordBoot: true as const } : {}),
     ...(parts.deltaTool === undefined ? {} : { deltaTool: parts.deltaTool }),
   };
 }
@@ -150,6 +151,7 @@ export async function runActivationSession(
         healthTimeout: Math.max(1, ...request.commandChecks.map((c) => c.timeout)),
         confirmTimeout: steps.confirmWindow,
         token,
+        ...(request.recordBoot ? { bootToken: token } : {}),
       },
       { deadline: seconds, onLog, signal },
     );

@@ -64,6 +64,11 @@ export interface ActivateOptions {
   /** With action boot: the host records the pending boot under this token, then reboots. */
   readonly rebootToken?: string;
   /**
+   * With action boot and no reboot: the host records the pending boot under this token, judged
+   * once the host booted it (after-boot, confirm-boot, abort-boot).
+   */
+  readonly bootToken?: string;
+  /**
    * Seconds from the start of the activation to the end of switch-to-configuration; past it the
    * switch is stopped, the host goes back to its previous system, and the result is `timed-out`.
    */
@@ -105,6 +110,7 @@ export function activateArgs(o: ActivateOptions): string[] {
   // With a token, `abort --token` reaches the activation even while it still switches.
   if (o.token) args.push("--token", o.token);
   if (o.rebootToken) args.push("--reboot-token", o.rebootToken);
+  else if (o.bootToken) args.push("--boot-token", o.bootToken);
   if (o.deltaTool !== undefined) args.push("--delta-tool", o.deltaTool);
   if (o.secrets) {
     args.push("--secrets");
@@ -275,7 +281,10 @@ export interface BootState {
    * judged) or clean (not counted); null where the system has no systemd-bless-boot.
    */
   readonly assessment: string | null;
-  /** A reboot that `activate --reboot-token` began and nobody confirmed or undid yet. */
+  /**
+   * A boot that `activate --reboot-token` (or `--boot-token`) recorded and nobody confirmed or
+   * undid yet.
+   */
   readonly pending: PendingBoot | null;
 }
 
@@ -291,6 +300,8 @@ export interface PendingBoot {
   readonly generation?: number | null;
   /** The system of the generation before it, which abort-boot goes back to (absent: older). */
   readonly previous?: string | null;
+  /** The boot it was recorded in: another `id` means the host rebooted since (absent: older). */
+  readonly bootId?: string | null;
 }
 
 /** Whether the host's boot loader counts boots, from this boot's assessment. */
@@ -303,7 +314,14 @@ export function countsBoots(boot: BootState | undefined): boolean | undefined {
 export interface BootVerbResult {
   readonly ok: boolean;
   readonly command: "after-boot" | "confirm-boot" | "abort-boot";
-  readonly result: "booted" | "confirmed" | "rolled-back" | "rollback-failed" | "unknown-token";
+  /** not-rebooted: after-boot in the boot the pending one was recorded in (nothing changed). */
+  readonly result:
+    | "booted"
+    | "confirmed"
+    | "rolled-back"
+    | "rollback-failed"
+    | "unknown-token"
+    | "not-rebooted";
   readonly exitCode?: number;
   readonly message?: string;
   /** Failures: where (reboot: another system booted; health; confirm: the deployer aborted). */

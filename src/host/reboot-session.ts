@@ -77,8 +77,8 @@ export async function judgePendingBoot(
   onLog: (line: string) => void,
 ): Promise<DeployOutcome> {
   const { generation, previous, token } = pending;
+  // The deploy said first that the boot is judged (deploy/pending-boot.ts's pendingBootLine).
   const into = `generation ${generation ?? "?"} (${request.path})`;
-  hooks.log(`judging the boot into ${into} that an earlier deploy left pending`);
   return judgeReboot(
     transport,
     request,

@@ -67,6 +67,12 @@ export interface DeployRequest {
    * (after-boot, the checks, confirm-boot or abort-boot) instead of activating anew.
    */
   readonly judgeBoot?: JudgeBootRequest;
+  /**
+   * With action boot (no reboot): the host records the new system as a boot pending, which the
+   * next deploy judges once the host booted it (docs/reboots.md). The deployer's requests set
+   * it; an agent, which judges only the reboots it makes, does not.
+   */
+  readonly recordBoot?: true;
 }
 
 /** A pending boot to judge: its token, and what the host goes back to if it fails. */
@@ -105,6 +111,8 @@ export interface RequestParts {
   readonly secrets?: HostSecrets | undefined;
   readonly reboot?: RebootRequest | undefined;
   readonly judgeBoot?: JudgeBootRequest | undefined;
+  /** With action boot: the host records the boot as pending (DeployRequest.recordBoot). */
+  readonly recordBoot?: boolean | undefined;
   /** The delta tool (bin/zstd) when the host may fetch paths as deltas; undefined: whole. */
   readonly deltaTool?: StorePath | undefined;
 }

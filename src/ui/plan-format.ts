@@ -350,7 +350,9 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
   if (host.pendingBoot !== undefined) {
     notes.push(
       kind
-        ? `a reboot is unconfirmed: ${host.pendingBoot.decision === "judge" ? "judged first" : "this activation replaces it"}`
+        ? host.pendingBoot.reason === "not-rebooted"
+          ? "boots another system next, not rebooted yet: this activation replaces it"
+          : `a reboot is unconfirmed: ${host.pendingBoot.decision === "judge" ? "judged first" : "this activation replaces it"}`
         : pendingBootNote(host.pendingBoot, name),
     );
   }
@@ -370,11 +372,14 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
 /** A boot an earlier deploy left unconfirmed, and what this deploy does with it. */
 function pendingBootNote(pending: PlannedPendingBoot, name: (path: string) => string): string {
   const into = pending.path === null ? "a new system" : name(pending.path);
-  const since =
-    pending.since === null ? "" : ` since ${new Date(pending.since * 1000).toISOString()}`;
-  return pending.decision === "judge"
-    ? `its reboot into ${into}${since} is unconfirmed: judged first (its checks, then confirm-boot or abort-boot)`
-    : `a reboot into ${into}${since} is unconfirmed: this activation replaces it`;
+  const at = pending.since === null ? undefined : new Date(pending.since * 1000).toISOString();
+  const since = at === undefined ? "" : ` since ${at}`;
+  if (pending.decision === "judge") {
+    return `its reboot into ${into}${since} is unconfirmed: judged first (its checks, then confirm-boot or abort-boot)`;
+  }
+  return pending.reason === "not-rebooted"
+    ? `boots ${into} next${at === undefined ? "" : ` (set ${at})`}, not rebooted yet: this activation replaces it`
+    : `a reboot into ${into}${since} is unconfirmed${pending.reason === "booted-other" ? " (it booted another system)" : ""}: this activation replaces it`;
 }
 
 /** A transfer counted without asking the host's store: it may hold more. */

@@ -29,17 +29,21 @@
 #       Steps 1-4 end within --activation-timeout seconds of the start (default 600); past
 #       it what runs is stopped (its process group or systemd unit), the host goes back, and
 #       the result is "timed-out" (exit 10).
+#   activate ... --action boot --boot-token T
+#                            then also: record the pending boot under T (on the disk, in
+#                            /nix/var/nixship/boot-pending, with this boot's id), for after-boot,
+#                            confirm-boot and abort-boot once the host booted it
 #   activate ... --action boot --reboot-token T
 #            [--caller-reboots]
-#                            then also: record the pending boot (on the disk, in
-#                            /nix/var/nixship/boot-pending), reboot 2 s later with the running
+#                            as --boot-token T, then reboot 2 s later with the running
 #                            system's systemctl (--caller-reboots: the caller reboots, as SSM's
 #                            agent does on exit 194), and answer "rebooting" with this "bootId"
 #   after-boot --token T [--health-cmd C]... [--health-once C]... [--health-timeout S]
 #              [--reboot-rollback]
 #                            after that reboot: the host must run the system it rebooted for
 #                            (else its boot loader fell back), then pass its checks ("booted");
-#                            otherwise it goes back, as abort-boot does
+#                            otherwise it goes back, as abort-boot does. In the boot the pending
+#                            one was recorded in, it changes nothing ("not-rebooted", exit 9)
 #   confirm-boot --token T   keep the rebooted system: its boot marked good (systemd-bless-boot
 #                            good, where the boot loader counts boots)
 #   abort-boot --token T [--reboot-rollback]
@@ -117,9 +121,10 @@
 # Output: one JSON object on the last line of stdout; logs go to stderr.
 # Exit codes: 0 done; 2 bad usage; 3 the path could not be realised; 4 switch-to-configuration
 # failed; 5 a health check failed; 6 no confirmation, aborted or interrupted; 7 the rollback
-# itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, or
-# no activation with that token; 10 the activation ran past its timeout; 11 the secrets could
-# not be installed (nothing else changed); 12 generations could not be removed (prune). After
+# itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, no
+# activation or pending boot with that token, or a pending boot not booted yet; 10 the
+# activation ran past its timeout; 11 the secrets could not be installed (nothing else
+# changed); 12 generations could not be removed (prune). After
 # 4, 5, 6 and 10 the host is back on its previous system when it had one ("rolledBack"), and its
 # profile (what it boots next) on the previous generation. When it had none (a first deploy), or
 # the rollback failed, the host runs the failed system: it is marked failed (the file "failed"

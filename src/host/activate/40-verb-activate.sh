@@ -1,7 +1,7 @@
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" caller_reboots=0
+  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" boot_token="" caller_reboots=0
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -20,6 +20,7 @@ cmd_activate() {
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
       --reboot-token) reboot_token=${2-}; shift 2 ;;
+      --boot-token) boot_token=${2-}; shift 2 ;;
       --caller-reboots) caller_reboots=1; shift ;;
       *) usage "activate: unknown option '$1'" ;;
     esac
@@ -37,7 +38,13 @@ cmd_activate() {
   fi
   case $token in *[!A-Za-z0-9_-]*) usage "activate: --token must be letters, digits, '-' or '_'" ;; esac
   case $reboot_token in *[!A-Za-z0-9_-]*) usage "activate: --reboot-token must be letters, digits, '-' or '_'" ;; esac
+  case $boot_token in *[!A-Za-z0-9_-]*) usage "activate: --boot-token must be letters, digits, '-' or '_'" ;; esac
   [ -z "$reboot_token" ] || [ "$action" = boot ] || usage "activate: --reboot-token needs --action boot"
+  [ -z "$boot_token" ] || [ "$action" = boot ] || usage "activate: --boot-token needs --action boot"
+  [ -z "$reboot_token" ] || [ -z "$boot_token" ] || [ "$boot_token" = "$reboot_token" ] ||
+    usage "activate: --boot-token and --reboot-token name one pending boot: give one of them"
+  # A reboot's pending boot is recorded under its token.
+  [ -z "$reboot_token" ] || boot_token=$reboot_token
   check_secrets_options
   [ -z "$delta_tool" ] || store_path_form "$delta_tool" ||
     usage "activate: --delta-tool must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$delta_tool'"
@@ -102,6 +109,7 @@ cmd_activate() {
   status=$?
   [ "$status" -eq 0 ] || step_failed switch 4 "switch-to-configuration $action exited with $status"
   [ -z "$reboot_token" ] || begin_reboot
+  [ -z "$boot_token" ] || record_boot
   if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
   # 5. Health.

@@ -1,8 +1,9 @@
 # --- Reboots (deploy --reboot): `activate --action boot --reboot-token T` records the pending
-# boot and reboots; after the boot, `after-boot` checks what booted and runs the health checks,
-# then `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
-# boot_file, on the disk: the token, the system to boot, its generation, and the generation
-# before it with that generation's system.
+# boot and reboots (`--boot-token T` records it alone: deploy --action boot, a reboot left to
+# later); after the boot, `after-boot` checks what booted and runs the health checks, then
+# `confirm-boot` keeps it or `abort-boot` goes back. The pending boot outlives /run in
+# boot_file, on the disk: the token, the system to boot, its generation, the generation before
+# it with that generation's system, and the boot it was recorded in (another one booted since).
 
 # This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
 # makes both anew; a lab host's, only the second).
@@ -31,14 +32,34 @@ schedule_reboot() {
 
 # The pending boot into p_* (p_token empty: none). Known keys only, never evaluated.
 read_boot() {
-  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since=""
+  p_token="" p_path="" p_generation="" p_prev_gen="" p_prev_system="" p_since="" p_boot=""
   [ -f "$boot_file" ] || return 0
   while IFS= read -r line; do
     case ${line%%=*} in
-      token | path | generation | prev_gen | prev_system | since) eval "p_${line%%=*}=\${line#*=}" ;;
+      token | path | generation | prev_gen | prev_system | since | boot) eval "p_${line%%=*}=\${line#*=}" ;;
     esac
   done <"$boot_file"
   for v in generation prev_gen since; do eval "digits \"\$p_$v\" || p_$v=''"; done
+}
+
+# The boot activation went through: record the pending boot under $boot_token, for the verbs
+# that judge it once the host booted it (fails in phase $1).
+write_boot() {
+  b_prev=""
+  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
+  { mkdir -p "$boot_dir" &&
+    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\nboot=%s\n' \
+      "$boot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" "$(boot_id)" \
+      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
+    fail "$1" 4 "cannot record the pending boot in $boot_file"
+}
+
+# A boot activation without a reboot (--boot-token): the new system is what the host boots
+# next, and its boot is pending until after-boot, confirm-boot or abort-boot judge it (or an
+# activation replaces it).
+record_boot() {
+  write_boot switch
+  log "generation $(current_generation) ($path) boots next: pending until the host has booted it and its boot is judged"
 }
 
 # The boot activation went through: record the pending boot, reboot, and say so.
@@ -47,13 +68,7 @@ begin_reboot() {
   mark_phase reboot
   [ "$caller_reboots" = 1 ] || [ -x "$SYSTEMCTL" ] ||
     fail reboot 4 "cannot reboot: $SYSTEMCTL is missing"
-  b_prev=""
-  [ -z "$prev_gen" ] || b_prev=$(generation_path "$prev_gen")
-  { mkdir -p "$boot_dir" &&
-    printf 'token=%s\npath=%s\ngeneration=%s\nprev_gen=%s\nprev_system=%s\nsince=%s\n' \
-      "$reboot_token" "$path" "$(current_generation)" "$prev_gen" "$b_prev" "$(now)" \
-      >"$boot_file.tmp" && mv -f "$boot_file.tmp" "$boot_file"; } ||
-    fail reboot 4 "cannot record the pending boot in $boot_file"
+  write_boot reboot
   if [ "$caller_reboots" = 0 ]; then
     schedule_reboot || { rm -f "$boot_file"; fail reboot 4 "cannot reboot: $SYSTEMCTL failed"; }
   fi

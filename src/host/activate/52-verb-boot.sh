@@ -89,6 +89,13 @@ undo_boot() {
 # goes back (undo_boot).
 cmd_after_boot() {
   boot_verb_args after-boot "$@"
+  # Still the boot the pending one was recorded in: nothing booted it yet, nothing to judge.
+  if [ -n "$p_boot" ] && [ "$p_boot" = "$(boot_id)" ]; then
+    unlock
+    printf '{"ok":false,"command":"after-boot","result":"not-rebooted","exitCode":9,"message":%s}\n' \
+      "$(json_str "the host has not rebooted since generation ${p_generation:-?} ($p_path) was set to boot next: nothing to judge yet")"
+    exit 9
+  fi
   booted=$(resolve /run/booted-system || true)
   if [ "$booted" != "$p_path" ]; then
     undo_boot reboot 4 "the host came back on ${booted:-no system} instead of $p_path: that system did not boot (the boot loader fell back)"

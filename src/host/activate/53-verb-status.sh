@@ -36,9 +36,9 @@ cmd_status() {
   fi
   read_boot
   boot_pending=null
-  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s}' \
+  [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s,"bootId":%s}' \
     "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")" \
-    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")")
+    "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")" "$(json_opt "$p_boot")")
   boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
     "$(json_opt "$(boot_assessment)")" "$boot_pending")
   printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \
