@@ -917,8 +917,12 @@ describe("Agent.pollOnce: sharded releases", () => {
     return shardKey(CHANNEL, signed.release.seq, index, shard.digest);
   };
   const shardReads = () => calls.filter((c) => c.key.startsWith("release-shards/"));
+  const shardGets = (signed: SignedRelease) =>
+    (signed.shards ?? []).map(
+      (s) => `get ${shardKey(CHANNEL, signed.release.seq, s.index, s.digest)}`,
+    );
 
-  it("applies its entry with one GET of its own shard, then polls with one conditional GET", async () => {
+  it("applies its entry once every shard is read and checked, then polls with one conditional GET", async () => {
     const signed = await publish(fleet(sys("a")));
     expect(signed.release.version).toBe(2);
     expect(signed.shards).toHaveLength(3);
@@ -928,7 +932,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
       `get releases/${CHANNEL}/2.json`,
-      `get ${ownShard(signed)}`,
+      ...shardGets(signed),
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
@@ -944,13 +948,13 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(since(mark).map((c) => c.op)).toEqual(["get"]);
   });
 
-  it("takes a sharded release that does not name the host as no-entry, reading one shard", async () => {
+  it("takes a sharded release that does not name the host as no-entry, reading every shard", async () => {
     const hosts = fleet(sys("a"));
     delete hosts[HOST];
     hosts["host-600"] = sys("a");
     await publish(hosts);
     expect(await makeAgent().pollOnce()).toBe("no-entry");
-    expect(shardReads()).toHaveLength(1);
+    expect(shardReads()).toHaveLength(3);
     expect(activator.requests).toEqual([]);
   });
 
@@ -963,7 +967,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
-    expect(shardReads()).toHaveLength(1);
+    expect(shardReads()).toHaveLength(3);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(`release refused: ${key}: shard`);
@@ -1014,7 +1018,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
-    expect(shardReads()).toHaveLength(1);
+    expect(shardReads()).toHaveLength(3);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(
@@ -1024,6 +1028,49 @@ describe("Agent.pollOnce: sharded releases", () => {
       expect.objectContaining({ type: "rejected", message: expect.stringContaining(doubled) }),
     );
     expect(agent.state).toMatchObject({ lastSeq: null });
+  });
+
+  it("refuses a signed release that names this very host in its own shard and in another, applying nothing, and one that names a host twice in shards it does not read for its entry", async () => {
+    const count = 3;
+    const mine = shardIndex(HOST, count);
+    const hosts = Object.fromEntries(
+      Object.entries(fleet(sys("a"))).map(([h, path]) => [h, { path }]),
+    );
+    const release = {
+      version: 1 as const,
+      channel: CHANNEL,
+      seq: 1,
+      created: CLOCK.toISOString(),
+      expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
+      previous: null,
+      kind: "deploy" as const,
+      action: "switch" as const,
+      health: HEALTH,
+      confirmTimeout: 45,
+      hosts,
+    };
+    // Its own shard is sound and holds its entry: only the other shard shows the fault.
+    const { own, other } = await doubledRelease(release, releaseKey, HOST, { store });
+    expect(own).toBe(mine);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    const record = await hostRecord();
+    expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
+    expect(record.error).toContain(
+      `release 1 of channel ${CHANNEL} names host '${HOST}' in shard ${other}, but its shard is ${own}`,
+    );
+
+    // A host named twice in the two shards that are not this host's: refused alike.
+    const stranger = Object.keys(hosts).find((h) => shardIndex(h, count) !== mine) as string;
+    const away = [0, 1, 2].find((i) => i !== mine && i !== shardIndex(stranger, count)) as number;
+    const next = { ...release, seq: 2 };
+    await doubledRelease(next, releaseKey, stranger, { other: away, store });
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(activator.requests).toEqual([]);
+    expect((await hostRecord()).error).toContain(
+      `names host '${stranger}' in shard ${away}, but its shard is ${shardIndex(stranger, count)}`,
+    );
   });
 
   it("refuses a head signed by an untrusted key before reading any shard", async () => {

@@ -9,6 +9,7 @@ export const ROOT_SOURCES = [
   "release",
   "status",
   "history",
+  "rollout",
   "live",
   "pin",
   "secrets",
@@ -48,6 +49,19 @@ export interface UnreadableRoot {
   readonly problem: string;
 }
 
+/**
+ * A host whose status record could not be read (malformed, or too large): a host writes its own
+ * record, so one host cannot stop every collection with it. What else names the host is kept
+ * for it instead, and the report names it.
+ */
+export interface UnreadRecord {
+  readonly host: string;
+  /** Why its record could not be read. */
+  readonly problem: string;
+  /** The store paths kept for it from its releases' entries, rollouts and earlier records. */
+  readonly kept: readonly string[];
+}
+
 /** The roots as read under the collection lock. */
 export interface RootsRead {
   readonly roots: GcRoots;
@@ -56,6 +70,13 @@ export interface RootsRead {
   readonly unreadable: readonly UnreadableRoot[];
   /** Unreadable roots the operator chose to collect without (`--skip-roots NAME`). */
   readonly skipped: readonly UnreadableRoot[];
+  /**
+   * Releases every reader refuses, agents included (a host named twice): no host runs them,
+   * so they keep nothing; named with the readers' error (`name`: the release file's key).
+   */
+  readonly refused?: readonly UnreadableRoot[];
+  /** Hosts whose record could not be read, kept from what else names them. */
+  readonly unreadRecords?: readonly UnreadRecord[];
 }
 
 /** Splits what could not be read into what blocks the sweep and what the operator let go. */

@@ -45,6 +45,7 @@ import {
   type Tallies,
   tally,
   type UnreadableRoot,
+  type UnreadRecord,
 } from "./gc-plan.js";
 import { keepGcReport } from "./gc-reports.js";
 import { type CacheInventory, type CacheObject, listRoot, readInventory } from "./inventory.js";
@@ -136,6 +137,10 @@ export interface GcReport {
   readonly malformedRoots: readonly MalformedRoot[];
   /** Roots that could not be read, collected without at the operator's word (--skip-roots). */
   readonly skippedRoots: readonly UnreadableRoot[];
+  /** Releases every reader refuses, agents included, with their error: they keep nothing. */
+  readonly refusedReleases: readonly UnreadableRoot[];
+  /** Hosts whose status record could not be read, with what was kept for them instead. */
+  readonly unreadRecords: readonly UnreadRecord[];
   /** Every store path deleted (or that would be), and their package names. */
   readonly deletedPaths: readonly DeletedPath[];
   readonly byPackage: readonly { name: string; bytes: number; paths: string[] }[];
@@ -345,6 +350,8 @@ async function collect(
     },
     malformedRoots: malformed,
     skippedRoots: read.skipped,
+    refusedReleases: read.refused ?? [],
+    unreadRecords: read.unreadRecords ?? [],
     deletedPaths: paths.paths,
     byPackage: groupByPackage(paths.paths),
     deletedUnreadable: paths.unreadable,

@@ -4,11 +4,16 @@
 // page). No status body is read.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
+import {
+  isHostTwice,
+  type ParsedRelease,
+  type Release,
+  type ReleaseHost,
+} from "../release/release.js";
 import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
 import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
 import { isFinalState, type StatusState } from "../status/status.js";
-import { readProgress } from "../status/status-store.js";
+import { type Progress, readProgress } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { type HostEvent, hostHistories, type ReleaseReport } from "./host-history.js";
@@ -26,6 +31,16 @@ export interface HistoryRead {
   readonly hosts: Map<string, HostEvent[]>;
   /** Release numbers that did not verify (passed over). */
   readonly untrusted: readonly number[];
+  /**
+   * Of those, the releases every reader refuses alike, the agents included (isHostTwice): no
+   * host ran them. With the readers' error.
+   */
+  readonly refused: readonly { readonly seq: number; readonly problem: string }[];
+  /**
+   * For each host of `entriesOf`: its entry in every release read (newest first), and the key of
+   * the status marker it left on each (the record it wrote then), whatever their state.
+   */
+  readonly entriesOf: Map<string, { entries: ReleaseHost[]; markers: string[] }>;
   /** LIST calls of the status markers (the listing of release files comes on top). */
   readonly listCalls: number;
   /** GETs of release files. */
@@ -45,6 +60,8 @@ export interface HistoryOptions {
   readonly known?: ParsedRelease;
   /** Called after each release is read, with how many of how many. */
   readonly onProgress?: (done: number, total: number) => void;
+  /** Hosts whose entries and markers are wanted whole (see HistoryRead.entriesOf). */
+  readonly entriesOf?: ReadonlySet<string>;
 }
 
 export async function readHistory(
@@ -58,6 +75,17 @@ export async function readHistory(
   let listCalls = 0;
   let getCalls = 0;
   let done = 0;
+  const wanted = options.entriesOf ?? new Set<string>();
+  /** What a release and its markers say of the `entriesOf` hosts. */
+  const of = (release: Release | undefined, progress: Progress) =>
+    [...wanted].map((host) => ({
+      host,
+      entry:
+        release !== undefined && Object.hasOwn(release.hosts, host)
+          ? release.hosts[host]
+          : undefined,
+      marker: progress.hosts.get(host)?.key,
+    }));
   // Memory, not only bytes: a release may be tens of MB and hold 100,000 hosts, so each one is
   // cut down to what the history needs (the paths of the hosts that reached a final state on
   // it) as soon as it is parsed, and only READS are read at once.
@@ -72,11 +100,17 @@ export async function readHistory(
     const known = options.known;
     if (known?.release.seq === seq && known.release.channel === channel) {
       options.onProgress?.(++done, seqs.length);
-      return { seq, report: { release: slim(known.release, states), states } };
+      return {
+        seq,
+        report: { release: slim(known.release, states), states },
+        named: of(known.release, progress),
+      };
     }
     const read = await readRelease(store, channel, seq);
     getCalls++;
     let report: ReleaseReport | "absent" | "untrusted" = "absent";
+    let refused: string | undefined;
+    let whole: Release | undefined;
     if (read.status === "found") {
       const source = releaseKey(channel, seq);
       try {
@@ -87,25 +121,36 @@ export async function readHistory(
         // A sharded release's shards: a GET each.
         getCalls += signed.shards?.length ?? 0;
         // Copied under another number: its markers are not about this content.
-        report =
-          signed.release.seq !== seq || signed.release.channel !== channel
-            ? "untrusted"
-            : { release: slim(signed.release, states), states };
+        const placed = signed.release.seq === seq && signed.release.channel === channel;
+        report = placed ? { release: slim(signed.release, states), states } : "untrusted";
+        if (placed) whole = signed.release;
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
         report = "untrusted";
+        if (isHostTwice(err)) refused = err.message;
       }
     }
     options.onProgress?.(++done, seqs.length);
-    return { seq, report };
+    return { seq, report, refused, named: of(whole, progress) };
   });
   const reports: ReleaseReport[] = [];
   const untrusted: number[] = [];
-  for (const { seq, report } of reads) {
+  const refused: { seq: number; problem: string }[] = [];
+  type Named = { entries: ReleaseHost[]; markers: string[] };
+  const entriesOf = new Map<string, Named>(
+    [...wanted].map((h) => [h, { entries: [], markers: [] }]),
+  );
+  for (const { seq, report, refused: why, named } of reads) {
     if (report === "untrusted") untrusted.push(seq);
+    if (why !== undefined) refused.push({ seq, problem: why });
     if (typeof report !== "string") reports.push(report);
+    for (const { host, entry, marker } of named) {
+      const found = entriesOf.get(host) as Named;
+      if (entry !== undefined) found.entries.push(entry);
+      if (marker !== undefined) found.markers.push(marker);
+    }
   }
-  return { hosts: hostHistories(reports), untrusted, listCalls, getCalls };
+  return { hosts: hostHistories(reports), untrusted, refused, entriesOf, listCalls, getCalls };
 }
 
 /** The release as the history needs it: the entries of the hosts that reached `states`. */

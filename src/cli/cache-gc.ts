@@ -44,6 +44,8 @@ pushes too), narinfos first. The roots:
   live      with --fleet, each ssh host's answer: current, booted, profile and its recent
             generations (skip with --stored)
   agent     the nixship package each agent runs (from its status record)
+  rollout   for a host whose status record does not read, the systems the newest 50
+            rollout records gave it
   secrets   with --fleet, secrets.age
   deltas    with --fleet, deltas.tool
   pin       the paths of 'nixship cache pin'
@@ -54,10 +56,14 @@ never touched, and nothing written within the grace period is deleted but a delt
 goes with the path it rebuilds, whatever its age (docs/deltas.md). The collection waits
 for nixship pushes and deploys in progress to finish (up to --wait), takes its lock, and only
 then reads the roots; pushes and deploys that start meanwhile wait until it is done (see
-docs/cache-gc.md). A root that cannot be read (a status record, a release or a shard, a pin,
-with --fleet an ssh host that does not answer) stops the collection before anything is
-deleted, naming it; --skip-roots NAME collects without it. A root whose narinfo describes
-another path keeps what its hash names and is reported with the host that named it.
+docs/cache-gc.md). A root that cannot be read (a release or a shard, a pin, with --fleet an
+ssh host that does not answer) stops the collection before anything is deleted, naming it;
+--skip-roots NAME collects without it. A host's status record that does not read (a host
+writes its own) stops nothing: what else names the host is kept instead (its entry in each
+release of the history, its earlier records there, the rollouts' systems), and the report
+names it. A release every reader refuses (a host named in two shards: its agents apply
+nothing) keeps nothing, and the report names it with that error. A root whose narinfo
+describes another path keeps what its hash names and is reported with the host that named it.
 Each collection's report (every deleted path) is kept in the store under gc/reports/, the
 newest 20.
 
@@ -74,7 +80,7 @@ ${CACHE_HELP}
   --wait S               seconds to wait for pushes and deploys in progress (default ${DEFAULTS.waitSeconds})
   --stored               with --fleet, do not ask ssh hosts; use their status records only
   --skip-roots NAME      collect without the roots of NAME when they cannot be read: a host
-                         (its record, its live answer) or an object's key as the error names
+                         (its live answer) or an object's key as the error names
                          it (releases/CH/N.json, channels/CH.json, gc/pins/P.json); repeatable
   --dry-run              change nothing; report what would be deleted (every path, by package)
   --json                 print the report as JSON on stdout (every deleted path)
@@ -256,8 +262,7 @@ async function addFleetRoots(
   });
   const judged = judgeUnreadable(silent, skip);
   return {
-    roots,
-    origins,
+    ...read,
     unreadable: [...read.unreadable, ...judged.unreadable],
     skipped: [...read.skipped, ...judged.skipped],
   };

@@ -246,6 +246,9 @@ function currentLine(c: BoardChannel, now: Date): Html {
   if (trust === null) return html`<p>The channel names no release.</p>`;
   const names =
     c.currentSeq === null ? "a release no listed file holds" : `release ${c.currentSeq}`;
+  if (trust.status === "refused") {
+    return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, signed by <code>${trust.key}</code>, which agents refuse: they will not follow it. ${trust.problem}</p>`;
+  }
   if (trust.status !== "trusted") {
     return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, which no key the fleet trusts signed: agents will not follow it. ${trust.problem}</p>`;
   }
@@ -280,7 +283,9 @@ export function releaseMain(
   const head =
     trust.status === "trusted"
       ? html`<p>Signed by <code>${trust.key}</code>, a key the fleet trusts.</p>`
-      : html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> No key the fleet trusts signed this release: agents will not follow it. ${trust.problem}</p>`;
+      : trust.status === "refused"
+        ? html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> Signed by <code>${trust.key}</code>, a key the fleet trusts, but agents refuse this release: they will not follow it. ${trust.problem}</p>`
+        : html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> No key the fleet trusts signed this release: agents will not follow it. ${trust.problem}</p>`;
   const published = releaseOrigin(data.origin);
   if (data.problem !== undefined) {
     return html`<h1>Release ${seq} of channel ${channel}</h1>${head}${published}<p class="problem">${data.problem}</p>`;

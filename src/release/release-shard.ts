@@ -101,27 +101,20 @@ function shardBytes(
 /**
  * The entries of shard `index` of the sharded release `head`, from the shard's stored bytes: they
  * must hash to the digest the head names (the head's signature covers it), and hold that shard of
- * that release in canonical form, each of its hosts one that belongs there. `source` names the
- * shard in errors (its key). Fails with release-shard-mismatch or release-malformed.
+ * that release in canonical form, laid out as the release's layout says (checkShardLayout), each
+ * entry well-formed. `source` names the shard in errors (its key). Fails with
+ * release-shard-mismatch, release-host-twice or release-malformed.
  *
- * With `only` (an agent, which needs its own entry): the digest, the shard's fields, its number
- * of hosts and the names of its hosts (none twice, each of this shard) are checked as above,
- * but of the entries only that host's is read and given back; the others are not checked one by
- * one, nor the canonical form, which a reader of the whole release checks.
- *
- * A host named twice, in this shard or in this shard and its own, is refused alike by every
- * reader, the agent and the publisher (signShardedRelease), with release-host-twice naming the
- * host and both shards: a host's shard follows from its name, so a host named in two shards is
- * in one that is not its own, and whoever reads that shard refuses the release.
+ * Every reader of a sharded release reads every shard through this one check (shard-store.ts's
+ * visitShards): the agent, `release show`, `cache gc`, the dashboard, and the publisher
+ * (signShardedRelease), so what one refuses every one refuses, with the same error.
  */
 export function parseShard(
   bytes: Uint8Array,
   head: Pick<ParsedHead, "head" | "shards">,
   index: number,
   source: string,
-  options: { readonly only?: string } = {},
 ): Release["hosts"] {
-  const { only } = options;
   const { channel, seq } = head.head;
   const count = head.shards.length;
   const ref = head.shards[index];
@@ -147,14 +140,8 @@ export function parseShard(
   const problems = new Problems();
   const doc = readObject(value, [], problems, SHARD_KEYS);
   const all = doc?.hosts;
-  if (isJsonObject(all)) refuseStrayHost(Object.keys(all), head.head, index, count, source);
-  const read =
-    only === undefined || !isJsonObject(all)
-      ? all
-      : Object.hasOwn(all, only)
-        ? { [only]: all[only] }
-        : {};
-  const hosts = doc === undefined ? undefined : readHosts(read, ["hosts"], problems, true);
+  if (isJsonObject(all)) checkShardLayout(Object.keys(all), head.head, index, count, source);
+  const hosts = doc === undefined ? undefined : readHosts(all, ["hosts"], problems, true);
   if (doc !== undefined) {
     const expected = { channel, count, index, seq, version: SHARDED_RELEASE_VERSION };
     for (const [key, want] of Object.entries(expected)) {
@@ -162,8 +149,8 @@ export function parseShard(
         problems.add([key], `must be ${JSON.stringify(want)}, as the release says`);
     }
   }
-  if (hosts !== undefined && isJsonObject(all)) {
-    const names = Object.keys(all);
+  if (hosts !== undefined) {
+    const names = Object.keys(hosts);
     if (names.length !== ref.hosts) {
       problems.add(["hosts"], `names ${names.length} hosts; the release says ${ref.hosts}`);
     }
@@ -172,10 +159,7 @@ export function parseShard(
     const lines = problems.list.map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
     throw malformed(lines.slice(0, 20).join("\n"));
   }
-  if (
-    only === undefined &&
-    Buffer.compare(Buffer.from(bytes), Buffer.from(shardBytes(head.head, index, count, hosts)))
-  ) {
+  if (Buffer.compare(Buffer.from(bytes), Buffer.from(shardBytes(head.head, index, count, hosts)))) {
     throw malformed(
       `${source}: ${what} is not in canonical form (keys sorted, no whitespace, one final newline)`,
     );
@@ -184,10 +168,12 @@ export function parseShard(
 }
 
 /**
- * Refuses (release-host-twice) a shard `index` of `count` that names a host whose shard is
- * another: a host named in two shards is named in at least one that is not its own.
+ * The one check of a sharded release's layout, on the names shard `index` of `count` holds:
+ * each is a host whose shard, by its name (shardIndex), is this one. A host named in two shards
+ * is named in at least one that is not its own, so a reader of every shard meets it there.
+ * Throws release-host-twice naming the release, the host, the shard that names it and its own.
  */
-function refuseStrayHost(
+export function checkShardLayout(
   names: readonly string[],
   head: Pick<ReleaseHead, "channel" | "seq">,
   index: number,
@@ -229,7 +215,8 @@ export function joinShards<T extends ParsedHead>(
   return joined(head, hosts, stored) as Out;
 }
 
-function joined<T extends ParsedHead>(
+/** A release file's head with its hosts (joined from its shards, `shards`, when sharded). */
+export function joined<T extends ParsedHead>(
   parsed: T,
   hosts: Release["hosts"],
   shards: readonly StoredShard[],

@@ -564,6 +564,14 @@ export function hostTwice(message: string): InputError {
   });
 }
 
+/**
+ * Whether `err` is hostTwice's refusal: one every reader gives the release's signed bytes alike,
+ * the agents included, so no host runs that release (where a shard missing is the store's).
+ */
+export function isHostTwice(err: unknown): boolean {
+  return err instanceof InputError && err.code === "release-host-twice";
+}
+
 /** Throws the parse error parseJsonText gives `text` (line, column, duplicate keys), if any. */
 function detailedJsonError(text: string, source: string): void {
   try {

@@ -11,13 +11,15 @@ import {
   type ParsedHead,
   type ParsedRelease,
   parseReleaseHead,
+  type Release,
   type ReleaseHost,
+  type ShardRef,
   type SignedHead,
   type SignedRelease,
   type StoredShard,
   verifyReleaseHead,
 } from "./release.js";
-import { joinShards, parseShard, shardIndex } from "./release-shard.js";
+import { joined, parseShard, shardIndex } from "./release-shard.js";
 
 export const SHARDS_PREFIX = "release-shards/";
 /**
@@ -80,34 +82,96 @@ export async function readShardBytes(
 }
 
 /**
+ * Every shard of a sharded release read (8 at once) and checked by parseShard: its digest, its
+ * fields and count, its layout (checkShardLayout) and every entry. The one reading every reader
+ * gives a sharded release, the agent included: `visit` gets each shard's entries once checked,
+ * so a reader keeps only what it needs of them. What fails is refused with the error of the
+ * lowest-numbered shard that fails, whatever order the reads end in, so every reader gives the
+ * same one: release-shard-missing, release-shard-mismatch, release-host-twice or
+ * release-malformed, naming the shard's key and the release.
+ */
+export async function visitShards(
+  store: ObjectStore,
+  head: Pick<ParsedHead, "head" | "shards">,
+  visit: (index: number, hosts: Release["hosts"], bytes: Uint8Array) => void,
+): Promise<void> {
+  const keys = shardKeys(head);
+  const failures = new Map<number, unknown>();
+  // Past a failure only the shards before it are read: one of them may fail first.
+  let lowest = keys.length;
+  await mapLimit(
+    keys.map((_, index) => index),
+    SHARD_CONCURRENCY,
+    async (index) => {
+      if (index > lowest) return;
+      try {
+        const bytes = await readShardBytes(store, head, index);
+        visit(index, parseShard(bytes, head, index, keys[index] as string), bytes);
+      } catch (err) {
+        failures.set(index, err);
+        lowest = Math.min(lowest, index);
+      }
+    },
+  );
+  if (failures.size > 0) throw failures.get(lowest);
+}
+
+/**
  * The release whole: a release file of version 1 as it is; a sharded one with every shard read
- * (8 at once) and checked against its digest. Fails with release-shard-missing or
- * release-shard-mismatch (or release-malformed), naming the shard's key and the release.
+ * and checked (visitShards).
  */
 export async function readShards<T extends ParsedHead>(
   store: ObjectStore,
   head: T,
 ): Promise<T extends SignedHead ? SignedRelease : ParsedRelease> {
-  const indexes = head.shards.map((_, index) => index);
-  const bytes = await mapLimit(indexes, SHARD_CONCURRENCY, (index) =>
-    readShardBytes(store, head, index),
-  );
-  return joinShards(head, bytes, shardKeys(head));
+  type Out = T extends SignedHead ? SignedRelease : ParsedRelease;
+  if (head.hosts !== undefined) return joined(head, head.hosts, []) as Out;
+  const parts: { hosts: Release["hosts"]; shard: StoredShard }[] = [];
+  await visitShards(store, head, (index, hosts, bytes) => {
+    const { digest, hosts: count } = head.shards[index] as ShardRef;
+    parts[index] = { hosts, shard: { index, digest, hosts: count, bytes } };
+  });
+  const hosts: Record<string, ReleaseHost> = {};
+  for (const part of parts) Object.assign(hosts, part.hosts);
+  return joined(
+    head,
+    hosts,
+    parts.map((p) => p.shard),
+  ) as Out;
 }
 
 /**
- * One host's entry in a verified release file, reading at most its own shard (one GET): what an
- * agent needs of a release. Undefined: the release does not name the host.
+ * Checks a sharded release's shards as every reader does (visitShards), keeping none of their
+ * entries: what a reader that shows a release, not its hosts, needs to say whether agents would
+ * follow it. A release of version 1 has none.
+ */
+export async function checkShards(
+  store: ObjectStore,
+  head: Pick<ParsedHead, "head" | "shards">,
+): Promise<void> {
+  await visitShards(store, head, () => {});
+}
+
+/**
+ * One host's entry in a verified release file: what an agent needs of a release. Of a sharded
+ * release every shard is read and checked as every other reader checks it (visitShards), so an
+ * agent refuses exactly what `release show`, `cache gc` and the dashboard refuse; of the entries
+ * only the host's is kept. Undefined: the release does not name the host.
  */
 export async function readHostEntry(
   store: ObjectStore,
   head: SignedHead,
   host: string,
 ): Promise<ReleaseHost | undefined> {
-  if (head.hosts !== undefined) return head.hosts[host];
-  const index = shardIndex(host, head.shards.length);
-  const bytes = await readShardBytes(store, head, index);
-  return parseShard(bytes, head, index, shardKeys(head)[index] as string, { only: host })[host];
+  if (head.hosts !== undefined)
+    return Object.hasOwn(head.hosts, host) ? head.hosts[host] : undefined;
+  let entry: ReleaseHost | undefined;
+  await visitShards(store, head, (index, hosts) => {
+    if (index === shardIndex(host, head.shards.length) && Object.hasOwn(hosts, host)) {
+      entry = hosts[host];
+    }
+  });
+  return entry;
 }
 
 /** A release file's bytes (`source`: where they were read) parsed, with its shards joined. */

@@ -46,6 +46,19 @@ export function formatGcReport(report: GcReport): string {
     );
   }
   for (const s of report.skippedRoots) lines.push(`  collected without ${s.name}: ${s.problem}`);
+  for (const r of report.refusedReleases) {
+    lines.push(
+      `  refused release ${r.name} (agents refuse it too, so it keeps nothing): ${r.problem}`,
+    );
+  }
+  for (const u of report.unreadRecords) {
+    lines.push(
+      `  host ${u.host}: its record does not read, so what its releases, rollouts and earlier records name is kept (${u.kept.length === 1 ? "1 path" : `${u.kept.length} paths`}): ${u.problem}`,
+    );
+    for (const p of u.kept.slice(0, PATHS_SHOWN)) lines.push(`    ${p}`);
+    if (u.kept.length > PATHS_SHOWN)
+      lines.push(`    … and ${u.kept.length - PATHS_SHOWN} more (--json lists them all)`);
+  }
   lines.push(`  ${report.dryRun ? "would delete" : "deleted"}: ${tallies(report.deleted)}`);
   lines.push(...deletedLines(report));
   lines.push(`  kept:    ${tallies(report.kept)}`);

@@ -21,7 +21,7 @@ import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import { storePathOf } from "../nix/store-path.js";
-import type { Release } from "../release/release.js";
+import { isHostTwice, type Release, type ReleaseHost } from "../release/release.js";
 import {
   listChannels,
   listReleaseSeqs,
@@ -31,6 +31,8 @@ import {
 } from "../release/release-store.js";
 import { loadRelease } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
+import type { RolloutRecord } from "../status/rollout.js";
+import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -55,6 +57,9 @@ export interface StoreRoots extends RootsRead {
 
 const READS = 8;
 
+/** Rollout records read, newest first, for a host whose record cannot be read. */
+export const GC_ROLLOUTS = 50;
+
 /** The roots the store names. A store fault fails the whole read: no collection without them. */
 export async function rootsFromStore(
   store: ObjectStore,
@@ -63,6 +68,7 @@ export async function rootsFromStore(
   const roots: GcRoots = new Map();
   const origins: RootOrigins = new Map();
   const unreadable: UnreadableRoot[] = [];
+  const refused: UnreadableRoot[] = [];
   // One origin string per host, shared by every path it names (a fleet may have 100,000).
   const hostOrigins = new Map<string, string>();
   const hostOrigin = (host: string) => {
@@ -76,6 +82,24 @@ export async function rootsFromStore(
   const add = (path: string, source: RootSource, origin: string) => {
     addRoot(roots, path, source);
     addOrigin(origins, path, origin);
+  };
+
+  // The records first: a host whose record does not read (a host writes its own) has what else
+  // names it kept instead, from the channels' releases and markers and from the rollouts.
+  const listed = await listStatusRecords(store);
+  const unread = new Map<string, { problem: string; kept: Set<string> }>();
+  await mapLimit(listed, READS * 4, async ({ key, host }) => {
+    const record = await recordOf(store, key);
+    if (typeof record === "string") {
+      unread.set(host, { problem: `the status record ${key}: ${record}`, kept: new Set() });
+      return;
+    }
+    if (record !== undefined)
+      for (const [p, source] of recordPaths(record)) add(p, source, hostOrigin(host));
+  });
+  const keep = (host: string, path: string, source: RootSource) => {
+    add(path, source, hostOrigin(host));
+    unread.get(host)?.kept.add(path);
   };
 
   const seqs = await listReleaseSeqs(store);
@@ -92,13 +116,24 @@ export async function rootsFromStore(
       read: await releaseRoots(store, headKey, await readChannel(store, channel)),
     });
     for (const { key, read } of releases) {
-      if (typeof read === "string") unreadable.push({ name: key, problem: read });
-      else if (read !== undefined)
-        for (const [host, p] of releasePaths(read)) add(p, "release", hostOrigin(host));
+      if (read === undefined) continue;
+      if ("refused" in read) refused.push({ name: key, problem: read.refused });
+      else if ("unreadable" in read) unreadable.push({ name: key, problem: read.unreadable });
+      else for (const [host, p] of releasePaths(read.release)) add(p, "release", hostOrigin(host));
     }
-    const history = await readHistory(store, { channel, trustedKeys: undefined });
+    const history = await readHistory(store, {
+      channel,
+      trustedKeys: undefined,
+      entriesOf: new Set(unread.keys()),
+    });
+    // A release every reader refuses was run by no host: it hides nothing.
+    const refusedSeqs = new Set(history.refused.map((r) => r.seq));
+    for (const { seq, problem } of history.refused) {
+      refused.push({ name: releaseKey(channel, seq), problem });
+    }
     // A release of the history that does not read hides what its hosts were confirmed on.
     for (const seq of history.untrusted) {
+      if (refusedSeqs.has(seq)) continue;
       const key = releaseKey(channel, seq);
       unreadable.push({
         name: key,
@@ -113,46 +148,107 @@ export async function rootsFromStore(
           : confirmed.slice(0, options.keepGenerations);
       for (const p of kept) add(p, "history", hostOrigin(host));
     }
+    // A host whose record does not read: its entry in each release of the history, and what
+    // it recorded on each (its markers hold the record it wrote then; one of its own that does
+    // not read either names nothing).
+    for (const [host, { entries, markers }] of history.entriesOf) {
+      for (const entry of entries) for (const p of entryPaths(entry)) keep(host, p, "release");
+      const records = await mapLimit(markers, READS, (key) => recordOf(store, key));
+      for (const record of records) {
+        if (typeof record === "string" || record === undefined || record.host !== host) continue;
+        for (const [p, source] of recordPaths(record)) keep(host, p, source);
+      }
+    }
   }
 
-  const listed = await listStatusRecords(store);
-  await mapLimit(listed, READS * 4, async ({ key, host }) => {
-    let record: StatusRecord | undefined;
-    try {
-      record = await readRecord(store, key);
-    } catch (err) {
-      if (
-        !(err instanceof NixshipError) ||
-        !(err.code === "status-malformed" || err.code === "object-too-large")
-      )
-        throw err;
-      unreadable.push({ name: host, problem: `the status record ${key}: ${err.message}` });
-      return;
+  // And the systems the newest rollouts gave it (a deployer writes them; one that does not
+  // read hides what it gave, so it is unreadable as a release is).
+  if (unread.size > 0) {
+    for (const { key } of await listNewestRollouts(store, GC_ROLLOUTS)) {
+      let rollout: RolloutRecord | undefined;
+      try {
+        rollout = await readRollout(store, key);
+      } catch (err) {
+        if (!(err instanceof InputError)) throw err;
+        unreadable.push({ name: key, problem: err.message });
+        continue;
+      }
+      for (const entry of [
+        ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
+        ...(rollout?.skipped ?? []),
+      ]) {
+        if (
+          unread.has(entry.host) &&
+          entry.system !== null &&
+          storePathOf(entry.system) === entry.system
+        )
+          keep(entry.host, entry.system, "rollout");
+      }
     }
-    if (record !== undefined)
-      for (const [p, source] of recordPaths(record)) add(p, source, hostOrigin(host));
-  });
+  }
 
   const pins = await readPins(store);
   for (const pin of pins.pins) for (const p of pin.paths) add(p, "pin", `pin ${pin.name}`);
   for (const [key, why] of pins.unreadable)
     unreadable.push({ name: key, problem: `${key}: ${why}` });
   const judged = judgeUnreadable(unreadable, options.skip ?? new Set());
-  return { roots, origins, ...judged, channels, hosts: listed.length };
+  const unreadRecords = [...unread]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([host, { problem, kept }]) => ({ host, problem, kept: [...kept].sort() }));
+  return {
+    roots,
+    origins,
+    ...judged,
+    refused: dedupe(refused),
+    unreadRecords,
+    channels,
+    hosts: listed.length,
+  };
 }
 
+/** A record, undefined when it is gone, or why it does not read (that record's fault alone). */
+async function recordOf(
+  store: ObjectStore,
+  key: string,
+): Promise<StatusRecord | string | undefined> {
+  try {
+    return await readRecord(store, key);
+  } catch (err) {
+    if (
+      !(err instanceof NixshipError) ||
+      !(err.code === "status-malformed" || err.code === "object-too-large")
+    )
+      throw err;
+    return err.message;
+  }
+}
+
+/** Each refusal once: a channel and its release file name one release, the history again. */
+function dedupe(found: readonly UnreadableRoot[]): UnreadableRoot[] {
+  const seen = new Set<string>();
+  return found.filter((u) => {
+    const id = `${u.name}\0${u.problem}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+/** A release file's roots: its release, why every reader refuses it, or why it does not read. */
 async function releaseRoots(
   store: ObjectStore,
   source: string,
   read: { status: string; bytes?: Uint8Array },
-): Promise<Release | string | undefined> {
+): Promise<{ release: Release } | { refused: string } | { unreadable: string } | undefined> {
   if (read.status !== "found" || read.bytes === undefined) return undefined;
   try {
     // A sharded release's shards too: one missing or changed leaves the release's roots unknown.
-    return (await loadRelease(store, read.bytes, source)).release;
+    return { release: (await loadRelease(store, read.bytes, source)).release };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
-    return err.message;
+    // Refused by every reader, the agents too: no host runs it, so it keeps nothing.
+    if (isHostTwice(err)) return { refused: err.message };
+    return { unreadable: err.message };
   }
 }
 
@@ -161,13 +257,18 @@ async function releaseRoots(
  * the delta tool its agent realises from the cache (docs/deltas.md).
  */
 export function releasePaths(release: Release): [string, string][] {
-  const paths: [string, string][] = [];
-  for (const [host, entry] of Object.entries(release.hosts)) {
-    paths.push([host, entry.path]);
-    if (entry.secrets?.age !== undefined) paths.push([host, entry.secrets.age]);
-    if (entry.deltaTool !== undefined) paths.push([host, entry.deltaTool]);
-  }
-  return paths;
+  return Object.entries(release.hosts).flatMap(([host, entry]) =>
+    entryPaths(entry).map((p): [string, string] => [host, p]),
+  );
+}
+
+/** The store paths one entry of a release names. */
+function entryPaths(entry: ReleaseHost): string[] {
+  return [
+    entry.path,
+    ...(entry.secrets?.age !== undefined ? [entry.secrets.age] : []),
+    ...(entry.deltaTool !== undefined ? [entry.deltaTool] : []),
+  ];
 }
 
 /** The systems a status record names, and the store paths behind its booted kernel and initrd. */

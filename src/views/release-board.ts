@@ -2,8 +2,9 @@
 // dashboard): a poll LISTs `channels/`, `releases/` and the markers of each channel's newest
 // releases, and GETs only what it has not read: a release file once (they are never replaced),
 // a channel file when its etag moved. A poll where nothing changed costs LIST calls only. Each
-// file is verified against the fleet's release keys when it is read, so a release signed by a
-// key the fleet does not trust is shown as such, never as a plain current release.
+// file is verified against the fleet's release keys when it is read (a sharded release's shards
+// too, as agents check them), so a release agents refuse is shown as such, never as a plain
+// current release.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { parseReleaseHead, releaseDigest, verifyReleaseHead } from "../release/release.js";
@@ -18,6 +19,7 @@ import {
   releaseKey,
   releaseNumbers,
 } from "../release/release-store.js";
+import { checkShards } from "../release/shard-store.js";
 import { isFinalState } from "../status/status.js";
 import { readProgress } from "../status/status-store.js";
 import { listAll, readBody } from "../store/helpers.js";
@@ -38,6 +40,11 @@ export type ReleaseTrust =
   | { readonly status: "trusted"; readonly key: string }
   /** Unsigned, signed by a key the fleet does not trust, changed after signing, or misfiled. */
   | { readonly status: "untrusted"; readonly problem: string }
+  /**
+   * Signed by a key of the fleet, but refused by every reader, its agents included: a sharded
+   * release whose shards are missing, changed or laid out wrong (a host named in two shards).
+   */
+  | { readonly status: "refused"; readonly key: string; readonly problem: string }
   /** The fleet names no release keys: nothing to verify it with. */
   | { readonly status: "unverified"; readonly problem: string };
 
@@ -166,7 +173,7 @@ export class ReleaseBoard {
     const file = {
       etag: got.info.etag,
       digest: releaseDigest(bytes),
-      trust: releaseTrust(bytes, this.#keys, channel, undefined, key),
+      trust: await releaseTrust(this.#store, bytes, this.#keys, channel, undefined, key),
     };
     this.#channels.set(channel, file);
     return file;
@@ -194,7 +201,7 @@ export class ReleaseBoard {
         read.bytes,
         seq,
         key,
-        releaseTrust(read.bytes, this.#keys, channel, seq, key),
+        await releaseTrust(this.#store, read.bytes, this.#keys, channel, seq, key),
       );
       this.#releases.set(key, known);
     }
@@ -236,17 +243,20 @@ function summarise(
 }
 
 /**
- * Whether `bytes` (read from `source`) are a release the keys signed, filed where it belongs:
- * its signature covers its shards' digests, so no shard is read. `seq` undefined: a channel
- * file, which may hold any number of the channel.
+ * Whether `bytes` (read from `source`) are a release the keys signed, filed where it belongs,
+ * that agents would follow: of a sharded release every shard is read and checked as agents
+ * check it (checkShards; none of their entries kept), so a release they refuse is untrusted
+ * here with their error. `seq` undefined: a channel file, which may hold any number of the
+ * channel.
  */
-export function releaseTrust(
+export async function releaseTrust(
+  store: ObjectStore,
   bytes: Uint8Array,
   keys: readonly PublicKey[] | undefined,
   channel: string,
   seq: number | undefined,
   source: string,
-): ReleaseTrust {
+): Promise<ReleaseTrust> {
   if (keys === undefined) {
     return {
       status: "unverified",
@@ -254,14 +264,22 @@ export function releaseTrust(
     };
   }
   try {
-    const { head, signature } = verifyReleaseHead(bytes, keys, source);
+    const verified = verifyReleaseHead(bytes, keys, source);
+    const { head, signature } = verified;
     if (head.channel !== channel || (seq !== undefined && head.seq !== seq)) {
       return {
         status: "untrusted",
         problem: `${source} holds release ${head.seq} of channel ${head.channel}: a release copied to another place`,
       };
     }
-    return { status: "trusted", key: signature.slice(0, signature.indexOf(":")) };
+    const key = signature.slice(0, signature.indexOf(":"));
+    try {
+      await checkShards(store, verified);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      return { status: "refused", key, problem: err.message };
+    }
+    return { status: "trusted", key };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     return { status: "untrusted", problem: err.message };
