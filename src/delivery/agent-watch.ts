@@ -4,7 +4,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
-import { type Heartbeat, livenessOf } from "../status/heartbeat.js";
+import { agentNotLive } from "../status/heartbeat.js";
 import type { HostLog, StatusRecord } from "../status/status.js";
 import { readHeartbeats, readProgress, readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -94,7 +94,7 @@ export class ReleaseWatcher {
         const beats = await readHeartbeats(store).catch(() => undefined);
         for (const host of names) {
           if (outcomes.has(host) || applying.has(host)) continue;
-          const why = notLive(host, beats?.hosts.get(host), new Date());
+          const why = agentNotLive(host, beats?.hosts.get(host), new Date());
           if (why !== undefined) {
             settle(
               host,
@@ -265,20 +265,4 @@ function olderThanDeltas(error: string | null | undefined): string | undefined {
     return error ?? undefined;
   }
   return `${error}: this host's agent is older than deltas (docs/agent.md, "Deltas"): update it with releases that carry no delta tool (deploy --no-delta the channel's hosts, or the policy's "deltas": false), then deltas reach it`;
-}
-
-/** Why a host's agent will not take a release now (paused, or its heartbeats stopped), if so. */
-function notLive(host: string, beat: Heartbeat | undefined, now: Date): string | undefined {
-  // No heartbeat at all says nothing (an agent that never started, or one from before
-  // heartbeats): that host is waited for until offlineTimeout.
-  if (beat === undefined) return undefined;
-  const age = Math.round((now.getTime() - beat.at.getTime()) / 1000);
-  switch (livenessOf(beat, now)) {
-    case "paused":
-      return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
-    case "offline":
-      return `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
-    case "online":
-      return undefined;
-  }
 }

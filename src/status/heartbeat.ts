@@ -79,6 +79,28 @@ export function livenessOf(heartbeat: Heartbeat | undefined, now: Date): Livenes
   return heartbeat.state === "paused" ? "paused" : "online";
 }
 
+/**
+ * Why a host's agent will not take a release now (paused, or its heartbeats stopped), if so.
+ * No heartbeat at all says nothing (an agent that never started, or one from before
+ * heartbeats): such a host is waited for.
+ */
+export function agentNotLive(
+  host: string,
+  beat: Heartbeat | undefined,
+  now: Date,
+): string | undefined {
+  if (beat === undefined) return undefined;
+  const age = Math.round((now.getTime() - beat.at.getTime()) / 1000);
+  switch (livenessOf(beat, now)) {
+    case "paused":
+      return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
+    case "offline":
+      return `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
+    case "online":
+      return undefined;
+  }
+}
+
 /** What a heartbeat object says (its key holds host, state and every; the body all of it). */
 export interface HeartbeatBody {
   readonly host: string;

@@ -1,0 +1,152 @@
+// The rollout as the unit of truth with agent hosts (lab "rta", real agents): v1, then v2,
+// then v3 while host 3's agent is stopped for the wave. Host 3 is behind in status and the
+// dashboard until a deploy reaches it; a fleet rollback undoes the v3 rollout alone, and
+// `rollback --rollout` of the v2 rollout puts all three on v1.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type AgentLab,
+  deployViaAgent,
+  labAgents,
+  served,
+  setSystems,
+  startAgentLab,
+  summaryOf,
+  waitFor,
+} from "./support/agent-lab.js";
+import { nixship } from "./support/cli.js";
+import { dashboardHost } from "./support/dashboard-api.js";
+import { deployEvents } from "./support/lab-deploy.js";
+import { rolloutFiles } from "./support/rollout-records.js";
+
+const HOSTS = ["rta1", "rta2", "rta3"];
+let lab: AgentLab;
+
+beforeAll(async () => {
+  lab = await startAgentLab("rta", {
+    hosts: HOSTS.length,
+    releases: { offlineTimeout: 20 },
+    policy: { canary: 0, parallel: 3 },
+    agentConfig: { pollInterval: 2 },
+  });
+}, 180_000);
+afterAll(async () => {
+  await lab?.down();
+});
+
+const servedAll = () => Promise.all(HOSTS.map((h) => served(lab, h)));
+
+interface Row {
+  readonly host: string;
+  readonly inStep: boolean;
+  readonly behindRollout?: { readonly rollout: string; readonly why: string };
+}
+
+async function status(): Promise<{ code: number; rows: Map<string, Row> }> {
+  const r = await nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+  const rows = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts;
+  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
+}
+
+function rollback(...extra: string[]) {
+  return nixship([
+    "rollback",
+    "--fleet",
+    lab.fleetFile,
+    "--key",
+    lab.cacheKeyFile,
+    "--release-key",
+    lab.releaseKeyFile,
+    "--json",
+    ...extra,
+  ]);
+}
+
+/** Waits (at most 60 s) until status calls the host's agent offline. */
+async function offline(host: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const r = await nixship(["status", "--fleet", lab.fleetFile, "--on", host, "--json"]);
+    const row = (JSON.parse(r.stdout) as { hosts: { liveness?: string }[] }).hosts[0];
+    if (row?.liveness === "offline") return;
+    if (Date.now() > deadline)
+      throw new Error(`${host}'s agent never counted offline: ${r.stdout}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+const newestRollout = async () => (await rolloutFiles(lab.storeUrl))[0];
+
+describe("agent hosts: a host a rollout missed is behind; rollback undoes a rollout, never more", () => {
+  let v2Rollout: string;
+  let v3Rollout: string;
+
+  it("v1, v2, then v3 while host 3's agent is stopped: the rollout is partial, host 3 skipped as unreachable", async () => {
+    for (const system of ["web-v1", "web-v2"]) {
+      await setSystems(lab, system);
+      const r = await deployViaAgent(lab);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    v2Rollout = (await newestRollout())?.id as string;
+    await labAgents(lab, "stop", "rta3");
+    // Until its heartbeats age past twice their period (pollInterval 2 s: some seconds).
+    await offline("rta3");
+    await setSystems(lab, "web-v3");
+    const v3 = await deployViaAgent(lab, "--skip-unreachable");
+    const record = await newestRollout();
+    v3Rollout = record?.id as string;
+    expect(v3Rollout).not.toBe(v2Rollout);
+    // Its agent's heartbeats stopped: the survey counts it unreachable, and the release of the
+    // wave does not name it.
+    expect(v3.code, v3.stdout.slice(-3000)).toBe(0);
+    expect(summaryOf(v3).rta3).toMatchObject({ status: "skipped", reason: "unreachable" });
+    expect(record?.state).toBe("partial");
+    expect(record?.skipped).toEqual([
+      expect.objectContaining({
+        host: "rta3",
+        state: "unreachable",
+        message: expect.stringContaining("rta3's agent is offline"),
+      }),
+    ]);
+    expect(await servedAll()).toEqual(["web-v3", "web-v3", "web-v2"]);
+  });
+
+  it("status and the dashboard call host 3 behind, naming the rollout that missed it", async () => {
+    const { code, rows } = await status();
+    expect(code).toBe(1);
+    expect(rows.get("rta3")).toMatchObject({
+      inStep: false,
+      behindRollout: { rollout: v3Rollout },
+    });
+    expect(await dashboardHost(lab.fleetFile, "rta3")).toMatchObject({
+      inStep: false,
+      behindRollout: { rollout: v3Rollout },
+    });
+  });
+
+  it("a fleet rollback undoes the v3 rollout alone, host 3 left on v2 (its agent back)", async () => {
+    await labAgents(lab, "start", "rta3");
+    const back = await rollback();
+    expect(back.code, back.stderr + back.stdout.slice(-3000)).toBe(0);
+    const undo = deployEvents(back).find((e) => e.type === "undo-plan") as unknown as {
+      rollout: string;
+      steps: { host: string; kind: string }[];
+    };
+    expect(undo.rollout).toBe(v3Rollout);
+    expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
+      ["rta1", "back"],
+      ["rta2", "back"],
+      ["rta3", "stays"],
+    ]);
+    // Host 3's agent, running again, applies what the channel names for it: v2, where it is.
+    await waitFor(lab, "rta3", (r) => r.state === "success" && (r.seq ?? 0) > 0, 90);
+    expect(await servedAll()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    const { code } = await status();
+    expect(code).toBe(0);
+  });
+
+  it("rollback --rollout of the v2 rollout puts all three on v1", async () => {
+    const back = await rollback("--rollout", v2Rollout);
+    expect(back.code, back.stderr + back.stdout.slice(-3000)).toBe(0);
+    expect(await servedAll()).toEqual(["web-v1", "web-v1", "web-v1"]);
+  });
+});
