@@ -80,7 +80,7 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
   let v2Rollout: string;
   let v3Rollout: string;
 
-  it("v1, v2, then v3 while host 3's agent is stopped: the rollout is partial, host 3 skipped as unreachable", async () => {
+  it("v1, v2, then v3 while host 3's agent is stopped: the rollout names host 3 failed, its agent offline", async () => {
     for (const system of ["web-v1", "web-v2"]) {
       await setSystems(lab, system);
       const r = await deployViaAgent(lab);
@@ -91,22 +91,22 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     // Until its heartbeats age past twice their period (pollInterval 2 s: some seconds).
     await offline("rta3");
     await setSystems(lab, "web-v3");
-    const v3 = await deployViaAgent(lab, "--skip-unreachable");
+    const v3 = await deployViaAgent(lab, "--max-failures", "1");
     const record = await newestRollout();
     v3Rollout = record?.id as string;
     expect(v3Rollout).not.toBe(v2Rollout);
-    // Its agent's heartbeats stopped: the survey counts it unreachable, and the release of the
-    // wave does not name it.
-    expect(v3.code, v3.stdout.slice(-3000)).toBe(0);
-    expect(summaryOf(v3).rta3).toMatchObject({ status: "skipped", reason: "unreachable" });
-    expect(record?.state).toBe("partial");
-    expect(record?.skipped).toEqual([
+    // The wave's release names it; its agent, offline, never takes it: the host fails there
+    // (the deploy sends its channel entry back to v2), and the record says why.
+    expect(v3.code, v3.stdout.slice(-3000)).toBe(1);
+    expect(summaryOf(v3).rta3).toMatchObject({ status: "failed", phase: "waiting" });
+    expect(record?.state).toBe("failed");
+    expect(record?.waves[0]?.hosts).toContainEqual(
       expect.objectContaining({
         host: "rta3",
-        state: "unreachable",
+        state: "failed",
         message: expect.stringContaining("rta3's agent is offline"),
       }),
-    ]);
+    );
     expect(await servedAll()).toEqual(["web-v3", "web-v3", "web-v2"]);
   });
 

@@ -13,8 +13,7 @@ import type { Action } from "../fleet/action.js";
 import type { FleetHost, ReleaseSettings } from "../fleet/fleet.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { ReleaseHost, SignedRelease } from "../release/release.js";
-import { agentNotLive } from "../status/heartbeat.js";
-import { type Heartbeats, readHeartbeats, readStatus } from "../status/status-store.js";
+import { readStatus } from "../status/status-store.js";
 import { ReleaseWatcher, type WatchSettings } from "./agent-watch.js";
 import type {
   ChannelCapability,
@@ -33,12 +32,8 @@ export interface AgentDeliveryOptions extends ChannelKeeperOptions, WatchSetting
   readonly releases: ReleaseSettings;
 }
 
-/** How long one read of the heartbeats serves the survey's hosts. */
-const HEARTBEATS_KEPT_MS = 5000;
-
 export class AgentDelivery implements Delivery {
   readonly #o: AgentDeliveryOptions;
-  #beats: { readonly at: number; readonly read: Promise<Heartbeats | undefined> } | undefined;
   /** The channel the hosts follow: everything read from it and published to it. */
   readonly #keeper: ChannelKeeper;
   /** Watches the hosts apply each release the keeper publishes. */
@@ -69,14 +64,7 @@ export class AgentDelivery implements Delivery {
   }
 
   async status(host: FleetHost): Promise<HostStatus> {
-    const [record, beats] = await Promise.all([
-      readStatus(this.#o.store, host.name),
-      this.#heartbeats(),
-    ]);
-    // An agent that is paused, or whose heartbeats stopped, takes no release now: the survey
-    // counts its host unreachable (skipped with --skip-unreachable, as an ssh host that is off).
-    const away = agentNotLive(host.name, beats?.hosts.get(host.name), new Date());
-    if (away !== undefined) return { reachable: false, error: away };
+    const record = await readStatus(this.#o.store, host.name);
     return {
       reachable: true,
       current: record?.current ?? undefined,
@@ -101,15 +89,6 @@ export class AgentDelivery implements Delivery {
           }
         : {}),
     };
-  }
-
-  /** The agents' heartbeats, read once for a survey's hosts (undefined: they could not be read). */
-  #heartbeats(): Promise<Heartbeats | undefined> {
-    const now = Date.now();
-    if (this.#beats === undefined || now - this.#beats.at > HEARTBEATS_KEPT_MS) {
-      this.#beats = { at: now, read: readHeartbeats(this.#o.store).catch(() => undefined) };
-    }
-    return this.#beats.read;
   }
 
   async deployWave(
