@@ -3,7 +3,10 @@
 // calls the ssm delivery makes (SendCommand, ListCommands, ListCommandInvocations,
 // GetCommandInvocation), and runs the nixship document's real shell (renderRunCommand, what
 // SSM's agent runs) on the lab host each instance ID stands for, as root. No signature is
-// checked; everything else is as the delivery meets it on AWS.
+// checked; everything else is as the delivery meets it on AWS. An instance made silent (its
+// SSM agent gone, the machine off) never takes a command: as AWS documents it, the invocation
+// stays Pending until the command's delivery timeout (TimeoutSeconds), then ends TimedOut with
+// the details "Delivery Timed Out".
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,7 +15,9 @@ import { nixship } from "./cli.js";
 
 interface Invocation {
   readonly instanceId: string;
-  status: "InProgress" | "Success" | "Failed";
+  status: "Pending" | "InProgress" | "Success" | "Failed" | "TimedOut";
+  /** A silent instance's invocation: when its delivery times out (ms since the epoch). */
+  deliveryDeadline?: number;
   code: number;
   stdout: string;
   stderr: string;
@@ -29,6 +34,8 @@ export interface SsmStandIn {
   readonly env: NodeJS.ProcessEnv;
   /** The Command parameter of every SendCommand, in order (activate, status, rollback). */
   readonly sent: string[];
+  /** Makes an instance silent (it takes no command from now on), or answering again. */
+  readonly silence: (instanceId: string, silent: boolean) => void;
   readonly close: () => Promise<void>;
 }
 
@@ -47,6 +54,17 @@ export async function startSsmStandIn(
 ): Promise<SsmStandIn> {
   const commands = new Map<string, Command>();
   const sent: string[] = [];
+  const silent = new Set<string>();
+  /** An invocation as it stands now: a silent one's delivery times out at its deadline. */
+  const now = (inv: Invocation): Invocation => {
+    if (inv.deliveryDeadline !== undefined && Date.now() >= inv.deliveryDeadline) {
+      inv.status = "TimedOut";
+      inv.deliveryDeadline = undefined;
+    }
+    return inv;
+  };
+  const details = (inv: Invocation): string =>
+    inv.status === "TimedOut" ? "Delivery Timed Out" : inv.status;
   const running = new Set<Promise<void>>();
 
   const run = (id: string, shell: string, inv: Invocation) => {
@@ -78,27 +96,32 @@ export async function startSsmStandIn(
         ]),
       );
       const shell = renderRunCommand(ssmDocument(), parameters);
+      const timeout = Number(input.TimeoutSeconds ?? 3600);
       const id = randomUUID();
       const command: Command = {
         id,
         command: parameters.Command ?? "activate",
-        invocations: ids.map((instanceId) => ({
-          instanceId,
-          status: "InProgress",
-          code: -1,
-          stdout: "",
-          stderr: "",
-        })),
+        invocations: ids.map(
+          (instanceId): Invocation => ({
+            instanceId,
+            status: silent.has(instanceId) ? "Pending" : "InProgress",
+            ...(silent.has(instanceId) ? { deliveryDeadline: Date.now() + timeout * 1000 } : {}),
+            code: -1,
+            stdout: "",
+            stderr: "",
+          }),
+        ),
       };
       commands.set(id, command);
       sent.push(command.command);
-      for (const inv of command.invocations) run(id, shell, inv);
+      for (const inv of command.invocations) if (inv.status === "InProgress") run(id, shell, inv);
       return { Command: { CommandId: id, Status: "Pending", TargetCount: ids.length } };
     },
     ListCommands(input) {
       const c = commands.get(input.CommandId as string);
       if (c === undefined) return { Commands: [] };
-      const open = c.invocations.some((i) => i.status === "InProgress");
+      for (const i of c.invocations) now(i);
+      const open = c.invocations.some((i) => i.status === "InProgress" || i.status === "Pending");
       const failed = c.invocations.some((i) => i.status === "Failed");
       return {
         Commands: [
@@ -114,24 +137,25 @@ export async function startSsmStandIn(
     ListCommandInvocations(input) {
       const c = commands.get(input.CommandId as string);
       return {
-        CommandInvocations: (c?.invocations ?? []).map((i) => ({
+        CommandInvocations: (c?.invocations ?? []).map(now).map((i) => ({
           CommandId: c?.id,
           InstanceId: i.instanceId,
           Status: i.status,
-          StatusDetails: i.status,
+          StatusDetails: details(i),
         })),
       };
     },
     GetCommandInvocation(input) {
       const c = commands.get(input.CommandId as string);
-      const i = c?.invocations.find((x) => x.instanceId === input.InstanceId);
-      if (c === undefined || i === undefined)
+      const found = c?.invocations.find((x) => x.instanceId === input.InstanceId);
+      if (c === undefined || found === undefined)
         throw fault("InvocationDoesNotExist", "no such invocation");
+      const i = now(found);
       return {
         CommandId: c.id,
         InstanceId: i.instanceId,
         Status: i.status,
-        StatusDetails: i.status,
+        StatusDetails: details(i),
         ResponseCode: i.code,
         StandardOutputContent: i.stdout,
         StandardErrorContent: i.stderr,
@@ -153,6 +177,10 @@ export async function startSsmStandIn(
       AWS_EC2_METADATA_DISABLED: "true",
     },
     sent,
+    silence: (instanceId, on) => {
+      if (on) silent.add(instanceId);
+      else silent.delete(instanceId);
+    },
     close: async () => {
       await Promise.allSettled([...running]);
       await new Promise<void>((resolve) => server.close(() => resolve()));
