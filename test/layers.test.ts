@@ -1,7 +1,8 @@
 // The import order docs/architecture.md states ("Imports point down"), checked on the sources:
-// a module imports only from its own folder and from folders below it. Tests may reach across.
+// a module imports only from its own folder and from folders below it, and no files import each
+// other in a circle. Tests may reach across.
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const SRC = new URL("../src/", import.meta.url).pathname;
@@ -56,6 +57,61 @@ function importedFolders(folder: string, file: string): string[] {
   return [...found];
 }
 
+/** Every source file's relative imports (type-only ones too), as paths from SRC. */
+function importGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const folder of folders) {
+    for (const file of sourcesOf(folder)) {
+      const from = join(folder, file);
+      const text = readFileSync(join(SRC, from), "utf8");
+      const targets: string[] = [];
+      for (const match of text.matchAll(/(?:from|import)\s*\(?"(\.[^"]+)\.js"/g)) {
+        targets.push(join(dirname(from), `${match[1] ?? ""}.ts`));
+      }
+      graph.set(from, targets);
+    }
+  }
+  return graph;
+}
+
+/** The circles of files in `graph` (Tarjan's strongly connected components of two or more). */
+function circles(graph: ReadonlyMap<string, readonly string[]>): string[][] {
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const found: string[][] = [];
+  let next = 0;
+  const visit = (v: string): void => {
+    index.set(v, next);
+    low.set(v, next);
+    next++;
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v) as number, index.get(w) as number));
+      }
+    }
+    if (low.get(v) === index.get(v)) {
+      const component: string[] = [];
+      for (;;) {
+        const w = stack.pop() as string;
+        onStack.delete(w);
+        component.push(w);
+        if (w === v) break;
+      }
+      if (component.length > 1) found.push(component.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return found;
+}
+
 describe("layers", () => {
   it("every src folder has a place in the order", () => {
     expect(folders.filter((f) => !(LAYERS as readonly string[]).includes(f))).toEqual([]);
@@ -74,6 +130,20 @@ describe("layers", () => {
       }
     }
     expect(upward).toEqual([]);
+  });
+
+  it("no circle of files: imports within a folder point one way too", () => {
+    expect(circles(importGraph())).toEqual([]);
+  });
+
+  it("the circle finder finds a circle", () => {
+    const graph = new Map([
+      ["a.ts", ["b.ts"]],
+      ["b.ts", ["c.ts"]],
+      ["c.ts", ["a.ts"]],
+      ["d.ts", ["a.ts"]],
+    ]);
+    expect(circles(graph)).toEqual([["a.ts", "b.ts", "c.ts"]]);
   });
 
   it("the order is the one docs/architecture.md states", () => {

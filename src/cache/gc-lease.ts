@@ -29,9 +29,9 @@ import { InterruptedError, OperationError } from "../errors.js";
 import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 
-export const GC_PREFIX = "gc/";
-const LOCK_KEY = "gc/lock.json";
-const LEASE_PREFIX = "gc/leases/";
+const GC_PREFIX = "gc/";
+const LOCK_KEY = `${GC_PREFIX}lock.json`;
+const LEASE_PREFIX = `${GC_PREFIX}leases/`;
 
 /** A lease not renewed for this long belongs to a writer that died. */
 export const LEASE_TTL_MS = 10 * 60_000;

@@ -42,11 +42,6 @@ export function narInfoHashOf(key: string): string | undefined {
   return NARINFO_KEY.exec(key)?.[1];
 }
 
-/** Whether the key is a NAR file's, as Nix names them (`nar/<52 nix32>.nar[.ext]`). */
-export function isNarKey(key: string): boolean {
-  return NAR_KEY.test(key);
-}
-
 /** The target's hash part a delta's skip note is named by, or undefined for any other key. */
 export function skipNoteTargetOf(key: string): string | undefined {
   return DELTA_SKIP_KEY.exec(key)?.[1];

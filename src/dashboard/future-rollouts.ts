@@ -6,7 +6,13 @@
 import { ROLLOUT_PREFIX, rolloutKey } from "../status/rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { wrapStore } from "../store/wrap-store.js";
-import { FUTURE_SKEW } from "./snapshot.js";
+
+/**
+ * How far ahead of the dashboard's clock a time it reads may be (clocks differ a little). A time
+ * further ahead (a clock far off, or a record written by hand) is never taken for the newest:
+ * it would stay the newest for good.
+ */
+export const FUTURE_SKEW = 5 * 60 * 1000;
 
 /** A rollout record passed over: its key and when it says it started. */
 export interface FutureRollout {

@@ -6,7 +6,7 @@ import type { RolloutHostState } from "../status/rollout.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
-import type { FutureRollout } from "./future-rollouts.js";
+import { FUTURE_SKEW, type FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
   /** Bumped each time what the snapshot holds changes. */
@@ -77,12 +77,7 @@ export function shortSystem(
 
 export { runningOf } from "../views/status-rows.js";
 
-/**
- * How far ahead of the dashboard's clock a time it reads may be (clocks differ a little). A time
- * further ahead (a clock far off, or a record written by hand) is never taken for the newest:
- * it would stay the newest for good.
- */
-export const FUTURE_SKEW = 5 * 60 * 1000;
+export { FUTURE_SKEW };
 
 /**
  * When the host was last heard of: its record's time or its agent's newest heartbeat, of those

@@ -8,7 +8,7 @@ import { isStorePath } from "../nix/store-path.js";
 import { readRebootState } from "../status/boot.js";
 import { type DeltaReport, readDeltaReport } from "../status/delta-report.js";
 import { withoutControls } from "../util/text.js";
-import { type ActivationResult, SCRIPT_VERBS } from "./activation.js";
+import { type ActivationResult, SCRIPT_VERBS } from "./activation-answer.js";
 
 /** The longest message or note taken from a host. */
 const MAX_TEXT = 4096;

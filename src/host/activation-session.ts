@@ -9,7 +9,7 @@ import { hostHttpChecks } from "../fleet/health-url.js";
 import type { SessionPhase } from "../fleet/phase.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { answerOf, PRUNE_TIMEOUT, phaseMarker } from "./activation.js";
+import { answerOf, phaseMarker } from "./activation.js";
 import { judgePendingBoot, runRebootSession } from "./reboot-session.js";
 import type {
   ActivationSteps,
@@ -28,7 +28,6 @@ import {
   kept,
   neverBegan,
   runHttpChecks,
-  SESSION_MARGIN,
   SETTLE_TIMEOUT,
   settleOverNew,
 } from "./session-steps.js";
@@ -89,17 +88,6 @@ export type {
   SessionHooks,
 } from "./session-request.js";
 export { activateDeadline, SESSION_MARGIN, SETTLE_TIMEOUT } from "./session-steps.js";
-
-/**
- * The longest a whole session may take: activation, health checks, the confirmation window
- * and its settling. A driver never waits on a host longer than this.
- */
-export function sessionDeadline(request: DeployRequest, transportConfirms: boolean): number {
-  const steps = activationSteps(request, transportConfirms);
-  const httpTime = steps.httpChecks ? request.httpChecks.reduce((s, c) => s + c.timeout, 0) : 0;
-  const pruneTime = request.keepGenerations ? PRUNE_TIMEOUT + SESSION_MARGIN : 0;
-  return activateDeadline(request) + httpTime + SETTLE_TIMEOUT + pruneTime;
-}
 
 /**
  * What the session does with each line activate.sh writes on stderr: a phase marker

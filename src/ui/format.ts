@@ -15,3 +15,8 @@ export function formatBytes(n: number): string {
 export function formatSeconds(s: number): string {
   return s < 60 ? `${s.toFixed(2)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
+
+/** `n` and its noun: "1 path", "2 paths". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -4,8 +4,7 @@
 import type { DeployPlan } from "../fleet/plan.js";
 import type { HostDeltaFetch } from "../fleet/plan-deltas.js";
 import { listHosts } from "./fleet-size.js";
-import { formatBytes } from "./format.js";
-import { plural } from "./plan-format.js";
+import { formatBytes, plural } from "./format.js";
 
 export function formatPlanDeltas(plan: Pick<DeployPlan, "deltas">): string[] {
   const deltas = plan.deltas;

@@ -13,7 +13,7 @@ import type {
 import { storeName } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
-import { formatBytes } from "./format.js";
+import { formatBytes, plural } from "./format.js";
 import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
 
@@ -71,9 +71,7 @@ export function oneLine(text: string): string {
     .join("; ");
 }
 
-export function plural(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
+export { plural };
 
 export function formatTransfer(t: Transfer): string {
   return `${plural(t.paths, "path")}, ${formatBytes(t.bytes)}`;
