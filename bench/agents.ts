@@ -1,13 +1,13 @@
 // The agents benchmark (`npm run bench:agents`): 1,000 pull agents in one process against s3rver
-// on loopback (or, with `--store dir`, a directory store, which leaves both cores to the agents
-// and the deployer), each with its own state directory and a no-op Activator (this measures the
+// on loopback (or, with `--store moto`, moto's S3 server; with `--store dir`, a directory store,
+// which leaves both cores to the agents and the deployer), each with its own state directory and a no-op Activator (this measures the
 // control plane, not Nix). It measures the agents' requests while idle, the time from publishing
 // one release naming every host until all of them report success, the LIST and GET calls the
 // deployer (AgentDelivery) makes per poll, and its peak RSS. Prints figures; asserts nothing.
 //
 // Three processes: this one runs the agents; s3rver and the deployer each run in a child started
 // from this same file (--serve-s3, --deployer), so that neither's CPU or memory is counted in
-// the other figures, and the deployer's RSS is its own.
+// the other figures, and the deployer's RSS is its own. (moto's server is a Python process.)
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
@@ -45,6 +45,7 @@ import { readProgress } from "../src/status/status-store.js";
 import type { GetOptions, ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
+import { type MotoServer, startMotoServer } from "../test/support/moto-server.js";
 import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
 import { mb, table } from "./stats.js";
 
@@ -152,8 +153,9 @@ async function main(): Promise<void> {
       idle: { type: "string", default: "30" },
       // S3 clients the agents share (default: one per AGENTS_PER_CLIENT agents).
       clients: { type: "string" },
-      // Where the releases and status live: s3rver on loopback (s3), or a directory (dir), which
-      // leaves the machine's two cores to the agents and the deployer.
+      // Where the releases and status live: s3rver on loopback (s3), moto's S3 server on loopback
+      // (moto), or a directory (dir), which leaves the machine's two cores to the agents and the
+      // deployer.
       store: { type: "string", default: "s3" },
       // Internal: the child modes this file runs in (the parent starts them).
       "serve-s3": { type: "boolean", default: false },
@@ -170,8 +172,10 @@ async function main(): Promise<void> {
     Math.max(1, Math.floor(Number(values.clients) || Math.ceil(n / AGENTS_PER_CLIENT))),
   );
   const kind = values.store;
-  if (kind !== "s3" && kind !== "dir") {
-    throw new Error(`--store: ${kind} (s3: s3rver on loopback; dir: a directory store)`);
+  if (kind !== "s3" && kind !== "moto" && kind !== "dir") {
+    throw new Error(
+      `--store: ${kind} (s3: s3rver on loopback; moto: moto's S3 server on loopback; dir: a directory store)`,
+    );
   }
   await runBenchmark(n, interval, idle, clients, kind);
 }
@@ -300,6 +304,8 @@ async function runBenchmark(
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-agents-"));
   const children = new Set<ChildProcess>();
   let s3: ChildProcess | undefined;
+  let moto: MotoServer | undefined;
+  const serverPid = (): number | undefined => s3?.pid ?? moto?.pid;
   const cleanUp = (): void => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
     rmSync(work, { recursive: true, force: true });
@@ -331,7 +337,7 @@ async function runBenchmark(
       peakRss: process.memoryUsage().rss,
       cpu: process.cpuUsage(),
       cpuSeconds: 0,
-      s3Cpu: cpuSecondsOf(s3?.pid),
+      s3Cpu: cpuSecondsOf(serverPid()),
       s3CpuSeconds: 0,
       loopMaxMs: 0,
       loopP99Ms: 0,
@@ -348,7 +354,7 @@ async function runBenchmark(
     const usage = process.cpuUsage(current.cpu);
     current.end = now();
     current.cpuSeconds = (usage.user + usage.system) / 1e6;
-    current.s3CpuSeconds = cpuSecondsOf(s3?.pid) - current.s3Cpu;
+    current.s3CpuSeconds = cpuSecondsOf(serverPid()) - current.s3Cpu;
     current.loopMaxMs = loop.max / 1e6;
     current.loopP99Ms = loop.percentile(99) / 1e6;
     current.heapUsedAtEnd = heapAfterGc();
@@ -367,6 +373,12 @@ async function runBenchmark(
       children.add(s3);
       useS3rverCredentials();
       url = s3Url(started.endpoint);
+    } else if (kind === "moto") {
+      // On threads, as moto_server serves: this bench has one publisher, so moto's unlocked
+      // conditional writes (the tests' reason for one thread) cannot race here.
+      moto = await startMotoServer(BUCKET, { threaded: true });
+      useS3rverCredentials();
+      url = s3Url(moto.endpoint);
     } else {
       url = join(work, "store");
       await mkdir(url);
@@ -573,7 +585,7 @@ async function runBenchmark(
 
     // ---- 6. Memory and CPU ---------------------------------------------------------------------
     console.log(
-      `\n6. The agents' process (all ${n} agents)${kind === "s3" ? " and s3rver" : ""}, per phase`,
+      `\n6. The agents' process (all ${n} agents)${kind === "dir" ? "" : ` and ${serverName(kind)}`}, per phase`,
     );
     console.log(
       indent(
@@ -585,7 +597,7 @@ async function runBenchmark(
               "peak RSS",
               "heap after GC at end",
               "CPU s",
-              "s3rver CPU s",
+              `${kind === "dir" ? "server" : serverName(kind)} CPU s`,
               "loop delay p99/max ms",
             ],
             ...phases.map((p) => [
@@ -708,6 +720,7 @@ async function runBenchmark(
     loop.disable();
     clearTimeout(watchdog);
     await stopS3Child(s3);
+    await moto?.close();
     cleanUp();
   }
 }
@@ -726,10 +739,15 @@ function printDesign(
           `Design: s3rver 3.7.1 (silent, its own temp dir) on ${url}, in a child process;`,
           "  conditional GET/PUT answered as real S3 does (the test suite's s3rver shim).",
         ]
-      : [
-          `Design: a directory store (${url}; files written and fsynced, conditional reads by`,
-          "  etag, as `file://` caches are), so no server shares the machine's cores.",
-        ];
+      : kind === "moto"
+        ? [
+            `Design: moto's S3 server (in memory, on threads as moto_server serves) on ${url},`,
+            "  a Python child process; conditional GET/PUT answered by moto itself.",
+          ]
+        : [
+            `Design: a directory store (${url}; files written and fsynced, conditional reads by`,
+            "  etag, as `file://` caches are), so no server shares the machine's cores.",
+          ];
   console.log(
     [
       "",
@@ -739,8 +757,8 @@ function printDesign(
       '  {status:"activated", generation:1} at once and inspect reports nothing, so every agent',
       "  goes the whole apply path (state saves, applying + success status) but runs no Nix.",
       `  The agents share ${clients} store${clients === 1 ? "" : "s"} (agent i uses store i mod ${clients})` +
-        (kind === "s3" ? ", each one S3Client with the SDK's" : "."),
-      ...(kind === "s3"
+        (kind !== "dir" ? ", each one S3Client with the SDK's" : "."),
+      ...(kind !== "dir"
         ? [
             "  keep-alive pool of at most 50 sockets: one client per agent would measure that many SDK",
             "  instances rather than the protocol, and one client for all would queue the agents behind",
@@ -983,7 +1001,11 @@ async function countMarkers(store: ObjectStore, seq: number): Promise<number> {
   return count;
 }
 
-type StoreKind = "s3" | "dir";
+type StoreKind = "s3" | "moto" | "dir";
+
+function serverName(kind: "s3" | "moto"): string {
+  return kind === "s3" ? "s3rver" : "moto";
+}
 
 function s3Url(endpoint: string): string {
   return `s3://${BUCKET}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`;

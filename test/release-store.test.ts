@@ -1,5 +1,5 @@
 // Releases over a real ObjectStore: numbering, the previous-digest chain, orphans, conditional
-// reads, and publishers racing on one channel (on the fs store, which enforces conditional puts).
+// reads, and publishers racing on one channel: on the fs store, on s3rver and on moto's server.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +35,8 @@ import type { GetOptions, ObjectStore, PutOptions } from "../src/store/object-st
 import { openStore } from "../src/store/url.js";
 import { rootsFromStore } from "../src/views/gc-roots.js";
 import { readReleaseShow } from "../src/views/release-view.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
+import type { S3Bucket } from "./support/s3-server.js";
+import { S3_SERVERS } from "./support/s3-servers.js";
 
 const key = generateSecretKey("release-test-1");
 const trusted = [publicKeyOf(key)];
@@ -467,7 +468,8 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
   });
 }
 
-describeReleaseStore("FsStore", async () => {
+/** A directory store in a temp dir of its own, which closing removes. */
+async function openFsStore(): Promise<ObjectStore> {
   const dir = await mkdtemp(join(tmpdir(), "nixship-release-store-"));
   const store = new FsStore(join(dir, "store"), { fsync: false });
   return wrap(store, {
@@ -476,15 +478,18 @@ describeReleaseStore("FsStore", async () => {
       await rm(dir, { recursive: true, force: true });
     },
   });
-});
+}
 
-describe("S3Store (s3rver)", () => {
-  let server: S3Server;
+describeReleaseStore("FsStore", openFsStore);
+describePublisherRaces("FsStore", openFsStore);
+
+describe.each(S3_SERVERS)("S3Store on $name", ({ name, start }) => {
+  let server: S3Bucket;
   let run = 0;
   beforeAll(async () => {
     // The check of the server's conditional writes is remembered in a temp dir, not ~/.cache.
     vi.stubEnv("NIXSHIP_CACHE_DIR", await mkdtemp(join(tmpdir(), "nixship-release-cache-")));
-    server = await startS3Server();
+    server = await start();
   });
   afterAll(async () => {
     await rm(process.env.NIXSHIP_CACHE_DIR ?? "", { recursive: true, force: true });
@@ -492,147 +497,152 @@ describe("S3Store (s3rver)", () => {
     await server?.close();
   });
 
-  describeReleaseStore("S3Store (s3rver)", () =>
-    openStore(server.url.replace(`s3://${server.bucket}`, `s3://${server.bucket}/run-${++run}`)),
-  );
+  const open = () =>
+    openStore(server.url.replace(`s3://${server.bucket}`, `s3://${server.bucket}/run-${++run}`));
+  describeReleaseStore(`S3Store (${name})`, open);
+  describePublisherRaces(`S3Store (${name})`, open);
 });
 
-describe("publishers racing on one channel (FsStore)", () => {
-  const PUBLISHERS = 8;
-  const ROUNDS = 6;
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), "nixship-release-race-"));
-  });
-  afterEach(() => rm(dir, { recursive: true, force: true }));
-
-  /**
-   * Each publisher's view of the store, held at its first read until all have read the channel:
-   * so every publisher of a round starts from the same channel version, as real racers do.
-   * With `stagger`, the odd publishers list the release files only once one was written, so
-   * they take the next number and race the first writer at the channel instead.
-   */
-  function barrierViews(
-    inner: ObjectStore,
-    puts: { key: string; options?: PutOptions }[],
-    stagger: boolean,
-  ) {
-    let waiting: (() => void)[] = [];
-    let written = () => {};
-    const firstWritten = new Promise<void>((resolve) => {
-      written = resolve;
+/** Publishers racing on one channel of a store `open` gives, each test its own store. */
+function describePublisherRaces(name: string, open: () => Promise<ObjectStore>): void {
+  describe(`publishers racing on one channel (${name})`, () => {
+    const PUBLISHERS = 8;
+    const ROUNDS = 6;
+    let store: ObjectStore;
+    beforeEach(async () => {
+      store = await open();
     });
-    return Array.from({ length: PUBLISHERS }, (_, i) =>
-      wrap(inner, {
-        get: async (k: string) => {
-          const got = await inner.get(k);
-          await new Promise<void>((resolve) => {
-            waiting.push(resolve);
-            if (waiting.length === PUBLISHERS) {
-              for (const release of waiting) release();
-              waiting = [];
-            }
-          });
-          return got;
-        },
-        list: async (prefix: string, options?: { token?: string }) => {
-          if (stagger && i % 2 === 1) await firstWritten;
-          return inner.list(prefix, options);
-        },
-        put: async (k: string, body: Uint8Array, options?: PutOptions) => {
-          // Each view is a new store object, so each probes the store's conditional writes
-          // first (under a prefix of no channel); what is asserted here is the release puts.
-          if (k.startsWith(PROBE_PREFIX)) return inner.put(k, body, options);
-          puts.push({ key: k, ...(options ? { options } : {}) });
-          const result = await inner.put(k, body, options);
-          if (k.startsWith("releases/") && result.status === "written") written();
-          return result;
-        },
-      }),
-    );
-  }
+    afterEach(() => store.close());
 
-  it(`lets exactly one of ${PUBLISHERS} concurrent publishers win each round`, async () => {
-    const store = new FsStore(join(dir, "store"));
-    const puts: { key: string; options?: PutOptions }[] = [];
-    const winners: SignedRelease[] = [];
-    const withdrawn: string[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const views = barrierViews(store, puts, round % 2 === 1);
-      const results = await Promise.allSettled(
-        views.map((view, i) =>
-          publishRelease(view, options({ hosts: { web1: { path: path("abcdfghi"[i] ?? "a") } } })),
-        ),
+    /**
+     * Each publisher's view of the store, held at its first read until all have read the channel:
+     * so every publisher of a round starts from the same channel version, as real racers do.
+     * With `stagger`, the odd publishers list the release files only once one was written, so
+     * they take the next number and race the first writer at the channel instead.
+     */
+    function barrierViews(
+      inner: ObjectStore,
+      puts: { key: string; options?: PutOptions }[],
+      stagger: boolean,
+    ) {
+      let waiting: (() => void)[] = [];
+      let written = () => {};
+      const firstWritten = new Promise<void>((resolve) => {
+        written = resolve;
+      });
+      return Array.from({ length: PUBLISHERS }, (_, i) =>
+        wrap(inner, {
+          get: async (k: string) => {
+            const got = await inner.get(k);
+            await new Promise<void>((resolve) => {
+              waiting.push(resolve);
+              if (waiting.length === PUBLISHERS) {
+                for (const release of waiting) release();
+                waiting = [];
+              }
+            });
+            return got;
+          },
+          list: async (prefix: string, options?: { token?: string }) => {
+            if (stagger && i % 2 === 1) await firstWritten;
+            return inner.list(prefix, options);
+          },
+          put: async (k: string, body: Uint8Array, options?: PutOptions) => {
+            // Each view is a new store object, so each probes the store's conditional writes
+            // first (under a prefix of no channel); what is asserted here is the release puts.
+            if (k.startsWith(PROBE_PREFIX)) return inner.put(k, body, options);
+            puts.push({ key: k, ...(options ? { options } : {}) });
+            const result = await inner.put(k, body, options);
+            if (k.startsWith("releases/") && result.status === "written") written();
+            return result;
+          },
+        }),
       );
-      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-      const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
-      expect(won).toHaveLength(1);
-      expect(lost).toHaveLength(PUBLISHERS - 1);
-      for (const err of lost) {
-        expect(err).toBeInstanceOf(OperationError);
-        expect(err).toMatchObject({ code: "release-conflict", exitCode: 1 });
-        if ((err as Error).message.includes("withdrawn")) withdrawn.push((err as Error).message);
-      }
-      const [winner] = won as [SignedRelease];
-      expect(winner.release.previous).toBe(winners.at(-1)?.digest ?? null);
-      expect(winner.release.seq).toBeGreaterThan(winners.at(-1)?.release.seq ?? 0);
-      winners.push(winner);
-      const channel = await readChannel(store, "prod");
-      expect(channel.status === "found" && text(channel.bytes)).toBe(text(winner.bytes));
     }
-    // Only the winners' files remain, each holding exactly what its winner published.
-    expect(await keys(store, "releases/")).toEqual(
-      winners.map((w) => releaseKey("prod", w.release.seq)).sort(),
-    );
-    for (const w of winners) {
-      expect(text(await readAll(store, releaseKey("prod", w.release.seq)))).toBe(text(w.bytes));
-      expect(verifyRelease(w.bytes, trusted, "r").release.seq).toBe(w.release.seq);
-    }
-    // Staggered rounds made some publishers lose at the channel, after writing their file.
-    expect(withdrawn.length).toBeGreaterThan(0);
-    // Nothing was ever written unconditionally.
-    for (const put of puts) {
-      if (put.key.startsWith("releases/")) {
-        expect(put.options?.condition).toEqual({ ifAbsent: true });
-      } else {
-        expect(put.key).toBe(channelKey("prod"));
-        expect(put.options?.condition).toBeDefined();
-      }
-    }
-  });
 
-  it("keeps each winner's sharded release whole when publishers of sharded releases race", async () => {
-    const store = new FsStore(join(dir, "store"), { fsync: false });
-    const puts: { key: string; options?: PutOptions }[] = [];
-    const winners: SignedRelease[] = [];
-    for (let round = 0; round < 2; round++) {
-      const views = barrierViews(store, puts, round === 1);
-      // 300 hosts each; web1's system differs by publisher, so one shard differs and the
-      // others are the same bytes under the same keys.
-      const results = await Promise.allSettled(
-        views.map((view, i) =>
-          publishRelease(
-            view,
-            options({ hosts: { ...manyHosts(299), web1: { path: path("abcdfghi"[i] ?? "a") } } }),
+    it(`lets exactly one of ${PUBLISHERS} concurrent publishers win each round`, async () => {
+      const puts: { key: string; options?: PutOptions }[] = [];
+      const winners: SignedRelease[] = [];
+      const withdrawn: string[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const views = barrierViews(store, puts, round % 2 === 1);
+        const results = await Promise.allSettled(
+          views.map((view, i) =>
+            publishRelease(
+              view,
+              options({ hosts: { web1: { path: path("abcdfghi"[i] ?? "a") } } }),
+            ),
           ),
-        ),
+        );
+        const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+        const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+        expect(won).toHaveLength(1);
+        expect(lost).toHaveLength(PUBLISHERS - 1);
+        for (const err of lost) {
+          expect(err).toBeInstanceOf(OperationError);
+          expect(err).toMatchObject({ code: "release-conflict", exitCode: 1 });
+          if ((err as Error).message.includes("withdrawn")) withdrawn.push((err as Error).message);
+        }
+        const [winner] = won as [SignedRelease];
+        expect(winner.release.previous).toBe(winners.at(-1)?.digest ?? null);
+        expect(winner.release.seq).toBeGreaterThan(winners.at(-1)?.release.seq ?? 0);
+        winners.push(winner);
+        const channel = await readChannel(store, "prod");
+        expect(channel.status === "found" && text(channel.bytes)).toBe(text(winner.bytes));
+      }
+      // Only the winners' files remain, each holding exactly what its winner published.
+      expect(await keys(store, "releases/")).toEqual(
+        winners.map((w) => releaseKey("prod", w.release.seq)).sort(),
       );
-      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-      expect(won).toHaveLength(1);
-      winners.push(won[0] as SignedRelease);
-    }
-    for (const w of winners) {
-      expect(w.shards).toHaveLength(2);
-      const read = await readSignedRelease(store, "prod", w.release.seq, trusted);
-      if (typeof read === "string") throw new Error(`release ${w.release.seq} is ${read}`);
-      expect(read.release).toEqual(w.release);
-    }
-    const channel = await readChannel(store, "prod");
-    if (channel.status !== "found") throw new Error("no channel");
-    const current = await loadVerifiedRelease(store, channel.bytes, trusted, "channel");
-    expect(current.release).toEqual(winners.at(-1)?.release);
-    // Shards are put before any release file, keyed by their digests.
-    const first = puts.findIndex((p) => p.key.startsWith("releases/"));
-    expect(puts.slice(0, first).every((p) => p.key.startsWith("release-shards/"))).toBe(true);
+      for (const w of winners) {
+        expect(text(await readAll(store, releaseKey("prod", w.release.seq)))).toBe(text(w.bytes));
+        expect(verifyRelease(w.bytes, trusted, "r").release.seq).toBe(w.release.seq);
+      }
+      // Staggered rounds made some publishers lose at the channel, after writing their file.
+      expect(withdrawn.length).toBeGreaterThan(0);
+      // Nothing was ever written unconditionally.
+      for (const put of puts) {
+        if (put.key.startsWith("releases/")) {
+          expect(put.options?.condition).toEqual({ ifAbsent: true });
+        } else {
+          expect(put.key).toBe(channelKey("prod"));
+          expect(put.options?.condition).toBeDefined();
+        }
+      }
+    });
+
+    it("keeps each winner's sharded release whole when publishers of sharded releases race", async () => {
+      const puts: { key: string; options?: PutOptions }[] = [];
+      const winners: SignedRelease[] = [];
+      for (let round = 0; round < 2; round++) {
+        const views = barrierViews(store, puts, round === 1);
+        // 300 hosts each; web1's system differs by publisher, so one shard differs and the
+        // others are the same bytes under the same keys.
+        const results = await Promise.allSettled(
+          views.map((view, i) =>
+            publishRelease(
+              view,
+              options({ hosts: { ...manyHosts(299), web1: { path: path("abcdfghi"[i] ?? "a") } } }),
+            ),
+          ),
+        );
+        const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+        expect(won).toHaveLength(1);
+        winners.push(won[0] as SignedRelease);
+      }
+      for (const w of winners) {
+        expect(w.shards).toHaveLength(2);
+        const read = await readSignedRelease(store, "prod", w.release.seq, trusted);
+        if (typeof read === "string") throw new Error(`release ${w.release.seq} is ${read}`);
+        expect(read.release).toEqual(w.release);
+      }
+      const channel = await readChannel(store, "prod");
+      if (channel.status !== "found") throw new Error("no channel");
+      const current = await loadVerifiedRelease(store, channel.bytes, trusted, "channel");
+      expect(current.release).toEqual(winners.at(-1)?.release);
+      // Shards are put before any release file, keyed by their digests.
+      const first = puts.findIndex((p) => p.key.startsWith("releases/"));
+      expect(puts.slice(0, first).every((p) => p.key.startsWith("release-shards/"))).toBe(true);
+    });
   });
-});
+}

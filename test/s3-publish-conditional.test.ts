@@ -1,6 +1,7 @@
-// Publishing releases to a real S3 protocol server (s3rver, through the AWS SDK): with the
-// conditional writes real S3 has, publishing works and the check is remembered; on a server that
-// ignores them (plain s3rver), publishing is refused and leaves nothing behind, also from the CLI.
+// Publishing releases to a real S3 protocol server (through the AWS SDK): with the conditional
+// writes real S3 has (moto's server, and s3rver with them added), publishing works and the check is
+// remembered; on a server that ignores them (plain s3rver), publishing is refused and leaves
+// nothing behind, also from the CLI.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +30,8 @@ import { CACHE_FILE, PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { listAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
+import { type S3Bucket, type S3Server, startS3Server } from "./support/s3-server.js";
+import { S3_SERVERS } from "./support/s3-servers.js";
 
 const key = generateSecretKey("release-s3-1");
 const PUBLIC = formatPublicKey(publicKeyOf(key));
@@ -50,7 +52,6 @@ function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
 
 let work: string;
 let cacheDir: string;
-let honest: S3Server;
 let plain: S3Server;
 let run = 0;
 
@@ -59,19 +60,16 @@ beforeAll(async () => {
   cacheDir = join(work, "cache");
   // Nothing of these tests goes to ~/.cache.
   vi.stubEnv("NIXSHIP_CACHE_DIR", cacheDir);
-  [honest, plain] = await Promise.all([
-    startS3Server("nixship-honest"),
-    startS3Server("nixship-plain", { conditionalWrites: false }),
-  ]);
+  plain = await startS3Server("nixship-plain", { conditionalWrites: false });
 });
 afterAll(async () => {
   vi.unstubAllEnvs();
-  await Promise.all([honest?.close(), plain?.close()]);
+  await plain?.close();
   await rm(work, { recursive: true, force: true });
 });
 
 /** A store under a prefix of its own in the server's bucket, so tests do not meet. */
-function storeUrl(server: S3Server): string {
+function storeUrl(server: S3Bucket): string {
   return server.url.replace(`s3://${server.bucket}`, `s3://${server.bucket}/run-${++run}`);
 }
 
@@ -109,57 +107,88 @@ async function cachedUrls(): Promise<string[]> {
   return Object.keys(JSON.parse(text) as object);
 }
 
-describe("a server with conditional writes (S3's behaviour)", () => {
-  it("publishes after one probe, which it removes and remembers for the store's URL", async () => {
-    const url = storeUrl(honest);
-    const { store, writes } = counting(await openStore(url));
-    try {
-      const first = await publishRelease(store, options());
-      const second = await publishRelease(store, options());
-      expect(second.release).toMatchObject({ seq: 2, previous: first.digest });
-      // The probe (three puts and a delete) ran once, before the first release.
-      const probe = writes[0]?.slice("put ".length) ?? "";
-      expect(probe.startsWith(PROBE_PREFIX)).toBe(true);
-      expect(writes).toEqual([
-        `put ${probe}`,
-        `put ${probe}`,
-        `put ${probe}`,
-        `delete ${probe}`,
-        `put ${releaseKey("prod", 1)}`,
-        `put ${channelKey("prod")}`,
-        `put ${releaseKey("prod", 2)}`,
-        `put ${channelKey("prod")}`,
-      ]);
-      expect(await keys(store)).toEqual([
-        channelKey("prod"),
-        releaseKey("prod", 1),
-        releaseKey("prod", 2),
-      ]);
-      expect(await cachedUrls()).toContain(store.url);
-    } finally {
-      await store.close();
-    }
-    // Another process (a new store object) publishing to the same store within the day: no probe.
-    const { store: again, writes: later } = counting(await openStore(url));
-    try {
-      expect((await publishRelease(again, options())).release.seq).toBe(3);
-      expect(later).toEqual([`put ${releaseKey("prod", 3)}`, `put ${channelKey("prod")}`]);
-    } finally {
-      await again.close();
-    }
-  });
+describe.each(S3_SERVERS)(
+  "$name, a server with conditional writes (S3's behaviour)",
+  ({ start }) => {
+    let honest: S3Bucket;
+    beforeAll(async () => {
+      honest = await start("nixship-honest");
+    });
+    afterAll(() => honest?.close());
 
-  it("lists no probe object as a release, even one a failed delete left behind", async () => {
-    const store = await openStore(storeUrl(honest));
-    try {
-      await store.put(`${PROBE_PREFIX}conditional-0123456789ab.json`, Buffer.from("{}"));
-      await publishRelease(store, options());
-      expect((await listReleases(store, "prod")).map((e) => e.seq)).toEqual([1]);
-    } finally {
-      await store.close();
-    }
-  });
-});
+    describe("publishing", () => {
+      it("publishes after one probe, which it removes and remembers for the store's URL", async () => {
+        const url = storeUrl(honest);
+        const { store, writes } = counting(await openStore(url));
+        try {
+          const first = await publishRelease(store, options());
+          const second = await publishRelease(store, options());
+          expect(second.release).toMatchObject({ seq: 2, previous: first.digest });
+          // The probe (three puts and a delete) ran once, before the first release.
+          const probe = writes[0]?.slice("put ".length) ?? "";
+          expect(probe.startsWith(PROBE_PREFIX)).toBe(true);
+          expect(writes).toEqual([
+            `put ${probe}`,
+            `put ${probe}`,
+            `put ${probe}`,
+            `delete ${probe}`,
+            `put ${releaseKey("prod", 1)}`,
+            `put ${channelKey("prod")}`,
+            `put ${releaseKey("prod", 2)}`,
+            `put ${channelKey("prod")}`,
+          ]);
+          expect(await keys(store)).toEqual([
+            channelKey("prod"),
+            releaseKey("prod", 1),
+            releaseKey("prod", 2),
+          ]);
+          expect(await cachedUrls()).toContain(store.url);
+        } finally {
+          await store.close();
+        }
+        // Another process (a new store object) publishing to the same store within the day: no probe.
+        const { store: again, writes: later } = counting(await openStore(url));
+        try {
+          expect((await publishRelease(again, options())).release.seq).toBe(3);
+          expect(later).toEqual([`put ${releaseKey("prod", 3)}`, `put ${channelKey("prod")}`]);
+        } finally {
+          await again.close();
+        }
+      });
+
+      it("lists no probe object as a release, even one a failed delete left behind", async () => {
+        const store = await openStore(storeUrl(honest));
+        try {
+          await store.put(`${PROBE_PREFIX}conditional-0123456789ab.json`, Buffer.from("{}"));
+          await publishRelease(store, options());
+          expect((await listReleases(store, "prod")).map((e) => e.seq)).toEqual([1]);
+        } finally {
+          await store.close();
+        }
+      });
+    });
+
+    describe("nixship release refresh", () => {
+      it("publishes", async () => {
+        const { store, argv } = await cliSetup(honest);
+        try {
+          const r = await runMain([...argv, "--json"]);
+          expect(r.code, r.stderr).toBe(0);
+          expect(JSON.parse(r.stdout)).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
+          // Release 2 and the origin document signed beside it (who refreshed it, issue 46).
+          expect(await keys(store)).toEqual([
+            channelKey("prod"),
+            releaseKey("prod", 1),
+            releaseKey("prod", 2),
+            releaseOriginKey("prod", 2),
+          ]);
+        } finally {
+          await store.close();
+        }
+      });
+    });
+  },
+);
 
 describe("a server that ignores conditional writes (plain s3rver)", () => {
   it("refuses to publish, and leaves no release, no channel and no probe behind", async () => {
@@ -210,31 +239,11 @@ describe("a server that ignores conditional writes (plain s3rver)", () => {
   });
 });
 
-describe("nixship release refresh on a server with conditional writes", () => {
-  it("publishes", async () => {
-    const { store, argv } = await cliSetup(honest);
-    try {
-      const r = await runMain([...argv, "--json"]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
-      // Release 2 and the origin document signed beside it (who refreshed it, issue 46).
-      expect(await keys(store)).toEqual([
-        channelKey("prod"),
-        releaseKey("prod", 1),
-        releaseKey("prod", 2),
-        releaseOriginKey("prod", 2),
-      ]);
-    } finally {
-      await store.close();
-    }
-  });
-});
-
 /**
  * A store of its own on `server` whose channel holds release 1 (written by other means: plain
  * s3rver cannot publish one safely), a fleet file of one agent host on it, and the refresh argv.
  */
-async function cliSetup(server: S3Server) {
+async function cliSetup(server: S3Bucket) {
   const url = storeUrl(server);
   const store = await openStore(url);
   const created = new Date();

@@ -1,5 +1,5 @@
-// One contract suite for every ObjectStore adapter (FsStore on a temp dir, S3Store on s3rver),
-// plus the few checks that only make sense for one of them.
+// One contract suite for every ObjectStore adapter (FsStore on a temp dir, S3Store on s3rver and
+// on moto's server), plus the few checks that only make sense for one of them.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,9 +9,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { InputError, OperationError } from "../src/errors.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { deleteKeys, listAll, readAll } from "../src/store/helpers.js";
-import type { ObjectStore } from "../src/store/object-store.js";
+import type { ObjectStore, PutResult } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
+import type { S3Bucket } from "./support/s3-server.js";
+import { S3_SERVERS } from "./support/s3-servers.js";
 
 interface Opened {
   readonly store: ObjectStore;
@@ -39,6 +40,15 @@ function failingStream(good: number): Readable {
       throw new Error("source broke");
     })(),
   );
+}
+
+/** Of racing puts, the one that wrote (its index); every other one was refused, not failed. */
+function oneWinner(results: readonly PutResult[]): number {
+  const winners = results.flatMap((r, i) => (r.status === "written" ? [i] : []));
+  expect(winners).toHaveLength(1);
+  const refused = results.filter((r) => r.status !== "written");
+  expect(refused).toEqual(Array(results.length - 1).fill({ status: "precondition-failed" }));
+  return winners[0] ?? -1;
 }
 
 function describeObjectStoreContract(name: string, open: () => Promise<Opened>): void {
@@ -260,6 +270,20 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
       expect((await store.head("once"))?.etag).toBe(first.status === "written" ? first.etag : "");
     });
 
+    it("writes ifAbsent only once, also when the body goes in parts", async () => {
+      // Of unknown size and over S3Store's part size: a multipart upload, which S3 checks the
+      // condition of as it completes the object.
+      const body = (fill: number) =>
+        Readable.from([Buffer.alloc(5 * MiB, fill), Buffer.alloc(5 * MiB, fill)]);
+      const first = await store.put("parts/once", body(1), { condition: { ifAbsent: true } });
+      if (first.status !== "written") throw new Error(`first put was ${first.status}`);
+      const again = await store.put("parts/once", body(2), { condition: { ifAbsent: true } });
+      expect(again).toEqual({ status: "precondition-failed" });
+      expect(await store.head("parts/once")).toMatchObject({ size: 10 * MiB, etag: first.etag });
+      expect((await readAll(store, "parts/once"))?.every((byte) => byte === 1)).toBe(true);
+      expect(await keys(store)).toEqual(["parts/once"]);
+    });
+
     it("writes ifMatch only over the expected version", async () => {
       const v1 = await store.put("cas", Buffer.from("v1"));
       if (v1.status !== "written") throw new Error("setup failed");
@@ -275,18 +299,16 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
       expect(await store.head("cas-none")).toBeUndefined();
     });
 
-    it("lets exactly one of 10 concurrent ifAbsent puts win", async () => {
+    it("lets exactly one of 10 concurrent ifAbsent puts win, and refuses the others", async () => {
       const results = await Promise.all(
         Array.from({ length: 10 }, (_, i) =>
           store.put("race/absent", Buffer.from(`writer-${i}`), { condition: { ifAbsent: true } }),
         ),
       );
-      const winners = results.flatMap((r, i) => (r.status === "written" ? [i] : []));
-      expect(winners).toHaveLength(1);
-      expect(await text(store, "race/absent")).toBe(`writer-${winners[0]}`);
+      expect(await text(store, "race/absent")).toBe(`writer-${oneWinner(results)}`);
     });
 
-    it("lets exactly one of 10 concurrent ifMatch puts on one version win", async () => {
+    it("lets exactly one of 10 concurrent ifMatch puts on one version win, and refuses the others", async () => {
       const base = await store.put("race/cas", Buffer.from("base"));
       if (base.status !== "written") throw new Error("setup failed");
       const results = await Promise.all(
@@ -294,9 +316,7 @@ function describeObjectStoreContract(name: string, open: () => Promise<Opened>):
           store.put("race/cas", Buffer.from(`writer-${i}`), { condition: { ifMatch: base.etag } }),
         ),
       );
-      const winners = results.flatMap((r, i) => (r.status === "written" ? [i] : []));
-      expect(winners).toHaveLength(1);
-      expect(await text(store, "race/cas")).toBe(`writer-${winners[0]}`);
+      expect(await text(store, "race/cas")).toBe(`writer-${oneWinner(results)}`);
     });
 
     it("leaves nothing under the key when the body stream fails", async () => {
@@ -490,11 +510,11 @@ describe("FsStore only", () => {
   });
 });
 
-describe("S3Store", () => {
-  let server: S3Server;
+describe.each(S3_SERVERS)("S3Store on $name", ({ name, start }) => {
+  let server: S3Bucket;
   let run = 0;
   beforeAll(async () => {
-    server = await startS3Server();
+    server = await start();
   });
   afterAll(() => server?.close());
 
@@ -502,7 +522,7 @@ describe("S3Store", () => {
     openStore(server.url.replace(`s3://${server.bucket}`, `s3://${server.bucket}/${prefix}`));
 
   // Each test gets its own prefix in one bucket, which also runs the whole suite through prefixes.
-  describeObjectStoreContract("S3Store (s3rver)", async () => ({
+  describeObjectStoreContract(`S3Store (${name})`, async () => ({
     store: await scoped(`contract-${++run}`),
     cleanup: async () => {},
   }));

@@ -10,15 +10,21 @@ import { join } from "node:path";
 
 export const S3RVER_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
 
-export interface S3Server {
+/** A bucket on a test S3 server, whichever server it is (s3rver here, moto in moto-server.ts). */
+export interface S3Bucket {
+  readonly server: "s3rver" | "moto";
   /** `http://127.0.0.1:<port>` */
   readonly endpoint: string;
   readonly bucket: string;
   /** `s3://<bucket>?region=us-east-1&endpoint=<endpoint>`, for openStore. */
   readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface S3Server extends S3Bucket {
+  readonly server: "s3rver";
   /** Where s3rver keeps the objects, to look at them as files. */
   readonly directory: string;
-  close(): Promise<void>;
 }
 
 /** The slice of s3rver's Koa context this file uses (s3rver ships no types). */
@@ -99,6 +105,7 @@ export async function startS3Server(
   const address = await app.run();
   const endpoint = `http://${options.address ?? "127.0.0.1"}:${address.port}`;
   return {
+    server: "s3rver",
     endpoint,
     bucket,
     directory,
@@ -131,7 +138,8 @@ function reportAnswers(onAnswered: (answered: AnsweredRequest) => void): Middlew
 /**
  * Real S3's documented conditional writes, which s3rver 3.7.1 ignores: on PutObject and
  * CompleteMultipartUpload, `If-None-Match: *` fails with 412 PreconditionFailed when the key
- * exists, and `If-Match: <etag>` fails with 412 when the key is absent or its ETag differs.
+ * exists, and `If-Match: <etag>` fails with 412 when its ETag differs and with 404 NoSuchKey
+ * when the key is absent (as S3 answers it, and moto).
  * A per-key mutex, held until the response is finished, makes check-then-write atomic.
  * (It runs ahead of s3rver's signature check, which real S3 would do first; fine for tests.)
  */
@@ -163,15 +171,22 @@ function conditionalWrites(): Middleware {
       () => undefined,
     );
     const unquote = (etag: string) => etag.replace(/"/g, "");
+    const absent = ifMatch !== "" && current === undefined;
     const failed =
+      absent ||
       (ifNoneMatch === "*" && current !== undefined) ||
-      (ifMatch !== "" && (current === undefined || unquote(current) !== unquote(ifMatch)));
+      (ifMatch !== "" && current !== undefined && unquote(current) !== unquote(ifMatch));
     if (!failed) return next();
-    ctx.status = 412;
+    const [status, code, message] = absent
+      ? [404, "NoSuchKey", "The specified key does not exist."]
+      : [
+          412,
+          "PreconditionFailed",
+          "At least one of the pre-conditions you specified did not hold",
+        ];
+    ctx.status = status;
     ctx.type = "application/xml";
-    ctx.body =
-      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>' +
-      "<Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
     // The request body (the object) is not needed; drain it so the client sees the answer.
     ctx.req.resume();
   };

@@ -1,0 +1,170 @@
+// moto's S3 server for tests and benchmarks: the app `moto_server` serves, on 127.0.0.1 at a port
+// the OS picks, in memory, with one pre-created bucket, and nothing of ours in front of it.
+import { type ChildProcess, spawn } from "node:child_process";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { type S3Bucket, S3RVER_CREDENTIALS } from "./s3-server.js";
+
+/** Where scripts/setup.sh installs moto when the machine's python3 lacks it. */
+export const MOTO_VENV = process.env.NIXSHIP_MOTO_VENV ?? "/var/lib/nixship/moto";
+
+export interface MotoServer extends S3Bucket {
+  readonly server: "moto";
+  /** The server's process (python3), to measure its CPU. */
+  readonly pid: number;
+}
+
+export interface MotoServerOptions {
+  /**
+   * Serve requests on many threads, as `moto_server` does (default false: one at a time).
+   * moto checks a write's condition and then writes, with no lock between: on many threads two
+   * writers racing on one key can both win, which S3 never lets happen. One thread makes each
+   * request whole before the next starts, as S3's conditional writes are; the tests need that.
+   */
+  readonly threaded?: boolean;
+  /** The address to listen on (default 127.0.0.1). */
+  readonly address?: string;
+}
+
+const START_MS = 30_000;
+const STOP_MS = 10_000;
+
+/**
+ * Serves moto's app (what `moto_server` runs) with werkzeug, on the port the OS gives, and says
+ * which on stdout. Request logging is off (a line per request on a pipe nobody reads would fill
+ * it). When stdin closes (the test process ended, however it ended) the server exits.
+ */
+const LAUNCHER = `
+import logging, os, sys, threading
+from werkzeug.serving import make_server
+from moto.server import DomainDispatcherApplication, create_backend_app
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = make_server(sys.argv[1], 0, DomainDispatcherApplication(create_backend_app), threaded=sys.argv[2] == "threaded")
+def watch():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+print("listening", server.port, flush=True)
+server.serve_forever()
+`;
+
+/** The Pythons tried, in order: one named by the environment, the machine's, setup.sh's. */
+function pythons(): string[] {
+  const named = process.env.NIXSHIP_MOTO_PYTHON;
+  return named ? [named] : ["python3", `${MOTO_VENV}/bin/python3`];
+}
+
+export async function startMotoServer(
+  bucket = "nixship-test",
+  options: MotoServerOptions = {},
+): Promise<MotoServer> {
+  // moto takes any credentials; s3rver's let one process talk to both servers.
+  process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+  process.env.AWS_REGION ??= "us-east-1";
+  // As S3Store does: the SDK's warning that its future releases need Node 22 is not ours to act on.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const address = options.address ?? "127.0.0.1";
+  const tried: string[] = [];
+  for (const python of pythons()) {
+    const started = await launch(python, address, options.threaded === true);
+    if ("child" in started) return withBucket(started.child, address, started.port, bucket);
+    tried.push(`${python}: ${started.failure}`);
+  }
+  throw new Error(
+    `moto's server could not be started (${tried.join("; ")}). The S3 tests run against it: run 'bash scripts/setup.sh', which installs it (pip install 'moto[server]' into ${MOTO_VENV}), or install it into python3 yourself`,
+  );
+}
+
+type Launched = { child: ChildProcess; port: number } | { failure: string };
+
+function launch(python: string, address: string, threaded: boolean): Promise<Launched> {
+  return new Promise((resolve) => {
+    const child = spawn(python, ["-c", LAUNCHER, address, threaded ? "threaded" : "one"], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    // The last of stderr, to say why it failed; kept draining so that moto never blocks on it.
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    let stdout = "";
+    const fail = (failure: string) => {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      resolve({ failure });
+    };
+    const timer = setTimeout(
+      () => fail(`no port within ${START_MS / 1000} s; stderr: ${stderr.trim()}`),
+      START_MS,
+    );
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+      const port = /^listening (\d+)$/m.exec(stdout)?.[1];
+      if (port === undefined) return;
+      clearTimeout(timer);
+      child.removeAllListeners("exit");
+      resolve({ child, port: Number(port) });
+    });
+    child.once("error", (err) => fail(err.message));
+    child.once("exit", (code, signal) => {
+      const missing = /No module named '([^']+)'/.exec(stderr)?.[1];
+      fail(
+        missing
+          ? `no module named '${missing}'`
+          : `exited with ${code ?? signal}; stderr: ${stderr.trim()}`,
+      );
+    });
+  });
+}
+
+async function withBucket(
+  child: ChildProcess,
+  address: string,
+  port: number,
+  bucket: string,
+): Promise<MotoServer> {
+  const endpoint = `http://${address}:${port}`;
+  const close = () => stop(child);
+  // The SDK retries a refused connection, so this also waits until the server answers.
+  const client = new S3Client({
+    region: "us-east-1",
+    endpoint,
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }), {
+      abortSignal: AbortSignal.timeout(START_MS),
+    });
+  } catch (err) {
+    await close();
+    throw new Error(`moto's server at ${endpoint} did not create bucket ${bucket}: ${err}`);
+  } finally {
+    client.destroy();
+  }
+  return {
+    server: "moto",
+    pid: child.pid ?? -1,
+    endpoint,
+    bucket,
+    url: `s3://${bucket}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`,
+    close,
+  };
+}
+
+/** Closes its stdin (it exits), then SIGTERM, then SIGKILL, each with a bounded wait. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const within = (ms: number) =>
+    Promise.race([
+      exited.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref()),
+    ]);
+  child.stdin?.end();
+  if (await within(STOP_MS / 2)) return;
+  child.kill("SIGTERM");
+  if (await within(STOP_MS / 2)) return;
+  child.kill("SIGKILL");
+  await exited;
+}
