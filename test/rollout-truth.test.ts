@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
-import { dashboardApi, dashboardHost } from "./support/dashboard-api.js";
+import { dashboardApi, dashboardHost, dashboardText } from "./support/dashboard-api.js";
 import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -129,6 +129,10 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
     expect(text.stdout).toMatch(new RegExp(`${H(3)} .*behind.*behind rollout ${v3Rollout}`));
     const row = await dashboardHost(lab.fleetFile, H(3));
     expect(row).toMatchObject({ inStep: false, behindRollout: { rollout: v3Rollout } });
+    const metrics = await dashboardText(lab.fleetFile, "/metrics");
+    expect(metrics).toMatch(/^nixship_hosts\{state="behind",mode="ssh"\} 1$/m);
+    const page = await dashboardText(lab.fleetFile, `/hosts/${H(3)}`);
+    expect(page).toContain(`behind rollout ${v3Rollout} (skipped as unreachable`);
     const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
     expect(plan.stdout).toContain(`behind rollout ${v3Rollout} (skipped as unreachable`);
   });

@@ -6,6 +6,11 @@ import { NIXSHIP_BIN } from "./cli.js";
 
 /** The JSON the dashboard of `fleetFile` answers at `path` (`/api/hosts`, …). */
 export async function dashboardApi(fleetFile: string, path: string): Promise<unknown> {
+  return JSON.parse(await dashboardText(fleetFile, path));
+}
+
+/** The text the dashboard of `fleetFile` answers at `path` (`/metrics`, a page, …). */
+export async function dashboardText(fleetFile: string, path: string): Promise<string> {
   const child = spawn(
     process.execPath,
     [NIXSHIP_BIN, "dashboard", "--fleet", fleetFile, "--listen", "127.0.0.1:0"],
@@ -28,7 +33,7 @@ export async function dashboardApi(fleetFile: string, path: string): Promise<unk
       child.once("exit", (code) => reject(new Error(`the dashboard exited with ${code}`)));
     });
     const r = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(30_000) });
-    return await r.json();
+    return await r.text();
   } finally {
     child.kill("SIGTERM");
   }
