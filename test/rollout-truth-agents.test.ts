@@ -16,7 +16,7 @@ import {
 import { nixship } from "./support/cli.js";
 import { dashboardHost } from "./support/dashboard-api.js";
 import { deployEvents } from "./support/lab-deploy.js";
-import { rolloutFiles } from "./support/rollout-records.js";
+import { rolloutFiles, statusRows } from "./support/rollout-records.js";
 
 const HOSTS = ["rta1", "rta2", "rta3"];
 let lab: AgentLab;
@@ -35,17 +35,7 @@ afterAll(async () => {
 
 const servedAll = () => Promise.all(HOSTS.map((h) => served(lab, h)));
 
-interface Row {
-  readonly host: string;
-  readonly inStep: boolean;
-  readonly behindRollout?: { readonly rollout: string; readonly why: string };
-}
-
-async function status(): Promise<{ code: number; rows: Map<string, Row> }> {
-  const r = await nixship(["status", "--fleet", lab.fleetFile, "--json"]);
-  const rows = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts;
-  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
-}
+const status = (...extra: string[]) => statusRows(nixship, lab.fleetFile, ...extra);
 
 function rollback(...extra: string[]) {
   return nixship([

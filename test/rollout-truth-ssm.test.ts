@@ -16,7 +16,7 @@ import {
   setExampleSystems,
   summaryOf,
 } from "./support/lab-deploy.js";
-import { rolloutFiles } from "./support/rollout-records.js";
+import { rolloutFiles, statusRows } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
@@ -83,17 +83,7 @@ afterAll(async () => {
   await lab?.down();
 });
 
-interface Row {
-  readonly host: string;
-  readonly inStep: boolean;
-  readonly behindRollout?: { readonly rollout: string; readonly why: string };
-}
-
-async function status(): Promise<{ code: number; rows: Map<string, Row> }> {
-  const r = await cli(["status", "--fleet", lab.fleetFile, "--json"]);
-  const rows = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts;
-  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
-}
+const status = (...extra: string[]) => statusRows(cli, lab.fleetFile, ...extra);
 
 describe("ssm hosts: a host a rollout skipped is behind; rollback undoes a rollout, never more", () => {
   let v2Rollout: string;

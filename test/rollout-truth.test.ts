@@ -3,13 +3,12 @@
 // --stored) and the dashboard call it behind, naming the rollout that skipped it, and exit 1;
 // a fleet rollback undoes the v3 rollout alone (all three on v2, host 3 named as left where it
 // is), and `rollback --rollout` of the v2 rollout puts all three on v1.
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
 import { dashboardApi, dashboardHost, dashboardText } from "./support/dashboard-api.js";
 import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { type RolloutFile, rolloutFiles, statusRows } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -48,18 +47,7 @@ function rollback(...extra: string[]) {
   ]);
 }
 
-interface Row {
-  readonly host: string;
-  readonly inStep: boolean;
-  readonly behindRollout?: { readonly rollout: string; readonly why: string };
-  readonly origin?: { readonly ref: string | null };
-}
-
-async function status(...extra: string[]): Promise<{ code: number; rows: Map<string, Row> }> {
-  const r = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json", ...extra]);
-  const rows = (JSON.parse(r.stdout) as { hosts: Row[] }).hosts;
-  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
-}
+const status = (...extra: string[]) => statusRows(lab.nixship, lab.fleetFile, ...extra);
 
 /** The id of the rollout a deploy's --json events name (its summary's rollout record). */
 async function rolloutOf(host: string): Promise<string> {
@@ -69,12 +57,11 @@ async function rolloutOf(host: string): Promise<string> {
 }
 
 /** The rollout record of `id`, as the deploy left it in the lab's cache directory. */
-async function rolloutRecord(id: string): Promise<Record<string, unknown>> {
+async function rolloutRecord(id: string): Promise<RolloutFile> {
   const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
-  const dir = join(fileURLToPath(fleet.cache.url.replace(/\?.*$/, "")), "status", "rollouts");
-  const name = (await readdir(dir)).find((f) => f.endsWith(`-${id}.json`));
-  expect(name, `rollout ${id} in ${dir}`).toBeDefined();
-  return JSON.parse(await readFile(join(dir, name as string), "utf8")) as Record<string, unknown>;
+  const found = (await rolloutFiles(fleet.cache.url)).find((r) => r.id === id);
+  expect(found, `rollout ${id}`).toBeDefined();
+  return found as RolloutFile;
 }
 
 const served = async () => await Promise.all([1, 2, 3].map((i) => servedBy(lab.info, H(i))));

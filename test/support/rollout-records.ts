@@ -23,3 +23,23 @@ export async function rolloutFiles(cacheUrl: string): Promise<RolloutFile[]> {
     names.map(async (f) => JSON.parse(await readFile(join(dir, f), "utf8")) as RolloutFile),
   );
 }
+
+/** A row of `nixship status --json`, as the rollout tests read it. */
+export interface StatusRow {
+  readonly host: string;
+  readonly inStep: boolean;
+  readonly liveness?: string;
+  readonly behindRollout?: { readonly rollout: string; readonly why: string };
+  readonly origin?: { readonly ref: string | null };
+}
+
+/** `nixship status --fleet F --json EXTRA…` through `run`: its exit code and rows by host. */
+export async function statusRows(
+  run: (args: readonly string[]) => Promise<{ code: number; stdout: string }>,
+  fleetFile: string,
+  ...extra: string[]
+): Promise<{ code: number; rows: Map<string, StatusRow> }> {
+  const r = await run(["status", "--fleet", fleetFile, "--json", ...extra]);
+  const rows = (JSON.parse(r.stdout) as { hosts: StatusRow[] }).hosts;
+  return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
+}
