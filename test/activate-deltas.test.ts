@@ -16,7 +16,9 @@ import { scriptInput } from "../src/host/activation.js";
 import { checkActivationResult } from "../src/host/activation-result.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
 import { parseSecretKey } from "../src/nix/keys.js";
+import { parseNarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
+import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, nixship, run, runOk } from "./support/cli.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
@@ -261,11 +263,49 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
   const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
   expect(verified.code, verified.stderr).toBe(0);
   // Nothing of the step is left: its work directory, nor the deltas in the store.
-  const left = await onHost(
-    "ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l",
-  );
-  expect(left.stdout).toMatch(/No such file or directory\n0\n$/);
+  expect(await leftOnHost()).toMatch(/No such file or directory\n0\n$/);
   return { first, second };
+}
+
+/** What the delta step leaves on the host: its work directory (absent) and the delta paths. */
+async function leftOnHost(): Promise<string> {
+  return (
+    await onHost(
+      "ls /nix/var/nixship/delta-work 2>&1; ls -d /nix/store/*-nixship-delta-* 2>/dev/null | wc -l",
+    )
+  ).stdout;
+}
+
+/**
+ * An activation whose realise fails after the delta step fetched its deltas (a path that comes
+ * whole has lost its NAR in the cache): it fails in the realise, and nothing of the step is left,
+ * neither its work directory nor the delta paths it fetched into the store.
+ */
+async function failAfterTheStep(): Promise<void> {
+  const first = await buildSystem();
+  const second = await buildSystem();
+  await push(first, second);
+  const deployed = await activate(first);
+  expect(deployed.answer, deployed.log).toMatchObject({ ok: true, result: "activated" });
+  const worth = worthIt(await publishDeltas(first, second));
+  expect(worth.length).toBeGreaterThan(0);
+  const old = await closure(first);
+  const whole = (await closure(second)).find((p) => !old.includes(p) && !worth.includes(p));
+  expect(whole).toBeDefined();
+  const store = await openStore(cacheUrl);
+  const hash = (whole as string).slice("/nix/store/".length, "/nix/store/".length + 32);
+  const narinfo = await readAll(store, `${hash}.narinfo`, 65536);
+  if (narinfo === undefined) throw new Error(`no narinfo for ${whole}`);
+  await store.delete(parseNarInfo(Buffer.from(narinfo).toString("utf8")).url);
+  await store.close();
+
+  requests.clear();
+  const { answer, log } = await activate(second, "--delta-tool", tool);
+  expect(answer, log).toMatchObject({ ok: false, result: "failed", path: second });
+  expect(log).toContain("deltas: fetching");
+  expect(requests.get("delta")).toBe(worth.length);
+  expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(first);
+  expect(await leftOnHost()).toMatch(/No such file or directory\n0\n$/);
 }
 
 beforeAll(async () => {
@@ -436,6 +476,10 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
     expect(requests.get("delta")).toBe(worthSixth.length);
     await onHost(`rm -rf /nix/var/nixship-pinned`);
   });
+
+  it("a realise that fails after the delta step leaves neither the delta paths nor the work directory", async () => {
+    await failAfterTheStep();
+  });
 });
 
 describe("activate --delta-tool on a lab host (Nix 2.26)", () => {
@@ -448,5 +492,9 @@ describe("activate --delta-tool on a lab host (Nix 2.26)", () => {
 
   it("a host updated across a rebuild gets most paths by delta, runs the new system, and its store verifies them", async () => {
     await updateAcrossRebuild();
+  });
+
+  it("a realise that fails after the delta step leaves neither the delta paths nor the work directory", async () => {
+    await failAfterTheStep();
   });
 });

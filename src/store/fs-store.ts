@@ -22,6 +22,7 @@ import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { InputError, NixshipError, OperationError } from "../errors.js";
 import { DirectorySyncs } from "./dir-sync.js";
+import { DirCache, type DirReads, dirKeyOf } from "./fs-dir-cache.js";
 import { withLock } from "./fs-lock.js";
 import { FileSystemSyncer } from "./fs-syncer.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
@@ -93,6 +94,8 @@ export class FsStore implements ObjectStore {
   #deferredDir: Promise<string> | undefined;
   /** The renames of the flushes so far, one flush after another, each in put order. */
   #publishing: Promise<void> = Promise.resolve();
+  /** Large directories' sorted children, for listings (fs-dir-cache.ts). */
+  readonly #dirs: DirCache;
 
   constructor(root: string, options: FsStoreOptions = {}) {
     if (!isAbsolute(root)) {
@@ -102,6 +105,7 @@ export class FsStore implements ObjectStore {
       );
     }
     this.#root = resolve(root);
+    this.#dirs = new DirCache(this.#root);
     this.url = pathToFileURL(this.#root).href;
     this.#fsync = options.fsync ?? true;
     this.#syncer = new FileSystemSyncer(this.#root);
@@ -165,6 +169,19 @@ export class FsStore implements ObjectStore {
       throw this.#fault("read", key, err);
     }
     if (st.isSymbolicLink()) throw this.#linked(key);
+    if (!(await this.#inside(key, path, checked))) return undefined;
+    return st.isFile() ? toInfo(key, st) : undefined;
+  }
+
+  /**
+   * Whether the directory of `key` (at `path`) lies inside the root, links resolved; false when
+   * it is gone (a delete tidies empty parents). `checked` as in `#head`.
+   */
+  async #inside(
+    key: string,
+    path: string,
+    checked: Map<string, Promise<void>> | undefined,
+  ): Promise<boolean> {
     let check = checked?.get(dirname(path));
     if (check === undefined) {
       check = this.#checkInside(key, path);
@@ -172,12 +189,11 @@ export class FsStore implements ObjectStore {
     }
     try {
       await check;
+      return true;
     } catch (err) {
-      // Deleted since the lstat, with its directory (a delete tidies empty parents): gone.
-      if (isAbsent(err)) return undefined;
+      if (isAbsent(err)) return false;
       throw err;
     }
-    return st.isFile() ? toInfo(key, st) : undefined;
   }
 
   async put(
@@ -449,6 +465,11 @@ export class FsStore implements ObjectStore {
     return this.#rootDevice;
   }
 
+  /** Directories, and their entries, that listings read from the disk so far. */
+  get listReads(): Readonly<DirReads> {
+    return { ...this.#dirs.reads };
+  }
+
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     validatePrefix(prefix);
     const limit = pageLimit(options.limit);
@@ -457,21 +478,39 @@ export class FsStore implements ObjectStore {
     let more = false;
     try {
       const after = options.token ?? options.startAfter;
-      const walk = walkKeys(this.#root, prefix.slice(0, cut), prefix.slice(cut), after);
-      for await (const key of walk) {
-        if (keys.length === limit) {
-          more = true;
-          break;
+      const walk = walkKeys(this.#root, prefix.slice(0, cut), prefix.slice(cut), after, this.#dirs);
+      walking: for await (const run of walk) {
+        for (const key of run) {
+          if (keys.length === limit) {
+            more = true;
+            break walking;
+          }
+          keys.push(key);
         }
-        keys.push(key);
       }
     } catch (err) {
       throw this.#fault("list", prefix, err);
     }
-    // A key deleted between the walk and the stat is simply left out of the page.
+    // A key deleted between the walk and the stat is simply left out of the page. A key of a
+    // directory kept unchanged is as the listing showed it (its directory checked once).
     const checked = new Map<string, Promise<void>>();
-    const infos = await Promise.all(keys.map((key) => this.#head(key, checked)));
-    const objects = infos.filter((info) => info !== undefined);
+    const infos: (ObjectInfo | undefined)[] = keys.map((key) => this.#dirs.object(key));
+    const keptDirs = new Map<string, string>();
+    for (const info of infos) if (info !== undefined) keptDirs.set(dirKeyOf(info.key), info.key);
+    const gone = new Set<string>();
+    await Promise.all([
+      ...keys.map(async (key, i) => {
+        if (infos[i] !== undefined) return;
+        infos[i] = await this.#head(key, checked);
+        if (infos[i] !== undefined) this.#dirs.keepObject(infos[i]);
+      }),
+      ...[...keptDirs].map(async ([dir, key]) => {
+        if (!(await this.#inside(key, this.#path(key), checked))) gone.add(dir);
+      }),
+    ]);
+    const objects = infos.filter(
+      (info): info is ObjectInfo => info !== undefined && !gone.has(dirKeyOf(info.key)),
+    );
     return more ? { objects, nextToken: keys[keys.length - 1] } : { objects };
   }
 

@@ -4,6 +4,7 @@
 // board, the deploy's agent watch (heartbeats and markers) and gc's roots each LIST what they
 // did before, plus at most one page per crowded prefix, and GET nothing more; every other
 // host reads as before. Counted, not timed (bench/status-junk.ts times it).
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ import { HEARTBEAT_PREFIX } from "../status/heartbeat.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
 import { progressPrefix } from "../status/status.js";
 import { readHeartbeats, readProgress } from "../status/status-store.js";
+import { FsStore } from "../store/fs-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { wrapStore } from "../store/wrap-store.js";
@@ -201,5 +203,24 @@ describe("one host's junk under its own prefixes", () => {
     expect(before.channels[0]?.releases[0]?.counts).toEqual({ applied: 3, failed: 0, pending: 0 });
     expect(after.channels[0]?.releases[0]?.counts?.applied).toBeGreaterThanOrEqual(2);
     expect(HOST_KEYS_READ).toBeLessThan(1000);
+  });
+
+  it("a quiet poll over the directory store reads none of the crowded directories again", async () => {
+    if (!existsSync(join(dir, HEARTBEAT_PREFIX, "web2"))) await writeJunk(JUNK);
+    // A directory changed within the last 2 s is read again at each LIST (a change in the same
+    // tick of the file system's clock would not show): the junk settles first.
+    await new Promise((done) => setTimeout(done, 2100));
+    if (!(store instanceof FsStore)) throw new Error("the test's store is a directory store");
+    const fs = store;
+    const crowded = viewers();
+    await crowded.poll();
+    const before = fs.listReads;
+    const quiet = await crowded.poll();
+    const after = fs.listReads;
+    // Every view read as before, and the store read the clean directories' few entries again,
+    // not web2's 50,000 (nor the 25,000 of its heartbeat prefix).
+    expect(quiet.beats.skipped).toEqual(["web2"]);
+    expect(quiet.view.rows.map((r) => r.host)).toEqual(HOSTS);
+    expect(after.entries - before.entries).toBeLessThan(200);
   });
 });

@@ -13,6 +13,9 @@ DELTA_MAX_PATHS=2000 DELTA_MAX_BASES=3
 # Where the step works: on the store's disk (NARs can be large, /run is a tmpfs), one activation
 # at a time (the lock), removed when the step's realise is over and on every failure.
 DELTA_WORK=/nix/var/nixship/delta-work
+# Seconds the delta paths' removal from the store may take (it waits for a garbage collection
+# under way): short, since a failed activation's end (SETTLE_TIME) waits for it too.
+DELTA_DELETE_TIME=10
 # The largest delta-info and narinfo read (a narinfo lists its references: 64 KiB is thousands).
 DELTA_INFO_LIMIT=4096 DELTA_NARINFO_LIMIT=65536
 x_dir="" x_cache="" x_json=""
@@ -24,8 +27,22 @@ x_left() {
   printf '%s' "$r"
 }
 
-# Removes what the delta step wrote (also an earlier, killed activation's).
+# Removes what the delta step wrote (also an earlier, killed activation's): the delta paths it
+# fetched into the store (each run's "picked" lists those it asked for; nothing roots them),
+# then its work directory. Called on every way out of the step: its end (delta_finish), a skip,
+# every failure of the activation (finish_failed), and the start of the next step.
 delta_discard() {
+  d_paths=$(cat "$DELTA_WORK"/*/picked 2>/dev/null | cut -d ' ' -f 1 |
+    LC_ALL=C grep -x -E -e "$STORE_PATH_RE" | LC_ALL=C grep -e '^/nix/store/[^/-]*-nixship-delta-' |
+    while read -r d_p; do [ ! -e "$d_p" ] || printf '%s\n' "$d_p"; done)
+  if [ -n "$d_paths" ]; then
+    set -f
+    # shellcheck disable=SC2086 # one store path a word
+    set -- $d_paths
+    set +f
+    timeout -k "$KILL_GRACE" "$DELTA_DELETE_TIME" nix-store --delete "$@" >/dev/null 2>&1 ||
+      log "deltas: could not remove the delta paths from the store (the garbage collector will)"
+  fi
   rm -rf "$DELTA_WORK"
   x_dir="" x_cache=""
 }
@@ -360,7 +377,7 @@ nar_bytes() {
 }
 
 # After the realise: what came by delta and what came whole (x_json, and a log line), then the
-# local cache and the delta paths go.
+# local cache and the delta paths go (delta_discard).
 delta_finish() {
   [ -n "$x_dir" ] && [ -d "$x_dir" ] || return 0
   r=$(remaining)
@@ -379,14 +396,6 @@ delta_finish() {
   x_json=$(printf '{"paths":%s,"bytes":%s,"narBytes":%s,"wholePaths":%s,"wholeNarBytes":%s,"failed":%s}' \
     "$f_paths" "$(json_num "$f_bytes")" "$(json_num "$f_nar")" "$f_whole" \
     "$(json_num "$f_whole_bytes")" "$f_failed")
-  set -f
-  # shellcheck disable=SC2046 # one store path a word
-  set -- $(cat "$x_dir/deltas-fetched")
-  set +f
-  r=$(remaining)
-  [ "$r" -le 60 ] || r=60
-  [ $# = 0 ] || [ "$r" = 0 ] || bounded quiet "$r" nix-store --delete "$@" ||
-    log "deltas: could not remove the delta paths from the store (the garbage collector will)"
   delta_discard
 }
 
