@@ -24,7 +24,8 @@ export function deltaScratchBytes(baseNarSize: number, targetNarSize: number): n
  * with other work) and for a slow link to the cache.
  */
 export function deltaTimeoutMs(narBytes: number): number {
-  return 120_000 + Math.ceil(narBytes / (1024 * 1024)) * 15_000;
+  // At most what a timer holds (about 24 days): a size past the cap is refused, not waited for.
+  return Math.min(120_000 + Math.ceil(narBytes / (1024 * 1024)) * 15_000, 2 ** 31 - 1);
 }
 
 /**

@@ -114,13 +114,14 @@ export async function publishDelta(
     );
   }
   const tmp = options.tmpDir ?? tmpdir();
-  await requireScratch(tmp, deltaScratchBytes(base.info.narSize, target.info.narSize), pair);
   const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(narBytes);
   const deadline = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
   const started = performance.now();
-  const work = await mkdtemp(join(tmp, "nixship-delta-"));
+  let work: string | undefined;
   try {
+    await requireScratch(tmp, deltaScratchBytes(base.info.narSize, target.info.narSize), pair);
+    work = await mkdtemp(join(tmp, "nixship-delta-"));
     const baseNar = join(work, "base.nar");
     const targetNar = join(work, "target.nar");
     // Each NAR is checked against its narinfo and cut at its NarSize while it is written.
@@ -186,7 +187,7 @@ export async function publishDelta(
   } catch (err) {
     throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
   }
 }
 
