@@ -159,6 +159,36 @@ describe("publishDelta believes only what the fleet's keys signed", () => {
     expect(await allKeys(store, "delta/")).toEqual([]);
   });
 
+  it("reads a stored NAR no further than its signed NarSize compresses to (FileSize is not signed)", async () => {
+    const { target, base } = await pair("padded");
+    const info = (await readNarInfo(store, base)) as NarInfo;
+    const nar = buildNar(narNode.regular(old));
+    // The same NAR, zstd-compressed, then 4 MiB of a skippable frame zstd reads past; the
+    // narinfo's unsigned fields say so, its signature still holds.
+    const skippable = Buffer.alloc(8 + 4 * MiB);
+    skippable.writeUInt32LE(0x184d2a50, 0);
+    skippable.writeUInt32LE(4 * MiB, 4);
+    const file = Buffer.concat([execFileSync("zstd", ["-q", "-c"], { input: nar }), skippable]);
+    const padded: NarInfo = {
+      ...info,
+      url: narKey(Sha256.of(file), "zstd"),
+      compression: "zstd",
+      fileHash: Sha256.of(file),
+      fileSize: file.length,
+    };
+    await store.put(padded.url, file);
+    await store.put(narInfoKey(base), Buffer.from(formatNarInfo(padded)));
+    expect(checkNarInfoSignatures(padded, [publicKeyOf(key)])).toMatchObject({ ok: true });
+    const err = await publishDelta(store, key, { target, base }, { tmpDir: scratch }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({
+      code: "file-mismatch",
+      message: expect.stringContaining(`more than a NAR of ${info.narSize} bytes compresses to`),
+    });
+    expect(await allKeys(store, "delta/")).toEqual([]);
+  });
+
   it("stops a pair whose NAR download stalls at the pair's deadline, and notes no skip", async () => {
     const { target, base } = await pair("stalled");
     const baseNar = (await readNarInfo(store, base))?.url;
