@@ -2,13 +2,23 @@
 // system (every store path new, the same names), `nixship deploy` computes each (target, base)
 // pair once for both hosts, publishes the deltas in the cache, and each host gets most paths
 // by delta, runs the new system and its store verifies it; `--no-delta` fetches whole; a host
-// reached over SSM (the stand-in that runs the document's real shell) gets them too. The delta
-// tool is a stand-in store path holding Debian's zstd.
+// reached over SSM (the stand-in that runs the document's real shell) gets them too; deltas a
+// cache writer without the key broke or noted away are published again before the next host
+// needs them. The delta tool is a stand-in store path holding Debian's zstd.
 
+import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run } from "./support/cli.js";
+import { deltaPathOf, deltaSkipKey, deltaTargetHashPart } from "../src/cache/delta-path.js";
+import { narInfoKey } from "../src/cache/layout.js";
+import { checkStoredNar, readNarInfo } from "../src/cache/read.js";
+import type { NarInfo } from "../src/nix/narinfo.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { listAll, readAll } from "../src/store/helpers.js";
+import type { ObjectStore } from "../src/store/object-store.js";
+import { openStore } from "../src/store/url.js";
+import { type CliRun, nixship, run } from "./support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import {
@@ -36,6 +46,17 @@ async function rebuild(): Promise<void> {
 
 function onHost(host: string, command: string) {
   return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
+}
+
+/** The narinfos of the delta paths `store` holds. */
+async function deltasIn(store: ObjectStore): Promise<NarInfo[]> {
+  const deltas: NarInfo[] = [];
+  for await (const { key } of listAll(store, "")) {
+    if (!key.endsWith(".narinfo")) continue;
+    const info = await readNarInfo(store, key.slice(0, -".narinfo".length));
+    if (info !== undefined && deltaTargetHashPart(info.storePath) !== undefined) deltas.push(info);
+  }
+  return deltas;
 }
 
 const ofType = (events: DeployEventLine[], type: string): unknown[] =>
@@ -183,6 +204,66 @@ describe("a deploy with deltas", () => {
     );
     expect(r.stderr).toMatch(/^ddl1 +activated .*|^ddl1: activated/m);
   }, 300_000);
+
+  it("publishes again the deltas a cache writer without the key broke or noted away, and the host uses them", async () => {
+    await rebuild();
+    const first = await lab.deploy("--json");
+    expect(first.code, first.stderr).toBe(0);
+    const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
+    const cache = await openStore(doc.cache.url);
+    const before = new Set((await deltasIn(cache)).map((d) => d.storePath));
+    await cache.close();
+    await rebuild();
+    const r1 = await lab.deploy("--json", "--on", "ddl1");
+    expect(r1.code, r1.stderr).toBe(0);
+    const deltaOf = (r: CliRun, host: string) =>
+      (summaryOf(r)[host] as { delta?: { paths: number; failed: number } }).delta;
+    expect(deltaOf(r1, "ddl1")?.paths).toBeGreaterThan(1);
+
+    // Someone who can write to the cache, without its key: one delta's NAR swapped for
+    // garbage, and every other delta deleted and its pair noted "not worth it" by hand.
+    const store = await openStore(doc.cache.url);
+    try {
+      const deltas = (await deltasIn(store)).filter((d) => !before.has(d.storePath));
+      expect(deltas.length).toBeGreaterThan(1);
+      const [swapped, ...noted] = deltas as [NarInfo, ...NarInfo[]];
+      await store.put(swapped.url, randomBytes(swapped.narSize));
+      for (const info of noted) {
+        const nar = (await readAll(store, info.url))?.toString("latin1") ?? "";
+        const target = /\nTarget: (\S+)\n/.exec(nar)?.[1] as StorePath;
+        const base = /\nBase: (\S+)\n/.exec(nar)?.[1] as StorePath;
+        expect(deltaPathOf(target, base)).toBe(info.storePath);
+        await store.delete(narInfoKey(info.storePath));
+        await store.put(
+          deltaSkipKey(target, base),
+          Buffer.from(
+            JSON.stringify({
+              engine: "zstd-patch",
+              level: 19,
+              target,
+              base,
+              deltaBytes: 1,
+              targetBytes: 1,
+            }),
+          ),
+        );
+      }
+
+      const r2 = await lab.deploy("--json", "--on", "ddl2");
+      expect(r2.code, r2.stderr).toBe(0);
+      // ddl2 made ddl1's move: it got as many paths by delta, and could apply every one.
+      expect(deltaOf(r2, "ddl2")).toMatchObject({ paths: deltaOf(r1, "ddl1")?.paths, failed: 0 });
+      const [done] = ofType(deployEvents(r2), "deltas-done") as {
+        published: number;
+        replaced: number;
+        failed: number;
+      }[];
+      expect(done).toMatchObject({ failed: 0, replaced: deltas.length, published: deltas.length });
+      await checkStoredNar(store, swapped);
+    } finally {
+      await store.close();
+    }
+  }, 600_000);
 
   it("gives a host reached over SSM its paths by delta too", async () => {
     // ddl2 becomes an SSM instance: the stand-in runs the document's shell (DeltaTool and all).

@@ -32,6 +32,11 @@ export interface DeltaTally {
   readonly skipped: number;
   readonly existing: number;
   readonly failed: number;
+  /**
+   * Of the published and skipped, those that replace what the cache held unbelieved: a delta
+   * or skip note not signed by the fleet's keys, or a delta whose NAR did not match.
+   */
+  readonly replaced: number;
   /** Bytes of the deltas published, and of the compressed NARs they stand for. */
   readonly deltaBytes: number;
   readonly targetBytes: number;
@@ -58,7 +63,15 @@ export async function computeDeltas(
   const emit = options.emit ?? (() => {});
   emit({ type: "delta-plan", pairs: unique.size });
   if (unique.size > 0) await checkZstdPatchFrom(options.zstd);
-  const tally = { published: 0, skipped: 0, existing: 0, failed: 0, deltaBytes: 0, targetBytes: 0 };
+  const tally = {
+    published: 0,
+    skipped: 0,
+    existing: 0,
+    failed: 0,
+    replaced: 0,
+    deltaBytes: 0,
+    targetBytes: 0,
+  };
   await mapLimit([...unique.values()], options.concurrency ?? DELTA_CONCURRENCY, async (pair) => {
     // An interrupt ends the whole set: no new pair starts, and zstd stops (its output dropped).
     options.signal?.throwIfAborted();
@@ -74,6 +87,7 @@ export async function computeDeltas(
       return;
     }
     tally[outcome.kind]++;
+    if (outcome.kind !== "existing" && outcome.replaced !== undefined) tally.replaced++;
     if (outcome.kind === "published") {
       tally.deltaBytes += outcome.deltaBytes;
       tally.targetBytes += outcome.targetBytes;

@@ -3,13 +3,15 @@
 // target is fetched at whole. A plan reads it to say what each host would fetch with deltas and
 // without; nothing is computed or written.
 import { InputError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { pairId } from "./delta-bases.js";
-import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
+import { deltaPathOf } from "./delta-path.js";
 import type { DeltaPair } from "./delta-publish.js";
+import { readSignedNarInfo, readSkipNote } from "./delta-trust.js";
 import { readNarInfo } from "./read.js";
 
 /** A pair as the cache has it: its delta path's bytes (what a host fetches), skipped, or none yet. */
@@ -30,11 +32,14 @@ const READS = 16;
 
 /**
  * Looks up `pairs` and `paths` (what hosts lack, the pairs' targets among them) in `store`: one
- * narinfo read a pair (and a HEAD when it has no delta), one a path. A path the cache does not
- * have yet (a plan before a push) has no whole size here; the caller counts its NAR size.
+ * narinfo read a pair (and a skip note's when it has no delta), one a path. A delta or skip note
+ * no key of `trusted` signed is pending: the deploy computes it again and replaces it. A path
+ * the cache does not have yet (a plan before a push) has no whole size here; the caller counts
+ * its NAR size.
  */
 export async function lookupDeltas(
   store: ObjectStore,
+  trusted: readonly PublicKey[],
   pairs: readonly DeltaPair[],
   paths: readonly StorePath[],
   signal?: AbortSignal,
@@ -42,20 +47,13 @@ export async function lookupDeltas(
   const states = new Map<string, PairState>();
   await mapLimit(pairs, READS, async (pair) => {
     signal?.throwIfAborted();
-    // A delta whose narinfo the cache holds malformed comes whole, as a skipped one does (a
-    // deploy does not compute it again: it is there).
-    const info = await readWellFormed(store, deltaPathOf(pair.target, pair.base));
-    if (info === "malformed") {
-      states.set(pairId(pair), { kind: "skip" });
+    const delta = await readSignedNarInfo(store, deltaPathOf(pair.target, pair.base), trusted);
+    if (delta?.kind === "signed") {
+      states.set(pairId(pair), { kind: "delta", bytes: delta.info.fileSize ?? delta.info.narSize });
       return;
     }
-    const state: PairState =
-      info !== undefined
-        ? { kind: "delta", bytes: info.fileSize ?? info.narSize }
-        : (await store.head(deltaSkipKey(pair.target, pair.base))) !== undefined
-          ? { kind: "skip" }
-          : { kind: "pending" };
-    states.set(pairId(pair), state);
+    const note = delta === undefined ? await readSkipNote(store, pair, trusted) : undefined;
+    states.set(pairId(pair), note?.kind === "signed" ? { kind: "skip" } : { kind: "pending" });
   });
   const wholeBytes = new Map<StorePath, number>();
   await mapLimit([...new Set(paths)], READS, async (target) => {

@@ -1,18 +1,26 @@
 // Publishes the delta of one (target, base) pair into a binary cache (docs/deltas.md): both
-// NARs read from the cache to temporary files, the zstd patch computed, and the delta's store
-// path written (its NAR, then its signed narinfo) when it is worth it, else a skip note.
+// NARs, their narinfos signed by the fleet's keys, read from the cache to temporary files within
+// the pair's bounds (delta-limits.ts), the zstd patch computed, and the delta's store path
+// written (its NAR, then its signed narinfo) when it is worth it, else a signed skip note.
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { OperationError } from "../errors.js";
+import { NixshipError, OperationError } from "../errors.js";
 import type { Sha256 } from "../nix/hash.js";
-import type { SecretKey } from "../nix/keys.js";
+import { type PublicKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import {
+  DELTA_MAX_PAIR_NAR,
+  deltaScratchBytes,
+  deltaTimeoutMs,
+  storedNarBound,
+} from "./delta-limits.js";
 import {
   DELTA_FILES,
   DELTA_WORTH_RATIO,
@@ -21,10 +29,16 @@ import {
   deltaSkipKey,
   formatDeltaInfo,
 } from "./delta-path.js";
+import {
+  type DeltaSkipNote,
+  formatSkipNote,
+  readSignedNarInfo,
+  readSkipNote,
+} from "./delta-trust.js";
 import { computeZstdDelta, deltaLevelFor, type ZstdDeltaOptions } from "./delta-zstd.js";
 import { HashingStream } from "./hashing.js";
 import { narInfoKey } from "./layout.js";
-import { readNarInfoText, streamVerifiedNar } from "./read.js";
+import { NarCheckError, streamVerifiedNar } from "./read.js";
 
 export interface DeltaPair {
   readonly target: StorePath;
@@ -37,59 +51,97 @@ export type DeltaOutcome =
       readonly kind: "published";
       readonly pair: DeltaPair;
       readonly deltaPath: StorePath;
-      /** The size of delta.zst. */
+      /** The size of the delta path's NAR, what a host fetches. */
       readonly deltaBytes: number;
       /** The target's compressed NAR (its narinfo's FileSize; NarSize when it has none). */
       readonly targetBytes: number;
+      /** Why what the cache held for the pair was not believed (and is replaced). */
+      readonly replaced?: string;
     }
   | {
       readonly kind: "skipped";
       readonly pair: DeltaPair;
       readonly deltaBytes: number;
       readonly targetBytes: number;
+      readonly replaced?: string;
     }
-  /** The delta (or its skip note) was there already: nothing was computed. */
+  /** The delta (or its skip note) was there already, signed and whole: nothing was computed. */
   | { readonly kind: "existing"; readonly pair: DeltaPair; readonly found: "delta" | "skip" };
 
 export interface PublishDeltaOptions extends ZstdDeltaOptions {
   /** Where the temporary NARs go (default: the system's temporary directory). */
   readonly tmpDir?: string;
+  /**
+   * The keys a narinfo or skip note must be signed by to be believed: the fleet's cache keys
+   * (default: the public half of the key that signs the deltas).
+   */
+  readonly trusted?: readonly PublicKey[];
+  /** The most NAR bytes, base and target together, a pair is computed from (DELTA_MAX_PAIR_NAR). */
+  readonly maxPairNar?: number;
+  /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
+  readonly timeoutMs?: number;
 }
 
-/** The skip note's content: enough to tell why, and with what. */
-export interface DeltaSkipNote {
-  readonly engine: "zstd-patch";
-  readonly level: number;
-  readonly target: StorePath;
-  readonly base: StorePath;
-  readonly deltaBytes: number;
-  readonly targetBytes: number;
-}
-
-/** Computes and publishes the delta from `pair.base` to `pair.target`, once. */
+/**
+ * Computes and publishes the delta from `pair.base` to `pair.target`, once. Only what a key of
+ * `trusted` signed is believed: a pair whose narinfos are not is refused before a NAR byte is
+ * read, and a delta or skip note that is not (or a delta whose NAR does not match its narinfo)
+ * is computed again and replaced. Every failure throws: only a delta computed and found too
+ * large leaves a skip note.
+ */
 export async function publishDelta(
   store: ObjectStore,
   key: SecretKey,
   pair: DeltaPair,
   options: PublishDeltaOptions = {},
 ): Promise<DeltaOutcome> {
+  const trusted = options.trusted ?? [publicKeyOf(key)];
+  const maxPairNar = options.maxPairNar ?? DELTA_MAX_PAIR_NAR;
   const deltaPath = deltaPathOf(pair.target, pair.base);
-  const found = await existing(store, deltaPath, pair);
-  if (found !== undefined) return { kind: "existing", pair, found };
+  const held = await heldInCache(store, deltaPath, pair, trusted, maxPairNar, options.signal);
+  if (held !== undefined && held.kind !== "refused")
+    return { kind: "existing", pair, found: held.kind };
+  const replaced = held?.reason;
 
-  const target = await narInfoOf(store, pair.target, "target");
-  const base = await narInfoOf(store, pair.base, "base");
-  const work = await mkdtemp(join(options.tmpDir ?? tmpdir(), "nixship-delta-"));
+  const target = await signedNarInfo(store, pair.target, "target", trusted);
+  const base = await signedNarInfo(store, pair.base, "base", trusted);
+  const narBytes = base.info.narSize + target.info.narSize;
+  if (narBytes > maxPairNar) {
+    throw new OperationError(
+      "delta-too-large",
+      `no delta to ${pair.target} from ${pair.base}: their NARs are ${narBytes} bytes together, over the ${maxPairNar} a delta is computed from`,
+      { hint: "the path comes whole" },
+    );
+  }
+  const tmp = options.tmpDir ?? tmpdir();
+  const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(narBytes);
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  const started = performance.now();
+  let work: string | undefined;
   try {
+    await requireScratch(tmp, deltaScratchBytes(base.info.narSize, target.info.narSize), pair);
+    work = await mkdtemp(join(tmp, "nixship-delta-"));
     const baseNar = join(work, "base.nar");
     const targetNar = join(work, "target.nar");
     // Each NAR is checked against its narinfo and cut at its NarSize while it is written.
-    await streamVerifiedNar(store, base.info, createWriteStream(baseNar));
-    await streamVerifiedNar(store, target.info, createWriteStream(targetNar));
+    for (const [info, file] of [
+      [base.info, baseNar],
+      [target.info, targetNar],
+    ] as const) {
+      await streamVerifiedNar(store, info, createWriteStream(file), {
+        signal,
+        maxFileBytes: storedNarBound(info.narSize),
+      });
+    }
     const tree = join(work, "delta");
     await mkdir(tree);
     const deltaFile = join(tree, DELTA_FILES.delta);
-    await computeZstdDelta(baseNar, targetNar, deltaFile, target.info.narSize, options);
+    await computeZstdDelta(baseNar, targetNar, deltaFile, target.info.narSize, {
+      ...options,
+      signal,
+      timeoutMs: Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))),
+    });
     await rm(baseNar);
     await rm(targetNar);
     await writeFile(
@@ -108,6 +160,7 @@ export async function publishDelta(
     const packed = await packDeltaPath(tree, join(work, "delta.nar"));
     const deltaBytes = packed.size;
     const targetBytes = target.info.fileSize ?? target.info.narSize;
+    const again = replaced === undefined ? {} : { replaced };
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
       const note: DeltaSkipNote = {
         engine: "zstd-patch",
@@ -117,38 +170,90 @@ export async function publishDelta(
         deltaBytes,
         targetBytes,
       };
-      await store.put(
-        deltaSkipKey(pair.target, pair.base),
-        Buffer.from(`${JSON.stringify(note)}\n`),
-        { contentType: "application/json", condition: { ifAbsent: true } },
-      );
-      return { kind: "skipped", pair, deltaBytes, targetBytes };
+      // What replaces a refused delta or note is put whatever is there; the refused delta's
+      // narinfo goes, so that no host fetches it.
+      await store.put(deltaSkipKey(pair.target, pair.base), formatSkipNote(note, key), {
+        contentType: "application/json",
+        ...(replaced === undefined ? { condition: { ifAbsent: true } } : {}),
+      });
+      if (held?.what === "delta") await store.delete(narInfoKey(deltaPath));
+      return { kind: "skipped", pair, deltaBytes, targetBytes, ...again };
     }
-    const stored = await putDeltaPath(store, key, deltaPath, packed);
+    const stored = await putDeltaPath(store, key, deltaPath, packed, replaced !== undefined);
+    if (held?.what === "skip") await store.delete(deltaSkipKey(pair.target, pair.base));
     return stored === "existing"
       ? { kind: "existing", pair, found: "delta" }
-      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes };
+      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, ...again };
+  } catch (err) {
+    throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
   }
 }
 
-async function existing(
+/** What the cache holds for a pair: a delta or a skip note it believes, or one it refuses. */
+type Held =
+  | { readonly kind: "delta" | "skip" }
+  | { readonly kind: "refused"; readonly what: "delta" | "skip"; readonly reason: string };
+
+/**
+ * The pair's delta when its narinfo is signed and its NAR matches it (read whole: a delta is
+ * small, and a host that fetches one that does not match falls back to the whole path, for
+ * good unless it is replaced), else its skip note when it is signed.
+ */
+async function heldInCache(
   store: ObjectStore,
   deltaPath: StorePath,
   pair: DeltaPair,
-): Promise<"delta" | "skip" | undefined> {
-  if ((await store.head(narInfoKey(deltaPath))) !== undefined) return "delta";
-  if ((await store.head(deltaSkipKey(pair.target, pair.base))) !== undefined) return "skip";
-  return undefined;
+  trusted: readonly PublicKey[],
+  maxNar: number,
+  interrupt: AbortSignal | undefined,
+): Promise<Held | undefined> {
+  const delta = await readSignedNarInfo(store, deltaPath, trusted);
+  if (delta?.kind === "refused") return { kind: "refused", what: "delta", reason: delta.reason };
+  if (delta !== undefined) {
+    const problem = await deltaNarProblem(store, delta.info, maxNar, interrupt);
+    return problem === undefined
+      ? { kind: "delta" }
+      : { kind: "refused", what: "delta", reason: problem };
+  }
+  const note = await readSkipNote(store, pair, trusted);
+  if (note?.kind === "refused") return { kind: "refused", what: "skip", reason: note.reason };
+  return note === undefined ? undefined : { kind: "skip" };
 }
 
-async function narInfoOf(
+/** Why the NAR of a delta's (signed) narinfo is not the one it names, or undefined. */
+async function deltaNarProblem(
+  store: ObjectStore,
+  info: NarInfo,
+  maxNar: number,
+  interrupt: AbortSignal | undefined,
+): Promise<string | undefined> {
+  if (info.narSize > maxNar) return `${info.storePath}: its NAR is ${info.narSize} bytes`;
+  const timeoutMs = deltaTimeoutMs(info.narSize);
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = interrupt ? AbortSignal.any([deadline, interrupt]) : deadline;
+  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+  try {
+    await streamVerifiedNar(store, info, discard, {
+      signal,
+      maxFileBytes: storedNarBound(info.narSize),
+    });
+    return undefined;
+  } catch (err) {
+    if (err instanceof NarCheckError) return err.message;
+    throw pairError(err, { target: info.storePath }, { deadline, timeoutMs, signal: interrupt });
+  }
+}
+
+/** The narinfo of one side of a pair, signed by a trusted key; else a typed error naming it. */
+async function signedNarInfo(
   store: ObjectStore,
   path: StorePath,
   role: "target" | "base",
+  trusted: readonly PublicKey[],
 ): Promise<{ text: string; info: NarInfo }> {
-  const read = await readNarInfoText(store, path);
+  const read = await readSignedNarInfo(store, path, trusted);
   if (read === undefined) {
     throw new OperationError(
       "delta-path-missing",
@@ -156,7 +261,58 @@ async function narInfoOf(
       { hint: "push the path first; a delta joins two paths the cache holds" },
     );
   }
+  if (read.kind === "refused") {
+    throw new OperationError(
+      "delta-untrusted",
+      `the delta's ${role} ${path} is not signed by a key of the fleet in ${store.url}: ${read.reason}`,
+      { hint: "push the path again with the fleet's key (someone else wrote its narinfo)" },
+    );
+  }
   return read;
+}
+
+/** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */
+async function requireScratch(dir: string, bytes: number, pair: DeltaPair): Promise<void> {
+  const fs = await statfs(dir);
+  const free = fs.bavail * fs.bsize;
+  if (bytes > free) {
+    throw new OperationError(
+      "delta-no-space",
+      `no delta to ${pair.target} from ${pair.base}: it needs ${bytes} bytes in ${dir}, which has ${free} free`,
+      { hint: "free some space there, or point TMPDIR at a larger disk; the path comes whole" },
+    );
+  }
+}
+
+/**
+ * A pair's error as the pair's outcome: its deadline is `delta-timeout`, a file it could not
+ * write is `delta-io` (a full disk is the pair's failure, not the deploy's). An interrupt, and
+ * errors already typed, pass as they are.
+ */
+function pairError(
+  err: unknown,
+  pair: Pick<DeltaPair, "target">,
+  context: {
+    readonly deadline: AbortSignal;
+    readonly timeoutMs: number;
+    readonly tmp?: string;
+    readonly signal: AbortSignal | undefined;
+  },
+): unknown {
+  if (context.signal?.aborted) return err;
+  if (context.deadline.aborted && !(err instanceof NixshipError && err.code === "delta-timeout")) {
+    return new OperationError(
+      "delta-timeout",
+      `the delta of ${pair.target} took longer than ${Math.round(context.timeoutMs / 1000)} s (its NARs' download and zstd); stopped`,
+      { hint: "a slow cache or a busy deployer: the path comes whole", cause: err },
+    );
+  }
+  if (err instanceof NixshipError || !(err instanceof Error) || !("syscall" in err)) return err;
+  return new OperationError(
+    "delta-io",
+    `the delta of ${pair.target}: ${err.message}${context.tmp === undefined ? "" : ` (in ${context.tmp})`}`,
+    { hint: "the path comes whole", cause: err },
+  );
 }
 
 /** The delta path's NAR, dumped from the directory `tree` into `file`: its hash and size. */
@@ -172,14 +328,15 @@ async function packDeltaPath(
 
 /**
  * Writes the delta's store path from its NAR (`packDeltaPath`): the NAR (uncompressed, under
- * delta/) first, then its narinfo, signed, put only if absent. "existing" when another
- * publisher's narinfo was there first.
+ * delta/) first, then its narinfo, signed, put only if absent ("existing" when another
+ * publisher's narinfo was there first), or in place of one refused (`replace`).
  */
 async function putDeltaPath(
   store: ObjectStore,
   key: SecretKey,
   deltaPath: StorePath,
   nar: { readonly file: string; readonly hash: Sha256; readonly size: number },
+  replace: boolean,
 ): Promise<"written" | "existing"> {
   const url = deltaNarKey(nar.hash);
   await store.putFile(url, nar.file, { sha256: Buffer.from(nar.hash.bytes).toString("hex") });
@@ -199,7 +356,10 @@ async function putDeltaPath(
   const put = await store.put(
     narInfoKey(deltaPath),
     Buffer.from(formatNarInfo(signNarInfo(info, key))),
-    { contentType: "text/x-nix-narinfo", condition: { ifAbsent: true } },
+    {
+      contentType: "text/x-nix-narinfo",
+      ...(replace ? {} : { condition: { ifAbsent: true } }),
+    },
   );
   return put.status === "written" ? "written" : "existing";
 }

@@ -2,6 +2,7 @@
 // mode needs 1.4.5), and one delta computed from two NAR files, bounded in time.
 import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
+import { deltaTimeoutMs } from "./delta-limits.js";
 
 /** The first zstd release with `--patch-from`. */
 export const ZSTD_PATCH_FROM_SINCE = [1, 4, 5] as const;
@@ -92,15 +93,6 @@ export interface ZstdDeltaOptions {
   readonly timeoutMs?: number;
   /** Stops zstd at once (an interrupted deploy); its partial output is the caller's to drop. */
   readonly signal?: AbortSignal;
-}
-
-/**
- * A deadline for one delta: two minutes, and 15 s per MiB of NAR. Level 19 takes about 1.2 s of
- * CPU per MiB; the margin is for a deployer whose cores are busy (measured: 20 MiB took 216 s
- * of wall time, 27 s of CPU, on this 2-core machine shared with other work).
- */
-export function deltaTimeoutMs(narSize: number): number {
-  return 120_000 + Math.ceil(narSize / (1024 * 1024)) * 15_000;
 }
 
 /** Writes `out`, the zstd patch from the NAR file `base` to the NAR file `target`. */

@@ -87,13 +87,18 @@ function byteLimit(max: number | undefined, problem: () => NarProblem): Transfor
  * Streams the decompressed NAR of `info` into `sink`, checking FileHash/FileSize of the stored
  * object and NarHash/NarSize of its content. The sink sees every byte before the checks end,
  * so callers that must not keep unverified data (import, restore) hold it back until this
- * resolves (a failed check rejects with a NarCheckError).
+ * resolves (a failed check rejects with a NarCheckError). A caller that believes only the
+ * narinfo's signed fields (NarHash, NarSize) bounds the stored object itself (`maxFileBytes`),
+ * and its time (`signal`: the promise then rejects with the signal's reason).
  */
 export async function streamVerifiedNar(
   store: ObjectStore,
   info: NarInfo,
   sink: NodeJS.WritableStream,
+  options: { readonly signal?: AbortSignal; readonly maxFileBytes?: number } = {},
 ): Promise<void> {
+  const { signal, maxFileBytes } = options;
+  signal?.throwIfAborted();
   const got = await store.get(info.url);
   if (!got) {
     throw new NarCheckError({
@@ -111,11 +116,21 @@ export async function streamVerifiedNar(
       message: `${info.storePath}: ${info.url} is ${got.info.size} bytes, but the narinfo says FileSize ${info.fileSize}`,
     });
   }
+  if (maxFileBytes !== undefined && got.info.size > maxFileBytes) {
+    (got.body as { destroy?: () => void }).destroy?.();
+    throw new NarCheckError({
+      kind: "file-mismatch",
+      message: `${info.storePath}: ${info.url} is ${got.info.size} bytes, more than a NAR of ${info.narSize} bytes compresses to (${maxFileBytes})`,
+    });
+  }
   const fileHasher = new HashingStream();
   const narHasher = new HashingStream();
-  const fileLimit = byteLimit(info.fileSize, () => ({
+  const byFileSize = maxFileBytes === undefined || (info.fileSize ?? Infinity) <= maxFileBytes;
+  const fileLimit = byteLimit(byFileSize ? info.fileSize : maxFileBytes, () => ({
     kind: "file-mismatch",
-    message: `${info.storePath}: ${info.url} holds more than the ${info.fileSize} bytes its narinfo's FileSize says`,
+    message: byFileSize
+      ? `${info.storePath}: ${info.url} holds more than the ${info.fileSize} bytes its narinfo's FileSize says`
+      : `${info.storePath}: ${info.url} holds more than ${maxFileBytes} bytes, more than a NAR of ${info.narSize} bytes compresses to`,
   }));
   const narLimit = byteLimit(info.narSize, () => ({
     kind: "nar-mismatch",
@@ -130,6 +145,7 @@ export async function streamVerifiedNar(
       narLimit,
       narHasher,
       sink,
+      { signal },
     );
   } catch (err) {
     if (err instanceof OperationError && err.code === "compressor-failed") {

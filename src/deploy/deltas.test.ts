@@ -3,14 +3,18 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
 import { syntheticPath } from "../../test/support/synthetic-cache.js";
-import { deltaPathOf } from "../cache/delta-path.js";
+import { deltaPathOf, deltaSkipKey } from "../cache/delta-path.js";
 import type { DeltaPair } from "../cache/delta-publish.js";
+import { formatSkipNote } from "../cache/delta-trust.js";
 import { narInfoKey } from "../cache/layout.js";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { planDeltas, publishPlanDeltas } from "./deltas.js";
 import type { DeployEvent } from "./events.js";
 
 let cache: DeltaPlanCache;
+/** The cache as the plan reads it: its URL and the fleet's keys. */
+const at = (c: DeltaPlanCache) => ({ url: c.url, trusted: [publicKeyOf(c.key)] });
 beforeEach(async () => {
   cache = await deltaPlanCache();
 });
@@ -49,7 +53,7 @@ describe("publishPlanDeltas", () => {
 
 describe("planDeltas", () => {
   it("says what the host fetches with deltas and without: counted whole until they are computed", async () => {
-    const before = await planDeltas(cache.url, cache.planned);
+    const before = await planDeltas(at(cache), cache.planned);
     expect(before).toMatchObject({ pending: 2, unread: [] });
     const [host] = before?.hosts ?? [];
     expect(host).toMatchObject({
@@ -69,14 +73,14 @@ describe("planDeltas", () => {
       planned: cache.planned,
       emit: () => {},
     });
-    const after = await planDeltas(cache.url, cache.planned);
+    const after = await planDeltas(at(cache), cache.planned);
     expect(after).toMatchObject({ pending: 0 });
     const [now] = after?.hosts ?? [];
     expect(now).toMatchObject({ paths: 2, byDelta: 2, pending: 0, whole: host?.whole });
     expect(now?.withDeltas).toBeLessThan((host?.whole ?? 0) / 4);
   });
 
-  it("counts a delta whose narinfo the cache holds malformed as not worth it: that path whole", async () => {
+  it("counts a delta whose narinfo the cache holds malformed as pending: the deploy replaces it", async () => {
     await publishPlanDeltas({
       cacheUrl: cache.url,
       key: cache.key,
@@ -88,9 +92,53 @@ describe("planDeltas", () => {
       narInfoKey(deltaPathOf(pair.target, pair.base)),
       Buffer.from("StorePath: nonsense\n"),
     );
-    const plan = await planDeltas(cache.url, cache.planned);
-    expect(plan).toMatchObject({ pending: 0, hosts: [{ byDelta: 1, pending: 0 }] });
+    const plan = await planDeltas(at(cache), cache.planned);
+    expect(plan).toMatchObject({ pending: 1, hosts: [{ byDelta: 1, pending: 1 }] });
     expect(plan?.error).toBeUndefined();
+    const tally = await publishPlanDeltas({
+      cacheUrl: cache.url,
+      key: cache.key,
+      planned: cache.planned,
+      emit: () => {},
+    });
+    expect(tally).toMatchObject({ published: 1, replaced: 1, existing: 1 });
+    expect(await planDeltas(at(cache), cache.planned)).toMatchObject({
+      pending: 0,
+      hosts: [{ byDelta: 2 }],
+    });
+  });
+
+  it("believes no skip note and no delta the fleet's keys did not sign: those pairs are pending", async () => {
+    const [app, lib] = cache.planned.pairs as [DeltaPair, DeltaPair];
+    // A note written by hand (no signature), and one signed by a key the fleet does not trust.
+    await cache.store.put(
+      deltaSkipKey(app.target, app.base),
+      Buffer.from(
+        JSON.stringify({ engine: "zstd-patch", level: 19, ...app, deltaBytes: 9, targetBytes: 10 }),
+      ),
+    );
+    const stranger = generateSecretKey("stranger-1");
+    await cache.store.put(
+      deltaSkipKey(lib.target, lib.base),
+      formatSkipNote(
+        { engine: "zstd-patch", level: 19, ...lib, deltaBytes: 9, targetBytes: 10 },
+        stranger,
+      ),
+    );
+    const plan = await planDeltas(at(cache), cache.planned);
+    expect(plan).toMatchObject({ pending: 2, hosts: [{ byDelta: 0, pending: 2 }] });
+    const tally = await publishPlanDeltas({
+      cacheUrl: cache.url,
+      key: cache.key,
+      trusted: [publicKeyOf(cache.key)],
+      planned: cache.planned,
+      emit: () => {},
+    });
+    expect(tally).toMatchObject({ published: 2, replaced: 2, skipped: 0, existing: 0 });
+    expect(await planDeltas(at(cache), cache.planned)).toMatchObject({
+      pending: 0,
+      hosts: [{ byDelta: 2 }],
+    });
   });
 
   it("never fails the plan when the cache cannot be read: it says why, without figures", async () => {
@@ -99,12 +147,12 @@ describe("planDeltas", () => {
     const key = join(cache.dir, "cache", narInfoKey(target));
     await rm(key);
     await symlink(key, key);
-    const plan = await planDeltas(cache.url, cache.planned);
+    const plan = await planDeltas(at(cache), cache.planned);
     expect(plan).toMatchObject({ hosts: [], pending: 0, unread: [] });
     expect(plan?.error).toMatch(/narinfo/);
   });
 
   it("has nothing to say when no host changes with deltas on", async () => {
-    expect(await planDeltas(cache.url, { hosts: [], pairs: [], unread: [] })).toBeUndefined();
+    expect(await planDeltas(at(cache), { hosts: [], pairs: [], unread: [] })).toBeUndefined();
   });
 });

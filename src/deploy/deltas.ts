@@ -4,10 +4,10 @@
 import { computeDeltas, type DeltaTally } from "../cache/delta-compute.js";
 import { lookupDeltas } from "../cache/delta-lookup.js";
 import { NixshipError } from "../errors.js";
-import type { Fleet, RolloutPolicy } from "../fleet/fleet.js";
+import type { CacheSettings, Fleet, RolloutPolicy } from "../fleet/fleet.js";
 import type { PlanDeltas } from "../fleet/plan.js";
 import { deltaFetches, type PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import type { SecretKey } from "../nix/keys.js";
+import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import type { DeployEvent } from "./events.js";
@@ -32,6 +32,11 @@ export function deltaToolFor(
   return fleet.deltas.tool;
 }
 
+/** The keys the delta step believes the cache's narinfos and skip notes by: the hosts' own. */
+export function cacheKeys(cache: Pick<CacheSettings, "publicKeys">): PublicKey[] {
+  return cache.publicKeys.map((k) => parsePublicKey(k));
+}
+
 /**
  * What the plan's hosts that use deltas would fetch, from what the cache holds of their pairs
  * now (read only: `publishPlanDeltas` computes the rest after the plan); undefined when none
@@ -39,12 +44,12 @@ export function deltaToolFor(
  * its diffs): `error` says why, and the plan has no figures.
  */
 export async function planDeltas(
-  cacheUrl: string,
+  cache: { readonly url: string; readonly trusted: readonly PublicKey[] },
   planned: PlanDeltaPairs,
   signal?: AbortSignal,
 ): Promise<PlanDeltas | undefined> {
   if (planned.hosts.length === 0 && planned.unread.length === 0) return undefined;
-  const store = await openStore(cacheUrl);
+  const store = await openStore(cache.url);
   try {
     signal?.throwIfAborted();
     // Hosts that make the same move share one list of the paths they lack.
@@ -52,7 +57,7 @@ export async function planDeltas(
     for (const lacking of new Set(planned.hosts.map((h) => h.lacking))) {
       for (const p of lacking) paths.add(p.path);
     }
-    const lookup = await lookupDeltas(store, planned.pairs, [...paths], signal);
+    const lookup = await lookupDeltas(store, cache.trusted, planned.pairs, [...paths], signal);
     const pending = [...lookup.pairs.values()].filter((s) => s.kind === "pending").length;
     return { hosts: deltaFetches(planned, lookup), pending, unread: planned.unread };
   } catch (err) {
@@ -73,6 +78,8 @@ export async function planDeltas(
 export async function publishPlanDeltas(input: {
   readonly cacheUrl: string;
   readonly key: SecretKey;
+  /** The fleet's cache keys: only what they signed is believed (default: `key`'s public half). */
+  readonly trusted?: readonly PublicKey[];
   readonly planned: PlanDeltaPairs;
   readonly emit: (event: DeployEvent) => void;
   readonly signal?: AbortSignal | undefined;
@@ -92,6 +99,7 @@ export async function publishPlanDeltas(input: {
     const seconds = () => Math.round((performance.now() - started) / 100) / 10;
     const tally = await computeDeltas(store, input.key, planned.pairs, {
       ...(input.signal ? { signal: input.signal } : {}),
+      ...(input.trusted ? { trusted: input.trusted } : {}),
       emit: (e) => {
         if (e.type !== "delta-done" && e.type !== "delta-failed") return;
         done++;
@@ -114,7 +122,14 @@ export async function publishPlanDeltas(input: {
       },
     }).catch((err: unknown) => {
       if (input.signal?.aborted || !(err instanceof NixshipError)) throw err;
-      const none = { published: 0, skipped: 0, existing: 0, deltaBytes: 0, targetBytes: 0 };
+      const none = {
+        published: 0,
+        skipped: 0,
+        existing: 0,
+        replaced: 0,
+        deltaBytes: 0,
+        targetBytes: 0,
+      };
       const failed = { ...none, failed: planned.pairs.length };
       emit({ type: "deltas-done", ...failed, seconds: seconds(), error: errorLine(err) });
       return undefined;

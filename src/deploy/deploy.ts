@@ -53,7 +53,7 @@ import { choosePusher } from "./build-host-push.js";
 import { resolveBuildPlace } from "./build-place.js";
 import { reportBuildProgress } from "./build-progress.js";
 import { readPlanClosures } from "./closure-diffs.js";
-import { deltaToolFor, planDeltas, publishPlanDeltas } from "./deltas.js";
+import { cacheKeys, deltaToolFor, planDeltas, publishPlanDeltas } from "./deltas.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { hostSecrets } from "./host-secrets.js";
@@ -237,7 +237,11 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
           : undefined;
       const deltas =
         deltaPairs !== undefined && fleet.cache !== undefined
-          ? await planDeltas(fleet.cache.url, deltaPairs, signal).catch(interruptedBefore(signal))
+          ? await planDeltas(
+              { url: fleet.cache.url, trusted: cacheKeys(fleet.cache) },
+              deltaPairs,
+              signal,
+            ).catch(interruptedBefore(signal))
           : undefined;
       throwIfInterrupted(signal);
       const plan: DeployPlan = {
@@ -260,6 +264,7 @@ export async function deploy(options: DeployOptions, execute: boolean): Promise<
           await publishPlanDeltas({
             cacheUrl: fleet.cache.url,
             key: options.key,
+            trusted: cacheKeys(fleet.cache),
             planned: deltaPairs,
             emit: options.emit,
             signal,

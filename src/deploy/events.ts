@@ -140,8 +140,9 @@ export type DeployEvent =
     }
   /**
    * The pairs' outcome: published, not worth it (`skipped`), there already (`existing`, from an
-   * earlier deploy or another host's), failed; bytes of the deltas published and of the
-   * compressed NARs they stand for.
+   * earlier deploy or another host's), failed; of the published and skipped, those `replaced`
+   * (a delta or note the fleet's keys did not sign, a delta whose NAR did not match); bytes of
+   * the deltas published and of the compressed NARs they stand for.
    */
   | ({
       readonly type: "deltas-done";

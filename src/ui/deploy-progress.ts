@@ -129,6 +129,9 @@ export function describeEvent(event: DeployEvent): string | undefined {
       }
       const parts = [
         `${event.published} published (${formatBytes(event.deltaBytes)} for ${formatBytes(event.targetBytes)} of NARs)`,
+        ...(event.replaced > 0
+          ? [`${event.replaced} in place of what the cache held unsigned or broken`]
+          : []),
         ...(event.existing > 0 ? [`${event.existing} there already`] : []),
         ...(event.skipped > 0 ? [`${event.skipped} not worth it`] : []),
         ...(event.failed > 0 ? [`${event.failed} failed`] : []),
