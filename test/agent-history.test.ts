@@ -55,11 +55,14 @@ function sampleServed(seconds: number): { stop: () => Promise<string[][]> } {
   };
 }
 
+/** `rollback --on *`: every host back one step (its last confirmed system), as --on means. */
 function rollback(...extra: string[]): Promise<CliRun> {
   return nixship([
     "rollback",
     "--fleet",
     lab.fleetFile,
+    "--on",
+    "*",
     "--release-key",
     lab.releaseKeyFile,
     "--json",

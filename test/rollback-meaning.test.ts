@@ -111,7 +111,7 @@ describe("one rollback meaning over ssh", () => {
       [5, "v1"],
     ]);
     expect(await recorded()).toEqual({ generation: 5, runs: "v1" });
-    const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--json"]);
+    const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", HOST, "--json"]);
     expect(back.code, back.stderr).toBe(0);
     expect(await servedBy(lab.info, HOST)).toBe("web-v2");
     expect(await recorded()).toEqual({ generation: 2, runs: "v2" });
