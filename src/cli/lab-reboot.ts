@@ -27,7 +27,7 @@ left; without counting, the host stays down (a machine at its boot menu or a pan
 
 --entry GEN boots the entry of generation GEN, as someone at the boot menu picks it: a way
 back for a host whose new system does not boot and whose loader does not count boots (it is
-down): reboot it into the previous generation, then 'nixship rollback' puts the profile back.
+down): reboot it into the previous generation, then 'nixship rollback --on HOST' puts the profile back.
 The profile is not changed by the pick, and an entry that counts boots spends a try.
 
 A host asks for its own reboot with /run/nixship-lab/power reboot (the example systems'
