@@ -1,13 +1,18 @@
-// Root's runtime directory when another user made `/tmp/nixship-0` first (issue 45): nixship
-// still runs, in a directory no other user can have made, and never uses theirs. Each case runs
-// in a private mount namespace (unshare -m) with tmpfs on /tmp and /run, so the machine's own
-// /tmp and /run are never touched; the real code runs as root, `nobody` makes the directory.
+// Root's runtime directory when another user made `/tmp/nixship-0` first: nixship still runs,
+// in a directory no other user can have made, and never uses theirs. Each case runs in a
+// private mount namespace (unshare -m) with tmpfs on /tmp and /run, so the machine's own /tmp
+// and /run are never touched; the real code runs as root, `nobody` makes the directory. The
+// checkout is bound at /mnt first: a checkout under /tmp (or /run) would be hidden by the tmpfs.
 import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, run } from "./support/cli.js";
+import { run } from "./support/cli.js";
 
 const NOBODY = 65534;
-const RUNTIME_DIR = new URL("../dist/util/runtime-dir.js", import.meta.url).href;
+/** The checkout, and where each case sees it (bound there before /tmp and /run are hidden). */
+const CHECKOUT = fileURLToPath(new URL("..", import.meta.url));
+const SEEN_AT = "/mnt";
+const RUNTIME_DIR = `file://${SEEN_AT}/dist/util/runtime-dir.js`;
 
 /**
  * Runs `script` (sh) as root in a private mount namespace whose /tmp is a fresh tmpfs (1777,
@@ -21,6 +26,7 @@ async function inPrivateTmp(
   const setup = [
     "set -e",
     "mount --make-rprivate /",
+    `mount --bind "$CHECKOUT" ${SEEN_AT}`,
     "mount -t tmpfs -o mode=1777 tmpfs /tmp",
     `mount -t tmpfs -o mode=${options.runMode} tmpfs /run`,
     `setpriv --reuid ${NOBODY} --regid ${NOBODY} --clear-groups mkdir -m ${options.mode ?? "700"} /tmp/nixship-0`,
@@ -31,7 +37,8 @@ async function inPrivateTmp(
   return run("unshare", ["-m", "sh", "-c", setup], {
     env: {
       NODE: process.execPath,
-      BIN: NIXSHIP_BIN,
+      CHECKOUT,
+      BIN: `${SEEN_AT}/dist/cli/bin.js`,
       TMPDIR: undefined,
       XDG_RUNTIME_DIR: undefined,
     },
