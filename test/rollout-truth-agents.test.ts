@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type AgentLab,
+  channelRelease,
   deployViaAgent,
   labAgents,
   served,
@@ -127,8 +128,10 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
       ["rta2", "back"],
       ["rta3", "stays"],
     ]);
-    // Host 3's agent, running again, applies what the channel names for it: v2, where it is.
-    await waitFor(lab, "rta3", (r) => r.state === "success" && (r.seq ?? 0) > 0, 90);
+    // Host 3's agent, running again, applies the release the rollback left on the channel: it
+    // names v2 for it, where it is.
+    const { seq } = (await channelRelease(lab)).release;
+    await waitFor(lab, "rta3", (r) => r.state === "success" && r.seq === seq, 90);
     expect(await servedAll()).toEqual(["web-v2", "web-v2", "web-v2"]);
     const { code } = await status();
     expect(code).toBe(0);
