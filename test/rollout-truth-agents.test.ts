@@ -16,8 +16,7 @@ import {
 } from "./support/agent-lab.js";
 import { nixship } from "./support/cli.js";
 import { dashboardHost } from "./support/dashboard-api.js";
-import { deployEvents } from "./support/lab-deploy.js";
-import { rolloutFiles, statusRows } from "./support/rollout-records.js";
+import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 
 const HOSTS = ["rta1", "rta2", "rta3"];
 let lab: AgentLab;
@@ -118,10 +117,7 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     await labAgents(lab, "start", "rta3");
     const back = await rollback();
     expect(back.code, back.stderr + back.stdout.slice(-3000)).toBe(0);
-    const undo = deployEvents(back).find((e) => e.type === "undo-plan") as unknown as {
-      rollout: string;
-      steps: { host: string; kind: string }[];
-    };
+    const undo = undoPlanOf(back.stdout);
     expect(undo.rollout).toBe(v3Rollout);
     expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
       ["rta1", "back"],

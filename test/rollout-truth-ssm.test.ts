@@ -9,14 +9,8 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, nixship } from "./support/cli.js";
 import { dashboardHost } from "./support/dashboard-api.js";
-import {
-  deployEvents,
-  labDeployArgs,
-  servedBy,
-  setExampleSystems,
-  summaryOf,
-} from "./support/lab-deploy.js";
-import { rolloutFiles, statusRows } from "./support/rollout-records.js";
+import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
@@ -132,10 +126,7 @@ describe("ssm hosts: a host a rollout skipped is behind; rollback undoes a rollo
   it("a fleet rollback undoes the v3 rollout alone; rollback --rollout of v2 puts all on v1", async () => {
     const back = await rollback();
     expect(back.code, back.stderr).toBe(0);
-    const undo = deployEvents(back).find((e) => e.type === "undo-plan") as unknown as {
-      rollout: string;
-      steps: { host: string; kind: string }[];
-    };
+    const undo = undoPlanOf(back.stdout);
     expect(undo.rollout).toBe(v3Rollout);
     expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
       ["rts1", "back"],

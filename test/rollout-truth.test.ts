@@ -7,8 +7,13 @@ import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./support/cli.js";
 import { dashboardApi, dashboardHost, dashboardText } from "./support/dashboard-api.js";
-import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
-import { type RolloutFile, rolloutFiles, statusRows } from "./support/rollout-records.js";
+import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import {
+  type RolloutFile,
+  rolloutFiles,
+  statusRows,
+  undoPlanOf,
+} from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -127,10 +132,7 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
   it("a fleet rollback undoes the v3 rollout alone: all three on v2, host 3 left where it is", async () => {
     const back = await rollback();
     expect(back.code, back.stderr).toBe(0);
-    const undo = deployEvents(back).find((e) => e.type === "undo-plan") as unknown as {
-      rollout: string;
-      steps: { host: string; kind: string }[];
-    };
+    const undo = undoPlanOf(back.stdout);
     expect(undo.rollout).toBe(v3Rollout);
     expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
       [H(1), "back"],

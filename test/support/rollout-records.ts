@@ -43,3 +43,16 @@ export async function statusRows(
   const rows = (JSON.parse(r.stdout) as { hosts: StatusRow[] }).hosts;
   return { code: r.code, rows: new Map(rows.map((row) => [row.host, row])) };
 }
+
+/** The `undo-plan` line of a `rollback --json` run: the rollout undone, and each host's step. */
+export function undoPlanOf(stdout: string): {
+  readonly rollout: string;
+  readonly steps: readonly { readonly host: string; readonly kind: string }[];
+} {
+  const line = stdout
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l.startsWith('{"type":"undo-plan"'));
+  if (line === undefined) throw new Error(`no undo-plan line in: ${stdout.slice(0, 2000)}`);
+  return JSON.parse(line);
+}
