@@ -261,6 +261,23 @@ async function markers(seq: number): Promise<string[]> {
 
 /** The calls made since `mark` (an index into `calls`). */
 const since = (mark: number) => calls.slice(mark);
+
+/** Release 1 of the channel, a switch that names `hosts`, as the doubled-shard tests sign it. */
+function firstDeployRelease<H>(hosts: H) {
+  return {
+    version: 1 as const,
+    channel: CHANNEL,
+    seq: 1,
+    created: CLOCK.toISOString(),
+    expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
+    previous: null,
+    kind: "deploy" as const,
+    action: "switch" as const,
+    health: HEALTH,
+    confirmTimeout: 45,
+    hosts,
+  };
+}
 const ofType = <T extends AgentEvent["type"]>(type: T) =>
   events.filter((e): e is Extract<AgentEvent, { type: T }> => e.type === type);
 
@@ -997,19 +1014,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     );
     // A host whose own shard is another: the release names it there and in this host's shard.
     const doubled = Object.keys(hosts).find((h) => shardIndex(h, count) !== mine) as string;
-    const release = {
-      version: 1 as const,
-      channel: CHANNEL,
-      seq: 1,
-      created: CLOCK.toISOString(),
-      expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
-      previous: null,
-      kind: "deploy" as const,
-      action: "switch" as const,
-      health: HEALTH,
-      confirmTimeout: 45,
-      hosts,
-    };
+    const release = firstDeployRelease(hosts);
     const { own, other } = await doubledRelease(release, releaseKey, doubled, {
       other: mine,
       store,
@@ -1036,19 +1041,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     const hosts = Object.fromEntries(
       Object.entries(fleet(sys("a"))).map(([h, path]) => [h, { path }]),
     );
-    const release = {
-      version: 1 as const,
-      channel: CHANNEL,
-      seq: 1,
-      created: CLOCK.toISOString(),
-      expires: new Date(CLOCK.getTime() + 3600_000).toISOString(),
-      previous: null,
-      kind: "deploy" as const,
-      action: "switch" as const,
-      health: HEALTH,
-      confirmTimeout: 45,
-      hosts,
-    };
+    const release = firstDeployRelease(hosts);
     // Its own shard is sound and holds its entry: only the other shard shows the fault.
     const { own, other } = await doubledRelease(release, releaseKey, HOST, { store });
     expect(own).toBe(mine);
