@@ -8,6 +8,8 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     pool: "forks",
+    // After the run, the time each file took, slowest first.
+    reporters: ["default", "./test/support/file-times-reporter.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache.
