@@ -773,7 +773,7 @@ describe("SsmDelivery under the rollout engine", () => {
       hosts,
       policy: { maxFailures: 0 },
       delivery: f.delivery(),
-      request: () => request(),
+      requests: { get: () => request() },
       emit: () => {},
     });
     expect(f.sent()).toHaveLength(1);

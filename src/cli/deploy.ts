@@ -1,10 +1,12 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
-import { type DeployOptions, type DeployReport, deploy, REACHABLE_POLL } from "../deploy/deploy.js";
+import { deploy, planOnly } from "../deploy/deploy.js";
+import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
 import type { DeployEvent } from "../deploy/events.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
+import { REACHABLE_POLL } from "../deploy/survey.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
@@ -100,22 +102,19 @@ ${BUILD_HELP}`,
     const input = await readFleetInput(values, io);
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
-    const report = await deploy(
-      {
-        ...input,
-        selector: values.on,
-        action,
-        policy,
-        policyFlags,
-        key: undefined,
-        serveCache: undefined,
-        buildHost: values["build-host"],
-        emit: (e) => {
-          if (e.type !== "plan") renderer.onEvent(e);
-        },
+    const report = await planOnly({
+      ...input,
+      selector: values.on,
+      action,
+      policy,
+      policyFlags,
+      key: undefined,
+      serveCache: undefined,
+      buildHost: values["build-host"],
+      emit: (e) => {
+        if (e.type !== "plan") renderer.onEvent(e);
       },
-      false,
-    ).finally(() => renderer.finish());
+    }).finally(() => renderer.finish());
     if (values.json) writeJson(io, report.plan);
     else io.stdout.write(`${formatPlan(report.plan, { diff: values.diff === true })}\n`);
     return 0;
@@ -311,7 +310,7 @@ export async function rollOut(
     },
   });
   try {
-    const report = await deploy({ ...options, emit, signal: trap.signal }, true).finally(() =>
+    const report = await deploy({ ...options, emit, signal: trap.signal }).finally(() =>
       renderer.finish(),
     );
     for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);

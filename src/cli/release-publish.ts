@@ -79,28 +79,25 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
     const releaseKey = await readSecretKeyFile(releaseKeyFile, "--release-key");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     let released: { channel: string; seq: number; digest: string } | undefined;
-    const report = await deploy(
-      {
-        ...input,
-        selector: values.on,
-        action,
-        policy,
-        policyFlags,
-        key,
-        serveCache: undefined,
-        via: "agent",
-        releaseKey,
-        async: true,
-        allowFailed: values["allow-failed"] === true,
-        emit: (e) => {
-          if (e.type === "released") {
-            released = { channel: e.channel, seq: e.seq, digest: e.digest };
-          }
-          if (e.type !== "plan") renderer.onEvent(e);
-        },
+    const report = await deploy({
+      ...input,
+      selector: values.on,
+      action,
+      policy,
+      policyFlags,
+      key,
+      serveCache: undefined,
+      via: "agent",
+      releaseKey,
+      async: true,
+      allowFailed: values["allow-failed"] === true,
+      emit: (e) => {
+        if (e.type === "released") {
+          released = { channel: e.channel, seq: e.seq, digest: e.digest };
+        }
+        if (e.type !== "plan") renderer.onEvent(e);
       },
-      true,
-    ).finally(() => renderer.finish());
+    }).finally(() => renderer.finish());
     for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
     if (released === undefined) {
       throw new UsageError("release publish: no agent host is selected: there is nothing to name");

@@ -3,7 +3,7 @@
 // names the rollout it undoes and every host it leaves where it is.
 import { fetchAndImport } from "../cache/fetch.js";
 import { validPaths } from "../cache/local-nix.js";
-import type { DeployOptions } from "../deploy/deploy.js";
+import type { DeployOptions } from "../deploy/deploy-options.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { parsePublicKey, type SecretKey } from "../nix/keys.js";

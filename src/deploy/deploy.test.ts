@@ -14,16 +14,13 @@ import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import type { PlannedHost } from "../fleet/plan.js";
 import { parseStorePath } from "../nix/store-path.js";
-import {
-  type Asked,
-  awaitReachable,
-  type DeployOptions,
-  deploy,
-  deployRequest,
-  executePlan,
-  planFromSurvey,
-} from "./deploy.js";
+import { planFromSurvey } from "./assemble-plan.js";
+import { deploy } from "./deploy.js";
+import type { DeployOptions } from "./deploy-options.js";
 import type { DeployEvent } from "./events.js";
+import { executePlan } from "./execute-plan.js";
+import { deployRequest, hostRequests } from "./host-requests.js";
+import { type Asked, awaitReachable } from "./survey.js";
 
 const V1 = parseStorePath(`/nix/store/${"1".repeat(32)}-system-v1`).path;
 const V2 = parseStorePath(`/nix/store/${"2".repeat(32)}-system-v2`).path;
@@ -65,14 +62,9 @@ const plan = planFromSurvey(
   },
 );
 
+const prepared = { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() };
 const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
-  deployRequest(
-    { action: "switch", fleet, policy: fleet.policy },
-    { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() },
-    host,
-    planned,
-    false,
-  );
+  deployRequest({ action: "switch", fleet, policy: fleet.policy }, prepared, host, planned, false);
 
 function scripted(extra: Partial<Delivery> = {}) {
   const waves: string[][] = [];
@@ -107,12 +99,24 @@ function channel(operations: Partial<ChannelCapability>): ChannelCapability {
 function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable?: boolean } = {}) {
   const events: DeployEvent[] = [];
   const report = executePlan({
-    options: { fleet, policy: fleet.policy, emit: (e) => events.push(e), ...options },
+    options: {
+      fleet,
+      policy: fleet.policy,
+      key: undefined,
+      emit: (e) => events.push(e),
+      ...options,
+    },
     hosts,
     plan,
     mode: "ssh",
     delivery,
-    request,
+    requests: hostRequests(
+      { action: "switch", fleet, policy: fleet.policy },
+      prepared,
+      hosts,
+      plan,
+      false,
+    ),
     started: performance.now(),
   });
   return { report, events };
@@ -283,7 +287,7 @@ describe("deploy", () => {
       emit: (e) => events.push(e),
       async: true,
     };
-    const refused = deploy(options, true);
+    const refused = deploy(options);
     await expect(refused).rejects.toBeInstanceOf(UsageError);
     await expect(refused).rejects.toThrow(/--async/);
     expect(events).toEqual([]);

@@ -111,7 +111,7 @@ async function roll(
     hosts: names.map(host),
     policy,
     delivery: s.delivery,
-    request,
+    requests: { get: request },
     emit: (e) => events.push(e),
     ...extra,
   });
@@ -198,7 +198,7 @@ describe("runRollout", () => {
       hosts: [host("a")],
       policy: { maxFailures: 0 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
     });
     expect(results[0]?.outcome).toMatchObject({ status: "failed", message: "spawn ssh ENOENT" });
@@ -221,7 +221,7 @@ describe("runRollout", () => {
       hosts: [host("a")],
       policy: { maxFailures: 0 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
     });
     expect(results[0]?.outcome).toMatchObject({
@@ -257,7 +257,7 @@ describe("runRollout", () => {
       hosts: ["a", "b", "c", "d"].map(host),
       policy: { maxFailures: 1 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
     });
     expect(contexts).toEqual([
@@ -289,7 +289,7 @@ describe("runRollout", () => {
       hosts: [host("a"), host("b")],
       policy: { maxFailures: 5 },
       delivery,
-      request,
+      requests: { get: request },
       emit: () => {},
     });
     expect(results.map((r) => r.outcome)).toEqual([
@@ -343,7 +343,7 @@ describe("runRollout: unreachable hosts", () => {
           return s.delivery.deployWave(wave, emit, context);
         },
       },
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
     });
     expect(s.started).toEqual(["b", "c"]);
@@ -437,7 +437,7 @@ describe("runRollout: interrupts", () => {
       hosts: ["a", "b", "c", "d"].map(host),
       policy: { maxFailures: 5 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
       signal: controller.signal,
     });
@@ -473,7 +473,7 @@ describe("runRollout: interrupts", () => {
       hosts: [host("a")],
       policy: { maxFailures: 0 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
       signal: controller.signal,
     });
@@ -509,7 +509,7 @@ describe("runRollout: interrupts", () => {
       hosts: ["a", "b", "c"].map(host),
       policy: { maxFailures: 0 },
       delivery,
-      request,
+      requests: { get: request },
       emit: (e) => events.push(e),
       signal: controller.signal,
       abortGrace: 20,

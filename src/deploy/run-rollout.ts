@@ -10,7 +10,7 @@ import type {
   WaveHost,
 } from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
-import type { DeployPlan, HostPlan, PlannedHost } from "../fleet/plan.js";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
 import { interruptReason } from "../util/interrupt-reason.js";
@@ -28,7 +28,8 @@ export interface RolloutInput {
   readonly hosts: readonly FleetHost[];
   readonly policy: Pick<RolloutPolicy, "maxFailures">;
   readonly delivery: Delivery;
-  readonly request: (host: FleetHost, planned: PlannedHost) => DeployRequest;
+  /** What each planned host is asked to do (host-requests.ts). */
+  readonly requests: Pick<ReadonlyMap<string, DeployRequest>, "get">;
   readonly emit: (event: DeployEvent) => void;
   /**
    * `--skip-unreachable`: hosts the survey could not reach are listed as skipped instead of
@@ -202,8 +203,11 @@ async function runWave(
   });
   const waveHosts = wave.hosts.map((p): WaveHost => {
     const host = hostNamed.get(p.host);
-    if (host === undefined) throw new Error(`the plan names ${p.host}, which was not selected`);
-    return { host, request: input.request(host, p) };
+    const request = input.requests.get(p.host);
+    if (host === undefined || request === undefined) {
+      throw new Error(`the plan names ${p.host}, which was not selected or has no request`);
+    }
+    return { host, request };
   });
   // A boot left pending is judged, or replaced, before anything else: said first.
   for (const p of wave.hosts) {

@@ -1,0 +1,57 @@
+// The plan from what was built and what the survey found. Pure.
+import type { Action } from "../fleet/action.js";
+import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import { type DeployPlan, planDeploy } from "../fleet/plan.js";
+import type { HostSecrets } from "../host/activation-session.js";
+import type { StorePath } from "../nix/store-path.js";
+import type { BuildResult } from "./build.js";
+import type { Survey } from "./survey.js";
+
+// --- plan -----------------------------------------------------------------------------------
+
+/** The plan from what was built and what the survey found. Pure. */
+export function planFromSurvey(
+  action: Action,
+  hosts: readonly FleetHost[],
+  prepared: {
+    readonly built: Pick<BuildResult, "byHost">;
+    readonly secrets: ReadonlyMap<string, HostSecrets>;
+  },
+  found: Survey,
+  policyFor?: (host: FleetHost, desired: StorePath) => RolledOutAs,
+  rollout?: Pick<RolloutPolicy, "canary" | "parallel">,
+): DeployPlan {
+  return planDeploy({
+    action,
+    targets: hosts.map((h, i) => {
+      const desired = desiredSystem(prepared.built, h.name);
+      const policy = policyFor?.(h, desired);
+      return {
+        host: h.name,
+        desired,
+        secrets: prepared.secrets.get(h.name)?.digest,
+        state: found.states[i],
+        ...(policy === undefined
+          ? {}
+          : {
+              reboot: policy.reboot,
+              checks: policy.health,
+              shape: { canary: policy.canary, parallel: policy.parallel, role: policy.role },
+            }),
+      };
+    }),
+    pathInfos: found.pathInfos,
+    ...(rollout === undefined ? {} : { rollout }),
+  });
+}
+
+/** What the plan needs of a host's policy: its checks, reboots and place in the waves. */
+export type RolledOutAs = Pick<RolloutPolicy, "health" | "reboot" | "canary" | "parallel"> & {
+  readonly role: string;
+};
+
+function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StorePath {
+  const path = built.byHost.get(host);
+  if (path === undefined) throw new Error(`the build has no system for ${host}`);
+  return path;
+}

@@ -1,0 +1,88 @@
+// What each host is asked to do, from the plan and what was prepared: its system, where it
+// fetches it, and its resolved policy's checks and limits. Pure.
+import type { DeployRequest } from "../delivery/delivery.js";
+import type { DeliveryMode, FleetHost, HealthChecks, RolloutPolicy } from "../fleet/fleet.js";
+import { hostPolicy } from "../fleet/host-policy.js";
+import type { DeployPlan, PlannedHost } from "../fleet/plan.js";
+import { buildDeployRequest } from "../host/activation-session.js";
+import { deltaToolFor } from "./deltas.js";
+import type { DeployOptions } from "./deploy-options.js";
+import { judgeBootRequest } from "./pending-boot.js";
+import type { Prepared } from "./prepare.js";
+import { withSystemHealth } from "./system-health.js";
+
+/** The policy `host` is deployed with: the fleet's, its role's (`policies`), then the flags. */
+export function policyOf(
+  options: Pick<DeployOptions, "fleet" | "policy" | "policyFlags">,
+  host: FleetHost,
+  systemHealth?: HealthChecks,
+): RolloutPolicy {
+  const policy = hostPolicy(options.policy, options.fleet.policies, host, options.policyFlags);
+  return { ...policy, health: withSystemHealth(policy.health, systemHealth) };
+}
+
+/**
+ * Whether the deploy's hosts substitute from the fleet's cache: agent hosts always (through
+ * their agent's proxy), the others when the deploy gives them substituters (else the closure
+ * is copied to them whole).
+ */
+export function substitutesFromCache(
+  mode: DeliveryMode,
+  prepared: Pick<Prepared, "substituters">,
+): boolean {
+  return mode === "agent" || prepared.substituters.length > 0;
+}
+
+/**
+ * What a host is asked to do: its system, from where, and its policy's checks and limits;
+ * `fromCache`: the host substitutes from the cache (substitutesFromCache), so it may be given
+ * the delta tool.
+ */
+export function deployRequest(
+  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
+  prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
+  host: FleetHost,
+  planned: PlannedHost,
+  fromCache: boolean,
+): DeployRequest {
+  const { desired } = planned;
+  const policy = policyOf(options, host, prepared.systemHealth.get(desired));
+  const reboot = { timeout: policy.rebootTimeout, rollback: policy.rebootRollback };
+  const judgeBoot = judgeBootRequest(planned, reboot);
+  return buildDeployRequest({
+    path: desired,
+    action: options.action,
+    substituters: prepared.substituters,
+    trustedKeys: prepared.trustedKeys,
+    checks: policy,
+    host,
+    activationTimeout: policy.activationTimeout,
+    secrets: prepared.secrets.get(host.name),
+    ...(planned.rebooting ? { reboot } : {}),
+    ...(judgeBoot === undefined ? {} : { judgeBoot }),
+    // The next deploy judges the boot this one sets (docs/reboots.md).
+    recordBoot: true,
+    deltaTool: fromCache ? deltaToolFor(options.fleet, policy) : undefined,
+  });
+}
+
+/**
+ * Every planned host's request, resolved once when the plan is made: the rollout and the
+ * channel read them from here and never call back into planning.
+ */
+export function hostRequests(
+  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
+  prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
+  hosts: readonly FleetHost[],
+  plan: Pick<DeployPlan, "hosts">,
+  fromCache: boolean,
+): Map<string, DeployRequest> {
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+  const requests = new Map<string, DeployRequest>();
+  for (const planned of plan.hosts) {
+    const host = byName.get(planned.host);
+    if (host === undefined || planned.action === "unreachable") continue;
+    requests.set(planned.host, deployRequest(options, prepared, host, planned, fromCache));
+  }
+  return requests;
+}

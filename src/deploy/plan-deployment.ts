@@ -1,0 +1,195 @@
+// A deploy's read → plan: build (and, to deploy, push and serve), ask every host what it runs,
+// and assemble the plan with each host's resolved request. `plan` stops here; `deploy`,
+// `release publish` and `rollback` go on to execute-plan.ts.
+import type { Delivery, DeployRequest } from "../delivery/delivery.js";
+import { UsageError } from "../errors.js";
+import { DEFAULT_MAX_CONNECTIONS, type DeliveryMode, type FleetHost } from "../fleet/fleet.js";
+import { roleOf } from "../fleet/host-policy.js";
+import { connectionsOf, type DeployPlan } from "../fleet/plan.js";
+import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
+import { planDeltaPairs } from "../fleet/plan-deltas.js";
+import { selectHosts } from "../fleet/select.js";
+import type { StorePath } from "../nix/store-path.js";
+import { planFromSurvey } from "./assemble-plan.js";
+import { leaseCache } from "./cache-lease.js";
+import { readPlanClosures } from "./closure-diffs.js";
+import { cacheKeys, deltaToolFor, planDeltas } from "./deltas.js";
+import type { DeployOptions } from "./deploy-options.js";
+import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
+import { publisherOf } from "./execute-plan.js";
+import { hostRequests, policyOf, substitutesFromCache } from "./host-requests.js";
+import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
+import { deliveryMode, openDelivery } from "./open-delivery.js";
+import { refuseUnpinnedHosts } from "./pinned-hosts.js";
+import { withBehindRollouts } from "./plan-behind.js";
+import type { Prepared } from "./prepare.js";
+import { prepare } from "./prepare.js";
+import { checkServedAddress } from "./served-cache.js";
+import { survey } from "./survey.js";
+
+/** What planning leaves for the execution: the plan, each host's request, and what is held open. */
+export interface PlannedDeployment {
+  readonly plan: DeployPlan;
+  readonly hosts: readonly FleetHost[];
+  readonly mode: DeliveryMode;
+  readonly delivery: Delivery;
+  /** What each planned host is asked to do, resolved once (host-requests.ts). */
+  readonly requests: ReadonlyMap<string, DeployRequest>;
+  /** The delta pairs to publish before the rollout (hosts that substitute from the cache). */
+  readonly deltaPairs: PlanDeltaPairs | undefined;
+  /** Who runs the deploy and from what (a deploy; not a plan). */
+  readonly origin: DeployOrigin | undefined;
+  /** performance.now() when the deploy started: the summary's time. */
+  readonly started: number;
+  /** Stops serving the cache, ends the cache lease, closes the delivery. */
+  close(): Promise<void>;
+}
+
+/**
+ * Reads the world (builds, and for a deploy pushes and serves; asks every host what it runs)
+ * and assembles the plan. `intent` "plan" pushes nothing and reads stored status where a mode
+ * cannot ask its hosts without changing them; "deploy" also refuses, before any host changes,
+ * what the execution could not do.
+ */
+export async function planDeployment(
+  options: DeployOptions,
+  intent: "plan" | "deploy",
+): Promise<PlannedDeployment> {
+  const { fleet, signal } = options;
+  const execute = intent === "deploy";
+  const hosts = selectHosts(fleet, options.selector);
+  const mode = deliveryMode(hosts, options.via);
+  // Before anything is built or any host changes, as doctor checks it.
+  if (execute) checkServedAddress(options.serveCache, hosts);
+  if (mode === "agent" && execute && options.releaseKey === undefined) {
+    throw new UsageError(
+      "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",
+    );
+  }
+  const started = performance.now();
+  // The agent delivery asks for a host's checks when it publishes, after the build, which
+  // reads the checks the systems declare themselves.
+  let prepared: Prepared | undefined;
+  // Who runs it and from what: named by its rollout record, and by the releases it publishes.
+  const origin = execute ? await deployOrigin(hosts, options.fleetDir) : undefined;
+  const held: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const release of held.splice(0).reverse()) await release();
+  };
+  try {
+    const opened = await openDelivery(fleet, hosts, {
+      via: mode,
+      releaseKey: options.releaseKey,
+      ...(origin === undefined ? {} : { origin }),
+      policy: options.policy,
+      policyOf: (host, path) => policyOf(options, host, prepared?.systemHealth.get(path)),
+      storedStatus: !execute,
+      ...(options.agentPollInterval !== undefined
+        ? { agentPollInterval: options.agentPollInterval }
+        : {}),
+      allowFailed: options.allowFailed === true,
+    });
+    held.push(() => opened.close());
+    // A deploy that pushes holds a lease on the cache from before its push until its status
+    // records are written (they root what it deployed): no collection sweeps in between.
+    if (execute && fleet.cache !== undefined && options.key !== undefined) {
+      const lease = await leaseCache(fleet.cache.url, options);
+      held.push(() => lease.release());
+    }
+    // Refused before anything is built.
+    if (execute && options.async === true) publisherOf(opened.delivery, mode);
+    const ready = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
+    prepared = ready;
+    held.push(() => ready.close());
+    throwIfInterrupted(signal);
+    const found = await survey(opened.delivery, hosts, ready.built, options).catch(
+      interruptedBefore(signal),
+    );
+    throwIfInterrupted(signal);
+    const surveyed = planFromSurvey(
+      options.action,
+      hosts,
+      ready,
+      found,
+      (host, desired) => ({
+        ...policyOf(options, host, ready.systemHealth.get(desired)),
+        role: roleOf(fleet.policies, host),
+      }),
+      options.policy,
+    );
+    const planned = await withBehindRollouts(fleet.cache?.url, surveyed).catch(
+      interruptedBefore(signal),
+    );
+    // Where neither the deployer nor the cache has a running system, a mode that can ask
+    // its hosts at once (ssh) asks one host that runs it.
+    const hostClosure = opened.delivery.closure?.bind(opened.delivery);
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    const { diffs, closures } = await readPlanClosures(planned, found.pathInfos, {
+      cacheUrl: fleet.cache?.url,
+      signal,
+      onRead: (read) => options.emit({ type: "diff-read", ...read }),
+      ...(hostClosure !== undefined
+        ? {
+            askHost: (name: string, system: StorePath) =>
+              hostClosure(byName.get(name) as FleetHost, system, signal),
+          }
+        : {}),
+    }).catch(interruptedBefore(signal));
+    throwIfInterrupted(signal);
+    const connections =
+      opened.mode === "ssh"
+        ? connectionsOf(planned, fleet.ssh.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
+        : undefined;
+    // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
+    // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
+    const substitute = execute ? substitutesFromCache(mode, ready) : fleet.cache !== undefined;
+    const deltaPairs =
+      substitute && fleet.cache !== undefined
+        ? planDeltaPairs(
+            planned.hosts,
+            closures,
+            (name) =>
+              deltaToolFor(fleet, policyOf(options, byName.get(name) as FleetHost)) !== undefined,
+          )
+        : undefined;
+    const deltas =
+      deltaPairs !== undefined && fleet.cache !== undefined
+        ? await planDeltas(
+            { url: fleet.cache.url, trusted: cacheKeys(fleet.cache) },
+            deltaPairs,
+            signal,
+          ).catch(interruptedBefore(signal))
+        : undefined;
+    throwIfInterrupted(signal);
+    const plan: DeployPlan = {
+      ...planned,
+      diffs,
+      ...(connections === undefined ? {} : { connections }),
+      ...(deltas === undefined ? {} : { deltas }),
+    };
+    options.emit({ type: "plan", plan });
+    if (execute) {
+      refuseUnpinnedHosts({
+        plan,
+        hosts,
+        ssh: fleet.ssh,
+        policyFor: (host, desired) => policyOf(options, host, ready.systemHealth.get(desired)),
+        systemHealth: ready.systemHealth,
+      });
+    }
+    return {
+      plan,
+      hosts,
+      mode: opened.mode,
+      delivery: opened.delivery,
+      requests: hostRequests(options, ready, hosts, plan, substitute),
+      deltaPairs,
+      origin,
+      started,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

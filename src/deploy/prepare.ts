@@ -1,0 +1,178 @@
+// The deploy's first reading of the world: the selected hosts' systems built once, their closures
+// pushed signed into the fleet's cache (to execute), the cache served when asked, each host's secrets.
+import { requireCacheInfo } from "../cache/cache-info.js";
+import { serveStoreWhileRunning } from "../cache/serve.js";
+import { collectHostKeys } from "../delivery/host-keys.js";
+import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
+import type { HostSecrets } from "../host/activation-session.js";
+import type { StorePath } from "../nix/store-path.js";
+import { openStore } from "../store/url.js";
+import { type BuildResult, buildSystems } from "./build.js";
+import { choosePusher } from "./build-host-push.js";
+import { resolveBuildPlace } from "./build-place.js";
+import { reportBuildProgress } from "./build-progress.js";
+import type { DeployOptions } from "./deploy-options.js";
+import { hostSecrets } from "./host-secrets.js";
+import { throwIfInterrupted } from "./interrupts.js";
+import { pushSystems } from "./push-systems.js";
+import { localSystemFiles, type SystemFiles } from "./system-files.js";
+
+// --- prepare --------------------------------------------------------------------------------
+
+/** What the prepare stage leaves for the rest: the systems, and where the hosts fetch them. */
+export interface Prepared {
+  readonly built: BuildResult;
+  /** The checks systems declare themselves (system-health.ts), by system. */
+  readonly systemHealth: ReadonlyMap<StorePath, HealthChecks>;
+  /** Where the hosts substitute from; none: the delivery brings the closure (ssh copy). */
+  readonly substituters: readonly string[];
+  /** The keys the hosts trust for those substituters. */
+  readonly trustedKeys: readonly string[];
+  /** Each host's secrets (none when the fleet has no secrets section). */
+  readonly secrets: ReadonlyMap<string, HostSecrets>;
+  /** Stops serving the cache (when `serveCache` started it). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the selected hosts' systems (one evaluation, one build); to execute, pushes their
+ * closures signed into the fleet's cache (with a key) and serves it when asked to.
+ */
+export async function prepare(
+  options: Pick<
+    DeployOptions,
+    "fleet" | "fleetDir" | "key" | "serveCache" | "emit" | "nix" | "signal" | "buildHost"
+  >,
+  hosts: readonly FleetHost[],
+  execute: boolean,
+): Promise<Prepared> {
+  const { fleet, emit } = options;
+  // A cache URL with a typo fails now, not after the build (deploy never makes a cache).
+  if (fleet.cache !== undefined && options.key !== undefined && execute) {
+    const store = await openStore(fleet.cache.url);
+    await requireCacheInfo(store).finally(() => store.close());
+  }
+  // So does a secret that is missing, or not encrypted to a host that gets it.
+  const secrets =
+    fleet.secrets === undefined
+      ? new Map<string, HostSecrets>()
+      : await hostSecrets(fleet, hosts, await collectHostKeys(fleet, hosts));
+  const where = await resolveBuildPlace(fleet, options.buildHost);
+  // A build host pushes the closures it built itself when it has nixship, for a deploy that
+  // pushes to a cache its hosts substitute from; else they come back here for the push.
+  const pusher =
+    where.hostSsh === undefined ||
+    fleet.cache === undefined ||
+    options.key === undefined ||
+    !execute
+      ? undefined
+      : await choosePusher(where.hostSsh, fleet.cache, options.serveCache !== undefined);
+  emit({
+    type: "build-start",
+    systems: new Set(hosts.map((h) => JSON.stringify(h.system))).size,
+    hosts: hosts.length,
+    ...(where.builders.length === 0 ? {} : { builders: where.builders.map((b) => b.uri) }),
+    ...(where.host === undefined ? {} : { buildHost: where.host }),
+  });
+  const buildStart = performance.now();
+  const progress = reportBuildProgress(emit);
+  const built = await buildSystems(
+    hosts,
+    options.fleetDir,
+    options.nix,
+    where,
+    pusher?.kind === "nixship",
+    progress.onProgress,
+  ).finally(progress.stop);
+  emit({
+    type: "build-done",
+    seconds: (performance.now() - buildStart) / 1000,
+    systems: built.systems,
+    ...(built.builtOn.length === 0 ? {} : { builtOn: built.builtOn }),
+    ...(built.host === undefined ? {} : { buildHost: built.host }),
+    ...(built.host === undefined
+      ? {}
+      : {
+          closures:
+            built.leftOnHost !== undefined && pusher?.kind === "nixship"
+              ? { way: "from-host", nixship: pusher.version }
+              : {
+                  way: "copied-back",
+                  ...(pusher?.kind === "copy-back" ? { why: pusher.why } : {}),
+                },
+        }),
+    ...(built.unusable.length === 0
+      ? {}
+      : { unusable: built.unusable.map(({ builder, kind, said }) => ({ builder, kind, said })) }),
+  });
+  // The checks each system declares itself (nixship/health.json), read once per system.
+  const systemHealth = new Map<StorePath, HealthChecks>();
+  for (const path of new Set(built.byHost.values())) {
+    const health = await systemFiles(built, path).health(path);
+    if (health !== undefined) systemHealth.set(path, health);
+  }
+  const nothingServed = {
+    built,
+    systemHealth,
+    substituters: [],
+    trustedKeys: [],
+    secrets,
+    close: async () => {},
+  };
+  if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
+  throwIfInterrupted(options.signal);
+
+  const store = await openStore(fleet.cache.url);
+  try {
+    // The age package the hosts decrypt secrets with, when the fleet names one, is realised
+    // from the cache like the systems.
+    const roots = [
+      ...new Set([
+        ...built.byHost.values(),
+        ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
+        // The delta tool hosts apply deltas with, realised like the systems.
+        ...(fleet.deltas === undefined ? [] : [fleet.deltas.tool]),
+      ]),
+    ];
+    await pushSystems({
+      cacheUrl: fleet.cache.url,
+      store,
+      roots,
+      key: options.key,
+      built,
+      pusher,
+      hostSsh: where.hostSsh,
+      emit,
+      ...(options.nix ? { nix: options.nix } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (options.serveCache === undefined) {
+      await store.close();
+      const { substituter } = fleet.cache;
+      return substituter === undefined
+        ? nothingServed
+        : { ...nothingServed, substituters: [substituter], trustedKeys: fleet.cache.publicKeys };
+    }
+    const { host, port } = options.serveCache;
+    const served = await serveStoreWhileRunning(store, host, port);
+    return {
+      built,
+      systemHealth,
+      substituters: [served.url],
+      trustedKeys: fleet.cache.publicKeys,
+      secrets,
+      close: served.close,
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+/** Where a built system's own files are read: the build host's store when it stayed there. */
+export function systemFiles(
+  built: Partial<Pick<BuildResult, "leftOnHost">>,
+  path: StorePath,
+): SystemFiles {
+  return built.leftOnHost?.paths.has(path) ? built.leftOnHost.files : localSystemFiles;
+}
