@@ -35,8 +35,8 @@ import {
 } from "../src/nix/keys.js";
 import { NIX32_ALPHABET } from "../src/nix/nix32.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { verifyReleaseHead } from "../src/release/release.js";
 import { parseShard } from "../src/release/release-shard.js";
+import { verifyReleaseHead } from "../src/release/release-sign.js";
 import { readChannel } from "../src/release/release-store.js";
 import { readShardBytes } from "../src/release/shard-store.js";
 import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { parseRelease } from "../src/release/release.js";
+import { parseRelease } from "../src/release/release-parse.js";
 import { channelKey, publishRelease, readRelease } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
 import {

@@ -32,7 +32,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
-import { parseRelease } from "../src/release/release.js";
+import { parseRelease } from "../src/release/release-parse.js";
 import { readChannel } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
 import {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGcReport } from "../src/cache/gc-reports.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { parseReleaseHead } from "../src/release/release.js";
+import { parseReleaseHead } from "../src/release/release-parse.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { shardKeys } from "../src/release/shard-store.js";
 import { writeStatus } from "../src/status/status-store.js";

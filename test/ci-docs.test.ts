@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseRelease } from "../src/release/release.js";
+import { parseRelease } from "../src/release/release-parse.js";
 import { readChannel } from "../src/release/release-store.js";
 import type { PruneReport } from "../src/status/prune-report.js";
 import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";

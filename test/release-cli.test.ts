@@ -15,7 +15,9 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { releaseDigest, type SignedRelease, verifyRelease } from "../src/release/release.js";
+import type { SignedRelease } from "../src/release/release.js";
+import { releaseDigest } from "../src/release/release-canonical.js";
+import { verifyRelease } from "../src/release/release-sign.js";
 import {
   channelKey,
   type PublishOptions,

@@ -9,12 +9,9 @@ import { OperationError } from "../src/errors.js";
 import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import type { SignedRelease } from "../src/release/release.js";
-import {
-  formatRelease,
-  parseReleaseHead,
-  releaseDigest,
-  verifyRelease,
-} from "../src/release/release.js";
+import { releaseDigest } from "../src/release/release-canonical.js";
+import { parseReleaseHead } from "../src/release/release-parse.js";
+import { formatRelease, verifyRelease } from "../src/release/release-sign.js";
 import {
   channelKey,
   listReleaseSeqs,

@@ -16,7 +16,7 @@ import {
   publicKeyOf,
 } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { formatRelease, verifyRelease } from "../src/release/release.js";
+import { formatRelease, verifyRelease } from "../src/release/release-sign.js";
 import {
   channelKey,
   listReleases,

@@ -16,13 +16,10 @@ import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import {
-  canonicalJson,
-  formatRelease,
-  type ReleaseHost,
-  type SignedRelease,
-} from "../release/release.js";
+import type { ReleaseHost, SignedRelease } from "../release/release.js";
+import { canonicalJson } from "../release/release-canonical.js";
 import { shardIndex } from "../release/release-shard.js";
+import { formatRelease } from "../release/release-sign.js";
 import { channelKey, publishRelease } from "../release/release-store.js";
 import { shardKey } from "../release/shard-store.js";
 import { heartbeatKey } from "../status/heartbeat.js";

@@ -27,8 +27,8 @@ import {
   type ReleaseHostPolicy,
   type ReleaseReboot,
   type SignedHead,
-  verifyReleaseHead,
 } from "../release/release.js";
+import { verifyReleaseHead } from "../release/release-sign.js";
 import { readChannel, successorSigned } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
 import {

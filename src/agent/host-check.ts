@@ -3,7 +3,8 @@
 // name, say) would otherwise follow nothing and look healthy; it is refused instead.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { type SignedHead, trustedHead } from "../release/release.js";
+import type { SignedHead } from "../release/release.js";
+import { trustedHead } from "../release/release-sign.js";
 import { channelKey, readChannel, readSignedHead } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
 import type { ObjectStore } from "../store/object-store.js";

@@ -1,7 +1,9 @@
 // What a channel's next release starts from (pure): the current release's entries, each carried
 // over unless it names a system that failed on its host, with a note for the operator about each
 // entry replaced; and whether a release already states a planned set of entries.
-import { canonicalJson, type Release, type ReleaseHost } from "../release/release.js";
+
+import type { Release, ReleaseHost } from "../release/release.js";
+import { canonicalJson } from "../release/release-canonical.js";
 import { carryEntry, type HostHistory } from "./host-history.js";
 
 export interface CarriedOver {

@@ -4,12 +4,8 @@
 // page). No status body is read.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import {
-  isHostTwice,
-  type ParsedRelease,
-  type Release,
-  type ReleaseHost,
-} from "../release/release.js";
+import type { ParsedRelease, Release, ReleaseHost } from "../release/release.js";
+import { isHostTwice } from "../release/release-parse.js";
 import { highestListed, readRelease, releaseKey } from "../release/release-store.js";
 import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
 import { isFinalState, type StatusState } from "../status/status.js";

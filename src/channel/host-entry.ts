@@ -5,12 +5,12 @@ import type { HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import type { StorePath } from "../nix/store-path.js";
 import {
-  canonicalJson,
   checksFor,
   type ReleaseHost,
   type ReleaseHostPolicy,
   type ReleaseReboot,
 } from "../release/release.js";
+import { canonicalJson } from "../release/release-canonical.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { putSecretsBundle } from "./secrets-store.js";
 

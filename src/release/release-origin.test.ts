@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { generateSecretKey, publicKeyOf, signDetached } from "../nix/keys.js";
-import { canonicalJson } from "./release.js";
+import { canonicalJson } from "./release-canonical.js";
 import {
   checkReleaseOrigin,
   formatReleaseOrigin,

@@ -9,7 +9,7 @@
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
 import { sourceReference } from "../util/source-reference.js";
 import { withoutControls } from "../util/text.js";
-import { canonicalJson } from "./release.js";
+import { canonicalJson } from "./release-canonical.js";
 
 /** Where systems came from: a flake, its git revision, whether its tree was dirty. */
 export interface OriginSource {

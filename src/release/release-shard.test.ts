@@ -5,19 +5,9 @@ import { describe, expect, it } from "vitest";
 import { doubledRelease } from "../../test/support/doubled-release.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import {
-  canonicalJson,
-  formatRelease,
-  formatShardedHead,
-  headOf,
-  parseRelease,
-  parseReleaseHead,
-  type Release,
-  releaseDigest,
-  SHARD_HOSTS,
-  verifyRelease,
-  verifyReleaseHead,
-} from "./release.js";
+import { headOf, type Release, SHARD_HOSTS } from "./release.js";
+import { canonicalJson, releaseDigest } from "./release-canonical.js";
+import { parseRelease, parseReleaseHead } from "./release-parse.js";
 import {
   joinShards,
   parseShard,
@@ -25,6 +15,12 @@ import {
   signRelease,
   signShardedRelease,
 } from "./release-shard.js";
+import {
+  formatRelease,
+  formatShardedHead,
+  verifyRelease,
+  verifyReleaseHead,
+} from "./release-sign.js";
 
 const key = generateSecretKey("release-1");
 const trusted = [publicKeyOf(key)];

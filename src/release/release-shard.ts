@@ -7,21 +7,12 @@ import { formatJsonPath } from "../fleet/json-path.js";
 import { Sha256 } from "../nix/hash.js";
 import type { SecretKey } from "../nix/keys.js";
 import {
-  canonicalHosts,
-  checkRelease,
-  formatRelease,
-  formatShardedHead,
   headOf,
-  hostTwice,
-  malformed,
   type ParsedHead,
   type ParsedRelease,
   type Release,
   type ReleaseHead,
   type ReleaseHost,
-  readHosts,
-  refuseDuplicateHost,
-  releaseDigest,
   SHARD_HOSTS,
   SHARDED_RELEASE_VERSION,
   type SignedHead,
@@ -29,6 +20,10 @@ import {
   type StoredShard,
   shardCount,
 } from "./release.js";
+import { canonicalHosts, releaseDigest } from "./release-canonical.js";
+import { hostTwice, refuseDuplicateHost } from "./release-parse.js";
+import { malformed, readHosts } from "./release-read.js";
+import { checkRelease, formatRelease, formatShardedHead } from "./release-sign.js";
 
 const SHARD_KEYS = {
   required: ["channel", "count", "hosts", "index", "seq", "version"],

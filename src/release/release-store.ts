@@ -15,16 +15,8 @@ import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { listAll, readAll, readBody } from "../store/helpers.js";
 import type { GetOptions, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import {
-  parseReleaseHead,
-  type Release,
-  type ReleaseHost,
-  type ReleaseKind,
-  releaseDigest,
-  type SignedHead,
-  type SignedRelease,
-  trustedHead,
-} from "./release.js";
+import type { Release, ReleaseHost, ReleaseKind, SignedHead, SignedRelease } from "./release.js";
+import { releaseDigest } from "./release-canonical.js";
 import {
   checkReleaseOrigin,
   formatReleaseOrigin,
@@ -32,7 +24,9 @@ import {
   type Origin,
   type OriginCheck,
 } from "./release-origin.js";
+import { parseReleaseHead } from "./release-parse.js";
 import { signRelease } from "./release-shard.js";
+import { trustedHead } from "./release-sign.js";
 import { putShards, readShards } from "./shard-store.js";
 
 /** Release files read at once by listReleases. */

@@ -3,17 +3,15 @@ import { describe, expect, it } from "vitest";
 import { generateSecretKey, publicKeyOf, signDetached, verifyDetached } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import {
-  canonicalJson,
   checkExpiry,
   checkSequence,
-  formatRelease,
   isNewer,
-  parseRelease,
   RELEASE_SIGNATURE_CONTEXT,
   type Release,
-  releaseSignedMessage,
-  verifyRelease,
 } from "./release.js";
+import { canonicalJson, releaseSignedMessage } from "./release-canonical.js";
+import { parseRelease } from "./release-parse.js";
+import { formatRelease, verifyRelease } from "./release-sign.js";
 
 const path = (c: string, name: string) => `/nix/store/${c.repeat(32)}-${name}` as StorePath;
 const WEB1 = path("a", "nixos-system-web1");

@@ -7,19 +7,19 @@ import type { PublicKey } from "../nix/keys.js";
 import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import {
-  type ParsedHead,
-  type ParsedRelease,
-  parseReleaseHead,
-  type Release,
-  type ReleaseHost,
-  type ShardRef,
-  type SignedHead,
-  type SignedRelease,
-  type StoredShard,
-  verifyReleaseHead,
+import type {
+  ParsedHead,
+  ParsedRelease,
+  Release,
+  ReleaseHost,
+  ShardRef,
+  SignedHead,
+  SignedRelease,
+  StoredShard,
 } from "./release.js";
+import { parseReleaseHead } from "./release-parse.js";
 import { joined, parseShard, shardIndex } from "./release-shard.js";
+import { verifyReleaseHead } from "./release-sign.js";
 
 export const SHARDS_PREFIX = "release-shards/";
 /**

@@ -21,7 +21,8 @@ import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import { storePathOf } from "../nix/store-path.js";
-import { isHostTwice, type Release, type ReleaseHost } from "../release/release.js";
+import type { Release, ReleaseHost } from "../release/release.js";
+import { isHostTwice } from "../release/release-parse.js";
 import {
   listChannels,
   listReleaseSeqs,

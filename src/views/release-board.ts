@@ -7,7 +7,9 @@
 // current release.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { parseReleaseHead, releaseDigest, verifyReleaseHead } from "../release/release.js";
+import { releaseDigest } from "../release/release-canonical.js";
+import { parseReleaseHead } from "../release/release-parse.js";
+import { verifyReleaseHead } from "../release/release-sign.js";
 import {
   channelKey,
   listReleaseSeqs,

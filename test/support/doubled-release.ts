@@ -4,16 +4,15 @@
 import type { SecretKey } from "../../src/nix/keys.js";
 import type { StorePath } from "../../src/nix/store-path.js";
 import {
-  canonicalJson,
-  formatShardedHead,
   headOf,
   type Release,
-  releaseDigest,
   type SignedHead,
   type StoredShard,
   shardCount,
 } from "../../src/release/release.js";
+import { canonicalJson, releaseDigest } from "../../src/release/release-canonical.js";
 import { shardIndex } from "../../src/release/release-shard.js";
+import { formatShardedHead } from "../../src/release/release-sign.js";
 import { channelKey, releaseKey } from "../../src/release/release-store.js";
 import { putShards } from "../../src/release/shard-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
