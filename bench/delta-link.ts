@@ -1,4 +1,4 @@
-// Part of `npm run bench:delta` (issue 49): the time to update one lab host over a link held to
+// Part of `npm run bench:delta`: the time to update one lab host over a link held to
 // 50 Mbit/s (tc tbf on its veth, both ways) and 20 ms (a relay on the deployer's side of the
 // veth holding each chunk 10 ms each way: this kernel has no netem), nixship's way (activate.sh with --delta-tool, the
 // deltas fetched from the cache served on the deployer's side of the link, as a deploy does)

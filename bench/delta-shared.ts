@@ -1,4 +1,4 @@
-// Part of `npm run bench:delta` (issue 49): 20 hosts that share bases, each delta computed once.
+// Part of `npm run bench:delta`: 20 hosts that share bases, each delta computed once.
 // The hosts' running and desired closures are given as data (no lab: the plan reads closures
 // from the cache, the local store or the host alike); the real planDeltaPairs and
 // publishPlanDeltas make and publish the pairs in a directory cache, and a zstd on PATH that

@@ -27,7 +27,7 @@ interface Chart {
   readonly title: string;
   readonly unit: string;
   readonly value: (p: ScalePoint) => number | undefined;
-  /** A target line, where the issue sets one. */
+  /** A target line, where a target is set. */
   readonly target?: number;
   /** A target that depends on the size (drawn through nixship's points), and its name. */
   readonly targetOf?: {

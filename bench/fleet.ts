@@ -35,11 +35,11 @@ const COMMAND_TIMEOUT_S = 240;
 const commandTimeout = (hosts: number) => COMMAND_TIMEOUT_S + Math.ceil(1.5 * hosts);
 const SMALL_CHANGE_TARGET_S = 10;
 const RATIO_TARGET = 5;
-/** Issue 35's targets for the deployer's own cost, printed, never asserted. */
+/** Targets for the deployer's own cost, printed, never asserted. */
 const RSS_PER_HOST_TARGET_MB = 1;
 const HANDSHAKES_PER_HOST_TARGET = 2;
 const LARGEST_LAB_TARGET_S = 60;
-/** Issue 50's: CPU per host at most one login's plus this; peak RSS at 1,000 hosts. */
+/** More targets: CPU per host at most one login's plus this; peak RSS at 1,000 hosts. */
 const CPU_OVER_LOGIN_TARGET_MS = 40;
 const RSS_AT_1000_TARGET_MB = 500;
 /** "No growth beyond the bound": a small record per host, far below a master's 1.6 MB. */

@@ -1,4 +1,4 @@
-// bench:status-junk (issue 45, point 6): what one agent host's junk under its own prefixes costs
+// bench:status-junk: what one agent host's junk under its own prefixes costs
 // the fleet's views. A 3-host agent fleet in a directory store, measured clean and then with
 // N junk keys under web2's heartbeat prefix and N under its markers of the current release:
 // the dashboard's quiet poll (FleetPoller, in process: seconds and store requests),

@@ -1,4 +1,4 @@
-// Issue 49's acceptance on the host, over ssh on a lab host with the real Nix and sshd: a host
+// Deltas on the host, over ssh on a lab host with the real Nix and sshd: a host
 // updated across a rebuild of its system (every path new, the same names) gets most paths by
 // delta (counted at the cache: delta/ against nar/ requests), runs the new system, and its store
 // verifies them; a delta with flipped bits, one made against another base and one that expands

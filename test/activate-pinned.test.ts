@@ -1,4 +1,4 @@
-// Pinned trust on a real lab host (issue 34, first part): with NIXSHIP_TRUST_FILE (which the
+// Pinned trust on a real lab host: with NIXSHIP_TRUST_FILE (which the
 // host's installed nixship-activate sets; here the script's input sets it, as that wrapper
 // would), activate.sh trusts only the file's substituters and keys. The trust a caller passes
 // changes nothing, a path already in the store but not signed by a pinned key is not activated

@@ -1,4 +1,4 @@
-// Aborts that abort in agent mode (issue 30), on a lab of two hosts with real pull agents:
+// Aborts that abort in agent mode, on a lab of two hosts with real pull agents:
 // - a host whose agent is paused is reported at once (not waited for until offlineTimeout,
 //   set here far past the test's own timeout), and once resumed it does not apply the system
 //   of the deploy that reported it;

@@ -1,4 +1,4 @@
-// Deltas for agent hosts (issue 49), on a lab host whose real agent follows a channel in the
+// Deltas for agent hosts, on a lab host whose real agent follows a channel in the
 // lab's directory store: after a rebuild of its system (every store path new, the same names),
 // `nixship deploy --via agent` publishes the deltas and names the delta tool in the host's
 // entry; the agent hands it to nixship-activate, which fetches most paths by delta through the

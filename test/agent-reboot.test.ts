@@ -1,4 +1,4 @@
-// Reboots through pull agents (issue 31), on a lab whose hosts count boots: the release's entry
+// Reboots through pull agents, on a lab whose hosts count boots: the release's entry
 // asks for a reboot, the agent sets the next boot and reboots its host (the example system's
 // systemctl, the lab host's power button), the lab boots the host and starts its agent again,
 // and that agent judges the boot (what booted, the checks) and reports after the boot.

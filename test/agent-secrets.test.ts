@@ -1,4 +1,4 @@
-// Issue 14's acceptance over the pull agent, on a lab of two agent hosts: the deployer stores
+// Secrets through the pull agent, on a lab of two agent hosts: the deployer stores
 // each host's bundle of ciphertexts in the store and the release signs its digest; each agent
 // fetches its own, checks it, and installs it before the switch (one host's key comes from
 // the fleet file, the other's from what its agent published). A rotated secret is delivered

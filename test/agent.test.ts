@@ -1,8 +1,8 @@
-// Issue 4's agent acceptance on a lab of three hosts started with `lab up --agents`: real
+// The pull agent on a lab of three hosts started with `lab up --agents`: real
 // agents (`nixship agent`) inside the hosts' namespaces, following a channel in a directory
 // store, substituting through their own loopback cache proxy with the real Nix, and running the
 // real activate.sh. The deployer is `nixship deploy --via agent`; hostile releases are written
-// straight into the store. Test 6 is issue 12's liveness acceptance.
+// straight into the store. Test 6 is about liveness.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";

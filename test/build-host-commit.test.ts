@@ -1,4 +1,4 @@
-// Issue 45: a build host that pushes cannot sign what it likes into the cache. The deployer's
+// A build host that pushes cannot sign what it likes into the cache. The deployer's
 // commit of a build host's report (cache/commit-narinfos.ts) against a real directory store:
 // it signs a path only once the NAR's bytes in the cache hash to what the report and the host's
 // Nix say, never signs again a path the cache has (the attack: a shared path claimed with a NAR

@@ -1,4 +1,4 @@
-// Builds say what they do (issue 48, point 4): a derivation that builds for 10 s is named on
+// Builds say what they do: a derivation that builds for 10 s is named on
 // stderr while it builds, also on a pipe, and a failed build's last log lines are in its
 // error, from Nix's internal-json log, with Debian's Nix 2.8 and with the current Nix (2.26).
 import { randomUUID } from "node:crypto";

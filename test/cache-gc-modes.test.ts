@@ -1,4 +1,4 @@
-// Issue 47's lab acceptance: hosts in every mode (gcx1 over ssh, gcx2 over SSM through the
+// Collection on a lab with hosts in every mode (gcx1 over ssh, gcx2 over SSM through the
 // stand-in that runs the document's real shell on it, gcx3 a pull agent) each deployed web-v1,
 // web-v2, then web-v3; an agent of another machine wrote a record naming
 // /nix/store/<hash of a path inside web-v3's closure>-x. `cache gc --stored --grace 0` completes (the malformed root

@@ -1,4 +1,4 @@
-// Issue 32's acceptance for a collection that runs beside others: a gc racing pushes never
+// A collection that runs beside others: a gc racing pushes never
 // leaves a narinfo without its NAR or a closure without a reference, and the pushed paths
 // survive (run many times, bounded); a gc killed with SIGKILL mid-sweep leaves a cache that
 // verifies, and the next one finishes the job.

@@ -1,4 +1,4 @@
-// Issue 32's acceptance for `cache gc`: a store holding releases of two channels, status
+// `cache gc`: a store holding releases of two channels, status
 // records of four hosts, a pin, an orphan NAR, a listing and old unreferenced paths. gc
 // --keep-releases 2 --grace 0 deletes exactly what nothing roots, on file:// and on s3rver
 // (through the AWS SDK), and stock `nix copy --from` still fetches every root's closure.

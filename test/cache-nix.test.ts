@@ -1,4 +1,4 @@
-// Acceptance 1 and 2: our cache works with Nix (file:// and through `cache serve`), and a
+// Our cache works with Nix (file:// and through `cache serve`), and a
 // cache written by Nix works with us (verify, fetch --restore, fetch --import).
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-// Builds elsewhere on the Nix users run (issue 34): a lab of two hosts whose Nix is Debian 13's
+// Builds elsewhere on the Nix users run: a lab of two hosts whose Nix is Debian 13's
 // 2.26, one of them a remote builder (ssh-ng://) for a deployer whose own Nix is 2.26 too (in a
 // /nix of its own), and a build host (--build-host) for the machine's Nix 2.8: the system is
 // built in the builder's store, pushed, and deployed to the other host.

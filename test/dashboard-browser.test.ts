@@ -1,4 +1,4 @@
-// The dashboard in a real browser (issue 33): Debian's Chromium through playwright-core, against
+// The dashboard in a real browser: Debian's Chromium through playwright-core, against
 // `nixship dashboard` over a lab of three hosts with real agents and real rollouts. The host
 // table shows every host with its system and state; a status marker written while the page is
 // open appears without a reload; filters work; a planted <script> stays text; a host switched
@@ -126,7 +126,7 @@ describe("the dashboard in Chromium", () => {
     await page.screenshot({ path: join(SHOTS, "releases.png"), fullPage: true });
   });
 
-  it("its times tick in the page, between polls: a stuck rollout never reads '0 s ago' (issue 46)", async () => {
+  it("its times tick in the page, between polls: a stuck rollout never reads '0 s ago'", async () => {
     const tab = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     try {
       await tab.goto(`${url}/rollout`);

@@ -1,4 +1,4 @@
-// The dashboard at its edges (issue 45), over a real directory store and the real server on
+// The dashboard at its edges, over a real directory store and the real server on
 // loopback, spoken to over real HTTP: a foreign Host or Origin gets no fleet data (DNS
 // rebinding), a release signed by a key the fleet does not trust is marked, a rollout record
 // dated in the future is not the newest, and no client can starve the others: event streams per

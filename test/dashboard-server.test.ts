@@ -1,4 +1,4 @@
-// The dashboard's server against a real directory store (issue 33): pages, the JSON API in the
+// The dashboard's server against a real directory store: pages, the JSON API in the
 // shapes the CLI prints, /metrics parsed by a Prometheus text parser, token auth, read-only,
 // bounded event streams and requests per client, and a poll that costs LISTs when nothing
 // changed. The browser's side is dashboard-browser.test.ts.

@@ -1,4 +1,4 @@
-// Deltas against the real Nix (issue 49): a delta published between two real store paths is a
+// Deltas against the real Nix: a delta published between two real store paths is a
 // store path that Nix 2.8 and 2.26 substitute from a directory cache with signatures required,
 // and its patch rebuilds the target's NAR from `nix-store --dump BASE`, hashing to the target
 // narinfo's NarHash; a delta whose NAR was changed in the cache is refused by Nix.

@@ -1,4 +1,4 @@
-// Seeded fuzz of the cache read paths (issue 13): 200 mutated NARs and 200 mutated narinfos,
+// Seeded fuzz of the cache read paths: 200 mutated NARs and 200 mutated narinfos,
 // each planted in a fresh copy of a small signed directory cache, then read in-process the
 // ways `nixship verify` and `nixship fetch --restore` read it (readNarInfo and
 // streamVerifiedNar directly, verifyCache, fetchAndRestore). Every case must end in a clear

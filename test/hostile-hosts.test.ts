@@ -1,4 +1,4 @@
-// Hostile and broken hosts (issue 29): one that never answers, one that floods its stderr,
+// Hostile and broken hosts: one that never answers, one that floods its stderr,
 // one that answers with malformed fields, one whose answer is huge. `status`, `plan` and
 // `deploy` each end within their stated deadline (a status query: 60 s) plus a few seconds,
 // with the deployer's memory bounded, report each of those hosts' problems as that host's

@@ -1,4 +1,4 @@
-// Who put each agent host's system there, and from what (issue 46), on a lab of two hosts with
+// Who put each agent host's system there, and from what, on a lab of two hosts with
 // real agents (`lab up --agents`, lab "wa"): an agent that applies a release names it in its
 // record, and `status` reads who published that release and from what in the origin document
 // signed beside it. A later release that names the same system for a host did not put it there;

@@ -1,4 +1,4 @@
-// Issue 48's papercuts, each as a user meets it: `lab address` and `lab ssh-config` without
+// Papercuts, each as a user meets it: `lab address` and `lab ssh-config` without
 // --name say that --name names a lab; `lab up --fleet F` prints a deploy of F; `lab list`
 // takes --name; the README's nix.conf lines, run twice, leave each line once; a public key
 // given where a secret key file belongs is named as one, with the file that is wanted.

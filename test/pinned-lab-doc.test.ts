@@ -1,4 +1,4 @@
-// docs/pinned-hosts.md's three commands, run as written (issue 48, point 6): a lab of pinned
+// docs/pinned-hosts.md's three commands, run as written: a lab of pinned
 // hosts (`lab up --pinned`), a deploy that reaches them as the deploy user through sudo and
 // realises only what the lab's key signed, and a plan that names their pinned trust.
 import { mkdtemp, readFile, rm } from "node:fs/promises";

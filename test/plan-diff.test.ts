@@ -1,4 +1,4 @@
-// Issue 32's closure diff in the plan, on a lab of two ssh hosts with the real Nix: both run the
+// The closure diff in the plan, on a lab of two ssh hosts with the real Nix: both run the
 // example web-hello (deployed through the lab's cache), and the plan for web-hello-next, which
 // differs in one package's version (hello 2.12 → 2.12.1), shows exactly that change and the
 // sizes, first from the deployer's own store, then, once the deployer no longer has web-hello,

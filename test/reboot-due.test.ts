@@ -1,4 +1,4 @@
-// Knowing when a reboot is due (issue 31), on a lab host: `status` compares the booted
+// Knowing when a reboot is due, on a lab host: `status` compares the booted
 // system's kernel, initrd and modules with the current system's, as NixOS's own
 // switch-to-configuration does; the plan says per host whether the change needs a reboot; after
 // a switch to a system with another kernel, `status` shows "reboot pending" and since when.

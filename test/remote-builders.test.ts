@@ -1,4 +1,4 @@
-// Issue 34's builds elsewhere, on a lab of two hosts with the real Nix and sshd: host 1 is a
+// Builds elsewhere, on a lab of two hosts with the real Nix and sshd: host 1 is a
 // remote builder (ssh-ng://root@ADDRESS, its own store) for systems the deployer has never
 // built, with the deployer building nothing itself (build.maxJobs 0); then a build host
 // (--build-host) whose closures come back to the deployer for the push; a builder that is down

@@ -1,4 +1,4 @@
-// Issue 17: large NARs go to S3 as multipart uploads with at most upload-concurrency parts in
+// Large NARs go to S3 as multipart uploads with at most upload-concurrency parts in
 // flight, in the whole store, as the server sees it; and stock Nix reads what was pushed. Real
 // s3rver behind a counting proxy, which holds each part until the store has sent all it may.
 import { createHash, randomBytes } from "node:crypto";

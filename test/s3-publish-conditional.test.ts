@@ -175,7 +175,7 @@ describe.each(S3_SERVERS)(
           const r = await runMain([...argv, "--json"]);
           expect(r.code, r.stderr).toBe(0);
           expect(JSON.parse(r.stdout)).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
-          // Release 2 and the origin document signed beside it (who refreshed it, issue 46).
+          // Release 2 and the origin document signed beside it (who refreshed it).
           expect(await keys(store)).toEqual([
             channelKey("prod"),
             releaseKey("prod", 1),

@@ -1,4 +1,4 @@
-// Issue 17: S3 answers 503 SlowDown, and nixship backs off and tries again, counting the
+// S3 answers 503 SlowDown, and nixship backs off and tries again, counting the
 // retries; a server that never stops answering 503 ends the push, within the bounds, with an
 // error that names the object, the status and what to do. Real s3rver, real AWS SDK, real CLI;
 // the 503s come from a counting proxy in front of s3rver.

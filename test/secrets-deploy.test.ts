@@ -1,4 +1,4 @@
-// Issue 14's acceptance over ssh, on a lab of three hosts with the real Nix, sshd and age: two
+// Secrets over ssh, on a lab of three hosts with the real Nix, sshd and age: two
 // secrets, one to @web and one to @db, land on exactly their hosts with their owner and mode
 // before the service starts (it reads one); rotation and removal reach the hosts; a tampered
 // file and an unknown owner fail the activation, naming the secret, and change nothing; and

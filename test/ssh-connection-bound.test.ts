@@ -1,4 +1,4 @@
-// A bound on held ssh connections (issue 50): a deploy to more hosts than --max-connections
+// A bound on held ssh connections: a deploy to more hosts than --max-connections
 // allows never has more shared connections (ssh masters, each a control socket of the
 // deployer's) alive at once than the bound, and every host deploys.
 import { spawn } from "node:child_process";

@@ -1,4 +1,4 @@
-// Drift in `nixship status` (issue 33), from the status records alone: a host whose record says
+// Drift in `nixship status`, from the status records alone: a host whose record says
 // it runs a system nixship did not leave on it is marked drifted, in the table and in --json,
 // and is not in step; a host behind its channel, or one that went back after a failure, is not.
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";

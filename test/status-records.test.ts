@@ -1,4 +1,4 @@
-// Status records in the store are believed only as far as they check (issue 29): a record at
+// Status records in the store are believed only as far as they check: a record at
 // one host's key that names another, one far larger than a record, one that is not JSON and
 // one with a date that is none each fail their own host only; escape sequences and line breaks
 // in what a record says never reach the terminal; every other host is shown as it reported.

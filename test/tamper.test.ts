@@ -1,4 +1,4 @@
-// Acceptance 3: a tampered narinfo (bad signature, untrusted key) or a tampered NAR is refused
+// A tampered narinfo (bad signature, untrusted key) or a tampered NAR is refused
 // by `nixship verify`, by `nixship fetch`, and by Nix itself reading through `cache serve`.
 import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-// The Nix → Terraform bridge (issue 5, acceptance 7), through the built CLI with the real Nix:
+// The Nix → Terraform bridge, through the built CLI with the real Nix:
 // `nixship terraform vars` prints variables whose types are those the deploy module and
 // examples/aws declare (parsed from their .tf files), and `nixship fleet from-terraform` turns
 // `terraform output -json` of examples/aws into a fleet file the fleet loader and the schema

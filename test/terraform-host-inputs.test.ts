@@ -1,4 +1,4 @@
-// Issue 16, the host module: the agent's inputs are needed only when agent_enabled, service
+// The host module's inputs: the agent's inputs are needed only when agent_enabled, service
 // ports open only when asked, AMIs looked up from the owners given, and SSH: authorized keys
 // validated as OpenSSH public key lines, a host key Terraform may generate (its public half an
 // output), and a host without the agent publishing its own key to the store with exactly one

@@ -1,4 +1,4 @@
-// Issue 16: a host without the agent publishes its SSH host key to an S3 store from its
+// A host without the agent publishes its SSH host key to an S3 store from its
 // user-data (terraform/modules/host/ssh.sh.tftpl), with its role's credentials from IMDSv2
 // and a request curl signs (--aws-sigv4). Here the real curl talks to two stand-ins on
 // loopback (test/support/aws-stand-ins.ts): the instance metadata service (IMDSv2 only: a token

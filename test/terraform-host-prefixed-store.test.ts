@@ -1,4 +1,4 @@
-// Issue 16: an agent host whose store_url has a key prefix (s3://BUCKET/PREFIX?region=R, the
+// An agent host whose store_url has a key prefix (s3://BUCKET/PREFIX?region=R, the
 // cache module's store_url with its prefix). Nix's own S3 store cannot read under a prefix, so
 // the host module's user-data puts fetch.sh.tftpl before the bootstrap: curl fetches the
 // nixship package's closure, signed with the role's IMDSv2 credentials, into a file:// cache,

@@ -1,4 +1,4 @@
-// Issue 45, point 6: one agent host that fills its own prefixes (heartbeats and a release's
+// One agent host that fills its own prefixes (heartbeats and a release's
 // markers) with 100,000 keys costs the fleet's views a bounded number of store requests: the
 // quiet poll of the status view (what the dashboard and `status --stored` read), the release
 // board, the deploy's agent watch (heartbeats and markers) and gc's roots each LIST what they
