@@ -65,7 +65,7 @@ const CHARTS: readonly Chart[] = [
 const COLORS = { nixship: "#1f6feb", loop: "#9a6700", "nixship-first": "#8250df" } as const;
 const NAMES = {
   nixship: "nixship deploy",
-  loop: "seeds' loop",
+  loop: "sequential loop",
   "nixship-first": "nixship, first deploy",
 } as const;
 const W = 420;
