@@ -28,7 +28,7 @@ import {
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
-} from "../test/support/dashboard-store.js";
+} from "../support/dashboard-store.js";
 import { measure } from "./measure.js";
 
 /** Viewers of the second measure: as many event streams as one address may hold. */

@@ -16,7 +16,7 @@ import { parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { type RunningServer, startCacheServer } from "../test/support/serve.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
 import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";

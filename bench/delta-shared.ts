@@ -14,7 +14,7 @@ import type { DiffHost, ReadClosure } from "../src/fleet/plan-diffs.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { putSyntheticPath, syntheticPath } from "../test/support/synthetic-cache.js";
+import { putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 /** A system of the scenario: its packages, name → version. */
 type System = Readonly<Record<string, string>>;

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { DELTA_WORTH_RATIO } from "../src/cache/delta-path.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { debianUpdates, labChange, massRebuild, type Pair } from "./delta-corpora.js";
 import {
   type EngineOptions,

@@ -18,7 +18,7 @@ import type { DeployEvent } from "../src/deploy/events.js";
 import { DEFAULT_MAX_CONNECTIONS } from "../src/fleet/fleet.js";
 import { MAX_LAB_HOSTS } from "../src/lab/layout.js";
 import { mapLimit } from "../src/util/pool.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { CgroupMeter, cgroupsAvailable, type RssPeak } from "./cgroup-meter.js";
 import { type BenchFleet, fleetUp, labsDown, labsDownSync, MAX_BENCH_HOSTS } from "./fleet-labs.js";
 import { plotScale, type ScalePoint } from "./fleet-plot.js";

@@ -20,7 +20,7 @@ import { progressPrefix } from "../src/status/status.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { writeQuietAgentFleet } from "../test/support/quiet-agent-fleet.js";
+import { writeQuietAgentFleet } from "../support/quiet-agent-fleet.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
 

@@ -23,9 +23,9 @@ import {
   parseActivationResult,
   statusArgs,
 } from "../src/host/activation.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "ab";
 let work: string;

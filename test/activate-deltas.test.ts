@@ -20,11 +20,11 @@ import { parseNarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 import type { LabInfo } from "./support/lab-deploy.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
 
 const LAB = "dlt";
 // Each build of this system has store paths of its own (a nonce) with the same names: a

@@ -17,9 +17,9 @@ import {
   scriptInput,
 } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
+import { type LabCache, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type LabCache, serveLabCache } from "./support/serve.js";
 
 /** The suite on a lab of one host whose Nix is Debian's 2.8, or 2.26 (`lab up --nix current`). */
 function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): void {

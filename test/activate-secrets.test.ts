@@ -27,9 +27,9 @@ import {
 } from "../src/host/secrets-bundle.js";
 import { labLayout } from "../src/lab/layout.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run, runOk } from "./support/cli.js";
+import { nixship, run, runOk } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sx";
 const H1 = `${LAB}1`;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshDelivery } from "../src/delivery/ssh.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { parseStorePath } from "../src/nix/store-path.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 

@@ -6,6 +6,7 @@
 //   deploy with exit 130 and a release that names for that host what the channel named
 //   before: started again, the agent applies that, never the aborted system.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   channelRelease,
@@ -18,7 +19,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 
 const POLL = 1;

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
+import { nixship, run } from "../support/cli.js";
 import {
   type AgentLab,
   agentLog,
@@ -25,7 +26,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship, run } from "./support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import { deployEvents } from "./support/lab-deploy.js";

@@ -3,6 +3,8 @@
 // again, `rollback` walks back through confirmed systems, the channel is explicit, and
 // `rollback --to` takes a release, a store path and a generation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliRun } from "../support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   allReleases,
@@ -15,8 +17,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import type { CliRun } from "./support/cli.js";
-import { nixship } from "./support/cli.js";
 
 const HOSTS = ["ah1", "ah2", "ah3"];
 let lab: AgentLab;

@@ -13,6 +13,7 @@ import { getSecretsBundle, secretsBundleKey } from "../src/channel/secrets-store
 import { parseSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { readPublishedHostKey } from "../src/status/host-key-store.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -24,7 +25,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship } from "./support/cli.js";
 import {
   filesHolding,
   freshPlaintext,

@@ -10,6 +10,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { parseRelease } from "../src/release/release.js";
 import { channelKey, publishRelease, readRelease } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   agentLog,
@@ -26,7 +27,6 @@ import {
   waitFor as waitForOn,
   withStore,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 
 const HOSTS = ["ag1", "ag2", "ag3"];

@@ -19,7 +19,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { wrapStore } from "../src/store/wrap-store.js";
-import { putSyntheticPath, syntheticNar, syntheticPath } from "./support/synthetic-cache.js";
+import { putSyntheticPath, syntheticNar, syntheticPath } from "../support/synthetic-cache.js";
 
 const fleetKey = generateSecretKey("fleet-1");
 let dir: string;

@@ -18,10 +18,10 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, run } from "./support/cli.js";
+import { NIXSHIP_BIN, run } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type DeployEventLine, deployEvents, servedBy } from "./support/lab-deploy.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;

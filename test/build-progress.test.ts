@@ -6,9 +6,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
-import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { type CliRun, nixship } from "../support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "../support/current-nix.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 
 let work: string;
 let fleet: string;

@@ -15,7 +15,7 @@ import type { RootsRead } from "../src/cache/gc-plan.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { rootsFromStore } from "../src/views/gc-roots.js";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

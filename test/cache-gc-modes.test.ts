@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNarInfo } from "../src/cache/read.js";
 import { statusRecord } from "../src/status/status.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import {
   type AgentLab,
   deployViaAgentArgs,
@@ -20,7 +21,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 

@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CacheLease } from "../src/cache/gc-lease.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, nixship } from "./support/cli.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 

@@ -14,8 +14,8 @@ import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys
 import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, nixship, runOk } from "./support/cli.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { NIXSHIP_BIN, nixship, runOk } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 let secret: string;

@@ -19,9 +19,9 @@ import { shardKeys } from "../src/release/shard-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 import { sshRecord } from "./support/status-records.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
 
 let work: string;
 const key = generateSecretKey("gc-roots-1");

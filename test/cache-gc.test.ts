@@ -14,10 +14,10 @@ import { statusRecord } from "../src/status/status.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixCopyFrom, nixship, runOk } from "./support/cli.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
-import { startCacheServer } from "./support/serve.js";
-import { allKeys } from "./support/synthetic-cache.js";
+import { nixCopyFrom, nixship, runOk } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { startCacheServer } from "../support/serve.js";
+import { allKeys } from "../support/synthetic-cache.js";
 
 // Seven systems (each its own package and a shared lib), two paths nothing names, one pinned.
 const EXPRESSION = `

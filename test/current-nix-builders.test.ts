@@ -5,8 +5,8 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
-import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
+import { run } from "../support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "../support/current-nix.js";
 import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, labDeployArgs, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";

@@ -17,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
+import { startDashboardProcess } from "../support/dashboard-store.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -26,8 +28,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { NIXSHIP_BIN, nixship } from "./support/cli.js";
-import { startDashboardProcess } from "./support/dashboard-store.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "./support/cli.js";
-import { startDashboardProcess } from "./support/dashboard-store.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
+import { startDashboardProcess } from "../support/dashboard-store.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -16,7 +16,7 @@ import { loadFleet } from "../src/fleet/load-fleet.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type DashboardFleet,
   hostRecord,
@@ -26,7 +26,7 @@ import {
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
-} from "./support/dashboard-store.js";
+} from "../support/dashboard-store.js";
 
 const DELTA = {
   paths: 12,

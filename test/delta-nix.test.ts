@@ -15,8 +15,8 @@ import { parseSecretKey } from "../src/nix/keys.js";
 import type { NarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { nixship, run, runOk } from "./support/cli.js";
-import { currentNixOk, makeCurrentNixRoot, runWithCurrentNix } from "./support/current-nix.js";
+import { nixship, run, runOk } from "../support/cli.js";
+import { currentNixOk, makeCurrentNixRoot, runWithCurrentNix } from "../support/current-nix.js";
 
 // Two versions of a small package: the same executable (bash, ~1.2 MB) and a text that names
 // the version and the path itself; built by /bin/sh like the other fixtures.

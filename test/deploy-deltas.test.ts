@@ -18,7 +18,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { listAll, readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import {

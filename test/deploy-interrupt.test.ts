@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 

@@ -8,7 +8,7 @@ import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "nb";

@@ -22,8 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { publishHostKey } from "../src/status/host-key-store.js";
 import { openStore } from "../src/store/url.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { awsTerraformOutput, type OutputHost } from "./support/aws-terraform-output.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 
 let work: string;
 let storeUrl: string;

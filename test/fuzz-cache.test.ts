@@ -39,7 +39,7 @@ import { makeStorePath, type StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { nixStoreDump } from "./support/cli.js";
+import { nixStoreDump } from "../support/cli.js";
 
 /** Fixed, so a failing case is the same case on every run (override to explore other seeds). */
 const SEED = Number(process.env.NIXSHIP_FUZZ_SEED ?? 0x13c0ffee);

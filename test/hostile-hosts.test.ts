@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_SSHD_DIR } from "../src/lab/ssh-files.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs } from "./support/lab-deploy.js";
 
 const LAB = "hh";

@@ -8,6 +8,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -16,7 +17,6 @@ import {
   setSystems,
   startAgentLab,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 
 const BY = `${userInfo().username}@${hostname()}`;

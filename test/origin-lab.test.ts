@@ -8,7 +8,7 @@ import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from "node:fs/p
 import { hostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

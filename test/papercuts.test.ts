@@ -6,7 +6,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import { runReadmeNixConf } from "./support/readme-nix-conf.js";
 
 /** This test's own lab name, in a lab directory of its own. */

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import {
   deployEvents,
   labDeployArgs,

@@ -14,15 +14,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { activateArgs, parseActivationResult } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run, runOk } from "./support/cli.js";
-import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
-import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
+import { nixship, run, runOk } from "../support/cli.js";
 import {
   type LabCache,
   type RunningServer,
   serveLabCache,
   startCacheServer,
-} from "./support/serve.js";
+} from "../support/serve.js";
+import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
+import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;

@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { NIXSHIP_BIN, nixship, run } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 
 const DOC = new URL("../docs/pinned-hosts.md", import.meta.url);
 /** The lab the block makes. */

@@ -12,7 +12,7 @@ import { queryClosure, validPaths } from "../src/cache/local-nix.js";
 import { hashPartOf } from "../src/cache/read.js";
 import type { PlanDiffs } from "../src/fleet/plan-diffs.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { type FreshSystems, ownSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -7,7 +7,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

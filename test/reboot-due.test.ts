@@ -6,7 +6,7 @@
 // host's /run/booted-system point at the system it runs, as a boot into it would.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

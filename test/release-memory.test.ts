@@ -13,7 +13,7 @@ import { type ReleaseHost, SHARD_HOSTS } from "../src/release/release.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { SHARD_MAX_BYTES } from "../src/release/shard-store.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 
 const HOSTS = 120_000;
 const RELEASES = 4;

@@ -5,7 +5,7 @@
 // or whose host key is wrong fails naming it; doctor reports the builders.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";

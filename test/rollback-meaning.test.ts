@@ -6,7 +6,7 @@
 // Generation numbers are never made twice on a host: v1 again is generation 5, one
 // past the failed systems' 3 and 4, and each number names one system in the host's history.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "./support/cli.js";
+import type { CliRun } from "../support/cli.js";
 import { deployEvents, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

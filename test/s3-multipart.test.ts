@@ -10,11 +10,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { readAll } from "../src/store/helpers.js";
 import { S3Store } from "../src/store/s3-store.js";
-import { nixCopyFrom, nixship, runOk } from "./support/cli.js";
-import { type CountingProxy, startCountingProxy } from "./support/counting-proxy.js";
+import { nixCopyFrom, nixship, runOk } from "../support/cli.js";
+import { type CountingProxy, startCountingProxy } from "../support/counting-proxy.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { startCacheServer } from "../support/serve.js";
 import { closureMeta } from "./support/fixture-closure.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
-import { startCacheServer } from "./support/serve.js";
 
 const MiB = 1024 * 1024;
 /** S3Store's part size. */

@@ -9,7 +9,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
 import {
   deployEvents,
   type LabInfo,

@@ -6,7 +6,7 @@ import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPrefixFor } from "../src/delivery/ssh-transport.js";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -24,11 +24,11 @@ import {
 import { secretsBundle } from "../src/host/secrets-bundle.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { filesHolding, freshPlaintext } from "./support/secrets-scan.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sm";
 const HOST = `${LAB}1`;

@@ -2,7 +2,7 @@
 // as nixos-rebuild would) is shown drifting by `nixship status` and is not in step, while
 // every system nixship left there (deploys, and rollbacks, twice over) is not drift.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "./support/cli.js";
+import type { CliRun } from "../support/cli.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web";
 const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web";

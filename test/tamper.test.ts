@@ -4,9 +4,9 @@ import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/pro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixship, run } from "./support/cli.js";
+import { nixCopyFrom, nixship, run } from "../support/cli.js";
+import { startCacheServer } from "../support/serve.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
-import { startCacheServer } from "./support/serve.js";
 
 let work: string;
 let root: string;

@@ -12,8 +12,8 @@ import { fileURLToPath } from "node:url";
 import { parse } from "@cdktf/hcl2json";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
+import { nixship, run } from "../support/cli.js";
 import { AWS_TERRAFORM_OUTPUT, HOSTS_OUTPUT_TYPE } from "./support/aws-terraform-output.js";
-import { nixship, run } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { fleetSchemaProblems } from "./support/json-schema.js";
 import {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { evaluateValue, type HclValue, RenderError } from "./support/hcl-expr.js";
 import { loadModule, type TfModule } from "./support/terraform.js";

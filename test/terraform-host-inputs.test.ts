@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { evaluateValue, type HclValue } from "./support/hcl-expr.js";
 import { evaluate as iamDecision, validatePolicy } from "./support/iam-policy.js";
 import { blocks, loadModule, type TfModule } from "./support/terraform.js";

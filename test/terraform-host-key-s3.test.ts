@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import {
   ROLE_CREDENTIALS as CREDENTIALS,
   type Imds,
@@ -21,7 +22,6 @@ import {
   startSignedS3,
   writeCurlShim,
 } from "./support/aws-stand-ins.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
 import { renderTemplate } from "./support/tftpl.js";
 
 const TEMPLATE = join(

@@ -21,6 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import {
   type Imds,
   ROLE_CREDENTIALS,
@@ -29,9 +31,7 @@ import {
   startSignedS3,
   writeCurlShim,
 } from "./support/aws-stand-ins.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
 import { HOST_MODULE_DIR, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const FETCH = join(HOST_MODULE_DIR, "fetch.sh.tftpl");

@@ -15,8 +15,8 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor } from "../src/delivery/ssh-transport.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { awsTerraformOutput } from "./support/aws-terraform-output.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs, servedBy } from "./support/lab-deploy.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 

@@ -25,7 +25,7 @@ import {
 import type { StatusRecord } from "../src/status/status.js";
 import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 

@@ -10,7 +10,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   callsIn,
   evaluateNode,

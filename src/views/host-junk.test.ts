@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeQuietAgentFleet } from "../../test/support/quiet-agent-fleet.js";
+import { writeQuietAgentFleet } from "../../support/quiet-agent-fleet.js";
 import { AgentSignalsReader } from "../channel/standing-store.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
