@@ -1,7 +1,7 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
-import { TEST_NIX_CONFIG } from "./test/support/nix-config.js";
+import { TEST_NIX_CONFIG } from "./support/nix-config.js";
 
 // Unit tests sit beside the code; tests that need real parts (nix, s3rver, sshd) live in test/.
 export default defineConfig({

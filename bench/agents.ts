@@ -45,8 +45,8 @@ import { readProgress } from "../src/status/status-store.js";
 import type { GetOptions, ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { type MotoServer, startMotoServer } from "../test/support/moto-server.js";
-import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
+import { type MotoServer, startMotoServer } from "../support/moto-server.js";
+import { S3RVER_CREDENTIALS, startS3Server } from "../support/s3-server.js";
 import { mb, table } from "./stats.js";
 
 const SELF = fileURLToPath(import.meta.url);

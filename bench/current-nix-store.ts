@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { CURRENT_NIX_BIN, withCurrentNix } from "../test/support/current-nix.js";
+import { CURRENT_NIX_BIN, withCurrentNix } from "../support/current-nix.js";
 
 export interface CurrentNixStore {
   /** The directory bound over /nix when the current Nix runs. */

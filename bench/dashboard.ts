@@ -1,4 +1,4 @@
-// bench:dashboard (issue 33): `nixship dashboard` over a directory store with N hosts' status
+// bench:dashboard: `nixship dashboard` over a directory store with N hosts' status
 // records (default 10,000), a channel's release and a rollout record:
 // - the first load of the hosts page in Chromium (navigation to the load event, and to the
 //   table's first row), and of /api/hosts (fetch, median of 5);
@@ -28,7 +28,7 @@ import {
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
-} from "../test/support/dashboard-store.js";
+} from "../support/dashboard-store.js";
 import { measure } from "./measure.js";
 
 /** Viewers of the second measure: as many event streams as one address may hold. */

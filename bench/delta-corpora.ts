@@ -1,4 +1,4 @@
-// The corpora of `npm run bench:delta` (issue 49): pairs of NARs (a base the host has, a target
+// The corpora of `npm run bench:delta`: pairs of NARs (a base the host has, a target
 // it lacks) from a synthetic mass rebuild, from real Debian 12 updates and from the lab's example
 // change, each written once as NAR files under the bench's cache directory and reused.
 import { spawn } from "node:child_process";
@@ -251,7 +251,7 @@ interface Update {
   readonly new: readonly (readonly [string, string])[];
 }
 
-/** Issue 49's updates; a Nix output holds what Debian splits into these debs. */
+/** The updates measured; a Nix output holds what Debian splits into these debs. */
 export const DEBIAN_UPDATES: readonly Update[] = [
   {
     name: "linux-image 6.1.176 -> 6.1.192",

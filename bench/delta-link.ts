@@ -1,4 +1,4 @@
-// Part of `npm run bench:delta` (issue 49): the time to update one lab host over a link held to
+// Part of `npm run bench:delta`: the time to update one lab host over a link held to
 // 50 Mbit/s (tc tbf on its veth, both ways) and 20 ms (a relay on the deployer's side of the
 // veth holding each chunk 10 ms each way: this kernel has no netem), nixship's way (activate.sh with --delta-tool, the
 // deltas fetched from the cache served on the deployer's side of the link, as a deploy does)
@@ -16,7 +16,7 @@ import { parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { type RunningServer, startCacheServer } from "../test/support/serve.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
 import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";

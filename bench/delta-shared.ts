@@ -1,4 +1,4 @@
-// Part of `npm run bench:delta` (issue 49): 20 hosts that share bases, each delta computed once.
+// Part of `npm run bench:delta`: 20 hosts that share bases, each delta computed once.
 // The hosts' running and desired closures are given as data (no lab: the plan reads closures
 // from the cache, the local store or the host alike); the real planDeltaPairs and
 // publishPlanDeltas make and publish the pairs in a directory cache, and a zstd on PATH that
@@ -14,7 +14,7 @@ import type { DiffHost, ReadClosure } from "../src/fleet/plan-diffs.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { putSyntheticPath, syntheticPath } from "../test/support/synthetic-cache.js";
+import { putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 /** A system of the scenario: its packages, name → version. */
 type System = Readonly<Record<string, string>>;

@@ -1,8 +1,8 @@
-// The delta benchmark (`npm run bench:delta`, issue 49): what a host would fetch as a delta
+// The delta benchmark (`npm run bench:delta`): what a host would fetch as a delta
 // against a base it has, against the NAR whole (zstd as nixship pushes it, xz as cache.nixos.org
 // serves it), on three corpora: a synthetic mass rebuild, real Debian 12 updates and the lab's
 // example change; with the deployer's CPU to compute each delta and the host's CPU and memory to
-// apply it. Prints tables, ratios and whether issue 49's targets are met; asserts nothing.
+// apply it. Prints tables, ratios and whether the targets are met; asserts nothing.
 //
 // Also (bench/delta-link.ts) the time to update one lab host over a link held to 50 Mbit/s (tc
 // on its veth) and 20 ms (a relay: this kernel has no netem), nixship's deltas against `nix copy --from` the same cache, with the
@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { DELTA_WORTH_RATIO } from "../src/cache/delta-path.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { debianUpdates, labChange, massRebuild, type Pair } from "./delta-corpora.js";
 import {
   type EngineOptions,
@@ -36,7 +36,7 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
        [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
-                         (default 250; issue 49 asks about 1000: about four times as long)
+                         (default 250; 1000 takes about four times as long)
   --levels L,...         zstd --patch-from levels (default 3,9,19)
   --slow-level-max-mb N  levels 19+ only for targets up to N MB (default 120)
   --bsdiff-max-gb N      bsdiff only where it needs at most N GB of memory (default 4)
@@ -525,7 +525,7 @@ function targetsReport(
   all: readonly { corpus: string; results: PairResult[] }[],
   link: readonly LinkCase[] | undefined,
 ): string {
-  const lines: string[] = ["Targets of issue 49 (printed, not asserted):"];
+  const lines: string[] = ["Targets (printed, not asserted):"];
   const mark = (ok: boolean): string => (ok ? "MET " : "MISS");
   const mass = all.find((c) => c.corpus === "mass rebuild");
   if (mass) {

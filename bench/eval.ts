@@ -13,8 +13,8 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { CURRENT_NIX_BIN, withCurrentNix } from "../test/support/current-nix.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { CURRENT_NIX_BIN, withCurrentNix } from "../support/current-nix.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import {
   evalExpression,
   flakeRefOf,

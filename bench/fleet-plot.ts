@@ -27,7 +27,7 @@ interface Chart {
   readonly title: string;
   readonly unit: string;
   readonly value: (p: ScalePoint) => number | undefined;
-  /** A target line, where the issue sets one. */
+  /** A target line, where a target is set. */
   readonly target?: number;
   /** A target that depends on the size (drawn through nixship's points), and its name. */
   readonly targetOf?: {
@@ -65,7 +65,7 @@ const CHARTS: readonly Chart[] = [
 const COLORS = { nixship: "#1f6feb", loop: "#9a6700", "nixship-first": "#8250df" } as const;
 const NAMES = {
   nixship: "nixship deploy",
-  loop: "seeds' loop",
+  loop: "sequential loop",
   "nixship-first": "nixship, first deploy",
 } as const;
 const W = 420;

@@ -1,8 +1,8 @@
 // The fleet benchmark (`npm run bench:fleet`): `nixship deploy` to labs of real hosts (network
 // namespaces, own /nix, real sshd; 20 by default, `--hosts 20,50,100,200,1000` for the scale
 // curve; past a lab's 200 hosts, several labs joined into one fleet: bench/fleet-labs.ts),
-// against the seeds' approach, a sequential loop of `nix-copy-closure` + `ssh ...
-// switch-to-configuration` per host, on the same hosts in the same run. Each scenario's cost is
+// against a sequential `nix-copy-closure` + switch loop (`nix-copy-closure` + `ssh ...
+// switch-to-configuration` per host, one host after the other), on the same hosts in the same run. Each scenario's cost is
 // measured apart for the deployer (its process and every one it starts, ssh clients and masters
 // included: a control group of its own) and for the hosts (every process in their namespaces),
 // with the SSH handshakes each host accepted. Prints tables, ratios and whether the targets are
@@ -18,7 +18,7 @@ import type { DeployEvent } from "../src/deploy/events.js";
 import { DEFAULT_MAX_CONNECTIONS } from "../src/fleet/fleet.js";
 import { MAX_LAB_HOSTS } from "../src/lab/layout.js";
 import { mapLimit } from "../src/util/pool.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { CgroupMeter, cgroupsAvailable, type RssPeak } from "./cgroup-meter.js";
 import { type BenchFleet, fleetUp, labsDown, labsDownSync, MAX_BENCH_HOSTS } from "./fleet-labs.js";
 import { plotScale, type ScalePoint } from "./fleet-plot.js";
@@ -35,11 +35,11 @@ const COMMAND_TIMEOUT_S = 240;
 const commandTimeout = (hosts: number) => COMMAND_TIMEOUT_S + Math.ceil(1.5 * hosts);
 const SMALL_CHANGE_TARGET_S = 10;
 const RATIO_TARGET = 5;
-/** Issue 35's targets for the deployer's own cost, printed, never asserted. */
+/** Targets for the deployer's own cost, printed, never asserted. */
 const RSS_PER_HOST_TARGET_MB = 1;
 const HANDSHAKES_PER_HOST_TARGET = 2;
 const LARGEST_LAB_TARGET_S = 60;
-/** Issue 50's: CPU per host at most one login's plus this; peak RSS at 1,000 hosts. */
+/** More targets: CPU per host at most one login's plus this; peak RSS at 1,000 hosts. */
 const CPU_OVER_LOGIN_TARGET_MS = 40;
 const RSS_AT_1000_TARGET_MB = 500;
 /** "No growth beyond the bound": a small record per host, far below a master's 1.6 MB. */
@@ -207,7 +207,7 @@ async function main(): Promise<void> {
             const sample = await measured(lab, meters, () =>
               scenario.tool === "nixship"
                 ? nixshipDeploy(lab, scenario, parallel, meters?.deployer)
-                : seedsLoop(lab, scenario, paths[scenario.to], meters?.deployer),
+                : sequentialLoop(lab, scenario, paths[scenario.to], meters?.deployer),
             ).catch((err: Error) => err);
             if (sample instanceof Error) {
               failed = sample;
@@ -404,7 +404,7 @@ function printDesign(
       `  --serve-cache 10.231.L.1:0 --parallel ${parallel} --canary 1 --json\`, default confirm window; its`,
       "  time includes evaluating the flake, the (no-op) build, signing and pushing to the cache,",
       "  asking every host what it runs, the canary, health checks and confirmations.",
-      "loop (the seeds' approach), one host after the other, hosts by their ssh_config names:",
+      "sequential loop, one host after the other, hosts by their ssh_config names:",
       "  NIX_SSHOPTS='-F <lab>/ssh_config' nix-copy-closure --to root@HOST PATH",
       '  ssh -F <lab>/ssh_config HOST "nix-env -p /nix/var/nix/profiles/system --set PATH &&',
       '    PATH/bin/switch-to-configuration switch"',
@@ -412,7 +412,7 @@ function printDesign(
       "  health check and no rollback. Signatures: the hosts' nix.conf has require-sigs = true and",
       "  trusts no key, yet nothing needs signing: nix-copy-closure imports through",
       "  `nix-store --serve --write`, run as root on the host against its own store, which Nix",
-      "  treats as trusted and does not check signatures for. That is what the seeds relied on;",
+      "  treats as trusted and does not check signatures for. That is what such loops rely on;",
       "  the loop is run exactly as written, with nothing signed and no option changed.",
       metered
         ? "Costs: the deployer (the command and every process it starts, ssh masters included) and the hosts (every process in their namespaces) each in a control group of the bench's own: CPU-seconds, and the deployer's resident sets sampled every 100 ms (a sum, shared pages counted per process). Handshakes: logins each host's sshd accepted." +
@@ -506,7 +506,7 @@ function calibrationLine(c: Calibration): string {
 }
 
 function label(s: Scenario): string {
-  return `${s.tool === "nixship" ? "nixship deploy" : "seeds' loop"} ${s.from} -> ${s.to}`;
+  return `${s.tool === "nixship" ? "nixship deploy" : "sequential loop"} ${s.from} -> ${s.to}`;
 }
 
 /** One `nix build` of the three systems; each names itself in nixos-version. */
@@ -683,8 +683,8 @@ function hostPhases(events: readonly DeployEvent[]): string {
   return [...spent].map(([phase, xs]) => `${phase} ${secs(median(xs))}`).join(", ");
 }
 
-/** The seeds' approach: copy the closure and switch, one host after the other. */
-async function seedsLoop(
+/** The sequential loop: copy the closure and switch, one host after the other. */
+async function sequentialLoop(
   lab: BenchFleet,
   scenario: Scenario,
   path: string,
@@ -862,7 +862,7 @@ function scaleReport(
   const points = scalePoints(samples, hostCounts, calibrations);
   const cell = (v: number | undefined, digits = 0) => (v === undefined ? "n/a" : v.toFixed(digits));
   const rows = points.map((p) => [
-    p.tool === "nixship" ? "nixship deploy" : "seeds' loop",
+    p.tool === "nixship" ? "nixship deploy" : "sequential loop",
     String(p.hosts),
     secs(p.wallSeconds),
     cell(p.deployerCpuMsPerHost),
@@ -929,7 +929,7 @@ function scaleReport(
       lines.push(
         target(
           p.wallSeconds < l.wallSeconds,
-          `faster than the seeds' loop, ${p.hosts} hosts`,
+          `faster than the sequential loop, ${p.hosts} hosts`,
           `${secs(p.wallSeconds)} s against ${secs(l.wallSeconds)} s (${(l.wallSeconds / p.wallSeconds).toFixed(1)}x)`,
         ),
       );

@@ -21,8 +21,8 @@ import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
-import { putSyntheticPath, syntheticPath } from "../test/support/synthetic-cache.js";
+import { S3RVER_CREDENTIALS, startS3Server } from "../support/s3-server.js";
+import { putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
 

@@ -1,4 +1,4 @@
-// The small changes users push all day, measured against `nix copy` in the same run (issue 17):
+// The small changes users push all day, measured against `nix copy` in the same run:
 // into a cache that already holds the closure ("nothing new"), and into one that lacks only
 // its top path ("1 new path"). Each run starts from a hard-linked copy of one full cache, so
 // both tools find the same cache; neither changes a file it did not write.
@@ -63,7 +63,7 @@ export async function runIncremental(
   return samples;
 }
 
-/** Medians per tool and scenario, the ratio, and the issue's targets with PASS or MISS. */
+/** Medians per tool and scenario, the ratio, and the targets with PASS or MISS. */
 export function reportIncremental(samples: readonly IncrementalSample[], paths: number): string {
   const median = (xs: number[]) => {
     const s = [...xs].sort((a, b) => a - b);

@@ -19,10 +19,10 @@ import { parseArgs } from "node:util";
 import type { PushSummary } from "../src/cache/push.js";
 import { REQUEST_KINDS, type RequestKind, type RequestStats } from "../src/store/object-store.js";
 import { noRequests } from "../src/store/s3-requests.js";
-import { nixCopyFromArgs } from "../test/support/cli.js";
-import { classify } from "../test/support/counting-proxy.js";
-import { TEST_NIX_CONFIG } from "../test/support/nix-config.js";
-import { S3RVER_CREDENTIALS, startS3Server } from "../test/support/s3-server.js";
+import { nixCopyFromArgs } from "../support/cli.js";
+import { classify } from "../support/counting-proxy.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { S3RVER_CREDENTIALS, startS3Server } from "../support/s3-server.js";
 import { hasGnuTime, type Measurement, measure } from "./measure.js";
 import { median, table } from "./stats.js";
 import {

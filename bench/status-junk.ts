@@ -1,4 +1,4 @@
-// bench:status-junk (issue 45, point 6): what one agent host's junk under its own prefixes costs
+// bench:status-junk: what one agent host's junk under its own prefixes costs
 // the fleet's views. A 3-host agent fleet in a directory store, measured clean and then with
 // N junk keys under web2's heartbeat prefix and N under its markers of the current release:
 // the dashboard's quiet poll (FleetPoller, in process: seconds and store requests),
@@ -20,7 +20,7 @@ import { progressPrefix } from "../src/status/status.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { writeQuietAgentFleet } from "../test/support/quiet-agent-fleet.js";
+import { writeQuietAgentFleet } from "../support/quiet-agent-fleet.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
 

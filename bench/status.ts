@@ -1,5 +1,5 @@
 // bench:status: `nixship status --stored` over N hosts' status records in a directory store
-// (issue 33's target: 10,000 hosts under 3 s), and what a StatusReader's polls cost: the first
+// (the target: 10,000 hosts under 3 s), and what a StatusReader's polls cost: the first
 // (a GET per record), one where nothing changed (LIST calls only) and one after a record changed
 // (one GET).
 //

@@ -15,7 +15,7 @@
   # itself, then never ends (a switch that hangs, for activation timeouts).
   start ? "ok",
   # The kernel it boots (a stand-in: a version string in bzImage, an initrd, modules): a switch
-  # does not load it, a reboot does (issue 31).
+  # does not load it, a reboot does.
   kernel ? "6.6",
   # false: a system that does not boot (its init panics, as a kernel that cannot mount its root
   # does); it switches like any other, only a reboot into it fails.
@@ -32,7 +32,7 @@
   # Libraries in its closure, name -> KiB ({ ssl = 64; }): each the store path libNAME-1.0
   # holding lib/libNAME.so, that many KiB of fixed noise (as hard to compress as code) which
   # names the web service's store path every 16 KiB, as a binary's RUNPATH names its
-  # dependencies: a rebuild below them changes only those names (deltas, issue 49).
+  # dependencies: a rebuild below them changes only those names (deltas).
   libraries ? { },
   # Programs in its sw/bin, name -> a shell script's text, each in a store path of its own, as
   # environment.systemPackages puts a NixOS system's programs there (e.g. a nixship wrapper).

@@ -1,4 +1,4 @@
-// Issue 11 on real lab hosts: activate.sh bounds an activation (a switch that never ends, the
+// On real lab hosts: activate.sh bounds an activation (a switch that never ends, the
 // example system web-hang, is stopped at --activation-timeout and the host goes back), a lock
 // records its holder and is taken over when that holder is gone or past its deadline, abort,
 // INT and TERM stop an activation under way and roll it back, HUP is ignored, and after every
@@ -23,9 +23,9 @@ import {
   parseActivationResult,
   statusArgs,
 } from "../src/host/activation.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "ab";
 let work: string;
@@ -250,7 +250,7 @@ describe("the activation timeout", () => {
     const r = await activate(host, "web-v2");
     expect(r.code, r.stderr).toBe(0);
     // Generation 2 was web-hang's: the profile went back to 1 and dropped it, and its number is
-    // not made again (issue 46): web-v2 is 3.
+    // not made again: web-v2 is 3.
     expect(r.result).toMatchObject({ result: "activated", generation: 3, previousGeneration: 1 });
     await expectSettledOn(host, "web-v2", 3);
     // No generation of the failed system is left for a rollback or the boot menu to take.

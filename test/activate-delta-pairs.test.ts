@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deltaPairsFor } from "../src/cache/delta-bases.js";
 import { NIX32_ALPHABET } from "../src/nix/nix32.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 
 const PART = new URL("../src/host/activate/26-deltas.sh", import.meta.url).pathname;
 

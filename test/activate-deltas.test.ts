@@ -1,4 +1,4 @@
-// Issue 49's acceptance on the host, over ssh on a lab host with the real Nix and sshd: a host
+// Deltas on the host, over ssh on a lab host with the real Nix and sshd: a host
 // updated across a rebuild of its system (every path new, the same names) gets most paths by
 // delta (counted at the cache: delta/ against nar/ requests), runs the new system, and its store
 // verifies them; a delta with flipped bits, one made against another base and one that expands
@@ -20,11 +20,11 @@ import { parseNarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 import type { LabInfo } from "./support/lab-deploy.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
 
 const LAB = "dlt";
 // Each build of this system has store paths of its own (a nonce) with the same names: a

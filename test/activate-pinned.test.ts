@@ -1,4 +1,4 @@
-// Pinned trust on a real lab host (issue 34, first part): with NIXSHIP_TRUST_FILE (which the
+// Pinned trust on a real lab host: with NIXSHIP_TRUST_FILE (which the
 // host's installed nixship-activate sets; here the script's input sets it, as that wrapper
 // would), activate.sh trusts only the file's substituters and keys. The trust a caller passes
 // changes nothing, a path already in the store but not signed by a pinned key is not activated
@@ -17,9 +17,9 @@ import {
   scriptInput,
 } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
+import { type LabCache, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type LabCache, serveLabCache } from "./support/serve.js";
 
 /** The suite on a lab of one host whose Nix is Debian's 2.8, or 2.26 (`lab up --nix current`). */
 function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): void {

@@ -27,9 +27,9 @@ import {
 } from "../src/host/secrets-bundle.js";
 import { labLayout } from "../src/lab/layout.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run, runOk } from "./support/cli.js";
+import { nixship, run, runOk } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sx";
 const H1 = `${LAB}1`;
@@ -399,7 +399,7 @@ describe("activate --secrets on a lab host", () => {
     }
   });
 
-  it("refuses a service user's own directory, naming it: links it planted change nothing (issue 45)", async () => {
+  it("refuses a service user's own directory, naming it: links it planted change nothing", async () => {
     const token = plain("token", { owner: "nobody", group: "nogroup", path: "/run/svc/token" });
     // /run/svc is nobody's (a service's runtime directory); nobody plants links to root's files.
     await ssh(
@@ -430,7 +430,7 @@ describe("activate --secrets on a lab host", () => {
     await ssh(H2, "rm /run/svc/.nixship-token.new /run/svc/token");
   });
 
-  it("a link a service user puts on a secret's way redirects neither the secret nor its removal (issue 45)", async () => {
+  it("a link a service user puts on a secret's way redirects neither the secret nor its removal", async () => {
     // /run/svcx is the service's; its link keys -> /run/rootonly leads to root's own file.
     await ssh(
       H2,

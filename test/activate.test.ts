@@ -23,9 +23,9 @@ import {
   statusArgs,
 } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "at";
 let work: string;

@@ -1,4 +1,4 @@
-// Issue 11's acceptance on a lab of three hosts, through the whole tool: a switch that never
+// Activations that end, on a lab of three hosts, through the whole tool: a switch that never
 // ends (the example system web-hang) is bounded by the activation timeout in ssh deploys and
 // through the agent; a deployer or an agent killed mid-activation, and a lock left behind,
 // never leave a host locked or booting an unverified system. After every failure the host
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshDelivery } from "../src/delivery/ssh.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { parseStorePath } from "../src/nix/store-path.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 

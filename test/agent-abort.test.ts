@@ -1,4 +1,4 @@
-// Aborts that abort in agent mode (issue 30), on a lab of two hosts with real pull agents:
+// Aborts that abort in agent mode, on a lab of two hosts with real pull agents:
 // - a host whose agent is paused is reported at once (not waited for until offlineTimeout,
 //   set here far past the test's own timeout), and once resumed it does not apply the system
 //   of the deploy that reported it;
@@ -6,6 +6,7 @@
 //   deploy with exit 130 and a release that names for that host what the channel named
 //   before: started again, the agent applies that, never the aborted system.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   channelRelease,
@@ -18,7 +19,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 
 const POLL = 1;

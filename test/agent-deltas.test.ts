@@ -1,4 +1,4 @@
-// Deltas for agent hosts (issue 49), on a lab host whose real agent follows a channel in the
+// Deltas for agent hosts, on a lab host whose real agent follows a channel in the
 // lab's directory store: after a rebuild of its system (every store path new, the same names),
 // `nixship deploy --via agent` publishes the deltas and names the delta tool in the host's
 // entry; the agent hands it to nixship-activate, which fetches most paths by delta through the
@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
+import { nixship, run } from "../support/cli.js";
 import {
   type AgentLab,
   agentLog,
@@ -25,7 +26,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship, run } from "./support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import { deployEvents } from "./support/lab-deploy.js";

@@ -1,8 +1,10 @@
-// Issue 12's acceptance for what passed on each host, on a lab of three hosts with real agents
+// What passed on each host, on a lab of three hosts with real agents
 // (`lab up --agents`): after web-broken fails on the canary, no release names it for any host
 // again, `rollback` walks back through confirmed systems, the channel is explicit, and
 // `rollback --to` takes a release, a store path and a generation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliRun } from "../support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   allReleases,
@@ -15,8 +17,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import type { CliRun } from "./support/cli.js";
-import { nixship } from "./support/cli.js";
 
 const HOSTS = ["ah1", "ah2", "ah3"];
 let lab: AgentLab;
@@ -75,7 +75,7 @@ function rolledTo(r: CliRun): Record<string, { status: string; path?: string; me
   return Object.fromEntries(rows.map((x) => [x.host, x]));
 }
 
-describe("what passed on each host (issue 12)", () => {
+describe("what passed on each host", () => {
   let broken: string;
   let failedSeq: number;
   const paths = new Map<string, string>();
@@ -99,7 +99,7 @@ describe("what passed on each host (issue 12)", () => {
     broken = failed?.hosts.ah1?.path ?? "";
     failedSeq = failed?.seq ?? 0;
     expect(broken).toMatch(/-example-web-system-broken$/);
-    // The deploy ended once ah1 had applied the rollback release, and said so (issue 46).
+    // The deploy ended once ah1 had applied the rollback release, and said so.
     expect(String(summaryOf(r).ah1?.message)).toMatch(/it applied rollback release \d+ \(it runs /);
     expect(await record(lab, "ah1")).toMatchObject({
       state: "success",

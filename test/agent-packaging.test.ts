@@ -12,8 +12,8 @@ import {
   DEFAULT_AGENT_CONFIG,
   parseAgentConfig,
 } from "../src/agent/config.js";
-import { run } from "./support/cli.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { run } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

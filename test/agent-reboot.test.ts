@@ -1,8 +1,9 @@
-// Reboots through pull agents (issue 31), on a lab whose hosts count boots: the release's entry
+// Reboots through pull agents, on a lab whose hosts count boots: the release's entry
 // asks for a reboot, the agent sets the next boot and reboots its host (the example system's
 // systemctl, the lab host's power button), the lab boots the host and starts its agent again,
 // and that agent judges the boot (what booted, the checks) and reports after the boot.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   deployViaAgent,
@@ -13,7 +14,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 
 let lab: AgentLab;
 

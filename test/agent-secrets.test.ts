@@ -1,4 +1,4 @@
-// Issue 14's acceptance over the pull agent, on a lab of two agent hosts: the deployer stores
+// Secrets through the pull agent, on a lab of two agent hosts: the deployer stores
 // each host's bundle of ciphertexts in the store and the release signs its digest; each agent
 // fetches its own, checks it, and installs it before the switch (one host's key comes from
 // the fleet file, the other's from what its agent published). A rotated secret is delivered
@@ -13,6 +13,7 @@ import { getSecretsBundle, secretsBundleKey } from "../src/channel/secrets-store
 import { parseSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { readPublishedHostKey } from "../src/status/host-key-store.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -24,7 +25,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship } from "./support/cli.js";
 import {
   filesHolding,
   freshPlaintext,

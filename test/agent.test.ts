@@ -1,8 +1,8 @@
-// Issue 4's agent acceptance on a lab of three hosts started with `lab up --agents`: real
+// The pull agent on a lab of three hosts started with `lab up --agents`: real
 // agents (`nixship agent`) inside the hosts' namespaces, following a channel in a directory
 // store, substituting through their own loopback cache proxy with the real Nix, and running the
 // real activate.sh. The deployer is `nixship deploy --via agent`; hostile releases are written
-// straight into the store. Test 6 is issue 12's liveness acceptance.
+// straight into the store. Test 6 is about liveness.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
@@ -10,6 +10,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { parseRelease } from "../src/release/release-parse.js";
 import { channelKey, publishRelease, readRelease } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   agentLog,
@@ -26,7 +27,6 @@ import {
   waitFor as waitForOn,
   withStore,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 
 const HOSTS = ["ag1", "ag2", "ag3"];

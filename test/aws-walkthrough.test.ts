@@ -35,6 +35,10 @@ import { loadFleet } from "../src/fleet/load-fleet.js";
 import { parseRelease } from "../src/release/release-parse.js";
 import { readChannel } from "../src/release/release-store.js";
 import { openStore } from "../src/store/url.js";
+import { type CliRun, NIXSHIP_BIN, run, runOk } from "../support/cli.js";
+import { makeCurrentNixRoot, runWithCurrentNix } from "../support/current-nix.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import {
   type AgentLab,
   agentConfigFile,
@@ -44,16 +48,12 @@ import {
   startAgentLab,
 } from "./support/agent-lab.js";
 import { awsTerraformOutput, type OutputHost } from "./support/aws-terraform-output.js";
-import { type CliRun, NIXSHIP_BIN, run, runOk } from "./support/cli.js";
-import { makeCurrentNixRoot, runWithCurrentNix } from "./support/current-nix.js";
 import {
   buildExampleSystems,
   EXAMPLES_DIR,
   type ExampleSystem,
 } from "./support/example-systems.js";
 import { fleetSchemaProblems } from "./support/json-schema.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const AWS_DIR = join(ROOT, "examples/aws");

@@ -1,4 +1,4 @@
-// Output a person can read on a lab of 200 real ssh hosts (issue 50): the deploy's log keeps a
+// Output a person can read on a lab of 200 real ssh hosts: the deploy's log keeps a
 // line per host's result but none of its phases or logs, its summary counts what needs nobody,
 // and the plan of one change, with one host key refused, fits in 40 lines and names both hosts.
 import { readFile, writeFile } from "node:fs/promises";

@@ -8,7 +8,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import {
   type DeployEventLine,
   deployEvents,

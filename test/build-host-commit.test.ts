@@ -1,4 +1,4 @@
-// Issue 45: a build host that pushes cannot sign what it likes into the cache. The deployer's
+// A build host that pushes cannot sign what it likes into the cache. The deployer's
 // commit of a build host's report (cache/commit-narinfos.ts) against a real directory store:
 // it signs a path only once the NAR's bytes in the cache hash to what the report and the host's
 // Nix say, never signs again a path the cache has (the attack: a shared path claimed with a NAR
@@ -19,7 +19,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { wrapStore } from "../src/store/wrap-store.js";
-import { putSyntheticPath, syntheticNar, syntheticPath } from "./support/synthetic-cache.js";
+import { putSyntheticPath, syntheticNar, syntheticPath } from "../support/synthetic-cache.js";
 
 const fleetKey = generateSecretKey("fleet-1");
 let dir: string;

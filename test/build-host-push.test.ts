@@ -1,4 +1,4 @@
-// Issue 34's push from the build host, on a lab of three hosts with the real Nix, sshd and an
+// A push from the build host, on a lab of three hosts with the real Nix, sshd and an
 // S3 cache (s3rver on the lab's bridge, through the real AWS SDK): dp1 runs a system whose
 // sw/bin has nixship (this worktree's, through a wrapper) and has its own S3 credentials, so
 // it stores the NARs it built and the deployer only signs and commits the narinfos; the system
@@ -18,10 +18,10 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { HOST_VIEW } from "../src/lab/lab-agents.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, run } from "./support/cli.js";
+import { NIXSHIP_BIN, run } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type DeployEventLine, deployEvents, servedBy } from "./support/lab-deploy.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -291,7 +291,7 @@ describe("a build host that pushes", () => {
     expect(await servedBy(lab.info, "dp2")).toBe(before);
   });
 
-  it("a build host that claims a shared path the cache has, with a NAR of its own, gets nothing re-signed (issue 45)", async () => {
+  it("a build host that claims a shared path the cache has, with a NAR of its own, gets nothing re-signed", async () => {
     await setSystem("dp3", "bh-claimer");
     const claimer = await lab.deploy("--on", "dp3");
     expect(claimer.code, claimer.stderr).toBe(0);

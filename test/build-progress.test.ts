@@ -1,4 +1,4 @@
-// Builds say what they do (issue 48, point 4): a derivation that builds for 10 s is named on
+// Builds say what they do: a derivation that builds for 10 s is named on
 // stderr while it builds, also on a pipe, and a failed build's last log lines are in its
 // error, from Nix's internal-json log, with Debian's Nix 2.8 and with the current Nix (2.26).
 import { randomUUID } from "node:crypto";
@@ -6,9 +6,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
-import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { type CliRun, nixship } from "../support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "../support/current-nix.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 
 let work: string;
 let fleet: string;

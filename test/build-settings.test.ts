@@ -3,8 +3,8 @@
 // add, the one `doctor` names, in the error's hint.
 import { afterEach, describe, expect, it } from "vitest";
 import { buildDerivations } from "../src/cache/local-nix.js";
-import { runOk } from "./support/cli.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { runOk } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 
 const saved = process.env.NIX_CONFIG;
 afterEach(() => {

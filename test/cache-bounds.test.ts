@@ -15,7 +15,7 @@ import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys
 import { buildNar, narNode } from "../src/nix/nar-write.js";
 import { formatNarInfo, signNarInfo } from "../src/nix/narinfo.js";
 import { makeStorePath } from "../src/nix/store-path.js";
-import { NIXSHIP_BIN, run } from "./support/cli.js";
+import { NIXSHIP_BIN, run } from "../support/cli.js";
 
 /** Resident memory the CLI may reach on any of these (it starts at about 70 MB). */
 const RSS_BOUND_KB = 200 * 1024;

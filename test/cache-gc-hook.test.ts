@@ -1,4 +1,4 @@
-// Issue 47, point 1: the collector takes its lock first, then reads its roots. A deploy run at
+// The collector takes its lock first, then reads its roots. A deploy run at
 // every point between two of the collector's steps (its betweenSteps hook), of a system that
 // was pushed before and that no root names: before the lock it runs whole and its record roots
 // the system; under the lock it waits for the collection and pushes again what went. Either
@@ -15,7 +15,7 @@ import type { RootsRead } from "../src/cache/gc-plan.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { rootsFromStore } from "../src/views/gc-roots.js";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -16,8 +16,8 @@ import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { wrapStore } from "../src/store/wrap-store.js";
-import { runOk } from "./support/cli.js";
-import { allKeys } from "./support/synthetic-cache.js";
+import { runOk } from "../support/cli.js";
+import { allKeys } from "../support/synthetic-cache.js";
 
 let work: string;
 let base: StorePath;

@@ -1,4 +1,4 @@
-// Issue 47's lab acceptance: hosts in every mode (gcx1 over ssh, gcx2 over SSM through the
+// Collection on a lab with hosts in every mode (gcx1 over ssh, gcx2 over SSM through the
 // stand-in that runs the document's real shell on it, gcx3 a pull agent) each deployed web-v1,
 // web-v2, then web-v3; an agent of another machine wrote a record naming
 // /nix/store/<hash of a path inside web-v3's closure>-x. `cache gc --stored --grace 0` completes (the malformed root
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNarInfo } from "../src/cache/read.js";
 import { statusRecord } from "../src/status/status.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import {
   type AgentLab,
   deployViaAgentArgs,
@@ -20,7 +21,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 

@@ -1,4 +1,4 @@
-// Issue 47, point 2: a lease's holder is judged by its own expiry unless the judge can prove it
+// A lease's holder is judged by its own expiry unless the judge can prove it
 // is in the same boot and pid namespace. A deploy in another pid namespace on a machine with the
 // same hostname (a container, a CI runner) holds a lease under a pid that this namespace does not
 // have: the collector must wait for it, and say so, not call it dead. The same for a collection
@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CacheLease } from "../src/cache/gc-lease.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, nixship } from "./support/cli.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 

@@ -1,4 +1,4 @@
-// Issue 32's acceptance for a collection that runs beside others: a gc racing pushes never
+// A collection that runs beside others: a gc racing pushes never
 // leaves a narinfo without its NAR or a closure without a reference, and the pushed paths
 // survive (run many times, bounded); a gc killed with SIGKILL mid-sweep leaves a cache that
 // verifies, and the next one finishes the job.
@@ -14,8 +14,8 @@ import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys
 import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, nixship, runOk } from "./support/cli.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { NIXSHIP_BIN, nixship, runOk } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 let secret: string;

@@ -4,8 +4,8 @@
 // them, while a host's own record that does not read stops nothing (it is named, and what else
 // names the host is kept: cache-gc-unread-record.test.ts); a record naming a path whose narinfo
 // describes another (any agent may write its own record) keeps what its hash names, names the
-// host, and the collection goes on; and every deleted path is listed, by package (issue 46,
-// point 11), in the report the collection keeps under gc/reports/.
+// host, and the collection goes on; and every deleted path is listed, by package, in the
+// report the collection keeps under gc/reports/.
 import { mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,9 +19,9 @@ import { shardKeys } from "../src/release/shard-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 import { sshRecord } from "./support/status-records.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
 
 let work: string;
 const key = generateSecretKey("gc-roots-1");

@@ -1,4 +1,4 @@
-// Issue 32's acceptance for `cache gc`: a store holding releases of two channels, status
+// `cache gc`: a store holding releases of two channels, status
 // records of four hosts, a pin, an orphan NAR, a listing and old unreferenced paths. gc
 // --keep-releases 2 --grace 0 deletes exactly what nothing roots, on file:// and on s3rver
 // (through the AWS SDK), and stock `nix copy --from` still fetches every root's closure.
@@ -14,10 +14,10 @@ import { statusRecord } from "../src/status/status.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixCopyFrom, nixship, runOk } from "./support/cli.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
-import { startCacheServer } from "./support/serve.js";
-import { allKeys } from "./support/synthetic-cache.js";
+import { nixCopyFrom, nixship, runOk } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { startCacheServer } from "../support/serve.js";
+import { allKeys } from "../support/synthetic-cache.js";
 
 // Seven systems (each its own package and a shared lib), two paths nothing names, one pinned.
 const EXPRESSION = `

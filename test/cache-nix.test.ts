@@ -1,12 +1,12 @@
-// Acceptance 1 and 2: our cache works with Nix (file:// and through `cache serve`), and a
+// Our cache works with Nix (file:// and through `cache serve`), and a
 // cache written by Nix works with us (verify, fetch --restore, fetch --import).
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixCopyFromArgs, nixStoreDump, nixship, run, runOk } from "./support/cli.js";
+import { nixCopyFrom, nixCopyFromArgs, nixStoreDump, nixship, run, runOk } from "../support/cli.js";
+import { startCacheServer } from "../support/serve.js";
 import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
-import { startCacheServer } from "./support/serve.js";
 
 let work: string;
 let root: string;

@@ -4,11 +4,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixStoreDump, nixship } from "./support/cli.js";
+import { nixCopyFrom, nixStoreDump, nixship } from "../support/cli.js";
+import type { S3Bucket } from "../support/s3-server.js";
+import { startCacheServer } from "../support/serve.js";
 import { buildFixtureClosure, closureMeta, type PathMeta } from "./support/fixture-closure.js";
-import type { S3Bucket } from "./support/s3-server.js";
 import { S3_SERVERS } from "./support/s3-servers.js";
-import { startCacheServer } from "./support/serve.js";
 
 describe.each(S3_SERVERS)("on $name", ({ name, start }) => {
   let work: string;

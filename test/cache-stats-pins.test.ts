@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
-import { putSyntheticPath, type SyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { nixship } from "../support/cli.js";
+import { putSyntheticPath, type SyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 let url: string;

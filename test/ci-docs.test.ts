@@ -15,12 +15,12 @@ import { readChannel } from "../src/release/release-store.js";
 import type { PruneReport } from "../src/status/prune-report.js";
 import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 import {
   AWS_TERRAFORM_OUTPUT,
   awsTerraformOutput,
   type OutputHost,
 } from "./support/aws-terraform-output.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 
 const DOC = fileURLToPath(new URL("../docs/ci.md", import.meta.url));

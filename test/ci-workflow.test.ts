@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import {
   callsStatusFunction,

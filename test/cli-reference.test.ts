@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
 
 const DOC = fileURLToPath(new URL("../docs/cli.md", import.meta.url));
 const SCRIPT = fileURLToPath(new URL("../scripts/cli-reference.mjs", import.meta.url));

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS as ENTRIES, loadCommands } from "../src/cli/commands.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
-import { NIXSHIP_BIN, nixStoreDump, nixship } from "./support/cli.js";
+import { NIXSHIP_BIN, nixStoreDump, nixship } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 let work: string;

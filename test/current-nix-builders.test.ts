@@ -1,12 +1,12 @@
-// Builds elsewhere on the Nix users run (issue 34): a lab of two hosts whose Nix is Debian 13's
+// Builds elsewhere on the Nix users run: a lab of two hosts whose Nix is Debian 13's
 // 2.26, one of them a remote builder (ssh-ng://) for a deployer whose own Nix is 2.26 too (in a
 // /nix of its own), and a build host (--build-host) for the machine's Nix 2.8: the system is
 // built in the builder's store, pushed, and deployed to the other host.
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
-import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
+import { run } from "../support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "../support/current-nix.js";
 import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, labDeployArgs, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";

@@ -8,13 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePathInfoJson } from "../src/cache/local-nix.js";
-import { nixCopyFrom, nixCopyFromArgs, nixship, run } from "./support/cli.js";
+import { nixCopyFrom, nixCopyFromArgs, nixship, run } from "../support/cli.js";
 import {
   currentNixOk,
   makeCurrentNixRoot,
   nixshipWithCurrentNix,
   runWithCurrentNix,
-} from "./support/current-nix.js";
+} from "../support/current-nix.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { buildFixtureClosure, FIXTURE_EXPRESSION } from "./support/fixture-closure.js";
 

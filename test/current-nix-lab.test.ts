@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { activateScript } from "../src/host/activation.js";
 import { checkActivationResult } from "../src/host/activation-result.js";
 import { hostClosure } from "../src/host/host-closure.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
+import { makeCurrentNixRoot, nixshipWithCurrentNix } from "../support/current-nix.js";
 import {
   type AgentLab,
   served as agentServed,
@@ -19,8 +21,6 @@ import {
   startAgentLab,
   waitFor,
 } from "./support/agent-lab.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
-import { makeCurrentNixRoot, nixshipWithCurrentNix } from "./support/current-nix.js";
 import {
   deployEvents,
   type LabInfo,

@@ -1,4 +1,4 @@
-// The dashboard in a real browser (issue 33): Debian's Chromium through playwright-core, against
+// The dashboard in a real browser: Debian's Chromium through playwright-core, against
 // `nixship dashboard` over a lab of three hosts with real agents and real rollouts. The host
 // table shows every host with its system and state; a status marker written while the page is
 // open appears without a reload; filters work; a planted <script> stays text; a host switched
@@ -17,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { readStatus, writeStatus } from "../src/status/status-store.js";
+import { NIXSHIP_BIN, nixship } from "../support/cli.js";
+import { startDashboardProcess } from "../support/dashboard-store.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -26,8 +28,6 @@ import {
   waitFor,
   withStore,
 } from "./support/agent-lab.js";
-import { NIXSHIP_BIN, nixship } from "./support/cli.js";
-import { startDashboardProcess } from "./support/dashboard-store.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -126,7 +126,7 @@ describe("the dashboard in Chromium", () => {
     await page.screenshot({ path: join(SHOTS, "releases.png"), fullPage: true });
   });
 
-  it("its times tick in the page, between polls: a stuck rollout never reads '0 s ago' (issue 46)", async () => {
+  it("its times tick in the page, between polls: a stuck rollout never reads '0 s ago'", async () => {
     const tab = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     try {
       await tab.goto(`${url}/rollout`);

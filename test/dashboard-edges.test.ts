@@ -1,4 +1,4 @@
-// The dashboard at its edges (issue 45), over a real directory store and the real server on
+// The dashboard at its edges, over a real directory store and the real server on
 // loopback, spoken to over real HTTP: a foreign Host or Origin gets no fleet data (DNS
 // rebinding), a release signed by a key the fleet does not trust is marked, a rollout record
 // dated in the future is not the newest, and no client can starve the others: event streams per
@@ -34,7 +34,7 @@ import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { countReads } from "../src/store/wrap-store.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type DashboardFleet,
   hostRecord,
@@ -43,7 +43,7 @@ import {
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
-} from "./support/dashboard-store.js";
+} from "../support/dashboard-store.js";
 
 const HOLD = fileURLToPath(new URL("./support/hold-connections.mjs", import.meta.url));
 const TOKEN = "correct-horse-battery-staple";

@@ -1,4 +1,4 @@
-// The dashboard in Chromium during real ssh rollouts on a lab of three hosts (issue 46): a host
+// The dashboard in Chromium during real ssh rollouts on a lab of three hosts: a host
 // whose health check waits on a file the test creates shows as applying in the host table
 // while its rollout holds it (also on its first deploy, before it has a record), then as in
 // step once it ends; the rollout page lists the host
@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "./support/cli.js";
-import { startDashboardProcess } from "./support/dashboard-store.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
+import { startDashboardProcess } from "../support/dashboard-store.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

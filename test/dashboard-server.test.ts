@@ -1,4 +1,4 @@
-// The dashboard's server against a real directory store (issue 33): pages, the JSON API in the
+// The dashboard's server against a real directory store: pages, the JSON API in the
 // shapes the CLI prints, /metrics parsed by a Prometheus text parser, token auth, read-only,
 // bounded event streams and requests per client, and a poll that costs LISTs when nothing
 // changed. The browser's side is dashboard-browser.test.ts.
@@ -16,7 +16,7 @@ import { loadFleet } from "../src/fleet/load-fleet.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type DashboardFleet,
   hostRecord,
@@ -26,7 +26,7 @@ import {
   writeDashboardFleet,
   writeRolloutRecord,
   writeSsmRecords,
-} from "./support/dashboard-store.js";
+} from "../support/dashboard-store.js";
 
 const DELTA = {
   paths: 12,

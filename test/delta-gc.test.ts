@@ -14,8 +14,8 @@ import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship } from "./support/cli.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
+import { nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 
 let work: string;
 beforeAll(async () => {

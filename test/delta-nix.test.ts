@@ -1,4 +1,4 @@
-// Deltas against the real Nix (issue 49): a delta published between two real store paths is a
+// Deltas against the real Nix: a delta published between two real store paths is a
 // store path that Nix 2.8 and 2.26 substitute from a directory cache with signatures required,
 // and its patch rebuilds the target's NAR from `nix-store --dump BASE`, hashing to the target
 // narinfo's NarHash; a delta whose NAR was changed in the cache is refused by Nix.
@@ -15,8 +15,8 @@ import { parseSecretKey } from "../src/nix/keys.js";
 import type { NarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { openStore } from "../src/store/url.js";
-import { nixship, run, runOk } from "./support/cli.js";
-import { currentNixOk, makeCurrentNixRoot, runWithCurrentNix } from "./support/current-nix.js";
+import { nixship, run, runOk } from "../support/cli.js";
+import { currentNixOk, makeCurrentNixRoot, runWithCurrentNix } from "../support/current-nix.js";
 
 // Two versions of a small package: the same executable (bash, ~1.2 MB) and a text that names
 // the version and the path itself; built by /bin/sh like the other fixtures.

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run, runOk } from "./support/cli.js";
+import { run, runOk } from "../support/cli.js";
 
 const CHECKOUT = fileURLToPath(new URL("..", import.meta.url));
 /** What a clone holds that the demo and its setup read (dist: the checkout's build). */

@@ -1,4 +1,4 @@
-// Deltas in a deploy over ssh (issue 49), on a lab of two real hosts: after a rebuild of their
+// Deltas in a deploy over ssh, on a lab of two real hosts: after a rebuild of their
 // system (every store path new, the same names), `nixship deploy` computes each (target, base)
 // pair once for both hosts, publishes the deltas in the cache, and each host gets most paths
 // by delta, runs the new system and its store verifies it; `--no-delta` fetches whole; a host
@@ -18,7 +18,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { listAll, readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import {

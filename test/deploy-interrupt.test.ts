@@ -1,4 +1,4 @@
-// Issue 11's interrupts and unreachable hosts, end to end on a lab of three hosts with the
+// Interrupts and unreachable hosts, end to end on a lab of three hosts with the
 // real Nix and sshd: SIGINT to `nixship deploy --json` during a wave ends with exit 130, the
 // summary, and every host on a consistent system (the one it ran, or the new one confirmed);
 // a host whose sshd is gone counts towards --max-failures, or is listed under
@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 

@@ -1,4 +1,4 @@
-// Issue 3's acceptance, end to end on a lab of three hosts with the real Nix and sshd:
+// Deploys end to end on a lab of three hosts with the real Nix and sshd:
 // deploys, selection, canary and failure budget, health-check and switch failures rolled
 // back, magic rollback when the deployer vanishes, manual rollback, host key checking, hosts
 // substituting from our cache, and clear errors for bad fleet files and selectors.
@@ -8,7 +8,7 @@ import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
@@ -411,7 +411,7 @@ describe("deploy over ssh to a lab fleet", () => {
       "dp1",
       "ls /nix/var/nix/profiles | grep '^system-'",
     ]);
-    // By number: failed activations' numbers are not made again (issue 46), so the newest may
+    // By number: failed activations' numbers are not made again, so the newest may
     // have more digits than ls's order expects.
     const byNumber = (link: string) => Number(link.split("-")[1]);
     expect(

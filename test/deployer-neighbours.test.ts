@@ -1,4 +1,4 @@
-// Another user on the deployer (issues 29, 45): the ssh control sockets live in the deploying
+// Another user on the deployer: the ssh control sockets live in the deploying
 // user's private runtime directory, so a neighbour who made the well-known directory first (and
 // listens there as a fake multiplexing master) gets no session, nor stops the command; the shared connections a
 // command starts end with it; and the fleet's ssh paths reach `nix copy` quoted, so a
@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sshProcessesMentioning } from "../src/lab/lab.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, setExampleSystems } from "./support/lab-deploy.js";
 
 const LAB = "nb";
@@ -104,7 +104,7 @@ describe("a neighbour who made nixship's runtime directory first", () => {
     const r = await nixship(["status", "--fleet", fleetFile, "--json"], {
       env: { TMPDIR: tmp, XDG_RUNTIME_DIR: "" },
     });
-    // Issue 45: a directory another user made first no longer stops root's nixship.
+    // A directory another user made first does not stop root's nixship.
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(JSON.parse(r.stdout).error).toBeUndefined();
     // Nothing was made in nobody's directory, and no session reached it.

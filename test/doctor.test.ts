@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, runOk } from "./support/cli.js";
+import { nixship, runOk } from "../support/cli.js";
 import { runReadmeNixConf } from "./support/readme-nix-conf.js";
 
 const LAB = "dr";

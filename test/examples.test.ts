@@ -2,7 +2,7 @@
 // lab, the benchmarks and the demo rely on it: built by the real Nix, activated by root in
 // throwaway hosts (private /run, network and pid namespaces), queried over HTTP with curl.
 import { beforeAll, describe, expect, it } from "vitest";
-import { run, runOk } from "./support/cli.js";
+import { run, runOk } from "../support/cli.js";
 import {
   buildExampleSystems,
   DIFF_EXAMPLE_SYSTEMS,

@@ -1,4 +1,4 @@
-// Failures that tell the truth (issue 30), on a fresh lab host with no earlier system: a first
+// Failures that tell the truth, on a fresh lab host with no earlier system: a first
 // deploy that fails its health check cannot go back, and says so once, without promising a
 // rollback; the host is marked failed, so `status` exits 1 naming it, and the next `plan`
 // activates the system again rather than calling it up to date. A deploy that succeeds clears

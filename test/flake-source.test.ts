@@ -5,7 +5,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship, runOk } from "./support/cli.js";
+import { nixship, runOk } from "../support/cli.js";
 
 // A flake whose one package lists the files of its own source: what reached the store.
 const FLAKE = `{

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_AGENT_CONFIG } from "../src/agent/config.js";
 import { compactScript } from "../src/delivery/ssm-document.js";
 import { activateScript } from "../src/host/activation.js";
-import { type CliRun, run } from "./support/cli.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { type CliRun, run } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

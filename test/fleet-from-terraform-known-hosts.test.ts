@@ -1,4 +1,4 @@
-// Issue 16: `nixship fleet from-terraform --via ssh --known-hosts FILE`, through the built CLI.
+// `nixship fleet from-terraform --via ssh --known-hosts FILE`, through the built CLI.
 // Each ssh host's key comes from Terraform's ssh_host_public_key, else from the store where
 // the host published it (as agents and the host module's user-data do); a host with neither
 // is named and left for later. FILE is merged, not clobbered (hashed lines of other hosts
@@ -22,8 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { publishHostKey } from "../src/status/host-key-store.js";
 import { openStore } from "../src/store/url.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { awsTerraformOutput, type OutputHost } from "./support/aws-terraform-output.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 
 let work: string;
 let storeUrl: string;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NixshipError } from "../src/errors.js";
 import { FsStore } from "../src/store/fs-store.js";
-import { type RunningServer, startCacheServer } from "./support/serve.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
 
 const SECRET = "the-contents-of-a-file-outside-the-cache";
 // Names the cache server serves: NAR files are named by a 52-character nix32 hash.

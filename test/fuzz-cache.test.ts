@@ -1,4 +1,4 @@
-// Seeded fuzz of the cache read paths (issue 13): 200 mutated NARs and 200 mutated narinfos,
+// Seeded fuzz of the cache read paths: 200 mutated NARs and 200 mutated narinfos,
 // each planted in a fresh copy of a small signed directory cache, then read in-process the
 // ways `nixship verify` and `nixship fetch --restore` read it (readNarInfo and
 // streamVerifiedNar directly, verifyCache, fetchAndRestore). Every case must end in a clear
@@ -39,7 +39,7 @@ import { makeStorePath, type StorePath } from "../src/nix/store-path.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
-import { nixStoreDump } from "./support/cli.js";
+import { nixStoreDump } from "../support/cli.js";
 
 /** Fixed, so a failing case is the same case on every run (override to explore other seeds). */
 const SEED = Number(process.env.NIXSHIP_FUZZ_SEED ?? 0x13c0ffee);

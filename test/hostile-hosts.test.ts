@@ -1,4 +1,4 @@
-// Hostile and broken hosts (issue 29): one that never answers, one that floods its stderr,
+// Hostile and broken hosts: one that never answers, one that floods its stderr,
 // one that answers with malformed fields, one whose answer is huge. `status`, `plan` and
 // `deploy` each end within their stated deadline (a status query: 60 s) plus a few seconds,
 // with the deployer's memory bounded, report each of those hosts' problems as that host's
@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_SSHD_DIR } from "../src/lab/ssh-files.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs } from "./support/lab-deploy.js";
 
 const LAB = "hh";

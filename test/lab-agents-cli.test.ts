@@ -4,8 +4,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import { type AgentLab, startAgentLab } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 
 let lab: AgentLab;
 

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { anchorPids } from "../src/lab/lab-anchor.js";
 import { labTag } from "../src/lab/layout.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 
 /** The name both labs have: this test's own, so no other test's lab is ever touched. */
 const LAB = "own";

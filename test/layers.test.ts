@@ -1,11 +1,13 @@
 // The import order docs/architecture.md states ("Imports point down"), checked on the sources:
 // a module imports only from its own folder and from folders below it, and no files import each
-// other in a circle. Tests may reach across.
+// other in a circle. Tests may reach across; benchmarks share code with tests only through
+// support/, never by importing test/.
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const SRC = new URL("../src/", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
 
 /** Top to bottom; each folder may import the folders after it. */
 const LAYERS = [
@@ -112,6 +114,31 @@ function circles(graph: ReadonlyMap<string, readonly string[]>): string[][] {
   return found;
 }
 
+/**
+ * The relative imports of the .ts files in `folder` (from the repository's root) that resolve
+ * into `forbidden`, as "file → import".
+ */
+function importsInto(folder: string, forbidden: string): string[] {
+  const found: string[] = [];
+  const files = readdirSync(join(ROOT, folder), { recursive: true, encoding: "utf8" }).filter(
+    (name) => name.endsWith(".ts"),
+  );
+  for (const file of files) {
+    const text = readFileSync(join(ROOT, folder, file), "utf8");
+    found.push(...importsOf(text, join(folder, file)).filter((t) => t.startsWith(`${forbidden}/`)));
+  }
+  return found;
+}
+
+/** Where each relative import (static, dynamic or type-only) of `text`, at `from`, resolves. */
+function importsOf(text: string, from: string): string[] {
+  const targets: string[] = [];
+  for (const match of text.matchAll(/(?:from|import)\s*\(?\s*"(\.[^"]+)"/g)) {
+    targets.push(join(dirname(from), match[1] ?? ""));
+  }
+  return targets;
+}
+
 describe("layers", () => {
   it("every src folder has a place in the order", () => {
     expect(folders.filter((f) => !(LAYERS as readonly string[]).includes(f))).toEqual([]);
@@ -144,6 +171,18 @@ describe("layers", () => {
       ["d.ts", ["a.ts"]],
     ]);
     expect(circles(graph)).toEqual([["a.ts", "b.ts", "c.ts"]]);
+  });
+
+  it("bench/ and support/ import nothing of test/: what they share with tests is in support/", () => {
+    expect([...importsInto("bench", "test"), ...importsInto("support", "test")]).toEqual([]);
+  });
+
+  it("the import finder resolves imports into test/", () => {
+    const text =
+      'import { a } from "../test/support/x.js";\nimport type { B } from "../support/y.js";';
+    expect(importsOf(text, "bench/z.ts").filter((t) => t.startsWith("test/"))).toEqual([
+      "test/support/x.js",
+    ]);
   });
 
   it("the order is the one docs/architecture.md states", () => {

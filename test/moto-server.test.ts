@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
-import { startMotoServer } from "./support/moto-server.js";
+import { startMotoServer } from "../support/moto-server.js";
 
 afterEach(() => {
   vi.unstubAllEnvs();

@@ -1,6 +1,6 @@
-// One truth about each host (issue 46), on two lab hosts: the records a deploy writes keep what
+// One truth about each host, on two lab hosts: the records a deploy writes keep what
 // a host runs, its generation and the system it ran before, whatever the deploy did to it. The
-// sequence the issue found: web-v1, then web-v2 everywhere; then a deploy that changes ot1 only
+// sequence: web-v1, then web-v2 everywhere; then a deploy that changes ot1 only
 // skips ot2 as up to date, and ot2's record must still name generation 2 and web-v1 (its
 // rollback target), which `cache gc --stored --grace 0` then keeps, and `rollback` takes it
 // back to. Then a failed health check rolled back: the record, `status --stored` and the

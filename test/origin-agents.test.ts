@@ -1,4 +1,4 @@
-// Who put each agent host's system there, and from what (issue 46), on a lab of two hosts with
+// Who put each agent host's system there, and from what, on a lab of two hosts with
 // real agents (`lab up --agents`, lab "wa"): an agent that applies a release names it in its
 // record, and `status` reads who published that release and from what in the origin document
 // signed beside it. A later release that names the same system for a host did not put it there;
@@ -8,6 +8,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   CHANNEL,
@@ -16,7 +17,6 @@ import {
   setSystems,
   startAgentLab,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 
 const BY = `${userInfo().username}@${hostname()}`;

@@ -1,4 +1,4 @@
-// Who put each host's system there, and from what (issue 46, "nobody is named"), on two lab
+// Who put each host's system there, and from what ("nobody is named"), on two lab
 // ssh hosts: a deploy from a flake in a git work tree names, in `status --stored` (text and
 // --json) and live `status`, the user and machine that ran it and the flake's commit, clean
 // or dirty; a host a later deploy finds up to date keeps the first deploy's word; a host moved
@@ -8,7 +8,7 @@ import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from "node:fs/p
 import { hostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -1,4 +1,4 @@
-// Issue 48's papercuts, each as a user meets it: `lab address` and `lab ssh-config` without
+// Papercuts, each as a user meets it: `lab address` and `lab ssh-config` without
 // --name say that --name names a lab; `lab up --fleet F` prints a deploy of F; `lab list`
 // takes --name; the README's nix.conf lines, run twice, leave each line once; a public key
 // given where a secret key file belongs is named as one, with the file that is wanted.
@@ -6,7 +6,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import { runReadmeNixConf } from "./support/readme-nix-conf.js";
 
 /** This test's own lab name, in a lab directory of its own. */

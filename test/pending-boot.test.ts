@@ -1,4 +1,4 @@
-// A boot left pending (issue 46, point 6): a deploy with a reboot killed once its host went
+// A boot left pending: a deploy with a reboot killed once its host went
 // down leaves the host on its new system, unconfirmed. The next deploy must judge that boot
 // (its checks, then confirm-boot or abort-boot) instead of calling the host up to date, which
 // left a counted boot unconfirmed until the boot loader fell back two reboots later.
@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import {
   deployEvents,
   labDeployArgs,

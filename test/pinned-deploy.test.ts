@@ -1,4 +1,4 @@
-// A non-root deploy user bound to the host's own trust (issue 34), on two lab hosts. Each lab
+// A non-root deploy user bound to the host's own trust, on two lab hosts. Each lab
 // host has the normal user `deploy` and the one sudoers rule nixosModules.host writes; the
 // systems deployed install nixship-activate with the host's pinned trust (examples/system.nix,
 // `pinned`, from the module's own text). A first deploy as root puts it there (the bootstrap);
@@ -14,15 +14,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { activateArgs, parseActivationResult } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run, runOk } from "./support/cli.js";
-import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
-import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
+import { nixship, run, runOk } from "../support/cli.js";
 import {
   type LabCache,
   type RunningServer,
   serveLabCache,
   startCacheServer,
-} from "./support/serve.js";
+} from "../support/serve.js";
+import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
+import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -203,7 +203,7 @@ describe("a deploy user bound to the host's pinned trust", () => {
       ["host pin2", "ok"],
     ]);
     expect(found[0]?.detail).toContain(`trusts keys ${keyName} and substitutes from ${cache.url}`);
-    // What the deploy user needs, not what root needs: nothing of Nix (issue 46), and nothing
+    // What the deploy user needs, not what root needs: nothing of Nix, and nothing
     // else fails either.
     const all = (
       JSON.parse(doctor.stdout) as {
@@ -304,7 +304,7 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(mark.stdout.trim()).toBe("none");
   });
 
-  it("cannot turn status --check-paths into options of root's Nix (issue 45)", async () => {
+  it("cannot turn status --check-paths into options of root's Nix", async () => {
     const profilesBefore = await onHost("pin1", "root", "stat -c '%U:%G %a' /nix/var/nix/profiles");
     // The attack: one input line that xargs would split into options making root's Nix chown
     // the profiles directory to the deploy user's group.
@@ -335,7 +335,7 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(lastJson(ok.stdout)).toMatchObject({ ok: true, missing: ["0".repeat(32)] });
   });
 
-  it("cannot roll back to a generation whose link it planted (issue 45)", async () => {
+  it("cannot roll back to a generation whose link it planted", async () => {
     const mark = "/root/owned-by-generation";
     // What a writable profiles directory would let the deploy user plant: a generation that
     // leads to a "system" of its own, and one that leads to a store path no pinned key signed.
@@ -379,7 +379,7 @@ describe("a deploy user bound to the host's pinned trust", () => {
     expect(await servedBy(lab.info, "pin1")).toBe("pin-v2");
   });
 
-  it("cannot have root run a system or an age package through a link in the store (issue 45)", async () => {
+  it("cannot have root run a system or an age package through a link in the store", async () => {
     const mark = "/root/owned-through-link";
     const signed = systems["pin-v2"] as string;
     const base = signed.slice("/nix/store/".length);

@@ -1,12 +1,12 @@
-// docs/pinned-hosts.md's three commands, run as written (issue 48, point 6): a lab of pinned
+// docs/pinned-hosts.md's three commands, run as written: a lab of pinned
 // hosts (`lab up --pinned`), a deploy that reaches them as the deploy user through sudo and
 // realises only what the lab's key signed, and a plan that names their pinned trust.
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
-import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+import { NIXSHIP_BIN, nixship, run } from "../support/cli.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 
 const DOC = new URL("../docs/pinned-hosts.md", import.meta.url);
 /** The lab the block makes. */

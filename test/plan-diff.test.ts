@@ -1,4 +1,4 @@
-// Issue 32's closure diff in the plan, on a lab of two ssh hosts with the real Nix: both run the
+// The closure diff in the plan, on a lab of two ssh hosts with the real Nix: both run the
 // example web-hello (deployed through the lab's cache), and the plan for web-hello-next, which
 // differs in one package's version (hello 2.12 → 2.12.1), shows exactly that change and the
 // sizes, first from the deployer's own store, then, once the deployer no longer has web-hello,
@@ -12,7 +12,7 @@ import { queryClosure, validPaths } from "../src/cache/local-nix.js";
 import { hashPartOf } from "../src/cache/read.js";
 import type { PlanDiffs } from "../src/fleet/plan-diffs.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { type FreshSystems, ownSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -1,4 +1,4 @@
-// Policy per role (issue 30) on a lab of three ssh hosts: two of role @api, whose policy has an
+// Policy per role on a lab of three ssh hosts: two of role @api, whose policy has an
 // HTTP check, and one @worker, whose policy has a command check and no HTTP check. Each role
 // runs only its own checks: the worker runs a system whose GET /health answers 500, which the
 // API's check would fail, and deploys; an API host given that system fails in health. The plan
@@ -7,7 +7,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -111,7 +111,7 @@ describe("a fleet of two roles, each with its own checks", () => {
     expect(await servedBy(lab.info, `${LAB}3`)).toBe("web-checked");
   });
 
-  it("each role's canaries go first, in the waves plan --json shows and the deploy runs (issue 46)", async () => {
+  it("each role's canaries go first, in the waves plan --json shows and the deploy runs", async () => {
     // canary 1 from the fleet's policy, and again in both roles': one canary of each role.
     const doc = JSON.parse(await readFile(fleetFile, "utf8"));
     doc.policy = { canary: 1, parallel: 2 };

@@ -16,7 +16,7 @@ import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys
 import type { StorePath } from "../src/nix/store-path.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { listAll } from "../src/store/helpers.js";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 let root: StorePath;

@@ -12,7 +12,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { readAll } from "../src/store/helpers.js";
 import type { ObjectStore, PutOptions } from "../src/store/object-store.js";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 type Event =

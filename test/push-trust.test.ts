@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixship } from "./support/cli.js";
+import { nixCopyFrom, nixship } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 let work: string;

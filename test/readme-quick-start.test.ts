@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 
 const README = new URL("../README.md", import.meta.url);
 /** The lab the quick start makes (its default name), and another one up before it. */

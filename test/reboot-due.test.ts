@@ -1,4 +1,4 @@
-// Knowing when a reboot is due (issue 31), on a lab host: `status` compares the booted
+// Knowing when a reboot is due, on a lab host: `status` compares the booted
 // system's kernel, initrd and modules with the current system's, as NixOS's own
 // switch-to-configuration does; the plan says per host whether the change needs a reboot; after
 // a switch to a system with another kernel, `status` shows "reboot pending" and since when.
@@ -6,7 +6,7 @@
 // host's /run/booted-system point at the system it runs, as a boot into it would.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -1,4 +1,4 @@
-// Reboots in a rollout (issue 31), over ssh on lab hosts that reboot as machines do (`lab
+// Reboots in a rollout, over ssh on lab hosts that reboot as machines do (`lab
 // reboot`: everything in the host stops, its boot loader picks an entry, /run starts empty,
 // the system's init runs). Two labs: one whose boot loaders count boots (2 tries per new
 // entry), one without counting. Each host first runs web-v1 from a boot (booted-system v1).

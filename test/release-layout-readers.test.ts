@@ -18,9 +18,9 @@ import { shardKey } from "../src/release/shard-store.js";
 import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
 import { ReleaseBoard } from "../src/views/release-board.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../support/synthetic-cache.js";
 import { doubledRelease, releaseOfWebHosts } from "./support/doubled-release.js";
-import { allKeys, putSyntheticPath, syntheticPath } from "./support/synthetic-cache.js";
 
 let work: string;
 const cacheKey = generateSecretKey("layout-cache-1");

@@ -1,4 +1,4 @@
-// Memory, not only bytes (issue 29): `release show` reads a release of 31 MB (120,000 hosts
+// Memory, not only bytes: `release show` reads a release of 31 MB (120,000 hosts
 // with secrets: once the 32 MiB read cap of one file, now a head and its 469 shards) and the
 // history of the releases before it (the same reading the agent delivery's history does)
 // within the budget docs/fleet.md states: 1 GB of peak RSS, however many such releases the
@@ -13,7 +13,7 @@ import { type ReleaseHost, SHARD_HOSTS } from "../src/release/release.js";
 import { publishRelease } from "../src/release/release-store.js";
 import { SHARD_MAX_BYTES } from "../src/release/shard-store.js";
 import { openStore } from "../src/store/url.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 
 const HOSTS = 120_000;
 const RELEASES = 4;

@@ -32,7 +32,7 @@ import type { GetOptions, ObjectStore, PutOptions } from "../src/store/object-st
 import { openStore } from "../src/store/url.js";
 import { rootsFromStore } from "../src/views/gc-roots.js";
 import { readReleaseShow } from "../src/views/release-view.js";
-import type { S3Bucket } from "./support/s3-server.js";
+import type { S3Bucket } from "../support/s3-server.js";
 import { S3_SERVERS } from "./support/s3-servers.js";
 
 const key = generateSecretKey("release-test-1");

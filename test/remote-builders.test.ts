@@ -1,11 +1,11 @@
-// Issue 34's builds elsewhere, on a lab of two hosts with the real Nix and sshd: host 1 is a
+// Builds elsewhere, on a lab of two hosts with the real Nix and sshd: host 1 is a
 // remote builder (ssh-ng://root@ADDRESS, its own store) for systems the deployer has never
 // built, with the deployer building nothing itself (build.maxJobs 0); then a build host
 // (--build-host) whose closures come back to the deployer for the push; a builder that is down
 // or whose host key is wrong fails naming it; doctor reports the builders.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 import { type FreshSystems, freshSystems, setBuildFleet } from "./support/fresh-systems.js";
 import { deployEvents, servedBy } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";

@@ -1,12 +1,12 @@
-// One rollback meaning (issue 31), over ssh on a lab host: a failed activation leaves no
+// One rollback meaning, over ssh on a lab host: a failed activation leaves no
 // generation behind, so the system profile holds only systems that ran confirmed, and
 // `nixship rollback` without --to goes to the last system confirmed on the host. The sequence:
 // v1, v2, a system whose health check fails (rolled back), one whose switch hangs (rolled back
 // at --activation-timeout), v1 again; then rollback ends on v2, not on the hanging system.
-// Generation numbers are never made twice on a host (issue 46): v1 again is generation 5, one
+// Generation numbers are never made twice on a host: v1 again is generation 5, one
 // past the failed systems' 3 and 4, and each number names one system in the host's history.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "./support/cli.js";
+import type { CliRun } from "../support/cli.js";
 import { deployEvents, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -95,7 +95,7 @@ describe("one rollback meaning over ssh", () => {
     made.push(...generationsMade(hang));
     expect(await servedBy(lab.info, HOST)).toBe("web-v2");
     // Neither failed system is left in the profile, for a rollback or the boot menu to take;
-    // and status says its last deploy failed (issue 46).
+    // and status says its last deploy failed.
     expect(await generations(1)).toEqual({ 1: "v1", 2: "v2" });
     const again = await deploy("web-v1");
     expect(again.code, again.stderr).toBe(0);

@@ -3,6 +3,7 @@
 // dashboard until a deploy reaches it; a fleet rollback undoes the v3 rollout alone, and
 // `rollback --rollout` of the v2 rollout puts all three on v1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship } from "../support/cli.js";
 import {
   type AgentLab,
   channelRelease,
@@ -14,7 +15,6 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
-import { nixship } from "./support/cli.js";
 import { dashboardHost } from "./support/dashboard-api.js";
 import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 

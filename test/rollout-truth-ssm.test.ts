@@ -7,7 +7,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
+import { type CliRun, nixship } from "../support/cli.js";
 import { dashboardHost } from "./support/dashboard-api.js";
 import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";

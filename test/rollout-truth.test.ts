@@ -5,7 +5,7 @@
 // is), and `rollback --rollout` of the v2 rollout puts all three on v1.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 import { dashboardApi, dashboardHost, dashboardText } from "./support/dashboard-api.js";
 import { servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import {

@@ -6,7 +6,7 @@
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 
 const NOBODY = 65534;
 /** The checkout, and where each case sees it (bound there before /tmp and /run are hidden). */

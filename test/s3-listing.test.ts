@@ -3,7 +3,7 @@
 // error, instead of listing forever. The real AWS SDK talks to a small lying responder.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stalledPage } from "../src/store/s3-store.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import { type LyingS3, startLyingS3 } from "./support/lying-s3.js";
 
 let s3: LyingS3;

@@ -1,4 +1,4 @@
-// Issue 17: large NARs go to S3 as multipart uploads with at most upload-concurrency parts in
+// Large NARs go to S3 as multipart uploads with at most upload-concurrency parts in
 // flight, in the whole store, as the server sees it; and stock Nix reads what was pushed. Real
 // s3rver behind a counting proxy, which holds each part until the store has sent all it may.
 import { createHash, randomBytes } from "node:crypto";
@@ -10,11 +10,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { readAll } from "../src/store/helpers.js";
 import { S3Store } from "../src/store/s3-store.js";
-import { nixCopyFrom, nixship, runOk } from "./support/cli.js";
-import { type CountingProxy, startCountingProxy } from "./support/counting-proxy.js";
+import { nixCopyFrom, nixship, runOk } from "../support/cli.js";
+import { type CountingProxy, startCountingProxy } from "../support/counting-proxy.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { startCacheServer } from "../support/serve.js";
 import { closureMeta } from "./support/fixture-closure.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
-import { startCacheServer } from "./support/serve.js";
 
 const MiB = 1024 * 1024;
 /** S3Store's part size. */

@@ -17,10 +17,10 @@ import { FsStore } from "../src/store/fs-store.js";
 import { readAll } from "../src/store/helpers.js";
 import type { PutOptions, PutResult } from "../src/store/object-store.js";
 import { S3Store } from "../src/store/s3-store.js";
-import { nixship } from "./support/cli.js";
-import { type CountingProxy, startCountingProxy } from "./support/counting-proxy.js";
+import { nixship } from "../support/cli.js";
+import { type CountingProxy, startCountingProxy } from "../support/counting-proxy.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { buildFixtureClosure, closureMeta } from "./support/fixture-closure.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 
 let work: string;
 let s3: S3Server;

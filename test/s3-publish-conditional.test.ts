@@ -30,7 +30,7 @@ import { CACHE_FILE, PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { listAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type S3Bucket, type S3Server, startS3Server } from "./support/s3-server.js";
+import { type S3Bucket, type S3Server, startS3Server } from "../support/s3-server.js";
 import { S3_SERVERS } from "./support/s3-servers.js";
 
 const key = generateSecretKey("release-s3-1");
@@ -175,7 +175,7 @@ describe.each(S3_SERVERS)(
           const r = await runMain([...argv, "--json"]);
           expect(r.code, r.stderr).toBe(0);
           expect(JSON.parse(r.stdout)).toMatchObject({ channel: "prod", seq: 2, replaced: 1 });
-          // Release 2 and the origin document signed beside it (who refreshed it, issue 46).
+          // Release 2 and the origin document signed beside it (who refreshed it).
           expect(await keys(store)).toEqual([
             channelKey("prod"),
             releaseKey("prod", 1),

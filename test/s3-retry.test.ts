@@ -1,4 +1,4 @@
-// Issue 17: S3 answers 503 SlowDown, and nixship backs off and tries again, counting the
+// S3 answers 503 SlowDown, and nixship backs off and tries again, counting the
 // retries; a server that never stops answering 503 ends the push, within the bounds, with an
 // error that names the object, the status and what to do. Real s3rver, real AWS SDK, real CLI;
 // the 503s come from a counting proxy in front of s3rver.
@@ -7,15 +7,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { S3Store } from "../src/store/s3-store.js";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   type CountingProxy,
   type CountingProxyOptions,
   SLOW_DOWN,
   startCountingProxy,
-} from "./support/counting-proxy.js";
+} from "../support/counting-proxy.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import { buildFixtureClosure, closureMeta } from "./support/fixture-closure.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 
 let work: string;
 let s3: S3Server;

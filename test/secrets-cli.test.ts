@@ -8,7 +8,7 @@ import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "./support/cli.js";
+import { type CliRun, nixship } from "../support/cli.js";
 
 const PLAINTEXT = "s3cret-db-password-7f1e9c";
 const ROTATED = "rotated-password-2b44d0";

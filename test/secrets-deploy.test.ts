@@ -1,4 +1,4 @@
-// Issue 14's acceptance over ssh, on a lab of three hosts with the real Nix, sshd and age: two
+// Secrets over ssh, on a lab of three hosts with the real Nix, sshd and age: two
 // secrets, one to @web and one to @db, land on exactly their hosts with their owner and mode
 // before the service starts (it reads one); rotation and removal reach the hosts; a tampered
 // file and an unknown owner fail the activation, naming the secret, and change nothing; and
@@ -9,7 +9,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship, run } from "./support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
 import {
   deployEvents,
   type LabInfo,

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 
 let work: string;

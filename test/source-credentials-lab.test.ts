@@ -10,9 +10,9 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "./support/cli.js";
-import { NIXSHIP_BIN, runOk } from "./support/cli.js";
-import { startDashboardProcess } from "./support/dashboard-store.js";
+import type { CliRun } from "../support/cli.js";
+import { NIXSHIP_BIN, runOk } from "../support/cli.js";
+import { startDashboardProcess } from "../support/dashboard-store.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

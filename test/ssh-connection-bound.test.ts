@@ -1,4 +1,4 @@
-// A bound on held ssh connections (issue 50): a deploy to more hosts than --max-connections
+// A bound on held ssh connections: a deploy to more hosts than --max-connections
 // allows never has more shared connections (ssh masters, each a control socket of the
 // deployer's) alive at once than the bound, and every host deploys.
 import { spawn } from "node:child_process";
@@ -6,7 +6,7 @@ import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPrefixFor } from "../src/delivery/ssh-transport.js";
-import { NIXSHIP_BIN } from "./support/cli.js";
+import { NIXSHIP_BIN } from "../support/cli.js";
 import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

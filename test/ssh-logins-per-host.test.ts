@@ -1,4 +1,4 @@
-// What a deploy costs each host in SSH logins within the bound on held connections (issue 50),
+// What a deploy costs each host in SSH logins within the bound on held connections,
 // counted where they happen, in each lab host's sshd log: a host that changes costs two (its
 // shared connection, made for the survey and kept to its wave, and the confirmation's new one,
 // which proves that a new login still works after the switch), a host already up to date one.

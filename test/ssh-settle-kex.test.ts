@@ -12,7 +12,7 @@ import {
   sshDefaultKexAlgorithms,
 } from "../src/delivery/ssh-settle-kex.js";
 import { type SshTarget, sshArgs } from "../src/delivery/ssh-transport.js";
-import { run } from "./support/cli.js";
+import { run } from "../support/cli.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;

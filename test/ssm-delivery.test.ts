@@ -32,7 +32,7 @@ import type { StorePath } from "../src/nix/store-path.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 
 const PATH = "/nix/store/0c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web" as StorePath;
 const OLD = "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web";

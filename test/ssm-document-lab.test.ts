@@ -24,11 +24,11 @@ import {
 import { secretsBundle } from "../src/host/secrets-bundle.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { nixship, run } from "./support/cli.js";
+import { nixship, run } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { filesHolding, freshPlaintext } from "./support/secrets-scan.js";
-import { type RunningServer, serveLabCache } from "./support/serve.js";
 
 const LAB = "sm";
 const HOST = `${LAB}1`;
@@ -237,8 +237,8 @@ describe("the SSM document's shell on a lab host", () => {
     // The host is free: the next deploy goes through.
     const next = await activate("web-v1", [HEALTHY]);
     expect(next.code, next.stderr).toBe(0);
-    // web-hang's generation was dropped with its rollback, and its number is not made again
-    // (issue 46): web-v1 is the sixth, past those of web-broken (3), the web-v1 a check refused
+    // web-hang's generation was dropped with its rollback, and its number is not made again:
+    // web-v1 is the sixth, past those of web-broken (3), the web-v1 a check refused
     // (4) and web-hang (5).
     expect(next.result).toMatchObject({ ok: true, result: "activated", generation: 6 });
     expect(await served()).toBe("web-v1");

@@ -1,8 +1,8 @@
-// Drift on a real lab host over ssh (issue 33): a host switched by hand (`nixship lab exec`,
+// Drift on a real lab host over ssh: a host switched by hand (`nixship lab exec`,
 // as nixos-rebuild would) is shown drifting by `nixship status` and is not in step, while
 // every system nixship left there (deploys, and rollbacks, twice over) is not drift.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliRun } from "./support/cli.js";
+import type { CliRun } from "../support/cli.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
@@ -60,7 +60,7 @@ describe("drift on an ssh host", () => {
     expect(hand.code, hand.stderr).toBe(0);
     const drifted = await status();
     expect(drifted.r.code).toBe(1);
-    // What nixship left: web-v1, and web-v2, which it ran before (its record keeps it: issue 46).
+    // What nixship left: web-v1, and web-v2, which it ran before (its record keeps it).
     expect(drifted.row).toMatchObject({
       inStep: false,
       drift: { running: v3, expected: [systems["web-v1"], systems["web-v2"]] },

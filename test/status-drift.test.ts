@@ -1,11 +1,11 @@
-// Drift in `nixship status` (issue 33), from the status records alone: a host whose record says
+// Drift in `nixship status`, from the status records alone: a host whose record says
 // it runs a system nixship did not leave on it is marked drifted, in the table and in --json,
 // and is not in step; a host behind its channel, or one that went back after a failure, is not.
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web";
 const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web";

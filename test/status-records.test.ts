@@ -1,4 +1,4 @@
-// Status records in the store are believed only as far as they check (issue 29): a record at
+// Status records in the store are believed only as far as they check: a record at
 // one host's key that names another, one far larger than a record, one that is not JSON and
 // one with a date that is none each fail their own host only; escape sequences and line breaks
 // in what a record says never reach the terminal; every other host is shown as it reported.
@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 
 const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
 let work: string;

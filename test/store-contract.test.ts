@@ -11,7 +11,7 @@ import { FsStore } from "../src/store/fs-store.js";
 import { deleteKeys, listAll, readAll } from "../src/store/helpers.js";
 import type { ObjectStore, PutResult } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import type { S3Bucket } from "./support/s3-server.js";
+import type { S3Bucket } from "../support/s3-server.js";
 import { S3_SERVERS } from "./support/s3-servers.js";
 
 interface Opened {

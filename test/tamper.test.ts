@@ -1,12 +1,12 @@
-// Acceptance 3: a tampered narinfo (bad signature, untrusted key) or a tampered NAR is refused
+// A tampered narinfo (bad signature, untrusted key) or a tampered NAR is refused
 // by `nixship verify`, by `nixship fetch`, and by Nix itself reading through `cache serve`.
 import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixship, run } from "./support/cli.js";
+import { nixCopyFrom, nixship, run } from "../support/cli.js";
+import { startCacheServer } from "../support/serve.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
-import { startCacheServer } from "./support/serve.js";
 
 let work: string;
 let root: string;

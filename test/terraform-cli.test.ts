@@ -1,4 +1,4 @@
-// The Nix → Terraform bridge (issue 5, acceptance 7), through the built CLI with the real Nix:
+// The Nix → Terraform bridge, through the built CLI with the real Nix:
 // `nixship terraform vars` prints variables whose types are those the deploy module and
 // examples/aws declare (parsed from their .tf files), and `nixship fleet from-terraform` turns
 // `terraform output -json` of examples/aws into a fleet file the fleet loader and the schema
@@ -12,8 +12,8 @@ import { fileURLToPath } from "node:url";
 import { parse } from "@cdktf/hcl2json";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFleet } from "../src/fleet/load-fleet.js";
+import { nixship, run } from "../support/cli.js";
 import { AWS_TERRAFORM_OUTPUT, HOSTS_OUTPUT_TYPE } from "./support/aws-terraform-output.js";
-import { nixship, run } from "./support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { fleetSchemaProblems } from "./support/json-schema.js";
 import {

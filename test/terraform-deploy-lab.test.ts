@@ -1,4 +1,4 @@
-// Issue 5, acceptance 6: the deploy module's local-exec command, taken from the module's HCL,
+// The deploy module's local-exec command, taken from the module's HCL,
 // its interpolations filled in by the test's renderer (which refuses anything it does not
 // understand), and run as-is by /bin/sh (the interpreter the module names) against a lab of
 // two hosts: it deploys, hosts then run the store paths given, and a failed deploy fails the
@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NIXSHIP_BIN, nixship, run } from "./support/cli.js";
+import { NIXSHIP_BIN, nixship, run } from "../support/cli.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
 import { evaluateValue, type HclValue, RenderError } from "./support/hcl-expr.js";
 import { loadModule, type TfModule } from "./support/terraform.js";

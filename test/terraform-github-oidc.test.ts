@@ -1,4 +1,4 @@
-// Issue 16, the github-oidc module: the role GitHub Actions assumes through OIDC. Evaluated from
+// The github-oidc module: the role GitHub Actions assumes through OIDC. Evaluated from
 // the modules' own HCL: the trust policy lets only tokens for sts.amazonaws.com from the given
 // repository's refs and environments assume the deploy role (pull requests only the read-only
 // plan role); the deploy role holds exactly the cache module's writer policy and the

@@ -1,4 +1,4 @@
-// Issue 16, the host module: the agent's inputs are needed only when agent_enabled, service
+// The host module's inputs: the agent's inputs are needed only when agent_enabled, service
 // ports open only when asked, AMIs looked up from the owners given, and SSH: authorized keys
 // validated as OpenSSH public key lines, a host key Terraform may generate (its public half an
 // output), and a host without the agent publishing its own key to the store with exactly one
@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "./support/cli.js";
+import { runOk } from "../support/cli.js";
 import { evaluateValue, type HclValue } from "./support/hcl-expr.js";
 import { evaluate as iamDecision, validatePolicy } from "./support/iam-policy.js";
 import { blocks, loadModule, type TfModule } from "./support/terraform.js";

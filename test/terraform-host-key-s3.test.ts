@@ -1,4 +1,4 @@
-// Issue 16: a host without the agent publishes its SSH host key to an S3 store from its
+// A host without the agent publishes its SSH host key to an S3 store from its
 // user-data (terraform/modules/host/ssh.sh.tftpl), with its role's credentials from IMDSv2
 // and a request curl signs (--aws-sigv4). Here the real curl talks to two stand-ins on
 // loopback (test/support/aws-stand-ins.ts): the instance metadata service (IMDSv2 only: a token
@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import {
   ROLE_CREDENTIALS as CREDENTIALS,
   type Imds,
@@ -21,7 +22,6 @@ import {
   startSignedS3,
   writeCurlShim,
 } from "./support/aws-stand-ins.js";
-import { NIXSHIP_BIN, run, runOk } from "./support/cli.js";
 import { renderTemplate } from "./support/tftpl.js";
 
 const TEMPLATE = join(

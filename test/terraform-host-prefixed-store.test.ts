@@ -1,4 +1,4 @@
-// Issue 16: an agent host whose store_url has a key prefix (s3://BUCKET/PREFIX?region=R, the
+// An agent host whose store_url has a key prefix (s3://BUCKET/PREFIX?region=R, the
 // cache module's store_url with its prefix). Nix's own S3 store cannot read under a prefix, so
 // the host module's user-data puts fetch.sh.tftpl before the bootstrap: curl fetches the
 // nixship package's closure, signed with the role's IMDSv2 credentials, into a file:// cache,
@@ -21,6 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { type CliRun, nixship, run, runOk } from "../support/cli.js";
+import { type S3Server, startS3Server } from "../support/s3-server.js";
 import {
   type Imds,
   ROLE_CREDENTIALS,
@@ -29,9 +31,7 @@ import {
   startSignedS3,
   writeCurlShim,
 } from "./support/aws-stand-ins.js";
-import { type CliRun, nixship, run, runOk } from "./support/cli.js";
 import { HOST_MODULE_DIR, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
-import { type S3Server, startS3Server } from "./support/s3-server.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const FETCH = join(HOST_MODULE_DIR, "fetch.sh.tftpl");

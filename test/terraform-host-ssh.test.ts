@@ -1,4 +1,4 @@
-// Issue 16: the host module's SSH part of the user-data (terraform/modules/host/ssh.sh.tftpl,
+// The host module's SSH part of the user-data (terraform/modules/host/ssh.sh.tftpl,
 // rendered with the variables main.tf passes) run on a real lab host, whose sshd is set up as
 // NixOS sets up its own (host key in /etc/ssh, root's keys in ~/.ssh/authorized_keys), then
 // `nixship fleet from-terraform --known-hosts` and real ssh with strict host key checking:
@@ -15,8 +15,8 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor } from "../src/delivery/ssh-transport.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { awsTerraformOutput } from "./support/aws-terraform-output.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs, servedBy } from "./support/lab-deploy.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
@@ -429,7 +429,7 @@ describe("the host module's SSH user-data on a lab host, then fleet from-terrafo
         outcome: expect.objectContaining({
           status: "failed",
           phase: "connect",
-          // A refused host key is no outage: its own failure, with the fix (issue 46).
+          // A refused host key is no outage: its own failure, with the fix.
           message: expect.stringMatching(
             /^ssh: Host key verification failed\.: the host's key is not the one known for it \(it may be another machine/,
           ),

@@ -1,4 +1,4 @@
-// Issue 5, acceptance 5: the host module's user-data (terraform/modules/host/user-data.sh.tftpl),
+// The host module's user-data (terraform/modules/host/user-data.sh.tftpl),
 // rendered with exactly the variables main.tf passes to templatefile, passes `shellcheck -s sh`
 // and is idempotent on a real lab host. The host realises a nixship package from a signed
 // directory cache, writes the agent's config, applies the channel's release with
@@ -7,7 +7,7 @@
 // runs the agent itself (its own nixship-agent.service) is left alone. Lab hosts have no
 // systemd, so stand-ins for systemctl and systemd-run come first on the script's PATH: the
 // systemd-run one records its arguments and really starts the agent in the background.
-// Issue 16: main.tf puts the SSH part (ssh.sh.tftpl) before it only when an SSH input asks for
+// main.tf puts the SSH part (ssh.sh.tftpl) before it only when an SSH input asks for
 // it, and the fetch (fetch.sh.tftpl) only for a store with a key prefix; together they still
 // pass shellcheck within EC2's 16 KiB, a script over that without its comment lines (the SSH
 // part on a host: terraform-host-ssh.test.ts, terraform-host-key-s3.test.ts; the fetch:
@@ -25,7 +25,7 @@ import {
 import type { StatusRecord } from "../src/status/status.js";
 import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "./support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
@@ -426,8 +426,7 @@ describe("main.tf renders user-data.sh.tftpl (and ssh.sh.tftpl before it)", () =
     expect(instances).toHaveLength(1);
     // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.
     expect(instances[0]?.user_data).toBe("${local.user_data}");
-    // An agent host without SSH inputs or a prefix gets user-data.sh.tftpl alone, as before
-    // issue 16.
+    // An agent host without SSH inputs or a prefix gets user-data.sh.tftpl alone.
     const squash = (text: unknown) => String(text).replace(/\s+/g, "");
     expect(squash(local("user_data_script"))).toBe(
       // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of an expression.

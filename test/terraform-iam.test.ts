@@ -1,4 +1,4 @@
-// Issue 5, acceptance 3, and issue 16: the cache module's IAM policies, rendered from the
+// The cache module's IAM policies, rendered from the
 // module's own HCL (each output followed to the aws_iam_policy it names and to the policy
 // document behind it), evaluated by a strict IAM evaluator against the requests hosts, agents,
 // deployers, readers and the garbage collector make: hosts read the cache and write nothing, an
@@ -244,7 +244,7 @@ const AGENT_WRITES = [
   ...HEARTBEAT_STATES.map((state) => heartbeatKey("web1", state, 330)),
   hostKeyObjectKey("web1"),
 ];
-// Issue 45: an agent writes exactly the keys agents write. Anything more under its own prefixes
+// An agent writes exactly the keys agents write. Anything more under its own prefixes
 // is keys a reader would list (readers take a bounded number per host anyway), and a key with
 // more segments than a marker's can stand under another host's name.
 const AGENT_EXACT: readonly Expectation[] = [
@@ -268,7 +268,7 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:PutObject", [
     ...CACHE_KEYS,
     "releases/prod/8.json",
-    // Who published release 8 and from what, signed beside it (issue 46).
+    // Who published release 8 and from what, signed beside it.
     "releases/prod/8.origin.json",
     SHARD,
     "channels/prod.json",

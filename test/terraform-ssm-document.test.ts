@@ -1,4 +1,4 @@
-// Issue 5, acceptance 4, and issue 16: the ssm-document module embeds exactly what `nixship
+// The ssm-document module embeds exactly what `nixship
 // ssm document` prints (byte for byte), reads it from that one committed file with no copy
 // elsewhere in the module, and that file is a valid SSM Command document. Evaluated from the
 // module's HCL: default substituters and trusted keys appear as the parameters' defaults in
@@ -10,7 +10,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "./support/cli.js";
+import { nixship } from "../support/cli.js";
 import {
   callsIn,
   evaluateNode,

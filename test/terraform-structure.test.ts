@@ -1,8 +1,8 @@
-// Issue 5, acceptance 1 and 2: every .tf file under terraform/ and examples/ parses as HCL2
+// Every .tf file under terraform/ and examples/ parses as HCL2
 // (no terraform binary here: @cdktf/hcl2json), and every module there passes the structural
 // checks: variables declared and used, module calls complete, references that resolve,
 // templatefile() given what its template reads, READMEs that list exactly the inputs and
-// outputs, the files and versions a module has, and the contracts of issue 5. Fixtures with
+// outputs, the files and versions a module has, and the contracts between modules. Fixtures with
 // deliberate mistakes (npcnix's remote_region among them) show that each check can fail and
 // what it says when it does.
 import { readdirSync, statSync } from "node:fs";
@@ -66,11 +66,11 @@ async function fixture(name: string) {
   return { root, modules, lookup: (d: string) => modules.get(d) };
 }
 
-/** The modules of issue 5's contracts (the context every helper of the issue shares). */
+/** Each module's contract: the variables (types, defaults) and outputs other modules and users rely on. */
 const CONTRACTS: Record<string, ModuleContract> = {
   "terraform/modules/cache": {
     variables: {
-      // Issue 16: a fixed name or a generated one (exactly one of the two; a precondition).
+      // A fixed name or a generated one (exactly one of the two; a precondition).
       bucket_name: { type: "string", default: null },
       bucket_prefix: { type: "string", default: null },
       versioning: { type: "bool", default: false },
@@ -91,7 +91,7 @@ const CONTRACTS: Record<string, ModuleContract> = {
   "terraform/modules/ssm-document": {
     variables: {
       name: { type: "string", default: "nixship-activate" },
-      // Issue 16: defaults baked into the document, associations by role, sender tags.
+      // Defaults baked into the document, associations by role, sender tags.
       default_substituters: { type: "string", default: "" },
       default_trusted_public_keys: { type: "string", default: "" },
       associations: { type: "map(string)", default: {} },
@@ -184,7 +184,7 @@ const CONTRACTS: Record<string, ModuleContract> = {
     variables: {
       store_paths: { type: "map(string)", default: {} },
       cache_url: { type: "string", default: "" },
-      // Issue 16: associations by role, and the CI roles (none unless a repository is named).
+      // Associations by role, and the CI roles (none unless a repository is named).
       ssm_associations: { type: "map(string)", default: {} },
       github_repository: { type: "string", default: "" },
       github_refs: { type: "list(string)", default: ["refs/heads/main"] },
@@ -238,7 +238,7 @@ describe("the repository's Terraform", () => {
   }
 
   for (const [name, contract] of Object.entries(CONTRACTS)) {
-    it(`${name}: keeps the contract of issue 5`, async () => {
+    it(`${name}: keeps its contract`, async () => {
       const mod = (await loadRepoModules()).get(join(ROOT, name));
       expect(mod, `${name} does not exist (yet)`).toBeDefined();
       expect(checkContract(mod as TfModule, contract)).toEqual([]);
@@ -352,7 +352,7 @@ describe("each check fails on a fixture made to break it, saying what and where"
     );
   });
 
-  it("contract: a cache module that drifted from issue 5's contract", async () => {
+  it("contract: a cache module that drifted from its contract", async () => {
     const { root } = await fixture("contract-drift");
     const contract = CONTRACTS["terraform/modules/cache"] as ModuleContract;
     expect(checkContract(root, contract)).toEqual([

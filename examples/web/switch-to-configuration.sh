@@ -45,7 +45,7 @@ alive() {
 # running_pid: prints the pid of the running example-web, if one runs. The command line must
 # be our server's (any version's: SHARE/bin/example-web serve SYSTEM), so that a stale pid file
 # can never make us signal somebody else. The second pattern is the Node.js service that the
-# example systems ran before the light lab (issue 35): a lab host up since then may still run it.
+# example systems ran before the C server: a lab host up since then may still run it.
 running_pid() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile" 2>/dev/null) || return 1

@@ -1,4 +1,4 @@
-// Deltas between store paths (issue 49): what a delta is called and what it holds, the one
+// Deltas between store paths: what a delta is called and what it holds, the one
 // contract the deployer (which computes and publishes them) and the host (activate.sh's delta
 // step, which finds and applies them) share. Pure. docs/deltas.md tells the whole design.
 //

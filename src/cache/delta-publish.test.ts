@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { allKeys, putSyntheticPath, syntheticPath } from "../../test/support/synthetic-cache.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.js";
 import { Sha256 } from "../nix/hash.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { restoreNar } from "../nix/nar-restore.js";

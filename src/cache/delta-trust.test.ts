@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { allKeys, putSyntheticPath, syntheticPath } from "../../test/support/synthetic-cache.js";
+import { allKeys, putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.js";
 import { Sha256 } from "../nix/hash.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { buildNar, narNode } from "../nix/nar-write.js";

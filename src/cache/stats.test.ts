@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { putSyntheticPath, syntheticPath } from "../../test/support/synthetic-cache.js";
+import { putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";

@@ -32,7 +32,7 @@ function report(
   return { release: { seq, kind, hosts }, states };
 }
 
-/** The sequence on web1: v1, v2, broken (failed), the wave's rollback to v2. */
+/** The sequence on web1: v1, v2, broken (failed), the wave's rollback to v2. */
 const sequence = [
   report(1, "deploy", { web1: [V1, "success"], web2: [V1, "success"] }),
   report(2, "deploy", { web1: [V2, "success"], web2: [V2, "success"] }),

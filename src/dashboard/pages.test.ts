@@ -1,4 +1,4 @@
-// The rollout page as the server renders it (issue 46): every wave of the plan with its hosts
+// The rollout page as the server renders it: every wave of the plan with its hosts
 // not started yet, the hosts the rollout skipped and why, and who started it from what.
 import { describe, expect, it } from "vitest";
 import type { RolloutRecord } from "../status/rollout.js";

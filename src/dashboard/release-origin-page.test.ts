@@ -1,5 +1,5 @@
 // The dashboard's release page and host page say who published a release and who put a host's
-// system there (issue 46): read from a directory store, an origin changed in the store marked
+// system there: read from a directory store, an origin changed in the store marked
 // untrusted, never shown as true.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -238,7 +238,7 @@ describe("AgentDelivery.deployWave", () => {
       web1: { path: sys("a", "web1") },
       web2: { path: sys("c", "web2") },
     });
-    // The wave ends once web1 applied the rollback release, and says so (issue 46).
+    // The wave ends once web1 applied the rollback release, and says so.
     expect(outcomes[0]).toMatchObject({
       message: expect.stringContaining(
         `it applied rollback release 3 (it runs ${sys("a", "web1")} again)`,

@@ -1,4 +1,4 @@
-// A push from the build host (issue 34): where nixship is installed there, it stores the NARs
+// A push from the build host: where nixship is installed there, it stores the NARs
 // of the closure it built straight into the cache (`push --nars-only`, with its own
 // credentials), and the deployer checks its report against the host's Nix, signs the narinfos
 // with its own key and commits them. The closure never enters the deployer's store; the key

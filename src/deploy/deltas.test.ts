@@ -1,8 +1,8 @@
 import { rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { syntheticPath } from "../../support/synthetic-cache.js";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
-import { syntheticPath } from "../../test/support/synthetic-cache.js";
 import { deltaPathOf, deltaSkipKey } from "../cache/delta-path.js";
 import type { DeltaPair } from "../cache/delta-publish.js";
 import { formatSkipNote } from "../cache/delta-trust.js";

@@ -1,4 +1,4 @@
-// Who started a deploy and from what (issue 46): a CI run or user@machine, and each flake with
+// Who started a deploy and from what: a CI run or user@machine, and each flake with
 // its git commit and whether its tracked files changed; credentials never kept.
 import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";

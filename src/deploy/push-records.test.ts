@@ -69,7 +69,7 @@ describe("push records", () => {
       },
     );
     expect(await read("a1")).toMatchObject({ desired: V2, current: V2, previous: V1 });
-    // Rolled back: it runs what it ran before, at that generation (issue 46: not "null").
+    // Rolled back: it runs what it ran before, at that generation (not "null").
     expect(await read("a2")).toMatchObject({
       state: "failed",
       rolledBack: true,
@@ -97,7 +97,7 @@ describe("push records", () => {
     expect(await read("a2")).toMatchObject({ state: "failed", desired: V2 });
   });
 
-  it("a skipped host keeps its generation and the system it ran before (issue 46)", async () => {
+  it("a skipped host keeps its generation and the system it ran before", async () => {
     const plan = { action: "switch" as const, hosts: [{ host: "k1", current: V1, generation: 3 }] };
     await recordResults(
       url,
@@ -134,7 +134,7 @@ describe("push records", () => {
     });
   });
 
-  it("a host the deploy moved names its rollout; a host it left alone keeps who put its system there (issue 46)", async () => {
+  it("a host the deploy moved names its rollout; a host it left alone keeps who put its system there", async () => {
     const first = {
       kind: "rollout" as const,
       key: "status/rollouts/8235869599999-0123456789ab.json",

@@ -464,7 +464,7 @@ describe("recordRollout", () => {
   });
 });
 
-describe("the rollout record from the plan (issue 46)", () => {
+describe("the rollout record from the plan", () => {
   it("lists every wave and host of the plan, pending until it starts, the skipped ones, and who started it from what", () => {
     const recorder = new RolloutRecorder(store, {
       mode: "ssh",

@@ -204,7 +204,7 @@ describe("runRollout", () => {
     expect(results[0]?.outcome).toMatchObject({ status: "failed", message: "spawn ssh ENOENT" });
   });
 
-  it("carries a delivery's later word on a host it reported into the result (issue 46)", async () => {
+  it("carries a delivery's later word on a host it reported into the result", async () => {
     const events: DeployEvent[] = [];
     const failed = { status: "failed", phase: "health", rolledBack: true } as const;
     const delivery: Delivery = {

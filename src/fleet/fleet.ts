@@ -101,7 +101,7 @@ export interface SsmSettings {
 
 /**
  * The default bound on the deployer's shared ssh connections: 128 masters, about 205 MB at the
- * 1.60 MB per master that bench:fleet measured (issue 50), within the 500 MB the deployer may
+ * 1.60 MB per master that bench:fleet measured, within the 500 MB the deployer may
  * take at 1,000 hosts.
  */
 export const DEFAULT_MAX_CONNECTIONS = 128;

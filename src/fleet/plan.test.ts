@@ -271,7 +271,7 @@ describe("unpinnedRequired", () => {
   });
 });
 
-describe("reboots of hosts whose booted system is unknown (issue 46)", () => {
+describe("reboots of hosts whose booted system is unknown", () => {
   it("--reboot auto does not reboot a host that says nothing of what it booted, and says so", () => {
     const unknown = plan("switch", [
       { host: "web1", desired: v2, state: running(v1, 41), reboot: "auto" },
@@ -289,7 +289,7 @@ describe("reboots of hosts whose booted system is unknown (issue 46)", () => {
   });
 });
 
-describe("a boot left pending (issue 46)", () => {
+describe("a boot left pending", () => {
   const pendingInto = (path: StorePath, booted: boolean): HostState => ({
     kind: "reported",
     current: booted ? path : v1,
@@ -401,7 +401,7 @@ describe("a boot set for later (deploy --action boot) and left pending", () => {
   });
 });
 
-describe("the cost of a bound on held ssh connections (issue 50)", () => {
+describe("the cost of a bound on held ssh connections", () => {
   it("counts a login again for each host that activates beyond the bound", () => {
     const targets = Array.from({ length: 5 }, (_, i) => ({
       host: `web${i}`,

@@ -48,7 +48,7 @@ describe("planWaves", () => {
     ).toThrow(/parallel must be/);
   });
 
-  it("gives each role its own canaries, even when two roles share their numbers (issue 46)", () => {
+  it("gives each role its own canaries, even when two roles share their numbers", () => {
     // Two roles with canary 1 and parallel 2 each: one canary of each in the first wave.
     const hosts = ["api1", "db1", "api2", "db2", "api3"];
     const role = (h: string) => ({ canary: 1, parallel: 2, role: h.slice(0, -1) });

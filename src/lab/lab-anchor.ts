@@ -59,7 +59,7 @@ export async function anchorPids(lab: AnchorOf): Promise<number[]> {
   return (await listAnchors()).filter((a) => anchorName(a) === name).map((a) => a.pid);
 }
 
-/** The pids of an anchor named before labs were owned by their directory (issue 48). */
+/** The pids of an anchor named before labs were owned by their directory. */
 export async function legacyAnchorPids(name: string, number: number): Promise<number[]> {
   const wanted = `nixship-lab-anchor-${number}-${name}\0infinity\0`;
   const pids: number[] = [];

@@ -380,7 +380,7 @@ export async function labDown(labsDirPath: string, name: string): Promise<LabDow
 }
 
 /**
- * A lab brought up before labs were owned by their directory (issue 48): namespaces nxsN-HOST,
+ * A lab brought up before labs were owned by their directory: namespaces nxsN-HOST,
  * anchor nixship-lab-anchor-N-NAME, a bridge without an alias. Its state names those
  * namespaces; what it names goes while they are still there (else N may be another lab's).
  */

@@ -1,4 +1,4 @@
-// Who published a release and from what source (issue 46): a small document stored beside the
+// Who published a release and from what source: a small document stored beside the
 // release (releases/<channel>/<seq>.origin.json), signed by the release key over a message that
 // binds the release's digest. Pure: the shape, its signing and its strict, verified reading.
 //

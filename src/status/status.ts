@@ -69,7 +69,7 @@ export interface StatusRecord {
    */
   readonly agent?: string | null;
   /**
-   * What put the system the host runs there (issue 46): the rollout record of the deploy, the
+   * What put the system the host runs there: the rollout record of the deploy, the
    * release the agent applied, or a rollback. Absent: not known (records older than it).
    */
   readonly origin?: RecordOrigin;

@@ -413,7 +413,7 @@ describe("truncate", () => {
   });
 });
 
-describe("a big rollout (issue 50)", () => {
+describe("a big rollout", () => {
   beforeEach(() => {
     vi.useFakeTimers();
   });

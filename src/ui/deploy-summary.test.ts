@@ -179,7 +179,7 @@ describe("the runs column (with the plan)", () => {
       web2: "example-web-system-v2",
       web10: "example-web-system-v2",
       api1: "example-web-system-v1",
-      // Its switch failed and it could not go back: it runs the failed system (issue 46).
+      // Its switch failed and it could not go back: it runs the failed system.
       api2: "example-web-system-v2 (failed)",
       db1: "example-web-system-v2",
       db2: "example-web-system-v1",
@@ -187,7 +187,7 @@ describe("the runs column (with the plan)", () => {
     });
     // boot changes what boots next, not what runs.
     expect(runs(RESULTS[0] as HostResult, plan("boot"))).toBe("example-web-system-v1");
-    // A host that failed before anything changed runs what it ran (issue 46: not "unknown").
+    // A host that failed before anything changed runs what it ran (not "unknown").
     const realise: HostResult = {
       host: "api1",
       outcome: { status: "failed", phase: "realise", message: "no", rolledBack: false },
@@ -209,7 +209,7 @@ describe("the runs column (with the plan)", () => {
   });
 });
 
-describe("a big summary (issue 50): failures whole, the rest counted", () => {
+describe("a big summary: failures whole, the rest counted", () => {
   const v1 = `/nix/store/${"1".repeat(32)}-example-web-system-v1` as StorePath;
   const name = (i: number) => `lab${String(i + 1).padStart(4, "0")}`;
   const resultOf = (i: number): HostResult => {

@@ -1,4 +1,4 @@
-// Who put a system (or a release) there and from what source, as one line of text (issue 46):
+// Who put a system (or a release) there and from what source, as one line of text:
 // the status table's note and `release show` say it alike.
 import type { Origin, OriginSource } from "../release/release-origin.js";
 import { sourceReference } from "../util/source-reference.js";

@@ -85,7 +85,7 @@ describe("formatPlanDiffs", () => {
   });
 });
 
-describe("many hosts without a diff (issue 50)", () => {
+describe("many hosts without a diff", () => {
   it("says each reason once, with its hosts counted", () => {
     const unavailable = Array.from({ length: 200 }, (_, i) => ({
       host: `lab${i + 1}`,

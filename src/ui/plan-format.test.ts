@@ -237,7 +237,7 @@ describe("formatPlan", () => {
   });
 });
 
-describe("the plan's systems of one name (issue 46)", () => {
+describe("the plan's systems of one name", () => {
   it("names two different systems of one name by the start of their hashes too", () => {
     const again = sp("3", "example-web-system-v1");
     const text = formatPlan({ ...PLAN, hosts: [host({ host: "web1", desired: again })] });
@@ -258,7 +258,7 @@ describe("the plan's systems of one name (issue 46)", () => {
   });
 });
 
-describe("a big plan (issue 50): hosts grouped, those that need a person in full", () => {
+describe("a big plan: hosts grouped, those that need a person in full", () => {
   // Real plans of the planner: every host runs v2 but some; canary 1, parallel 10, as the lab's.
   const info = (path: StorePath, references: StorePath[] = []) => ({
     path,

@@ -129,7 +129,7 @@ describe("the status table", () => {
   });
 });
 
-describe("the status table of ssh hosts (issue 46)", () => {
+describe("the status table of ssh hosts", () => {
   const host = { name: "web1", delivery: "ssh" as const, tags: [], address: "192.0.2.1" };
   // Two systems of one name, as NixOS toplevels often are.
   const NEW = "/nix/store/cccccccccccccccccccccccccccccccc-web-v1";

@@ -57,7 +57,7 @@ describe("drift", () => {
     const unsaid = record({ state: "failed", desired: V3, current: null, previous: undefined });
     expect(driftOf({ running: HAND, record: unsaid })).toBeUndefined();
     // Rolled back, a push record names what it runs again (the fold carries the older system
-    // as previous): that is no drift (issue 46).
+    // as previous): that is no drift.
     const folded = sshRecord({
       state: "failed",
       desired: V3,

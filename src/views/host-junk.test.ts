@@ -1,4 +1,4 @@
-// Issue 45, point 6: one agent host that fills its own prefixes (heartbeats and a release's
+// One agent host that fills its own prefixes (heartbeats and a release's
 // markers) with 100,000 keys costs the fleet's views a bounded number of store requests: the
 // quiet poll of the status view (what the dashboard and `status --stored` read), the release
 // board, the deploy's agent watch (heartbeats and markers) and gc's roots each LIST what they
@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeQuietAgentFleet } from "../../test/support/quiet-agent-fleet.js";
+import { writeQuietAgentFleet } from "../../support/quiet-agent-fleet.js";
 import { AgentSignalsReader } from "../channel/standing-store.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";

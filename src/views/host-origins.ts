@@ -1,4 +1,4 @@
-// Who put each host's system there and from what source (issue 46), for the status view: a
+// Who put each host's system there and from what source, for the status view: a
 // host's record names what put it there (a rollout record, a release, a rollback), and this
 // reads each distinct one once (a rollout record within its size limit; a release's origin
 // document, trusted only when a release key signed it for that release's digest).

@@ -1,4 +1,4 @@
-// An ssh host shows applying while the running rollout has it activating (issue 46): its record
+// An ssh host shows applying while the running rollout has it activating: its record
 // is written only when it ends.
 import { describe, expect, it } from "vitest";
 import { sshRecord } from "../../test/support/status-records.js";

@@ -26,7 +26,7 @@ describe("status rows", () => {
     expect(unreachable).not.toHaveProperty("drift");
   });
 
-  it("a live host with a boot nobody judged is not in step (issue 46)", () => {
+  it("a live host with a boot nobody judged is not in step", () => {
     const live = answer(V2);
     if (!live.reachable) throw new Error("unreachable");
     const pending = { token: "t1", path: V2, since: 1700 };

@@ -13,7 +13,7 @@ import type { StatusRecord } from "../../src/status/status.js";
 import { readStatus } from "../../src/status/status-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 import { openStore } from "../../src/store/url.js";
-import { type CliRun, nixship, run } from "./cli.js";
+import { type CliRun, nixship, run } from "../../support/cli.js";
 import { EXAMPLES_DIR } from "./example-systems.js";
 
 /** The channel `lab up --agents` makes the hosts follow. */

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { runOk } from "./cli.js";
+import { runOk } from "../../support/cli.js";
 
 export interface RoleCredentials {
   readonly accessKeyId: string;

@@ -47,7 +47,7 @@ export const AWS_TERRAFORM_OUTPUT = {
   ssm_document_name: { sensitive: false, type: "string", value: "nixship-activate" },
 };
 
-/** The declared shape of examples/aws's `hosts` output (the contract of issues 5 and 16). */
+/** The declared shape of examples/aws's `hosts` output (the contract between the modules and the example). */
 export const HOSTS_OUTPUT_TYPE =
   "map(object({ instance_id = string, private_ip = string, public_ip = string, ssh_host_public_key = string, tags = map(string) }))";
 

@@ -2,7 +2,7 @@
 // one API path, and stopped.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { NIXSHIP_BIN } from "./cli.js";
+import { NIXSHIP_BIN } from "../../support/cli.js";
 
 /** The JSON the dashboard of `fleetFile` answers at `path` (`/api/hosts`, …). */
 export async function dashboardApi(fleetFile: string, path: string): Promise<unknown> {

@@ -3,7 +3,7 @@
 // the fleet naming the tool.
 import { readFile, writeFile } from "node:fs/promises";
 import type { StorePath } from "../../src/nix/store-path.js";
-import { runOk } from "./cli.js";
+import { runOk } from "../../support/cli.js";
 import { type FreshSystems, ownSystems } from "./fresh-systems.js";
 
 /** Builds the stand-in for nixpkgs' zstd in the machine's store. */

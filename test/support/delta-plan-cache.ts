@@ -9,7 +9,7 @@ import type { PlanDeltaPairs } from "../../src/fleet/plan-deltas.js";
 import { generateSecretKey, type SecretKey } from "../../src/nix/keys.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 import { openStore } from "../../src/store/url.js";
-import { putSyntheticPath, syntheticPath } from "./synthetic-cache.js";
+import { putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.js";
 
 export interface DeltaPlanCache {
   readonly dir: string;

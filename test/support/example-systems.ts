@@ -3,7 +3,7 @@
 // service a switch starts can never outlive the host or reach past it.
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { type CliRun, run, runOk } from "./cli.js";
+import { type CliRun, run, runOk } from "../../support/cli.js";
 
 export const EXAMPLES_DIR = fileURLToPath(new URL("../../examples", import.meta.url));
 

@@ -3,7 +3,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runOk } from "./cli.js";
+import { runOk } from "../../support/cli.js";
 
 export const FIXTURE_EXPRESSION = `
 let

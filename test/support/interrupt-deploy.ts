@@ -1,6 +1,6 @@
 // A `nixship deploy --json` run interrupted on cue: for the tests of what an interrupt does.
 import { type ChildProcess, spawn } from "node:child_process";
-import { type CliRun, NIXSHIP_BIN } from "./cli.js";
+import { type CliRun, NIXSHIP_BIN } from "../../support/cli.js";
 
 export type DeployEvent = { readonly type: string; readonly [key: string]: unknown };
 

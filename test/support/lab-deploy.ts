@@ -2,7 +2,7 @@
 // deploy command line that serves the lab's cache on its bridge, what a host serves, and the
 // NDJSON events of a `--json` run.
 import { readFile, writeFile } from "node:fs/promises";
-import { type CliRun, run } from "./cli.js";
+import { type CliRun, run } from "../../support/cli.js";
 import { EXAMPLES_DIR } from "./example-systems.js";
 
 export interface LabInfo {

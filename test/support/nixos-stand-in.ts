@@ -1,8 +1,8 @@
 // What the NixOS module tests share without nixpkgs: the stand-ins for nixpkgs' `lib.mkOption`
 // and `lib.mkIf` (they record what a module declares), and a strict JSON evaluation by the
 // real Nix that fails with Nix's own words.
-import { run } from "./cli.js";
-import { TEST_NIX_CONFIG } from "./nix-config.js";
+import { run } from "../../support/cli.js";
+import { TEST_NIX_CONFIG } from "../../support/nix-config.js";
 
 /** Nix text: `mkOption` and `mkIf` as attributes of a stand-in `lib`. */
 export const LIB_OPTIONS = `

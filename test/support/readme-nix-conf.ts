@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { run } from "./cli.js";
+import { run } from "../../support/cli.js";
 
 const README = new URL("../../README.md", import.meta.url);
 

@@ -1,7 +1,7 @@
 // The S3 servers that S3 tests run against, each in turn: s3rver, with the conditional writes it
 // lacks added in front (s3-server.ts), and moto's server, which has its own (moto-server.ts).
-import { startMotoServer } from "./moto-server.js";
-import { type S3Bucket, startS3Server } from "./s3-server.js";
+import { startMotoServer } from "../../support/moto-server.js";
+import { type S3Bucket, startS3Server } from "../../support/s3-server.js";
 
 export interface S3ServerKind {
   readonly name: S3Bucket["server"];

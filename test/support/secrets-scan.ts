@@ -2,7 +2,7 @@
 // the example service read, and every file that holds a plaintext.
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { run } from "./cli.js";
+import { run } from "../../support/cli.js";
 
 /** `owner:group mode content` of a file on a lab host, or "(none)". */
 export async function keptOn(labDir: string, host: string, path: string): Promise<string> {

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { type CliRun, NIXSHIP_BIN, run } from "./cli.js";
+import { type CliRun, NIXSHIP_BIN, run } from "../../support/cli.js";
 import { type LabInfo, labDeployArgs } from "./lab-deploy.js";
 
 export interface SshLab {

@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { renderRunCommand, ssmDocument } from "../../src/delivery/ssm-document.js";
-import { nixship } from "./cli.js";
+import { nixship } from "../../support/cli.js";
 
 interface Invocation {
   readonly instanceId: string;

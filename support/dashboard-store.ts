@@ -4,14 +4,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { formatPublicKey, generateSecretKey, publicKeyOf } from "../../src/nix/keys.js";
-import { publishRelease } from "../../src/release/release-store.js";
-import type { RolloutRecord } from "../../src/status/rollout.js";
-import { writeRollout } from "../../src/status/rollout-store.js";
-import { type StatusRecord, statusRecord } from "../../src/status/status.js";
-import { writeStatus } from "../../src/status/status-store.js";
-import type { ObjectStore } from "../../src/store/object-store.js";
-import { mapLimit } from "../../src/util/pool.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import { publishRelease } from "../src/release/release-store.js";
+import type { RolloutRecord } from "../src/status/rollout.js";
+import { writeRollout } from "../src/status/rollout-store.js";
+import { type StatusRecord, statusRecord } from "../src/status/status.js";
+import { writeStatus } from "../src/status/status-store.js";
+import type { ObjectStore } from "../src/store/object-store.js";
+import { mapLimit } from "../src/util/pool.js";
 
 export const SYSTEM_V1 = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
 export const SYSTEM_V2 = "/nix/store/0v2bpy0w6b8c6dwh4l8r1q4k0ypx9z2a-example-web-system-v2";

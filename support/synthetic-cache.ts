@@ -2,13 +2,13 @@
 // their NARs (one small file each, stored uncompressed), with the references the caller
 // names. For the collector's tests and bench:gc, where thousands of paths are needed and
 // no Nix has to read them.
-import { narInfoKey, narKey } from "../../src/cache/layout.js";
-import { Sha256 } from "../../src/nix/hash.js";
-import type { SecretKey } from "../../src/nix/keys.js";
-import { buildNar, narNode } from "../../src/nix/nar-write.js";
-import { formatNarInfo, type NarInfo, signNarInfo } from "../../src/nix/narinfo.js";
-import { makeStorePath, type StorePath } from "../../src/nix/store-path.js";
-import type { ObjectStore } from "../../src/store/object-store.js";
+import { narInfoKey, narKey } from "../src/cache/layout.js";
+import { Sha256 } from "../src/nix/hash.js";
+import type { SecretKey } from "../src/nix/keys.js";
+import { buildNar, narNode } from "../src/nix/nar-write.js";
+import { formatNarInfo, type NarInfo, signNarInfo } from "../src/nix/narinfo.js";
+import { makeStorePath, type StorePath } from "../src/nix/store-path.js";
+import type { ObjectStore } from "../src/store/object-store.js";
 
 export interface SyntheticPath {
   readonly path: StorePath;

@@ -1,12 +1,12 @@
 // A quiet fleet of agent hosts in a store, for the tests and the bench of what one host's junk
 // costs the views: one signed release naming each host, each host's success record of it and
 // one heartbeat.
-import type { SecretKey } from "../../src/nix/keys.js";
-import type { StorePath } from "../../src/nix/store-path.js";
-import { publishRelease } from "../../src/release/release-store.js";
-import { statusRecord } from "../../src/status/status.js";
-import { writeHeartbeat, writeStatus } from "../../src/status/status-store.js";
-import type { ObjectStore } from "../../src/store/object-store.js";
+import type { SecretKey } from "../src/nix/keys.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { publishRelease } from "../src/release/release-store.js";
+import { statusRecord } from "../src/status/status.js";
+import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
+import type { ObjectStore } from "../src/store/object-store.js";
 
 export async function writeQuietAgentFleet(
   store: ObjectStore,

@@ -12,8 +12,8 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { RequestKind } from "../../src/store/object-store.js";
-import { noRequests } from "../../src/store/s3-requests.js";
+import type { RequestKind } from "../src/store/object-store.js";
+import { noRequests } from "../src/store/s3-requests.js";
 
 export interface ProxiedRequest {
   readonly kind: RequestKind;

@@ -1,8 +1,25 @@
 // Runs the built `nixship` binary as a user would, capturing its output and exit code.
 import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
+/**
+ * The checkout: the nearest folder above this file that holds package.json. This file runs from
+ * support/ under vitest and from dist-bench/support/ in a benchmark, so no fixed `../` fits both.
+ */
+function checkoutRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** The built CLI (`npm run build`). */
+export const NIXSHIP_BIN = join(checkoutRoot(), "dist/cli/bin.js");
 
 export interface CliRun {
   readonly code: number;

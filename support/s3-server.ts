@@ -1,4 +1,4 @@
-// A real S3 server for tests: s3rver on 127.0.0.1, a random port, a temp directory and one
+// A real S3 server for tests and benchmarks: s3rver on 127.0.0.1, a random port, a temp directory and one
 // pre-created bucket, plus the conditional writes (If-None-Match / If-Match) that s3rver lacks
 // (unless a test asks for plain s3rver, to stand for a server that ignores them).
 import { mkdtemp, rm } from "node:fs/promises";
