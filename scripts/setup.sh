@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine with Node for nixship: the Debian tools it calls, npm packages, a build,
-# and moto's S3 server for the tests.
+# and moto's server for the tests (S3, SSM and EC2).
 # With --current-nix (the tests need it), also a current Nix beside Debian's (scripts/current-nix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +43,9 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# The S3 tests run against moto's server as well as s3rver: Python's moto, in the machine's
-# python3 or else in a virtualenv of its own that this script makes (Debian's python3 takes no
-# pip installs), which needs python3-venv.
+# The S3 tests run against moto's server as well as s3rver, and the SSM tests against its SSM and
+# EC2: Python's moto, in the machine's python3 or else in a virtualenv of its own that this script
+# makes (Debian's python3 takes no pip installs), which needs python3-venv.
 moto_venv="${NIXSHIP_MOTO_VENV:-/var/lib/nixship/moto}"
 has_moto() { command -v "$1" >/dev/null 2>&1 && "$1" -c 'import moto.server' >/dev/null 2>&1; }
 if ! has_moto python3 && ! has_moto "$moto_venv/bin/python3"; then
@@ -93,7 +93,7 @@ else
   npm run --silent build
   touch "$built"
 fi
-# moto's server, for the S3 tests: installed from the Python package index where it is missing.
+# moto's server, for the S3 and SSM tests: installed from the Python package index where it is missing.
 # Without it the setup goes on (nothing else needs it), and the tests that run against it fail,
 # saying so.
 moto_version='5.2.1'
@@ -103,7 +103,7 @@ elif has_moto "$moto_venv/bin/python3"; then
   echo "setup: moto's server is installed (moto $("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)'), $moto_venv)" >&2
 elif [ "$(id -u)" != 0 ] && [ -z "${NIXSHIP_MOTO_VENV:-}" ]; then
   echo "setup: moto's server is missing, and installing it into $moto_venv needs root; or: pip install 'moto[server]==$moto_version'" >&2
-  echo "setup: the S3 tests that run against moto will fail until it is installed" >&2
+  echo "setup: the S3 and SSM tests that run against moto will fail until it is installed" >&2
 else
   echo "setup: installing moto's server (pip install 'moto[server]==$moto_version' into $moto_venv)" >&2
   if python3 -m venv "$moto_venv" &&
@@ -112,7 +112,7 @@ else
     echo "setup: moto's server is installed (moto $moto_version, $moto_venv)" >&2
   else
     echo "setup: could not install moto's server into $moto_venv (is the Python package index reachable? pip says why above)" >&2
-    echo "setup: the S3 tests that run against moto will fail until it is installed: pip install 'moto[server]==$moto_version'" >&2
+    echo "setup: the S3 and SSM tests that run against moto will fail until it is installed: pip install 'moto[server]==$moto_version'" >&2
   fi
 fi
 if [ "$current_nix" = true ]; then

@@ -1,5 +1,6 @@
-// moto's S3 server for tests and benchmarks: the app `moto_server` serves, on 127.0.0.1 at a port
-// the OS picks, in memory, with one pre-created bucket, and nothing of ours in front of it.
+// moto's server for tests and benchmarks: the app `moto_server` serves, on 127.0.0.1 at a port
+// the OS picks, in memory; as an S3 server with one pre-created bucket and nothing of ours in
+// front of it, or bare (every service moto emulates, the SSM stand-in's SSM and EC2 among them).
 import { type ChildProcess, spawn } from "node:child_process";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { type S3Bucket, S3RVER_CREDENTIALS } from "./s3-server.js";
@@ -11,6 +12,15 @@ export interface MotoServer extends S3Bucket {
   readonly server: "moto";
   /** The server's process (python3), to measure its CPU. */
   readonly pid: number;
+}
+
+/** moto's server, bare: its endpoint answers every service moto emulates. */
+export interface MotoProcess {
+  readonly endpoint: string;
+  /** The server's process (python3), to measure its CPU. */
+  readonly pid: number;
+  /** Stops it: its process exits and its port refuses. */
+  readonly close: () => Promise<void>;
 }
 
 export interface MotoServerOptions {
@@ -63,15 +73,27 @@ export async function startMotoServer(
   process.env.AWS_REGION ??= "us-east-1";
   // As S3Store does: the SDK's warning that its future releases need Node 22 is not ours to act on.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  return withBucket(await startMoto(options), bucket);
+}
+
+/** moto's server with nothing created in it, and this process's environment left as it is. */
+export async function startMoto(options: MotoServerOptions = {}): Promise<MotoProcess> {
   const address = options.address ?? "127.0.0.1";
   const tried: string[] = [];
   for (const python of pythons()) {
     const started = await launch(python, address, options.threaded === true);
-    if ("child" in started) return withBucket(started.child, address, started.port, bucket);
+    if ("child" in started) {
+      const { child } = started;
+      return {
+        endpoint: `http://${address}:${started.port}`,
+        pid: child.pid ?? -1,
+        close: () => stop(child),
+      };
+    }
     tried.push(`${python}: ${started.failure}`);
   }
   throw new Error(
-    `moto's server could not be started (${tried.join("; ")}). The S3 tests run against it: run 'bash scripts/setup.sh', which installs it (pip install 'moto[server]' into ${MOTO_VENV}), or install it into python3 yourself`,
+    `moto's server could not be started (${tried.join("; ")}). The S3 and SSM tests run against it: run 'bash scripts/setup.sh', which installs it (pip install 'moto[server]' into ${MOTO_VENV}), or install it into python3 yourself`,
   );
 }
 
@@ -81,6 +103,8 @@ function launch(python: string, address: string, threaded: boolean): Promise<Lau
   return new Promise((resolve) => {
     const child = spawn(python, ["-c", LAUNCHER, address, threaded ? "threaded" : "one"], {
       stdio: ["pipe", "pipe", "pipe"],
+      // moto's built-in AMIs (thousands) cost seconds on the first EC2 call; no test uses them.
+      env: { ...process.env, MOTO_EC2_LOAD_DEFAULT_AMIS: "false" },
     });
     // The last of stderr, to say why it failed; kept draining so that moto never blocks on it.
     let stderr = "";
@@ -117,14 +141,8 @@ function launch(python: string, address: string, threaded: boolean): Promise<Lau
   });
 }
 
-async function withBucket(
-  child: ChildProcess,
-  address: string,
-  port: number,
-  bucket: string,
-): Promise<MotoServer> {
-  const endpoint = `http://${address}:${port}`;
-  const close = () => stop(child);
+async function withBucket(moto: MotoProcess, bucket: string): Promise<MotoServer> {
+  const { endpoint, close } = moto;
   // The SDK retries a refused connection, so this also waits until the server answers.
   const client = new S3Client({
     region: "us-east-1",
@@ -144,7 +162,7 @@ async function withBucket(
   }
   return {
     server: "moto",
-    pid: child.pid ?? -1,
+    pid: moto.pid,
     endpoint,
     bucket,
     url: `s3://${bucket}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`,

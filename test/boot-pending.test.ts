@@ -22,7 +22,6 @@ import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const SSH_HOST = "bpd1";
 const SSM_HOST = "bpd2";
-const INSTANCE = "i-00000000000000bd2";
 
 let lab: SshLab;
 let ssm: SsmStandIn;
@@ -73,7 +72,7 @@ async function setToBoot(host: string, system: string): Promise<void> {
 beforeAll(async () => {
   lab = await startSshLab("bpd", 2);
   const labEnv = { NIXSHIP_LAB_DIR: dirname(lab.info.dir) };
-  ssm = await startSsmStandIn({ [INSTANCE]: SSM_HOST }, labEnv);
+  ssm = await startSsmStandIn({ [SSM_HOST]: {} }, labEnv);
   env = { ...labEnv, ...ssm.env };
   await setExampleSystems(lab.fleetFile, { [SSH_HOST]: "web-v1", [SSM_HOST]: "web-v1" });
   const first = await lab.deploy("--json");
@@ -84,7 +83,7 @@ beforeAll(async () => {
     ssm?: unknown;
   };
   const { sshHost: _, hostKey: __, ...rest } = doc.hosts[SSM_HOST] as Record<string, unknown>;
-  doc.hosts[SSM_HOST] = { ...rest, delivery: "ssm", instanceId: INSTANCE };
+  doc.hosts[SSM_HOST] = { ...rest, delivery: "ssm", instanceId: ssm.instances[SSM_HOST] };
   doc.ssm = { region: "eu-west-1" };
   await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
 }, 300_000);

@@ -27,7 +27,6 @@ import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 const SSH = "gcx1";
 const SSM = "gcx2";
 const AGENT = "gcx3";
-const INSTANCE = "i-0000000000000a002";
 
 let lab: AgentLab;
 let ssm: SsmStandIn;
@@ -45,7 +44,8 @@ beforeAll(async () => {
   };
   const { hostKey: _sshKey, ...ssh } = doc.hosts[SSH] as Record<string, unknown>;
   doc.hosts[SSH] = { ...ssh, delivery: "ssh", sshHost: SSH };
-  doc.hosts[SSM] = { ...doc.hosts[SSM], delivery: "ssm", instanceId: INSTANCE };
+  ssm = await startSsmStandIn({ [SSM]: {} }, lab.env);
+  doc.hosts[SSM] = { ...doc.hosts[SSM], delivery: "ssm", instanceId: ssm.instances[SSM] };
   doc.ssm = { region: "eu-west-1" };
   await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
   publicKey = doc.cache.publicKeys[0] as string;
@@ -53,7 +53,6 @@ beforeAll(async () => {
     number: number;
   };
   bridge = `10.231.${state.number}.1`;
-  ssm = await startSsmStandIn({ [INSTANCE]: SSM }, lab.env);
 }, 180_000);
 afterAll(async () => {
   await ssm?.close();

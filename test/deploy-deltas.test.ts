@@ -267,9 +267,9 @@ describe("a deploy with deltas", () => {
 
   it("gives a host reached over SSM its paths by delta too", async () => {
     // ddl2 becomes an SSM instance: the stand-in runs the document's shell (DeltaTool and all).
-    const instance = "i-0000000000000dd02";
     const labEnv = { NIXSHIP_LAB_DIR: dirname(lab.info.dir) };
-    const ssm = await startSsmStandIn({ [instance]: "ddl2" }, labEnv);
+    const ssm = await startSsmStandIn({ ddl2: {} }, labEnv);
+    const instance = ssm.instances.ddl2;
     try {
       await rebuild();
       const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {

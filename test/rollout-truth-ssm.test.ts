@@ -15,7 +15,6 @@ import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const HOSTS = ["rts1", "rts2", "rts3"];
-const instance = (i: number) => `i-00000000000000c${i}`;
 let lab: SshLab;
 let ssm: SsmStandIn;
 let env: NodeJS.ProcessEnv;
@@ -48,10 +47,7 @@ const served = () => Promise.all(HOSTS.map((h) => servedBy(lab.info, h)));
 beforeAll(async () => {
   lab = await startSshLab("rts", 3);
   const labEnv = { NIXSHIP_LAB_DIR: dirname(lab.info.dir) };
-  ssm = await startSsmStandIn(
-    Object.fromEntries(HOSTS.map((h, i) => [instance(i + 1), h])),
-    labEnv,
-  );
+  ssm = await startSsmStandIn(Object.fromEntries(HOSTS.map((h) => [h, {}])), labEnv);
   env = { ...labEnv, ...ssm.env };
   await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v1"])));
   const first = await lab.deploy("--json");
@@ -62,10 +58,10 @@ beforeAll(async () => {
     cache: { url: string };
     ssm?: unknown;
   };
-  HOSTS.forEach((h, i) => {
+  for (const h of HOSTS) {
     const { sshHost: _, hostKey: __, ...rest } = doc.hosts[h] as Record<string, unknown>;
-    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: instance(i + 1) };
-  });
+    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: ssm.instances[h] };
+  }
   // The shortest delivery timeout SSM takes: a silent instance costs the survey 30 s.
   doc.ssm = { region: "eu-west-1", commandTimeout: 30 };
   cacheUrl = doc.cache.url;
@@ -87,12 +83,13 @@ describe("ssm hosts: a host a rollout skipped is behind; rollback undoes a rollo
     const v2 = await deploy("web-v2");
     expect(v2.code, v2.stderr).toBe(0);
     v2Rollout = (await rolloutFiles(cacheUrl))[0]?.id as string;
-    ssm.silence(instance(3), true);
+    const silent = ssm.instances.rts3 as string;
+    ssm.silence(silent, true);
     let v3: CliRun;
     try {
       v3 = await deploy("web-v3", "--skip-unreachable");
     } finally {
-      ssm.silence(instance(3), false);
+      ssm.silence(silent, false);
     }
     expect(v3.code, v3.stderr).toBe(0);
     expect(summaryOf(v3).rts3).toMatchObject({ status: "skipped", reason: "unreachable" });

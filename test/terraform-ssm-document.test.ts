@@ -5,12 +5,22 @@
 // the document the module creates when set, and nowhere when not; the associations map makes
 // one association per role with its store path and tag target, and the single association of
 // earlier versions still works; the sender policy lets a deployer or CI role send the document
-// only to the tagged instances, with exactly the calls src/delivery/ssm.ts makes.
+// only to the tagged instances, with exactly the calls src/delivery/ssm.ts makes. The document the
+// module creates, with and without defaults, is registered with CreateDocument in moto's SSM.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
+import {
+  CreateDocumentCommand,
+  DescribeDocumentCommand,
+  type DocumentFormat,
+  type DocumentType,
+  GetDocumentCommand,
+  SSMClient,
+} from "@aws-sdk/client-ssm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship } from "../support/cli.js";
+import { type MotoProcess, startMoto } from "../support/moto-server.js";
 import {
   callsIn,
   evaluateNode,
@@ -483,6 +493,97 @@ describe("default substituters and trusted keys, baked into the document", () =>
       withEach(resolver(vars), "web", WEB_SYSTEM),
     );
     expect(params).toEqual({ StorePath: WEB_SYSTEM });
+  });
+});
+
+describe("the document the module creates, registered in moto's SSM", () => {
+  let moto: MotoProcess;
+  let ssm: SSMClient;
+  beforeAll(async () => {
+    moto = await startMoto();
+    ssm = new SSMClient({
+      region: "eu-west-1",
+      endpoint: moto.endpoint,
+      credentials: { accessKeyId: "AKIAMOTO000000000000", secretAccessKey: "moto" },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    ssm?.destroy();
+    await moto?.close();
+  });
+
+  /**
+   * aws_ssm_document.this for these inputs, as CreateDocument takes it; a document given
+   * defaults is Terraform's jsonencode of it, which escapes <, > and &.
+   */
+  async function created(vars: Record<string, HclValue>) {
+    const body = mod.resources.get("aws_ssm_document.this")?.body ?? {};
+    const r = resolver(vars);
+    const content = String(await evaluateValue(body.content, r));
+    return {
+      Name: String(await evaluateValue(body.name, r)),
+      DocumentType: String(await evaluateValue(body.document_type, r)) as DocumentType,
+      DocumentFormat: String(await evaluateValue(body.document_format, r)) as DocumentFormat,
+      Content:
+        content === committed.toString("utf8")
+          ? content
+          : content.replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`),
+    };
+  }
+
+  it("CreateDocument takes it with and without defaults, and moto describes its parameters and their defaults", async () => {
+    const plain = await created({ name: "nixship-activate" });
+    expect(plain.Content).toBe(committed.toString("utf8"));
+    const baked = await created({
+      name: "nixship-activate-baked",
+      default_substituters: CACHE_URL,
+      default_trusted_public_keys: CACHE_KEY,
+    });
+    for (const input of [plain, baked]) {
+      const made = await ssm.send(new CreateDocumentCommand(input));
+      expect(made.DocumentDescription).toMatchObject({
+        Name: input.Name,
+        DocumentType: "Command",
+        DocumentFormat: "JSON",
+        SchemaVersion: "2.2",
+        Status: "Active",
+      });
+      const held = await ssm.send(new GetDocumentCommand({ Name: input.Name }));
+      expect(held.Content).toBe(input.Content);
+    }
+    const defaults = async (name: string) =>
+      Object.fromEntries(
+        ((await ssm.send(new DescribeDocumentCommand({ Name: name }))).Document?.Parameters ?? [])
+          .filter((p) => p.Name === "Substituters" || p.Name === "TrustedPublicKeys")
+          .map((p) => [p.Name, p.DefaultValue]),
+      );
+    expect(await defaults(plain.Name)).toEqual({ Substituters: "", TrustedPublicKeys: "" });
+    expect(await defaults(baked.Name)).toEqual({
+      Substituters: CACHE_URL,
+      TrustedPublicKeys: CACHE_KEY,
+    });
+  });
+
+  it("moto refuses a document without a schemaVersion, and a name SSM reserves", async () => {
+    const { schemaVersion: _, ...unversioned } = JSON.parse(committed.toString("utf8")) as Record<
+      string,
+      unknown
+    >;
+    const create = (Name: string, Content: string) =>
+      ssm.send(
+        new CreateDocumentCommand({
+          Name,
+          Content,
+          DocumentType: "Command",
+          DocumentFormat: "JSON",
+        }),
+      );
+    await expect(create("nixship-unversioned", JSON.stringify(unversioned))).rejects.toMatchObject({
+      name: "InvalidDocumentContent",
+    });
+    await expect(create("aws-nixship", committed.toString("utf8"))).rejects.toMatchObject({
+      name: "ValidationException",
+    });
   });
 });
 
