@@ -34,7 +34,7 @@ const bytes = (data: SourceData) =>
     : ArrayBuffer.isView(data)
       ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
       : Buffer.from(data);
-class NodeSha256 {
+export class NodeSha256 {
   readonly #hash;
   constructor(secret?: SourceData) {
     this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytes(secret));
