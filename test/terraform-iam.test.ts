@@ -150,6 +150,11 @@ const AGENT: readonly Expectation[] = [
   ]),
   // Its own host key only: another host's would let it read that host's secrets.
   ...deny("agent", "s3:PutObject", ["status/host-keys/web2.pub", "status/host-keys/web10.pub"]),
+  // It reads its host key before it publishes it (a missing one answers 404: it may list it).
+  ...allow("agent", "s3:GetObject", ["status/host-keys/web1.pub"]),
+  ...allow("agent", "s3:ListBucket", ["status/host-keys/web1.pub"]),
+  ...deny("agent", "s3:GetObject", ["status/host-keys/web2.pub", "status/host-keys/web1.pub.1"]),
+  ...deny("agent", "s3:ListBucket", ["status/host-keys/", "status/host-keys/web2.pub"]),
   ...allow("agent", "s3:ListBucket", ["channels/prod.json", NARINFO]),
   ...deny("agent", "s3:PutObject", [
     ...STATUS_OTHERS,
@@ -536,6 +541,8 @@ describe("a policy mistake in the module fails these expectations", () => {
     expect(violations(broken, AGENT)).toEqual([
       "agent (web1): s3:PutObject status/host-keys/web2.pub was allow, expected deny",
       "agent (web1): s3:PutObject status/host-keys/web10.pub was allow, expected deny",
+      "agent (web1): s3:GetObject status/host-keys/web2.pub was allow, expected deny",
+      'agent (web1): s3:ListBucket prefix "status/host-keys/web2.pub" was allow, expected deny',
       "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",
