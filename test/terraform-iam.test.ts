@@ -15,15 +15,15 @@ import { HEARTBEAT_STATES, heartbeatKey } from "../src/status/heartbeat.js";
 import { hostKeyObjectKey } from "../src/status/host-key-store.js";
 import { hostStatusKey, progressKey, STATUS_STATES } from "../src/status/status.js";
 import { parseStoreUrl } from "../src/store/url.js";
-import { evaluateString, evaluateValue, type HclValue, referencesIn } from "./support/hcl-expr.js";
 import {
-  evaluate,
-  type IamDecision,
-  type PolicyDocument,
-  validatePolicy,
-} from "./support/iam-policy.js";
+  type RenderedCache,
+  type Role,
+  renderCache as renderCachePolicies,
+} from "./support/cache-policies.js";
+import { evaluateValue, type HclValue } from "./support/hcl-expr.js";
+import { evaluate, type IamDecision, validatePolicy } from "./support/iam-policy.js";
 import { blocks, loadModule, type TfModule } from "./support/terraform.js";
-import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
+import { moduleResolver } from "./support/terraform-render.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CACHE_DIR = join(ROOT, "terraform/modules/cache");
@@ -38,78 +38,14 @@ const LEASE = "gc/leases/5f0c2d9e8a7b6c5d4e3f2a1b.json";
 const PIN = "gc/pins/installer.json";
 const REPORT = "gc/reports/2026-11-26T10-00-00.000Z-0a1b2c3d.json";
 
-type Role = "host-read" | "agent" | "writer" | "reader" | "collector";
-const OUTPUT_OF: Record<Role, string> = {
-  "host-read": "host_read_policy_arn",
-  agent: "agent_policy_arn",
-  writer: "writer_policy_arn",
-  reader: "reader_policy_arn",
-  collector: "collector_policy_arn",
-};
-
-interface RenderedCache {
-  readonly bucketArn: string;
-  readonly policies: Record<Role, PolicyDocument>;
-  /** Each role's aws_iam_policy name. */
-  readonly policyNames: Record<Role, string>;
-  readonly bucketPolicy: PolicyDocument;
-  readonly storeUrl: string;
-}
-
-/** The single reference a string value makes (e.g. "${aws_iam_policy.x.arn}"). */
-async function onlyReference(value: unknown, what: string): Promise<readonly string[]> {
-  const refs = await referencesIn(String(value));
-  expect(refs.length, `${what} should be one reference: ${String(value)}`).toBe(1);
-  return refs[0]?.names ?? [];
-}
-
-/** The policy document behind `policy = data.aws_iam_policy_document.X.json` of a resource. */
-async function documentBehind(
-  mod: TfModule,
-  address: string,
-  resolve: ReturnType<typeof moduleResolver>,
-) {
-  const resource = mod.resources.get(address);
-  expect(resource, `${mod.dir} has no ${address}`).toBeDefined();
-  const [data, type, name, attr] = await onlyReference(resource?.body.policy, `${address}.policy`);
-  expect([data, type, attr]).toEqual(["data", "aws_iam_policy_document", "json"]);
-  const json = await renderPolicyDocument(mod, name as string, resolve);
-  return validatePolicy(JSON.parse(JSON.stringify(json)), `${address} (${name})`);
-}
-
-/**
- * The module rendered for a key prefix and a way of naming the bucket (`bucket` is the name
- * the bucket gets: the one given, or the one AWS generated from bucket_prefix).
- */
-async function renderCache(
+/** The module rendered for a key prefix and a bucket named `bucket_name` = BUCKET unless said. */
+function renderCache(
   mod: TfModule,
   prefix: string,
   naming: Record<string, HclValue> = { bucket_name: BUCKET },
   bucket = BUCKET,
 ): Promise<RenderedCache> {
-  const bucketArn = `arn:aws:s3:::${bucket}`;
-  const resolve = moduleResolver(mod, {
-    vars: { ...naming, prefix },
-    known: {
-      "aws_s3_bucket.this.arn": bucketArn,
-      "aws_s3_bucket.this.id": bucket,
-      "aws_s3_bucket.this.bucket": bucket,
-      "aws_s3_bucket.this.region": "eu-west-1",
-    },
-  });
-  const policies = {} as Record<Role, PolicyDocument>;
-  const policyNames = {} as Record<Role, string>;
-  for (const [role, outputName] of Object.entries(OUTPUT_OF) as [Role, string][]) {
-    const output = mod.outputs.get(outputName);
-    const [type, name, attr] = await onlyReference(output?.value, `output ${outputName}`);
-    expect([type, attr]).toEqual(["aws_iam_policy", "arn"]);
-    policies[role] = await documentBehind(mod, `aws_iam_policy.${name}`, resolve);
-    const body = mod.resources.get(`aws_iam_policy.${name}`)?.body ?? {};
-    policyNames[role] = String(await evaluateValue(body.name, resolve));
-  }
-  const bucketPolicy = await documentBehind(mod, "aws_s3_bucket_policy.this", resolve);
-  const storeUrl = await evaluateString(String(mod.outputs.get("store_url")?.value), resolve);
-  return { bucketArn, policies, policyNames, bucketPolicy, storeUrl: storeUrl as string };
+  return renderCachePolicies(mod, prefix, naming, bucket);
 }
 
 interface Expectation {
@@ -214,6 +150,11 @@ const AGENT: readonly Expectation[] = [
   ]),
   // Its own host key only: another host's would let it read that host's secrets.
   ...deny("agent", "s3:PutObject", ["status/host-keys/web2.pub", "status/host-keys/web10.pub"]),
+  // It reads its host key before it publishes it (a missing one answers 404: it may list it).
+  ...allow("agent", "s3:GetObject", ["status/host-keys/web1.pub"]),
+  ...allow("agent", "s3:ListBucket", ["status/host-keys/web1.pub"]),
+  ...deny("agent", "s3:GetObject", ["status/host-keys/web2.pub", "status/host-keys/web1.pub.1"]),
+  ...deny("agent", "s3:ListBucket", ["status/host-keys/", "status/host-keys/web2.pub"]),
   ...allow("agent", "s3:ListBucket", ["channels/prod.json", NARINFO]),
   ...deny("agent", "s3:PutObject", [
     ...STATUS_OTHERS,
@@ -600,6 +541,8 @@ describe("a policy mistake in the module fails these expectations", () => {
     expect(violations(broken, AGENT)).toEqual([
       "agent (web1): s3:PutObject status/host-keys/web2.pub was allow, expected deny",
       "agent (web1): s3:PutObject status/host-keys/web10.pub was allow, expected deny",
+      "agent (web1): s3:GetObject status/host-keys/web2.pub was allow, expected deny",
+      'agent (web1): s3:ListBucket prefix "status/host-keys/web2.pub" was allow, expected deny',
       "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",

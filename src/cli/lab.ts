@@ -201,7 +201,8 @@ export const labAgentsCommand: Command = {
 Acts on the agents of the named hosts (all of the lab's by default):
   stop     stops them: TERM (an activation in progress finishes first), then KILL after 5 s
   start    starts those that do not run, in their hosts, and returns once each has written
-           a heartbeat to the lab's cache (at most 30 s); an agent reads its config
+           a heartbeat (at most 30 s) to the lab's cache, or to the S3 store its config
+           names (read with this machine's credentials); an agent reads its config
            (hosts/H/agent/config.json in the lab's directory) when it starts
   pause    as 'nixship agent pause' on the host: from its next poll the agent only writes
            its heartbeat, which says it is paused

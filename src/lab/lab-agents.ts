@@ -14,8 +14,10 @@ import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseAgentConfig } from "../agent/config.js";
 import { InputError, OperationError } from "../errors.js";
 import { readHeartbeats } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { type HostBind, stopProcesses } from "./lab-host.js";
 import { type LabState, writeLabState } from "./lab-state.js";
@@ -234,21 +236,45 @@ function withAgentPid(state: LabState, host: string, pid: number | undefined): L
   };
 }
 
+/**
+ * Where the host's agent writes its heartbeats, as this machine reaches it: the lab's cache
+ * when its config names a directory store (the lab's cache, as the host sees it), else the
+ * store its config names (S3: read with this machine's credentials). A config that cannot be
+ * read names the lab's cache: the agent exits on it, which the wait reports.
+ */
+async function heartbeatStoreUrl(lab: LabLayout, host: LabHostLayout): Promise<string> {
+  const labCache = `file://${join(lab.dir, "cache")}`;
+  const file = join(agentDir(host), "config.json");
+  try {
+    const { store } = parseAgentConfig(await readFile(file, "utf8"), file);
+    return store.startsWith("file:") ? labCache : store;
+  } catch {
+    return labCache;
+  }
+}
+
 async function waitForHeartbeats(
   lab: LabLayout,
   started: readonly { host: LabHostLayout; pid: number; at: number }[],
 ): Promise<void> {
   if (started.length === 0) return;
-  const store = await openStore(`file://${join(lab.dir, "cache")}`);
+  const storeOf = new Map<string, string>();
+  for (const { host } of started) storeOf.set(host.name, await heartbeatStoreUrl(lab, host));
+  const stores = new Map<string, ObjectStore>();
   try {
+    for (const url of new Set(storeOf.values())) stores.set(url, await openStore(url));
     const deadline = Date.now() + START_TIMEOUT * 1000;
     for (;;) {
-      const beats = (await readHeartbeats(store)).hosts;
-      // File times have a resolution of a second or coarser: a heartbeat from before this
-      // start (an agent stopped and started again) must not count.
-      const waiting = started.filter(
-        ({ host, at }) => (beats.get(host.name)?.at.getTime() ?? 0) < Math.floor(at / 1000) * 1000,
-      );
+      const waiting = [];
+      for (const [url, store] of stores) {
+        const beats = (await readHeartbeats(store)).hosts;
+        // File times have a resolution of a second or coarser: a heartbeat from before this
+        // start (an agent stopped and started again) must not count.
+        const late = ({ host, at }: (typeof started)[number]) =>
+          storeOf.get(host.name) === url &&
+          (beats.get(host.name)?.at.getTime() ?? 0) < Math.floor(at / 1000) * 1000;
+        waiting.push(...started.filter(late));
+      }
       if (waiting.length === 0) return;
       const dead = [];
       // Started by this process a moment ago: judged by whether it has exited, not by its
@@ -266,7 +292,7 @@ async function waitForHeartbeats(
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   } finally {
-    await store.close();
+    for (const store of stores.values()) await store.close();
   }
 }
 

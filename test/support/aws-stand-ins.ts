@@ -4,12 +4,13 @@
 // checks each request's Signature Version 4 with the AWS SDK's own signer and the role's
 // secret, session token included. And a curl shim that sends IMDS's address to the stand-in
 // and logs each command line, as any process on the host could read it.
-import { createHash, createHmac } from "node:crypto";
+import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { SignatureV4 } from "@smithy/signature-v4";
+import { NodeSha256 } from "../../support/aws-query.js";
 import { runOk } from "../../support/cli.js";
 
 export interface RoleCredentials {
@@ -25,27 +26,6 @@ export const ROLE_CREDENTIALS: RoleCredentials = {
   sessionToken: "IQoJb3JpZ2luX2VjEXAMPLE/session+token==",
 };
 const IMDS_TOKEN = "imds-session-token";
-
-/** What the SDK's signer hashes with (as @smithy/hash-node does it). */
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (data: SourceData) =>
-  typeof data === "string"
-    ? Buffer.from(data)
-    : ArrayBuffer.isView(data)
-      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-      : Buffer.from(data);
-class NodeSha256 {
-  readonly #hash;
-  constructor(secret?: SourceData) {
-    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.#hash.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.#hash.digest());
-  }
-}
 
 function listen(server: Server): Promise<string> {
   return new Promise((resolve) => {

@@ -46,6 +46,9 @@ locals {
   own_host = "$${aws:PrincipalTag/nixship-host}"
   # The host's own secrets bundles (ciphertexts, which only its host key opens).
   own_secrets_objects = ["${local.store_arn}secrets/${local.own_host}/*"]
+  # The host's SSH host key, which its agent publishes: it reads the key there first, so as to
+  # write only a changed one.
+  own_host_key_key = "status/host-keys/${local.own_host}.pub"
 
   # Exactly the status keys an agent writes: its record, a marker per state it reaches on a
   # release (status/releases/CHANNEL/SEQ/HOST/STATE), its heartbeat per state
@@ -57,7 +60,7 @@ locals {
     "${local.store_arn}status/releases/*/*/${local.own_host}/${state}"],
     [for state in ["running", "paused"] :
     "${local.store_arn}status/heartbeats/${local.own_host}/${state}/*"],
-    ["${local.store_arn}status/host-keys/${local.own_host}.pub"],
+    ["${local.store_arn}${local.own_host_key_key}"],
   )
   # An IAM * spans "/": without these, status/releases/*/*/HOST/STATE would also grant
   # status/releases/C/S/OTHER/x/HOST/STATE, a key under another host's name (as many as it
@@ -370,6 +373,12 @@ data "aws_iam_policy_document" "agent" {
   }
 
   statement {
+    sid       = "ReadOwnHostKey"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.store_arn}${local.own_host_key_key}"]
+  }
+
+  statement {
     sid       = "WriteOwnStatus"
     actions   = ["s3:PutObject"]
     resources = local.own_status_objects
@@ -382,7 +391,8 @@ data "aws_iam_policy_document" "agent" {
     resources = local.deeper_status_objects
   }
 
-  # Only so that a missing key (no channel yet, say) answers 404 rather than 403.
+  # Only so that a missing key (no channel yet, its host key not yet published) answers 404
+  # rather than 403.
   statement {
     sid       = "ListReadableKeys"
     actions   = ["s3:ListBucket"]
@@ -391,7 +401,11 @@ data "aws_iam_policy_document" "agent" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = concat(local.cache_prefixes, local.release_prefixes)
+      values = concat(
+        local.cache_prefixes,
+        local.release_prefixes,
+        ["${local.key_prefix}${local.own_host_key_key}"],
+      )
     }
   }
 }
