@@ -22,8 +22,9 @@ const STORE_FLAGS = {
 
 const STORE_HELP = `  --channel NAME     the channel (required)
   --store URL        the store holding the releases (default: the fleet file's cache.url)
-  --fleet FILE       the fleet file, when --store is not given (default: $NIXSHIP_FLEET,
-                     else ./${DEFAULT_FLEET_FILE})
+  --fleet FILE       the fleet file, or a flake's fleet output (.#nixship), when --store is
+                     not given (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE}, else
+                     .#nixship)
   --json             machine-readable output on stdout`;
 
 export const releaseList: Command = {
