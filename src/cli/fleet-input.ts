@@ -74,8 +74,9 @@ export async function readFleetInput(
  * directory, when there is one.
  */
 async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
+  // An empty $NIXSHIP_FLEET names nothing.
   const name =
-    named ??
+    (named || undefined) ??
     (!existsSync(DEFAULT_FLEET_FILE) && existsSync("flake.nix")
       ? `.#${DEFAULT_FLEET_OUTPUT}`
       : DEFAULT_FLEET_FILE);
