@@ -179,6 +179,12 @@ describe("a fleet in the flake with a mistake", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${join(dir, "flake.nix")}: the flake has no output "nixship"`);
     expect(r.stderr).toContain("its outputs: nixosConfigurations");
+    // Not named but looked for: where a fleet could have been.
+    const here = await nixship(["status"], { cwd: dir });
+    expect(here.code).toBe(2);
+    expect(here.stderr).toContain(
+      'no fleet here: no ./nixship.json, and the flake here has no output "nixship"',
+    );
   });
 });
 

@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { flakeFleetSource } from "../deploy/flake-fleet-source.js";
-import { UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import { type Action, parseAction } from "../fleet/action.js";
 import {
   DEFAULT_MAX_CONNECTIONS,
@@ -85,7 +85,18 @@ async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
     return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
   }
   const source = await flakeFleetSource(name, process.cwd());
-  return { fleet: await loadFlakeFleet(source), fleetFile: source.name, fleetDir: source.baseDir };
+  const fleet = await loadFlakeFleet(source).catch((err: unknown) => {
+    // Looked for, not named: say where else a fleet could have been.
+    if (named || !(err instanceof InputError) || err.code !== "fleet-output-missing") throw err;
+    throw new InputError(
+      err.code,
+      `no fleet here: no ./${DEFAULT_FLEET_FILE}, and the flake here has no output "${DEFAULT_FLEET_OUTPUT}"`,
+      {
+        hint: `write ./${DEFAULT_FLEET_FILE} or the flake's ${DEFAULT_FLEET_OUTPUT} output (docs/fleet.md), or name the fleet with --fleet`,
+      },
+    );
+  });
+  return { fleet, fleetFile: source.name, fleetDir: source.baseDir };
 }
 
 /** `--max-connections N`: a whole number from 1 to MAX_CONNECTIONS_LIMIT, else a usage error. */

@@ -187,7 +187,10 @@ async function readReleaseFleet(
   io: CliIO,
 ): Promise<FleetInput> {
   return await readFleetInput(values, io).catch((err: unknown) => {
-    if (err instanceof InputError && err.code === "fleet-file-unreadable") {
+    if (
+      err instanceof InputError &&
+      (err.code === "fleet-file-unreadable" || err.code === "fleet-output-missing")
+    ) {
       throw new InputError(err.code, err.message, {
         hint: "pass --store URL, or name the fleet file with --fleet",
         cause: err,

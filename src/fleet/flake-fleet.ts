@@ -66,8 +66,9 @@ export function fleetExpression(source: FlakeFleetSource): string {
     else if builtins.isFunction v then throw "is a function, which a fleet cannot hold (is an argument missing?)"
     else v);
 in
-  if mark [ ] value == null then { missing = builtins.attrNames (flake.outputs or { }); }
-  else { fleet = walk 0 [ ] value; }`;
+  # The flake (and its inputs) fetched first, outside the marks: a failure there is no fleet's.
+  builtins.seq flake.outputs (if mark [ ] value == null then { missing = builtins.attrNames (flake.outputs or { }); }
+  else { fleet = walk 0 [ ] value; })`;
 }
 
 /**

@@ -90,6 +90,9 @@ function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
   const said = withoutSourceSecrets(message || "Nix failed without saying why");
   const at = path === undefined ? "" : `${formatNixAttrPath([...source.attrPath, ...path])}: `;
   return new InputError("fleet-eval-failed", `${source.label}: ${at}${said}`, {
-    hint: "the error is Nix's, in the flake's fleet: fix it there",
+    hint:
+      path === undefined
+        ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
+        : "the error is Nix's, in the flake's fleet: fix it there",
   });
 }
