@@ -1,6 +1,7 @@
 # nixship as a Nix package: built from package-lock.json by nixpkgs' buildNpmPackage and
 # importNpmLock (no dependency hash to keep up to date), with the agent's NixOS module, an app
-# and an overlay. The example systems the tests deploy are a separate flake: examples/flake.nix.
+# and an overlay, and what a fleet written in a flake needs (nixosModules.deployment, lib). The
+# example systems the tests deploy are a separate flake: examples/flake.nix.
 {
   description = "nixship: build NixOS systems once, push them signed into a Nix binary cache, and roll them out to a fleet";
 
@@ -148,5 +149,15 @@
         imports = [ ./packaging/nixos/nixship-host.nix ];
       };
       nixosModules.default = self.nixosModules.agent;
+      # packaging/nixos/nixship-deployment.nix: `nixship.deployment`, how nixship reaches a
+      # host (its tags, address, delivery, policy, …), which lib.fleetFromConfigurations reads.
+      nixosModules.deployment = {
+        key = "nixship#nixosModules.deployment";
+        imports = [ ./packaging/nixos/nixship-deployment.nix ];
+      };
+
+      # packaging/nix/lib.nix: a fleet in a flake made from its nixosConfigurations
+      # (docs/fleet.md). Plain Nix: it needs no nixpkgs.
+      lib = import ./packaging/nix/lib.nix;
     };
 }

@@ -23,11 +23,15 @@ interface Found {
   readonly fix?: string;
 }
 
-/** Runs doctor --json with only `conf` as the Nix configuration, from a directory with no fleet. */
+/**
+ * Runs doctor --json with only `conf` as the Nix configuration, from a directory with no fleet
+ * (no nixship.json, and no flake whose fleet doctor would look for).
+ */
 async function doctorWithNixConf(conf: string): Promise<{ code: number; checks: Found[] }> {
   const dir = await mkdtemp(join(work, "nixconf-"));
   await writeFile(join(dir, "nix.conf"), conf);
   const r = await nixship(["doctor", "--json"], {
+    cwd: dir,
     env: {
       NIX_CONF_DIR: dir,
       NIX_CONFIG: "",

@@ -323,7 +323,7 @@ let
     };
 in
 builtins.mapAttrs (_: module: lib.genAttrs [ ${SYSTEMS.map((s) => `"${s}"`).join(" ")} ] (evalOn module))
-  (removeAttrs modules [ "host" ])
+  (removeAttrs modules [ "host" "deployment" ])
 `;
 
 interface RecordedArgs {
@@ -580,6 +580,8 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       EVAL_MODULES,
     );
     expect(Object.keys(modules).sort()).toEqual(["agent", "default"]);
+    const all = await nixEval<string[]>(`path:${copy}#nixosModules`, "builtins.attrNames");
+    expect(all).toEqual(["agent", "default", "deployment", "host"]);
     for (const system of SYSTEMS) {
       const agent = modules.agent?.[system];
       expect(agent?.imports).toHaveLength(2);
@@ -650,6 +652,72 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
     expect(JSON.parse(out)).toEqual({
       package: packages["x86_64-linux"],
       overlaid: packages["x86_64-linux"],
+    });
+  });
+
+  it("gives a consumer flake its fleet: nixosModules.deployment on its hosts, lib.fleetFromConfigurations", async () => {
+    // Its configurations are made by the stand-in for nixpkgs' nixosSystem, which calls the
+    // modules it is given: here the flake's nixosModules.deployment.
+    const consumer = join(work, "fleet-consumer");
+    await mkdir(consumer);
+    await cp(join(ROOT, "test/support/nixos-system.nix"), join(consumer, "nixos-system.nix"));
+    await writeFile(
+      join(consumer, "flake.nix"),
+      `{
+  inputs.nixpkgs.url = "path:${stub}";
+  inputs.nixship.url = "path:${copy}";
+  inputs.nixship.inputs.nixpkgs.follows = "nixpkgs";
+  outputs = { self, nixpkgs, nixship }:
+    let
+      nixosSystem = import ./nixos-system.nix;
+      toplevel = derivation { name = "system"; system = "x86_64-linux"; builder = "/bin/sh"; };
+    in {
+      nixosConfigurations.web1 = nixosSystem {
+        inherit toplevel;
+        modules = [
+          nixship.nixosModules.deployment
+          { nixship.deployment = { address = "10.0.0.1"; tags = [ "web" ]; policy.canary = 0; }; }
+        ];
+      };
+      # Not deployed by nixship: it does not import the module.
+      nixosConfigurations.installer = nixosSystem { inherit toplevel; modules = [ ]; };
+      nixship = nixship.lib.fleetFromConfigurations {
+        configurations = self.nixosConfigurations;
+        ssh.user = "deploy";
+      };
+    };
+}
+`,
+    );
+    const out = await boundedOk(
+      60,
+      "nix",
+      [
+        "eval",
+        "--json",
+        "--no-write-lock-file",
+        `path:${consumer}#nixship`,
+        "--apply",
+        "f: f // { hosts = builtins.mapAttrs (_: h: h // { system = h.system.config.system.build.toplevel.name; }) f.hosts; }",
+      ],
+      { env: NIX_ENV },
+    );
+    expect(JSON.parse(out)).toEqual({
+      ssh: { user: "deploy" },
+      hosts: {
+        web1: {
+          system: "system",
+          address: "10.0.0.1",
+          tags: ["web"],
+          delivery: "ssh",
+          sshHost: null,
+          sudo: null,
+          hostKey: null,
+          instanceId: null,
+          targets: null,
+        },
+      },
+      policies: { web1: { canary: 0 } },
     });
   });
 });

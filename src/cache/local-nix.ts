@@ -251,7 +251,11 @@ export interface FlakeOutput {
 const ATTR = /^[A-Za-z0-9_][A-Za-z0-9_'-]*$/;
 const FLAKE_OUTPUT_KINDS = new Set(["packages", "legacyPackages", "nixosConfigurations", "checks"]);
 
-/** Where Nix would look for `#attr` (as `nix build` and `nixos-rebuild` resolve it). */
+/**
+ * Where Nix would look for `#attr` (as `nix build` and `nixos-rebuild` resolve it): the places
+ * tried first, then the attribute itself when it holds a derivation or a configuration (whose
+ * toplevel), as a fleet in the flake names a host's system (`#nixship.hosts.web1.system`).
+ */
 function candidates(attrPath: readonly string[]): string {
   const list = (segments: readonly string[]) =>
     `[ ${segments.map((s) => (s === "\0system" ? "sys" : `"${s}"`)).join(" ")} ]`;
@@ -261,15 +265,15 @@ function candidates(attrPath: readonly string[]): string {
       first === "nixosConfigurations" && attrPath.length === 2
         ? [...attrPath, "config", "system", "build", "toplevel"]
         : attrPath;
-    return `[ ${list(full)} ]`;
+    return `[ ${list(full)} ] [ ]`;
   }
-  return `[ ${[
+  const places = [
     ["packages", "\0system", ...attrPath],
     ["legacyPackages", "\0system", ...attrPath],
     ["nixosConfigurations", ...attrPath, "config", "system", "build", "toplevel"],
-  ]
-    .map(list)
-    .join(" ")} ]`;
+  ];
+  const itself = [[...attrPath, "config", "system", "build", "toplevel"], attrPath];
+  return `[ ${places.map(list).join(" ")} ] [ ${itself.map(list).join(" ")} ]`;
 }
 
 /**
@@ -350,7 +354,8 @@ export function evaluationExpression(
   at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
   names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
   available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));
-  pick = f: cands: let found = builtins.filter (x: x != null) (map (at f) cands); in
+  drv = v: if builtins.isAttrs v && (v.type or null) == "derivation" then v else null;
+  pick = f: cands: itself: let found = builtins.filter (x: x != null) (map (at f) cands ++ map (p: drv (at f p)) itself); in
     if found == [ ] then { available = available f; } else { drv = (builtins.head found).${attribute}; };
 in [ ${outputs
     .map(

@@ -10,7 +10,8 @@ export const CACHE_FLAGS = {
   cache: { type: "string" },
 } as const;
 
-export const CACHE_HELP = `  --fleet FILE           the fleet whose cache it is (default: $NIXSHIP_FLEET)
+export const CACHE_HELP = `  --fleet FILE           the fleet whose cache it is, a file or a flake's output (.#nixship)
+                         (default: $NIXSHIP_FLEET)
   --cache URL            a cache named by its URL (file:///dir, s3://bucket/prefix?...)`;
 
 export interface CacheInput {

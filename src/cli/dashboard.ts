@@ -41,7 +41,8 @@ Basic auth (which browsers ask for). Prints 'listening on URL' on stderr once th
 been read; runs until interrupted.
 
 Options:
-  --fleet FILE         the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
+  --fleet FILE         the fleet file, or a flake's fleet output (.#nixship) (default:
+                       $NIXSHIP_FLEET, else ./nixship.json, else .#nixship)
   --listen HOST:PORT   address to listen on (default ${DEFAULT_LISTEN}; port 0: a free one)
   --token-file FILE    file holding the token: at least 16 characters, mode 0600 (surrounding
                        whitespace ignored)

@@ -12,6 +12,7 @@ import {
   SUBSTITUTER_PROBE_MS,
 } from "../doctor/substituters.js";
 import { InputError, UsageError } from "../errors.js";
+import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import { openStore } from "../store/url.js";
@@ -34,7 +35,7 @@ Checks, and for each problem prints the exact fix:
           trivial derivation builds (build users and sandbox, named when they are why not),
           and that each of its substituters answers (all asked at once, within
           ${SUBSTITUTER_PROBE_MS / 1000} s: Nix asks them before every build)
-  fleet   the fleet file parses
+  fleet   the fleet (a fleet file, or the flake's output) parses
   keys    --key parses, is mode 0600 and its public half is in cache.publicKeys; the same
           for --release-key ($NIXSHIP_RELEASE_KEY) and releases.publicKeys (agent hosts)
   cache   the cache is reachable and holds a binary cache (nix-cache-info); with agent
@@ -103,26 +104,30 @@ async function fleetChecks(
 ): Promise<Check[]> {
   const { env } = io;
   const named = values.fleet ?? env.NIXSHIP_FLEET;
-  if (
-    named === undefined &&
-    !(await access(DEFAULT_FLEET_FILE).then(
+  const exists = (file: string) =>
+    access(file).then(
       () => true,
       () => false,
-    ))
-  ) {
-    return [
-      skip(
-        "fleet",
-        "fleet file",
-        `none given and no ./${DEFAULT_FLEET_FILE}: only the local Nix was checked`,
-      ),
-    ];
+    );
+  const none = `none given and no ./${DEFAULT_FLEET_FILE}`;
+  if (named === undefined && !(await exists(DEFAULT_FLEET_FILE)) && !(await exists("flake.nix"))) {
+    return [skip("fleet", "fleet file", `${none}: only the local Nix was checked`)];
   }
   let input: Awaited<ReturnType<typeof readFleetInput>>;
   try {
     input = await readFleetInput(values, io);
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
+    // The flake here, looked at for want of a fleet file, need not hold a fleet.
+    if (named === undefined && err.code === "fleet-output-missing") {
+      return [
+        skip(
+          "fleet",
+          "fleet file",
+          `${none}, and the flake here has no output "${DEFAULT_FLEET_OUTPUT}": only the local Nix was checked`,
+        ),
+      ];
+    }
     return [
       fail(
         "fleet",

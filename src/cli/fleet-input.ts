@@ -1,10 +1,13 @@
 // What the fleet commands (build, plan, deploy, rollback, status) share: the fleet file and
 // selection flags, rollout overrides, and the renderer for their events.
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { UsageError } from "../errors.js";
+import { flakeFleetSource } from "../deploy/flake-fleet-source.js";
+import { InputError, UsageError } from "../errors.js";
 import { type Action, parseAction } from "../fleet/action.js";
 import {
   DEFAULT_MAX_CONNECTIONS,
+  FLAKE_INSTALLABLE_PATTERN,
   type Fleet,
   MAX_CONNECTIONS_LIMIT,
   POLICY_DEFAULTS,
@@ -13,6 +16,7 @@ import {
   type RolloutPolicy,
 } from "../fleet/fleet.js";
 import { applyOverride, type PolicyOverride } from "../fleet/host-policy.js";
+import { DEFAULT_FLEET_OUTPUT, loadFlakeFleet } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
 import type { CliIO } from "./command.js";
@@ -25,7 +29,9 @@ export const FLEET_FLAGS = {
   "max-connections": { type: "string" },
 } as const;
 
-export const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE})
+export const FLEET_HELP = `  --fleet FILE       the fleet file, or a flake's fleet output (.#${DEFAULT_FLEET_OUTPUT},
+                     path:DIR#${DEFAULT_FLEET_OUTPUT}) (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE},
+                     else the ${DEFAULT_FLEET_OUTPUT} output of the flake in this directory)
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
   --json             machine-readable output on stdout
   --max-connections N  the most ssh connections held at once (fleet's ssh.maxConnections,
@@ -33,7 +39,9 @@ export const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHI
 
 export interface FleetInput {
   readonly fleet: Fleet;
+  /** The fleet file, or the flake's fleet (`/dir#nixship`), as messages name it. */
   readonly fleetFile: string;
+  /** Where its relative paths and flake installables are resolved. */
   readonly fleetDir: string;
 }
 
@@ -41,8 +49,11 @@ export async function readFleetInput(
   values: { fleet?: string | undefined; "max-connections"?: string | undefined },
   io: CliIO,
 ): Promise<FleetInput> {
-  const fleetFile = resolve(values.fleet ?? io.env.NIXSHIP_FLEET ?? DEFAULT_FLEET_FILE);
-  const loaded = await loadFleet(fleetFile);
+  const {
+    fleet: loaded,
+    fleetFile,
+    fleetDir,
+  } = await loadNamedFleet(values.fleet ?? io.env.NIXSHIP_FLEET);
   const bound = values["max-connections"];
   const fleet =
     bound === undefined
@@ -54,7 +65,38 @@ export async function readFleetInput(
             maxConnections: connectionBound(bound),
           },
         };
-  return { fleet, fleetFile, fleetDir: dirname(fleetFile) };
+  return { fleet, fleetFile, fleetDir };
+}
+
+/**
+ * The fleet `named` names: a fleet file, or a flake's output (FLAKE#ATTR that is no file).
+ * Unnamed: ./nixship.json, else (no such file) the `nixship` output of the flake in this
+ * directory, when there is one.
+ */
+async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
+  // An empty $NIXSHIP_FLEET names nothing.
+  const name =
+    (named || undefined) ??
+    (!existsSync(DEFAULT_FLEET_FILE) && existsSync("flake.nix")
+      ? `.#${DEFAULT_FLEET_OUTPUT}`
+      : DEFAULT_FLEET_FILE);
+  if (!(FLAKE_INSTALLABLE_PATTERN.test(name) && !existsSync(name))) {
+    const fleetFile = resolve(name);
+    return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
+  }
+  const source = await flakeFleetSource(name, process.cwd());
+  const fleet = await loadFlakeFleet(source).catch((err: unknown) => {
+    // Looked for, not named: say where else a fleet could have been.
+    if (named || !(err instanceof InputError) || err.code !== "fleet-output-missing") throw err;
+    throw new InputError(
+      err.code,
+      `no fleet here: no ./${DEFAULT_FLEET_FILE}, and the flake here has no output "${DEFAULT_FLEET_OUTPUT}"`,
+      {
+        hint: `write ./${DEFAULT_FLEET_FILE} or the flake's ${DEFAULT_FLEET_OUTPUT} output (docs/fleet.md), or name the fleet with --fleet`,
+      },
+    );
+  });
+  return { fleet, fleetFile: source.name, fleetDir: source.baseDir };
 }
 
 /** `--max-connections N`: a whole number from 1 to MAX_CONNECTIONS_LIMIT, else a usage error. */

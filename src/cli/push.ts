@@ -70,7 +70,8 @@ CACHE_URL:
 
 Options:
   --to URL           the cache to push to (default: the fleet's cache.url)
-  --fleet FILE       the fleet whose cache.publicKeys the key must be in
+  --fleet FILE       the fleet (a file, or a flake's output: .#nixship) whose
+                     cache.publicKeys the key must be in
   --key FILE         Nix secret key file to sign with (see 'nixship key generate')
   --resign           also sign the paths already in the cache with --key
   --nars-only        store the NARs only, and print their narinfos unsigned (no --key)

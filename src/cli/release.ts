@@ -22,8 +22,9 @@ const STORE_FLAGS = {
 
 const STORE_HELP = `  --channel NAME     the channel (required)
   --store URL        the store holding the releases (default: the fleet file's cache.url)
-  --fleet FILE       the fleet file, when --store is not given (default: $NIXSHIP_FLEET,
-                     else ./${DEFAULT_FLEET_FILE})
+  --fleet FILE       the fleet file, or a flake's fleet output (.#nixship), when --store is
+                     not given (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE}, else
+                     .#nixship)
   --json             machine-readable output on stdout`;
 
 export const releaseList: Command = {
@@ -186,7 +187,10 @@ async function readReleaseFleet(
   io: CliIO,
 ): Promise<FleetInput> {
   return await readFleetInput(values, io).catch((err: unknown) => {
-    if (err instanceof InputError && err.code === "fleet-file-unreadable") {
+    if (
+      err instanceof InputError &&
+      (err.code === "fleet-file-unreadable" || err.code === "fleet-output-missing")
+    ) {
       throw new InputError(err.code, err.message, {
         hint: "pass --store URL, or name the fleet file with --fleet",
         cause: err,

@@ -20,7 +20,8 @@ import { readSecretFile } from "./keys-input.js";
 const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
 const IDENTITY_FLAG = { identity: { type: "string" } } as const;
 
-const FLEET_HELP = `  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
+const FLEET_HELP = `  --fleet FILE       the fleet file, or a flake's fleet output (.#nixship) (default:
+                     $NIXSHIP_FLEET, else ./nixship.json, else .#nixship)
   --json             machine-readable output on stdout`;
 const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-KEY-1…) or unencrypted OpenSSH
                      ed25519 key, mode 0600 (default: $NIXSHIP_IDENTITY, else

@@ -77,7 +77,8 @@ flat object of strings only, so the map travels as JSON text:
   }
 
 Options:
-  --fleet FILE       the fleet file (default: $NIXSHIP_FLEET, else ./nixship.json)
+  --fleet FILE       the fleet file, or a flake's fleet output (.#nixship) (default:
+                     $NIXSHIP_FLEET, else ./nixship.json, else .#nixship)
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
   --image INSTALLABLE
                      also build this disk image and print image_path, image_format,

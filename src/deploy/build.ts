@@ -194,14 +194,23 @@ export async function buildSystems(
     }
     pathOf.set(path, path);
   }
-  const systems = [...specs].map(([spec, names]) => ({
-    // Shown and printed (--json): what identifies the flake, never a token its reference holds.
-    spec: sourceReference(spec),
-    path: pathOf.get(spec) as StorePath,
-    hosts: names,
-  }));
+  // Specs that name one system (two hosts of a fleet in the flake, each its own attribute, on
+  // one derivation) are one system, named by the first.
+  const byPath = new Map<StorePath, BuiltSystem>();
+  for (const [spec, names] of specs) {
+    const path = pathOf.get(spec) as StorePath;
+    const seen = byPath.get(path);
+    byPath.set(
+      path,
+      seen === undefined
+        ? // Shown and printed (--json): what identifies the flake, never a token its reference holds.
+          { spec: sourceReference(spec), path, hosts: names }
+        : { ...seen, hosts: [...seen.hosts, ...names] },
+    );
+  }
+  const systems = [...byPath.values()];
   const byHost = new Map<string, StorePath>();
-  for (const s of systems) for (const h of s.hosts) byHost.set(h, s.path);
+  for (const [path, s] of byPath) for (const h of s.hosts) byHost.set(h, path);
   return {
     systems,
     byHost,

@@ -46,14 +46,17 @@ import { readSsmSettings } from "./read-ssm.js";
 
 const MAX_REPORTED = 20;
 
+/** How a problem is named: at its JSON path (a fleet file), or its flake attribute. */
+export type ProblemFormat = (problem: Problem) => string;
+
+const atJsonPath: ProblemFormat = (p) => `${formatJsonPath(p.path)}: ${p.message}`;
+
 /** A fleet file with problems; `problems` holds them all, the message the first 20. */
 export class FleetFileError extends InputError {
   readonly problems: readonly Problem[];
 
-  constructor(source: string, problems: readonly Problem[]) {
-    const lines = problems
-      .slice(0, MAX_REPORTED)
-      .map((p) => `${source}: ${formatJsonPath(p.path)}: ${p.message}`);
+  constructor(source: string, problems: readonly Problem[], format: ProblemFormat = atJsonPath) {
+    const lines = problems.slice(0, MAX_REPORTED).map((p) => `${source}: ${format(p)}`);
     if (problems.length > MAX_REPORTED) {
       lines.push(`${source}: … and ${problems.length - MAX_REPORTED} more problems`);
     }
@@ -67,12 +70,15 @@ export function parseFleet(text: string, source: string): Fleet {
   return parseFleetValue(parseJsonText(text, source), source);
 }
 
-/** Validates an already-parsed fleet document. */
-export function parseFleetValue(value: unknown, source: string): Fleet {
+/**
+ * Validates an already-parsed fleet document: a fleet file's, or the value a flake's fleet
+ * evaluates to (load-flake-fleet.ts), whose problems `format` names by attribute.
+ */
+export function parseFleetValue(value: unknown, source: string, format?: ProblemFormat): Fleet {
   const problems = new Problems();
   const fleet = readFleet(value, problems);
   if (problems.list.length > 0 || fleet === undefined) {
-    throw new FleetFileError(source, problems.list);
+    throw new FleetFileError(source, problems.list, format);
   }
   return fleet;
 }

@@ -1,0 +1,48 @@
+# nixship's Nix functions, which need no nixpkgs: the flake's `lib`. A fleet in a flake is an
+# output (`nixship`) with the keys of the fleet file (docs/fleet.md); these make its hosts from
+# the NixOS configurations that import nixosModules.deployment.
+let
+  # Configurations that say how they are reached (they import the deployment module). Asked
+  # with `?`, so that an error in a host's settings is met (and named) at that host.
+  deployed =
+    configurations:
+    builtins.filter (name: (configurations.${name}.config.nixship or { }) ? deployment) (
+      builtins.attrNames configurations
+    );
+  deploymentOf = configuration: configuration.config.nixship.deployment;
+in
+{
+  /**
+    The fleet whose hosts are `configurations` (e.g. `self.nixosConfigurations`) that import
+    nixosModules.deployment: each host is named as its configuration, runs it, and takes its
+    tags, address, delivery, … from `config.nixship.deployment`; a host's `policy` becomes the
+    fleet's `policies.<name>`. Every other argument is a key of the fleet (cache, ssh, policy,
+    policies, releases, deltas, …) and is kept as given; `hosts` and `policies` given here are
+    laid over those made from the configurations.
+  */
+  fleetFromConfigurations =
+    {
+      configurations,
+      hosts ? { },
+      policies ? { },
+      ...
+    }@fleet:
+    let
+      names = deployed configurations;
+      eachHost =
+        value:
+        builtins.listToAttrs (
+          map (name: {
+            inherit name;
+            value = value (deploymentOf configurations.${name}) configurations.${name};
+          }) names
+        );
+    in
+    removeAttrs fleet [ "configurations" ]
+    // {
+      hosts = eachHost (d: configuration: removeAttrs d [ "policy" ] // { system = configuration; }) // hosts;
+      # A host without a policy of its own has none here: null is left out of the fleet, as
+      # every unset option is.
+      policies = eachHost (d: _: if d.policy or { } == { } then null else d.policy) // policies;
+    };
+}

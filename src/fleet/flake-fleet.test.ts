@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { FleetEvalTrace, fleetExpression, formatNixAttrPath, nixProblem } from "./flake-fleet.js";
+
+const feed = (stderr: string) => {
+  const trace = new FleetEvalTrace();
+  for (const line of stderr.split("\n")) if (line.trim()) trace.add(line);
+  return trace.result();
+};
+
+describe("a failed fleet evaluation, as Nix's stderr tells it", () => {
+  it("names the deepest attribute and the error, innermost first (Nix 2.8)", () => {
+    const stderr = `warning: the group 'nixbld' specified in 'build-users-group' does not exist
+error: boom here
+
+       … «nixship-fleet-attribute ["hosts","web1","tags",1]»
+
+       … while evaluating 'walk'
+
+       at «string»:4:16:
+
+            3|   mark = path: builtins.addErrorContext "x";
+            4|   walk = path: v:
+             |                ^
+
+       … «nixship-fleet-attribute ["hosts","web1","tags"]»
+
+       … «nixship-fleet-attribute ["hosts"]»
+
+       … «nixship-fleet-attribute []»`;
+    expect(feed(stderr)).toEqual({ path: ["hosts", "web1", "tags", 1], message: "boom here" });
+  });
+
+  it("names the deepest attribute and the error, outermost first (newer Nix)", () => {
+    const stderr = `error:
+       … «nixship-fleet-attribute []»
+
+       … «nixship-fleet-attribute ["policies"]»
+
+       … «nixship-fleet-attribute ["policies","@web"]»
+
+       … while calling the 'throw' builtin
+         at /nix/store/00000000000000000000000000000000-source/flake.nix:5:18:
+            4|
+            5|       "@web" = throw "no policy yet";
+             |                  ^
+
+       error: no policy yet`;
+    expect(feed(stderr)).toEqual({ path: ["policies", "@web"], message: "no policy yet" });
+  });
+
+  it("keeps a message of several lines, and says so when nothing marked the fault", () => {
+    const stderr = `error: The option \`nixship.deployment.adress' does not exist. Definition values:
+       - In \`/nix/store/x-source/flake.nix': "10.0.0.1"
+(use '--show-trace' to show detailed location information)`;
+    expect(feed(stderr)).toEqual({
+      path: undefined,
+      message:
+        "The option `nixship.deployment.adress' does not exist. Definition values: - In `/nix/store/x-source/flake.nix': \"10.0.0.1\"",
+    });
+  });
+
+  it("takes no mark from a line that only looks like one", () => {
+    expect(feed("error: x\n… «nixship-fleet-attribute [not json»").path).toBeUndefined();
+  });
+});
+
+describe("attribute paths and problems in Nix's words", () => {
+  it("writes paths as Nix does, quoting names that need it", () => {
+    expect(formatNixAttrPath(["nixship", "hosts", "web1", "tags", 2])).toBe(
+      "nixship.hosts.web1.tags[2]",
+    );
+    expect(formatNixAttrPath(["nixship", "policies", "@web", "canary"])).toBe(
+      'nixship.policies."@web".canary',
+    );
+    expect(formatNixAttrPath([])).toBe("(the fleet)");
+  });
+
+  it("names a fleet-file problem at the flake's attribute, with lists and attribute sets", () => {
+    expect(
+      nixProblem(["nixship"], {
+        path: ["hosts", "web1", "tags"],
+        message: 'must be an array (got "web")',
+      }),
+    ).toBe('nixship.hosts.web1.tags: must be a list (got "web")');
+    expect(
+      nixProblem(["fleets", "prod"], { path: ["ssh"], message: "must be an object (got 3)" }),
+    ).toBe("fleets.prod.ssh: must be an attribute set (got 3)");
+  });
+});
+
+describe("the evaluation's expression", () => {
+  it("names hosts' systems by the installable it is given, escaped for a Nix string", () => {
+    const expr = fleetExpression({
+      flake: "path:/tmp/fleet",
+      attrPath: ["nixship"],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Nix's interpolation, to be escaped.
+      installable: 'github:o/r?x="${y}"#nixship',
+      localDir: "/tmp/fleet",
+      subdir: "",
+    });
+    expect(expr).toContain('builtins.getFlake "path:/tmp/fleet"');
+    expect(expr).toContain('at flake [ "nixship" ]');
+    expect(expr).toContain(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Nix's interpolation, escaped and not.
+      '"github:o/r?x=\\"\\${y}\\"#nixship.hosts.${builtins.elemAt path 1}.system"',
+    );
+  });
+});

@@ -1,0 +1,148 @@
+// A fleet written in a flake (an output such as `nixship`): the one Nix expression that turns it
+// into the value a fleet file parses to, and how its problems and Nix's errors are named, by
+// the attribute (`nixship.hosts.web1.tags`). Pure: load-flake-fleet.ts runs the evaluation.
+import type { Problem } from "./json-check.js";
+import type { JsonPath } from "./json-path.js";
+import { JSON_DEPTH_LIMIT } from "./json-text.js";
+
+/** How deep the fleet's attribute sets and lists may nest: as a fleet file's JSON may. */
+export const FLEET_NIX_DEPTH = JSON_DEPTH_LIMIT - 2;
+
+/** What the expression needs to know of the flake, and how hosts' systems are to be named. */
+export interface FlakeFleetSource {
+  /** The flake reference Nix fetches (`git+file:///…`, `path:/…`, `github:o/r`). */
+  readonly flake: string;
+  /** The fleet's attribute (["nixship"]). */
+  readonly attrPath: readonly string[];
+  /**
+   * How a host's system that is a Nix value (a configuration, a derivation) is named for the
+   * build: this, then `.hosts.NAME.system` (`.#nixship`, relative to `baseDir`).
+   */
+  readonly installable: string;
+  /** The flake's local directory, where Nix paths in its copy are mapped back; null: remote. */
+  readonly localDir: string | null;
+  /** The flake's directory inside its source tree (`?dir=`), "" at the top. */
+  readonly subdir: string;
+}
+
+const MARK = "nixship-fleet-attribute";
+
+/**
+ * One `nix eval --json` of the fleet: `{ fleet = …; }`, or `{ missing = [outputs]; }` when the
+ * flake has no such output. The fleet as JSON: attributes whose value is null are left out (a
+ * module's unset option), a derivation is its store path, a Nix path is its file (in the local
+ * directory when it lies in the flake), and a host's `system` that is a configuration or a
+ * derivation becomes the flake attribute that holds it, which the build evaluates with the
+ * other systems. Each value is evaluated under a mark naming its attribute, so that a Nix
+ * error in it (a throw, a type error) names where it happened (--show-trace prints the marks).
+ */
+export function fleetExpression(source: FlakeFleetSource): string {
+  const str = (s: string) => JSON.stringify(s);
+  const list = (items: readonly string[]) => `[ ${items.map(str).join(" ")} ]`;
+  return `let
+  flake = builtins.getFlake ${str(source.flake)};
+  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
+  value = at flake ${list(source.attrPath)};
+  localDir = ${source.localDir === null ? "null" : str(source.localDir)};
+  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
+  cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
+  file = p: let s = toString p; in
+    if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
+    then "\${localDir}/\${cut inFlake s}" else s;
+  mark = path: builtins.addErrorContext "«${MARK} \${builtins.toJSON path}»";
+  isSystem = path: v: builtins.length path == 3 && builtins.head path == "hosts"
+    && builtins.elemAt path 2 == "system" && builtins.isAttrs v;
+  walk = depth: path: v: mark path (
+    if depth > ${FLEET_NIX_DEPTH} then throw "nests deeper than ${FLEET_NIX_DEPTH} levels (does it hold a recursive set, such as pkgs?)"
+    else if isSystem path v then "${source.installable.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("$", "\\$")}.hosts.\${builtins.elemAt path 1}.system"
+    else if builtins.isAttrs v then
+      if (v.type or null) == "derivation" then v.outPath
+      else let
+        set = builtins.filter (n: mark (path ++ [ n ]) (builtins.getAttr n v) != null) (builtins.attrNames v);
+      in builtins.listToAttrs (map (n: { name = n; value = walk (depth + 1) (path ++ [ n ]) (builtins.getAttr n v); }) set)
+    else if builtins.isList v then
+      builtins.genList (i: walk (depth + 1) (path ++ [ i ]) (builtins.elemAt v i)) (builtins.length v)
+    else if builtins.isPath v then file v
+    else if builtins.isFunction v then throw "is a function, which a fleet cannot hold (is an argument missing?)"
+    else v);
+in
+  # The flake (and its inputs) fetched first, outside the marks: a failure there is no fleet's.
+  builtins.seq flake.outputs (if mark [ ] value == null then { missing = builtins.attrNames (flake.outputs or { }); }
+  else { fleet = walk 0 [ ] value; })`;
+}
+
+/**
+ * What Nix's stderr says of a failed fleet evaluation: the deepest attribute it was evaluating
+ * (the marks of `fleetExpression`), and its error message. Fed line by line, so a long trace
+ * costs no memory; reads Nix's traces innermost first (2.8) and outermost first (newer).
+ */
+export class FleetEvalTrace {
+  #path: JsonPath | undefined;
+  #message: string[] = [];
+  #following = false;
+
+  add(line: string): void {
+    const mark = line.match(new RegExp(`«${MARK} (\\[.*\\])»`));
+    if (mark?.[1] !== undefined) {
+      const path = parsePath(mark[1]);
+      if (path !== undefined && (this.#path === undefined || path.length > this.#path.length)) {
+        this.#path = path;
+      }
+      this.#following = false;
+      return;
+    }
+    const text = line.trim();
+    if (text.startsWith("error:")) {
+      // The last error: names the fault; earlier ones (newer Nix) only open the trace.
+      const first = text.slice("error:".length).trim();
+      this.#message = first === "" ? [] : [first];
+      this.#following = true;
+      return;
+    }
+    if (!this.#following) return;
+    if (text === "" || text.startsWith("…") || text.startsWith("at ") || text.startsWith("(use")) {
+      if (this.#message.length > 0) this.#following = false;
+      return;
+    }
+    if (this.#message.length < 6) this.#message.push(text);
+  }
+
+  /** The attribute (relative to the fleet) and Nix's message, as far as they were said. */
+  result(): { path: JsonPath | undefined; message: string } {
+    return { path: this.#path, message: this.#message.join(" ").slice(0, 2000) };
+  }
+}
+
+function parsePath(text: string): JsonPath | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (Array.isArray(value) && value.every((s) => typeof s === "string" || typeof s === "number"))
+      return value as JsonPath;
+  } catch {
+    // not a mark of ours after all
+  }
+  return undefined;
+}
+
+const NIX_NAME = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
+
+/** An attribute path as Nix writes it: `nixship.hosts.web1.tags`, `policies."@web"`, `[0]`. */
+export function formatNixAttrPath(path: JsonPath): string {
+  let out = "";
+  for (const segment of path) {
+    if (typeof segment === "number") out += `[${segment}]`;
+    else {
+      const name = NIX_NAME.test(segment) ? segment : JSON.stringify(segment);
+      out += out === "" ? name : `.${name}`;
+    }
+  }
+  return out === "" ? "(the fleet)" : out;
+}
+
+/** A fleet-file problem in Nix's words: lists and attribute sets, at the flake's attribute. */
+export function nixProblem(attrPath: readonly string[], problem: Problem): string {
+  const message = problem.message
+    .replace(/\ban object\b/g, "an attribute set")
+    .replace(/\ban array\b/g, "a list");
+  return `${formatNixAttrPath([...attrPath, ...problem.path])}: ${message}`;
+}

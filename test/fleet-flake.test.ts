@@ -1,0 +1,220 @@
+// A fleet written in a flake, evaluated by the real Nix: hosts made from configurations that
+// import nixosModules.deployment (through the stand-in for nixpkgs' nixosSystem), the same
+// value as its JSON twin, every problem and Nix error named by the flake's attribute (exit 2),
+// the flake's fleet found when no fleet file is, and the module's options the fleet file's
+// host keys.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { flakeFleetSource } from "../src/deploy/flake-fleet-source.js";
+import { FLEET_KEYS } from "../src/fleet/fleet-keys.js";
+import { loadFlakeFleet } from "../src/fleet/load-flake-fleet.js";
+import { loadFleet } from "../src/fleet/load-fleet.js";
+import { nixship, run } from "../support/cli.js";
+import { writeFleetFlake } from "./support/fleet-flake.js";
+import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const MODULE = join(ROOT, "packaging/nixos/nixship-deployment.nix");
+const NIX_ENV = { NIX_CONFIG: TEST_NIX_CONFIG };
+const KEY = "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=";
+
+/** Two configurations with the module (one with a policy of its own), one without. */
+const CONFIGURATIONS = `
+      nixosConfigurations.web1 = nixosSystem {
+        toplevel = examples.web-v1;
+        modules = [ deployment { nixship.deployment = { address = "10.0.0.1"; tags = [ "web" ]; policy.canary = 0; }; } ];
+      };
+      nixosConfigurations.web2 = nixosSystem {
+        toplevel = examples.web-v1;
+        modules = [ deployment { nixship.deployment = { address = "10.0.0.2"; tags = [ "web" ]; sudo = true; }; } ];
+      };
+      nixosConfigurations.installer = nixosSystem { toplevel = examples.web-v3; modules = [ ]; };`;
+
+const FLEET = (extra = "") => `${CONFIGURATIONS}
+      nixship = fleetLib.fleetFromConfigurations {
+        configurations = self.nixosConfigurations;
+        cache = { url = "file:///var/cache/fleet"; publicKeys = [ "${KEY}" ]; };
+        ssh = { knownHosts = ./known_hosts; user = "deploy"; };
+        policy = { parallel = 2; health.http = [ { url = "http://{address}/health"; } ]; };
+        policies."@web".confirmTimeout = 20;
+        hosts.db1 = { system = examples.web-v2; address = "10.0.0.3"; tags = [ "db" ]; };${extra}
+      };`;
+
+/** The same fleet as a fleet file beside the flake. */
+const TWIN = {
+  cache: { url: "file:///var/cache/fleet", publicKeys: [KEY] },
+  ssh: { knownHosts: "known_hosts", user: "deploy" },
+  policy: { parallel: 2, health: { http: [{ url: "http://{address}/health" }] } },
+  policies: { "@web": { confirmTimeout: 20 }, web1: { canary: 0 } },
+  hosts: {
+    db1: { system: ".#nixship.hosts.db1.system", address: "10.0.0.3", tags: ["db"] },
+    web1: { system: ".#nixship.hosts.web1.system", address: "10.0.0.1", tags: ["web"] },
+    web2: {
+      system: ".#nixship.hosts.web2.system",
+      address: "10.0.0.2",
+      tags: ["web"],
+      sudo: true,
+    },
+  },
+};
+
+let work: string;
+const dirs: string[] = [];
+
+async function flakeDir(outputs: string): Promise<string> {
+  const dir = await mkdtemp(join(work, "flake-"));
+  dirs.push(dir);
+  await writeFleetFlake(dir, outputs);
+  await writeFile(join(dir, "known_hosts"), "");
+  return dir;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-fleet-flake-"));
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+describe("a fleet in the flake", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await flakeDir(FLEET());
+    await writeFile(join(dir, "twin.json"), JSON.stringify(TWIN));
+  });
+
+  it("is the value its fleet file twin parses to", async () => {
+    const fromFlake = await loadFlakeFleet(await flakeFleetSource(".#nixship", dir));
+    const fromFile = await loadFleet(join(dir, "twin.json"));
+    expect(fromFlake).toEqual(fromFile);
+    // A Nix path in the flake is the file in its directory, not its copy in the store.
+    expect(fromFlake.ssh.knownHosts).toBe(join(dir, "known_hosts"));
+    // The configuration without the module is no host.
+    expect(fromFlake.hosts.map((h) => h.name)).toEqual(["db1", "web1", "web2"]);
+  });
+
+  it("builds each host's system, a configuration's toplevel, in one build", async () => {
+    const r = await nixship(["build", "--fleet", `${dir}#nixship`, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const built = JSON.parse(r.stdout) as {
+      systems: { path: string; hosts: string[] }[];
+      hosts: Record<string, string>;
+    };
+    const twin = await nixship(["build", "--fleet", join(dir, "twin.json"), "--json"]);
+    expect(twin.code, twin.stderr).toBe(0);
+    expect(built.hosts).toEqual((JSON.parse(twin.stdout) as typeof built).hosts);
+    expect(built.hosts.web1).toMatch(/-example-web-system-v1$/);
+    expect(built.hosts.db1).toMatch(/-example-web-system-v2$/);
+    // web1 and web2 run one system: one result, for both.
+    expect(built.systems.map((s) => s.hosts)).toEqual([["db1"], ["web1", "web2"]]);
+  });
+
+  it("is found in the current directory when no fleet is named and there is no nixship.json", async () => {
+    const r = await nixship(["build", "--json"], { cwd: dir, env: { NIXSHIP_FLEET: "" } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.keys((JSON.parse(r.stdout) as { hosts: object }).hosts)).toEqual([
+      "db1",
+      "web1",
+      "web2",
+    ]);
+    // A nixship.json there is the fleet, as before.
+    const only = { ...TWIN, policies: {}, hosts: { db1: TWIN.hosts.db1 } };
+    const other = await flakeDir(FLEET());
+    await writeFile(join(other, "nixship.json"), JSON.stringify(only));
+    const file = await nixship(["build", "--json"], { cwd: other });
+    expect(file.code, file.stderr).toBe(0);
+    expect(Object.keys((JSON.parse(file.stdout) as { hosts: object }).hosts)).toEqual(["db1"]);
+  });
+});
+
+describe("a fleet in the flake with a mistake", () => {
+  /** `nixship build` of a fleet whose nixship output is FLEET with `extra` in it. */
+  async function buildWith(extra: string, outputs = FLEET(extra)) {
+    const dir = await flakeDir(outputs);
+    const r = await nixship(["build", "--fleet", `path:${dir}#nixship`]);
+    return { ...r, file: join(dir, "flake.nix") };
+  }
+
+  it("names the attribute of each problem the fleet file's rules find, and the flake (exit 2)", async () => {
+    const r = await buildWith(`
+        hosts.db2 = { system = examples.web-v2; address = "10.0.0.4"; tags = "db"; adress = 1; };
+        policies."@db".canary = "one";`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${r.file}: nixship.hosts.db2.adress: unknown key (did you mean "address"?)`,
+    );
+    expect(r.stderr).toContain(`${r.file}: nixship.hosts.db2.tags: must be a list (got "db")`);
+    expect(r.stderr).toContain(`${r.file}: nixship.policies."@db".canary: must be a whole number`);
+  });
+
+  it("names the attribute of a throw, and of a type error (exit 2)", async () => {
+    const thrown = await buildWith(`
+        ssh.maxConnections = throw "not decided yet";`);
+    expect(thrown.code).toBe(2);
+    expect(thrown.stderr).toContain(`${thrown.file}: nixship.ssh.maxConnections: not decided yet`);
+    const typed = await buildWith(`
+        hosts.db2 = { system = examples.web-v2; address = "10.0.0." + 4; };`);
+    expect(typed.code).toBe(2);
+    // Nix's own words, which differ between its versions.
+    expect(typed.stderr).toMatch(
+      new RegExp(
+        `${typed.file}: nixship\\.hosts\\.db2\\.address: cannot \\w+ an integer to a string`,
+      ),
+    );
+  });
+
+  it("names the host whose configuration sets an option the module does not have (exit 2)", async () => {
+    const r = await buildWith("", FLEET().replace('address = "10.0.0.2";', 'adress = "10.0.0.2";'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${r.file}: nixship.hosts.web2: The option \`nixship.deployment.adress' does not exist.`,
+    );
+  });
+
+  it("says which outputs the flake has when it has no fleet (exit 2)", async () => {
+    const dir = await flakeDir(CONFIGURATIONS);
+    const r = await nixship(["status", "--fleet", `${dir}#nixship`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${join(dir, "flake.nix")}: the flake has no output "nixship"`);
+    expect(r.stderr).toContain("its outputs: nixosConfigurations");
+    // Not named but looked for: where a fleet could have been.
+    const here = await nixship(["status"], { cwd: dir });
+    expect(here.code).toBe(2);
+    expect(here.stderr).toContain(
+      'no fleet here: no ./nixship.json, and the flake here has no output "nixship"',
+    );
+  });
+});
+
+describe("nixosModules.deployment (packaging/nixos/nixship-deployment.nix)", () => {
+  it("parses", async () => {
+    const r = await run("nix-instantiate", ["--parse", MODULE], { env: NIX_ENV });
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  it("has an option for each host key of the fleet file but system, and the host's policy", async () => {
+    const options = await evalNixJson<Record<string, { default: unknown }>>(`
+      let
+        type = name: { inherit name; };
+        lib = {${LIB_OPTIONS}
+          types = {
+            str = type "str"; bool = type "bool"; attrs = type "attrs";
+            listOf = t: type "listOf"; nullOr = t: type "nullOr"; enum = values: type "enum";
+          };
+        };
+        module = import ${JSON.stringify(MODULE)} { inherit lib; config = { }; };
+      in builtins.mapAttrs (_: o: { inherit (o) default; }) module.options.nixship.deployment`);
+    // `system` (required) is the configuration itself.
+    expect(FLEET_KEYS.host.required).toEqual(["system"]);
+    expect(Object.keys(options).sort()).toEqual([...FLEET_KEYS.host.optional, "policy"].sort());
+    // Unset, each leaves the fleet file's default: the module's own defaults are those.
+    expect(options.tags?.default).toEqual([]);
+    expect(options.delivery?.default).toBe("ssh");
+    expect(options.policy?.default).toEqual({});
+    for (const key of ["address", "sshHost", "sudo", "hostKey", "instanceId", "targets"]) {
+      expect(options[key]?.default, key).toBeNull();
+    }
+  });
+});
