@@ -4,15 +4,7 @@
 // runs the HTTP checks itself, and sends `rollback` to a host that fails them.
 
 import { randomBytes } from "node:crypto";
-import {
-  type CommandInvocation,
-  GetCommandInvocationCommand,
-  ListCommandInvocationsCommand,
-  ListCommandsCommand,
-  SendCommandCommand,
-  type SendCommandCommandInput,
-  SSMClient,
-} from "@aws-sdk/client-ssm";
+import type { CommandInvocation, SendCommandCommandInput } from "@aws-sdk/client-ssm";
 import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js";
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
@@ -41,8 +33,9 @@ import {
   type WaveContext,
   type WaveHost,
 } from "./delivery.js";
+import { SsmCommands, type SsmCommandsOptions } from "./ssm-client.js";
 import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
-import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
+import { faultMessage, WAVE_FAULTS } from "./ssm-faults.js";
 import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";
 import {
   activationResult,
@@ -51,23 +44,11 @@ import {
   type FinishedInvocation,
   type InstanceOutcome,
   instanceOutcome,
-  isTerminal,
-  missing,
   ssmFailure,
-  TERMINAL_COMMAND,
 } from "./ssm-outcomes.js";
 import { finishSsmReboot } from "./ssm-reboot.js";
 
-export interface SsmDeliveryOptions {
-  readonly settings: SsmSettings;
-  /** Default: a client for `settings.region` (undefined: the SDK's default chain). */
-  readonly client?: SSMClient;
-  /** Milliseconds between polls of a running command. */
-  readonly pollInterval?: number;
-  /** Milliseconds before the first retry of a throttled call (doubling, at most 20 s). */
-  readonly throttleDelay?: number;
-  readonly sleep?: (ms: number) => Promise<void>;
-  readonly now?: () => number;
+export interface SsmDeliveryOptions extends SsmCommandsOptions {
   /**
    * The fleet's store, where hosts' secrets bundles are put for the hosts to fetch through a
    * presigned URL (needed only when a request carries secrets; it must presign: S3).
@@ -80,17 +61,12 @@ export interface SsmDeliveryOptions {
   readonly storedStatus?: boolean;
 }
 
-const THROTTLE_ATTEMPTS = 8;
 /** Seconds a status command may wait for delivery and run. */
 const STATUS_TIMEOUT = 60;
 
 export class SsmDelivery implements Delivery {
   private readonly settings: SsmSettings;
-  private readonly client: SSMClient;
-  private readonly pollInterval: number;
-  private readonly throttleDelay: number;
-  private readonly sleep: (ms: number) => Promise<void>;
-  private readonly now: () => number;
+  private readonly commands: SsmCommands;
   readonly #store: ObjectStore | undefined;
   readonly #storedStatus: boolean;
 
@@ -98,13 +74,7 @@ export class SsmDelivery implements Delivery {
     this.settings = options.settings;
     this.#store = options.store;
     this.#storedStatus = options.storedStatus === true;
-    this.client =
-      options.client ??
-      new SSMClient(options.settings.region ? { region: options.settings.region } : {});
-    this.pollInterval = options.pollInterval ?? 2000;
-    this.throttleDelay = options.throttleDelay ?? 1000;
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
-    this.now = options.now ?? Date.now;
+    this.commands = new SsmCommands(options);
   }
 
   async status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus> {
@@ -142,7 +112,7 @@ export class SsmDelivery implements Delivery {
         error: `status of a tag target: ${h.name} stands for every instance its targets match (${describeTargets(h.targets)}); ask one instance by its ID`,
       };
     }
-    const sent = await this.trySend(
+    const sent = await this.commands.trySend(
       {
         InstanceIds: [h.instanceId],
         Parameters: { Command: ["status"], ExecutionTimeout: [String(STATUS_TIMEOUT)] },
@@ -154,7 +124,7 @@ export class SsmDelivery implements Delivery {
       `status of ${h.name}`,
     );
     if ("error" in sent) return { reachable: false, error: sent.error };
-    const done = await this.waitFor(sent.commandId, [h.instanceId], undefined, signal);
+    const done = await this.commands.waitFor(sent.commandId, [h.instanceId], undefined, signal);
     const inv = done.get(h.instanceId);
     const result = inv ? activationResult(inv) : undefined;
     const failure = inv ? ssmFailure(inv, this.settings) : "no answer";
@@ -210,7 +180,7 @@ export class SsmDelivery implements Delivery {
       };
       let commandId: string;
       try {
-        commandId = await this.send(input);
+        commandId = await this.commands.send(input);
         sentAny = true;
       } catch (err) {
         // Before any command went out, a fault of the account or document fails the wave.
@@ -261,7 +231,7 @@ export class SsmDelivery implements Delivery {
     activationTimeout = DEFAULT_ACTIVATION_TIMEOUT,
   ): Promise<RollbackOutcome> {
     const h = ssmHost(host);
-    const sent = await this.trySend(
+    const sent = await this.commands.trySend(
       {
         ...(h.instanceId !== undefined
           ? { InstanceIds: [h.instanceId] }
@@ -275,7 +245,7 @@ export class SsmDelivery implements Delivery {
       `rollback of ${h.name}`,
     );
     if ("error" in sent) return { status: "failed", message: sent.error };
-    const done = await this.waitFor(
+    const done = await this.commands.waitFor(
       sent.commandId,
       h.instanceId !== undefined ? [h.instanceId] : undefined,
     );
@@ -444,7 +414,7 @@ export class SsmDelivery implements Delivery {
         );
       }
     };
-    const done = await this.waitFor(
+    const done = await this.commands.waitFor(
       commandId,
       group.targets === undefined ? group.instanceIds : undefined,
       { onProgress, onFinished },
@@ -572,7 +542,7 @@ export class SsmDelivery implements Delivery {
     const failures: string[] = [];
     for (const [gen, ids] of byGeneration) {
       try {
-        const commandId = await this.send({
+        const commandId = await this.commands.send({
           InstanceIds: ids,
           Parameters: this.rollbackParameters(
             gen === "" ? undefined : Number(gen),
@@ -583,7 +553,7 @@ export class SsmDelivery implements Delivery {
           TimeoutSeconds: this.settings.commandTimeout,
           Comment: "nixship rollback after a failed health check",
         });
-        const done = await this.waitFor(commandId, ids);
+        const done = await this.commands.waitFor(commandId, ids);
         for (const id of ids) {
           const inv = done.get(id);
           const r = inv ? activationResult(inv) : undefined;
@@ -638,7 +608,7 @@ export class SsmDelivery implements Delivery {
     comment: string,
   ): Promise<ScriptRun[]> {
     try {
-      const commandId = await this.send({
+      const commandId = await this.commands.send({
         InstanceIds: [...ids],
         Parameters: parameters,
         MaxConcurrency: "100%",
@@ -646,7 +616,7 @@ export class SsmDelivery implements Delivery {
         TimeoutSeconds: this.settings.commandTimeout,
         Comment: comment.slice(0, 100),
       });
-      const done = await this.waitFor(commandId, ids);
+      const done = await this.commands.waitFor(commandId, ids);
       return ids.map((id): ScriptRun => {
         const inv = done.get(id);
         if (inv === undefined) return { code: 1, result: undefined, failure: `${id}: no answer` };
@@ -662,163 +632,6 @@ export class SsmDelivery implements Delivery {
     } catch (err) {
       const failure = faultMessage(err);
       return ids.map(() => ({ code: 1, result: undefined, failure }));
-    }
-  }
-
-  /**
-   * Polls a command until each expected instance (or, for targets, every instance SSM
-   * resolved) has a terminal invocation, or the command itself ended; returns the finished
-   * invocations by instance. An expected instance with none when the command ended never
-   * started ("Terminated": SSM stopped sending after MaxErrors).
-   */
-  private async waitFor(
-    commandId: string,
-    instanceIds: readonly string[] | undefined,
-    hooks: {
-      onProgress?: (invocations: readonly CommandInvocation[]) => void;
-      /** `finished` holds every invocation finished so far, this one included. */
-      onFinished?: (
-        inv: FinishedInvocation,
-        finished: ReadonlyMap<string, FinishedInvocation>,
-      ) => void;
-    } = {},
-    signal?: AbortSignal,
-    /** Seconds the runs may take beyond SSM's own bounds (a reboot in the middle). */
-    extraSeconds = 0,
-  ): Promise<Map<string, FinishedInvocation>> {
-    const finished = new Map<string, FinishedInvocation>();
-    const deadline =
-      this.now() +
-      (2 * this.settings.commandTimeout + 300 + extraSeconds) * 1000 +
-      50 * this.pollInterval;
-    const settle = (invs: readonly FinishedInvocation[]) => {
-      for (const inv of invs) finished.set(inv.instanceId, inv);
-      for (const inv of invs) hooks.onFinished?.(inv, finished);
-    };
-    for (;;) {
-      const invocations = await this.listInvocations(commandId);
-      hooks.onProgress?.(invocations);
-      const ended = invocations.filter(
-        (inv) => inv.InstanceId !== undefined && !finished.has(inv.InstanceId) && isTerminal(inv),
-      );
-      settle(await Promise.all(ended.map((inv) => this.finished(commandId, inv))));
-      let complete = false;
-      if (invocations.every(isTerminal)) {
-        if (instanceIds?.every((id) => finished.has(id))) {
-          complete = true;
-        } else {
-          const command = await this.getCommand(commandId);
-          const target = command?.TargetCount ?? 0;
-          // A command not listed yet (SSM is eventually consistent) is still to come.
-          complete =
-            command !== undefined &&
-            (TERMINAL_COMMAND.has(command.Status ?? "") ||
-              (instanceIds === undefined && target > 0 && finished.size >= target));
-        }
-      }
-      const unfinished = (status: string) =>
-        [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])]
-          .filter((id): id is string => id !== undefined && !finished.has(id))
-          .map((id) => missing(id, status));
-      if (complete) {
-        settle(unfinished("Terminated"));
-        return finished;
-      }
-      if (this.now() > deadline || signal?.aborted) {
-        settle(unfinished("Unfinished"));
-        return finished;
-      }
-      await this.sleep(this.pollInterval);
-    }
-  }
-
-  private async listInvocations(commandId: string): Promise<CommandInvocation[]> {
-    const all: CommandInvocation[] = [];
-    let token: string | undefined;
-    do {
-      const input = {
-        CommandId: commandId,
-        MaxResults: 50,
-        ...(token ? { NextToken: token } : {}),
-      };
-      const page = await this.call(() =>
-        this.client.send(new ListCommandInvocationsCommand(input)),
-      );
-      all.push(...(page.CommandInvocations ?? []));
-      token = page.NextToken || undefined;
-    } while (token !== undefined);
-    return all;
-  }
-
-  private async getCommand(commandId: string) {
-    const page = await this.call(() =>
-      this.client.send(new ListCommandsCommand({ CommandId: commandId })),
-    );
-    return page.Commands?.[0];
-  }
-
-  /** The invocation's output: stdout holds activate.sh's JSON on its last line. */
-  private async finished(commandId: string, inv: CommandInvocation): Promise<FinishedInvocation> {
-    const instanceId = inv.InstanceId as string;
-    const base = {
-      instanceId,
-      status: inv.Status ?? "",
-      details: inv.StatusDetails ?? inv.Status ?? "",
-    };
-    try {
-      const out = await this.call(() =>
-        this.client.send(
-          new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
-        ),
-      );
-      return {
-        ...base,
-        stdout: out.StandardOutputContent ?? "",
-        stderr: out.StandardErrorContent ?? "",
-        responseCode: out.ResponseCode,
-      };
-    } catch (err) {
-      return { ...base, stdout: "", stderr: `(no output: ${faultMessage(err)})`, responseCode: -1 };
-    }
-  }
-
-  /** SendCommand; the command's ID. */
-  private async send(input: Omit<SendCommandCommandInput, "DocumentName">): Promise<string> {
-    const out = await this.call(() =>
-      this.client.send(
-        new SendCommandCommand({ DocumentName: this.settings.documentName, ...input }),
-      ),
-    );
-    const id = out.Command?.CommandId;
-    if (!id) throw new OperationError("ssm-failed", "SendCommand returned no command ID");
-    return id;
-  }
-
-  /** SendCommand, with faults of one host as data and faults of the account thrown. */
-  private async trySend(
-    input: Omit<SendCommandCommandInput, "DocumentName">,
-    what: string,
-  ): Promise<{ commandId: string } | { error: string }> {
-    try {
-      return { commandId: await this.send(input) };
-    } catch (err) {
-      if (err instanceof OperationError && WAVE_FAULTS.has(err.code)) throw err;
-      return { error: `${what}: ${faultMessage(err)}` };
-    }
-  }
-
-  /** One SDK call; throttling is retried with backoff, other faults become OperationErrors. */
-  private async call<T>(request: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await request();
-      } catch (err) {
-        if (isThrottling(err) && attempt < THROTTLE_ATTEMPTS) {
-          await this.sleep(Math.min(this.throttleDelay * 2 ** (attempt - 1), 20_000));
-          continue;
-        }
-        throw ssmFault(err, this.settings);
-      }
     }
   }
 }

@@ -1,0 +1,207 @@
+// The SSM calls the ssm delivery makes, and nothing of deploying: SendCommand with the fleet's
+// document, polling a command's invocations until each is final (bounded), reading each one's
+// output; throttling retried with backoff, other faults made OperationErrors (ssm-faults.ts).
+import {
+  type CommandInvocation,
+  GetCommandInvocationCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type SendCommandCommandInput,
+  SSMClient,
+} from "@aws-sdk/client-ssm";
+import { OperationError } from "../errors.js";
+import type { SsmSettings } from "../fleet/fleet.js";
+import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
+import { type FinishedInvocation, isTerminal, missing, TERMINAL_COMMAND } from "./ssm-outcomes.js";
+
+export interface SsmCommandsOptions {
+  readonly settings: SsmSettings;
+  /** Default: a client for `settings.region` (undefined: the SDK's default chain). */
+  readonly client?: SSMClient;
+  /** Milliseconds between polls of a running command. */
+  readonly pollInterval?: number;
+  /** Milliseconds before the first retry of a throttled call (doubling, at most 20 s). */
+  readonly throttleDelay?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly now?: () => number;
+}
+
+const THROTTLE_ATTEMPTS = 8;
+
+export class SsmCommands {
+  private readonly settings: SsmSettings;
+  private readonly client: SSMClient;
+  private readonly pollInterval: number;
+  private readonly throttleDelay: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
+
+  constructor(options: SsmCommandsOptions) {
+    this.settings = options.settings;
+    this.client =
+      options.client ??
+      new SSMClient(options.settings.region ? { region: options.settings.region } : {});
+    this.pollInterval = options.pollInterval ?? 2000;
+    this.throttleDelay = options.throttleDelay ?? 1000;
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Polls a command until each expected instance (or, for targets, every instance SSM
+   * resolved) has a terminal invocation, or the command itself ended; returns the finished
+   * invocations by instance. An expected instance with none when the command ended never
+   * started ("Terminated": SSM stopped sending after MaxErrors).
+   */
+  async waitFor(
+    commandId: string,
+    instanceIds: readonly string[] | undefined,
+    hooks: {
+      onProgress?: (invocations: readonly CommandInvocation[]) => void;
+      /** `finished` holds every invocation finished so far, this one included. */
+      onFinished?: (
+        inv: FinishedInvocation,
+        finished: ReadonlyMap<string, FinishedInvocation>,
+      ) => void;
+    } = {},
+    signal?: AbortSignal,
+    /** Seconds the runs may take beyond SSM's own bounds (a reboot in the middle). */
+    extraSeconds = 0,
+  ): Promise<Map<string, FinishedInvocation>> {
+    const finished = new Map<string, FinishedInvocation>();
+    const deadline =
+      this.now() +
+      (2 * this.settings.commandTimeout + 300 + extraSeconds) * 1000 +
+      50 * this.pollInterval;
+    const settle = (invs: readonly FinishedInvocation[]) => {
+      for (const inv of invs) finished.set(inv.instanceId, inv);
+      for (const inv of invs) hooks.onFinished?.(inv, finished);
+    };
+    for (;;) {
+      const invocations = await this.listInvocations(commandId);
+      hooks.onProgress?.(invocations);
+      const ended = invocations.filter(
+        (inv) => inv.InstanceId !== undefined && !finished.has(inv.InstanceId) && isTerminal(inv),
+      );
+      settle(await Promise.all(ended.map((inv) => this.finished(commandId, inv))));
+      let complete = false;
+      if (invocations.every(isTerminal)) {
+        if (instanceIds?.every((id) => finished.has(id))) {
+          complete = true;
+        } else {
+          const command = await this.getCommand(commandId);
+          const target = command?.TargetCount ?? 0;
+          // A command not listed yet (SSM is eventually consistent) is still to come.
+          complete =
+            command !== undefined &&
+            (TERMINAL_COMMAND.has(command.Status ?? "") ||
+              (instanceIds === undefined && target > 0 && finished.size >= target));
+        }
+      }
+      const unfinished = (status: string) =>
+        [...new Set([...invocations.map((i) => i.InstanceId), ...(instanceIds ?? [])])]
+          .filter((id): id is string => id !== undefined && !finished.has(id))
+          .map((id) => missing(id, status));
+      if (complete) {
+        settle(unfinished("Terminated"));
+        return finished;
+      }
+      if (this.now() > deadline || signal?.aborted) {
+        settle(unfinished("Unfinished"));
+        return finished;
+      }
+      await this.sleep(this.pollInterval);
+    }
+  }
+
+  private async listInvocations(commandId: string): Promise<CommandInvocation[]> {
+    const all: CommandInvocation[] = [];
+    let token: string | undefined;
+    do {
+      const input = {
+        CommandId: commandId,
+        MaxResults: 50,
+        ...(token ? { NextToken: token } : {}),
+      };
+      const page = await this.call(() =>
+        this.client.send(new ListCommandInvocationsCommand(input)),
+      );
+      all.push(...(page.CommandInvocations ?? []));
+      token = page.NextToken || undefined;
+    } while (token !== undefined);
+    return all;
+  }
+
+  private async getCommand(commandId: string) {
+    const page = await this.call(() =>
+      this.client.send(new ListCommandsCommand({ CommandId: commandId })),
+    );
+    return page.Commands?.[0];
+  }
+
+  /** The invocation's output: stdout holds activate.sh's JSON on its last line. */
+  private async finished(commandId: string, inv: CommandInvocation): Promise<FinishedInvocation> {
+    const instanceId = inv.InstanceId as string;
+    const base = {
+      instanceId,
+      status: inv.Status ?? "",
+      details: inv.StatusDetails ?? inv.Status ?? "",
+    };
+    try {
+      const out = await this.call(() =>
+        this.client.send(
+          new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+        ),
+      );
+      return {
+        ...base,
+        stdout: out.StandardOutputContent ?? "",
+        stderr: out.StandardErrorContent ?? "",
+        responseCode: out.ResponseCode,
+      };
+    } catch (err) {
+      return { ...base, stdout: "", stderr: `(no output: ${faultMessage(err)})`, responseCode: -1 };
+    }
+  }
+
+  /** SendCommand; the command's ID. */
+  async send(input: Omit<SendCommandCommandInput, "DocumentName">): Promise<string> {
+    const out = await this.call(() =>
+      this.client.send(
+        new SendCommandCommand({ DocumentName: this.settings.documentName, ...input }),
+      ),
+    );
+    const id = out.Command?.CommandId;
+    if (!id) throw new OperationError("ssm-failed", "SendCommand returned no command ID");
+    return id;
+  }
+
+  /** SendCommand, with faults of one host as data and faults of the account thrown. */
+  async trySend(
+    input: Omit<SendCommandCommandInput, "DocumentName">,
+    what: string,
+  ): Promise<{ commandId: string } | { error: string }> {
+    try {
+      return { commandId: await this.send(input) };
+    } catch (err) {
+      if (err instanceof OperationError && WAVE_FAULTS.has(err.code)) throw err;
+      return { error: `${what}: ${faultMessage(err)}` };
+    }
+  }
+
+  /** One SDK call; throttling is retried with backoff, other faults become OperationErrors. */
+  private async call<T>(request: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request();
+      } catch (err) {
+        if (isThrottling(err) && attempt < THROTTLE_ATTEMPTS) {
+          await this.sleep(Math.min(this.throttleDelay * 2 ** (attempt - 1), 20_000));
+          continue;
+        }
+        throw ssmFault(err, this.settings);
+      }
+    }
+  }
+}
