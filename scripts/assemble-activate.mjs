@@ -1,26 +1,28 @@
 #!/usr/bin/env node
-// Assembles src/host/activate.sh, the one script that runs on hosts, from its parts in
-// src/host/activate/, concatenated in the order of src/host/activate/parts.json. No dependencies.
+// Assembles activate.sh, the one script that runs on hosts, from its parts in src/host/activate/,
+// concatenated in the order of src/host/activate/parts.json: a step of `npm run build`, which
+// writes it into the build (dist/host/activate.sh); no copy is kept in git. No dependencies.
 //
-//   node scripts/assemble-activate.mjs [--check] [--root DIR]
+//   node scripts/assemble-activate.mjs [--root DIR] [--out FILE]
 //
-// Without --check it writes src/host/activate.sh (only when it changes, so that its mtime says
-// when it did). With --check it writes nothing and exits 1, naming the fix, when the file differs
-// from the assembly. --root DIR assembles another checkout (the tests use a copy). Exit 2: the
-// parts or the manifest are wrong (named, with the fix).
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+// It writes FILE (default: dist/host/activate.sh of the checkout assembled) only when it changes,
+// so that its mtime says when it did. --root DIR assembles the parts of another checkout (the
+// tests use a copy). Exit 2: the parts or the manifest are wrong (named, with the fix), and
+// nothing is written.
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const PARTS_DIR = "src/host/activate";
 const MANIFEST = `${PARTS_DIR}/parts.json`;
-const SCRIPT = "src/host/activate.sh";
+// Where the build puts the script, beside the compiled host/ modules that read it.
+const SCRIPT = "dist/host/activate.sh";
 // A part's name: a plain file in PARTS_DIR, never a path.
 const PART_NAME = /^[0-9a-z][0-9a-z-]*\.sh$/;
 // Two lines of the assembled script, after its first (the shebang): where it comes from.
 const NOTE =
-  "# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs: do not edit\n" +
-  "# this file by hand; edit its parts, then run `npm run assemble:activate`.\n";
+  "# Generated from src/host/activate/ (parts.json) by scripts/assemble-activate.mjs at build: do\n" +
+  "# not edit this file; edit its parts, then run `npm run build` (or `npm run build:host`).\n";
 // The largest part taken (the whole script is about 100 kB).
 const MAX_PART = 1024 * 1024;
 
@@ -76,7 +78,7 @@ function readManifest(root) {
   return files;
 }
 
-/** src/host/activate.sh as its parts make it, with the note that it is generated. */
+/** activate.sh as its parts make it, with the note that it is generated. */
 function assemble(root) {
   const files = readManifest(root);
   const chunks = files.map((file) => {
@@ -101,18 +103,19 @@ function assemble(root) {
 }
 
 function main(args) {
-  let check = false;
   let root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+  let out = null;
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--check") check = true;
-    else if (args[i] === "--root" && i + 1 < args.length) root = resolve(args[++i]);
+    if (args[i] === "--root" && i + 1 < args.length) root = resolve(args[++i]);
+    else if (args[i] === "--out" && i + 1 < args.length) out = resolve(args[++i]);
     else {
       process.stderr.write(
-        `assemble-activate: unknown argument '${args[i]}' (known: --check, --root DIR)\n`,
+        `assemble-activate: unknown argument '${args[i]}' (known: --root DIR, --out FILE)\n`,
       );
       return 2;
     }
   }
+  out ??= join(root, SCRIPT);
   let script;
   try {
     script = assemble(root);
@@ -123,19 +126,13 @@ function main(args) {
   }
   let current = null;
   try {
-    current = readFileSync(join(root, SCRIPT), "utf8");
+    current = readFileSync(out, "utf8");
   } catch {
-    // None yet: written below, or a difference for --check.
+    // None yet: written below.
   }
   if (current === script) return 0;
-  if (check) {
-    process.stderr.write(
-      `assemble-activate: ${SCRIPT} differs from the assembly of ${PARTS_DIR}/ (${MANIFEST}): edit the parts, never ${SCRIPT} itself, then run \`npm run assemble:activate\` and commit both\n`,
-    );
-    return 1;
-  }
-  writeFileSync(join(root, SCRIPT), script);
-  process.stderr.write(`assemble-activate: wrote ${SCRIPT} from ${PARTS_DIR}/\n`);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, script);
   return 0;
 }
 
