@@ -141,6 +141,29 @@ describe("activate.sh assembly", () => {
     expect(existsSync(join(dir, OUT))).toBe(false);
   });
 
+  it("refuses a part that names a constant src/host/script-constants.ts lacks", () => {
+    const dir = copyOfParts();
+    const last = manifestOf(dir).parts.at(-1)?.file ?? "";
+    appendFileSync(join(dir, PARTS, last), "NO_SUCH_CAP=@NO_SUCH_CAP@\n");
+    const run = generate(["--out", join(dir, OUT)], dir);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain(
+      `${PARTS}/${last}: @NO_SUCH_CAP@ is no constant of dist/host/script-constants.js`,
+    );
+    expect(existsSync(join(dir, OUT))).toBe(false);
+  });
+
+  it("writes one part alone, its constants in place, with --part", () => {
+    const dir = copyOfParts();
+    const part = "26-deltas.sh";
+    expect(readFileSync(join(dir, PARTS, part), "utf8")).toContain("=@DELTA_MAX_PATHS@");
+    const run = generate(["--part", part, "--out", join(dir, OUT)], dir);
+    expect(run.stderr).toBe("");
+    const text = readFileSync(join(dir, OUT), "utf8");
+    expect(text).not.toMatch(/@[A-Z][A-Z0-9_]*@/);
+    expect(readFileSync(BUILT, "utf8")).toContain(text);
+  });
+
   it("refuses a first part that does not start with the shebang", () => {
     const dir = copyOfParts();
     const first = manifestOf(dir).parts[0]?.file ?? "";
