@@ -31,6 +31,9 @@
         # The dashboard's browser script: `npm run build` compiles it with its own tsconfig.
         "tsconfig.client.json"
         "src"
+        # `npm run build` assembles the host script and writes the SSM document with these.
+        "scripts/assemble-activate.mjs"
+        "scripts/write-ssm-document.mjs"
       ]
       ++ builtins.filter (file: file != "dist") packageJson.files;
       root = toString ./.;
@@ -144,10 +147,16 @@
         };
       # packaging/nixos/nixship-host.nix: nixship-activate with the host's pinned trust, and
       # the sudoers rule of a non-root deploy user (ssh and ssm hosts; docs/pinned-hosts.md).
-      nixosModules.host = {
-        key = "nixship#nixosModules.host";
-        imports = [ ./packaging/nixos/nixship-host.nix ];
-      };
+      # Its package, by default this flake's, gives the host its built activate.sh.
+      nixosModules.host =
+        { lib, pkgs, ... }:
+        {
+          key = "nixship#nixosModules.host";
+          imports = [ ./packaging/nixos/nixship-host.nix ];
+          config.services.nixship-host.package =
+            lib.mkDefault
+              self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        };
       nixosModules.default = self.nixosModules.agent;
       # packaging/nixos/nixship-deployment.nix: `nixship.deployment`, how nixship reaches a
       # host (its tags, address, delivery, policy, …), which lib.fleetFromConfigurations reads.

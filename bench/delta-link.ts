@@ -22,8 +22,8 @@ import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
-/** The host's script, as `scriptInput()` sends it with no variables (read from the checkout). */
-const ACTIVATE_SH = fileURLToPath(new URL("../../src/host/activate.sh", import.meta.url));
+/** The host's script, as `scriptInput()` sends it with no variables (the build's, dist/host). */
+const ACTIVATE_SH = fileURLToPath(new URL("../../dist/host/activate.sh", import.meta.url));
 /** Stamps each line of stdin with the seconds since it started (for the logs of link-logs/). */
 const STAMP_LINES =
   "import sys,time\nt=time.monotonic()\nfor l in sys.stdin: print('%8.3f %s' % (time.monotonic()-t, l), end='', flush=True)";

@@ -86,7 +86,10 @@ else
   printf '%s\n' "$want" >"$stamp"
 fi
 built=dist/.nixship-built
-if [ -f "$built" ] && [ -z "$(find src tsconfig.json tsconfig.build.json package.json -newer "$built" -print -quit)" ]; then
+# The build also makes the host script and the SSM document (their scripts count as sources).
+if [ -f "$built" ] && [ -f dist/host/activate.sh ] && [ -f dist/ssm-document.json ] &&
+  [ -z "$(find src scripts/assemble-activate.mjs scripts/write-ssm-document.mjs tsconfig.json \
+    tsconfig.build.json package.json -newer "$built" -print -quit)" ]; then
   echo "setup: the build is up to date" >&2
 else
   echo "setup: building" >&2

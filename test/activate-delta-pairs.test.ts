@@ -1,22 +1,34 @@
 // The host and the deployer choose a path's delta bases alike: activate.sh's delta_pairs (awk,
 // on the host) gives the pairs deltaPairsFor (src/cache/delta-bases.ts) gives, in its order, for
-// closures with many paths of one name, versions near and far, outputs and names without one.
+// closures with many paths of one name, versions near and far, outputs and names without one;
+// and both take their caps from src/cache/delta-caps.ts, which the build writes into the script.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deltaPairsFor } from "../src/cache/delta-bases.js";
+import * as caps from "../src/cache/delta-caps.js";
+import { SCRIPT_CONSTANTS } from "../src/host/script-constants.js";
 import { NIX32_ALPHABET } from "../src/nix/nix32.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { runOk } from "../support/cli.js";
 
-const PART = new URL("../src/host/activate/26-deltas.sh", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+/** The script as the build wrote it. */
+const BUILT = join(ROOT, "dist/host/activate.sh");
 
 let work: string;
+/** The delta step's part, its constants in place as the build puts them. */
+let part: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-delta-pairs-"));
+  part = join(work, "26-deltas.sh");
+  await runOk(process.execPath, [
+    join(ROOT, "scripts/assemble-activate.mjs"),
+    ...["--part", "26-deltas.sh", "--out", part],
+  ]);
 });
 
 afterAll(async () => {
@@ -36,7 +48,7 @@ async function hostPairs(targets: StorePath[], closure: StorePath[]): Promise<st
     "-c",
     `. "$1" && delta_pairs "$2" "$3"`,
     "sh",
-    PART,
+    part,
     join(work, "targets"),
     join(work, "closure"),
   ]);
@@ -85,11 +97,36 @@ describe("delta_pairs (activate.sh) and deltaPairsFor (the deployer)", () => {
     expect(await hostPairs(targets, closure)).toEqual(expected);
   });
 
-  it("take at most 3 bases a path, and no path as its own base", async () => {
+  it("take their caps from one module, which the build wrote into the script", async () => {
+    // Every cap of src/cache/delta-caps.ts is one the script takes, with its value.
+    expect(SCRIPT_CONSTANTS).toEqual({
+      DELTA_MAX_PATHS: caps.DELTA_MAX_PATHS,
+      DELTA_MAX_BASES: caps.DELTA_MAX_BASES,
+      DELTA_MAX_PER_NAME: caps.DELTA_MAX_PER_NAME,
+      DELTA_INFO_LIMIT: caps.DELTA_INFO_LIMIT,
+    });
+    const script = await readFile(BUILT, "utf8");
+    for (const [name, value] of Object.entries(SCRIPT_CONSTANTS)) {
+      const set = [...script.matchAll(new RegExp(`(?:^| )${name}=(\\S*)`, "gm"))].map((m) => m[1]);
+      expect(set, name).toEqual([String(value)]);
+    }
+    expect(script).not.toMatch(/@[A-Z][A-Z0-9_]*@/);
+  });
+
+  it(`look for deltas of at most ${caps.DELTA_MAX_PATHS} paths, the first the host lacks`, async () => {
+    const closure = [storePath("lib-1.0")];
+    const targets = Array.from({ length: caps.DELTA_MAX_PATHS + 5 }, (_, i) =>
+      storePath(`lib-2.${i}`),
+    );
+    const pairs = await hostPairs(targets, closure);
+    expect(pairs).toEqual(targets.slice(0, caps.DELTA_MAX_PATHS).map((t) => `${t} ${closure[0]}`));
+  });
+
+  it(`take at most ${caps.DELTA_MAX_BASES} bases a path, and no path as its own base`, async () => {
     const closure = Array.from({ length: 8 }, (_, i) => storePath(`lib-1.${i}`));
     const target = storePath("lib-1.3");
     const pairs = await hostPairs([target, closure[2] as StorePath], closure);
-    expect(pairs.filter((p) => p.startsWith(`${target} `))).toHaveLength(3);
+    expect(pairs.filter((p) => p.startsWith(`${target} `))).toHaveLength(caps.DELTA_MAX_BASES);
     expect(pairs).not.toContain(`${closure[2]} ${closure[2]}`);
     expect(pairs).toEqual(
       deltaPairsFor(closure, [target, closure[2] as StorePath]).map((p) => `${p.target} ${p.base}`),

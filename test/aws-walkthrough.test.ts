@@ -340,6 +340,11 @@ describe("examples/aws/README.md, replayed", () => {
     expect(await readFile(join(dir, "terraform.tfvars"), "utf8")).toBe(
       await readFile(join(AWS_DIR, "terraform.tfvars.example"), "utf8"),
     );
+    // The document the ssm-document module reads: the one nixship's build wrote too.
+    await runReadmeOk("nixship ssm document > nixship-ssm-document.json");
+    expect(await readFile(join(dir, "nixship-ssm-document.json"), "utf8")).toBe(
+      await readFile(join(ROOT, "dist/ssm-document.json"), "utf8"),
+    );
   });
 
   it("3. The cache first: pushes nixship's closure, signed, into the bucket", async () => {

@@ -133,7 +133,8 @@ describe("the npm package (what buildNpmPackage installs)", () => {
       "package.json",
       "dist/cli/bin.js",
       "dist/cache/nar-worker.js",
-      "src/host/activate.sh",
+      "dist/host/activate.sh",
+      "dist/ssm-document.json",
       "examples/flake.nix",
       "examples/system.nix",
       "examples/web/server.c",
@@ -314,7 +315,10 @@ let
     in {
       key = result.key or null;
       # A file by its path, a module of the flake (nixosModules.host) by its key.
-      imports = map (i: if builtins.isAttrs i then i.key else toString i) result.imports;
+      imports = map (i:
+        if builtins.isFunction i then (i { inherit config lib pkgs; }).key
+        else if builtins.isAttrs i then i.key
+        else toString i) result.imports;
       definition = { inherit (definition) _type priority; package = "\${definition.content}"; };
       hostTrust =
         let host = (configOf result).services.nixship-host;
@@ -390,6 +394,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "tsconfig.client.json",
       "README.md",
       "src",
+      "scripts",
       "examples",
       "packaging",
     ]) {
@@ -542,6 +547,9 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "package.json",
       // packaging/nixos/nixship-activate.nix: `lab up --pinned` builds the lab's systems with it.
       "packaging",
+      // scripts/assemble-activate.mjs and write-ssm-document.mjs: the build's host script and
+      // SSM document.
+      "scripts",
       "src",
       "tsconfig.build.json",
       "tsconfig.client.json",
@@ -556,6 +564,10 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       expect(files, shipped).toContain(shipped);
     }
     expect(files).toContain("examples/web/server.c");
+    expect(files.filter((f) => f.startsWith("scripts/"))).toEqual([
+      "scripts/assemble-activate.mjs",
+      "scripts/write-ssm-document.mjs",
+    ]);
     expect(
       files.filter((f) => f.startsWith("examples/aws") || f.startsWith("examples/ci")),
     ).toEqual([]);
@@ -613,16 +625,40 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
     expect(modules.agent?.["x86_64-linux"]?.key).toMatch(/\S/);
   });
 
-  it("gives nixosModules.host: packaging/nixos/nixship-host.nix, by a key of its own", async () => {
-    const host = await nixEval<{ key: string; imports: string[] }>(
+  it("gives nixosModules.host: packaging/nixos/nixship-host.nix, by a key of its own, with the flake's package", async () => {
+    const hosts = await nixEval<
+      Record<string, { key: string; imports: string[]; package: unknown }>
+    >(
       `path:${copy}#nixosModules.host`,
-      "m: { inherit (m) key; imports = map toString m.imports; }",
+      `m: builtins.listToAttrs (map (system:
+        let
+          lib.mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+          r = m { inherit lib; pkgs.stdenv.hostPlatform.system = system; };
+          p = r.config.services.nixship-host.package;
+        in {
+          name = system;
+          value = {
+            inherit (r) key;
+            imports = map toString r.imports;
+            package = { inherit (p) _type priority; content = "\${p.content}"; };
+          };
+        }) [ ${SYSTEMS.map((s) => `"${s}"`).join(" ")} ])`,
     );
-    expect(host.key).toBe("nixship#nixosModules.host");
-    expect(host.imports).toHaveLength(1);
-    expect(host.imports[0]).toMatch(
-      /^\/nix\/store\/[a-z0-9]{32}-source\/packaging\/nixos\/nixship-host\.nix$/,
-    );
+    for (const system of SYSTEMS) {
+      const host = hosts[system];
+      expect(host?.key).toBe("nixship#nixosModules.host");
+      expect(host?.imports).toHaveLength(1);
+      expect(host?.imports[0]).toMatch(
+        /^\/nix\/store\/[a-z0-9]{32}-source\/packaging\/nixos\/nixship-host\.nix$/,
+      );
+      // Its built activate.sh is what the host installs; mkDefault, so a configuration's own
+      // package wins.
+      expect(host?.package).toEqual({
+        _type: "override",
+        priority: 1000,
+        content: packages[system],
+      });
+    }
   });
 
   it("serves a consumer flake: its nixpkgs followed, and the overlay's pkgs.nixship the same package", async () => {

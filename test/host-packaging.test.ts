@@ -5,7 +5,6 @@
 // lab's stand-in systems build for real in test/pinned-deploy.test.ts), the one sudoers rule,
 // the deploy user, and the system's nixship/health.json and nixship/secrets.
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -65,6 +64,11 @@ async function evalHost(values: Record<string, unknown>): Promise<HostEval> {
           outPath = store "\${builtins.substring 0 12 (builtins.hashString "sha256" text)}-\${name}";
         };
         writeTextFile = args: args // { outPath = store args.name; };
+        # Named, like writeText, by a hash of the command that makes it.
+        runCommandLocal = name: env: command: {
+          inherit name command;
+          outPath = store "\${builtins.substring 0 12 (builtins.hashString "sha256" command)}-\${name}";
+        };
       } // builtins.listToAttrs (map (name: { inherit name; value = store name; })
         [ "coreutils" "gnused" "gnugrep" "gawk" "findutils" "getent" "curl" "age" "zstd" ]);
       result = module { inherit config lib pkgs; };
@@ -75,7 +79,7 @@ async function evalHost(values: Record<string, unknown>): Promise<HostEval> {
       config = {
         nix.package = store "nix";
         systemd.package = store "systemd";
-        services.nixship-host = defaults // builtins.fromJSON ${JSON.stringify(JSON.stringify(values))};
+        services.nixship-host = defaults // { package = store "nixship-0.1.0"; } // builtins.fromJSON ${JSON.stringify(JSON.stringify(values))};
       };
       body = result.config.content;
       wrapper = builtins.head body.environment.systemPackages;
@@ -146,9 +150,9 @@ describe("packaging/nixos/nixship-host.nix", () => {
       "zstd",
       "systemd",
     ].map((p) => `${store}${p}/bin`);
-    // The stand-in's store paths of a file name the sha256 of its text: the script is
-    // activate.sh as it is, and the trust file holds the substituter and the key.
-    const script = `${store}${sha256(await readFile(join(ROOT, "src/host/activate.sh"), "utf8"))}-nixship-activate.sh`;
+    // The stand-in's store paths of a file name the sha256 of its text: the script is the
+    // package's built activate.sh, copied, and the trust file holds the substituter and the key.
+    const script = `${store}${sha256(`cp ${store}nixship-0.1.0/lib/node_modules/nixship/dist/host/activate.sh $out\n`)}-nixship-activate.sh`;
     const trust = `${store}${sha256(`substituter ${CACHE}\ntrusted-key ${KEY}\n`)}-nixship-trust`;
     expect(host.wrapper.text.split("\n")).toEqual([
       `#!${store}bash/bin/bash`,
@@ -249,6 +253,7 @@ describe("packaging/nixos/nixship-host.nix", () => {
     expect(host.options.sort()).toEqual(
       [
         "enable",
+        "package",
         "substituters",
         "trustedKeys",
         "deployUser",
@@ -268,6 +273,8 @@ describe("packaging/nixos/nixship-host.nix", () => {
       secrets: {},
     });
     expect(host.defaults).not.toHaveProperty("trustedKeys"); // required: no trust by default
+    // No default here: nixosModules.host gives the flake's package (test/flake.test.ts).
+    expect(host.defaults).not.toHaveProperty("package");
   });
 });
 

@@ -122,7 +122,7 @@ beforeAll(async () => {
   const pinned = `{
     substituters = [ ${JSON.stringify(cache.url)} ];
     trustedKeys = [ ${JSON.stringify(labKey)} ];
-    script = ${ROOT}src/host/activate.sh;
+    script = ${ROOT}dist/host/activate.sh;
     text = import ${ROOT}packaging/nixos/nixship-activate.nix;
   }`;
   const mk = (name: string, extra = "") =>

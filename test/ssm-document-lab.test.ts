@@ -468,7 +468,7 @@ describe("a host with pinned trust runs its own nixship-activate, not the docume
       pinned = {
         substituters = [ ${JSON.stringify(server.url)} ];
         trustedKeys = [ ${JSON.stringify(publicKey)} ];
-        script = ${root}src/host/activate.sh;
+        script = ${root}dist/host/activate.sh;
         text = import ${root}packaging/nixos/nixship-activate.nix;
       };
     }`;

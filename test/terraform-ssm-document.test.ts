@@ -1,11 +1,11 @@
-// The ssm-document module embeds exactly what `nixship
-// ssm document` prints (byte for byte), reads it from that one committed file with no copy
-// elsewhere in the module, and that file is a valid SSM Command document. Evaluated from the
-// module's HCL: default substituters and trusted keys appear as the parameters' defaults in
+// The ssm-document module creates exactly the document it is given (its `document` input,
+// what `nixship ssm document` prints and the build writes to dist/ssm-document.json), keeps no
+// copy of it or of activate.sh, and that document is a valid SSM Command document. Evaluated
+// from the module's HCL: default substituters and trusted keys appear as the parameters' defaults in
 // the document the module creates when set, and nowhere when not; the associations map makes
 // one association per role with its store path and tag target, and the single association of
 // earlier versions still works; the sender policy lets a deployer or CI role send the document
-// only to the tagged instances, with exactly the calls src/delivery/ssm.ts makes. The document the
+// only to the tagged instances, with exactly the calls the ssm delivery makes. The document the
 // module creates, with and without defaults, is registered with CreateDocument in moto's SSM.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,7 +23,6 @@ import { nixship } from "../support/cli.js";
 import { type MotoProcess, startMoto } from "../support/moto-server.js";
 import {
   callsIn,
-  evaluateNode,
   evaluateString,
   evaluateValue,
   type HclValue,
@@ -37,7 +36,8 @@ import { moduleResolver, renderPolicyDocument } from "./support/terraform-render
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MODULE_DIR = join(ROOT, "terraform/modules/ssm-document");
-const DOCUMENT = join(MODULE_DIR, "document.json");
+/** The document as the build writes it (npm run build): what callers pass as `document`. */
+const DOCUMENT = join(ROOT, "dist/ssm-document.json");
 const ACCOUNT = "123456789012";
 const DOCUMENT_ARN = `arn:aws:ssm:eu-west-1:${ACCOUNT}:document/nixship-activate`;
 const INSTANCE = `arn:aws:ec2:eu-west-1:${ACCOUNT}:instance/i-0123456789abcdef0`;
@@ -127,17 +127,20 @@ interface DocumentShape {
 }
 
 let mod: TfModule;
-let committed: Buffer;
+let built: Buffer;
 
 beforeAll(async () => {
   mod = await loadModule(MODULE_DIR, ROOT);
-  committed = await readFile(DOCUMENT);
+  built = await readFile(DOCUMENT);
 });
 
-/** The module's references resolved for these inputs, its resources' attributes as AWS gives them. */
+/**
+ * The module's references resolved for these inputs (`document`: the build's, unless given),
+ * its resources' attributes as AWS gives them.
+ */
 function resolver(vars: Record<string, HclValue>): Resolver {
   return moduleResolver(mod, {
-    vars,
+    vars: { document: built.toString("utf8"), ...vars },
     known: {
       "aws_ssm_document.this.name": "nixship-activate",
       "aws_ssm_document.this.arn": DOCUMENT_ARN,
@@ -173,7 +176,7 @@ function variableValidation(name: string): unknown {
 }
 
 function documentParameters(): Record<string, SsmParameter> {
-  return (JSON.parse(committed.toString("utf8")) as { parameters: Record<string, SsmParameter> })
+  return (JSON.parse(built.toString("utf8")) as { parameters: Record<string, SsmParameter> })
     .parameters;
 }
 
@@ -182,24 +185,24 @@ async function senderPolicy(vars: Record<string, HclValue>): Promise<PolicyDocum
   return validatePolicy(await renderPolicyDocument(mod, "sender", resolver(vars)), "sender");
 }
 
-describe("the ssm-document module embeds `nixship ssm document`", () => {
-  it("document.json is byte for byte what the built CLI prints", async () => {
+describe("the ssm-document module creates the document it is given", () => {
+  it("the build's dist/ssm-document.json is byte for byte what the built CLI prints", async () => {
     const r = await nixship(["ssm", "document"]);
     expect(r.code, r.stderr).toBe(0);
     const printed = Buffer.from(r.stdout, "utf8");
     expect(
-      printed.equals(committed),
-      "terraform/modules/ssm-document/document.json is stale: regenerate it with `node dist/cli/bin.js ssm document > terraform/modules/ssm-document/document.json`",
+      printed.equals(built),
+      "dist/ssm-document.json is stale: `npm run build` writes it again",
     ).toBe(true);
   });
 
-  it("the one aws_ssm_document is a Command document in JSON whose content is that file, read through path.module", async () => {
+  it("the one aws_ssm_document is a Command document in JSON whose content is the document input, and no file is read", async () => {
     const documents = [...mod.resources.keys()].filter((k) => k.startsWith("aws_ssm_document."));
     expect(documents).toEqual(["aws_ssm_document.this"]);
     const body = mod.resources.get("aws_ssm_document.this")?.body ?? {};
     expect(body.document_type).toBe("Command");
     expect(body.document_format).toBe("JSON");
-    // Every file() the module calls reads this module's document.json, and nothing else.
+    // The module reads no file of its own: the document comes from its caller only.
     const strings = (v: unknown): string[] =>
       typeof v === "string"
         ? [v]
@@ -209,23 +212,31 @@ describe("the ssm-document module embeds `nixship ssm document`", () => {
     const texts = [...mod.locals.values(), ...mod.resources.values()].flatMap((b) =>
       strings("value" in b ? b.value : b.body),
     );
-    const calls = (await Promise.all(texts.map((text) => callsIn(text, "file")))).flat();
-    expect(calls.length).toBeGreaterThan(0);
-    for (const { template, call } of calls) {
-      const path = await evaluateNode(
-        template,
-        call.children[0] as never,
-        moduleResolver(mod, { vars: {} }),
-      );
-      expect(path).toBe(DOCUMENT);
+    for (const name of ["file", "templatefile", "filebase64"]) {
+      const calls = (await Promise.all(texts.map((text) => callsIn(text, name)))).flat();
+      expect(calls, name).toEqual([]);
     }
-    // With no defaults set, the content is the committed file byte for byte.
+    // With no defaults set, the content is the document given, byte for byte, whatever it is.
     const content = await evaluateValue(body.content, resolver({}));
-    expect(content).toBe(committed.toString("utf8"));
+    expect(content).toBe(built.toString("utf8"));
+    const other = JSON.stringify({ ...JSON.parse(built.toString("utf8")), description: "x" });
+    expect(await evaluateValue(body.content, resolver({ document: other }))).toBe(other);
   });
 
-  it("no other file of the module holds a copy of the document or of activate.sh", async () => {
-    const doc = JSON.parse(committed.toString("utf8")) as {
+  it("refuses, by the document input's validation, text that is not nixship's document", async () => {
+    const condition = variableValidation("document");
+    const holds = (document: string) => evaluateValue(condition, resolver({ document }));
+    expect(await holds(built.toString("utf8"))).toBe(true);
+    expect(await holds("")).toBe(false);
+    expect(await holds("{")).toBe(false);
+    expect(await holds(JSON.stringify({ schemaVersion: "2.2", parameters: {} }))).toBe(false);
+    const doc = JSON.parse(built.toString("utf8")) as DocumentShape;
+    doc.mainSteps = [];
+    expect(await holds(JSON.stringify(doc))).toBe(false);
+  });
+
+  it("no file of the module holds a copy of the document or of activate.sh", async () => {
+    const doc = JSON.parse(built.toString("utf8")) as {
       mainSteps: { inputs: { runCommand: string[] } }[];
     };
     // Distinctive lines of the embedded script, long enough never to appear by chance.
@@ -234,15 +245,15 @@ describe("the ssm-document module embeds `nixship ssm document`", () => {
     );
     expect(scriptLines.length).toBeGreaterThan(10);
     const entries = await readdir(MODULE_DIR, { recursive: true, withFileTypes: true });
-    const others = entries.filter((e) => e.isFile() && join(e.parentPath, e.name) !== DOCUMENT);
-    expect(others.map((e) => e.name).sort()).toEqual([
+    const files = entries.filter((e) => e.isFile());
+    expect(files.map((e) => e.name).sort()).toEqual([
       "README.md",
       "main.tf",
       "outputs.tf",
       "variables.tf",
       "versions.tf",
     ]);
-    for (const e of others) {
+    for (const e of files) {
       const text = await readFile(join(e.parentPath, e.name), "utf8");
       const copied = scriptLines.filter((l) => text.includes(l.trim()));
       expect(copied, `${e.name} repeats lines of the document`).toEqual([]);
@@ -251,15 +262,15 @@ describe("the ssm-document module embeds `nixship ssm document`", () => {
   });
 });
 
-describe("document.json as an SSM Command document", () => {
+describe("dist/ssm-document.json as an SSM Command document", () => {
   it("is schema 2.2 with described, anchored parameters and one aws:runShellScript step", () => {
-    expect(commandDocumentProblems(committed.toString("utf8"))).toEqual([]);
+    expect(commandDocumentProblems(built.toString("utf8"))).toEqual([]);
     // SSM refuses Command documents over 64 KB.
-    expect(committed.length).toBeLessThan(64 * 1024);
+    expect(built.length).toBeLessThan(64 * 1024);
   });
 
   it("the checks catch a document that breaks the rules", () => {
-    const doc = JSON.parse(committed.toString("utf8")) as DocumentShape;
+    const doc = JSON.parse(built.toString("utf8")) as DocumentShape;
     doc.schemaVersion = "1.2";
     (doc.parameters.StorePath as SsmParameter).allowedPattern = ".*";
     doc.mainSteps.push({ ...doc.mainSteps[0], name: "second" });
@@ -268,7 +279,7 @@ describe("document.json as an SSM Command document", () => {
       "parameter StorePath: allowedPattern is not anchored at both ends",
       "mainSteps must hold exactly one step, holds 2",
     ]);
-    const unused = JSON.parse(committed.toString("utf8")) as DocumentShape;
+    const unused = JSON.parse(built.toString("utf8")) as DocumentShape;
     unused.parameters.Extra = { type: "String", description: "x", allowedPattern: "^x$" };
     expect(commandDocumentProblems(JSON.stringify(unused))).toEqual([
       "parameter Extra is never used by the step",
@@ -403,8 +414,14 @@ describe("document.json as an SSM Command document", () => {
     expect(send(tier, { "ssm:resourceTag/Role": "web" })).toBe("implicit-deny");
   });
 
-  it("grants exactly the SSM calls src/delivery/ssm.ts makes", async () => {
-    const source = await readFile(join(ROOT, "src/delivery/ssm.ts"), "utf8");
+  it("grants exactly the SSM calls the ssm delivery makes (src/delivery/ssm*.ts)", async () => {
+    const files = (await readdir(join(ROOT, "src/delivery"))).filter(
+      (f) => f.startsWith("ssm") && f.endsWith(".ts") && !f.endsWith(".test.ts"),
+    );
+    expect(files).toContain("ssm-client.ts");
+    const source = (
+      await Promise.all(files.map((f) => readFile(join(ROOT, "src/delivery", f), "utf8")))
+    ).join("\n");
     const called = [
       ...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `ssm:${m[1]}`)),
     ].sort();
@@ -436,7 +453,7 @@ describe("default substituters and trusted keys, baked into the document", () =>
       default_trusted_public_keys: CACHE_KEY,
     });
     expect(commandDocumentProblems(text)).toEqual([]);
-    const expected = JSON.parse(committed.toString("utf8")) as DocumentShape;
+    const expected = JSON.parse(built.toString("utf8")) as DocumentShape;
     expect((expected.parameters.Substituters as SsmParameter).default).toBe("");
     (expected.parameters.Substituters as SsmParameter).default = CACHE_URL;
     (expected.parameters.TrustedPublicKeys as SsmParameter).default = CACHE_KEY;
@@ -450,14 +467,14 @@ describe("default substituters and trusted keys, baked into the document", () =>
     expect(Buffer.byteLength(escaped)).toBeLessThan(64 * 1024);
   });
 
-  it("only the one set changes, and with none set the content is document.json itself", async () => {
+  it("only the one set changes, and with none set the content is the document itself", async () => {
     const keysOnly = JSON.parse(
       await content({ default_trusted_public_keys: CACHE_KEY }),
     ) as DocumentShape;
     expect(keysOnly.parameters.TrustedPublicKeys?.default).toBe(CACHE_KEY);
     expect(keysOnly.parameters.Substituters?.default).toBe("");
     const none = await content({ default_substituters: "", default_trusted_public_keys: "" });
-    expect(none).toBe(committed.toString("utf8"));
+    expect(none).toBe(built.toString("utf8"));
     expect(none).not.toContain(CACHE_URL);
   });
 
@@ -525,7 +542,7 @@ describe("the document the module creates, registered in moto's SSM", () => {
       DocumentType: String(await evaluateValue(body.document_type, r)) as DocumentType,
       DocumentFormat: String(await evaluateValue(body.document_format, r)) as DocumentFormat,
       Content:
-        content === committed.toString("utf8")
+        content === built.toString("utf8")
           ? content
           : content.replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`),
     };
@@ -533,7 +550,7 @@ describe("the document the module creates, registered in moto's SSM", () => {
 
   it("CreateDocument takes it with and without defaults, and moto describes its parameters and their defaults", async () => {
     const plain = await created({ name: "nixship-activate" });
-    expect(plain.Content).toBe(committed.toString("utf8"));
+    expect(plain.Content).toBe(built.toString("utf8"));
     const baked = await created({
       name: "nixship-activate-baked",
       default_substituters: CACHE_URL,
@@ -565,7 +582,7 @@ describe("the document the module creates, registered in moto's SSM", () => {
   });
 
   it("moto refuses a document without a schemaVersion, and a name SSM reserves", async () => {
-    const { schemaVersion: _, ...unversioned } = JSON.parse(committed.toString("utf8")) as Record<
+    const { schemaVersion: _, ...unversioned } = JSON.parse(built.toString("utf8")) as Record<
       string,
       unknown
     >;
@@ -581,7 +598,7 @@ describe("the document the module creates, registered in moto's SSM", () => {
     await expect(create("nixship-unversioned", JSON.stringify(unversioned))).rejects.toMatchObject({
       name: "InvalidDocumentContent",
     });
-    await expect(create("aws-nixship", committed.toString("utf8"))).rejects.toMatchObject({
+    await expect(create("aws-nixship", built.toString("utf8"))).rejects.toMatchObject({
       name: "ValidationException",
     });
   });
@@ -663,8 +680,7 @@ describe("associations: one per role", () => {
 describe("the evaluator functions these tests added", () => {
   it("file() reads an absolute path only, jsondecode() parses JSON, distinct() keeps first occurrences", async () => {
     const r = moduleResolver(mod, { vars: {} });
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
-    const doc = await evaluateString("${jsondecode(file(local.document_file)).schemaVersion}", r);
+    const doc = await evaluateString(`\${jsondecode(file("${DOCUMENT}")).schemaVersion}`, r);
     expect(doc).toBe("2.2");
     // biome-ignore lint/suspicious/noTemplateCurlyInString: an HCL expression.
     await expect(evaluateString('${file("document.json")}', r)).rejects.toThrow(UnsupportedError);

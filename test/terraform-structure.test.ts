@@ -90,6 +90,8 @@ const CONTRACTS: Record<string, ModuleContract> = {
   },
   "terraform/modules/ssm-document": {
     variables: {
+      // What `nixship ssm document` prints: the module keeps no copy of its own.
+      document: { type: "string", required: true },
       name: { type: "string", default: "nixship-activate" },
       // Defaults baked into the document, associations by role, sender tags.
       default_substituters: { type: "string", default: "" },

@@ -71,6 +71,9 @@ module "ssm_document" {
   source = "../../terraform/modules/ssm-document"
   tags   = var.tags
 
+  # What `nixship ssm document` printed (README, step 2): the document your nixship sends.
+  document = file("${path.module}/nixship-ssm-document.json")
+
   # Baked into the document: a command or association that passes no cache uses this one.
   default_substituters        = module.cache.store_url
   default_trusted_public_keys = join(" ", var.cache_public_keys)

@@ -7,7 +7,7 @@
 # starts activate.sh with an empty environment but for PATH, HOME and NIXSHIP_TRUST_FILE, the
 # trust file's store path: sudo resets the environment too, but the wrapper does not rely on
 # it. activate.sh then trusts only that file's substituters and keys (see "pinned trust" in
-# src/host/activate.sh).
+# its contract, src/host/activate/00-header.sh).
 let
   # A key as Nix writes it: NAME:BASE64 of 32 bytes.
   keyPattern = "[^:[:space:]]+:[A-Za-z0-9+/]{43}=";

@@ -1,6 +1,7 @@
 # A host that nixship deploys over SSH or SSM, with its trust pinned: `services.nixship-host`.
-# It installs `nixship-activate` (activate.sh as a store path, with the host's own trust: the
-# substituters and keys below, in a store file), and with `deployUser` the one sudoers rule
+# It installs `nixship-activate` (the built activate.sh of `package`, copied into a store path of
+# its own, with the host's own trust: the substituters and keys below, in a store file), and
+# with `deployUser` the one sudoers rule
 # that lets that normal user run it as root. That user can then activate, confirm, abort, roll
 # back and prune systems signed by the pinned keys, and nothing else as root: it cannot make
 # the host trust another key, run a command of its choice, or choose where secrets go. The
@@ -14,7 +15,7 @@
 }:
 
 let
-  inherit (lib) mkIf mkOption types;
+  inherit (lib) literalExpression mkIf mkOption types;
   cfg = config.services.nixship-host;
   text = import ./nixship-activate.nix;
 
@@ -25,7 +26,11 @@ let
   account = types.strMatching "([a-z_][a-z0-9_-]*[$]?|[0-9]+)";
   secretName = "[A-Za-z0-9][A-Za-z0-9_.-]*";
 
-  script = pkgs.writeText "nixship-activate.sh" (builtins.readFile ../../src/host/activate.sh);
+  # The script as nixship's build assembled it (dist/host/activate.sh in the package), copied:
+  # it names no store path, so the host's closure gets the file alone.
+  script = pkgs.runCommandLocal "nixship-activate.sh" { } ''
+    cp ${cfg.package}/lib/node_modules/nixship/dist/host/activate.sh $out
+  '';
   trustFile = pkgs.writeText "nixship-trust" (
     text.trustText { inherit (cfg) substituters trustedKeys; }
   );
@@ -83,6 +88,16 @@ in
         Whether to install `nixship-activate` with this host's pinned trust, so that nixship
         deploys it through that script (as root, or as {option}`services.nixship-host.deployUser`
         through sudo) and the trust a deployer passes changes nothing.
+      '';
+    };
+
+    package = mkOption {
+      type = types.package;
+      example = literalExpression "inputs.nixship.packages.\${pkgs.stdenv.hostPlatform.system}.default";
+      description = ''
+        The nixship package whose built activation script (`dist/host/activate.sh`) the host
+        installs. nixship is not in nixpkgs, so this file sets no default; nixship's flake's
+        `nixosModules.host` imports it with the flake's own package as the default.
       '';
     };
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Sha256 } from "../nix/hash.js";
 import { makeStorePath, type StorePath } from "../nix/store-path.js";
-import { DELTA_MAX_BASES, deltaBasesOf, deltaPairsFor } from "./delta-bases.js";
+import { deltaBasesOf, deltaPairsFor } from "./delta-bases.js";
+import { DELTA_MAX_BASES } from "./delta-caps.js";
 
 /** A store path named `name`; `seed` tells two of the same name apart. */
 function p(name: string, seed = ""): StorePath {

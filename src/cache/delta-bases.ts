@@ -2,10 +2,8 @@
 // "Bases"): the same package name, at most DELTA_MAX_BASES, in one stated order. Pure.
 import { parseDrvName } from "../nix/closure-diff.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { DELTA_MAX_BASES } from "./delta-caps.js";
 import type { DeltaPair } from "./delta-publish.js";
-
-/** The most bases a target gets a delta against (the host tries as many). */
-export const DELTA_MAX_BASES = 3;
 
 /**
  * The bases of `target` among `hostClosure`: the paths whose package name (parseDrvName's,

@@ -17,6 +17,7 @@ import {
   type StorePath,
   storePathOf,
 } from "../nix/store-path.js";
+import { DELTA_INFO_LIMIT } from "./delta-caps.js";
 
 /** The version of this contract, in the seed of every delta's hash. */
 export const DELTA_FORMAT = "nixship-delta-v1";
@@ -111,7 +112,9 @@ export function formatDeltaInfo(info: DeltaInfo): string {
 
 /** Parses `delta-info`, strictly: every field once, nothing else. */
 export function parseDeltaInfo(text: string, where = DELTA_FILES.info): DeltaInfo {
-  if (text.length > 4096) throw new InputError("bad-delta", `${where}: longer than 4096 bytes`);
+  if (text.length > DELTA_INFO_LIMIT) {
+    throw new InputError("bad-delta", `${where}: longer than ${DELTA_INFO_LIMIT} bytes`);
+  }
   const fields = new Map<string, string>();
   for (const line of text.split("\n")) {
     if (line === "") continue;

@@ -35,15 +35,24 @@ export const ACTIVATE_EXIT = {
  */
 export const DEFAULT_ACTIVATION_TIMEOUT: number = POLICY_DEFAULTS.activationTimeout;
 
-/** The script, read once from the package (src/host/activate.sh sits beside this module). */
+/**
+ * The script, read once from the build: `npm run build` assembles it from src/host/activate/
+ * into dist/host/activate.sh, beside this module compiled (and the one the sources' tests run).
+ */
 let script: string | undefined;
 export function activateScript(): string {
-  script ??= readFileSync(
-    import.meta.url.endsWith(".ts")
-      ? new URL("./activate.sh", import.meta.url)
-      : new URL("../../src/host/activate.sh", import.meta.url),
-    "utf8",
-  );
+  const file = import.meta.url.endsWith(".ts")
+    ? new URL("../../dist/host/activate.sh", import.meta.url)
+    : new URL("./activate.sh", import.meta.url);
+  try {
+    script ??= readFileSync(file, "utf8");
+  } catch (error) {
+    throw new OperationError(
+      "no-activate-script",
+      `cannot read the host script ${file.pathname}: ${(error as Error).message}`,
+      { hint: "run `npm run build`, which assembles it from src/host/activate/", cause: error },
+    );
+  }
   return script;
 }
 

@@ -14,7 +14,7 @@ import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { runCommand } from "../util/run.js";
 import type { LabLayout } from "./layout.js";
 
-/** The package's root: examples/, packaging/ and src/host/activate.sh are there. */
+/** The package's root: examples/, packaging/ and the built dist/host/activate.sh are there. */
 const PACKAGE_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The first port of the pinned substituters: lab N's is PINNED_PORT_BASE + N. */
 const PINNED_PORT_BASE = 20_000;
@@ -47,7 +47,7 @@ export async function writePinnedFlake(layout: LabLayout, cacheKey: string): Pro
   await mkdir(dir, { recursive: true });
   await cp(join(PACKAGE_ROOT, "examples", "system.nix"), join(dir, "system.nix"));
   await cp(join(PACKAGE_ROOT, "examples", "web"), join(dir, "web"), { recursive: true });
-  await cp(join(PACKAGE_ROOT, "src", "host", "activate.sh"), join(dir, "activate.sh"));
+  await cp(join(PACKAGE_ROOT, "dist", "host", "activate.sh"), join(dir, "activate.sh"));
   await cp(
     join(PACKAGE_ROOT, "packaging", "nixos", "nixship-activate.nix"),
     join(dir, "nixship-activate.nix"),

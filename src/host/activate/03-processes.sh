@@ -49,6 +49,8 @@ stop_group() {
   return 0
 }
 
+have_systemd() { [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; }
+
 # Stops systemd unit $1 (TimeoutStopSec escalates to KILL); returns 1 when it did not run.
 stop_unit() {
   have_systemd && systemctl is-active --quiet "$1" 2>/dev/null || return 1

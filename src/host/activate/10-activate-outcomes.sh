@@ -15,16 +15,6 @@ remaining() {
   printf '%s' "$r"
 }
 
-# Removes generation $1 of the profile, which a failed activation made: no rollback, prune or
-# boot menu may take it for a good system (nixship's own records keep what ran). Not the one
-# the profile points at, nor the previous one.
-forget_generation() {
-  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] &&
-    [ -L "$profile-$1-link" ] || return 0
-  nix-env -p "$profile" --delete-generations "$1" >&2 ||
-    log "could not remove generation $1 (a failed system) from $profile"
-}
-
 # Undoes what this activation changed: the profile back to the previous generation, and the
 # previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
 # when nothing had changed, 3 when there is no previous system to go back to.
@@ -128,41 +118,6 @@ interrupted() {
     finish_failed failed "$l_phase" 6 "aborted by the deployer"
   fi
   finish_failed failed "$l_phase" 6 "interrupted by SIG$1"
-}
-
-# Why health check $check failed for good (bounded's status h_status, on attempt h_tries): its
-# exit code, or that the health timeout stopped it, and the end of its last attempt's output,
-# from h_dir: the last 10 lines and at most 1000 bytes, control characters removed, lines joined
-# by " | " (none kept when it had to be killed). The check is named in at most 500 bytes: the
-# message stays far below the 4096 characters the deployer takes.
-health_failure() {
-  case $h_status in
-    124) h_why="still running when the health timeout of ${health_timeout}s ran out; stopped it" ;;
-    137) h_why="still running when the health timeout of ${health_timeout}s ran out, and TERM did not stop it; killed it" ;;
-    *) h_code=$(cat "$h_dir/code" 2>/dev/null)
-      h_why="could not be run"
-      ! digits "$h_code" || h_why="exit code $h_code" ;;
-  esac
-  h_s=s
-  [ "$h_tries" != 1 ] || h_s=""
-  h_within="in ${health_timeout}s"
-  [ "$h_once" = false ] || h_within="only: retry false"
-  # (A UTF-8 continuation byte, where the cut leaves one first; a C1 control in UTF-8.)
-  h_cont=$(printf '[\200-\277]') h_c1=$(printf '\302[\200-\237]')
-  h_tail=$(tail -n 10 "$h_dir/out" 2>/dev/null | tail -c 1000 | tr '\t' ' ' |
-    tr -d '\000-\010\013-\037\177' | LC_ALL=C sed -e "1s/^$h_cont*//" -e "s/$h_c1//g" |
-    LC_ALL=C awk 'NF { printf "%s%s", sep, $0; sep = " | " }')
-  h_name=$(printf '%s' "$check" | head -c 500)
-  [ "$h_name" = "$check" ] || h_name="$h_name..."
-  printf 'health check failed: %s: %s (%s attempt%s %s); ' "$h_name" "$h_why" "$h_tries" \
-    "$h_s" "$h_within"
-  if [ -n "$h_tail" ]; then
-    printf 'output: "%s"' "$h_tail"
-  elif [ "$h_status" = 137 ]; then
-    printf 'its output went with it'
-  else
-    printf 'no output'
-  fi
 }
 
 # Step $1 failed (code $2, message $3): because of an abort, the timeout, or by itself.

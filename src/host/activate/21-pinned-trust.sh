@@ -100,3 +100,16 @@ undeclared_check() {
   return 1
 }
 
+# This run's pinned trust as JSON: null when the trust is the caller's, else the names of the
+# pinned keys and the substituters.
+pinned_json() {
+  if [ "$pinned" = 0 ]; then
+    printf 'null'
+    return 0
+  fi
+  j_keys="" j_subs=""
+  for j_key in $pinned_keys; do j_keys="$j_keys${j_keys:+,}$(json_str "${j_key%%:*}")"; done
+  for j_sub in $pinned_subs; do j_subs="$j_subs${j_subs:+,}$(json_str "$j_sub")"; done
+  printf '{"keys":[%s],"substituters":[%s]}' "$j_keys" "$j_subs"
+}
+

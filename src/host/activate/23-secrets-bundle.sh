@@ -1,9 +1,9 @@
+# --- Secrets (see the header): step 2, after realise and before the profile.
+
+# A malformed bundle is the deployer's bug: exit 2, naming the line but never its content.
 bundle_bad() { fail secrets 2 "secrets bundle: $1"; }
 
 bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDLE bytes"; }
-
-# Secret $1 cannot be installed because $2.
-secret_failed() { step_failed secrets 11 "secret $1: $2"; }
 
 # Fetches the bundle from --secrets-url within SECRETS_TIMEOUT seconds (and what is left of the
 # activation timeout), keeping at most one byte past MAX_SECRETS_BUNDLE, enough to refuse it.

@@ -1,3 +1,5 @@
+# The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
+# the activation timeout), else age from PATH.
 find_age() {
   if [ -z "$age_path" ]; then
     age=$(command -v age) ||
@@ -18,6 +20,9 @@ group_exists() {
   digits "$1" || getent group "$1" >/dev/null 2>&1 ||
     awk -F: -v g="$1" '$1 == g { found = 1 } END { exit !found }' /etc/group 2>/dev/null
 }
+
+# Secret $1 cannot be installed because $2.
+secret_failed() { step_failed secrets 11 "secret $1: $2"; }
 
 # Decrypts the secret of line s_n (s_name ... s_sha) into .nixship-NAME.new beside its PATH,
 # with its owner, group and mode, or fails naming it. age's stdout is never shown.
@@ -164,5 +169,23 @@ check_secrets_options() {
   elif [ -z "${NIXSHIP_SECRETS+set}" ] && [ "$pinned" = 0 ]; then
     usage "activate: --secrets needs the bundle in NIXSHIP_SECRETS (set before the script in its input) or --secrets-url"
   fi
+}
+
+# Removes what an unfinished secrets step wrote: the files decrypted beside their PATHs (each
+# listed before it is made) and the work directory.
+secrets_discard() {
+  [ -d "$secrets_work" ] || return 0
+  if [ -f "$secrets_work/temps" ]; then
+    while IFS= read -r s_temp; do
+      case $s_temp in /run/*/.nixship-*.new | /run/.nixship-*.new) rm -f "$s_temp" ;; esac
+    done <"$secrets_work/temps"
+  fi
+  rm -rf "$secrets_work"
+}
+
+# The sha256 of the installed secrets' manifest (of nothing, when none were ever installed).
+secrets_digest() {
+  if [ -f "$state_dir/secrets" ]; then sha256sum <"$state_dir/secrets"; else printf '' | sha256sum; fi |
+    cut -c1-64
 }
 

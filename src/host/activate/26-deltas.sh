@@ -7,9 +7,12 @@
 # whole.
 
 # The most paths the step looks for deltas of, and the bases it tries for each (paths of the
-# same package name in the running system's closure): past these, paths come whole. The step
-# takes at most half of what is left of the activation timeout, the rest is the realise's.
-DELTA_MAX_PATHS=2000 DELTA_MAX_BASES=3
+# same package name in the running system's closure), weighing at most DELTA_MAX_PER_NAME paths
+# of a name: past these, paths come whole. The build writes them (and DELTA_INFO_LIMIT) from
+# src/cache/delta-caps.ts, whose values the deployer's pairs take too. The step takes at most
+# half of what is left of the activation timeout, the rest is the realise's.
+DELTA_MAX_PATHS=@DELTA_MAX_PATHS@ DELTA_MAX_BASES=@DELTA_MAX_BASES@
+DELTA_MAX_PER_NAME=@DELTA_MAX_PER_NAME@
 # Where the step works: on the store's disk (NARs can be large, /run is a tmpfs), one activation
 # at a time (the lock), removed when the step's realise is over and on every failure.
 DELTA_WORK=/nix/var/nixship/delta-work
@@ -17,7 +20,7 @@ DELTA_WORK=/nix/var/nixship/delta-work
 # under way): short, since a failed activation's end (SETTLE_TIME) waits for it too.
 DELTA_DELETE_TIME=10
 # The largest delta-info and narinfo read (a narinfo lists its references: 64 KiB is thousands).
-DELTA_INFO_LIMIT=4096 DELTA_NARINFO_LIMIT=65536
+DELTA_INFO_LIMIT=@DELTA_INFO_LIMIT@ DELTA_NARINFO_LIMIT=65536
 x_dir="" x_cache="" x_json=""
 
 # Seconds the delta step may still take.
@@ -118,10 +121,11 @@ dry_run_fetches() {
 # DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
 # "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order (deltaBasesOf
 # in src/cache/delta-bases.ts): the same whole name first, then the version sharing the longest
-# prefix with the target's, then the longest suffix, then by base name. (At most 200 paths of a
-# name are weighed.)
+# prefix with the target's, then the longest suffix, then by base name. (At most
+# DELTA_MAX_PER_NAME paths of a name are weighed.)
 delta_pairs() {
-  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" '
+  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" \
+    -v max_per_name="$DELTA_MAX_PER_NAME" '
 function dash(n) { return match(n, /-[^A-Za-z]/) }
 function pname(n, i) { i = dash(n); return i ? substr(n, 1, i - 1) : n }
 function pver(n, i) { i = dash(n); return i ? substr(n, i + 1) : "" }
@@ -135,7 +139,7 @@ return bn[i] < bn[j]
 }
 NR == FNR {
 n = substr($0, 45); p = pname(n)
-if (count[p] < 200) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
+if (count[p] < max_per_name) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
 next
 }
 FNR <= max_paths {

@@ -57,23 +57,3 @@ cmd_rollback() {
     "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
 }
 
-# Whether generation $1 of the profile is one to switch to as root; why not is in g_why. Its link
-# must lead straight to a store path in canonical form that resolves to itself (a link planted
-# in the profiles, or one through a path a user controls, is not a system), and with pinned
-# trust its profiles directory must be root's alone and the system signed by a pinned key.
-generation_usable() {
-  g_target=$(readlink "$profile-$1-link" 2>/dev/null)
-  if ! store_path_form "$g_target" || ! store_path_resolves "$g_target"; then
-    g_why="generation $1 of $profile leads to '$g_target', not to a store path in canonical form that resolves to itself: not a system to roll back to"
-    return 1
-  fi
-  if [ "$pinned" = 1 ] && ! root_only_dir "$(dirname "$profile")"; then
-    g_why="$(dirname "$profile") can be changed by users other than root: this host's trust is pinned, and its generations are not trusted (make it root's alone, mode 0755)"
-    return 1
-  fi
-  if unsigned_by_pins "$g_target" "generation $1, "; then
-    g_why="$p_why: not a system to roll back to"
-    return 1
-  fi
-}
-

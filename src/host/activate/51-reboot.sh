@@ -80,3 +80,27 @@ begin_reboot() {
   exit 0
 }
 
+# What a reboot would change, as NixOS's own switch-to-configuration judges it: the booted
+# system's kernel, initrd and kernel modules against the current system's (a switch loads none
+# of them). JSON: due, which of them differ, since when the current system runs (the mtime of
+# /run/current-system, Unix seconds), and the booted ones' targets (for the deployer's plan);
+# null without a booted or a current system.
+reboot_json() {
+  b_sys=$(resolve /run/booted-system || true) c_sys=$(resolve /run/current-system || true)
+  if [ -z "$b_sys" ] || [ -z "$c_sys" ]; then
+    printf 'null'
+    return 0
+  fi
+  b_changed="" b_parts=""
+  for b_part in kernel initrd kernel-modules; do
+    b_was=$(resolve "$b_sys/$b_part" || true)
+    [ "$b_was" = "$(resolve "$c_sys/$b_part" || true)" ] ||
+      b_changed="$b_changed${b_changed:+,}\"$b_part\""
+    b_parts="$b_parts${b_parts:+,}\"$b_part\":$(json_opt "$b_was")"
+  done
+  b_due=false
+  [ -z "$b_changed" ] || b_due=true
+  printf '{"due":%s,"changed":[%s],"since":%s,"booted":{%s}}' "$b_due" "$b_changed" \
+    "$(json_num "$(stat -c %Y /run/current-system 2>/dev/null | grep -x '[0-9]*')")" "$b_parts"
+}
+

@@ -1,3 +1,29 @@
+# Refuses $NIXSHIP_CHECK_PATHS unless each line is a store path in canonical form (or empty):
+# the lines are data, one word each, never an option of the Nix that asks about them.
+check_paths_form() {
+  m_bad=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" |
+    LC_ALL=C grep -n -v -x -E -e "$STORE_PATH_RE" -e '' | head -n 1 | cut -d: -f1)
+  [ -z "$m_bad" ] ||
+    usage "status --check-paths: line $m_bad of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)"
+}
+
+# The hash parts of the paths in $NIXSHIP_CHECK_PATHS that the store lacks, as a JSON array;
+# fails when the store cannot be asked (no Nix, or no answer within 20 s).
+missing_paths() {
+  set -f
+  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" | LC_ALL=C grep -x -E -e "$STORE_PATH_RE" |
+    timeout -k "$KILL_GRACE" 20 xargs -r nix-store --check-validity --print-invalid 2>/dev/null) ||
+    return 1
+  m_sep=""
+  printf '['
+  for m_path in $m_invalid; do
+    m_hash=${m_path#/nix/store/}
+    printf '%s"%s"' "$m_sep" "${m_hash%%-*}"
+    m_sep=,
+  done
+  printf ']'
+}
+
 cmd_status() {
   check_paths=false
   while [ $# -gt 0 ]; do
@@ -48,18 +74,5 @@ cmd_status() {
     "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
     "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$(pinned_json)" \
     "$([ -x "$PINNED_ACTIVATOR" ] && echo true || echo false)" "$missing"
-}
-
-# This run's pinned trust as JSON: null when the trust is the caller's, else the names of the
-# pinned keys and the substituters.
-pinned_json() {
-  if [ "$pinned" = 0 ]; then
-    printf 'null'
-    return 0
-  fi
-  j_keys="" j_subs=""
-  for j_key in $pinned_keys; do j_keys="$j_keys${j_keys:+,}$(json_str "${j_key%%:*}")"; done
-  for j_sub in $pinned_subs; do j_subs="$j_subs${j_subs:+,}$(json_str "$j_sub")"; done
-  printf '{"keys":[%s],"substituters":[%s]}' "$j_keys" "$j_subs"
 }
 

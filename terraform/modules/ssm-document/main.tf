@@ -1,17 +1,17 @@
 # The SSM Command document that runs nixship's activate.sh on ssm hosts, State Manager
 # associations that keep the instances with a tag on one system each, and the policy a
 # deployer (or CI) needs to send the document to tagged instances.
-# The content is the committed document.json, which is exactly what `nixship ssm document`
-# prints (a test compares them), so there is no copy here that could drift. Default
-# substituters and trusted keys, when given, are set as the defaults of its parameters.
+# The content is var.document: what `nixship ssm document` prints (or a nixship build's
+# dist/ssm-document.json), given by the caller, so the module holds no copy that could drift
+# from the nixship that deploys. Default substituters and trusted keys, when given, are set as
+# the defaults of its parameters.
 
 data "aws_partition" "current" {}
 
 data "aws_caller_identity" "current" {}
 
 locals {
-  document_file = "${path.module}/document.json"
-  document      = jsondecode(file(local.document_file))
+  document = jsondecode(var.document)
 
   # The parameters whose defaults this module may set, and the values given for them.
   parameter_defaults = {
@@ -21,9 +21,9 @@ locals {
     } : name => value if value != ""
   }
 
-  # With no defaults to set, the committed file byte for byte (no new document version for
+  # With no defaults to set, the document given byte for byte (no new document version for
   # anyone who sets none); else the same document with those parameters' defaults replaced.
-  document_content = length(local.parameter_defaults) == 0 ? file(local.document_file) : jsonencode(merge(local.document, {
+  document_content = length(local.parameter_defaults) == 0 ? var.document : jsonencode(merge(local.document, {
     parameters = {
       for name, parameter in local.document.parameters : name => merge(parameter, {
         for key, value in local.parameter_defaults : "default" => value if key == name

@@ -1,5 +1,15 @@
-# Inputs of the ssm-document module: the document's name and the defaults baked into it, the
-# associations that keep tagged instances on a system, and whom the sender policy may target.
+# Inputs of the ssm-document module: the document, its name and the defaults baked into it,
+# the associations that keep tagged instances on a system, and whom the sender policy may target.
+
+variable "document" {
+  description = "The SSM Command document nixship makes, as text: what `nixship ssm document` prints (e.g. file(\"nixship-ssm-document.json\") after `nixship ssm document > nixship-ssm-document.json`), or a nixship build's dist/ssm-document.json."
+  type        = string
+
+  validation {
+    condition     = can(jsondecode(var.document).parameters.Substituters.allowedPattern) && can(jsondecode(var.document).parameters.TrustedPublicKeys.allowedPattern) && can(jsondecode(var.document).mainSteps[0].inputs.runCommand)
+    error_message = "document must be the SSM Command document that `nixship ssm document` prints (JSON with the Substituters and TrustedPublicKeys parameters and an aws:runShellScript step)."
+  }
+}
 
 variable "name" {
   description = "Name of the SSM document (the fleet file's \"ssm.documentName\")."

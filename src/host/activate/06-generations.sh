@@ -74,5 +74,53 @@ new_generation() {
 # The highest generation below $1.
 previous_generation() { generations | awk -v below="$1" '$1 < below { best = $1 } END { printf "%s", best }'; }
 
-have_systemd() { [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; }
+# Whether generation $1 of the profile is one to switch to as root; why not is in g_why. Its link
+# must lead straight to a store path in canonical form that resolves to itself (a link planted
+# in the profiles, or one through a path a user controls, is not a system), and with pinned
+# trust its profiles directory must be root's alone and the system signed by a pinned key.
+generation_usable() {
+  g_target=$(readlink "$profile-$1-link" 2>/dev/null)
+  if ! store_path_form "$g_target" || ! store_path_resolves "$g_target"; then
+    g_why="generation $1 of $profile leads to '$g_target', not to a store path in canonical form that resolves to itself: not a system to roll back to"
+    return 1
+  fi
+  if [ "$pinned" = 1 ] && ! root_only_dir "$(dirname "$profile")"; then
+    g_why="$(dirname "$profile") can be changed by users other than root: this host's trust is pinned, and its generations are not trusted (make it root's alone, mode 0755)"
+    return 1
+  fi
+  if unsigned_by_pins "$g_target" "generation $1, "; then
+    g_why="$p_why: not a system to roll back to"
+    return 1
+  fi
+}
+
+# Removes generation $1 of the profile, which a failed activation made: no rollback, prune or
+# boot menu may take it for a good system (nixship's own records keep what ran). Not the one
+# the profile points at, nor the previous one.
+forget_generation() {
+  [ -n "$1" ] && [ "$1" != "$prev_gen" ] && [ "$1" != "$(current_generation)" ] &&
+    [ -L "$profile-$1-link" ] || return 0
+  nix-env -p "$profile" --delete-generations "$1" >&2 ||
+    log "could not remove generation $1 (a failed system) from $profile"
+}
+
+# Marks system $1 failed on this host for reason $2 (its first line, at most 500 bytes): the host
+# runs it, and could not go back. `status` reports it while the host runs that system.
+mark_failed() {
+  printf 'path=%s\nsince=%s\nreason=%s\n' "$1" "$(date +%s)" \
+    "$(printf '%s\n' "$2" | head -n 1 | head -c 500)" >"$state_dir/failed.tmp" &&
+    mv -f "$state_dir/failed.tmp" "$state_dir/failed"
+}
+
+# The failed mark as JSON when it names the system the host runs, else null.
+failed_json() {
+  f_path=$(sed -n 's/^path=//p' "$state_dir/failed" 2>/dev/null)
+  if [ -z "$f_path" ] || [ "$f_path" != "$(resolve /run/current-system || true)" ]; then
+    printf 'null'
+    return 0
+  fi
+  printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$f_path")" \
+    "$(json_num "$(sed -n 's/^since=//p' "$state_dir/failed" | grep -x '[0-9]*')")" \
+    "$(json_str "$(sed -n 's/^reason=//p' "$state_dir/failed")")"
+}
 

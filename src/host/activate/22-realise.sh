@@ -1,5 +1,3 @@
-# The age to decrypt with: --age's bin/age (realised as the system is, within what is left of
-# the activation timeout), else age from PATH.
 # Realises store path $1 ($2 says what it is, e.g. "the age package "), failing phase $3 with
 # exit code $4, under the GC root $5: from the substituters (after substituter $6, when given:
 # the delta step's local cache) with only the trusted keys and signatures required, bounded by
