@@ -1,7 +1,8 @@
 // bench:status-junk: what one agent host's junk under its own prefixes costs
 // the fleet's views. A 3-host agent fleet in a directory store, measured clean and then with
 // N junk keys under web2's heartbeat prefix and N under its markers of the current release:
-// the dashboard's quiet poll (FleetPoller, in process: seconds and store requests),
+// the dashboard's quiet poll (FleetPoller, in process: seconds, store requests and the keys its
+// LIST pages held),
 // `nixship status --stored` and `nixship cache gc --dry-run` (wall time, peak RSS), and the
 // dashboard's peak RSS over some seconds of polls.
 //
@@ -19,6 +20,7 @@ import { HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
 import { progressPrefix } from "../src/status/status.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { wrapStore } from "../src/store/wrap-store.js";
 import { mapLimit } from "../src/util/pool.js";
 import { writeQuietAgentFleet } from "../support/quiet-agent-fleet.js";
 import { measure } from "./measure.js";
@@ -27,7 +29,7 @@ import { mb, table } from "./stats.js";
 const DEFAULT_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1" as StorePath;
 const HOSTS = ["web1", "web2", "web3"];
-const QUIET_POLLS = 11;
+const QUIET_POLLS = 51;
 /** How long the dashboard runs for its peak RSS (some 25 polls past its first). */
 const DASHBOARD_SECONDS = 6;
 
@@ -35,6 +37,19 @@ async function fillFleet(store: ObjectStore): Promise<string> {
   const key = generateSecretKey("bench-junk-1");
   await writeQuietAgentFleet(store, key, HOSTS, SYSTEM);
   return formatPublicKey(publicKeyOf(key));
+}
+
+/** `store` with the keys of its LIST pages counted. */
+function countingKeys(inner: ObjectStore): { store: ObjectStore; keys: () => number } {
+  let keys = 0;
+  const store = wrapStore(inner, {
+    list: async (prefix, options) => {
+      const page = await inner.list(prefix, options);
+      keys += page.objects.length;
+      return page;
+    },
+  });
+  return { store, keys: () => keys };
 }
 
 /** `count` keys under web2's heartbeat prefix and `count` under its markers of release 1. */
@@ -74,15 +89,21 @@ async function main(): Promise<void> {
       }),
     );
     const fleet = await loadFleet(fleetFile);
-    const rows = [["junk keys", "what", "seconds", "LIST", "GET", "peak RSS"]];
+    const rows = [["junk keys", "what", "seconds", "LIST", "keys", "GET", "peak RSS"]];
     const run = async (label: string) => {
-      const poller = new FleetPoller(fleet, store);
-      const first = await poller.pollOnce();
+      const counted = countingKeys(store);
+      const poller = new FleetPoller(fleet, counted.store);
+      const polled = async () => {
+        const keys = counted.keys();
+        const report = await poller.pollOnce();
+        return { ...report, keys: counted.keys() - keys };
+      };
+      const first = await polled();
       // The median of QUIET_POLLS quiet polls (a machine shared with other runs is noisy).
-      const quiet: PollReport[] = [];
-      for (let i = 0; i < QUIET_POLLS; i++) quiet.push(await poller.pollOnce());
+      const quiet: (PollReport & { keys: number })[] = [];
+      for (let i = 0; i < QUIET_POLLS; i++) quiet.push(await polled());
       quiet.sort((a, b) => a.seconds - b.seconds);
-      const median = quiet[Math.floor(QUIET_POLLS / 2)] as PollReport;
+      const median = quiet[Math.floor(QUIET_POLLS / 2)] as PollReport & { keys: number };
       // A poll past the dashboard's deadline (60 s) fails: that is a figure too.
       for (const [what, poll] of [
         ["dashboard first poll", first],
@@ -93,6 +114,7 @@ async function main(): Promise<void> {
           what,
           `${poll.seconds.toFixed(3)}${poll.error === undefined ? "" : " (failed)"}`,
           String(poll.requests.list),
+          String(poll.keys),
           String(poll.requests.get),
           "",
         ]);
@@ -103,7 +125,7 @@ async function main(): Promise<void> {
       ] as const) {
         const m = await measure(process.execPath, [bin, ...args], process.env);
         if (m.code !== 0) throw new Error(`${what} exited ${m.code}: ${m.stderrTail}`);
-        rows.push([label, what, m.seconds.toFixed(2), "", "", mb(m.maxRssBytes ?? Number.NaN)]);
+        rows.push([label, what, m.seconds.toFixed(2), "", "", "", mb(m.maxRssBytes ?? Number.NaN)]);
       }
       // The dashboard itself, polling every 0.2 s for DASHBOARD_SECONDS, then stopped.
       const d = await measure(
@@ -123,6 +145,7 @@ async function main(): Promise<void> {
       rows.push([
         label,
         `dashboard, ${DASHBOARD_SECONDS} s`,
+        "",
         "",
         "",
         "",

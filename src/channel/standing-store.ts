@@ -6,6 +6,7 @@ import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { channelKey, readChannel } from "../release/release-store.js";
 import { loadTrustedRelease } from "../release/shard-store.js";
+import { CrowdedSegments } from "../status/crowded-segments.js";
 import type { Heartbeat } from "../status/heartbeat.js";
 import { readHeartbeats } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -38,11 +39,12 @@ export async function readAgentSignals(store: ObjectStore, fleet: Fleet): Promis
 /**
  * readAgentSignals for a reader that polls (the dashboard): the channel file is found by a LIST
  * of its own key, and read only when its etag moved, so a poll where nothing changed costs LIST
- * calls only.
+ * calls only; the heartbeat listing remembers its crowded hosts from poll to poll.
  */
 export class AgentSignalsReader {
   readonly #store: ObjectStore;
   readonly #fleet: Fleet;
+  readonly #crowded = new CrowdedSegments();
   #kept: { readonly etag: string; readonly signals: ChannelSignals } | undefined;
 
   constructor(store: ObjectStore, fleet: Fleet) {
@@ -51,7 +53,7 @@ export class AgentSignalsReader {
   }
 
   async read(): Promise<AgentSignals> {
-    const beats = await readHeartbeats(this.#store);
+    const beats = await readHeartbeats(this.#store, this.#crowded);
     const seen = { heartbeats: beats.hosts, crowded: beats.skipped };
     const releases = this.#fleet.releases;
     if (releases === undefined) return { ...seen, ...NO_CHANNEL };

@@ -4,6 +4,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
+import { CrowdedSegments } from "../status/crowded-segments.js";
 import { agentNotLive } from "../status/heartbeat.js";
 import type { HostLog, StatusRecord } from "../status/status.js";
 import { readHeartbeats, readProgress, readRecord } from "../status/status-store.js";
@@ -60,6 +61,8 @@ export class ReleaseWatcher {
     let lastLiveness = 0;
     let lastLogRead = 0;
     const logs = new LogFollower((host, line) => emit({ type: "log", host, line }));
+    // A page of the junk a host writes under its own prefixes is read once, not at every round.
+    const crowded = new CrowdedSegments();
     // An interrupted host is reported by the caller, once it knows where the host goes.
     const settle = (host: string, outcome: DeployOutcome, kind: Watched["how"]) => {
       outcomes.set(host, outcome);
@@ -91,7 +94,7 @@ export class ReleaseWatcher {
       // than waited for until offlineTimeout (the LIST pages of the heartbeats: hosts/1,000).
       if (Date.now() - lastLiveness >= WAITING_EVERY_MS) {
         lastLiveness = Date.now();
-        const beats = await readHeartbeats(store).catch(() => undefined);
+        const beats = await readHeartbeats(store, crowded).catch(() => undefined);
         for (const host of names) {
           if (outcomes.has(host) || applying.has(host)) continue;
           const why = agentNotLive(host, beats?.hosts.get(host), new Date());
@@ -105,7 +108,7 @@ export class ReleaseWatcher {
         }
         if (outcomes.size === names.size) break;
       }
-      const progress = await readProgress(store, channel, seq);
+      const progress = await readProgress(store, channel, seq, crowded);
       this.#o.onPoll?.(progress.listCalls);
       const succeeded: [string, string][] = [];
       const applyingKeys: [string, string][] = [];

@@ -4,6 +4,7 @@ import { InputError, NixshipError } from "../errors.js";
 import { NAME_PATTERN } from "../fleet/fleet.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
+import type { CrowdedSegments } from "./crowded-segments.js";
 import {
   formatHeartbeat,
   HEARTBEAT_PREFIX,
@@ -137,15 +138,16 @@ export interface Progress {
 
 /**
  * Where every host is with release `seq` of `channel`: LIST calls only, ≤ 1,000 keys each, and
- * at most HOST_KEYS_READ markers of each host.
+ * at most HOST_KEYS_READ markers of each host. `crowded`: kept by a reader that polls.
  */
 export async function readProgress(
   store: ObjectStore,
   channel: string,
   seq: number,
+  crowded?: CrowdedSegments,
 ): Promise<Progress> {
   const prefix = progressPrefix(channel, seq);
-  const { objects, listCalls, skipped } = await listHostPrefixes(store, prefix);
+  const { objects, listCalls, skipped } = await listHostPrefixes(store, prefix, { crowded });
   return { hosts: summariseProgress(prefix, objects), listCalls, skipped };
 }
 
@@ -167,9 +169,14 @@ export interface Heartbeats {
 
 /**
  * Every host's newest heartbeat of the first HOST_KEYS_READ keys under its prefix: LIST calls
- * only, ≤ 1,000 keys each.
+ * only, ≤ 1,000 keys each. `crowded`: kept by a reader that polls.
  */
-export async function readHeartbeats(store: ObjectStore): Promise<Heartbeats> {
-  const { objects, listCalls, skipped } = await listHostPrefixes(store, HEARTBEAT_PREFIX);
+export async function readHeartbeats(
+  store: ObjectStore,
+  crowded?: CrowdedSegments,
+): Promise<Heartbeats> {
+  const { objects, listCalls, skipped } = await listHostPrefixes(store, HEARTBEAT_PREFIX, {
+    crowded,
+  });
   return { hosts: summariseHeartbeats(objects), listCalls, skipped };
 }

@@ -22,6 +22,7 @@ import {
   releaseNumbers,
 } from "../release/release-store.js";
 import { checkShards } from "../release/shard-store.js";
+import { CrowdedSegments } from "../status/crowded-segments.js";
 import { isFinalState } from "../status/status.js";
 import { readProgress } from "../status/status-store.js";
 import { listAll, readBody } from "../store/helpers.js";
@@ -104,6 +105,8 @@ export class ReleaseBoard {
   readonly #keys: readonly PublicKey[] | undefined;
   /** By channel: the channel file's etag, digest and trust. */
   #channels = new Map<string, KnownChannel>();
+  /** The crowded hosts of the counted releases' markers, from poll to poll. */
+  readonly #crowded = new CrowdedSegments();
 
   /** `trustedKeys`: the fleet's releases.publicKeys (undefined: it has none). */
   constructor(store: ObjectStore, trustedKeys?: readonly PublicKey[]) {
@@ -219,7 +222,7 @@ export class ReleaseBoard {
   }
 
   async #counts(channel: string, seq: number, names: number): Promise<BoardRelease["counts"]> {
-    const { hosts } = await readProgress(this.#store, channel, seq);
+    const { hosts } = await readProgress(this.#store, channel, seq, this.#crowded);
     let applied = 0;
     let failed = 0;
     for (const entry of hosts.values()) {
