@@ -41,6 +41,10 @@ const HANDSHAKES_PER_HOST_TARGET = 2;
 const LARGEST_LAB_TARGET_S = 60;
 /** More targets: CPU per host at most one login's plus this; peak RSS at 1,000 hosts. */
 const CPU_OVER_LOGIN_TARGET_MS = 40;
+/** A deploy's CPU per host against the sequential loop's at the same size. */
+const CPU_OVER_LOOP_TARGET_MS = 40;
+const HOSTS_CPU_RATIO_TARGET = 2;
+const TOTAL_CPU_RATIO_TARGET = 1.5;
 const RSS_AT_1000_TARGET_MB = 500;
 /** "No growth beyond the bound": a small record per host, far below a master's 1.6 MB. */
 const RSS_BEYOND_BOUND_TARGET_MB = 0.1;
@@ -102,7 +106,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       hosts: { type: "string", default: "20" },
-      runs: { type: "string", default: "1" },
+      runs: { type: "string", default: "3" },
       parallel: { type: "string", default: "20" },
       plot: { type: "string" },
       // Writes the scale points (what --plot draws) as JSON, for bench/fleet-replot.ts.
@@ -126,7 +130,7 @@ async function main(): Promise<void> {
   ];
   // Sizes run in the order given (the largest first, say, so a long run cut short has it);
   // they are reported in ascending order.
-  const runs = Math.min(5, Math.max(1, Number(values.runs) || 1));
+  const runs = Math.min(5, Math.max(1, Number(values.runs) || 3));
   const parallel = Math.min(200, Math.max(1, Number(values.parallel) || 20));
   // OpenSSH's key exchange for both tools (the lab's ssh_config, which nixship and the loop
   // read): its default, post-quantum, costs the client several times a curve25519 exchange.
@@ -811,6 +815,64 @@ function report(samples: readonly Sample[], hosts: number, runs: number): string
   ].join("\n");
 }
 
+/** The small change at one size, run by run: the i-th nixship run against the i-th loop run. */
+function runByRun(
+  samples: readonly Sample[],
+  hosts: number,
+): { won: number; pairs: number; spread: { nixship: string; loop: string } } {
+  const walls = (tool: Tool) =>
+    samples
+      .filter((s) => s.hosts === hosts && s.scenario.id === "small" && s.scenario.tool === tool)
+      .map((s) => s.seconds);
+  const mine = walls("nixship");
+  const theirs = walls("loop");
+  const pairs = Math.min(mine.length, theirs.length);
+  let won = 0;
+  for (let i = 0; i < pairs; i++) if ((mine[i] as number) < (theirs[i] as number)) won++;
+  const range = (xs: readonly number[]) =>
+    xs.length === 0
+      ? "n/a"
+      : `${secs(Math.min(...xs))}-${secs(Math.max(...xs))} s over ${xs.length} run${xs.length === 1 ? "" : "s"}`;
+  return { won, pairs, spread: { nixship: range(mine), loop: range(theirs) } };
+}
+
+/** CPU per host against the loop's at the same size: the deployer's, the hosts', both. */
+function cpuAgainstLoop(p: ScalePoint, l: ScalePoint): string[] {
+  const lines: string[] = [];
+  const d = p.deployerCpuMsPerHost;
+  const ld = l.deployerCpuMsPerHost;
+  const h = p.hostsCpuMsPerHost;
+  const lh = l.hostsCpuMsPerHost;
+  if (d !== undefined && ld !== undefined) {
+    lines.push(
+      target(
+        d <= ld + CPU_OVER_LOOP_TARGET_MS,
+        `deployer CPU per host <= the loop's + ${CPU_OVER_LOOP_TARGET_MS} ms, ${p.hosts} hosts`,
+        `${d.toFixed(0)} ms against ${ld.toFixed(0)} + ${CPU_OVER_LOOP_TARGET_MS} ms`,
+      ),
+    );
+  }
+  if (h !== undefined && lh !== undefined) {
+    lines.push(
+      target(
+        h <= HOSTS_CPU_RATIO_TARGET * lh,
+        `hosts' CPU per host <= ${HOSTS_CPU_RATIO_TARGET}x the loop's, ${p.hosts} hosts`,
+        `${h.toFixed(0)} ms against ${lh.toFixed(0)} ms (${(h / lh).toFixed(2)}x)`,
+      ),
+    );
+  }
+  if (d !== undefined && ld !== undefined && h !== undefined && lh !== undefined) {
+    lines.push(
+      target(
+        d + h <= TOTAL_CPU_RATIO_TARGET * (ld + lh),
+        `deployer and hosts' CPU per host <= ${TOTAL_CPU_RATIO_TARGET}x the loop's, ${p.hosts} hosts`,
+        `${(d + h).toFixed(0)} ms against ${(ld + lh).toFixed(0)} ms (${((d + h) / (ld + lh)).toFixed(2)}x)`,
+      ),
+    );
+  }
+  return lines;
+}
+
 /** The small change at each lab size, medians over runs: what the scale curve plots. */
 function scalePoints(
   samples: readonly Sample[],
@@ -929,10 +991,19 @@ function scaleReport(
       lines.push(
         target(
           p.wallSeconds < l.wallSeconds,
-          `faster than the sequential loop, ${p.hosts} hosts`,
+          `faster than the sequential loop, ${p.hosts} hosts (medians)`,
           `${secs(p.wallSeconds)} s against ${secs(l.wallSeconds)} s (${(l.wallSeconds / p.wallSeconds).toFixed(1)}x)`,
         ),
       );
+      const { won, pairs, spread } = runByRun(samples, p.hosts);
+      lines.push(
+        target(
+          pairs > 0 && won === pairs,
+          `faster than the sequential loop in every run, ${p.hosts} hosts`,
+          `${won} of ${pairs}; nixship ${spread.nixship}, the loop ${spread.loop}`,
+        ),
+      );
+      lines.push(...cpuAgainstLoop(p, l));
     }
   }
   for (const p of nixship) {
