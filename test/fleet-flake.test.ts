@@ -13,8 +13,8 @@ import { FLEET_KEYS } from "../src/fleet/fleet-keys.js";
 import { loadFlakeFleet } from "../src/fleet/load-flake-fleet.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { nixship, run } from "../support/cli.js";
-import { writeFleetFlake } from "./support/fleet-flake.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { writeFleetFlake } from "./support/fleet-flake.js";
 import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

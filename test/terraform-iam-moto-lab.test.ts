@@ -31,6 +31,9 @@ import { hostStatusKey, progressKey } from "../src/status/status.js";
 import { readStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import type { AwsKeys } from "../support/aws-query.js";
+import { type CliRun, nixship } from "../support/cli.js";
+import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import {
   type AgentLab,
   agentConfigFile,
@@ -42,9 +45,7 @@ import {
   setSystems,
   startAgentLab,
 } from "./support/agent-lab.js";
-import type { AwsKeys } from "../support/aws-query.js";
 import { type RenderedCache, renderCache } from "./support/cache-policies.js";
-import { type CliRun, nixship } from "../support/cli.js";
 import { buildExampleSystems } from "./support/example-systems.js";
 import {
   assumeRoleWithWebIdentity,
@@ -52,7 +53,6 @@ import {
   createMotoUser,
   s3ClientWith,
 } from "./support/moto-iam.js";
-import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { loadModule } from "./support/terraform.js";
 import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
 

@@ -20,10 +20,10 @@ import { HEARTBEAT_STATES, heartbeatKey } from "../src/status/heartbeat.js";
 import { hostKeyObjectKey } from "../src/status/host-key-store.js";
 import { hostStatusKey, progressKey, STATUS_STATES } from "../src/status/status.js";
 import type { AwsKeys } from "../support/aws-query.js";
+import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { OUTPUT_OF, type RenderedCache, type Role, renderCache } from "./support/cache-policies.js";
 import { evaluate } from "./support/iam-policy.js";
 import { createMotoUser, s3ClientWith } from "./support/moto-iam.js";
-import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { loadModule } from "./support/terraform.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
