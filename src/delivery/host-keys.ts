@@ -7,7 +7,7 @@ import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { sshTarget } from "./ssh.js";
-import { trustedHostKey } from "./ssh-host-key.js";
+import { prefetchSshSettings, trustedHostKey } from "./ssh-host-key.js";
 
 const CONCURRENCY = 8;
 
@@ -19,6 +19,12 @@ export async function collectHostKeys(
   const published = hosts.some((h) => h.delivery !== "ssh" && h.hostKey === undefined);
   const store: ObjectStore | undefined =
     published && fleet.cache !== undefined ? await openStore(fleet.cache.url) : undefined;
+  // The ssh hosts' settings (where their keys are looked up) are read by one shell.
+  const drop = prefetchSshSettings(
+    hosts.flatMap((h) =>
+      h.delivery === "ssh" && h.hostKey === undefined ? [sshTarget(h, fleet.ssh)] : [],
+    ),
+  );
   try {
     const found = await mapLimit(hosts, CONCURRENCY, async (host) => {
       if (host.hostKey !== undefined) return host.hostKey;
@@ -32,6 +38,7 @@ export async function collectHostKeys(
     });
     return keys;
   } finally {
+    drop();
     await store?.close();
   }
 }

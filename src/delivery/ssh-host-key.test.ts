@@ -1,11 +1,17 @@
 // trustedHostKey: the host key ssh itself would check a host against, found through the real
-// `ssh -G` and `ssh-keygen -F`: aliases, ports, HostKeyAlias, hashed entries, other key types.
+// `ssh -G` and `ssh-keygen -F`: aliases, ports, HostKeyAlias, hashed entries, other key types;
+// and the settings of many hosts read ahead by one shell.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { sshSettings, trustedHostKey } from "./ssh-host-key.js";
+import {
+  prefetchSshSettings,
+  resolvedSettings,
+  sshSettings,
+  trustedHostKey,
+} from "./ssh-host-key.js";
 import type { SshTarget } from "./ssh-transport.js";
 
 const dir = mkdtempSync(join(tmpdir(), "nixship-host-key-"));
@@ -49,6 +55,33 @@ describe("trustedHostKey", () => {
     writeFileSync(config, "Host db1\n  HostName 10.0.0.7\n  HostKeyAlias bastion-alias\n");
     expect(await trustedHostKey(target("10.0.0.9", known))).toBe(`ssh-ed25519 ${KEY_B}`);
     expect(await trustedHostKey(target("db1", known, config))).toBe(`ssh-ed25519 ${KEY_A}`);
+  });
+
+  it("reads many hosts' settings with one shell, each as its own ssh -G would", async () => {
+    const config = join(dir, "many_config");
+    const names = Array.from({ length: 150 }, (_, i) => `m${i}`);
+    writeFileSync(
+      config,
+      names
+        .map((n, i) => `Host ${n}\n  HostName 192.0.2.${i % 250}\n  Port ${2000 + i}\n`)
+        .join(""),
+    );
+    const targets = names.map((n) => target(n, join(dir, "none"), config));
+    // A target with a config that ssh refuses reads as its own ssh -G does: no settings.
+    const bad = join(dir, "bad_config");
+    writeFileSync(bad, "NoSuchOption yes\n");
+    const refused = target("m0", join(dir, "none"), bad);
+    const drop = prefetchSshSettings([...targets, refused]);
+    const read = await Promise.all(targets.map((t) => sshSettings(t)));
+    read.forEach((settings, i) => {
+      expect(settings.get("hostname")).toBe(`192.0.2.${i % 250}`);
+      expect(settings.get("port")).toBe(String(2000 + i));
+    });
+    expect(await sshSettings(refused)).toEqual(await resolvedSettings(["-F", bad], "m0", "x"));
+    drop();
+    // Taken once: a config changed since is read again.
+    writeFileSync(config, "Host m1\n  HostName 198.51.100.1\n");
+    expect((await sshSettings(targets[1] as SshTarget)).get("hostname")).toBe("198.51.100.1");
   });
 
   it("reads ssh's effective settings", async () => {

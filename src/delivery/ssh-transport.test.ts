@@ -6,7 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PINNED_ACTIVATOR } from "../host/activation.js";
-import { activateCommand, runActivate, type SshTarget, sudoRefusal } from "./ssh-transport.js";
+import {
+  activateCommand,
+  HELD_OUTPUT,
+  runActivate,
+  type SshTarget,
+  sudoRefusal,
+} from "./ssh-transport.js";
 
 let dir: string;
 
@@ -69,6 +75,13 @@ describe("runActivate", () => {
     );
     const run = await runActivate(target, ["switch"], { timeoutSeconds: 30 });
     expect(run.failure).toBe("ssh: connect to host 192.0.2.1 port 22: Connection refused");
+  });
+
+  it("says when output left open past ssh's exit was not read to its end", async () => {
+    await fakeSsh("sleep 10 & exit 0");
+    const run = await runActivate(target, ["status"], { timeoutSeconds: 30 });
+    expect(run.result).toBeUndefined();
+    expect(run.failure).toBe(`ssh exited with 0 and no result; ${HELD_OUTPUT}`);
   });
 
   it("keeps only the end of a flood of output, and still reads the result on its last line", async () => {

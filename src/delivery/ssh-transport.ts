@@ -65,6 +65,8 @@ export interface SshRun {
   readonly stderr: string;
   /** The bytes the command wrote to stdout, kept or not (runOverSsh's `stdoutKept`). */
   readonly stdoutBytes?: number;
+  /** Its output was still open a moment after ssh exited, and not waited for (streamed-run). */
+  readonly streamsHeld?: true;
 }
 
 /**
@@ -228,7 +230,13 @@ export async function runOverSsh(
   const r = options.fresh ? await start() : await withSharedConnection(target, start);
   if (r.error !== undefined) throw r.error;
   if (r.stopped) return { code: 255, stdout: "", stderr: `${r.stderr}aborted` };
-  return { code: r.code ?? 255, stdout: r.stdout, stderr: r.stderr, stdoutBytes: r.stdoutBytes };
+  return {
+    code: r.code ?? 255,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    stdoutBytes: r.stdoutBytes,
+    ...(r.streamsHeld ? { streamsHeld: true as const } : {}),
+  };
 }
 
 export interface RunActivateOptions {
@@ -281,8 +289,10 @@ export async function runActivate(
       ? `no answer within ${options.timeoutSeconds}s`
       : "";
   const said = target.sudo === true ? sudoRefusal(r.stderr, target) : undefined;
+  // Output left open past ssh's exit is the one way an answer can go unread: say so.
+  const held = r.streamsHeld ? HELD_OUTPUT : "";
   const failure =
-    stopped || said || [unreachable(r.code, r.stderr), unparsed].filter(Boolean).join("; ");
+    stopped || said || [unreachable(r.code, r.stderr), unparsed, held].filter(Boolean).join("; ");
   return { code: r.code, result, failure };
 }
 
@@ -304,6 +314,10 @@ export function sudoRefusal(stderr: string, target: Pick<SshTarget, "user">): st
   }
   return `${said}: ${user} may not run ${PINNED_ACTIVATOR} through sudo without a password (set services.nixship-host.deployUser = "${user}" in the host's configuration)`;
 }
+
+/** Why a run without a result may have had one: its output was not read to its end. */
+export const HELD_OUTPUT =
+  "its output was still open after ssh exited (a process it left behind holds it), and was not read to its end";
 
 /** The most of a host's or ssh's last words a message carries. */
 const LAST_WORDS = 500;

@@ -39,7 +39,7 @@ import {
   type WaveHost,
 } from "./delivery.js";
 import { nixSshOpts } from "./ssh-config-for-nix.js";
-import { sshSettings } from "./ssh-host-key.js";
+import { prefetchSshSettings, sshSettings } from "./ssh-host-key.js";
 import { sharedConnections } from "./ssh-master-pool.js";
 import { checkNewConnection } from "./ssh-preflight.js";
 import { settlingTarget } from "./ssh-settle-kex.js";
@@ -85,14 +85,20 @@ export class SshDelivery implements Delivery {
     return hostClosure(r, path);
   }
 
-  deployWave(
+  async deployWave(
     wave: readonly WaveHost[],
     emit: (event: DeliveryEvent) => void,
     context: WaveContext,
   ): Promise<DeployOutcome[]> {
-    return deployEachHost(wave, emit, (host, request) =>
-      this.deploy(host, request, emit, context.signal),
-    );
+    // Each host's preflight reads ssh's settings for it: one shell reads the wave's.
+    const drop = prefetchSshSettings(wave.map(({ host }) => this.target(host)));
+    try {
+      return await deployEachHost(wave, emit, (host, request) =>
+        this.deploy(host, request, emit, context.signal),
+      );
+    } finally {
+      drop();
+    }
   }
 
   async deploy(

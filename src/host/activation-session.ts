@@ -146,10 +146,10 @@ export async function runActivationSession(
   let run = await activate(deadline);
   let asked: ScriptRun | undefined;
   if (run.result === undefined && run.code === 0 && !signal?.aborted) {
-    // The command ended well yet activate.sh answered nothing: its script never ran (the
-    // host's shell read no script; bench:fleet met it on about 1 host in 100 at load 25-33).
-    // When the host confirms that no activation began under this token, it is asked once
-    // more, within what is left of the activation's deadline.
+    // The command ended well yet no answer was read: the host printed none, or its answer was
+    // lost on the way (as a loaded deployer once lost them, util/streamed-run.ts). When the
+    // host confirms that no activation began under this token, it is asked once more, within
+    // what is left of the activation's deadline.
     asked = await settleOverNew(transport, { verb: "abort", token }, onLog);
     const left = deadline - Math.ceil((performance.now() - started) / 1000);
     if (neverBegan(asked) && left > 0 && !signal?.aborted) {

@@ -3,7 +3,8 @@
 // stdout kept for the result. Bounded whatever the child sends: a line is cut at LINE_KEPT
 // (a child that never writes a newline cannot grow one without end), stdout keeps its last
 // STDOUT_KEPT bytes, stderr its last STDERR_KEPT characters. An abort stops it: TERM, then KILL
-// after a grace period.
+// after a grace period. Pipes that a process the child left behind holds open are not waited on
+// past a grace after the child's exit, and all the child wrote before it exited is read first.
 import { spawn } from "node:child_process";
 import { withoutControls } from "./text.js";
 
@@ -43,6 +44,11 @@ export interface StreamedRun {
   readonly stopped: boolean;
   /** Set when it could not be started at all. */
   readonly error?: Error;
+  /**
+   * Set when its pipes were still open STREAMS_GRACE_MS after it exited (a process it left
+   * behind holds them), and the run ended without waiting for them.
+   */
+  readonly streamsHeld?: true;
 }
 
 export function runStreamed(
@@ -106,7 +112,7 @@ export function runStreamed(
       failed = err;
     });
     let done = false;
-    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+    const finish = (code: number | null, signal: NodeJS.Signals | null, held = false) => {
       if (done) return;
       done = true;
       options.signal?.removeEventListener("abort", stop);
@@ -119,16 +125,26 @@ export function runStreamed(
         stderr,
         stopped,
         ...(failed === undefined ? {} : { error: failed }),
+        ...(held ? { streamsHeld: true as const } : {}),
       });
     };
-    proc.on("close", finish);
+    proc.on("close", (code, signal) => finish(code, signal));
     // A process that left a child behind holding its pipes (a daemon) never closes them: once
     // it exited, what it wrote is read for a moment, then no longer waited for. (ssh's shared
     // master is not one: it moves its stdio to /dev/null as it detaches, measured with OpenSSH
     // 9.2, docs/performance.md.) A stopped one is not waited for at all.
+    // The moment ends after one more poll of the pipes (an immediate runs after the loop's poll
+    // phase), never on the timer alone: the exit can be reaped before the loop has read what the
+    // child wrote just before it (in the pass another child's exit starts), and a loop held up
+    // past the grace (synchronous spawns on a loaded deployer, 32 at once in a survey) runs its
+    // timers before it polls again. Ending there lost whole answers: "ssh exited with 0 and no
+    // result" from hosts that had answered (docs/performance.md).
     proc.on("exit", (code, signal) => {
       if (stopped) finish(code, signal);
-      else setTimeout(() => finish(code, signal), STREAMS_GRACE_MS).unref();
+      else {
+        // (The immediate is not unref'd: it keeps the poll from blocking on the held pipes.)
+        setTimeout(() => setImmediate(() => finish(code, signal, true)), STREAMS_GRACE_MS).unref();
+      }
     });
   });
 }
