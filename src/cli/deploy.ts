@@ -173,7 +173,9 @@ ${FLEET_HELP}
 ${ROLLOUT_HELP}
   --key FILE             secret key that signs the pushed paths (nixship key generate)
   --serve-cache H:P      serve the fleet's cache on H:P while deploying and have the hosts
-                         substitute from it (for a lab: "$(nixship lab address):0")
+                         substitute from it (for a lab: "$(nixship lab address):0"); H is
+                         what the hosts fetch from: an address of this machine they reach,
+                         not loopback (for hosts elsewhere) nor 0.0.0.0 or ::
   --via MODE             ssh, ssm or agent: the mode the selected hosts must have (default:
                          the one they share in the fleet file)
   --release-key FILE     secret key that signs releases for agent hosts (else
