@@ -2,6 +2,7 @@
 // and deploy's help every event type its --json can print (read from the events' own file).
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { formatPlanDeltas } from "../ui/plan-deltas-format.js";
 import { DEPLOY_FLAGS, deployCommand, PLAN_FLAGS, planCommand } from "./deploy.js";
 
 /** The usage line: the help up to its first blank line, as one line of words. */
@@ -55,5 +56,38 @@ describe("deploy --help and plan --help", () => {
       .split(/[\s,]+/)
       .filter(Boolean);
     expect([...listed].sort()).toEqual([...new Set(types)].sort());
+  });
+});
+
+describe("plan --help", () => {
+  it("says what the plan shows of deltas: its section, per group of hosts, and what is not known yet", () => {
+    const help = planCommand.help.replace(/\s+/g, " ");
+    const shown = formatPlanDeltas({
+      deltas: {
+        hosts: [
+          {
+            host: "web1",
+            paths: 14,
+            byDelta: 12,
+            pending: 2,
+            withDeltas: 3_100_000,
+            whole: 41_000_000,
+            upperBound: true,
+          },
+        ],
+        pending: 2,
+        unread: ["web2"],
+      },
+    });
+    expect(shown[0]).toMatch(/^deltas \(/);
+    expect(help).toContain('a "deltas" section says, per group of hosts that fetch alike');
+    expect(shown.join("\n")).toContain("12 by delta: at most");
+    expect(help).toContain("how many by delta");
+    expect(help).toContain('"at most" for paths not pushed yet');
+    expect(shown.join("\n")).toContain("not computed yet");
+    expect(help).toContain("deltas not computed yet count whole");
+    expect(shown.join("\n")).toContain("web2: running closure not read, fetches whole");
+    expect(help).toContain("hosts whose running closure could not be read fetch whole");
+    expect(help).toContain('--json: the plan\'s "deltas"');
   });
 });
