@@ -30,7 +30,7 @@ import {
   readRollout,
 } from "./fleet-input.js";
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
@@ -262,10 +262,10 @@ bad usage or input, 130 when interrupted.`,
         ? parseListen(values["serve-cache"], "deploy: --serve-cache")
         : undefined;
     const via = parseVia(values.via);
-    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
     const releaseKey =
       releaseKeyFile !== undefined
-        ? await readSecretKeyFile(releaseKeyFile, "--release-key")
+        ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
         : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
