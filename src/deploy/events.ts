@@ -38,7 +38,10 @@ export type DeployEvent =
   | {
       /** What builds now (build-progress.ts): when it changes, and every 15 s while it runs. */
       readonly type: "build-progress";
-      /** Nix's counts: derivations built, expected to build, and failed. */
+      /**
+       * Nix's counts: derivations built, expected (those built and those still to build; one
+       * that fails leaves it), and failed.
+       */
       readonly done: number;
       readonly expected: number;
       readonly failed: number;
