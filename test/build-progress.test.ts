@@ -1,6 +1,7 @@
 // Builds say what they do: a derivation that builds for 10 s is named on
 // stderr while it builds, also on a pipe, and a failed build's last log lines are in its
-// error, from Nix's internal-json log, with Debian's Nix 2.8 and with the current Nix (2.26).
+// error, from Nix's internal-json log, with Debian's Nix 2.8 and with the current Nix (2.26);
+// a failed derivation counts as one of the whole, not as built.
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -66,5 +67,8 @@ describe.each(nixes)("nixship build with %s", (_, run) => {
     expect(r.stderr).toMatch(/builder for '[^']*-failing-[0-9a-f]{8}\.drv' failed/);
     expect(r.stderr).toMatch(/> the reason it fails/);
     expect(r.stderr).not.toMatch(/@nix \{/);
+    // Nix counts the failed derivation out of those expected: it is one of one, not built.
+    expect(r.stderr).toContain("  0 of 1 derivations built, 1 failed\n");
+    expect(r.stderr).not.toMatch(/1 of 1 derivations? built/);
   }, 120_000);
 });

@@ -10,6 +10,7 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { publishRelease } from "../src/release/release-store.js";
+import { writeRollout } from "../src/status/rollout-store.js";
 import { statusRecord } from "../src/status/status.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
@@ -50,6 +51,8 @@ const built = {} as Record<Name, StorePath>;
 /** Each built path's own package (a system's gc-pkgN), by name. */
 const refsOf = {} as Record<Name, StorePath[]>;
 const releaseKey = generateSecretKey("gc-test-release");
+/** When the rollout record of ssh1's last deploy says it started. */
+const rolloutAt = "2025-03-01T12:00:00.000Z";
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-gc-"));
@@ -79,7 +82,8 @@ const narinfo = (p: string) => narInfoKey(p as StorePath);
 /**
  * Fills the cache: every path pushed; releases web 1-3 (s1, s2, s3) and db 1-3 (s4, s5, s6);
  * web1 confirmed s1 on web 1 (its history); records: web1 runs s3 (before, s2), db1 s6, ssh1
- * s7, ssh2 a system the cache never had; u3 pinned; an orphan NAR and a listing of u1.
+ * s7, ssh2 a system the cache never had; ssh1's rollout record says it ran u2 before s7; u3
+ * pinned; an orphan NAR and a listing of u1.
  */
 async function fillCache(url: string): Promise<{ store: ObjectStore; orphan: string }> {
   const push = await nixship(["push", ...NAMES.map((n) => built[n]), "--to", url, "--key", secret]);
@@ -124,6 +128,33 @@ async function fillCache(url: string): Promise<{ store: ObjectStore; orphan: str
   await record("db1", "agent", built.s6, { channel: "db", seq: 3 });
   await record("ssh1", "ssh", built.s7, null);
   await record("ssh2", "ssh", "/nix/store/00000000000000000000000000000000-gone", null);
+  // A deploy over ssh moved ssh1 from u2 to s7: its rollout record names both; no root u2.
+  await writeRollout(store, {
+    version: 1,
+    id: "0123456789ab",
+    mode: "ssh",
+    action: "switch",
+    state: "succeeded",
+    stopped: null,
+    waves: [
+      {
+        index: 1,
+        kind: "main",
+        hosts: [
+          {
+            host: "ssh1",
+            state: "confirmed",
+            phase: null,
+            system: built.s7,
+            before: built.u2,
+            message: null,
+          },
+        ],
+      },
+    ],
+    startedAt: rolloutAt,
+    updatedAt: rolloutAt,
+  });
   const pin = await nixship(["cache", "pin", built.u3, "--name", "keep-u3", "--cache", url]);
   expect(pin.code, pin.stderr).toBe(0);
   const orphan = "nar/0000000000000000000000000000000000000000000000000000.nar.zst";
@@ -162,6 +193,39 @@ async function checkCollected(url: string, fetchFrom: string, store: ObjectStore
   const dry = await collect("--dry-run");
   expect(dry.code, dry.stderr).toBe(0);
   expect(await allKeys(store)).toEqual(before);
+  // The dry run's text says why each path goes and what keeps each kept root.
+  const dryText = await nixship([
+    "cache",
+    "gc",
+    "--cache",
+    url,
+    "--keep-releases",
+    "2",
+    "--grace",
+    "0",
+    "--dry-run",
+  ]);
+  expect(dryText.code, dryText.stderr).toBe(0);
+  const s4Why =
+    "release 1 of channel db named it for db1, and only the newest 2 releases of a channel are kept (--keep-releases)";
+  expect(dryText.stderr).toContain("  why each path goes (4):\n");
+  expect(dryText.stderr).toContain(`\n    ${built.s4}: ${s4Why}\n`);
+  expect(dryText.stderr).toContain(
+    `\n    ${pkgOf("s4")}: only in the closure of ${built.s4}: ${s4Why}\n`,
+  );
+  expect(dryText.stderr).toMatch(
+    new RegExp(
+      `\\n {4}${built.u1}: unreferenced: no root names it and nothing kept refers to it, pushed \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\n`,
+    ),
+  );
+  expect(dryText.stderr).toContain(
+    `\n    ${built.u2}: rollout 0123456789ab (${rolloutAt}) named it for ssh1, and no status record names it now (a host's record keeps its current, desired and previous systems)\n`,
+  );
+  expect(dryText.stderr).toContain("  what keeps each kept root (7):\n");
+  expect(dryText.stderr).toMatch(
+    new RegExp(`\\n {4}${built.s3}: [a-z, ]*history[a-z, ]* \\(host web1\\)\\n`),
+  );
+  expect(dryText.stderr).toContain(`\n    ${built.u3}: pin (pin keep-u3)\n`);
 
   const gc = await collect();
   expect(gc.code, gc.stderr).toBe(0);
@@ -195,6 +259,35 @@ async function checkCollected(url: string, fetchFrom: string, store: ObjectStore
   const report = JSON.parse(dry.stdout);
   expect(report.dryRun).toBe(true);
   expect(real.dryRun).toBe(false);
+  // The dry run's JSON: why for every path it would delete, and every kept root's keepers.
+  const whyOf = (p: string) =>
+    (report.whyDeleted as { storePath: string; why: unknown }[]).find((d) => d.storePath === p)
+      ?.why;
+  const release = {
+    rule: "keep-releases",
+    path: built.s4,
+    host: "db1",
+    channel: "db",
+    seq: 1,
+    keep: 2,
+  };
+  expect(whyOf(built.s4)).toEqual({ kind: "let-go", letGo: release });
+  expect(whyOf(pkgOf("s4"))).toEqual({ kind: "let-go", letGo: release, via: built.s4 });
+  expect(whyOf(built.u1)).toEqual({ kind: "unreferenced", pushed: expect.any(String) });
+  expect(whyOf(built.u2)).toEqual({
+    kind: "let-go",
+    letGo: { rule: "status", path: built.u2, host: "ssh1", rollout: "0123456789ab", at: rolloutAt },
+  });
+  expect((report.whyDeleted as { storePath: string }[]).map((w) => w.storePath)).toEqual(
+    (report.deletedPaths as { storePath: string }[]).map((d) => d.storePath),
+  );
+  expect(report.deletedPaths).toHaveLength(4);
+  const kept = report.keptRoots as { path: string; sources: string[]; by: string[] }[];
+  expect(kept.map((k) => k.path).sort()).toEqual(ROOTS.map((n) => built[n]).sort());
+  expect(kept.find((k) => k.path === built.s6)).toMatchObject({ by: ["host db1"] });
+  // A collection's own report (kept in the store) says neither.
+  expect(real).not.toHaveProperty("keptRoots");
+  expect(real).not.toHaveProperty("whyDeleted");
   // The dry run counted exactly what the collection deleted.
   expect(report.deleted).toEqual(real.deleted);
   expect(real.deleted.narinfo.objects).toBe(4);

@@ -66,7 +66,7 @@ describe("usage errors exit 2 and say what is wrong", () => {
     [["push", "ROOT", "--to", "relative/dir", "--key", "KEY"], /relative\/dir/],
     [
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "/nonexistent.sec"],
-      /cannot read secret key file \/nonexistent\.sec: ENOENT/,
+      /--key \/nonexistent\.sec: no such file\nhint: make one with 'nixship key generate --name NAME --out \/nonexistent\.sec'/,
     ],
     [
       ["push", "ROOT", "--to", "file:///tmp/x", "--key", "KEY", "--bogus"],
@@ -79,7 +79,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
     ],
     [
       ["verify", "--cache", "file:///tmp/x", "--trusted-key", "/no/such/file"],
-      /neither a public key .* nor a readable file/,
+      /--trusted-key \/no\/such\/file: no such file\nhint: give the public key itself \(NAME:BASE64/,
+    ],
+    [
+      ["verify", "--cache", "file:///tmp/x", "--trusted-key", "/etc"],
+      /--trusted-key '\/etc' is neither a public key .* nor a readable file \(EISDIR\)/,
     ],
     [
       ["fetch", "ROOT", "--from", "file:///tmp/x", "--trusted-key", "PUB"],

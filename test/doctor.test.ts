@@ -406,6 +406,12 @@ describe("agent hosts", () => {
     expect(await releaseChecks()).toMatchObject([{ status: "warn" }]);
     const missing = await releaseChecks("--release-key", join(work, "nosuch.sec"));
     expect(missing).toHaveLength(1);
-    expect(missing[0]).toMatchObject({ status: "fail", detail: expect.stringContaining("ENOENT") });
+    expect(missing[0]).toMatchObject({
+      status: "fail",
+      detail: `--release-key ${join(work, "nosuch.sec")}: no such file`,
+      fix: expect.stringContaining(
+        `nixship key generate --name NAME --out ${join(work, "nosuch.sec")}`,
+      ),
+    });
   });
 });

@@ -111,6 +111,52 @@ describe("evaluation errors", () => {
     });
   });
 
+  it("a missing flake directory names the hosts' fleet field, the path and the fix, exit 2", async () => {
+    const dir = join(work, "no-flake");
+    await runOk("mkdir", ["-p", join(dir, "empty")]);
+    const fleet = join(dir, "nixship.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        hosts: {
+          web1: { address: "10.0.0.1", system: "./nosuch#web" },
+          web2: { address: "10.0.0.2", system: "./nosuch#web" },
+        },
+      }),
+    );
+    const r = await nixship(["build", "--fleet", fleet, "--json"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: {
+        code: "flake-missing",
+        message: `hosts.web1.system, hosts.web2.system: the flake directory ${join(dir, "nosuch")} does not exist`,
+        hint: `fix the path (a relative one is relative to the fleet file's directory, ${dir}), or make the flake there ('nix flake init')`,
+      },
+    });
+    // A directory without a flake.nix is bad input too; and push names its argument.
+    await writeFile(
+      fleet,
+      JSON.stringify({ hosts: { web1: { address: "10.0.0.1", system: "path:./empty#web" } } }),
+    );
+    const empty = await nixship(["build", "--fleet", fleet]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain(
+      `error: hosts.web1.system: the flake directory ${join(dir, "empty")} has no flake.nix`,
+    );
+    const key = join(dir, "push.sec");
+    expect((await nixship(["key", "generate", "--name", "k-1", "--out", key])).code).toBe(0);
+    const cache = `file://${join(dir, "cache")}`;
+    expect((await nixship(["cache", "init", cache])).code).toBe(0);
+    const push = await nixship(["push", "./nosuch#web", "--to", cache, "--key", key], {
+      cwd: dir,
+    });
+    expect(push.code).toBe(2);
+    expect(push.stderr).toContain(
+      `error: './nosuch#web': the flake directory ${join(dir, "nosuch")} does not exist`,
+    );
+    expect(push.stderr).toContain(`relative to the current directory, ${dir}`);
+  });
+
   it("Nix's own error, without the expression nixship generated", async () => {
     const dir = join(work, "broken");
     await makeFlake(dir, "README", "nothing secret\n");

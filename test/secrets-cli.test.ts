@@ -261,7 +261,7 @@ describe("nixship secrets", () => {
       doc.hosts.web3 = { tags: ["web"], address: "10.77.0.3", system: SYSTEM };
       doc.hosts.web2 = { tags: ["old"], address: "10.77.0.2", system: SYSTEM };
     });
-    // A missing plaintext file, and an identity file others may read.
+    // A missing plaintext file, and an identity file others may read or that is not there.
     const missing = await cli(["secrets", "set", "db-password", "--from", join(dir, "nope")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("cannot read");
@@ -271,6 +271,12 @@ describe("nixship secrets", () => {
     const exposed = await cli(["secrets", "rekey", "--identity", loose]);
     expect(exposed.code).toBe(2);
     expect(exposed.stderr).toContain("may be read by others");
+    // An identity file that is not there: named by its flag, with how to make one.
+    const absent = join(dir, "no-identity.txt");
+    const gone = await cli(["secrets", "rekey", "--identity", absent]);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain(`error: --identity ${absent}: no such file`);
+    expect(gone.stderr).toContain(`hint: make one with 'age-keygen -o ${absent}'`);
     expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
   });
 

@@ -1,5 +1,6 @@
-// A deploy with --serve-cache on a loopback address, to hosts on other machines, is refused
-// before anything is built, pushed or changed, with doctor's fix; the hosts were never asked.
+// A deploy with --serve-cache on a loopback address, to hosts on other machines, or on the
+// unspecified address (0.0.0.0, ::), is refused before anything is built, pushed or changed,
+// with doctor's fix; the hosts were never asked.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,5 +65,31 @@ describe("deploy --serve-cache", () => {
     // Nothing was built or pushed, and no host was reached.
     expect(r.stderr).not.toMatch(/building|pushing/);
     await expect(readFile(sshLog, "utf8")).rejects.toThrow(/ENOENT/);
+  });
+
+  it("refuses the unspecified address, which names no machine, before anything happens", async () => {
+    for (const [value, url] of [
+      ["0.0.0.0:0", "http://0.0.0.0:…"],
+      ["[::]:8080", "http://[::]:8080"],
+    ]) {
+      const r = await nixship([
+        "deploy",
+        "--fleet",
+        fleetFile,
+        "--key",
+        keyFile,
+        "--serve-cache",
+        value as string,
+      ]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(
+        `error: --serve-cache ${value} is the unspecified address: the cache would listen on every interface, but the URL the hosts are told to fetch from (${url}) names no machine`,
+      );
+      expect(r.stderr).toContain(
+        "hint: serve the cache on an address of this machine the hosts can reach",
+      );
+      expect(r.stderr).not.toMatch(/building|pushing/);
+      await expect(readFile(sshLog, "utf8")).rejects.toThrow(/ENOENT/);
+    }
   });
 });

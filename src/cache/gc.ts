@@ -48,6 +48,7 @@ import {
   type UnreadRecord,
 } from "./gc-plan.js";
 import { keepGcReport } from "./gc-reports.js";
+import { explainDryRun, type KeptRoot, type LetGo, type PathGone } from "./gc-why.js";
 import { type CacheInventory, type CacheObject, listRoot, readInventory } from "./inventory.js";
 import { hashPartOf, readNarInfo } from "./read.js";
 
@@ -73,7 +74,7 @@ export interface GcOptions {
    * Reads what to keep, with where each root came from: called once the collection lock is
    * held (in a dry run, which takes no lock, at once).
    */
-  readonly readRoots: () => Promise<RootsRead>;
+  readonly readRoots: () => Promise<RootsRead & { readonly letGo?: readonly LetGo[] }>;
   /** Nothing written within this many ms is deleted. */
   readonly graceMs: number;
   /** Narinfos written within this many ms are roots too (--keep-days); undefined: none. */
@@ -143,6 +144,10 @@ export interface GcReport {
   readonly unreadRecords: readonly UnreadRecord[];
   /** Every store path deleted (or that would be), and their package names. */
   readonly deletedPaths: readonly DeletedPath[];
+  /** A dry run's why: each path of deletedPaths (in its order), and why it goes. */
+  readonly whyDeleted?: readonly PathGone[];
+  /** A dry run's roots named as store paths, each with what keeps it. */
+  readonly keptRoots?: readonly KeptRoot[];
   readonly byPackage: readonly { name: string; bytes: number; paths: string[] }[];
   /** Narinfos deleted whose store path could not be read (they did not parse). */
   readonly deletedUnreadable: readonly string[];
@@ -328,6 +333,10 @@ async function collect(
   requests.delete += narsGone.requests;
 
   const paths = deletedPaths(inventory, narinfos, doomedInfos, gone.deleted, narsGone.deleted);
+  // A dry run says why each path goes and what keeps each root.
+  const explained = options.dryRun
+    ? explainDryRun(inventory, narinfos, doomedInfos, read, missing, paths.paths)
+    : undefined;
   const kept = keptTallies(inventory, deleted);
   for (const o of inventory.nars.values()) if (o.modified >= cutoff) young++;
   const savedBytes = deleted.narinfo.bytes + deleted.nar.bytes + deleted.listing.bytes;
@@ -353,6 +362,7 @@ async function collect(
     refusedReleases: read.refused ?? [],
     unreadRecords: read.unreadRecords ?? [],
     deletedPaths: paths.paths,
+    ...(explained === undefined ? {} : { whyDeleted: explained.why, keptRoots: explained.kept }),
     byPackage: groupByPackage(paths.paths),
     deletedUnreadable: paths.unreadable,
     orphanNars: paths.orphans,

@@ -1,10 +1,10 @@
 // `nixship build`: the selected hosts' systems, one evaluation and one build for all.
 import { buildSystems } from "../deploy/build.js";
 import { resolveBuildPlace } from "../deploy/build-place.js";
-import { reportBuildProgress } from "../deploy/build-progress.js";
+import { type BuildProgressReporter, reportBuildProgress } from "../deploy/build-progress.js";
 import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
-import { describeBuildProgress } from "../ui/deploy-progress.js";
+import { createDeployRenderer, type DeployOutput } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 
@@ -18,7 +18,8 @@ Evaluates the systems of the selected hosts in one Nix evaluation and builds the
 and the hosts that run it. Builds run here and on the fleet's build.builders, or in the
 build host's store (--build-host, or build.host), copied back here. What builds, for how
 long, and how many derivations of how many are built are said on stderr as it changes and
-every 15 s while a build runs; a failed build's last log lines are in its error.
+every 15 s while a build runs, as deploy says it: one line redrawn in place on a terminal, a
+line each time otherwise (and with --json); a failed build's last log lines are in its error.
 
 Options:
 ${FLEET_HELP}
@@ -33,10 +34,7 @@ ${FLEET_HELP}
       throw new UsageError(`build: unexpected argument '${positionals[0]}'`);
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const where = await resolveBuildPlace(fleet, values["build-host"]);
-    // What builds, on stderr: when it changes, and every 15 s while a build runs.
-    const progress = reportBuildProgress((event) => {
-      if (event.type === "build-progress") io.stderr.write(`${describeBuildProgress(event)}\n`);
-    });
+    const progress = showBuildProgress(io.stderr, values.json === true);
     const built = await buildSystems(
       selectHosts(fleet, values.on),
       fleetDir,
@@ -58,3 +56,20 @@ ${FLEET_HELP}
     return 0;
   },
 };
+
+/**
+ * What builds, on `out`, as deploy shows it (its renderer): one line redrawn in place on a
+ * terminal, a line each time on a pipe (and with --json, as plan does); when it changes, and
+ * every 15 s while a build runs. `stop` once the build ended, however.
+ */
+export function showBuildProgress(out: DeployOutput, json: boolean): BuildProgressReporter {
+  const renderer = createDeployRenderer(out, json ? "plain" : "auto");
+  const progress = reportBuildProgress(renderer.onEvent);
+  return {
+    onProgress: progress.onProgress,
+    stop: () => {
+      progress.stop();
+      renderer.finish();
+    },
+  };
+}

@@ -9,13 +9,15 @@ import {
   type RootsRead,
   type UnreadableRoot,
 } from "../cache/gc-plan.js";
+import type { LetGo } from "../cache/gc-why.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { openStore } from "../store/url.js";
-import { formatGcReport, gcProgressText } from "../ui/gc-report.js";
+import { formatGcReport, gcProgressText, WHY_SHOWN } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { mapLimit } from "../util/pool.js";
+import { letGoFromStore } from "../views/gc-let-go.js";
 import { rootsFromStore, type StoreRoots } from "../views/gc-roots.js";
 import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
@@ -82,7 +84,12 @@ ${CACHE_HELP}
   --skip-roots NAME      collect without the roots of NAME when they cannot be read: a host
                          (its live answer) or an object's key as the error names
                          it (releases/CH/N.json, channels/CH.json, gc/pins/P.json); repeatable
-  --dry-run              change nothing; report what would be deleted (every path, by package)
+  --dry-run              change nothing; report what would be deleted (every path, by package),
+                         why each path goes (the system a rule let go of, in whose closure it
+                         is: a release older than --keep-releases, a confirmed system past
+                         --keep-generations, a rollout's system no status record names now;
+                         or unreferenced, since it was pushed) and what keeps each kept root
+                         (the first ${WHY_SHOWN} of each in text, all with --json)
   --json                 print the report as JSON on stdout (every deleted path)
 
 The first SIGINT (Ctrl-C) or SIGTERM stops between delete batches; what was deleted leaves
@@ -134,21 +141,27 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
     const skip = new Set(values["skip-roots"] ?? []);
     let fromStore: StoreRoots | undefined;
     let rootsSeconds = 0;
-    // Called by the collector once it holds its lock: what it reads is what it keeps.
-    const readRoots = async (): Promise<RootsRead> => {
+    const dryRun = values["dry-run"] === true;
+    // Called by the collector once it holds its lock: what it reads is what it keeps. A dry
+    // run also reads what the rules let go of, to say why each path goes.
+    const readRoots = async (): Promise<RootsRead & { letGo?: readonly LetGo[] }> => {
       line.update("gc: reading the roots from the store");
       const started = performance.now();
       fromStore = await rootsFromStore(store, {
         keepReleases,
         ...(keepGenerations !== undefined ? { keepGenerations } : {}),
         skip,
+        explain: dryRun,
       });
       const read =
         fleet === undefined
           ? fromStore
           : await addFleetRoots(fromStore, fleet, values.stored === true, skip, line);
+      const letGo = dryRun
+        ? await letGoFromStore(store, { keepReleases, first: fromStore.letGo ?? [] })
+        : undefined;
       rootsSeconds = (performance.now() - started) / 1000;
-      return read;
+      return letGo === undefined ? read : { ...read, letGo };
     };
     let waitedFor = "";
     try {
@@ -157,7 +170,7 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
         readRoots,
         graceMs: graceHours * HOUR,
         ...(keepDays !== undefined ? { keepRecentMs: keepDays * 24 * HOUR } : {}),
-        dryRun: values["dry-run"] === true,
+        dryRun,
         waitMs: waitSeconds * 1000,
         pricePerGbMonth: price,
         signal: trap.signal,

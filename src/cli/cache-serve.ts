@@ -7,7 +7,7 @@ import { openStore } from "../store/url.js";
 import { parseListen } from "../util/listen-address.js";
 import { withoutControls } from "../util/text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
-import { readSecretFile } from "./keys-input.js";
+import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
 export const cacheServe: Command = {
   path: ["cache", "serve"],
@@ -45,7 +45,7 @@ Options:
     let token: string | undefined;
     if (values["token-file"]) {
       const file = values["token-file"];
-      token = (await readSecretFile(file, "--token-file")).trim();
+      token = (await readSecretFile(file, "--token-file", tokenFileNamer(file))).trim();
       if (token === "") throw new InputError("token-empty", `--token-file ${file} is empty`);
     }
     const store = await openStore(positionals[0] as string);

@@ -11,7 +11,7 @@ import { openStore } from "../store/url.js";
 import { isLoopback, parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
-import { readSecretFile } from "./keys-input.js";
+import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7300";
 
@@ -67,7 +67,11 @@ Options:
     let token: string | undefined;
     if (values["token-file"] !== undefined) {
       const file = values["token-file"];
-      token = checkToken(await readSecretFile(file, "--token-file"), `--token-file ${file}`, file);
+      token = checkToken(
+        await readSecretFile(file, "--token-file", tokenFileNamer(file)),
+        `--token-file ${file}`,
+        file,
+      );
     }
     if (token === undefined && !isLoopback(host)) {
       throw new UsageError(

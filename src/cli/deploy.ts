@@ -1,9 +1,11 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
+
 import { deploy, planOnly } from "../deploy/deploy.js";
 import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
-import type { DeployEvent } from "../deploy/events.js";
+import { DEPLOY_EVENT_TYPES, type DeployEvent } from "../deploy/events.js";
+
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
 import { REACHABLE_POLL } from "../deploy/survey.js";
@@ -24,13 +26,16 @@ import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js"
 import {
   FLEET_FLAGS,
   FLEET_HELP,
+  FLEET_VALUES,
   ROLLOUT_FLAGS,
   ROLLOUT_HELP,
+  ROLLOUT_VALUES,
   readFleetInput,
   readRollout,
 } from "./fleet-input.js";
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
 const BUILD_HELP = `  --build-host HOST      evaluate here, build the systems in HOST's store over ssh-ng://
@@ -58,11 +63,25 @@ closure: its store's paths, sizes and references, at most 700 kB); ssm and agent
 not, and a host without a diff is listed with why. With --json, the plan's "diffs" holds the groups
 of hosts with their diff, and the hosts without one with the reason.`;
 
+/** What `plan` accepts, and what its usage line shows each string flag take. */
+export const PLAN_FLAGS = {
+  ...FLEET_FLAGS,
+  action: { type: "string" },
+  reboot: { type: "string" },
+  diff: { type: "boolean" },
+  "build-host": { type: "string" },
+} as const;
+const PLAN_VALUES: FlagValues<typeof PLAN_FLAGS> = {
+  ...FLEET_VALUES,
+  action: "A",
+  reboot: "MODE",
+  "build-host": "[USER@]HOST",
+};
+
 export const planCommand: Command = {
   path: ["plan"],
   summary: "build the selected hosts' systems and show what a deploy would change",
-  help: `Usage: nixship plan [--fleet FILE] [--on SELECTOR] [--action A] [--reboot MODE] [--diff]
-                    [--build-host [USER@]HOST] [--json]
+  help: `${usageLine("plan", PLAN_FLAGS, PLAN_VALUES)}
 
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
@@ -79,6 +98,12 @@ hosts the deploy would reboot, and whether their boot loaders count boots.
 
 ${DIFF_HELP}
 
+With deltas (the fleet names deltas.tool, docs/deltas.md), a "deltas" section says, per group
+of hosts that fetch alike, how many paths each fetches from the cache, how many by delta, and
+the bytes with the deltas published and without ("at most" for paths not pushed yet); deltas
+not computed yet count whole (the deploy computes them before its rollout), and hosts whose
+running closure could not be read fetch whole. --json: the plan's "deltas".
+
 Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate
@@ -86,17 +111,7 @@ ${FLEET_HELP}
   --diff             every package change of each host (group), not one line of them
 ${BUILD_HELP}`,
   async run(argv, io) {
-    const { values, positionals } = parseFlags(
-      argv,
-      {
-        ...FLEET_FLAGS,
-        action: { type: "string" },
-        reboot: { type: "string" },
-        diff: { type: "boolean" },
-        "build-host": { type: "string" },
-      },
-      "plan",
-    );
+    const { values, positionals } = parseFlags(argv, PLAN_FLAGS, "plan");
     if (positionals.length > 0)
       throw new UsageError(`plan: unexpected argument '${positionals[0]}'`);
     const input = await readFleetInput(values, io);
@@ -121,17 +136,36 @@ ${BUILD_HELP}`,
   },
 };
 
+/** What `deploy` accepts, and what its usage line shows each string flag take. */
+export const DEPLOY_FLAGS = {
+  ...FLEET_FLAGS,
+  ...ROLLOUT_FLAGS,
+  key: { type: "string" },
+  "serve-cache": { type: "string" },
+  via: { type: "string" },
+  "release-key": { type: "string" },
+  async: { type: "boolean" },
+  "skip-unreachable": { type: "boolean" },
+  "allow-failed": { type: "boolean" },
+  "wait-reachable": { type: "string" },
+  diff: { type: "boolean" },
+  "build-host": { type: "string" },
+} as const;
+const DEPLOY_VALUES: FlagValues<typeof DEPLOY_FLAGS> = {
+  ...FLEET_VALUES,
+  ...ROLLOUT_VALUES,
+  key: "SECRET_FILE",
+  "serve-cache": "HOST:PORT",
+  via: "ssh|ssm|agent",
+  "release-key": "SECRET_FILE",
+  "wait-reachable": "S",
+  "build-host": "[USER@]HOST",
+};
+
 export const deployCommand: Command = {
   path: ["deploy"],
   summary: "build, push and roll out to the selected hosts, with health checks and rollback",
-  help: `Usage: nixship deploy [--fleet FILE] [--on SELECTOR] [--action A] [--parallel N]
-                      [--max-failures N] [--canary N] [--confirm-timeout S]
-                      [--activation-timeout S] [--keep-generations N]
-                      [--reboot never|auto|always] [--reboot-timeout S] [--[no-]reboot-rollback]
-                      [--skip-unreachable] [--wait-reachable S]
-                      [--key SECRET_FILE] [--serve-cache HOST:PORT]
-                      [--via ssh|ssm|agent] [--release-key SECRET_FILE] [--async] [--diff]
-                      [--build-host [USER@]HOST] [--json]
+  help: `${usageLine("deploy", DEPLOY_FLAGS, DEPLOY_VALUES)}
 
 Builds the selected hosts' systems once, pushes their closures signed into the fleet's cache
 (with --key), prints the plan, then rolls out: the canary hosts first, then waves of at most
@@ -172,7 +206,9 @@ ${FLEET_HELP}
 ${ROLLOUT_HELP}
   --key FILE             secret key that signs the pushed paths (nixship key generate)
   --serve-cache H:P      serve the fleet's cache on H:P while deploying and have the hosts
-                         substitute from it (for a lab: "$(nixship lab address):0")
+                         substitute from it (for a lab: "$(nixship lab address):0"); H is
+                         what the hosts fetch from: an address of this machine they reach,
+                         not loopback (for hosts elsewhere) nor 0.0.0.0 or ::
   --via MODE             ssh, ssm or agent: the mode the selected hosts must have (default:
                          the one they share in the fleet file)
   --release-key FILE     secret key that signs releases for agent hosts (else
@@ -194,31 +230,18 @@ Progress: one line per host on a TTY, plain lines otherwise; past 20 hosts, one 
 and the slowest hosts on a TTY (failures printed as they happen), and on a pipe each host's
 result without its phases or logs; the plan and the summary then count hosts alike and list
 in full those that need a person. With --json, every host and event, NDJSON on
-stdout (types: build-start, build-done, push-start, push-done, awaiting, diff-read, plan, wave-start,
-host-phase, host-log, waiting, host-done, stopped, released, summary). Agent hosts are in the phase
-"waiting" (for the agent) until they report; every 5 s a "waiting" event names those that
-have not. Exit code 0 when every host runs its new
-system (or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise,
-2 for bad usage or input, 130 when interrupted.`,
+stdout (docs/ci.md), of the types:
+${wrapWords(
+  DEPLOY_EVENT_TYPES.map((t, i) => (i < DEPLOY_EVENT_TYPES.length - 1 ? `${t},` : t)),
+  "  ",
+  "  ",
+)}
+Agent hosts are in the phase "waiting" (for the agent) until they report; every 5 s a
+"waiting" event names those that have not. Exit code 0 when every host runs its new system
+(or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise, 2 for
+bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
-    const { values, positionals } = parseFlags(
-      argv,
-      {
-        ...FLEET_FLAGS,
-        ...ROLLOUT_FLAGS,
-        key: { type: "string" },
-        "serve-cache": { type: "string" },
-        via: { type: "string" },
-        "release-key": { type: "string" },
-        async: { type: "boolean" },
-        "skip-unreachable": { type: "boolean" },
-        "allow-failed": { type: "boolean" },
-        "wait-reachable": { type: "string" },
-        diff: { type: "boolean" },
-        "build-host": { type: "string" },
-      },
-      "deploy",
-    );
+    const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
     if (positionals.length > 0)
       throw new UsageError(`deploy: unexpected argument '${positionals[0]}'`);
     const input = await readFleetInput(values, io);
@@ -240,10 +263,10 @@ system (or already did, or was skipped as unreachable with --skip-unreachable), 
         ? parseListen(values["serve-cache"], "deploy: --serve-cache")
         : undefined;
     const via = parseVia(values.via);
-    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
     const releaseKey =
       releaseKeyFile !== undefined
-        ? await readSecretKeyFile(releaseKeyFile, "--release-key")
+        ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
         : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);

@@ -20,7 +20,7 @@ import { formatDoctorReport } from "../ui/doctor-report.js";
 import { parseListen } from "../util/listen-address.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { systemFault } from "./system-faults.js";
 
 export const doctorCommand: Command = {
@@ -138,18 +138,24 @@ async function fleetChecks(
     ];
   }
   const keys: Check[] = [];
-  const readKey = async (file: string | undefined, name: string): Promise<GivenKey | undefined> => {
-    if (file === undefined) return undefined;
+  const readKey = async (
+    given: { readonly file: string; readonly name: string } | undefined,
+    name: string,
+  ): Promise<GivenKey | undefined> => {
+    if (given === undefined) return undefined;
     try {
-      return await readSecretKeyFile(file, name === "release key" ? "--release-key" : "--key");
+      return await readSecretKeyFile(given.file, given.name);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       keys.push(fail("keys", name, err.message, err.hint ?? "fix the key file"));
       return "unreadable";
     }
   };
-  const key = await readKey(values.key, "cache signing key");
-  const releaseKey = await readKey(values["release-key"] ?? env.NIXSHIP_RELEASE_KEY, "release key");
+  const key = await readKey(
+    values.key === undefined ? undefined : { file: values.key, name: "--key" },
+    "cache signing key",
+  );
+  const releaseKey = await readKey(releaseKeySource(values["release-key"], env), "release key");
   const hosts = selectHosts(input.fleet, values.on);
   const serve = values["serve-cache"];
   const served =

@@ -21,6 +21,7 @@ import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
+import type { FlagValues } from "./usage.js";
 
 export const FLEET_FLAGS = {
   fleet: { type: "string" },
@@ -28,6 +29,12 @@ export const FLEET_FLAGS = {
   json: { type: "boolean" },
   "max-connections": { type: "string" },
 } as const;
+
+export const FLEET_VALUES: FlagValues<typeof FLEET_FLAGS> = {
+  fleet: "FILE",
+  on: "SELECTOR",
+  "max-connections": "N",
+};
 
 export const FLEET_HELP = `  --fleet FILE       the fleet file, or a flake's fleet output (.#${DEFAULT_FLEET_OUTPUT},
                      path:DIR#${DEFAULT_FLEET_OUTPUT}) (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE},
@@ -125,6 +132,18 @@ export const ROLLOUT_FLAGS = {
   "require-pinned": { type: "boolean" },
   "no-delta": { type: "boolean" },
 } as const;
+
+export const ROLLOUT_VALUES: FlagValues<typeof ROLLOUT_FLAGS> = {
+  action: "A",
+  parallel: "N",
+  "max-failures": "N",
+  canary: "N",
+  "confirm-timeout": "S",
+  "activation-timeout": "S",
+  "keep-generations": "N",
+  reboot: "never|auto|always",
+  "reboot-timeout": "S",
+};
 
 export const ROLLOUT_HELP = `  --action A             switch (default), boot, test or dry-activate
   --parallel N           hosts per wave (fleet policy, else 10)

@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NixshipError } from "../errors.js";
 import { formatSecretKey, generateSecretKey } from "../nix/keys.js";
-import { readSecretFile, readSecretKeyFile } from "./keys-input.js";
+import {
+  readSecretFile,
+  readSecretKeyFile,
+  readTrustedKeys,
+  releaseKeySource,
+  tokenFileNamer,
+} from "./keys-input.js";
 
 let dir: string;
 const secret = formatSecretKey(generateSecretKey("adv-1"));
@@ -72,9 +78,19 @@ describe("readSecretKeyFile", () => {
     }
   });
 
-  it("names a missing file, and shows no part of a key without its NAME:", async () => {
-    const missing = await failure(readSecretKeyFile(join(dir, "nope.sec")));
-    expect(missing.message).toBe(`cannot read secret key file ${join(dir, "nope.sec")}: ENOENT`);
+  it("names a missing file by its flag, with the command that makes one, and shows no part of a key without its NAME:", async () => {
+    const nope = join(dir, "nope.sec");
+    const missing = await failure(readSecretKeyFile(nope));
+    expect(missing).toMatchObject({ code: "key-missing", exitCode: 2 });
+    expect(missing.message).toBe(`--key ${nope}: no such file`);
+    expect(missing.hint).toBe(
+      `make one with 'nixship key generate --name NAME --out ${nope}' (mode 0600); the public key it prints goes in the fleet file's cache.publicKeys`,
+    );
+    for (const flag of ["--release-key", "$NIXSHIP_RELEASE_KEY"]) {
+      const release = await failure(readSecretKeyFile(nope, flag));
+      expect(release.message).toBe(`${flag} ${nope}: no such file`);
+      expect(release.hint).toContain("releases.publicKeys");
+    }
     const nameless = await keyFile("nameless.sec", body, 0o600);
     const err = await failure(readSecretKeyFile(nameless));
     expect(err.message).toBe(
@@ -97,5 +113,33 @@ describe("readSecretFile (tokens)", () => {
     const open = await keyFile("token-open", "t0ken\n", 0o644);
     const err = await failure(readSecretFile(open, "--token-file"));
     expect(err.message).toBe(`--token-file ${open} may be read by others (mode 0644)`);
+  });
+
+  it("names a missing token file by its flag, with how to make one", async () => {
+    const nope = join(dir, "no-token");
+    const err = await failure(readSecretFile(nope, "--token-file", tokenFileNamer(nope)));
+    expect(err.message).toBe(`--token-file ${nope}: no such file`);
+    expect(err.hint).toContain(`> ${nope})`);
+  });
+});
+
+describe("readTrustedKeys and releaseKeySource", () => {
+  it("names a --trusted-key file that is not there, with what it takes", async () => {
+    const nope = join(dir, "trusted.pub");
+    const err = await failure(readTrustedKeys([nope]));
+    expect(err.message).toBe(`--trusted-key ${nope}: no such file`);
+    expect(err.hint).toContain("NAME:BASE64");
+  });
+
+  it("names the release key by the flag or the variable that gave it", () => {
+    expect(releaseKeySource("/a.sec", { NIXSHIP_RELEASE_KEY: "/b.sec" })).toEqual({
+      file: "/a.sec",
+      name: "--release-key",
+    });
+    expect(releaseKeySource(undefined, { NIXSHIP_RELEASE_KEY: "/b.sec" })).toEqual({
+      file: "/b.sec",
+      name: "$NIXSHIP_RELEASE_KEY",
+    });
+    expect(releaseKeySource(undefined, {})).toBeUndefined();
   });
 });

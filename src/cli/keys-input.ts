@@ -19,13 +19,25 @@ function looksLikeSecret(value: string): boolean {
   );
 }
 
+/** Who named a secret file (the flag or field, `$NIXSHIP_RELEASE_KEY`), and how to make one. */
+export interface SecretFileNamer {
+  readonly name: string;
+  /** The hint for a file that is not there: the command that makes one. */
+  readonly make: string;
+}
+
 /**
  * Reads a file holding a secret (`what`: "secret key file", "--token-file"): refused when
  * others may read it (as ssh refuses such keys), when it is larger than any secret, or when
- * it cannot be read. No message ever holds the secret: a value that looks like the secret
- * itself rather than a file name is not echoed either.
+ * it cannot be read; one that is not there is named by `named` (else `what`), with how to
+ * make one. No message ever holds the secret: a value that looks like the secret itself
+ * rather than a file name is not echoed either.
  */
-export async function readSecretFile(file: string, what: string): Promise<string> {
+export async function readSecretFile(
+  file: string,
+  what: string,
+  named?: SecretFileNamer,
+): Promise<string> {
   if (looksLikeSecret(file)) {
     throw new UsageError(
       `${what}: expected the path of a file holding the secret; what was given looks like the secret itself (not shown)`,
@@ -33,6 +45,11 @@ export async function readSecretFile(file: string, what: string): Promise<string
     );
   }
   const unreadable = (err: NodeJS.ErrnoException): never => {
+    if (err.code === "ENOENT") {
+      throw new InputError("key-missing", `${named?.name ?? what} ${file}: no such file`, {
+        ...(named === undefined ? {} : { hint: named.make }),
+      });
+    }
     throw new InputError(
       "key-unreadable",
       `cannot read ${what} ${file}: ${err.code ?? err.message}`,
@@ -77,8 +94,9 @@ function publicKeyGiven(where: string, key: PublicKey, flag: string): InputError
 }
 
 /**
- * Reads a secret key file (`flag`: the option that named it, for messages). A public key given
- * instead, as the value or in the file, is named as such, with the file that is wanted.
+ * Reads a secret key file (`flag`: the option or variable that named it, for messages). A
+ * public key given instead, as the value or in the file, is named as such, with the file that
+ * is wanted; a file that is not there, with the command that makes one.
  */
 export async function readSecretKeyFile(file: string, flag = "--key"): Promise<SecretKey> {
   const literal = asPublicKey(file);
@@ -90,7 +108,10 @@ export async function readSecretKeyFile(file: string, flag = "--key"): Promise<S
   );
   const inFile = small ? asPublicKey(await readFile(file, "utf8").catch(() => "")) : undefined;
   if (inFile !== undefined) throw publicKeyGiven(file, inFile, flag);
-  const text = await readSecretFile(file, "secret key file");
+  const text = await readSecretFile(file, "secret key file", {
+    name: flag,
+    make: `make one with 'nixship key generate --name NAME --out ${file}' (mode 0600); the public key it prints goes in the fleet file's ${/release/i.test(flag) ? "releases.publicKeys" : "cache.publicKeys"}`,
+  });
   try {
     return parseSecretKey(text);
   } catch (err) {
@@ -106,6 +127,11 @@ export async function readTrustedKeys(values: readonly string[]): Promise<Public
       continue;
     }
     const text = await readFile(value, "utf8").catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") {
+        throw new InputError("key-missing", `--trusted-key ${value}: no such file`, {
+          hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
+        });
+      }
       throw new InputError(
         "key-unreadable",
         `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code ?? err.message})`,
@@ -134,4 +160,25 @@ export async function requireTrustedKeys(
     );
   }
   return readTrustedKeys(flags);
+}
+
+/**
+ * Where the release signing key comes from: `--release-key FILE`, else $NIXSHIP_RELEASE_KEY;
+ * `name` is what messages call it. Undefined when neither gives one.
+ */
+export function releaseKeySource(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { readonly file: string; readonly name: string } | undefined {
+  if (flag !== undefined) return { file: flag, name: "--release-key" };
+  const file = env.NIXSHIP_RELEASE_KEY;
+  return file === undefined ? undefined : { file, name: "$NIXSHIP_RELEASE_KEY" };
+}
+
+/** How to make a token file that is not there (`--token-file`). */
+export function tokenFileNamer(file: string): SecretFileNamer {
+  return {
+    name: "--token-file",
+    make: `write a random token of at least 16 characters to it, mode 0600: (umask 077; head -c 32 /dev/urandom | base64 > ${file})`,
+  };
 }

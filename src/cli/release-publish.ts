@@ -5,7 +5,7 @@ import { UsageError } from "../errors.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 
 export const releasePublish: Command = {
   path: ["release", "publish"],
@@ -70,13 +70,13 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       throw new UsageError("release publish: --key CACHE_SECRET is needed to sign what is pushed");
     }
     const key = await readSecretKeyFile(values.key);
-    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
     if (releaseKeyFile === undefined) {
       throw new UsageError(
         "release publish: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile, "--release-key");
+    const releaseKey = await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name);
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     let released: { channel: string; seq: number; digest: string } | undefined;
     const report = await deploy({

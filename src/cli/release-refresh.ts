@@ -5,7 +5,7 @@ import { UsageError } from "../errors.js";
 import { RELEASE_DEFAULTS } from "../fleet/fleet.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 
 export const releaseRefresh: Command = {
   path: ["release", "refresh"],
@@ -42,13 +42,13 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
       throw new UsageError(`release refresh: unexpected argument '${positionals[0]}'`);
     }
     const { fleet } = await readFleetInput(values, io);
-    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
     if (releaseKeyFile === undefined) {
       throw new UsageError(
         "release refresh: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile, "--release-key");
+    const releaseKey = await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name);
     const hosts = fleet.hosts.filter((h) => h.delivery === "agent");
     if (hosts.length === 0) {
       throw new UsageError("release refresh: the fleet has no agent hosts: there is no channel");

@@ -14,7 +14,7 @@ import { storeName } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
-import { readSecretKeyFile } from "./keys-input.js";
+import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { undoRollout } from "./rollback-rollout.js";
 
 export const rollbackCommand: Command = {
@@ -120,10 +120,10 @@ ${FLEET_HELP}
       parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
       fleet.policy.activationTimeout;
     const hosts = selectHosts(fleet, values.on);
-    const releaseKeyFile = values["release-key"] ?? io.env.NIXSHIP_RELEASE_KEY;
+    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
     const releaseKey =
       releaseKeyFile !== undefined
-        ? await readSecretKeyFile(releaseKeyFile, "--release-key")
+        ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
         : undefined;
     if (byRollout) {
       const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;

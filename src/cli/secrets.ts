@@ -43,7 +43,17 @@ async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeI
       `pass --identity FILE or set $NIXSHIP_IDENTITY (an age identity or ssh ed25519 key of an admin the fleet lists), or put one in ${defaults.join(" or ")}`,
     );
   }
-  return parseIdentities(await readSecretFile(file, "identity file"), file);
+  const name =
+    flag !== undefined
+      ? "--identity"
+      : io.env.NIXSHIP_IDENTITY !== undefined
+        ? "$NIXSHIP_IDENTITY"
+        : "identity file";
+  const text = await readSecretFile(file, "identity file", {
+    name,
+    make: `make one with 'age-keygen -o ${file}' and add the public key it prints (age1…) to the fleet file's secrets.admins, or name the ssh ed25519 key of an admin the fleet lists`,
+  });
+  return parseIdentities(text, file);
 }
 
 /** The plaintext from --from FILE or stdin, bounded; never from an argument. */

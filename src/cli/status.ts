@@ -28,6 +28,12 @@ A host that runs a system that failed there, and could not go back to an earlier
 first deploy, or a failed rollback), shows as failed, with since when and why, until a deploy
 to it succeeds.
 
+An ssh host (asked live) with a pending boot, left by a deploy --action boot or by a deploy
+whose reboot nobody judged (the deployer went away), notes "reboot into SYSTEM unconfirmed
+since TIME: the next deploy or rollback decides" (--json: boot.pending), and is not in step
+until a deploy or a rollback judges that boot (docs/reboots.md); one whose system profile
+names another system than it runs notes "boots next: SYSTEM".
+
 A host drifts when it runs a system nixship did not leave on it (someone ran nixos-rebuild
 there): neither the system its status record says it was given (by a deploy, a release or a
 rollback) nor the one it ran before that, nor, for an agent host, the one the channel's

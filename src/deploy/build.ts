@@ -24,7 +24,7 @@ import { sourceReference } from "../util/source-reference.js";
 import { buildHostSystemFiles } from "./build-host-files.js";
 import type { ResolvedBuildPlace } from "./build-place.js";
 import type { BuiltSystem } from "./events.js";
-import { localFlakeRef } from "./flake-source.js";
+import { type FlakeNamer, localFlakeRef } from "./flake-source.js";
 import type { SystemFiles } from "./system-files.js";
 
 export interface BuildResult {
@@ -120,11 +120,27 @@ export function parseFlakeInstallable(installable: string, baseDir: string): Fla
  * The flake output an installable names, as Nix is to evaluate it: a local directory becomes
  * its `git+file` or `path:` reference (flake-source.ts).
  */
-async function flakeOutput(installable: string, baseDir: string): Promise<FlakeOutput> {
+async function flakeOutput(
+  installable: string,
+  baseDir: string,
+  named: FlakeNamer,
+): Promise<FlakeOutput> {
   const parsed = parseFlakeInstallable(installable, baseDir);
   if (parsed.local === undefined) return parsed;
-  const flake = await localFlakeRef(parsed.local.dir, parsed.local.explicitPath);
+  const flake = await localFlakeRef(parsed.local.dir, parsed.local.explicitPath, named);
   return { flake, attrPath: parsed.attrPath };
+}
+
+/** Who names a system of the fleet file: its hosts' `system` fields (the first few). */
+function fleetNamer(hosts: readonly string[], baseDir: string): FlakeNamer {
+  const fields = hosts
+    .slice(0, 3)
+    .map((h) => `hosts.${h}.system`)
+    .join(", ");
+  return {
+    where: hosts.length > 3 ? `${fields} and ${hosts.length - 3} more` : fields,
+    base: `the fleet file's directory, ${baseDir}`,
+  };
 }
 
 /**
@@ -144,7 +160,11 @@ export async function resolvePushInstallables(
     FLAKE_INSTALLABLE_PATTERN.test(item) && !item.slice(item.lastIndexOf("#")).includes("^");
   const flakeItems = items.filter(isFlakeOutput);
   const others = items.filter((item) => !isFlakeOutput(item));
-  const outputs = await Promise.all(flakeItems.map((item) => flakeOutput(item, baseDir)));
+  const outputs = await Promise.all(
+    flakeItems.map((item) =>
+      flakeOutput(item, baseDir, { where: `'${item}'`, base: `the current directory, ${baseDir}` }),
+    ),
+  );
   const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, undefined).catch(
     (err: unknown) => {
       throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
@@ -172,7 +192,9 @@ export async function buildSystems(
     specs.set(spec, [...(specs.get(spec) ?? []), host.name]);
   }
   const flakeSpecs = [...specs.keys()].filter((s) => !s.startsWith("/"));
-  const outputs = await Promise.all(flakeSpecs.map((s) => flakeOutput(s, baseDir)));
+  const outputs = await Promise.all(
+    flakeSpecs.map((s) => flakeOutput(s, baseDir, fleetNamer(specs.get(s) ?? [], baseDir))),
+  );
   const onHost = leaveOnHost && where?.host !== undefined && where.hostSsh !== undefined;
   const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost, onProgress).catch(
     (err: unknown) => {
@@ -243,7 +265,14 @@ export async function neededSystemTypes(
 ): Promise<Map<string, string[]>> {
   const flakeHosts = hosts.filter((h) => h.system.kind === "flake");
   const specs = [...new Set(flakeHosts.map((h) => formatSystemSpec(h.system)))];
-  const outputs = await Promise.all(specs.map((s) => flakeOutput(s, baseDir)));
+  const namesOf = new Map<string, string[]>();
+  for (const h of flakeHosts) {
+    const spec = formatSystemSpec(h.system);
+    namesOf.set(spec, [...(namesOf.get(spec) ?? []), h.name]);
+  }
+  const outputs = await Promise.all(
+    specs.map((s) => flakeOutput(s, baseDir, fleetNamer(namesOf.get(s) ?? [], baseDir))),
+  );
   const types = await evaluateSystemTypes(outputs, {}, signal);
   const needed = new Map<string, string[]>();
   for (const host of flakeHosts) {

@@ -38,7 +38,10 @@ export type DeployEvent =
   | {
       /** What builds now (build-progress.ts): when it changes, and every 15 s while it runs. */
       readonly type: "build-progress";
-      /** Nix's counts: derivations built, expected to build, and failed. */
+      /**
+       * Nix's counts: derivations built, expected (those built and those still to build; one
+       * that fails leaves it), and failed.
+       */
       readonly done: number;
       readonly expected: number;
       readonly failed: number;
@@ -193,3 +196,34 @@ export type DeployEvent =
       readonly seconds: number;
       readonly results: readonly HostResult[];
     };
+
+/**
+ * Every event type, in the order a deploy emits them: what `deploy --help` lists. The check
+ * below fails to compile when an event type is added to DeployEvent and not here.
+ */
+const EVENT_TYPES = {
+  "build-start": true,
+  "build-progress": true,
+  "build-done": true,
+  "push-start": true,
+  "gc-wait": true,
+  "lease-renew-failed": true,
+  "record-failed": true,
+  "push-done": true,
+  awaiting: true,
+  "diff-read": true,
+  plan: true,
+  "deltas-start": true,
+  "delta-progress": true,
+  "deltas-done": true,
+  released: true,
+  "wave-start": true,
+  "host-phase": true,
+  "host-log": true,
+  waiting: true,
+  "host-done": true,
+  stopped: true,
+  summary: true,
+} as const satisfies Record<DeployEvent["type"], true>;
+
+export const DEPLOY_EVENT_TYPES = Object.keys(EVENT_TYPES) as readonly DeployEvent["type"][];

@@ -24,7 +24,10 @@ export async function flakeFleetSource(text: string, cwd: string): Promise<Flake
     };
   }
   const { dir, explicitPath } = parsed.local;
-  const flake = await localFlakeRef(dir, explicitPath);
+  const flake = await localFlakeRef(dir, explicitPath, {
+    where: `--fleet ${text}`,
+    base: `the current directory, ${cwd}`,
+  });
   const subdir = flake.startsWith("git+file:")
     ? (new URL(flake).searchParams.get("dir") ?? "")
     : "";

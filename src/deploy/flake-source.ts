@@ -3,7 +3,7 @@
 // it is `git+file` (only tracked files are copied, as `nix build .#x` does); elsewhere, or when
 // the fleet file says `path:` itself, it is `path:`, which copies every file: then the
 // directory is searched first, and one holding a secret key is refused, naming the file.
-import { open, readdir, realpath } from "node:fs/promises";
+import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { InputError } from "../errors.js";
 import { runCommand } from "../util/run.js";
@@ -13,7 +13,51 @@ const SCAN_ENTRIES = 100_000;
 /** Bytes read from the start of each file: every key format names itself within them. */
 const SCAN_HEAD = 4096;
 
-export async function localFlakeRef(dir: string, explicitPath: boolean): Promise<string> {
+/** Who named a local flake directory, for its errors: `hosts.web1.system`, or push's argument. */
+export interface FlakeNamer {
+  readonly where: string;
+  /** What the flake's relative path is relative to: "the fleet file's directory, /srv". */
+  readonly base: string;
+}
+
+/**
+ * Refuses a local flake directory that is not there, is not a directory or holds no flake.nix
+ * (bad input, exit 2), before git or Nix is asked about it, naming who named it and the fix.
+ */
+async function requireFlakeDir(dir: string, named: FlakeNamer): Promise<void> {
+  const fix = `fix the path (a relative one is relative to ${named.base}), or make the flake there ('nix flake init')`;
+  const info = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+    throw err;
+  });
+  if (info === undefined) {
+    throw new InputError(
+      "flake-missing",
+      `${named.where}: the flake directory ${dir} does not exist`,
+      { hint: fix },
+    );
+  }
+  if (!info.isDirectory()) {
+    throw new InputError("flake-missing", `${named.where}: ${dir} is not a directory`, {
+      hint: fix,
+    });
+  }
+  const flake = await stat(join(dir, "flake.nix")).catch(() => undefined);
+  if (flake === undefined) {
+    throw new InputError(
+      "flake-missing",
+      `${named.where}: the flake directory ${dir} has no flake.nix`,
+      { hint: fix },
+    );
+  }
+}
+
+export async function localFlakeRef(
+  dir: string,
+  explicitPath: boolean,
+  named: FlakeNamer,
+): Promise<string> {
+  await requireFlakeDir(dir, named);
   // Nix refuses a path: flake reached through a symlink ("escapes from ..."): name its real
   // directory.
   const real = await realpath(dir).catch(() => dir);

@@ -6,6 +6,7 @@ import {
   cleanLogLine,
   createDeployRenderer,
   type DeployOutput,
+  describeBuildProgress,
   truncate,
 } from "./deploy-progress.js";
 
@@ -362,6 +363,23 @@ describe("terminal", () => {
     expect(s.text()).toBe(
       "  building a on ssh-ng://b1 (4.0s) and 1 more; 0 of 3 derivations built\n",
     );
+  });
+
+  it("counts a failed derivation in the whole and not as built, as Nix reports it", () => {
+    const counts = (done: number, expected: number, failed: number) =>
+      describeBuildProgress({
+        type: "build-progress",
+        done,
+        expected,
+        failed,
+        building: 0,
+        running: [],
+      });
+    // Nix's counts after its one derivation failed, after one of two did, and a success.
+    expect(counts(0, 0, 1)).toBe("  0 of 1 derivations built, 1 failed");
+    expect(counts(1, 1, 1)).toBe("  1 of 2 derivations built, 1 failed");
+    expect(counts(1, 1, 0)).toBe("  1 of 1 derivation built");
+    expect(counts(0, 0, 0)).toBe("  building");
   });
 
   it("assumes 100 columns when a pseudo-terminal reports 0", () => {

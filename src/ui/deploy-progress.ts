@@ -12,7 +12,7 @@ import type { DeltaReport } from "../status/delta-report.js";
 import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
-import { formatBytes } from "./format.js";
+import { formatBytes, partOf } from "./format.js";
 import { oneLine, plural } from "./plan-format.js";
 
 export type DeployOutputMode = "auto" | "plain" | "ndjson";
@@ -511,12 +511,16 @@ function describeBuildStart(event: Extract<DeployEvent, { type: "build-start" }>
   return what;
 }
 
-/** What builds now, for how long, and how many of how many derivations are done. */
+/**
+ * What builds now, for how long, and how many of how many derivations are built. Nix's
+ * `expected` counts those built and those still to build, not those that failed (a failed
+ * one leaves it): the whole is expected and failed together.
+ */
 export function describeBuildProgress(
   event: Extract<DeployEvent, { type: "build-progress" }>,
 ): string {
-  const counts =
-    event.expected > 0 ? `${event.done} of ${plural(event.expected, "derivation")} built` : "";
+  const whole = event.expected + event.failed;
+  const counts = whole > 0 ? `${partOf(event.done, whole, "derivation")} built` : "";
   const failed = event.failed > 0 ? `, ${event.failed} failed` : "";
   if (event.building === 0) return `  ${counts || "building"}${failed}`;
   const named = event.running.map(

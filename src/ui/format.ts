@@ -20,3 +20,11 @@ export function formatSeconds(s: number): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/**
+ * `part` of `whole` and their noun, plural unless both are one: "1 of 1 path", "0 of 1 paths",
+ * "2 of 3 paths" (the noun counts the part of the whole it names, so "0 of 1 path" is wrong).
+ */
+export function partOf(part: number, whole: number, one: string, many = `${one}s`): string {
+  return `${part} of ${part === whole ? plural(whole, one, many) : `${whole} ${many}`}`;
+}

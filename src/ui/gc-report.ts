@@ -1,7 +1,9 @@
 // `cache gc` as text: what was kept and deleted (every path, by package), why (the roots by
-// source, and the roots that were wrong or skipped), and what it saves.
+// source, and the roots that were wrong or skipped; in a dry run, why each path goes and what
+// keeps each root), and what it saves.
 import type { GcEvent, GcReport } from "../cache/gc.js";
 import { OBJECT_KINDS, ROOT_SOURCES, type Tallies } from "../cache/gc-plan.js";
+import type { LetGo, WhyGone } from "../cache/gc-why.js";
 import { formatBytes } from "./format.js";
 
 const KIND_NAMES = {
@@ -61,6 +63,7 @@ export function formatGcReport(report: GcReport): string {
   }
   lines.push(`  ${report.dryRun ? "would delete" : "deleted"}: ${tallies(report.deleted)}`);
   lines.push(...deletedLines(report));
+  lines.push(...whyLines(report));
   lines.push(`  kept:    ${tallies(report.kept)}`);
   if (report.young > 0)
     lines.push(`  ${report.young} objects are younger than the grace period (never deleted)`);
@@ -88,6 +91,71 @@ export function gcProgressText(event: GcEvent): string {
       return `gc: marking: ${event.read} narinfos read`;
     case "deleting":
       return `gc: deleting ${KIND_NAMES[event.kind]}: ${event.done}/${event.total}`;
+  }
+}
+
+/** Paths a dry run's text says why it deletes, and kept roots it says what keeps (--json: all). */
+export const WHY_SHOWN = 20;
+
+/**
+ * A dry run's why: for each path it would delete, why it goes (the systems and unreferenced
+ * paths first, then what is in their closures), and for each kept root, what keeps it.
+ */
+function whyLines(report: GcReport): string[] {
+  const lines: string[] = [];
+  const explained = report.whyDeleted ?? [];
+  if (explained.length > 0) {
+    const first = [...explained].sort(
+      (a, b) =>
+        Number(hasVia(a.why)) - Number(hasVia(b.why)) || a.storePath.localeCompare(b.storePath),
+    );
+    lines.push(`  why each path goes (${explained.length}):`);
+    for (const p of first.slice(0, WHY_SHOWN)) lines.push(`    ${p.storePath}: ${whyText(p.why)}`);
+    if (explained.length > WHY_SHOWN)
+      lines.push(`    … and ${explained.length - WHY_SHOWN} more (--json says why for each path)`);
+  }
+  const kept = report.keptRoots ?? [];
+  if (kept.length > 0) {
+    lines.push(`  what keeps each kept root (${kept.length}):`);
+    for (const k of kept.slice(0, WHY_SHOWN)) {
+      const more = k.byCount > k.by.length ? ` and ${k.byCount - k.by.length} more` : "";
+      const by = k.by.length > 0 ? ` (${k.by.join(", ")}${more})` : "";
+      lines.push(`    ${k.path}: ${k.sources.join(", ")}${by}`);
+    }
+    if (kept.length > WHY_SHOWN)
+      lines.push(`    … and ${kept.length - WHY_SHOWN} more (--json lists them all)`);
+  }
+  return lines;
+}
+
+function hasVia(why: WhyGone): boolean {
+  return "via" in why && why.via !== undefined;
+}
+
+/** Why a path goes, in words. */
+export function whyText(why: WhyGone): string {
+  switch (why.kind) {
+    case "delta":
+      return `a delta of ${why.target}, which goes (a delta goes with its target)`;
+    case "unreferenced": {
+      const what = `unreferenced: no root names it and nothing kept refers to it, pushed ${why.pushed}`;
+      return why.via === undefined ? what : `only in the closure of ${why.via}, ${what}`;
+    }
+    case "let-go": {
+      const what = letGoText(why.letGo);
+      return why.via === undefined ? what : `only in the closure of ${why.via}: ${what}`;
+    }
+  }
+}
+
+function letGoText(letGo: LetGo): string {
+  switch (letGo.rule) {
+    case "keep-releases":
+      return `release ${letGo.seq} of channel ${letGo.channel} named it for ${letGo.host}, and only the newest ${letGo.keep} releases of a channel are kept (--keep-releases)`;
+    case "keep-generations":
+      return `${letGo.host} was confirmed on it in channel ${letGo.channel}, and only each host's newest ${letGo.keep} confirmed systems are kept (--keep-generations)`;
+    case "status":
+      return `rollout ${letGo.rollout} (${letGo.at}) named it for ${letGo.host}, and no status record names it now (a host's record keeps its current, desired and previous systems)`;
   }
 }
 

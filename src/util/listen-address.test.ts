@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isLoopback, parseListen } from "./listen-address.js";
+import { isLoopback, isUnspecified, parseListen } from "./listen-address.js";
 
 describe("parseListen", () => {
   it.each([
@@ -28,6 +28,28 @@ describe("isLoopback", () => {
     "%s is not",
     (host) => {
       expect(isLoopback(host)).toBe(false);
+    },
+  );
+});
+
+describe("isUnspecified", () => {
+  it.each([
+    "0.0.0.0",
+    "0",
+    "0x0",
+    "000.0.0.0",
+    "::",
+    "::0",
+    "0:0:0:0:0:0:0:0",
+    "::ffff:0.0.0.0",
+    "*",
+  ])("%s is the unspecified address", (host) => {
+    expect(isUnspecified(host)).toBe(true);
+  });
+  it.each(["10.0.0.1", "0.0.0.1", "::1", "127.0.0.1", "localhost", "example.org", "fe80::1"])(
+    "%s is not",
+    (host) => {
+      expect(isUnspecified(host)).toBe(false);
     },
   );
 });

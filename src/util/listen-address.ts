@@ -28,6 +28,22 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
+/**
+ * Whether `host` is the unspecified address (0.0.0.0, ::, and their other spellings: "0",
+ * "0x0", "[::0]", "::ffff:0.0.0.0", "*"): a server binds it to listen on every interface, but
+ * it names no machine, so nothing can be told to fetch from it.
+ */
+export function isUnspecified(host: string): boolean {
+  if (host === "*") return true;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://${host.includes(":") ? `[${host}]` : host}/`).hostname;
+  } catch {
+    return false;
+  }
+  return canonical === "0.0.0.0" || canonical === "[::]" || canonical === "[::ffff:0:0]";
+}
+
 /** The URL of a server bound to host:port. */
 export function listenUrl(host: string, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;

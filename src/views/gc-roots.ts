@@ -16,6 +16,7 @@ import {
   type RootsRead,
   type UnreadableRoot,
 } from "../cache/gc-plan.js";
+import type { LetGo } from "../cache/gc-why.js";
 import { readPins } from "../cache/pins.js";
 import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
@@ -49,11 +50,15 @@ export interface StoreRootOptions {
   readonly keepGenerations?: number;
   /** Hosts or object keys whose roots the operator lets go when they cannot be read. */
   readonly skip?: ReadonlySet<string>;
+  /** Also say which confirmed systems --keep-generations let go of (`letGo`, for a dry run). */
+  readonly explain?: boolean;
 }
 
 export interface StoreRoots extends RootsRead {
   readonly channels: readonly string[];
   readonly hosts: number;
+  /** With `explain`: each agent host's confirmed systems past the newest --keep-generations. */
+  readonly letGo?: readonly LetGo[];
 }
 
 const READS = 8;
@@ -70,6 +75,8 @@ export async function rootsFromStore(
   const origins: RootOrigins = new Map();
   const unreadable: UnreadableRoot[] = [];
   const refused: UnreadableRoot[] = [];
+  // A system many hosts ran is said once, for the first host found.
+  const letGo = new Map<string, LetGo>();
   // One origin string per host, shared by every path it names (a fleet may have 100,000).
   const hostOrigins = new Map<string, string>();
   const hostOrigin = (host: string) => {
@@ -143,11 +150,15 @@ export async function rootsFromStore(
     }
     for (const [host, events] of history.hosts) {
       const confirmed = confirmedSystems(events);
-      const kept =
-        options.keepGenerations === undefined
-          ? confirmed
-          : confirmed.slice(0, options.keepGenerations);
+      const keep = options.keepGenerations;
+      const kept = keep === undefined ? confirmed : confirmed.slice(0, keep);
       for (const p of kept) add(p, "history", hostOrigin(host));
+      if (options.explain && keep !== undefined) {
+        for (const path of confirmed.slice(keep)) {
+          if (!letGo.has(path))
+            letGo.set(path, { rule: "keep-generations", path, host, channel, keep });
+        }
+      }
     }
     // A host whose record does not read: its entry in each release of the history, and what
     // it recorded on each (its markers hold the record it wrote then; one of its own that does
@@ -204,6 +215,7 @@ export async function rootsFromStore(
     unreadRecords,
     channels,
     hosts: listed.length,
+    ...(options.explain ? { letGo: [...letGo.values()] } : {}),
   };
 }
 
