@@ -6,7 +6,6 @@
 // takes over the lock of a killed run).
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { canonicalHostKey } from "../age/host-key.js";
 import { getSecretsBundle } from "../channel/secrets-store.js";
 import { InputError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
@@ -31,16 +30,9 @@ import {
 import { verifyReleaseHead } from "../release/release-sign.js";
 import { readChannel, successorSigned } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
-import {
-  DEFAULT_HEARTBEAT_EVERY,
-  type HeartbeatState,
-  heartbeatPeriod,
-} from "../status/heartbeat.js";
-import { publishHostKey } from "../status/host-key-store.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
-import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
+import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { readFileBounded } from "../util/bounded-file.js";
 import type { Activator, Applied, HostSystem } from "./activator.js";
 import {
   type AgentSelf,
@@ -49,8 +41,8 @@ import {
   type ReleaseReport,
   refusedRecord,
   releaseRecord,
-  runningRecord,
 } from "./agent-records.js";
+import { AgentReporter } from "./agent-reporter.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
 export interface AgentOptions {
@@ -145,15 +137,6 @@ export type AgentEvent =
       readonly retryIn?: number;
     };
 
-/**
- * An apply reports "applying" (a marker and the host's record: two PUTs) only once it has run
- * this many seconds: a host that already runs its entry, as most hosts of an explicit channel
- * do, and a quick switch report only their outcome.
- */
-export const REPORT_APPLYING_AFTER = 2;
-/** Seconds between two applying reports that carry new log lines (one PUT pair each). */
-export const LOG_REPORT_EVERY = 3;
-
 /** Longest wait between polls after repeated store errors. */
 const MAX_BACKOFF_SECONDS = 600;
 
@@ -165,21 +148,28 @@ export class Agent {
   #recovering: number | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
   #unparsedEtag: string | undefined;
-  /** The host key was published (or cannot be: then said once, and not tried again). */
-  #hostKeyDone = false;
-  /** What the last heartbeat said (undefined: none yet), and polls since it. */
-  #beat: HeartbeatState | undefined;
   /** Whether this process looked at the host's boot yet (its first poll does). */
   #bootSeen = false;
-  #pollsSinceBeat = 0;
-  /** The system the host ran at the last look of #reportRunning (undefined: not looked yet). */
-  #lookedAt: string | null | undefined;
-  /** The host's record as this agent last wrote or read it: the next is folded from it. */
-  #written: StatusRecord | undefined;
+  /** What the agent writes of itself: host key, heartbeats, its status record. */
+  readonly #report: AgentReporter;
 
   constructor(options: AgentOptions) {
     this.#o = options;
-    this.#emit = options.emit ?? (() => {});
+    const emit = options.emit ?? (() => {});
+    this.#emit = emit;
+    this.#report = new AgentReporter({
+      ...options,
+      lastSeq: () => this.#state?.lastSeq ?? null,
+      now: () => this.#now(),
+      warn: (message) => emit({ type: "warning", message }),
+      storeError: (message, retryIn) =>
+        emit({ type: "store-error", message, ...(retryIn === undefined ? {} : { retryIn }) }),
+    });
+  }
+
+  /** Seconds between two heartbeats at most (what readers allow for before "offline"). */
+  get heartbeatPeriod(): number {
+    return this.#report.heartbeatPeriod;
   }
 
   /** Loads the state file; an interrupted activation is applied again on the next poll. */
@@ -195,7 +185,7 @@ export class Agent {
     }
     this.#state = state;
     // The record the next is folded from (status/next-record.ts), as this agent last wrote it.
-    this.#written = state.unreported ?? state.reported ?? undefined;
+    this.#report.resume(state.unreported ?? state.reported ?? undefined);
     this.#emit({ type: "started", host: this.#o.host, channel: this.#o.channel });
   }
 
@@ -213,71 +203,17 @@ export class Agent {
     if (this.#state === undefined) await this.start();
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
-      await this.#heartbeat("paused");
+      await this.#report.heartbeat("paused");
       return "paused";
     }
-    await this.#publishHostKey();
+    await this.#report.publishHostKey();
     if (!this.#bootSeen) {
       this.#bootSeen = true;
       if (!this.state.applying?.reboot) await this.#reportNewBoot();
     }
     const outcome = this.state.applying?.reboot ? await this.#afterReboot() : await this.#poll();
-    if (await this.#heartbeat("running")) await this.#reportRunning();
+    if (await this.#report.heartbeat("running")) await this.#reportRunning();
     return outcome;
-  }
-
-  /** Publishes the host key at the first poll whose store answers (one GET, at most one PUT). */
-  async #publishHostKey(): Promise<void> {
-    const file = this.#o.hostKeyFile;
-    if (file === undefined || this.#hostKeyDone) return;
-    let key: string;
-    try {
-      const bytes = await readFileBounded(
-        file,
-        4096,
-        (size) => new Error(`${file} holds ${size} bytes, more than a host key`),
-      );
-      if (bytes === undefined) throw new Error(`${file}: no such file`);
-      key = canonicalHostKey(bytes.toString("utf8"), file);
-    } catch (err) {
-      this.#hostKeyDone = true;
-      const why = err instanceof Error ? err.message : String(err);
-      this.#emit({ type: "warning", message: `this host's SSH host key is not published: ${why}` });
-      return;
-    }
-    await publishHostKey(this.#o.store, this.#o.host, key);
-    this.#hostKeyDone = true;
-  }
-
-  /** Seconds between two heartbeats at most (what readers allow for before "offline"). */
-  get heartbeatPeriod(): number {
-    const o = this.#o;
-    return heartbeatPeriod(o.pollInterval, o.jitter, o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY);
-  }
-
-  /** Writes a heartbeat when one is due; resolves with whether it wrote one. */
-  async #heartbeat(state: HeartbeatState, force = false): Promise<boolean> {
-    const every = this.#o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY;
-    this.#pollsSinceBeat++;
-    if (!force && this.#beat === state && this.#pollsSinceBeat < every) return false;
-    await writeHeartbeat(this.#o.store, {
-      host: this.#o.host,
-      channel: this.#o.channel,
-      state,
-      every: this.heartbeatPeriod,
-      lastSeq: this.#state?.lastSeq ?? null,
-      at: this.#now(),
-    });
-    this.#beat = state;
-    this.#pollsSinceBeat = 0;
-    return true;
-  }
-
-  /** Writes the host's status record (and its marker), noting the system it says the host runs. */
-  async #writeRecord(record: StatusRecord): Promise<void> {
-    await writeStatus(this.#o.store, record);
-    this.#lookedAt = record.current;
-    this.#written = record;
   }
 
   /**
@@ -288,86 +224,13 @@ export class Agent {
    */
   async #reportRunning(): Promise<void> {
     if (this.state.lastSeq === null || this.state.applying) return;
-    const system = await this.#o.activator.inspect().catch(() => undefined);
-    if (system === undefined || system.current === this.#lookedAt) return;
-    const record = await readStatus(this.#o.store, this.#o.host);
-    // Another writer's applying record (a deploy of this host) is not the agent's to change.
-    if (record?.state === "applying") return;
-    this.#lookedAt = system.current;
-    const next = runningRecord(record, this.#self, system, this.#now());
-    if (next !== undefined) await this.#writeRecord(next);
-  }
-
-  /**
-   * Runs `work` (an apply) and reports `applying()` once it has run reportApplyingAfter
-   * seconds; the outcome's report waits for that write, so the applying record never lands last.
-   */
-  async #reportingApplying<T>(
-    applying: () => StatusRecord,
-    work: () => Promise<T>,
-    logLines: () => number = () => 0,
-  ): Promise<T> {
-    const after = this.#o.reportApplyingAfter ?? REPORT_APPLYING_AFTER;
-    let written: Promise<void> | undefined;
-    let writing = false;
-    let reportedLines = -1;
-    const report = () => {
-      // One write at a time; lines that came meanwhile go with the next.
-      if (writing) return;
-      writing = true;
-      reportedLines = logLines();
-      written = this.#writeRecord(applying())
-        .catch((err: unknown) => {
-          // The outcome's report is what counts; the store is met again there.
-          const message = err instanceof Error ? err.message : String(err);
-          this.#emit({ type: "store-error", message: `reporting applying: ${message}` });
-        })
-        .finally(() => {
-          writing = false;
-        });
-    };
-    let again: NodeJS.Timeout | undefined;
-    const start = () => {
-      report();
-      // Then again while new log lines come, every LOG_REPORT_EVERY seconds at most.
-      again = setInterval(() => {
-        if (logLines() !== reportedLines) report();
-      }, LOG_REPORT_EVERY * 1000);
-      again.unref();
-    };
-    if (after === 0) start();
-    const timer = after === 0 ? undefined : setTimeout(start, after * 1000);
-    timer?.unref();
-    try {
-      return await work();
-    } finally {
-      clearTimeout(timer);
-      clearInterval(again);
-      await written;
-    }
-  }
-
-  /** Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats. */
-  async #whileBeating<T>(work: () => Promise<T>): Promise<T> {
-    const beating = setInterval(() => {
-      this.#heartbeat("running", true).catch((err: unknown) => {
-        // Not the activation's concern: the next heartbeat or the report meets the store again.
-        const message = err instanceof Error ? err.message : String(err);
-        this.#emit({ type: "store-error", message, retryIn: this.heartbeatPeriod });
-      });
-    }, this.heartbeatPeriod * 1000);
-    beating.unref();
-    try {
-      return await work();
-    } finally {
-      clearInterval(beating);
-    }
+    await this.#report.reportRunning(await this.#o.activator.inspect().catch(() => undefined));
   }
 
   async #poll(): Promise<PollOutcome> {
     const o = this.#o;
     if (this.state.unreported !== null) {
-      await this.#writeRecord(this.state.unreported);
+      await this.#report.writeRecord(this.state.unreported);
       await this.#save({ ...this.state, unreported: null });
     }
     const state = this.state;
@@ -651,7 +514,7 @@ export class Agent {
     if (this.state.lastSeq !== null) {
       const record = await readStatus(this.#o.store, this.#o.host);
       const next = bootRecord(record, this.#self, system, this.#now());
-      if (next !== undefined) await this.#writeRecord(next);
+      if (next !== undefined) await this.#report.writeRecord(next);
     }
     await this.#save({ ...this.state, bootId });
   }
@@ -698,10 +561,10 @@ export class Agent {
       { timeout: reboot.timeout, rollback: reboot.rollback },
       undefined,
     );
-    const applied = await this.#reportingApplying(
+    const applied = await this.#report.reportingApplying(
       () => record({ ...APPLYING, phase: "health" }, system),
       () =>
-        this.#whileBeating(() =>
+        this.#report.whileBeating(() =>
           this.#o.activator.judgeBoot(
             request,
             reboot.token,
@@ -743,10 +606,10 @@ export class Agent {
     reportApplying: () => StatusRecord,
     token?: string,
   ): Promise<Applied> {
-    return this.#reportingApplying(
+    return this.#report.reportingApplying(
       reportApplying,
       () =>
-        this.#whileBeating(() =>
+        this.#report.whileBeating(() =>
           this.#o.activator.apply(
             request,
             (line) => {
@@ -807,7 +670,7 @@ export class Agent {
         ? { ...this.state, etag, applying: null }
         : { ...this.state, etag },
       refusedRecord(
-        this.#written,
+        this.#report.written,
         this.#self,
         {
           channel: this.#o.channel,
@@ -825,11 +688,11 @@ export class Agent {
 
   /** A release's record, folded from the one this agent last wrote. */
   #record(report: ReleaseReport): StatusRecord {
-    return releaseRecord(this.#written, this.#self, report, this.#now());
+    return releaseRecord(this.#report.written, this.#self, report, this.#now());
   }
 
   get #self(): AgentSelf {
-    return { host: this.#o.host, package: this.#o.package };
+    return this.#report.self;
   }
 
   /**
@@ -839,7 +702,7 @@ export class Agent {
    */
   async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
     await this.#save({ ...state, unreported: record });
-    await this.#writeRecord(record);
+    await this.#report.writeRecord(record);
     await this.#save({ ...this.state, unreported: null, reported: record });
   }
 

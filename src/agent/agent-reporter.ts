@@ -1,0 +1,215 @@
+// What the pull agent writes of itself to the store, through the status writer: its host key
+// (once), heartbeats (one small PUT every few polls, and on a change of state), and its status
+// record, each folded from the one it last wrote (agent-records.ts); an apply reports
+// "applying" only once it has run a while, and beats while it runs.
+import { canonicalHostKey } from "../age/host-key.js";
+import {
+  DEFAULT_HEARTBEAT_EVERY,
+  type HeartbeatState,
+  heartbeatPeriod,
+} from "../status/heartbeat.js";
+import { publishHostKey } from "../status/host-key-store.js";
+import type { StatusRecord } from "../status/status.js";
+import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { readFileBounded } from "../util/bounded-file.js";
+import type { HostSystem } from "./activator.js";
+import { type AgentSelf, runningRecord } from "./agent-records.js";
+
+/**
+ * An apply reports "applying" (a marker and the host's record: two PUTs) only once it has run
+ * this many seconds: a host that already runs its entry, as most hosts of an explicit channel
+ * do, and a quick switch report only their outcome.
+ */
+export const REPORT_APPLYING_AFTER = 2;
+/** Seconds between two applying reports that carry new log lines (one PUT pair each). */
+export const LOG_REPORT_EVERY = 3;
+
+export interface AgentReporterOptions {
+  readonly store: ObjectStore;
+  readonly channel: string;
+  readonly host: string;
+  /** The store path of the nixship package the agent runs, named in its records. */
+  readonly package?: string | undefined;
+  /** The host's SSH host public key file, published once; undefined: nothing is published. */
+  readonly hostKeyFile?: string | undefined;
+  readonly pollInterval: number;
+  readonly jitter: number;
+  /** Polls between two heartbeats (default DEFAULT_HEARTBEAT_EVERY). */
+  readonly heartbeatEvery?: number | undefined;
+  /** Seconds an apply runs before it is reported as applying (default REPORT_APPLYING_AFTER). */
+  readonly reportApplyingAfter?: number | undefined;
+  /** The sequence number of the last release the agent applied, for its heartbeats. */
+  readonly lastSeq: () => number | null;
+  readonly now: () => string;
+  readonly warn: (message: string) => void;
+  /** A write that failed; `retryIn`: seconds to the next try, when it is tried again on its own. */
+  readonly storeError: (message: string, retryIn?: number) => void;
+}
+
+export class AgentReporter {
+  readonly #o: AgentReporterOptions;
+  /** The host key was published (or cannot be: then said once, and not tried again). */
+  #hostKeyDone = false;
+  /** What the last heartbeat said (undefined: none yet), and polls since it. */
+  #beat: HeartbeatState | undefined;
+  #pollsSinceBeat = 0;
+  /** The system the host ran at the last look of reportRunning (undefined: not looked yet). */
+  #lookedAt: string | null | undefined;
+  /** The host's record as this agent last wrote or read it: the next is folded from it. */
+  #written: StatusRecord | undefined;
+
+  constructor(options: AgentReporterOptions) {
+    this.#o = options;
+  }
+
+  /** The record the next is folded from (status/next-record.ts), as this agent last wrote it. */
+  get written(): StatusRecord | undefined {
+    return this.#written;
+  }
+
+  /** At start: the record the state file says this agent last wrote. */
+  resume(written: StatusRecord | undefined): void {
+    this.#written = written;
+  }
+
+  get self(): AgentSelf {
+    return { host: this.#o.host, package: this.#o.package };
+  }
+
+  /** Publishes the host key at the first poll whose store answers (one GET, at most one PUT). */
+  async publishHostKey(): Promise<void> {
+    const file = this.#o.hostKeyFile;
+    if (file === undefined || this.#hostKeyDone) return;
+    let key: string;
+    try {
+      const bytes = await readFileBounded(
+        file,
+        4096,
+        (size) => new Error(`${file} holds ${size} bytes, more than a host key`),
+      );
+      if (bytes === undefined) throw new Error(`${file}: no such file`);
+      key = canonicalHostKey(bytes.toString("utf8"), file);
+    } catch (err) {
+      this.#hostKeyDone = true;
+      const why = err instanceof Error ? err.message : String(err);
+      this.#o.warn(`this host's SSH host key is not published: ${why}`);
+      return;
+    }
+    await publishHostKey(this.#o.store, this.#o.host, key);
+    this.#hostKeyDone = true;
+  }
+
+  /** Seconds between two heartbeats at most (what readers allow for before "offline"). */
+  get heartbeatPeriod(): number {
+    const o = this.#o;
+    return heartbeatPeriod(o.pollInterval, o.jitter, o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY);
+  }
+
+  /** Writes a heartbeat when one is due; resolves with whether it wrote one. */
+  async heartbeat(state: HeartbeatState, force = false): Promise<boolean> {
+    const every = this.#o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY;
+    this.#pollsSinceBeat++;
+    if (!force && this.#beat === state && this.#pollsSinceBeat < every) return false;
+    await writeHeartbeat(this.#o.store, {
+      host: this.#o.host,
+      channel: this.#o.channel,
+      state,
+      every: this.heartbeatPeriod,
+      lastSeq: this.#o.lastSeq(),
+      at: this.#o.now(),
+    });
+    this.#beat = state;
+    this.#pollsSinceBeat = 0;
+    return true;
+  }
+
+  /** Writes the host's status record (and its marker), noting the system it says the host runs. */
+  async writeRecord(record: StatusRecord): Promise<void> {
+    await writeStatus(this.#o.store, record);
+    this.#lookedAt = record.current;
+    this.#written = record;
+  }
+
+  /**
+   * With each heartbeat: when the host runs another system than its record says (someone
+   * switched it by hand, as nixos-rebuild does), the record is written again with what it runs,
+   * so that `nixship status` and the dashboard see its drift. One `activate.sh status`; one GET
+   * and one PUT only when what it runs changed since the last look.
+   */
+  async reportRunning(system: HostSystem | undefined): Promise<void> {
+    if (system === undefined || system.current === this.#lookedAt) return;
+    const record = await readStatus(this.#o.store, this.#o.host);
+    // Another writer's applying record (a deploy of this host) is not the agent's to change.
+    if (record?.state === "applying") return;
+    this.#lookedAt = system.current;
+    const next = runningRecord(record, this.self, system, this.#o.now());
+    if (next !== undefined) await this.writeRecord(next);
+  }
+
+  /**
+   * Runs `work` (an apply) and reports `applying()` once it has run reportApplyingAfter
+   * seconds; the outcome's report waits for that write, so the applying record never lands last.
+   */
+  async reportingApplying<T>(
+    applying: () => StatusRecord,
+    work: () => Promise<T>,
+    logLines: () => number = () => 0,
+  ): Promise<T> {
+    const after = this.#o.reportApplyingAfter ?? REPORT_APPLYING_AFTER;
+    let written: Promise<void> | undefined;
+    let writing = false;
+    let reportedLines = -1;
+    const report = () => {
+      // One write at a time; lines that came meanwhile go with the next.
+      if (writing) return;
+      writing = true;
+      reportedLines = logLines();
+      written = this.writeRecord(applying())
+        .catch((err: unknown) => {
+          // The outcome's report is what counts; the store is met again there.
+          const message = err instanceof Error ? err.message : String(err);
+          this.#o.storeError(`reporting applying: ${message}`);
+        })
+        .finally(() => {
+          writing = false;
+        });
+    };
+    let again: NodeJS.Timeout | undefined;
+    const start = () => {
+      report();
+      // Then again while new log lines come, every LOG_REPORT_EVERY seconds at most.
+      again = setInterval(() => {
+        if (logLines() !== reportedLines) report();
+      }, LOG_REPORT_EVERY * 1000);
+      again.unref();
+    };
+    if (after === 0) start();
+    const timer = after === 0 ? undefined : setTimeout(start, after * 1000);
+    timer?.unref();
+    try {
+      return await work();
+    } finally {
+      clearTimeout(timer);
+      clearInterval(again);
+      await written;
+    }
+  }
+
+  /** Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats. */
+  async whileBeating<T>(work: () => Promise<T>): Promise<T> {
+    const beating = setInterval(() => {
+      this.heartbeat("running", true).catch((err: unknown) => {
+        // Not the activation's concern: the next heartbeat or the report meets the store again.
+        const message = err instanceof Error ? err.message : String(err);
+        this.#o.storeError(message, this.heartbeatPeriod);
+      });
+    }, this.heartbeatPeriod * 1000);
+    beating.unref();
+    try {
+      return await work();
+    } finally {
+      clearInterval(beating);
+    }
+  }
+}
