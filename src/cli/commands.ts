@@ -15,6 +15,7 @@ const entry = (words: string, load: () => Promise<Command>): CommandEntry => ({
 });
 
 export const COMMANDS: readonly CommandEntry[] = [
+  entry("init", async () => (await import("./init.js")).initCommand),
   entry("key generate", async () => (await import("./key.js")).keyGenerate),
   entry("key public", async () => (await import("./key.js")).keyPublic),
   entry("push", async () => (await import("./push.js")).push),

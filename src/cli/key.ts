@@ -1,9 +1,8 @@
 // `nixship key generate` and `nixship key public`: Nix-compatible signing keys.
-import { link, open, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { InputError, UsageError } from "../errors.js";
-import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { UsageError } from "../errors.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
+import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
 export const keyGenerate: Command = {
@@ -30,31 +29,7 @@ Options:
     const name = requireFlag(values.name, "--name", "key generate");
     const out = requireFlag(values.out, "--out", "key generate");
     const key = generateSecretKey(name);
-    const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
-    const handle = await open(tmp, "wx", 0o600);
-    try {
-      await handle.writeFile(formatSecretKey(key));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      // link() refuses to replace an existing file, atomically; --force replaces with rename().
-      if (values.force) await rename(tmp, out);
-      else {
-        await link(tmp, out).catch((err: NodeJS.ErrnoException) => {
-          if (err.code === "EEXIST") {
-            throw new InputError(
-              "key-exists",
-              `${out} already exists; pass --force to overwrite it`,
-            );
-          }
-          throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
-        });
-      }
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    await writeSecretKeyFile(out, key, values.force === true);
     io.stdout.write(`${formatPublicKey(publicKeyOf(key))}\n`);
     return 0;
   },

@@ -8,6 +8,11 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
 export const NAME_MAX_LENGTH = 63;
 /** A hostname, IPv4 or IPv6 literal; never starts with "-", so it cannot pass as an option. */
 export const ADDRESS_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]*$/;
+/**
+ * The address `nixship init` writes for a host it knows no address of: no address (the
+ * pattern refuses it), so the fleet is refused, naming the host, until the user fills it in.
+ */
+export const ADDRESS_PLACEHOLDER = "FILL IN: the host's address";
 /** An ssh destination or ssh_config `Host` alias. */
 export const SSH_HOST_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 export const SSH_USER_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;

@@ -6,6 +6,7 @@ import { InputError } from "../errors.js";
 import { parseStorePath, STORE_DIR, type StorePath } from "../nix/store-path.js";
 import {
   ADDRESS_PATTERN,
+  ADDRESS_PLACEHOLDER,
   DELIVERY_MODES,
   type DeliveryMode,
   FLAKE_INSTALLABLE_PATTERN,
@@ -64,7 +65,13 @@ function readHost(
   const tags = host.tags === undefined ? [] : readTags(host.tags, at("tags"), problems);
   const text = (key: string, rule: { pattern: RegExp; maxLength: number }) =>
     host[key] === undefined ? undefined : readString(host[key], at(key), problems, rule);
-  const address = text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
+  const address =
+    host.address === ADDRESS_PLACEHOLDER
+      ? problems.add(
+          at("address"),
+          "is the placeholder 'nixship init' wrote: fill in the host's address (a hostname or IP)",
+        )
+      : text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
   const sshHost = text("sshHost", { pattern: SSH_HOST_PATTERN, maxLength: 253 });
   const instanceId = text("instanceId", { pattern: INSTANCE_ID_PATTERN, maxLength: 19 });
   const targets =

@@ -1,0 +1,274 @@
+// `nixship init`: a starting fleet for the flake in a directory, one host per NixOS
+// configuration, with a cache and a signing key (kept out of the flake), and the next commands.
+import { existsSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { ensureCacheInfo } from "../cache/cache-info.js";
+import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
+import { InputError, UsageError } from "../errors.js";
+import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
+import { formatJson } from "../fleet/fleet-json.js";
+import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fleet/init-fleet.js";
+import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
+import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import { openStore } from "../store/url.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { writeSecretKeyFile } from "./key-file.js";
+import { readSecretKeyFile } from "./keys-input.js";
+import { writeOutputFile } from "./output-file.js";
+
+const COMMAND = "init";
+const FORMATS = ["nix", "json"] as const;
+type Format = (typeof FORMATS)[number];
+/** The Nix file `--format nix` writes beside flake.nix. */
+const NIX_FLEET_FILE = "nixship.nix";
+/** The directory cache made beside the flake unless --cache names one. */
+const DEFAULT_CACHE_DIR = ".nixship-cache";
+
+export const initCommand: Command = {
+  path: ["init"],
+  summary: "write a starting fleet from the flake's nixosConfigurations (and a cache and key)",
+  help: `Usage: nixship init [DIR] [--format nix|json] [--cache URL] [--key-out FILE]
+                    [--key-name NAME] [--force] [--json]
+
+Run in the directory of a flake (or name it: DIR). Lists the flake's nixosConfigurations
+with one 'nix eval' (their names, and each one's config.nixship.deployment when it imports
+nixship's nixosModules.deployment; nothing is built) and writes a starting fleet:
+  - one host per configuration, named as it and running its system, with the tags, address,
+    delivery, ... its nixship.deployment sets; a host whose address is unknown gets the
+    placeholder "FILL IN: the host's address", which every command (plan, deploy, doctor)
+    refuses, naming the host, until it is filled in;
+  - the cache: --cache URL, else a directory cache beside the flake (file://DIR/${DEFAULT_CACHE_DIR}),
+    made as 'nixship cache init' makes one (an s3:// cache is left for 'cache init');
+  - the signing key (as 'nixship key generate' writes it, mode 0600), outside the flake's
+    directory, since a flake is copied into the world-readable Nix store: --key-out FILE,
+    else \${XDG_CONFIG_HOME:-~/.config}/nixship/NAME.sec; a key already there is used, not
+    replaced. Its public key is the fleet's cache.publicKeys.
+Then it prints the next commands.
+
+--format nix (the default): writes DIR/${NIX_FLEET_FILE}, the fleet as a Nix function of the flake
+(lib.fleetFromConfigurations when a configuration imports the module), and prints the line
+to add to the flake's outputs, e.g.
+  ${DEFAULT_FLEET_OUTPUT} = import ./${NIX_FLEET_FILE} { inherit self; nixshipLib = nixship.lib; };
+flake.nix itself is never rewritten. A flake that already has a '${DEFAULT_FLEET_OUTPUT}' output has its
+fleet: init says so and writes nothing.
+--format json: writes DIR/${DEFAULT_FLEET_FILE}, a fleet file.
+
+Nothing is written until the flake is read; each file is written whole (a temporary file,
+renamed), and an existing fleet file is kept unless --force.
+
+Options:
+  --format nix|json  the fleet in the flake (nix, default) or a fleet file (json)
+  --cache URL        the fleet's cache (default: file://DIR/${DEFAULT_CACHE_DIR})
+  --key-out FILE     where the secret signing key is (default: see above); not in DIR
+  --key-name NAME    the key's name (default: nixship-DIRNAME-1)
+  --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE}
+  --json             print what was written and the next commands as JSON on stdout
+
+Exit codes: 0 written (or the flake has its fleet already), 1 failed, 2 bad usage or input
+(DIR is no flake, the flake has no nixosConfigurations, the fleet file exists, the key would
+be in the flake).`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        format: { type: "string" },
+        cache: { type: "string" },
+        "key-out": { type: "string" },
+        "key-name": { type: "string" },
+        force: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      COMMAND,
+    );
+    if (positionals.length > 1) {
+      throw new UsageError(`${COMMAND}: unexpected argument '${positionals[1]}'`);
+    }
+    const format = parseFormat(values.format);
+    const dir = resolve(positionals[0] ?? ".");
+    await requireFlake(dir);
+    const fleetFile = join(dir, format === "nix" ? NIX_FLEET_FILE : DEFAULT_FLEET_FILE);
+    // A fleet file is refused before Nix runs; nixship.nix after, as the flake may already
+    // hold the fleet (then init says so, whatever files there are).
+    if (format === "json") refuseExisting(fleetFile, values.force === true);
+    const keyName = values["key-name"] ?? defaultKeyName(dir);
+    const keyOut = resolve(values["key-out"] ?? defaultKeyFile(keyName, io.env));
+    refuseKeyInFlake(keyOut, dir);
+    // Read, or made, before the flake is: a bad key or key name stops init before Nix runs.
+    const key = await readOrMakeKey(keyOut, keyName);
+    const publicKey = formatPublicKey(publicKeyOf(key.key));
+    const cacheUrl = values.cache ?? `file://${join(dir, DEFAULT_CACHE_DIR)}`;
+    const localCache = cacheUrl.startsWith("file://");
+
+    const listed = await listFlakeConfigurations(dir, DEFAULT_FLEET_OUTPUT);
+    if (format === "nix" && listed.hasFleet) {
+      const said = `${join(dir, "flake.nix")} already has a '${DEFAULT_FLEET_OUTPUT}' output: that is the fleet; nothing written`;
+      const next = ["nixship doctor", "nixship plan"];
+      if (values.json === true) writeJson(io, { flake: dir, format, written: [], said, next });
+      else io.stderr.write(`${said}\nnext: ${next.join("; ")}\n`);
+      return 0;
+    }
+    refuseExisting(fleetFile, values.force === true);
+    const skipped = listed.configurations.filter((c) => !validHostName(c.name)).map((c) => c.name);
+    const configurations = listed.configurations.filter((c) => validHostName(c.name));
+    if (configurations.length === 0) {
+      throw new InputError(
+        "no-configurations",
+        `${join(dir, "flake.nix")}: no nixosConfigurations named as a host can be (${skipped.join(", ")})`,
+        { hint: "host names are lowercase letters, digits and '-': rename a configuration" },
+      );
+    }
+
+    // Everything is read and checked: now the key, the cache, and the fleet last.
+    await writeKey(keyOut, key);
+    const cacheCreated = localCache ? await initCache(cacheUrl) : null;
+    const settings = { cacheUrl, publicKey };
+    const text =
+      format === "json"
+        ? formatJson(initFleetJson(configurations, settings))
+        : initFleetNix(configurations, settings);
+    await writeOutputFile(fleetFile, text);
+
+    const toFill = hostsToFill(configurations);
+    const here = resolve(".") === dir;
+    const fleetFlag =
+      format === "json"
+        ? here
+          ? ""
+          : ` --fleet ${fleetFile}`
+        : here
+          ? ""
+          : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
+    const outputLine =
+      format === "nix"
+        ? fleetOutputLine(configurations, DEFAULT_FLEET_OUTPUT, `./${NIX_FLEET_FILE}`)
+        : null;
+    const next = [
+      ...(listed.flake.startsWith("git+file:") && format === "nix"
+        ? [`git -C ${dir} add ${NIX_FLEET_FILE}`]
+        : []),
+      ...(localCache ? [] : [`nixship cache init '${cacheUrl}'`]),
+      `nixship doctor${fleetFlag}`,
+      `nixship plan${fleetFlag}`,
+      `nixship deploy${fleetFlag} --key ${keyOut}`,
+    ];
+    const written = [...(key.created ? [keyOut] : []), fleetFile];
+    if (values.json === true) {
+      writeJson(io, {
+        flake: dir,
+        format,
+        written,
+        fleet: fleetFile,
+        hosts: configurations.map((c) => c.name),
+        placeholders: toFill,
+        skipped,
+        cache: { url: cacheUrl, created: cacheCreated },
+        key: { file: keyOut, publicKey, created: key.created },
+        outputLine,
+        next,
+      });
+      return 0;
+    }
+    const lines = [
+      `wrote ${fleetFile}: ${configurations.length} host${configurations.length === 1 ? "" : "s"} (${configurations.map((c) => c.name).join(", ")})`,
+      `cache: ${cacheUrl}${cacheCreated === true ? " (created)" : ""}`,
+      `signing key: ${keyOut} (${key.created ? "created" : "already there, used"}); public key ${publicKey}`,
+    ];
+    if (skipped.length > 0) {
+      lines.push(`left out (not a valid host name): ${skipped.join(", ")}`);
+    }
+    if (outputLine !== null) {
+      lines.push(`add this line to the outputs of ${join(dir, "flake.nix")}:`, `  ${outputLine}`);
+      if (outputLine.includes("nixship.lib")) {
+        lines.push("  (nixship: the flake input nixosModules.deployment comes from)");
+      }
+    }
+    if (toFill.length > 0) {
+      lines.push(
+        format === "json"
+          ? `fill in the address of ${toFill.join(", ")} in ${fleetFile}`
+          : `fill in the address of ${toFill.join(", ")} (see ${fleetFile})`,
+      );
+    }
+    // In the flake's directory: git must not track it (nor a path: flake copy it, growing).
+    if (values.cache === undefined)
+      lines.push(`keep ${DEFAULT_CACHE_DIR}/ out of git (.gitignore)`);
+    lines.push("next:", ...next.map((c) => `  ${c}`));
+    io.stderr.write(`${lines.join("\n")}\n`);
+    return 0;
+  },
+};
+
+function parseFormat(text: string | undefined): Format {
+  if (text === undefined) return "nix";
+  if ((FORMATS as readonly string[]).includes(text)) return text as Format;
+  throw new UsageError(`${COMMAND}: --format takes nix or json, got '${text}'`);
+}
+
+/** DIR must be a flake's directory: exit 2, naming it and the fix, when it is not. */
+async function requireFlake(dir: string): Promise<void> {
+  const info = await stat(join(dir, "flake.nix")).catch(() => undefined);
+  if (info?.isFile() === true) return;
+  throw new InputError("not-a-flake", `${dir} is no flake's directory: it has no flake.nix`, {
+    hint: "run nixship init in the directory of the flake that holds your nixosConfigurations (or name it: nixship init DIR); no flake yet: 'nix flake init'",
+  });
+}
+
+function refuseExisting(file: string, force: boolean): void {
+  if (!existsSync(file) || force) return;
+  throw new InputError("fleet-exists", `${file} already exists; init leaves it as it is`, {
+    hint: "pass --force to replace it, or edit it",
+  });
+}
+
+function validHostName(name: string): boolean {
+  return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
+}
+
+/** nixship-DIRNAME-1, DIRNAME reduced to what a key name can hold. */
+function defaultKeyName(dir: string): string {
+  const base = (dir.split("/").pop() ?? "").replace(/[^A-Za-z0-9._-]+/g, "-").slice(0, 40);
+  return `nixship-${base || "fleet"}-1`;
+}
+
+function defaultKeyFile(name: string, env: NodeJS.ProcessEnv): string {
+  const config = env.XDG_CONFIG_HOME || join(homedir(), ".config");
+  return join(config, "nixship", `${name}.sec`);
+}
+
+/** A key in the flake's directory would be copied into the world-readable store with it. */
+function refuseKeyInFlake(keyOut: string, dir: string): void {
+  const rel = relative(dir, keyOut);
+  if (rel.startsWith("..") || isAbsolute(rel)) return;
+  throw new UsageError(
+    `${COMMAND}: the signing key ${keyOut} would be inside the flake's directory ${dir}, which Nix copies into the world-readable store`,
+    "give --key-out a path outside it (the default is under ~/.config/nixship/)",
+  );
+}
+
+/** The key at `file` when there is one, else a new one (written by `writeKey`). */
+async function readOrMakeKey(
+  file: string,
+  name: string,
+): Promise<{ key: SecretKey; created: boolean }> {
+  if (existsSync(file)) return { key: await readSecretKeyFile(file, "--key-out"), created: false };
+  return { key: generateSecretKey(name), created: true };
+}
+
+/** Writes a new key (0600, in a 0700 directory made if missing). */
+async function writeKey(file: string, made: { key: SecretKey; created: boolean }): Promise<void> {
+  if (!made.created) return;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await writeSecretKeyFile(file, made.key, false);
+}
+
+async function initCache(url: string): Promise<boolean> {
+  const store = await openStore(url);
+  try {
+    return await ensureCacheInfo(store);
+  } finally {
+    await store.close();
+  }
+}

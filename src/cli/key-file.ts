@@ -1,0 +1,38 @@
+// Writing a new secret signing key file (mode 0600), for `key generate` and `init`: never half a
+// file, and never over an existing one unless told.
+import { link, open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { InputError } from "../errors.js";
+import { formatSecretKey, type SecretKey } from "../nix/keys.js";
+
+/** Writes `key` to `out` (0600); refuses an existing `out` unless `force`. */
+export async function writeSecretKeyFile(
+  out: string,
+  key: SecretKey,
+  force: boolean,
+): Promise<void> {
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  const handle = await open(tmp, "wx", 0o600).catch((err: NodeJS.ErrnoException) => {
+    throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
+  });
+  try {
+    await handle.writeFile(formatSecretKey(key));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    // link() refuses to replace an existing file, atomically; force replaces with rename().
+    if (force) await rename(tmp, out);
+    else {
+      await link(tmp, out).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "EEXIST") {
+          throw new InputError("key-exists", `${out} already exists; pass --force to overwrite it`);
+        }
+        throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
+      });
+    }
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}

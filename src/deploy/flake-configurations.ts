@@ -1,0 +1,101 @@
+// The NixOS configurations of a local flake, as `nixship init` needs them: one `nix eval` of
+// their names and each one's `nixship.deployment` (when it imports the module), nothing built.
+import { join } from "node:path";
+import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
+import { InputError, OperationError } from "../errors.js";
+import { FleetEvalTrace } from "../fleet/flake-fleet.js";
+import type { JsonObject } from "../fleet/fleet-json.js";
+import { type ConfigurationInfo, configurationsExpression } from "../fleet/init-fleet.js";
+import { isJsonObject } from "../fleet/json-check.js";
+import { parseJsonText } from "../fleet/json-text.js";
+import { withoutSourceSecrets } from "../util/source-reference.js";
+import { runStreamed } from "../util/streamed-run.js";
+import { localFlakeRef } from "./flake-source.js";
+
+/** Seconds the listing may take: the module system of each configuration, not its system. */
+const LIST_TIMEOUT = 1800;
+/** The JSON the listing may print: names and deployment options, far less than this. */
+const MAX_LIST_JSON = 16 * 1024 * 1024;
+
+export interface FlakeConfigurations {
+  /** The flake reference Nix read (`git+file:` when the flake is in a git work tree). */
+  readonly flake: string;
+  readonly configurations: ConfigurationInfo[];
+  /** Whether the flake already has the fleet output (`nixship`). */
+  readonly hasFleet: boolean;
+}
+
+/** Lists the configurations of the flake in `dir` (which must hold flake.nix). */
+export async function listFlakeConfigurations(
+  dir: string,
+  fleetOutput: string,
+): Promise<FlakeConfigurations> {
+  const label = join(dir, "flake.nix");
+  const flake = await localFlakeRef(dir, false, {
+    where: "nixship init",
+    base: "the current directory",
+  });
+  await localNixVersion();
+  const trace = new FleetEvalTrace();
+  const r = await runStreamed(
+    "nix",
+    [
+      ...NEW_CLI,
+      "eval",
+      "--impure",
+      "--json",
+      "--expr",
+      configurationsExpression(flake, fleetOutput),
+    ],
+    {
+      signal: AbortSignal.timeout(LIST_TIMEOUT * 1000),
+      onStderrLine: (line) => trace.add(line),
+      stdoutKept: MAX_LIST_JSON,
+    },
+  );
+  if (r.error !== undefined) {
+    throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
+  }
+  if (r.stopped) {
+    throw new OperationError(
+      "init-eval-timeout",
+      `${label}: listing nixosConfigurations took longer than ${LIST_TIMEOUT} s`,
+    );
+  }
+  if (r.code !== 0) {
+    const said = withoutSourceSecrets(trace.result().message || "Nix failed without saying why");
+    throw new InputError("init-eval-failed", `${label}: ${said}`, {
+      hint: "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
+    });
+  }
+  if (r.stdoutBytes > MAX_LIST_JSON) {
+    throw new InputError(
+      "init-eval-too-large",
+      `${label}: the configurations' nixship.deployment come to more than ${MAX_LIST_JSON / 1024 / 1024} MiB of JSON`,
+    );
+  }
+  const out = parseJsonText(r.stdout, label) as {
+    missing?: string[];
+    hasFleet?: boolean;
+    configurations?: Record<string, { deployment: unknown }>;
+  };
+  const entries = Object.entries(out.configurations ?? {});
+  if (out.missing !== undefined || entries.length === 0) {
+    const outputs = (out.missing ?? []).slice(0, 20).join(", ");
+    throw new InputError(
+      "no-configurations",
+      `${label}: the flake has no NixOS configurations (looked for the output nixosConfigurations${out.missing === undefined ? ", which is empty" : `; its outputs: ${outputs || "none"}`})`,
+      {
+        hint: "add nixosConfigurations.NAME = nixpkgs.lib.nixosSystem { … } to the flake's outputs, one per host, then run nixship init again",
+      },
+    );
+  }
+  return {
+    flake,
+    hasFleet: out.hasFleet === true,
+    configurations: entries.map(([name, { deployment }]) => ({
+      name,
+      deployment: isJsonObject(deployment) ? (deployment as JsonObject) : null,
+    })),
+  };
+}
