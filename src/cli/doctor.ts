@@ -11,7 +11,7 @@ import {
   probeSubstituters,
   SUBSTITUTER_PROBE_MS,
 } from "../doctor/substituters.js";
-import { InputError, UsageError } from "../errors.js";
+import { InputError, NixshipError, UsageError } from "../errors.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { selectHosts } from "../fleet/select.js";
@@ -117,9 +117,11 @@ async function fleetChecks(
   try {
     input = await readFleetInput(values, io);
   } catch (err) {
-    if (!(err instanceof InputError)) throw err;
+    // A fleet that cannot be read (a bad file, a flake the local Nix cannot evaluate, a Nix
+    // too old to ask) is one failed check: the others are still shown, the local Nix's first.
+    if (!(err instanceof NixshipError) || err instanceof UsageError) throw err;
     // The flake here, looked at for want of a fleet file, need not hold a fleet.
-    if (named === undefined && err.code === "fleet-output-missing") {
+    if (named === undefined && err instanceof InputError && err.code === "fleet-output-missing") {
       return [
         skip(
           "fleet",
