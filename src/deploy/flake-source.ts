@@ -7,6 +7,7 @@ import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { InputError } from "../errors.js";
 import { runCommand } from "../util/run.js";
+import { sourceReference } from "../util/source-reference.js";
 
 /** Entries a `path:` source is searched through at most; a larger tree is refused unsearched. */
 const SCAN_ENTRIES = 100_000;
@@ -26,27 +27,31 @@ export interface FlakeNamer {
  */
 async function requireFlakeDir(dir: string, named: FlakeNamer): Promise<void> {
   const fix = `fix the path (a relative one is relative to ${named.base}), or make the flake there ('nix flake init')`;
-  const info = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+  // A local reference's query is Nix's to judge (it refuses the parameters it does not know);
+  // the directory is what comes before it, and it is named without the query's values.
+  const path = dir.split("?")[0] as string;
+  const shown = sourceReference(dir);
+  const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
     throw err;
   });
   if (info === undefined) {
     throw new InputError(
       "flake-missing",
-      `${named.where}: the flake directory ${dir} does not exist`,
+      `${named.where}: the flake directory ${shown} does not exist`,
       { hint: fix },
     );
   }
   if (!info.isDirectory()) {
-    throw new InputError("flake-missing", `${named.where}: ${dir} is not a directory`, {
+    throw new InputError("flake-missing", `${named.where}: ${shown} is not a directory`, {
       hint: fix,
     });
   }
-  const flake = await stat(join(dir, "flake.nix")).catch(() => undefined);
+  const flake = await stat(join(path, "flake.nix")).catch(() => undefined);
   if (flake === undefined) {
     throw new InputError(
       "flake-missing",
-      `${named.where}: the flake directory ${dir} has no flake.nix`,
+      `${named.where}: the flake directory ${shown} has no flake.nix`,
       { hint: fix },
     );
   }
