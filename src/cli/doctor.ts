@@ -2,7 +2,7 @@
 import { access } from "node:fs/promises";
 import { serveStoreWhileRunning } from "../cache/serve.js";
 import { checkBuilders } from "../doctor/builder-checks.js";
-import { blocksDeploy, type Check, fail, skip } from "../doctor/check.js";
+import { blocksDeploy, type Check, fail, skip, warn } from "../doctor/check.js";
 import { checkFleet, type GivenKey } from "../doctor/fleet-checks.js";
 import { judgeNix, probeNix } from "../doctor/local-nix.js";
 import {
@@ -127,6 +127,20 @@ async function fleetChecks(
           "fleet",
           "fleet file",
           `${none}, and the flake here has no output "${DEFAULT_FLEET_OUTPUT}": only the local Nix was checked`,
+        ),
+      ];
+    }
+    // Looked for in the flake here, for want of a fleet file: a flake that cannot be evaluated
+    // at all (its inputs out of reach, a Nix too old) may hold no fleet, so it is said, not
+    // failed; an error in its fleet output is the fleet's, and fails.
+    const flakeUnread = !(err instanceof InputError) || err.code === "flake-eval-failed";
+    if (named === undefined && flakeUnread && !(await exists(DEFAULT_FLEET_FILE))) {
+      return [
+        warn(
+          "fleet",
+          "fleet file",
+          `${none}, and the flake here could not be evaluated to look for its "${DEFAULT_FLEET_OUTPUT}" output: ${err.message}`,
+          `name the fleet with --fleet (or $NIXSHIP_FLEET); if this flake holds it, ${err.hint ?? "fix the flake as the message says"}`,
         ),
       ];
     }

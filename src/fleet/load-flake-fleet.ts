@@ -89,7 +89,10 @@ function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
   const { path, message } = trace.result();
   const said = withoutSourceSecrets(message || "Nix failed without saying why");
   const at = path === undefined ? "" : `${formatNixAttrPath([...source.attrPath, ...path])}: `;
-  return new InputError("fleet-eval-failed", `${source.label}: ${at}${said}`, {
+  // Outside the fleet's own attributes, the flake itself did not evaluate (an input out of
+  // reach, an error elsewhere in it): said apart, since such a flake may hold no fleet at all.
+  const code = path === undefined ? "flake-eval-failed" : "fleet-eval-failed";
+  return new InputError(code, `${source.label}: ${at}${said}`, {
     hint:
       path === undefined
         ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
