@@ -7,6 +7,7 @@
 // dashboard's peak RSS over some seconds of polls.
 //
 //   npm run bench:status-junk [-- --junk 100000] [--bin dist/cli/bin.js]
+
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -20,8 +21,8 @@ import { HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
 import { progressPrefix } from "../src/status/status.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { wrapStore } from "../src/store/wrap-store.js";
 import { mapLimit } from "../src/util/pool.js";
+import { countingKeys } from "../support/counting-keys.js";
 import { writeQuietAgentFleet } from "../support/quiet-agent-fleet.js";
 import { measure } from "./measure.js";
 import { mb, table } from "./stats.js";
@@ -37,19 +38,6 @@ async function fillFleet(store: ObjectStore): Promise<string> {
   const key = generateSecretKey("bench-junk-1");
   await writeQuietAgentFleet(store, key, HOSTS, SYSTEM);
   return formatPublicKey(publicKeyOf(key));
-}
-
-/** `store` with the keys of its LIST pages counted. */
-function countingKeys(inner: ObjectStore): { store: ObjectStore; keys: () => number } {
-  let keys = 0;
-  const store = wrapStore(inner, {
-    list: async (prefix, options) => {
-      const page = await inner.list(prefix, options);
-      keys += page.objects.length;
-      return page;
-    },
-  });
-  return { store, keys: () => keys };
 }
 
 /** `count` keys under web2's heartbeat prefix and `count` under its markers of release 1. */

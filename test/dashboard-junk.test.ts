@@ -4,6 +4,7 @@
 // it, and LISTs, GETs and HEADs no more than a poll of the same fleet without the junk, plus one
 // LIST per crowded prefix; the host stays named as crowded, and an honest host's new heartbeat and
 // marker show at the next poll. Counted, not timed (bench/status-junk.ts times it).
+
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,8 +20,8 @@ import { progressPrefix, statusRecord } from "../src/status/status.js";
 import { writeHeartbeat, writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
-import { wrapStore } from "../src/store/wrap-store.js";
 import { mapLimit } from "../src/util/pool.js";
+import { countingKeys } from "../support/counting-keys.js";
 import { writeQuietAgentFleet } from "../support/quiet-agent-fleet.js";
 import type { S3Bucket } from "../support/s3-server.js";
 import { S3_SERVERS } from "./support/s3-servers.js";
@@ -72,19 +73,6 @@ interface Cost {
   keys: number;
   get: number;
   head: number;
-}
-
-/** `inner` with the keys of its LIST pages counted (the poller counts its requests itself). */
-function countingKeys(inner: ObjectStore): { store: ObjectStore; keys: () => number } {
-  let keys = 0;
-  const store = wrapStore(inner, {
-    list: async (prefix, options) => {
-      const page = await inner.list(prefix, options);
-      keys += page.objects.length;
-      return page;
-    },
-  });
-  return { store, keys: () => keys };
 }
 
 /** A dashboard's poller over `store`, and each poll's cost. */
