@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FsStore, STALE_STAGING_MS } from "./fs-store.js";
+import { STALE_STAGING_MS } from "./fs-staging.js";
+import { FsStore } from "./fs-store.js";
 
 /** The directory in a store's root that holds its staging directories. */
 const STAGING_HOME = ".staging.nixship-tmp-0";

@@ -8,22 +8,34 @@ import {
   lstat,
   mkdir,
   open,
-  readdir,
   realpath,
   rename,
   rm,
   rmdir,
   stat,
   unlink,
-  utimes,
 } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
-import { InputError, NixshipError, OperationError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { DirectorySyncs } from "./dir-sync.js";
 import { DirCache, type DirReads, dirKeyOf } from "./fs-dir-cache.js";
+import {
+  createTemp,
+  errnoOf,
+  failed,
+  fsFault,
+  inDirectory,
+  removeQuietly,
+  sealFile,
+  succeeded,
+  tempBeside,
+  toInfo,
+  writeAll,
+} from "./fs-files.js";
 import { withLock } from "./fs-lock.js";
+import { newStagingDir, STAGING_HOME } from "./fs-staging.js";
 import { FileSystemSyncer } from "./fs-syncer.js";
 import { isAbsent, walkKeys } from "./fs-walk.js";
 import { pageLimit, validateKey, validatePrefix } from "./keys.js";
@@ -45,19 +57,6 @@ export interface FsStoreOptions {
 }
 
 const FAILED: PutResult = { status: "precondition-failed" };
-
-/**
- * Where staging directories are made: a reserved name (`.nixship-tmp-<hex>`), so listings
- * never show it and no key can collide with it.
- */
-const STAGING = ".staging.nixship-tmp-0";
-/**
- * A staging directory untouched for this long was left by a process that died (a live push
- * adds and moves files in its own all the time): the next one made removes it.
- */
-export const STALE_STAGING_MS = 24 * 3600_000;
-/** The most staging directories looked at per call. */
-const STALE_SCAN_LIMIT = 1000;
 
 /**
  * A deferred object, from the call of its put: where it goes at the next flush, and, once its
@@ -123,7 +122,7 @@ export class FsStore implements ObjectStore {
     } catch (err) {
       if (isAbsent(err)) return undefined;
       if ((err as NodeJS.ErrnoException).code === "ELOOP") throw this.#linked(key);
-      throw this.#fault("read", key, err);
+      throw fsFault(this.url, this.#root, "read", key, err);
     }
     try {
       await this.#checkInside(key, path);
@@ -134,7 +133,7 @@ export class FsStore implements ObjectStore {
     // Stat the open handle, not the path, so the info describes exactly the bytes we stream.
     const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
       await handle.close();
-      throw this.#fault("read", key, err);
+      throw fsFault(this.url, this.#root, "read", key, err);
     });
     if (!st.isFile()) {
       await handle.close();
@@ -166,7 +165,7 @@ export class FsStore implements ObjectStore {
       st = await lstat(path, { bigint: true });
     } catch (err) {
       if (isAbsent(err)) return undefined;
-      throw this.#fault("read", key, err);
+      throw fsFault(this.url, this.#root, "read", key, err);
     }
     if (st.isSymbolicLink()) throw this.#linked(key);
     if (!(await this.#inside(key, path, checked))) return undefined;
@@ -232,7 +231,7 @@ export class FsStore implements ObjectStore {
       let etag: string;
       try {
         await writeAll(handle, key, body, options.size);
-        etag = toInfo(key, await this.#seal(handle, this.#syncs(options))).etag;
+        etag = toInfo(key, await sealFile(handle, this.#syncs(options))).etag;
       } finally {
         await handle.close();
       }
@@ -240,7 +239,7 @@ export class FsStore implements ObjectStore {
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
-      throw this.#fault("write", key, err);
+      throw fsFault(this.url, this.#root, "write", key, err);
     } finally {
       if (!consumed && tmp !== undefined) await removeQuietly(tmp);
     }
@@ -266,7 +265,7 @@ export class FsStore implements ObjectStore {
     let consumed = false;
     try {
       const [sealed, device] = await Promise.all([
-        this.#seal(file, this.#syncs(options)),
+        sealFile(file, this.#syncs(options)),
         this.#device(),
       ]);
       if (sealed.dev !== device) {
@@ -278,7 +277,7 @@ export class FsStore implements ObjectStore {
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
-      throw this.#fault("write", key, err);
+      throw fsFault(this.url, this.#root, "write", key, err);
     } finally {
       if (!consumed) await removeQuietly(file);
     }
@@ -313,42 +312,7 @@ export class FsStore implements ObjectStore {
     // caller's threads and buffers make this process dear to fork (fs-syncer.ts).
     if (this.#fsync) this.#syncer.start();
     this.#staged = true;
-    const parent = join(this.#root, STAGING);
-    const dir = join(parent, randomBytes(6).toString("hex"));
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (err) {
-      throw new OperationError(
-        "store-fs-failed",
-        `cannot create a staging directory in ${this.url}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    await removeStale(parent, dir);
-    return dir;
-  }
-
-  /**
-   * Readies a fully written file to become an object: stamps its mtime and, unless disabled,
-   * syncs it to disk. Returns its stat, from which the object's etag comes: rename and link
-   * keep the inode and mtime. `file` is an open handle or a path.
-   */
-  async #seal(file: FileHandle | string, sync: boolean): Promise<BigIntStats> {
-    // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
-    // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
-    const now = Date.now();
-    const [atime, mtime] = [now / 1000, (now + Math.random()) / 1000];
-    if (typeof file !== "string") {
-      await file.utimes(atime, mtime);
-      if (sync) await file.sync();
-      return file.stat({ bigint: true });
-    }
-    await utimes(file, atime, mtime);
-    if (sync) {
-      const handle = await open(file, "r");
-      await handle.sync().finally(() => handle.close());
-    }
-    return stat(file, { bigint: true });
+    return newStagingDir(this.#root, this.url);
   }
 
   /**
@@ -377,7 +341,7 @@ export class FsStore implements ObjectStore {
       // link(2) fails with EEXIST when the target exists: atomic across processes.
       const linked = await inDirectory(path, () =>
         link(from, path).then(succeeded, (err: unknown) =>
-          code(err) === "EEXIST" ? false : Promise.reject(err),
+          errnoOf(err) === "EEXIST" ? false : Promise.reject(err),
         ),
       );
       if (!linked) return { result: FAILED, consumed: false };
@@ -489,7 +453,7 @@ export class FsStore implements ObjectStore {
         }
       }
     } catch (err) {
-      throw this.#fault("list", prefix, err);
+      throw fsFault(this.url, this.#root, "list", prefix, err);
     }
     // A key deleted between the walk and the stat is simply left out of the page. A key of a
     // directory kept unchanged is as the listing showed it (its directory checked once).
@@ -519,8 +483,8 @@ export class FsStore implements ObjectStore {
     try {
       await unlink(path);
     } catch (err) {
-      if (isAbsent(err) || code(err) === "EISDIR") return;
-      throw this.#fault("delete", key, err);
+      if (isAbsent(err) || errnoOf(err) === "EISDIR") return;
+      throw fsFault(this.url, this.#root, "delete", key, err);
     }
     // Tidy now-empty parents up to (never including) the root; a concurrent put re-creates
     // its directory if this removes it (see createTemp).
@@ -537,7 +501,7 @@ export class FsStore implements ObjectStore {
     if (deferred !== undefined) await rm(deferred, { recursive: true, force: true });
     // The home of staging directories goes too once the last one is removed (rmdir fails,
     // harmlessly, while another process still stages in it).
-    if (this.#staged) await rmdir(join(this.#root, STAGING)).catch(() => undefined);
+    if (this.#staged) await rmdir(join(this.#root, STAGING_HOME)).catch(() => undefined);
   }
 
   /** The root with its links resolved, once. */
@@ -567,101 +531,4 @@ export class FsStore implements ObjectStore {
     }
     return path;
   }
-
-  #fault(op: string, key: string, err: unknown): Error {
-    if (err instanceof NixshipError) return err;
-    const errno = code(err);
-    const hint =
-      errno === "ENOTDIR" || errno === "EISDIR" || errno === "EEXIST"
-        ? 'a directory store cannot hold both "a" and "a/b"'
-        : errno === "EACCES" || errno === "EPERM"
-          ? `check the permissions of ${this.#root}`
-          : undefined;
-    const message = `cannot ${op} "${key}" in ${this.url}: ${(err as Error)?.message ?? String(err)}`;
-    return new OperationError("store-fs-failed", message, {
-      cause: err,
-      ...(hint ? { hint } : {}),
-    });
-  }
 }
-
-function tempBeside(path: string): string {
-  return join(dirname(path), `.${basename(path)}.nixship-tmp-${randomBytes(6).toString("hex")}`);
-}
-
-/** Writes `body` at the handle's position; checks the declared size when there is one. */
-async function writeAll(
-  handle: FileHandle,
-  key: string,
-  body: Readable | Uint8Array,
-  size: number | undefined,
-): Promise<void> {
-  let written = 0;
-  const chunks = body instanceof Uint8Array ? [body] : (body as AsyncIterable<Uint8Array>);
-  for await (const chunk of chunks) {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-    await handle.writeFile(bytes); // appends at the current position, looping on short writes
-    written += bytes.byteLength;
-  }
-  if (size !== undefined && written !== size) {
-    throw new OperationError(
-      "store-size-mismatch",
-      `put "${key}": size ${size} was declared but the body had ${written} bytes`,
-    );
-  }
-}
-
-/** Removes a file that may already be gone. */
-async function removeQuietly(path: string): Promise<void> {
-  await unlink(path).catch(() => undefined);
-}
-
-function toInfo(key: string, st: BigIntStats): ObjectInfo {
-  return {
-    key,
-    size: Number(st.size),
-    etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}`,
-    lastModified: new Date(Number(st.mtimeNs / 1_000_000n)),
-  };
-}
-
-/** Removes, best effort, the staging directories in `parent` but `keep` gone stale. */
-async function removeStale(parent: string, keep: string): Promise<void> {
-  const names = await readdir(parent).catch(() => [] as string[]);
-  const now = Date.now();
-  for (const name of names.slice(0, STALE_SCAN_LIMIT)) {
-    const dir = join(parent, name);
-    if (dir === keep) continue;
-    const st = await lstat(dir).catch(() => undefined);
-    if (st?.isDirectory() && now - st.mtimeMs > STALE_STAGING_MS) {
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
-  }
-}
-
-function createTemp(tmp: string): Promise<FileHandle> {
-  return inDirectory(tmp, () => open(tmp, "wx"));
-}
-
-/**
- * Runs `create`, which makes `path`, creating its directory when it is missing: optimistic,
- * since the directory nearly always exists. A concurrent delete may remove the directory
- * between the mkdir and the retry, so it tries a few times.
- */
-async function inDirectory<T>(path: string, create: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await create();
-    } catch (err) {
-      if (code(err) !== "ENOENT" || attempt === 3) throw err;
-    }
-    await mkdir(dirname(path), { recursive: true });
-  }
-}
-
-function code(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-const succeeded = () => true;
-const failed = () => false;
