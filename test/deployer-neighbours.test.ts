@@ -7,7 +7,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sshProcessesMentioning } from "../src/lab/lab.js";
+import { sshProcessesMentioning } from "../src/lab/lab-down.js";
 import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, setExampleSystems } from "./support/lab-deploy.js";
 

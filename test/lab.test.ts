@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
-import { sshProcessesMentioning } from "../src/lab/lab.js";
+import { sshProcessesMentioning } from "../src/lab/lab-down.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 

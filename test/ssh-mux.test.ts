@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlSockets, terminateMaster, terminateMasters } from "../src/delivery/ssh-mux.js";
-import { sshProcessesMentioning } from "../src/lab/lab.js";
+import { sshProcessesMentioning } from "../src/lab/lab-down.js";
 import { run } from "../support/cli.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 

@@ -10,8 +10,6 @@ import {
   LAB_AGENT_ACTIONS,
   type LabAgentAction,
   labAgents,
-  labDown,
-  labDownAll,
   labList,
   labsDir,
   labUp,
@@ -23,6 +21,7 @@ import {
   LAB_HEARTBEAT_EVERY,
   LAB_POLL_INTERVAL,
 } from "../lab/lab-agents.js";
+import { labDown, labDownAll } from "../lab/lab-down.js";
 import { systemSpec } from "../lab/lab-fleet.js";
 import { pinnedCacheAddress } from "../lab/lab-pinned.js";
 import { listLabStates, readLabState, unreadable } from "../lab/lab-state.js";
