@@ -20,11 +20,11 @@ import {
   publishRelease,
   readChannel,
   readRelease,
-  readSignedRelease,
   releaseKey,
   releaseOriginKey,
 } from "../src/release/release-store.js";
 import { loadRelease, loadVerifiedRelease, shardKeys } from "../src/release/shard-store.js";
+import { readSignedRelease } from "../src/release/signed-release-reads.js";
 import { PROBE_PREFIX } from "../src/store/conditional-writes.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { listAll, readAll } from "../src/store/helpers.js";

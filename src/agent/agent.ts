@@ -28,8 +28,9 @@ import {
   type SignedHead,
 } from "../release/release.js";
 import { verifyReleaseHead } from "../release/release-sign.js";
-import { readChannel, successorSigned } from "../release/release-store.js";
+import { readChannel } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
+import { successorSigned } from "../release/signed-release-reads.js";
 import { APPLYING, LogTail, outcomeFields, type StatusRecord } from "../status/status.js";
 import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";

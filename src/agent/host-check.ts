@@ -5,8 +5,9 @@ import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedHead } from "../release/release.js";
 import { trustedHead } from "../release/release-sign.js";
-import { channelKey, readChannel, readSignedHead } from "../release/release-store.js";
+import { channelKey, readChannel } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
+import { readSignedHead } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /** Releases before the current one that are read, at most, for one that names the host. */

@@ -5,7 +5,7 @@ import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
-import { readSignedRelease } from "../release/release-store.js";
+import { readSignedRelease } from "../release/signed-release-reads.js";
 import { hostStatusKey, progressKey, type StatusRecord } from "../status/status.js";
 import { readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";

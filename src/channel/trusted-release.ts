@@ -4,13 +4,9 @@
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedRelease } from "../release/release.js";
-import {
-  channelKey,
-  highestListed,
-  readChannel,
-  readSignedRelease,
-} from "../release/release-store.js";
+import { channelKey, highestListed, readChannel } from "../release/release-store.js";
 import { loadVerifiedRelease } from "../release/shard-store.js";
+import { readSignedRelease } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /**

@@ -10,13 +10,13 @@ import {
   findRelease,
   highestListed,
   listReleases,
-  newestSignedRelease,
   type ReleaseEntry,
   readReleaseOrigin,
   releaseOriginKey,
   requirePlacement,
 } from "../release/release-store.js";
 import { loadRelease, loadVerifiedRelease } from "../release/shard-store.js";
+import { newestSignedRelease } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { listWarnings, showWarnings } from "./release-warnings.js";
 import { StatusReader } from "./status-reader.js";
