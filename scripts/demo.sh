@@ -46,18 +46,26 @@ mkdir -p "$demo"
 step "Start a lab of 3 hosts: each its own network namespace, empty /nix and a real sshd"
 nixship lab up 3 --name demo
 lab=$NIXSHIP_LAB_DIR/demo
-fleet=$lab/nixship.json
-gateway=$(node -e 'const l=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log("10.231."+l.number+".1")' "$lab/lab.json")
+# The fleet in Nix: the lab wrote it beside its fleet file, a flake whose `nixship` output names
+# each host's system (one of nixship's example systems) and how it is reached.
+flake=$lab/fleet/flake.nix
+fleet=path:$lab/fleet#nixship
+gateway=$(nixship lab address --name demo)
 deploy() { nixship deploy --fleet "$fleet" --key "$lab/cache.sec" --serve-cache "$gateway:0" "$@"; }
-set_system() { # set_system SYSTEM HOST...: what the fleet file says these hosts run
+set_system() { # set_system SYSTEM HOST...: edit the flake, as you would, to give hosts a system
   node -e '
     const fs = require("fs"); const [file, system, ...hosts] = process.argv.slice(1);
-    const doc = JSON.parse(fs.readFileSync(file, "utf8"));
-    for (const h of hosts) doc.hosts[h].system = "path:" + process.cwd() + "/examples#" + system;
-    fs.writeFileSync(file, JSON.stringify(doc, null, 2));' "$fleet" "$@"
+    let text = fs.readFileSync(file, "utf8");
+    for (const h of hosts) {
+      const entry = new RegExp("(\\n\\s*" + h + " = \\{[^}]*?system = systems\\.)[A-Za-z0-9-]+;");
+      if (!entry.test(text)) { console.error("demo: no system line for " + h + " in " + file); process.exit(1); }
+      text = text.replace(entry, "$1" + system + ";");
+    }
+    fs.writeFileSync(file, text);' "$flake" "$@"
+  for h in "${@:2}"; do printf '  %s: %s\n' "$h" "$(grep -A6 "^ *$h = {" "$flake" | grep -m1 -o "system = .*")"; done
 }
 show() { for h in demo1 demo2 demo3; do printf '%s serves: ' "$h"; curl -s --max-time 5 "http://$(node -e 'const l=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(l.hosts.find(h=>h.name===process.argv[2]).address)' "$lab/lab.json" "$h")/version"; done; }
-echo "fleet file: $fleet"
+echo "the fleet, in Nix: $flake"
 
 step "Deploy web-v1 to every host (build once, push signed, hosts substitute from the cache)"
 deploy

@@ -81,6 +81,9 @@ The lab writes, in its directory:
                    nixship deploy --fleet DIR/nixship.json --key DIR/cache.sec \\
                      --serve-cache "$(nixship lab address --name PREFIX):0"
                  (10.231.L.1, L the lab's number: it depends on the labs already up)
+  fleet/flake.nix  the same fleet in Nix: a flake whose \`nixship\` output names each host's
+                 system as an attribute of nixship's example systems (locked beside it);
+                 deploy it with --fleet path:DIR/fleet#nixship
 Use them with: ssh -F "$(nixship lab ssh-config --path)" lab1
 
 With --agents, each host also runs a pull agent (nixship agent) following the channel

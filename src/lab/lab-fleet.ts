@@ -12,12 +12,14 @@ import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { writeLabFlake } from "./lab-flake.js";
 import { hostPublicKey, LAB_DEPLOY_USER } from "./lab-host.js";
 import { LAB_CHANNEL, type LabKeys } from "./lab-types.js";
 import type { LabLayout } from "./layout.js";
 
 /** The example systems that come with nixship (examples/ in the package). */
-export const EXAMPLE_SYSTEM = `path:${fileURLToPath(new URL("../../examples", import.meta.url))}#web-v1`;
+export const EXAMPLES_DIR = fileURLToPath(new URL("../../examples", import.meta.url));
+export const EXAMPLE_SYSTEM = `path:${EXAMPLES_DIR}#web-v1`;
 
 export function systemSpec(text: string): SystemSpec {
   return isStorePath(text)
@@ -57,7 +59,7 @@ async function agentHosts(lab: LabLayout, system: SystemSpec): Promise<FleetHost
 export type { LabKeys } from "./lab-types.js";
 
 /**
- * Writes the lab's own fleet file and the keys it names (cache.sec, and with agents
+ * Writes the lab's own fleet file, the same fleet in a flake (lab-flake.ts), and the keys it names (cache.sec, and with agents
  * release.sec): ssh hosts, or with `agents` agent hosts following the channel LAB_CHANNEL.
  */
 export async function writeLabFleet(
@@ -93,6 +95,7 @@ export async function writeLabFleet(
   const store = await openStore(`file://${join(lab.dir, "cache")}`);
   await ensureCacheInfo(store).finally(() => store.close());
   await writeFile(lab.files.fleet, formatJson(doc));
+  await writeLabFlake(lab.files.fleetFlake, doc, EXAMPLES_DIR);
   return release !== undefined ? { cache, release } : { cache };
 }
 

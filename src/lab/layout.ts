@@ -41,6 +41,8 @@ export interface LabLayout {
     readonly knownHosts: string;
     readonly sshConfig: string;
     readonly fleet: string;
+    /** The same fleet in a flake of its own directory (lab-flake.ts). */
+    readonly fleetFlake: string;
     readonly cacheKey: string;
     /** With agents: the key that signs the lab's releases. */
     readonly releaseKey: string;
@@ -116,6 +118,7 @@ export function labLayout(
       knownHosts: join(dir, "known_hosts"),
       sshConfig: join(dir, "ssh_config"),
       fleet: join(dir, "nixship.json"),
+      fleetFlake: join(dir, "fleet", "flake.nix"),
       cacheKey: join(dir, "cache.sec"),
       releaseKey: join(dir, "release.sec"),
     },

@@ -34,6 +34,7 @@ describe("lab up's lines", () => {
         "lab 'nc' is already up",
         `ssh: ssh -F ${dir}/ssh_config nc1`,
         `deploy: nixship deploy --fleet ${dir}/nixship.json --key ${dir}/cache.sec --serve-cache 10.231.3.1:0`,
+        `the same fleet in Nix: ${dir}/fleet/flake.nix (--fleet path:${dir}/fleet#nixship)`,
         "",
       ].join("\n"),
     );
@@ -54,6 +55,7 @@ describe("lab up's lines", () => {
       "deploy: nixship deploy --fleet /w/f.json --key SECRET_FILE --serve-cache 10.231.3.1:0\n  (SECRET_FILE: the secret key of /w/f.json's cache)\n",
     );
     expect(merged).not.toContain("nixship.json");
+    expect(merged).not.toContain("flake.nix");
   });
 
   it("says which Nix the hosts run when it is not the machine's (lab up --nix)", () => {

@@ -1,5 +1,6 @@
 // What `nixship lab up` prints: a line per host as it comes up, then the hosts (stdout) and how
 // to reach and deploy to them (stderr).
+import { dirname } from "node:path";
 import type { LabAgentAction, LabAgentsResult, LabEvent } from "../lab/lab.js";
 import { pinnedCacheAddress } from "../lab/lab-pinned.js";
 import type { LabState } from "../lab/lab-state.js";
@@ -46,6 +47,11 @@ export function formatLabHints(
       : []),
     `ssh: ssh -F ${files.sshConfig} ${state.hosts[0]?.name}`,
     deploy,
+    ...(mergedInto === undefined
+      ? [
+          `the same fleet in Nix: ${files.fleetFlake} (--fleet path:${dirname(files.fleetFlake)}#nixship)`,
+        ]
+      : []),
     ...(key === "SECRET_FILE" ? [`  (SECRET_FILE: the secret key of ${fleet}'s cache)`] : []),
   ]
     .map((l) => `${l}\n`)
