@@ -9,13 +9,25 @@ let
     builtins.filter (name: (configurations.${name}.config.nixship or { }) ? deployment) (
       builtins.attrNames configurations
     );
-  deploymentOf = configuration: configuration.config.nixship.deployment;
+  # `mode` is the module's name for the fleet file's `delivery`, which it still reads.
+  deploymentOf =
+    name: configuration:
+    let
+      d = configuration.config.nixship.deployment;
+      mode = d.mode or null;
+      delivery = d.delivery or "ssh";
+    in
+    # delivery's default is ssh: only a delivery set to something else can disagree with mode.
+    if mode != null && delivery != "ssh" && mode != delivery then
+      throw "nixosConfigurations.${name}: nixship.deployment.mode (${mode}) and its former name delivery (${delivery}) differ: set mode alone"
+    else
+      removeAttrs d [ "mode" ] // { delivery = if mode != null then mode else delivery; };
 in
 {
   /**
     The fleet whose hosts are `configurations` (e.g. `self.nixosConfigurations`) that import
     nixosModules.deployment: each host is named as its configuration, runs it, and takes its
-    tags, address, delivery, … from `config.nixship.deployment`; a host's `policy` becomes the
+    tags, address, mode (the fleet's delivery), ssh user, … from `config.nixship.deployment`; a host's `policy` becomes the
     fleet's `policies.<name>`. Every other argument is a key of the fleet (cache, ssh, policy,
     policies, releases, deltas, …) and is kept as given; `hosts` and `policies` given here are
     laid over those made from the configurations.
@@ -34,7 +46,7 @@ in
         builtins.listToAttrs (
           map (name: {
             inherit name;
-            value = value (deploymentOf configurations.${name}) configurations.${name};
+            value = value (deploymentOf name configurations.${name}) configurations.${name};
           }) names
         );
     in
