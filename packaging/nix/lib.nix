@@ -1,6 +1,7 @@
-# nixship's Nix functions, which need no nixpkgs: the flake's `lib`. A fleet in a flake is an
-# output (`nixship`) with the keys of the fleet file (docs/fleet.md); these make its hosts from
-# the NixOS configurations that import nixosModules.deployment.
+# nixship's Nix functions, which need no nixpkgs of their own: the flake's `lib`. A fleet in a
+# flake is an output (`nixship`) with the keys of the fleet file (docs/fleet.md); these make its
+# hosts from the NixOS configurations that import nixosModules.deployment, or from a colmena
+# hive (evaluated by the hive's own nixpkgs).
 let
   # Configurations that say how they are reached (they import the deployment module). Asked
   # with `?`, so that an error in a host's settings is met (and named) at that host.
@@ -57,4 +58,12 @@ in
       # every unset option is.
       policies = eachHost (d: _: if d.policy or { } == { } then null else d.policy) // policies;
     };
+
+  /**
+    A colmena hive (`import ./hive.nix`, or a flake's `colmena` output) read as colmena reads
+    it: `nodes.NAME` is each node's configuration (a host's `system` may be it), `deployment.NAME`
+    its colmena options. See colmena-hive.nix; `nixship init --from colmena` writes a fleet
+    that uses it (docs/coming-from-colmena.md).
+  */
+  readColmenaHive = import ./colmena-hive.nix;
 }

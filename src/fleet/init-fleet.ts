@@ -165,6 +165,6 @@ export function fleetOutputLine(
 const NIX_NAME = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
 
 /** An attribute name as Nix writes it: bare when it can be, else quoted. */
-function nixName(name: string): string {
+export function nixName(name: string): string {
   return NIX_NAME.test(name) ? name : JSON.stringify(name);
 }
