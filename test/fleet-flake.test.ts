@@ -188,6 +188,44 @@ describe("a fleet in the flake with a mistake", () => {
   });
 });
 
+describe("a host's mode and ssh user in its configuration", () => {
+  const INSTANCE = "i-0123456789abcdef0";
+  const withDeployment = (web2: string) =>
+    FLEET().replace('address = "10.0.0.2"; tags = [ "web" ]; sudo = true;', web2);
+
+  it("makes mode the host's delivery and sshUser its own ssh user", async () => {
+    const dir = await flakeDir(
+      withDeployment(`address = "10.0.0.2"; mode = "ssm"; instanceId = "${INSTANCE}";`).replace(
+        'address = "10.0.0.1";',
+        'address = "10.0.0.1"; sshUser = "ops";',
+      ),
+    );
+    const fleet = await loadFlakeFleet(await flakeFleetSource(".#nixship", dir));
+    const byName = new Map(fleet.hosts.map((h) => [h.name, h]));
+    expect(byName.get("web2")).toMatchObject({ delivery: "ssm", instanceId: INSTANCE });
+    expect(byName.get("web1")).toMatchObject({ delivery: "ssh", sshUser: "ops" });
+    // The fleet's own user stays the other hosts'.
+    expect(fleet.ssh.user).toBe("deploy");
+  });
+
+  it("still reads the former name, delivery, and refuses a mode that differs from it (exit 2)", async () => {
+    const former = await flakeDir(
+      withDeployment(`address = "10.0.0.2"; delivery = "ssm"; instanceId = "${INSTANCE}";`),
+    );
+    const fleet = await loadFlakeFleet(await flakeFleetSource(".#nixship", former));
+    expect(fleet.hosts.find((h) => h.name === "web2")?.delivery).toBe("ssm");
+    const both = await flakeDir(
+      withDeployment(`address = "10.0.0.2"; mode = "ssm"; delivery = "agent";`),
+    );
+    const r = await nixship(["build", "--fleet", `path:${both}#nixship`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("nixship.hosts.web2");
+    expect(r.stderr).toContain(
+      "nixship.deployment.mode (ssm) and its former name delivery (agent) differ: set mode alone",
+    );
+  });
+});
+
 describe("nixosModules.deployment (packaging/nixos/nixship-deployment.nix)", () => {
   it("parses", async () => {
     const r = await run("nix-instantiate", ["--parse", MODULE], { env: NIX_ENV });
@@ -208,12 +246,24 @@ describe("nixosModules.deployment (packaging/nixos/nixship-deployment.nix)", () 
       in builtins.mapAttrs (_: o: { inherit (o) default; }) module.options.nixship.deployment`);
     // `system` (required) is the configuration itself.
     expect(FLEET_KEYS.host.required).toEqual(["system"]);
-    expect(Object.keys(options).sort()).toEqual([...FLEET_KEYS.host.optional, "policy"].sort());
+    // `mode` is the module's name for the host key `delivery` (its former name, still read).
+    expect(Object.keys(options).sort()).toEqual(
+      [...FLEET_KEYS.host.optional, "policy", "mode"].sort(),
+    );
     // Unset, each leaves the fleet file's default: the module's own defaults are those.
     expect(options.tags?.default).toEqual([]);
     expect(options.delivery?.default).toBe("ssh");
     expect(options.policy?.default).toEqual({});
-    for (const key of ["address", "sshHost", "sudo", "hostKey", "instanceId", "targets"]) {
+    for (const key of [
+      "address",
+      "sshHost",
+      "sshUser",
+      "mode",
+      "sudo",
+      "hostKey",
+      "instanceId",
+      "targets",
+    ]) {
       expect(options[key]?.default, key).toBeNull();
     }
   });

@@ -1,6 +1,7 @@
 # How nixship reaches this host: `nixship.deployment`, the host's entry in a fleet written in
 # the flake. Each option is a host key of the fleet file (docs/fleet.md), with its meaning;
-# `policy` is this host's entry of the fleet's `policies`. nixship's
+# `policy` is this host's entry of the fleet's `policies`; `mode` is the fleet file's `delivery`
+# (the module's former name for it, `delivery`, is still read). nixship's
 # `lib.fleetFromConfigurations` reads `config.nixship.deployment` of each configuration that
 # imports this module and makes the fleet's hosts from them. The types here are loose on
 # purpose: nixship checks every value with the same rules as the fleet file, and names the
@@ -27,6 +28,12 @@ in
     };
     address = optional types.str "Where health checks reach the host (`{address}`); for ssh, also where ssh connects unless `sshHost` is set.";
     sshHost = optional types.str "The ssh destination when it differs from `address` (an ssh_config alias); ssh hosts only.";
+    sshUser = optional types.str "The user ssh logs in as on this host; null: the fleet's `ssh.user` (root unless set). ssh hosts only.";
+    mode = optional (types.enum [
+      "ssh"
+      "ssm"
+      "agent"
+    ]) "How the host gets its system: pushed over ssh, through AWS SSM, or pulled by its agent (the fleet file's `delivery`); null: `delivery` (ssh unless set).";
     delivery = mkOption {
       type = types.enum [
         "ssh"
@@ -34,7 +41,7 @@ in
         "agent"
       ];
       default = "ssh";
-      description = "How the host gets its system: pushed over ssh, through AWS SSM, or pulled by its agent.";
+      description = "The former name of `mode`, still read: `mode`, when set, is the host's mode.";
     };
     sudo = optional types.bool "Whether the deployer reaches this ssh host through its pinned nixship-activate by sudo; null: the fleet's `ssh.sudo`.";
     hostKey = optional types.str "The host's SSH ed25519 public key, which its secrets are encrypted to (ssm and agent hosts).";

@@ -1,19 +1,25 @@
 // `nixship init`: a starting fleet for the flake in a directory, one host per NixOS
-// configuration, with a cache and a signing key (kept out of the flake), and the next commands.
+// configuration (or, with --from, per node of a colmena hive or deploy-rs flake), with a cache
+// and a signing key (kept out of the flake), and the next commands.
 import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
-import { homedir } from "node:os";
+import { homedir, userInfo } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
+import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
 import { InputError, UsageError } from "../errors.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { formatJson } from "../fleet/fleet-json.js";
+import { type Conversion, conversionJson, conversionNix } from "../fleet/foreign-fleet.js";
+import { convertColmena } from "../fleet/from-colmena.js";
+import { convertDeployRs } from "../fleet/from-deploy-rs.js";
 import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fleet/init-fleet.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore } from "../store/url.js";
+import { conversionReportLines } from "../ui/conversion-report.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
@@ -22,6 +28,8 @@ import { writeOutputFile } from "./output-file.js";
 const COMMAND = "init";
 const FORMATS = ["nix", "json"] as const;
 type Format = (typeof FORMATS)[number];
+const SOURCES = ["colmena", "deploy-rs"] as const;
+type Source = (typeof SOURCES)[number];
 /** The Nix file `--format nix` writes beside flake.nix. */
 const NIX_FLEET_FILE = "nixship.nix";
 /** The directory cache made beside the flake unless --cache names one. */
@@ -30,8 +38,8 @@ const DEFAULT_CACHE_DIR = ".nixship-cache";
 export const initCommand: Command = {
   path: ["init"],
   summary: "write a starting fleet from the flake's nixosConfigurations (and a cache and key)",
-  help: `Usage: nixship init [DIR] [--format nix|json] [--cache URL] [--key-out FILE]
-                    [--key-name NAME] [--force] [--json]
+  help: `Usage: nixship init [DIR] [--from colmena|deploy-rs] [--format nix|json] [--cache URL]
+                    [--key-out FILE] [--key-name NAME] [--force] [--json]
 
 Run in the directory of a flake (or name it: DIR). Lists the flake's nixosConfigurations
 with one 'nix eval' (their names, and each one's config.nixship.deployment when it imports
@@ -56,10 +64,20 @@ flake.nix itself is never rewritten. A flake that already has a '${DEFAULT_FLEET
 fleet: init says so and writes nothing.
 --format json: writes DIR/${DEFAULT_FLEET_FILE}, a fleet file.
 
+--from colmena: one host per node of the flake's colmena hive: its colmenaHive output (colmena's
+makeHive), else its colmena output, else DIR/hive.nix, evaluated with Nix (raw hives by nixship's
+lib.readColmenaHive, with the hive's own nixpkgs); --from deploy-rs: one host per node of the
+flake's deploy.nodes, running its system profile. Each node's options become the host's
+(targetHost, targetUser, tags, keys as secrets; hostname, sshUser, magicRollback, timeouts, ...),
+and init prints what it carried over, what maps to what, and what it left behind and why
+(docs/coming-from-colmena.md, docs/coming-from-deploy-rs.md). A node nixship cannot reach (no
+targetHost or hostname, no system profile) or an evaluation error is named by its attribute.
+
 Nothing is written until the flake is read; each file is written whole (a temporary file,
 renamed), and an existing fleet file is kept unless --force.
 
 Options:
+  --from TOOL        convert the fleet of colmena or deploy-rs in the flake
   --format nix|json  the fleet in the flake (nix, default) or a fleet file (json)
   --cache URL        the fleet's cache (default: file://DIR/${DEFAULT_CACHE_DIR})
   --key-out FILE     where the secret signing key is (default: see above); not in DIR
@@ -68,13 +86,14 @@ Options:
   --json             print what was written and the next commands as JSON on stdout
 
 Exit codes: 0 written (or the flake has its fleet already), 1 failed, 2 bad usage or input
-(DIR is no flake, the flake has no nixosConfigurations, the fleet file exists, the key would
-be in the flake).`,
+(DIR is no flake, the flake has no nixosConfigurations, or no hive or deploy output for --from,
+the fleet file exists, the key would be in the flake).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
       {
         format: { type: "string" },
+        from: { type: "string" },
         cache: { type: "string" },
         "key-out": { type: "string" },
         "key-name": { type: "string" },
@@ -87,8 +106,9 @@ be in the flake).`,
       throw new UsageError(`${COMMAND}: unexpected argument '${positionals[1]}'`);
     }
     const format = parseFormat(values.format);
+    const from = parseSource(values.from);
     const dir = resolve(positionals[0] ?? ".");
-    await requireFlake(dir);
+    await requireFlake(dir, from);
     const fleetFile = join(dir, format === "nix" ? NIX_FLEET_FILE : DEFAULT_FLEET_FILE);
     // A fleet file is refused before Nix runs; nixship.nix after, as the flake may already
     // hold the fleet (then init says so, whatever files there are).
@@ -101,6 +121,73 @@ be in the flake).`,
     const publicKey = formatPublicKey(publicKeyOf(key.key));
     const cacheUrl = values.cache ?? `file://${join(dir, DEFAULT_CACHE_DIR)}`;
     const localCache = cacheUrl.startsWith("file://");
+
+    if (from !== undefined) {
+      refuseExisting(fleetFile, values.force === true);
+      const conversion = await convertFrom(from, dir, io.env);
+      await writeKey(keyOut, key);
+      const cacheCreated = localCache ? await initCache(cacheUrl) : null;
+      const settings = { cacheUrl, publicKey };
+      const text =
+        format === "json"
+          ? formatJson(conversionJson(conversion, settings))
+          : conversionNix(conversion, settings, [
+              `The fleet nixship deploys (docs/fleet.md), written by 'nixship init --from ${from}'. It is`,
+              "the flake's `nixship` output: add to the flake's outputs the line 'nixship init' printed.",
+            ]);
+      await writeOutputFile(fleetFile, text);
+      const outputLine =
+        format === "nix"
+          ? `${DEFAULT_FLEET_OUTPUT} = import ./${NIX_FLEET_FILE} { inherit self;${conversion.needsLib ? " nixshipLib = nixship.lib;" : ""} };`
+          : conversion.jsonOutputLine;
+      const fleetFlag =
+        format === "json" ? ` --fleet ${fleetFile}` : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
+      const next = [
+        ...(localCache ? [] : [`nixship cache init '${cacheUrl}'`]),
+        ...conversion.next.map((c) => `${c}${fleetFlag}`),
+        `nixship doctor${fleetFlag}`,
+        `nixship plan${fleetFlag}`,
+        `nixship deploy${fleetFlag} --key ${keyOut}`,
+      ];
+      const written = [...(key.created ? [keyOut] : []), fleetFile];
+      if (values.json === true) {
+        writeJson(io, {
+          flake: dir,
+          from,
+          format,
+          written,
+          fleet: fleetFile,
+          hosts: conversion.hosts.map((h) => h.name),
+          report: conversion.report,
+          cache: { url: cacheUrl, created: cacheCreated },
+          key: { file: keyOut, publicKey, created: key.created },
+          outputLine,
+          next,
+        });
+        return 0;
+      }
+      const names = conversion.hosts.map((h) => h.name);
+      const lines = [
+        `wrote ${fleetFile} from ${from}: ${names.length} host${names.length === 1 ? "" : "s"} (${names.join(", ")})`,
+        `cache: ${cacheUrl}${cacheCreated === true ? " (created)" : ""}`,
+        `signing key: ${keyOut} (${key.created ? "created" : "already there, used"}); public key ${publicKey}`,
+        ...conversionReportLines(conversion.report),
+      ];
+      if (outputLine !== null) {
+        lines.push(`add this line to the outputs of ${join(dir, "flake.nix")}:`, `  ${outputLine}`);
+        if (outputLine.includes("nixship.lib")) lines.push("  (nixship: a flake input of nixship)");
+      }
+      if (values.cache === undefined)
+        lines.push(`keep ${DEFAULT_CACHE_DIR}/ out of git (.gitignore)`);
+      if (conversion.secrets !== null) {
+        lines.push(
+          `fill in secrets.admins (an age recipient who may edit them) in ${fleetFile}, then set each secret as below`,
+        );
+      }
+      lines.push("next:", ...next.map((c) => `  ${c}`));
+      io.stderr.write(`${lines.join("\n")}\n`);
+      return 0;
+    }
 
     const listed = await listFlakeConfigurations(dir, DEFAULT_FLEET_OUTPUT);
     if (format === "nix" && listed.hasFleet) {
@@ -207,10 +294,40 @@ function parseFormat(text: string | undefined): Format {
   throw new UsageError(`${COMMAND}: --format takes nix or json, got '${text}'`);
 }
 
+function parseSource(text: string | undefined): Source | undefined {
+  if (text === undefined) return undefined;
+  if ((SOURCES as readonly string[]).includes(text)) return text as Source;
+  throw new UsageError(`${COMMAND}: --from takes colmena or deploy-rs, got '${text}'`);
+}
+
+/** The other tool's fleet in `dir`, read with Nix and converted. */
+async function convertFrom(from: Source, dir: string, env: NodeJS.ProcessEnv): Promise<Conversion> {
+  if (from === "colmena") {
+    const read = await readColmenaHive(dir);
+    const sshConfigFile = env.SSH_CONFIG_FILE;
+    return convertColmena(
+      read.value,
+      read.label,
+      sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {},
+    );
+  }
+  const read = await readDeployRs(dir);
+  return convertDeployRs(read.value, read.label, { localUser: userInfo().username });
+}
+
 /** DIR must be a flake's directory: exit 2, naming it and the fix, when it is not. */
-async function requireFlake(dir: string): Promise<void> {
+async function requireFlake(dir: string, from?: Source): Promise<void> {
   const info = await stat(join(dir, "flake.nix")).catch(() => undefined);
   if (info?.isFile() === true) return;
+  if (from === "colmena" && existsSync(join(dir, "hive.nix"))) {
+    throw new InputError(
+      "not-a-flake",
+      `${dir} has a hive.nix but no flake.nix: nixship's fleet takes the hive's systems through a flake`,
+      {
+        hint: "add a flake.nix beside hive.nix with nixship as an input (its outputs may be empty to start: init prints the line to add), then run nixship init --from colmena again",
+      },
+    );
+  }
   throw new InputError("not-a-flake", `${dir} is no flake's directory: it has no flake.nix`, {
     hint: "run nixship init in the directory of the flake that holds your nixosConfigurations (or name it: nixship init DIR); no flake yet: 'nix flake init'",
   });

@@ -4,7 +4,12 @@
 // connection, the deployer's HTTP checks, then confirm over a fresh connection, or abort.
 import { copyToHost } from "../cache/local-nix.js";
 import type { FleetHost, SshHost, SshSettings } from "../fleet/fleet.js";
-import { DEFAULT_MAX_CONNECTIONS, reachedBySudo, sshDestination } from "../fleet/fleet.js";
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  reachedBySudo,
+  sshDestination,
+  sshUserOf,
+} from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import {
   activateArgs,
@@ -151,7 +156,7 @@ export function sshTarget(host: SshHost, settings: SshSettings): SshTarget {
   return {
     name: host.name,
     destination: sshDestination(host),
-    user: settings.user,
+    user: sshUserOf(settings, host),
     configFile: settings.configFile,
     knownHosts: settings.knownHosts,
     ...(reachedBySudo(settings, host) ? { sudo: true } : {}),

@@ -7,7 +7,7 @@ import { nixSshOpts } from "../delivery/ssh-config-for-nix.js";
 import { type SshTarget, sshArgs } from "../delivery/ssh-transport.js";
 import { InputError, UsageError } from "../errors.js";
 import { type BuilderMachine, formatBuilders, parseBuilderEntries } from "../fleet/builders.js";
-import { BUILD_HOST_PATTERN, type Fleet, sshDestination } from "../fleet/fleet.js";
+import { BUILD_HOST_PATTERN, type Fleet, sshDestination, sshUserOf } from "../fleet/fleet.js";
 import { readFileBounded } from "../util/bounded-file.js";
 
 /** The largest machines file read: far more than any list of builders. */
@@ -64,12 +64,12 @@ export async function resolveBuildPlace(
 
 /**
  * The ssh destination of build host `name` (`[USER@]HOST`): a fleet host's name stands for its
- * ssh destination, as the fleet's ssh user; anything else is taken as it is.
+ * ssh destination, as its ssh user; anything else is taken as it is.
  */
 function buildHostDestination(fleet: Fleet, name: string): string {
   const host = fleet.hosts.find((h) => h.name === name);
   if (host?.delivery !== "ssh") return name;
-  return `${fleet.ssh.user}@${sshDestination(host)}`;
+  return `${sshUserOf(fleet.ssh, host)}@${sshDestination(host)}`;
 }
 
 /** The store of build host `name`: `ssh-ng://` and its destination. */

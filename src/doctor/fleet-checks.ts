@@ -321,7 +321,7 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
         : fail(
             area,
             "store",
-            `/nix/store is not writable for ${input.fleet.ssh.user}`,
+            `/nix/store is not writable for ${target.user ?? input.fleet.ssh.user}`,
             'deploy as root (ssh.user), or as a deploy user through the host\'s nixship-activate ("sudo": true; docs/pinned-hosts.md)',
           ),
     pinning,

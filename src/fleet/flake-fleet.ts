@@ -28,6 +28,12 @@ export interface FlakeFleetSource {
 const MARK = "nixship-fleet-attribute";
 
 /**
+ * A Nix function `mark PATH VALUE`: VALUE, evaluated under a mark naming PATH, which
+ * `FleetEvalTrace` reads back from Nix's --show-trace (the deepest mark is where it failed).
+ */
+export const NIX_MARK_FUNCTION = `path: builtins.addErrorContext "«${MARK} \${builtins.toJSON path}»"`;
+
+/**
  * One `nix eval --json` of the fleet: `{ fleet = …; }`, or `{ missing = [outputs]; }` when the
  * flake has no such output. The fleet as JSON: attributes whose value is null are left out (a
  * module's unset option), a derivation is its store path, a Nix path is its file (in the local
@@ -49,7 +55,7 @@ export function fleetExpression(source: FlakeFleetSource): string {
   file = p: let s = toString p; in
     if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
     then "\${localDir}/\${cut inFlake s}" else s;
-  mark = path: builtins.addErrorContext "«${MARK} \${builtins.toJSON path}»";
+  mark = ${NIX_MARK_FUNCTION};
   isSystem = path: v: builtins.length path == 3 && builtins.head path == "hosts"
     && builtins.elemAt path 2 == "system" && builtins.isAttrs v;
   walk = depth: path: v: mark path (

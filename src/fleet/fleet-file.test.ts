@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { problemsOf } from "../../test/support/fleet-problems.js";
 import { InputError } from "../errors.js";
 import type { StorePath } from "../nix/store-path.js";
-import { type Fleet, RELEASE_DEFAULTS, SSM_DEFAULTS } from "./fleet.js";
+import { type Fleet, RELEASE_DEFAULTS, SSM_DEFAULTS, sshUserOf } from "./fleet.js";
 import { FleetFileError, parseFleet, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
 
@@ -531,6 +531,35 @@ describe("parseFleet", () => {
       "policy.requirePinned: must be true or false (got 1)",
       'hosts.h.sudo: must be true or false (got "no")',
       'hosts.a.sudo: is only allowed when delivery is "ssh"',
+    ]);
+  });
+
+  it("reads a host's own ssh user, which ssh and the build host log in as", () => {
+    const fleet = parseFleetValue(
+      {
+        ssh: { user: "deploy" },
+        hosts: {
+          web1: { system: ".#w", address: "a", sshUser: "ops" },
+          web2: { system: ".#w", address: "b" },
+        },
+      },
+      "f",
+    );
+    const users = fleet.hosts.map((h) => (h.delivery === "ssh" ? sshUserOf(fleet.ssh, h) : "-"));
+    expect(users).toEqual(["ops", "deploy"]);
+    expect(formatFleet(fleet)).toContain('"sshUser": "ops"');
+    expect(
+      problemsOf({
+        hosts: {
+          h: { system: ".#h", address: "a", sshUser: "-oProxyCommand=x" },
+          a: { system: ".#a", delivery: "agent", sshUser: "ops" },
+        },
+        releases: RELEASES,
+        cache: { url: "file:///c", publicKeys: [KEY] },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^hosts\.h\.sshUser: must be a string matching/),
+      'hosts.a.sshUser: is only allowed when delivery is "ssh"',
     ]);
   });
 

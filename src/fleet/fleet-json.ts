@@ -17,6 +17,7 @@ export function hostToJson(host: FleetHost): JsonObject {
     ...(host.tags.length > 0 ? { tags: [...host.tags] } : {}),
     ...(host.address === undefined ? {} : { address: host.address }),
     ...(host.delivery === "ssh" && host.sshHost !== undefined ? { sshHost: host.sshHost } : {}),
+    ...(host.delivery === "ssh" && host.sshUser !== undefined ? { sshUser: host.sshUser } : {}),
     ...(host.delivery === "ssh" && host.sudo !== undefined ? { sudo: host.sudo } : {}),
     delivery: host.delivery,
     ...(host.delivery === "ssm" && host.instanceId !== undefined

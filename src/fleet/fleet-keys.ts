@@ -72,6 +72,7 @@ export const FLEET_KEYS = {
       "targets",
       "hostKey",
       "sudo",
+      "sshUser",
     ],
   },
   secrets: { required: ["admins", "entries"], optional: ["age"] },

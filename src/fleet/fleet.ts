@@ -47,6 +47,8 @@ export interface SshHost extends HostCommon {
   readonly sshHost: string | undefined;
   /** The host's own `ssh.sudo`; undefined: the fleet's. */
   readonly sudo?: boolean | undefined;
+  /** The user ssh logs in as on this host; undefined: the fleet's `ssh.user`. */
+  readonly sshUser?: string | undefined;
 }
 
 /** An SSM Run Command target (`tag:Role` = `web`, …): every instance it matches. */
@@ -323,6 +325,11 @@ export const SSM_DEFAULTS = {
 export function sshDestination(host: SshHost): string {
   // The parser guarantees one of the two; the fallback only satisfies the type.
   return host.sshHost ?? host.address ?? host.name;
+}
+
+/** The user ssh logs in as on `host`: its own, else the fleet's. */
+export function sshUserOf(ssh: Pick<SshSettings, "user">, host: SshHost): string {
+  return host.sshUser ?? ssh.user;
 }
 
 /** Whether the deployer reaches `host` through its installed nixship-activate, by sudo. */

@@ -17,6 +17,7 @@ const HOST_KEYS = [
   "tags",
   "address",
   "sshHost",
+  "sshUser",
   "delivery",
   "sudo",
   "hostKey",
@@ -54,10 +55,15 @@ export interface InitSettings {
   readonly publicKey: string;
 }
 
+/** The module's `mode`, else its former name `delivery`: the fleet file's `delivery`. */
+function deliveryOf(deployment: JsonObject): unknown {
+  return deployment.mode ?? deployment.delivery ?? "ssh";
+}
+
 /** A host init could not give an address: the user must fill one in. */
 function needsAddress(deployment: JsonObject | null): boolean {
   if (deployment === null) return true;
-  const delivery = deployment.delivery ?? "ssh";
+  const delivery = deliveryOf(deployment);
   return delivery === "ssh" && deployment.address === undefined && deployment.sshHost === undefined;
 }
 
@@ -76,7 +82,8 @@ export function initFleetJson(
   for (const { name, deployment } of configurations) {
     const host: JsonObject = {};
     for (const key of HOST_KEYS) {
-      const value = deployment?.[key];
+      const value =
+        key === "delivery" && deployment !== null ? deliveryOf(deployment) : deployment?.[key];
       // The module's defaults (no tags, ssh) are left out, as a fleet file leaves them.
       const isDefault =
         (key === "tags" && Array.isArray(value) && value.length === 0) ||
@@ -158,6 +165,6 @@ export function fleetOutputLine(
 const NIX_NAME = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
 
 /** An attribute name as Nix writes it: bare when it can be, else quoted. */
-function nixName(name: string): string {
+export function nixName(name: string): string {
   return NIX_NAME.test(name) ? name : JSON.stringify(name);
 }

@@ -15,6 +15,7 @@ import {
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   SSH_HOST_PATTERN,
+  SSH_USER_PATTERN,
   type SystemSpec,
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
@@ -73,6 +74,7 @@ function readHost(
         )
       : text("address", { pattern: ADDRESS_PATTERN, maxLength: 253 });
   const sshHost = text("sshHost", { pattern: SSH_HOST_PATTERN, maxLength: 253 });
+  const sshUser = text("sshUser", { pattern: SSH_USER_PATTERN, maxLength: 32 });
   const instanceId = text("instanceId", { pattern: INSTANCE_ID_PATTERN, maxLength: 19 });
   const targets =
     host.targets === undefined ? undefined : readSsmTargets(host.targets, at("targets"), problems);
@@ -87,6 +89,7 @@ function readHost(
   };
   if (delivery !== "ssh") {
     onlyFor("sshHost", "ssh");
+    onlyFor("sshUser", "ssh");
     onlyFor("sudo", "ssh");
   }
   let sudo: boolean | undefined;
@@ -122,7 +125,13 @@ function readHost(
   const common = { name, tags, address, system, hostKey };
   switch (delivery) {
     case "ssh":
-      return { ...common, delivery, sshHost, ...(sudo === undefined ? {} : { sudo }) };
+      return {
+        ...common,
+        delivery,
+        sshHost,
+        ...(sudo === undefined ? {} : { sudo }),
+        ...(sshUser === undefined ? {} : { sshUser }),
+      };
     case "ssm":
       // Exactly one of the two, or a problem was recorded above.
       if ((instanceId === undefined) === (targets === undefined)) return undefined;

@@ -1,0 +1,113 @@
+// Reads another deployer's fleet from a local flake for `nixship init --from`: a colmena hive or
+// deploy-rs's `deploy` output, each in one bounded `nix eval`, a Nix error named by the
+// attribute being evaluated (a node's option), a missing hive or deploy output said plainly.
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
+import { InputError, OperationError } from "../errors.js";
+import { FleetEvalTrace, formatNixAttrPath } from "../fleet/flake-fleet.js";
+import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
+import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
+import { parseJsonText } from "../fleet/json-text.js";
+import { withoutSourceSecrets } from "../util/source-reference.js";
+import { runStreamed } from "../util/streamed-run.js";
+import { localFlakeRef } from "./flake-source.js";
+
+/** Seconds the evaluation may take: every node's configuration, through the module system. */
+const READ_TIMEOUT = 1800;
+/** The JSON it may print: options and names, far less than this. */
+const MAX_READ_JSON = 16 * 1024 * 1024;
+/** nixship's reading of a raw hive (packaging/nix/colmena-hive.nix, lib.readColmenaHive). */
+export const COLMENA_HIVE_NIX = fileURLToPath(
+  new URL("../../packaging/nix/colmena-hive.nix", import.meta.url),
+);
+
+export interface ForeignRead<T> {
+  readonly value: T;
+  /** The flake reference Nix read. */
+  readonly flake: string;
+  /** The flake.nix errors name. */
+  readonly label: string;
+}
+
+/** The hive of the flake in `dir`: its colmenaHive, its colmena, or its hive.nix. */
+export async function readColmenaHive(dir: string): Promise<ForeignRead<ColmenaHive>> {
+  const flake = await localFlakeRef(dir, false, {
+    where: "nixship init --from colmena",
+    base: "the current directory",
+  });
+  const label = join(dir, "flake.nix");
+  const out = await evaluate(colmenaExpression(dir, flake, COLMENA_HIVE_NIX), label, "the hive");
+  if (out.missing !== undefined) {
+    throw new InputError(
+      "no-hive",
+      `${label}: no colmena hive: the flake has no colmenaHive or colmena output, and ${join(dir, "hive.nix")} does not exist`,
+      {
+        hint: `its outputs: ${(out.missing as string[]).slice(0, 20).join(", ") || "none"}; run init --from colmena where the hive is`,
+      },
+    );
+  }
+  return { value: out as unknown as ColmenaHive, flake, label };
+}
+
+/** The `deploy` output of the flake in `dir`. */
+export async function readDeployRs(dir: string): Promise<ForeignRead<DeployRsDeploy>> {
+  const flake = await localFlakeRef(dir, false, {
+    where: "nixship init --from deploy-rs",
+    base: "the current directory",
+  });
+  const label = join(dir, "flake.nix");
+  const out = await evaluate(deployRsExpression(flake), label, "deploy.nodes");
+  if (out.missing !== undefined) {
+    throw new InputError(
+      "no-deploy",
+      `${label}: the flake has no deploy output (deploy-rs's deploy.nodes)`,
+      {
+        hint: `its outputs: ${(out.missing as string[]).slice(0, 20).join(", ") || "none"}`,
+      },
+    );
+  }
+  return { value: out as unknown as DeployRsDeploy, flake, label };
+}
+
+async function evaluate(
+  expr: string,
+  label: string,
+  what: string,
+): Promise<Record<string, unknown>> {
+  await localNixVersion();
+  const trace = new FleetEvalTrace();
+  const r = await runStreamed(
+    "nix",
+    [...NEW_CLI, "eval", "--impure", "--json", "--show-trace", "--expr", expr],
+    {
+      signal: AbortSignal.timeout(READ_TIMEOUT * 1000),
+      onStderrLine: (line) => trace.add(line),
+      stdoutKept: MAX_READ_JSON,
+    },
+  );
+  if (r.error !== undefined) {
+    throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
+  }
+  if (r.stopped) {
+    throw new OperationError(
+      "init-eval-timeout",
+      `${label}: reading ${what} took longer than ${READ_TIMEOUT} s`,
+    );
+  }
+  if (r.code !== 0) {
+    const { path, message } = trace.result();
+    const said = withoutSourceSecrets(message || "Nix failed without saying why");
+    const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
+    throw new InputError("init-eval-failed", `${label}: ${at}${said}`, {
+      hint: `the error is Nix's, evaluating ${what}: fix it there`,
+    });
+  }
+  if (r.stdoutBytes > MAX_READ_JSON) {
+    throw new InputError(
+      "init-eval-too-large",
+      `${label}: ${what} comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
+    );
+  }
+  return parseJsonText(r.stdout, label) as Record<string, unknown>;
+}

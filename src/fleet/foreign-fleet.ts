@@ -1,0 +1,200 @@
+// What the importers of other deployers' fleets (colmena's hives, deploy-rs's nodes) share: the
+// converted fleet, the report of what each option became (carried over, mapped, left behind and
+// why), and the fleet written as a fleet file or as Nix for the flake. Pure.
+import { NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import type { JsonObject } from "./fleet-json.js";
+import { nixName } from "./init-fleet.js";
+
+/** What became of an option: the same meaning in nixship, another shape, or nothing. */
+export type Outcome = "carried" | "mapped" | "left";
+
+/** An option of the other tool, and what nixship makes of it wherever it is set. */
+export interface OptionFate {
+  readonly outcome: Outcome;
+  /** Carried or mapped: the counterpart; left behind: why, and what to do instead. */
+  readonly text: string;
+}
+
+/** One line of the report: an option, what became of it, and the nodes that set it. */
+export interface ReportEntry {
+  readonly option: string;
+  readonly outcome: Outcome;
+  readonly text: string;
+  readonly nodes: readonly string[];
+}
+
+/** The report, each option and fate said once with every node it applies to. */
+export class Report {
+  readonly #entries = new Map<string, { entry: ReportEntry; nodes: string[] }>();
+
+  /** `option` (a key of `fates`) as it was set on `node` (none: the whole hive or flake). */
+  add(fates: Readonly<Record<string, OptionFate>>, option: string, node?: string): void {
+    const fate = fates[option];
+    if (fate === undefined) throw new Error(`no fate for ${option}`);
+    this.note(option, fate, node);
+  }
+
+  /** As `add`, with a fate of its own (an option's value decides it). */
+  note(option: string, fate: OptionFate, node?: string): void {
+    const key = `${option}\0${fate.outcome}\0${fate.text}`;
+    let held = this.#entries.get(key);
+    if (held === undefined) {
+      held = { entry: { option, ...fate, nodes: [] }, nodes: [] };
+      this.#entries.set(key, held);
+    }
+    if (node !== undefined && !held.nodes.includes(node)) held.nodes.push(node);
+  }
+
+  entries(): ReportEntry[] {
+    return [...this.#entries.values()].map(({ entry, nodes }) => ({ ...entry, nodes }));
+  }
+}
+
+/** How a host's system is named: as Nix in the flake's fleet, and as a fleet file's installable. */
+export interface SystemRef {
+  /** A Nix expression with `self` (and what `Conversion.nixLet` binds) in scope. */
+  readonly nix: string;
+  /** `.#ATTR` of the flake. */
+  readonly installable: string;
+}
+
+export interface ForeignHost {
+  readonly name: string;
+  /** The fleet file's host keys but `system`. */
+  readonly fields: JsonObject;
+  readonly system: SystemRef;
+  /** The host's own policy (`policies.NAME`); empty: none. */
+  readonly policy: JsonObject;
+}
+
+/** A fleet converted from another tool, before the cache and key are added. */
+export interface Conversion {
+  readonly hosts: readonly ForeignHost[];
+  /** The fleet's `ssh` section (user, configFile), empty when nixship's defaults do. */
+  readonly ssh: JsonObject;
+  /** The fleet's `build` section; null: none. */
+  readonly build: JsonObject | null;
+  /** The fleet's `secrets.entries`; null: none. */
+  readonly secrets: JsonObject | null;
+  /** Bindings the Nix fleet needs (`hive = nixshipLib.readColmenaHive …;`), and whether of nixship's lib. */
+  readonly nixLet: readonly string[];
+  readonly needsLib: boolean;
+  /** An output the flake needs for the fleet file's installables (`nixshipHive = …;`); null: none. */
+  readonly jsonOutputLine: string | null;
+  readonly report: readonly ReportEntry[];
+  /** Commands left for the user (secrets to set), in order. */
+  readonly next: readonly string[];
+}
+
+/** What every converted fleet gets besides its hosts. */
+export interface ConversionSettings {
+  readonly cacheUrl: string;
+  readonly publicKey: string;
+}
+
+/** `secrets.admins` until the user names one: no recipient, so the fleet is refused until then. */
+export const ADMIN_PLACEHOLDER = "FILL IN: an admin's age recipient (age1… or ssh-ed25519 …)";
+
+export function validHostName(name: string): boolean {
+  return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
+}
+
+/** The fleet file (`nixship.json`). */
+export function conversionJson(conversion: Conversion, settings: ConversionSettings): JsonObject {
+  const hosts: JsonObject = {};
+  const policies: JsonObject = {};
+  for (const host of conversion.hosts) {
+    hosts[host.name] = { ...host.fields, system: host.system.installable };
+    if (Object.keys(host.policy).length > 0) policies[host.name] = host.policy;
+  }
+  return {
+    cache: { url: settings.cacheUrl, publicKeys: [settings.publicKey] },
+    ...(Object.keys(conversion.ssh).length > 0 ? { ssh: conversion.ssh } : {}),
+    ...(conversion.build === null ? {} : { build: conversion.build }),
+    ...(Object.keys(policies).length > 0 ? { policies } : {}),
+    ...(conversion.secrets === null
+      ? {}
+      : { secrets: { admins: [ADMIN_PLACEHOLDER], entries: conversion.secrets } }),
+    hosts,
+  };
+}
+
+/** The fleet as Nix for the flake (`nixship.nix`): a function of `self` (and nixship's lib). */
+export function conversionNix(
+  conversion: Conversion,
+  settings: ConversionSettings,
+  header: readonly string[],
+): string {
+  const value = conversionJson(conversion, settings);
+  const hosts: string[] = [];
+  for (const host of conversion.hosts) {
+    const fields = Object.entries(host.fields).map(([k, v]) => `${nixName(k)} = ${toNix(v)};`);
+    hosts.push(`    ${nixName(host.name)} = { system = ${host.system.nix}; ${fields.join(" ")} };`);
+  }
+  const rest = Object.entries(value)
+    .filter(([key]) => key !== "hosts")
+    .map(([key, v]) => `  ${nixName(key)} = ${toNix(v)};`);
+  const args = conversion.needsLib ? "{ self, nixshipLib, ... }:" : "{ self, ... }:";
+  const lets =
+    conversion.nixLet.length > 0 ? ["let", ...conversion.nixLet.map((l) => `  ${l}`), "in"] : [];
+  return `${[
+    ...header.map((l) => `# ${l}`),
+    args,
+    ...lets,
+    "{",
+    ...rest,
+    "  hosts = {",
+    ...hosts,
+    "  };",
+    "}",
+  ].join("\n")}\n`;
+}
+
+/** A JSON value as Nix: JSON is Nix but for `${` in strings, and objects' syntax. */
+export function toNix(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "string") return JSON.stringify(value).replaceAll("${", "\\${");
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return `[ ${value.map(toNix).join(" ")} ]`;
+  const entries = Object.entries(value as JsonObject).map(
+    ([k, v]) => `${nixName(k)} = ${toNix(v)};`,
+  );
+  return entries.length === 0 ? "{ }" : `{ ${entries.join(" ")} }`;
+}
+
+/**
+ * What ssh options given on the command line would be as ssh_config lines for `host` (the
+ * fleet's ssh.configFile is where nixship takes them): `-p`, `-i`, `-J`, `-l`, `-o K=V`;
+ * anything else is named as not carried.
+ */
+export function sshOptionsAsConfig(options: readonly string[]): {
+  lines: string[];
+  unknown: string[];
+} {
+  const lines: string[] = [];
+  const unknown: string[] = [];
+  const flags: Record<string, string> = {
+    "-p": "Port",
+    "-i": "IdentityFile",
+    "-J": "ProxyJump",
+    "-l": "User",
+    "-F": "Include",
+  };
+  for (let i = 0; i < options.length; i++) {
+    const option = options[i] as string;
+    const attached = option.match(/^(-[piJlFo])(.+)$/);
+    const flag = attached?.[1] ?? option;
+    const value = attached?.[2] ?? options[i + 1];
+    if (flag === "-o" && value !== undefined) {
+      const [key, ...rest] = value.split("=");
+      lines.push(`${key} ${rest.join("=")}`.trim());
+    } else if (flags[flag] !== undefined && value !== undefined) {
+      lines.push(`${flags[flag]} ${value}`);
+    } else {
+      unknown.push(option);
+      continue;
+    }
+    if (attached === null || attached === undefined) i++;
+  }
+  return { lines, unknown };
+}

@@ -1,0 +1,315 @@
+import { describe, expect, it } from "vitest";
+import { parseFleetValue } from "./fleet-file.js";
+import { conversionJson, conversionNix, type ReportEntry } from "./foreign-fleet.js";
+import {
+  COLMENA_OPTIONS,
+  type ColmenaHive,
+  type ColmenaNode,
+  convertColmena,
+} from "./from-colmena.js";
+
+const SETTINGS = {
+  cacheUrl: "file:///var/cache/fleet",
+  publicKey: "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=",
+};
+
+/** A node as colmena's defaults leave it. */
+const node = (name: string, set: Partial<ColmenaNode> = {}): ColmenaNode => ({
+  targetHost: name,
+  targetPort: null,
+  targetUser: "root",
+  allowLocalDeployment: false,
+  buildOnTarget: false,
+  tags: [],
+  keys: {},
+  replaceUnknownProfiles: true,
+  privilegeEscalationCommand: ["sudo", "-H", "--"],
+  sshOptions: [],
+  ...set,
+});
+
+const hive = (nodes: Record<string, ColmenaNode>, set: Partial<ColmenaHive> = {}): ColmenaHive => ({
+  kind: "hive.nix",
+  nodes,
+  meta: {
+    nixpkgs: true,
+    nodeNixpkgs: [],
+    specialArgs: [],
+    nodeSpecialArgs: [],
+    machinesFile: null,
+    name: null,
+    description: null,
+    allowApplyAll: null,
+  },
+  defaults: false,
+  network: false,
+  ...set,
+});
+
+const KEY = {
+  name: "db.key",
+  hasText: false,
+  keyFile: null,
+  hasCommand: false,
+  destDir: "/run/keys",
+  path: "/run/keys/db.key",
+  user: "root",
+  group: "root",
+  permissions: "0600",
+  uploadAt: "pre-activation",
+};
+
+const fate = (entries: readonly ReportEntry[], option: string) =>
+  entries.filter((e) => e.option === option).map((e) => [e.outcome, e.nodes]);
+
+describe("convertColmena", () => {
+  it("makes each node a host: targetHost its address, its tags, its system the hive's", () => {
+    const c = convertColmena(
+      hive({
+        "host-a": node("host-a"),
+        "host-b": node("host-b", { targetHost: "host-b.mydomain.tld", tags: ["web", "infra-lax"] }),
+      }),
+      "hive.nix",
+      {},
+    );
+    const fleet = conversionJson(c, SETTINGS);
+    expect(fleet.hosts).toEqual({
+      "host-a": { address: "host-a", system: ".#nixshipHive.nodes.host-a" },
+      "host-b": {
+        address: "host-b.mydomain.tld",
+        tags: ["web", "infra-lax"],
+        system: ".#nixshipHive.nodes.host-b",
+      },
+    });
+    // The fleet file's own rules take it.
+    expect(parseFleetValue(fleet, "f").hosts.map((h) => h.name)).toEqual(["host-a", "host-b"]);
+    expect(c.jsonOutputLine).toBe("nixshipHive = nixship.lib.readColmenaHive (import ./hive.nix);");
+    const nix = conversionNix(c, SETTINGS, ["header"]);
+    expect(nix).toContain("hive = nixshipLib.readColmenaHive (import ./hive.nix);");
+    expect(nix).toContain('host-a = { system = hive.nodes.host-a; address = "host-a"; };');
+    expect(fate(c.report, "deployment.targetHost")).toEqual([["carried", ["host-a", "host-b"]]]);
+    expect(fate(c.report, "meta.nixpkgs")).toEqual([["carried", []]]);
+  });
+
+  it("takes colmenaHive's systems when the flake has one, and its colmena output's otherwise", () => {
+    const evaluated = convertColmena(hive({ web: node("web") }, { kind: "colmenaHive" }), "f", {});
+    expect(evaluated.hosts[0]?.system).toEqual({
+      nix: "self.colmenaHive.nodes.web",
+      installable: ".#colmenaHive.toplevel.web",
+    });
+    expect(evaluated.needsLib).toBe(false);
+    expect(evaluated.jsonOutputLine).toBeNull();
+    const raw = convertColmena(hive({ web: node("web") }, { kind: "colmena" }), "f", {});
+    expect(raw.nixLet).toEqual(["hive = nixshipLib.readColmenaHive self.colmena;"]);
+  });
+
+  it("makes one targetUser the fleet's ssh user, several each host's, and a non-root one reach by sudo", () => {
+    const one = convertColmena(
+      hive({ a: node("a", { targetUser: "ops" }), b: node("b", { targetUser: "ops" }) }),
+      "f",
+      {},
+    );
+    expect(one.ssh).toEqual({ user: "ops" });
+    expect(one.hosts.map((h) => h.fields)).toEqual([
+      { address: "a", sudo: true },
+      { address: "b", sudo: true },
+    ]);
+    const several = convertColmena(
+      hive({
+        a: node("a", { targetUser: "ops", privilegeEscalationCommand: ["doas", "--"] }),
+        b: node("b"),
+      }),
+      "f",
+      {},
+    );
+    expect(several.ssh).toEqual({});
+    expect(several.hosts.map((h) => h.fields)).toEqual([
+      { address: "a", sshUser: "ops", sudo: true },
+      { address: "b" },
+    ]);
+    expect(fate(several.report, "deployment.privilegeEscalationCommand")).toEqual([
+      ["left", ["a"]],
+    ]);
+    expect(parseFleetValue(conversionJson(several, SETTINGS), "f").hosts).toHaveLength(2);
+  });
+
+  it("says what targetPort and sshOptions are in ssh_config, and carries SSH_CONFIG_FILE", () => {
+    const c = convertColmena(
+      hive({
+        b: node("b", {
+          targetHost: "b.example",
+          targetPort: 1234,
+          sshOptions: ["-o", "ForwardAgent=yes", "-v"],
+        }),
+      }),
+      "f",
+      { sshConfigFile: "/etc/colmena/ssh_config" },
+    );
+    expect(c.ssh).toEqual({ configFile: "/etc/colmena/ssh_config" });
+    const texts = c.report.map((e) => `${e.outcome} ${e.option}: ${e.text}`);
+    expect(texts).toContainEqual(
+      expect.stringMatching(/^mapped deployment.targetPort: .*Host b.example \/ Port 1234$/),
+    );
+    expect(texts).toContainEqual(
+      expect.stringMatching(/^mapped deployment.sshOptions: .*Host b.example \/ ForwardAgent yes$/),
+    );
+    expect(texts).toContainEqual(
+      "left deployment.sshOptions: -v: no ssh_config counterpart nixship knows",
+    );
+  });
+
+  it("makes keys with a file or text secrets to set, and names a keyCommand and other places as left behind", () => {
+    const c = convertColmena(
+      hive({
+        a: node("a", {
+          keys: {
+            "db.key": { ...KEY, keyFile: "/root/db.key" },
+            "acme.secret": { ...KEY, name: "acme.secret", hasCommand: true },
+            token: {
+              ...KEY,
+              name: "token",
+              hasText: true,
+              user: "acme",
+              group: "nginx",
+              permissions: "0640",
+              path: "/run/keys/token",
+            },
+            disk: { ...KEY, name: "disk", keyFile: "/k", path: "/etc/disk.key" },
+          },
+        }),
+      }),
+      "f",
+      {},
+    );
+    expect(c.secrets).toEqual({
+      "a-db.key": { hosts: "a", mode: "0600", path: "/run/keys/db.key" },
+      "a-token": {
+        hosts: "a",
+        owner: "acme",
+        group: "nginx",
+        mode: "0640",
+        path: "/run/keys/token",
+      },
+    });
+    expect(c.next).toEqual([
+      "nixship secrets set a-db.key --from /root/db.key",
+      "nixship secrets set a-token -",
+    ]);
+    expect(fate(c.report, "deployment.keys.<name>.keyCommand")).toEqual([
+      ["left", ["a:acme.secret"]],
+    ]);
+    expect(fate(c.report, "deployment.keys.<name>.destDir")).toEqual([["left", ["a:disk"]]]);
+    // The fleet says whose recipient is missing until it is filled in.
+    const json = conversionJson(c, SETTINGS);
+    expect(() => parseFleetValue(json, "f")).toThrow(/secrets\.admins\[0\]|secrets\.admins\.0/);
+  });
+
+  it("names what it leaves behind, node by node, and maps machinesFile to the builders", () => {
+    const c = convertColmena(
+      hive(
+        {
+          a: node("a", {
+            allowLocalDeployment: true,
+            buildOnTarget: true,
+            replaceUnknownProfiles: false,
+          }),
+        },
+        {
+          meta: {
+            nixpkgs: true,
+            nodeNixpkgs: ["a"],
+            specialArgs: ["inputs"],
+            nodeSpecialArgs: [],
+            machinesFile: "/etc/nix/machines",
+            name: "prod",
+            description: "the production hive",
+            allowApplyAll: false,
+          },
+          defaults: true,
+          network: true,
+        },
+      ),
+      "f",
+      {},
+    );
+    expect(c.build).toEqual({ builders: "@/etc/nix/machines" });
+    const outcomes = Object.fromEntries(c.report.map((e) => [e.option, e.outcome]));
+    expect(outcomes).toMatchObject({
+      "deployment.allowLocalDeployment": "left",
+      "deployment.buildOnTarget": "left",
+      "deployment.replaceUnknownProfiles": "left",
+      "meta.machinesFile": "mapped",
+      "meta.name": "left",
+      "meta.description": "left",
+      "meta.allowApplyAll": "left",
+      "meta.nodeNixpkgs": "carried",
+      "meta.specialArgs": "carried",
+      defaults: "carried",
+      network: "carried",
+    });
+  });
+
+  it("refuses a node it cannot reach or name, naming the attribute", () => {
+    expect(() =>
+      convertColmena(hive({ laptop: node("laptop", { targetHost: null }) }), "/h/hive.nix", {}),
+    ).toThrow("/h/hive.nix: laptop.deployment.targetHost is null: nixship cannot reach the node");
+    expect(() =>
+      convertColmena(
+        hive({ a: node("a", { targetHost: "root@a" }) }, { kind: "colmenaHive" }),
+        "/h/flake.nix",
+        {},
+      ),
+    ).toThrow(
+      '/h/flake.nix: colmenaHive.deploymentConfig.a.targetHost: "root@a" is no hostname or IP address',
+    );
+    expect(() => convertColmena(hive({ Web_1: node("Web_1") }), "f", {})).toThrow(
+      /Web_1: a nixship host name/,
+    );
+    expect(() => convertColmena(hive({}), "f", {})).toThrow("f: the hive has no nodes");
+  });
+});
+
+describe("COLMENA_OPTIONS", () => {
+  // Every option colmena's manual lists (its reference's deployment and meta options, a key's
+  // options, and the hive's defaults and network): each is carried over, mapped or left behind.
+  const MANUAL = [
+    "deployment.targetHost",
+    "deployment.targetPort",
+    "deployment.targetUser",
+    "deployment.allowLocalDeployment",
+    "deployment.buildOnTarget",
+    "deployment.tags",
+    "deployment.keys",
+    "deployment.replaceUnknownProfiles",
+    "deployment.privilegeEscalationCommand",
+    "deployment.sshOptions",
+    "deployment.keys.<name>.name",
+    "deployment.keys.<name>.text",
+    "deployment.keys.<name>.keyFile",
+    "deployment.keys.<name>.keyCommand",
+    "deployment.keys.<name>.destDir",
+    "deployment.keys.<name>.path",
+    "deployment.keys.<name>.user",
+    "deployment.keys.<name>.group",
+    "deployment.keys.<name>.permissions",
+    "deployment.keys.<name>.uploadAt",
+    "meta.name",
+    "meta.description",
+    "meta.nixpkgs",
+    "meta.nodeNixpkgs",
+    "meta.nodeSpecialArgs",
+    "meta.machinesFile",
+    "meta.specialArgs",
+    "meta.allowApplyAll",
+    "defaults",
+    "network",
+  ];
+
+  it("says of every option of colmena's manual what nixship makes of it", () => {
+    expect(Object.keys(COLMENA_OPTIONS).sort()).toEqual([...MANUAL].sort());
+    for (const [option, { outcome, text }] of Object.entries(COLMENA_OPTIONS)) {
+      expect(["carried", "mapped", "left"], option).toContain(outcome);
+      expect(text.length, option).toBeGreaterThan(10);
+    }
+  });
+});

@@ -1,0 +1,470 @@
+// `nixship init --from colmena`: a colmena hive (a flake's `colmenaHive` or `colmena` output, or
+// hive.nix) read in one Nix evaluation, and its nodes and options turned into a fleet, each option
+// carried over, mapped, or named as left behind with why. Pure: the command runs the evaluation.
+import { InputError } from "../errors.js";
+import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
+import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
+import type { JsonObject } from "./fleet-json.js";
+import {
+  type Conversion,
+  type ForeignHost,
+  type OptionFate,
+  Report,
+  type SystemRef,
+  sshOptionsAsConfig,
+  validHostName,
+} from "./foreign-fleet.js";
+import { nixName } from "./init-fleet.js";
+
+const SSH_CONFIG = "your ssh_config (the fleet's ssh.configFile, or ~/.ssh/config)";
+
+/** Every option colmena's manual lists, and what nixship makes of it. */
+export const COLMENA_OPTIONS = {
+  "deployment.targetHost": {
+    outcome: "carried",
+    text: "hosts.NAME.address (health checks' {address} too)",
+  },
+  "deployment.targetPort": {
+    outcome: "mapped",
+    text: `a Port line for the host in ${SSH_CONFIG}: nixship takes ssh's settings from there`,
+  },
+  "deployment.targetUser": {
+    outcome: "carried",
+    text: "ssh.user (one user for every host) or hosts.NAME.sshUser",
+  },
+  "deployment.allowLocalDeployment": {
+    outcome: "left",
+    text: "nixship deploys over ssh, ssm or its agent, never to the machine it runs on: run nixos-rebuild there, or make the host an agent host",
+  },
+  "deployment.buildOnTarget": {
+    outcome: "left",
+    text: "nixship builds once, on the deployer, its remote builders or one build host (build.builders, build.host: docs/builds.md), and hosts fetch from the cache",
+  },
+  "deployment.tags": { outcome: "carried", text: "hosts.NAME.tags (--on @tag selects by them)" },
+  "deployment.keys": {
+    outcome: "mapped",
+    text: "secrets.entries (age-encrypted files beside the fleet, docs/secrets.md), one per node and key",
+  },
+  "deployment.keys.<name>.name": {
+    outcome: "mapped",
+    text: "the file name in secrets.entries.NAME.path",
+  },
+  "deployment.keys.<name>.text": {
+    outcome: "mapped",
+    text: "encrypted from your copy with 'nixship secrets set NAME -' (nixship keeps no plaintext in the fleet)",
+  },
+  "deployment.keys.<name>.keyFile": {
+    outcome: "mapped",
+    text: "encrypted with 'nixship secrets set NAME --from FILE'",
+  },
+  "deployment.keys.<name>.keyCommand": {
+    outcome: "left",
+    text: "nixship runs no command at deploy time for a secret: run it once and encrypt its output with 'nixship secrets set NAME -'",
+  },
+  "deployment.keys.<name>.destDir": {
+    outcome: "mapped",
+    text: "secrets.entries.NAME.path (a file under /run, on a tmpfs, as /run/keys is)",
+  },
+  "deployment.keys.<name>.path": { outcome: "carried", text: "secrets.entries.NAME.path" },
+  "deployment.keys.<name>.user": { outcome: "carried", text: "secrets.entries.NAME.owner" },
+  "deployment.keys.<name>.group": { outcome: "carried", text: "secrets.entries.NAME.group" },
+  "deployment.keys.<name>.permissions": {
+    outcome: "carried",
+    text: "secrets.entries.NAME.mode",
+  },
+  "deployment.keys.<name>.uploadAt": {
+    outcome: "left",
+    text: "nixship installs a host's secrets before the switch (colmena's pre-activation), and keeps them if the switch fails; there is no post-activation upload",
+  },
+  "deployment.replaceUnknownProfiles": {
+    outcome: "left",
+    text: "nixship replaces what a host runs with what the fleet gives it; 'nixship plan' and 'status' show what each host runs first, and 'rollback' refuses a host changed since unless --force",
+  },
+  "deployment.privilegeEscalationCommand": {
+    outcome: "left",
+    text: "a non-root ssh user reaches the host through its pinned nixship-activate with 'sudo -n' (hosts.NAME.sudo, nixosModules.host: docs/pinned-hosts.md); no other command",
+  },
+  "deployment.sshOptions": {
+    outcome: "mapped",
+    text: `the same settings as lines for the host in ${SSH_CONFIG}`,
+  },
+  defaults: {
+    outcome: "carried",
+    text: "applied to every node: its systems are the hive's, evaluated as colmena evaluates them",
+  },
+  network: { outcome: "carried", text: "read as meta, as colmena reads it" },
+  "meta.nixpkgs": {
+    outcome: "carried",
+    text: "the nodes are evaluated with it (the fleet reads the hive's systems)",
+  },
+  "meta.nodeNixpkgs": { outcome: "carried", text: "each of those nodes is evaluated with its own" },
+  "meta.specialArgs": { outcome: "carried", text: "given to every node's modules" },
+  "meta.nodeSpecialArgs": { outcome: "carried", text: "given to that node's modules" },
+  "meta.machinesFile": {
+    outcome: "mapped",
+    text: "build.builders: the same file, with '@' before it (Nix's own builders syntax)",
+  },
+  "meta.name": { outcome: "left", text: "a fleet has no name: its cache and hosts say what it is" },
+  "meta.description": { outcome: "left", text: "a fleet has no description" },
+  "meta.allowApplyAll": {
+    outcome: "left",
+    text: "nixship deploys every host unless --on selects some: there is no switch that requires --on",
+  },
+} as const satisfies Record<string, OptionFate>;
+
+/** A key of a node as the evaluation gives it: never its text or command, only that it has one. */
+export interface ColmenaKey {
+  readonly name: string;
+  readonly hasText: boolean;
+  readonly keyFile: string | null;
+  readonly hasCommand: boolean;
+  readonly path: string;
+  readonly destDir: string;
+  readonly user: string;
+  readonly group: string;
+  readonly permissions: string;
+  readonly uploadAt: string;
+}
+
+export interface ColmenaNode {
+  readonly targetHost: string | null;
+  readonly targetPort: number | null;
+  readonly targetUser: string | null;
+  readonly allowLocalDeployment: boolean;
+  readonly buildOnTarget: boolean;
+  readonly tags: readonly string[];
+  readonly keys: Readonly<Record<string, ColmenaKey>>;
+  readonly replaceUnknownProfiles: boolean;
+  readonly privilegeEscalationCommand: readonly string[];
+  readonly sshOptions: readonly string[];
+}
+
+/** Which hive was read: the flake's evaluated `colmenaHive`, its raw `colmena`, or hive.nix. */
+export type HiveKind = "colmenaHive" | "colmena" | "hive.nix";
+
+export interface ColmenaHive {
+  readonly kind: HiveKind;
+  readonly nodes: Readonly<Record<string, ColmenaNode>>;
+  readonly meta: {
+    readonly nixpkgs: boolean;
+    readonly nodeNixpkgs: readonly string[];
+    readonly specialArgs: readonly string[];
+    readonly nodeSpecialArgs: readonly string[];
+    readonly machinesFile: string | null;
+    readonly name: string | null;
+    readonly description: string | null;
+    readonly allowApplyAll: boolean | null;
+  };
+  readonly defaults: boolean;
+  readonly network: boolean;
+}
+
+/**
+ * One `nix eval --json` of the hive in `dir`: the flake's `colmenaHive` (colmena's makeHive:
+ * its `deploymentConfig`), else its `colmena`, else `dir/hive.nix` (both read by nixship's
+ * lib.readColmenaHive, `hiveLib`); or `{ missing = [outputs]; }`. Each option is evaluated under
+ * a mark naming the node and option, so that an error in a node's configuration names it.
+ */
+export function colmenaExpression(dir: string, flake: string | null, hiveLib: string): string {
+  const str = JSON.stringify;
+  return `let
+  mark = ${NIX_MARK_FUNCTION};
+  outputs = ${flake === null ? "{ }" : `(builtins.getFlake ${str(flake)}).outputs`};
+  hiveFile = ${str(`${dir}/hive.nix`)};
+  kind = if outputs ? colmenaHive then "colmenaHive" else if outputs ? colmena then "colmena"
+    else if builtins.pathExists hiveFile then "hive.nix" else null;
+  raw = if kind == "colmena" then outputs.colmena else import hiveFile;
+  hiveAttrs = if builtins.isFunction raw || raw ? __functor then raw { } else raw;
+  read = import ${str(hiveLib)} raw;
+  deployments = if kind == "colmenaHive" then outputs.colmenaHive.deploymentConfig else read.deployment;
+  m = if kind == "colmenaHive" then outputs.colmenaHive.metaConfig or { } else read.meta;
+  orNull = v: if v == null then null else toString v;
+  keyOf = k: {
+    inherit (k) name destDir user group permissions uploadAt;
+    path = k.path or "\${k.destDir}/\${k.name}";
+    keyFile = orNull (k.keyFile or null);
+    hasText = (k.text or null) != null;
+    hasCommand = (k.keyCommand or null) != null;
+  };
+  defaults = {
+    targetPort = null; targetUser = "root"; allowLocalDeployment = false; buildOnTarget = false;
+    tags = [ ]; keys = { }; replaceUnknownProfiles = true;
+    privilegeEscalationCommand = [ "sudo" "-H" "--" ]; sshOptions = [ ];
+  };
+  nodeOf = name: d: builtins.mapAttrs (option: default:
+    let v = mark [ name "deployment" option ] (d.\${option} or default); in
+    mark [ name "deployment" option ] (builtins.deepSeq v (if option == "keys" then builtins.mapAttrs (_: keyOf) v else v))
+  ) (defaults // { targetHost = name; });
+in
+  if kind == null then { missing = builtins.attrNames outputs; }
+  else {
+    inherit kind;
+    nodes = builtins.mapAttrs nodeOf (mark [ ] deployments);
+    meta = mark [ "meta" ] {
+      nixpkgs = m ? nixpkgs && m.nixpkgs != null;
+      nodeNixpkgs = builtins.attrNames (m.nodeNixpkgs or { });
+      specialArgs = builtins.attrNames (m.specialArgs or { });
+      nodeSpecialArgs = builtins.attrNames (m.nodeSpecialArgs or { });
+      machinesFile = orNull (m.machinesFile or null);
+      name = m.name or null;
+      description = m.description or null;
+      allowApplyAll = m.allowApplyAll or null;
+    };
+    defaults = kind != "colmenaHive" && hiveAttrs ? defaults;
+    network = kind != "colmenaHive" && hiveAttrs ? network;
+  }`;
+}
+
+/** Where errors say the hive's attribute is: `hive.nix: web1.deployment.targetHost`. */
+export function hiveAttribute(kind: HiveKind, path: readonly (string | number)[]): string {
+  const names = (p: readonly (string | number)[]) =>
+    p.map((s) => (typeof s === "number" ? `[${s}]` : nixName(s))).join(".");
+  if (kind === "colmenaHive") {
+    // makeHive's deploymentConfig.NODE is the node's config.deployment.
+    const [node, , ...rest] = path;
+    const within = node === undefined ? [] : [node, ...rest];
+    return ["colmenaHive.deploymentConfig", names(within)].filter((s) => s !== "").join(".");
+  }
+  const inside = names(path);
+  return kind === "colmena"
+    ? ["colmena", inside].filter((s) => s !== "").join(".")
+    : inside || "hive";
+}
+
+/** The hive's nodes as a fleet, and the report. Bad input (a node nixship cannot reach) throws. */
+export function convertColmena(
+  hive: ColmenaHive,
+  where: string,
+  env: { sshConfigFile?: string },
+): Conversion {
+  const report = new Report();
+  const next: string[] = [];
+  const hosts: ForeignHost[] = [];
+  const secrets: JsonObject = {};
+  const names = Object.keys(hive.nodes);
+  if (names.length === 0) {
+    throw new InputError("no-nodes", `${where}: the hive has no nodes`, {
+      hint: "a hive's nodes are its attributes besides meta and defaults",
+    });
+  }
+  const users = new Set(names.map((n) => hive.nodes[n]?.targetUser ?? "root"));
+  const oneUser = users.size === 1 ? [...users][0] : undefined;
+  for (const name of names) {
+    const node = hive.nodes[name] as ColmenaNode;
+    const at = (option: string) => hiveAttribute(hive.kind, [name, "deployment", option]);
+    if (!validHostName(name)) {
+      throw new InputError(
+        "bad-node-name",
+        `${where}: ${hiveAttribute(hive.kind, [name])}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
+        {
+          hint: "rename the node in the hive, then convert it again",
+        },
+      );
+    }
+    if (node.targetHost === null) {
+      throw new InputError(
+        "no-target-host",
+        `${where}: ${at("targetHost")} is null: nixship cannot reach the node`,
+        {
+          hint: "set deployment.targetHost to its address, or leave the node (apply-local only) out of the hive you convert",
+        },
+      );
+    }
+    if (!ADDRESS_PATTERN.test(node.targetHost) || node.targetHost.length > 253) {
+      throw new InputError(
+        "bad-target-host",
+        `${where}: ${at("targetHost")}: ${JSON.stringify(node.targetHost)} is no hostname or IP address`,
+        {
+          hint: "give the user in deployment.targetUser and the port in deployment.targetPort",
+        },
+      );
+    }
+    const fields: JsonObject = { address: node.targetHost };
+    report.add(COLMENA_OPTIONS, "deployment.targetHost", name);
+    const goodTags = node.tags.filter((t) => NAME_PATTERN.test(t) && t.length <= NAME_MAX_LENGTH);
+    if (goodTags.length > 0) {
+      fields.tags = goodTags;
+      report.add(COLMENA_OPTIONS, "deployment.tags", name);
+    }
+    for (const tag of node.tags.filter((t) => !goodTags.includes(t))) {
+      report.note(
+        "deployment.tags",
+        {
+          outcome: "left",
+          text: `the tag ${JSON.stringify(tag)}: nixship's tags are lowercase letters, digits and '-'`,
+        },
+        name,
+      );
+    }
+    const user = node.targetUser;
+    if (user !== null && user !== "root") {
+      if (!SSH_USER_PATTERN.test(user)) {
+        throw new InputError(
+          "bad-target-user",
+          `${where}: ${at("targetUser")}: ${JSON.stringify(user)} is no user name`,
+        );
+      }
+      if (oneUser === undefined) fields.sshUser = user;
+      report.add(COLMENA_OPTIONS, "deployment.targetUser", name);
+      // As root, colmena's escalation command is not used; as another user nixship's
+      // counterpart is the host's pinned nixship-activate, through sudo.
+      fields.sudo = true;
+      report.note(
+        "deployment.targetUser",
+        {
+          outcome: "mapped",
+          text: "a user other than root: hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root (import nixosModules.host: docs/pinned-hosts.md)",
+        },
+        name,
+      );
+      if (node.privilegeEscalationCommand.join(" ") !== "sudo -H --") {
+        report.add(COLMENA_OPTIONS, "deployment.privilegeEscalationCommand", name);
+      }
+    } else if (user === null) {
+      report.note(
+        "deployment.targetUser",
+        {
+          outcome: "mapped",
+          text: "null (ssh's own choice): nixship names the user, ssh.user, root unless set",
+        },
+        name,
+      );
+    }
+    if (node.targetPort !== null) {
+      report.note(
+        "deployment.targetPort",
+        {
+          ...COLMENA_OPTIONS["deployment.targetPort"],
+          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}: Host ${node.targetHost} / Port ${node.targetPort}`,
+        },
+        name,
+      );
+    }
+    if (node.sshOptions.length > 0) {
+      const { lines, unknown } = sshOptionsAsConfig(node.sshOptions);
+      if (lines.length > 0)
+        report.note(
+          "deployment.sshOptions",
+          {
+            outcome: "mapped",
+            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}: Host ${node.targetHost} / ${lines.join(" / ")}`,
+          },
+          name,
+        );
+      if (unknown.length > 0)
+        report.note(
+          "deployment.sshOptions",
+          {
+            outcome: "left",
+            text: `${unknown.join(" ")}: no ssh_config counterpart nixship knows`,
+          },
+          name,
+        );
+    }
+    if (node.allowLocalDeployment)
+      report.add(COLMENA_OPTIONS, "deployment.allowLocalDeployment", name);
+    if (node.buildOnTarget) report.add(COLMENA_OPTIONS, "deployment.buildOnTarget", name);
+    if (!node.replaceUnknownProfiles)
+      report.add(COLMENA_OPTIONS, "deployment.replaceUnknownProfiles", name);
+    convertKeys(name, node, secrets, report, next);
+    hosts.push({ name, fields, system: systemOf(hive.kind, name), policy: {} });
+  }
+  const ssh: JsonObject = {};
+  if (oneUser !== undefined && oneUser !== "root") ssh.user = oneUser;
+  if (env.sshConfigFile !== undefined && env.sshConfigFile !== "") {
+    ssh.configFile = env.sshConfigFile;
+    report.note("SSH_CONFIG_FILE", {
+      outcome: "carried",
+      text: "ssh.configFile: the ssh_config colmena was given",
+    });
+  }
+  convertMeta(hive, report);
+  const raw = hive.kind !== "colmenaHive";
+  const hiveExpr = hive.kind === "colmena" ? "self.colmena" : "(import ./hive.nix)";
+  return {
+    hosts,
+    ssh,
+    build: hive.meta.machinesFile === null ? null : { builders: `@${hive.meta.machinesFile}` },
+    secrets: Object.keys(secrets).length > 0 ? secrets : null,
+    nixLet: raw ? [`hive = nixshipLib.readColmenaHive ${hiveExpr};`] : [],
+    needsLib: raw,
+    jsonOutputLine: raw ? `nixshipHive = nixship.lib.readColmenaHive ${hiveExpr};` : null,
+    report: report.entries(),
+    next,
+  };
+}
+
+/** The node's system: colmenaHive's, or the node as nixship's lib reads the hive. */
+function systemOf(kind: HiveKind, name: string): SystemRef {
+  if (kind === "colmenaHive") {
+    return {
+      nix: `self.colmenaHive.nodes.${nixName(name)}`,
+      installable: `.#colmenaHive.toplevel.${name}`,
+    };
+  }
+  return { nix: `hive.nodes.${nixName(name)}`, installable: `.#nixshipHive.nodes.${name}` };
+}
+
+/** A secret's name: the key's, prefixed by the node's (keys are per node, secrets per fleet). */
+const SECRET_NAME = /[^A-Za-z0-9_.-]+/g;
+
+function convertKeys(
+  name: string,
+  node: ColmenaNode,
+  secrets: JsonObject,
+  report: Report,
+  next: string[],
+): void {
+  for (const [attr, key] of Object.entries(node.keys)) {
+    const option = (o: string) => `deployment.keys.<name>.${o}`;
+    if (key.hasCommand) {
+      report.add(COLMENA_OPTIONS, option("keyCommand"), `${name}:${attr}`);
+      continue;
+    }
+    if (!key.path.startsWith("/run/")) {
+      report.note(
+        option("destDir"),
+        {
+          outcome: "left",
+          text: `${key.path}: nixship keeps secrets under /run, on a tmpfs, only`,
+        },
+        `${name}:${attr}`,
+      );
+      continue;
+    }
+    const secret = `${name}-${attr}`.replace(SECRET_NAME, "-");
+    secrets[secret] = {
+      hosts: name,
+      ...(key.user === "root" ? {} : { owner: key.user }),
+      ...(key.group === "root" ? {} : { group: key.group }),
+      mode: key.permissions,
+      path: key.path,
+    };
+    report.add(COLMENA_OPTIONS, "deployment.keys", `${name}:${attr}`);
+    if (key.keyFile !== null) {
+      report.add(COLMENA_OPTIONS, option("keyFile"), `${name}:${attr}`);
+      next.push(`nixship secrets set ${secret} --from ${key.keyFile}`);
+    } else if (key.hasText) {
+      report.add(COLMENA_OPTIONS, option("text"), `${name}:${attr}`);
+      next.push(`nixship secrets set ${secret} -`);
+    }
+    if (key.uploadAt !== "pre-activation")
+      report.add(COLMENA_OPTIONS, option("uploadAt"), `${name}:${attr}`);
+  }
+}
+
+function convertMeta(hive: ColmenaHive, report: Report): void {
+  const { meta } = hive;
+  if (hive.defaults) report.add(COLMENA_OPTIONS, "defaults");
+  if (hive.network) report.add(COLMENA_OPTIONS, "network");
+  if (meta.nixpkgs) report.add(COLMENA_OPTIONS, "meta.nixpkgs");
+  for (const n of meta.nodeNixpkgs) report.add(COLMENA_OPTIONS, "meta.nodeNixpkgs", n);
+  if (meta.specialArgs.length > 0) report.add(COLMENA_OPTIONS, "meta.specialArgs");
+  for (const n of meta.nodeSpecialArgs) report.add(COLMENA_OPTIONS, "meta.nodeSpecialArgs", n);
+  if (meta.machinesFile !== null) report.add(COLMENA_OPTIONS, "meta.machinesFile");
+  if (meta.name !== null && meta.name !== "hive") report.add(COLMENA_OPTIONS, "meta.name");
+  if (meta.description !== null && meta.description !== "A Colmena Hive") {
+    report.add(COLMENA_OPTIONS, "meta.description");
+  }
+  if (meta.allowApplyAll === false) report.add(COLMENA_OPTIONS, "meta.allowApplyAll");
+}

@@ -1,0 +1,210 @@
+import { describe, expect, it } from "vitest";
+import { parseFleetValue } from "./fleet-file.js";
+import { conversionJson, conversionNix, type ReportEntry } from "./foreign-fleet.js";
+import {
+  convertDeployRs,
+  DEPLOY_RS_OPTIONS,
+  type DeployRsDeploy,
+  type DeployRsNode,
+  GENERIC_SETTINGS,
+  type GenericSettings,
+} from "./from-deploy-rs.js";
+
+const SETTINGS = {
+  cacheUrl: "file:///var/cache/fleet",
+  publicKey: "cache.example.org-1:lWwOmhFw0ds2rFa+bN7VVTYVXK7ujJv76J6gVTXevhM=",
+};
+
+/** A node with a system profile that activates the configuration of `matches`. */
+const node = (
+  hostname: string | null,
+  set: Partial<DeployRsNode> = {},
+  system: GenericSettings = { user: "root" },
+  matches: string[] = [],
+): DeployRsNode => ({
+  hostname,
+  generic: {},
+  profilesOrder: null,
+  profiles: { system: { generic: system, profilePath: null, hasPath: true, matches } },
+  ...set,
+});
+
+const deploy = (
+  nodes: Record<string, DeployRsNode>,
+  generic: GenericSettings = {},
+): DeployRsDeploy => ({
+  generic,
+  nodes,
+});
+
+const ROOT = { localUser: "root" };
+const fate = (entries: readonly ReportEntry[], option: string) =>
+  entries.filter((e) => e.option === option).map((e) => [e.outcome, e.nodes]);
+
+describe("convertDeployRs", () => {
+  it("makes each node a host running the configuration its system profile activates", () => {
+    const c = convertDeployRs(
+      deploy({
+        "some-random-system": node("some-random-system", {}, { user: "root" }, [
+          "some-random-system",
+        ]),
+        other: node("10.0.0.2", {}, { user: "root" }, []),
+      }),
+      "flake.nix",
+      ROOT,
+    );
+    const fleet = conversionJson(c, SETTINGS);
+    expect(fleet.hosts).toEqual({
+      "some-random-system": {
+        address: "some-random-system",
+        system: ".#nixosConfigurations.some-random-system",
+      },
+      other: { address: "10.0.0.2", system: ".#deploy.nodes.other.profiles.system.path" },
+    });
+    expect(parseFleetValue(fleet, "f").hosts).toHaveLength(2);
+    const nix = conversionNix(c, SETTINGS, []);
+    expect(nix).toContain("{ self, ... }:");
+    expect(nix).toContain("system = self.nixosConfigurations.some-random-system;");
+    expect(nix).toContain("system = self.deploy.nodes.other.profiles.system.path;");
+    expect(
+      c.report.find((e) => e.option === "profiles.system.path" && e.nodes.includes("other"))?.text,
+    ).toMatch(/the path itself/);
+  });
+
+  it("prefers the configuration named as the node when several match", () => {
+    const c = convertDeployRs(deploy({ b: node("b", {}, {}, ["a", "b"]) }), "f", ROOT);
+    expect(c.hosts[0]?.system.installable).toBe(".#nixosConfigurations.b");
+  });
+
+  it("lays the profile's settings over the node's over the deploy's", () => {
+    const c = convertDeployRs(
+      deploy(
+        {
+          a: node(
+            "a",
+            { generic: { confirmTimeout: 20, activationTimeout: 100 } },
+            { confirmTimeout: 10 },
+          ),
+          b: node("b", { generic: { magicRollback: false, confirmTimeout: 20 } }),
+        },
+        { sshUser: "admin", activationTimeout: 600 },
+      ),
+      "f",
+      ROOT,
+    );
+    expect(c.ssh).toEqual({ user: "admin" });
+    expect(c.hosts.map((h) => [h.name, h.fields, h.policy])).toEqual([
+      ["a", { address: "a", sudo: true }, { confirmTimeout: 10, activationTimeout: 100 }],
+      ["b", { address: "b", sudo: true }, { confirmTimeout: 0, activationTimeout: 600 }],
+    ]);
+    const fleet = parseFleetValue(conversionJson(c, SETTINGS), "f");
+    expect(fleet.policies).toEqual([
+      { selector: "a", override: { confirmTimeout: 10, activationTimeout: 100 } },
+      { selector: "b", override: { confirmTimeout: 0, activationTimeout: 600 } },
+    ]);
+    expect(fate(c.report, "magicRollback")).toEqual([["mapped", ["b"]]]);
+  });
+
+  it("writes out the local user deploy-rs would have logged in as, per host when they differ", () => {
+    const c = convertDeployRs(
+      deploy({ a: node("a"), b: node("b", { generic: { sshUser: "root" } }) }),
+      "f",
+      { localUser: "alice" },
+    );
+    expect(c.hosts.map((h) => h.fields)).toEqual([
+      { address: "a", sshUser: "alice", sudo: true },
+      { address: "b" },
+    ]);
+  });
+
+  it("names what it leaves behind, and says what ssh options are in ssh_config", () => {
+    const c = convertDeployRs(
+      deploy(
+        {
+          a: node("a", {
+            profilesOrder: ["system", "hm"],
+            profiles: {
+              system: {
+                generic: {},
+                profilePath: "/nix/var/nix/profiles/other",
+                hasPath: true,
+                matches: [],
+              },
+              hm: { generic: { user: "alice" }, profilePath: null, hasPath: true, matches: [] },
+            },
+          }),
+        },
+        {
+          sudo: "doas -u",
+          interactiveSudo: true,
+          sshOpts: ["-p", "2121", "-o", "StrictHostKeyChecking=no"],
+          fastConnection: true,
+          autoRollback: false,
+          tempPath: "/home/x/.deploy-rs",
+          remoteBuild: true,
+        },
+      ),
+      "f",
+      ROOT,
+    );
+    const outcomes = Object.fromEntries(c.report.map((e) => [e.option, e.outcome]));
+    expect(outcomes).toMatchObject({
+      sudo: "left",
+      interactiveSudo: "left",
+      fastConnection: "left",
+      autoRollback: "left",
+      tempPath: "left",
+      remoteBuild: "left",
+      profilePath: "left",
+      profilesOrder: "left",
+      "profiles.<other>": "left",
+      sshOpts: "mapped",
+    });
+    expect(c.report.find((e) => e.option === "sshOpts")?.text).toMatch(
+      /Host a \/ Port 2121 \/ StrictHostKeyChecking no$/,
+    );
+  });
+
+  it("refuses a node without a hostname or system profile, naming the attribute", () => {
+    expect(() => convertDeployRs(deploy({ a: node(null) }), "/f/flake.nix", ROOT)).toThrow(
+      "/f/flake.nix: deploy.nodes.a.hostname is not set: nixship cannot reach the node",
+    );
+    expect(() =>
+      convertDeployRs(deploy({ a: node("a", { profiles: {} }) }), "/f/flake.nix", ROOT),
+    ).toThrow("/f/flake.nix: deploy.nodes.a.profiles.system.path is not set");
+    expect(() => convertDeployRs(deploy({}), "f", ROOT)).toThrow("f: deploy.nodes is empty");
+  });
+});
+
+describe("DEPLOY_RS_OPTIONS", () => {
+  // Every option deploy-rs's README and interface.json list: the generic settings (deploy, node
+  // or profile), a node's and a profile's own; each is carried over, mapped or left behind.
+  const MANUAL = [
+    "sshUser",
+    "user",
+    "sudo",
+    "interactiveSudo",
+    "sshOpts",
+    "fastConnection",
+    "autoRollback",
+    "magicRollback",
+    "confirmTimeout",
+    "activationTimeout",
+    "tempPath",
+    "remoteBuild",
+    "hostname",
+    "profilesOrder",
+    "profiles",
+    "profiles.system.path",
+    "profiles.<other>",
+    "profilePath",
+  ];
+
+  it("says of every option of deploy-rs's manual what nixship makes of it", () => {
+    expect(Object.keys(DEPLOY_RS_OPTIONS).sort()).toEqual([...MANUAL].sort());
+    expect([...GENERIC_SETTINGS].every((s) => s in DEPLOY_RS_OPTIONS)).toBe(true);
+    for (const [option, { outcome }] of Object.entries(DEPLOY_RS_OPTIONS)) {
+      expect(["carried", "mapped", "left"], option).toContain(outcome);
+    }
+  });
+});

@@ -1,0 +1,388 @@
+// `nixship init --from deploy-rs`: a flake's `deploy.nodes` read in one Nix evaluation, and each
+// node's system profile and settings (deploy, node, profile: the profile's winning) turned into
+// a fleet, each option carried over, mapped, or named as left behind with why. Pure: the command
+// runs the evaluation.
+import { InputError } from "../errors.js";
+import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
+import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
+import type { JsonObject } from "./fleet-json.js";
+import {
+  type Conversion,
+  type ForeignHost,
+  type OptionFate,
+  Report,
+  type SystemRef,
+  sshOptionsAsConfig,
+  validHostName,
+} from "./foreign-fleet.js";
+import { nixName } from "./init-fleet.js";
+
+const SSH_CONFIG = "your ssh_config (the fleet's ssh.configFile, or ~/.ssh/config)";
+const SYSTEM_PROFILE = "/nix/var/nix/profiles/system";
+
+/** Every option deploy-rs's README and interface.json list, and what nixship makes of it. */
+export const DEPLOY_RS_OPTIONS = {
+  hostname: { outcome: "carried", text: "hosts.NAME.address (health checks' {address} too)" },
+  profiles: {
+    outcome: "mapped",
+    text: "the system profile is the host's system; nixship deploys NixOS systems, one a host",
+  },
+  "profiles.system.path": {
+    outcome: "mapped",
+    text: "hosts.NAME.system: the NixOS configuration it activates (activate.nixos of it), else the path itself",
+  },
+  "profiles.<other>": {
+    outcome: "left",
+    text: "nixship deploys a host's NixOS system only: home-manager and other profiles are not deployed (make them part of the system, e.g. home-manager's NixOS module)",
+  },
+  profilesOrder: { outcome: "left", text: "one profile a host: there is no order to keep" },
+  profilePath: {
+    outcome: "left",
+    text: `nixship sets the system profile, ${SYSTEM_PROFILE}, only`,
+  },
+  sshUser: { outcome: "carried", text: "ssh.user (one user for every host) or hosts.NAME.sshUser" },
+  user: {
+    outcome: "mapped",
+    text: "root, as nixship activates systems: with another sshUser, hosts.NAME.sudo = true, so that the host's pinned nixship-activate activates as root (import nixosModules.host: docs/pinned-hosts.md)",
+  },
+  sudo: {
+    outcome: "left",
+    text: "nixship runs 'sudo -n' and the host's pinned nixship-activate only (docs/pinned-hosts.md)",
+  },
+  interactiveSudo: {
+    outcome: "left",
+    text: "nixship never asks for a password: the host's sudoers rule for nixship-activate needs none (nixosModules.host)",
+  },
+  sshOpts: { outcome: "mapped", text: `the same settings as lines for the host in ${SSH_CONFIG}` },
+  fastConnection: {
+    outcome: "left",
+    text: "how hosts get closures is the fleet's: without cache.substituter the deployer copies each closure over ssh (as fastConnection does), with one every host substitutes from the cache",
+  },
+  autoRollback: {
+    outcome: "carried",
+    text: "nixship always puts the previous system back when an activation fails (it cannot be turned off)",
+  },
+  magicRollback: {
+    outcome: "carried",
+    text: "policy.confirmTimeout: the host waits for the deployer's confirmation over a new connection, and rolls back without it; false: confirmTimeout 0",
+  },
+  confirmTimeout: { outcome: "carried", text: "policies.NAME.confirmTimeout (seconds)" },
+  activationTimeout: { outcome: "carried", text: "policies.NAME.activationTimeout (seconds)" },
+  tempPath: {
+    outcome: "left",
+    text: "nixship's confirmation needs no directory on the host",
+  },
+  remoteBuild: {
+    outcome: "left",
+    text: "nixship builds once, on the deployer, its remote builders or one build host (build.builders, build.host: docs/builds.md), and hosts fetch from the cache",
+  },
+} as const satisfies Record<string, OptionFate>;
+
+/** The generic settings, which the deploy, a node and a profile may each set. */
+export const GENERIC_SETTINGS = [
+  "sshUser",
+  "user",
+  "sudo",
+  "interactiveSudo",
+  "sshOpts",
+  "fastConnection",
+  "autoRollback",
+  "magicRollback",
+  "confirmTimeout",
+  "activationTimeout",
+  "tempPath",
+  "remoteBuild",
+] as const;
+
+export interface GenericSettings {
+  readonly sshUser?: string;
+  readonly user?: string;
+  readonly sudo?: string;
+  readonly interactiveSudo?: boolean;
+  readonly sshOpts?: readonly string[];
+  readonly fastConnection?: boolean;
+  readonly autoRollback?: boolean;
+  readonly magicRollback?: boolean;
+  readonly confirmTimeout?: number;
+  readonly activationTimeout?: number;
+  readonly tempPath?: string;
+  readonly remoteBuild?: boolean;
+}
+
+export interface DeployRsProfile {
+  readonly generic: GenericSettings;
+  readonly profilePath: string | null;
+  readonly hasPath: boolean;
+  /** The NixOS configurations whose toplevel the path activates (by deploy-rs's activate.nixos). */
+  readonly matches: readonly string[];
+}
+
+export interface DeployRsNode {
+  readonly hostname: string | null;
+  readonly generic: GenericSettings;
+  readonly profilesOrder: readonly string[] | null;
+  readonly profiles: Readonly<Record<string, DeployRsProfile>>;
+}
+
+export interface DeployRsDeploy {
+  readonly generic: GenericSettings;
+  readonly nodes: Readonly<Record<string, DeployRsNode>>;
+}
+
+/**
+ * One `nix eval --json` of the flake's `deploy`: its settings, and each node's; or
+ * `{ missing = [outputs]; }`. A system profile's path is matched to the NixOS configuration
+ * it activates by name (deploy-rs's activate.nixos names it `activatable-` and the toplevel's
+ * name), so that the fleet deploys the configuration's toplevel, as the host runs it.
+ */
+export function deployRsExpression(flake: string): string {
+  const str = JSON.stringify;
+  return `let
+  mark = ${NIX_MARK_FUNCTION};
+  outputs = (builtins.getFlake ${str(flake)}).outputs;
+  generic = [ ${GENERIC_SETTINGS.map((s) => str(s)).join(" ")} ];
+  pick = path: s: builtins.listToAttrs (map (n: { name = n; value = mark (path ++ [ n ]) (builtins.deepSeq s.\${n} s.\${n}); })
+    (builtins.filter (n: s ? \${n} && s.\${n} != null) generic));
+  configurations = outputs.nixosConfigurations or { };
+  toplevelName = c: let t = builtins.tryEval (configurations.\${c}.config.system.build.toplevel.name or null); in
+    if t.success then t.value else null;
+  matches = path: let name = if builtins.isAttrs path then path.name or null else null; in
+    if name == null then [ ] else builtins.filter (c: let t = toplevelName c; in t != null && "activatable-\${t}" == name) (builtins.attrNames configurations);
+  profileOf = at: p: mark at {
+    generic = pick at p;
+    profilePath = mark (at ++ [ "profilePath" ]) (p.profilePath or null);
+    hasPath = p ? path;
+    matches = if p ? path then mark (at ++ [ "path" ]) (matches p.path) else [ ];
+  };
+  nodeOf = name: n: let at = [ "deploy" "nodes" name ]; in mark at {
+    hostname = mark (at ++ [ "hostname" ]) (n.hostname or null);
+    generic = pick at n;
+    profilesOrder = mark (at ++ [ "profilesOrder" ]) (n.profilesOrder or null);
+    profiles = builtins.mapAttrs (p: profileOf (at ++ [ "profiles" p ])) (mark (at ++ [ "profiles" ]) (n.profiles or { }));
+  };
+in
+  if !(outputs ? deploy) then { missing = builtins.attrNames outputs; }
+  else {
+    generic = pick [ "deploy" ] outputs.deploy;
+    nodes = builtins.mapAttrs nodeOf (mark [ "deploy" "nodes" ] (outputs.deploy.nodes or { }));
+  }`;
+}
+
+/** The deploy's nodes as a fleet, and the report. Bad input (no hostname, no system) throws. */
+export function convertDeployRs(
+  deploy: DeployRsDeploy,
+  where: string,
+  env: { localUser: string },
+): Conversion {
+  const report = new Report();
+  const hosts: ForeignHost[] = [];
+  const names = Object.keys(deploy.nodes);
+  if (names.length === 0) {
+    throw new InputError("no-nodes", `${where}: deploy.nodes is empty`, {
+      hint: "deploy.nodes.NAME = { hostname = …; profiles.system = { … }; } for each host",
+    });
+  }
+  const merged = new Map<string, GenericSettings>();
+  for (const name of names) {
+    const node = deploy.nodes[name] as DeployRsNode;
+    const at = (...rest: string[]) => ["deploy", "nodes", nixName(name), ...rest].join(".");
+    if (!validHostName(name)) {
+      throw new InputError(
+        "bad-node-name",
+        `${where}: ${at()}: a nixship host name is lowercase letters, digits and '-' (${NAME_PATTERN.source}, at most ${NAME_MAX_LENGTH})`,
+        {
+          hint: "rename the node, then convert it again",
+        },
+      );
+    }
+    if (node.hostname === null) {
+      throw new InputError(
+        "no-hostname",
+        `${where}: ${at("hostname")} is not set: nixship cannot reach the node`,
+        {
+          hint: "deploy-rs requires it too: set it to the node's address",
+        },
+      );
+    }
+    if (!ADDRESS_PATTERN.test(node.hostname) || node.hostname.length > 253) {
+      throw new InputError(
+        "bad-hostname",
+        `${where}: ${at("hostname")}: ${JSON.stringify(node.hostname)} is no hostname or IP address`,
+        {
+          hint: "give the user in sshUser and the port in sshOpts",
+        },
+      );
+    }
+    const system = node.profiles.system;
+    if (system === undefined || !system.hasPath) {
+      throw new InputError(
+        "no-system-profile",
+        `${where}: ${at("profiles", "system", "path")} is not set: nixship deploys a node's system profile`,
+        {
+          hint: "profiles.system.path = deploy-rs.lib.SYSTEM.activate.nixos self.nixosConfigurations.NAME",
+        },
+      );
+    }
+    merged.set(name, { ...deploy.generic, ...node.generic, ...system.generic });
+  }
+  const userOf = (s: GenericSettings) => s.sshUser ?? env.localUser;
+  const users = new Set([...merged.values()].map(userOf));
+  const oneUser = users.size === 1 ? [...users][0] : undefined;
+  for (const name of names) {
+    const node = deploy.nodes[name] as DeployRsNode;
+    const s = merged.get(name) as GenericSettings;
+    const at = (...rest: string[]) => ["deploy", "nodes", nixName(name), ...rest].join(".");
+    const fields: JsonObject = { address: node.hostname as string };
+    report.add(DEPLOY_RS_OPTIONS, "hostname", name);
+    const user = userOf(s);
+    if (!SSH_USER_PATTERN.test(user)) {
+      throw new InputError(
+        "bad-ssh-user",
+        `${where}: ${at("sshUser")}: ${JSON.stringify(user)} is no user name`,
+      );
+    }
+    if (s.sshUser !== undefined) report.add(DEPLOY_RS_OPTIONS, "sshUser", name);
+    else if (user !== "root") {
+      report.note(
+        "sshUser",
+        {
+          outcome: "mapped",
+          text: `unset, so deploy-rs logged in as you: ${user}, written out (nixship's default is root)`,
+        },
+        name,
+      );
+    }
+    if (oneUser === undefined && user !== "root") fields.sshUser = user;
+    const profileUser = s.user ?? (s.sshUser === undefined ? "root" : s.sshUser);
+    if (profileUser !== "root") {
+      report.note(
+        "user",
+        { outcome: "left", text: `${profileUser}: nixship activates a system as root only` },
+        name,
+      );
+    }
+    if (user !== "root") {
+      fields.sudo = true;
+      report.add(DEPLOY_RS_OPTIONS, "user", name);
+    }
+    if (s.sudo !== undefined && s.sudo !== "sudo -u") report.add(DEPLOY_RS_OPTIONS, "sudo", name);
+    if (s.interactiveSudo === true) report.add(DEPLOY_RS_OPTIONS, "interactiveSudo", name);
+    if (s.sshOpts !== undefined && s.sshOpts.length > 0) {
+      const { lines, unknown } = sshOptionsAsConfig(s.sshOpts);
+      if (lines.length > 0) {
+        report.note(
+          "sshOpts",
+          {
+            outcome: "mapped",
+            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}: Host ${node.hostname} / ${lines.join(" / ")}`,
+          },
+          name,
+        );
+      }
+      if (unknown.length > 0) {
+        report.note(
+          "sshOpts",
+          {
+            outcome: "left",
+            text: `${unknown.join(" ")}: no ssh_config counterpart nixship knows`,
+          },
+          name,
+        );
+      }
+    }
+    if (s.fastConnection === true) report.add(DEPLOY_RS_OPTIONS, "fastConnection", name);
+    if (s.autoRollback === false) {
+      report.note(
+        "autoRollback",
+        {
+          outcome: "left",
+          text: "false: nixship always puts the previous system back when an activation fails",
+        },
+        name,
+      );
+    } else if (s.autoRollback === true) report.add(DEPLOY_RS_OPTIONS, "autoRollback", name);
+    const policy: JsonObject = {};
+    if (s.magicRollback === false) {
+      policy.confirmTimeout = 0;
+      report.note(
+        "magicRollback",
+        { outcome: "mapped", text: "false: policies.NAME.confirmTimeout = 0 (no confirmation)" },
+        name,
+      );
+    } else {
+      if (s.magicRollback === true) report.add(DEPLOY_RS_OPTIONS, "magicRollback", name);
+      if (s.confirmTimeout !== undefined) {
+        policy.confirmTimeout = s.confirmTimeout;
+        report.add(DEPLOY_RS_OPTIONS, "confirmTimeout", name);
+      }
+    }
+    if (s.activationTimeout !== undefined) {
+      policy.activationTimeout = s.activationTimeout;
+      report.add(DEPLOY_RS_OPTIONS, "activationTimeout", name);
+    }
+    if (s.tempPath !== undefined) report.add(DEPLOY_RS_OPTIONS, "tempPath", name);
+    if (s.remoteBuild === true) report.add(DEPLOY_RS_OPTIONS, "remoteBuild", name);
+    const profile = node.profiles.system as DeployRsProfile;
+    if (profile.profilePath !== null && profile.profilePath !== SYSTEM_PROFILE) {
+      report.add(DEPLOY_RS_OPTIONS, "profilePath", name);
+    }
+    for (const other of Object.keys(node.profiles).filter((p) => p !== "system")) {
+      report.note(
+        "profiles.<other>",
+        {
+          ...DEPLOY_RS_OPTIONS["profiles.<other>"],
+          text: `${other}: ${DEPLOY_RS_OPTIONS["profiles.<other>"].text}`,
+        },
+        name,
+      );
+    }
+    if (node.profilesOrder !== null) report.add(DEPLOY_RS_OPTIONS, "profilesOrder", name);
+    hosts.push({ name, fields, system: systemOf(name, profile, report), policy });
+  }
+  return {
+    hosts,
+    ssh: oneUser !== undefined && oneUser !== "root" ? { user: oneUser } : {},
+    build: null,
+    secrets: null,
+    nixLet: [],
+    needsLib: false,
+    jsonOutputLine: null,
+    report: report.entries(),
+    next: [],
+  };
+}
+
+/** The configuration the profile activates when one is found (the node's own name first), else the path. */
+function systemOf(name: string, profile: DeployRsProfile, report: Report): SystemRef {
+  const configuration = profile.matches.includes(name)
+    ? name
+    : profile.matches.length === 1
+      ? profile.matches[0]
+      : undefined;
+  if (configuration !== undefined) {
+    report.note(
+      "profiles.system.path",
+      {
+        outcome: "mapped",
+        text: "hosts.NAME.system: the NixOS configuration it activates (activate.nixos of it), whose toplevel the host runs",
+      },
+      name,
+    );
+    return {
+      nix: `self.nixosConfigurations.${nixName(configuration)}`,
+      installable: `.#nixosConfigurations.${configuration}`,
+    };
+  }
+  report.note(
+    "profiles.system.path",
+    {
+      outcome: "mapped",
+      text: "hosts.NAME.system: the path itself (no NixOS configuration of the flake was found in it), activated by its bin/switch-to-configuration",
+    },
+    name,
+  );
+  return {
+    nix: `self.deploy.nodes.${nixName(name)}.profiles.system.path`,
+    installable: `.#deploy.nodes.${name}.profiles.system.path`,
+  };
+}

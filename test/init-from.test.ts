@@ -1,0 +1,213 @@
+// `nixship init --from colmena|deploy-rs` with the real Nix: colmena's tutorial hive and
+// deploy-rs's README flake (their nixpkgs the stand-in) become fleets, as a fleet file and in
+// the flake, whose hosts build the very systems the hive's nodes and deploy-rs's profiles are;
+// the report names what became of each option; bad input is named by its attribute (exit 2).
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, nixship } from "../support/cli.js";
+import {
+  addOutput,
+  KEYS_EXAMPLE,
+  tutorialHive,
+  writeDeployRsFlake,
+  writeFlakeWith,
+} from "./support/foreign-flakes.js";
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-init-from-"));
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+interface InitJson {
+  hosts: string[];
+  fleet: string;
+  outputLine: string | null;
+  report: { option: string; outcome: string; text: string; nodes: string[] }[];
+  next: string[];
+}
+
+/** A fresh directory with a flake (of `outputs`) and, maybe, a hive.nix. */
+async function flakeDir(outputs: string, hive?: string): Promise<string> {
+  const dir = await mkdtemp(join(work, "flake-"));
+  await writeFlakeWith(dir, outputs);
+  if (hive !== undefined) await writeFile(join(dir, "hive.nix"), hive);
+  return dir;
+}
+
+const init = (dir: string, ...args: string[]): Promise<CliRun> =>
+  nixship(["init", dir, "--key-out", join(dir, "..", `${dir.split("/").pop()}.sec`), ...args]);
+
+/** The systems `nixship build` gives each host of a fleet. */
+async function built(fleet: string): Promise<Record<string, string>> {
+  const r = await nixship(["build", "--fleet", fleet, "--json"]);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { hosts: Record<string, string> }).hosts;
+}
+
+const HIVE = { hostA: "host-a", hostB: "host-b.mydomain.tld", hostBPort: 1234 };
+
+describe("init --from colmena", () => {
+  it("makes the tutorial's hive.nix a fleet file whose hosts build the nodes' systems", async () => {
+    const dir = await flakeDir("", tutorialHive({ ...HIVE, extraA: KEYS_EXAMPLE }));
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.hosts).toEqual(["host-a", "host-b"]);
+    const fleet = JSON.parse(await readFile(out.fleet, "utf8"));
+    expect(fleet.hosts).toEqual({
+      "host-a": { address: "host-a", system: ".#nixshipHive.nodes.host-a" },
+      "host-b": {
+        address: "host-b.mydomain.tld",
+        tags: ["web", "infra-lax"],
+        system: ".#nixshipHive.nodes.host-b",
+      },
+    });
+    expect(fleet.secrets.entries).toEqual({
+      "host-a-db-password": { hosts: "host-a", mode: "0600", path: "/run/keys/db-password" },
+    });
+    const fates = Object.fromEntries(out.report.map((e) => [`${e.outcome} ${e.option}`, e.nodes]));
+    expect(fates).toMatchObject({
+      "carried deployment.targetHost": ["host-a", "host-b"],
+      "carried deployment.tags": ["host-b"],
+      "mapped deployment.targetPort": ["host-b"],
+      "left deployment.replaceUnknownProfiles": ["host-b"],
+      "left deployment.keys.<name>.keyCommand": ["host-a:acme-credentials.secret"],
+      "mapped deployment.keys.<name>.keyFile": ["host-a:db-password"],
+      "carried meta.nixpkgs": [],
+      "carried meta.nodeNixpkgs": ["host-b"],
+      "carried defaults": [],
+    });
+    expect(out.next).toContain(
+      `nixship secrets set host-a-db-password --from /root/db-password --fleet ${out.fleet}`,
+    );
+    // The fleet is refused until an admin is named; without the secrets, its hosts build.
+    expect(out.outputLine).toBe("nixshipHive = nixship.lib.readColmenaHive (import ./hive.nix);");
+    await addOutput(dir, out.outputLine as string);
+    delete fleet.secrets;
+    await writeFile(out.fleet, JSON.stringify(fleet));
+    const systems = await built(out.fleet);
+    // Each node's own system (the stand-in names it by networking.hostName: NixOS's default
+    // is "nixos").
+    expect(systems["host-a"]).toMatch(/-example-web-system-host-a$/);
+    expect(systems["host-b"]).toMatch(/-example-web-system-nixos$/);
+  });
+
+  it("writes the same fleet in the flake, built to the same systems", async () => {
+    const hive = tutorialHive(HIVE);
+    const asFile = await flakeDir("", hive);
+    const file = JSON.parse(
+      (await init(asFile, "--from", "colmena", "--format", "json", "--json")).stdout,
+    ) as InitJson;
+    await addOutput(asFile, file.outputLine as string);
+    const dir = await flakeDir("", hive);
+    const r = await init(dir, "--from", "colmena", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.outputLine).toBe(
+      "nixship = import ./nixship.nix { inherit self; nixshipLib = nixship.lib; };",
+    );
+    await addOutput(dir, out.outputLine as string);
+    expect(await built(`${dir}#nixship`)).toEqual(await built(file.fleet));
+  });
+
+  it("reads a flake's colmena output (the raw hive) as a hive", async () => {
+    const hive = tutorialHive(HIVE);
+    const dir = await flakeDir(`      colmena = import ./hive-source.nix;`);
+    await writeFile(join(dir, "hive-source.nix"), hive);
+    const r = await init(dir, "--from", "colmena", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(await readFile(out.fleet, "utf8")).toContain(
+      "hive = nixshipLib.readColmenaHive self.colmena;",
+    );
+    await addOutput(dir, out.outputLine as string);
+    expect(Object.keys(await built(`${dir}#nixship`))).toEqual(["host-a", "host-b"]);
+  });
+
+  it("names a node without a targetHost, an error in a node, and a flake without a hive (exit 2)", async () => {
+    // colmena's apply-local example: a node only deployed by apply-local.
+    const local = await flakeDir(
+      "",
+      tutorialHive({
+        ...HIVE,
+        extraB: "    deployment.allowLocalDeployment = true;\n    deployment.targetHost = null;",
+      }).replace('    deployment.targetHost = "host-b.mydomain.tld";\n', ""),
+    );
+    const r = await init(local, "--from", "colmena");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${join(local, "flake.nix")}: host-b.deployment.targetHost is null: nixship cannot reach the node`,
+    );
+    const thrown = await flakeDir(
+      "",
+      tutorialHive(HIVE).replace('[ "web" "infra-lax" ]', 'throw "tags not decided yet"'),
+    );
+    const t = await init(thrown, "--from", "colmena");
+    expect(t.code).toBe(2);
+    expect(t.stderr).toContain(
+      `${join(thrown, "flake.nix")}: host-b.deployment.tags: tags not decided yet`,
+    );
+    const none = await flakeDir("      packages = { };");
+    const n = await init(none, "--from", "colmena");
+    expect(n.code).toBe(2);
+    expect(n.stderr).toContain("no colmena hive: the flake has no colmenaHive or colmena output");
+    // Nothing was written.
+    await expect(readFile(join(none, "nixship.nix"))).rejects.toThrow();
+  });
+});
+
+describe("init --from deploy-rs", () => {
+  it("makes the README's flake a fleet whose hosts build the configurations the profiles activate", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, {
+      "some-random-system": {
+        hostname: "some-random-system",
+        extra: '        sshOpts = [ "-p" "2121" ];\n        magicRollback = false;',
+      },
+    });
+    const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    const fleet = JSON.parse(await readFile(out.fleet, "utf8"));
+    expect(fleet.hosts).toEqual({
+      "some-random-system": {
+        address: "some-random-system",
+        system: ".#nixosConfigurations.some-random-system",
+      },
+    });
+    expect(fleet.policies).toEqual({ "some-random-system": { confirmTimeout: 0 } });
+    const fates = Object.fromEntries(out.report.map((e) => [e.option, e.outcome]));
+    expect(fates).toMatchObject({
+      hostname: "carried",
+      sshOpts: "mapped",
+      magicRollback: "mapped",
+    });
+    expect((await built(out.fleet))["some-random-system"]).toMatch(
+      /-example-web-system-some-random-system$/,
+    );
+    // In the flake, the same.
+    const other = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(other, { "some-random-system": { hostname: "some-random-system" } });
+    const nix = JSON.parse((await init(other, "--from", "deploy-rs", "--json")).stdout) as InitJson;
+    expect(nix.outputLine).toBe("nixship = import ./nixship.nix { inherit self; };");
+    await addOutput(other, nix.outputLine as string);
+    expect(await built(`${other}#nixship`)).toEqual(await built(out.fleet));
+  });
+
+  it("names a node without a hostname, and a flake without deploy (exit 2)", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, { web: { hostname: null } });
+    const r = await init(dir, "--from", "deploy-rs");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${join(dir, "flake.nix")}: deploy.nodes.web.hostname is not set: nixship cannot reach the node`,
+    );
+    const none = await flakeDir("      packages = { };");
+    const n = await init(none, "--from", "deploy-rs");
+    expect(n.code).toBe(2);
+    expect(n.stderr).toContain("the flake has no deploy output");
+  });
+});
