@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Report, sshOptionsAsConfig, toNix } from "./foreign-fleet.js";
+import { Report, sshOptionsAsConfig } from "./foreign-fleet.js";
 
 describe("sshOptionsAsConfig", () => {
   it("says ssh's command-line options as ssh_config lines, and names the others", () => {
@@ -18,15 +18,6 @@ describe("sshOptionsAsConfig", () => {
       lines: ["Port 2121", "IdentityFile /k/id", "ProxyCommand a=b", "ProxyJump bastion"],
       unknown: ["-A"],
     });
-  });
-});
-
-describe("toNix", () => {
-  it("writes JSON as Nix, keeping ${ in strings literal", () => {
-    const dollar = "$";
-    expect(toNix({ a: [`x${dollar}{y}`, 1, true, null], "@web": {} })).toBe(
-      `{ a = [ "x\\${dollar}{y}" 1 true null ]; "@web" = { }; }`,
-    );
   });
 });
 

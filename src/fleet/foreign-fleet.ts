@@ -3,7 +3,7 @@
 // why), and the fleet written as a fleet file or as Nix for the flake. Pure.
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
-import { nixName } from "./init-fleet.js";
+import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
 
 /** What became of an option: the same meaning in nixship, another shape, or nothing. */
 export type Outcome = "carried" | "mapped" | "left";
@@ -125,41 +125,19 @@ export function conversionNix(
   settings: ConversionSettings,
   header: readonly string[],
 ): string {
-  const value = conversionJson(conversion, settings);
-  const hosts: string[] = [];
+  const { hosts: _, ...rest } = conversionJson(conversion, settings);
+  const hosts: Record<string, NixValue> = {};
   for (const host of conversion.hosts) {
-    const fields = Object.entries(host.fields).map(([k, v]) => `${nixName(k)} = ${toNix(v)};`);
-    hosts.push(`    ${nixName(host.name)} = { system = ${host.system.nix}; ${fields.join(" ")} };`);
+    hosts[host.name] = {
+      system: nixExpression(host.system.nix),
+      ...(host.fields as Record<string, NixValue>),
+    };
   }
-  const rest = Object.entries(value)
-    .filter(([key]) => key !== "hosts")
-    .map(([key, v]) => `  ${nixName(key)} = ${toNix(v)};`);
+  const fleet = formatNix({ ...(rest as Record<string, NixValue>), hosts });
   const args = conversion.needsLib ? "{ self, nixshipLib, ... }:" : "{ self, ... }:";
   const lets =
     conversion.nixLet.length > 0 ? ["let", ...conversion.nixLet.map((l) => `  ${l}`), "in"] : [];
-  return `${[
-    ...header.map((l) => `# ${l}`),
-    args,
-    ...lets,
-    "{",
-    ...rest,
-    "  hosts = {",
-    ...hosts,
-    "  };",
-    "}",
-  ].join("\n")}\n`;
-}
-
-/** A JSON value as Nix: JSON is Nix but for `${` in strings, and objects' syntax. */
-export function toNix(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value === "string") return JSON.stringify(value).replaceAll("${", "\\${");
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value)) return `[ ${value.map(toNix).join(" ")} ]`;
-  const entries = Object.entries(value as JsonObject).map(
-    ([k, v]) => `${nixName(k)} = ${toNix(v)};`,
-  );
-  return entries.length === 0 ? "{ }" : `{ ${entries.join(" ")} }`;
+  return `${[...header.map((l) => `# ${l}`), args, ...lets, fleet].join("\n")}\n`;
 }
 
 /**

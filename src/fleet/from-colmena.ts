@@ -14,7 +14,7 @@ import {
   sshOptionsAsConfig,
   validHostName,
 } from "./foreign-fleet.js";
-import { nixName } from "./init-fleet.js";
+import { nixName } from "./nix-text.js";
 
 const SSH_CONFIG = "your ssh_config (the fleet's ssh.configFile, or ~/.ssh/config)";
 

@@ -4,6 +4,7 @@
 // the evaluation and writes the files.
 import { ADDRESS_PLACEHOLDER } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
+import { nixName } from "./nix-text.js";
 
 /** A configuration as init sees it: its name, and its `config.nixship.deployment`, if any. */
 export interface ConfigurationInfo {
@@ -160,11 +161,4 @@ export function fleetOutputLine(
 ): string {
   const lib = configurations.some((c) => c.deployment !== null) ? " nixshipLib = nixship.lib;" : "";
   return `${nixName(output)} = import ${file} { inherit self;${lib} };`;
-}
-
-const NIX_NAME = /^[A-Za-z_][A-Za-z0-9_'-]*$/;
-
-/** An attribute name as Nix writes it: bare when it can be, else quoted. */
-export function nixName(name: string): string {
-  return NIX_NAME.test(name) ? name : JSON.stringify(name);
 }

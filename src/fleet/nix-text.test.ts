@@ -31,8 +31,16 @@ describe("formatNix", () => {
   });
 
   it("leaves undefined keys out and refuses a number Nix has not", () => {
-    expect(formatNix({ a: undefined, b: 1 })).toBe("{\n  b = 1;\n}");
+    expect(formatNix({ a: undefined, b: 1 })).toBe("{ b = 1; }");
     expect(() => formatNix(Number.NaN)).toThrow(/no Nix number/);
+  });
+
+  it("writes short sets and lists on one line, long ones a binding a line", () => {
+    expect(formatNix({ a: [1, 2], "@web": {} })).toBe('{ a = [ 1 2 ]; "@web" = { }; }');
+    const long = { url: "x".repeat(60), keys: ["k"] };
+    expect(formatNix({ cache: long }, "  ")).toBe(
+      `{\n    cache = {\n      url = "${"x".repeat(60)}";\n      keys = [ "k" ];\n    };\n  }`,
+    );
   });
 
   it("quotes names that are not bare identifiers", () => {

@@ -1,5 +1,5 @@
-// A JSON value written as Nix text, for the fleet files nixship writes in Nix: attribute sets
-// one key a line, lists on one line when short, strings escaped as Nix reads them, and a raw
+// A JSON value written as Nix text, for the fleet files nixship writes in Nix: sets and lists on
+// one line when short, else one binding or item a line, strings escaped as Nix reads them, and a raw
 // Nix expression where the caller marks one (an input's attribute, say).
 
 /** Nix text that is written as it is (the caller vouches for it). */
@@ -34,7 +34,8 @@ const KEYWORDS = new Set([
   "inherit",
   "or",
 ]);
-const SHORT_LIST = 72;
+/** A list or set whose text is at most this long is written on one line. */
+const SHORT_LINE = 72;
 
 /** An attribute name as Nix writes it: bare when it can be, else quoted. */
 export function nixName(name: string): string {
@@ -79,13 +80,15 @@ export function formatNix(value: NixValue, indent = ""): string {
     if (value.length === 0) return "[ ]";
     const items = value.map((v) => formatNix(v, inner));
     const oneLine = `[ ${items.join(" ")} ]`;
-    if (oneLine.length <= SHORT_LIST && !oneLine.includes("\n")) return oneLine;
+    if (oneLine.length <= SHORT_LINE && !oneLine.includes("\n")) return oneLine;
     return `[\n${items.map((i) => `${inner}${i}`).join("\n")}\n${indent}]`;
   }
   const entries = Object.entries(value as Record<string, NixValue | undefined>).filter(
     (e): e is [string, NixValue] => e[1] !== undefined,
   );
   if (entries.length === 0) return "{ }";
-  const lines = entries.map(([k, v]) => `${inner}${nixName(k)} = ${formatNix(v, inner)};`);
-  return `{\n${lines.join("\n")}\n${indent}}`;
+  const bindings = entries.map(([k, v]) => `${nixName(k)} = ${formatNix(v, inner)};`);
+  const oneLine = `{ ${bindings.join(" ")} }`;
+  if (oneLine.length <= SHORT_LINE && !oneLine.includes("\n")) return oneLine;
+  return `{\n${bindings.map((b) => `${inner}${b}`).join("\n")}\n${indent}}`;
 }
