@@ -7,6 +7,7 @@ import { terminateMasters } from "../delivery/ssh-mux.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
+import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
 import {
@@ -201,6 +202,12 @@ async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
   }
 }
 
+/**
+ * Hosts that `lab up` starts, and `lab down` stops, at once: most of a host's start is waiting
+ * on its processes (ssh-keygen, ip, sshd listening), so one at a time 200 hosts take minutes.
+ */
+const HOSTS_STARTED_AT_ONCE = 8;
+
 async function build(
   layout: LabLayout,
   agents: boolean,
@@ -238,8 +245,11 @@ async function build(
   );
   const clientPublicKey = await readFile(`${layout.files.clientKey}.pub`, "utf8");
   const hostKeys = new Map<string, string>();
-  const hosts: LabState["hosts"][number][] = [];
-  for (const host of layout.hosts) {
+  // Kept in the lab's order, whichever host comes up first; the state names each host once it runs.
+  const started: (LabState["hosts"][number] | undefined)[] = layout.hosts.map(() => undefined);
+  const running = () => started.filter((h): h is LabState["hosts"][number] => h !== undefined);
+  let saved = Promise.resolve();
+  await mapLimit(layout.hosts, HOSTS_STARTED_AT_ONCE, async (host, i) => {
     emit({ type: "host-starting", host: host.name, address: host.address });
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
     await writePowerScript(layout, host, anchor);
@@ -247,10 +257,14 @@ async function build(
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
     const pid = await startHost(host, hostBinds(layout, host, agents), nix);
-    hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
-    await writeLabState(layout.dir, { ...pending, hosts });
+    started[i] = { name: host.name, address: host.address, netns: host.netns, pid };
+    // One write at a time, each of every host up by then (they share a temporary file).
+    const state = { ...pending, hosts: running() };
+    saved = saved.then(() => writeLabState(layout.dir, state));
+    await saved;
     emit({ type: "host-up", host: host.name, pid });
-  }
+  });
+  const hosts = running();
   await writeFile(layout.files.knownHosts, knownHosts(layout, hostKeys));
   await writeFile(layout.files.sshConfig, clientSshConfig(layout));
   return { ...pending, hosts };
@@ -451,12 +465,11 @@ async function tearDown(name: string, number: number, dir: string): Promise<void
   const tag = labTag(dir);
   await closeSharedConnections(dir);
   await stopAnchor({ name, number, tag });
-  for (const ns of await listNetns()) {
+  const hosts = (await listNetns()).filter((ns) => {
     const m = LAB_NETNS.exec(ns);
-    if (m && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "")) {
-      await removeHost(ns);
-    }
-  }
+    return m !== null && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "");
+  });
+  await mapLimit(hosts, HOSTS_STARTED_AT_ONCE, removeHost);
   // The bridge and the veths on it, when the bridge is this directory's (a stale state's number
   // may since be another lab's). A veth goes with its host's namespace anyway.
   const links = await listLinks();
