@@ -48,7 +48,14 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # makes (Debian's python3 takes no pip installs), which needs python3-venv.
 moto_venv="${NIXSHIP_MOTO_VENV:-/var/lib/nixship/moto}"
 has_moto() { command -v "$1" >/dev/null 2>&1 && "$1" -c 'import moto.server' >/dev/null 2>&1; }
-if ! has_moto python3 && ! has_moto "$moto_venv/bin/python3"; then
+# Which python3 has moto, asked once (an import of moto takes seconds): empty when neither.
+moto_python=
+if has_moto python3; then
+  moto_python=python3
+elif has_moto "$moto_venv/bin/python3"; then
+  moto_python="$moto_venv/bin/python3"
+fi
+if [ -z "$moto_python" ]; then
   command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
     missing+=(python3-venv)
 fi
@@ -100,10 +107,10 @@ fi
 # Without it the setup goes on (nothing else needs it), and the tests that run against it fail,
 # saying so.
 moto_version='5.2.1'
-if has_moto python3; then
+if [ "$moto_python" = python3 ]; then
   echo "setup: moto's server is installed (moto $(python3 -c 'import moto; print(moto.__version__)'), $(command -v python3))" >&2
-elif has_moto "$moto_venv/bin/python3"; then
-  echo "setup: moto's server is installed (moto $("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)'), $moto_venv)" >&2
+elif [ -n "$moto_python" ]; then
+  echo "setup: moto's server is installed (moto $("$moto_python" -c 'import moto; print(moto.__version__)'), $moto_venv)" >&2
 elif [ "$(id -u)" != 0 ] && [ -z "${NIXSHIP_MOTO_VENV:-}" ]; then
   echo "setup: moto's server is missing, and installing it into $moto_venv needs root; or: pip install 'moto[server]==$moto_version'" >&2
   echo "setup: the S3 and SSM tests that run against moto will fail until it is installed" >&2

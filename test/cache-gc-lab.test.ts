@@ -4,10 +4,12 @@
 // generations) is what keeps web-v1 in the cache. With --stored (records only) the same
 // collection would delete it.
 import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { takeGcLock } from "../src/cache/gc-lease.js";
 import { openStore } from "../src/store/url.js";
-import { deployEvents, servedBy, setExampleSystems } from "./support/lab-deploy.js";
+import { nixship } from "../support/cli.js";
+import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -83,9 +85,27 @@ describe("cache gc --fleet", () => {
     try {
       const lock = await takeGcLock(store, { waitMs: 0 });
       await setExampleSystems(lab.fleetFile, { [host]: "web-v2" });
-      const deploying = lab.deploy("--json");
-      // The deploy waits: its lease stepped back, nothing was built or pushed meanwhile.
-      await new Promise((r) => setTimeout(r, 3000));
+      // The deploy says it waits (gc-wait), having stepped back its lease: nothing was built or
+      // pushed meanwhile.
+      let out = "";
+      let said: () => void = () => {};
+      const waiting = new Promise<void>((resolve) => {
+        said = resolve;
+      });
+      const deploying = nixship(
+        labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+        {
+          env: { NIXSHIP_LAB_DIR: dirname(lab.info.dir) },
+          onStdout: (chunk) => {
+            out += chunk;
+            if (/"type": ?"gc-wait"/.test(out)) said();
+          },
+        },
+      );
+      const ended = deploying.then((r) => {
+        throw new Error(`the deploy ended without waiting for the collection:\n${r.stderr}`);
+      });
+      await Promise.race([waiting, ended]);
       const leases = await store.list("gc/leases/");
       expect(leases.objects).toEqual([]);
       await lock.release();

@@ -1,51 +1,25 @@
-// The deployer on the current Nix (Debian trixie's 2.26, beside the machine's 2.8): caches
-// nixship pushes are read by both Nixes with signatures required, caches both Nixes write are
-// verified and fetched by nixship, `nixship build` of the example flake builds the outputs of
-// each derivation (a bare .drv means the file itself since Nix 2.14), and a Nix older than the
-// oldest tested is refused by name.
+// The deployer on the current Nix (Debian trixie's 2.26, beside the machine's 2.8): its
+// path-info shape, `nixship build` of the example flake builds the outputs of each derivation
+// (a bare .drv means the file itself since Nix 2.14), and a Nix older than the oldest tested is
+// refused by name. The caches both Nixes read and write: test/cache-nix.test.ts, on each.
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parsePathInfoJson } from "../src/cache/local-nix.js";
-import { nixCopyFrom, nixCopyFromArgs, nixship, run } from "../support/cli.js";
+import { nixCopyFrom, nixship } from "../support/cli.js";
 import {
-  currentNixOk,
-  makeCurrentNixRoot,
-  nixshipWithCurrentNix,
-  runWithCurrentNix,
-} from "../support/current-nix.js";
+  buildFixtureWith,
+  closureLines,
+  currentNix,
+  type DeployerNix,
+  nixOk,
+} from "./support/deployer-nix.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
-import { buildFixtureClosure, FIXTURE_EXPRESSION } from "./support/fixture-closure.js";
 
 let work: string;
-let nixRoot: string;
+let current: DeployerNix;
 /** The fixture closure, built by the current Nix in its own store. */
 let root: string;
-/** What the current Nix recorded for it: path → NarHash (nix32), NarSize, references. */
-let source: Map<string, string>;
-
-/** A closure's metadata as one comparable line per path, read by either Nix in either shape. */
-function metaLines(pathInfoJson: string): Map<string, string> {
-  return new Map(
-    parsePathInfoJson(pathInfoJson).map((p) => [
-      p.path,
-      `${p.narHash.format("nix32")} ${p.narSize} ${[...p.references].sort().join(",")}`,
-    ]),
-  );
-}
-
-function currentMeta(path: string, store?: string): Promise<Map<string, string>> {
-  const args = ["path-info", "--json", "--recursive", ...(store ? ["--store", store] : []), path];
-  return currentNixOk(nixRoot, "nix", args).then(metaLines);
-}
-
-async function machineMeta(path: string, store?: string): Promise<Map<string, string>> {
-  const args = ["path-info", "--json", "--recursive", ...(store ? ["--store", store] : []), path];
-  const r = await run("nix", args);
-  if (r.code !== 0) throw new Error(`nix path-info: ${r.stderr}`);
-  return metaLines(r.stdout);
-}
 
 async function makeKey(name: string): Promise<{ secret: string; pub: string }> {
   const secret = join(work, `${name}.sec`);
@@ -56,184 +30,21 @@ async function makeKey(name: string): Promise<{ secret: string; pub: string }> {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-current-nix-cache-"));
-  nixRoot = await makeCurrentNixRoot();
-  const file = join(work, "fixture.nix");
-  await writeFile(file, FIXTURE_EXPRESSION);
-  root = (await currentNixOk(nixRoot, "nix-build", ["--no-out-link", file])).trim();
-  source = await currentMeta(root);
+  current = await currentNix();
+  root = await buildFixtureWith(current);
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
-  await rm(nixRoot, { recursive: true, force: true });
+  await current?.close();
 });
 
 describe("the current Nix on the deployer", () => {
   it("is Nix 2.26, and its path-info --json is the object keyed by path", async () => {
-    expect(await currentNixOk(nixRoot, "nix", ["--version"])).toMatch(/^nix \(Nix\) 2\.26\./);
-    const shape = JSON.parse(await currentNixOk(nixRoot, "nix", ["path-info", "--json", root]));
+    expect(await nixOk(current, "nix", ["--version"])).toMatch(/^nix \(Nix\) 2\.26\./);
+    const shape = JSON.parse(await nixOk(current, "nix", ["path-info", "--json", root]));
     expect(Array.isArray(shape)).toBe(false);
     expect(Object.keys(shape)).toEqual([root]);
-    expect(source.size).toBe(3);
-  });
-});
-
-describe("a cache nixship pushes is read by both Nixes, signatures required", () => {
-  let cache: string;
-  let key: { secret: string; pub: string };
-
-  beforeAll(async () => {
-    key = await makeKey("pushed-on-current-1");
-    cache = join(work, "cache-pushed-on-current");
-    const push = await nixshipWithCurrentNix(nixRoot, [
-      "push",
-      root,
-      "--to",
-      `file://${cache}`,
-      "--key",
-      key.secret,
-      "--json",
-    ]);
-    expect(push.code, push.stderr).toBe(0);
-    expect(JSON.parse(push.stdout)).toMatchObject({ paths: 3, pushed: 3 });
-  });
-
-  it("Nix 2.26 copies the closure from it, with the NarHashes it recorded", async () => {
-    const store = join(work, "store-26-from-ours");
-    await currentNixOk(nixRoot, "nix", nixCopyFromArgs(`file://${cache}`, store, key.pub, root));
-    expect(await currentMeta(root, store)).toEqual(source);
-  });
-
-  it("Nix 2.8 copies the closure from it too", async () => {
-    const store = join(work, "store-28-from-ours");
-    const copy = await nixCopyFrom(`file://${cache}`, store, key.pub, root);
-    expect(copy.code, copy.stderr).toBe(0);
-    expect(await machineMeta(root, store)).toEqual(source);
-  });
-
-  it("Nix 2.26 refuses it under a key it does not trust", async () => {
-    const other = await makeKey("not-trusted-1");
-    const store = join(work, "store-26-untrusted");
-    const copy = await runWithCurrentNix(
-      nixRoot,
-      "nix",
-      nixCopyFromArgs(`file://${cache}`, store, other.pub, root),
-    );
-    expect(copy.code).not.toBe(0);
-    expect(copy.stderr).toMatch(/signature|not signed|trusted/i);
-  });
-
-  it("a push from Nix 2.8's store is read by Nix 2.26", async () => {
-    const machineRoot = await buildFixtureClosure();
-    const cache28 = join(work, "cache-pushed-on-28");
-    const push = await nixship([
-      "push",
-      machineRoot,
-      "--to",
-      `file://${cache28}`,
-      "--key",
-      key.secret,
-    ]);
-    expect(push.code, push.stderr).toBe(0);
-    const store = join(work, "store-26-from-28");
-    await currentNixOk(
-      nixRoot,
-      "nix",
-      nixCopyFromArgs(`file://${cache28}`, store, key.pub, machineRoot),
-    );
-    expect(await currentMeta(machineRoot, store)).toEqual(await machineMeta(machineRoot));
-  });
-});
-
-describe("a cache Nix 2.26 writes works with nixship", () => {
-  let cache: string;
-  let pub: string;
-
-  beforeAll(async () => {
-    const secret = join(work, "made-by-26.sec");
-    const generated = await currentNixOk(nixRoot, "nix", [
-      "key",
-      "generate-secret",
-      "--key-name",
-      "made-by-26-1",
-    ]);
-    await writeFile(secret, generated, { mode: 0o600 });
-    pub = (
-      await currentNixOk(nixRoot, "sh", ["-c", `nix key convert-secret-to-public < ${secret}`])
-    ).trim();
-    cache = join(work, "cache-by-26");
-    await currentNixOk(nixRoot, "nix", [
-      "copy",
-      "--to",
-      `file://${cache}?secret-key=${secret}&compression=zstd`,
-      root,
-    ]);
-  });
-
-  it("nixship verify accepts it", async () => {
-    const r = await nixship([
-      "verify",
-      "--cache",
-      `file://${cache}`,
-      "--trusted-key",
-      pub,
-      "--json",
-    ]);
-    expect(r.code, r.stdout).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ checked: 3, ok: 3, problems: [] });
-  });
-
-  it("nixship fetch --import puts the closure into Nix 2.26's store (its nix-store --import)", async () => {
-    const store = join(work, "store-26-imported");
-    const args = [
-      "fetch",
-      root,
-      "--from",
-      `file://${cache}`,
-      "--trusted-key",
-      pub,
-      "--import",
-      "--store",
-      store,
-      "--json",
-    ];
-    const r = await nixshipWithCurrentNix(nixRoot, args);
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).imported).toHaveLength(3);
-    expect(await currentMeta(root, store)).toEqual(source);
-    // Nix 2.26's nix-store --check-validity says they are there now: nothing is imported again.
-    const again = await nixshipWithCurrentNix(nixRoot, args);
-    expect(JSON.parse(again.stdout)).toMatchObject({ imported: [], alreadyValid: 3 });
-  });
-
-  it("nixship fetch --restore gives the tree Nix 2.26 dumps", async () => {
-    const dir = join(work, "restored-from-26");
-    const r = await nixship([
-      "fetch",
-      root,
-      "--from",
-      `file://${cache}`,
-      "--trusted-key",
-      pub,
-      "--restore",
-      dir,
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    const dumped = await runWithCurrentNix(nixRoot, "sh", [
-      "-c",
-      `nix-store --dump ${root} | sha256sum`,
-    ]);
-    const restored = await run("sh", ["-c", `nix-store --dump ${dir} | sha256sum`]);
-    expect(dumped.stdout).toMatch(/^[0-9a-f]{64} /);
-    expect(restored.stdout).toBe(dumped.stdout);
-  });
-
-  it("the key file nixship writes is read by Nix 2.26", async () => {
-    const key = await makeKey("for-26-1");
-    const derived = await currentNixOk(nixRoot, "sh", [
-      "-c",
-      `nix key convert-secret-to-public < ${key.secret}`,
-    ]);
-    expect(derived.trim()).toBe(key.pub);
+    expect((await closureLines(current, root)).size).toBe(3);
   });
 });
 
@@ -250,24 +61,20 @@ describe("nixship build of the example flake on Nix 2.26", () => {
         },
       }),
     );
-    const r = await nixshipWithCurrentNix(nixRoot, ["build", "--fleet", fleet, "--json"]);
+    const r = await current.nixship(["build", "--fleet", fleet, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/bug in nixship/);
     const out = JSON.parse(r.stdout) as { systems: { path: string; hosts: string[] }[] };
     const byHosts = Object.fromEntries(out.systems.map((s) => [s.hosts.join(","), s.path]));
     const expected = async (name: string) =>
       (
-        await currentNixOk(nixRoot, "nix", [
-          "eval",
-          "--raw",
-          `path:${EXAMPLES_DIR}#${name}.outPath`,
-        ])
+        await nixOk(current, "nix", ["eval", "--raw", `path:${EXAMPLES_DIR}#${name}.outPath`])
       ).trim();
     expect(byHosts).toEqual({ a: await expected("web-v1"), "b,c": await expected("web-v2") });
     for (const path of Object.values(byHosts)) {
       expect(path).not.toMatch(/\.drv$/);
       // Built in the current Nix's store: the system's version file is there.
-      const version = await currentNixOk(nixRoot, "cat", [`${path}/nixos-version`]);
+      const version = await nixOk(current, "cat", [`${path}/nixos-version`]);
       expect(version.trim()).toMatch(/^web-v[12]$/);
     }
   });
@@ -277,7 +84,7 @@ describe("nixship push of a flake output on Nix 2.26", () => {
   it("builds it with that Nix and pushes its closure from that Nix's store", async () => {
     const key = await makeKey("flake-push-26-1");
     const cache = join(work, "cache-flake-push");
-    const r = await nixshipWithCurrentNix(nixRoot, [
+    const r = await current.nixship([
       "push",
       `path:${EXAMPLES_DIR}#web-v3`,
       "--to",
@@ -288,10 +95,10 @@ describe("nixship push of a flake output on Nix 2.26", () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     const system = (
-      await currentNixOk(nixRoot, "nix", ["eval", "--raw", `path:${EXAMPLES_DIR}#web-v3.outPath`])
+      await nixOk(current, "nix", ["eval", "--raw", `path:${EXAMPLES_DIR}#web-v3.outPath`])
     ).trim();
     const pushed = JSON.parse(r.stdout) as { pushed: number };
-    expect(pushed.pushed).toBe((await currentMeta(system)).size);
+    expect(pushed.pushed).toBe((await closureLines(current, system)).size);
     const store = join(work, "store-28-flake-push");
     const copy = await nixCopyFrom(`file://${cache}`, store, key.pub, system);
     expect(copy.code, copy.stderr).toBe(0);

@@ -9,6 +9,7 @@ import { dirname, join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPathFor, controlPrefixFor } from "../src/delivery/ssh-transport.js";
 import { sshProcessesMentioning } from "../src/lab/lab-down.js";
+import { bridgeOwner, labTag } from "../src/lab/layout.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
@@ -28,15 +29,34 @@ function ssh(host: string, command: string, config = up.files.sshConfig): Promis
   return run("ssh", ["-F", config, host, command]);
 }
 
+/**
+ * What of lab `number` in `labDir` is on the machine. Only its own: once it is down, a lab of
+ * another test file may take the same number, with namespaces and links of that number.
+ */
 async function traces(
   number: number,
+  labDir: string,
 ): Promise<{ netns: string[]; links: string[]; mounts: string[] }> {
   const netns = (await runOk("ip", ["netns", "list"]))
     .split("\n")
-    .filter((l) => l.startsWith(`nxs${number}-`));
-  const links = (await runOk("ip", ["-o", "link", "show"]))
-    .split("\n")
-    .filter((l) => new RegExp(`^\\d+: nxs${number}(v\\d+)?[:@]`).test(l));
+    .filter((l) => l.startsWith(`nxs${number}-${labTag(labDir)}-`));
+  const all = JSON.parse(await runOk("ip", ["-j", "link", "show"])) as {
+    ifname: string;
+    ifalias?: string;
+    master?: string;
+  }[];
+  const bridge = `nxs${number}`;
+  const ours = (l: { ifname: string; ifalias?: string }) =>
+    l.ifname === bridge && l.ifalias === bridgeOwner(labDir);
+  // A veth on our bridge, or on none (left behind without it).
+  const links = all
+    .filter(
+      (l) =>
+        ours(l) ||
+        (new RegExp(`^${bridge}v\\d+$`).test(l.ifname) &&
+          (l.master === undefined || (l.master === bridge && all.some(ours)))),
+    )
+    .map((l) => l.ifname);
   const mounts = (await readFile("/proc/mounts", "utf8"))
     .split("\n")
     .filter((l) => l.includes(labsDir));
@@ -250,12 +270,12 @@ describe("lab down", () => {
     ]);
     expect(deployerMaster.code, deployerMaster.stderr).toBe(0);
     expect(await sshProcessesMentioning([`${labDir}/`, deployerPrefix])).toHaveLength(2);
-    const before = await traces(lab.number);
+    const before = await traces(lab.number, labDir);
     expect(before.netns).toHaveLength(2);
     expect(before.links).toHaveLength(3);
     const down = await nixship(["lab", "down", "--name", name], { env: env() });
     expect(down.code, down.stderr).toBe(0);
-    expect(await traces(lab.number)).toEqual({ netns: [], links: [], mounts: [] });
+    expect(await traces(lab.number, labDir)).toEqual({ netns: [], links: [], mounts: [] });
     for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
     expect(await sshProcessesMentioning([`${labDir}/`, deployerPrefix])).toEqual([]);
     await expect(readFile(lab.files.sshConfig)).rejects.toThrow(/ENOENT/);
@@ -272,7 +292,11 @@ describe("lab down", () => {
     await rm(join(labsDir, name, "lab.json"));
     const down = await nixship(["lab", "down", "--name", name], { env: env() });
     expect(down.code, down.stderr).toBe(0);
-    expect(await traces(lab.number)).toEqual({ netns: [], links: [], mounts: [] });
+    expect(await traces(lab.number, join(labsDir, name))).toEqual({
+      netns: [],
+      links: [],
+      mounts: [],
+    });
     for (const host of lab.hosts) expect(await running(host.pid)).toBe(false);
   });
 

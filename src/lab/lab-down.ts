@@ -4,8 +4,9 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { terminateMasters } from "../delivery/ssh-mux.js";
 import { controlPrefixFor } from "../delivery/ssh-transport.js";
+import { mapLimit } from "../util/pool.js";
 import { legacyAnchorPids, listAnchors, stopAnchor } from "./lab-anchor.js";
-import { stopProcesses } from "./lab-host.js";
+import { HOSTS_AT_ONCE, stopProcesses } from "./lab-host.js";
 import { deleteLink, deleteNetns, listLinks, listNetns, netnsPids } from "./lab-network.js";
 import { type LabState, listLabStates, readLabState } from "./lab-state.js";
 import { bridgeOwner, isHostOf, LAB_LINK, LAB_NETNS, labTag } from "./layout.js";
@@ -118,12 +119,11 @@ export async function tearDown(name: string, number: number, dir: string): Promi
   const tag = labTag(dir);
   await closeSharedConnections(dir);
   await stopAnchor({ name, number, tag });
-  for (const ns of await listNetns()) {
+  const hosts = (await listNetns()).filter((ns) => {
     const m = LAB_NETNS.exec(ns);
-    if (m && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "")) {
-      await removeHost(ns);
-    }
-  }
+    return m !== null && Number(m[1]) === number && m[2] === tag && isHostOf(name, m[3] ?? "");
+  });
+  await mapLimit(hosts, HOSTS_AT_ONCE, removeHost);
   // The bridge and the veths on it, when the bridge is this directory's (a stale state's number
   // may since be another lab's). A veth goes with its host's namespace anyway.
   const links = await listLinks();

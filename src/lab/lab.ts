@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { isPaused, setPaused } from "../agent/state.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
+import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
 import {
@@ -20,7 +21,7 @@ import { startAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { tearDown } from "./lab-down.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
-import { prepareHost, startHost } from "./lab-host.js";
+import { HOSTS_AT_ONCE, prepareHost, startHost } from "./lab-host.js";
 import { createBridge, createHostNetwork, listLinks, netnsPids } from "./lab-network.js";
 import { installOnHosts, pinnedFlakeDir, writePinnedFlake } from "./lab-pinned.js";
 import { labReboot, writePowerScript } from "./lab-reboot.js";
@@ -209,8 +210,11 @@ async function build(
   );
   const clientPublicKey = await readFile(`${layout.files.clientKey}.pub`, "utf8");
   const hostKeys = new Map<string, string>();
-  const hosts: LabState["hosts"][number][] = [];
-  for (const host of layout.hosts) {
+  // Kept in the lab's order, whichever host comes up first; the state names each host once it runs.
+  const started: (LabState["hosts"][number] | undefined)[] = layout.hosts.map(() => undefined);
+  const running = () => started.filter((h): h is LabState["hosts"][number] => h !== undefined);
+  let saved = Promise.resolve();
+  await mapLimit(layout.hosts, HOSTS_AT_ONCE, async (host, i) => {
     emit({ type: "host-starting", host: host.name, address: host.address });
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
     await writePowerScript(layout, host, anchor);
@@ -218,10 +222,14 @@ async function build(
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
     const pid = await startHost(host, hostBinds(layout, host, agents), nix);
-    hosts.push({ name: host.name, address: host.address, netns: host.netns, pid });
-    await writeLabState(layout.dir, { ...pending, hosts });
+    started[i] = { name: host.name, address: host.address, netns: host.netns, pid };
+    // One write at a time, each of every host up by then (they share a temporary file).
+    const state = { ...pending, hosts: running() };
+    saved = saved.then(() => writeLabState(layout.dir, state));
+    await saved;
     emit({ type: "host-up", host: host.name, pid });
-  }
+  });
+  const hosts = running();
   await writeFile(layout.files.knownHosts, knownHosts(layout, hostKeys));
   await writeFile(layout.files.sshConfig, clientSshConfig(layout));
   return { ...pending, hosts };
