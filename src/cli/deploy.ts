@@ -2,9 +2,8 @@
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
 
-import { deploy, planOnly } from "../deploy/deploy.js";
-import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
-import { DEPLOY_EVENT_TYPES, type DeployEvent } from "../deploy/events.js";
+import { planOnly } from "../deploy/deploy.js";
+import { DEPLOY_EVENT_TYPES } from "../deploy/events.js";
 
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
@@ -13,13 +12,7 @@ import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
-import {
-  formatFirstInterrupt,
-  formatSecondInterrupt,
-  HostsInFlight,
-} from "../ui/deploy-interrupt.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
-import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
@@ -33,8 +26,10 @@ import {
   readFleetInput,
   readRollout,
 } from "./fleet-input.js";
-import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+import { INTERRUPTED_EXIT } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { rollOut } from "./roll-out.js";
+import { undoRollout } from "./rollback-rollout.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
@@ -270,7 +265,7 @@ bad usage or input, 130 when interrupted.`,
         : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
-    const { code } = await rollOut(
+    const { report, code } = await rollOut(
       io,
       { json: values.json === true, diff: values.diff === true, mode },
       {
@@ -290,65 +285,29 @@ bad usage or input, 130 when interrupted.`,
         buildHost: values["build-host"],
       },
     );
-    return code;
+    if (
+      report?.aborted === undefined ||
+      report.rollout === undefined ||
+      code === INTERRUPTED_EXIT
+    ) {
+      return code;
+    }
+    // Aborted at a pause: the hosts the rollout changed go back, as a rollback of it does.
+    const back = await undoRollout(io, {
+      fleet: input.fleet,
+      fleetDir: input.fleetDir,
+      id: report.rollout,
+      selected: undefined,
+      force: false,
+      json: values.json === true,
+      policy,
+      key,
+      serveCache,
+      releaseKey,
+    });
+    return back === INTERRUPTED_EXIT ? back : 1;
   },
 };
-
-/**
- * Runs a deploy as the deploy command shows it (progress, the plan, the summary; NDJSON with
- * `json`), interrupts trapped: `rollback` of a rollout runs through it too. The exit code is 0
- * when the deploy went through, 1 otherwise, INTERRUPTED_EXIT when interrupted.
- */
-export async function rollOut(
-  io: Parameters<Command["run"]>[1],
-  shown: { readonly json: boolean; readonly diff: boolean; readonly mode: DeliveryMode },
-  options: Omit<DeployOptions, "emit" | "signal">,
-): Promise<{ readonly report: DeployReport | undefined; readonly code: number }> {
-  const started = performance.now();
-  const renderer = createDeployRenderer(
-    shown.json ? io.stdout : io.stderr,
-    shown.json ? "ndjson" : "auto",
-  );
-  const inFlight = new HostsInFlight();
-  const emit = (e: DeployEvent) => {
-    inFlight.onEvent(e);
-    renderer.onEvent(e);
-    if (!shown.json && e.type === "plan") {
-      io.stderr.write(`${formatPlan(e.plan, { diff: shown.diff })}\n`);
-    }
-  };
-  const { mode } = shown;
-  const { action, policy } = options;
-  const trap = trapInterrupts({
-    first: (signal) => {
-      // A live block on a terminal would draw over the line: it ends here, and stays.
-      renderer.finish();
-      io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
-    },
-    second: (signal) => {
-      renderer.finish();
-      io.stderr.write(
-        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
-      );
-    },
-  });
-  try {
-    const report = await deploy({ ...options, emit, signal: trap.signal }).finally(() =>
-      renderer.finish(),
-    );
-    for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
-    if (!shown.json) {
-      io.stderr.write(
-        `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
-      );
-    }
-    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT };
-    return { report, code: report.ok ? 0 : 1 };
-  } finally {
-    trap.release();
-    if (trap.signal.aborted) exitSoonAfterInterrupt();
-  }
-}
 
 function parseVia(text: string | undefined): DeliveryMode | undefined {
   if (text === undefined) return undefined;
