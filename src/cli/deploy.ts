@@ -182,6 +182,16 @@ summary (which system each host runs, which rolled back, which is still settling
 130. A second one exits at once; an ssh host still in flight then rolls itself back when its
 confirmation window closes (--confirm-timeout, or longer when the HTTP checks need it).
 
+Pauses: with the fleet's policy.pauseAfter ("canary", a wave number, or a list), the rollout
+stops after that wave is confirmed and waits for an operator: 'nixship rollout resume ID' lets
+the next wave start, 'nixship rollout abort ID' stops it and the deploy rolls back the hosts
+it changed (as 'nixship rollback --rollout ID' does, in every mode), then exits 1. Either
+runs from any machine that reaches the fleet's store; the deploy reads the answer every few
+seconds, says (and its --json "paused" event) that it waits and the commands, and its rollout
+record says paused. Past policy.pauseTimeout seconds (else 3600) nobody's answer is needed:
+policy.onPauseTimeout (abort, else resume) is taken. Ctrl-C while paused starts no later wave
+and leaves the record saying interrupted while paused. A pause needs the fleet's cache store.
+
 ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document, see
 'nixship ssm document') to the wave's instances or tag targets, with MaxConcurrency from
 --parallel and MaxErrors from the failure budget; the command health checks run on the host.
@@ -233,7 +243,8 @@ ${wrapWords(
 )}
 Agent hosts are in the phase "waiting" (for the agent) until they report; every 5 s a
 "waiting" event names those that have not. Exit code 0 when every host runs its new system
-(or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise, 2 for
+(or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise (an
+aborted rollout too, once its hosts are rolled back), 2 for
 bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
