@@ -5,7 +5,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, NIXSHIP_BIN, run } from "../support/cli.js";
+import type { CliRun } from "../support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import {
   type DeployEventLine,
@@ -15,6 +15,7 @@ import {
   setExampleSystems,
   summaryOf,
 } from "./support/lab-deploy.js";
+import { deployPausing as pausing } from "./support/paused-deploy.js";
 import { type RolloutFile, rolloutFiles, undoPlanOf } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -47,35 +48,12 @@ async function systems(name: string): Promise<void> {
 
 const served = async () => await Promise.all([1, 2, 3].map((i) => servedBy(lab.info, H(i))));
 
-/**
- * `deploy --json` of the lab's fleet; once it says it is paused, `atPause` runs (in this
- * process, so its commands are other processes than the deploy) while the deploy waits.
- */
-async function deployPausing(
-  atPause: (paused: DeployEventLine) => Promise<void>,
-): Promise<CliRun & { paused: DeployEventLine }> {
-  let pending = "";
-  let paused: DeployEventLine | undefined;
-  let acting: Promise<void> = Promise.resolve();
-  const args = labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json");
-  const r = await run(process.execPath, [NIXSHIP_BIN, ...args], {
-    onStdout: (chunk) => {
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const event = JSON.parse(line) as DeployEventLine;
-        if (event.type === "paused" && paused === undefined) {
-          paused = event;
-          acting = atPause(event);
-        }
-      }
-    },
-  });
-  await acting;
-  if (paused === undefined) throw new Error(`the deploy never paused:\n${r.stdout}\n${r.stderr}`);
-  return { ...r, paused };
-}
+/** `deploy --json` of the lab's fleet, acting at its pause (support/paused-deploy.ts). */
+const deployPausing = (atPause: (paused: DeployEventLine) => Promise<void>) =>
+  pausing(
+    labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+    atPause,
+  );
 
 async function record(id: string): Promise<RolloutFile> {
   const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
