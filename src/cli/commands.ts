@@ -41,6 +41,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   entry("status", async () => (await import("./status.js")).statusCommand),
   entry("dashboard", async () => (await import("./dashboard.js")).dashboardCommand),
   entry("rollback", async () => (await import("./rollback.js")).rollbackCommand),
+  entry("rollout resume", async () => (await import("./rollout.js")).rolloutResumeCommand),
+  entry("rollout abort", async () => (await import("./rollout.js")).rolloutAbortCommand),
   entry("ssm document", async () => (await import("./ssm.js")).ssmDocumentCommand),
   entry("terraform vars", async () => (await import("./terraform.js")).terraformVarsCommand),
   entry(

@@ -2,9 +2,8 @@
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
 
-import { deploy, planOnly } from "../deploy/deploy.js";
-import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
-import { DEPLOY_EVENT_TYPES, type DeployEvent } from "../deploy/events.js";
+import { planOnly } from "../deploy/deploy.js";
+import { DEPLOY_EVENT_TYPES } from "../deploy/events.js";
 
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
@@ -13,13 +12,7 @@ import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
-import {
-  formatFirstInterrupt,
-  formatSecondInterrupt,
-  HostsInFlight,
-} from "../ui/deploy-interrupt.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
-import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
@@ -33,8 +26,10 @@ import {
   readFleetInput,
   readRollout,
 } from "./fleet-input.js";
-import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+import { INTERRUPTED_EXIT } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { rollOut } from "./roll-out.js";
+import { undoRollout } from "./rollback-rollout.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
@@ -187,6 +182,16 @@ summary (which system each host runs, which rolled back, which is still settling
 130. A second one exits at once; an ssh host still in flight then rolls itself back when its
 confirmation window closes (--confirm-timeout, or longer when the HTTP checks need it).
 
+Pauses: with the fleet's policy.pauseAfter ("canary", a wave number, or a list), the rollout
+stops after that wave is confirmed and waits for an operator: 'nixship rollout resume ID' lets
+the next wave start, 'nixship rollout abort ID' stops it and the deploy rolls back the hosts
+it changed (as 'nixship rollback --rollout ID' does, in every mode), then exits 1. Either
+runs from any machine that reaches the fleet's store; the deploy reads the answer every few
+seconds, says (and its --json "paused" event) that it waits and the commands, and its rollout
+record says paused. Past policy.pauseTimeout seconds (else 3600) nobody's answer is needed:
+policy.onPauseTimeout (abort, else resume) is taken. Ctrl-C while paused starts no later wave
+and leaves the record saying interrupted while paused. A pause needs the fleet's cache store.
+
 ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document, see
 'nixship ssm document') to the wave's instances or tag targets, with MaxConcurrency from
 --parallel and MaxErrors from the failure budget; the command health checks run on the host.
@@ -238,7 +243,8 @@ ${wrapWords(
 )}
 Agent hosts are in the phase "waiting" (for the agent) until they report; every 5 s a
 "waiting" event names those that have not. Exit code 0 when every host runs its new system
-(or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise, 2 for
+(or already did, or was skipped as unreachable with --skip-unreachable), 1 otherwise (an
+aborted rollout too, once its hosts are rolled back), 2 for
 bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
@@ -270,7 +276,7 @@ bad usage or input, 130 when interrupted.`,
         : undefined;
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
-    const { code } = await rollOut(
+    const { report, code } = await rollOut(
       io,
       { json: values.json === true, diff: values.diff === true, mode },
       {
@@ -290,65 +296,29 @@ bad usage or input, 130 when interrupted.`,
         buildHost: values["build-host"],
       },
     );
-    return code;
+    if (
+      report?.aborted === undefined ||
+      report.rollout === undefined ||
+      code === INTERRUPTED_EXIT
+    ) {
+      return code;
+    }
+    // Aborted at a pause: the hosts the rollout changed go back, as a rollback of it does.
+    const back = await undoRollout(io, {
+      fleet: input.fleet,
+      fleetDir: input.fleetDir,
+      id: report.rollout,
+      selected: undefined,
+      force: false,
+      json: values.json === true,
+      policy,
+      key,
+      serveCache,
+      releaseKey,
+    });
+    return back === INTERRUPTED_EXIT ? back : 1;
   },
 };
-
-/**
- * Runs a deploy as the deploy command shows it (progress, the plan, the summary; NDJSON with
- * `json`), interrupts trapped: `rollback` of a rollout runs through it too. The exit code is 0
- * when the deploy went through, 1 otherwise, INTERRUPTED_EXIT when interrupted.
- */
-export async function rollOut(
-  io: Parameters<Command["run"]>[1],
-  shown: { readonly json: boolean; readonly diff: boolean; readonly mode: DeliveryMode },
-  options: Omit<DeployOptions, "emit" | "signal">,
-): Promise<{ readonly report: DeployReport | undefined; readonly code: number }> {
-  const started = performance.now();
-  const renderer = createDeployRenderer(
-    shown.json ? io.stdout : io.stderr,
-    shown.json ? "ndjson" : "auto",
-  );
-  const inFlight = new HostsInFlight();
-  const emit = (e: DeployEvent) => {
-    inFlight.onEvent(e);
-    renderer.onEvent(e);
-    if (!shown.json && e.type === "plan") {
-      io.stderr.write(`${formatPlan(e.plan, { diff: shown.diff })}\n`);
-    }
-  };
-  const { mode } = shown;
-  const { action, policy } = options;
-  const trap = trapInterrupts({
-    first: (signal) => {
-      // A live block on a terminal would draw over the line: it ends here, and stays.
-      renderer.finish();
-      io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
-    },
-    second: (signal) => {
-      renderer.finish();
-      io.stderr.write(
-        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
-      );
-    },
-  });
-  try {
-    const report = await deploy({ ...options, emit, signal: trap.signal }).finally(() =>
-      renderer.finish(),
-    );
-    for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
-    if (!shown.json) {
-      io.stderr.write(
-        `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
-      );
-    }
-    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT };
-    return { report, code: report.ok ? 0 : 1 };
-  } finally {
-    trap.release();
-    if (trap.signal.aborted) exitSoonAfterInterrupt();
-  }
-}
 
 function parseVia(text: string | undefined): DeliveryMode | undefined {
   if (text === undefined) return undefined;

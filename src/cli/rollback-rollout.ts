@@ -13,7 +13,7 @@ import { openStore } from "../store/url.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
 import { readUndo } from "../views/rollout-undo.js";
 import type { CliIO } from "./command.js";
-import { rollOut } from "./deploy.js";
+import { rollOut } from "./roll-out.js";
 
 export interface UndoOptions {
   readonly fleet: Fleet;

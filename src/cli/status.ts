@@ -1,6 +1,7 @@
 // `nixship status`: what the selected hosts run, live over SSH or from the store.
 import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
+import { pausedRolloutLine } from "../ui/pause-lines.js";
 import { formatStatusTable } from "../ui/status-table.js";
 import { readStatusView } from "../views/status-view.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
@@ -55,6 +56,10 @@ STATE then says behind, and the note (and --json 'behindRollout') names the roll
 host did not get its system, and what it should run. It stays behind until a deploy reaches
 it, or a rollback names it again.
 
+A rollout paused between two waves (the policy's pauseAfter), among the last 20, is named
+after the table, with since when, until when, and the commands that answer it ('nixship
+rollout resume ID', 'nixship rollout abort ID'); --json: 'pausedRollouts'.
+
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in
 either case not drifting, and not behind the fleet's last rollout to name it.
@@ -72,9 +77,15 @@ ${FLEET_HELP}
       throw new UsageError(`status: unexpected argument '${positionals[0]}'`);
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const { rows, warnings } = await readStatusView(fleet, hosts, { stored: values.stored });
-    if (values.json) writeJson(io, { hosts: rows });
-    else io.stdout.write(formatStatusTable(rows));
+    const { rows, warnings, paused } = await readStatusView(fleet, hosts, {
+      stored: values.stored,
+    });
+    if (values.json) {
+      writeJson(io, { hosts: rows, ...(paused.length === 0 ? {} : { pausedRollouts: paused }) });
+    } else {
+      io.stdout.write(formatStatusTable(rows));
+      for (const p of paused) io.stdout.write(`${pausedRolloutLine(p, new Date())}\n`);
+    }
     for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
     return rows.every((r) => r.inStep) ? 0 : 1;
   },

@@ -4,7 +4,12 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import { behindText } from "../status/behind.js";
-import type { RolloutHost, RolloutRecord, RolloutWave } from "../status/rollout.js";
+import {
+  type RolloutHost,
+  type RolloutRecord,
+  type RolloutWave,
+  rolloutLive,
+} from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
 import { sourceReference } from "../util/source-reference.js";
@@ -16,6 +21,7 @@ import { ago } from "./format.js";
 import type { FutureRollout } from "./future-rollouts.js";
 import { Html, html } from "./html.js";
 import type { ReleasePageData } from "./release-reads.js";
+import { rolloutPauses } from "./rollout-pauses-html.js";
 import {
   countByStateAndMode,
   generationOf,
@@ -335,7 +341,8 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${origin(r)}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${r.waves.map((w) => waveSection(w, r.state === "running"))}
+${rolloutPauses(r, now)}
+${r.waves.map((w) => waveSection(w, rolloutLive(r.state)))}
 ${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
 }
 
@@ -366,6 +373,7 @@ function rolloutClass(r: RolloutRecord): string {
       return "in-step";
     case "running":
       return "applying";
+    case "paused":
     case "partial":
       return "behind";
     default:

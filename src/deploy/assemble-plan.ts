@@ -1,6 +1,7 @@
 // The plan from what was built and what the survey found. Pure.
 import type { Action } from "../fleet/action.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import { type PausePolicy, plannedPauses } from "../fleet/pause-policy.js";
 import { type DeployPlan, planDeploy } from "../fleet/plan.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -54,4 +55,22 @@ function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StoreP
   const path = built.byHost.get(host);
   if (path === undefined) throw new Error(`the build has no system for ${host}`);
   return path;
+}
+
+/**
+ * `plan` with where its rollout pauses (pause-policy.ts): none for a rollback (it puts back what
+ * ran before, at once) or a release published without watching (it has no waves to wait between).
+ */
+export function withPauses(
+  plan: DeployPlan,
+  pause: PausePolicy | undefined,
+  options: { readonly rollback?: unknown; readonly async?: boolean },
+): DeployPlan {
+  if (pause === undefined || options.rollback !== undefined || options.async === true) return plan;
+  const { pauses, unused } = plannedPauses(plan.waves, pause);
+  return {
+    ...plan,
+    ...(pauses.length === 0 ? {} : { pauses }),
+    ...(unused.length === 0 ? {} : { unusedPauses: unused }),
+  };
 }

@@ -6,6 +6,7 @@ import type { DeliveryMode, Fleet, RolloutPolicy } from "../fleet/fleet.js";
 import type { PolicyOverride } from "../fleet/host-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { SecretKey } from "../nix/keys.js";
+import type { PauseAnswer } from "../status/pause-answer.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import type { RolloutRecorderOptions } from "./rollout-recorder.js";
 
@@ -69,4 +70,11 @@ export interface DeployReport {
    * on their host (one line each, for the operator).
    */
   readonly channelNotes: readonly string[];
+  /** The id of the rollout record the deploy wrote (none without a cache, or with `async`). */
+  readonly rollout?: string;
+  /**
+   * Set when a pause was answered with abort (or its deadline's default was abort): the answer.
+   * The hosts the rollout changed are still on their new systems: the caller rolls them back.
+   */
+  readonly aborted?: PauseAnswer;
 }

@@ -4,6 +4,7 @@ import type { DeltaTally } from "../cache/delta-compute.js";
 import type { DeployOutcome, HostPhase } from "../delivery/delivery.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { WaveKind } from "../fleet/rollout.js";
+import type { PauseAnswerAction } from "../status/rollout.js";
 
 export interface BuiltSystem {
   /** The flake installable (as sourceReference shows it) or store path the fleet file names. */
@@ -189,6 +190,34 @@ export type DeployEvent =
   /** Agent hosts: those of the wave that have not reported yet, every few seconds. */
   | { readonly type: "waiting"; readonly hosts: readonly string[]; readonly elapsed: number }
   | { readonly type: "host-done"; readonly result: HostResult }
+  /**
+   * The rollout waits after a wave (the policy's pauseAfter) for an operator's answer, given
+   * with `resume` or `abort` (the commands, from any machine that reaches `store`), until
+   * `until`; then `onTimeout` is the answer. Written in the rollout record before it is said.
+   */
+  | {
+      readonly type: "paused";
+      readonly rollout: string;
+      readonly afterWave: number;
+      readonly kind: WaveKind;
+      readonly since: string;
+      readonly until: string;
+      readonly onTimeout: "abort" | "resume";
+      readonly resume: string;
+      readonly abort: string;
+      /** The store the answer is written to (without credentials). */
+      readonly store: string;
+    }
+  /** How the pause ended: who answered and when (`timedOut`: its deadline answered). */
+  | {
+      readonly type: "pause-ended";
+      readonly rollout: string;
+      readonly afterWave: number;
+      readonly action: PauseAnswerAction;
+      readonly by: string;
+      readonly at: string;
+      readonly timedOut?: true;
+    }
   | { readonly type: "stopped"; readonly reason: string; readonly notStarted: readonly string[] }
   | {
       readonly type: "summary";
@@ -222,6 +251,8 @@ const EVENT_TYPES = {
   "host-log": true,
   waiting: true,
   "host-done": true,
+  paused: true,
+  "pause-ended": true,
   stopped: true,
   summary: true,
 } as const satisfies Record<DeployEvent["type"], true>;

@@ -10,6 +10,7 @@ import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
 import { recordResults } from "./push-records.js";
+import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
 
@@ -74,17 +75,44 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     emit({ type: "released", ...released });
     return { plan, results: [], ok: true, releases: [released.seq], channelNotes };
   }
+  const origin =
+    input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()));
+  // Before any host changes: the store the pauses are answered in must be one to answer in.
+  const answers = await openAnswers(options.fleet.cache?.url, plan);
   // What the dashboard shows of the rollout as it runs, in every mode.
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
     action: plan.action,
-    origin: input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd())),
+    origin,
     ...(options.rollback === undefined ? {} : { rollback: options.rollback }),
     onWarning: (message) => emit({ type: "record-failed", message }),
+  }).catch(async (err: unknown) => {
+    await answers?.close();
+    throw err;
   });
   record?.recorder.onEvent({ type: "plan", plan });
+  const pauses =
+    answers === undefined || record === undefined
+      ? undefined
+      : pauseGate({
+          store: answers,
+          rollout: record.recorder.id,
+          by: origin.by,
+          record: async (event) => {
+            record.recorder.onEvent(event);
+            await record.recorder.written();
+          },
+          show: emit,
+          signal: options.signal,
+        });
   const ended = (ok: boolean) =>
-    options.signal?.aborted ? "interrupted" : ok ? "succeeded" : "failed";
+    options.signal?.aborted
+      ? "interrupted"
+      : pauses?.aborted() !== undefined
+        ? "aborted"
+        : ok
+          ? "succeeded"
+          : "failed";
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -97,10 +125,13 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     },
     skipUnreachable: options.skipUnreachable === true,
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
-  }).catch(async (err: unknown) => {
-    await record?.finish(ended(false));
-    throw err;
-  });
+    ...(pauses === undefined ? {} : { pause: pauses.wait }),
+  })
+    .catch(async (err: unknown) => {
+      await record?.finish(ended(false));
+      throw err;
+    })
+    .finally(() => answers?.close());
   const ok = rolloutSucceeded(results);
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.
@@ -119,7 +150,16 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   }
   emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
-  return { plan, results, ok, releases, channelNotes };
+  const aborted = pauses?.aborted();
+  return {
+    plan,
+    results,
+    ok,
+    releases,
+    channelNotes,
+    ...(record === undefined ? {} : { rollout: record.recorder.id }),
+    ...(aborted === undefined ? {} : { aborted }),
+  };
 }
 
 /** The plan's delta pairs computed and published, signed, before any host asks for them. */

@@ -10,7 +10,7 @@ import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import { planDeltaPairs } from "../fleet/plan-deltas.js";
 import { selectHosts } from "../fleet/select.js";
 import type { StorePath } from "../nix/store-path.js";
-import { planFromSurvey } from "./assemble-plan.js";
+import { planFromSurvey, withPauses } from "./assemble-plan.js";
 import { leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
 import { cacheKeys, deltaToolFor, planDeltas } from "./deltas.js";
@@ -24,6 +24,7 @@ import { refuseUnpinnedHosts } from "./pinned-hosts.js";
 import { withBehindRollouts } from "./plan-behind.js";
 import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
+import { refusePausesWithoutStore } from "./rollout-pause.js";
 import { checkServedAddress } from "./served-cache.js";
 import { survey } from "./survey.js";
 
@@ -66,6 +67,7 @@ export async function planDeployment(
       "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",
     );
   }
+  if (execute) refusePausesWithoutStore(options);
   const started = performance.now();
   // The agent delivery asks for a host's checks when it publishes, after the build, which
   // reads the checks the systems declare themselves.
@@ -162,7 +164,7 @@ export async function planDeployment(
         : undefined;
     throwIfInterrupted(signal);
     const plan: DeployPlan = {
-      ...planned,
+      ...withPauses(planned, options.policy.pause, options),
       diffs,
       ...(connections === undefined ? {} : { connections }),
       ...(deltas === undefined ? {} : { deltas }),

@@ -13,11 +13,12 @@ import { shownSource } from "../release/release-origin.js";
 import type {
   RolloutHost,
   RolloutHostState,
+  RolloutPause,
   RolloutRecord,
   RolloutState,
   RolloutWave,
 } from "../status/rollout.js";
-import { rolloutKey } from "../status/rollout.js";
+import { rolloutKey, rolloutLive } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -67,6 +68,7 @@ export class RolloutRecorder {
   readonly #waves: { index: number; kind: "canary" | "main"; hosts: Map<string, RolloutHost> }[] =
     [];
   readonly #skipped: RolloutHost[];
+  readonly #pauses: RolloutPause[] = [];
   #state: RolloutState = "running";
   #stopped: string | null = null;
   #dirty = false;
@@ -83,6 +85,11 @@ export class RolloutRecorder {
     this.#options = options;
     this.#startedAt = this.#now();
     this.#skipped = [...(options.rollback?.left ?? [])];
+  }
+
+  /** The rollout's id, as commands name it (`nixship rollout resume ID`). */
+  get id(): string {
+    return this.#id;
   }
 
   /** Where the record is kept: status records of the hosts it moves name it. */
@@ -129,6 +136,30 @@ export class RolloutRecorder {
       case "host-done":
         this.#update(event.result.host, (h) => ({ ...h, ...finalOf(event.result) }), true);
         return;
+      case "paused":
+        this.#pauses.push({
+          afterWave: event.afterWave,
+          since: event.since,
+          until: event.until,
+          onTimeout: event.onTimeout,
+        });
+        this.#state = "paused";
+        this.#changed(true);
+        return;
+      case "pause-ended": {
+        const i = this.#pauses.findLastIndex((p) => p.afterWave === event.afterWave);
+        const pause = this.#pauses[i];
+        if (pause === undefined) return;
+        const { action, by, at } = event;
+        this.#pauses[i] = {
+          ...pause,
+          answer: { action, by, at, ...(event.timedOut === true ? { timedOut: true } : {}) },
+        };
+        // An abort or an interrupt ends the rollout next (finish says how); until then it runs.
+        this.#state = "running";
+        this.#changed(true);
+        return;
+      }
       case "stopped":
         this.#stopped = event.reason;
         for (const host of event.notStarted) {
@@ -146,7 +177,7 @@ export class RolloutRecorder {
    * selected host did not get its system (unreachable, not started) ends partial; a host still
    * pending then was never started.
    */
-  async finish(state: Exclude<RolloutState, "running">): Promise<void> {
+  async finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
     if (this.#waves.length === 0) return;
     for (const wave of this.#waves) {
       for (const [name, h] of wave.hosts) {
@@ -172,6 +203,19 @@ export class RolloutRecorder {
       }, FINAL_WRITE_DEADLINE);
     });
     await Promise.race([done, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Resolves once the record as it stands is written (or its write failed, which is told as
+   * any other): a pause is in the store before the operator is told to answer it.
+   */
+  async written(): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing;
+    if (!this.#dirty) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#flush();
+    while (this.#writing !== undefined) await this.#writing;
   }
 
   /** A wave, its hosts pending, unless it is known already. */
@@ -209,6 +253,7 @@ export class RolloutRecorder {
       ...(this.#skipped.length > 0 ? { skipped: this.#skipped } : {}),
       ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources.map(shownSource) }),
       ...(this.#options.rollback === undefined ? {} : { undoes: this.#options.rollback.undoes }),
+      ...(this.#pauses.length === 0 ? {} : { pauses: [...this.#pauses] }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),
     };
@@ -228,7 +273,7 @@ export class RolloutRecorder {
 
   #changed(now: boolean): void {
     this.#dirty = true;
-    if (this.#state !== "running") return;
+    if (!rolloutLive(this.#state)) return;
     if (now) {
       this.#urgent = true;
       clearTimeout(this.#timer);
@@ -320,7 +365,7 @@ export async function recordRollout(
 ): Promise<
   | {
       readonly recorder: RolloutRecorder;
-      finish(state: Exclude<RolloutState, "running">): Promise<void>;
+      finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void>;
     }
   | undefined
 > {

@@ -1,7 +1,8 @@
 // The rollout engine, written once over the Delivery seam: the plan's waves (each role's
 // canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked by its delivery mode; no
-// new wave starts once the failure budget is spent (or a canary failed), or once the deploy
-// is interrupted. An interrupted wave is waited for a bounded time.
+// new wave starts once the failure budget is spent (or a canary failed), once the deploy
+// is interrupted, or once a pause between two waves is answered with anything but resume. An
+// interrupted wave is waited for a bounded time.
 import type {
   Delivery,
   DeployOutcome,
@@ -10,6 +11,7 @@ import type {
   WaveHost,
 } from "../delivery/delivery.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
+import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
@@ -40,7 +42,15 @@ export interface RolloutInput {
   readonly signal?: AbortSignal;
   /** Milliseconds to wait for an interrupted wave (default ABORT_GRACE_MS). */
   readonly abortGrace?: number;
+  /**
+   * Waits at each of the plan's pauses (rollout-pause.ts) and says whether the next wave
+   * starts; needed when the plan pauses.
+   */
+  readonly pause?: (pause: PlannedPause) => Promise<PauseVerdict>;
 }
+
+/** What a pause came to: the next wave starts, or the rollout stops, and why. */
+export type PauseVerdict = { readonly go: true } | { readonly go: false; readonly reason: string };
 
 /** Every selected host's result, in fleet order. A result counts as a failure unless ok. */
 export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
@@ -111,6 +121,15 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
           : overBudget(failures, unreachable, policy.maxFailures);
       stop(reason, rest);
       break;
+    }
+    const pause = plan.pauses?.find((p) => p.afterWave === wave.index + 1);
+    if (pause !== undefined && rest.length > 0) {
+      if (input.pause === undefined) throw new Error("the plan pauses, and nothing waits there");
+      const verdict = await input.pause(pause);
+      if (!verdict.go) {
+        stop(verdict.reason, rest);
+        break;
+      }
     }
   }
   return input.hosts.flatMap((h) => {

@@ -82,6 +82,13 @@ export function fleetToJson(fleet: Fleet): JsonObject {
       ...(policy.keepGenerations === 0 ? {} : { keepGenerations: policy.keepGenerations }),
       ...(policy.requirePinned ? { requirePinned: true } : {}),
       ...(policy.deltas ? {} : { deltas: false }),
+      ...(policy.pause === undefined
+        ? {}
+        : {
+            pauseAfter: [...policy.pause.after],
+            pauseTimeout: policy.pause.timeout,
+            onPauseTimeout: policy.pause.onTimeout,
+          }),
       health: {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),

@@ -39,9 +39,12 @@ export const FLEET_KEYS = {
       "requirePinned",
       "deltas",
       "health",
+      "pauseAfter",
+      "pauseTimeout",
+      "onPauseTimeout",
     ],
   },
-  /** A `policies` entry: every policy key but maxFailures (the rollout's alone). */
+  /** A `policies` entry: every policy key but maxFailures and the pauses (the rollout's alone). */
   policyOverride: {
     required: [],
     optional: [

@@ -2,6 +2,7 @@
 // policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
 import type { StorePath } from "../nix/store-path.js";
 import type { BuildersSpec } from "./builders.js";
+import type { PausePolicy } from "./pause-policy.js";
 
 /** Host names and tags: what `--on web1,@web` selects by. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
@@ -214,6 +215,11 @@ export interface RolloutPolicy {
    */
   readonly deltas: boolean;
   readonly health: HealthChecks;
+  /**
+   * Where the rollout stops for an operator's answer (pause-policy.ts); the rollout's alone, as
+   * maxFailures. Undefined: it never pauses.
+   */
+  readonly pause?: PausePolicy;
 }
 
 export const REBOOT_MODES = ["never", "auto", "always"] as const;

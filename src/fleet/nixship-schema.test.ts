@@ -20,6 +20,7 @@ import {
 } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
+import { MAX_PAUSE_TIMEOUT, PAUSE_DEFAULTS } from "./pause-policy.js";
 import {
   AWS_REGION_PATTERN,
   SSM_COMMAND_TIMEOUT_RANGE,
@@ -129,6 +130,10 @@ describe("nixship.schema.json", () => {
     expect(ssm.documentName?.default).toBe(SSM_DEFAULTS.documentName);
     expect(ssm.commandTimeout?.default).toBe(SSM_DEFAULTS.commandTimeout);
     expect(ssm.region?.default).toBeUndefined();
+    for (const [key, value] of Object.entries(PAUSE_DEFAULTS)) {
+      expect(policy[key]?.default, key).toBe(value);
+    }
+    expect(policy.pauseTimeout?.maximum).toBe(MAX_PAUSE_TIMEOUT);
   });
 
   it("has the parser's patterns and enums", () => {
@@ -323,6 +328,31 @@ describe("nixship.schema.json", () => {
     ["confirmTimeout 0", fleet({ policy: { confirmTimeout: 0 } }), true],
     ["activationTimeout 0", fleet({ policy: { activationTimeout: 0 } }), false],
     ["activationTimeout 1", fleet({ policy: { activationTimeout: 1 } }), true],
+    ["a pause after the canary", fleet({ policy: { pauseAfter: "canary" } }), true],
+    ["a pause after wave 2", fleet({ policy: { pauseAfter: 2 } }), true],
+    ["pauses in a list", fleet({ policy: { pauseAfter: ["canary", 3] } }), true],
+    ["an empty list of pauses", fleet({ policy: { pauseAfter: [] } }), false],
+    ["a pause after wave 0", fleet({ policy: { pauseAfter: 0 } }), false],
+    ["a pause after a named wave", fleet({ policy: { pauseAfter: "first" } }), false],
+    [
+      "a pause's deadline and outcome",
+      fleet({ policy: { pauseAfter: 1, pauseTimeout: 60, onPauseTimeout: "resume" } }),
+      true,
+    ],
+    ["a pause's deadline of 0", fleet({ policy: { pauseAfter: 1, pauseTimeout: 0 } }), false],
+    [
+      "a pause's deadline past a week",
+      fleet({ policy: { pauseAfter: 1, pauseTimeout: 604801 } }),
+      false,
+    ],
+    [
+      "an unknown pause outcome",
+      fleet({ policy: { pauseAfter: 1, onPauseTimeout: "wait" } }),
+      false,
+    ],
+    ["a pause's deadline without a pause", fleet({ policy: { pauseTimeout: 60 } }), false],
+    ["a pause's outcome without a pause", fleet({ policy: { onPauseTimeout: "resume" } }), false],
+    ["a pause in a host's policy", fleet({ policies: { web1: { pauseAfter: 1 } } }), false],
     [
       "a command timeout of 0",
       fleet({ policy: { health: { commands: [{ run: "x", timeout: 0 }] } } }),

@@ -7,6 +7,7 @@ import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
 import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
+import type { PlannedPause, UnusedPause } from "./pause-policy.js";
 import type { HostDeltaFetch } from "./plan-deltas.js";
 import type { PlanDiffs } from "./plan-diffs.js";
 import { planWaves, type WaveKind, type WaveShape } from "./rollout.js";
@@ -221,6 +222,10 @@ export interface DeployPlan {
   readonly diffs?: PlanDiffs;
   /** The waves the deploy runs, each role's canaries first (rollout.ts's planWaves). */
   readonly waves: readonly PlannedWave[];
+  /** Where the rollout stops for an operator's answer (pause-policy.ts), in wave order. */
+  readonly pauses?: readonly PlannedPause[];
+  /** `pauseAfter` entries that make no pause in this plan, with why. */
+  readonly unusedPauses?: readonly UnusedPause[];
   /** Set by an ssh deploy whose hosts outnumber its held connections (connectionsOf). */
   readonly connections?: PlanConnections;
   /** Set by a deploy whose hosts use deltas: what each would fetch with them and without. */

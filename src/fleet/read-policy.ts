@@ -26,6 +26,7 @@ import {
   readString,
 } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
+import { readPausePolicy } from "./pause-policy.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
 export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | undefined {
@@ -43,6 +44,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     problems,
     FLEET_HEALTH,
   );
+  const pause = readPausePolicy(policy, path, problems);
   return {
     parallel: count("parallel", 1),
     maxFailures: count("maxFailures", 0),
@@ -56,6 +58,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     requirePinned: reboot.requirePinned ?? POLICY_DEFAULTS.requirePinned,
     deltas: reboot.deltas ?? POLICY_DEFAULTS.deltas,
     health: health ?? { http: [], commands: [] },
+    ...(pause === undefined ? {} : { pause }),
   };
 }
 

@@ -178,7 +178,7 @@ describe("rollout records", () => {
     [
       "an unknown state",
       (r) => (r.state = "done"),
-      `rec: "state" must be one of running, succeeded, partial, failed, interrupted`,
+      `rec: "state" must be one of running, paused, succeeded, partial, failed, interrupted, aborted`,
     ],
     ["stopped as a number", (r) => (r.stopped = 3), `rec: "stopped" must be a string or null`],
     ["no stopped", (r) => delete r.stopped, `rec: "stopped" must be a string or null`],

@@ -10,12 +10,20 @@
 import { InputError } from "../errors.js";
 import { ACTIONS, type Action } from "../fleet/action.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
+import { PAUSE_OUTCOMES } from "../fleet/pause-policy.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
 import { withoutControls } from "../util/text.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
+
+/**
+ * How a pause can end: an operator's resume or abort (or the deadline's, in their name), or
+ * the deployer's own interrupt (Ctrl-C while it waited).
+ */
+export const PAUSE_ANSWER_ACTIONS = ["resume", "abort", "interrupted"] as const;
+export type PauseAnswerAction = (typeof PAUSE_ANSWER_ACTIONS)[number];
 
 /**
  * Where one host of a rollout is, and once it ended, what came of it: confirmed (activated),
@@ -40,11 +48,27 @@ export const ROLLOUT_HOST_STATES = [
 export type RolloutHostState = (typeof ROLLOUT_HOST_STATES)[number];
 
 /**
- * How a rollout ended: succeeded (every selected host runs what it was to get), partial (none
- * failed, but some never got it: unreachable, not started), failed, or interrupted.
+ * Where a rollout is: running, paused (between two waves, waiting for an operator's answer:
+ * its last entry in `pauses`); and how it ended: succeeded (every selected host runs what it
+ * was to get), partial (none failed, but some never got it: unreachable, not started), failed,
+ * interrupted, or aborted (an operator answered a pause with abort, or nobody answered and
+ * abort was its default: its deployer then rolls back the hosts it changed).
  */
-export const ROLLOUT_STATES = ["running", "succeeded", "partial", "failed", "interrupted"] as const;
+export const ROLLOUT_STATES = [
+  "running",
+  "paused",
+  "succeeded",
+  "partial",
+  "failed",
+  "interrupted",
+  "aborted",
+] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+/** States of a rollout whose deployer still works on it. */
+export function rolloutLive(state: RolloutState): boolean {
+  return state === "running" || state === "paused";
+}
 
 /** Host states after which the host runs what the rollout gave it. */
 const GOT_ITS_SYSTEM: ReadonlySet<RolloutHostState> = new Set(["confirmed", "up-to-date"]);
@@ -74,6 +98,28 @@ export interface RolloutWave {
   readonly hosts: readonly RolloutHost[];
 }
 
+/** How a pause ended: who answered, when, and whether its deadline answered for nobody. */
+export interface RolloutPauseAnswer {
+  readonly action: PauseAnswerAction;
+  /** Who answered (user@machine, a CI run); for a deadline, the deployer. */
+  readonly by: string;
+  readonly at: string;
+  /** Set when nobody answered by the deadline and the pause took its default outcome. */
+  readonly timedOut?: true;
+}
+
+/** A pause of the rollout: after which wave, since and until when, and how it ended. */
+export interface RolloutPause {
+  /** The wave it follows (from 1). */
+  readonly afterWave: number;
+  readonly since: string;
+  /** Its deadline: then `onTimeout` is its answer. */
+  readonly until: string;
+  readonly onTimeout: "abort" | "resume";
+  /** Absent while it waits. */
+  readonly answer?: RolloutPauseAnswer;
+}
+
 /** Where a rollout's systems came from: a flake, its git revision, whether its tree was dirty. */
 export type RolloutSource = OriginSource;
 
@@ -94,6 +140,8 @@ export interface RolloutRecord {
   readonly by?: string;
   /** The flakes its systems came from (absent in older records, or systems given as paths). */
   readonly sources?: readonly RolloutSource[];
+  /** Its pauses so far, in order (absent: it never paused). */
+  readonly pauses?: readonly RolloutPause[];
   readonly startedAt: string;
   readonly updatedAt: string;
 }
@@ -174,6 +222,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
   if (r.undoes !== undefined && (typeof r.undoes !== "string" || !ROLLOUT_ID.test(r.undoes))) {
     throw malformed(source, `"undoes" is not a rollout id`);
   }
+  const pauses = r.pauses === undefined ? undefined : rolloutPauses(r.pauses, source);
   return {
     version: 1,
     id,
@@ -183,6 +232,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     stopped: typeof r.stopped === "string" ? clip(r.stopped) : null,
     waves,
     ...(skipped === undefined ? {} : { skipped }),
+    ...(pauses === undefined ? {} : { pauses }),
     ...(typeof r.by === "string" ? { by: withoutControls(r.by).slice(0, 300) } : {}),
     ...(sources === undefined ? {} : { sources }),
     ...(typeof r.undoes === "string" ? { undoes: r.undoes } : {}),
@@ -196,6 +246,47 @@ function rolloutSources(value: unknown, source: string): RolloutSource[] {
   const read = readOriginSources(value);
   if (typeof read === "string") throw malformed(source, read);
   return read;
+}
+
+/** The most pauses a record keeps (a pause after every wave of a long rollout). */
+const MAX_PAUSES = 1000;
+
+function rolloutPauses(value: unknown, source: string): RolloutPause[] {
+  if (!Array.isArray(value) || value.length > MAX_PAUSES) {
+    throw malformed(source, `"pauses" must be a list of at most ${MAX_PAUSES}`);
+  }
+  return value.map((p: unknown, i: number): RolloutPause => {
+    const where = `pauses[${i}]`;
+    const pause = object(p, source, where);
+    if (!Number.isSafeInteger(pause.afterWave) || (pause.afterWave as number) < 1) {
+      throw malformed(source, `${where}.afterWave must be a whole number from 1`);
+    }
+    const onTimeout = oneOf(pause.onTimeout, PAUSE_OUTCOMES, source, `${where}.onTimeout`);
+    const answer =
+      pause.answer === undefined ? undefined : pauseAnswer(pause.answer, source, `${where}.answer`);
+    return {
+      afterWave: pause.afterWave as number,
+      since: date(pause.since, source, `${where}.since`),
+      until: date(pause.until, source, `${where}.until`),
+      onTimeout,
+      ...(answer === undefined ? {} : { answer }),
+    };
+  });
+}
+
+function pauseAnswer(value: unknown, source: string, where: string): RolloutPauseAnswer {
+  const a = object(value, source, where);
+  const action = oneOf(a.action, PAUSE_ANSWER_ACTIONS, source, `${where}.action`);
+  if (typeof a.by !== "string") throw malformed(source, `${where}.by must be a string`);
+  if (!(a.timedOut === undefined || a.timedOut === true)) {
+    throw malformed(source, `${where}.timedOut must be true when set`);
+  }
+  return {
+    action,
+    by: withoutControls(a.by).slice(0, 300),
+    at: date(a.at, source, `${where}.at`),
+    ...(a.timedOut === true ? { timedOut: true } : {}),
+  };
 }
 
 function rolloutHost(value: unknown, source: string, where: string): RolloutHost {

@@ -13,6 +13,7 @@ import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
 import { formatBytes, partOf } from "./format.js";
+import { pauseLine } from "./pause-lines.js";
 import { oneLine, plural } from "./plan-format.js";
 
 export type DeployOutputMode = "auto" | "plain" | "ndjson";
@@ -147,6 +148,9 @@ export function describeEvent(event: DeployEvent): string | undefined {
       const rest = event.notStarted.length > 0 ? `; not started: ${names}` : "";
       return `stopped: ${oneLine(event.reason)}${rest}`;
     }
+    case "paused":
+    case "pause-ended":
+      return pauseLine(event);
     case "released":
       return `published release ${event.seq} of channel ${event.channel}; the agents take it from here`;
     case "waiting":

@@ -16,6 +16,7 @@ import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes, plural } from "./format.js";
 import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
+import { formatPlanPauses } from "./plan-pauses-format.js";
 
 export { storeName } from "../nix/store-path.js";
 
@@ -91,6 +92,7 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
     ...formatPlanDeltas(plan),
     ...formatPlanDiffs(plan.diffs, options.diff === true),
     ...planWaves(plan),
+    ...formatPlanPauses(plan),
     ...planChecks(plan),
     ...planPinning(plan),
     ...planConnections(plan),

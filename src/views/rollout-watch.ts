@@ -3,7 +3,7 @@
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
 import { type Ask, lastAsks } from "../status/fleet-asks.js";
-import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
+import type { RolloutHost, RolloutPause, RolloutRecord } from "../status/rollout.js";
 import { ASK_ROLLOUTS, listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -30,6 +30,23 @@ export interface HostRollout {
   /** Its wave; null: the rollout named it but left it alone (up to date, unreachable, refused). */
   readonly wave: number | null;
   readonly entry: RolloutHost;
+}
+
+/** A rollout that waits at a pause for an operator's answer (`nixship rollout resume|abort`). */
+export interface PausedRollout {
+  readonly id: string;
+  readonly mode: RolloutRecord["mode"];
+  readonly by?: string;
+  readonly startedAt: string;
+  readonly pause: RolloutPause;
+}
+
+/** The pause `record` waits at, when it is paused. */
+export function pausedRollout(record: RolloutRecord): PausedRollout | undefined {
+  const pause = record.state === "paused" ? record.pauses?.at(-1) : undefined;
+  if (pause === undefined || pause.answer !== undefined) return undefined;
+  const { id, mode, by, startedAt } = record;
+  return { id, mode, ...(by === undefined ? {} : { by }), startedAt, pause };
 }
 
 interface Known {
@@ -78,6 +95,17 @@ export class RolloutWatch {
       return left === undefined
         ? []
         : [{ id, mode, action, startedAt, updatedAt, wave: null, entry: left }];
+    });
+  }
+
+  /**
+   * The rollouts paused now among those the last `asks` or `hostHistory` read (newest first):
+   * no request of its own.
+   */
+  pausedNow(): PausedRollout[] {
+    return [...this.#recent.values()].flatMap((known) => {
+      const paused = known.read.status === "found" ? pausedRollout(known.read.record) : undefined;
+      return paused === undefined ? [] : [paused];
     });
   }
 

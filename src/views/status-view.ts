@@ -21,7 +21,7 @@ import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
-import { RolloutWatch } from "./rollout-watch.js";
+import { type PausedRollout, RolloutWatch } from "./rollout-watch.js";
 import { type StatusPoll, StatusReader } from "./status-reader.js";
 import { liveRow, type StatusRow, type StoredRow, storedRow } from "./status-rows.js";
 
@@ -61,6 +61,8 @@ export interface StatusViewOptions {
 
 export interface StatusView {
   readonly rows: StatusRow[];
+  /** Rollouts that wait at a pause for an operator's answer, among the recent ones. */
+  readonly paused: PausedRollout[];
   /** What the view could not judge, beyond what its rows say. */
   readonly warnings: string[];
 }
@@ -138,7 +140,7 @@ export async function readStatusView(
       ask,
     });
   });
-  return { rows, warnings };
+  return { rows, warnings, paused: stored?.paused ?? [] };
 }
 
 interface StoreFacts {
@@ -149,6 +151,7 @@ interface StoreFacts {
   readonly agents: AgentSignals | undefined;
   /** What the fleet last asked of each host (status/fleet-asks.ts). */
   readonly asks: ReadonlyMap<string, Ask>;
+  readonly paused: PausedRollout[];
 }
 
 /** The selected hosts' records (and the agents' signals) from the fleet's cache store. */
@@ -168,8 +171,9 @@ async function readStore(
       : undefined;
     const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
     const origins = await readHostOrigins(store, poll.records, releaseKeys, options.origins);
-    const asks = await (options.rollouts ?? new RolloutWatch(store)).asks(hosts.map((h) => h.name));
-    return { poll, agents, origins, asks };
+    const rollouts = options.rollouts ?? new RolloutWatch(store);
+    const asks = await rollouts.asks(hosts.map((h) => h.name));
+    return { poll, agents, origins, asks, paused: rollouts.pausedNow() };
   } finally {
     if (kept === undefined) await store.close();
   }

@@ -1,0 +1,72 @@
+// A deploy run as the deploy command shows it (progress, the plan, the summary; NDJSON with
+// --json), interrupts trapped: `deploy`, and `rollback` of a rollout, run through it.
+import { deploy } from "../deploy/deploy.js";
+import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
+import type { DeployEvent } from "../deploy/events.js";
+import type { DeliveryMode } from "../fleet/fleet.js";
+import {
+  formatFirstInterrupt,
+  formatSecondInterrupt,
+  HostsInFlight,
+} from "../ui/deploy-interrupt.js";
+import { createDeployRenderer } from "../ui/deploy-progress.js";
+import { formatDeploySummary } from "../ui/deploy-summary.js";
+import { formatPlan } from "../ui/plan-format.js";
+import type { Command } from "./command.js";
+import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+
+/**
+ * Runs a deploy as the deploy command shows it (progress, the plan, the summary; NDJSON with
+ * `json`), interrupts trapped: `rollback` of a rollout runs through it too. The exit code is 0
+ * when the deploy went through, 1 otherwise, INTERRUPTED_EXIT when interrupted.
+ */
+export async function rollOut(
+  io: Parameters<Command["run"]>[1],
+  shown: { readonly json: boolean; readonly diff: boolean; readonly mode: DeliveryMode },
+  options: Omit<DeployOptions, "emit" | "signal">,
+): Promise<{ readonly report: DeployReport | undefined; readonly code: number }> {
+  const started = performance.now();
+  const renderer = createDeployRenderer(
+    shown.json ? io.stdout : io.stderr,
+    shown.json ? "ndjson" : "auto",
+  );
+  const inFlight = new HostsInFlight();
+  const emit = (e: DeployEvent) => {
+    inFlight.onEvent(e);
+    renderer.onEvent(e);
+    if (!shown.json && e.type === "plan") {
+      io.stderr.write(`${formatPlan(e.plan, { diff: shown.diff })}\n`);
+    }
+  };
+  const { mode } = shown;
+  const { action, policy } = options;
+  const trap = trapInterrupts({
+    first: (signal) => {
+      // A live block on a terminal would draw over the line: it ends here, and stays.
+      renderer.finish();
+      io.stderr.write(`${formatFirstInterrupt(signal, inFlight.hosts, mode)}\n`);
+    },
+    second: (signal) => {
+      renderer.finish();
+      io.stderr.write(
+        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
+      );
+    },
+  });
+  try {
+    const report = await deploy({ ...options, emit, signal: trap.signal }).finally(() =>
+      renderer.finish(),
+    );
+    for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
+    if (!shown.json) {
+      io.stderr.write(
+        `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
+      );
+    }
+    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT };
+    return { report, code: report.ok ? 0 : 1 };
+  } finally {
+    trap.release();
+    if (trap.signal.aborted) exitSoonAfterInterrupt();
+  }
+}

@@ -1,0 +1,118 @@
+// `nixship rollout resume ID` and `nixship rollout abort ID`: the answer to a paused rollout,
+// written to the fleet's store from any machine that reaches it.
+import { answerPause, answerText } from "../deploy/answer-pause.js";
+import { deployedBy } from "../deploy/deploy-origin.js";
+import { PAUSE_POLL_MS } from "../deploy/rollout-pause.js";
+import { UsageError } from "../errors.js";
+import { ROLLOUT_ID } from "../status/rollout.js";
+import { openStore } from "../store/url.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { readFleetInput } from "./fleet-input.js";
+
+const FLAGS = {
+  fleet: { type: "string" },
+  store: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+const WHO = `Who may answer: whoever may write the fleet's rollout records (status/rollouts/ in its
+cache store; on S3, the cache module's writer policy, as deployers have), and nobody else: the
+answer is an object under status/rollouts/answers/, so the store's own access control is what
+authenticates it, as it does the records. It names who wrote it (user@machine, or the CI run).
+The first answer to a pause counts: an answer given after another, or after the pause's
+deadline took its default (onPauseTimeout), is refused and says which came first.`;
+
+const OPTIONS = `Options:
+  --fleet FILE   the fleet whose cache store holds the rollout (default: $NIXSHIP_FLEET,
+                 else ./nixship.json, else the nixship output of the flake here)
+  --store URL    the store itself (the fleet's cache.url), without a fleet
+  --json         the answer, and whether the deploy took it, as JSON on stdout`;
+
+function answerCommand(action: "resume" | "abort"): Command {
+  const doing =
+    action === "resume"
+      ? `Lets a paused rollout go on: its deploy starts the wave after the pause (the policy's
+pauseAfter) within ${PAUSE_POLL_MS / 1000} s, and pauses again at its next pause, if any.`
+      : `Stops a paused rollout: no wave after the pause starts, and its deploy rolls back the
+hosts the rollout changed so far, each to the system it ran before (as 'nixship rollback
+--rollout ID' does, in every mode: ssh, ssm, and a rollback release for agent hosts), then
+ends with exit code 1. The rollout record says aborted, by whom and when; the rollback is a
+rollout of its own that names the one it undoes.`;
+  return {
+    path: ["rollout", action],
+    summary:
+      action === "resume"
+        ? "let a paused rollout go on with its next wave"
+        : "stop a paused rollout and roll back the hosts it changed",
+    help: `Usage: nixship rollout ${action} ID [--fleet FILE | --store URL] [--json]
+
+${doing}
+
+ID is the rollout's id, which the paused deploy prints (and its --json "paused" event), as do
+'nixship status' and the dashboard's rollout page. The command checks that the rollout is
+paused (a rollout that is not gets an error saying where it is), writes the answer, and waits
+up to ${(15 * PAUSE_POLL_MS) / 1000} s for the deploy to take it (its record then says so).
+
+${WHO}
+
+Exit code 0 when the deploy took the answer, 1 when it did not within the wait (the answer
+stays written: a deploy still running takes it at its next read), 2 for bad usage, a rollout
+that is not paused, or a pause answered already.
+
+${OPTIONS}`,
+    async run(argv, io) {
+      const command = `rollout ${action}`;
+      const { values, positionals } = parseFlags(argv, FLAGS, command);
+      const [id, extra] = positionals;
+      if (id === undefined) {
+        throw new UsageError(
+          `${command}: the rollout's ID is required`,
+          `see 'nixship ${command} --help'`,
+        );
+      }
+      if (extra !== undefined) throw new UsageError(`${command}: unexpected argument '${extra}'`);
+      if (!ROLLOUT_ID.test(id)) {
+        throw new UsageError(
+          `${command}: '${id}' is not a rollout's id (hex, as the paused deploy prints it)`,
+        );
+      }
+      if (values.store !== undefined && values.fleet !== undefined) {
+        throw new UsageError(`${command}: give --fleet or --store, not both`);
+      }
+      const url = values.store ?? (await readFleetInput(values, io)).fleet.cache?.url;
+      if (url === undefined) {
+        throw new UsageError(
+          `${command}: rollouts live in the fleet's cache store, and the fleet has no cache`,
+          "name the store with --store URL",
+        );
+      }
+      const store = await openStore(url);
+      try {
+        const { answer, taken, record } = await answerPause(store, {
+          rollout: id,
+          action,
+          by: deployedBy(io.env),
+        });
+        if (values.json) {
+          writeJson(io, { ...answer, taken, state: record.state });
+        } else if (!taken) {
+          io.stderr.write(
+            `answered rollout ${id}'s pause after wave ${answer.afterWave} (${answerText(answer)}), but its deploy has not taken the answer within ${(15 * PAUSE_POLL_MS) / 1000} s: is it still running? It reads every ${PAUSE_POLL_MS / 1000} s; 'nixship status' and the dashboard show where the rollout is\n`,
+          );
+        } else {
+          io.stdout.write(
+            action === "resume"
+              ? `rollout ${id} resumed after wave ${answer.afterWave}: its deploy goes on with wave ${answer.afterWave + 1}\n`
+              : `rollout ${id} aborted after wave ${answer.afterWave}: its deploy rolls back the hosts it changed; 'nixship status' and the dashboard follow the rollback\n`,
+          );
+        }
+        return taken ? 0 : 1;
+      } finally {
+        await store.close();
+      }
+    },
+  };
+}
+
+export const rolloutResumeCommand = answerCommand("resume");
+export const rolloutAbortCommand = answerCommand("abort");

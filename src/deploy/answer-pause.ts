@@ -1,0 +1,129 @@
+// `nixship rollout resume|abort ID`, from any machine that reaches the fleet's store: finds the
+// rollout's record, checks that it is paused, writes the answer (the first one counts), and
+// waits a bounded time for the paused deployer to take it (its record then says so).
+import { UsageError } from "../errors.js";
+import type { PauseAnswer } from "../status/pause-answer.js";
+import { writeAnswer } from "../status/pause-answer-store.js";
+import type { RolloutPause, RolloutRecord } from "../status/rollout.js";
+import { findRolloutKey, readRollout } from "../status/rollout-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { PAUSE_POLL_MS } from "./rollout-pause.js";
+
+/** How long the command waits for the deployer to take its answer: several of its reads. */
+export const TAKE_WAIT_MS = 15 * PAUSE_POLL_MS;
+/** Past its deadline by this much, a pause whose deployer took no outcome has no deployer. */
+const DEADLINE_SLACK_MS = 5 * PAUSE_POLL_MS + 30_000;
+/** How often the command reads the record while it waits. */
+const READ_EVERY_MS = 500;
+
+export interface AnswerOutcome {
+  readonly answer: PauseAnswer;
+  /** Whether the deployer took it within the wait (its record says so). */
+  readonly taken: boolean;
+  /** The record as last read. */
+  readonly record: RolloutRecord;
+}
+
+export async function answerPause(
+  store: ObjectStore,
+  request: {
+    readonly rollout: string;
+    readonly action: "resume" | "abort";
+    readonly by: string;
+    readonly now?: () => Date;
+    readonly waitMs?: number;
+  },
+): Promise<AnswerOutcome> {
+  const now = request.now ?? (() => new Date());
+  const command = `rollout ${request.action}`;
+  const key = await findRolloutKey(store, request.rollout);
+  const record = key === undefined ? undefined : await readRollout(store, key);
+  if (key === undefined || record === undefined) {
+    throw new UsageError(
+      `${command}: no rollout ${request.rollout} in ${store.url} (status/rollouts/)`,
+      "the paused deploy names its rollout's id ('nixship rollout resume ID'), as do 'nixship status' and the dashboard; check --fleet or --store names its store",
+    );
+  }
+  const pause = waitingPause(record);
+  if (pause === undefined) throw notPaused(command, record);
+  if (now().getTime() > Date.parse(pause.until) + DEADLINE_SLACK_MS) {
+    throw new UsageError(
+      `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but its deadline (${pause.until}) passed and its deployer took no outcome: the deploy is gone (killed, or its machine stopped) and nothing waits for an answer`,
+      `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
+    );
+  }
+  const answer: PauseAnswer = {
+    rollout: record.id,
+    afterWave: pause.afterWave,
+    action: request.action,
+    by: request.by,
+    at: now().toISOString(),
+  };
+  const written = await writeAnswer(store, answer);
+  if (written.status === "answered") {
+    const first = written.answer;
+    throw new UsageError(
+      `${command}: the pause of rollout ${record.id} after wave ${pause.afterWave} was answered already: ${answerText(first)}`,
+      "the first answer counts",
+    );
+  }
+  const waited = await awaitTaken(store, key, pause, request.waitMs ?? TAKE_WAIT_MS);
+  return { answer, taken: waited.taken, record: waited.record ?? record };
+}
+
+/** The record's pause that waits for an answer, while the record says it is paused. */
+export function waitingPause(record: RolloutRecord): RolloutPause | undefined {
+  if (record.state !== "paused") return undefined;
+  const last = record.pauses?.at(-1);
+  return last === undefined || last.answer !== undefined ? undefined : last;
+}
+
+/** An answer as a line: `resume by root@ops at 2024-…` (or the deadline's default). */
+export function answerText(answer: Pick<PauseAnswer, "action" | "by" | "at" | "timedOut">): string {
+  const what = answer.action === "interrupted" ? "the deploy was interrupted" : answer.action;
+  return answer.timedOut === true
+    ? `${what}, by its deadline (${answer.at}): nobody answered`
+    : `${what} by ${answer.by} at ${answer.at}`;
+}
+
+function notPaused(command: string, record: RolloutRecord): UsageError {
+  const id = record.id;
+  const last = record.pauses?.at(-1);
+  const ended =
+    last?.answer === undefined
+      ? ""
+      : `; its pause after wave ${last.afterWave} ended: ${answerText(last.answer)}`;
+  const hint =
+    record.state === "running"
+      ? "it waits for an answer only once its deploy says it is paused (policy.pauseAfter)"
+      : record.state === "interrupted" || record.state === "aborted"
+        ? `'nixship rollback --rollout ${id}' puts back what the hosts it changed ran before`
+        : record.state === "paused"
+          ? "its pause was answered: the first answer counts"
+          : "a rollout that ended waits for nothing";
+  return new UsageError(
+    `${command}: rollout ${id} is not paused: it is ${record.state}${ended}`,
+    hint,
+  );
+}
+
+/** Reads the record until it says the pause was answered, for at most `waitMs`. */
+async function awaitTaken(
+  store: ObjectStore,
+  key: string,
+  pause: RolloutPause,
+  waitMs: number,
+): Promise<{ readonly taken: boolean; readonly record: RolloutRecord | undefined }> {
+  const deadline = performance.now() + waitMs;
+  let record: RolloutRecord | undefined;
+  for (;;) {
+    record = (await readRollout(store, key).catch(() => undefined)) ?? record;
+    const mine = record?.pauses?.find(
+      (p) => p.afterWave === pause.afterWave && p.since === pause.since,
+    );
+    if (mine?.answer !== undefined) return { taken: true, record };
+    const left = deadline - performance.now();
+    if (left <= 0) return { taken: false, record };
+    await new Promise((resolve) => setTimeout(resolve, Math.min(READ_EVERY_MS, left)));
+  }
+}

@@ -1,0 +1,46 @@
+// What a paused rollout says on the terminal and in a CI log: that it waits, for whom (the
+// commands that answer it), until when and what then; and how the pause ended.
+import type { DeployEvent } from "../deploy/events.js";
+import type { PausedRollout } from "../views/rollout-watch.js";
+
+export function pauseLine(
+  event: Extract<DeployEvent, { type: "paused" } | { type: "pause-ended" }>,
+): string {
+  if (event.type === "paused") {
+    const then = event.onTimeout === "abort" ? "abort (roll back)" : "resume";
+    return [
+      `paused after wave ${event.afterWave}${event.kind === "canary" ? " (the canary)" : ""}: rollout ${event.rollout} waits for an operator until ${event.until}, then ${then}`,
+      `  to go on:                    ${event.resume}`,
+      `  to stop and roll back:       ${event.abort}`,
+      `  (from any machine with the fleet, or with --store ${event.store})`,
+    ].join("\n");
+  }
+  const after = `after wave ${event.afterWave}`;
+  switch (event.action) {
+    case "resume":
+      return event.timedOut === true
+        ? `nobody answered the pause ${after} by ${event.at}: resuming, its default`
+        : `resumed ${after} by ${event.by} at ${event.at}`;
+    case "abort":
+      return event.timedOut === true
+        ? `nobody answered the pause ${after} by ${event.at}: aborting, its default`
+        : `aborted ${after} by ${event.by} at ${event.at}`;
+    case "interrupted":
+      return `interrupted while paused ${after}: no later wave starts; the rollout record says so`;
+  }
+}
+
+/** How long past its deadline a pause may still say paused before its deployer counts as gone. */
+const GONE_AFTER_MS = 60_000;
+
+/** A paused rollout as `status` shows it: since when, until when, and the commands. */
+export function pausedRolloutLine(paused: PausedRollout, now: Date): string {
+  const { id, pause } = paused;
+  const by = paused.by === undefined ? "" : `, started by ${paused.by}`;
+  const head = `rollout ${id} is paused after wave ${pause.afterWave} since ${pause.since}${by}`;
+  if (now.getTime() > Date.parse(pause.until) + GONE_AFTER_MS) {
+    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}' undoes it)`;
+  }
+  const then = pause.onTimeout === "abort" ? "abort (roll back)" : "resume";
+  return `${head}: 'nixship rollout resume ${id}' lets it go on, 'nixship rollout abort ${id}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;
+}

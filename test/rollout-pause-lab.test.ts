@@ -1,0 +1,200 @@
+// Pauses of a rollout on three ssh lab hosts (pa1 the canary, pa2 and pa3 the wave after it):
+// `rollout resume` from another process lets the waves go on; `rollout abort` rolls the canary
+// back and changes no other host; a pause nobody answers takes its default (abort) at its
+// deadline; Ctrl-C while paused leaves the record saying so. `plan` and `status` show pauses.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliRun } from "../support/cli.js";
+import { interruptDeploy } from "./support/interrupt-deploy.js";
+import {
+  type DeployEventLine,
+  deployEvents,
+  labDeployArgs,
+  servedBy,
+  setExampleSystems,
+  summaryOf,
+} from "./support/lab-deploy.js";
+import { deployPausing as pausing } from "./support/paused-deploy.js";
+import { type RolloutFile, rolloutFiles, undoPlanOf } from "./support/rollout-records.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+let lab: SshLab;
+const H = (i: number) => `pa${i}`;
+
+beforeAll(async () => {
+  lab = await startSshLab("pa", 3);
+  await setExampleSystems(lab.fleetFile, { [H(1)]: "web-v1", [H(2)]: "web-v1", [H(3)]: "web-v1" });
+  const first = await lab.deploy("--json");
+  expect(first.code, first.stderr).toBe(0);
+}, 300_000);
+afterAll(async () => {
+  await lab?.down();
+});
+
+/** The fleet's policy with these pause keys (the canary is pa1, alone in wave 1). */
+async function setPause(pause: Record<string, unknown>): Promise<void> {
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+    policy?: Record<string, unknown>;
+  };
+  const { pauseAfter: _a, pauseTimeout: _t, onPauseTimeout: _o, ...rest } = doc.policy ?? {};
+  doc.policy = { ...rest, canary: 1, parallel: 2, ...pause };
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}
+
+async function systems(name: string): Promise<void> {
+  await setExampleSystems(lab.fleetFile, { [H(1)]: name, [H(2)]: name, [H(3)]: name });
+}
+
+const served = async () => await Promise.all([1, 2, 3].map((i) => servedBy(lab.info, H(i))));
+
+/** `deploy --json` of the lab's fleet, acting at its pause (support/paused-deploy.ts). */
+const deployPausing = (atPause: (paused: DeployEventLine) => Promise<void>) =>
+  pausing(
+    labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+    atPause,
+  );
+
+async function record(id: string): Promise<RolloutFile> {
+  const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
+  const found = (await rolloutFiles(fleet.cache.url)).find((r) => r.id === id);
+  expect(found, `rollout ${id}`).toBeDefined();
+  return found as RolloutFile;
+}
+
+const answer = (action: "resume" | "abort", id: string, ...extra: string[]) =>
+  lab.nixship(["rollout", action, id, "--fleet", lab.fleetFile, ...extra]);
+
+describe("a pause after the canary", () => {
+  it("plan shows it; resume from another process lets the waves go on", async () => {
+    await setPause({ pauseAfter: "canary", pauseTimeout: 600 });
+    await systems("web-v2");
+    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(
+      /pauses:\n {2}after wave 1 \(canary\): waits for 'nixship rollout resume ID' or 'nixship rollout abort ID'.*at most 10m, then abort/,
+    );
+    let whilePaused: { served: string[]; status: unknown; record: RolloutFile } | undefined;
+    let resumed: CliRun | undefined;
+    const r = await deployPausing(async (paused) => {
+      const id = paused.rollout as string;
+      const status = await lab.nixship(["status", "--fleet", lab.fleetFile, "--json"]);
+      whilePaused = {
+        served: await served(),
+        status: JSON.parse(status.stdout),
+        record: await record(id),
+      };
+      resumed = await answer("resume", id, "--json");
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.paused.rollout as string;
+    expect(r.paused).toMatchObject({
+      afterWave: 1,
+      kind: "canary",
+      onTimeout: "abort",
+      resume: `nixship rollout resume ${id}`,
+      abort: `nixship rollout abort ${id}`,
+    });
+    // While it waited: the canary on v2, the others untouched, the record and status say paused.
+    expect(whilePaused?.served).toEqual(["web-v2", "web-v1", "web-v1"]);
+    expect(whilePaused?.record).toMatchObject({
+      state: "paused",
+      pauses: [{ afterWave: 1, onTimeout: "abort" }],
+    });
+    expect(whilePaused?.status).toMatchObject({
+      pausedRollouts: [{ id, pause: { afterWave: 1 } }],
+    });
+    expect(resumed?.code, resumed?.stderr).toBe(0);
+    expect(JSON.parse(resumed?.stdout ?? "{}")).toMatchObject({
+      rollout: id,
+      action: "resume",
+      taken: true,
+    });
+    const events = deployEvents(r).map((e) => e.type);
+    expect(events.indexOf("pause-ended")).toBeGreaterThan(events.indexOf("paused"));
+    expect(events.filter((t) => t === "wave-start")).toHaveLength(2);
+    expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    expect(await record(id)).toMatchObject({
+      state: "succeeded",
+      pauses: [{ afterWave: 1, answer: { action: "resume", by: expect.stringContaining("@") } }],
+    });
+    // A rollout that is not paused any more gets a clear error.
+    const again = await answer("resume", id);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`rollout ${id} is not paused: it is succeeded`);
+  });
+
+  it("abort from another process rolls the canary back, and no other host changes", async () => {
+    await systems("web-v3");
+    let aborted: CliRun | undefined;
+    const r = await deployPausing(async (paused) => {
+      aborted = await answer("abort", paused.rollout as string);
+    });
+    const id = r.paused.rollout as string;
+    expect(aborted?.code, aborted?.stderr).toBe(0);
+    expect(aborted?.stdout).toContain(`rollout ${id} aborted after wave 1`);
+    expect(r.code, r.stderr).toBe(1);
+    expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    // The deploy's own summary: the canary activated, the next wave never started.
+    const first = summaryOf({ ...r, stdout: r.stdout.split('{"type":"undo-plan"')[0] ?? "" });
+    expect(first[H(1)]).toMatchObject({ status: "activated" });
+    expect(first[H(2)]).toMatchObject({ status: "skipped", reason: "not-started" });
+    expect(first[H(3)]).toMatchObject({ status: "skipped", reason: "not-started" });
+    // The rollback of the rollout: the canary back, the others stay where they are.
+    const undo = undoPlanOf(r.stdout);
+    expect(undo.rollout).toBe(id);
+    expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([
+      [H(1), "back"],
+      [H(2), "stays"],
+      [H(3), "stays"],
+    ]);
+    const rec = await record(id);
+    expect(rec).toMatchObject({
+      state: "aborted",
+      stopped: expect.stringContaining("aborted by"),
+      pauses: [{ afterWave: 1, answer: { action: "abort", by: expect.stringContaining("@") } }],
+    });
+    const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
+    const rollback = (await rolloutFiles(fleet.cache.url)).find((f) => f.undoes === id);
+    expect(rollback?.state).toBe("succeeded");
+    const late = await answer("abort", id);
+    expect(late.code).toBe(2);
+    expect(late.stderr).toContain(`rollout ${id} is not paused: it is aborted`);
+  });
+
+  it("a pause nobody answers takes its default, abort, at its deadline", async () => {
+    await setPause({ pauseAfter: 1, pauseTimeout: 3 });
+    await systems("web-v3");
+    const r = await deployPausing(async () => {});
+    const id = r.paused.rollout as string;
+    expect(r.code, r.stderr).toBe(1);
+    const ended = deployEvents(r).find((e) => e.type === "pause-ended");
+    expect(ended).toMatchObject({ action: "abort", timedOut: true });
+    expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    expect(await record(id)).toMatchObject({
+      state: "aborted",
+      pauses: [{ answer: { action: "abort", timedOut: true } }],
+    });
+  });
+
+  it("Ctrl-C while paused: the record says interrupted while paused; no later wave starts", async () => {
+    await setPause({ pauseAfter: "canary", pauseTimeout: 600 });
+    await systems("web-v3");
+    const r = await interruptDeploy(
+      labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+      {},
+      (e) => e.type === "paused",
+    );
+    expect(r.code, r.stderr).toBe(130);
+    const id = r.signalledAt.rollout as string;
+    expect(await served()).toEqual(["web-v3", "web-v2", "web-v2"]);
+    expect(await record(id)).toMatchObject({
+      state: "interrupted",
+      stopped: "interrupted (SIGINT) while paused after wave 1",
+      pauses: [{ afterWave: 1, answer: { action: "interrupted" } }],
+    });
+    const late = await answer("resume", id);
+    expect(late.code).toBe(2);
+    expect(late.stderr).toContain(`rollout ${id} is not paused: it is interrupted`);
+  });
+});
