@@ -117,14 +117,16 @@ dry_run_fetches() {
   fetched_paths "$x_dir/dry-run" >"$d_out"
 }
 
-# The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (at most
-# DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
-# "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order (deltaBasesOf
-# in src/cache/delta-bases.ts): the same whole name first, then the version sharing the longest
-# prefix with the target's, then the longest suffix, then by base name. (At most
-# DELTA_MAX_PER_NAME paths of a name are weighed.)
+# The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (the first
+# DELTA_MAX_PATHS in byte order), the paths of file $2 of its package name (parseDrvName's: up to
+# the first "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order
+# (deltaBasesOf in src/cache/delta-bases.ts): the same whole name first, then the version sharing
+# the longest prefix with the target's, then the longest suffix, then by base name. (The first
+# DELTA_MAX_PER_NAME paths of a name in byte order are weighed.) Both files are sorted first, so
+# the caps take the paths the deployer's pairs take (deltaPairsFor).
 delta_pairs() {
-  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" \
+  { LC_ALL=C sort -u "$2"; printf '%s\n' --; LC_ALL=C sort -u "$1"; } |
+    LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" \
     -v max_per_name="$DELTA_MAX_PER_NAME" '
 function dash(n) { return match(n, /-[^A-Za-z]/) }
 function pname(n, i) { i = dash(n); return i ? substr(n, 1, i - 1) : n }
@@ -137,12 +139,13 @@ if (s2[i] != s2[j]) return s2[i] > s2[j]
 if (s3[i] != s3[j]) return s3[i] > s3[j]
 return bn[i] < bn[j]
 }
-NR == FNR {
+!sep && $0 == "--" { sep = 1; next }
+!sep {
 n = substr($0, 45); p = pname(n)
 if (count[p] < max_per_name) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
 next
 }
-FNR <= max_paths {
+++targets <= max_paths {
 n = substr($0, 45); p = pname(n); v = pver(n); m = count[p]
 for (i = 1; i <= m; i++) {
 used[i] = (path[p, i] == $0); s1[i] = (full[p, i] == n) ? 1 : 0
@@ -155,7 +158,7 @@ if (!best) break
 used[best] = 1
 print $0, path[p, best]
 }
-}' "$2" "$1"
+}'
 }
 
 # The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
