@@ -80,6 +80,13 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   readonly maxPairNar?: number;
   /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
   readonly timeoutMs?: number;
+  /**
+   * A base the cache lacks, as the deployer's own store recorded it (NarHash and NarSize), where
+   * it holds it: its NAR is dumped from /nix/store and must have that hash and size.
+   */
+  readonly storeBase?: (
+    path: StorePath,
+  ) => { readonly narHash: Sha256; readonly narSize: number } | undefined;
 }
 
 /**
@@ -104,7 +111,7 @@ export async function publishDelta(
   const replaced = held?.reason;
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
-  const base = await signedNarInfo(store, pair.base, "base", trusted);
+  const base = await baseOf(store, pair.base, trusted, options.storeBase);
   const narBytes = base.info.narSize + target.info.narSize;
   if (narBytes > maxPairNar) {
     throw new OperationError(
@@ -124,16 +131,13 @@ export async function publishDelta(
     work = await mkdtemp(join(tmp, "nixship-delta-"));
     const baseNar = join(work, "base.nar");
     const targetNar = join(work, "target.nar");
-    // Each NAR is checked against its narinfo and cut at its NarSize while it is written.
-    for (const [info, file] of [
-      [base.info, baseNar],
-      [target.info, targetNar],
-    ] as const) {
-      await streamVerifiedNar(store, info, createWriteStream(file), {
-        signal,
-        maxFileBytes: storedNarBound(info.narSize),
-      });
-    }
+    // Each NAR is checked against its narinfo (or the store's record) and cut at its NarSize
+    // while it is written.
+    await base.write(baseNar, signal);
+    await streamVerifiedNar(store, target.info, createWriteStream(targetNar), {
+      signal,
+      maxFileBytes: storedNarBound(target.info.narSize),
+    });
     const tree = join(work, "delta");
     await mkdir(tree);
     const deltaFile = join(tree, DELTA_FILES.delta);
@@ -269,6 +273,61 @@ async function signedNarInfo(
     );
   }
   return read;
+}
+
+/** Where a pair's base NAR comes from: the cache, or the deployer's own store. */
+interface BaseSource {
+  readonly info: { readonly narHash: Sha256; readonly narSize: number };
+  write(file: string, signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * The base's NAR from the cache, its narinfo signed by a key of `trusted`; where the cache lacks
+ * it and the deployer's store holds it (`storeBase`), dumped from there, refused unless it has
+ * the NarHash and NarSize the store recorded (its copy changed, or is another).
+ */
+async function baseOf(
+  store: ObjectStore,
+  path: StorePath,
+  trusted: readonly PublicKey[],
+  storeBase: PublishDeltaOptions["storeBase"],
+): Promise<BaseSource> {
+  const recorded = storeBase?.(path);
+  if (recorded !== undefined && (await readSignedNarInfo(store, path, trusted)) === undefined) {
+    return {
+      info: recorded,
+      write: async (file, signal) => {
+        const hasher = new HashingStream();
+        // Cut one byte past the recorded size: a copy that grew is refused, not read whole.
+        const cut = async function* (source: AsyncIterable<Buffer>) {
+          let left = recorded.narSize + 1;
+          for await (const chunk of source) {
+            yield chunk.subarray(0, left);
+            left -= Math.min(left, chunk.length);
+            if (left === 0) return;
+          }
+        };
+        await pipeline(dumpPathStream(path), cut, hasher, createWriteStream(file), { signal });
+        const nar = hasher.digest();
+        if (nar.size !== recorded.narSize || !nar.hash.equals(recorded.narHash)) {
+          throw new OperationError(
+            "delta-base-changed",
+            `the delta's base ${path} in the deployer's store is not what the store recorded: its NAR is ${nar.size} bytes with ${nar.hash.toString()}, the store says ${recorded.narSize} with ${recorded.narHash.toString()}`,
+            { hint: "nix-store --verify --check-contents finds such a path; the path comes whole" },
+          );
+        }
+      },
+    };
+  }
+  const { info } = await signedNarInfo(store, path, "base", trusted);
+  return {
+    info,
+    write: (file, signal) =>
+      streamVerifiedNar(store, info, createWriteStream(file), {
+        signal,
+        maxFileBytes: storedNarBound(info.narSize),
+      }).then(() => {}),
+  };
 }
 
 /** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */

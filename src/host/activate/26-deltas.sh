@@ -90,6 +90,17 @@ pinned_zstd() {
   case $z_found in /nix/store/?*/bin/zstd) printf '%s\n' "$z_found" ;; *) return 1 ;; esac
 }
 
+# Whether the zstd at $1 is 1.4.5 or newer, the first with --patch-from (`zstd -V` says
+# "... v1.5.6, ..."): a delta tool a zstd of the host's own system stands for may be older.
+zstd_patches() {
+  z_version=$(timeout -k "$KILL_GRACE" 10 "$1" -V 2>/dev/null |
+    sed -n 's/.* v\([0-9][0-9]*\)\.\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2 \3/p' | head -n 1)
+  [ -n "$z_version" ] || return 1
+  # shellcheck disable=SC2086 # three numbers, one a word
+  set -- $z_version
+  [ "$1" -gt 1 ] || { [ "$1" -eq 1 ] && { [ "$2" -gt 4 ] || { [ "$2" -eq 4 ] && [ "$3" -ge 5 ]; }; }; }
+}
+
 # The store paths that `nix-store --realise --dry-run` (its output in file $1, Nix 2.8 or 2.26)
 # says will be fetched, one a line.
 fetched_paths() {
@@ -327,6 +338,8 @@ delta_step() {
     delta_tool_ready || { delta_skip "$x_why"; return 0; }
     x_zstd=$delta_tool/bin/zstd
   fi
+  zstd_patches "$x_zstd" ||
+    { delta_skip "$x_zstd is not zstd 1.4.5 or newer (the first with --patch-from)"; return 0; }
   x_room=0
   x_dir=$DELTA_WORK/$$
   mkdir -p "$x_dir/cache/nar" || { delta_skip "cannot make $x_dir"; return 0; }
