@@ -1,4 +1,4 @@
-// What a plan expects a delta not computed yet to cost (docs/deltas.md, "What the plan shows"):
+// What a plan expects a delta not computed yet to cost (docs/deltas.md, "What the views show"):
 // a share of the target's compressed NAR, by how alike the pair's names are, from what
 // `npm run bench:delta` measured (docs/performance.md, "Deltas"). An estimate, and the plan
 // says so; a computed delta replaces it with its size. Pure.
