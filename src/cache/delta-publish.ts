@@ -15,6 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { type BaseSource, cacheBaseSource, storeBaseSource } from "./delta-base.js";
 import {
   DELTA_MAX_PAIR_NAR,
   deltaScratchBytes,
@@ -257,7 +258,16 @@ async function signedNarInfo(
   role: "target" | "base",
   trusted: readonly PublicKey[],
 ): Promise<{ text: string; info: NarInfo }> {
-  const read = await readSignedNarInfo(store, path, trusted);
+  return requireSigned(await readSignedNarInfo(store, path, trusted), store, path, role);
+}
+
+/** A narinfo as read, when it is there and signed; else a typed error naming it. */
+function requireSigned(
+  read: Awaited<ReturnType<typeof readSignedNarInfo>>,
+  store: ObjectStore,
+  path: StorePath,
+  role: "target" | "base",
+): { text: string; info: NarInfo } {
   if (read === undefined) {
     throw new OperationError(
       "delta-path-missing",
@@ -275,16 +285,9 @@ async function signedNarInfo(
   return read;
 }
 
-/** Where a pair's base NAR comes from: the cache, or the deployer's own store. */
-interface BaseSource {
-  readonly info: { readonly narHash: Sha256; readonly narSize: number };
-  write(file: string, signal: AbortSignal): Promise<void>;
-}
-
 /**
  * The base's NAR from the cache, its narinfo signed by a key of `trusted`; where the cache lacks
- * it and the deployer's store holds it (`storeBase`), dumped from there, refused unless it has
- * the NarHash and NarSize the store recorded (its copy changed, or is another).
+ * it and the deployer's store holds it (`storeBase`), from there (delta-base.ts).
  */
 async function baseOf(
   store: ObjectStore,
@@ -292,42 +295,10 @@ async function baseOf(
   trusted: readonly PublicKey[],
   storeBase: PublishDeltaOptions["storeBase"],
 ): Promise<BaseSource> {
-  const recorded = storeBase?.(path);
-  if (recorded !== undefined && (await readSignedNarInfo(store, path, trusted)) === undefined) {
-    return {
-      info: recorded,
-      write: async (file, signal) => {
-        const hasher = new HashingStream();
-        // Cut one byte past the recorded size: a copy that grew is refused, not read whole.
-        const cut = async function* (source: AsyncIterable<Buffer>) {
-          let left = recorded.narSize + 1;
-          for await (const chunk of source) {
-            yield chunk.subarray(0, left);
-            left -= Math.min(left, chunk.length);
-            if (left === 0) return;
-          }
-        };
-        await pipeline(dumpPathStream(path), cut, hasher, createWriteStream(file), { signal });
-        const nar = hasher.digest();
-        if (nar.size !== recorded.narSize || !nar.hash.equals(recorded.narHash)) {
-          throw new OperationError(
-            "delta-base-changed",
-            `the delta's base ${path} in the deployer's store is not what the store recorded: its NAR is ${nar.size} bytes with ${nar.hash.toString()}, the store says ${recorded.narSize} with ${recorded.narHash.toString()}`,
-            { hint: "nix-store --verify --check-contents finds such a path; the path comes whole" },
-          );
-        }
-      },
-    };
-  }
-  const { info } = await signedNarInfo(store, path, "base", trusted);
-  return {
-    info,
-    write: (file, signal) =>
-      streamVerifiedNar(store, info, createWriteStream(file), {
-        signal,
-        maxFileBytes: storedNarBound(info.narSize),
-      }).then(() => {}),
-  };
+  const read = await readSignedNarInfo(store, path, trusted);
+  const recorded = read === undefined ? storeBase?.(path) : undefined;
+  if (recorded !== undefined) return storeBaseSource(path, recorded);
+  return cacheBaseSource(store, requireSigned(read, store, path, "base").info);
 }
 
 /** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */
