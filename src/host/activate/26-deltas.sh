@@ -6,9 +6,9 @@
 # not give from the substituters. The step never fails an activation: what it cannot do comes
 # whole.
 
-# The most paths the step looks for deltas of, and the bases it tries for each (paths of the
-# same package name in the running system's closure), weighing at most DELTA_MAX_PER_NAME paths
-# of a name: past these, paths come whole. The build writes them (and DELTA_INFO_LIMIT) from
+# The most paths the step looks for deltas of (the first in byte order), and the bases it tries
+# for each (paths of the same package name in the running system's closure), weighing the first
+# DELTA_MAX_PER_NAME paths of a name in byte order: past these, paths come whole. The build writes them (and DELTA_INFO_LIMIT) from
 # src/cache/delta-caps.ts, whose values the deployer's pairs take too. The step takes at most
 # half of what is left of the activation timeout, the rest is the realise's.
 DELTA_MAX_PATHS=@DELTA_MAX_PATHS@ DELTA_MAX_BASES=@DELTA_MAX_BASES@
