@@ -36,6 +36,18 @@
           inherit system; name = "web-hello-next"; version = "hello-next"; tag = "hello";
           packages = { hello = "2.12.1"; };
         };
+        # A rebuild, for deltas (docs/deltas.md): web-deltas-v2 is web-deltas-v1 with every
+        # store path new (another nonce) and the same names, as a change low in the graph makes
+        # it; with libraries large enough for a delta to pay, and a zstd in sw/bin, as a NixOS
+        # system has one, which the hosts apply the deltas with.
+        web-deltas-v1 = mkSystem {
+          inherit system; name = "web-deltas-v1"; version = "deltas-v1"; tag = "deltas";
+          libraries = { a = 48; b = 48; c = 48; d = 48; }; zstd = "1.5.4"; nonce = "1";
+        };
+        web-deltas-v2 = mkSystem {
+          inherit system; name = "web-deltas-v2"; version = "deltas-v2"; tag = "deltas";
+          libraries = { a = 48; b = 48; c = 48; d = 48; }; zstd = "1.5.4"; nonce = "2";
+        };
         # Declares its own health check (nixship/health.json): it passes once the host has
         # /run/web-checked.ready.
         web-checked = mkSystem {

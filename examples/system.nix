@@ -48,6 +48,11 @@
   # null, or a string in every derivation of it: store paths of the same names that no other
   # build has (tests that delete paths from the machine's store use such systems).
   nonce ? null,
+  # null, or a version ("1.5.4"): a stand-in for nixpkgs' zstd in its sw/bin, as a NixOS system
+  # has it (one of its required packages), which hosts apply deltas with by default
+  # (docs/deltas.md). The store path zstd-VERSION-bin holds the machine's /usr/bin/zstd, of
+  # whatever version it is: the host's delta step checks it is 1.4.5 or newer before it runs it.
+  zstd ? null,
 }:
 let
   # "web-v1" -> "v1", so store paths read example-web-system-v1, example-web-etc-v1.
@@ -133,6 +138,11 @@ let
   ) (if checks == null then [ ] else checks.commands or [ ]);
   secretLines = builtins.concatStringsSep "" (builtins.attrValues (builtins.mapAttrs
     (secret: s: "${secret} ${s.owner} ${s.group} ${s.mode} ${s.path}\n") secrets));
+  # The machine's zstd as nixpkgs' zstd's bin output would hold it; nothing when it has none.
+  zstdBin = mk "zstd-${zstd}-bin" ''
+    mkdir -p $out/bin
+    if [ -x /usr/bin/zstd ]; then cp /usr/bin/zstd $out/bin/zstd; fi
+  '';
   etc = mk "example-web-etc-${tag'}" ''
     mkdir -p $out/etc
     cat > $out/etc/example-web.json <<'EOS'
@@ -170,7 +180,9 @@ mk "example-web-system-${tag'}" (''
   ln -s ${program pname text}/bin/${pname} $out/sw/bin/${pname}
 '') programs)) + ''
   subst ${./web/systemd-bless-boot.sh} $out/systemd/lib/systemd/systemd-bless-boot
-'' + (if pinned == null then "" else ''
+'' + (if zstd == null then "" else ''
+  ln -s ${zstdBin}/bin/zstd $out/sw/bin/zstd
+'') + (if pinned == null then "" else ''
   ln -s ${activator}/bin/nixship-activate $out/sw/bin/nixship-activate
 '') + (if secrets == { } then "" else ''
   mkdir -p $out/nixship

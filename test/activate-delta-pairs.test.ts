@@ -113,13 +113,28 @@ describe("delta_pairs (activate.sh) and deltaPairsFor (the deployer)", () => {
     expect(script).not.toMatch(/@[A-Z][A-Z0-9_]*@/);
   });
 
-  it(`look for deltas of at most ${caps.DELTA_MAX_PATHS} paths, the first the host lacks`, async () => {
+  it(`look for deltas of at most ${caps.DELTA_MAX_PATHS} paths, the first the host lacks in byte order, both alike`, async () => {
     const closure = [storePath("lib-1.0")];
     const targets = Array.from({ length: caps.DELTA_MAX_PATHS + 5 }, (_, i) =>
       storePath(`lib-2.${i}`),
     );
     const pairs = await hostPairs(targets, closure);
-    expect(pairs).toEqual(targets.slice(0, caps.DELTA_MAX_PATHS).map((t) => `${t} ${closure[0]}`));
+    const first = [...targets].sort().slice(0, caps.DELTA_MAX_PATHS);
+    expect(pairs).toEqual(first.map((t) => `${t} ${closure[0]}`));
+    // The deployer counts no delta the host does not ask for.
+    expect(deltaPairsFor(closure, targets).map((p) => `${p.target} ${p.base}`)).toEqual(pairs);
+  });
+
+  it(`weigh the first ${caps.DELTA_MAX_PER_NAME} paths of a name in byte order, however the closure lists them, both alike`, async () => {
+    const closure = Array.from({ length: caps.DELTA_MAX_PER_NAME + 50 }, (_, i) =>
+      storePath(`source-${i % 7}`),
+    );
+    const targets = [storePath("source-3"), storePath("source-9")];
+    const expected = deltaPairsFor(closure, targets).map((p) => `${p.target} ${p.base}`);
+    const weighed = new Set([...closure].sort().slice(0, caps.DELTA_MAX_PER_NAME));
+    expect(expected.length).toBe(2 * caps.DELTA_MAX_BASES);
+    for (const pair of expected) expect(weighed.has(pair.split(" ")[1] as StorePath)).toBe(true);
+    expect(await hostPairs(targets, [...closure].reverse())).toEqual(expected);
   });
 
   it(`take at most ${caps.DELTA_MAX_BASES} bases a path, and no path as its own base`, async () => {

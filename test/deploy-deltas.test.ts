@@ -173,7 +173,9 @@ describe("a deploy with deltas", () => {
     expect(after.ddl2?.byDelta).toBeGreaterThan((after.ddl2?.paths ?? 0) / 2);
     expect(after.ddl2?.withDeltas).toBeLessThan(after.ddl2?.whole ?? 0);
     const human = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
-    expect(human.stdout).toMatch(/^deltas \(what each host fetches/m);
+    expect(human.stdout).toMatch(
+      /^deltas \(bytes each host fetches from the cache, compressed, with the deltas published and without; the transfer column counts the NARs, uncompressed\):$/m,
+    );
     expect(human.stdout).toMatch(
       /^ {2}ddl2: \d+ paths, \d+ by delta: .* with deltas, .* without, [\d.]+× less$/m,
     );

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { run, runOk } from "../support/cli.js";
 import {
   buildExampleSystems,
+  DELTA_EXAMPLE_SYSTEMS,
   DIFF_EXAMPLE_SYSTEMS,
   EXAMPLE_SYSTEMS,
   EXAMPLES_DIR,
@@ -40,9 +41,32 @@ describe("the example flake", () => {
           "builtins.attrNames",
         ]),
       );
-      expect(names).toEqual([...EXAMPLE_SYSTEMS, ...DIFF_EXAMPLE_SYSTEMS].sort());
+      expect(names).toEqual(
+        [...EXAMPLE_SYSTEMS, ...DIFF_EXAMPLE_SYSTEMS, ...DELTA_EXAMPLE_SYSTEMS].sort(),
+      );
     });
   }
+
+  it("has one rebuild for deltas: the same names, every path new, and a zstd in sw/bin", async () => {
+    const installables = DELTA_EXAMPLE_SYSTEMS.map((name) => `path:${EXAMPLES_DIR}#${name}`);
+    const built = JSON.parse(
+      await runOk("nix", ["build", "--no-link", "--json", ...installables]),
+    ) as { outputs: { out: string } }[];
+    const closures = await Promise.all(
+      built.map(async ({ outputs }) =>
+        (await runOk("nix-store", ["-qR", outputs.out])).trim().split("\n").sort(),
+      ),
+    );
+    const [v1, v2] = closures as [string[], string[]];
+    const names = (paths: string[]) => paths.map((p) => p.slice(44)).sort();
+    expect(names(v1)).toEqual(names(v2));
+    expect(v1.filter((p) => v2.includes(p))).toEqual([]);
+    expect(names(v1)).toContain("zstd-1.5.4-bin");
+    for (const { outputs } of built) {
+      const version = await runOk(`${outputs.out}/sw/bin/zstd`, ["-V"]);
+      expect(version).toMatch(/v\d+\.\d+\.\d+/);
+    }
+  });
 
   it("builds toplevels with switch-to-configuration, nixos-version and small, overlapping closures", async () => {
     const closures = new Map<ExampleSystem, string[]>();

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Sha256 } from "../nix/hash.js";
 import { makeStorePath, type StorePath } from "../nix/store-path.js";
 import { deltaBasesOf, deltaPairsFor } from "./delta-bases.js";
-import { DELTA_MAX_BASES } from "./delta-caps.js";
+import { DELTA_MAX_BASES, DELTA_MAX_PATHS, DELTA_MAX_PER_NAME } from "./delta-caps.js";
 
 /** A store path named `name`; `seed` tells two of the same name apart. */
 function p(name: string, seed = ""): StorePath {
@@ -50,13 +50,41 @@ describe("deltaBasesOf", () => {
 });
 
 describe("deltaPairsFor", () => {
-  it("pairs each missing path with its bases, in the order the paths are given, each pair once", () => {
+  it("pairs each missing path with its bases, targets in byte order, each pair once", () => {
     const host = [p("bash-5.2p26"), p("glibc-2.39-52"), p("glibc-2.39-52-bin")];
     const missing = [p("glibc-2.39-70"), p("bash-5.2p32"), p("curl-8.9.1"), p("glibc-2.39-70")];
-    expect(deltaPairsFor(host, missing)).toEqual([
+    const glibc = [
       { target: p("glibc-2.39-70"), base: p("glibc-2.39-52") },
       { target: p("glibc-2.39-70"), base: p("glibc-2.39-52-bin") },
-      { target: p("bash-5.2p32"), base: p("bash-5.2p26") },
-    ]);
+    ];
+    const bash = [{ target: p("bash-5.2p32"), base: p("bash-5.2p26") }];
+    const pairs = deltaPairsFor(host, missing);
+    expect(pairs).toEqual(
+      p("glibc-2.39-70") < p("bash-5.2p32") ? [...glibc, ...bash] : [...bash, ...glibc],
+    );
+    // The order given changes nothing: the host sorts what it lacks as well.
+    expect(deltaPairsFor([...host].reverse(), [...missing].reverse())).toEqual(pairs);
+  });
+
+  it(`takes the first ${DELTA_MAX_PATHS} targets in byte order, as the host's script does`, () => {
+    const host = [p("lib-1.0")];
+    const missing = Array.from({ length: DELTA_MAX_PATHS + 3 }, (_, i) => p(`lib-2.${i}`));
+    const pairs = deltaPairsFor(host, missing);
+    expect(pairs.map((x) => x.target)).toEqual([...missing].sort().slice(0, DELTA_MAX_PATHS));
+  });
+
+  it(`weighs the first ${DELTA_MAX_PER_NAME} paths of a name in byte order as bases`, () => {
+    const weighed = Array.from({ length: DELTA_MAX_PER_NAME }, (_, i) => p("foo-1.0", `${i}`));
+    const highest = [...weighed].sort().at(-1) as StorePath;
+    // A path past the cap in byte order, of the target's whole name: it would rank first.
+    let seed = 0;
+    while (p("foo-9.9", `${seed}`) < highest) seed++;
+    const last = p("foo-9.9", `${seed}`);
+    const host = [last, ...weighed];
+    const target = p("foo-9.9", "new");
+    const bases = deltaBasesOf(target, host);
+    expect(bases).toHaveLength(DELTA_MAX_BASES);
+    expect(bases).not.toContain(last);
+    expect(deltaBasesOf(target, [last])).toEqual([last]);
   });
 });

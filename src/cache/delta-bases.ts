@@ -1,8 +1,9 @@
 // Which paths a host already has can be a delta's base for a path it lacks (docs/deltas.md,
-// "Bases"): the same package name, at most DELTA_MAX_BASES, in one stated order. Pure.
+// "Bases"): the same package name, at most DELTA_MAX_BASES, in one stated order, within the
+// caps the host's script applies alike (delta-caps.ts). Pure.
 import { parseDrvName } from "../nix/closure-diff.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
-import { DELTA_MAX_BASES } from "./delta-caps.js";
+import { DELTA_MAX_BASES, DELTA_MAX_PATHS, DELTA_MAX_PER_NAME } from "./delta-caps.js";
 import type { DeltaPair } from "./delta-publish.js";
 
 /**
@@ -17,7 +18,10 @@ export function deltaBasesOf(target: StorePath, hostClosure: readonly StorePath[
 
 /**
  * The (target, base) pairs for a host with `hostClosure` that lacks `missing`: each target's
- * bases (deltaBasesOf), targets in the order given, each pair once.
+ * bases (deltaBasesOf), for the first DELTA_MAX_PATHS targets in byte order, each pair once.
+ * The host's script takes the same: its list of paths to fetch and its closure sorted, the
+ * first DELTA_MAX_PATHS of the one, the first DELTA_MAX_PER_NAME of a name of the other. What
+ * the host fetches is a subset of `missing`, so each target counted here is one it tries.
  */
 export function deltaPairsFor(
   hostClosure: readonly StorePath[],
@@ -26,7 +30,7 @@ export function deltaPairsFor(
   const packages = byPackage(hostClosure);
   const pairs: DeltaPair[] = [];
   const seen = new Set<string>();
-  for (const target of missing) {
+  for (const target of inByteOrder(missing).slice(0, DELTA_MAX_PATHS)) {
     for (const base of basesFrom(target, packages)) {
       const id = pairId({ target, base });
       if (seen.has(id)) continue;
@@ -50,19 +54,25 @@ interface Candidate {
   readonly version: string;
 }
 
-/** The closure's paths by package name, each path once. */
+/** Paths once each, in byte order (`LC_ALL=C sort -u`, as the host's script sorts them). */
+function inByteOrder(paths: readonly StorePath[]): StorePath[] {
+  return [...new Set(paths)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * The closure's paths by package name, each path once: the first DELTA_MAX_PER_NAME of a name
+ * in byte order (a bound on the host's memory, far above what a system holds of a name but
+ * `source`).
+ */
 function byPackage(closure: readonly StorePath[]): Map<string, Candidate[]> {
   const packages = new Map<string, Candidate[]>();
-  const seen = new Set<StorePath>();
-  for (const path of closure) {
-    if (seen.has(path)) continue;
-    seen.add(path);
+  for (const path of inByteOrder(closure)) {
     const { name, baseName } = parseStorePath(path);
     const drv = parseDrvName(name);
     const list = packages.get(drv.name);
     const candidate = { path, name, baseName, version: drv.version };
     if (list === undefined) packages.set(drv.name, [candidate]);
-    else list.push(candidate);
+    else if (list.length < DELTA_MAX_PER_NAME) list.push(candidate);
   }
   return packages;
 }

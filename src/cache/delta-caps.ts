@@ -5,12 +5,16 @@
 /** The most bases a target gets a delta against: the deployer computes as many, the host asks. */
 export const DELTA_MAX_BASES = 3;
 
-/** The most paths the host's delta step looks for deltas of: past it, paths come whole. */
+/**
+ * The most paths the host's delta step looks for deltas of, the first in byte order of the paths
+ * it lacks: past it, paths come whole. The deployer's pairs take the same (deltaPairsFor).
+ */
 export const DELTA_MAX_PATHS = 2000;
 
 /**
- * The most paths of one package name the host weighs as bases (the first, as its closure lists
- * them): a bound on the step's memory, far above what a system holds of a name but `source`.
+ * The most paths of one package name weighed as bases (the first in byte order): a bound on the
+ * host step's memory, far above what a system holds of a name but `source`. The deployer's
+ * pairs weigh the same.
  */
 export const DELTA_MAX_PER_NAME = 200;
 

@@ -1,6 +1,6 @@
 // Deltas between store paths: what a delta is called and what it holds, the one
 // contract the deployer (which computes and publishes them) and the host (activate.sh's delta
-// step, which finds and applies them) share. Pure. docs/deltas.md tells the whole design.
+// step, which finds and applies them) share. Pure. docs/architecture.md, "Deltas", tells the design.
 //
 // A delta is itself a store path, input-addressed by the pair it joins: its hash part is
 // derived from the target's and the base's base names, so a host that lacks the target and has

@@ -15,6 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { type BaseSource, cacheBaseSource, storeBaseSource } from "./delta-base.js";
 import {
   DELTA_MAX_PAIR_NAR,
   deltaScratchBytes,
@@ -80,6 +81,13 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   readonly maxPairNar?: number;
   /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
   readonly timeoutMs?: number;
+  /**
+   * A base the cache lacks, as the deployer's own store recorded it (NarHash and NarSize), where
+   * it holds it: its NAR is dumped from /nix/store and must have that hash and size.
+   */
+  readonly storeBase?: (
+    path: StorePath,
+  ) => { readonly narHash: Sha256; readonly narSize: number } | undefined;
 }
 
 /**
@@ -104,7 +112,7 @@ export async function publishDelta(
   const replaced = held?.reason;
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
-  const base = await signedNarInfo(store, pair.base, "base", trusted);
+  const base = await baseOf(store, pair.base, trusted, options.storeBase);
   const narBytes = base.info.narSize + target.info.narSize;
   if (narBytes > maxPairNar) {
     throw new OperationError(
@@ -124,16 +132,13 @@ export async function publishDelta(
     work = await mkdtemp(join(tmp, "nixship-delta-"));
     const baseNar = join(work, "base.nar");
     const targetNar = join(work, "target.nar");
-    // Each NAR is checked against its narinfo and cut at its NarSize while it is written.
-    for (const [info, file] of [
-      [base.info, baseNar],
-      [target.info, targetNar],
-    ] as const) {
-      await streamVerifiedNar(store, info, createWriteStream(file), {
-        signal,
-        maxFileBytes: storedNarBound(info.narSize),
-      });
-    }
+    // Each NAR is checked against its narinfo (or the store's record) and cut at its NarSize
+    // while it is written.
+    await base.write(baseNar, signal);
+    await streamVerifiedNar(store, target.info, createWriteStream(targetNar), {
+      signal,
+      maxFileBytes: storedNarBound(target.info.narSize),
+    });
     const tree = join(work, "delta");
     await mkdir(tree);
     const deltaFile = join(tree, DELTA_FILES.delta);
@@ -253,7 +258,16 @@ async function signedNarInfo(
   role: "target" | "base",
   trusted: readonly PublicKey[],
 ): Promise<{ text: string; info: NarInfo }> {
-  const read = await readSignedNarInfo(store, path, trusted);
+  return requireSigned(await readSignedNarInfo(store, path, trusted), store, path, role);
+}
+
+/** A narinfo as read, when it is there and signed; else a typed error naming it. */
+function requireSigned(
+  read: Awaited<ReturnType<typeof readSignedNarInfo>>,
+  store: ObjectStore,
+  path: StorePath,
+  role: "target" | "base",
+): { text: string; info: NarInfo } {
   if (read === undefined) {
     throw new OperationError(
       "delta-path-missing",
@@ -269,6 +283,22 @@ async function signedNarInfo(
     );
   }
   return read;
+}
+
+/**
+ * The base's NAR from the cache, its narinfo signed by a key of `trusted`; where the cache lacks
+ * it and the deployer's store holds it (`storeBase`), from there (delta-base.ts).
+ */
+async function baseOf(
+  store: ObjectStore,
+  path: StorePath,
+  trusted: readonly PublicKey[],
+  storeBase: PublishDeltaOptions["storeBase"],
+): Promise<BaseSource> {
+  const read = await readSignedNarInfo(store, path, trusted);
+  const recorded = read === undefined ? storeBase?.(path) : undefined;
+  if (recorded !== undefined) return storeBaseSource(path, recorded);
+  return cacheBaseSource(store, requireSigned(read, store, path, "base").info);
 }
 
 /** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */

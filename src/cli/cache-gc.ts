@@ -12,6 +12,7 @@ import {
 import type { LetGo } from "../cache/gc-why.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
+import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { openStore } from "../store/url.js";
 import { formatGcReport, gcProgressText, WHY_SHOWN } from "../ui/gc-report.js";
@@ -240,8 +241,9 @@ async function addFleetRoots(
 ): Promise<RootsRead> {
   const { roots, origins } = read;
   if (fleet.secrets?.age !== undefined) addRoot(roots, fleet.secrets.age, "secrets");
-  // The tool hosts apply deltas with (docs/deltas.md): a host realises it from the cache.
-  if (fleet.deltas !== undefined) addRoot(roots, fleet.deltas.tool, "deltas");
+  // The tool the fleet names for deltas (docs/deltas.md): a host realises it from the cache.
+  const tool = namedDeltaTool(fleet.deltas);
+  if (tool !== undefined) addRoot(roots, tool, "deltas");
   const ssh = fleet.hosts.filter((h) => h.delivery === "ssh");
   if (storedOnly || ssh.length === 0) return read;
   const delivery = new SshDelivery(fleet.ssh);

@@ -77,6 +77,7 @@ describe("plan --help", () => {
         ],
         pending: 2,
         unread: ["web2"],
+        noDelta: [{ host: "web3", reason: "no-zstd" }],
       },
     });
     expect(shown[0]).toMatch(/^deltas \(/);
@@ -88,6 +89,12 @@ describe("plan --help", () => {
     expect(help).toContain("deltas not computed yet count whole");
     expect(shown.join("\n")).toContain("web2: running closure not read, fetches whole");
     expect(help).toContain("hosts whose running closure could not be read fetch whole");
+    expect(shown.join("\n")).toContain("no delta for web3: no zstd");
+    expect(help).toContain("hosts that get no delta are named with why (no zstd");
+    expect(shown[0]).toContain("compressed");
+    expect(help).toContain(
+      "compressed as the cache holds them (the transfer column counts the NARs, uncompressed",
+    );
     expect(help).toContain('--json: the plan\'s "deltas"');
   });
 });

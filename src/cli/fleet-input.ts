@@ -172,8 +172,8 @@ export const ROLLOUT_HELP = `  --action A             switch (default), boot, te
                          nixship-activate (ssh with sudo; agent hosts are pinned by their
                          agent's keys); fleet policy requirePinned, else off
   --no-delta             hosts fetch every path whole, no delta against a path they have
-                         (docs/deltas.md; fleet policy deltas, else on when the fleet names
-                         deltas.tool)`;
+                         (docs/deltas.md; fleet policy deltas, else on unless the fleet file
+                         says "deltas": false)`;
 
 type StringFlag = {
   [K in keyof typeof ROLLOUT_FLAGS]: (typeof ROLLOUT_FLAGS)[K]["type"] extends "string" ? K : never;

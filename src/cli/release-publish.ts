@@ -32,10 +32,10 @@ entry unless that entry names a system that failed on the host; then the release
 host's last confirmed system, or none when none is known (said on stderr). A selected
 host's system that failed on that host is refused (exit 2) unless --allow-failed.
 
-With "deltas" in the fleet file, the deltas of the paths the hosts lack against paths they
-have are published first, and the entry of each host whose policy allows deltas names the
-delta tool (docs/deltas.md); an agent older than deltas refuses such a release, so publish
-with --no-delta until the agents are updated (docs/agent.md, "Deltas").
+When the fleet file turns deltas on ("deltas": true, or a tool), the deltas of the paths the
+hosts lack against paths they have are published first, and the entry of each host whose
+policy allows deltas names the delta tool (docs/deltas.md); an agent older than deltas refuses
+such a release, so turn them on once the agents are updated (docs/agent.md, "Deltas").
 
 Options:
 ${FLEET_HELP}
@@ -45,7 +45,7 @@ ${FLEET_HELP}
   --allow-failed        name a selected host's system even if it failed on that host
   --no-delta            publish no deltas, and name no delta tool in the entries: the hosts
                         fetch every path whole (fleet policy deltas, else on when the fleet
-                        names deltas.tool)
+                        file turns deltas on)
 
 Prints the release's channel, number and digest ({"channel","seq","digest"} with --json).`,
   async run(argv, io) {

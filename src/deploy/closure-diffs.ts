@@ -70,12 +70,19 @@ export async function closureDiffs(
   return (await readPlanClosures(plan, local, options)).diffs;
 }
 
-/** The plan's diffs, and the closures they were made from (the deltas' bases read them too). */
+/** The plan's diffs, the closures they were made from (the deltas' bases read them too). */
+export interface PlanClosures {
+  readonly diffs: PlanDiffs;
+  readonly closures: (root: StorePath) => ReadClosure;
+  /** Whether the deployer can read `path` (the local store's metadata, or the cache's): a base. */
+  readonly held: (path: StorePath) => boolean;
+}
+
 export async function readPlanClosures(
   plan: Pick<DeployPlan, "hosts">,
   local: ReadonlyMap<StorePath, ClosureNode>,
   options: ClosureDiffOptions,
-): Promise<{ readonly diffs: PlanDiffs; readonly closures: (root: StorePath) => ReadClosure }> {
+): Promise<PlanClosures> {
   const roots = currentsToRead(plan.hosts, local);
   const cache: CacheRead =
     roots.length === 0
@@ -84,10 +91,12 @@ export async function readPlanClosures(
         ? { kind: "not-read", why: "no-cache" }
         : await readCache(options.cacheUrl, roots, local, options);
   const diffs = planDiffs(plan.hosts, local, cache);
+  const cached = cache.kind === "read" ? cache.nodes : undefined;
+  const held = (path: StorePath) => local.has(path) || cached?.has(path) === true;
   const ask = options.askHost;
   const toAsk = ask === undefined ? [] : systemsToAsk(plan.hosts, diffs);
   if (ask === undefined || toAsk.length === 0) {
-    return { diffs, closures: closureReader(local, cache) };
+    return { diffs, closures: closureReader(local, cache), held };
   }
   const answers = await mapLimit(toAsk, ASK_CONCURRENCY, ({ host, system }) =>
     ask(host, system).catch((err: unknown): HostRead => {
@@ -99,6 +108,7 @@ export async function readPlanClosures(
   return {
     diffs: planDiffs(plan.hosts, local, cache, asked),
     closures: closureReader(local, cache, asked),
+    held,
   };
 }
 

@@ -153,6 +153,7 @@ describe("planDeltas", () => {
   });
 
   it("has nothing to say when no host changes with deltas on", async () => {
-    expect(await planDeltas(at(cache), { hosts: [], pairs: [], unread: [] })).toBeUndefined();
+    const none = { hosts: [], pairs: [], unread: [], noDelta: [], tools: new Map() };
+    expect(await planDeltas(at(cache), none)).toBeUndefined();
   });
 });

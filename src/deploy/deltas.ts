@@ -4,9 +4,9 @@
 import { computeDeltas, type DeltaTally } from "../cache/delta-compute.js";
 import { lookupDeltas } from "../cache/delta-lookup.js";
 import { NixshipError } from "../errors.js";
-import type { CacheSettings, Fleet, RolloutPolicy } from "../fleet/fleet.js";
+import type { CacheSettings } from "../fleet/fleet.js";
 import type { PlanDeltas } from "../fleet/plan.js";
-import { deltaFetches, type PlanDeltaPairs } from "../fleet/plan-deltas.js";
+import { deltaFetches, type PlanDeltaPairs, type StoreBase } from "../fleet/plan-deltas.js";
 import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
@@ -21,15 +21,19 @@ function errorLine(err: NixshipError): string {
 const PROGRESS_EVERY = 1;
 
 /**
- * The delta tool `host` is given: the fleet's, when the fleet has a cache to publish deltas in
- * and the host's policy lets it use them; undefined: the host fetches every path whole.
+ * The plan's pairs with the bases the deployer's store holds (`running`, the survey's: the
+ * closures of the systems the hosts run, as the store recorded them), for those the cache lacks.
  */
-export function deltaToolFor(
-  fleet: Pick<Fleet, "deltas" | "cache">,
-  policy: Pick<RolloutPolicy, "deltas">,
-): StorePath | undefined {
-  if (fleet.deltas === undefined || fleet.cache === undefined || !policy.deltas) return undefined;
-  return fleet.deltas.tool;
+export function withStoreBases(
+  planned: PlanDeltaPairs,
+  running: ReadonlyMap<StorePath, StoreBase>,
+): PlanDeltaPairs {
+  const storeBases = new Map<StorePath, StoreBase>();
+  for (const { base } of planned.pairs) {
+    const info = running.get(base);
+    if (info !== undefined) storeBases.set(base, { narHash: info.narHash, narSize: info.narSize });
+  }
+  return { ...planned, storeBases };
 }
 
 /** The keys the delta step believes the cache's narinfos and skip notes by: the hosts' own. */
@@ -48,7 +52,9 @@ export async function planDeltas(
   planned: PlanDeltaPairs,
   signal?: AbortSignal,
 ): Promise<PlanDeltas | undefined> {
-  if (planned.hosts.length === 0 && planned.unread.length === 0) return undefined;
+  const { unread, noDelta } = planned;
+  if (planned.hosts.length === 0 && unread.length === 0 && noDelta.length === 0) return undefined;
+  if (planned.hosts.length === 0) return { hosts: [], pending: 0, unread, noDelta };
   const store = await openStore(cache.url);
   try {
     signal?.throwIfAborted();
@@ -59,10 +65,10 @@ export async function planDeltas(
     }
     const lookup = await lookupDeltas(store, cache.trusted, planned.pairs, [...paths], signal);
     const pending = [...lookup.pairs.values()].filter((s) => s.kind === "pending").length;
-    return { hosts: deltaFetches(planned, lookup), pending, unread: planned.unread };
+    return { hosts: deltaFetches(planned, lookup), pending, unread, noDelta };
   } catch (err) {
     if (signal?.aborted || !(err instanceof NixshipError)) throw err;
-    return { hosts: [], pending: 0, unread: planned.unread, error: errorLine(err) };
+    return { hosts: [], pending: 0, unread, noDelta, error: errorLine(err) };
   } finally {
     await store.close();
   }
@@ -97,8 +103,10 @@ export async function publishPlanDeltas(input: {
     let done = 0;
     let told = started;
     const seconds = () => Math.round((performance.now() - started) / 100) / 10;
+    const bases = planned.storeBases;
     const tally = await computeDeltas(store, input.key, planned.pairs, {
       ...(input.signal ? { signal: input.signal } : {}),
+      ...(bases === undefined ? {} : { storeBase: (path: StorePath) => bases.get(path) }),
       ...(input.trusted ? { trusted: input.trusted } : {}),
       emit: (e) => {
         if (e.type !== "delta-done" && e.type !== "delta-failed") return;

@@ -59,12 +59,19 @@ const plan = planFromSurvey(
       [V1, { path: V1, narSize: 100, references: [] }],
       [V2, { path: V2, narSize: 200, references: [] }],
     ]),
+    running: new Map(),
   },
 );
 
 const prepared = { substituters: [], trustedKeys: [], secrets: new Map(), systemHealth: new Map() };
 const request = (host: (typeof hosts)[number], planned: PlannedHost) =>
-  deployRequest({ action: "switch", fleet, policy: fleet.policy }, prepared, host, planned, false);
+  deployRequest(
+    { action: "switch", fleet, policy: fleet.policy },
+    prepared,
+    host,
+    planned,
+    undefined,
+  );
 
 function scripted(extra: Partial<Delivery> = {}) {
   const waves: string[][] = [];
@@ -115,7 +122,7 @@ function execute(delivery: Delivery, options: { async?: boolean; skipUnreachable
       prepared,
       hosts,
       plan,
-      false,
+      new Map(),
     ),
     started: performance.now(),
   });

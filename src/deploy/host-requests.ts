@@ -5,7 +5,7 @@ import type { DeliveryMode, FleetHost, HealthChecks, RolloutPolicy } from "../fl
 import { hostPolicy } from "../fleet/host-policy.js";
 import type { DeployPlan, PlannedHost } from "../fleet/plan.js";
 import { buildDeployRequest } from "../host/activation-session.js";
-import { deltaToolFor } from "./deltas.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { DeployOptions } from "./deploy-options.js";
 import { judgeBootRequest } from "./pending-boot.js";
 import type { Prepared } from "./prepare.js";
@@ -35,15 +35,14 @@ export function substitutesFromCache(
 
 /**
  * What a host is asked to do: its system, from where, and its policy's checks and limits;
- * `fromCache`: the host substitutes from the cache (substitutesFromCache), so it may be given
- * the delta tool.
+ * `deltaTool`: the zstd the plan gives it to apply deltas with (plan-deltas.ts), if any.
  */
 export function deployRequest(
   options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   planned: PlannedHost,
-  fromCache: boolean,
+  deltaTool: StorePath | undefined,
 ): DeployRequest {
   const { desired } = planned;
   const policy = policyOf(options, host, prepared.systemHealth.get(desired));
@@ -62,7 +61,7 @@ export function deployRequest(
     ...(judgeBoot === undefined ? {} : { judgeBoot }),
     // The next deploy judges the boot this one sets (docs/reboots.md).
     recordBoot: true,
-    deltaTool: fromCache ? deltaToolFor(options.fleet, policy) : undefined,
+    deltaTool,
   });
 }
 
@@ -75,14 +74,18 @@ export function hostRequests(
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   hosts: readonly FleetHost[],
   plan: Pick<DeployPlan, "hosts">,
-  fromCache: boolean,
+  /** The zstd each host applies deltas with (`PlanDeltaPairs.tools`): none, every path whole. */
+  deltaTools: ReadonlyMap<string, StorePath>,
 ): Map<string, DeployRequest> {
   const byName = new Map(hosts.map((h) => [h.name, h]));
   const requests = new Map<string, DeployRequest>();
   for (const planned of plan.hosts) {
     const host = byName.get(planned.host);
     if (host === undefined || planned.action === "unreachable") continue;
-    requests.set(planned.host, deployRequest(options, prepared, host, planned, fromCache));
+    requests.set(
+      planned.host,
+      deployRequest(options, prepared, host, planned, deltaTools.get(planned.host)),
+    );
   }
   return requests;
 }

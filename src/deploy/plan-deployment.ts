@@ -3,6 +3,7 @@
 // `release publish` and `rollback` go on to execute-plan.ts.
 import type { Delivery, DeployRequest } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
+import { deltaSwitch } from "../fleet/delta-tool.js";
 import { DEFAULT_MAX_CONNECTIONS, type DeliveryMode, type FleetHost } from "../fleet/fleet.js";
 import { roleOf } from "../fleet/host-policy.js";
 import { connectionsOf, type DeployPlan } from "../fleet/plan.js";
@@ -13,7 +14,7 @@ import type { StorePath } from "../nix/store-path.js";
 import { planFromSurvey, withPauses } from "./assemble-plan.js";
 import { leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
-import { cacheKeys, deltaToolFor, planDeltas } from "./deltas.js";
+import { cacheKeys, planDeltas, withStoreBases } from "./deltas.js";
 import type { DeployOptions } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { publisherOf } from "./execute-plan.js";
@@ -126,7 +127,11 @@ export async function planDeployment(
     // its hosts at once (ssh) asks one host that runs it.
     const hostClosure = opened.delivery.closure?.bind(opened.delivery);
     const byName = new Map(hosts.map((h) => [h.name, h]));
-    const { diffs, closures } = await readPlanClosures(planned, found.pathInfos, {
+    const {
+      diffs,
+      closures,
+      held: readable,
+    } = await readPlanClosures(planned, found.pathInfos, {
       cacheUrl: fleet.cache?.url,
       signal,
       onRead: (read) => options.emit({ type: "diff-read", ...read }),
@@ -145,15 +150,28 @@ export async function planDeployment(
     // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
     // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
     const substitute = execute ? substitutesFromCache(mode, ready) : fleet.cache !== undefined;
+    // A base the cache lacks is read from the deployer's store, when it is the local one.
+    const storeBases = options.nix?.store === undefined ? found.running : new Map();
     const deltaPairs =
-      substitute && fleet.cache !== undefined
-        ? planDeltaPairs(
-            planned.hosts,
-            closures,
-            (name) =>
-              deltaToolFor(fleet, policyOf(options, byName.get(name) as FleetHost)) !== undefined,
-          )
-        : undefined;
+      fleet.cache === undefined
+        ? undefined
+        : withStoreBases(
+            planDeltaPairs(
+              planned.hosts,
+              closures,
+              (name) => {
+                const host = byName.get(name) as FleetHost;
+                return deltaSwitch({
+                  deltas: fleet.deltas,
+                  policy: policyOf(options, host).deltas,
+                  delivery: host.delivery,
+                  fromCache: substitute,
+                });
+              },
+              readable,
+            ),
+            storeBases,
+          );
     const deltas =
       deltaPairs !== undefined && fleet.cache !== undefined
         ? await planDeltas(
@@ -184,7 +202,7 @@ export async function planDeployment(
       hosts,
       mode: opened.mode,
       delivery: opened.delivery,
-      requests: hostRequests(options, ready, hosts, plan, substitute),
+      requests: hostRequests(options, ready, hosts, plan, deltaPairs?.tools ?? new Map()),
       deltaPairs,
       origin,
       started,

@@ -3,6 +3,7 @@
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
+import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -125,13 +126,14 @@ export async function prepare(
   const store = await openStore(fleet.cache.url);
   try {
     // The age package the hosts decrypt secrets with, when the fleet names one, is realised
-    // from the cache like the systems.
+    // from the cache like the systems; so is the delta tool the fleet names (a zstd of a
+    // host's own system, the default, is on the host already).
+    const tool = namedDeltaTool(fleet.deltas);
     const roots = [
       ...new Set([
         ...built.byHost.values(),
         ...(fleet.secrets?.age === undefined ? [] : [fleet.secrets.age]),
-        // The delta tool hosts apply deltas with, realised like the systems.
-        ...(fleet.deltas === undefined ? [] : [fleet.deltas.tool]),
+        ...(tool === undefined ? [] : [tool]),
       ]),
     ];
     await pushSystems({

@@ -7,6 +7,7 @@ import type { Delivery, HostStatus } from "../delivery/delivery.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { ClosureInfo, HostState, Pinning } from "../fleet/plan.js";
 import { countsBoots } from "../host/activation.js";
+import type { PathInfo } from "../nix/closure.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { runningGeneration } from "../status/next-record.js";
 import { mapLimit } from "../util/pool.js";
@@ -32,6 +33,11 @@ export interface Survey {
   readonly states: readonly HostState[];
   /** The desired closures, and the current ones the deployer has too. */
   readonly pathInfos: ReadonlyMap<StorePath, ClosureInfo>;
+  /**
+   * The closures of the systems the hosts run that the deployer's store holds, as it recorded
+   * them (NarHash too): where the cache lacks a delta's base, it is read from there.
+   */
+  readonly running: ReadonlyMap<StorePath, PathInfo>;
 }
 
 /**
@@ -114,8 +120,12 @@ export async function survey(
   // planner counts the whole closure as to be transferred (for hosts whose store was not asked).
   const currents = states.flatMap((s) => (s.kind === "reported" && s.current ? [s.current] : []));
   const local = await validPaths([...new Set(currents)], options.nix);
-  for (const info of await queryClosure([...local], options.nix)) pathInfos.set(info.path, info);
-  return { states, pathInfos };
+  const running = new Map<StorePath, PathInfo>();
+  for (const info of await queryClosure([...local], options.nix)) {
+    pathInfos.set(info.path, info);
+    running.set(info.path, info);
+  }
+  return { states, pathInfos, running };
 }
 
 /** Whose trust decides what `host` realises, from its answer (see `Pinning`). */

@@ -772,18 +772,27 @@ describe("deltas", () => {
       },
       "f.json",
     );
-    expect(fleet.deltas).toEqual({ tool: TOOL });
+    expect(fleet.deltas).toEqual({ on: true, tool: TOOL });
     expect(fleet.policy.deltas).toBe(true);
     expect(fleet.policies).toEqual([{ selector: "@edge", override: { deltas: false } }]);
+    // Without the key: on by default (fleet/delta-tool.ts), the file says nothing.
     expect(parseFleetValue(minimal({ address: "h.lan" }), "f.json").deltas).toBeUndefined();
   });
 
-  it("refuses a tool that is not a store path, a missing tool and a switch that is not boolean", () => {
+  it("reads deltas turned off, or on for every host without a tool named", () => {
+    const read = (deltas: unknown) =>
+      parseFleetValue({ ...minimal({ address: "h.lan" }), deltas }, "f.json").deltas;
+    expect(read(false)).toEqual({ on: false });
+    expect(read(true)).toEqual({ on: true, tool: undefined });
+    expect(read({})).toEqual({ on: true, tool: undefined });
+  });
+
+  it("refuses a tool that is not a store path, deltas neither a switch nor an object, and a switch that is not boolean", () => {
     expect(
       problemsOf({ ...minimal({ address: "h.lan" }), deltas: { tool: "/usr/bin/zstd" } }),
     ).toEqual(['deltas.tool: must be a store path holding bin/zstd (got "/usr/bin/zstd")']);
-    expect(problemsOf({ ...minimal({ address: "h.lan" }), deltas: {} })).toEqual([
-      "deltas.tool: is required",
+    expect(problemsOf({ ...minimal({ address: "h.lan" }), deltas: "off" })).toEqual([
+      'deltas: must be true, false or an object such as {"tool": "/nix/store/…-zstd-…"} (got "off")',
     ]);
     expect(problemsOf({ ...minimal({ address: "h.lan" }), policy: { deltas: "yes" } })).toEqual([
       'policy.deltas: must be true or false (got "yes")',

@@ -29,6 +29,7 @@ import { hostPolicy, type PolicyRule, rulesFor } from "./host-policy.js";
 import {
   got,
   inputProblem,
+  isJsonObject,
   type Problem,
   Problems,
   readArray,
@@ -145,18 +146,26 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets, deltas };
 }
 
-/** The `deltas` section: the tool hosts apply deltas with. */
+/** `deltas`: false (off), true (on, agent hosts too), or an object naming the tool hosts use. */
 function readDeltas(value: unknown, problems: Problems): DeltaSettings | undefined {
+  if (typeof value === "boolean") return value ? { on: true, tool: undefined } : { on: false };
+  if (!isJsonObject(value)) {
+    problems.add(
+      ["deltas"],
+      `must be true, false or an object such as {"tool": "/nix/store/…-zstd-…"} (${got(value)})`,
+    );
+    return undefined;
+  }
   const doc = readObject(value, ["deltas"], problems, FLEET_KEYS.deltas);
-  // A missing tool is reported by readObject (it is required).
-  if (doc === undefined || doc.tool === undefined) return undefined;
+  if (doc === undefined) return undefined;
+  if (doc.tool === undefined) return { on: true, tool: undefined };
   const tool = readString(doc.tool, ["deltas", "tool"], problems);
   if (tool === undefined) return undefined;
   if (!isStorePath(tool)) {
     problems.add(["deltas", "tool"], `must be a store path holding bin/zstd (${got(tool)})`);
     return undefined;
   }
-  return { tool };
+  return { on: true, tool };
 }
 
 function checkAcrossFields(

@@ -18,6 +18,19 @@ const labHost = (name: string, address: string): FleetHost => ({
 });
 
 describe("formatFleet", () => {
+  it("writes deltas as the file said them: off, on, or with a tool", () => {
+    const tool = "/nix/store/3q1xqvr3lzlbbg5z0adw4sw4fxfxdikq-zstd-1.5.6";
+    for (const deltas of [false, true, { tool }]) {
+      const fleet = parseFleetValue(
+        { hosts: { web1: { address: "h", system: ".#w" } }, deltas },
+        "f",
+      );
+      const text = formatFleet(fleet);
+      expect(JSON.parse(text).deltas).toEqual(deltas);
+      expect(parseFleet(text, "f")).toStrictEqual(fleet);
+    }
+  });
+
   it("writes a fleet that parses back to itself", () => {
     const fleet = parseFleetValue(
       {

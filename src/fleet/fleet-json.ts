@@ -1,7 +1,7 @@
 // Fleet to JSON: write a whole fleet file, or add and replace hosts in an existing one
 // without touching anything else in it (the lab merges its hosts this way).
 import { InputError } from "../errors.js";
-import type { Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
+import type { DeltaSettings, Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
 import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
 import type { PolicyOverride } from "./host-policy.js";
@@ -103,7 +103,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
         }),
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
     ...(fleet.secrets === undefined ? {} : { secrets: secretsToJson(fleet.secrets) }),
-    ...(fleet.deltas === undefined ? {} : { deltas: { tool: fleet.deltas.tool } }),
+    ...(fleet.deltas === undefined ? {} : { deltas: deltasToJson(fleet.deltas) }),
   };
 }
 
@@ -189,4 +189,10 @@ export function upsertHostsText(
   const merged = upsertHosts(doc, hosts);
   parseFleetValue(merged, source);
   return formatJson(merged);
+}
+
+/** `deltas` as the fleet file writes it: false, true, or the tool. */
+function deltasToJson(deltas: DeltaSettings): boolean | { tool: string } {
+  if (!deltas.on) return false;
+  return deltas.tool === undefined ? true : { tool: deltas.tool };
 }

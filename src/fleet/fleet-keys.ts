@@ -79,7 +79,7 @@ export const FLEET_KEYS = {
     ],
   },
   secrets: { required: ["admins", "entries"], optional: ["age"] },
-  deltas: { required: ["tool"], optional: [] },
+  deltas: { required: [], optional: ["tool"] },
   secret: { required: ["hosts"], optional: ["file", "owner", "group", "mode", "path"] },
   ssmTarget: { required: ["key", "values"], optional: [] },
 } as const satisfies Record<string, KeyShape>;

@@ -210,8 +210,9 @@ export interface RolloutPolicy {
    */
   readonly requirePinned: boolean;
   /**
-   * Whether the host may fetch paths as deltas against paths it has (docs/deltas.md), when the
-   * fleet names a delta tool (`deltas.tool`); false: every path whole.
+   * Whether the host may fetch paths as deltas against paths it has (docs/deltas.md), where the
+   * fleet file does not turn them off and the host has a zstd to apply them with; false: every
+   * path whole.
    */
   readonly deltas: boolean;
   readonly health: HealthChecks;
@@ -262,17 +263,27 @@ export interface Fleet {
   readonly hosts: readonly FleetHost[];
   readonly secrets: SecretsSettings | undefined;
   readonly build: BuildSettings;
-  /** Deltas between store paths (docs/deltas.md); undefined: hosts fetch every path whole. */
+  /**
+   * Deltas between store paths (docs/deltas.md) as the fleet file sets them; undefined: it says
+   * nothing, and deltas are on for the hosts whose running system has a zstd, agent hosts aside
+   * (fleet/delta-tool.ts).
+   */
   readonly deltas: DeltaSettings | undefined;
 }
 
-export interface DeltaSettings {
-  /**
-   * A store path holding `bin/zstd` (1.4.5 or newer, for --patch-from) that hosts apply deltas
-   * with, realised from the cache like the systems; pushed with them.
-   */
-  readonly tool: StorePath;
-}
+export type DeltaSettings =
+  /** `"deltas": false`: every host fetches every path whole. */
+  | { readonly on: false }
+  /** `"deltas": true`, or an object: on for every host, agent hosts too. */
+  | {
+      readonly on: true;
+      /**
+       * A store path holding `bin/zstd` (1.4.5 or newer, for --patch-from) that every host
+       * applies deltas with, realised from the cache like the systems and pushed with them;
+       * undefined: each host's own, a zstd of the system it runs.
+       */
+      readonly tool: StorePath | undefined;
+    };
 
 export const POLICY_DEFAULTS = {
   parallel: 10,

@@ -84,7 +84,10 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   host: hostSchema,
   ssmTarget: resolveRef((properties(hostSchema).targets as SchemaObject).items as SchemaObject),
   secrets: resolveRef(properties(schema).secrets as SchemaObject),
-  deltas: resolveRef(properties(schema).deltas as SchemaObject),
+  // `true`, `false` or this object.
+  deltas: resolveRef(
+    ((properties(schema).deltas as SchemaObject).oneOf as SchemaObject[])[1] as SchemaObject,
+  ),
   secret: resolveRef(
     (properties(defs.secrets as SchemaObject).entries as SchemaObject)
       .additionalProperties as SchemaObject,

@@ -8,7 +8,7 @@ import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
 import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
 import type { PlannedPause, UnusedPause } from "./pause-policy.js";
-import type { HostDeltaFetch } from "./plan-deltas.js";
+import type { HostDeltaFetch, NoDelta } from "./plan-deltas.js";
 import type { PlanDiffs } from "./plan-diffs.js";
 import { planWaves, type WaveKind, type WaveShape } from "./rollout.js";
 
@@ -239,6 +239,8 @@ export interface PlanDeltas {
   readonly pending: number;
   /** Hosts with deltas on whose running closure could not be read: they fetch whole. */
   readonly unread: readonly string[];
+  /** Hosts that change with deltas on but get none, and why (no zstd, a copy, …). */
+  readonly noDelta: readonly NoDelta[];
   /** Why the cache could not be asked (then `hosts` is empty): the plan goes on without. */
   readonly error?: string;
 }

@@ -65,6 +65,8 @@ export async function deltaPlanCache(): Promise<DeltaPlanCache> {
         { target: lib1, base: lib0 },
       ],
       unread: [],
+      noDelta: [],
+      tools: new Map(),
     },
     close: async () => {
       await store.close();

@@ -28,6 +28,12 @@ export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
  */
 export const DIFF_EXAMPLE_SYSTEMS = ["web-hello", "web-hello-next"] as const;
 
+/**
+ * One rebuild, for deltas (docs/deltas.md, "Try it on the lab"): every store path new, the same
+ * names, a zstd in sw/bin. Not built with the others (their libraries and zstd are larger).
+ */
+export const DELTA_EXAMPLE_SYSTEMS = ["web-deltas-v1", "web-deltas-v2"] as const;
+
 /** Builds all example systems in one `nix build`; returns each one's toplevel store path. */
 export async function buildExampleSystems(): Promise<Record<ExampleSystem, string>> {
   const installables = EXAMPLE_SYSTEMS.map((name) => `path:${EXAMPLES_DIR}#${name}`);

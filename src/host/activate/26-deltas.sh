@@ -6,9 +6,9 @@
 # not give from the substituters. The step never fails an activation: what it cannot do comes
 # whole.
 
-# The most paths the step looks for deltas of, and the bases it tries for each (paths of the
-# same package name in the running system's closure), weighing at most DELTA_MAX_PER_NAME paths
-# of a name: past these, paths come whole. The build writes them (and DELTA_INFO_LIMIT) from
+# The most paths the step looks for deltas of (the first in byte order), and the bases it tries
+# for each (paths of the same package name in the running system's closure), weighing the first
+# DELTA_MAX_PER_NAME paths of a name in byte order: past these, paths come whole. The build writes them (and DELTA_INFO_LIMIT) from
 # src/cache/delta-caps.ts, whose values the deployer's pairs take too. The step takes at most
 # half of what is left of the activation timeout, the rest is the realise's.
 DELTA_MAX_PATHS=@DELTA_MAX_PATHS@ DELTA_MAX_BASES=@DELTA_MAX_BASES@
@@ -90,6 +90,17 @@ pinned_zstd() {
   case $z_found in /nix/store/?*/bin/zstd) printf '%s\n' "$z_found" ;; *) return 1 ;; esac
 }
 
+# Whether the zstd at $1 is 1.4.5 or newer, the first with --patch-from (`zstd -V` says
+# "... v1.5.6, ..."): a delta tool a zstd of the host's own system stands for may be older.
+zstd_patches() {
+  z_version=$(timeout -k "$KILL_GRACE" 10 "$1" -V 2>/dev/null |
+    sed -n 's/.* v\([0-9][0-9]*\)\.\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2 \3/p' | head -n 1)
+  [ -n "$z_version" ] || return 1
+  # shellcheck disable=SC2086 # three numbers, one a word
+  set -- $z_version
+  [ "$1" -gt 1 ] || { [ "$1" -eq 1 ] && { [ "$2" -gt 4 ] || { [ "$2" -eq 4 ] && [ "$3" -ge 5 ]; }; }; }
+}
+
 # The store paths that `nix-store --realise --dry-run` (its output in file $1, Nix 2.8 or 2.26)
 # says will be fetched, one a line.
 fetched_paths() {
@@ -117,14 +128,16 @@ dry_run_fetches() {
   fetched_paths "$x_dir/dry-run" >"$d_out"
 }
 
-# The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (at most
-# DELTA_MAX_PATHS), the paths of file $2 of its package name (parseDrvName's: up to the first
-# "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order (deltaBasesOf
-# in src/cache/delta-bases.ts): the same whole name first, then the version sharing the longest
-# prefix with the target's, then the longest suffix, then by base name. (At most
-# DELTA_MAX_PER_NAME paths of a name are weighed.)
+# The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (the first
+# DELTA_MAX_PATHS in byte order), the paths of file $2 of its package name (parseDrvName's: up to
+# the first "-" not followed by a letter), at most DELTA_MAX_BASES, in the deployer's order
+# (deltaBasesOf in src/cache/delta-bases.ts): the same whole name first, then the version sharing
+# the longest prefix with the target's, then the longest suffix, then by base name. (The first
+# DELTA_MAX_PER_NAME paths of a name in byte order are weighed.) Both files are sorted first, so
+# the caps take the paths the deployer's pairs take (deltaPairsFor).
 delta_pairs() {
-  LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" \
+  { LC_ALL=C sort -u "$2"; printf '%s\n' --; LC_ALL=C sort -u "$1"; } |
+    LC_ALL=C awk -v max_paths="$DELTA_MAX_PATHS" -v max_bases="$DELTA_MAX_BASES" \
     -v max_per_name="$DELTA_MAX_PER_NAME" '
 function dash(n) { return match(n, /-[^A-Za-z]/) }
 function pname(n, i) { i = dash(n); return i ? substr(n, 1, i - 1) : n }
@@ -137,12 +150,13 @@ if (s2[i] != s2[j]) return s2[i] > s2[j]
 if (s3[i] != s3[j]) return s3[i] > s3[j]
 return bn[i] < bn[j]
 }
-NR == FNR {
+!sep && $0 == "--" { sep = 1; next }
+!sep {
 n = substr($0, 45); p = pname(n)
 if (count[p] < max_per_name) { count[p]++; path[p, count[p]] = $0; full[p, count[p]] = n; ver[p, count[p]] = pver(n) }
 next
 }
-FNR <= max_paths {
+++targets <= max_paths {
 n = substr($0, 45); p = pname(n); v = pver(n); m = count[p]
 for (i = 1; i <= m; i++) {
 used[i] = (path[p, i] == $0); s1[i] = (full[p, i] == n) ? 1 : 0
@@ -155,7 +169,7 @@ if (!best) break
 used[best] = 1
 print $0, path[p, best]
 }
-}' "$2" "$1"
+}'
 }
 
 # The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
@@ -324,6 +338,8 @@ delta_step() {
     delta_tool_ready || { delta_skip "$x_why"; return 0; }
     x_zstd=$delta_tool/bin/zstd
   fi
+  zstd_patches "$x_zstd" ||
+    { delta_skip "$x_zstd is not zstd 1.4.5 or newer (the first with --patch-from)"; return 0; }
   x_room=0
   x_dir=$DELTA_WORK/$$
   mkdir -p "$x_dir/cache/nar" || { delta_skip "cannot make $x_dir"; return 0; }
