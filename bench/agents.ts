@@ -630,6 +630,24 @@ async function runBenchmark(
         (trouble ? ` (e.g. ${trouble.name}: ${trouble.lastError})` : ""),
     );
 
+    // ---- 7. One agent's apply alone -------------------------------------------------------------
+    // Fresh agents (no state) of hosts the release names, one after another, with the others
+    // stopped: the CPU one host spends to take this release (its poll, the head's signature,
+    // every shard when sharded, the next release's GET, state saves and status PUTs).
+    const apply = await timeApplies(url, work, hosts, releaseKeys, interval, noop);
+    const applyCpu = apply.map((a) => a.cpu);
+    console.log(
+      `\n7. One agent's apply alone (${apply.length} fresh agents, one at a time, the others stopped):` +
+        `\n  CPU per apply: median ${ms(median(applyCpu))} ms, range ${ms(Math.min(...applyCpu))}-` +
+        `${ms(Math.max(...applyCpu))} ms; wall median ${ms(median(apply.map((a) => a.wall)))} ms; ` +
+        `outcome ${apply[0]?.outcome ?? "?"}; ${n} such applies: ${(n * median(applyCpu)).toFixed(1)} CPU-s` +
+        ` (the agents' CPU in the deploy phase above: ${deployPhase?.cpuSeconds.toFixed(1) ?? "?"} s)` +
+        (apply.some((a) => a.outcome !== "applied")
+          ? "\n  (not what a host pays for this release: an agent that took nothing read a channel the" +
+            "\n  deployer moved on, e.g. the rollback naming no host it publishes for a wave that failed)"
+          : ""),
+    );
+
     // ---- Targets -------------------------------------------------------------------------------
     const convergeTarget = interval + 5;
     const pages = (markers: number) => Math.max(1, Math.ceil(markers / 1000));
@@ -944,6 +962,57 @@ async function timeVerify(
   const t = performance.now();
   for (let i = 0; i < runs; i++) once();
   return (performance.now() - t) / runs;
+}
+
+/** CPU and wall seconds of one fresh agent's first poll of the current release, `runs` times. */
+async function timeApplies(
+  url: string,
+  work: string,
+  hosts: readonly string[],
+  releaseKeys: readonly PublicKey[],
+  interval: number,
+  activator: Activator,
+  runs = 5,
+): Promise<{ cpu: number; wall: number; outcome: string }[]> {
+  const store = await openStore(url);
+  const out: { cpu: number; wall: number; outcome: string }[] = [];
+  try {
+    for (let i = 0; i < Math.min(runs, hosts.length); i++) {
+      // Spread over the fleet, so that each reads another shard as its own.
+      const host = hosts[Math.floor((i * hosts.length) / runs)] as string;
+      const stateDir = join(work, "apply-alone", host);
+      await mkdir(stateDir, { recursive: true });
+      const agent = new Agent({
+        store,
+        channel: CHANNEL,
+        host,
+        releaseKeys,
+        substituters: [],
+        cacheKeys: [],
+        stateDir,
+        activator,
+        pollInterval: interval,
+        jitter: JITTER,
+        emit: () => {},
+      });
+      const cpu = process.cpuUsage();
+      const t = now();
+      const outcome = await agent.pollOnce();
+      const used = process.cpuUsage(cpu);
+      out.push({ cpu: (used.user + used.system) / 1e6, wall: (now() - t) / 1000, outcome });
+    }
+  } finally {
+    await store.close();
+  }
+  return out;
+}
+
+function median(values: readonly number[]): number {
+  return quantile([...values].sort(ascending), 0.5);
+}
+
+function ms(seconds: number): string {
+  return (seconds * 1000).toFixed(1);
 }
 
 function hostNames(n: number): string[] {

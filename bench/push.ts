@@ -24,6 +24,7 @@ import {
   figure,
   isNixship,
   report,
+  reportRounds,
   type Sample,
   summarise,
   TOOLS,
@@ -42,8 +43,19 @@ const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url))
 const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
+  const { values } = parseArgs({
+    options: {
+      runs: { type: "string", default: "3" },
+      // A subset, to measure the comparison that matters in less time on a shared machine.
+      tools: { type: "string", default: TOOLS.join(",") },
+      compressions: { type: "string", default: COMPRESSIONS.join(",") },
+      // Only the pushes: no stage profile, parallel tax, check with Nix or small pushes.
+      quick: { type: "boolean", default: false },
+    },
+  });
   const runs = Math.max(2, Number(values.runs) || 3);
+  const tools = pickList("--tools", values.tools, TOOLS);
+  const compressions = pickList("--compressions", values.compressions, COMPRESSIONS);
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-"));
   const cleanUp = (): void => rmSync(work, { recursive: true, force: true });
   process.once("SIGINT", () => {
@@ -82,15 +94,27 @@ async function main(): Promise<void> {
     const current = await prepareCurrentNixStore(top, work, ENV);
     console.log(`nix copy current: ${current.version}, its /nix in ${current.nixRoot}`);
 
-    const { samples, kept, diskWrites } = await runVariants(runs, stats, secret, work, current);
+    const { samples, kept, diskWrites } = await runVariants(
+      runs,
+      tools,
+      compressions,
+      stats,
+      secret,
+      work,
+      current,
+    );
     console.log(`  (${loadAverage()})`);
     const variants = summarise(samples);
     console.log(`\n${report(variants, stats)}`);
-    console.log(
-      `\n${reportDiskFloor(diskWrites, (c) =>
-        figure(variants, "nixship nosync", c, (v) => v.medianSeconds),
-      )}`,
-    );
+    console.log(`\n${reportRounds(samples)}`);
+    if (diskWrites.length > 0) {
+      console.log(
+        `\n${reportDiskFloor(diskWrites, (c) =>
+          figure(variants, "nixship nosync", c, (v) => v.medianSeconds),
+        )}`,
+      );
+    }
+    if (values.quick) return;
     const profile = await profileStages(stats.paths, top, work, NIXSHIP, ENV);
     const cpu = (tool: Tool) => ({
       zstd: figure(variants, tool, "zstd", (v) => v.medianCpuSeconds),
@@ -120,6 +144,8 @@ async function main(): Promise<void> {
 /** Every variant `runs` times, the two tools in turn first; keeps one nixship zstd cache. */
 async function runVariants(
   runs: number,
+  tools: readonly Tool[],
+  compressions: readonly Compression[],
   stats: ClosureStats,
   secret: string,
   work: string,
@@ -136,19 +162,19 @@ async function runVariants(
   const diskWrites: DiskWrite[] = [];
   let kept: string | undefined;
   for (let r = 0; r < runs; r++) {
-    for (const compression of COMPRESSIONS) {
-      const order = r % 2 === 0 ? TOOLS : [...TOOLS].reverse();
+    for (const compression of compressions) {
+      const order = r % 2 === 0 ? tools : [...tools].reverse();
       for (const tool of order) {
         const warmUp = await mkdtemp(join(work, "warm-up-"));
-        await pushOnce(tool, compression, warmUp, secret, stats, current);
+        await pushOnce(tool, compression, warmUp, secret, stats, current, r);
         await rm(warmUp, { recursive: true, force: true });
         const cache = await mkdtemp(join(work, "cache-"));
-        const sample = await pushOnce(tool, compression, cache, secret, stats, current);
+        const sample = await pushOnce(tool, compression, cache, secret, stats, current, r);
         samples.push(sample);
         console.log(
           `  run ${r + 1}/${runs}  ${tool.padEnd(16)}  ${compression.padEnd(4)}  ${sample.m.seconds.toFixed(2)} s` +
             `  ${sample.m.cpuSeconds?.toFixed(2) ?? "?"} CPU s  ${mbps(stats.narBytes, sample.m.seconds)}` +
-            `  tree RSS ${mb(sample.m.treePeakRssBytes)}`,
+            `  tree RSS ${mb(sample.m.treePeakRssBytes)}  load ${sample.load.toFixed(2)}`,
         );
         if (tool === "nixship" && compression === "zstd" && kept === undefined) kept = cache;
         else await rm(cache, { recursive: true, force: true });
@@ -172,7 +198,11 @@ async function pushOnce(
   secret: string,
   stats: ClosureStats,
   current: CurrentNixStore,
+  round: number,
 ): Promise<Sample> {
+  // The 1-minute load average as the run starts: other work on the machine, and the runs
+  // before this one.
+  const load = loadavg()[0] ?? Number.NaN;
   const copyArgs = [
     "copy",
     "--to",
@@ -212,7 +242,7 @@ async function pushOnce(
   if (narinfos !== stats.paths.length) {
     throw new Error(`${tool} wrote ${narinfos} narinfos for ${stats.paths.length} paths`);
   }
-  return { tool, compression, m, outputBytes: await treeBytes(cache) };
+  return { tool, compression, m, outputBytes: await treeBytes(cache), round, load };
 }
 
 /** `nix copy --from` the nixship cache into an empty store, trusting only our key. */
@@ -239,6 +269,16 @@ async function printMachine(work: string): Promise<void> {
       `\n${tmpdir()}: ${mb(fs.bavail * fs.bsize)} free` +
       (hasGnuTime() ? "" : "\n/usr/bin/time not found: only the sampled tree RSS is reported"),
   );
+}
+
+/** The names in a comma-separated `text`, each one of `known`, in the order given. */
+function pickList<T extends string>(flag: string, text: string, known: readonly T[]): T[] {
+  const names = text.split(",").map((n) => n.trim());
+  const unknown = names.filter((n) => !(known as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new Error(`${flag}: ${unknown.join(", ")} (one or more of: ${known.join(", ")})`);
+  }
+  return names as T[];
 }
 
 /** Other work on the machine skews the figures; the load average shows whether there was any. */

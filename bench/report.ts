@@ -38,6 +38,10 @@ export interface Sample {
   readonly compression: Compression;
   readonly m: Measurement;
   readonly outputBytes: number;
+  /** Which round of the runs (0-based): one run of each variant per round. */
+  readonly round: number;
+  /** The 1-minute load average as the run started. */
+  readonly load: number;
 }
 
 export interface Variant {
@@ -45,7 +49,12 @@ export interface Variant {
   readonly compression: Compression;
   readonly bestSeconds: number;
   readonly medianSeconds: number;
+  readonly worstSeconds: number;
   readonly medianCpuSeconds: number;
+  /** The least and most CPU seconds of a run. */
+  readonly cpuRange: readonly [number, number];
+  /** The least and most load average at the start of a run. */
+  readonly loadRange: readonly [number, number];
   /** Maxima over the runs. */
   readonly maxRssBytes: number;
   readonly treePeakRssBytes: number;
@@ -57,12 +66,16 @@ export function summarise(samples: readonly Sample[]): Variant[] {
     TOOLS.map((tool) => {
       const mine = samples.filter((s) => s.tool === tool && s.compression === compression);
       const seconds = mine.map((s) => s.m.seconds);
+      const cpu = mine.map((s) => s.m.cpuSeconds ?? Number.NaN);
       return {
         tool,
         compression,
         bestSeconds: seconds.length > 0 ? Math.min(...seconds) : Number.NaN,
         medianSeconds: median(seconds),
-        medianCpuSeconds: median(mine.map((s) => s.m.cpuSeconds ?? Number.NaN)),
+        worstSeconds: seconds.length > 0 ? Math.max(...seconds) : Number.NaN,
+        medianCpuSeconds: median(cpu),
+        cpuRange: range(cpu),
+        loadRange: range(mine.map((s) => s.load)),
         maxRssBytes: Math.max(...mine.map((s) => s.m.maxRssBytes ?? Number.NaN)),
         treePeakRssBytes: Math.max(...mine.map((s) => s.m.treePeakRssBytes)),
         outputBytes: Math.max(...mine.map((s) => s.outputBytes)),
@@ -82,17 +95,21 @@ export function figure(
   return v ? of(v) : Number.NaN;
 }
 
-export function report(variants: readonly Variant[], stats: ClosureStats): string {
-  const header = ["tool", "compr.", "best s", "median s", "best MB/s", "median MB/s"];
-  header.push("median CPU s", "max RSS 1 proc", "tree peak RSS", "output");
+export function report(measured: readonly Variant[], stats: ClosureStats): string {
+  const variants = measured.filter((v) => Number.isFinite(v.medianSeconds));
+  const header = ["tool", "compr.", "best s", "median s", "worst s", "median MB/s"];
+  header.push("median CPU s", "CPU s range", "load range", "max RSS 1 proc", "tree peak RSS");
+  header.push("output");
   const rows = variants.map((v) => [
     v.tool,
     v.compression,
     v.bestSeconds.toFixed(2),
     v.medianSeconds.toFixed(2),
-    (stats.narBytes / 1e6 / v.bestSeconds).toFixed(1),
+    v.worstSeconds.toFixed(2),
     (stats.narBytes / 1e6 / v.medianSeconds).toFixed(1),
     v.medianCpuSeconds.toFixed(2),
+    `${v.cpuRange[0].toFixed(2)}-${v.cpuRange[1].toFixed(2)}`,
+    `${v.loadRange[0].toFixed(1)}-${v.loadRange[1].toFixed(1)}`,
     mb(v.maxRssBytes),
     mb(v.treePeakRssBytes),
     mb(v.outputBytes),
@@ -115,8 +132,8 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     1;
   const targets: [boolean, string, string][] = [];
   for (const [c, speedup] of [
-    ["zstd", 2],
-    ["none", 1.3],
+    ["zstd", 1.5],
+    ["none", 1.2],
   ] as const) {
     const wall = ratio("nixship", c, (v) => v.medianSeconds);
     const cpu = cpuRatio(c);
@@ -149,6 +166,8 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     table([header, ...rows], 2),
     "",
     "CPU s: user + system time of the process and its children (GNU time %U + %S).",
+    "load range: the 1-minute load average as each run started (2 cores: above 2, other work",
+    "took CPU from the runs).",
     "max RSS 1 proc: GNU time %M, the largest RSS of any single process.",
     "nixship makes every object durable by default (a few syncfs group commits, NARs before the",
     "narinfos that name them); nixship nosync uses file://DIR?fsync=false, which like nix copy",
@@ -169,4 +188,58 @@ export function report(variants: readonly Variant[], stats: ClosureStats): strin
     "Targets (on median times; printed, not asserted):",
     ...targets.map(([ok, what, got]) => `  ${ok ? "PASS" : "MISS"}  ${what.padEnd(60)} ${got}`),
   ].join("\n");
+}
+
+/**
+ * Each round's runs side by side: nixship's time against each peer's in the same round (the
+ * runs of a round are minutes apart, so they met much the same load), and the ratios' range.
+ */
+export function reportRounds(samples: readonly Sample[]): string {
+  const rounds = [...new Set(samples.map((s) => s.round))].sort((a, b) => a - b);
+  const rows: string[][] = [
+    ["compr.", "round", "nixship s (CPU s)", ...PEERS.map((p) => `${p} s (CPU s)`), "load"],
+  ];
+  const ratios = new Map<string, number[]>();
+  for (const c of COMPRESSIONS) {
+    for (const round of rounds) {
+      const at = (tool: Tool) =>
+        samples.find((s) => s.tool === tool && s.compression === c && s.round === round);
+      const mine = at("nixship");
+      if (mine === undefined) continue;
+      const cells = PEERS.map((peer) => {
+        const theirs = at(peer);
+        if (theirs === undefined) return "-";
+        const ratio = theirs.m.seconds / mine.m.seconds;
+        ratios.set(`${c} ${peer}`, [...(ratios.get(`${c} ${peer}`) ?? []), ratio]);
+        return `${theirs.m.seconds.toFixed(2)} (${theirs.m.cpuSeconds?.toFixed(2) ?? "?"}) ${ratio.toFixed(2)}x`;
+      });
+      const loads = samples
+        .filter((s) => s.compression === c && s.round === round)
+        .map((s) => s.load);
+      const [lo, hi] = range(loads);
+      rows.push([
+        c,
+        String(round + 1),
+        `${mine.m.seconds.toFixed(2)} (${mine.m.cpuSeconds?.toFixed(2) ?? "?"})`,
+        ...cells,
+        `${lo.toFixed(1)}-${hi.toFixed(1)}`,
+      ]);
+    }
+  }
+  if (rows.length === 1) return "(no round ran nixship)";
+  const lines = [...ratios].map(([what, r]) => {
+    const [lo, hi] = range(r);
+    return `  ${what} time / nixship time: median ${median(r).toFixed(2)}x, range ${lo.toFixed(2)}-${hi.toFixed(2)}x over ${r.length} rounds`;
+  });
+  return [
+    "Round by round (peer columns: its time, its CPU, and its time / nixship's in that round):",
+    table(rows, 2),
+    ...lines,
+  ].join("\n");
+}
+
+/** The least and most of `values` (NaN, NaN for none). */
+function range(values: readonly number[]): readonly [number, number] {
+  const known = values.filter(Number.isFinite);
+  return known.length === 0 ? [Number.NaN, Number.NaN] : [Math.min(...known), Math.max(...known)];
 }

@@ -262,6 +262,24 @@ describe("parseShard (one shard, as every reader checks it: the agent too)", () 
     expect(() => joinShards(badHead, bytes, ["k0", "k1", "k2"])).toThrow(/k0: hosts\./);
   });
 
+  it("refuses a shard signed for but not in canonical form: a space, or a byte-order mark", () => {
+    const { head: h, bytes } = signedFor(split);
+    const text = Buffer.from(bytes[0] as Uint8Array).toString();
+    for (const variant of [text.replace('"count":', '"count": '), `\uFEFF${text}`]) {
+      const b = new Uint8Array(Buffer.from(variant));
+      const refs = h.shards.map((r, i) => (i === 0 ? { ...r, digest: releaseDigest(b) } : r));
+      const signedHead = formatShardedHead(headOf(whole), refs, key);
+      expect(() => parseShard(b, signedHead, 0, "k0")).toThrow(
+        expect.objectContaining({
+          code: "release-malformed",
+          message: expect.stringContaining(
+            "k0: shard 0 of release 3 of channel prod is not in canonical form",
+          ),
+        }),
+      );
+    }
+  });
+
   it("checks the number of hosts the signed head gives the shard", () => {
     const { head: h, bytes } = signedFor(split);
     const fewer = { ...h, shards: h.shards.map((r, i) => (i === 0 ? { ...r, hosts: 1 } : r)) };
