@@ -35,6 +35,7 @@ import {
 } from "./fleet-input.js";
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { openMetrics } from "./prometheus-input.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
 /** Where the systems are built: the fleet's build section, and --build-host. */
@@ -268,6 +269,7 @@ bad usage or input, 130 when interrupted.`,
       releaseKeyFile !== undefined
         ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
         : undefined;
+    const metrics = await openMetrics(input.fleet);
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
     const { code } = await rollOut(
@@ -288,6 +290,7 @@ bad usage or input, 130 when interrupted.`,
         allowFailed: values["allow-failed"] === true,
         waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
         buildHost: values["build-host"],
+        ...(metrics === undefined ? {} : { metrics }),
       },
     );
     return code;

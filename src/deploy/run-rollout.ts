@@ -1,5 +1,6 @@
 // The rollout engine, written once over the Delivery seam: the plan's waves (each role's
-// canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked by its delivery mode; no
+// canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked
+// by its delivery mode, then the wave's bake (bake-wave.ts); no
 // new wave starts once the failure budget is spent (or a canary failed), or once the deploy
 // is interrupted. An interrupted wave is waited for a bounded time.
 import type {
@@ -13,7 +14,9 @@ import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
+import type { MetricsSource } from "../metrics/prometheus.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { bakeWave } from "./bake-wave.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { pendingBootLine } from "./pending-boot.js";
 
@@ -40,6 +43,8 @@ export interface RolloutInput {
   readonly signal?: AbortSignal;
   /** Milliseconds to wait for an interrupted wave (default ABORT_GRACE_MS). */
   readonly abortGrace?: number;
+  /** The Prometheus the bakes' analysis asks (the fleet's `prometheus`). */
+  readonly metrics?: MetricsSource;
 }
 
 /** Every selected host's result, in fleet order. A result counts as a failure unless ok. */
@@ -89,12 +94,18 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       stop(overBudget(failures, unreachable, policy.maxFailures), waves);
       break;
     }
-    const outcomes = await runWave(
-      input,
-      hostNamed,
-      wave,
-      Math.max(0, policy.maxFailures - failures),
-    );
+    // Once confirmed, the wave's hosts bake before the next wave starts (bake-wave.ts).
+    const outcomes = await bakeWave({
+      plan,
+      wave: wave.index + 1,
+      results: await runWave(input, hostNamed, wave, Math.max(0, policy.maxFailures - failures)),
+      hosts: hostNamed,
+      requests: input.requests,
+      delivery: input.delivery,
+      metrics: input.metrics,
+      emit,
+      ...(signal === undefined ? {} : { signal }),
+    });
     for (const r of outcomes) results.set(r.host, r);
     const waveFailures = outcomes.filter(isFailure).length;
     failures += waveFailures;

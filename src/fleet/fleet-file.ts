@@ -38,6 +38,7 @@ import {
 } from "./json-check.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
+import { checkBakeAcrossFields, readPrometheus } from "./read-bake.js";
 import { readBuild } from "./read-build.js";
 import { readHosts } from "./read-hosts.js";
 import { readPolicies, readPolicy } from "./read-policy.js";
@@ -105,7 +106,11 @@ export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
     builders?.kind === "file"
       ? { ...fleet.build, builders: { ...builders, path: at(builders.path) } }
       : fleet.build;
-  return { ...fleet, ssh, secrets, build };
+  const prometheus = fleet.prometheus && {
+    ...fleet.prometheus,
+    bearerTokenFile: maybe(fleet.prometheus.bearerTokenFile),
+  };
+  return { ...fleet, ssh, secrets, build, ...(prometheus === undefined ? {} : { prometheus }) };
 }
 
 function readFleet(value: unknown, problems: Problems): Fleet | undefined {
@@ -122,6 +127,8 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
   const policies = doc.policies === undefined ? [] : readPolicies(doc.policies, hosts, problems);
   const deltas = doc.deltas === undefined ? undefined : readDeltas(doc.deltas, problems);
+  const prometheus =
+    doc.prometheus === undefined ? undefined : readPrometheus(doc.prometheus, problems);
   if (
     ssh === undefined ||
     ssm === undefined ||
@@ -142,7 +149,23 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets, deltas };
+  checkBakeAcrossFields(
+    { policy, policies, hosts, hasPrometheus: doc.prometheus !== undefined },
+    problems,
+  );
+  return {
+    cache,
+    releases,
+    ssh,
+    ssm,
+    build,
+    policy,
+    policies,
+    hosts,
+    secrets,
+    deltas,
+    ...(prometheus === undefined ? {} : { prometheus }),
+  };
 }
 
 /** The `deltas` section: the tool hosts apply deltas with. */

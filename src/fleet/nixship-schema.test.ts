@@ -84,6 +84,13 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   ssmTarget: resolveRef((properties(hostSchema).targets as SchemaObject).items as SchemaObject),
   secrets: resolveRef(properties(schema).secrets as SchemaObject),
   deltas: resolveRef(properties(schema).deltas as SchemaObject),
+  prometheus: resolveRef(properties(schema).prometheus as SchemaObject),
+  bake: resolveRef(properties(defs.policy as SchemaObject).bake as SchemaObject),
+  analysisQuery: resolveRef(
+    (resolveRef(properties(defs.policy as SchemaObject).analysis as SchemaObject)
+      .items as SchemaObject) ?? {},
+  ),
+  baseline: resolveRef(properties(defs.analysisQuery as SchemaObject).baseline as SchemaObject),
   secret: resolveRef(
     (properties(defs.secrets as SchemaObject).entries as SchemaObject)
       .additionalProperties as SchemaObject,

@@ -14,11 +14,13 @@ import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
 import { withoutControls } from "../util/text.js";
+import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
 
 /**
- * Where one host of a rollout is, and once it ended, what came of it: confirmed (activated),
+ * Where one host of a rollout is, and once it ended, what came of it: baking (confirmed, its
+ * wave holds while it is measured), confirmed (activated),
  * rolled-back, failed, unreachable (skipped: it could not be reached), not-started (a wave
  * that never began), up-to-date (it ran its system already), refused (a rollback would not
  * move it: it changed since). "skipped" is older records' word for up-to-date or unreachable,
@@ -28,6 +30,7 @@ export const ROLLOUT_HOST_STATES = [
   "pending",
   "activating",
   "health",
+  "baking",
   "confirmed",
   "rolled-back",
   "failed",
@@ -65,6 +68,8 @@ export interface RolloutHost {
   readonly before?: string | null;
   /** Why it failed or was skipped (null otherwise). */
   readonly message: string | null;
+  /** Its bake, once its wave's began: each query's measurements, what failed it. */
+  readonly bake?: RolloutBake;
 }
 
 export interface RolloutWave {
@@ -232,6 +237,7 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
     system: h.system as string | null,
     ...(h.before === undefined ? {} : { before: h.before as string | null }),
     message: typeof h.message === "string" ? clip(h.message) : null,
+    ...(h.bake === undefined ? {} : { bake: parseRolloutBake(h.bake, source, `${where}.bake`) }),
   };
 }
 
