@@ -48,6 +48,16 @@
           inherit system; name = "web-deltas-v2"; version = "deltas-v2"; tag = "deltas";
           libraries = { a = 48; b = 48; c = 48; d = 48; }; zstd = "1.5.4"; nonce = "2";
         };
+        # Healthy as it starts, and its /health stays green, but 4 s after it starts half of its
+        # GET /work requests fail (500): what only its /metrics shows, for bake and analysis.
+        web-errors-later = mkSystem {
+          inherit system; name = "web-errors-later"; version = "errors-later"; errors = 50; errorsAfter = 4;
+        };
+        # A steady error ratio from the start (10%, 30%, 12% of GET /work), for a canary against
+        # its baseline: 30% is 3x web-errors-10's, 12% within a tolerance of 1.5.
+        web-errors-10 = mkSystem { inherit system; name = "web-errors-10"; version = "errors-10"; errors = 10; };
+        web-errors-30 = mkSystem { inherit system; name = "web-errors-30"; version = "errors-30"; errors = 30; };
+        web-errors-12 = mkSystem { inherit system; name = "web-errors-12"; version = "errors-12"; errors = 12; };
         # Declares its own health check (nixship/health.json): it passes once the host has
         # /run/web-checked.ready.
         web-checked = mkSystem {

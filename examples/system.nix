@@ -10,6 +10,11 @@
   version,
   # "ok", or "fail": GET /health answers 500 (the service runs, but fails a health check).
   health ? "ok",
+  # The percent of GET /work requests that answer 500 once `errorsAfter` seconds have passed
+  # since the service started (its /health stays as `health` says): a fault health checks miss,
+  # that its /metrics counter shows (docs/progressive-delivery.md).
+  errors ? 0,
+  errorsAfter ? 0,
   # "ok"; "fail": the service exits as it starts, so switch-to-configuration exits 4; or
   # "hang": switch-to-configuration stops the old service, points /run/current-system at
   # itself, then never ends (a switch that hangs, for activation timeouts).
@@ -74,13 +79,16 @@ let
     cc -std=c11 -O2 -Wall -Wextra -s -o $out/bin/example-web server.c
   '';
   config = builtins.toJSON { inherit name version health start; };
-  # The same settings as key=value lines, which the C service reads (no JSON parser there).
+  # The same settings as key=value lines, which the C service reads (no JSON parser there);
+  # errors and errorsAfter only where set, so that the other systems' paths stay as they were.
+  settings = { inherit name version health start; }
+    // (if errors == 0 then { } else { inherit errors errorsAfter; });
   configLines = builtins.concatStringsSep "" (map (key:
-    let value = toString { inherit name version health start; }.${key}; in
+    let value = toString settings.${key}; in
     if builtins.match "[^\n\r]{0,255}" value == null
     then throw "example-web's ${key} is one line of at most 255 bytes: ${value}"
     else "${key}=${value}\n"
-  ) [ "name" "version" "health" "start" ]);
+  ) (builtins.filter (key: settings ? ${key}) [ "name" "version" "health" "start" "errors" "errorsAfter" ]));
   # Like a NixOS toplevel's kernel, initrd and kernel-modules links: one small path.
   boot = mk "example-kernel-${kernel}" ''
     mkdir -p $out/lib/modules/${kernel}

@@ -39,6 +39,12 @@ command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 # The example systems compile their web service (examples/web/server.c) with the machine's cc.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# The bake tests run a Prometheus of their own (on a free port, a temporary storage directory)
+# that scrapes the lab's hosts; the tests start it, so the package's service is kept stopped.
+if ! command -v prometheus >/dev/null 2>&1; then
+  missing+=(prometheus)
+  disable_prometheus=1
+fi
 # zstd-napi compiles libzstd at install (node-gyp): a C/C++ toolchain and Python.
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
@@ -67,6 +73,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "${disable_prometheus:-0}" = 1 ]; then
+      # The package starts a Prometheus on :9090 where it can; tests start their own.
+      systemctl stop prometheus >/dev/null 2>&1 || true
+      systemctl disable prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing Debian packages: ${missing[*]}" >&2
     echo "setup: run this script as root, or: sudo apt-get install ${missing[*]}" >&2

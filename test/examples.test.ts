@@ -362,3 +362,55 @@ put log "$(cat /run/nixship-example-web.log)"
     expect(log[1], t).toMatch(/^\S+Z example-web: web-v2 stopping on SIGTERM$/);
   });
 });
+
+describe("the example service's work and its metrics", () => {
+  it("counts its answers by route and status; web-errors-later fails half its /work once 4 s have passed, its /health green", async () => {
+    const host = await runInThrowawayHost(
+      `
+act v1 "$web_v1" switch
+work() { i=0; while [ "$i" -lt "$2" ]; do curl -s --max-time 5 -o /dev/null -w '%{http_code} ' "http://127.0.0.1:80/work"; i=$((i + 1)); done; }
+put v1.work "$(work v1 4)"
+get v1.missing /missing
+get v1.metrics /metrics
+act later "$web_errors_later" switch
+put later.early "$(work later 4)"
+sleep 4.5
+put later.late "$(work later 4)"
+get later.health /health
+get later.metrics /metrics
+act ten "$web_errors_10" switch
+put ten.work "$(work ten 20)"
+`,
+      systemEnv(),
+    );
+    const t = host.transcript;
+    const v = (key: string) => host.get(key);
+    expect(v("v1.work").trim(), t).toBe("200 200 200 200");
+    expect(v("v1.metrics.body").split("|"), t).toEqual([
+      "# HELP example_web_requests_total Requests answered since the service started, by route and status.",
+      "# TYPE example_web_requests_total counter",
+      // The switch waits until /version names the new system.
+      'example_web_requests_total{route="/version",code="200"} 1',
+      'example_web_requests_total{route="/work",code="200"} 4',
+      'example_web_requests_total{route="/work",code="500"} 0',
+      'example_web_requests_total{route="other",code="404"} 1',
+    ]);
+    expect(v("later.early").trim(), `no errors before 4 s\n${t}`).toBe("200 200 200 200");
+    expect(v("later.late").trim(), `every second /work fails after 4 s\n${t}`).toBe(
+      "200 500 200 500",
+    );
+    expect(v("later.health.status"), `its /health stays green\n${t}`).toBe("200");
+    expect(v("later.metrics.body").split("|"), t).toEqual(
+      expect.arrayContaining([
+        'example_web_requests_total{route="/health",code="200"} 1',
+        'example_web_requests_total{route="/work",code="200"} 6',
+        'example_web_requests_total{route="/work",code="500"} 2',
+      ]),
+    );
+    const ten = v("ten.work").trim().split(" ");
+    expect(
+      ten.filter((s) => s === "500"),
+      `10% of web-errors-10's /work\n${t}`,
+    ).toHaveLength(2);
+  });
+});

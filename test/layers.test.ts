@@ -27,6 +27,7 @@ const LAYERS = [
   "release",
   "fleet",
   "cache",
+  "metrics",
   "store",
   "age",
   "nix",

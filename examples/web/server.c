@@ -12,6 +12,11 @@
  *   /version  200 JSON: {"name":NAME,"version":VERSION,"system":SYSTEM}
  *   /health   200 "ok", or 500 "unhealthy" when the configuration says health=fail
  *   /secret   200 JSON: {"sha256":HEX} of /run/keys/web-token as read at start, or null
+ *   /work     the service's work: 200 "done"; once errorsAfter seconds have passed since it
+ *             started, errors percent of these requests answer 500 "failed" (every n-th, evenly),
+ *             while /health stays as the configuration says
+ *   /metrics  200, Prometheus' text format: example_web_requests_total{route,code}, the requests
+ *             answered since the service started (not those of /metrics), by route and status
  * The path is compared without its query; dot segments are not resolved.
  * One connection at a time: each has 2 s to send its request head (at most 8 KiB) and to take
  * the answer. SIGHUP is ignored; SIGTERM and SIGINT stop it with exit 0. It logs to stdout. */
@@ -123,7 +128,21 @@ static int json_string(char *dst, size_t cap, const char *s) {
 /* --- serve ----------------------------------------------------------------------------------- */
 
 static char name[VALUE_MAX + 1], version[VALUE_MAX + 1], health[VALUE_MAX + 1], start[VALUE_MAX + 1];
+static char errors_text[VALUE_MAX + 1] = "0", errors_after_text[VALUE_MAX + 1] = "0";
 static char root_body[BODY_MAX], version_body[BODY_MAX], secret_body[128];
+/* /work's errors: the percent of requests that fail once errors_after seconds have passed. */
+static long errors_percent, errors_after;
+static long long started_ms;
+
+/* The routes and status codes the request counter knows, and its counts. */
+static const char *routes[] = {"/", "/version", "/health", "/secret", "/work", "other"};
+#define ROUTE_COUNT (sizeof routes / sizeof routes[0])
+#define ROUTE_WORK 4
+static const int codes[] = {200, 400, 404, 431, 500};
+#define CODE_COUNT (sizeof codes / sizeof codes[0])
+static unsigned long long requests[ROUTE_COUNT][CODE_COUNT];
+/* /work requests since the errors began: which of them fail is decided by this count. */
+static unsigned long long work_since_errors;
 
 /* Reads SYSTEM/etc/example-web.conf: key=value lines (name, version, health, start). */
 static int read_config(const char *system) {
@@ -135,7 +154,8 @@ static int read_config(const char *system) {
     return -1;
   }
   struct { const char *key; char *value; } fields[] = {
-      {"name", name}, {"version", version}, {"health", health}, {"start", start}};
+      {"name", name}, {"version", version}, {"health", health}, {"start", start},
+      {"errors", errors_text}, {"errorsAfter", errors_after_text}};
   int ok = 0;
   while (fgets(line, sizeof line, f)) {
     size_t len = strlen(line);
@@ -156,11 +176,53 @@ static int read_config(const char *system) {
     }
   }
   fclose(f);
-  if (ok != 15) {
+  if ((ok & 15) != 15) {
     log_line("cannot read the configuration of %s: it lacks name, version, health or start", system);
     return -1;
   }
+  /* errors and errorsAfter are optional (0): whole numbers, errors at most 100. */
+  char *end;
+  errors_percent = strtol(errors_text, &end, 10);
+  if (*end || errors_percent < 0 || errors_percent > 100) {
+    log_line("the configuration of %s says errors=%s; it takes 0 to 100", system, errors_text);
+    return -1;
+  }
+  errors_after = strtol(errors_after_text, &end, 10);
+  if (*end || errors_after < 0) {
+    log_line("the configuration of %s says errorsAfter=%s; it takes seconds", system, errors_after_text);
+    return -1;
+  }
   return 0;
+}
+
+/* Counts one answer of ROUTE (an index of routes) with STATUS. */
+static void count_request(size_t route, int status) {
+  for (size_t i = 0; i < CODE_COUNT; i++) {
+    if (codes[i] == status) requests[route][i]++;
+  }
+}
+
+/* Whether this /work request fails: none before errors_after, then every n-th of errors_percent. */
+static int work_fails(void) {
+  if (errors_percent == 0 || now_ms() - started_ms < errors_after * 1000) return 0;
+  work_since_errors++;
+  unsigned long long n = work_since_errors, p = (unsigned long long)errors_percent;
+  return n * p / 100 > (n - 1) * p / 100;
+}
+
+/* The counter in Prometheus' text format: /work's 200 and 500 always, the rest once counted. */
+static void metrics_body(char *body, size_t cap) {
+  size_t n = (size_t)snprintf(body, cap,
+      "# HELP example_web_requests_total Requests answered since the service started, by route and status.\n"
+      "# TYPE example_web_requests_total counter\n");
+  for (size_t r = 0; r < ROUTE_COUNT && n < cap; r++) {
+    for (size_t c = 0; c < CODE_COUNT && n < cap; c++) {
+      int always = r == ROUTE_WORK && (codes[c] == 200 || codes[c] == 500);
+      if (!always && requests[r][c] == 0) continue;
+      n += (size_t)snprintf(body + n, cap - n, "example_web_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                            routes[r], codes[c], requests[r][c]);
+    }
+  }
 }
 
 /* The SHA-256 (hex) of the token, read once as a service reads its credentials at start: by
@@ -310,12 +372,26 @@ static void serve_connection(int fd) {
   size_t path_len = strcspn(path, "?#");
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 #define IS(route) (get && path_len == strlen(route) && strncmp(path, route, path_len) == 0)
-  if (IS("/secret")) respond(fd, method, 200, "application/json", secret_body, deadline);
-  else if (IS("/")) respond(fd, method, 200, "text/plain", root_body, deadline);
-  else if (IS("/version")) respond(fd, method, 200, "application/json", version_body, deadline);
-  else if (IS("/health") && strcmp(health, "ok") == 0) respond(fd, method, 200, "text/plain", "ok\n", deadline);
-  else if (IS("/health")) respond(fd, method, 500, "text/plain", "unhealthy\n", deadline);
+  if (IS("/metrics")) {
+    static char metrics[BODY_MAX];
+    metrics_body(metrics, sizeof metrics);
+    respond(fd, method, 200, "text/plain", metrics, deadline);
+    goto done;
+  }
+  size_t route = ROUTE_COUNT - 1;
+  for (size_t r = 0; r < ROUTE_COUNT - 1; r++) {
+    if (IS(routes[r])) route = r;
+  }
+  int status = 404;
+  if (IS("/secret")) respond(fd, method, status = 200, "application/json", secret_body, deadline);
+  else if (IS("/")) respond(fd, method, status = 200, "text/plain", root_body, deadline);
+  else if (IS("/version")) respond(fd, method, status = 200, "application/json", version_body, deadline);
+  else if (IS("/health") && strcmp(health, "ok") == 0) respond(fd, method, status = 200, "text/plain", "ok\n", deadline);
+  else if (IS("/health")) respond(fd, method, status = 500, "text/plain", "unhealthy\n", deadline);
+  else if (IS("/work") && work_fails()) respond(fd, method, status = 500, "text/plain", "failed\n", deadline);
+  else if (IS("/work")) respond(fd, method, status = 200, "text/plain", "done\n", deadline);
   else respond(fd, method, 404, "text/plain", "not found\n", deadline);
+  count_request(route, status);
 #undef IS
 done:
   shutdown(fd, SHUT_WR);
@@ -372,6 +448,7 @@ static int serve(const char *system) {
     log_line("%s cannot serve: listen 0.0.0.0:80: %s", name, strerror(errno));
     return 1;
   }
+  started_ms = now_ms();
   log_line("%s (%s) listening on 0.0.0.0:80", name, system);
   for (;;) {
     int ready = wait_fd(listener, POLLIN, -1);

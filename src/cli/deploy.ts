@@ -28,6 +28,7 @@ import {
 } from "./fleet-input.js";
 import { INTERRUPTED_EXIT } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { openMetrics } from "./prometheus-input.js";
 import { rollOut } from "./roll-out.js";
 import { undoRollout } from "./rollback-rollout.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
@@ -277,6 +278,7 @@ bad usage or input, 130 when interrupted.`,
       releaseKeyFile !== undefined
         ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
         : undefined;
+    const metrics = await openMetrics(input.fleet);
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
     const { report, code } = await rollOut(
@@ -297,6 +299,7 @@ bad usage or input, 130 when interrupted.`,
         allowFailed: values["allow-failed"] === true,
         waitReachable: parseIntFlag(values["wait-reachable"], "--wait-reachable", "deploy", 0),
         buildHost: values["build-host"],
+        ...(metrics === undefined ? {} : { metrics }),
       },
     );
     if (

@@ -21,6 +21,7 @@ import { parseListen } from "../util/listen-address.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { openMetrics } from "./prometheus-input.js";
 import { systemFault } from "./system-faults.js";
 
 export const doctorCommand: Command = {
@@ -48,6 +49,9 @@ Checks, and for each problem prints the exact fix:
           served on HOST:PORT while doctor runs, as deploy --serve-cache serves it; else an
           HTTP cache.substituter
   ssm     a region for SSM hosts
+  prometheus  the fleet's prometheus answers a query (with its bearer token), and each
+          query of the selected hosts' analysis answers a value for each of them (at most
+          50 hosts a query): no data fails under noData fail, and warns under wait
   builder each of build.builders (and build.host): a new ssh connection (host key checked
           against the entry's PUBLIC_HOST_KEY, else ssh.knownHosts), its Nix version,
           nix-daemon for ssh-ng://, its own system; then that every system the selected
@@ -177,6 +181,10 @@ async function fleetChecks(
   const served =
     serve === undefined ? undefined : await serveForHosts(input.fleet.cache?.url, serve);
   if (served?.failed !== undefined) keys.push(served.failed);
+  const metrics = await openMetrics(input.fleet).catch((err: unknown) => {
+    if (!(err instanceof NixshipError)) throw err;
+    return { unreadable: err.message };
+  });
   try {
     return [
       ...keys,
@@ -187,6 +195,7 @@ async function fleetChecks(
         key,
         releaseKey,
         ...(served?.url === undefined ? {} : { served: served.url }),
+        ...(metrics === undefined ? {} : { metrics }),
       })),
       ...(await checkBuilders({
         fleet: input.fleet,

@@ -1,6 +1,7 @@
 // The dashboard's pages, rendered on the server from a snapshot: every value from the store goes
 // through `html` (escaped). A page's <main> is what the client script replaces when the snapshot
 // changes, so the first render and every live update are the same code.
+
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import { behindText } from "../status/behind.js";
@@ -17,6 +18,7 @@ import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
+import { bakeSection } from "./bake-html.js";
 import { ago } from "./format.js";
 import type { FutureRollout } from "./future-rollouts.js";
 import { Html, html } from "./html.js";
@@ -404,6 +406,7 @@ function waveSection(w: RolloutWave, running: boolean): Html {
     const sys = shortSystem(h.system);
     return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${stateLabel(h.state, running)}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
   })}</tbody></table></div>
+${bakeSection(w.index, w.hosts)}
 </section>`;
 }
 

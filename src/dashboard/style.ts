@@ -32,12 +32,14 @@ code { font-size: .85em; }
   background: var(--infobg); color: var(--info); }
 .badge.in-step, .badge.confirmed, .badge.succeeded, .badge.up-to-date { background: var(--okbg); color: var(--ok); }
 .badge.failed, .badge.rejected, .badge.rolled-back, .badge.unreadable, .badge.unreachable, .badge.drifting { background: var(--badbg); color: var(--bad); }
-.badge.applying, .badge.activating, .badge.health, .badge.behind, .badge.offline, .badge.pending, .badge.not-started, .badge.refused, .badge.partial { background: var(--warnbg); color: var(--warn); }
+.badge.applying, .badge.activating, .badge.health, .badge.baking, .badge.behind, .badge.offline, .badge.pending, .badge.not-started, .badge.refused, .badge.partial { background: var(--warnbg); color: var(--warn); }
 tr.drifting th, tr.drifting td { background: var(--badbg); }
 .drift-mark { font-weight: 700; color: var(--bad); }
 .tag { color: var(--muted); }
 .muted { color: var(--muted); }
 .error { color: var(--bad); white-space: pre-wrap; overflow-wrap: anywhere; max-width: 48ch; }
+.bake caption { text-align: left; color: var(--muted); font-size: .85rem; }
+.values .fail { color: var(--bad); font-weight: 700; } .values .no-data { color: var(--muted); }
 .problem { background: var(--warnbg); color: var(--warn); padding: 6px 10px; border-radius: 4px; }
 .poll { margin-top: 20px; color: var(--muted); font-size: .85rem; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }

@@ -11,10 +11,11 @@ import {
 } from "../channel/channel-keeper.js";
 import type { Action } from "../fleet/action.js";
 import type { FleetHost, ReleaseSettings } from "../fleet/fleet.js";
+import { decideRollback } from "../fleet/rollback-decision.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { ReleaseHost, SignedRelease } from "../release/release.js";
 import { readStatus } from "../status/status-store.js";
-import { ReleaseWatcher, type WatchSettings } from "./agent-watch.js";
+import { ReleaseWatcher, type Watched, type WatchSettings } from "./agent-watch.js";
 import type {
   ChannelCapability,
   Delivery,
@@ -109,11 +110,21 @@ export class AgentDelivery implements Delivery {
     );
     const outcomes = watched.map((w) => w.outcome);
     // Hosts that failed went back to what they ran, and hosts an interrupt left not done must not
-    // apply the aborted system late: one rollback release answers both (ChannelKeeper.rollBackWave).
-    const failed = wave.filter((_, i) => watched[i]?.how === "failed");
-    const withdrawn = wave.filter((_, i) => watched[i]?.how === "interrupted");
+    // apply the aborted system late: one rollback release answers both (ChannelKeeper.rollBackWave),
+    // for the hosts fleet/rollback-decision.ts sends back.
+    const back = (how: Watched["how"]) =>
+      wave.filter((_, i) => {
+        const w = watched[i];
+        if (w?.how !== how || w.outcome.status !== "failed") return false;
+        const message = w.outcome.message;
+        return decideRollback(
+          how === "interrupted" ? { kind: "withdrawn", message } : { kind: "host-failed", message },
+        ).rollBack;
+      });
+    const failed = back("failed");
+    const withdrawn = back("interrupted");
     if (failed.length === 0 && withdrawn.length === 0) return outcomes;
-    const back = await this.#keeper.rollBackWave({
+    const rollback = await this.#keeper.rollBackWave({
       action: release.release.action,
       failed: failed.map(({ host, request }) => ({ host: host.name, path: request.path })),
       withdrawn: withdrawn.map(({ host }) => host.name),
@@ -121,7 +132,7 @@ export class AgentDelivery implements Delivery {
     });
     // The deploy ends once the failed hosts applied the rollback release (bounded, as any
     // watch), so that it never ends with hosts still on the withdrawn release unsaid.
-    const applied = context.signal?.aborted ? new Map() : await this.#applied(back, failed);
+    const applied = context.signal?.aborted ? new Map() : await this.#applied(rollback, failed);
     return outcomes.map((o, i) => {
       const host = wave[i]?.host.name ?? "";
       if (o.status !== "failed") return o;
@@ -131,7 +142,7 @@ export class AgentDelivery implements Delivery {
       }
       const outcome = {
         ...o,
-        message: `${o.message}; release ${back.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
+        message: `${o.message}; release ${rollback.release.seq} withdraws release ${release.release.seq} for it: its agent goes back to what the channel named before (${earlier(before[host])}) when it next polls`,
       };
       emit({ type: "done", host, outcome });
       return outcome;

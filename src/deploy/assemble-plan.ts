@@ -1,5 +1,6 @@
 // The plan from what was built and what the survey found. Pure.
 import type { Action } from "../fleet/action.js";
+import { hostBake } from "../fleet/bake.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { type PausePolicy, plannedPauses } from "../fleet/pause-policy.js";
 import { type DeployPlan, planDeploy } from "../fleet/plan.js";
@@ -27,6 +28,7 @@ export function planFromSurvey(
     targets: hosts.map((h, i) => {
       const desired = desiredSystem(prepared.built, h.name);
       const policy = policyFor?.(h, desired);
+      const bake = policy === undefined ? undefined : hostBake(action, policy);
       return {
         host: h.name,
         desired,
@@ -38,6 +40,7 @@ export function planFromSurvey(
               reboot: policy.reboot,
               checks: policy.health,
               shape: { canary: policy.canary, parallel: policy.parallel, role: policy.role },
+              ...(bake === undefined ? {} : { bake }),
             }),
       };
     }),
@@ -47,7 +50,10 @@ export function planFromSurvey(
 }
 
 /** What the plan needs of a host's policy: its checks, reboots and place in the waves. */
-export type RolledOutAs = Pick<RolloutPolicy, "health" | "reboot" | "canary" | "parallel"> & {
+export type RolledOutAs = Pick<
+  RolloutPolicy,
+  "health" | "reboot" | "canary" | "parallel" | "bake" | "analysis"
+> & {
   readonly role: string;
 };
 

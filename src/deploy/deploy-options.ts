@@ -5,6 +5,7 @@ import type { Action } from "../fleet/action.js";
 import type { DeliveryMode, Fleet, RolloutPolicy } from "../fleet/fleet.js";
 import type { PolicyOverride } from "../fleet/host-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
+import type { MetricsSource } from "../metrics/prometheus.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -57,6 +58,8 @@ export interface DeployOptions {
    * for a bounded time, and the deploy ends with its summary.
    */
   readonly signal?: AbortSignal;
+  /** The fleet's Prometheus, which a bake's analysis asks (opened with its token). */
+  readonly metrics?: MetricsSource;
 }
 
 export interface DeployReport {

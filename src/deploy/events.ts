@@ -2,6 +2,7 @@
 // into a TTY display, plain lines (CI) or NDJSON (--json). Logic never prints.
 import type { DeltaTally } from "../cache/delta-compute.js";
 import type { DeployOutcome, HostPhase } from "../delivery/delivery.js";
+import type { Measurement } from "../fleet/analysis.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { PauseAnswerAction } from "../status/rollout.js";
@@ -218,6 +219,44 @@ export type DeployEvent =
       readonly at: string;
       readonly timedOut?: true;
     }
+  /**
+   * The wave's confirmed hosts bake (docs/progressive-delivery.md): the rollout holds for the
+   * longest of their bakes, repeating their checks and measuring their analysis meanwhile.
+   */
+  | {
+      readonly type: "bake-start";
+      readonly wave: number;
+      readonly hosts: readonly string[];
+      /** The longest bake of the wave's hosts, and the shortest interval, in seconds. */
+      readonly seconds: number;
+      readonly interval: number;
+      /** The names of the queries measured. */
+      readonly analysis: readonly string[];
+    }
+  /** One measurement of one host's query during its bake. */
+  | {
+      readonly type: "bake-measure";
+      readonly host: string;
+      readonly name: string;
+      /** The query as sent for the host. */
+      readonly query: string;
+      /** Its condition in words ("at most 0.05"). */
+      readonly condition: string;
+      readonly measurement: Measurement;
+    }
+  /**
+   * A host's bake ended: passed, failed (its `result` then says what failed, with the values,
+   * and whether it went back to what it ran before), or cut short by an interrupt.
+   */
+  | {
+      readonly type: "bake-done";
+      readonly host: string;
+      readonly ok: boolean;
+      readonly seconds: number;
+      readonly interrupted?: true;
+      /** The host's result once its bake failed. */
+      readonly result?: HostResult;
+    }
   | { readonly type: "stopped"; readonly reason: string; readonly notStarted: readonly string[] }
   | {
       readonly type: "summary";
@@ -251,6 +290,9 @@ const EVENT_TYPES = {
   "host-log": true,
   waiting: true,
   "host-done": true,
+  "bake-start": true,
+  "bake-measure": true,
+  "bake-done": true,
   paused: true,
   "pause-ended": true,
   stopped: true,

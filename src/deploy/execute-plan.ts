@@ -21,6 +21,7 @@ export interface ExecuteInput {
     DeployOptions,
     "fleet" | "policy" | "emit" | "async" | "skipUnreachable" | "signal" | "rollback" | "key"
   > &
+    Partial<Pick<DeployOptions, "metrics">> &
     Partial<Pick<DeployOptions, "fleetDir">>;
   readonly hosts: readonly FleetHost[];
   readonly plan: DeployPlan;
@@ -126,6 +127,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     skipUnreachable: options.skipUnreachable === true,
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(pauses === undefined ? {} : { pause: pauses.wait }),
+    ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
   })
     .catch(async (err: unknown) => {
       await record?.finish(ended(false));

@@ -117,6 +117,8 @@ export async function planDeployment(
       (host, desired) => ({
         ...policyOf(options, host, ready.systemHealth.get(desired)),
         role: roleOf(fleet.policies, host),
+        // A rollback goes back to what the hosts ran before: it is not baked again.
+        ...(options.rollback === undefined ? {} : { bake: undefined }),
       }),
       options.policy,
     );

@@ -19,6 +19,7 @@ import type {
   RolloutWave,
 } from "../status/rollout.js";
 import { rolloutKey, rolloutLive } from "../status/rollout.js";
+import type { RolloutBake } from "../status/rollout-bake.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -65,6 +66,8 @@ export class RolloutRecorder {
   readonly #systems = new Map<string, string>();
   /** What each host ran before, as the survey found it. */
   readonly #before = new Map<string, string | null>();
+  /** How each host bakes, as the plan says. */
+  readonly #bakes = new Map<string, { seconds: number; interval: number }>();
   readonly #waves: { index: number; kind: "canary" | "main"; hosts: Map<string, RolloutHost> }[] =
     [];
   readonly #skipped: RolloutHost[];
@@ -104,6 +107,7 @@ export class RolloutRecorder {
         for (const h of event.plan.hosts) {
           this.#systems.set(h.host, h.desired);
           this.#before.set(h.host, h.current ?? null);
+          if (h.bake !== undefined) this.#bakes.set(h.host, h.bake);
           if (h.action !== "activate") {
             this.#skipped.push({
               host: h.host,
@@ -160,6 +164,40 @@ export class RolloutRecorder {
         this.#changed(true);
         return;
       }
+      case "bake-start":
+        for (const host of event.hosts) {
+          const bake = this.#bakes.get(host) ?? {
+            seconds: event.seconds,
+            interval: event.interval,
+          };
+          this.#update(host, (h) => ({
+            ...h,
+            state: "baking",
+            phase: "bake",
+            bake: { state: "baking", seconds: bake.seconds, interval: bake.interval, analysis: [] },
+          }));
+        }
+        this.#changed(true);
+        return;
+      case "bake-measure":
+        this.#update(event.host, (h) => ({
+          ...h,
+          ...(h.bake && { bake: measured(h.bake, event) }),
+        }));
+        return;
+      case "bake-done":
+        this.#update(
+          event.host,
+          (h) => ({
+            ...h,
+            ...(event.result === undefined
+              ? { state: "confirmed" as const, phase: null, message: null }
+              : finalOf(event.result)),
+            ...(h.bake && { bake: bakeEnd(h.bake, event) }),
+          }),
+          true,
+        );
+        return;
       case "stopped":
         this.#stopped = event.reason;
         for (const host of event.notStarted) {
@@ -335,7 +373,50 @@ export class RolloutRecorder {
   }
 }
 
+/** A host's bake with one more measurement of one of its queries. */
+function measured(
+  bake: RolloutBake,
+  event: Extract<DeployEvent, { type: "bake-measure" }>,
+): RolloutBake {
+  const known = bake.analysis.some((a) => a.name === event.name);
+  const analysis = known
+    ? bake.analysis
+    : [
+        ...bake.analysis,
+        { name: event.name, query: event.query, condition: event.condition, measurements: [] },
+      ];
+  return {
+    ...bake,
+    analysis: analysis.map((a) =>
+      a.name === event.name ? { ...a, measurements: [...a.measurements, event.measurement] } : a,
+    ),
+  };
+}
+
+/** A host's bake as it ended: passed, interrupted, or failed (by which check or queries). */
+function bakeEnd(
+  bake: RolloutBake,
+  event: Extract<DeployEvent, { type: "bake-done" }>,
+): RolloutBake {
+  const o = event.result?.outcome;
+  const cause = o?.status === "failed" ? o.cause : undefined;
+  if (cause === undefined) {
+    return { ...bake, state: event.interrupted ? "interrupted" : event.ok ? "passed" : "failed" };
+  }
+  const why = new Map(cause.analysis.map((a) => [a.name, a.why]));
+  return {
+    ...bake,
+    state: "failed",
+    ...(cause.check === undefined ? {} : { check: cause.check }),
+    analysis: bake.analysis.map((a) => {
+      const failed = why.get(a.name);
+      return failed === undefined ? a : { ...a, failed };
+    }),
+  };
+}
+
 function stateOfPhase(phase: HostPhase): RolloutHostState {
+  if (phase === "bake") return "baking";
   return phase === "health" || phase === "confirm" ? "health" : "activating";
 }
 

@@ -1,8 +1,9 @@
 // The rollout engine, written once over the Delivery seam: the plan's waves (each role's
-// canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked by its delivery mode; no
-// new wave starts once the failure budget is spent (or a canary failed), once the deploy
-// is interrupted, or once a pause between two waves is answered with anything but resume. An
-// interrupted wave is waited for a bounded time.
+// canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked
+// by its delivery mode, then the wave's bake (bake-wave.ts); no new wave starts once the
+// failure budget is spent (or a canary failed), once the deploy is interrupted, or once a pause
+// between two waves is answered with anything but resume. An interrupted wave is waited for a
+// bounded time.
 import type {
   Delivery,
   DeployOutcome,
@@ -15,7 +16,9 @@ import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import { shouldStop, shouldStopAfterWave, type Wave } from "../fleet/rollout.js";
 import { activationSteps } from "../host/activation-session.js";
+import type { MetricsSource } from "../metrics/prometheus.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { bakeWave } from "./bake-wave.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import { pendingBootLine } from "./pending-boot.js";
 
@@ -47,6 +50,8 @@ export interface RolloutInput {
    * starts; needed when the plan pauses.
    */
   readonly pause?: (pause: PlannedPause) => Promise<PauseVerdict>;
+  /** The Prometheus the bakes' analysis asks (the fleet's `prometheus`). */
+  readonly metrics?: MetricsSource;
 }
 
 /** What a pause came to: the next wave starts, or the rollout stops, and why. */
@@ -99,12 +104,18 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       stop(overBudget(failures, unreachable, policy.maxFailures), waves);
       break;
     }
-    const outcomes = await runWave(
-      input,
-      hostNamed,
-      wave,
-      Math.max(0, policy.maxFailures - failures),
-    );
+    // Once confirmed, the wave's hosts bake before the next wave starts (bake-wave.ts).
+    const outcomes = await bakeWave({
+      plan,
+      wave: wave.index + 1,
+      results: await runWave(input, hostNamed, wave, Math.max(0, policy.maxFailures - failures)),
+      hosts: hostNamed,
+      requests: input.requests,
+      delivery: input.delivery,
+      metrics: input.metrics,
+      emit,
+      ...(signal === undefined ? {} : { signal }),
+    });
     for (const r of outcomes) results.set(r.host, r);
     const waveFailures = outcomes.filter(isFailure).length;
     failures += waveFailures;

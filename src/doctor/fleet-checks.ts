@@ -12,6 +12,7 @@ import type { Fleet, FleetHost, SshHost } from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
 import { PINNED_ACTIVATOR, statusArgs } from "../host/activation.js";
 import { hostStatus } from "../host/script-outcomes.js";
+import type { MetricsSource } from "../metrics/prometheus.js";
 import type { SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { openStore } from "../store/url.js";
@@ -20,6 +21,7 @@ import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
 import { judgeNixVersion } from "./local-nix.js";
+import { checkPrometheus } from "./prometheus-checks.js";
 
 /** Seconds one host's ssh check may take. */
 const HOST_TIMEOUT = 20;
@@ -62,6 +64,8 @@ export interface FleetCheckInput {
    */
   readonly served?: string;
   readonly signal?: AbortSignal;
+  /** The fleet's Prometheus, opened with its token (or why it could not be). */
+  readonly metrics?: MetricsSource | { readonly unreadable: string };
 }
 
 export async function checkFleet(input: FleetCheckInput): Promise<Check[]> {
@@ -73,6 +77,7 @@ export async function checkFleet(input: FleetCheckInput): Promise<Check[]> {
   const ssh = input.hosts.filter((h) => h.delivery === "ssh");
   if (ssh.length > 0) checks.push(...(await checkSsh(input, ssh)));
   if (input.hosts.some((h) => h.delivery === "ssm")) checks.push(checkSsm(input.fleet));
+  checks.push(...(await checkPrometheus(input.fleet, input.hosts, input.metrics)));
   return checks;
 }
 

@@ -185,7 +185,7 @@ describe("parseFleet", () => {
       'policy.paralel: unknown key (did you mean "parallel"?)',
     ]);
     expect(problemsOf(example((d) => (d.colour = "blue")))).toEqual([
-      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, build, policy, policies, secrets, deltas)",
+      "colour: unknown key (known keys: hosts, $schema, cache, releases, ssh, ssm, build, policy, policies, secrets, deltas, prometheus)",
     ]);
     expect(problemsOf(example((d) => (d.policy.health.http[0].method = "GET")))).toHaveLength(1);
     expect(problemsOf(example((d) => (d.hosts.db1.$schema = "x")))).toHaveLength(1);

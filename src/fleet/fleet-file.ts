@@ -39,6 +39,7 @@ import {
 } from "./json-check.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 import { parseJsonText } from "./json-text.js";
+import { checkBakeAcrossFields, readPrometheus } from "./read-bake.js";
 import { readBuild } from "./read-build.js";
 import { readHosts } from "./read-hosts.js";
 import { readPolicies, readPolicy } from "./read-policy.js";
@@ -106,7 +107,11 @@ export function resolveFleetPaths(fleet: Fleet, baseDir: string): Fleet {
     builders?.kind === "file"
       ? { ...fleet.build, builders: { ...builders, path: at(builders.path) } }
       : fleet.build;
-  return { ...fleet, ssh, secrets, build };
+  const prometheus = fleet.prometheus && {
+    ...fleet.prometheus,
+    bearerTokenFile: maybe(fleet.prometheus.bearerTokenFile),
+  };
+  return { ...fleet, ssh, secrets, build, ...(prometheus === undefined ? {} : { prometheus }) };
 }
 
 function readFleet(value: unknown, problems: Problems): Fleet | undefined {
@@ -123,6 +128,8 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
   const secrets = doc.secrets === undefined ? undefined : readSecrets(doc.secrets, hosts, problems);
   const policies = doc.policies === undefined ? [] : readPolicies(doc.policies, hosts, problems);
   const deltas = doc.deltas === undefined ? undefined : readDeltas(doc.deltas, problems);
+  const prometheus =
+    doc.prometheus === undefined ? undefined : readPrometheus(doc.prometheus, problems);
   if (
     ssh === undefined ||
     ssm === undefined ||
@@ -143,7 +150,23 @@ function readFleet(value: unknown, problems: Problems): Fleet | undefined {
     },
     problems,
   );
-  return { cache, releases, ssh, ssm, build, policy, policies, hosts, secrets, deltas };
+  checkBakeAcrossFields(
+    { policy, policies, hosts, hasPrometheus: doc.prometheus !== undefined },
+    problems,
+  );
+  return {
+    cache,
+    releases,
+    ssh,
+    ssm,
+    build,
+    policy,
+    policies,
+    hosts,
+    secrets,
+    deltas,
+    ...(prometheus === undefined ? {} : { prometheus }),
+  };
 }
 
 /** `deltas`: false (off), true (on, agent hosts too), or an object naming the tool hosts use. */

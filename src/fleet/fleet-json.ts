@@ -1,6 +1,7 @@
 // Fleet to JSON: write a whole fleet file, or add and replace hosts in an existing one
 // without touching anything else in it (the lab merges its hosts this way).
 import { InputError } from "../errors.js";
+import type { AnalysisQuery } from "./bake.js";
 import type { DeltaSettings, Fleet, FleetHost, SecretsSettings, SsmSettings } from "./fleet.js";
 import { formatSystemSpec, SSM_DEFAULTS } from "./fleet.js";
 import { parseFleetValue } from "./fleet-file.js";
@@ -93,6 +94,8 @@ export function fleetToJson(fleet: Fleet): JsonObject {
         http: policy.health.http.map((c) => ({ ...c })),
         commands: policy.health.commands.map((c) => ({ ...c })),
       },
+      ...(policy.bake === undefined ? {} : { bake: { ...policy.bake } }),
+      ...(policy.analysis === undefined ? {} : { analysis: policy.analysis.map(analysisToJson) }),
     },
     ...(fleet.policies.length === 0
       ? {}
@@ -104,12 +107,29 @@ export function fleetToJson(fleet: Fleet): JsonObject {
     hosts: Object.fromEntries(fleet.hosts.map((h) => [h.name, hostToJson(h)])),
     ...(fleet.secrets === undefined ? {} : { secrets: secretsToJson(fleet.secrets) }),
     ...(fleet.deltas === undefined ? {} : { deltas: deltasToJson(fleet.deltas) }),
+    ...(fleet.prometheus === undefined
+      ? {}
+      : {
+          prometheus: {
+            url: fleet.prometheus.url,
+            ...(fleet.prometheus.bearerTokenFile === undefined
+              ? {}
+              : { bearerTokenFile: fleet.prometheus.bearerTokenFile }),
+            timeout: fleet.prometheus.timeout,
+          },
+        }),
   };
 }
 
-function overrideToJson({ health, ...numbers }: PolicyOverride): JsonObject {
+function analysisToJson(query: AnalysisQuery): JsonObject {
+  return { ...query, ...(query.baseline === undefined ? {} : { baseline: { ...query.baseline } }) };
+}
+
+function overrideToJson({ health, bake, analysis, ...numbers }: PolicyOverride): JsonObject {
   return {
     ...numbers,
+    ...(bake === undefined ? {} : { bake: { ...bake } }),
+    ...(analysis === undefined ? {} : { analysis: analysis.map(analysisToJson) }),
     ...(health === undefined
       ? {}
       : {

@@ -1,6 +1,7 @@
 // The fleet's domain types: hosts, how each is reached, what it should run, and the rollout
 // policy. `fleet-file.ts` builds these from `nixship.json`; everything else reads them.
 import type { StorePath } from "../nix/store-path.js";
+import type { AnalysisQuery, BakePolicy } from "./bake.js";
 import type { BuildersSpec } from "./builders.js";
 import type { PausePolicy } from "./pause-policy.js";
 
@@ -221,6 +222,10 @@ export interface RolloutPolicy {
    * maxFailures. Undefined: it never pauses.
    */
   readonly pause?: PausePolicy;
+  /** Once confirmed, how long the host's wave holds, measured, before the next (bake.ts). */
+  readonly bake?: BakePolicy;
+  /** PromQL queries, each with its condition, measured during the bake (bake.ts). */
+  readonly analysis?: readonly AnalysisQuery[];
 }
 
 export const REBOOT_MODES = ["never", "auto", "always"] as const;
@@ -269,7 +274,24 @@ export interface Fleet {
    * (fleet/delta-tool.ts).
    */
   readonly deltas: DeltaSettings | undefined;
+  /** The Prometheus the analysis of a bake asks; undefined: none (no analysis). */
+  readonly prometheus?: PrometheusSettings | undefined;
 }
+
+/** The Prometheus a bake's analysis queries (its HTTP API). */
+export interface PrometheusSettings {
+  /** Its base URL (`http://prometheus:9090`), with no credentials in it. */
+  readonly url: string;
+  /** A file holding the bearer token sent with every query; undefined: none. */
+  readonly bearerTokenFile: string | undefined;
+  /** Seconds a query may take. */
+  readonly timeout: number;
+}
+
+export const PROMETHEUS_DEFAULTS = { timeout: 10 } as const satisfies Pick<
+  PrometheusSettings,
+  "timeout"
+>;
 
 export type DeltaSettings =
   /** `"deltas": false`: every host fetches every path whole. */
@@ -377,6 +399,8 @@ export interface PolicyOverride {
   readonly requirePinned?: boolean;
   readonly deltas?: boolean;
   readonly health?: Partial<HealthChecks>;
+  readonly bake?: BakePolicy;
+  readonly analysis?: readonly AnalysisQuery[];
 }
 
 /** A `policies` entry: the hosts it applies to (one selector term) and what it sets. */

@@ -86,7 +86,7 @@ describe("policies", () => {
       "policies.api1,api2: names one host or @tag (one entry each)",
       'policies.@API: is not a host name or @tag: selector term "@API" has characters other than a-z, 0-9, "-" and "*" (host names and tags are lowercase)',
       'policies.worker9: matches no host: no host is named "worker9"',
-      "policies.@api.maxFailures: unknown key (known keys: parallel, canary, confirmTimeout, activationTimeout, keepGenerations, reboot, rebootTimeout, rebootRollback, requirePinned, deltas, health)",
+      "policies.@api.maxFailures: unknown key (known keys: parallel, canary, confirmTimeout, activationTimeout, keepGenerations, reboot, rebootTimeout, rebootRollback, requirePinned, deltas, health, bake, analysis)",
     ]);
   });
 

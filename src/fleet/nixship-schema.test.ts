@@ -88,6 +88,13 @@ const LOCATIONS: Record<keyof typeof FLEET_KEYS, SchemaObject> = {
   deltas: resolveRef(
     ((properties(schema).deltas as SchemaObject).oneOf as SchemaObject[])[1] as SchemaObject,
   ),
+  prometheus: resolveRef(properties(schema).prometheus as SchemaObject),
+  bake: resolveRef(properties(defs.policy as SchemaObject).bake as SchemaObject),
+  analysisQuery: resolveRef(
+    (resolveRef(properties(defs.policy as SchemaObject).analysis as SchemaObject)
+      .items as SchemaObject) ?? {},
+  ),
+  baseline: resolveRef(properties(defs.analysisQuery as SchemaObject).baseline as SchemaObject),
   secret: resolveRef(
     (properties(defs.secrets as SchemaObject).entries as SchemaObject)
       .additionalProperties as SchemaObject,

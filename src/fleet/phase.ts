@@ -14,6 +14,8 @@ export const HOST_PHASES = [
   "reboot",
   "health",
   "confirm",
+  // Once confirmed: the wave's bake (its checks repeated, its analysis measured).
+  "bake",
   "rollback",
   "done",
 ] as const;

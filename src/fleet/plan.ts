@@ -6,6 +6,7 @@ import { InputError } from "../errors.js";
 import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
+import type { HostBake } from "./bake.js";
 import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
 import type { PlannedPause, UnusedPause } from "./pause-policy.js";
 import type { HostDeltaFetch, NoDelta } from "./plan-deltas.js";
@@ -117,6 +118,8 @@ export interface PlanTarget {
   readonly reboot?: RebootMode;
   /** Its canary, parallel and role, which place it in a wave (default: the input's rollout). */
   readonly shape?: WaveShape;
+  /** Its role's bake and analysis, once its wave is confirmed (bake.ts's hostBake). */
+  readonly bake?: HostBake;
 }
 
 /** The closure metadata the planner needs; a full `PathInfo` fits. */
@@ -191,6 +194,10 @@ export interface HostPlan {
   readonly hostKey?: true;
   /** The checks it is deployed with; URLs as written, `{address}` and `{name}` not filled in. */
   readonly checks?: HealthChecks;
+  /** Its role (host-policy.ts's roleOf; "" for the fleet's policy alone), where known. */
+  readonly role?: string;
+  /** How its wave bakes once it is confirmed: seconds, interval, the queries measured. */
+  readonly bake?: HostBake;
   /** Set when what it runs is from its status record, not its answer: when, and why. */
   readonly stored?: { readonly at: string; readonly why: string };
   /** Whose trust decides what it realises, where known. */
@@ -286,7 +293,12 @@ export function planDeploy(input: PlanInput): DeployPlan {
     }
     seen.add(target.host);
     const planned = planHost(target, input.action, closures);
-    const plan = target.checks === undefined ? planned : { ...planned, checks: target.checks };
+    const plan: HostPlan = {
+      ...planned,
+      ...(target.checks === undefined ? {} : { checks: target.checks }),
+      ...(target.shape?.role === undefined ? {} : { role: target.shape.role }),
+      ...(target.bake === undefined || planned.action !== "activate" ? {} : { bake: target.bake }),
+    };
     counts[plan.action]++;
     if (plan.action === "activate") {
       totals = {

@@ -27,6 +27,7 @@ import {
 } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
 import { readPausePolicy } from "./pause-policy.js";
+import { readBakeKeys } from "./read-bake.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
 export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | undefined {
@@ -59,6 +60,7 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
     deltas: reboot.deltas ?? POLICY_DEFAULTS.deltas,
     health: health ?? { http: [], commands: [] },
     ...(pause === undefined ? {} : { pause }),
+    ...readBakeKeys(policy, path, problems),
   };
 }
 
@@ -154,7 +156,7 @@ function readOverride(
     const n = readInteger(entry[key], [...path, key], problems, { min });
     if (n !== undefined) override[key] = n;
   }
-  Object.assign(override, readReboot(entry, path, problems));
+  Object.assign(override, readReboot(entry, path, problems), readBakeKeys(entry, path, problems));
   if (entry.health !== undefined) {
     const health = readHealth(entry.health, [...path, "health"], problems, FLEET_HEALTH);
     if (health !== undefined && isJsonObject(entry.health)) {

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { actionNeedsHealthCheck } from "../fleet/action.js";
 import { hostHttpChecks } from "../fleet/health-url.js";
 import type { SessionPhase } from "../fleet/phase.js";
+import { decideRollback, type HostVerdict } from "../fleet/rollback-decision.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { answerOf, phaseMarker } from "./activation.js";
@@ -248,13 +249,18 @@ export async function finishActivation(
     return failed(phase, `${message}; rolling back failed: ${why}${settles}`, false);
   };
 
+  // Whether a host judged here goes back is decided in one place (fleet/rollback-decision.ts).
+  const judged = (phase: SessionPhase, verdict: HostVerdict) => {
+    const decision = decideRollback(verdict);
+    return decision.rollBack ? undo(phase, decision.why) : failed(phase, decision.why, false);
+  };
   if (checks) {
     hooks.phase("health");
     const verdict = await runHttpChecks(request, hooks);
-    if (verdict !== undefined) return undo("health", verdict);
+    if (verdict !== undefined) return judged("health", { kind: "health-failed", message: verdict });
   }
   if (token !== undefined) {
-    if (signal?.aborted) return undo("confirm", interrupted());
+    if (signal?.aborted) return judged("confirm", { kind: "interrupted", message: interrupted() });
     hooks.phase("confirm");
     // A new connection: the new system must still let the driver in. Not interrupted: a
     // confirmation under way is bounded and decides the host's state either way.

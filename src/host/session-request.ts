@@ -5,6 +5,7 @@
 import type { Action } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { HostPhase, SessionPhase } from "../fleet/phase.js";
+import type { BakeFailure } from "../fleet/rollback-decision.js";
 
 export type { SessionPhase };
 
@@ -192,6 +193,8 @@ export type DeployOutcome =
       readonly message: string;
       /** The host is back on the system it ran before (false: it had none, or that failed). */
       readonly rolledBack: boolean;
+      /** What failed, typed, where the deployer judged it: a bake (its check, its analysis). */
+      readonly cause?: BakeFailure;
     };
 
 /** Which steps an activation has, from its action: one decision for every mode. */

@@ -15,6 +15,7 @@ import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
 import { withoutControls } from "../util/text.js";
+import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
 
@@ -26,7 +27,8 @@ export const PAUSE_ANSWER_ACTIONS = ["resume", "abort", "interrupted"] as const;
 export type PauseAnswerAction = (typeof PAUSE_ANSWER_ACTIONS)[number];
 
 /**
- * Where one host of a rollout is, and once it ended, what came of it: confirmed (activated),
+ * Where one host of a rollout is, and once it ended, what came of it: baking (confirmed, its
+ * wave holds while it is measured), confirmed (activated),
  * rolled-back, failed, unreachable (skipped: it could not be reached), not-started (a wave
  * that never began), up-to-date (it ran its system already), refused (a rollback would not
  * move it: it changed since). "skipped" is older records' word for up-to-date or unreachable,
@@ -36,6 +38,7 @@ export const ROLLOUT_HOST_STATES = [
   "pending",
   "activating",
   "health",
+  "baking",
   "confirmed",
   "rolled-back",
   "failed",
@@ -89,6 +92,8 @@ export interface RolloutHost {
   readonly before?: string | null;
   /** Why it failed or was skipped (null otherwise). */
   readonly message: string | null;
+  /** Its bake, once its wave's began: each query's measurements, what failed it. */
+  readonly bake?: RolloutBake;
 }
 
 export interface RolloutWave {
@@ -323,6 +328,7 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
     system: h.system as string | null,
     ...(h.before === undefined ? {} : { before: h.before as string | null }),
     message: typeof h.message === "string" ? clip(h.message) : null,
+    ...(h.bake === undefined ? {} : { bake: parseRolloutBake(h.bake, source, `${where}.bake`) }),
   };
 }
 

@@ -157,6 +157,17 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `no report yet after ${formatDuration(event.elapsed)} from ${listHosts(event.hosts)}`;
     case "awaiting":
       return `waiting for ${listHosts(event.hosts)} to be reachable (${formatDuration(event.elapsed)} of ${formatDuration(event.limit)})`;
+    case "bake-start": {
+      const queries = event.analysis.length > 0 ? `, measuring ${event.analysis.join(", ")}` : "";
+      return `wave ${event.wave}: baking ${formatDuration(event.seconds)} (every ${formatDuration(event.interval)})${queries}: ${listHosts(event.hosts)}`;
+    }
+    case "bake-measure":
+      return `${event.host}: bake: ${event.name} ${bakeVerdict(event.measurement)}`;
+    case "bake-done":
+      if (event.result !== undefined) return `${event.host}: ${describeHostDone(event.result)}`;
+      return event.interrupted
+        ? `${event.host}: bake interrupted after ${formatDuration(event.seconds)}; it keeps its new system`
+        : `${event.host}: baked ${formatDuration(event.seconds)}: passed`;
     case "plan":
     case "summary":
     case "host-phase":
@@ -164,6 +175,12 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "host-done":
       return undefined;
   }
+}
+
+/** A measurement in words: "0.31 is above the maximum 0.05: FAILED". */
+function bakeVerdict(m: Extract<DeployEvent, { type: "bake-measure" }>["measurement"]): string {
+  const verdict = m.verdict === "fail" ? "FAILED" : m.verdict === "no-data" ? "no data" : "ok";
+  return `${oneLine(m.why)}: ${verdict} (${formatDuration(m.at)})`;
 }
 
 /** A wave's first line; `brief` (a big rollout, whose hosts have their own lines): a few names. */

@@ -14,6 +14,7 @@ import { storeName } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
 import { formatBytes, plural } from "./format.js";
+import { formatPlanBakes } from "./plan-bake-format.js";
 import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
 import { formatPlanPauses } from "./plan-pauses-format.js";
@@ -94,6 +95,7 @@ export function formatPlan(plan: DeployPlan, options: PlanFormatOptions = {}): s
     ...planWaves(plan),
     ...formatPlanPauses(plan),
     ...planChecks(plan),
+    ...formatPlanBakes(plan),
     ...planPinning(plan),
     ...planConnections(plan),
   ].join("\n");

@@ -18,6 +18,10 @@ export const EXAMPLE_SYSTEMS = [
   "web-checked",
   "web-noboot",
   "web-v4-broken",
+  "web-errors-later",
+  "web-errors-10",
+  "web-errors-30",
+  "web-errors-12",
 ] as const;
 export type ExampleSystem = (typeof EXAMPLE_SYSTEMS)[number];
 

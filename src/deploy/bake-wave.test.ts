@@ -1,0 +1,217 @@
+// The engine's bake over a scripted Delivery and a scripted metrics source: a canary that fails
+// its analysis is rolled back and stops the rollout; one that passes lets the next wave start;
+// the failure is a typed value in the host's result, the events and the rollout record.
+// (test/bake-*.test.ts runs it against a real Prometheus on the lab.)
+import { describe, expect, it } from "vitest";
+import {
+  type Delivery,
+  type DeployOutcome,
+  type DeployRequest,
+  deployEachHost,
+  type RollbackOutcome,
+} from "../delivery/delivery.js";
+import { ANALYSIS_DEFAULTS, type HostBake } from "../fleet/bake.js";
+import type { FleetHost } from "../fleet/fleet.js";
+import type { DeployPlan, HostPlan } from "../fleet/plan.js";
+import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
+import type { StorePath } from "../nix/store-path.js";
+import type { DeployEvent } from "./events.js";
+import { RolloutRecorder } from "./rollout-recorder.js";
+import { runRollout } from "./run-rollout.js";
+
+const PATH = "/nix/store/00000000000000000000000000000000-system" as StorePath;
+const OLD = "/nix/store/11111111111111111111111111111111-system";
+
+const HOSTS = ["web1", "web2", "web3"];
+
+function host(name: string): FleetHost {
+  return {
+    name,
+    tags: ["web"],
+    address: `10.0.0.${name.slice(3)}`,
+    delivery: "ssh",
+    sshHost: undefined,
+    system: { kind: "store-path", path: PATH },
+  };
+}
+
+const BAKE: HostBake = {
+  seconds: 0.3,
+  interval: 0.1,
+  analysis: [
+    {
+      name: "errors",
+      query: 'errors{host="{name}"}',
+      baseline: { tolerance: 1.5 },
+      ...ANALYSIS_DEFAULTS,
+    },
+  ],
+};
+
+/** A canary wave (web1), then web2 and web3, all of role @web, baking `bake`. */
+function plan(bake: HostBake): DeployPlan {
+  const hosts = HOSTS.map(
+    (name): HostPlan => ({
+      host: name,
+      action: "activate",
+      current: OLD as StorePath,
+      generation: 1,
+      desired: PATH,
+      transfer: { paths: 0, bytes: 0 },
+      transferBasis: "whole-closure",
+      error: undefined,
+      role: "@web",
+      bake,
+    }),
+  );
+  return {
+    action: "switch",
+    hosts,
+    counts: { activate: 3, skip: 0, unreachable: 0 },
+    changes: 3,
+    totals: { paths: 0, bytes: 0 },
+    distinct: { paths: 0, bytes: 0 },
+    waves: [
+      { wave: 1, kind: "canary", hosts: ["web1"] },
+      { wave: 2, kind: "main", hosts: ["web2", "web3"] },
+    ],
+  };
+}
+
+/** Every host activates; rollbacks are recorded. */
+function delivery() {
+  const rolledBack: string[] = [];
+  const d: Delivery = {
+    status: async () => ({ reachable: false, error: "unused" }),
+    rollbackHosts: async (hosts): Promise<RollbackOutcome[]> => {
+      rolledBack.push(...hosts.map((h) => h.name));
+      return hosts.map(() => ({ status: "rolled-back", generation: 1, path: OLD }));
+    },
+    deployWave: (wave, emit) =>
+      deployEachHost(
+        wave,
+        emit,
+        async (): Promise<DeployOutcome> => ({
+          status: "activated",
+          generation: 2,
+          previous: OLD,
+        }),
+      ),
+  };
+  return { delivery: d, rolledBack };
+}
+
+/** Each host's error ratio, as its query names it. */
+function metrics(ratios: Record<string, number>): MetricsSource {
+  return {
+    url: "http://prometheus.test",
+    query: async (q): Promise<QueryAnswer> => {
+      const name = /host="([a-z0-9]+)"/.exec(q)?.[1] ?? "";
+      const value = ratios[name];
+      return value === undefined ? { value: null, why: "no series" } : { value };
+    },
+  };
+}
+
+async function rollOut(ratios: Record<string, number>) {
+  const events: DeployEvent[] = [];
+  const { delivery: d, rolledBack } = delivery();
+  const p = plan(BAKE);
+  const requests = new Map(
+    HOSTS.map((h) => [
+      h,
+      { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
+    ]),
+  );
+  const results = await runRollout({
+    plan: p,
+    hosts: HOSTS.map(host),
+    policy: { maxFailures: 0 },
+    delivery: d,
+    requests,
+    emit: (e) => events.push(e),
+    metrics: metrics(ratios),
+  });
+  return { results, events, rolledBack, plan: p };
+}
+
+describe("a wave's bake in the rollout engine", () => {
+  it("rolls back a canary at 3x its baseline's error ratio, and starts no other wave", async () => {
+    const { results, events, rolledBack } = await rollOut({ web1: 0.3, web2: 0.1, web3: 0.1 });
+    expect(rolledBack).toEqual(["web1"]);
+    const canary = results.find((r) => r.host === "web1");
+    expect(canary?.outcome).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: {
+        kind: "bake",
+        analysis: [
+          {
+            name: "errors",
+            query: 'errors{host="web1"}',
+            condition: "at most 1.5 × the baseline",
+            why: "errors: 0.3 is above 1.5 × the baseline's 0.1",
+          },
+        ],
+      },
+    });
+    expect(canary?.outcome.status === "failed" && canary.outcome.message).toMatch(
+      /^failed its bake after \d+s: analysis errors: 0\.3 is above 1\.5 × the baseline's 0\.1 .*values 0\.3\); rolled back to \/nix\/store\/1111/,
+    );
+    for (const other of ["web2", "web3"]) {
+      expect(results.find((r) => r.host === other)?.outcome).toMatchObject({
+        status: "skipped",
+        reason: "not-started",
+      });
+    }
+    const measured = events.filter((e) => e.type === "bake-measure");
+    expect(measured).toEqual([
+      expect.objectContaining({
+        host: "web1",
+        name: "errors",
+        measurement: expect.objectContaining({ value: 0.3, baseline: 0.1, verdict: "fail" }),
+      }),
+    ]);
+    expect(events.find((e) => e.type === "stopped")).toMatchObject({ reason: "the canary failed" });
+  });
+
+  it("passes a canary within the tolerance: every wave bakes, and nothing is rolled back", async () => {
+    const { results, events, rolledBack } = await rollOut({ web1: 0.12, web2: 0.1, web3: 0.1 });
+    expect(rolledBack).toEqual([]);
+    expect(results.map((r) => r.outcome.status)).toEqual(["activated", "activated", "activated"]);
+    expect(events.filter((e) => e.type === "bake-start").map((e) => e.type)).toHaveLength(2);
+    // The last wave has no host of its role left unchanged: nothing to compare with, it passes.
+    const last = events.filter((e) => e.type === "bake-measure" && e.host === "web3");
+    expect(last.length).toBeGreaterThan(0);
+    expect(last.every((e) => e.type === "bake-measure" && e.measurement.verdict === "pass")).toBe(
+      true,
+    );
+  });
+
+  it("keeps each measurement and the failed condition in the rollout record", async () => {
+    const { events, plan: p } = await rollOut({ web1: 0.3, web2: 0.1, web3: 0.1 });
+    const recorder = new RolloutRecorder({} as never, { mode: "ssh", action: "switch" });
+    recorder.onEvent({ type: "plan", plan: p });
+    for (const e of events) recorder.onEvent(e);
+    const entry = recorder.record().waves[0]?.hosts[0];
+    expect(entry).toMatchObject({
+      host: "web1",
+      state: "rolled-back",
+      phase: "bake",
+      bake: {
+        state: "failed",
+        seconds: 0.3,
+        interval: 0.1,
+        analysis: [
+          {
+            name: "errors",
+            condition: "at most 1.5 × the baseline",
+            failed: "errors: 0.3 is above 1.5 × the baseline's 0.1",
+            measurements: [expect.objectContaining({ value: 0.3, baseline: 0.1 })],
+          },
+        ],
+      },
+    });
+  });
+});

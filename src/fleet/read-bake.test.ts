@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { parseFleetValue } from "./fleet-file.js";
+import { hostPolicy } from "./host-policy.js";
+
+const hosts = {
+  web1: { system: "path:.#web", address: "10.0.0.2", tags: ["web"] },
+  db1: { system: "path:.#db", address: "10.0.0.3", tags: ["db"] },
+};
+
+const errors = { name: "errors", query: 'rate(e{host="{name}"}[1m])', max: 0.05 };
+
+function problemsOf(doc: Record<string, unknown>): string[] {
+  try {
+    parseFleetValue(doc, "nixship.json");
+    return [];
+  } catch (err) {
+    return (err as { problems: { path: (string | number)[]; message: string }[] }).problems.map(
+      (p) => `${p.path.join(".")}: ${p.message}`,
+    );
+  }
+}
+
+describe("bake and analysis in the fleet file", () => {
+  it("reads a role's bake and analysis, with defaults, and the fleet's prometheus", () => {
+    const fleet = parseFleetValue(
+      {
+        prometheus: { url: "http://prometheus:9090/", bearerTokenFile: "prom.token" },
+        policies: { "@web": { bake: { seconds: 60 }, analysis: [errors] } },
+        hosts,
+      },
+      "nixship.json",
+    );
+    expect(fleet.prometheus).toEqual({
+      url: "http://prometheus:9090",
+      bearerTokenFile: "prom.token",
+      timeout: 10,
+    });
+    const web = hostPolicy(fleet.policy, fleet.policies, fleet.hosts[0] as never);
+    expect(web.bake).toEqual({ seconds: 60, interval: 10 });
+    expect(web.analysis).toEqual([{ ...errors, failureLimit: 0, noData: "fail" }]);
+    const db = hostPolicy(fleet.policy, fleet.policies, fleet.hosts[1] as never);
+    expect(db.bake).toBeUndefined();
+  });
+
+  it("names every wrong key by its path", () => {
+    expect(
+      problemsOf({
+        prometheus: { url: "http://user:secret@prometheus:9090" },
+        policies: {
+          "@web": {
+            bake: { seconds: 10, interval: 0 },
+            analysis: [
+              { name: "errors", query: "x" },
+              { ...errors, baseline: { tolerance: 0.5 }, noData: "skip" },
+              { ...errors, min: 1 },
+            ],
+          },
+        },
+        hosts,
+      }),
+    ).toEqual([
+      "policies.@web.bake.interval: must be a whole number from 1 to 3600 (got 0)",
+      'policies.@web.analysis.0: needs a condition: "max", "min" or "baseline"',
+      "policies.@web.analysis.1.baseline.tolerance: must be at least 1 (a canary at its baseline's value must pass; got 0.5)",
+      'policies.@web.analysis.1.noData: must be one of fail, wait (got "skip")',
+      'policies.@web.analysis.1.name: "errors" names another query of this list too',
+      'policies.@web.analysis.2.min: is above "max" (1 > 0.05): no value could pass',
+      'policies.@web.analysis.2.name: "errors" names another query of this list too',
+      'prometheus.url: must hold no credentials: put a bearer token in a file named by "bearerTokenFile"',
+    ]);
+  });
+
+  it("needs a prometheus for an analysis, and a bake on every host that has one", () => {
+    expect(problemsOf({ policy: { analysis: [errors] }, hosts })).toEqual([
+      'policy.analysis: asks Prometheus, but the fleet has no "prometheus" (its "url")',
+      'policy.analysis: is measured during a bake, but web1, db1 bake for 0 seconds: give them a "bake" ({"seconds": …})',
+    ]);
+  });
+
+  it("refuses a bake that would measure more than 360 times", () => {
+    expect(problemsOf({ policy: { bake: { seconds: 3600, interval: 5 } }, hosts })).toEqual([
+      "policy.bake.interval: measures 720 times in 3600s; a bake measures at most 360 times (a longer interval)",
+    ]);
+  });
+});

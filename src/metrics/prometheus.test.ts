@@ -1,0 +1,123 @@
+// The Prometheus client's reading of answers (pure), and its bounds over HTTP against a small
+// local server standing in for a misbehaving one (the lab tests meet a real Prometheus).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ANSWER_LIMIT, answerOf, prometheusClient } from "./prometheus.js";
+
+const vector = (...values: string[]) =>
+  JSON.stringify({
+    status: "success",
+    data: { resultType: "vector", result: values.map((v) => ({ metric: {}, value: [1, v] })) },
+  });
+
+describe("answerOf", () => {
+  it("reads one series' value, or a scalar", () => {
+    expect(answerOf(200, vector("0.25"), "e")).toEqual({ value: 0.25 });
+    expect(
+      answerOf(
+        200,
+        JSON.stringify({ status: "success", data: { resultType: "scalar", result: [1, "3"] } }),
+        "e",
+      ),
+    ).toEqual({ value: 3 });
+  });
+
+  it("says why there is no value: no series, several, NaN, a refused query, no JSON", () => {
+    expect(answerOf(200, vector(), "e")).toEqual({
+      value: null,
+      why: "the query answered no series",
+    });
+    expect(answerOf(200, vector("1", "2"), "e")).toMatchObject({
+      value: null,
+      why: expect.stringMatching(/answered 2 series; .*aggregate it/),
+    });
+    expect(answerOf(200, vector("NaN"), "e")).toMatchObject({ value: null, why: /NaN/ });
+    expect(answerOf(200, vector("+Inf"), "e")).toMatchObject({ value: null });
+    expect(
+      answerOf(
+        400,
+        JSON.stringify({ status: "error", errorType: "bad_data", error: "parse error" }),
+        "e",
+      ),
+    ).toEqual({ value: null, why: "Prometheus refused the query (bad_data: parse error)" });
+    expect(answerOf(502, "<html>bad gateway</html>", "e")).toMatchObject({
+      value: null,
+      why: "e answered 502 with no JSON: <html>bad gateway</html>",
+    });
+  });
+});
+
+describe("prometheusClient", () => {
+  let server: Server | undefined;
+  afterEach(async () => {
+    const open = server;
+    server = undefined;
+    if (open === undefined) return;
+    open.closeAllConnections();
+    await new Promise((resolve) => open.close(resolve));
+  });
+
+  async function serve(
+    handle: (req: IncomingMessage, res: ServerResponse) => void,
+  ): Promise<string> {
+    const listening = createServer(handle);
+    server = listening;
+    await new Promise<void>((resolve) => listening.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  }
+
+  it("posts the query with the bearer token, and never says the token", async () => {
+    const token = "s3cret-token-never-shown";
+    const seen: { auth?: string; body: string }[] = [];
+    const url = await serve((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on("end", () => {
+        seen.push({
+          ...(req.headers.authorization ? { auth: req.headers.authorization } : {}),
+          body,
+        });
+        res.writeHead(req.url === "/api/v1/query" ? 401 : 404, { "content-type": "text/plain" });
+        res.end(`unauthorized ${req.headers.authorization ?? ""}`.slice(0, 13));
+      });
+    });
+    const answer = await prometheusClient({ url, token, timeout: 5 }).query('up{host="web1"}');
+    expect(seen).toEqual([{ auth: `Bearer ${token}`, body: "query=up%7Bhost%3D%22web1%22%7D" }]);
+    expect(answer.value).toBeNull();
+    expect(JSON.stringify(answer)).not.toContain(token);
+  });
+
+  it("gives up past its deadline and past its size limit", async () => {
+    const url = await serve((req, res) => {
+      if (req.url === "/slow/api/v1/query") return; // never answers
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        `{"status":"success","data":{"resultType":"vector","result":[${"0,".repeat(ANSWER_LIMIT)}0]}}`,
+      );
+    });
+    expect(await prometheusClient({ url: `${url}/slow`, timeout: 1 }).query("up")).toEqual({
+      value: null,
+      why: `${url}/slow/api/v1/query did not answer within 1s`,
+    });
+    expect(await prometheusClient({ url, timeout: 5 }).query("up")).toEqual({
+      value: null,
+      why: `${url}/api/v1/query answered more than ${ANSWER_LIMIT} bytes`,
+    });
+  });
+
+  it("says where it could not connect", async () => {
+    // A port that was just let go: nothing listens there.
+    const url = await serve(() => {});
+    const open = server;
+    server = undefined;
+    await new Promise((resolve) => open?.close(resolve));
+    const answer = await prometheusClient({ url, timeout: 5 }).query("up");
+    expect(answer).toMatchObject({
+      value: null,
+      why: expect.stringMatching(new RegExp(`^${url}/api/v1/query: .*ECONNREFUSED`)),
+    });
+  });
+});

@@ -1,0 +1,151 @@
+// The Prometheus a bake's analysis asks: one instant query over its HTTP API (/api/v1/query),
+// within a deadline and a size limit on the answer, with the fleet's bearer token (never in a
+// message). An answer that is not one number is no value, with why: the analysis's no-data rule
+// decides what that means. The tests meet this seam with a real Prometheus.
+import { withoutControls } from "../util/text.js";
+
+/** One instant query's answer: its one value, or why it has none. */
+export type QueryAnswer =
+  | { readonly value: number }
+  | { readonly value: null; readonly why: string };
+
+/** What the analysis asks of a metrics server. */
+export interface MetricsSource {
+  /** Where it is (for messages: no credentials). */
+  readonly url: string;
+  /** One instant query, at the current time; never rejects. */
+  query(promql: string, signal?: AbortSignal): Promise<QueryAnswer>;
+}
+
+export interface PrometheusOptions {
+  /** Its base URL (no trailing slash, no credentials). */
+  readonly url: string;
+  /** Sent as `Authorization: Bearer …`; never shown. */
+  readonly token?: string | undefined;
+  /** Seconds a query may take, all told. */
+  readonly timeout: number;
+}
+
+/** The most of an answer read: one value per host is a few hundred bytes. */
+export const ANSWER_LIMIT = 1024 * 1024;
+/** The most of an error's text a message keeps. */
+const ERROR_SHOWN = 300;
+
+/** A client of the Prometheus at `options.url`. */
+export function prometheusClient(options: PrometheusOptions): MetricsSource {
+  return {
+    url: options.url,
+    query: (promql, signal) => instantQuery(options, promql, signal),
+  };
+}
+
+async function instantQuery(
+  options: PrometheusOptions,
+  promql: string,
+  signal: AbortSignal | undefined,
+): Promise<QueryAnswer> {
+  const endpoint = `${options.url}/api/v1/query`;
+  const deadline = AbortSignal.timeout(options.timeout * 1000);
+  try {
+    const response = await fetch(endpoint, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        accept: "application/json",
+        ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+      },
+      body: new URLSearchParams({ query: promql }).toString(),
+      // A redirect would carry the token elsewhere: refused.
+      redirect: "error",
+      signal: signal === undefined ? deadline : AbortSignal.any([deadline, signal]),
+    });
+    const text = await bodyText(response.body, ANSWER_LIMIT);
+    if (text === undefined) {
+      return noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`);
+    }
+    return answerOf(response.status, text, endpoint);
+  } catch (err) {
+    if (deadline.aborted) return noValue(`${endpoint} did not answer within ${options.timeout}s`);
+    if (signal?.aborted) return noValue("interrupted");
+    const cause =
+      (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : undefined;
+    return noValue(`${endpoint}: ${cause?.message ?? (err as Error).message}`);
+  }
+}
+
+/** What Prometheus' answer (status and body) says: one value, or why not. Pure. */
+export function answerOf(status: number, text: string, endpoint: string): QueryAnswer {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return noValue(`${endpoint} answered ${status} with no JSON: ${shown(text)}`);
+  }
+  const b = body as { status?: unknown; error?: unknown; errorType?: unknown; data?: unknown };
+  if (b.status !== "success") {
+    const error = typeof b.error === "string" ? b.error : `status ${status}`;
+    const type = typeof b.errorType === "string" ? `${b.errorType}: ` : "";
+    return noValue(`Prometheus refused the query (${shown(type + error)})`);
+  }
+  const data = b.data as { resultType?: unknown; result?: unknown } | undefined;
+  switch (data?.resultType) {
+    case "scalar":
+      return sampleValue(data.result);
+    case "vector": {
+      const result = Array.isArray(data.result) ? data.result : [];
+      if (result.length === 0) return noValue("the query answered no series");
+      if (result.length > 1) {
+        return noValue(
+          `the query answered ${result.length} series; it must answer one value for the host (aggregate it: sum(…), max(…))`,
+        );
+      }
+      return sampleValue((result[0] as { value?: unknown }).value);
+    }
+    default:
+      return noValue(
+        `the query answered a ${shown(String(data?.resultType))}; it must answer one value (an instant vector of one series, or a scalar)`,
+      );
+  }
+}
+
+/** `[time, "value"]` as a number; NaN and infinities are no value. */
+function sampleValue(sample: unknown): QueryAnswer {
+  const text = Array.isArray(sample) ? sample[1] : undefined;
+  if (typeof text !== "string") return noValue("the answer holds no value");
+  const value = Number(text);
+  if (text === "NaN" || Number.isNaN(value)) return noValue("NaN (e.g. 0/0: nothing counted yet)");
+  if (!Number.isFinite(value)) return noValue(`${text} (a division by zero)`);
+  return { value };
+}
+
+function noValue(why: string): QueryAnswer {
+  return { value: null, why };
+}
+
+function shown(text: string): string {
+  const clean = withoutControls(text.trim());
+  return clean.length > ERROR_SHOWN ? `${clean.slice(0, ERROR_SHOWN)}…` : clean;
+}
+
+/** The body as text, or undefined past `limit` bytes (the rest is never read). */
+async function bodyText(
+  stream: ReadableStream<Uint8Array> | null,
+  limit: number,
+): Promise<string | undefined> {
+  if (stream === null) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) return undefined;
+      chunks.push(value);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

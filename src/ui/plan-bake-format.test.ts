@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { ANALYSIS_DEFAULTS } from "../fleet/bake.js";
+import { formatPlanBakes } from "./plan-bake-format.js";
+
+describe("formatPlanBakes", () => {
+  it("says each role's bake and its queries, hosts alike on one line", () => {
+    const bake = {
+      seconds: 120,
+      interval: 10,
+      analysis: [
+        { name: "errors", query: 'errors{host="{name}"}', max: 0.05, ...ANALYSIS_DEFAULTS },
+        {
+          name: "latency",
+          query: 'p99{host=\n"{name}"}',
+          baseline: { tolerance: 1.5 },
+          failureLimit: 2,
+          noData: "wait" as const,
+        },
+      ],
+    };
+    const hosts = ["web1", "web2"].map((host) => ({ host, role: "@web", bake }));
+    expect(formatPlanBakes({ hosts: [...hosts, { host: "db1" }] as never })).toEqual([
+      "bake (after each wave's confirmation, before the next wave):",
+      "  @web: web1, web2: 120s, checks and queries every 10s; a host that fails is rolled back",
+      '    errors: errors{host="{name}"} is at most 0.05; no data fails',
+      '    latency: p99{host= "{name}"} is at most 1.5 × the baseline, 2 failed measurements tolerated; no data waits',
+    ]);
+    expect(formatPlanBakes({ hosts: [{ host: "db1" }] as never })).toEqual([]);
+  });
+});

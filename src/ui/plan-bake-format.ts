@@ -1,0 +1,34 @@
+// The plan's bakes for people: per role, how long its waves hold once confirmed, how often they
+// are measured, and each query of its analysis with its condition. Pure; `--json` carries each
+// host's bake (plan.hosts[].bake).
+import { conditionText } from "../fleet/analysis.js";
+import type { HostBake } from "../fleet/bake.js";
+import type { DeployPlan } from "../fleet/plan.js";
+import { withoutControls } from "../util/text.js";
+import { listHosts } from "./fleet-size.js";
+
+export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
+  const byBake = new Map<string, { hosts: string[]; bake: HostBake; role: string }>();
+  for (const host of plan.hosts) {
+    if (host.bake === undefined) continue;
+    const role = host.role ?? "";
+    const key = `${role}\0${JSON.stringify(host.bake)}`;
+    const entry = byBake.get(key) ?? { hosts: [], bake: host.bake, role };
+    entry.hosts.push(host.host);
+    byBake.set(key, entry);
+  }
+  if (byBake.size === 0) return [];
+  return [
+    "bake (after each wave's confirmation, before the next wave):",
+    ...[...byBake.values()].flatMap(({ hosts, bake, role }) => [
+      withoutControls(
+        `  ${role === "" ? "" : `${role}: `}${listHosts(hosts)}: ${bake.seconds}s, checks and queries every ${bake.interval}s; a host that fails is rolled back`,
+      ),
+      ...bake.analysis.map((q) =>
+        withoutControls(
+          `    ${q.name}: ${q.query.replace(/\s+/g, " ")} is ${conditionText(q)}${q.failureLimit > 0 ? `, ${q.failureLimit} failed measurements tolerated` : ""}; no data ${q.noData === "fail" ? "fails" : "waits"}`,
+        ),
+      ),
+    ]),
+  ];
+}

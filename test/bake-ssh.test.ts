@@ -1,0 +1,195 @@
+// Bake time and canary analysis on three ssh lab hosts, against a real Prometheus that scrapes
+// their example service every second while the test sends it requests. web-errors-later passes
+// its activation checks (its /health stays green), but half its /work requests fail 4 s after it
+// starts: with a bake and an analysis of its error ratio the canary is rolled back to web-v1,
+// no other host changes, and the rollout record keeps the values that failed it; with a bake and
+// no analysis the rollout goes on. A canary against its baseline: 3x the baseline's errors
+// fails, within the tolerance passes.
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bake, errorsAgainstBaseline, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
+import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { startPrometheus, type TestPrometheus } from "./support/prometheus.js";
+import { type RequestLoad, startRequestLoad } from "./support/request-load.js";
+import { rolloutFiles } from "./support/rollout-records.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+const TAG = "bks";
+const HOSTS = [1, 2, 3].map((i) => `${TAG}${i}`);
+let lab: SshLab;
+let prometheus: TestPrometheus;
+let load: RequestLoad;
+
+beforeAll(async () => {
+  lab = await startSshLab(TAG, 3);
+  prometheus = await startPrometheus(lab.info.hosts);
+  load = startRequestLoad(lab.info.hosts.map((h) => h.address));
+  await setBakePolicy(lab.fleetFile, prometheus.url, TAG, undefined);
+  const first = await deploy("web-v1");
+  expect(first.code, first.stderr).toBe(0);
+}, 240_000);
+afterAll(async () => {
+  await load?.stop();
+  await prometheus?.stop();
+  await lab?.down();
+});
+
+async function deploy(system: string) {
+  await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, system])));
+  return await lab.deploy("--json");
+}
+
+const served = () => Promise.all(HOSTS.map((h) => servedBy(lab.info, h)));
+
+async function cacheUrl(): Promise<string> {
+  return (JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } }).cache
+    .url;
+}
+
+/** The newest rollout record's entry of `host`. */
+async function recordEntry(host: string): Promise<Record<string, unknown>> {
+  const [newest] = await rolloutFiles(await cacheUrl());
+  const entry = newest?.waves.flatMap((w) => w.hosts).find((h) => h.host === host);
+  expect(entry, `${host} in the newest rollout record`).toBeDefined();
+  return entry as Record<string, unknown>;
+}
+
+interface RecordedAnalysis {
+  name: string;
+  failed?: string;
+  measurements: { value: number | null; baseline?: number | null; verdict: string }[];
+}
+
+describe("a bake with an analysis catches what the activation checks cannot", () => {
+  it("rolls the canary of web-errors-later back, changes no other host, and records the values", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      bake: bake(14),
+      analysis: [errorsAtMost(0.1)],
+    });
+    const r = await deploy("web-errors-later");
+    expect(r.code, r.stderr).toBe(1);
+    const summary = summaryOf(r);
+    const [canary, ...rest] = HOSTS as [string, ...string[]];
+    expect(summary[canary]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "bake", analysis: [{ name: "errors", condition: "at most 0.1" }] },
+    });
+    for (const host of rest) {
+      expect(summary[host]).toMatchObject({ status: "skipped", reason: "not-started" });
+    }
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    // The events say each measurement, and the failing one names its value.
+    const measured = deployEvents(r).filter((e) => e.type === "bake-measure");
+    expect(measured.length).toBeGreaterThan(0);
+    expect(measured.every((e) => e.host === canary)).toBe(true);
+    const failing = measured.find(
+      (e) => (e.measurement as { verdict: string }).verdict === "fail",
+    ) as { measurement: { value: number } } | undefined;
+    expect(failing?.measurement.value).toBeGreaterThan(0.1);
+    // The record keeps the values over time and which condition failed.
+    const entry = await recordEntry(canary);
+    expect(entry).toMatchObject({ state: "rolled-back", phase: "bake" });
+    const baked = entry.bake as { state: string; analysis: RecordedAnalysis[] };
+    expect(baked.state).toBe("failed");
+    const [errors] = baked.analysis;
+    expect(errors?.name).toBe("errors");
+    expect(errors?.failed).toMatch(/above the maximum 0\.1/);
+    const values = errors?.measurements.map((m) => m.value) ?? [];
+    expect(values.some((v) => v !== null && v > 0.1)).toBe(true);
+    for (const host of rest) expect((await recordEntry(host)).state).toBe("not-started");
+  });
+
+  it("without an analysis the rollout of web-errors-later goes on: its checks stay green through the bake", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, { bake: bake(6) });
+    const r = await deploy("web-errors-later");
+    expect(r.code, r.stderr).toBe(0);
+    const summary = summaryOf(r);
+    for (const host of HOSTS) expect(summary[host]).toMatchObject({ status: "activated" });
+    expect(deployEvents(r).filter((e) => e.type === "bake-done" && e.ok === true)).toHaveLength(3);
+    expect(await served()).toEqual(["web-errors-later", "web-errors-later", "web-errors-later"]);
+  });
+});
+
+describe("plan and doctor", () => {
+  it("plan shows the role's bake and analysis; doctor checks that Prometheus answers each query for each host", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      bake: bake(10),
+      analysis: [
+        errorsAtMost(0.1),
+        { name: "absent", query: 'up{host="{name}",job="none"}', max: 1 },
+      ],
+    });
+    // A plan in which every host would change (a plan bakes only the hosts it activates).
+    await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v2"])));
+    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain(
+      `@${TAG}: ${HOSTS.join(", ")}: 10s, checks and queries every 2s; a host that fails is rolled back`,
+    );
+    expect(plan.stdout).toMatch(
+      / {4}errors: sum\(rate\(example_web_requests_total.* is at most 0\.1; no data waits/,
+    );
+    const r = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
+    const checks = (JSON.parse(r.stdout) as { checks: Record<string, string>[] }).checks.filter(
+      (c) => c.area === "prometheus",
+    );
+    expect(checks).toEqual([
+      expect.objectContaining({ name: "prometheus answers", status: "ok" }),
+      expect.objectContaining({
+        name: "analysis errors",
+        status: "ok",
+        detail: "answers a value for 3 host(s)",
+      }),
+      expect.objectContaining({
+        name: "analysis absent",
+        status: "fail",
+        detail: expect.stringMatching(
+          new RegExp(
+            `^no data for ${HOSTS.join(", ")} \\(3 of 3 host\\(s\\)\\): the query answered no series`,
+          ),
+        ),
+      }),
+    ]);
+    expect(r.code).toBe(1);
+  });
+});
+
+describe("a canary against its baseline (the role's hosts not changed yet)", () => {
+  it("fails a canary whose error ratio is 3x its baseline's, and passes one within the tolerance", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, undefined);
+    expect((await deploy("web-errors-10")).code).toBe(0);
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      bake: bake(10),
+      // A tolerance of 2: 3x fails, 1.2x passes, with room for a window's few requests.
+      analysis: [errorsAgainstBaseline(2)],
+    });
+    const worse = await deploy("web-errors-30");
+    expect(worse.code, worse.stderr).toBe(1);
+    const [canary] = HOSTS as [string];
+    expect(summaryOf(worse)[canary]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { analysis: [{ name: "errors-vs-baseline" }] },
+    });
+    const entry = await recordEntry(canary);
+    const [compared] = (entry.bake as { analysis: RecordedAnalysis[] }).analysis;
+    const failed = compared?.measurements.find((m) => m.verdict === "fail");
+    // The canary's 30% against its baseline's 10%.
+    expect(failed?.value).toBeGreaterThan(0.2);
+    expect(failed?.baseline).toBeLessThan(0.15);
+    expect(await served()).toEqual(["web-errors-10", "web-errors-10", "web-errors-10"]);
+
+    const within = await deploy("web-errors-12");
+    expect(within.code, within.stderr).toBe(0);
+    const passed = deployEvents(within).filter(
+      (e) => e.type === "bake-measure" && e.host === canary,
+    ) as unknown as { measurement: { verdict: string; baseline?: number } }[];
+    expect(passed.length).toBeGreaterThan(0);
+    expect(passed.every((e) => e.measurement.verdict !== "fail")).toBe(true);
+    expect(passed.some((e) => e.measurement.baseline !== undefined)).toBe(true);
+    expect(await served()).toEqual(["web-errors-12", "web-errors-12", "web-errors-12"]);
+  });
+});

@@ -1,0 +1,108 @@
+// Bake and canary analysis with ssm hosts: three lab hosts reached through the SSM stand-in (it
+// runs the document's shell on them), a real Prometheus scraping them while the test sends them
+// requests. web-errors-later's canary passes its activation checks, fails its analysis in the
+// bake and is rolled back through SSM to web-v1; no other host changes; the rollout record keeps
+// the values. With a bake and no analysis the rollout goes on.
+import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliRun, nixship } from "../support/cli.js";
+import { bake, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
+import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import { startPrometheus, type TestPrometheus } from "./support/prometheus.js";
+import { type RequestLoad, startRequestLoad } from "./support/request-load.js";
+import { rolloutFiles } from "./support/rollout-records.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
+
+const TAG = "bkm";
+const HOSTS = [1, 2, 3].map((i) => `${TAG}${i}`);
+let lab: SshLab;
+let ssm: SsmStandIn;
+let env: NodeJS.ProcessEnv;
+let cacheUrl: string;
+let prometheus: TestPrometheus;
+let load: RequestLoad;
+
+const cli = (args: readonly string[]): Promise<CliRun> => nixship(args, { env });
+
+async function deploy(system: string): Promise<CliRun> {
+  await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, system])));
+  return await cli([
+    ...labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec")),
+    "--json",
+  ]);
+}
+
+const served = () => Promise.all(HOSTS.map((h) => servedBy(lab.info, h)));
+
+beforeAll(async () => {
+  lab = await startSshLab(TAG, 3);
+  const labEnv = { NIXSHIP_LAB_DIR: dirname(lab.info.dir) };
+  ssm = await startSsmStandIn(Object.fromEntries(HOSTS.map((h) => [h, {}])), labEnv);
+  env = { ...labEnv, ...ssm.env };
+  prometheus = await startPrometheus(lab.info.hosts);
+  load = startRequestLoad(lab.info.hosts.map((h) => h.address));
+  await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v1"])));
+  const first = await lab.deploy("--json");
+  expect(first.code, first.stderr).toBe(0);
+  // Every host is an SSM instance from now on.
+  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
+    hosts: Record<string, Record<string, unknown>>;
+    cache: { url: string };
+    ssm?: unknown;
+  };
+  for (const h of HOSTS) {
+    const { sshHost: _, hostKey: __, ...rest } = doc.hosts[h] as Record<string, unknown>;
+    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: ssm.instances[h] };
+  }
+  doc.ssm = { region: "eu-west-1", commandTimeout: 30 };
+  cacheUrl = doc.cache.url;
+  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+}, 300_000);
+
+afterAll(async () => {
+  await load?.stop();
+  await prometheus?.stop();
+  await ssm?.close();
+  await lab?.down();
+});
+
+describe("ssm hosts: a bake with an analysis catches what the activation checks cannot", () => {
+  it("rolls the canary of web-errors-later back through SSM, and changes no other host", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      bake: bake(14),
+      analysis: [errorsAtMost(0.1)],
+    });
+    const r = await deploy("web-errors-later");
+    expect(r.code, r.stderr).toBe(1);
+    const [canary, ...rest] = HOSTS as [string, ...string[]];
+    const summary = summaryOf(r);
+    expect(summary[canary]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "bake", analysis: [{ name: "errors" }] },
+    });
+    for (const host of rest) {
+      expect(summary[host]).toMatchObject({ status: "skipped", reason: "not-started" });
+    }
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    const [record] = await rolloutFiles(cacheUrl);
+    const entry = record?.waves[0]?.hosts[0] as {
+      host: string;
+      state: string;
+      bake: { analysis: { failed?: string; measurements: { value: number | null }[] }[] };
+    };
+    expect(entry).toMatchObject({ host: canary, state: "rolled-back" });
+    expect(entry.bake.analysis[0]?.failed).toMatch(/above the maximum 0\.1/);
+    expect(entry.bake.analysis[0]?.measurements.some((m) => (m.value ?? 0) > 0.1)).toBe(true);
+  }, 300_000);
+
+  it("without an analysis the rollout goes on", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, { bake: bake(4) });
+    const r = await deploy("web-errors-later");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await served()).toEqual(["web-errors-later", "web-errors-later", "web-errors-later"]);
+  }, 300_000);
+});
