@@ -55,14 +55,21 @@ export type DeltaOutcome =
       readonly deltaBytes: number;
       /** The target's compressed NAR (its narinfo's FileSize; NarSize when it has none). */
       readonly targetBytes: number;
+      /** The zstd level it was computed at. */
+      readonly level: number;
       /** Why what the cache held for the pair was not believed (and is replaced). */
       readonly replaced?: string;
+      /** With `improve`: the bytes of the delta it replaces, believed but larger. */
+      readonly improvedFrom?: number;
     }
   | {
       readonly kind: "skipped";
       readonly pair: DeltaPair;
       readonly deltaBytes: number;
       readonly targetBytes: number;
+      readonly level: number;
+      /** Whether the skip note was written (not with `unworthy: "leave"`). */
+      readonly noted: boolean;
       readonly replaced?: string;
     }
   /** The delta (or its skip note) was there already, signed and whole: nothing was computed. */
@@ -80,6 +87,18 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   readonly maxPairNar?: number;
   /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
   readonly timeoutMs?: number;
+  /**
+   * A delta computed and found not worth it: "note" (default) writes the pair's signed skip
+   * note; "leave" writes nothing, for a first pass at a fast level whose verdict is not final.
+   */
+  readonly unworthy?: "note" | "leave";
+  /**
+   * A delta the cache holds, signed and whole, is computed again (at `level`) and replaced when
+   * the new one is smaller: a new NAR under its own key, then the narinfo put over the old one,
+   * so a host reads the one or the other whole, never a part (the old NAR stays for the one
+   * that read the old narinfo; the collector sweeps it later).
+   */
+  readonly improve?: boolean;
 }
 
 /**
@@ -99,12 +118,14 @@ export async function publishDelta(
   const maxPairNar = options.maxPairNar ?? DELTA_MAX_PAIR_NAR;
   const deltaPath = deltaPathOf(pair.target, pair.base);
   const held = await heldInCache(store, deltaPath, pair, trusted, maxPairNar, options.signal);
-  if (held !== undefined && held.kind !== "refused")
+  const improving = options.improve === true && held?.kind === "delta" ? held : undefined;
+  if (held !== undefined && held.kind !== "refused" && improving === undefined)
     return { kind: "existing", pair, found: held.kind };
-  const replaced = held?.reason;
+  const replaced = held?.kind === "refused" ? held.reason : undefined;
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
   const base = await signedNarInfo(store, pair.base, "base", trusted);
+  const level = options.level ?? deltaLevelFor(target.info.narSize);
   const narBytes = base.info.narSize + target.info.narSize;
   if (narBytes > maxPairNar) {
     throw new OperationError(
@@ -139,6 +160,7 @@ export async function publishDelta(
     const deltaFile = join(tree, DELTA_FILES.delta);
     await computeZstdDelta(baseNar, targetNar, deltaFile, target.info.narSize, {
       ...options,
+      level,
       signal,
       timeoutMs: Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))),
     });
@@ -161,10 +183,16 @@ export async function publishDelta(
     const deltaBytes = packed.size;
     const targetBytes = target.info.fileSize ?? target.info.narSize;
     const again = replaced === undefined ? {} : { replaced };
+    // What the cache holds is as good: it stays.
+    if (improving !== undefined && deltaBytes >= improving.narSize)
+      return { kind: "existing", pair, found: "delta" };
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
+      if (options.unworthy === "leave") {
+        return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: false, ...again };
+      }
       const note: DeltaSkipNote = {
         engine: "zstd-patch",
-        level: options.level ?? deltaLevelFor(target.info.narSize),
+        level,
         target: pair.target,
         base: pair.base,
         deltaBytes,
@@ -176,14 +204,23 @@ export async function publishDelta(
         contentType: "application/json",
         ...(replaced === undefined ? { condition: { ifAbsent: true } } : {}),
       });
-      if (held?.what === "delta") await store.delete(narInfoKey(deltaPath));
-      return { kind: "skipped", pair, deltaBytes, targetBytes, ...again };
+      if (held?.kind === "refused" && held.what === "delta")
+        await store.delete(narInfoKey(deltaPath));
+      return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: true, ...again };
     }
-    const stored = await putDeltaPath(store, key, deltaPath, packed, replaced !== undefined);
-    if (held?.what === "skip") await store.delete(deltaSkipKey(pair.target, pair.base));
+    const stored = await putDeltaPath(
+      store,
+      key,
+      deltaPath,
+      packed,
+      replaced !== undefined || improving !== undefined,
+    );
+    if (held?.kind === "refused" && held.what === "skip")
+      await store.delete(deltaSkipKey(pair.target, pair.base));
+    const better = improving === undefined ? {} : { improvedFrom: improving.narSize };
     return stored === "existing"
       ? { kind: "existing", pair, found: "delta" }
-      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, ...again };
+      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, level, ...again, ...better };
   } catch (err) {
     throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
   } finally {
@@ -193,7 +230,8 @@ export async function publishDelta(
 
 /** What the cache holds for a pair: a delta or a skip note it believes, or one it refuses. */
 type Held =
-  | { readonly kind: "delta" | "skip" }
+  | { readonly kind: "delta"; readonly narSize: number }
+  | { readonly kind: "skip" }
   | { readonly kind: "refused"; readonly what: "delta" | "skip"; readonly reason: string };
 
 /**
@@ -214,7 +252,7 @@ async function heldInCache(
   if (delta !== undefined) {
     const problem = await deltaNarProblem(store, delta.info, maxNar, interrupt);
     return problem === undefined
-      ? { kind: "delta" }
+      ? { kind: "delta", narSize: delta.info.narSize }
       : { kind: "refused", what: "delta", reason: problem };
   }
   const note = await readSkipNote(store, pair, trusted);

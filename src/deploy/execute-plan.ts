@@ -1,14 +1,17 @@
-// The deploy's last stage: publish the plan's deltas, roll the plan out (or publish it in one
-// release), and record the results where `nixship status` reads them.
+// The deploy's last stage: roll the plan out (or publish it in one release) while its deltas are
+// computed in the background, and record the results where `nixship status` reads them.
 import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import { cacheKeys, publishPlanDeltas } from "./deltas.js";
+import { deltaWaitMs, FetchPace } from "./delta-pace.js";
+import { type DeltaWorker, startDeltaWorker } from "./delta-worker.js";
+import { cacheKeys } from "./deltas.js";
 import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
-import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
+import type { DeployEvent } from "./events.js";
+import { throwIfInterrupted } from "./interrupts.js";
 import { recordResults } from "./push-records.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
@@ -37,13 +40,25 @@ export interface ExecuteInput {
 
 /**
  * Rolls the plan out (or with `async`, publishes it in one release) and records the results
- * where `nixship status` reads them.
+ * where `nixship status` reads them. The plan's deltas are computed meanwhile, and their work
+ * stopped (its files removed) when the rollout ends, however it ends.
  */
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
+  const deltas = startDeltas(input);
+  try {
+    return await rollOut(input, deltas);
+  } finally {
+    await deltas?.stop();
+  }
+}
+
+async function rollOut(
+  input: ExecuteInput,
+  deltas: DeltaWorker | undefined,
+): Promise<DeployReport> {
+  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
   const { options, plan, delivery } = input;
   const { emit } = options;
-  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
-  await publishDeltas(input);
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
   const channelNotes =
     (await delivery.channel?.plan(
@@ -62,6 +77,9 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     )) ?? [];
   if (options.async === true) {
     const publishOnly = publisherOf(delivery, input.mode);
+    // The agents fetch once the release is out: their deltas first (at the fast level).
+    await deltas?.firstPass;
+    throwIfInterrupted(options.signal);
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
       const host = hostNamed.get(p.host);
       const request = input.requests.get(p.host);
@@ -85,6 +103,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   record?.recorder.onEvent({ type: "plan", plan });
   const ended = (ok: boolean) =>
     options.signal?.aborted ? "interrupted" : ok ? "succeeded" : "failed";
+  const pace = new FetchPace();
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -92,15 +111,21 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     delivery,
     requests: input.requests,
     emit: (event) => {
+      pace.observe(event);
       record?.recorder.onEvent(event);
       emit(event);
     },
     skipUnreachable: options.skipUnreachable === true,
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    ...(deltas === undefined
+      ? {}
+      : { beforeWave: (wave) => waitForDeltas(deltas, pace, wave, emit) }),
   }).catch(async (err: unknown) => {
     await record?.finish(ended(false));
     throw err;
   });
+  // What the deltas' work came to is told before the summary.
+  await deltas?.stop();
   const ok = rolloutSucceeded(results);
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.
@@ -122,21 +147,51 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   return { plan, results, ok, releases, channelNotes };
 }
 
-/** The plan's delta pairs computed and published, signed, before any host asks for them. */
-async function publishDeltas(input: ExecuteInput): Promise<void> {
+/**
+ * The plan's delta pairs, computed and published in the background from now on while the
+ * rollout runs (delta-worker.ts); undefined when there are none to compute.
+ */
+function startDeltas(input: ExecuteInput): DeltaWorker | undefined {
   const { options, deltaPairs } = input;
   const { fleet, key, signal } = options;
-  if (deltaPairs === undefined || fleet.cache === undefined || key === undefined) return;
-  if (deltaPairs.hosts.length === 0 && deltaPairs.unread.length === 0) return;
-  await publishPlanDeltas({
+  if (deltaPairs === undefined || fleet.cache === undefined || key === undefined) return undefined;
+  if (deltaPairs.hosts.length === 0 && deltaPairs.unread.length === 0) return undefined;
+  return startDeltaWorker({
     cacheUrl: fleet.cache.url,
     key,
     trusted: cacheKeys(fleet.cache),
     planned: deltaPairs,
     emit: options.emit,
     signal,
-  }).catch(interruptedBefore(signal));
-  throwIfInterrupted(signal);
+    // Agent hosts fetch after the release is out, with no wave to improve them for.
+    improve: options.async !== true,
+  });
+}
+
+/**
+ * Before a wave: no more improving once the last wave starts (no host is left to take it);
+ * and a wave whose hosts' deltas are still being computed waits for them only as long as
+ * fetching those paths whole would take at the pace the deploy's hosts fetched so far.
+ */
+async function waitForDeltas(
+  deltas: DeltaWorker,
+  pace: FetchPace,
+  wave: { readonly wave: number; readonly hosts: readonly string[]; readonly last: boolean },
+  emit: (event: DeployEvent) => void,
+): Promise<void> {
+  if (wave.last) deltas.stopImproving();
+  const pendingBytes = deltas.pendingBytes(wave.hosts);
+  const bytesPerSecond = pace.bytesPerSecond();
+  const ms = deltaWaitMs(pendingBytes, bytesPerSecond);
+  if (ms <= 0 || bytesPerSecond === undefined) return;
+  emit({
+    type: "deltas-wait",
+    wave: wave.wave,
+    pendingBytes,
+    bytesPerSecond: Math.round(bytesPerSecond),
+    seconds: Math.round(ms / 100) / 10,
+  });
+  await deltas.settled(wave.hosts, ms);
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */

@@ -40,6 +40,15 @@ export interface RolloutInput {
   readonly signal?: AbortSignal;
   /** Milliseconds to wait for an interrupted wave (default ABORT_GRACE_MS). */
   readonly abortGrace?: number;
+  /**
+   * Called as each wave is about to start (counted from 1; `last`: no wave after it), and
+   * awaited: the deploy's deltas may hold it a bounded time (delta-pace.ts).
+   */
+  readonly beforeWave?: (wave: {
+    readonly wave: number;
+    readonly hosts: readonly string[];
+    readonly last: boolean;
+  }) => Promise<void>;
 }
 
 /** Every selected host's result, in fleet order. A result counts as a failure unless ok. */
@@ -89,6 +98,11 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       stop(overBudget(failures, unreachable, policy.maxFailures), waves);
       break;
     }
+    await input.beforeWave?.({
+      wave: wave.index + 1,
+      hosts: wave.hosts.map((h) => h.host),
+      last: i === waves.length - 1,
+    });
     const outcomes = await runWave(
       input,
       hostNamed,

@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import { pairId } from "../cache/delta-bases.js";
 import type { DeltaLookup, PairState } from "../cache/delta-lookup.js";
 import type { StorePath } from "../nix/store-path.js";
-import { deltaFetches, type HostDeltaPairs, type PlanDeltaPairs } from "./plan-deltas.js";
+import {
+  deltaFetches,
+  type HostDeltaPairs,
+  type PlanDeltaPairs,
+  rankDeltaPairs,
+  targetSettled,
+} from "./plan-deltas.js";
 
 const path = (hash: string, name: string) => `/nix/store/${hash.repeat(32)}-${name}` as StorePath;
 const [libNew, libOld, libOlder] = [
@@ -88,5 +94,36 @@ describe("deltaFetches", () => {
     const { host: _, ...first } = fetches[0] as (typeof fetches)[number];
     for (const { host: __, ...f } of fetches) expect(f).toEqual(first);
     expect(first).toMatchObject({ byDelta: 1, withDeltas: 3000 + 50 + 10 });
+  });
+});
+
+describe("rankDeltaPairs", () => {
+  it("takes every target's first base first, then the pairs that save the most bytes", () => {
+    // lib (3000 bytes) before app (2000); lib's second base after both first bases.
+    expect(rankDeltaPairs(plan("web1"))).toEqual([
+      { target: libNew, base: libOld },
+      { target: appNew, base: appOld },
+      { target: libNew, base: libOlder },
+    ]);
+    // A pair shared by more hosts saves as much for each: app for two hosts outweighs lib for one.
+    const appOnly: HostDeltaPairs = {
+      host: "web2",
+      missing: 1,
+      missingNarBytes: 2000,
+      lacking: [{ path: appNew, narSize: 2000 }],
+      pairs: [{ target: appNew, base: appOld }],
+    };
+    const shared = { ...plan("web1"), hosts: [...plan("web1").hosts, appOnly] };
+    expect(rankDeltaPairs(shared)[0]).toEqual({ target: appNew, base: appOld });
+  });
+});
+
+describe("targetSettled", () => {
+  const pairs = move.pairs.slice(0, 2);
+  it("is settled at the first base with a delta, or once every base is done without one", () => {
+    expect(targetSettled(pairs, () => undefined)).toBe(false);
+    expect(targetSettled(pairs, (p) => (p.base === libOld ? "delta" : undefined))).toBe(true);
+    expect(targetSettled(pairs, (p) => (p.base === libOld ? "none" : undefined))).toBe(false);
+    expect(targetSettled(pairs, () => "none")).toBe(true);
   });
 });
