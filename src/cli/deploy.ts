@@ -101,7 +101,7 @@ ${DIFF_HELP}
 With deltas (the fleet names deltas.tool, docs/deltas.md), a "deltas" section says, per group
 of hosts that fetch alike, how many paths each fetches from the cache, how many by delta, and
 the bytes with the deltas published and without ("at most" for paths not pushed yet); deltas
-not computed yet count whole (the deploy computes them before its rollout), and hosts whose
+not computed yet count whole (the deploy computes them while its rollout runs), and hosts whose
 running closure could not be read fetch whole. --json: the plan's "deltas".
 
 Options:
