@@ -34,6 +34,9 @@ export function deltaLevelFor(narSize: number): number {
  */
 export const DELTA_ZSTD_FAST_LEVEL = 3;
 
+/** The nice value zstd computes deltas at: in the background of the deploy. */
+export const DELTA_ZSTD_NICE = 10;
+
 /** zstd's window for patch mode: a base up to 2 GiB is all in reach (the host passes it too). */
 export const DELTA_ZSTD_LONG = 31;
 
@@ -140,6 +143,8 @@ export async function computeZstdDelta(
       ],
       {
         purpose: "compute a delta",
+        // Below the deployer's own work (the rollout's sessions, and on one machine the hosts).
+        priority: DELTA_ZSTD_NICE,
         errorCodes: { missing: "zstd-missing", failed: "delta-failed" },
         missingHint: INSTALL_HINT,
         signal,

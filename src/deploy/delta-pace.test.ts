@@ -46,4 +46,12 @@ describe("FetchPace", () => {
     }
     expect(pace.bytesPerSecond()).toBe(4_000_000);
   });
+
+  it("takes what the plan says a host lacked when it has no delta report (it fetched whole)", () => {
+    const pace = new FetchPace((host) => (host === "c" ? 6_000_000 : undefined));
+    pace.observe(phase("c", "connect", 0));
+    pace.observe(phase("c", "switch", 2));
+    pace.observe(done("c", undefined));
+    expect(pace.bytesPerSecond()).toBe(3_000_000);
+  });
 });

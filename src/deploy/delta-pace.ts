@@ -22,11 +22,17 @@ const BEFORE_REALISED: ReadonlySet<HostPhase> = new Set(["connect", "waiting", "
 
 /**
  * The NAR bytes a second the deploy's hosts fetched at, from its events: each activated host's
- * delta report (the deltas' bytes and the NAR bytes that came whole) over the time from its
- * first phase to the first one after `realise` (its connection, its delta step and its
- * realise: what fetching cost it).
+ * delta report (the deltas' bytes and the NAR bytes that came whole; without one, the NAR bytes
+ * the plan says it lacked, `planned`) over the time from its first phase to the first one after
+ * `realise` (its connection, its delta step and its realise: what fetching cost it).
  */
 export class FetchPace {
+  readonly #planned: (host: string) => number | undefined;
+
+  constructor(planned: (host: string) => number | undefined = () => undefined) {
+    this.#planned = planned;
+  }
+
   readonly #started = new Map<string, number>();
   readonly #fetching = new Map<string, number>();
   #bytes = 0;
@@ -51,8 +57,10 @@ export class FetchPace {
       const seconds = this.#fetching.get(host);
       if (outcome.status !== "activated" || seconds === undefined || !(seconds > 0)) return;
       const delta = outcome.delta;
-      if (delta === undefined || "skipped" in delta) return;
-      const bytes = (delta.bytes ?? 0) + (delta.wholeNarBytes ?? 0);
+      const bytes =
+        delta === undefined || "skipped" in delta
+          ? (this.#planned(host) ?? 0)
+          : (delta.bytes ?? 0) + (delta.wholeNarBytes ?? 0);
       if (bytes <= 0) return;
       this.#bytes += bytes;
       this.#seconds += seconds;

@@ -51,8 +51,10 @@ describe("the deploy's delta worker", () => {
     // Started, not done: both paths of web1 are pending; a host it plans nothing for, none.
     expect(worker.pendingBytes(["web1"])).toBe(2000);
     expect(worker.pendingBytes(["other"])).toBe(0);
+    expect(worker.hasDeltas("web1")).toBe(false);
     await worker.settled(["web1"], 60_000);
     expect(worker.pendingBytes(["web1"])).toBe(0);
+    expect(worker.hasDeltas("web1")).toBe(true);
     await worker.firstPass;
     await worker.stop();
     expect(worker.tally()).toMatchObject({ published: 2, failed: 0 });

@@ -57,6 +57,8 @@ export interface DeltaWorkerInput {
 export interface DeltaWorker {
   /** The largest NAR bytes one of `hosts` lacks whose deltas are not settled yet by the fast pass. */
   pendingBytes(hosts: readonly string[]): number;
+  /** Whether a delta of some path `host` lacks is published (found or computed) by now. */
+  hasDeltas(host: string): boolean;
   /** Resolves once no path of `hosts` is pending, the fast pass is over, or `ms` later. */
   settled(hosts: readonly string[], ms: number): Promise<void>;
   /** Resolves when the fast pass is over (every pair computed once, or the work stopped). */
@@ -272,6 +274,8 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
 
   return {
     pendingBytes: (hosts) => Math.max(0, ...hosts.map(pendingOf)),
+    hasDeltas: (host) =>
+      (targets.get(host) ?? []).some((t) => t.pairs.some((p) => stateOf(p) === "delta")),
     settled: (hosts, ms) =>
       new Promise<void>((resolve) => {
         const check = () => {

@@ -103,13 +103,14 @@ async function rollOut(
   record?.recorder.onEvent({ type: "plan", plan });
   const ended = (ok: boolean) =>
     options.signal?.aborted ? "interrupted" : ok ? "succeeded" : "failed";
-  const pace = new FetchPace();
+  const lacked = new Map((input.deltaPairs?.hosts ?? []).map((h) => [h.host, h.missingNarBytes]));
+  const pace = new FetchPace((host) => lacked.get(host));
   const results = await runRollout({
     plan,
     hosts: input.hosts,
     policy: options.policy,
     delivery,
-    requests: input.requests,
+    requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas),
     emit: (event) => {
       pace.observe(event);
       record?.recorder.onEvent(event);
@@ -166,6 +167,29 @@ function startDeltas(input: ExecuteInput): DeltaWorker | undefined {
     // Agent hosts fetch after the release is out, with no wave to improve them for.
     improve: options.async !== true,
   });
+}
+
+/**
+ * Each host's request as its wave starts: a host with no delta published for it yet (none when
+ * the plan read the cache, none computed since) is not given the delta tool. It would fetch
+ * every path whole anyway; its step would only cost it time.
+ */
+function withReadyDeltas(
+  input: Pick<ExecuteInput, "requests" | "plan">,
+  deltas: DeltaWorker,
+): Pick<ReadonlyMap<string, DeployRequest>, "get"> {
+  const published = new Set(
+    (input.plan.deltas?.hosts ?? []).filter((h) => h.byDelta > 0).map((h) => h.host),
+  );
+  return {
+    get: (host) => {
+      const request = input.requests.get(host);
+      if (request?.deltaTool === undefined || published.has(host) || deltas.hasDeltas(host))
+        return request;
+      const { deltaTool: _, ...whole } = request;
+      return whole;
+    },
+  };
 }
 
 /**
