@@ -87,9 +87,12 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   readonly maxPairNar?: number;
   /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
   readonly timeoutMs?: number;
+  /** The level for a target of `narSize` bytes of NAR (over `level`). */
+  readonly levelFor?: (narSize: number) => number;
   /**
    * A delta computed and found not worth it: "note" (default) writes the pair's signed skip
-   * note; "leave" writes nothing, for a first pass at a fast level whose verdict is not final.
+   * note; "leave" writes nothing when it was computed below the best level (deltaLevelFor),
+   * for a first pass at a fast level whose verdict is not final.
    */
   readonly unworthy?: "note" | "leave";
   /**
@@ -125,7 +128,8 @@ export async function publishDelta(
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
   const base = await signedNarInfo(store, pair.base, "base", trusted);
-  const level = options.level ?? deltaLevelFor(target.info.narSize);
+  const level =
+    options.levelFor?.(target.info.narSize) ?? options.level ?? deltaLevelFor(target.info.narSize);
   const narBytes = base.info.narSize + target.info.narSize;
   if (narBytes > maxPairNar) {
     throw new OperationError(
@@ -187,7 +191,7 @@ export async function publishDelta(
     if (improving !== undefined && deltaBytes >= improving.narSize)
       return { kind: "existing", pair, found: "delta" };
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
-      if (options.unworthy === "leave") {
+      if (options.unworthy === "leave" && level < deltaLevelFor(target.info.narSize)) {
         return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: false, ...again };
       }
       const note: DeltaSkipNote = {

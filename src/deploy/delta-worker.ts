@@ -14,7 +14,7 @@ import {
   emptyTally,
 } from "../cache/delta-compute.js";
 import type { DeltaOutcome, DeltaPair } from "../cache/delta-publish.js";
-import { DELTA_ZSTD_FAST_LEVEL } from "../cache/delta-zstd.js";
+import { DELTA_ZSTD_FAST_LEVEL, deltaLevelFor } from "../cache/delta-zstd.js";
 import { NixshipError } from "../errors.js";
 import { type PlanDeltaPairs, rankDeltaPairs, targetSettled } from "../fleet/plan-deltas.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
@@ -32,6 +32,12 @@ export const DELTA_WORK_DEADLINE_MS = 30 * 60_000;
  * where level 19 gains nothing worth its CPU; no real update's was under 16%).
  */
 export const DELTA_IMPROVE_ABOVE = 0.05;
+
+/**
+ * Targets up to this NAR size are computed at the best level at once: it costs little there
+ * (level 19 takes about 1.2 CPU s a MiB), and a verdict of "not worth it" is final.
+ */
+export const DELTA_SMALL_NAR = 256 * 1024;
 
 /** Seconds between two `delta-progress` events while pairs are computed. */
 const PROGRESS_EVERY = 1;
@@ -164,7 +170,8 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
       await computeDeltas(store, input.key, rankDeltaPairs(planned), {
         signal,
         ...tools,
-        level: DELTA_ZSTD_FAST_LEVEL,
+        levelFor: (narSize) =>
+          narSize <= DELTA_SMALL_NAR ? deltaLevelFor(narSize) : DELTA_ZSTD_FAST_LEVEL,
         threads: "all",
         // Not worth it at this level is no verdict yet: the second pass decides.
         unworthy: "leave",

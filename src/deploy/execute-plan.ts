@@ -92,6 +92,12 @@ async function rollOut(
     emit({ type: "released", ...released });
     return { plan, results: [], ok: true, releases: [released.seq], channelNotes };
   }
+  // An agent fetches at its own poll, from a release that names the tool for good: its deltas
+  // come first (the fast pass), as for --async.
+  if (input.mode === "agent") {
+    await deltas?.firstPass;
+    throwIfInterrupted(options.signal);
+  }
   // What the dashboard shows of the rollout as it runs, in every mode.
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
