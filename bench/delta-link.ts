@@ -361,9 +361,9 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   }
 }
 
-type Local = (command: string, args: readonly string[], input?: Buffer) => Promise<string>;
+export type Local = (command: string, args: readonly string[], input?: Buffer) => Promise<string>;
 
-async function buildExpr(local: Local, expr: string): Promise<StorePath> {
+export async function buildExpr(local: Local, expr: string): Promise<StorePath> {
   const built = JSON.parse(
     await local("nix", ["build", "--no-link", "--json", "--impure", "--expr", expr]),
   ) as { outputs: { out: StorePath } }[];
@@ -373,12 +373,14 @@ async function buildExpr(local: Local, expr: string): Promise<StorePath> {
 /**
  * The mass rebuild as two systems of examples/system.nix, each with the corpus's paths of its
  * side in its closure (each path restored from its NAR; named `bench-lib000-1.0`, one package
- * name per path as a real closure has): before and after.
+ * name per path as a real closure has): before and after. A `round` gives the after side store
+ * paths of its own (the same contents): a new rebuild to deploy, its deltas computed anew.
  */
-async function massSystems(
+export async function massSystems(
   local: Local,
   work: string,
   pairs: readonly Pair[],
+  round = "",
 ): Promise<[StorePath, StorePath]> {
   await output("cp", ["-r", join(EXAMPLES, "system.nix"), join(EXAMPLES, "web"), work]);
   const side = (nar: (p: Pair) => string) =>
@@ -391,11 +393,12 @@ async function massSystems(
   await writeFile(
     join(work, "mass.nix"),
     `# The mass rebuild's two systems (bench/delta-link.ts).
-{ side }:
+{ side, round ? "" }:
 let
   nars = { before = [ ${side((p) => p.baseNar)} ]; after = [ ${side((p) => p.targetNar)} ]; }.\${side};
   paths = map (n: derivation {
     inherit (n) name;
+    round = if side == "after" then round else "";
     system = "x86_64-linux";
     builder = "/bin/sh";
     args = [ "-c" "nix-store --restore $out < \${n.nar}" ];
@@ -406,14 +409,17 @@ in import ./system.nix {
   name = "web-mass";
   version = side;
   tag = "mass";
-  nonce = "nixship-bench-delta-link-\${side}";
+  nonce = "nixship-bench-delta-link-\${side}\${round}";
   programs = { bench-mass-paths = "# \${toString paths}"; };
 }
 `,
   );
   const file = join(work, "mass.nix");
   const before = await buildExpr(local, `import ${file} { side = "before"; }`);
-  const after = await buildExpr(local, `import ${file} { side = "after"; }`);
+  const after = await buildExpr(
+    local,
+    `import ${file} { side = "after"; round = ${JSON.stringify(round)}; }`,
+  );
   return [before, after];
 }
 
@@ -430,7 +436,7 @@ async function narBytes(local: Local, paths: readonly StorePath[]): Promise<numb
 }
 
 /** Bytes through the veth so far, both ways. */
-async function linkCounters(veth: string): Promise<number> {
+export async function linkCounters(veth: string): Promise<number> {
   const read = async (counter: string) =>
     Number(await readFile(`/sys/class/net/${veth}/statistics/${counter}`, "utf8"));
   return (await read("rx_bytes")) + (await read("tx_bytes"));

@@ -20,6 +20,7 @@ import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { DELTA_WORTH_RATIO } from "../src/cache/delta-path.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { debianUpdates, labChange, massRebuild, type Pair } from "./delta-corpora.js";
+import { type DeployCase, type DeployRun, deployBench } from "./delta-deploy.js";
 import {
   type EngineOptions,
   type EngineResult,
@@ -31,8 +32,9 @@ import { type LinkCase, type LinkShape, linkBench } from "./delta-link.js";
 import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
-const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link]
+const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy]
        [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
+       [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
        [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
@@ -47,6 +49,13 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
                          lab host, lab dlk, updated over a held link to the mass rebuild and
                          to the lab's example change: nixship's deltas against nix copy;
                          root, tc, and Nix 2.26 from scripts/setup.sh --current-nix)
+                         deploy (not by default): whole \`nixship deploy\` runs, with deltas
+                         and with --no-delta, to lab dde's hosts (root, tc, Nix 2.26): the
+                         deploy's wall with the deltas' computing, its CPU, the load
+  --deploy-corpora C,... deploy's corpora as systems (default mass; debian: the updates)
+  --deploy-links L,...   deploy's links: loopback, or RATE/DELAY in Mbit/s and ms
+                         (default loopback,50/20,10/50)
+  --deploy-hosts N,...   deploy's host counts, the hosts sharing the pairs (default 1,3)
   --link-mbit N          the link's rate in Mbit/s, each way (tc tbf; default 50)
   --link-delay-ms N      what the link adds to a round trip (default 20): a relay in front of
                          the cache holds each chunk half of it each way (no netem here)
@@ -60,7 +69,7 @@ const TARGET_UPDATE_BYTES = 4;
 const TARGET_APPLY_CPU = 2;
 const TARGET_MASS_FASTER = 10;
 /** What --only may name. */
-const ONLY = ["mass", "debian", "lab", "shared", "link"];
+const ONLY = ["mass", "debian", "lab", "shared", "link", "deploy"];
 /** A delta's bytes besides delta.zst: its narinfo, delta-info, the target's narinfo, framing. */
 const DELTA_WRAPPER_BYTES = 2000;
 
@@ -75,6 +84,9 @@ async function main(): Promise<void> {
       only: { type: "string", default: "mass,debian,lab,shared,link" },
       "link-mbit": { type: "string", default: "50" },
       "link-delay-ms": { type: "string", default: "20" },
+      "deploy-corpora": { type: "string", default: "mass" },
+      "deploy-links": { type: "string", default: "loopback,50/20,10/50" },
+      "deploy-hosts": { type: "string", default: "1,3" },
       dir: { type: "string", default: "/var/tmp/nixship-bench-delta" },
       remeasure: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -206,7 +218,82 @@ async function main(): Promise<void> {
     log("20 hosts that share bases: publishing their plan's deltas...");
     log(`${sharedBaseReport(await sharedBase(join(root, `shared-${process.pid}`)))}\n`);
   }
+  if (only.has("deploy")) {
+    const links = values["deploy-links"].split(",").map((l) => {
+      if (l === "loopback") return undefined;
+      const [rate, delay] = l.split("/");
+      return {
+        rateMbit: number("deploy-links", rate ?? ""),
+        delayMs: number("deploy-links", delay ?? ""),
+      };
+    });
+    const hostCounts = values["deploy-hosts"].split(",").map((n) => number("deploy-hosts", n));
+    const cases: DeployCase[] = [];
+    for (const corpus of values["deploy-corpora"].split(",")) {
+      if (corpus === "mass") {
+        const mass = await massRebuild(root, massMb);
+        cases.push({ name: `mass rebuild ${massMb} MB`, pairs: mass.pairs });
+      } else if (corpus === "debian") {
+        cases.push({ name: "debian updates", pairs: await debianUpdates(root, log) });
+      } else throw new Error(`--deploy-corpora takes mass, debian, not '${corpus}'\n${USAGE}`);
+    }
+    log("Whole deploys with deltas and with --no-delta (lab dde)...");
+    const runs = await deployBench({ root, cases, links, hostCounts, env: ENV, log });
+    log(`\n${deployReport(runs)}\n`);
+  }
   log(`\n${targetsReport(results, link)}`);
+}
+
+/** The deploys: each run's figures, and with deltas against without for each setting. */
+function deployReport(runs: readonly DeployRun[]): string {
+  const header = [
+    "corpus",
+    "link",
+    "hosts",
+    "way",
+    "wall s",
+    "deployer CPU s",
+    "over the links",
+    "by delta / whole",
+    "deltas s",
+    "load",
+  ];
+  const rows = runs.map((r) => [
+    r.corpus,
+    r.link,
+    String(r.hosts),
+    r.way,
+    r.wallSeconds.toFixed(1),
+    r.deployerCpuSeconds.toFixed(1),
+    mb(r.linkBytes),
+    r.way === "deltas" ? `${r.byDelta} / ${r.whole}` : "-",
+    r.deltasSeconds === undefined
+      ? "-"
+      : `${r.deltasSeconds.toFixed(1)}${r.unfinished ? ` (${r.unfinished} left)` : ""}${r.waited ? " waited" : ""}`,
+    r.load.toFixed(1),
+  ]);
+  const ratios: string[] = [];
+  for (const d of runs.filter((r) => r.way === "deltas")) {
+    const w = runs.find(
+      (r) => r.way === "whole" && r.corpus === d.corpus && r.link === d.link && r.hosts === d.hosts,
+    );
+    if (w === undefined) continue;
+    ratios.push(
+      `  ${d.corpus}, ${d.link}, ${d.hosts} host(s): wall with/without deltas ${(d.wallSeconds / w.wallSeconds).toFixed(2)}x, ` +
+        `bytes ${ratio(w.linkBytes, d.linkBytes)} fewer, deployer CPU ${d.deployerCpuSeconds.toFixed(1)} s against ${w.deployerCpuSeconds.toFixed(1)} s`,
+    );
+  }
+  return [
+    "Whole deploys (their build aside), with deltas and with --no-delta, each a fresh rebuild:",
+    table([header, ...rows]),
+    "wall s: the deploy command, start to end (push, survey, plan, the deltas' computing in the",
+    "  background, the rollout, and stopping what is left of the deltas). deployer CPU s: user +",
+    "  system of the command and every child it waited for (zstd). over the links: bytes through",
+    "  the hosts' veths, both ways (ssh included). deltas s: when the fast pass ended (its",
+    "  deltas-done), pairs left unfinished, and whether a wave waited for them. load: the",
+    "  machine's 1-minute load average before the run (other work shares its cores).",
+    ...ratios,
+  ].join("\n");
 }
 
 // ---------------------------------------------------------------------------------------------

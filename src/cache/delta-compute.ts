@@ -63,15 +63,7 @@ export async function computeDeltas(
   const emit = options.emit ?? (() => {});
   emit({ type: "delta-plan", pairs: unique.size });
   if (unique.size > 0) await checkZstdPatchFrom(options.zstd);
-  const tally = {
-    published: 0,
-    skipped: 0,
-    existing: 0,
-    failed: 0,
-    replaced: 0,
-    deltaBytes: 0,
-    targetBytes: 0,
-  };
+  const tally = emptyTally();
   await mapLimit([...unique.values()], options.concurrency ?? DELTA_CONCURRENCY, async (pair) => {
     // An interrupt ends the whole set: no new pair starts, and zstd stops (its output dropped).
     options.signal?.throwIfAborted();
@@ -86,13 +78,34 @@ export async function computeDeltas(
       emit({ type: "delta-failed", pair, code: err.code, message: err.message });
       return;
     }
-    tally[outcome.kind]++;
-    if (outcome.kind !== "existing" && outcome.replaced !== undefined) tally.replaced++;
-    if (outcome.kind === "published") {
-      tally.deltaBytes += outcome.deltaBytes;
-      tally.targetBytes += outcome.targetBytes;
-    }
+    countOutcome(tally, outcome);
     emit({ type: "delta-done", outcome });
   });
   return tally;
+}
+
+/** A tally of no pair. */
+export function emptyTally(): { -readonly [K in keyof DeltaTally]: DeltaTally[K] } {
+  return {
+    published: 0,
+    skipped: 0,
+    existing: 0,
+    failed: 0,
+    replaced: 0,
+    deltaBytes: 0,
+    targetBytes: 0,
+  };
+}
+
+/** Adds one pair's outcome to `tally`. */
+export function countOutcome(
+  tally: { -readonly [K in keyof DeltaTally]: DeltaTally[K] },
+  outcome: DeltaOutcome,
+): void {
+  tally[outcome.kind]++;
+  if (outcome.kind !== "existing" && outcome.replaced !== undefined) tally.replaced++;
+  if (outcome.kind === "published") {
+    tally.deltaBytes += outcome.deltaBytes;
+    tally.targetBytes += outcome.targetBytes;
+  }
 }

@@ -141,6 +141,50 @@ describe("publishDelta", () => {
     });
   });
 
+  it("leaves no skip note for a pair not worth it at a first, fast level (unworthy: leave)", async () => {
+    const base = syntheticPath("base5", "app-1.0");
+    const target = syntheticPath("target5", "app-1.1");
+    await putSyntheticPath(store, key, base, [], old);
+    await putSyntheticPath(store, key, target, [], randomBytes(150_000).toString("base64"));
+    const outcome = await publishDelta(
+      store,
+      key,
+      { target, base },
+      { level: 3, unworthy: "leave" },
+    );
+    expect(outcome).toMatchObject({ kind: "skipped", noted: false, level: 3 });
+    expect(await allKeys(store, "delta/")).toEqual([]);
+  });
+
+  it("replaces a delta by a smaller one of a better level, the old NAR left for who read it", async () => {
+    const base = syntheticPath("base6", "app-1.0");
+    const target = syntheticPath("target6", "app-1.1");
+    await putSyntheticPath(store, key, base, [], old);
+    // Many scattered changes: level 1 and level 19 differ.
+    let text = old;
+    for (let i = 1000; i < 290_000; i += 3000) text = `${text.slice(0, i)}#${text.slice(i + 1)}`;
+    await putSyntheticPath(store, key, target, [], text);
+    const fast = await publishDelta(store, key, { target, base }, { level: 1, threads: "all" });
+    expect(fast).toMatchObject({ kind: "published", level: 1 });
+    const firstNar = (await readNarInfo(store, deltaPathOf(target, base)))?.url;
+    // Without `improve`, what is there is kept.
+    expect(await publishDelta(store, key, { target, base }, { level: 19 })).toMatchObject({
+      kind: "existing",
+    });
+    const better = await publishDelta(store, key, { target, base }, { level: 19, improve: true });
+    if (better.kind !== "published" || fast.kind !== "published") throw new Error("not improved");
+    expect(better.improvedFrom).toBe(fast.deltaBytes);
+    expect(better.deltaBytes).toBeLessThan(fast.deltaBytes);
+    const info = await readNarInfo(store, deltaPathOf(target, base));
+    expect(info?.narSize).toBe(better.deltaBytes);
+    expect(info?.url).not.toBe(firstNar);
+    expect(await store.head(firstNar as string)).toBeDefined();
+    // Asked again, nothing better comes of it: the delta stays.
+    expect(
+      await publishDelta(store, key, { target, base }, { level: 19, improve: true }),
+    ).toMatchObject({ kind: "existing" });
+  });
+
   it("fails naming the path a pair needs that the cache lacks", async () => {
     const base = syntheticPath("base4", "app-1.0");
     const target = syntheticPath("target4", "app-1.1");

@@ -56,14 +56,21 @@ export type DeltaOutcome =
       readonly deltaBytes: number;
       /** The target's compressed NAR (its narinfo's FileSize; NarSize when it has none). */
       readonly targetBytes: number;
+      /** The zstd level it was computed at. */
+      readonly level: number;
       /** Why what the cache held for the pair was not believed (and is replaced). */
       readonly replaced?: string;
+      /** With `improve`: the bytes of the delta it replaces, believed but larger. */
+      readonly improvedFrom?: number;
     }
   | {
       readonly kind: "skipped";
       readonly pair: DeltaPair;
       readonly deltaBytes: number;
       readonly targetBytes: number;
+      readonly level: number;
+      /** Whether the skip note was written (not with `unworthy: "leave"`). */
+      readonly noted: boolean;
       readonly replaced?: string;
     }
   /** The delta (or its skip note) was there already, signed and whole: nothing was computed. */
@@ -88,6 +95,21 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   readonly storeBase?: (
     path: StorePath,
   ) => { readonly narHash: Sha256; readonly narSize: number } | undefined;
+  /** The level for a target of `narSize` bytes of NAR (over `level`). */
+  readonly levelFor?: (narSize: number) => number;
+  /**
+   * A delta computed and found not worth it: "note" (default) writes the pair's signed skip
+   * note; "leave" writes nothing when it was computed below the best level (deltaLevelFor),
+   * for a first pass at a fast level whose verdict is not final.
+   */
+  readonly unworthy?: "note" | "leave";
+  /**
+   * A delta the cache holds, signed and whole, is computed again (at `level`) and replaced when
+   * the new one is smaller: a new NAR under its own key, then the narinfo put over the old one,
+   * so a host reads the one or the other whole, never a part (the old NAR stays for the one
+   * that read the old narinfo; the collector sweeps it later).
+   */
+  readonly improve?: boolean;
 }
 
 /**
@@ -107,12 +129,15 @@ export async function publishDelta(
   const maxPairNar = options.maxPairNar ?? DELTA_MAX_PAIR_NAR;
   const deltaPath = deltaPathOf(pair.target, pair.base);
   const held = await heldInCache(store, deltaPath, pair, trusted, maxPairNar, options.signal);
-  if (held !== undefined && held.kind !== "refused")
+  const improving = options.improve === true && held?.kind === "delta" ? held : undefined;
+  if (held !== undefined && held.kind !== "refused" && improving === undefined)
     return { kind: "existing", pair, found: held.kind };
-  const replaced = held?.reason;
+  const replaced = held?.kind === "refused" ? held.reason : undefined;
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
   const base = await baseOf(store, pair.base, trusted, options.storeBase);
+  const level =
+    options.levelFor?.(target.info.narSize) ?? options.level ?? deltaLevelFor(target.info.narSize);
   const narBytes = base.info.narSize + target.info.narSize;
   if (narBytes > maxPairNar) {
     throw new OperationError(
@@ -144,6 +169,7 @@ export async function publishDelta(
     const deltaFile = join(tree, DELTA_FILES.delta);
     await computeZstdDelta(baseNar, targetNar, deltaFile, target.info.narSize, {
       ...options,
+      level,
       signal,
       timeoutMs: Math.max(1, Math.ceil(timeoutMs - (performance.now() - started))),
     });
@@ -166,10 +192,16 @@ export async function publishDelta(
     const deltaBytes = packed.size;
     const targetBytes = target.info.fileSize ?? target.info.narSize;
     const again = replaced === undefined ? {} : { replaced };
+    // What the cache holds is as good: it stays.
+    if (improving !== undefined && deltaBytes >= improving.narSize)
+      return { kind: "existing", pair, found: "delta" };
     if (deltaBytes > DELTA_WORTH_RATIO * targetBytes) {
+      if (options.unworthy === "leave" && level < deltaLevelFor(target.info.narSize)) {
+        return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: false, ...again };
+      }
       const note: DeltaSkipNote = {
         engine: "zstd-patch",
-        level: options.level ?? deltaLevelFor(target.info.narSize),
+        level,
         target: pair.target,
         base: pair.base,
         deltaBytes,
@@ -181,14 +213,23 @@ export async function publishDelta(
         contentType: "application/json",
         ...(replaced === undefined ? { condition: { ifAbsent: true } } : {}),
       });
-      if (held?.what === "delta") await store.delete(narInfoKey(deltaPath));
-      return { kind: "skipped", pair, deltaBytes, targetBytes, ...again };
+      if (held?.kind === "refused" && held.what === "delta")
+        await store.delete(narInfoKey(deltaPath));
+      return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: true, ...again };
     }
-    const stored = await putDeltaPath(store, key, deltaPath, packed, replaced !== undefined);
-    if (held?.what === "skip") await store.delete(deltaSkipKey(pair.target, pair.base));
+    const stored = await putDeltaPath(
+      store,
+      key,
+      deltaPath,
+      packed,
+      replaced !== undefined || improving !== undefined,
+    );
+    if (held?.kind === "refused" && held.what === "skip")
+      await store.delete(deltaSkipKey(pair.target, pair.base));
+    const better = improving === undefined ? {} : { improvedFrom: improving.narSize };
     return stored === "existing"
       ? { kind: "existing", pair, found: "delta" }
-      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, ...again };
+      : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, level, ...again, ...better };
   } catch (err) {
     throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
   } finally {
@@ -198,7 +239,8 @@ export async function publishDelta(
 
 /** What the cache holds for a pair: a delta or a skip note it believes, or one it refuses. */
 type Held =
-  | { readonly kind: "delta" | "skip" }
+  | { readonly kind: "delta"; readonly narSize: number }
+  | { readonly kind: "skip" }
   | { readonly kind: "refused"; readonly what: "delta" | "skip"; readonly reason: string };
 
 /**
@@ -219,7 +261,7 @@ async function heldInCache(
   if (delta !== undefined) {
     const problem = await deltaNarProblem(store, delta.info, maxNar, interrupt);
     return problem === undefined
-      ? { kind: "delta" }
+      ? { kind: "delta", narSize: delta.info.narSize }
       : { kind: "refused", what: "delta", reason: problem };
   }
   const note = await readSkipNote(store, pair, trusted);

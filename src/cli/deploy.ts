@@ -98,7 +98,7 @@ With a cache and deltas on (the default, docs/deltas.md), a "deltas" section say
 of hosts that fetch alike, how many paths each fetches from the cache, how many by delta, and
 the bytes with the deltas published and without, compressed as the cache holds them (the
 transfer column counts the NARs, uncompressed; "at most" for paths not pushed yet); deltas
-not computed yet count whole (the deploy computes them before its rollout), with the bytes
+not computed yet count whole (the deploy computes them while its rollout runs), with the bytes
 expected once they are (an estimate); hosts whose running closure could not be read fetch
 whole, and hosts that get no delta are named with why (no zstd in the system they run, a copy,
 …). --json: the plan's "deltas".

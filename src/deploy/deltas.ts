@@ -1,24 +1,21 @@
 // Before a rollout: the deltas its hosts can use, computed and published in the fleet's cache
 // (docs/deltas.md), each (target, base) pair once whatever the number of hosts and modes that
 // share it. One step for every mode: ssh, ssm and agent hosts all fetch them from the cache.
-import { computeDeltas, type DeltaTally } from "../cache/delta-compute.js";
+import type { DeltaTally } from "../cache/delta-compute.js";
 import { lookupDeltas } from "../cache/delta-lookup.js";
 import { NixshipError } from "../errors.js";
 import type { CacheSettings } from "../fleet/fleet.js";
 import type { PlanDeltas } from "../fleet/plan.js";
 import { deltaFetches, type PlanDeltaPairs, type StoreBase } from "../fleet/plan-deltas.js";
-import { type PublicKey, parsePublicKey, type SecretKey } from "../nix/keys.js";
+import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
-import type { DeployEvent } from "./events.js";
+import { type DeltaWorkerInput, startDeltaWorker } from "./delta-worker.js";
 
 /** An error as one line: its message, and its hint when it has one. */
 function errorLine(err: NixshipError): string {
   return err.hint === undefined ? err.message : `${err.message} (${err.hint})`;
 }
-
-/** Seconds between two `delta-progress` events while pairs are computed. */
-const PROGRESS_EVERY = 1;
 
 /**
  * The plan's pairs with the bases the deployer's store holds (`running`, the survey's: the
@@ -75,77 +72,23 @@ export async function planDeltas(
 }
 
 /**
- * Computes and publishes the plan's pairs (`planDeltaPairs`) in the cache at `cacheUrl`, told
- * as `deltas-start`, `delta-progress` (at most once a second) and `deltas-done`. A pair that
- * fails is counted and its path comes whole; a deployer that cannot compute deltas at all (no
- * zstd with --patch-from) publishes none and says why (`deltas-done`'s `error`): its hosts
- * fetch every path whole and the deploy goes on. Only an interrupt ends it.
+ * Computes and publishes the plan's pairs (`planDeltaPairs`) in the cache at `cacheUrl` at the
+ * fast level and waits for them, told as `deltas-start`, `delta-progress` (at most once a
+ * second) and `deltas-done`: what a deploy that returns before its hosts fetch (`--async`)
+ * does. A pair that fails is counted and its path comes whole; a deployer that cannot compute
+ * deltas at all (no zstd with --patch-from) publishes none and says why (`deltas-done`'s
+ * `error`): its hosts fetch every path whole and the deploy goes on. A rollout computes them
+ * in the background instead (delta-worker.ts).
  */
-export async function publishPlanDeltas(input: {
-  readonly cacheUrl: string;
-  readonly key: SecretKey;
-  /** The fleet's cache keys: only what they signed is believed (default: `key`'s public half). */
-  readonly trusted?: readonly PublicKey[];
-  readonly planned: PlanDeltaPairs;
-  readonly emit: (event: DeployEvent) => void;
-  readonly signal?: AbortSignal | undefined;
-}): Promise<DeltaTally | undefined> {
-  const { planned, emit } = input;
-  const started = performance.now();
-  emit({
-    type: "deltas-start",
-    pairs: planned.pairs.length,
-    hosts: planned.hosts.length,
-    unread: planned.unread,
-  });
-  const store = await openStore(input.cacheUrl);
+export async function publishPlanDeltas(
+  input: Omit<DeltaWorkerInput, "improve">,
+): Promise<DeltaTally | undefined> {
+  const worker = startDeltaWorker({ ...input, improve: false });
   try {
-    let done = 0;
-    let told = started;
-    const seconds = () => Math.round((performance.now() - started) / 100) / 10;
-    const bases = planned.storeBases;
-    const tally = await computeDeltas(store, input.key, planned.pairs, {
-      ...(input.signal ? { signal: input.signal } : {}),
-      ...(bases === undefined ? {} : { storeBase: (path: StorePath) => bases.get(path) }),
-      ...(input.trusted ? { trusted: input.trusted } : {}),
-      emit: (e) => {
-        if (e.type !== "delta-done" && e.type !== "delta-failed") return;
-        done++;
-        const now = performance.now();
-        // A pair whose base the cache lacks (a host installed from an image nixship never
-        // pushed) is counted, not told one by one: there may be a whole closure of them.
-        const quiet =
-          (e.type === "delta-done" || e.code === "delta-path-missing") &&
-          done < planned.pairs.length;
-        if (quiet && now - told < PROGRESS_EVERY * 1000) return;
-        told = now;
-        emit({
-          type: "delta-progress",
-          done,
-          total: planned.pairs.length,
-          ...(e.type === "delta-failed" && e.code !== "delta-path-missing"
-            ? { failed: { target: e.pair.target, base: e.pair.base, message: e.message } }
-            : {}),
-        });
-      },
-    }).catch((err: unknown) => {
-      if (input.signal?.aborted || !(err instanceof NixshipError)) throw err;
-      const none = {
-        published: 0,
-        skipped: 0,
-        existing: 0,
-        replaced: 0,
-        deltaBytes: 0,
-        targetBytes: 0,
-      };
-      const failed = { ...none, failed: planned.pairs.length };
-      emit({ type: "deltas-done", ...failed, seconds: seconds(), error: errorLine(err) });
-      return undefined;
-    });
-    if (tally === undefined) return undefined;
-    emit({ type: "deltas-done", ...tally, seconds: seconds() });
-    return tally;
+    await worker.firstPass;
   } finally {
-    await store.close();
+    await worker.stop();
   }
+  input.signal?.throwIfAborted();
+  return worker.tally();
 }

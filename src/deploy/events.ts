@@ -154,7 +154,38 @@ export type DeployEvent =
       readonly seconds: number;
       /** Set when no delta could be computed at all (e.g. no zstd with --patch-from here). */
       readonly error?: string;
+      /** Pairs not computed yet when the deploy ended (or the work's deadline came): none told. */
+      readonly unfinished?: number;
     } & DeltaTally)
+  /**
+   * After the fast pass: the deltas that came out large (and the pairs not worth it at that
+   * level), computed again at the best level, in the background, for the hosts still to come.
+   */
+  | { readonly type: "deltas-improve"; readonly pairs: number }
+  /** What that gave: deltas replaced by smaller ones, their bytes before and after. */
+  | {
+      readonly type: "deltas-improved";
+      readonly pairs: number;
+      readonly done: number;
+      readonly improved: number;
+      readonly bytesBefore: number;
+      readonly bytesAfter: number;
+      readonly seconds: number;
+      /** Stopped before every pair was done: the rollout's last hosts had started. */
+      readonly stopped?: boolean;
+    }
+  /**
+   * A wave waits, at most `seconds`, for the deltas still being computed for its hosts
+   * (`pendingBytes` of NAR): what fetching them whole would take at the `bytesPerSecond` the
+   * deploy's hosts fetched at so far.
+   */
+  | {
+      readonly type: "deltas-wait";
+      readonly wave: number;
+      readonly pendingBytes: number;
+      readonly bytesPerSecond: number;
+      readonly seconds: number;
+    }
   /** Agent hosts, --async: the release is published; the agents take it from here. */
   | {
       readonly type: "released";
@@ -284,6 +315,9 @@ const EVENT_TYPES = {
   "deltas-start": true,
   "delta-progress": true,
   "deltas-done": true,
+  "deltas-improve": true,
+  "deltas-improved": true,
+  "deltas-wait": true,
   released: true,
   "wave-start": true,
   "host-phase": true,

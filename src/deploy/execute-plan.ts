@@ -1,14 +1,17 @@
-// The deploy's last stage: publish the plan's deltas, roll the plan out (or publish it in one
-// release), and record the results where `nixship status` reads them.
+// The deploy's last stage: roll the plan out (or publish it in one release) while its deltas are
+// computed in the background, and record the results where `nixship status` reads them.
 import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import { cacheKeys, publishPlanDeltas } from "./deltas.js";
+import { deltaWaitMs, FetchPace } from "./delta-pace.js";
+import { type DeltaWorker, startDeltaWorker } from "./delta-worker.js";
+import { cacheKeys } from "./deltas.js";
 import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
-import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
+import type { DeployEvent } from "./events.js";
+import { throwIfInterrupted } from "./interrupts.js";
 import { recordResults } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
@@ -39,13 +42,25 @@ export interface ExecuteInput {
 
 /**
  * Rolls the plan out (or with `async`, publishes it in one release) and records the results
- * where `nixship status` reads them.
+ * where `nixship status` reads them. The plan's deltas are computed meanwhile, and their work
+ * stopped (its files removed) when the rollout ends, however it ends.
  */
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
+  const deltas = startDeltas(input);
+  try {
+    return await rollOut(input, deltas);
+  } finally {
+    await deltas?.stop();
+  }
+}
+
+async function rollOut(
+  input: ExecuteInput,
+  deltas: DeltaWorker | undefined,
+): Promise<DeployReport> {
+  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
   const { options, plan, delivery } = input;
   const { emit } = options;
-  const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
-  await publishDeltas(input);
   // The channel states the fleet file: every selected host's system, whether it runs it yet.
   const channelNotes =
     (await delivery.channel?.plan(
@@ -64,6 +79,9 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     )) ?? [];
   if (options.async === true) {
     const publishOnly = publisherOf(delivery, input.mode);
+    // The agents fetch once the release is out: their deltas first (at the fast level).
+    await deltas?.firstPass;
+    throwIfInterrupted(options.signal);
     const wave = plan.hosts.flatMap((p): WaveHost[] => {
       const host = hostNamed.get(p.host);
       const request = input.requests.get(p.host);
@@ -80,6 +98,12 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     input.origin ?? (await deployOrigin(input.hosts, options.fleetDir ?? process.cwd()));
   // Before any host changes: the store the pauses are answered in must be one to answer in.
   const answers = await openAnswers(options.fleet.cache?.url, plan);
+  // An agent fetches at its own poll, from a release that names the tool for good: its deltas
+  // come first (the fast pass), as for --async.
+  if (input.mode === "agent") {
+    await deltas?.firstPass;
+    throwIfInterrupted(options.signal);
+  }
   // What the dashboard shows of the rollout as it runs, in every mode.
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
@@ -114,13 +138,16 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
         : ok
           ? "succeeded"
           : "failed";
+  const lacked = new Map((input.deltaPairs?.hosts ?? []).map((h) => [h.host, h.missingNarBytes]));
+  const pace = new FetchPace((host) => lacked.get(host));
   const results = await runRollout({
     plan,
     hosts: input.hosts,
     policy: options.policy,
     delivery,
-    requests: input.requests,
+    requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas),
     emit: (event) => {
+      pace.observe(event);
       record?.recorder.onEvent(event);
       emit(event);
     },
@@ -128,12 +155,17 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(pauses === undefined ? {} : { pause: pauses.wait }),
     ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
+    ...(deltas === undefined
+      ? {}
+      : { beforeWave: (wave) => waitForDeltas(deltas, pace, wave, emit) }),
   })
     .catch(async (err: unknown) => {
       await record?.finish(ended(false));
       throw err;
     })
     .finally(() => answers?.close());
+  // What the deltas' work came to is told before the summary.
+  await deltas?.stop();
   const ok = rolloutSucceeded(results);
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.
@@ -164,21 +196,74 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   };
 }
 
-/** The plan's delta pairs computed and published, signed, before any host asks for them. */
-async function publishDeltas(input: ExecuteInput): Promise<void> {
+/**
+ * The plan's delta pairs, computed and published in the background from now on while the
+ * rollout runs (delta-worker.ts); undefined when there are none to compute.
+ */
+function startDeltas(input: ExecuteInput): DeltaWorker | undefined {
   const { options, deltaPairs } = input;
   const { fleet, key, signal } = options;
-  if (deltaPairs === undefined || fleet.cache === undefined || key === undefined) return;
-  if (deltaPairs.hosts.length === 0 && deltaPairs.unread.length === 0) return;
-  await publishPlanDeltas({
+  if (deltaPairs === undefined || fleet.cache === undefined || key === undefined) return undefined;
+  if (deltaPairs.hosts.length === 0 && deltaPairs.unread.length === 0) return undefined;
+  return startDeltaWorker({
     cacheUrl: fleet.cache.url,
     key,
     trusted: cacheKeys(fleet.cache),
     planned: deltaPairs,
     emit: options.emit,
     signal,
-  }).catch(interruptedBefore(signal));
-  throwIfInterrupted(signal);
+    // Agent hosts fetch after the release is out, with no wave to improve them for.
+    improve: options.async !== true,
+  });
+}
+
+/**
+ * Each host's request as its wave starts: a host with no delta published for it yet (none when
+ * the plan read the cache, none computed since) is not given the delta tool. It would fetch
+ * every path whole anyway; its step would only cost it time.
+ */
+function withReadyDeltas(
+  input: Pick<ExecuteInput, "requests" | "plan">,
+  deltas: DeltaWorker,
+): Pick<ReadonlyMap<string, DeployRequest>, "get"> {
+  const published = new Set(
+    (input.plan.deltas?.hosts ?? []).filter((h) => h.byDelta > 0).map((h) => h.host),
+  );
+  return {
+    get: (host) => {
+      const request = input.requests.get(host);
+      if (request?.deltaTool === undefined || published.has(host) || deltas.hasDeltas(host))
+        return request;
+      const { deltaTool: _, ...whole } = request;
+      return whole;
+    },
+  };
+}
+
+/**
+ * Before a wave: no more improving once the last wave starts (no host is left to take it);
+ * and a wave whose hosts' deltas are still being computed waits for them only as long as
+ * fetching those paths whole would take at the pace the deploy's hosts fetched so far.
+ */
+async function waitForDeltas(
+  deltas: DeltaWorker,
+  pace: FetchPace,
+  wave: { readonly wave: number; readonly hosts: readonly string[]; readonly last: boolean },
+  emit: (event: DeployEvent) => void,
+): Promise<void> {
+  if (wave.last) deltas.stopImproving();
+  const pendingBytes = deltas.pendingBytes(wave.hosts);
+  const bytesPerSecond = pace.bytesPerSecond();
+  const ms = deltaWaitMs(pendingBytes, bytesPerSecond);
+  if (ms <= 0 || bytesPerSecond === undefined) return;
+  emit({
+    type: "deltas-wait",
+    wave: wave.wave,
+    pendingBytes,
+    bytesPerSecond: Math.round(bytesPerSecond),
+    seconds: Math.round(ms / 100) / 10,
+  });
+  await deltas.settled(wave.hosts, ms);
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */

@@ -52,6 +52,15 @@ export interface RolloutInput {
   readonly pause?: (pause: PlannedPause) => Promise<PauseVerdict>;
   /** The Prometheus the bakes' analysis asks (the fleet's `prometheus`). */
   readonly metrics?: MetricsSource;
+  /**
+   * Called as each wave is about to start (counted from 1; `last`: no wave after it), and
+   * awaited: the deploy's deltas may hold it a bounded time (delta-pace.ts).
+   */
+  readonly beforeWave?: (wave: {
+    readonly wave: number;
+    readonly hosts: readonly string[];
+    readonly last: boolean;
+  }) => Promise<void>;
 }
 
 /** What a pause came to: the next wave starts, or the rollout stops, and why. */
@@ -104,6 +113,11 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
       stop(overBudget(failures, unreachable, policy.maxFailures), waves);
       break;
     }
+    await input.beforeWave?.({
+      wave: wave.index + 1,
+      hosts: wave.hosts.map((h) => h.host),
+      last: i === waves.length - 1,
+    });
     // Once confirmed, the wave's hosts bake before the next wave starts (bake-wave.ts).
     const outcomes = await bakeWave({
       plan,

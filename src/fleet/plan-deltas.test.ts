@@ -8,6 +8,8 @@ import {
   type HostDeltaPairs,
   type PlanDeltaPairs,
   planDeltaPairs,
+  rankDeltaPairs,
+  targetSettled,
 } from "./plan-deltas.js";
 import type { DiffHost, ReadClosure } from "./plan-diffs.js";
 
@@ -243,5 +245,36 @@ describe("planDeltaPairs", () => {
     );
     expect(none.noDelta).toEqual([{ host: "web1", reason: "no-base" }]);
     expect(none.pairs).toEqual([]);
+  });
+});
+
+describe("rankDeltaPairs", () => {
+  it("takes every target's first base first, then the pairs that save the most bytes", () => {
+    // lib (3000 bytes) before app (2000); lib's second base after both first bases.
+    expect(rankDeltaPairs(plan("web1"))).toEqual([
+      { target: libNew, base: libOld },
+      { target: appNew, base: appOld },
+      { target: libNew, base: libOlder },
+    ]);
+    // A pair shared by more hosts saves as much for each: app for two hosts outweighs lib for one.
+    const appOnly: HostDeltaPairs = {
+      host: "web2",
+      missing: 1,
+      missingNarBytes: 2000,
+      lacking: [{ path: appNew, narSize: 2000 }],
+      pairs: [{ target: appNew, base: appOld }],
+    };
+    const shared = { ...plan("web1"), hosts: [...plan("web1").hosts, appOnly] };
+    expect(rankDeltaPairs(shared)[0]).toEqual({ target: appNew, base: appOld });
+  });
+});
+
+describe("targetSettled", () => {
+  const pairs = move.pairs.slice(0, 2);
+  it("is settled at the first base with a delta, or once every base is done without one", () => {
+    expect(targetSettled(pairs, () => undefined)).toBe(false);
+    expect(targetSettled(pairs, (p) => (p.base === libOld ? "delta" : undefined))).toBe(true);
+    expect(targetSettled(pairs, (p) => (p.base === libOld ? "none" : undefined))).toBe(false);
+    expect(targetSettled(pairs, () => "none")).toBe(true);
   });
 });

@@ -229,3 +229,50 @@ function fetchOf(host: HostDeltaPairs, lookup: DeltaLookup): Omit<HostDeltaFetch
     ...(pending > 0 ? { estimated } : {}),
   };
 }
+
+/**
+ * The plan's pairs in the order to compute them, so that what saves the most bytes is ready
+ * first: each target's first base before any second one (a host takes the first base's delta
+ * it finds), then by the NAR bytes the pair stands for over all the hosts that lack its target
+ * (a shared pair saves as much for each), then as first met.
+ */
+export function rankDeltaPairs(planned: Pick<PlanDeltaPairs, "hosts" | "pairs">): DeltaPair[] {
+  const rank = new Map<string, { base: number; bytes: number }>();
+  for (const host of planned.hosts) {
+    const narSize = new Map(host.lacking.map((p) => [p.path, p.narSize]));
+    const nth = new Map<StorePath, number>();
+    for (const pair of host.pairs) {
+      const base = nth.get(pair.target) ?? 0;
+      nth.set(pair.target, base + 1);
+      const id = pairId(pair);
+      const was = rank.get(id);
+      rank.set(id, {
+        base: Math.min(was?.base ?? base, base),
+        bytes: (was?.bytes ?? 0) + (narSize.get(pair.target) ?? 0),
+      });
+    }
+  }
+  const order = planned.pairs.map((pair, i) => ({
+    pair,
+    i,
+    ...(rank.get(pairId(pair)) ?? { base: 0, bytes: 0 }),
+  }));
+  order.sort((a, b) => a.base - b.base || b.bytes - a.bytes || a.i - b.i);
+  return order.map((o) => o.pair);
+}
+
+/**
+ * Whether `target`'s path is settled by the pairs `done` so far: its bases' pairs in order, up
+ * to the first that has a delta, are all done (a host takes the first base's delta it finds).
+ */
+export function targetSettled(
+  pairs: readonly DeltaPair[],
+  done: (pair: DeltaPair) => "delta" | "none" | undefined,
+): boolean {
+  for (const pair of pairs) {
+    const state = done(pair);
+    if (state === undefined) return false;
+    if (state === "delta") return true;
+  }
+  return true;
+}

@@ -242,7 +242,7 @@ export interface DeployPlan {
 /** What the hosts that use deltas would fetch (plan-deltas.ts), and what is not known yet. */
 export interface PlanDeltas {
   readonly hosts: readonly HostDeltaFetch[];
-  /** (target, base) pairs not computed yet: the deploy computes them before its rollout. */
+  /** (target, base) pairs not computed yet: the deploy computes them while its rollout runs. */
   readonly pending: number;
   /** Hosts with deltas on whose running closure could not be read: they fetch whole. */
   readonly unread: readonly string[];

@@ -136,9 +136,20 @@ export function describeEvent(event: DeployEvent): string | undefined {
         ...(event.existing > 0 ? [`${event.existing} there already`] : []),
         ...(event.skipped > 0 ? [`${event.skipped} not worth it`] : []),
         ...(event.failed > 0 ? [`${event.failed} failed`] : []),
+        ...(event.unfinished !== undefined && event.unfinished > 0
+          ? [`${event.unfinished} not computed when the deploy ended`]
+          : []),
       ];
       return `deltas: ${parts.join(", ")} in ${formatDuration(event.seconds)}`;
     }
+    case "deltas-improve":
+      return `deltas: ${plural(event.pairs, "large delta")} computed again at the best level, for the hosts still to come`;
+    case "deltas-improved": {
+      const end = event.stopped === true ? `; stopped after ${event.done} of ${event.pairs}` : "";
+      return `deltas: ${event.improved} of ${plural(event.pairs, "delta")} replaced by smaller ones (${formatBytes(event.bytesBefore)} to ${formatBytes(event.bytesAfter)}) in ${formatDuration(event.seconds)}${end}`;
+    }
+    case "deltas-wait":
+      return `wave ${event.wave}: waiting at most ${formatDuration(event.seconds)} for deltas of ${formatBytes(event.pendingBytes)} of NAR (fetched whole at ${formatBytes(event.bytesPerSecond)}/s they take as long)`;
     case "wave-start":
       return waveLine(event, grouped(event.hosts.length));
     case "stopped": {

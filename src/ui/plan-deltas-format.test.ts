@@ -65,7 +65,7 @@ describe("the plan's deltas", () => {
     });
     expect(lines.slice(1)).toEqual([
       "  web1: 14 paths, 0 by delta: at most 50.0 kB with deltas, at most 50.0 kB without",
-      "  20 deltas not computed yet (the deploy computes them before its rollout; until then those paths count whole)",
+      "  20 deltas not computed yet (the deploy computes them while its rollout runs; until then those paths count whole)",
       "  web2: running closure not read, fetches whole",
     ]);
   });

@@ -27,7 +27,7 @@ export function formatPlanDeltas(plan: Pick<DeployPlan, "deltas">): string[] {
     notes.push(`not known: the cache could not be read: ${deltas.error}`);
   if (deltas.pending > 0) {
     notes.push(
-      `${plural(deltas.pending, "delta")} not computed yet (the deploy computes ${deltas.pending === 1 ? "it" : "them"} before its rollout; until then those paths count whole)`,
+      `${plural(deltas.pending, "delta")} not computed yet (the deploy computes ${deltas.pending === 1 ? "it" : "them"} while its rollout runs; until then those paths count whole)`,
     );
   }
   if (deltas.unread.length > 0) {

@@ -1,6 +1,7 @@
 // Runs an external command to completion and returns its output. A failure (or an exit code
 // the caller did not allow) becomes an OperationError quoting the command's own last words.
 import { spawn } from "node:child_process";
+import { setPriority } from "node:os";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
@@ -19,6 +20,8 @@ export interface RunOptions {
   readonly missingHint?: string;
   /** Stops the command (SIGTERM); the run then fails as killed. */
   readonly signal?: AbortSignal;
+  /** Its scheduling priority (nice value, 19 lowest), for work in the background. */
+  readonly priority?: number;
 }
 
 export interface RunResult {
@@ -40,6 +43,13 @@ export function runCommand(
       ...(options.env ? { env: options.env } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
+    if (options.priority !== undefined && proc.pid !== undefined) {
+      try {
+        setPriority(proc.pid, options.priority);
+      } catch {
+        // Not allowed here: it runs at the deployer's own priority.
+      }
+    }
     const out: Buffer[] = [];
     let stderr = "";
     proc.stdout.on("data", (d: Buffer) => out.push(d));

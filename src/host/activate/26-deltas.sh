@@ -235,8 +235,9 @@ print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 # sha256 (else the store's copy changed), and the NAR zstd rebuilds (cut at NarSize + 1 bytes:
 # a delta that expands without bound stops there) must have the narinfo's NarSize and NarHash.
 # Its narinfo is the cache's, signed, with only URL, Compression, FileHash and FileSize changed
-# (no signature covers them). The store and nix-hash are asked once for all the deltas; each
-# NAR is hashed as it is written.
+# (no signature covers them). The store and nix-hash are asked once for all the deltas; the
+# disk they may take is decided first, in order; then the deltas are applied DELTA_APPLY_JOBS
+# at a time (at most one a core), all of them one bounded process group (DELTA_APPLY_SH).
 delta_rebuild() {
   [ -s "$1" ] || return 0
   r=$(x_left)
@@ -248,15 +249,49 @@ delta_rebuild() {
     done
     return 0
   fi
+  a_jobs=$(nproc 2>/dev/null) || a_jobs=1
+  digits "$a_jobs" && [ "$a_jobs" -ge 1 ] || a_jobs=1
+  [ "$a_jobs" -le "$DELTA_APPLY_JOBS" ] || a_jobs=$DELTA_APPLY_JOBS
+  a_free=$(df -Pk "$DELTA_WORK" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  digits "$a_free" || a_free=0
+  a_base_max=0
+  : >"$x_dir/todo"
   while read -r a_d a_t a_b a_base_hash a_base_size a_hash a_size a_stored a_base_hex a_hex; do
-    if delta_apply; then
-      printf '%s\n' "$a_t" >>"$x_dir/applied"
-    else
-      log "deltas: $a_t comes whole: the delta from $a_b: $x_why"
-      printf '%s\n' "$a_t" >>"$x_dir/failed"
-      rm -f "$x_dir/nar" "$x_dir/base.nar"
+    x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
+    if [ "$a_stored" = "$a_base_hash" ]; then
+      # The rebuilt NARs so far and this one, and a base's dump for each job at once.
+      a_max=$a_base_max
+      [ "$a_base_size" -le "$a_max" ] || a_max=$a_base_size
+      x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
+      if [ $((x_room + a_size + a_jobs * a_max)) -le $((a_free * 512)) ]; then
+        x_room=$((x_room + a_size)) a_base_max=$a_max
+        printf '%s %s %s %s %s %s %s\n' "$a_d" "$a_t" "$a_b" "$a_base_size" "$a_hash" "$a_size" \
+          "$a_base_hex $a_hex" >>"$x_dir/todo"
+        continue
+      fi
     fi
+    log "deltas: $a_t comes whole: the delta from $a_b: $x_why"
+    printf '%s\n' "$a_t" >>"$x_dir/failed"
   done <"$x_dir/hashes"
+  [ -s "$x_dir/todo" ] || return 0
+  r=$(x_left)
+  if [ "$r" -gt 0 ]; then
+    log "deltas: applying $(wc -l <"$x_dir/todo") of them, $a_jobs at a time"
+    bounded log "$r" sh -c "$DELTA_APPLY_SH" sh "$x_zstd" "$x_dir" "$a_jobs"
+  fi
+  cat "$x_dir"/job*/applied >>"$x_dir/applied" 2>/dev/null
+  cat "$x_dir"/job*/failed 2>/dev/null | while read -r a_t a_b a_why; do
+    log "deltas: $a_t comes whole: the delta from $a_b: $a_why"
+    printf '%s\n' "$a_t" >>"$x_dir/failed"
+  done
+  # What a job did not get to (the step's time ran out) comes whole too.
+  LC_ALL=C sort -u "$x_dir/applied" "$x_dir/failed" >"$x_dir/settled"
+  cut -d ' ' -f 2,3 "$x_dir/todo" | LC_ALL=C sort | LC_ALL=C join -v 1 - "$x_dir/settled" |
+    while read -r a_t a_b; do
+      log "deltas: $a_t comes whole: the delta from $a_b: zstd could not apply it in time"
+      printf '%s\n' "$a_t" >>"$x_dir/failed"
+    done
+  rm -rf "$x_dir"/job*
 }
 
 # To each line of file $1, the base's NAR hash as the store records it and the base's and the
@@ -281,48 +316,55 @@ delta_hashes() {
   paste -d ' ' - - <"$x_dir/hex" | paste -d ' ' "$h_in" "$x_dir/stored" - >"$h_out"
 }
 
-# Rebuilds one NAR (delta_rebuild's a_* fields), or says why not (x_why).
-delta_apply() {
-  x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
-  [ "$a_stored" = "$a_base_hash" ] || return 1
-  x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
-  a_free=$(df -Pk "$DELTA_WORK" 2>/dev/null | awk 'NR == 2 { print $4 }')
-  digits "$a_free" && [ $((x_room + a_size + a_base_size)) -le $((a_free * 512)) ] || return 1
-  r=$(x_left)
-  x_why="the base could not be dumped in time"
-  # The dump, hashed as it is written (one that fails is short, or hashes otherwise).
-  # shellcheck disable=SC2016 # expanded by that sh
-  [ "$r" -gt 0 ] && bounded "$x_dir/base.sum" "$r" sh -c \
-    'nix-store --dump "$1" | tee "$2" | sha256sum' sh "$a_b" "$x_dir/base.nar" ||
-    return 1
-  x_why="the base's NAR is not the delta's BaseNarHash and BaseNarSize (the store's copy changed)"
-  [ "$(wc -c <"$x_dir/base.nar")" = "$a_base_size" ] || return 1
-  [ "$(cut -d ' ' -f 1 "$x_dir/base.sum")" = "$a_base_hex" ] || return 1
-  r=$(x_left)
-  x_why="no time was left"
-  [ "$r" -gt 0 ] || return 1
-  # zstd's memory: its window, which covers the target, and the base it patches from.
-  a_mem=$(((a_size + a_base_size) / 1048576 + 2))
-  x_why="zstd could not apply it within ${r}s"
-  # shellcheck disable=SC2016 # expanded by that sh
-  bounded "$x_dir/nar.sum" "$r" sh -c \
-    '"$1" -d -q -c --memory="$2MB" --patch-from="$3" "$4" | head -c "$5" | tee "$6" | sha256sum' \
-    sh "$x_zstd" "$a_mem" "$x_dir/base.nar" "$a_d/delta.zst" "$((a_size + 1))" "$x_dir/nar"
-  rm -f "$x_dir/base.nar"
-  x_why="the NAR it gives is not the narinfo's NarSize"
-  [ "$(wc -c <"$x_dir/nar")" = "$a_size" ] || return 1
-  x_why="the NAR it gives is not the narinfo's NarHash"
-  [ "$(cut -d ' ' -f 1 "$x_dir/nar.sum")" = "$a_hex" ] || return 1
-  a_part=${a_t#/nix/store/}
-  a_part=${a_part%%-*}
-  mv -f "$x_dir/nar" "$x_dir/cache/nar/$a_part.nar" || return 1
-  awk -v part="$a_part" -v hash="$a_hash" -v size="$a_size" '
+# The most deltas applied at once (and never more than the host's cores): each takes a core,
+# and zstd's memory, about its base's and target's NAR sizes.
+DELTA_APPLY_JOBS=4
+
+# Applies the deltas of file $2/todo ("DELTA TARGET BASE BASESIZE HASH SIZE BASEHEX HEX" lines),
+# $3 jobs at once (job i takes lines i, i + $3, ...) with the zstd $1, each NAR rebuilt into the
+# local cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
+# $2/jobI/failed. The base is dumped to a file (zstd's --patch-from reads a file, not a pipe)
+# that goes as soon as its delta is applied; the base's dump and zstd's output are hashed as
+# they are written; a narinfo is written beside and renamed into place, so the realise reads it
+# whole or not at all.
+# Written flush left: the SSM document's compacted copy drops lines' leading blanks.
+# shellcheck disable=SC2016 # expanded by that sh
+DELTA_APPLY_SH='
+z=$1 dir=$2 jobs=$3 i=0
+while [ "$i" -lt "$jobs" ]; do
+w=$dir/job$i
+mkdir -p "$w" && : >"$w/applied" && : >"$w/failed" || exit 1
+awk -v n="$jobs" -v i="$i" "(NR - 1) % n == i" "$dir/todo" |
+while read -r d t b bsize hash size bhex hex; do
+why="the base NAR is not the delta BaseNarHash and BaseNarSize (the store copy changed)"
+nix-store --dump "$b" | tee "$w/base.nar" | sha256sum >"$w/base.sum"
+if [ "$(wc -c <"$w/base.nar")" = "$bsize" ] && [ "$(cut -d " " -f 1 "$w/base.sum")" = "$bhex" ]; then
+why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize and NarHash"
+"$z" -d -q -c --memory="$(((size + bsize) / 1048576 + 2))MB" --patch-from="$w/base.nar" \
+"$d/delta.zst" | head -c "$((size + 1))" | tee "$w/nar" | sha256sum >"$w/nar.sum"
+part=${t#/nix/store/}
+part=${part%%-*}
+if [ "$(wc -c <"$w/nar")" = "$size" ] && [ "$(cut -d " " -f 1 "$w/nar.sum")" = "$hex" ] &&
+mv -f "$w/nar" "$dir/cache/nar/$part.nar" &&
+awk -v part="$part" -v hash="$hash" -v size="$size" "
 /^(URL|Compression|FileHash|FileSize): / { next }
 { print }
-END { print "URL: nar/" part ".nar"; print "Compression: none"; print "FileHash: " hash; print "FileSize: " size }
-' "$a_d/narinfo" >"$x_dir/cache/$a_part.narinfo" || return 1
-  x_room=$((x_room + a_size))
-}
+END { print \"URL: nar/\" part \".nar\"; print \"Compression: none\"; print \"FileHash: \" hash; print \"FileSize: \" size }
+" "$d/narinfo" >"$w/narinfo" && mv -f "$w/narinfo" "$dir/cache/$part.narinfo"; then
+why=""
+fi
+fi
+rm -f "$w/base.nar" "$w/nar"
+if [ -z "$why" ]; then
+printf "%s\n" "$t" >>"$w/applied"
+else
+printf "%s %s %s\n" "$t" "$b" "$why" >>"$w/failed"
+fi
+done &
+i=$((i + 1))
+done
+wait
+'
 
 # The delta step, before the system $path is realised from $subs (see above): sets x_cache, the
 # local cache for the realise to ask first when any path was rebuilt, and x_json. Never fails.

@@ -1,0 +1,295 @@
+// Part of `npm run bench:delta` (`--only deploy`): the wall of a whole `nixship deploy` (its
+// build of the new systems aside: they are built before; its push, survey, plan, the deltas'
+// computing and the rollout counted) with deltas and with `--no-delta`, to lab hosts (Nix 2.26)
+// over loopback and over links held to a rate (tc tbf on each host's veth, both ways) and a
+// delay (a relay in front of the cache: this kernel has no netem), one host and several sharing
+// the pairs (one a wave, a rolling deploy). Each measured deploy is a fresh rebuild (new store paths, the same contents), so
+// its deltas are computed anew; the hosts go back to the old system between rounds. The
+// deployer's CPU (the command and every child it waited for) and the machine's load are kept.
+import { spawn } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { labGateway, labLayout } from "../src/lab/layout.js";
+import type { StorePath } from "../src/nix/store-path.js";
+import { type RunningServer, startCacheServer } from "../support/serve.js";
+import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
+import { output, type Pair } from "./delta-corpora.js";
+import {
+  buildExpr,
+  type LinkShape,
+  linkCounters,
+  massSystems,
+  shapeCommands,
+} from "./delta-link.js";
+
+const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
+/** The lab's name: no other session or test uses `dde`. */
+const LAB = "dde";
+const COMMAND_TIMEOUT_MS = 30 * 60_000;
+
+export interface DeployCase {
+  readonly name: string;
+  readonly pairs: readonly Pair[];
+}
+
+export interface DeployRun {
+  readonly corpus: string;
+  /** "loopback", or the held link ("50 Mbit/s, 20 ms"). */
+  readonly link: string;
+  readonly hosts: number;
+  readonly way: "deltas" | "whole";
+  /** The deploy command, start to end. */
+  readonly wallSeconds: number;
+  /** CPU (user + system) of the deploy command and every process it waited for (zstd). */
+  readonly deployerCpuSeconds: number;
+  /** Bytes through the hosts' veths, both ways. */
+  readonly linkBytes: number;
+  /** Paths the hosts got by delta, and whole (summed over the hosts). */
+  readonly byDelta: number;
+  readonly whole: number;
+  /** The 1-minute load average before the deploy. */
+  readonly load: number;
+  /** What the deltas' work said (deltas-done's seconds, unfinished; whether any wave waited). */
+  readonly deltasSeconds?: number;
+  readonly unfinished?: number;
+  readonly waited?: number;
+}
+
+export interface DeploySetup {
+  readonly root: string;
+  readonly cases: readonly DeployCase[];
+  /** undefined: loopback (the link unheld). */
+  readonly links: readonly (LinkShape | undefined)[];
+  readonly hostCounts: readonly number[];
+  readonly env: NodeJS.ProcessEnv;
+  readonly log: (line: string) => void;
+}
+
+/** Runs every (case, link, hosts, way) once, in that order, each way after the other. */
+export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
+  const { root, log } = setup;
+  const work = join(root, "deploy");
+  const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: join(root, "labs") };
+  const local = (command: string, args: readonly string[], input?: Buffer) =>
+    output(command, args, { env, timeoutMs: COMMAND_TIMEOUT_MS, ...(input ? { input } : {}) });
+  const nixship = (...args: string[]) => local(process.execPath, [NIXSHIP_BIN, ...args]);
+  const most = Math.max(...setup.hostCounts);
+  const tool = await buildExpr(
+    local,
+    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
+  );
+  let server: RunningServer | undefined;
+  const relays = new Map<number, DelayRelay>();
+  let shaped: string[][] = [];
+  let labUp = false;
+  const unshape = async () => {
+    for (const c of shaped) await local(c[0] as string, c.slice(1)).catch(() => "");
+    shaped = [];
+  };
+  const cleanup = async () => {
+    await unshape();
+    for (const relay of relays.values()) await relay.close();
+    relays.clear();
+    await server?.stop();
+    server = undefined;
+    if (labUp) await nixship("lab", "down", "--name", LAB).catch(() => "");
+    labUp = false;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`  ${signal}: taking the link's rules, the cache server and lab ${LAB} down...`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const runs: DeployRun[] = [];
+  try {
+    await nixship("lab", "down", "--name", LAB).catch(() => "");
+    log(`  starting lab ${LAB} (${most} hosts, Nix 2.26)...`);
+    const lab = JSON.parse(
+      await nixship("lab", "up", String(most), "--name", LAB, "--nix", "current", "--json"),
+    ) as { number: number; dir: string };
+    labUp = true;
+    const layout = labLayout(dirname(lab.dir), LAB, lab.number, most);
+    const fleetFile = join(lab.dir, "nixship.json");
+    const key = join(lab.dir, "cache.sec");
+    const fleet = JSON.parse(await readFile(fleetFile, "utf8")) as {
+      cache: { url: string; substituter?: string };
+      hosts: Record<string, { system: string }>;
+      deltas?: { tool: string };
+    };
+    const names = layout.hosts.map((h) => h.name);
+    server = await startCacheServer(
+      fleet.cache.url,
+      [],
+      env,
+      `${labGateway(lab.number)}:0`,
+      NIXSHIP_BIN,
+    );
+    const served = new URL(server.url);
+    const urlFor = async (shape: LinkShape | undefined): Promise<string> => {
+      if (shape === undefined || shape.delayMs === 0) return (server as RunningServer).url;
+      let relay = relays.get(shape.delayMs);
+      if (relay === undefined) {
+        relay = await startDelayRelay(
+          labGateway(lab.number),
+          { host: served.hostname, port: Number(served.port) },
+          shape.delayMs / 2,
+        );
+        relays.set(shape.delayMs, relay);
+      }
+      return `http://${relay.address}`;
+    };
+    /** The fleet file with `hosts` on `system`, fetching from `substituter`. */
+    const point = async (hosts: readonly string[], system: StorePath, substituter: string) => {
+      for (const h of hosts) (fleet.hosts[h] as { system: string }).system = system;
+      fleet.cache.substituter = substituter;
+      fleet.deltas = { tool };
+      await writeFile(fleetFile, JSON.stringify(fleet, null, 2));
+    };
+    const deploy = (hosts: readonly string[], ...extra: string[]) =>
+      timedDeploy(env, [
+        "deploy",
+        "--fleet",
+        fleetFile,
+        "--key",
+        key,
+        "--on",
+        hosts.join(","),
+        "--json",
+        ...extra,
+      ]);
+
+    let round = 0;
+    for (const c of setup.cases) {
+      const caseWork = join(work, c.name.replace(/\W+/g, "-"));
+      await output("mkdir", ["-p", caseWork]);
+      log(`  ${c.name}: building the old system and deploying it to every host...`);
+      const [before] = await massSystems(local, caseWork, c.pairs, "r0");
+      await point(names, before, await urlFor(undefined));
+      await deploy(names, "--no-delta");
+      for (const shape of setup.links) {
+        const link =
+          shape === undefined ? "loopback" : `${shape.rateMbit} Mbit/s, ${shape.delayMs} ms`;
+        for (const count of setup.hostCounts) {
+          const hosts = names.slice(0, count);
+          for (const way of ["deltas", "whole"] as const) {
+            round++;
+            const [, after] = await massSystems(local, caseWork, c.pairs, `r${round}`);
+            await point(hosts, after, await urlFor(shape));
+            if (shape !== undefined) {
+              for (const h of layout.hosts.slice(0, count)) {
+                const commands = shapeCommands(h.veth, h.netns, shape.rateMbit);
+                for (const command of commands.add)
+                  await local(command[0] as string, command.slice(1));
+                shaped.push(...commands.del);
+              }
+            }
+            log(`  ${c.name}, ${link}, ${count} host(s), ${way}...`);
+            const load = loadavg()[0] ?? 0;
+            const counters = async () => {
+              let sum = 0;
+              for (const h of layout.hosts.slice(0, count)) sum += await linkCounters(h.veth);
+              return sum;
+            };
+            const bytesBefore = await counters();
+            // Several hosts roll out one a wave: the later ones can take the deltas computed
+            // meanwhile (in one wave, every host starts before any delta is there).
+            const r = await deploy(
+              hosts,
+              "--parallel",
+              "1",
+              ...(way === "whole" ? ["--no-delta"] : []),
+            );
+            const linkBytes = (await counters()) - bytesBefore;
+            await unshape();
+            runs.push({ corpus: c.name, link, hosts: count, way, load, linkBytes, ...r });
+            // Back to the old system for the next round (its paths are on the hosts already).
+            await point(hosts, before, await urlFor(undefined));
+            await deploy(hosts, "--no-delta");
+          }
+        }
+      }
+    }
+    return runs;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Runs `nixship ARGS` under /usr/bin/time: its wall, its CPU and children's, and its events. */
+async function timedDeploy(
+  env: NodeJS.ProcessEnv,
+  args: readonly string[],
+): Promise<
+  Pick<
+    DeployRun,
+    | "wallSeconds"
+    | "deployerCpuSeconds"
+    | "byDelta"
+    | "whole"
+    | "deltasSeconds"
+    | "unfinished"
+    | "waited"
+  >
+> {
+  const { stdout, stderr, code } = await new Promise<{
+    stdout: string;
+    stderr: string;
+    code: number;
+  }>((resolve, reject) => {
+    const proc = spawn(
+      "/usr/bin/time",
+      ["-f", "BENCH-TIME %e %U %S", process.execPath, NIXSHIP_BIN, ...args],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    proc.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+    });
+    const timer = setTimeout(() => proc.kill("SIGTERM"), COMMAND_TIMEOUT_MS);
+    proc.on("error", reject);
+    proc.on("close", (c) => {
+      clearTimeout(timer);
+      resolve({ stdout: out, stderr: err, code: c ?? -1 });
+    });
+  });
+  if (code !== 0)
+    throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
+  const time = /BENCH-TIME (\S+) (\S+) (\S+)/.exec(stderr);
+  const events = stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const summary = events.find((e) => e.type === "summary") as
+    | { results: { outcome: { delta?: { paths?: number; wholePaths?: number } } }[] }
+    | undefined;
+  let byDelta = 0;
+  let whole = 0;
+  for (const r of summary?.results ?? []) {
+    byDelta += r.outcome.delta?.paths ?? 0;
+    whole += r.outcome.delta?.wholePaths ?? 0;
+  }
+  const done = events.find((e) => e.type === "deltas-done") as
+    | { seconds: number; unfinished?: number }
+    | undefined;
+  const waits = events.filter((e) => e.type === "deltas-wait").length;
+  return {
+    wallSeconds: Number(time?.[1] ?? Number.NaN),
+    deployerCpuSeconds: Number(time?.[2] ?? Number.NaN) + Number(time?.[3] ?? Number.NaN),
+    byDelta,
+    whole,
+    ...(done === undefined ? {} : { deltasSeconds: done.seconds }),
+    ...(done?.unfinished === undefined ? {} : { unfinished: done.unfinished }),
+    ...(waits > 0 ? { waited: waits } : {}),
+  };
+}

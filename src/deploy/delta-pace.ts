@@ -1,0 +1,74 @@
+// How long a wave may wait for its hosts' deltas (docs/deltas.md, "In a deploy"): only while
+// waiting costs less than fetching the paths whole would, judged from how fast the hosts this
+// deploy has seen fetched theirs. Before any host has fetched, no wave waits.
+import type { HostPhase } from "../fleet/phase.js";
+import type { DeployEvent } from "./events.js";
+
+/** The longest a wave waits for deltas, however slow the link seen. */
+export const DELTA_WAIT_MAX_MS = 10 * 60_000;
+
+/**
+ * Milliseconds to wait for deltas still being computed for `pendingBytes` of NAR: what
+ * fetching them whole takes at `bytesPerSecond` (NAR bytes a second, as the hosts fetched
+ * them), at most DELTA_WAIT_MAX_MS; 0 when no host's fetch was seen yet.
+ */
+export function deltaWaitMs(pendingBytes: number, bytesPerSecond: number | undefined): number {
+  if (!(pendingBytes > 0) || bytesPerSecond === undefined || !(bytesPerSecond > 0)) return 0;
+  return Math.min(DELTA_WAIT_MAX_MS, Math.floor((pendingBytes / bytesPerSecond) * 1000));
+}
+
+/** The phases up to the end of a host's realise (an agent host's wait for its release aside). */
+const BEFORE_REALISED: ReadonlySet<HostPhase> = new Set(["connect", "waiting", "copy", "realise"]);
+
+/**
+ * The NAR bytes a second the deploy's hosts fetched at, from its events: each activated host's
+ * delta report (the deltas' bytes and the NAR bytes that came whole; without one, the NAR bytes
+ * the plan says it lacked, `planned`) over the time from its first phase to the first one after
+ * `realise` (its connection, its delta step and its realise: what fetching cost it).
+ */
+export class FetchPace {
+  readonly #planned: (host: string) => number | undefined;
+
+  constructor(planned: (host: string) => number | undefined = () => undefined) {
+    this.#planned = planned;
+  }
+
+  readonly #started = new Map<string, number>();
+  readonly #fetching = new Map<string, number>();
+  #bytes = 0;
+  #seconds = 0;
+
+  observe(event: DeployEvent): void {
+    if (event.type === "wave-start") {
+      for (const host of event.hosts) {
+        this.#started.delete(host);
+        this.#fetching.delete(host);
+      }
+    } else if (event.type === "host-phase") {
+      const { host, phase, elapsed } = event;
+      const started = this.#started.get(host);
+      if (BEFORE_REALISED.has(phase)) {
+        if (started === undefined && phase !== "waiting") this.#started.set(host, elapsed);
+      } else if (started !== undefined && !this.#fetching.has(host)) {
+        this.#fetching.set(host, elapsed - started);
+      }
+    } else if (event.type === "host-done") {
+      const { host, outcome } = event.result;
+      const seconds = this.#fetching.get(host);
+      if (outcome.status !== "activated" || seconds === undefined || !(seconds > 0)) return;
+      const delta = outcome.delta;
+      const bytes =
+        delta === undefined || "skipped" in delta
+          ? (this.#planned(host) ?? 0)
+          : (delta.bytes ?? 0) + (delta.wholeNarBytes ?? 0);
+      if (bytes <= 0) return;
+      this.#bytes += bytes;
+      this.#seconds += seconds;
+    }
+  }
+
+  /** NAR bytes a second over every host seen so far; undefined before the first. */
+  bytesPerSecond(): number | undefined {
+    return this.#seconds > 0 ? this.#bytes / this.#seconds : undefined;
+  }
+}

@@ -1,0 +1,134 @@
+// Deltas computed in the background, on a lab of three real hosts deployed one wave each: the
+// deployer's zstd is slowed (a wrapper that holds every compression until the first wave's host
+// is done, or a minute), so the pairs take longer to compute than a host takes to fetch whole.
+// The rollout does not wait for them: the first host fetches every path whole, and the last
+// one gets most of them by the deltas computed meanwhile, runs its new system, and its store
+// verifies it.
+
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nixship, run } from "../support/cli.js";
+import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
+import type { FreshSystems } from "./support/fresh-systems.js";
+import {
+  type DeployEventLine,
+  deployEvents,
+  labDeployArgs,
+  summaryOf,
+} from "./support/lab-deploy.js";
+import { type SshLab, startSshLab } from "./support/ssh-lab.js";
+
+const HOSTS = ["dbk1", "dbk2", "dbk3"];
+// Each build has store paths of its own with the same names: a rebuild, its libraries large
+// enough for a delta to be worth it.
+const SYSTEM = 'name = "web-v1"; version = "v1"; libraries = { a = 48; b = 48; c = 48; d = 48; };';
+/** The longest the wrapper holds a compression: what the old code, computing first, waits. */
+const GATE_SECONDS = 60;
+
+let lab: SshLab;
+let tool: string;
+let slow: string;
+const flakes: FreshSystems[] = [];
+
+beforeAll(async () => {
+  tool = await buildDeltaTool();
+  lab = await startSshLab("dbk", HOSTS.length);
+  slow = await mkdtemp(join(tmpdir(), "nixship-slow-zstd-"));
+  // The deployer's zstd: its version and decompression as they are, a compression held until
+  // the gate file exists (at most GATE_SECONDS).
+  await writeFile(
+    join(slow, "zstd"),
+    `#!/bin/sh
+case " $* " in *" --version "* | *" -d "*) exec /usr/bin/zstd "$@" ;; esac
+i=0
+while [ ! -e ${slow}/gate ] && [ "$i" -lt ${GATE_SECONDS * 10} ]; do sleep 0.1; i=$((i + 1)); done
+exec /usr/bin/zstd "$@"
+`,
+  );
+  await chmod(join(slow, "zstd"), 0o755);
+}, 300_000);
+
+afterAll(async () => {
+  await lab?.down();
+  for (const flake of flakes) await flake.remove();
+  if (slow !== undefined) await rm(slow, { recursive: true, force: true });
+});
+
+function onHost(host: string, command: string) {
+  return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
+}
+
+describe("deltas slower to compute than a fetch", () => {
+  it("does not hold the rollout for them, and a later wave's host uses the ones computed meanwhile", async () => {
+    // The hosts run a first build (fresh hosts have no base: no delta), then a rebuild.
+    flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
+    const first = await lab.deploy("--json");
+    expect(first.code, first.stderr).toBe(0);
+    flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
+
+    let gateOpened = false;
+    let buffered = "";
+    const r = await nixship(
+      [
+        ...labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec")),
+        "--parallel",
+        "1",
+        "--json",
+      ],
+      {
+        env: {
+          NIXSHIP_LAB_DIR: dirname(lab.info.dir),
+          PATH: `${slow}:${process.env.PATH ?? ""}`,
+        },
+        // The compressions go on once the first wave's host is done.
+        onStdout: (chunk) => {
+          buffered += chunk;
+          const lines = buffered.split("\n");
+          buffered = lines.pop() ?? "";
+          for (const line of lines) {
+            if (gateOpened || !line.includes('"host-done"')) continue;
+            gateOpened = true;
+            void writeFile(join(slow, "gate"), "");
+          }
+        },
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    const waves = events.filter((e) => e.type === "wave-start") as (DeployEventLine & {
+      wave: number;
+      hosts: string[];
+    })[];
+    expect(waves.map((w) => w.hosts.length)).toEqual([1, 1, 1]);
+    const firstHost = waves[0]?.hosts[0] as string;
+    const lastHost = waves[2]?.hosts[0] as string;
+    // The rollout started before the pairs were computed...
+    const index = (type: string) => events.findIndex((e) => e.type === type);
+    expect(index("deltas-start")).toBeGreaterThanOrEqual(0);
+    expect(index("wave-start")).toBeLessThan(index("deltas-done"));
+    type Outcome = {
+      status: string;
+      delta?: { paths: number; wholePaths: number; failed: number };
+    };
+    const outcomes = summaryOf(r) as Record<string, Outcome>;
+    // ...so its first host fetched every path whole (no delta was there for it: it was not
+    // even given the tool)...
+    expect(outcomes[firstHost]?.status).toBe("activated");
+    expect(outcomes[firstHost]?.delta?.paths ?? 0).toBe(0);
+    // ...and the last got most paths by the deltas computed meanwhile.
+    const last = outcomes[lastHost];
+    expect(last?.status).toBe("activated");
+    expect(last?.delta?.paths, JSON.stringify(last)).toBeGreaterThan(last?.delta?.wholePaths ?? 0);
+    expect(last?.delta?.failed).toBe(0);
+    for (const host of HOSTS) {
+      const current = (await onHost(host, "readlink /run/current-system")).stdout.trim();
+      const verify = await onHost(
+        host,
+        `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
+      );
+      expect(verify.stdout.trim(), verify.stderr).toBe("verified");
+    }
+  }, 600_000);
+});
