@@ -747,6 +747,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
           tags: ["web"],
           delivery: "ssh",
           sshHost: null,
+          sshUser: null,
           sudo: null,
           hostKey: null,
           instanceId: null,
