@@ -11,6 +11,7 @@
 // of one key.
 import { InputError } from "../errors.js";
 import { withoutControls } from "../util/text.js";
+import { recordObject } from "./record-json.js";
 import {
   PAUSE_ANSWER_ACTIONS,
   type PauseAnswerAction,
@@ -62,16 +63,7 @@ export function parseAnswer(
   expected: { readonly rollout: string; readonly afterWave: number },
   source: string,
 ): PauseAnswer {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
-  } catch (err) {
-    throw malformed(source, `not JSON (${(err as Error).message})`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw malformed(source, "not a JSON object");
-  }
-  const a = value as Record<string, unknown>;
+  const a = recordObject(bytes, source, "pause-answer-malformed");
   if (a.version !== 1) throw malformed(source, "unsupported version");
   if (a.rollout !== expected.rollout || a.afterWave !== expected.afterWave) {
     throw malformed(

@@ -16,6 +16,7 @@ import { withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
 import { type DeltaReport, readDeltaReport } from "./delta-report.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
+import { recordObject } from "./record-json.js";
 import { isRolloutKey } from "./rollout.js";
 
 /** Where a host is in applying a release (or a push deploy). */
@@ -295,16 +296,7 @@ const MAX_ERROR = 8192;
 
 /** Parses a status object; `source` names it in errors. */
 export function parseStatusRecord(bytes: Uint8Array, source: string): StatusRecord {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes).toString("utf8"));
-  } catch (err) {
-    throw malformed(source, `not JSON (${(err as Error).message})`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw malformed(source, "not a JSON object");
-  }
-  const r = value as Record<string, unknown>;
+  const r = recordObject(bytes, source, "status-malformed");
   const text = (key: string, nullable: boolean): void => {
     const v = r[key];
     if (!(typeof v === "string" || (nullable && v === null))) {
