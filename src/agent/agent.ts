@@ -4,6 +4,9 @@
 // than one already applied is refused and reported. After a crash mid-activation the state
 // file still says "applying", and the release is applied again (activate.sh is idempotent and
 // takes over the lock of a killed run).
+// Why one long file: it is one class whose steps (poll, apply, conclude, after a reboot, reject)
+// share its state (channel, keys, state file, reporter) and its one order of writes; reporting
+// (agent-reporter.ts), records (agent-records.ts) and activation (activator.ts) live apart.
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../channel/secrets-store.js";

@@ -2,6 +2,9 @@
 // wave and request, with SSM's own rate controls (MaxConcurrency, MaxErrors) set from the
 // rollout; the deployer polls the invocations, reads activate.sh's JSON from each one's output,
 // runs the HTTP checks itself, and sends `rollback` to a host that fails them.
+// Why one long file: it is the one class behind the Delivery seam for ssm, whose verbs share the
+// wave's command, its throttling and its invocations; the SSM calls are ssm-client.ts's, the
+// outcomes ssm-outcomes.ts's, reboots ssm-reboot.ts's.
 
 import { randomBytes } from "node:crypto";
 import type { CommandInvocation, SendCommandCommandInput } from "@aws-sdk/client-ssm";

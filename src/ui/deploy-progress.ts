@@ -5,6 +5,8 @@
 // the plain lines say no phases. The plan and the final summary have their own formatters
 // (`formatPlan`, `formatDeploySummary`) that the command prints where it wants them, so the
 // human renderers show nothing for the `plan` and `summary` events.
+// Why one long file: the three renderers answer every event type side by side, so that a new
+// event is told all three ways in one place (the longer words live apart: pause-lines.ts, …).
 import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
