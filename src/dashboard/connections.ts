@@ -25,8 +25,8 @@ export interface ConnectionGuard {
 interface Tracked {
   /** Requests in flight (an event stream is one until it ends). */
   busy: number;
-  /** Until its first request: closes it if none comes in time. */
-  silence: NodeJS.Timeout | undefined;
+  /** Until its first request: when it connected (Date.now()); the sweep closes it in time. */
+  silentSince: number | undefined;
 }
 
 export function guardConnections(server: Server, limits: ConnectionLimits = {}): ConnectionGuard {
@@ -39,19 +39,37 @@ export function guardConnections(server: Server, limits: ConnectionLimits = {}):
     shed++;
     socket.destroy();
   };
+  // One sweep, while some connection has sent no request yet, closes those silent past the
+  // timeout; it stops when none is left, so it holds no process open on its own.
+  const sweepEvery = Math.max(25, Math.min(1000, Math.floor(timeout / 4)));
+  let sweep: NodeJS.Timeout | undefined;
+  let silent = 0;
+  const heard = (tracked: Tracked) => {
+    tracked.silentSince = undefined;
+    silent--;
+    if (silent === 0 && sweep !== undefined) {
+      clearInterval(sweep);
+      sweep = undefined;
+    }
+  };
+  const sweepSilent = () => {
+    const now = Date.now();
+    for (const [socket, t] of sockets) {
+      if (t.silentSince === undefined || now - t.silentSince < timeout) continue;
+      heard(t);
+      if (socket.bytesRead === 0) drop(socket);
+    }
+  };
 
   server.on("connection", (socket: Socket) => {
-    const tracked: Tracked = {
-      busy: 0,
-      // Node answers half a request with 408 at its headers timeout, but never times out a
-      // connection that sent nothing: that is this timer's.
-      silence: setTimeout(() => {
-        if (socket.bytesRead === 0) drop(socket);
-      }, timeout).unref(),
-    };
+    // Node answers half a request with 408 at its headers timeout, but never times out a
+    // connection that sent nothing: that is the sweep's.
+    const tracked: Tracked = { busy: 0, silentSince: Date.now() };
     sockets.set(socket, tracked);
+    silent++;
+    if (sweep === undefined) sweep = setInterval(sweepSilent, sweepEvery);
     socket.once("close", () => {
-      clearTimeout(tracked.silence);
+      if (tracked.silentSince !== undefined) heard(tracked);
       sockets.delete(socket);
     });
     if (sockets.size <= max) return;
@@ -69,8 +87,7 @@ export function guardConnections(server: Server, limits: ConnectionLimits = {}):
     const socket = req.socket;
     const tracked = sockets.get(socket);
     if (tracked === undefined) return;
-    clearTimeout(tracked.silence);
-    tracked.silence = undefined;
+    if (tracked.silentSince !== undefined) heard(tracked);
     tracked.busy++;
     sockets.delete(socket);
     sockets.set(socket, tracked);
