@@ -94,14 +94,18 @@ describe("deltas by default", () => {
     expect(plan.stdout).toMatch(
       /^ {2}dfd1, dfd2: \d+ paths, 0 by delta: .* without; once computed, about .* with deltas, [\d.]+× less \(an estimate\)$/m,
     );
-    const r = await lab.deploy("--json", "--on", HOSTS.join(","));
+    // One host a wave: the deltas are computed while the canary deploys (it fetches whole, as
+    // a host whose deltas are not published when its wave starts does), the next uses them.
+    const r = await lab.deploy("--json", "--on", HOSTS.join(","), "--parallel", "1");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
     const [start] = ofType(events, "deltas-start") as { pairs: number; hosts: number }[];
     expect(start).toMatchObject({ hosts: 2 });
     expect(ofType(events, "deltas-done")).toMatchObject([{ failed: 0 }]);
     const outcomes = summaryOf(r);
-    for (const host of HOSTS) await expectByDelta(outcomes[host] as unknown as DeltaOutcome, host);
+    const [canary, next] = HOSTS as [string, string];
+    expect(outcomes[canary]?.status).toBe("activated");
+    await expectByDelta(outcomes[next] as unknown as DeltaOutcome, next);
   }, 600_000);
 
   it("gives deltas to a host installed with a system the cache never had, from the deployer's store", async () => {
@@ -130,8 +134,11 @@ describe("deltas by default", () => {
     const tool = await buildDeltaTool();
     const fleet = await readFleet(lab.fleetFile);
     await writeFile(lab.fleetFile, JSON.stringify({ ...fleet, deltas: { tool } }, null, 2));
-    await rebuild(lab.fleetFile, [INSTALLED]);
-    const r = await lab.deploy("--json", "--on", INSTALLED);
+    // A canary first (a host the cache knows), so that the installed host's wave starts once the
+    // deltas computed meanwhile are published.
+    const [canary] = HOSTS as [string];
+    await rebuild(lab.fleetFile, [canary, INSTALLED]);
+    const r = await lab.deploy("--json", "--on", `${canary},${INSTALLED}`, "--parallel", "1");
     expect(r.code, r.stderr).toBe(0);
     const [done] = ofType(deployEvents(r), "deltas-done") as {
       published: number;

@@ -31,9 +31,17 @@ export function freshPlaintext(label: string): string {
 
 export const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
-/** Every file under `dir` whose bytes contain `text` (grep, fixed string). */
+/**
+ * Every file under `dir` whose bytes contain `text` (grep, fixed string). A file that went
+ * between grep's listing and its reading (a build's lock in a shared /nix/store, say) holds
+ * nothing now; any other error fails the scan.
+ */
 export async function filesHolding(dir: string, text: string): Promise<string[]> {
   const r = await run("grep", ["-rlF", "--", text, dir]);
-  if (r.code > 1) throw new Error(`grep -r in ${dir} failed: ${r.stderr}`);
+  const errors = r.stderr.split("\n").filter(Boolean);
+  const vanished = (line: string) => /^grep: .*: No such file or directory$/.test(line);
+  if (r.code > 1 && !(errors.length > 0 && errors.every(vanished))) {
+    throw new Error(`grep -r in ${dir} failed: ${r.stderr}`);
+  }
   return r.stdout.split("\n").filter(Boolean);
 }
