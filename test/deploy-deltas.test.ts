@@ -216,7 +216,7 @@ describe("a deploy with deltas", () => {
     expect(r.stderr).toMatch(/^ddl1 +activated .*|^ddl1: activated/m);
   }, 300_000);
 
-  it("publishes again the deltas a cache writer without the key broke or noted away", async () => {
+  it("publishes again the deltas a cache writer without the key broke or noted away, and a host uses them", async () => {
     await rebuild();
     const first = await lab.deploy("--json");
     expect(first.code, first.stderr).toBe(0);
@@ -278,6 +278,37 @@ describe("a deploy with deltas", () => {
       }[];
       expect(done).toMatchObject({ failed: 0, replaced: deltas.length, published: deltas.length });
       await checkStoredNar(store, swapped);
+
+      // ddl2 goes back, forgets the new system's paths (its profile's generation and the root of
+      // what it realised last), and makes the move again: it applies
+      // every delta the plan counts for it, each published again sound.
+      const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", "ddl2"]);
+      expect(back.code, back.stderr).toBe(0);
+      const forget = await onHost(
+        "ddl2",
+        "nix-env -p /nix/var/nix/profiles/system --delete-generations old && rm -f /run/nixship/realised && nix-store --gc >/dev/null 2>&1 && " +
+          `! nix-store --check-validity ${current} 2>/dev/null && echo forgotten`,
+      );
+      expect(forget.stdout.trim(), forget.stderr).toBe("forgotten");
+      // The plan counts the paths the running closure lacks; the host's store may still hold
+      // some of them (its transfer counts what the store lacks), and those it does not fetch.
+      const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+      expect(plan.code, plan.stderr).toBe(0);
+      const planDoc = JSON.parse(plan.stdout) as {
+        hosts: { host: string; transfer: { paths: number } }[];
+        deltas?: { hosts: { host: string; paths: number; byDelta: number }[] };
+      };
+      const planned = planDoc.deltas?.hosts.find((h) => h.host === "ddl2");
+      const lacked = planDoc.hosts.find((h) => h.host === "ddl2")?.transfer.paths ?? 0;
+      const held = (planned?.paths ?? 0) - lacked;
+      expect(planned?.byDelta).toBeGreaterThan(deltas.length / 2);
+      const r3 = await lab.deploy("--json", "--on", "ddl2");
+      expect(r3.code, r3.stderr).toBe(0);
+      const again = (
+        summaryOf(r3).ddl2 as { delta?: { paths: number; wholePaths: number; failed: number } }
+      ).delta;
+      expect(again).toMatchObject({ failed: 0, paths: (planned?.byDelta ?? 0) - held });
+      expect((again?.paths ?? 0) + (again?.wholePaths ?? 0)).toBe(lacked);
     } finally {
       await store.close();
     }
