@@ -22,7 +22,15 @@ export interface RunOptions {
   readonly signal?: AbortSignal;
   /** Its scheduling priority (nice value, 19 lowest), for work in the background. */
   readonly priority?: number;
+  /** The most stdout kept, in bytes (default RUN_OUTPUT_LIMIT): past it the command is stopped. */
+  readonly maxOutput?: number;
 }
+
+/**
+ * The stdout a command may write before it is stopped: far above what any command run here
+ * answers (a closure's path-info at 10,000 paths is about 10 MB), so only a runaway meets it.
+ */
+export const RUN_OUTPUT_LIMIT = 256 * 1024 * 1024;
 
 export interface RunResult {
   readonly code: number;
@@ -51,8 +59,21 @@ export function runCommand(
       }
     }
     const out: Buffer[] = [];
+    const limit = options.maxOutput ?? RUN_OUTPUT_LIMIT;
+    let outBytes = 0;
+    let overflowed = false;
     let stderr = "";
-    proc.stdout.on("data", (d: Buffer) => out.push(d));
+    proc.stdout.on("data", (d: Buffer) => {
+      if (overflowed) return;
+      outBytes += d.length;
+      if (outBytes > limit) {
+        overflowed = true;
+        out.length = 0;
+        proc.kill("SIGKILL");
+        return;
+      }
+      out.push(d);
+    });
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       stderr = (stderr + d).slice(-8000);
     });
@@ -80,6 +101,15 @@ export function runCommand(
     proc.on("close", (code, signal) => {
       if (inputFailure) {
         reject(inputFailure);
+        return;
+      }
+      if (overflowed) {
+        reject(
+          new OperationError(
+            codes.failed,
+            `'${shown}'${purpose} wrote more than ${limit} bytes of output, and was stopped`,
+          ),
+        );
         return;
       }
       const result = { code: code ?? -1, stdout: Buffer.concat(out).toString("utf8"), stderr };
