@@ -142,7 +142,7 @@ describe("plain", () => {
 
   it("writes one line per meaningful event, prefixed by the host", () => {
     expect(run("plain", true).split("\n")).toEqual([
-      "building 2 systems for 3 hosts",
+      "building the systems of 3 hosts (2 definitions)",
       "built 2 systems in 3.4s",
       "pushing to s3://cache",
       "pushed 5 paths (12.3 kB) in 0.8s",
@@ -263,7 +263,7 @@ describe("terminal", () => {
     r.finish();
     shown = screen(s.text());
     expect(shown).toEqual([
-      "building 2 systems for 3 hosts",
+      "building the systems of 3 hosts (2 definitions)",
       "built 2 systems in 3.4s",
       "pushing to s3://cache",
       "pushed 5 paths (12.3 kB) in 0.8s",
@@ -341,11 +341,14 @@ describe("terminal", () => {
     r.onEvent(progress(17, 1));
     vi.advanceTimersByTime(200);
     expect(screen(s.text())).toEqual([
-      "building 1 system for 2 hosts",
+      "building the systems of 2 hosts (1 definition)",
       "building kernel-6.6 (17.0s); 1 of 2 derivations built",
     ]);
     r.onEvent({ type: "build-done", seconds: 20, systems: [] });
-    expect(screen(s.text())).toEqual(["building 1 system for 2 hosts", "built 0 systems in 20.0s"]);
+    expect(screen(s.text())).toEqual([
+      "building the systems of 2 hosts (1 definition)",
+      "built 0 systems in 20.0s",
+    ]);
     r.finish();
   });
 

@@ -539,7 +539,10 @@ function wholeSeconds(seconds: number): string {
 }
 
 function describeBuildStart(event: Extract<DeployEvent, { type: "build-start" }>): string {
-  const what = `building ${plural(event.systems, "system")} for ${plural(event.hosts, "host")}`;
+  // Two definitions can give one system: how many there are is known once built.
+  const definitions =
+    event.systems < event.hosts ? ` (${plural(event.systems, "definition")})` : "";
+  const what = `building the systems of ${plural(event.hosts, "host")}${definitions}`;
   if (event.buildHost !== undefined) return `${what} on ${event.buildHost}`;
   if (event.builders !== undefined) return `${what} (builders: ${event.builders.join(", ")})`;
   return what;
