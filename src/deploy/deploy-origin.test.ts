@@ -1,7 +1,7 @@
 // Who started a deploy and from what: a CI run or user@machine, and each flake with
 // its git commit and whether its tracked files changed; credentials never kept.
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +55,15 @@ describe("from what", () => {
     await writeFile(join(dir, "flake.nix"), "{ outputs = _: { x = 1; }; }\n");
     expect(await deploySources([host(`${dir}#web`)], "/")).toEqual([
       { flake: dir, rev: head, dirty: true },
+    ]);
+  });
+
+  it("no commit for a flake inside a work tree that does not track it (a lab's fleet in a checkout)", async () => {
+    const inner = join(dir, "lab", "fleet");
+    await mkdir(inner, { recursive: true });
+    await writeFile(join(inner, "flake.nix"), "{ outputs = _: {}; }\n");
+    expect(await deploySources([host(`path:${inner}#nixship`)], "/")).toEqual([
+      { flake: inner, rev: null, dirty: null },
     ]);
   });
 

@@ -70,7 +70,7 @@ export async function deployOrigin(
   return { by: deployedBy(), sources: await deploySources(hosts, fleetDir) };
 }
 
-/** A local flake's git revision and whether its tracked files changed (null: not git). */
+/** A local flake's git revision and whether its tracked files changed (null: not in git). */
 async function gitState(dir: string): Promise<{ rev: string | null; dirty: boolean | null }> {
   // Each answer is a line at most (rev-parse) or an exit code (diff --quiet), within a deadline.
   const git = async (args: string[]) =>
@@ -82,6 +82,10 @@ async function gitState(dir: string): Promise<{ rev: string | null; dirty: boole
   const rev = await git(["rev-parse", "HEAD"]);
   const head = rev?.code === 0 ? rev.stdout.trim() : "";
   if (!/^[0-9a-f]{40,64}$/.test(head)) return { rev: null, dirty: null };
+  // A flake inside a work tree that does not track it (a lab's fleet written in a checkout)
+  // does not come from that commit.
+  const tracked = await git(["ls-files", "--error-unmatch", "--", "flake.nix"]);
+  if (tracked?.code !== 0) return { rev: null, dirty: null };
   // Tracked files that differ from HEAD (staged or not): exit 1.
   const diff = await git(["diff", "--quiet", "HEAD", "--"]);
   return { rev: head, dirty: diff?.code === 0 ? false : diff?.code === 1 ? true : null };
