@@ -142,13 +142,13 @@ the fleet file exists, the key would be in the flake).`,
           : conversion.jsonOutputLine;
       const fleetFlag =
         format === "json" ? ` --fleet ${fleetFile}` : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
-      const next = [
-        ...(localCache ? [] : [`nixship cache init '${cacheUrl}'`]),
-        ...conversion.next.map((c) => `${c}${fleetFlag}`),
-        `nixship doctor${fleetFlag}`,
-        `nixship plan${fleetFlag}`,
-        `nixship deploy${fleetFlag} --key ${keyOut}`,
-      ];
+      const next = nextCommands({
+        first: [],
+        cacheInit: localCache ? undefined : cacheUrl,
+        afterCache: conversion.next.map((c) => `${c}${fleetFlag}`),
+        fleetFlag,
+        keyOut,
+      });
       const written = [...(key.created ? [keyOut] : []), fleetFile];
       if (values.json === true) {
         writeJson(io, {
@@ -168,9 +168,15 @@ the fleet file exists, the key would be in the flake).`,
       }
       const names = conversion.hosts.map((h) => h.name);
       const lines = [
-        `wrote ${fleetFile} from ${from}: ${names.length} host${names.length === 1 ? "" : "s"} (${names.join(", ")})`,
-        `cache: ${cacheUrl}${cacheCreated === true ? " (created)" : ""}`,
-        `signing key: ${keyOut} (${key.created ? "created" : "already there, used"}); public key ${publicKey}`,
+        ...writtenLines(
+          `${fleetFile} from ${from}`,
+          names,
+          cacheUrl,
+          cacheCreated,
+          keyOut,
+          key.created,
+          publicKey,
+        ),
         ...conversionReportLines(conversion.report),
       ];
       if (outputLine !== null) {
@@ -232,15 +238,16 @@ the fleet file exists, the key would be in the flake).`,
       format === "nix"
         ? fleetOutputLine(configurations, DEFAULT_FLEET_OUTPUT, `./${NIX_FLEET_FILE}`)
         : null;
-    const next = [
-      ...(listed.flake.startsWith("git+file:") && format === "nix"
-        ? [`git -C ${dir} add ${NIX_FLEET_FILE}`]
-        : []),
-      ...(localCache ? [] : [`nixship cache init '${cacheUrl}'`]),
-      `nixship doctor${fleetFlag}`,
-      `nixship plan${fleetFlag}`,
-      `nixship deploy${fleetFlag} --key ${keyOut}`,
-    ];
+    const next = nextCommands({
+      first:
+        listed.flake.startsWith("git+file:") && format === "nix"
+          ? [`git -C ${dir} add ${NIX_FLEET_FILE}`]
+          : [],
+      cacheInit: localCache ? undefined : cacheUrl,
+      afterCache: [],
+      fleetFlag,
+      keyOut,
+    });
     const written = [...(key.created ? [keyOut] : []), fleetFile];
     if (values.json === true) {
       writeJson(io, {
@@ -258,11 +265,15 @@ the fleet file exists, the key would be in the flake).`,
       });
       return 0;
     }
-    const lines = [
-      `wrote ${fleetFile}: ${configurations.length} host${configurations.length === 1 ? "" : "s"} (${configurations.map((c) => c.name).join(", ")})`,
-      `cache: ${cacheUrl}${cacheCreated === true ? " (created)" : ""}`,
-      `signing key: ${keyOut} (${key.created ? "created" : "already there, used"}); public key ${publicKey}`,
-    ];
+    const lines = writtenLines(
+      fleetFile,
+      configurations.map((c) => c.name),
+      cacheUrl,
+      cacheCreated,
+      keyOut,
+      key.created,
+      publicKey,
+    );
     if (skipped.length > 0) {
       lines.push(`left out (not a valid host name): ${skipped.join(", ")}`);
     }
@@ -287,6 +298,41 @@ the fleet file exists, the key would be in the flake).`,
     return 0;
   },
 };
+
+/** The commands to run next, in order, after `first` (and the cache's creation when remote). */
+function nextCommands(o: {
+  readonly first: readonly string[];
+  readonly cacheInit: string | undefined;
+  readonly afterCache: readonly string[];
+  readonly fleetFlag: string;
+  readonly keyOut: string;
+}): string[] {
+  return [
+    ...o.first,
+    ...(o.cacheInit === undefined ? [] : [`nixship cache init '${o.cacheInit}'`]),
+    ...o.afterCache,
+    `nixship doctor${o.fleetFlag}`,
+    `nixship plan${o.fleetFlag}`,
+    `nixship deploy${o.fleetFlag} --key ${o.keyOut}`,
+  ];
+}
+
+/** What was written: the fleet and its hosts, the cache, and the signing key. */
+function writtenLines(
+  fleet: string,
+  hosts: readonly string[],
+  cacheUrl: string,
+  cacheCreated: boolean | null,
+  keyOut: string,
+  keyCreated: boolean,
+  publicKey: string,
+): string[] {
+  return [
+    `wrote ${fleet}: ${hosts.length} host${hosts.length === 1 ? "" : "s"} (${hosts.join(", ")})`,
+    `cache: ${cacheUrl}${cacheCreated === true ? " (created)" : ""}`,
+    `signing key: ${keyOut} (${keyCreated ? "created" : "already there, used"}); public key ${publicKey}`,
+  ];
+}
 
 function parseFormat(text: string | undefined): Format {
   if (text === undefined) return "nix";
