@@ -1052,6 +1052,9 @@ describe("Agent.pollOnce: sharded releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
+    expect(shardReads().map((c) => c.key)).toEqual([
+      shardKey(CHANNEL, 1, mine, releaseDigest(twice)),
+    ]);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(
