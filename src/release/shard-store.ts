@@ -85,7 +85,7 @@ export async function readShardBytes(
  * Every shard of a sharded release read (8 at once) and checked by parseShard: its digest, its
  * fields and count, its layout (checkShardLayout) and every entry. The one reading every full
  * reader gives a sharded release (`release show`, `cache gc`, the dashboard, the deployer's
- * publish and watch; an agent reads its own shard only, readHostEntry): `visit` gets each
+ * reads of releases; an agent reads its own shard only, readHostEntry): `visit` gets each
  * shard's entries once checked, so a reader keeps only what it needs of them. What fails is
  * refused with the error of the lowest-numbered shard that fails, whatever order the reads end
  * in, so every full reader gives the same one: release-shard-missing, release-shard-mismatch,
