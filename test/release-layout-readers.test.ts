@@ -1,9 +1,10 @@
 // One reading of a release's shard layout: a signed release that names a host in two shards
 // (its own and another, which nixship's publisher never writes) is refused alike, with one
-// error naming the release, the host and both shards, by the agent of that very host (whose own
-// shard is sound), by `release show`, by `cache gc` (which names it and collects, since no host
-// runs it) and by the dashboard's board. A directory store; the agent runs with a stand-in for
-// the host's activation, which must never be asked for anything.
+// error naming the release, the host and both shards, by every full reader: `release show`,
+// `cache gc` (which names it and keeps nothing for it) and the dashboard's board. The agent of
+// that very host reads its own shard only, which is sound, and applies its entry; the agent of a
+// host of the shard at fault refuses it with that error. A directory store; the agents run with
+// a stand-in for the host's activation.
 import { mkdir, mkdtemp, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,8 +15,10 @@ import { escapeHtml } from "../src/dashboard/html.js";
 import { releasesMain } from "../src/dashboard/pages.js";
 import type { DeployRequest } from "../src/host/activation-session.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
+import { shardIndex } from "../src/release/release-shard.js";
 import { shardKey } from "../src/release/shard-store.js";
 import { readStatus } from "../src/status/status-store.js";
+import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { ReleaseBoard } from "../src/views/release-board.js";
 import { nixship } from "../support/cli.js";
@@ -52,8 +55,27 @@ class StandIn implements Activator {
   }
 }
 
+/** An agent of `host` on the store, with a state directory of its own. */
+async function agentOf(store: ObjectStore, host: string, activator: Activator): Promise<Agent> {
+  const stateDir = join(work, `agent-state-${host}`);
+  await mkdir(stateDir);
+  return new Agent({
+    store,
+    channel: "prod",
+    host,
+    releaseKeys: [publicKeyOf(releaseKey)],
+    substituters: ["http://127.0.0.1:1"],
+    cacheKeys: [formatPublicKey(publicKeyOf(cacheKey))],
+    stateDir,
+    activator,
+    pollInterval: 30,
+    jitter: 0,
+    emit: () => {},
+  });
+}
+
 describe("a release that names a host in two shards", () => {
-  it("is refused by the host's agent, release show, cache gc and the dashboard alike, with one error", async () => {
+  it("is refused by release show, cache gc and the dashboard alike, with one error, while the host's agent applies its entry from its own sound shard", async () => {
     const dir = join(work, "store");
     const url = `file://${dir}`;
     const store = await openStore(url);
@@ -73,28 +95,25 @@ describe("a release that names a host in two shards", () => {
       const old = new Date(Date.now() - 2 * 86400_000);
       for (const k of await allKeys(store)) await utimes(join(dir, k), old, old);
 
-      // The agent of the host named twice: its own shard holds its entry, and is sound.
-      const stateDir = join(work, "agent-state");
-      await mkdir(stateDir);
+      // The agent of the host named twice: its own shard holds its entry, and is sound; it reads
+      // no other shard, so it applies its entry.
       const activator = new StandIn();
-      const agent = new Agent({
-        store,
-        channel: "prod",
-        host: HOST,
-        releaseKeys: [publicKeyOf(releaseKey)],
-        substituters: ["http://127.0.0.1:1"],
-        cacheKeys: [formatPublicKey(publicKeyOf(cacheKey))],
-        stateDir,
-        activator,
-        pollInterval: 30,
-        jitter: 0,
-        emit: () => {},
-      });
-      expect(await agent.pollOnce()).toBe("rejected");
-      expect(activator.asked).toEqual([]);
+      const agent = await agentOf(store, HOST, activator);
+      expect(await agent.pollOnce()).toBe("applied");
+      expect(activator.asked.map((r) => r.path)).toEqual([SYSTEM]);
       const record = await readStatus(store, HOST);
-      expect(record).toMatchObject({ state: "rejected", phase: "verify", desired: null });
-      expect(record?.error).toBe(`release refused: ${said}`);
+      expect(record).toMatchObject({ state: "success", seq: 1, desired: SYSTEM });
+
+      // The agent of a host of the shard at fault refuses it, with the full readers' error.
+      const neighbour = Object.keys(release.hosts).find(
+        (h) => h !== HOST && shardIndex(h, 2) === other,
+      ) as string;
+      const refuser = new StandIn();
+      expect(await (await agentOf(store, neighbour, refuser)).pollOnce()).toBe("rejected");
+      expect(refuser.asked).toEqual([]);
+      const neighbourRecord = await readStatus(store, neighbour);
+      expect(neighbourRecord).toMatchObject({ state: "rejected", phase: "verify", desired: null });
+      expect(neighbourRecord?.error).toBe(`release refused: ${said}`);
 
       // release show, verified or not.
       for (const keys of [[], ["--trusted-key", RELEASE_PUBLIC]]) {
@@ -114,7 +133,8 @@ describe("a release that names a host in two shards", () => {
         expect(error).toMatchObject({ code: "release-host-twice", message: said });
       }
 
-      // cache gc: names the release with that error and collects; no host runs what it names.
+      // cache gc: names the release with that error and keeps nothing for it; the host whose
+      // agent applied its entry keeps its system by its record.
       const gc = await nixship(["cache", "gc", "--cache", url, "--grace", "0", "--json"]);
       expect(gc.code, gc.stderr).toBe(0);
       const report = JSON.parse(gc.stdout) as {
@@ -125,11 +145,11 @@ describe("a release that names a host in two shards", () => {
         { name: "releases/prod/1.json", problem: said },
         { name: "channels/prod.json", problem: said },
       ]);
-      expect(report.deletedPaths.map((p) => p.storePath)).toEqual([SYSTEM]);
+      expect(report.deletedPaths.map((p) => p.storePath)).toEqual([]);
       const text = await nixship(["cache", "gc", "--cache", url, "--grace", "0", "--dry-run"]);
       expect(text.code, text.stderr).toBe(0);
       expect(text.stderr).toContain(
-        `refused release releases/prod/1.json (agents refuse it too, so it keeps nothing): ${said}`,
+        `refused release releases/prod/1.json (nixship refuses it, so it keeps nothing; a host that applied its entry keeps its system by its record): ${said}`,
       );
 
       // The dashboard's board: the channel's release and the release file, refused.
@@ -140,7 +160,7 @@ describe("a release that names a host in two shards", () => {
       expect(prod?.releases.map((r) => r.trust)).toEqual([refused]);
       const shown = releasesMain(channels, new Date()).toString();
       expect(shown).toContain(
-        `The channel names release 1, signed by <code>${releaseKey.name}</code>, which agents refuse: they will not follow it. ${escapeHtml(said)}`,
+        `The channel names release 1, signed by <code>${releaseKey.name}</code>, which nixship refuses: the agents of the shard at fault refuse it, the others may apply their entries. ${escapeHtml(said)}`,
       );
     } finally {
       await store.close();

@@ -16,12 +16,12 @@ import type { HealthChecks } from "../fleet/fleet.js";
 import type { DeployRequest } from "../host/activation-session.js";
 import { generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
-import type { ReleaseHost, SignedRelease } from "../release/release.js";
-import { canonicalJson } from "../release/release-canonical.js";
-import { shardIndex } from "../release/release-shard.js";
-import { formatRelease } from "../release/release-sign.js";
+import { headOf, type ReleaseHost, type SignedRelease } from "../release/release.js";
+import { canonicalJson, releaseDigest } from "../release/release-canonical.js";
+import { shardIndex, signRelease } from "../release/release-shard.js";
+import { formatRelease, formatShardedHead } from "../release/release-sign.js";
 import { channelKey, publishRelease } from "../release/release-store.js";
-import { shardKey } from "../release/shard-store.js";
+import { putShards, shardKey } from "../release/shard-store.js";
 import { heartbeatKey } from "../status/heartbeat.js";
 import { hostKeyObjectKey, readPublishedHostKey } from "../status/host-key-store.js";
 import { hostStatusKey, progressKey, progressPrefix, type StatusRecord } from "../status/status.js";
@@ -931,12 +931,8 @@ describe("Agent.pollOnce: sharded releases", () => {
     return shardKey(CHANNEL, signed.release.seq, index, shard.digest);
   };
   const shardReads = () => calls.filter((c) => c.key.startsWith("release-shards/"));
-  const shardGets = (signed: SignedRelease) =>
-    (signed.shards ?? []).map(
-      (s) => `get ${shardKey(CHANNEL, signed.release.seq, s.index, s.digest)}`,
-    );
 
-  it("applies its entry once every shard is read and checked, then polls with one conditional GET", async () => {
+  it("applies its entry once the head and its own shard are read and checked, reading no other shard, then polls with one conditional GET", async () => {
     const signed = await publish(fleet(sys("a")));
     expect(signed.release.version).toBe(2);
     expect(signed.shards).toHaveLength(3);
@@ -946,7 +942,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
       `get releases/${CHANNEL}/2.json`,
-      ...shardGets(signed),
+      `get ${ownShard(signed)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
@@ -962,17 +958,17 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(since(mark).map((c) => c.op)).toEqual(["get"]);
   });
 
-  it("takes a sharded release that does not name the host as no-entry, reading every shard", async () => {
+  it("takes a sharded release that does not name the host as no-entry, reading its own shard only", async () => {
     const hosts = fleet(sys("a"));
     delete hosts[HOST];
     hosts["host-600"] = sys("a");
-    await publish(hosts);
+    const signed = await publish(hosts);
     expect(await makeAgent().pollOnce()).toBe("no-entry");
-    expect(shardReads()).toHaveLength(3);
+    expect(shardReads().map((c) => c.key)).toEqual([ownShard(signed)]);
     expect(activator.requests).toEqual([]);
   });
 
-  it("refuses a shard changed in the store, applying nothing", async () => {
+  it("refuses its own shard changed in the store, applying nothing", async () => {
     const signed = await publish(fleet(sys("a")));
     const key = ownShard(signed);
     const text = (await readAll(store, key))?.toString("utf8") ?? "";
@@ -981,7 +977,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
-    expect(shardReads()).toHaveLength(3);
+    expect(shardReads().map((c) => c.key)).toEqual([key]);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(`release refused: ${key}: shard`);
@@ -993,7 +989,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(activator.requests).toEqual([]);
   });
 
-  it("refuses a release whose shard is missing, naming its key", async () => {
+  it("refuses a release whose own shard is missing, naming its key", async () => {
     const signed = await publish(fleet(sys("a")));
     await store.delete(ownShard(signed));
     expect(await makeAgent().pollOnce()).toBe("rejected");
@@ -1003,7 +999,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(record.error).toContain("is missing");
   });
 
-  it("refuses a signed release whose shard names a host of another shard (a host named in two shards), applying nothing", async () => {
+  it("refuses a signed release whose own shard names a host of another shard (a host named in two shards), applying nothing", async () => {
     const count = 3;
     const mine = shardIndex(HOST, count);
     const hosts = Object.fromEntries(
@@ -1020,7 +1016,7 @@ describe("Agent.pollOnce: sharded releases", () => {
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
-    expect(shardReads()).toHaveLength(3);
+    expect(shardReads()).toHaveLength(1);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(
@@ -1032,35 +1028,73 @@ describe("Agent.pollOnce: sharded releases", () => {
     expect(agent.state).toMatchObject({ lastSeq: null });
   });
 
-  it("refuses a signed release that names this very host in its own shard and in another, applying nothing, and one that names a host twice in shards it does not read for its entry", async () => {
+  it("refuses a signed release whose own shard gives a name twice, applying nothing", async () => {
     const count = 3;
     const mine = shardIndex(HOST, count);
     const hosts = Object.fromEntries(
       Object.entries(fleet(sys("a"))).map(([h, path]) => [h, { path }]),
     );
     const release = firstDeployRelease(hosts);
-    // Its own shard is sound and holds its entry: only the other shard shows the fault.
-    const { own, other } = await doubledRelease(release, releaseKey, HOST, { store });
-    expect(own).toBe(mine);
+    // Signed as the publisher would, then this host's shard given its entry twice and signed
+    // again over the doubled bytes: only a signer could write it.
+    const shards = signRelease(release, releaseKey).shards ?? [];
+    const text = Buffer.from(shards[mine]?.bytes as Uint8Array).toString();
+    const entry = `"${HOST}":${canonicalJson(hosts[HOST])}`;
+    expect(text).toContain(entry);
+    const twice = new Uint8Array(Buffer.from(text.replace(entry, `${entry},${entry}`)));
+    const stored = shards.map((s, i) =>
+      i === mine ? { ...s, digest: releaseDigest(twice), bytes: twice } : s,
+    );
+    const head = formatShardedHead(headOf(release), stored, releaseKey);
+    await putShards(store, CHANNEL, 1, stored);
+    await store.put(`releases/${CHANNEL}/1.json`, head.bytes);
+    await store.put(channelKey(CHANNEL), head.bytes);
     const agent = makeAgent();
     expect(await agent.pollOnce()).toBe("rejected");
     expect(activator.requests).toEqual([]);
+    expect(shardReads().map((c) => c.key)).toEqual([
+      shardKey(CHANNEL, 1, mine, releaseDigest(twice)),
+    ]);
     const record = await hostRecord();
     expect(record).toMatchObject({ state: "rejected", phase: "verify", seq: 1, desired: null });
     expect(record.error).toContain(
-      `release 1 of channel ${CHANNEL} names host '${HOST}' in shard ${other}, but its shard is ${own}`,
+      `release 1 of channel ${CHANNEL} names host '${HOST}' twice in shard ${mine}`,
     );
+  });
 
-    // A host named twice in the two shards that are not this host's: refused alike.
+  it("applies its entry from its own sound shard when a signer named this very host, or another, in a second shard it does not read", async () => {
+    const count = 3;
+    const mine = shardIndex(HOST, count);
+    const hosts = Object.fromEntries(
+      Object.entries(fleet(sys("a"))).map(([h, path]) => [h, { path }]),
+    );
+    const release = firstDeployRelease(hosts);
+    // Its own shard is sound and holds its entry: only the other shard shows the fault, which
+    // the full readers refuse (release show, the dashboard) and the agents of that shard.
+    const { head, own, other } = await doubledRelease(release, releaseKey, HOST, { store });
+    expect(own).toBe(mine);
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    const ownKey = shardKey(CHANNEL, 1, mine, head.shards[mine]?.digest as string);
+    expect(shardReads().map((c) => c.key)).toEqual([ownKey]);
+    expect(calls.map((c) => c.key)).not.toContain(
+      shardKey(CHANNEL, 1, other, head.shards[other]?.digest as string),
+    );
+    expect(await hostRecord()).toMatchObject({ state: "success", seq: 1, desired: sys("a") });
+
+    // A host named twice in the two shards that are not this host's: applied alike.
     const stranger = Object.keys(hosts).find((h) => shardIndex(h, count) !== mine) as string;
     const away = [0, 1, 2].find((i) => i !== mine && i !== shardIndex(stranger, count)) as number;
-    const next = { ...release, seq: 2 };
+    const next = {
+      ...release,
+      seq: 2,
+      hosts: { ...hosts, [HOST]: { path: sys("b") } },
+    };
     await doubledRelease(next, releaseKey, stranger, { other: away, store });
-    expect(await agent.pollOnce()).toBe("rejected");
-    expect(activator.requests).toEqual([]);
-    expect((await hostRecord()).error).toContain(
-      `names host '${stranger}' in shard ${away}, but its shard is ${shardIndex(stranger, count)}`,
-    );
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a"), sys("b")]);
+    expect(await hostRecord()).toMatchObject({ state: "success", seq: 2, desired: sys("b") });
   });
 
   it("refuses a head signed by an untrusted key before reading any shard", async () => {

@@ -299,7 +299,10 @@ export class Agent {
       );
     }
     // This host's entry: in the file, or in its own shard of a sharded release (one GET, checked
-    // against the digest the head signs); a shard missing or changed is refused.
+    // against the digest the head signs, every entry of it checked); its own shard missing,
+    // changed or laid out wrong is refused. The other shards are left to the full readers: the
+    // signature already trusts the signer with every entry, and reading them all would cost each
+    // agent O(hosts) per release.
     let entry: ReleaseHost | undefined;
     try {
       entry = await readHostEntry(o.store, signed, o.host);

@@ -17,7 +17,7 @@ export const NAMED_HISTORY = 50;
  * Resolves when `host` has an entry in the channel's current release or in one of the
  * NAMED_HISTORY releases before it, or when the channel has no release yet; otherwise throws
  * InputError `host-not-in-channel`. Releases that do not verify are passed over, and so is one
- * whose shards the agent would refuse (readHostEntry reads and checks every shard).
+ * whose own shard the agent would refuse (readHostEntry reads and checks it).
  */
 export async function checkHostNamed(
   store: ObjectStore,

@@ -71,8 +71,9 @@ export interface RootsRead {
   /** Unreadable roots the operator chose to collect without (`--skip-roots NAME`). */
   readonly skipped: readonly UnreadableRoot[];
   /**
-   * Releases every reader refuses, agents included (a host named twice): no host runs them,
-   * so they keep nothing; named with the readers' error (`name`: the release file's key).
+   * Releases every full reader refuses (a host named twice): they keep nothing (a host whose
+   * agent applied its entry from a sound shard keeps its system by its record); named with the
+   * readers' error (`name`: the release file's key).
    */
   readonly refused?: readonly UnreadableRoot[];
   /** Hosts whose record could not be read, kept from what else names them. */

@@ -134,7 +134,7 @@ export interface GcReport {
   readonly malformedRoots: readonly MalformedRoot[];
   /** Roots that could not be read, collected without at the operator's word (--skip-roots). */
   readonly skippedRoots: readonly UnreadableRoot[];
-  /** Releases every reader refuses, agents included, with their error: they keep nothing. */
+  /** Releases every full reader refuses, with their error: they keep nothing. */
   readonly refusedReleases: readonly UnreadableRoot[];
   /** Hosts whose status record could not be read, with what was kept for them instead. */
   readonly unreadRecords: readonly UnreadRecord[];

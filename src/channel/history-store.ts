@@ -28,8 +28,9 @@ export interface HistoryRead {
   /** Release numbers that did not verify (passed over). */
   readonly untrusted: readonly number[];
   /**
-   * Of those, the releases every reader refuses alike, the agents included (isHostTwice): no
-   * host ran them. With the readers' error.
+   * Of those, the releases every full reader refuses alike (isHostTwice: a host named in two
+   * shards, which only a signer could write). With the readers' error. The agents of their
+   * sound shards may have applied them (an agent reads its own shard only).
    */
   readonly refused: readonly { readonly seq: number; readonly problem: string }[];
   /**

@@ -64,8 +64,9 @@ ssh host that does not answer) stops the collection before anything is deleted, 
 --skip-roots NAME collects without it. A host's status record that does not read (a host
 writes its own) stops nothing: what else names the host is kept instead (its entry in each
 release of the history, its earlier records there, the rollouts' systems), and the report
-names it. A release every reader refuses (a host named in two shards: its agents apply
-nothing) keeps nothing, and the report names it with that error. A root whose narinfo
+names it. A release every full reader refuses (a host named in two shards) keeps nothing,
+and the report names it with that error (a host whose agent applied its entry from a sound
+shard keeps its system by its record). A root whose narinfo
 describes another path keeps what its hash names and is reported with the host that named it.
 Each collection's report (every deleted path) is kept in the store under gc/reports/, the
 newest 20.

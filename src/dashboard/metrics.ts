@@ -79,7 +79,7 @@ export function dashboardMetrics(
   });
   new Gauge({
     name: "nixship_channel_release_trusted",
-    help: "1 when the release a channel names is signed by a key of the fleet's releases.publicKeys and its agents would follow it, else 0",
+    help: "1 when the release a channel names is signed by a key of the fleet's releases.publicKeys and not refused (every shard sound), else 0",
     labelNames: ["channel"],
     registers: [registry],
     collect() {

@@ -255,7 +255,7 @@ function currentLine(c: BoardChannel, now: Date): Html {
   const names =
     c.currentSeq === null ? "a release no listed file holds" : `release ${c.currentSeq}`;
   if (trust.status === "refused") {
-    return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, signed by <code>${trust.key}</code>, which agents refuse: they will not follow it. ${trust.problem}</p>`;
+    return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, signed by <code>${trust.key}</code>, which nixship refuses: the agents of the shard at fault refuse it, the others may apply their entries. ${trust.problem}</p>`;
   }
   if (trust.status !== "trusted") {
     return html`<p class="problem untrusted-current" role="alert"><span class="badge failed">${trust.status}</span> The channel names ${names}, which no key the fleet trusts signed: agents will not follow it. ${trust.problem}</p>`;
@@ -292,7 +292,7 @@ export function releaseMain(
     trust.status === "trusted"
       ? html`<p>Signed by <code>${trust.key}</code>, a key the fleet trusts.</p>`
       : trust.status === "refused"
-        ? html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> Signed by <code>${trust.key}</code>, a key the fleet trusts, but agents refuse this release: they will not follow it. ${trust.problem}</p>`
+        ? html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> Signed by <code>${trust.key}</code>, a key the fleet trusts, but nixship refuses this release: the agents of the shard at fault refuse it, the others may apply their entries. ${trust.problem}</p>`
         : html`<p class="problem untrusted-release" role="alert"><span class="badge failed">${trust.status}</span> No key the fleet trusts signed this release: agents will not follow it. ${trust.problem}</p>`;
   const published = releaseOrigin(data.origin);
   if (data.problem !== undefined) {

@@ -112,8 +112,9 @@ export function hostTwice(message: string): InputError {
 }
 
 /**
- * Whether `err` is hostTwice's refusal: one every reader gives the release's signed bytes alike,
- * the agents included, so no host runs that release (where a shard missing is the store's).
+ * Whether `err` is hostTwice's refusal: one every full reader gives the release's signed bytes
+ * alike, a fault of its signer (where a shard missing is the store's). An agent meets it only
+ * when its own shard is the one at fault; the agents of the release's sound shards apply it.
  */
 export function isHostTwice(err: unknown): boolean {
   return err instanceof InputError && err.code === "release-host-twice";

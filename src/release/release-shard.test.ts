@@ -208,7 +208,7 @@ describe("sharded heads and shards that are wrong", () => {
   });
 });
 
-describe("parseShard (one shard, as every reader checks it: the agent too)", () => {
+describe("parseShard (one shard, as every reader checks it: an agent its own)", () => {
   const whole = release(600);
   const signed = signRelease(whole, key);
   const head = parseReleaseHead(signed.bytes, "head");
@@ -302,7 +302,8 @@ describe("a host named twice", () => {
     };
     const bytes = shards.map((s) => s.bytes);
     expect(() => joinShards(head, bytes, sources)).toThrow(expect.objectContaining(error));
-    // The check of that one shard refuses it, as every reader (the agent too) runs it.
+    // The check of that one shard refuses it, as every full reader runs it, and the agents of
+    // that shard (each agent checks its own shard only).
     const read = () => parseShard(bytes[other] as Uint8Array, head, other, `k${other}`);
     expect(read).toThrow(expect.objectContaining(error));
   });

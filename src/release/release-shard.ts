@@ -120,9 +120,11 @@ const OPEN_BRACE = 0x7b;
  * entry well-formed. `source` names the shard in errors (its key). Fails with
  * release-shard-mismatch, release-host-twice or release-malformed.
  *
- * Every reader of a sharded release reads every shard through this one check (shard-store.ts's
- * visitShards): the agent, `release show`, `cache gc`, the dashboard, and the publisher
- * (signShardedRelease), so what one refuses every one refuses, with the same error.
+ * Every reader of a sharded release reads shards through this one check: the full readers read
+ * every shard (shard-store.ts's visitShards: `release show`, `cache gc`, the dashboard, the
+ * deployer) and the publisher checks every shard before signing (signShardedRelease), so what
+ * one refuses every one refuses, with the same error; an agent reads its own shard only
+ * (readHostEntry), so it refuses what is wrong there, and that alone.
  */
 export function parseShard(
   bytes: Uint8Array,
@@ -214,7 +216,8 @@ function checkedHosts(
 /**
  * The one check of a sharded release's layout, on the names shard `index` of `count` holds:
  * each is a host whose shard, by its name (shardIndex), is this one. A host named in two shards
- * is named in at least one that is not its own, so a reader of every shard meets it there.
+ * is named in at least one that is not its own, so a reader of every shard meets it there (an
+ * agent, which reads its own shard only, meets it only when that shard is the one at fault).
  * Throws release-host-twice naming the release, the host, the shard that names it and its own.
  */
 export function checkShardLayout(

@@ -83,12 +83,13 @@ export async function readShardBytes(
 
 /**
  * Every shard of a sharded release read (8 at once) and checked by parseShard: its digest, its
- * fields and count, its layout (checkShardLayout) and every entry. The one reading every reader
- * gives a sharded release, the agent included: `visit` gets each shard's entries once checked,
- * so a reader keeps only what it needs of them. What fails is refused with the error of the
- * lowest-numbered shard that fails, whatever order the reads end in, so every reader gives the
- * same one: release-shard-missing, release-shard-mismatch, release-host-twice or
- * release-malformed, naming the shard's key and the release.
+ * fields and count, its layout (checkShardLayout) and every entry. The one reading every full
+ * reader gives a sharded release (`release show`, `cache gc`, the dashboard, the deployer's
+ * reads of releases; an agent reads its own shard only, readHostEntry): `visit` gets each
+ * shard's entries once checked, so a reader keeps only what it needs of them. What fails is
+ * refused with the error of the lowest-numbered shard that fails, whatever order the reads end
+ * in, so every full reader gives the same one: release-shard-missing, release-shard-mismatch,
+ * release-host-twice or release-malformed, naming the shard's key and the release.
  */
 export async function visitShards(
   store: ObjectStore,
@@ -154,9 +155,12 @@ export async function checkShards(
 
 /**
  * One host's entry in a verified release file: what an agent needs of a release. Of a sharded
- * release every shard is read and checked as every other reader checks it (visitShards), so an
- * agent refuses exactly what `release show`, `cache gc` and the dashboard refuse; of the entries
- * only the host's is kept. Undefined: the release does not name the host.
+ * release only the host's own shard is read (one GET), and checked whole by parseShard: its
+ * digest against the signed head, its fields and count, every entry well-formed and placed there
+ * by its name, no name given twice. The other shards are not read: a host misplaced in one of
+ * them, which only a signer could put there (the publisher refuses it before signing), is
+ * refused by the full readers (readShards, checkShards) and by the agents of that shard, not
+ * here. Undefined: the release does not name the host.
  */
 export async function readHostEntry(
   store: ObjectStore,
@@ -165,13 +169,10 @@ export async function readHostEntry(
 ): Promise<ReleaseHost | undefined> {
   if (head.hosts !== undefined)
     return Object.hasOwn(head.hosts, host) ? head.hosts[host] : undefined;
-  let entry: ReleaseHost | undefined;
-  await visitShards(store, head, (index, hosts) => {
-    if (index === shardIndex(host, head.shards.length) && Object.hasOwn(hosts, host)) {
-      entry = hosts[host];
-    }
-  });
-  return entry;
+  const index = shardIndex(host, head.shards.length);
+  const key = shardKeys(head)[index] as string;
+  const hosts = parseShard(await readShardBytes(store, head, index), head, index, key);
+  return Object.hasOwn(hosts, host) ? hosts[host] : undefined;
 }
 
 /** A release file's bytes (`source`: where they were read) parsed, with its shards joined. */

@@ -50,7 +50,7 @@ export function formatGcReport(report: GcReport): string {
   for (const s of report.skippedRoots) lines.push(`  collected without ${s.name}: ${s.problem}`);
   for (const r of report.refusedReleases) {
     lines.push(
-      `  refused release ${r.name} (agents refuse it too, so it keeps nothing): ${r.problem}`,
+      `  refused release ${r.name} (nixship refuses it, so it keeps nothing; a host that applied its entry keeps its system by its record): ${r.problem}`,
     );
   }
   for (const u of report.unreadRecords) {

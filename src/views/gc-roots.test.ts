@@ -59,7 +59,7 @@ describe("gc roots", () => {
     ]);
   });
 
-  it("refuses a signed release that names a host in two shards, as agents do: named with their error (the host and both shards), no roots from it, and no stop", async () => {
+  it("refuses a signed release that names a host in two shards, as every full reader does: named with their error (the host and both shards), no roots from it, and no stop", async () => {
     const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
     try {
       const store = new FsStore(dir, { fsync: false });

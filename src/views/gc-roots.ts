@@ -134,7 +134,8 @@ export async function rootsFromStore(
       trustedKeys: undefined,
       entriesOf: new Set(unread.keys()),
     });
-    // A release every reader refuses was run by no host: it hides nothing.
+    // A release every full reader refuses hides nothing: a host that applied its entry from a
+    // sound shard keeps its system by its record.
     const refusedSeqs = new Set(history.refused.map((r) => r.seq));
     for (const { seq, problem } of history.refused) {
       refused.push({ name: releaseKey(channel, seq), problem });
@@ -247,7 +248,7 @@ function dedupe(found: readonly UnreadableRoot[]): UnreadableRoot[] {
   });
 }
 
-/** A release file's roots: its release, why every reader refuses it, or why it does not read. */
+/** A release file's roots: its release, why every full reader refuses it, or why it does not read. */
 async function releaseRoots(
   store: ObjectStore,
   source: string,
@@ -259,7 +260,8 @@ async function releaseRoots(
     return { release: (await loadRelease(store, read.bytes, source)).release };
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
-    // Refused by every reader, the agents too: no host runs it, so it keeps nothing.
+    // Refused by every full reader: it keeps nothing. The agents of its sound shards may apply
+    // it (each reads its own shard only); what they then run their records keep.
     if (isHostTwice(err)) return { refused: err.message };
     return { unreadable: err.message };
   }

@@ -2,9 +2,9 @@
 // dashboard): a poll LISTs `channels/`, `releases/` and the markers of each channel's newest
 // releases, and GETs only what it has not read: a release file once (they are never replaced),
 // a channel file when its etag moved. A poll where nothing changed costs LIST calls only. Each
-// file is verified against the fleet's release keys when it is read (a sharded release's shards
-// too, as agents check them), so a release agents refuse is shown as such, never as a plain
-// current release.
+// file is verified against the fleet's release keys when it is read (a sharded release's every
+// shard too, as each agent checks its own), so a release that nixship refuses, and the agents of
+// a shard at fault with it, is shown as such, never as a plain current release.
 import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { releaseDigest } from "../release/release-canonical.js";
@@ -44,8 +44,9 @@ export type ReleaseTrust =
   /** Unsigned, signed by a key the fleet does not trust, changed after signing, or misfiled. */
   | { readonly status: "untrusted"; readonly problem: string }
   /**
-   * Signed by a key of the fleet, but refused by every reader, its agents included: a sharded
-   * release whose shards are missing, changed or laid out wrong (a host named in two shards).
+   * Signed by a key of the fleet, but refused by every full reader: a sharded release whose
+   * shards are missing, changed or laid out wrong (a host named in two shards). An agent reads
+   * its own shard only: the agents of a shard at fault refuse it, the others apply their entries.
    */
   | { readonly status: "refused"; readonly key: string; readonly problem: string }
   /** The fleet names no release keys: nothing to verify it with. */
@@ -249,9 +250,9 @@ function summarise(
 
 /**
  * Whether `bytes` (read from `source`) are a release the keys signed, filed where it belongs,
- * that agents would follow: of a sharded release every shard is read and checked as agents
- * check it (checkShards; none of their entries kept), so a release they refuse is untrusted
- * here with their error. `seq` undefined: a channel file, which may hold any number of the
+ * that nixship reads as sound: of a sharded release every shard is read and checked as each
+ * agent checks its own (checkShards; none of their entries kept), so a release with a shard at
+ * fault is refused here with the error that shard's agents give. `seq` undefined: a channel file, which may hold any number of the
  * channel.
  */
 export async function releaseTrust(
