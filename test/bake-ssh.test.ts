@@ -126,7 +126,7 @@ describe("plan and doctor", () => {
     const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain(
-      `@${TAG}: ${HOSTS.join(", ")}: 10s, checks and queries every 2s; a host that fails is rolled back`,
+      `@${TAG}: ${HOSTS.join(", ")}: 10s, checks and queries every 2s; a host that fails rolls its wave back`,
     );
     expect(plan.stdout).toMatch(
       / {4}errors: sum\(rate\(example_web_requests_total.* is at most 0\.1; no data waits/,
