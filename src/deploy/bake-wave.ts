@@ -2,7 +2,7 @@
 // repeating their checks (HTTP from here; command checks on the host, through the delivery) and
 // measuring their analysis (PromQL, each value judged by fleet/analysis.ts) every interval. A
 // host that fails cuts the others' bakes short, and every host the wave changed goes back to
-// what it ran before, through the delivery in one call (an agent wave: one rollback release), as
+// what it ran before, through the delivery (an agent wave: one rollback release), as
 // fleet/rollback-decision.ts decides; each result then carries why, typed (its own failure, or
 // the host whose failure took the wave back), to the summary, the events and the rollout record.
 import type { CheckOutcome, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
@@ -24,6 +24,7 @@ import {
   decideWaveRollback,
   type FailedAnalysis,
 } from "../fleet/rollback-decision.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { httpCheck } from "../host/http-check.js";
 import type { MetricsSource } from "../metrics/prometheus.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -35,7 +36,7 @@ export interface BakeInput {
   readonly results: readonly HostResult[];
   readonly hosts: ReadonlyMap<string, FleetHost>;
   readonly requests: Pick<ReadonlyMap<string, DeployRequest>, "get">;
-  readonly delivery: Pick<Delivery, "rollbackHosts" | "runChecks">;
+  readonly delivery: Pick<Delivery, "rollbackHosts" | "runChecks" | "channel">;
   /** The Prometheus the analysis asks (undefined: none, so every query has no data). */
   readonly metrics: MetricsSource | undefined;
   readonly emit: (event: DeployEvent) => void;
@@ -316,42 +317,59 @@ function failureOf(
 }
 
 /**
- * The hosts back on what each ran before, in one call of the delivery: whether each went, and
- * what to add to its message.
+ * The hosts back on what each ran before: whether each went, and what to add to its message. A
+ * mode with a channel (agent) names them all back in one call (one rollback release); the others
+ * go back by generation, each to the one it ran when surveyed (the profile's previous one may be
+ * a system an earlier rollout left behind), in one call per generation.
  */
 async function rollBack(
   input: BakeInput,
   names: readonly string[],
 ): Promise<Map<string, { rolledBack: boolean; note: string }>> {
   const notes = new Map<string, { rolledBack: boolean; note: string }>();
-  const hosts: FleetHost[] = [];
+  const planned = new Map(input.plan.hosts.map((p) => [p.host, p]));
+  const groups = new Map<string, { to: RollbackTarget | undefined; hosts: FleetHost[] }>();
   for (const name of names) {
     const host = input.hosts.get(name);
-    if (host === undefined)
+    if (host === undefined) {
       notes.set(name, { rolledBack: false, note: "; not rolled back: not selected" });
-    else hosts.push(host);
+      continue;
+    }
+    const generation =
+      input.delivery.channel === undefined ? planned.get(name)?.generation : undefined;
+    const key = generation === undefined ? "" : String(generation);
+    const group = groups.get(key) ?? {
+      to: generation === undefined ? undefined : { kind: "generation" as const, generation },
+      hosts: [],
+    };
+    group.hosts.push(host);
+    groups.set(key, group);
   }
-  if (hosts.length === 0) return notes;
-  const timeout = Math.max(
-    0,
-    ...hosts.map((h) => input.requests.get(h.name)?.activationTimeout ?? 0),
-  );
-  const outcomes = await input.delivery
-    .rollbackHosts(hosts, undefined, timeout > 0 ? timeout : undefined)
-    .catch((err: unknown) =>
-      hosts.map(() => ({ status: "failed" as const, message: (err as Error).message })),
+  for (const { to, hosts } of groups.values()) {
+    const timeout = Math.max(
+      0,
+      ...hosts.map((h) => input.requests.get(h.name)?.activationTimeout ?? 0),
     );
-  for (const [i, host] of hosts.entries()) {
-    const back = outcomes[i];
-    notes.set(
-      host.name,
-      back?.status === "rolled-back"
-        ? { rolledBack: true, note: `; rolled back to ${back.path || "the system it ran before"}` }
-        : {
-            rolledBack: false,
-            note: `; rolling back failed: ${back?.status === "failed" ? back.message : "no answer"}`,
-          },
-    );
+    const outcomes = await input.delivery
+      .rollbackHosts(hosts, to, timeout > 0 ? timeout : undefined)
+      .catch((err: unknown) =>
+        hosts.map(() => ({ status: "failed" as const, message: (err as Error).message })),
+      );
+    for (const [i, host] of hosts.entries()) {
+      const back = outcomes[i];
+      notes.set(
+        host.name,
+        back?.status === "rolled-back"
+          ? {
+              rolledBack: true,
+              note: `; rolled back to ${back.path || "the system it ran before"}`,
+            }
+          : {
+              rolledBack: false,
+              note: `; rolling back failed: ${back?.status === "failed" ? back.message : "no answer"}`,
+            },
+      );
+    }
   }
   return notes;
 }
