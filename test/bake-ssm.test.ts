@@ -200,6 +200,10 @@ describe("ssm hosts: a pause after the canary", () => {
       expect(aborted?.stdout).toContain(`rollout ${id} aborted after wave 1`);
       expect(r.code, r.stderr).toBe(1);
       expect(await served()).toEqual(before);
+      // One summary, carrying the rollback.
+      const summaries = deployEvents(r).filter((e) => e.type === "summary");
+      expect(summaries).toHaveLength(1);
+      expect(summaries[0]?.rollback).toMatchObject({ ok: true });
       const records = await rolloutFiles(cacheUrl);
       expect(records.find((f) => f.id === id)).toMatchObject({ state: "aborted" });
       expect(records.find((f) => f.undoes === id)?.state).toBe("succeeded");
