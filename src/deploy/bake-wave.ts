@@ -73,6 +73,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
       : AbortSignal.any([input.signal, waveFailed.signal]);
   const failures = new Map<string, BakeFailure>();
   const baked = new Map<string, number>();
+  const cut = new Set<string>();
   await Promise.all(
     baking.map(async ({ result, bake }) => {
       const verdict = await bakeHost({ ...input, signal }, result.host, bake, planned);
@@ -83,7 +84,10 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         return;
       }
       // Cut short by another host's failure: its own bake neither passed nor failed.
-      if (waveFailed.signal.aborted && !input.signal?.aborted) return;
+      if (verdict.interrupted && !input.signal?.aborted) {
+        cut.add(result.host);
+        return;
+      }
       input.emit({
         type: "bake-done",
         host: result.host,
@@ -98,16 +102,22 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
     seconds: r.seconds + (baked.get(r.host) ?? 0),
   });
   if (failures.size === 0) return input.results.map(withBake);
-  return await rollBackWave(input, failures, baked, withBake);
+  return await rollBackWave(input, failures, { baked, cut }, withBake);
 }
 
 /** Every host the wave changed back on what it ran before, one rollback for them all. */
 async function rollBackWave(
   input: BakeInput,
   failures: ReadonlyMap<string, BakeFailure>,
-  baked: ReadonlyMap<string, number>,
+  bakes: {
+    /** Seconds each host baked. */
+    readonly baked: ReadonlyMap<string, number>;
+    /** The hosts whose bake the failure cut short. */
+    readonly cut: ReadonlySet<string>;
+  },
   withBake: (r: HostResult) => HostResult,
 ): Promise<HostResult[]> {
+  const { baked, cut } = bakes;
   const changed = input.results.filter((r) => r.outcome.status === "activated");
   const decisions = decideWaveRollback(
     changed.map((r) => r.host),
@@ -139,7 +149,7 @@ async function rollBackWave(
       host: r.host,
       ok: false,
       seconds: baked.get(r.host) ?? 0,
-      ...(failures.has(r.host) || !baked.has(r.host) ? {} : { interrupted: true as const }),
+      ...(cut.has(r.host) ? { interrupted: true as const } : {}),
       result: failed,
     });
   }
