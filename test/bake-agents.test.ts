@@ -2,7 +2,8 @@
 // scraping them while the test sends them requests. web-errors-later's canary passes its
 // activation checks, fails its analysis in the bake and is named back to web-v1 by a rollback
 // release, which its agent applies; no other host changes; the rollout record keeps the values.
-// With a bake and no analysis the rollout goes on.
+// With a bake and no analysis the rollout goes on. A wave of two where one host fails its
+// analysis: a rollback release names both back, and no later wave starts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type AgentLab,
@@ -83,5 +84,43 @@ describe("agent hosts: a bake with an analysis catches what the activation check
     const r = await deployViaAgent(lab);
     expect(r.code, r.stderr).toBe(0);
     expect(await servedAll()).toEqual(["web-errors-later", "web-errors-later", "web-errors-later"]);
+  }, 300_000);
+});
+
+describe("agent hosts: a failed bake takes its whole wave back", () => {
+  it("one host of a wave of two fails its analysis: a rollback release names both back, no later wave starts", async () => {
+    const [first, second, third] = HOSTS as [string, string, string];
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      canary: 0,
+      parallel: 2,
+      bake: { seconds: 20, interval: 1 },
+      analysis: [errorsAtMost(0.1)],
+    });
+    const before = await servedAll();
+    await setSystems(lab, "web-errors-later", [first]);
+    await setSystems(lab, "web-v2", [second, third]);
+    const r = await deployViaAgent(lab);
+    expect(r.code, r.stderr).toBe(1);
+    expect(await servedAll()).toEqual(before);
+    const summary = summaryOf(r);
+    expect(summary[first]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "bake" },
+    });
+    expect(summary[second]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "wave", host: first },
+    });
+    expect(summary[third]).toMatchObject({ status: "skipped", reason: "not-started" });
+    const [record] = await rolloutFiles(lab.storeUrl);
+    expect(record?.waves).toHaveLength(2);
+    expect(record?.waves[0]?.hosts.find((h) => h.host === second)).toMatchObject({
+      state: "rolled-back",
+      waveFailedBy: first,
+    });
   }, 300_000);
 });

@@ -4,11 +4,22 @@
 // starts: with a bake and an analysis of its error ratio the canary is rolled back to web-v1,
 // no other host changes, and the rollout record keeps the values that failed it; with a bake and
 // no analysis the rollout goes on. A canary against its baseline: 3x the baseline's errors
-// fails, within the tolerance passes.
-import { readFile } from "node:fs/promises";
+// fails, within the tolerance passes. A failed bake takes its whole wave back: a wave of two
+// where one host fails its analysis, or its command check starts failing mid-bake (the test
+// makes the file it tests for on that host), ends with both hosts on what they ran before, and
+// no later wave starts.
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bake, errorsAgainstBaseline, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
-import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import {
+  deployEvents,
+  labDeployArgs,
+  servedBy,
+  setExampleSystems,
+  summaryOf,
+} from "./support/lab-deploy.js";
+import { deployActing } from "./support/paused-deploy.js";
 import { startPrometheus, type TestPrometheus } from "./support/prometheus.js";
 import { type RequestLoad, startRequestLoad } from "./support/request-load.js";
 import { rolloutFiles } from "./support/rollout-records.js";
@@ -126,7 +137,7 @@ describe("plan and doctor", () => {
     const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain(
-      `@${TAG}: ${HOSTS.join(", ")}: 10s, checks and queries every 2s; a host that fails is rolled back`,
+      `@${TAG}: ${HOSTS.join(", ")}: 10s, checks and queries every 2s; a host that fails rolls its wave back`,
     );
     expect(plan.stdout).toMatch(
       / {4}errors: sum\(rate\(example_web_requests_total.* is at most 0\.1; no data waits/,
@@ -191,5 +202,85 @@ describe("a canary against its baseline (the role's hosts not changed yet)", () 
     expect(passed.every((e) => e.measurement.verdict !== "fail")).toBe(true);
     expect(passed.some((e) => e.measurement.baseline !== undefined)).toBe(true);
     expect(await served()).toEqual(["web-errors-12", "web-errors-12", "web-errors-12"]);
+  });
+});
+
+describe("a failed bake takes its whole wave back (a wave of two, then one more)", () => {
+  /** The role's policy: no canary, waves of two (bks1 and bks2, then bks3), a short bake. */
+  const waves = (policy: Record<string, unknown>) =>
+    setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      canary: 0,
+      parallel: 2,
+      bake: { seconds: 20, interval: 1 },
+      ...policy,
+    });
+  const [first, second, third] = HOSTS as [string, string, string];
+
+  /** Both hosts of the first wave back on what they ran, the third untouched, said so. */
+  async function expectWaveBack(
+    r: Awaited<ReturnType<typeof lab.deploy>>,
+    before: string[],
+    failed: string,
+    other: string,
+  ) {
+    expect(r.code, r.stderr).toBe(1);
+    expect(await served()).toEqual(before);
+    const summary = summaryOf(r);
+    expect(summary[failed]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "bake" },
+    });
+    expect(summary[other]).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "wave", host: failed },
+      message: expect.stringContaining(`rolled back with its wave: ${failed} failed its bake`),
+    });
+    expect(summary[third]).toMatchObject({ status: "skipped", reason: "not-started" });
+    expect(deployEvents(r).filter((e) => e.type === "wave-start")).toHaveLength(1);
+    expect(await recordEntry(other)).toMatchObject({
+      state: "rolled-back",
+      phase: "bake",
+      waveFailedBy: failed,
+    });
+    expect(await recordEntry(failed)).toMatchObject({ state: "rolled-back", phase: "bake" });
+    expect((await recordEntry(third)).state).toBe("not-started");
+  }
+
+  it("one host fails its analysis: both hosts of its wave go back, and the next wave never starts", async () => {
+    await waves({ analysis: [errorsAtMost(0.1)] });
+    const before = await served();
+    await setExampleSystems(lab.fleetFile, {
+      [first]: "web-errors-later",
+      [second]: "web-v2",
+      [third]: "web-v2",
+    });
+    const r = await lab.deploy("--json");
+    await expectWaveBack(r, before, first, second);
+  });
+
+  it("a command check that starts failing mid-bake on one host takes its wave back", async () => {
+    // The check runs on the host: the file it tests for is made in that host's own /nix.
+    const mark = "/nix/var/nixship-bake-test-fail";
+    const outside = join(lab.info.dir, "hosts", second, mark);
+    await waves({ health: { commands: [{ run: `test ! -e ${mark}`, timeout: 2 }] } });
+    const before = await served();
+    await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v3"])));
+    try {
+      const r = await deployActing(
+        labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+        (e) => e.type === "bake-start",
+        () => writeFile(outside, ""),
+      );
+      await expectWaveBack(r, before, second, first);
+      expect(summaryOf(r)[second]).toMatchObject({
+        cause: { check: { run: `test ! -e ${mark}` } },
+      });
+    } finally {
+      await rm(outside, { force: true });
+    }
   });
 });

@@ -2,13 +2,23 @@
 // runs the document's shell on them), a real Prometheus scraping them while the test sends them
 // requests. web-errors-later's canary passes its activation checks, fails its analysis in the
 // bake and is rolled back through SSM to web-v1; no other host changes; the rollout record keeps
-// the values. With a bake and no analysis the rollout goes on.
-import { readFile, writeFile } from "node:fs/promises";
+// the values. With a bake and no analysis the rollout goes on. A command check that starts
+// failing mid-bake on one host of a wave of two (run on it through SSM's `check`) takes the
+// whole wave back and starts no later wave. `rollout abort` of a rollout paused after its canary
+// rolls the canary back through SSM.
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, nixship } from "../support/cli.js";
 import { bake, errorsAtMost, setBakePolicy } from "./support/bake-fleet.js";
-import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import {
+  deployEvents,
+  labDeployArgs,
+  servedBy,
+  setExampleSystems,
+  summaryOf,
+} from "./support/lab-deploy.js";
+import { deployActing, deployPausing } from "./support/paused-deploy.js";
 import { startPrometheus, type TestPrometheus } from "./support/prometheus.js";
 import { type RequestLoad, startRequestLoad } from "./support/request-load.js";
 import { rolloutFiles } from "./support/rollout-records.js";
@@ -104,5 +114,103 @@ describe("ssm hosts: a bake with an analysis catches what the activation checks 
     const r = await deploy("web-errors-later");
     expect(r.code, r.stderr).toBe(0);
     expect(await served()).toEqual(["web-errors-later", "web-errors-later", "web-errors-later"]);
+  }, 300_000);
+});
+
+const deployArgs = () => [
+  ...labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec")),
+  "--json",
+];
+
+describe("ssm hosts: a failed bake takes its whole wave back", () => {
+  it("a command check that starts failing mid-bake on one host: both hosts of its wave go back through SSM", async () => {
+    const [first, second, third] = HOSTS as [string, string, string];
+    const mark = "/nix/var/nixship-bake-test-fail";
+    const outside = join(lab.info.dir, "hosts", second, mark);
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
+      canary: 0,
+      parallel: 2,
+      bake: { seconds: 20, interval: 1 },
+      health: { commands: [{ run: `test ! -e ${mark}`, timeout: 2 }] },
+    });
+    const before = await served();
+    await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v3"])));
+    try {
+      const r = await deployActing(
+        deployArgs(),
+        (e) => e.type === "bake-start",
+        () => writeFile(outside, ""),
+        env,
+      );
+      expect(r.code, r.stderr).toBe(1);
+      expect(await served()).toEqual(before);
+      const summary = summaryOf(r);
+      expect(summary[second]).toMatchObject({
+        status: "failed",
+        phase: "bake",
+        rolledBack: true,
+        cause: { kind: "bake", check: { run: `test ! -e ${mark}` } },
+      });
+      expect(summary[first]).toMatchObject({
+        status: "failed",
+        phase: "bake",
+        rolledBack: true,
+        cause: { kind: "wave", host: second },
+      });
+      expect(summary[third]).toMatchObject({ status: "skipped", reason: "not-started" });
+      expect(deployEvents(r).filter((e) => e.type === "wave-start")).toHaveLength(1);
+      const [record] = await rolloutFiles(cacheUrl);
+      const entry = record?.waves[0]?.hosts.find((h) => h.host === first);
+      expect(entry).toMatchObject({ state: "rolled-back", waveFailedBy: second });
+    } finally {
+      await rm(outside, { force: true });
+    }
+  }, 300_000);
+});
+
+describe("ssm hosts: a pause after the canary", () => {
+  it("rollout abort rolls the canary back through SSM, and no other host changes", async () => {
+    await setBakePolicy(lab.fleetFile, prometheus.url, TAG, undefined);
+    const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as Record<string, unknown>;
+    const policy = doc.policy as Record<string, unknown> | undefined;
+    doc.policy = { ...policy, canary: 1, parallel: 2, pauseAfter: "canary", pauseTimeout: 600 };
+    await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+    try {
+      const before = await served();
+      await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v2"])));
+      let whilePaused: string[] = [];
+      let aborted: CliRun | undefined;
+      const r = await deployPausing(
+        deployArgs(),
+        async (paused) => {
+          whilePaused = await served();
+          aborted = await cli([
+            "rollout",
+            "abort",
+            paused.rollout as string,
+            "--fleet",
+            lab.fleetFile,
+          ]);
+        },
+        env,
+      );
+      const id = r.paused.rollout as string;
+      expect(whilePaused).toEqual(["web-v2", ...before.slice(1)]);
+      expect(aborted?.code, aborted?.stderr).toBe(0);
+      expect(aborted?.stdout).toContain(`rollout ${id} aborted after wave 1`);
+      expect(r.code, r.stderr).toBe(1);
+      expect(await served()).toEqual(before);
+      // One summary, carrying the rollback.
+      const summaries = deployEvents(r).filter((e) => e.type === "summary");
+      expect(summaries).toHaveLength(1);
+      expect(summaries[0]?.rollback).toMatchObject({ ok: true });
+      const records = await rolloutFiles(cacheUrl);
+      expect(records.find((f) => f.id === id)).toMatchObject({ state: "aborted" });
+      expect(records.find((f) => f.undoes === id)?.state).toBe("succeeded");
+    } finally {
+      const now = JSON.parse(await readFile(lab.fleetFile, "utf8")) as Record<string, unknown>;
+      now.policy = policy;
+      await writeFile(lab.fleetFile, JSON.stringify(now, null, 2));
+    }
   }, 300_000);
 });

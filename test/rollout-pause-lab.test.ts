@@ -135,11 +135,22 @@ describe("a pause after the canary", () => {
     expect(aborted?.stdout).toContain(`rollout ${id} aborted after wave 1`);
     expect(r.code, r.stderr).toBe(1);
     expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
-    // The deploy's own summary: the canary activated, the next wave never started.
-    const first = summaryOf({ ...r, stdout: r.stdout.split('{"type":"undo-plan"')[0] ?? "" });
+    // One summary, last: the deploy's (the canary activated, the next wave never started),
+    // carrying the rollback that followed (the canary went back).
+    const summaries = deployEvents(r).filter((e) => e.type === "summary");
+    expect(summaries).toHaveLength(1);
+    expect(deployEvents(r).at(-1)?.type).toBe("summary");
+    const first = summaryOf(r);
     expect(first[H(1)]).toMatchObject({ status: "activated" });
     expect(first[H(2)]).toMatchObject({ status: "skipped", reason: "not-started" });
     expect(first[H(3)]).toMatchObject({ status: "skipped", reason: "not-started" });
+    const carried = summaries[0]?.rollback as
+      | { ok: boolean; results: { host: string; outcome: Record<string, unknown> }[] }
+      | undefined;
+    expect(carried?.ok).toBe(true);
+    expect(carried?.results.find((x) => x.host === H(1))?.outcome).toMatchObject({
+      status: "activated",
+    });
     // The rollback of the rollout: the canary back, the others stay where they are.
     const undo = undoPlanOf(r.stdout);
     expect(undo.rollout).toBe(id);

@@ -29,7 +29,7 @@ import {
 import { INTERRUPTED_EXIT } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
-import { rollOut } from "./roll-out.js";
+import { rollOut, type SummaryEvent } from "./roll-out.js";
 import { undoRollout } from "./rollback-rollout.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
@@ -281,9 +281,11 @@ bad usage or input, 130 when interrupted.`,
     const metrics = await openMetrics(input.fleet);
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);
-    const { report, code } = await rollOut(
+    const json = values.json === true;
+    // With --json, one summary: an abort's rollback is carried in the deploy's.
+    const { report, code, summary } = await rollOut(
       io,
-      { json: values.json === true, diff: values.diff === true, mode },
+      { json, diff: values.diff === true, mode, holdSummary: json },
       {
         ...input,
         selector: values.on,
@@ -302,14 +304,27 @@ bad usage or input, 130 when interrupted.`,
         ...(metrics === undefined ? {} : { metrics }),
       },
     );
+    const printSummary = (rollback?: SummaryEvent) => {
+      if (summary === undefined) return;
+      const one: SummaryEvent =
+        rollback === undefined
+          ? summary
+          : {
+              ...summary,
+              rollback: { ok: rollback.ok, seconds: rollback.seconds, results: rollback.results },
+            };
+      io.stdout.write(`${JSON.stringify(one)}\n`);
+    };
     if (
       report?.aborted === undefined ||
       report.rollout === undefined ||
       code === INTERRUPTED_EXIT
     ) {
+      printSummary();
       return code;
     }
     // Aborted at a pause: the hosts the rollout changed go back, as a rollback of it does.
+    let rollback: SummaryEvent | undefined;
     const back = await undoRollout(io, {
       fleet: input.fleet,
       fleetDir: input.fleetDir,
@@ -321,7 +336,14 @@ bad usage or input, 130 when interrupted.`,
       key,
       serveCache,
       releaseKey,
-    });
+      ...(json
+        ? {
+            onSummary: (s: SummaryEvent) => {
+              rollback = s;
+            },
+          }
+        : {}),
+    }).finally(() => printSummary(rollback));
     return back === INTERRUPTED_EXIT ? back : 1;
   },
 };

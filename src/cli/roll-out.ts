@@ -13,6 +13,10 @@ import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
 import type { Command } from "./command.js";
+
+/** The summary a deploy emits last. */
+export type SummaryEvent = Extract<DeployEvent, { type: "summary" }>;
+
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 
 /**
@@ -22,17 +26,35 @@ import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./inte
  */
 export async function rollOut(
   io: Parameters<Command["run"]>[1],
-  shown: { readonly json: boolean; readonly diff: boolean; readonly mode: DeliveryMode },
+  shown: {
+    readonly json: boolean;
+    readonly diff: boolean;
+    readonly mode: DeliveryMode;
+    /**
+     * With `json`: the summary event is not printed but returned, for the caller to print once
+     * what follows the deploy (an abort's rollback) is known.
+     */
+    readonly holdSummary?: boolean;
+  },
   options: Omit<DeployOptions, "emit" | "signal">,
-): Promise<{ readonly report: DeployReport | undefined; readonly code: number }> {
+): Promise<{
+  readonly report: DeployReport | undefined;
+  readonly code: number;
+  readonly summary?: SummaryEvent;
+}> {
   const started = performance.now();
   const renderer = createDeployRenderer(
     shown.json ? io.stdout : io.stderr,
     shown.json ? "ndjson" : "auto",
   );
   const inFlight = new HostsInFlight();
+  let summary: SummaryEvent | undefined;
   const emit = (e: DeployEvent) => {
     inFlight.onEvent(e);
+    if (shown.json && shown.holdSummary === true && e.type === "summary") {
+      summary = e;
+      return;
+    }
     renderer.onEvent(e);
     if (!shown.json && e.type === "plan") {
       io.stderr.write(`${formatPlan(e.plan, { diff: shown.diff })}\n`);
@@ -63,8 +85,9 @@ export async function rollOut(
         `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
       );
     }
-    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT };
-    return { report, code: report.ok ? 0 : 1 };
+    const held = summary === undefined ? {} : { summary };
+    if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT, ...held };
+    return { report, code: report.ok ? 0 : 1, ...held };
   } finally {
     trap.release();
     if (trap.signal.aborted) exitSoonAfterInterrupt();

@@ -13,7 +13,7 @@ import { openStore } from "../store/url.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
 import { readUndo } from "../views/rollout-undo.js";
 import type { CliIO } from "./command.js";
-import { rollOut } from "./roll-out.js";
+import { rollOut, type SummaryEvent } from "./roll-out.js";
 
 export interface UndoOptions {
   readonly fleet: Fleet;
@@ -26,6 +26,11 @@ export interface UndoOptions {
   readonly key: SecretKey | undefined;
   readonly serveCache: DeployOptions["serveCache"];
   readonly releaseKey: SecretKey | undefined;
+  /**
+   * With `json`: the rollback's summary is handed here instead of printed (a deploy aborted at a
+   * pause prints one summary that carries it).
+   */
+  readonly onSummary?: (summary: SummaryEvent) => void;
 }
 
 /** Exit code: 0 when every host to go back went back and none was refused, else 1. */
@@ -70,9 +75,14 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
     }),
   };
   const hosts = fleet.hosts.filter((h) => systems.has(h.name));
-  const { report, code } = await rollOut(
+  const { report, code, summary } = await rollOut(
     io,
-    { json: o.json, diff: false, mode: deliveryMode(hosts, undefined) },
+    {
+      json: o.json,
+      diff: false,
+      mode: deliveryMode(hosts, undefined),
+      holdSummary: o.onSummary !== undefined,
+    },
     {
       fleet,
       fleetDir: o.fleetDir,
@@ -87,6 +97,7 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       rollback: { undoes: read.record.id, left, stays },
     },
   );
+  if (summary !== undefined) o.onSummary?.(summary);
   const wentBack = new Set(
     (report?.results ?? []).flatMap((r) => (r.outcome.status === "activated" ? [r.host] : [])),
   );

@@ -23,7 +23,7 @@ function hostRows(h: RolloutHost): Html[] {
     bake.check === undefined
       ? []
       : [
-          html`<tr class="failed" data-host="${h.host}"><th scope="row">${h.host}</th><td>${state}</td><td>check <code>${bake.check.url}</code></td><td>answers as expected</td><td></td><td class="error">${bake.check.message}</td></tr>`,
+          html`<tr class="failed" data-host="${h.host}"><th scope="row">${h.host}</th><td>${state}</td><td>check <code>${"url" in bake.check ? bake.check.url : bake.check.run}</code></td><td>${"url" in bake.check ? "answers as expected" : "exits 0"}</td><td></td><td class="error">${bake.check.message}</td></tr>`,
         ];
   const queries = bake.analysis.map(
     (a) =>

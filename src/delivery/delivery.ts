@@ -1,5 +1,6 @@
 // The one seam between the rollout engine and the ways of reaching hosts (ssh, ssm, agent):
-// what a host runs, deploying one wave of hosts, rolling hosts back, and the channel a mode keeps.
+// what a host runs, deploying one wave of hosts, rolling hosts back, running a host's checks
+// again, and the channel a mode keeps.
 
 import type { ChannelHost, PublishedRelease } from "../channel/channel-keeper.js";
 import type { FleetHost } from "../fleet/fleet.js";
@@ -8,13 +9,14 @@ import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { WaveKind } from "../fleet/rollout.js";
 import type { DeployOutcome, DeployRequest } from "../host/activation-session.js";
 import type { HostClosure } from "../host/host-closure.js";
-import type { HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
+import type { CheckOutcome, HostStatus, RollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { SignedRelease } from "../release/release.js";
 import { mapLimit } from "../util/pool.js";
 
 export type {
   ChannelHost,
+  CheckOutcome,
   DeployOutcome,
   DeployRequest,
   HostClosure,
@@ -86,6 +88,14 @@ export interface Delivery {
     /** Seconds the switch back may run on a host (default DEFAULT_ACTIVATION_TIMEOUT). */
     activationTimeout?: number,
   ): Promise<RollbackOutcome[]>;
+  /**
+   * Optional (modes that run a command on the host from the deployer: ssh, ssm): each host's
+   * command checks (its request's) run again on the host, by activate.sh `check`, the health
+   * step of its activation, as a bake repeats them. Resolves with every host's outcome, in
+   * order; a host that cannot be asked is a failed outcome. A mode without it (agent: only its
+   * agent runs commands there) cannot repeat command checks, and `plan` says so.
+   */
+  runChecks?(hosts: readonly WaveHost[], signal?: AbortSignal): Promise<CheckOutcome[]>;
   /**
    * Optional (modes that can ask a host at once: ssh): the closure of `path` as the host's
    * store has it, for a plan's diff when neither the deployer nor the cache has that system.

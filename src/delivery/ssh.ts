@@ -27,9 +27,17 @@ import {
   SESSION_MARGIN,
 } from "../host/activation-session.js";
 import { type HostClosure, hostClosure } from "../host/host-closure.js";
-import { hostStatus, rollbackOutcome } from "../host/script-outcomes.js";
+import {
+  type CheckOutcome,
+  checkCommand,
+  checkDeadline,
+  checkOutcome,
+  hostStatus,
+  rollbackOutcome,
+} from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { mapLimit } from "../util/pool.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -54,6 +62,8 @@ import { runActivate, type SshTarget, sshArgs, withSharedConnection } from "./ss
 const STATUS_TIMEOUT = 60;
 /** Seconds a closure query may take: activate.sh's own bound (60 s) and the connection. */
 const CLOSURE_TIMEOUT = 90;
+/** Hosts whose checks run at once (a wave's, each round of its bake). */
+const CHECK_CONCURRENCY = 32;
 
 export class SshDelivery implements Delivery {
   constructor(private readonly settings: SshSettings) {
@@ -125,6 +135,18 @@ export class SshDelivery implements Delivery {
       phase,
       log: (line) => emit({ type: "log", host: host.name, line }),
       ...(signal ? { signal } : {}),
+    });
+  }
+
+  /** Each host's command checks again, over its shared connection (activate.sh `check`). */
+  async runChecks(hosts: readonly WaveHost[], signal?: AbortSignal): Promise<CheckOutcome[]> {
+    return mapLimit(hosts, CHECK_CONCURRENCY, async ({ host, request }) => {
+      const command = checkCommand(request.commandChecks);
+      if (command === undefined) return { ok: true };
+      return runActivate(this.target(host), scriptArgs(command), {
+        timeoutSeconds: checkDeadline(command),
+        ...(signal ? { signal } : {}),
+      }).then(checkOutcome, (err: unknown) => ({ ok: false, message: (err as Error).message }));
     });
   }
 

@@ -37,8 +37,8 @@ export const SSM_PARAMETERS = {
   Command: {
     type: "String",
     description:
-      "What activate.sh does: activate a system, roll back, prune old generations, report status, or judge (after-boot: the system booted, then HealthChecks), keep (confirm-boot) or undo (abort-boot) a system the host booted into (RebootToken).",
-    allowedPattern: "^(activate|rollback|prune|status|after-boot|confirm-boot|abort-boot)$",
+      "What activate.sh does: activate a system, roll back, prune old generations, run HealthChecks again on the running system (check, changing nothing), report status, or judge (after-boot: the system booted, then HealthChecks), keep (confirm-boot) or undo (abort-boot) a system the host booted into (RebootToken).",
+    allowedPattern: "^(activate|rollback|prune|check|status|after-boot|confirm-boot|abort-boot)$",
     default: "activate",
   },
   StorePath: {
@@ -197,7 +197,7 @@ boot_token='{{ BootToken }}'
 reboot_rollback='{{ RebootRollback }}'
 # A run with a RebootToken whose reboot is pending on this instance is the one SSM's agent makes
 # after the reboot that exit 194 asked for: it judges the boot.
-after_boot=0 reboot_now=0
+after_boot=0 reboot_now=0 with_checks=0
 if [ -n "$reboot_token" ] && grep -qx "token=$reboot_token" /nix/var/nixship/boot-pending 2>/dev/null; then
   after_boot=1
 fi
@@ -230,28 +230,11 @@ case $command in
       fi
     fi
     # The checks run after the switch, or after the reboot (not with the boot activation).
-    if [ -n "$health_checks" ] && [ "$reboot_now" = 0 ]; then
-      checks=$(printf '%s' "$health_checks" | base64 -d) || usage "HealthChecks is not base64"
-      lines=$(NIXSHIP_HEALTH_CHECKS=$checks nix eval --extra-experimental-features nix-command \
-        --impure --raw --expr '${CHECKS_EXPR}') ||
-        usage "HealthChecks must be base64 of a JSON list of checks with run (a command) and timeout (seconds)"
-      first=1
-      old_ifs=$IFS
-      IFS='
-'
-      for line in $lines; do
-        if [ "$first" = 1 ]; then
-          set -- "$@" --health-timeout "$line"
-          first=0
-        else
-          case $line in
-            o*) set -- "$@" --health-once "${"$"}{line#o}" ;;
-            *) set -- "$@" --health-cmd "${"$"}{line#r}" ;;
-          esac
-        fi
-      done
-      IFS=$old_ifs
-    fi
+    [ "$reboot_now" = 1 ] || with_checks=1
+    ;;
+  check)
+    set -- check
+    with_checks=1
     ;;
   rollback)
     set -- rollback --activation-timeout "$activation_timeout"
@@ -264,8 +247,31 @@ case $command in
     set -- "$command" --token "$reboot_token"
     [ "$command" = confirm-boot ] || [ "$reboot_rollback" = false ] || set -- "$@" --reboot-rollback
     ;;
-  *) usage "Command must be activate, rollback, prune, status, after-boot, confirm-boot or abort-boot" ;;
+  *) usage "Command must be activate, rollback, prune, check, status, after-boot, confirm-boot or abort-boot" ;;
 esac
+# The command checks: after the switch or the reboot (activate, after-boot), or again (check).
+if [ -n "$health_checks" ] && [ "$with_checks" = 1 ]; then
+  checks=$(printf '%s' "$health_checks" | base64 -d) || usage "HealthChecks is not base64"
+  lines=$(NIXSHIP_HEALTH_CHECKS=$checks nix eval --extra-experimental-features nix-command \
+    --impure --raw --expr '${CHECKS_EXPR}') ||
+    usage "HealthChecks must be base64 of a JSON list of checks with run (a command) and timeout (seconds)"
+  first=1
+  old_ifs=$IFS
+  IFS='
+'
+  for line in $lines; do
+    if [ "$first" = 1 ]; then
+      set -- "$@" --health-timeout "$line"
+      first=0
+    else
+      case $line in
+        o*) set -- "$@" --health-once "${"$"}{line#o}" ;;
+        *) set -- "$@" --health-cmd "${"$"}{line#r}" ;;
+      esac
+    fi
+  done
+  IFS=$old_ifs
+fi
 # A host with pinned trust (nixship's nixosModules.host) runs its own installed copy, which takes
 # the host's substituters and keys and ignores those given here.
 if [ -x ${PINNED_ACTIVATOR} ]; then

@@ -20,10 +20,19 @@ import {
   type ScriptRun,
   SETTLE_TIMEOUT,
 } from "../host/activation-session.js";
-import { hostStatus, pruneOutcome, resultMessage } from "../host/script-outcomes.js";
+import {
+  type CheckOutcome,
+  checkCommand,
+  checkDeadline,
+  checkOutcome,
+  hostStatus,
+  pruneOutcome,
+  resultMessage,
+} from "../host/script-outcomes.js";
 import { describePrune } from "../status/prune-report.js";
 import { readStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { mapLimit } from "../util/pool.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -66,6 +75,8 @@ export interface SsmDeliveryOptions extends SsmCommandsOptions {
 
 /** Seconds a status command may wait for delivery and run. */
 const STATUS_TIMEOUT = 60;
+/** Hosts whose checks are sent at once (a wave's, each round of its bake). */
+const CHECK_CONCURRENCY = 16;
 
 export class SsmDelivery implements Delivery {
   private readonly settings: SsmSettings;
@@ -226,6 +237,59 @@ export class SsmDelivery implements Delivery {
   ): Promise<RollbackOutcome[]> {
     const generation = generationOnly(to, "ssm");
     return rollbackEachHost(hosts, (host) => this.rollbackOne(host, generation, activationTimeout));
+  }
+
+  /**
+   * Each host's command checks again (the document's `check`, on every instance the host stands
+   * for): a host passes when each of its instances does.
+   */
+  async runChecks(hosts: readonly WaveHost[], signal?: AbortSignal): Promise<CheckOutcome[]> {
+    return mapLimit(hosts, CHECK_CONCURRENCY, async ({ host, request }): Promise<CheckOutcome> => {
+      const command = checkCommand(request.commandChecks);
+      if (command === undefined) return { ok: true };
+      const h = ssmHost(host);
+      const sent = await this.commands.trySend(
+        {
+          ...(h.instanceId !== undefined
+            ? { InstanceIds: [h.instanceId] }
+            : { Targets: (h.targets ?? []).map((t) => ({ Key: t.key, Values: [...t.values] })) }),
+          Parameters: {
+            Command: ["check"],
+            HealthChecks: [encodeHealthChecks(request.commandChecks)],
+            ExecutionTimeout: [String(checkDeadline(command))],
+          },
+          MaxConcurrency: "100%",
+          MaxErrors: "100%",
+          TimeoutSeconds: this.settings.commandTimeout,
+          Comment: "nixship check (bake)",
+        },
+        `checks of ${h.name}`,
+      );
+      if ("error" in sent) return { ok: false, message: sent.error };
+      const done = await this.commands.waitFor(
+        sent.commandId,
+        h.instanceId !== undefined ? [h.instanceId] : undefined,
+        undefined,
+        signal,
+      );
+      if (done.size === 0) {
+        return { ok: false, message: `no instance answered the checks of ${h.name}` };
+      }
+      for (const inv of done.values()) {
+        const result = activationResult(inv);
+        const outcome = checkOutcome({
+          code: inv.responseCode ?? 1,
+          result,
+          failure: result ? "" : ssmFailure(inv, this.settings),
+        });
+        if (!outcome.ok) {
+          return done.size > 1
+            ? { ...outcome, message: `${inv.instanceId}: ${outcome.message}` }
+            : outcome;
+        }
+      }
+      return { ok: true };
+    });
   }
 
   async rollbackOne(

@@ -215,3 +215,127 @@ describe("a wave's bake in the rollout engine", () => {
     });
   });
 });
+
+describe("a failed bake takes its whole wave back", () => {
+  /** web1 (canary), then web2 and web3, then web4: of one role, baking `bake`. */
+  function fourHosts(bake: HostBake): DeployPlan {
+    const three = plan(bake);
+    const hosts = [...three.hosts, { ...(three.hosts[0] as HostPlan), host: "web4" }];
+    return {
+      ...three,
+      hosts,
+      counts: { activate: 4, skip: 0, unreachable: 0 },
+      changes: 4,
+      waves: [...three.waves, { wave: 3, kind: "main", hosts: ["web4"] }],
+    };
+  }
+
+  async function rollOutFour(
+    bake: HostBake,
+    ratios: Record<string, number>,
+    extra: Partial<Delivery> = {},
+    commandChecks: DeployRequest["commandChecks"] = [],
+  ) {
+    const events: DeployEvent[] = [];
+    const { delivery: d, rolledBack } = delivery();
+    const names = [...HOSTS, "web4"];
+    const requests = new Map(
+      names.map((h) => [
+        h,
+        { action: "switch", httpChecks: [], commandChecks } as unknown as DeployRequest,
+      ]),
+    );
+    const p = fourHosts(bake);
+    const results = await runRollout({
+      plan: p,
+      hosts: names.map(host),
+      policy: { maxFailures: 5 },
+      delivery: { ...d, ...extra },
+      requests,
+      emit: (e) => events.push(e),
+      metrics: metrics(ratios),
+    });
+    return { results, events, rolledBack, plan: p };
+  }
+
+  const AT_MOST: HostBake = {
+    seconds: 0.3,
+    interval: 0.1,
+    analysis: [{ name: "errors", query: 'errors{host="{name}"}', max: 0.2, ...ANALYSIS_DEFAULTS }],
+  };
+
+  it("one host of a wave of two fails its analysis: both go back in one rollback, no later wave starts", async () => {
+    const {
+      results,
+      events,
+      rolledBack,
+      plan: p,
+    } = await rollOutFour(AT_MOST, {
+      web1: 0.1,
+      web2: 0.1,
+      web3: 0.5,
+      web4: 0.1,
+    });
+    expect(rolledBack.sort()).toEqual(["web2", "web3"]);
+    const outcome = (name: string) => results.find((r) => r.host === name)?.outcome;
+    expect(outcome("web1")).toMatchObject({ status: "activated" });
+    expect(outcome("web3")).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "bake", analysis: [{ name: "errors" }] },
+    });
+    expect(outcome("web2")).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      rolledBack: true,
+      cause: { kind: "wave", host: "web3" },
+      message: expect.stringMatching(
+        /^rolled back with its wave: web3 failed its bake; rolled back to /,
+      ),
+    });
+    expect(outcome("web4")).toMatchObject({ status: "skipped", reason: "not-started" });
+    expect(events.find((e) => e.type === "stopped")).toMatchObject({
+      reason: "web3 failed its bake; its wave was rolled back",
+      notStarted: ["web4"],
+    });
+    // The record says which host failed, and that the other went back because of it.
+    const recorder = new RolloutRecorder({} as never, { mode: "ssh", action: "switch" });
+    recorder.onEvent({ type: "plan", plan: p });
+    for (const e of events) recorder.onEvent(e);
+    const wave = recorder.record().waves[1]?.hosts ?? [];
+    expect(wave.find((h) => h.host === "web2")).toMatchObject({
+      state: "rolled-back",
+      phase: "bake",
+      waveFailedBy: "web3",
+    });
+    expect(wave.find((h) => h.host === "web3")).toMatchObject({
+      state: "rolled-back",
+      bake: { state: "failed" },
+    });
+    expect(wave.find((h) => h.host === "web3")?.waveFailedBy).toBeUndefined();
+  });
+
+  it("repeats the command checks through the delivery: one that starts failing fails the host", async () => {
+    const runs: string[] = [];
+    const runChecks: NonNullable<Delivery["runChecks"]> = async (hosts) =>
+      hosts.map(({ host: h }) => {
+        runs.push(h.name);
+        const failing = h.name === "web3" && runs.filter((n) => n === "web3").length > 1;
+        return failing
+          ? { ok: false, message: "exit code 1", run: "test ! -e /bad" }
+          : { ok: true };
+      });
+    const bake: HostBake = { seconds: 0.3, interval: 0.1, analysis: [] };
+    const { results, rolledBack } = await rollOutFour(bake, {}, { runChecks }, [
+      { run: "test ! -e /bad", timeout: 5 },
+    ]);
+    expect(runs.filter((n) => n === "web1").length).toBeGreaterThan(1);
+    expect(rolledBack.sort()).toEqual(["web2", "web3"]);
+    expect(results.find((r) => r.host === "web3")?.outcome).toMatchObject({
+      status: "failed",
+      phase: "bake",
+      cause: { kind: "bake", check: { run: "test ! -e /bad", message: "exit code 1" } },
+    });
+  });
+});

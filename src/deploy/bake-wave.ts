@@ -1,9 +1,11 @@
 // A wave's bake: once its hosts are confirmed, the rollout holds for their role's `bake`,
-// repeating their HTTP checks and measuring their analysis (PromQL, each value judged by
-// fleet/analysis.ts) every interval. A host that fails is rolled back at once to what it ran
-// before, through the delivery (in every mode), as fleet/rollback-decision.ts decides; its
-// result then carries what failed, typed, to the summary, the events and the rollout record.
-import type { Delivery, DeployRequest } from "../delivery/delivery.js";
+// repeating their checks (HTTP from here; command checks on the host, through the delivery) and
+// measuring their analysis (PromQL, each value judged by fleet/analysis.ts) every interval. A
+// host that fails cuts the others' bakes short, and every host the wave changed goes back to
+// what it ran before, through the delivery (an agent wave: one rollback release), as
+// fleet/rollback-decision.ts decides; each result then carries why, typed (its own failure, or
+// the host whose failure took the wave back), to the summary, the events and the rollout record.
+import type { CheckOutcome, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import {
   analysisState,
   conditionText,
@@ -17,10 +19,12 @@ import { type AnalysisQuery, baselineHosts, type HostBake } from "../fleet/bake.
 import type { FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import {
+  type BakeCheck,
   type BakeFailure,
-  decideRollback,
+  decideWaveRollback,
   type FailedAnalysis,
 } from "../fleet/rollback-decision.js";
+import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { httpCheck } from "../host/http-check.js";
 import type { MetricsSource } from "../metrics/prometheus.js";
 import type { DeployEvent, HostResult } from "./events.js";
@@ -32,7 +36,7 @@ export interface BakeInput {
   readonly results: readonly HostResult[];
   readonly hosts: ReadonlyMap<string, FleetHost>;
   readonly requests: Pick<ReadonlyMap<string, DeployRequest>, "get">;
-  readonly delivery: Pick<Delivery, "rollbackHosts">;
+  readonly delivery: Pick<Delivery, "rollbackHosts" | "runChecks" | "channel">;
   /** The Prometheus the analysis asks (undefined: none, so every query has no data). */
   readonly metrics: MetricsSource | undefined;
   readonly emit: (event: DeployEvent) => void;
@@ -40,7 +44,10 @@ export interface BakeInput {
   readonly signal?: AbortSignal;
 }
 
-/** The wave's results once its hosts baked: those that failed, failed (and rolled back). */
+/**
+ * The wave's results once its hosts baked: when one failed, every host the wave changed is
+ * failed (and rolled back), each saying why.
+ */
 export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   const planned = new Map(input.plan.hosts.map((p) => [p.host, p]));
   const baking = input.results.flatMap((r) => {
@@ -58,51 +65,95 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
     interval: Math.min(...baking.map((b) => b.bake.interval)),
     analysis: [...new Set(baking.flatMap((b) => b.bake.analysis.map((q) => q.name)))],
   });
-  // Rollbacks go one at a time: an agent host's is a release of the channel, one writer at once.
-  let rollbacks: Promise<unknown> = Promise.resolve();
-  const baked = await Promise.all(
+  // The first failure cuts the other hosts' bakes short: the wave goes back whatever they show.
+  const waveFailed = new AbortController();
+  const signal =
+    input.signal === undefined
+      ? waveFailed.signal
+      : AbortSignal.any([input.signal, waveFailed.signal]);
+  const failures = new Map<string, BakeFailure>();
+  const baked = new Map<string, number>();
+  const cut = new Set<string>();
+  await Promise.all(
     baking.map(async ({ result, bake }) => {
-      const verdict = await bakeHost(input, result.host, bake, planned);
-      const seconds = result.seconds + verdict.seconds;
-      if (verdict.failure === undefined) {
-        input.emit({
-          type: "bake-done",
-          host: result.host,
-          ok: true,
-          seconds: verdict.seconds,
-          ...(verdict.interrupted ? { interrupted: true as const } : {}),
-        });
-        return { ...result, seconds };
+      const verdict = await bakeHost({ ...input, signal }, result.host, bake, planned);
+      baked.set(result.host, verdict.seconds);
+      if (verdict.failure !== undefined) {
+        failures.set(result.host, verdict.failure);
+        waveFailed.abort();
+        return;
       }
-      const decision = decideRollback({ kind: "bake-failed", failure: verdict.failure });
-      const turn = rollbacks.then(() =>
-        decision.rollBack ? rollBack(input, result.host) : { rolledBack: false, note: "" },
-      );
-      rollbacks = turn.catch(() => {});
-      const back = await turn;
-      const failed: HostResult = {
-        ...result,
-        seconds,
-        outcome: {
-          status: "failed",
-          phase: "bake",
-          message: `${decision.why}${back.note}`,
-          rolledBack: back.rolledBack,
-          cause: verdict.failure,
-        },
-      };
+      // Cut short by another host's failure: its own bake neither passed nor failed.
+      if (verdict.interrupted && !input.signal?.aborted) {
+        cut.add(result.host);
+        return;
+      }
       input.emit({
         type: "bake-done",
         host: result.host,
-        ok: false,
+        ok: true,
         seconds: verdict.seconds,
-        result: failed,
+        ...(verdict.interrupted ? { interrupted: true as const } : {}),
       });
-      return failed;
     }),
   );
-  const byHost = new Map(baked.map((r) => [r.host, r]));
-  return input.results.map((r) => byHost.get(r.host) ?? r);
+  const withBake = (r: HostResult): HostResult => ({
+    ...r,
+    seconds: r.seconds + (baked.get(r.host) ?? 0),
+  });
+  if (failures.size === 0) return input.results.map(withBake);
+  return await rollBackWave(input, failures, { baked, cut }, withBake);
+}
+
+/** Every host the wave changed back on what it ran before, one rollback for them all. */
+async function rollBackWave(
+  input: BakeInput,
+  failures: ReadonlyMap<string, BakeFailure>,
+  bakes: {
+    /** Seconds each host baked. */
+    readonly baked: ReadonlyMap<string, number>;
+    /** The hosts whose bake the failure cut short. */
+    readonly cut: ReadonlySet<string>;
+  },
+  withBake: (r: HostResult) => HostResult,
+): Promise<HostResult[]> {
+  const { baked, cut } = bakes;
+  const changed = input.results.filter((r) => r.outcome.status === "activated");
+  const decisions = decideWaveRollback(
+    changed.map((r) => r.host),
+    failures,
+  );
+  const going = changed.filter((r) => decisions.get(r.host)?.rollBack === true);
+  const back = await rollBack(
+    input,
+    going.map((r) => r.host),
+  );
+  const rolled = new Map<string, HostResult>();
+  for (const r of going) {
+    const decision = decisions.get(r.host);
+    if (decision === undefined) continue;
+    const note = back.get(r.host) ?? { rolledBack: false, note: "; not rolled back" };
+    const failed: HostResult = {
+      ...withBake(r),
+      outcome: {
+        status: "failed",
+        phase: "bake",
+        message: `${decision.why}${note.note}`,
+        rolledBack: note.rolledBack,
+        cause: decision.cause,
+      },
+    };
+    rolled.set(r.host, failed);
+    input.emit({
+      type: "bake-done",
+      host: r.host,
+      ok: false,
+      seconds: baked.get(r.host) ?? 0,
+      ...(cut.has(r.host) ? { interrupted: true as const } : {}),
+      result: failed,
+    });
+  }
+  return input.results.map((r) => rolled.get(r.host) ?? withBake(r));
 }
 
 interface HostBakeVerdict {
@@ -149,6 +200,17 @@ async function bakeHost(
         };
       }
     }
+    // The command checks run on the host, as its activation ran them (activate.sh `check`).
+    if (host !== undefined && request !== undefined && request.commandChecks.length > 0) {
+      const verdict = await runCommandChecks(input, { host, request });
+      if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
+      if (verdict !== undefined) {
+        return {
+          seconds: elapsed(),
+          failure: failureOf(elapsed(), bake, series, host, [], verdict),
+        };
+      }
+    }
     const failed: string[] = [];
     for (const query of bake.analysis) {
       const measurement = await measure(
@@ -179,6 +241,22 @@ async function bakeHost(
     }
   }
   return { seconds: elapsed() };
+}
+
+/**
+ * The host's command checks once more, through its delivery; the check that failed, if one did
+ * (none where the mode cannot run them: `plan` says so).
+ */
+async function runCommandChecks(input: BakeInput, wave: WaveHost): Promise<BakeCheck | undefined> {
+  const runChecks = input.delivery.runChecks?.bind(input.delivery);
+  if (runChecks === undefined) return undefined;
+  const [outcome]: CheckOutcome[] = await runChecks([wave], input.signal).catch((err: unknown) => [
+    { ok: false, message: (err as Error).message },
+  ]);
+  if (outcome === undefined || outcome.ok) return undefined;
+  // Without one named (the host could not be asked, or failed units): the checks it was to run.
+  const run = outcome.run ?? wave.request.commandChecks.map((c) => c.run).join("; ");
+  return { run, message: outcome.message };
 }
 
 /** One measurement of `query` for `host` (and its baseline's, for a comparison). */
@@ -224,7 +302,7 @@ function failureOf(
   series: ReadonlyMap<string, readonly Measurement[]>,
   host: Pick<FleetHost, "name" | "address"> | undefined,
   failed: readonly string[],
-  check?: BakeFailure["check"],
+  check?: BakeCheck,
   ended = false,
 ): BakeFailure {
   const analysis = bake.analysis.flatMap((query): FailedAnalysis[] => {
@@ -248,27 +326,62 @@ function failureOf(
   };
 }
 
-/** The host back on what it ran before: whether it went, and what to add to its message. */
+/**
+ * The hosts back on what each ran before: whether each went, and what to add to its message. A
+ * mode with a channel (agent) names them all back in one call (one rollback release); the others
+ * go back by generation, each to the one it ran when surveyed (the profile's previous one may be
+ * a system an earlier rollout left behind), in one call per generation.
+ */
 async function rollBack(
   input: BakeInput,
-  name: string,
-): Promise<{ rolledBack: boolean; note: string }> {
-  const host = input.hosts.get(name);
-  if (host === undefined) return { rolledBack: false, note: "; not rolled back: not selected" };
-  const timeout = input.requests.get(name)?.activationTimeout;
-  const [back] = await input.delivery
-    .rollbackHosts([host], undefined, timeout)
-    .catch((err: unknown) => [{ status: "failed" as const, message: (err as Error).message }]);
-  if (back?.status === "rolled-back") {
-    return {
-      rolledBack: true,
-      note: `; rolled back to ${back.path || "the system it ran before"}`,
+  names: readonly string[],
+): Promise<Map<string, { rolledBack: boolean; note: string }>> {
+  const notes = new Map<string, { rolledBack: boolean; note: string }>();
+  const planned = new Map(input.plan.hosts.map((p) => [p.host, p]));
+  const groups = new Map<string, { to: RollbackTarget | undefined; hosts: FleetHost[] }>();
+  for (const name of names) {
+    const host = input.hosts.get(name);
+    if (host === undefined) {
+      notes.set(name, { rolledBack: false, note: "; not rolled back: not selected" });
+      continue;
+    }
+    const generation =
+      input.delivery.channel === undefined ? planned.get(name)?.generation : undefined;
+    const key = generation === undefined ? "" : String(generation);
+    const group = groups.get(key) ?? {
+      to: generation === undefined ? undefined : { kind: "generation" as const, generation },
+      hosts: [],
     };
+    group.hosts.push(host);
+    groups.set(key, group);
   }
-  return {
-    rolledBack: false,
-    note: `; rolling back failed: ${back?.status === "failed" ? back.message : "no answer"}`,
-  };
+  for (const { to, hosts } of groups.values()) {
+    const timeout = Math.max(
+      0,
+      ...hosts.map((h) => input.requests.get(h.name)?.activationTimeout ?? 0),
+    );
+    const outcomes = await input.delivery
+      .rollbackHosts(hosts, to, timeout > 0 ? timeout : undefined)
+      .catch((err: unknown) =>
+        hosts.map(() => ({ status: "failed" as const, message: (err as Error).message })),
+      );
+    for (const [i, host] of hosts.entries()) {
+      const back = outcomes[i];
+      notes.set(
+        host.name,
+        back?.status === "rolled-back"
+          ? {
+              rolledBack: true,
+              note: `; rolled back to ${back.path || "the system it ran before"}`,
+            }
+          : {
+              rolledBack: false,
+              note: `; rolling back failed: ${back?.status === "failed" ? back.message : "no answer"}`,
+            },
+      );
+    }
+  }
+  return notes;
 }
 
 /** Waits until `time` (performance.now()); false when interrupted first. */

@@ -294,6 +294,15 @@ export type DeployEvent =
       readonly ok: boolean;
       readonly seconds: number;
       readonly results: readonly HostResult[];
+      /**
+       * A deploy aborted at a pause (`--json`): the rollback of the hosts it changed, which ran
+       * before this one summary was printed.
+       */
+      readonly rollback?: {
+        readonly ok: boolean;
+        readonly seconds: number;
+        readonly results: readonly HostResult[];
+      };
     };
 
 /**

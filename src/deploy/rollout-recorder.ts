@@ -400,8 +400,10 @@ function bakeEnd(
 ): RolloutBake {
   const o = event.result?.outcome;
   const cause = o?.status === "failed" ? o.cause : undefined;
-  if (cause === undefined) {
-    return { ...bake, state: event.interrupted ? "interrupted" : event.ok ? "passed" : "failed" };
+  if (cause === undefined || cause.kind === "wave") {
+    // Rolled back with its wave: its own bake did not fail (it may have been cut short).
+    const ownOk = event.ok || cause !== undefined;
+    return { ...bake, state: event.interrupted ? "interrupted" : ownOk ? "passed" : "failed" };
   }
   const why = new Map(cause.analysis.map((a) => [a.name, a.why]));
   return {
@@ -420,13 +422,20 @@ function stateOfPhase(phase: HostPhase): RolloutHostState {
   return phase === "health" || phase === "confirm" ? "health" : "activating";
 }
 
-function finalOf(result: HostResult): Pick<RolloutHost, "state" | "phase" | "message"> {
+function finalOf(
+  result: HostResult,
+): Pick<RolloutHost, "state" | "phase" | "message" | "waveFailedBy"> {
   const o = result.outcome;
   switch (o.status) {
     case "activated":
       return { state: "confirmed", phase: null, message: null };
     case "failed":
-      return { state: o.rolledBack ? "rolled-back" : "failed", phase: o.phase, message: o.message };
+      return {
+        state: o.rolledBack ? "rolled-back" : "failed",
+        phase: o.phase,
+        message: o.message,
+        ...(o.cause?.kind === "wave" ? { waveFailedBy: o.cause.host } : {}),
+      };
     case "skipped":
       return {
         state: o.reason,

@@ -1,7 +1,7 @@
 // The rollout engine, written once over the Delivery seam: the plan's waves (each role's
 // canaries first, then waves of at most `parallel` hosts), each host deployed and health-checked
 // by its delivery mode, then the wave's bake (bake-wave.ts); no new wave starts once the
-// failure budget is spent (or a canary failed), once the deploy is interrupted, or once a pause
+// failure budget is spent (or a canary failed, or a bake), once the deploy is interrupted, or once a pause
 // between two waves is answered with anything but resume. An interrupted wave is waited for a
 // bounded time.
 import type {
@@ -137,6 +137,15 @@ export async function runRollout(input: RolloutInput): Promise<HostResult[]> {
     if (signal?.aborted) {
       // Said even after the last wave: the hosts of this one were aborted, not left to finish.
       stop(interruptReason(signal), rest);
+      break;
+    }
+    // A failed bake took its wave back, and starts no new wave whatever the budget says (a
+    // canary's failure stops the rollout anyway, below).
+    const bakeFailed = outcomes.find(
+      (r) => r.outcome.status === "failed" && r.outcome.cause?.kind === "bake",
+    );
+    if (rest.length > 0 && bakeFailed !== undefined && wave.kind !== "canary") {
+      stop(`${bakeFailed.host} failed its bake; its wave was rolled back`, rest);
       break;
     }
     if (rest.length > 0 && shouldStopAfterWave(wave, waveFailures, failures, policy)) {

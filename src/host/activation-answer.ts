@@ -221,6 +221,17 @@ export type ActivationResult =
       readonly pinnedActivator?: boolean;
     }
   | {
+      readonly ok: boolean;
+      readonly command: "check";
+      readonly result: "passed" | "failed";
+      readonly exitCode?: number;
+      readonly message?: string;
+      /** The command check that failed (null: another cause, e.g. failed units). */
+      readonly check?: string | null;
+      /** The system the host runs, which was checked. */
+      readonly current: string | null;
+    }
+  | {
       readonly ok: true;
       readonly command: "closure";
       readonly path: string;
@@ -246,6 +257,7 @@ export const SCRIPT_VERBS = [
   "abort",
   "rollback",
   "prune",
+  "check",
   "status",
   "closure",
 ] as const;

@@ -392,6 +392,19 @@ function checkVariant(o: Obj): ActivationResult {
           field(o, "pinnedActivator") === undefined ? undefined : bool(o, "pinnedActivator"),
       });
     }
+    case "check":
+      return present({
+        ok,
+        command,
+        result: oneOf(o, "result", ["passed", "failed"] as const),
+        exitCode: int(o, "exitCode", { optional: true }) as number | undefined,
+        message: text(o, "message", true),
+        check:
+          field(o, "check") === undefined || field(o, "check") === null
+            ? (field(o, "check") as null | undefined)
+            : text(o, "check"),
+        current: storePath(o, "current", { nullable: true }) as string | null,
+      });
     case "closure": {
       if (!ok) {
         return present({

@@ -147,6 +147,18 @@ export function afterBootArgs(
   if (rebootRollback) args.push("--reboot-rollback");
   return args;
 }
+/** `check`: the command checks (see activateArgs for their options) again, changing nothing. */
+export function checkArgs(
+  checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">,
+): string[] {
+  const args = ["check"];
+  const once = new Set(checks.healthOnce ?? []);
+  for (const c of checks.healthCommands ?? [])
+    args.push(once.has(c) ? "--health-once" : "--health-cmd", c);
+  if (checks.healthTimeout !== undefined)
+    args.push("--health-timeout", String(checks.healthTimeout));
+  return args;
+}
 export const confirmBootArgs = (token: string) => ["confirm-boot", "--token", token];
 export const abortBootArgs = (token: string, rebootRollback: boolean) => [
   "abort-boot",
@@ -185,6 +197,10 @@ export type ScriptCommand =
   | { readonly verb: "status"; readonly checkPaths?: boolean }
   | { readonly verb: "closure"; readonly path: string }
   | {
+      readonly verb: "check";
+      readonly checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">;
+    }
+  | {
       readonly verb: "after-boot";
       readonly token: string;
       readonly checks: Pick<ActivateOptions, "healthCommands" | "healthOnce" | "healthTimeout">;
@@ -209,6 +225,8 @@ export function scriptArgs(command: ScriptCommand): string[] {
       return statusArgs(command.checkPaths);
     case "closure":
       return ["closure", "--path", command.path];
+    case "check":
+      return checkArgs(command.checks);
     case "after-boot":
       return afterBootArgs(command.token, command.checks, command.rebootRollback);
     case "abort-boot":

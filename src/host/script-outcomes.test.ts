@@ -3,8 +3,10 @@
 import { describe, expect, it } from "vitest";
 import type { StorePath } from "../nix/store-path.js";
 import type { ActivationResult } from "./activation.js";
+import { scriptArgs } from "./activation.js";
+import { checkActivationResult } from "./activation-result.js";
 import type { ScriptRun } from "./activation-session.js";
-import { hostStatus, rollbackOutcome } from "./script-outcomes.js";
+import { checkCommand, checkOutcome, hostStatus, rollbackOutcome } from "./script-outcomes.js";
 
 const path = "/nix/store/00000000000000000000000000000000-nixos-system-web1";
 
@@ -90,5 +92,51 @@ describe("hostStatus", () => {
 
   it("has no missing list when the host was not asked", () => {
     expect(hostStatus(statusRun(["a".repeat(32)]))).not.toHaveProperty("missing");
+  });
+});
+
+describe("check: a request's command checks run again", () => {
+  it("asks with the activation's options, and reads which check failed", () => {
+    const command = checkCommand([
+      { run: "test -e /ok", timeout: 5 },
+      { run: "curl -f localhost", timeout: 20, retry: false },
+    ]);
+    expect(command && scriptArgs(command)).toEqual([
+      "check",
+      "--health-cmd",
+      "test -e /ok",
+      "--health-once",
+      "curl -f localhost",
+      "--health-timeout",
+      "20",
+    ]);
+    expect(checkCommand([])).toBeUndefined();
+    const failed = checkActivationResult({
+      ok: false,
+      command: "check",
+      result: "failed",
+      exitCode: 5,
+      message: "health check failed: test -e /ok: exit code 1",
+      check: "test -e /ok",
+      current: path,
+    });
+    expect(checkOutcome({ code: 5, failure: "", result: failed as ActivationResult })).toEqual({
+      ok: false,
+      message: "health check failed: test -e /ok: exit code 1",
+      run: "test -e /ok",
+    });
+    const passed = checkActivationResult({
+      ok: true,
+      command: "check",
+      result: "passed",
+      current: path,
+    });
+    expect(checkOutcome({ code: 0, failure: "", result: passed as ActivationResult })).toEqual({
+      ok: true,
+    });
+    expect(checkOutcome({ code: 255, failure: "ssh: refused", result: undefined })).toEqual({
+      ok: false,
+      message: "ssh: refused",
+    });
   });
 });

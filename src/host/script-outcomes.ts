@@ -1,5 +1,5 @@
-// activate.sh's `status`, `rollback` and `prune` results as the data every mode reports: one reading
-// of the script's JSON for ssh, ssm and the agent.
+// activate.sh's `status`, `rollback`, `prune` and `check` results as the data every mode reports:
+// one reading of the script's JSON for ssh, ssm and the agent.
 
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { type PruneReport, readPruneReport } from "../status/prune-report.js";
@@ -14,6 +14,7 @@ import {
   type Generation,
   type PinnedTrust,
   type RebootState,
+  type ScriptCommand,
 } from "./activation.js";
 import type { ScriptRun } from "./session-request.js";
 
@@ -79,6 +80,51 @@ export type RollbackOutcome =
       readonly path: string;
     }
   | { readonly status: "failed"; readonly message: string };
+
+/** How a host's command checks went when run again (`check`, during a bake). */
+export type CheckOutcome =
+  | { readonly ok: true }
+  /** `run`: the command check that failed; absent when something else did (failed units). */
+  | { readonly ok: false; readonly message: string; readonly run?: string };
+
+/**
+ * The `check` command of a request's command checks, with the options its activation gives them
+ * (each retried until the longest timeout, or run once); undefined when it has none.
+ */
+export function checkCommand(
+  checks: readonly { readonly run: string; readonly timeout: number; readonly retry?: boolean }[],
+): ScriptCommand | undefined {
+  if (checks.length === 0) return undefined;
+  return {
+    verb: "check",
+    checks: {
+      healthCommands: checks.map((c) => c.run),
+      healthOnce: checks.filter((c) => c.retry === false).map((c) => c.run),
+      healthTimeout: Math.max(1, ...checks.map((c) => c.timeout)),
+    },
+  };
+}
+
+/** Seconds a `check` of these options may take on the host, beyond which nobody waits. */
+export function checkDeadline(command: ScriptCommand): number {
+  if (command.verb !== "check") return 60;
+  const n = command.checks.healthCommands?.length ?? 0;
+  return n * (command.checks.healthTimeout ?? 30) + 60;
+}
+
+/** A `check` run as its outcome; no result is a failure, saying why. */
+export function checkOutcome(run: ScriptRun): CheckOutcome {
+  const r = run.result;
+  if (r === undefined) return { ok: false, message: run.failure || `exit ${run.code}` };
+  const checked = answerOf(r, "check");
+  if (checked === undefined) return { ok: false, message: resultMessage(r) };
+  if (checked.ok) return { ok: true };
+  return {
+    ok: false,
+    message: checked.message ?? "the checks failed",
+    ...(checked.check ? { run: checked.check } : {}),
+  };
+}
 
 /** The message a result carries, or what stands in for one. */
 export function resultMessage(result: ActivationResult): string {

@@ -5,7 +5,7 @@
 import type { Action } from "../fleet/action.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import type { HostPhase, SessionPhase } from "../fleet/phase.js";
-import type { BakeFailure } from "../fleet/rollback-decision.js";
+import type { FailureCause } from "../fleet/rollback-decision.js";
 
 export type { SessionPhase };
 
@@ -193,8 +193,11 @@ export type DeployOutcome =
       readonly message: string;
       /** The host is back on the system it ran before (false: it had none, or that failed). */
       readonly rolledBack: boolean;
-      /** What failed, typed, where the deployer judged it: a bake (its check, its analysis). */
-      readonly cause?: BakeFailure;
+      /**
+       * What failed, typed, where the deployer judged it: a bake (its check, its analysis), or
+       * another host of its wave whose failed bake took the wave back.
+       */
+      readonly cause?: FailureCause;
     };
 
 /** Which steps an activation has, from its action: one decision for every mode. */

@@ -4,6 +4,7 @@
 import { InputError } from "../errors.js";
 import type { Measurement, Verdict } from "../fleet/analysis.js";
 import { MAX_ANALYSIS_QUERIES, MAX_BAKE_ROUNDS } from "../fleet/bake.js";
+import type { BakeCheck } from "../fleet/rollback-decision.js";
 import { withoutControls } from "../util/text.js";
 
 export const BAKE_STATES = ["baking", "passed", "failed", "interrupted"] as const;
@@ -14,8 +15,8 @@ export interface RolloutBake {
   /** Seconds the bake lasts (as planned), and between two rounds. */
   readonly seconds: number;
   readonly interval: number;
-  /** The check that failed it (an HTTP check of the role, repeated). */
-  readonly check?: { readonly url: string; readonly message: string };
+  /** The check that failed it (a check of the role, repeated): its URL, or its command. */
+  readonly check?: BakeCheck;
   readonly analysis: readonly RolloutAnalysis[];
 }
 
@@ -47,10 +48,11 @@ export function parseRolloutBake(value: unknown, source: string, where: string):
   let check: RolloutBake["check"];
   if (b.check !== undefined) {
     const c = object(b.check, source, `${where}.check`);
-    check = {
-      url: text(c.url, source, `${where}.check.url`),
-      message: text(c.message, source, `${where}.check.message`),
-    };
+    const message = text(c.message, source, `${where}.check.message`);
+    check =
+      c.run !== undefined
+        ? { run: text(c.run, source, `${where}.check.run`), message }
+        : { url: text(c.url, source, `${where}.check.url`), message };
   }
   if (!Array.isArray(b.analysis) || b.analysis.length > MAX_ANALYSIS_QUERIES) {
     throw malformed(source, `${where}.analysis must be a list of at most ${MAX_ANALYSIS_QUERIES}`);

@@ -94,6 +94,8 @@ export interface RolloutHost {
   readonly message: string | null;
   /** Its bake, once its wave's began: each query's measurements, what failed it. */
   readonly bake?: RolloutBake;
+  /** Rolled back with its wave: the host of the wave whose failed bake took it back. */
+  readonly waveFailedBy?: string;
 }
 
 export interface RolloutWave {
@@ -321,6 +323,14 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
   if (!(h.message === null || typeof h.message === "string")) {
     throw malformed(source, `${where}.message must be a string or null`);
   }
+  if (
+    !(
+      h.waveFailedBy === undefined ||
+      (typeof h.waveFailedBy === "string" && NAME_PATTERN.test(h.waveFailedBy))
+    )
+  ) {
+    throw malformed(source, `${where}.waveFailedBy is not a host name`);
+  }
   return {
     host: h.host,
     state,
@@ -329,6 +339,7 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
     ...(h.before === undefined ? {} : { before: h.before as string | null }),
     message: typeof h.message === "string" ? clip(h.message) : null,
     ...(h.bake === undefined ? {} : { bake: parseRolloutBake(h.bake, source, `${where}.bake`) }),
+    ...(h.waveFailedBy === undefined ? {} : { waveFailedBy: h.waveFailedBy as string }),
   };
 }
 

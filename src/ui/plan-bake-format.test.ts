@@ -21,10 +21,24 @@ describe("formatPlanBakes", () => {
     const hosts = ["web1", "web2"].map((host) => ({ host, role: "@web", bake }));
     expect(formatPlanBakes({ hosts: [...hosts, { host: "db1" }] as never })).toEqual([
       "bake (after each wave's confirmation, before the next wave):",
-      "  @web: web1, web2: 120s, checks and queries every 10s; a host that fails is rolled back",
+      "  @web: web1, web2: 120s, checks and queries every 10s; a host that fails rolls its wave back",
       '    errors: errors{host="{name}"} is at most 0.05; no data fails',
       '    latency: p99{host= "{name}"} is at most 1.5 × the baseline, 2 failed measurements tolerated; no data waits',
     ]);
     expect(formatPlanBakes({ hosts: [{ host: "db1" }] as never })).toEqual([]);
+  });
+
+  it("says that agent hosts' command checks are not repeated during the bake", () => {
+    const bake = { seconds: 30, interval: 5, analysis: [] };
+    const checks = { http: [], commands: [{ run: "true", timeout: 5 }] };
+    const lines = formatPlanBakes({
+      hosts: [
+        { host: "a1", bake, checks, pinning: { pinned: true, by: "agent" } },
+        { host: "s1", bake, checks, pinning: { pinned: false, activator: false } },
+      ],
+    } as never);
+    expect(lines.at(-1)).toBe(
+      "  a1: agent hosts: their command checks run at activation only, not again during the bake (HTTP checks and the analysis are repeated)",
+    );
   });
 });

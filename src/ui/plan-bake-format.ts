@@ -18,11 +18,19 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
     byBake.set(key, entry);
   }
   if (byBake.size === 0) return [];
+  // Only an agent runs commands on its host: the deployer cannot repeat its command checks.
+  const unrepeated = plan.hosts.filter(
+    (h) =>
+      h.bake !== undefined &&
+      (h.checks?.commands.length ?? 0) > 0 &&
+      h.pinning?.pinned === true &&
+      h.pinning.by === "agent",
+  );
   return [
     "bake (after each wave's confirmation, before the next wave):",
     ...[...byBake.values()].flatMap(({ hosts, bake, role }) => [
       withoutControls(
-        `  ${role === "" ? "" : `${role}: `}${listHosts(hosts)}: ${bake.seconds}s, checks and queries every ${bake.interval}s; a host that fails is rolled back`,
+        `  ${role === "" ? "" : `${role}: `}${listHosts(hosts)}: ${bake.seconds}s, checks and queries every ${bake.interval}s; a host that fails rolls its wave back`,
       ),
       ...bake.analysis.map((q) =>
         withoutControls(
@@ -30,5 +38,12 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
         ),
       ),
     ]),
+    ...(unrepeated.length === 0
+      ? []
+      : [
+          withoutControls(
+            `  ${listHosts(unrepeated.map((h) => h.host))}: agent hosts: their command checks run at activation only, not again during the bake (HTTP checks and the analysis are repeated)`,
+          ),
+        ]),
   ];
 }

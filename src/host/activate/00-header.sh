@@ -62,6 +62,10 @@
 #                            running and booted systems rooted) within S seconds (default 300);
 #                            reports kept and removed generations, gc (done, timed-out or
 #                            failed), deletedPaths and freedMiB
+#   check [--health-cmd CMD]... [--health-once CMD]... [--health-timeout S]
+#                            the command checks and systemd's failed units again, on the
+#                            running system, as activate's health step runs them; changes
+#                            nothing (a bake repeats it); exit 5 when one fails ("check": which)
 #   status [--check-paths]   the current, booted and profile systems, recent generations,
 #                            the activation holding the lock, this boot (its id, what
 #                            systemd-bless-boot says of it, a reboot pending confirmation) and

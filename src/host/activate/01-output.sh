@@ -29,7 +29,7 @@ usage() {
 # The command being run, as JSON: one of the script's commands, or null (none, or unknown).
 verb_json() {
   case ${command-} in
-    activate | after-boot | confirm-boot | abort-boot | confirm | abort | rollback | prune | status | closure)
+    activate | after-boot | confirm-boot | abort-boot | confirm | abort | rollback | prune | check | status | closure)
       json_str "$command" ;;
     *) printf 'null' ;;
   esac

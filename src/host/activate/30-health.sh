@@ -87,7 +87,7 @@ run_health_checks() {
         h_status=$?
         h_left=$((h_end - $(date +%s) - 1))
         if [ "$h_once" = true ] || [ "$h_left" -le 0 ]; then
-          h_message=$(health_failure)
+          h_message=$(health_failure) h_check=$check
           IFS=$old_ifs
           return 1
         fi

@@ -1,5 +1,5 @@
 
-[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, status or closure"
+[ $# -gt 0 ] || usage "expected a command: activate, after-boot, confirm-boot, abort-boot, confirm, abort, rollback, prune, check, status or closure"
 command=$1
 shift
 load_pinned_trust
@@ -12,6 +12,7 @@ case $command in
   abort) cmd_settle abort "$@" ;;
   rollback) cmd_rollback "$@" ;;
   prune) cmd_prune "$@" ;;
+  check) cmd_check "$@" ;;
   status) cmd_status "$@" ;;
   closure) cmd_closure "$@" ;;
   *) usage "unknown command '$command'" ;;
