@@ -338,4 +338,27 @@ describe("a failed bake takes its whole wave back", () => {
       cause: { kind: "bake", check: { run: "test ! -e /bad", message: "exit code 1" } },
     });
   });
+
+  it("a host whose own script cannot repeat the command checks bakes on, said once", async () => {
+    const asked: string[] = [];
+    const runChecks: NonNullable<Delivery["runChecks"]> = async (hosts) =>
+      hosts.map(({ host: h }) => {
+        asked.push(h.name);
+        return h.name === "web1"
+          ? { ok: true, notRepeated: "its own activate.sh has no check command" }
+          : { ok: true };
+      });
+    const bake: HostBake = { seconds: 0.3, interval: 0.1, analysis: [] };
+    const { results, events, rolledBack } = await rollOutFour(bake, {}, { runChecks }, [
+      { run: "true", timeout: 5 },
+    ]);
+    expect(rolledBack).toEqual([]);
+    expect(results.every((r) => r.outcome.status === "activated")).toBe(true);
+    expect(asked.filter((n) => n === "web1")).toHaveLength(1);
+    expect(asked.filter((n) => n === "web2").length).toBeGreaterThan(1);
+    const said = events.filter(
+      (e) => e.type === "host-log" && e.host === "web1" && /no check command/.test(e.line),
+    );
+    expect(said).toHaveLength(1);
+  });
 });

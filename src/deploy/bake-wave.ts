@@ -179,6 +179,7 @@ async function bakeHost(
   const elapsed = () => (performance.now() - started) / 1000;
   const series = new Map<string, Measurement[]>(bake.analysis.map((q) => [q.name, []]));
   const rounds = Math.max(1, Math.ceil(bake.seconds / bake.interval));
+  let repeatChecks = true;
   for (let round = 1; round <= rounds; round++) {
     const at = Math.min(bake.seconds, round * bake.interval);
     if (!(await sleepUntil(started + at * 1000, input.signal))) {
@@ -201,10 +202,18 @@ async function bakeHost(
       }
     }
     // The command checks run on the host, as its activation ran them (activate.sh `check`).
-    if (host !== undefined && request !== undefined && request.commandChecks.length > 0) {
+    if (
+      repeatChecks &&
+      host !== undefined &&
+      request !== undefined &&
+      request.commandChecks.length > 0
+    ) {
       const verdict = await runCommandChecks(input, { host, request });
       if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
-      if (verdict !== undefined) {
+      if (verdict !== undefined && "notRepeated" in verdict) {
+        repeatChecks = false;
+        input.emit({ type: "host-log", host: name, line: verdict.notRepeated });
+      } else if (verdict !== undefined) {
         return {
           seconds: elapsed(),
           failure: failureOf(elapsed(), bake, series, host, [], verdict),
@@ -247,12 +256,18 @@ async function bakeHost(
  * The host's command checks once more, through its delivery; the check that failed, if one did
  * (none where the mode cannot run them: `plan` says so).
  */
-async function runCommandChecks(input: BakeInput, wave: WaveHost): Promise<BakeCheck | undefined> {
+async function runCommandChecks(
+  input: BakeInput,
+  wave: WaveHost,
+): Promise<BakeCheck | { readonly notRepeated: string } | undefined> {
   const runChecks = input.delivery.runChecks?.bind(input.delivery);
   if (runChecks === undefined) return undefined;
   const [outcome]: CheckOutcome[] = await runChecks([wave], input.signal).catch((err: unknown) => [
     { ok: false, message: (err as Error).message },
   ]);
+  if (outcome?.ok === true && outcome.notRepeated !== undefined) {
+    return { notRepeated: outcome.notRepeated };
+  }
   if (outcome === undefined || outcome.ok) return undefined;
   // Without one named (the host could not be asked, or failed units): the checks it was to run.
   const run = outcome.run ?? wave.request.commandChecks.map((c) => c.run).join("; ");

@@ -139,4 +139,22 @@ describe("check: a request's command checks run again", () => {
       message: "ssh: refused",
     });
   });
+
+  it("takes a host script without the check command as checks not repeated, not failed", () => {
+    const older = checkActivationResult({
+      ok: false,
+      command: null,
+      result: "usage",
+      exitCode: 2,
+      message: "unknown command 'check'",
+    });
+    expect(checkOutcome({ code: 2, failure: "", result: older as ActivationResult })).toMatchObject(
+      {
+        ok: true,
+        notRepeated: expect.stringMatching(
+          /has no check command: its command checks ran at activation only/,
+        ),
+      },
+    );
+  });
 });

@@ -83,7 +83,8 @@ export type RollbackOutcome =
 
 /** How a host's command checks went when run again (`check`, during a bake). */
 export type CheckOutcome =
-  | { readonly ok: true }
+  /** `notRepeated`: the host's script cannot run them again (why), so only activation did. */
+  | { readonly ok: true; readonly notRepeated?: string }
   /** `run`: the command check that failed; absent when something else did (failed units). */
   | { readonly ok: false; readonly message: string; readonly run?: string };
 
@@ -116,6 +117,14 @@ export function checkDeadline(command: ScriptCommand): number {
 export function checkOutcome(run: ScriptRun): CheckOutcome {
   const r = run.result;
   if (r === undefined) return { ok: false, message: run.failure || `exit ${run.code}` };
+  // A host that runs its own installed activate.sh (pinned trust) from before `check`.
+  if ("result" in r && r.result === "usage" && /unknown command 'check'/.test(resultMessage(r))) {
+    return {
+      ok: true,
+      notRepeated:
+        "the activate.sh this host runs (its own installed copy) has no check command: its command checks ran at activation only; update nixship on it to have them repeated",
+    };
+  }
   const checked = answerOf(r, "check");
   if (checked === undefined) return { ok: false, message: resultMessage(r) };
   if (checked.ok) return { ok: true };
