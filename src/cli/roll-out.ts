@@ -13,11 +13,10 @@ import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
 import type { Command } from "./command.js";
+import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 
 /** The summary a deploy emits last. */
 export type SummaryEvent = Extract<DeployEvent, { type: "summary" }>;
-
-import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 
 /**
  * Runs a deploy as the deploy command shows it (progress, the plan, the summary; NDJSON with
