@@ -17,7 +17,13 @@ export default defineConfig({
     reporters: ["default", "./test/support/file-times-reporter.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache.
-    env: { NIX_CONFIG: TEST_NIX_CONFIG, NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache") },
+    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache. The
+    // ssm delivery polls the stand-in's SSM every quarter second, not every 2 s: the lab tests
+    // wait on the hosts, not on the poll (docs/development.md lists the waits tests shorten).
+    env: {
+      NIX_CONFIG: TEST_NIX_CONFIG,
+      NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache"),
+      NIXSHIP_SSM_POLL_MS: "250",
+    },
   },
 });
