@@ -8,11 +8,11 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     pool: "forks",
-    // Two files at a time: most of a lab test's time is spent waiting on hosts, so a second
-    // worker nearly halves the suite on two cores. Every file keeps to what it owns (labs under
-    // its own directory, ports the OS gives, its own stores), as it must beside another
-    // checkout's suite anyway. `--maxWorkers 1` runs them one by one.
-    maxWorkers: 2,
+    // Three files at a time on two cores: most of a lab test's time is spent waiting on hosts
+    // (two workers kept about one core busy). Every file keeps to what it owns (labs under its
+    // own directory, ports the OS gives, its own stores), as it must beside another checkout's
+    // suite anyway. `--maxWorkers 1` runs them one by one.
+    maxWorkers: 3,
     // After the run, the time each file took, slowest first.
     reporters: ["default", "./test/support/file-times-reporter.ts"],
     testTimeout: 120_000,
