@@ -18,14 +18,15 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache. The
-    // ssm delivery polls the stand-in's SSM every quarter second and a rebooting host is probed
-    // every half second, not every 2 s: the lab tests wait on the hosts, not on the polls
-    // (docs/development.md lists the waits tests shorten).
+    // ssm delivery polls the stand-in's SSM every quarter second, and a rebooting host and a
+    // paused rollout's answer are read every half second, not every 2 s: the lab tests wait on
+    // the hosts, not on the polls (docs/development.md lists the waits tests shorten).
     env: {
       NIX_CONFIG: TEST_NIX_CONFIG,
       NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache"),
       NIXSHIP_SSM_POLL_MS: "250",
       NIXSHIP_REBOOT_PROBE_MS: "500",
+      NIXSHIP_PAUSE_POLL_MS: "500",
     },
   },
 });
