@@ -331,7 +331,7 @@ describe("a lab's fleet", () => {
 
 describe("a host whose login works but whose sh -s never answers", () => {
   /** Seconds doctor gives a host here ($NIXSHIP_DOCTOR_HOST_TIMEOUT; 20 unset). */
-  const HOST_DEADLINE = 8;
+  const HOST_DEADLINE = 10;
   it("fails within the deadline, naming the host and what hung, not 'nothing blocks a deploy'", async () => {
     // ssh as it is, but the remote command runs where `sh` hangs: the login and the login shell
     // answer, the shell a deploy pipes its script to never does.
