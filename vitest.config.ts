@@ -8,16 +8,25 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     pool: "forks",
-    // Two files at a time: most of a lab test's time is spent waiting on hosts, so a second
-    // worker nearly halves the suite on two cores. Every file keeps to what it owns (labs under
-    // its own directory, ports the OS gives, its own stores), as it must beside another
-    // checkout's suite anyway. `--maxWorkers 1` runs them one by one.
-    maxWorkers: 2,
+    // Three files at a time on two cores: most of a lab test's time is spent waiting on hosts
+    // (two workers kept about one core busy). Every file keeps to what it owns (labs under its
+    // own directory, ports the OS gives, its own stores), as it must beside another checkout's
+    // suite anyway. `--maxWorkers 1` runs them one by one.
+    maxWorkers: 3,
     // After the run, the time each file took, slowest first.
     reporters: ["default", "./test/support/file-times-reporter.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache.
-    env: { NIX_CONFIG: TEST_NIX_CONFIG, NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache") },
+    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache. The
+    // ssm delivery polls the stand-in's SSM every quarter second, and a rebooting host and a
+    // paused rollout's answer are read every half second, not every 2 s: the lab tests wait on
+    // the hosts, not on the polls (docs/development.md lists the waits tests shorten).
+    env: {
+      NIX_CONFIG: TEST_NIX_CONFIG,
+      NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache"),
+      NIXSHIP_SSM_POLL_MS: "250",
+      NIXSHIP_REBOOT_PROBE_MS: "500",
+      NIXSHIP_PAUSE_POLL_MS: "500",
+    },
   },
 });

@@ -52,7 +52,7 @@ beforeAll(async () => {
   lab = await startAgentLab("ax", {
     hosts: 2,
     policy: { canary: 0, parallel: 2, confirmTimeout: 30 },
-    agentConfig: { pollInterval: 2 },
+    agentConfig: { pollInterval: 1, heartbeatEvery: 10 },
   });
   const admin = join(lab.dir, "admin.txt");
   execFileSync("age-keygen", ["-o", admin], { stdio: "ignore" });

@@ -225,6 +225,24 @@ describe("the dashboard in Chromium", () => {
     expect(await page.locator("h1").textContent()).toBe("Host dw1");
   });
 
+  it("keeps the keyboard's place on a host's link when the table changes under it", async () => {
+    await page.goto(url);
+    await page.locator('tr[data-host="dw1"] a[href="/hosts/dw1"]').focus();
+    const live = page.locator("#live");
+    const version = await live.getAttribute("data-version");
+    // A new record of dw1: the page swaps in the live part the server renders for it.
+    const record = await withStore(lab, (store) => readStatus(store, "dw1"));
+    if (record === undefined) throw new Error("dw1 never reported");
+    await withStore(lab, (store) =>
+      writeStatus(store, { ...record, updatedAt: new Date().toISOString() }),
+    );
+    await expect.poll(() => live.getAttribute("data-version"), SETTLES).not.toBe(version);
+    expect(await page.evaluate(`document.activeElement.getAttribute("href")`)).toBe("/hosts/dw1");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${url}/hosts/dw1`);
+    await withStore(lab, (store) => writeStatus(store, record));
+  });
+
   it("a host switched by hand drifts: in the page, in `nixship status` and in /metrics", async () => {
     await deploy("web-v2");
     await deploy("web-v3");

@@ -13,8 +13,8 @@ import { NIXSHIP_BIN, run, runOk } from "../support/cli.js";
 import { deployEvents, type LabInfo, labDeployArgs } from "./support/lab-deploy.js";
 
 const LAB = "hh";
-/** `status` asks each host for at most this long (STATUS_TIMEOUT in delivery/ssh.ts). */
-const STATUS_DEADLINE = 60;
+/** `status` asks each host for at most this long (STATUS_TIMEOUT in delivery/ssh.ts, as set). */
+const STATUS_DEADLINE = 20;
 /** What a command may take past its deadline: ssh's shutdown, Node's exit. */
 const GRACE = 15;
 /** What status and plan say of hh2…hh5. */
@@ -32,7 +32,10 @@ const EXPECTED_PROBLEMS = [
 let work: string;
 let lab: LabInfo;
 let fleetFile: string;
-const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
+const env = () => ({
+  NIXSHIP_LAB_DIR: join(work, "labs"),
+  NIXSHIP_STATUS_TIMEOUT: String(STATUS_DEADLINE),
+});
 
 /** Runs nixship under GNU time: its exit code, output, wall seconds and peak RSS in MB. */
 async function timed(args: readonly string[]) {

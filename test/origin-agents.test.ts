@@ -25,7 +25,7 @@ let lab: AgentLab;
 beforeAll(async () => {
   lab = await startAgentLab("wa", {
     hosts: 2,
-    agentConfig: { pollInterval: 2 },
+    agentConfig: { pollInterval: 1, heartbeatEvery: 10 },
   });
 });
 afterAll(async () => {

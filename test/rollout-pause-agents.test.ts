@@ -23,7 +23,7 @@ beforeAll(async () => {
     hosts: HOSTS.length,
     releases: { offlineTimeout: 60 },
     policy: { canary: 1, parallel: 1 },
-    agentConfig: { pollInterval: 2 },
+    agentConfig: { pollInterval: 1, heartbeatEvery: 10 },
   });
   await setSystems(lab, "web-v1");
   const first = await deployViaAgent(lab);

@@ -26,7 +26,7 @@ beforeAll(async () => {
     hosts: HOSTS.length,
     releases: { offlineTimeout: 20 },
     policy: { canary: 0, parallel: 3 },
-    agentConfig: { pollInterval: 2 },
+    agentConfig: { pollInterval: 1, heartbeatEvery: 10 },
   });
 }, 180_000);
 afterAll(async () => {
@@ -78,7 +78,7 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     }
     v2Rollout = (await newestRollout())?.id as string;
     await labAgents(lab, "stop", "rta3");
-    // Until its heartbeats age past twice their period (pollInterval 2 s: some seconds).
+    // Until its heartbeats age past twice their period (10 polls of 1 s: some seconds).
     await offline("rta3");
     await setSystems(lab, "web-v3");
     const v3 = await deployViaAgent(lab, "--max-failures", "1");

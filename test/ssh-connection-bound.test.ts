@@ -103,8 +103,12 @@ describe("--max-connections", () => {
   }, 300_000);
 
   it("refuses a bound that is not a whole number from 1 to 100000, naming it", async () => {
-    for (const bad of ["0", "100001", "lots"]) {
-      const r = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--max-connections", bad]);
+    const bads = ["0", "100001", "lots"];
+    const runs = await Promise.all(
+      bads.map((bad) => lab.nixship(["plan", "--fleet", lab.fleetFile, "--max-connections", bad])),
+    );
+    for (const [i, r] of runs.entries()) {
+      const bad = bads[i] as string;
       expect(r.code, bad).toBe(2);
       expect(r.stderr).toContain("--max-connections");
       expect(r.stderr).toContain(bad);

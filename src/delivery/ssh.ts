@@ -38,6 +38,7 @@ import {
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
+import { testWait } from "../util/test-waits.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -58,7 +59,7 @@ import { checkNewConnection } from "./ssh-preflight.js";
 import { settlingTarget } from "./ssh-settle-kex.js";
 import { runActivate, type SshTarget, sshArgs, withSharedConnection } from "./ssh-transport.js";
 
-/** Seconds a status query may take. */
+/** Seconds a status query may take ($NIXSHIP_STATUS_TIMEOUT shortens it for tests). */
 const STATUS_TIMEOUT = 60;
 /** Seconds a closure query may take: activate.sh's own bound (60 s) and the connection. */
 const CLOSURE_TIMEOUT = 90;
@@ -84,7 +85,7 @@ export class SshDelivery implements Delivery {
     paths: readonly StorePath[] = [],
   ): Promise<HostStatus> {
     const r = await runActivate(this.target(host), statusArgs(paths.length > 0), {
-      timeoutSeconds: STATUS_TIMEOUT,
+      timeoutSeconds: testWait("NIXSHIP_STATUS_TIMEOUT", STATUS_TIMEOUT, STATUS_TIMEOUT),
       ...(signal ? { signal } : {}),
       ...(paths.length > 0 ? { variables: { [CHECK_PATHS_VARIABLE]: paths.join("\n") } } : {}),
     });

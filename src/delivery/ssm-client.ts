@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
+import { testWait } from "../util/test-waits.js";
 import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
 import { type FinishedInvocation, isTerminal, missing, TERMINAL_COMMAND } from "./ssm-outcomes.js";
 
@@ -28,6 +29,8 @@ export interface SsmCommandsOptions {
 }
 
 const THROTTLE_ATTEMPTS = 8;
+/** Milliseconds between polls unless told ($NIXSHIP_SSM_POLL_MS shortens it for tests). */
+const POLL_INTERVAL = 2000;
 
 export class SsmCommands {
   private readonly settings: SsmSettings;
@@ -42,7 +45,8 @@ export class SsmCommands {
     this.client =
       options.client ??
       new SSMClient(options.settings.region ? { region: options.settings.region } : {});
-    this.pollInterval = options.pollInterval ?? 2000;
+    this.pollInterval =
+      options.pollInterval ?? testWait("NIXSHIP_SSM_POLL_MS", POLL_INTERVAL, POLL_INTERVAL);
     this.throttleDelay = options.throttleDelay ?? 1000;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.now = options.now ?? Date.now;

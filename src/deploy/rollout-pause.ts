@@ -12,12 +12,16 @@ import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { testWait } from "../util/test-waits.js";
 import { withoutCredentials } from "../util/text.js";
 import type { DeployOptions } from "./deploy-options.js";
 import type { DeployEvent } from "./events.js";
 import type { PauseVerdict } from "./run-rollout.js";
 
-/** How often a paused deployer reads whether its pause was answered. */
+/**
+ * How often a paused deployer reads whether its pause was answered ($NIXSHIP_PAUSE_POLL_MS
+ * shortens it for tests).
+ */
 export const PAUSE_POLL_MS = 2000;
 
 export interface PauseGateInput {
@@ -153,7 +157,7 @@ async function awaitAnswer(
     at: now().toISOString(),
     ...(timedOut ? { timedOut: true } : {}),
   });
-  const poll = input.pollMs ?? PAUSE_POLL_MS;
+  const poll = input.pollMs ?? testWait("NIXSHIP_PAUSE_POLL_MS", PAUSE_POLL_MS, PAUSE_POLL_MS);
   for (;;) {
     if (signal?.aborted) {
       // Written so that a later answer is told the pause is over; the deploy stops either way.

@@ -19,12 +19,14 @@ import { openStore } from "../store/url.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { testWait } from "../util/test-waits.js";
 import { type Check, fail, ok, skip, warn } from "./check.js";
 import { judgeNixVersion } from "./local-nix.js";
 import { checkPrometheus } from "./prometheus-checks.js";
 
-/** Seconds one host's ssh check may take. */
+/** Seconds one host's ssh check may take ($NIXSHIP_DOCTOR_HOST_TIMEOUT shortens it for tests). */
 const HOST_TIMEOUT = 20;
+const hostTimeout = () => testWait("NIXSHIP_DOCTOR_HOST_TIMEOUT", HOST_TIMEOUT, HOST_TIMEOUT);
 /** What the host's login shell says on stderr before it starts `sh -s` with the probe. */
 const LOGIN_MARK = "nixship-doctor-login";
 /** Hosts checked at once. */
@@ -242,10 +244,8 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
   if (host.delivery !== "ssh") return [];
   const area = `host ${host.name}`;
   const target = sshTarget(host, input.fleet.ssh);
-  const signals = [
-    AbortSignal.timeout(HOST_TIMEOUT * 1000),
-    ...(input.signal ? [input.signal] : []),
-  ];
+  const timeout = hostTimeout();
+  const signals = [AbortSignal.timeout(timeout * 1000), ...(input.signal ? [input.signal] : [])];
   // Only HTTP ones: what curl fetches as the host's Nix would (an s3:// one needs credentials).
   const substituter = [input.served ?? input.fleet.cache?.substituter].find(
     (u) => u !== undefined && /^https?:\/\//.test(u),
@@ -267,13 +267,13 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
         ? fail(
             area,
             "shell",
-            `host ${host.name}: the ssh login worked, but 'sh -s' (which runs a deploy's script) did not answer within ${HOST_TIMEOUT} s`,
+            `host ${host.name}: the ssh login worked, but 'sh -s' (which runs a deploy's script) did not answer within ${timeout} s`,
             `run 'echo true | ssh ${target.destination} sh -s' by hand: it must return at once; look at what the host's sh (or what its startup files run) waits on`,
           )
         : fail(
             area,
             "ssh",
-            `host ${host.name}: the ssh login did not answer within ${HOST_TIMEOUT} s`,
+            `host ${host.name}: the ssh login did not answer within ${timeout} s`,
             sshFix("timed out", target),
           ),
     ];
@@ -361,7 +361,7 @@ async function checkPinning(
   if (target.sudo === true) {
     const status = hostStatus(
       await runActivate(target, statusArgs(false), {
-        timeoutSeconds: HOST_TIMEOUT,
+        timeoutSeconds: hostTimeout(),
         signal: AbortSignal.any([...signals]),
       }),
     );

@@ -7,6 +7,7 @@
 // activation's deadline, the reboot timeout, the settling of each verb.
 import { setTimeout as sleep } from "node:timers/promises";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { testWait } from "../util/test-waits.js";
 import { type ActivationResult, answerOf, type BootVerbResult } from "./activation.js";
 import type {
   ActivationTransport,
@@ -30,8 +31,8 @@ import {
 
 /** Seconds one status probe of a rebooting host may take (a connection that hangs ends). */
 const PROBE_TIMEOUT = 15;
-/** Seconds between two probes. */
-const PROBE_EVERY = 2;
+/** Milliseconds between two probes ($NIXSHIP_REBOOT_PROBE_MS shortens it for tests). */
+const PROBE_EVERY_MS = 2000;
 
 export async function runRebootSession(
   transport: ActivationTransport,
@@ -330,6 +331,7 @@ async function awaitBoot(
       wentDown = true;
       hooks.log("the host went down for its reboot");
     }
-    await sleep(PROBE_EVERY * 1000, undefined, signal ? { signal } : {}).catch(() => undefined);
+    const every = testWait("NIXSHIP_REBOOT_PROBE_MS", PROBE_EVERY_MS, PROBE_EVERY_MS);
+    await sleep(every, undefined, signal ? { signal } : {}).catch(() => undefined);
   }
 }

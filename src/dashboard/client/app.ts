@@ -40,12 +40,29 @@ async function refresh(url: string): Promise<void> {
       const doc = new DOMParser().parseFromString(await response.text(), "text/html");
       const next = doc.getElementById("live");
       const current = live();
-      if (next !== null && current !== null) current.replaceWith(document.adoptNode(next));
+      if (next === null || current === null) continue;
+      const focus = focusedIn(current);
+      current.replaceWith(document.adoptNode(next));
+      // A keyboard user's place stays where it was: on the same link or field of the new one.
+      if (focus !== undefined)
+        next.querySelector<HTMLElement>(focus)?.focus({ preventScroll: true });
     } while (again);
   })().finally(() => {
     fetching = undefined;
   });
   await fetching;
+}
+
+/**
+ * A selector for the element of `root` that has the keyboard's focus (by its id, else its link),
+ * to find its copy in the #live that replaces `root`; undefined when the focus is elsewhere.
+ */
+function focusedIn(root: HTMLElement): string | undefined {
+  const e = document.activeElement;
+  if (!(e instanceof HTMLElement) || e === root || !root.contains(e)) return undefined;
+  if (e.id !== "") return `#${CSS.escape(e.id)}`;
+  const href = e.getAttribute("href");
+  return href === null ? undefined : `${e.localName}[href="${CSS.escape(href)}"]`;
 }
 
 const LOCK = "nixship-dashboard-events";
