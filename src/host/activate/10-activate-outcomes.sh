@@ -140,11 +140,11 @@ succeed() {
   trap '' INT TERM
   aborted && finish_failed failed "$l_phase" 6 "aborted by the deployer"
   if [ "$1" = window ]; then
-    rm -f "$state_dir/result-$token"
+    remove_file "$state_dir/result-$token"
     start_watcher
     # The watcher records itself as the lock's holder; this process leaves once it has.
     i=0
-    while ! grep -q '^kind=window$' "$state_dir/lock/info" 2>/dev/null && [ "$i" -lt 50 ]; do
+    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 50 ]; do
       sleep 0.1
       i=$((i + 1))
     done
@@ -155,7 +155,7 @@ succeed() {
     exit 0
   fi
   # The system runs, healthy: no longer a failed one (boot and dry-activate change nothing now).
-  case $action in switch | test) rm -f "$state_dir/failed" ;; esac
+  case $action in switch | test) remove_file "$state_dir/failed" ;; esac
   unlock
   printf '{"ok":true,"command":"activate","result":"activated",'
   activated_json

@@ -60,8 +60,14 @@ if [ "$outcome" = rolled-back ]; then
   fi
   [ "$ok" = true ] || outcome=rollback-failed
 fi
-# A confirmed system is no failed one; one that could not be left is (see mark_failed).
-w_path=$(printf '%s\n' "$info" | sed -n 's/^path=//p')
+# A confirmed system is no failed one; one that could not be left is (see mark_failed). The
+# path is read from the record by the shell (its line after since=, as start_watcher writes it).
+w_path=""
+case $info in *"
+path="*) w_path=${info#*"
+path="} w_path=${w_path%%"
+"*} ;;
+esac
 if [ "$outcome" = confirmed ]; then
   rm -f "$dir/failed"
 elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
@@ -70,7 +76,11 @@ elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
     mv -f "$dir/failed.tmp" "$dir/failed"
 fi
 # The lock goes (unless a takeover made it another's), then the outcome is told.
-if [ "$(sed -n 's/^pid=//p' "$dir/lock/info" 2>/dev/null)" = "$$" ]; then rm -rf "$dir/lock"; fi
+w_pid=""
+while IFS= read -r w_line; do
+  case $w_line in pid=*) w_pid=${w_line#pid=}; break ;; esac
+done 2>/dev/null <"$dir/lock/info"
+if [ "$w_pid" = "$$" ]; then rm -rf "$dir/lock"; fi
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
 rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"

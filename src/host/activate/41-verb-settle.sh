@@ -29,7 +29,7 @@ cmd_settle() {
     esac
   done
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
-  mkdir -p "$state_dir"
+  [ -d "$state_dir" ] || mkdir -p "$state_dir"
   clear_stale "$verb" "$verb --token $token"
   settled="" i=0
   if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
@@ -59,13 +59,14 @@ cmd_settle() {
     if [ ! -e "$state_dir/result-$token" ]; then
       if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
       # Wake the watcher (see watcher_script).
-      sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
+      sleeper=""
+      { IFS= read -r sleeper; } 2>/dev/null <"$state_dir/sleeper-$token" || true
       [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
       settle_wait
     fi
   fi
-  outcome=$(sed -n 1p "$state_dir/result-$token" 2>/dev/null || true)
-  reason=$(sed -n 2p "$state_dir/result-$token" 2>/dev/null || true)
+  outcome="" reason=""
+  { IFS= read -r outcome && IFS= read -r reason; } 2>/dev/null <"$state_dir/result-$token" || true
   case $outcome in
     confirmed) code=0 ok=true ;;
     rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;
