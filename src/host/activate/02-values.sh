@@ -37,7 +37,36 @@ store_path_resolves() {
   [ "$s_real" = "$1" ]
 }
 
-now() { date +%s; }
+# Epoch seconds. After clock_base (an activation, which asks the time at every step): the
+# seconds since boot read by the shell (/proc/uptime) and the offset taken then, with no date
+# started; else, or where /proc/uptime says nothing readable, date.
+c_offset=""
+now() {
+  if [ -n "$c_offset" ] && uptime_cs; then
+    printf '%s\n' $(((c_cs + c_offset) / 100))
+    return 0
+  fi
+  date +%s
+}
+
+# c_cs: the hundredths of a second since boot, from /proc/uptime ("SECONDS.HH ..."); fails
+# when it cannot be read so.
+uptime_cs() {
+  c_up=""
+  { read -r c_up _ </proc/uptime; } 2>/dev/null || true
+  case $c_up in [0-9]*.[0-9][0-9]) ;; *) return 1 ;; esac
+  c_cs=${c_up%.*}${c_up#*.}
+  digits "$c_cs" || return 1
+  while case $c_cs in 0?*) true ;; *) false ;; esac; do c_cs=${c_cs#0}; done
+}
+
+# Takes the offset from the seconds since boot to the epoch, in hundredths (see now); nothing
+# where date cannot say nanoseconds (not GNU date) or /proc/uptime is not there.
+clock_base() {
+  c_ns=$(date +%s%N 2>/dev/null) || return 0
+  digits "$c_ns" && [ ${#c_ns} -gt 9 ] && uptime_cs || return 0
+  c_offset=$((${c_ns%???????} - c_cs))
+}
 
 # Epoch seconds as UTC ISO 8601.
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || printf '%s' "$1"; }

@@ -142,10 +142,11 @@ succeed() {
   if [ "$1" = window ]; then
     remove_file "$state_dir/result-$token"
     start_watcher
-    # The watcher records itself as the lock's holder; this process leaves once it has.
+    # The watcher records itself as the lock's holder; this process leaves once it has (about
+    # 5 s at most). It starts within milliseconds: looked for in fiftieths of a second first.
     i=0
-    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 50 ]; do
-      sleep 0.1
+    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 55 ]; do
+      if [ "$i" -lt 5 ]; then sleep 0.02; else sleep 0.1; fi
       i=$((i + 1))
     done
     locked=0

@@ -53,6 +53,7 @@ cmd_activate() {
       log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
     subs=$pinned_subs keys=$pinned_keys
   fi
+  clock_base
   started=$(now)
   deadline=$((started + activation_timeout))
   checks=$(count_lines "$health_cmds")
