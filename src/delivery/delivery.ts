@@ -92,12 +92,6 @@ export interface Delivery {
    */
   closure?(host: FleetHost, path: StorePath, signal?: AbortSignal): Promise<HostClosure>;
   /**
-   * Optional (modes whose first question to a host costs a login: ssh): starts connecting to
-   * `hosts` now, while the deploy builds, so that the survey's `status` finds them connected.
-   * Never fails: a host that cannot be reached is told by its `status`, as before.
-   */
-  warm?(hosts: readonly FleetHost[], signal?: AbortSignal): void;
-  /**
    * Optional (modes that keep a channel: agent): the channel the hosts follow, which a deploy
    * plans before the first wave, settles after the rollout, publishes to without watching
    * (`deploy --async`) and refreshes (`release refresh`). A mode without it deploys wave by wave

@@ -239,31 +239,6 @@ export async function runOverSsh(
   };
 }
 
-/**
- * Opens `target`'s shared connection and no session (`ssh -N`: its master goes to the
- * background once logged in, ControlPersist), within `timeoutSeconds`; whether it did. The host
- * key is checked as for every connection.
- */
-export async function openSharedConnection(
-  target: SshTarget,
-  timeoutSeconds: number,
-  signal?: AbortSignal,
-): Promise<boolean> {
-  const args = sshArgs(target);
-  const stop = AbortSignal.any([
-    AbortSignal.timeout(timeoutSeconds * 1000),
-    ...(signal ? [signal] : []),
-  ]);
-  const r = await withSharedConnection(target, () =>
-    runStreamed("ssh", [...args.slice(0, -1), "-N", ...args.slice(-1)], {
-      detached: true,
-      input: "",
-      signal: stop,
-    }),
-  );
-  return r.error === undefined && !r.stopped && r.code === 0;
-}
-
 export interface RunActivateOptions {
   readonly fresh?: boolean;
   readonly signal?: AbortSignal;

@@ -30,7 +30,6 @@ import { type HostClosure, hostClosure } from "../host/host-closure.js";
 import { hostStatus, rollbackOutcome } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { Semaphore } from "../util/pool.js";
 import {
   type Delivery,
   type DeliveryEvent,
@@ -49,27 +48,14 @@ import { prefetchSshSettings, sshSettings } from "./ssh-host-key.js";
 import { sharedConnections } from "./ssh-master-pool.js";
 import { checkNewConnection } from "./ssh-preflight.js";
 import { settlingTarget } from "./ssh-settle-kex.js";
-import {
-  openSharedConnection,
-  runActivate,
-  type SshTarget,
-  sshArgs,
-  withSharedConnection,
-} from "./ssh-transport.js";
+import { runActivate, type SshTarget, sshArgs, withSharedConnection } from "./ssh-transport.js";
 
 /** Seconds a status query may take. */
 const STATUS_TIMEOUT = 60;
 /** Seconds a closure query may take: activate.sh's own bound (60 s) and the connection. */
 const CLOSURE_TIMEOUT = 90;
-/** Hosts connected to at once ahead of the survey (as many as the survey asks at once). */
-const WARM_CONCURRENCY = 32;
-/** Seconds a connection opened ahead of the survey may take (ssh's ConnectTimeout is 10). */
-const WARM_TIMEOUT = 30;
 
 export class SshDelivery implements Delivery {
-  /** Each host's shared connection being opened ahead of the survey (warm), by name. */
-  readonly #warming = new Map<string, Promise<unknown>>();
-
   constructor(private readonly settings: SshSettings) {
     // One deployer, one bound on its held connections (the fleet's, or --max-connections).
     sharedConnections.setBound(settings.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
@@ -82,40 +68,11 @@ export class SshDelivery implements Delivery {
     return sshTarget(host, this.settings);
   }
 
-  /**
-   * Opens the hosts' shared connections (a master each, no session) while the deploy evaluates
-   * and builds, WARM_CONCURRENCY at once: the login the survey would make first, made off the
-   * deploy's path and no more often. Only when every host keeps its master to the survey (no
-   * more hosts than the bound on held connections); a host that fails is asked as before.
-   */
-  warm(hosts: readonly FleetHost[], signal?: AbortSignal): void {
-    const ssh = hosts.filter((h) => h.delivery === "ssh");
-    if (ssh.length === 0 || ssh.length > sharedConnections.limit) return;
-    const slots = new Semaphore(WARM_CONCURRENCY);
-    for (const host of ssh) {
-      const target = this.target(host);
-      const opening = slots.acquire().then(async (release) => {
-        try {
-          if (signal?.aborted) return;
-          await openSharedConnection(target, WARM_TIMEOUT, signal);
-        } finally {
-          release();
-        }
-      });
-      this.#warming.set(
-        host.name,
-        opening.catch(() => {}),
-      );
-    }
-  }
-
   async status(
     host: FleetHost,
     signal?: AbortSignal,
     paths: readonly StorePath[] = [],
   ): Promise<HostStatus> {
-    // A connection being opened ahead is awaited: a second master would race it for the socket.
-    await this.#warming.get(host.name);
     const r = await runActivate(this.target(host), statusArgs(paths.length > 0), {
       timeoutSeconds: STATUS_TIMEOUT,
       ...(signal ? { signal } : {}),

@@ -101,8 +101,6 @@ export async function planDeployment(
     }
     // Refused before anything is built.
     if (execute && options.async === true) publisherOf(opened.delivery, mode);
-    // The survey's logins, made while the deploy builds (ssh): off its path, no more of them.
-    opened.delivery.warm?.(hosts, signal);
     const ready = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
     prepared = ready;
     held.push(() => ready.close());

@@ -141,12 +141,15 @@ succeed() {
   aborted && finish_failed failed "$l_phase" 6 "aborted by the deployer"
   if [ "$1" = window ]; then
     remove_file "$state_dir/result-$token"
-    start_watcher
-    # The watcher records itself as the lock's holder; this process leaves once it has (about
-    # 5 s at most). It starts within milliseconds: looked for in fiftieths of a second first.
+    # The watcher records itself as the lock's holder; this process leaves once it has (5 s
+    # at most): it sleeps until the watcher, recorded, ends that sleep (no polling), and looks.
+    sleep 5 >/dev/null 2>&1 &
+    s_waker=$!
+    start_watcher "$s_waker"
+    wait "$s_waker" 2>/dev/null
     i=0
-    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 55 ]; do
-      if [ "$i" -lt 5 ]; then sleep 0.02; else sleep 0.1; fi
+    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 10 ]; do
+      sleep 0.1
       i=$((i + 1))
     done
     locked=0

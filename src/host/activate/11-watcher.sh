@@ -2,7 +2,7 @@
 watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
-settle=$9 rollback_timeout=${10} kill_grace=${11}
+settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
@@ -17,6 +17,13 @@ record() {
     mv -f "$dir/lock/info.$$" "$dir/lock/info"
 }
 record
+# activate.sh waits for this record: its sleep ($waker) ends now, if it is still that sleep
+# (KILL: it ignores TERM, as activate.sh does by then).
+if [ -n "$waker" ]; then
+  w_comm=""
+  { read -r w_comm <"/proc/$waker/comm"; } 2>/dev/null || true
+  [ "$w_comm" != sleep ] || kill -s KILL "$waker" 2>/dev/null || true
+fi
 # Sleep through the window unless woken: confirm and abort write their flag, then kill the
 # sleeper. The pid file is written before the flags are checked, so a flag written before
 # the wait is seen, and one written after it finds the sleeper to kill. No polling.
@@ -87,6 +94,7 @@ rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sl
 WATCH
 }
 
+# $1: a process (activate's sleep) the watcher ends once it has recorded itself, or nothing.
 start_watcher() {
   printf '%s\n' "$path" >"$state_dir/pending-$token"
   w_info=$(printf 'since=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s' \
@@ -95,13 +103,13 @@ start_watcher() {
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
       "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
-      "$KILL_GRACE" >&2
+      "$KILL_GRACE" "${1-}" >&2
   else
     (
       trap - INT TERM
       exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
         "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
-        "$ROLLBACK_TIMEOUT" "$KILL_GRACE"
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}"
     ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }

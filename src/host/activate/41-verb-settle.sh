@@ -2,12 +2,10 @@
 # meanwhile is taken over, which settles it.
 settle_wait() {
   i=0
-  # A watcher woken writes its outcome within milliseconds: looked for twice soon, before the
+  # A watcher woken writes its outcome within milliseconds: looked for soon once, before the
   # tenths of a second the bound counts.
-  for _ in 1 2; do
-    [ ! -e "$state_dir/result-$token" ] || return 0
-    sleep 0.02
-  done
+  [ ! -e "$state_dir/result-$token" ] || return 0
+  sleep 0.04
   while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt $((SETTLE_TIME * 10)) ]; do
     if [ $((i % 10)) = 9 ]; then
       clear_stale "$verb" "$verb --token $token"
