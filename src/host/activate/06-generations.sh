@@ -112,7 +112,7 @@ profile_rooted() {
 set_generation_link() {
   n_link="$profile-$n_gen-link"
   n_tmp="$profile.nixship-$$"
-  rm -f "$n_tmp"
+  remove_file "$n_tmp"
   if ! ln -s "$1" "$n_link"; then
     log "cannot make $n_link"
     return 1
