@@ -18,6 +18,15 @@ write_info() {
     mv -f "$state_dir/lock/info.$$" "$state_dir/lock/info"
 }
 
+# The value of key $1 in the key=value lines of file $2 (its first line of that key), or nothing;
+# read by the shell, with no process started.
+info_value() {
+  while IFS= read -r i_line; do
+    case $i_line in "$1="*) printf '%s' "${i_line#*=}"; return 0 ;; esac
+  done 2>/dev/null <"$2"
+  return 0
+}
+
 # Reads the record of lock directory $1 into o_*: its info file, or the owner file ("PID
 # COMMAND") of an older script, a holder with no deadline. o_raw is the record as read.
 read_info() {
@@ -71,7 +80,7 @@ judge_lock() {
 # Takes the lock for this process (its record from l_*), taking over a stale one; returns 1,
 # with the holder in o_*, while a live holder within its deadline keeps it.
 try_lock() {
-  mkdir -p "$state_dir"
+  [ -d "$state_dir" ] || mkdir -p "$state_dir"
   tries=0
   until mkdir "$state_dir/lock" 2>/dev/null; do
     judge_lock
@@ -109,7 +118,7 @@ refuse_locked() {
 # Frees the lock, unless a takeover made it another's.
 unlock() {
   if [ "$locked" = 1 ]; then
-    u_pid=$(sed -n 's/^pid=//p' "$state_dir/lock/info" 2>/dev/null)
+    u_pid=$(info_value pid "$state_dir/lock/info")
     if [ -z "$u_pid" ] || [ "$u_pid" = "$$" ]; then rm -rf "$state_dir/lock"; fi
   fi
   locked=0
@@ -151,7 +160,8 @@ take_over() {
     t_done="killed it, "
     read_info "$state_dir/lock" # what it recorded last (o_why stays)
   fi
-  t_sleeper=$(cat "$state_dir/sleeper-$o_token" 2>/dev/null || true)
+  t_sleeper=""
+  { IFS= read -r t_sleeper; } 2>/dev/null <"$state_dir/sleeper-$o_token" || true
   if digits "$t_sleeper" && [ "$(cat "/proc/$t_sleeper/comm" 2>/dev/null)" = sleep ]; then
     kill "$t_sleeper" 2>/dev/null
   fi

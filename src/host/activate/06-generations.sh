@@ -1,7 +1,17 @@
 # The generation number a profile link points at (system-12-link -> 12), or empty.
 generation_of() {
   link=$(readlink "$1" 2>/dev/null) || return 0
-  printf '%s' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'
+  link_number "$link"
+  [ -z "$l_num" ] || printf '%s\n' "$l_num"
+}
+
+# l_num: the number in a profile link's name (.../system-12-link -> 12), or empty; read by the
+# shell itself, since the status and every activation ask it several times.
+link_number() {
+  case $1 in *-*-link) ;; *) l_num="" && return 0 ;; esac
+  l_num=${1%-link}
+  l_num=${l_num##*-}
+  digits "$l_num" || l_num=""
 }
 
 current_generation() { generation_of "$profile"; }
@@ -12,33 +22,53 @@ generation_path() { resolve "$profile-$1-link"; }
 # The profile's generation numbers, in ascending order, one per line.
 generations() {
   for link in "$profile"-*-link; do
-    [ -L "$link" ] && printf '%s\n' "$link" | sed -n 's/^.*-\([0-9][0-9]*\)-link$/\1/p'
+    [ -L "$link" ] || continue
+    link_number "$link"
+    [ -z "$l_num" ] || printf '%s\n' "$l_num"
   done | sort -n
 }
 
 # The highest generation number the profile ever had: the one recorded (new_generation) or the
 # highest it has, whichever is higher (a number of more than 15 digits is not taken).
 highest_generation() {
-  h_rec=$(head -c 32 "$(generation_record)" 2>/dev/null | head -n 1)
+  h_rec=$(head -c 32 "$(generation_record)" 2>/dev/null)
+  h_rec=${h_rec%%"
+"*}
   { digits "$h_rec" && [ ${#h_rec} -le 15 ]; } || h_rec=0
   h_rec=$(decimal "$h_rec")
-  h_last=$(generations | awk 'length($1) <= 15 { n = $1 } END { printf "%s", n }')
-  [ -z "$h_last" ] || [ "$h_last" -le "$h_rec" ] || h_rec=$h_last
+  # The links' highest number, by the shell (no sort or awk started).
+  for h_link in "$profile"-*-link; do
+    [ -L "$h_link" ] || continue
+    link_number "$h_link"
+    if [ -z "$l_num" ] || [ ${#l_num} -gt 15 ]; then continue; fi
+    l_num=$(decimal "$l_num")
+    [ "$l_num" -le "${h_rec:-0}" ] || h_rec=$l_num
+  done
   printf '%s' "${h_rec:-0}"
 }
 
 # The file that records the highest generation number of the profile.
 generation_record() {
-  printf '%s/%s' "$generations_dir" "$(printf '%s' "$profile" | tr -c 'A-Za-z0-9._-' '_')"
+  case $profile in
+    *[!A-Za-z0-9._/-]*) g_name=$(printf '%s' "$profile" | tr -c 'A-Za-z0-9._-' '_') ;;
+    *)
+      # Only slashes to change (a profile's usual name): by the shell, no tr started.
+      g_rest=$profile g_name=""
+      while case $g_rest in */*) true ;; *) false ;; esac; do
+        g_name="$g_name${g_rest%%/*}_" g_rest=${g_rest#*/}
+      done
+      g_name=$g_name$g_rest
+      ;;
+  esac
+  printf '%s/%s' "$generations_dir" "$g_name"
 }
 
 # Step 3: the profile on a new generation holding system $1, within $2 seconds. Its number is
 # one past the highest the profile ever had, recorded on the disk before its link is made: Nix
 # numbers a generation one past the highest that exists, so once the generation of a failed
 # activation is removed its number would come again, and "generation N" would name two
-# systems. The link is made as `nix-env --set` makes it (nix-store --add-root: atomically, a GC
-# root registered while the collector may run), then nix-env switches the profile to it under
-# Nix's profile lock. A profile already on $1 stays as it is.
+# systems. A profile already on $1 stays as it is. $1 is held by the activation's own GC root
+# (realised) while this runs.
 new_generation() {
   n_now=$(current_generation)
   if [ -n "$n_now" ] && [ "$(readlink "$profile-$n_now-link" 2>/dev/null)" = "$1" ]; then
@@ -47,7 +77,7 @@ new_generation() {
   fi
   n_gen=$(($(highest_generation) + 1))
   n_rec=$(generation_record)
-  if ! { mkdir -p "$generations_dir" && printf '%s\n' "$n_gen" >"$n_rec.tmp" &&
+  if ! { { [ -d "$generations_dir" ] || mkdir -p "$generations_dir"; } && printf '%s\n' "$n_gen" >"$n_rec.tmp" &&
     mv -f "$n_rec.tmp" "$n_rec"; }; then
     log "cannot record generation $n_gen of $profile in $n_rec"
     return 1
@@ -56,18 +86,58 @@ new_generation() {
   # it (restore_previous).
   l_new_gen=$n_gen
   write_info
-  n_start=$(now)
-  bounded log "$2" nix-store --realise "$1" --add-root "$profile-$n_gen-link" || {
-    forget_generation "$n_gen"
+  if profile_rooted; then
+    set_generation_link "$1" "$2" && return 0
+  else
+    set_generation_by_nix "$1" "$2" && return 0
+  fi
+  # The profile is not on it: no rollback or boot menu may take it for a good system.
+  forget_generation "$n_gen"
+  return 1
+}
+
+# Whether the profile's links are garbage collector roots by where they are: the system
+# profiles directory, which Nix's own gcroots/profiles names (as every Nix and NixOS has it);
+# and flock is there to take Nix's profile lock.
+profile_rooted() {
+  [ "${profile%/*}" = /nix/var/nix/profiles ] && command -v flock >/dev/null &&
+    p_roots=$(physical_dir /nix/var/nix/gcroots/profiles) &&
+    [ "$p_roots" = "$(physical_dir /nix/var/nix/profiles)" ]
+}
+
+# The generation link n_gen to $1 and the profile switched to it, as `nix-env --set` makes them
+# (a link beside the profile, then the profile replaced by a link to it in one rename, under
+# Nix's profile lock), without starting Nix twice: where the profile's links are roots by their
+# place (profile_rooted) and $1 is held by a root meanwhile, a plain link is a root at once.
+set_generation_link() {
+  n_link="$profile-$n_gen-link"
+  n_tmp="$profile.nixship-$$"
+  remove_file "$n_tmp"
+  if ! ln -s "$1" "$n_link"; then
+    log "cannot make $n_link"
     return 1
-  }
+  fi
+  if ln -s "${n_link##*/}" "$n_tmp" &&
+    flock -w "$2" "$profile.lock" mv -fT "$n_tmp" "$profile"; then
+    log "generation $n_gen of $profile: $1"
+    return 0
+  fi
+  rm -f "$n_tmp"
+  log "cannot switch $profile to generation $n_gen"
+  return 1
+}
+
+# The same through Nix, for a profile elsewhere: the link made by nix-store --add-root
+# (atomically, a GC root registered while the collector may run), then nix-env switches the
+# profile to it under Nix's profile lock.
+set_generation_by_nix() {
+  n_start=$(now)
+  bounded log "$2" nix-store --realise "$1" --add-root "$profile-$n_gen-link" || return 1
   n_left=$(($2 - ($(now) - n_start)))
   if [ "$n_left" -gt 0 ] && bounded log "$n_left" nix-env -p "$profile" --switch-generation "$n_gen"; then
     log "generation $n_gen of $profile: $1"
     return 0
   fi
-  # The profile is not on it: no rollback or boot menu may take it for a good system.
-  forget_generation "$n_gen"
   return 1
 }
 

@@ -140,11 +140,15 @@ succeed() {
   trap '' INT TERM
   aborted && finish_failed failed "$l_phase" 6 "aborted by the deployer"
   if [ "$1" = window ]; then
-    rm -f "$state_dir/result-$token"
-    start_watcher
-    # The watcher records itself as the lock's holder; this process leaves once it has.
+    remove_file "$state_dir/result-$token"
+    # The watcher records itself as the lock's holder; this process leaves once it has (5 s
+    # at most): it sleeps until the watcher, recorded, ends that sleep (no polling), and looks.
+    sleep 5 >/dev/null 2>&1 &
+    s_waker=$!
+    start_watcher "$s_waker"
+    wait "$s_waker" 2>/dev/null
     i=0
-    while ! grep -q '^kind=window$' "$state_dir/lock/info" 2>/dev/null && [ "$i" -lt 50 ]; do
+    while [ "$(info_value kind "$state_dir/lock/info")" != window ] && [ "$i" -lt 10 ]; do
       sleep 0.1
       i=$((i + 1))
     done
@@ -155,7 +159,7 @@ succeed() {
     exit 0
   fi
   # The system runs, healthy: no longer a failed one (boot and dry-activate change nothing now).
-  case $action in switch | test) rm -f "$state_dir/failed" ;; esac
+  case $action in switch | test) remove_file "$state_dir/failed" ;; esac
   unlock
   printf '{"ok":true,"command":"activate","result":"activated",'
   activated_json

@@ -2,7 +2,7 @@
 watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
-settle=$9 rollback_timeout=${10} kill_grace=${11}
+settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
@@ -17,6 +17,13 @@ record() {
     mv -f "$dir/lock/info.$$" "$dir/lock/info"
 }
 record
+# activate.sh waits for this record: its sleep ($waker) ends now, if it is still that sleep
+# (KILL: it ignores TERM, as activate.sh does by then).
+if [ -n "$waker" ]; then
+  w_comm=""
+  { read -r w_comm <"/proc/$waker/comm"; } 2>/dev/null || true
+  [ "$w_comm" != sleep ] || kill -s KILL "$waker" 2>/dev/null || true
+fi
 # Sleep through the window unless woken: confirm and abort write their flag, then kill the
 # sleeper. The pid file is written before the flags are checked, so a flag written before
 # the wait is seen, and one written after it finds the sleeper to kill. No polling.
@@ -60,8 +67,14 @@ if [ "$outcome" = rolled-back ]; then
   fi
   [ "$ok" = true ] || outcome=rollback-failed
 fi
-# A confirmed system is no failed one; one that could not be left is (see mark_failed).
-w_path=$(printf '%s\n' "$info" | sed -n 's/^path=//p')
+# A confirmed system is no failed one; one that could not be left is (see mark_failed). The
+# path is read from the record by the shell (its line after since=, as start_watcher writes it).
+w_path=""
+case $info in *"
+path="*) w_path=${info#*"
+path="} w_path=${w_path%%"
+"*} ;;
+esac
 if [ "$outcome" = confirmed ]; then
   rm -f "$dir/failed"
 elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
@@ -70,13 +83,18 @@ elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
     mv -f "$dir/failed.tmp" "$dir/failed"
 fi
 # The lock goes (unless a takeover made it another's), then the outcome is told.
-if [ "$(sed -n 's/^pid=//p' "$dir/lock/info" 2>/dev/null)" = "$$" ]; then rm -rf "$dir/lock"; fi
+w_pid=""
+while IFS= read -r w_line; do
+  case $w_line in pid=*) w_pid=${w_line#pid=}; break ;; esac
+done 2>/dev/null <"$dir/lock/info"
+if [ "$w_pid" = "$$" ]; then rm -rf "$dir/lock"; fi
 printf '%s\n%s\n' "$outcome" "$reason" >"$dir/result-$token.tmp"
 mv "$dir/result-$token.tmp" "$dir/result-$token"
 rm -f "$dir/pending-$token" "$dir/confirmed-$token" "$dir/abort-$token" "$dir/sleeper-$token"
 WATCH
 }
 
+# $1: a process (activate's sleep) the watcher ends once it has recorded itself, or nothing.
 start_watcher() {
   printf '%s\n' "$path" >"$state_dir/pending-$token"
   w_info=$(printf 'since=%s\npath=%s\naction=%s\ntoken=%s\nprofile=%s\nprev_gen=%s\nprev_system=%s' \
@@ -85,13 +103,13 @@ start_watcher() {
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
       "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
-      "$KILL_GRACE" >&2
+      "$KILL_GRACE" "${1-}" >&2
   else
     (
       trap - INT TERM
       exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
         "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
-        "$ROLLBACK_TIMEOUT" "$KILL_GRACE"
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}"
     ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }

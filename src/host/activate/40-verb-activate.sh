@@ -53,9 +53,10 @@ cmd_activate() {
       log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
     subs=$pinned_subs keys=$pinned_keys
   fi
+  clock_base
   started=$(now)
   deadline=$((started + activation_timeout))
-  checks=$(printf '%s' "$health_cmds" | grep -c . || true)
+  checks=$(count_lines "$health_cmds")
   profile_set=0 switch_started=0 prev_gen="" prev_system=""
   # The lock's deadline: the activation's, its health checks, and a rollback after them.
   l_kind=activate l_command="activate $path" l_path=$path l_action=$action l_token=$token
@@ -66,9 +67,9 @@ cmd_activate() {
   prev_gen=$(current_generation)
   prev_system=$(resolve /run/current-system || true)
   l_prev_gen=$prev_gen l_prev_system=$prev_system
-  [ -z "$token" ] || rm -f "$state_dir/result-$token"
+  [ -z "$token" ] || remove_file "$state_dir/result-$token"
   # An activation decides the host's state anew: a reboot left unconfirmed is over.
-  rm -f "$boot_file"
+  remove_file "$boot_file"
   write_info
 
   # 1. Realise (bounded by what is left of the activation timeout).
@@ -90,7 +91,7 @@ cmd_activate() {
 
   # 3. Profile.
   if [ "$action" = switch ] || [ "$action" = boot ]; then
-    mkdir -p "$(dirname "$profile")"
+    [ -d "${profile%/*}" ] || mkdir -p "$(dirname "$profile")"
     r=$(remaining)
     [ "$r" -gt 0 ] || timed_out profile
     l_phase=profile profile_set=1

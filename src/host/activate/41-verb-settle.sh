@@ -2,6 +2,10 @@
 # meanwhile is taken over, which settles it.
 settle_wait() {
   i=0
+  # A watcher woken writes its outcome within milliseconds: looked for soon once, before the
+  # tenths of a second the bound counts.
+  [ ! -e "$state_dir/result-$token" ] || return 0
+  sleep 0.04
   while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt $((SETTLE_TIME * 10)) ]; do
     if [ $((i % 10)) = 9 ]; then
       clear_stale "$verb" "$verb --token $token"
@@ -29,7 +33,7 @@ cmd_settle() {
     esac
   done
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
-  mkdir -p "$state_dir"
+  [ -d "$state_dir" ] || mkdir -p "$state_dir"
   clear_stale "$verb" "$verb --token $token"
   settled="" i=0
   if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
@@ -59,13 +63,14 @@ cmd_settle() {
     if [ ! -e "$state_dir/result-$token" ]; then
       if [ "$verb" = confirm ]; then : >"$state_dir/confirmed-$token"; else : >"$state_dir/abort-$token"; fi
       # Wake the watcher (see watcher_script).
-      sleeper=$(cat "$state_dir/sleeper-$token" 2>/dev/null || true)
+      sleeper=""
+      { IFS= read -r sleeper; } 2>/dev/null <"$state_dir/sleeper-$token" || true
       [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
       settle_wait
     fi
   fi
-  outcome=$(sed -n 1p "$state_dir/result-$token" 2>/dev/null || true)
-  reason=$(sed -n 2p "$state_dir/result-$token" 2>/dev/null || true)
+  outcome="" reason=""
+  { IFS= read -r outcome && IFS= read -r reason; } 2>/dev/null <"$state_dir/result-$token" || true
   case $outcome in
     confirmed) code=0 ok=true ;;
     rolled-back) code=6 ok=false; [ "$verb" = abort ] && code=0 && ok=true ;;

@@ -8,8 +8,9 @@
 # This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
 # makes both anew; a lab host's, only the second).
 boot_id() {
-  printf '%s/%s' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" \
-    "$(stat -c %Z /run/booted-system 2>/dev/null)"
+  b_id=""
+  { IFS= read -r b_id; } 2>/dev/null </proc/sys/kernel/random/boot_id || true
+  printf '%s/%s' "$b_id" "$(stat -c %Z /run/booted-system 2>/dev/null)"
 }
 
 # What systemd-bless-boot says of this boot: good, bad, indeterminate (counted, not yet

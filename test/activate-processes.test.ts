@@ -1,0 +1,177 @@
+// What one deploy costs a host in processes: the survey's status, the activation with its
+// confirmation window and the confirmation over a new connection, on a real lab host, counted
+// by strace following the host's sshd. The profile's new generation is made without Nix (the
+// realise is the activation's one Nix run), and the script's small reads take no process.
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  activateArgs,
+  answerOf,
+  CHECK_PATHS_VARIABLE,
+  confirmArgs,
+  parseActivationResult,
+  scriptInput,
+  statusArgs,
+} from "../src/host/activation.js";
+import { shellQuote } from "../src/util/shell-quote.js";
+import { nixship, run } from "../support/cli.js";
+import { type RunningServer, serveLabCache } from "../support/serve.js";
+import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+
+const LAB = "apc";
+/**
+ * Processes the three runs may start on the host, all told (sshd's, the shells', the example
+ * system's switch and service included): about 75 now; 110 before the script read its values
+ * by the shell.
+ */
+const PROCESS_BUDGET = 90;
+
+let work: string;
+let labsDir: string;
+let sshConfig: string;
+let host: string;
+let sshdPid: number;
+let systems: Record<ExampleSystem, string>;
+let server: RunningServer;
+let publicKey: string;
+
+async function onHost(
+  args: readonly string[],
+  fresh = false,
+  variables: Record<string, string> = {},
+) {
+  const quoted = args.map(shellQuote).join(" ");
+  const r = await run(
+    "ssh",
+    ["-F", sshConfig, ...(fresh ? ["-o", "ControlPath=none"] : []), host, `sh -s -- ${quoted}`],
+    { input: Buffer.from(scriptInput(variables)) },
+  );
+  if (!r.stdout.trim()) throw new Error(`no answer: ${r.stderr.slice(-2000)}`);
+  return { code: r.code, result: parseActivationResult(r.stdout, host), stderr: r.stderr };
+}
+
+function activate(system: ExampleSystem, token: string) {
+  // A new connection, as every run here: strace follows the sshd processes started after it.
+  return onHost(
+    activateArgs({
+      path: systems[system],
+      action: "switch",
+      substituters: [server.url],
+      trustedKeys: [publicKey],
+      confirmTimeout: 60,
+      token,
+    }),
+    true,
+  );
+}
+
+/**
+ * Runs `during` while strace follows the host's sshd (every session and what it starts, the
+ * watcher left behind too), and returns the programs started successfully, one per exec.
+ */
+async function execsDuring(during: () => Promise<void>): Promise<string[]> {
+  const dir = await mkdtemp(join(work, "strace-"));
+  const tracer = spawn(
+    "strace",
+    ["-ff", "-qq", "-z", "-e", "trace=execve", "-e", "signal=none", "-o", join(dir, "t")].concat([
+      "-p",
+      String(sshdPid),
+    ]),
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let said = "";
+  tracer.stderr.on("data", (chunk: Buffer) => {
+    said = `${said}${chunk}`.slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => tracer.once("exit", () => resolve()));
+  const stop = async () => {
+    tracer.kill("SIGINT");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  };
+  try {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const status = await readFile(`/proc/${sshdPid}/status`, "utf8");
+      if (new RegExp(`^TracerPid:\\s+${tracer.pid}$`, "m").test(status)) break;
+      if (Date.now() > deadline || tracer.exitCode !== null) {
+        throw new Error(`strace did not attach to the host's sshd (${sshdPid}): ${said}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await during();
+    // The watcher writes its outcome, then ends: a moment for its last processes.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await stop();
+    const programs: string[] = [];
+    for (const file of await readdir(dir)) {
+      const text = await readFile(join(dir, file), "utf8");
+      for (const m of text.matchAll(/^execve\("([^"]+)"/gm)) programs.push(basename(m[1] ?? ""));
+    }
+    return programs;
+  } finally {
+    await stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-apc-"));
+  labsDir = join(work, "labs");
+  systems = await buildExampleSystems();
+  const up = await nixship(["lab", "up", "1", "--name", LAB, "--json"], {
+    env: { NIXSHIP_LAB_DIR: labsDir },
+  });
+  expect(up.code, up.stderr).toBe(0);
+  const lab = JSON.parse(up.stdout) as {
+    number: number;
+    hosts: { name: string; pid: number }[];
+    files: { sshConfig: string };
+  };
+  sshConfig = lab.files.sshConfig;
+  host = lab.hosts[0]?.name as string;
+  sshdPid = lab.hosts[0]?.pid as number;
+  ({ server, publicKey } = await serveLabCache(
+    work,
+    Object.values(systems),
+    `10.231.${lab.number}.1`,
+  ));
+  // A first system, confirmed: the deploy counted below has a generation to go back to.
+  const first = await activate("web-v1", "apcfirst");
+  expect(first.code, first.stderr).toBe(0);
+  const kept = await onHost(confirmArgs("apcfirst"), true);
+  expect(kept.code, kept.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
+  await rm(work, { recursive: true, force: true });
+});
+
+describe("a deploy's processes on a lab host", () => {
+  it("status, activate and confirm run Nix twice, never nix-env, within the budget", async () => {
+    const programs = await execsDuring(async () => {
+      const status = await onHost(statusArgs(true), true, {
+        [CHECK_PATHS_VARIABLE]: systems["web-v2"],
+      });
+      expect(answerOf(status.result, "status")?.missing, status.stderr).toHaveLength(1);
+      const activated = await activate("web-v2", "apcsecond");
+      expect(activated.code, activated.stderr).toBe(0);
+      const confirmed = await onHost(confirmArgs("apcsecond"), true);
+      expect(confirmed.code, confirmed.stderr).toBe(0);
+    });
+    const count = (name: string) => programs.filter((p) => p === name).length;
+    // The status asks the store once; the activation realises once, and makes the profile's
+    // generation by a link (no `nix-store --add-root`, no `nix-env --switch-generation`).
+    expect({ nixStore: count("nix-store"), nixEnv: count("nix-env") }).toEqual({
+      nixStore: 2,
+      nixEnv: 0,
+    });
+    expect(programs.length, programs.join(" ")).toBeLessThanOrEqual(PROCESS_BUDGET);
+    const generation = await onHost(statusArgs());
+    expect(answerOf(generation.result, "status")?.generation).toBe(2);
+  });
+});
