@@ -55,6 +55,10 @@ export interface DeployRun {
   readonly deltasSeconds?: number;
   readonly unfinished?: number;
   readonly waited?: number;
+  /** Why the deploy failed (a host's failure under the load, say): its figures are not comparable. */
+  readonly failed?: string;
+  /** Each host's phases, seconds from its first: where its time went. */
+  readonly phases?: string;
 }
 
 export interface DeploySetup {
@@ -204,7 +208,13 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
             );
             const linkBytes = (await counters()) - bytesBefore;
             await unshape();
-            runs.push({ corpus: c.name, link, hosts: count, way, load, linkBytes, ...r });
+            const run = { corpus: c.name, link, hosts: count, way, load, linkBytes, ...r };
+            runs.push(run);
+            // Told as it comes: a later failure (or an interrupt) keeps what was measured.
+            log(
+              `    ${run.failed === undefined ? "" : `FAILED (${run.failed}): `}wall ${run.wallSeconds.toFixed(1)} s, deployer CPU ${run.deployerCpuSeconds.toFixed(1)} s, load ${load.toFixed(1)}, by delta ${run.byDelta} / whole ${run.whole}, ${(linkBytes / 1e6).toFixed(1)} MB over the links${run.waited ? ", a wave waited" : ""}`,
+            );
+            if (run.phases) log(`      ${run.phases}`);
             // Back to the old system for the next round (its paths are on the hosts already).
             await point(hosts, before, await urlFor(undefined));
             await deploy(hosts, "--no-delta");
@@ -235,6 +245,8 @@ async function timedDeploy(
     | "deltasSeconds"
     | "unfinished"
     | "waited"
+    | "failed"
+    | "phases"
   >
 > {
   const { stdout, stderr, code } = await new Promise<{
@@ -262,14 +274,33 @@ async function timedDeploy(
       resolve({ stdout: out, stderr: err, code: c ?? -1 });
     });
   });
-  if (code !== 0)
-    throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
   const time = /BENCH-TIME (\S+) (\S+) (\S+)/.exec(stderr);
   const events = stdout
     .trim()
     .split("\n")
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  const failures = events.flatMap((e) => {
+    const r = (e as { result?: { host: string; outcome: { status: string; message?: string } } })
+      .result;
+    return e.type === "host-done" && r !== undefined && r.outcome.status !== "activated"
+      ? [`${r.host}: ${r.outcome.status} ${r.outcome.message ?? ""}`.trim()]
+      : [];
+  });
+  if (code !== 0 && failures.length === 0)
+    throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
+  const phases = new Map<string, string[]>();
+  for (const e of events) {
+    if (e.type !== "host-phase") continue;
+    const { host, phase, elapsed } = e as { host: string; phase: string; elapsed: number };
+    phases.set(host, [...(phases.get(host) ?? []), `${phase} ${elapsed.toFixed(1)}`]);
+  }
   const summary = events.find((e) => e.type === "summary") as
     | { results: { outcome: { delta?: { paths?: number; wholePaths?: number } } }[] }
     | undefined;
@@ -291,5 +322,9 @@ async function timedDeploy(
     ...(done === undefined ? {} : { deltasSeconds: done.seconds }),
     ...(done?.unfinished === undefined ? {} : { unfinished: done.unfinished }),
     ...(waits > 0 ? { waited: waits } : {}),
+    ...(code === 0 ? {} : { failed: failures.join("; ").slice(0, 300) }),
+    ...(phases.size === 0
+      ? {}
+      : { phases: [...phases].map(([h, p]) => `${h}: ${p.join(", ")}`).join("; ") }),
   };
 }
