@@ -174,13 +174,22 @@ print $0, path[p, best]
 
 # The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
 # lines into file $2: the hash part is the first 32 characters of the nix32 form of
-# sha256("nixship-delta-v1:<target's base name>:<base's base name>").
+# sha256("nixship-delta-v1:<target's base name>:<base's base name>"). Each seed is a file the
+# shell writes, and one sha256sum hashes them all: no process a pair (a system has thousands).
 delta_candidates() {
-  c_pairs=$1 c_out=$2
+  c_pairs=$1 c_out=$2 c_n=0
+  mkdir -p "$x_dir/seed" || return 1
   while read -r c_t c_b; do
-    c_hex=$(printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" | sha256sum)
-    printf '%s\n' "${c_hex%% *}"
-  done <"$c_pairs" >"$x_dir/seeds"
+    c_n=$((c_n + 1))
+    printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" >"$x_dir/seed/$c_n"
+  done <"$c_pairs"
+  : >"$x_dir/seeds"
+  if [ "$c_n" -gt 0 ]; then
+    # In the pairs' order; no file name has a blank, so each line's first word is its hash.
+    (cd "$x_dir/seed" && seq 1 "$c_n" | xargs sha256sum) | cut -d ' ' -f 1 >"$x_dir/seeds" ||
+      return 1
+  fi
+  [ "$(wc -l <"$x_dir/seeds")" = "$c_n" ] || return 1
   r=$(x_left)
   [ "$r" -gt 0 ] || return 1
   set -f
