@@ -7,7 +7,7 @@
 // its deltas are computed anew; the hosts go back to the old system between rounds. The
 // deployer's CPU (the command and every child it waited for) and the machine's load are kept.
 import { spawn } from "node:child_process";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -152,8 +152,8 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
       fleet.deltas = { tool };
       await writeFile(fleetFile, JSON.stringify(fleet, null, 2));
     };
-    const deploy = (hosts: readonly string[], ...extra: string[]) =>
-      timedDeploy(env, [
+    const deploy = (events: string | undefined, hosts: readonly string[], ...extra: string[]) =>
+      timedDeploy(env, events, [
         "deploy",
         "--fleet",
         fleetFile,
@@ -172,7 +172,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
       log(`  ${c.name}: building the old system and deploying it to every host...`);
       const [before] = await massSystems(local, caseWork, c.pairs, "r0");
       await point(names, before, await urlFor(undefined));
-      await deploy(names, "--no-delta");
+      await deploy(undefined, names, "--no-delta");
       for (const shape of setup.links) {
         const link =
           shape === undefined ? "loopback" : `${shape.rateMbit} Mbit/s, ${shape.delayMs} ms`;
@@ -201,6 +201,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
             // Several hosts roll out one a wave: the later ones can take the deltas computed
             // meanwhile (in one wave, every host starts before any delta is there).
             const r = await deploy(
+              join(root, "deploy-logs", `${c.name.replace(/\W+/g, "-")}-${round}-${way}.ndjson`),
               hosts,
               "--parallel",
               "1",
@@ -217,7 +218,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
             if (run.phases) log(`      ${run.phases}`);
             // Back to the old system for the next round (its paths are on the hosts already).
             await point(hosts, before, await urlFor(undefined));
-            await deploy(hosts, "--no-delta");
+            await deploy(undefined, hosts, "--no-delta");
           }
         }
       }
@@ -231,9 +232,23 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
   }
 }
 
+/** The deployer's events whose first time is told of each run. */
+const STEPS = new Set([
+  "push-start",
+  "push-done",
+  "plan",
+  "deltas-start",
+  "deltas-done",
+  "deltas-wait",
+  "wave-start",
+  "summary",
+]);
+
 /** Runs `nixship ARGS` under /usr/bin/time: its wall, its CPU and children's, and its events. */
 async function timedDeploy(
   env: NodeJS.ProcessEnv,
+  /** Where its events go, stamped (each host's log among them): to see where time went. */
+  eventsFile: string | undefined,
   args: readonly string[],
 ): Promise<
   Pick<
@@ -254,6 +269,7 @@ async function timedDeploy(
     stderr: string;
     code: number;
   }>((resolve, reject) => {
+    const started = performance.now();
     const proc = spawn(
       "/usr/bin/time",
       ["-f", "BENCH-TIME %e %U %S", process.execPath, NIXSHIP_BIN, ...args],
@@ -262,7 +278,11 @@ async function timedDeploy(
     let out = "";
     let err = "";
     proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
+      // Each event line stamped with when it came: where the deployer's time went.
+      const at = ((performance.now() - started) / 1000).toFixed(2);
+      const stamped = d.replace(/\n\{/g, `\n{"benchAt":${at},`);
+      out +=
+        out === "" || out.endsWith("\n") ? stamped.replace(/^\{/, `{"benchAt":${at},`) : stamped;
     });
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       err += d;
@@ -274,6 +294,10 @@ async function timedDeploy(
       resolve({ stdout: out, stderr: err, code: c ?? -1 });
     });
   });
+  if (eventsFile !== undefined) {
+    await mkdir(dirname(eventsFile), { recursive: true });
+    await writeFile(eventsFile, stdout);
+  }
   const time = /BENCH-TIME (\S+) (\S+) (\S+)/.exec(stderr);
   const events = stdout
     .trim()
@@ -295,7 +319,16 @@ async function timedDeploy(
   });
   if (code !== 0 && failures.length === 0)
     throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
-  const phases = new Map<string, string[]>();
+  // The deployer's steps: when each first came (seconds from the command's start).
+  const steps = new Map<string, number>();
+  for (const e of events) {
+    const type = String(e.type);
+    const key = type === "wave-start" ? `wave ${String(e.wave)}` : type;
+    if (STEPS.has(type) && !steps.has(key)) steps.set(key, Number(e.benchAt));
+  }
+  const phases = new Map<string, string[]>([
+    ["deployer", [...steps].map(([k, t]) => `${k} ${t.toFixed(1)}`)],
+  ]);
   for (const e of events) {
     if (e.type !== "host-phase") continue;
     const { host, phase, elapsed } = e as { host: string; phase: string; elapsed: number };
