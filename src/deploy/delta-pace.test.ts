@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { DELTA_APPLY_PACE, DELTA_WAIT_MAX_MS, deltaWaitMs, FetchPace } from "./delta-pace.js";
+import {
+  DELTA_APPLY_PACE,
+  DELTA_PACE_MIN_BYTES,
+  DELTA_WAIT_MAX_MS,
+  deltaWaitMs,
+  FetchPace,
+} from "./delta-pace.js";
 import type { DeployEvent } from "./events.js";
 
 describe("deltaWaitMs", () => {
@@ -100,7 +106,17 @@ describe("FetchPace", () => {
     fetched(fast, "e", 1, whole(DELTA_APPLY_PACE * 2));
     expect(fast.favoursWhole()).toBe(true);
     const slow = new FetchPace();
-    fetched(slow, "f", 4, whole(DELTA_APPLY_PACE));
+    fetched(slow, "f", 4, whole(DELTA_APPLY_PACE * 2));
     expect(slow.favoursWhole()).toBe(false);
+  });
+
+  it("judges nothing from fetches too small for the link to show past each host's fixed costs", () => {
+    const pace = new FetchPace();
+    // A megabyte in a tenth of a second, and a rebuild slower: too few bytes to say.
+    fetched(pace, "g", 0.1, whole(1_000_000));
+    fetched(pace, "h", 10, byDelta(1_000_000));
+    expect(pace.favoursWhole()).toBe(false);
+    fetched(pace, "i", 1, whole(DELTA_PACE_MIN_BYTES));
+    expect(pace.favoursWhole()).toBe(true);
   });
 });

@@ -20,10 +20,17 @@ export function deltaWaitMs(pendingBytes: number, bytesPerSecond: number | undef
 /**
  * NAR bytes a second a host is taken to get its paths at by delta (its step and its realise,
  * from its first phase on) until a host of the deploy did: a link whose whole fetches were seen
- * faster gives deltas nothing to win, its hosts fetch whole. bench:delta's deploys on two shared
- * cores: about 14 MB/s by delta over loopback, whole about 25 MB/s there, 6 at 50 Mbit/s.
+ * faster gives deltas nothing to win, its hosts fetch whole. bench:delta's deploys of an 80 MB
+ * rebuild (two cores shared with other work): whole 9-24 MB/s over loopback and about 10 at
+ * 50 Mbit/s, by delta about 6, most of it Nix importing the rebuilt NARs.
  */
 export const DELTA_APPLY_PACE = 20 * 1024 * 1024;
+
+/**
+ * The fewest NAR bytes a pace is judged from: below it, a host's fixed costs (its connection,
+ * its activation, the delta step's queries) weigh more than the link and the rebuilding.
+ */
+export const DELTA_PACE_MIN_BYTES = 32 * 1024 * 1024;
 
 /** The phases up to the end of a host's realise (an agent host's wait for its release aside). */
 const BEFORE_REALISED: ReadonlySet<HostPhase> = new Set(["connect", "waiting", "copy", "realise"]);
@@ -87,7 +94,7 @@ export class FetchPace {
    * Whether the hosts still to come had better fetch whole: the hosts that fetched whole got
    * their NAR bytes at least as fast as those that rebuilt theirs from deltas (or, before any
    * did, DELTA_APPLY_PACE). A fast link, where a host's CPU, not the link, sets the pace.
-   * False before a whole fetch was seen.
+   * False before DELTA_PACE_MIN_BYTES were seen fetched whole.
    */
   favoursWhole(): boolean {
     const whole = pace(this.#whole);
@@ -101,6 +108,9 @@ export class FetchPace {
   }
 }
 
+/** A kind of host's NAR bytes a second; undefined from fewer than DELTA_PACE_MIN_BYTES. */
 function pace(kind: { readonly bytes: number; readonly seconds: number }): number | undefined {
-  return kind.seconds > 0 && kind.bytes > 0 ? kind.bytes / kind.seconds : undefined;
+  return kind.seconds > 0 && kind.bytes >= DELTA_PACE_MIN_BYTES
+    ? kind.bytes / kind.seconds
+    : undefined;
 }
