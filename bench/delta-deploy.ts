@@ -7,7 +7,7 @@
 // its deltas are computed anew; the hosts go back to the old system between rounds. The
 // deployer's CPU (the command and every child it waited for) and the machine's load are kept.
 import { spawn } from "node:child_process";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,6 +55,10 @@ export interface DeployRun {
   readonly deltasSeconds?: number;
   readonly unfinished?: number;
   readonly waited?: number;
+  /** Why the deploy failed (a host's failure under the load, say): its figures are not comparable. */
+  readonly failed?: string;
+  /** Each host's phases, seconds from its first: where its time went. */
+  readonly phases?: string;
 }
 
 export interface DeploySetup {
@@ -148,8 +152,8 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
       fleet.deltas = { tool };
       await writeFile(fleetFile, JSON.stringify(fleet, null, 2));
     };
-    const deploy = (hosts: readonly string[], ...extra: string[]) =>
-      timedDeploy(env, [
+    const deploy = (events: string | undefined, hosts: readonly string[], ...extra: string[]) =>
+      timedDeploy(env, events, [
         "deploy",
         "--fleet",
         fleetFile,
@@ -168,7 +172,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
       log(`  ${c.name}: building the old system and deploying it to every host...`);
       const [before] = await massSystems(local, caseWork, c.pairs, "r0");
       await point(names, before, await urlFor(undefined));
-      await deploy(names, "--no-delta");
+      await deploy(undefined, names, "--no-delta");
       for (const shape of setup.links) {
         const link =
           shape === undefined ? "loopback" : `${shape.rateMbit} Mbit/s, ${shape.delayMs} ms`;
@@ -197,6 +201,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
             // Several hosts roll out one a wave: the later ones can take the deltas computed
             // meanwhile (in one wave, every host starts before any delta is there).
             const r = await deploy(
+              join(root, "deploy-logs", `${c.name.replace(/\W+/g, "-")}-${round}-${way}.ndjson`),
               hosts,
               "--parallel",
               "1",
@@ -204,10 +209,16 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
             );
             const linkBytes = (await counters()) - bytesBefore;
             await unshape();
-            runs.push({ corpus: c.name, link, hosts: count, way, load, linkBytes, ...r });
+            const run = { corpus: c.name, link, hosts: count, way, load, linkBytes, ...r };
+            runs.push(run);
+            // Told as it comes: a later failure (or an interrupt) keeps what was measured.
+            log(
+              `    ${run.failed === undefined ? "" : `FAILED (${run.failed}): `}wall ${run.wallSeconds.toFixed(1)} s, deployer CPU ${run.deployerCpuSeconds.toFixed(1)} s, load ${load.toFixed(1)}, by delta ${run.byDelta} / whole ${run.whole}, ${(linkBytes / 1e6).toFixed(1)} MB over the links${run.waited ? ", a wave waited" : ""}`,
+            );
+            if (run.phases) log(`      ${run.phases}`);
             // Back to the old system for the next round (its paths are on the hosts already).
             await point(hosts, before, await urlFor(undefined));
-            await deploy(hosts, "--no-delta");
+            await deploy(undefined, hosts, "--no-delta");
           }
         }
       }
@@ -221,9 +232,23 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
   }
 }
 
+/** The deployer's events whose first time is told of each run. */
+const STEPS = new Set([
+  "push-start",
+  "push-done",
+  "plan",
+  "deltas-start",
+  "deltas-done",
+  "deltas-wait",
+  "wave-start",
+  "summary",
+]);
+
 /** Runs `nixship ARGS` under /usr/bin/time: its wall, its CPU and children's, and its events. */
 async function timedDeploy(
   env: NodeJS.ProcessEnv,
+  /** Where its events go, stamped (each host's log among them): to see where time went. */
+  eventsFile: string | undefined,
   args: readonly string[],
 ): Promise<
   Pick<
@@ -235,6 +260,8 @@ async function timedDeploy(
     | "deltasSeconds"
     | "unfinished"
     | "waited"
+    | "failed"
+    | "phases"
   >
 > {
   const { stdout, stderr, code } = await new Promise<{
@@ -242,6 +269,7 @@ async function timedDeploy(
     stderr: string;
     code: number;
   }>((resolve, reject) => {
+    const started = performance.now();
     const proc = spawn(
       "/usr/bin/time",
       ["-f", "BENCH-TIME %e %U %S", process.execPath, NIXSHIP_BIN, ...args],
@@ -250,7 +278,11 @@ async function timedDeploy(
     let out = "";
     let err = "";
     proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
+      // Each event line stamped with when it came: where the deployer's time went.
+      const at = ((performance.now() - started) / 1000).toFixed(2);
+      const stamped = d.replace(/\n\{/g, `\n{"benchAt":${at},`);
+      out +=
+        out === "" || out.endsWith("\n") ? stamped.replace(/^\{/, `{"benchAt":${at},`) : stamped;
     });
     proc.stderr.setEncoding("utf8").on("data", (d: string) => {
       err += d;
@@ -262,14 +294,46 @@ async function timedDeploy(
       resolve({ stdout: out, stderr: err, code: c ?? -1 });
     });
   });
-  if (code !== 0)
-    throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
+  if (eventsFile !== undefined) {
+    await mkdir(dirname(eventsFile), { recursive: true });
+    await writeFile(eventsFile, stdout);
+  }
   const time = /BENCH-TIME (\S+) (\S+) (\S+)/.exec(stderr);
   const events = stdout
     .trim()
     .split("\n")
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  const failures = events.flatMap((e) => {
+    const r = (e as { result?: { host: string; outcome: { status: string; message?: string } } })
+      .result;
+    return e.type === "host-done" && r !== undefined && r.outcome.status !== "activated"
+      ? [`${r.host}: ${r.outcome.status} ${r.outcome.message ?? ""}`.trim()]
+      : [];
+  });
+  if (code !== 0 && failures.length === 0)
+    throw new Error(`nixship ${args.join(" ")} exited ${code}:\n${stderr.slice(-4000)}`);
+  // The deployer's steps: when each first came (seconds from the command's start).
+  const steps = new Map<string, number>();
+  for (const e of events) {
+    const type = String(e.type);
+    const key = type === "wave-start" ? `wave ${String(e.wave)}` : type;
+    if (STEPS.has(type) && !steps.has(key)) steps.set(key, Number(e.benchAt));
+  }
+  const phases = new Map<string, string[]>([
+    ["deployer", [...steps].map(([k, t]) => `${k} ${t.toFixed(1)}`)],
+  ]);
+  for (const e of events) {
+    if (e.type !== "host-phase") continue;
+    const { host, phase, elapsed } = e as { host: string; phase: string; elapsed: number };
+    phases.set(host, [...(phases.get(host) ?? []), `${phase} ${elapsed.toFixed(1)}`]);
+  }
   const summary = events.find((e) => e.type === "summary") as
     | { results: { outcome: { delta?: { paths?: number; wholePaths?: number } } }[] }
     | undefined;
@@ -291,5 +355,9 @@ async function timedDeploy(
     ...(done === undefined ? {} : { deltasSeconds: done.seconds }),
     ...(done?.unfinished === undefined ? {} : { unfinished: done.unfinished }),
     ...(waits > 0 ? { waited: waits } : {}),
+    ...(code === 0 ? {} : { failed: failures.join("; ").slice(0, 300) }),
+    ...(phases.size === 0
+      ? {}
+      : { phases: [...phases].map(([h, p]) => `${h}: ${p.join(", ")}`).join("; ") }),
   };
 }

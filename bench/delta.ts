@@ -263,7 +263,7 @@ function deployReport(runs: readonly DeployRun[]): string {
     r.link,
     String(r.hosts),
     r.way,
-    r.wallSeconds.toFixed(1),
+    `${r.wallSeconds.toFixed(1)}${r.failed === undefined ? "" : " FAILED"}`,
     r.deployerCpuSeconds.toFixed(1),
     mb(r.linkBytes),
     r.way === "deltas" ? `${r.byDelta} / ${r.whole}` : "-",

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { DELTA_WAIT_MAX_MS, deltaWaitMs, FetchPace } from "./delta-pace.js";
+import {
+  DELTA_APPLY_PACE,
+  DELTA_PACE_MIN_BYTES,
+  DELTA_WAIT_MAX_MS,
+  deltaWaitMs,
+  FetchPace,
+} from "./delta-pace.js";
 import type { DeployEvent } from "./events.js";
 
 describe("deltaWaitMs", () => {
@@ -53,5 +59,64 @@ describe("FetchPace", () => {
     pace.observe(phase("c", "switch", 2));
     pace.observe(done("c", undefined));
     expect(pace.bytesPerSecond()).toBe(3_000_000);
+  });
+
+  const fetched = (pace: FetchPace, host: string, seconds: number, delta: unknown) => {
+    pace.observe(phase(host, "connect", 0));
+    pace.observe(phase(host, "switch", seconds));
+    pace.observe(done(host, delta));
+  };
+  const whole = (nar: number) => ({
+    paths: 0,
+    bytes: 0,
+    narBytes: 0,
+    wholePaths: 5,
+    wholeNarBytes: nar,
+    failed: 0,
+  });
+  const byDelta = (nar: number) => ({
+    paths: 5,
+    bytes: 40_000,
+    narBytes: nar,
+    wholePaths: 0,
+    wholeNarBytes: 0,
+    failed: 0,
+  });
+
+  it("favours whole fetches once they were seen faster than a host rebuilt its paths by delta", () => {
+    const pace = new FetchPace();
+    expect(pace.favoursWhole()).toBe(false);
+    // A host by delta alone says nothing of a whole fetch: deltas stay.
+    fetched(pace, "a", 4, byDelta(80_000_000));
+    expect(pace.favoursWhole()).toBe(false);
+    // Whole at 40 MB/s against 20 MB/s by delta: the link is fast, whole wins.
+    fetched(pace, "b", 2, whole(80_000_000));
+    expect(pace.favoursWhole()).toBe(true);
+  });
+
+  it("keeps deltas when the whole fetches seen were slower than rebuilding by delta", () => {
+    const pace = new FetchPace((host) => (host === "c" ? 80_000_000 : undefined));
+    fetched(pace, "c", 16, undefined);
+    fetched(pace, "d", 4, byDelta(80_000_000));
+    expect(pace.favoursWhole()).toBe(false);
+  });
+
+  it("before any host rebuilt by delta, judges a whole fetch against DELTA_APPLY_PACE", () => {
+    const fast = new FetchPace();
+    fetched(fast, "e", 1, whole(DELTA_APPLY_PACE * 2));
+    expect(fast.favoursWhole()).toBe(true);
+    const slow = new FetchPace();
+    fetched(slow, "f", 4, whole(DELTA_APPLY_PACE * 2));
+    expect(slow.favoursWhole()).toBe(false);
+  });
+
+  it("judges nothing from fetches too small for the link to show past each host's fixed costs", () => {
+    const pace = new FetchPace();
+    // A megabyte in a tenth of a second, and a rebuild slower: too few bytes to say.
+    fetched(pace, "g", 0.1, whole(1_000_000));
+    fetched(pace, "h", 10, byDelta(1_000_000));
+    expect(pace.favoursWhole()).toBe(false);
+    fetched(pace, "i", 1, whole(DELTA_PACE_MIN_BYTES));
+    expect(pace.favoursWhole()).toBe(true);
   });
 });

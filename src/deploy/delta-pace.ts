@@ -1,6 +1,6 @@
-// How long a wave may wait for its hosts' deltas (docs/deltas.md, "In a deploy"): only while
-// waiting costs less than fetching the paths whole would, judged from how fast the hosts this
-// deploy has seen fetched theirs. Before any host has fetched, no wave waits.
+// How long a wave may wait for its hosts' deltas, and whether its hosts take deltas at all
+// (docs/deltas.md, "What they cost"): judged from how fast the hosts this deploy has seen got
+// their paths, whole and by delta. Before any host has fetched, no wave waits.
 import type { HostPhase } from "../fleet/phase.js";
 import type { DeployEvent } from "./events.js";
 
@@ -16,6 +16,21 @@ export function deltaWaitMs(pendingBytes: number, bytesPerSecond: number | undef
   if (!(pendingBytes > 0) || bytesPerSecond === undefined || !(bytesPerSecond > 0)) return 0;
   return Math.min(DELTA_WAIT_MAX_MS, Math.floor((pendingBytes / bytesPerSecond) * 1000));
 }
+
+/**
+ * NAR bytes a second a host is taken to get its paths at by delta (its step and its realise,
+ * from its first phase on) until a host of the deploy did: a link whose whole fetches were seen
+ * faster gives deltas nothing to win, its hosts fetch whole. bench:delta's deploys of an 80 MB
+ * rebuild (two cores shared with other work): whole 9-24 MB/s over loopback and about 10 at
+ * 50 Mbit/s, by delta about 6, most of it Nix importing the rebuilt NARs.
+ */
+export const DELTA_APPLY_PACE = 20 * 1024 * 1024;
+
+/**
+ * The fewest NAR bytes a pace is judged from: below it, a host's fixed costs (its connection,
+ * its activation, the delta step's queries) weigh more than the link and the rebuilding.
+ */
+export const DELTA_PACE_MIN_BYTES = 32 * 1024 * 1024;
 
 /** The phases up to the end of a host's realise (an agent host's wait for its release aside). */
 const BEFORE_REALISED: ReadonlySet<HostPhase> = new Set(["connect", "waiting", "copy", "realise"]);
@@ -37,6 +52,9 @@ export class FetchPace {
   readonly #fetching = new Map<string, number>();
   #bytes = 0;
   #seconds = 0;
+  /** NAR bytes and seconds of the hosts that got every path whole, and of those that had deltas. */
+  readonly #whole = { bytes: 0, seconds: 0 };
+  readonly #rebuilt = { bytes: 0, seconds: 0 };
 
   observe(event: DeployEvent): void {
     if (event.type === "wave-start") {
@@ -64,11 +82,35 @@ export class FetchPace {
       if (bytes <= 0) return;
       this.#bytes += bytes;
       this.#seconds += seconds;
+      const byDelta = delta !== undefined && !("skipped" in delta) && delta.paths > 0;
+      const nar = byDelta ? (delta.narBytes ?? 0) + (delta.wholeNarBytes ?? 0) : bytes;
+      const kind = byDelta ? this.#rebuilt : this.#whole;
+      kind.bytes += nar;
+      kind.seconds += seconds;
     }
+  }
+
+  /**
+   * Whether the hosts still to come had better fetch whole: the hosts that fetched whole got
+   * their NAR bytes at least as fast as those that rebuilt theirs from deltas (or, before any
+   * did, DELTA_APPLY_PACE). A fast link, where a host's CPU, not the link, sets the pace.
+   * False before DELTA_PACE_MIN_BYTES were seen fetched whole.
+   */
+  favoursWhole(): boolean {
+    const whole = pace(this.#whole);
+    if (whole === undefined) return false;
+    return whole >= (pace(this.#rebuilt) ?? DELTA_APPLY_PACE);
   }
 
   /** NAR bytes a second over every host seen so far; undefined before the first. */
   bytesPerSecond(): number | undefined {
     return this.#seconds > 0 ? this.#bytes / this.#seconds : undefined;
   }
+}
+
+/** A kind of host's NAR bytes a second; undefined from fewer than DELTA_PACE_MIN_BYTES. */
+function pace(kind: { readonly bytes: number; readonly seconds: number }): number | undefined {
+  return kind.seconds > 0 && kind.bytes >= DELTA_PACE_MIN_BYTES
+    ? kind.bytes / kind.seconds
+    : undefined;
 }

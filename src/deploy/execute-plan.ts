@@ -5,12 +5,12 @@ import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import { deltaWaitMs, FetchPace } from "./delta-pace.js";
+import { waitForDeltas, withReadyDeltas } from "./delta-gate.js";
+import { FetchPace } from "./delta-pace.js";
 import { type DeltaWorker, startDeltaWorker } from "./delta-worker.js";
 import { cacheKeys } from "./deltas.js";
 import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
-import type { DeployEvent } from "./events.js";
 import { throwIfInterrupted } from "./interrupts.js";
 import { recordResults } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
@@ -145,7 +145,7 @@ async function rollOut(
     hosts: input.hosts,
     policy: options.policy,
     delivery,
-    requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas),
+    requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas, pace),
     emit: (event) => {
       pace.observe(event);
       record?.recorder.onEvent(event);
@@ -215,55 +215,6 @@ function startDeltas(input: ExecuteInput): DeltaWorker | undefined {
     // Agent hosts fetch after the release is out, with no wave to improve them for.
     improve: options.async !== true,
   });
-}
-
-/**
- * Each host's request as its wave starts: a host with no delta published for it yet (none when
- * the plan read the cache, none computed since) is not given the delta tool. It would fetch
- * every path whole anyway; its step would only cost it time.
- */
-function withReadyDeltas(
-  input: Pick<ExecuteInput, "requests" | "plan">,
-  deltas: DeltaWorker,
-): Pick<ReadonlyMap<string, DeployRequest>, "get"> {
-  const published = new Set(
-    (input.plan.deltas?.hosts ?? []).filter((h) => h.byDelta > 0).map((h) => h.host),
-  );
-  return {
-    get: (host) => {
-      const request = input.requests.get(host);
-      if (request?.deltaTool === undefined || published.has(host) || deltas.hasDeltas(host))
-        return request;
-      const { deltaTool: _, ...whole } = request;
-      return whole;
-    },
-  };
-}
-
-/**
- * Before a wave: no more improving once the last wave starts (no host is left to take it);
- * and a wave whose hosts' deltas are still being computed waits for them only as long as
- * fetching those paths whole would take at the pace the deploy's hosts fetched so far.
- */
-async function waitForDeltas(
-  deltas: DeltaWorker,
-  pace: FetchPace,
-  wave: { readonly wave: number; readonly hosts: readonly string[]; readonly last: boolean },
-  emit: (event: DeployEvent) => void,
-): Promise<void> {
-  if (wave.last) deltas.stopImproving();
-  const pendingBytes = deltas.pendingBytes(wave.hosts);
-  const bytesPerSecond = pace.bytesPerSecond();
-  const ms = deltaWaitMs(pendingBytes, bytesPerSecond);
-  if (ms <= 0 || bytesPerSecond === undefined) return;
-  emit({
-    type: "deltas-wait",
-    wave: wave.wave,
-    pendingBytes,
-    bytesPerSecond: Math.round(bytesPerSecond),
-    seconds: Math.round(ms / 100) / 10,
-  });
-  await deltas.settled(wave.hosts, ms);
 }
 
 /** `deploy --async` needs a delivery that can publish one release without watching. */

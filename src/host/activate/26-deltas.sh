@@ -174,13 +174,22 @@ print $0, path[p, best]
 
 # The delta paths of the pairs in file $1 (docs/deltas.md: deltaHashPart), "DELTA TARGET BASE"
 # lines into file $2: the hash part is the first 32 characters of the nix32 form of
-# sha256("nixship-delta-v1:<target's base name>:<base's base name>").
+# sha256("nixship-delta-v1:<target's base name>:<base's base name>"). Each seed is a file the
+# shell writes, and one sha256sum hashes them all: no process a pair (a system has thousands).
 delta_candidates() {
-  c_pairs=$1 c_out=$2
+  c_pairs=$1 c_out=$2 c_n=0
+  mkdir -p "$x_dir/seed" || return 1
   while read -r c_t c_b; do
-    c_hex=$(printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" | sha256sum)
-    printf '%s\n' "${c_hex%% *}"
-  done <"$c_pairs" >"$x_dir/seeds"
+    c_n=$((c_n + 1))
+    printf 'nixship-delta-v1:%s:%s' "${c_t#/nix/store/}" "${c_b#/nix/store/}" >"$x_dir/seed/$c_n"
+  done <"$c_pairs"
+  : >"$x_dir/seeds"
+  if [ "$c_n" -gt 0 ]; then
+    # In the pairs' order; no file name has a blank, so each line's first word is its hash.
+    (cd "$x_dir/seed" && seq 1 "$c_n" | xargs sha256sum) | cut -d ' ' -f 1 >"$x_dir/seeds" ||
+      return 1
+  fi
+  [ "$(wc -l <"$x_dir/seeds")" = "$c_n" ] || return 1
   r=$(x_left)
   [ "$r" -gt 0 ] || return 1
   set -f
@@ -231,9 +240,10 @@ print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 
 # Rebuilds the NAR of each delta of file $1 (delta_checked's lines) into the local cache, or
 # logs why not and lists its target in x_dir/failed: the base's NAR hash as this store records
-# it must be BaseNarHash (else another base), its dump must be BaseNarSize bytes with that
-# sha256 (else the store's copy changed), and the NAR zstd rebuilds (cut at NarSize + 1 bytes:
-# a delta that expands without bound stops there) must have the narinfo's NarSize and NarHash.
+# it must be BaseNarHash (else another base), its dump must be BaseNarSize bytes (else the
+# store's copy changed), and the NAR zstd rebuilds (cut at NarSize + 1 bytes: a delta that
+# expands without bound stops there) must have the narinfo's NarSize and NarHash. The base's
+# dump is not hashed: a base whose bytes differ rebuilds a NAR of another hash, refused there.
 # Its narinfo is the cache's, signed, with only URL, Compression, FileHash and FileSize changed
 # (no signature covers them). The store and nix-hash are asked once for all the deltas; the
 # disk they may take is decided first, in order; then the deltas are applied DELTA_APPLY_JOBS
@@ -256,7 +266,7 @@ delta_rebuild() {
   digits "$a_free" || a_free=0
   a_base_max=0
   : >"$x_dir/todo"
-  while read -r a_d a_t a_b a_base_hash a_base_size a_hash a_size a_stored a_base_hex a_hex; do
+  while read -r a_d a_t a_b a_base_hash a_base_size a_hash a_size a_stored a_hex; do
     x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
     if [ "$a_stored" = "$a_base_hash" ]; then
       # The rebuilt NARs so far and this one, and a base's dump for each job at once.
@@ -266,7 +276,7 @@ delta_rebuild() {
       if [ $((x_room + a_size + a_jobs * a_max)) -le $((a_free * 512)) ]; then
         x_room=$((x_room + a_size)) a_base_max=$a_max
         printf '%s %s %s %s %s %s %s\n' "$a_d" "$a_t" "$a_b" "$a_base_size" "$a_hash" "$a_size" \
-          "$a_base_hex $a_hex" >>"$x_dir/todo"
+          "$a_hex" >>"$x_dir/todo"
         continue
       fi
     fi
@@ -294,9 +304,9 @@ delta_rebuild() {
   rm -rf "$x_dir"/job*
 }
 
-# To each line of file $1, the base's NAR hash as the store records it and the base's and the
-# target's NAR hashes in hex, into file $2: one `nix-store -q --hash` and one `nix-hash` for all,
-# within $3 seconds.
+# To each line of file $1, the base's NAR hash as the store records it and the target's NAR
+# hash in hex, into file $2: one `nix-store -q --hash` and one `nix-hash` for all, within $3
+# seconds.
 delta_hashes() {
   set -f
   # shellcheck disable=SC2046 # one store path a word
@@ -307,26 +317,26 @@ delta_hashes() {
   bounded "$x_dir/stored" "$h_secs" nix-store -q --hash "$@" || return 1
   set -f
   # shellcheck disable=SC2046 # one hash a word
-  set -- $(awk '{ print substr($4, 8); print substr($6, 8) }' "$h_in")
+  set -- $(awk '{ print substr($6, 8) }' "$h_in")
   set +f
   r=$(x_left)
   [ "$r" -gt 0 ] && bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "$@" || return 1
   [ "$(wc -l <"$x_dir/stored")" = "$(wc -l <"$h_in")" ] &&
-    [ "$(wc -l <"$x_dir/hex")" = "$(($(wc -l <"$h_in") * 2))" ] || return 1
-  paste -d ' ' - - <"$x_dir/hex" | paste -d ' ' "$h_in" "$x_dir/stored" - >"$h_out"
+    [ "$(wc -l <"$x_dir/hex")" = "$(wc -l <"$h_in")" ] || return 1
+  paste -d ' ' "$h_in" "$x_dir/stored" "$x_dir/hex" >"$h_out"
 }
 
 # The most deltas applied at once (and never more than the host's cores): each takes a core,
 # and zstd's memory, about its base's and target's NAR sizes.
 DELTA_APPLY_JOBS=4
 
-# Applies the deltas of file $2/todo ("DELTA TARGET BASE BASESIZE HASH SIZE BASEHEX HEX" lines),
-# $3 jobs at once (job i takes lines i, i + $3, ...) with the zstd $1, each NAR rebuilt into the
-# local cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
+# Applies the deltas of file $2/todo ("DELTA TARGET BASE BASESIZE HASH SIZE HEX" lines), $3 jobs
+# at once (job i takes lines i, i + $3, ...) with the zstd $1, each NAR rebuilt into the local
+# cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
 # $2/jobI/failed. The base is dumped to a file (zstd's --patch-from reads a file, not a pipe)
-# that goes as soon as its delta is applied; the base's dump and zstd's output are hashed as
-# they are written; a narinfo is written beside and renamed into place, so the realise reads it
-# whole or not at all.
+# that goes as soon as its delta is applied; zstd's output is hashed as it is written, once
+# (the sums are read by the shell, not by more processes a path); a narinfo is written beside
+# and renamed into place, so the realise reads it whole or not at all.
 # Written flush left: the SSM document's compacted copy drops lines' leading blanks.
 # shellcheck disable=SC2016 # expanded by that sh
 DELTA_APPLY_SH='
@@ -335,16 +345,17 @@ while [ "$i" -lt "$jobs" ]; do
 w=$dir/job$i
 mkdir -p "$w" && : >"$w/applied" && : >"$w/failed" || exit 1
 awk -v n="$jobs" -v i="$i" "(NR - 1) % n == i" "$dir/todo" |
-while read -r d t b bsize hash size bhex hex; do
-why="the base NAR is not the delta BaseNarHash and BaseNarSize (the store copy changed)"
-nix-store --dump "$b" | tee "$w/base.nar" | sha256sum >"$w/base.sum"
-if [ "$(wc -c <"$w/base.nar")" = "$bsize" ] && [ "$(cut -d " " -f 1 "$w/base.sum")" = "$bhex" ]; then
+while read -r d t b bsize hash size hex; do
+why="the base NAR is not the delta BaseNarSize (the store copy changed)"
+if nix-store --dump "$b" >"$w/base.nar" && [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
 why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize and NarHash"
 "$z" -d -q -c --memory="$(((size + bsize) / 1048576 + 2))MB" --patch-from="$w/base.nar" \
 "$d/delta.zst" | head -c "$((size + 1))" | tee "$w/nar" | sha256sum >"$w/nar.sum"
+sum=""
+read -r sum _ <"$w/nar.sum"
 part=${t#/nix/store/}
 part=${part%%-*}
-if [ "$(wc -c <"$w/nar")" = "$size" ] && [ "$(cut -d " " -f 1 "$w/nar.sum")" = "$hex" ] &&
+if [ "$sum" = "$hex" ] && [ "$(wc -c <"$w/nar")" = "$size" ] &&
 mv -f "$w/nar" "$dir/cache/nar/$part.nar" &&
 awk -v part="$part" -v hash="$hash" -v size="$size" "
 /^(URL|Compression|FileHash|FileSize): / { next }
