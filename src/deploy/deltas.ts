@@ -48,6 +48,8 @@ export async function planDeltas(
   cache: { readonly url: string; readonly trusted: readonly PublicKey[] },
   planned: PlanDeltaPairs,
   signal?: AbortSignal,
+  /** The paths each host's store said it lacks, where it said (the survey's answer). */
+  storeLacks?: ReadonlyMap<string, ReadonlySet<StorePath>>,
 ): Promise<PlanDeltas | undefined> {
   const { unread, noDelta } = planned;
   if (planned.hosts.length === 0 && unread.length === 0 && noDelta.length === 0) return undefined;
@@ -62,7 +64,7 @@ export async function planDeltas(
     }
     const lookup = await lookupDeltas(store, cache.trusted, planned.pairs, [...paths], signal);
     const pending = [...lookup.pairs.values()].filter((s) => s.kind === "pending").length;
-    return { hosts: deltaFetches(planned, lookup), pending, unread, noDelta };
+    return { hosts: deltaFetches(planned, lookup, storeLacks), pending, unread, noDelta };
   } catch (err) {
     if (signal?.aborted || !(err instanceof NixshipError)) throw err;
     return { hosts: [], pending: 0, unread, noDelta, error: errorLine(err) };

@@ -27,7 +27,7 @@ import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
 import { refusePausesWithoutStore } from "./rollout-pause.js";
 import { checkServedAddress } from "./served-cache.js";
-import { survey } from "./survey.js";
+import { storeLacks, survey } from "./survey.js";
 
 /** What planning leaves for the execution: the plan, each host's request, and what is held open. */
 export interface PlannedDeployment {
@@ -180,6 +180,7 @@ export async function planDeployment(
             { url: fleet.cache.url, trusted: cacheKeys(fleet.cache) },
             deltaPairs,
             signal,
+            storeLacks(hosts, found.states),
           ).catch(interruptedBefore(signal))
         : undefined;
     throwIfInterrupted(signal);

@@ -190,3 +190,18 @@ export async function awaitReachable(
     });
   }
 }
+
+/** The paths each host's store said it lacks, by host name, for the hosts that said. */
+export function storeLacks(
+  hosts: readonly Pick<FleetHost, "name">[],
+  states: readonly HostState[],
+): Map<string, ReadonlySet<StorePath>> {
+  const lacks = new Map<string, ReadonlySet<StorePath>>();
+  hosts.forEach((host, i) => {
+    const state = states[i];
+    if (state?.kind === "reported" && state.missing !== undefined) {
+      lacks.set(host.name, state.missing);
+    }
+  });
+  return lacks;
+}

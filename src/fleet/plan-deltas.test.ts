@@ -85,6 +85,28 @@ describe("deltaFetches", () => {
     });
   });
 
+  it("counts only what a host's store said it lacks, where it said", () => {
+    const cache = lookup(
+      [
+        [libNew, libOld, { kind: "delta", bytes: 90 }],
+        [appNew, appOld, { kind: "delta", bytes: 40 }],
+      ],
+      [
+        [libNew, 1500],
+        [appNew, 900],
+        [etc, 8],
+      ],
+    );
+    // web1's store still holds the new lib; web2 said nothing.
+    const [web1, web2] = deltaFetches(
+      plan("web1", "web2"),
+      cache,
+      new Map([["web1", new Set([appNew, etc])]]),
+    );
+    expect(web1).toMatchObject({ paths: 2, byDelta: 1, withDeltas: 40 + 8, whole: 900 + 8 });
+    expect(web2).toMatchObject({ paths: 3, byDelta: 2, withDeltas: 90 + 40 + 8 });
+  });
+
   it("counts a path the cache lacks by its NAR size, an upper bound", () => {
     const [web1] = deltaFetches(plan("web1"), lookup([], [[libNew, 1500]]));
     expect(web1).toMatchObject({ byDelta: 0, pending: 2, upperBound: true });

@@ -174,9 +174,16 @@ export interface HostDeltaFetch {
  * missing paths. A path comes by the delta of its first base (in the hosts' own order,
  * delta-bases.ts) that has one published; otherwise whole.
  */
-export function deltaFetches(planned: PlanDeltaPairs, lookup: DeltaLookup): HostDeltaFetch[] {
+export function deltaFetches(
+  planned: PlanDeltaPairs,
+  lookup: DeltaLookup,
+  storeLacks: ReadonlyMap<string, ReadonlySet<StorePath>> = new Map(),
+): HostDeltaFetch[] {
   const memo = new WeakMap<object, Omit<HostDeltaFetch, "host">>();
   return planned.hosts.map((host) => {
+    // A host whose store said what it lacks fetches only those: its own count.
+    const lacks = storeLacks.get(host.host);
+    if (lacks !== undefined) return { host: host.host, ...fetchOf(host, lookup, lacks) };
     let fetch = memo.get(host.lacking);
     if (fetch === undefined) {
       fetch = fetchOf(host, lookup);
@@ -186,7 +193,13 @@ export function deltaFetches(planned: PlanDeltaPairs, lookup: DeltaLookup): Host
   });
 }
 
-function fetchOf(host: HostDeltaPairs, lookup: DeltaLookup): Omit<HostDeltaFetch, "host"> {
+function fetchOf(
+  host: HostDeltaPairs,
+  lookup: DeltaLookup,
+  storeLacks?: ReadonlySet<StorePath>,
+): Omit<HostDeltaFetch, "host"> {
+  const lacking =
+    storeLacks === undefined ? host.lacking : host.lacking.filter((p) => storeLacks.has(p.path));
   const pairsOf = new Map<StorePath, DeltaPair[]>();
   for (const pair of host.pairs)
     pairsOf.set(pair.target, [...(pairsOf.get(pair.target) ?? []), pair]);
@@ -196,7 +209,7 @@ function fetchOf(host: HostDeltaPairs, lookup: DeltaLookup): Omit<HostDeltaFetch
   let estimated = 0;
   let whole = 0;
   let upperBound = false;
-  for (const { path, narSize } of host.lacking) {
+  for (const { path, narSize } of lacking) {
     const known = lookup.wholeBytes.get(path);
     if (known === undefined) upperBound = true;
     const wholeSize = known ?? narSize;
@@ -220,7 +233,7 @@ function fetchOf(host: HostDeltaPairs, lookup: DeltaLookup): Omit<HostDeltaFetch
     estimated += estimatedDeltaBytes(waiting, wholeSize);
   }
   return {
-    paths: host.lacking.length,
+    paths: lacking.length,
     byDelta,
     pending,
     withDeltas,
