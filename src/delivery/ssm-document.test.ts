@@ -309,8 +309,9 @@ function* quotedPlaceholders(lines: readonly string[]) {
  */
 function parsedByBash(script: string): string {
   const definition = `parsed() {\n${script}\n}`;
-  const bash = ["-c", 'eval "$1" && declare -f parsed', "bash", definition];
-  const r = spawnSync("bash", bash, { encoding: "utf8" });
+  // On stdin: the script is longer than one argument may be (128 KiB).
+  const bash = ["-c", 'eval "$(cat)" && declare -f parsed'];
+  const r = spawnSync("bash", bash, { encoding: "utf8", input: definition });
   expect(r.stderr).toBe("");
   expect(r.status).toBe(0);
   return r.stdout;
