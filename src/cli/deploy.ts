@@ -313,7 +313,8 @@ bad usage or input, 130 when interrupted.`,
               ...summary,
               rollback: { ok: rollback.ok, seconds: rollback.seconds, results: rollback.results },
             };
-      io.stdout.write(`${JSON.stringify(one)}\n`);
+      // As every event is written (NDJSON, stamped with its time).
+      createDeployRenderer(io.stdout, "ndjson").onEvent(one);
     };
     if (
       report?.aborted === undefined ||
