@@ -425,6 +425,9 @@ describe("no client can starve the others", () => {
       idleAnswer += d.toString();
     });
     for (const s of [silent, slow, idle]) s.on("error", () => {});
+    // Read what comes (nothing, for the silent one): a paused socket may never see the
+    // server's FIN, and so never close.
+    silent.resume();
     const [a, b, c] = await Promise.all([
       closedWithin(silent, 15_000),
       closedWithin(slow, 15_000),
