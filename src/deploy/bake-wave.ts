@@ -342,10 +342,11 @@ function failureOf(
 }
 
 /**
- * The hosts back on what each ran before: whether each went, and what to add to its message. A
- * mode with a channel (agent) names them all back in one call (one rollback release); the others
- * go back by generation, each to the one it ran when surveyed (the profile's previous one may be
- * a system an earlier rollout left behind), in one call per generation.
+ * The hosts back on what each ran when surveyed: whether each went, and what to add to its
+ * message. ssh and ssm hosts go back by that generation (the profile's previous one may be a
+ * system an earlier rollout left behind); agent hosts by that system, named in a rollback
+ * release (the channel's history may have confirmed it before the system they leave, or not
+ * at all). One call per target: one release for a wave that ran one system.
  */
 async function rollBack(
   input: BakeInput,
@@ -360,13 +361,17 @@ async function rollBack(
       notes.set(name, { rolledBack: false, note: "; not rolled back: not selected" });
       continue;
     }
-    const generation =
-      input.delivery.channel === undefined ? planned.get(name)?.generation : undefined;
-    const key = generation === undefined ? "" : String(generation);
-    const group = groups.get(key) ?? {
-      to: generation === undefined ? undefined : { kind: "generation" as const, generation },
-      hosts: [],
-    };
+    const was = planned.get(name);
+    const to: RollbackTarget | undefined =
+      input.delivery.channel === undefined
+        ? was?.generation === undefined
+          ? undefined
+          : { kind: "generation", generation: was.generation }
+        : was?.current === undefined
+          ? undefined
+          : { kind: "path", path: was.current };
+    const key = to === undefined ? "" : JSON.stringify(to);
+    const group = groups.get(key) ?? { to, hosts: [] };
     group.hosts.push(host);
     groups.set(key, group);
   }
