@@ -1,6 +1,10 @@
-// A vitest reporter that prints, after the run, the time each test file took, slowest first:
-// where the suite's minutes go, for whoever makes it faster.
+// A vitest reporter that prints, after the run, where the suite's minutes went (the slowest test
+// files) and then, last, every failed test with the start of its error, so the end of the output
+// (all a CI log may keep) says what failed.
 import type { Reporter, TestModule } from "vitest/node";
+
+const SLOWEST_SHOWN = 40;
+const ERROR_LINES_SHOWN = 6;
 
 /** A file's whole time: environment, harness, import and collection, then its tests and hooks. */
 function fileSeconds(module: TestModule): number {
@@ -14,6 +18,25 @@ function fileSeconds(module: TestModule): number {
   return ms / 1000;
 }
 
+function indented(text: string): string {
+  return text
+    .split("\n")
+    .slice(0, ERROR_LINES_SHOWN)
+    .map((line) => `      ${line}`)
+    .join("\n");
+}
+
+/** Each failed test of a module (or the module's own error, when it failed to load), as lines. */
+function failureLines(module: TestModule): string[] {
+  const lines: string[] = [];
+  for (const error of module.errors()) lines.push(`  ${module.relativeModuleId}`, indented(error.message ?? String(error)));
+  for (const test of module.children.allTests("failed")) {
+    lines.push(`  ${module.relativeModuleId} > ${test.fullName}`);
+    for (const error of test.result().errors ?? []) lines.push(indented(error.message ?? String(error)));
+  }
+  return lines;
+}
+
 export default class FileTimesReporter implements Reporter {
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
     const rows = modules
@@ -21,12 +44,17 @@ export default class FileTimesReporter implements Reporter {
       .sort((a, b) => b.seconds - a.seconds);
     if (rows.length === 0) return;
     const total = rows.reduce((sum, r) => sum + r.seconds, 0);
-    const lines = rows.map(
-      (r) =>
-        `${r.seconds.toFixed(1).padStart(8)} s  ${r.file}${r.state === "failed" ? "  (failed)" : ""}`,
-    );
+    const lines = rows
+      .slice(0, SLOWEST_SHOWN)
+      .map((r) => `${r.seconds.toFixed(1).padStart(8)} s  ${r.file}${r.state === "failed" ? "  (failed)" : ""}`);
     process.stdout.write(
-      `\nTime per test file, slowest first (${rows.length} files, ${total.toFixed(0)} s in all, summed over workers):\n${lines.join("\n")}\n`,
+      `\nThe ${lines.length} slowest of ${rows.length} test files (${total.toFixed(0)} s in all, summed over workers):\n${lines.join("\n")}\n`,
+    );
+    const failures = modules.flatMap(failureLines);
+    process.stdout.write(
+      failures.length === 0
+        ? "\nNo test failed.\n"
+        : `\nFailed (${modules.filter((m) => m.state() === "failed").length} files):\n${failures.join("\n")}\n`,
     );
   }
 }
