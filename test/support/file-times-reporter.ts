@@ -29,10 +29,12 @@ function indented(text: string): string {
 /** Each failed test of a module (or the module's own error, when it failed to load), as lines. */
 function failureLines(module: TestModule): string[] {
   const lines: string[] = [];
-  for (const error of module.errors()) lines.push(`  ${module.relativeModuleId}`, indented(error.message ?? String(error)));
+  for (const error of module.errors())
+    lines.push(`  ${module.relativeModuleId}`, indented(error.message ?? String(error)));
   for (const test of module.children.allTests("failed")) {
     lines.push(`  ${module.relativeModuleId} > ${test.fullName}`);
-    for (const error of test.result().errors ?? []) lines.push(indented(error.message ?? String(error)));
+    for (const error of test.result().errors ?? [])
+      lines.push(indented(error.message ?? String(error)));
   }
   return lines;
 }
@@ -46,7 +48,10 @@ export default class FileTimesReporter implements Reporter {
     const total = rows.reduce((sum, r) => sum + r.seconds, 0);
     const lines = rows
       .slice(0, SLOWEST_SHOWN)
-      .map((r) => `${r.seconds.toFixed(1).padStart(8)} s  ${r.file}${r.state === "failed" ? "  (failed)" : ""}`);
+      .map(
+        (r) =>
+          `${r.seconds.toFixed(1).padStart(8)} s  ${r.file}${r.state === "failed" ? "  (failed)" : ""}`,
+      );
     process.stdout.write(
       `\nThe ${lines.length} slowest of ${rows.length} test files (${total.toFixed(0)} s in all, summed over workers):\n${lines.join("\n")}\n`,
     );
