@@ -4,7 +4,7 @@
 import { cp, realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { evaluationExpression } from "../src/cache/local-nix.js";
+import { evaluationExpression } from "../src/cache/nix-evaluate.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
 

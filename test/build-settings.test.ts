@@ -2,7 +2,7 @@
 // Debian: the sandbox on, build users of a group that does not exist) fails with the line to
 // add, the one `doctor` names, in the error's hint.
 import { afterEach, describe, expect, it } from "vitest";
-import { buildDerivations } from "../src/cache/local-nix.js";
+import { buildDerivations } from "../src/cache/nix-build.js";
 import { runOk } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 

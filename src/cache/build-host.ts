@@ -2,15 +2,9 @@
 // here are copied there, built there, and their closures copied back into the deployer's store,
 // which pushes them as it pushes its own builds (the signing key never leaves the deployer),
 // unless the build host pushes them itself (deploy/build-host-push.ts): then they stay there.
-import {
-  type BuildPlace,
-  type BuiltDerivations,
-  localNixVersion,
-  mainOutputs,
-  NEW_CLI,
-  runNixLogged,
-} from "./local-nix.js";
+import { localNixVersion, NEW_CLI } from "./local-nix.js";
 import type { BuildProgress } from "./nix-activity.js";
+import { type BuildPlace, type BuiltDerivations, mainOutputs, runNixLogged } from "./nix-build.js";
 import { derivationOutputs } from "./nix-version.js";
 
 /**

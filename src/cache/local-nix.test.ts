@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseBuiltDerivations, parsePathInfoJson } from "./local-nix.js";
+import { parsePathInfoJson } from "./local-nix.js";
+import { parseBuiltDerivations } from "./nix-build.js";
 
 const DEP = "/nix/store/62zx2hw8gp9dzf022s6cibdx2pl0v9dx-dep";
 const TOP = "/nix/store/v3qa92fkaaak650aj0sxddibnb2xa5hc-top";

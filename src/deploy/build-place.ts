@@ -2,7 +2,7 @@
 // remote builders (a machines file read and checked here), or one build host's store over
 // ssh-ng://; either way ssh checks host keys against the fleet's known_hosts and ssh_config,
 // handed to Nix as an ssh_config file of nixship's own (NIX_SSHOPTS).
-import type { BuildPlace } from "../cache/local-nix.js";
+import type { BuildPlace } from "../cache/nix-build.js";
 import { nixSshOpts } from "../delivery/ssh-config-for-nix.js";
 import { type SshTarget, sshArgs } from "../delivery/ssh-transport.js";
 import { InputError, UsageError } from "../errors.js";

@@ -3,18 +3,15 @@
 import { isAbsolute, resolve } from "node:path";
 import { buildOnHost } from "../cache/build-host.js";
 import type { BuilderFailure } from "../cache/build-log.js";
+import { type NixOptions, resolveInstallables, validPaths } from "../cache/local-nix.js";
+import type { BuildProgress } from "../cache/nix-activity.js";
+import { type BuiltDerivations, buildDerivations } from "../cache/nix-build.js";
 import {
-  type BuiltDerivations,
-  buildDerivations,
   evaluateDerivations,
   evaluateSystemTypes,
   type FlakeOutput,
   MissingOutputsError,
-  type NixOptions,
-  resolveInstallables,
-  validPaths,
-} from "../cache/local-nix.js";
-import type { BuildProgress } from "../cache/nix-activity.js";
+} from "../cache/nix-evaluate.js";
 import { InputError, OperationError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
 import type { FleetHost } from "../fleet/fleet.js";
