@@ -2,7 +2,7 @@
 // not started yet, the hosts the rollout skipped and why, and who started it from what.
 import { describe, expect, it } from "vitest";
 import type { RolloutRecord } from "../status/rollout.js";
-import { rolloutMain } from "./pages.js";
+import { rolloutMain } from "./rollout-page.js";
 
 const SYS = `/nix/store/${"a".repeat(32)}-example-web-system-v2`;
 const host = (

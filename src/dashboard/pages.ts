@@ -5,25 +5,15 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import { behindText } from "../status/behind.js";
-import {
-  type RolloutHost,
-  type RolloutRecord,
-  type RolloutWave,
-  rolloutLive,
-} from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
-import { sourceReference } from "../util/source-reference.js";
 import type { HostChange } from "../views/host-change.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
-import type { HostRollout, RolloutRead } from "../views/rollout-watch.js";
+import type { HostRollout } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
-import { bakeSection } from "./bake-html.js";
-import { ago } from "./format.js";
-import type { FutureRollout } from "./future-rollouts.js";
+import { ago, agoTime } from "./format.js";
 import { Html, html } from "./html.js";
 import type { ReleasePageData } from "./release-reads.js";
-import { rolloutPauses } from "./rollout-pauses-html.js";
 import {
   countByStateAndMode,
   generationOf,
@@ -325,91 +315,6 @@ function releaseOrigin(origin: OriginCheck): Html {
   }
 }
 
-// ---------------------------------------------------------------- rollout
-
-export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now: Date): Html {
-  const ahead =
-    future === null
-      ? ""
-      : html`<p class="problem future-rollout">A rollout record dated in the future (<code>${future.key}</code>, started ${future.startedAt}) was passed over: a record more than 5 minutes ahead of this machine's clock is not taken for the newest. A deployer's clock is wrong, or someone wrote it by hand.</p>`;
-  if (read.status === "none") {
-    return html`<h1>Rollout</h1>${ahead}<p>No rollout recorded yet: <code>nixship deploy</code> records each one as it runs.</p>`;
-  }
-  if (read.status === "unreadable") {
-    return html`<h1>Rollout</h1>${ahead}<p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
-  }
-  const r = read.record;
-  return html`<h1>Rollout ${r.id}</h1>${ahead}
-<p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
-${origin(r)}
-${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${rolloutPauses(r, now)}
-${r.waves.map((w) => waveSection(w, rolloutLive(r.state)))}
-${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
-}
-
-/** Who started the rollout, and from which flakes at which commits (absent in older records). */
-function origin(r: RolloutRecord): Html | string {
-  if (r.by === undefined) return "";
-  const sources = (r.sources ?? []).map(
-    (s) =>
-      html` <code>${sourceReference(s.flake)}</code>${s.rev === null ? "" : html` at <code>${s.rev.slice(0, 12)}</code>`}${s.dirty ? html` <span class="badge failed">dirty</span>` : ""}`,
-  );
-  return html`<p class="rollout-origin">Started by ${r.by}${sources.length > 0 ? html`, from${sources}` : ""}.</p>`;
-}
-
-/** The selected hosts the rollout leaves alone: up to date, unreachable, or (a rollback's) refused. */
-function skippedSection(hosts: readonly RolloutHost[]): Html {
-  return html`<section class="wave" aria-labelledby="skipped">
-<h2 id="skipped">Skipped</h2>
-<div class="scroll"><table>
-<caption class="sr-only">Hosts the rollout leaves alone</caption>
-<thead><tr><th scope="col">Host</th><th scope="col">Why</th><th scope="col">State</th></tr></thead>
-<tbody>${hosts.map((h) => html`<tr class="skipped" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td>${h.message ?? ""}</td><td><span class="badge ${h.state}">${stateLabel(h.state, false)}</span></td></tr>`)}</tbody></table></div>
-</section>`;
-}
-
-function rolloutClass(r: RolloutRecord): string {
-  switch (r.state) {
-    case "succeeded":
-      return "in-step";
-    case "running":
-      return "applying";
-    case "paused":
-    case "partial":
-      return "behind";
-    default:
-      return "failed";
-  }
-}
-
-/**
- * What a host's state reads as: a host still pending once the rollout ended was never started
- * (a failure stopped the rollout, or the deploy was interrupted), and never will be.
- */
-function stateLabel(state: RolloutHost["state"], running: boolean): string {
-  if (state === "pending" && !running) return "not started";
-  return state === "not-started" || state === "up-to-date" ? state.replace(/-/g, " ") : state;
-}
-
-function waveSection(w: RolloutWave, running: boolean): Html {
-  const counts = new Map<RolloutHost["state"], number>();
-  for (const h of w.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
-  const id = `wave-${w.index}`;
-  return html`<section class="wave" aria-labelledby="${id}">
-<h2 id="${id}">Wave ${w.index} (${w.kind})</h2>
-<p class="wave-counts">${[...counts].map(([s, n]) => html`<span class="badge ${s}">${n} ${stateLabel(s, running)}</span> `)}</p>
-<div class="scroll"><table>
-<caption class="sr-only">Hosts of wave ${w.index}</caption>
-<thead><tr><th scope="col">Host</th><th scope="col">State</th><th scope="col">Step</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
-<tbody>${w.hosts.map((h) => {
-    const sys = shortSystem(h.system);
-    return html`<tr class="${h.state}" data-host="${h.host}"><th scope="row"><a href="/hosts/${h.host}">${h.host}</a></th><td><span class="badge ${h.state}">${stateLabel(h.state, running)}</span></td><td>${h.phase ?? ""}</td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.message ?? ""}</td></tr>`;
-  })}</tbody></table></div>
-${bakeSection(w.index, w.hosts)}
-</section>`;
-}
-
 // ---------------------------------------------------------------- one host
 
 export interface HostDetail {
@@ -502,12 +407,4 @@ ${
 /** A page for what does not exist. */
 export function notFoundMain(what: string): Html {
   return html`<h1>Not found</h1><p>${what}</p><p><a href="/">All hosts</a></p>`;
-}
-
-/**
- * A time as how long ago it was, which the page's script keeps current between renders
- * (`data-ago`): a rollout stuck for a minute never reads "0 s ago".
- */
-function agoTime(iso: string | null | undefined, now: Date): Html {
-  return html`<time datetime="${iso ?? ""}" data-ago>${ago(iso, now)}</time>`;
 }

@@ -2,7 +2,7 @@
 // waves after it still pending (not "not started"); and of a rollout whose pause ended.
 import { describe, expect, it } from "vitest";
 import type { RolloutRecord } from "../status/rollout.js";
-import { rolloutMain } from "./pages.js";
+import { rolloutMain } from "./rollout-page.js";
 
 const SYS = `/nix/store/${"a".repeat(32)}-example-web-system-v2`;
 const host = (name: string, state: "pending" | "confirmed") => ({

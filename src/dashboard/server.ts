@@ -41,11 +41,11 @@ import {
   page,
   releaseMain,
   releasesMain,
-  rolloutMain,
   type Section,
 } from "./pages.js";
 import type { FleetPoller } from "./poller.js";
 import { ReadsFull, ReleaseReads } from "./release-reads.js";
+import { rolloutMain } from "./rollout-page.js";
 import { allTags, filterRows, runningOf, type Snapshot } from "./snapshot.js";
 import { DASHBOARD_CSS } from "./style.js";
 import { checkToken } from "./token.js";
