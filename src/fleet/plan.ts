@@ -3,14 +3,22 @@
 // synchronous; the caller gathers host states and closure metadata first.
 
 import { InputError } from "../errors.js";
-import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
 import type { HostBake } from "./bake.js";
+import {
+  ClosureIndex,
+  type ClosureInfo,
+  type HostHolding,
+  type Transfer,
+} from "./closure-index.js";
 import type { HealthChecks, RebootMode, RolloutPolicy } from "./fleet.js";
 import type { PlannedPause, UnusedPause } from "./pause-policy.js";
 import type { HostDeltaFetch, NoDelta } from "./plan-deltas.js";
 import type { PlanDiffs } from "./plan-diffs.js";
+
+export type { ClosureInfo, Transfer } from "./closure-index.js";
+
 import { planWaves, type WaveKind, type WaveShape } from "./rollout.js";
 
 /** What a host reported. A host with no state (not asked, or cannot be asked) counts as unknown. */
@@ -122,9 +130,6 @@ export interface PlanTarget {
   readonly bake?: HostBake;
 }
 
-/** The closure metadata the planner needs; a full `PathInfo` fits. */
-export type ClosureInfo = Pick<PathInfo, "path" | "narSize" | "references">;
-
 export interface PlanInput {
   readonly action: Action;
   /** The selected hosts, in the order the plan lists them. */
@@ -141,12 +146,6 @@ export interface PlannedWave {
   readonly wave: number;
   readonly kind: WaveKind;
   readonly hosts: readonly string[];
-}
-
-/** Store paths and their NAR bytes (uncompressed; what moves compressed is smaller). */
-export interface Transfer {
-  readonly paths: number;
-  readonly bytes: number;
 }
 
 export type HostAction = "activate" | "skip" | "unreachable";
@@ -305,7 +304,7 @@ export function planDeploy(input: PlanInput): DeployPlan {
         paths: totals.paths + plan.transfer.paths,
         bytes: totals.bytes + plan.transfer.bytes,
       };
-      for (const path of closures.missing(plan.desired, target.state)) needed.add(path);
+      for (const path of closures.missing(plan.desired, holding(target.state))) needed.add(path);
     }
     return plan;
   });
@@ -367,7 +366,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     current,
     generation,
     desired,
-    transfer: running ? NOTHING : closures.measure(closures.missing(desired, state)),
+    transfer: running ? NOTHING : closures.measure(closures.missing(desired, holding(state))),
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
     ...(failedThere === undefined ? {} : { failedThere }),
@@ -424,86 +423,15 @@ export function secretsChange(target: PlanTarget): boolean {
   return state.secrets !== secrets;
 }
 
+/** What a reported host holds; nothing for one that did not report. */
+function holding(state: HostState | undefined): HostHolding | undefined {
+  return state?.kind === "reported" ? state : undefined;
+}
+
 function transferBasis(state: HostState | undefined): TransferBasis {
   if (state?.kind !== "reported") return "whole-closure";
   if (state.missing !== undefined) return "store";
   return state.current === undefined ? "whole-closure" : "current-system";
-}
-
-/** Closures computed once per root and differences once per (desired, current) pair. */
-class ClosureIndex {
-  private readonly closures = new Map<StorePath, ReadonlySet<StorePath>>();
-  private readonly differences = new Map<string, readonly StorePath[]>();
-  private readonly checked = new Set<StorePath>();
-
-  constructor(private readonly infos: ReadonlyMap<StorePath, ClosureInfo>) {}
-
-  /** Refuses a desired system whose closure the metadata does not fully cover. */
-  requireComplete(root: StorePath, host: string): void {
-    if (this.checked.has(root)) return;
-    for (const path of this.closure(root)) {
-      if (!this.infos.has(path)) {
-        const what = path === root ? "" : `, which it references,`;
-        throw new InputError(
-          "incomplete-closure",
-          `no metadata for ${path}${what} in the closure of ${root} (the system of ${host})`,
-          { hint: "the desired closures must be built or present in the cache before planning" },
-        );
-      }
-    }
-    this.checked.add(root);
-  }
-
-  /**
-   * The paths of `desired`'s closure the host lacks: those its store lacks where it was asked,
-   * else those outside the closure of the system it runs.
-   */
-  missing(desired: StorePath, state: HostState | undefined): readonly StorePath[] {
-    if (state?.kind === "reported" && state.missing !== undefined) {
-      const lacking = state.missing;
-      return [...this.closure(desired)].filter((path) => lacking.has(path));
-    }
-    const current = state?.kind === "reported" ? state.current : undefined;
-    const key = `${desired}\n${current ?? ""}`;
-    let result = this.differences.get(key);
-    if (result === undefined) {
-      const present = current === undefined ? new Set<StorePath>() : this.closure(current);
-      result = [...this.closure(desired)].filter((path) => !present.has(path));
-      this.differences.set(key, result);
-    }
-    return result;
-  }
-
-  measure(paths: Iterable<StorePath>): Transfer {
-    let count = 0;
-    let bytes = 0;
-    for (const path of paths) {
-      count++;
-      bytes += this.infos.get(path)?.narSize ?? 0;
-    }
-    return { paths: count, bytes };
-  }
-
-  /**
-   * The root and everything it references, transitively. A path without metadata is still
-   * in the closure (something references it), but its own references are unknown.
-   */
-  private closure(root: StorePath): ReadonlySet<StorePath> {
-    const cached = this.closures.get(root);
-    if (cached !== undefined) return cached;
-    const found = new Set<StorePath>([root]);
-    const stack = [root];
-    for (let path = stack.pop(); path !== undefined; path = stack.pop()) {
-      for (const ref of this.infos.get(path)?.references ?? []) {
-        if (!found.has(ref)) {
-          found.add(ref);
-          stack.push(ref);
-        }
-      }
-    }
-    this.closures.set(root, found);
-    return found;
-  }
 }
 
 /**
