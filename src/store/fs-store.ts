@@ -1,5 +1,8 @@
 // FsStore: an ObjectStore in a local directory, the embedded default. Every write goes to a temp
 // file beside its target and is then renamed (or linked) into place, so readers never see a part.
+// Why one long file: it is the one class behind the ObjectStore seam for a directory, whose
+// verbs share its root, its confinement to it and its batch of deferred syncs; the file steps
+// themselves (temp files, sealing, errors) are fs-files.ts's.
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, constants, createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
