@@ -119,4 +119,41 @@ describe("FetchPace", () => {
     fetched(pace, "i", 1, whole(DELTA_PACE_MIN_BYTES));
     expect(pace.favoursWhole()).toBe(true);
   });
+
+  describe("with the pace the previous deploy recorded", () => {
+    const slowLink = {
+      whole: { bytes: 80_000_000, seconds: 64 },
+      rebuilt: { bytes: 80_000_000, seconds: 8 },
+    };
+
+    it("judges the first wave by it: a wait as long as the bytes take whole, deltas kept", () => {
+      const pace = new FetchPace(undefined, slowLink);
+      expect(pace.bytesPerSecond()).toBe(160_000_000 / 72);
+      expect(pace.favoursWhole()).toBe(false);
+      expect(new FetchPace().bytesPerSecond()).toBeUndefined();
+    });
+
+    it("favours whole fetches on a link the previous deploy saw fast", () => {
+      const fast = new FetchPace(undefined, { whole: { bytes: 80_000_000, seconds: 2 } });
+      expect(fast.favoursWhole()).toBe(true);
+    });
+
+    it("gives way to this deploy's own figures, kind by kind, and keeps the rest for the next", () => {
+      const pace = new FetchPace(undefined, slowLink);
+      // This deploy's first host fetched whole fast: the link changed.
+      fetched(pace, "j", 1, whole(DELTA_PACE_MIN_BYTES * 2));
+      expect(pace.favoursWhole()).toBe(true);
+      expect(pace.bytesPerSecond()).toBe(DELTA_PACE_MIN_BYTES * 2);
+      expect(pace.seen()).toEqual({
+        whole: { bytes: DELTA_PACE_MIN_BYTES * 2, seconds: 1 },
+        rebuilt: slowLink.rebuilt,
+      });
+    });
+
+    it("ignores a recorded kind of too few bytes to judge by", () => {
+      const pace = new FetchPace(undefined, { whole: { bytes: 1_000_000, seconds: 0.01 } });
+      expect(pace.favoursWhole()).toBe(false);
+      expect(pace.bytesPerSecond()).toBeUndefined();
+    });
+  });
 });

@@ -1,7 +1,9 @@
 // How long a wave may wait for its hosts' deltas, and whether its hosts take deltas at all
 // (docs/deltas.md, "What they cost"): judged from how fast the hosts this deploy has seen got
-// their paths, whole and by delta. Before any host has fetched, no wave waits.
+// their paths, whole and by delta; before its own hosts have fetched, from what the previous
+// deploy recorded (its rollout record's fetchPace). With neither, no wave waits.
 import type { HostPhase } from "../fleet/phase.js";
+import type { FetchSeen, RolloutFetchPace } from "../status/rollout.js";
 import type { DeployEvent } from "./events.js";
 
 /** The longest a wave waits for deltas, however slow the link seen. */
@@ -39,13 +41,20 @@ const BEFORE_REALISED: ReadonlySet<HostPhase> = new Set(["connect", "waiting", "
  * The NAR bytes a second the deploy's hosts fetched at, from its events: each activated host's
  * delta report (the deltas' bytes and the NAR bytes that came whole; without one, the NAR bytes
  * the plan says it lacked, `planned`) over the time from its first phase to the first one after
- * `realise` (its connection, its delta step and its realise: what fetching cost it).
+ * `realise` (its connection, its delta step and its realise: what fetching cost it). Until this
+ * deploy has seen enough of a kind (DELTA_PACE_MIN_BYTES), `previous` (the paces the previous
+ * deploy recorded) stands for it: a link seen slow then has its first wave wait for deltas.
  */
 export class FetchPace {
   readonly #planned: (host: string) => number | undefined;
+  readonly #previous: RolloutFetchPace;
 
-  constructor(planned: (host: string) => number | undefined = () => undefined) {
+  constructor(
+    planned: (host: string) => number | undefined = () => undefined,
+    previous: RolloutFetchPace = {},
+  ) {
     this.#planned = planned;
+    this.#previous = previous;
   }
 
   readonly #started = new Map<string, number>();
@@ -97,14 +106,37 @@ export class FetchPace {
    * False before DELTA_PACE_MIN_BYTES were seen fetched whole.
    */
   favoursWhole(): boolean {
-    const whole = pace(this.#whole);
-    if (whole === undefined) return false;
-    return whole >= (pace(this.#rebuilt) ?? DELTA_APPLY_PACE);
+    const { whole, rebuilt } = this.seen();
+    const wholePace = whole === undefined ? undefined : pace(whole);
+    if (wholePace === undefined) return false;
+    return wholePace >= ((rebuilt === undefined ? undefined : pace(rebuilt)) ?? DELTA_APPLY_PACE);
   }
 
-  /** NAR bytes a second over every host seen so far; undefined before the first. */
+  /**
+   * NAR bytes a second over every host seen so far; before the first, the previous deploy's
+   * (from at least DELTA_PACE_MIN_BYTES); else undefined.
+   */
   bytesPerSecond(): number | undefined {
-    return this.#seconds > 0 ? this.#bytes / this.#seconds : undefined;
+    if (this.#seconds > 0) return this.#bytes / this.#seconds;
+    const { whole, rebuilt } = this.#previous;
+    const bytes = (whole?.bytes ?? 0) + (rebuilt?.bytes ?? 0);
+    const seconds = (whole?.seconds ?? 0) + (rebuilt?.seconds ?? 0);
+    return pace({ bytes, seconds });
+  }
+
+  /**
+   * What a rollout record keeps for the next deploy: of each kind, this deploy's own figures
+   * where they are enough to judge by, else the previous deploy's.
+   */
+  seen(): RolloutFetchPace {
+    const pick = (own: FetchSeen, before: FetchSeen | undefined): FetchSeen | undefined =>
+      pace(own) !== undefined ? { ...own } : before;
+    const whole = pick(this.#whole, this.#previous.whole);
+    const rebuilt = pick(this.#rebuilt, this.#previous.rebuilt);
+    return {
+      ...(whole === undefined ? {} : { whole }),
+      ...(rebuilt === undefined ? {} : { rebuilt }),
+    };
   }
 }
 

@@ -12,6 +12,7 @@ import { cacheKeys } from "./deltas.js";
 import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { throwIfInterrupted } from "./interrupts.js";
+import { previousFetchPace } from "./previous-pace.js";
 import { recordResults } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
@@ -104,6 +105,11 @@ async function rollOut(
     await deltas?.firstPass;
     throwIfInterrupted(options.signal);
   }
+  // How fast the last deploys' hosts fetched, read before this deploy's record is the newest.
+  const previousPace =
+    deltas === undefined
+      ? undefined
+      : await previousFetchPace(options.fleet.cache?.url, options.signal);
   // What the dashboard shows of the rollout as it runs, in every mode.
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,
@@ -139,7 +145,7 @@ async function rollOut(
           ? "succeeded"
           : "failed";
   const lacked = new Map((input.deltaPairs?.hosts ?? []).map((h) => [h.host, h.missingNarBytes]));
-  const pace = new FetchPace((host) => lacked.get(host));
+  const pace = new FetchPace((host) => lacked.get(host), previousPace);
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -166,6 +172,7 @@ async function rollOut(
     .finally(() => answers?.close());
   // What the deltas' work came to is told before the summary.
   await deltas?.stop();
+  if (deltas !== undefined) record?.recorder.notePace(pace.seen());
   const ok = rolloutSucceeded(results);
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.

@@ -11,6 +11,7 @@ import type { DeliveryMode } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
 import { shownSource } from "../release/release-origin.js";
 import type {
+  RolloutFetchPace,
   RolloutHost,
   RolloutHostState,
   RolloutPause,
@@ -72,6 +73,7 @@ export class RolloutRecorder {
     [];
   readonly #skipped: RolloutHost[];
   readonly #pauses: RolloutPause[] = [];
+  #fetchPace: RolloutFetchPace | undefined;
   #state: RolloutState = "running";
   #stopped: string | null = null;
   #dirty = false;
@@ -256,6 +258,15 @@ export class RolloutRecorder {
     while (this.#writing !== undefined) await this.#writing;
   }
 
+  /**
+   * How fast the hosts fetched (FetchPace.seen), kept for the next deploy's first wave: written
+   * with the record's last write (`finish`).
+   */
+  notePace(pace: RolloutFetchPace): void {
+    if (pace.whole === undefined && pace.rebuilt === undefined) return;
+    this.#fetchPace = pace;
+  }
+
   /** A wave, its hosts pending, unless it is known already. */
   #addWave(index: number, kind: "canary" | "main", names: readonly string[]): void {
     if (this.#waves.some((w) => w.index === index)) return;
@@ -292,6 +303,7 @@ export class RolloutRecorder {
       ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources.map(shownSource) }),
       ...(this.#options.rollback === undefined ? {} : { undoes: this.#options.rollback.undoes }),
       ...(this.#pauses.length === 0 ? {} : { pauses: [...this.#pauses] }),
+      ...(this.#fetchPace === undefined ? {} : { fetchPace: this.#fetchPace }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),
     };

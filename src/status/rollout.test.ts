@@ -145,6 +145,22 @@ describe("rollout records", () => {
     expect(parseRolloutRecord(formatRolloutRecord(stopped), "rec")).toEqual(stopped);
   });
 
+  it("keeps how fast the hosts fetched, and refuses a pace that is not bytes and seconds", () => {
+    const paced: RolloutRecord = {
+      ...RECORD,
+      fetchPace: { whole: { bytes: 80_000_000, seconds: 64 }, rebuilt: { bytes: 8, seconds: 0.5 } },
+    };
+    expect(parseRolloutRecord(formatRolloutRecord(paced), "rec")).toEqual(paced);
+    const bad = (fetchPace: unknown) => refusal({ ...plain(), fetchPace }).message;
+    expect(bad([])).toBe("rec: fetchPace is not a JSON object");
+    expect(bad({ whole: { bytes: -1, seconds: 2 } })).toBe(
+      "rec: fetchPace.whole needs bytes and seconds, numbers from 0",
+    );
+    expect(bad({ rebuilt: { bytes: 5 } })).toBe(
+      "rec: fetchPace.rebuilt needs bytes and seconds, numbers from 0",
+    );
+  });
+
   it("refuses what is not JSON, or not an object", () => {
     const notJson = (() => {
       try {

@@ -130,6 +130,22 @@ export interface RolloutPause {
 /** Where a rollout's systems came from: a flake, its git revision, whether its tree was dirty. */
 export type RolloutSource = OriginSource;
 
+/** NAR bytes hosts got and the seconds their fetching took, summed over the hosts. */
+export interface FetchSeen {
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+/**
+ * How fast the deploy's hosts got their paths (deploy/delta-pace.ts): those that fetched every
+ * path whole, and those that rebuilt paths from deltas. The next deploy judges its first wave by
+ * it, before its own hosts have fetched anything.
+ */
+export interface RolloutFetchPace {
+  readonly whole?: FetchSeen;
+  readonly rebuilt?: FetchSeen;
+}
+
 export interface RolloutRecord {
   readonly version: 1;
   readonly id: string;
@@ -149,6 +165,8 @@ export interface RolloutRecord {
   readonly sources?: readonly RolloutSource[];
   /** Its pauses so far, in order (absent: it never paused). */
   readonly pauses?: readonly RolloutPause[];
+  /** How fast its hosts fetched, where it had deltas to weigh (absent otherwise). */
+  readonly fetchPace?: RolloutFetchPace;
   readonly startedAt: string;
   readonly updatedAt: string;
 }
@@ -230,6 +248,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     throw malformed(source, `"undoes" is not a rollout id`);
   }
   const pauses = r.pauses === undefined ? undefined : rolloutPauses(r.pauses, source);
+  const fetchPace = r.fetchPace === undefined ? undefined : rolloutFetchPace(r.fetchPace, source);
   return {
     version: 1,
     id,
@@ -243,8 +262,29 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     ...(typeof r.by === "string" ? { by: withoutControls(r.by).slice(0, 300) } : {}),
     ...(sources === undefined ? {} : { sources }),
     ...(typeof r.undoes === "string" ? { undoes: r.undoes } : {}),
+    ...(fetchPace === undefined ? {} : { fetchPace }),
     startedAt,
     updatedAt,
+  };
+}
+
+/** A record's fetch pace: for each kind present, finite bytes and seconds, neither negative. */
+function rolloutFetchPace(value: unknown, source: string): RolloutFetchPace {
+  const pace = object(value, source, "fetchPace");
+  const seen = (kind: "whole" | "rebuilt"): FetchSeen | undefined => {
+    if (pace[kind] === undefined) return undefined;
+    const s = object(pace[kind], source, `fetchPace.${kind}`);
+    const ok = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+    if (!ok(s.bytes) || !ok(s.seconds)) {
+      throw malformed(source, `fetchPace.${kind} needs bytes and seconds, numbers from 0`);
+    }
+    return { bytes: s.bytes as number, seconds: s.seconds as number };
+  };
+  const whole = seen("whole");
+  const rebuilt = seen("rebuilt");
+  return {
+    ...(whole === undefined ? {} : { whole }),
+    ...(rebuilt === undefined ? {} : { rebuilt }),
   };
 }
 

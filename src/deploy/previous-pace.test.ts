@@ -1,0 +1,73 @@
+// The first wave's pace comes from the newest rollout records that recorded one, read from the
+// fleet's store without ever holding the deploy up.
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type RolloutFetchPace, type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import { writeRollout } from "../status/rollout-store.js";
+import { FsStore } from "../store/fs-store.js";
+import { PACE_RECORDS, previousFetchPace } from "./previous-pace.js";
+
+let dir: string;
+let store: FsStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-pace-"));
+  store = new FsStore(dir, { fsync: false });
+});
+
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const SLOW: RolloutFetchPace = { whole: { bytes: 80_000_000, seconds: 64 } };
+
+/** A finished record that started `minutesAgo` minutes ago, with `fetchPace` if given. */
+function record(id: string, minutesAgo: number, fetchPace?: RolloutFetchPace): RolloutRecord {
+  const at = new Date(Date.UTC(2026, 10, 27, 12) - minutesAgo * 60_000).toISOString();
+  return {
+    version: 1,
+    id,
+    mode: "ssh",
+    action: "switch",
+    state: "succeeded",
+    stopped: null,
+    waves: [],
+    ...(fetchPace === undefined ? {} : { fetchPace }),
+    startedAt: at,
+    updatedAt: at,
+  };
+}
+
+describe("previousFetchPace", () => {
+  it("takes the newest recorded pace, past newer records that have none", async () => {
+    await writeRollout(store, record("aaaaaaaa01", 30, { whole: { bytes: 1, seconds: 1 } }));
+    await writeRollout(store, record("aaaaaaaa02", 20, SLOW));
+    await writeRollout(store, record("aaaaaaaa03", 10));
+    expect(await previousFetchPace(`file://${dir}`)).toEqual(SLOW);
+  });
+
+  it(`looks no further back than the ${PACE_RECORDS} newest records, and passes over a broken one`, async () => {
+    await writeRollout(store, record("bbbbbbbb01", 40, SLOW));
+    for (let i = 0; i < PACE_RECORDS; i++) {
+      await writeRollout(store, record(`bbbbbbbb1${i}`, 30 - i));
+    }
+    expect(await previousFetchPace(`file://${dir}`)).toBeUndefined();
+    // A record that does not parse, newest of all, is skipped: the next one that has a pace counts.
+    await rm(dir, { recursive: true, force: true });
+    await writeRollout(store, record("cccccccc01", 20, SLOW));
+    const broken = rolloutKey(new Date(Date.UTC(2026, 10, 27, 12)), "cccccccc02");
+    await mkdir(join(dir, "status", "rollouts"), { recursive: true });
+    await writeFile(join(dir, broken), "{not json");
+    expect(await previousFetchPace(`file://${dir}`)).toEqual(SLOW);
+  });
+
+  it("gives nothing without a store, or from one that cannot be read", async () => {
+    expect(await previousFetchPace(undefined)).toBeUndefined();
+    expect(
+      await previousFetchPace("s3://no-such-bucket?endpoint=http://127.0.0.1:9&region=x"),
+    ).toBeUndefined();
+  });
+});
