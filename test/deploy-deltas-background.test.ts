@@ -3,12 +3,15 @@
 // is done, or a minute), so the pairs take longer to compute than a host takes to fetch whole.
 // The rollout does not wait for them: the first host fetches every path whole, and the last
 // one gets most of them by the deltas computed meanwhile, runs its new system, and its store
-// verifies it.
+// verifies it. Then a deploy in one wave after a deploy that recorded a slow link: the wave
+// waits for the fast pass, and its hosts get their paths by delta.
 
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeRollout } from "../src/status/rollout-store.js";
+import { openStore } from "../src/store/url.js";
 import { nixship, run } from "../support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
@@ -129,6 +132,51 @@ describe("deltas slower to compute than a fetch", () => {
         `nix-store --verify-path $(nix-store -qR ${current}) && echo verified`,
       );
       expect(verify.stdout.trim(), verify.stderr).toBe("verified");
+    }
+  }, 600_000);
+
+  it("waits in a deploy's first wave for the fast pass when the last deploy saw a slow link", async () => {
+    flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
+    // The newest rollout record says the hosts fetched whole at half a megabyte a second (a
+    // deploy over a slow link; the lab's own is loopback).
+    const store = await openStore(`file://${join(lab.info.dir, "cache")}`);
+    const now = new Date().toISOString();
+    await writeRollout(store, {
+      version: 1,
+      id: "51070000aa",
+      mode: "ssh",
+      action: "switch",
+      state: "succeeded",
+      stopped: null,
+      waves: [],
+      fetchPace: { whole: { bytes: 200_000_000, seconds: 400 } },
+      startedAt: now,
+      updatedAt: now,
+    });
+    await store.close();
+    const r = await lab.deploy("--canary", "0", "--parallel", String(HOSTS.length), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    const waves = events.filter((e) => e.type === "wave-start");
+    expect(waves).toHaveLength(1);
+    // The only wave waited for the deltas, judged by the recorded pace...
+    const waited = events.find((e) => e.type === "deltas-wait") as
+      | (DeployEventLine & { wave: number; bytesPerSecond: number })
+      | undefined;
+    expect(waited, JSON.stringify(events.map((e) => e.type))).toMatchObject({
+      wave: 1,
+      bytesPerSecond: 500_000,
+    });
+    // ...and every host got most of its paths by delta.
+    const outcomes = summaryOf(r) as Record<
+      string,
+      { status: string; delta?: { paths: number; wholePaths: number; failed: number } }
+    >;
+    for (const host of HOSTS) {
+      const o = outcomes[host];
+      expect(o?.status, JSON.stringify(o)).toBe("activated");
+      expect(o?.delta?.paths, JSON.stringify(o)).toBeGreaterThan(o?.delta?.wholePaths ?? 0);
+      expect(o?.delta?.failed).toBe(0);
     }
   }, 600_000);
 });
