@@ -45,3 +45,44 @@ export async function filesHolding(dir: string, text: string): Promise<string[]>
   }
   return r.stdout.split("\n").filter(Boolean);
 }
+
+/**
+ * Every file of the deployer's Nix store that holds any of `texts`, plaintexts made at run time
+ * (freshPlaintext) after `since`: a store path is never written again once made, so only the
+ * paths made (or whose inode changed) since can hold one. One pass over those paths for all the
+ * texts, where a scan of the whole store (gigabytes on a used machine) outlasts a test's time.
+ */
+export async function storeFilesHolding(texts: readonly string[], since: Date): Promise<string[]> {
+  const listed = await run("find", [
+    "/nix/store",
+    "-mindepth",
+    "1",
+    "-maxdepth",
+    "1",
+    "-newerct",
+    `@${Math.floor(since.getTime() / 1000) - 2}`,
+  ]);
+  if (listed.code !== 0 && !/No such file or directory/.test(listed.stderr)) {
+    throw new Error(`find in /nix/store failed: ${listed.stderr}`);
+  }
+  const paths = listed.stdout.split("\n").filter((p) => p !== "" && !p.endsWith(".lock"));
+  const found: string[] = [];
+  for (let i = 0; i < paths.length; i += 500) {
+    found.push(...(await filesHoldingAny(paths.slice(i, i + 500), texts)));
+  }
+  return found;
+}
+
+/** Files under `dirs` holding any of `texts` (grep, fixed strings); vanished files hold none. */
+async function filesHoldingAny(
+  dirs: readonly string[],
+  texts: readonly string[],
+): Promise<string[]> {
+  const r = await run("grep", ["-rlF", ...texts.flatMap((t) => ["-e", t]), "--", ...dirs]);
+  const errors = r.stderr.split("\n").filter(Boolean);
+  const vanished = (line: string) => /^grep: .*: No such file or directory$/.test(line);
+  if (r.code > 1 && !(errors.length > 0 && errors.every(vanished))) {
+    throw new Error(`grep -r in the Nix store failed: ${r.stderr}`);
+  }
+  return r.stdout.split("\n").filter(Boolean);
+}
