@@ -41,6 +41,7 @@ cmd_status() {
   # The newest ten, by the shell (no tail started): the list is in ascending order, and the
   # options are read, so the positional parameters count it.
   g_all=$(generations)
+  # shellcheck disable=SC2086 # generation numbers, one a word
   set -- $g_all
   g_skip=$(($# - 10))
   for n in $g_all; do
