@@ -76,7 +76,8 @@ path="} w_path=${w_path%%"
 "*} ;;
 esac
 if [ "$outcome" = confirmed ]; then
-  rm -f "$dir/failed"
+  # rm started only when there is a mark to remove (most often there is none).
+  if [ -e "$dir/failed" ] || [ -L "$dir/failed" ]; then rm -f "$dir/failed"; fi
 elif [ "$outcome" = rollback-failed ] && [ -n "$w_path" ]; then
   printf 'path=%s\nsince=%s\nreason=%s\n' "$w_path" "$(date +%s)" \
     "$(printf '%s\n' "$reason" | head -n 1 | head -c 500)" >"$dir/failed.tmp" &&

@@ -2,16 +2,20 @@
 # the lines are data, one word each, never an option of the Nix that asks about them.
 check_paths_form() {
   m_bad=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" |
-    LC_ALL=C grep -n -v -x -E -e "$STORE_PATH_RE" -e '' | head -n 1 | cut -d: -f1)
+    LC_ALL=C grep -n -v -x -E -e "$STORE_PATH_RE" -e '' | head -n 1)
+  # grep -n's "LINE:TEXT", cut to its number by the shell.
+  m_bad=${m_bad%%:*}
   [ -z "$m_bad" ] ||
     usage "status --check-paths: line $m_bad of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)"
 }
 
 # The hash parts of the paths in $NIXSHIP_CHECK_PATHS that the store lacks, as a JSON array;
-# fails when the store cannot be asked (no Nix, or no answer within 20 s).
+# fails when the store cannot be asked (no Nix, or no answer within 20 s). After
+# check_paths_form, whose every line is a store path in canonical form or empty (xargs skips
+# those), so the lines go to Nix as they are, with no second grep.
 missing_paths() {
   set -f
-  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" | LC_ALL=C grep -x -E -e "$STORE_PATH_RE" |
+  m_invalid=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" |
     timeout -k "$KILL_GRACE" 20 xargs -r nix-store --check-validity --print-invalid 2>/dev/null) ||
     return 1
   m_sep=""
@@ -34,7 +38,15 @@ cmd_status() {
     esac
   done
   gens=""
-  for n in $(generations | tail -n 10); do
+  # The newest ten, by the shell (no tail started): the list is in ascending order, and the
+  # options are read, so the positional parameters count it.
+  g_all=$(generations)
+  # shellcheck disable=SC2086 # generation numbers, one a word
+  set -- $g_all
+  g_skip=$(($# - 10))
+  for n in $g_all; do
+    g_skip=$((g_skip - 1))
+    [ "$g_skip" -lt 0 ] || continue
     # A generation a failed activation is dropping at this moment has no path left: skip it.
     g_path=$(generation_path "$n") || continue
     [ -n "$g_path" ] || continue
