@@ -24,11 +24,12 @@ import { buildExampleSystems, type ExampleSystem } from "./support/example-syste
 const LAB = "apc";
 /**
  * Processes the three runs may start on the host, all told (sshd's, the shells', the example
- * system's switch and service included): 74 to 76 now; 78 to 81 before the status kept its ten
- * newest generations and checked the asked paths with fewer helpers, and the watcher removed
- * the failed mark only when there is one; 110 before the script read its values by the shell.
+ * system's switch and service included), a poll's `sleep` aside: 71 now; 75 to 78 before the
+ * status kept its ten newest generations and checked the asked paths with fewer helpers, and
+ * the watcher removed the failed mark only when there is one; over 100 before the script read
+ * its values by the shell.
  */
-const PROCESS_BUDGET = 76;
+const PROCESS_BUDGET = 73;
 
 let work: string;
 let labsDir: string;
@@ -171,7 +172,9 @@ describe("a deploy's processes on a lab host", () => {
       nixStore: 2,
       nixEnv: 0,
     });
-    expect(programs.length, programs.join(" ")).toBeLessThanOrEqual(PROCESS_BUDGET);
+    // A `sleep` is a poll's wait, more of them the slower the machine: not counted.
+    const counted = programs.filter((p) => p !== "sleep");
+    expect(counted.length, programs.join(" ")).toBeLessThanOrEqual(PROCESS_BUDGET);
     const generation = await onHost(statusArgs());
     expect(answerOf(generation.result, "status")?.generation).toBe(2);
   });
