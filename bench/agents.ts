@@ -483,7 +483,7 @@ async function runBenchmark(settings: Settings): Promise<void> {
               `  (the agent processes were busy: past its poll, an agent's time here is mostly spent`,
               "  waiting behind the other agents of its process; on its own host it would have only",
               "  its own work: one GET, the head's signature, its own shard's GET and check when the",
-              "  release is sharded, with no state yet a GET of the next release, 3 state saves",
+              "  release is sharded, with no state yet a GET of the next release, 2 state saves",
               "  and 2 status PUTs)",
             ]
           : []),
