@@ -478,9 +478,10 @@ async function runBenchmark(settings: Settings): Promise<void> {
           `(${((1000 * (deployPhase?.cpuSeconds ?? Number.NaN)) / n).toFixed(1)} ms per agent, ` +
           `${busy.toFixed(2)} CPU-seconds per second of the phase on ${availableParallelism()} CPUs); ` +
           `one check of this release (its head's signature, and one shard when sharded): ${verifyMs.toFixed(1)} ms`,
-        ...(busy >= 0.5 * procs
+        // Said when the agents waited for CPU: over a second from their poll to their success.
+        ...(quantile(took, 0.5) > 1
           ? [
-              `  (the agent processes were busy: past its poll, an agent's time here is mostly spent`,
+              `  (the agent processes were busy (${busy.toFixed(2)} CPU-s a second): past its poll, an agent's time here is mostly spent`,
               "  waiting behind the other agents of its process; on its own host it would have only",
               "  its own work: one GET, the head's signature, its own shard's GET and check when the",
               "  release is sharded, with no state yet a GET of the next release, 2 state saves",
