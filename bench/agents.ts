@@ -1,25 +1,24 @@
-// The agents benchmark (`npm run bench:agents`): 1,000 pull agents in one process against s3rver
-// on loopback (or, with `--store moto`, moto's S3 server; with `--store dir`, a directory store,
-// which leaves both cores to the agents and the deployer), each with its own state directory and a no-op Activator (this measures the
-// control plane, not Nix). It measures the agents' requests while idle, the time from publishing
-// one release naming every host until all of them report success, the LIST and GET calls the
-// deployer (AgentDelivery) makes per poll, and its peak RSS. Prints figures; asserts nothing.
+// The agents benchmark (`npm run bench:agents`): 1,000 pull agents against s3rver on loopback
+// (or, with `--store moto`, moto's S3 server; with `--store dir`, a directory store, which leaves
+// the cores to the agents and the deployer), each with its own state directory and a no-op
+// Activator (this measures the control plane, not Nix). It measures the agents' requests while
+// idle, the time from publishing one release naming every host until all of them report success,
+// the LIST and GET calls the deployer (AgentDelivery) makes per poll, and its peak RSS. Prints
+// figures; asserts nothing.
 //
-// Three processes: this one runs the agents; s3rver and the deployer each run in a child started
+// The processes: this one coordinates and measures; the agents run in `--agent-procs` children
+// (agents-child.ts; default one per CPU), each with its share, so that their CPU spreads over the
+// cores as a fleet's spreads over its hosts; s3rver and the deployer each run in a child started
 // from this same file (--serve-s3, --deployer), so that neither's CPU or memory is counted in
 // the other figures, and the deployer's RSS is its own. (moto's server is a Python process.)
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import type { Activator } from "../src/agent/activator.js";
 import { Agent } from "../src/agent/agent.js";
 import { AgentDelivery } from "../src/delivery/agent.js";
@@ -33,27 +32,37 @@ import {
   parseSecretKey,
   publicKeyOf,
 } from "../src/nix/keys.js";
-import { NIX32_ALPHABET } from "../src/nix/nix32.js";
-import type { StorePath } from "../src/nix/store-path.js";
 import { parseShard } from "../src/release/release-shard.js";
 import { verifyReleaseHead } from "../src/release/release-sign.js";
 import { readChannel } from "../src/release/release-store.js";
 import { readShardBytes } from "../src/release/shard-store.js";
-import { DEFAULT_HEARTBEAT_EVERY, HEARTBEAT_PREFIX } from "../src/status/heartbeat.js";
+import { DEFAULT_HEARTBEAT_EVERY } from "../src/status/heartbeat.js";
 import { formatStatusRecord, progressKey, type StatusRecord } from "../src/status/status.js";
 import { readProgress } from "../src/status/status-store.js";
-import type { GetOptions, ObjectStore } from "../src/store/object-store.js";
+import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { mapLimit } from "../src/util/pool.js";
 import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { S3RVER_CREDENTIALS, startS3Server } from "../support/s3-server.js";
+import { AgentProcs, type ProcSample } from "./agent-procs.js";
+import {
+  CHANNEL,
+  counting,
+  countOps,
+  formatCounts,
+  hostNames,
+  JITTER,
+  mergeWindowParts,
+  NOOP_ACTIVATOR,
+  now,
+  sum,
+  systemPath,
+  type Tally,
+} from "./agents-tally.js";
 import { mb, table } from "./stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
-const CHANNEL = "bench";
 const BUCKET = "nixship-bench";
-/** ± fraction of the poll interval each agent draws per wait (the agent config's default). */
-const JITTER = 0.1;
 /** The deployer's status reads, as `nixship deploy` does them. */
 const DEPLOYER_POLL_MS = 1000;
 const RSS_SAMPLE_MS = 50;
@@ -64,52 +73,25 @@ const AGENTS_PER_CLIENT = 50;
 /** How the parent hands the deployer child its settings. */
 const DEPLOYER_ENV = "NIXSHIP_BENCH_DEPLOYER";
 
-/** Milliseconds on a clock shared by this process and its children. */
-const now = (): number => performance.timeOrigin + performance.now();
-
-type Op = "get" | "head" | "put" | "list" | "delete";
-interface Req {
-  /** now() when the call started. */
-  readonly t: number;
-  readonly op: Op;
-  readonly conditional: boolean;
-  /** A GET of a success marker's record: an outcome's generation and previous system. */
-  readonly detail: boolean;
-  /** A PUT of an agent's heartbeat. */
-  readonly heartbeat: boolean;
-  result: "pending" | "found" | "not-modified" | "absent" | "written" | "ok" | "error";
-}
-
-/** Every request one client made, and when it first wrote a success marker. */
-interface Tally {
-  readonly requests: Req[];
-  successAt: number | undefined;
-}
-
-interface BenchAgent {
-  readonly name: string;
-  readonly tally: Tally;
-  readonly agent: Agent;
-  storeErrors: number;
-  rejected: number;
-  failed: number;
-  lastError: string | undefined;
-  running: Promise<void>;
-  /** Stops this agent: a signal of its own, as each agent on its own host has. */
-  readonly stop: AbortController;
-}
+/** A command to the agent processes: ordinary ones, and those that wait on every agent. */
+const ASK_MS = 60_000;
+const STOP_MS = 300_000;
 
 interface Phase {
   readonly name: string;
   readonly start: number;
   end: number;
+  /** The agent processes' peak RSS in the phase, each its own, summed. */
   peakRss: number;
-  readonly cpu: NodeJS.CpuUsage;
+  /** The agent processes' CPU (user + system microseconds) when it began, summed. */
+  readonly cpu: number;
   cpuSeconds: number;
   readonly s3Cpu: number;
   s3CpuSeconds: number;
+  /** How late the agent processes' event loops ran timers: the worst of them. */
   loopMaxMs: number;
   loopP99Ms: number;
+  /** The agent processes' heaps after a full collection at its end, summed. */
   heapUsedAtEnd: number;
 }
 
@@ -151,8 +133,11 @@ async function main(): Promise<void> {
       agents: { type: "string", default: "1000" },
       interval: { type: "string", default: "10" },
       idle: { type: "string", default: "30" },
-      // S3 clients the agents share (default: one per AGENTS_PER_CLIENT agents).
+      // S3 clients the agents share, in all (default: one per AGENTS_PER_CLIENT agents), split over
+      // the agent processes.
       clients: { type: "string" },
+      // Processes the agents run in, each with its share (default: one per CPU).
+      "agent-procs": { type: "string" },
       // Where the releases and status live: s3rver on loopback (s3), moto's S3 server on loopback
       // (moto), or a directory (dir), which leaves the machine's two cores to the agents and the
       // deployer.
@@ -171,13 +156,30 @@ async function main(): Promise<void> {
     n,
     Math.max(1, Math.floor(Number(values.clients) || Math.ceil(n / AGENTS_PER_CLIENT))),
   );
+  const procs = Math.min(
+    64,
+    n,
+    Math.max(1, Math.floor(Number(values["agent-procs"]) || availableParallelism())),
+  );
+  const perProc = Math.max(1, Math.round(clients / procs));
   const kind = values.store;
   if (kind !== "s3" && kind !== "moto" && kind !== "dir") {
     throw new Error(
       `--store: ${kind} (s3: s3rver on loopback; moto: moto's S3 server on loopback; dir: a directory store)`,
     );
   }
-  await runBenchmark(n, interval, idle, clients, kind);
+  await runBenchmark({ n, interval, idle, clients: perProc, procs, kind });
+}
+
+interface Settings {
+  readonly n: number;
+  readonly interval: number;
+  readonly idle: number;
+  /** Store clients each agent process's agents share. */
+  readonly clients: number;
+  /** Agent processes. */
+  readonly procs: number;
+  readonly kind: StoreKind;
 }
 
 /** Child mode: s3rver on 127.0.0.1, its own temp dir, silent; stops when stdin closes. */
@@ -294,20 +296,17 @@ async function runDeployer(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-async function runBenchmark(
-  n: number,
-  interval: number,
-  idle: number,
-  clients: number,
-  kind: StoreKind,
-): Promise<void> {
+async function runBenchmark(settings: Settings): Promise<void> {
+  const { n, interval, idle, clients, procs, kind } = settings;
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-agents-"));
   const children = new Set<ChildProcess>();
   let s3: ChildProcess | undefined;
   let moto: MotoServer | undefined;
+  let agentProcs: AgentProcs | undefined;
   const serverPid = (): number | undefined => s3?.pid ?? moto?.pid;
   const cleanUp = (): void => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+    agentProcs?.kill();
     rmSync(work, { recursive: true, force: true });
   };
   process.once("SIGINT", () => {
@@ -322,20 +321,19 @@ async function runBenchmark(
     process.exit(1);
   }, budget);
 
-  const rss = new RssSampler();
-  const loop = monitorEventLoopDelay({ resolution: 10 });
-  loop.enable();
   const phases: Phase[] = [];
   let current: Phase | undefined;
-  const begin = (name: string): void => {
-    end();
-    loop.reset();
+  /** Every agent process's sample (each resets its peak RSS and loop delay). */
+  const sample = async (gc: boolean): Promise<ProcSample[]> =>
+    agentProcs === undefined ? [] : agentProcs.all({ cmd: "sample", gc }, ASK_MS);
+  const begin = async (name: string): Promise<void> => {
+    const samples = await end();
     const phase: Phase = {
       name,
       start: now(),
       end: Number.NaN,
-      peakRss: process.memoryUsage().rss,
-      cpu: process.cpuUsage(),
+      peakRss: sum(samples.map((s) => s.rss)),
+      cpu: sum(samples.map((s) => s.cpu)),
       cpuSeconds: 0,
       s3Cpu: cpuSecondsOf(serverPid()),
       s3CpuSeconds: 0,
@@ -343,28 +341,29 @@ async function runBenchmark(
       loopP99Ms: 0,
       heapUsedAtEnd: 0,
     };
-    rss.onSample = (value) => {
-      phase.peakRss = Math.max(phase.peakRss, value);
-    };
     current = phase;
     phases.push(phase);
   };
-  function end(): void {
-    if (current === undefined) return;
-    const usage = process.cpuUsage(current.cpu);
-    current.end = now();
-    current.cpuSeconds = (usage.user + usage.system) / 1e6;
-    current.s3CpuSeconds = cpuSecondsOf(serverPid()) - current.s3Cpu;
-    current.loopMaxMs = loop.max / 1e6;
-    current.loopP99Ms = loop.percentile(99) / 1e6;
-    current.heapUsedAtEnd = heapAfterGc();
+  async function end(): Promise<ProcSample[]> {
+    const phase = current;
     current = undefined;
+    const samples = await sample(phase !== undefined);
+    if (phase === undefined) return samples;
+    phase.end = now();
+    phase.cpuSeconds = (sum(samples.map((s) => s.cpu)) - phase.cpu) / 1e6;
+    phase.s3CpuSeconds = cpuSecondsOf(serverPid()) - phase.s3Cpu;
+    phase.peakRss = Math.max(phase.peakRss, sum(samples.map((s) => s.peakRss)));
+    phase.loopMaxMs = Math.max(0, ...samples.map((s) => s.loopMax));
+    phase.loopP99Ms = Math.max(0, ...samples.map((s) => s.loopP99));
+    phase.heapUsedAtEnd = sum(samples.map((s) => s.heap));
+    return samples;
   }
 
   try {
     console.log(
-      `nixship agents benchmark: ${n} agents, poll interval ${interval} s ± ${JITTER * 100}%, ` +
-        `idle windows ${idle} s\nnode ${process.version}, ${availableParallelism()} CPUs, ${loadAverage()}`,
+      `nixship agents benchmark: ${n} agents in ${procs} process${procs === 1 ? "" : "es"}, ` +
+        `poll interval ${interval} s ± ${JITTER * 100}%, idle windows ${idle} s\n` +
+        `node ${process.version}, ${availableParallelism()} CPUs, ${loadAverage()}`,
     );
     let url: string;
     if (kind === "s3") {
@@ -383,89 +382,47 @@ async function runBenchmark(
       url = join(work, "store");
       await mkdir(url);
     }
-    const agentStores: ObjectStore[] = [];
-    for (let i = 0; i < clients; i++) agentStores.push(await openStore(url));
     const benchStore = await openStore(url);
     const key = generateSecretKey("bench-release-1");
     const releaseKeys = [publicKeyOf(key)];
     const hosts = hostNames(n);
-    printDesign(n, interval, idle, clients, kind, url);
-    // Load the SDK's request path once, so the baseline RSS includes it.
-    await Promise.all(agentStores.map((store) => store.get(`channels/${CHANNEL}.json`)));
-    const rssBaseline = process.memoryUsage().rss;
-    const baseHeap = heapAfterGc();
+    printDesign(settings, url);
+    // Each process opens its share of the clients and loads the store's request path (the AWS
+    // SDK's on S3) before the baseline is sampled.
+    agentProcs = await AgentProcs.start(
+      procs,
+      n,
+      {
+        storeUrl: url,
+        releaseKey: formatPublicKey(releaseKeys[0] as PublicKey),
+        interval,
+        clients,
+        work,
+      },
+      ASK_MS + n * 10,
+    );
+    const baseline = await sample(true);
+    const rssBaseline = sum(baseline.map((s) => s.rss));
+    const baseHeap = sum(baseline.map((s) => s.heap));
 
     // ---- 1. Agents start, spread over one interval ---------------------------------------------
-    begin("agents starting");
+    await begin("agents starting");
     const agentsStarted = now();
-    const noop: Activator = {
-      apply: async () => ({ status: "activated", generation: 1 }),
-      // (The bench's releases reboot nobody.)
-      judgeBoot: async () => ({ status: "activated", generation: 1 }),
-      inspect: async () => ({ current: null, profile: null, generation: null }),
-    };
-    const agents: BenchAgent[] = [];
-    for (const [i, name] of hosts.entries()) {
-      const stateDir = join(work, "agents", name);
-      await mkdir(stateDir, { recursive: true });
-      const tally: Tally = { requests: [], successAt: undefined };
-      const bench: BenchAgent = {
-        name,
-        tally,
-        storeErrors: 0,
-        rejected: 0,
-        failed: 0,
-        lastError: undefined,
-        running: Promise.resolve(),
-        // One signal per agent: thousands of listeners on one shared signal would make each
-        // wait's addEventListener walk them all (seconds of CPU at 10,000 agents), which no
-        // agent on its own host pays.
-        stop: new AbortController(),
-        agent: new Agent({
-          store: counting(agentStores[i % clients] as ObjectStore, tally),
-          channel: CHANNEL,
-          host: name,
-          releaseKeys,
-          substituters: [],
-          cacheKeys: [],
-          stateDir,
-          activator: noop,
-          pollInterval: interval,
-          jitter: JITTER,
-          emit: (e) => {
-            if (e.type === "store-error") {
-              bench.storeErrors++;
-              bench.lastError = e.message;
-            } else if (e.type === "rejected") {
-              bench.rejected++;
-              bench.lastError = e.message;
-            } else if (e.type === "failed") bench.failed++;
-          },
-        }),
-      };
-      const delay = Math.random() * interval * 1000;
-      const { signal } = bench.stop;
-      bench.running = sleep(delay, signal)
-        .then(() => (signal.aborted ? undefined : bench.agent.run(signal)))
-        .catch((err: unknown) => {
-          bench.lastError = `run() stopped: ${err instanceof Error ? err.message : String(err)}`;
-        });
-      agents.push(bench);
-    }
-    await sleep(interval * 1000 + 1000, undefined);
-    const polled = agents.filter((a) => a.tally.requests.length > 0).length;
+    await agentProcs.all({ cmd: "start" }, ASK_MS);
+    await sleep(interval * 1000 + 1000);
+    const polled = sum((await agentProcs.all({ cmd: "polled" }, ASK_MS)).map((p) => p.polled));
     console.log(
       `\n1. ${n} agents started at random moments of ${interval} s (${polled} have polled since)`,
     );
 
     // ---- 2. Idle, no release -------------------------------------------------------------------
-    begin("idle, no release");
-    const idleA = await idleWindow(agents, idle, interval);
+    await begin("idle, no release");
+    const idleA = await idleWindow(agentProcs, n, idle, interval);
     console.log(`\n2. Idle, no release yet (${idle} s window)`);
     console.log(formatIdle(idleA, interval));
 
     // ---- 3. Deploy -----------------------------------------------------------------------------
-    begin("deploy");
+    await begin("deploy");
     const deployer = await runDeployerChild(
       {
         storeUrl: url,
@@ -475,19 +432,20 @@ async function runBenchmark(
       },
       children,
     );
-    end();
+    await end();
     const deployPhase = phases.at(-1);
-    const since = (t: number) => (t - deployer.publishedAt) / 1000;
+    const since = (t: number | null) =>
+      t === null ? Number.NaN : (t - deployer.publishedAt) / 1000;
+    const times = await agentProcs.all({ cmd: "deploy" }, ASK_MS);
+    const successAt = times.flatMap((t) => t.success);
     // Seconds from publish until each agent wrote its success marker.
-    const reports = agents.map((a) => since(a.tally.successAt ?? Number.NaN)).sort(ascending);
+    const reports = successAt.map(since).sort(ascending);
     const converged = reports.filter(Number.isFinite).length;
     const allReported = reports.at(-1) ?? Number.NaN;
     // When each agent's poll that found the release started, and how long it took from there.
-    const found = agents.map((a) => {
-      const get = a.tally.requests.find((r) => r.op === "get" && r.result === "found");
-      const at = get === undefined ? Number.NaN : since(get.t);
-      return { at, took: since(a.tally.successAt ?? Number.NaN) - at };
-    });
+    const found = times
+      .flatMap((t) => t.found)
+      .map((at, i) => ({ at: since(at), took: since(successAt[i] ?? null) - since(at) }));
     const foundAt = found.map((f) => f.at).sort(ascending);
     const took = found.map((f) => f.took).sort(ascending);
     const channel = await readChannel(benchStore, CHANNEL);
@@ -515,17 +473,19 @@ async function runBenchmark(
           `${secs(interval * (1 + JITTER))} s apart)`,
         `  from that poll to the success marker: median ${secs(quantile(took, 0.5))} s, ` +
           `p90 ${secs(quantile(took, 0.9))} s, max ${secs(took.at(-1) ?? Number.NaN)} s`,
-        `  agents' CPU in this phase: ${deployPhase?.cpuSeconds.toFixed(1) ?? "?"} s ` +
-          `(${((1000 * (deployPhase?.cpuSeconds ?? Number.NaN)) / n).toFixed(1)} ms per agent); ` +
+        `  agents' CPU in this phase, summed over the ${procs} agent process${procs === 1 ? "" : "es"}: ` +
+          `${deployPhase?.cpuSeconds.toFixed(1) ?? "?"} s ` +
+          `(${((1000 * (deployPhase?.cpuSeconds ?? Number.NaN)) / n).toFixed(1)} ms per agent, ` +
+          `${busy.toFixed(2)} CPU-seconds per second of the phase on ${availableParallelism()} CPUs); ` +
           `one check of this release (its head's signature, and one shard when sharded): ${verifyMs.toFixed(1)} ms`,
-        ...(busy >= 0.5
+        // Said when the agents waited for CPU: over a second from their poll to their success.
+        ...(quantile(took, 0.5) > 1
           ? [
-              `  (the agents' process used ${busy.toFixed(2)} CPU-seconds per second of this phase: past`,
-              "  its poll, an agent's time here is mostly spent waiting behind the other agents of",
-              "  this process; on its own host it would have only its own work: one GET,",
-              "  the head's signature, its own shard's GET and check when the release is sharded,",
-              "  with no state yet a GET of the next release, 3 state saves and",
-              "  2 status PUTs)",
+              `  (the agent processes were busy (${busy.toFixed(2)} CPU-s a second): past its poll, an agent's time here is mostly spent`,
+              "  waiting behind the other agents of its process; on its own host it would have only",
+              "  its own work: one GET, the head's signature, its own shard's GET and check when the",
+              "  release is sharded, with no state yet a GET of the next release, 2 state saves",
+              "  and 2 status PUTs)",
             ]
           : []),
         `  deployer: saw the last host at ${secs(since(deployer.lastDoneAt))} s; deployWave returned at ` +
@@ -543,23 +503,22 @@ async function runBenchmark(
     );
 
     // ---- 4. Idle, release applied ----------------------------------------------------------------
-    begin("idle, release applied");
-    const idleB = await idleWindow(agents, idle, interval);
-    // Includes this benchmark's own record of every request (about 15 small objects per agent).
-    const idleHeap = heapAfterGc();
+    await begin("idle, release applied");
+    const idleB = await idleWindow(agentProcs, n, idle, interval);
     console.log(`\n4. Idle, release applied (${idle} s window)`);
     console.log(formatIdle(idleB, interval));
+    // Includes this benchmark's own record of every request (about 15 small objects per agent).
+    const idleHeap = sum((await end()).map((s) => s.heap));
 
     // ---- 5. Agents stop; the deployer's status read alone -------------------------------------
-    for (const a of agents) a.stop.abort();
-    await Promise.all(agents.map((a) => a.running));
-    begin("seeding markers");
+    await agentProcs.all({ cmd: "stop" }, STOP_MS);
+    await begin("seeding markers");
     const sizes = [...new Set([100, 1000, n])].sort(ascending);
     const seqOf = (size: number) => (size === n ? deployer.seq : 100_000 + size);
     for (const size of sizes) {
       if (size !== n) await seedMarkers(benchStore, seqOf(size), size);
     }
-    begin("readProgress alone");
+    await begin("readProgress alone");
     const rows: string[][] = [["markers of", "hosts", "marker objects", "LIST calls", "ms"]];
     const progress: { hosts: number; markers: number; lists: number }[] = [];
     for (const size of sizes) {
@@ -579,13 +538,15 @@ async function runBenchmark(
         ms.toFixed(0),
       ]);
     }
-    end();
+    await end();
     console.log("\n5. The deployer's status read (readProgress) alone, agents stopped");
     console.log(indent(table(rows, 1), 2));
 
     // ---- 6. Memory and CPU ---------------------------------------------------------------------
     console.log(
-      `\n6. The agents' process (all ${n} agents)${kind === "dir" ? "" : ` and ${serverName(kind)}`}, per phase`,
+      `\n6. The ${procs} agent process${procs === 1 ? "" : "es"} (all ${n} agents)` +
+        `${kind === "dir" ? "" : ` and ${serverName(kind)}`}, per phase (the readProgress rows:` +
+        " the agents stopped, this process reads)",
     );
     console.log(
       indent(
@@ -594,11 +555,11 @@ async function runBenchmark(
             [
               "phase",
               "seconds",
-              "peak RSS",
-              "heap after GC at end",
-              "CPU s",
+              "peak RSS, summed",
+              "heap after GC at end, summed",
+              "CPU s, summed",
               `${kind === "dir" ? "server" : serverName(kind)} CPU s`,
-              "loop delay p99/max ms",
+              "loop delay p99/max ms, worst",
             ],
             ...phases.map((p) => [
               p.name,
@@ -615,29 +576,33 @@ async function runBenchmark(
         2,
       ),
     );
+    const totals = await agentProcs.all({ cmd: "totals" }, ASK_MS);
     console.log(
       [
-        `  RSS of the agents' process before the agents started: ${mb(rssBaseline)} (node, AWS SDK, ${clients} client${clients === 1 ? "" : "s"}).`,
+        `  Each column sums the ${procs} agent processes (${Math.ceil(n / procs)} agents each at most): peak RSS is the sum of`,
+        "  each process's own peak in the phase (an upper bound of their RSS at any one time); the loop",
+        "  delay is the worst process's.",
+        `  RSS of the agent processes before the agents started: ${mb(rssBaseline)} (node, the store's request path,`,
+        `  ${clients} client${clients === 1 ? "" : "s"} and ${mb(rssBaseline / procs)} a process).`,
         `  Heap after GC, ${n} agents idle after the deploy: ${mb(idleHeap)} (${((idleHeap - baseHeap) / n / 1e3).toFixed(1)} kB per agent over the ${mb(baseHeap)} before they started).`,
-        `  Loop delay: how late the agents' event loop ran its timers (${n} agents share it).`,
+        "  Loop delay: how late an agent process's event loop ran its timers (its agents share it).",
         `  ${loadAverage()}: other work on the machine competes for the same ${availableParallelism()} CPUs.`,
+        `  agent store errors ${sum(totals.map((t) => t.storeErrors))}, refusals ` +
+          `${sum(totals.map((t) => t.rejected))}, failed activations ${sum(totals.map((t) => t.failed))}` +
+          (totals.some((t) => t.trouble !== null)
+            ? ` (e.g. ${totals.find((t) => t.trouble !== null)?.trouble})`
+            : ""),
       ].join("\n"),
-    );
-    const trouble = agents.find((a) => a.lastError !== undefined);
-    console.log(
-      `  agent store errors ${sum(agents.map((a) => a.storeErrors))}, refusals ` +
-        `${sum(agents.map((a) => a.rejected))}, failed activations ${sum(agents.map((a) => a.failed))}` +
-        (trouble ? ` (e.g. ${trouble.name}: ${trouble.lastError})` : ""),
     );
 
     // ---- 7. One agent's apply alone -------------------------------------------------------------
     // Fresh agents (no state) of hosts the release names, one after another, with the others
     // stopped: the CPU one host spends to take this release (its poll, the head's signature,
     // its own shard when sharded, the next release's GET, state saves and status PUTs).
-    const apply = await timeApplies(url, work, hosts, releaseKeys, interval, noop);
+    const apply = await timeApplies(url, work, hosts, releaseKeys, interval, NOOP_ACTIVATOR);
     const applyCpu = apply.map((a) => a.cpu);
     console.log(
-      `\n7. One agent's apply alone (${apply.length} fresh agents, one at a time, the others stopped):` +
+      `\n7. One agent's apply alone (${apply.length} fresh agents, one at a time in this process, the others stopped):` +
         `\n  CPU per apply: median ${ms(median(applyCpu))} ms, range ${ms(Math.min(...applyCpu))}-` +
         `${ms(Math.max(...applyCpu))} ms; wall median ${ms(median(apply.map((a) => a.wall)))} ms; ` +
         `outcome ${apply[0]?.outcome ?? "?"}; ${n} such applies: ${(n * median(applyCpu)).toFixed(1)} CPU-s` +
@@ -656,7 +621,7 @@ async function runBenchmark(
     const maxGets = Math.max(0, ...polls.map((p) => p.gets));
     // Over the whole run: the idle windows may be shorter than one heartbeat period.
     const runSeconds = (now() - agentsStarted) / 1000;
-    const allBeats = agents.map((a) => a.tally.requests.filter((r) => r.heartbeat).length);
+    const allBeats = totals.flatMap((t) => t.beats);
     const beatsPerInterval = sum(allBeats) / n / (runSeconds / interval);
     // The first poll's heartbeat, then one per heartbeatEvery polls at the shortest wait.
     const beatsBound =
@@ -722,35 +687,27 @@ async function runBenchmark(
         "  window, so it reads short when the window is not many intervals long.)",
         ...(targets[0]?.[0] === false
           ? [
-              `  convergence: the agents' own work in the deploy phase took ${deployPhase?.cpuSeconds.toFixed(1) ?? "?"} CPU-seconds in this`,
-              `  one process (one JS thread; load ${loadavg()[0]?.toFixed(1)} on ${availableParallelism()} CPUs), against a budget of ${convergeTarget} s`,
-              "  of wall time: past the polls, this measures the harness more than the protocol.",
+              `  convergence: the agents' own work in the deploy phase took ${deployPhase?.cpuSeconds.toFixed(1) ?? "?"} CPU-seconds in`,
+              `  ${procs} process${procs === 1 ? "" : "es"} and the deployer's ${deployer.cpuSeconds.toFixed(1)} (load ${loadavg()[0]?.toFixed(1)} on ${availableParallelism()} CPUs), against a budget of`,
+              `  ${convergeTarget} s of wall time: where that is more than the CPUs give in ${convergeTarget} s, this measures`,
+              "  the machine more than the protocol.",
             ]
           : []),
       ].join("\n"),
     );
 
-    await Promise.all(agentStores.map((store) => store.close()));
     await benchStore.close();
   } finally {
-    end();
-    rss.stop();
-    loop.disable();
     clearTimeout(watchdog);
+    await agentProcs?.close(30_000);
     await stopS3Child(s3);
     await moto?.close();
     cleanUp();
   }
 }
 
-function printDesign(
-  n: number,
-  interval: number,
-  idle: number,
-  clients: number,
-  kind: StoreKind,
-  url: string,
-): void {
+function printDesign(settings: Settings, url: string): void {
+  const { n, interval, idle, clients, procs, kind } = settings;
   const store =
     kind === "s3"
       ? [
@@ -770,11 +727,14 @@ function printDesign(
     [
       "",
       ...store,
-      `  ${n} Agents (src/agent/agent.ts) run in this process, each with its own state directory`,
-      "  (state file written and fsynced as in production) and a no-op Activator: apply resolves",
-      '  {status:"activated", generation:1} at once and inspect reports nothing, so every agent',
-      "  goes the whole apply path (state saves, applying + success status) but runs no Nix.",
-      `  The agents share ${clients} store${clients === 1 ? "" : "s"} (agent i uses store i mod ${clients})` +
+      `  ${n} Agents (src/agent/agent.ts) run in ${procs} child process${procs === 1 ? "" : "es"} of ${Math.ceil(n / procs)} agents at most`,
+      "  (`--agent-procs`, default one per CPU), so that their CPU spreads over the machine's cores as",
+      "  a fleet's spreads over its hosts; their CPU and memory are summed over those processes.",
+      "  Each agent has its own state directory (state file written and fsynced as in production)",
+      '  and a no-op Activator: apply resolves {status:"activated", generation:1} at once and',
+      "  inspect reports nothing, so every agent goes the whole apply path (state saves, applying +",
+      "  success status) but runs no Nix.",
+      `  The agents of a process share its ${clients} store${clients === 1 ? "" : "s"} (agent i uses store i mod ${clients})` +
         (kind !== "dir" ? ", each one S3Client with the SDK's" : "."),
       ...(kind !== "dir"
         ? [
@@ -786,6 +746,8 @@ function printDesign(
       "  Each agent's calls go through its own counting wrapper, so requests are counted per agent.",
       `  Each agent starts at a random moment of the first ${interval} s, then polls every`,
       `  ${interval} s ± ${JITTER * 100}% (drawn per wait), as \`nixship agent\` does.`,
+      "  This process only coordinates: it starts them, asks them for their figures, and runs the",
+      "  deployer's status read alone (5) and one agent's apply alone (7) once the agents stopped.",
       "  The deployer (AgentDelivery.deployWave: one wave of all hosts, status read every",
       `  ${DEPLOYER_POLL_MS} ms) runs in a child process with its own store, counted the same way,`,
       "  so its RSS and CPU are its own.",
@@ -816,56 +778,36 @@ interface IdleStats {
   readonly meanGap: number;
 }
 
-/** Counts every agent's requests started in the next `seconds`. */
+/** Counts every agent's requests started in the next `seconds`, over all the agent processes. */
 async function idleWindow(
-  agents: readonly BenchAgent[],
+  procs: AgentProcs,
+  n: number,
   seconds: number,
   interval: number,
 ): Promise<IdleStats> {
   const from = now();
-  await sleep(seconds * 1000, undefined);
+  await sleep(seconds * 1000);
   const to = now();
+  const w = mergeWindowParts(await procs.all({ cmd: "window", from, to }, ASK_MS));
   const minutes = (to - from) / 60_000;
-  const counts: number[] = [];
-  const all: Req[] = [];
-  const gaps: number[] = [];
-  for (const a of agents) {
-    const mine = a.tally.requests.filter((r) => r.t >= from && r.t < to);
-    counts.push(mine.length);
-    all.push(...mine);
-    const getTimes = mine.filter((r) => r.op === "get").map((r) => r.t);
-    for (let i = 1; i < getTimes.length; i++) {
-      gaps.push(((getTimes[i] ?? 0) - (getTimes[i - 1] ?? 0)) / 1000);
-    }
-  }
-  const gets = all.filter((r) => r.op === "get");
-  const results = new Map<string, number>();
-  for (const r of gets) results.set(r.result, (results.get(r.result) ?? 0) + 1);
-  const mean = sum(counts) / Math.max(1, counts.length);
+  const requests = sum(w.counts);
+  const intervals = (to - from) / 1000 / interval;
   return {
-    agents: agents.length,
-    requests: all.length,
-    perMinuteMean: mean / minutes,
-    perMinuteMax: Math.max(0, ...counts) / minutes,
-    perMinuteMin: Math.min(...counts) / minutes,
-    getsPerInterval: gets.length / Math.max(1, agents.length) / ((to - from) / 1000 / interval),
-    gets: gets.length,
-    conditionalShare: gets.filter((r) => r.conditional).length / Math.max(1, gets.length),
-    results: [...results].map(([k, v]) => `${k} ${v}`).join(", "),
-    otherOps: countOps(all.filter((r) => r.op !== "get")) || "none",
-    heartbeats: all.filter((r) => r.heartbeat).length,
-    heartbeatsPerInterval:
-      all.filter((r) => r.heartbeat).length /
-      Math.max(1, agents.length) /
-      ((to - from) / 1000 / interval),
-    heartbeatsMax: Math.max(
-      0,
-      ...agents.map(
-        (a) => a.tally.requests.filter((r) => r.heartbeat && r.t >= from && r.t < to).length,
-      ),
-    ),
-    shortestGap: gaps.length > 0 ? Math.min(...gaps) : Number.NaN,
-    meanGap: gaps.length > 0 ? sum(gaps) / gaps.length : Number.NaN,
+    agents: n,
+    requests,
+    perMinuteMean: requests / Math.max(1, n) / minutes,
+    perMinuteMax: Math.max(0, ...w.counts) / minutes,
+    perMinuteMin: Math.min(...w.counts) / minutes,
+    getsPerInterval: w.gets / Math.max(1, n) / intervals,
+    gets: w.gets,
+    conditionalShare: w.conditional / Math.max(1, w.gets),
+    results: formatCounts(w.results),
+    otherOps: formatCounts(w.other) || "none",
+    heartbeats: w.heartbeats,
+    heartbeatsPerInterval: w.heartbeats / Math.max(1, n) / intervals,
+    heartbeatsMax: w.heartbeatsMax,
+    shortestGap: w.gapMin ?? Number.NaN,
+    meanGap: w.gapCount > 0 ? w.gapSum / w.gapCount : Number.NaN,
   };
 }
 
@@ -883,60 +825,6 @@ function formatIdle(s: IdleStats, interval: number): string {
       `(one per ${DEFAULT_HEARTBEAT_EVERY} polls is ${(1 / DEFAULT_HEARTBEAT_EVERY).toFixed(3)}), ` +
       `at most ${s.heartbeatsMax} from one agent`,
   ].join("\n");
-}
-
-/** `inner` with every call recorded in `tally`; closing is left to the owner of `inner`. */
-function counting(inner: ObjectStore, tally: Tally): ObjectStore {
-  const start = (op: Op, conditional = false, detail = false, heartbeat = false): Req => {
-    const req: Req = { t: now(), op, conditional, detail, heartbeat, result: "pending" };
-    tally.requests.push(req);
-    return req;
-  };
-  const track = async <T>(req: Req, call: Promise<T>, result: (v: T) => Req["result"]) => {
-    try {
-      const value = await call;
-      req.result = result(value);
-      return value;
-    } catch (err) {
-      req.result = "error";
-      throw err;
-    }
-  };
-  return {
-    url: inner.url,
-    get: ((key: string, options?: GetOptions) =>
-      track(
-        start("get", options?.ifNoneMatch !== undefined, key.endsWith("/success")),
-        inner.get(key, options),
-        (v) => (v === undefined ? "absent" : v.status),
-      )) as ObjectStore["get"],
-    head: (key) => track(start("head"), inner.head(key), (v) => (v ? "found" : "absent")),
-    put: async (key, body, options) => {
-      const beat = key.startsWith(HEARTBEAT_PREFIX);
-      const written = await track(
-        start("put", false, false, beat),
-        inner.put(key, body, options),
-        () => "written",
-      );
-      if (key.endsWith("/success")) tally.successAt ??= now();
-      return written;
-    },
-    putFile: (key, file, options) =>
-      track(start("put"), inner.putFile(key, file, options), () => "written"),
-    makeStagingDir: () => inner.makeStagingDir(),
-    list: (prefix, options) => track(start("list"), inner.list(prefix, options), () => "ok"),
-    delete: (key) => track(start("delete"), inner.delete(key), () => "ok"),
-    close: async () => {},
-  };
-}
-
-function countOps(requests: readonly Req[]): string {
-  const by = new Map<string, number>();
-  for (const r of requests) {
-    const name = r.op === "get" && r.conditional ? "conditional GET" : r.op.toUpperCase();
-    by.set(name, (by.get(name) ?? 0) + 1);
-  }
-  return [...by].map(([k, v]) => `${v} ${k}`).join(", ");
 }
 
 /**
@@ -1011,17 +899,6 @@ function median(values: readonly number[]): number {
 
 function ms(seconds: number): string {
   return (seconds * 1000).toFixed(1);
-}
-
-function hostNames(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => `host-${String(i + 1).padStart(5, "0")}`);
-}
-
-/** A store path per host, as distinct systems would have: 32 nix32 characters from its name. */
-function systemPath(host: string): StorePath {
-  const digest = createHash("sha256").update(host).digest();
-  const hash = Array.from(digest.subarray(0, 32), (b) => NIX32_ALPHABET[b % 32]).join("");
-  return `/nix/store/${hash}-nixos-system-${host}` as StorePath;
 }
 
 /** Writes the markers `hosts` agents leave on release `seq`: applying, then success. */
@@ -1161,46 +1038,8 @@ function cpuSecondsOf(pid: number | undefined): number {
   }
 }
 
-/** Heap in use after a full collection: what the process really retains. */
-function heapAfterGc(): number {
-  const gc = (globalThis as { gc?: () => void }).gc ?? exposedGc();
-  gc?.();
-  return process.memoryUsage().heapUsed;
-}
-
-let gcFunction: (() => void) | undefined;
-function exposedGc(): (() => void) | undefined {
-  if (gcFunction === undefined) {
-    setFlagsFromString("--expose-gc");
-    gcFunction = runInNewContext("gc") as () => void;
-  }
-  return gcFunction;
-}
-
-class RssSampler {
-  onSample: ((rss: number) => void) | undefined;
-  readonly #timer: NodeJS.Timeout;
-
-  constructor() {
-    this.#timer = setInterval(() => this.onSample?.(process.memoryUsage().rss), RSS_SAMPLE_MS);
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-  }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const ascending = (a: number, b: number): number => a - b;
@@ -1209,10 +1048,6 @@ const ascending = (a: number, b: number): number => a - b;
 function quantile(ascendingValues: readonly number[], q: number): number {
   const finite = ascendingValues.filter(Number.isFinite);
   return finite[Math.min(finite.length - 1, Math.floor(q * finite.length))] ?? Number.NaN;
-}
-
-function sum(values: readonly number[]): number {
-  return values.reduce((a, b) => a + b, 0);
 }
 
 function secs(n: number): string {

@@ -235,7 +235,7 @@ export class Agent {
     const o = this.#o;
     if (this.state.unreported !== null) {
       await this.#report.writeRecord(this.state.unreported);
-      await this.#save({ ...this.state, unreported: null });
+      await this.#save({ ...this.state, unreported: null, reported: this.state.unreported });
     }
     const state = this.state;
     const read = await readChannel(o.store, o.channel, {
@@ -356,14 +356,24 @@ export class Agent {
   ): Promise<PollOutcome> {
     const { path } = entry;
     const startedAt = this.#now();
-    await this.#save({
-      ...this.state,
-      applying: { seq: release.seq, digest, path, startedAt },
-    });
-    this.#emit({ type: "applying", seq: release.seq, path });
-    // A host already running the entry (an earlier wave's release, or a rollback release that
-    // names the system it went back to) has nothing to do.
+    // A host already running the entry (an earlier wave's release, a rollback release that
+    // names the system it went back to, a refresh) has nothing to do.
     const before = await this.#inspect();
+    const keepsProfile = release.action === "test" || release.action === "dry-activate";
+    const already =
+      this.#recovering !== release.seq &&
+      before?.current === path &&
+      (keepsProfile || before.profile === path) &&
+      (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
+    // What will run is recorded first, so that an agent killed halfway applies it again in
+    // full; where nothing runs there is nothing to record (one state save fewer).
+    if (!already) {
+      await this.#save({
+        ...this.state,
+        applying: { seq: release.seq, digest, path, startedAt },
+      });
+    }
+    this.#emit({ type: "applying", seq: release.seq, path });
     // The activation's newest log lines go into the records, for the deployer to show.
     const log = new LogTail();
     const record = (what: RecordWhat, system: HostSystem | undefined) =>
@@ -376,12 +386,6 @@ export class Agent {
         // The system it ran before, when it moves; one already running the entry keeps its own.
         previous: before?.current === path ? undefined : (before?.current ?? null),
       });
-    const keepsProfile = release.action === "test" || release.action === "dry-activate";
-    const already =
-      this.#recovering !== release.seq &&
-      before?.current === path &&
-      (keepsProfile || before.profile === path) &&
-      (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
     // The host's own checks where its entry has them (policy per role), else the release's.
     const checks = checksFor(release, entry);
     const reboot = release.action === "switch" ? entry.reboot : undefined;
@@ -439,8 +443,11 @@ export class Agent {
       return "busy";
     }
     this.#recovering = undefined;
-    return this.#conclude(applied, { seq: release.seq, digest, etag }, (what, system) =>
-      record(what, system),
+    return this.#conclude(
+      applied,
+      { seq: release.seq, digest, etag },
+      (what, system) => record(what, system),
+      "report-first",
     );
   }
 
@@ -472,12 +479,21 @@ export class Agent {
     });
   }
 
-  /** Saves and reports how a release ended here. */
+  /**
+   * Saves and reports how a release ended here: after an apply, reported first and then saved
+   * (#reportAndSave); after a boot's judgement, which cannot be made twice, saved first
+   * (#saveAndReport).
+   */
   async #conclude(
     applied: Exclude<Applied, { status: "busy" | "rebooting" }>,
     release: { readonly seq: number; readonly digest: string; readonly etag: string | null },
     record: (what: RecordWhat, system: HostSystem | undefined) => StatusRecord,
+    order: "report-first" | "save-first" = "save-first",
   ): Promise<PollOutcome> {
+    const conclude = (state: AgentState, outcome: StatusRecord) =>
+      order === "report-first"
+        ? this.#reportAndSave(state, outcome)
+        : this.#saveAndReport(state, outcome);
     const system = await this.#inspect();
     const ok = applied.status === "activated";
     const done: AgentState = {
@@ -492,10 +508,7 @@ export class Agent {
       this.#emit({ type: "applied", seq: release.seq, generation: applied.generation });
       const pruned = applied.pruned === undefined ? {} : { pruned: applied.pruned };
       const delta = applied.delta === undefined ? {} : { delta: applied.delta };
-      await this.#saveAndReport(
-        done,
-        record({ ...outcomeFields(applied), ...pruned, ...delta }, system),
-      );
+      await conclude(done, record({ ...outcomeFields(applied), ...pruned, ...delta }, system));
       return "applied";
     }
     this.#emit({
@@ -504,7 +517,7 @@ export class Agent {
       message: applied.message,
       rolledBack: applied.rolledBack,
     });
-    await this.#saveAndReport(done, record(outcomeFields(applied), system));
+    await conclude(done, record(outcomeFields(applied), system));
     return "failed";
   }
 
@@ -672,7 +685,7 @@ export class Agent {
     this.#emit({ type: "rejected", message });
     const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
     if (refusal.phase === "secrets") this.#recovering = undefined;
-    await this.#saveAndReport(
+    await this.#reportAndSave(
       refusal.phase === "secrets"
         ? { ...this.state, etag, applying: null }
         : { ...this.state, etag },
@@ -705,12 +718,31 @@ export class Agent {
   /**
    * Saves `state` together with the record to report, then stores the record: a store that
    * fails here leaves the record in the state file, and the next poll reports it first, so
-   * no outcome is lost (a failed release is still not applied again).
+   * no outcome is lost (a failed release is still not applied again). For what must be on disk
+   * before anything else happens: a reboot about to begin, a boot's judgement.
    */
   async #saveAndReport(state: AgentState, record: StatusRecord): Promise<void> {
     await this.#save({ ...state, unreported: record });
     await this.#report.writeRecord(record);
     await this.#save({ ...this.state, unreported: null, reported: record });
+  }
+
+  /**
+   * Stores the record, then saves `state` with it: one state save (a fsynced file and its
+   * directory) where #saveAndReport makes two. A store that fails here leaves the record in the
+   * state file all the same, and the next poll reports it first. An agent killed before the
+   * save finds the state file as it was before the record was made: in the middle of an apply
+   * it applies that release again in full, as it does when killed during the activation; before
+   * a refusal it reads and refuses the release again.
+   */
+  async #reportAndSave(state: AgentState, record: StatusRecord): Promise<void> {
+    try {
+      await this.#report.writeRecord(record);
+    } catch (err) {
+      await this.#save({ ...state, unreported: record });
+      throw err;
+    }
+    await this.#save({ ...state, unreported: null, reported: record });
   }
 
   async #save(state: AgentState): Promise<void> {
