@@ -144,7 +144,12 @@ async function rollOut(
         : ok
           ? "succeeded"
           : "failed";
-  const lacked = new Map((input.deltaPairs?.hosts ?? []).map((h) => [h.host, h.missingNarBytes]));
+  // The NAR bytes each host lacked: the delta plan's count, else the plan's (every deploy's
+  // fetches tell the next deploy how fast the link is, --no-delta's too).
+  const lacked = new Map([
+    ...plan.hosts.map((h): [string, number] => [h.host, h.transfer.bytes]),
+    ...(input.deltaPairs?.hosts ?? []).map((h): [string, number] => [h.host, h.missingNarBytes]),
+  ]);
   const pace = new FetchPace((host) => lacked.get(host), previousPace);
   const results = await runRollout({
     plan,
@@ -172,7 +177,7 @@ async function rollOut(
     .finally(() => answers?.close());
   // What the deltas' work came to is told before the summary.
   await deltas?.stop();
-  if (deltas !== undefined) record?.recorder.notePace(pace.seen());
+  record?.recorder.notePace(pace.seen());
   const ok = rolloutSucceeded(results);
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.

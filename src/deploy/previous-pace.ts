@@ -7,8 +7,11 @@ import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 
-/** The newest rollout records looked at (a deploy without deltas records no pace). */
-export const PACE_RECORDS = 3;
+/**
+ * The newest rollout records looked at: a deploy whose hosts fetched too little to judge by (a
+ * deploy back to a system they hold, one of config alone) records no pace.
+ */
+export const PACE_RECORDS = 5;
 /** The longest the look may take. */
 const PACE_READ_DEADLINE_MS = 10_000;
 

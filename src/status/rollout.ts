@@ -165,7 +165,7 @@ export interface RolloutRecord {
   readonly sources?: readonly RolloutSource[];
   /** Its pauses so far, in order (absent: it never paused). */
   readonly pauses?: readonly RolloutPause[];
-  /** How fast its hosts fetched, where it had deltas to weigh (absent otherwise). */
+  /** How fast its hosts fetched, where they fetched enough to tell (absent otherwise). */
   readonly fetchPace?: RolloutFetchPace;
   readonly startedAt: string;
   readonly updatedAt: string;
