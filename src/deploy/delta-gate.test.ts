@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { DeployRequest } from "../host/session-request.js";
-import { waitForDeltas, withReadyDeltas } from "./delta-gate.js";
+import { fastLinkSeen, waitForDeltas, wholeRequests, withReadyDeltas } from "./delta-gate.js";
 import type { DeployEvent } from "./events.js";
 
 const request = (deltaTool?: string) =>
@@ -85,5 +85,32 @@ describe("waitForDeltas", () => {
     );
     expect(calls).toEqual(["stop-improving"]);
     expect(events).toEqual([]);
+  });
+});
+
+describe("fastLinkSeen and wholeRequests", () => {
+  it("says the link is fast when the last deploys' hosts fetched whole as fast as deltas rebuild", () => {
+    const fast = { whole: { bytes: 100 * 1024 * 1024, seconds: 2 } };
+    expect(fastLinkSeen(fast)).toBe(50 * 1024 * 1024);
+    // Slower than a host rebuilds by delta, or too few bytes to judge by, or nothing seen.
+    expect(fastLinkSeen({ whole: { bytes: 100 * 1024 * 1024, seconds: 60 } })).toBeUndefined();
+    expect(fastLinkSeen({ whole: { bytes: 1024 * 1024, seconds: 0.01 } })).toBeUndefined();
+    expect(
+      fastLinkSeen({ ...fast, rebuilt: { bytes: 100 * 1024 * 1024, seconds: 1 } }),
+    ).toBeUndefined();
+    expect(fastLinkSeen(undefined)).toBeUndefined();
+    expect(fastLinkSeen({})).toBeUndefined();
+  });
+
+  it("takes the delta tool out of every request, and nothing else", () => {
+    const requests = new Map([
+      ["a", request(TOOL)],
+      ["b", request()],
+    ]);
+    const whole = wholeRequests(requests);
+    expect(whole.get("a")?.deltaTool).toBeUndefined();
+    expect(whole.get("a")).toEqual(request());
+    expect(whole.get("b")).toEqual(request());
+    expect(requests.get("a")?.deltaTool).toBe(TOOL);
   });
 });

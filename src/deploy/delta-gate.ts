@@ -2,7 +2,8 @@
 // how long a wave waits for deltas still being computed (docs/deltas.md, "What they cost").
 import type { DeployRequest } from "../delivery/delivery.js";
 import type { DeployPlan } from "../fleet/plan.js";
-import { deltaWaitMs, type FetchPace } from "./delta-pace.js";
+import type { RolloutFetchPace } from "../status/rollout.js";
+import { deltaWaitMs, FetchPace } from "./delta-pace.js";
 import type { DeltaWorker } from "./delta-worker.js";
 import type { DeployEvent } from "./events.js";
 
@@ -64,4 +65,28 @@ export async function waitForDeltas(
     seconds: Math.round(ms / 100) / 10,
   });
   await deltas.settled(wave.hosts, ms);
+}
+
+/**
+ * The NAR bytes a second the last deploys' hosts fetched whole at, when that is at least as
+ * fast as hosts rebuild paths from deltas (delta-pace.ts): the link is fast, deltas would only
+ * cost this deploy the deployer's CPU and its hosts' step, so none are computed or used (the
+ * caller leaves agent hosts and --async out: they fetch later, at a pace no deploy has seen).
+ */
+export function fastLinkSeen(previous: RolloutFetchPace | undefined): number | undefined {
+  if (previous?.whole === undefined) return undefined;
+  if (!new FetchPace(undefined, previous).favoursWhole()) return undefined;
+  return previous.whole.bytes / previous.whole.seconds;
+}
+
+/** The requests without their delta tool: every path comes whole. */
+export function wholeRequests(
+  requests: ReadonlyMap<string, DeployRequest>,
+): ReadonlyMap<string, DeployRequest> {
+  return new Map(
+    [...requests].map(([host, request]) => {
+      const { deltaTool: _, ...whole } = request;
+      return [host, whole];
+    }),
+  );
 }

@@ -186,6 +186,11 @@ export type DeployEvent =
       readonly bytesPerSecond: number;
       readonly seconds: number;
     }
+  /**
+   * No delta is computed or used: the last deploys' hosts fetched whole at `bytesPerSecond` of
+   * NAR, at least as fast as hosts rebuild paths from deltas (a fast link).
+   */
+  | { readonly type: "deltas-fast-link"; readonly bytesPerSecond: number }
   /** Agent hosts, --async: the release is published; the agents take it from here. */
   | {
       readonly type: "released";
@@ -327,6 +332,7 @@ const EVENT_TYPES = {
   "deltas-improve": true,
   "deltas-improved": true,
   "deltas-wait": true,
+  "deltas-fast-link": true,
   released: true,
   "wave-start": true,
   "host-phase": true,

@@ -5,7 +5,8 @@ import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import { waitForDeltas, withReadyDeltas } from "./delta-gate.js";
+import type { RolloutFetchPace } from "../status/rollout.js";
+import { fastLinkSeen, waitForDeltas, wholeRequests, withReadyDeltas } from "./delta-gate.js";
 import { FetchPace } from "./delta-pace.js";
 import { type DeltaWorker, startDeltaWorker } from "./delta-worker.js";
 import { cacheKeys } from "./deltas.js";
@@ -47,9 +48,24 @@ export interface ExecuteInput {
  * stopped (its files removed) when the rollout ends, however it ends.
  */
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
-  const deltas = startDeltas(input);
+  const { options } = input;
+  // How fast the last deploys' hosts fetched, read before this deploy's record is the newest.
+  const previousPace =
+    input.deltaPairs === undefined
+      ? undefined
+      : await previousFetchPace(options.fleet.cache?.url, options.signal);
+  const fastLink =
+    input.mode === "agent" || options.async === true ? undefined : fastLinkSeen(previousPace);
+  if (fastLink !== undefined) {
+    options.emit({ type: "deltas-fast-link", bytesPerSecond: Math.round(fastLink) });
+  }
+  const deltas = fastLink === undefined ? startDeltas(input) : undefined;
   try {
-    return await rollOut(input, deltas);
+    return await rollOut(
+      fastLink === undefined ? input : { ...input, requests: wholeRequests(input.requests) },
+      deltas,
+      previousPace,
+    );
   } finally {
     await deltas?.stop();
   }
@@ -58,6 +74,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
 async function rollOut(
   input: ExecuteInput,
   deltas: DeltaWorker | undefined,
+  previousPace: RolloutFetchPace | undefined,
 ): Promise<DeployReport> {
   const hostNamed = new Map(input.hosts.map((h) => [h.name, h]));
   const { options, plan, delivery } = input;
@@ -105,11 +122,6 @@ async function rollOut(
     await deltas?.firstPass;
     throwIfInterrupted(options.signal);
   }
-  // How fast the last deploys' hosts fetched, read before this deploy's record is the newest.
-  const previousPace =
-    deltas === undefined
-      ? undefined
-      : await previousFetchPace(options.fleet.cache?.url, options.signal);
   // What the dashboard shows of the rollout as it runs, in every mode.
   const record = await recordRollout(options.fleet.cache?.url, {
     mode: input.mode,

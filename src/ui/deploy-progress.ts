@@ -150,6 +150,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       const end = event.stopped === true ? `; stopped after ${event.done} of ${event.pairs}` : "";
       return `deltas: ${event.improved} of ${plural(event.pairs, "delta")} replaced by smaller ones (${formatBytes(event.bytesBefore)} to ${formatBytes(event.bytesAfter)}) in ${formatDuration(event.seconds)}${end}`;
     }
+    case "deltas-fast-link":
+      return `deltas: none computed or used: the last deploy's hosts fetched whole at ${formatBytes(event.bytesPerSecond)}/s of NAR, as fast as hosts rebuild paths from deltas`;
     case "deltas-wait":
       return `wave ${event.wave}: waiting at most ${formatDuration(event.seconds)} for deltas of ${formatBytes(event.pendingBytes)} of NAR (fetched whole at ${formatBytes(event.bytesPerSecond)}/s they take as long)`;
     case "wave-start":
