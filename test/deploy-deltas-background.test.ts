@@ -4,12 +4,14 @@
 // The rollout does not wait for them: the first host fetches every path whole, and the last
 // one gets most of them by the deltas computed meanwhile, runs its new system, and its store
 // verifies it. Then a deploy in one wave after a deploy that recorded a slow link: the wave
-// waits for the fast pass, and its hosts get their paths by delta.
+// waits for the fast pass, and its hosts get their paths by delta; and after one that recorded
+// a fast link, no delta is computed or used.
 
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RolloutFetchPace } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { openStore } from "../src/store/url.js";
 import { nixship, run } from "../support/cli.js";
@@ -61,6 +63,25 @@ afterAll(async () => {
 
 function onHost(host: string, command: string) {
   return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
+}
+
+/** A rollout record, the newest, that says how fast the hosts fetched. */
+async function recordPace(id: string, fetchPace: RolloutFetchPace): Promise<void> {
+  const store = await openStore(`file://${join(lab.info.dir, "cache")}`);
+  const now = new Date().toISOString();
+  await writeRollout(store, {
+    version: 1,
+    id,
+    mode: "ssh",
+    action: "switch",
+    state: "succeeded",
+    stopped: null,
+    waves: [],
+    fetchPace,
+    startedAt: now,
+    updatedAt: now,
+  });
+  await store.close();
 }
 
 describe("deltas slower to compute than a fetch", () => {
@@ -139,21 +160,7 @@ describe("deltas slower to compute than a fetch", () => {
     flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
     // The newest rollout record says the hosts fetched whole at half a megabyte a second (a
     // deploy over a slow link; the lab's own is loopback).
-    const store = await openStore(`file://${join(lab.info.dir, "cache")}`);
-    const now = new Date().toISOString();
-    await writeRollout(store, {
-      version: 1,
-      id: "51070000aa",
-      mode: "ssh",
-      action: "switch",
-      state: "succeeded",
-      stopped: null,
-      waves: [],
-      fetchPace: { whole: { bytes: 200_000_000, seconds: 400 } },
-      startedAt: now,
-      updatedAt: now,
-    });
-    await store.close();
+    await recordPace("51070000aa", { whole: { bytes: 200_000_000, seconds: 400 } });
     const r = await lab.deploy("--canary", "0", "--parallel", String(HOSTS.length), "--json");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
@@ -177,6 +184,24 @@ describe("deltas slower to compute than a fetch", () => {
       expect(o?.status, JSON.stringify(o)).toBe("activated");
       expect(o?.delta?.paths, JSON.stringify(o)).toBeGreaterThan(o?.delta?.wholePaths ?? 0);
       expect(o?.delta?.failed).toBe(0);
+    }
+  }, 600_000);
+
+  it("computes and uses no delta when the last deploy's hosts fetched whole fast", async () => {
+    flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
+    await recordPace("fa57000bb1", { whole: { bytes: 400_000_000, seconds: 4 } });
+    const r = await lab.deploy("--canary", "0", "--parallel", String(HOSTS.length), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const events = deployEvents(r);
+    expect(events.find((e) => e.type === "deltas-fast-link")).toMatchObject({
+      bytesPerSecond: 100_000_000,
+    });
+    expect(events.filter((e) => e.type === "deltas-start")).toEqual([]);
+    const outcomes = summaryOf(r) as Record<string, { status: string; delta?: { paths: number } }>;
+    for (const host of HOSTS) {
+      expect(outcomes[host]?.status).toBe("activated");
+      // Not given the tool: no delta step, every path whole.
+      expect(outcomes[host]?.delta, JSON.stringify(outcomes[host])).toBeUndefined();
     }
   }, 600_000);
 });
