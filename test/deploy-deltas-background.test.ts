@@ -158,9 +158,12 @@ describe("deltas slower to compute than a fetch", () => {
 
   it("waits in a deploy's first wave for the fast pass when the last deploy saw a slow link", async () => {
     flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
-    // The newest rollout record says the hosts fetched whole at half a megabyte a second (a
-    // deploy over a slow link; the lab's own is loopback).
-    await recordPace("51070000aa", { whole: { bytes: 200_000_000, seconds: 400 } });
+    // The newest rollout record says the hosts fetched whole at 500 bytes a second (a deploy
+    // over a very slow link; the lab's own is loopback).
+    // The wave waits as long as its deltas' bytes would take whole at that pace, at most: 500
+    // bytes a second makes it minutes for these few hundred KiB, so that the fast pass is done
+    // first however loaded the machine; it ends as soon as they are published.
+    await recordPace("51070000aa", { whole: { bytes: 200_000_000, seconds: 400_000 } });
     const r = await lab.deploy("--canary", "0", "--parallel", String(HOSTS.length), "--json");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
@@ -172,7 +175,7 @@ describe("deltas slower to compute than a fetch", () => {
       | undefined;
     expect(waited, JSON.stringify(events.map((e) => e.type))).toMatchObject({
       wave: 1,
-      bytesPerSecond: 500_000,
+      bytesPerSecond: 500,
     });
     // ...and every host got most of its paths by delta.
     const outcomes = summaryOf(r) as Record<
