@@ -23,15 +23,24 @@ import {
   statusArgs,
 } from "../src/host/activation.js";
 import { shellQuote } from "../src/util/shell-quote.js";
-import { nixship, run } from "../support/cli.js";
+import { nixship, run, runOk } from "../support/cli.js";
 import { type RunningServer, serveLabCache } from "../support/serve.js";
 import { buildExampleSystems, type ExampleSystem } from "./support/example-systems.js";
+import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 
 const LAB = "at";
 let work: string;
 let labsDir: string;
 let sshConfig: string;
 let systems: Record<ExampleSystem, string>;
+/**
+ * web-v1 as this run alone has it (its own nonce): the prune test's system that only removed
+ * generations hold. The lab's hosts share the machine's processes, and Nix's collector keeps a
+ * path any process on the machine has open, so the examples' own web-v1, which other tests'
+ * hosts and deployers run and read, could stay.
+ */
+let ownV1: string;
+let own: FreshSystems;
 let server: RunningServer;
 let publicKey: string;
 const addresses = new Map<string, string>();
@@ -59,10 +68,14 @@ async function onHost(
 }
 
 function activate(host: string, system: ExampleSystem, extra: Partial<ActivateOptions> = {}) {
+  return activatePath(host, systems[system], extra);
+}
+
+function activatePath(host: string, path: string, extra: Partial<ActivateOptions> = {}) {
   return onHost(
     host,
     activateArgs({
-      path: systems[system],
+      path,
       action: "switch",
       substituters: [server.url],
       trustedKeys: [publicKey],
@@ -101,6 +114,11 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-activate-"));
   labsDir = join(work, "labs");
   systems = await buildExampleSystems();
+  own = await ownSystems({ "web-v1": `name = "web-v1"; version = "1";` });
+  const built = JSON.parse(
+    await runOk("nix", ["build", "--no-link", "--json", `path:${own.dir}#web-v1`]),
+  ) as { outputs: { out: string } }[];
+  ownV1 = built[0]?.outputs.out ?? "";
   const up = await nixship(["lab", "up", "3", "--name", LAB, "--json"], {
     env: { NIXSHIP_LAB_DIR: labsDir },
   });
@@ -114,7 +132,7 @@ beforeAll(async () => {
   for (const h of lab.hosts) addresses.set(h.name, h.address);
   ({ server, publicKey } = await serveLabCache(
     work,
-    Object.values(systems),
+    [...Object.values(systems), ownV1],
     `10.231.${lab.number}.1`,
   ));
 });
@@ -123,6 +141,7 @@ afterAll(async () => {
   await server?.stop();
   await nixship(["lab", "down", "--name", LAB], { env: { NIXSHIP_LAB_DIR: labsDir } });
   await rm(work, { recursive: true, force: true });
+  await own?.remove();
 });
 
 describe("activate.sh on a lab host", () => {
@@ -352,12 +371,12 @@ describe("activate.sh on a lab host", () => {
     const host = `${LAB}1`;
     const valid = async (path: string) =>
       (await run("ssh", ["-F", sshConfig, host, `nix-store --check-validity ${path}`])).code === 0;
-    for (const system of ["web-v3", "web-v1", "web-v2", "web-v3"] as const) {
-      expect((await activate(host, system)).code).toBe(0);
+    for (const path of [systems["web-v3"], ownV1, systems["web-v2"], systems["web-v3"]]) {
+      expect((await activatePath(host, path)).code).toBe(0);
     }
     const before = await status(host);
     const newest = before.generation as number;
-    expect(await valid(systems["web-v1"])).toBe(true);
+    expect(await valid(ownV1)).toBe(true);
     // One kept: the newest, and the generation a rollback would go back to.
     const pruned = await onHost(host, pruneArgs(1));
     expect(pruned.code, pruned.stderr).toBe(0);
@@ -373,7 +392,13 @@ describe("activate.sh on a lab host", () => {
     });
     expect((await status(host)).generations.map((g) => g.generation)).toEqual([newest - 1, newest]);
     // web-v1 was only in the removed generations: the collector took it; the kept ones stay.
-    expect(await valid(systems["web-v1"])).toBe(false);
+    const rootsOfV1 = await run("ssh", [
+      "-F",
+      sshConfig,
+      host,
+      `nix-store --query --roots ${ownV1} 2>&1 | head -c 4000`,
+    ]);
+    expect(await valid(ownV1), `what roots web-v1:\n${rootsOfV1.stdout}`).toBe(false);
     expect(await valid(systems["web-v2"])).toBe(true);
     expect(await valid(systems["web-v3"])).toBe(true);
     // Rolled back, the current generation is not the newest: it stays, with the newest.
