@@ -239,15 +239,16 @@ print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 }
 
 # Rebuilds the NAR of each delta of file $1 (delta_checked's lines) into the local cache, or
-# logs why not and lists its target in x_dir/failed: the base's NAR hash as this store records
-# it must be BaseNarHash (else another base), its dump must be BaseNarSize bytes (else the
-# store's copy changed), and the NAR zstd rebuilds (cut at NarSize + 1 bytes: a delta that
-# expands without bound stops there) must have the narinfo's NarSize and NarHash. The base's
-# dump is not hashed: a base whose bytes differ rebuilds a NAR of another hash, refused there.
-# Its narinfo is the cache's, signed, with only URL, Compression, FileHash and FileSize changed
-# (no signature covers them). The store and nix-hash are asked once for all the deltas; the
-# disk they may take is decided first, in order; then the deltas are applied DELTA_APPLY_JOBS
-# at a time (at most one a core), all of them one bounded process group (DELTA_APPLY_SH).
+# logs why not and lists its target in x_dir/failed: the base's NAR hash and size as this store
+# records them must be BaseNarHash and BaseNarSize (else another base), the base's NAR as
+# `nix-store --export` writes it must be BaseNarSize bytes (else the store's copy changed; the
+# export itself refuses a path whose bytes no longer have their recorded hash), and the NAR zstd
+# rebuilds (cut at NarSize + 1 bytes: a delta that expands without bound stops there) must have
+# the narinfo's NarSize and NarHash. Its narinfo is the cache's, signed, with only URL,
+# Compression, FileHash and FileSize changed (no signature covers them). The store and nix-hash
+# are asked once for all the deltas; the disk they may take is decided first, in order; then
+# the deltas are applied DELTA_APPLY_JOBS at a time (at most one a core), all of them one
+# bounded process group (DELTA_APPLY_SH), each job reading its bases from one export stream.
 delta_rebuild() {
   [ -s "$1" ] || return 0
   r=$(x_left)
@@ -266,17 +267,17 @@ delta_rebuild() {
   digits "$a_free" || a_free=0
   a_base_max=0
   : >"$x_dir/todo"
-  while read -r a_d a_t a_b a_base_hash a_base_size a_hash a_size a_stored a_hex; do
-    x_why="the base's NAR hash in this store is not the delta's BaseNarHash (another base)"
-    if [ "$a_stored" = "$a_base_hash" ]; then
+  while read -r a_d a_t a_b _ a_base_size a_hash a_size a_hex a_base_hex a_stored a_stored_size a_meta; do
+    x_why="the base's NAR hash or size in this store is not the delta's BaseNarHash and BaseNarSize (another base)"
+    if [ "$a_stored" = "$a_base_hex" ] && [ "$a_stored_size" = "$a_base_size" ]; then
       # The rebuilt NARs so far and this one, and a base's dump for each job at once.
       a_max=$a_base_max
       [ "$a_base_size" -le "$a_max" ] || a_max=$a_base_size
       x_why="no room: the rebuilt NARs would take more than half the free space of $DELTA_WORK"
       if [ $((x_room + a_size + a_jobs * a_max)) -le $((a_free * 512)) ]; then
         x_room=$((x_room + a_size)) a_base_max=$a_max
-        printf '%s %s %s %s %s %s %s\n' "$a_d" "$a_t" "$a_b" "$a_base_size" "$a_hash" "$a_size" \
-          "$a_hex" >>"$x_dir/todo"
+        printf '%s %s %s %s %s %s %s %s\n' "$a_d" "$a_t" "$a_b" "$a_base_size" "$a_hash" "$a_size" \
+          "$a_hex" "$a_meta" >>"$x_dir/todo"
         continue
       fi
     fi
@@ -287,6 +288,7 @@ delta_rebuild() {
   r=$(x_left)
   if [ "$r" -gt 0 ]; then
     log "deltas: applying $(wc -l <"$x_dir/todo") of them, $a_jobs at a time"
+    delta_exports "$x_dir/todo" "$x_dir/base-refs" "$a_jobs" >"$x_dir/jobs"
     bounded log "$r" sh -c "$DELTA_APPLY_SH" sh "$x_zstd" "$x_dir" "$a_jobs"
   fi
   cat "$x_dir"/job*/applied >>"$x_dir/applied" 2>/dev/null
@@ -304,39 +306,100 @@ delta_rebuild() {
   rm -rf "$x_dir"/job*
 }
 
-# To each line of file $1, the base's NAR hash as the store records it and the target's NAR
-# hash in hex, into file $2: one `nix-store -q --hash` and one `nix-hash` for all, within $3
-# seconds.
+# To each line of file $1 (delta_checked's), the target's NAR hash and the base's BaseNarHash in
+# hex, then what this store records of the base: its NAR hash in hex, its NAR size, and the
+# bytes `nix-store --export` writes between its NAR and the next path's (export_meta), into
+# file $2; the bases' references among themselves, "BASE REFERENCE" lines, into $x_dir/base-refs.
+# One `nix-store --dump-db` and one `nix-hash` for all, within $3 seconds.
 delta_hashes() {
+  h_in=$1 h_out=$2 h_secs=$3
   set -f
   # shellcheck disable=SC2046 # one store path a word
-  set -- "$1" "$2" "$3" $(cut -d ' ' -f 3 "$1")
+  set -- $(cut -d ' ' -f 3 "$h_in" | LC_ALL=C sort -u)
   set +f
-  h_in=$1 h_out=$2 h_secs=$3
-  shift 3
-  bounded "$x_dir/stored" "$h_secs" nix-store -q --hash "$@" || return 1
+  bounded "$x_dir/registration" "$h_secs" nix-store --dump-db "$@" || return 1
   set -f
   # shellcheck disable=SC2046 # one hash a word
-  set -- $(awk '{ print substr($6, 8) }' "$h_in")
+  set -- $(awk '{ print substr($6, 8) }' "$h_in") $(awk '{ print substr($4, 8) }' "$h_in")
   set +f
   r=$(x_left)
   [ "$r" -gt 0 ] && bounded "$x_dir/hex" "$r" nix-hash --type sha256 --to-base16 "$@" || return 1
-  [ "$(wc -l <"$x_dir/stored")" = "$(wc -l <"$h_in")" ] &&
-    [ "$(wc -l <"$x_dir/hex")" = "$(wc -l <"$h_in")" ] || return 1
-  paste -d ' ' "$h_in" "$x_dir/stored" "$x_dir/hex" >"$h_out"
+  h_n=$(wc -l <"$h_in")
+  [ "$(wc -l <"$x_dir/hex")" = $((2 * h_n)) ] || return 1
+  LC_ALL=C awk -v n="$h_n" -v refs="$x_dir/base-refs" "$EXPORT_META_AWK"'
+FNR == 1 { file++ }
+file == 1 { registration(); next }
+file == 2 { hex[FNR] = $1; next }
+file == 3 {
+if (!($3 in size) || hex[FNR] == "" || hex[FNR + n] == "") exit 1
+print $0, hex[FNR], hex[FNR + n], narhash[$3], size[$3], meta[$3]
+}
+END {
+printf "" >refs
+for (k in related) print k >refs
+}' "$x_dir/registration" "$x_dir/hex" "$h_in" >"$h_out" || return 1
+  [ "$(wc -l <"$h_out")" = "$h_n" ]
+}
+
+# Reads `nix-store --dump-db PATHS`' registration (each path: its name, NAR hash in hex, NAR
+# size, deriver or an empty line, the number of references, the references) into narhash[P],
+# size[P], meta[P] and related["P R"] (P references R, both listed, R not P). meta[P] is what
+# `nix-store --export` writes after P's NAR up to the next path's NAR, as Nix 2.8 and 2.26 both
+# write it (each number 8 bytes, each string its length in 8 bytes and itself padded to 8): the
+# export marker, P, its references, its deriver, a 0 (no signature), and the next path's 1 (or
+# the stream's closing 0).
+# shellcheck disable=SC2016 # awk's
+EXPORT_META_AWK='
+function padded(s) { return 8 + int((length(s) + 7) / 8) * 8 }
+function registration() {
+if (st == 0) { p = $0; listed[p]; meta[p] = 8 + padded(p) + 8 + 8 + 8; st = 1; return }
+if (st == 1) { narhash[p] = $0; st = 2; return }
+if (st == 2) { size[p] = $0; st = 3; return }
+if (st == 3) { meta[p] += padded($0); st = 4; return }
+if (st == 4) { left = $0 + 0; st = left > 0 ? 5 : 0; return }
+meta[p] += padded($0)
+if ($0 != p) ref[p, ++nref[p]] = $0
+if (--left == 0) st = 0
+}
+END { for (q in nref) for (k = 1; k <= nref[q]; k++) if (ref[q, k] in listed) related[q " " ref[q, k]] }
+'
+
+# Which job applies each line of the todo file $1 ("DELTA TARGET BASE BASESIZE HASH SIZE HEX
+# META" lines), and in which of its exports, for $3 jobs: "JOB EXPORT" before each line, the
+# lines in the order of their bases. Each export is one `nix-store --export` of its lines'
+# bases, which Nix writes in the order of their paths when none of them references another (it
+# sorts the paths it exports so that references come first): so an export holds a base once, and
+# no two bases of which one references the other ("BASE REFERENCE" lines of file $2).
+delta_exports() {
+  LC_ALL=C sort -k 3,3 "$1" | LC_ALL=C awk -v jobs="$3" -v related="$2" '
+FILENAME == related { refs[$1, ++n[$1]] = $2; back[$2, ++m[$2]] = $1; next }
+{
+job = (line++) % jobs; b = $3
+for (e = 1; ; e++) {
+if ((job, e, b) in holds) continue
+clash = 0
+for (k = 1; k <= n[b] && !clash; k++) if ((job, e, refs[b, k]) in holds) clash = 1
+for (k = 1; k <= m[b] && !clash; k++) if ((job, e, back[b, k]) in holds) clash = 1
+if (!clash) break
+}
+holds[job, e, b]
+print job, e, $0
+}' "$2" -
 }
 
 # The most deltas applied at once (and never more than the host's cores): each takes a core,
 # and zstd's memory, about its base's and target's NAR sizes.
 DELTA_APPLY_JOBS=4
 
-# Applies the deltas of file $2/todo ("DELTA TARGET BASE BASESIZE HASH SIZE HEX" lines), $3 jobs
-# at once (job i takes lines i, i + $3, ...) with the zstd $1, each NAR rebuilt into the local
-# cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
-# $2/jobI/failed. The base is dumped to a file (zstd's --patch-from reads a file, not a pipe)
-# that goes as soon as its delta is applied; zstd's output is hashed as it is written, once
-# (the sums are read by the shell, not by more processes a path); a narinfo is written beside
-# and renamed into place, so the realise reads it whole or not at all.
+# Applies the deltas of file $2/jobs (delta_exports' lines: "JOB EXPORT DELTA TARGET BASE
+# BASESIZE HASH SIZE HEX META"), $3 jobs at once, with the zstd $1, each NAR rebuilt into the
+# local cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
+# $2/jobI/failed. Each export of a job is one `nix-store --export` of its bases, read as a
+# stream: each base's NAR is cut from it (by its size, then its export_meta bytes skipped) into a
+# file (zstd's --patch-from reads a file, not a pipe) that goes as soon as its delta is applied,
+# while the export waits; no process is started per base to dump it. zstd's output is hashed as
+# it is written, once (the sums are read by the shell, not by more processes a path); a narinfo
+# is written beside and renamed into place, so the realise reads it whole or not at all.
 # Written flush left: the SSM document's compacted copy drops lines' leading blanks.
 # shellcheck disable=SC2016 # expanded by that sh
 DELTA_APPLY_SH='
@@ -344,10 +407,20 @@ z=$1 dir=$2 jobs=$3 i=0
 while [ "$i" -lt "$jobs" ]; do
 w=$dir/job$i
 mkdir -p "$w" && : >"$w/applied" && : >"$w/failed" || exit 1
-awk -v n="$jobs" -v i="$i" "(NR - 1) % n == i" "$dir/todo" |
-while read -r d t b bsize hash size hex; do
-why="the base NAR is not the delta BaseNarSize (the store copy changed)"
-if nix-store --dump "$b" >"$w/base.nar" && [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
+awk -v i="$i" "\$1 == i { print \$2 }" "$dir/jobs" | sort -n -u | while read -r e; do
+awk -v i="$i" -v e="$e" "\$1 == i && \$2 == e" "$dir/jobs" | cut -d " " -f 3- >"$w/lines"
+set -f
+# shellcheck disable=SC2046 # one store path a word
+set -- $(cut -d " " -f 3 "$w/lines")
+set +f
+nix-store --export "$@" | (
+exec 4<&0 </dev/null
+head -c 8 <&4 >/dev/null
+while read -r d t b bsize hash size hex meta; do
+head -c "$bsize" <&4 >"$w/base.nar"
+head -c "$meta" <&4 >/dev/null
+why="the base NAR is not the delta BaseNarSize (the store copy changed, or its export failed)"
+if [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
 why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize and NarHash"
 "$z" -d -q -c --memory="$(((size + bsize) / 1048576 + 2))MB" --patch-from="$w/base.nar" \
 "$d/delta.zst" | head -c "$((size + 1))" | tee "$w/nar" | sha256sum >"$w/nar.sum"
@@ -371,6 +444,9 @@ printf "%s\n" "$t" >>"$w/applied"
 else
 printf "%s %s %s\n" "$t" "$b" "$why" >>"$w/failed"
 fi
+done <"$w/lines"
+cat <&4 >/dev/null
+)
 done &
 i=$((i + 1))
 done
