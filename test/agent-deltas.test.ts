@@ -153,7 +153,10 @@ async function updateAcrossRebuild(): Promise<void> {
 
   await rebuild();
   const { result: r, nar, delta } = await countingCacheReads(() => deployViaAgent(lab));
-  expect(r.code, `${r.stderr}\n${await agentLog(lab, host)}`).toBe(0);
+  expect(
+    r.code,
+    `${r.stdout.slice(-3000)}\n${r.stderr}\n${(await agentLog(lab, host)).slice(-4000)}`,
+  ).toBe(0);
   const events = deployEvents(r);
   const [done] = events.filter((e) => e.type === "deltas-done") as unknown as {
     published: number;
