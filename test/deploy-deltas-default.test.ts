@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashPartOf } from "../src/cache/read.js";
 import { run } from "../support/cli.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
+import { deployOutlastingDeltas } from "./support/deltas-hold.js";
 import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
 import { type DeployEventLine, deployEvents, summaryOf } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
@@ -96,14 +97,14 @@ describe("deltas by default", () => {
     );
     // One host a wave: the deltas are computed while the canary deploys (it fetches whole, as
     // a host whose deltas are not published when its wave starts does), the next uses them.
-    const r = await lab.deploy("--json", "--on", HOSTS.join(","), "--parallel", "1");
+    const [canary, next] = HOSTS as [string, string];
+    const r = await deployOutlastingDeltas(lab, canary, "--on", HOSTS.join(","), "--parallel", "1");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
     const [start] = ofType(events, "deltas-start") as { pairs: number; hosts: number }[];
     expect(start).toMatchObject({ hosts: 2 });
     expect(ofType(events, "deltas-done")).toMatchObject([{ failed: 0 }]);
     const outcomes = summaryOf(r);
-    const [canary, next] = HOSTS as [string, string];
     expect(outcomes[canary]?.status).toBe("activated");
     await expectByDelta(outcomes[next] as unknown as DeltaOutcome, next);
   }, 600_000);
@@ -138,7 +139,14 @@ describe("deltas by default", () => {
     // deltas computed meanwhile are published.
     const [canary] = HOSTS as [string];
     await rebuild(lab.fleetFile, [canary, INSTALLED]);
-    const r = await lab.deploy("--json", "--on", `${canary},${INSTALLED}`, "--parallel", "1");
+    const r = await deployOutlastingDeltas(
+      lab,
+      canary,
+      "--on",
+      `${canary},${INSTALLED}`,
+      "--parallel",
+      "1",
+    );
     expect(r.code, r.stderr).toBe(0);
     const [done] = ofType(deployEvents(r), "deltas-done") as {
       published: number;

@@ -8,7 +8,7 @@
 // needs them. The delta tool is a stand-in store path holding Debian's zstd.
 
 import { randomBytes } from "node:crypto";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deltaPathOf, deltaSkipKey, deltaTargetHashPart } from "../src/cache/delta-path.js";
@@ -16,12 +16,12 @@ import { narInfoKey } from "../src/cache/layout.js";
 import { checkStoredNar, readNarInfo } from "../src/cache/read.js";
 import type { NarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
-import { ROLLOUT_PREFIX } from "../src/status/rollout.js";
 import { listAll, readAll } from "../src/store/helpers.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { nixship, run } from "../support/cli.js";
 import { buildDeltaTool, rebuildFleet } from "./support/delta-fleet.js";
+import { deployOutlastingDeltas } from "./support/deltas-hold.js";
 import type { FreshSystems } from "./support/fresh-systems.js";
 import {
   type DeployEventLine,
@@ -29,7 +29,6 @@ import {
   labDeployArgs,
   summaryOf,
 } from "./support/lab-deploy.js";
-import { deployActing } from "./support/paused-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 import { startSsmStandIn } from "./support/ssm-stand-in.js";
 
@@ -49,50 +48,6 @@ async function rebuild(): Promise<void> {
 
 function onHost(host: string, command: string) {
   return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
-}
-
-/**
- * Deploys `host` alone while the deploy computes its pairs, and holds the host's activation in a
- * command check until the deploy says the pairs' first pass is done (its `deltas-done`): a
- * rollout that ends first stops the computing (deltas never hold a deploy up), which a loaded
- * machine would make the case. It starts as a fleet's first deploy does, with no rollout record
- * before it: a deploy weighs the last deploys' pace, and may judge loopback on a loaded machine
- * a fast link on which no delta is computed (test/deploy-deltas-background.test.ts tests that).
- */
-async function deployWhileDeltasComputed(host: string) {
-  const cacheUrl = (JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } })
-    .cache.url;
-  const cache = await openStore(cacheUrl);
-  try {
-    const keys: string[] = [];
-    for await (const { key } of listAll(cache, ROLLOUT_PREFIX)) keys.push(key);
-    for (const key of keys) await cache.delete(key);
-  } finally {
-    await cache.close();
-  }
-  const mark = "/nix/var/nixship-deltas-test-go";
-  const outside = join(lab.info.dir, "hosts", host, mark);
-  const fleet = await readFile(lab.fleetFile, "utf8");
-  const doc = JSON.parse(fleet) as Record<string, unknown>;
-  doc.policies = { [host]: { health: { commands: [{ run: `test -e ${mark}`, timeout: 240 }] } } };
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
-  try {
-    return await deployActing(
-      labDeployArgs(
-        lab.info,
-        lab.fleetFile,
-        join(lab.info.dir, "cache.sec"),
-        "--json",
-        "--on",
-        host,
-      ),
-      (e) => e.type === "deltas-done",
-      () => writeFile(outside, ""),
-    );
-  } finally {
-    await writeFile(lab.fleetFile, fleet);
-    await rm(outside, { force: true });
-  }
 }
 
 /** The narinfos of the delta paths `store` holds. */
@@ -212,7 +167,7 @@ describe("a deploy with deltas", () => {
 
     // ddl1 fetches whole (nothing was published when it started); its pairs are computed
     // meanwhile.
-    const r = await deployWhileDeltasComputed("ddl1");
+    const r = await deployOutlastingDeltas(lab, "ddl1", "--on", "ddl1");
     expect(r.code, r.stderr).toBe(0);
 
     // ddl2 makes the same move: its deltas are published now, and it fetches far less with them.
@@ -272,7 +227,7 @@ describe("a deploy with deltas", () => {
     await cache.close();
     await rebuild();
     // ddl1 fetches whole; its pairs are published meanwhile.
-    const r1 = await deployWhileDeltasComputed("ddl1");
+    const r1 = await deployOutlastingDeltas(lab, "ddl1", "--on", "ddl1");
     expect(r1.code, r1.stderr).toBe(0);
     const [published] = ofType(deployEvents(r1), "deltas-done") as { published: number }[];
     expect(published?.published).toBeGreaterThan(1);
