@@ -98,7 +98,7 @@ describe("deltas by default", () => {
     // One host a wave: the deltas are computed while the canary deploys (it fetches whole, as
     // a host whose deltas are not published when its wave starts does), the next uses them.
     const [canary, next] = HOSTS as [string, string];
-    const r = await deployOutlastingDeltas(lab, canary, "--on", HOSTS.join(","), "--parallel", "1");
+    const r = await deployOutlastingDeltas(lab, HOSTS, "--on", HOSTS.join(","), "--parallel", "1");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);
     const [start] = ofType(events, "deltas-start") as { pairs: number; hosts: number }[];
@@ -141,7 +141,7 @@ describe("deltas by default", () => {
     await rebuild(lab.fleetFile, [canary, INSTALLED]);
     const r = await deployOutlastingDeltas(
       lab,
-      canary,
+      [canary, INSTALLED],
       "--on",
       `${canary},${INSTALLED}`,
       "--parallel",

@@ -167,7 +167,7 @@ describe("a deploy with deltas", () => {
 
     // ddl1 fetches whole (nothing was published when it started); its pairs are computed
     // meanwhile.
-    const r = await deployOutlastingDeltas(lab, "ddl1", "--on", "ddl1");
+    const r = await deployOutlastingDeltas(lab, ["ddl1"], "--on", "ddl1");
     expect(r.code, r.stderr).toBe(0);
 
     // ddl2 makes the same move: its deltas are published now, and it fetches far less with them.
@@ -227,7 +227,7 @@ describe("a deploy with deltas", () => {
     await cache.close();
     await rebuild();
     // ddl1 fetches whole; its pairs are published meanwhile.
-    const r1 = await deployOutlastingDeltas(lab, "ddl1", "--on", "ddl1");
+    const r1 = await deployOutlastingDeltas(lab, ["ddl1"], "--on", "ddl1");
     expect(r1.code, r1.stderr).toBe(0);
     const [published] = ofType(deployEvents(r1), "deltas-done") as { published: number }[];
     expect(published?.published).toBeGreaterThan(1);
