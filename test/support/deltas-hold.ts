@@ -1,6 +1,6 @@
 // A lab deploy whose delta pairs are computed while it runs, made to outlast that computing: a
 // rollout that ends first stops it (deltas never hold a deploy up), and a host whose wave starts
-// before its deltas are published fetches whole, which a loaded machine makes the case. So one
+// before its deltas are published fetches whole, which a loaded machine makes the case. So the
 // deploy's hosts wait in a command check until the deploy says the pairs' first pass is done
 // (`deltas-done`). And the deploy starts as a fleet's first does, with no rollout record
 // before it: a deploy weighs the last deploys' pace and may judge loopback on a loaded machine
