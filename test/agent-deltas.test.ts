@@ -139,6 +139,11 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
+/** What a failed deploy said: its last events, its stderr, and the end of the agent's log. */
+async function whyFailed(r: { stdout: string; stderr: string }): Promise<string> {
+  return `${r.stdout.slice(-3000)}\n${r.stderr}\n${(await agentLog(lab, host)).slice(-4000)}`;
+}
+
 /**
  * The host runs a build of SYSTEM (every path whole), then a rebuild deployed by the agent:
  * most paths come by delta (counted at the cache), the host runs the rebuild and its store
@@ -147,16 +152,13 @@ afterAll(async () => {
 async function updateAcrossRebuild(): Promise<void> {
   await rebuild();
   const first = await deployViaAgent(lab);
-  expect(first.code, `${first.stderr}\n${await agentLog(lab, host)}`).toBe(0);
+  expect(first.code, await whyFailed(first)).toBe(0);
   // A fresh host has nothing to be a base: no pair, every path whole.
   expect(deployEvents(first).filter((e) => e.type === "deltas-start")).toEqual([]);
 
   await rebuild();
   const { result: r, nar, delta } = await countingCacheReads(() => deployViaAgent(lab));
-  expect(
-    r.code,
-    `${r.stdout.slice(-3000)}\n${r.stderr}\n${(await agentLog(lab, host)).slice(-4000)}`,
-  ).toBe(0);
+  expect(r.code, await whyFailed(r)).toBe(0);
   const events = deployEvents(r);
   const [done] = events.filter((e) => e.type === "deltas-done") as unknown as {
     published: number;
