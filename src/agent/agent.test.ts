@@ -467,13 +467,13 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await loadState(stateDir)).toEqual(agent.state);
     expect(events.map((e) => e.type)).toEqual(["started", "release", "applying", "log", "applied"]);
     // One read of the channel and, with no state yet, one of the release after it (is there a
-    // newer one?), then the success marker + record, then the agent's first heartbeat (every
+    // newer one?), then the record + success marker, then the agent's first heartbeat (every
     // 10 polls of 30 s at most: 300 s).
     expect(calls.map((c) => `${c.op} ${c.key}`)).toEqual([
       `get ${channelKey(CHANNEL)}`,
       `get releases/${CHANNEL}/2.json`,
-      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
     ]);
   });
@@ -549,10 +549,10 @@ describe("Agent.pollOnce: applying releases", () => {
     const agent = makeAgent({ store: observed.store, reportApplyingAfter: 0.05 });
     expect(await agent.pollOnce()).toBe("applied");
     expect(observed.calls.map((c) => `${c.op} ${c.key}`).slice(2, 6)).toEqual([
+      `put ${hostStatusKey(HOST)}`,
       `put ${applyingMarker}`,
       `put ${hostStatusKey(HOST)}`,
       `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
-      `put ${hostStatusKey(HOST)}`,
     ]);
     expect(await markers(1)).toEqual([applyingMarker, progressKey(CHANNEL, 1, HOST, "success")]);
     expect(await readRecord(store, applyingMarker)).toMatchObject({
@@ -943,8 +943,8 @@ describe("Agent.pollOnce: sharded releases", () => {
       `get ${channelKey(CHANNEL)}`,
       `get releases/${CHANNEL}/2.json`,
       `get ${ownShard(signed)}`,
-      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
     ]);
     // The state keeps the head's digest, as for a release of one file.
@@ -1401,10 +1401,10 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
 
   it("keeps an outcome whose report failed and reports it first on the next poll", async () => {
     await publish();
-    // The store fails the success marker once.
+    // The store fails the success report's first write (the host's record) once.
     let failures = 1;
     const flaky = counting(store, (call) =>
-      call.op === "put" && call.key === progressKey(CHANNEL, 1, HOST, "success") && failures-- > 0
+      call.op === "put" && call.key === hostStatusKey(HOST) && failures-- > 0
         ? new Error("503 Slow Down")
         : undefined,
     );
@@ -1422,8 +1422,8 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     const mark = flaky.calls.length;
     expect(await restarted.pollOnce()).toBe("unchanged");
     expect(flaky.calls.slice(mark).map((c) => `${c.op} ${c.key}`)).toEqual([
-      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `put ${hostStatusKey(HOST)}`,
+      `put ${progressKey(CHANNEL, 1, HOST, "success")}`,
       `get ${channelKey(CHANNEL)}`,
       `put ${heartbeatKey(HOST, "running", 300)}`,
     ]);

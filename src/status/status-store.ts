@@ -30,16 +30,17 @@ const JSON_TYPE = "application/json";
 
 /**
  * Records a host's status: its latest record, and, for a release, the marker of the state it
- * reached (the marker first, so a reader that sees the record also finds the marker).
+ * reached. The record first: a deploy ends when it sees the markers, and what `status`, the
+ * dashboard and the next plan read then (the records) must already say what the deploy said.
  */
 export async function writeStatus(store: ObjectStore, record: StatusRecord): Promise<void> {
   const body = formatStatusRecord(record);
+  await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
   if (record.channel !== null && record.seq !== null) {
     await store.put(progressKey(record.channel, record.seq, record.host, record.state), body, {
       contentType: JSON_TYPE,
     });
   }
-  await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
 }
 
 /** The largest status record read: far more than one carries (its error is at most 8 kB). */

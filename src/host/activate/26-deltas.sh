@@ -410,7 +410,6 @@ mkdir -p "$w" && : >"$w/applied" && : >"$w/failed" || exit 1
 awk -v i="$i" "\$1 == i { print \$2 }" "$dir/jobs" | sort -n -u | while read -r e; do
 awk -v i="$i" -v e="$e" "\$1 == i && \$2 == e" "$dir/jobs" | cut -d " " -f 3- >"$w/lines"
 set -f
-# shellcheck disable=SC2046 # one store path a word
 set -- $(cut -d " " -f 3 "$w/lines")
 set +f
 nix-store --export "$@" | (
