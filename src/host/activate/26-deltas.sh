@@ -252,7 +252,7 @@ print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 delta_rebuild() {
   [ -s "$1" ] || return 0
   r=$(x_left)
-  x_why="no time was left to ask the store for the bases' hashes and convert the hashes"
+  x_why="the store did not give the bases' hashes and sizes, or nix-hash did not convert the hashes, in time"
   if [ "$r" -le 0 ] || ! delta_hashes "$1" "$x_dir/hashes" "$r"; then
     cut -d ' ' -f 2,3 "$1" | while read -r a_t a_b; do
       log "deltas: $a_t comes whole: the delta from $a_b: $x_why"
