@@ -127,11 +127,18 @@ export class FsStore implements ObjectStore {
       if ((err as NodeJS.ErrnoException).code === "ELOOP") throw this.#linked(key);
       throw fsFault(this.url, this.#root, "read", key, err);
     }
+    // A delete that removed the object (and its emptied directory) since it was opened leaves
+    // nothing to check: the object is absent, as it would be to a get a moment later.
+    let inside: boolean;
     try {
-      await this.#checkInside(key, path);
+      inside = await this.#inside(key, path, undefined);
     } catch (err) {
       await handle.close();
       throw err;
+    }
+    if (!inside) {
+      await handle.close();
+      return undefined;
     }
     // Stat the open handle, not the path, so the info describes exactly the bytes we stream.
     const st = await handle.stat({ bigint: true }).catch(async (err: unknown) => {
