@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How the host's delta step reads its bases' NARs, for N store paths (default 300) of its own:
 # one `nix-store --dump` per base (as activate.sh did), against one `nix-store --dump-db` and one
-# `nix-store --export` cut by the sizes it gives (as 26-deltas.sh does now). Runs the Nix on the
+# `nix-store --export` cut by the sizes it gives (as 26-deltas.sh does now, with its own
+# EXPORT_META_AWK: the part is assembled as the build does it). Runs the Nix on the
 # PATH against the machine's store; the paths are new files of this run, left to the collector.
 # Usage: bash bench/delta-base-reads.sh [N]
 #   With the current Nix: NIX_CURRENT=/var/lib/nixship/nix-current bash bench/delta-base-reads.sh
@@ -19,8 +20,12 @@ fi
 export NIX_CONFIG="experimental-features = nix-command flakes
 build-users-group =
 sandbox = false"
+root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+node "$root/scripts/assemble-activate.mjs" --part 26-deltas.sh --out "$work/26-deltas.sh"
+# shellcheck disable=SC1091 # assembled just above: definitions only
+. "$work/26-deltas.sh"
 cd "$work"
 for i in $(seq 1 "$n"); do
   mkdir -p "src/p$i/lib"
@@ -36,13 +41,7 @@ t0=$(clock)
 for p in "$@"; do nix-store --dump "$p" >base.nar; done
 t1=$(clock)
 nix-store --dump-db "$@" >registration
-awk 'function padded(s) { return 8 + int((length(s) + 7) / 8) * 8 }
-st == 0 { p = $0; meta[p] = 8 + padded(p) + 8 + 8 + 8; st = 1; next }
-st == 1 { st = 2; next }
-st == 2 { size[p] = $0; st = 3; next }
-st == 3 { meta[p] += padded($0); st = 4; next }
-st == 4 { left = $0 + 0; st = left > 0 ? 5 : 0; next }
-{ meta[p] += padded($0); if (--left == 0) st = 0 }
+LC_ALL=C awk "$EXPORT_META_AWK"'{ registration() }
 END { for (q in size) print q, size[q], meta[q] }' registration | LC_ALL=C sort >sizes
 nix-store --export "$@" | (
   exec 4<&0 </dev/null
