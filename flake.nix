@@ -34,6 +34,8 @@
         # `npm run build` assembles the host script and writes the SSM document with these.
         "scripts/assemble-activate.mjs"
         "scripts/write-ssm-document.mjs"
+        # ... and bundles the CLI with this.
+        "scripts/bundle-cli.mjs"
       ]
       ++ builtins.filter (file: file != "dist") packageJson.files;
       root = toString ./.;

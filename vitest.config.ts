@@ -1,7 +1,13 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 import { TEST_NIX_CONFIG } from "./support/nix-config.js";
+
+// nixship's own cache (which stores honour conditional writes) for this run alone: a directory
+// of its own, not ~/.cache nor one another checkout's suite shares, removed when the run ends.
+const CACHE_DIR = mkdtempSync(join(tmpdir(), "nixship-test-cache-"));
+process.on("exit", () => rmSync(CACHE_DIR, { recursive: true, force: true }));
 
 // Unit tests sit beside the code; tests that need real parts (nix, s3rver, sshd) live in test/.
 export default defineConfig({
@@ -17,13 +23,13 @@ export default defineConfig({
     reporters: ["default", "./test/support/file-times-reporter.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // nixship's own cache (which stores honour conditional writes) stays out of ~/.cache. The
-    // ssm delivery polls the stand-in's SSM every quarter second, and a rebooting host and a
-    // paused rollout's answer are read every half second, not every 2 s: the lab tests wait on
-    // the hosts, not on the polls (docs/development.md lists the waits tests shorten).
+    // nixship's own cache is the run's own (above). The ssm delivery polls the stand-in's SSM
+    // every quarter second, and a rebooting host and a paused rollout's answer are read every
+    // half second, not every 2 s: the lab tests wait on the hosts, not on the polls
+    // (docs/development.md lists the waits tests shorten).
     env: {
       NIX_CONFIG: TEST_NIX_CONFIG,
-      NIXSHIP_CACHE_DIR: join(tmpdir(), "nixship-test-cache"),
+      NIXSHIP_CACHE_DIR: CACHE_DIR,
       NIXSHIP_SSM_POLL_MS: "250",
       NIXSHIP_REBOOT_PROBE_MS: "500",
       NIXSHIP_PAUSE_POLL_MS: "500",

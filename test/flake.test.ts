@@ -547,8 +547,8 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
       "package.json",
       // packaging/nixos/nixship-activate.nix: `lab up --pinned` builds the lab's systems with it.
       "packaging",
-      // scripts/assemble-activate.mjs and write-ssm-document.mjs: the build's host script and
-      // SSM document.
+      // scripts/assemble-activate.mjs, write-ssm-document.mjs and bundle-cli.mjs: the build's
+      // host script, SSM document and bundled CLI.
       "scripts",
       "src",
       "tsconfig.build.json",
@@ -566,6 +566,7 @@ describe("flake.nix, evaluated against a stand-in nixpkgs", () => {
     expect(files).toContain("examples/web/server.c");
     expect(files.filter((f) => f.startsWith("scripts/"))).toEqual([
       "scripts/assemble-activate.mjs",
+      "scripts/bundle-cli.mjs",
       "scripts/write-ssm-document.mjs",
     ]);
     expect(

@@ -34,14 +34,15 @@ interface Queued {
 }
 
 /**
- * The worker script. Built, it sits beside this module. Under vitest this module is the
- * TypeScript source, which a worker cannot load, so the built copy in dist/ is used (the test
- * command builds first).
+ * The worker script. Built, it sits beside this module, named from dist/ (one level up) so that
+ * the bundled CLI in dist/cli/ finds it too. Under vitest this module is the TypeScript
+ * source, which a worker cannot load, so the built copy in dist/ is used (the test command
+ * builds first).
  */
 function workerScript(): URL {
   return import.meta.url.endsWith(".ts")
     ? new URL("../../dist/cache/nar-worker.js", import.meta.url)
-    : new URL("./nar-worker.js", import.meta.url);
+    : new URL("../cache/nar-worker.js", import.meta.url);
 }
 
 /** Writes NAR files for push: on worker threads (NarPool) or, for small pushes, inline. */

@@ -82,13 +82,16 @@ const SECURITY_HEADERS: Record<string, string> = {
 const CLIENT_MODULES = ["app.js", "ago.js"] as const;
 
 /**
- * The compiled client scripts beside this module (dist/dashboard/client/), by name; undefined
- * when one is missing (pages work, without live updates).
+ * The compiled client scripts beside this module (dist/dashboard/client/, named from dist/ so
+ * that the bundled CLI in dist/cli/ finds them too), by name; undefined when one is missing
+ * (pages work, without live updates).
  */
 export async function loadClientScript(): Promise<ReadonlyMap<string, string> | undefined> {
   try {
     const texts = await Promise.all(
-      CLIENT_MODULES.map((name) => readFile(new URL(`./client/${name}`, import.meta.url), "utf8")),
+      CLIENT_MODULES.map((name) =>
+        readFile(new URL(`../dashboard/client/${name}`, import.meta.url), "utf8"),
+      ),
     );
     return new Map(CLIENT_MODULES.map((name, i) => [name, texts[i] as string]));
   } catch {

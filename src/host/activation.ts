@@ -37,13 +37,14 @@ export const DEFAULT_ACTIVATION_TIMEOUT: number = POLICY_DEFAULTS.activationTime
 
 /**
  * The script, read once from the build: `npm run build` assembles it from src/host/activate/
- * into dist/host/activate.sh, beside this module compiled (and the one the sources' tests run).
+ * into dist/host/activate.sh, beside this module compiled (and the one the sources' tests run),
+ * named from dist/ (one level up) so that the bundled CLI in dist/cli/ finds it too.
  */
 let script: string | undefined;
 export function activateScript(): string {
   const file = import.meta.url.endsWith(".ts")
     ? new URL("../../dist/host/activate.sh", import.meta.url)
-    : new URL("./activate.sh", import.meta.url);
+    : new URL("../host/activate.sh", import.meta.url);
   try {
     script ??= readFileSync(file, "utf8");
   } catch (error) {

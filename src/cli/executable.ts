@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `nixship` executable: runs the CLI on this process's arguments and streams.
+// The `nixship` executable: runs the CLI on this process's arguments and streams. The build
+// bundles it, with the modules it imports, into dist/cli/bin.js (scripts/bundle-cli.mjs).
 import "./threadpool.js";
 import { main } from "./main.js";
 

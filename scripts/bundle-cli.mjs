@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// Bundles the `nixship` executable: a step of `npm run build`, after the compile, which joins
+// the compiled dist/cli/executable.js and the project's modules it imports into
+// dist/cli/bin.js and its chunks (dist/cli/bundle-*.js, one per command loaded on demand).
+// Node loads a few files instead of some 260 modules: a command costs about 0.15 CPU-s less
+// to start (docs/performance.md). Packages stay outside the bundle, loaded from node_modules.
+// The compiled modules stay too: tests and benches import them, the worker threads run them,
+// and the bundle reads its files where they do (dist/host/activate.sh, dist/cache/nar-worker.js:
+// one level above dist/cli/, as above every compiled module).
+//
+//   node scripts/bundle-cli.mjs
+//
+// Exit 2: the compiled entry is missing (run the compile first); nothing is written.
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const CLI_DIR = join(ROOT, "dist/cli");
+const ENTRY = join(CLI_DIR, "executable.js");
+// The bundle's files: its entry (package.json's bin) and its chunks.
+const BIN = "bin.js";
+// The bundler's runtime helpers: bundled, as they are no dependency of nixship's.
+const HELPERS = "@oxc-project/runtime/";
+const CHUNK = /^bundle-[A-Za-z0-9_-]+\.js(\.map)?$/;
+
+async function main() {
+  if (!existsSync(ENTRY)) {
+    process.stderr.write(
+      `bundle-cli: ${ENTRY} is missing: run the compile first (npm run build)\n`,
+    );
+    return 2;
+  }
+  const { build } = await import("rolldown");
+  // Written beside the target first, then moved in: a failed bundle leaves the last one whole.
+  const staging = mkdtempSync(join(ROOT, "dist/.cli-bundle-"));
+  try {
+    await build({
+      input: { bin: ENTRY },
+      platform: "node",
+      // Only the project's own modules go in: anything named by package stays an import, but
+      // for the bundler's own helpers (it rewrites a tagged template holding "</script>").
+      external: (id) => !id.startsWith(".") && !id.startsWith("/") && !id.startsWith(HELPERS),
+      logLevel: "warn",
+      output: {
+        dir: staging,
+        format: "esm",
+        entryFileNames: "[name].js",
+        chunkFileNames: "bundle-[hash].js",
+        sourcemap: true,
+      },
+    });
+    for (const name of readdirSync(CLI_DIR)) {
+      if (CHUNK.test(name)) rmSync(join(CLI_DIR, name));
+    }
+    for (const name of readdirSync(staging)) {
+      if (name !== `${BIN}` && name !== `${BIN}.map` && !CHUNK.test(name)) {
+        throw new Error(`the bundler wrote ${name}, which is neither ${BIN} nor a chunk`);
+      }
+      renameSync(join(staging, name), join(CLI_DIR, name));
+    }
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+process.exitCode = await main();
