@@ -71,8 +71,8 @@
 #                            systemd-bless-boot says of it, a reboot pending confirmation) and
 #                            the sha256 of the installed secrets' manifest ("secrets"); with --check-paths, also which
 #                            of the store paths in $NIXSHIP_CHECK_PATHS (one per line, set
-#                            before the script in its input) the store lacks ("missing": their
-#                            hash parts, or null when the store cannot be asked within 20 s)
+#                            before the script in its input) are not in the store ("missing":
+#                            their hash parts; by the paths' names on disk, no Nix started)
 #   (pinned trust) With NIXSHIP_TRUST_FILE set (by the host's installed `nixship-activate`,
 #   never by a caller: sudo resets the environment), the host trusts only what that file says:
 #   a root-owned file, writable by root alone, of "substituter URL" and "trusted-key NAME:KEY"
