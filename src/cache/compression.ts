@@ -1,9 +1,11 @@
 // Compression through Debian's own binaries, as streams: xz and bzip2 for pushing (zstd is
-// compressed in-process, see nar-pipeline.ts), and every format for decompressing.
+// compressed in-process, see nar-pipeline.ts) and for decompressing (zstd in-process too,
+// zstd-stream.ts).
 import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
 import type { Compression } from "../nix/narinfo.js";
+import { ZstdDecompressStream } from "./zstd-stream.js";
 
 /** zstd level 3 is what Nix uses; xz level 6 is xz's and Nix's default. */
 export const DEFAULT_LEVEL: Record<Compression, number> = { zstd: 3, xz: 6, bzip2: 9, none: 0 };
@@ -84,7 +86,13 @@ export function compressor(kind: "xz" | "bzip2", options: CompressOptions = {}):
   return child(COMMAND[kind], args, `compress with ${kind}`);
 }
 
-export function decompressor(kind: Compression): Duplex {
+/**
+ * A decompressor for `kind` whose output fails past `maxOutput` bytes (zstd, in-process) or is
+ * cut by the caller's own limit downstream (xz and bzip2, child processes, whose pipes keep
+ * what is held bounded).
+ */
+export function decompressor(kind: Compression, maxOutput: number): Duplex {
   if (kind === "none") return new PassThrough();
+  if (kind === "zstd") return new ZstdDecompressStream(maxOutput);
   return child(COMMAND[kind], ["-q", "-d", "-c"], `decompress ${kind}`);
 }

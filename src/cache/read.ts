@@ -141,7 +141,8 @@ export async function streamVerifiedNar(
       got.body,
       fileLimit,
       fileHasher,
-      decompressor(info.compression),
+      // Past NarSize, narLimit refuses it; zstd's in-process decompressor stops soon after.
+      decompressor(info.compression, info.narSize),
       narLimit,
       narHasher,
       sink,
