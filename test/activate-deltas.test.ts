@@ -49,6 +49,8 @@ let tool: string;
 const flakes: FreshSystems[] = [];
 /** The cache's requests since the last reset, by their first path segment ("nar", "delta"). */
 const requests = new Map<string, number>();
+/** The narinfos asked since the last reset, by their name (HASH.narinfo). */
+const narinfosAsked = new Map<string, number>();
 
 const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
 
@@ -190,6 +192,7 @@ async function startLab(...extra: string[]): Promise<void> {
     const first = (req.url ?? "/").split("/")[1] ?? "";
     const kind = first.endsWith(".narinfo") ? "narinfo" : first;
     requests.set(kind, (requests.get(kind) ?? 0) + 1);
+    if (kind === "narinfo") narinfosAsked.set(first, (narinfosAsked.get(first) ?? 0) + 1);
     const forward = request(
       {
         host: upstream.hostname,
@@ -234,6 +237,7 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
 
   const published = await publishDeltas(first, second);
   requests.clear();
+  narinfosAsked.clear();
   const { answer, log } = await activate(second, "--delta-tool", tool);
   expect(answer, log).toMatchObject({ ok: true, result: "activated", path: second });
   expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(second);
@@ -260,6 +264,17 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
     delta: worth.length,
     nar: 1 + lacking.length - worth.length,
   });
+  // Each delta's narinfo asked once by the step's listing, and at most once by its fetch: the
+  // lab's hosts keep no narinfo answer (narinfo-cache-positive-ttl = 0), and Nix then asked again
+  // for each path as it came to fetch it, one round trip a path.
+  const deltaNarinfos = published.flatMap((o) =>
+    o.kind === "published"
+      ? [`${o.deltaPath.slice("/nix/store/".length, "/nix/store/".length + 32)}.narinfo`]
+      : [],
+  );
+  expect(deltaNarinfos.map((n) => [n, narinfosAsked.get(n) ?? 0])).toEqual(
+    deltaNarinfos.map((n) => [n, expect.toBeOneOf([1, 2])]),
+  );
   const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
   expect(verified.code, verified.stderr).toBe(0);
   // Nothing of the step is left: its work directory, nor the deltas in the store.
