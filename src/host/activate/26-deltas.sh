@@ -105,7 +105,7 @@ zstd_patches() {
 # fresh, so nothing an earlier run was told is believed; removed with the step) and believe them
 # for its hour. A host whose nix.conf keeps no positive answer (narinfo-cache-positive-ttl = 0)
 # asked the cache again for each path as Nix came to fetch it, one round trip a path after
-# another: 2.4-3.1 s for 43 deltas over a link of 50 ms (bench:delta), 0.4 s with this.
+# another: 2.4-3.1 s for 43 deltas over a link of 50 ms (bench:delta), 0.2 s with this.
 STEP_NARINFO_TTL=3600
 
 # The store paths that `nix-store --realise --dry-run` (its output in file $1, Nix 2.8 or 2.26)
