@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
 import type { Compression } from "../nix/narinfo.js";
-import { ZstdDecompressStream } from "./zstd-stream.js";
+import { zstdDecompressor } from "./zstd-stream.js";
 
 /** zstd level 3 is what Nix uses; xz level 6 is xz's and Nix's default. */
 export const DEFAULT_LEVEL: Record<Compression, number> = { zstd: 3, xz: 6, bzip2: 9, none: 0 };
@@ -93,6 +93,6 @@ export function compressor(kind: "xz" | "bzip2", options: CompressOptions = {}):
  */
 export function decompressor(kind: Compression, maxOutput: number): Duplex {
   if (kind === "none") return new PassThrough();
-  if (kind === "zstd") return new ZstdDecompressStream(maxOutput);
+  if (kind === "zstd") return zstdDecompressor(maxOutput);
   return child(COMMAND[kind], ["-q", "-d", "-c"], `decompress ${kind}`);
 }

@@ -4,10 +4,13 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
 import { compressorFor } from "./zstd.js";
-import { ZstdDecompressStream } from "./zstd-stream.js";
+import { zstdDecompressor } from "./zstd-stream.js";
 
-/** `input` through a decompressor bounded at `max`, fed in `piece`-byte chunks. */
-async function decompress(input: Buffer, max: number, piece = 65536) {
+/**
+ * `input` through a decompressor bounded at `max`, fed in `piece`-byte chunks, to a reader that
+ * takes each chunk a turn of the event loop later when `slow`.
+ */
+async function decompress(input: Buffer, max: number, piece = 65536, slow = false) {
   const chunks: Buffer[] = [];
   let bytes = 0;
   const pieces = function* () {
@@ -15,12 +18,13 @@ async function decompress(input: Buffer, max: number, piece = 65536) {
   };
   await pipeline(
     Readable.from(pieces()),
-    new ZstdDecompressStream(max),
+    zstdDecompressor(max),
     new Writable({
       write(chunk: Buffer, _e, done) {
         bytes += chunk.length;
         if (chunks.length < 64) chunks.push(Buffer.from(chunk));
-        done();
+        if (slow) setImmediate(done);
+        else done();
       },
     }),
   );
@@ -32,7 +36,7 @@ function zstdCli(data: Buffer, ...args: string[]): Buffer {
   return execFileSync("zstd", ["-q", "-c", ...args], { input: data, maxBuffer: 1 << 30 });
 }
 
-describe("ZstdDecompressStream", () => {
+describe("zstdDecompressor", () => {
   it("gives back what the zstd CLI and the push's frames compressed, whatever the input's pieces", async () => {
     const data = Buffer.concat([randomBytes(300_000), Buffer.alloc(700_000, 7), randomBytes(5)]);
     for (const piece of [1, 7, 4096, 65536, 1 << 22]) {
@@ -72,6 +76,15 @@ describe("ZstdDecompressStream", () => {
       code: "compressor-failed",
       message: expect.stringMatching(/^zstd data is not valid: /),
     });
+  });
+
+  it("holds one buffer at a time for a slow reader, however far an input chunk expands", async () => {
+    // 300 MB of zeros in a few KB: one input chunk stands for all of it.
+    const zeros = zstdCli(Buffer.alloc(300_000_000), "-19");
+    const before = process.memoryUsage().rss;
+    const { bytes } = await decompress(zeros, 300_000_000, 1 << 22, true);
+    expect(bytes).toBe(300_000_000);
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
   });
 
   it("stops a bomb one output buffer past its bound, holding no more than that", async () => {
