@@ -97,7 +97,8 @@ describe("the pull agent on a lab fleet", () => {
 
     // `nixship status` reads the status objects for agent hosts.
     const status = await nixship(["status", "--fleet", fleetFile, "--json"]);
-    expect(status.code, status.stderr).toBe(0);
+    // Not in step: its rows say which host and why.
+    expect(status.code, `${status.stderr}${status.stdout}`).toBe(0);
     const rows = (JSON.parse(status.stdout) as { hosts: { host: string; state: string }[] }).hosts;
     expect(rows.map((r) => [r.host, r.state])).toEqual(HOSTS.map((h) => [h, "success"]));
   });
