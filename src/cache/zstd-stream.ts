@@ -5,12 +5,9 @@
 // word to a caller's own limit at `maxOutput`, downstream, which sees each buffer as it comes).
 // Reading a NAR this way starts no `zstd -d` and copies nothing through pipes: a delta's fast
 // pass read each target and base through two such processes (docs/performance.md).
-import { createRequire } from "node:module";
 import { Duplex } from "node:stream";
-import type * as ZstdBinding from "zstd-napi/binding.js";
 import { OperationError } from "../errors.js";
-
-const binding = createRequire(import.meta.url)("zstd-napi/binding.js") as typeof ZstdBinding;
+import { binding } from "./zstd.js";
 
 /** Bytes of output produced per call into libzstd (its recommended output size). */
 const OUT_CHUNK = 128 * 1024;

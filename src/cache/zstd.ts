@@ -4,7 +4,8 @@
 import { createRequire } from "node:module";
 import type * as ZstdBinding from "zstd-napi/binding.js";
 
-const binding = createRequire(import.meta.url)("zstd-napi/binding.js") as typeof ZstdBinding;
+/** libzstd through zstd-napi's binding, loaded once for this module and zstd-stream.ts. */
+export const binding = createRequire(import.meta.url)("zstd-napi/binding.js") as typeof ZstdBinding;
 
 export class ZstdFrameCompressor {
   readonly #context = new binding.CCtx();
