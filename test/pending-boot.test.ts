@@ -3,6 +3,7 @@
 // (its checks, then confirm-boot or abort-boot) instead of calling the host up to date, which
 // left a counted boot unconfirmed until the boot loader fell back two reboots later.
 import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -98,6 +99,33 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await lab?.down();
+});
+
+describe("a lab host's boots", () => {
+  it("each have a kernel boot id of their own, as a machine's do, even two in one second", async () => {
+    const bootId = async () => {
+      const r = await lab.nixship([
+        "lab",
+        "exec",
+        "pbt2",
+        "--",
+        "cat",
+        "/proc/sys/kernel/random/boot_id",
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    const ids = [await bootId()];
+    for (let i = 0; i < 2; i++) {
+      const rebooted = await lab.nixship(["lab", "reboot", "pbt2", "--name", lab.name]);
+      expect(rebooted.code, rebooted.stderr).toBe(0);
+      ids.push(await bootId());
+    }
+    const machine = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(new Set([...ids, machine]).size).toBe(4);
+  });
 });
 
 describe("a boot left pending by a killed deploy", () => {

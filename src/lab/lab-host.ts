@@ -137,6 +137,10 @@ function hostInit(
     ]),
     // The ESP at /boot, the power button, and the boot loader's word on a counted boot.
     `mkdir -p ${shellQuote(esp)} ${HOST_FIRMWARE_DIR}/efivars`,
+    // The kernel's boot id, new at each boot as a machine's is (the host shares the machine's
+    // kernel, whose own id never changes across a lab reboot).
+    `cat /proc/sys/kernel/random/uuid >${HOST_FIRMWARE_DIR}/boot_id`,
+    `mount --bind ${HOST_FIRMWARE_DIR}/boot_id /proc/sys/kernel/random/boot_id`,
     `mount --bind ${shellQuote(esp)} /boot`,
     `cp ${shellQuote(powerScriptPath(host))} ${HOST_FIRMWARE_DIR}/power`,
     `chmod 755 ${HOST_FIRMWARE_DIR}/power`,

@@ -6,7 +6,7 @@
 # it with that generation's system, and the boot it was recorded in (another one booted since).
 
 # This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
-# makes both anew; a lab host's, only the second).
+# makes both anew; the lab gives each boot of a host a boot id of its own).
 boot_id() {
   b_id=""
   { IFS= read -r b_id; } 2>/dev/null </proc/sys/kernel/random/boot_id || true
