@@ -181,6 +181,32 @@ describe("activate.sh on a lab host", () => {
     expect((await onHost(`${LAB}1`, statusArgs())).result).not.toHaveProperty("missing");
   });
 
+  it("status --check-paths takes empty lines, and names the first line that is no store path", async () => {
+    const longest = `/nix/store/${"a".repeat(32)}-${"n".repeat(211)}`;
+    const cases: { lines: string[]; bad?: number }[] = [
+      { lines: ["", systems["web-v1"], "", longest, ""] },
+      { lines: [systems["web-v1"], "", `${systems["web-v1"]} x`], bad: 3 },
+      { lines: [`/nix/store/${"a".repeat(32)}-${"n".repeat(212)}`], bad: 1 },
+      { lines: [systems["web-v1"], `/nix/store/${"e".repeat(32)}-x`], bad: 2 },
+      { lines: [systems["web-v1"], "--option"], bad: 2 },
+      { lines: [`/nix/store/${"a".repeat(31)}-x`], bad: 1 },
+    ];
+    for (const { lines, bad } of cases) {
+      const { code, result } = await onHost(`${LAB}1`, statusArgs(true), false, {
+        [CHECK_PATHS_VARIABLE]: lines.join("\n"),
+      });
+      if (bad === undefined) {
+        expect(code, lines.join("|")).toBe(0);
+        expect(result).toMatchObject({ command: "status", missing: ["a".repeat(32)] });
+      } else {
+        expect(code, lines.join("|")).toBe(ACTIVATE_EXIT.usage);
+        expect((result as { message: string }).message).toContain(
+          `line ${bad} of the paths is not a store path in canonical form`,
+        );
+      }
+    }
+  });
+
   it("refuses a path signed by a key the host does not trust, changing nothing", async () => {
     const { code, result } = await activate(`${LAB}1`, "web-v2", {
       trustedKeys: ["other-cache-1:0Ujr1Ehz3TNAD5PjMYqBH4qkTjBqcnGXN0B1GAsHB1I="],

@@ -17,6 +17,16 @@ json_str() {
 # "null" for an empty value, a JSON string otherwise.
 json_opt() { if [ -n "$1" ]; then json_str "$1"; else printf 'null'; fi; }
 
+# j_out: what json_opt prints for $1, set with no subshell where nothing needs escaping (most
+# values), for a verb that writes many values (status).
+json_opt_set() {
+  case $1 in
+    '') j_out=null ;;
+    *[\"\\]* | *[![:print:]]*) j_out=$(json_str "$1") ;;
+    *) j_out="\"$1\"" ;;
+  esac
+}
+
 json_num() { if [ -n "$1" ]; then printf '%s' "$1"; else printf 'null'; fi; }
 
 usage() {

@@ -4,6 +4,26 @@ resolve() {
   physical_dir "$1" || readlink -f "$1"
 }
 
+# The directory the script started in, where resolve_set comes back to (a health command run
+# later starts there, as it always did).
+start_dir=${PWD:-/}
+
+# r_out: $1 resolved as resolve prints it, empty when it does not exist (and then fails). A
+# directory (a system, a generation's link) is resolved by the shell's own cd there and back,
+# with no subshell: the status resolves a dozen of them.
+resolve_set() {
+  r_out=""
+  [ -e "$1" ] || return 1
+  case $1 in
+    /*) if [ -d "$1" ] && cd -P -- "$1" 2>/dev/null; then
+      r_out=$PWD
+      cd -- "$start_dir" 2>/dev/null || cd /
+      return 0
+    fi ;;
+  esac
+  r_out=$(readlink -f "$1")
+}
+
 # The physical path of directory $1 (absolute), every link on the way followed, as readlink -f
 # prints it; fails for anything else. By the shell's own cd in a subshell: no readlink started,
 # where a status lists each generation's system.

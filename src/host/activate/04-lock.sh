@@ -78,7 +78,9 @@ judge_lock() {
 }
 
 # Takes the lock for this process (its record from l_*), taking over a stale one; returns 1,
-# with the holder in o_*, while a live holder within its deadline keeps it.
+# with the holder in o_*, while a live holder within its deadline keeps it. With "unrecorded",
+# the caller writes the record itself (write_info) moments later, once it has read what the
+# lock guards: a lock with no record is not stale for 10 s (judge_lock), and one rename fewer.
 try_lock() {
   [ -d "$state_dir" ] || mkdir -p "$state_dir"
   tries=0
@@ -94,10 +96,10 @@ try_lock() {
     sleep 0.5
   done
   locked=1
-  write_info
+  [ "${1-}" = unrecorded ] || write_info
 }
 
-lock() { try_lock || refuse_locked; }
+lock() { try_lock "$@" || refuse_locked; }
 
 refuse_locked() {
   holder="${o_command:-an activation that is just starting}${o_pid:+, pid $o_pid}"

@@ -183,14 +183,25 @@ mark_failed() {
 }
 
 # The failed mark as JSON when it names the system the host runs, else null.
+# Read by the shell: most hosts have no mark, and a status starts nothing for it.
 failed_json() {
-  f_path=$(sed -n 's/^path=//p' "$state_dir/failed" 2>/dev/null)
-  if [ -z "$f_path" ] || [ "$f_path" != "$(resolve /run/current-system || true)" ]; then
+  f_path="" f_since="" f_reason=""
+  if [ -f "$state_dir/failed" ]; then
+    while IFS= read -r f_line; do
+      case $f_line in
+        path=*) f_path=${f_line#path=} ;;
+        since=*) f_since=${f_line#since=} ;;
+        reason=*) f_reason=${f_line#reason=} ;;
+      esac
+    done 2>/dev/null <"$state_dir/failed"
+  fi
+  resolve_set /run/current-system || true
+  if [ -z "$f_path" ] || [ "$f_path" != "$r_out" ]; then
     printf 'null'
     return 0
   fi
-  printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$f_path")" \
-    "$(json_num "$(sed -n 's/^since=//p' "$state_dir/failed" | grep -x '[0-9]*')")" \
-    "$(json_str "$(sed -n 's/^reason=//p' "$state_dir/failed")")"
+  digits "$f_since" || f_since=null
+  printf '{"path":%s,"since":%s,"reason":%s}' "$(json_str "$f_path")" "$f_since" \
+    "$(json_str "$f_reason")"
 }
 

@@ -2,14 +2,16 @@
 watcher_script() {
   cat <<'WATCH'
 dir=$1 token=$2 timeout=$3 profile=$4 prev_gen=$5 prev_system=$6 action=$7 info=$8
-settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-}
+settle=$9 rollback_timeout=${10} kill_grace=${11} waker=${12-} started=${13-}
 outcome=rolled-back reason="no confirmation within ${timeout}s"
 # This process holds the lock now, until the window closes and a rollback would have ended; it
 # records itself as activate.sh does (pid, start time, deadline, what it runs).
 read -r stat <"/proc/$$/stat"
 set -- ${stat##*) }
 start=${20}
-deadline=$(($(date +%s) + timeout + settle))
+# From the time activate.sh gave (its clock, read by the shell), else date's.
+case $started in '' | *[!0-9]*) started=$(date +%s) ;; esac
+deadline=$((started + timeout + settle))
 phase=confirm
 record() {
   printf '%s\npid=%s\nstart=%s\nkind=window\ncommand=confirmation window %s\nphase=%s\ndeadline=%s\ngroup=%s\ngroup_start=%s\n' \
@@ -104,13 +106,13 @@ start_watcher() {
     systemd-run --collect --no-ask-password --quiet --unit="nixship-confirm-$token" \
       sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" "$profile" \
       "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" "$ROLLBACK_TIMEOUT" \
-      "$KILL_GRACE" "${1-}" >&2
+      "$KILL_GRACE" "${1-}" "$(now)" >&2
   else
     (
       trap - INT TERM
       exec setsid sh -c "$(watcher_script)" watcher "$state_dir" "$token" "$confirm_timeout" \
         "$profile" "$prev_gen" "$prev_system" "$action" "$w_info" "$SETTLE_TIME" \
-        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}"
+        "$ROLLBACK_TIMEOUT" "$KILL_GRACE" "${1-}" "$(now)"
     ) </dev/null >>"$state_dir/watch-$token.log" 2>&1 &
   fi
 }

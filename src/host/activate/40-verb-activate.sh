@@ -61,11 +61,13 @@ cmd_activate() {
   # The lock's deadline: the activation's, its health checks, and a rollback after them.
   l_kind=activate l_command="activate $path" l_path=$path l_action=$action l_token=$token
   l_since=$started l_deadline=$((deadline + checks * health_timeout + SETTLE_TIME)) l_phase=realise
-  lock
+  # Recorded below, with the generation and system it would go back to.
+  lock unrecorded
   trap 'interrupted INT' INT
   trap 'interrupted TERM' TERM
   prev_gen=$(current_generation)
-  prev_system=$(resolve /run/current-system || true)
+  resolve_set /run/current-system || true
+  prev_system=$r_out
   l_prev_gen=$prev_gen l_prev_system=$prev_system
   [ -z "$token" ] || remove_file "$state_dir/result-$token"
   # An activation decides the host's state anew: a reboot left unconfirmed is over.

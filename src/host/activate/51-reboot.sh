@@ -7,15 +7,25 @@
 
 # This boot's identity: the kernel's boot id and the time /run/booted-system was made (a reboot
 # makes both anew; the lab gives each boot of a host a boot id of its own).
-boot_id() {
-  b_id=""
-  { IFS= read -r b_id; } 2>/dev/null </proc/sys/kernel/random/boot_id || true
-  printf '%s/%s' "$b_id" "$(stat -c %Z /run/booted-system 2>/dev/null)"
+# boot_id prints it; boot_id_set sets i_out to it.
+boot_id_set() {
+  i_out=""
+  { IFS= read -r i_out; } 2>/dev/null </proc/sys/kernel/random/boot_id || true
+  i_out="$i_out/$(stat -c %Z /run/booted-system 2>/dev/null)" || true
 }
+boot_id() { boot_id_set; printf '%s' "$i_out"; }
 
 # What systemd-bless-boot says of this boot: good, bad, indeterminate (counted, not yet
-# judged) or clean (not counted); empty where the system has none.
-boot_assessment() { [ -x "$BLESS" ] && "$BLESS" status 2>/dev/null | head -n 1; }
+# judged) or clean (not counted); empty where the system has none. boot_assessment prints
+# it; boot_assessment_set sets a_out to it (its first line, cut by the shell).
+boot_assessment_set() {
+  a_out=""
+  [ -x "$BLESS" ] || return 0
+  a_out=$("$BLESS" status 2>/dev/null) || true
+  a_out=${a_out%%"
+"*}
+}
+boot_assessment() { boot_assessment_set; printf '%s' "$a_out"; }
 
 # Marks a counted boot $1 (good or bad), so that the boot loader keeps or skips its entry.
 bless() {
@@ -87,21 +97,28 @@ begin_reboot() {
 # /run/current-system, Unix seconds), and the booted ones' targets (for the deployer's plan);
 # null without a booted or a current system.
 reboot_json() {
-  b_sys=$(resolve /run/booted-system || true) c_sys=$(resolve /run/current-system || true)
+  resolve_set /run/booted-system || true
+  b_sys=$r_out
+  resolve_set /run/current-system || true
+  c_sys=$r_out
   if [ -z "$b_sys" ] || [ -z "$c_sys" ]; then
     printf 'null'
     return 0
   fi
   b_changed="" b_parts=""
   for b_part in kernel initrd kernel-modules; do
-    b_was=$(resolve "$b_sys/$b_part" || true)
-    [ "$b_was" = "$(resolve "$c_sys/$b_part" || true)" ] ||
-      b_changed="$b_changed${b_changed:+,}\"$b_part\""
-    b_parts="$b_parts${b_parts:+,}\"$b_part\":$(json_opt "$b_was")"
+    resolve_set "$b_sys/$b_part" || true
+    b_was=$r_out
+    resolve_set "$c_sys/$b_part" || true
+    [ "$b_was" = "$r_out" ] || b_changed="$b_changed${b_changed:+,}\"$b_part\""
+    json_opt_set "$b_was"
+    b_parts="$b_parts${b_parts:+,}\"$b_part\":$j_out"
   done
   b_due=false
   [ -z "$b_changed" ] || b_due=true
+  b_since=$(stat -c %Y /run/current-system 2>/dev/null) || true
+  digits "$b_since" || b_since=null
   printf '{"due":%s,"changed":[%s],"since":%s,"booted":{%s}}' "$b_due" "$b_changed" \
-    "$(json_num "$(stat -c %Y /run/current-system 2>/dev/null | grep -x '[0-9]*')")" "$b_parts"
+    "$b_since" "$b_parts"
 }
 

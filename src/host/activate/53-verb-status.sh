@@ -1,12 +1,24 @@
 # Refuses $NIXSHIP_CHECK_PATHS unless each line is a store path in canonical form (or empty):
-# the lines are data, one word each, never an option of the Nix that asks about them.
+# the lines are data, one word each, never an option of the Nix that asks about them. Checked by
+# the shell (store_path_form); grep, which costs a host more than the whole status, only finds
+# the line to name when one is wrong.
 check_paths_form() {
+  c_ifs=$IFS c_bad=0
+  case $- in *f*) c_glob=off ;; *) c_glob=on ;; esac
+  set -f
+  IFS='
+'
+  for c_line in ${NIXSHIP_CHECK_PATHS-}; do
+    store_path_form "$c_line" || { c_bad=1; break; }
+  done
+  IFS=$c_ifs
+  [ "$c_glob" = off ] || set +f
+  [ "$c_bad" = 1 ] || return 0
   m_bad=$(printf '%s\n' "${NIXSHIP_CHECK_PATHS-}" |
     LC_ALL=C grep -n -v -x -E -e "$STORE_PATH_RE" -e '' | head -n 1)
   # grep -n's "LINE:TEXT", cut to its number by the shell.
   m_bad=${m_bad%%:*}
-  [ -z "$m_bad" ] ||
-    usage "status --check-paths: line $m_bad of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)"
+  usage "status --check-paths: line ${m_bad:-?} of the paths is not a store path in canonical form (/nix/store/HASH-NAME, one a line)"
 }
 
 # The hash parts of the paths in $NIXSHIP_CHECK_PATHS that are not in the store, as a JSON
@@ -49,9 +61,10 @@ cmd_status() {
     g_skip=$((g_skip - 1))
     [ "$g_skip" -lt 0 ] || continue
     # A generation a failed activation is dropping at this moment has no path left: skip it.
-    g_path=$(generation_path "$n") || continue
-    [ -n "$g_path" ] || continue
-    gens="$gens${gens:+,}{\"generation\":$n,\"path\":$(json_str "$g_path")}"
+    resolve_set "$profile-$n-link" || continue
+    [ -n "$r_out" ] || continue
+    json_opt_set "$r_out"
+    gens="$gens${gens:+,}{\"generation\":$n,\"path\":$j_out}"
   done
   pending=""
   for f in "$state_dir"/pending-*; do [ -e "$f" ] && pending=${f##*/pending-}; done
@@ -78,14 +91,33 @@ cmd_status() {
   [ -z "$p_token" ] || boot_pending=$(printf '{"token":%s,"path":%s,"since":%s,"generation":%s,"previous":%s,"bootId":%s}' \
     "$(json_str "$p_token")" "$(json_opt "$p_path")" "$(json_num "$p_since")" \
     "$(json_num "$p_generation")" "$(json_opt "$p_prev_system")" "$(json_opt "$p_boot")")
-  boot=$(printf '{"id":%s,"assessment":%s,"pending":%s}' "$(json_str "$(boot_id)")" \
-    "$(json_opt "$(boot_assessment)")" "$boot_pending")
+  # Each value set by the shell where it can be (resolve_set, json_opt_set): a status starts
+  # few processes, and most hosts are asked one at every deploy.
+  boot_id_set
+  json_opt_set "$i_out"
+  boot="{\"id\":$j_out"
+  boot_assessment_set
+  json_opt_set "$a_out"
+  boot="$boot,\"assessment\":$j_out,\"pending\":$boot_pending}"
+  resolve_set /run/current-system || true
+  json_opt_set "$r_out"
+  s_current=$j_out
+  resolve_set /run/booted-system || true
+  json_opt_set "$r_out"
+  s_booted=$j_out
+  resolve_set "$profile" || true
+  json_opt_set "$r_out"
+  s_profile=$j_out
+  json_opt_set "$pending"
+  s_pending=$j_out
+  s_generation=$(current_generation)
+  digits "$s_generation" || s_generation=null
+  s_pinned_activator=false
+  [ ! -x "$PINNED_ACTIVATOR" ] || s_pinned_activator=true
   printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \
-    "$(json_opt "$(resolve /run/current-system || true)")" \
-    "$(json_opt "$(resolve /run/booted-system || true)")" \
-    "$(json_opt "$(resolve "$profile" || true)")" \
-    "$(json_num "$(current_generation)")" "$gens" "$(json_opt "$pending")" "$activation" \
+    "$s_current" "$s_booted" "$s_profile" \
+    "$s_generation" "$gens" "$s_pending" "$activation" \
     "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$(pinned_json)" \
-    "$([ -x "$PINNED_ACTIVATOR" ] && echo true || echo false)" "$missing"
+    "$s_pinned_activator" "$missing"
 }
 
