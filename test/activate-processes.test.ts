@@ -25,22 +25,23 @@ import { buildExampleSystems, type ExampleSystem } from "./support/example-syste
 const LAB = "apc";
 /**
  * Processes the three runs may start on the host, all told (sshd's, the shells', the example
- * system's switch and service included), a poll's `sleep` aside: 62 now; 68 before the status
+ * system's switch and service included), a poll's `sleep` aside: 60 now; 68 before the status
  * checked the asked paths' form by the shell instead of grep, and read its values (the failed
  * mark, the boot's assessment) without sed or head, the activation recorded its lock once where
- * it did twice, and the watcher took the time from it instead of date; 71 before the status
- * checked the asked paths by their names on disk instead of `timeout xargs nix-store`; 75 to 78
- * before it kept its ten newest generations and checked the asked paths with fewer helpers, and
- * the watcher removed the failed mark only when there is one; over 100 before the script read
- * its values by the shell.
+ * it did twice and its health phase with its first check, found its profile on the system by
+ * the shell's cd instead of readlink, and the watcher took the time from it instead of date;
+ * 71 before the status checked the asked paths by their names on disk instead of `timeout xargs
+ * nix-store`; 75 to 78 before it kept its ten newest generations and checked the asked paths
+ * with fewer helpers, and the watcher removed the failed mark only when there is one; over 100
+ * before the script read its values by the shell.
  */
-const PROCESS_BUDGET = 64;
+const PROCESS_BUDGET = 62;
 /**
  * Forks of the three runs on the host (every process started, and every subshell: a command
- * substitution, a pipeline's part), a poll's `sleep` aside: 134 now; 165 before the status set
+ * substitution, a pipeline's part), a poll's `sleep` aside: 132 now; 165 before the status set
  * its values by the shell (resolve_set, json_opt_set) where it took a subshell for each.
  */
-const FORK_BUDGET = 138;
+const FORK_BUDGET = 136;
 
 let work: string;
 let labsDir: string;

@@ -71,7 +71,8 @@ generation_record() {
 # (realised) while this runs.
 new_generation() {
   n_now=$(current_generation)
-  if [ -n "$n_now" ] && [ "$(readlink "$profile-$n_now-link" 2>/dev/null)" = "$1" ]; then
+  # Its generation's link leads to $1, which resolves to itself: resolved by the shell.
+  if [ -n "$n_now" ] && resolve_set "$profile-$n_now-link" && [ "$r_out" = "$1" ]; then
     log "the profile $profile is on $1 already (generation $n_now)"
     return 0
   fi

@@ -115,10 +115,10 @@ cmd_activate() {
   [ -z "$boot_token" ] || record_boot
   if [ "$action" = boot ] || [ "$action" = dry-activate ]; then succeed now; fi
 
-  # 5. Health.
+  # 5. Health. Recorded with the first command check's run (bounded): to a takeover, health
+  # means what switch does, and the switch's process group recorded meanwhile is gone.
   l_phase=health
   mark_phase health
-  write_info
   run_health_checks "$path" || step_failed health 5 "$h_message"
 
   # 6. Confirmation window (magic rollback).
