@@ -2,10 +2,12 @@
 # meanwhile is taken over, which settles it.
 settle_wait() {
   i=0
-  # A watcher woken writes its outcome within milliseconds: looked for soon once, before the
-  # tenths of a second the bound counts.
+  # A watcher woken writes its outcome within milliseconds: looked for soon, twice, before the
+  # tenths of a second the bound counts (each wait is a confirmation's, and a wave's, latency).
   [ ! -e "$state_dir/result-$token" ] || return 0
-  sleep 0.04
+  sleep 0.01
+  [ ! -e "$state_dir/result-$token" ] || return 0
+  sleep 0.03
   while [ ! -e "$state_dir/result-$token" ] && [ "$i" -lt $((SETTLE_TIME * 10)) ]; do
     if [ $((i % 10)) = 9 ]; then
       clear_stale "$verb" "$verb --token $token"
