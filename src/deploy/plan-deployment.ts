@@ -1,6 +1,7 @@
 // A deploy's read → plan: build (and, to deploy, push and serve), ask every host what it runs,
 // and assemble the plan with each host's resolved request. `plan` stops here; `deploy`,
 // `release publish` and `rollback` go on to execute-plan.ts.
+import { localNixVersion } from "../cache/local-nix.js";
 import type { Delivery, DeployRequest } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import { deltaSwitch } from "../fleet/delta-tool.js";
@@ -70,6 +71,9 @@ export async function planDeployment(
   }
   if (execute) refusePausesWithoutStore(options);
   const started = performance.now();
+  // The local Nix's version, which its first command waits for, asked now: its answer comes
+  // while the origin, the delivery and the lease are read, not before the build.
+  localNixVersion().catch(() => undefined);
   // The agent delivery asks for a host's checks when it publishes, after the build, which
   // reads the checks the systems declare themselves.
   let prepared: Prepared | undefined;
