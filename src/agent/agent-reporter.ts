@@ -54,6 +54,8 @@ export class AgentReporter {
   /** What the last heartbeat said (undefined: none yet), and polls since it. */
   #beat: HeartbeatState | undefined;
   #pollsSinceBeat = 0;
+  /** When the last heartbeat was written (performance.now()); undefined: none yet. */
+  #beatAt: number | undefined;
   /** The system the host ran at the last look of reportRunning (undefined: not looked yet). */
   #lookedAt: string | null | undefined;
   /** The host's record as this agent last wrote or read it: the next is folded from it. */
@@ -121,6 +123,7 @@ export class AgentReporter {
     });
     this.#beat = state;
     this.#pollsSinceBeat = 0;
+    this.#beatAt = performance.now();
     return true;
   }
 
@@ -196,20 +199,36 @@ export class AgentReporter {
     }
   }
 
-  /** Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats. */
+  /**
+   * Runs `work` (an activation, which may outlast several heartbeat periods) with heartbeats:
+   * each one period after the one before, the first one period after the last heartbeat
+   * written before `work` began (not after `work` began: a poll that read, inspected and
+   * fetched for a while before it would leave more than a period without one).
+   */
   async whileBeating<T>(work: () => Promise<T>): Promise<T> {
-    const beating = setInterval(() => {
-      this.heartbeat("running", true).catch((err: unknown) => {
-        // Not the activation's concern: the next heartbeat or the report meets the store again.
-        const message = err instanceof Error ? err.message : String(err);
-        this.#o.storeError(message, this.heartbeatPeriod);
-      });
-    }, this.heartbeatPeriod * 1000);
-    beating.unref();
+    const period = this.heartbeatPeriod * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const beat = () => {
+      this.heartbeat("running", true)
+        .catch((err: unknown) => {
+          // Not the activation's concern: the next heartbeat or the report meets the store again.
+          const message = err instanceof Error ? err.message : String(err);
+          this.#o.storeError(message, this.heartbeatPeriod);
+        })
+        .finally(() => schedule(period));
+    };
+    const schedule = (delay: number) => {
+      if (stopped) return;
+      timer = setTimeout(beat, Math.max(0, delay));
+      timer.unref();
+    };
+    schedule(this.#beatAt === undefined ? period : this.#beatAt + period - performance.now());
     try {
       return await work();
     } finally {
-      clearInterval(beating);
+      stopped = true;
+      clearTimeout(timer);
     }
   }
 }
