@@ -41,6 +41,24 @@ async function untilPuts(count: number): Promise<void> {
   expect(puts.length).toBe(count);
 }
 
+/** A reporter of one poll a second, no jitter, a heartbeat every poll: a period of 1 s. */
+function reporterOf(lastSeq: number | null): AgentReporter {
+  return new AgentReporter({
+    store: recording(store),
+    channel: "prod",
+    host: "web1",
+    pollInterval: 1,
+    jitter: 0,
+    heartbeatEvery: 1,
+    lastSeq: () => lastSeq,
+    now: () => new Date().toISOString(),
+    warn: () => {},
+    storeError: (message) => {
+      throw new Error(message);
+    },
+  });
+}
+
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-reporter-"));
   store = new FsStore(dir);
@@ -58,21 +76,7 @@ afterEach(async () => {
 
 describe("AgentReporter.whileBeating", () => {
   it("beats one period after the last heartbeat, not one period after the work began", async () => {
-    // One poll a second, no jitter, a heartbeat every poll: a period of 1 s, offline after 2.
-    const reporter = new AgentReporter({
-      store: recording(store),
-      channel: "prod",
-      host: "web1",
-      pollInterval: 1,
-      jitter: 0,
-      heartbeatEvery: 1,
-      lastSeq: () => 1,
-      now: () => new Date().toISOString(),
-      warn: () => {},
-      storeError: (message) => {
-        throw new Error(message);
-      },
-    });
+    const reporter = reporterOf(1);
     expect(reporter.heartbeatPeriod).toBe(1);
     await reporter.heartbeat("running", true);
     await untilPuts(1);
@@ -106,20 +110,7 @@ describe("AgentReporter.whileBeating", () => {
   });
 
   it("beats one period after the work began when none was written before", async () => {
-    const reporter = new AgentReporter({
-      store: recording(store),
-      channel: "prod",
-      host: "web1",
-      pollInterval: 1,
-      jitter: 0,
-      heartbeatEvery: 1,
-      lastSeq: () => null,
-      now: () => new Date().toISOString(),
-      warn: () => {},
-      storeError: (message) => {
-        throw new Error(message);
-      },
-    });
+    const reporter = reporterOf(null);
     const started = performance.now();
     const working = reporter.whileBeating(
       () => new Promise<void>((resolve) => setTimeout(resolve, 1200)),
