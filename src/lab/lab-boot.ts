@@ -14,7 +14,7 @@
 // - an entry with no tries left (+0...) is bad: it sorts after every other entry, so the newest
 //   entry that is not bad boots instead (falling back to the previous generation);
 // - `systemd-bless-boot good` (in the host) drops the counter: the entry is good for good.
-// Where it differs (said in docs/lab.md):
+// Where it differs (docs/development.md names this list):
 // - entries are installed when the host boots, not when switch-to-configuration runs (the same
 //   entries result, since NixOS installs one per generation of the profile either way);
 // - counting is set per lab host (`lab up --boot-counting T`), not by the system's

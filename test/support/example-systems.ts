@@ -11,6 +11,7 @@ export const EXAMPLE_SYSTEMS = [
   "web-v1",
   "web-v2",
   "web-v3",
+  "web-pruned",
   "web-v4",
   "web-broken",
   "web-failing",
