@@ -46,6 +46,8 @@ export interface PushOptions {
   /** Also sign, with `key`, the narinfos of paths the cache already has (cache/resign.ts). */
   readonly resign?: boolean;
   readonly onEvent?: (event: PushEvent) => void;
+  /** Given the closure the push read from Nix, once read (a deploy's survey reuses it). */
+  readonly onClosure?: (closure: readonly PathInfo[]) => void;
   /**
    * Aborted (an interrupt): no new path is started; the paths in progress finish, what is
    * committed is published, the staging directory is removed, and the push fails with an
@@ -159,6 +161,7 @@ async function runPush(
   let lease: CacheLease | undefined;
   try {
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
+    options.onClosure?.(closure);
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
     if (options.createCache === true && committer.kind === "sign") await ensureCacheInfo(store);
     else await requireCacheInfo(store);

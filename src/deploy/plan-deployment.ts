@@ -109,7 +109,7 @@ export async function planDeployment(
     prepared = ready;
     held.push(() => ready.close());
     throwIfInterrupted(signal);
-    const found = await survey(opened.delivery, hosts, ready.built, options).catch(
+    const found = await survey(opened.delivery, hosts, ready.built, options, ready.pushed).catch(
       interruptedBefore(signal),
     );
     throwIfInterrupted(signal);

@@ -1,11 +1,13 @@
 // The deploy's first reading of the world: the selected hosts' systems built once, their closures
 // pushed signed into the fleet's cache (to execute), the cache served when asked, each host's secrets.
+
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
+import type { PathInfo } from "../nix/closure.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { type BuildResult, buildSystems } from "./build.js";
@@ -31,6 +33,11 @@ export interface Prepared {
   readonly trustedKeys: readonly string[];
   /** Each host's secrets (none when the fleet has no secrets section). */
   readonly secrets: ReadonlyMap<string, HostSecrets>;
+  /**
+   * The closures the push read from this machine's store, by path (empty without a push): the
+   * survey takes the desired systems' closures from it instead of asking Nix again.
+   */
+  readonly pushed: ReadonlyMap<StorePath, PathInfo>;
   /** Stops serving the cache (when `serveCache` started it). */
   close(): Promise<void>;
 }
@@ -118,6 +125,7 @@ export async function prepare(
     substituters: [],
     trustedKeys: [],
     secrets,
+    pushed: new Map<StorePath, PathInfo>(),
     close: async () => {},
   };
   if (fleet.cache === undefined || options.key === undefined || !execute) return nothingServed;
@@ -136,7 +144,7 @@ export async function prepare(
         ...(tool === undefined ? [] : [tool]),
       ]),
     ];
-    await pushSystems({
+    const { closure: pushed } = await pushSystems({
       cacheUrl: fleet.cache.url,
       store,
       roots,
@@ -152,8 +160,13 @@ export async function prepare(
       await store.close();
       const { substituter } = fleet.cache;
       return substituter === undefined
-        ? nothingServed
-        : { ...nothingServed, substituters: [substituter], trustedKeys: fleet.cache.publicKeys };
+        ? { ...nothingServed, pushed }
+        : {
+            ...nothingServed,
+            pushed,
+            substituters: [substituter],
+            trustedKeys: fleet.cache.publicKeys,
+          };
     }
     const { host, port } = options.serveCache;
     const served = await serveStoreWhileRunning(store, host, port);
@@ -163,6 +176,7 @@ export async function prepare(
       substituters: [served.url],
       trustedKeys: fleet.cache.publicKeys,
       secrets,
+      pushed,
       close: served.close,
     };
   } catch (err) {

@@ -6,12 +6,18 @@
 import type { NixOptions } from "../cache/local-nix.js";
 import { pushClosure } from "../cache/push.js";
 import type { SshTarget } from "../delivery/ssh-transport.js";
+import type { PathInfo } from "../nix/closure.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { BuildResult } from "./build.js";
 import { type BuildHostPusher, pushFromBuildHost } from "./build-host-push.js";
 import type { DeployEvent } from "./events.js";
+
+/** What the push read: the closures it pushed from this machine's store, by path. */
+export interface PushedSystems {
+  readonly closure: ReadonlyMap<StorePath, PathInfo>;
+}
 
 export interface PushSystemsInput {
   /** The fleet's cache: its URL as the fleet names it (the build host opens the same), open. */
@@ -29,7 +35,7 @@ export interface PushSystemsInput {
   readonly signal?: AbortSignal;
 }
 
-export async function pushSystems(input: PushSystemsInput): Promise<void> {
+export async function pushSystems(input: PushSystemsInput): Promise<PushedSystems> {
   const { store, built, emit } = input;
   const onHost = built.leftOnHost;
   const nixship = input.pusher?.kind === "nixship" ? input.pusher : undefined;
@@ -58,6 +64,7 @@ export async function pushSystems(input: PushSystemsInput): Promise<void> {
           ...(input.signal ? { signal: input.signal } : {}),
         });
   const here = input.roots.filter((p) => remote === undefined || !onHost?.paths.has(p));
+  const closure = new Map<StorePath, PathInfo>();
   const local =
     here.length === 0
       ? { pushed: 0, alreadyPresent: 0, fileBytes: 0 }
@@ -66,6 +73,9 @@ export async function pushSystems(input: PushSystemsInput): Promise<void> {
           roots: here,
           key: input.key,
           compression: "zstd",
+          onClosure: (infos) => {
+            for (const info of infos) closure.set(info.path, info);
+          },
           ...(input.nix ? { nix: input.nix } : {}),
         });
   emit({
@@ -76,4 +86,5 @@ export async function pushSystems(input: PushSystemsInput): Promise<void> {
     fileBytes: local.fileBytes + (remote?.fileBytes ?? 0),
     ...(fromHost === undefined ? {} : { from: fromHost.target.name }),
   });
+  return { closure };
 }

@@ -49,13 +49,16 @@ export async function survey(
   hosts: readonly FleetHost[],
   built: Pick<BuildResult, "byHost"> & Partial<Pick<BuildResult, "leftOnHost">>,
   options: Pick<DeployOptions, "nix" | "signal" | "waitReachable" | "emit">,
+  pushed: ReadonlyMap<StorePath, PathInfo> = new Map(),
 ): Promise<Survey> {
   const pathInfos = new Map<StorePath, ClosureInfo>();
   const desired = [...new Set(built.byHost.values())];
-  // Systems left on the build host are described by its Nix; the others by the local one.
+  // Systems left on the build host are described by its Nix; the others by the local one,
+  // or by what the push read from it moments ago.
   const onHost = built.leftOnHost;
   const here = desired.filter((p) => !onHost?.paths.has(p));
-  for (const info of await queryClosure(here, options.nix)) pathInfos.set(info.path, info);
+  const read = closureWithin(here, pushed) ?? (await queryClosure(here, options.nix));
+  for (const info of read) pathInfos.set(info.path, info);
   if (onHost !== undefined) {
     const there = desired.filter((p) => onHost.paths.has(p));
     for (const info of await queryClosure(there, onHost.nix)) pathInfos.set(info.path, info);
@@ -126,6 +129,27 @@ export async function survey(
     running.set(info.path, info);
   }
   return { states, pathInfos, running };
+}
+
+/**
+ * The closure of `roots` taken from `known` (a closure Nix gave, such as the push's), or
+ * undefined where `known` lacks a root or a reference: then Nix is asked.
+ */
+export function closureWithin(
+  roots: readonly StorePath[],
+  known: ReadonlyMap<StorePath, PathInfo>,
+): PathInfo[] | undefined {
+  if (roots.length === 0 || known.size === 0) return undefined;
+  const found = new Map<StorePath, PathInfo>();
+  const pending = [...roots];
+  for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
+    if (found.has(path)) continue;
+    const info = known.get(path);
+    if (info === undefined) return undefined;
+    found.set(path, info);
+    pending.push(...info.references);
+  }
+  return [...found.values()];
 }
 
 /** Whose trust decides what `host` realises, from its answer (see `Pinning`). */
