@@ -7,7 +7,7 @@ import type { Delivery, HostStatus } from "../delivery/delivery.js";
 import type { FleetHost } from "../fleet/fleet.js";
 import type { ClosureInfo, HostState, Pinning } from "../fleet/plan.js";
 import { countsBoots } from "../host/activation.js";
-import type { PathInfo } from "../nix/closure.js";
+import { closureWithin, type PathInfo } from "../nix/closure.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { runningGeneration } from "../status/next-record.js";
 import { mapLimit } from "../util/pool.js";
@@ -129,27 +129,6 @@ export async function survey(
     running.set(info.path, info);
   }
   return { states, pathInfos, running };
-}
-
-/**
- * The closure of `roots` taken from `known` (a closure Nix gave, such as the push's), or
- * undefined where `known` lacks a root or a reference: then Nix is asked.
- */
-export function closureWithin(
-  roots: readonly StorePath[],
-  known: ReadonlyMap<StorePath, PathInfo>,
-): PathInfo[] | undefined {
-  if (roots.length === 0 || known.size === 0) return undefined;
-  const found = new Map<StorePath, PathInfo>();
-  const pending = [...roots];
-  for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
-    if (found.has(path)) continue;
-    const info = known.get(path);
-    if (info === undefined) return undefined;
-    found.set(path, info);
-    pending.push(...info.references);
-  }
-  return [...found.values()];
 }
 
 /** Whose trust decides what `host` realises, from its answer (see `Pinning`). */

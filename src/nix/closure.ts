@@ -43,3 +43,24 @@ export function referencesFirst<T extends Pick<PathInfo, "path" | "references">>
   for (const info of [...infos].sort((a, b) => (a.path < b.path ? -1 : 1))) visit(info, []);
   return out;
 }
+
+/**
+ * The closure of `roots` taken from `known` (a closure Nix gave, such as the push's), or
+ * undefined where `known` lacks a root or a reference: then Nix is asked.
+ */
+export function closureWithin(
+  roots: readonly StorePath[],
+  known: ReadonlyMap<StorePath, PathInfo>,
+): PathInfo[] | undefined {
+  if (roots.length === 0 || known.size === 0) return undefined;
+  const found = new Map<StorePath, PathInfo>();
+  const pending = [...roots];
+  for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
+    if (found.has(path)) continue;
+    const info = known.get(path);
+    if (info === undefined) return undefined;
+    found.set(path, info);
+    pending.push(...info.references);
+  }
+  return [...found.values()];
+}

@@ -1,8 +1,6 @@
-# Where a link leads, only if it leads somewhere that exists (else empty).
-resolve() {
-  [ -e "$1" ] || return 1
-  physical_dir "$1" || readlink -f "$1"
-}
+# Where a link leads, only if it leads somewhere that exists (else empty): resolve_set's
+# answer, printed.
+resolve() { resolve_set "$1" && printf '%s\n' "$r_out"; }
 
 # The directory the script started in, where resolve_set comes back to (a health command run
 # later starts there, as it always did).

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
-import type { PathInfo } from "../nix/closure.js";
-import { Sha256 } from "../nix/hash.js";
-import type { StorePath } from "../nix/store-path.js";
-import { closureWithin } from "./survey.js";
+import { closureWithin, type PathInfo } from "./closure.js";
+import { Sha256 } from "./hash.js";
+import type { StorePath } from "./store-path.js";
 
 const path = (name: string) => `/nix/store/${"a".repeat(31)}${name[0]}-${name}` as StorePath;
 
