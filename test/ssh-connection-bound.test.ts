@@ -1,12 +1,16 @@
 // A bound on held ssh connections: a deploy to more hosts than --max-connections
 // allows never has more shared connections (ssh masters, each a control socket of the
-// deployer's) alive at once than the bound, and every host deploys.
-import { spawn } from "node:child_process";
-import { readdir } from "node:fs/promises";
+// deployer's) alive at once than the bound, and every host deploys. A host past the bound is
+// surveyed over a login of its own (no master made only to be ended before its wave), with the
+// key exchange of a login that carries no secret, as its confirmation is.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPrefixFor } from "../src/delivery/ssh-transport.js";
-import { NIXSHIP_BIN } from "../support/cli.js";
+import { shellQuote } from "../src/util/shell-quote.js";
+import { NIXSHIP_BIN, run } from "../support/cli.js";
 import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -20,6 +24,21 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.down();
 });
+
+/** Logins the hosts' sshd accepted so far (one per SSH handshake). */
+async function logins(): Promise<number> {
+  let n = 0;
+  for (const host of HOSTS) {
+    const log = await readFile(join(lab.info.dir, "hosts", host, "sshd.log"), "utf8");
+    n += log.split("\n").filter((l) => l.includes("Accepted publickey for ")).length;
+  }
+  return n;
+}
+
+/** The value of ssh's `-o NAME=VALUE` in a logged command line, if given. */
+function option(line: string, name: string): string | undefined {
+  return new RegExp(`-o ${name}=(\\S+)`).exec(line)?.[1];
+}
 
 /** The control sockets of deployer `pid` under a trust prefix (ssh's temporary names aside). */
 async function mastersOf(prefix: string, pid: number): Promise<number> {
@@ -100,6 +119,62 @@ describe("--max-connections", () => {
       .find((e) => e.type === "summary");
     expect(summary?.results?.map((r) => r.outcome.status)).toEqual(HOSTS.map(() => "activated"));
     for (const host of HOSTS) expect(await servedBy(lab.info, host)).toBe("web-v2");
+  }, 300_000);
+
+  it("surveys the hosts past the bound over logins of their own, and logs in as the plan counts", async () => {
+    await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v3"])));
+    // Every ssh the deploy starts, logged by a wrapper first on its PATH.
+    const shim = await mkdtemp(join(tmpdir(), "nixship-ssh-calls-"));
+    try {
+      const calls = join(shim, "calls");
+      const ssh = execFileSync("sh", ["-c", "command -v ssh"], { encoding: "utf8" }).trim();
+      await writeFile(
+        join(shim, "ssh"),
+        `#!/bin/sh\nprintf '%s\\n' "$*" >>${shellQuote(calls)}\nexec ${shellQuote(ssh)} "$@"\n`,
+        { mode: 0o755 },
+      );
+      const before = await logins();
+      // One host a wave: each wave's master takes the place of one whose wave is over.
+      const args = labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"));
+      const r = await run(
+        process.execPath,
+        [NIXSHIP_BIN, ...args, "--max-connections", "2", "--parallel", "1", "--json"],
+        {
+          env: {
+            NIXSHIP_LAB_DIR: dirname(lab.info.dir),
+            PATH: `${shim}:${process.env.PATH ?? ""}`,
+          },
+        },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const plan = r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; plan?: { connections?: { logins: number } } })
+        .find((e) => e.type === "plan");
+      // 5 surveyed, 3 connected again at their wave, 5 confirmations: as the plan said.
+      expect(plan?.plan?.connections?.logins).toBe(13);
+      expect((await logins()) - before).toBe(13);
+      const lines = (await readFile(calls, "utf8")).split("\n");
+      const statuses = lines.filter((l) => / 'status' '--check-paths'/.test(l));
+      expect(statuses.map((l) => option(l, "ControlMaster")).sort()).toEqual([
+        "auto",
+        "auto",
+        "no",
+        "no",
+        "no",
+      ]);
+      // Those 3 take the confirmations' key exchange.
+      const confirms = lines.filter((l) => / 'confirm' /.test(l));
+      expect(confirms).toHaveLength(5);
+      const settling = option(confirms[0] as string, "KexAlgorithms");
+      for (const line of [...confirms, ...statuses.filter((l) => l.includes("ControlMaster=no"))]) {
+        expect(option(line, "KexAlgorithms"), line).toBe(settling);
+      }
+      for (const host of HOSTS) expect(await servedBy(lab.info, host)).toBe("web-v3");
+    } finally {
+      await rm(shim, { recursive: true, force: true });
+    }
   }, 300_000);
 
   it("refuses a bound that is not a whole number from 1 to 100000, naming it", async () => {

@@ -57,6 +57,41 @@ describe("the bound on held ssh connections", () => {
     expect(p.stats()).toMatchObject({ opened: 272, peak: 128 });
   });
 
+  it("a survey that takes places only where there is room ends no master and makes none twice", async () => {
+    const { p, use, alive, ended } = pool(128);
+    const hosts = Array.from({ length: 200 }, (_, i) => `h${i}`);
+    // The survey: a host with room makes its master; one without logs in on its own.
+    let alone = 0;
+    for (const host of hosts) {
+      const release = p.tryAcquire(host);
+      if (release === undefined) alone++;
+      else alive.add(host);
+      release?.();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    expect(alone).toBe(72);
+    expect(p.stats()).toMatchObject({ opened: 128, ended: 0 });
+    // The waves: the first 128 use the masters kept; each later host's master is made once,
+    // in the place of one whose wave is over.
+    for (const host of hosts) await use(host);
+    expect(p.stats()).toMatchObject({ opened: 200, ended: 72, peak: 128 });
+    expect(new Set(ended).size).toBe(72);
+  });
+
+  it("tryAcquire takes a held place or a free one, and never one in use", async () => {
+    const { p } = pool(1);
+    const a = p.tryAcquire("a");
+    expect(a).toBeDefined();
+    expect(p.tryAcquire("b")).toBeUndefined();
+    const again = p.tryAcquire("a");
+    expect(again).toBeDefined();
+    again?.();
+    a?.();
+    // Let go and held, its place is still taken: b gets none, a gets its own again.
+    expect(p.tryAcquire("b")).toBeUndefined();
+    expect(p.tryAcquire("a")).toBeDefined();
+  });
+
   it("holds each master let go until it is ended, so ControlPersist cannot end it first", async () => {
     const { use, held, ended } = pool(2);
     await use("a");

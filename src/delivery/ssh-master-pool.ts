@@ -7,6 +7,8 @@
 // the longest idle is the host needed next, and ending it would connect every host past the
 // bound again (3 logins each at 200 hosts, bench:fleet); this way the first hosts keep their
 // masters to their wave and only the others connect again, as the plan counts (connectionsOf).
+// A survey past the bound takes no place (tryAcquire): its host's status is asked over a login
+// of its own, which ends nothing and starts no master that would be ended before its wave.
 // Places in use are never taken: a use waits until one is let go.
 // A master let go is held (a control connection kept open to it, holdMaster) until it is ended:
 // its ControlPersist (60 s) would otherwise end it while it waits for its wave, which at 1,000
@@ -70,18 +72,8 @@ export class MasterPool {
    */
   async acquire(socket: string): Promise<() => void> {
     for (;;) {
-      const held = this.#places.get(socket);
-      if (held !== undefined) {
-        held.users++;
-        return this.#release(socket, held);
-      }
-      if (this.#places.size < this.bound) {
-        const place = { users: 1, idleSince: 0 };
-        this.#places.set(socket, place);
-        this.#opened++;
-        this.#peak = Math.max(this.#peak, this.#places.size);
-        return this.#release(socket, place);
-      }
+      const room = this.tryAcquire(socket);
+      if (room !== undefined) return room;
       const idle = this.#lastLetGo();
       if (idle === undefined) {
         // Every place is in use: wait for one to be let go, then look again.
@@ -98,6 +90,25 @@ export class MasterPool {
       await this.end(idle);
       return this.#release(socket, place);
     }
+  }
+
+  /**
+   * Takes a place for the master at `socket` where it has one or one is free, and gives the
+   * function that lets it go; undefined when every place is taken. Never ends a master: a use
+   * that can do without the shared connection (a survey's status) logs in on its own instead.
+   */
+  tryAcquire(socket: string): (() => void) | undefined {
+    const held = this.#places.get(socket);
+    if (held !== undefined) {
+      held.users++;
+      return this.#release(socket, held);
+    }
+    if (this.#places.size >= this.bound) return undefined;
+    const place = { users: 1, idleSince: 0 };
+    this.#places.set(socket, place);
+    this.#opened++;
+    this.#peak = Math.max(this.#peak, this.#places.size);
+    return this.#release(socket, place);
   }
 
   #lastLetGo(): string | undefined {

@@ -1,5 +1,7 @@
-// Which key exchange a settling login offers first. A settling login (confirm or abort after a
-// switch, over a new connection) carries a one-time token and the script's answer, no secret.
+// Which key exchange a login that carries no secret offers first: a settling login (confirm or
+// abort after a switch, over a new connection: a one-time token and the script's answer), and a
+// survey's status past the bound on held connections (the paths asked and the host's status;
+// ssh.ts). Neither carries a secret, and neither becomes a shared connection.
 // A post-quantum hybrid key exchange protects a session's confidentiality against a recording
 // decrypted later; host and user authentication stay classical either way. So such a login
 // gains nothing from it, while OpenSSH 9.0-9.8's default, sntrup761x25519, costs the deployer

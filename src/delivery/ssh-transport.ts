@@ -125,6 +125,24 @@ export async function withSharedConnection<T>(
   }
 }
 
+/**
+ * Runs `use` over `target`'s shared connection where the bound has room for it (`shared`
+ * true), else over a login of its own (`shared` false): for a use that carries no secret and
+ * need not keep the connection for later, such as a survey's status past the bound.
+ */
+export async function withSharedConnectionIfRoom<T>(
+  target: SshTarget,
+  use: (shared: boolean) => Promise<T>,
+): Promise<T> {
+  const release = sharedConnections.tryAcquire(controlPathOf(target));
+  if (release === undefined) return use(false);
+  try {
+    return await use(true);
+  } finally {
+    release();
+  }
+}
+
 /** This process's control-path prefix for a trust configuration (`DIR/TRUST-PID-`), checked. */
 function processControlPrefix(
   configFile: string | undefined,

@@ -57,7 +57,13 @@ import { prefetchSshSettings, sshSettings } from "./ssh-host-key.js";
 import { sharedConnections } from "./ssh-master-pool.js";
 import { checkNewConnection } from "./ssh-preflight.js";
 import { settlingTarget } from "./ssh-settle-kex.js";
-import { runActivate, type SshTarget, sshArgs, withSharedConnection } from "./ssh-transport.js";
+import {
+  runActivate,
+  type SshTarget,
+  sshArgs,
+  withSharedConnection,
+  withSharedConnectionIfRoom,
+} from "./ssh-transport.js";
 
 /** Seconds a status query may take ($NIXSHIP_STATUS_TIMEOUT shortens it for tests). */
 const STATUS_TIMEOUT = 60;
@@ -84,11 +90,22 @@ export class SshDelivery implements Delivery {
     signal?: AbortSignal,
     paths: readonly StorePath[] = [],
   ): Promise<HostStatus> {
-    const r = await runActivate(this.target(host), statusArgs(paths.length > 0), {
-      timeoutSeconds: testWait("NIXSHIP_STATUS_TIMEOUT", STATUS_TIMEOUT, STATUS_TIMEOUT),
-      ...(signal ? { signal } : {}),
-      ...(paths.length > 0 ? { variables: { [CHECK_PATHS_VARIABLE]: paths.join("\n") } } : {}),
-    });
+    const target = this.target(host);
+    const ask = (over: SshTarget, fresh: boolean) =>
+      runActivate(over, statusArgs(paths.length > 0), {
+        timeoutSeconds: testWait("NIXSHIP_STATUS_TIMEOUT", STATUS_TIMEOUT, STATUS_TIMEOUT),
+        ...(fresh ? { fresh } : {}),
+        ...(signal ? { signal } : {}),
+        ...(paths.length > 0 ? { variables: { [CHECK_PATHS_VARIABLE]: paths.join("\n") } } : {}),
+      });
+    // Past the bound on held connections a status makes no master (which would be ended
+    // before the host's wave, one more operator's login): it logs in once on its own, with the
+    // key exchange of a login that carries no secret (ssh-settle-kex.ts).
+    const r = await withSharedConnectionIfRoom(target, async (shared) =>
+      shared
+        ? ask(target, false)
+        : ask(await settlingTarget(target, await sshSettings(target)), true),
+    );
     return hostStatus(r, paths);
   }
 
