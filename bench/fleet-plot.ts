@@ -29,9 +29,12 @@ interface Chart {
   readonly value: (p: ScalePoint) => number | undefined;
   /** A target line, where a target is set. */
   readonly target?: number;
-  /** A target that depends on the size (drawn through nixship's points), and its name. */
+  /**
+   * A target that depends on the size (drawn through nixship's points, from the point and all
+   * the points: the loop's at the same size), and its name.
+   */
   readonly targetOf?: {
-    readonly value: (p: ScalePoint) => number | undefined;
+    readonly value: (p: ScalePoint, all: readonly ScalePoint[]) => number | undefined;
     readonly name: string;
   };
   /** A second figure of each tool, drawn dashed (the memory's PSS beside its summed RSS). */
@@ -48,8 +51,12 @@ const CHARTS: readonly Chart[] = [
     unit: "ms",
     value: (p) => p.deployerCpuMsPerHost,
     targetOf: {
-      value: (p) => (p.loginCpuMs === undefined ? undefined : p.loginCpuMs + 40),
-      name: "target: one login + 40 ms",
+      value: (p, all) => {
+        const loop = all.find((q) => q.tool === "loop" && q.hosts === p.hosts);
+        const cpu = loop?.deployerCpuMsPerHost;
+        return cpu === undefined ? undefined : cpu + 40;
+      },
+      name: "target: the loop's + 40 ms",
     },
   },
   {
@@ -101,7 +108,7 @@ function chartSvg(chart: Chart, points: readonly ScalePoint[], x0: number, y0: n
     return v === undefined ? [] : [v];
   });
   const targets = points.flatMap((p) => {
-    const v = p.tool === "nixship" ? chart.targetOf?.value(p) : undefined;
+    const v = p.tool === "nixship" ? chart.targetOf?.value(p, points) : undefined;
     return v === undefined ? [] : [{ hosts: p.hosts, v }];
   });
   const top = Math.max(chart.target ?? 0, ...targets.map((t) => t.v), ...values, 1e-9) * 1.15;
