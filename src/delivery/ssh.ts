@@ -100,11 +100,12 @@ export class SshDelivery implements Delivery {
       });
     // Past the bound on held connections a status makes no master (which would be ended
     // before the host's wave, one more operator's login): it logs in once on its own, with the
-    // key exchange of a login that carries no secret (ssh-settle-kex.ts).
+    // key exchange of a login that carries no secret (ssh-settle-kex.ts); settings ssh cannot
+    // give leave its own key exchange, and the login says what is wrong.
     const r = await withSharedConnectionIfRoom(target, async (shared) =>
       shared
         ? ask(target, false)
-        : ask(await settlingTarget(target, await sshSettings(target)), true),
+        : ask(await settlingTarget(target, await sshSettings(target).catch(() => new Map())), true),
     );
     return hostStatus(r, paths);
   }
