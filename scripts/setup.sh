@@ -45,6 +45,8 @@ if ! command -v prometheus >/dev/null 2>&1; then
   missing+=(prometheus)
   disable_prometheus=1
 fi
+# A health check's test over https makes a certificate of its own.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # zstd-napi compiles libzstd at install (node-gyp): a C/C++ toolchain and Python.
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)

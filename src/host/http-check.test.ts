@@ -1,7 +1,12 @@
 // httpCheck against a real HTTP server (node:http): what a failed check says of the answer it
 // got, its status and the start of its body, bounded and without control characters.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpCheck } from "./http-check.js";
 
@@ -103,6 +108,43 @@ describe("httpCheck", () => {
     const shown = result.message.slice(prefix.length);
     // 200 characters of the body, the closing quote, and "…": there is more.
     expect(shown).toBe(`${"\ufffd[31mred\ufffd[0m \ufffd2J \ufffd".padEnd(200, "x")}"…`);
+  });
+
+  it("over https, checks the server's certificate: one no CA vouches for is no answer", async () => {
+    // A certificate of its own (openssl, one day): the deployer's trust store has no CA for it.
+    const dir = mkdtempSync(join(tmpdir(), "nixship-https-check-"));
+    try {
+      execFileSync(
+        "openssl",
+        [
+          ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+          ...["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")],
+          ...["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        ],
+        { stdio: "ignore" },
+      );
+      let asked = 0;
+      const tls = createHttpsServer(
+        { key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) },
+        (_req, res) => {
+          asked++;
+          res.writeHead(200).end("fine\n");
+        },
+      );
+      await new Promise<void>((resolve) => tls.listen(0, "127.0.0.1", resolve));
+      const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/ok`;
+      try {
+        const result = await httpCheck(url, 200, 1, undefined, { retry: false });
+        expect(result).toMatchObject({ ok: false, status: undefined });
+        expect(result.message).toMatch(/got no answer \(.*certificate.*\)/);
+        expect(asked).toBe(0);
+      } finally {
+        tls.closeAllConnections();
+        await new Promise((resolve) => tls.close(resolve));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a server that never answers is reported as no answer", async () => {

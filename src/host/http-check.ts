@@ -1,6 +1,9 @@
 // HTTP health checks from the deployer: GET a URL until it answers with the expected status
 // or the timeout passes (a service that just started may need a moment); with retry false, the
-// first answer (or refusal) is final.
+// first answer (or refusal) is final. Asked with node:http, which the deployer has loaded
+// already (its served cache): fetch's first request costs about 25 ms more CPU, loading undici.
+import { get as getHttp, type IncomingMessage } from "node:http";
+import { get as getHttps } from "node:https";
 import { withoutControls } from "../util/text.js";
 
 export interface HttpCheckResult {
@@ -31,19 +34,19 @@ export async function httpCheck(
   for (;;) {
     const left = deadline - Date.now();
     try {
-      const response = await fetch(url, {
-        signal: AbortSignal.any([
+      const answer = await getOnce(
+        url,
+        AbortSignal.any([
           AbortSignal.timeout(Math.max(100, Math.min(left, 5000))),
           ...(signal ? [signal] : []),
         ]),
-        redirect: "manual",
-      });
-      status = response.status;
+        expectStatus,
+      );
+      status = answer.status;
       if (status === expectStatus) {
-        await response.body?.cancel();
         return { ok: true, url, status, message: `${url} answered ${status}` };
       }
-      body = await bodyStart(response.body);
+      body = bodyStart(answer.bodyStart);
     } catch (err) {
       lastError =
         (err as Error).cause instanceof Error
@@ -68,34 +71,51 @@ export async function httpCheck(
 }
 
 /**
+ * One GET of `url` (no redirect followed, a connection of its own): its status and, unless it is
+ * `expectStatus`, the first BODY_READ_BYTES bytes of its body (the rest is never read; a body
+ * that fails midway gives what came). Rejects when no answer comes.
+ */
+function getOnce(
+  url: string,
+  signal: AbortSignal,
+  expectStatus: number,
+): Promise<{ status: number; bodyStart: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith("https:") ? getHttps : getHttp;
+    const answered = (res: IncomingMessage) => {
+      const status = res.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = () => {
+        res.destroy();
+        resolve({ status, bodyStart: Buffer.concat(chunks).subarray(0, BODY_READ_BYTES) });
+      };
+      if (status === expectStatus) return done();
+      res.on("data", (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size >= BODY_READ_BYTES) done();
+      });
+      res.on("end", done);
+      res.on("error", done);
+    };
+    const request = get(
+      url,
+      { signal, agent: false, headers: { accept: "*/*", "user-agent": "nixship" } },
+      answered,
+    );
+    request.on("error", reject);
+  });
+}
+
+/**
  * The start of a body as a message shows it: quoted (JSON), at most BODY_SHOWN_CHARS characters
  * of its first BODY_READ_BYTES bytes, control characters replaced, "…" after it when there is
- * more; "" for an empty body. Never throws: a body that fails midway gives what came.
+ * more; "" for an empty body.
  */
-async function bodyStart(stream: ReadableStream<Uint8Array> | null): Promise<string> {
-  if (stream === null) return "";
-  let bytes = new Uint8Array(BODY_READ_BYTES);
-  let size = 0;
-  try {
-    // A BYOB reader fills one buffer of BODY_READ_BYTES and takes no more from the stream.
-    const reader = stream.getReader({ mode: "byob" });
-    try {
-      while (size < BODY_READ_BYTES) {
-        const { done, value } = await reader.read(bytes.subarray(size));
-        if (value === undefined) break;
-        bytes = new Uint8Array(value.buffer);
-        size += value.byteLength;
-        if (done) break;
-      }
-    } finally {
-      await reader.cancel().catch(() => {});
-    }
-  } catch {
-    // What came before the failure is shown; a stream that cannot be read so is dropped.
-    await stream.cancel().catch(() => {});
-  }
-  const chars = [...new TextDecoder().decode(bytes.subarray(0, size)).trim()];
+function bodyStart(bytes: Buffer): string {
+  const chars = [...new TextDecoder().decode(bytes).trim()];
   if (chars.length === 0) return "";
-  const more = chars.length > BODY_SHOWN_CHARS || size === BODY_READ_BYTES;
+  const more = chars.length > BODY_SHOWN_CHARS || bytes.length === BODY_READ_BYTES;
   return `${JSON.stringify(withoutControls(chars.slice(0, BODY_SHOWN_CHARS).join("")))}${more ? "…" : ""}`;
 }
