@@ -22,6 +22,11 @@ const routes: Record<string, (res: import("node:http").ServerResponse) => void> 
   "/not-ready": (res) => res.writeHead(503).end("database not ready\n"),
   "/empty": (res) => res.writeHead(500).end(),
   "/lines": (res) => res.writeHead(500).end('first "line"\nsecond\tline\n'),
+  // A body that starts and then never goes on: the deadline ends the read, what came is shown.
+  "/stalled": (res) => {
+    res.writeHead(503);
+    res.write("warming up");
+  },
   // Control characters first, then a body that never ends: only its start may be read.
   "/endless": (res) => {
     res.writeHead(502);
@@ -145,6 +150,17 @@ describe("httpCheck", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("a body that stalls is read until the deadline, and what came is shown", async () => {
+    const url = `${base}/stalled`;
+    const result = await httpCheck(url, 200, 1, undefined, { retry: false });
+    expect(result).toEqual({
+      ok: false,
+      url,
+      status: 503,
+      message: `${url}: expected status 200, got status 503: "warming up" (retry false: the first answer counts)`,
+    });
   });
 
   it("a server that never answers is reported as no answer", async () => {

@@ -82,29 +82,33 @@ function getOnce(
 ): Promise<{ status: number; bodyStart: Buffer }> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith("https:") ? getHttps : getHttp;
+    // Once an answer came, its end or a failure midway (the deadline's abort among them, which
+    // the request reports) resolves with what came; before one, a failure is no answer.
+    let answer: (() => void) | undefined;
     const answered = (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       const chunks: Buffer[] = [];
       let size = 0;
-      const done = () => {
+      answer = () => {
         res.destroy();
         resolve({ status, bodyStart: Buffer.concat(chunks).subarray(0, BODY_READ_BYTES) });
       };
-      if (status === expectStatus) return done();
+      if (status === expectStatus) return answer();
       res.on("data", (chunk: Buffer) => {
         chunks.push(chunk);
         size += chunk.length;
-        if (size >= BODY_READ_BYTES) done();
+        if (size >= BODY_READ_BYTES) answer?.();
       });
-      res.on("end", done);
-      res.on("error", done);
+      res.on("end", answer);
+      res.on("error", answer);
+      res.on("close", answer);
     };
     const request = get(
       url,
       { signal, agent: false, headers: { accept: "*/*", "user-agent": "nixship" } },
       answered,
     );
-    request.on("error", reject);
+    request.on("error", (err) => (answer === undefined ? reject(err) : answer()));
   });
 }
 
