@@ -8,8 +8,8 @@ import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { shellQuote } from "../src/util/shell-quote.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run } from "../support/cli.js";
+import { logCommandCalls } from "./support/command-log.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
 
@@ -433,19 +433,12 @@ describe("deploy over ssh to a lab fleet", () => {
 
   it("asks Nix for the system's closure once: the survey takes it from what the push read", async () => {
     // Every `nix` the deploy starts, logged by a wrapper first on its PATH.
-    const shim = await mkdtemp(join(tmpdir(), "nixship-nix-calls-"));
+    const nix = await logCommandCalls("nix");
     try {
-      const log = join(shim, "calls");
-      const nix = (await run("sh", ["-c", "command -v nix"])).stdout.trim();
-      await writeFile(
-        join(shim, "nix"),
-        `#!/bin/sh\nprintf '%s\\n' "$*" >>${shellQuote(log)}\nexec ${shellQuote(nix)} "$@"\n`,
-        { mode: 0o755 },
-      );
       // A system dp1 does not run: the push and the survey both need its closure.
       await setSystems({ dp1: "web-v3" });
       const r = await nixship(deployArgs("--on", "dp1", "--json"), {
-        env: { PATH: `${shim}:${process.env.PATH ?? ""}` },
+        env: { PATH: nix.path },
       });
       expect(r.code, r.stderr).toBe(0);
       const desired = (
@@ -454,12 +447,10 @@ describe("deploy over ssh to a lab fleet", () => {
         }
       ).plan.hosts[0];
       expect(desired?.current).not.toBe(desired?.desired);
-      const calls = (await readFile(log, "utf8"))
-        .split("\n")
-        .filter((line) => / path-info .*--recursive/.test(line));
+      const calls = (await nix.calls()).filter((line) => / path-info .*--recursive/.test(line));
       expect(calls.filter((line) => line.includes(desired?.desired as string))).toHaveLength(1);
     } finally {
-      await rm(shim, { recursive: true, force: true });
+      await nix.remove();
     }
   });
 

@@ -21,7 +21,7 @@ import {
   serveLabCache,
   startCacheServer,
 } from "../support/serve.js";
-import { deployEvents, servedBy, summaryOf } from "./support/lab-deploy.js";
+import { deployEvents, servedBy, sshdLogins, summaryOf } from "./support/lab-deploy.js";
 import { freshPlaintext, keptOn } from "./support/secrets-scan.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -95,9 +95,8 @@ async function evilSystem(dir: string, mark: string): Promise<void> {
 }
 
 /** Lines of a host's sshd log that say a key logged in as `user`. */
-async function logins(host: string, user: string): Promise<number> {
-  const log = await readFile(join(lab.info.dir, "hosts", host, "sshd.log"), "utf8");
-  return log.split("\n").filter((l) => l.includes(`Accepted publickey for ${user} `)).length;
+function logins(host: string, user: string): Promise<number> {
+  return sshdLogins(lab.info.dir, host, user);
 }
 
 /** The plan's trust of each host, from a --json deploy's plan event. */

@@ -3,15 +3,14 @@
 // deployer's) alive at once than the bound, and every host deploys. A host past the bound is
 // surveyed over a login of its own (no master made only to be ended before its wave), with the
 // key exchange of a login that carries no secret, as its confirmation is.
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { controlPrefixFor } from "../src/delivery/ssh-transport.js";
-import { shellQuote } from "../src/util/shell-quote.js";
 import { NIXSHIP_BIN, run } from "../support/cli.js";
-import { labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
+import { logCommandCalls } from "./support/command-log.js";
+import { labDeployArgs, servedBy, setExampleSystems, sshdLogins } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -28,10 +27,7 @@ afterAll(async () => {
 /** Logins the hosts' sshd accepted so far (one per SSH handshake). */
 async function logins(): Promise<number> {
   let n = 0;
-  for (const host of HOSTS) {
-    const log = await readFile(join(lab.info.dir, "hosts", host, "sshd.log"), "utf8");
-    n += log.split("\n").filter((l) => l.includes("Accepted publickey for ")).length;
-  }
+  for (const host of HOSTS) n += await sshdLogins(lab.info.dir, host);
   return n;
 }
 
@@ -124,15 +120,8 @@ describe("--max-connections", () => {
   it("surveys the hosts past the bound over logins of their own, and logs in as the plan counts", async () => {
     await setExampleSystems(lab.fleetFile, Object.fromEntries(HOSTS.map((h) => [h, "web-v3"])));
     // Every ssh the deploy starts, logged by a wrapper first on its PATH.
-    const shim = await mkdtemp(join(tmpdir(), "nixship-ssh-calls-"));
+    const ssh = await logCommandCalls("ssh");
     try {
-      const calls = join(shim, "calls");
-      const ssh = execFileSync("sh", ["-c", "command -v ssh"], { encoding: "utf8" }).trim();
-      await writeFile(
-        join(shim, "ssh"),
-        `#!/bin/sh\nprintf '%s\\n' "$*" >>${shellQuote(calls)}\nexec ${shellQuote(ssh)} "$@"\n`,
-        { mode: 0o755 },
-      );
       const before = await logins();
       // One host a wave: each wave's master takes the place of one whose wave is over.
       const args = labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"));
@@ -142,7 +131,7 @@ describe("--max-connections", () => {
         {
           env: {
             NIXSHIP_LAB_DIR: dirname(lab.info.dir),
-            PATH: `${shim}:${process.env.PATH ?? ""}`,
+            PATH: ssh.path,
           },
         },
       );
@@ -155,7 +144,7 @@ describe("--max-connections", () => {
       // 5 surveyed, 3 connected again at their wave, 5 confirmations: as the plan said.
       expect(plan?.plan?.connections?.logins).toBe(13);
       expect((await logins()) - before).toBe(13);
-      const lines = (await readFile(calls, "utf8")).split("\n");
+      const lines = await ssh.calls();
       const statuses = lines.filter((l) => / 'status' '--check-paths'/.test(l));
       expect(statuses.map((l) => option(l, "ControlMaster")).sort()).toEqual([
         "auto",
@@ -173,7 +162,7 @@ describe("--max-connections", () => {
       }
       for (const host of HOSTS) expect(await servedBy(lab.info, host)).toBe("web-v3");
     } finally {
-      await rm(shim, { recursive: true, force: true });
+      await ssh.remove();
     }
   }, 300_000);
 

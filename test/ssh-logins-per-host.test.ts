@@ -2,11 +2,9 @@
 // counted where they happen, in each lab host's sshd log: a host that changes costs two (its
 // shared connection, made for the survey and kept to its wave, and the confirmation's new one,
 // which proves that a new login still works after the switch), a host already up to date one.
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildExampleSystems } from "./support/example-systems.js";
-import { setExampleSystems } from "./support/lab-deploy.js";
+import { setExampleSystems, sshdLogins } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const HOSTS = ["olg1", "olg2", "olg3"];
@@ -24,10 +22,7 @@ afterAll(async () => {
 /** Logins each host's sshd accepted so far (one per SSH handshake). */
 async function logins(): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const host of HOSTS) {
-    const log = await readFile(join(lab.info.dir, "hosts", host, "sshd.log"), "utf8");
-    counts[host] = log.split("\n").filter((l) => l.includes("Accepted publickey for ")).length;
-  }
+  for (const host of HOSTS) counts[host] = await sshdLogins(lab.info.dir, host);
   return counts;
 }
 

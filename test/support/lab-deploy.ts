@@ -1,7 +1,8 @@
 // What the lab deploy tests share: a lab's fleet file to point hosts at example systems, the
 // deploy command line that serves the lab's cache on its bridge, what a host serves, and the
-// NDJSON events of a `--json` run.
+// NDJSON events of a `--json` run, and the logins a host's sshd accepted.
 import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { type CliRun, run } from "../../support/cli.js";
 import { EXAMPLES_DIR } from "./example-systems.js";
 
@@ -12,6 +13,16 @@ export interface LabInfo {
 }
 
 export type DeployEventLine = { readonly type: string; readonly [k: string]: unknown };
+
+/**
+ * Logins the sshd of lab host `host` accepted so far (one per SSH handshake), of `user` or of
+ * any user.
+ */
+export async function sshdLogins(labDir: string, host: string, user?: string): Promise<number> {
+  const log = await readFile(join(labDir, "hosts", host, "sshd.log"), "utf8");
+  const said = `Accepted publickey for ${user === undefined ? "" : `${user} `}`;
+  return log.split("\n").filter((l) => l.includes(said)).length;
+}
 
 /** Points hosts of a fleet file at example systems (`{web1: "web-v2"}`). */
 export async function setExampleSystems(
