@@ -51,17 +51,27 @@ interface HostRun {
   readonly stderr: string;
 }
 
-/** Pipes activate.sh to the host over SSH; `fresh` forces a new connection (no ControlMaster). */
+/**
+ * Pipes activate.sh to the host over SSH; `fresh` forces a new connection (no ControlMaster);
+ * `shell` reads it (the lab's sh is dash; NixOS's is bash).
+ */
 async function onHost(
   host: string,
   args: readonly string[],
   fresh = false,
   variables: Record<string, string> = {},
+  shell: "sh" | "bash" = "sh",
 ): Promise<HostRun> {
   const quoted = args.map(shellQuote).join(" ");
   const r = await run(
     "ssh",
-    ["-F", sshConfig, ...(fresh ? ["-o", "ControlPath=none"] : []), host, `sh -s -- ${quoted}`],
+    [
+      "-F",
+      sshConfig,
+      ...(fresh ? ["-o", "ControlPath=none"] : []),
+      host,
+      `${shell} -s -- ${quoted}`,
+    ],
     { input: Buffer.from(scriptInput(variables)) },
   );
   return { code: r.code, result: parseActivationResult(r.stdout, host), stderr: r.stderr };
@@ -342,6 +352,42 @@ describe("activate.sh on a lab host", () => {
     expect(s).toMatchObject({ current: systems["web-v1"], generation: 1 });
     const none = await onHost(host, rollbackArgs(9));
     expect(none.code).toBe(ACTIVATE_EXIT.noGeneration);
+  });
+
+  it("runs piped to bash, NixOS's sh, as to dash: activates, is confirmed and reports", async () => {
+    // bash evaluates the script at once (pipedShellInput); the watcher and its here-document,
+    // the lock and the confirmation all run under it. (The host runs web-v1, generation 1.)
+    const host = `${LAB}2`;
+    const args = activateArgs({
+      path: systems["web-v3"],
+      action: "switch",
+      substituters: [server.url],
+      trustedKeys: [publicKey],
+      confirmTimeout: 30,
+      token: "t-bash",
+    });
+    const activated = await onHost(host, args, false, {}, "bash");
+    expect(activated.code, activated.stderr).toBe(0);
+    expect(activated.result).toMatchObject({ result: "awaiting-confirmation", generation: 4 });
+    const confirmed = await onHost(host, confirmArgs("t-bash"), true, {}, "bash");
+    expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(confirmed.result).toMatchObject({ result: "confirmed", generation: 4 });
+    expect(await servedName(host)).toBe("web-v3");
+    const asked = await onHost(
+      host,
+      statusArgs(true),
+      false,
+      {
+        [CHECK_PATHS_VARIABLE]: `${systems["web-v3"]}\n/nix/store/${"z".repeat(32)}-never-built`,
+      },
+      "bash",
+    );
+    expect(asked.code, asked.stderr).toBe(0);
+    expect(asked.result).toMatchObject({ command: "status", missing: ["z".repeat(32)] });
+    expect(answerOf(asked.result, "status")).toMatchObject({
+      current: systems["web-v3"],
+      generation: 4,
+    });
   });
 
   it("cannot roll back a first deploy that fails, and says so", async () => {
