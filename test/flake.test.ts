@@ -10,8 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_AGENT_CONFIG } from "../src/agent/config.js";
-import { compactScript } from "../src/delivery/ssm-document.js";
-import { activateScript } from "../src/host/activation.js";
+import { compactActivateScript } from "../src/host/activation.js";
 import { type CliRun, run } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { LIB_OPTIONS } from "./support/nixos-stand-in.js";
@@ -163,7 +162,7 @@ describe("the npm package (what buildNpmPackage installs)", () => {
     expect(doc.mainSteps[0]?.inputs.runCommand.join("\n")).toContain("| gzip -dc >");
     // What the document embeds (gzipped, base64), decoded: the working tree's script.
     const embedded = await boundedOk(30, bin, ["ssm", "document", "--script"]);
-    expect(embedded).toBe(`${compactScript(activateScript())}\n`);
+    expect(embedded).toBe(`${compactActivateScript()}\n`);
   });
 
   it("pushes a store path compressed with zstd on a worker thread, as Nix stores it", async () => {

@@ -5,7 +5,7 @@
 // parameters: SSM pastes each value textually in place of its `{{ Name }}`.
 import { gunzipSync, gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
-import { activateScript, PINNED_ACTIVATOR } from "../host/activation.js";
+import { compactActivateScript, PINNED_ACTIVATOR } from "../host/activation.js";
 
 export interface SsmDocumentParameter {
   readonly type: "String";
@@ -303,37 +303,12 @@ rm -f "$script"
 [ "$code" != 0 ] || [ "$reboot_now" = 0 ] || exit 194
 exit "$code"`;
 
-/**
- * A shell script without its full-line comments (its `#!` line kept), blank lines and
- * indentation, which change nothing sh runs: here-document bodies are kept whole, and activate.sh has no quoted
- * string holding a blank or a comment-like line (ssm-document.test.ts checks it against bash).
- */
-export function compactScript(script: string): string {
-  const kept: string[] = [];
-  let heredoc: { end: string; tabs: boolean } | undefined;
-  for (const [i, line] of script.split("\n").entries()) {
-    if (heredoc !== undefined) {
-      kept.push(line);
-      if ((heredoc.tabs ? line.replace(/^\t+/, "") : line) === heredoc.end) heredoc = undefined;
-      continue;
-    }
-    const text = line.trim();
-    if (text === "" || (text.startsWith("#") && !(i === 0 && line.startsWith("#!")))) continue;
-    // Indentation changes nothing sh runs either (activate.sh has no quoted string spanning an
-    // indented line: ssm-document.test.ts checks it against bash).
-    kept.push(line.replace(/^[ \t]+/, ""));
-    const start = /<<(-?)\s*(['"]?)([A-Za-z_][A-Za-z0-9_]*)\2/.exec(line);
-    if (start) heredoc = { end: start[3] as string, tabs: start[1] === "-" };
-  }
-  return kept.join("\n");
-}
-
 /** Characters per line of the embedded base64 (as base64(1) wraps it). */
 const BASE64_LINE = 76;
 
 /** activate.sh as the document embeds it: compacted, gzipped (level 9, no name or time), base64. */
 export function embeddedScript(): string[] {
-  const packed = gzipSync(Buffer.from(compactScript(activateScript())), { level: 9 });
+  const packed = gzipSync(Buffer.from(compactActivateScript()), { level: 9 });
   const text = packed.toString("base64");
   const lines: string[] = [];
   for (let i = 0; i < text.length; i += BASE64_LINE) lines.push(text.slice(i, i + BASE64_LINE));

@@ -10,6 +10,7 @@ import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
 import type { ActivationResult } from "./activation-answer.js";
 import { checkActivationResult } from "./activation-result.js";
+import { compactScript } from "./compact-script.js";
 
 /** activate.sh's exit codes. */
 export const ACTIVATE_EXIT = {
@@ -264,7 +265,18 @@ export function scriptInput(variables: Readonly<Record<string, string>> = {}): s
     if (!/^NIXSHIP_[A-Z_]+$/.test(name)) throw new Error(`not a script variable: ${name}`);
     return `${name}=${shellQuote(value)}\n`;
   });
-  return pipedShellInput(lines.join("") + activateScript());
+  return pipedShellInput(`${lines.join("")}${compactActivateScript()}\n`);
+}
+
+let compacted: string | undefined;
+/**
+ * activate.sh as hosts are sent it (piped, or in the SSM document): without its comments, blank
+ * lines and indentation (compact-script.ts), 89 kB where the built file has 145; the same
+ * program, and less for a host's shell to read and parse in each session.
+ */
+export function compactActivateScript(): string {
+  compacted ??= compactScript(activateScript());
+  return compacted;
 }
 
 /**
