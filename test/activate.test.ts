@@ -81,7 +81,12 @@ function activate(host: string, system: ExampleSystem, extra: Partial<ActivateOp
   return activatePath(host, systems[system], extra);
 }
 
-function activatePath(host: string, path: string, extra: Partial<ActivateOptions> = {}) {
+function activatePath(
+  host: string,
+  path: string,
+  extra: Partial<ActivateOptions> = {},
+  shell: "sh" | "bash" = "sh",
+) {
   return onHost(
     host,
     activateArgs({
@@ -91,6 +96,9 @@ function activatePath(host: string, path: string, extra: Partial<ActivateOptions
       trustedKeys: [publicKey],
       ...extra,
     }),
+    false,
+    {},
+    shell,
   );
 }
 
@@ -358,15 +366,8 @@ describe("activate.sh on a lab host", () => {
     // bash evaluates the script at once (pipedShellInput); the watcher and its here-document,
     // the lock and the confirmation all run under it. (The host runs web-v1, generation 1.)
     const host = `${LAB}2`;
-    const args = activateArgs({
-      path: systems["web-v3"],
-      action: "switch",
-      substituters: [server.url],
-      trustedKeys: [publicKey],
-      confirmTimeout: 30,
-      token: "t-bash",
-    });
-    const activated = await onHost(host, args, false, {}, "bash");
+    const extra = { confirmTimeout: 30, token: "t-bash" };
+    const activated = await activatePath(host, systems["web-v3"], extra, "bash");
     expect(activated.code, activated.stderr).toBe(0);
     expect(activated.result).toMatchObject({ result: "awaiting-confirmation", generation: 4 });
     const confirmed = await onHost(host, confirmArgs("t-bash"), true, {}, "bash");
