@@ -78,13 +78,24 @@ export async function fleetUp(
   hosts: number,
   env: NodeJS.ProcessEnv,
   dir: string,
+  /** `lab up --sh`: the hosts' sh (bash, as NixOS's); absent: the machine's. */
+  shell?: "bash",
 ): Promise<BenchFleet> {
   const labs: Lab[] = [];
   try {
     for (const [i, size] of labSizes(hosts).entries()) {
       const r = await timed(
         process.execPath,
-        [nixship, "lab", "up", String(size), "--name", LAB_NAMES[i] as string, "--json"],
+        [
+          nixship,
+          "lab",
+          "up",
+          String(size),
+          "--name",
+          LAB_NAMES[i] as string,
+          ...(shell === undefined ? [] : ["--sh", shell]),
+          "--json",
+        ],
         env,
         120 + 2 * size,
       );

@@ -7,6 +7,7 @@
 // included: a control group of its own) and for the hosts (every process in their namespaces),
 // with the SSH handshakes each host accepted. Prints tables, ratios and whether the targets are
 // met (`--plot FILE` draws the scale curve as a PNG in Chromium); asserts nothing.
+// `--host-sh bash`: the hosts' sh is bash, as NixOS's (`lab up --sh bash`), not the machine's.
 import { rmSync } from "node:fs";
 import { appendFile, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -112,6 +113,8 @@ async function main(): Promise<void> {
       // Writes the scale points (what --plot draws) as JSON, for bench/fleet-replot.ts.
       points: { type: "string" },
       kex: { type: "string" },
+      // The hosts' sh: bash, as NixOS's (lab up --sh bash); default the machine's (dash here).
+      "host-sh": { type: "string" },
       // Only the first deploy and the small change (no switch to a known system): for big sizes.
       "small-only": { type: "boolean", default: false },
       // Writes a V8 CPU profile of each nixship deploy into this directory (node --cpu-prof).
@@ -136,6 +139,12 @@ async function main(): Promise<void> {
   // read): its default, post-quantum, costs the client several times a curve25519 exchange.
   const kex = values.kex;
   if (kex !== undefined && !/^[a-z0-9@.,+-]+$/.test(kex)) throw new Error(`--kex: ${kex}`);
+  const hostSh = values["host-sh"];
+  if (hostSh !== undefined && hostSh !== "bash") {
+    throw new Error(
+      `--host-sh: only bash (as NixOS's sh) differs from the machine's; got ${hostSh}`,
+    );
+  }
   const scenarios = values["small-only"] ? SCENARIOS.filter((s) => s.id !== "known") : SCENARIOS;
   // The bench's own groups (its pid in their names): two benches at once never share one.
   const meters = cgroupsAvailable()
@@ -174,6 +183,7 @@ async function main(): Promise<void> {
     const paths = await buildSystems();
     for (const name of SYSTEMS) console.log(`  ${name}  ${paths[name]}`);
     printDesign(hostCounts, runs, parallel, meters !== undefined, scenarios);
+    console.log(`The hosts' sh: ${hostSh ?? "the machine's (lab up's default)"}`);
     console.log(
       `SSH key exchange: ${kex ?? "OpenSSH's default"}` +
         (kex === undefined
@@ -189,6 +199,7 @@ async function main(): Promise<void> {
           hostCount,
           labEnv,
           join(work, `fleet-${hostCount}`),
+          hostSh,
         ).catch((err: Error) => err);
         if (lab instanceof Error) {
           // The largest size this machine holds is the last one measured: say why, and report.

@@ -1,9 +1,11 @@
 // What each piece of one ssh deploy costs a lab host in CPU (`node dist-bench/bench/host-pieces.js
-// [--reps N]`, after `npm run build && npx tsc -p tsconfig.bench.json`): on a one-host lab whose
-// processes (sshd and all it starts) are in a control group of the bench's own, each piece is run
-// N times (10 by default) through the deployer's own code, and the group's CPU seconds are read
-// around each run. The sequential loop's copy + switch of the same change is measured alike. The
-// host's CPU is counted whatever the rest of the machine does. Linux and root only; asserts nothing.
+// [--reps N] [--host-sh bash]`, after `npm run build && npx tsc -p tsconfig.bench.json`): on a
+// one-host lab whose processes (sshd and all it starts) are in a control group of the bench's
+// own, each piece is run N times (10 by default) through the deployer's own code, and the
+// group's CPU seconds are read around each run. The sequential loop's copy + switch of the same
+// change is measured alike. The host's CPU is counted whatever the rest of the machine does.
+// `--host-sh bash`: the host's sh is bash, as NixOS's (`lab up --sh bash`). Linux and root
+// only; asserts nothing.
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,17 +50,32 @@ interface Lab {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { reps: { type: "string", default: "10" } } });
+  const { values } = parseArgs({
+    options: {
+      reps: { type: "string", default: "10" },
+      // The host's sh: bash, as NixOS's (lab up --sh bash); default the machine's (dash here).
+      "host-sh": { type: "string" },
+    },
+  });
+  const hostSh = values["host-sh"];
+  if (hostSh !== undefined && hostSh !== "bash") {
+    throw new Error(
+      `--host-sh: only bash (as NixOS's sh) differs from the machine's; got ${hostSh}`,
+    );
+  }
   const reps = Math.min(50, Math.max(1, Number(values.reps) || 10));
   if (!cgroupsAvailable()) throw new Error("needs root and a cgroup file system");
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-pieces-"));
   const labEnv = { ...ENV, NIXSHIP_LAB_DIR: join(work, "labs") };
   const meter = await CgroupMeter.create(`nixship-bench-pieces-${process.pid}`);
-  console.log(`${reps} runs of each piece; ${load()}`);
+  console.log(`${reps} runs of each piece; the host's sh: ${hostSh ?? "the machine's"}; ${load()}`);
   try {
     const [v1, v2] = await buildSystems();
     const own = await ownPaths(v2, v1);
-    const up = await nixship(["lab", "up", "1", "--name", "hpc", "--json"], { env: labEnv });
+    const sh = hostSh === undefined ? [] : ["--sh", hostSh];
+    const up = await nixship(["lab", "up", "1", "--name", "hpc", ...sh, "--json"], {
+      env: labEnv,
+    });
     if (up.code !== 0) throw new Error(`lab up: ${up.stderr}`);
     const json = JSON.parse(up.stdout) as {
       number: number;

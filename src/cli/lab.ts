@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import { CURRENT_NIX_DIR, resolveHostNix } from "../lab/host-nix.js";
+import { parseHostShell } from "../lab/host-shell.js";
 import {
   findLabHost,
   LAB_AGENT_ACTIONS,
@@ -62,7 +63,8 @@ export const labUpCommand: Command = {
   path: ["lab", "up"],
   summary: "start N local hosts (netns + own /nix + real sshd); needs root",
   help: `Usage: nixship lab up N [--name PREFIX] [--system SYSTEM] [--fleet FILE] [--agents]
-                     [--nix system|current|DIR] [--boot-counting T] [--pinned] [--json]
+                     [--nix system|current|DIR] [--sh system|bash] [--boot-counting T]
+                     [--pinned] [--json]
 
 Starts N hosts on this machine, called PREFIX1..PREFIXN (default prefix: lab). Each host is a
 network namespace with its own address on a bridge the lab creates (10.231.L.2 and up; the
@@ -119,6 +121,10 @@ Options:
                   (the one 'bash scripts/current-nix.sh' makes from Debian trixie, in
                   $NIXSHIP_CURRENT_NIX_DIR or ${CURRENT_NIX_DIR}), or a directory
                   holding a nix executable; each host's /nix is its own either way
+  --sh S          what the hosts' sh is: system (this machine's /bin/sh, the default; dash
+                  on Debian) or bash, as NixOS's is (bound over the machine's sh in each
+                  host's mount namespace alone): a script piped to 'sh -s' is then read and
+                  costs as on NixOS
   --boot-counting T  the hosts' boot loaders count boots (systemd-boot's boot counting): a
                   new entry is tried T times (1-9) before the loader falls back to the
                   previous one (see 'nixship lab reboot --help'); default: no counting
@@ -134,6 +140,7 @@ Options:
         fleet: { type: "string" },
         agents: { type: "boolean" },
         nix: { type: "string" },
+        sh: { type: "string" },
         "boot-counting": { type: "string" },
         pinned: { type: "boolean" },
         json: { type: "boolean" },
@@ -163,6 +170,7 @@ Options:
     const count = Number(positionals[0]);
     validateHostCount(Number.isInteger(count) ? count : Number.NaN);
     const name = validateLabName(values.name ?? "lab");
+    const shell = parseHostShell(values.sh ?? "system");
     const nix = await resolveHostNix(values.nix ?? "system", io.env);
     const { state, layout, alreadyUp, mergedInto } = await labUp({
       labsDir: labsDir(io.env),
@@ -172,6 +180,7 @@ Options:
       ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
       agents: values.agents === true,
       ...(nix ? { nix } : {}),
+      ...(shell === "bash" ? { shell } : {}),
       ...(tries === undefined ? {} : { bootCounting: Number(tries) }),
       ...(values.pinned ? { pinned: true } : {}),
       onEvent: (e) => {

@@ -12,6 +12,7 @@ import { OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { type HostNix, hostNixBind } from "./host-nix.js";
+import { type HostShell, hostShellBind } from "./host-shell.js";
 import { espDir } from "./lab-boot.js";
 import type { LabHostLayout } from "./layout.js";
 import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
@@ -109,7 +110,7 @@ export const DID_NOT_BOOT = 64;
 function hostInit(
   host: LabHostLayout,
   binds: readonly HostBind[],
-  nix: HostNix | undefined,
+  software: HostSoftware,
   boot: HostBoot,
 ): string {
   const esp = espDir(host.dir);
@@ -117,7 +118,8 @@ function hostInit(
     "set -e",
     `mount --bind ${shellQuote(join(host.dir, "nix"))} /nix`,
     `mount --bind ${shellQuote(join(host.dir, "etc-nix"))} /etc/nix`,
-    ...(nix ? hostNixBind(nix) : []),
+    ...(software.nix ? hostNixBind(software.nix) : []),
+    ...hostShellBind(software.shell ?? "system"),
     "mount -t tmpfs -o mode=0755 nixship-lab-run /run",
     // sshd's files move into the host's own /run, so nothing of the host needs the lab's
     // directory (which may be under /tmp, hidden next).
@@ -201,11 +203,17 @@ function hostKeyAtEtcSsh(): string[] {
   ];
 }
 
+/** What a host runs instead of the machine's own: `lab up --nix`, `--sh`. */
+export interface HostSoftware {
+  readonly nix?: HostNix | undefined;
+  readonly shell?: HostShell | undefined;
+}
+
 /** Starts the host's sshd, detached; returns its pid once it accepts connections. */
 export async function startHost(
   host: LabHostLayout,
   binds: readonly HostBind[] = [],
-  nix?: HostNix,
+  software: HostSoftware = {},
   boot: HostBoot = {},
 ): Promise<number> {
   await mkdir("/nix", { recursive: true });
@@ -230,7 +238,7 @@ export async function startHost(
         "--",
         "/bin/sh",
         "-c",
-        hostInit(host, binds, nix, boot),
+        hostInit(host, binds, software, boot),
       ],
       { detached: true, stdio: ["ignore", log, log] },
     );

@@ -150,6 +150,7 @@ export async function labReboot(
   const counting = (await bootCounting(host.dir)) !== undefined;
   const binds = hostBinds(layout, host, state.agents === true);
   const nix = state.nixBin && state.nix ? { bin: state.nixBin, version: state.nix } : undefined;
+  const software = { nix, shell: state.shell };
   const attempts: BootAttempt[] = [];
   let pid: number | undefined;
   while (pid === undefined && attempts.length < MAX_BOOT_ATTEMPTS) {
@@ -164,7 +165,7 @@ export async function labReboot(
       ...(choice?.entry.triesLeft === undefined ? {} : { triesLeft: choice.entry.triesLeft }),
     };
     try {
-      pid = await startHost(host, binds, nix, {
+      pid = await startHost(host, binds, software, {
         system: choice?.entry.system,
         countedEntry: choice?.counted ? choice.bootedFile : undefined,
       });

@@ -25,6 +25,8 @@ export interface LabState {
   readonly nix?: string;
   /** `lab up --nix`: the directory of that Nix (bound into a host again when it reboots). */
   readonly nixBin?: string;
+  /** `lab up --sh bash`: the hosts' sh is bash (host-shell.ts); absent: the machine's. */
+  readonly shell?: "bash";
   /** `lab up --pinned`: the hosts run pinned systems and are deployed to as `deploy`. */
   readonly pinned?: boolean;
   readonly hosts: readonly LabHostState[];

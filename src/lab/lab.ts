@@ -8,6 +8,7 @@ import type { SystemSpec } from "../fleet/fleet.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
+import type { HostShell } from "./host-shell.js";
 import {
   agentDir,
   hostBinds,
@@ -21,7 +22,7 @@ import { startAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { tearDown } from "./lab-down.js";
 import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
-import { HOSTS_AT_ONCE, prepareHost, startHost } from "./lab-host.js";
+import { HOSTS_AT_ONCE, type HostSoftware, prepareHost, startHost } from "./lab-host.js";
 import { createBridge, createHostNetwork, listLinks, netnsPids } from "./lab-network.js";
 import { installOnHosts, pinnedFlakeDir, writePinnedFlake } from "./lab-pinned.js";
 import { labReboot, writePowerScript } from "./lab-reboot.js";
@@ -52,6 +53,8 @@ export interface LabUpOptions {
   readonly agents?: boolean;
   /** The Nix the hosts run instead of the machine's (`--nix`, resolved by host-nix.ts). */
   readonly nix?: HostNix;
+  /** `--sh`: what the hosts' sh is (host-shell.ts); absent: the machine's. */
+  readonly shell?: HostShell;
   /** `--boot-counting T`: the hosts' boot loaders count boots, T tries per new entry. */
   readonly bootCounting?: number;
   /**
@@ -87,6 +90,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
       existing.hosts.length === options.count &&
       (existing.agents === true) === (options.agents === true) &&
       existing.nix === options.nix?.version &&
+      (existing.shell ?? "system") === (options.shell ?? "system") &&
       (existing.pinned === true) === (options.pinned === true) &&
       (await isRunning(existing))
     ) {
@@ -94,14 +98,15 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
     }
     throw new InputError(
       "lab-exists",
-      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${existing.agents === true ? " and agents" : ""}${existing.nix ? ` on ${existing.nix}` : ""}${(await isRunning(existing)) ? "" : " (not all running)"}`,
+      `lab '${options.name}' already exists with ${existing.hosts.length} hosts${existing.agents === true ? " and agents" : ""}${existing.nix ? ` on ${existing.nix}` : ""}${existing.shell === "bash" ? ", bash as their sh" : ""}${(await isRunning(existing)) ? "" : " (not all running)"}`,
       { hint: `run 'nixship lab down --name ${options.name}' first` },
     );
   }
   const layout = await claimLayout(options);
   try {
     const agents = options.agents === true;
-    const built = await build(layout, agents, options.nix, options.bootCounting, emit);
+    const software = { nix: options.nix, shell: options.shell };
+    const built = await build(layout, agents, software, options.bootCounting, emit);
     const pinned = options.pinned === true;
     const system = pinned
       ? systemSpec(`path:${pinnedFlakeDir(layout)}#web-v2`)
@@ -176,7 +181,7 @@ async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
 async function build(
   layout: LabLayout,
   agents: boolean,
-  nix: HostNix | undefined,
+  software: HostSoftware,
   bootCounting: number | undefined,
   emit: (e: LabEvent) => void,
 ): Promise<LabState> {
@@ -188,7 +193,8 @@ async function build(
     number: layout.number,
     createdAt: new Date().toISOString(),
     ...(agents ? { agents } : {}),
-    ...(nix ? { nix: nix.version, nixBin: nix.bin } : {}),
+    ...(software.nix ? { nix: software.nix.version, nixBin: software.nix.bin } : {}),
+    ...(software.shell === "bash" ? { shell: software.shell } : {}),
     hosts: [],
   };
   await writeLabState(layout.dir, pending);
@@ -221,7 +227,7 @@ async function build(
     if (bootCounting !== undefined) await setBootCounting(host.dir, bootCounting);
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
-    const pid = await startHost(host, hostBinds(layout, host, agents), nix);
+    const pid = await startHost(host, hostBinds(layout, host, agents), software);
     started[i] = { name: host.name, address: host.address, netns: host.netns, pid };
     // One write at a time, each of every host up by then (they share a temporary file).
     const state = { ...pending, hosts: running() };
