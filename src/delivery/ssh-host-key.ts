@@ -5,6 +5,7 @@
 // deployer, a large process whose every fork holds up its event loop, forks once for a wave
 // rather than once per host.
 import { homedir } from "node:os";
+import { pipedShellInput } from "../util/piped-shell-input.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { type SshTarget, sshArgs } from "./ssh-transport.js";
@@ -90,7 +91,7 @@ async function readSettingsOfMany(
     .join("\n");
   const seconds = LOCAL_TIMEOUT + PREFETCH_SECONDS_EACH * queries.length;
   const r = await runCommand("sh", ["-s"], {
-    input: `${script}\n`,
+    input: pipedShellInput(`${script}\n`),
     purpose: "read ssh's settings for the hosts",
     signal: AbortSignal.timeout(seconds * 1000),
   }).catch(() => undefined);

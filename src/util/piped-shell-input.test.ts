@@ -1,9 +1,9 @@
-// What `sh -s` is piped (pipedShellInput, scriptInput): bash, NixOS's sh, reads it at once
+// What `sh -s` is piped (pipedShellInput): bash, NixOS's sh, reads it at once
 // rather than one byte at a time, and bash and dash run it alike. Real shells; the count of a
 // shell's reads is the kernel's (/proc/PID/io), not a time.
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { pipedShellInput, scriptInput } from "./activation.js";
+import { pipedShellInput } from "./piped-shell-input.js";
 
 /** A script of `lines` no-op lines, then one that prints the shell's read calls and its args. */
 function countingScript(lines: number): string {
@@ -52,19 +52,5 @@ describe("the input piped to sh -s", () => {
       expect(r.code, `${shell}: ${r.stderr}`).toBe(0);
       expect(r.stdout, shell).toBe("é…€");
     }
-  });
-
-  it("activate.sh with its variables answers the same under bash and dash", () => {
-    const input = scriptInput({ NIXSHIP_CHECK_PATHS: "/nix/store/x" });
-    const answers = ["bash", "dash"].map((shell) => pipeTo(shell, input, ["explode"]));
-    for (const r of answers) {
-      expect(r.code, r.stderr).toBe(2);
-      expect(JSON.parse(r.stdout.trim())).toMatchObject({
-        ok: false,
-        result: "usage",
-        message: "unknown command 'explode'",
-      });
-    }
-    expect(answers[0]?.stdout).toBe(answers[1]?.stdout);
   });
 });
