@@ -57,15 +57,17 @@ store_path_resolves() {
 
 # Epoch seconds. After clock_base (an activation, which asks the time at every step): the
 # seconds since boot read by the shell (/proc/uptime) and the offset taken then, with no date
-# started; else, or where /proc/uptime says nothing readable, date.
+# started; else, or where /proc/uptime says nothing readable, date. now_set sets c_now with no
+# subshell; now prints it.
 c_offset=""
-now() {
+now_set() {
   if [ -n "$c_offset" ] && uptime_cs; then
-    printf '%s\n' $(((c_cs + c_offset) / 100))
+    c_now=$(((c_cs + c_offset) / 100))
     return 0
   fi
-  date +%s
+  c_now=$(date +%s)
 }
+now() { now_set; printf '%s\n' "$c_now"; }
 
 # c_cs: the hundredths of a second since boot, from /proc/uptime ("SECONDS.HH ..."); fails
 # when it cannot be read so.
@@ -109,10 +111,11 @@ remove_file() {
 
 digits() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
 
-# Whole seconds without leading zeros (sh arithmetic reads 010 as octal).
-decimal() {
+# Whole seconds without leading zeros (sh arithmetic reads 010 as octal): decimal_set sets d
+# with no subshell; decimal prints it.
+decimal_set() {
   d=$1
   while case $d in 0?*) ;; *) false ;; esac; do d=${d#0}; done
-  printf '%s' "$d"
 }
+decimal() { decimal_set "$1"; printf '%s' "$d"; }
 

@@ -62,7 +62,8 @@ read_info() {
 # may be taken over (its holder is gone, or past its deadline), empty while it may not.
 judge_lock() {
   read_info "$state_dir/lock"
-  j_now=$(now)
+  now_set
+  j_now=$c_now
   o_alive=0 o_why=""
   if [ -n "$o_pid" ] && proc_alive "$o_pid" "$o_start"; then o_alive=1; fi
   if [ -z "$o_pid" ]; then
@@ -222,7 +223,8 @@ clear_stale() {
   [ -d "$state_dir/lock" ] || return 0
   judge_lock
   [ -n "$o_why" ] || return 0
-  l_kind=$1 l_command=$2 l_since=$(now)
+  now_set
+  l_kind=$1 l_command=$2 l_since=$c_now
   l_deadline=$((l_since + SETTLE_TIME))
   if try_lock; then unlock; fi
 }

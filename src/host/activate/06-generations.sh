@@ -35,13 +35,15 @@ highest_generation() {
   h_rec=${h_rec%%"
 "*}
   { digits "$h_rec" && [ ${#h_rec} -le 15 ]; } || h_rec=0
-  h_rec=$(decimal "$h_rec")
+  decimal_set "$h_rec"
+  h_rec=$d
   # The links' highest number, by the shell (no sort or awk started).
   for h_link in "$profile"-*-link; do
     [ -L "$h_link" ] || continue
     link_number "$h_link"
     if [ -z "$l_num" ] || [ ${#l_num} -gt 15 ]; then continue; fi
-    l_num=$(decimal "$l_num")
+    decimal_set "$l_num"
+    l_num=$d
     [ "$l_num" -le "${h_rec:-0}" ] || h_rec=$l_num
   done
   printf '%s' "${h_rec:-0}"

@@ -2,18 +2,21 @@
 
 # --activation-timeout: whole seconds, 1 to 999999 (for command $1).
 check_activation_timeout() {
-  activation_timeout=$(decimal "$activation_timeout")
+  decimal_set "$activation_timeout"
+  activation_timeout=$d
   if ! digits "$activation_timeout" || [ ${#activation_timeout} -gt 6 ] || [ "$activation_timeout" -lt 1 ]; then
     usage "$1: --activation-timeout must be whole seconds, from 1 to 999999"
   fi
 }
 
-# What is left of the activation timeout, in whole seconds.
-remaining() {
-  r=$((deadline - $(now)))
+# What is left of the activation timeout, in whole seconds: remaining_set sets r with no
+# subshell; remaining prints it.
+remaining_set() {
+  now_set
+  r=$((deadline - c_now))
   [ "$r" -gt 0 ] || r=0
-  printf '%s' "$r"
 }
+remaining() { remaining_set; printf '%s' "$r"; }
 
 # Undoes what this activation changed: the profile back to the previous generation, and the
 # previous system switched to again (bounded). Returns 0 when done, 1 when a step failed, 2
@@ -49,7 +52,7 @@ restore_previous() {
   [ "$r_done" = 1 ] || return 2
 }
 
-took_over_json() { [ -z "$took_over" ] || printf ',"tookOver":%s' "$(json_str "$took_over")"; }
+took_over_json() { [ -z "$took_over" ] || { printf ',"tookOver":'; json_str "$took_over"; }; }
 
 # Ends a failed activation: stops what runs, undoes what it changed, and reports result $1
 # (failed or timed-out) in phase $2, with exit code $3 and message $4.
@@ -128,10 +131,14 @@ step_failed() {
 }
 
 activated_json() {
-  printf '"path":%s,"action":%s,"previous":%s,"previousGeneration":%s,"generation":%s%s%s}\n' \
-    "$(json_str "$path")" "$(json_str "$action")" "$(json_opt "$prev_system")" \
-    "$(json_num "$prev_gen")" "$(json_num "$(current_generation)")" "$(took_over_json)" \
-    "$(delta_json)"
+  printf '"path":'; json_str "$path"
+  printf ',"action":'; json_str "$action"
+  printf ',"previous":'; json_opt "$prev_system"
+  printf ',"previousGeneration":'; json_num "$prev_gen"
+  printf ',"generation":'; json_num "$(current_generation)"
+  took_over_json
+  delta_json
+  printf '}\n'
 }
 
 # The activation went through: report it, leaving a watcher to wait for the confirmation
@@ -153,8 +160,9 @@ succeed() {
       i=$((i + 1))
     done
     locked=0
-    printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":%s,"confirmTimeout":%s,' \
-      "$(json_str "$token")" "$confirm_timeout"
+    printf '{"ok":true,"command":"activate","result":"awaiting-confirmation","token":'
+    json_str "$token"
+    printf ',"confirmTimeout":%s,' "$confirm_timeout"
     activated_json
     exit 0
   fi

@@ -55,7 +55,7 @@ require_pinned_signature() {
 unsigned_by_pins() {
   [ "$pinned" = 1 ] || return 1
   p_why="no time was left to check that $2$1 is signed by a key this host pins"
-  r=$(remaining)
+  remaining_set
   [ "$r" -gt 0 ] || return 0
   if ! bounded "$state_dir/path-info" "$r" nix --extra-experimental-features nix-command \
     path-info --json "$1"; then
@@ -69,7 +69,7 @@ unsigned_by_pins() {
       p_why="$2$1 is not signed by a key this host pins: it is content-addressed, which anyone may add to the store"
       return 0 ;;
   esac
-  r=$(remaining)
+  remaining_set
   [ "$r" -gt 0 ] || return 0
   p_why="$2$1 is not signed by a key this host pins (its closure must be)"
   ! bounded quiet "$r" nix --extra-experimental-features nix-command store verify --recursive \

@@ -6,7 +6,7 @@ realise_path() {
   if [ -n "$subs" ]; then
     mark_phase "$3"
     log "realising $2$1 from $subs"
-    r=$(remaining)
+    remaining_set
     [ "$r" -gt 0 ] || timed_out "$3"
     bounded quiet "$r" nix-store --realise "$1" --add-root "$5" \
       --option substituters "${6:+$6 }$subs" --option trusted-public-keys "$keys" \

@@ -11,7 +11,7 @@ bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDL
 fetch_bundle() {
   command -v curl >/dev/null 2>&1 ||
     fail secrets 11 "curl not found on the host: it fetches the secrets bundle"
-  r=$(remaining)
+  remaining_set
   [ "$r" -gt 0 ] || timed_out secrets
   [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
   log "fetching the secrets bundle"

@@ -51,7 +51,7 @@ decrypt_secret() {
   printf '%s\n' "$s_temp" >>"$secrets_work/temps"
   printf '%s\n' "$s_real" >"$secrets_work/dir-$s_n"
   rm -f "$s_temp"
-  r=$(remaining)
+  remaining_set
   [ "$r" -gt 0 ] || timed_out secrets
   [ "$r" -le "$SECRETS_TIMEOUT" ] || r=$SECRETS_TIMEOUT
   # The file age makes is its owner's only until chown and chmod.
@@ -188,6 +188,7 @@ secrets_digest() {
   # No secrets: the digest of nothing, known (no sha256sum started for each status).
   [ -f "$state_dir/secrets" ] ||
     { printf 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'; return 0; }
-  sha256sum <"$state_dir/secrets" | cut -c1-64
+  s_sum=$(sha256sum <"$state_dir/secrets")
+  printf '%s' "${s_sum%% *}"
 }
 

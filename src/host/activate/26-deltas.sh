@@ -538,7 +538,7 @@ nar_bytes() {
 # local cache and the delta paths go (delta_discard).
 delta_finish() {
   [ -n "$x_dir" ] && [ -d "$x_dir" ] || return 0
-  r=$(remaining)
+  remaining_set
   [ "$r" -le 60 ] || r=60
   cut -d ' ' -f 1 "$x_dir/picked" | while read -r f_d; do
     [ ! -d "$f_d" ] || printf '%s\n' "$f_d"

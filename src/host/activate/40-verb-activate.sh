@@ -31,8 +31,10 @@ cmd_activate() {
   case $health_timeout in ''|*[!0-9]*) usage "activate: --health-timeout must be whole seconds" ;; esac
   case $confirm_timeout in ''|*[!0-9]*) usage "activate: --confirm-timeout must be whole seconds" ;; esac
   check_activation_timeout activate
-  health_timeout=$(decimal "$health_timeout")
-  confirm_timeout=$(decimal "$confirm_timeout")
+  decimal_set "$health_timeout"
+  health_timeout=$d
+  decimal_set "$confirm_timeout"
+  confirm_timeout=$d
   if [ "$confirm_timeout" -gt 0 ]; then
     case $token in ''|*[!A-Za-z0-9_-]*) usage "activate: --confirm-timeout needs a --token of letters, digits, '-' or '_'" ;; esac
   fi
@@ -54,7 +56,8 @@ cmd_activate() {
     subs=$pinned_subs keys=$pinned_keys
   fi
   clock_base
-  started=$(now)
+  now_set
+  started=$c_now
   deadline=$((started + activation_timeout))
   checks=$(count_lines "$health_cmds")
   profile_set=0 switch_started=0 prev_gen="" prev_system=""
@@ -94,7 +97,7 @@ cmd_activate() {
   # 3. Profile.
   if [ "$action" = switch ] || [ "$action" = boot ]; then
     [ -d "${profile%/*}" ] || mkdir -p "$(dirname "$profile")"
-    r=$(remaining)
+    remaining_set
     [ "$r" -gt 0 ] || timed_out profile
     l_phase=profile profile_set=1
     mark_phase profile
@@ -103,7 +106,7 @@ cmd_activate() {
   fi
 
   # 4. Switch.
-  r=$(remaining)
+  remaining_set
   [ "$r" -gt 0 ] || timed_out switch
   l_phase=switch switch_started=1
   mark_phase switch

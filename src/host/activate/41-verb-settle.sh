@@ -82,10 +82,17 @@ cmd_settle() {
       [ -d "$state_dir/lock" ] || [ -e "$state_dir/pending-$token" ] ||
         reason="the activation with token $token ended before the $verb reached it" ;;
   esac
-  printf '{"ok":%s,"command":"%s","result":%s,"exitCode":%s,"message":%s,"generation":%s,"current":%s%s}\n' \
-    "$ok" "$verb" "$(json_str "$outcome")" "$code" "$(json_str "$reason")" \
-    "$(json_num "$(current_generation)")" "$(json_opt "$(resolve /run/current-system || true)")" \
-    "$(took_over_json)"
+  printf '{"ok":%s,"command":"%s","result":' "$ok" "$verb"
+  json_str "$outcome"
+  printf ',"exitCode":%s,"message":' "$code"
+  json_str "$reason"
+  printf ',"generation":'
+  json_num "$(current_generation)"
+  printf ',"current":'
+  resolve_set /run/current-system || r_out=""
+  json_opt "$r_out"
+  took_over_json
+  printf '}\n'
   exit "$code"
 }
 

@@ -38,7 +38,7 @@ cmd_rollback() {
   if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
     why="switching the profile to generation $to failed"
   else
-    r=$(remaining)
+    remaining_set
     if [ "$r" -le 0 ] || ! run_switch "$target" switch "$r" rollback; then
       why="switching to generation $to failed"
       [ "$(remaining)" -gt 0 ] ||

@@ -114,10 +114,16 @@ cmd_status() {
   digits "$s_generation" || s_generation=null
   s_pinned_activator=false
   [ ! -x "$PINNED_ACTIVATOR" ] || s_pinned_activator=true
-  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":%s,"reboot":%s,"boot":%s,"secrets":"%s","pinned":%s,"pinnedActivator":%s%s}\n' \
-    "$s_current" "$s_booted" "$s_profile" \
-    "$s_generation" "$gens" "$s_pending" "$activation" \
-    "$(failed_json)" "$(reboot_json)" "$boot" "$(secrets_digest)" "$(pinned_json)" \
-    "$s_pinned_activator" "$missing"
+  # Written in pieces, each value by its own function (no subshell for each).
+  printf '{"ok":true,"command":"status","current":%s,"booted":%s,"profile":%s,"generation":%s,"generations":[%s],"pending":%s,"activation":%s,"failed":' \
+    "$s_current" "$s_booted" "$s_profile" "$s_generation" "$gens" "$s_pending" "$activation"
+  failed_json
+  printf ',"reboot":'
+  reboot_json
+  printf ',"boot":%s,"secrets":"' "$boot"
+  secrets_digest
+  printf '","pinned":'
+  pinned_json
+  printf ',"pinnedActivator":%s%s}\n' "$s_pinned_activator" "$missing"
 }
 
