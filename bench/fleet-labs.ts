@@ -8,6 +8,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { HostShell } from "../src/lab/host-shell.js";
 import { labGateway, MAX_LAB_HOSTS } from "../src/lab/layout.js";
 import { mapLimit } from "../src/util/pool.js";
 import { tail, timed } from "./timed.js";
@@ -78,8 +79,8 @@ export async function fleetUp(
   hosts: number,
   env: NodeJS.ProcessEnv,
   dir: string,
-  /** `lab up --sh`: the hosts' sh (bash, as NixOS's); absent: the machine's. */
-  shell?: "bash",
+  /** `lab up --sh`: the hosts' sh (bash, as NixOS's, or the machine's). */
+  shell: HostShell = "system",
 ): Promise<BenchFleet> {
   const labs: Lab[] = [];
   try {
@@ -93,7 +94,8 @@ export async function fleetUp(
           String(size),
           "--name",
           LAB_NAMES[i] as string,
-          ...(shell === undefined ? [] : ["--sh", shell]),
+          "--sh",
+          shell,
           "--json",
         ],
         env,

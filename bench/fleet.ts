@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { sshArgs } from "../src/delivery/ssh-transport.js";
 import type { DeployEvent } from "../src/deploy/events.js";
 import { DEFAULT_MAX_CONNECTIONS } from "../src/fleet/fleet.js";
+import { parseHostShell } from "../src/lab/host-shell.js";
 import { MAX_LAB_HOSTS } from "../src/lab/layout.js";
 import { mapLimit } from "../src/util/pool.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
       // Writes the scale points (what --plot draws) as JSON, for bench/fleet-replot.ts.
       points: { type: "string" },
       kex: { type: "string" },
-      // The hosts' sh: bash, as NixOS's (lab up --sh bash); default the machine's (dash here).
+      // The hosts' sh, as lab up --sh takes it: bash (NixOS's) or system (the default, dash here).
       "host-sh": { type: "string" },
       // Only the first deploy and the small change (no switch to a known system): for big sizes.
       "small-only": { type: "boolean", default: false },
@@ -139,12 +140,7 @@ async function main(): Promise<void> {
   // read): its default, post-quantum, costs the client several times a curve25519 exchange.
   const kex = values.kex;
   if (kex !== undefined && !/^[a-z0-9@.,+-]+$/.test(kex)) throw new Error(`--kex: ${kex}`);
-  const hostSh = values["host-sh"];
-  if (hostSh !== undefined && hostSh !== "bash") {
-    throw new Error(
-      `--host-sh: only bash (as NixOS's sh) differs from the machine's; got ${hostSh}`,
-    );
-  }
+  const hostSh = parseHostShell(values["host-sh"] ?? "system");
   const scenarios = values["small-only"] ? SCENARIOS.filter((s) => s.id !== "known") : SCENARIOS;
   // The bench's own groups (its pid in their names): two benches at once never share one.
   const meters = cgroupsAvailable()
@@ -183,7 +179,9 @@ async function main(): Promise<void> {
     const paths = await buildSystems();
     for (const name of SYSTEMS) console.log(`  ${name}  ${paths[name]}`);
     printDesign(hostCounts, runs, parallel, meters !== undefined, scenarios);
-    console.log(`The hosts' sh: ${hostSh ?? "the machine's (lab up's default)"}`);
+    console.log(
+      `The hosts' sh: ${hostSh === "system" ? "the machine's (lab up's default)" : hostSh}`,
+    );
     console.log(
       `SSH key exchange: ${kex ?? "OpenSSH's default"}` +
         (kex === undefined

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { SshTarget } from "../src/delivery/ssh-transport.js";
+import { parseHostShell } from "../src/lab/host-shell.js";
 import { nixship } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { serveLabCache } from "../support/serve.js";
@@ -53,27 +54,21 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       reps: { type: "string", default: "10" },
-      // The host's sh: bash, as NixOS's (lab up --sh bash); default the machine's (dash here).
+      // The host's sh, as lab up --sh takes it: bash (NixOS's) or system (the default, dash here).
       "host-sh": { type: "string" },
     },
   });
-  const hostSh = values["host-sh"];
-  if (hostSh !== undefined && hostSh !== "bash") {
-    throw new Error(
-      `--host-sh: only bash (as NixOS's sh) differs from the machine's; got ${hostSh}`,
-    );
-  }
+  const hostSh = parseHostShell(values["host-sh"] ?? "system");
   const reps = Math.min(50, Math.max(1, Number(values.reps) || 10));
   if (!cgroupsAvailable()) throw new Error("needs root and a cgroup file system");
   const work = await mkdtemp(join(tmpdir(), "nixship-bench-pieces-"));
   const labEnv = { ...ENV, NIXSHIP_LAB_DIR: join(work, "labs") };
   const meter = await CgroupMeter.create(`nixship-bench-pieces-${process.pid}`);
-  console.log(`${reps} runs of each piece; the host's sh: ${hostSh ?? "the machine's"}; ${load()}`);
+  console.log(`${reps} runs of each piece; the host's sh: ${hostSh}; ${load()}`);
   try {
     const [v1, v2] = await buildSystems();
     const own = await ownPaths(v2, v1);
-    const sh = hostSh === undefined ? [] : ["--sh", hostSh];
-    const up = await nixship(["lab", "up", "1", "--name", "hpc", ...sh, "--json"], {
+    const up = await nixship(["lab", "up", "1", "--name", "hpc", "--sh", hostSh, "--json"], {
       env: labEnv,
     });
     if (up.code !== 0) throw new Error(`lab up: ${up.stderr}`);

@@ -2,8 +2,9 @@
 // without what changes nothing sh runs, its comments, blank lines and indentation.
 /**
  * A shell script without its full-line comments (its `#!` line kept), blank lines and
- * indentation, which change nothing sh runs: here-document bodies are kept whole, and activate.sh has no quoted
- * string holding a blank or a comment-like line (compact-script.test.ts checks it against bash).
+ * indentation, which change nothing sh runs: here-document bodies are kept whole, and
+ * activate.sh has no quoted string holding a blank or a comment-like line
+ * (compact-script.test.ts checks it against bash).
  */
 export function compactScript(script: string): string {
   const kept: string[] = [];
