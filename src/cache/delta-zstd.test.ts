@@ -1,10 +1,11 @@
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   checkZstdPatchFrom,
   computeZstdDelta,
+  DELTA_ZSTD_THREADS_FROM,
   deltaLevelFor,
   parseZstdVersion,
   supportsPatchFrom,
@@ -67,6 +68,28 @@ describe("the zstd CLI for deltas", () => {
       timeoutMs: 200,
     }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "delta-timeout" });
+  });
+});
+
+describe("zstd's threads", () => {
+  it("takes every core only for a large target, even when asked for all", async () => {
+    // A stand-in that records its arguments, one run a line.
+    const log = join(dir, "args.log");
+    const zstd = join(dir, "zstd-args");
+    await writeFile(
+      zstd,
+      `#!/bin/sh\nif [ "$1" = --version ]; then echo '*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***'; exit 0; fi\necho "$*" >> '${log}'\n`,
+    );
+    await chmod(zstd, 0o755);
+    const run = (size: number, threads: "all" | "one") =>
+      computeZstdDelta("base", "target", join(dir, "out"), size, { zstd, level: 3, threads });
+    await run(DELTA_ZSTD_THREADS_FROM - 1, "all");
+    await run(DELTA_ZSTD_THREADS_FROM, "all");
+    await run(DELTA_ZSTD_THREADS_FROM, "one");
+    const lines = (await readFile(log, "utf8")).trim().split("\n");
+    expect(
+      lines.map((l) => (l.includes("-T0") ? "T0" : l.includes("--single-thread") ? "one" : l)),
+    ).toEqual(["one", "T0", "one"]);
   });
 });
 
