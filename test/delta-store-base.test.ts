@@ -1,7 +1,8 @@
 // A delta whose base the cache lacks, computed from the deployer's own store (docs/deltas.md,
 // "Bases"): the base's NAR is dumped from /nix/store and must have the NarHash and size the
-// store recorded; otherwise the pair fails, and the path comes whole. Real Nix: the base is a
-// path added to the machine's store.
+// store recorded; otherwise the pair fails, and the path comes whole. Paths the store holds as
+// the cache's narinfos say are dumped from there too, on a NAR writer's thread, and checked
+// against the narinfo. Real Nix: the paths are added to the machine's store.
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DELTA_FILES, deltaNarKey, parseDeltaInfo } from "../src/cache/delta-path.js";
 import { publishDelta } from "../src/cache/delta-publish.js";
 import { queryClosure } from "../src/cache/local-nix.js";
+import { NarPool, type NarWriter } from "../src/cache/nar-pool.js";
 import { readNarInfo } from "../src/cache/read.js";
 import { Sha256 } from "../src/nix/hash.js";
 import { generateSecretKey } from "../src/nix/keys.js";
@@ -55,7 +57,7 @@ describe("a delta whose base is in the deployer's store, not the cache", () => {
       store,
       key,
       { target, base },
-      { storeBase: (path) => (path === base ? recorded : undefined) },
+      { storeNar: (path) => (path === base ? recorded : undefined) },
     );
     expect(outcome.kind).toBe("published");
     if (outcome.kind !== "published") return;
@@ -74,11 +76,11 @@ describe("a delta whose base is in the deployer's store, not the cache", () => {
     await putSyntheticPath(store, key, target, [], changed);
     const wrong = { narHash: Sha256.of("another NAR"), narSize: recorded.narSize };
     await expect(
-      publishDelta(store, key, { target, base }, { storeBase: () => wrong }),
+      publishDelta(store, key, { target, base }, { storeNar: () => wrong }),
     ).rejects.toMatchObject({ code: "delta-base-changed" });
     const shorter = { narHash: recorded.narHash, narSize: recorded.narSize - 1 };
     await expect(
-      publishDelta(store, key, { target, base }, { storeBase: () => shorter }),
+      publishDelta(store, key, { target, base }, { storeNar: () => shorter }),
     ).rejects.toMatchObject({ code: "delta-base-changed" });
   });
 
@@ -88,5 +90,104 @@ describe("a delta whose base is in the deployer's store, not the cache", () => {
     await expect(publishDelta(store, key, { target, base })).rejects.toMatchObject({
       code: "delta-path-missing",
     });
+  });
+});
+
+describe("a pair whose paths the deployer's store holds as the cache's narinfos say", () => {
+  /** A NarPool of one thread that notes each path it is asked to dump. */
+  function spiedPool(): { writer: NarWriter; dumped: string[] } {
+    const pool = new NarPool(1);
+    const dumped: string[] = [];
+    return {
+      dumped,
+      writer: {
+        write: (job, onBytes) => {
+          dumped.push(job.label);
+          return pool.write(job, onBytes);
+        },
+        close: () => pool.close(),
+      },
+    };
+  }
+
+  /** A path added to this machine's store holding `text`, and its narinfo put in the cache. */
+  async function heldAndCached(
+    name: string,
+    text: string,
+    cached = text,
+  ): Promise<{ path: StorePath; info: { narHash: Sha256; narSize: number } }> {
+    const file = join(dir, name);
+    await writeFile(file, text);
+    const path = (await runOk("nix-store", ["--add", file])).trim() as StorePath;
+    await putSyntheticPath(store, key, path, [], cached);
+    const read = await readNarInfo(store, path);
+    if (read === undefined) throw new Error(`no narinfo for ${path}`);
+    return { path, info: { narHash: read.narHash, narSize: read.narSize } };
+  }
+
+  it("dumps both from the store on the writer's thread, not from the cache", async () => {
+    const b = await heldAndCached("lib-2.0", `${old}lib`);
+    const t = await heldAndCached("lib-2.1", `${changed}lib`);
+    const [recordedTarget] = await queryClosure([t.path]);
+    expect(recordedTarget?.narHash.equals(t.info.narHash)).toBe(true);
+    const records = new Map([
+      [b.path, b.info],
+      [t.path, t.info],
+    ]);
+    const { writer, dumped } = spiedPool();
+    try {
+      const outcome = await publishDelta(
+        store,
+        key,
+        { target: t.path, base: b.path },
+        { storeNar: (path) => records.get(path), narWriter: writer },
+      );
+      expect(outcome.kind).toBe("published");
+      expect(dumped.sort()).toEqual([b.path, t.path].sort());
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("reads from the cache a path whose store record is not what the narinfo says", async () => {
+    const b = await heldAndCached("tool-2.0", `${old}tool`);
+    const t = await heldAndCached("tool-2.1", `${changed}tool`);
+    const other = { narHash: Sha256.of("another NAR"), narSize: t.info.narSize };
+    const { writer, dumped } = spiedPool();
+    try {
+      const outcome = await publishDelta(
+        store,
+        key,
+        { target: t.path, base: b.path },
+        { storeNar: (path) => (path === t.path ? other : b.info), narWriter: writer },
+      );
+      expect(outcome.kind).toBe("published");
+      expect(dumped).toEqual([b.path]);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("is refused when the store's copy is not what the narinfo says", async () => {
+    // The cache's narinfo names other contents than the store's copy holds, and the record
+    // given says what the narinfo says: the dump is checked, and the pair fails.
+    const b = await heldAndCached("web-2.0", `${old}web`);
+    const t = await heldAndCached("web-2.1", `${changed}web`, `${changed}other`);
+    const { writer } = spiedPool();
+    try {
+      await expect(
+        publishDelta(
+          store,
+          key,
+          { target: t.path, base: b.path },
+          { storeNar: (path) => (path === t.path ? t.info : b.info), narWriter: writer },
+        ),
+      ).rejects.toMatchObject({
+        code: "delta-target-changed",
+        message: expect.stringContaining("is not what the cache's narinfo says"),
+      });
+    } finally {
+      await writer.close();
+    }
   });
 });

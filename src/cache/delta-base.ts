@@ -1,25 +1,25 @@
-// Where a delta's base NAR comes from (docs/deltas.md, "Bases"): the cache, checked against its
-// signed narinfo as it is read; or, for a base the cache lacks, the deployer's own store, checked
-// against the NarHash and NarSize the store recorded (the survey's). Either is cut at its size.
+// Where a delta's NARs come from (docs/deltas.md, "Bases"): the cache, checked against its signed
+// narinfo as it is read; or the deployer's own store, where it holds the path, dumped on a
+// worker thread and checked against the cache's narinfo, or, for a base the cache lacks, against
+// the NarHash and NarSize the store recorded (the survey's). Either is cut at its size.
 import { createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import { OperationError } from "../errors.js";
+import { rm } from "node:fs/promises";
+import { NixshipError, OperationError } from "../errors.js";
 import type { Sha256 } from "../nix/hash.js";
-import { dumpPathStream } from "../nix/nar-encode.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { storedNarBound } from "./delta-limits.js";
-import { HashingStream } from "./hashing.js";
+import type { NarWriter } from "./nar-pool.js";
 import { streamVerifiedNar } from "./read.js";
 
-/** A base's NAR: what it must be, and how it is written to a file. */
+/** A pair's NAR (its base's, its target's): what it must be, and how it is written to a file. */
 export interface BaseSource {
   readonly info: { readonly narHash: Sha256; readonly narSize: number };
   write(file: string, signal: AbortSignal): Promise<void>;
 }
 
-/** The base as the cache holds it, its narinfo `info` (already found signed). */
+/** The path as the cache holds it, its narinfo `info` (already found signed). */
 export function cacheBaseSource(store: ObjectStore, info: NarInfo): BaseSource {
   return {
     info,
@@ -33,32 +33,50 @@ export function cacheBaseSource(store: ObjectStore, info: NarInfo): BaseSource {
 }
 
 /**
- * The base dumped from the deployer's /nix/store, refused (`delta-base-changed`) unless its NAR
- * has the hash and size the store `recorded`: a copy that changed, or grew (cut one byte past
- * the recorded size), gives no delta, and the path comes whole.
+ * A pair's path (its `role`) dumped from the deployer's /nix/store by `writer` (on a worker
+ * thread, where it has some), refused (`delta-base-changed`, `delta-target-changed`) unless its
+ * NAR has `expected`'s hash and size: a copy that changed, or grew (stopped past the expected
+ * size), gives no delta, and the path comes whole. `against` names what `expected` is.
  */
-export function storeBaseSource(
+export function storeNarSource(
   path: StorePath,
-  recorded: { readonly narHash: Sha256; readonly narSize: number },
+  expected: { readonly narHash: Sha256; readonly narSize: number },
+  writer: NarWriter,
+  source: { readonly role: "base" | "target"; readonly against: string },
 ): BaseSource {
+  const { role, against } = source;
   return {
-    info: recorded,
+    info: expected,
     write: async (file, signal) => {
-      const hasher = new HashingStream();
-      const cut = async function* (source: AsyncIterable<Buffer>) {
-        let left = recorded.narSize + 1;
-        for await (const chunk of source) {
-          yield chunk.subarray(0, left);
-          left -= Math.min(left, chunk.length);
-          if (left === 0) return;
-        }
-      };
-      await pipeline(dumpPathStream(path), cut, hasher, createWriteStream(file), { signal });
-      const nar = hasher.digest();
-      if (nar.size !== recorded.narSize || !nar.hash.equals(recorded.narHash)) {
+      signal.throwIfAborted();
+      let nar: { readonly hash: Sha256; readonly size: number } | undefined;
+      try {
+        nar = (
+          await writer.write({
+            path,
+            out: file,
+            level: undefined,
+            label: path,
+            maxNarBytes: expected.narSize,
+          })
+        ).nar;
+      } catch (err) {
+        if (!(err instanceof NixshipError) || err.code !== "nar-too-large") throw err;
+      }
+      signal.throwIfAborted();
+      if (
+        nar === undefined ||
+        nar.size !== expected.narSize ||
+        !nar.hash.equals(expected.narHash)
+      ) {
+        await rm(file, { force: true });
+        const found =
+          nar === undefined
+            ? `its NAR runs past ${expected.narSize} bytes`
+            : `its NAR is ${nar.size} bytes with ${nar.hash.toString()}`;
         throw new OperationError(
-          "delta-base-changed",
-          `the delta's base ${path} in the deployer's store is not what the store recorded: its NAR is ${nar.size} bytes with ${nar.hash.toString()}, the store says ${recorded.narSize} with ${recorded.narHash.toString()}`,
+          `delta-${role}-changed`,
+          `the delta's ${role} ${path} in the deployer's store is not what ${against} says: ${found}, where ${against} says ${expected.narSize} bytes with ${expected.narHash.toString()}`,
           { hint: "nix-store --verify --check-contents finds such a path; the path comes whole" },
         );
       }

@@ -15,7 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { type BaseSource, cacheBaseSource, storeBaseSource } from "./delta-base.js";
+import { type BaseSource, cacheBaseSource, storeNarSource } from "./delta-base.js";
 import {
   DELTA_MAX_PAIR_NAR,
   deltaScratchBytes,
@@ -39,6 +39,7 @@ import {
 import { computeZstdDelta, deltaLevelFor, type ZstdDeltaOptions } from "./delta-zstd.js";
 import { HashingStream } from "./hashing.js";
 import { narInfoKey } from "./layout.js";
+import { InlineNarWriter, type NarWriter } from "./nar-pool.js";
 import { NarCheckError, streamVerifiedNar } from "./read.js";
 
 export interface DeltaPair {
@@ -89,12 +90,17 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   /** The pair's deadline, its NARs' download and zstd (default: deltaTimeoutMs of both NARs). */
   readonly timeoutMs?: number;
   /**
-   * A base the cache lacks, as the deployer's own store recorded it (NarHash and NarSize), where
-   * it holds it: its NAR is dumped from /nix/store and must have that hash and size.
+   * A pair's path as the deployer's own store recorded it (NarHash and NarSize), where it holds
+   * it. A base the cache lacks is dumped from /nix/store and must have that hash and size; a
+   * base or target whose record is what the cache's signed narinfo says is dumped from there
+   * too (serialising costs less than decompressing, and runs on `narWriter`'s threads), and
+   * must have the narinfo's hash and size.
    */
-  readonly storeBase?: (
+  readonly storeNar?: (
     path: StorePath,
   ) => { readonly narHash: Sha256; readonly narSize: number } | undefined;
+  /** What dumps a path from the deployer's store (default: on this thread, InlineNarWriter). */
+  readonly narWriter?: NarWriter;
   /** The level for a target of `narSize` bytes of NAR (over `level`). */
   readonly levelFor?: (narSize: number) => number;
   /**
@@ -135,7 +141,9 @@ export async function publishDelta(
   const replaced = held?.kind === "refused" ? held.reason : undefined;
 
   const target = await signedNarInfo(store, pair.target, "target", trusted);
-  const base = await baseOf(store, pair.base, trusted, options.storeBase);
+  const writer = options.narWriter ?? new InlineNarWriter();
+  const base = await baseOf(store, pair.base, trusted, options.storeNar, writer);
+  const targetNarSource = narSource(store, target.info, "target", options.storeNar, writer);
   const level =
     options.levelFor?.(target.info.narSize) ?? options.level ?? deltaLevelFor(target.info.narSize);
   const narBytes = base.info.narSize + target.info.narSize;
@@ -158,12 +166,13 @@ export async function publishDelta(
     const baseNar = join(work, "base.nar");
     const targetNar = join(work, "target.nar");
     // Each NAR is checked against its narinfo (or the store's record) and cut at its NarSize
-    // while it is written.
-    await base.write(baseNar, signal);
-    await streamVerifiedNar(store, target.info, createWriteStream(targetNar), {
-      signal,
-      maxFileBytes: storedNarBound(target.info.narSize),
-    });
+    // while it is written; both at once (on the NAR writer's threads, where they come from the
+    // deployer's store).
+    const written = await Promise.allSettled([
+      base.write(baseNar, signal),
+      targetNarSource.write(targetNar, signal),
+    ]);
+    for (const w of written) if (w.status === "rejected") throw w.reason;
     const tree = join(work, "delta");
     await mkdir(tree);
     const deltaFile = join(tree, DELTA_FILES.delta);
@@ -328,19 +337,43 @@ function requireSigned(
 }
 
 /**
- * The base's NAR from the cache, its narinfo signed by a key of `trusted`; where the cache lacks
- * it and the deployer's store holds it (`storeBase`), from there (delta-base.ts).
+ * The base's NAR as its narinfo in the cache says, signed by a key of `trusted`; where the cache
+ * lacks it and the deployer's store holds it (`storeNar`), as the store recorded it.
  */
 async function baseOf(
   store: ObjectStore,
   path: StorePath,
   trusted: readonly PublicKey[],
-  storeBase: PublishDeltaOptions["storeBase"],
+  storeNar: PublishDeltaOptions["storeNar"],
+  writer: NarWriter,
 ): Promise<BaseSource> {
   const read = await readSignedNarInfo(store, path, trusted);
-  const recorded = read === undefined ? storeBase?.(path) : undefined;
-  if (recorded !== undefined) return storeBaseSource(path, recorded);
-  return cacheBaseSource(store, requireSigned(read, store, path, "base").info);
+  const recorded = read === undefined ? storeNar?.(path) : undefined;
+  if (recorded !== undefined) {
+    return storeNarSource(path, recorded, writer, { role: "base", against: "the store's record" });
+  }
+  return narSource(store, requireSigned(read, store, path, "base").info, "base", storeNar, writer);
+}
+
+/**
+ * A NAR the cache's signed narinfo `info` describes: dumped from the deployer's store where it
+ * holds the path as the narinfo says, else read from the cache.
+ */
+function narSource(
+  store: ObjectStore,
+  info: NarInfo,
+  role: "base" | "target",
+  storeNar: PublishDeltaOptions["storeNar"],
+  writer: NarWriter,
+): BaseSource {
+  const recorded = storeNar?.(info.storePath);
+  const same =
+    recorded !== undefined &&
+    recorded.narSize === info.narSize &&
+    recorded.narHash.equals(info.narHash);
+  return same
+    ? storeNarSource(info.storePath, info, writer, { role, against: "the cache's narinfo" })
+    : cacheBaseSource(store, info);
 }
 
 /** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */

@@ -127,6 +127,35 @@ describe("NAR writers", () => {
       }
     });
 
+    it(`${name}: stops a NAR past the bytes the job allows, and removes its file`, async () => {
+      const out = join(work, `${name}-bounded.nar`);
+      const pool = make(1);
+      try {
+        const failed = pool.write({
+          path: tree,
+          out,
+          level: undefined,
+          label: "x",
+          maxNarBytes: nar.length - 1,
+        });
+        await expect(failed).rejects.toMatchObject({
+          code: "nar-too-large",
+          message: expect.stringContaining(`past the ${nar.length - 1} bytes`),
+        });
+        expect(existsSync(out)).toBe(false);
+        const exact = await pool.write({
+          path: tree,
+          out,
+          level: undefined,
+          label: "x",
+          maxNarBytes: nar.length,
+        });
+        expect(exact.nar.size).toBe(nar.length);
+      } finally {
+        await pool.close();
+      }
+    });
+
     it(`${name}: rejects with an error that names the path, and keeps working afterwards`, async () => {
       const outDir = join(work, `${name}-errors`);
       await mkdir(outDir);

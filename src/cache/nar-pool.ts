@@ -1,4 +1,5 @@
-// The push's worker threads for zstd and uncompressed NARs: each takes one store path at a time
+// The push's worker threads for zstd and uncompressed NARs (and the deltas' reads of the NARs the
+// deployer's store holds, delta-base.ts): each takes one store path at a time
 // and does all of its work (serialise, hash, compress, hash, write the file) on its own core;
 // only the job and the digests cross between threads. The main thread only schedules, stores
 // and commits. A small push does the same work inline instead (InlineNarWriter).
@@ -19,6 +20,8 @@ export interface NarJob {
   readonly level: number | undefined;
   /** How errors name the path (its store path). */
   readonly label: string;
+  /** The most bytes the NAR may have: past them it fails, `nar-too-large` (none: no bound). */
+  readonly maxNarBytes?: number;
 }
 
 interface Pending {
@@ -70,7 +73,7 @@ export class InlineNarWriter implements NarWriter {
     await new Promise((resolve) => setImmediate(resolve));
     const compressor = job.level === undefined ? undefined : compressorFor(job.level);
     try {
-      return narFile(job.path, job.out, compressor, onBytes);
+      return narFile(job.path, job.out, compressor, onBytes, job.maxNarBytes);
     } catch (err) {
       if (err instanceof NixshipError) throw err;
       throw readFailed(job.label, err instanceof Error ? err.message : String(err));
@@ -98,7 +101,13 @@ export class NarPool implements NarWriter {
   write(job: NarJob, onBytes: (narBytes: number) => void = () => {}): Promise<NarDigests> {
     if (this.#broken) return Promise.reject(this.#broken);
     const id = this.#nextId++;
-    const request: WorkerRequest = { id, level: job.level, path: job.path, out: job.out };
+    const request: WorkerRequest = {
+      id,
+      level: job.level,
+      path: job.path,
+      out: job.out,
+      ...(job.maxNarBytes === undefined ? {} : { maxNarBytes: job.maxNarBytes }),
+    };
     return new Promise<NarDigests>((resolve, reject) => {
       this.#queue.push({ request, pending: { label: job.label, onBytes, resolve, reject } });
       this.#dispatch();
@@ -126,7 +135,7 @@ export class NarPool implements NarWriter {
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
       if (this.#busy.has(worker) || this.#queue.length > 0) {
-        this.#fail(new Error(`a NAR worker thread exited (code ${code}) during the push`));
+        this.#fail(new Error(`a NAR worker thread exited (code ${code}) while it wrote NAR files`));
       }
     });
     return worker;

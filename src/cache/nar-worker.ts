@@ -14,6 +14,8 @@ export interface WorkerRequest {
   readonly path: string;
   /** The new file to write the compressed NAR into. */
   readonly out: string;
+  /** The most bytes the NAR may have (none: no bound). */
+  readonly maxNarBytes?: number;
 }
 
 interface WireDigest {
@@ -42,12 +44,16 @@ export type WorkerReply =
 const port = parentPort;
 if (port === null) throw new Error("nar-worker.ts runs only as a worker thread");
 
-port.on("message", ({ id, level, path, out }: WorkerRequest) => {
+port.on("message", ({ id, level, path, out, maxNarBytes }: WorkerRequest) => {
   const reply = (message: WorkerReply): void => port.postMessage(message);
   try {
     const compressor = level === undefined ? undefined : compressorFor(level);
-    const digests = narFile(path, out, compressor, (narBytes) =>
-      reply({ id, type: "bytes", narBytes }),
+    const digests = narFile(
+      path,
+      out,
+      compressor,
+      (narBytes) => reply({ id, type: "bytes", narBytes }),
+      maxNarBytes,
     );
     const wire = (d: { hash: { bytes: Uint8Array }; size: number }): WireDigest => ({
       hash: d.hash.bytes,

@@ -3,8 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
+import { INLINE_NAR_BYTES, InlineNarWriter, NarPool } from "../cache/nar-pool.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
-import { startDeltaWorker } from "./delta-worker.js";
+import type { StorePath } from "../nix/store-path.js";
+import { narWriterFor, startDeltaWorker } from "./delta-worker.js";
 import type { DeployEvent } from "./events.js";
 
 let cache: DeltaPlanCache;
@@ -97,5 +99,24 @@ describe("the deploy's delta worker", () => {
     await worker.firstPass;
     expect(events.at(-1)).toMatchObject({ type: "deltas-done", unfinished: 2 });
     await worker.stop();
+  });
+});
+
+describe("narWriterFor", () => {
+  const held = (...sizes: number[]) =>
+    new Map(
+      sizes.map((narSize, i) => [`/nix/store/${"a".repeat(31)}${i}-p` as StorePath, { narSize }]),
+    );
+
+  it("dumps on this thread up to INLINE_NAR_BYTES in all, on worker threads past them", async () => {
+    const small = narWriterFor(held(INLINE_NAR_BYTES / 2, INLINE_NAR_BYTES / 2));
+    const large = narWriterFor(held(INLINE_NAR_BYTES / 2, INLINE_NAR_BYTES / 2 + 1));
+    try {
+      expect(small).toBeInstanceOf(InlineNarWriter);
+      expect(large).toBeInstanceOf(NarPool);
+    } finally {
+      await small.close();
+      await large.close();
+    }
   });
 });

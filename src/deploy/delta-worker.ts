@@ -5,16 +5,19 @@
 // allows. It ends by its deadline, or when the deploy stops it, its zstd runs killed and their
 // temporary files removed.
 
+import { availableParallelism } from "node:os";
 import { pairId } from "../cache/delta-bases.js";
 import {
   computeDeltas,
   countOutcome,
+  DELTA_CONCURRENCY,
   type DeltaEvent,
   type DeltaTally,
   emptyTally,
 } from "../cache/delta-compute.js";
 import type { DeltaOutcome, DeltaPair } from "../cache/delta-publish.js";
 import { DELTA_ZSTD_FAST_LEVEL, deltaLevelFor } from "../cache/delta-zstd.js";
+import { INLINE_NAR_BYTES, InlineNarWriter, NarPool, type NarWriter } from "../cache/nar-pool.js";
 import { NixshipError } from "../errors.js";
 import { type PlanDeltaPairs, rankDeltaPairs, targetSettled } from "../fleet/plan-deltas.js";
 import type { PublicKey, SecretKey } from "../nix/keys.js";
@@ -98,10 +101,14 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
     ...(input.trusted ? { trusted: input.trusted } : {}),
     ...(input.zstd ? { zstd: input.zstd } : {}),
     ...(input.tmpDir ? { tmpDir: input.tmpDir } : {}),
-    // A base the cache lacks, from the deployer's store, where it holds it (delta-base.ts).
-    ...(planned.storeBases === undefined
+    // A pair's paths from the deployer's store, where it holds them (delta-base.ts), dumped on
+    // worker threads where they are enough bytes to pay for starting them.
+    ...(planned.storeNars === undefined
       ? {}
-      : { storeBase: (path: StorePath) => planned.storeBases?.get(path) }),
+      : {
+          storeNar: (path: StorePath) => planned.storeNars?.get(path),
+          narWriter: narWriterFor(planned.storeNars),
+        }),
   };
   const seconds = () => Math.round((performance.now() - started) / 100) / 10;
 
@@ -260,13 +267,18 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
     unread: planned.unread,
   });
   const work = (async () => {
-    const store = await openStore(input.cacheUrl);
     try {
-      const first = await fastPass(store);
-      endFirst();
-      if (input.improve !== false && !signal.aborted) await secondPass(store, first);
+      const store = await openStore(input.cacheUrl);
+      try {
+        const first = await fastPass(store);
+        endFirst();
+        if (input.improve !== false && !signal.aborted) await secondPass(store, first);
+      } finally {
+        await store.close();
+      }
     } finally {
-      await store.close();
+      // Its worker threads, if any, end with the work.
+      await tools.narWriter?.close();
     }
   })()
     .catch((err: unknown) => {
@@ -311,6 +323,20 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
       await work;
     },
   };
+}
+
+/**
+ * What dumps the pairs' paths held in the deployer's store: worker threads (NarPool, one a core,
+ * at most one a NAR of the pairs computed at once) where those paths are more than
+ * INLINE_NAR_BYTES in all (starting a worker costs about 0.13 CPU-s), else the main thread.
+ */
+export function narWriterFor(
+  held: ReadonlyMap<StorePath, { readonly narSize: number }>,
+): NarWriter {
+  let bytes = 0;
+  for (const { narSize } of held.values()) bytes += narSize;
+  if (bytes <= INLINE_NAR_BYTES) return new InlineNarWriter();
+  return new NarPool(Math.min(availableParallelism(), 2 * DELTA_CONCURRENCY));
 }
 
 /** Each host's targets: their NAR size and their pairs, in the host's order of bases. */

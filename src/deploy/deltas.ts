@@ -6,7 +6,7 @@ import { lookupDeltas } from "../cache/delta-lookup.js";
 import { NixshipError } from "../errors.js";
 import type { CacheSettings } from "../fleet/fleet.js";
 import type { PlanDeltas } from "../fleet/plan.js";
-import { deltaFetches, type PlanDeltaPairs, type StoreBase } from "../fleet/plan-deltas.js";
+import { deltaFetches, type PlanDeltaPairs, type StoreNar } from "../fleet/plan-deltas.js";
 import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
@@ -18,19 +18,23 @@ function errorLine(err: NixshipError): string {
 }
 
 /**
- * The plan's pairs with the bases the deployer's store holds (`running`, the survey's: the
- * closures of the systems the hosts run, as the store recorded them), for those the cache lacks.
+ * The plan's pairs with their paths the deployer's store holds, as it recorded them (`recorded`:
+ * the survey's closures of the systems the hosts run, and the push's of those they go to): a
+ * base the cache lacks is read from there, and so is any path the store holds as the cache's
+ * narinfo says, on worker threads.
  */
-export function withStoreBases(
+export function withStoreNars(
   planned: PlanDeltaPairs,
-  running: ReadonlyMap<StorePath, StoreBase>,
+  ...recorded: readonly ReadonlyMap<StorePath, StoreNar>[]
 ): PlanDeltaPairs {
-  const storeBases = new Map<StorePath, StoreBase>();
-  for (const { base } of planned.pairs) {
-    const info = running.get(base);
-    if (info !== undefined) storeBases.set(base, { narHash: info.narHash, narSize: info.narSize });
+  const storeNars = new Map<StorePath, StoreNar>();
+  for (const { base, target } of planned.pairs) {
+    for (const path of [base, target]) {
+      const info = recorded.map((r) => r.get(path)).find((i) => i !== undefined);
+      if (info !== undefined) storeNars.set(path, { narHash: info.narHash, narSize: info.narSize });
+    }
   }
-  return { ...planned, storeBases };
+  return { ...planned, storeNars };
 }
 
 /** The keys the delta step believes the cache's narinfos and skip notes by: the hosts' own. */

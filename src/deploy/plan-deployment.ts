@@ -15,7 +15,7 @@ import type { StorePath } from "../nix/store-path.js";
 import { planFromSurvey, withPauses } from "./assemble-plan.js";
 import { leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
-import { cacheKeys, planDeltas, withStoreBases } from "./deltas.js";
+import { cacheKeys, planDeltas, withStoreNars } from "./deltas.js";
 import type { DeployOptions } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { publisherOf } from "./execute-plan.js";
@@ -156,12 +156,13 @@ export async function planDeployment(
     // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
     // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
     const substitute = execute ? substitutesFromCache(mode, ready) : fleet.cache !== undefined;
-    // A base the cache lacks is read from the deployer's store, when it is the local one.
-    const storeBases = options.nix?.store === undefined ? found.running : new Map();
+    // A pair's paths are read from the deployer's store, when it is the local one and holds
+    // them: the running systems' closures (a base the cache lacks), and what the push read.
+    const local = options.nix?.store === undefined;
     const deltaPairs =
       fleet.cache === undefined
         ? undefined
-        : withStoreBases(
+        : withStoreNars(
             planDeltaPairs(
               planned.hosts,
               closures,
@@ -176,7 +177,7 @@ export async function planDeployment(
               },
               readable,
             ),
-            storeBases,
+            ...(local ? [found.running, ready.pushed] : []),
           );
     const deltas =
       deltaPairs !== undefined && fleet.cache !== undefined

@@ -42,14 +42,15 @@ export interface PlanDeltaPairs {
   /** The zstd each host is given to apply deltas with (its request's delta tool). */
   readonly tools: ReadonlyMap<string, StorePath>;
   /**
-   * Bases the deployer's store holds, as it recorded them: where the cache lacks one, the delta
-   * is computed from the store's copy, checked against its NarHash (deploy/deltas.ts).
+   * The pairs' paths the deployer's store holds, as it recorded them: a base the cache lacks is
+   * read from the store's copy, checked against its NarHash, and any path recorded as the
+   * cache's narinfo says is read from there too (deploy/deltas.ts, cache/delta-publish.ts).
    */
-  readonly storeBases?: ReadonlyMap<StorePath, StoreBase>;
+  readonly storeNars?: ReadonlyMap<StorePath, StoreNar>;
 }
 
-/** A base in the deployer's store: the NarHash and NarSize the store recorded. */
-export type StoreBase = Pick<PathInfo, "narHash" | "narSize">;
+/** A path in the deployer's store: the NarHash and NarSize the store recorded. */
+export type StoreNar = Pick<PathInfo, "narHash" | "narSize">;
 
 /**
  * The plan's pairs. `deltasOf` says whether each host may get deltas and with what tool (true:
