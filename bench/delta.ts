@@ -28,14 +28,15 @@ import {
   measurePair,
   type PairResult,
 } from "./delta-engines.js";
+import { fastPassBench, fastPassReport } from "./delta-fast-pass.js";
 import { type LinkCase, type LinkShape, linkBench } from "./delta-link.js";
 import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
-const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy]
+const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy,fastpass]
        [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
        [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
-       [--dir DIR] [--remeasure]
+       [--fastpass-rounds N] [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
                          (default 250; 1000 takes about four times as long)
@@ -52,10 +53,15 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
                          deploy (not by default): whole \`nixship deploy\` runs, with deltas
                          and with --no-delta, to lab dde's hosts (root, tc, Nix 2.26): the
                          deploy's wall with the deltas' computing, its CPU, the load
+                         fastpass (not by default): a deploy's fast pass over the mass
+                         rebuild's pairs, their NARs read from the cache against dumped from
+                         the deployer's store (the pairs added to this machine's store, and
+                         deleted after)
   --deploy-corpora C,... deploy's corpora as systems (default mass; debian: the updates)
   --deploy-links L,...   deploy's links: loopback, or RATE/DELAY in Mbit/s and ms
                          (default loopback,50/20,10/50)
   --deploy-hosts N,...   deploy's host counts, the hosts sharing the pairs (default 1,3)
+  --fastpass-rounds N    fastpass's rounds, each both ways (default 3)
   --link-mbit N          the link's rate in Mbit/s, each way (tc tbf; default 50)
   --link-delay-ms N      what the link adds to a round trip (default 20): a relay in front of
                          the cache holds each chunk half of it each way (no netem here)
@@ -69,7 +75,7 @@ const TARGET_UPDATE_BYTES = 4;
 const TARGET_APPLY_CPU = 2;
 const TARGET_MASS_FASTER = 10;
 /** What --only may name. */
-const ONLY = ["mass", "debian", "lab", "shared", "link", "deploy"];
+const ONLY = ["mass", "debian", "lab", "shared", "link", "deploy", "fastpass"];
 /** A delta's bytes besides delta.zst: its narinfo, delta-info, the target's narinfo, framing. */
 const DELTA_WRAPPER_BYTES = 2000;
 
@@ -87,6 +93,7 @@ async function main(): Promise<void> {
       "deploy-corpora": { type: "string", default: "mass" },
       "deploy-links": { type: "string", default: "loopback,50/20,10/50" },
       "deploy-hosts": { type: "string", default: "1,3" },
+      "fastpass-rounds": { type: "string", default: "3" },
       dir: { type: "string", default: "/var/tmp/nixship-bench-delta" },
       remeasure: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -240,6 +247,13 @@ async function main(): Promise<void> {
     log("Whole deploys with deltas and with --no-delta (lab dde)...");
     const runs = await deployBench({ root, cases, links, hostCounts, env: ENV, log });
     log(`\n${deployReport(runs)}\n`);
+  }
+  if (only.has("fastpass")) {
+    log(`The fast pass over the mass rebuild of ${massMb} MB: from the cache, from the store...`);
+    const mass = await massRebuild(root, massMb);
+    const rounds = number("fastpass-rounds", values["fastpass-rounds"]);
+    const runs = await fastPassBench({ root, pairs: mass.pairs, rounds, env: ENV, log });
+    log(`\n${fastPassReport(runs)}\n`);
   }
   log(`\n${targetsReport(results, link)}`);
 }

@@ -8,6 +8,7 @@
 import { availableParallelism } from "node:os";
 import { pairId } from "../cache/delta-bases.js";
 import {
+  type ComputeDeltasOptions,
   computeDeltas,
   countOutcome,
   DELTA_CONCURRENCY,
@@ -41,6 +42,18 @@ export const DELTA_IMPROVE_ABOVE = 0.05;
  * (level 19 takes about 1.2 CPU s a MiB), and a verdict of "not worth it" is final.
  */
 export const DELTA_SMALL_NAR = 256 * 1024;
+
+/**
+ * How the fast pass computes a pair: at a fast level (the best at once for a small target), on
+ * every core for a large one, and leaving no verdict on a delta not worth it at that level.
+ */
+export const FAST_PASS = {
+  levelFor: (narSize: number): number =>
+    narSize <= DELTA_SMALL_NAR ? deltaLevelFor(narSize) : DELTA_ZSTD_FAST_LEVEL,
+  threads: "all",
+  // Not worth it at this level is no verdict yet: the second pass decides.
+  unworthy: "leave",
+} as const satisfies ComputeDeltasOptions;
 
 /** Seconds between two `delta-progress` events while pairs are computed. */
 const PROGRESS_EVERY = 1;
@@ -181,11 +194,7 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
       await computeDeltas(store, input.key, rankDeltaPairs(planned), {
         signal,
         ...tools,
-        levelFor: (narSize) =>
-          narSize <= DELTA_SMALL_NAR ? deltaLevelFor(narSize) : DELTA_ZSTD_FAST_LEVEL,
-        threads: "all",
-        // Not worth it at this level is no verdict yet: the second pass decides.
-        unworthy: "leave",
+        ...FAST_PASS,
         emit: onEvent,
       });
     } catch (err) {
