@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DELTA_FILES, deltaNarKey, parseDeltaInfo } from "../src/cache/delta-path.js";
-import { publishDelta } from "../src/cache/delta-publish.js";
+import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
 import { queryClosure } from "../src/cache/local-nix.js";
 import { NarPool, type NarWriter } from "../src/cache/nar-pool.js";
 import { readNarInfo } from "../src/cache/read.js";
@@ -94,20 +94,27 @@ describe("a delta whose base is in the deployer's store, not the cache", () => {
 });
 
 describe("a pair whose paths the deployer's store holds as the cache's narinfos say", () => {
-  /** A NarPool of one thread that notes each path it is asked to dump. */
-  function spiedPool(): { writer: NarWriter; dumped: string[] } {
+  /**
+   * Publishes the pair with the store's records `records` gives, its paths dumped by a NarPool
+   * of one thread: the outcome (or the error), and the paths the pool was asked to dump.
+   */
+  async function publishFromStore(
+    pair: { target: StorePath; base: StorePath },
+    records: (path: StorePath) => { narHash: Sha256; narSize: number } | undefined,
+  ): Promise<{ outcome: Promise<DeltaOutcome>; dumped: string[] }> {
     const pool = new NarPool(1);
     const dumped: string[] = [];
-    return {
-      dumped,
-      writer: {
-        write: (job, onBytes) => {
-          dumped.push(job.label);
-          return pool.write(job, onBytes);
-        },
-        close: () => pool.close(),
+    const writer: NarWriter = {
+      write: (job, onBytes) => {
+        dumped.push(job.label);
+        return pool.write(job, onBytes);
       },
+      close: () => pool.close(),
     };
+    const outcome = publishDelta(store, key, pair, { storeNar: records, narWriter: writer });
+    await outcome.catch(() => undefined);
+    await pool.close();
+    return { outcome, dumped };
   }
 
   /** A path added to this machine's store holding `text`, and its narinfo put in the cache. */
@@ -134,38 +141,22 @@ describe("a pair whose paths the deployer's store holds as the cache's narinfos 
       [b.path, b.info],
       [t.path, t.info],
     ]);
-    const { writer, dumped } = spiedPool();
-    try {
-      const outcome = await publishDelta(
-        store,
-        key,
-        { target: t.path, base: b.path },
-        { storeNar: (path) => records.get(path), narWriter: writer },
-      );
-      expect(outcome.kind).toBe("published");
-      expect(dumped.sort()).toEqual([b.path, t.path].sort());
-    } finally {
-      await writer.close();
-    }
+    const { outcome, dumped } = await publishFromStore({ target: t.path, base: b.path }, (p) =>
+      records.get(p),
+    );
+    expect((await outcome).kind).toBe("published");
+    expect(dumped.sort()).toEqual([b.path, t.path].sort());
   });
 
   it("reads from the cache a path whose store record is not what the narinfo says", async () => {
     const b = await heldAndCached("tool-2.0", `${old}tool`);
     const t = await heldAndCached("tool-2.1", `${changed}tool`);
     const other = { narHash: Sha256.of("another NAR"), narSize: t.info.narSize };
-    const { writer, dumped } = spiedPool();
-    try {
-      const outcome = await publishDelta(
-        store,
-        key,
-        { target: t.path, base: b.path },
-        { storeNar: (path) => (path === t.path ? other : b.info), narWriter: writer },
-      );
-      expect(outcome.kind).toBe("published");
-      expect(dumped).toEqual([b.path]);
-    } finally {
-      await writer.close();
-    }
+    const { outcome, dumped } = await publishFromStore({ target: t.path, base: b.path }, (p) =>
+      p === t.path ? other : b.info,
+    );
+    expect((await outcome).kind).toBe("published");
+    expect(dumped).toEqual([b.path]);
   });
 
   it("is refused when the store's copy is not what the narinfo says", async () => {
@@ -173,21 +164,12 @@ describe("a pair whose paths the deployer's store holds as the cache's narinfos 
     // given says what the narinfo says: the dump is checked, and the pair fails.
     const b = await heldAndCached("web-2.0", `${old}web`);
     const t = await heldAndCached("web-2.1", `${changed}web`, `${changed}other`);
-    const { writer } = spiedPool();
-    try {
-      await expect(
-        publishDelta(
-          store,
-          key,
-          { target: t.path, base: b.path },
-          { storeNar: (path) => (path === t.path ? t.info : b.info), narWriter: writer },
-        ),
-      ).rejects.toMatchObject({
-        code: "delta-target-changed",
-        message: expect.stringContaining("is not what the cache's narinfo says"),
-      });
-    } finally {
-      await writer.close();
-    }
+    const { outcome } = await publishFromStore({ target: t.path, base: b.path }, (p) =>
+      p === t.path ? t.info : b.info,
+    );
+    await expect(outcome).rejects.toMatchObject({
+      code: "delta-target-changed",
+      message: expect.stringContaining("is not what the cache's narinfo says"),
+    });
   });
 });

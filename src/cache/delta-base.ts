@@ -9,6 +9,7 @@ import type { Sha256 } from "../nix/hash.js";
 import type { NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { untilAborted } from "../util/until-aborted.js";
 import { storedNarBound } from "./delta-limits.js";
 import type { NarWriter } from "./nar-pool.js";
 import { streamVerifiedNar } from "./read.js";
@@ -51,15 +52,15 @@ export function storeNarSource(
       signal.throwIfAborted();
       let nar: { readonly hash: Sha256; readonly size: number } | undefined;
       try {
-        nar = (
-          await writer.write({
-            path,
-            out: file,
-            level: undefined,
-            label: path,
-            maxNarBytes: expected.narSize,
-          })
-        ).nar;
+        // A worker's job cannot be stopped: the pair's deadline or interrupt stops the wait.
+        const job = writer.write({
+          path,
+          out: file,
+          level: undefined,
+          label: path,
+          maxNarBytes: expected.narSize,
+        });
+        nar = (await untilAborted(job, signal)).nar;
       } catch (err) {
         if (!(err instanceof NixshipError) || err.code !== "nar-too-large") throw err;
       }
