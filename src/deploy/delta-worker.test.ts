@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type DeltaPlanCache, deltaPlanCache } from "../../test/support/delta-plan-cache.js";
-import { INLINE_NAR_BYTES, InlineNarWriter, NarPool } from "../cache/nar-pool.js";
+import { INLINE_NAR_BYTES, InlineNarWriter } from "../cache/nar-pool.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import type { StorePath } from "../nix/store-path.js";
 import { narWriterFor, startDeltaWorker } from "./delta-worker.js";
@@ -111,12 +111,20 @@ describe("narWriterFor", () => {
   it("dumps on this thread up to INLINE_NAR_BYTES in all, on worker threads past them", async () => {
     const small = narWriterFor(held(INLINE_NAR_BYTES / 2, INLINE_NAR_BYTES / 2));
     const large = narWriterFor(held(INLINE_NAR_BYTES / 2, INLINE_NAR_BYTES / 2 + 1));
+    const tree = await mkdtemp(join(tmpdir(), "nixship-nar-writer-"));
     try {
       expect(small).toBeInstanceOf(InlineNarWriter);
-      expect(large).toBeInstanceOf(NarPool);
+      expect(large).not.toBeInstanceOf(InlineNarWriter);
+      // The worker threads start with the first path, and dump it as the main thread would.
+      await writeFile(join(tree, "file"), "contents\n");
+      const job = { path: join(tree, "file"), level: undefined, label: "file" } as const;
+      const onThread = await small.write({ ...job, out: join(tree, "a.nar") });
+      const onWorker = await large.write({ ...job, out: join(tree, "b.nar") });
+      expect(onWorker.nar).toEqual(onThread.nar);
     } finally {
       await small.close();
       await large.close();
+      await rm(tree, { recursive: true, force: true });
     }
   });
 });

@@ -337,7 +337,8 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
 /**
  * What dumps the pairs' paths held in the deployer's store: worker threads (NarPool, one a core,
  * at most one a NAR of the pairs computed at once) where those paths are more than
- * INLINE_NAR_BYTES in all (starting a worker costs about 0.13 CPU-s), else the main thread.
+ * INLINE_NAR_BYTES in all (starting a worker costs about 0.13 CPU-s), else the main thread. The
+ * threads start with the first path dumped: pairs the cache has deltas for already start none.
  */
 export function narWriterFor(
   held: ReadonlyMap<StorePath, { readonly narSize: number }>,
@@ -345,7 +346,16 @@ export function narWriterFor(
   let bytes = 0;
   for (const { narSize } of held.values()) bytes += narSize;
   if (bytes <= INLINE_NAR_BYTES) return new InlineNarWriter();
-  return new NarPool(Math.min(availableParallelism(), 2 * DELTA_CONCURRENCY));
+  let pool: NarPool | undefined;
+  return {
+    write: (job, onBytes) => {
+      pool ??= new NarPool(Math.min(availableParallelism(), 2 * DELTA_CONCURRENCY));
+      return pool.write(job, onBytes);
+    },
+    close: async () => {
+      await pool?.close();
+    },
+  };
 }
 
 /** Each host's targets: their NAR size and their pairs, in the host's order of bases. */
