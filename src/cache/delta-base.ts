@@ -15,13 +15,13 @@ import type { NarWriter } from "./nar-pool.js";
 import { streamVerifiedNar } from "./read.js";
 
 /** A pair's NAR (its base's, its target's): what it must be, and how it is written to a file. */
-export interface BaseSource {
+export interface DeltaNarSource {
   readonly info: { readonly narHash: Sha256; readonly narSize: number };
   write(file: string, signal: AbortSignal): Promise<void>;
 }
 
 /** The path as the cache holds it, its narinfo `info` (already found signed). */
-export function cacheBaseSource(store: ObjectStore, info: NarInfo): BaseSource {
+export function cacheNarSource(store: ObjectStore, info: NarInfo): DeltaNarSource {
   return {
     info,
     write: async (file, signal) => {
@@ -44,7 +44,7 @@ export function storeNarSource(
   expected: { readonly narHash: Sha256; readonly narSize: number },
   writer: NarWriter,
   source: { readonly role: "base" | "target"; readonly against: string },
-): BaseSource {
+): DeltaNarSource {
   const { role, against } = source;
   return {
     info: expected,

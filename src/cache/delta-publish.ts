@@ -15,7 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { type BaseSource, cacheBaseSource, storeNarSource } from "./delta-base.js";
+import { cacheNarSource, type DeltaNarSource, storeNarSource } from "./delta-base.js";
 import {
   DELTA_MAX_PAIR_NAR,
   deltaScratchBytes,
@@ -346,7 +346,7 @@ async function baseOf(
   trusted: readonly PublicKey[],
   storeNar: PublishDeltaOptions["storeNar"],
   writer: NarWriter,
-): Promise<BaseSource> {
+): Promise<DeltaNarSource> {
   const read = await readSignedNarInfo(store, path, trusted);
   const recorded = read === undefined ? storeNar?.(path) : undefined;
   if (recorded !== undefined) {
@@ -365,7 +365,7 @@ function narSource(
   role: "base" | "target",
   storeNar: PublishDeltaOptions["storeNar"],
   writer: NarWriter,
-): BaseSource {
+): DeltaNarSource {
   const recorded = storeNar?.(info.storePath);
   const same =
     recorded !== undefined &&
@@ -373,7 +373,7 @@ function narSource(
     recorded.narHash.equals(info.narHash);
   return same
     ? storeNarSource(info.storePath, info, writer, { role, against: "the cache's narinfo" })
-    : cacheBaseSource(store, info);
+    : cacheNarSource(store, info);
 }
 
 /** Fails unless the temporary directory has `bytes` free for the pair's NARs and patch. */
