@@ -3,7 +3,8 @@
 // computing and the rollout counted) with deltas and with `--no-delta`, to lab hosts (Nix 2.26)
 // over loopback and over links held to a rate (tc tbf on each host's veth, both ways) and a
 // delay (a relay in front of the cache: this kernel has no netem), one host and several sharing
-// the pairs (one a wave, a rolling deploy). Each measured deploy is a fresh rebuild (new store paths, the same contents), so
+// the pairs (one a wave by default, a rolling deploy; --deploy-parallel). The hosts apply deltas
+// with the zstd of the system they run, as by default (or a tool the fleet file names). Each measured deploy is a fresh rebuild (new store paths, the same contents), so
 // its deltas are computed anew; the hosts go back to the old system between rounds. The
 // deployer's CPU (the command and every child it waited for) and the machine's load are kept.
 import { spawn } from "node:child_process";
@@ -67,6 +68,14 @@ export interface DeploySetup {
   /** undefined: loopback (the link unheld). */
   readonly links: readonly (LinkShape | undefined)[];
   readonly hostCounts: readonly number[];
+  /** Hosts a wave after the canary (`deploy --parallel`). */
+  readonly parallel: number;
+  /**
+   * What the hosts apply deltas with: `system`, the zstd in the closure of the system each runs
+   * (the systems carry one, as a NixOS system does; the fleet file has no `deltas` key, as by
+   * default); `named`, a zstd the fleet file names, realised by each host the first time.
+   */
+  readonly tool: "system" | "named";
   readonly env: NodeJS.ProcessEnv;
   readonly log: (line: string) => void;
 }
@@ -80,10 +89,15 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
     output(command, args, { env, timeoutMs: COMMAND_TIMEOUT_MS, ...(input ? { input } : {}) });
   const nixship = (...args: string[]) => local(process.execPath, [NIXSHIP_BIN, ...args]);
   const most = Math.max(...setup.hostCounts);
-  const tool = await buildExpr(
-    local,
-    'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
-  );
+  const tool =
+    setup.tool === "named"
+      ? await buildExpr(
+          local,
+          'derivation { name = "zstd-from-debian"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "mkdir -p $out/bin && cp /usr/bin/zstd $out/bin/zstd"]; PATH = "/usr/bin:/bin"; }',
+        )
+      : undefined;
+  /** The systems' own zstd's version (system.nix's stand-in for nixpkgs' zstd), when they carry one. */
+  const systemZstd = setup.tool === "system" ? "1.5.4" : undefined;
   let server: RunningServer | undefined;
   const relays = new Map<number, DelayRelay>();
   let shaped: string[][] = [];
@@ -149,7 +163,8 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
     const point = async (hosts: readonly string[], system: StorePath, substituter: string) => {
       for (const h of hosts) (fleet.hosts[h] as { system: string }).system = system;
       fleet.cache.substituter = substituter;
-      fleet.deltas = { tool };
+      if (tool === undefined) delete fleet.deltas;
+      else fleet.deltas = { tool };
       await writeFile(fleetFile, JSON.stringify(fleet, null, 2));
     };
     const deploy = (events: string | undefined, hosts: readonly string[], ...extra: string[]) =>
@@ -170,7 +185,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
       const caseWork = join(work, c.name.replace(/\W+/g, "-"));
       await output("mkdir", ["-p", caseWork]);
       log(`  ${c.name}: building the old system and deploying it to every host...`);
-      const [before] = await massSystems(local, caseWork, c.pairs, "r0");
+      const [before] = await massSystems(local, caseWork, c.pairs, "r0", systemZstd);
       await point(names, before, await urlFor(undefined));
       await deploy(undefined, names, "--no-delta");
       for (const shape of setup.links) {
@@ -180,7 +195,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
           const hosts = names.slice(0, count);
           for (const way of ["deltas", "whole"] as const) {
             round++;
-            const [, after] = await massSystems(local, caseWork, c.pairs, `r${round}`);
+            const [, after] = await massSystems(local, caseWork, c.pairs, `r${round}`, systemZstd);
             await point(hosts, after, await urlFor(shape));
             if (shape !== undefined) {
               for (const h of layout.hosts.slice(0, count)) {
@@ -204,7 +219,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
               join(root, "deploy-logs", `${c.name.replace(/\W+/g, "-")}-${round}-${way}.ndjson`),
               hosts,
               "--parallel",
-              "1",
+              String(setup.parallel),
               ...(way === "whole" ? ["--no-delta"] : []),
             );
             const linkBytes = (await counters()) - bytesBefore;

@@ -375,12 +375,15 @@ export async function buildExpr(local: Local, expr: string): Promise<StorePath> 
  * side in its closure (each path restored from its NAR; named `bench-lib000-1.0`, one package
  * name per path as a real closure has): before and after. A `round` gives the after side store
  * paths of its own (the same contents): a new rebuild to deploy, its deltas computed anew.
+ * With `zstd` (a version), both carry system.nix's stand-in for nixpkgs' zstd, as a NixOS
+ * system does: the zstd a host applies deltas with when the fleet file names none.
  */
 export async function massSystems(
   local: Local,
   work: string,
   pairs: readonly Pair[],
   round = "",
+  zstd?: string,
 ): Promise<[StorePath, StorePath]> {
   await output("cp", ["-r", join(EXAMPLES, "system.nix"), join(EXAMPLES, "web"), work]);
   const side = (nar: (p: Pair) => string) =>
@@ -411,6 +414,7 @@ in import ./system.nix {
   tag = "mass";
   nonce = "nixship-bench-delta-link-\${side}\${round}";
   programs = { bench-mass-paths = "# \${toString paths}"; };
+  zstd = ${zstd === undefined ? "null" : JSON.stringify(zstd)};
 }
 `,
   );

@@ -36,7 +36,7 @@ import { table } from "./stats.js";
 const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy,fastpass]
        [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
        [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
-       [--fastpass-rounds N] [--dir DIR] [--remeasure]
+       [--deploy-parallel N] [--deploy-tool system|named] [--fastpass-rounds N] [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
                          (default 250; 1000 takes about four times as long)
@@ -61,6 +61,12 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
   --deploy-links L,...   deploy's links: loopback, or RATE/DELAY in Mbit/s and ms
                          (default loopback,50/20,10/50)
   --deploy-hosts N,...   deploy's host counts, the hosts sharing the pairs (default 1,3)
+  --deploy-parallel N    deploy's hosts a wave after the canary (default 1: a rolling deploy,
+                         where the later hosts take the deltas computed meanwhile)
+  --deploy-tool T        what the hosts apply deltas with: system (default), the zstd in the
+                         closure of the system each runs, as a NixOS system has and as a fleet
+                         file with no \`deltas\` key uses; named, a zstd the fleet file names
+                         (\`deltas.tool\`), which each host realises from the cache the first time
   --fastpass-rounds N    fastpass's rounds, each both ways (default 3)
   --link-mbit N          the link's rate in Mbit/s, each way (tc tbf; default 50)
   --link-delay-ms N      what the link adds to a round trip (default 20): a relay in front of
@@ -93,6 +99,8 @@ async function main(): Promise<void> {
       "deploy-corpora": { type: "string", default: "mass" },
       "deploy-links": { type: "string", default: "loopback,50/20,10/50" },
       "deploy-hosts": { type: "string", default: "1,3" },
+      "deploy-parallel": { type: "string", default: "1" },
+      "deploy-tool": { type: "string", default: "system" },
       "fastpass-rounds": { type: "string", default: "3" },
       dir: { type: "string", default: "/var/tmp/nixship-bench-delta" },
       remeasure: { type: "boolean", default: false },
@@ -244,8 +252,23 @@ async function main(): Promise<void> {
         cases.push({ name: "debian updates", pairs: await debianUpdates(root, log) });
       } else throw new Error(`--deploy-corpora takes mass, debian, not '${corpus}'\n${USAGE}`);
     }
-    log("Whole deploys with deltas and with --no-delta (lab dde)...");
-    const runs = await deployBench({ root, cases, links, hostCounts, env: ENV, log });
+    const tool = values["deploy-tool"];
+    if (tool !== "system" && tool !== "named")
+      throw new Error(`--deploy-tool takes system or named, not '${tool}'\n${USAGE}`);
+    const parallel = number("deploy-parallel", values["deploy-parallel"]);
+    log(
+      `Whole deploys with deltas and with --no-delta (lab dde; deltas applied with ${tool === "system" ? "the zstd of the system each host runs" : "a zstd the fleet file names"}; ${parallel} host(s) a wave after the canary)...`,
+    );
+    const runs = await deployBench({
+      root,
+      cases,
+      links,
+      hostCounts,
+      parallel,
+      tool,
+      env: ENV,
+      log,
+    });
     log(`\n${deployReport(runs)}\n`);
   }
   if (only.has("fastpass")) {

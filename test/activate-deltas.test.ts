@@ -1,8 +1,8 @@
 // Deltas on the host, over ssh on a lab host with the real Nix and sshd: a host
 // updated across a rebuild of its system (every path new, the same names) gets most paths by
 // delta (counted at the cache: delta/ against nar/ requests), runs the new system, and its store
-// verifies them; a delta with flipped bits, one made against another base and one that expands
-// without bound each give their path whole, and the activation succeeds. The deltas are the
+// verifies them; a delta with flipped bits, one made against another base, one that expands
+// without bound and one that rebuilds the wrong bytes each give their path whole, and the activation succeeds. The deltas are the
 // deployer's own (publishDelta); the delta tool a stand-in store path holding Debian's zstd.
 
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -345,13 +345,14 @@ describe("activate --delta-tool on a lab host (Nix 2.8)", () => {
     ({ second } = await updateAcrossRebuild());
   });
 
-  it("a delta with flipped bits, one made against another base and one that expands without bound: those paths come whole, the activation succeeds", async () => {
+  it("a delta with flipped bits, one made against another base, one that expands without bound and one that rebuilds the wrong bytes: those paths come whole, the activation succeeds", async () => {
     const third = await buildSystem();
     await push(third);
-    // Three zstd runs of a deployer gone wrong, each for one path: the patch's bits flipped,
+    // Four zstd runs of a deployer gone wrong, each for one path: the patch's bits flipped,
     // the patch made from another NAR than the base it names (the target's own: a small delta,
-    // which rebuilds something else from the true base), and a patch that expands to 16 MiB of
-    // zeros, far past the target's NarSize. (The web program's NAR is the same in every build:
+    // which rebuilds something else from the true base), a patch that expands to 16 MiB of
+    // zeros, far past the target's NarSize, and a patch true to its base that rebuilds the
+    // target with one byte changed (its size right, its hash wrong). (The web program's NAR is the same in every build:
     // only a changed path can show a wrong base.)
     const flip = `flip() { byte=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
 printf "\\$(printf %o $((byte ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }`;
@@ -364,6 +365,11 @@ for a; do shift; case $a in --patch-from=*) a=--patch-from=$target.as-base ;; es
 exec zstd "$@"`,
       unbounded: `for out; do :; done
 head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
+      wrongBytes: `for a; do case $a in -o) break ;; esac; target=$a; done
+cp "$target" "$target.changed"
+flip "$target.changed" $(($(stat -c %s "$target.changed") / 2))
+for a; do shift; [ "$a" = "$target" ] && a=$target.changed; set -- "$@" "$a"; done
+exec zstd "$@"`,
     };
     const zstdOf: Record<string, string> = {};
     for (const [name, body] of Object.entries(wrappers)) {
@@ -379,6 +385,7 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
       liba: "flipped",
       libb: "otherBase",
       libc: "unbounded",
+      libd: "wrongBytes",
     };
     const published = await publishDeltas(second, third, (target) => {
       const mode = bad[packageOf(target)];
@@ -395,19 +402,30 @@ head -c 16777216 /dev/zero | zstd -q -1 -c >"$out"`,
     const { answer, log } = await activate(third, "--delta-tool", tool);
     expect(answer, log).toMatchObject({ ok: true, result: "activated", path: third });
     expect((await onHost("readlink /run/current-system")).stdout.trim()).toBe(third);
+    const failed = Object.keys(bad).length;
     expect(answer.delta, log).toMatchObject({
-      paths: worth.length - 3,
-      wholePaths: lacking.length - worth.length + 3,
-      failed: 3,
+      paths: worth.length - failed,
+      wholePaths: lacking.length - worth.length + failed,
+      failed,
     });
+    // zstd's own checksum stops the flipped bits and the other base; the file size limit the
+    // expansion; the host's hash of the NAR rebuilt the wrong bytes.
+    const why: Record<string, string> = {
+      liba: "zstd could not apply it",
+      libb: "zstd could not apply it",
+      libc: "zstd could not apply it",
+      libd: "the NAR zstd gives is not the narinfo NarHash",
+    };
     for (const name of Object.keys(bad)) {
       const target = lacking.find((p) => packageOf(p) === name);
       expect(log).toContain(`deltas: ${target} comes whole: the delta from`);
+      expect(log).toMatch(new RegExp(`${target} comes whole: the delta from \\S+: ${why[name]}`));
     }
-    // The three came whole from the cache (with those not worth a delta), the rest by delta.
+    expect(log).toContain("File size limit exceeded");
+    // The four came whole from the cache (with those not worth a delta), the rest by delta.
     expect(Object.fromEntries(requests)).toMatchObject({
       delta: worth.length,
-      nar: lacking.length - worth.length + 3,
+      nar: lacking.length - worth.length + failed,
     });
     const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
     expect(verified.code, verified.stderr).toBe(0);

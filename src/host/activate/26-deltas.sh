@@ -298,17 +298,20 @@ delta_rebuild() {
   if [ "$r" -gt 0 ]; then
     log "deltas: applying $(wc -l <"$x_dir/todo") of them, $a_jobs at a time"
     delta_exports "$x_dir/todo" "$x_dir/base-refs" "$a_jobs" >"$x_dir/jobs"
-    bounded log "$r" sh -c "$DELTA_APPLY_SH" sh "$x_zstd" "$x_dir" "$a_jobs"
+    bounded log "$r" sh -c "$DELTA_APPLY_SH" sh "$x_zstd" "$x_dir" "$a_jobs" "$DELTA_NARINFO_AWK"
   fi
   cat "$x_dir"/job*/applied >>"$x_dir/applied" 2>/dev/null
   cat "$x_dir"/job*/failed 2>/dev/null | while read -r a_t a_b a_why; do
     log "deltas: $a_t comes whole: the delta from $a_b: $a_why"
     printf '%s\n' "$a_t" >>"$x_dir/failed"
   done
-  # What a job did not get to (the step's time ran out) comes whole too.
+  # What a job did not get to (the step's time ran out) comes whole too, its NAR's narinfo (one
+  # moved in as the job was stopped) taken out of the cache.
   LC_ALL=C sort -u "$x_dir/applied" "$x_dir/failed" >"$x_dir/settled"
   cut -d ' ' -f 2,3 "$x_dir/todo" | LC_ALL=C sort | LC_ALL=C join -v 1 - "$x_dir/settled" |
     while read -r a_t a_b; do
+      a_part=${a_t#/nix/store/}
+      rm -f "$x_dir/cache/${a_part%%-*}.narinfo"
       log "deltas: $a_t comes whole: the delta from $a_b: zstd could not apply it in time"
       printf '%s\n' "$a_t" >>"$x_dir/failed"
     done
@@ -406,16 +409,22 @@ DELTA_APPLY_JOBS=4
 # $2/jobI/failed. Each export of a job is one `nix-store --export` of its bases, read as a
 # stream: each base's NAR is cut from it (by its size, then its export_meta bytes skipped) into a
 # file (zstd's --patch-from reads a file, not a pipe) that goes as soon as its delta is applied,
-# while the export waits; no process is started per base to dump it. zstd's output is hashed as
-# it is written, once (the sums are read by the shell, not by more processes a path); a narinfo
-# is written beside and renamed into place, so the realise reads it whole or not at all.
+# while the export waits; no process is started per base to dump it. zstd writes each NAR into
+# the cache itself, under a file size limit a little above its NarSize (a delta that expands
+# without bound is stopped there; the limit is in 512-byte blocks, 1024 in a bash that is not
+# POSIX, still a bound). Once a job has applied its deltas, one `nix-hash` hashes all its NARs
+# (no pipe through a hashing process a path: that cost twice the applying) and
+# DELTA_NARINFO_AWK ($4) writes the narinfos of those with the narinfo's NarHash beside the
+# cache, moved in together after: the realise (after the step) finds a narinfo only for a NAR
+# whole and checked; the others' NARs go.
 # Written flush left: the SSM document's compacted copy drops lines' leading blanks.
 # shellcheck disable=SC2016 # expanded by that sh
 DELTA_APPLY_SH='
-z=$1 dir=$2 jobs=$3 i=0
+z=$1 dir=$2 jobs=$3 narinfo_awk=$4 i=0
 while [ "$i" -lt "$jobs" ]; do
 w=$dir/job$i
-mkdir -p "$w" && : >"$w/applied" && : >"$w/failed" || exit 1
+mkdir -p "$w/narinfo" && : >"$w/applied" && : >"$w/failed" && : >"$w/rebuilt" || exit 1
+(
 awk -v i="$i" "\$1 == i { print \$2 }" "$dir/jobs" | sort -n -u | while read -r e; do
 awk -v i="$i" -v e="$e" "\$1 == i && \$2 == e" "$dir/jobs" | cut -d " " -f 3- >"$w/lines"
 set -f
@@ -425,40 +434,77 @@ nix-store --export "$@" | (
 exec 4<&0 </dev/null
 head -c 8 <&4 >/dev/null
 while read -r d t b bsize hash size hex meta; do
-head -c "$bsize" <&4 >"$w/base.nar"
+dd bs=1048576 count="$bsize" iflag=count_bytes,fullblock status=none <&4 >"$w/base.nar"
 head -c "$meta" <&4 >/dev/null
-why="the base NAR is not the delta BaseNarSize (the store copy changed, or its export failed)"
-if [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
-why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize and NarHash"
-"$z" -d -q -c --memory="$(((size + bsize) / 1048576 + 2))MB" --patch-from="$w/base.nar" \
-"$d/delta.zst" | head -c "$((size + 1))" | tee "$w/nar" | sha256sum >"$w/nar.sum"
-sum=""
-read -r sum _ <"$w/nar.sum"
 part=${t#/nix/store/}
 part=${part%%-*}
-if [ "$sum" = "$hex" ] && [ "$(wc -c <"$w/nar")" = "$size" ] &&
-mv -f "$w/nar" "$dir/cache/nar/$part.nar" &&
-awk -v part="$part" -v hash="$hash" -v size="$size" "
-/^(URL|Compression|FileHash|FileSize): / { next }
-{ print }
-END { print \"URL: nar/\" part \".nar\"; print \"Compression: none\"; print \"FileHash: \" hash; print \"FileSize: \" size }
-" "$d/narinfo" >"$w/narinfo" && mv -f "$w/narinfo" "$dir/cache/$part.narinfo"; then
+nar=$dir/cache/nar/$part.nar
+why="the base NAR is not the delta BaseNarSize (the store copy changed, or its export failed)"
+if [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
+why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize"
+if (ulimit -f "$((size / 512 + 2))" && exec "$z" -d -q -f --memory="$(((size + bsize) / 1048576 + 2))MB" \
+--patch-from="$w/base.nar" "$d/delta.zst" -o "$nar") && [ "$(wc -c <"$nar")" = "$size" ]; then
+printf "%s %s %s %s %s %s %s\n" "$d" "$t" "$b" "$hash" "$size" "$hex" "$part" >>"$w/rebuilt"
 why=""
 fi
 fi
-rm -f "$w/base.nar" "$w/nar"
-if [ -z "$why" ]; then
-printf "%s\n" "$t" >>"$w/applied"
-else
+rm -f "$w/base.nar"
+if [ -n "$why" ]; then
+rm -f "$nar"
 printf "%s %s %s\n" "$t" "$b" "$why" >>"$w/failed"
 fi
 done <"$w/lines"
 cat <&4 >/dev/null
 )
-done &
+done
+[ -s "$w/rebuilt" ] || exit 0
+set -f
+set -- $(awk -v dir="$dir" "{ print dir \"/cache/nar/\" \$7 \".nar\" }" "$w/rebuilt")
+set +f
+nix-hash --flat --type sha256 "$@" >"$w/sums" || : >"$w/sums"
+: >"$w/good"
+awk -v w="$w" -v dir="$dir" "$narinfo_awk" "$w/sums" "$w/rebuilt" || exit 1
+set -f
+set -- $(cat "$w/bad" 2>/dev/null)
+set +f
+[ $# -eq 0 ] || rm -f "$@"
+set -- "$w"/narinfo/*.narinfo
+[ ! -e "$1" ] || mv -f "$@" "$dir/cache/" || exit 1
+cat "$w/good" >>"$w/applied"
+) &
 i=$((i + 1))
 done
 wait
+'
+
+# For DELTA_APPLY_SH: reads a job's sums (nix-hash's lines, in order) and its rebuilt NARs ("DELTA
+# TARGET BASE HASH SIZE HEX PART" lines); for each NAR with the narinfo's NarHash, writes its
+# narinfo into w/narinfo (the cache's, signed, with only URL, Compression, FileHash and FileSize
+# changed: no signature covers them) and lists its target in w/good; lists each other one as
+# "TARGET BASE WHY" in w/failed and its NAR in w/bad.
+# shellcheck disable=SC2016 # awk's
+DELTA_NARINFO_AWK='
+FNR == 1 { file++ }
+file == 1 { sum[FNR] = $1; next }
+{
+nar = dir "/cache/nar/" $7 ".nar"
+if (sum[FNR] == "" || sum[FNR] != $6) {
+why = sum[FNR] == "" ? "its NAR could not be hashed" : "the NAR zstd gives is not the narinfo NarHash"
+print $2, $3, why >>(w "/failed")
+print nar >>(w "/bad")
+next
+}
+out = w "/narinfo/" $7 ".narinfo"
+while ((getline line < ($1 "/narinfo")) > 0)
+if (line !~ /^(URL|Compression|FileHash|FileSize): /) print line >out
+close($1 "/narinfo")
+print "URL: nar/" $7 ".nar" >out
+print "Compression: none" >out
+print "FileHash: " $4 >out
+print "FileSize: " $5 >out
+close(out)
+print $2 >>(w "/good")
+}
 '
 
 # The delta step, before the system $path is realised from $subs (see above): sets x_cache, the
