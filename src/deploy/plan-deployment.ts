@@ -28,7 +28,7 @@ import type { Prepared } from "./prepare.js";
 import { prepare } from "./prepare.js";
 import { refusePausesWithoutStore } from "./rollout-pause.js";
 import { checkServedAddress } from "./served-cache.js";
-import { storeLacks, survey } from "./survey.js";
+import { type Survey, storeLacks, survey } from "./survey.js";
 
 /** What planning leaves for the execution: the plan, each host's request, and what is held open. */
 export interface PlannedDeployment {
@@ -105,13 +105,33 @@ export async function planDeployment(
     }
     // Refused before anything is built.
     if (execute && options.async === true) publisherOf(opened.delivery, mode);
-    const ready = await prepare(options, hosts, execute).catch(interruptedBefore(signal));
+    // The hosts are asked what they run while the push uploads (the survey needs only the
+    // closure it read); without such a push, once the systems are built and pushed.
+    const early: { survey?: Promise<Survey> } = {};
+    const stopEarly = new AbortController();
+    const earlySignal =
+      signal === undefined ? stopEarly.signal : AbortSignal.any([signal, stopEarly.signal]);
+    const ready = await prepare(options, hosts, execute, (built, closure) => {
+      early.survey = survey(
+        opened.delivery,
+        hosts,
+        built,
+        { ...options, signal: earlySignal },
+        closure,
+      );
+      // Its failure is told once the push is over (below), as it was when it came after.
+      early.survey.catch(() => undefined);
+    }).catch(async (err: unknown) => {
+      stopEarly.abort();
+      await early.survey?.catch(() => undefined);
+      return interruptedBefore(signal)(err);
+    });
     prepared = ready;
     held.push(() => ready.close());
     throwIfInterrupted(signal);
-    const found = await survey(opened.delivery, hosts, ready.built, options, ready.pushed).catch(
-      interruptedBefore(signal),
-    );
+    const found = await (
+      early.survey ?? survey(opened.delivery, hosts, ready.built, options, ready.pushed)
+    ).catch(interruptedBefore(signal));
     throwIfInterrupted(signal);
     const surveyed = planFromSurvey(
       options.action,

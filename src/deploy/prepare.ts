@@ -45,6 +45,9 @@ export interface Prepared {
 /**
  * Builds the selected hosts' systems (one evaluation, one build); to execute, pushes their
  * closures signed into the fleet's cache (with a key) and serves it when asked to.
+ * `whilePushing` is told the systems built and the closure the push read from this machine's
+ * store as soon as it has read it, before any upload (not told when there is no such push):
+ * the hosts can be asked what they run while the push goes on.
  */
 export async function prepare(
   options: Pick<
@@ -53,6 +56,7 @@ export async function prepare(
   >,
   hosts: readonly FleetHost[],
   execute: boolean,
+  whilePushing?: (built: BuildResult, closure: ReadonlyMap<StorePath, PathInfo>) => void,
 ): Promise<Prepared> {
   const { fleet, emit } = options;
   // A cache URL with a typo fails now, not after the build (deploy never makes a cache).
@@ -155,6 +159,9 @@ export async function prepare(
       emit,
       ...(options.nix ? { nix: options.nix } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(whilePushing === undefined
+        ? {}
+        : { onClosureRead: (closure) => whilePushing(built, closure) }),
     });
     if (options.serveCache === undefined) {
       await store.close();

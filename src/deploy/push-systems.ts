@@ -33,6 +33,11 @@ export interface PushSystemsInput {
   readonly emit: (event: DeployEvent) => void;
   readonly nix?: NixOptions;
   readonly signal?: AbortSignal;
+  /**
+   * Told the closure this machine's push read, as soon as it has read it (before any upload):
+   * what the survey needs of the desired systems, so that it can ask the hosts meanwhile.
+   */
+  readonly onClosureRead?: (closure: ReadonlyMap<StorePath, PathInfo>) => void;
 }
 
 export async function pushSystems(input: PushSystemsInput): Promise<PushedSystems> {
@@ -75,6 +80,7 @@ export async function pushSystems(input: PushSystemsInput): Promise<PushedSystem
           compression: "zstd",
           onClosure: (infos) => {
             for (const info of infos) closure.set(info.path, info);
+            input.onClosureRead?.(closure);
           },
           ...(input.nix ? { nix: input.nix } : {}),
         });
