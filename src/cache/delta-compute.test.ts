@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import { putSyntheticPath, syntheticPath } from "../../support/synthetic-cache.j
 import { generateSecretKey } from "../nix/keys.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { ByteBudget } from "../util/pool.js";
 import { deltaPairsFor } from "./delta-bases.js";
 import { computeDeltas, type DeltaEvent } from "./delta-compute.js";
 
@@ -95,6 +96,58 @@ describe("computeDeltas", () => {
       code: "delta-path-missing",
       message: expect.stringContaining(`the delta's base ${gone} is not in the cache`),
     });
+  });
+});
+
+describe("computeDeltas, within a budget of NAR bytes", () => {
+  /** The most zstd runs at once, from the log of a zstd that notes each run's start and end. */
+  const mostAtOnce = (log: string) => {
+    let now = 0;
+    let most = 0;
+    for (const line of log.trim().split("\n")) {
+      now += line === "start" ? 1 : -1;
+      most = Math.max(most, now);
+    }
+    return most;
+  };
+
+  it("computes several pairs at once while their NARs fit the budget, one at a time when one pair fills it", async () => {
+    /** Four pairs of packages named after `prefix`, in the cache. */
+    const pairsOf = async (prefix: string) => {
+      const pairs = [];
+      for (const n of ["a", "b", "c", "d"]) {
+        const base = syntheticPath(`${prefix}${n}0`, `${prefix}${n}-1.0`);
+        const target = syntheticPath(`${prefix}${n}1`, `${prefix}${n}-1.1`);
+        await putSyntheticPath(store, key, base, [], version(`${prefix}${n}0`));
+        await putSyntheticPath(store, key, target, [], version(`${prefix}${n}1`));
+        pairs.push({ target, base });
+      }
+      return pairs;
+    };
+    // A zstd that notes its runs and takes a while over each (the --version check aside).
+    const log = join(dir, "zstd.log");
+    const zstd = join(dir, "zstd-noting");
+    await writeFile(
+      zstd,
+      `#!/bin/sh\ncase $1 in --version) exec zstd --version ;; esac\necho start >>${log}\nsleep 0.2\nzstd "$@"\ns=$?\necho end >>${log}\nexit $s\n`,
+    );
+    await chmod(zstd, 0o755);
+    // Each pair's two NARs are about 160 kB.
+    const wide = await computeDeltas(store, key, await pairsOf("wide"), {
+      zstd,
+      concurrency: 4,
+      budget: new ByteBudget(10_000_000),
+    });
+    expect(wide).toMatchObject({ published: 4, failed: 0 });
+    expect(mostAtOnce(await readFile(log, "utf8"))).toBeGreaterThan(1);
+    await rm(log);
+    const narrow = await computeDeltas(store, key, await pairsOf("narrow"), {
+      zstd,
+      concurrency: 4,
+      budget: new ByteBudget(100_000),
+    });
+    expect(narrow).toMatchObject({ published: 4, failed: 0 });
+    expect(mostAtOnce(await readFile(log, "utf8"))).toBe(1);
   });
 });
 

@@ -15,6 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import type { ByteBudget } from "../util/pool.js";
 import { cacheNarSource, type DeltaNarSource, storeNarSource } from "./delta-base.js";
 import {
   DELTA_MAX_PAIR_NAR,
@@ -101,6 +102,12 @@ export interface PublishDeltaOptions extends ZstdDeltaOptions {
   ) => { readonly narHash: Sha256; readonly narSize: number } | undefined;
   /** What dumps a path from the deployer's store (default: on this thread, InlineNarWriter). */
   readonly narWriter?: NarWriter;
+  /**
+   * The NAR bytes of the pairs computed at once (computeDeltas shares one among its pairs): a
+   * pair takes its base's and target's NAR sizes from it before it writes them, and gives them
+   * back at its end.
+   */
+  readonly budget?: ByteBudget;
   /** The level for a target of `narSize` bytes of NAR (over `level`). */
   readonly levelFor?: (narSize: number) => number;
   /**
@@ -156,6 +163,8 @@ export async function publishDelta(
   }
   const tmp = options.tmpDir ?? tmpdir();
   const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(narBytes);
+  const release = await options.budget?.take(narBytes, options.signal);
+  // The pair's deadline runs from when it has its share of the budget.
   const deadline = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
   const started = performance.now();
@@ -243,6 +252,7 @@ export async function publishDelta(
     throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
   } finally {
     if (work !== undefined) await rm(work, { recursive: true, force: true });
+    release?.();
   }
 }
 

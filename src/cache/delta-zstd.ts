@@ -38,7 +38,7 @@ export const DELTA_ZSTD_FAST_LEVEL = 3;
  * With `threads: "all"`, targets below this NAR size are still computed on one thread: zstd's
  * workers only pay on large inputs. On the mass rebuild's pairs of 5-13 MB at level 3, -T0 took
  * 34 ms of CPU a pair against 21 on one thread, in the same wall time (a 62 MB target: 0.21 s
- * against 0.19; 250 MB: 0.78 s against 0.92), and a deploy's fast pass runs two pairs at once.
+ * against 0.19; 250 MB: 0.78 s against 0.92), and a deploy's fast pass runs several pairs at once.
  */
 export const DELTA_ZSTD_THREADS_FROM = 64 * 1024 * 1024;
 

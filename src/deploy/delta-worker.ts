@@ -11,7 +11,7 @@ import {
   type ComputeDeltasOptions,
   computeDeltas,
   countOutcome,
-  DELTA_CONCURRENCY,
+  DELTA_FAST_CONCURRENCY,
   type DeltaEvent,
   type DeltaTally,
   emptyTally,
@@ -51,6 +51,7 @@ export const FAST_PASS = {
   levelFor: (narSize: number): number =>
     narSize <= DELTA_SMALL_NAR ? deltaLevelFor(narSize) : DELTA_ZSTD_FAST_LEVEL,
   threads: "all",
+  concurrency: DELTA_FAST_CONCURRENCY,
   // Not worth it at this level is no verdict yet: the second pass decides.
   unworthy: "leave",
 } as const satisfies ComputeDeltasOptions;
@@ -349,7 +350,7 @@ export function narWriterFor(
   let pool: NarPool | undefined;
   return {
     write: (job, onBytes) => {
-      pool ??= new NarPool(Math.min(availableParallelism(), 2 * DELTA_CONCURRENCY));
+      pool ??= new NarPool(Math.min(availableParallelism(), 2 * DELTA_FAST_CONCURRENCY));
       return pool.write(job, onBytes);
     },
     close: async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mapLimit, Semaphore } from "./pool.js";
+import { ByteBudget, mapLimit, Semaphore } from "./pool.js";
 
 describe("mapLimit", () => {
   it("keeps order and never exceeds the limit", async () => {
@@ -55,5 +55,68 @@ describe("Semaphore", () => {
     b();
     (await d)();
     expect(order).toEqual([3, 4]);
+  });
+});
+
+describe("ByteBudget", () => {
+  /** Whether `p` has settled after the pending callbacks ran. */
+  const settled = async (p: Promise<unknown>) => {
+    let done = false;
+    p.then(
+      () => {
+        done = true;
+      },
+      () => {
+        done = true;
+      },
+    );
+    await new Promise((r) => setImmediate(r));
+    return done;
+  };
+
+  it("lets work in while its bytes fit, and the rest in the order it came as bytes are freed", async () => {
+    const budget = new ByteBudget(100);
+    const a = await budget.take(40);
+    const b = await budget.take(50);
+    const c = budget.take(30);
+    const d = budget.take(10);
+    // 10 bytes are free: c does not fit, and d, which would, waits behind it.
+    expect(await settled(c)).toBe(false);
+    expect(await settled(d)).toBe(false);
+    a();
+    a();
+    expect(await settled(c)).toBe(true);
+    expect(await settled(d)).toBe(true);
+    b();
+    (await c)();
+    (await d)();
+    expect(await settled(budget.take(100))).toBe(true);
+  });
+
+  it("runs a request larger than the whole budget alone, once nothing holds any", async () => {
+    const budget = new ByteBudget(100);
+    const small = await budget.take(1);
+    const large = budget.take(5000);
+    expect(await settled(large)).toBe(false);
+    small();
+    const release = await large;
+    const next = budget.take(1);
+    expect(await settled(next)).toBe(false);
+    release();
+    expect(await settled(next)).toBe(true);
+  });
+
+  it("drops a request whose signal aborts while it waits, and lets the next one in", async () => {
+    const budget = new ByteBudget(100);
+    const held = await budget.take(90);
+    const stop = new AbortController();
+    const aborted = budget.take(50, stop.signal);
+    const after = budget.take(10);
+    expect(await settled(after)).toBe(false);
+    stop.abort(new Error("interrupted"));
+    await expect(aborted).rejects.toThrow("interrupted");
+    expect(await settled(after)).toBe(true);
+    held();
+    await expect(budget.take(1, stop.signal)).rejects.toThrow("interrupted");
   });
 });

@@ -49,3 +49,62 @@ export class Semaphore {
     };
   }
 }
+
+/**
+ * A budget of bytes (of memory, of disk) that work running at once shares: `take(n)` waits until
+ * n bytes are free and resolves to its release function. A request larger than the whole budget
+ * waits until nothing holds any, then runs alone. Requests are served in the order they came: a
+ * large one waiting is not passed by smaller ones, which would starve it. A request whose
+ * `signal` aborts while it waits is dropped and rejects with the signal's reason.
+ */
+export class ByteBudget {
+  private used = 0;
+  private readonly waiting: { readonly bytes: number; readonly grant: () => void }[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  async take(bytes: number, signal?: AbortSignal): Promise<() => void> {
+    signal?.throwIfAborted();
+    const want = Math.min(Math.max(0, bytes), this.capacity);
+    if (this.waiting.length === 0 && this.fits(want)) this.used += want;
+    else {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const at = this.waiting.indexOf(entry);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(signal?.reason);
+          this.grantWaiting();
+        };
+        const entry = {
+          bytes: want,
+          grant: () => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve();
+          },
+        };
+        this.waiting.push(entry);
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= want;
+      this.grantWaiting();
+    };
+  }
+
+  private fits(bytes: number): boolean {
+    return this.used === 0 || this.used + bytes <= this.capacity;
+  }
+
+  private grantWaiting(): void {
+    for (let next = this.waiting[0]; next !== undefined && this.fits(next.bytes); ) {
+      this.waiting.shift();
+      this.used += next.bytes;
+      next.grant();
+      next = this.waiting[0];
+    }
+  }
+}
