@@ -389,7 +389,12 @@ export async function massSystems(
   const side = (nar: (p: Pair) => string) =>
     pairs
       .map((p) => {
-        const name = p.name.replace(/-(\d{3})-/, "$1-");
+        // A store path's name: the corpus's names with what a name cannot hold made dashes
+        // ("linux-image 6.1.176 -> 6.1.192" is linux-image-6.1.176-6.1.192).
+        const name = p.name
+          .replace(/-(\d{3})-/, "$1-")
+          .replace(/[^A-Za-z0-9+._?=-]+/g, "-")
+          .replace(/-+/g, "-");
         return `{ name = ${JSON.stringify(name)}; nar = ${JSON.stringify(nar(p))}; }`;
       })
       .join(" ");
