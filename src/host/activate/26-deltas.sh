@@ -462,10 +462,10 @@ set -f
 set -- $(awk -v dir="$dir" "{ print dir \"/cache/nar/\" \$7 \".nar\" }" "$w/rebuilt")
 set +f
 nix-hash --flat --type sha256 "$@" >"$w/sums" || : >"$w/sums"
-: >"$w/good"
-awk -v w="$w" -v dir="$dir" "$narinfo_awk" "$w/sums" "$w/rebuilt" || exit 1
+: >"$w/good" && : >"$w/bad" || exit 1
+awk -v w="$w" -v dir="$dir" -v sums="$w/sums" "$narinfo_awk" "$w/sums" "$w/rebuilt" || exit 1
 set -f
-set -- $(cat "$w/bad" 2>/dev/null)
+set -- $(cat "$w/bad")
 set +f
 [ $# -eq 0 ] || rm -f "$@"
 set -- "$w"/narinfo/*.narinfo
@@ -477,15 +477,15 @@ done
 wait
 '
 
-# For DELTA_APPLY_SH: reads a job's sums (nix-hash's lines, in order) and its rebuilt NARs ("DELTA
+# For DELTA_APPLY_SH: reads a job's sums (file `sums`: nix-hash's lines, in order; empty when
+# nix-hash failed, by its name so that an empty one is still told apart) and its rebuilt NARs ("DELTA
 # TARGET BASE HASH SIZE HEX PART" lines); for each NAR with the narinfo's NarHash, writes its
 # narinfo into w/narinfo (the cache's, signed, with only URL, Compression, FileHash and FileSize
 # changed: no signature covers them) and lists its target in w/good; lists each other one as
 # "TARGET BASE WHY" in w/failed and its NAR in w/bad.
 # shellcheck disable=SC2016 # awk's
 DELTA_NARINFO_AWK='
-FNR == 1 { file++ }
-file == 1 { sum[FNR] = $1; next }
+FILENAME == sums { sum[FNR] = $1; next }
 {
 nar = dir "/cache/nar/" $7 ".nar"
 if (sum[FNR] == "" || sum[FNR] != $6) {
