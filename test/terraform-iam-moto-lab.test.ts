@@ -27,6 +27,7 @@ import { labGateway } from "../src/lab/layout.js";
 import type { Release } from "../src/release/release.js";
 import { readChannel } from "../src/release/release-store.js";
 import { loadRelease } from "../src/release/shard-store.js";
+import type { StatusRecord } from "../src/status/status.js";
 import { hostStatusKey, progressKey } from "../src/status/status.js";
 import { readStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
@@ -193,6 +194,17 @@ async function asDeployer<T>(use: (store: ObjectStore) => Promise<T>): Promise<T
   }
 }
 
+/** The host's status record once its seq is `seq` or later, or the last one read after 60 s. */
+async function recordReaching(host: string, seq: number): Promise<StatusRecord | undefined> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const record = await asDeployer((store) => readStatus(store, host));
+    if ((record !== undefined && record.seq !== null && record.seq >= seq) || Date.now() > deadline)
+      return record;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 /** The release the channel points at. */
 function channelRelease(): Promise<Release> {
   return asDeployer(async (store) => {
@@ -218,7 +230,9 @@ describe("the Terraform modules' policies, enforced by moto's IAM on a lab of re
     for (const host of HOSTS) {
       // Each agent wrote its record and its marker with its own keys: the deployer may write
       // neither an agent's markers nor (below) anything as that agent.
-      const record = await asDeployer((store) => readStatus(store, host));
+      // The canary ran release 1; it records the last release (which keeps its entry) at its
+      // next poll, which may come after the deploy returns: waited for, within a minute.
+      const record = await recordReaching(host, seq);
       expect(record, host).toMatchObject({ host, state: "success", channel: CHANNEL, seq });
       expect(record?.current).toBe(release.hosts[host]?.path);
       const marker = progressKey(CHANNEL, seq, host, "success");
