@@ -76,6 +76,8 @@ export interface DeploySetup {
    * default); `named`, a zstd the fleet file names, realised by each host the first time.
    */
   readonly tool: "system" | "named";
+  /** Which ways each case runs, in this order (default both: with deltas, then --no-delta). */
+  readonly ways?: readonly ("deltas" | "whole")[];
   readonly env: NodeJS.ProcessEnv;
   readonly log: (line: string) => void;
 }
@@ -193,7 +195,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
           shape === undefined ? "loopback" : `${shape.rateMbit} Mbit/s, ${shape.delayMs} ms`;
         for (const count of setup.hostCounts) {
           const hosts = names.slice(0, count);
-          for (const way of ["deltas", "whole"] as const) {
+          for (const way of setup.ways ?? (["deltas", "whole"] as const)) {
             round++;
             const [, after] = await massSystems(local, caseWork, c.pairs, `r${round}`, systemZstd);
             await point(hosts, after, await urlFor(shape));

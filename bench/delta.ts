@@ -36,7 +36,7 @@ import { table } from "./stats.js";
 const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy,fastpass]
        [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
        [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
-       [--deploy-parallel N] [--deploy-tool system|named] [--fastpass-rounds N] [--dir DIR] [--remeasure]
+       [--deploy-parallel N] [--deploy-tool system|named] [--deploy-ways deltas,whole] [--fastpass-rounds N] [--dir DIR] [--remeasure]
 
   --mass-mb N            the mass rebuild's size in MB of NAR, for its engines and the link
                          (default 250; 1000 takes about four times as long)
@@ -67,6 +67,8 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
                          closure of the system each runs, as a NixOS system has and as a fleet
                          file with no \`deltas\` key uses; named, a zstd the fleet file names
                          (\`deltas.tool\`), which each host realises from the cache the first time
+  --deploy-ways W,...    deploy's ways, in order (default deltas,whole; one of them alone to
+                         look into it: the report's ratios then have nothing to compare)
   --fastpass-rounds N    fastpass's rounds, each both ways (default 3)
   --link-mbit N          the link's rate in Mbit/s, each way (tc tbf; default 50)
   --link-delay-ms N      what the link adds to a round trip (default 20): a relay in front of
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
       "deploy-hosts": { type: "string", default: "1,3" },
       "deploy-parallel": { type: "string", default: "1" },
       "deploy-tool": { type: "string", default: "system" },
+      "deploy-ways": { type: "string", default: "deltas,whole" },
       "fastpass-rounds": { type: "string", default: "3" },
       dir: { type: "string", default: "/var/tmp/nixship-bench-delta" },
       remeasure: { type: "boolean", default: false },
@@ -256,6 +259,11 @@ async function main(): Promise<void> {
     if (tool !== "system" && tool !== "named")
       throw new Error(`--deploy-tool takes system or named, not '${tool}'\n${USAGE}`);
     const parallel = number("deploy-parallel", values["deploy-parallel"]);
+    const ways = values["deploy-ways"].split(",").map((w) => {
+      if (w !== "deltas" && w !== "whole")
+        throw new Error(`--deploy-ways takes deltas, whole, not '${w}'\n${USAGE}`);
+      return w;
+    });
     log(
       `Whole deploys with deltas and with --no-delta (lab dde; deltas applied with ${tool === "system" ? "the zstd of the system each host runs" : "a zstd the fleet file names"}; ${parallel} host(s) a wave after the canary)...`,
     );
@@ -266,6 +274,7 @@ async function main(): Promise<void> {
       hostCounts,
       parallel,
       tool,
+      ways,
       env: ENV,
       log,
     });

@@ -190,9 +190,16 @@ describe("deltas slower to compute than a fetch", () => {
     }
   }, 600_000);
 
-  it("computes and uses no delta when the last deploy's hosts fetched whole fast", async () => {
+  it("computes and uses no delta when the last deploy of these hosts saw them fetch whole fast", async () => {
     flakes.push(await rebuildFleet(lab.fleetFile, HOSTS, tool, SYSTEM));
-    await recordPace("fa57000bb1", { whole: { bytes: 400_000_000, seconds: 4 } });
+    await recordPace("fa57000bb1", {
+      whole: { bytes: 400_000_000, seconds: 4, hosts: [HOSTS[0] as string, "elsewhere-2"] },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // A newer deploy of other hosts, over a slow link, says nothing of these.
+    await recordPace("fa57000bb2", {
+      whole: { bytes: 80_000_000, seconds: 64, hosts: ["elsewhere-1"] },
+    });
     const r = await lab.deploy("--canary", "0", "--parallel", String(HOSTS.length), "--json");
     expect(r.code, r.stderr).toBe(0);
     const events = deployEvents(r);

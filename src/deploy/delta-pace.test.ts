@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { PACE_HOSTS_KEPT } from "../status/rollout.js";
 import {
   DELTA_APPLY_PACE,
   DELTA_PACE_MIN_BYTES,
@@ -145,9 +146,22 @@ describe("FetchPace", () => {
       expect(pace.favoursWhole()).toBe(true);
       expect(pace.bytesPerSecond()).toBe(DELTA_PACE_MIN_BYTES * 2);
       expect(pace.seen()).toEqual({
-        whole: { bytes: DELTA_PACE_MIN_BYTES * 2, seconds: 1 },
+        whole: { bytes: DELTA_PACE_MIN_BYTES * 2, seconds: 1, hosts: ["j"] },
         rebuilt: slowLink.rebuilt,
       });
+    });
+
+    it(`names the hosts each kind was seen on, sorted, at most ${PACE_HOSTS_KEPT}`, () => {
+      const pace = new FetchPace();
+      for (let i = PACE_HOSTS_KEPT + 4; i >= 0; i--)
+        fetched(pace, `h${String(i).padStart(5, "0")}`, 1, whole(DELTA_PACE_MIN_BYTES));
+      fetched(pace, "b", 8, byDelta(DELTA_PACE_MIN_BYTES));
+      const seen = pace.seen();
+      expect(seen.rebuilt?.hosts).toEqual(["b"]);
+      expect(seen.whole?.hosts).toHaveLength(PACE_HOSTS_KEPT);
+      expect(seen.whole?.hosts?.[0]).toBe("h00000");
+      expect(seen.whole?.hosts?.at(-1)).toBe(`h${String(PACE_HOSTS_KEPT - 1).padStart(5, "0")}`);
+      expect(seen.whole?.bytes).toBe(DELTA_PACE_MIN_BYTES * (PACE_HOSTS_KEPT + 5));
     });
 
     it("ignores a recorded kind of too few bytes to judge by", () => {

@@ -1,9 +1,10 @@
 // How long a wave may wait for its hosts' deltas, and whether its hosts take deltas at all
 // (docs/deltas.md, "What they cost"): judged from how fast the hosts this deploy has seen got
 // their paths, whole and by delta; before its own hosts have fetched, from what the previous
-// deploy recorded (its rollout record's fetchPace). With neither, no wave waits.
+// deploy of some of the same hosts recorded (its rollout record's fetchPace, previous-pace.ts).
+// With neither, no wave waits.
 import type { HostPhase } from "../fleet/phase.js";
-import type { FetchSeen, RolloutFetchPace } from "../status/rollout.js";
+import { type FetchSeen, PACE_HOSTS_KEPT, type RolloutFetchPace } from "../status/rollout.js";
 import type { DeployEvent } from "./events.js";
 
 /** The longest a wave waits for deltas, however slow the link seen. */
@@ -62,8 +63,8 @@ export class FetchPace {
   #bytes = 0;
   #seconds = 0;
   /** NAR bytes and seconds of the hosts that got every path whole, and of those that had deltas. */
-  readonly #whole = { bytes: 0, seconds: 0 };
-  readonly #rebuilt = { bytes: 0, seconds: 0 };
+  readonly #whole: Kind = { bytes: 0, seconds: 0, hosts: new Set() };
+  readonly #rebuilt: Kind = { bytes: 0, seconds: 0, hosts: new Set() };
 
   observe(event: DeployEvent): void {
     if (event.type === "wave-start") {
@@ -96,6 +97,7 @@ export class FetchPace {
       const kind = byDelta ? this.#rebuilt : this.#whole;
       kind.bytes += nar;
       kind.seconds += seconds;
+      kind.hosts.add(host);
     }
   }
 
@@ -129,8 +131,14 @@ export class FetchPace {
    * where they are enough to judge by, else the previous deploy's.
    */
   seen(): RolloutFetchPace {
-    const pick = (own: FetchSeen, before: FetchSeen | undefined): FetchSeen | undefined =>
-      pace(own) !== undefined ? { ...own } : before;
+    const pick = (own: Kind, before: FetchSeen | undefined): FetchSeen | undefined =>
+      pace(own) !== undefined
+        ? {
+            bytes: own.bytes,
+            seconds: own.seconds,
+            hosts: [...own.hosts].sort().slice(0, PACE_HOSTS_KEPT),
+          }
+        : before;
     const whole = pick(this.#whole, this.#previous.whole);
     const rebuilt = pick(this.#rebuilt, this.#previous.rebuilt);
     return {
@@ -138,6 +146,13 @@ export class FetchPace {
       ...(rebuilt === undefined ? {} : { rebuilt }),
     };
   }
+}
+
+/** A kind of host's fetches this deploy saw: their NAR bytes and seconds, and who fetched. */
+interface Kind {
+  bytes: number;
+  seconds: number;
+  readonly hosts: Set<string>;
 }
 
 /** A kind of host's NAR bytes a second; undefined from fewer than DELTA_PACE_MIN_BYTES. */

@@ -49,11 +49,16 @@ export interface ExecuteInput {
  */
 export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
   const { options } = input;
-  // How fast the last deploys' hosts fetched, read before this deploy's record is the newest.
+  // How fast the last deploys of these hosts fetched, read before this deploy's record is the
+  // newest.
   const previousPace =
     input.deltaPairs === undefined
       ? undefined
-      : await previousFetchPace(options.fleet.cache?.url, options.signal);
+      : await previousFetchPace(
+          options.fleet.cache?.url,
+          input.plan.hosts.filter((h) => h.action === "activate").map((h) => h.host),
+          options.signal,
+        );
   const fastLink =
     input.mode === "agent" || options.async === true ? undefined : fastLinkSeen(previousPace);
   if (fastLink !== undefined) {

@@ -46,7 +46,7 @@ describe("previousFetchPace", () => {
     await writeRollout(store, record("aaaaaaaa01", 30, { whole: { bytes: 1, seconds: 1 } }));
     await writeRollout(store, record("aaaaaaaa02", 20, SLOW));
     await writeRollout(store, record("aaaaaaaa03", 10));
-    expect(await previousFetchPace(`file://${dir}`)).toEqual(SLOW);
+    expect(await previousFetchPace(`file://${dir}`, ["web-1"])).toEqual(SLOW);
   });
 
   it(`looks no further back than the ${PACE_RECORDS} newest records, and passes over a broken one`, async () => {
@@ -54,20 +54,45 @@ describe("previousFetchPace", () => {
     for (let i = 0; i < PACE_RECORDS; i++) {
       await writeRollout(store, record(`bbbbbbbb1${i}`, 30 - i));
     }
-    expect(await previousFetchPace(`file://${dir}`)).toBeUndefined();
+    expect(await previousFetchPace(`file://${dir}`, ["web-1"])).toBeUndefined();
     // A record that does not parse, newest of all, is skipped: the next one that has a pace counts.
     await rm(dir, { recursive: true, force: true });
     await writeRollout(store, record("cccccccc01", 20, SLOW));
     const broken = rolloutKey(new Date(Date.UTC(2026, 10, 27, 12)), "cccccccc02");
     await mkdir(join(dir, "status", "rollouts"), { recursive: true });
     await writeFile(join(dir, broken), "{not json");
-    expect(await previousFetchPace(`file://${dir}`)).toEqual(SLOW);
+    expect(await previousFetchPace(`file://${dir}`, ["web-1"])).toEqual(SLOW);
+  });
+
+  it("takes only what was seen on one of this deploy's hosts: other hosts' links say nothing of theirs", async () => {
+    const fastDatacenter: RolloutFetchPace = {
+      whole: { bytes: 250_000_000, seconds: 2, hosts: ["dc-1", "dc-2"] },
+    };
+    const slowEdge: RolloutFetchPace = {
+      whole: { bytes: 80_000_000, seconds: 64, hosts: ["edge-1"] },
+      rebuilt: { bytes: 80_000_000, seconds: 8, hosts: ["edge-1", "edge-2"] },
+    };
+    await writeRollout(store, record("dddddddd01", 30, slowEdge));
+    await writeRollout(store, record("dddddddd02", 20, fastDatacenter));
+    const url = `file://${dir}`;
+    // The edge hosts are judged by their own deploy, past the newer one of the datacenter.
+    expect(await previousFetchPace(url, ["edge-1", "edge-9"])).toEqual(slowEdge);
+    expect(await previousFetchPace(url, ["dc-2", "edge-1"])).toEqual(fastDatacenter);
+    // Of a record, only the kinds seen on these hosts.
+    expect(await previousFetchPace(url, ["edge-2"])).toEqual({ rebuilt: slowEdge.rebuilt });
+    expect(await previousFetchPace(url, ["new-1"])).toBeUndefined();
+    expect(await previousFetchPace(url, [])).toBeUndefined();
+    // A record from before paces named their hosts counts for any host.
+    await writeRollout(store, record("dddddddd03", 10, SLOW));
+    expect(await previousFetchPace(url, ["new-1"])).toEqual(SLOW);
   });
 
   it("gives nothing without a store, or from one that cannot be read", async () => {
-    expect(await previousFetchPace(undefined)).toBeUndefined();
+    expect(await previousFetchPace(undefined, ["web-1"])).toBeUndefined();
     expect(
-      await previousFetchPace("s3://no-such-bucket?endpoint=http://127.0.0.1:9&region=x"),
+      await previousFetchPace("s3://no-such-bucket?endpoint=http://127.0.0.1:9&region=x", [
+        "web-1",
+      ]),
     ).toBeUndefined();
   });
 });

@@ -1,8 +1,9 @@
-// How fast the previous deploys' hosts fetched, from the newest rollout records that say it: the
-// first wave of a deploy with deltas judges by it (delta-pace.ts). Never in a deploy's way: a
-// store that cannot be read, or records that cannot be, give nothing, within a deadline.
+// How fast the previous deploys' hosts fetched, from the newest rollout records that say it of
+// some of this deploy's hosts: the first wave of a deploy with deltas judges by it
+// (delta-pace.ts). Never in a deploy's way: a store that cannot be read, or records that cannot
+// be, give nothing, within a deadline.
 
-import type { RolloutFetchPace } from "../status/rollout.js";
+import type { FetchSeen, RolloutFetchPace } from "../status/rollout.js";
 import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -15,9 +16,14 @@ export const PACE_RECORDS = 5;
 /** The longest the look may take. */
 const PACE_READ_DEADLINE_MS = 10_000;
 
-/** The newest recorded pace in the fleet's cache store, or undefined. */
+/**
+ * The newest recorded pace in the fleet's cache store of a deploy that fetched to one of
+ * `hosts` (this deploy's), or undefined: a link seen fast or slow to other hosts says nothing of
+ * these (a fleet of a datacenter's hosts and of far sites, deployed apart).
+ */
 export async function previousFetchPace(
   cacheUrl: string | undefined,
+  hosts: readonly string[],
   signal?: AbortSignal,
 ): Promise<RolloutFetchPace | undefined> {
   if (cacheUrl === undefined) return undefined;
@@ -26,7 +32,7 @@ export async function previousFetchPace(
   let store: ObjectStore | undefined;
   const look = (async () => {
     store = await openStore(cacheUrl);
-    return newestPace(store);
+    return newestPace(store, hosts);
   })();
   const gaveUp = new Promise<undefined>((resolve) => {
     if (bounded.aborted) resolve(undefined);
@@ -40,11 +46,35 @@ export async function previousFetchPace(
   }
 }
 
-/** The pace of the newest of the PACE_RECORDS newest records that has one. */
-export async function newestPace(store: ObjectStore): Promise<RolloutFetchPace | undefined> {
+/**
+ * The pace of the newest of the PACE_RECORDS newest records that has one for `hosts`: of each
+ * kind, what was seen on one of them (a kind that names no hosts, from an older record, counts
+ * for any).
+ */
+export async function newestPace(
+  store: ObjectStore,
+  hosts: readonly string[],
+): Promise<RolloutFetchPace | undefined> {
+  const ours = new Set(hosts);
   for (const { key } of await listNewestRollouts(store, PACE_RECORDS)) {
     const record = await readRollout(store, key).catch(() => undefined);
-    if (record?.fetchPace !== undefined) return record.fetchPace;
+    const pace = record?.fetchPace === undefined ? undefined : paceFor(record.fetchPace, ours);
+    if (pace !== undefined) return pace;
   }
   return undefined;
+}
+
+/** `pace`'s kinds seen on one of `hosts` (or naming none), or undefined when none is. */
+function paceFor(pace: RolloutFetchPace, hosts: ReadonlySet<string>): RolloutFetchPace | undefined {
+  const ours = (seen: FetchSeen | undefined) =>
+    seen !== undefined && (seen.hosts === undefined || seen.hosts.some((h) => hosts.has(h)))
+      ? seen
+      : undefined;
+  const whole = ours(pace.whole);
+  const rebuilt = ours(pace.rebuilt);
+  if (whole === undefined && rebuilt === undefined) return undefined;
+  return {
+    ...(whole === undefined ? {} : { whole }),
+    ...(rebuilt === undefined ? {} : { rebuilt }),
+  };
 }

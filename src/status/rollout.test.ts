@@ -5,6 +5,7 @@ import { InputError } from "../errors.js";
 import {
   formatRolloutRecord,
   isRolloutKey,
+  PACE_HOSTS_KEPT,
   parseRolloutRecord,
   type RolloutRecord,
   rolloutKey,
@@ -148,7 +149,10 @@ describe("rollout records", () => {
   it("keeps how fast the hosts fetched, and refuses a pace that is not bytes and seconds", () => {
     const paced: RolloutRecord = {
       ...RECORD,
-      fetchPace: { whole: { bytes: 80_000_000, seconds: 64 }, rebuilt: { bytes: 8, seconds: 0.5 } },
+      fetchPace: {
+        whole: { bytes: 80_000_000, seconds: 64, hosts: ["edge-1", "edge-2"] },
+        rebuilt: { bytes: 8, seconds: 0.5 },
+      },
     };
     expect(parseRolloutRecord(formatRolloutRecord(paced), "rec")).toEqual(paced);
     const bad = (fetchPace: unknown) => refusal({ ...plain(), fetchPace }).message;
@@ -159,6 +163,10 @@ describe("rollout records", () => {
     expect(bad({ rebuilt: { bytes: 5 } })).toBe(
       "rec: fetchPace.rebuilt needs bytes and seconds, numbers from 0",
     );
+    const hostsError = `rec: fetchPace.whole.hosts must be at most ${PACE_HOSTS_KEPT} host names`;
+    for (const hosts of ["edge-1", [7], ["no spaces"], Array(PACE_HOSTS_KEPT + 1).fill("h")]) {
+      expect(bad({ whole: { bytes: 1, seconds: 1, hosts } })).toBe(hostsError);
+    }
   });
 
   it("refuses what is not JSON, or not an object", () => {

@@ -134,7 +134,15 @@ export type RolloutSource = OriginSource;
 export interface FetchSeen {
   readonly bytes: number;
   readonly seconds: number;
+  /**
+   * The hosts whose fetches these are, sorted, the first PACE_HOSTS_KEPT of them: a later
+   * deploy judges by them only when it deploys one of them (absent in older records: any).
+   */
+  readonly hosts?: readonly string[];
 }
+
+/** The most host names a rollout record keeps for a kind of its fetch pace. */
+export const PACE_HOSTS_KEPT = 1000;
 
 /**
  * How fast the deploy's hosts got their paths (deploy/delta-pace.ts): those that fetched every
@@ -278,7 +286,19 @@ function rolloutFetchPace(value: unknown, source: string): RolloutFetchPace {
     if (!ok(s.bytes) || !ok(s.seconds)) {
       throw malformed(source, `fetchPace.${kind} needs bytes and seconds, numbers from 0`);
     }
-    return { bytes: s.bytes as number, seconds: s.seconds as number };
+    const figures = { bytes: s.bytes as number, seconds: s.seconds as number };
+    if (s.hosts === undefined) return figures;
+    if (
+      !Array.isArray(s.hosts) ||
+      s.hosts.length > PACE_HOSTS_KEPT ||
+      !s.hosts.every((h) => typeof h === "string" && NAME_PATTERN.test(h))
+    ) {
+      throw malformed(
+        source,
+        `fetchPace.${kind}.hosts must be at most ${PACE_HOSTS_KEPT} host names`,
+      );
+    }
+    return { ...figures, hosts: s.hosts as string[] };
   };
   const whole = seen("whole");
   const rebuilt = seen("rebuilt");
