@@ -258,6 +258,20 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
   });
   expect(delta?.bytes).toBeGreaterThan(0);
   expect(delta?.bytes).toBeLessThan(delta?.narBytes ?? 0);
+  // Each figure is the NAR bytes of its paths: the delta paths fetched, the paths rebuilt from
+  // them, and those that came whole.
+  const narSizes = async (paths: readonly string[]) =>
+    paths.length === 0
+      ? 0
+      : (await runOk("nix-store", ["-q", "--size", ...paths]))
+          .trim()
+          .split("\n")
+          .reduce((sum, n) => sum + Number(n), 0);
+  expect(delta?.bytes).toBe(
+    published.reduce((sum, o) => sum + (o.kind === "published" ? o.deltaBytes : 0), 0),
+  );
+  expect(delta?.narBytes).toBe(await narSizes(worth));
+  expect(delta?.wholeNarBytes).toBe(await narSizes(lacking.filter((p) => !worth.includes(p))));
   expect(log).toMatch(new RegExp(`deltas: ${worth.length} paths came by delta`));
   // Counted at the cache: those paths came as deltas; the NARs are the others' and the tool's.
   expect(Object.fromEntries(requests)).toMatchObject({

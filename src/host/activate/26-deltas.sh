@@ -215,36 +215,72 @@ delta_candidates() {
 # The deltas fetched in file $1 ("DELTA TARGET BASE" lines) whose delta-info names that pair
 # and whose narinfo is the target's, each well formed, as "DELTA TARGET BASE BASEHASH BASESIZE
 # HASH SIZE" lines into file $2 (hashes as sha256:<52 nix32 characters>); each other one is
-# logged, with why, and listed in x_dir/failed. Reads only the deltas' small files.
+# logged, with why, and listed in x_dir/failed. Reads only the deltas' small files, each within
+# its limit: one `wc` sizes them all and one awk reads them (no process a delta: a mass rebuild
+# has thousands).
 delta_checked() {
   : >"$2"
+  : >"$x_dir/check"
+  : >"$x_dir/check-failed"
   while read -r c_d c_t c_b; do
-    x_why="the delta was not fetched"
-    if [ -d "$c_d" ]; then
-      x_why="its delta-info or narinfo is too large or missing"
-      if [ -f "$c_d/delta-info" ] && [ -f "$c_d/narinfo" ] && [ -f "$c_d/delta.zst" ] &&
-        [ "$(wc -c <"$c_d/delta-info")" -le "$DELTA_INFO_LIMIT" ] &&
-        [ "$(wc -c <"$c_d/narinfo")" -le "$DELTA_NARINFO_LIMIT" ]; then
-        x_why="its delta-info is not of this pair, or its narinfo not the target's, or malformed"
-        if LC_ALL=C awk -v d="$c_d" -v t="$c_t" -v b="$c_b" '
+    if [ ! -d "$c_d" ]; then
+      printf '%s %s %s\n' "$c_t" "$c_b" "the delta was not fetched" >>"$x_dir/check-failed"
+    elif [ -f "$c_d/delta-info" ] && [ -f "$c_d/narinfo" ] && [ -f "$c_d/delta.zst" ]; then
+      printf '%s %s %s\n' "$c_d" "$c_t" "$c_b" >>"$x_dir/check"
+    else
+      printf '%s %s %s\n' "$c_t" "$c_b" "its delta-info or narinfo is too large or missing" \
+        >>"$x_dir/check-failed"
+    fi
+  done <"$1"
+  if [ -s "$x_dir/check" ]; then
+    # Sizes from the files' status (wc -c does not read a regular file), "SIZE FILE" lines.
+    awk '{ print $1 "/delta-info"; print $1 "/narinfo" }' "$x_dir/check" |
+      xargs wc -c >"$x_dir/check-sizes" 2>/dev/null || true
+    : >"$x_dir/check-refused"
+    if LC_ALL=C awk -v sizes="$x_dir/check-sizes" -v failed="$x_dir/check-refused" \
+      -v info_limit="$DELTA_INFO_LIMIT" -v narinfo_limit="$DELTA_NARINFO_LIMIT" '
 function nix32(h) { return h ~ /^sha256:[0-9abcdfghijklmnpqrsvwxyz]+$/ && length(h) == 59 }
 function size(n) { return n ~ /^[0-9]+$/ && length(n) <= 15 }
-FNR == 1 { file++ }
-file == 1 && $0 != "" { i = index($0, ": "); k = substr($0, 1, i - 1); if (i < 2 || (k in f)) bad = 1; f[k] = substr($0, i + 2); n++ }
-file == 2 { i = index($0, ": "); if (i > 1) g[substr($0, 1, i - 1)] = substr($0, i + 2) }
-END {
-if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != t || f["Base"] != b ||
-!nix32(f["BaseNarHash"]) || !size(f["BaseNarSize"]) || g["StorePath"] != t ||
-!nix32(g["NarHash"]) || !size(g["NarSize"])) exit 1
-print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
-}' "$c_d/delta-info" "$c_d/narinfo" >>"$2"; then
-          continue
-        fi
-      fi
+function fail(why) { print $2, $3, why >>failed }
+FILENAME == sizes { if (NF == 2) bytes[$2] = $1; next }
+{
+info = $1 "/delta-info"; narinfo = $1 "/narinfo"
+if (!(info in bytes) || !(narinfo in bytes) || bytes[info] + 0 > info_limit || bytes[narinfo] + 0 > narinfo_limit) {
+fail("its delta-info or narinfo is too large or missing")
+next
+}
+split("", f); split("", g); bad = 0; n = 0
+while ((r = getline line < info) > 0) {
+if (line == "") continue
+i = index(line, ": "); k = substr(line, 1, i - 1)
+if (i < 2 || (k in f)) bad = 1
+f[k] = substr(line, i + 2); n++
+}
+if (r < 0) bad = 1
+close(info)
+while ((r = getline line < narinfo) > 0) { i = index(line, ": "); if (i > 1) g[substr(line, 1, i - 1)] = substr(line, i + 2) }
+if (r < 0) bad = 1
+close(narinfo)
+if (bad || n != 5 || f["Engine"] != "zstd-patch" || f["Target"] != $2 || f["Base"] != $3 ||
+!nix32(f["BaseNarHash"]) || !size(f["BaseNarSize"]) || g["StorePath"] != $2 ||
+!nix32(g["NarHash"]) || !size(g["NarSize"])) {
+fail("its delta-info is not of this pair, or its narinfo not the target'"'"'s, or malformed")
+next
+}
+print $1, $2, $3, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
+}' "$x_dir/check-sizes" "$x_dir/check" >"$2"; then
+      cat "$x_dir/check-refused" >>"$x_dir/check-failed"
+    else
+      # The reading itself failed: none of these deltas is taken.
+      : >"$2"
+      cut -d ' ' -f 2,3 "$x_dir/check" | sed 's/$/ its delta-info or narinfo could not be read/' \
+        >>"$x_dir/check-failed"
     fi
-    log "deltas: $c_t comes whole: the delta from $c_b: $x_why"
+  fi
+  while read -r c_t c_b c_why; do
+    log "deltas: $c_t comes whole: the delta from $c_b: $c_why"
     printf '%s\n' "$c_t" >>"$x_dir/failed"
-  done <"$1"
+  done <"$x_dir/check-failed"
 }
 
 # Rebuilds the NAR of each delta of file $1 (delta_checked's lines) into the local cache, or
@@ -252,8 +288,8 @@ print d, t, b, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 # records them must be BaseNarHash and BaseNarSize (else another base), the base's NAR as
 # `nix-store --export` writes it must be BaseNarSize bytes (else the store's copy changed; the
 # export itself refuses a path whose bytes no longer have their recorded hash), and the NAR zstd
-# rebuilds (cut at NarSize + 1 bytes: a delta that expands without bound stops there) must have
-# the narinfo's NarSize and NarHash. Its narinfo is the cache's, signed, with only URL,
+# rebuilds (under a file size limit a little above NarSize: a delta that expands without bound
+# stops there) must have the narinfo's NarHash. Its narinfo is the cache's, signed, with only URL,
 # Compression, FileHash and FileSize changed (no signature covers them). The store and nix-hash
 # are asked once for all the deltas; the disk they may take is decided first, in order; then
 # the deltas are applied DELTA_APPLY_JOBS at a time (at most one a core), all of them one
@@ -407,16 +443,18 @@ DELTA_APPLY_JOBS=4
 # BASESIZE HASH SIZE HEX META"), $3 jobs at once, with the zstd $1, each NAR rebuilt into the
 # local cache $2/cache and its target listed in $2/jobI/applied, or "TARGET BASE WHY" in
 # $2/jobI/failed. Each export of a job is one `nix-store --export` of its bases, read as a
-# stream: each base's NAR is cut from it (by its size, then its export_meta bytes skipped) into a
-# file (zstd's --patch-from reads a file, not a pipe) that goes as soon as its delta is applied,
-# while the export waits; no process is started per base to dump it. zstd writes each NAR into
-# the cache itself, under a file size limit a little above its NarSize (a delta that expands
-# without bound is stopped there; the limit is in 512-byte blocks, 1024 in a bash that is not
-# POSIX, still a bound). Once a job has applied its deltas, one `nix-hash` hashes all its NARs
-# (no pipe through a hashing process a path: that cost twice the applying) and
-# DELTA_NARINFO_AWK ($4) writes the narinfos of those with the narinfo's NarHash beside the
-# cache, moved in together after: the realise (after the step) finds a narinfo only for a NAR
-# whole and checked; the others' NARs go.
+# stream: each base's NAR is cut from it (by its size, then its export_meta bytes skipped) into
+# the job's one base file (zstd's --patch-from reads a file, not a pipe), which the next base
+# overwrites, while the export waits; no process is started per base to dump it. zstd writes
+# each NAR into the cache itself, under a file size limit a little above its NarSize (a delta
+# that expands without bound is stopped there; the limit is in 512-byte blocks, 1024 in a bash
+# that is not POSIX, still a bound). Once a job has applied its deltas, one `nix-hash` hashes
+# all its NARs (no pipe through a hashing process a path: that cost twice the applying) and
+# DELTA_NARINFO_AWK ($4) writes the narinfos of those with the narinfo's NarHash (a NAR of
+# another size has another hash) beside the cache, moved in together after: the realise (after
+# the step) finds a narinfo only for a NAR whole and checked; the others' NARs go. A delta
+# costs its job four processes: the base's cut, the skip past its export metadata, its size's
+# check, and zstd.
 # Written flush left: the SSM document's compacted copy drops lines' leading blanks.
 # shellcheck disable=SC2016 # expanded by that sh
 DELTA_APPLY_SH='
@@ -441,19 +479,19 @@ part=${part%%-*}
 nar=$dir/cache/nar/$part.nar
 why="the base NAR is not the delta BaseNarSize (the store copy changed, or its export failed)"
 if [ "$(wc -c <"$w/base.nar")" = "$bsize" ]; then
-why="zstd could not apply it, or the NAR it gives is not the narinfo NarSize"
+why="zstd could not apply it"
 if (ulimit -f "$((size / 512 + 2))" && exec "$z" -d -q -f --memory="$(((size + bsize) / 1048576 + 2))MB" \
---patch-from="$w/base.nar" "$d/delta.zst" -o "$nar") && [ "$(wc -c <"$nar")" = "$size" ]; then
+--patch-from="$w/base.nar" "$d/delta.zst" -o "$nar"); then
 printf "%s %s %s %s %s %s %s\n" "$d" "$t" "$b" "$hash" "$size" "$hex" "$part" >>"$w/rebuilt"
 why=""
 fi
 fi
-rm -f "$w/base.nar"
 if [ -n "$why" ]; then
 rm -f "$nar"
 printf "%s %s %s\n" "$t" "$b" "$why" >>"$w/failed"
 fi
 done <"$w/lines"
+rm -f "$w/base.nar"
 cat <&4 >/dev/null
 )
 done
@@ -593,9 +631,25 @@ delta_finish() {
   LC_ALL=C sort -u "$x_dir/fetch" | LC_ALL=C comm -23 - "$x_dir/applied-sorted" >"$x_dir/whole"
   f_paths=$(wc -l <"$x_dir/applied-sorted") f_whole=$(wc -l <"$x_dir/whole")
   f_failed=$(wc -l <"$x_dir/failed")
-  f_bytes=$(nar_bytes "$x_dir/deltas-fetched" "$r") || f_bytes=""
-  f_nar=$(nar_bytes "$x_dir/applied-sorted" "$r") || f_nar=""
-  f_whole_bytes=$(nar_bytes "$x_dir/whole" "$r") || f_whole_bytes=""
+  # One Nix run sizes the three lists (the sizes in their order, summed list by list); where
+  # that fails (a path not valid after a failed realise), each list is sized alone.
+  cat "$x_dir/deltas-fetched" "$x_dir/applied-sorted" "$x_dir/whole" >"$x_dir/sized"
+  : >"$x_dir/sizes"
+  if nar_bytes "$x_dir/sized" "$r" >/dev/null && f_sums=$(wc -l <"$x_dir/deltas-fetched" &&
+    wc -l <"$x_dir/applied-sorted" && cat "$x_dir/sizes") && f_sums=$(printf '%s\n' "$f_sums" |
+    awk 'NR == 1 { a = $1; next } NR == 2 { b = $1; next }
+{ i++; if (i <= a) x += $1; else if (i <= a + b) y += $1; else z += $1 }
+END { printf "%.0f %.0f %.0f", x, y, z }'); then
+    set -f
+    # shellcheck disable=SC2086 # three numbers
+    set -- $f_sums
+    set +f
+    f_bytes=$1 f_nar=$2 f_whole_bytes=$3
+  else
+    f_bytes=$(nar_bytes "$x_dir/deltas-fetched" "$r") || f_bytes=""
+    f_nar=$(nar_bytes "$x_dir/applied-sorted" "$r") || f_nar=""
+    f_whole_bytes=$(nar_bytes "$x_dir/whole" "$r") || f_whole_bytes=""
+  fi
   log "deltas: $f_paths paths came by delta (${f_bytes:-?} bytes of deltas for ${f_nar:-?} bytes of NAR), $f_whole whole (${f_whole_bytes:-?} bytes of NAR); $f_failed deltas fetched did not apply"
   x_json=$(printf '{"paths":%s,"bytes":%s,"narBytes":%s,"wholePaths":%s,"wholeNarBytes":%s,"failed":%s}' \
     "$f_paths" "$(json_num "$f_bytes")" "$(json_num "$f_nar")" "$f_whole" \
