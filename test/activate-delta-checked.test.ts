@@ -7,20 +7,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DELTA_INFO_LIMIT } from "../src/cache/delta-caps.js";
-import { run, runOk } from "../support/cli.js";
-
-const ROOT = new URL("..", import.meta.url).pathname;
+import { run } from "../support/cli.js";
+import { logCommandCalls } from "./support/command-log.js";
+import { scriptPart } from "./support/script-part.js";
 
 let work: string;
 let part: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-delta-checked-"));
-  part = join(work, "26-deltas.sh");
-  await runOk(process.execPath, [
-    join(ROOT, "scripts/assemble-activate.mjs"),
-    ...["--part", "26-deltas.sh", "--out", part],
-  ]);
+  part = await scriptPart(work, "26-deltas.sh");
 });
 
 afterAll(async () => {
@@ -62,19 +58,8 @@ async function checked(deltas: readonly Delta[]) {
     if (d.files.zst !== false) await writeFile(join(path, "delta.zst"), "");
   }
   await writeFile(join(dir, "picked"), `${lines.join("\n")}\n`);
-  const bin = join(dir, "bin");
-  await mkdir(bin);
-  for (const tool of ["awk", "wc"]) {
-    const real = (await runOk("sh", ["-c", `command -v ${tool}`])).trim();
-    await writeFile(
-      join(bin, tool),
-      `#!/bin/sh\necho ${tool} >>"${dir}/runs"\nexec ${real} "$@"\n`,
-      {
-        mode: 0o755,
-      },
-    );
-  }
-  await writeFile(join(dir, "runs"), "");
+  const wc = await logCommandCalls("wc");
+  const awk = await logCommandCalls("awk", wc.path);
   const r = await run(
     "sh",
     [
@@ -84,18 +69,15 @@ async function checked(deltas: readonly Delta[]) {
       part,
       dir,
     ],
-    { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } },
+    { env: { ...process.env, PATH: awk.path } },
   );
   expect(r.code, r.stderr).toBe(0);
   const read = async (file: string) =>
     (await readFile(join(dir, file), "utf8")).split("\n").filter(Boolean);
-  return {
-    out: await read("checked"),
-    failed: await read("failed"),
-    log: r.stderr,
-    dir,
-    runs: (await read("runs")).length,
-  };
+  const runs = (await wc.calls()).length + (await awk.calls()).length;
+  await wc.remove();
+  await awk.remove();
+  return { out: await read("checked"), failed: await read("failed"), log: r.stderr, dir, runs };
 }
 
 describe("delta_checked (activate.sh)", () => {

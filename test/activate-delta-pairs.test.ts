@@ -13,6 +13,7 @@ import { SCRIPT_CONSTANTS } from "../src/host/script-constants.js";
 import { NIX32_ALPHABET } from "../src/nix/nix32.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { runOk } from "../support/cli.js";
+import { scriptPart } from "./support/script-part.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** The script as the build wrote it. */
@@ -24,11 +25,7 @@ let part: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "nixship-delta-pairs-"));
-  part = join(work, "26-deltas.sh");
-  await runOk(process.execPath, [
-    join(ROOT, "scripts/assemble-activate.mjs"),
-    ...["--part", "26-deltas.sh", "--out", part],
-  ]);
+  part = await scriptPart(work, "26-deltas.sh");
 });
 
 afterAll(async () => {
