@@ -24,6 +24,7 @@ import {
   massSystems,
   shapeCommands,
 } from "./delta-link.js";
+import { median } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 /** The lab's name: no other session or test uses `dde`. */
@@ -377,4 +378,75 @@ async function timedDeploy(
       ? {}
       : { phases: [...phases].map(([h, p]) => `${h}: ${p.join(", ")}`).join("; ") }),
   };
+}
+
+/** The issue's targets for one host and the mass rebuild: the least speed-up by link (loopback: the most slow-down). */
+const DEPLOY_TARGETS: readonly { readonly link: RegExp; readonly faster: number }[] = [
+  { link: /^10 Mbit\/s/, faster: 10 },
+  { link: /^50 Mbit\/s/, faster: 5 },
+  { link: /^loopback$/, faster: 1 / 1.1 },
+];
+
+/**
+ * Each (corpus, link, hosts)'s median walls with and without deltas over its runs, and their
+ * ratio; again without the first deploy with deltas after a deploy over another link (the bench's
+ * setup is over loopback), which judges its first wave by that link's recorded pace; and, for
+ * one host and the mass rebuild, the deploy targets against those medians.
+ */
+export function deployMedians(runs: readonly DeployRun[]): string[] {
+  const ok = runs.filter((r) => r.failed === undefined);
+  const groups = new Map<
+    string,
+    { run: DeployRun; deltas: number[]; settled: number[]; whole: number[] }
+  >();
+  let previousLink: string | undefined;
+  let firstOnLink = true;
+  for (const r of ok) {
+    if (r.link !== previousLink) firstOnLink = true;
+    previousLink = r.link;
+    const key = `${r.corpus}, ${r.link}, ${r.hosts} host(s)`;
+    const g = groups.get(key) ?? { run: r, deltas: [], settled: [], whole: [] };
+    groups.set(key, g);
+    if (r.way === "whole") {
+      g.whole.push(r.wallSeconds);
+      continue;
+    }
+    g.deltas.push(r.wallSeconds);
+    if (!firstOnLink) g.settled.push(r.wallSeconds);
+    firstOnLink = false;
+  }
+  const lines = ["Medians by case (with deltas / --no-delta, walls in seconds):"];
+  const targets: string[] = [];
+  for (const [key, g] of groups) {
+    if (g.deltas.length === 0 || g.whole.length === 0) {
+      lines.push(
+        `  ${key}: one way only (${g.deltas.length} with deltas, ${g.whole.length} without)`,
+      );
+      continue;
+    }
+    const whole = median(g.whole);
+    const all = median(g.deltas);
+    const settled = g.settled.length > 0 ? median(g.settled) : undefined;
+    lines.push(
+      `  ${key}: ${all.toFixed(1)} (${g.deltas.length} run${g.deltas.length === 1 ? "" : "s"}, ${Math.min(...g.deltas).toFixed(1)}-${Math.max(...g.deltas).toFixed(1)}) / ${whole.toFixed(1)} (${g.whole.length}): ${(whole / all).toFixed(2)}x faster` +
+        (settled === undefined
+          ? ""
+          : `; after each link's first: ${settled.toFixed(1)} (${g.settled.length}), ${(whole / settled).toFixed(2)}x`),
+    );
+    const target = DEPLOY_TARGETS.find((t) => t.link.test(g.run.link));
+    if (target !== undefined && g.run.corpus.startsWith("mass rebuild") && g.run.hosts === 1) {
+      const judged = whole / (settled ?? all);
+      const want =
+        target.faster >= 1
+          ? `>= ${target.faster}x faster`
+          : `at most ${(1 / target.faster).toFixed(1)}x slower`;
+      targets.push(
+        `  ${judged >= target.faster ? "MET " : "MISS"}  ${key}: ${want} than --no-delta (medians${settled === undefined ? "" : ", after each link's first"}): ${judged.toFixed(2)}x`,
+      );
+    }
+  }
+  return [
+    ...lines,
+    ...(targets.length > 0 ? ["Deploy targets (printed, not asserted):", ...targets] : []),
+  ];
 }

@@ -20,7 +20,7 @@ import { DEFAULT_LEVEL } from "../src/cache/compression.js";
 import { DELTA_WORTH_RATIO } from "../src/cache/delta-path.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { debianUpdates, labChange, massRebuild, type Pair } from "./delta-corpora.js";
-import { type DeployCase, type DeployRun, deployBench } from "./delta-deploy.js";
+import { type DeployCase, type DeployRun, deployBench, deployMedians } from "./delta-deploy.js";
 import {
   type EngineOptions,
   type EngineResult,
@@ -339,6 +339,7 @@ function deployReport(runs: readonly DeployRun[]): string {
     "  deltas-done), pairs left unfinished, and whether a wave waited for them. load: the",
     "  machine's 1-minute load average before the run (other work shares its cores).",
     ...ratios,
+    ...deployMedians(runs),
   ].join("\n");
 }
 

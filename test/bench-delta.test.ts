@@ -1,10 +1,12 @@
 // The helpers of bench:delta's link and CPU measures: the tc rules that hold a lab host's link
 // (its rate both ways, and their removal), the relay that adds its delay (every byte passes, in
-// order, past its bound on bytes held), and the rusage line the measuring wrapper writes.
+// order, past its bound on bytes held), the rusage line the measuring wrapper writes, and the
+// deploys' medians and targets.
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, connect, createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { startDelayRelay } from "../bench/delay-relay.js";
+import { type DeployRun, deployMedians } from "../bench/delta-deploy.js";
 import { parseRusage } from "../bench/delta-engines.js";
 import { shapeCommands } from "../bench/delta-link.js";
 
@@ -65,5 +67,55 @@ describe("parseRusage", () => {
     expect(() => parseRusage("")).toThrow("not a rusage line (wall user sys maxrss): ''");
     expect(() => parseRusage("1.0 2.0 x 4")).toThrow("'1.0 2.0 x 4'");
     expect(() => parseRusage("1 2 3")).toThrow("not a rusage line");
+  });
+});
+
+describe("deployMedians", () => {
+  const run = (link: string, way: "deltas" | "whole", wallSeconds: number): DeployRun => ({
+    corpus: "mass rebuild 250 MB",
+    link,
+    hosts: 1,
+    way,
+    wallSeconds,
+    deployerCpuSeconds: 1,
+    linkBytes: 1,
+    byDelta: 0,
+    whole: 0,
+    load: 0,
+  });
+  const slow = "10 Mbit/s, 50 ms";
+
+  it("gives each case's medians and ratio, again without each link's first deploy, and judges the targets", () => {
+    const lines = deployMedians([
+      // The first deploy over the slow link judged it by the setup's loopback deploy.
+      run(slow, "deltas", 80),
+      run(slow, "whole", 79),
+      run(slow, "deltas", 8),
+      run(slow, "whole", 81),
+      run(slow, "deltas", 7),
+      run("50 Mbit/s, 20 ms", "deltas", 9),
+      run("50 Mbit/s, 20 ms", "whole", 20),
+      run("loopback", "deltas", 9),
+      run("loopback", "whole", 5),
+      run("loopback", "deltas", 5.4),
+      { ...run("loopback", "whole", 1), failed: "a host failed" },
+    ]);
+    expect(lines).toEqual([
+      "Medians by case (with deltas / --no-delta, walls in seconds):",
+      "  mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): 8.0 (3 runs, 7.0-80.0) / 80.0 (2): 10.00x faster; after each link's first: 7.5 (2), 10.67x",
+      "  mass rebuild 250 MB, 50 Mbit/s, 20 ms, 1 host(s): 9.0 (1 run, 9.0-9.0) / 20.0 (1): 2.22x faster",
+      "  mass rebuild 250 MB, loopback, 1 host(s): 7.2 (2 runs, 5.4-9.0) / 5.0 (1): 0.69x faster; after each link's first: 5.4 (1), 0.93x",
+      "Deploy targets (printed, not asserted):",
+      "  MET   mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): >= 10x faster than --no-delta (medians, after each link's first): 10.67x",
+      "  MISS  mass rebuild 250 MB, 50 Mbit/s, 20 ms, 1 host(s): >= 5x faster than --no-delta (medians): 2.22x",
+      "  MET   mass rebuild 250 MB, loopback, 1 host(s): at most 1.1x slower than --no-delta (medians, after each link's first): 0.93x",
+    ]);
+  });
+
+  it("says when a case ran one way only, and judges no target then", () => {
+    expect(deployMedians([run(slow, "deltas", 8), run(slow, "deltas", 9)])).toEqual([
+      "Medians by case (with deltas / --no-delta, walls in seconds):",
+      "  mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): one way only (2 with deltas, 0 without)",
+    ]);
   });
 });
