@@ -20,6 +20,7 @@ import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
 import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";
+import { median } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 /** The host's script, as `scriptInput()` sends it with no variables (the build's, dist/host). */
@@ -33,6 +34,8 @@ const HOST = `${LAB}1`;
 /** Any one command on the host or the deployer (a whole update over the link included). */
 const COMMAND_TIMEOUT_MS = 20 * 60_000;
 const ACTIVATION_TIMEOUT_S = 1200;
+/** The tmpfs of `--link-store tmpfs`: the lab's cache and host store hold about 1.5 GB of the 250 MB rebuild. */
+const TMPFS_BYTES = 8 * 1024 ** 3;
 
 export interface LinkShape {
   /** Each way. */
@@ -66,8 +69,14 @@ export function shapeCommands(
   };
 }
 
+/** The two ways a host is updated over the link. */
+export const DELTA_WAY = "nixship, deltas";
+export const COPY_WAY = "nix copy --from";
+
 export interface LinkRun {
-  readonly way: string;
+  readonly way: typeof DELTA_WAY | typeof COPY_WAY;
+  /** Which round (from 1): each round runs both ways, the first of them alternating. */
+  readonly round: number;
   /** The host's command, start to end (its own clock). */
   readonly wallSeconds: number;
   /** Bytes over the host's veth, both ways (IP packets, headers included). */
@@ -102,6 +111,10 @@ export interface LinkSetup {
   readonly mass: readonly Pair[];
   readonly env: NodeJS.ProcessEnv;
   readonly shape: LinkShape;
+  /** Rounds of both ways, each measured run right after the paths were deleted. */
+  readonly rounds: number;
+  /** Where the lab's host store is: this machine's disk, or a tmpfs of the bench's own. */
+  readonly store: "disk" | "tmpfs";
   readonly log: (line: string) => void;
 }
 
@@ -110,7 +123,9 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   const { root, log, shape } = setup;
   const work = join(root, "link");
   await mkdir(work, { recursive: true });
-  const labsDir = join(root, "labs");
+  // On a tmpfs of its own, the lab's host store creates files at memory's pace: the tools are
+  // measured without this VM's disk, whose file creation swings with what was deleted lately.
+  const labsDir = join(root, setup.store === "tmpfs" ? "labs-tmpfs" : "labs");
   // Each measured command's stderr, its lines stamped: where the time went.
   const logsDir = join(root, "link-logs");
   const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: labsDir };
@@ -167,6 +182,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
     server = undefined;
     if (labUp) await nixship("lab", "down", "--name", LAB).catch(() => "");
     labUp = false;
+    if (setup.store === "tmpfs") await local("umount", [labsDir]).catch(() => "");
   };
   // An interrupt takes the tc rules, the server and the lab down before the bench ends.
   const onSignal = (signal: NodeJS.Signals) => {
@@ -178,6 +194,18 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   try {
     // A lab of this name left by a run that was killed outright goes first.
     await nixship("lab", "down", "--name", LAB).catch(() => "");
+    if (setup.store === "tmpfs") {
+      await local("umount", [labsDir]).catch(() => "");
+      await mkdir(labsDir, { recursive: true });
+      await local("mount", [
+        "-t",
+        "tmpfs",
+        "-o",
+        `size=${TMPFS_BYTES},mode=0755`,
+        "nixship-bench-link",
+        labsDir,
+      ]);
+    }
     log(`  starting lab ${LAB} (one host, Nix 2.26)...`);
     const lab = JSON.parse(
       await nixship("lab", "up", "1", "--name", LAB, "--nix", "current", "--json"),
@@ -286,69 +314,87 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
       for (const command of commands.add) await local(command[0] as string, command.slice(1));
       shaped = commands.del;
 
-      log(`  ${c.name}: nix copy --from the cache over the held link...`);
-      const copy = await measured(
-        [
-          "nix --extra-experimental-features nix-command copy --from",
-          url,
-          "--option require-sigs true --option trusted-public-keys",
-          shellQuote(publicKey),
-          c.to,
-        ].join(" "),
-        undefined,
-        `${c.slug}-nix-copy`,
-      );
-      // Back to the host as it was: the paths the copy brought deleted, so nixship fetches them.
-      await ssh("xargs nix-store --delete >/dev/null 2>&1", Buffer.from(lacking.join("\n")));
-      const left = await ssh(
-        "xargs nix-store --check-validity --print-invalid",
-        Buffer.from(lacking.join("\n")),
-      );
-      if (
-        left
-          .trim()
-          .split("\n")
-          .filter((l) => l).length !== lacking.length
-      )
-        throw new Error(`${HOST} kept some of the paths nix copy brought: cannot measure again`);
-
-      log(`  ${c.name}: nixship activate --delta-tool over the held link...`);
-      const ours = await activate(c.to, `${c.slug}-nixship`);
-      const current = (await ssh("readlink /run/current-system")).trim();
-      if (current !== c.to) throw new Error(`${HOST} runs ${current}, not ${c.to}`);
-      const d = "delta" in ours.answer ? ours.answer.delta : undefined;
+      const profile = "/nix/var/nix/profiles/system";
+      /** The host back on the old system, the paths either way brought deleted: each run fetches them all. */
+      const forget = async () => {
+        await ssh(
+          `nix-env -p ${profile} --set ${c.from} >/dev/null && ${c.from}/bin/switch-to-configuration switch >/dev/null && ` +
+            `nix-env -p ${profile} --delete-generations old >/dev/null && rm -f /nix/var/nix/gcroots/auto/* && ` +
+            "{ xargs nix-store --delete >/dev/null 2>&1; true; }",
+          Buffer.from(lacking.join("\n")),
+        );
+        const invalid = await ssh(
+          "xargs nix-store --check-validity --print-invalid",
+          Buffer.from(lacking.join("\n")),
+        );
+        if (invalid.split("\n").filter((l) => l).length !== lacking.length)
+          throw new Error(`${HOST} kept some of the paths it fetched: cannot measure again`);
+      };
+      const copyCommand = [
+        "nix --extra-experimental-features nix-command copy --from",
+        url,
+        "--option require-sigs true --option trusted-public-keys",
+        shellQuote(publicKey),
+        c.to,
+      ].join(" ");
+      const runCopy = async (round: number): Promise<LinkRun> => {
+        const r = await measured(copyCommand, undefined, `${c.slug}-nix-copy-${round}`);
+        return {
+          way: COPY_WAY,
+          round,
+          wallSeconds: r.used.wallSeconds,
+          linkBytes: r.linkBytes,
+          hostCpuSeconds: r.used.cpuSeconds,
+        };
+      };
+      const runOurs = async (round: number): Promise<LinkRun> => {
+        const r = await activate(c.to, `${c.slug}-nixship-${round}`);
+        const current = (await ssh("readlink /run/current-system")).trim();
+        if (current !== c.to) throw new Error(`${HOST} runs ${current}, not ${c.to}`);
+        const d = "delta" in r.answer ? r.answer.delta : undefined;
+        return {
+          way: DELTA_WAY,
+          round,
+          wallSeconds: r.used.wallSeconds,
+          linkBytes: r.linkBytes,
+          hostCpuSeconds: r.used.cpuSeconds,
+          ...(d === undefined
+            ? {}
+            : "skipped" in d
+              ? { skipped: d.skipped }
+              : {
+                  delta: {
+                    paths: d.paths,
+                    bytes: d.bytes ?? 0,
+                    wholePaths: d.wholePaths,
+                    failed: d.failed,
+                  },
+                }),
+        };
+      };
+      // Every measured run fetches right after the same paths were deleted (this VM's ext4
+      // creates files more slowly after deletions), so one unmeasured copy goes first; the ways
+      // take turns at going first, round by round.
+      log(`  ${c.name}: one copy unmeasured, so that every measured run follows a deletion...`);
+      await measured(copyCommand);
+      const runs: LinkRun[] = [];
+      for (let round = 1; round <= setup.rounds; round++) {
+        const order = round % 2 === 1 ? [runCopy, runOurs] : [runOurs, runCopy];
+        for (const run of order) {
+          await forget();
+          log(
+            `  ${c.name}, round ${round} of ${setup.rounds}: ${run === runCopy ? "nix copy --from" : "nixship activate --delta-tool"} over the held link...`,
+          );
+          runs.push(await run(round));
+        }
+      }
       results.push({
         name: c.name,
         lacking: lacking.length,
         lackingNarBytes,
         tally,
         publishSeconds,
-        runs: [
-          {
-            way: "nixship, deltas",
-            wallSeconds: ours.used.wallSeconds,
-            linkBytes: ours.linkBytes,
-            hostCpuSeconds: ours.used.cpuSeconds,
-            ...(d === undefined
-              ? {}
-              : "skipped" in d
-                ? { skipped: d.skipped }
-                : {
-                    delta: {
-                      paths: d.paths,
-                      bytes: d.bytes ?? 0,
-                      wholePaths: d.wholePaths,
-                      failed: d.failed,
-                    },
-                  }),
-          },
-          {
-            way: "nix copy --from",
-            wallSeconds: copy.used.wallSeconds,
-            linkBytes: copy.linkBytes,
-            hostCpuSeconds: copy.used.cpuSeconds,
-          },
-        ],
+        runs,
       });
       await unshape();
     }
@@ -449,4 +495,32 @@ export async function linkCounters(veth: string): Promise<number> {
   const read = async (counter: string) =>
     Number(await readFile(`/sys/class/net/${veth}/statistics/${counter}`, "utf8"));
   return (await read("rx_bytes")) + (await read("tx_bytes"));
+}
+
+/** One way's runs of a case: their count, and the medians of each figure. */
+export interface LinkMedians {
+  readonly runs: number;
+  readonly wallSeconds: number;
+  readonly minWallSeconds: number;
+  readonly maxWallSeconds: number;
+  readonly hostCpuSeconds: number;
+  readonly linkBytes: number;
+}
+
+/** The medians of `way`'s runs; undefined when that way has none. */
+export function linkMedians(
+  runs: readonly LinkRun[],
+  way: LinkRun["way"],
+): LinkMedians | undefined {
+  const mine = runs.filter((r) => r.way === way);
+  if (mine.length === 0) return undefined;
+  const walls = mine.map((r) => r.wallSeconds);
+  return {
+    runs: mine.length,
+    wallSeconds: median(walls),
+    minWallSeconds: Math.min(...walls),
+    maxWallSeconds: Math.max(...walls),
+    hostCpuSeconds: median(mine.map((r) => r.hostCpuSeconds)),
+    linkBytes: median(mine.map((r) => r.linkBytes)),
+  };
 }

@@ -29,12 +29,20 @@ import {
   type PairResult,
 } from "./delta-engines.js";
 import { fastPassBench, fastPassReport } from "./delta-fast-pass.js";
-import { type LinkCase, type LinkShape, linkBench } from "./delta-link.js";
+import {
+  COPY_WAY,
+  DELTA_WAY,
+  type LinkCase,
+  type LinkMedians,
+  type LinkShape,
+  linkBench,
+  linkMedians,
+} from "./delta-link.js";
 import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
 const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy,fastpass]
-       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N]
+       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N] [--link-rounds N] [--link-store disk|tmpfs]
        [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
        [--deploy-parallel N] [--deploy-tool system|named] [--deploy-ways deltas,whole] [--fastpass-rounds N] [--dir DIR] [--remeasure]
 
@@ -73,6 +81,11 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
   --link-mbit N          the link's rate in Mbit/s, each way (tc tbf; default 50)
   --link-delay-ms N      what the link adds to a round trip (default 20): a relay in front of
                          the cache holds each chunk half of it each way (no netem here)
+  --link-rounds N        the link's rounds, each both ways, each run right after the paths
+                         were deleted, the ways taking turns at going first (default 3)
+  --link-store S         where the link's lab keeps its host store and cache: disk (default,
+                         this machine's), or tmpfs (a tmpfs of the bench's own, 8 GiB at most:
+                         the tools measured without the disk's file creation)
   --dir DIR              corpora and measurements (default /var/tmp/nixship-bench-delta)
   --remeasure            measure every pair again instead of reusing earlier figures (the
                          link and shared are measured afresh on every run)`;
@@ -82,6 +95,9 @@ const TARGET_MASS_BYTES = 20;
 const TARGET_UPDATE_BYTES = 4;
 const TARGET_APPLY_CPU = 2;
 const TARGET_MASS_FASTER = 10;
+/** The host's step by delta at most this times a whole fetch's wall, on a link this fast or faster. */
+const TARGET_STEP_WALL = 1.5;
+const FAST_LINK_MBIT = 1000;
 /** What --only may name. */
 const ONLY = ["mass", "debian", "lab", "shared", "link", "deploy", "fastpass"];
 /** A delta's bytes besides delta.zst: its narinfo, delta-info, the target's narinfo, framing. */
@@ -98,6 +114,8 @@ async function main(): Promise<void> {
       only: { type: "string", default: "mass,debian,lab,shared,link" },
       "link-mbit": { type: "string", default: "50" },
       "link-delay-ms": { type: "string", default: "20" },
+      "link-rounds": { type: "string", default: "3" },
+      "link-store": { type: "string", default: "disk" },
       "deploy-corpora": { type: "string", default: "mass" },
       "deploy-links": { type: "string", default: "loopback,50/20,10/50" },
       "deploy-hosts": { type: "string", default: "1,3" },
@@ -118,6 +136,12 @@ async function main(): Promise<void> {
     const n = Number(text);
     if (!Number.isFinite(n) || n <= 0)
       throw new Error(`--${flag} takes a positive number, not '${text}'\n${USAGE}`);
+    return n;
+  };
+  const count = (flag: string, text: string): number => {
+    const n = number(flag, text);
+    if (!Number.isInteger(n))
+      throw new Error(`--${flag} takes a whole number, not '${text}'\n${USAGE}`);
     return n;
   };
   const massMb = number("mass-mb", values["mass-mb"]);
@@ -218,7 +242,7 @@ async function main(): Promise<void> {
     const r = await measureAll("lab example", pairs);
     log(`\n${pairsReport("The lab's example change", r)}\n`);
   }
-  let link: LinkCase[] | undefined;
+  let link: { cases: LinkCase[]; shape: LinkShape } | undefined;
   if (only.has("link")) {
     const shape = {
       rateMbit: number("link-mbit", values["link-mbit"]),
@@ -229,8 +253,13 @@ async function main(): Promise<void> {
         `(the mass rebuild of ${massMb} MB, the lab's example change)...`,
     );
     const mass = await massRebuild(root, massMb);
-    link = await linkBench({ root, mass: mass.pairs, env: ENV, shape, log });
-    log(`\n${linkReport(link, shape)}\n`);
+    const rounds = count("link-rounds", values["link-rounds"]);
+    const store = values["link-store"];
+    if (store !== "disk" && store !== "tmpfs")
+      throw new Error(`--link-store takes disk or tmpfs, not '${store}'\n${USAGE}`);
+    const cases = await linkBench({ root, mass: mass.pairs, env: ENV, shape, rounds, store, log });
+    link = { cases, shape };
+    log(`\n${linkReport(cases, shape)}\n`);
   }
   if (only.has("shared")) {
     log("20 hosts that share bases: publishing their plan's deltas...");
@@ -283,7 +312,7 @@ async function main(): Promise<void> {
   if (only.has("fastpass")) {
     log(`The fast pass over the mass rebuild of ${massMb} MB: from the cache, from the store...`);
     const mass = await massRebuild(root, massMb);
-    const rounds = number("fastpass-rounds", values["fastpass-rounds"]);
+    const rounds = count("fastpass-rounds", values["fastpass-rounds"]);
     const runs = await fastPassBench({ root, pairs: mass.pairs, rounds, env: ENV, log });
     log(`\n${fastPassReport(runs)}\n`);
   }
@@ -601,11 +630,12 @@ function sharedBaseReport(r: SharedBaseResult): string {
   ].join("\n");
 }
 
-/** Each case's two ways over the held link, and how much faster nixship's was. */
+/** Each case's runs of both ways over the held link, their medians, and how much faster nixship's was. */
 function linkReport(cases: readonly LinkCase[], shape: LinkShape): string {
   const rows = cases.flatMap((c) =>
     c.runs.map((r) => [
       c.name,
+      String(r.round),
       r.way,
       r.wallSeconds.toFixed(1),
       mb(r.linkBytes),
@@ -621,35 +651,44 @@ function linkReport(cases: readonly LinkCase[], shape: LinkShape): string {
   const lines = [
     `One lab host (Nix 2.26) updated over a link held to ${shape.rateMbit} Mbit/s each way (tc tbf on its veth) ` +
       `and ${shape.delayMs} ms a round trip (a relay holding each chunk ${shape.delayMs / 2} ms each way), from the cache served on the deployer's side:`,
-    table([
+    table(
       [
-        "case",
-        "way",
-        "wall s",
-        "over the link",
-        "Mbit/s (bytes/wall)",
-        "host CPU s",
-        "paths by delta (bytes) / whole",
+        [
+          "case",
+          "round",
+          "way",
+          "wall s",
+          "over the link",
+          "Mbit/s (bytes/wall)",
+          "host CPU s",
+          "paths by delta (bytes) / whole",
+        ],
+        ...rows,
       ],
-      ...rows,
-    ]),
+      1,
+    ),
     "wall s: the host's command, start to end (nixship's: activate.sh, its switch included; nix copy's:",
     "  the copy alone). over the link: bytes through the host's veth both ways, headers included.",
     "host CPU s: user + system of the host's command and every process it waited for (wait4).",
     "Before each case the host runs the old system, its paths fetched with the link unheld; the",
-    "delta tool is on it from then (as after its first update). nix copy's paths are deleted before",
-    "nixship's run, so both fetch the same paths. Each command's stderr, its lines stamped with",
-    "the seconds since its start: link-logs/ under --dir.",
+    "delta tool is on it from then (as after its first update). Before every measured run the host",
+    "goes back to the old system and the paths the last run brought are deleted (one unmeasured copy",
+    "goes first), so each run fetches the same paths right after the same deletion; the ways take",
+    "turns at going first. Each command's stderr, its lines stamped with the seconds since its",
+    "start: link-logs/ under --dir.",
   ];
   for (const c of cases) {
-    const [ours, copy] = c.runs;
+    const ours = linkMedians(c.runs, DELTA_WAY);
+    const copy = linkMedians(c.runs, COPY_WAY);
     if (!ours || !copy) continue;
+    const range = (m: LinkMedians) =>
+      `${m.wallSeconds.toFixed(1)} s (${m.runs} runs, ${m.minWallSeconds.toFixed(1)}-${m.maxWallSeconds.toFixed(1)})`;
     lines.push(
       `  ${c.name}: ${c.lacking} paths lacking (${mb(c.lackingNarBytes)} of NAR); deltas published ` +
         `${c.tally.published}, not worth it ${c.tally.skipped}, failed ${c.tally.failed} ` +
-        `(${c.publishSeconds.toFixed(0)} s on the deployer, once); nix copy / nixship: ` +
-        `wall ${ratio(copy.wallSeconds, ours.wallSeconds)}, bytes ${ratio(copy.linkBytes, ours.linkBytes)}, ` +
-        `host CPU ${ratio(copy.hostCpuSeconds, ours.hostCpuSeconds)}`,
+        `(${c.publishSeconds.toFixed(0)} s on the deployer, once); medians, nixship ${range(ours)}, ` +
+        `nix copy ${range(copy)}; nix copy / nixship: wall ${ratio(copy.wallSeconds, ours.wallSeconds)}, ` +
+        `bytes ${ratio(copy.linkBytes, ours.linkBytes)}, host CPU ${ratio(copy.hostCpuSeconds, ours.hostCpuSeconds)}`,
     );
   }
   return lines.join("\n");
@@ -657,7 +696,7 @@ function linkReport(cases: readonly LinkCase[], shape: LinkShape): string {
 
 function targetsReport(
   all: readonly { corpus: string; results: PairResult[] }[],
-  link: readonly LinkCase[] | undefined,
+  link: { readonly cases: readonly LinkCase[]; readonly shape: LinkShape } | undefined,
 ): string {
   const lines: string[] = ["Targets (printed, not asserted):"];
   const mark = (ok: boolean): string => (ok ? "MET " : "MISS");
@@ -672,12 +711,20 @@ function targetsReport(
       );
     }
   }
-  const massLink = link?.find((c) => c.name.startsWith("mass rebuild"));
-  const [ours, copy] = massLink?.runs ?? [];
-  if (ours && copy) {
+  const massLink = link?.cases.find((c) => c.name.startsWith("mass rebuild"));
+  const ours = massLink && linkMedians(massLink.runs, DELTA_WAY);
+  const copy = massLink && linkMedians(massLink.runs, COPY_WAY);
+  if (link && ours && copy) {
     const r = copy.wallSeconds / ours.wallSeconds;
+    const shape = `${link.shape.rateMbit} Mbit/s, ${link.shape.delayMs} ms`;
     lines.push(
-      `  ${mark(r >= TARGET_MASS_FASTER)}  mass rebuild, >= ${TARGET_MASS_FASTER}x faster over the held link than nix copy --from: ${r.toFixed(1)}x`,
+      `  ${mark(r >= TARGET_MASS_FASTER)}  mass rebuild, >= ${TARGET_MASS_FASTER}x faster over the held link (${shape}) than nix copy --from (medians): ${r.toFixed(1)}x`,
+    );
+    const step = ours.wallSeconds / copy.wallSeconds;
+    lines.push(
+      link.shape.rateMbit >= FAST_LINK_MBIT
+        ? `  ${mark(step <= TARGET_STEP_WALL)}  mass rebuild, the host's step within ${TARGET_STEP_WALL}x a whole fetch's wall on a fast link (${shape}; medians): ${step.toFixed(2)}x`
+        : `  --    mass rebuild, the host's step within ${TARGET_STEP_WALL}x a whole fetch on a fast link: not judged at ${shape} (--link-mbit ${FAST_LINK_MBIT} --link-delay-ms 1): ${step.toFixed(2)}x`,
     );
   } else if (mass) {
     lines.push(

@@ -8,7 +8,13 @@ import { describe, expect, it } from "vitest";
 import { startDelayRelay } from "../bench/delay-relay.js";
 import { type DeployRun, deployMedians } from "../bench/delta-deploy.js";
 import { parseRusage } from "../bench/delta-engines.js";
-import { shapeCommands } from "../bench/delta-link.js";
+import {
+  COPY_WAY,
+  DELTA_WAY,
+  type LinkRun,
+  linkMedians,
+  shapeCommands,
+} from "../bench/delta-link.js";
 
 describe("shapeCommands", () => {
   it("holds the veth toward the host and the host's eth0 to the rate, and takes both off", () => {
@@ -117,5 +123,47 @@ describe("deployMedians", () => {
       "Medians by case (with deltas / --no-delta, walls in seconds):",
       "  mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): one way only (2 with deltas, 0 without)",
     ]);
+  });
+});
+
+describe("linkMedians", () => {
+  const run = (way: LinkRun["way"], round: number, wallSeconds: number, cpu: number): LinkRun => ({
+    way,
+    round,
+    wallSeconds,
+    linkBytes: wallSeconds * 1000,
+    hostCpuSeconds: cpu,
+  });
+
+  it("takes one way's runs alone and gives the median of each figure and the walls' range", () => {
+    const runs = [
+      run(COPY_WAY, 1, 2, 1),
+      run(DELTA_WAY, 1, 6, 9),
+      run(DELTA_WAY, 2, 3, 5),
+      run(COPY_WAY, 2, 4, 2),
+      run(COPY_WAY, 3, 3, 7),
+      run(DELTA_WAY, 3, 4, 6),
+      run(DELTA_WAY, 4, 5, 8),
+    ];
+    expect(linkMedians(runs, COPY_WAY)).toEqual({
+      runs: 3,
+      wallSeconds: 3,
+      minWallSeconds: 2,
+      maxWallSeconds: 4,
+      hostCpuSeconds: 2,
+      linkBytes: 3000,
+    });
+    expect(linkMedians(runs, DELTA_WAY)).toEqual({
+      runs: 4,
+      wallSeconds: 4.5,
+      minWallSeconds: 3,
+      maxWallSeconds: 6,
+      hostCpuSeconds: 7,
+      linkBytes: 4500,
+    });
+  });
+
+  it("gives nothing for a way that did not run", () => {
+    expect(linkMedians([run(COPY_WAY, 1, 2, 1)], DELTA_WAY)).toBeUndefined();
   });
 });
