@@ -24,6 +24,7 @@ import {
   massSystems,
   shapeCommands,
 } from "./delta-link.js";
+import { type LabStore, labsDir } from "./lab-store.js";
 import { median } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
@@ -79,6 +80,8 @@ export interface DeploySetup {
   readonly tool: "system" | "named";
   /** Which ways each case runs, in this order (default both: with deltas, then --no-delta). */
   readonly ways?: readonly ("deltas" | "whole")[];
+  /** Where the lab keeps its hosts' stores and its cache (default this machine's disk). */
+  readonly store?: LabStore;
   readonly env: NodeJS.ProcessEnv;
   readonly log: (line: string) => void;
 }
@@ -87,7 +90,10 @@ export interface DeploySetup {
 export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
   const { root, log } = setup;
   const work = join(root, "deploy");
-  const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: join(root, "labs") };
+  const labs = labsDir(root, LAB, setup.store ?? "disk", (command, args) =>
+    output(command, args, { env: setup.env, timeoutMs: COMMAND_TIMEOUT_MS }),
+  );
+  const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: labs.dir };
   const local = (command: string, args: readonly string[], input?: Buffer) =>
     output(command, args, { env, timeoutMs: COMMAND_TIMEOUT_MS, ...(input ? { input } : {}) });
   const nixship = (...args: string[]) => local(process.execPath, [NIXSHIP_BIN, ...args]);
@@ -117,6 +123,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
     server = undefined;
     if (labUp) await nixship("lab", "down", "--name", LAB).catch(() => "");
     labUp = false;
+    await labs.release();
   };
   const onSignal = (signal: NodeJS.Signals) => {
     log(`  ${signal}: taking the link's rules, the cache server and lab ${LAB} down...`);
@@ -127,6 +134,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
   const runs: DeployRun[] = [];
   try {
     await nixship("lab", "down", "--name", LAB).catch(() => "");
+    await labs.prepare();
     log(`  starting lab ${LAB} (${most} hosts, Nix 2.26)...`);
     const lab = JSON.parse(
       await nixship("lab", "up", String(most), "--name", LAB, "--nix", "current", "--json"),

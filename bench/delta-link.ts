@@ -20,6 +20,7 @@ import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
 import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";
+import { type LabStore, labsDir } from "./lab-store.js";
 import { median } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
@@ -34,8 +35,6 @@ const HOST = `${LAB}1`;
 /** Any one command on the host or the deployer (a whole update over the link included). */
 const COMMAND_TIMEOUT_MS = 20 * 60_000;
 const ACTIVATION_TIMEOUT_S = 1200;
-/** The tmpfs of `--link-store tmpfs`: the lab's cache and host store hold about 1.5 GB of the 250 MB rebuild. */
-const TMPFS_BYTES = 8 * 1024 ** 3;
 
 export interface LinkShape {
   /** Each way. */
@@ -113,8 +112,8 @@ export interface LinkSetup {
   readonly shape: LinkShape;
   /** Rounds of both ways, each measured run right after the paths were deleted. */
   readonly rounds: number;
-  /** Where the lab's host store is: this machine's disk, or a tmpfs of the bench's own. */
-  readonly store: "disk" | "tmpfs";
+  /** Where the lab keeps its host store and cache. */
+  readonly store: LabStore;
   readonly log: (line: string) => void;
 }
 
@@ -123,12 +122,12 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   const { root, log, shape } = setup;
   const work = join(root, "link");
   await mkdir(work, { recursive: true });
-  // On a tmpfs of its own, the lab's host store creates files at memory's pace: the tools are
-  // measured without this VM's disk, whose file creation swings with what was deleted lately.
-  const labsDir = join(root, setup.store === "tmpfs" ? "labs-tmpfs" : "labs");
+  const labs = labsDir(root, LAB, setup.store, (command, args) =>
+    output(command, args, { env: setup.env, timeoutMs: COMMAND_TIMEOUT_MS }),
+  );
   // Each measured command's stderr, its lines stamped: where the time went.
   const logsDir = join(root, "link-logs");
-  const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: labsDir };
+  const env: NodeJS.ProcessEnv = { ...setup.env, NIXSHIP_LAB_DIR: labs.dir };
   const local = (command: string, args: readonly string[], input?: Buffer) =>
     output(command, args, {
       env,
@@ -182,7 +181,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
     server = undefined;
     if (labUp) await nixship("lab", "down", "--name", LAB).catch(() => "");
     labUp = false;
-    if (setup.store === "tmpfs") await local("umount", [labsDir]).catch(() => "");
+    await labs.release();
   };
   // An interrupt takes the tc rules, the server and the lab down before the bench ends.
   const onSignal = (signal: NodeJS.Signals) => {
@@ -194,18 +193,7 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
   try {
     // A lab of this name left by a run that was killed outright goes first.
     await nixship("lab", "down", "--name", LAB).catch(() => "");
-    if (setup.store === "tmpfs") {
-      await local("umount", [labsDir]).catch(() => "");
-      await mkdir(labsDir, { recursive: true });
-      await local("mount", [
-        "-t",
-        "tmpfs",
-        "-o",
-        `size=${TMPFS_BYTES},mode=0755`,
-        "nixship-bench-link",
-        labsDir,
-      ]);
-    }
+    await labs.prepare();
     log(`  starting lab ${LAB} (one host, Nix 2.26)...`);
     const lab = JSON.parse(
       await nixship("lab", "up", "1", "--name", LAB, "--nix", "current", "--json"),

@@ -42,7 +42,7 @@ import { type SharedBaseResult, sharedBase } from "./delta-shared.js";
 import { table } from "./stats.js";
 
 const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--only mass,debian,lab,shared,link,deploy,fastpass]
-       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N] [--link-rounds N] [--link-store disk|tmpfs]
+       [--slow-level-max-mb N] [--bsdiff-max-gb N] [--xz-max-mb N] [--link-mbit N] [--link-delay-ms N] [--link-rounds N] [--lab-store disk|tmpfs]
        [--deploy-corpora mass,debian] [--deploy-links loopback,50/20,10/50] [--deploy-hosts 1,3]
        [--deploy-parallel N] [--deploy-tool system|named] [--deploy-ways deltas,whole] [--fastpass-rounds N] [--dir DIR] [--remeasure]
 
@@ -83,9 +83,9 @@ const USAGE = `Usage: npm run bench:delta -- [--mass-mb N] [--levels 3,9,19] [--
                          the cache holds each chunk half of it each way (no netem here)
   --link-rounds N        the link's rounds, each both ways, each run right after the paths
                          were deleted, the ways taking turns at going first (default 3)
-  --link-store S         where the link's lab keeps its host store and cache: disk (default,
-                         this machine's), or tmpfs (a tmpfs of the bench's own, 8 GiB at most:
-                         the tools measured without the disk's file creation)
+  --lab-store S          where the labs of link and deploy keep their hosts' stores and cache:
+                         disk (default, this machine's), or tmpfs (one of the bench's own, 8 GiB
+                         at most: the tools measured without the disk's file creation)
   --dir DIR              corpora and measurements (default /var/tmp/nixship-bench-delta)
   --remeasure            measure every pair again instead of reusing earlier figures (the
                          link and shared are measured afresh on every run)`;
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       "link-mbit": { type: "string", default: "50" },
       "link-delay-ms": { type: "string", default: "20" },
       "link-rounds": { type: "string", default: "3" },
-      "link-store": { type: "string", default: "disk" },
+      "lab-store": { type: "string", default: "disk" },
       "deploy-corpora": { type: "string", default: "mass" },
       "deploy-links": { type: "string", default: "loopback,50/20,10/50" },
       "deploy-hosts": { type: "string", default: "1,3" },
@@ -145,6 +145,10 @@ async function main(): Promise<void> {
     return n;
   };
   const massMb = number("mass-mb", values["mass-mb"]);
+  const store = values["lab-store"];
+  if (store !== "disk" && store !== "tmpfs")
+    throw new Error(`--lab-store takes disk or tmpfs, not '${store}'\n${USAGE}`);
+  const storeWhere = store === "disk" ? "on this machine's disk" : "on a tmpfs";
   const options: EngineOptions = {
     zstdLevels: values.levels.split(",").map((l) => number("levels", l)),
     slowLevelMaxBytes: number("slow-level-max-mb", values["slow-level-max-mb"]) * 1e6,
@@ -249,14 +253,11 @@ async function main(): Promise<void> {
       delayMs: number("link-delay-ms", values["link-delay-ms"]),
     };
     log(
-      `One lab host updated over a link held to ${shape.rateMbit} Mbit/s and ${shape.delayMs} ms ` +
+      `One lab host (its store and cache ${storeWhere}) updated over a link held to ${shape.rateMbit} Mbit/s and ${shape.delayMs} ms ` +
         `(the mass rebuild of ${massMb} MB, the lab's example change)...`,
     );
     const mass = await massRebuild(root, massMb);
     const rounds = count("link-rounds", values["link-rounds"]);
-    const store = values["link-store"];
-    if (store !== "disk" && store !== "tmpfs")
-      throw new Error(`--link-store takes disk or tmpfs, not '${store}'\n${USAGE}`);
     const cases = await linkBench({ root, mass: mass.pairs, env: ENV, shape, rounds, store, log });
     link = { cases, shape };
     log(`\n${linkReport(cases, shape)}\n`);
@@ -294,7 +295,7 @@ async function main(): Promise<void> {
       return w;
     });
     log(
-      `Whole deploys with deltas and with --no-delta (lab dde; deltas applied with ${tool === "system" ? "the zstd of the system each host runs" : "a zstd the fleet file names"}; ${parallel} host(s) a wave after the canary)...`,
+      `Whole deploys with deltas and with --no-delta (lab dde, its stores and cache ${storeWhere}; deltas applied with ${tool === "system" ? "the zstd of the system each host runs" : "a zstd the fleet file names"}; ${parallel} host(s) a wave after the canary)...`,
     );
     const runs = await deployBench({
       root,
@@ -304,6 +305,7 @@ async function main(): Promise<void> {
       parallel,
       tool,
       ways,
+      store,
       env: ENV,
       log,
     });
