@@ -25,7 +25,8 @@ export function labsDir(root: string, lab: string, store: LabStore, local: Local
   if (store === "disk") {
     return { dir: join(root, "labs"), prepare: async () => {}, release: async () => {} };
   }
-  const dir = join(root, `labs-tmpfs-${lab}`);
+  // Short: the lab's ssh control sockets live under it, and a socket's path takes at most 107 bytes.
+  const dir = join(root, `tmpfs-${lab}`);
   const release = async () => {
     await local("umount", [dir]).catch(() => "");
   };
