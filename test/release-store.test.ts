@@ -52,6 +52,9 @@ function manyHosts(count: number): Record<string, { path: StorePath }> {
   );
 }
 
+/** When the releases of these tests are published: they expire 7 days later. */
+const PUBLISHED = new Date("2026-11-21T10:00:00.000Z");
+
 function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
   return {
     channel: "prod",
@@ -61,7 +64,7 @@ function options(overrides: Partial<PublishOptions> = {}): PublishOptions {
     health: { http: [], commands: [{ run: "true", timeout: 5 }] },
     confirmTimeout: 30,
     key,
-    now: new Date("2026-11-21T10:00:00.000Z"),
+    now: PUBLISHED,
     ...overrides,
   };
 }
@@ -155,7 +158,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       );
       const [entry] = await listReleases(store, "prod");
       expect(entry).toMatchObject({ status: "ok", seq: 1, hosts: 600, current: true });
-      const shown = await readReleaseShow(store, "prod", 1, trusted);
+      const shown = await readReleaseShow(store, "prod", 1, trusted, PUBLISHED);
       expect(shown.release).toEqual(signed.release);
       const roots = await rootsFromStore(store, { keepReleases: 5 });
       expect(roots.unreadable).toEqual([]);
@@ -396,16 +399,21 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       // The release itself has no field an older agent would refuse.
       expect(Object.keys(parseReleaseHead(signed.bytes, "r").head)).not.toContain("by");
       expect(text(signed.bytes)).not.toContain("ci@builder");
-      const shown = await readReleaseShow(store, "prod", 2, trusted);
+      const shown = await readReleaseShow(store, "prod", 2, trusted, PUBLISHED);
       expect(shown.origin).toEqual({ status: "trusted", keyName: key.name, ...origin });
       expect(shown.warnings).toEqual([]);
+      // A week after it was published, release show says it has expired.
+      const expiry = new Date(PUBLISHED.getTime() + 7 * 24 * 3600_000);
+      expect((await readReleaseShow(store, "prod", 2, trusted, expiry)).warnings).toEqual([
+        `release 2 expired at ${expiry.toISOString()}: agents refuse it; renew the channel with 'nixship release refresh'`,
+      ]);
       // Someone who can write the bucket but holds no release key edits who published it.
       const stored = JSON.parse(text(await readAll(store, releaseOriginKey("prod", 2))));
       await store.put(
         releaseOriginKey("prod", 2),
         Buffer.from(JSON.stringify({ ...stored, by: "mallory@nowhere" })),
       );
-      const altered = await readReleaseShow(store, "prod", 2, trusted);
+      const altered = await readReleaseShow(store, "prod", 2, trusted, PUBLISHED);
       expect(altered.origin).toMatchObject({ status: "untrusted" });
       expect(JSON.stringify(altered.origin)).not.toContain("mallory");
       expect(altered.warnings.join("\n")).toMatch(/who published release 2 is not known/);
@@ -414,7 +422,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
         releaseOriginKey("prod", 2),
         (await readAll(store, releaseOriginKey("prod", 1))) ?? Buffer.from(""),
       );
-      expect((await readReleaseShow(store, "prod", 2, trusted)).origin).toMatchObject({
+      expect((await readReleaseShow(store, "prod", 2, trusted, PUBLISHED)).origin).toMatchObject({
         status: "untrusted",
         problem: expect.stringContaining("not this release"),
       });

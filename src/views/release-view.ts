@@ -62,13 +62,14 @@ export interface ReleaseShowView {
 /**
  * Release `which` of the channel. With `trustedKeys` it is verified first (an InputError unless
  * one of them signed exactly this content), and only releases they signed count in the hosts'
- * histories; without, nothing is verified.
+ * histories; without, nothing is verified. Whether it has expired is judged at `now`.
  */
 export async function readReleaseShow(
   store: ObjectStore,
   channel: string,
   which: number | "latest",
   trustedKeys: readonly PublicKey[] | undefined,
+  now: Date = new Date(),
 ): Promise<ReleaseShowView> {
   const found = await findRelease(store, channel, which);
   const verified = trustedKeys !== undefined;
@@ -88,7 +89,7 @@ export async function readReleaseShow(
     }),
     releaseOrigin(store, release, found.bytes, trustedKeys),
   ]);
-  const expired = !checkExpiry(release, new Date()).ok;
+  const expired = !checkExpiry(release, now).ok;
   // The channel should name the newest release: one that names an older release than a
   // signed file listed above it was replayed (or its publisher was interrupted).
   const newer =
