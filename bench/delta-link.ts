@@ -20,6 +20,7 @@ import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.js";
 import { EXAMPLES, output, type Pair } from "./delta-corpora.js";
 import { parseRusage, RUSAGE_WRAPPER, type Usage } from "./delta-engines.js";
+import { backToSystemCommand } from "./host-reset.js";
 import { type LabStore, labsDir } from "./lab-store.js";
 import { median } from "./stats.js";
 
@@ -302,13 +303,10 @@ export async function linkBench(setup: LinkSetup): Promise<LinkCase[]> {
       for (const command of commands.add) await local(command[0] as string, command.slice(1));
       shaped = commands.del;
 
-      const profile = "/nix/var/nix/profiles/system";
       /** The host back on the old system, the paths either way brought deleted: each run fetches them all. */
       const forget = async () => {
         await ssh(
-          `nix-env -p ${profile} --set ${c.from} >/dev/null && ${c.from}/bin/switch-to-configuration switch >/dev/null && ` +
-            `nix-env -p ${profile} --delete-generations old >/dev/null && rm -f /nix/var/nix/gcroots/auto/* && ` +
-            "{ xargs nix-store --delete >/dev/null 2>&1; true; }",
+          `${backToSystemCommand(c.from)} && { xargs nix-store --delete >/dev/null 2>&1; true; }`,
           Buffer.from(lacking.join("\n")),
         );
         const invalid = await ssh(

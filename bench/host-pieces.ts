@@ -17,6 +17,7 @@ import { nixship } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { serveLabCache } from "../support/serve.js";
 import { CgroupMeter, cgroupsAvailable } from "./cgroup-meter.js";
+import { backToSystemCommand, SYSTEM_PROFILE } from "./host-reset.js";
 import { median } from "./stats.js";
 import { timed } from "./timed.js";
 
@@ -39,7 +40,6 @@ const { activateArgs, CHECK_PATHS_VARIABLE, confirmArgs, statusArgs } =
   await load_<typeof import("../src/host/activation.js")>("host/activation.js");
 const EXAMPLES = fileURLToPath(new URL("../../examples", import.meta.url));
 const ENV: NodeJS.ProcessEnv = { ...process.env, NIX_CONFIG: TEST_NIX_CONFIG };
-const PROFILE = "/nix/var/nix/profiles/system";
 /** Seconds the host's processes get to end after a piece (the watcher, a closing session). */
 const SETTLE_S = 5;
 
@@ -131,9 +131,7 @@ async function measureAll(lab: Lab, meter: CgroupMeter, reps: number, s: Systems
   // The host goes back to v1 and forgets v2, so each activation and each loop's copy get it anew.
   const reset = async () => {
     await onMaster(
-      `nix-env -p ${PROFILE} --set ${s.v1} && ${s.v1}/bin/switch-to-configuration switch && ` +
-        `nix-env -p ${PROFILE} --delete-generations old >/dev/null && ` +
-        `rm -f /nix/var/nix/gcroots/auto/* && nix-store --delete ${s.own.join(" ")} >/dev/null 2>&1; ` +
+      `${backToSystemCommand(s.v1)} && nix-store --delete ${s.own.join(" ")} >/dev/null 2>&1; ` +
         `! nix-store --check-validity ${s.v2} 2>/dev/null`,
     );
   };
@@ -238,7 +236,7 @@ async function measureAll(lab: Lab, meter: CgroupMeter, reps: number, s: Systems
       if (copy.code !== 0) throw new Error(`nix-copy-closure: ${copy.stderr}`);
       await ssh([
         lab.host,
-        `nix-env -p ${PROFILE} --set ${s.v2} && ${s.v2}/bin/switch-to-configuration switch`,
+        `nix-env -p ${SYSTEM_PROFILE} --set ${s.v2} && ${s.v2}/bin/switch-to-configuration switch`,
       ]);
     },
     async () => {
