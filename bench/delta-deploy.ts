@@ -9,7 +9,7 @@
 // deployer's CPU (the command and every child it waited for) and the machine's load are kept.
 import { spawn } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { loadavg } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { labGateway, labLayout } from "../src/lab/layout.js";
@@ -25,7 +25,7 @@ import {
   shapeCommands,
 } from "./delta-link.js";
 import { type LabStore, labsDir } from "./lab-store.js";
-import { median } from "./stats.js";
+import { machineCpuSeconds, median } from "./stats.js";
 
 const NIXSHIP_BIN = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 /** The lab's name: no other session or test uses `dde`. */
@@ -47,6 +47,11 @@ export interface DeployRun {
   readonly wallSeconds: number;
   /** CPU (user + system) of the deploy command and every process it waited for (zstd). */
   readonly deployerCpuSeconds: number;
+  /**
+   * CPU of the whole machine while the deploy ran (/proc/stat's busy time): the deployer, the
+   * cache server, the link's relay and the hosts together, and whatever else ran meanwhile.
+   */
+  readonly machineCpuSeconds: number;
   /** Bytes through the hosts' veths, both ways. */
   readonly linkBytes: number;
   /** Paths the hosts got by delta, and whole (summed over the hosts). */
@@ -224,6 +229,7 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
               return sum;
             };
             const bytesBefore = await counters();
+            const cpuBefore = machineCpuSeconds();
             // Several hosts roll out one a wave: the later ones can take the deltas computed
             // meanwhile (in one wave, every host starts before any delta is there).
             const r = await deploy(
@@ -233,13 +239,23 @@ export async function deployBench(setup: DeploySetup): Promise<DeployRun[]> {
               String(setup.parallel),
               ...(way === "whole" ? ["--no-delta"] : []),
             );
+            const machineCpu = machineCpuSeconds() - cpuBefore;
             const linkBytes = (await counters()) - bytesBefore;
             await unshape();
-            const run = { corpus: c.name, link, hosts: count, way, load, linkBytes, ...r };
+            const run = {
+              corpus: c.name,
+              link,
+              hosts: count,
+              way,
+              load,
+              linkBytes,
+              machineCpuSeconds: machineCpu,
+              ...r,
+            };
             runs.push(run);
             // Told as it comes: a later failure (or an interrupt) keeps what was measured.
             log(
-              `    ${run.failed === undefined ? "" : `FAILED (${run.failed}): `}wall ${run.wallSeconds.toFixed(1)} s, deployer CPU ${run.deployerCpuSeconds.toFixed(1)} s, load ${load.toFixed(1)}, by delta ${run.byDelta} / whole ${run.whole}, ${(linkBytes / 1e6).toFixed(1)} MB over the links${run.waited ? ", a wave waited" : ""}`,
+              `    ${run.failed === undefined ? "" : `FAILED (${run.failed}): `}wall ${run.wallSeconds.toFixed(1)} s, deployer CPU ${run.deployerCpuSeconds.toFixed(1)} s, machine CPU ${run.machineCpuSeconds.toFixed(1)} s, load ${load.toFixed(1)}, by delta ${run.byDelta} / whole ${run.whole}, ${(linkBytes / 1e6).toFixed(1)} MB over the links${run.waited ? ", a wave waited" : ""}`,
             );
             if (run.phases) log(`      ${run.phases}`);
             // Back to the old system for the next round (its paths are on the hosts already).
@@ -399,13 +415,26 @@ const DEPLOY_TARGETS: readonly { readonly link: RegExp; readonly faster: number 
  * Each (corpus, link, hosts)'s median walls with and without deltas over its runs, and their
  * ratio; again without the first deploy with deltas after a deploy over another link (the bench's
  * setup is over loopback), which judges its first wave by that link's recorded pace; and, for
- * one host and the mass rebuild, the deploy targets against those medians.
+ * one host and the mass rebuild, the deploy targets against those medians. A target missed says
+ * the floor this machine's cores set: the CPU the deploys with deltas took of the whole machine
+ * (median, of the same runs), spread over every core, against the wall the target asks for.
  */
-export function deployMedians(runs: readonly DeployRun[]): string[] {
+export function deployMedians(
+  runs: readonly DeployRun[],
+  cores: number = availableParallelism(),
+): string[] {
   const ok = runs.filter((r) => r.failed === undefined);
   const groups = new Map<
     string,
-    { run: DeployRun; deltas: number[]; settled: number[]; whole: number[] }
+    {
+      run: DeployRun;
+      deltas: number[];
+      settled: number[];
+      whole: number[];
+      /** The machine's CPU in the deploys with deltas, all of them and after each link's first. */
+      cpu: number[];
+      settledCpu: number[];
+    }
   >();
   let previousLink: string | undefined;
   let firstOnLink = true;
@@ -413,14 +442,25 @@ export function deployMedians(runs: readonly DeployRun[]): string[] {
     if (r.link !== previousLink) firstOnLink = true;
     previousLink = r.link;
     const key = `${r.corpus}, ${r.link}, ${r.hosts} host(s)`;
-    const g = groups.get(key) ?? { run: r, deltas: [], settled: [], whole: [] };
+    const g = groups.get(key) ?? {
+      run: r,
+      deltas: [],
+      settled: [],
+      whole: [],
+      cpu: [],
+      settledCpu: [],
+    };
     groups.set(key, g);
     if (r.way === "whole") {
       g.whole.push(r.wallSeconds);
       continue;
     }
     g.deltas.push(r.wallSeconds);
-    if (!firstOnLink) g.settled.push(r.wallSeconds);
+    g.cpu.push(r.machineCpuSeconds);
+    if (!firstOnLink) {
+      g.settled.push(r.wallSeconds);
+      g.settledCpu.push(r.machineCpuSeconds);
+    }
     firstOnLink = false;
   }
   const lines = ["Medians by case (with deltas / --no-delta, walls in seconds):"];
@@ -451,6 +491,15 @@ export function deployMedians(runs: readonly DeployRun[]): string[] {
       targets.push(
         `  ${judged >= target.faster ? "MET " : "MISS"}  ${key}: ${want} than --no-delta (medians${settled === undefined ? "" : ", after each link's first"}): ${judged.toFixed(2)}x`,
       );
+      if (judged < target.faster) {
+        const cpu = median(settled === undefined ? g.cpu : g.settledCpu);
+        const floor = cpu / cores;
+        const asked = whole / target.faster;
+        targets.push(
+          `        the machine's CPU in those deploys with deltas: ${cpu.toFixed(1)} s (median), at least ${floor.toFixed(1)} s of wall on ${cores} core${cores === 1 ? "" : "s"}; the target asks for at most ${asked.toFixed(1)} s` +
+            (floor > asked ? ": out of reach on this machine's cores" : ""),
+        );
+      }
     }
   }
   return [

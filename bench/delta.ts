@@ -330,6 +330,7 @@ function deployReport(runs: readonly DeployRun[]): string {
     "way",
     "wall s",
     "deployer CPU s",
+    "machine CPU s",
     "over the links",
     "by delta / whole",
     "deltas s",
@@ -342,6 +343,7 @@ function deployReport(runs: readonly DeployRun[]): string {
     r.way,
     `${r.wallSeconds.toFixed(1)}${r.failed === undefined ? "" : " FAILED"}`,
     r.deployerCpuSeconds.toFixed(1),
+    r.machineCpuSeconds.toFixed(1),
     mb(r.linkBytes),
     r.way === "deltas" ? `${r.byDelta} / ${r.whole}` : "-",
     r.deltasSeconds === undefined
@@ -350,22 +352,31 @@ function deployReport(runs: readonly DeployRun[]): string {
     r.load.toFixed(1),
   ]);
   const ratios: string[] = [];
-  for (const d of runs.filter((r) => r.way === "deltas")) {
-    const w = runs.find(
-      (r) => r.way === "whole" && r.corpus === d.corpus && r.link === d.link && r.hosts === d.hosts,
-    );
-    if (w === undefined) continue;
+  // Each deploy with deltas against the deploy without that came next in the same setting
+  // (the bench runs them one after the other).
+  runs.forEach((d, i) => {
+    if (d.way !== "deltas") return;
+    const w = runs
+      .slice(i + 1)
+      .find(
+        (r) =>
+          r.way === "whole" && r.corpus === d.corpus && r.link === d.link && r.hosts === d.hosts,
+      );
+    if (w === undefined) return;
     ratios.push(
       `  ${d.corpus}, ${d.link}, ${d.hosts} host(s): wall with/without deltas ${(d.wallSeconds / w.wallSeconds).toFixed(2)}x, ` +
-        `bytes ${ratio(w.linkBytes, d.linkBytes)} fewer, deployer CPU ${d.deployerCpuSeconds.toFixed(1)} s against ${w.deployerCpuSeconds.toFixed(1)} s`,
+        `bytes ${ratio(w.linkBytes, d.linkBytes)} fewer, deployer CPU ${d.deployerCpuSeconds.toFixed(1)} s against ${w.deployerCpuSeconds.toFixed(1)} s, ` +
+        `machine CPU ${d.machineCpuSeconds.toFixed(1)} s against ${w.machineCpuSeconds.toFixed(1)} s`,
     );
-  }
+  });
   return [
     "Whole deploys (their build aside), with deltas and with --no-delta, each a fresh rebuild:",
     table([header, ...rows]),
     "wall s: the deploy command, start to end (push, survey, plan, the deltas' computing in the",
     "  background, the rollout, and stopping what is left of the deltas). deployer CPU s: user +",
-    "  system of the command and every child it waited for (zstd). over the links: bytes through",
+    "  system of the command and every child it waited for (zstd). machine CPU s: the whole",
+    "  machine's busy time meanwhile (the deployer, the cache server, the link's relay, the hosts,",
+    "  and anything else running). over the links: bytes through",
     "  the hosts' veths, both ways (ssh included). deltas s: when the fast pass ended (its",
     "  deltas-done), pairs left unfinished, and whether a wave waited for them. load: the",
     "  machine's 1-minute load average before the run (other work shares its cores).",

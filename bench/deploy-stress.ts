@@ -18,7 +18,7 @@ import type { DeployEvent } from "../src/deploy/events.js";
 import { labGateway } from "../src/lab/layout.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { labsDownSync } from "./fleet-labs.js";
-import { cpuTimes } from "./stats.js";
+import { machineCpuSeconds } from "./stats.js";
 import { tail, timed } from "./timed.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
@@ -98,7 +98,7 @@ try {
     };
     for (const host of Object.values(doc.hosts)) host.system = `path:${EXAMPLES}#${system}`;
     await writeFile(lab.files.fleet, `${JSON.stringify(doc, null, 2)}\n`);
-    const cpuBefore = cpuTimes();
+    const cpuBefore = machineCpuSeconds();
     const r = await timed(
       process.execPath,
       [
@@ -119,8 +119,7 @@ try {
       env,
       deployTimeout(hosts),
     );
-    const cpu = cpuTimes();
-    const busySeconds = (cpu.busy - cpuBefore.busy) / 100;
+    const busySeconds = machineCpuSeconds() - cpuBefore;
     const summary = r.stdout
       .split("\n")
       .filter((l) => l.startsWith("{"))

@@ -33,7 +33,7 @@ import {
   readShimCalls,
   readShimExpressions,
 } from "./nix-shim.js";
-import { cpuTimes, linearFit, mb, median, table } from "./stats.js";
+import { linearFit, machineCpuSeconds, mb, median, table } from "./stats.js";
 
 const NIXSHIP = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url));
 // Never a substituter: nothing here may leave the machine.
@@ -481,11 +481,6 @@ function growthLine(
 /** Two decimals, or n/a. */
 function s2(x: number | undefined): string {
   return x === undefined || !Number.isFinite(x) ? "n/a" : x.toFixed(2);
-}
-
-/** The whole machine's busy CPU seconds so far (all cores; USER_HZ 100). */
-function machineCpuSeconds(): number {
-  return cpuTimes().busy / 100;
 }
 
 /**

@@ -57,3 +57,11 @@ export function cpuTimes(): { busy: number; total: number } {
   const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
   return { busy: total - idle, total };
 }
+
+/**
+ * The whole machine's busy CPU seconds so far, all cores (/proc/stat counts USER_HZ ticks, 100 a
+ * second on Linux): the difference over a span is what every process on the machine used in it.
+ */
+export function machineCpuSeconds(): number {
+  return cpuTimes().busy / 100;
+}

@@ -77,13 +77,19 @@ describe("parseRusage", () => {
 });
 
 describe("deployMedians", () => {
-  const run = (link: string, way: "deltas" | "whole", wallSeconds: number): DeployRun => ({
+  const run = (
+    link: string,
+    way: "deltas" | "whole",
+    wallSeconds: number,
+    machineCpuSeconds = 1,
+  ): DeployRun => ({
     corpus: "mass rebuild 250 MB",
     link,
     hosts: 1,
     way,
     wallSeconds,
     deployerCpuSeconds: 1,
+    machineCpuSeconds,
     linkBytes: 1,
     byDelta: 0,
     whole: 0,
@@ -92,20 +98,23 @@ describe("deployMedians", () => {
   const slow = "10 Mbit/s, 50 ms";
 
   it("gives each case's medians and ratio, again without each link's first deploy, and judges the targets", () => {
-    const lines = deployMedians([
-      // The first deploy over the slow link judged it by the setup's loopback deploy.
-      run(slow, "deltas", 80),
-      run(slow, "whole", 79),
-      run(slow, "deltas", 8),
-      run(slow, "whole", 81),
-      run(slow, "deltas", 7),
-      run("50 Mbit/s, 20 ms", "deltas", 9),
-      run("50 Mbit/s, 20 ms", "whole", 20),
-      run("loopback", "deltas", 9),
-      run("loopback", "whole", 5),
-      run("loopback", "deltas", 5.4),
-      { ...run("loopback", "whole", 1), failed: "a host failed" },
-    ]);
+    const lines = deployMedians(
+      [
+        // The first deploy over the slow link judged it by the setup's loopback deploy.
+        run(slow, "deltas", 80),
+        run(slow, "whole", 79),
+        run(slow, "deltas", 8),
+        run(slow, "whole", 81),
+        run(slow, "deltas", 7),
+        run("50 Mbit/s, 20 ms", "deltas", 9, 10),
+        run("50 Mbit/s, 20 ms", "whole", 20),
+        run("loopback", "deltas", 9),
+        run("loopback", "whole", 5),
+        run("loopback", "deltas", 5.4),
+        { ...run("loopback", "whole", 1), failed: "a host failed" },
+      ],
+      2,
+    );
     expect(lines).toEqual([
       "Medians by case (with deltas / --no-delta, walls in seconds):",
       "  mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): 8.0 (3 runs, 7.0-80.0) / 80.0 (2): 10.00x faster; after each link's first: 7.5 (2), 10.67x",
@@ -114,7 +123,29 @@ describe("deployMedians", () => {
       "Deploy targets (printed, not asserted):",
       "  MET   mass rebuild 250 MB, 10 Mbit/s, 50 ms, 1 host(s): >= 10x faster than --no-delta (medians, after each link's first): 10.67x",
       "  MISS  mass rebuild 250 MB, 50 Mbit/s, 20 ms, 1 host(s): >= 5x faster than --no-delta (medians): 2.22x",
+      "        the machine's CPU in those deploys with deltas: 10.0 s (median), at least 5.0 s of wall on 2 cores; the target asks for at most 4.0 s: out of reach on this machine's cores",
       "  MET   mass rebuild 250 MB, loopback, 1 host(s): at most 1.1x slower than --no-delta (medians, after each link's first): 0.93x",
+    ]);
+  });
+
+  it("says a missed target's floor from the machine's CPU, out of reach only when over the target", () => {
+    const link = "50 Mbit/s, 20 ms";
+    // One deploy first over loopback: the slow link's first deploy is left out of its medians.
+    const first = [run("loopback", "deltas", 5), run("loopback", "whole", 5)];
+    const lines = deployMedians(
+      [
+        ...first,
+        run(link, "deltas", 30, 100),
+        run(link, "deltas", 9, 7),
+        run(link, "deltas", 8, 6),
+        run(link, "deltas", 10, 9),
+        run(link, "whole", 20),
+      ],
+      3,
+    );
+    expect(lines.slice(-2)).toEqual([
+      "  MISS  mass rebuild 250 MB, 50 Mbit/s, 20 ms, 1 host(s): >= 5x faster than --no-delta (medians, after each link's first): 2.22x",
+      "        the machine's CPU in those deploys with deltas: 7.0 s (median), at least 2.3 s of wall on 3 cores; the target asks for at most 4.0 s",
     ]);
   });
 
