@@ -92,6 +92,29 @@ describe("the plan's deltas", () => {
     );
   });
 
+  it("says an estimate made from bounds is a bound too, once", () => {
+    const lines = formatPlanDeltas({
+      deltas: {
+        hosts: [
+          fetch("web1", {
+            byDelta: 0,
+            pending: 9,
+            withDeltas: 1_520_000,
+            whole: 1_520_000,
+            upperBound: true,
+            estimated: 92_100,
+          }),
+        ],
+        pending: 9,
+        unread: [],
+        noDelta: [],
+      },
+    });
+    expect(lines[1]).toBe(
+      "  web1: 14 paths, 0 by delta: at most 1.52 MB with deltas, at most 1.52 MB without; once computed, about 92.1 kB or less with deltas, 16.5× less (an estimate)",
+    );
+  });
+
   it("names the hosts that get no delta, and why", () => {
     const lines = formatPlanDeltas({
       deltas: {

@@ -73,5 +73,7 @@ function fetchLine(f: HostDeltaFetch): string {
   if (f.estimated === undefined) return line;
   const expected =
     f.estimated > 0 && f.estimated < f.whole ? `, ${(f.whole / f.estimated).toFixed(1)}× less` : "";
-  return `${line}; once computed, about ${bound}${formatBytes(f.estimated)} with deltas${expected} (an estimate)`;
+  // An estimate from sizes known only as a bound (the NARs, before the push) is a bound too.
+  const orLess = f.upperBound ? " or less" : "";
+  return `${line}; once computed, about ${formatBytes(f.estimated)}${orLess} with deltas${expected} (an estimate)`;
 }
