@@ -96,11 +96,15 @@ describe("agent hosts: a failed bake takes its whole wave back", () => {
     await setSystems(lab, "web-v1");
     const settled = await deployViaAgent(lab);
     expect(settled.code, settled.stderr).toBe(0);
+    // The query's range (4 s) reaches before the switch: seconds ago these hosts ran
+    // web-errors-later (the earlier test), whose errors may still be in it when the bake's first
+    // measurements come. As the docs say, a range no longer than the interval × (failureLimit +
+    // 1) keeps a previous system's errors from failing the new one: 4 s ≤ 1 s × 5.
     await setBakePolicy(lab.fleetFile, prometheus.url, TAG, {
       canary: 0,
       parallel: 2,
       bake: { seconds: 20, interval: 1 },
-      analysis: [errorsAtMost(0.1)],
+      analysis: [{ ...errorsAtMost(0.1), failureLimit: 4 }],
     });
     const before = await servedAll();
     await setSystems(lab, "web-errors-later", [first]);
@@ -109,13 +113,15 @@ describe("agent hosts: a failed bake takes its whole wave back", () => {
     expect(r.code, r.stderr).toBe(1);
     expect(await servedAll()).toEqual(before);
     const summary = summaryOf(r);
-    expect(summary[first]).toMatchObject({
+    // Every host's outcome in the message: which host failed first, and why.
+    const told = JSON.stringify(summary, null, 1);
+    expect(summary[first], told).toMatchObject({
       status: "failed",
       phase: "bake",
       rolledBack: true,
       cause: { kind: "bake" },
     });
-    expect(summary[second]).toMatchObject({
+    expect(summary[second], told).toMatchObject({
       status: "failed",
       phase: "bake",
       rolledBack: true,

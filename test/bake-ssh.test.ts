@@ -262,7 +262,10 @@ describe("a failed bake takes its whole wave back (a wave of two, then one more)
   }
 
   it("one host fails its analysis: both hosts of its wave go back, and the next wave never starts", async () => {
-    await waves({ analysis: [errorsAtMost(0.1)] });
+    // The clean deploy's switch may be seconds old: as the docs say, a range (4 s) no longer
+    // than the interval × (failureLimit + 1) keeps what web-errors-12 served from failing the
+    // healthy host.
+    await waves({ analysis: [{ ...errorsAtMost(0.1), failureLimit: 4 }] });
     const before = await served();
     await setExampleSystems(lab.fleetFile, {
       [first]: "web-errors-later",

@@ -4,7 +4,8 @@
 // runs the HTTP checks itself, and sends `rollback` to a host that fails them.
 // Why one long file: it is the one class behind the Delivery seam for ssm, whose verbs share the
 // wave's command, its throttling and its invocations; the SSM calls are ssm-client.ts's, the
-// outcomes ssm-outcomes.ts's, reboots ssm-reboot.ts's.
+// outcomes ssm-outcomes.ts's, reboots ssm-reboot.ts's, and what each command carries
+// ssm-parameters.ts's.
 
 import { randomBytes } from "node:crypto";
 import type { CommandInvocation, SendCommandCommandInput } from "@aws-sdk/client-ssm";
@@ -14,7 +15,6 @@ import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
 import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT, phaseMarker } from "../host/activation.js";
 import {
-  activateDeadline,
   finishActivation,
   type RebootRequest,
   type ScriptRun,
@@ -58,6 +58,13 @@ import {
   instanceOutcome,
   ssmFailure,
 } from "./ssm-outcomes.js";
+import {
+  activateParameters,
+  hostRecipients,
+  rollbackParameters,
+  type SecretsUrl,
+  sendTargets,
+} from "./ssm-parameters.js";
 import { finishSsmReboot } from "./ssm-reboot.js";
 
 export interface SsmDeliveryOptions extends SsmCommandsOptions {
@@ -169,7 +176,10 @@ export class SsmDelivery implements Delivery {
       if (request.judgeBoot) tokens.set(group, request.judgeBoot.token);
       else if (request.reboot || request.recordBoot)
         tokens.set(group, `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`);
-      parameters.set(group, this.activateParameters(request, secrets, tokens.get(group)));
+      parameters.set(
+        group,
+        activateParameters(this.settings.commandTimeout, request, secrets, tokens.get(group)),
+      );
     }
     // Values the document would refuse fail the wave before anything is sent.
     const document = ssmDocument();
@@ -184,7 +194,7 @@ export class SsmDelivery implements Delivery {
     for (const group of groups) {
       const input: Omit<SendCommandCommandInput, "DocumentName"> = {
         ...(group.targets
-          ? { Targets: group.targets.map((t) => ({ Key: t.key, Values: [...t.values] })) }
+          ? { Targets: sendTargets(group.targets) }
           : { InstanceIds: group.instanceIds }),
         Parameters: parameters.get(group),
         MaxConcurrency: String(Math.max(1, context.parallel)),
@@ -250,9 +260,7 @@ export class SsmDelivery implements Delivery {
       const h = ssmHost(host);
       const sent = await this.commands.trySend(
         {
-          ...(h.instanceId !== undefined
-            ? { InstanceIds: [h.instanceId] }
-            : { Targets: (h.targets ?? []).map((t) => ({ Key: t.key, Values: [...t.values] })) }),
+          ...hostRecipients(h),
           Parameters: {
             Command: ["check"],
             HealthChecks: [encodeHealthChecks(request.commandChecks)],
@@ -300,10 +308,8 @@ export class SsmDelivery implements Delivery {
     const h = ssmHost(host);
     const sent = await this.commands.trySend(
       {
-        ...(h.instanceId !== undefined
-          ? { InstanceIds: [h.instanceId] }
-          : { Targets: (h.targets ?? []).map((t) => ({ Key: t.key, Values: [...t.values] })) }),
-        Parameters: this.rollbackParameters(generation, activationTimeout),
+        ...hostRecipients(h),
+        Parameters: rollbackParameters(this.settings.commandTimeout, generation, activationTimeout),
         MaxConcurrency: "100%",
         MaxErrors: "100%",
         TimeoutSeconds: this.settings.commandTimeout,
@@ -341,10 +347,7 @@ export class SsmDelivery implements Delivery {
    * Puts the group's secrets bundle in the store and presigns a GET of it for `seconds` (at
    * most 12 hours); undefined when the group's request carries no secrets.
    */
-  async #secretsUrl(
-    group: Group,
-    seconds: number,
-  ): Promise<{ readonly url: string; readonly sha256: string } | undefined> {
+  async #secretsUrl(group: Group, seconds: number): Promise<SecretsUrl | undefined> {
     const secrets = group.request.secrets;
     if (secrets === undefined) return undefined;
     const store = this.#store;
@@ -358,82 +361,6 @@ export class SsmDelivery implements Delivery {
     const sha256 = await putSecretsBundle(store, host, secrets.bundle);
     const url = await store.presignGet(secretsBundleKey(host, sha256), Math.min(seconds, 43_200));
     return { url, sha256 };
-  }
-
-  /**
-   * SendCommand's Parameters for an activation (with `bootToken`, a reboot into the system:
-   * the boot activation, SSM's reboot, and the verdict after it; or a boot set for later,
-   * recorded under it), or for the judgement of a pending boot (after-boot with the checks);
-   * empty values are left to the defaults.
-   */
-  activateParameters(
-    request: DeployRequest,
-    secrets?: { readonly url: string; readonly sha256: string },
-    bootToken?: string,
-  ): Record<string, string[]> {
-    const judged = request.judgeBoot;
-    if (judged !== undefined) {
-      const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
-      return {
-        Command: ["after-boot"],
-        RebootToken: [judged.token],
-        RebootRollback: [String(judged.reboot.rollback)],
-        ...(request.commandChecks.length === 0
-          ? {}
-          : { HealthChecks: [encodeHealthChecks(request.commandChecks)] }),
-        ExecutionTimeout: [
-          String(
-            Math.min(
-              this.settings.commandTimeout,
-              request.commandChecks.length * longest + SETTLE_TIMEOUT,
-            ),
-          ),
-        ],
-      };
-    }
-    const rebootToken = request.reboot === undefined ? undefined : bootToken;
-    const values: Record<string, string> = {
-      Command: "activate",
-      StorePath: request.path,
-      Action: request.action,
-      Substituters: request.substituters.join(" "),
-      TrustedPublicKeys: request.trustedKeys.join(" "),
-      HealthChecks: encodeHealthChecks(request.commandChecks),
-      ActivationTimeout: String(request.activationTimeout),
-      SecretsUrl: secrets?.url ?? "",
-      SecretsSha256: secrets?.sha256 ?? "",
-      AgePath: (secrets && request.secrets?.age) ?? "",
-      DeltaTool: request.deltaTool ?? "",
-      // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
-      ExecutionTimeout: String(Math.min(this.settings.commandTimeout, activateDeadline(request))),
-      ...(rebootToken === undefined || request.reboot === undefined
-        ? {}
-        : {
-            Action: "boot",
-            RebootToken: rebootToken,
-            RebootRollback: String(request.reboot.rollback),
-          }),
-      ...(rebootToken === undefined && request.recordBoot && bootToken !== undefined
-        ? { BootToken: bootToken }
-        : {}),
-    };
-    return Object.fromEntries(
-      Object.entries(values)
-        .filter(([, v]) => v !== "")
-        .map(([k, v]) => [k, [v]]),
-    );
-  }
-
-  private rollbackParameters(
-    generation: number | undefined,
-    activationTimeout: number,
-  ): Record<string, string[]> {
-    return {
-      Command: ["rollback"],
-      ActivationTimeout: [String(activationTimeout)],
-      ExecutionTimeout: [String(this.settings.commandTimeout)],
-      ...(generation === undefined ? {} : { Generation: [String(generation)] }),
-    };
   }
 
   /** Polls one deploy command to its end; each member host's outcome by wave index. */
@@ -611,7 +538,8 @@ export class SsmDelivery implements Delivery {
       try {
         const commandId = await this.commands.send({
           InstanceIds: ids,
-          Parameters: this.rollbackParameters(
+          Parameters: rollbackParameters(
+            this.settings.commandTimeout,
             gen === "" ? undefined : Number(gen),
             activationTimeout,
           ),

@@ -1,0 +1,104 @@
+// What each SendCommand of the ssm mode carries: the document's Parameters for an activation, a
+// pending boot's judgement and a rollback, each bounded by the fleet's command timeout, and
+// whom it is sent to. Pure: ssm.ts sends them.
+import type { SsmHost, SsmTarget } from "../fleet/fleet.js";
+import { activateDeadline, SETTLE_TIMEOUT } from "../host/activation-session.js";
+import type { DeployRequest } from "./delivery.js";
+import { encodeHealthChecks } from "./ssm-document.js";
+
+/** The document's parameters: each value a one-element list, as SendCommand takes them. */
+export type SsmParameters = Record<string, string[]>;
+
+/** A group's secrets bundle as its instances fetch it: a presigned URL and its digest. */
+export interface SecretsUrl {
+  readonly url: string;
+  readonly sha256: string;
+}
+
+/** SendCommand's Targets for tag targets. */
+export function sendTargets(targets: readonly SsmTarget[]): { Key: string; Values: string[] }[] {
+  return targets.map((t) => ({ Key: t.key, Values: [...t.values] }));
+}
+
+/** Whom a command for one host goes to: its instance, or every instance its targets match. */
+export function hostRecipients(
+  h: Pick<SsmHost, "instanceId" | "targets">,
+): { InstanceIds: string[] } | { Targets: { Key: string; Values: string[] }[] } {
+  return h.instanceId !== undefined
+    ? { InstanceIds: [h.instanceId] }
+    : { Targets: sendTargets(h.targets ?? []) };
+}
+
+/**
+ * The Parameters for an activation (with `bootToken`, a reboot into the system: the boot
+ * activation, SSM's reboot, and the verdict after it; or a boot set for later, recorded under
+ * it), or for the judgement of a pending boot (after-boot with the checks); empty values are
+ * left to the document's defaults. No run outlasts `commandTimeout` (seconds).
+ */
+export function activateParameters(
+  commandTimeout: number,
+  request: DeployRequest,
+  secrets?: SecretsUrl,
+  bootToken?: string,
+): SsmParameters {
+  const judged = request.judgeBoot;
+  if (judged !== undefined) {
+    const longest = Math.max(1, ...request.commandChecks.map((c) => c.timeout));
+    return {
+      Command: ["after-boot"],
+      RebootToken: [judged.token],
+      RebootRollback: [String(judged.reboot.rollback)],
+      ...(request.commandChecks.length === 0
+        ? {}
+        : { HealthChecks: [encodeHealthChecks(request.commandChecks)] }),
+      ExecutionTimeout: [
+        String(Math.min(commandTimeout, request.commandChecks.length * longest + SETTLE_TIMEOUT)),
+      ],
+    };
+  }
+  const rebootToken = request.reboot === undefined ? undefined : bootToken;
+  const values: Record<string, string> = {
+    Command: "activate",
+    StorePath: request.path,
+    Action: request.action,
+    Substituters: request.substituters.join(" "),
+    TrustedPublicKeys: request.trustedKeys.join(" "),
+    HealthChecks: encodeHealthChecks(request.commandChecks),
+    ActivationTimeout: String(request.activationTimeout),
+    SecretsUrl: secrets?.url ?? "",
+    SecretsSha256: secrets?.sha256 ?? "",
+    AgePath: (secrets && request.secrets?.age) ?? "",
+    DeltaTool: request.deltaTool ?? "",
+    // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
+    ExecutionTimeout: String(Math.min(commandTimeout, activateDeadline(request))),
+    ...(rebootToken === undefined || request.reboot === undefined
+      ? {}
+      : {
+          Action: "boot",
+          RebootToken: rebootToken,
+          RebootRollback: String(request.reboot.rollback),
+        }),
+    ...(rebootToken === undefined && request.recordBoot && bootToken !== undefined
+      ? { BootToken: bootToken }
+      : {}),
+  };
+  return Object.fromEntries(
+    Object.entries(values)
+      .filter(([, v]) => v !== "")
+      .map(([k, v]) => [k, [v]]),
+  );
+}
+
+/** The Parameters for a rollback: to `generation`, or the one before the current. */
+export function rollbackParameters(
+  commandTimeout: number,
+  generation: number | undefined,
+  activationTimeout: number,
+): SsmParameters {
+  return {
+    Command: ["rollback"],
+    ActivationTimeout: [String(activationTimeout)],
+    ExecutionTimeout: [String(commandTimeout)],
+    ...(generation === undefined ? {} : { Generation: [String(generation)] }),
+  };
+}
