@@ -142,6 +142,12 @@ describe("plan and doctor", () => {
     expect(plan.stdout).toMatch(
       / {4}errors: sum\(rate\(example_web_requests_total.* is at most 0\.1; no data waits/,
     );
+    // Its range (4 s) reads past the first measurement (2 s), so the plan says so; the query of
+    // instants has no such note.
+    expect(plan.stdout).toContain(
+      "      it reads 4s back, more than the interval × (failureLimit + 1) = 2s: its first measurements may count what a host ran before its switch; a range of at most 2s, or a failureLimit of 1, keeps that out",
+    );
+    expect(plan.stdout.match(/ it reads \d+s back/g)).toHaveLength(1);
     const r = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
     const checks = (JSON.parse(r.stdout) as { checks: Record<string, string>[] }).checks.filter(
       (c) => c.area === "prometheus",

@@ -2,10 +2,13 @@ import { describe, expect, it } from "vitest";
 import {
   analysisState,
   conditionText,
+  durationSeconds,
   hostQuery,
   judgeSample,
   type Measurement,
   meanOf,
+  previousSystemReach,
+  queryReach,
 } from "./analysis.js";
 import { ANALYSIS_DEFAULTS, type AnalysisQuery, baselineHosts } from "./bake.js";
 
@@ -124,5 +127,47 @@ describe("the query for a host, and its baseline", () => {
     expect(baselineHosts(plan, "a1", 1)).toEqual(["a2", "a3"]);
     expect(baselineHosts(plan, "b1", 1)).toEqual(["b2"]);
     expect(baselineHosts(plan, "a2", 2)).toEqual([]);
+  });
+});
+
+describe("how far back a query reads", () => {
+  it("reads PromQL durations, compound ones and plain seconds", () => {
+    expect(durationSeconds("4s")).toBe(4);
+    expect(durationSeconds("1h30m")).toBe(5400);
+    expect(durationSeconds("250ms")).toBe(0.25);
+    expect(durationSeconds("2w")).toBe(1_209_600);
+    expect(durationSeconds("90")).toBe(90);
+    expect(durationSeconds("5x")).toBeUndefined();
+    expect(durationSeconds("m5")).toBeUndefined();
+  });
+
+  it("takes the longest range, a subquery's range, and adds the longest offset back", () => {
+    const ratio =
+      'sum(rate(req{host="{name}",code="500"}[4s])) / sum(rate(req{host="{name}"}[4s]))';
+    expect(queryReach(ratio)).toBe(4);
+    expect(queryReach('max_over_time(rate(x{host="{name}"}[1m])[30m:1m])')).toBe(1800);
+    expect(queryReach("rate(x[5m] offset 1h)")).toBe(3900);
+    // A negative offset reads later; a query of instants reads nothing back.
+    expect(queryReach("rate(x[5m] offset -1h)")).toBe(300);
+    expect(queryReach('up{host="{name}"}')).toBe(0);
+    // Brackets in a label's value are text, not a range.
+    expect(queryReach('x{path="/a[10m]"}')).toBe(0);
+  });
+
+  it("says when a bake's first measurements may read the previous system, and what keeps it out", () => {
+    const ratio = 'rate(x{host="{name}"}[4s])';
+    // 4 s back, one measurement a second: the first three may hold what ran before.
+    expect(previousSystemReach(query({ query: ratio }), 1, 20)).toEqual({
+      reach: 4,
+      rangeAtMost: 1,
+      failureLimit: 3,
+    });
+    expect(previousSystemReach(query({ query: ratio, failureLimit: 3 }), 1, 20)).toBeUndefined();
+    expect(previousSystemReach(query({ query: ratio }), 4, 20)).toBeUndefined();
+    // A bake too short for a limit to help: only a shorter range does.
+    expect(previousSystemReach(query({ query: "rate(x[5m])" }), 10, 12)).toEqual({
+      reach: 300,
+      rangeAtMost: 10,
+    });
   });
 });

@@ -40,6 +40,65 @@ export interface Measurement {
   readonly why: string;
 }
 
+/** PromQL's duration units, in seconds. */
+const UNIT_SECONDS: Readonly<Record<string, number>> = {
+  ms: 0.001,
+  s: 1,
+  m: 60,
+  h: 3600,
+  d: 86_400,
+  w: 604_800,
+  y: 31_536_000,
+};
+
+/** Seconds of a PromQL duration ("4s", "1h30m", or a number of seconds); undefined if not one. */
+export function durationSeconds(text: string): number | undefined {
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  const parts = [...text.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text) return undefined;
+  return parts.reduce((sum, p) => sum + Number(p[1]) * (UNIT_SECONDS[p[2] as string] ?? 0), 0);
+}
+
+/**
+ * How far before the moment it is asked a query reads, in seconds: its longest range (`[4s]`,
+ * a subquery's `[30m:1m]`) and its longest `offset`, added; 0 for a query of instants. Text in
+ * quotes (label values) is not read.
+ */
+export function queryReach(query: string): number {
+  const code = query.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
+  let range = 0;
+  for (const m of code.matchAll(/\[\s*([0-9a-z.]+)\s*(?::[^\]]*)?\]/gi)) {
+    range = Math.max(range, durationSeconds(m[1] as string) ?? 0);
+  }
+  let offset = 0;
+  // A negative offset reads later, not earlier.
+  for (const m of code.matchAll(/\boffset\s+(-?)\s*([0-9a-z.]+)/gi)) {
+    if (m[1] === "") offset = Math.max(offset, durationSeconds(m[2] as string) ?? 0);
+  }
+  return range + offset;
+}
+
+/**
+ * Whether a query's first measurements in a bake may still read the host's previous system:
+ * the first comes one `interval` after the host is confirmed, so a query that reads further back
+ * than `interval` × (its failure limit + 1) can fail a healthy host on what it ran before
+ * (docs/progressive-delivery.md). What would keep them out, when they may.
+ */
+export function previousSystemReach(
+  query: Pick<AnalysisQuery, "query" | "failureLimit">,
+  interval: number,
+  rounds: number,
+):
+  | { readonly reach: number; readonly rangeAtMost: number; readonly failureLimit?: number }
+  | undefined {
+  const reach = queryReach(query.query);
+  const rangeAtMost = interval * (query.failureLimit + 1);
+  if (reach <= rangeAtMost) return undefined;
+  // The least limit that keeps them out; none when the bake measures no more often than that.
+  const limit = Math.ceil(reach / interval) - 1;
+  return { reach, rangeAtMost, ...(limit < rounds ? { failureLimit: limit } : {}) };
+}
+
 /** A query's condition in words: "at most 0.05", "at most 1.5 × the baseline". */
 export function conditionText(query: Pick<AnalysisQuery, "max" | "min" | "baseline">): string {
   const parts: string[] = [];

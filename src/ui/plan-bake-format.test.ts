@@ -28,6 +28,22 @@ describe("formatPlanBakes", () => {
     expect(formatPlanBakes({ hosts: [{ host: "db1" }] as never })).toEqual([]);
   });
 
+  it("notes a query that may read what a host ran before its switch, and what keeps it out", () => {
+    const query = 'rate(x{host="{name}"}[4s])';
+    const bake = (failureLimit: number) => ({
+      seconds: 20,
+      interval: 1,
+      analysis: [{ name: "errors", query, max: 0.1, failureLimit, noData: "fail" as const }],
+    });
+    expect(formatPlanBakes({ hosts: [{ host: "web1", bake: bake(0) }] } as never)).toEqual([
+      "bake (after each wave's confirmation, before the next wave):",
+      "  web1: 20s, checks and queries every 1s; a host that fails rolls its wave back",
+      `    errors: ${query} is at most 0.1; no data fails`,
+      "      it reads 4s back, more than the interval × (failureLimit + 1) = 1s: its first measurements may count what a host ran before its switch; a range of at most 1s, or a failureLimit of 3, keeps that out",
+    ]);
+    expect(formatPlanBakes({ hosts: [{ host: "web1", bake: bake(3) }] } as never)).toHaveLength(3);
+  });
+
   it("says that agent hosts' command checks are not repeated during the bake", () => {
     const bake = { seconds: 30, interval: 5, analysis: [] };
     const checks = { http: [], commands: [{ run: "true", timeout: 5 }] };
