@@ -21,8 +21,6 @@ import {
 import type { PublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import {
-  checkExpiry,
-  checkSequence,
   checksFor,
   type ReleaseHead,
   type ReleaseHost,
@@ -47,6 +45,7 @@ import {
   releaseRecord,
 } from "./agent-records.js";
 import { AgentReporter } from "./agent-reporter.js";
+import { headVerdict } from "./head-verdict.js";
 import { type AgentState, isPaused, loadState, saveState } from "./state.js";
 
 export interface AgentOptions {
@@ -265,27 +264,12 @@ export class Agent {
     const { etag } = read;
     const { digest } = signed;
     const release = signed.head;
-    if (release.channel !== o.channel) {
-      return this.#reject(
-        etag,
-        `release ${release.seq} is for channel "${release.channel}", not "${o.channel}"`,
-        undefined,
-      );
+    const verdict = headVerdict(release, digest, o.channel, state, new Date(this.#now()));
+    if (verdict.kind === "unchanged") {
+      await this.#save({ ...state, etag });
+      return "unchanged";
     }
-    const sequence = checkSequence(release, state.lastSeq ?? undefined);
-    if (!sequence.ok) {
-      if (sequence.reason === "same" && digest === state.lastDigest) {
-        await this.#save({ ...state, etag });
-        return "unchanged";
-      }
-      const why =
-        sequence.reason === "same"
-          ? `release ${release.seq} differs from the release ${release.seq} already applied`
-          : `release ${release.seq} is older than release ${sequence.lastApplied} already applied here (a replay?)`;
-      return this.#reject(etag, why, release.seq);
-    }
-    const expiry = checkExpiry(release, new Date(this.#now()));
-    if (!expiry.ok) return this.#reject(etag, expiry.message, release.seq);
+    if (verdict.kind === "refuse") return this.#reject(etag, verdict.why, verdict.seq);
     // A host with no state (new, or reimaged) has no last release to hold the channel to: it
     // holds it to the release files instead, so a replayed channel is not taken (one GET).
     if (
