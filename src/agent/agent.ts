@@ -6,7 +6,8 @@
 // takes over the lock of a killed run).
 // Why one long file: it is one class whose steps (poll, apply, conclude, after a reboot, reject)
 // share its state (channel, keys, state file, reporter) and its one order of writes; reporting
-// (agent-reporter.ts), records (agent-records.ts) and activation (activator.ts) live apart.
+// (agent-reporter.ts), records (agent-records.ts), activation (activator.ts) and the verdict on a
+// release head (head-verdict.ts) live apart.
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { getSecretsBundle } from "../channel/secrets-store.js";
