@@ -360,11 +360,11 @@ describe("the pull agent on a lab fleet", () => {
           env: lab.env,
         })
       ).code === 0;
-    expect(await inStore(v1)).toBe(true);
+    expect(await inStore(v1), "web-v1 in ag3's store before the deploy").toBe(true);
     const before = (await record("ag3"))?.generation as number;
     await setSystems("web-v3");
     const r = await deployViaAgent("--on", "ag3", "--keep-generations", "1");
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${r.stderr}\n${await agentLog(lab, "ag3")}`).toBe(0);
     expect(await served("ag3")).toBe("web-v3");
     const kept = [before, before + 1];
     const pruned = { ok: true, kept, removed: [1], gc: "done" };
@@ -376,6 +376,8 @@ describe("the pull agent on a lab fleet", () => {
     expect(await record("ag3")).toMatchObject({ state: "success", pruned });
     expect((await channelRelease()).release.keepGenerations).toBe(1);
     // web-v1 ran only in generation 1: gone from the host's store.
-    expect(await inStore(v1)).toBe(false);
+    expect(await inStore(v1), `web-v1 still in ag3's store: ${await agentLog(lab, "ag3")}`).toBe(
+      false,
+    );
   });
 });
