@@ -1,12 +1,17 @@
 import { describe, expect, it } from "vitest";
+import { PRUNE_TIMEOUT } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { DeployRequest } from "./delivery.js";
 import { encodeHealthChecks } from "./ssm-document.js";
 import {
   activateParameters,
+  bootVerdictParameters,
+  checkParameters,
   hostRecipients,
+  pruneParameters,
   rollbackParameters,
   sendTargets,
+  statusParameters,
 } from "./ssm-parameters.js";
 
 const PATH = "/nix/store/00000000000000000000000000000000-nixos-system-web" as StorePath;
@@ -106,6 +111,41 @@ describe("activateParameters", () => {
       RebootRollback: ["false"],
       ExecutionTimeout: ["60"],
     });
+  });
+});
+
+describe("the other verbs' Parameters", () => {
+  it("asks status within its own minute", () => {
+    expect(statusParameters()).toEqual({ Command: ["status"], ExecutionTimeout: ["60"] });
+  });
+
+  it("sends the bake's command checks, each given the longest one's time; none without checks", () => {
+    const quick = { run: "true", timeout: 5, retry: false };
+    expect(checkParameters([CHECK, quick])).toEqual({
+      Command: ["check"],
+      HealthChecks: [encodeHealthChecks([CHECK, quick])],
+      ExecutionTimeout: [String(2 * 20 + 60)],
+    });
+    expect(checkParameters([])).toBeUndefined();
+  });
+
+  it("sends a boot's verdict under its token, within the settling time", () => {
+    expect(bootVerdictParameters(3600, "confirm-boot", "s9", true)).toEqual({
+      Command: ["confirm-boot"],
+      RebootToken: ["s9"],
+      RebootRollback: ["true"],
+      ExecutionTimeout: ["90"],
+    });
+    expect(bootVerdictParameters(30, "abort-boot", "s9", false).ExecutionTimeout).toEqual(["30"]);
+  });
+
+  it("prunes to the generations kept, within the prune's time or the command timeout", () => {
+    expect(pruneParameters(3600, 2)).toEqual({
+      Command: ["prune"],
+      KeepGenerations: ["2"],
+      ExecutionTimeout: [String(PRUNE_TIMEOUT)],
+    });
+    expect(pruneParameters(60, 2).ExecutionTimeout).toEqual(["60"]);
   });
 });
 

@@ -1,13 +1,61 @@
-// What each SendCommand of the ssm mode carries: the document's Parameters for an activation, a
-// pending boot's judgement and a rollback, each bounded by the fleet's command timeout, and
-// whom it is sent to. Pure: ssm.ts sends them.
+// What each SendCommand of the ssm mode carries: the document's Parameters for each verb (status,
+// an activation, a pending boot's judgement and the verdict after a reboot, the bake's checks, a
+// prune, a rollback), each bounded by the fleet's command timeout, and whom it is sent to. Pure:
+// ssm.ts sends them.
 import type { SsmHost, SsmTarget } from "../fleet/fleet.js";
+import { PRUNE_TIMEOUT } from "../host/activation.js";
 import { activateDeadline, SETTLE_TIMEOUT } from "../host/activation-session.js";
+import { checkCommand, checkDeadline } from "../host/script-outcomes.js";
 import type { DeployRequest } from "./delivery.js";
 import { encodeHealthChecks } from "./ssm-document.js";
 
 /** The document's parameters: each value a one-element list, as SendCommand takes them. */
 export type SsmParameters = Record<string, string[]>;
+
+/** Seconds a status command may wait for delivery and run. */
+export const STATUS_TIMEOUT = 60;
+
+/** The Parameters for `status`. */
+export function statusParameters(): SsmParameters {
+  return { Command: ["status"], ExecutionTimeout: [String(STATUS_TIMEOUT)] };
+}
+
+/** The Parameters for the bake's `check` of a request's command checks; none when it has none. */
+export function checkParameters(
+  commandChecks: DeployRequest["commandChecks"],
+): SsmParameters | undefined {
+  const command = checkCommand(commandChecks);
+  if (command === undefined) return undefined;
+  return {
+    Command: ["check"],
+    HealthChecks: [encodeHealthChecks(commandChecks)],
+    ExecutionTimeout: [String(checkDeadline(command))],
+  };
+}
+
+/** The Parameters for the verdict after a reboot (confirm-boot or abort-boot) under its token. */
+export function bootVerdictParameters(
+  commandTimeout: number,
+  verb: string,
+  token: string,
+  rollback: boolean,
+): SsmParameters {
+  return {
+    Command: [verb],
+    RebootToken: [token],
+    RebootRollback: [String(rollback)],
+    ExecutionTimeout: [String(Math.min(commandTimeout, SETTLE_TIMEOUT))],
+  };
+}
+
+/** The Parameters for `prune` to the newest `keep` generations. */
+export function pruneParameters(commandTimeout: number, keep: number): SsmParameters {
+  return {
+    Command: ["prune"],
+    KeepGenerations: [String(keep)],
+    ExecutionTimeout: [String(Math.min(commandTimeout, PRUNE_TIMEOUT))],
+  };
+}
 
 /** A group's secrets bundle as its instances fetch it: a presigned URL and its digest. */
 export interface SecretsUrl {

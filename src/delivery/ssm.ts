@@ -13,17 +13,14 @@ import { putSecretsBundle, secretsBundleKey } from "../channel/secrets-store.js"
 import { OperationError, UsageError } from "../errors.js";
 import type { FleetHost, SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { generationOnly, type RollbackTarget } from "../fleet/rollback-target.js";
-import { DEFAULT_ACTIVATION_TIMEOUT, PRUNE_TIMEOUT, phaseMarker } from "../host/activation.js";
+import { DEFAULT_ACTIVATION_TIMEOUT, phaseMarker } from "../host/activation.js";
 import {
   finishActivation,
   type RebootRequest,
   type ScriptRun,
-  SETTLE_TIMEOUT,
 } from "../host/activation-session.js";
 import {
   type CheckOutcome,
-  checkCommand,
-  checkDeadline,
   checkOutcome,
   hostStatus,
   pruneOutcome,
@@ -46,7 +43,7 @@ import {
   type WaveHost,
 } from "./delivery.js";
 import { SsmCommands, type SsmCommandsOptions } from "./ssm-client.js";
-import { encodeHealthChecks, resolveParameters, ssmDocument } from "./ssm-document.js";
+import { resolveParameters, ssmDocument } from "./ssm-document.js";
 import { faultMessage, WAVE_FAULTS } from "./ssm-faults.js";
 import { describeTargets, type Group, groupWave, type Member, ssmHost } from "./ssm-groups.js";
 import {
@@ -60,10 +57,15 @@ import {
 } from "./ssm-outcomes.js";
 import {
   activateParameters,
+  bootVerdictParameters,
+  checkParameters,
   hostRecipients,
+  pruneParameters,
   rollbackParameters,
   type SecretsUrl,
+  STATUS_TIMEOUT,
   sendTargets,
+  statusParameters,
 } from "./ssm-parameters.js";
 import { finishSsmReboot } from "./ssm-reboot.js";
 
@@ -80,8 +82,6 @@ export interface SsmDeliveryOptions extends SsmCommandsOptions {
   readonly storedStatus?: boolean;
 }
 
-/** Seconds a status command may wait for delivery and run. */
-const STATUS_TIMEOUT = 60;
 /** Hosts whose checks are sent at once (a wave's, each round of its bake). */
 const CHECK_CONCURRENCY = 16;
 
@@ -136,7 +136,7 @@ export class SsmDelivery implements Delivery {
     const sent = await this.commands.trySend(
       {
         InstanceIds: [h.instanceId],
-        Parameters: { Command: ["status"], ExecutionTimeout: [String(STATUS_TIMEOUT)] },
+        Parameters: statusParameters(),
         MaxConcurrency: "1",
         MaxErrors: "1",
         TimeoutSeconds: Math.min(this.settings.commandTimeout, STATUS_TIMEOUT),
@@ -255,17 +255,13 @@ export class SsmDelivery implements Delivery {
    */
   async runChecks(hosts: readonly WaveHost[], signal?: AbortSignal): Promise<CheckOutcome[]> {
     return mapLimit(hosts, CHECK_CONCURRENCY, async ({ host, request }): Promise<CheckOutcome> => {
-      const command = checkCommand(request.commandChecks);
-      if (command === undefined) return { ok: true };
+      const parameters = checkParameters(request.commandChecks);
+      if (parameters === undefined) return { ok: true };
       const h = ssmHost(host);
       const sent = await this.commands.trySend(
         {
           ...hostRecipients(h),
-          Parameters: {
-            Command: ["check"],
-            HealthChecks: [encodeHealthChecks(request.commandChecks)],
-            ExecutionTimeout: [String(checkDeadline(command))],
-          },
+          Parameters: parameters,
           MaxConcurrency: "100%",
           MaxErrors: "100%",
           TimeoutSeconds: this.settings.commandTimeout,
@@ -473,12 +469,7 @@ export class SsmDelivery implements Delivery {
         (verb) =>
           this.runOnInstances(
             ids,
-            {
-              Command: [verb],
-              RebootToken: [rebootToken],
-              RebootRollback: [String(reboot.rollback)],
-              ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, SETTLE_TIMEOUT))],
-            },
+            bootVerdictParameters(this.settings.commandTimeout, verb, rebootToken, reboot.rollback),
             `nixship ${verb} ${request.path}`,
           ),
         keepGenerations
@@ -580,11 +571,7 @@ export class SsmDelivery implements Delivery {
     const ids = outcomes.map((o) => o.instanceId);
     const runs = await this.runOnInstances(
       ids,
-      {
-        Command: ["prune"],
-        KeepGenerations: [String(keep)],
-        ExecutionTimeout: [String(Math.min(this.settings.commandTimeout, PRUNE_TIMEOUT))],
-      },
+      pruneParameters(this.settings.commandTimeout, keep),
       `nixship prune to ${keep} generations`,
     );
     if (ids.length > 1) {
