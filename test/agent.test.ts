@@ -354,13 +354,15 @@ describe("the pull agent on a lab fleet", () => {
 
   it("7. --keep-generations 1: the agent prunes after the confirmed switch and reports it", async () => {
     const v1 = (await buildExampleSystems())["web-v1"];
-    const inStore = async (path: string) =>
-      (
-        await nixship(["lab", "exec", "ag3", "--", "nix-store", "--check-validity", path], {
-          env: lab.env,
-        })
-      ).code === 0;
-    expect(await inStore(v1), "web-v1 in ag3's store before the deploy").toBe(true);
+    // Whether ag3's store holds `path`, and what `nix-store --check-validity` said (for a failure).
+    const validity = async (path: string) => {
+      const r = await nixship(["lab", "exec", "ag3", "--", "nix-store", "--check-validity", path], {
+        env: lab.env,
+      });
+      return { valid: r.code === 0, said: `exit ${r.code}: ${r.stdout}${r.stderr}` };
+    };
+    const held = await validity(v1);
+    expect(held.valid, `web-v1 in ag3's store before the deploy: ${held.said}`).toBe(true);
     const before = (await record("ag3"))?.generation as number;
     await setSystems("web-v3");
     const r = await deployViaAgent("--on", "ag3", "--keep-generations", "1");
@@ -376,8 +378,11 @@ describe("the pull agent on a lab fleet", () => {
     expect(await record("ag3")).toMatchObject({ state: "success", pruned });
     expect((await channelRelease()).release.keepGenerations).toBe(1);
     // web-v1 ran only in generation 1: gone from the host's store.
-    expect(await inStore(v1), `web-v1 still in ag3's store: ${await agentLog(lab, "ag3")}`).toBe(
-      false,
-    );
+    const left = await validity(v1);
+    expect(
+      left.valid,
+      `web-v1 still in ag3's store: ${left.said}\n${await agentLog(lab, "ag3")}`,
+    ).toBe(false);
+    expect(left.said, "nix-store said web-v1 is not valid").toContain("is not valid");
   });
 });

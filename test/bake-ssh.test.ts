@@ -148,6 +148,12 @@ describe("plan and doctor", () => {
       "      it reads 4s back, more than the interval × (failureLimit + 1) = 2s: its first measurements may count what a host ran before its switch; a range of at most 2s, or a failureLimit of 1, keeps that out",
     );
     expect(plan.stdout.match(/ it reads \d+s back/g)).toHaveLength(1);
+    // --json carries the same note for CI.
+    const json = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    expect((JSON.parse(json.stdout) as { bakeNotes?: unknown }).bakeNotes).toEqual([
+      { hosts: HOSTS, query: "errors", reach: 4, rangeAtMost: 2, failureLimit: 1 },
+    ]);
     const r = await lab.nixship(["doctor", "--fleet", lab.fleetFile, "--json"]);
     const checks = (JSON.parse(r.stdout) as { checks: Record<string, string>[] }).checks.filter(
       (c) => c.area === "prometheus",

@@ -13,6 +13,7 @@ import {
   type DeployEventLine,
   deployEvents,
   labDeployArgs,
+  servedAfterBoot,
   servedBy,
   setExampleSystems,
   summaryOf,
@@ -132,7 +133,7 @@ describe.each([
     await setToBoot(host, "web-v3");
     const rebooted = await lab.nixship(["lab", "reboot", host, "--name", lab.name]);
     expect(rebooted.code, rebooted.stderr).toBe(0);
-    expect(await servedBy(lab.info, host)).toBe("web-v3");
+    expect(await servedAfterBoot(lab.info, host)).toBe("web-v3");
 
     const planned = await planOf(host);
     expect(planned.json).toMatchObject({

@@ -11,7 +11,7 @@ import { NIXSHIP_BIN } from "../support/cli.js";
 import {
   deployEvents,
   labDeployArgs,
-  servedBy,
+  servedAfterBoot,
   setExampleSystems,
   summaryOf,
 } from "./support/lab-deploy.js";
@@ -169,7 +169,7 @@ describe("a boot left pending by a killed deploy", () => {
       expect(rebooted.code, rebooted.stderr).toBe(0);
     }
     expect(name((await statusOf(host)).row.booted)).toBe("v4");
-    expect(await servedBy(lab.info, host)).toBe("web-v4");
+    expect(await servedAfterBoot(lab.info, host)).toBe("web-v4");
   }, 300_000);
 
   it("a pending boot whose checks fail is rolled back, and the host reboots into the previous", async () => {
@@ -188,6 +188,6 @@ describe("a boot left pending by a killed deploy", () => {
     expect(name(after.row.booted)).toBe("v1");
     expect(name(after.row.current)).toBe("v1");
     expect(after.row.boot?.pending).toBeNull();
-    expect(await servedBy(lab.info, host)).toBe("web-v1");
+    expect(await servedAfterBoot(lab.info, host)).toBe("web-v1");
   }, 300_000);
 });

@@ -5,7 +5,13 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deployEvents, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
+import {
+  deployEvents,
+  servedAfterBoot,
+  servedBy,
+  setExampleSystems,
+  summaryOf,
+} from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let counting: SshLab;
@@ -125,7 +131,7 @@ describe("deploy --reboot", () => {
     expect(name(after.current)).toBe("v1");
     // The profile is back on v1, and the system that did not boot is no generation any more.
     expect(after.generations?.map((g) => name(g.path))).toEqual(["v1"]);
-    expect(await servedBy(counting.info, host)).toBe("web-v1");
+    expect(await servedAfterBoot(counting.info, host)).toBe("web-v1");
     // The next boot is v1 again: its entry is good, and noboot's entry goes with its generation.
     const reboot = await counting.nixship(["lab", "reboot", host, "--name", "rbc", "--json"]);
     expect(JSON.parse(reboot.stdout)).toMatchObject({ up: true, attempts: [{ booted: true }] });
@@ -143,7 +149,7 @@ describe("deploy --reboot", () => {
     const after = await statusOf(counting, host);
     expect(name(after.booted)).toBe("v1");
     expect(after.generations?.map((g) => name(g.path))).toEqual(["v1"]);
-    expect(await servedBy(counting.info, host)).toBe("web-v1");
+    expect(await servedAfterBoot(counting.info, host)).toBe("web-v1");
   });
 
   it("a canary that fails its reboot stops the rollout", async () => {
@@ -184,7 +190,7 @@ describe("deploy --reboot", () => {
     const up = await statusOf(plain, host);
     expect(name(up.booted)).toBe("v1");
     expect(name(up.current)).toBe("v1");
-    expect(await servedBy(plain.info, host)).toBe("web-v1");
+    expect(await servedAfterBoot(plain.info, host)).toBe("web-v1");
     // The pick did not change the profile; a rollback puts it back on the system that runs.
     const back = await plain.nixship(["rollback", "--fleet", plain.fleetFile, "--on", host]);
     expect(back.code, back.stderr).toBe(0);

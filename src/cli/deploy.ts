@@ -103,6 +103,10 @@ expected once they are (an estimate); hosts whose running closure could not be r
 whole, and hosts that get no delta are named with why (no zstd in the system they run, a copy,
 …). --json: the plan's "deltas".
 
+Under each bake's analysis query that reads further back than the bake's interval ×
+(failureLimit + 1), a note says its first measurements may count what a host ran before its
+switch, and the range or failureLimit that keeps that out. --json: the plan's "bakeNotes".
+
 Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   analysisState,
+  bakeReachNotes,
   conditionText,
   durationSeconds,
   hostQuery,
@@ -169,5 +170,28 @@ describe("how far back a query reads", () => {
       reach: 300,
       rangeAtMost: 10,
     });
+  });
+
+  it("gathers a plan's notes: hosts that share a query and its note together, the others apart", () => {
+    const bake = (interval: number, failureLimit = 0) => ({
+      seconds: 60,
+      interval,
+      analysis: [
+        query({ name: "errors", query: "rate(x[4s])", failureLimit }),
+        query({ name: "up", query: "up" }),
+      ],
+    });
+    const notes = bakeReachNotes([
+      { host: "web1", bake: bake(1) },
+      { host: "db1" },
+      { host: "web2", bake: bake(1) },
+      { host: "api1", bake: bake(2) },
+      { host: "api2", bake: bake(1, 3) },
+    ]);
+    expect(notes).toEqual([
+      { hosts: ["web1", "web2"], query: "errors", reach: 4, rangeAtMost: 1, failureLimit: 3 },
+      { hosts: ["api1"], query: "errors", reach: 4, rangeAtMost: 2, failureLimit: 1 },
+    ]);
+    expect(bakeReachNotes([{ host: "db1" }])).toEqual([]);
   });
 });

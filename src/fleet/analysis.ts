@@ -2,7 +2,7 @@
 // against the query's condition (a threshold, or the baseline's value times a tolerance), and
 // the measurements of a bake folded into the query's verdict (its failure limit, its no-data
 // rule). deploy/bake-wave.ts takes the measurements; this decides what they mean.
-import type { AnalysisQuery } from "./bake.js";
+import type { AnalysisQuery, HostBake } from "./bake.js";
 import type { FleetHost } from "./fleet.js";
 
 /** The placeholders a query may hold, filled per host. */
@@ -191,4 +191,43 @@ export function meanOf(values: readonly (number | null)[]): number | null {
   const numbers = values.filter((v): v is number => v !== null);
   if (numbers.length === 0) return null;
   return numbers.reduce((a, b) => a + b, 0) / numbers.length;
+}
+
+/** A query of a plan's bakes whose first measurements may read what its hosts ran before. */
+export interface BakeReachNote {
+  /** The hosts whose bake has it, in the plan's order. */
+  readonly hosts: readonly string[];
+  /** The query's name. */
+  readonly query: string;
+  /** Seconds back it reads (queryReach). */
+  readonly reach: number;
+  /** The longest reach that keeps the previous system out: interval × (failureLimit + 1). */
+  readonly rangeAtMost: number;
+  /** The least failure limit that keeps it out, when the bake measures often enough for one. */
+  readonly failureLimit?: number;
+}
+
+/**
+ * The notes of a plan's bakes (previousSystemReach for each query of each host's bake), hosts
+ * that share a query and its note listed together: what `plan` prints under a query and
+ * `--json` carries as `bakeNotes`.
+ */
+export function bakeReachNotes(
+  hosts: readonly { readonly host: string; readonly bake?: HostBake }[],
+): BakeReachNote[] {
+  const notes = new Map<string, { hosts: string[]; note: Omit<BakeReachNote, "hosts"> }>();
+  for (const { host, bake } of hosts) {
+    if (bake === undefined) continue;
+    const rounds = Math.floor(bake.seconds / bake.interval);
+    for (const query of bake.analysis) {
+      const reach = previousSystemReach(query, bake.interval, rounds);
+      if (reach === undefined) continue;
+      const note = { query: query.name, ...reach };
+      const key = JSON.stringify(note);
+      const entry = notes.get(key) ?? { hosts: [], note };
+      entry.hosts.push(host);
+      notes.set(key, entry);
+    }
+  }
+  return [...notes.values()].map(({ hosts, note }) => ({ hosts, ...note }));
 }

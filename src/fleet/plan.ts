@@ -5,6 +5,7 @@
 import { InputError } from "../errors.js";
 import type { StorePath } from "../nix/store-path.js";
 import { type Action, actionChangesHost, actionSkipsWhenRunning } from "./action.js";
+import { type BakeReachNote, bakeReachNotes } from "./analysis.js";
 import type { HostBake } from "./bake.js";
 import {
   ClosureIndex,
@@ -236,6 +237,11 @@ export interface DeployPlan {
   readonly connections?: PlanConnections;
   /** Set by a deploy whose hosts use deltas: what each would fetch with them and without. */
   readonly deltas?: PlanDeltas;
+  /**
+   * The bakes' queries whose first measurements may read what a host ran before its switch,
+   * with what keeps that out (analysis.ts's bakeReachNotes); absent when none may.
+   */
+  readonly bakeNotes?: readonly BakeReachNote[];
 }
 
 /** What the hosts that use deltas would fetch (plan-deltas.ts), and what is not known yet. */
@@ -315,6 +321,7 @@ export function planDeploy(input: PlanInput): DeployPlan {
   const waves = planWaves(activating, rollout, (h) => shapes.get(h.host) ?? rollout).map(
     (w): PlannedWave => ({ wave: w.index + 1, kind: w.kind, hosts: w.hosts.map((h) => h.host) }),
   );
+  const bakeNotes = bakeReachNotes(hosts);
   return {
     action: input.action,
     hosts,
@@ -323,6 +330,7 @@ export function planDeploy(input: PlanInput): DeployPlan {
     changes: actionChangesHost(input.action) ? counts.activate : 0,
     totals,
     distinct: closures.measure(needed),
+    ...(bakeNotes.length === 0 ? {} : { bakeNotes }),
   };
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { bakeReachNotes } from "../fleet/analysis.js";
 import { ANALYSIS_DEFAULTS } from "../fleet/bake.js";
 import { formatPlanBakes } from "./plan-bake-format.js";
 
@@ -35,13 +36,17 @@ describe("formatPlanBakes", () => {
       interval: 1,
       analysis: [{ name: "errors", query, max: 0.1, failureLimit, noData: "fail" as const }],
     });
-    expect(formatPlanBakes({ hosts: [{ host: "web1", bake: bake(0) }] } as never)).toEqual([
+    const planOf = (failureLimit: number) => {
+      const hosts = [{ host: "web1", bake: bake(failureLimit) }];
+      return { hosts, bakeNotes: bakeReachNotes(hosts) } as never;
+    };
+    expect(formatPlanBakes(planOf(0))).toEqual([
       "bake (after each wave's confirmation, before the next wave):",
       "  web1: 20s, checks and queries every 1s; a host that fails rolls its wave back",
       `    errors: ${query} is at most 0.1; no data fails`,
       "      it reads 4s back, more than the interval × (failureLimit + 1) = 1s: its first measurements may count what a host ran before its switch; a range of at most 1s, or a failureLimit of 3, keeps that out",
     ]);
-    expect(formatPlanBakes({ hosts: [{ host: "web1", bake: bake(3) }] } as never)).toHaveLength(3);
+    expect(formatPlanBakes(planOf(3))).toHaveLength(3);
   });
 
   it("says that agent hosts' command checks are not repeated during the bake", () => {

@@ -1,13 +1,14 @@
 // The plan's bakes for people: per role, how long its waves hold once confirmed, how often they
-// are measured, and each query of its analysis with its condition. Pure; `--json` carries each
-// host's bake (plan.hosts[].bake).
-import { conditionText, formatValue, previousSystemReach } from "../fleet/analysis.js";
+// are measured, and each query of its analysis with its condition, with the plan's note under a
+// query that may read what a host ran before. Pure; `--json` carries each host's bake
+// (plan.hosts[].bake) and the notes (plan.bakeNotes).
+import { type BakeReachNote, conditionText, formatValue } from "../fleet/analysis.js";
 import type { HostBake } from "../fleet/bake.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { listHosts } from "./fleet-size.js";
 
-export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
+export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): string[] {
   const byBake = new Map<string, { hosts: string[]; bake: HostBake; role: string }>();
   for (const host of plan.hosts) {
     if (host.bake === undefined) continue;
@@ -36,7 +37,9 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
         withoutControls(
           `    ${q.name}: ${q.query.replace(/\s+/g, " ")} is ${conditionText(q)}${q.failureLimit > 0 ? `, ${q.failureLimit} failed measurements tolerated` : ""}; no data ${q.noData === "fail" ? "fails" : "waits"}`,
         ),
-        ...reachNote(q, bake),
+        ...reachNote(
+          plan.bakeNotes?.find((n) => n.query === q.name && n.hosts.includes(hosts[0] as string)),
+        ),
       ]),
     ]),
     ...(unrepeated.length === 0
@@ -49,14 +52,12 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts">): string[] {
   ];
 }
 
-/** A note under a query whose first measurements may read what a host ran before its switch. */
-function reachNote(query: HostBake["analysis"][number], bake: HostBake): string[] {
-  const rounds = Math.floor(bake.seconds / bake.interval);
-  const reach = previousSystemReach(query, bake.interval, rounds);
-  if (reach === undefined) return [];
+/** The note under a query whose first measurements may read what a host ran before its switch. */
+function reachNote(note: BakeReachNote | undefined): string[] {
+  if (note === undefined) return [];
   const instead =
-    reach.failureLimit === undefined ? "" : `, or a failureLimit of ${reach.failureLimit},`;
+    note.failureLimit === undefined ? "" : `, or a failureLimit of ${note.failureLimit},`;
   return [
-    `      it reads ${formatValue(reach.reach)}s back, more than the interval × (failureLimit + 1) = ${formatValue(reach.rangeAtMost)}s: its first measurements may count what a host ran before its switch; a range of at most ${formatValue(reach.rangeAtMost)}s${instead} keeps that out`,
+    `      it reads ${formatValue(note.reach)}s back, more than the interval × (failureLimit + 1) = ${formatValue(note.rangeAtMost)}s: its first measurements may count what a host ran before its switch; a range of at most ${formatValue(note.rangeAtMost)}s${instead} keeps that out`,
   ];
 }

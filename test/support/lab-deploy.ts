@@ -1,5 +1,6 @@
 // What the lab deploy tests share: a lab's fleet file to point hosts at example systems, the
-// deploy command line that serves the lab's cache on its bridge, what a host serves, and the
+// deploy command line that serves the lab's cache on its bridge, what a host serves (also once
+// it is up after a reboot), and the
 // NDJSON events of a `--json` run, and the logins a host's sshd accepted.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -65,6 +66,21 @@ export async function servedBy(lab: LabInfo, host: string): Promise<string> {
   if (address === undefined) throw new Error(`no host ${host} in the lab`);
   const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
   return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
+}
+
+/**
+ * What a lab host serves once its web service is up after a reboot: `lab reboot` returns when
+ * sshd listens, and the system's init starts its services in the background before that (as
+ * NixOS's does), so on a busy machine the service may not listen yet. Asks every half second for
+ * at most `seconds`, then answers what the host served last ("(nothing)": still not up).
+ */
+export async function servedAfterBoot(lab: LabInfo, host: string, seconds = 30): Promise<string> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const name = await servedBy(lab, host);
+    if (name !== "(nothing)" || Date.now() >= deadline) return name;
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /** The NDJSON events a `--json` deploy printed. */
