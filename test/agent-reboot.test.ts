@@ -14,6 +14,7 @@ import {
   summaryOf,
   waitFor,
 } from "./support/agent-lab.js";
+import { servedAfterBoot } from "./support/lab-deploy.js";
 
 let lab: AgentLab;
 
@@ -76,7 +77,7 @@ describe("deploy --reboot through agents", () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect(await booted("ar2")).toBe("v1");
-    expect(await served(lab, "ar2")).toBe("web-v1");
+    expect(await servedAfterBoot(lab, "ar2")).toBe("web-v1");
     // The deploy pointed the channel back at what ar2 ran (the last confirmed system): its
     // agent reports it runs that.
     await waitFor(

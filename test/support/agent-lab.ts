@@ -13,8 +13,9 @@ import type { StatusRecord } from "../../src/status/status.js";
 import { readStatus } from "../../src/status/status-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 import { openStore } from "../../src/store/url.js";
-import { type CliRun, nixship, run } from "../../support/cli.js";
+import { type CliRun, nixship } from "../../support/cli.js";
 import { EXAMPLES_DIR } from "./example-systems.js";
+import { servedBy } from "./lab-deploy.js";
 
 /** The channel `lab up --agents` makes the hosts follow. */
 export const CHANNEL = "lab";
@@ -160,11 +161,7 @@ export function deployViaAgentArgs(lab: AgentLab, ...extra: string[]): string[] 
 }
 
 /** The name of the example system the host serves, or "(nothing)". */
-export async function served(lab: AgentLab, host: string): Promise<string> {
-  const address = lab.hosts.find((h) => h.name === host)?.address;
-  const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
-  return r.stdout ? (JSON.parse(r.stdout) as { name: string }).name : "(nothing)";
-}
+export const served: (lab: AgentLab, host: string) => Promise<string> = servedBy;
 
 export async function withStore<T>(lab: AgentLab, use: (store: ObjectStore) => Promise<T>) {
   const store = await openStore(lab.storeUrl);

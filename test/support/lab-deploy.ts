@@ -61,7 +61,7 @@ export function labDeployArgs(
 }
 
 /** The name a lab host's web service answers with (its system's name), or "(nothing)". */
-export async function servedBy(lab: LabInfo, host: string): Promise<string> {
+export async function servedBy(lab: Pick<LabInfo, "hosts">, host: string): Promise<string> {
   const address = lab.hosts.find((h) => h.name === host)?.address;
   if (address === undefined) throw new Error(`no host ${host} in the lab`);
   const r = await run("curl", ["-s", "--max-time", "5", `http://${address}/version`]);
@@ -74,7 +74,11 @@ export async function servedBy(lab: LabInfo, host: string): Promise<string> {
  * NixOS's does), so on a busy machine the service may not listen yet. Asks every half second for
  * at most `seconds`, then answers what the host served last ("(nothing)": still not up).
  */
-export async function servedAfterBoot(lab: LabInfo, host: string, seconds = 30): Promise<string> {
+export async function servedAfterBoot(
+  lab: Pick<LabInfo, "hosts">,
+  host: string,
+  seconds = 30,
+): Promise<string> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const name = await servedBy(lab, host);
