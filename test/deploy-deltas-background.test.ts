@@ -11,6 +11,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DELTA_APPLY_PACE } from "../src/deploy/delta-pace.js";
 import type { RolloutFetchPace } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { openStore } from "../src/store/url.js";
@@ -173,9 +174,11 @@ describe("deltas slower to compute than a fetch", () => {
     const waited = events.find((e) => e.type === "deltas-wait") as
       | (DeployEventLine & { wave: number; bytesPerSecond: number })
       | undefined;
+    // (less their rebuilding at the pace hosts rebuild from deltas before any was seen to).
     expect(waited, JSON.stringify(events.map((e) => e.type))).toMatchObject({
       wave: 1,
       bytesPerSecond: 500,
+      rebuiltBytesPerSecond: DELTA_APPLY_PACE,
     });
     // ...and every host got most of its paths by delta.
     const outcomes = summaryOf(r) as Record<

@@ -61,17 +61,49 @@ describe("waitForDeltas", () => {
   };
   const wave = { wave: 2, hosts: ["b"], last: false };
 
-  it("waits as long as the pending bytes take whole at the pace seen, on a slow link", async () => {
+  it("waits as long as the pending bytes take whole at the pace seen, less their rebuilding, on a slow link", async () => {
+    const { calls, deltas } = worker();
+    const events: DeployEvent[] = [];
+    // 50 MB: 5 s whole at 10 MB/s, 2 s rebuilt from deltas at 25 MB/s; waiting 3 s and then
+    // rebuilding takes as long as fetching whole at once.
+    await waitForDeltas(
+      deltas,
+      {
+        bytesPerSecond: () => 10_000_000,
+        rebuiltBytesPerSecond: () => 25_000_000,
+        favoursWhole: () => false,
+      },
+      wave,
+      (e) => events.push(e),
+    );
+    expect(calls).toEqual(["settled 3000"]);
+    expect(events).toEqual([
+      {
+        type: "deltas-wait",
+        wave: 2,
+        pendingBytes: 50_000_000,
+        bytesPerSecond: 10_000_000,
+        rebuiltBytesPerSecond: 25_000_000,
+        seconds: 3,
+      },
+    ]);
+  });
+
+  it("does not wait where rebuilding from deltas would take as long as fetching whole", async () => {
     const { calls, deltas } = worker();
     const events: DeployEvent[] = [];
     await waitForDeltas(
       deltas,
-      { bytesPerSecond: () => 10_000_000, favoursWhole: () => false },
+      {
+        bytesPerSecond: () => 10_000_000,
+        rebuiltBytesPerSecond: () => 10_000_000,
+        favoursWhole: () => false,
+      },
       wave,
       (e) => events.push(e),
     );
-    expect(calls).toEqual(["settled 5000"]);
-    expect(events.map((e) => e.type)).toEqual(["deltas-wait"]);
+    expect(calls).toEqual([]);
+    expect(events).toEqual([]);
   });
 
   it("neither waits nor improves once whole fetches were seen faster than rebuilding by delta", async () => {
@@ -79,7 +111,11 @@ describe("waitForDeltas", () => {
     const events: DeployEvent[] = [];
     await waitForDeltas(
       deltas,
-      { bytesPerSecond: () => 10_000_000, favoursWhole: () => true },
+      {
+        bytesPerSecond: () => 10_000_000,
+        rebuiltBytesPerSecond: () => 25_000_000,
+        favoursWhole: () => true,
+      },
       wave,
       (e) => events.push(e),
     );

@@ -42,11 +42,13 @@ export function withReadyDeltas(
  * Before a wave: no more improving once the last wave starts (no host is left to take it), or
  * once the hosts are seen to fetch whole faster than by delta (none will take it); and a wave
  * whose hosts' deltas are still being computed waits for them only as long as fetching those
- * paths whole would take at the pace the deploy's hosts fetched so far.
+ * paths whole would take at the pace the deploy's hosts fetched so far, less what rebuilding
+ * them from deltas takes at the pace hosts rebuilt at (deltaWaitMs): a wave that waits to the
+ * end is then no slower than one that fetched whole at once.
  */
 export async function waitForDeltas(
   deltas: Pick<DeltaWorker, "stopImproving" | "pendingBytes" | "settled">,
-  pace: Pick<FetchPace, "bytesPerSecond" | "favoursWhole">,
+  pace: Pick<FetchPace, "bytesPerSecond" | "rebuiltBytesPerSecond" | "favoursWhole">,
   wave: { readonly wave: number; readonly hosts: readonly string[]; readonly last: boolean },
   emit: (event: DeployEvent) => void,
 ): Promise<void> {
@@ -55,13 +57,15 @@ export async function waitForDeltas(
   if (whole) return;
   const pendingBytes = deltas.pendingBytes(wave.hosts);
   const bytesPerSecond = pace.bytesPerSecond();
-  const ms = deltaWaitMs(pendingBytes, bytesPerSecond);
+  const rebuiltBytesPerSecond = pace.rebuiltBytesPerSecond();
+  const ms = deltaWaitMs(pendingBytes, bytesPerSecond, rebuiltBytesPerSecond);
   if (ms <= 0 || bytesPerSecond === undefined) return;
   emit({
     type: "deltas-wait",
     wave: wave.wave,
     pendingBytes,
     bytesPerSecond: Math.round(bytesPerSecond),
+    rebuiltBytesPerSecond: Math.round(rebuiltBytesPerSecond),
     seconds: Math.round(ms / 100) / 10,
   });
   await deltas.settled(wave.hosts, ms);

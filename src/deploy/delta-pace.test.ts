@@ -15,6 +15,10 @@ describe("deltaWaitMs", () => {
     expect(deltaWaitMs(0, 1_000_000)).toBe(0);
     expect(deltaWaitMs(10_000_000, 5_000_000)).toBe(2000);
     expect(deltaWaitMs(1e15, 1)).toBe(DELTA_WAIT_MAX_MS);
+    // Less what rebuilding them from deltas takes: none when that is no faster.
+    expect(deltaWaitMs(10_000_000, 5_000_000, 20_000_000)).toBe(1500);
+    expect(deltaWaitMs(10_000_000, 5_000_000, 5_000_000)).toBe(0);
+    expect(deltaWaitMs(10_000_000, 5_000_000, 1_000_000)).toBe(0);
   });
 });
 
@@ -162,6 +166,14 @@ describe("FetchPace", () => {
       expect(seen.whole?.hosts?.[0]).toBe("h00000");
       expect(seen.whole?.hosts?.at(-1)).toBe(`h${String(PACE_HOSTS_KEPT - 1).padStart(5, "0")}`);
       expect(seen.whole?.bytes).toBe(DELTA_PACE_MIN_BYTES * (PACE_HOSTS_KEPT + 5));
+    });
+
+    it("takes the rebuilding pace from this deploy, else the previous one, else DELTA_APPLY_PACE", () => {
+      expect(new FetchPace().rebuiltBytesPerSecond()).toBe(DELTA_APPLY_PACE);
+      const pace = new FetchPace(undefined, slowLink);
+      expect(pace.rebuiltBytesPerSecond()).toBe(10_000_000);
+      fetched(pace, "k", 1, byDelta(DELTA_PACE_MIN_BYTES * 3));
+      expect(pace.rebuiltBytesPerSecond()).toBe(DELTA_PACE_MIN_BYTES * 3);
     });
 
     it("ignores a recorded kind of too few bytes to judge by", () => {

@@ -13,11 +13,19 @@ export const DELTA_WAIT_MAX_MS = 10 * 60_000;
 /**
  * Milliseconds to wait for deltas still being computed for `pendingBytes` of NAR: what
  * fetching them whole takes at `bytesPerSecond` (NAR bytes a second, as the hosts fetched
- * them), at most DELTA_WAIT_MAX_MS; 0 when no host's fetch was seen yet.
+ * them), less what getting them by delta takes once computed at `rebuiltBytesPerSecond` (NAR
+ * bytes a second, as hosts rebuilt them: the deltas' download and the host's step), so that
+ * waiting to the end and then rebuilding costs no more than fetching whole at once; at most
+ * DELTA_WAIT_MAX_MS; 0 when no host's fetch was seen yet, or when rebuilding is no faster.
  */
-export function deltaWaitMs(pendingBytes: number, bytesPerSecond: number | undefined): number {
+export function deltaWaitMs(
+  pendingBytes: number,
+  bytesPerSecond: number | undefined,
+  rebuiltBytesPerSecond = Number.POSITIVE_INFINITY,
+): number {
   if (!(pendingBytes > 0) || bytesPerSecond === undefined || !(bytesPerSecond > 0)) return 0;
-  return Math.min(DELTA_WAIT_MAX_MS, Math.floor((pendingBytes / bytesPerSecond) * 1000));
+  const seconds = pendingBytes / bytesPerSecond - pendingBytes / rebuiltBytesPerSecond;
+  return seconds > 0 ? Math.min(DELTA_WAIT_MAX_MS, Math.floor(seconds * 1000)) : 0;
 }
 
 /**
@@ -112,6 +120,15 @@ export class FetchPace {
     const wholePace = whole === undefined ? undefined : pace(whole);
     if (wholePace === undefined) return false;
     return wholePace >= ((rebuilt === undefined ? undefined : pace(rebuilt)) ?? DELTA_APPLY_PACE);
+  }
+
+  /**
+   * NAR bytes a second hosts got their paths at by delta: this deploy's, else the previous
+   * deploy's (each from at least DELTA_PACE_MIN_BYTES), else DELTA_APPLY_PACE.
+   */
+  rebuiltBytesPerSecond(): number {
+    const { rebuilt } = this.seen();
+    return (rebuilt === undefined ? undefined : pace(rebuilt)) ?? DELTA_APPLY_PACE;
   }
 
   /**

@@ -177,13 +177,15 @@ export type DeployEvent =
   /**
    * A wave waits, at most `seconds`, for the deltas still being computed for its hosts
    * (`pendingBytes` of NAR): what fetching them whole would take at the `bytesPerSecond` the
-   * deploy's hosts fetched at so far.
+   * deploy's hosts fetched at so far, less what rebuilding them from deltas takes at
+   * `rebuiltBytesPerSecond` (delta-pace.ts's deltaWaitMs).
    */
   | {
       readonly type: "deltas-wait";
       readonly wave: number;
       readonly pendingBytes: number;
       readonly bytesPerSecond: number;
+      readonly rebuiltBytesPerSecond: number;
       readonly seconds: number;
     }
   /**

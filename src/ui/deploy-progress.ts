@@ -153,7 +153,7 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "deltas-fast-link":
       return `deltas: none computed or used: the last deploy's hosts fetched whole at ${formatBytes(event.bytesPerSecond)}/s of NAR, as fast as hosts rebuild paths from deltas`;
     case "deltas-wait":
-      return `wave ${event.wave}: waiting at most ${formatDuration(event.seconds)} for deltas of ${formatBytes(event.pendingBytes)} of NAR (fetched whole at ${formatBytes(event.bytesPerSecond)}/s they take as long)`;
+      return `wave ${event.wave}: waiting at most ${formatDuration(event.seconds)} for deltas of ${formatBytes(event.pendingBytes)} of NAR (fetched whole at ${formatBytes(event.bytesPerSecond)}/s they take that much longer than rebuilt from deltas at ${formatBytes(event.rebuiltBytesPerSecond)}/s)`;
     case "wave-start":
       return waveLine(event, grouped(event.hosts.length));
     case "stopped": {
