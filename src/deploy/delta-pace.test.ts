@@ -88,6 +88,16 @@ describe("FetchPace", () => {
     failed: 0,
   });
 
+  it("takes a whole fetch's pace from the hosts that fetched whole, once enough were seen", () => {
+    const pace = new FetchPace();
+    // A host by delta moved 40 kB of deltas in 4 s: a lower bound of the link, all there is.
+    fetched(pace, "a", 4, byDelta(80_000_000));
+    expect(pace.bytesPerSecond()).toBe(10_000);
+    // A host that fetched 64 MB whole in 8 s: that is the pace a whole fetch goes at.
+    fetched(pace, "b", 8, whole(64_000_000));
+    expect(pace.bytesPerSecond()).toBe(8_000_000);
+  });
+
   it("favours whole fetches once they were seen faster than a host rebuilt its paths by delta", () => {
     const pace = new FetchPace();
     expect(pace.favoursWhole()).toBe(false);
@@ -133,7 +143,11 @@ describe("FetchPace", () => {
 
     it("judges the first wave by it: a wait as long as the bytes take whole, deltas kept", () => {
       const pace = new FetchPace(undefined, slowLink);
-      expect(pace.bytesPerSecond()).toBe(160_000_000 / 72);
+      expect(pace.bytesPerSecond()).toBe(80_000_000 / 64);
+      // Without a whole pace recorded, the bytes a second of every host it recorded.
+      expect(new FetchPace(undefined, { rebuilt: slowLink.rebuilt }).bytesPerSecond()).toBe(
+        10_000_000,
+      );
       expect(pace.favoursWhole()).toBe(false);
       expect(new FetchPace().bytesPerSecond()).toBeUndefined();
     });

@@ -132,10 +132,16 @@ export class FetchPace {
   }
 
   /**
-   * NAR bytes a second over every host seen so far; before the first, the previous deploy's
-   * (from at least DELTA_PACE_MIN_BYTES); else undefined.
+   * NAR bytes a second a host fetches its paths whole at: the pace of the hosts that fetched
+   * whole, this deploy's, else the previous deploy's (each from at least DELTA_PACE_MIN_BYTES);
+   * without one, the bytes over every host seen so far (a host that rebuilt from deltas used
+   * less of its link than it could: a lower bound), before the first the previous deploy's;
+   * else undefined.
    */
   bytesPerSecond(): number | undefined {
+    const seenWhole = this.seen().whole;
+    const wholePace = seenWhole === undefined ? undefined : pace(seenWhole);
+    if (wholePace !== undefined) return wholePace;
     if (this.#seconds > 0) return this.#bytes / this.#seconds;
     const { whole, rebuilt } = this.#previous;
     const bytes = (whole?.bytes ?? 0) + (rebuilt?.bytes ?? 0);

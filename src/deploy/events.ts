@@ -176,8 +176,8 @@ export type DeployEvent =
     }
   /**
    * A wave waits, at most `seconds`, for the deltas still being computed for its hosts
-   * (`pendingBytes` of NAR): what fetching them whole would take at the `bytesPerSecond` the
-   * deploy's hosts fetched at so far, less what rebuilding them from deltas takes at
+   * (`pendingBytes` of NAR): what fetching them whole would take at the `bytesPerSecond` hosts
+   * fetched whole at (FetchPace.bytesPerSecond), less what rebuilding them from deltas takes at
    * `rebuiltBytesPerSecond` (delta-pace.ts's deltaWaitMs).
    */
   | {
