@@ -13,10 +13,13 @@
         web-v2 = mkSystem { inherit system; name = "web-v2"; version = "2"; };
         # A small change from web-v2, for benchmarks.
         web-v3 = mkSystem { inherit system; name = "web-v3"; version = "3"; };
-        # A good version that one test alone deploys (pruned away, then checked gone from the
-        # host's store): lab hosts share the machine's /proc, and Nix's collector on one host
-        # keeps a path that a process of another host names (docs/development.md).
+        # Good versions that one test alone deploys each (pruned away, then checked gone from
+        # the host's store): lab hosts share the machine's /proc, and Nix's collector on one host
+        # keeps a path that a process of another host names, such as an activation of the same
+        # system under way there (docs/development.md).
         web-pruned = mkSystem { inherit system; name = "web-pruned"; version = "pruned"; };
+        web-pruned-agent = mkSystem { inherit system; name = "web-pruned-agent"; version = "pruned-agent"; };
+        web-pruned-current = mkSystem { inherit system; name = "web-pruned-current"; version = "pruned-current"; };
         # web-v3 with another kernel: a switch does not load it, a reboot does.
         web-v4 = mkSystem { inherit system; name = "web-v4"; version = "4"; kernel = "6.12"; };
         # web-v3 with another kernel that does not boot: it switches, but a reboot into it panics.

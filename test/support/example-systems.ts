@@ -12,6 +12,8 @@ export const EXAMPLE_SYSTEMS = [
   "web-v2",
   "web-v3",
   "web-pruned",
+  "web-pruned-agent",
+  "web-pruned-current",
   "web-v4",
   "web-broken",
   "web-failing",
