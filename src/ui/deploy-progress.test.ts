@@ -7,6 +7,7 @@ import {
   createDeployRenderer,
   type DeployOutput,
   describeBuildProgress,
+  describeEvent,
   truncate,
 } from "./deploy-progress.js";
 
@@ -557,5 +558,22 @@ describe("a big rollout", () => {
       "stopped: 2 hosts failed; not started: lab0012, lab0013, lab0014, lab0015, lab0016, lab0017, lab0018, lab0019, lab0020, lab0021",
       "wave 3 (main): lab0001, lab0002, lab0003, lab0004, lab0005 and 25 more (30 hosts)",
     ]);
+  });
+});
+
+describe("a wave's wait for deltas", () => {
+  it("says how long at most, and the two paces it is judged by", () => {
+    expect(
+      describeEvent({
+        type: "deltas-wait",
+        wave: 1,
+        pendingBytes: 250_000_000,
+        bytesPerSecond: 16_000_000,
+        rebuiltBytesPerSecond: 96_000_000,
+        seconds: 13,
+      }),
+    ).toBe(
+      "wave 1: waiting at most 13.0s for deltas of 250.0 MB of NAR (fetched whole at 16.0 MB/s they take that much longer than rebuilt from deltas at 96.0 MB/s)",
+    );
   });
 });
