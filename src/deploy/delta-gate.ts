@@ -42,9 +42,9 @@ export function withReadyDeltas(
  * Before a wave: no more improving once the last wave starts (no host is left to take it), or
  * once the hosts are seen to fetch whole faster than by delta (none will take it); and a wave
  * whose hosts' deltas are still being computed waits for them only as long as fetching those
- * paths whole would take at the pace hosts fetched whole (FetchPace.bytesPerSecond), less what rebuilding
- * them from deltas takes at the pace hosts rebuilt at (deltaWaitMs): a wave that waits to the
- * end is then no slower than one that fetched whole at once.
+ * paths whole would take at the pace hosts fetched whole (FetchPace.bytesPerSecond), less what
+ * rebuilding them from deltas takes at the pace hosts rebuilt at (deltaWaitMs): a wave that
+ * waits to the end is then no slower than one that fetched whole at once.
  */
 export async function waitForDeltas(
   deltas: Pick<DeltaWorker, "stopImproving" | "pendingBytes" | "settled">,

@@ -116,10 +116,14 @@ export class FetchPace {
    * False before DELTA_PACE_MIN_BYTES were seen fetched whole.
    */
   favoursWhole(): boolean {
-    const { whole, rebuilt } = this.seen();
-    const wholePace = whole === undefined ? undefined : pace(whole);
-    if (wholePace === undefined) return false;
-    return wholePace >= ((rebuilt === undefined ? undefined : pace(rebuilt)) ?? DELTA_APPLY_PACE);
+    const wholePace = this.#wholePace();
+    return wholePace !== undefined && wholePace >= this.rebuiltBytesPerSecond();
+  }
+
+  /** The hosts that fetched whole: their NAR bytes a second, this deploy's else the last's. */
+  #wholePace(): number | undefined {
+    const { whole } = this.seen();
+    return whole === undefined ? undefined : pace(whole);
   }
 
   /**
@@ -139,8 +143,7 @@ export class FetchPace {
    * else undefined.
    */
   bytesPerSecond(): number | undefined {
-    const seenWhole = this.seen().whole;
-    const wholePace = seenWhole === undefined ? undefined : pace(seenWhole);
+    const wholePace = this.#wholePace();
     if (wholePace !== undefined) return wholePace;
     if (this.#seconds > 0) return this.#bytes / this.#seconds;
     const { whole, rebuilt } = this.#previous;
