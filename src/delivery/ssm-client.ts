@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmSettings } from "../fleet/fleet.js";
+import { awsRequestHandler } from "../util/aws-timeouts.js";
 import { testWait } from "../util/test-waits.js";
 import { faultMessage, isThrottling, ssmFault, WAVE_FAULTS } from "./ssm-faults.js";
 import { type FinishedInvocation, isTerminal, missing, TERMINAL_COMMAND } from "./ssm-outcomes.js";
@@ -44,7 +45,10 @@ export class SsmCommands {
     this.settings = options.settings;
     this.client =
       options.client ??
-      new SSMClient(options.settings.region ? { region: options.settings.region } : {});
+      new SSMClient({
+        requestHandler: awsRequestHandler(),
+        ...(options.settings.region ? { region: options.settings.region } : {}),
+      });
     this.pollInterval =
       options.pollInterval ?? testWait("NIXSHIP_SSM_POLL_MS", POLL_INTERVAL, POLL_INTERVAL);
     this.throttleDelay = options.throttleDelay ?? 1000;

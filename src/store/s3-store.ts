@@ -19,6 +19,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { OperationError } from "../errors.js";
+import { type AwsTimeouts, awsRequestHandler } from "../util/aws-timeouts.js";
 import { Semaphore } from "../util/pool.js";
 import { keyProblem, pageLimit, validateKey, validatePrefix } from "./keys.js";
 import {
@@ -59,6 +60,8 @@ export interface S3StoreOptions {
   readonly uploadConcurrency?: number;
   /** How long throttled and failing requests are retried (tests shorten it). */
   readonly retry?: Partial<RetryBounds>;
+  /** How long a request waits to connect, and on a connection that sends nothing (tests shorten it). */
+  readonly timeouts?: AwsTimeouts;
 }
 
 /** Bodies of known size below this are buffered and sent in one request (retryable by the SDK). */
@@ -107,6 +110,7 @@ export class S3Store implements ObjectStore {
       // a CRC32 of it as well (the SDK's default, WHEN_SUPPORTED) would only cost CPU: about
       // 0.4 s per 300 MB pushed.
       requestChecksumCalculation: "WHEN_REQUIRED",
+      requestHandler: awsRequestHandler(options.timeouts),
       ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
       ...(options.profile ? { profile: options.profile } : {}),
     });

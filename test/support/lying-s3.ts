@@ -1,13 +1,13 @@
 // A small malicious S3 responder, for the tests of what nixship does when a store lies: it
 // answers ListObjectsV2 with a page that claims more follow but ignores StartAfter, and
-// serves fixed objects for GET and HEAD. It counts the requests it gets.
+// serves fixed objects for GET and HEAD, or stalls on them. It counts the requests it gets.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface LyingS3 {
   readonly endpoint: string;
   readonly bucket: string;
-  /** Requests by kind: "list", "get", "head", "other". */
+  /** Requests by kind: "list", "get", "head", "stalled", "other". */
   readonly requests: Map<string, number>;
   stop(): Promise<void>;
 }
@@ -19,6 +19,11 @@ export interface LyingS3Options {
   readonly listedKeys?: readonly string[];
   /** Answer every HEAD with this status and no body (as a failing proxy would). */
   readonly headStatus?: number;
+  /**
+   * GETs of these keys stall, the connection held open: "answer" sends nothing at all; "body"
+   * sends the headers of a 1 MiB object and its first 1,000 bytes, then nothing more.
+   */
+  readonly stalls?: Readonly<Record<string, "answer" | "body">>;
 }
 
 const xmlEscape = (s: string) =>
@@ -51,6 +56,16 @@ export async function startLyingS3(options: LyingS3Options): Promise<LyingS3> {
       count("head");
       res.statusCode = options.headStatus;
       res.end();
+      return;
+    }
+    const stall = req.method === "GET" ? options.stalls?.[key] : undefined;
+    if (stall !== undefined) {
+      count("stalled");
+      if (stall === "body") {
+        res.setHeader("content-length", 1024 * 1024);
+        res.setHeader("etag", '"e"');
+        res.write(Buffer.alloc(1000, 120));
+      }
       return;
     }
     const body = options.objects?.[key];
