@@ -33,6 +33,24 @@ const THROTTLE_ATTEMPTS = 8;
 /** Milliseconds between polls unless told ($NIXSHIP_SSM_POLL_MS shortens it for tests). */
 const POLL_INTERVAL = 2000;
 
+const INVOCATIONS_PER_PAGE = 50;
+
+/**
+ * The most pages of one command's invocations read in one poll: 50,000 instances, past what one
+ * command reaches (SSM sends a command to at most 50 instance IDs, and to targets by tag in
+ * the rate MaxConcurrency allows).
+ */
+const MAX_INVOCATION_PAGES = 1000;
+
+/** SSM's listing of a command's invocations did not move on: a fault of the service or a proxy. */
+function pagingError(commandId: string, what: string): OperationError {
+  return new OperationError(
+    "ssm-paging",
+    `SSM's list of the invocations of command ${commandId} does not move on: ${what}`,
+    { hint: "check the SSM endpoint (AWS_ENDPOINT_URL_SSM, or a proxy in front of it)" },
+  );
+}
+
 export class SsmCommands {
   private readonly settings: SsmSettings;
   private readonly client: SSMClient;
@@ -123,22 +141,33 @@ export class SsmCommands {
     }
   }
 
+  /**
+   * Every invocation of the command, page by page: at most MAX_INVOCATION_PAGES, and a page
+   * that does not move on (its token repeated, or empty while it says more follow) is refused.
+   */
   private async listInvocations(commandId: string): Promise<CommandInvocation[]> {
     const all: CommandInvocation[] = [];
     let token: string | undefined;
-    do {
+    for (let pages = 0; ; pages++) {
+      if (pages === MAX_INVOCATION_PAGES)
+        throw pagingError(commandId, `${pages} pages and more follow`);
       const input = {
         CommandId: commandId,
-        MaxResults: 50,
+        MaxResults: INVOCATIONS_PER_PAGE,
         ...(token ? { NextToken: token } : {}),
       };
       const page = await this.call(() =>
         this.client.send(new ListCommandInvocationsCommand(input)),
       );
-      all.push(...(page.CommandInvocations ?? []));
-      token = page.NextToken || undefined;
-    } while (token !== undefined);
-    return all;
+      const listed = page.CommandInvocations ?? [];
+      all.push(...listed);
+      const next = page.NextToken || undefined;
+      if (next === undefined) return all;
+      if (next === token)
+        throw pagingError(commandId, "a page gave back the token it was asked with");
+      if (listed.length === 0) throw pagingError(commandId, "an empty page says more follow");
+      token = next;
+    }
   }
 
   private async getCommand(commandId: string) {
