@@ -128,17 +128,28 @@ export function parsePathInfoJson(text: string, where = "the local Nix store"): 
   });
 }
 
+/**
+ * How long a query of a store's records may take: far more than a closure of 100,000 paths
+ * needs, so only a store that stopped answering meets it (a build host's daemon stuck on a lock,
+ * or an ssh-ng:// connection whose host no longer answers).
+ */
+export const STORE_QUERY_TIMEOUT_MS = 10 * 60_000;
+
 /** The closure of `paths` with the metadata Nix recorded (`nix path-info --json --recursive`). */
 export async function queryClosure(
   paths: readonly StorePath[],
   options: NixOptions = {},
 ): Promise<PathInfo[]> {
   if (paths.length === 0) return [];
-  const { stdout } = await runNix(
+  const env = storeEnv(options);
+  const { stdout } = await nixCommand(
     "nix",
     [...NEW_CLI, "path-info", "--json", "--recursive", ...storeArgs(options), ...paths],
-    undefined,
-    storeEnv(options),
+    {
+      purpose: `read the closure's records in ${options.store ?? "the local Nix store"}`,
+      timeoutMs: STORE_QUERY_TIMEOUT_MS,
+      ...(env ? { env } : {}),
+    },
   );
   return parsePathInfoJson(stdout, options.store ?? "the local Nix store");
 }
@@ -149,12 +160,14 @@ export async function validPaths(
   options: NixOptions = {},
 ): Promise<Set<StorePath>> {
   if (paths.length === 0) return new Set();
-  const { stdout } = await runNix("nix-store", [
-    ...storeArgs(options),
-    "--check-validity",
-    "--print-invalid",
-    ...paths,
-  ]);
+  const { stdout } = await nixCommand(
+    "nix-store",
+    [...storeArgs(options), "--check-validity", "--print-invalid", ...paths],
+    {
+      purpose: `ask which paths ${options.store ?? "the local Nix store"} holds`,
+      timeoutMs: STORE_QUERY_TIMEOUT_MS,
+    },
+  );
   const invalid = new Set(stdout.split("\n").filter(Boolean));
   return new Set(paths.filter((p) => !invalid.has(p)));
 }

@@ -5,7 +5,7 @@
 // directory is searched first, and one holding a secret key is refused, naming the file.
 import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { InputError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
 import { sourceReference } from "../util/source-reference.js";
 
@@ -88,12 +88,21 @@ export async function localFlakeRef(
   return `path:${real}`;
 }
 
+/** How long git may take to name a work tree: a hung network mount or hook meets it. */
+const GIT_TIMEOUT_MS = 10_000;
+
 /** The top of the git work tree holding `dir`, if it is in one. */
 async function gitTopLevel(dir: string): Promise<string | undefined> {
   const r = await runCommand("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
     okCodes: [0, 128],
     purpose: "find the git repository of the flake",
-  }).catch(() => undefined); // no git at all: then the flake is in no git work tree
+    timeoutMs: GIT_TIMEOUT_MS,
+  }).catch((err: unknown) => {
+    // No git at all: then the flake is in no git work tree. A git that failed otherwise (or
+    // hung) must not turn a git flake into a path: one, which copies untracked files too.
+    if (err instanceof OperationError && err.code === "command-missing") return undefined;
+    throw err;
+  });
   const top = r?.code === 0 ? r.stdout.trim() : "";
   return top ? await realpath(top) : undefined;
 }

@@ -1,4 +1,5 @@
-// runCommand against real commands: output, allowed exit codes, and the bound on what it keeps.
+// runCommand against real commands: output, allowed exit codes, and the bounds on what it keeps
+// and how long it runs.
 import { describe, expect, it } from "vitest";
 import { runCommand } from "./run.js";
 
@@ -28,5 +29,17 @@ describe("runCommand", () => {
   it("keeps output up to the limit", async () => {
     const r = await runCommand("sh", ["-c", "head -c 65536 /dev/zero"], { maxOutput: 65536 });
     expect(r.stdout.length).toBe(65536);
+  });
+
+  it("stops a command that runs past its deadline, and says so", async () => {
+    await expect(
+      runCommand("sleep", ["30"], { timeoutMs: 300, purpose: "wait for a hung peer" }),
+    ).rejects.toThrow("'sleep 30' to wait for a hung peer took longer than 0.3 s, and was stopped");
+  });
+
+  it("says a command stopped by its caller was killed, not late", async () => {
+    await expect(
+      runCommand("sleep", ["30"], { timeoutMs: 60_000, signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow("'sleep 30' was killed by SIGTERM");
   });
 });

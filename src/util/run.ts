@@ -20,6 +20,8 @@ export interface RunOptions {
   readonly missingHint?: string;
   /** Stops the command (SIGTERM); the run then fails as killed. */
   readonly signal?: AbortSignal;
+  /** Stops the command (SIGTERM) once it has run this long; the run then fails, saying so. */
+  readonly timeoutMs?: number;
   /** Its scheduling priority (nice value, 19 lowest), for work in the background. */
   readonly priority?: number;
   /** The most stdout kept, in bytes (default RUN_OUTPUT_LIMIT): past it the command is stopped. */
@@ -45,11 +47,17 @@ export function runCommand(
 ): Promise<RunResult> {
   const shown = [command, ...args].join(" ");
   const purpose = options.purpose ? ` to ${options.purpose}` : "";
+  const deadline =
+    options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
+  const stop =
+    deadline === undefined || options.signal === undefined
+      ? (deadline ?? options.signal)
+      : AbortSignal.any([deadline, options.signal]);
   return new Promise((resolve, reject) => {
     const proc = spawn(command, args, {
       stdio: ["pipe", "pipe", "pipe"],
       ...(options.env ? { env: options.env } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
+      ...(stop ? { signal: stop } : {}),
     });
     if (options.priority !== undefined && proc.pid !== undefined) {
       try {
@@ -117,7 +125,11 @@ export function runCommand(
         resolve(result);
         return;
       }
-      const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
+      const why = deadline?.aborted
+        ? `took longer than ${Math.round((options.timeoutMs ?? 0) / 100) / 10} s, and was stopped`
+        : signal
+          ? `was killed by ${signal}`
+          : `exited with ${code}`;
       const last = stderr.trim().split("\n").slice(-6).join("\n");
       reject(
         new OperationError(codes.failed, `'${shown}'${purpose} ${why}${last ? `:\n${last}` : ""}`),
