@@ -1,6 +1,10 @@
 // A build nixship starts on a local Nix that lacks a setting its builds need (no nix.conf on
 // Debian: the sandbox on, build users of a group that does not exist) fails with the line to
-// add, the one `doctor` names, in the error's hint.
+// add, the one `doctor` names, in the error's hint; and an interrupted build stops Nix and its
+// builder.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildDerivations } from "../src/cache/nix-build.js";
 import { runOk } from "../support/cli.js";
@@ -12,9 +16,9 @@ afterEach(() => {
 });
 
 /** A derivation built as the example systems are (builder /bin/sh, no nixpkgs), new each run. */
-async function freshDerivation(): Promise<string> {
+async function freshDerivation(script = "echo ok > $out"): Promise<string> {
   const nonce = `${Date.now()}-${process.pid}-${Math.random()}`;
-  const expr = `derivation { name = "nixship-settings-probe"; nonce = "${nonce}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ok > $out" ]; }`;
+  const expr = `derivation { name = "nixship-settings-probe"; nonce = "${nonce}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; }`;
   return (await runOk("nix-instantiate", ["--expr", expr])).trim();
 }
 
@@ -56,3 +60,46 @@ describe("a local build that lacks a Nix setting", () => {
     expect(built.byDrv.get(drv)).toMatch(/^\/nix\/store\/[a-z0-9]{32}-nixship-settings-probe$/);
   });
 });
+
+describe("an interrupted build", () => {
+  it("stops Nix and the builder it started, where only nixship got the signal", async () => {
+    const work = await mkdtemp(join(tmpdir(), "nixship-build-stop-"));
+    try {
+      const pidFile = join(work, "builder.pid");
+      // Outside the sandbox (sandbox = false) the builder can say where it is.
+      const drv = await freshDerivation(`echo $$ > ${pidFile}; exec /bin/sleep 120`);
+      process.env.NIX_CONFIG = TEST_NIX_CONFIG;
+      const stop = new AbortController();
+      const build = buildDerivations([drv], {}, {}, { signal: stop.signal }).then(
+        () => "built",
+        (err: unknown) => (err as Error).message,
+      );
+      const pid = Number(await waitFor(() => readFile(pidFile, "utf8").catch(() => undefined)));
+      stop.abort();
+      expect(await build).toMatch(/^'nix .*build.*' was stopped: interrupted$/);
+      // The builder goes with Nix, rather than building on for two minutes.
+      expect(await waitFor(async () => (alive(pid) ? undefined : "gone"))).toBe("gone");
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What `probe` gives once it gives something, asked every 100 ms for at most 30 s. */
+async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 300; i++) {
+    const value = await probe();
+    if (value !== undefined && value !== "") return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("waited 30 s in vain");
+}

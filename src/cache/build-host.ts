@@ -3,8 +3,13 @@
 // which pushes them as it pushes its own builds (the signing key never leaves the deployer),
 // unless the build host pushes them itself (deploy/build-host-push.ts): then they stay there.
 import { localNixVersion, NEW_CLI } from "./local-nix.js";
-import type { BuildProgress } from "./nix-activity.js";
-import { type BuildPlace, type BuiltDerivations, mainOutputs, runNixLogged } from "./nix-build.js";
+import {
+  type BuildPlace,
+  type BuiltDerivations,
+  mainOutputs,
+  type NixRunOptions,
+  runNixLogged,
+} from "./nix-build.js";
 import { derivationOutputs } from "./nix-version.js";
 
 /**
@@ -16,14 +21,13 @@ export async function buildOnHost(
   drvPaths: readonly string[],
   host: string,
   place: BuildPlace,
-  options: {
-    readonly copyBack?: boolean;
-    readonly onProgress?: (progress: BuildProgress) => void;
-  } = {},
+  options: NixRunOptions & { readonly copyBack?: boolean } = {},
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
   const drvs = [...new Set(drvPaths)];
-  await runNixLogged([...NEW_CLI, "copy", "--derivation", "--to", host, ...drvs], place, host);
+  const { signal } = options;
+  const there = { store: host, ...(signal ? { signal } : {}) };
+  await runNixLogged([...NEW_CLI, "copy", "--derivation", "--to", host, ...drvs], place, there);
   const built = await runNixLogged(
     [
       ...NEW_CLI,
@@ -35,15 +39,14 @@ export async function buildOnHost(
       ...drvs.map((drv) => derivationOutputs(drv, version)),
     ],
     place,
-    host,
-    options.onProgress,
+    { ...there, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
   );
   const byDrv = mainOutputs(built.stdout, version);
   if (options.copyBack === false) return { byDrv, builtOn: built.log.builtOn(), unusable: [] };
   await runNixLogged(
     [...NEW_CLI, "copy", "--no-check-sigs", "--from", host, ...new Set(byDrv.values())],
     place,
-    host,
+    there,
   );
   return { byDrv, builtOn: built.log.builtOn(), unusable: [] };
 }

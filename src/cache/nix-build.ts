@@ -44,6 +44,17 @@ export function placeEnv(place: BuildPlace): NodeJS.ProcessEnv | undefined {
   return place.sshOpts === undefined ? undefined : { ...process.env, NIX_SSHOPTS: place.sshOpts };
 }
 
+/** What a build is told beyond its arguments. */
+export interface NixRunOptions {
+  /** Called as derivations start and end building (nix-activity.ts). */
+  readonly onProgress?: (progress: BuildProgress) => void;
+  /**
+   * Stops Nix (TERM, then KILL): an interrupted command, where a Ctrl-C reaches only nixship
+   * (a SIGTERM to its process, as CI and supervisors send) and Nix would build on.
+   */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * Runs a Nix command, reading what its stderr says of other machines (build-log.ts); a failure
  * there becomes a BuilderError naming the builder, any other a `nix-failed` with Nix's last
@@ -52,10 +63,10 @@ export function placeEnv(place: BuildPlace): NodeJS.ProcessEnv | undefined {
 export async function runNixLogged(
   args: readonly string[],
   place: BuildPlace,
-  store?: string,
-  onProgress?: (progress: BuildProgress) => void,
+  options: NixRunOptions & { readonly store?: string } = {},
 ): Promise<{ stdout: string; log: NixBuildLog }> {
   await localNixVersion();
+  const { store, onProgress, signal } = options;
   const log = new NixBuildLog(store);
   const activity = new NixActivity((line) => log.add(line), onProgress);
   const env = placeEnv(place);
@@ -63,6 +74,7 @@ export async function runNixLogged(
   const r = await runStreamed("nix", ["--log-format", "internal-json", ...args], {
     onStderrLine: (line) => activity.add(line),
     ...(env ? { env } : {}),
+    ...(signal ? { signal } : {}),
   });
   log.end();
   if (r.error !== undefined) {
@@ -71,6 +83,9 @@ export async function runNixLogged(
     });
   }
   if (r.code === 0) return { stdout: r.stdout, log };
+  const shown = `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}'`;
+  if (signal?.aborted)
+    throw new OperationError(NIX_ERRORS.failed, `${shown} was stopped: interrupted`);
   const failed = [...log.failures].sort(
     (a, b) => Number(b.kind === "build-failed") - Number(a.kind === "build-failed"),
   );
@@ -81,7 +96,7 @@ export async function runNixLogged(
   const fix = nixSettingFix(`${last}\n${r.stderr}`, store);
   throw new OperationError(
     NIX_ERRORS.failed,
-    `'nix ${args.filter((a) => !a.startsWith("/nix/store/")).join(" ")}' exited with ${r.code ?? r.killedBy}${last ? `:\n${last}` : ""}`,
+    `${shown} exited with ${r.code ?? r.killedBy}${last ? `:\n${last}` : ""}`,
     fix === undefined ? {} : { hint: fix },
   );
 }
@@ -94,7 +109,7 @@ export async function buildDerivations(
   drvPaths: readonly string[],
   options: NixOptions = {},
   place: BuildPlace = {},
-  onProgress?: (progress: BuildProgress) => void,
+  run: NixRunOptions = {},
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
   const { stdout, log } = await runNixLogged(
@@ -111,8 +126,7 @@ export async function buildDerivations(
       ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
     ],
     place,
-    undefined,
-    onProgress,
+    run,
   );
   return {
     byDrv: mainOutputs(stdout, version),

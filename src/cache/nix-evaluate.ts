@@ -76,8 +76,9 @@ function candidates(attrPath: readonly string[]): string {
 export function evaluateDerivations(
   outputs: readonly FlakeOutput[],
   options: NixOptions = {},
+  signal?: AbortSignal,
 ): Promise<string[]> {
-  return evaluateOutputs(outputs, options, "drvPath");
+  return evaluateOutputs(outputs, options, "drvPath", signal);
 }
 
 /**

@@ -35,14 +35,10 @@ ${FLEET_HELP}
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const where = await resolveBuildPlace(fleet, values["build-host"]);
     const progress = showBuildProgress(io.stderr, values.json === true);
-    const built = await buildSystems(
-      selectHosts(fleet, values.on),
-      fleetDir,
-      {},
+    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir, {
       where,
-      false,
-      progress.onProgress,
-    ).finally(progress.stop);
+      onProgress: progress.onProgress,
+    }).finally(progress.stop);
     if (values.json) {
       writeJson(io, {
         systems: built.systems,

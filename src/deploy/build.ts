@@ -4,8 +4,7 @@ import { isAbsolute, resolve } from "node:path";
 import { buildOnHost } from "../cache/build-host.js";
 import type { BuilderFailure } from "../cache/build-log.js";
 import { type NixOptions, resolveInstallables, validPaths } from "../cache/local-nix.js";
-import type { BuildProgress } from "../cache/nix-activity.js";
-import { type BuiltDerivations, buildDerivations } from "../cache/nix-build.js";
+import { type BuiltDerivations, buildDerivations, type NixRunOptions } from "../cache/nix-build.js";
 import {
   evaluateDerivations,
   evaluateSystemTypes,
@@ -54,19 +53,16 @@ async function evaluateAndBuild(
   nix: NixOptions,
   where: ResolvedBuildPlace | undefined,
   copyBack: boolean,
-  onProgress: ((progress: BuildProgress) => void) | undefined,
+  run: NixRunOptions,
 ): Promise<{ paths: StorePath[]; built: BuiltDerivations }> {
-  const drvs = await evaluateDerivations(outputs, nix);
+  const drvs = await evaluateDerivations(outputs, nix, run.signal);
   if (drvs.length === 0) {
     return { paths: [], built: { byDrv: new Map(), builtOn: [], unusable: [] } };
   }
   const built =
     where?.host !== undefined
-      ? await buildOnHost(drvs, where.host, where.place, {
-          copyBack,
-          ...(onProgress ? { onProgress } : {}),
-        })
-      : await buildDerivations(drvs, nix, where?.place ?? {}, onProgress);
+      ? await buildOnHost(drvs, where.host, where.place, { ...run, copyBack })
+      : await buildDerivations(drvs, nix, where?.place ?? {}, run);
   const paths = drvs.map((drv, i) => {
     const out = built.byDrv.get(drv);
     if (out === undefined) {
@@ -162,7 +158,7 @@ export async function resolvePushInstallables(
       flakeOutput(item, baseDir, { where: `'${item}'`, base: `the current directory, ${baseDir}` }),
     ),
   );
-  const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, undefined).catch(
+  const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, {}).catch(
     (err: unknown) => {
       throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
     },
@@ -170,19 +166,21 @@ export async function resolvePushInstallables(
   return [...paths, ...(await resolveInstallables(others, nix))];
 }
 
-/**
- * `where`: the fleet's builders or build host (build-place.ts); undefined: here alone.
- * `leaveOnHost`: the build host pushes the closures itself, so they are not copied back.
- */
+export interface BuildSystemsOptions extends NixRunOptions {
+  readonly nix?: NixOptions;
+  /** The fleet's builders or build host (build-place.ts); undefined: here alone. */
+  readonly where?: ResolvedBuildPlace;
+  /** The build host pushes the closures itself, so they are not copied back. */
+  readonly leaveOnHost?: boolean;
+}
+
+/** Evaluates and builds the hosts' systems: one evaluation, one build. */
 export async function buildSystems(
   hosts: readonly FleetHost[],
   baseDir: string,
-  nix: NixOptions = {},
-  where?: ResolvedBuildPlace,
-  leaveOnHost = false,
-  /** Called as derivations start and end building (cache/nix-activity.ts). */
-  onProgress?: (progress: BuildProgress) => void,
+  options: BuildSystemsOptions = {},
 ): Promise<BuildResult> {
+  const { nix = {}, where, leaveOnHost = false, ...run } = options;
   const specs = new Map<string, string[]>();
   for (const host of hosts) {
     const spec = formatSystemSpec(host.system);
@@ -193,7 +191,7 @@ export async function buildSystems(
     flakeSpecs.map((s) => flakeOutput(s, baseDir, fleetNamer(specs.get(s) ?? [], baseDir))),
   );
   const onHost = leaveOnHost && where?.host !== undefined && where.hostSsh !== undefined;
-  const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost, onProgress).catch(
+  const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost, run).catch(
     (err: unknown) => {
       throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
     },

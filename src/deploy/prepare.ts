@@ -88,14 +88,13 @@ export async function prepare(
   });
   const buildStart = performance.now();
   const progress = reportBuildProgress(emit);
-  const built = await buildSystems(
-    hosts,
-    options.fleetDir,
-    options.nix,
+  const built = await buildSystems(hosts, options.fleetDir, {
+    ...(options.nix ? { nix: options.nix } : {}),
     where,
-    pusher?.kind === "nixship",
-    progress.onProgress,
-  ).finally(progress.stop);
+    leaveOnHost: pusher?.kind === "nixship",
+    onProgress: progress.onProgress,
+    ...(options.signal ? { signal: options.signal } : {}),
+  }).finally(progress.stop);
   emit({
     type: "build-done",
     seconds: (performance.now() - buildStart) / 1000,
