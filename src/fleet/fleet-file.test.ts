@@ -613,6 +613,26 @@ describe("parseFleet", () => {
     expect(problemsOf(withUrl("http://{name}/", { sshHost: "lab-h" }))).toEqual([]);
   });
 
+  it("refuses health URLs that hold credentials, without quoting them", () => {
+    const withUrl = (url: string) => ({
+      ...minimal({ address: "a" }),
+      policy: { health: { http: [{ url }] } },
+    });
+    const holds = (what: string, shown: string) =>
+      `policy.health.http[0].url: must hold no credentials (it has ${what}): it is recorded and shown as written; a check that needs one is a command check ("run") that reads it on the host (got "${shown}")`;
+    expect(problemsOf(withUrl("https://bot:s3cr3t@{address}/health"))).toEqual([
+      holds("a user or password before the host", "https://…"),
+    ]);
+    expect(problemsOf(withUrl("http://{address}/health?full=1&access_token=s3cr3t"))).toEqual([
+      holds('the query parameter "access_token"', "http://…"),
+    ]);
+    // A password holding "/" leaves no valid URL: still not quoted.
+    const slashed = problemsOf(withUrl("http://bot:ab/s3cr3t@{address}/health"));
+    expect(slashed).toHaveLength(1);
+    expect(slashed[0]).not.toContain("s3cr3t");
+    expect(problemsOf(withUrl("http://{address}/health?full=1"))).toEqual([]);
+  });
+
   it("checks the cache settings", () => {
     expect(problemsOf(example((d) => (d.cache.url = "http://cache.lan")))[0]).toMatch(
       /^cache\.url: bad store URL "http:\/\/cache\.lan": unknown scheme "http:"/,
@@ -627,6 +647,14 @@ describe("parseFleet", () => {
     expect(problemsOf(example((d) => delete d.cache.publicKeys))).toEqual([
       "cache.publicKeys: is required",
     ]);
+    expect(
+      problemsOf(example((d) => (d.cache.substituter = "https://bot:s3cr3t@cache.example"))),
+    ).toEqual([
+      "cache.substituter: must hold no credentials (it has a user or password before the host): give the hosts' Nix a netrc-file for an http(s) cache, or an instance role for S3",
+    ]);
+    expect(
+      problemsOf(example((d) => (d.cache.substituter = "s3://c?region=eu-west-1&profile=p"))),
+    ).toEqual([]);
     expect(problemsOf(example((d) => (d.cache.substituter = "10.0.0.1:8080")))[0]).toMatch(
       /^cache\.substituter: must be an http:\/\/, https:\/\/, s3:\/\/ or file:\/\/ URL/,
     );

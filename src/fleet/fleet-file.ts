@@ -6,6 +6,7 @@ import { InputError } from "../errors.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { isStorePath } from "../nix/store-path.js";
 import { parseStoreUrl } from "../store/url.js";
+import { credentialsIn, shownUrl } from "../util/url-credentials.js";
 import {
   type CacheSettings,
   DEFAULT_SSH_USER,
@@ -260,7 +261,13 @@ function readCache(value: unknown, problems: Problems): CacheSettings | undefine
     if (substituter !== undefined && !isSubstituterUrl(substituter)) {
       problems.add(
         [...path, "substituter"],
-        `must be an http://, https://, s3:// or file:// URL (${got(substituter)})`,
+        `must be an http://, https://, s3:// or file:// URL (${got(shownUrl(substituter))})`,
+      );
+    } else if (substituter !== undefined && credentialsIn(substituter) !== undefined) {
+      // It travels in SSM's parameters and the hosts' command lines, and failures quote it.
+      problems.add(
+        [...path, "substituter"],
+        `must hold no credentials (it has ${credentialsIn(substituter)}): give the hosts' Nix a netrc-file for an http(s) cache, or an instance role for S3`,
       );
     }
   }

@@ -1,4 +1,6 @@
 // HTTP health check URLs: `{address}` and `{name}` are the only placeholders, filled per host.
+
+import { credentialsIn } from "../util/url-credentials.js";
 import type { FleetHost, HttpCheck } from "./fleet.js";
 
 export const URL_PLACEHOLDERS = ["address", "name"] as const;
@@ -18,6 +20,11 @@ export function healthUrlProblem(url: string): string | undefined {
   if (!URL.canParse(filled)) return "is not a valid URL";
   const protocol = new URL(filled).protocol;
   if (protocol !== "http:" && protocol !== "https:") return `must be http:// or https://`;
+  // Checks and their failures are recorded in the store and shown in every view.
+  const credentials = credentialsIn(filled);
+  if (credentials !== undefined) {
+    return `must hold no credentials (it has ${credentials}): it is recorded and shown as written; a check that needs one is a command check ("run") that reads it on the host`;
+  }
   return undefined;
 }
 

@@ -1,5 +1,7 @@
 // The fleet file's bake keys: a role's `bake` and `analysis` (in `policy` and `policies`), and
 // the fleet's `prometheus`, each problem named by its JSON path.
+
+import { shownUrl } from "../util/url-credentials.js";
 import {
   ANALYSIS_DEFAULTS,
   type AnalysisQuery,
@@ -213,7 +215,7 @@ export function readPrometheus(value: unknown, problems: Problems): PrometheusSe
 
 /** Why `url` is no Prometheus base URL, or undefined when it is. */
 function prometheusUrlProblem(url: string): string | undefined {
-  if (!URL.canParse(url)) return `is not a valid URL (${got(url)})`;
+  if (!URL.canParse(url)) return `is not a valid URL (${got(shownUrl(url))})`;
   const parsed = new URL(url);
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     return `must be http:// or https:// (${got(parsed.protocol)})`;

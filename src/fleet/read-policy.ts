@@ -1,4 +1,6 @@
 // The `policy` section of the fleet file: rollout numbers and health checks, defaults filled in.
+
+import { shownUrl } from "../util/url-credentials.js";
 import {
   COMMAND_CHECK_DEFAULTS,
   type CommandCheck,
@@ -221,7 +223,8 @@ function readHttpCheck(
   const url =
     check.url === undefined ? undefined : readString(check.url, [...path, "url"], problems);
   const urlProblem = url === undefined ? undefined : healthUrlProblem(url);
-  if (urlProblem !== undefined) problems.add([...path, "url"], `${urlProblem} (${got(url)})`);
+  if (url !== undefined && urlProblem !== undefined)
+    problems.add([...path, "url"], `${urlProblem} (${got(shownUrl(url))})`);
   const expectStatus =
     check.expectStatus === undefined
       ? shape.defaults?.http.expectStatus

@@ -3,6 +3,7 @@
 import { isAbsolute, normalize } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { InputError } from "../errors.js";
+import { shownUrl } from "../util/url-credentials.js";
 import { FsStore } from "./fs-store.js";
 import { keyProblem } from "./keys.js";
 import type { ObjectStore } from "./object-store.js";
@@ -41,7 +42,7 @@ const PROFILE = /^[A-Za-z0-9_.+@-]+$/;
 
 export function parseStoreUrl(text: string, env: NodeJS.ProcessEnv = process.env): StoreUrl {
   const bad = (what: string) =>
-    new InputError("bad-store-url", `bad store URL "${redact(text)}": ${what}`, { hint: FORMS });
+    new InputError("bad-store-url", `bad store URL "${shownUrl(text)}": ${what}`, { hint: FORMS });
   if (text.startsWith("/")) {
     if (text.includes("\0")) throw bad("the path contains a NUL byte");
     return { kind: "file", root: trimSlash(normalize(text)), fsync: true };
@@ -124,7 +125,7 @@ function parseS3Url(
   if (endpointText !== undefined) {
     const parsed = URL.canParse(endpointText) ? new URL(endpointText) : undefined;
     if (parsed === undefined || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
-      throw bad(`endpoint "${redact(endpointText)}" is not an http(s) URL`);
+      throw bad(`endpoint "${shownUrl(endpointText)}" is not an http(s) URL`);
     }
     if (
       parsed.username !== "" ||
@@ -133,7 +134,7 @@ function parseS3Url(
       parsed.search !== ""
     ) {
       throw bad(
-        `endpoint "${redact(endpointText)}" must be just scheme://host[:port], with no credentials or path`,
+        `endpoint "${shownUrl(endpointText)}" must be just scheme://host[:port], with no credentials or path`,
       );
     }
     endpoint = parsed.origin;
@@ -191,11 +192,6 @@ export async function openStore(text: string): Promise<ObjectStore> {
     ...(url.uploadConcurrency !== undefined ? { uploadConcurrency: url.uploadConcurrency } : {}),
     url: formatStoreUrl(url),
   });
-}
-
-/** Error messages echo the URL; keep any `user:secret@` out of them (and out of logs). */
-function redact(text: string): string {
-  return text.replace(/(:\/\/)[^/?#@]*@/g, "$1***@");
 }
 
 function trimSlash(path: string): string {
