@@ -4,7 +4,7 @@
 // outside the flake), the placeholder address refused by name until filled in, then the
 // fleet built; and its refusals (exit 2), which write nothing.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -235,5 +235,33 @@ describe("nixship init refuses", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("would be inside the flake's directory");
     expect(await leftBehind(dir, join(dir, "keys"))).toEqual(["keys"]);
+  });
+
+  it("a key named '..something' in the flake's directory, or reached through a link to it (exit 2)", async () => {
+    const dir = await flakeDir();
+    const link = join(work, `link-${Date.now()}`);
+    await symlink(dir, link);
+    for (const keyOut of [join(dir, "..cache.sec"), join(link, "cache.sec")]) {
+      const r = await init(dir, ["--key-out", keyOut]);
+      expect(r.code, keyOut).toBe(2);
+      expect(r.stderr).toContain("would be inside the flake's directory");
+    }
+    expect(await leftBehind(dir, join(work, "no-keys"))).toEqual([]);
+  });
+
+  it("a cache URL holding credentials, without quoting them, and writes nothing (exit 2)", async () => {
+    const dir = await flakeDir();
+    const keys = join(work, "cache-url-keys");
+    const r = await init(dir, [
+      "--key-out",
+      join(keys, "k.sec"),
+      "--cache",
+      "s3://AKIAEXAMPLE:wJalrXUtnFEMI/K7MDENG/s3cr3t@bucket/p",
+      "--json",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--cache: bad store URL "s3://bucket/p"');
+    expect(`${r.stdout}${r.stderr}`).not.toMatch(/s3cr3t|K7MDENG|AKIAEXAMPLE/);
+    expect(await leftBehind(dir, keys)).toEqual([]);
   });
 });

@@ -1,10 +1,10 @@
 // `nixship init`: a starting fleet for the flake in a directory, one host per NixOS
 // configuration (or, with --from, per node of a colmena hive or deploy-rs flake), with a cache
 // and a signing key (kept out of the flake), and the next commands.
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
 import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
@@ -18,7 +18,7 @@ import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fl
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
-import { openStore } from "../store/url.js";
+import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
@@ -120,6 +120,14 @@ the fleet file exists, the key would be in the flake).`,
     const key = await readOrMakeKey(keyOut, keyName);
     const publicKey = formatPublicKey(publicKeyOf(key.key));
     const cacheUrl = values.cache ?? `file://${join(dir, DEFAULT_CACHE_DIR)}`;
+    // Before anything is written: a URL the fleet file would refuse (one holding credentials,
+    // above all) never reaches it, nor the flake that Nix copies into the store.
+    try {
+      parseStoreUrl(cacheUrl, io.env);
+    } catch (err) {
+      if (err instanceof InputError) err.message = `--cache: ${err.message}`;
+      throw err;
+    }
     const localCache = cacheUrl.startsWith("file://");
 
     if (from !== undefined) {
@@ -401,10 +409,23 @@ function defaultKeyFile(name: string, env: NodeJS.ProcessEnv): string {
   return join(config, "nixship", `${name}.sec`);
 }
 
-/** A key in the flake's directory would be copied into the world-readable store with it. */
+/**
+ * A key in the flake's directory would be copied into the world-readable store with it. Both
+ * are compared as they really are (a symlink into the flake counts as in it); `..key` is a
+ * file's name, not the way out.
+ */
 function refuseKeyInFlake(keyOut: string, dir: string): void {
-  const rel = relative(dir, keyOut);
-  if (rel.startsWith("..") || isAbsolute(rel)) return;
+  const real = (path: string): string => {
+    try {
+      return realpathSync(path);
+    } catch {
+      // Not there yet (the key to make): its directory as it really is.
+      const parent = dirname(path);
+      return parent === path ? path : join(real(parent), basename(path));
+    }
+  };
+  const rel = relative(real(dir), real(keyOut));
+  if (rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return;
   throw new UsageError(
     `${COMMAND}: the signing key ${keyOut} would be inside the flake's directory ${dir}, which Nix copies into the world-readable store`,
     "give --key-out a path outside it (the default is under ~/.config/nixship/)",

@@ -15,13 +15,15 @@ export async function writeSecretKeyFile(
   const handle = await open(tmp, "wx", 0o600).catch((err: NodeJS.ErrnoException) => {
     throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
   });
+  // The temporary file goes whatever fails: a write cut short by a full disk leaves no part of
+  // the key beside the one asked for.
   try {
-    await handle.writeFile(formatSecretKey(key));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(formatSecretKey(key));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     // link() refuses to replace an existing file, atomically; force replaces with rename().
     if (force) await rename(tmp, out);
     else {

@@ -1,0 +1,58 @@
+// A secret key file is written whole or not at all: a write that fails (a full disk, which the
+// test stands in for, as no real part here can fill one on demand) leaves neither the key nor
+// its temporary file, which would hold part of the key.
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { generateSecretKey } from "../nix/keys.js";
+
+const failing = { write: false };
+
+vi.mock("node:fs/promises", async (original) => {
+  const fs = await original<typeof import("node:fs/promises")>();
+  return {
+    ...fs,
+    open: async (...args: Parameters<typeof fs.open>) => {
+      const handle = await fs.open(...args);
+      if (!failing.write) return handle;
+      // Half the key reaches the disk, then the disk is full.
+      return Object.assign(Object.create(handle) as typeof handle, {
+        writeFile: async (data: string) => {
+          await handle.write(data.slice(0, data.length / 2));
+          throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
+            code: "ENOSPC",
+          });
+        },
+        close: () => handle.close(),
+      });
+    },
+  };
+});
+
+const { writeSecretKeyFile } = await import("./key-file.js");
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-key-file-"));
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+describe("writeSecretKeyFile", () => {
+  it("writes the key, owner-only, and nothing beside it", async () => {
+    failing.write = false;
+    const out = join(work, "ok.sec");
+    await writeSecretKeyFile(out, generateSecretKey("fleet-1"), false);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    expect(await readdir(work)).toEqual(["ok.sec"]);
+  });
+
+  it("leaves no part of the key behind when the write fails", async () => {
+    failing.write = true;
+    const out = join(work, "full.sec");
+    await expect(writeSecretKeyFile(out, generateSecretKey("fleet-1"), false)).rejects.toThrow(
+      /ENOSPC/,
+    );
+    expect(await readdir(work)).toEqual(["ok.sec"]);
+  });
+});
