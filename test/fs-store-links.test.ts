@@ -1,7 +1,8 @@
-// A directory store never reads or serves through a symbolic link: a NAR planted as a link to
-// a file outside the cache (or under a directory that is a link out of it) is refused by the
-// store and never served by `cache serve`.
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+// A directory store never reads, serves or writes through a symbolic link: a NAR planted as a
+// link to a file outside the cache (or under a directory that is a link out of it) is refused
+// by the store and never served by `cache serve`, and a put or delete under a directory that
+// links out of the store touches nothing outside it.
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -76,5 +77,37 @@ describe("the directory store and links", () => {
     const real = await fetch(`${server.url}/${REAL}`);
     expect(real.status).toBe(200);
     expect(await real.text()).toBe("nar bytes");
+  });
+
+  it("writes and deletes nothing through a directory that is a link out of the root", async () => {
+    // As a writer of status/ could leave it: status/hosts a link to a directory elsewhere.
+    const elsewhere = join(work, "elsewhere");
+    await mkdir(join(elsewhere, "deeper"), { recursive: true });
+    await writeFile(join(elsewhere, "web1.json"), "theirs");
+    await mkdir(join(cache, "status"));
+    await symlink(elsewhere, join(cache, "status", "hosts"));
+    const store = new FsStore(cache);
+    const file = join(work, "body");
+    await writeFile(file, "a file's bytes");
+    const refusals = [
+      () => store.put("status/hosts/web1.json", Buffer.from("ours")),
+      () =>
+        store.put("status/hosts/new.json", Buffer.from("ours"), { condition: { ifAbsent: true } }),
+      // A directory not made yet, below the link.
+      () => store.put("status/hosts/deeper/more/x.json", Buffer.from("ours")),
+      () => store.putFile("status/hosts/file.json", file),
+      () => store.delete("status/hosts/web1.json"),
+      async () => {
+        await store.put("status/hosts/later.json", Buffer.from("ours"), { durability: "deferred" });
+        await store.flush();
+      },
+    ];
+    for (const op of refusals) expect((await refusal(op())).code).toBe("store-link");
+    await store.close();
+    expect((await readdir(elsewhere)).sort()).toEqual(["deeper", "web1.json"]);
+    expect(await readdir(join(elsewhere, "deeper"))).toEqual([]);
+    // What is inside the root is written as before.
+    await store.put("status/own.json", Buffer.from("ours"));
+    expect((await store.head("status/own.json"))?.size).toBe(4);
   });
 });

@@ -21,7 +21,7 @@ import {
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
-import { InputError, OperationError } from "../errors.js";
+import { InputError, NixshipError, OperationError } from "../errors.js";
 import { DirectorySyncs } from "./dir-sync.js";
 import { DirCache, type DirReads, dirKeyOf } from "./fs-dir-cache.js";
 import {
@@ -236,6 +236,7 @@ export class FsStore implements ObjectStore {
     let tmp: string | undefined;
     let consumed = false;
     try {
+      if (slot === undefined) await this.#writableDir(key, path);
       tmp = slot === undefined ? tempBeside(path) : await this.#deferredTemp();
       const handle = await createTemp(tmp);
       let etag: string;
@@ -322,7 +323,9 @@ export class FsStore implements ObjectStore {
     // caller's threads and buffers make this process dear to fork (fs-syncer.ts).
     if (this.#fsync) this.#syncer.start();
     this.#staged = true;
-    return newStagingDir(this.#root, this.url);
+    const dir = await newStagingDir(this.#root, this.url);
+    await this.#writableDir(STAGING_HOME, join(dir, "put"));
+    return dir;
   }
 
   /**
@@ -345,6 +348,7 @@ export class FsStore implements ObjectStore {
       slot.from = from;
       return { result: { status: "written", etag }, consumed: true };
     }
+    await this.#writableDir(key, path);
     if (condition === undefined) {
       await inDirectory(path, () => rename(from, path));
     } else if ("ifAbsent" in condition) {
@@ -396,6 +400,7 @@ export class FsStore implements ObjectStore {
       this.#publishing = published;
       await published;
     } catch (err) {
+      if (err instanceof NixshipError) throw err;
       throw new OperationError(
         "store-fs-failed",
         `cannot flush ${this.url} to disk: ${err instanceof Error ? err.message : String(err)}`,
@@ -414,8 +419,16 @@ export class FsStore implements ObjectStore {
 
   /** Renames a flushed batch into place, one by one in put order, then syncs the directories. */
   async #publish(batch: readonly Pending[]): Promise<void> {
-    for (const { from, path } of batch) {
-      if (from !== undefined) await inDirectory(path, () => rename(from, path));
+    const checked = new Map<string, Promise<void>>();
+    for (const { key, from, path } of batch) {
+      if (from === undefined) continue;
+      let check = checked.get(dirname(path));
+      if (check === undefined) {
+        check = this.#writableDir(key, path);
+        checked.set(dirname(path), check);
+      }
+      await check;
+      await inDirectory(path, () => rename(from, path));
     }
     if (!this.#fsync) return;
     await Promise.all(
@@ -491,6 +504,7 @@ export class FsStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     const path = this.#path(key);
     try {
+      await this.#writableDir(key, path);
       await unlink(path);
     } catch (err) {
       if (isAbsent(err) || errnoOf(err) === "EISDIR") return;
@@ -517,11 +531,50 @@ export class FsStore implements ObjectStore {
   /** The root with its links resolved, once. */
   #realRoot: Promise<string> | undefined;
 
+  /** The root with its links resolved; undefined while it does not exist (asked again then). */
+  async #rootReal(): Promise<string | undefined> {
+    this.#realRoot ??= realpath(this.#root);
+    const real = this.#realRoot;
+    try {
+      return await real;
+    } catch (err) {
+      if (this.#realRoot === real) this.#realRoot = undefined;
+      if (isAbsent(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Refuses an object whose directory, links resolved, is not inside the root. */
   async #checkInside(key: string, path: string): Promise<void> {
     this.#realRoot ??= realpath(this.#root);
     const [root, dir] = await Promise.all([this.#realRoot, realpath(dirname(path))]);
     if (dir !== root && !dir.startsWith(`${root}${sep}`)) throw this.#linked(key);
+  }
+
+  /**
+   * Refuses to write or delete `key` (at `path`) when its directory, or the nearest of its
+   * ancestors that exists, is reached through a link out of the root: a writer that can change
+   * the store's directory (an agent host on a shared mount may write status/) must not turn a
+   * put into a write elsewhere with this process's rights. (A link swapped in between this check
+   * and the rename is not caught: Node has no openat(2) to write relative to a checked
+   * directory. It narrows the window to that moment.)
+   */
+  async #writableDir(key: string, path: string): Promise<void> {
+    const root = await this.#rootReal();
+    // A root not made yet holds no link: the put makes it.
+    if (root === undefined) return;
+    let dir = dirname(path);
+    for (;;) {
+      try {
+        const real = await realpath(dir);
+        if (real !== root && !real.startsWith(`${root}${sep}`)) throw this.#linked(key);
+        return;
+      } catch (err) {
+        // Not made yet: its parent is where it will be made.
+        if (!isAbsent(err) || dir === this.#root || dir === dirname(dir)) throw err;
+        dir = dirname(dir);
+      }
+    }
   }
 
   #linked(key: string): OperationError {
