@@ -138,5 +138,11 @@ describe("push --nars-only and the deployer's commit", () => {
     (extra.nars[0] as Record<string, unknown>).sig = "x";
     expect(() => parseNarReport(JSON.stringify(extra), "bh")).toThrow(/unknown key "sig"/);
     expect(() => parseNarReport("not json", "bh")).toThrow(/output that is not JSON/);
+    // A deriver that is no store path's name is the build host's bad report, named.
+    const deriver = structuredClone(doc);
+    (deriver.nars[0] as Record<string, unknown>).deriver = "junk\u001b[2J.drv";
+    expect(() => parseNarReport(JSON.stringify(deriver), "bh")).toThrow(
+      /^bh answered push --nars-only with nars\[0\]\.deriver "\/nix\/store\/junk\\u001b\[2J\.drv", not a store path$/,
+    );
   });
 });

@@ -8,6 +8,7 @@ import { InputError } from "../errors.js";
 import type { ReleaseHostPolicy } from "../release/release.js";
 import type { StatusRecord } from "../status/status.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { jsonErrorText } from "../util/text.js";
 
 export interface AgentState {
   readonly version: 1;
@@ -84,7 +85,7 @@ export async function loadState(stateDir: string): Promise<AgentState> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw badState(file, `not JSON (${(err as Error).message})`);
+    throw badState(file, `not JSON (${jsonErrorText(err)})`);
   }
   const v = value as Partial<AgentState> | null;
   if (typeof v !== "object" || v === null || v.version !== 1) {

@@ -118,7 +118,10 @@ function narInfo(raw: unknown, where: string, fail: Fail): NarInfo {
     narHash: hash(n.narHash, `${where}.narHash`, fail),
     narSize: size(n.narSize, `${where}.narSize`, fail),
     references: n.references.map((r, i) => storePath(r, `${where}.references[${i}]`, fail)),
-    deriver: deriver === undefined ? undefined : parseStorePath(`/nix/store/${deriver}`).baseName,
+    deriver:
+      deriver === undefined
+        ? undefined
+        : parseStorePath(storePath(`/nix/store/${deriver}`, `${where}.deriver`, fail)).baseName,
     sigs: [],
     ca,
   };

@@ -3,6 +3,7 @@
 
 import { NixshipError, UsageError } from "../errors.js";
 import { runCommandEnd } from "../util/command-end.js";
+import { withoutControls } from "../util/text.js";
 import type { CliIO } from "./command.js";
 import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
 import { systemFault } from "./system-faults.js";
@@ -116,9 +117,11 @@ function reportError(thrown: unknown, io: CliIO, json: boolean): number {
   const err = systemFault(thrown) ?? thrown;
   const known = err instanceof NixshipError;
   const code = known ? err.code : "internal";
-  const message = err instanceof Error ? err.message : String(err);
+  // Messages quote what hosts and stores said: whatever a reader missed, no control character
+  // reaches the terminal or the JSON.
+  const message = withoutControls(err instanceof Error ? err.message : String(err));
   const hint = known
-    ? err.hint
+    ? err.hint && withoutControls(err.hint)
     : "this is a bug in nixship; please report it with the command you ran";
   if (json)
     io.stdout.write(`${JSON.stringify({ error: { code, message, ...(hint ? { hint } : {}) } })}\n`);

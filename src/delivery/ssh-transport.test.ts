@@ -112,7 +112,7 @@ describe("runActivate", () => {
           stale: false,
         },
       },
-      "since is not a whole number or null",
+      "since is not a time in seconds or null",
     ],
     [
       "a huge message",

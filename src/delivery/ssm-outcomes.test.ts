@@ -1,5 +1,6 @@
 // ssmFailure: what an operator reads when SSM ran the document but activate.sh left no result.
 import { describe, expect, it } from "vitest";
+import { withoutControls } from "../util/text.js";
 import { type FinishedInvocation, ssmFailure } from "./ssm-outcomes.js";
 
 const settings = { documentName: "nixship-activate", region: "eu-west-1", commandTimeout: 900 };
@@ -28,5 +29,13 @@ describe("ssmFailure", () => {
     expect(ssmFailure(failed("", "boom"), settings)).toBe(
       "i-0abc: SSM reported Failed (exit 2): boom",
     );
+  });
+
+  it("shows no control character of the instance's stderr, and at most its last 600", () => {
+    const said = `${"x".repeat(2000)}\u001b]52;c;AAAA\u0007\rweb2: activated`;
+    const message = ssmFailure(failed("", said), settings);
+    expect(message).toBe(withoutControls(message));
+    expect(message).toContain("\ufffd]52;c;AAAA\ufffd\ufffdweb2: activated");
+    expect(message.length).toBeLessThan(700);
   });
 });

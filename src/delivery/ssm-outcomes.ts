@@ -7,6 +7,7 @@ import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
 import { resultMessage } from "../host/script-outcomes.js";
 import { combinedDeltaReport, type DeltaReport } from "../status/delta-report.js";
+import { withoutControls } from "../util/text.js";
 import type { DeployOutcome, HostPhase } from "./delivery.js";
 
 export const NOT_STARTED = "not started: SSM stopped the command after MaxErrors was reached";
@@ -112,7 +113,8 @@ export function ssmFailure(inv: FinishedInvocation, settings: SsmSettings): stri
     case "Unfinished":
       return `${id}: SSM reported no end for the command`;
     default: {
-      const tail = inv.stderr.trim().split("\n").slice(-3).join(" | ");
+      // The instance's own words: no control character reaches a terminal, and at most 600.
+      const tail = withoutControls(inv.stderr.trim().split("\n").slice(-3).join(" | ")).slice(-600);
       const code = inv.responseCode !== undefined && inv.responseCode >= 0 ? inv.responseCode : "?";
       const unparsed = unparsedOutput(inv);
       return `${id}: SSM reported ${status || "no status"} (exit ${code})${tail ? `: ${tail}` : ""}${unparsed ? `; ${unparsed}` : ""}`;

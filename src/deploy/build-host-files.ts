@@ -6,6 +6,7 @@ import { OperationError } from "../errors.js";
 import { BOOT_PARTS, type BootPart } from "../host/activation.js";
 import type { StorePath } from "../nix/store-path.js";
 import { shellQuote } from "../util/shell-quote.js";
+import { withoutControls } from "../util/text.js";
 import type { SystemFiles } from "./system-files.js";
 import { parseSystemHealth, SYSTEM_HEALTH_FILE, SYSTEM_HEALTH_LIMIT } from "./system-health.js";
 
@@ -22,7 +23,7 @@ export function buildHostSystemFiles(target: SshTarget): SystemFiles {
     if (r.code !== 0) {
       throw new OperationError(
         "build-host-read",
-        `cannot read ${what} of ${system} on ${target.name}: ${r.stderr.trim().split("\n").slice(-3).join(" ") || `exit ${r.code}`}`,
+        `cannot read ${what} of ${system} on ${target.name}: ${withoutControls(r.stderr.trim().split("\n").slice(-3).join(" ")).slice(-600) || `exit ${r.code}`}`,
         { hint: `check that ${target.name} is up and still holds the system it built` },
       );
     }

@@ -116,6 +116,16 @@ describe("FetchPace", () => {
     expect(pace.favoursWhole()).toBe(false);
   });
 
+  it("counts what a host says it fetched only up to what the plan says it lacked", () => {
+    // A host that claims 2^53 bytes in 4 s would make the link look fast for every host after
+    // it (and, through the record, for the next deploys): it counts as its planned 80 MB.
+    const pace = new FetchPace(() => 80_000_000);
+    fetched(pace, "liar", 4, whole(2 ** 53 - 1));
+    expect(pace.bytesPerSecond()).toBe(20_000_000);
+    expect(pace.favoursWhole()).toBe(false);
+    expect(pace.seen().whole?.bytes).toBe(80_000_000);
+  });
+
   it("before any host rebuilt by delta, judges a whole fetch against DELTA_APPLY_PACE", () => {
     const fast = new FetchPace();
     fetched(fast, "e", 1, whole(DELTA_APPLY_PACE * 2));

@@ -93,15 +93,21 @@ export class FetchPace {
       const seconds = this.#fetching.get(host);
       if (outcome.status !== "activated" || seconds === undefined || !(seconds > 0)) return;
       const delta = outcome.delta;
+      const planned = this.#planned(host);
+      // What a host says it fetched counts up to what the plan says it lacked: a host that
+      // claims more cannot make the link look fast for the hosts after it.
+      const atMostPlanned = (n: number) => (planned === undefined ? n : Math.min(n, planned));
       const bytes =
         delta === undefined || "skipped" in delta
-          ? (this.#planned(host) ?? 0)
-          : (delta.bytes ?? 0) + (delta.wholeNarBytes ?? 0);
+          ? (planned ?? 0)
+          : atMostPlanned((delta.bytes ?? 0) + (delta.wholeNarBytes ?? 0));
       if (bytes <= 0) return;
       this.#bytes += bytes;
       this.#seconds += seconds;
       const byDelta = delta !== undefined && !("skipped" in delta) && delta.paths > 0;
-      const nar = byDelta ? (delta.narBytes ?? 0) + (delta.wholeNarBytes ?? 0) : bytes;
+      const nar = byDelta
+        ? atMostPlanned((delta.narBytes ?? 0) + (delta.wholeNarBytes ?? 0))
+        : bytes;
       const kind = byDelta ? this.#rebuilt : this.#whole;
       kind.bytes += nar;
       kind.seconds += seconds;

@@ -13,7 +13,7 @@ import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { testWait } from "../util/test-waits.js";
-import { withoutCredentials } from "../util/text.js";
+import { shownUrl } from "../util/url-credentials.js";
 import type { DeployOptions } from "./deploy-options.js";
 import type { DeployEvent } from "./events.js";
 import type { PauseVerdict } from "./run-rollout.js";
@@ -123,7 +123,7 @@ export async function waitAtPause(
     until: until.toISOString(),
     onTimeout: pause.onTimeout,
     ...answerCommands(input.rollout),
-    store: withoutCredentials(input.store.url),
+    store: shownUrl(input.store.url),
   };
   await input.record(paused);
   input.show(paused);

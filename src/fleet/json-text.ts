@@ -1,6 +1,7 @@
 // JSON text to a value, with errors that give line and column. Duplicate keys are refused:
 // JSON.parse silently keeps the last one, which would hide a copy-pasted, unrenamed host.
 import { InputError } from "../errors.js";
+import { jsonErrorText } from "../util/text.js";
 import { formatJsonPath, type JsonPath } from "./json-path.js";
 
 /**
@@ -65,7 +66,7 @@ export function lineColumn(text: string, offset: number): string {
 
 function describeSyntaxError(err: unknown, text: string): { message: string; offset?: number } {
   if (text.trim() === "") return { message: "the text is empty" };
-  const raw = err instanceof Error ? err.message : String(err);
+  const raw = jsonErrorText(err);
   // Node 20 says "… in JSON at position N"; newer V8 adds "(line L column C)"; some messages
   // quote the input instead ("Unexpected token 'x', \"…\" is not valid JSON").
   const lineCol = / \(line (\d+) column (\d+)\)/.exec(raw);
@@ -76,9 +77,7 @@ function describeSyntaxError(err: unknown, text: string): { message: string; off
   else if (/Unexpected end of JSON input/.test(raw)) offset = text.length;
   const message = raw
     .replace(/ \(line \d+ column \d+\)/, "")
-    .replace(/ in JSON at position \d+/, "")
-    .replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, "")
-    .replace(/^(\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, "unexpected text");
+    .replace(/ in JSON at position \d+/, "");
   return {
     message: message.charAt(0).toLowerCase() + message.slice(1),
     ...(offset === undefined ? {} : { offset }),

@@ -7,6 +7,7 @@ import { ACTIONS } from "../fleet/action.js";
 import { isStorePath } from "../nix/store-path.js";
 import { readRebootState } from "../status/boot.js";
 import { type DeltaReport, readDeltaReport } from "../status/delta-report.js";
+import { isEpochSeconds } from "../util/epoch.js";
 import { withoutControls } from "../util/text.js";
 import { type ActivationResult, SCRIPT_VERBS } from "./activation-answer.js";
 
@@ -14,6 +15,8 @@ import { type ActivationResult, SCRIPT_VERBS } from "./activation-answer.js";
 const MAX_TEXT = 4096;
 /** The most generations (or hashes) a list may hold. */
 const MAX_LIST = 10_000;
+/** A token's form: the one activate.sh's verbs and the SSM document accept. */
+const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
 type Obj = Record<string, unknown>;
 
@@ -46,6 +49,25 @@ function int(o: Obj, key: string, opts: { nullable?: boolean; optional?: boolean
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
     throw new Bad(`${key} is not a whole number${opts.nullable ? " or null" : ""}`);
   }
+  return v;
+}
+
+/** A time in seconds since the epoch (isEpochSeconds), or null where `nullable`. */
+function time(o: Obj, key: string, opts: { nullable?: boolean; optional?: boolean } = {}) {
+  const v = field(o, key);
+  if (v === undefined && opts.optional) return undefined;
+  if (v === null && opts.nullable) return null;
+  if (!isEpochSeconds(v)) {
+    throw new Bad(`${key} is not a time in seconds${opts.nullable ? " or null" : ""}`);
+  }
+  return v;
+}
+
+/** A token the deployer made (letters, digits, '-' and '_', as every verb and SSM take it). */
+function token(o: Obj, key: string, optional = false): string | undefined {
+  const v = text(o, key, optional);
+  if (v === undefined) return undefined;
+  if (!TOKEN.test(v)) throw new Bad(`${key} is not a token of letters, digits, '-' or '_'`);
   return v;
 }
 
@@ -118,8 +140,8 @@ function activation(o: Obj) {
     // What the lock file says the holder activates: shown, never used as a path.
     path: field(a, "path") === null ? null : (text(a, "path") as string),
     pid: int(a, "pid", { nullable: true }) as number | null,
-    since: int(a, "since", { nullable: true }) as number | null,
-    deadline: int(a, "deadline", { nullable: true }) as number | null,
+    since: time(a, "since", { nullable: true }) as number | null,
+    deadline: time(a, "deadline", { nullable: true }) as number | null,
     stale: bool(a, "stale"),
   };
 }
@@ -149,9 +171,9 @@ function bootState(o: Obj) {
           const previous = storePath(q, "previous", { nullable: true, optional: true });
           const bootId = field(q, "bootId");
           return {
-            token: text(q, "token") as string,
+            token: token(q, "token") as string,
             path: storePath(q, "path", { nullable: true }) as string | null,
-            since: int(q, "since", { nullable: true }) as number | null,
+            since: time(q, "since", { nullable: true }) as number | null,
             // Absent from older scripts.
             ...(generation === undefined ? {} : { generation }),
             ...(previous === undefined ? {} : { previous }),
@@ -178,7 +200,7 @@ function pinnedTrust(o: Obj) {
       if (typeof item !== "string" || item === "" || item.length > 1024) {
         throw new Bad(`pinned.${at} is not a short text`);
       }
-      return item;
+      return withoutControls(item);
     }) as string[];
   return { keys: texts("keys"), substituters: texts("substituters") };
 }
@@ -191,7 +213,7 @@ function failedSystem(o: Obj) {
   const f = object(v, "failed");
   return {
     path: storePath(f, "path") as string,
-    since: int(f, "since", { nullable: true }) as number | null,
+    since: time(f, "since", { nullable: true }) as number | null,
     reason: text(f, "reason") as string,
   };
 }
@@ -215,8 +237,8 @@ function checkVariant(o: Obj): ActivationResult {
       result: said as "usage" | "locked",
       exitCode: int(o, "exitCode") as number,
       message: text(o, "message") as string,
-      since: int(o, "since", { nullable: true, optional: true }),
-      deadline: int(o, "deadline", { nullable: true, optional: true }),
+      since: time(o, "since", { nullable: true, optional: true }),
+      deadline: time(o, "deadline", { nullable: true, optional: true }),
     });
   }
   switch (command) {
@@ -231,7 +253,7 @@ function checkVariant(o: Obj): ActivationResult {
           previous: storePath(o, "previous", { nullable: true }) as string | null,
           previousGeneration: int(o, "previousGeneration", { nullable: true }) as number | null,
           generation: int(o, "generation", { nullable: true }) as number | null,
-          token: text(o, "token", true),
+          token: token(o, "token", true),
           confirmTimeout: int(o, "confirmTimeout", { optional: true }) as number | undefined,
           bootId: text(o, "bootId", true),
           tookOver,

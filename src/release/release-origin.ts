@@ -8,7 +8,7 @@
 
 import { type PublicKey, type SecretKey, signDetached, verifyDetached } from "../nix/keys.js";
 import { sourceReference } from "../util/source-reference.js";
-import { withoutControls } from "../util/text.js";
+import { quoted, withoutControls } from "../util/text.js";
 import { canonicalJson } from "./release-canonical.js";
 
 /** Where systems came from: a flake, its git revision, whether its tree was dirty. */
@@ -144,7 +144,7 @@ export function checkReleaseOrigin(
   if (typeof o.signature !== "string") return untrusted("not signed");
   if (o.channel !== release.channel || o.seq !== release.seq || o.release !== release.digest) {
     return untrusted(
-      `it names release ${String(o.seq)} of channel ${String(o.channel)} with digest ${String(o.release)}, not this release`,
+      `it names release ${quoted(o.seq)} of channel ${quoted(o.channel)} with digest ${quoted(o.release)}, not this release`,
     );
   }
   const message =

@@ -1,6 +1,7 @@
 // What only a boot loads, and whether a host needs a reboot to load it: the one shape that
 // activate.sh's status reports and that an agent's status record carries.
 import { storePathOf } from "../nix/store-path.js";
+import { isEpochSeconds } from "../util/epoch.js";
 
 /** What only a boot loads, as NixOS's switch-to-configuration compares them. */
 export const BOOT_PARTS = ["kernel", "initrd", "kernel-modules"] as const;
@@ -30,8 +31,8 @@ export function readRebootState(value: unknown): RebootState | string {
       return `changed[${i}] is not a boot part`;
     changed.push(part as BootPart);
   }
-  if (!(o.since === null || (Number.isSafeInteger(o.since) && (o.since as number) >= 0))) {
-    return "since is not a whole number or null";
+  if (!(o.since === null || isEpochSeconds(o.since))) {
+    return "since is not a time in seconds or null";
   }
   const b = objectOf(o.booted);
   if (b === undefined) return "booted is not an object";

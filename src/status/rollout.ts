@@ -14,7 +14,7 @@ import { PAUSE_OUTCOMES } from "../fleet/pause-policy.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
-import { withoutControls } from "../util/text.js";
+import { jsonErrorText, withoutControls } from "../util/text.js";
 import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
@@ -211,7 +211,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
   try {
     value = JSON.parse(Buffer.from(bytes).toString("utf8"));
   } catch (err) {
-    throw malformed(source, `not JSON (${(err as Error).message})`);
+    throw malformed(source, `not JSON (${jsonErrorText(err)})`);
   }
   const r = object(value, source, "the record");
   if (r.version !== 1) throw malformed(source, "unsupported version");

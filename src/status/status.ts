@@ -12,7 +12,7 @@ import { InputError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
 import { isStorePath } from "../nix/store-path.js";
-import { withoutControls } from "../util/text.js";
+import { quoted, withoutControls } from "../util/text.js";
 import { type RebootState, readRebootState } from "./boot.js";
 import { type DeltaReport, readDeltaReport } from "./delta-report.js";
 import { type PruneReport, readPruneReport } from "./prune-report.js";
@@ -309,10 +309,10 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
       throw malformed(source, `"${key}" must be a whole number or null`);
     }
   };
-  if (r.version !== 1) throw malformed(source, `unsupported version ${shown(r.version)}`);
+  if (r.version !== 1) throw malformed(source, `unsupported version ${quoted(r.version)}`);
   text("host", false);
   if (!NAME_PATTERN.test(r.host as string))
-    throw malformed(source, `bad host name ${shown(r.host)}`);
+    throw malformed(source, `bad host name ${quoted(r.host)}`);
   if (!(DELIVERY_MODES as readonly unknown[]).includes(r.mode)) {
     throw malformed(source, `"mode" must be one of ${DELIVERY_MODES.join(", ")}`);
   }
@@ -332,13 +332,13 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   for (const key of ["startedAt", "updatedAt"]) {
     text(key, false);
     if ((r[key] as string).length > 40 || Number.isNaN(Date.parse(r[key] as string))) {
-      throw malformed(source, `"${key}" is not a date: ${shown(r[key])}`);
+      throw malformed(source, `"${key}" is not a date: ${quoted(r[key])}`);
     }
   }
   for (const key of ["desired", "current", "previous", "agent"]) {
     const v = r[key];
     if (typeof v === "string" && !isStorePath(v)) {
-      throw malformed(source, `"${key}" is not a store path: ${shown(v)}`);
+      throw malformed(source, `"${key}" is not a store path: ${quoted(v)}`);
     }
   }
   if (typeof r.error === "string" && r.error.length > MAX_ERROR) {
@@ -431,10 +431,6 @@ function readLog(value: unknown): HostLog | string {
 }
 
 /** A value a host wrote, as JSON cut to a length an error message can carry. */
-function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
-}
 
 function malformed(source: string, what: string): InputError {
   return new InputError("status-malformed", `${source}: ${what}`);

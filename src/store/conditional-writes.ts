@@ -8,7 +8,7 @@ import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
-import { withoutCredentials } from "../util/text.js";
+import { shownUrl } from "../util/url-credentials.js";
 import type { ObjectStore, PutCondition } from "./object-store.js";
 
 /**
@@ -56,7 +56,7 @@ export function ensureConditionalWrites(
 
 async function checkStore(store: ObjectStore, options: ConditionalWritesOptions): Promise<void> {
   const now = options.now ?? (() => new Date());
-  const url = withoutCredentials(store.url);
+  const url = shownUrl(store.url);
   // A directory store is probed every time: the probe is local and costs less than the cache
   // file, which would otherwise collect every temporary directory a store was opened in.
   const cacheDir = url.startsWith("file:") ? undefined : (options.cacheDir ?? defaultCacheDir());
@@ -107,7 +107,7 @@ function refusal(url: string, ignored: readonly Ignored[]): OperationError {
     : "on this store two publishers racing would both succeed and fork the release chain";
   return new OperationError(
     "store-no-conditional-writes",
-    `store ${withoutCredentials(url)} ${onNew ? "does not honour" : "ignores"} ${what}. Releases are published with conditional writes (the release file only if its number is free, the channel only over the version read); ${consequence}, so nothing was published`,
+    `store ${shownUrl(url)} ${onNew ? "does not honour" : "ignores"} ${what}. Releases are published with conditional writes (the release file only if its number is free, the channel only over the version read); ${consequence}, so nothing was published`,
     {
       hint: "AWS S3 supports both (conditional writes on PutObject); another S3-compatible server must honour If-None-Match: * and If-Match on PutObject; or use a directory store (file:///dir)",
     },

@@ -570,8 +570,11 @@ export class FsStore implements ObjectStore {
         if (real !== root && !real.startsWith(`${root}${sep}`)) throw this.#linked(key);
         return;
       } catch (err) {
+        if (!isAbsent(err)) throw err;
+        // The root itself gone since (a store removed under a long-lived process): the put
+        // makes it again, with nothing in it to lead out.
+        if (dir === this.#root || dir === dirname(dir)) return;
         // Not made yet: its parent is where it will be made.
-        if (!isAbsent(err) || dir === this.#root || dir === dirname(dir)) throw err;
         dir = dirname(dir);
       }
     }

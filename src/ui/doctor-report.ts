@@ -1,5 +1,6 @@
 // `nixship doctor`'s text: one line per check, grouped by area, each problem with its fix.
 import type { Check } from "../doctor/check.js";
+import { withoutControls } from "../util/text.js";
 
 const MARK = { ok: "ok  ", warn: "WARN", fail: "FAIL", skip: "--  " } as const;
 
@@ -11,7 +12,8 @@ export function formatDoctorReport(checks: readonly Check[]): string {
       area = c.area;
       lines.push(`${area}:`);
     }
-    lines.push(`  ${MARK[c.status]} ${c.name}: ${c.detail}`);
+    // A detail quotes what hosts and builders answered: no control character of theirs shows.
+    lines.push(`  ${MARK[c.status]} ${c.name}: ${withoutControls(c.detail)}`);
     if (c.fix && (c.status === "fail" || c.status === "warn")) lines.push(`       fix: ${c.fix}`);
   }
   const failed = checks.filter((c) => c.status === "fail").length;

@@ -28,3 +28,12 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 export function partOf(part: number, whole: number, one: string, many = `${one}s`): string {
   return `${part} of ${part === whole ? plural(whole, one, many) : `${whole} ${many}`}`;
 }
+
+/**
+ * A time in seconds since the epoch as ISO 8601; one no Date can hold (a record from before
+ * its reader checked) is shown as such rather than thrown on.
+ */
+export function formatEpochSeconds(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? `(an impossible time: ${seconds} s)` : date.toISOString();
+}

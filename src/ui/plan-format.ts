@@ -13,7 +13,7 @@ import type {
 import { storeName } from "../nix/store-path.js";
 import { withoutControls } from "../util/text.js";
 import { GROUPED_ABOVE, grouped, listHosts } from "./fleet-size.js";
-import { formatBytes, plural } from "./format.js";
+import { formatBytes, formatEpochSeconds, plural } from "./format.js";
 import { formatPlanBakes } from "./plan-bake-format.js";
 import { formatPlanDeltas } from "./plan-deltas-format.js";
 import { formatPlanDiffs } from "./plan-diff-format.js";
@@ -64,11 +64,11 @@ export function formatTable(input: readonly (readonly string[])[]): string[] {
   );
 }
 
-/** One line of text for a table cell: line breaks become "; ". */
+/** One line of text for a table cell: line breaks become "; ", and nothing else controls. */
 export function oneLine(text: string): string {
   return text
     .split(/\r?\n/)
-    .map((line) => line.trim())
+    .map((line) => withoutControls(line).trim())
     .filter((line) => line !== "")
     .join("; ");
 }
@@ -374,7 +374,7 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
 /** A boot an earlier deploy left unconfirmed, and what this deploy does with it. */
 function pendingBootNote(pending: PlannedPendingBoot, name: (path: string) => string): string {
   const into = pending.path === null ? "a new system" : name(pending.path);
-  const at = pending.since === null ? undefined : new Date(pending.since * 1000).toISOString();
+  const at = pending.since === null ? undefined : formatEpochSeconds(pending.since);
   const since = at === undefined ? "" : ` since ${at}`;
   if (pending.decision === "judge") {
     return `its reboot into ${into}${since} is unconfirmed: judged first (its checks, then confirm-boot or abort-boot)`;

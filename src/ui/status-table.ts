@@ -6,6 +6,7 @@ import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
 import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
+import { formatEpochSeconds } from "./format.js";
 import { shownOriginText } from "./origin-text.js";
 import { formatTable, storeName, systemNamer } from "./plan-format.js";
 
@@ -68,15 +69,13 @@ function behindNote(last: NonNullable<LiveRow["last"]>, current: string | undefi
 
 /** A reboot the host's system needs: since when, and what it would load. */
 function rebootNote(reboot: RebootState): string {
-  const since =
-    reboot.since === null ? "" : ` since ${new Date(reboot.since * 1000).toISOString()}`;
+  const since = reboot.since === null ? "" : ` since ${formatEpochSeconds(reboot.since)}`;
   return `reboot pending${since}: its ${reboot.changed.join(", ")} differ from the booted system's`;
 }
 
 /** A reboot into a new system that nobody confirmed or undid (the deployer went away). */
 function pendingBootNote(pending: NonNullable<BootState["pending"]>): string {
-  const since =
-    pending.since === null ? "" : ` since ${new Date(pending.since * 1000).toISOString()}`;
+  const since = pending.since === null ? "" : ` since ${formatEpochSeconds(pending.since)}`;
   const into = pending.path === null ? "" : ` into ${storeName(pending.path)}`;
   return `reboot${into} unconfirmed${since}: the next deploy or rollback decides`;
 }
@@ -93,8 +92,7 @@ function driftNote(drift: Drift): string {
 
 /** A system the host runs that failed there: since when, and why. */
 function failedNote(failed: FailedSystem): string {
-  const since =
-    failed.since === null ? "" : ` since ${new Date(failed.since * 1000).toISOString()}`;
+  const since = failed.since === null ? "" : ` since ${formatEpochSeconds(failed.since)}`;
   return `its system failed${since}: ${failed.reason}`;
 }
 

@@ -11,10 +11,23 @@ export function withoutControls(text: string): string {
 }
 
 /**
- * A store's `url` without the user and password it may carry (`s3://u:p@ss@host/…`: up to the
- * authority's last `@`), its query kept (a store's settings). A flake's reference is shown by
- * sourceReference (source-reference.ts), which keeps only what identifies it.
+ * A JSON.parse error's message without the input it may quote (Node's "…, \"<input>\" is not
+ * valid JSON"), no control character and at most 200 characters: what a record that is not
+ * JSON shows of itself.
  */
-export function withoutCredentials(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1");
+export function jsonErrorText(err: unknown): string {
+  const raw = err instanceof Error ? err.message : String(err);
+  const text = raw
+    .replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, "")
+    .replace(/^(\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, "unexpected text");
+  return withoutControls(text).slice(0, 200);
+}
+
+/**
+ * A value someone else wrote, quoted for a message: as JSON (so a string shows its quotes and
+ * escapes), without control characters, cut at `max` characters.
+ */
+export function quoted(value: unknown, max = 80): string {
+  const text = withoutControls(JSON.stringify(value) ?? String(value));
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -33,3 +33,14 @@ describe("shownUrl", () => {
     expect(shownUrl(text)).toBe(shown);
   });
 });
+
+describe("shownUrl keeps what names the source", () => {
+  it.each([
+    ["s3://AKIA:topsecret@bucket/fleet?region=eu-west-1", "s3://bucket/fleet?region=eu-west-1"],
+    ["s3://AKIA:pa?ss@bucket", "s3://…"],
+    ["s3://bucket?secret=s3cr3t&region=x", "s3://bucket"],
+    ["http://{address}/health?full=1&access_token=s3cr3t", "http://{address}/health"],
+  ])("%s as %s", (text, shown) => {
+    expect(shownUrl(text)).toBe(shown);
+  });
+});

@@ -30,25 +30,40 @@ export function credentialsIn(url: string): string | undefined {
 }
 
 /**
- * `text` (a URL as typed) to quote in a message: as it is when it cannot hold a credential,
- * else only what identifies its source (sourceReference: no user or password, whatever `/`,
- * `@` or `:` it holds, and no query), or where that cannot be read (a template's `{address}`
- * for a host), its scheme alone. Any `@`, also percent-encoded (a store URL's endpoint
- * parameter is a URL too), or a parameter named as a credential, makes it suspect.
+ * `text` (a URL as typed) to quote in a message, or to key a store by: as it is when it cannot
+ * hold a credential. Else without its user and password (whatever `/`, `@` or `:` they hold:
+ * sourceReference's reading) and without a query that names a credential; a query holding an
+ * `@`, also percent-encoded (a store URL's endpoint is a URL too, or a password's `?` put its
+ * rest there), leaves only what identifies the source. What cannot be read safely (a template's
+ * `{address}` before its user) is its scheme alone.
  */
 export function shownUrl(text: string): string {
-  let decoded: string | undefined;
-  try {
-    decoded = decodeURIComponent(text);
-  } catch {
-    decoded = undefined;
+  const at = text.indexOf("?");
+  const base = at < 0 ? text : text.slice(0, at);
+  const query = at < 0 ? undefined : text.slice(at + 1);
+  const baseDecoded = decoded(base);
+  const queryDecoded = query === undefined ? "" : decoded(query);
+  const namesCredential =
+    query !== undefined &&
+    [...new URLSearchParams(query).keys()].some((name) => CREDENTIAL_PARAMETER.test(name));
+  if (baseDecoded === undefined || queryDecoded === undefined || queryDecoded.includes("@")) {
+    return identifying(text);
   }
-  const query = new URLSearchParams(text.split("?", 2)[1] ?? "");
-  const suspect =
-    decoded === undefined ||
-    decoded.includes("@") ||
-    [...query.keys()].some((name) => CREDENTIAL_PARAMETER.test(name));
-  if (!suspect) return text;
+  const shownBase = baseDecoded.includes("@") ? identifying(base) : base;
+  return query === undefined || namesCredential ? shownBase : `${shownBase}?${query}`;
+}
+
+/** `text` percent-decoded, or undefined when its escapes are malformed. */
+function decoded(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What identifies a URL's source (sourceReference), or its scheme alone when that is unreadable. */
+function identifying(text: string): string {
   const shown = sourceReference(text);
   if (shown !== UNREADABLE_REFERENCE) return shown;
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(text)?.[1];
