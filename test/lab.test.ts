@@ -1,7 +1,8 @@
 // The lab with real parts: namespaces, iproute2, OpenSSH's sshd with strict host key checking,
 // and the real Nix inside each host. Also what `lab down` must leave: nothing.
 import { once } from "node:events";
-import { chmod, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -318,6 +319,7 @@ describe("lab down", () => {
         policy: { parallel: 3 },
         hosts: { db9: { address: "10.9.9.9", system: ".#db" } },
       }),
+      { mode: 0o640 },
     );
     const name = "lm";
     const r = await nixship(["lab", "up", "2", "--name", name, "--fleet", user], { env: env() });
@@ -329,9 +331,24 @@ describe("lab down", () => {
       };
       expect(Object.keys(merged.hosts)).toEqual(["db9", "lm1", "lm2"]);
       expect(merged.policy).toEqual({ parallel: 3 });
+      // Replaced whole (no temporary file left beside it), keeping its mode.
+      expect((await stat(user)).mode & 0o777).toBe(0o640);
+      expect((await readdir(labsDir)).filter((f) => f.includes("user-fleet"))).toEqual([
+        "user-fleet.json",
+      ]);
     } finally {
       await nixship(["lab", "down", "--name", name], { env: env() });
     }
+  });
+
+  it("refuses a fleet file to merge into that is not JSON before it builds anything", async () => {
+    const user = join(labsDir, "broken-fleet.json");
+    await writeFile(user, '{"hosts": {');
+    const r = await nixship(["lab", "up", "2", "--name", "lx", "--fleet", user], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${user}:1:12: invalid JSON`);
+    expect(await readFile(user, "utf8")).toBe('{"hosts": {');
+    expect(existsSync(join(labsDir, "lx"))).toBe(false);
   });
 
   it("rejects bad names and counts clearly", async () => {

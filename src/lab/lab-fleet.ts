@@ -2,16 +2,18 @@
 // a directory cache in the lab with its own signing key, an HTTP health check of the example
 // service, and every host on one system (by default the example web-v1). With a file of the
 // user's, the lab's hosts are merged into it and its other settings are kept.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureCacheInfo } from "../cache/cache-info.js";
 import type { FleetHost, SystemSpec } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatJson, upsertHosts, upsertHostsText } from "../fleet/fleet-json.js";
+import { parseJsonText } from "../fleet/json-text.js";
 import { formatPublicKey, formatSecretKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { isStorePath, parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { writeLabFlake } from "./lab-flake.js";
 import { hostPublicKey, LAB_DEPLOY_USER } from "./lab-host.js";
 import { LAB_CHANNEL, type LabKeys } from "./lab-types.js";
@@ -114,15 +116,34 @@ export async function mergeIntoFleet(
   lab: LabLayout,
   system: SystemSpec,
 ): Promise<boolean> {
-  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+  const text = await readFleetToMerge(file);
+  if (text === undefined) {
+    const own = JSON.parse(await readFile(lab.files.fleet, "utf8")) as unknown;
+    await writeFileAtomically(file, formatJson(own));
+    return true;
+  }
+  // The user's own file: replaced whole or not at all, keeping its mode.
+  const { mode } = await stat(file);
+  await writeFileAtomically(
+    file,
+    upsertHostsText(text, labHosts(lab, system), file),
+    mode & 0o7777,
+  );
+  return false;
+}
+
+/**
+ * Refuses, before a lab is built, a fleet file to merge into that is no JSON object with an
+ * object of hosts (what is added is checked with the rest when it is merged).
+ */
+export async function checkFleetToMerge(file: string): Promise<void> {
+  const text = await readFleetToMerge(file);
+  if (text !== undefined) upsertHosts(parseJsonText(text, file), []);
+}
+
+async function readFleetToMerge(file: string): Promise<string | undefined> {
+  return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
     throw err;
   });
-  if (text === undefined) {
-    const own = JSON.parse(await readFile(lab.files.fleet, "utf8")) as unknown;
-    await writeFile(file, formatJson(own));
-    return true;
-  }
-  await writeFile(file, upsertHostsText(text, labHosts(lab, system), file));
-  return false;
 }

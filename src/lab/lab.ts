@@ -21,7 +21,13 @@ import {
 import { startAnchor } from "./lab-anchor.js";
 import { setBootCounting } from "./lab-boot.js";
 import { tearDown } from "./lab-down.js";
-import { EXAMPLE_SYSTEM, mergeIntoFleet, systemSpec, writeLabFleet } from "./lab-fleet.js";
+import {
+  checkFleetToMerge,
+  EXAMPLE_SYSTEM,
+  mergeIntoFleet,
+  systemSpec,
+  writeLabFleet,
+} from "./lab-fleet.js";
 import { HOSTS_AT_ONCE, type HostSoftware, prepareHost, startHost } from "./lab-host.js";
 import { createBridge, createHostNetwork, listLinks, netnsPids } from "./lab-network.js";
 import { installOnHosts, pinnedFlakeDir, writePinnedFlake } from "./lab-pinned.js";
@@ -102,6 +108,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
       { hint: `run 'nixship lab down --name ${options.name}' first` },
     );
   }
+  if (options.mergeInto !== undefined) await checkFleetToMerge(options.mergeInto);
   const layout = await claimLayout(options);
   try {
     const agents = options.agents === true;
