@@ -218,6 +218,20 @@ describe("fleet from-terraform --known-hosts", () => {
     expect(r.stdout).toBe("");
   });
 
+  it("writes no known_hosts when the fleet file cannot be written after it", async () => {
+    const file = join(work, "untouched_known_hosts");
+    await writeFile(file, "git.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO3n\n");
+    const before = await readFile(file, "utf8");
+    const out = join(work, "no-such-dir", "nixship.json");
+    const r = await nixship([
+      ...["fleet", "from-terraform", outputs, "--via", "ssh", "--system", ".#{name}"],
+      ...["--cache-key", cachePub, "--known-hosts", file, "--out", out],
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot write ${out}: ENOENT`);
+    expect(await readFile(file, "utf8")).toBe(before);
+  });
+
   it("is for ssh hosts only, and says so in its help", async () => {
     const r = await nixship([
       ...["fleet", "from-terraform", outputs, "--system", ".#{name}", "--cache-key", cachePub],

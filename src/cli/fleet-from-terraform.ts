@@ -23,7 +23,7 @@ import {
   STORE_READ_TIMEOUT,
   writeKnownHosts,
 } from "./known-hosts-update.js";
-import { readInputText, writeOutputFile } from "./output-file.js";
+import { checkOutputFile, readInputText, writeOutputFile } from "./output-file.js";
 
 const COMMAND = "fleet from-terraform";
 
@@ -181,7 +181,8 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
       },
       source,
     );
-    // Everything is read and checked before anything is written.
+    // Everything is read and checked before anything is written: the fleet file's place too.
+    if (values.out !== undefined) await checkOutputFile(values.out);
     const known =
       knownHostsFile === undefined
         ? undefined
