@@ -3,7 +3,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { InputError } from "../errors.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { writeFilesAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
 
 /** The largest plaintext a secret may hold: keys, passwords and certificates, not data. */
@@ -34,6 +34,17 @@ export async function readCiphertext(file: string): Promise<Uint8Array | undefin
 }
 
 export async function writeCiphertext(file: string, ciphertext: Uint8Array): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  await writeFileAtomically(file, ciphertext, 0o644);
+  await writeCiphertexts([{ file, ciphertext }]);
+}
+
+/** Writes several secrets' files at once: a failed write leaves every one as it was. */
+export async function writeCiphertexts(
+  files: readonly { readonly file: string; readonly ciphertext: Uint8Array }[],
+): Promise<void> {
+  for (const dir of new Set(files.map(({ file }) => dirname(file)))) {
+    await mkdir(dir, { recursive: true });
+  }
+  await writeFilesAtomically(
+    files.map(({ file, ciphertext }) => ({ file, content: ciphertext, mode: 0o644 })),
+  );
 }

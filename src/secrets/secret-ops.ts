@@ -18,7 +18,7 @@ import {
   secretRecipients,
 } from "./recipients.js";
 import { createScratchFile } from "./scratch-file.js";
-import { MAX_PLAINTEXT, readCiphertext, writeCiphertext } from "./secret-file.js";
+import { MAX_PLAINTEXT, readCiphertext, writeCiphertext, writeCiphertexts } from "./secret-file.js";
 
 type SecretsFleet = Pick<Fleet, "hosts" | "secrets">;
 
@@ -228,9 +228,12 @@ export async function rekeySecrets(
     planned.push({ spec, r, next: await encryptSecret(plaintext, r.recipients) });
     plaintext.fill(0);
   }
-  for (const { spec, next } of planned) {
-    if (next !== undefined) await writeCiphertext(spec.file, next);
-  }
+  // All or none: a file that cannot be written leaves every secret as it was.
+  await writeCiphertexts(
+    planned.flatMap(({ spec, next }) =>
+      next === undefined ? [] : [{ file: spec.file, ciphertext: next }],
+    ),
+  );
   return planned.map(({ spec, r, next }) => ({
     name: spec.name,
     outcome: next === undefined ? "unchanged" : "rekeyed",

@@ -1,35 +1,61 @@
 // Replacing a file so that a reader (or a restart after a crash) sees the old content or the
 // new, never half of either: a temporary file beside it, flushed, renamed into place, and the
-// directory flushed so that the rename itself survives a power cut.
+// directory flushed so that the rename itself survives a power cut. Several files are staged
+// all first, so that a failed write leaves every one as it was.
 import { randomBytes } from "node:crypto";
 import { open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
+
+export interface FileToWrite {
+  readonly file: string;
+  readonly content: string | Uint8Array;
+  /** Default 0o644. */
+  readonly mode?: number;
+}
 
 export async function writeFileAtomically(
   file: string,
   content: string | Uint8Array,
   mode = 0o644,
 ): Promise<void> {
-  const target = resolve(file);
-  const dir = dirname(target);
-  const tmp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`);
+  await writeFilesAtomically([{ file, content, mode }]);
+}
+
+/**
+ * Writes every file as writeFileAtomically does, in two steps: each one's temporary file
+ * written and flushed, then (only once all are) each renamed into place. A write that fails
+ * removes every temporary file and leaves all the files as they were; only a rename failing
+ * or an interrupt between the renames (moments, not a write's length) leaves some replaced.
+ */
+export async function writeFilesAtomically(files: readonly FileToWrite[]): Promise<void> {
+  const staged: { readonly tmp: string; readonly target: string }[] = [];
   try {
-    const handle = await open(tmp, "wx", mode);
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
+    for (const { file, content, mode = 0o644 } of files) {
+      const target = resolve(file);
+      const tmp = join(
+        dirname(target),
+        `.${basename(target)}.${randomBytes(6).toString("hex")}.tmp`,
+      );
+      const handle = await open(tmp, "wx", mode);
+      staged.push({ tmp, target });
+      try {
+        await handle.writeFile(content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     }
-    await rename(tmp, target);
+    for (const { tmp, target } of staged) await rename(tmp, target);
   } catch (err) {
-    await unlink(tmp).catch(() => {});
+    await Promise.all(staged.map(({ tmp }) => unlink(tmp).catch(() => {})));
     throw err;
   }
-  const directory = await open(dir, "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
+  for (const dir of new Set(staged.map(({ target }) => dirname(target)))) {
+    const directory = await open(dir, "r");
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
   }
 }

@@ -1,0 +1,62 @@
+// Several files replaced at once: all, or (when a write fails) none. A full disk on the second
+// file is stood in for (no real part here fills a disk on demand); what is on disk is real.
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+
+const failing = { on: undefined as string | undefined };
+
+vi.mock("node:fs/promises", async (original) => {
+  const fs = await original<typeof import("node:fs/promises")>();
+  return {
+    ...fs,
+    open: async (...args: Parameters<typeof fs.open>) => {
+      const handle = await fs.open(...args);
+      if (failing.on === undefined || !String(args[0]).includes(failing.on)) return handle;
+      return Object.assign(Object.create(handle) as typeof handle, {
+        writeFile: async () => {
+          throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
+            code: "ENOSPC",
+          });
+        },
+        close: () => handle.close(),
+      });
+    },
+  };
+});
+
+const { writeFilesAtomically } = await import("./atomic-file.js");
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-atomic-"));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe("writeFilesAtomically", () => {
+  it("replaces every file, each with its mode", async () => {
+    failing.on = undefined;
+    await writeFilesAtomically([
+      { file: join(dir, "a"), content: "a1" },
+      { file: join(dir, "b"), content: "b1", mode: 0o600 },
+    ]);
+    expect(await readFile(join(dir, "a"), "utf8")).toBe("a1");
+    expect((await stat(join(dir, "b"))).mode & 0o777).toBe(0o600);
+  });
+
+  it("leaves every file as it was, and no temporary file, when one cannot be written", async () => {
+    await writeFile(join(dir, "a"), "a1");
+    await writeFile(join(dir, "b"), "b1");
+    failing.on = ".b.";
+    await expect(
+      writeFilesAtomically([
+        { file: join(dir, "a"), content: "a2" },
+        { file: join(dir, "b"), content: "b2" },
+      ]),
+    ).rejects.toThrow(/ENOSPC/);
+    expect(await readFile(join(dir, "a"), "utf8")).toBe("a1");
+    expect(await readFile(join(dir, "b"), "utf8")).toBe("b1");
+    expect((await readdir(dir)).sort()).toEqual(["a", "b"]);
+  });
+});
