@@ -1,11 +1,14 @@
 // `nixship cache pin`, `cache unpin` and `cache pins`: store paths a garbage collection keeps
 // by name, whatever the fleet runs.
+
+import { CacheLease } from "../cache/gc-lease.js";
 import { narInfoKey } from "../cache/layout.js";
 import { PIN_MAX_PATHS, readPins, removePin, writePin } from "../cache/pins.js";
 import { readNarInfo } from "../cache/read.js";
 import { InputError, UsageError } from "../errors.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
+import { formatLeaseEvent } from "../ui/lease-events.js";
 import { mapLimit } from "../util/pool.js";
 import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
@@ -39,7 +42,13 @@ Exit codes: 0 pinned, 1 failed, 2 bad usage or input (a path not in the cache).`
     const paths = [...new Set(positionals.map((p) => parseStorePath(p, "argument").path))];
     const { url } = await readCacheInput(values, io, "cache pin");
     const store = await openStore(url);
+    // A pin is a root: leased from before it looks at the cache until it is written, so that a
+    // collection running meanwhile does not sweep what it pins (docs/cache-gc.md).
+    let lease: CacheLease | undefined;
     try {
+      lease = await CacheLease.take(store, "pin", {
+        onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`),
+      });
       const found = await mapLimit(paths, 16, (p) => readNarInfo(store, p));
       const absent = paths.filter((_, i) => found[i] === undefined);
       if (absent.length > 0) {
@@ -61,6 +70,7 @@ Exit codes: 0 pinned, 1 failed, 2 bad usage or input (a path not in the cache).`
         );
       return 0;
     } finally {
+      await lease?.release();
       await store.close();
     }
   },
