@@ -20,6 +20,8 @@ let lab: { number: number; dir: string; hosts: { name: string; address: string }
 let fleetFile: string;
 let keyFile: string;
 const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
+/** An ssh that runs activate.sh's rollback (its arguments shell-quoted). */
+const ROLLBACK_CALL = /sh -s -- '?rollback\b/;
 
 type FleetDoc = { hosts: Record<string, { system: string; tags: string[] }>; [k: string]: unknown };
 
@@ -233,12 +235,42 @@ describe("deploy over ssh to a lab fleet", () => {
     expect((await status("--on", "dp1"))[0]?.generation).toBe(2);
   });
 
-  it("6. nixship rollback returns a host to its previous generation, and status shows it", async () => {
+  it("6. nixship rollback returns a host to its previous generation, and status shows it, interrupted or not", async () => {
     const before = (await status("--on", "dp3"))[0];
     expect(before?.generation).toBe(2);
-    const r = await nixship(["rollback", "--fleet", fleetFile, "--on", "dp3"]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain("dp3: rolled back to generation 1");
+    // Interrupted once while the host rolls back: it waits for the host, and writes its record.
+    const ssh = await logCommandCalls("ssh");
+    try {
+      const child = spawn(
+        process.execPath,
+        [NIXSHIP_BIN, "rollback", "--fleet", fleetFile, "--on", "dp3"],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { ...process.env, PATH: ssh.path },
+        },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        stdout += d;
+      });
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      const code = new Promise<number | null>((resolve) => child.on("close", resolve));
+      // The host's rollback has started once an ssh names it (bounded: 60 s).
+      const rollingBack = async () => (await ssh.calls()).some((c) => ROLLBACK_CALL.test(c));
+      for (let i = 0; i < 600 && !(await rollingBack()); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(await rollingBack(), (await ssh.calls()).join("\n")).toBe(true);
+      child.kill("SIGINT");
+      expect(await code, stderr).toBe(130);
+      expect(stderr).toContain("rollback: interrupted; the hosts' rollbacks finish on their own");
+      expect(stdout).toContain("dp3: rolled back to generation 1");
+    } finally {
+      await ssh.remove();
+    }
     expect(await served("dp3")).toBe("web-v1");
     expect((await status("--on", "dp3"))[0]).toMatchObject({ generation: 1 });
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);

@@ -14,6 +14,7 @@ import { storeName } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { undoRollout } from "./rollback-rollout.js";
 
@@ -54,7 +55,11 @@ systems; it never returns to the one it left. Other hosts keep their entries, ex
 entry naming a system that failed on its host, which becomes that host's last confirmed
 system. A system that failed on a host is refused for it unless --allow-failed.
 
-Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files.
+An interrupt (Ctrl-C, SIGTERM) waits for the rollbacks under way, which go on without the
+deployer, and writes their records; a second one stops at once.
+
+Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files; 130 when
+interrupted.
 
 Options:
 ${FLEET_HELP}
@@ -156,16 +161,32 @@ ${FLEET_HELP}
       releaseKey,
       allowFailed: values["allow-failed"] === true,
     });
-    const outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
-    // Agents report a rollback release themselves; push modes leave the record here.
-    const unrecorded =
-      mode === "agent" || fleet.cache === undefined
-        ? undefined
-        : await recordRollbacks(
-            fleet.cache.url,
-            mode,
-            outcomes.map((outcome, i) => ({ host: (hosts[i] as FleetHost).name, outcome })),
-          );
+    // A host's rollback, once started, goes on without the deployer (activate.sh keeps its lock
+    // and its deadline): a first interrupt waits for them and writes their records, so that the
+    // store does not go on naming the systems they left; a second one exits at once.
+    const trap = trapInterrupts({
+      first: () =>
+        io.stderr.write(
+          "rollback: interrupted; the hosts' rollbacks finish on their own: waiting for them to write their records (interrupt again to stop at once, leaving the records behind)\n",
+        ),
+      second: () => io.stderr.write("rollback: stopped at once\n"),
+    });
+    let outcomes: Awaited<ReturnType<typeof delivery.rollbackHosts>>;
+    let unrecorded: string | undefined;
+    try {
+      outcomes = await delivery.rollbackHosts(hosts, to, activationTimeout).finally(close);
+      // Agents report a rollback release themselves; push modes leave the record here.
+      unrecorded =
+        mode === "agent" || fleet.cache === undefined
+          ? undefined
+          : await recordRollbacks(
+              fleet.cache.url,
+              mode,
+              outcomes.map((outcome, i) => ({ host: (hosts[i] as FleetHost).name, outcome })),
+            );
+    } finally {
+      trap.release();
+    }
     const rows = hosts.map((h, i) => ({ host: h.name, ...outcomes[i] }));
     if (values.json) writeJson(io, { hosts: rows });
     else {
@@ -178,6 +199,7 @@ ${FLEET_HELP}
       }
     }
     if (unrecorded !== undefined) io.stderr.write(`warning: ${unrecorded}\n`);
+    if (trap.signal.aborted) return INTERRUPTED_EXIT;
     return rows.every((r) => r.status === "rolled-back") ? 0 : 1;
   },
 };
