@@ -4,11 +4,13 @@
 // or dirty; a host a later deploy finds up to date keeps the first deploy's word; a host moved
 // by a deploy from a dirty tree says so; a rollback names who ran it; and a rollout record that
 // is gone is said to be gone, never guessed.
-import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "../support/cli.js";
+import { NIXSHIP_BIN, runOk } from "../support/cli.js";
 import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -159,6 +161,21 @@ describe("who put each host's system there, and from what", () => {
     doc.releases = { channel: "wh", publicKeys: [gen.stdout.trim()] };
     const fleetFile = join(lab.info.dir, "agents.json");
     await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+    const publishArgs = [
+      ...["release", "publish", "--fleet", fleetFile, "--key", join(lab.info.dir, "cache.sec")],
+      ...["--release-key", releaseKeyFile],
+    ];
+    await interruptedInItsBuild(publishArgs);
+    const none = await lab.nixship([
+      "release",
+      "show",
+      "latest",
+      "--channel",
+      "wh",
+      "--fleet",
+      fleetFile,
+    ]);
+    expect(none.code).not.toBe(0);
     const published = await lab.nixship([
       ...["release", "publish", "--fleet", fleetFile, "--key", join(lab.info.dir, "cache.sec")],
       ...["--release-key", releaseKeyFile, "--json"],
@@ -180,3 +197,48 @@ describe("who put each host's system there, and from what", () => {
     );
   });
 });
+
+/**
+ * `nixship ARGS` interrupted once while Nix builds (a `nix` first on PATH stalls its build until
+ * it is stopped): it stops the build and exits 130, and leaves nothing in its TMPDIR.
+ */
+async function interruptedInItsBuild(args: readonly string[]): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "nixship-stalled-build-"));
+  try {
+    const marker = join(dir, "building");
+    const scratch = join(dir, "tmp");
+    await mkdir(scratch);
+    const real = (await runOk("sh", ["-c", "command -v nix"])).trim();
+    await writeFile(
+      join(dir, "nix"),
+      `#!/bin/sh
+case " $* " in *" build "*)
+  : >'${marker}'; sleep 60 & pid=$!; trap 'kill $pid; exit 143' TERM; wait $pid; exit 1 ;;
+esac
+exec '${real}' "$@"
+`,
+      { mode: 0o755 },
+    );
+    const child = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, TMPDIR: scratch },
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    child.stdout.resume();
+    const code = new Promise<number | null>((resolve) => child.on("close", resolve));
+    // Bounded: the build starts within seconds.
+    for (let i = 0; i < 600 && !existsSync(marker); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(existsSync(marker), stderr).toBe(true);
+    child.kill("SIGINT");
+    expect(await code, stderr).toBe(130);
+    expect(stderr).toContain("release publish: interrupted; stopping");
+    expect(await readdir(scratch)).toEqual([]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -5,6 +5,7 @@ import { UsageError } from "../errors.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
+import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 
 export const releasePublish: Command = {
@@ -78,6 +79,17 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
     }
     const releaseKey = await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name);
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
+    // An interrupt (a cancelled CI job) stops the build, the push and the deltas where they
+    // are, their scratch files removed; a release is written only once what it names is pushed.
+    const trap = trapInterrupts({
+      first: () => {
+        renderer.finish();
+        io.stderr.write(
+          "release publish: interrupted; stopping (nothing is released before its push is whole; interrupt again to stop at once)\n",
+        );
+      },
+      second: () => io.stderr.write("release publish: stopped at once\n"),
+    });
     let released: { channel: string; seq: number; digest: string } | undefined;
     const report = await deploy({
       ...input,
@@ -91,19 +103,23 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       releaseKey,
       async: true,
       allowFailed: values["allow-failed"] === true,
+      signal: trap.signal,
       emit: (e) => {
         if (e.type === "released") {
           released = { channel: e.channel, seq: e.seq, digest: e.digest };
         }
         if (e.type !== "plan") renderer.onEvent(e);
       },
-    }).finally(() => renderer.finish());
+    }).finally(() => {
+      renderer.finish();
+      trap.release();
+    });
     for (const note of report.channelNotes) io.stderr.write(`note: ${note}\n`);
     if (released === undefined) {
       throw new UsageError("release publish: no agent host is selected: there is nothing to name");
     }
     if (values.json) writeJson(io, released);
     else io.stdout.write(`${released.channel} ${released.seq} ${released.digest}\n`);
-    return 0;
+    return trap.signal.aborted ? INTERRUPTED_EXIT : 0;
   },
 };
