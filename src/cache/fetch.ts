@@ -107,11 +107,15 @@ export async function fetchAndImport(
   };
 }
 
-/** Fetches `root` (its closure's signatures checked) and restores its tree into `dir`. */
+/**
+ * Fetches `root` (its closure's signatures checked) and restores its tree into `dir`; `signal`
+ * (an interrupt) stops it with nothing left under `dir` or beside it.
+ */
 export async function fetchAndRestore(
   source: FetchSource,
   root: StorePath,
   dir: string,
+  signal?: AbortSignal,
 ): Promise<void> {
   const target = resolve(dir);
   if (
@@ -130,7 +134,7 @@ export async function fetchAndRestore(
     `.${basename(target)}.nixship-fetch-${randomBytes(4).toString("hex")}`,
   );
   const nar = new PassThrough({ highWaterMark: 1 << 20 });
-  const restoring = restoreNar(nar, staging);
+  const restoring = restoreNar(nar, staging, signal === undefined ? {} : { signal });
   // Whether the restore failed on its own, before this side cut the stream: then its error is
   // the cause; otherwise the stream's is, and the restore only saw the stream end early.
   let unpacking: unknown;
@@ -138,7 +142,7 @@ export async function fetchAndRestore(
     unpacking = e;
   });
   try {
-    await streamVerifiedNar(source.store, info, nar);
+    await streamVerifiedNar(source.store, info, nar, signal === undefined ? {} : { signal });
     await restoring;
     await rename(staging, target);
   } catch (err) {

@@ -5,6 +5,7 @@ import { parseStorePath } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
+import { whileTrapped } from "./interrupts.js";
 import { requireTrustedKeys } from "./keys-input.js";
 
 export const fetch: Command = {
@@ -63,7 +64,10 @@ Exit codes: 0 fetched, 1 failed (including a failed verification), 2 bad usage o
         },
       };
       if (values.restore !== undefined) {
-        await fetchAndRestore(source, root, values.restore).finally(() => line.clear());
+        const restore = values.restore;
+        await whileTrapped("fetch", (signal) =>
+          fetchAndRestore(source, root, restore, signal),
+        ).finally(() => line.clear());
         if (values.json) writeJson(io, { path: root, restoredTo: values.restore });
         else io.stderr.write(`restored ${root} into ${values.restore}\n`);
       } else {

@@ -2,6 +2,7 @@
 // reason names the signal) and lets it finish; a second one exits at once. The listeners live
 // only as long as the command.
 import { setMaxListeners } from "node:events";
+import { InterruptedError } from "../errors.js";
 
 /** The exit code of a command that was interrupted (as shells report death by SIGINT). */
 export const INTERRUPTED_EXIT = 130;
@@ -42,6 +43,33 @@ export function trapInterrupts(say: {
       process.off("SIGTERM", onSignal);
     },
   };
+}
+
+/**
+ * Runs `work` with the first SIGINT or SIGTERM stopping it through its signal; once stopped, the
+ * command fails as interrupted (exit 130), whatever the work threw. Work that cleans up after
+ * itself (a restore's partial tree) thus leaves nothing behind; a second signal exits at once.
+ */
+export async function whileTrapped<T>(
+  command: string,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const trap = trapInterrupts({ first: () => {}, second: () => {} });
+  try {
+    return await work(trap.signal);
+  } catch (err) {
+    if (trap.signal.aborted) {
+      throw new InterruptedError(
+        `${command}: interrupted (${String(trap.signal.reason)}); nothing was left half done`,
+        {
+          cause: err,
+        },
+      );
+    }
+    throw err;
+  } finally {
+    trap.release();
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarListing, listNar } from "../nix/nar-list.js";
 import { restoreNar } from "../nix/nar-restore.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
+import { whileTrapped } from "./interrupts.js";
 
 export const narDump: Command = {
   path: ["nar", "dump"],
@@ -32,7 +33,10 @@ written outside it.`,
   async run(argv, io) {
     const { positionals } = parseFlags(argv, {}, "nar restore");
     if (positionals.length !== 1) throw new UsageError("nar restore: expects exactly one DIR");
-    await restoreNar(io.stdin as AsyncIterable<Uint8Array>, positionals[0] as string);
+    const dir = positionals[0] as string;
+    await whileTrapped("nar restore", (signal) =>
+      restoreNar(io.stdin as AsyncIterable<Uint8Array>, dir, { signal }),
+    );
     return 0;
   },
 };

@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { OperationError } from "../errors.js";
+import { untilAbortedEach } from "../util/until-aborted.js";
 import { decodeNar, type NarSource } from "./nar-decode.js";
 
 // Nix runs with umask 022 and creates files 0666, adding 0111 for executables, and
@@ -32,9 +33,14 @@ const SLASH = Buffer.from("/");
 
 /**
  * Restores `source` at `targetDir`, which must not exist (its parent must). On any error,
- * including a malformed NAR, nothing is left behind under either name.
+ * including a malformed NAR or `signal` aborting (an interrupt, even while the source stalls),
+ * nothing is left behind under either name.
  */
-export async function restoreNar(source: NarSource, targetDir: string): Promise<void> {
+export async function restoreNar(
+  source: NarSource,
+  targetDir: string,
+  options: { readonly signal?: AbortSignal } = {},
+): Promise<void> {
   const target = resolve(targetDir);
   refuseExisting(target);
   const tmp = resolve(
@@ -43,7 +49,8 @@ export async function restoreNar(source: NarSource, targetDir: string): Promise<
   );
   const state = { created: false, rootIsDir: false };
   try {
-    await unpack(source, Buffer.from(tmp), state);
+    const input = options.signal === undefined ? source : untilAbortedEach(source, options.signal);
+    await unpack(input, Buffer.from(tmp), state);
     if (state.rootIsDir) chmodSync(tmp, DIR_MODE);
     // rename(2) would silently replace an empty directory, so look once more just before.
     refuseExisting(target);

@@ -26,3 +26,25 @@ export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<
     );
   });
 }
+
+/**
+ * `source`'s items until `signal` aborts: then the wait for the next item ends at once with the
+ * signal's reason (a stalled stdin or network stream included), and the source is let go.
+ */
+export async function* untilAbortedEach<T>(
+  source: AsyncIterable<T> | Iterable<T>,
+  signal: AbortSignal,
+): AsyncGenerator<T> {
+  const items: AsyncIterator<T> | Iterator<T> =
+    Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  try {
+    for (;;) {
+      const next = await untilAborted(Promise.resolve(items.next()), signal);
+      if (next.done === true) return;
+      yield next.value;
+    }
+  } finally {
+    // Let go without waiting: a stalled source may never answer.
+    void Promise.resolve(items.return?.()).catch(() => {});
+  }
+}
