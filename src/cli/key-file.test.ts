@@ -9,26 +9,14 @@ import { generateSecretKey } from "../nix/keys.js";
 
 const failing = { write: false };
 
-vi.mock("node:fs/promises", async (original) => {
-  const fs = await original<typeof import("node:fs/promises")>();
-  return {
-    ...fs,
-    open: async (...args: Parameters<typeof fs.open>) => {
-      const handle = await fs.open(...args);
-      if (!failing.write) return handle;
-      // Half the key reaches the disk, then the disk is full.
-      return Object.assign(Object.create(handle) as typeof handle, {
-        writeFile: async (data: string) => {
-          await handle.write(data.slice(0, data.length / 2));
-          throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
-            code: "ENOSPC",
-          });
-        },
-        close: () => handle.close(),
-      });
-    },
-  };
-});
+vi.mock("node:fs/promises", async (original) =>
+  (await import("../../support/full-disk.js")).fullDisk(
+    await original(),
+    () => failing.write,
+    // Half the key reaches the disk, then the disk is full.
+    (data) => data.slice(0, data.length / 2),
+  ),
+);
 
 const { writeSecretKeyFile } = await import("./key-file.js");
 

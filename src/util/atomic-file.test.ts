@@ -7,24 +7,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 const failing = { on: undefined as string | undefined };
 
-vi.mock("node:fs/promises", async (original) => {
-  const fs = await original<typeof import("node:fs/promises")>();
-  return {
-    ...fs,
-    open: async (...args: Parameters<typeof fs.open>) => {
-      const handle = await fs.open(...args);
-      if (failing.on === undefined || !String(args[0]).includes(failing.on)) return handle;
-      return Object.assign(Object.create(handle) as typeof handle, {
-        writeFile: async () => {
-          throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
-            code: "ENOSPC",
-          });
-        },
-        close: () => handle.close(),
-      });
-    },
-  };
-});
+vi.mock("node:fs/promises", async (original) =>
+  (await import("../../support/full-disk.js")).fullDisk(
+    await original(),
+    (path) => failing.on !== undefined && path.includes(failing.on),
+  ),
+);
 
 const { writeFilesAtomically } = await import("./atomic-file.js");
 
