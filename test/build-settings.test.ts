@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildDerivations } from "../src/cache/nix-build.js";
 import { runOk } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { processAlive } from "./support/process-alive.js";
 
 const saved = process.env.NIX_CONFIG;
 afterEach(() => {
@@ -78,21 +79,12 @@ describe("an interrupted build", () => {
       stop.abort();
       expect(await build).toMatch(/^'nix .*build.*' was stopped: interrupted$/);
       // The builder goes with Nix, rather than building on for two minutes.
-      expect(await waitFor(async () => (alive(pid) ? undefined : "gone"))).toBe("gone");
+      expect(await waitFor(async () => (processAlive(pid) ? undefined : "gone"))).toBe("gone");
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** What `probe` gives once it gives something, asked every 100 ms for at most 30 s. */
 async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { holdMaster } from "../src/delivery/ssh-mux.js";
 import { run } from "../support/cli.js";
+import { processAlive } from "./support/process-alive.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
@@ -33,16 +34,6 @@ async function masterPid(): Promise<number> {
   return pid;
 }
 
-/** Whether a process is there (asked of the kernel: a check over the socket would use it). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("holdMaster", () => {
@@ -63,14 +54,15 @@ describe("holdMaster", () => {
     });
     expect(hold).toBeDefined();
     const pid = await masterPid();
-    // Three times its ControlPersist, idle: held, it is still there.
+    // Three times its ControlPersist, idle: held, it is still there (asked of the kernel: a
+    // check over the socket would use it).
     await sleep(6000);
-    expect(running(pid)).toBe(true);
+    expect(processAlive(pid)).toBe(true);
     hold?.close();
     // Let go, it ends ControlPersist later (waited for within 20 s).
     const deadline = Date.now() + 20_000;
-    while (running(pid) && Date.now() < deadline) await sleep(500);
-    expect(running(pid)).toBe(false);
+    while (processAlive(pid) && Date.now() < deadline) await sleep(500);
+    expect(processAlive(pid)).toBe(false);
     expect(ended).toBe(true);
   }, 60_000);
 

@@ -27,6 +27,7 @@ import { readStatus } from "../src/status/status-store.js";
 import { openStore } from "../src/store/url.js";
 import { type CliRun, NIXSHIP_BIN, nixship, run, runOk } from "../support/cli.js";
 import { COMMENT_LINE_HCL, USER_DATA_LIMIT, userDataOf } from "./support/host-user-data.js";
+import { processAlive } from "./support/process-alive.js";
 import { renderTemplate, type TemplateValue } from "./support/tftpl.js";
 
 const MODULE_DIR = join(dirname(NIXSHIP_BIN), "..", "..", "terraform", "modules", "host");
@@ -183,15 +184,6 @@ async function invocations(): Promise<string[]> {
 async function agentPid(): Promise<number | undefined> {
   const text = await readFile(join(shims(), "nixship-agent.pid"), "utf8").catch(() => "");
   return /^\d+$/.test(text.trim()) ? Number(text.trim()) : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Waits (bounded) until `check` holds. */
@@ -408,7 +400,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const pid = await agentPid();
-  if (pid !== undefined && alive(pid)) process.kill(pid, "SIGTERM");
+  if (pid !== undefined && processAlive(pid)) process.kill(pid, "SIGTERM");
   if (holder?.pid !== undefined && holder.exitCode === null) process.kill(-holder.pid, "SIGTERM");
   await nixship(["lab", "down", "--name", LAB], { env: env() });
   await run("umount", [join(work, "repo")]);
@@ -565,7 +557,7 @@ describe("the user-data on a lab host", () => {
         `${HOST} following channel ${CHANNEL}`,
       ),
     );
-    expect(alive(firstPid as number)).toBe(true);
+    expect(processAlive(firstPid as number)).toBe(true);
   });
 
   it("2. run again, changes nothing: same config file, no second --once, no second start", async () => {
@@ -589,7 +581,7 @@ describe("the user-data on a lab host", () => {
     expect(await calls("systemd-run")).toHaveLength(1);
     expect(await invocations()).toHaveLength(2);
     expect(await agentPid()).toBe(firstPid);
-    expect(alive(firstPid as number)).toBe(true);
+    expect(processAlive(firstPid as number)).toBe(true);
     // It asked whether the agent runs, which it does.
     expect((await calls("systemctl")).at(-1)).toEqual(["is-active", "nixship-agent"]);
   });
@@ -619,7 +611,7 @@ describe("the user-data on a lab host", () => {
   it("4. after a reboot (agent gone, state kept), starts the agent again, without --once", async () => {
     const pid = firstPid as number;
     process.kill(pid, "SIGTERM");
-    await until("the agent to stop", async () => !alive(pid));
+    await until("the agent to stop", async () => !processAlive(pid));
     await rm(join(shims(), "nixship-agent.log"));
 
     const r = await runUserData(await renderUserData(templateValues()), "reboot");
@@ -635,7 +627,7 @@ describe("the user-data on a lab host", () => {
         `${HOST} following channel ${CHANNEL}`,
       ),
     );
-    expect(alive(pidNow as number)).toBe(true);
+    expect(processAlive(pidNow as number)).toBe(true);
   });
 
   it("5. leaves the host alone once its system runs the agent itself", async () => {
@@ -643,7 +635,7 @@ describe("the user-data on a lab host", () => {
     // config (a link into /etc/static, as NixOS's environment.etc makes it).
     const pid = (await agentPid()) as number;
     process.kill(pid, "SIGTERM");
-    await until("the agent to stop", async () => !alive(pid));
+    await until("the agent to stop", async () => !processAlive(pid));
     const prepared = await inHost(
       [
         "set -e",
