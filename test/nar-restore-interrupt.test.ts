@@ -38,7 +38,7 @@ describe("nar restore, interrupted", () => {
     expect(await readdir(out)).toHaveLength(1);
     child.kill("SIGINT");
     expect(await code, stderr).toBe(130);
-    expect(stderr).toContain("nar restore: interrupted");
+    expect(stderr).toContain("nar restore: interrupted (SIGINT); nothing was left half done");
     expect(await readdir(out)).toEqual([]);
     child.stdin.destroy();
   });

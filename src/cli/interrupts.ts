@@ -60,7 +60,7 @@ export async function whileTrapped<T>(
   } catch (err) {
     if (trap.signal.aborted) {
       throw new InterruptedError(
-        `${command}: interrupted (${String(trap.signal.reason)}); nothing was left half done`,
+        `${command}: ${String(trap.signal.reason)}; nothing was left half done`,
         {
           cause: err,
         },

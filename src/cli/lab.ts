@@ -34,6 +34,7 @@ import {
   formatLabHosts,
 } from "../ui/lab-lines.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
+import { whileTrapped } from "./interrupts.js";
 
 const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
 
@@ -172,22 +173,26 @@ Options:
     const name = validateLabName(values.name ?? "lab");
     const shell = parseHostShell(values.sh ?? "system");
     const nix = await resolveHostNix(values.nix ?? "system", io.env);
-    const { state, layout, alreadyUp, mergedInto } = await labUp({
-      labsDir: labsDir(io.env),
-      name,
-      count,
-      ...(values.system !== undefined ? { system: systemSpec(values.system) } : {}),
-      ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
-      agents: values.agents === true,
-      ...(nix ? { nix } : {}),
-      ...(shell === "bash" ? { shell } : {}),
-      ...(tries === undefined ? {} : { bootCounting: Number(tries) }),
-      ...(values.pinned ? { pinned: true } : {}),
-      onEvent: (e) => {
-        const line = values.json ? undefined : formatLabEvent(e);
-        if (line !== undefined) io.stderr.write(`${line}\n`);
-      },
-    });
+    // An interrupt stops the start between its steps and takes down what it made (exit 130).
+    const { state, layout, alreadyUp, mergedInto } = await whileTrapped("lab up", (signal) =>
+      labUp({
+        signal,
+        labsDir: labsDir(io.env),
+        name,
+        count,
+        ...(values.system !== undefined ? { system: systemSpec(values.system) } : {}),
+        ...(values.fleet !== undefined ? { mergeInto: resolve(values.fleet) } : {}),
+        agents: values.agents === true,
+        ...(nix ? { nix } : {}),
+        ...(shell === "bash" ? { shell } : {}),
+        ...(tries === undefined ? {} : { bootCounting: Number(tries) }),
+        ...(values.pinned ? { pinned: true } : {}),
+        onEvent: (e) => {
+          const line = values.json ? undefined : formatLabEvent(e);
+          if (line !== undefined) io.stderr.write(`${line}\n`);
+        },
+      }),
+    );
     if (values.json) {
       writeJson(io, {
         ...state,

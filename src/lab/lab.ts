@@ -69,6 +69,11 @@ export interface LabUpOptions {
    */
   readonly pinned?: boolean;
   readonly onEvent?: (event: LabEvent) => void;
+  /**
+   * Stops the start between its steps (an interrupt): what was made is then taken down, as after
+   * a failure, and labUp rejects with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface LabUpResult {
@@ -85,6 +90,13 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   const emit = options.onEvent ?? (() => {});
   const labDir = join(options.labsDir, options.name);
   const existing = await readLabState(labDir);
+  if (existing !== undefined && existing.hosts.length === 0) {
+    throw new InputError(
+      "lab-half-made",
+      `lab '${options.name}' was left half made: its start was cut off before any host ran (a kill, or a crash)`,
+      { hint: `run 'nixship lab down --name ${options.name}', then 'nixship lab up' again` },
+    );
+  }
   if (existing !== undefined) {
     const layout = labLayout(
       options.labsDir,
@@ -109,11 +121,14 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
     );
   }
   if (options.mergeInto !== undefined) await checkFleetToMerge(options.mergeInto);
+  const stopIfAsked = () => options.signal?.throwIfAborted();
+  stopIfAsked();
   const layout = await claimLayout(options);
   try {
     const agents = options.agents === true;
     const software = { nix: options.nix, shell: options.shell };
-    const built = await build(layout, agents, software, options.bootCounting, emit);
+    const built = await build(layout, agents, software, options, stopIfAsked);
+    stopIfAsked();
     const pinned = options.pinned === true;
     const system = pinned
       ? systemSpec(`path:${pinnedFlakeDir(layout)}#web-v2`)
@@ -127,9 +142,10 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
             created: await mergeIntoFleet(options.mergeInto, layout, system),
           };
     if (agents) await writeAgentConfigs(layout, keys);
+    stopIfAsked();
     if (pinned)
       return {
-        state: await installPinned(options, layout, built, keys.cache),
+        state: await installPinned(options, layout, built, keys.cache, stopIfAsked),
         layout,
         alreadyUp: false,
       };
@@ -150,12 +166,14 @@ async function installPinned(
   layout: LabLayout,
   built: LabState,
   cacheKey: string,
+  stopIfAsked: () => void,
 ): Promise<LabState> {
   const flake = await writePinnedFlake(layout, cacheKey);
   await installOnHosts(layout, `path:${flake}#web-v1`);
   const state: LabState = { ...built, pinned: true };
   await writeLabState(layout.dir, state);
   for (const host of layout.hosts) {
+    stopIfAsked();
     const booted = await labReboot(options.labsDir, layout.name, host.name);
     if (!booted.up) {
       throw new OperationError("lab-install", `${host.name} did not boot its pinned system`, {
@@ -185,13 +203,19 @@ async function claimLayout(options: LabUpOptions): Promise<LabLayout> {
   }
 }
 
+/**
+ * Starts the lab's hosts, `stopIfAsked` between each host's steps; every host in hand is finished
+ * or stopped before the build rejects, so the teardown that follows finds all that was made.
+ */
 async function build(
   layout: LabLayout,
   agents: boolean,
   software: HostSoftware,
-  bootCounting: number | undefined,
-  emit: (e: LabEvent) => void,
+  options: Pick<LabUpOptions, "bootCounting" | "onEvent">,
+  stopIfAsked: () => void,
 ): Promise<LabState> {
+  const emit = options.onEvent ?? (() => {});
+  const bootCounting = options.bootCounting;
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
   // Written first, so that a crash from here on leaves a state 'lab down' can read.
   const pending: LabState = {
@@ -228,12 +252,15 @@ async function build(
   const running = () => started.filter((h): h is LabState["hosts"][number] => h !== undefined);
   let saved = Promise.resolve();
   await mapLimit(layout.hosts, HOSTS_AT_ONCE, async (host, i) => {
+    stopIfAsked();
     emit({ type: "host-starting", host: host.name, address: host.address });
     hostKeys.set(host.name, await prepareHost(host, clientPublicKey));
     await writePowerScript(layout, host, anchor);
     if (bootCounting !== undefined) await setBootCounting(host.dir, bootCounting);
+    stopIfAsked();
     await createHostNetwork(layout, host);
     if (agents) await prepareAgentDirs(layout, host);
+    stopIfAsked();
     const pid = await startHost(host, hostBinds(layout, host, agents), software);
     started[i] = { name: host.name, address: host.address, netns: host.netns, pid };
     // One write at a time, each of every host up by then (they share a temporary file).
