@@ -356,3 +356,73 @@ describe("ChannelKeeper: entries and releases", () => {
     expect((await channelRelease(store)).release.seq).toBe(1);
   });
 });
+
+describe("ChannelKeeper with another publisher at once", () => {
+  /** The hosts' systems as the channel names them now. */
+  async function named(): Promise<Record<string, StorePath>> {
+    const hosts = (await channelRelease(store)).release.hosts;
+    return Object.fromEntries(Object.entries(hosts).map(([h, e]) => [h, e.path]));
+  }
+
+  it("a release published between two waves is kept for every host the later wave does not name", async () => {
+    await deployed({ a1: sys("a", "a1"), a2: sys("a", "a2"), b1: sys("a", "b1") });
+    const slow = keeper();
+    await slow.plan([
+      { host: "a1", path: sys("b", "a1"), runs: false },
+      { host: "a2", path: sys("b", "a2"), runs: false },
+    ]);
+    await slow.publishWave(wave({ a1: sys("b", "a1") }), "switch");
+    // Meanwhile another deploy (or `rollback --on`) moves b1 and a1.
+    await keeper().publishWave(wave({ b1: sys("c", "b1"), a1: sys("c", "a1") }), "switch");
+    await slow.publishWave(wave({ a2: sys("b", "a2") }), "switch");
+    expect(await named()).toEqual({ a1: sys("c", "a1"), a2: sys("b", "a2"), b1: sys("c", "b1") });
+  });
+
+  it("the rollback after a wave leaves a host that another publisher has named since", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    const k = keeper();
+    const before = await k.entries();
+    const release = await k.publishWave(
+      wave({ web1: sys("b", "web1"), web2: sys("b", "web2") }),
+      "switch",
+    );
+    await hosts.report(release.release.seq, { web1: "failed", web2: "failed" });
+    await keeper().publishWave(wave({ web2: sys("d", "web2") }), "switch");
+    await k.rollBackWave({
+      action: "switch",
+      failed: [
+        { host: "web1", path: sys("b", "web1") },
+        { host: "web2", path: sys("b", "web2") },
+      ],
+      withdrawn: [],
+      before,
+    });
+    expect(await named()).toEqual({ web1: sys("a", "web1"), web2: sys("d", "web2") });
+  });
+
+  it("a refresh whose read another release overtook reads again and signs that release's entries", async () => {
+    await deployed({ web1: sys("a", "web1") });
+    // A deploy lands while the refresh reads the hosts' history (its first listing of status/).
+    let landing: (() => Promise<unknown>) | undefined = () =>
+      keeper().publishWave(wave({ web1: sys("b", "web1") }), "switch");
+    const hooked = new Proxy(store, {
+      get(target, prop) {
+        // Bound to the store itself: its private fields are not the proxy's.
+        const own = Reflect.get(target, prop, target);
+        if (prop !== "list") return typeof own === "function" ? own.bind(target) : own;
+        return async (prefix: string, ...rest: unknown[]) => {
+          const land = prefix.startsWith("status/") ? landing : undefined;
+          if (land !== undefined) {
+            landing = undefined;
+            await land();
+          }
+          return (target.list as (...a: unknown[]) => unknown).call(target, prefix, ...rest);
+        };
+      },
+    });
+    const { replaced, release } = await keeper({ store: hooked }).refresh();
+    expect(replaced.release.seq).toBe(2);
+    expect(release.release).toMatchObject({ seq: 3, kind: "refresh" });
+    expect(await named()).toEqual({ web1: sys("b", "web1") });
+  });
+});

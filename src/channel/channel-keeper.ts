@@ -4,7 +4,7 @@
 // whether or not they already run it, other hosts keep their entry unless it failed on them, and
 // a host that failed is named back to the last system confirmed healthy on it. Watching hosts
 // apply a release is not its part (delivery/agent.ts does that).
-import { UsageError } from "../errors.js";
+import { OperationError, UsageError } from "../errors.js";
 import type { Action } from "../fleet/action.js";
 import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
@@ -21,7 +21,7 @@ import { type HistoryRead, readHistory } from "./history-store.js";
 import { type EntryChecks, type EntryExtras, hostEntry, releaseChecks } from "./host-entry.js";
 import { hasFailed, lastConfirmed } from "./host-history.js";
 import { rollbackTarget } from "./rollback-targets.js";
-import { trustedChannelRelease } from "./trusted-release.js";
+import { readChannelToUpdate } from "./trusted-release.js";
 
 export interface ChannelKeeperOptions extends EntryChecks {
   readonly store: ObjectStore;
@@ -82,10 +82,30 @@ export interface RollbackRelease {
   readonly release: SignedRelease | undefined;
 }
 
+/** How many times a publish reads the channel again after another publisher's release. */
+const PUBLISH_ATTEMPTS = 3;
+
+/** The channel as read for one release: what it names, carried over, and what it held. */
+interface ChannelRead {
+  readonly trusted: SignedRelease | undefined;
+  readonly basis: string | null;
+  /** Every host's entry as the next release starts from (the plan's, until one is published). */
+  readonly entries: Record<string, ReleaseHost>;
+  readonly notes: readonly string[];
+}
+
+/**
+ * Each release is built on the channel as read just before it, and published only over what was
+ * read: a release another publisher made meanwhile (another deploy, `rollback --on`, a refresh)
+ * is read again and kept for every host this release does not change, never replaced by entries
+ * read minutes earlier.
+ */
 export class ChannelKeeper {
   readonly #o: ChannelKeeperOptions;
-  /** Every host's entry as the channel's next release should have it. */
-  #entries: Record<string, ReleaseHost> | undefined;
+  /** Entries plan() set for hosts that already run their system: in the first release. */
+  readonly #planned: Record<string, ReleaseHost> = {};
+  /** What this keeper's last release named for each host. */
+  #lastNamed: Readonly<Record<string, ReleaseHost>> = {};
   readonly #published: SignedRelease[] = [];
   /** The channel's per-host history, read once and again after a wave with failures. */
   #history: HistoryRead | undefined;
@@ -112,26 +132,28 @@ export class ChannelKeeper {
   async plan(hosts: readonly ChannelHost[]): Promise<readonly string[]> {
     const history = await this.#readHistory();
     this.#refuseFailed(history, hosts);
-    const entries = await this.#currentEntries();
+    for (const note of (await this.#read()).notes) {
+      if (!this.#notes.includes(note)) this.#notes.push(note);
+    }
     for (const { host, path, runs, secrets } of hosts) {
-      if (runs) entries[host] = await this.#entry(host, path, secrets);
+      if (runs) this.#planned[host] = await this.#entry(host, path, secrets);
     }
     return [...this.#notes];
   }
 
-  /** A copy of every host's entry as the channel's next release would have it now. */
+  /** Every host's entry as the channel's next release would have it now. */
   async entries(): Promise<Record<string, ReleaseHost>> {
-    return { ...(await this.#currentEntries()) };
+    return (await this.#read()).entries;
   }
 
   /** Publishes one release naming the wave's hosts' new systems (the others keep theirs). */
   async publishWave(wave: readonly WaveEntry[], action: Action): Promise<SignedRelease> {
     this.#refuseFailed(await this.#readHistory(), wave);
-    const entries = await this.#currentEntries();
+    const named: Record<string, ReleaseHost> = {};
     for (const { host, path, secrets, reboot, deltaTool } of wave) {
-      entries[host] = await this.#entry(host, path, secrets, { reboot, deltaTool });
+      named[host] = await this.#entry(host, path, secrets, { reboot, deltaTool });
     }
-    return this.#publish(entries, "deploy", action);
+    return this.#publishOver("deploy", action, (entries) => Object.assign(entries, named));
   }
 
   /**
@@ -140,24 +162,29 @@ export class ChannelKeeper {
    * agent then leaves it be); hosts an interrupt left not done get back the entry the channel had
    * for them before the wave (none when it had none), so an agent that applies late never
    * applies the aborted system. After a first wave whose hosts had nothing to go back to, it
-   * names no host at all (the one kind of release that may).
+   * names no host at all (the one kind of release that may). A host another publisher has named
+   * since the wave keeps what they named.
    */
   async rollBackWave(left: WaveLeftovers): Promise<SignedRelease> {
     this.#history = undefined;
     const history = left.failed.length > 0 ? await this.#readHistory() : undefined;
-    const entries = { ...(this.#entries ?? {}) };
-    for (const { host, path } of left.failed) {
-      const back = lastConfirmed(history?.hosts.get(host) ?? [], path);
-      // A rollback changes the system only; the host keeps the secrets the entry gives it.
-      if (back === undefined) delete entries[host];
-      else entries[host] = { ...entries[host], path: back };
-    }
-    for (const host of left.withdrawn) {
-      const earlier = left.before[host];
-      if (earlier === undefined) delete entries[host];
-      else entries[host] = earlier;
-    }
-    return this.#publish(entries, "rollback", left.action);
+    const wave = this.#lastNamed;
+    return this.#publishOver("rollback", left.action, (entries, named) => {
+      const stillOurs = (host: string) => named[host]?.path === wave[host]?.path;
+      for (const { host, path } of left.failed) {
+        if (!stillOurs(host)) continue;
+        const back = lastConfirmed(history?.hosts.get(host) ?? [], path);
+        // A rollback changes the system only; the host keeps the secrets the entry gives it.
+        if (back === undefined) delete entries[host];
+        else entries[host] = { ...named[host], path: back };
+      }
+      for (const host of left.withdrawn) {
+        if (!stillOurs(host)) continue;
+        const earlier = left.before[host];
+        if (earlier === undefined) delete entries[host];
+        else entries[host] = earlier;
+      }
+    });
   }
 
   /**
@@ -167,10 +194,11 @@ export class ChannelKeeper {
    */
   async settle(action: Action): Promise<PublishedRelease | undefined> {
     if (this.#published.length > 0) return undefined;
-    const entries = await this.#currentEntries();
-    const named = (await this.#channelRelease())?.release.hosts ?? {};
-    if (statesEntries(named, entries)) return undefined;
-    return publishedRelease(await this.#publish({ ...entries }, "deploy", action));
+    return this.#attempt(async () => {
+      const read = await this.#read();
+      if (statesEntries(read.trusted?.release.hosts ?? {}, read.entries)) return undefined;
+      return publishedRelease(await this.#publish(read, "deploy", action));
+    });
   }
 
   /**
@@ -179,22 +207,24 @@ export class ChannelKeeper {
    * its host is replaced, as in every release) and a new `expires`. Hosts already run their
    * entries, so they only report. Resolves with the release it replaced and the new one.
    */
-  async refresh(): Promise<{ replaced: SignedRelease; release: SignedRelease }> {
-    const current = await this.#channelRelease();
-    if (current === undefined) {
-      throw new UsageError(
-        `channel ${this.#o.releases.channel} has no release signed by a release key of the fleet: there is nothing to refresh`,
-        "publish one with 'nixship release publish' or 'nixship deploy --via agent'",
-      );
-    }
-    const entries = await this.#currentEntries();
-    const { action, health, confirmTimeout, keepGenerations } = current.release;
-    const release = await this.#publish({ ...entries }, "refresh", action, {
-      health,
-      confirmTimeout,
-      ...(keepGenerations ? { keepGenerations } : {}),
+  refresh(): Promise<{ replaced: SignedRelease; release: SignedRelease }> {
+    return this.#attempt(async () => {
+      const read = await this.#read();
+      const current = read.trusted;
+      if (current === undefined) {
+        throw new UsageError(
+          `channel ${this.#o.releases.channel} has no release signed by a release key of the fleet: there is nothing to refresh`,
+          "publish one with 'nixship release publish' or 'nixship deploy --via agent'",
+        );
+      }
+      const { action, health, confirmTimeout, keepGenerations } = current.release;
+      const release = await this.#publish(read, "refresh", action, {
+        health,
+        confirmTimeout,
+        ...(keepGenerations ? { keepGenerations } : {}),
+      });
+      return { replaced: current, release };
     });
-    return { replaced: current, release };
   }
 
   /**
@@ -203,13 +233,21 @@ export class ChannelKeeper {
    * repeated rollbacks walk back and never flip). Hosts that cannot go back are refused with
    * why; when none can, nothing is published.
    */
-  async publishRollback(
+  publishRollback(
+    hosts: readonly string[],
+    to: RollbackTarget | undefined,
+  ): Promise<RollbackRelease> {
+    return this.#attempt(() => this.#rollbackOnce(hosts, to));
+  }
+
+  async #rollbackOnce(
     hosts: readonly string[],
     to: RollbackTarget | undefined,
   ): Promise<RollbackRelease> {
     const { store, releases, historyReleases } = this.#o;
     const refused = new Map<string, string>();
-    const current = await this.#channelRelease();
+    const read = await this.#read();
+    const current = read.trusted;
     if (current === undefined) {
       for (const name of hosts) {
         refused.set(
@@ -220,7 +258,7 @@ export class ChannelKeeper {
       return { refused, hosts: [], release: undefined };
     }
     const history = await this.#readHistory();
-    const entries = await this.#currentEntries();
+    const { entries } = read;
     const sources = {
       store,
       channel: releases.channel,
@@ -244,7 +282,7 @@ export class ChannelKeeper {
     }
     if (wave.length === 0) return { refused, hosts: [], release: undefined };
     const named = wave.map((host) => ({ host, path: (entries[host] as ReleaseHost).path }));
-    const release = await this.#publish(entries, "rollback", "switch");
+    const release = await this.#publish(read, "rollback", "switch");
     return { refused, hosts: named, release };
   }
 
@@ -267,22 +305,53 @@ export class ChannelKeeper {
   }
 
   /**
-   * The channel's entries as they stand, each carried over unless it names a system that
-   * failed on its host (first call); then as this keeper left them.
+   * The channel as it stands now: its entries, each carried over unless it names a system that
+   * failed on its host, with the plan's entries until this keeper has published a release.
    */
-  async #currentEntries(): Promise<Record<string, ReleaseHost>> {
-    if (this.#entries !== undefined) return this.#entries;
-    const current = (await this.#channelRelease())?.release;
+  async #read(): Promise<ChannelRead> {
+    const { trusted, basis } = await readChannelToUpdate(
+      this.#o.store,
+      this.#o.releases.channel,
+      this.#trustedKeys,
+    );
     const history = await this.#readHistory();
-    const { entries, notes } = carryOver(current, history.hosts);
-    this.#notes.push(...notes);
-    this.#entries = entries;
-    return entries;
+    const { entries, notes } = carryOver(trusted?.release, history.hosts);
+    if (this.#published.length === 0) Object.assign(entries, this.#planned);
+    return { trusted, basis, entries, notes };
   }
 
-  /** The channel's current release that a trusted release key signed (trusted-release.ts). */
-  #channelRelease(): Promise<SignedRelease | undefined> {
-    return trustedChannelRelease(this.#o.store, this.#o.releases.channel, this.#trustedKeys);
+  /**
+   * `work` again on a fresh read when another publisher's release came between its read and its
+   * publish, up to PUBLISH_ATTEMPTS times; then their release-conflict stands.
+   */
+  async #attempt<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (err) {
+        const lost = err instanceof OperationError && err.code === "release-conflict";
+        if (!lost || attempt >= PUBLISH_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * Reads the channel, lets `change` set this release's hosts (`named`: what the channel names,
+   * before carry-over), and publishes over that read.
+   */
+  #publishOver(
+    kind: ReleaseKind,
+    action: Action,
+    change: (
+      entries: Record<string, ReleaseHost>,
+      named: Readonly<Record<string, ReleaseHost>>,
+    ) => void,
+  ): Promise<SignedRelease> {
+    return this.#attempt(async () => {
+      const read = await this.#read();
+      change(read.entries, read.trusted?.release.hosts ?? {});
+      return this.#publish(read, kind, action);
+    });
   }
 
   #entry(
@@ -295,7 +364,7 @@ export class ChannelKeeper {
   }
 
   async #publish(
-    entries: Record<string, ReleaseHost>,
+    read: ChannelRead,
     kind: ReleaseKind,
     action: Action,
     checks: Pick<Release, "health" | "confirmTimeout" | "keepGenerations"> = releaseChecks(this.#o),
@@ -309,15 +378,16 @@ export class ChannelKeeper {
     }
     const signed = await publishRelease(this.#o.store, {
       channel: this.#o.releases.channel,
-      hosts: entries,
+      hosts: read.entries,
       kind,
       action,
       ...checks,
       key,
       maxAge: this.#o.releases.maxAge,
       ...(this.#o.origin === undefined ? {} : { origin: this.#o.origin }),
+      basis: read.basis,
     });
-    this.#entries = { ...entries };
+    this.#lastNamed = { ...read.entries };
     this.#published.push(signed);
     return signed;
   }

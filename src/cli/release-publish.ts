@@ -22,8 +22,10 @@ then releases/<channel>/<seq>.json if that number is free, then beside it
 releases/<channel>/<seq>.origin.json (who published it: the CI run or user@machine, and the
 flakes with their git commits and whether their trees were dirty, signed by the release key for
 this release; agents do not read it), then moves channels/<channel>.json only over the version
-it read. Two publishers racing: exactly one wins; the other fails with exit 1 and code
-release-conflict, having changed nothing. Does not wait for the agents: use 'nixship deploy
+it read. Two publishers racing: the first to move the channel wins; the other reads the channel
+again and publishes on top of it, keeping what the first named for every host it does not name
+itself (three tries; then it fails with exit 1 and code release-conflict, having changed
+nothing). Does not wait for the agents: use 'nixship deploy
 --via agent' for a watched rollout with canary and waves, and 'nixship status' to see where
 the agents are.
 

@@ -56,6 +56,12 @@ export interface PublishOptions {
   readonly maxAge?: number;
   /** Who publishes it and from what: signed beside it (releaseOriginKey); absent: nothing. */
   readonly origin?: Origin;
+  /**
+   * The digest of what the channel held when `hosts` were derived from it (null: nothing): the
+   * release is published only over exactly that, so a release another publisher made since is
+   * never replaced by entries read before it (release-conflict). Absent: over what it holds now.
+   */
+  readonly basis?: string | null;
 }
 
 /** One release file of a channel, as `release list` shows it. */
@@ -193,6 +199,11 @@ export async function publishRelease(
     current.status === "found"
       ? { etag: current.etag, digest: releaseDigest(current.bytes), seq: seqOf(current.bytes) }
       : undefined;
+  if (options.basis !== undefined && options.basis !== (head?.digest ?? null)) {
+    throw conflict(
+      `another publisher published release ${head?.seq ?? "?"} of channel ${channel} since this one read it; nothing was written; read it again and publish on top of it`,
+    );
+  }
   // (2) Past every release file, so one left by an interrupted publisher is never reused.
   const seq = Math.max(head?.seq ?? 0, await highestListed(store, channel)) + 1;
   const created = options.now ?? new Date();
