@@ -30,7 +30,11 @@ const CACHE_DIR = join(ROOT, "terraform/modules/cache");
 const BUCKET = "nixship-test-store";
 const NARINFO = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.narinfo";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.zst";
-const CACHE_KEYS = ["nix-cache-info", NARINFO, NAR];
+/** A delta (fetched by hosts as a NAR is) and the note of a pair not worth one. */
+const DELTA = "delta/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar";
+const DELTA_SKIP =
+  "delta/skip/0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym-1b8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.json";
+const CACHE_KEYS = ["nix-cache-info", NARINFO, NAR, DELTA];
 /** Nix's listing of a NAR's files, beside its narinfo. */
 const LISTING = "0c8q3d0kzbq0hv6mr1a6rjb1xm1dp7ym.ls";
 const GC_LOCK = "gc/lock.json";
@@ -115,7 +119,7 @@ const STATUS_OTHERS = [
 const HOST_READ: readonly Expectation[] = [
   ...allow("host-read", "s3:GetObject", CACHE_KEYS),
   // A missing narinfo must answer 404, so listing the cache's keys is allowed...
-  ...allow("host-read", "s3:ListBucket", [NARINFO, "nar/"]),
+  ...allow("host-read", "s3:ListBucket", [NARINFO, "nar/", "delta/"]),
   // ...but nothing else.
   ...deny("host-read", "s3:ListBucket", ["", "status/", "channels/", "releases/"]),
   ...deny("host-read", "s3:PutObject", [
@@ -150,9 +154,11 @@ const AGENT: readonly Expectation[] = [
   ]),
   // Its own host key only: another host's would let it read that host's secrets.
   ...deny("agent", "s3:PutObject", ["status/host-keys/web2.pub", "status/host-keys/web10.pub"]),
-  // It reads its host key before it publishes it (a missing one answers 404: it may list it).
-  ...allow("agent", "s3:GetObject", ["status/host-keys/web1.pub"]),
-  ...allow("agent", "s3:ListBucket", ["status/host-keys/web1.pub"]),
+  // It reads its host key before it publishes it (a missing one answers 404: it may list it),
+  // and its own record after a boot and to report drift.
+  ...allow("agent", "s3:GetObject", ["status/host-keys/web1.pub", "status/hosts/web1.json"]),
+  ...allow("agent", "s3:ListBucket", ["status/host-keys/web1.pub", "status/hosts/web1.json"]),
+  ...deny("agent", "s3:ListBucket", ["status/hosts/", "status/hosts/web2.json"]),
   ...deny("agent", "s3:GetObject", ["status/host-keys/web2.pub", "status/host-keys/web1.pub.1"]),
   ...deny("agent", "s3:ListBucket", ["status/host-keys/", "status/host-keys/web2.pub"]),
   ...allow("agent", "s3:ListBucket", ["channels/prod.json", NARINFO]),
@@ -216,13 +222,23 @@ const WRITER: readonly Expectation[] = [
     "status/hosts/web1.json",
     // A deploy's rollout record, what the dashboard shows of it as it runs.
     "status/rollouts/9999998234567-0123456789ab.json",
+    DELTA_SKIP,
   ]),
-  ...allow("writer", "s3:GetObject", [...CACHE_KEYS, "channels/prod.json", SHARD, ...STATUS_WEB1]),
+  ...allow("writer", "s3:GetObject", [
+    ...CACHE_KEYS,
+    DELTA_SKIP,
+    "channels/prod.json",
+    SHARD,
+    ...STATUS_WEB1,
+  ]),
+  // A delta replaces the skip note of its pair (and a note a refused delta).
+  ...allow("writer", "s3:DeleteObject", [DELTA_SKIP]),
+  ...allow("writer", "s3:ListBucket", ["delta/", DELTA]),
   ...allow("writer", "s3:DeleteObject", ["releases/prod/8.json", "releases/prod/8.origin.json"]),
   ...allow("writer", "s3:PutObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...allow("writer", "s3:GetObject", [`secrets/web1/${"a".repeat(64)}`]),
   ...deny("writer", "s3:DeleteObject", [`secrets/web1/${"a".repeat(64)}`]),
-  ...allow("writer", "s3:AbortMultipartUpload", [NAR]),
+  ...allow("writer", "s3:AbortMultipartUpload", [NAR, DELTA]),
   ...allow("writer", "s3:ListBucket", ["", "releases/prod/", "status/releases/prod/7/", NARINFO]),
   // Progress markers are the agents' word about themselves.
   ...deny("writer", "s3:PutObject", ["status/releases/prod/7/web1/success"]),
@@ -240,7 +256,7 @@ const WRITER: readonly Expectation[] = [
   ...allow("writer", "s3:ListBucket", ["gc/leases/", "gc/pins/", GC_LOCK]),
   // The lock is the collector's, and so is deleting from the cache.
   ...deny("writer", "s3:PutObject", [GC_LOCK]),
-  ...deny("writer", "s3:DeleteObject", [GC_LOCK, NAR, LISTING, "nix-cache-info"]),
+  ...deny("writer", "s3:DeleteObject", [GC_LOCK, NAR, DELTA, LISTING, "nix-cache-info"]),
 ];
 
 // A plan in a pull request, or whoever only looks: reads what nixship reads, writes nothing.
@@ -255,6 +271,8 @@ const READER: readonly Expectation[] = [
     ...STATUS_OTHERS,
     "status/heartbeats/web1/online/30",
     "status/rollouts/9999998234567-0123456789ab.json",
+    // What a plan says of a pair not worth a delta.
+    DELTA_SKIP,
   ]),
   // What the dashboard lists: channels, releases, records, rollouts, heartbeats, markers.
   ...allow("reader", "s3:ListBucket", [
@@ -296,7 +314,16 @@ const ROOTS = [
 ];
 const COLLECTOR: readonly Expectation[] = [
   ...allow("collector", "s3:GetObject", [NARINFO, ...ROOTS, PIN, GC_LOCK, LEASE, REPORT]),
-  ...allow("collector", "s3:DeleteObject", [NARINFO, LISTING, NAR, GC_LOCK, LEASE, REPORT]),
+  ...allow("collector", "s3:DeleteObject", [
+    NARINFO,
+    LISTING,
+    NAR,
+    DELTA,
+    DELTA_SKIP,
+    GC_LOCK,
+    LEASE,
+    REPORT,
+  ]),
   // Its lock, and the reports of what it deleted (the newest 20 kept).
   ...allow("collector", "s3:PutObject", [GC_LOCK, REPORT]),
   // The store's root (the inventory), nar/, the folders it reads roots and leases from, and
@@ -304,6 +331,7 @@ const COLLECTOR: readonly Expectation[] = [
   ...allow("collector", "s3:ListBucket", [
     "",
     "nar/",
+    "delta/",
     NARINFO,
     "channels/",
     "releases/",
@@ -341,7 +369,7 @@ const COLLECTOR: readonly Expectation[] = [
   ]),
   ...deny("collector", "s3:AbortMultipartUpload", [NAR]),
   // It marks through narinfos and never needs a NAR's bytes, or a secret.
-  ...deny("collector", "s3:GetObject", [NAR, SECRETS_BUNDLE]),
+  ...deny("collector", "s3:GetObject", [NAR, DELTA, SECRETS_BUNDLE]),
 ];
 
 const NO_TLS: readonly Expectation[] = (
@@ -541,12 +569,14 @@ describe("a policy mistake in the module fails these expectations", () => {
     expect(violations(broken, AGENT)).toEqual([
       "agent (web1): s3:PutObject status/host-keys/web2.pub was allow, expected deny",
       "agent (web1): s3:PutObject status/host-keys/web10.pub was allow, expected deny",
+      'agent (web1): s3:ListBucket prefix "status/hosts/web2.json" was allow, expected deny',
       "agent (web1): s3:GetObject status/host-keys/web2.pub was allow, expected deny",
       'agent (web1): s3:ListBucket prefix "status/host-keys/web2.pub" was allow, expected deny',
       "agent (web1): s3:PutObject status/hosts/web2.json was allow, expected deny",
       "agent (web1): s3:PutObject status/hosts/web10.json was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web2/success was allow, expected deny",
       "agent (web1): s3:PutObject status/releases/prod/7/web10/applying was allow, expected deny",
+      "agent (web1): s3:GetObject status/hosts/web2.json was allow, expected deny",
       `agent (web1): s3:GetObject secrets/web2/${bundle} was allow, expected deny`,
       "agent (web1): s3:GetObject secrets/web10/x was allow, expected deny",
       `agent (web2): s3:GetObject secrets/web1/${bundle} was allow, expected deny`,
@@ -628,5 +658,20 @@ describe("a policy mistake in the module fails these expectations", () => {
     expect(() => validatePolicy(withCondition("StringLikeIfExists"), "ok")).not.toThrow();
     const typo = { ...doc, Statement: [{ ...doc.Statement[0], Resources: "*" }] };
     expect(() => validatePolicy(typo, "typo")).toThrow(/unknown element Resources/);
+  });
+});
+
+describe("docs/agent.md", () => {
+  it("shows the module's agent policy for s3://my-fleet/prod, word for word", async () => {
+    const doc = await readFile(join(ROOT, "docs/agent.md"), "utf8");
+    const section = doc.slice(doc.indexOf("## Store permissions (IAM)"));
+    const shown = /```json\n([\s\S]*?)\n```/.exec(section)?.[1];
+    const rendered = await renderCache(
+      cacheModule,
+      "prod",
+      { bucket_name: "my-fleet" },
+      "my-fleet",
+    );
+    expect(shown).toBe(JSON.stringify(rendered.policies.agent, null, 2));
   });
 });

@@ -13,15 +13,18 @@ locals {
   store_arn  = "${aws_s3_bucket.this.arn}/${local.key_prefix}"
 
   # The keys stock Nix reads from a binary cache: nix-cache-info, <32-character hash>.narinfo
-  # (each ? is one character, so no other key ending in .narinfo matches) and nar/<file>.
+  # (each ? is one character, so no other key ending in .narinfo matches) and nar/<file>; and
+  # nixship's deltas: delta/<nix32>.nar, which hosts fetch as Nix fetches a NAR, and the notes of
+  # pairs not worth a delta (delta/skip/<target>-<base>.json).
   narinfo_key    = "????????????????????????????????.narinfo"
-  cache_keys     = ["nix-cache-info", local.narinfo_key, "nar/*"]
+  cache_keys     = ["nix-cache-info", local.narinfo_key, "nar/*", "delta/*"]
   cache_objects  = [for key in local.cache_keys : "${local.store_arn}${key}"]
   cache_prefixes = [for key in local.cache_keys : "${local.key_prefix}${key}"]
 
   # What a garbage collection may delete: narinfos, the <hash>.ls listings Nix writes beside
-  # them, and NARs. Not nix-cache-info, and nothing outside the cache.
-  collectable_keys    = [local.narinfo_key, "????????????????????????????????.ls", "nar/*"]
+  # them, NARs, and deltas with their skip notes (they go with their targets). Not
+  # nix-cache-info, and nothing outside the cache.
+  collectable_keys    = [local.narinfo_key, "????????????????????????????????.ls", "nar/*", "delta/*"]
   collectable_objects = [for key in local.collectable_keys : "${local.store_arn}${key}"]
 
   # `nixship cache gc`'s own keys: the collector's lock, a lease per push or deploy in
@@ -49,13 +52,14 @@ locals {
   # The host's SSH host key, which its agent publishes: it reads the key there first, so as to
   # write only a changed one.
   own_host_key_key = "status/host-keys/${local.own_host}.pub"
+  own_record_key   = "status/hosts/${local.own_host}.json"
 
   # Exactly the status keys an agent writes: its record, a marker per state it reaches on a
   # release (status/releases/CHANNEL/SEQ/HOST/STATE), its heartbeat per state
   # (status/heartbeats/HOST/STATE/EVERY) and its host key. Readers take a bounded number of
   # keys under each host's prefix, so what else a host could write there costs them nothing.
   own_status_objects = concat(
-    ["${local.store_arn}status/hosts/${local.own_host}.json"],
+    ["${local.store_arn}${local.own_record_key}"],
     [for state in ["applying", "success", "failed", "rejected"] :
     "${local.store_arn}status/releases/*/*/${local.own_host}/${state}"],
     [for state in ["running", "paused"] :
@@ -206,6 +210,14 @@ data "aws_iam_policy_document" "writer" {
     resources = ["${local.store_arn}releases/*"]
   }
 
+  # A delta whose pair turned out not worth it replaces its skip note, and the note goes when a
+  # delta replaces it.
+  statement {
+    sid       = "ReplaceDeltaSkipNotes"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${local.store_arn}delta/skip/*"]
+  }
+
   statement {
     sid       = "ReadStatus"
     actions   = ["s3:GetObject"]
@@ -348,7 +360,7 @@ data "aws_iam_policy_document" "collector" {
       test     = "StringLike"
       variable = "s3:prefix"
       values = concat(
-        [local.key_prefix, "${local.key_prefix}${local.narinfo_key}", "${local.key_prefix}nar/*"],
+        [local.key_prefix, "${local.key_prefix}${local.narinfo_key}", "${local.key_prefix}nar/*", "${local.key_prefix}delta/*"],
         local.release_prefixes,
         local.status_prefixes,
         local.gc_prefixes,
@@ -372,10 +384,12 @@ data "aws_iam_policy_document" "agent" {
     resources = local.own_secrets_objects
   }
 
+  # Its host key, which it reads before it publishes it, and its own record, which it reads
+  # after a boot and to report drift.
   statement {
-    sid       = "ReadOwnHostKey"
+    sid       = "ReadOwnHostKeyAndRecord"
     actions   = ["s3:GetObject"]
-    resources = ["${local.store_arn}${local.own_host_key_key}"]
+    resources = ["${local.store_arn}${local.own_host_key_key}", "${local.store_arn}${local.own_record_key}"]
   }
 
   statement {
@@ -404,7 +418,7 @@ data "aws_iam_policy_document" "agent" {
       values = concat(
         local.cache_prefixes,
         local.release_prefixes,
-        ["${local.key_prefix}${local.own_host_key_key}"],
+        ["${local.key_prefix}${local.own_host_key_key}", "${local.key_prefix}${local.own_record_key}"],
       )
     }
   }
