@@ -70,6 +70,56 @@ describe("a signing key the fleet does not trust", () => {
   });
 });
 
+describe("a release key the fleet's agents do not trust", () => {
+  it("is refused by release publish, release refresh, deploy and rollback, naming both keys, and no release is written", async () => {
+    const cache = join(work, "releases-refused");
+    const [releaseKey, releasePub] = await makeKey("fleet-release-1");
+    const fleet = join(work, "fleet-agents.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        cache: { url: `file://${cache}`, publicKeys: [rightPub] },
+        releases: { channel: "prod", publicKeys: [releasePub] },
+        hosts: { a1: { delivery: "agent", system: root } },
+      }),
+    );
+    // The cache key given as the release key: every agent would refuse what it signs.
+    const expected = `the signing key 'fleet-cache-1' (public key ${rightPub}) is not in ${fleet} releases.publicKeys (${releasePub}); agents would refuse every release it signs`;
+    for (const argv of [
+      ["release", "publish", "--fleet", fleet, "--key", rightKey, "--release-key", rightKey],
+      ["release", "refresh", "--fleet", fleet, "--release-key", rightKey],
+      ["deploy", "--fleet", fleet, "--key", rightKey, "--release-key", rightKey, "--async"],
+      ["rollback", "--fleet", fleet, "--on", "a1", "--release-key", rightKey],
+    ]) {
+      const r = await nixship(argv);
+      expect(r.code, `${argv.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(expected);
+    }
+    // $NIXSHIP_RELEASE_KEY is held to the same.
+    const env = await nixship(["release", "refresh", "--fleet", fleet], {
+      env: { NIXSHIP_RELEASE_KEY: rightKey },
+    });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toContain(expected);
+    // release publish's cache key too.
+    const cacheKey = await nixship([
+      "release",
+      "publish",
+      "--fleet",
+      fleet,
+      "--key",
+      wrongKey,
+      "--release-key",
+      releaseKey,
+    ]);
+    expect(cacheKey.code).toBe(2);
+    expect(cacheKey.stderr).toContain(
+      `the signing key 'laptop-1' (public key ${wrongPub}) is not in ${fleet} cache.publicKeys`,
+    );
+    await expect(readdir(cache)).rejects.toThrow(/ENOENT/);
+  });
+});
+
 describe("a cache poisoned by the wrong key", () => {
   it("fails verify and Nix, and push --resign repairs it, keeping the other signatures", async () => {
     const cache = join(work, "poisoned");

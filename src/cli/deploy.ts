@@ -27,7 +27,7 @@ import {
   readRollout,
 } from "./fleet-input.js";
 import { INTERRUPTED_EXIT } from "./interrupts.js";
-import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
 import { rollOut, type SummaryEvent } from "./roll-out.js";
 import { undoRollout } from "./rollback-rollout.js";
@@ -277,11 +277,12 @@ bad usage or input, 130 when interrupted.`,
         ? parseListen(values["serve-cache"], "deploy: --serve-cache")
         : undefined;
     const via = parseVia(values.via);
-    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
-    const releaseKey =
-      releaseKeyFile !== undefined
-        ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
-        : undefined;
+    const releaseKey = await readReleaseKey(
+      values["release-key"],
+      io.env,
+      input.fleet,
+      input.fleetFile,
+    );
     const metrics = await openMetrics(input.fleet);
     // Known before anything runs, for what a second interrupt says about the hosts in flight.
     const mode = deliveryMode(selectHosts(input.fleet, values.on), via);

@@ -2,6 +2,7 @@
 // either literally (`name:base64`) or as files holding one or more of them.
 import { readFile, stat } from "node:fs/promises";
 import { InputError, UsageError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type PublicKey, parsePublicKey, parseSecretKey, type SecretKey } from "../nix/keys.js";
 
 /** The most a secret file (a key, a token) may hold: far above any real one. */
@@ -173,6 +174,26 @@ export function releaseKeySource(
   if (flag !== undefined) return { file: flag, name: "--release-key" };
   const file = env.NIXSHIP_RELEASE_KEY;
   return file === undefined ? undefined : { file, name: "$NIXSHIP_RELEASE_KEY" };
+}
+
+/**
+ * The release key from `--release-key` or `$NIXSHIP_RELEASE_KEY` (undefined: neither is given),
+ * refused unless the fleet's agents trust it (`releases.publicKeys`): a release it signed would
+ * move the channel to a release every agent refuses.
+ */
+export async function readReleaseKey(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  fleet: { readonly releases?: { readonly publicKeys: readonly string[] } | undefined },
+  fleetFile: string,
+): Promise<SecretKey | undefined> {
+  const source = releaseKeySource(flag, env);
+  if (source === undefined) return undefined;
+  const key = await readSecretKeyFile(source.file, source.name);
+  if (fleet.releases !== undefined) {
+    requireTrustedSigningKey(key, fleet.releases.publicKeys, fleetFile, "releases.publicKeys");
+  }
+  return key;
 }
 
 /** How to make a token file that is not there (`--token-file`). */

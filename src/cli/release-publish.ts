@@ -2,11 +2,12 @@
 // one signed release of the fleet's channel naming them (`deploy --via agent --async`).
 import { deploy } from "../deploy/deploy.js";
 import { UsageError } from "../errors.js";
+import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
-import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 
 export const releasePublish: Command = {
   path: ["release", "publish"],
@@ -73,13 +74,20 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       throw new UsageError("release publish: --key CACHE_SECRET is needed to sign what is pushed");
     }
     const key = await readSecretKeyFile(values.key);
-    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
-    if (releaseKeyFile === undefined) {
+    if (input.fleet.cache !== undefined) {
+      requireTrustedSigningKey(key, input.fleet.cache.publicKeys, input.fleetFile);
+    }
+    const releaseKey = await readReleaseKey(
+      values["release-key"],
+      io.env,
+      input.fleet,
+      input.fleetFile,
+    );
+    if (releaseKey === undefined) {
       throw new UsageError(
         "release publish: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name);
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     // An interrupt (a cancelled CI job) stops the build, the push and the deltas where they
     // are, their scratch files removed; a release is written only once what it names is pushed.

@@ -5,7 +5,7 @@ import { UsageError } from "../errors.js";
 import { RELEASE_DEFAULTS } from "../fleet/fleet.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
-import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { readReleaseKey } from "./keys-input.js";
 
 export const releaseRefresh: Command = {
   path: ["release", "refresh"],
@@ -41,14 +41,13 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
     if (positionals.length > 0) {
       throw new UsageError(`release refresh: unexpected argument '${positionals[0]}'`);
     }
-    const { fleet } = await readFleetInput(values, io);
-    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
-    if (releaseKeyFile === undefined) {
+    const { fleet, fleetFile } = await readFleetInput(values, io);
+    const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, fleetFile);
+    if (releaseKey === undefined) {
       throw new UsageError(
         "release refresh: --release-key SECRET_FILE is needed to sign the release",
       );
     }
-    const releaseKey = await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name);
     const hosts = fleet.hosts.filter((h) => h.delivery === "agent");
     if (hosts.length === 0) {
       throw new UsageError("release refresh: the fleet has no agent hosts: there is no channel");

@@ -15,7 +15,7 @@ import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
-import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
+import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { undoRollout } from "./rollback-rollout.js";
 
 export const rollbackCommand: Command = {
@@ -125,11 +125,7 @@ ${FLEET_HELP}
       parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
       fleet.policy.activationTimeout;
     const hosts = selectHosts(fleet, values.on);
-    const releaseKeyFile = releaseKeySource(values["release-key"], io.env);
-    const releaseKey =
-      releaseKeyFile !== undefined
-        ? await readSecretKeyFile(releaseKeyFile.file, releaseKeyFile.name)
-        : undefined;
+    const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, input.fleetFile);
     if (byRollout) {
       const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
       if (fleet.cache !== undefined && key === undefined) {

@@ -15,7 +15,6 @@ describe("parseStoreUrl", () => {
     ["file:///a%20b/c", "/a b/c"],
     ["/srv/cache", "/srv/cache"],
     ["/srv//cache/./x/../", "/srv/cache"],
-    ["/", "/"],
   ])("reads %s as a directory", (text, root) => {
     expect(parseStoreUrl(text, ENV)).toEqual({ kind: "file", root, fsync: true });
   });
@@ -87,6 +86,11 @@ describe("parseStoreUrl", () => {
     ["file:///srv?x=1", 'unknown parameter "x"'],
     ["file:///srv?fsync=maybe", 'fsync must be true or false, not "maybe"'],
     ["file:///srv/a%2Fb", "must not include encoded / characters"],
+    // What `file://$CACHE_DIR` or `$CACHE_DIR/` gives when the variable is empty: never `/`.
+    ["file://", "names the root directory /"],
+    ["file:///", "names the root directory /"],
+    ["/", "names the root directory /"],
+    ["/srv/..", "names the root directory /"],
     ["s3://Bad_Bucket", "not a valid bucket name"],
     ["s3://ab", "not a valid bucket name"],
     ["s3://a..b", "not a valid bucket name"],

@@ -45,7 +45,7 @@ export function parseStoreUrl(text: string, env: NodeJS.ProcessEnv = process.env
     new InputError("bad-store-url", `bad store URL "${shownUrl(text)}": ${what}`, { hint: FORMS });
   if (text.startsWith("/")) {
     if (text.includes("\0")) throw bad("the path contains a NUL byte");
-    return { kind: "file", root: trimSlash(normalize(text)), fsync: true };
+    return { kind: "file", root: notTheRoot(trimSlash(normalize(text)), bad), fsync: true };
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
   if (scheme === undefined) throw bad("it is neither an absolute path nor a URL");
@@ -79,7 +79,20 @@ function parseFileUrl(url: URL, text: string, bad: (what: string) => InputError)
     throw bad((err as Error).message);
   }
   if (!isAbsolute(root) || root.includes("\0")) throw bad("the path must be absolute");
-  return { kind: "file", root: trimSlash(normalize(root)), fsync };
+  return { kind: "file", root: notTheRoot(trimSlash(normalize(root)), bad), fsync };
+}
+
+/**
+ * A store's directory is never the filesystem's root: `file://` or `/` is what a variable that
+ * expanded to nothing leaves (`file://$CACHE_DIR`), and a cache written there lands in `/`.
+ */
+function notTheRoot(root: string, bad: (what: string) => InputError): string {
+  if (root === "/") {
+    throw bad(
+      "it names the root directory /, which is never a store (did a variable in it expand to nothing?)",
+    );
+  }
+  return root;
 }
 
 function parseS3Url(
