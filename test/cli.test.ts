@@ -1,7 +1,7 @@
 // The CLI contract: exit codes (0 ok, 1 failed, 2 bad usage or input), errors that name what
 // was wrong, --help, --json errors, and the nar commands against nix-store.
 import { spawnSync } from "node:child_process";
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -344,6 +344,23 @@ describe("nar commands", () => {
     const restore = await nixship(["nar", "restore", dir], { input: bytes });
     expect(restore.code, restore.stderr).toBe(0);
     expect(nixStoreDump(dir).equals(bytes)).toBe(true);
+  });
+
+  it("nar dump of a path that is not there, or a tree holding a named pipe: a clear error, exit 2", async () => {
+    const missing = join(work, "no-such-path");
+    const gone = await nixship(["nar", "dump", missing]);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toBe(
+      `error: nar dump: cannot read ${missing}: no such file or directory\n`,
+    );
+    const tree = join(work, "with-pipe");
+    await mkdir(tree);
+    spawnSync("mkfifo", [join(tree, "p")]);
+    const pipe = await nixship(["nar", "dump", tree]);
+    expect(pipe.code).toBe(2);
+    expect(pipe.stderr).toBe(
+      `error: cannot put '${join(tree, "p")}' in a NAR: it is a fifo, not a regular file, directory or symlink\n`,
+    );
   });
 
   it("stops quietly when its reader goes away (nixship ... | head)", () => {

@@ -1,9 +1,11 @@
 // Writing a new secret signing key file (mode 0600), for `key generate` and `init`: never half a
 // file, and never over an existing one unless told.
+import { randomBytes } from "node:crypto";
 import { link, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { InputError } from "../errors.js";
 import { formatSecretKey, type SecretKey } from "../nix/keys.js";
+import { requireReplaceable } from "../util/atomic-file.js";
 
 /** Writes `key` to `out` (0600); refuses an existing `out` unless `force`. */
 export async function writeSecretKeyFile(
@@ -11,7 +13,9 @@ export async function writeSecretKeyFile(
   key: SecretKey,
   force: boolean,
 ): Promise<void> {
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  await requireReplaceable(out);
+  // Random, not the pid: a file a killed run left must not block a later run given its pid.
+  const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString("hex")}.tmp`);
   const handle = await open(tmp, "wx", 0o600).catch((err: NodeJS.ErrnoException) => {
     throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
   });

@@ -1,6 +1,8 @@
 // `nixship nar dump|restore|ls`: the NAR codec on the command line, like nix-store --dump/--restore.
-import { pipeline } from "node:stream/promises";
-import { UsageError } from "../errors.js";
+
+import { once } from "node:events";
+import { lstat } from "node:fs/promises";
+import { InputError, UsageError } from "../errors.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarListing, listNar } from "../nix/nar-list.js";
 import { restoreNar } from "../nix/nar-restore.js";
@@ -17,7 +19,16 @@ Serialises PATH (a file, symlink or directory tree) as a NAR on stdout, byte for
   async run(argv, io) {
     const { positionals } = parseFlags(argv, {}, "nar dump");
     if (positionals.length !== 1) throw new UsageError("nar dump: expects exactly one PATH");
-    await pipeline(dumpPathStream(positionals[0] as string), io.stdout);
+    const path = positionals[0] as string;
+    await lstat(path).catch((err: NodeJS.ErrnoException) => {
+      const why = err.code === "ENOENT" ? "no such file or directory" : (err.code ?? err.message);
+      throw new InputError("nar-dump-path", `nar dump: cannot read ${path}: ${why}`);
+    });
+    // Written chunk by chunk, not piped: a pipeline that fails destroys stdout with the error,
+    // which is then nobody's to handle.
+    for await (const chunk of dumpPathStream(path)) {
+      if (!io.stdout.write(chunk)) await once(io.stdout, "drain");
+    }
     return 0;
   },
 };

@@ -45,7 +45,19 @@ export async function* dumpPath(path: string): AsyncIterable<Buffer> {
 
 /** `dumpPath` as a byte stream, for piping into hashers, compressors and uploads. */
 export function dumpPathStream(path: string): Readable {
-  return Readable.from(dumpChunks(path), { objectMode: false });
+  const chunks = dumpChunks(path);
+  // Not Readable.from: it calls a synchronous iterator's next() where a throw (a path that is
+  // gone, a fifo in the tree) escapes every pipeline as an uncaught exception.
+  return new Readable({
+    read() {
+      try {
+        const next = chunks.next();
+        this.push(next.done ? null : next.value);
+      } catch (err) {
+        this.destroy(err as Error);
+      }
+    },
+  });
 }
 
 export interface DumpOptions {

@@ -1,6 +1,7 @@
 // Several files replaced at once: all, or (when a write fails) none. A full disk on the second
 // file is stood in for (no real part here fills a disk on demand); what is on disk is real.
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -46,5 +47,23 @@ describe("writeFilesAtomically", () => {
     expect(await readFile(join(dir, "a"), "utf8")).toBe("a1");
     expect(await readFile(join(dir, "b"), "utf8")).toBe("b1");
     expect((await readdir(dir)).sort()).toEqual(["a", "b"]);
+  });
+
+  it("replaces only regular files: a named pipe or a directory at the path is refused, untouched", async () => {
+    failing.on = undefined;
+    const pipe = join(dir, "pipe");
+    execFileSync("mkfifo", [pipe]);
+    await expect(writeFilesAtomically([{ file: pipe, content: "x" }])).rejects.toMatchObject({
+      code: "not-a-file",
+      exitCode: 2,
+      message: `${pipe} is a named pipe: nixship writes only regular files`,
+    });
+    expect((await stat(pipe)).isFIFO()).toBe(true);
+    const folder = join(dir, "folder");
+    await mkdir(folder);
+    await expect(writeFilesAtomically([{ file: folder, content: "x" }])).rejects.toMatchObject({
+      message: `${folder} is a directory: nixship writes only regular files`,
+    });
+    expect((await readdir(dir)).filter((n) => n.endsWith(".tmp"))).toEqual([]);
   });
 });

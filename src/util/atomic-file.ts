@@ -3,8 +3,9 @@
 // directory flushed so that the rename itself survives a power cut. Several files are staged
 // all first, so that a failed write leaves every one as it was.
 import { randomBytes } from "node:crypto";
-import { open, rename, unlink } from "node:fs/promises";
+import { lstat, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
+import { InputError } from "../errors.js";
 
 export interface FileToWrite {
   readonly file: string;
@@ -28,6 +29,7 @@ export async function writeFileAtomically(
  * or an interrupt between the renames (moments, not a write's length) leaves some replaced.
  */
 export async function writeFilesAtomically(files: readonly FileToWrite[]): Promise<void> {
+  for (const { file } of files) await requireReplaceable(file);
   const staged: { readonly tmp: string; readonly target: string }[] = [];
   try {
     for (const { file, content, mode = 0o644 } of files) {
@@ -58,4 +60,37 @@ export async function writeFilesAtomically(files: readonly FileToWrite[]): Promi
       await directory.close();
     }
   }
+}
+
+/** What `lstat` says a path is, in words, for one that is not a regular file. */
+function kindOf(info: Awaited<ReturnType<typeof lstat>>): string {
+  if (info.isDirectory()) return "a directory";
+  if (info.isCharacterDevice()) return "a character device";
+  if (info.isBlockDevice()) return "a block device";
+  if (info.isFIFO()) return "a named pipe";
+  if (info.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+/**
+ * Refuses to replace anything but a regular file (or a link, which is replaced, not followed):
+ * a rename over a device or a pipe (`--out /dev/null --force`) would put a file in its place.
+ * A path that is not there is fine.
+ */
+export async function requireReplaceable(file: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof lstat>>;
+  try {
+    info = await lstat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  if (info.isFile() || info.isSymbolicLink()) return;
+  throw new InputError(
+    "not-a-file",
+    `${file} is ${kindOf(info)}: nixship writes only regular files`,
+    {
+      hint: "name the path of a file to write (a new one, or a file to replace)",
+    },
+  );
 }
