@@ -1,7 +1,7 @@
 // `cache stats` and `cache pin`/`unpin`/`pins` through the CLI, on a directory cache of
 // synthetic signed paths: figures, orphans both ways, untrusted narinfos; pins refused for a
 // path the cache lacks, listed, and removed.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -122,5 +122,25 @@ describe("cache pin, pins and unpin", () => {
     const both = await nixship(["cache", "pins", "--cache", url, "--fleet", "x.json"]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain("not both");
+  });
+});
+
+describe("a URL that holds no cache (a typo)", () => {
+  it("cache gc, stats, pin, unpin and pins refuse it, exit 2, and write nothing there", async () => {
+    const typo = join(work, "cahce");
+    const url = `file://${typo}`;
+    const expected = `error: ${url} holds no binary cache (it has no nix-cache-info)`;
+    for (const argv of [
+      ["cache", "gc", "--cache", url],
+      ["cache", "stats", "--cache", url],
+      ["cache", "pin", lib.path, "--name", "p1", "--cache", url],
+      ["cache", "unpin", "p1", "--cache", url],
+      ["cache", "pins", "--cache", url],
+    ]) {
+      const r = await nixship(argv);
+      expect(r.code, `${argv.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.split("\n")[0]).toBe(expected);
+    }
+    await expect(readdir(typo)).rejects.toThrow(/ENOENT/);
   });
 });

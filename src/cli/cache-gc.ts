@@ -14,13 +14,12 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { Fleet } from "../fleet/fleet.js";
-import { openStore } from "../store/url.js";
 import { formatGcReport, gcProgressText, WHY_SHOWN } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { mapLimit } from "../util/pool.js";
 import { letGoFromStore } from "../views/gc-let-go.js";
 import { rootsFromStore, type StoreRoots } from "../views/gc-roots.js";
-import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
+import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { trapInterrupts } from "./interrupts.js";
 
@@ -131,7 +130,7 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
       (fleet !== undefined && fleet.policy.keepGenerations > 0
         ? fleet.policy.keepGenerations
         : undefined);
-    const store = await openStore(url);
+    const store = await openCache(url);
     const line = new ProgressLine(io.stderr);
     const trap = trapInterrupts({
       first: () =>

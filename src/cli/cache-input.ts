@@ -1,7 +1,10 @@
 // What the cache commands (gc, stats, pin) share: the cache named by --cache URL, or the
 // fleet's (--fleet FILE, or $NIXSHIP_FLEET) with the fleet itself.
+import { requireCacheInfo } from "../cache/cache-info.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
 import type { CliIO } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 
@@ -40,4 +43,19 @@ export async function readCacheInput(
     throw new UsageError(`${command}: the fleet ${fleetFile} has no cache (cache.url)`);
   }
   return { fleet, url: fleet.cache.url };
+}
+
+/**
+ * The cache at `url`, refused before anything is read or written when it holds no binary cache
+ * (a typo is an error, not an empty cache that a gc report or a pin would start).
+ */
+export async function openCache(url: string): Promise<ObjectStore> {
+  const store = await openStore(url);
+  try {
+    await requireCacheInfo(store);
+    return store;
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
 }

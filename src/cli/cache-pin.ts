@@ -7,10 +7,9 @@ import { PIN_MAX_PATHS, readPins, removePin, writePin } from "../cache/pins.js";
 import { readNarInfo } from "../cache/read.js";
 import { InputError, UsageError } from "../errors.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
-import { openStore } from "../store/url.js";
 import { formatLeaseEvent } from "../ui/lease-events.js";
 import { mapLimit } from "../util/pool.js";
-import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
+import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
 
 export const cachePin: Command = {
@@ -27,7 +26,8 @@ Options:
 ${CACHE_HELP}
   --json                 print {"pin": NAME, "paths": [...]} on stdout
 
-Exit codes: 0 pinned, 1 failed, 2 bad usage or input (a path not in the cache).`,
+Exit codes: 0 pinned, 1 failed, 2 bad usage or input (a path not in the cache, a URL that holds
+no cache).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -41,7 +41,7 @@ Exit codes: 0 pinned, 1 failed, 2 bad usage or input (a path not in the cache).`
     }
     const paths = [...new Set(positionals.map((p) => parseStorePath(p, "argument").path))];
     const { url } = await readCacheInput(values, io, "cache pin");
-    const store = await openStore(url);
+    const store = await openCache(url);
     // A pin is a root: leased from before it looks at the cache until it is written, so that a
     // collection running meanwhile does not sweep what it pins (docs/cache-gc.md).
     let lease: CacheLease | undefined;
@@ -88,7 +88,8 @@ Options:
 ${CACHE_HELP}
   --json                 print {"pin": NAME, "removed": true|false} on stdout
 
-Exit codes: 0 removed, 1 no such pin or failed, 2 bad usage.`,
+Exit codes: 0 removed, 1 no such pin or failed, 2 bad usage or input (a URL that holds no
+cache).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -98,7 +99,7 @@ Exit codes: 0 removed, 1 no such pin or failed, 2 bad usage.`,
     if (positionals.length !== 1) throw new UsageError("cache unpin: expects exactly one pin NAME");
     const name = positionals[0] as string;
     const { url } = await readCacheInput(values, io, "cache unpin");
-    const store = await openStore(url);
+    const store = await openCache(url);
     try {
       const removed = await removePin(store, name);
       if (values.json) writeJson(io, { pin: name, removed });
@@ -125,7 +126,8 @@ Options:
 ${CACHE_HELP}
   --json                 print {"pins": [{name, created, paths: [{path, present}]}]} on stdout
 
-Exit codes: 0 listed, 1 failed (or a pin that could not be read), 2 bad usage.`,
+Exit codes: 0 listed, 1 failed (or a pin that could not be read), 2 bad usage or input (a URL
+that holds no cache).`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -135,7 +137,7 @@ Exit codes: 0 listed, 1 failed (or a pin that could not be read), 2 bad usage.`,
     if (positionals.length > 0)
       throw new UsageError(`cache pins: unexpected argument '${positionals[0]}'`);
     const { url } = await readCacheInput(values, io, "cache pins");
-    const store = await openStore(url);
+    const store = await openCache(url);
     try {
       const { pins, unreadable } = await readPins(store);
       const shown = await mapLimit(pins, 4, async (pin) => ({

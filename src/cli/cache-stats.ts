@@ -1,10 +1,9 @@
 // `nixship cache stats`: what the cache holds, in figures.
 import { cacheStats } from "../cache/stats.js";
 import { UsageError } from "../errors.js";
-import { openStore } from "../store/url.js";
 import { formatCacheStats } from "../ui/cache-stats.js";
 import { ProgressLine } from "../ui/progress-line.js";
-import { CACHE_FLAGS, CACHE_HELP, readCacheInput } from "./cache-input.js";
+import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
 
@@ -47,7 +46,7 @@ Exit codes: 0 reported, 1 failed, 2 bad usage or input.`,
     const trusted =
       keys === undefined || keys.length === 0 ? undefined : await readTrustedKeys(keys);
     const top = parseIntFlag(values.top, "--top", "cache stats") ?? 10;
-    const store = await openStore(url);
+    const store = await openCache(url);
     const line = new ProgressLine(io.stderr);
     try {
       const stats = await cacheStats(store, {
