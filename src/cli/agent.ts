@@ -19,7 +19,7 @@ import { parsePublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
-import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
+import { type CliIO, type Command, parseFlags, writeJson, writeJsonLine } from "./command.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
 const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
@@ -234,7 +234,7 @@ async function readConfig(file: string | undefined): Promise<AgentConfig> {
 }
 
 function eventWriter(io: CliIO, json: boolean): (event: AgentEvent) => void {
-  if (json) return (event) => writeJson(io, { at: new Date().toISOString(), ...event });
+  if (json) return (event) => writeJsonLine(io, { at: new Date().toISOString(), ...event });
   return (event) => {
     const line = formatAgentEvent(event);
     if (line !== undefined) io.stderr.write(`nixship-agent: ${line}\n`);

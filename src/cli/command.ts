@@ -69,3 +69,8 @@ export function parseIntFlag(
 export function writeJson(io: CliIO, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/** One line of NDJSON on stdout (a stream of events: one object per line). */
+export function writeJsonLine(io: CliIO, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value)}\n`);
+}
