@@ -142,6 +142,15 @@ describe("lab hosts", () => {
     });
     expect(elsewhere.code).toBe(2);
     expect(elsewhere.stderr).toContain(`no lab host is called '${LAB}1' in lab 'other'`);
+    // A -h or --help after -- is the command's, not nixship's.
+    const own = await nixship(
+      ["lab", "exec", `${LAB}1`, "--", "sh", "-c", 'echo "$1"', "sh", "-h"],
+      {
+        env: env(),
+      },
+    );
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).toBe("-h\n");
   });
 
   it("reach this machine at the address 'lab address' prints: its address on the lab's bridge", async () => {

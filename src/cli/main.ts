@@ -97,7 +97,11 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     return 0;
   }
   const found = findCommand(argv);
-  const wantsHelp = (words: readonly string[]) => words.includes("--help") || words.includes("-h");
+  // Only the words before `--`: what follows it is another program's (`lab exec HOST -- CMD -h`).
+  const wantsHelp = (words: readonly string[]) => {
+    const own = words.includes("--") ? words.slice(0, words.indexOf("--")) : words;
+    return own.includes("--help") || own.includes("-h");
+  };
   if (!found) {
     if (groupOf(first).length > 0 && wantsHelp(argv.slice(1, 2))) {
       io.stdout.write(`${await groupHelp(first)}\n`);
