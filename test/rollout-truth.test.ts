@@ -80,6 +80,9 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
     const v2 = await deploy("web-v2");
     expect(v2.code, v2.stderr).toBe(0);
     v2Rollout = await rolloutOf(H(3));
+    // The deploy's summary names its rollout, for `rollback --rollout ID`.
+    const summary = JSON.parse(v2.stdout.trim().split("\n").at(-1) as string);
+    expect(summary).toMatchObject({ type: "summary", rollout: v2Rollout });
     await link("down");
     try {
       const v3 = await deploy("web-v3", "--skip-unreachable");

@@ -83,6 +83,11 @@ export async function rollOut(
       io.stderr.write(
         `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
       );
+      if (report.rollout !== undefined) {
+        io.stderr.write(
+          `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout})\n`,
+        );
+      }
     }
     const held = summary === undefined ? {} : { summary };
     if (trap.signal.aborted) return { report, code: INTERRUPTED_EXIT, ...held };

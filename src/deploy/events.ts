@@ -301,6 +301,8 @@ export type DeployEvent =
       readonly ok: boolean;
       readonly seconds: number;
       readonly results: readonly HostResult[];
+      /** The rollout's id, for `nixship rollback --rollout ID` (absent: no rollout record). */
+      readonly rollout?: string;
       /**
        * A deploy aborted at a pause (`--json`): the rollback of the hosts it changed, which ran
        * before this one summary was printed.

@@ -211,7 +211,13 @@ async function rollOut(
       record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
     );
   }
-  emit({ type: "summary", ok, seconds: (performance.now() - input.started) / 1000, results });
+  emit({
+    type: "summary",
+    ok,
+    seconds: (performance.now() - input.started) / 1000,
+    results,
+    ...(record === undefined ? {} : { rollout: record.recorder.id }),
+  });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
   const aborted = pauses?.aborted();
   return {
