@@ -7,7 +7,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeployPlan } from "../fleet/plan.js";
-import { parseRolloutRecord, type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import {
+  parseRolloutRecord,
+  ROLLOUT_HEARTBEAT_SECONDS,
+  type RolloutRecord,
+  rolloutKey,
+} from "../status/rollout.js";
 import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -321,6 +326,34 @@ describe("the rollout recorder", () => {
     expect(puts.started).toBe(2);
     await recorder.finish("succeeded");
     expect(puts.started).toBe(3);
+  });
+
+  it("writes the record every heartbeat while the rollout runs, changed or not, and stops when it ends", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const time = clock(START);
+      const { store: counted, puts } = countPuts(store);
+      const recorder = new RolloutRecorder(counted, {
+        mode: "ssh",
+        action: "switch",
+        now: time.now,
+      });
+      recorder.onEvent(waveStart(1, "main", ["web1"]));
+      await vi.waitFor(() => expect(puts.ended).toBe(1), { timeout: 500, interval: 5 });
+      time.set(new Date(START.getTime() + ROLLOUT_HEARTBEAT_SECONDS * 1000));
+      vi.advanceTimersByTime(ROLLOUT_HEARTBEAT_SECONDS * 1000);
+      await vi.waitFor(() => expect(puts.ended).toBe(2), { timeout: 500, interval: 5 });
+      const { record } = await storedRecord();
+      expect(record?.state).toBe("running");
+      expect(record?.updatedAt).toBe(time.now().toISOString());
+      await recorder.finish("succeeded");
+      const written = puts.started;
+      vi.advanceTimersByTime(5 * ROLLOUT_HEARTBEAT_SECONDS * 1000);
+      await sleep(50);
+      expect(puts.started).toBe(written);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("writes nothing more once finished", async () => {

@@ -19,7 +19,7 @@ import type {
   RolloutState,
   RolloutWave,
 } from "../status/rollout.js";
-import { rolloutKey, rolloutLive } from "../status/rollout.js";
+import { ROLLOUT_HEARTBEAT_SECONDS, rolloutKey, rolloutLive } from "../status/rollout.js";
 import type { RolloutBake } from "../status/rollout-bake.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -85,11 +85,20 @@ export class RolloutRecorder {
   /** performance.now() before which no urgent write starts (see URGENT_GAP). */
   #urgentNotBefore = 0;
 
+  /** Writes the record every heartbeat while the rollout lasts: a record left unwritten says its deployer is gone. */
+  readonly #heartbeat: NodeJS.Timeout;
+
   constructor(store: ObjectStore, options: RolloutRecorderOptions) {
     this.#store = store;
     this.#options = options;
     this.#startedAt = this.#now();
     this.#skipped = [...(options.rollback?.left ?? [])];
+    this.#heartbeat = setInterval(() => {
+      if (this.#waves.length === 0 || !rolloutLive(this.#state)) return;
+      this.#dirty = true;
+      void this.#flush();
+    }, ROLLOUT_HEARTBEAT_SECONDS * 1000);
+    this.#heartbeat.unref();
   }
 
   /** The rollout's id, as commands name it (`nixship rollout resume ID`). */
@@ -218,6 +227,7 @@ export class RolloutRecorder {
    * pending then was never started.
    */
   async finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
+    clearInterval(this.#heartbeat);
     if (this.#waves.length === 0) return;
     for (const wave of this.#waves) {
       for (const [name, h] of wave.hosts) {

@@ -73,6 +73,27 @@ export function rolloutLive(state: RolloutState): boolean {
   return state === "running" || state === "paused";
 }
 
+/** How often a deployer writes its rollout's record while the rollout runs, changed or not. */
+export const ROLLOUT_HEARTBEAT_SECONDS = 60;
+
+/**
+ * How long a running record may go unwritten before its deployer is judged gone (killed, its
+ * machine lost): fifteen heartbeats, so that clocks that differ by minutes do not judge a live
+ * deploy gone.
+ */
+export const ROLLOUT_ABANDONED_SECONDS = 15 * ROLLOUT_HEARTBEAT_SECONDS;
+
+/** Whether `record` says running but its deployer has not written it for too long. */
+export function rolloutAbandoned(record: RolloutRecord, now: Date): boolean {
+  const quiet = (now.getTime() - Date.parse(record.updatedAt)) / 1000;
+  return record.state === "running" && quiet > ROLLOUT_ABANDONED_SECONDS;
+}
+
+/** A host's state while its activation was under way: where a killed deploy left it. */
+export function inFlight(state: RolloutHostState): boolean {
+  return state === "activating" || state === "health" || state === "baking";
+}
+
 /** Host states after which the host runs what the rollout gave it. */
 const GOT_ITS_SYSTEM: ReadonlySet<RolloutHostState> = new Set(["confirmed", "up-to-date"]);
 

@@ -1,7 +1,13 @@
 // The undo of a rollout, host by host: what it changed goes back, what it skipped or never
 // reached stays, what changed since is refused unless forced.
 import { describe, expect, it } from "vitest";
-import type { RolloutHost, RolloutRecord } from "./rollout.js";
+import {
+  ROLLOUT_ABANDONED_SECONDS,
+  ROLLOUT_HEARTBEAT_SECONDS,
+  type RolloutHost,
+  type RolloutRecord,
+  rolloutAbandoned,
+} from "./rollout.js";
 import { planUndo } from "./undo-rollout.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
@@ -92,5 +98,49 @@ describe("planUndo", () => {
     expect(steps).toEqual([
       { host: "a", kind: "stays", runs: V2, why: expect.stringContaining("what it ran before") },
     ]);
+  });
+});
+
+describe("planUndo of a rollout its deployer left running (killed)", () => {
+  const left = (): RolloutRecord => ({
+    ...record([entry("a", "activating"), entry("b", "pending"), entry("c", "activating")]),
+    state: "running",
+  });
+  const running = new Map([
+    ["a", V3],
+    // Moved by someone else: the rollout never started it.
+    ["b", V3],
+    // Its activation went back on its own (no confirmation came).
+    ["c", V2],
+  ]);
+
+  it("judged abandoned: a host left mid-activation on the rollout's system goes back", () => {
+    const steps = planUndo(left(), running, { abandoned: true });
+    expect(steps.map((s) => [s.host, s.kind])).toEqual([
+      ["a", "back"],
+      ["b", "stays"],
+      ["c", "stays"],
+    ]);
+  });
+
+  it("not judged abandoned: hosts mid-activation are left to their deployer", () => {
+    expect(planUndo(left(), running).map((s) => s.kind)).toEqual(["stays", "stays", "stays"]);
+  });
+});
+
+describe("rolloutAbandoned", () => {
+  const at = (updatedAt: string, state: RolloutRecord["state"] = "running") => ({
+    ...record([]),
+    state,
+    updatedAt,
+  });
+  const now = new Date("2026-11-26T10:30:00.000Z");
+
+  it("a running record unwritten for more than 15 heartbeats; never a finished one", () => {
+    expect(ROLLOUT_ABANDONED_SECONDS).toBe(15 * ROLLOUT_HEARTBEAT_SECONDS);
+    expect(rolloutAbandoned(at("2026-11-26T10:14:59.000Z"), now)).toBe(true);
+    expect(rolloutAbandoned(at("2026-11-26T10:15:00.000Z"), now)).toBe(false);
+    expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "failed"), now)).toBe(false);
+    expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "paused"), now)).toBe(false);
   });
 });

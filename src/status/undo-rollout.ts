@@ -3,7 +3,7 @@
 // stays where it is; a host changed since (by hand, or by a later rollout) is refused unless
 // the operator asks. Pure: the rollback command reads the record and what the hosts run.
 import { storeName } from "../nix/store-path.js";
-import { type RolloutHost, type RolloutRecord, rolloutEntries } from "./rollout.js";
+import { inFlight, type RolloutHost, type RolloutRecord, rolloutEntries } from "./rollout.js";
 
 export type UndoStep =
   /** The rollout changed it from `to` to `from`: it goes back. */
@@ -19,29 +19,41 @@ export type UndoStep =
 /**
  * Each host of `record` among `selected` (all when undefined), in the record's order.
  * `running`: what each host runs now (null or absent: not known). `force`: hosts changed since
- * go back too.
+ * go back too. `abandoned`: the record's deployer died mid-rollout (rolloutAbandoned), so a
+ * host it left mid-activation that runs the rollout's system goes back too.
  */
 export function planUndo(
   record: RolloutRecord,
   running: ReadonlyMap<string, string | null>,
-  options: { readonly force?: boolean; readonly selected?: ReadonlySet<string> } = {},
+  options: {
+    readonly force?: boolean;
+    readonly selected?: ReadonlySet<string>;
+    readonly abandoned?: boolean;
+  } = {},
 ): UndoStep[] {
   return rolloutEntries(record)
     .filter((e) => options.selected === undefined || options.selected.has(e.host))
-    .map((e) => undoStep(record, e, running.get(e.host) ?? null, options.force === true));
+    .map((e) =>
+      undoStep(record, e, running.get(e.host) ?? null, {
+        force: options.force === true,
+        abandoned: options.abandoned === true,
+      }),
+    );
 }
 
 function undoStep(
   record: RolloutRecord,
   entry: RolloutHost,
   runs: string | null,
-  force: boolean,
+  { force, abandoned }: { readonly force: boolean; readonly abandoned: boolean },
 ): UndoStep {
   const host = entry.host;
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
   const { system, before } = entry;
+  const leftActivating = abandoned && inFlight(entry.state);
   const changed =
-    entry.state === "confirmed" || (entry.state === "failed" && runs !== null && runs === system);
+    entry.state === "confirmed" ||
+    ((entry.state === "failed" || leftActivating) && runs !== null && runs === system);
   if (!changed) return stays(unchangedWhy(record, entry));
   if (system === null) return stays(`rollout ${record.id} named no system for it`);
   if (before === undefined || before === null) {

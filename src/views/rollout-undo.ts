@@ -3,7 +3,13 @@
 // asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
 import { UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
-import { isRolloutKey, type RolloutRecord, rolloutEntries } from "../status/rollout.js";
+import {
+  isRolloutKey,
+  ROLLOUT_ABANDONED_SECONDS,
+  type RolloutRecord,
+  rolloutAbandoned,
+  rolloutEntries,
+} from "../status/rollout.js";
 import {
   ASK_ROLLOUTS,
   findRolloutKey,
@@ -21,6 +27,8 @@ export interface UndoRead {
   readonly steps: readonly UndoStep[];
   /** Hosts the rollout named that the fleet file no longer has. */
   readonly gone: readonly string[];
+  /** The record says running, but its deployer stopped writing it long ago (rolloutAbandoned). */
+  readonly abandoned: boolean;
 }
 
 /**
@@ -33,6 +41,8 @@ export async function readUndo(
     readonly id?: string | undefined;
     readonly selected?: readonly FleetHost[] | undefined;
     readonly force?: boolean;
+    /** The time the record's age is judged at (default: now). */
+    readonly now?: Date;
   },
 ): Promise<UndoRead> {
   if (fleet.cache === undefined) {
@@ -50,10 +60,11 @@ export async function readUndo(
     await store.close();
   }
   const { key, record } = found;
-  if (record.state === "running") {
+  const abandoned = rolloutAbandoned(record, options.now ?? new Date());
+  if (record.state === "running" && !abandoned) {
     throw new UsageError(
-      `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""})`,
-      "wait for it to end (or interrupt its deploy), then roll it back",
+      `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}; its record was last written ${record.updatedAt})`,
+      `wait for it to end (or interrupt its deploy), then roll it back; a deploy that was killed stops writing its record, and ${ROLLOUT_ABANDONED_SECONDS / 60} minutes after its last write it can be rolled back`,
     );
   }
   const byName = new Map(fleet.hosts.map((h) => [h.name, h]));
@@ -68,8 +79,9 @@ export async function readUndo(
   const steps = planUndo(record, running, {
     force: options.force === true,
     selected: new Set(hosts.map((h) => h.name)),
+    abandoned,
   });
-  return { key, record, steps, gone };
+  return { key, record, steps, gone, abandoned };
 }
 
 async function findRecord(

@@ -1,0 +1,113 @@
+// A deploy killed mid-rollout (SIGKILL: a CI job's timeout, a lost runner) leaves its rollout
+// record saying running. `nixship rollback` refuses to undo a rollout whose deployer still
+// writes its record, and undoes one whose record has gone unwritten for 15 heartbeats.
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RolloutRecord } from "../src/status/rollout.js";
+import { writeRollout } from "../src/status/rollout-store.js";
+import { FsStore } from "../src/store/fs-store.js";
+import { nixship } from "../support/cli.js";
+
+const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-a1";
+const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-a1";
+
+let work: string;
+let fleet: string;
+let cache: string;
+let cacheKey: string;
+let releaseKey: string;
+
+async function keyPair(name: string): Promise<[string, string]> {
+  const file = join(work, `${name}.sec`);
+  await nixship(["key", "generate", "--name", name, "--out", file]);
+  return [file, (await nixship(["key", "public", file])).stdout.trim()];
+}
+
+/** A rollout record as a deploy killed mid-activation of a1 left it, last written at `at`. */
+async function leftRunning(id: string, at: Date): Promise<void> {
+  const record: RolloutRecord = {
+    version: 1,
+    id,
+    mode: "agent",
+    action: "switch",
+    state: "running",
+    stopped: null,
+    waves: [
+      {
+        index: 1,
+        kind: "main",
+        hosts: [
+          {
+            host: "a1",
+            state: "activating",
+            phase: "switch",
+            system: V3,
+            before: V2,
+            message: null,
+          },
+        ],
+      },
+    ],
+    skipped: [],
+    startedAt: new Date(at.getTime() - 60_000).toISOString(),
+    updatedAt: at.toISOString(),
+  };
+  await writeRollout(new FsStore(cache), record);
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "nixship-rollback-abandoned-"));
+  cache = join(work, "cache");
+  await mkdir(cache);
+  await writeFile(join(cache, "nix-cache-info"), "StoreDir: /nix/store\n");
+  let cachePub: string;
+  let releasePub: string;
+  [cacheKey, cachePub] = await keyPair("cache-1");
+  [releaseKey, releasePub] = await keyPair("release-1");
+  fleet = join(work, "fleet.json");
+  await writeFile(
+    fleet,
+    JSON.stringify({
+      cache: { url: `file://${cache}`, publicKeys: [cachePub] },
+      releases: { channel: "prod", publicKeys: [releasePub] },
+      hosts: { a1: { delivery: "agent", system: V3 } },
+    }),
+  );
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+const rollback = (id: string) =>
+  nixship([
+    "rollback",
+    "--fleet",
+    fleet,
+    "--rollout",
+    id,
+    "--key",
+    cacheKey,
+    "--release-key",
+    releaseKey,
+  ]);
+
+describe("rollback of a rollout left running", () => {
+  it("refuses one whose record was written moments ago: its deploy may still run", async () => {
+    await leftRunning("aaaaaaaaaaaa", new Date());
+    const r = await rollback("aaaaaaaaaaaa");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("rollback: rollout aaaaaaaaaaaa is still running");
+    expect(r.stderr).toContain("15 minutes after its last write it can be rolled back");
+  });
+
+  it("undoes one whose record has gone unwritten for 15 heartbeats, saying why", async () => {
+    await leftRunning("bbbbbbbbbbbb", new Date(Date.now() - 20 * 60_000));
+    const r = await rollback("bbbbbbbbbbbb");
+    expect(r.stderr).toContain(
+      "note: rollout bbbbbbbbbbbb says running, but its deployer has not written it since",
+    );
+    // What a1 runs is not known here (no record of its agent): it stays, and nothing is deployed.
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain("still running");
+  });
+});
