@@ -168,6 +168,9 @@ async function rollOut(
     ...(input.deltaPairs?.hosts ?? []).map((h): [string, number] => [h.host, h.missingNarBytes]),
   ]);
   const pace = new FetchPace((host) => lacked.get(host), previousPace);
+  // When this deploy was last done with each host: a status record written after that is
+  // another deploy's or rollback's word on the host, newer than this one's (recordResults).
+  const doneWith = new Map<string, Date>();
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -176,6 +179,8 @@ async function rollOut(
     requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas, pace),
     emit: (event) => {
       pace.observe(event);
+      if (event.type === "host-done") doneWith.set(event.result.host, new Date());
+      if (event.type === "bake-done") doneWith.set(event.host, new Date());
       record?.recorder.onEvent(event);
       emit(event);
     },
@@ -209,6 +214,7 @@ async function rollOut(
       results,
       plan,
       record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
+      doneWith,
     );
   }
   emit({

@@ -97,6 +97,62 @@ describe("push records", () => {
     expect(await read("a2")).toMatchObject({ state: "failed", desired: V2 });
   });
 
+  it("a record another deploy wrote after this one was done with the host is kept: it is newer", async () => {
+    const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-web1" as StorePath;
+    const plan = { action: "switch" as const, hosts: [{ host: "b1", current: V1, generation: 4 }] };
+    // Deploy A was done with b1 (V2, generation 5) at doneA, then went on with other waves.
+    const doneA = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Deploy B reached b1 meanwhile, moved it to V3 and recorded that at once.
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "b1",
+          desired: V3,
+          seconds: 2,
+          outcome: { status: "activated", generation: 6, previous: V2 },
+        },
+      ],
+      { action: "switch", hosts: [{ host: "b1", current: V2, generation: 5 }] },
+    );
+    // A's records, written when its whole rollout ends, leave B's word on b1.
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "b1",
+          desired: V2,
+          seconds: 2,
+          outcome: { status: "activated", generation: 5, previous: V1 },
+        },
+      ],
+      plan,
+      undefined,
+      new Map([["b1", doneA]]),
+    );
+    expect(await read("b1")).toMatchObject({ current: V3, previous: V2, generation: 6 });
+    // A record older than the host's end is A's to replace.
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "b1",
+          desired: V2,
+          seconds: 2,
+          outcome: { status: "activated", generation: 7, previous: V3 },
+        },
+      ],
+      { action: "switch", hosts: [{ host: "b1", current: V3, generation: 6 }] },
+      undefined,
+      new Map([["b1", new Date()]]),
+    );
+    expect(await read("b1")).toMatchObject({ current: V2, previous: V3, generation: 7 });
+  });
+
   it("a skipped host keeps its generation and the system it ran before", async () => {
     const plan = { action: "switch" as const, hosts: [{ host: "k1", current: V1, generation: 3 }] };
     await recordResults(

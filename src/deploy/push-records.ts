@@ -34,6 +34,10 @@ const ACTIVATED: HostOutcome = { status: "activated" };
  * kept. Hosts not started are left as they were. A host the deploy moved or activated names
  * `rollout` (the deploy's rollout record; undefined: none was written) as what put its system
  * there; a host it left on its system keeps its record's word.
+ *
+ * `doneWith`: when the deploy was last done with each host. A record written after that (a
+ * deploy or a rollback that reached the host later, while this rollout went on with other
+ * waves) is newer than this deploy's word on the host, and is kept.
  */
 export async function recordResults(
   cacheUrl: string,
@@ -43,6 +47,7 @@ export async function recordResults(
     readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
   },
   rollout?: RecordOrigin,
+  doneWith?: ReadonlyMap<string, Date>,
 ): Promise<void> {
   const surveyed = new Map(plan.hosts.map((p) => [p.host, p]));
   await withStore(cacheUrl, async (store) => {
@@ -75,6 +80,13 @@ export async function recordResults(
             : undefined;
       const put = r.outcome.status === "activated" || moved;
       const before = await recordBefore(store, r.host);
+      const done = doneWith?.get(r.host);
+      if (
+        before !== undefined &&
+        done !== undefined &&
+        Date.parse(before.updatedAt) > done.getTime()
+      )
+        return;
       await writeStatus(
         store,
         nextRecord(before, {
