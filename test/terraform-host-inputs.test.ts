@@ -546,3 +546,43 @@ describe("a store URL with a key prefix", () => {
     expect(decide("s3:GetObject", "fleet/nix/status/host-keys/web2.pub")).toBe("implicit-deny");
   });
 });
+
+describe("the host module's role and Parameter Store", () => {
+  it("denies every Parameter Store read AmazonSSMManagedInstanceCore grants, unless allow_parameter_store", async () => {
+    const resolver = (vars: Record<string, HclValue>) =>
+      moduleResolver(mod, { vars: { ...REQUIRED, ...vars } });
+    const policy = mod.resources.get("aws_iam_role_policy.no_parameter_store")?.body as Body;
+    expect(await evaluateValue(policy.count, resolver({}))).toBe(1);
+    expect(await evaluateValue(policy.count, resolver({ allow_parameter_store: true }))).toBe(0);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
+    expect(String(policy.role)).toBe("${aws_iam_role.host.id}");
+    const document = validatePolicy(
+      await renderPolicyDocument(mod, "no_parameter_store", resolver({})),
+      "no_parameter_store",
+    );
+    // What the managed policy allows (ssm:GetParameter* on *), with the deny beside it.
+    const managed = validatePolicy(
+      {
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Effect: "Allow",
+            Action: ["ssm:GetParameter", "ssm:GetParameters", "ssm:UpdateInstanceInformation"],
+            Resource: "*",
+          },
+        ],
+      },
+      "AmazonSSMManagedInstanceCore (its parameter and instance statements)",
+    );
+    const decide = (action: string) =>
+      iamDecision([managed, document], {
+        action,
+        resource: "arn:aws:ssm:eu-west-1:123456789012:parameter/prod/db-password",
+        context: {},
+      });
+    for (const action of ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]) {
+      expect(decide(action), action).toBe("explicit-deny");
+    }
+    expect(decide("ssm:UpdateInstanceInformation")).toBe("allow");
+  });
+});

@@ -149,6 +149,26 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
+# AmazonSSMManagedInstanceCore also grants ssm:GetParameter* on every parameter of the account,
+# SecureStrings included: a process on any host could read another system's passwords. nixship
+# reads none, so the role is denied them unless allow_parameter_store (a service of the host's
+# own that reads its parameters).
+data "aws_iam_policy_document" "no_parameter_store" {
+  statement {
+    sid       = "NoParameterStoreReads"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "no_parameter_store" {
+  count  = var.allow_parameter_store ? 0 : 1
+  name   = "nixship-no-parameter-store"
+  role   = aws_iam_role.host.id
+  policy = data.aws_iam_policy_document.no_parameter_store.json
+}
+
 # count, not for_each: the ARNs usually come from resources made in the same apply, and
 # for_each needs its keys before that.
 resource "aws_iam_role_policy_attachment" "extra" {

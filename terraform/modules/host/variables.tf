@@ -89,6 +89,12 @@ variable "policy_arns" {
   default     = []
 }
 
+variable "allow_parameter_store" {
+  description = "Let the host's role read SSM Parameter Store (which AmazonSSMManagedInstanceCore grants on every parameter of the account). false (the default) denies it: nixship reads no parameter."
+  type        = bool
+  default     = false
+}
+
 variable "ssh_cidr_blocks" {
   description = "Address ranges (IPv4 or IPv6 CIDR) allowed to reach port 22. [] (the default) opens no inbound port at all: reach the host with SSM."
   type        = list(string)
