@@ -103,6 +103,32 @@ describe("usage errors exit 2 and say what is wrong", () => {
     expect(r.stderr).toMatch(/^error: /);
   });
 
+  it("timeouts given as flags end within a day, as the fleet file's", async () => {
+    const fleet = join(work, "timeouts-fleet.json");
+    await writeFile(
+      fleet,
+      JSON.stringify({ hosts: { h1: { address: "192.0.2.1", system: root } } }),
+    );
+    for (const [args, message] of [
+      [
+        ["rollback", "--on", "h1", "--activation-timeout", "5000000"],
+        "rollback: --activation-timeout must be a whole number from 1 to 86400, got '5000000'",
+      ],
+      [
+        ["deploy", "--confirm-timeout", "86401"],
+        "deploy: --confirm-timeout must be a whole number from 0 to 86400, got '86401'",
+      ],
+      [
+        ["deploy", "--reboot-timeout", "0"],
+        "deploy: --reboot-timeout must be a whole number from 1 to 86400, got '0'",
+      ],
+    ] as const) {
+      const r = await nixship([...args, "--fleet", fleet]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
   it("prints JSON errors on stdout under --json", async () => {
     const r = await nixship([
       "verify",

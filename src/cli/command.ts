@@ -58,10 +58,12 @@ export function parseIntFlag(
   flag: string,
   command: string,
   min = 1,
+  max = Number.MAX_SAFE_INTEGER,
 ): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[0-9]+$/.test(value) || Number(value) < min) {
-    throw new UsageError(`${command}: ${flag} must be a whole number ≥ ${min}, got '${value}'`);
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`${command}: ${flag} must be a whole number ${range}, got '${value}'`);
   }
   return Number(value);
 }

@@ -18,6 +18,7 @@ import {
 import { applyOverride, type PolicyOverride } from "../fleet/host-policy.js";
 import { DEFAULT_FLEET_OUTPUT, loadFlakeFleet } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
+import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
@@ -201,18 +202,33 @@ export function readRollout(
   command: string,
 ): { policy: RolloutPolicy; policyFlags: PolicyOverride; action: Action } {
   const given = {
-    parallel: parseIntFlag(values.parallel, "--parallel", command, 1),
-    canary: parseIntFlag(values.canary, "--canary", command, 0),
-    confirmTimeout: parseIntFlag(values["confirm-timeout"], "--confirm-timeout", command, 0),
-    activationTimeout: parseIntFlag(
+    parallel: rangedFlag(values.parallel, "--parallel", command, POLICY_RANGES.parallel),
+    canary: rangedFlag(values.canary, "--canary", command, POLICY_RANGES.canary),
+    confirmTimeout: rangedFlag(
+      values["confirm-timeout"],
+      "--confirm-timeout",
+      command,
+      POLICY_RANGES.confirmTimeout,
+    ),
+    activationTimeout: rangedFlag(
       values["activation-timeout"],
       "--activation-timeout",
       command,
-      1,
+      POLICY_RANGES.activationTimeout,
     ),
-    keepGenerations: parseIntFlag(values["keep-generations"], "--keep-generations", command, 0),
+    keepGenerations: rangedFlag(
+      values["keep-generations"],
+      "--keep-generations",
+      command,
+      POLICY_RANGES.keepGenerations,
+    ),
     reboot: parseRebootFlag(values.reboot, command),
-    rebootTimeout: parseIntFlag(values["reboot-timeout"], "--reboot-timeout", command, 1),
+    rebootTimeout: rangedFlag(
+      values["reboot-timeout"],
+      "--reboot-timeout",
+      command,
+      POLICY_RANGES.rebootTimeout,
+    ),
     rebootRollback: values["no-reboot-rollback"]
       ? false
       : values["reboot-rollback"]
@@ -235,4 +251,14 @@ export function readRollout(
       fleet.policy.maxFailures,
   };
   return { policy, policyFlags, action: parseAction(values.action ?? "switch") };
+}
+
+/** A policy's number given as a flag, held to the range the fleet file's key has. */
+export function rangedFlag(
+  value: string | undefined,
+  flag: string,
+  command: string,
+  range: { readonly min: number; readonly max?: number },
+): number | undefined {
+  return parseIntFlag(value, flag, command, range.min, range.max);
 }

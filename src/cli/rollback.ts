@@ -7,13 +7,14 @@ import { recordRollbacks } from "../deploy/push-records.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type FleetHost, POLICY_DEFAULTS } from "../fleet/fleet.js";
+import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
 import { ROLLOUT_ID } from "../status/rollout.js";
 import { storeName } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
-import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
-import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { type Command, parseFlags, writeJson } from "./command.js";
+import { FLEET_FLAGS, FLEET_HELP, rangedFlag, readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { undoRollout } from "./rollback-rollout.js";
@@ -122,8 +123,12 @@ ${FLEET_HELP}
     const input = await readFleetInput(values, io);
     const { fleet } = input;
     const activationTimeout =
-      parseIntFlag(values["activation-timeout"], "--activation-timeout", "rollback", 1) ??
-      fleet.policy.activationTimeout;
+      rangedFlag(
+        values["activation-timeout"],
+        "--activation-timeout",
+        "rollback",
+        POLICY_RANGES.activationTimeout,
+      ) ?? fleet.policy.activationTimeout;
     const hosts = selectHosts(fleet, values.on);
     const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, input.fleetFile);
     if (byRollout) {

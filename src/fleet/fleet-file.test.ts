@@ -571,11 +571,21 @@ describe("parseFleet", () => {
     expect(problemsOf(withPolicy({ maxFailures: -1 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ canary: 1.5 }))).toHaveLength(1);
     expect(problemsOf(withPolicy({ confirmTimeout: "30" }))).toEqual([
-      'policy.confirmTimeout: must be a whole number >= 0 (got "30")',
+      'policy.confirmTimeout: must be a whole number from 0 to 86400 (got "30")',
     ]);
+    // Timeouts end within a day; past about 24 days no timer could wait for one.
+    expect(problemsOf(withPolicy({ activationTimeout: 5_000_000, rebootTimeout: 86_401 }))).toEqual(
+      [
+        "policy.activationTimeout: must be a whole number from 1 to 86400 (got 5000000)",
+        "policy.rebootTimeout: must be a whole number from 1 to 86400 (got 86401)",
+      ],
+    );
+    expect(problemsOf({ ...withPolicy({}), policies: { h: { confirmTimeout: 100_000 } } })).toEqual(
+      ["policies.h.confirmTimeout: must be a whole number from 0 to 86400 (got 100000)"],
+    );
     expect(problemsOf(withPolicy({ canary: 0, maxFailures: 0, confirmTimeout: 0 }))).toEqual([]);
     expect(problemsOf(withPolicy({ activationTimeout: 0 }))).toEqual([
-      "policy.activationTimeout: must be a whole number >= 1 (got 0)",
+      "policy.activationTimeout: must be a whole number from 1 to 86400 (got 0)",
     ]);
     expect(parseFleetValue(withPolicy({ activationTimeout: 90 }), "f.json").policy).toMatchObject({
       activationTimeout: 90,

@@ -32,14 +32,30 @@ import { readPausePolicy } from "./pause-policy.js";
 import { readBakeKeys } from "./read-bake.js";
 import { parseSelector, type SelectorTerm, termMatcher } from "./select.js";
 
+/**
+ * The range of each number a policy (or a `policies` entry, or a flag) sets. The timeouts end
+ * within a day: what a host may take to activate, confirm or reboot, as an agent's
+ * activationTimeout (and past about 24 days no timer could wait for it).
+ */
+export const POLICY_RANGES = {
+  parallel: { min: 1 },
+  maxFailures: { min: 0 },
+  canary: { min: 0 },
+  confirmTimeout: { min: 0, max: 86_400 },
+  activationTimeout: { min: 1, max: 86_400 },
+  keepGenerations: { min: 0 },
+  rebootTimeout: { min: 1, max: 86_400 },
+} as const satisfies Record<string, { readonly min: number; readonly max?: number }>;
+
 export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | undefined {
   const path = ["policy"];
   const policy = readObject(value, path, problems, FLEET_KEYS.policy);
   if (policy === undefined) return undefined;
-  const count = (key: NumericPolicyKey, min: number) =>
+  const count = (key: NumericPolicyKey & keyof typeof POLICY_RANGES) =>
     policy[key] === undefined
       ? POLICY_DEFAULTS[key]
-      : (readInteger(policy[key], [...path, key], problems, { min }) ?? POLICY_DEFAULTS[key]);
+      : (readInteger(policy[key], [...path, key], problems, POLICY_RANGES[key]) ??
+        POLICY_DEFAULTS[key]);
   const reboot = readReboot(policy, path, problems);
   const health = readHealth(
     policy.health === undefined ? {} : policy.health,
@@ -49,13 +65,13 @@ export function readPolicy(value: unknown, problems: Problems): RolloutPolicy | 
   );
   const pause = readPausePolicy(policy, path, problems);
   return {
-    parallel: count("parallel", 1),
-    maxFailures: count("maxFailures", 0),
-    canary: count("canary", 0),
-    confirmTimeout: count("confirmTimeout", 0),
-    activationTimeout: count("activationTimeout", 1),
-    keepGenerations: count("keepGenerations", 0),
-    rebootTimeout: count("rebootTimeout", 1),
+    parallel: count("parallel"),
+    maxFailures: count("maxFailures"),
+    canary: count("canary"),
+    confirmTimeout: count("confirmTimeout"),
+    activationTimeout: count("activationTimeout"),
+    keepGenerations: count("keepGenerations"),
+    rebootTimeout: count("rebootTimeout"),
     reboot: reboot.reboot ?? POLICY_DEFAULTS.reboot,
     rebootRollback: reboot.rebootRollback ?? POLICY_DEFAULTS.rebootRollback,
     requirePinned: reboot.requirePinned ?? POLICY_DEFAULTS.requirePinned,
@@ -145,17 +161,11 @@ function readOverride(
   const entry = readObject(value, path, problems, FLEET_KEYS.policyOverride);
   if (entry === undefined) return undefined;
   const override: Record<string, unknown> = {};
-  const mins = {
-    parallel: 1,
-    canary: 0,
-    confirmTimeout: 0,
-    activationTimeout: 1,
-    keepGenerations: 0,
-    rebootTimeout: 1,
-  };
-  for (const [key, min] of Object.entries(mins)) {
+  // Every number but maxFailures, which is the rollout's alone.
+  const { maxFailures: _, ...ranges } = POLICY_RANGES;
+  for (const [key, range] of Object.entries(ranges)) {
     if (entry[key] === undefined) continue;
-    const n = readInteger(entry[key], [...path, key], problems, { min });
+    const n = readInteger(entry[key], [...path, key], problems, range);
     if (n !== undefined) override[key] = n;
   }
   Object.assign(override, readReboot(entry, path, problems), readBakeKeys(entry, path, problems));
