@@ -1,6 +1,7 @@
 // `lab up` interrupted while its hosts start: it stops between steps, takes down what it made
 // (namespaces, bridge, processes, directory) and exits 130, so the same lab can be started
-// again at once. A lab a kill left before any host ran is named as half made, with the fix.
+// again at once. A lab a kill left before any host ran is named as half made, with the fix; of
+// two started at once under one name, one runs and the other is refused.
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -71,7 +72,7 @@ describe("lab up, interrupted", () => {
     expect(await ownNetns()).toEqual([]);
   });
 
-  it("a lab killed before any host ran is named as half made, with the command that clears it", async () => {
+  it("a lab killed before any host ran is named as such, with the command that clears it", async () => {
     // What lab up writes first, before it starts a host: what a kill -9 then leaves.
     await mkdir(join(labs(), LAB), { recursive: true });
     const pending = {
@@ -84,12 +85,31 @@ describe("lab up, interrupted", () => {
     await writeFile(join(labs(), LAB, "lab.json"), JSON.stringify(pending));
     const up = await nixship(["lab", "up", "1", "--name", LAB], { env: env() });
     expect(up.code).toBe(2);
-    expect(up.stderr).toContain(`lab '${LAB}' was left half made`);
-    expect(up.stderr).toContain(`run 'nixship lab down --name ${LAB}'`);
+    expect(up.stderr).toContain(
+      `lab '${LAB}' has no host yet: another 'lab up' is starting it, or one was killed before any host ran`,
+    );
+    expect(up.stderr).toContain(`'nixship lab down --name ${LAB}' clears it`);
     const down = await nixship(["lab", "down", "--name", LAB], { env: env() });
     expect(down.code, down.stderr).toBe(0);
     const upAfter = await nixship(["lab", "up", "1", "--name", LAB], { env: env() });
     expect(upAfter.code, upAfter.stderr).toBe(0);
     await nixship(["lab", "down", "--name", LAB], { env: env() });
+  });
+
+  it("two lab up of one name at once: one starts the lab, the other is refused and takes nothing down", async () => {
+    const both = await Promise.all(
+      [1, 2].map(() => nixship(["lab", "up", "3", "--name", LAB], { env: env() })),
+    );
+    expect(both.map((r) => r.code).sort()).toEqual([0, 2]);
+    const refused = both.find((r) => r.code === 2);
+    expect(refused?.stderr).toMatch(
+      /lab 'cut' (has a directory but no state yet|has no host yet|already exists)/,
+    );
+    const list = await nixship(["lab", "list", "--name", LAB, "--json"], { env: env() });
+    const hosts = (JSON.parse(list.stdout) as { hosts: { running: boolean }[] }).hosts;
+    expect(hosts.map((h) => h.running)).toEqual([true, true, true]);
+    expect(await ownNetns()).toHaveLength(3);
+    await nixship(["lab", "down", "--name", LAB], { env: env() });
+    expect(await ownNetns()).toEqual([]);
   });
 });

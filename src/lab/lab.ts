@@ -1,6 +1,6 @@
 // The lab's operations: up (make N hosts), start and stop its agents, list, and finding a host
 // for `lab exec` (down: lab-down.ts). Needs root: namespaces, links and mounts.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isPaused, setPaused } from "../agent/state.js";
 import { InputError, OperationError } from "../errors.js";
@@ -93,8 +93,10 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   if (existing !== undefined && existing.hosts.length === 0) {
     throw new InputError(
       "lab-half-made",
-      `lab '${options.name}' was left half made: its start was cut off before any host ran (a kill, or a crash)`,
-      { hint: `run 'nixship lab down --name ${options.name}', then 'nixship lab up' again` },
+      `lab '${options.name}' has no host yet: another 'lab up' is starting it, or one was killed before any host ran`,
+      {
+        hint: `wait for the other one; if none runs, 'nixship lab down --name ${options.name}' clears it, then 'nixship lab up' again`,
+      },
     );
   }
   if (existing !== undefined) {
@@ -123,7 +125,11 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
   if (options.mergeInto !== undefined) await checkFleetToMerge(options.mergeInto);
   const stopIfAsked = () => options.signal?.throwIfAborted();
   stopIfAsked();
-  const layout = await claimLayout(options);
+  await claimLabDir(options.labsDir, options.name);
+  const layout = await claimLayout(options).catch(async (err: unknown) => {
+    await rm(labDir, { recursive: true, force: true });
+    throw err;
+  });
   try {
     const agents = options.agents === true;
     const software = { nix: options.nix, shell: options.shell };
@@ -182,6 +188,22 @@ async function installPinned(
     }
   }
   return (await readLabState(layout.dir)) ?? state;
+}
+
+/**
+ * Claims the lab's directory by creating it (mkdir fails when it exists), so that two `lab up`
+ * of one name never build into one directory, nor take down each other's hosts on a failure.
+ */
+async function claimLabDir(labsDir: string, name: string): Promise<void> {
+  await mkdir(labsDir, { recursive: true, mode: 0o700 });
+  await mkdir(join(labsDir, name), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw err;
+    throw new InputError(
+      "lab-busy",
+      `lab '${name}' has a directory but no state yet: another 'lab up' is starting it, or one was killed before it wrote anything`,
+      { hint: `wait for the other one; if none runs, 'nixship lab down --name ${name}' clears it` },
+    );
+  });
 }
 
 /**
