@@ -43,6 +43,8 @@ describe("cache gc with deltas", () => {
     const url = `file://${dir}`;
     const store = await openStore(url);
     try {
+      // A binary cache, as `cache init` makes one: the cache commands refuse a URL without one.
+      await store.put("nix-cache-info", Buffer.from("StoreDir: /nix/store\n"));
       const base = syntheticPath("base", "app-1.0");
       const kept = syntheticPath("kept", "app-1.1");
       const doomed = syntheticPath("doomed", "app-1.2");
