@@ -57,6 +57,40 @@ describe("keys", () => {
     expect(() => generateSecretKey("a b")).toThrow(/without ':' or spaces/);
   });
 
+  it("never shows a secret file's text: not before its first ':', nor another kind of key's", () => {
+    const messageOf = (text: string) => {
+      try {
+        parseSecretKey(text);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error("parsed");
+    };
+    // A file of credentials given as --key: what precedes the first ':' is a password here.
+    const creds = messageOf("hunter2-db-password\nuser=admin\nurl=postgres://x:pw@h/db\n");
+    expect(creds).toBe("secret key must look like 'NAME:BASE64' (its text is not shown)");
+    expect(messageOf("AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ")).toBe(
+      "secret key must look like 'NAME:BASE64' (a Nix signing key); this holds an age identity (its text is not shown)",
+    );
+    expect(
+      messageOf("# created: 2026-11-28T10:00:00Z\n# public key: age1xyz\nAGE-SECRET-KEY-1QQQQ\n"),
+    ).toContain("this holds an age identity");
+    expect(messageOf("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n")).toContain(
+      "this holds a PEM or OpenSSH private key",
+    );
+    // A name that is one is shown: it is not secret, and says which key is wrong.
+    expect(messageOf("cache-1:AAAA")).toBe(
+      "secret key 'cache-1' must hold 64 bytes of base64, found 3",
+    );
+  });
+
+  it("a secret key where a public one belongs: says so, and how to get the public half", () => {
+    const secret = formatSecretKey(generateSecretKey("cache-1"));
+    expect(() => parsePublicKey(secret)).toThrow(
+      "public key 'cache-1' must hold 32 bytes of base64, found 64: this is a secret key; give its public half ('nixship key public FILE')",
+    );
+  });
+
   it("rejects a secret key whose halves do not match", () => {
     const a = generateSecretKey("k");
     const b = generateSecretKey("k");

@@ -23,21 +23,43 @@ function b64url(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("base64url");
 }
 
-/** Splits `NAME:BASE64`; a secret key's text is never quoted in an error. */
+/** Other kinds of key a file given as a Nix secret key may hold, by how their text starts. */
+const OTHER_SECRET_KEYS: readonly (readonly [RegExp, string])[] = [
+  [/^(# created: .*\n(# public key: .*\n)?)?AGE-SECRET-KEY-1/i, "an age identity"],
+  [/^-----BEGIN (OPENSSH|RSA|EC|DSA|ENCRYPTED)? ?PRIVATE KEY-----/, "a PEM or OpenSSH private key"],
+];
+
+/**
+ * Splits `NAME:BASE64`. A secret key's text is never quoted in an error, nor is its name
+ * unless it is one (a file holding something else may hold a password before its first ':').
+ */
 function splitKey(text: string, what: string, byteLength: number): { name: string; bytes: Buffer } {
   const trimmed = text.trim();
+  const secret = what !== "public key";
+  const other = secret ? OTHER_SECRET_KEYS.find(([pattern]) => pattern.test(trimmed)) : undefined;
+  if (other !== undefined) {
+    throw new InputError(
+      "bad-key",
+      `${what} must look like 'NAME:BASE64' (a Nix signing key); this holds ${other[1]} (its text is not shown)`,
+    );
+  }
   const colon = trimmed.indexOf(":");
-  if (colon <= 0) {
-    const got = what === "public key" ? `, got '${preview(trimmed)}'` : " (its text is not shown)";
+  const name = trimmed.slice(0, Math.max(colon, 0));
+  if (colon <= 0 || (secret && !KEY_NAME.test(name))) {
+    const got = secret ? " (its text is not shown)" : `, got '${preview(trimmed)}'`;
     throw new InputError("bad-key", `${what} must look like 'NAME:BASE64'${got}`);
   }
-  const name = trimmed.slice(0, colon);
   const body = trimmed.slice(colon + 1);
   const bytes = Buffer.from(body, "base64");
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || bytes.length !== byteLength) {
+    // A secret key where a public one belongs: its own hint (the reverse has one at --key).
+    const hint =
+      !secret && bytes.length === 64
+        ? ": this is a secret key; give its public half ('nixship key public FILE')"
+        : "";
     throw new InputError(
       "bad-key",
-      `${what} '${name}' must hold ${byteLength} bytes of base64, found ${bytes.length}`,
+      `${what} '${preview(name)}' must hold ${byteLength} bytes of base64, found ${bytes.length}${hint}`,
     );
   }
   return { name, bytes };
