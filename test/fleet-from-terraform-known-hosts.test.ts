@@ -227,8 +227,9 @@ describe("fleet from-terraform --known-hosts", () => {
       ...["fleet", "from-terraform", outputs, "--via", "ssh", "--system", ".#{name}"],
       ...["--cache-key", cachePub, "--known-hosts", file, "--out", out],
     ]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`cannot write ${out}: ENOENT`);
+    // A directory that is not there is the path's fault: bad input, said in words.
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`cannot write ${out}: no such file or directory (ENOENT)`);
     expect(await readFile(file, "utf8")).toBe(before);
   });
 

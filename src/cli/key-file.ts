@@ -6,6 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { InputError } from "../errors.js";
 import { formatSecretKey, type SecretKey } from "../nix/keys.js";
 import { requireReplaceable } from "../util/atomic-file.js";
+import { errnoWords } from "../util/errno-words.js";
 
 /** Writes `key` to `out` (0600); refuses an existing `out` unless `force`. */
 export async function writeSecretKeyFile(
@@ -17,7 +18,7 @@ export async function writeSecretKeyFile(
   // Random, not the pid: a file a killed run left must not block a later run given its pid.
   const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString("hex")}.tmp`);
   const handle = await open(tmp, "wx", 0o600).catch((err: NodeJS.ErrnoException) => {
-    throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
+    throw new InputError("key-unwritable", `cannot write ${out}: ${errnoWords(err)}`);
   });
   // The temporary file goes whatever fails: a write cut short by a full disk leaves no part of
   // the key beside the one asked for.
@@ -35,7 +36,7 @@ export async function writeSecretKeyFile(
         if (err.code === "EEXIST") {
           throw new InputError("key-exists", `${out} already exists; pass --force to overwrite it`);
         }
-        throw new InputError("key-unwritable", `cannot write ${out}: ${err.code ?? err.message}`);
+        throw new InputError("key-unwritable", `cannot write ${out}: ${errnoWords(err)}`);
       });
     }
   } finally {

@@ -4,20 +4,32 @@ import { constants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { text } from "node:stream/consumers";
-import { InputError, OperationError } from "../errors.js";
+import { InputError, NixshipError, OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { errnoWords, isPathFault } from "../util/errno-words.js";
 
-/** Writes `content` to `file` atomically; a failure is an OperationError naming the file. */
+/**
+ * Writes `content` to `file` atomically. A path that cannot take it (its directory missing, a
+ * directory, not allowed) is bad input; a machine that fails (a full disk) fails the operation.
+ */
 export async function writeOutputFile(file: string, content: string): Promise<void> {
   try {
     await writeFileAtomically(file, content);
   } catch (err) {
-    throw new OperationError(
-      "output-unwritable",
-      `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      { cause: err },
-    );
+    throw unwritable(file, err);
   }
+}
+
+/** Why `file` could not be written, as the error the command ends with. */
+function unwritable(file: string, err: unknown): Error {
+  if (err instanceof NixshipError) return err;
+  const message = `cannot write ${file}: ${errnoWords(err)}`;
+  return isPathFault(err)
+    ? new InputError("output-unwritable", message, {
+        hint: "name a file in a directory that exists and that you may write",
+        cause: err,
+      })
+    : new OperationError("output-unwritable", message, { cause: err });
 }
 
 /**
@@ -35,11 +47,7 @@ export async function checkOutputFile(file: string): Promise<void> {
     });
     if (existing?.isDirectory()) throw Object.assign(new Error("EISDIR"), { code: "EISDIR" });
   } catch (err) {
-    throw new OperationError(
-      "output-unwritable",
-      `cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      { cause: err },
-    );
+    throw unwritable(file, err);
   }
 }
 
@@ -51,10 +59,8 @@ export async function readInputText(
 ): Promise<string> {
   if (file === "-") return text(stdin);
   return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError(
-      "input-unreadable",
-      `cannot read ${what} ${file}: ${err.code === "ENOENT" ? "no such file" : (err.code ?? err.message)}`,
-      { cause: err },
-    );
+    throw new InputError("input-unreadable", `cannot read ${what} ${file}: ${errnoWords(err)}`, {
+      cause: err,
+    });
   });
 }

@@ -89,6 +89,17 @@ describe("restoreNar", () => {
     expect(readdirSync(outside)).toEqual([]);
   });
 
+  it("refuses a target whose parent directory is not there, naming it, and makes nothing", async () => {
+    const nar = buildNar(regular("bar"));
+    const target = join(parent, "no-such-dir", "sub", "r");
+    await expect(restoreNar([nar], target)).rejects.toMatchObject({
+      code: "restore-parent-missing",
+      exitCode: 2,
+      message: `cannot restore into '${target}': ${join(parent, "no-such-dir", "sub")} is not a directory that exists`,
+    });
+    expect(existsSync(join(parent, "no-such-dir"))).toBe(false);
+  });
+
   it("writes nothing through a symlink the archive itself contains", async () => {
     const nar = buildNar(
       directory([

@@ -11,11 +11,12 @@ import {
   openSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeSync,
 } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { OperationError } from "../errors.js";
+import { InputError, OperationError } from "../errors.js";
 import { untilAbortedEach } from "../util/until-aborted.js";
 import { decodeNar, type NarSource } from "./nar-decode.js";
 
@@ -43,6 +44,7 @@ export async function restoreNar(
 ): Promise<void> {
   const target = resolve(targetDir);
   refuseExisting(target);
+  requireParent(target);
   const tmp = resolve(
     dirname(target),
     `.${basename(target)}.nixship-tmp-${randomBytes(6).toString("hex")}`,
@@ -114,6 +116,24 @@ async function unpack(
 function writeAll(fd: number, chunk: Buffer): void {
   let done = 0;
   while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+}
+
+/** The directory `target` is made in must be there: the restore makes only `target` itself. */
+function requireParent(target: string): void {
+  const parent = dirname(target);
+  let isDir = false;
+  try {
+    isDir = statSync(parent).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  if (!isDir) {
+    throw new InputError(
+      "restore-parent-missing",
+      `cannot restore into '${target}': ${parent} is not a directory that exists`,
+      { hint: `create ${parent} first (the restore makes only the last part of the path)` },
+    );
+  }
 }
 
 function refuseExisting(target: string): void {
