@@ -32,6 +32,9 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
   /** The cache the host pins, and another, signed by a key it does not pin. */
   let pinned: LabCache;
   let other: LabCache;
+  /** Systems built with nixship-activate, as a pinned host's are (nixosModules.host). */
+  let pinnedV1: string;
+  let pinnedV2: string;
 
   async function onHost(
     args: readonly string[],
@@ -87,6 +90,8 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
     work = await mkdtemp(join(tmpdir(), "nixship-pinned-"));
     labsDir = join(work, "labs");
     systems = await buildExampleSystems();
+    pinnedV1 = await pinnedSystem("v1");
+    pinnedV2 = await pinnedSystem("v2");
     const up = await nixship(["lab", "up", "1", "--name", LAB, "--json", ...labUpArgs], {
       env: { NIXSHIP_LAB_DIR: labsDir },
     });
@@ -95,8 +100,14 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
     sshConfig = lab.files.sshConfig;
     const gateway = `10.231.${lab.number}.1`;
     for (const name of ["pinned", "other"]) await mkdir(join(work, name));
-    pinned = await serveLabCache(join(work, "pinned"), [systems["web-v1"]], gateway, "pinned-1");
-    other = await serveLabCache(join(work, "other"), [systems["web-v2"]], gateway, "other-1");
+    // web-v1 too, signed by the pinned key but built without nixship-activate.
+    pinned = await serveLabCache(
+      join(work, "pinned"),
+      [pinnedV1, systems["web-v1"]],
+      gateway,
+      "pinned-1",
+    );
+    other = await serveLabCache(join(work, "other"), [pinnedV2], gateway, "other-1");
   });
 
   afterAll(async () => {
@@ -111,7 +122,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
       const r = await onHost(
         activateArgs({
-          path: systems["web-v1"],
+          path: pinnedV1,
           action: "switch",
           // The caller's trust: another substituter and key. Ignored.
           substituters: [other.server.url],
@@ -124,7 +135,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       expect(r.stderr).toContain("the --substituter and --trusted-key given are ignored");
       const confirmed = await onHost(confirmArgs("pinned-ok"));
       expect(confirmed.result).toMatchObject({ ok: true, command: "confirm" });
-      expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
+      expect(await shell("readlink /run/current-system")).toBe(pinnedV1);
     });
 
     it("refuses a path signed by another key, even when the caller passes that key", async () => {
@@ -132,7 +143,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       await writeTrust([`substituter ${other.server.url}`, `trusted-key ${pinned.publicKey}`]);
       const r = await onHost(
         activateArgs({
-          path: systems["web-v2"],
+          path: pinnedV2,
           action: "switch",
           substituters: [other.server.url],
           trustedKeys: [other.publicKey],
@@ -142,10 +153,10 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       expect(r.code).toBe(3);
       expect(
         await shell(
-          `nix-store --check-validity ${systems["web-v2"]} 2>/dev/null && echo present || echo absent`,
+          `nix-store --check-validity ${pinnedV2} 2>/dev/null && echo present || echo absent`,
         ),
       ).toBe("absent");
-      expect(await shell("readlink /run/current-system")).toBe(systems["web-v1"]);
+      expect(await shell("readlink /run/current-system")).toBe(pinnedV1);
     });
 
     it("never activates a path in the store that no pinned key signed; unpinned, the same path runs as root", async () => {
@@ -184,7 +195,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
     it("refuses the options that would let a caller choose what root runs or writes", async () => {
       await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
       const mark = "/tmp/nixship-pinned-cmd";
-      const base = { path: systems["web-v1"], action: "switch" as const };
+      const base = { path: pinnedV1, action: "switch" as const };
       // A command check the system does not declare (web-v1 declares none) is refused once
       // the system is realised and its signature checked, before anything changes.
       for (const args of [
@@ -195,7 +206,7 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
         expect(r.code).toBe(2);
         expect(r.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
         expect((r.result as { message: string }).message).toBe(
-          `the command check 'touch ${mark}' is not one ${systems["web-v1"]} declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root`,
+          `the command check 'touch ${mark}' is not one ${pinnedV1} declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root`,
         );
       }
       const cases: [string, readonly string[]][] = [
@@ -216,6 +227,29 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       }
       expect(await shell(`test -e ${mark} && echo made || echo none`)).toBe("none");
       expect(await shell("test -e /etc/nixship-owned && echo made || echo none")).toBe("none");
+    });
+
+    it("never leaves the host unpinned: a signed system without nixship-activate is refused, to activate or to roll back to", async () => {
+      await writeTrust([`substituter ${pinned.server.url}`, `trusted-key ${pinned.publicKey}`]);
+      const web = systems["web-v1"];
+      const why = `${web} has no sw/bin/nixship-activate (nixship's nixosModules.host): this host's trust is pinned, and a system without it would unpin the host; build every system of a pinned host with the module`;
+      const refused = await onHost(activateArgs({ path: web, action: "switch" }));
+      expect(refused.code).toBe(2);
+      expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
+      expect((refused.result as { message: string }).message).toBe(why);
+      expect(await shell("readlink /run/current-system")).toBe(pinnedV1);
+      // As root without pinning (the host before its module), web-v1 runs; then pinnedV1 again,
+      // pinned: the generation before it is web-v1's, which a rollback must not go back to.
+      const unpinned = await onHost(activateArgs({ path: web, action: "switch" }), {});
+      expect(unpinned.result, unpinned.stderr).toMatchObject({ ok: true });
+      const again = await onHost(activateArgs({ path: pinnedV1, action: "switch" }));
+      expect(again.result, again.stderr).toMatchObject({ ok: true });
+      const back = await onHost(["rollback"]);
+      expect(back.code).toBe(9);
+      const message = (back.result as { message: string }).message;
+      expect(message.startsWith("generation ")).toBe(true);
+      expect(message).toContain(`: ${why}`);
+      expect(await shell("readlink /run/current-system")).toBe(pinnedV1);
     });
 
     it("refuses a trust file that others may write, or that holds anything else", async () => {
@@ -241,6 +275,23 @@ function pinnedTrust(nix: string, LAB: string, labUpArgs: readonly string[]): vo
       );
     });
   });
+}
+
+/** An example system with nixship-activate in it, as the module installs it (its trust unused here). */
+async function pinnedSystem(version: string): Promise<string> {
+  const root = new URL("..", import.meta.url).pathname;
+  const expr = `import ${root}examples/system.nix {
+    system = builtins.currentSystem; name = "pinned-${version}"; version = "pinned-${version}";
+    pinned = {
+      substituters = [ "http://127.0.0.1:1" ];
+      trustedKeys = [ "test-1:gg+Ac3acg1MrhtcaQbc+nJHt6RomHydolRU4aAZWcPo=" ];
+      script = ${root}dist/host/activate.sh;
+      text = import ${root}packaging/nixos/nixship-activate.nix;
+    };
+  }`;
+  const built = await run("nix-build", ["--no-out-link", "--expr", expr]);
+  expect(built.code, built.stderr).toBe(0);
+  return built.stdout.trim();
 }
 
 pinnedTrust("Debian's Nix 2.8", "ap", []);

@@ -512,9 +512,14 @@ describe("a host with pinned trust runs its own nixship-activate, not the docume
     expect(refused.result).toMatchObject({ ok: false, command: "activate", phase: "realise" });
     expect(refused.stderr).toContain("the --substituter and --trusted-key given are ignored");
     expect((await status()).current).toBe(pinnedSystem);
-    // Back to what it ran, through the installed script too.
+    // Not back to what it ran before: a system without nixship-activate would unpin the host,
+    // and the next command would run the document's script with the sender's trust.
     const back = await runDocument({ Command: "rollback" });
-    expect(back.code, back.stderr).toBe(0);
-    expect((await status()).current).toBe(before);
+    expect(back.code).toBe(9);
+    expect(back.result).toMatchObject({ ok: false, command: "rollback" });
+    expect(back.stderr + JSON.stringify(back.result)).toContain(
+      `${before} has no sw/bin/nixship-activate (nixship's nixosModules.host): this host's trust is pinned`,
+    );
+    expect((await status()).current).toBe(pinnedSystem);
   });
 });

@@ -150,7 +150,8 @@ previous_generation() { generations | awk -v below="$1" '$1 < below { best = $1 
 # Whether generation $1 of the profile is one to switch to as root; why not is in g_why. Its link
 # must lead straight to a store path in canonical form that resolves to itself (a link planted
 # in the profiles, or one through a path a user controls, is not a system), and with pinned
-# trust its profiles directory must be root's alone and the system signed by a pinned key.
+# trust its profiles directory must be root's alone and the system signed by a pinned key, and
+# must keep the host pinned (unpins).
 generation_usable() {
   g_target=$(readlink "$profile-$1-link" 2>/dev/null)
   if ! store_path_form "$g_target" || ! store_path_resolves "$g_target"; then
@@ -163,6 +164,10 @@ generation_usable() {
   fi
   if unsigned_by_pins "$g_target" "generation $1, "; then
     g_why="$p_why: not a system to roll back to"
+    return 1
+  fi
+  if unpins "$g_target"; then
+    g_why="generation $1: $p_why"
     return 1
   fi
 }

@@ -100,6 +100,15 @@ undeclared_check() {
   return 1
 }
 
+# With pinned trust, whether system $1 lacks the installed activation script (sw/bin/
+# nixship-activate, which nixship's NixOS module puts in a system): switching to it would
+# unpin the host, and the next caller's trust would be taken (the SSM document runs its own
+# script where the running system has none). Why is in p_why.
+unpins() {
+  [ "$pinned" = 1 ] && [ ! -x "$1/sw/bin/nixship-activate" ] || return 1
+  p_why="$1 has no sw/bin/nixship-activate (nixship's nixosModules.host): this host's trust is pinned, and a system without it would unpin the host; build every system of a pinned host with the module"
+}
+
 # This run's pinned trust as JSON: null when the trust is the caller's, else the names of the
 # pinned keys and the substituters.
 pinned_json() {

@@ -87,6 +87,7 @@ cmd_activate() {
   store_path_resolves "$path" ||
     step_failed realise 3 "$path is a link or resolves elsewhere ($(resolve "$path" || echo nowhere)): only a store path that is itself is activated"
   require_pinned_signature "$path" "" realise 3
+  if unpins "$path"; then step_failed realise 2 "$p_why"; fi
   if u_bad=$(undeclared_check "$path"); then
     step_failed realise 2 "the command check '$u_bad' is not one $path declares in nixship/health-commands: this host's trust is pinned, and only its system's own commands run as root"
   fi
