@@ -81,7 +81,9 @@
 #   run a command or write a file of its choice as root is refused: --profile, --host-key (but
 #   the default), a --health-cmd or --health-once that the system does not declare itself (one
 #   line of PATH/nixship/health-commands each), and a secret whose "NAME OWNER GROUP MODE PATH"
-#   is not a line of PATH/nixship/secrets (exit 11); --age must be signed by a pinned key. The
+#   is not a line of PATH/nixship/secrets (exit 11); --age must be signed by a pinned key; a
+#   system, or a generation to roll back to, without sw/bin/nixship-activate is refused (it
+#   would unpin the host: exit 2, or 9 for rollback). The
 #   paths of `status --check-paths` and the secrets bundle come on stdin (the wrapper is not
 #   piped), at most 2 MiB and 8 MiB. `status` reports the pinned keys' names and
 #   substituters ("pinned", null without pinned trust) and whether the host has the installed
