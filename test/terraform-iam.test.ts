@@ -464,6 +464,35 @@ describe("the cache module's policies, rendered from the HCL and evaluated", () 
   });
 });
 
+describe("versioning and what cache gc frees", () => {
+  it("with versioning, old versions expire after noncurrent_version_days; without, no such rule", async () => {
+    const lifecycle = cacheModule.resources.get("aws_s3_bucket_lifecycle_configuration.this")
+      ?.body as Record<string, unknown>;
+    const dynamic = blocks((lifecycle.dynamic as Record<string, unknown>).rule)[0] as Record<
+      string,
+      unknown
+    >;
+    const forEach = (vars: Record<string, HclValue>) =>
+      evaluateValue(
+        dynamic.for_each,
+        moduleResolver(cacheModule, { vars: { bucket_name: BUCKET, ...vars } }),
+      );
+    expect(await forEach({})).toEqual([]);
+    expect(await forEach({ versioning: true })).toEqual([30]);
+    expect(await forEach({ versioning: true, noncurrent_version_days: 7 })).toEqual([7]);
+    const content = blocks(dynamic.content)[0] as Record<string, unknown>;
+    expect(blocks(content.noncurrent_version_expiration)[0]).toEqual({
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: hcl2json's form of a reference.
+      noncurrent_days: "${rule.value}",
+    });
+    expect(blocks(content.expiration)[0]).toEqual({ expired_object_delete_marker: true });
+    // The multipart rule stays, versioned or not.
+    expect(blocks(lifecycle.rule).map((r) => (r as { id: string }).id)).toEqual([
+      "abort-incomplete-uploads",
+    ]);
+  });
+});
+
 describe("the bucket's name: bucket_name, or generated from bucket_prefix", () => {
   const GENERATED = "nixship-test-20250301123456000000000001";
   const bucketBody = () => cacheModule.resources.get("aws_s3_bucket.this")?.body ?? {};

@@ -127,7 +127,9 @@ resource "aws_s3_bucket_versioning" "this" {
 }
 
 # Pushes upload large NARs in parts; parts of an upload that never completed cost money until
-# they are aborted.
+# they are aborted. With versioning, what `nixship cache gc` deletes (and every object
+# overwritten) stays as a noncurrent version, so the collection would free nothing: those go
+# after noncurrent_version_days, and the delete markers left alone with them.
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   bucket = aws_s3_bucket.this.id
 
@@ -141,6 +143,27 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days_after_initiation = 7
     }
   }
+
+  dynamic "rule" {
+    for_each = var.versioning ? [var.noncurrent_version_days] : []
+    content {
+      id     = "expire-noncurrent-versions"
+      status = "Enabled"
+
+      filter {}
+
+      noncurrent_version_expiration {
+        noncurrent_days = rule.value
+      }
+
+      expiration {
+        expired_object_delete_marker = true
+      }
+    }
+  }
+
+  # A lifecycle configuration set before versioning is on is refused for a versioned rule.
+  depends_on = [aws_s3_bucket_versioning.this]
 }
 
 data "aws_iam_policy_document" "tls_only" {

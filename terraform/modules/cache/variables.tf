@@ -28,6 +28,17 @@ variable "versioning" {
   default     = false
 }
 
+variable "noncurrent_version_days" {
+  description = "With versioning: days an old version (an overwritten object, or one `nixship cache gc` deleted) is kept before S3 expires it. Without this, a collection would free nothing."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_days >= 1 && floor(var.noncurrent_version_days) == var.noncurrent_version_days
+    error_message = "noncurrent_version_days must be a whole number of days, at least 1."
+  }
+}
+
 variable "force_destroy" {
   description = "Let `terraform destroy` delete the bucket even when it still holds objects."
   type        = bool
