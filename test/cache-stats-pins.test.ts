@@ -113,6 +113,10 @@ describe("cache pin, pins and unpin", () => {
     const again = await nixship(["cache", "unpin", "p1", "--cache", url]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain("no pin named p1");
+    // With --json, the shared error shape.
+    const json = await nixship(["cache", "unpin", "p1", "--cache", url, "--json"]);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ error: { code: "pin-not-found" } });
     expect((await nixship(["cache", "pins", "--cache", url])).stdout).toContain("no pins");
   });
 

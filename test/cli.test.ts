@@ -94,6 +94,11 @@ describe("usage errors exit 2 and say what is wrong", () => {
       /STORE_PATH '\/nix\/store\/bad'/,
     ],
     [["cache", "serve", "file:///tmp/x", "--listen", "nohost"], /--listen must be HOST:PORT/],
+    // Words a command takes none of are refused, not ignored.
+    [["agent", "pause", "extra"], /agent pause: unexpected argument 'extra'/],
+    [["lab", "ssh-config", "extra"], /lab ssh-config: unexpected argument 'extra'/],
+    // release refresh selects no host: --on would be ignored, so it is refused.
+    [["release", "refresh", "--on", "web1"], /release refresh: Unknown option '--on'/],
   ])("nixship %j", async (args, message) => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
     const real = args.map((a) => (a === "ROOT" ? root : a === "KEY" ? key : a === "PUB" ? pub : a));

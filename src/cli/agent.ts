@@ -19,7 +19,14 @@ import { parsePublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
-import { type CliIO, type Command, parseFlags, writeJson, writeJsonLine } from "./command.js";
+import {
+  type CliIO,
+  type Command,
+  parseFlags,
+  refuseArguments,
+  writeJson,
+  writeJsonLine,
+} from "./command.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
 const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
@@ -155,7 +162,8 @@ in progress finishes. Takes effect at the agent's next poll; survives restarts.
 Options:
 ${CONFIG_HELP}`,
   async run(argv, io) {
-    const { values } = parseFlags(argv, CONFIG_FLAG, "agent pause");
+    const { values, positionals } = parseFlags(argv, CONFIG_FLAG, "agent pause");
+    refuseArguments(positionals, "agent pause");
     const config = await readConfig(values.config);
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     await setPaused(config.stateDir, true);
@@ -172,7 +180,8 @@ export const agentResumeCommand: Command = {
 Options:
 ${CONFIG_HELP}`,
   async run(argv, io) {
-    const { values } = parseFlags(argv, CONFIG_FLAG, "agent resume");
+    const { values, positionals } = parseFlags(argv, CONFIG_FLAG, "agent resume");
+    refuseArguments(positionals, "agent resume");
     const config = await readConfig(values.config);
     await setPaused(config.stateDir, false);
     io.stderr.write("resumed\n");

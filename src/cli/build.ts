@@ -2,10 +2,9 @@
 import { buildSystems } from "../deploy/build.js";
 import { resolveBuildPlace } from "../deploy/build-place.js";
 import { type BuildProgressReporter, reportBuildProgress } from "../deploy/build-progress.js";
-import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer, type DeployOutput } from "../ui/deploy-progress.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 
 export const buildCommand: Command = {
@@ -30,8 +29,7 @@ ${FLEET_HELP}
       { ...FLEET_FLAGS, "build-host": { type: "string" } },
       "build",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`build: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "build");
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const where = await resolveBuildPlace(fleet, values["build-host"]);
     const progress = showBuildProgress(io.stderr, values.json === true);

@@ -20,7 +20,7 @@ import { mapLimit } from "../util/pool.js";
 import { letGoFromStore } from "../views/gc-let-go.js";
 import { rootsFromStore, type StoreRoots } from "../views/gc-roots.js";
 import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
-import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
+import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import { trapInterrupts } from "./interrupts.js";
 
 const HOUR = 3600_000;
@@ -116,8 +116,7 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
       },
       "cache gc",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`cache gc: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "cache gc");
     const keepReleases =
       parseIntFlag(values["keep-releases"], "--keep-releases", "cache gc") ?? DEFAULTS.keepReleases;
     const keepDays = parseNumberFlag(values["keep-days"], "--keep-days");

@@ -5,12 +5,12 @@ import { CacheLease } from "../cache/gc-lease.js";
 import { narInfoKey } from "../cache/layout.js";
 import { PIN_MAX_PATHS, readPins, removePin, writePin } from "../cache/pins.js";
 import { readNarInfo } from "../cache/read.js";
-import { InputError, UsageError } from "../errors.js";
+import { InputError, OperationError, UsageError } from "../errors.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
 import { formatLeaseEvent } from "../ui/lease-events.js";
 import { mapLimit } from "../util/pool.js";
 import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
-import { type Command, parseFlags, requireFlag, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, requireFlag, writeJson } from "./command.js";
 
 export const cachePin: Command = {
   path: ["cache", "pin"],
@@ -101,13 +101,14 @@ cache).`,
     const { url } = await readCacheInput(values, io, "cache unpin");
     const store = await openCache(url);
     try {
-      const removed = await removePin(store, name);
-      if (values.json) writeJson(io, { pin: name, removed });
-      else
-        io.stderr.write(
-          removed ? `removed the pin ${name}\n` : `no pin named ${name} in ${store.url}\n`,
-        );
-      return removed ? 0 : 1;
+      if (!(await removePin(store, name))) {
+        throw new OperationError("pin-not-found", `no pin named ${name} in ${store.url}`, {
+          hint: "'nixship cache pins' lists the pins",
+        });
+      }
+      if (values.json) writeJson(io, { pin: name, removed: true });
+      else io.stderr.write(`removed the pin ${name}\n`);
+      return 0;
     } finally {
       await store.close();
     }
@@ -134,8 +135,7 @@ that holds no cache).`,
       { ...CACHE_FLAGS, json: { type: "boolean" } },
       "cache pins",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`cache pins: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "cache pins");
     const { url } = await readCacheInput(values, io, "cache pins");
     const store = await openCache(url);
     try {

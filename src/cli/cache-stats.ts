@@ -1,10 +1,9 @@
 // `nixship cache stats`: what the cache holds, in figures.
 import { cacheStats } from "../cache/stats.js";
-import { UsageError } from "../errors.js";
 import { formatCacheStats } from "../ui/cache-stats.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
-import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
+import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import { readTrustedKeys } from "./keys-input.js";
 
 export const cacheStatsCommand: Command = {
@@ -39,8 +38,7 @@ Exit codes: 0 reported, 1 failed, 2 bad usage or input.`,
       },
       "cache stats",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`cache stats: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "cache stats");
     const { fleet, url } = await readCacheInput(values, io, "cache stats");
     const keys = values["trusted-key"] ?? fleet?.cache?.publicKeys;
     const trusted =

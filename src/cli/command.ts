@@ -68,6 +68,13 @@ export function parseIntFlag(
   return Number(value);
 }
 
+/** Refuses words a command that takes none was given (`agent pause extra`). */
+export function refuseArguments(positionals: readonly string[], command: string): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`${command}: unexpected argument '${positionals[0]}'`);
+  }
+}
+
 export function writeJson(io: CliIO, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

@@ -9,7 +9,7 @@ import { checkToken } from "../dashboard/token.js";
 import { UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { isLoopback, parseListen } from "../util/listen-address.js";
-import { type Command, parseFlags } from "./command.js";
+import { type Command, parseFlags, refuseArguments } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
@@ -60,9 +60,7 @@ Options:
       },
       "dashboard",
     );
-    if (positionals.length > 0) {
-      throw new UsageError(`dashboard: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "dashboard");
     const { host, port } = parseListen(values.listen ?? DEFAULT_LISTEN, "dashboard: --listen");
     let token: string | undefined;
     if (values["token-file"] !== undefined) {

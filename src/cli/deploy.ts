@@ -15,7 +15,7 @@ import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
-import { type Command, parseFlags, parseIntFlag, writeJson } from "./command.js";
+import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
   FLEET_HELP,
@@ -115,8 +115,7 @@ ${FLEET_HELP}
 ${BUILD_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, PLAN_FLAGS, "plan");
-    if (positionals.length > 0)
-      throw new UsageError(`plan: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "plan");
     const input = await readFleetInput(values, io);
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
@@ -256,8 +255,7 @@ aborted rollout too, once its hosts are rolled back), 2 for
 bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
-    if (positionals.length > 0)
-      throw new UsageError(`deploy: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "deploy");
     const input = await readFleetInput(values, io);
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "deploy");
     const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;

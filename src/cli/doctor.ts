@@ -18,7 +18,7 @@ import { selectHosts } from "../fleet/select.js";
 import { openStore } from "../store/url.js";
 import { formatDoctorReport } from "../ui/doctor-report.js";
 import { parseListen } from "../util/listen-address.js";
-import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
+import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
@@ -80,8 +80,7 @@ Exit codes: 0 nothing blocks a deploy (warnings may be printed), 1 something doe
       },
       "doctor",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`doctor: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "doctor");
     const nix = await probeNix(io.env);
     const checks: Check[] = judgeNix(nix);
     const substituters = configuredSubstituters(nix.config);

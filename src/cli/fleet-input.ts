@@ -37,9 +37,20 @@ export const FLEET_VALUES: FlagValues<typeof FLEET_FLAGS> = {
   "max-connections": "N",
 };
 
-export const FLEET_HELP = `  --fleet FILE       the fleet file, or a flake's fleet output (.#${DEFAULT_FLEET_OUTPUT},
+/** For a command that reads the fleet but selects no host and reaches none. */
+export const FLEET_FILE_FLAGS = {
+  fleet: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+const FLEET_FILE_LINES = `  --fleet FILE       the fleet file, or a flake's fleet output (.#${DEFAULT_FLEET_OUTPUT},
                      path:DIR#${DEFAULT_FLEET_OUTPUT}) (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE},
-                     else the ${DEFAULT_FLEET_OUTPUT} output of the flake in this directory)
+                     else the ${DEFAULT_FLEET_OUTPUT} output of the flake in this directory)`;
+
+export const FLEET_FILE_HELP = `${FLEET_FILE_LINES}
+  --json             machine-readable output on stdout`;
+
+export const FLEET_HELP = `${FLEET_FILE_LINES}
   --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
   --json             machine-readable output on stdout
   --max-connections N  the most ssh connections held at once (fleet's ssh.maxConnections,

@@ -1,7 +1,7 @@
 // `nixship key generate` and `nixship key public`: Nix-compatible signing keys.
 import { UsageError } from "../errors.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
-import { type Command, parseFlags, requireFlag } from "./command.js";
+import { type Command, parseFlags, refuseArguments, requireFlag } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
 
@@ -24,8 +24,7 @@ Options:
       { name: { type: "string" }, out: { type: "string" }, force: { type: "boolean" } },
       "key generate",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`key generate: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "key generate");
     const name = requireFlag(values.name, "--name", "key generate");
     const out = requireFlag(values.out, "--out", "key generate");
     const key = generateSecretKey(name);

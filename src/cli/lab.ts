@@ -33,7 +33,7 @@ import {
   formatLabHints,
   formatLabHosts,
 } from "../ui/lab-lines.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { whileTrapped } from "./interrupts.js";
 
 const WHERE = `Labs live in $NIXSHIP_LAB_DIR (default /var/lib/nixship/labs), one directory per lab.`;
@@ -369,11 +369,12 @@ export const labSshConfigCommand: Command = {
 Prints the lab's ssh_config (Host entries with the lab's key, known_hosts and strict host key
 checking), or with --path only its file name.`,
   async run(argv, io) {
-    const { values } = parseFlags(
+    const { values, positionals } = parseFlags(
       argv,
       { name: { type: "string" }, path: { type: "boolean" } },
       "lab ssh-config",
     );
+    refuseArguments(positionals, "lab ssh-config");
     const name = validateLabName(values.name ?? "lab");
     const file = join(labsDir(io.env), name, "ssh_config");
     // Read even for --path: a path printed for a lab that is not there helps no one.

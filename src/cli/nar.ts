@@ -6,7 +6,7 @@ import { InputError, UsageError } from "../errors.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarListing, listNar } from "../nix/nar-list.js";
 import { restoreNar } from "../nix/nar-restore.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { whileTrapped } from "./interrupts.js";
 
 export const narDump: Command = {
@@ -61,8 +61,7 @@ Lists every entry of the NAR read from stdin (type, size, path, symlink target),
 checking it strictly.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, "nar ls");
-    if (positionals.length !== 0)
-      throw new UsageError(`nar ls: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "nar ls");
     const entries = await listNar(io.stdin as AsyncIterable<Uint8Array>);
     if (values.json) writeJson(io, entries);
     else io.stdout.write(formatNarListing(entries));

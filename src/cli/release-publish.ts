@@ -4,7 +4,7 @@ import { deploy } from "../deploy/deploy.js";
 import { UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
@@ -65,9 +65,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
       },
       "release publish",
     );
-    if (positionals.length > 0) {
-      throw new UsageError(`release publish: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "release publish");
     const input = await readFleetInput(values, io);
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "release publish");
     if (values.key === undefined) {

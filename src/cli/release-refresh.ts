@@ -3,8 +3,8 @@
 import { openDelivery } from "../deploy/open-delivery.js";
 import { UsageError } from "../errors.js";
 import { RELEASE_DEFAULTS } from "../fleet/fleet.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
-import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
+import { FLEET_FILE_FLAGS, FLEET_FILE_HELP, readFleetInput } from "./fleet-input.js";
 import { readReleaseKey } from "./keys-input.js";
 
 export const releaseRefresh: Command = {
@@ -26,7 +26,7 @@ The current release must verify against the fleet's releases.publicKeys; a chann
 does not (planted) is passed over for the newest release that does.
 
 Options:
-${FLEET_HELP}
+${FLEET_FILE_HELP}
   --release-key FILE    secret key that signs the release (else $NIXSHIP_RELEASE_KEY)
 
 Prints the channel, the new release's number, its digest and expiry ({"channel", "seq",
@@ -35,12 +35,10 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLEET_FLAGS, "release-key": { type: "string" } },
+      { ...FLEET_FILE_FLAGS, "release-key": { type: "string" } },
       "release refresh",
     );
-    if (positionals.length > 0) {
-      throw new UsageError(`release refresh: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "release refresh");
     const { fleet, fleetFile } = await readFleetInput(values, io);
     const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, fleetFile);
     if (releaseKey === undefined) {

@@ -9,7 +9,14 @@ import { openStore } from "../store/url.js";
 import { formatReleaseList } from "../ui/release-list.js";
 import { formatReleaseShow } from "../ui/release-show.js";
 import { readReleaseList, readReleaseShow } from "../views/release-view.js";
-import { type CliIO, type Command, parseFlags, requireFlag, writeJson } from "./command.js";
+import {
+  type CliIO,
+  type Command,
+  parseFlags,
+  refuseArguments,
+  requireFlag,
+  writeJson,
+} from "./command.js";
 import { type FleetInput, readFleetInput } from "./fleet-input.js";
 import { readTrustedKeys } from "./keys-input.js";
 
@@ -44,9 +51,7 @@ ${STORE_HELP}
 Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usage or input.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, STORE_FLAGS, "release list");
-    if (positionals.length > 0) {
-      throw new UsageError(`release list: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "release list");
     const channel = requireFlag(values.channel, "--channel", "release list");
     const { store } = await openReleaseStore(values, io, "release list");
     try {

@@ -13,7 +13,7 @@ import { selectHosts } from "../fleet/select.js";
 import { ROLLOUT_ID } from "../status/rollout.js";
 import { storeName } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, rangedFlag, readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
@@ -96,8 +96,7 @@ ${FLEET_HELP}
       },
       "rollback",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`rollback: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "rollback");
     const to = values.to === undefined ? undefined : parseRollbackTarget(values.to);
     const byRollout = values.rollout !== undefined || (values.on === undefined && to === undefined);
     if (values.rollout !== undefined && to !== undefined) {

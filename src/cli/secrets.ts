@@ -12,7 +12,7 @@ import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
 import { readFileBounded } from "../util/bounded-file.js";
-import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
+import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readSecretFile } from "./keys-input.js";
@@ -264,9 +264,7 @@ Options:
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, FLAGS, "secrets list");
-    if (positionals.length > 0) {
-      throw new UsageError(`secrets list: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "secrets list");
     const { fleet } = await readFleetInput(values, io);
     const rows = await listSecrets(fleet, await hostKeysFor(fleet));
     if (values.json) writeJson(io, { secrets: rows });

@@ -3,7 +3,7 @@
 import { formatSsmDocument, scriptOf, ssmDocument } from "../delivery/ssm-document.js";
 import { UsageError } from "../errors.js";
 import { SSM_DEFAULTS } from "../fleet/fleet.js";
-import { type Command, parseFlags } from "./command.js";
+import { type Command, parseFlags, refuseArguments } from "./command.js";
 
 const NAME_PATTERN = /^[a-zA-Z0-9_.-]{3,128}$/;
 
@@ -65,8 +65,7 @@ Examples:
       { name: { type: "string" }, script: { type: "boolean" }, json: { type: "boolean" } },
       "ssm document",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`ssm document: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "ssm document");
     const name = values.name ?? SSM_DEFAULTS.documentName;
     if (!NAME_PATTERN.test(name)) {
       throw new UsageError(

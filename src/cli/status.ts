@@ -1,10 +1,9 @@
 // `nixship status`: what the selected hosts run, live over SSH or from the store.
-import { UsageError } from "../errors.js";
 import { selectHosts } from "../fleet/select.js";
 import { pausedRolloutLine } from "../ui/pause-lines.js";
 import { formatStatusTable } from "../ui/status-table.js";
 import { readStatusView } from "../views/status-view.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
 
 export const statusCommand: Command = {
@@ -73,8 +72,7 @@ ${FLEET_HELP}
       { ...FLEET_FLAGS, stored: { type: "boolean" } },
       "status",
     );
-    if (positionals.length > 0)
-      throw new UsageError(`status: unexpected argument '${positionals[0]}'`);
+    refuseArguments(positionals, "status");
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
     const { rows, warnings, paused } = await readStatusView(fleet, hosts, {

@@ -7,7 +7,7 @@ import { NixshipError, UsageError } from "../errors.js";
 import { type AgentHost, FLAKE_INSTALLABLE_PATTERN, type SystemSpec } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import { parseStorePath } from "../nix/store-path.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { writeOutputFile } from "./output-file.js";
 
@@ -104,9 +104,7 @@ an --image that is not a disk image the ami-import module takes).`,
       },
       "terraform vars",
     );
-    if (positionals.length > 0) {
-      throw new UsageError(`terraform vars: unexpected argument '${positionals[0]}'`);
-    }
+    refuseArguments(positionals, "terraform vars");
     const format = parseFormat(values.format);
     if (values.out !== undefined) checkOutFile(values.out, format);
     const image = values.image === undefined ? undefined : imageSpec(values.image);
