@@ -62,4 +62,35 @@ describe("cache pin and a collection", () => {
     expect(await allKeys(store, "gc/pins/")).toEqual(["gc/pins/installer.json"]);
     expect(await allKeys(store, "gc/leases/")).toEqual([]);
   });
+
+  it("an interrupt while it waits: exit 130, no pin and no lease left", async () => {
+    const { path } = await putSyntheticPath(
+      store,
+      generateSecretKey("pin-1"),
+      syntheticPath("stopped", "installer-2.0"),
+      [],
+    );
+    const lock = await takeGcLock(store, { waitMs: 0 });
+    try {
+      const child = spawn(process.execPath, [
+        NIXSHIP_BIN,
+        ...["cache", "pin", path, "--name", "stopped", "--cache", url],
+      ]);
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+      for (let i = 0; i < 300 && !stderr.includes("waiting for"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(stderr).toContain("waiting for the cache's garbage collection to finish");
+      child.kill("SIGTERM");
+      expect(await exited, stderr).toBe(130);
+      expect(await allKeys(store, "gc/pins/")).not.toContain("gc/pins/stopped.json");
+      expect(await allKeys(store, "gc/leases/")).toEqual([]);
+    } finally {
+      await lock.release();
+    }
+  });
 });

@@ -11,6 +11,7 @@ import { formatLeaseEvent } from "../ui/lease-events.js";
 import { mapLimit } from "../util/pool.js";
 import { CACHE_FLAGS, CACHE_HELP, openCache, readCacheInput } from "./cache-input.js";
 import { type Command, parseFlags, refuseArguments, requireFlag, writeJson } from "./command.js";
+import { trapInterrupts } from "./interrupts.js";
 
 export const cachePin: Command = {
   path: ["cache", "pin"],
@@ -45,9 +46,13 @@ no cache).`,
     // A pin is a root: leased from before it looks at the cache until it is written, so that a
     // collection running meanwhile does not sweep what it pins (docs/cache-gc.md).
     let lease: CacheLease | undefined;
+    // An interrupt stops a wait for a collection; once leased, the pin is written and the lease
+    // given back (a lease left behind would hold collections off for its 10 minutes).
+    const trap = trapInterrupts({ first: () => {}, second: () => {} });
     try {
       lease = await CacheLease.take(store, "pin", {
         onEvent: (e) => io.stderr.write(`${formatLeaseEvent(e)}\n`),
+        signal: trap.signal,
       });
       const found = await mapLimit(paths, 16, (p) => readNarInfo(store, p));
       const absent = paths.filter((_, i) => found[i] === undefined);
@@ -72,6 +77,7 @@ no cache).`,
     } finally {
       await lease?.release();
       await store.close();
+      trap.release();
     }
   },
 };

@@ -14,7 +14,7 @@ import { formatSecretsList } from "../ui/secrets-list.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
-import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+import { INTERRUPTED_EXIT, trapInterrupts, whileTrapped } from "./interrupts.js";
 import { readSecretFile } from "./keys-input.js";
 
 const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
@@ -126,7 +126,11 @@ ${FLEET_HELP}`,
     if (name === undefined) throw new UsageError("secrets set: expects the secret's NAME");
     const { fleet } = await readFleetInput(values, io);
     const plaintext = await readPlaintext(rest[0] === "-" ? "-" : values.from, io);
-    const outcome = await setSecret(fleet, name, plaintext, await hostKeysFor(fleet));
+    const keys = await hostKeysFor(fleet);
+    // An interrupt waits for the file to be written whole: never half a secret.
+    const outcome = await whileTrapped("secrets set", () =>
+      setSecret(fleet, name, plaintext, keys),
+    );
     plaintext.fill(0);
     if (values.json) writeJson(io, { name, ...outcome });
     else {
@@ -236,10 +240,14 @@ ${FLEET_HELP}`,
     );
     const { fleet } = await readFleetInput(values, io);
     const identities = await readIdentities(values.identity, io);
-    const rows = await rekeySecrets(fleet, await hostKeysFor(fleet), identities, {
-      ...(positionals.length > 0 ? { names: positionals } : {}),
-      force: values.force === true,
-    });
+    const keys = await hostKeysFor(fleet);
+    // An interrupt waits for the files to be written: all of them, or (on a failure) none.
+    const rows = await whileTrapped("secrets rekey", () =>
+      rekeySecrets(fleet, keys, identities, {
+        ...(positionals.length > 0 ? { names: positionals } : {}),
+        force: values.force === true,
+      }),
+    );
     if (values.json) writeJson(io, { secrets: rows });
     else {
       for (const row of rows) {
