@@ -23,7 +23,7 @@ import { openStore } from "../src/store/url.js";
 import { type CliRun, nixship, run, runOk } from "../support/cli.js";
 import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
-import { type FreshSystems, ownSystems } from "./support/fresh-systems.js";
+import { type FreshSystems, ownSystems, PINNED_FILES } from "./support/fresh-systems.js";
 import type { LabInfo } from "./support/lab-deploy.js";
 
 const LAB = "dlt";
@@ -66,8 +66,10 @@ async function nixBuild(...args: string[]): Promise<StorePath> {
   return built[0]?.outputs.out as StorePath;
 }
 
-async function buildSystem(): Promise<StorePath> {
-  const flake = await ownSystems({ web: SYSTEM });
+/** `pinned`: with nixship-activate trusting `publicKey` at the proxy, as a pinned host's is. */
+async function buildSystem(pinned = false): Promise<StorePath> {
+  const trust = `pinned = { substituters = [ "${proxyUrl}" ]; trustedKeys = [ "${publicKey}" ]; ${PINNED_FILES} };`;
+  const flake = await ownSystems({ web: pinned ? `${SYSTEM} ${trust}` : SYSTEM });
   flakes.push(flake);
   return nixBuild(`path:${flake.dir}#web`);
 }
@@ -457,7 +459,7 @@ exec zstd "$@"`,
     );
     expect(added.code, added.stderr).toBe(0);
     const unsigned = added.stdout.trim();
-    const fourth = await buildSystem();
+    const fourth = await buildSystem(true);
     await push(fourth);
     await publishDeltas(second, fourth);
     const old = await closure(second);
@@ -483,7 +485,7 @@ exec zstd "$@"`,
     expect(requests.get("nar")).toBe(lacking.length);
 
     // The tool the cache signed, with a key the host pins, is taken.
-    const fifth = await buildSystem();
+    const fifth = await buildSystem(true);
     await push(fifth);
     const worthNext = worthIt(await publishDeltas(fourth, fifth));
     const now = await closure(fourth);
@@ -499,7 +501,7 @@ exec zstd "$@"`,
 
     // A zstd of nixship-activate's own closure (on the PATH its wrapper sets) is used before any
     // tool the deployer names, even one the host could not realise at all.
-    const sixth = await buildSystem();
+    const sixth = await buildSystem(true);
     await push(sixth);
     const worthSixth = worthIt(await publishDeltas(fifth, sixth));
     const then = await closure(fifth);

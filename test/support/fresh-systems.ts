@@ -30,6 +30,9 @@ export async function freshSystems(names: readonly string[]): Promise<FreshSyste
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/** The fields of a `pinned` argument that name the files ownSystems puts in its flake. */
+export const PINNED_FILES = "script = ./activate.sh; text = import ./nixship-activate.nix;";
+
 /**
  * A flake of examples/system.nix systems, `name` → the Nix text of its arguments (beside
  * `system`), in which every store path is new to this run (system.nix's `nonce`), with the
@@ -41,6 +44,13 @@ export async function ownSystems(args: Readonly<Record<string, string>>): Promis
   const dir = await mkdtemp(join(tmpdir(), "nixship-own-systems-"));
   await cp(join(EXAMPLES_DIR, "system.nix"), join(dir, "system.nix"));
   await cp(join(EXAMPLES_DIR, "web"), join(dir, "web"), { recursive: true });
+  // What a `pinned` argument takes (nixosModules.host's text and the built activate.sh), inside
+  // the flake, which a pure evaluation may read: `pinned = { ...; ${PINNED_FILES} };`.
+  await cp(join(EXAMPLES_DIR, "..", "dist", "host", "activate.sh"), join(dir, "activate.sh"));
+  await cp(
+    join(EXAMPLES_DIR, "..", "packaging", "nixos", "nixship-activate.nix"),
+    join(dir, "nixship-activate.nix"),
+  );
   const packages = Object.entries(args).map(
     ([name, text]) =>
       `${name} = import ./system.nix ({ system = "x86_64-linux"; nonce = "${nonce}"; } // { ${text} });`,
