@@ -39,6 +39,17 @@ export function nixship(args: readonly string[], options: RunOptions = {}): Prom
   return run(process.execPath, [NIXSHIP_BIN, ...args], options);
 }
 
+/** A signing key `nixship key generate` made in `dir`: its secret file, and its public key. */
+export async function generatedKey(
+  dir: string,
+  name: string,
+): Promise<{ readonly file: string; readonly publicKey: string }> {
+  const file = join(dir, `${name}.sec`);
+  const made = await nixship(["key", "generate", "--name", name, "--out", file]);
+  if (made.code !== 0) throw new Error(`key generate ${name}: ${made.stderr}`);
+  return { file, publicKey: (await nixship(["key", "public", file])).stdout.trim() };
+}
+
 export function run(
   command: string,
   args: readonly string[],

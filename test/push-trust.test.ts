@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixCopyFrom, nixship } from "../support/cli.js";
+import { generatedKey, nixCopyFrom, nixship } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 
 let work: string;
@@ -16,9 +16,8 @@ let wrongKey: string;
 let wrongPub: string;
 
 async function makeKey(name: string): Promise<[string, string]> {
-  const file = join(work, `${name}.sec`);
-  await nixship(["key", "generate", "--name", name, "--out", file]);
-  return [file, (await nixship(["key", "public", file])).stdout.trim()];
+  const { file, publicKey } = await generatedKey(work, name);
+  return [file, publicKey];
 }
 
 /** A fleet whose hosts trust only the right key, with its cache at `cache`. */

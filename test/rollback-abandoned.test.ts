@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RolloutRecord } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { FsStore } from "../src/store/fs-store.js";
-import { nixship } from "../support/cli.js";
+import { generatedKey, nixship } from "../support/cli.js";
 
 const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-a1";
 const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-a1";
@@ -18,12 +18,6 @@ let fleet: string;
 let cache: string;
 let cacheKey: string;
 let releaseKey: string;
-
-async function keyPair(name: string): Promise<[string, string]> {
-  const file = join(work, `${name}.sec`);
-  await nixship(["key", "generate", "--name", name, "--out", file]);
-  return [file, (await nixship(["key", "public", file])).stdout.trim()];
-}
 
 /** A rollout record as a deploy killed mid-activation of a1 left it, last written at `at`. */
 async function leftRunning(id: string, at: Date): Promise<void> {
@@ -62,10 +56,12 @@ beforeAll(async () => {
   cache = join(work, "cache");
   await mkdir(cache);
   await writeFile(join(cache, "nix-cache-info"), "StoreDir: /nix/store\n");
-  let cachePub: string;
-  let releasePub: string;
-  [cacheKey, cachePub] = await keyPair("cache-1");
-  [releaseKey, releasePub] = await keyPair("release-1");
+  const cache1 = await generatedKey(work, "cache-1");
+  const release1 = await generatedKey(work, "release-1");
+  cacheKey = cache1.file;
+  releaseKey = release1.file;
+  const cachePub = cache1.publicKey;
+  const releasePub = release1.publicKey;
   fleet = join(work, "fleet.json");
   await writeFile(
     fleet,
