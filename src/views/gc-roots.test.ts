@@ -6,6 +6,8 @@ import { doubledRelease, releaseOfWebHosts } from "../../test/support/doubled-re
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
+import type { RolloutRecord } from "../status/rollout.js";
+import { writeRollout } from "../status/rollout-store.js";
 import { statusRecord } from "../status/status.js";
 import { FsStore } from "../store/fs-store.js";
 import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
@@ -75,6 +77,54 @@ describe("gc roots", () => {
       ]);
       expect(found.unreadable).toEqual([]);
       expect(found.roots.size).toBe(0);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a rollout that says running roots every system it gives and what each host ran before; a finished one, none", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+    try {
+      const store = new FsStore(dir, { fsync: false });
+      const record = (
+        id: string,
+        state: RolloutRecord["state"],
+        to: string,
+        from: string,
+      ): RolloutRecord => ({
+        version: 1,
+        id,
+        mode: "ssh",
+        action: "switch",
+        state,
+        stopped: null,
+        waves: [
+          {
+            index: 1,
+            kind: "main",
+            hosts: [
+              {
+                host: "web1",
+                state: "activating",
+                phase: "switch",
+                system: to,
+                before: from,
+                message: null,
+              },
+            ],
+          },
+        ],
+        skipped: [],
+        startedAt: "2026-11-28T10:00:00.000Z",
+        updatedAt: "2026-11-28T10:01:00.000Z",
+      });
+      // A deployer killed mid-rollout: it wrote no status record for web1, which runs p("b").
+      await writeRollout(store, record("aaaaaaaaaaaa", "running", p("b"), p("a")));
+      await writeRollout(store, record("bbbbbbbbbbbb", "failed", p("c"), p("d")));
+      const found = await rootsFromStore(store, { keepReleases: 5 });
+      expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
+      expect(found.unreadable).toEqual([]);
       await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -33,7 +33,7 @@ import {
 } from "../release/release-store.js";
 import { loadRelease } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
-import type { RolloutRecord } from "../status/rollout.js";
+import { type RolloutRecord, rolloutLive } from "../status/rollout.js";
 import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
@@ -174,28 +174,29 @@ export async function rootsFromStore(
     }
   }
 
-  // And the systems the newest rollouts gave it (a deployer writes them; one that does not
-  // read hides what it gave, so it is unreadable as a release is).
-  if (unread.size > 0) {
-    for (const { key } of await listNewestRollouts(store, GC_ROLLOUTS)) {
-      let rollout: RolloutRecord | undefined;
-      try {
-        rollout = await readRollout(store, key);
-      } catch (err) {
-        if (!(err instanceof InputError)) throw err;
-        unreadable.push({ name: key, problem: err.message });
-        continue;
-      }
-      for (const entry of [
-        ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
-        ...(rollout?.skipped ?? []),
-      ]) {
-        if (
-          unread.has(entry.host) &&
-          entry.system !== null &&
-          storePathOf(entry.system) === entry.system
-        )
-          keep(entry.host, entry.system, "rollout");
+  // And the systems the newest rollouts gave: to a host whose record does not read (a record
+  // that does not read hides what it gave, so it is unreadable as a release is); and, while a
+  // rollout says running, to every host it names, with what each ran before: its deployer
+  // writes the hosts' records when the rollout ends, so one killed before then wrote none.
+  for (const { key } of await listNewestRollouts(store, GC_ROLLOUTS)) {
+    let rollout: RolloutRecord | undefined;
+    try {
+      rollout = await readRollout(store, key);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      if (unread.size > 0) unreadable.push({ name: key, problem: err.message });
+      continue;
+    }
+    const live = rollout !== undefined && rolloutLive(rollout.state);
+    for (const entry of [
+      ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
+      ...(rollout?.skipped ?? []),
+    ]) {
+      if (!live && !unread.has(entry.host)) continue;
+      for (const path of [entry.system, live ? entry.before : null]) {
+        if (typeof path === "string" && storePathOf(path) === path) {
+          keep(entry.host, path, "rollout");
+        }
       }
     }
   }
