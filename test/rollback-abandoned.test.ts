@@ -5,10 +5,10 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RolloutRecord } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { generatedKey, nixship } from "../support/cli.js";
+import { rolloutRecord } from "./support/rollout-records.js";
 
 const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-a1";
 const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-a1";
@@ -21,33 +21,15 @@ let releaseKey: string;
 
 /** A rollout record as a deploy killed mid-activation of a1 left it, last written at `at`. */
 async function leftRunning(id: string, at: Date): Promise<void> {
-  const record: RolloutRecord = {
-    version: 1,
-    id,
-    mode: "agent",
-    action: "switch",
-    state: "running",
-    stopped: null,
-    waves: [
-      {
-        index: 1,
-        kind: "main",
-        hosts: [
-          {
-            host: "a1",
-            state: "activating",
-            phase: "switch",
-            system: V3,
-            before: V2,
-            message: null,
-          },
-        ],
-      },
-    ],
-    skipped: [],
-    startedAt: new Date(at.getTime() - 60_000).toISOString(),
-    updatedAt: at.toISOString(),
-  };
+  const record = rolloutRecord(
+    [{ host: "a1", state: "activating", phase: "switch", system: V3, before: V2, message: null }],
+    {
+      id,
+      mode: "agent",
+      startedAt: new Date(at.getTime() - 60_000).toISOString(),
+      updatedAt: at.toISOString(),
+    },
+  );
   await writeRollout(new FsStore(cache), record);
 }
 

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { doubledRelease, releaseOfWebHosts } from "../../test/support/doubled-release.js";
+import { rolloutRecord } from "../../test/support/rollout-records.js";
 import { generateSecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
@@ -87,38 +88,20 @@ describe("gc roots", () => {
     const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
     try {
       const store = new FsStore(dir, { fsync: false });
-      const record = (
-        id: string,
-        state: RolloutRecord["state"],
-        to: string,
-        from: string,
-      ): RolloutRecord => ({
-        version: 1,
-        id,
-        mode: "ssh",
-        action: "switch",
-        state,
-        stopped: null,
-        waves: [
-          {
-            index: 1,
-            kind: "main",
-            hosts: [
-              {
-                host: "web1",
-                state: "activating",
-                phase: "switch",
-                system: to,
-                before: from,
-                message: null,
-              },
-            ],
-          },
-        ],
-        skipped: [],
-        startedAt: "2026-11-28T10:00:00.000Z",
-        updatedAt: "2026-11-28T10:01:00.000Z",
-      });
+      const record = (id: string, state: RolloutRecord["state"], to: string, from: string) =>
+        rolloutRecord(
+          [
+            {
+              host: "web1",
+              state: "activating",
+              phase: "switch",
+              system: to,
+              before: from,
+              message: null,
+            },
+          ],
+          { id, state },
+        );
       // A deployer killed mid-rollout: it wrote no status record for web1, which runs p("b").
       await writeRollout(store, record("aaaaaaaaaaaa", "running", p("b"), p("a")));
       await writeRollout(store, record("bbbbbbbbbbbb", "failed", p("c"), p("d")));

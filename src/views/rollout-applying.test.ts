@@ -1,6 +1,7 @@
 // An ssh host shows applying while the running rollout has it activating: its record
 // is written only when it ends.
 import { describe, expect, it } from "vitest";
+import { rolloutRecord } from "../../test/support/rollout-records.js";
 import { sshRecord } from "../../test/support/status-records.js";
 import type { RolloutRecord } from "../status/rollout.js";
 import { withRolloutApplying } from "./rollout-applying.js";
@@ -13,26 +14,14 @@ const host = (name: string) =>
 const rows: StatusRow[] = ["web1", "web2"].map((h) =>
   storedRow(host(h), { record: sshRecord({ host: h }) }),
 );
-const rollout = (state: RolloutRecord["state"]): RolloutRecord => ({
-  version: 1,
-  id: "0123456789ab",
-  mode: "ssh",
-  action: "switch",
-  state,
-  stopped: null,
-  waves: [
-    {
-      index: 1,
-      kind: "main",
-      hosts: [
-        { host: "web1", state: "activating", phase: "switch", system: null, message: null },
-        { host: "web2", state: "pending", phase: null, system: null, message: null },
-      ],
-    },
-  ],
-  startedAt: "2026-11-26T07:00:00.000Z",
-  updatedAt: "2026-11-26T07:00:01.000Z",
-});
+const rollout = (state: RolloutRecord["state"]): RolloutRecord =>
+  rolloutRecord(
+    [
+      { host: "web1", state: "activating", phase: "switch", system: null, message: null },
+      { host: "web2", state: "pending", phase: null, system: null, message: null },
+    ],
+    { state },
+  );
 
 describe("hosts a running rollout applies", () => {
   it("shows a host the running rollout has activating as applying, at its step", () => {

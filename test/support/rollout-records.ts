@@ -1,8 +1,29 @@
 // The rollout records a lab's deploys left in its cache directory (status/rollouts/), read
-// back as files, newest first (their keys sort so).
+// back as files, newest first (their keys sort so); and records for unit tests.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { RolloutHost, RolloutRecord } from "../../src/status/rollout.js";
+
+/** A record of a rollout of one main wave of `hosts` over ssh, `over` laid on top. */
+export function rolloutRecord(
+  hosts: readonly RolloutHost[],
+  over: Partial<RolloutRecord> = {},
+): RolloutRecord {
+  return {
+    version: 1,
+    id: "0123456789ab",
+    mode: "ssh",
+    action: "switch",
+    state: "running",
+    stopped: null,
+    waves: [{ index: 1, kind: "main", hosts }],
+    skipped: [],
+    startedAt: "2026-11-26T07:00:00.000Z",
+    updatedAt: "2026-11-26T07:00:01.000Z",
+    ...over,
+  };
+}
 
 export interface RolloutFile {
   readonly id: string;
