@@ -391,6 +391,47 @@ describe("activate.sh on a lab host", () => {
     });
   });
 
+  it("with --expect-current, changes nothing on a host that runs another system (exit 14), and goes ahead on one that runs it", async () => {
+    const host = `${LAB}2`;
+    // The bash test left it on web-v3, generation 4.
+    const before = await status(host);
+    expect(before.current).toBe(systems["web-v3"]);
+    const token = "expect-t1";
+    const changed = await activate(host, "web-v1", {
+      expectCurrent: systems["web-v2"],
+      token,
+      confirmTimeout: 30,
+    });
+    expect(changed.code, JSON.stringify(changed.result)).toBe(ACTIVATE_EXIT.changed);
+    expect(changed.result).toMatchObject({
+      ok: false,
+      result: "changed",
+      rolledBack: false,
+      previous: systems["web-v3"],
+      generation: before.generation,
+    });
+    const message = (changed.result as { message: string }).message;
+    expect(message).toContain(`it runs ${systems["web-v3"]}, not ${systems["web-v2"]}`);
+    expect(await servedName(host)).toBe("web-v3");
+    const after = await status(host);
+    expect(after).toMatchObject({ current: systems["web-v3"], generation: before.generation });
+    expect(after.generations).toEqual(before.generations);
+    expect(after.activation ?? null).toBeNull();
+    // Nothing began under its token: an abort that asks after it hears so.
+    const asked = await onHost(host, abortArgs(token));
+    expect(asked.result).toMatchObject({ command: "abort", result: "unknown-token" });
+
+    const ahead = await activate(host, "web-v1", { expectCurrent: systems["web-v3"] });
+    expect(ahead.code, JSON.stringify(ahead.result)).toBe(0);
+    expect(await servedName(host)).toBe("web-v1");
+    const bad = await activate(host, "web-v2", { expectCurrent: "web-v3" });
+    expect(bad.code).toBe(ACTIVATE_EXIT.usage);
+    expect(bad.result).toMatchObject({
+      result: "usage",
+      message: expect.stringContaining("--expect-current"),
+    });
+  });
+
   it("cannot roll back a first deploy that fails, and says so", async () => {
     const { code, result } = await activate(`${LAB}3`, "web-failing");
     expect(code).toBe(ACTIVATE_EXIT.switch);

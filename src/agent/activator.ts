@@ -146,6 +146,10 @@ export class ScriptActivator implements Activator {
 }
 
 function applied(outcome: DeployOutcome): Applied {
+  // An agent's requests expect no system (DeployRequest.expect): a refusal is a failure here.
+  if (outcome.status === "skipped") {
+    return { status: "failed", phase: "realise", message: outcome.message, rolledBack: false };
+  }
   return outcome.status === "activated"
     ? {
         status: "activated",

@@ -400,6 +400,34 @@ describe("ChannelKeeper with another publisher at once", () => {
     expect(await named()).toEqual({ web1: sys("a", "web1"), web2: sys("d", "web2") });
   });
 
+  it("a wave that expects what a rollout gave leaves out a host another publisher has named since", async () => {
+    await deployed({ web1: sys("a", "web1"), web2: sys("a", "web2") });
+    await deployed({ web1: sys("b", "web1"), web2: sys("b", "web2") });
+    // The undo of rollout b planned both hosts back to a; then a deploy moves web2 to d.
+    const undo = keeper();
+    await keeper().publishWave(wave({ web2: sys("d", "web2") }), "switch");
+    const back = [
+      { host: "web1", path: sys("a", "web1"), expect: sys("b", "web1") },
+      { host: "web2", path: sys("a", "web2"), expect: sys("b", "web2") },
+    ];
+    const { release, refused } = await undo.publishWaveExpected(back, "switch");
+    expect(release?.release.hosts).toMatchObject({
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("d", "web2") },
+    });
+    expect([...refused.keys()]).toEqual(["web2"]);
+    expect(refused.get("web2")).toContain(
+      `the channel names ${sys("d", "web2")} for it, not ${sys("b", "web2")}`,
+    );
+    expect(await named()).toEqual({ web1: sys("a", "web1"), web2: sys("d", "web2") });
+    // A wave whose every host changed since publishes nothing.
+    const seq = (await channelRelease(store)).release.seq;
+    const none = await keeper().publishWaveExpected([back[1] as (typeof back)[number]], "switch");
+    expect(none.release).toBeUndefined();
+    expect(none.refused.has("web2")).toBe(true);
+    expect((await channelRelease(store)).release.seq).toBe(seq);
+  });
+
   it("a refresh whose read another release overtook reads again and signs that release's entries", async () => {
     await deployed({ web1: sys("a", "web1") });
     // A deploy lands while the refresh reads the hosts' history (its first listing of status/).

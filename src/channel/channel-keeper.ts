@@ -54,6 +54,19 @@ export interface WaveEntry extends EntryExtras {
   readonly path: StorePath;
   /** Undefined: the agent leaves the host's secrets alone. */
   readonly secrets?: HostSecrets | undefined;
+  /**
+   * The system the channel must still name for the host (a rollback of a rollout: what that
+   * rollout gave it); one that names another was changed since by another publisher, and the
+   * host is left out, refused. Undefined: whatever it names.
+   */
+  readonly expect?: StorePath | undefined;
+}
+
+/** A wave's release, and the hosts it left out as changed since (WaveEntry.expect), with why. */
+export interface WaveRelease {
+  /** Undefined: every host was refused, and nothing was published. */
+  readonly release: SignedRelease | undefined;
+  readonly refused: ReadonlyMap<string, string>;
 }
 
 /** A published release as a deploy reports it. */
@@ -148,12 +161,32 @@ export class ChannelKeeper {
 
   /** Publishes one release naming the wave's hosts' new systems (the others keep theirs). */
   async publishWave(wave: readonly WaveEntry[], action: Action): Promise<SignedRelease> {
+    const { release, refused } = await this.publishWaveExpected(wave, action);
+    if (release === undefined) {
+      throw new Error(`a wave was refused whole: ${[...refused.values()].join("; ")}`);
+    }
+    return release;
+  }
+
+  /**
+   * publishWave, where a host whose entry no longer names its `expect` (read with the release
+   * it is built on, so that no publisher comes between) is left out and refused; when every
+   * host is, nothing is published.
+   */
+  async publishWaveExpected(wave: readonly WaveEntry[], action: Action): Promise<WaveRelease> {
     this.#refuseFailed(await this.#readHistory(), wave);
     const named: Record<string, ReleaseHost> = {};
     for (const { host, path, secrets, reboot, deltaTool } of wave) {
       named[host] = await this.#entry(host, path, secrets, { reboot, deltaTool });
     }
-    return this.#publishOver("deploy", action, (entries) => Object.assign(entries, named));
+    return this.#attempt(async () => {
+      const read = await this.#read();
+      const refused = changedSince(wave, read.trusted?.release.hosts ?? {});
+      const kept = Object.entries(named).filter(([host]) => !refused.has(host));
+      if (kept.length === 0 && refused.size > 0) return { release: undefined, refused };
+      Object.assign(read.entries, Object.fromEntries(kept));
+      return { release: await this.#publish(read, "deploy", action), refused };
+    });
   }
 
   /**
@@ -391,6 +424,23 @@ export class ChannelKeeper {
     this.#published.push(signed);
     return signed;
   }
+}
+
+/** The wave's hosts whose entry in `named` (the channel's) is not their `expect`, with why. */
+function changedSince(
+  wave: readonly WaveEntry[],
+  named: Readonly<Record<string, ReleaseHost>>,
+): Map<string, string> {
+  const refused = new Map<string, string>();
+  for (const { host, expect } of wave) {
+    const now = named[host]?.path;
+    if (expect === undefined || now === expect) continue;
+    refused.set(
+      host,
+      `the channel names ${now ?? "no system"} for it, not ${expect}, which this release expected: changed since, by another publisher; left as it is`,
+    );
+  }
+  return refused;
 }
 
 /** A release as a deploy reports it: channel, number and digest. */

@@ -99,7 +99,16 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       releaseKey: o.releaseKey,
       // A host that stays may be away; one that must go back and cannot is counted below.
       skipUnreachable: true,
-      rollback: { undoes: read.record.id, left, stays },
+      rollback: {
+        undoes: read.record.id,
+        left,
+        stays,
+        // Each host goes back only if it still runs what the rollout left there when its turn
+        // comes (checked on the host, or by the channel): a deploy that lands meanwhile stays.
+        ...(o.force
+          ? {}
+          : { expect: new Map(back.map((s) => [s.host, s.from as StorePath] as const)) }),
+      },
     },
   );
   if (summary !== undefined) o.onSummary?.(summary);

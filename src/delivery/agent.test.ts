@@ -214,6 +214,40 @@ describe("AgentDelivery.deployWave", () => {
     expect(events.filter((e) => e.type === "done").map((e) => e.host)).toHaveLength(2);
   });
 
+  it("leaves out a host whose entry another publisher changed since the wave expected it, and watches the rest", async () => {
+    startAgents(["web1", "web2"]);
+    await delivery().deployWave(
+      wave({ web1: sys("b", "web1"), web2: sys("b", "web2") }),
+      () => {},
+      CONTEXT,
+    );
+    // Another deploy moves web2 to d; then a rollback's wave expects b on both.
+    await delivery().deployWave(wave({ web2: sys("d", "web2") }), () => {}, CONTEXT);
+    const back = wave({ web1: sys("a", "web1"), web2: sys("a", "web2") }).map((w) => ({
+      ...w,
+      request: { ...w.request, expect: sys("b", w.host.name) },
+    }));
+    const events: DeliveryEvent[] = [];
+    const outcomes = await delivery().deployWave(back, (e) => events.push(e), CONTEXT);
+    expect(outcomes[0]).toMatchObject({ status: "activated" });
+    expect(outcomes[1]).toMatchObject({
+      status: "skipped",
+      reason: "refused",
+      message: expect.stringContaining(`names ${sys("d", "web2")} for it, not ${sys("b", "web2")}`),
+    });
+    expect(events.filter((e) => e.type === "done").map((e) => e.host)).toEqual(["web2", "web1"]);
+    expect((await channel()).release.hosts).toEqual({
+      web1: { path: sys("a", "web1") },
+      web2: { path: sys("d", "web2") },
+    });
+    expect(activators.get("web2")?.applied).toEqual([sys("b", "web2"), sys("d", "web2")]);
+    // Every host changed since: nothing is published, nothing watched.
+    const seq = (await channel()).release.seq;
+    const none = await delivery().deployWave(back.slice(1), () => {}, CONTEXT);
+    expect(none).toEqual([expect.objectContaining({ status: "skipped", reason: "refused" })]);
+    expect((await channel()).release.seq).toBe(seq);
+  });
+
   it("names a failed host back to its earlier system in a rollback release", async () => {
     startAgents(["web1", "web2"], [sys("c", "web1")]);
     await delivery().deployWave(

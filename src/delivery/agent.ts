@@ -99,7 +99,36 @@ export class AgentDelivery implements Delivery {
   ): Promise<DeployOutcome[]> {
     // What the channel named before this wave: where an interrupt takes the hosts not done.
     const before = await this.#keeper.entries();
-    const release = await this.#keeper.publishWave(wave.map(waveEntry), waveAction(wave));
+    const published = await this.#keeper.publishWaveExpected(wave.map(waveEntry), waveAction(wave));
+    if (published.refused.size === 0 && published.release !== undefined) {
+      return this.#watchWave(wave, published.release, before, emit, context);
+    }
+    // Hosts changed since (WaveEntry.expect) are left as they are; the others are watched.
+    const refused = (host: string): DeployOutcome | undefined => {
+      const why = published.refused.get(host);
+      return why === undefined ? undefined : { status: "skipped", reason: "refused", message: why };
+    };
+    for (const w of wave) {
+      const outcome = refused(w.host.name);
+      if (outcome !== undefined) emit({ type: "done", host: w.host.name, outcome });
+    }
+    const kept = wave.filter((w) => !published.refused.has(w.host.name));
+    const watched =
+      published.release === undefined
+        ? []
+        : await this.#watchWave(kept, published.release, before, emit, context);
+    const outcomes = new Map(kept.map((w, i) => [w.host.name, watched[i] as DeployOutcome]));
+    return wave.map((w) => refused(w.host.name) ?? (outcomes.get(w.host.name) as DeployOutcome));
+  }
+
+  /** Watches `wave` apply `release`, and answers the hosts that failed it or were not done. */
+  async #watchWave(
+    wave: readonly WaveHost[],
+    release: SignedRelease,
+    before: Readonly<Record<string, ReleaseHost>>,
+    emit: (event: DeliveryEvent) => void,
+    context: WaveContext,
+  ): Promise<DeployOutcome[]> {
     const watched = await this.#watcher.watch(
       release,
       wave.map((w) => w.host.name),
@@ -216,6 +245,7 @@ function waveEntry({ host, request }: WaveHost): WaveEntry {
     secrets: request.secrets,
     reboot: request.reboot,
     deltaTool: request.deltaTool,
+    expect: request.expect,
   };
 }
 

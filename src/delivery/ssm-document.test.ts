@@ -163,6 +163,7 @@ const GOOD: Record<keyof typeof SSM_PARAMETERS, string> = {
   SecretsSha256: "a".repeat(64),
   AgePath: "/nix/store/1c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-age-1.2.1",
   DeltaTool: "/nix/store/2c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-zstd-1.5.6",
+  ExpectCurrent: "/nix/store/3c7j2gdmd5q5b5sl3jfql3qa0y41zlhb-nixos-system-web-24.05",
   Generation: "12",
   KeepGenerations: "3",
   RebootToken: "s1abc-def_2",
@@ -319,14 +320,24 @@ describe("renderRunCommand", () => {
     expect(shell.split("\n")).toHaveLength(document.mainSteps[0]?.inputs.runCommand.length ?? 0);
   });
 
+  /** The arguments the document gives activate.sh: its shell up to where it runs the script. */
+  const argsOf = (values: Record<string, string>) => {
+    const lines = renderRunCommand(document, values).split("\n");
+    const end = lines.findIndex((l) => l.startsWith("# A host with pinned trust"));
+    const shell = [...lines.slice(0, end), 'printf "%s\\n" "$@"'].join("\n");
+    return execFileSync("sh", ["-c", shell], { encoding: "utf8" }).trim().split("\n");
+  };
+
+  it("passes ExpectCurrent to activate as --expect-current, and nothing without it", () => {
+    const expected = GOOD.ExpectCurrent;
+    const args = argsOf({ StorePath: STORE_PATH, ExpectCurrent: expected });
+    expect(
+      args.slice(args.indexOf("--expect-current"), args.indexOf("--expect-current") + 2),
+    ).toEqual(["--expect-current", expected]);
+    expect(argsOf({ StorePath: STORE_PATH })).not.toContain("--expect-current");
+  });
+
   it("passes DeltaTool to activate as --delta-tool, and nothing without it", () => {
-    /** The arguments the document gives activate.sh: its shell up to where it runs the script. */
-    const argsOf = (values: Record<string, string>) => {
-      const lines = renderRunCommand(document, values).split("\n");
-      const end = lines.findIndex((l) => l.startsWith("# A host with pinned trust"));
-      const shell = [...lines.slice(0, end), 'printf "%s\\n" "$@"'].join("\n");
-      return execFileSync("sh", ["-c", shell], { encoding: "utf8" }).trim().split("\n");
-    };
     const tool = GOOD.DeltaTool;
     const withTool = argsOf({ StorePath: STORE_PATH, DeltaTool: tool });
     expect(withTool.slice(0, 3)).toEqual(["activate", "--path", STORE_PATH]);

@@ -100,6 +100,13 @@ export const SSM_PARAMETERS = {
     allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
     default: "",
   },
+  ExpectCurrent: {
+    type: "String",
+    description:
+      "A store path: the instance must run it (checked under its activation lock before anything changes) or it is left as it is, changed since (activate.sh exit 14); empty: whatever it runs.",
+    allowedPattern: "^(/nix/store/[0-9a-df-np-sv-z]{32}-[0-9a-zA-Z+._?=-]+)?$",
+    default: "",
+  },
   Generation: {
     type: "String",
     description: "For Command rollback: the generation to go back to (empty: the previous one).",
@@ -189,6 +196,7 @@ secrets_url='{{ SecretsUrl }}'
 secrets_sha256='{{ SecretsSha256 }}'
 age_path='{{ AgePath }}'
 delta_tool='{{ DeltaTool }}'
+expect_current='{{ ExpectCurrent }}'
 generation='{{ Generation }}'
 keep_generations='{{ KeepGenerations }}'
 activation_timeout='{{ ActivationTimeout }}'
@@ -220,6 +228,7 @@ case $command in
         [ -z "$age_path" ] || set -- "$@" --age "$age_path"
       fi
       [ -z "$delta_tool" ] || set -- "$@" --delta-tool "$delta_tool"
+      [ -z "$expect_current" ] || set -- "$@" --expect-current "$expect_current"
       if [ -n "$reboot_token" ]; then
         [ "$action" = boot ] || usage "a RebootToken needs Action boot"
         set -- "$@" --reboot-token "$reboot_token" --caller-reboots

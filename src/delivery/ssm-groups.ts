@@ -44,6 +44,9 @@ export function groupWave(wave: readonly WaveHost[]): Group[] {
         ? null
         : [request.judgeBoot.token, request.judgeBoot.reboot.rollback],
       request.recordBoot === true,
+      // Each host's own zstd (the one its running system has), and what it must run now.
+      request.deltaTool ?? null,
+      request.expect ?? null,
       // Hosts given the same secrets (the same bundle) can share one command and one URL.
       request.secrets === undefined ? null : [request.secrets.bundle, request.secrets.age],
     ]);

@@ -5,6 +5,7 @@ import type { CommandInvocation } from "@aws-sdk/client-ssm";
 import { OperationError } from "../errors.js";
 import type { SsmHost, SsmSettings } from "../fleet/fleet.js";
 import { type ActivationResult, answerOf, parseActivationResult } from "../host/activation.js";
+import { notActivated } from "../host/activation-session.js";
 import { resultMessage } from "../host/script-outcomes.js";
 import { combinedDeltaReport, type DeltaReport } from "../status/delta-report.js";
 import { withoutControls } from "../util/text.js";
@@ -159,7 +160,7 @@ export function instanceOutcome(
       );
     }
     if (result.ok) return activatedAs(result.generation, result.previous, result.delta);
-    return failed(result.phase, result.message, result.rolledBack);
+    return { instanceId: inv.instanceId, result, outcome: notActivated(result) };
   }
   const judged = answerOf(result, "after-boot");
   if (judged !== undefined) {
@@ -200,7 +201,16 @@ export function combineOutcomes(
     }
     return o;
   }
-  const failures = outcomes.filter((o) => o.outcome.status === "failed");
+  const refusals = outcomes.filter((o) => o.outcome.status === "skipped");
+  if (refusals.length === outcomes.length) {
+    return {
+      status: "skipped",
+      reason: "refused",
+      message: `${refusals.length} of ${outcomes.length} instances refused: ${refusals.map(prefixed).join("; ")}`,
+    };
+  }
+  // An instance refused (changed since) beside others that did not: the host is not one thing.
+  const failures = outcomes.filter((o) => o.outcome.status !== "activated");
   if (failures.length === 0) {
     const same = <T>(f: (o: InstanceOutcome) => T) => {
       const values = new Set(outcomes.map(f));
@@ -215,20 +225,17 @@ export function combineOutcomes(
       ...deltaOf(outcomes),
     };
   }
-  const firstFailed = (failures[0] as InstanceOutcome).outcome as Extract<
-    DeployOutcome,
-    { status: "failed" }
-  >;
+  const firstFailed = failures.find((o) => o.outcome.status === "failed")?.outcome;
   return {
     status: "failed",
-    phase: firstFailed.phase,
+    phase: firstFailed?.status === "failed" ? firstFailed.phase : "realise",
     message: `${failures.length} of ${outcomes.length} instances failed: ${failures.map(prefixed).join("; ")}`,
     rolledBack: failures.every((o) => o.outcome.status === "failed" && o.outcome.rolledBack),
   };
 }
 
 export function prefixed(o: InstanceOutcome): string {
-  const message = o.outcome.status === "failed" ? o.outcome.message : "activated";
+  const message = o.outcome.status === "activated" ? "activated" : o.outcome.message;
   return message.startsWith(`${o.instanceId}:`) ? message : `${o.instanceId}: ${message}`;
 }
 

@@ -67,6 +67,14 @@ describe("activateParameters", () => {
     expect(without).not.toHaveProperty("AgePath");
   });
 
+  it("passes what the host must run now as ExpectCurrent, only when the request expects one", () => {
+    const ran = "/nix/store/33333333333333333333333333333333-nixos-system-web-old" as StorePath;
+    expect(activateParameters(3600, request({ expect: ran }))).toMatchObject({
+      ExpectCurrent: [ran],
+    });
+    expect(activateParameters(3600, request())).not.toHaveProperty("ExpectCurrent");
+  });
+
   it("turns a reboot with its token into a boot activation recorded under that token", () => {
     const rebooting = request({ reboot: { timeout: 600, rollback: true } });
     expect(activateParameters(3600, rebooting, undefined, "s1")).toMatchObject({

@@ -117,6 +117,8 @@ export function activateParameters(
     SecretsSha256: secrets?.sha256 ?? "",
     AgePath: (secrets && request.secrets?.age) ?? "",
     DeltaTool: request.deltaTool ?? "",
+    // Only when set: a document older than this parameter still takes every other request.
+    ExpectCurrent: request.expect ?? "",
     // activate.sh ends by itself within its own bounds; SSM stops it no later than that.
     ExecutionTimeout: String(Math.min(commandTimeout, activateDeadline(request))),
     ...(rebootToken === undefined || request.reboot === undefined

@@ -7,6 +7,7 @@ import type { PolicyOverride } from "../fleet/host-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { MetricsSource } from "../metrics/prometheus.js";
 import type { SecretKey } from "../nix/keys.js";
+import type { StorePath } from "../nix/store-path.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import type { DeployEvent, HostResult } from "./events.js";
 import type { RolloutRecorderOptions } from "./rollout-recorder.js";
@@ -50,8 +51,15 @@ export interface DeployOptions {
    * seconds; 0 or undefined: hosts are asked once.
    */
   readonly waitReachable?: number;
-  /** A rollback of a rollout: its record names the rollout it undoes and the hosts it leaves. */
-  readonly rollback?: RolloutRecorderOptions["rollback"];
+  /**
+   * A rollback of a rollout: its record names the rollout it undoes and the hosts it leaves;
+   * `expect`, what each host sent back must still run (what that rollout left there), checked
+   * by the host under its lock, or by the channel's release for agent hosts: one that runs
+   * another is refused, left as it is (absent: `--force`, whatever it runs).
+   */
+  readonly rollback?: RolloutRecorderOptions["rollback"] & {
+    readonly expect?: ReadonlyMap<string, StorePath>;
+  };
   /**
    * Aborted on an interrupt. Before the rollout the deploy ends with an InterruptedError (no
    * host changed); during it, no new wave starts, the wave in flight is aborted and waited

@@ -38,7 +38,7 @@ export function substitutesFromCache(
  * `deltaTool`: the zstd the plan gives it to apply deltas with (plan-deltas.ts), if any.
  */
 export function deployRequest(
-  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
+  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags" | "rollback">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   host: FleetHost,
   planned: PlannedHost,
@@ -62,6 +62,7 @@ export function deployRequest(
     // The next deploy judges the boot this one sets (docs/reboots.md).
     recordBoot: true,
     deltaTool,
+    expect: options.rollback?.expect?.get(host.name),
   });
 }
 
@@ -70,7 +71,7 @@ export function deployRequest(
  * channel read them from here and never call back into planning.
  */
 export function hostRequests(
-  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags">,
+  options: Pick<DeployOptions, "action" | "fleet" | "policy" | "policyFlags" | "rollback">,
   prepared: Pick<Prepared, "substituters" | "trustedKeys" | "secrets" | "systemHealth">,
   hosts: readonly FleetHost[],
   plan: Pick<DeployPlan, "hosts">,

@@ -17,7 +17,7 @@ const UNCHANGED_IN: ReadonlySet<HostPhase> = new Set([
  * The system `result`'s host runs now: the new one once activated (a boot activation: the old
  * one until it reboots); after a failure, the one it ran (`before`) when it went back or had
  * changed nothing yet, else the failed system, which the host marks failed; a skipped host what
- * it ran. Undefined: the deployer does not know.
+ * it ran. Undefined: the deployer does not know (a host refused as changed since).
  */
 export function runsAfter(
   result: Pick<HostResult, "outcome" | "desired">,
@@ -31,6 +31,7 @@ export function runsAfter(
     case "failed":
       return o.rolledBack || UNCHANGED_IN.has(o.phase) ? before : result.desired;
     case "skipped":
+      if (o.reason === "refused") return undefined; // it runs what changed it since
       return o.reason === "up-to-date" ? (before ?? result.desired) : before;
   }
 }

@@ -124,8 +124,11 @@ export type ActivationResult =
   | {
       readonly ok: false;
       readonly command: "activate";
-      /** timed-out: ran past --activation-timeout (exit 10); the switch was stopped. */
-      readonly result: "failed" | "timed-out";
+      /**
+       * timed-out: ran past --activation-timeout (exit 10); the switch was stopped. changed: the
+       * host runs another system than --expect-current (exit 14); nothing changed.
+       */
+      readonly result: "failed" | "timed-out" | "changed";
       readonly phase: "realise" | "secrets" | "profile" | "switch" | "reboot" | "health";
       readonly exitCode: number;
       readonly message: string;

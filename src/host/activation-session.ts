@@ -28,6 +28,7 @@ import {
   failed,
   kept,
   neverBegan,
+  notActivated,
   runHttpChecks,
   SETTLE_TIMEOUT,
   settleOverNew,
@@ -51,6 +52,7 @@ export function buildDeployRequest(parts: RequestParts): DeployRequest {
     ...(parts.judgeBoot === undefined ? {} : { judgeBoot: parts.judgeBoot }),
     ...(parts.recordBoot === true && parts.action === "boot" ? { recordBoot: true as const } : {}),
     ...(parts.deltaTool === undefined ? {} : { deltaTool: parts.deltaTool }),
+    ...(parts.expect === undefined ? {} : { expect: parts.expect }),
   };
 }
 
@@ -88,7 +90,12 @@ export type {
   ScriptRunOptions,
   SessionHooks,
 } from "./session-request.js";
-export { activateDeadline, SESSION_MARGIN, SETTLE_TIMEOUT } from "./session-steps.js";
+export {
+  activateDeadline,
+  notActivated,
+  SESSION_MARGIN,
+  SETTLE_TIMEOUT,
+} from "./session-steps.js";
 
 /**
  * What the session does with each line activate.sh writes on stderr: a phase marker
@@ -174,7 +181,7 @@ export async function runActivationSession(
   if (answer.tookOver) hooks.log(answer.tookOver);
   // A timed-out activation's message names the timeout ("… ran past the activation timeout
   // of 5s; stopped it").
-  if (!answer.ok) return failed(answer.phase, answer.message, answer.rolledBack);
+  if (!answer.ok) return notActivated(answer);
   return finishActivation(
     transport,
     request,

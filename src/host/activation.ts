@@ -29,6 +29,8 @@ export const ACTIVATE_EXIT = {
   secrets: 11,
   /** prune: the generations could not be removed. */
   prune: 12,
+  /** The host does not run the system --expect-current names: nothing changed. */
+  changed: 14,
 } as const;
 
 /**
@@ -101,6 +103,11 @@ export interface ActivateOptions {
    * can of the system from the cache's deltas (docs/deltas.md); absent: every path whole.
    */
   readonly deltaTool?: string;
+  /**
+   * The system the host must run for the activation to go ahead, checked under the host's lock
+   * before anything changes; one that runs another answers `changed` (exit 14).
+   */
+  readonly expectCurrent?: string;
 }
 
 export function activateArgs(o: ActivateOptions): string[] {
@@ -123,6 +130,7 @@ export function activateArgs(o: ActivateOptions): string[] {
   if (o.rebootToken) args.push("--reboot-token", o.rebootToken);
   else if (o.bootToken) args.push("--boot-token", o.bootToken);
   if (o.deltaTool !== undefined) args.push("--delta-tool", o.deltaTool);
+  if (o.expectCurrent !== undefined) args.push("--expect-current", o.expectCurrent);
   if (o.secrets) {
     args.push("--secrets");
     if (o.secrets.age !== undefined) args.push("--age", o.secrets.age);

@@ -24,6 +24,7 @@ import {
   activateRequest,
   failed,
   kept as keptSystem,
+  notActivated,
   runHttpChecks,
   SETTLE_TIMEOUT,
   settleOverNew,
@@ -137,7 +138,7 @@ export async function beginReboot(
     return stop(failed("connect", message || `activate.sh exited with ${run.code}`, false));
   }
   if (answer.tookOver) hooks.log(answer.tookOver);
-  if (!answer.ok) return stop(failed(answer.phase, answer.message, answer.rolledBack));
+  if (!answer.ok) return stop(notActivated(answer));
   if (answer.result !== "rebooting" || answer.bootId === undefined) {
     return stop(failed("reboot", "the host set its next boot but did not reboot", false));
   }

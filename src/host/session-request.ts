@@ -74,6 +74,13 @@ export interface DeployRequest {
    * it; an agent, which judges only the reboots it makes, does not.
    */
   readonly recordBoot?: true;
+  /**
+   * The system the host must run for this request to go ahead, checked by the host under its
+   * lock before anything changes (a rollback of a rollout: what that rollout left there); a host
+   * that runs another was changed since and is left as it is (outcome `refused`). Undefined:
+   * whatever it runs.
+   */
+  readonly expect?: StorePath;
 }
 
 /** A pending boot to judge: its token, and what the host goes back to if it fails. */
@@ -116,6 +123,8 @@ export interface RequestParts {
   readonly recordBoot?: boolean | undefined;
   /** The delta tool (bin/zstd) when the host may fetch paths as deltas; undefined: whole. */
   readonly deltaTool?: StorePath | undefined;
+  /** The system the host must run for the request to go ahead (DeployRequest.expect). */
+  readonly expect?: StorePath | undefined;
 }
 
 /** What one host is given of the fleet's secrets: ciphertexts only. */
@@ -198,6 +207,12 @@ export type DeployOutcome =
        * another host of its wave whose failed bake took the wave back.
        */
       readonly cause?: FailureCause;
+    }
+  | {
+      /** Nothing was done: the host ran another system than the request expects (`expect`). */
+      readonly status: "skipped";
+      readonly reason: "refused";
+      readonly message: string;
     };
 
 /** Which steps an activation has, from its action: one decision for every mode. */

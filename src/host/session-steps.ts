@@ -3,7 +3,12 @@
 import type { DeltaReport } from "../status/delta-report.js";
 import { describePrune, type PruneReport } from "../status/prune-report.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { type ActivateOptions, PRUNE_TIMEOUT, type ScriptCommand } from "./activation.js";
+import {
+  type ActivateOptions,
+  type ActivationResult,
+  PRUNE_TIMEOUT,
+  type ScriptCommand,
+} from "./activation.js";
 import { httpCheck } from "./http-check.js";
 import { pruneOutcome } from "./script-outcomes.js";
 import type {
@@ -65,7 +70,13 @@ export function activateRequest(
   request: DeployRequest,
   how: Omit<
     ActivateOptions,
-    "path" | "substituters" | "trustedKeys" | "activationTimeout" | "secrets" | "deltaTool"
+    | "path"
+    | "substituters"
+    | "trustedKeys"
+    | "activationTimeout"
+    | "secrets"
+    | "deltaTool"
+    | "expectCurrent"
   >,
   run: {
     readonly deadline: number;
@@ -81,6 +92,7 @@ export function activateRequest(
       trustedKeys: request.trustedKeys,
       activationTimeout: request.activationTimeout,
       ...(request.deltaTool === undefined ? {} : { deltaTool: request.deltaTool }),
+      ...(request.expect === undefined ? {} : { expectCurrent: request.expect }),
       ...(request.secrets === undefined
         ? {}
         : { secrets: request.secrets.age === undefined ? {} : { age: request.secrets.age } }),
@@ -172,6 +184,22 @@ export async function prune(
 
 export function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
   return { status: "failed", phase, message, rolledBack };
+}
+
+/**
+ * What an activation that did not go through comes to: a host changed since the request was
+ * made (`expect`) is refused, nothing done; any other, a failure in its phase.
+ */
+export function notActivated(
+  answer: Pick<
+    Extract<ActivationResult, { command: "activate"; ok: false }>,
+    "result" | "phase" | "message" | "rolledBack"
+  >,
+): DeployOutcome {
+  if (answer.result === "changed") {
+    return { status: "skipped", reason: "refused", message: answer.message };
+  }
+  return failed(answer.phase, answer.message, answer.rolledBack);
 }
 
 /** The longest the driver waits for `activate` itself. */

@@ -253,6 +253,8 @@ export function describeHostDone(result: HostResult): string {
           return `not started${message}`;
         case "unreachable":
           return `unreachable${message}`;
+        case "refused":
+          return `REFUSED${message}`;
       }
     }
   }

@@ -48,6 +48,12 @@ const RESULTS: HostResult[] = [
     desired,
     seconds: 0,
   },
+  {
+    host: "db4",
+    outcome: { status: "skipped", reason: "refused", message: "it runs X, not Y: changed since" },
+    desired,
+    seconds: 0,
+  },
 ];
 
 const text = formatDeploySummary(RESULTS, 12.34);
@@ -81,6 +87,7 @@ describe("resultLabel", () => {
       "skipped (up to date)",
       "not started",
       "unreachable",
+      "REFUSED (changed since)",
     ]);
   });
 });
@@ -124,6 +131,14 @@ describe("formatDeploySummary", () => {
     expect(cells("db1")).toEqual(["db1", "skipped (up to date)", "-", "-", "-"]);
     expect(cells("db2")).toEqual(["db2", "not started", "-", "-", "-"]);
     expect(cells("db3")).toEqual(["db3", "unreachable", "-", "-", "-", "no route to host"]);
+    expect(cells("db4")).toEqual([
+      "db4",
+      "REFUSED (changed since)",
+      "-",
+      "-",
+      "-",
+      "it runs X, not Y: changed since",
+    ]);
   });
 
   it("aligns the columns", () => {
@@ -136,7 +151,7 @@ describe("formatDeploySummary", () => {
 
   it("ends with the counts and the total time", () => {
     expect(lines.at(-1)).toBe(
-      "3 activated, 2 failed, 1 up to date, 1 unreachable, 1 not started in 12.3s",
+      "3 activated, 2 failed, 1 up to date, 1 unreachable, 1 not started, 1 refused in 12.3s",
     );
   });
 
@@ -184,6 +199,8 @@ describe("the runs column (with the plan)", () => {
       db1: "example-web-system-v2",
       db2: "example-web-system-v1",
       db3: "example-web-system-v1",
+      // Refused: it runs what changed it since, which its message names.
+      db4: "unknown",
     });
     // boot changes what boots next, not what runs.
     expect(runs(RESULTS[0] as HostResult, plan("boot"))).toBe("example-web-system-v1");

@@ -19,7 +19,13 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`;
 }
 
-export type ResultKind = "activated" | "failed" | "up-to-date" | "not-started" | "unreachable";
+export type ResultKind =
+  | "activated"
+  | "failed"
+  | "up-to-date"
+  | "not-started"
+  | "unreachable"
+  | "refused";
 
 export function resultKind(result: HostResult): ResultKind {
   const o = result.outcome;
@@ -42,6 +48,8 @@ export function resultLabel(result: HostResult): string {
           return "not started";
         case "unreachable":
           return "unreachable";
+        case "refused":
+          return "REFUSED (changed since)";
       }
   }
 }
@@ -65,6 +73,7 @@ export function formatDeploySummary(
     "up-to-date": 0,
     "not-started": 0,
     unreachable: 0,
+    refused: 0,
   };
   const big = grouped(results.length);
   const counted: HostResult[] = [];
@@ -81,6 +90,7 @@ export function formatDeploySummary(
   if (counts["up-to-date"] > 0) parts.push(`${counts["up-to-date"]} up to date`);
   if (counts.unreachable > 0) parts.push(`${counts.unreachable} unreachable`);
   if (counts["not-started"] > 0) parts.push(`${counts["not-started"]} not started`);
+  if (counts.refused > 0) parts.push(`${counts.refused} refused`);
   const table = big
     ? [
         ...groupedSummary(counted, results.length, plan),
@@ -115,7 +125,7 @@ function deltaLine(results: readonly HostResult[]): string[] {
 /** Whether a big summary gives the host its own row: it failed, or could not be reached. */
 function needsPerson(result: HostResult): boolean {
   const kind = resultKind(result);
-  return kind === "failed" || kind === "unreachable";
+  return kind === "failed" || kind === "unreachable" || kind === "refused";
 }
 
 /** The hosts of a big summary that need nobody: counted by result (and system), a few named. */

@@ -7,7 +7,11 @@
 #            [--trusted-key KEY]... [--profile PROFILE] [--health-cmd CMD]... [--health-once CMD]...
 #            [--health-timeout S] [--activation-timeout S] [--token T [--confirm-timeout S]]
 #            [--secrets [--age P] [--host-key FILE] [--secrets-url URL --secrets-sha256 HEX]]
-#            [--delta-tool D]
+#            [--delta-tool D] [--expect-current S]
+#       0. with --expect-current S: under the lock, before anything changes, the host must run
+#          S (/run/current-system); one that runs another system was changed since the caller
+#          looked (a rollback of a rollout gives what that rollout left there): nothing is
+#          done, the result is "changed" (exit 14), and no outcome is kept for --token
 #       1. realise P (from the substituters, signatures required; else it must be present);
 #          with --delta-tool D (a store path holding bin/zstd, realised from the substituters
 #          as --age's is; with pinned trust, signed by a pinned key, or else the zstd of the
@@ -130,7 +134,8 @@
 # itself failed; 8 another activation holds the lock; 9 no such generation to roll back to, no
 # activation or pending boot with that token, or a pending boot not booted yet; 10 the
 # activation ran past its timeout; 11 the secrets could not be installed (nothing else
-# changed); 12 generations could not be removed (prune). After
+# changed); 12 generations could not be removed (prune); 14 the host does not run the system
+# --expect-current names (nothing changed). After
 # 4, 5, 6 and 10 the host is back on its previous system when it had one ("rolledBack"), and its
 # profile (what it boots next) on the previous generation. When it had none (a first deploy), or
 # the rollback failed, the host runs the failed system: it is marked failed (the file "failed"

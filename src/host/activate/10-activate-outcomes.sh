@@ -99,6 +99,20 @@ finish_failed() {
 
 fail() { finish_failed failed "$@"; }
 
+# --expect-current: the host runs another system than the caller expected (changed since the
+# caller looked: by hand, or by another deploy). Nothing was done, so no outcome is kept for
+# the token: an abort asking after it hears that nothing began.
+changed_since() {
+  trap '' INT TERM
+  c_message="it runs ${prev_system:-no system}, not $expect_current, which this activation expected: changed since; nothing was done"
+  log "$c_message"
+  unlock
+  printf '{"ok":false,"command":"activate","result":"changed","phase":"realise","exitCode":14,"message":%s,"path":%s,"action":%s,"rolledBack":false,"previous":%s,"previousGeneration":%s,"generation":%s%s}\n' \
+    "$(json_str "$c_message")" "$(json_str "$path")" "$(json_str "$action")" \
+    "$(json_opt "$prev_system")" "$(json_num "$prev_gen")" "$(json_num "$prev_gen")" "$(took_over_json)"
+  exit 14
+}
+
 # The activation ran past its timeout in phase $1.
 timed_out() {
   t_limit="the activation timeout of ${activation_timeout}s"

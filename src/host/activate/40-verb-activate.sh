@@ -1,7 +1,7 @@
 cmd_activate() {
   path="" action=switch subs="" keys="" health_timeout=30 confirm_timeout=0 token=""
   health_cmds="" activation_timeout=600
-  secrets=0 age_path="" delta_tool="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" boot_token="" caller_reboots=0
+  secrets=0 age_path="" delta_tool="" expect_current="" host_key="" secrets_url="" secrets_sha256="" reboot_token="" boot_token="" caller_reboots=0
   while [ $# -gt 0 ]; do
     case $1 in
       --path) path=${2-}; shift 2 ;;
@@ -16,6 +16,7 @@ cmd_activate() {
       --secrets) secrets=1; shift ;;
       --age) age_path=${2-}; shift 2 ;;
       --delta-tool) delta_tool=${2-}; shift 2 ;;
+      --expect-current) expect_current=${2-}; shift 2 ;;
       --host-key) host_key=${2-}; shift 2 ;;
       --secrets-url) secrets_url=${2-}; shift 2 ;;
       --secrets-sha256) secrets_sha256=${2-}; shift 2 ;;
@@ -50,6 +51,8 @@ cmd_activate() {
   check_secrets_options
   [ -z "$delta_tool" ] || store_path_form "$delta_tool" ||
     usage "activate: --delta-tool must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$delta_tool'"
+  [ -z "$expect_current" ] || store_path_form "$expect_current" ||
+    usage "activate: --expect-current must be a store path in canonical form (/nix/store/HASH-NAME, nothing before or after), got '$expect_current'"
   if [ "$pinned" = 1 ]; then
     [ -z "$subs$keys" ] || [ "$subs $keys" = "$pinned_subs $pinned_keys" ] ||
       log "trust is pinned by $NIXSHIP_TRUST_FILE: the --substituter and --trusted-key given are ignored"
@@ -72,6 +75,8 @@ cmd_activate() {
   resolve_set /run/current-system || true
   prev_system=$r_out
   l_prev_gen=$prev_gen l_prev_system=$prev_system
+  # Under the lock, before anything changes: the host must still run what the caller expects.
+  [ -z "$expect_current" ] || [ "$prev_system" = "$expect_current" ] || changed_since
   [ -z "$token" ] || remove_file "$state_dir/result-$token"
   # An activation decides the host's state anew: a reboot left unconfirmed is over.
   remove_file "$boot_file"
