@@ -183,6 +183,26 @@ describe("the SSM document's shell on a lab host", () => {
     expect(s.generations.map((g) => g.generation)).toEqual([1, 2]);
   });
 
+  it("with ExpectCurrent naming another system than it runs, changes nothing (exit 14)", async () => {
+    const changed = await runDocument({
+      StorePath: systems["web-v3"],
+      Substituters: server.url,
+      TrustedPublicKeys: publicKey,
+      ExpectCurrent: systems["web-v1"],
+    });
+    expect(changed.code, changed.stderr).toBe(ACTIVATE_EXIT.changed);
+    expect(changed.result).toMatchObject({
+      ok: false,
+      result: "changed",
+      previous: systems["web-v2"],
+      message: expect.stringContaining(`it runs ${systems["web-v2"]}, not ${systems["web-v1"]}`),
+    });
+    expect(await served()).toBe("web-v2");
+    const s = await status();
+    expect(s).toMatchObject({ current: systems["web-v2"], generation: 2 });
+    expect(s.generations.map((g) => g.generation)).toEqual([1, 2]);
+  });
+
   it("rolls back on Command=rollback, to the previous generation or to Generation", async () => {
     const back = await runDocument({ Command: "rollback" });
     expect(back.code, back.stderr).toBe(0);
