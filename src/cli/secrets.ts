@@ -8,6 +8,9 @@ import { type AgeIdentity, parseIdentities } from "../age/age.js";
 import { collectHostKeys } from "../delivery/host-keys.js";
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
+import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
+import { HostKeyChangedError } from "../fleet/known-hosts.js";
+import { PINS_FILE, readPins, writePins } from "../secrets/host-key-pins.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
@@ -19,6 +22,12 @@ import { readSecretFile } from "./keys-input.js";
 
 const FLAGS = { fleet: { type: "string" }, json: { type: "boolean" } } as const;
 const IDENTITY_FLAG = { identity: { type: "string" } } as const;
+const REPLACE_FLAG = { "replace-host-keys": { type: "boolean" } } as const;
+
+const PINS_NOTE = `
+The keys of ssm and agent hosts without a hostKey in the fleet file come from the store,
+where each host's agent publishes its own; the first one used is pinned in ${PINS_FILE}
+beside the fleet file (commit it), and one that differs from its pin later is refused.`;
 
 const FLEET_HELP = `  --fleet FILE       the fleet file, or a flake's fleet output (.#nixship) (default:
                      $NIXSHIP_FLEET, else ./nixship.json, else .#nixship)
@@ -27,9 +36,32 @@ const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-
                      ed25519 key, mode 0600 (default: $NIXSHIP_IDENTITY, else
                      ~/.config/nixship/identity.txt, else ~/.ssh/id_ed25519)`;
 
-async function hostKeysFor(fleet: Fleet): Promise<Map<string, string>> {
-  return collectHostKeys(fleet, fleet.hosts);
+/**
+ * The hosts' keys for a command that encrypts, and `pin`, which it calls once it wrote what it
+ * encrypted: the published keys it used are then pinned beside the fleet file. A published key
+ * that differs from its pin is refused unless `replace` (--replace-host-keys).
+ */
+async function keysToEncryptTo(
+  fleet: Fleet,
+  fleetDir: string,
+  replace: boolean,
+): Promise<{ keys: ReadonlyMap<string, string>; pin: () => Promise<void> }> {
+  const pins = await readPins(fleetDir);
+  const found = await collectHostKeys(fleet, fleet.hosts, { pins, fleetDir });
+  if (found.conflicts.length > 0 && !replace) {
+    throw new HostKeyChangedError(found.conflicts, REPLACE_HOST_KEYS_FLAG);
+  }
+  const keys = new Map([...found.keys, ...found.changed]);
+  const next = new Map([...pins, ...found.unpinned, ...found.changed]);
+  const pin = async () => {
+    if (found.unpinned.size > 0 || found.changed.size > 0) await writePins(fleetDir, next);
+  };
+  return { keys, pin };
 }
+
+const REPLACE_HELP = `  ${REPLACE_HOST_KEYS_FLAG}
+                     take the keys ssm and agent hosts published to the store where they
+                     differ from those pinned in ${PINS_FILE} (check them out of band first)`;
 
 async function readIdentities(flag: string | undefined, io: CliIO): Promise<AgeIdentity[]> {
   const defaults = [
@@ -102,19 +134,21 @@ async function readBounded(file: string): Promise<Uint8Array> {
 export const secretsSet: Command = {
   path: ["secrets", "set"],
   summary: "encrypt a secret from stdin or a file to its hosts and the admins",
-  help: `Usage: nixship secrets set NAME [--from FILE | -] [--fleet F] [--json]
+  help: `Usage: nixship secrets set NAME [--from FILE | -] [--replace-host-keys] [--fleet F] [--json]
 
 Encrypts the secret NAME (an entry of the fleet's "secrets") to the SSH host keys of the
 hosts it names and to the fleet's admins, and writes its file (safe to commit). The plaintext
 comes from FILE or stdin, never from an argument, and is never written anywhere else.
+${PINS_NOTE}
 
 Options:
   --from FILE        read the plaintext from FILE ('-' or none: stdin)
+${REPLACE_HELP}
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLAGS, from: { type: "string" } },
+      { ...FLAGS, ...REPLACE_FLAG, from: { type: "string" } },
       "secrets set",
     );
     const [name, ...rest] = positionals;
@@ -124,13 +158,19 @@ ${FLEET_HELP}`,
       );
     }
     if (name === undefined) throw new UsageError("secrets set: expects the secret's NAME");
-    const { fleet } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readFleetInput(values, io);
     const plaintext = await readPlaintext(rest[0] === "-" ? "-" : values.from, io);
-    const keys = await hostKeysFor(fleet);
-    // An interrupt waits for the file to be written whole: never half a secret.
-    const outcome = await whileTrapped("secrets set", () =>
-      setSecret(fleet, name, plaintext, keys),
+    const { keys, pin } = await keysToEncryptTo(
+      fleet,
+      fleetDir,
+      values["replace-host-keys"] === true,
     );
+    // An interrupt waits for the file to be written whole: never half a secret.
+    const outcome = await whileTrapped("secrets set", async () => {
+      const set = await setSecret(fleet, name, plaintext, keys);
+      await pin();
+      return set;
+    });
     plaintext.fill(0);
     if (values.json) writeJson(io, { name, ...outcome });
     else {
@@ -145,36 +185,44 @@ ${FLEET_HELP}`,
 export const secretsEdit: Command = {
   path: ["secrets", "edit"],
   summary: "edit a secret in $EDITOR, on a tmpfs scratch file removed after",
-  help: `Usage: nixship secrets edit NAME [--identity FILE] [--fleet F] [--json]
+  help: `Usage: nixship secrets edit NAME [--identity FILE] [--replace-host-keys] [--fleet F] [--json]
 
 Decrypts the secret NAME with an admin's identity (or starts empty) into a private scratch
 file on a tmpfs ($XDG_RUNTIME_DIR or /dev/shm; mode 0600), opens it in $EDITOR (else vi), and
 encrypts it back to its recipients when it changed. The scratch file is overwritten and
 removed afterwards, also when the editor fails or the command is interrupted.
+${PINS_NOTE}
 
 Options:
 ${IDENTITY_HELP}
+${REPLACE_HELP}
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLAGS, ...IDENTITY_FLAG },
+      { ...FLAGS, ...IDENTITY_FLAG, ...REPLACE_FLAG },
       "secrets edit",
     );
     const [name, ...rest] = positionals;
     if (name === undefined || rest.length > 0) {
       throw new UsageError("secrets edit: expects exactly one NAME");
     }
-    const { fleet } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readFleetInput(values, io);
     const identities = await readIdentities(values.identity, io);
+    const { keys, pin } = await keysToEncryptTo(
+      fleet,
+      fleetDir,
+      values["replace-host-keys"] === true,
+    );
     const trap = trapInterrupts({
       first: () => io.stderr.write("secrets edit: interrupted; removing the scratch file\n"),
       second: () => io.stderr.write("secrets edit: stopped\n"),
     });
     try {
-      const outcome = await editSecret(fleet, name, await hostKeysFor(fleet), identities, (path) =>
+      const outcome = await editSecret(fleet, name, keys, identities, (path) =>
         runEditor(io.env.EDITOR || io.env.VISUAL || "vi", path, trap.signal),
       );
+      if (outcome.changed) await pin();
       if (values.json) writeJson(io, { name, ...outcome });
       else if (!outcome.changed) io.stdout.write(`${name}: unchanged\n`);
       else
@@ -221,33 +269,42 @@ function runEditor(editor: string, path: string, signal: AbortSignal): Promise<v
 export const secretsRekey: Command = {
   path: ["secrets", "rekey"],
   summary: "re-encrypt secrets after hosts, tags, host keys or admins change",
-  help: `Usage: nixship secrets rekey [NAME...] [--force] [--identity FILE] [--fleet F] [--json]
+  help: `Usage: nixship secrets rekey [NAME...] [--force] [--replace-host-keys] [--identity FILE]
+                           [--fleet F] [--json]
 
 Re-encrypts each secret (or those named) whose file is not encrypted to exactly the
 recipients the fleet names now: its hosts' SSH host keys and the admins. Every secret is
 decrypted and re-encrypted before any file is written, so a failure leaves all files as they
 were.
+${PINS_NOTE}
 
 Options:
   --force            re-encrypt every secret, even those already right
+${REPLACE_HELP}
 ${IDENTITY_HELP}
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLAGS, ...IDENTITY_FLAG, force: { type: "boolean" } },
+      { ...FLAGS, ...IDENTITY_FLAG, ...REPLACE_FLAG, force: { type: "boolean" } },
       "secrets rekey",
     );
-    const { fleet } = await readFleetInput(values, io);
+    const { fleet, fleetDir } = await readFleetInput(values, io);
     const identities = await readIdentities(values.identity, io);
-    const keys = await hostKeysFor(fleet);
+    const { keys, pin } = await keysToEncryptTo(
+      fleet,
+      fleetDir,
+      values["replace-host-keys"] === true,
+    );
     // An interrupt waits for the files to be written: all of them, or (on a failure) none.
-    const rows = await whileTrapped("secrets rekey", () =>
-      rekeySecrets(fleet, keys, identities, {
+    const rows = await whileTrapped("secrets rekey", async () => {
+      const done = await rekeySecrets(fleet, keys, identities, {
         ...(positionals.length > 0 ? { names: positionals } : {}),
         force: values.force === true,
-      }),
-    );
+      });
+      await pin();
+      return done;
+    });
     if (values.json) writeJson(io, { secrets: rows });
     else {
       for (const row of rows) {
@@ -266,17 +323,36 @@ export const secretsList: Command = {
 Lists the fleet's secrets: the hosts that get each, where and how they keep it, and whether
 its file is encrypted to exactly the right recipients (ok), to others (stale: run 'nixship
 secrets rekey'), by another tool (unchecked: rekey to check), or missing (run 'nixship
-secrets set'). Decrypts nothing. Exits 1 when a secret is not ok or a host's key is unknown.
+secrets set'). Decrypts nothing. Exits 1 when a secret is not ok, a host's key is unknown,
+or a host published another key than the one pinned in ${PINS_FILE} (named, with both
+fingerprints; its secrets are judged against the pinned key).
 
 Options:
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, FLAGS, "secrets list");
     refuseArguments(positionals, "secrets list");
-    const { fleet } = await readFleetInput(values, io);
-    const rows = await listSecrets(fleet, await hostKeysFor(fleet));
-    if (values.json) writeJson(io, { secrets: rows });
-    else io.stdout.write(formatSecretsList(rows));
-    return rows.every((r) => r.state === "ok" && r.hostsWithoutKey.length === 0) ? 0 : 1;
+    const { fleet, fleetDir } = await readFleetInput(values, io);
+    const found = await collectHostKeys(fleet, fleet.hosts, {
+      pins: await readPins(fleetDir),
+      fleetDir,
+    });
+    const rows = await listSecrets(fleet, found.keys);
+    const changed = found.conflicts.map((c) => ({
+      host: c.host,
+      pinned: c.oldFingerprint,
+      published: c.newFingerprint,
+    }));
+    if (values.json) writeJson(io, { secrets: rows, hostKeysChanged: changed });
+    else {
+      io.stdout.write(formatSecretsList(rows));
+      for (const c of changed) {
+        io.stdout.write(
+          `${c.host}: its published host key ${c.published} is not the ${c.pinned} pinned in ${PINS_FILE}: check it out of band, then 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}'\n`,
+        );
+      }
+    }
+    const ok = rows.every((r) => r.state === "ok" && r.hostsWithoutKey.length === 0);
+    return ok && changed.length === 0 ? 0 : 1;
   },
 };

@@ -1,7 +1,11 @@
 // Each host's SSH host ed25519 key, which its secrets are encrypted to: for ssh hosts the key
 // the deployer already checks it against (known_hosts, through ssh's own lookup); for ssm and
-// agent hosts the fleet's `hostKey`, else the key the host's agent published to the store.
+// agent hosts the fleet's `hostKey`, else the key the host's agent published to the store,
+// judged against the pins beside the fleet file (secrets/host-key-pins.ts).
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
+import { HostKeyChangedError, type HostKeyConflict } from "../fleet/known-hosts.js";
+import { type HostKeyPins, judgePublished, pinsPath, readPins } from "../secrets/host-key-pins.js";
 import { readPublishedHostKey } from "../status/host-key-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -11,11 +15,23 @@ import { prefetchSshSettings, trustedHostKey } from "./ssh-host-key.js";
 
 const CONCURRENCY = 8;
 
-/** Host name → `ssh-ed25519 BASE64`, for the hosts whose key is known. */
+export interface HostKeys {
+  /** Host name → `ssh-ed25519 BASE64`, for the hosts whose key is known (a pin before the store). */
+  readonly keys: ReadonlyMap<string, string>;
+  /** Hosts whose published key differs from their pin. */
+  readonly conflicts: readonly HostKeyConflict[];
+  /** Published keys no pin names yet. */
+  readonly unpinned: ReadonlyMap<string, string>;
+  /** The published keys of the hosts in `conflicts`. */
+  readonly changed: ReadonlyMap<string, string>;
+}
+
+/** Each host's key; `pins`: the published keys pinned in the fleet's directory `fleetDir`. */
 export async function collectHostKeys(
   fleet: Pick<Fleet, "ssh" | "cache">,
   hosts: readonly FleetHost[],
-): Promise<Map<string, string>> {
+  pinned: { readonly pins: HostKeyPins; readonly fleetDir: string },
+): Promise<HostKeys> {
   const published = hosts.some((h) => h.delivery !== "ssh" && h.hostKey === undefined);
   const store: ObjectStore | undefined =
     published && fleet.cache !== undefined ? await openStore(fleet.cache.url) : undefined;
@@ -26,19 +42,44 @@ export async function collectHostKeys(
     ),
   );
   try {
+    const fromStore = (h: FleetHost) => h.delivery !== "ssh" && h.hostKey === undefined;
     const found = await mapLimit(hosts, CONCURRENCY, async (host) => {
       if (host.hostKey !== undefined) return host.hostKey;
       if (host.delivery === "ssh") return trustedHostKey(sshTarget(host, fleet.ssh));
       return store === undefined ? undefined : readPublishedHostKey(store, host.name);
     });
     const keys = new Map<string, string>();
+    const published = new Map<string, string | undefined>();
     hosts.forEach((host, i) => {
       const key = found[i];
-      if (key !== undefined) keys.set(host.name, key);
+      if (fromStore(host)) published.set(host.name, key);
+      else if (key !== undefined) keys.set(host.name, key);
     });
-    return keys;
+    const judged = judgePublished(published, pinned.pins, pinsPath(pinned.fleetDir));
+    for (const [host, key] of judged.keys) keys.set(host, key);
+    return { ...judged, keys };
   } finally {
     drop();
     await store?.close();
   }
+}
+
+/**
+ * Each host's key for a deploy: a published key that differs from its pin is refused (the
+ * host's secrets stay encrypted to the pin until `secrets rekey --replace-host-keys`).
+ */
+export async function pinnedHostKeys(
+  fleet: Pick<Fleet, "ssh" | "cache">,
+  hosts: readonly FleetHost[],
+  fleetDir: string,
+): Promise<ReadonlyMap<string, string>> {
+  const found = await collectHostKeys(fleet, hosts, { pins: await readPins(fleetDir), fleetDir });
+  if (found.conflicts.length > 0) {
+    throw new HostKeyChangedError(
+      found.conflicts,
+      REPLACE_HOST_KEYS_FLAG,
+      `run 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}', which re-encrypts their secrets to the new keys and pins them`,
+    );
+  }
+  return found.keys;
 }

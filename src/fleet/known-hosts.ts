@@ -54,7 +54,8 @@ export interface HostKeyConflict {
 export class HostKeyChangedError extends OperationError {
   readonly conflicts: readonly HostKeyConflict[];
 
-  constructor(conflicts: readonly HostKeyConflict[], flag: string) {
+  /** `fix`: what to run once the new key is checked (default: run again with `flag`). */
+  constructor(conflicts: readonly HostKeyConflict[], flag: string, fix = `run again with ${flag}`) {
     super(
       "host-key-changed",
       conflicts
@@ -64,7 +65,7 @@ export class HostKeyChangedError extends OperationError {
         )
         .join("\n"),
       {
-        hint: `nothing was written. If ${conflicts.length === 1 ? "this host was" : "these hosts were"} replaced, or the key regenerated, on purpose (terraform apply -replace, a new instance), check that with whoever did it, then run again with ${flag}; otherwise trust neither key: something may stand in for the host`,
+        hint: `nothing was written. If ${conflicts.length === 1 ? "this host was" : "these hosts were"} replaced, or the key regenerated, on purpose (terraform apply -replace, a new instance), check that with whoever did it, then ${fix}; otherwise trust neither key: something may stand in for the host`,
       },
     );
     this.conflicts = conflicts;
