@@ -1,6 +1,7 @@
 // The rollout page as the server renders it: every wave of the plan with its hosts
 // not started yet, the hosts the rollout skipped and why, and who started it from what.
 import { describe, expect, it } from "vitest";
+import { rolloutRecord } from "../../test/support/rollout-records.js";
 import type { RolloutRecord } from "../status/rollout.js";
 import { rolloutMain } from "./rollout-page.js";
 
@@ -17,13 +18,7 @@ const host = (
   message,
 });
 
-const RECORD: RolloutRecord = {
-  version: 1,
-  id: "0123456789ab",
-  mode: "ssh",
-  action: "switch",
-  state: "running",
-  stopped: null,
+const RECORD: RolloutRecord = rolloutRecord([], {
   waves: [
     { index: 1, kind: "canary", hosts: [host("web1", "confirmed")] },
     { index: 2, kind: "main", hosts: [host("web2", "pending")] },
@@ -31,9 +26,8 @@ const RECORD: RolloutRecord = {
   skipped: [host("db1", "skipped", "up to date"), host("db2", "skipped", "ssh: no route to host")],
   by: "alice@deployer",
   sources: [{ flake: "/src/fleet", rev: "b".repeat(40), dirty: true }],
-  startedAt: "2026-11-26T07:00:00.000Z",
   updatedAt: "2026-11-26T07:00:05.000Z",
-};
+});
 
 describe("the rollout page", () => {
   it("lists a host not started, the skipped hosts with why, and who started it from what", () => {

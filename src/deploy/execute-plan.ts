@@ -14,7 +14,7 @@ import type { DeployOptions, DeployReport } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { throwIfInterrupted } from "./interrupts.js";
 import { previousFetchPace } from "./previous-pace.js";
-import { recordResults } from "./push-records.js";
+import { PushRecords } from "./push-records.js";
 import { openAnswers, pauseGate } from "./rollout-pause.js";
 import { recordRollout } from "./rollout-recorder.js";
 import { rolloutSucceeded, runRollout } from "./run-rollout.js";
@@ -169,8 +169,18 @@ async function rollOut(
   ]);
   const pace = new FetchPace((host) => lacked.get(host), previousPace);
   // When this deploy was last done with each host: a status record written after that is
-  // another deploy's or rollback's word on the host, newer than this one's (recordResults).
+  // another deploy's or rollback's word on the host, newer than this one's (push-records.ts).
   const doneWith = new Map<string, Date>();
+  // Push modes write each host's status record as soon as it is done.
+  const records =
+    input.mode !== "agent" && options.fleet.cache !== undefined
+      ? new PushRecords(
+          options.fleet.cache.url,
+          input.mode,
+          plan,
+          record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
+        )
+      : undefined;
   const results = await runRollout({
     plan,
     hosts: input.hosts,
@@ -179,7 +189,11 @@ async function rollOut(
     requests: deltas === undefined ? input.requests : withReadyDeltas(input, deltas, pace),
     emit: (event) => {
       pace.observe(event);
-      if (event.type === "host-done") doneWith.set(event.result.host, new Date());
+      if (event.type === "host-done") {
+        const done = new Date();
+        doneWith.set(event.result.host, done);
+        records?.hostDone(event.result, done);
+      }
       if (event.type === "bake-done") doneWith.set(event.host, new Date());
       record?.recorder.onEvent(event);
       emit(event);
@@ -194,6 +208,7 @@ async function rollOut(
   })
     .catch(async (err: unknown) => {
       await record?.finish(ended(false));
+      await records?.finish(undefined, doneWith).catch(() => {});
       throw err;
     })
     .finally(() => answers?.close());
@@ -207,16 +222,7 @@ async function rollOut(
     const settled = await delivery.channel?.settle(plan.action);
     if (settled !== undefined) emit({ type: "released", ...settled });
   }
-  if (input.mode !== "agent" && options.fleet.cache !== undefined) {
-    await recordResults(
-      options.fleet.cache.url,
-      input.mode,
-      results,
-      plan,
-      record === undefined ? undefined : { kind: "rollout", key: record.recorder.key },
-      doneWith,
-    );
-  }
+  await records?.finish(results, doneWith);
   emit({
     type: "summary",
     ok,

@@ -3,9 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StorePath } from "../nix/store-path.js";
+import { rolloutKey } from "../status/rollout.js";
 import { readStatus } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
-import { recordResults, recordRollbacks } from "./push-records.js";
+import type { HostResult } from "./events.js";
+import { PushRecords, recordResults, recordRollbacks } from "./push-records.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1" as StorePath;
 const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1" as StorePath;
@@ -273,5 +275,78 @@ describe("push records", () => {
     expect(warning).toMatch(
       /^the hosts were rolled back, but their status records could not be written/,
     );
+  });
+});
+
+describe("PushRecords: each host's record written as it is done", () => {
+  const plan = (host: string) => ({
+    action: "switch" as const,
+    hosts: [{ host, current: V1, generation: 4 }],
+  });
+  const activated = (host: string): HostResult => ({
+    host,
+    desired: V2,
+    seconds: 2,
+    outcome: { status: "activated", generation: 5, previous: V1 },
+  });
+  const rolledBack = (host: string): HostResult => ({
+    host,
+    desired: V2,
+    seconds: 9,
+    outcome: { status: "failed", phase: "bake", message: "its bake failed", rolledBack: true },
+  });
+  /** Resolves once the record of `host` says `current`, within 5 s. */
+  async function recorded(host: string, current: string) {
+    for (let i = 0; i < 100; i++) {
+      const r = await read(host);
+      if (r?.current === current) return r;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`${host}'s record never said ${current}`);
+  }
+
+  it("says a host done before the rollout ends, as a deployer killed then would leave it", async () => {
+    const key = rolloutKey(new Date("2026-11-28T22:00:00Z"), "0123456789ab");
+    const records = new PushRecords(url, "ssh", plan("p1"), { kind: "rollout", key });
+    records.hostDone(activated("p1"), new Date());
+    const early = await recorded("p1", V2);
+    expect(early).toMatchObject({ state: "success", desired: V2, generation: 5 });
+    expect(early.origin).toMatchObject({ kind: "rollout", key });
+    // The rollout ends with the same result: nothing is written again.
+    await records.finish([activated("p1")], new Map([["p1", new Date(0)]]));
+    expect((await read("p1"))?.updatedAt).toBe(early.updatedAt);
+  });
+
+  it("writes again a host whose result changed after it was done (its wave's bake took it back)", async () => {
+    const records = new PushRecords(url, "ssh", plan("p2"), undefined);
+    const done = new Date();
+    records.hostDone(activated("p2"), done);
+    await recorded("p2", V2);
+    await records.finish([rolledBack("p2")], new Map([["p2", done]]));
+    expect(await read("p2")).toMatchObject({ state: "failed", current: V1 });
+  });
+
+  it("keeps another deploy's newer word, written after the host was done", async () => {
+    const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-web1" as StorePath;
+    const records = new PushRecords(url, "ssh", plan("p3"), undefined);
+    const done = new Date();
+    records.hostDone(activated("p3"), done);
+    await recorded("p3", V2);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await recordResults(
+      url,
+      "ssh",
+      [
+        {
+          host: "p3",
+          desired: V3,
+          seconds: 1,
+          outcome: { status: "activated", generation: 6, previous: V2 },
+        },
+      ],
+      { action: "switch", hosts: [{ host: "p3", current: V2, generation: 5 }] },
+    );
+    await records.finish([rolledBack("p3")], new Map([["p3", done]]));
+    expect(await read("p3")).toMatchObject({ current: V3, generation: 6 });
   });
 });

@@ -16,7 +16,7 @@ import {
 import { readStatusOf, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
-import { mapLimit } from "../util/pool.js";
+import { mapLimit, Semaphore } from "../util/pool.js";
 import { deployedBy } from "./deploy-origin.js";
 import type { HostResult } from "./events.js";
 import { runsAfter } from "./runs-after.js";
@@ -43,74 +43,172 @@ export async function recordResults(
   cacheUrl: string,
   mode: DeliveryMode,
   results: readonly HostResult[],
-  plan: Pick<DeployPlan, "action"> & {
-    readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
-  },
+  plan: SurveyedPlan,
   rollout?: RecordOrigin,
   doneWith?: ReadonlyMap<string, Date>,
 ): Promise<void> {
-  const surveyed = new Map(plan.hosts.map((p) => [p.host, p]));
   await withStore(cacheUrl, async (store) => {
-    const now = new Date().toISOString();
-    await mapLimit(results, WRITES, async (r) => {
-      if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return;
-      const was = surveyed.get(r.host);
-      const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
-      const current = runsAfter(r, was?.current, plan.action);
-      const moved = current !== undefined && current !== was?.current;
-      // Its generation: the new one once it runs the new system, the one it was at while it
-      // runs the same system, unknown otherwise (the record keeps its own when it runs what it
-      // said).
-      const generation =
-        r.outcome.status === "activated" && current === r.desired
-          ? (r.outcome.generation ?? null)
-          : current !== undefined && !moved
-            ? (was?.generation ?? null)
-            : null;
-      const system: RecordParts["system"] =
-        current === undefined ? undefined : { current, generation };
-      // The system it ran before: after an activation (a new generation, even of the same
-      // system; with `boot`, the one it runs until it reboots), the activation's word, else
-      // what it ran; after any other move, what it ran; otherwise the record's own.
-      const previous =
-        r.outcome.status === "activated"
-          ? (r.outcome.previous ?? was?.current ?? null)
-          : moved
-            ? (was?.current ?? null)
-            : undefined;
-      const put = r.outcome.status === "activated" || moved;
-      const before = await recordBefore(store, r.host);
-      const done = doneWith?.get(r.host);
-      if (
-        before !== undefined &&
-        done !== undefined &&
-        Date.parse(before.updatedAt) > done.getTime()
-      )
-        return;
-      await writeStatus(
-        store,
-        nextRecord(before, {
-          host: r.host,
-          mode,
-          release: null,
-          desired: r.desired,
-          system,
-          ...(previous === undefined ? {} : { previous }),
-          ...(put ? { origin: rollout ?? null } : {}),
-          what: {
-            ...outcomeFields(outcome),
-            ...(r.outcome.status === "activated" && r.outcome.delta !== undefined
-              ? { delta: r.outcome.delta }
-              : {}),
-          },
-          // From the same clock reading as updatedAt: a host found up to date (no seconds)
-          // started no later than its record was written.
-          startedAt: new Date(Date.parse(now) - r.seconds * 1000).toISOString(),
-          updatedAt: now,
-        }),
-      );
-    });
+    const context = recordContext(store, mode, plan, rollout);
+    await mapLimit(results, WRITES, (r) => recordResult(context, r, doneWith?.get(r.host)));
   });
+}
+
+/** What recordResults reads of the plan: its action, and what the survey found on each host. */
+type SurveyedPlan = Pick<DeployPlan, "action"> & {
+  readonly hosts: readonly Pick<HostPlan, "host" | "current" | "generation">[];
+};
+
+interface RecordContext {
+  readonly store: ObjectStore;
+  readonly mode: DeliveryMode;
+  readonly action: DeployPlan["action"];
+  readonly surveyed: ReadonlyMap<string, Pick<HostPlan, "host" | "current" | "generation">>;
+  readonly rollout: RecordOrigin | undefined;
+}
+
+function recordContext(
+  store: ObjectStore,
+  mode: DeliveryMode,
+  plan: SurveyedPlan,
+  rollout: RecordOrigin | undefined,
+): RecordContext {
+  const surveyed = new Map(plan.hosts.map((p) => [p.host, p]));
+  return { store, mode, action: plan.action, surveyed, rollout };
+}
+
+/**
+ * Writes the next record of `r`'s host (recordResults says what it holds), unless the host was
+ * not started or the record holds a newer word than this deploy's (written after `done`, and
+ * not this deploy's own write `own`). Resolves with the record's updatedAt, or undefined when
+ * it left the record as it was.
+ */
+async function recordResult(
+  c: RecordContext,
+  r: HostResult,
+  done: Date | undefined,
+  own?: string,
+): Promise<string | undefined> {
+  if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return undefined;
+  const now = new Date().toISOString();
+  const was = c.surveyed.get(r.host);
+  const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
+  const current = runsAfter(r, was?.current, c.action);
+  const moved = current !== undefined && current !== was?.current;
+  // Its generation: the new one once it runs the new system, the one it was at while it
+  // runs the same system, unknown otherwise (the record keeps its own when it runs what it
+  // said).
+  const generation =
+    r.outcome.status === "activated" && current === r.desired
+      ? (r.outcome.generation ?? null)
+      : current !== undefined && !moved
+        ? (was?.generation ?? null)
+        : null;
+  const system: RecordParts["system"] = current === undefined ? undefined : { current, generation };
+  // The system it ran before: after an activation (a new generation, even of the same
+  // system; with `boot`, the one it runs until it reboots), the activation's word, else
+  // what it ran; after any other move, what it ran; otherwise the record's own.
+  const previous =
+    r.outcome.status === "activated"
+      ? (r.outcome.previous ?? was?.current ?? null)
+      : moved
+        ? (was?.current ?? null)
+        : undefined;
+  const put = r.outcome.status === "activated" || moved;
+  const before = await recordBefore(c.store, r.host);
+  if (
+    before !== undefined &&
+    done !== undefined &&
+    before.updatedAt !== own &&
+    Date.parse(before.updatedAt) > done.getTime()
+  )
+    return undefined;
+  await writeStatus(
+    c.store,
+    nextRecord(before, {
+      host: r.host,
+      mode: c.mode,
+      release: null,
+      desired: r.desired,
+      system,
+      ...(previous === undefined ? {} : { previous }),
+      ...(put ? { origin: c.rollout ?? null } : {}),
+      what: {
+        ...outcomeFields(outcome),
+        ...(r.outcome.status === "activated" && r.outcome.delta !== undefined
+          ? { delta: r.outcome.delta }
+          : {}),
+      },
+      // From the same clock reading as updatedAt: a host found up to date (no seconds)
+      // started no later than its record was written.
+      startedAt: new Date(Date.parse(now) - r.seconds * 1000).toISOString(),
+      updatedAt: now,
+    }),
+  );
+  return now;
+}
+
+/**
+ * A push deploy's status records, written as each host is done (WRITES at once), so that a
+ * deployer killed later in the rollout leaves its word on the hosts it changed; then, when the
+ * rollout ends, again for each host whose result changed since (its wave's bake, a pause's
+ * abort, a later word from its delivery), or whose first write failed.
+ */
+export class PushRecords {
+  readonly #store: Promise<ObjectStore>;
+  readonly #context: Promise<RecordContext>;
+  readonly #limit = new Semaphore(WRITES);
+  readonly #written = new Map<string, { readonly result: HostResult; readonly at: string }>();
+  readonly #pending: Promise<void>[] = [];
+
+  constructor(cacheUrl: string, mode: DeliveryMode, plan: SurveyedPlan, rollout?: RecordOrigin) {
+    this.#store = openStore(cacheUrl);
+    this.#context = this.#store.then((store) => recordContext(store, mode, plan, rollout));
+    // A store that cannot be opened fails finish(), as recordResults would.
+    this.#context.catch(() => {});
+  }
+
+  /** `result`'s host is done (at `done`): its record is written now, a failure retried at the end. */
+  hostDone(result: HostResult, done: Date): void {
+    this.#pending.push(
+      (async () => {
+        const release = await this.#limit.acquire();
+        try {
+          const at = await recordResult(await this.#context, result, done);
+          if (at !== undefined) this.#written.set(result.host, { result, at });
+        } catch {
+          // Written again by finish(), whose failure the deploy reports.
+        } finally {
+          release();
+        }
+      })(),
+    );
+  }
+
+  /** The rollout ended with `results` (undefined: it failed before any): every record said. */
+  async finish(
+    results: readonly HostResult[] | undefined,
+    doneWith: ReadonlyMap<string, Date>,
+  ): Promise<void> {
+    await Promise.all(this.#pending);
+    try {
+      const context = await this.#context;
+      await mapLimit(results ?? [], WRITES, async (r) => {
+        const early = this.#written.get(r.host);
+        if (early !== undefined && sameResult(early.result, r)) return;
+        await recordResult(context, r, doneWith.get(r.host), early?.at);
+      });
+    } finally {
+      await this.#store.then(
+        (store) => store.close(),
+        () => {},
+      );
+    }
+  }
+}
+
+/** Whether two results of one host say the same (what its record would hold). */
+function sameResult(a: HostResult, b: HostResult): boolean {
+  return a.desired === b.desired && JSON.stringify(a.outcome) === JSON.stringify(b.outcome);
 }
 
 /** The host's record as it stands, to write the next from (none when it has none or is unreadable). */
