@@ -216,6 +216,55 @@ describe("a wave's bake in the rollout engine", () => {
   });
 });
 
+describe("a Prometheus that answers slowly", () => {
+  it("is asked for the host and its baseline, and every query of a round, at once; a round past its time skips the rounds it missed", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const slow: MetricsSource = {
+      url: "http://prometheus.test",
+      query: async (): Promise<QueryAnswer> => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        inFlight--;
+        return { value: 0.1 };
+      },
+    };
+    const queries = ["errors", "latency", "restarts"].map((name) => ({
+      name,
+      query: `${name}{host="{name}"}`,
+      baseline: { tolerance: 1.5 },
+      ...ANALYSIS_DEFAULTS,
+    }));
+    // Three rounds due at 0.1, 0.2 and 0.3 s; the first takes 0.4 s.
+    const bake: HostBake = { seconds: 0.3, interval: 0.1, analysis: queries };
+    const events: DeployEvent[] = [];
+    const requests = new Map(
+      HOSTS.map((h) => [
+        h,
+        { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
+      ]),
+    );
+    const p = plan(bake);
+    await runRollout({
+      plan: p,
+      hosts: HOSTS.map(host),
+      policy: { maxFailures: 0 },
+      delivery: delivery().delivery,
+      requests,
+      emit: (e) => events.push(e),
+      metrics: slow,
+    });
+    // web1's three queries, each with its baseline (web2 and web3): nine at once.
+    expect(most).toBe(9);
+    const rounds = events.filter(
+      (e) => e.type === "bake-measure" && e.host === "web1" && e.name === "errors",
+    );
+    // The first round, then the last: the one due at 0.2 s was missed.
+    expect(rounds).toHaveLength(2);
+  });
+});
+
 describe("a failed bake takes its whole wave back", () => {
   /** web1 (canary), then web2 and web3, then web4: of one role, baking `bake`. */
   function fourHosts(bake: HostBake): DeployPlan {

@@ -5,6 +5,7 @@
 // what it ran before, through the delivery (an agent wave: one rollback release), as
 // fleet/rollback-decision.ts decides; each result then carries why, typed (its own failure, or
 // the host whose failure took the wave back), to the summary, the events and the rollout record.
+import { setMaxListeners } from "node:events";
 import type { CheckOutcome, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import {
   analysisState,
@@ -26,7 +27,8 @@ import {
 } from "../fleet/rollback-decision.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { httpCheck } from "../host/http-check.js";
-import type { MetricsSource } from "../metrics/prometheus.js";
+import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
+import { Semaphore } from "../util/pool.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
 export interface BakeInput {
@@ -71,12 +73,15 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
     input.signal === undefined
       ? waveFailed.signal
       : AbortSignal.any([input.signal, waveFailed.signal]);
+  // Every baking host waits on it: more than Node's default of ten listeners is no leak.
+  setMaxListeners(0, signal);
+  const inFlight = new Semaphore(QUERIES_IN_FLIGHT);
   const failures = new Map<string, BakeFailure>();
   const baked = new Map<string, number>();
   const cut = new Set<string>();
   await Promise.all(
     baking.map(async ({ result, bake }) => {
-      const verdict = await bakeHost({ ...input, signal }, result.host, bake, planned);
+      const verdict = await bakeHost({ ...input, signal, inFlight }, result.host, bake, planned);
       baked.set(result.host, verdict.seconds);
       if (verdict.failure !== undefined) {
         failures.set(result.host, verdict.failure);
@@ -162,9 +167,17 @@ interface HostBakeVerdict {
   readonly interrupted?: boolean;
 }
 
+/** A bake's input as its hosts share it: the bound on queries in flight. */
+interface Baking extends BakeInput {
+  readonly inFlight: Semaphore;
+}
+
+/** Queries a wave's bake has in flight at once, all its hosts and their baselines together. */
+const QUERIES_IN_FLIGHT = 16;
+
 /** One host's bake: its rounds until it ends, fails, or is interrupted. */
 async function bakeHost(
-  input: BakeInput,
+  input: Baking,
   name: string,
   bake: HostBake,
   planned: ReadonlyMap<string, HostPlan>,
@@ -180,7 +193,11 @@ async function bakeHost(
   const series = new Map<string, Measurement[]>(bake.analysis.map((q) => [q.name, []]));
   const rounds = Math.max(1, Math.ceil(bake.seconds / bake.interval));
   let repeatChecks = true;
-  for (let round = 1; round <= rounds; round++) {
+  // A round that ran past the next rounds' times (a Prometheus that answers slowly) skips them:
+  // the bake ends about when it was to, not a timeout later for every round.
+  const next = (round: number) =>
+    Math.max(round + 1, Math.min(rounds, Math.floor(elapsed() / bake.interval) + 1));
+  for (let round = 1; round <= rounds; round = next(round)) {
     const at = Math.min(bake.seconds, round * bake.interval);
     if (!(await sleepUntil(started + at * 1000, input.signal))) {
       return { seconds: elapsed(), interrupted: true };
@@ -221,15 +238,16 @@ async function bakeHost(
       }
     }
     const failed: string[] = [];
-    for (const query of bake.analysis) {
-      const measurement = await measure(
-        input,
-        query,
-        host ?? { name, address: undefined },
-        baseline,
-        elapsed(),
-      );
-      if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
+    // The round's queries are asked at once (within the bake's bound on queries in flight).
+    const asked = elapsed();
+    const measured = await Promise.all(
+      bake.analysis.map((query) =>
+        measure(input, query, host ?? { name, address: undefined }, baseline, asked),
+      ),
+    );
+    if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
+    for (const [i, query] of bake.analysis.entries()) {
+      const measurement = measured[i] as Measurement;
       const list = series.get(query.name) as Measurement[];
       list.push(measurement);
       input.emit({
@@ -276,20 +294,28 @@ async function runCommandChecks(
 
 /** One measurement of `query` for `host` (and its baseline's, for a comparison). */
 async function measure(
-  input: BakeInput,
+  input: Baking,
   query: AnalysisQuery,
   host: Pick<FleetHost, "name" | "address">,
   baseline: readonly FleetHost[],
   at: number,
 ): Promise<Measurement> {
-  const ask = async (h: Pick<FleetHost, "name" | "address">) =>
-    input.metrics === undefined
-      ? { value: null, why: "the fleet names no prometheus" }
-      : await input.metrics.query(hostQuery(query.query, h), input.signal);
-  const own = await ask(host);
+  const metrics = input.metrics;
+  const ask = async (h: Pick<FleetHost, "name" | "address">): Promise<QueryAnswer> => {
+    if (metrics === undefined) return { value: null, why: "the fleet names no prometheus" };
+    const release = await input.inFlight.acquire();
+    try {
+      return await metrics.query(hostQuery(query.query, h), input.signal);
+    } finally {
+      release();
+    }
+  };
+  const compared = query.baseline !== undefined && baseline.length > 0;
+  // The host and its baseline are asked at once.
+  const [own, ...answers] = await Promise.all([host, ...(compared ? baseline : [])].map(ask));
+  if (own === undefined) throw new Error("no answer for the host itself");
   let sample: Sample = own.value === null ? { value: null, why: own.why } : { value: own.value };
-  if (query.baseline !== undefined && baseline.length > 0) {
-    const answers = await Promise.all(baseline.map(ask));
+  if (compared) {
     const mean = meanOf(answers.map((a) => a.value));
     const why = answers.find((a) => a.value === null);
     sample = {

@@ -595,3 +595,45 @@ describe("what came of each selected host", () => {
     ]);
   });
 });
+
+describe("a long bake in the record", () => {
+  const measure = (host: string, name: string, i: number): DeployEvent => ({
+    type: "bake-measure",
+    host,
+    name,
+    query: `sum(rate(http_requests_total{status=~"5..",host="${host}"}[1m])) / sum(rate(http_requests_total{host="${host}"}[1m]))`,
+    condition: "at most 0.05",
+    measurement: { at: i * 10, value: 0.001, verdict: "pass", why: "0.001 is at most 0.05" },
+  });
+
+  it("keeps the latest measurements while a host bakes, a few once it passed, and stays readable at 50 hosts × 5 queries × 360 rounds", async () => {
+    const hosts = Array.from({ length: 50 }, (_, i) => `web${i + 1}`);
+    const queries = ["errors", "latency", "saturation", "restarts", "traffic"];
+    const recorder = new RolloutRecorder(store, { mode: "ssh", action: "switch" });
+    recorder.onEvent(planned(Object.fromEntries(hosts.map((h) => [h, V1]))));
+    recorder.onEvent(waveStart(1, "main", hosts));
+    for (const h of hosts) recorder.onEvent(done(h, activated));
+    recorder.onEvent({
+      type: "bake-start",
+      wave: 1,
+      hosts,
+      seconds: 3600,
+      interval: 10,
+      analysis: queries,
+    });
+    for (let i = 1; i <= 360; i++) {
+      for (const h of hosts) for (const q of queries) recorder.onEvent(measure(h, q, i));
+    }
+    const baking = recorder.record().waves[0]?.hosts[0]?.bake;
+    expect(baking?.analysis.map((a) => a.measurements.length)).toEqual([30, 30, 30, 30, 30]);
+    expect(baking?.analysis[0]?.measurements.at(-1)?.at).toBe(3600);
+    for (const h of hosts) {
+      recorder.onEvent({ type: "bake-done", host: h, ok: true, seconds: 3600 });
+    }
+    await recorder.finish("succeeded");
+    const { record } = await storedRecord();
+    const ended = record?.waves[0]?.hosts[0]?.bake;
+    expect(ended?.state).toBe("passed");
+    expect(ended?.analysis.map((a) => a.measurements.length)).toEqual([3, 3, 3, 3, 3]);
+  });
+});

@@ -10,6 +10,7 @@ import {
   meanOf,
   previousSystemReach,
   queryReach,
+  unknownPlaceholders,
 } from "./analysis.js";
 import { ANALYSIS_DEFAULTS, type AnalysisQuery, baselineHosts } from "./bake.js";
 
@@ -96,6 +97,50 @@ describe("analysisState", () => {
       state: "failed",
       why: "errors: no data in the whole bake (2 measurements)",
     });
+  });
+});
+
+describe("what the audit of the bake found", () => {
+  it("fails a bake with no data at all under noData fail too, whatever its failure limit", () => {
+    const lenient = query({ max: 0.02, failureLimit: 3 });
+    const none = [at("no-data", null), at("no-data", null), at("no-data", null)];
+    expect(analysisState(lenient, none, false).state).toBe("running");
+    expect(analysisState(lenient, none, true)).toEqual({
+      state: "failed",
+      why: "errors: no data in the whole bake (3 measurements)",
+    });
+  });
+
+  it("judges +Inf and -Inf as values: above any maximum, below any minimum", () => {
+    expect(judgeSample(query({ max: 0.02 }), { value: Number.POSITIVE_INFINITY })).toEqual({
+      verdict: "fail",
+      why: "+Inf is above the maximum 0.02",
+    });
+    expect(judgeSample(query({ min: 0 }), { value: Number.NEGATIVE_INFINITY })).toMatchObject({
+      verdict: "fail",
+      why: "-Inf is below the minimum 0",
+    });
+  });
+
+  it("lets a canary at a negative baseline's value pass, and widens it by its own size", () => {
+    const q = query({ baseline: { tolerance: 1.5 } });
+    expect(judgeSample(q, { value: -1, baseline: -1 }).verdict).toBe("pass");
+    expect(judgeSample(q, { value: -0.6, baseline: -1 }).verdict).toBe("pass");
+    expect(judgeSample(q, { value: -0.4, baseline: -1 })).toEqual({
+      verdict: "fail",
+      why: "-0.4 is above the baseline's -1 with a tolerance of 1.5 (at most -0.5)",
+    });
+    expect(judgeSample(q, { value: 3, baseline: 2 }).verdict).toBe("pass");
+    expect(judgeSample(q, { value: 3.1, baseline: 2 }).why).toBe(
+      "3.1 is above 1.5 × the baseline's 2",
+    );
+  });
+
+  it("names placeholders no host fills in, and fills names with $ in them as they are", () => {
+    expect(unknownPlaceholders('up{host="{hostname}", a="{name}"} + {address}')).toEqual([
+      "{hostname}",
+    ]);
+    expect(hostQuery('x{h="{name}"}', { name: "a$&b", address: undefined })).toBe('x{h="a$&b"}');
   });
 });
 

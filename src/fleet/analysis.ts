@@ -10,7 +10,16 @@ export const QUERY_PLACEHOLDERS = ["{name}", "{address}"] as const;
 
 /** The query for one host: `{name}` and `{address}` filled in (names and addresses need no quoting). */
 export function hostQuery(query: string, host: Pick<FleetHost, "name" | "address">): string {
-  return query.replaceAll("{address}", host.address ?? host.name).replaceAll("{name}", host.name);
+  // Functions, so that nothing in a value is read as a replacement pattern ($&).
+  return query
+    .replaceAll("{address}", () => host.address ?? host.name)
+    .replaceAll("{name}", () => host.name);
+}
+
+/** The `{word}` placeholders of `query` that are none of QUERY_PLACEHOLDERS (a typo). */
+export function unknownPlaceholders(query: string): string[] {
+  const found = [...query.matchAll(/\{[A-Za-z_][A-Za-z0-9_]*\}/g)].map((m) => m[0]);
+  return [...new Set(found)].filter((p) => !(QUERY_PLACEHOLDERS as readonly string[]).includes(p));
 }
 
 /** What one round read for a host: its value, and for a baseline comparison the baseline's. */
@@ -110,8 +119,10 @@ export function conditionText(query: Pick<AnalysisQuery, "max" | "min" | "baseli
   return parts.join(" and ");
 }
 
-/** A measured value as people read it: four significant digits at most. */
+/** A measured value as people read it: four significant digits at most; infinities as PromQL's. */
 export function formatValue(value: number): string {
+  if (value === Number.POSITIVE_INFINITY) return "+Inf";
+  if (value === Number.NEGATIVE_INFINITY) return "-Inf";
   if (!Number.isFinite(value)) return String(value);
   if (Number.isInteger(value)) return String(value);
   return String(Number(value.toPrecision(4)));
@@ -145,8 +156,13 @@ export function judgeSample(
         why: `${shown}, but no data for the baseline (${sample.baselineWhy ?? "no value"})`,
       };
     }
-    const limit = base * query.baseline.tolerance;
-    const against = `${formatValue(query.baseline.tolerance)} × the baseline's ${formatValue(base)}`;
+    // The tolerance widens the baseline by its own size, so that a canary at the baseline's
+    // value passes whatever its sign (a negative baseline times 1.5 would be below it).
+    const limit = base + Math.abs(base) * (query.baseline.tolerance - 1);
+    const against =
+      base >= 0
+        ? `${formatValue(query.baseline.tolerance)} × the baseline's ${formatValue(base)}`
+        : `the baseline's ${formatValue(base)} with a tolerance of ${formatValue(query.baseline.tolerance)} (at most ${formatValue(limit)})`;
     if (value > limit) return { verdict: "fail", why: `${shown} is above ${against}` };
     return { verdict: "pass", why: `${shown} is within ${against}` };
   }
@@ -158,7 +174,8 @@ export type AnalysisState = "running" | "passed" | "failed";
 /**
  * A query's verdict from its measurements so far: failed once its failures (no data counted as
  * one under `noData: fail`) pass its failure limit; once the bake `ended`, passed, but failed
- * under `noData: wait` when no measurement had data at all.
+ * under either rule when no measurement had data at all (a failure limit as long as the bake
+ * never lets a bake with no data pass).
  */
 export function analysisState(
   query: AnalysisQuery,
@@ -177,7 +194,7 @@ export function analysisState(
     return { state: "failed", why: `${query.name}: ${last.why}${limit}` };
   }
   if (!ended) return { state: "running" };
-  if (query.noData === "wait" && measurements.every((m) => m.verdict === "no-data")) {
+  if (measurements.every((m) => m.verdict === "no-data")) {
     return {
       state: "failed",
       why: `${query.name}: no data in the whole bake (${measurements.length} measurements)`,

@@ -82,4 +82,19 @@ describe("bake and analysis in the fleet file", () => {
       "policy.bake.interval: measures 720 times in 3600s; a bake measures at most 360 times (a longer interval)",
     ]);
   });
+
+  it("refuses a placeholder no host fills in (a typo would find no series on every host)", () => {
+    expect(
+      problemsOf({
+        prometheus: { url: "http://prometheus:9090" },
+        policy: {
+          bake: { seconds: 60 },
+          analysis: [{ ...errors, query: 'rate(e{host="{hostname}"}[1m])' }],
+        },
+        hosts,
+      }),
+    ).toEqual([
+      "policy.analysis.0.query: holds {hostname}, which no host fills in: the placeholders are {name} and {address}",
+    ]);
+  });
 });

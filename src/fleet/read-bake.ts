@@ -2,6 +2,7 @@
 // the fleet's `prometheus`, each problem named by its JSON path.
 
 import { shownUrl } from "../util/url-credentials.js";
+import { QUERY_PLACEHOLDERS, unknownPlaceholders } from "./analysis.js";
 import {
   ANALYSIS_DEFAULTS,
   type AnalysisQuery,
@@ -121,6 +122,13 @@ function readQuery(value: unknown, path: JsonPath, problems: Problems): Analysis
     entry.query === undefined
       ? undefined
       : readString(entry.query, [...path, "query"], problems, { maxLength: MAX_QUERY_LENGTH });
+  const unknown = query === undefined ? [] : unknownPlaceholders(query);
+  if (unknown.length > 0) {
+    problems.add(
+      [...path, "query"],
+      `holds ${unknown.join(", ")}, which no host fills in: the placeholders are ${QUERY_PLACEHOLDERS.join(" and ")}`,
+    );
+  }
   const max =
     entry.max === undefined ? undefined : readNumber(entry.max, [...path, "max"], problems);
   const min =

@@ -33,7 +33,13 @@ describe("answerOf", () => {
       why: expect.stringMatching(/answered 2 series; .*aggregate it/),
     });
     expect(answerOf(200, vector("NaN"), "e")).toMatchObject({ value: null, why: /NaN/ });
-    expect(answerOf(200, vector("+Inf"), "e")).toMatchObject({ value: null });
+    // Not numbers as Prometheus writes them (JavaScript would read 16 and 0).
+    for (const odd of ["0x10", "", "1_000", " 1"]) {
+      expect(answerOf(200, vector(odd), "e")).toMatchObject({
+        value: null,
+        why: expect.stringContaining("is not a number"),
+      });
+    }
     expect(
       answerOf(
         400,
@@ -45,6 +51,20 @@ describe("answerOf", () => {
       value: null,
       why: "e answered 502 with no JSON: <html>bad gateway</html>",
     });
+    expect(answerOf(401, "Unauthorized", "e")).toMatchObject({
+      why: expect.stringContaining("check prometheus.bearerTokenFile"),
+    });
+    expect(answerOf(200, JSON.stringify({ hello: "world" }), "e")).toMatchObject({
+      value: null,
+      why: expect.stringContaining("no Prometheus answer"),
+    });
+  });
+
+  it("reads +Inf and -Inf as values (x/0: every request failed is above any maximum)", () => {
+    expect(answerOf(200, vector("+Inf"), "e")).toEqual({ value: Number.POSITIVE_INFINITY });
+    expect(answerOf(200, vector("-Inf"), "e")).toEqual({ value: Number.NEGATIVE_INFINITY });
+    expect(answerOf(200, vector("1e-3"), "e")).toEqual({ value: 0.001 });
+    expect(answerOf(200, vector("-2.5E2"), "e")).toEqual({ value: -250 });
   });
 });
 
@@ -81,13 +101,27 @@ describe("prometheusClient", () => {
           body,
         });
         res.writeHead(req.url === "/api/v1/query" ? 401 : 404, { "content-type": "text/plain" });
-        res.end(`unauthorized ${req.headers.authorization ?? ""}`.slice(0, 13));
+        // A proxy that echoes what it was sent, token and all.
+        res.end(`unauthorized ${req.headers.authorization ?? ""}`);
       });
     });
     const answer = await prometheusClient({ url, token, timeout: 5 }).query('up{host="web1"}');
     expect(seen).toEqual([{ auth: `Bearer ${token}`, body: "query=up%7Bhost%3D%22web1%22%7D" }]);
     expect(answer.value).toBeNull();
     expect(JSON.stringify(answer)).not.toContain(token);
+    expect(answer).toMatchObject({ why: expect.stringContaining("unauthorized Bearer [token]") });
+  });
+
+  it("refuses a redirect, and says to name the address it points at", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(302, { location: "http://127.0.0.1:1/elsewhere" });
+      res.end();
+    });
+    const answer = await prometheusClient({ url, token: "t0k", timeout: 5 }).query("up");
+    expect(answer).toMatchObject({
+      value: null,
+      why: expect.stringContaining("give prometheus.url as the address it redirects to"),
+    });
   });
 
   it("gives up past its deadline and past its size limit", async () => {

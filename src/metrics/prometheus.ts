@@ -63,13 +63,19 @@ async function instantQuery(
     if (text === undefined) {
       return noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`);
     }
-    return answerOf(response.status, text, endpoint);
+    return masked(answerOf(response.status, text, endpoint), options.token);
   } catch (err) {
     if (deadline.aborted) return noValue(`${endpoint} did not answer within ${options.timeout}s`);
     if (signal?.aborted) return noValue("interrupted");
     const cause =
       (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : undefined;
-    return noValue(`${endpoint}: ${cause?.message ?? (err as Error).message}`);
+    const said = cause?.message ?? (err as Error).message;
+    if (said === "unexpected redirect") {
+      return noValue(
+        `${endpoint} answered with a redirect, which is refused (it would carry the bearer token elsewhere): give prometheus.url as the address it redirects to`,
+      );
+    }
+    return noValue(`${endpoint}: ${masked(said, options.token)}`);
   }
 }
 
@@ -79,9 +85,18 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
   try {
     body = JSON.parse(text);
   } catch {
-    return noValue(`${endpoint} answered ${status} with no JSON: ${shown(text)}`);
+    const auth =
+      status === 401 || status === 403
+        ? " (refused: check prometheus.bearerTokenFile, and that the token may query)"
+        : "";
+    return noValue(`${endpoint} answered ${status}${auth} with no JSON: ${shown(text)}`);
   }
   const b = body as { status?: unknown; error?: unknown; errorType?: unknown; data?: unknown };
+  if (b.status !== "success" && b.status !== "error") {
+    return noValue(
+      `${endpoint} answered ${status} with JSON that is no Prometheus answer (no "status"): is prometheus.url Prometheus' own address?`,
+    );
+  }
   if (b.status !== "success") {
     const error = typeof b.error === "string" ? b.error : `status ${status}`;
     const type = typeof b.errorType === "string" ? `${b.errorType}: ` : "";
@@ -108,14 +123,32 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
   }
 }
 
-/** `[time, "value"]` as a number; NaN and infinities are no value. */
+/** A sample's value as Prometheus writes it: a float, NaN, or an infinity. */
+const FLOAT = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * `[time, "value"]` as a number. NaN is no value (0/0: nothing counted yet); +Inf and -Inf are
+ * values, judged as any (x/0 with x > 0: every request failed, say, is above any maximum).
+ */
 function sampleValue(sample: unknown): QueryAnswer {
   const text = Array.isArray(sample) ? sample[1] : undefined;
   if (typeof text !== "string") return noValue("the answer holds no value");
-  const value = Number(text);
-  if (text === "NaN" || Number.isNaN(value)) return noValue("NaN (e.g. 0/0: nothing counted yet)");
-  if (!Number.isFinite(value)) return noValue(`${text} (a division by zero)`);
-  return { value };
+  if (text === "NaN") return noValue("NaN (e.g. 0/0: nothing counted yet)");
+  if (text === "+Inf" || text === "Inf") return { value: Number.POSITIVE_INFINITY };
+  if (text === "-Inf") return { value: Number.NEGATIVE_INFINITY };
+  if (!FLOAT.test(text)) return noValue(`the answer's value ${shown(text)} is not a number`);
+  return { value: Number(text) };
+}
+
+/** `answer` (or a text) with the token, should anything echo it, replaced: it is never shown. */
+function masked<T extends QueryAnswer | string>(answer: T, token: string | undefined): T {
+  if (token === undefined || token === "") return answer;
+  if (typeof answer === "string") return answer.replaceAll(token, () => "[token]") as T;
+  return (
+    answer.value === null
+      ? { value: null, why: answer.why.replaceAll(token, () => "[token]") }
+      : answer
+  ) as T;
 }
 
 function noValue(why: string): QueryAnswer {
