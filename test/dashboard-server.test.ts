@@ -302,6 +302,41 @@ describe("safety", () => {
   });
 });
 
+describe("what the audit of the dashboard found", () => {
+  it("a HEAD of /api/events takes no live-page slot: one stream is still open to a GET after many", async () => {
+    const dashboard = createDashboardApp({ poller, fleetName: "t", maxEventStreams: 1 });
+    const { server, url } = await listenDashboard(dashboard, "127.0.0.1", 0);
+    try {
+      for (let i = 0; i < 10; i++) {
+        const head = await fetch(`${url}/api/events`, { method: "HEAD" });
+        expect(head.status).toBe(200);
+        expect(head.headers.get("content-type")).toContain("text/event-stream");
+      }
+      const aborter = new AbortController();
+      const live = await fetch(`${url}/api/events`, { signal: aborter.signal });
+      expect(live.status).toBe(200);
+      aborter.abort();
+      await live.body?.cancel().catch(() => {});
+    } finally {
+      await closeCacheServer(server as Server);
+    }
+  });
+
+  it("refuses what another site's page loads without a link being followed (no Origin sent)", async () => {
+    const app = appOf();
+    const crossSite = { "sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors" };
+    expect((await app.request("/api/events", { headers: crossSite })).status).toBe(403);
+    const sameSite = { "sec-fetch-site": "same-site", "sec-fetch-mode": "cors" };
+    expect((await app.request("/api/hosts", { headers: sameSite })).status).toBe(403);
+    // A link followed from elsewhere, the dashboard's own pages, and clients that say nothing.
+    const link = { "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate" };
+    expect((await app.request("/", { headers: link })).status).toBe(200);
+    const own = { "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors" };
+    expect((await app.request("/api/hosts", { headers: own })).status).toBe(200);
+    expect((await app.request("/api/hosts")).status).toBe(200);
+  });
+});
+
 describe("polling", () => {
   it("a poll where nothing changed costs LISTs only; a changed record costs one GET", async () => {
     await poller.pollOnce();

@@ -32,9 +32,12 @@ rollout --rollout ID names; its id is in the deploy's summary, 'nixship status' 
 dashboard): each host that rollout changed goes back to the system it ran before it. A host it
 skipped (unreachable), never reached, found up to date, or failed on stays where it is, and is
 named. A host that runs something else than what the rollout left on it (changed since, by hand
-or by a later rollout) is refused, with why, unless --force. The plan of the rollback is shown
-first (with --json, an "undo-plan" line), then it runs as a deploy of those systems in every
-mode (waves, health checks, the deploy's --json events) and writes a rollout record of its own
+or by a later rollout) is refused, with why, unless --force; this is checked again when the
+host's turn comes (by the host under its activation lock; for agent hosts, against the channel
+the release is built on), so a deploy that lands while the rollback runs stays (the host is
+reported refused). The plan of the rollback is shown first (with --json, an "undo-plan"
+line), then it runs as a deploy of those systems in every mode (waves, health checks, the
+deploy's --json events) and writes a rollout record of its own
 that names the rollout it undid and every host it left; hosts that stay keep what they run
 (agent hosts: the channel names it for them). As for deploy, a fleet with a cache needs --key
 to sign what is pushed (systems the local store lacks are fetched from the cache first,

@@ -38,6 +38,18 @@ export function foreignOrigin(origin: string | undefined, host: string | undefin
   }
 }
 
+/**
+ * Whether a browser says (Fetch Metadata) that another site's page made this request, other
+ * than by following a link: an image or a script of that page, which sends no Origin, and
+ * would spend the operator's request and live-page budgets. Another port of the same host is
+ * "same-site", and another page too. Clients that send no Sec-Fetch-Site (curl, older
+ * browsers) are judged by the other checks alone.
+ */
+export function crossSite(site: string | undefined, mode: string | undefined): boolean {
+  if (site !== "cross-site" && site !== "same-site") return false;
+  return mode !== "navigate";
+}
+
 /** A Host header's name (brackets dropped from IPv6) and port (80 when absent). */
 function parseHost(host: string | undefined): { hostname: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9.-]+))(?::([0-9]{1,5}))?$/i.exec(host ?? "");

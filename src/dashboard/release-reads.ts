@@ -43,7 +43,11 @@ export interface ReleasePageData {
 /** Too many different reads in one poll: the request should wait for the next. */
 export class ReadsFull extends Error {}
 
-/** Values read at most once per poll, by key; failed reads are not kept. */
+/**
+ * Values read at most once per poll, by key; a failed read too (its failure is what every
+ * request of that poll gets): a store that fails, or a file that cannot be read, is asked again
+ * at the next poll, not by every request until then.
+ */
 export class PerPoll<T> {
   readonly #entries = new Map<string, { readonly poll: number; readonly value: Promise<T> }>();
 
@@ -58,11 +62,9 @@ export class PerPoll<T> {
       this.#entries.delete(old);
     }
     const value = read();
-    const entry = { poll, value };
-    this.#entries.set(key, entry);
-    value.catch(() => {
-      if (this.#entries.get(key) === entry) this.#entries.delete(key);
-    });
+    // Kept, and each caller sees its failure; none is left unhandled.
+    value.catch(() => {});
+    this.#entries.set(key, { poll, value });
     return value;
   }
 }

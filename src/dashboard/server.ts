@@ -23,7 +23,7 @@ import {
   guardConnections,
   HEADERS_TIMEOUT,
 } from "./connections.js";
-import { foreignHost, foreignOrigin } from "./host-guard.js";
+import { crossSite, foreignHost, foreignOrigin } from "./host-guard.js";
 import { HostReads } from "./host-reads.js";
 import { Html } from "./html.js";
 import {
@@ -149,7 +149,10 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
         ? undefined
         : foreignHost(host, { address: socket.localAddress, port: socket.localPort });
     if (misdirected !== undefined) return c.text(`${misdirected}\n`, 421);
-    if (foreignOrigin(c.req.header("origin"), host)) {
+    if (
+      foreignOrigin(c.req.header("origin"), host) ||
+      crossSite(c.req.header("sec-fetch-site"), c.req.header("sec-fetch-mode"))
+    ) {
       return c.text("this dashboard answers only its own pages, not another site's\n", 403);
     }
     const client = clientOf(c);
@@ -345,6 +348,12 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
 
   // ---- Live updates: the snapshot's version, each time it changes.
   app.get("/api/events", (c) => {
+    // A HEAD would run this handler and drop the stream unread, never aborted: the slot it took
+    // would stay taken. It gets the headers alone.
+    if (c.req.method === "HEAD") {
+      c.header("content-type", "text/event-stream");
+      return c.body(null, 200);
+    }
     const client = clientOf(c);
     const mine = clientStreams.get(client) ?? 0;
     if (streams >= maxStreams || mine >= maxPerClient) {

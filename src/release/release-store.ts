@@ -418,7 +418,7 @@ export async function listReleaseSeqs(store: ObjectStore): Promise<Map<string, n
   return seqs;
 }
 
-function isChannelName(name: string): boolean {
+export function isChannelName(name: string): boolean {
   return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;
 }
 

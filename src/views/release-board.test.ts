@@ -10,7 +10,7 @@ import type { SignedRelease } from "../release/release.js";
 import { publishRelease } from "../release/release-store.js";
 import { type StatusState, statusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
-import { readBody } from "../store/helpers.js";
+import { readBody, SMALL_OBJECT_LIMIT } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads, wrapStore } from "../store/wrap-store.js";
@@ -288,5 +288,39 @@ describe("the release board", () => {
 
     await board.poll();
     expect(counts.get).toBe(7);
+  });
+});
+
+describe("files a bucket writer can plant", () => {
+  it("passes over a channel file no channel could be named by, and polls on", async () => {
+    await publish("web", ["a1"]);
+    await store.put("channels/X Y.json", Buffer.from("{}"));
+    const channels = await new ReleaseBoard(store, [publicKeyOf(key)]).poll();
+    expect(channels.map((c) => c.channel)).toEqual(["web"]);
+  });
+
+  it("shows a channel file or a release file too large to be one as untrusted and malformed, reads it once, and polls on", async () => {
+    await publish("web", ["a1"]);
+    await publish("db", ["d1"]);
+    const huge = Buffer.alloc(SMALL_OBJECT_LIMIT + 1, 0x20);
+    await store.put("channels/db.json", huge);
+    await store.put("releases/web/2.json", huge);
+    const { store: counted, counts } = countReads(store);
+    const board = new ReleaseBoard(counted, [publicKeyOf(key)]);
+    const [db, web] = await board.poll();
+    expect(db?.currentTrust).toMatchObject({
+      status: "untrusted",
+      problem: expect.stringContaining("channels/db.json"),
+    });
+    expect(web?.releases[0]).toMatchObject({
+      seq: 2,
+      status: "malformed",
+      trust: { status: "untrusted" },
+    });
+    expect(web?.releases[1]).toMatchObject({ seq: 1, status: "ok" });
+    const gets = counts.get;
+    await board.poll();
+    // Neither is read again: the release file never changes, the channel file kept its etag.
+    expect(counts.get).toBe(gets);
   });
 });

@@ -12,6 +12,7 @@ import { parseReleaseHead } from "../release/release-parse.js";
 import { verifyReleaseHead } from "../release/release-sign.js";
 import {
   channelKey,
+  isChannelName,
   listReleaseSeqs,
   missingRelease,
   type ReleaseEntry,
@@ -160,7 +161,8 @@ export class ReleaseBoard {
     const files = new Map<string, string>();
     for await (const info of listAll(this.#store, "channels/")) {
       const name = /^channels\/([^/]+)\.json$/.exec(info.key)?.[1];
-      if (name !== undefined) files.set(name, info.etag);
+      // A file no channel could be named by is no channel: passed over, as `release list` does.
+      if (name !== undefined && isChannelName(name)) files.set(name, info.etag);
     }
     return files;
   }
@@ -175,12 +177,23 @@ export class ReleaseBoard {
     const key = channelKey(channel);
     const got = await this.#store.get(key);
     if (got === undefined) return undefined;
-    const bytes = new Uint8Array(await readBody(got.body, key));
-    const file = {
-      etag: got.info.etag,
-      digest: releaseDigest(bytes),
-      trust: await releaseTrust(this.#store, bytes, this.#keys, channel, undefined, key),
-    };
+    let file: KnownChannel;
+    try {
+      const bytes = new Uint8Array(await readBody(got.body, key));
+      file = {
+        etag: got.info.etag,
+        digest: releaseDigest(bytes),
+        trust: await releaseTrust(this.#store, bytes, this.#keys, channel, undefined, key),
+      };
+    } catch (err) {
+      // Too large to be a release: shown as such, and not read again until it changes.
+      if (!(err instanceof InputError)) throw err;
+      file = {
+        etag: got.info.etag,
+        digest: undefined,
+        trust: { status: "untrusted", problem: err.message },
+      };
+    }
     this.#channels.set(channel, file);
     return file;
   }
@@ -194,7 +207,10 @@ export class ReleaseBoard {
     const key = releaseKey(channel, seq);
     let known = this.#releases.get(key);
     if (known === undefined) {
-      const read = await readRelease(this.#store, channel, seq);
+      const read = await readRelease(this.#store, channel, seq).catch((err: unknown) => {
+        if (!(err instanceof InputError)) throw err;
+        return { status: "unreadable" as const, problem: err.message };
+      });
       // Listed, then gone: shown as missing, and read again at the next poll.
       if (read.status === "absent") {
         return {
@@ -203,12 +219,28 @@ export class ReleaseBoard {
           counts: null,
         };
       }
-      known = summarise(
-        read.bytes,
-        seq,
-        key,
-        await releaseTrust(this.#store, read.bytes, this.#keys, channel, seq, key),
-      );
+      // Too large to be a release: shown as malformed, and never read again (files never change
+      // once written).
+      known =
+        read.status === "unreadable"
+          ? {
+              entry: {
+                status: "malformed",
+                seq,
+                digest: "",
+                current: false,
+                problem: read.problem,
+              },
+              expires: undefined,
+              names: 0,
+              trust: { status: "untrusted", problem: read.problem },
+            }
+          : summarise(
+              read.bytes,
+              seq,
+              key,
+              await releaseTrust(this.#store, read.bytes, this.#keys, channel, seq, key),
+            );
       this.#releases.set(key, known);
     }
     const entry = { ...known.entry, current: known.entry.digest === currentDigest };
