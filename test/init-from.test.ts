@@ -10,6 +10,7 @@ import { type CliRun, nixship } from "../support/cli.js";
 import {
   addOutput,
   KEYS_EXAMPLE,
+  STAND_IN_NIXPKGS,
   tutorialHive,
   writeDeployRsFlake,
   writeFlakeWith,
@@ -46,6 +47,9 @@ async function built(fleet: string): Promise<Record<string, string>> {
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { hosts: Record<string, string> }).hosts;
 }
+
+/** An admin's age recipient, for the placeholder a conversion leaves. */
+const ADMIN_AGE = "age13lla8hn7p8ua5ud9858j0rcgxdj2kppja6nezzv9v03e000qx42sp7nezk";
 
 const HIVE = { hostA: "host-a", hostB: "host-b.mydomain.tld", hostBPort: 1234 };
 
@@ -159,6 +163,50 @@ describe("init --from colmena", () => {
   });
 });
 
+describe("init --from colmena: keys", () => {
+  it("gives keys whose names would make one secret names of their own, and lets nodes keep their keys at one path", async () => {
+    const hive = `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1";
+    deployment.keys."a-b" = { text = "x"; }; deployment.keys.tls = { keyFile = "/secrets/web-tls"; }; };
+  web-a = { networking.hostName = "web-a"; deployment.targetHost = "10.0.0.2";
+    deployment.keys.b = { keyFile = "/secrets/weba-b"; }; deployment.keys.tls = { keyFile = "/secrets/weba-tls"; }; };
+}
+`;
+    const dir = await flakeDir("      packages = { };", hive);
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    const fleet = JSON.parse(await readFile(out.fleet, "utf8")) as {
+      secrets: { entries: Record<string, { hosts: string; path: string }> };
+    };
+    expect(
+      Object.fromEntries(
+        Object.entries(fleet.secrets.entries).map(([n, e]) => [n, [e.hosts, e.path]]),
+      ),
+    ).toEqual({
+      "web-a-b": ["web", "/run/keys/a-b"],
+      "web-tls": ["web", "/run/keys/tls"],
+      "web-a-b-2": ["web-a", "/run/keys/b"],
+      "web-a-tls": ["web-a", "/run/keys/tls"],
+    });
+    expect(out.next).toContain(
+      `nixship secrets set web-a-b-2 --from /secrets/weba-b --fleet ${out.fleet}`,
+    );
+    // The fleet loads: one path for two keys of two nodes is no clash.
+    await writeFile(
+      out.fleet,
+      JSON.stringify({
+        ...JSON.parse(await readFile(out.fleet, "utf8")),
+        secrets: { ...fleet.secrets, admins: [ADMIN_AGE] },
+      }),
+    );
+    const list = await nixship(["secrets", "list", "--fleet", out.fleet, "--json"]);
+    expect(list.stderr).not.toMatch(/also the path/);
+    expect(JSON.parse(list.stdout).secrets).toHaveLength(4);
+  });
+});
+
 describe("init --from deploy-rs", () => {
   it("makes the README's flake a fleet whose hosts build the configurations the profiles activate", async () => {
     const dir = await mkdtemp(join(work, "deploy-rs-"));
@@ -195,6 +243,19 @@ describe("init --from deploy-rs", () => {
     expect(nix.outputLine).toBe("nixship = import ./nixship.nix { inherit self; };");
     await addOutput(other, nix.outputLine as string);
     expect(await built(`${other}#nixship`)).toEqual(await built(out.fleet));
+  });
+
+  it("takes the configuration the profile is built from, where two share its name (one hostName)", async () => {
+    const dir =
+      await flakeDir(`      nixosConfigurations = let mk = tag: { config.system.build.toplevel = derivation {
+        name = "nixos-system-web-24.05"; inherit system; builder = "/bin/sh"; args = [ "-c" "echo \${tag} > $out" ]; }; };
+      in { web = mk "old"; web-next = mk "new"; };
+      deploy.nodes.web = { hostname = "web.example"; profiles.system = {
+        user = "root"; path = deploy-rs.lib.\${system}.activate.nixos self.nixosConfigurations.web-next; }; };`);
+    const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const fleet = JSON.parse(await readFile((JSON.parse(r.stdout) as InitJson).fleet, "utf8"));
+    expect(fleet.hosts.web.system).toBe(".#nixosConfigurations.web-next");
   });
 
   it("names a node without a hostname, and a flake without deploy (exit 2)", async () => {

@@ -405,6 +405,12 @@ function systemOf(kind: HiveKind, name: string): SystemRef {
   return { nix: `hive.nodes.${nixName(name)}`, installable: `.#nixshipHive.nodes.${name}` };
 }
 
+/** `wanted`, or with the least number after it that no secret of `secrets` has taken yet. */
+function freeName(wanted: string, secrets: JsonObject): string {
+  if (!Object.hasOwn(secrets, wanted)) return wanted;
+  for (let n = 2; ; n++) if (!Object.hasOwn(secrets, `${wanted}-${n}`)) return `${wanted}-${n}`;
+}
+
 /** A secret's name: the key's, prefixed by the node's (keys are per node, secrets per fleet). */
 const SECRET_NAME = /[^A-Za-z0-9_.-]+/g;
 
@@ -432,7 +438,17 @@ function convertKeys(
       );
       continue;
     }
-    const secret = `${name}-${attr}`.replace(SECRET_NAME, "-");
+    const secret = freeName(`${name}-${attr}`.replace(SECRET_NAME, "-"), secrets);
+    if (secret !== `${name}-${attr}`.replace(SECRET_NAME, "-")) {
+      report.note(
+        "deployment.keys",
+        {
+          outcome: "mapped",
+          text: `secret ${secret}: another key's name makes ${`${name}-${attr}`.replace(SECRET_NAME, "-")} too`,
+        },
+        `${name}:${attr}`,
+      );
+    }
     secrets[secret] = {
       hosts: name,
       ...(key.user === "root" ? {} : { owner: key.user }),

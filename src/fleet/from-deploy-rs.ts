@@ -133,7 +133,8 @@ export interface DeployRsDeploy {
  * One `nix eval --json` of the flake's `deploy`: its settings, and each node's; or
  * `{ missing = [outputs]; }`. A system profile's path is matched to the NixOS configuration
  * it activates by name (deploy-rs's activate.nixos names it `activatable-` and the toplevel's
- * name), so that the fleet deploys the configuration's toplevel, as the host runs it.
+ * name) and by what it is built from (the toplevel's path among its derivation's inputs), so
+ * that the fleet deploys the configuration's toplevel, as the host runs it.
  */
 export function deployRsExpression(flake: string): string {
   const str = JSON.stringify;
@@ -146,8 +147,15 @@ export function deployRsExpression(flake: string): string {
   configurations = outputs.nixosConfigurations or { };
   toplevelName = c: let t = builtins.tryEval (configurations.\${c}.config.system.build.toplevel.name or null); in
     if t.success then t.value else null;
+  escape = s: builtins.replaceStrings [ "." "+" "?" ] [ "\\\\." "\\\\+" "\\\\?" ] s;
+  # Whether the profile's derivation is built from configuration c's toplevel: two
+  # configurations of one hostName have toplevels of one name, but not of one path.
+  wraps = path: c: let
+    t = builtins.tryEval configurations.\${c}.config.system.build.toplevel.outPath;
+    refs = builtins.unsafeDiscardStringContext (builtins.toJSON (path.drvAttrs or { }));
+  in t.success && builtins.length (builtins.split (escape (builtins.unsafeDiscardStringContext t.value)) refs) > 1;
   matches = path: let name = if builtins.isAttrs path then path.name or null else null; in
-    if name == null then [ ] else builtins.filter (c: let t = toplevelName c; in t != null && "activatable-\${t}" == name) (builtins.attrNames configurations);
+    if name == null then [ ] else builtins.filter (c: let t = toplevelName c; in t != null && "activatable-\${t}" == name && wraps path c) (builtins.attrNames configurations);
   profileOf = at: p: mark at {
     generic = pick at p;
     profilePath = mark (at ++ [ "profilePath" ]) (p.profilePath or null);

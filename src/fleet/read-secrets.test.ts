@@ -115,7 +115,36 @@ describe("the secrets section", () => {
     expect(at("secrets.entries.typo.hosts")[0]).toMatch(/"@dbs" matches no tag/);
     expect(at("secrets.entries.owner.owner")).toHaveLength(1);
     expect(at("secrets.entries.owner.mode")).toHaveLength(1);
-    expect(at("secrets.entries.twin2.path")[0]).toMatch(/also the path of secret "twin"/);
+    expect(at("secrets.entries.twin2.path")[0]).toBe(
+      'secrets.entries.twin2.path: is also the path of secret "twin" (/run/keys/disk2), on db1: a host keeps one file at a path',
+    );
+  });
+
+  it("lets hosts that share none of two secrets keep each at the same path (colmena's keys)", () => {
+    expect(
+      problemsOf(
+        fleetWith({
+          admins: [ADMIN],
+          entries: {
+            "web1-tls": { hosts: "web1", path: "/run/keys/tls" },
+            "db1-tls": { hosts: "db1", path: "/run/keys/tls" },
+          },
+        }),
+      ),
+    ).toEqual([]);
+    expect(
+      problemsOf(
+        fleetWith({
+          admins: [ADMIN],
+          entries: {
+            "db1-tls": { hosts: "db1", path: "/run/keys/tls" },
+            "all-tls": { hosts: "web1,db1", path: "/run/keys/tls" },
+          },
+        }),
+      ),
+    ).toEqual([
+      'secrets.entries.all-tls.path: is also the path of secret "db1-tls" (/run/keys/tls), on db1: a host keeps one file at a path',
+    ]);
   });
 
   it("needs at least one admin, so that someone can always edit a secret", () => {

@@ -74,7 +74,9 @@ function readEntries(
 ): SecretSpec[] | undefined {
   if (!isJsonObject(value)) return problems.add(path, `must be an object (${got(value)})`);
   const entries: SecretSpec[] = [];
-  const paths = new Map<string, string>();
+  // By path, the secrets kept there and their hosts (undefined: not known). A host keeps one
+  // file at a path; hosts that share none may each keep their own there (colmena's keys).
+  const paths = new Map<string, { name: string; on: ReadonlySet<string> | undefined }[]>();
   for (const [name, entryValue] of Object.entries(value)) {
     const at = [...path, name];
     if (
@@ -89,14 +91,37 @@ function readEntries(
     }
     const entry = readEntry(name, entryValue, hosts, at, problems);
     if (entry === undefined) continue;
-    const other = paths.get(entry.path);
-    if (other !== undefined) {
-      problems.add([...at, "path"], `is also the path of secret "${other}" (${entry.path})`);
+    const on = hostsOf(entry.hosts, hosts);
+    const there = paths.get(entry.path) ?? [];
+    for (const other of there) {
+      const shared =
+        on === undefined || other.on === undefined
+          ? undefined
+          : [...on].find((h) => other.on?.has(h));
+      if (on !== undefined && other.on !== undefined && shared === undefined) continue;
+      problems.add(
+        [...at, "path"],
+        `is also the path of secret "${other.name}" (${entry.path})${shared === undefined ? "" : `, on ${shared}: a host keeps one file at a path`}`,
+      );
+      break;
     }
-    paths.set(entry.path, name);
+    paths.set(entry.path, [...there, { name, on }]);
     entries.push(entry);
   }
   return entries;
+}
+
+/** The names of the hosts `selector` picks; undefined when they cannot be told. */
+function hostsOf(
+  selector: string,
+  hosts: readonly FleetHost[] | undefined,
+): ReadonlySet<string> | undefined {
+  if (hosts === undefined) return undefined;
+  try {
+    return new Set(selectHosts({ hosts }, selector).map((h) => h.name));
+  } catch {
+    return undefined;
+  }
 }
 
 function readEntry(
