@@ -2,7 +2,7 @@
 // deploy-rs's README flake (their nixpkgs the stand-in) become fleets, as a fleet file and in
 // the flake, whose hosts build the very systems the hive's nodes and deploy-rs's profiles are;
 // the report names what became of each option; bad input is named by its attribute (exit 2).
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -207,6 +207,26 @@ describe("init --from colmena: keys", () => {
   });
 });
 
+describe("a directory whose name holds Nix syntax", () => {
+  it("is the directory it names, never Nix code: a decoy where that code points is not read", async () => {
+    const parent = await mkdtemp(join(work, "odd-"));
+    // Evaluated, "x$" + "{toString 1}" would be "x1": the decoy.
+    const decoy = join(parent, "x1");
+    await mkdir(decoy);
+    await writeFlakeWith(decoy, "      packages = { };");
+    await writeFile(join(decoy, "hive.nix"), tutorialHive({ ...HIVE, hostA: "decoy" }));
+    const dir = join(parent, "x$" + "{toString 1}");
+    await mkdir(dir);
+    await writeFlakeWith(dir, "      packages = { };");
+    await writeFile(join(dir, "hive.nix"), tutorialHive(HIVE));
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.stdout + r.stderr).not.toContain("decoy");
+    // Nix takes no such flake reference: said as its error, naming the directory.
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`'path:${dir}' is not a valid URL`);
+  });
+});
+
 describe("init --from deploy-rs", () => {
   it("makes the README's flake a fleet whose hosts build the configurations the profiles activate", async () => {
     const dir = await mkdtemp(join(work, "deploy-rs-"));
@@ -243,6 +263,18 @@ describe("init --from deploy-rs", () => {
     expect(nix.outputLine).toBe("nixship = import ./nixship.nix { inherit self; };");
     await addOutput(other, nix.outputLine as string);
     expect(await built(`${other}#nixship`)).toEqual(await built(out.fleet));
+  });
+
+  it("appends the deploy's sshOpts to the node's, as deploy-rs does", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, {
+      web: { hostname: "web.example", extra: '        sshOpts = [ "-p" "2222" ];' },
+    });
+    await addOutput(dir, 'deploy.sshOpts = [ "-i" "/keys/id" ];');
+    const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const ssh = (JSON.parse(r.stdout) as InitJson).report.find((e) => e.option === "sshOpts");
+    expect(ssh?.text).toContain("Host web.example / Port 2222 / IdentityFile /keys/id");
   });
 
   it("takes the configuration the profile is built from, where two share its name (one hostName)", async () => {

@@ -1,6 +1,8 @@
 // Evaluating a fleet's flakes with the local Nix: every output in one `nix eval`, the flakes
 // fetched once, a missing output reported with the outputs the flake does have.
+
 import { InputError, OperationError } from "../errors.js";
+import { nixString } from "../nix/nix-string.js";
 import { sourceReference, withoutSourceSecrets } from "../util/source-reference.js";
 import { NEW_CLI, type NixOptions, nixCommand, storeArgs } from "./local-nix.js";
 
@@ -144,7 +146,7 @@ export function evaluationExpression(
   const flakes = [...new Set(outputs.map((o) => o.flake))];
   return `let
   sys = builtins.currentSystem;
-  flakes = [ ${flakes.map((f) => `(builtins.getFlake ${JSON.stringify(f)})`).join(" ")} ];
+  flakes = [ ${flakes.map((f) => `(builtins.getFlake ${nixString(f)})`).join(" ")} ];
   at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
   names = set: if builtins.isAttrs set then builtins.attrNames set else [ ];
   available = f: (names (at f [ "packages" sys ])) ++ (map (n: "nixosConfigurations.\${n}") (names (f.nixosConfigurations or { })));

@@ -1,6 +1,7 @@
 // A fleet written in a flake (an output such as `nixship`): the one Nix expression that turns it
 // into the value a fleet file parses to, and how its problems and Nix's errors are named, by
 // the attribute (`nixship.hosts.web1.tags`). Pure: load-flake-fleet.ts runs the evaluation.
+import { nixString } from "../nix/nix-string.js";
 import type { Problem } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
 import { JSON_DEPTH_LIMIT } from "./json-text.js";
@@ -43,7 +44,7 @@ export const NIX_MARK_FUNCTION = `path: builtins.addErrorContext "«${MARK} \${b
  * error in it (a throw, a type error) names where it happened (--show-trace prints the marks).
  */
 export function fleetExpression(source: FlakeFleetSource): string {
-  const str = (s: string) => JSON.stringify(s);
+  const str = nixString;
   const list = (items: readonly string[]) => `[ ${items.map(str).join(" ")} ]`;
   return `let
   flake = builtins.getFlake ${str(source.flake)};

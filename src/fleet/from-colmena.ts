@@ -1,7 +1,9 @@
 // `nixship init --from colmena`: a colmena hive (a flake's `colmenaHive` or `colmena` output, or
 // hive.nix) read in one Nix evaluation, and its nodes and options turned into a fleet, each option
 // carried over, mapped, or named as left behind with why. Pure: the command runs the evaluation.
+
 import { InputError } from "../errors.js";
+import { nixString } from "../nix/nix-string.js";
 import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
 import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
@@ -166,7 +168,7 @@ export interface ColmenaHive {
  * a mark naming the node and option, so that an error in a node's configuration names it.
  */
 export function colmenaExpression(dir: string, flake: string | null, hiveLib: string): string {
-  const str = JSON.stringify;
+  const str = nixString;
   return `let
   mark = ${NIX_MARK_FUNCTION};
   outputs = ${flake === null ? "{ }" : `(builtins.getFlake ${str(flake)}).outputs`};

@@ -2,7 +2,9 @@
 // node's system profile and settings (deploy, node, profile: the profile's winning) turned into
 // a fleet, each option carried over, mapped, or named as left behind with why. Pure: the command
 // runs the evaluation.
+
 import { InputError } from "../errors.js";
+import { nixString } from "../nix/nix-string.js";
 import { NIX_MARK_FUNCTION } from "./flake-fleet.js";
 import { ADDRESS_PATTERN, NAME_MAX_LENGTH, NAME_PATTERN, SSH_USER_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
@@ -137,7 +139,7 @@ export interface DeployRsDeploy {
  * that the fleet deploys the configuration's toplevel, as the host runs it.
  */
 export function deployRsExpression(flake: string): string {
-  const str = JSON.stringify;
+  const str = nixString;
   return `let
   mark = ${NIX_MARK_FUNCTION};
   outputs = (builtins.getFlake ${str(flake)}).outputs;
@@ -231,7 +233,15 @@ export function convertDeployRs(
         },
       );
     }
-    merged.set(name, { ...deploy.generic, ...node.generic, ...system.generic });
+    // The profile's over the node's over the deploy's, as deploy-rs takes them; but sshOpts
+    // it appends, the profile's first (its data.rs merges them with vec::append).
+    const sshOpts = [system, node, deploy].flatMap((level) => level.generic.sshOpts ?? []);
+    merged.set(name, {
+      ...deploy.generic,
+      ...node.generic,
+      ...system.generic,
+      ...(sshOpts.length === 0 ? {} : { sshOpts }),
+    });
   }
   const userOf = (s: GenericSettings) => s.sshUser ?? env.localUser;
   const users = new Set([...merged.values()].map(userOf));

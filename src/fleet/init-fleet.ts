@@ -2,6 +2,7 @@
 // expression that lists them (names, and each one's `nixship.deployment` when it imports the
 // module), and the fleet as a fleet file or as a Nix file for the flake. Pure: the command runs
 // the evaluation and writes the files.
+import { nixString } from "../nix/nix-string.js";
 import { ADDRESS_PLACEHOLDER } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { nixName } from "./nix-text.js";
@@ -33,7 +34,7 @@ const HOST_KEYS = [
  * lib.fleetFromConfigurations asks, so a configuration without the module costs nothing more.
  */
 export function configurationsExpression(flake: string, fleetOutput: string): string {
-  const str = JSON.stringify;
+  const str = nixString;
   return `let
   flake = builtins.getFlake ${str(flake)};
   outputs = flake.outputs;
@@ -114,7 +115,7 @@ export function initFleetNix(
   configurations: readonly ConfigurationInfo[],
   settings: InitSettings,
 ): string {
-  const str = JSON.stringify;
+  const str = nixString;
   const withModule = configurations.filter((c) => c.deployment !== null);
   const without = configurations.filter((c) => c.deployment === null);
   const toFill = withModule.filter((c) => needsAddress(c.deployment)).map((c) => c.name);

@@ -2,6 +2,10 @@
 // one line when short, else one binding or item a line, strings escaped as Nix reads them, and a raw
 // Nix expression where the caller marks one (an input's attribute, say).
 
+import { nixString } from "../nix/nix-string.js";
+
+export { nixString };
+
 /** Nix text that is written as it is (the caller vouches for it). */
 export interface NixExpression {
   readonly nix: string;
@@ -40,18 +44,6 @@ const SHORT_LINE = 72;
 /** An attribute name as Nix writes it: bare when it can be, else quoted. */
 export function nixName(name: string): string {
   return NIX_NAME.test(name) && !KEYWORDS.has(name) ? name : nixString(name);
-}
-
-/** A Nix string literal: `"`, `\` and `${` escaped, as Nix's lexer reads them back. */
-export function nixString(text: string): string {
-  const escaped = text
-    .replaceAll("\\", "\\\\")
-    .replaceAll('"', '\\"')
-    .replaceAll("${", "\\${")
-    .replaceAll("\n", "\\n")
-    .replaceAll("\r", "\\r")
-    .replaceAll("\t", "\\t");
-  return `"${escaped}"`;
 }
 
 function isExpression(value: unknown): value is NixExpression {
