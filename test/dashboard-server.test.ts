@@ -7,7 +7,7 @@ import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { closeCacheServer } from "../src/cache/serve.js";
 import { RequestBuckets } from "../src/dashboard/limits.js";
 import { FleetPoller } from "../src/dashboard/poller.js";
@@ -76,6 +76,13 @@ afterAll(async () => {
   await store?.close();
   await rm(work, { recursive: true, force: true });
 });
+
+/** Whether `value` is the body of /api/hosts: `{ hosts: [rows] }`. */
+const isHostsBody = (value: unknown): boolean =>
+  typeof value === "object" &&
+  value !== null &&
+  Object.keys(value).length === 1 &&
+  Array.isArray((value as { hosts?: unknown }).hosts);
 
 const appOf = (options: Partial<Parameters<typeof createDashboardApp>[0]> = {}) =>
   createDashboardApp({ poller, fleetName: "test-fleet", ...options }).app;
@@ -319,6 +326,21 @@ describe("what the audit of the dashboard found", () => {
       await live.body?.cancel().catch(() => {});
     } finally {
       await closeCacheServer(server as Server);
+    }
+  });
+
+  it("serialises every host's row once per snapshot, not once per request", async () => {
+    const app = appOf();
+    const stringify = vi.spyOn(JSON, "stringify");
+    try {
+      const first = await (await app.request("/api/hosts")).text();
+      const built = stringify.mock.calls.filter((c) => isHostsBody(c[0])).length;
+      for (let i = 0; i < 5; i++)
+        expect(await (await app.request("/api/hosts")).text()).toBe(first);
+      expect(stringify.mock.calls.filter((c) => isHostsBody(c[0])).length).toBe(built);
+      expect(built).toBe(1);
+    } finally {
+      stringify.mockRestore();
     }
   });
 

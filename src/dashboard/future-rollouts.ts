@@ -3,7 +3,7 @@
 // would sort first, and stay "the newest rollout", for good. The dashboard reads rollouts
 // through a store on which such records are not listed: a record that started more than
 // FUTURE_SKEW after now is passed over, and the page says that one was.
-import { ROLLOUT_PREFIX, rolloutKey } from "../status/rollout.js";
+import { isRolloutKey, ROLLOUT_PREFIX, rolloutKey } from "../status/rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { wrapStore } from "../store/wrap-store.js";
 
@@ -54,9 +54,17 @@ export async function firstFutureRollout(
   store: ObjectStore,
   now: number,
 ): Promise<FutureRollout | undefined> {
-  const { objects } = await store.list(ROLLOUT_PREFIX, { limit: 1 });
+  // Every record's key starts with a digit, and "/" sorts just before "0": a key that sorts
+  // before every record's (a bucket writer's "!junk") is not listed; one that is no record's is
+  // not named as one.
+  const { objects } = await store.list(ROLLOUT_PREFIX, {
+    limit: 1,
+    startAfter: `${ROLLOUT_PREFIX}/`,
+  });
   const key = objects[0]?.key;
-  if (key === undefined || key >= boundary(now + FUTURE_SKEW)) return undefined;
+  if (key === undefined || !isRolloutKey(key) || key >= boundary(now + FUTURE_SKEW)) {
+    return undefined;
+  }
   const started = BASE - Number(digitsOf(key));
   return {
     key,

@@ -283,10 +283,20 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   });
 
   // ---- JSON API: the shapes of `status --json` and `release list --json`.
+  // Every host's row, serialised once per snapshot: a thousand hosts' errors and logs come to
+  // tens of MB, which each request would otherwise build anew.
+  let hostsJson: { readonly version: number; readonly body: Uint8Array<ArrayBuffer> } | undefined;
   app.get("/api/hosts", (c) =>
     withSnapshot(
       poller,
-      (s) => c.json({ hosts: s.rows }),
+      (s) => {
+        if (hostsJson?.version !== s.version) {
+          const body = new TextEncoder().encode(JSON.stringify({ hosts: s.rows }));
+          hostsJson = { version: s.version, body };
+        }
+        c.header("content-type", "application/json; charset=UTF-8");
+        return c.body(hostsJson.body);
+      },
       () => notReadyJson(c, poller),
     ),
   );
