@@ -203,18 +203,29 @@ describe("how far back a query reads", () => {
   it("says when a bake's first measurements may read the previous system, and what keeps it out", () => {
     const ratio = 'rate(x{host="{name}"}[4s])';
     // 4 s back, one measurement a second: the first three may hold what ran before.
-    expect(previousSystemReach(query({ query: ratio }), 1, 20)).toEqual({
+    expect(previousSystemReach(query({ query: ratio }), { seconds: 20, interval: 1 })).toEqual({
       reach: 4,
       rangeAtMost: 1,
       failureLimit: 3,
     });
-    expect(previousSystemReach(query({ query: ratio, failureLimit: 3 }), 1, 20)).toBeUndefined();
-    expect(previousSystemReach(query({ query: ratio }), 4, 20)).toBeUndefined();
+    expect(
+      previousSystemReach(query({ query: ratio, failureLimit: 3 }), { seconds: 20, interval: 1 }),
+    ).toBeUndefined();
+    expect(
+      previousSystemReach(query({ query: ratio }), { seconds: 80, interval: 4 }),
+    ).toBeUndefined();
     // A bake too short for a limit to help: only a shorter range does.
-    expect(previousSystemReach(query({ query: "rate(x[5m])" }), 10, 12)).toEqual({
+    expect(
+      previousSystemReach(query({ query: "rate(x[5m])" }), { seconds: 120, interval: 10 }),
+    ).toEqual({
       reach: 300,
       rangeAtMost: 10,
     });
+    // A bake shorter than its interval measures once, at its end: 5 s in, a range of 1m reads
+    // 55 s of the previous system.
+    expect(
+      previousSystemReach(query({ query: "rate(x[1m])" }), { seconds: 5, interval: 60 }),
+    ).toEqual({ reach: 60, rangeAtMost: 5 });
   });
 
   it("gathers a plan's notes: hosts that share a query and its note together, the others apart", () => {

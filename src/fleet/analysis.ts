@@ -89,23 +89,28 @@ export function queryReach(query: string): number {
 
 /**
  * Whether a query's first measurements in a bake may still read the host's previous system:
- * the first comes one `interval` after the host is confirmed, so a query that reads further back
- * than `interval` × (its failure limit + 1) can fail a healthy host on what it ran before
+ * measurement k comes min(k × `interval`, `seconds`) after the host is confirmed (the last at
+ * the bake's end), so a query that reads further back than the (failure limit + 1)-th
+ * measurement's time can fail a healthy host on what it ran before
  * (docs/progressive-delivery.md). What would keep them out, when they may.
  */
 export function previousSystemReach(
   query: Pick<AnalysisQuery, "query" | "failureLimit">,
-  interval: number,
-  rounds: number,
+  bake: Pick<HostBake, "seconds" | "interval">,
 ):
   | { readonly reach: number; readonly rangeAtMost: number; readonly failureLimit?: number }
   | undefined {
   const reach = queryReach(query.query);
-  const rangeAtMost = interval * (query.failureLimit + 1);
+  const rangeAtMost = Math.min(bake.interval * (query.failureLimit + 1), bake.seconds);
   if (reach <= rangeAtMost) return undefined;
-  // The least limit that keeps them out; none when the bake measures no more often than that.
-  const limit = Math.ceil(reach / interval) - 1;
-  return { reach, rangeAtMost, ...(limit < rounds ? { failureLimit: limit } : {}) };
+  // The least limit that keeps them out; none when the bake ends before it could.
+  const rounds = Math.ceil(bake.seconds / bake.interval);
+  const limit = Math.ceil(reach / bake.interval) - 1;
+  return {
+    reach,
+    rangeAtMost,
+    ...(limit < rounds && reach <= bake.seconds ? { failureLimit: limit } : {}),
+  };
 }
 
 /** A query's condition in words: "at most 0.05", "at most 1.5 × the baseline". */
@@ -235,9 +240,8 @@ export function bakeReachNotes(
   const notes = new Map<string, { hosts: string[]; note: Omit<BakeReachNote, "hosts"> }>();
   for (const { host, bake } of hosts) {
     if (bake === undefined) continue;
-    const rounds = Math.floor(bake.seconds / bake.interval);
     for (const query of bake.analysis) {
-      const reach = previousSystemReach(query, bake.interval, rounds);
+      const reach = previousSystemReach(query, bake);
       if (reach === undefined) continue;
       const note = { query: query.name, ...reach };
       const key = JSON.stringify(note);
