@@ -277,4 +277,26 @@ describe("deploy with a host that cannot be reached", () => {
     expect(di3).toMatchObject({ status: "skipped", reason: "unreachable" });
     expect(di3?.message).toMatch(/ssh|connect|refused/i);
   });
+  it("SIGINT during the last wave's bake: the hosts keep their system, exit 130, and the summary is no success", async () => {
+    // After the tests above: di1 and di2 run web-v3, di3's sshd is gone.
+    await setSystems({ di1: "web-v1", di2: "web-v1", di3: "web-v1" });
+    const saved = await readFile(fleetFile, "utf8");
+    await editFleet((doc) => {
+      doc.policy.bake = { seconds: 120, interval: 10 };
+    });
+    try {
+      const r = await interruptDeploy(
+        deployArgs("--on", "di1,di2", "--canary", "0", "--parallel", "2", "--json"),
+        env(),
+        (e) => e.type === "bake-start",
+      );
+      expect(r.code, r.stderr).toBe(130);
+      const summary = only<Summary>(events(r.stdout), "summary");
+      expect(summary.results.map((x) => x.outcome.status)).toEqual(["activated", "activated"]);
+      expect(summary.ok).toBe(false);
+      expect(await served("di1")).toBe("web-v1");
+    } finally {
+      await writeFile(fleetFile, saved);
+    }
+  }, 300_000);
 });

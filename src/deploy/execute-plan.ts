@@ -215,7 +215,9 @@ async function rollOut(
   // What the deltas' work came to is told before the summary.
   await deltas?.stop();
   record?.recorder.notePace(pace.seen());
-  const ok = rolloutSucceeded(results);
+  // An interrupted deploy is no success, even where every host it reached was activated (a bake
+  // cut short in the last wave): its summary says so, as its exit code 130 does.
+  const ok = rolloutSucceeded(results) && options.signal?.aborted !== true;
   await record?.finish(ended(ok));
   // Every host ran its system already: the channel still states the fleet file.
   if (!options.signal?.aborted && (delivery.channel?.published() ?? []).length === 0) {
