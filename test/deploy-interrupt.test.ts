@@ -21,7 +21,7 @@ const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
 
 type FleetDoc = {
   hosts: Record<string, { system: string }>;
-  policy: { health: { http: unknown[] } };
+  policy: { health: { http: unknown[] }; bake?: { seconds: number; interval: number } };
   [k: string]: unknown;
 };
 
