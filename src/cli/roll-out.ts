@@ -70,7 +70,7 @@ export async function rollOut(
     second: (signal) => {
       renderer.finish();
       io.stderr.write(
-        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy })}\n`,
+        `${formatSecondInterrupt(signal, inFlight.hosts, { mode, action, policy }, inFlight.baking)}\n`,
       );
     },
   });

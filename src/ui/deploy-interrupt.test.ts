@@ -70,3 +70,40 @@ describe("the interrupt lines", () => {
     );
   });
 });
+
+describe("a second interrupt while a wave bakes", () => {
+  it("names the hosts baking, or being rolled back after a failed bake, not 'no host in flight'", () => {
+    const tracker = new HostsInFlight();
+    tracker.onEvent({ type: "wave-start", wave: 1, kind: "main", hosts: ["web1", "web2"] });
+    for (const host of ["web1", "web2"]) {
+      tracker.onEvent({
+        type: "host-done",
+        result: {
+          host,
+          desired: "/nix/store/x",
+          seconds: 1,
+          outcome: { status: "activated", generation: 2, previous: undefined },
+        },
+      });
+    }
+    tracker.onEvent({
+      type: "bake-start",
+      wave: 1,
+      hosts: ["web1", "web2"],
+      seconds: 60,
+      interval: 10,
+      analysis: [],
+    });
+    tracker.onEvent({ type: "bake-done", host: "web1", ok: true, seconds: 60 });
+    expect(tracker.hosts).toEqual([]);
+    expect(tracker.baking).toEqual(["web2"]);
+    const ssh = {
+      mode: "ssh",
+      action: "switch",
+      policy: { confirmTimeout: 30, health: { http: [], commands: [] } },
+    } as const;
+    expect(formatSecondInterrupt("SIGINT", tracker.hosts, ssh, tracker.baking)).toBe(
+      "interrupted again (SIGINT): exiting now; web2 was baking (confirmed: the new system stays), or being rolled back after a failed bake (that goes on on the host): 'nixship status' shows where each ends",
+    );
+  });
+});

@@ -7,17 +7,28 @@ import type { DeliveryMode, RolloutPolicy } from "../fleet/fleet.js";
 import { activationSteps } from "../host/activation-session.js";
 import { plural } from "./plan-format.js";
 
-/** The hosts of the wave under way that have not finished yet. */
+/**
+ * The hosts of the wave under way that have not finished yet, and those whose wave bakes (or is
+ * being rolled back after a failed bake) once their activation ended.
+ */
 export class HostsInFlight {
   readonly #hosts = new Set<string>();
+  readonly #baking = new Set<string>();
 
   readonly onEvent = (event: DeployEvent): void => {
     if (event.type === "wave-start") for (const host of event.hosts) this.#hosts.add(host);
     else if (event.type === "host-done") this.#hosts.delete(event.result.host);
+    else if (event.type === "bake-start") for (const host of event.hosts) this.#baking.add(host);
+    else if (event.type === "bake-done") this.#baking.delete(event.host);
   };
 
   get hosts(): readonly string[] {
     return [...this.#hosts];
+  }
+
+  /** Hosts confirmed, whose wave's bake (or its rollback) has not ended. */
+  get baking(): readonly string[] {
+    return [...this.#baking];
   }
 }
 
@@ -51,8 +62,13 @@ export function formatSecondInterrupt(
   signal: string,
   inFlight: readonly string[],
   context: InFlightContext,
+  baking: readonly string[] = [],
 ): string {
   const exiting = `interrupted again (${signal}): exiting now`;
+  if (inFlight.length === 0 && baking.length > 0) {
+    const was = baking.length === 1 ? "was" : "were";
+    return `${exiting}; ${baking.join(", ")} ${was} baking (confirmed: the new system stays), or being rolled back after a failed bake (that goes on on the host): 'nixship status' shows where each ends`;
+  }
   if (inFlight.length === 0) return `${exiting}; no host was in flight`;
   const one = inFlight.length === 1;
   const hosts = `${inFlight.join(", ")} ${one ? "was" : "were"} still in flight`;
