@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "../support/cli.js";
+import { type CliRun, nixship, run } from "../support/cli.js";
 import {
   addOutput,
   KEYS_EXAMPLE,
@@ -288,6 +288,16 @@ describe("init --from deploy-rs", () => {
     expect(r.code, r.stderr).toBe(0);
     const fleet = JSON.parse(await readFile((JSON.parse(r.stdout) as InitJson).fleet, "utf8"));
     expect(fleet.hosts.web.system).toBe(".#nixosConfigurations.web-next");
+  });
+
+  it("in a git flake, says first to add the nixship.nix it wrote (a git flake holds only tracked files)", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-git-"));
+    await writeDeployRsFlake(dir, { web: { hostname: "web.example" } });
+    await run("git", ["-C", dir, "init", "-q"]);
+    await run("git", ["-C", dir, "add", "."]);
+    const r = await init(dir, "--from", "deploy-rs", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as InitJson).next[0]).toBe(`git -C ${dir} add nixship.nix`);
   });
 
   it("names a node without a hostname, and a flake without deploy (exit 2)", async () => {

@@ -132,7 +132,7 @@ the fleet file exists, the key would be in the flake).`,
 
     if (from !== undefined) {
       refuseExisting(fleetFile, values.force === true);
-      const conversion = await convertFrom(from, dir, io.env);
+      const { conversion, flake } = await convertFrom(from, dir, io.env);
       await writeKey(keyOut, key);
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
       const settings = { cacheUrl, publicKey };
@@ -151,7 +151,11 @@ the fleet file exists, the key would be in the flake).`,
       const fleetFlag =
         format === "json" ? ` --fleet ${fleetFile}` : ` --fleet ${dir}#${DEFAULT_FLEET_OUTPUT}`;
       const next = nextCommands({
-        first: [],
+        // A git flake holds only the files git tracks: the fleet it now imports must be one.
+        first:
+          flake.startsWith("git+file:") && format === "nix"
+            ? [`git -C ${dir} add ${NIX_FLEET_FILE}`]
+            : [],
         cacheInit: localCache ? undefined : cacheUrl,
         afterCache: conversion.next.map((c) => `${c}${fleetFlag}`),
         fleetFlag,
@@ -355,18 +359,24 @@ function parseSource(text: string | undefined): Source | undefined {
 }
 
 /** The other tool's fleet in `dir`, read with Nix and converted. */
-async function convertFrom(from: Source, dir: string, env: NodeJS.ProcessEnv): Promise<Conversion> {
+async function convertFrom(
+  from: Source,
+  dir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ readonly conversion: Conversion; readonly flake: string }> {
   if (from === "colmena") {
     const read = await readColmenaHive(dir);
     const sshConfigFile = env.SSH_CONFIG_FILE;
-    return convertColmena(
+    const conversion = convertColmena(
       read.value,
       read.label,
       sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {},
     );
+    return { conversion, flake: read.flake };
   }
   const read = await readDeployRs(dir);
-  return convertDeployRs(read.value, read.label, { localUser: userInfo().username });
+  const conversion = convertDeployRs(read.value, read.label, { localUser: userInfo().username });
+  return { conversion, flake: read.flake };
 }
 
 /** DIR must be a flake's directory: exit 2, naming it and the fix, when it is not. */
