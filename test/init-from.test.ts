@@ -2,6 +2,7 @@
 // deploy-rs's README flake (their nixpkgs the stand-in) become fleets, as a fleet file and in
 // the flake, whose hosts build the very systems the hive's nodes and deploy-rs's profiles are;
 // the report names what became of each option; bad input is named by its attribute (exit 2).
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -298,6 +299,19 @@ describe("init --from deploy-rs", () => {
     const r = await init(dir, "--from", "deploy-rs", "--json");
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as InitJson).next[0]).toBe(`git -C ${dir} add nixship.nix`);
+  });
+
+  it("writes nothing in Nix for a flake that has its nixship output already, and says so", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, { web: { hostname: "web.example" } });
+    await addOutput(dir, "nixship = { hosts = { }; };");
+    const r = await init(dir, "--from", "deploy-rs", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      written: [],
+      said: expect.stringContaining("already has a 'nixship' output: that is the fleet"),
+    });
+    expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
   });
 
   it("names a node without a hostname, and a flake without deploy (exit 2)", async () => {

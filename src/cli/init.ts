@@ -20,7 +20,7 @@ import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
-import { type Command, parseFlags, writeJson } from "./command.js";
+import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
 import { writeOutputFile } from "./output-file.js";
@@ -132,7 +132,8 @@ the fleet file exists, the key would be in the flake).`,
 
     if (from !== undefined) {
       refuseExisting(fleetFile, values.force === true);
-      const { conversion, flake } = await convertFrom(from, dir, io.env);
+      const { conversion, flake, hasFleet } = await convertFrom(from, dir, io.env);
+      if (format === "nix" && hasFleet) return saidHasFleet(io, dir, format, values.json === true);
       await writeKey(keyOut, key);
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
       const settings = { cacheUrl, publicKey };
@@ -209,11 +210,7 @@ the fleet file exists, the key would be in the flake).`,
 
     const listed = await listFlakeConfigurations(dir, DEFAULT_FLEET_OUTPUT);
     if (format === "nix" && listed.hasFleet) {
-      const said = `${join(dir, "flake.nix")} already has a '${DEFAULT_FLEET_OUTPUT}' output: that is the fleet; nothing written`;
-      const next = ["nixship doctor", "nixship plan"];
-      if (values.json === true) writeJson(io, { flake: dir, format, written: [], said, next });
-      else io.stderr.write(`${said}\nnext: ${next.join("; ")}\n`);
-      return 0;
+      return saidHasFleet(io, dir, format, values.json === true);
     }
     refuseExisting(fleetFile, values.force === true);
     const skipped = listed.configurations.filter((c) => !validHostName(c.name)).map((c) => c.name);
@@ -358,12 +355,25 @@ function parseSource(text: string | undefined): Source | undefined {
   throw new UsageError(`${COMMAND}: --from takes colmena or deploy-rs, got '${text}'`);
 }
 
+/** A flake that has its fleet already: init says so, writes nothing, and exits 0. */
+function saidHasFleet(io: CliIO, dir: string, format: string, json: boolean): number {
+  const said = `${join(dir, "flake.nix")} already has a '${DEFAULT_FLEET_OUTPUT}' output: that is the fleet; nothing written`;
+  const next = ["nixship doctor", "nixship plan"];
+  if (json) writeJson(io, { flake: dir, format, written: [], said, next });
+  else io.stderr.write(`${said}\nnext: ${next.join("; ")}\n`);
+  return 0;
+}
+
 /** The other tool's fleet in `dir`, read with Nix and converted. */
 async function convertFrom(
   from: Source,
   dir: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ readonly conversion: Conversion; readonly flake: string }> {
+): Promise<{
+  readonly conversion: Conversion;
+  readonly flake: string;
+  readonly hasFleet: boolean;
+}> {
   if (from === "colmena") {
     const read = await readColmenaHive(dir);
     const sshConfigFile = env.SSH_CONFIG_FILE;
@@ -372,11 +382,11 @@ async function convertFrom(
       read.label,
       sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {},
     );
-    return { conversion, flake: read.flake };
+    return { conversion, flake: read.flake, hasFleet: read.value.hasFleet === true };
   }
   const read = await readDeployRs(dir);
   const conversion = convertDeployRs(read.value, read.label, { localUser: userInfo().username });
-  return { conversion, flake: read.flake };
+  return { conversion, flake: read.flake, hasFleet: read.value.hasFleet === true };
 }
 
 /** DIR must be a flake's directory: exit 2, naming it and the fix, when it is not. */

@@ -146,6 +146,8 @@ export type HiveKind = "colmenaHive" | "colmena" | "hive.nix";
 
 export interface ColmenaHive {
   readonly kind: HiveKind;
+  /** The flake has a `nixship` output already: its fleet. */
+  readonly hasFleet?: boolean;
   readonly nodes: Readonly<Record<string, ColmenaNode>>;
   readonly meta: {
     readonly nixpkgs: boolean;
@@ -201,6 +203,7 @@ in
   if kind == null then { missing = builtins.attrNames outputs; }
   else {
     inherit kind;
+    hasFleet = outputs ? nixship;
     nodes = builtins.mapAttrs nodeOf (mark [ ] deployments);
     meta = mark [ "meta" ] {
       nixpkgs = m ? nixpkgs && m.nixpkgs != null;

@@ -127,6 +127,8 @@ export interface DeployRsNode {
 }
 
 export interface DeployRsDeploy {
+  /** The flake has a `nixship` output already: its fleet. */
+  readonly hasFleet?: boolean;
   readonly generic: GenericSettings;
   readonly nodes: Readonly<Record<string, DeployRsNode>>;
 }
@@ -173,6 +175,7 @@ export function deployRsExpression(flake: string): string {
 in
   if !(outputs ? deploy) then { missing = builtins.attrNames outputs; }
   else {
+    hasFleet = outputs ? nixship;
     generic = pick [ "deploy" ] outputs.deploy;
     nodes = builtins.mapAttrs nodeOf (mark [ "deploy" "nodes" ] (outputs.deploy.nodes or { }));
   }`;
