@@ -4,34 +4,23 @@
 // deployer is killed. Host 1's status record, written as soon as the canary was done, says v2
 // and names the killed rollout; `status --stored` reads it so.
 import { readFile, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../support/cli.js";
+import { type CheckServer, checkedPolicy, startCheckServer } from "./support/check-server.js";
 import { setExampleSystems } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
-let server: Server;
-/** Set while the v2 deploy runs: what host 2's check does (it kills the deployer). */
-let onHost2Check: (() => Promise<void>) | undefined;
+let check: CheckServer;
 const H = (i: number) => `kr${i}`;
 
 beforeAll(async () => {
   lab = await startSshLab("kr", 2);
-  server = createServer((req, res) => {
-    const act = req.url === `/${H(2)}` ? onHost2Check : undefined;
-    if (act !== undefined) onHost2Check = undefined;
-    void (async () => {
-      await act?.();
-      res.end("ok");
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  check = await startCheckServer();
 }, 120_000);
 afterAll(async () => {
-  server?.close();
+  check?.close();
   await lab?.down();
 });
 
@@ -41,22 +30,17 @@ describe("a deploy killed mid-rollout", () => {
     const v1 = await lab.deploy("--json");
     expect(v1.code, v1.stderr).toBe(0);
     const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as Record<string, unknown>;
-    const port = (server.address() as AddressInfo).port;
-    doc.policy = {
-      ...(doc.policy as object),
-      canary: 1,
-      health: { http: [{ url: `http://127.0.0.1:${port}/{name}`, timeout: 60 }] },
-    };
+    doc.policy = checkedPolicy(doc.policy, check);
     await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
     await setExampleSystems(lab.fleetFile, { [H(1)]: "web-v2", [H(2)]: "web-v2" });
     let killed = false;
-    onHost2Check = async () => {
+    check.onCheck(H(2), async () => {
       // The deployer's command line names this lab's fleet file, and nothing else does.
       const k = await run("pkill", ["-KILL", "-f", `deploy --fleet ${lab.fleetFile}`]);
       killed = k.code === 0;
-    };
+    });
     const v2 = await lab.deploy("--json");
-    expect(killed, v2.stderr).toBe(true);
+    expect(killed, `${v2.stderr}\n${v2.stdout.slice(-3000)}`).toBe(true);
     expect(v2.code).not.toBe(0);
     const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
     const running = (await rolloutFiles(fleet.cache.url)).find((r) => r.state === "running");

@@ -5,38 +5,23 @@
 // host refuses under its lock (it runs v3, not the v2 the rollout left): it keeps v3, and the
 // rollback names it refused, changed since. `--force` then sends it back all the same.
 import { copyFile, readFile, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CheckServer, checkedPolicy, startCheckServer } from "./support/check-server.js";
 import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 let lab: SshLab;
-let server: Server;
-/** Set while the rollback runs: what the canary's check does before it answers. */
-let onCanaryCheck: (() => Promise<void>) | undefined;
-/** The checks the deployer asked, by host. */
-const asked: string[] = [];
+let check: CheckServer;
 const H = (i: number) => `rc${i}`;
 
 beforeAll(async () => {
   lab = await startSshLab("rc", 2);
-  server = createServer((req, res) => {
-    const host = (req.url ?? "").slice(1);
-    asked.push(host);
-    const before = host === H(1) ? onCanaryCheck : undefined;
-    onCanaryCheck = host === H(1) ? undefined : onCanaryCheck;
-    void (async () => {
-      await before?.();
-      res.end("ok");
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  check = await startCheckServer();
 }, 120_000);
 afterAll(async () => {
-  server?.close();
+  check?.close();
   await lab?.down();
 });
 
@@ -59,13 +44,7 @@ function rollback(...extra: string[]) {
 /** The fleet's policy: a canary of one host, then one host a wave, each checked over HTTP. */
 async function checkEveryHost(fleetFile: string): Promise<void> {
   const doc = JSON.parse(await readFile(fleetFile, "utf8")) as Record<string, unknown>;
-  const port = (server.address() as AddressInfo).port;
-  doc.policy = {
-    ...(doc.policy as object),
-    canary: 1,
-    parallel: 1,
-    health: { http: [{ url: `http://127.0.0.1:${port}/{name}`, timeout: 120 }] },
-  };
+  doc.policy = checkedPolicy(doc.policy, check, { parallel: 1 });
   await writeFile(fleetFile, JSON.stringify(doc, null, 2));
 }
 
@@ -91,11 +70,11 @@ describe("a rollback of a rollout leaves a host another deploy moved while it ra
     await setExampleSystems(other, { [H(2)]: "web-v3" });
     await checkEveryHost(lab.fleetFile);
     let landed: { code: number; stderr: string } | undefined;
-    onCanaryCheck = async () => {
+    check.onCheck(H(1), async () => {
       landed = await lab.nixship(
         labDeployArgs(lab.info, other, join(lab.info.dir, "cache.sec"), "--on", H(2), "--json"),
       );
-    };
+    });
     const back = await rollback();
     expect(landed?.code, landed?.stderr).toBe(0);
     expect(back.code, back.stderr).toBe(1);
@@ -106,7 +85,7 @@ describe("a rollback of a rollout leaves a host another deploy moved while it ra
       [H(1), "back"],
       [H(2), "back"],
     ]);
-    expect(asked[0]).toBe(H(1));
+    expect(check.asked[0]).toBe(H(1));
     expect(await served()).toEqual(["web-v1", "web-v3"]);
     const outcomes = summaryOf(back);
     expect(outcomes[H(1)]).toMatchObject({ status: "activated" });
