@@ -314,6 +314,19 @@ describe("init --from deploy-rs", () => {
     expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
   });
 
+  it("is not stopped by a broken configuration no node deploys", async () => {
+    const dir = await mkdtemp(join(work, "deploy-rs-"));
+    await writeDeployRsFlake(dir, { web: { hostname: "web.example" } });
+    await addOutput(
+      dir,
+      'nixosConfigurations.scratch = { config.system.build.toplevel.name = 1 + "a"; };',
+    );
+    const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const fleet = JSON.parse(await readFile((JSON.parse(r.stdout) as InitJson).fleet, "utf8"));
+    expect(fleet.hosts.web.system).toBe(".#nixosConfigurations.web");
+  });
+
   it("names a node without a hostname, and a flake without deploy (exit 2)", async () => {
     const dir = await mkdtemp(join(work, "deploy-rs-"));
     await writeDeployRsFlake(dir, { web: { hostname: null } });

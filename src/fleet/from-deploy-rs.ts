@@ -158,19 +158,26 @@ export function deployRsExpression(flake: string): string {
     t = builtins.tryEval configurations.\${c}.config.system.build.toplevel.outPath;
     refs = builtins.unsafeDiscardStringContext (builtins.toJSON (path.drvAttrs or { }));
   in t.success && builtins.length (builtins.split (escape (builtins.unsafeDiscardStringContext t.value)) refs) > 1;
-  matches = path: let name = if builtins.isAttrs path then path.name or null else null; in
-    if name == null then [ ] else builtins.filter (c: let t = toplevelName c; in t != null && "activatable-\${t}" == name && wraps path c) (builtins.attrNames configurations);
-  profileOf = at: p: mark at {
+  # The node's own configuration first: the others (one of them broken, say) are looked at
+  # only when it is not the one.
+  matches = node: path: let
+    name = if builtins.isAttrs path then path.name or null else null;
+    is = c: let t = toplevelName c; in t != null && "activatable-\${t}" == name && wraps path c;
+  in
+    if name == null then [ ]
+    else if configurations ? \${node} && is node then [ node ]
+    else builtins.filter is (builtins.attrNames configurations);
+  profileOf = node: at: p: mark at {
     generic = pick at p;
     profilePath = mark (at ++ [ "profilePath" ]) (p.profilePath or null);
     hasPath = p ? path;
-    matches = if p ? path then mark (at ++ [ "path" ]) (matches p.path) else [ ];
+    matches = if p ? path then mark (at ++ [ "path" ]) (matches node p.path) else [ ];
   };
   nodeOf = name: n: let at = [ "deploy" "nodes" name ]; in mark at {
     hostname = mark (at ++ [ "hostname" ]) (n.hostname or null);
     generic = pick at n;
     profilesOrder = mark (at ++ [ "profilesOrder" ]) (n.profilesOrder or null);
-    profiles = builtins.mapAttrs (p: profileOf (at ++ [ "profiles" p ])) (mark (at ++ [ "profiles" ]) (n.profiles or { }));
+    profiles = builtins.mapAttrs (p: profileOf name (at ++ [ "profiles" p ])) (mark (at ++ [ "profiles" ]) (n.profiles or { }));
   };
 in
   if !(outputs ? deploy) then { missing = builtins.attrNames outputs; }
