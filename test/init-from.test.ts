@@ -132,6 +132,31 @@ describe("init --from colmena", () => {
     expect(Object.keys(await built(`${dir}#nixship`))).toEqual(["host-a", "host-b"]);
   });
 
+  it("says that a keyFile the flake holds is in the store already, readable by every user", async () => {
+    const hive = `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1";
+    deployment.keys.db = { keyFile = ./secrets/db-password; }; };
+}
+`;
+    const dir = await flakeDir("      colmena = import ./hive-source.nix;");
+    await writeFile(join(dir, "hive-source.nix"), hive);
+    await mkdir(join(dir, "secrets"));
+    await writeFile(join(dir, "secrets", "db-password"), "s3cret\n");
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as InitJson;
+    expect(out.report).toContainEqual(
+      expect.objectContaining({
+        outcome: "left",
+        text: expect.stringMatching(
+          /^\/nix\/store\/\S+-source\/secrets\/db-password: the flake holds this secret, so Nix copied it into the store/,
+        ),
+      }),
+    );
+    expect(r.stdout).not.toContain("s3cret");
+  });
+
   it("names a node without a targetHost, an error in a node, and a flake without a hive (exit 2)", async () => {
     // colmena's apply-local example: a node only deployed by apply-local.
     const local = await flakeDir(

@@ -465,6 +465,17 @@ function convertKeys(
     if (key.keyFile !== null) {
       report.add(COLMENA_OPTIONS, option("keyFile"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} --from ${key.keyFile}`);
+      // A keyFile the flake holds (./secrets/x) reads as its copy in the store.
+      if (key.keyFile.startsWith("/nix/store/")) {
+        report.note(
+          option("keyFile"),
+          {
+            outcome: "left",
+            text: `${key.keyFile}: the flake holds this secret, so Nix copied it into the store, which every user of the machine can read: rotate it, and keep its file out of the flake`,
+          },
+          `${name}:${attr}`,
+        );
+      }
     } else if (key.hasText) {
       report.add(COLMENA_OPTIONS, option("text"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} -`);
