@@ -21,6 +21,21 @@ describe("sshOptionsAsConfig", () => {
   });
 });
 
+describe("a user among ssh's options", () => {
+  it("is no ssh_config line (nixship's own -l would win over it): the first one is given back", () => {
+    expect(sshOptionsAsConfig(["-l", "admin", "-p", "22"])).toEqual({
+      lines: ["Port 22"],
+      unknown: [],
+      user: "admin",
+    });
+    expect(sshOptionsAsConfig(["-o", "User=ops", "-ladmin"])).toEqual({
+      lines: [],
+      unknown: [],
+      user: "ops",
+    });
+  });
+});
+
 describe("Report", () => {
   it("says each option and fate once, with every node it applies to", () => {
     const report = new Report();

@@ -142,20 +142,23 @@ export function conversionNix(
 
 /**
  * What ssh options given on the command line would be as ssh_config lines for `host` (the
- * fleet's ssh.configFile is where nixship takes them): `-p`, `-i`, `-J`, `-l`, `-o K=V`;
- * anything else is named as not carried.
+ * fleet's ssh.configFile is where nixship takes them): `-p`, `-i`, `-J`, `-o K=V`; anything
+ * else is named as not carried. A user (`-l U`, `-o User=U`) is no line: nixship names the
+ * user on its own command line (`-l`), which would win over ssh_config; it is given back as
+ * `user`, for the fleet's own setting.
  */
 export function sshOptionsAsConfig(options: readonly string[]): {
   lines: string[];
   unknown: string[];
+  user?: string;
 } {
   const lines: string[] = [];
   const unknown: string[] = [];
+  let user: string | undefined;
   const flags: Record<string, string> = {
     "-p": "Port",
     "-i": "IdentityFile",
     "-J": "ProxyJump",
-    "-l": "User",
     "-F": "Include",
   };
   for (let i = 0; i < options.length; i++) {
@@ -165,7 +168,11 @@ export function sshOptionsAsConfig(options: readonly string[]): {
     const value = attached?.[2] ?? options[i + 1];
     if (flag === "-o" && value !== undefined) {
       const [key, ...rest] = value.split("=");
-      lines.push(`${key} ${rest.join("=")}`.trim());
+      // OpenSSH keeps the first user it is given.
+      if (key?.toLowerCase() === "user") user ??= rest.join("=");
+      else lines.push(`${key} ${rest.join("=")}`.trim());
+    } else if (flag === "-l" && value !== undefined) {
+      user ??= value;
     } else if (flags[flag] !== undefined && value !== undefined) {
       lines.push(`${flags[flag]} ${value}`);
     } else {
@@ -174,5 +181,5 @@ export function sshOptionsAsConfig(options: readonly string[]): {
     }
     if (attached === null || attached === undefined) i++;
   }
-  return { lines, unknown };
+  return { lines, unknown, ...(user === undefined ? {} : { user }) };
 }

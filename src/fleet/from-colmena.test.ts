@@ -313,3 +313,25 @@ describe("COLMENA_OPTIONS", () => {
     }
   });
 });
+
+describe("a user in a node's sshOptions", () => {
+  it("is named as left, with where to give it: nixship's own -l would win over an ssh_config line", () => {
+    const c = convertColmena(
+      hive({
+        web: node("10.0.0.1", { targetUser: null, sshOptions: ["-o", "User=admin", "-p", "2222"] }),
+      }),
+      "hive.nix",
+      {},
+    );
+    expect(c.report).toContainEqual({
+      option: "deployment.sshOptions",
+      outcome: "left",
+      text: "the user admin: nixship names the ssh user itself, which would win over an ssh_config line: give it as deployment.targetUser (hosts.NAME.sshUser) and convert again",
+      nodes: ["web"],
+    });
+    const mapped = c.report.find(
+      (e) => e.option === "deployment.sshOptions" && e.outcome === "mapped",
+    );
+    expect(mapped?.text).toMatch(/Host 10\.0\.0\.1 \/ Port 2222$/);
+  });
+});

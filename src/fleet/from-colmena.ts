@@ -346,7 +346,16 @@ export function convertColmena(
       );
     }
     if (node.sshOptions.length > 0) {
-      const { lines, unknown } = sshOptionsAsConfig(node.sshOptions);
+      const { lines, unknown, user: optionUser } = sshOptionsAsConfig(node.sshOptions);
+      if (optionUser !== undefined)
+        report.note(
+          "deployment.sshOptions",
+          {
+            outcome: "left",
+            text: `the user ${optionUser}: nixship names the ssh user itself, which would win over an ssh_config line: give it as deployment.targetUser (hosts.NAME.sshUser) and convert again`,
+          },
+          name,
+        );
       if (lines.length > 0)
         report.note(
           "deployment.sshOptions",

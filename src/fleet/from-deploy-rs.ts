@@ -296,7 +296,16 @@ export function convertDeployRs(
     if (s.sudo !== undefined && s.sudo !== "sudo -u") report.add(DEPLOY_RS_OPTIONS, "sudo", name);
     if (s.interactiveSudo === true) report.add(DEPLOY_RS_OPTIONS, "interactiveSudo", name);
     if (s.sshOpts !== undefined && s.sshOpts.length > 0) {
-      const { lines, unknown } = sshOptionsAsConfig(s.sshOpts);
+      const { lines, unknown, user: optionUser } = sshOptionsAsConfig(s.sshOpts);
+      if (optionUser !== undefined)
+        report.note(
+          "sshOpts",
+          {
+            outcome: "left",
+            text: `the user ${optionUser}: nixship names the ssh user itself, which would win over an ssh_config line: give it as sshUser (hosts.NAME.sshUser) and convert again`,
+          },
+          name,
+        );
       if (lines.length > 0) {
         report.note(
           "sshOpts",
