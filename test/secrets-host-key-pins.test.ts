@@ -10,7 +10,7 @@ import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pinnedHostKeys } from "../src/delivery/host-keys.js";
+import { deployHostKeys } from "../src/delivery/host-keys.js";
 import type { FleetHost } from "../src/fleet/fleet.js";
 import { keyFingerprint } from "../src/fleet/known-hosts.js";
 import { PINS_FILE } from "../src/secrets/host-key-pins.js";
@@ -144,10 +144,10 @@ describe("published host keys, pinned on first use", () => {
       },
       cache: { url: `file://${join(dir, "cache")}`, publicKeys: [], substituter: undefined },
     } as never;
-    await expect(pinnedHostKeys(fleet, [host], dir)).rejects.toThrow(
+    await expect(deployHostKeys(fleet, [host], dir)).rejects.toThrow(
       /db1: its SSH host key changed/,
     );
-    await expect(pinnedHostKeys(fleet, [host], dir)).rejects.toMatchObject({
+    await expect(deployHostKeys(fleet, [host], dir)).rejects.toMatchObject({
       hint: expect.stringContaining("nixship secrets rekey --replace-host-keys"),
     });
   });

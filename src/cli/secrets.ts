@@ -5,12 +5,11 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type AgeIdentity, parseIdentities } from "../age/age.js";
-import { collectHostKeys } from "../delivery/host-keys.js";
+import { collectHostKeys, pinnedHostKeys } from "../delivery/host-keys.js";
 import { InputError, InterruptedError, OperationError, UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
-import { HostKeyChangedError } from "../fleet/known-hosts.js";
-import { PINS_FILE, readPins, writePins } from "../secrets/host-key-pins.js";
+import { PINS_FILE, readPins } from "../secrets/host-key-pins.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
@@ -38,26 +37,10 @@ const IDENTITY_HELP = `  --identity FILE    an admin's age identity (AGE-SECRET-
 
 /**
  * The hosts' keys for a command that encrypts, and `pin`, which it calls once it wrote what it
- * encrypted: the published keys it used are then pinned beside the fleet file. A published key
- * that differs from its pin is refused unless `replace` (--replace-host-keys).
+ * encrypted (delivery/host-keys.ts).
  */
-async function keysToEncryptTo(
-  fleet: Fleet,
-  fleetDir: string,
-  replace: boolean,
-): Promise<{ keys: ReadonlyMap<string, string>; pin: () => Promise<void> }> {
-  const pins = await readPins(fleetDir);
-  const found = await collectHostKeys(fleet, fleet.hosts, { pins, fleetDir });
-  if (found.conflicts.length > 0 && !replace) {
-    throw new HostKeyChangedError(found.conflicts, REPLACE_HOST_KEYS_FLAG);
-  }
-  const keys = new Map([...found.keys, ...found.changed]);
-  const next = new Map([...pins, ...found.unpinned, ...found.changed]);
-  const pin = async () => {
-    if (found.unpinned.size > 0 || found.changed.size > 0) await writePins(fleetDir, next);
-  };
-  return { keys, pin };
-}
+const keysToEncryptTo = (fleet: Fleet, fleetDir: string, replace: boolean) =>
+  pinnedHostKeys(fleet, fleet.hosts, fleetDir, { replace });
 
 const REPLACE_HELP = `  ${REPLACE_HOST_KEYS_FLAG}
                      take the keys ssm and agent hosts published to the store where they

@@ -5,7 +5,13 @@
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
 import { HostKeyChangedError, type HostKeyConflict } from "../fleet/known-hosts.js";
-import { type HostKeyPins, judgePublished, pinsPath, readPins } from "../secrets/host-key-pins.js";
+import {
+  type HostKeyPins,
+  judgePublished,
+  pinsPath,
+  readPins,
+  writePins,
+} from "../secrets/host-key-pins.js";
 import { readPublishedHostKey } from "../status/host-key-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -64,22 +70,44 @@ export async function collectHostKeys(
   }
 }
 
+/** The hosts' keys, the published ones judged against their pins, and how to pin those used. */
+export interface PinnedHostKeys {
+  readonly keys: ReadonlyMap<string, string>;
+  /** Pins the published keys `keys` holds that no pin named (or, replacing, named otherwise). */
+  readonly pin: () => Promise<void>;
+}
+
 /**
- * Each host's key for a deploy: a published key that differs from its pin is refused (the
- * host's secrets stay encrypted to the pin until `secrets rekey --replace-host-keys`).
+ * Each host's key, its pin before what it published: a published key that differs from its pin
+ * is refused (the host's secrets stay encrypted to the pin) unless `replace`, which takes it.
+ * `fix`: what the refusal says to run (default: again with --replace-host-keys).
  */
 export async function pinnedHostKeys(
   fleet: Pick<Fleet, "ssh" | "cache">,
   hosts: readonly FleetHost[],
   fleetDir: string,
-): Promise<ReadonlyMap<string, string>> {
-  const found = await collectHostKeys(fleet, hosts, { pins: await readPins(fleetDir), fleetDir });
-  if (found.conflicts.length > 0) {
-    throw new HostKeyChangedError(
-      found.conflicts,
-      REPLACE_HOST_KEYS_FLAG,
-      `run 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}', which re-encrypts their secrets to the new keys and pins them`,
-    );
+  how: { readonly replace?: boolean; readonly fix?: string } = {},
+): Promise<PinnedHostKeys> {
+  const pins = await readPins(fleetDir);
+  const found = await collectHostKeys(fleet, hosts, { pins, fleetDir });
+  if (found.conflicts.length > 0 && how.replace !== true) {
+    throw new HostKeyChangedError(found.conflicts, REPLACE_HOST_KEYS_FLAG, how.fix);
   }
-  return found.keys;
+  const next = new Map([...pins, ...found.unpinned, ...found.changed]);
+  return {
+    keys: new Map([...found.keys, ...found.changed]),
+    pin: async () => {
+      if (found.unpinned.size > 0 || found.changed.size > 0) await writePins(fleetDir, next);
+    },
+  };
+}
+
+/** The hosts' keys for a deploy, which pins nothing: a changed published key is for rekey. */
+export async function deployHostKeys(
+  fleet: Pick<Fleet, "ssh" | "cache">,
+  hosts: readonly FleetHost[],
+  fleetDir: string,
+): Promise<ReadonlyMap<string, string>> {
+  const fix = `run 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}', which re-encrypts their secrets to the new keys and pins them`;
+  return (await pinnedHostKeys(fleet, hosts, fleetDir, { fix })).keys;
 }

@@ -3,7 +3,7 @@
 
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { serveStoreWhileRunning } from "../cache/serve.js";
-import { pinnedHostKeys } from "../delivery/host-keys.js";
+import { deployHostKeys } from "../delivery/host-keys.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
 import type { HostSecrets } from "../host/activation-session.js";
@@ -68,7 +68,7 @@ export async function prepare(
   const secrets =
     fleet.secrets === undefined
       ? new Map<string, HostSecrets>()
-      : await hostSecrets(fleet, hosts, await pinnedHostKeys(fleet, hosts, options.fleetDir));
+      : await hostSecrets(fleet, hosts, await deployHostKeys(fleet, hosts, options.fleetDir));
   const where = await resolveBuildPlace(fleet, options.buildHost);
   // A build host pushes the closures it built itself when it has nixship, for a deploy that
   // pushes to a cache its hosts substitute from; else they come back here for the push.
