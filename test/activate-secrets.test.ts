@@ -394,6 +394,15 @@ describe("activate --secrets on a lab host", () => {
       expect((await status(H2)).secrets).toBe(secretsManifestDigest(sent));
       // The URL may carry credentials: it is not logged.
       expect(right.stderr).not.toContain(url);
+      // It reaches curl in a configuration: a quote could end its string there, so a character
+      // a URL does not hold is refused before anything is fetched.
+      const quoted = await activate(H2, "web-v2", undefined, {
+        secrets: { url: { url: `${url}" -o /tmp/nixship-x`, sha256 } },
+      });
+      expect(quoted.code).toBe(2);
+      expect(JSON.stringify(quoted.result)).toContain(
+        "--secrets-url holds a character a URL does not (percent-encode it)",
+      );
     } finally {
       await new Promise((resolve) => http.close(resolve));
     }

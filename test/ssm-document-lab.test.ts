@@ -385,6 +385,43 @@ describe("secrets through the SSM document: a presigned URL, never the secret", 
     }
   });
 
+  it("keeps the presigned URL out of every process's arguments on the host", async () => {
+    // A curl first on PATH that writes down its own arguments and those of every process it
+    // descends from (the document's sh, activate.sh, the bounded fetch), then runs curl.
+    const shim = [
+      "#!/bin/sh",
+      "p=$$",
+      'while [ "$p" -gt 1 ]; do',
+      "  tr '\\0' ' ' </proc/$p/cmdline >>/tmp/nixship-argv.log; echo >>/tmp/nixship-argv.log",
+      "  p=$(awk '/^PPid:/ { print $2 }' /proc/$p/status)",
+      "done",
+      'exec /usr/bin/curl "$@"',
+    ].join("\n");
+    const installed = await onHost(
+      `rm -f /tmp/nixship-argv.log && mkdir -p /tmp/nixship-shim && cat >/tmp/nixship-shim/curl <<'EOF'\n${shim}\nEOF\nchmod 755 /tmp/nixship-shim/curl`,
+    );
+    expect(installed.code, installed.stderr).toBe(0);
+    const current = (await status()).current;
+    const next: ExampleSystem = current === systems["web-v2"] ? "web-v1" : "web-v2";
+    const document = renderRunCommand(
+      ssmDocument(),
+      withSecrets(next, sha) as Record<string, string>,
+    );
+    const r = await onHost(`PATH=/tmp/nixship-shim:$PATH\nexport PATH\n${document}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseActivationResult(r.stdout, HOST)).toMatchObject({ ok: true, command: "activate" });
+    const seen = (
+      await onHost("cat /tmp/nixship-argv.log; rm -rf /tmp/nixship-argv.log /tmp/nixship-shim")
+    ).stdout;
+    const signature = new URL(url).searchParams.get("X-Amz-Signature") ?? "";
+    expect(signature).toMatch(/^[0-9a-f]{64}$/);
+    expect(seen).not.toContain(signature);
+    expect(seen).not.toContain(new URL(url).pathname);
+    // The shim did run for the fetch, under activate.sh.
+    expect(seen).toMatch(/^\/bin\/sh \/tmp\/nixship-shim\/curl .*-K -/m);
+    expect(seen).toContain("--secrets-url -");
+  });
+
   it("refuses a bundle whose digest is not the one in the command, changing nothing", async () => {
     const { code, result } = await runDocument(withSecrets("web-v1", "0".repeat(64)));
     expect(code).toBe(ACTIVATE_EXIT.secrets);

@@ -224,7 +224,7 @@ case $command in
       for s in $substituters; do set -- "$@" --substituter "$s"; done
       for k in $trusted_keys; do set -- "$@" --trusted-key "$k"; done
       if [ -n "$secrets_url" ]; then
-        set -- "$@" --secrets --secrets-url "$secrets_url" --secrets-sha256 "$secrets_sha256"
+        set -- "$@" --secrets --secrets-url - --secrets-sha256 "$secrets_sha256"
         [ -z "$age_path" ] || set -- "$@" --age "$age_path"
       fi
       [ -z "$delta_tool" ] || set -- "$@" --delta-tool "$delta_tool"
@@ -281,10 +281,19 @@ if [ -n "$health_checks" ] && [ "$with_checks" = 1 ]; then
   done
   IFS=$old_ifs
 fi
+# Runs the activation: the secrets' URL (presigned: it carries the sender's access key and
+# session token) on its input, never in a process's arguments.
+run_activation() {
+  if [ -n "$secrets_url" ]; then
+    printf '%s\n' "$secrets_url" | "$@"
+  else
+    "$@" </dev/null
+  fi
+}
 # A host with pinned trust (nixship's nixosModules.host) runs its own installed copy, which takes
 # the host's substituters and keys and ignores those given here.
 if [ -x ${PINNED_ACTIVATOR} ]; then
-  ${PINNED_ACTIVATOR} "$@" </dev/null
+  run_activation ${PINNED_ACTIVATOR} "$@"
   code=$?
   [ "$code" != 0 ] || [ "$reboot_now" = 0 ] || exit 194
   exit "$code"
@@ -304,7 +313,7 @@ then
   echo "nixship: cannot decode the embedded activate.sh (base64, gzip)" >&2
   exit 1
 fi
-sh "$script" "$@"
+run_activation sh "$script" "$@"
 code=$?
 rm -f "$script"
 # The boot activation went through: exit 194 has SSM's agent reboot the instance, then run this

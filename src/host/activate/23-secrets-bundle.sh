@@ -7,7 +7,9 @@ bundle_large() { fail secrets 11 "secrets bundle: larger than $MAX_SECRETS_BUNDL
 
 # Fetches the bundle from --secrets-url within SECRETS_TIMEOUT seconds (and what is left of the
 # activation timeout), keeping at most one byte past MAX_SECRETS_BUNDLE, enough to refuse it.
-# The URL may carry credentials (a presigned URL): it is never logged.
+# The URL may carry credentials (a presigned URL): it is never logged, and reaches curl in its
+# configuration on its input, from the environment of the one command that fetches (root's
+# alone to read), never in a process's arguments.
 fetch_bundle() {
   command -v curl >/dev/null 2>&1 ||
     fail secrets 11 "curl not found on the host: it fetches the secrets bundle"
@@ -17,10 +19,11 @@ fetch_bundle() {
   log "fetching the secrets bundle"
   # shellcheck disable=SC2016 # expanded by that sh, from its arguments
   # (The quoted script stays on one line: the SSM document drops indentation.)
-  f_script='{ curl -fsS --proto =http,https --max-time "$1" --max-filesize "$2" "$3" || echo "$?" >"$4.failed"; } | head -c "$(($2 + 1))" >"$4"'
-  bounded log "$r" sh -c "$f_script" fetch "$r" "$MAX_SECRETS_BUNDLE" \
-    "$secrets_url" "$secrets_work/bundle"
+  f_script='{ printf "url = \"%s\"\n" "$NIXSHIP_SECRETS_URL" | curl -fsS --proto =http,https --max-time "$1" --max-filesize "$2" -K - || echo "$?" >"$3.failed"; } | head -c "$(($2 + 1))" >"$3"'
+  export NIXSHIP_SECRETS_URL="$secrets_url"
+  bounded log "$r" sh -c "$f_script" fetch "$r" "$MAX_SECRETS_BUNDLE" "$secrets_work/bundle"
   f_status=$?
+  unset NIXSHIP_SECRETS_URL
   f_curl=$(cat "$secrets_work/bundle.failed" 2>/dev/null)
   # (curl exits 63 for a size it was told in advance, 28 past --max-time.)
   if [ "$(($(wc -c <"$secrets_work/bundle")))" -gt "$MAX_SECRETS_BUNDLE" ] || [ "$f_curl" = 63 ]; then

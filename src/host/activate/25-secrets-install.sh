@@ -162,7 +162,20 @@ check_secrets_options() {
   host_key=${host_key:-/etc/ssh/ssh_host_ed25519_key}
   case $host_key in /?*) ;; *) usage "activate: --host-key must be an absolute path" ;; esac
   if [ -n "$secrets_url$secrets_sha256" ]; then
-    case $secrets_url in http://?* | https://?*) ;; *) usage "activate: --secrets-url must be an http or https URL" ;; esac
+    # "-": the URL is the first line of the input, kept out of every process's arguments (a
+    # presigned URL carries the signer's access key and session token).
+    if [ "$secrets_url" = - ]; then
+      secrets_url=$(head -c "$((MAX_SECRETS_URL + 2))" | head -n 1)
+    fi
+    [ ${#secrets_url} -le "$MAX_SECRETS_URL" ] ||
+      usage "activate: --secrets-url is longer than $MAX_SECRETS_URL characters"
+    # Only the characters a URL holds (RFC 3986): no space, quote or backslash, which could
+    # end the string curl reads it in.
+    case $secrets_url in
+      *[!]A-Za-z0-9._~:/?#[@!\$\&\'\(\)*+,\;=%-]*) usage "activate: --secrets-url holds a character a URL does not (percent-encode it)" ;;
+      http://?* | https://?*) ;;
+      *) usage "activate: --secrets-url must be an http or https URL" ;;
+    esac
     case $secrets_sha256 in *[!0-9a-f]* | '') secrets_sha256=bad ;; esac
     [ ${#secrets_sha256} = 64 ] ||
       usage "activate: --secrets-url needs --secrets-sha256, the bundle's sha256 in lowercase hex"
