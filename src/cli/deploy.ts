@@ -211,7 +211,8 @@ when none is known). The deployer then watches the hosts' status objects (a few 
 per poll) until each reports, or counts it offline after releases.offlineTimeout. A host that
 failed is named back to the last system confirmed healthy on it by a rollback release. A
 selected host's system that failed on that host is refused unless --allow-failed. With
---async, one release names every selected host and deploy returns.
+--async, one release names every selected host and deploy returns: no canary, wave, pause,
+bake or failure limit applies (each agent's own checks still roll its host back).
 
 Options:
 ${FLEET_HELP}

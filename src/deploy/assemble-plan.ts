@@ -64,19 +64,36 @@ function desiredSystem(built: Pick<BuildResult, "byHost">, host: string): StoreP
 }
 
 /**
- * `plan` with where its rollout pauses (pause-policy.ts): none for a rollback (it puts back what
- * ran before, at once) or a release published without watching (it has no waves to wait between).
+ * `plan` as the deploy runs it: with where its rollout pauses (pause-policy.ts), none for a
+ * rollback (it puts back what ran before, at once); a release published without watching
+ * (`--async`) names every host at once (`publishedAtOnce`).
  */
-export function withPauses(
+export function planAsRun(
   plan: DeployPlan,
   pause: PausePolicy | undefined,
   options: { readonly rollback?: unknown; readonly async?: boolean },
 ): DeployPlan {
-  if (pause === undefined || options.rollback !== undefined || options.async === true) return plan;
+  if (options.async === true) return publishedAtOnce(plan);
+  if (pause === undefined || options.rollback !== undefined) return plan;
   const { pauses, unused } = plannedPauses(plan.waves, pause);
   return {
     ...plan,
     ...(pauses.length === 0 ? {} : { pauses }),
     ...(unused.length === 0 ? {} : { unusedPauses: unused }),
+  };
+}
+
+/**
+ * The plan of a release published without watching: one wave of every host that changes, and
+ * nothing the deployer would watch (no pause, no bake).
+ */
+export function publishedAtOnce(plan: DeployPlan): DeployPlan {
+  const { bakeNotes: _notes, pauses: _pauses, unusedPauses: _unused, ...rest } = plan;
+  const changing = plan.hosts.filter((h) => h.action === "activate").map((h) => h.host);
+  return {
+    ...rest,
+    hosts: plan.hosts.map(({ bake: _bake, ...host }) => host),
+    waves: changing.length === 0 ? [] : [{ wave: 1, kind: "main", hosts: changing }],
+    atOnce: true,
   };
 }

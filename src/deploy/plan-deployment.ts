@@ -12,7 +12,7 @@ import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
 import { planDeltaPairs } from "../fleet/plan-deltas.js";
 import { selectHosts } from "../fleet/select.js";
 import type { StorePath } from "../nix/store-path.js";
-import { planFromSurvey, withPauses } from "./assemble-plan.js";
+import { planAsRun, planFromSurvey } from "./assemble-plan.js";
 import { leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
 import { cacheKeys, planDeltas, withStoreNars } from "./deltas.js";
@@ -210,7 +210,7 @@ export async function planDeployment(
         : undefined;
     throwIfInterrupted(signal);
     const plan: DeployPlan = {
-      ...withPauses(planned, options.policy.pause, options),
+      ...planAsRun(planned, options.policy.pause, options),
       diffs,
       ...(connections === undefined ? {} : { connections }),
       ...(deltas === undefined ? {} : { deltas }),

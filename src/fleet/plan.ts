@@ -242,6 +242,12 @@ export interface DeployPlan {
    * with what keeps that out (analysis.ts's bakeReachNotes); absent when none may.
    */
   readonly bakeNotes?: readonly BakeReachNote[];
+  /**
+   * Set by `deploy --async`: one release names every host at once, and the deployer watches
+   * none of them: no canary, pause, bake or failure limit (each agent's own checks still roll
+   * its host back).
+   */
+  readonly atOnce?: true;
 }
 
 /** What the hosts that use deltas would fetch (plan-deltas.ts), and what is not known yet. */

@@ -212,6 +212,11 @@ const FIRST_WAVES = 10;
 
 /** The waves the deploy runs, in order (each role's canaries first); nothing when none. */
 function planWaves(plan: DeployPlan): string[] {
+  if (plan.atOnce === true && plan.waves.length > 0) {
+    return [
+      `waves: none (--async): one release names every host at once, and nothing is watched: no canary, pause, bake or failure limit (each agent's own checks still roll its host back)`,
+    ];
+  }
   if (plan.waves.length === 0) return [];
   // Past a few waves, the first ones and the last: the rest are alike, and --json has them all.
   const first = grouped(plan.hosts.length) ? FIRST_WAVES_BIG : FIRST_WAVES;
