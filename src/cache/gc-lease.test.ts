@@ -2,7 +2,7 @@ import { readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { CacheLease, takeGcLock } from "./gc-lease.js";
@@ -120,5 +120,50 @@ describe("leases and the collection lock", () => {
     setTimeout(() => controller.abort(), 50);
     await expect(pushing).rejects.toMatchObject({ code: "interrupted" });
     await lock.release();
+  });
+
+  describe("judged by the store's clock, not the judge's", () => {
+    // This process's clock set ahead; the directory store's times stay the kernel's (a clock
+    // the store keeps, as S3 keeps its own).
+    const ahead = (minutes: number) => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      vi.setSystemTime(Date.now() + minutes * 60_000);
+    };
+    afterEach(() => vi.useRealTimers());
+
+    it("a collector whose clock is 11 minutes ahead still waits for a lease renewed just now", async () => {
+      const lease = await CacheLease.take(store, "push", FAST);
+      ahead(11);
+      await expect(takeGcLock(store, { waitMs: 100, ...FAST })).rejects.toThrow(
+        /1 push or deploy still holds a lease/,
+      );
+      expect(await keys("gc/leases/")).toHaveLength(1);
+      await lease.release();
+    });
+
+    it("a writer whose clock is 61 minutes ahead still waits for a lock taken just now", async () => {
+      const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+      ahead(61);
+      const events: string[] = [];
+      const controller = new AbortController();
+      const pushing = CacheLease.take(store, "push", {
+        ...FAST,
+        signal: controller.signal,
+        onEvent: (e) => events.push(e.type),
+      });
+      setTimeout(() => controller.abort(), 200);
+      await expect(pushing).rejects.toMatchObject({ code: "interrupted" });
+      expect(events).toEqual(["waiting-for-gc"]);
+      expect(await keys("gc/leases/")).toEqual([]);
+      await lock.release();
+    });
+
+    it("a collector stops deleting once its wall clock says it held the lock 50 minutes (a suspend the monotonic clock does not count)", async () => {
+      const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+      lock.check();
+      ahead(50);
+      expect(() => lock.check()).toThrow(/ran 50 min and stopped deleting/);
+      await lock.release();
+    });
   });
 });

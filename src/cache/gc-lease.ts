@@ -12,15 +12,17 @@
 // the paths a push found already in the cache (and skipped) cannot be swept before the
 // release or status record that roots them is written.
 //
-// Age is judged by the object's own time in the store (its LIST or GET time), not by a
-// clock in its body: a lease is live for LEASE_TTL after its last renewal, and a lock for
-// LOCK_TTL after it was taken. A holder is judged dead before that only when the judge can
-// prove its pid means the same process: the same boot (/proc/sys/kernel/random/boot_id) and
-// the same pid namespace (the inode of /proc/self/ns/pid), and no such pid. A hostname and a
-// pid alone prove nothing: containers and CI runners share hostnames, and each pid namespace
-// numbers its processes anew. A collector stops deleting at LOCK_RUN, well before its lock
-// can be judged stale, by its own monotonic clock. Clocks that differ by less than
-// LOCK_TTL - LOCK_RUN (10 min) keep this sound.
+// Age is judged by the store's clock alone: an object's time in the store (its LIST, HEAD or
+// GET time) against the time the store gave the judge's own object just put (the writer's
+// lease, the collector's lock), never against the judge's clock, which may be wrong. A lease
+// is live for LEASE_TTL after its last renewal, and a lock for LOCK_TTL after it was taken. A
+// holder is judged dead before that only when the judge can prove its pid means the same
+// process: the same boot (/proc/sys/kernel/random/boot_id) and the same pid namespace (the
+// inode of /proc/self/ns/pid), and no such pid. A hostname and a pid alone prove nothing:
+// containers and CI runners share hostnames, and each pid namespace numbers its processes
+// anew. A collector stops deleting at LOCK_RUN, well before its lock can be judged stale, by
+// the longer of its wall clock's and its monotonic clock's measures (the monotonic clock does
+// not count a suspend; the wall clock may be set back).
 import { randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
@@ -166,7 +168,7 @@ export class CacheLease {
         throw new InterruptedError(`interrupted before a push or deploy could lease ${store.url}`);
       }
       await lease.#put();
-      const lock = await readLock(store);
+      const lock = await readLock(store, await storeTime(store, lease.#key));
       if (lock === undefined || lock.stale) break;
       // A collection runs: step back so that it can finish, and wait for its lock to go.
       await store.delete(lease.#key);
@@ -217,13 +219,22 @@ interface LockRead {
   readonly stale: boolean;
 }
 
-async function readLock(store: ObjectStore): Promise<LockRead | undefined> {
+/**
+ * The store's time now, as the time it gave the object just put at `key`; this machine's clock
+ * only when the object is gone already (then the next look judges again).
+ */
+async function storeTime(store: ObjectStore, key: string): Promise<number> {
+  return (await store.head(key))?.lastModified.getTime() ?? Date.now();
+}
+
+/** The lock, judged stale or not at `now` (the store's time). */
+async function readLock(store: ObjectStore, now: number): Promise<LockRead | undefined> {
   const got = await store.get(LOCK_KEY);
   if (got === undefined) return undefined;
   const body = await readBody(got.body, LOCK_KEY, HOLDER_LIMIT).catch(() => Buffer.alloc(0));
   const staleAt = new Date(got.info.lastModified.getTime() + LOCK_TTL_MS);
   const holder = parseHolder(body);
-  const stale = Date.now() >= staleAt.getTime() || judgeHolder(holder) === "gone";
+  const stale = now >= staleAt.getTime() || judgeHolder(holder) === "gone";
   return { holder, etag: got.info.etag, staleAt, stale };
 }
 
@@ -279,14 +290,16 @@ export async function takeGcLock(store: ObjectStore, options: LockOptions): Prom
   const deadline = performance.now() + options.waitMs;
   for (;;) {
     options.signal?.throwIfAborted();
-    let live = await liveLeases(store);
-    if (live.length === 0) {
-      const taken = await putLock(store);
-      live = await liveLeases(store);
-      if (live.length === 0) return taken;
-      // A writer took its lease between the two looks: let it go first.
-      await taken.release();
-    }
+    // The lock first, then the leases, judged by the time the store gave the lock: a writer
+    // that puts its lease after this sees the lock and steps back.
+    const taken = await putLock(store);
+    const live = await liveLeases(store, taken.storeTime).catch(async (err: unknown) => {
+      await taken.release().catch(() => undefined);
+      throw err;
+    });
+    if (live.length === 0) return taken;
+    // A push or deploy holds a lease: let it finish first.
+    await taken.release();
     if (performance.now() >= deadline) {
       const shown = live
         .slice(0, 5)
@@ -305,9 +318,11 @@ export async function takeGcLock(store: ObjectStore, options: LockOptions): Prom
   }
 }
 
-/** The live leases' holders; a lease whose writer died (lapsed, or proven gone) is tidied away. */
-async function liveLeases(store: ObjectStore): Promise<LeaseHolder[]> {
-  const now = Date.now();
+/**
+ * The live leases' holders at `now` (the store's time); a lease whose writer died (lapsed, or
+ * proven gone) is tidied away.
+ */
+async function liveLeases(store: ObjectStore, now: number): Promise<LeaseHolder[]> {
   const live: LeaseHolder[] = [];
   let token: string | undefined;
   do {
@@ -338,14 +353,16 @@ async function leaseHolder(store: ObjectStore, key: string): Promise<Holder | un
   return parseHolder(body);
 }
 
-async function putLock(store: ObjectStore): Promise<GcLock> {
+async function putLock(store: ObjectStore): Promise<GcLock & { readonly storeTime: number }> {
   const body = holderBody("gc");
   let put = await store.put(LOCK_KEY, body, {
     contentType: "application/json",
     condition: { ifAbsent: true },
   });
   if (put.status === "precondition-failed") {
-    const held = await readLock(store);
+    // (Another collector's lock, judged by this machine's clock: this collector has put nothing
+    // of its own to ask the store's time with.)
+    const held = await readLock(store, Date.now());
     if (held !== undefined && !held.stale) {
       throw new OperationError(
         "gc-running",
@@ -372,9 +389,14 @@ async function putLock(store: ObjectStore): Promise<GcLock> {
   }
   const etag = put.etag;
   const start = performance.now();
+  const startWall = Date.now();
   return {
+    storeTime: await storeTime(store, LOCK_KEY),
     check() {
-      if (performance.now() - start >= LOCK_RUN_MS) {
+      // The longer measure: the monotonic clock does not count a suspend, and the wall clock
+      // may be set back.
+      const held = Math.max(performance.now() - start, Date.now() - startWall);
+      if (held >= LOCK_RUN_MS) {
         throw new OperationError(
           "gc-lock-expired",
           `the garbage collection of ${store.url} ran ${LOCK_RUN_MS / 60_000} min and stopped deleting, before its lock could lapse`,

@@ -15,9 +15,12 @@ import type { ObjectInfo } from "./object-store.js";
  * keep the inode and mtime. `file` is an open handle or a path.
  */
 export async function sealFile(file: FileHandle | string, sync: boolean): Promise<BigIntStats> {
-  // Sub-millisecond jitter in the mtime keeps etags distinct when a freed inode number is
-  // reused by a same-sized write within one coarse kernel clock tick (the ABA case).
-  const now = Date.now();
+  // The time is the one the file system gave the write (the store's clock: on a shared
+  // directory, its server's), not this process's, which gc-lease.ts does not trust. Sub-
+  // millisecond jitter keeps etags distinct when a freed inode number is reused by a
+  // same-sized write within one coarse kernel clock tick (the ABA case).
+  const written = typeof file !== "string" ? await file.stat() : await stat(file);
+  const now = written.mtimeMs;
   const [atime, mtime] = [now / 1000, (now + Math.random()) / 1000];
   if (typeof file !== "string") {
     await file.utimes(atime, mtime);
