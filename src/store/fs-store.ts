@@ -284,7 +284,17 @@ export class FsStore implements ObjectStore {
         return await this.#putBody(key, path, createReadStream(file), options, slot);
       }
       const etag = toInfo(key, sealed).etag;
-      const placed = await this.#place(key, path, file, etag, options, slot);
+      const placed = await this.#place(key, path, file, etag, options, slot).catch(
+        (err: unknown) => {
+          // The same file system under another mount (a bind mount): Linux moves nothing
+          // between mounts. Copy it, as a put of its bytes.
+          if (errnoOf(err) !== "EXDEV" || slot !== undefined) throw err;
+          return undefined;
+        },
+      );
+      if (placed === undefined) {
+        return await this.#putBody(key, path, createReadStream(file), options, slot);
+      }
       consumed = placed.consumed;
       return placed.result;
     } catch (err) {
