@@ -143,6 +143,13 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
       [H(3), "stays"],
     ]);
     expect(await served()).toEqual(["web-v2", "web-v2", "web-v2"]);
+    // Its deploy names the hosts that go back, and no other: host 3 is not surveyed, judged
+    // or activated by it.
+    const planned = back.stdout
+      .split("\n")
+      .filter((l) => l.startsWith('{"type":"plan"'))
+      .map((l) => (JSON.parse(l) as { plan: { hosts: { host: string }[] } }).plan.hosts);
+    expect(planned.map((hosts) => hosts.map((h) => h.host))).toEqual([[H(1), H(2)]]);
     // A rollout record of its own, naming what it undid and the host it left.
     const own = (await status("--stored")).rows.get(H(1))?.origin?.ref as string;
     const record = await rolloutRecord(own);
@@ -150,7 +157,7 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
     expect(record.skipped).toEqual([
       expect.objectContaining({
         host: H(3),
-        state: "up-to-date",
+        state: "left",
         message: expect.stringContaining("skipped it as unreachable"),
       }),
     ]);

@@ -84,8 +84,14 @@ export async function rollOut(
         `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
       );
       if (report.rollout !== undefined) {
+        // Only a rollout that changed a host has something to undo.
+        const changed = report.results.some(
+          (r) => r.outcome.status === "activated" || r.outcome.status === "failed",
+        );
         io.stderr.write(
-          `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout})\n`,
+          changed
+            ? `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout})\n`
+            : `rollout ${report.rollout}\n`,
         );
       }
     }

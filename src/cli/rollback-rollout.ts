@@ -50,28 +50,25 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   const back = read.steps.flatMap((s) => (s.kind === "back" ? [s] : []));
   if (back.length === 0) return refused ? 1 : 0;
 
-  // Each host's system in the deploy: what it goes back to, or what it stays on.
-  const systems = new Map<string, StorePath>();
-  for (const s of read.steps) {
-    if (s.kind === "back") systems.set(s.host, s.to as StorePath);
-    else if (s.kind === "stays" && s.runs !== null) systems.set(s.host, s.runs as StorePath);
-  }
+  // The deploy names only the hosts that go back, each with what it goes back to: a host the
+  // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
+  // is not this rollback's to judge), and the record names it as left, with why.
+  const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
   await importMissing(o.fleet, [...new Set(systems.values())]);
   const left: RolloutHost[] = read.steps.flatMap((s) =>
-    s.kind !== "back" && !systems.has(s.host)
-      ? [
+    s.kind === "back"
+      ? []
+      : [
           {
             host: s.host,
-            state: s.kind === "refused" ? "refused" : "up-to-date",
+            state: s.kind === "refused" ? "refused" : "left",
             phase: null,
             system: null,
             before: s.runs,
             message: s.why,
           },
-        ]
-      : [],
+        ],
   );
-  const stays = new Map(read.steps.flatMap((s) => (s.kind === "stays" ? [[s.host, s.why]] : [])));
   const fleet: Fleet = {
     ...o.fleet,
     hosts: o.fleet.hosts.map((h) => {
@@ -97,12 +94,11 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       key: o.key,
       serveCache: o.serveCache,
       releaseKey: o.releaseKey,
-      // A host that stays may be away; one that must go back and cannot is counted below.
+      // A host that must go back and cannot be reached is counted below.
       skipUnreachable: true,
       rollback: {
         undoes: read.record.id,
         left,
-        stays,
         // Each host goes back only if it still runs what the rollout left there when its turn
         // comes (checked on the host, or by the channel): a deploy that lands meanwhile stays.
         ...(o.force

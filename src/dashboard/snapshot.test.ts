@@ -166,7 +166,11 @@ describe("hostState", () => {
         updatedAt: "2026-11-26T07:00:01.000Z",
       },
     });
-    const [applying] = withRolloutApplying([fresh], rollout("running"));
+    const [applying] = withRolloutApplying(
+      [fresh],
+      rollout("running"),
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
     expect(hostState(applying as StatusRow)).toBe("applying");
     const [ended] = withRolloutApplying([fresh], rollout("failed"));
     expect(hostState(ended as StatusRow)).toBe("unreported");

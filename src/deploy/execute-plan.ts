@@ -230,7 +230,7 @@ async function rollOut(
     ok,
     seconds: (performance.now() - input.started) / 1000,
     results,
-    ...(record === undefined ? {} : { rollout: record.recorder.id }),
+    ...(record?.recorder.recorded === true ? { rollout: record.recorder.id } : {}),
   });
   const releases = (delivery.channel?.published() ?? []).map((r) => r.seq);
   const aborted = pauses?.aborted();
@@ -240,7 +240,7 @@ async function rollOut(
     ok,
     releases,
     channelNotes,
-    ...(record === undefined ? {} : { rollout: record.recorder.id }),
+    ...(record?.recorder.recorded === true ? { rollout: record.recorder.id } : {}),
     ...(aborted === undefined ? {} : { aborted }),
   };
 }

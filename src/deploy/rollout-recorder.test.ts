@@ -562,7 +562,6 @@ describe("what came of each selected host", () => {
         left: [
           { host: "gone", state: "refused", phase: null, system: null, message: "changed since" },
         ],
-        stays: new Map([["away", "the rollout skipped it"]]),
       },
     });
     const p = {
@@ -591,8 +590,43 @@ describe("what came of each selected host", () => {
     ]);
     expect(record?.skipped?.map((h) => [h.host, h.state, h.message])).toEqual([
       ["gone", "refused", "changed since"],
-      ["away", "unreachable", "the rollout skipped it"],
+      ["away", "unreachable", "no route"],
     ]);
+  });
+});
+
+describe("a rollout in which no host activates", () => {
+  const planOf = (hosts: unknown[]) =>
+    ({ action: "switch", hosts, waves: [] }) as unknown as DeployPlan;
+
+  it("is recorded when it names a host it could not reach (that host is behind it)", async () => {
+    const recorder = new RolloutRecorder(store, { mode: "ssh", action: "switch" });
+    recorder.onEvent({
+      type: "plan",
+      plan: planOf([
+        { host: "a", desired: V2, current: V2, action: "skip" },
+        { host: "away", desired: V2, current: undefined, action: "unreachable", error: "no route" },
+      ]),
+    });
+    expect(recorder.recorded).toBe(true);
+    await recorder.finish("succeeded");
+    const { record } = await storedRecord();
+    expect(record?.state).toBe("partial");
+    expect(record?.skipped?.map((h) => [h.host, h.state])).toEqual([
+      ["a", "up-to-date"],
+      ["away", "unreachable"],
+    ]);
+  });
+
+  it("is not recorded when every host was up to date", async () => {
+    const recorder = new RolloutRecorder(store, { mode: "ssh", action: "switch" });
+    recorder.onEvent({
+      type: "plan",
+      plan: planOf([{ host: "a", desired: V2, current: V2, action: "skip" }]),
+    });
+    expect(recorder.recorded).toBe(false);
+    await recorder.finish("succeeded");
+    expect(await listNewestRollouts(store, 10)).toEqual([]);
   });
 });
 

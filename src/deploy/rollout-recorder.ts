@@ -46,13 +46,12 @@ export interface RolloutRecorderOptions {
   /** Who started it and from what (deploy-origin.ts). */
   readonly origin?: DeployOrigin;
   /**
-   * A rollback's: the rollout it undoes; the hosts it names but does not deploy (refused: they
-   * changed since), each with why; and why each host it deploys to stay where it is stays.
+   * A rollback's: the rollout it undoes, and the hosts it names but does not deploy (refused:
+   * they changed since; left: the rollout never changed them), each with why.
    */
   readonly rollback?: {
     readonly undoes: string;
     readonly left: readonly RolloutHost[];
-    readonly stays: ReadonlyMap<string, string>;
   };
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
@@ -106,6 +105,18 @@ export class RolloutRecorder {
     return this.#id;
   }
 
+  /**
+   * Whether the rollout has a record: it has waves, or it names a host that did not get its
+   * system (unreachable, refused), which stays behind it. A deploy that found every host up to
+   * date records nothing.
+   */
+  get recorded(): boolean {
+    return (
+      this.#waves.length > 0 ||
+      this.#skipped.some((h) => h.state !== "up-to-date" && h.state !== "left")
+    );
+  }
+
   /** Where the record is kept: status records of the hosts it moves name it. */
   get key(): string {
     return rolloutKey(this.#startedAt, this.#id);
@@ -126,9 +137,7 @@ export class RolloutRecorder {
               phase: null,
               system: h.desired,
               before: h.current ?? null,
-              message:
-                this.#options.rollback?.stays.get(h.host) ??
-                (h.action === "skip" ? "up to date" : (h.error ?? "unreachable")),
+              message: h.action === "skip" ? "up to date" : (h.error ?? "unreachable"),
             });
           }
         }
@@ -228,14 +237,15 @@ export class RolloutRecorder {
    */
   async finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
     clearInterval(this.#heartbeat);
-    if (this.#waves.length === 0) return;
+    if (!this.recorded) return;
     for (const wave of this.#waves) {
       for (const [name, h] of wave.hosts) {
         if (h.state === "pending") wave.hosts.set(name, { ...h, state: "not-started" });
       }
     }
+    // (A rollback's refused host is one it was to send back and did not.)
     const missed = [...this.#waves.flatMap((w) => [...w.hosts.values()]), ...this.#skipped].some(
-      (h) => h.state === "unreachable" || h.state === "not-started",
+      (h) => h.state === "unreachable" || h.state === "not-started" || h.state === "refused",
     );
     this.#state = state === "succeeded" && missed ? "partial" : state;
     clearTimeout(this.#timer);

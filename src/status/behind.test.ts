@@ -80,4 +80,53 @@ describe("the fleet's last ask", () => {
     // A host the rollout gave its system and that runs another since drifts; it is not behind.
     expect(behindOf(lastAsks([newer], ["h1"]).get("h1"), undefined, V2)).toBeUndefined();
   });
+
+  it("an undone rollout asks nothing: its hosts are judged by the asks before it", () => {
+    const rollback = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [
+      ["h1", "confirmed", V2],
+      ["h3", "left", null],
+    ]);
+    const undoing = { ...rollback, record: { ...rollback.record, undoes: "bbbbbbbbbbbb" } };
+    const asks = lastAsks([undoing, newer, older], ["h1", "h3"]);
+    expect(asks.get("h1")).toMatchObject({ system: V2, rollout: { id: "cccccccccccc" } });
+    // Skipped by the rollout undone, left by the rollback: the ask before them stands.
+    expect(asks.get("h3")).toMatchObject({ system: V2, rollout: { id: "aaaaaaaaaaaa" } });
+  });
+
+  it("an aborted rollout asks nothing of the hosts it never reached", () => {
+    const aborted = record("dddddddddddd", "2026-11-26T12:00:00.000Z", [
+      ["h1", "not-started", V3],
+      ["h5", "unreachable", V3],
+    ]);
+    aborted.record = { ...aborted.record, state: "aborted" };
+    const asks = lastAsks([aborted, older], ["h1", "h5"]);
+    expect(asks.get("h1")).toMatchObject({ rollout: { id: "aaaaaaaaaaaa" } });
+    expect(asks.get("h5")).toMatchObject({ system: V3, rollout: { id: "dddddddddddd" } });
+  });
+
+  it("hosts waiting for their wave are behind while the rollout runs or pauses", () => {
+    const paused = record("eeeeeeeeeeee", "2026-11-26T12:00:00.000Z", [
+      ["h1", "confirmed", V3],
+      ["h5", "pending", V3],
+    ]);
+    paused.record = { ...paused.record, state: "paused", updatedAt: "2026-11-26T12:00:10.000Z" };
+    const ask = lastAsks([paused], ["h5"], new Date("2026-11-26T12:05:00.000Z")).get("h5");
+    expect(behindOf(ask, undefined, V2)?.why).toBe("waiting for its wave");
+  });
+
+  it("a rollout its deployer stopped writing (killed) asks as it ended there", () => {
+    const killed = record("ffffffffffff", "2026-11-26T12:00:00.000Z", [
+      ["h1", "activating", V3],
+      ["h5", "pending", V3],
+    ]);
+    killed.record = { ...killed.record, state: "running" };
+    const later = new Date("2026-11-26T13:00:00.000Z");
+    const asks = lastAsks([killed], ["h1", "h5"], later);
+    const stopped =
+      "its deploy stopped writing the rollout's record at 2026-11-26T12:00:00.000Z (killed)";
+    expect(behindOf(asks.get("h5"), undefined, V2)?.why).toBe(`not started: ${stopped}`);
+    expect(behindOf(asks.get("h1"), undefined, V2)?.why).toBe(`failed: ${stopped}`);
+    // Mid-activation, it came to run its system: not behind.
+    expect(behindOf(asks.get("h1"), undefined, V3)).toBeUndefined();
+  });
 });

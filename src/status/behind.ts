@@ -52,6 +52,8 @@ const WHY = {
   "not-started": "not started",
   failed: "failed",
   "rolled-back": "rolled back",
+  // A rollout running or paused now, whose wave for it has not started.
+  pending: "waiting for its wave",
 } as const satisfies Partial<Record<RolloutHostState, string>>;
 const MISSED: ReadonlySet<RolloutHostState> = new Set(Object.keys(WHY) as RolloutHostState[]);
 

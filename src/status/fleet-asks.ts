@@ -2,7 +2,13 @@
 // system to run. Every view judges a host against it, so that a host a rollout skipped (it was
 // unreachable, its wave never started) is behind until a later rollout or its own record says
 // otherwise. Pure: the reading is views/rollout-watch.ts.
-import { type RolloutHost, type RolloutRecord, rolloutEntries } from "./rollout.js";
+import {
+  inFlight,
+  type RolloutHost,
+  type RolloutRecord,
+  rolloutAbandoned,
+  rolloutEntries,
+} from "./rollout.js";
 
 /** One rollout's ask of one host. */
 export interface Ask {
@@ -20,18 +26,30 @@ export interface Ask {
 }
 
 /**
- * Each of `hosts`' newest ask among `records` (newest first). An entry that names no system (a
- * rollback's refused host) asks nothing: an older rollout's ask stands.
+ * Each of `hosts`' newest ask among `records` (newest first), judged at `now`. Asking nothing,
+ * so that an older rollout's ask stands:
+ * - an entry that names no system (a rollback's refused or left host);
+ * - every entry of a rollout a rollback among `records` undid;
+ * - an aborted rollout's hosts it never reached (the operator stopped it before them).
+ * A rollout whose deployer stopped writing its record (rolloutAbandoned: killed) asks as it
+ * ended: a host still pending was never started, one mid-activation failed there unless it
+ * runs its system.
  */
 export function lastAsks(
   records: readonly { readonly key: string; readonly record: RolloutRecord }[],
   hosts: Iterable<string>,
+  now: Date = new Date(),
 ): Map<string, Ask> {
   const wanted = new Set(hosts);
   const asks = new Map<string, Ask>();
+  const undone = new Set(records.flatMap(({ record }) => record.undoes ?? []));
   for (const { key, record } of records) {
     if (asks.size === wanted.size) break;
-    for (const entry of rolloutEntries(record)) {
+    if (undone.has(record.id)) continue;
+    const abandoned = rolloutAbandoned(record, now);
+    for (const written of rolloutEntries(record)) {
+      const entry = abandoned ? asEnded(written, record.updatedAt) : written;
+      if (record.state === "aborted" && entry.state === "not-started") continue;
       if (entry.system === null || !wanted.has(entry.host) || asks.has(entry.host)) continue;
       asks.set(entry.host, {
         rollout: {
@@ -46,4 +64,12 @@ export function lastAsks(
     }
   }
   return asks;
+}
+
+/** An entry of an abandoned rollout as if its deploy had ended when it last wrote the record. */
+function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
+  const stopped = `its deploy stopped writing the rollout's record at ${lastWritten} (killed)`;
+  if (entry.state === "pending") return { ...entry, state: "not-started", message: stopped };
+  if (inFlight(entry.state)) return { ...entry, state: "failed", message: stopped };
+  return entry;
 }

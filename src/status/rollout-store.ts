@@ -85,14 +85,34 @@ const MAX_FIND_PAGES = 50;
 
 /** The key of the rollout record whose id is `id`, or undefined when none is found. */
 export async function findRolloutKey(store: ObjectStore, id: string): Promise<string | undefined> {
+  return (await findRolloutAndNewer(store, id, 0))?.key;
+}
+
+/**
+ * The key of the rollout record whose id is `id` (undefined when none is found), and the keys
+ * of the records started after it, newest first: at most `newer`, `more` when there are others.
+ */
+export async function findRolloutAndNewer(
+  store: ObjectStore,
+  id: string,
+  newer: number,
+): Promise<{ key: string; newer: string[]; more: boolean } | undefined> {
+  const before: string[] = [];
+  let more = false;
   let token: string | undefined;
   for (let page = 0; page < MAX_FIND_PAGES; page++) {
     const listed = await store.list(ROLLOUT_PREFIX, {
       limit: 1000,
       ...(token === undefined ? {} : { token }),
     });
-    const found = listed.objects.find((o) => isRolloutKey(o.key) && o.key.endsWith(`-${id}.json`));
-    if (found !== undefined) return found.key;
+    for (const o of listed.objects) {
+      if (!isRolloutKey(o.key)) continue;
+      if (o.key.endsWith(`-${id}.json`)) {
+        return { key: o.key, newer: before, more };
+      }
+      if (before.length < newer) before.push(o.key);
+      else more = true;
+    }
     if (listed.nextToken === undefined || listed.nextToken === token) return undefined;
     token = listed.nextToken;
   }

@@ -265,7 +265,7 @@ describe("rollout records", () => {
     [
       "an unknown host state",
       (r) => (hostOf(r).state = "done"),
-      `rec: "waves[0].hosts[0].state" must be one of pending, activating, health, baking, confirmed, rolled-back, failed, unreachable, not-started, up-to-date, refused, skipped`,
+      `rec: "waves[0].hosts[0].state" must be one of pending, activating, health, baking, confirmed, rolled-back, failed, unreachable, not-started, up-to-date, refused, left, skipped`,
     ],
     [
       "an unknown phase",

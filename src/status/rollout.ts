@@ -31,8 +31,9 @@ export type PauseAnswerAction = (typeof PAUSE_ANSWER_ACTIONS)[number];
  * wave holds while it is measured), confirmed (activated),
  * rolled-back, failed, unreachable (skipped: it could not be reached), not-started (a wave
  * that never began), up-to-date (it ran its system already), refused (a rollback would not
- * move it: it changed since). "skipped" is older records' word for up-to-date or unreachable,
- * read as one of those.
+ * move it: it changed since), left (a rollback named it and left it where it was: the rollout
+ * it undoes never changed it; a rollback deploys only the hosts it sends back). "skipped" is
+ * older records' word for up-to-date or unreachable, read as one of those.
  */
 export const ROLLOUT_HOST_STATES = [
   "pending",
@@ -46,6 +47,7 @@ export const ROLLOUT_HOST_STATES = [
   "not-started",
   "up-to-date",
   "refused",
+  "left",
   "skipped",
 ] as const;
 export type RolloutHostState = (typeof ROLLOUT_HOST_STATES)[number];
@@ -53,7 +55,8 @@ export type RolloutHostState = (typeof ROLLOUT_HOST_STATES)[number];
 /**
  * Where a rollout is: running, paused (between two waves, waiting for an operator's answer:
  * its last entry in `pauses`); and how it ended: succeeded (every selected host runs what it
- * was to get), partial (none failed, but some never got it: unreachable, not started), failed,
+ * was to get), partial (none failed, but some never got it: unreachable, not started, refused
+ * by a rollback), failed,
  * interrupted, or aborted (an operator answered a pause with abort, or nobody answered and
  * abort was its default: its deployer then rolls back the hosts it changed).
  */

@@ -101,6 +101,77 @@ describe("planUndo", () => {
   });
 });
 
+describe("planUndo with the rollouts started since", () => {
+  // The undone rollout gave a V2 → V3; a later one gave V3 → V1, and one after it V1 → V3.
+  const later = (id: string, at: string, system: string, before: string, undoes?: string) => ({
+    ...record([{ ...entry("a", "confirmed", before), system }, entry("b", "not-started")]),
+    id,
+    startedAt: at,
+    ...(undoes === undefined ? {} : { undoes }),
+  });
+  const r = record([entry("a", "confirmed"), entry("b", "confirmed")]);
+  const running = new Map([
+    ["a", V3],
+    ["b", V3],
+  ]);
+
+  it("refuses a host a later rollout changed, though it runs the undone rollout's system again", () => {
+    const newer = {
+      records: [
+        later("bbbbbbbbbbbb", "2026-11-26T12:00:00.000Z", V3, V1),
+        later("aaaaaaaaaaaa", "2026-11-26T11:00:00.000Z", V1, V3),
+      ],
+      complete: true,
+    };
+    const steps = planUndo(r, running, { newer });
+    expect(steps.map((s) => [s.host, s.kind])).toEqual([
+      ["a", "refused"],
+      ["b", "back"],
+    ]);
+    expect(steps[0]).toMatchObject({
+      why: "rollout bbbbbbbbbbbb (2026-11-26T12:00:00.000Z) changed it since: undoing rollout 0123456789ab again would undo that too (--force sends it back all the same)",
+    });
+    expect(planUndo(r, running, { newer, force: true }).map((s) => s.kind)).toEqual([
+      "back",
+      "back",
+    ]);
+  });
+
+  it("says so of a host a rollback of this rollout sent back already", () => {
+    const rollback = later("cccccccccccc", "2026-11-26T11:00:00.000Z", V2, V3, "0123456789ab");
+    const steps = planUndo(r, running, {
+      newer: {
+        records: [later("dddddddddddd", "2026-11-26T12:00:00.000Z", V3, V2), rollback],
+        complete: true,
+      },
+    });
+    expect(steps[0]).toMatchObject({
+      kind: "refused",
+      why: expect.stringContaining("changed it since"),
+    });
+    const only = planUndo(r, running, { newer: { records: [rollback], complete: true } });
+    expect(only[0]).toMatchObject({
+      kind: "refused",
+      why: expect.stringContaining(
+        "rollback cccccccccccc of rollout 0123456789ab sent it back already",
+      ),
+    });
+  });
+
+  it("passes over a later rollout and the rollback that undid it: undoing one after the other steps back", () => {
+    const undone = later("aaaaaaaaaaaa", "2026-11-26T11:00:00.000Z", V1, V3);
+    const rollback = later("cccccccccccc", "2026-11-26T12:00:00.000Z", V3, V1, "aaaaaaaaaaaa");
+    const steps = planUndo(r, running, { newer: { records: [rollback, undone], complete: true } });
+    expect(steps.map((s) => s.kind)).toEqual(["back", "back"]);
+  });
+
+  it("refuses what it cannot tell: more rollouts since than it read", () => {
+    const steps = planUndo(r, running, { newer: { records: [], complete: false } });
+    expect(steps.map((s) => s.kind)).toEqual(["refused", "refused"]);
+    expect(steps[0]).toMatchObject({ why: expect.stringContaining("cannot be told") });
+  });
+});
+
 describe("planUndo of a rollout its deployer left running (killed)", () => {
   const left = (): RolloutRecord => ({
     ...record([entry("a", "activating"), entry("b", "pending"), entry("c", "activating")]),

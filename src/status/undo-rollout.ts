@@ -3,7 +3,19 @@
 // stays where it is; a host changed since (by hand, or by a later rollout) is refused unless
 // the operator asks. Pure: the rollback command reads the record and what the hosts run.
 import { storeName } from "../nix/store-path.js";
-import { inFlight, type RolloutHost, type RolloutRecord, rolloutEntries } from "./rollout.js";
+import {
+  inFlight,
+  type RolloutHost,
+  type RolloutHostState,
+  type RolloutRecord,
+  rolloutEntries,
+} from "./rollout.js";
+
+/** The rollouts started after the one undone (newest first); `complete`: all of them. */
+export interface NewerRollouts {
+  readonly records: readonly RolloutRecord[];
+  readonly complete: boolean;
+}
 
 export type UndoStep =
   /** The rollout changed it from `to` to `from`: it goes back. */
@@ -20,7 +32,9 @@ export type UndoStep =
  * Each host of `record` among `selected` (all when undefined), in the record's order.
  * `running`: what each host runs now (null or absent: not known). `force`: hosts changed since
  * go back too. `abandoned`: the record's deployer died mid-rollout (rolloutAbandoned), so a
- * host it left mid-activation that runs the rollout's system goes back too.
+ * host it left mid-activation that runs the rollout's system goes back too. `newer`: the
+ * rollouts started since; a host one of them changed is refused even when it runs the undone
+ * rollout's system again (undoing it would undo that change too), unless `force`.
  */
 export function planUndo(
   record: RolloutRecord,
@@ -29,23 +43,65 @@ export function planUndo(
     readonly force?: boolean;
     readonly selected?: ReadonlySet<string>;
     readonly abandoned?: boolean;
+    readonly newer?: NewerRollouts;
   } = {},
 ): UndoStep[] {
+  const newer = options.newer ?? { records: [], complete: true };
   return rolloutEntries(record)
     .filter((e) => options.selected === undefined || options.selected.has(e.host))
     .map((e) =>
       undoStep(record, e, running.get(e.host) ?? null, {
         force: options.force === true,
         abandoned: options.abandoned === true,
+        newer,
       }),
     );
+}
+
+/** The states of a host a rollout activated something on. */
+const ACTIVATED: ReadonlySet<RolloutHostState> = new Set([
+  "activating",
+  "health",
+  "baking",
+  "confirmed",
+  "failed",
+]);
+
+/**
+ * Why a rollout started since `record` keeps `host` from going back; undefined: none does. A
+ * later rollout that a rollback among them undid changed nothing in the end: both are passed
+ * over (undoing the newest first, then the one before, steps back through the fleet's history).
+ */
+function changedSince(record: RolloutRecord, host: string, newer: NewerRollouts) {
+  const ids = new Set(newer.records.map((r) => r.id));
+  const undone = new Set(
+    newer.records.flatMap((r) => (r.undoes !== undefined && ids.has(r.undoes) ? [r.undoes] : [])),
+  );
+  for (const later of newer.records) {
+    if (undone.has(later.id) || (later.undoes !== undefined && undone.has(later.undoes))) continue;
+    const entry = rolloutEntries(later).find((e) => e.host === host);
+    if (entry === undefined || !ACTIVATED.has(entry.state)) continue;
+    const what =
+      later.undoes === record.id
+        ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt})`
+        : `rollout ${later.id} (${later.startedAt}) changed it since`;
+    return `${what}: undoing rollout ${record.id} again would undo that too (--force sends it back all the same)`;
+  }
+  if (!newer.complete) {
+    return `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (--force sends it back all the same)`;
+  }
+  return undefined;
 }
 
 function undoStep(
   record: RolloutRecord,
   entry: RolloutHost,
   runs: string | null,
-  { force, abandoned }: { readonly force: boolean; readonly abandoned: boolean },
+  {
+    force,
+    abandoned,
+    newer,
+  }: { readonly force: boolean; readonly abandoned: boolean; readonly newer: NewerRollouts },
 ): UndoStep {
   const host = entry.host;
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
@@ -66,7 +122,12 @@ function undoStep(
   }
   if (before === system) return stays(`rollout ${record.id} activated the system it ran already`);
   if (runs === before) return stays(`it runs ${storeName(before)} already, what it ran before`);
-  if (runs === system || force) return { host, kind: "back", from: system, to: before };
+  if (force) return { host, kind: "back", from: system, to: before };
+  if (runs === system) {
+    const since = changedSince(record, host, newer);
+    if (since !== undefined) return { host, kind: "refused", runs, why: since };
+    return { host, kind: "back", from: system, to: before };
+  }
   return {
     host,
     kind: "refused",
@@ -92,6 +153,7 @@ function unchangedWhy(record: RolloutRecord, entry: RolloutHost): string {
     case "failed":
       return `it failed in rollout ${record.id}${said} and does not run what it was given`;
     case "refused":
+    case "left":
       return `rollout ${record.id} (a rollback) left it alone${said}`;
     default:
       return `rollout ${record.id} left it ${entry.state}`;

@@ -25,11 +25,11 @@ const rollout = (state: RolloutRecord["state"]): RolloutRecord =>
 
 describe("hosts a running rollout applies", () => {
   it("shows a host the running rollout has activating as applying, at its step", () => {
-    const shown = withRolloutApplying(rows, {
-      status: "found",
-      key: "k",
-      record: rollout("running"),
-    });
+    const shown = withRolloutApplying(
+      rows,
+      { status: "found", key: "k", record: rollout("running") },
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
     expect(shown.map((r) => [r.host, (r as { state?: string }).state])).toEqual([
       ["web1", "applying"],
       ["web2", "success"],
@@ -44,5 +44,12 @@ describe("hosts a running rollout applies", () => {
       withRolloutApplying(rows, { status: "found", key: "k", record: rollout("failed") }),
     ).toBe(rows);
     expect(withRolloutApplying(rows, { status: "none" })).toBe(rows);
+  });
+
+  it("leaves them once a running rollout's deployer stopped writing its record (killed)", () => {
+    const found = { status: "found", key: "k", record: rollout("running") } as const;
+    // Written at 07:00:01; judged abandoned 15 heartbeats later.
+    expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:14:00.000Z"))).not.toBe(rows);
+    expect(withRolloutApplying(rows, found, new Date("2026-11-26T07:16:00.000Z"))).toBe(rows);
   });
 });

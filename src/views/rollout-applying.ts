@@ -1,6 +1,7 @@
 // Hosts a running rollout is applying now, over their status records: a push deploy writes a
 // host's record when the host ends, so between its wave's start and its end the record still
 // says what it did before; the rollout record (written as hosts step) says it applies.
+import { rolloutAbandoned } from "../status/rollout.js";
 import type { RolloutRead } from "./rollout-watch.js";
 import type { StatusRow } from "./status-rows.js";
 
@@ -12,8 +13,11 @@ import type { StatusRow } from "./status-rows.js";
 export function withRolloutApplying(
   rows: readonly StatusRow[],
   rollout: RolloutRead,
+  now: Date = new Date(),
 ): readonly StatusRow[] {
   if (rollout.status !== "found" || rollout.record.state !== "running") return rows;
+  // A deploy killed mid-rollout applies nothing: its record stays "running" unwritten.
+  if (rolloutAbandoned(rollout.record, now)) return rows;
   const steps = new Map<string, string | null>();
   for (const wave of rollout.record.waves) {
     for (const h of wave.hosts) {

@@ -1,7 +1,7 @@
 // Reads what a rollback of a rollout needs: the rollout's record (the newest to name a
 // selected host, or the one given by id) and what each host it named runs now (ssh hosts
 // asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
-import { UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import {
   isRolloutKey,
@@ -12,12 +12,14 @@ import {
 } from "../status/rollout.js";
 import {
   ASK_ROLLOUTS,
-  findRolloutKey,
+  findRolloutAndNewer,
   listNewestRollouts,
   readRollout,
 } from "../status/rollout-store.js";
-import { planUndo, type UndoStep } from "../status/undo-rollout.js";
+import { type NewerRollouts, planUndo, type UndoStep } from "../status/undo-rollout.js";
+import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
 import { runningOf } from "./status-rows.js";
 import { readStatusView } from "./status-view.js";
 
@@ -53,14 +55,20 @@ export async function readUndo(
   }
   const selected = new Set((options.selected ?? fleet.hosts).map((h) => h.name));
   const store = await openStore(fleet.cache.url);
-  let found: { key: string; record: RolloutRecord } | undefined;
+  let found: { key: string; record: RolloutRecord; newer: NewerRollouts } | undefined;
   try {
     found = await findRecord(store, options.id, selected);
   } finally {
     await store.close();
   }
-  const { key, record } = found;
+  const { key, record, newer } = found;
   const abandoned = rolloutAbandoned(record, options.now ?? new Date());
+  if (record.state === "paused" && !abandoned) {
+    throw new UsageError(
+      `rollback: rollout ${record.id} is paused, and its deploy waits for an answer (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}): undone now, it would go on with its next wave once resumed`,
+      `answer its pause with 'nixship rollout abort ${record.id}': its deploy then rolls back the hosts it changed, and no later wave starts`,
+    );
+  }
   if (record.state === "running" && !abandoned) {
     throw new UsageError(
       `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}; its record was last written ${record.updatedAt})`,
@@ -80,35 +88,62 @@ export async function readUndo(
     force: options.force === true,
     selected: new Set(hosts.map((h) => h.name)),
     abandoned,
+    newer,
   });
   return { key, record, steps, gone, abandoned };
 }
 
+/** Rollout records started after the one undone that a rollback reads, at most. */
+const NEWER_READ = 200;
+
 async function findRecord(
-  store: Awaited<ReturnType<typeof openStore>>,
+  store: ObjectStore,
   id: string | undefined,
   selected: ReadonlySet<string>,
-): Promise<{ key: string; record: RolloutRecord }> {
+): Promise<{ key: string; record: RolloutRecord; newer: NewerRollouts }> {
   if (id !== undefined) {
-    const key = await findRolloutKey(store, id);
-    const record = key === undefined ? undefined : await readRollout(store, key);
-    if (key === undefined || record === undefined) {
+    const found = await findRolloutAndNewer(store, id, NEWER_READ);
+    const record = found === undefined ? undefined : await readRollout(store, found.key);
+    if (found === undefined || record === undefined) {
       throw new UsageError(
         `rollback: no rollout ${id} in ${store.url} (status/rollouts/)`,
         "the dashboard's rollouts, or 'nixship status', name the rollouts kept",
       );
     }
-    return { key, record };
+    return { key: found.key, record, newer: await readNewer(store, found.newer, found.more) };
   }
+  // The newest that names a selected host: those newer name none of them.
+  const passed: RolloutRecord[] = [];
   for (const { key } of await listNewestRollouts(store, ASK_ROLLOUTS)) {
     if (!isRolloutKey(key)) continue;
     const record = await readRollout(store, key);
     if (record !== undefined && rolloutEntries(record).some((e) => selected.has(e.host))) {
-      return { key, record };
+      return { key, record, newer: { records: passed, complete: true } };
     }
+    if (record !== undefined) passed.push(record);
   }
   throw new UsageError(
     `rollback: none of the newest ${ASK_ROLLOUTS} rollouts in ${store.url} names a selected host`,
     "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
   );
+}
+
+/**
+ * The records of `keys` (newest first); one gone since the listing is passed over, and one
+ * that cannot be read leaves the list incomplete.
+ */
+async function readNewer(
+  store: ObjectStore,
+  keys: readonly string[],
+  more: boolean,
+): Promise<NewerRollouts> {
+  let complete = !more;
+  const read = await mapLimit(keys, 8, (key) =>
+    readRollout(store, key).catch((err: unknown) => {
+      if (!(err instanceof InputError)) throw err;
+      complete = false;
+      return undefined;
+    }),
+  );
+  return { records: read.flatMap((r) => (r === undefined ? [] : [r])), complete };
 }

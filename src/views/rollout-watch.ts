@@ -3,7 +3,12 @@
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
 import { type Ask, lastAsks } from "../status/fleet-asks.js";
-import type { RolloutHost, RolloutPause, RolloutRecord } from "../status/rollout.js";
+import {
+  type RolloutHost,
+  type RolloutPause,
+  type RolloutRecord,
+  rolloutAbandoned,
+} from "../status/rollout.js";
 import { ASK_ROLLOUTS, listNewestRollouts, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -113,8 +118,11 @@ export class RolloutWatch {
   async asks(hosts: Iterable<string>): Promise<Map<string, Ask>> {
     const records = await this.#recentRecords();
     const names = [...hosts];
-    const of = `${[...this.#recent].map(([key, k]) => `${key} ${k.etag}`).join("\n")}\n\n${names.join("\n")}`;
-    if (this.#asked?.of !== of) this.#asked = { of, asks: lastAsks(records, names) };
+    // (A record left running is judged abandoned once enough time passes: its etag stays.)
+    const now = new Date();
+    const abandoned = records.filter(({ record }) => rolloutAbandoned(record, now));
+    const of = `${[...this.#recent].map(([key, k]) => `${key} ${k.etag}`).join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
+    if (this.#asked?.of !== of) this.#asked = { of, asks: lastAsks(records, names, now) };
     return this.#asked.asks;
   }
 
