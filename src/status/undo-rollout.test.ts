@@ -101,6 +101,21 @@ describe("planUndo", () => {
   });
 });
 
+describe("planUndo of a boot deploy", () => {
+  it("refuses a host that still runs what it ran but boots the rollout's system next, naming rollback --on", () => {
+    const boot = { ...record([entry("a", "confirmed")]), action: "boot" as const };
+    const [step] = planUndo(boot, new Map([["a", V2]]));
+    expect(step).toEqual({
+      host: "a",
+      kind: "refused",
+      runs: V2,
+      why: "rollout 0123456789ab was a boot deploy: it still runs web-v2, and boots web-v3 next; 'nixship rollback --on a' sets its profile back one generation",
+    });
+    // Rebooted into it: it goes back as any host the rollout changed.
+    expect(planUndo(boot, new Map([["a", V3]]))[0]).toMatchObject({ kind: "back", to: V2 });
+  });
+});
+
 describe("planUndo with the rollouts started since", () => {
   // The undone rollout gave a V2 → V3; a later one gave V3 → V1, and one after it V1 → V3.
   const later = (id: string, at: string, system: string, before: string, undoes?: string) => ({

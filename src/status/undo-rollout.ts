@@ -121,6 +121,15 @@ function undoStep(
     };
   }
   if (before === system) return stays(`rollout ${record.id} activated the system it ran already`);
+  if (runs === before && record.action === "boot" && entry.state === "confirmed") {
+    // It runs what it ran, but boots the rollout's system next: a switch back changes nothing.
+    return {
+      host,
+      kind: "refused",
+      runs,
+      why: `rollout ${record.id} was a boot deploy: it still runs ${storeName(before)}, and boots ${storeName(system)} next; 'nixship rollback --on ${host}' sets its profile back one generation`,
+    };
+  }
   if (runs === before) return stays(`it runs ${storeName(before)} already, what it ran before`);
   if (force) return { host, kind: "back", from: system, to: before };
   if (runs === system) {
