@@ -2,13 +2,17 @@
 // The `nixship` executable: runs the CLI on this process's arguments and streams. The build
 // bundles it, with the modules it imports, into dist/cli/bin.js (scripts/bundle-cli.mjs).
 import "./threadpool.js";
+import { outputClosed } from "./interrupts.js";
 import { main } from "./main.js";
 
-// A reader that goes away (`nixship ... | head`) is not a crash: stop quietly, as Unix tools do.
-process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
-  throw err;
-});
+// A reader that goes away (`nixship ... | head`) is not a crash: a command at work stops as if
+// interrupted, any other quietly, as Unix tools do (interrupts.ts).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") outputClosed();
+    else throw err;
+  });
+}
 
 main(process.argv.slice(2), {
   stdout: process.stdout,

@@ -29,6 +29,17 @@ describe("trapInterrupts", () => {
     }
   });
 
+  it("SIGHUP (the terminal closed) stops it as the others do", () => {
+    const trap = trapInterrupts({ first: () => {}, second: () => {} });
+    try {
+      process.emit("SIGHUP", "SIGHUP");
+      expect(trap.signal.reason).toBe("interrupted (SIGHUP)");
+    } finally {
+      trap.release();
+    }
+    expect(process.listenerCount("SIGHUP")).toBe(0);
+  });
+
   it("takes a listener from each of many hosts in flight without a MaxListenersExceededWarning", async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);

@@ -1,6 +1,7 @@
-// SIGINT and SIGTERM while a command works: the first asks it to stop (an AbortSignal whose
-// reason names the signal) and lets it finish; a second one exits at once. The listeners live
-// only as long as the command.
+// SIGINT, SIGTERM and SIGHUP (its terminal closed) while a command works, and its output
+// closed under it (`nixship deploy | head`, EPIPE): the first asks it to stop (an AbortSignal
+// whose reason names the signal) and lets it finish; a second one exits at once. The listeners
+// live only as long as the command.
 import { setMaxListeners } from "node:events";
 import { InterruptedError } from "../errors.js";
 
@@ -34,15 +35,37 @@ export function trapInterrupts(say: {
     say.first(signal);
     controller.abort(`interrupted (${signal})`);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  for (const name of TRAPPED) process.on(name, onSignal);
+  trapped.add(onSignal);
   return {
     signal: controller.signal,
     release: () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
+      for (const name of TRAPPED) process.off(name, onSignal);
+      trapped.delete(onSignal);
     },
   };
+}
+
+const TRAPPED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** The traps of the commands at work now. */
+const trapped = new Set<(signal: NodeJS.Signals) => void>();
+let outputGone = false;
+
+/**
+ * The process's stdout or stderr was closed by its reader (EPIPE). A command at work stops as
+ * on a first interrupt (a deploy aborts its hosts in flight and finishes its records; exit
+ * 130), once; with none at work (`nixship status | head`), the process ends quietly, as Unix
+ * tools do. Later write errors on the closed stream change nothing.
+ */
+export function outputClosed(): void {
+  if (outputGone) return;
+  outputGone = true;
+  if (trapped.size === 0) {
+    process.exit(process.exitCode ?? 0);
+    return;
+  }
+  for (const onSignal of [...trapped]) onSignal("SIGPIPE");
 }
 
 /**

@@ -291,7 +291,9 @@ this lab directory, including leftovers whose state file is gone. ${WHERE}`,
     if (values.json) writeJson(io, result);
     else
       io.stderr.write(
-        result.labs.length ? `removed: ${result.labs.join(", ")}\n` : "nothing to remove\n",
+        result.labs.length
+          ? `removed: ${result.labs.join(", ")}\n`
+          : `nothing to remove: no lab${values.all ? "" : ` '${values.name ?? "lab"}'`} in ${dir} (a lab started with another $NIXSHIP_LAB_DIR is taken down with that one)\n`,
       );
     return 0;
   },

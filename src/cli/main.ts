@@ -24,7 +24,7 @@ Commands:
 ${lines.join("\n")}
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 130 interrupted
-(deploy: SIGINT or SIGTERM).
+(deploy: SIGINT, SIGTERM, SIGHUP, or its output closed).
 `;
 }
 

@@ -438,12 +438,12 @@ function judgeHostSubstituter(
 
 /** The fix for what ssh said when a new connection failed (hosts and builders alike). */
 export function sshFix(said: string, target: SshTarget): string {
-  if (
-    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i.test(
-      said,
-    )
-  ) {
-    return `the host's key is not the one in ${target.knownHosts ?? "known_hosts"}: check it out of band, then replace its line`;
+  const knownHosts = target.knownHosts ?? "ssh's known_hosts (~/.ssh/known_hosts)";
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(said)) {
+    return `the host's key is not the one in ${knownHosts}: check it out of band, then replace its line`;
+  }
+  if (/Host key verification failed|No .* host key is known/i.test(said)) {
+    return `the host's key is not in ${knownHosts}: check it out of band (ssh-keyscan HOST, compared with the host's own /etc/ssh/ssh_host_ed25519_key.pub), then add its line`;
   }
   if (/Permission denied/i.test(said))
     return `authorise your ssh key for ${target.user}@ on the host`;
