@@ -130,7 +130,8 @@ function openBrowser(url: string, stderr: NodeJS.WritableStream): void {
   child.on("error", () => stderr.write(`could not start xdg-open: open ${url} yourself\n`));
   // (It exits non-zero where it finds no browser: a machine with no display.)
   child.on("exit", (code) => {
-    if (code !== 0) stderr.write(`xdg-open found no browser to open (exit ${code}): open ${url} yourself\n`);
+    if (code !== 0)
+      stderr.write(`xdg-open found no browser to open (exit ${code}): open ${url} yourself\n`);
   });
   child.unref();
 }
