@@ -411,4 +411,48 @@ describe("the pull agent on a lab fleet", () => {
     ).toBe(false);
     expect(left.said, "nix-store said web-pruned-agent is not valid").toContain("is not valid");
   });
+
+  it("8. SIGTERM to the agent's process group (Ctrl-C at its terminal) lets the activation in progress finish: the release is applied, not failed", async () => {
+    const store = await openStore(storeUrl);
+    const releaseKey = parseSecretKey(await readFile(releaseKeyFile, "utf8"));
+    const good = await channelRelease();
+    const runs = (await record("ag1"))?.current;
+    // A system ag1 does not run, with a slow health check to signal the agent in.
+    const built: Record<string, StorePath> = {};
+    for (const system of ["web-v1", "web-v3"]) {
+      await setSystems(system);
+      const b = await nixship(["build", "--fleet", fleetFile, "--on", "ag1", "--json"]);
+      expect(b.code, b.stderr).toBe(0);
+      built[system] = (JSON.parse(b.stdout) as { hosts: Record<string, StorePath> }).hosts
+        .ag1 as StorePath;
+    }
+    const [name, target] = (
+      built["web-v1"] === runs ? ["web-v3", built["web-v3"]] : ["web-v1", built["web-v1"]]
+    ) as [string, StorePath];
+    const push = await nixship(["push", target, "--to", storeUrl, "--key", cacheKeyFile]);
+    expect(push.code, push.stderr).toBe(0);
+    let seq: number;
+    try {
+      const published = await publishRelease(store, {
+        channel: CHANNEL,
+        hosts: { ...good.release.hosts, ag1: { path: target } },
+        kind: "deploy",
+        action: "switch",
+        health: { http: [], commands: [{ run: "sleep 6", timeout: 20 }] },
+        confirmTimeout: 0,
+        key: releaseKey,
+      });
+      seq = published.release.seq;
+    } finally {
+      await store.close();
+    }
+    await waitFor("ag1", (s) => s.seq === seq && s.state === "applying");
+    const pid = await agentPid(lab, "ag1");
+    // As a terminal's Ctrl-C, or a stop that signals the whole group: every process in it.
+    process.kill(-pid, "SIGTERM");
+    const done = await waitFor("ag1", (s) => s.seq === seq && s.state !== "applying", 60);
+    expect(done, await agentLog(lab, "ag1")).toMatchObject({ state: "success", current: target });
+    expect(await served("ag1")).toBe(name);
+    await labAgents(lab, "start", "ag1");
+  });
 });

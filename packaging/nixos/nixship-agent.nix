@@ -209,6 +209,10 @@ in
         StateDirectoryMode = "0700";
         EnvironmentFile = mkIf (cfg.environmentFile != null) (toString cfg.environmentFile);
         UMask = "0022";
+        # A stop signals the agent alone, which lets the activation in progress finish (as
+        # packaging/systemd/nixship-agent.service says); what is left after 30 min is killed.
+        KillMode = "mixed";
+        TimeoutStopSec = "30min";
         # As packaging/systemd/nixship-agent.service: nothing that keeps it from writing
         # /nix, the system profile and /run/nixship or from running health checks as root.
         NoNewPrivileges = true;

@@ -174,6 +174,9 @@ export async function runLocal(
 ): Promise<ScriptRun> {
   const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
   const r = await runStreamed("sh", ["-s", "--", ...args], {
+    // A process group of its own: a Ctrl-C at the agent's terminal (or a signal to the agent's
+    // group) reaches the agent alone, which lets the activation in progress finish.
+    detached: true,
     input: scriptInput(
       options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
     ),
