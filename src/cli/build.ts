@@ -1,4 +1,5 @@
 // `nixship build`: the selected hosts' systems, one evaluation and one build for all.
+
 import { buildSystems } from "../deploy/build.js";
 import { resolveBuildPlace } from "../deploy/build-place.js";
 import { type BuildProgressReporter, reportBuildProgress } from "../deploy/build-progress.js";
@@ -6,6 +7,7 @@ import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer, type DeployOutput } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { whileTrapped } from "./interrupts.js";
 
 export const buildCommand: Command = {
   path: ["build"],
@@ -33,10 +35,14 @@ ${FLEET_HELP}
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const where = await resolveBuildPlace(fleet, values["build-host"]);
     const progress = showBuildProgress(io.stderr, values.json === true);
-    const built = await buildSystems(selectHosts(fleet, values.on), fleetDir, {
-      where,
-      onProgress: progress.onProgress,
-    }).finally(progress.stop);
+    // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.
+    const built = await whileTrapped("build", (signal) =>
+      buildSystems(selectHosts(fleet, values.on), fleetDir, {
+        where,
+        onProgress: progress.onProgress,
+        signal,
+      }),
+    ).finally(progress.stop);
     if (values.json) {
       writeJson(io, {
         systems: built.systems,

@@ -1,10 +1,8 @@
 // `nixship plan` and `nixship deploy`: the same work up to the plan; deploy then rolls out.
 
 import { MAX_DIFF_READS } from "../deploy/closure-diffs.js";
-
 import { planOnly } from "../deploy/deploy.js";
 import { DEPLOY_EVENT_TYPES } from "../deploy/events.js";
-
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { ABORT_GRACE_MS } from "../deploy/run-rollout.js";
 import { REACHABLE_POLL } from "../deploy/survey.js";
@@ -26,7 +24,7 @@ import {
   readFleetInput,
   readRollout,
 } from "./fleet-input.js";
-import { INTERRUPTED_EXIT } from "./interrupts.js";
+import { INTERRUPTED_EXIT, whileTrapped } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
 import { rollOut, type SummaryEvent } from "./roll-out.js";
@@ -119,19 +117,23 @@ ${BUILD_HELP}`,
     const input = await readFleetInput(values, io);
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
-    const report = await planOnly({
-      ...input,
-      selector: values.on,
-      action,
-      policy,
-      policyFlags,
-      key: undefined,
-      serveCache: undefined,
-      buildHost: values["build-host"],
-      emit: (e) => {
-        if (e.type !== "plan") renderer.onEvent(e);
-      },
-    }).finally(() => renderer.finish());
+    // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.
+    const report = await whileTrapped("plan", (signal) =>
+      planOnly({
+        ...input,
+        selector: values.on,
+        action,
+        policy,
+        policyFlags,
+        key: undefined,
+        serveCache: undefined,
+        buildHost: values["build-host"],
+        signal,
+        emit: (e) => {
+          if (e.type !== "plan") renderer.onEvent(e);
+        },
+      }),
+    ).finally(() => renderer.finish());
     if (values.json) writeJson(io, report.plan);
     else io.stdout.write(`${formatPlan(report.plan, { diff: values.diff === true })}\n`);
     return 0;

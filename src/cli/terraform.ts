@@ -1,6 +1,7 @@
 // `nixship terraform vars`: the Nix → Terraform bridge. Builds the selected hosts' systems, and
 // with --image a disk image for the ami-import module, in the build command's one evaluation,
 // and prints them as Terraform input variables.
+
 import { buildSystems } from "../deploy/build.js";
 import { externalResult, readImageOutput, terraformVars } from "../deploy/terraform-vars.js";
 import { NixshipError, UsageError } from "../errors.js";
@@ -9,6 +10,7 @@ import { selectHosts } from "../fleet/select.js";
 import { parseStorePath } from "../nix/store-path.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
+import { whileTrapped } from "./interrupts.js";
 import { writeOutputFile } from "./output-file.js";
 
 const FORMATS = ["tfvars", "external"] as const;
@@ -110,9 +112,11 @@ an --image that is not a disk image the ami-import module takes).`,
     const image = values.image === undefined ? undefined : imageSpec(values.image);
     const { fleet, fleetDir } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const built = await buildSystems(
-      image === undefined ? hosts : [...hosts, imageHost(image)],
-      fleetDir,
+    // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.
+    const built = await whileTrapped("terraform vars", (signal) =>
+      buildSystems(image === undefined ? hosts : [...hosts, imageHost(image)], fleetDir, {
+        signal,
+      }),
     ).catch((err: unknown) => {
       if (err instanceof NixshipError) {
         err.message = err.message.replaceAll(`hosts.${IMAGE_HOST}.system`, IMAGE_HOST);
