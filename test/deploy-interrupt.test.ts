@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship, run } from "../support/cli.js";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import { deployEvents, labDeployArgs, servedBy, setExampleSystems } from "./support/lab-deploy.js";
+import { rolloutFiles } from "./support/rollout-records.js";
 
 const LAB = "di";
 let work: string;
@@ -190,6 +191,38 @@ describe("deploy, interrupted", () => {
       ]);
       await expectConsistent(only<{ plan: Plan }>(all, "plan").plan, summary);
       expect(await served("di2")).toBe("web-v1");
+    } finally {
+      await setSystems({ di2: "web-v2" });
+    }
+  }, 300_000);
+
+  it("a second SIGINT while a switch hangs exits at once, and the rollout's record says interrupted, not running", async () => {
+    await setSystems({ di2: "web-hang" });
+    try {
+      const r = await interruptDeploy(
+        deployArgs("--on", "di2", "--json", "--activation-timeout", "10"),
+        env(),
+        (e) => e.type === "host-phase" && e.host === "di2" && e.phase === "switch",
+        "SIGINT",
+        300,
+      );
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toContain("interrupted again (SIGINT)");
+      const cacheUrl = (JSON.parse(await readFile(fleetFile, "utf8")) as { cache: { url: string } })
+        .cache.url;
+      const record = (await rolloutFiles(cacheUrl))[0];
+      expect(record).toMatchObject({ state: "interrupted" });
+      expect(record?.waves.flatMap((w) => w.hosts.map((h) => [h.host, h.state]))).toEqual([
+        ["di2", "activating"],
+      ]);
+      // The host ends its activation by itself: its switch is stopped at its timeout (10 s),
+      // and it goes back (bounded wait).
+      let back = await served("di2");
+      for (let i = 0; i < 60 && back !== "web-v1"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        back = await served("di2");
+      }
+      expect(back).toBe("web-v1");
     } finally {
       await setSystems({ di2: "web-v2" });
     }

@@ -4,6 +4,7 @@
 // live only as long as the command.
 import { setMaxListeners } from "node:events";
 import { InterruptedError } from "../errors.js";
+import { lastWordsPending, sayLastWords } from "../util/last-words.js";
 
 /** The exit code of a command that was interrupted (as shells report death by SIGINT). */
 export const INTERRUPTED_EXIT = 130;
@@ -29,7 +30,7 @@ export function trapInterrupts(say: {
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       say.second(signal);
-      process.exit(INTERRUPTED_EXIT);
+      exitAfterLastWords();
       return;
     }
     say.first(signal);
@@ -47,6 +48,17 @@ export function trapInterrupts(say: {
 }
 
 const TRAPPED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** How long a second interrupt waits for the last words (util/last-words.ts). */
+const LAST_WORDS_MS = 3000;
+
+function exitAfterLastWords(): void {
+  if (!lastWordsPending()) {
+    process.exit(INTERRUPTED_EXIT);
+    return;
+  }
+  void sayLastWords(LAST_WORDS_MS).then(() => process.exit(INTERRUPTED_EXIT));
+}
 
 /** The traps of the commands at work now. */
 const trapped = new Set<(signal: NodeJS.Signals) => void>();

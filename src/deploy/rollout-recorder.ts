@@ -24,6 +24,7 @@ import type { RolloutBake } from "../status/rollout-bake.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { onLastWord } from "../util/last-words.js";
 import type { DeployOrigin } from "./deploy-origin.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
@@ -98,7 +99,12 @@ export class RolloutRecorder {
       void this.#flush();
     }, ROLLOUT_HEARTBEAT_SECONDS * 1000);
     this.#heartbeat.unref();
+    // Killed by a second interrupt, the deploy still says where it stopped.
+    this.#unregister = onLastWord(() => this.finish("interrupted"));
   }
+
+  /** Removes the last word once the record is finished. */
+  readonly #unregister: () => void;
 
   /** The rollout's id, as commands name it (`nixship rollout resume ID`). */
   get id(): string {
@@ -237,6 +243,7 @@ export class RolloutRecorder {
    */
   async finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
     clearInterval(this.#heartbeat);
+    this.#unregister();
     if (!this.recorded) return;
     for (const wave of this.#waves) {
       for (const [name, h] of wave.hosts) {

@@ -122,11 +122,16 @@ describe("the fleet's last ask", () => {
     killed.record = { ...killed.record, state: "running" };
     const later = new Date("2026-11-26T13:00:00.000Z");
     const asks = lastAsks([killed], ["h1", "h5"], later);
-    const stopped =
-      "its deploy stopped writing the rollout's record at 2026-11-26T12:00:00.000Z (killed)";
+    const stopped = "its deploy stopped at 2026-11-26T12:00:00.000Z (killed, or interrupted twice)";
     expect(behindOf(asks.get("h5"), undefined, V2)?.why).toBe(`not started: ${stopped}`);
     expect(behindOf(asks.get("h1"), undefined, V2)?.why).toBe(`failed: ${stopped}`);
     // Mid-activation, it came to run its system: not behind.
     expect(behindOf(asks.get("h1"), undefined, V3)).toBeUndefined();
+    // Ended by a second interrupt (its last word): the same, at once.
+    const ended = { ...killed, record: { ...killed.record, state: "interrupted" as const } };
+    const now = new Date("2026-11-26T12:00:05.000Z");
+    expect(behindOf(lastAsks([ended], ["h1"], now).get("h1"), undefined, V2)?.why).toBe(
+      `failed: ${stopped}`,
+    );
   });
 });

@@ -8,6 +8,7 @@ import {
   type RolloutRecord,
   rolloutAbandoned,
   rolloutEntries,
+  rolloutLive,
 } from "./rollout.js";
 
 /** One rollout's ask of one host. */
@@ -46,9 +47,11 @@ export function lastAsks(
   for (const { key, record } of records) {
     if (asks.size === wanted.size) break;
     if (undone.has(record.id)) continue;
-    const abandoned = rolloutAbandoned(record, now);
+    // A record left running by a killed deploy, or one a second interrupt ended with hosts
+    // still mid-activation: each of those hosts as it was left.
+    const ended = rolloutAbandoned(record, now) || !rolloutLive(record.state);
     for (const written of rolloutEntries(record)) {
-      const entry = abandoned ? asEnded(written, record.updatedAt) : written;
+      const entry = ended ? asEnded(written, record.updatedAt) : written;
       if (record.state === "aborted" && entry.state === "not-started") continue;
       if (entry.system === null || !wanted.has(entry.host) || asks.has(entry.host)) continue;
       asks.set(entry.host, {
@@ -68,7 +71,7 @@ export function lastAsks(
 
 /** An entry of an abandoned rollout as if its deploy had ended when it last wrote the record. */
 function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
-  const stopped = `its deploy stopped writing the rollout's record at ${lastWritten} (killed)`;
+  const stopped = `its deploy stopped at ${lastWritten} (killed, or interrupted twice)`;
   if (entry.state === "pending") return { ...entry, state: "not-started", message: stopped };
   if (inFlight(entry.state)) return { ...entry, state: "failed", message: stopped };
   return entry;

@@ -212,6 +212,15 @@ describe("planUndo of a rollout its deployer left running (killed)", () => {
   it("not judged abandoned: hosts mid-activation are left to their deployer", () => {
     expect(planUndo(left(), running).map((s) => s.kind)).toEqual(["stays", "stays", "stays"]);
   });
+
+  it("ended by a second interrupt (its last word): a host left mid-activation on its system goes back", () => {
+    const ended = { ...left(), state: "interrupted" as const };
+    expect(planUndo(ended, running).map((s) => [s.host, s.kind])).toEqual([
+      ["a", "back"],
+      ["b", "stays"],
+      ["c", "stays"],
+    ]);
+  });
 });
 
 describe("rolloutAbandoned", () => {

@@ -9,6 +9,7 @@ import {
   type RolloutHostState,
   type RolloutRecord,
   rolloutEntries,
+  rolloutLive,
 } from "./rollout.js";
 
 /** The rollouts started after the one undone (newest first); `complete`: all of them. */
@@ -106,7 +107,8 @@ function undoStep(
   const host = entry.host;
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });
   const { system, before } = entry;
-  const leftActivating = abandoned && inFlight(entry.state);
+  // Left mid-activation by a deploy that was killed, or ended by a second interrupt.
+  const leftActivating = (abandoned || !rolloutLive(record.state)) && inFlight(entry.state);
   const changed =
     entry.state === "confirmed" ||
     ((entry.state === "failed" || leftActivating) && runs !== null && runs === system);

@@ -14,6 +14,8 @@ export async function interruptDeploy(
   env: NodeJS.ProcessEnv,
   when: (event: DeployEvent) => boolean,
   signal: NodeJS.Signals = "SIGINT",
+  /** Sends the signal a second time, this many ms after the first. */
+  again?: number,
 ): Promise<CliRun & { signalledAt: DeployEvent }> {
   const child: ChildProcess = spawn(process.execPath, [NIXSHIP_BIN, ...args], {
     env: { ...process.env, ...env },
@@ -41,11 +43,12 @@ export async function interruptDeploy(
       pending = lines.pop() ?? "";
       for (const line of lines) {
         const event = JSON.parse(line) as DeployEvent;
-        // Once: a second signal would make deploy exit at once.
+        // Once (unless `again`): a second signal makes deploy exit at once.
         if (!sent && when(event)) {
           sent = true;
           clearTimeout(timer);
           child.kill(signal);
+          if (again !== undefined) setTimeout(() => child.kill(signal), again);
           resolve(event);
         }
       }
