@@ -116,3 +116,8 @@ echo "Look at it in a browser (hosts, releases, the last rollout, live as it cha
 echo "  NIXSHIP_LAB_DIR=$NIXSHIP_LAB_DIR node $PWD/dist/cli/bin.js dashboard --fleet $fleet --open"
 echo "and open http://127.0.0.1:7300. The lab stays up until:"
 echo "  NIXSHIP_LAB_DIR=$NIXSHIP_LAB_DIR node $PWD/dist/cli/bin.js lab down --name demo"
+echo
+echo "To deploy changes yourself (the lab's fleet is $NIXSHIP_LAB_DIR/demo/fleet/flake.nix), give"
+echo "Nix the settings this demo gave it for its own commands (README, step 2), or in this shell:"
+echo "  export NIX_CONFIG=\$'experimental-features = nix-command flakes\\nbuild-users-group =\\nsandbox = false\\nsubstituters ='"
+echo "('nixship doctor' lists every setting this machine's Nix lacks)."

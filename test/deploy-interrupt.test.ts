@@ -258,6 +258,13 @@ describe("deploy, interrupted", () => {
     const r = await nixship(deployArgs("--on", "di1"));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/di1\s+activated\s+example-web-system-v2/);
+    // How to undo it, as this deploy was given its fleet and key.
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^rollout [0-9a-f]{12} \\(to undo it: nixship rollback --rollout [0-9a-f]{12} --fleet ${fleetFile} --key ${keyFile}\\)$`,
+        "m",
+      ),
+    );
     expect(await served("di1")).toBe("web-v2");
   });
 });

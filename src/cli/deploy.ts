@@ -13,6 +13,7 @@ import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
+import { shellQuote } from "../util/shell-quote.js";
 import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
@@ -291,7 +292,16 @@ bad usage or input, 130 when interrupted.`,
     // With --json, one summary: an abort's rollback is carried in the deploy's.
     const { report, code, summary } = await rollOut(
       io,
-      { json, diff: values.diff === true, mode, holdSummary: json },
+      {
+        json,
+        diff: values.diff === true,
+        mode,
+        holdSummary: json,
+        again: [
+          values.fleet === undefined ? "" : ` --fleet ${shellQuote(values.fleet)}`,
+          values.key === undefined ? "" : ` --key ${shellQuote(values.key)}`,
+        ].join(""),
+      },
       {
         ...input,
         selector: values.on,

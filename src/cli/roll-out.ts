@@ -34,6 +34,8 @@ export async function rollOut(
      * what follows the deploy (an abort's rollback) is known.
      */
     readonly holdSummary?: boolean;
+    /** The options a command to undo the rollout needs as this one was given (` --fleet F`). */
+    readonly again?: string;
   },
   options: Omit<DeployOptions, "emit" | "signal">,
 ): Promise<{
@@ -90,7 +92,7 @@ export async function rollOut(
         );
         io.stderr.write(
           changed
-            ? `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout})\n`
+            ? `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout}${shown.again ?? ""})\n`
             : `rollout ${report.rollout}\n`,
         );
       }

@@ -5,6 +5,7 @@
 import { formatClosureDiff } from "../nix/closure-diff.js";
 import type { OriginCheck } from "../release/release-origin.js";
 import { behindText } from "../status/behind.js";
+import type { RolloutHostState } from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
@@ -361,7 +362,7 @@ export function hostMain(detail: HostDetail, now: Date): Html {
   if (row.behindRollout !== undefined) {
     fields.push([
       "Behind",
-      html`<span class="badge behind">behind</span> ${behindText(row.behindRollout)}`,
+      html`<span class="badge behind">behind</span> ${behindText(row.behindRollout).replace(/^behind /, "")}`,
     ]);
   }
   const fetched = deltaText(row.delta);
@@ -373,11 +374,17 @@ export function hostMain(detail: HostDetail, now: Date): Html {
     ]);
   }
   const log = row.source === "stored" ? row.log : undefined;
+  // What it runs, what each rollout found on it, and what one activated there (a system a
+  // rollout named for it but never reached it with, or was refused, it never ran).
   const systems = [
     ...new Set(
-      [running, ...detail.history.map((h) => h.entry.system)].filter(
-        (s): s is string => typeof s === "string",
-      ),
+      [
+        running,
+        ...detail.history.flatMap((h) => [
+          h.entry.before,
+          RAN.has(h.entry.state) ? h.entry.system : null,
+        ]),
+      ].filter((s): s is string => typeof s === "string"),
     ),
   ];
   return html`<h1>Host ${row.host}</h1>
@@ -403,6 +410,16 @@ ${
     : html`<p class="muted">${detail.change.why}</p>`
 }`;
 }
+
+/** A rollout host's states in which it ran the system the rollout named for it. */
+const RAN: ReadonlySet<RolloutHostState> = new Set([
+  "health",
+  "baking",
+  "confirmed",
+  "failed",
+  "rolled-back",
+  "up-to-date",
+]);
 
 /** A page for what does not exist. */
 export function notFoundMain(what: string): Html {

@@ -104,4 +104,61 @@ describe("the dashboard's host page", () => {
     };
     expect(String(hostMain(unknown, now))).toContain("by whom unknown: its rollout record is gone");
   });
+
+  it("lists the systems the host ran, not those a rollout named for it and never brought", () => {
+    const sys = (c: string, v: string) => `/nix/store/${c.repeat(32)}-example-web-system-${v}`;
+    const entry = (state: string, system: string, before: string) => ({
+      host: "web1",
+      state,
+      phase: null,
+      system,
+      before,
+      message: null,
+    });
+    const rollout = (id: string, e: ReturnType<typeof entry>) => ({
+      id,
+      mode: "ssh",
+      action: "switch",
+      startedAt: "2026-11-26T07:00:00.000Z",
+      updatedAt: "2026-11-26T07:00:01.000Z",
+      wave: 1,
+      entry: e,
+    });
+    const row = {
+      host: "web1",
+      mode: "ssh",
+      source: "stored",
+      inStep: false,
+      reported: true,
+      state: "success",
+      current: sys("2", "v2"),
+      behindRollout: {
+        wants: sys("3", "v3"),
+        rollout: "cccccccccccc",
+        at: "x",
+        why: "not started",
+      },
+    } as unknown as StatusRow;
+    const page = String(
+      hostMain(
+        {
+          row,
+          tags: [],
+          history: [
+            rollout("cccccccccccc", entry("not-started", sys("3", "v3"), sys("2", "v2"))),
+            rollout("bbbbbbbbbbbb", entry("confirmed", sys("2", "v2"), sys("1", "v1"))),
+          ] as never,
+          change: { status: "none", why: "none" },
+        },
+        now,
+      ),
+    );
+    const listed = page.slice(page.indexOf("<h2>Systems it ran</h2>"));
+    expect(listed).toContain(sys("1", "v1"));
+    expect(listed).toContain(sys("2", "v2"));
+    expect(listed).not.toContain(sys("3", "v3"));
+    expect(page).toContain(
+      '<dt>Behind</dt><dd><span class="badge behind">behind</span> rollout cccccccccccc (not started): should run example-web-system-v3</dd>',
+    );
+  });
 });
