@@ -6,7 +6,7 @@ import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput, readRollout } from "./fleet-input.js";
-import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
+import { trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 
 export const releasePublish: Command = {
@@ -128,6 +128,12 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
     }
     if (values.json) writeJson(io, released);
     else io.stdout.write(`${released.channel} ${released.seq} ${released.digest}\n`);
-    return trap.signal.aborted ? INTERRUPTED_EXIT : 0;
+    // The channel moved: the release is out, and the agents take it, whatever came after.
+    if (trap.signal.aborted) {
+      io.stderr.write(
+        `note: ${String(trap.signal.reason)} came as release ${released.seq} was published: it is out, and the agents take it\n`,
+      );
+    }
+    return 0;
   },
 };
