@@ -1,11 +1,11 @@
 // A secret key file is written whole or not at all: a write that fails (a full disk, which the
 // test stands in for, as no real part here can fill one on demand) leaves neither the key nor
 // its temporary file, which would hold part of the key.
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { generateSecretKey } from "../nix/keys.js";
+import { formatSecretKey, generateSecretKey } from "../nix/keys.js";
 
 const failing = { write: false };
 
@@ -42,5 +42,21 @@ describe("writeSecretKeyFile", () => {
       /ENOSPC/,
     );
     expect(await readdir(work)).toEqual(["ok.sec"]);
+  });
+
+  it("interrupted while it writes: ends the write, then fails as interrupted, no temporary file left", async () => {
+    failing.write = false;
+    const out = join(work, "cut.sec");
+    const key = generateSecretKey("fleet-1");
+    const writing = writeSecretKeyFile(out, key, false);
+    // (As a signal's event on this process: no real signal is sent.)
+    process.emit("SIGINT", "SIGINT");
+    await expect(writing).rejects.toMatchObject({
+      code: "interrupted",
+      message: `interrupted (SIGINT) as ${out} was written`,
+    });
+    expect((await readdir(work)).sort()).toEqual(["cut.sec", "ok.sec"]);
+    expect(await readFile(out, "utf8")).toBe(formatSecretKey(key));
+    expect(process.listenerCount("SIGINT")).toBe(0);
   });
 });
