@@ -1,4 +1,5 @@
 // `nixship agent` (the pull agent on a host), `agent pause`, `agent resume`, `agent status`.
+
 import { realpathSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -27,6 +28,7 @@ import {
   writeJson,
   writeJsonLine,
 } from "./command.js";
+import { trapInterrupts } from "./interrupts.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
 const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
@@ -59,7 +61,8 @@ ${CONFIG_HELP}
 Refuses to start (exit 2) when the channel has releases and neither its current release nor
 the 50 before it names this host: the name it looked for is wrong (set "host" or --host).
 
-Stops on SIGINT or SIGTERM, after the activation in progress (if any) finishes.
+Stops on SIGINT, SIGTERM or SIGHUP, after the activation in progress (if any) finishes (--once
+alike: its poll ends first).
 
 Subcommands (each with its own --help):
   nixship agent pause     stop applying releases (the agent keeps running and says so)
@@ -130,18 +133,30 @@ Subcommands (each with its own --help):
     try {
       await agent.start();
       if (values.once) {
-        const outcome = await agent.pollOnce();
-        return outcome === "failed" || outcome === "rejected" ? 1 : 0;
+        // As the loop: an interrupt lets the activation in progress finish (and report), then
+        // the poll ends; a second one exits at once.
+        const trap = trapInterrupts({
+          first: (signal) =>
+            io.stderr.write(
+              `nixship-agent: interrupted (${signal}): finishing the activation in progress, if any, first\n`,
+            ),
+          second: () => {},
+        });
+        try {
+          const outcome = await agent.pollOnce();
+          return outcome === "failed" || outcome === "rejected" ? 1 : 0;
+        } finally {
+          trap.release();
+        }
       }
       const stop = new AbortController();
       const onSignal = () => stop.abort();
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
+      // (SIGHUP: its terminal closed.)
+      for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(name, onSignal);
       try {
         await agent.run(stop.signal);
       } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
+        for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(name, onSignal);
       }
       return 0;
     } finally {
