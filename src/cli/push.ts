@@ -5,7 +5,7 @@ import type { LeaseEvent } from "../cache/gc-lease.js";
 import { formatNarReport } from "../cache/nar-report.js";
 import { pushClosure, pushNarsOnly } from "../cache/push.js";
 import { resolvePushInstallables } from "../deploy/build.js";
-import { UsageError } from "../errors.js";
+import { InterruptedError, UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import type { Compression } from "../nix/narinfo.js";
 import { openStore } from "../store/url.js";
@@ -154,7 +154,7 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
       second: () => io.stderr.write("push: stopped at once\n"),
     });
     try {
-      const roots = await resolvePushInstallables(positionals, process.cwd());
+      const roots = await resolvePushInstallables(positionals, process.cwd(), {}, trap.signal);
       const progress = new PushProgress(io.stderr);
       const common = {
         signal: trap.signal,
@@ -196,6 +196,16 @@ Exit codes: 0 pushed, 1 failed, 2 bad usage or input.`,
         io.stderr.write(`${formatPushSummary(summary, store.url)}${sent}\n`);
       }
       return 0;
+    } catch (err) {
+      // Whatever failed once interrupted (a compressor or Nix stopped by the terminal's
+      // Ctrl-C too), the push was interrupted: what it committed is whole.
+      if (trap.signal.aborted && !(err instanceof InterruptedError)) {
+        throw new InterruptedError(`push: ${String(trap.signal.reason)}`, {
+          hint: "what was pushed is whole (each narinfo after its NAR and its references); push again to finish",
+          cause: err,
+        });
+      }
+      throw err;
     } finally {
       trap.release();
       await store.close();

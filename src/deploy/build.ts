@@ -148,6 +148,8 @@ export async function resolvePushInstallables(
   items: readonly string[],
   baseDir: string,
   nix: NixOptions = {},
+  /** Stops the evaluation and the build (an interrupted push). */
+  signal?: AbortSignal,
 ): Promise<StorePath[]> {
   const isFlakeOutput = (item: string) =>
     FLAKE_INSTALLABLE_PATTERN.test(item) && !item.slice(item.lastIndexOf("#")).includes("^");
@@ -158,11 +160,11 @@ export async function resolvePushInstallables(
       flakeOutput(item, baseDir, { where: `'${item}'`, base: `the current directory, ${baseDir}` }),
     ),
   );
-  const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, {}).catch(
-    (err: unknown) => {
-      throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
-    },
-  );
+  const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, {
+    ...(signal === undefined ? {} : { signal }),
+  }).catch((err: unknown) => {
+    throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
+  });
   return [...paths, ...(await resolveInstallables(others, nix))];
 }
 
