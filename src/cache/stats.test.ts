@@ -55,3 +55,20 @@ describe("cacheStats with deltas", () => {
     );
   });
 });
+
+describe("cacheStats of paths whose NARs are one file", () => {
+  it("counts that file once, in the total and in its compression's line alike", async () => {
+    const text = randomBytes(30_000).toString("base64");
+    const a = syntheticPath("a", "same-1.0");
+    const b = syntheticPath("b", "same-1.0");
+    await putSyntheticPath(store, key, a, [], text);
+    await putSyntheticPath(store, key, b, [], text);
+    const [infoA, infoB] = [await readNarInfo(store, a), await readNarInfo(store, b)];
+    expect(infoA?.url).toBe(infoB?.url);
+    const stats = await cacheStats(store);
+    expect(stats.paths).toBe(2);
+    expect(stats.fileBytes).toBe(infoA?.fileSize);
+    const lines = Object.values(stats.byCompression);
+    expect(lines.map((c) => [c.paths, c.fileBytes])).toEqual([[2, infoA?.fileSize]]);
+  });
+});

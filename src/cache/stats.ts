@@ -91,6 +91,8 @@ export async function cacheStats(
   const stored = new Map<string, number>();
   const deltaTargets = new Map<string, string>();
   const deltas = { paths: 0, bytes: 0 };
+  /** The NAR files counted in byCompression's stored bytes. */
+  const counted = new Set<string>();
   await mapLimit(hashes, options.concurrency ?? 16, async (hash) => {
     let info: Awaited<ReturnType<typeof readNarInfo>>;
     try {
@@ -126,7 +128,9 @@ export async function cacheStats(
     byCompression[info.compression] = c;
     c.paths++;
     c.narBytes += info.narSize;
-    c.fileBytes += nar?.size ?? info.fileSize ?? 0;
+    // A NAR file that several narinfos name (rebuilds with the same bytes) is stored once.
+    if (!counted.has(info.url)) c.fileBytes += nar?.size ?? info.fileSize ?? 0;
+    counted.add(info.url);
   });
   const orphanNars = { objects: 0, bytes: 0 };
   let fileBytes = 0;
