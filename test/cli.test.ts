@@ -292,6 +292,10 @@ describe("help for every command and group", () => {
     const help = await nixship(["help", "frobnicate"]);
     expect(help.code).toBe(2);
     expect(help.stderr).toContain("unknown command 'frobnicate'");
+    // Options after an unknown command are not part of its name.
+    const asked = await nixship(["frobnicate", "--help"]);
+    expect(asked.code).toBe(2);
+    expect(asked.stderr).toContain("unknown command 'frobnicate'\n");
   });
 });
 

@@ -65,7 +65,9 @@ function unknownCommand(argv: readonly string[]): UsageError {
   const hint = group.length
     ? `'${argv[0]}' takes one of: ${group.map((c) => c.path.slice(1).join(" ")).join(", ")}; see 'nixship ${argv[0]} --help'`
     : "run 'nixship --help' for the list of commands";
-  return new UsageError(`unknown command '${argv.slice(0, 2).join(" ")}'`, hint);
+  // The words that name a command: not the options after them (`bogus --help`).
+  const words = argv.slice(0, 2).filter((w, i) => i === 0 || !w.startsWith("-"));
+  return new UsageError(`unknown command '${words.join(" ")}'`, hint);
 }
 
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
