@@ -157,7 +157,7 @@ describe("a wave's bake in the rollout engine", () => {
       },
     });
     expect(canary?.outcome.status === "failed" && canary.outcome.message).toMatch(
-      /^failed its bake after \d+s: analysis errors: 0\.3 is above 1\.5 × the baseline's 0\.1 .*values 0\.3\); rolled back to \/nix\/store\/1111/,
+      /^failed its bake after \d+s: analysis errors: 0\.3 is above 1\.5 × the baseline's 0\.1 .*values 0\.3\); back on \/nix\/store\/1111/,
     );
     for (const other of ["web2", "web3"]) {
       expect(results.find((r) => r.host === other)?.outcome).toMatchObject({
@@ -340,7 +340,7 @@ describe("a failed bake takes its whole wave back", () => {
       rolledBack: true,
       cause: { kind: "wave", host: "web3" },
       message: expect.stringMatching(
-        /^rolled back with its wave: web3 failed its bake; rolled back to /,
+        /^rolled back with its wave: web3 failed its bake; back on /,
       ),
     });
     expect(outcome("web4")).toMatchObject({ status: "skipped", reason: "not-started" });

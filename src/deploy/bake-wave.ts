@@ -418,7 +418,7 @@ async function rollBack(
         back?.status === "rolled-back"
           ? {
               rolledBack: true,
-              note: `; rolled back to ${back.path || "the system it ran before"}`,
+              note: `; back on ${back.path || "the system it ran before"}`,
             }
           : {
               rolledBack: false,
