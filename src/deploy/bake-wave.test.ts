@@ -339,9 +339,7 @@ describe("a failed bake takes its whole wave back", () => {
       phase: "bake",
       rolledBack: true,
       cause: { kind: "wave", host: "web3" },
-      message: expect.stringMatching(
-        /^rolled back with its wave: web3 failed its bake; back on /,
-      ),
+      message: expect.stringMatching(/^rolled back with its wave: web3 failed its bake; back on /),
     });
     expect(outcome("web4")).toMatchObject({ status: "skipped", reason: "not-started" });
     expect(events.find((e) => e.type === "stopped")).toMatchObject({
