@@ -465,13 +465,18 @@ describe("a switch that never ends, through the agent", () => {
       ],
       { env: { ...process.env, ...env() }, stdio: ["ignore", "pipe", "ignore"], detached: true },
     );
-    // Killed (with its activate.sh) once the hung switch runs: web-hang is current.
+    // Killed with its activate.sh, as a machine's crash or a cgroup's SIGKILL does, once the
+    // hung switch runs: web-hang is current. (activate.sh runs in a process group of its own,
+    // the pid its lock names, so that a signal meant for the agent alone spares it.)
     const deadline = Date.now() + 60_000;
-    while ((await live(host)).current !== systems["web-hang"]) {
+    let running = await live(host);
+    while (running.current !== systems["web-hang"] || !running.activation?.pid) {
       if (Date.now() > deadline) throw new Error("the agent never started the switch");
       await new Promise((resolve) => setTimeout(resolve, 250));
+      running = await live(host);
     }
     if (agent.pid !== undefined) process.kill(-agent.pid, "SIGKILL");
+    process.kill(-(running.activation?.pid as number), "SIGKILL");
     const held = await live(host);
     expect(held.activation).toMatchObject({ stale: true });
     expect(held.profile).toBe(systems["web-hang"]);

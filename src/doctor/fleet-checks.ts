@@ -439,11 +439,17 @@ function judgeHostSubstituter(
 /** The fix for what ssh said when a new connection failed (hosts and builders alike). */
 export function sshFix(said: string, target: SshTarget): string {
   const knownHosts = target.knownHosts ?? "ssh's known_hosts (~/.ssh/known_hosts)";
-  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(said)) {
-    return `the host's key is not the one in ${knownHosts}: check it out of band, then replace its line`;
+  const outOfBand =
+    "check it out of band (ssh-keyscan HOST, compared with the host's own /etc/ssh/ssh_host_ed25519_key.pub)";
+  if (/No .* host key is known/i.test(said)) {
+    return `the host's key is not in ${knownHosts}: ${outOfBand}, then add its line`;
   }
-  if (/Host key verification failed|No .* host key is known/i.test(said)) {
-    return `the host's key is not in ${knownHosts}: check it out of band (ssh-keyscan HOST, compared with the host's own /etc/ssh/ssh_host_ed25519_key.pub), then add its line`;
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/i.test(said)) {
+    return `the host's key is not the one in ${knownHosts}: ${outOfBand}, then replace its line`;
+  }
+  // (ssh in batch mode may say no more, whether the key is unknown or another.)
+  if (/Host key verification failed/i.test(said)) {
+    return `the host's key is not the one in ${knownHosts}, or not in it: ${outOfBand}, then replace or add its line`;
   }
   if (/Permission denied/i.test(said))
     return `authorise your ssh key for ${target.user}@ on the host`;
