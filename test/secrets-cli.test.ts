@@ -2,13 +2,13 @@
 // known_hosts file through ssh's own lookup, and a `hostKey`), a real admin age identity, the
 // real `age` CLI decrypting as a host would, and the plaintext in no output and no file but
 // the ciphertexts.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliRun, nixship } from "../support/cli.js";
+import { type CliRun, NIXSHIP_BIN, nixship } from "../support/cli.js";
 
 const PLAINTEXT = "s3cret-db-password-7f1e9c";
 const ROTATED = "rotated-password-2b44d0";
@@ -186,6 +186,53 @@ describe("nixship secrets", () => {
     expect(ageDecrypt(secretFile("db-password"), hostKeys.db1?.privateFile as string)).toBe(
       ROTATED,
     );
+  });
+
+  it("edit stopped by SIGTERM: the editor stops with it, the scratch file goes, the secret stays", async () => {
+    const before = readFileSync(secretFile("db-password"));
+    const seen = join(dir, "editor-pid.txt");
+    const editor = join(dir, "slow-editor.sh");
+    // An editor that says where it edits and which process it is, then waits (bounded).
+    writeFileSync(editor, `#!/bin/sh\nprintf '%s %s\\n' "$$" "$1" > '${seen}'\nexec sleep 30\n`);
+    await chmod(editor, 0o755);
+    const child = spawn(
+      process.execPath,
+      [
+        NIXSHIP_BIN,
+        "secrets",
+        "edit",
+        "db-password",
+        "--identity",
+        adminIdentity,
+        "--fleet",
+        fleetFile,
+      ],
+      { env: { ...process.env, EDITOR: editor }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    const code = new Promise<number | null>((resolve) => child.on("close", resolve));
+    for (let i = 0; i < 100 && !existsSync(seen); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const [pid, scratch] = readFileSync(seen, "utf8").trim().split(" ");
+    child.kill("SIGTERM");
+    expect(await code, stderr).toBe(130);
+    expect(existsSync(scratch as string)).toBe(false);
+    // The editor was stopped with it (bounded wait: it is signalled as nixship stops).
+    let alive = true;
+    for (let i = 0; i < 50 && alive; i++) {
+      try {
+        process.kill(Number(pid), 0);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } catch {
+        alive = false;
+      }
+    }
+    expect(alive).toBe(false);
+    expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
   });
 
   it("edit with a failing editor or an identity that is not an admin's writes nothing", async () => {

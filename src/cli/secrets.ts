@@ -226,7 +226,11 @@ ${FLEET_HELP}`,
 function runEditor(editor: string, path: string, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     // $EDITOR may carry arguments ("code --wait"): the shell splits it, the path stays one word.
-    const proc = spawn("sh", ["-c", `${editor} "$1"`, "sh", path], { stdio: "inherit", signal });
+    // exec: the editor is the process an interrupt stops, not a shell that leaves it running.
+    const proc = spawn("sh", ["-c", `exec ${editor} "$1"`, "sh", path], {
+      stdio: "inherit",
+      signal,
+    });
     proc.on("error", (err) => {
       if (signal.aborted) reject(new InterruptedError("secrets edit: interrupted"));
       else
