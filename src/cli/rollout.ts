@@ -3,11 +3,12 @@
 import { answerPause, answerText } from "../deploy/answer-pause.js";
 import { deployedBy } from "../deploy/deploy-origin.js";
 import { PAUSE_POLL_MS } from "../deploy/rollout-pause.js";
-import { UsageError } from "../errors.js";
+import { InterruptedError, UsageError } from "../errors.js";
 import { ROLLOUT_ID } from "../status/rollout.js";
 import { openStore } from "../store/url.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
+import { trapInterrupts } from "./interrupts.js";
 
 const FLAGS = {
   fleet: { type: "string" },
@@ -87,14 +88,23 @@ ${OPTIONS}`,
         );
       }
       const store = await openStore(url);
+      // An interrupt before the answer is written writes none (exit 130); after, it only ends
+      // the wait for the deploy to take it, and says so.
+      const trap = trapInterrupts({ first: () => {}, second: () => {} });
       try {
         const { answer, taken, record } = await answerPause(store, {
           rollout: id,
           action,
           by: deployedBy(io.env),
+          signal: trap.signal,
         });
         if (values.json) {
           writeJson(io, { ...answer, taken, state: record.state });
+        } else if (!taken && trap.signal.aborted) {
+          io.stderr.write(
+            `answered rollout ${id}'s pause after wave ${answer.afterWave} (${answerText(answer)}); ${String(trap.signal.reason)} ended the wait for its deploy to take it, which it does at its next read (every ${PAUSE_POLL_MS / 1000} s): 'nixship status' and the dashboard show where the rollout is\n`,
+          );
+          return 0;
         } else if (!taken) {
           io.stderr.write(
             `answered rollout ${id}'s pause after wave ${answer.afterWave} (${answerText(answer)}), but its deploy has not taken the answer within ${(15 * PAUSE_POLL_MS) / 1000} s: is it still running? It reads every ${PAUSE_POLL_MS / 1000} s; 'nixship status' and the dashboard show where the rollout is\n`,
@@ -106,8 +116,19 @@ ${OPTIONS}`,
               : `rollout ${id} aborted after wave ${answer.afterWave}: its deploy rolls back the hosts it changed; 'nixship status' and the dashboard follow the rollback\n`,
           );
         }
-        return taken ? 0 : 1;
+        return taken || trap.signal.aborted ? 0 : 1;
+      } catch (err) {
+        if (trap.signal.aborted && !(err instanceof InterruptedError)) {
+          throw new InterruptedError(
+            `${command}: ${String(trap.signal.reason)}; no answer was written`,
+            {
+              cause: err,
+            },
+          );
+        }
+        throw err;
       } finally {
+        trap.release();
         await store.close();
       }
     },

@@ -1,7 +1,7 @@
 // `nixship rollout resume|abort ID`, from any machine that reaches the fleet's store: finds the
 // rollout's record, checks that it is paused, writes the answer (the first one counts), and
 // waits a bounded time for the paused deployer to take it (its record then says so).
-import { UsageError } from "../errors.js";
+import { InterruptedError, UsageError } from "../errors.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
 import type { RolloutPause, RolloutRecord } from "../status/rollout.js";
@@ -32,6 +32,8 @@ export async function answerPause(
     readonly by: string;
     readonly now?: () => Date;
     readonly waitMs?: number;
+    /** Stops the wait for the deploy to take the answer (the answer, once written, stands). */
+    readonly signal?: AbortSignal;
   },
 ): Promise<AnswerOutcome> {
   const now = request.now ?? (() => new Date());
@@ -59,6 +61,11 @@ export async function answerPause(
     by: request.by,
     at: now().toISOString(),
   };
+  if (request.signal?.aborted) {
+    throw new InterruptedError(
+      `${command}: ${String(request.signal.reason)}; no answer was written`,
+    );
+  }
   const written = await writeAnswer(store, answer);
   if (written.status === "answered") {
     const first = written.answer;
@@ -67,7 +74,13 @@ export async function answerPause(
       "the first answer counts",
     );
   }
-  const waited = await awaitTaken(store, key, pause, request.waitMs ?? TAKE_WAIT_MS);
+  const waited = await awaitTaken(
+    store,
+    key,
+    pause,
+    request.waitMs ?? TAKE_WAIT_MS,
+    request.signal,
+  );
   return { answer, taken: waited.taken, record: waited.record ?? record };
 }
 
@@ -113,10 +126,12 @@ async function awaitTaken(
   key: string,
   pause: RolloutPause,
   waitMs: number,
+  signal: AbortSignal | undefined,
 ): Promise<{ readonly taken: boolean; readonly record: RolloutRecord | undefined }> {
   const deadline = performance.now() + waitMs;
   let record: RolloutRecord | undefined;
   for (;;) {
+    if (signal?.aborted) return { taken: false, record };
     record = (await readRollout(store, key).catch(() => undefined)) ?? record;
     const mine = record?.pauses?.find(
       (p) => p.afterWave === pause.afterWave && p.since === pause.since,

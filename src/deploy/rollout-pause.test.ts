@@ -144,6 +144,34 @@ describe("a pause", () => {
     }
   });
 
+  it("an answer interrupted before it is written writes none; a later one counts", async () => {
+    const { recorder, shown, input } = rollout();
+    const waiting = waitAtPause(input, pause());
+    while (shown.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const cut = new AbortController();
+    cut.abort("interrupted (SIGINT)");
+    await expect(
+      answerPause(store, {
+        rollout: recorder.id,
+        action: "abort",
+        by: "ops@laptop",
+        signal: cut.signal,
+      }),
+    ).rejects.toMatchObject({
+      code: "interrupted",
+      message: `rollout abort: interrupted (SIGINT); no answer was written`,
+    });
+    expect(await readAnswer(store, recorder.id, 1)).toBeUndefined();
+    const answered = await answerPause(store, {
+      rollout: recorder.id,
+      action: "resume",
+      by: "ops@laptop",
+      waitMs: 10_000,
+    });
+    expect(answered).toMatchObject({ taken: true, answer: { action: "resume" } });
+    expect(await waiting).toMatchObject({ action: "resume" });
+  });
+
   it("ends at an interrupt, which is written down so that a later answer is refused", async () => {
     const controller = new AbortController();
     const { recorder, shown, input } = rollout(controller.signal);
