@@ -64,6 +64,41 @@ const channelRelease = () => channelReleaseOf(lab);
 const writeChannel = (bytes: Uint8Array) =>
   withStore(lab, (store) => store.put(channelKey(CHANNEL), bytes));
 
+/** `system` built for `host` as the fleet file then names it, and pushed to the lab's cache. */
+async function builtFor(host: string, system: string): Promise<StorePath> {
+  await setSystems(system);
+  const b = await nixship(["build", "--fleet", fleetFile, "--on", host, "--json"]);
+  expect(b.code, b.stderr).toBe(0);
+  const path = (JSON.parse(b.stdout) as { hosts: Record<string, StorePath> }).hosts[host];
+  if (path === undefined) throw new Error(`no system built for ${host}: ${b.stdout}`);
+  const push = await nixship(["push", path, "--to", storeUrl, "--key", cacheKeyFile]);
+  expect(push.code, push.stderr).toBe(0);
+  return path;
+}
+
+/**
+ * Publishes the channel's release again with `path` for `host` and a health check that takes
+ * 6 s (time to stop the agent in); its sequence number.
+ */
+async function publishSlowly(host: string, path: StorePath): Promise<number> {
+  const store = await openStore(storeUrl);
+  try {
+    const good = await channelRelease();
+    const published = await publishRelease(store, {
+      channel: CHANNEL,
+      hosts: { ...good.release.hosts, [host]: { path } },
+      kind: "deploy",
+      action: "switch",
+      health: { http: [], commands: [{ run: "sleep 6", timeout: 20 }] },
+      confirmTimeout: 0,
+      key: parseSecretKey(await readFile(releaseKeyFile, "utf8")),
+    });
+    return published.release.seq;
+  } finally {
+    await store.close();
+  }
+}
+
 describe("the pull agent on a lab fleet", () => {
   it("1. converges: web-v1 then web-v2 reach every host within 2 polls; deploy exits 0", async () => {
     await setSystems("web-v1");
@@ -185,31 +220,9 @@ describe("the pull agent on a lab fleet", () => {
   });
 
   it("4. recovers from SIGKILL mid-activation: a consistent generation, then the release applied", async () => {
-    const store = await openStore(storeUrl);
-    const releaseKey = parseSecretKey(await readFile(releaseKeyFile, "utf8"));
-    const good = await channelRelease();
     // web-v3 for ag1, with a slow health check to kill the agent in.
-    await setSystems("web-v3");
-    const b = await nixship(["build", "--fleet", fleetFile, "--on", "ag1", "--json"]);
-    expect(b.code, b.stderr).toBe(0);
-    const v3 = (JSON.parse(b.stdout) as { hosts: Record<string, string> }).hosts.ag1 as StorePath;
-    const push = await nixship(["push", v3, "--to", storeUrl, "--key", cacheKeyFile]);
-    expect(push.code, push.stderr).toBe(0);
-    let seq: number;
-    try {
-      const published = await publishRelease(store, {
-        channel: CHANNEL,
-        hosts: { ...good.release.hosts, ag1: { path: v3 } },
-        kind: "deploy",
-        action: "switch",
-        health: { http: [], commands: [{ run: "sleep 6", timeout: 20 }] },
-        confirmTimeout: 0,
-        key: releaseKey,
-      });
-      seq = published.release.seq;
-    } finally {
-      await store.close();
-    }
+    const v3 = await builtFor("ag1", "web-v3");
+    const seq = await publishSlowly("ag1", v3);
     await waitFor("ag1", (s) => s.seq === seq && s.state === "applying");
     // SIGKILL the agent process itself (its activate.sh child is left running).
     process.kill(await agentPid(lab, "ag1"), "SIGKILL");
@@ -413,39 +426,12 @@ describe("the pull agent on a lab fleet", () => {
   });
 
   it("8. SIGTERM to the agent's process group (Ctrl-C at its terminal) lets the activation in progress finish: the release is applied, not failed", async () => {
-    const store = await openStore(storeUrl);
-    const releaseKey = parseSecretKey(await readFile(releaseKeyFile, "utf8"));
-    const good = await channelRelease();
     const runs = (await record("ag1"))?.current;
     // A system ag1 does not run, with a slow health check to signal the agent in.
-    const built: Record<string, StorePath> = {};
-    for (const system of ["web-v1", "web-v3"]) {
-      await setSystems(system);
-      const b = await nixship(["build", "--fleet", fleetFile, "--on", "ag1", "--json"]);
-      expect(b.code, b.stderr).toBe(0);
-      built[system] = (JSON.parse(b.stdout) as { hosts: Record<string, StorePath> }).hosts
-        .ag1 as StorePath;
-    }
-    const [name, target] = (
-      built["web-v1"] === runs ? ["web-v3", built["web-v3"]] : ["web-v1", built["web-v1"]]
-    ) as [string, StorePath];
-    const push = await nixship(["push", target, "--to", storeUrl, "--key", cacheKeyFile]);
-    expect(push.code, push.stderr).toBe(0);
-    let seq: number;
-    try {
-      const published = await publishRelease(store, {
-        channel: CHANNEL,
-        hosts: { ...good.release.hosts, ag1: { path: target } },
-        kind: "deploy",
-        action: "switch",
-        health: { http: [], commands: [{ run: "sleep 6", timeout: 20 }] },
-        confirmTimeout: 0,
-        key: releaseKey,
-      });
-      seq = published.release.seq;
-    } finally {
-      await store.close();
-    }
+    const v1 = await builtFor("ag1", "web-v1");
+    const [name, target] =
+      v1 === runs ? ["web-v3", await builtFor("ag1", "web-v3")] : ["web-v1", v1];
+    const seq = await publishSlowly("ag1", target);
     await waitFor("ag1", (s) => s.seq === seq && s.state === "applying");
     const pid = await agentPid(lab, "ag1");
     // As a terminal's Ctrl-C, or a stop that signals the whole group: every process in it.

@@ -211,10 +211,12 @@ describe("deploy, interrupted", () => {
       const cacheUrl = (JSON.parse(await readFile(fleetFile, "utf8")) as { cache: { url: string } })
         .cache.url;
       const record = (await rolloutFiles(cacheUrl))[0];
-      expect(record).toMatchObject({ state: "interrupted" });
-      expect(record?.waves.flatMap((w) => w.hosts.map((h) => [h.host, h.state]))).toEqual([
-        ["di2", "activating"],
-      ]);
+      expect(record, JSON.stringify(record)).toMatchObject({ state: "interrupted" });
+      // di2 as the deploy last knew it: still activating, or back already if its abort was
+      // answered between the two interrupts.
+      const [di2] = record?.waves.flatMap((w) => w.hosts) ?? [];
+      expect(di2?.host).toBe("di2");
+      expect(["activating", "rolled-back"]).toContain(di2?.state);
       // The host ends its activation by itself: its switch is stopped at its timeout (10 s),
       // and it goes back (bounded wait).
       let back = await served("di2");

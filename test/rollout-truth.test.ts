@@ -127,7 +127,9 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
     const metrics = await dashboardText(lab.fleetFile, "/metrics");
     expect(metrics).toMatch(/^nixship_hosts\{state="behind",mode="ssh"\} 1$/m);
     const page = await dashboardText(lab.fleetFile, `/hosts/${H(3)}`);
-    expect(page).toContain(`behind rollout ${v3Rollout} (skipped as unreachable`);
+    expect(page).toContain(
+      `<span class="badge behind">behind</span> rollout ${v3Rollout} (skipped as unreachable`,
+    );
     const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
     expect(plan.stdout).toContain(`behind rollout ${v3Rollout} (skipped as unreachable`);
   });

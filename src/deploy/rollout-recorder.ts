@@ -241,9 +241,16 @@ export class RolloutRecorder {
    * selected host did not get its system (unreachable, not started) ends partial; a host still
    * pending then was never started.
    */
-  async finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
+  finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
+    // Once: a second interrupt's last word, while the deploy finishes, waits for the same write.
+    this.#finishing ??= this.#finish(state).finally(() => this.#unregister());
+    return this.#finishing;
+  }
+
+  #finishing: Promise<void> | undefined;
+
+  async #finish(state: Exclude<RolloutState, "running" | "paused">): Promise<void> {
     clearInterval(this.#heartbeat);
-    this.#unregister();
     if (!this.recorded) return;
     for (const wave of this.#waves) {
       for (const [name, h] of wave.hosts) {

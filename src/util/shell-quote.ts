@@ -2,3 +2,8 @@
 export function shellQuote(word: string): string {
   return `'${word.replaceAll("'", "'\\''")}'`;
 }
+
+/** `word` as a person types it: as it is when a shell takes it so, else shellQuote'd. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : shellQuote(word);
+}
