@@ -28,7 +28,7 @@ import {
   writeJson,
   writeJsonLine,
 } from "./command.js";
-import { trapInterrupts } from "./interrupts.js";
+import { INTERRUPT_SIGNALS, trapInterrupts } from "./interrupts.js";
 
 const CONFIG_FLAG = { config: { type: "string" } } as const;
 const CONFIG_HELP = `  --config FILE   the agent's config file (default ${DEFAULT_AGENT_CONFIG}; see docs/agent.md)`;
@@ -151,12 +151,11 @@ Subcommands (each with its own --help):
       }
       const stop = new AbortController();
       const onSignal = () => stop.abort();
-      // (SIGHUP: its terminal closed.)
-      for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(name, onSignal);
+      for (const name of INTERRUPT_SIGNALS) process.once(name, onSignal);
       try {
         await agent.run(stop.signal);
       } finally {
-        for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(name, onSignal);
+        for (const name of INTERRUPT_SIGNALS) process.off(name, onSignal);
       }
       return 0;
     } finally {

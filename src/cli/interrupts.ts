@@ -36,18 +36,19 @@ export function trapInterrupts(say: {
     say.first(signal);
     controller.abort(`interrupted (${signal})`);
   };
-  for (const name of TRAPPED) process.on(name, onSignal);
+  for (const name of INTERRUPT_SIGNALS) process.on(name, onSignal);
   trapped.add(onSignal);
   return {
     signal: controller.signal,
     release: () => {
-      for (const name of TRAPPED) process.off(name, onSignal);
+      for (const name of INTERRUPT_SIGNALS) process.off(name, onSignal);
       trapped.delete(onSignal);
     },
   };
 }
 
-const TRAPPED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+/** The signals that interrupt a command (SIGHUP: its terminal closed). */
+export const INTERRUPT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /** How long a second interrupt waits for the last words (util/last-words.ts). */
 const LAST_WORDS_MS = 3000;

@@ -47,7 +47,7 @@ export function planUndo(
     readonly newer?: NewerRollouts;
   } = {},
 ): UndoStep[] {
-  const newer = options.newer ?? { records: [], complete: true };
+  const newer = changesSince(options.newer ?? { records: [], complete: true });
   return rolloutEntries(record)
     .filter((e) => options.selected === undefined || options.selected.has(e.host))
     .map((e) =>
@@ -69,17 +69,24 @@ const ACTIVATED: ReadonlySet<RolloutHostState> = new Set([
 ]);
 
 /**
- * Why a rollout started since `record` keeps `host` from going back; undefined: none does. A
- * later rollout that a rollback among them undid changed nothing in the end: both are passed
- * over (undoing the newest first, then the one before, steps back through the fleet's history).
+ * The later rollouts that count: one that a rollback among them undid changed nothing in the
+ * end, and both are passed over (undoing the newest rollout, then the one before, steps back
+ * through the fleet's history).
  */
-function changedSince(record: RolloutRecord, host: string, newer: NewerRollouts) {
+function changesSince(newer: NewerRollouts): NewerRollouts {
   const ids = new Set(newer.records.map((r) => r.id));
   const undone = new Set(
     newer.records.flatMap((r) => (r.undoes !== undefined && ids.has(r.undoes) ? [r.undoes] : [])),
   );
+  const counted = newer.records.filter(
+    (r) => !undone.has(r.id) && !(r.undoes !== undefined && undone.has(r.undoes)),
+  );
+  return { records: counted, complete: newer.complete };
+}
+
+/** Why a rollout started since `record` keeps `host` from going back; undefined: none does. */
+function changedSince(record: RolloutRecord, host: string, newer: NewerRollouts) {
   for (const later of newer.records) {
-    if (undone.has(later.id) || (later.undoes !== undefined && undone.has(later.undoes))) continue;
     const entry = rolloutEntries(later).find((e) => e.host === host);
     if (entry === undefined || !ACTIVATED.has(entry.state)) continue;
     const what =
