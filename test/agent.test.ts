@@ -130,8 +130,14 @@ describe("the pull agent on a lab fleet", () => {
       await store.close();
     }
 
-    // `nixship status` reads the status objects for agent hosts.
-    const status = await nixship(["status", "--fleet", fleetFile, "--json"]);
+    // `nixship status` reads the status objects for agent hosts. The canary's agent reads the
+    // later wave's release (which names the same system for it) at its next poll: until then it
+    // is behind the channel's newest release, so the read is repeated for two polls at most.
+    let status = await nixship(["status", "--fleet", fleetFile, "--json"]);
+    for (let i = 0; i < 4 * POLL && status.code !== 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      status = await nixship(["status", "--fleet", fleetFile, "--json"]);
+    }
     // Not in step: its rows say which host and why.
     expect(status.code, `${status.stderr}${status.stdout}`).toBe(0);
     const rows = (JSON.parse(status.stdout) as { hosts: { host: string; state: string }[] }).hosts;
