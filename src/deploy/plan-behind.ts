@@ -12,14 +12,14 @@ export async function withBehindRollouts(
   plan: DeployPlan,
 ): Promise<DeployPlan> {
   if (cacheUrl === undefined) return plan;
-  let asks: Awaited<ReturnType<typeof readLastAsks>>;
+  let asks: Awaited<ReturnType<typeof readLastAsks>>["asks"];
   try {
     const store = await openStore(cacheUrl);
     try {
-      asks = await readLastAsks(
+      ({ asks } = await readLastAsks(
         store,
         plan.hosts.map((h) => h.host),
-      );
+      ));
     } finally {
       await store.close();
     }

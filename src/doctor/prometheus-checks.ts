@@ -2,11 +2,13 @@
 // each query of each role's analysis answers a value for the selected hosts that have it (a
 // query with no data fails a canary's bake under `noData: fail`). Bounded: a few hosts at once,
 // each query within the fleet's prometheus.timeout.
+
 import { hostQuery } from "../fleet/analysis.js";
 import type { AnalysisQuery } from "../fleet/bake.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
 import type { MetricsSource } from "../metrics/prometheus.js";
+import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 import { type Check, fail, ok, warn } from "./check.js";
 
@@ -77,12 +79,11 @@ export async function checkPrometheus(
     }
     const first = missing[0];
     const why = first !== undefined && first.answer.value === null ? first.answer.why : "";
-    const named = missing
-      .slice(0, NAMED)
-      .map((m) => m.host)
-      .join(", ");
-    const more = missing.length > NAMED ? ` and ${missing.length - NAMED} more` : "";
-    const detail = `no data for ${named}${more} (${missing.length} of ${of}): ${why}`;
+    const named = namesShown(
+      missing.map((m) => m.host),
+      NAMED,
+    );
+    const detail = `no data for ${named} (${missing.length} of ${of}): ${why}`;
     const fix = `check the query (${query.query}) in Prometheus for those hosts: its labels, and that Prometheus scrapes them`;
     checks.push(
       query.noData === "fail"

@@ -76,3 +76,25 @@ function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
   if (inFlight(entry.state)) return { ...entry, state: "failed", message: stopped };
   return entry;
 }
+
+/**
+ * The hosts among `hosts` that a rollout older than `records` (newest first, the newest read
+ * so far) could still ask something of: none of `records` asks anything of them (`asks`), and
+ * no record of their own (`since`: when its deploy or agent began it) started at or after the
+ * oldest of `records`, which would be the newer word (behind.ts). Empty when `records` is.
+ */
+export function asksOpen(
+  records: readonly { readonly record: RolloutRecord }[],
+  asks: ReadonlyMap<string, Ask>,
+  hosts: Iterable<string>,
+  since: ReadonlyMap<string, string>,
+): string[] {
+  const oldest = records.at(-1)?.record.startedAt;
+  if (oldest === undefined) return [];
+  const before = Date.parse(oldest);
+  return [...hosts].filter((host) => {
+    if (asks.has(host)) return false;
+    const own = since.get(host);
+    return own === undefined || Date.parse(own) < before;
+  });
+}

@@ -4,7 +4,7 @@ import { InputError } from "../errors.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import { type Ask, lastAsks } from "./fleet-asks.js";
+import { type Ask, asksOpen, lastAsks } from "./fleet-asks.js";
 import {
   formatRolloutRecord,
   isRolloutKey,
@@ -58,26 +58,94 @@ export async function readRollout(
   return bytes === undefined ? undefined : parseRolloutRecord(bytes, `${store.url} ${key}`);
 }
 
-/** Rollout records the views look back over for the fleet's last ask of each host. */
+/** Rollout records read at a time, newest first, for the fleet's last ask of each host. */
 export const ASK_ROLLOUTS = 20;
+/** Rollout records read at most for the fleet's last ask of each host. */
+export const ASK_LOOKBACK = 200;
+
+/** What the fleet last asked of hosts, and of which hosts the records read could not tell. */
+export interface AsksRead {
+  /** Each host's last ask (fleet-asks.ts). */
+  readonly asks: Map<string, Ask>;
+  /**
+   * Hosts with a record of their own older than the oldest rollout read, which none of the
+   * ASK_LOOKBACK newest rollouts asks anything of: an older rollout may have left them behind.
+   */
+  readonly unjudged: string[];
+  /** The records read, newest first. */
+  readonly records: { readonly key: string; readonly record: RolloutRecord }[];
+}
+
+/** Where the rollout records come from: listed newest first, each read (undefined: gone). */
+export interface RolloutSource {
+  list(count: number): Promise<ObjectInfo[]>;
+  read(info: ObjectInfo): Promise<{ key: string; record: RolloutRecord } | undefined>;
+}
 
 /**
- * What the fleet last asked of each of `hosts` (fleet-asks.ts), from the newest ASK_ROLLOUTS
- * rollout records; one that is gone or malformed asks nothing.
+ * What the fleet last asked of each of `hosts`: the newest ASK_ROLLOUTS rollout records, then
+ * older ones, ASK_ROLLOUTS at a time, while a host is open (asksOpen: no ask yet, and no record
+ * of its own, `since`, newer than the records read), up to ASK_LOOKBACK records.
  */
+export async function readAsksBack(
+  source: RolloutSource,
+  hosts: readonly string[],
+  since: ReadonlyMap<string, string>,
+  now: Date = new Date(),
+): Promise<AsksRead> {
+  const read: { key: string; record: RolloutRecord }[] = [];
+  const seen = new Set<string>();
+  let count = ASK_ROLLOUTS;
+  let listed = await source.list(count);
+  for (;;) {
+    const batch = listed.filter((o) => !seen.has(o.key)).slice(0, ASK_ROLLOUTS);
+    for (const o of batch) seen.add(o.key);
+    const found = await mapLimit(batch, 4, (o) => source.read(o));
+    read.push(...found.flatMap((r) => (r === undefined ? [] : [r])));
+    // Newest first (keys sort so), though a record started since the first listing comes later.
+    read.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const asks = lastAsks(read, hosts, now);
+    const open = asksOpen(read, asks, hosts, since);
+    const more = listed.some((o) => !seen.has(o.key));
+    if (open.length === 0 || (!more && listed.length < count)) {
+      return { asks, unjudged: [], records: read };
+    }
+    if (!more) {
+      if (count >= ASK_LOOKBACK) {
+        return { asks, unjudged: open.filter((h) => since.has(h)), records: read };
+      }
+      count = ASK_LOOKBACK;
+      listed = await source.list(count);
+    }
+  }
+}
+
+/** A rollout record and its key, or undefined when it is gone or malformed. */
+export async function readRolloutOrNone(
+  store: ObjectStore,
+  key: string,
+): Promise<{ key: string; record: RolloutRecord } | undefined> {
+  const record = await readRollout(store, key).catch((err: unknown) => {
+    if (err instanceof InputError) return undefined;
+    throw err;
+  });
+  return record === undefined ? undefined : { key, record };
+}
+
+/** What the fleet last asked of each of `hosts` (readAsksBack), read once from `store`. */
 export async function readLastAsks(
   store: ObjectStore,
-  hosts: Iterable<string>,
-): Promise<Map<string, Ask>> {
-  const listed = await listNewestRollouts(store, ASK_ROLLOUTS);
-  const read = await mapLimit(listed, 4, async ({ key }) => {
-    const record = await readRollout(store, key).catch((err: unknown) => {
-      if (err instanceof InputError) return undefined;
-      throw err;
-    });
-    return record === undefined ? [] : [{ key, record }];
-  });
-  return lastAsks(read.flat(), hosts);
+  hosts: readonly string[],
+  since: ReadonlyMap<string, string> = new Map(),
+): Promise<AsksRead> {
+  return readAsksBack(
+    {
+      list: (count) => listNewestRollouts(store, count),
+      read: ({ key }) => readRolloutOrNone(store, key),
+    },
+    hosts,
+    since,
+  );
 }
 
 /** LIST pages a search for one rollout by its id reads at most (1,000 records a page). */

@@ -7,10 +7,12 @@
 // human renderers show nothing for the `plan` and `summary` events.
 // Why one long file: the three renderers answer every event type side by side, so that a new
 // event is told all three ways in one place (the longer words live apart: pause-lines.ts, …).
+
 import type { HostPhase } from "../delivery/delivery.js";
 import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { DeltaReport } from "../status/delta-report.js";
+import { namesShown } from "../util/names-shown.js";
 import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
@@ -118,7 +120,7 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "deltas-start": {
       const unread =
         event.unread.length > 0
-          ? `; ${listHosts(event.unread)} fetch whole (their running closure could not be read)`
+          ? `; ${namesShown(event.unread, WAITING_SHOWN)} fetch whole (their running closure could not be read)`
           : "";
       return `deltas: ${plural(event.pairs, "pair")} for ${plural(event.hosts, "host")} to compute or find in the cache${unread}`;
     }
@@ -169,12 +171,12 @@ export function describeEvent(event: DeployEvent): string | undefined {
     case "released":
       return `published release ${event.seq} of channel ${event.channel}; the agents take it from here`;
     case "waiting":
-      return `no report yet after ${formatDuration(event.elapsed)} from ${listHosts(event.hosts)}`;
+      return `no report yet after ${formatDuration(event.elapsed)} from ${namesShown(event.hosts, WAITING_SHOWN)}`;
     case "awaiting":
-      return `waiting for ${listHosts(event.hosts)} to be reachable (${formatDuration(event.elapsed)} of ${formatDuration(event.limit)})`;
+      return `waiting for ${namesShown(event.hosts, WAITING_SHOWN)} to be reachable (${formatDuration(event.elapsed)} of ${formatDuration(event.limit)})`;
     case "bake-start": {
       const queries = event.analysis.length > 0 ? `, measuring ${event.analysis.join(", ")}` : "";
-      return `wave ${event.wave}: baking ${formatDuration(event.seconds)} (every ${formatDuration(event.interval)})${queries}: ${listHosts(event.hosts)}`;
+      return `wave ${event.wave}: baking ${formatDuration(event.seconds)} (every ${formatDuration(event.interval)})${queries}: ${namesShown(event.hosts, WAITING_SHOWN)}`;
     }
     case "bake-measure":
       return `${event.host}: bake: ${event.name} ${bakeVerdict(event.measurement)}`;
@@ -226,12 +228,6 @@ const WAITING_SHOWN = 10;
 function deltaNote(delta: DeltaReport | undefined): string {
   const text = deltaText(delta);
   return text === undefined ? "" : `; ${text}`;
-}
-
-function listHosts(hosts: readonly string[]): string {
-  const shown = hosts.slice(0, WAITING_SHOWN).join(", ");
-  const rest = hosts.length - WAITING_SHOWN;
-  return rest > 0 ? `${shown} and ${rest} more` : shown;
 }
 
 /** What became of a host, without its name: `activated, generation 3 (4.2s)`, `FAILED in …`. */

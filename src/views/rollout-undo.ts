@@ -11,7 +11,7 @@ import {
   rolloutEntries,
 } from "../status/rollout.js";
 import {
-  ASK_ROLLOUTS,
+  ASK_LOOKBACK,
   findRolloutAndNewer,
   listNewestRollouts,
   readRollout,
@@ -114,7 +114,7 @@ async function findRecord(
   }
   // The newest that names a selected host: those newer name none of them.
   const passed: RolloutRecord[] = [];
-  for (const { key } of await listNewestRollouts(store, ASK_ROLLOUTS)) {
+  for (const { key } of await listNewestRollouts(store, ASK_LOOKBACK)) {
     if (!isRolloutKey(key)) continue;
     const record = await readRollout(store, key);
     if (record !== undefined && rolloutEntries(record).some((e) => selected.has(e.host))) {
@@ -123,7 +123,7 @@ async function findRecord(
     if (record !== undefined) passed.push(record);
   }
   throw new UsageError(
-    `rollback: none of the newest ${ASK_ROLLOUTS} rollouts in ${store.url} names a selected host`,
+    `rollback: none of the newest ${ASK_LOOKBACK} rollouts in ${store.url} names a selected host`,
     "give the rollout with --rollout ID, or send hosts back one generation with --on SELECTOR",
   );
 }

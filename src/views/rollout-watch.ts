@@ -2,21 +2,23 @@
 // key finds it, and it is read only when its key or etag moved. Also the recent rollouts a host
 // took part in (a host page's history), read on demand and kept while their etags hold.
 import { InputError } from "../errors.js";
-import { type Ask, lastAsks } from "../status/fleet-asks.js";
+import type { Ask } from "../status/fleet-asks.js";
 import {
   type RolloutHost,
   type RolloutPause,
   type RolloutRecord,
   rolloutAbandoned,
 } from "../status/rollout.js";
-import { ASK_ROLLOUTS, listNewestRollouts, readRollout } from "../status/rollout-store.js";
-import type { ObjectStore } from "../store/object-store.js";
+import {
+  ASK_ROLLOUTS,
+  listNewestRollouts,
+  readAsksBack,
+  readRollout,
+} from "../status/rollout-store.js";
+import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 
-/**
- * Rollouts a host page looks back over, and the views look back over for the fleet's last ask
- * of each host (a host no rollout among them named is judged by its record alone).
- */
+/** Rollouts a host page looks back over. */
 export const HISTORY_ROLLOUTS = ASK_ROLLOUTS;
 const READS = 4;
 
@@ -62,7 +64,9 @@ interface Known {
 export class RolloutWatch {
   readonly #store: ObjectStore;
   #latest: { readonly key: string; readonly known: Known } | undefined;
-  #recent = new Map<string, Known>();
+  /** The records the last hostHistory read, and those the last asks read. */
+  #history = new Map<string, Known>();
+  #looked = new Map<string, Known>();
   /** The last asks made, and of what: the same map while nothing changed (rows are kept by it). */
   #asked: { readonly of: string; readonly asks: Map<string, Ask> } | undefined;
 
@@ -108,22 +112,52 @@ export class RolloutWatch {
    * no request of its own.
    */
   pausedNow(): PausedRollout[] {
-    return [...this.#recent.values()].flatMap((known) => {
+    const read = [...new Map([...this.#history, ...this.#looked])].sort(([a], [b]) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+    return read.flatMap(([, known]) => {
       const paused = known.read.status === "found" ? pausedRollout(known.read.record) : undefined;
       return paused === undefined ? [] : [paused];
     });
   }
 
-  /** What the fleet last asked of each of `hosts`, among the recent rollouts (fleet-asks.ts). */
-  async asks(hosts: Iterable<string>): Promise<Map<string, Ask>> {
-    const records = await this.#recentRecords();
+  /**
+   * What the fleet last asked of each of `hosts` (readAsksBack: the recent rollouts, and older
+   * ones while a host is open; `since`: when each host's own record began). The same map while
+   * the records read and the hosts are the same (rows are kept by it).
+   */
+  async asks(
+    hosts: Iterable<string>,
+    since: ReadonlyMap<string, string> = new Map(),
+  ): Promise<{ asks: Map<string, Ask>; unjudged: string[] }> {
     const names = [...hosts];
+    const next = new Map<string, Known>();
     // (A record left running is judged abandoned once enough time passes: its etag stays.)
     const now = new Date();
-    const abandoned = records.filter(({ record }) => rolloutAbandoned(record, now));
-    const of = `${[...this.#recent].map(([key, k]) => `${key} ${k.etag}`).join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
-    if (this.#asked?.of !== of) this.#asked = { of, asks: lastAsks(records, names, now) };
-    return this.#asked.asks;
+    const read = await readAsksBack(
+      {
+        list: (count) => listNewestRollouts(this.#store, count),
+        read: async (info) => {
+          const known = await this.#known(info);
+          next.set(info.key, known);
+          return known.read.status === "found"
+            ? { key: known.read.key, record: known.read.record }
+            : undefined;
+        },
+      },
+      names,
+      since,
+      now,
+    );
+    this.#looked = next;
+    const abandoned = read.records.filter(({ record }) => rolloutAbandoned(record, now));
+    // (In key order: the reads end in any order.)
+    const of = `${[...next]
+      .map(([key, k]) => `${key} ${k.etag}`)
+      .sort()
+      .join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
+    if (this.#asked?.of !== of) this.#asked = { of, asks: read.asks };
+    return { asks: this.#asked.asks, unjudged: read.unjudged };
   }
 
   /** The recent rollout records that could be read, newest first, each read once a change. */
@@ -131,18 +165,22 @@ export class RolloutWatch {
     const listed = await listNewestRollouts(this.#store, HISTORY_ROLLOUTS);
     const next = new Map<string, Known>();
     const reads = await mapLimit(listed, READS, async (info) => {
-      const kept = this.#recent.get(info.key);
-      const known =
-        kept !== undefined && kept.etag === info.etag
-          ? kept
-          : { etag: info.etag, read: await this.#read(info.key) };
+      const known = await this.#known(info);
       next.set(info.key, known);
       return known.read;
     });
-    this.#recent = next;
+    this.#history = next;
     return reads.flatMap((read) =>
       read.status === "found" ? [{ key: read.key, record: read.record }] : [],
     );
+  }
+
+  /** What is known of a listed record: kept while its etag holds, else read. */
+  async #known(info: ObjectInfo): Promise<Known> {
+    const kept = this.#looked.get(info.key) ?? this.#history.get(info.key);
+    return kept !== undefined && kept.etag === info.etag
+      ? kept
+      : { etag: info.etag, read: await this.#read(info.key) };
   }
 
   async #read(key: string): Promise<RolloutRead> {

@@ -17,8 +17,10 @@ import type { HostStatus } from "../host/script-outcomes.js";
 import { parsePublicKey } from "../nix/keys.js";
 import type { Ask } from "../status/fleet-asks.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
+import { ASK_LOOKBACK } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { openStore } from "../store/url.js";
+import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
 import { type PausedRollout, RolloutWatch } from "./rollout-watch.js";
@@ -92,6 +94,12 @@ export async function readStatusView(
           return undefined;
         });
   }
+  const unjudged = stored?.unjudged ?? [];
+  if (unjudged.length > 0) {
+    warnings.push(
+      `${namesShown(unjudged, 5)}: ${unjudged.length === 1 ? "its record is" : "their records are"} older than the newest ${ASK_LOOKBACK} rollouts, none of which names ${unjudged.length === 1 ? "it" : "them"}: whether an older rollout left ${unjudged.length === 1 ? "it" : "them"} behind is not judged (deploy ${unjudged.length === 1 ? "it" : "them"}, or read 'nixship status --on HOST' live)`,
+    );
+  }
   const crowded = stored?.agents?.crowded ?? [];
   if (crowded.length > 0) {
     warnings.push(
@@ -151,6 +159,8 @@ interface StoreFacts {
   readonly agents: AgentSignals | undefined;
   /** What the fleet last asked of each host (status/fleet-asks.ts). */
   readonly asks: ReadonlyMap<string, Ask>;
+  /** Hosts whose records are older than every rollout read for the asks (AsksRead). */
+  readonly unjudged: readonly string[];
   readonly paused: PausedRollout[];
 }
 
@@ -172,8 +182,17 @@ async function readStore(
     const releaseKeys = fleet.releases?.publicKeys.map((k) => parsePublicKey(k));
     const origins = await readHostOrigins(store, poll.records, releaseKeys, options.origins);
     const rollouts = options.rollouts ?? new RolloutWatch(store);
-    const asks = await rollouts.asks(hosts.map((h) => h.name));
-    return { poll, agents, origins, asks, paused: rollouts.pausedNow() };
+    // A host's own record, newer than a rollout, is the newer word: no need to read back past it.
+    const since = new Map(
+      [...poll.records].flatMap(([host, record]) =>
+        record === undefined ? [] : [[host, record.startedAt] as const],
+      ),
+    );
+    const { asks, unjudged } = await rollouts.asks(
+      hosts.map((h) => h.name),
+      since,
+    );
+    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow() };
   } finally {
     if (kept === undefined) await store.close();
   }

@@ -1,0 +1,173 @@
+// The fleet's last ask of a host read back past the newest 20 rollouts, over a real directory
+// store: a host an old rollout skipped stays behind however many rollouts to other hosts came
+// since; the reading stops at a host's own newer record, and at ASK_LOOKBACK records, where a
+// host with an older record is said not judged. Counted, not timed.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Fleet } from "../fleet/fleet.js";
+import { parseFleetValue } from "../fleet/fleet-file.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
+import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
+import { ASK_LOOKBACK, ASK_ROLLOUTS, readLastAsks, writeRollout } from "../status/rollout-store.js";
+import type { StatusRecord } from "../status/status.js";
+import { writeStatus } from "../status/status-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { countReads } from "../store/wrap-store.js";
+import { RolloutWatch } from "./rollout-watch.js";
+import { readStatusView } from "./status-view.js";
+
+const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
+const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
+
+let dir: string;
+let store: ObjectStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-asks-back-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** When the `n`th rollout started: one a minute from 10:00. */
+const at = (n: number) => new Date(Date.UTC(2026, 10, 25, 10, n)).toISOString();
+
+function rollout(n: number, hosts: readonly RolloutHost[]): RolloutRecord {
+  return {
+    version: 1,
+    id: n.toString(16).padStart(8, "0"),
+    mode: "ssh",
+    action: "switch",
+    state: "partial",
+    stopped: null,
+    waves: [{ index: 1, kind: "main", hosts }],
+    startedAt: at(n),
+    updatedAt: at(n),
+  };
+}
+
+const entry = (host: string, state: RolloutHost["state"]): RolloutHost => ({
+  host,
+  state,
+  phase: null,
+  system: V2,
+  message: state === "unreachable" ? "no route to host" : null,
+});
+
+/** Rollout 0 skips `web5` as unreachable; rollouts 1…`others` deploy web3 alone. */
+async function skippedThenOthers(others: number): Promise<void> {
+  await writeRollout(store, rollout(0, [entry("web3", "confirmed"), entry("web5", "unreachable")]));
+  for (let n = 1; n <= others; n++)
+    await writeRollout(store, rollout(n, [entry("web3", "confirmed")]));
+}
+
+/** web5's own record: it ran V1 when its deploy began at `startedAt`. */
+function record(startedAt: string): StatusRecord {
+  return {
+    version: 1,
+    host: "web5",
+    mode: "ssh",
+    channel: null,
+    seq: null,
+    desired: V1,
+    current: V1,
+    generation: 3,
+    state: "success",
+    phase: null,
+    error: null,
+    rolledBack: null,
+    startedAt,
+    updatedAt: startedAt,
+  };
+}
+
+describe("the fleet's last ask, read back", () => {
+  it(`finds a host a rollout skipped ${ASK_ROLLOUTS * 2 + 5} rollouts ago, and reads no further`, async () => {
+    await skippedThenOthers(ASK_ROLLOUTS * 2 + 5);
+    const { store: counted, counts } = countReads(store);
+    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], new Map());
+    expect(asks.get("web5")).toMatchObject({ system: V2, entry: { state: "unreachable" } });
+    expect(asks.get("web5")?.rollout.key).toBe(rolloutKey(new Date(at(0)), "00000000"));
+    expect(asks.get("web3")?.rollout.startedAt).toBe(at(ASK_ROLLOUTS * 2 + 5));
+    expect(unjudged).toEqual([]);
+    // Every record once, the oldest included: two listings (20, then up to ASK_LOOKBACK).
+    expect(counts).toMatchObject({ list: 2, get: ASK_ROLLOUTS * 2 + 6 });
+  });
+
+  it("stops at the host's own record: the rollouts before it are not read", async () => {
+    await skippedThenOthers(ASK_ROLLOUTS * 3);
+    const { store: counted, counts } = countReads(store);
+    // web5 reported at rollout 45's start: what came before is its older word.
+    const since = new Map([["web5", at(45)]]);
+    const { asks, unjudged } = await readLastAsks(counted, ["web3", "web5"], since);
+    expect(asks.has("web5")).toBe(false);
+    expect(unjudged).toEqual([]);
+    expect(counts.get).toBe(ASK_ROLLOUTS);
+  });
+
+  it(`reads at most ${ASK_LOOKBACK} records; a host with an older record is not judged`, async () => {
+    await skippedThenOthers(ASK_LOOKBACK + 4);
+    const { store: counted, counts } = countReads(store);
+    const older = await readLastAsks(counted, ["web5"], new Map([["web5", at(0)]]));
+    expect(older.asks.has("web5")).toBe(false);
+    expect(older.unjudged).toEqual(["web5"]);
+    expect(counts.get).toBe(ASK_LOOKBACK);
+    // A host that never reported is not said in step by its record: nothing to warn of.
+    expect((await readLastAsks(store, ["web5"], new Map())).unjudged).toEqual([]);
+  });
+
+  it("the dashboard's watch reads each record once while its etag holds, and keeps the map", async () => {
+    await skippedThenOthers(ASK_ROLLOUTS + 3);
+    const { store: counted, counts } = countReads(store);
+    const watch = new RolloutWatch(counted);
+    const first = await watch.asks(["web5"]);
+    expect(first.asks.get("web5")?.entry.state).toBe("unreachable");
+    expect(counts.get).toBe(ASK_ROLLOUTS + 4);
+    const second = await watch.asks(["web5"]);
+    expect(second.asks).toBe(first.asks);
+    expect(counts.get).toBe(ASK_ROLLOUTS + 4);
+  });
+});
+
+describe("status --stored", () => {
+  let fleet: Fleet;
+  beforeEach(() => {
+    const key = generateSecretKey("asks-back-1");
+    fleet = parseFleetValue(
+      {
+        cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+        hosts: {
+          web3: { address: "192.0.2.3", system: V2 },
+          web5: { address: "192.0.2.5", system: V2 },
+        },
+      },
+      "rollout-asks-back.test.ts",
+    );
+  });
+
+  it("says a host behind a rollout 30 rollouts ago, however many went to other hosts since", async () => {
+    await writeStatus(store, record(at(-1)));
+    await skippedThenOthers(30);
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    const web5 = view.rows.find((r) => r.host === "web5");
+    expect(web5).toMatchObject({ inStep: false, behindRollout: { rollout: "00000000" } });
+    expect(view.warnings).toEqual([]);
+  });
+
+  it(`warns of a host whose record is older than the newest ${ASK_LOOKBACK} rollouts`, async () => {
+    await writeStatus(store, record(at(-1)));
+    await skippedThenOthers(ASK_LOOKBACK + 1);
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    expect(view.warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^web5: its record is older than the newest ${ASK_LOOKBACK} rollouts, none of which names it: whether an older rollout left it behind is not judged`,
+        ),
+      ),
+    ]);
+  });
+});
