@@ -5,7 +5,7 @@ import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { RolloutHostState } from "../status/rollout.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
-import type { StatusRow } from "../views/status-rows.js";
+import { failedInRollout, type StatusRow } from "../views/status-rows.js";
 import { FUTURE_SKEW, type FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
@@ -51,7 +51,7 @@ export function hostState(row: StatusRow): HostState {
   }
   if (row.unreadable !== undefined) return "unreadable";
   // The fleet's last rollout to name it did not give it its system, and nothing since did.
-  if (row.behindRollout !== undefined) return "behind";
+  if (row.behindRollout !== undefined && !failedInRollout(row)) return "behind";
   // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
   if (!row.reported) return row.state === "applying" ? "applying" : "unreported";
   // Its last deploy failed, and it went back to the system it ran before.

@@ -1,6 +1,7 @@
-// The plan's word on hosts behind the fleet's last rollout to name them (status/behind.ts):
-// read from the rollout records in the fleet's cache store, judged against what each host
-// runs as the survey found it. A store that cannot be read leaves the plan without it.
+// The plan's word on the hosts it changes that are behind the fleet's last rollout to name them
+// (status/behind.ts): read from the rollout records in the fleet's cache store, judged against
+// what each host runs as the survey found it. A store that cannot be read leaves the plan
+// without it.
 import { NixshipError } from "../errors.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { behindOf } from "../status/behind.js";
@@ -11,15 +12,16 @@ export async function withBehindRollouts(
   cacheUrl: string | undefined,
   plan: DeployPlan,
 ): Promise<DeployPlan> {
-  if (cacheUrl === undefined) return plan;
+  const changed = plan.hosts.filter((h) => h.action === "activate").map((h) => h.host);
+  if (cacheUrl === undefined || changed.length === 0) return plan;
   let asks: Awaited<ReturnType<typeof readLastAsks>>["asks"];
   try {
     const store = await openStore(cacheUrl);
     try {
-      ({ asks } = await readLastAsks(
-        store,
-        plan.hosts.map((h) => h.host),
-      ));
+      // A host the plan leaves alone runs what the fleet asks now, and one it cannot reach
+      // is said unreachable: only those it changes are judged, so that a plan reads no further
+      // back than they need.
+      ({ asks } = await readLastAsks(store, changed));
     } finally {
       await store.close();
     }
@@ -31,8 +33,6 @@ export async function withBehindRollouts(
   return {
     ...plan,
     hosts: plan.hosts.map((h) => {
-      // An unreachable host's system is not known: the plan says it is unreachable.
-      if (h.action === "unreachable") return h;
       const behind = behindOf(asks.get(h.host), undefined, h.current ?? null);
       return behind === undefined
         ? h

@@ -52,6 +52,11 @@ const older = record("aaaaaaaaaaaa", "2026-11-26T10:00:00.000Z", [
   ["h5", "confirmed", V2],
 ]);
 
+/** A host's record, begun at `startedAt` on `desired`, that it reports it runs. */
+function reported(startedAt: string, desired: string) {
+  return { startedAt, desired, state: "success" as const };
+}
+
 describe("the fleet's last ask", () => {
   it("is the newest rollout naming the host with a system; a refusal asks nothing", () => {
     const asks = lastAsks([newer, older], ["h1", "h3", "h4", "h5", "h9"]);
@@ -64,7 +69,7 @@ describe("the fleet's last ask", () => {
 
   it("a host the rollout skipped is behind until a record of it newer than the rollout, or it runs the system", () => {
     const ask = lastAsks([newer], ["h3"]).get("h3");
-    const behind = behindOf(ask, { startedAt: "2026-11-26T10:00:05.000Z" }, V2);
+    const behind = behindOf(ask, reported("2026-11-26T10:00:05.000Z", V2), V2);
     expect(behind).toEqual({
       wants: V3,
       rollout: "bbbbbbbbbbbb",
@@ -74,11 +79,22 @@ describe("the fleet's last ask", () => {
     expect(behindText(behind as NonNullable<typeof behind>)).toBe(
       "behind rollout bbbbbbbbbbbb (skipped as unreachable: no route to host): should run web-v3",
     );
-    expect(behindOf(ask, { startedAt: "2026-11-26T11:02:00.000Z" }, V2)).toBeUndefined();
+    expect(behindOf(ask, reported("2026-11-26T11:02:00.000Z", V2), V2)).toBeUndefined();
     expect(behindOf(ask, undefined, V3)).toBeUndefined();
     expect(behindOf(undefined, undefined, V2)).toBeUndefined();
     // A host the rollout gave its system and that runs another since drifts; it is not behind.
     expect(behindOf(lastAsks([newer], ["h1"]).get("h1"), undefined, V2)).toBeUndefined();
+  });
+
+  it("a host that failed there is named with the rollout beside the failure its record tells", () => {
+    const failed = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [["h2", "rolled-back", V3]]);
+    const ask = lastAsks([failed], ["h2"]).get("h2");
+    const itsFailure = { ...reported("2026-11-26T12:00:01.000Z", V3), state: "failed" as const };
+    expect(behindOf(ask, itsFailure, V2)).toMatchObject({ rollout: "cccccccccccc", wants: V3 });
+    expect(behindOf(ask, itsFailure, V2)?.why).toMatch(/^rolled back/);
+    // A failure of another system since is the newer word, as is a success.
+    expect(behindOf(ask, { ...itsFailure, desired: V2 }, V2)).toBeUndefined();
+    expect(behindOf(ask, { ...itsFailure, state: "success" }, V2)).toBeUndefined();
   });
 
   it("an undone rollout asks nothing: its hosts are judged by the asks before it", () => {

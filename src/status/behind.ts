@@ -23,17 +23,21 @@ export interface Behind {
  * known). Only a rollout that did not give the host its system (it skipped it as unreachable,
  * never started its wave, or the host failed there) leaves it behind; a host it gave its system
  * and that runs another since drifts, or was moved by a later change (drift.ts judges that). A
- * record the host's deploy or agent wrote since the rollout started is the newer word (a failure
- * it records is judged by the record's own `desired`), so the ask judges only hosts the rollout
- * wrote nothing for.
+ * record the host's deploy or agent wrote since the rollout started is the newer word, so the ask
+ * judges only hosts the rollout wrote nothing for, and those whose record tells their failure
+ * there (toldFailure): the rollout is named beside the failure.
  */
 export function behindOf(
   ask: Ask | undefined,
-  record: Pick<StatusRecord, "startedAt"> | undefined,
+  record: Pick<StatusRecord, "startedAt" | "state" | "desired"> | undefined,
   running: string | null | undefined,
 ): Behind | undefined {
   if (ask === undefined || !MISSED.has(ask.entry.state)) return undefined;
-  if (record !== undefined && Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt)) {
+  if (
+    record !== undefined &&
+    Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt) &&
+    !toldFailure(ask, record)
+  ) {
     return undefined;
   }
   if (running === ask.system) return undefined;
@@ -44,6 +48,22 @@ export function behindOf(
     at: ask.rollout.startedAt,
     why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
   };
+}
+
+/**
+ * Whether the host's record tells its failure at the rollout's ask: it failed on the system the
+ * rollout named, as the rollout says. The record is then no newer word, and the row names the
+ * rollout (its state stays the record's: failed, or rolled back).
+ */
+export function toldFailure(
+  ask: Pick<Ask, "system" | "entry">,
+  record: Pick<StatusRecord, "state" | "desired">,
+): boolean {
+  return (
+    (ask.entry.state === "failed" || ask.entry.state === "rolled-back") &&
+    record.state === "failed" &&
+    record.desired === ask.system
+  );
 }
 
 /** What a rollout that left a host without its system says of it, by the host's state there. */

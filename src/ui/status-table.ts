@@ -4,7 +4,12 @@
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
 import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
-import type { LiveRow, StatusRow, StoredRow } from "../views/status-rows.js";
+import {
+  failedInRollout,
+  type LiveRow,
+  type StatusRow,
+  type StoredRow,
+} from "../views/status-rows.js";
 import { activationNote } from "./activation-note.js";
 import { formatEpochSeconds } from "./format.js";
 import { shownOriginText } from "./origin-text.js";
@@ -122,7 +127,9 @@ function storedCells(r: StoredRow): string[] {
 export function storedState(r: StoredRow): string {
   if (r.liveness === "offline" || r.liveness === "paused") return r.liveness;
   if (r.drift !== undefined) return "drifted";
-  if (r.behind === true || r.behindRollout !== undefined) return "behind";
+  if (r.behind === true) return "behind";
+  // A failure its record tells is its state, the rollout it failed in named in the note.
+  if (r.behindRollout !== undefined && !failedInRollout(r)) return "behind";
   return r.state ?? "unknown";
 }
 

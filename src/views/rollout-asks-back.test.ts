@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { hostState } from "../dashboard/snapshot.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
@@ -16,7 +17,9 @@ import { writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads } from "../store/wrap-store.js";
+import { storedState } from "../ui/status-table.js";
 import { RolloutWatch } from "./rollout-watch.js";
+import type { StoredRow } from "./status-rows.js";
 import { readStatusView } from "./status-view.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
@@ -169,5 +172,21 @@ describe("status --stored", () => {
         ),
       ),
     ]);
+  });
+
+  it("names the rollout a host failed in, its state still its record's", async () => {
+    await writeStatus(store, {
+      ...record(at(1)),
+      desired: V2,
+      state: "failed",
+      rolledBack: true,
+      error: "health check failed",
+    });
+    await writeRollout(store, rollout(1, [entry("web5", "rolled-back")]));
+    const view = await readStatusView(fleet, fleet.hosts, { stored: true });
+    const web5 = view.rows.find((r) => r.host === "web5") as StoredRow;
+    expect(web5).toMatchObject({ inStep: false, behindRollout: { rollout: "00000001" } });
+    expect(storedState(web5)).toBe("failed");
+    expect(hostState(web5)).toBe("rolled-back");
   });
 });

@@ -160,3 +160,15 @@ export function runningOf(row: StatusRow): string | null {
   if (row.source === "live") return row.reachable ? (row.current ?? null) : null;
   return row.current ?? null;
 }
+
+/**
+ * Whether a stored row's `behindRollout` is the rollout its record tells it failed in
+ * (behind.ts toldFailure): its state is then the record's (failed, or rolled back).
+ */
+export function failedInRollout(row: StoredRow): boolean {
+  return (
+    row.behindRollout !== undefined &&
+    row.state === "failed" &&
+    row.desired === row.behindRollout.wants
+  );
+}
