@@ -3,7 +3,7 @@
 // value as its JSON twin, every problem and Nix error named by the flake's attribute (exit 2),
 // the flake's fleet found when no fleet file is, and the module's options the fleet file's
 // host keys.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,7 @@ import { flakeFleetSource } from "../src/deploy/flake-fleet-source.js";
 import { FLEET_KEYS } from "../src/fleet/fleet-keys.js";
 import { loadFlakeFleet } from "../src/fleet/load-flake-fleet.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
-import { nixship, run } from "../support/cli.js";
+import { nixship, run, runOk } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { writeFleetFlake } from "./support/fleet-flake.js";
 import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
@@ -126,6 +126,50 @@ describe("a fleet in the flake", () => {
     const file = await nixship(["build", "--json"], { cwd: other });
     expect(file.code, file.stderr).toBe(0);
     expect(Object.keys((JSON.parse(file.stdout) as { hosts: object }).hosts)).toEqual(["db1"]);
+  });
+});
+
+describe("the flake here, when no fleet is named", () => {
+  it("is not nixship's own: its checkout is no fleet, and doctor checks the local Nix alone", async () => {
+    // nixship's own flake fetches nixpkgs: evaluating it would reach the network.
+    const env = { NIXSHIP_FLEET: "" };
+    const r = await nixship(["status"], { cwd: ROOT, env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("nixship.json");
+    expect(r.stderr).not.toMatch(/flake|download|github/i);
+    const doctor = await nixship(["doctor", "--json"], { cwd: ROOT, env });
+    const fleetCheck = (
+      JSON.parse(doctor.stdout) as { checks: { name: string; detail: string }[] }
+    ).checks.find((c) => c.name === "fleet file");
+    expect(fleetCheck?.detail).toBe(
+      "none given and no ./nixship.json (the flake here is nixship's own): only the local Nix was checked",
+    );
+  });
+
+  it("in a git repository that does not track it is refused, naming the fix (exit 2)", async () => {
+    const repo = await mkdtemp(join(work, "repo-"));
+    dirs.push(repo);
+    await runOk("git", ["init", "-q", repo]);
+    await writeFile(join(repo, ".gitignore"), "lab/\n");
+    const dir = join(repo, "lab");
+    await mkdir(dir);
+    await writeFleetFlake(dir, FLEET());
+    await writeFile(join(dir, "known_hosts"), "");
+    for (const args of [["status"], ["status", "--fleet", ".#nixship"]]) {
+      const r = await nixship(args, { cwd: dir, env: { NIXSHIP_FLEET: "" } });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toContain(
+        `${join(dir, "flake.nix")} is in the git repository ${repo}, which does not track it`,
+      );
+      expect(r.stderr).toContain(`'git -C ${repo} add lab/flake.nix'`);
+      expect(r.stderr).toContain(`or name it path:${dir}`);
+    }
+    // As the hint says: added (not committed), it is read.
+    await runOk("git", ["-C", repo, "add", "-f", "lab/flake.nix", "lab/known_hosts"]);
+    const added = await nixship(["build", "--json"], { cwd: dir, env: { NIXSHIP_FLEET: "" } });
+    expect(added.code, added.stderr).toBe(0);
+    const byPath = await nixship(["build", "--json", "--fleet", `path:${dir}#nixship`]);
+    expect(byPath.code, byPath.stderr).toBe(0);
   });
 });
 

@@ -19,7 +19,7 @@ import { openStore } from "../store/url.js";
 import { formatDoctorReport } from "../ui/doctor-report.js";
 import { parseListen } from "../util/listen-address.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
-import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
+import { FLEET_FLAGS, FLEET_HELP, fleetHere, readFleetInput } from "./fleet-input.js";
 import { readSecretKeyFile, releaseKeySource } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
 import { systemFault } from "./system-faults.js";
@@ -113,8 +113,9 @@ async function fleetChecks(
       () => false,
     );
   const none = `none given and no ./${DEFAULT_FLEET_FILE}`;
-  if (named === undefined && !(await exists(DEFAULT_FLEET_FILE)) && !(await exists("flake.nix"))) {
-    return [skip("fleet", "fleet file", `${none}: only the local Nix was checked`)];
+  if (!named && fleetHere() === undefined) {
+    const own = (await exists("flake.nix")) ? ` (the flake here is nixship's own)` : "";
+    return [skip("fleet", "fleet file", `${none}${own}: only the local Nix was checked`)];
   }
   let input: Awaited<ReturnType<typeof readFleetInput>>;
   try {
@@ -124,7 +125,7 @@ async function fleetChecks(
     // too old to ask) is one failed check: the others are still shown, the local Nix's first.
     if (!(err instanceof NixshipError) || err instanceof UsageError) throw err;
     // The flake here, looked at for want of a fleet file, need not hold a fleet.
-    if (named === undefined && err instanceof InputError && err.code === "fleet-output-missing") {
+    if (!named && err instanceof InputError && err.code === "fleet-output-missing") {
       return [
         skip(
           "fleet",
@@ -137,7 +138,7 @@ async function fleetChecks(
     // at all (its inputs out of reach, a Nix too old) may hold no fleet, so it is said, not
     // failed; an error in its fleet output is the fleet's, and fails.
     const flakeUnread = !(err instanceof InputError) || err.code === "flake-eval-failed";
-    if (named === undefined && flakeUnread && !(await exists(DEFAULT_FLEET_FILE))) {
+    if (!named && flakeUnread && !(await exists(DEFAULT_FLEET_FILE))) {
       return [
         warn(
           "fleet",

@@ -20,6 +20,7 @@ import { DEFAULT_FLEET_OUTPUT, loadFlakeFleet } from "../fleet/load-flake-fleet.
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
 import type { FlagValues } from "./usage.js";
@@ -94,11 +95,7 @@ export async function readFleetInput(
  */
 async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
   // An empty $NIXSHIP_FLEET names nothing.
-  const name =
-    (named || undefined) ??
-    (!existsSync(DEFAULT_FLEET_FILE) && existsSync("flake.nix")
-      ? `.#${DEFAULT_FLEET_OUTPUT}`
-      : DEFAULT_FLEET_FILE);
+  const name = (named || undefined) ?? fleetHere() ?? DEFAULT_FLEET_FILE;
   if (!(FLAKE_INSTALLABLE_PATTERN.test(name) && !existsSync(name))) {
     const fleetFile = resolve(name);
     return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
@@ -116,6 +113,17 @@ async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
     );
   });
   return { fleet, fleetFile: source.name, fleetDir: source.baseDir };
+}
+
+/**
+ * The fleet in this directory when none is named: ./nixship.json, else the `nixship` output of
+ * the flake here, unless that flake is nixship's own (its checkout, where the README's alias
+ * runs it: evaluating it would fetch nixpkgs). Undefined: neither.
+ */
+export function fleetHere(cwd: string = process.cwd()): string | undefined {
+  if (existsSync(resolve(cwd, DEFAULT_FLEET_FILE))) return DEFAULT_FLEET_FILE;
+  if (!existsSync(resolve(cwd, "flake.nix")) || resolve(cwd) === PACKAGE_ROOT) return undefined;
+  return `.#${DEFAULT_FLEET_OUTPUT}`;
 }
 
 /** `--max-connections N`: a whole number from 1 to MAX_CONNECTIONS_LIMIT, else a usage error. */

@@ -7,6 +7,7 @@ import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { InputError, OperationError } from "../errors.js";
 import { runCommand } from "../util/run.js";
+import { shellWord } from "../util/shell-quote.js";
 import { sourceReference } from "../util/source-reference.js";
 
 /** Entries a `path:` source is searched through at most; a larger tree is refused unsearched. */
@@ -70,6 +71,7 @@ export async function localFlakeRef(
     const top = await gitTopLevel(real);
     if (top !== undefined) {
       const sub = relative(top, real);
+      await requireTracked(top, sub, named);
       return `git+file://${top}${sub ? `?dir=${encodeURIComponent(sub)}` : ""}`;
     }
   }
@@ -105,6 +107,29 @@ async function gitTopLevel(dir: string): Promise<string | undefined> {
   });
   const top = r?.code === 0 ? r.stdout.trim() : "";
   return top ? await realpath(top) : undefined;
+}
+
+/**
+ * Refuses a flake inside a git work tree that does not track its flake.nix (a directory the
+ * repository ignores, a flake not yet added): Nix reads only what git tracks, and says only that
+ * a path in the store is missing.
+ */
+async function requireTracked(top: string, sub: string, named: FlakeNamer): Promise<void> {
+  const file = join(sub, "flake.nix");
+  const r = await runCommand("git", ["-C", top, "ls-files", "--error-unmatch", "--", file], {
+    okCodes: [0, 1],
+    purpose: "ask git whether it tracks the flake",
+    timeoutMs: GIT_TIMEOUT_MS,
+  });
+  if (r.code === 0) return;
+  const dir = join(top, sub);
+  throw new InputError(
+    "flake-untracked",
+    `${named.where}: ${join(dir, "flake.nix")} is in the git repository ${top}, which does not track it, and Nix reads a flake there from the files git tracks`,
+    {
+      hint: `'git -C ${shellWord(top)} add ${shellWord(file)}' (a commit is not needed; a directory the repository ignores needs 'git add -f'), or name it ${shellWord(`path:${dir}`)}, which copies the directory whole`,
+    },
+  );
 }
 
 /** What a file's first bytes say it is, when that is a secret key. */

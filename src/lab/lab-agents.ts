@@ -9,6 +9,7 @@
 //   agent/     the host's agent directory: its config (its own host name) and state
 // bound there by the host's init (lab-host.ts) before /tmp and /root are hidden. The agent runs
 // in the host's namespaces, detached, its output in AGENT_LOG of the host's agent directory.
+
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -19,6 +20,7 @@ import { InputError, OperationError } from "../errors.js";
 import { readHeartbeats } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 import { type HostBind, stopProcesses } from "./lab-host.js";
 import { type LabState, writeLabState } from "./lab-state.js";
 import { LAB_CHANNEL, type LabEvent, type LabKeys } from "./lab-types.js";
@@ -32,8 +34,6 @@ export const AGENT_LOG = "agent.log";
 export const LAB_POLL_INTERVAL = 2;
 export const LAB_HEARTBEAT_EVERY = 5;
 
-/** nixship's package root (holding dist/ and node_modules/), and its CLI inside it. */
-const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = fileURLToPath(new URL("../cli/bin.js", import.meta.url));
 
 /** The host's agent directory on the machine: its config, state and log. */

@@ -6,16 +6,15 @@
 // hosts as the user `deploy` through sudo, and names web-v2 of the same flake, so that the
 // first deploy is a pinned one. A stand-in for an installation with the module: the lab has no
 // nixpkgs, so the systems are examples/system.nix with the module's own text.
+
 import { cp, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { NEW_CLI } from "../cache/local-nix.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 import { runCommand } from "../util/run.js";
 import type { LabLayout } from "./layout.js";
 
-/** The package's root: examples/, packaging/ and the built dist/host/activate.sh are there. */
-const PACKAGE_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The first port of the pinned substituters: lab N's is PINNED_PORT_BASE + N. */
 const PINNED_PORT_BASE = 20_000;
 /**

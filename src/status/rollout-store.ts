@@ -94,6 +94,7 @@ export async function readAsksBack(
   now: Date = new Date(),
 ): Promise<AsksRead> {
   const read: { key: string; record: RolloutRecord }[] = [];
+  if (hosts.length === 0) return { asks: new Map(), unjudged: [], records: read };
   const seen = new Set<string>();
   let count = ASK_ROLLOUTS;
   let listed = await source.list(count);
