@@ -92,8 +92,9 @@ describe("a pause after the canary", () => {
       afterWave: 1,
       kind: "canary",
       onTimeout: "abort",
-      resume: `nixship rollout resume ${id}`,
-      abort: `nixship rollout abort ${id}`,
+      // With the deploy's --fleet: they run as printed, from anywhere.
+      resume: `nixship rollout resume ${id} --fleet ${lab.fleetFile}`,
+      abort: `nixship rollout abort ${id} --fleet ${lab.fleetFile}`,
     });
     // While it waited: the canary on v2, the others untouched, the record and status say paused.
     expect(whilePaused?.served).toEqual(["web-v2", "web-v1", "web-v1"]);

@@ -122,6 +122,7 @@ ${BUILD_HELP}`,
     const report = await whileTrapped("plan", (signal) =>
       planOnly({
         ...input,
+        fleetArg: values.fleet,
         selector: values.on,
         action,
         policy,
@@ -304,6 +305,7 @@ bad usage or input, 130 when interrupted.`,
       },
       {
         ...input,
+        fleetArg: values.fleet,
         selector: values.on,
         action,
         policy,

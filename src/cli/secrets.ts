@@ -1,5 +1,6 @@
 // `nixship secrets set|edit|rekey|list`: the fleet's age-encrypted secrets. Plaintext comes
 // from a file or stdin (never an argument), and is edited only in a tmpfs scratch file.
+
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
@@ -12,6 +13,7 @@ import { REPLACE_HOST_KEYS_FLAG } from "../fleet/from-terraform.js";
 import { PINS_FILE, readPins } from "../secrets/host-key-pins.js";
 import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
+import { secretsCommand } from "../secrets/secrets-command.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
@@ -288,6 +290,7 @@ ${FLEET_HELP}`,
       const done = await rekeySecrets(fleet, keys, identities, {
         ...(positionals.length > 0 ? { names: positionals } : {}),
         force: values.force === true,
+        ...(values.fleet === undefined ? {} : { fleetArg: values.fleet }),
       });
       await pin();
       return done;
@@ -332,10 +335,10 @@ ${FLEET_HELP}`,
     }));
     if (values.json) writeJson(io, { secrets: rows, hostKeysChanged: changed });
     else {
-      io.stdout.write(formatSecretsList(rows));
+      io.stdout.write(formatSecretsList(rows, values.fleet));
       for (const c of changed) {
         io.stdout.write(
-          `${c.host}: its published host key ${c.published} is not the ${c.pinned} pinned in ${PINS_FILE}: check it out of band, then 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}'\n`,
+          `${c.host}: its published host key ${c.published} is not the ${c.pinned} pinned in ${PINS_FILE}: check it out of band, then '${secretsCommand(`rekey ${REPLACE_HOST_KEYS_FLAG}`, values.fleet)}'\n`,
         );
       }
     }

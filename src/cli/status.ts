@@ -82,7 +82,8 @@ ${FLEET_HELP}
       writeJson(io, { hosts: rows, ...(paused.length === 0 ? {} : { pausedRollouts: paused }) });
     } else {
       io.stdout.write(formatStatusTable(rows));
-      for (const p of paused) io.stdout.write(`${pausedRolloutLine(p, new Date())}\n`);
+      for (const p of paused)
+        io.stdout.write(`${pausedRolloutLine(p, new Date(), values.fleet)}\n`);
     }
     for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
     return rows.every((r) => r.inStep) ? 0 : 1;

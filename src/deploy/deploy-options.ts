@@ -16,6 +16,11 @@ export interface DeployOptions {
   readonly fleet: Fleet;
   /** The fleet file's directory: relative flake references are resolved against it. */
   readonly fleetDir: string;
+  /**
+   * The fleet as the deploy's `--fleet` named it, for the commands it prints (`nixship rollout
+   * resume ID --fleet F`); absent: found where it is looked for (./nixship.json, …).
+   */
+  readonly fleetArg?: string | undefined;
   readonly selector: string | undefined;
   readonly action: Action;
   /** The fleet's policy with the flags laid over it: the rollout's own numbers. */

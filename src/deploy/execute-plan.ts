@@ -27,7 +27,7 @@ export interface ExecuteInput {
     "fleet" | "policy" | "emit" | "async" | "skipUnreachable" | "signal" | "rollback" | "key"
   > &
     Partial<Pick<DeployOptions, "metrics">> &
-    Partial<Pick<DeployOptions, "fleetDir">>;
+    Partial<Pick<DeployOptions, "fleetDir" | "fleetArg">>;
   readonly hosts: readonly FleetHost[];
   readonly plan: DeployPlan;
   readonly mode: DeliveryMode;
@@ -145,6 +145,7 @@ async function rollOut(
       : pauseGate({
           store: answers,
           rollout: record.recorder.id,
+          fleetArg: options.fleetArg,
           by: origin.by,
           record: async (event) => {
             record.recorder.onEvent(event);

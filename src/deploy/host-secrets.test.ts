@@ -90,6 +90,10 @@ describe("hostSecrets", () => {
     await expect(hostSecrets(fleet, fleet.hosts, keys)).rejects.toThrow(
       /secret "db-password" has no file .*db-password\.age/,
     );
+    // Its fix runs as printed: with the deploy's --fleet.
+    await expect(hostSecrets(fleet, fleet.hosts, keys, "prod.json")).rejects.toMatchObject({
+      hint: "create it with: nixship secrets set db-password --fleet prod.json",
+    });
     await encryptTo("db-password", ["admin", "web1"]);
     await expect(hostSecrets(fleet, fleet.hosts, keys)).rejects.toThrow(
       /secret "db-password" .* is not encrypted to the host key of db1/,

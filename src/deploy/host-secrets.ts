@@ -14,6 +14,7 @@ import {
 } from "../host/secrets-bundle.js";
 import { hostsWithoutKeyError } from "../secrets/recipients.js";
 import { readCiphertext } from "../secrets/secret-file.js";
+import { secretsCommand } from "../secrets/secrets-command.js";
 
 /**
  * The secrets of each of `hosts` (by name); empty when the fleet has no secrets section, so
@@ -24,6 +25,7 @@ export async function hostSecrets(
   fleet: Pick<Fleet, "hosts" | "secrets">,
   hosts: readonly FleetHost[],
   hostKeys: ReadonlyMap<string, string>,
+  fleetArg?: string,
 ): Promise<Map<string, HostSecrets>> {
   const byHost = new Map<string, BundledSecret[]>();
   if (fleet.secrets === undefined) return new Map();
@@ -37,7 +39,7 @@ export async function hostSecrets(
         "secret-file-missing",
         `secret "${spec.name}" has no file ${spec.file}`,
         {
-          hint: `create it with: nixship secrets set ${spec.name}`,
+          hint: `create it with: ${secretsCommand(`set ${spec.name}`, fleetArg)}`,
         },
       );
     }

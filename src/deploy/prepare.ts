@@ -53,7 +53,8 @@ export async function prepare(
   options: Pick<
     DeployOptions,
     "fleet" | "fleetDir" | "key" | "serveCache" | "emit" | "nix" | "signal" | "buildHost"
-  >,
+  > &
+    Partial<Pick<DeployOptions, "fleetArg">>,
   hosts: readonly FleetHost[],
   execute: boolean,
   whilePushing?: (built: BuildResult, closure: ReadonlyMap<StorePath, PathInfo>) => void,
@@ -68,7 +69,12 @@ export async function prepare(
   const secrets =
     fleet.secrets === undefined
       ? new Map<string, HostSecrets>()
-      : await hostSecrets(fleet, hosts, await deployHostKeys(fleet, hosts, options.fleetDir));
+      : await hostSecrets(
+          fleet,
+          hosts,
+          await deployHostKeys(fleet, hosts, options.fleetDir),
+          options.fleetArg,
+        );
   const where = await resolveBuildPlace(fleet, options.buildHost);
   // A build host pushes the closures it built itself when it has nixship, for a deploy that
   // pushes to a cache its hosts substitute from; else they come back here for the push.

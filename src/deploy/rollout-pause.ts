@@ -3,6 +3,7 @@
 // PAUSE_POLL_MS until an operator's `nixship rollout resume|abort ID` comes, the deadline
 // passes (its default outcome is then written as the answer, if nobody's came first), or the
 // deploy is interrupted. The answer decides whether the next wave starts.
+
 import { UsageError } from "../errors.js";
 import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
@@ -12,6 +13,7 @@ import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
+import { shellWord } from "../util/shell-quote.js";
 import { testWait } from "../util/test-waits.js";
 import { shownUrl } from "../util/url-credentials.js";
 import type { DeployOptions } from "./deploy-options.js";
@@ -29,6 +31,8 @@ export interface PauseGateInput {
   readonly store: ObjectStore;
   /** The rollout's id. */
   readonly rollout: string;
+  /** The fleet as the deploy's --fleet named it, for the commands that answer the pause. */
+  readonly fleetArg?: string | undefined;
   /** Who runs the deploy (deploy-origin.ts): the deadline and an interrupt answer in its name. */
   readonly by: string;
   /** Follows the event in the rollout record, and resolves once that is written. */
@@ -40,9 +44,16 @@ export interface PauseGateInput {
   readonly now?: () => Date;
 }
 
-/** The commands that answer a pause of `rollout`. */
-export function answerCommands(rollout: string): { resume: string; abort: string } {
-  return { resume: `nixship rollout resume ${rollout}`, abort: `nixship rollout abort ${rollout}` };
+/** The commands that answer a pause of `rollout` (`fleetArg`: the fleet as --fleet names it). */
+export function answerCommands(
+  rollout: string,
+  fleetArg?: string,
+): { resume: string; abort: string } {
+  const fleet = fleetArg === undefined ? "" : ` --fleet ${shellWord(fleetArg)}`;
+  return {
+    resume: `nixship rollout resume ${rollout}${fleet}`,
+    abort: `nixship rollout abort ${rollout}${fleet}`,
+  };
 }
 
 /**
@@ -122,7 +133,7 @@ export async function waitAtPause(
     since: since.toISOString(),
     until: until.toISOString(),
     onTimeout: pause.onTimeout,
-    ...answerCommands(input.rollout),
+    ...answerCommands(input.rollout, input.fleetArg),
     store: shownUrl(input.store.url),
   };
   await input.record(paused);

@@ -1,6 +1,7 @@
 // What `nixship secrets` does with a fleet's secrets: encrypt a new plaintext, edit one,
 // re-encrypt after hosts or admins change, and say which files are encrypted to exactly the
 // right recipients. Plaintexts live in memory (and, for edit, a tmpfs scratch file) only.
+
 import {
   type AgeIdentity,
   decryptSecret,
@@ -19,6 +20,7 @@ import {
 } from "./recipients.js";
 import { createScratchFile } from "./scratch-file.js";
 import { MAX_PLAINTEXT, readCiphertext, writeCiphertext, writeCiphertexts } from "./secret-file.js";
+import { secretsCommand } from "./secrets-command.js";
 
 type SecretsFleet = Pick<Fleet, "hosts" | "secrets">;
 
@@ -201,7 +203,12 @@ export async function rekeySecrets(
   fleet: SecretsFleet,
   hostKeys: ReadonlyMap<string, string>,
   identities: readonly AgeIdentity[],
-  options: { readonly names?: readonly string[]; readonly force?: boolean } = {},
+  options: {
+    readonly names?: readonly string[];
+    readonly force?: boolean;
+    /** The fleet as --fleet named it, for the commands its errors print. */
+    readonly fleetArg?: string;
+  } = {},
 ): Promise<RekeyRow[]> {
   const specs =
     options.names === undefined
@@ -216,7 +223,7 @@ export async function rekeySecrets(
         "secret-file-missing",
         `secret "${spec.name}" has no file ${spec.file}`,
         {
-          hint: `create it with: nixship secrets set ${spec.name}`,
+          hint: `create it with: ${secretsCommand(`set ${spec.name}`, options.fleetArg)}`,
         },
       );
     }

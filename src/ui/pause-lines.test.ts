@@ -57,6 +57,13 @@ describe("what a pause says", () => {
     expect(pausedRolloutLine(p, new Date("2026-11-25T12:00:00.000Z"))).toMatch(
       /its deadline \(2026-11-25T11:00:00.000Z\) passed with no outcome taken: its deploy is gone/,
     );
+    // With the --fleet the command was given, each command runs as printed.
+    expect(pausedRolloutLine(p, new Date("2026-11-25T10:30:00.000Z"), "/srv/f.json")).toContain(
+      "'nixship rollout resume 0123456789ab --fleet /srv/f.json' lets it go on, 'nixship rollout abort 0123456789ab --fleet /srv/f.json' stops it",
+    );
+    expect(pausedRolloutLine(p, new Date("2026-11-25T12:00:00.000Z"), "f.json")).toContain(
+      "('nixship rollback --rollout 0123456789ab --fleet f.json' undoes it)",
+    );
   });
 
   it("in the plan: each pause, and each entry that makes none, with why", () => {

@@ -1,6 +1,8 @@
 // What a paused rollout says on the terminal and in a CI log: that it waits, for whom (the
 // commands that answer it), until when and what then; and how the pause ended.
 import type { DeployEvent } from "../deploy/events.js";
+import { answerCommands } from "../deploy/rollout-pause.js";
+import { shellWord } from "../util/shell-quote.js";
 import type { PausedRollout } from "../views/rollout-watch.js";
 
 export function pauseLine(
@@ -34,13 +36,14 @@ export function pauseLine(
 const GONE_AFTER_MS = 60_000;
 
 /** A paused rollout as `status` shows it: since when, until when, and the commands. */
-export function pausedRolloutLine(paused: PausedRollout, now: Date): string {
+export function pausedRolloutLine(paused: PausedRollout, now: Date, fleetArg?: string): string {
   const { id, pause } = paused;
+  const { resume, abort } = answerCommands(id, fleetArg);
   const by = paused.by === undefined ? "" : `, started by ${paused.by}`;
   const head = `rollout ${id} is paused after wave ${pause.afterWave} since ${pause.since}${by}`;
   if (now.getTime() > Date.parse(pause.until) + GONE_AFTER_MS) {
-    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}' undoes it)`;
+    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}${fleetArg === undefined ? "" : ` --fleet ${shellWord(fleetArg)}`}' undoes it)`;
   }
   const then = pause.onTimeout === "abort" ? "abort (roll back)" : "resume";
-  return `${head}: 'nixship rollout resume ${id}' lets it go on, 'nixship rollout abort ${id}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;
+  return `${head}: '${resume}' lets it go on, '${abort}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;
 }

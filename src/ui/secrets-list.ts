@@ -1,5 +1,7 @@
 // `nixship secrets list` as a table: one row per secret, then what needs doing.
+
 import type { SecretRow } from "../secrets/secret-ops.js";
+import { secretsCommand } from "../secrets/secrets-command.js";
 import { formatTable } from "./plan-format.js";
 
 const ACTION: Record<SecretRow["state"], string | undefined> = {
@@ -9,7 +11,8 @@ const ACTION: Record<SecretRow["state"], string | undefined> = {
   missing: "set",
 };
 
-export function formatSecretsList(rows: readonly SecretRow[]): string {
+/** `fleetArg`: the fleet as --fleet named it, for the commands it prints. */
+export function formatSecretsList(rows: readonly SecretRow[], fleetArg?: string): string {
   if (rows.length === 0) return "the fleet has no secrets\n";
   const table: string[][] = [["secret", "hosts", "path", "owner", "mode", "recipients"]];
   for (const r of rows) {
@@ -26,7 +29,7 @@ export function formatSecretsList(rows: readonly SecretRow[]): string {
   }
   const todo = rows.flatMap((r) => {
     const action = ACTION[r.state];
-    return action === undefined ? [] : [`nixship secrets ${action} ${r.name}`];
+    return action === undefined ? [] : [secretsCommand(`${action} ${r.name}`, fleetArg)];
   });
   const lines = formatTable(table);
   if (todo.length > 0) lines.push("", "to do:", ...todo.map((t) => `  ${t}`));
