@@ -340,6 +340,8 @@ describe("stopping an activation under way", () => {
       message: "aborted by the deployer",
       current: systems["web-v1"],
       generation: 1,
+      // The phase it stopped it in: the deployer's record names it.
+      stoppedIn: "switch",
     });
     const r = await within(30, "the aborted activation ends", pending);
     expect(r.code, r.stderr).toBe(ACTIVATE_EXIT.unconfirmed);

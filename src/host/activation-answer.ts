@@ -154,6 +154,8 @@ export type ActivationResult =
       readonly message: string;
       readonly generation: number | null;
       readonly current: string | null;
+      /** abort: the phase the activation was in when the abort stopped it (it was under way). */
+      readonly stoppedIn?: string;
       readonly tookOver?: string;
     }
   | BootVerbResult

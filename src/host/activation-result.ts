@@ -283,7 +283,9 @@ function checkVariant(o: Obj): ActivationResult {
         tookOver,
       });
     case "confirm":
-    case "abort":
+    case "abort": {
+      // abort: the phase of the activation it stopped (absent: none was under way).
+      const stoppedIn = text(o, "stoppedIn", true);
       return {
         ok,
         command,
@@ -301,8 +303,10 @@ function checkVariant(o: Obj): ActivationResult {
         current: (storePath(o, "current", { nullable: true, optional: true }) ?? null) as
           | string
           | null,
+        ...(stoppedIn === undefined ? {} : { stoppedIn }),
         ...(tookOver === undefined ? {} : { tookOver }),
       };
+    }
     case "after-boot":
     case "confirm-boot":
     case "abort-boot":

@@ -76,6 +76,7 @@ const settled = (
   command: "confirm" | "abort",
   result: "confirmed" | "rolled-back" | "unknown-token",
   exitCode: number,
+  stoppedIn?: string,
 ): ActivationResult => ({
   ok: exitCode === 0,
   command,
@@ -84,6 +85,7 @@ const settled = (
   message: `${command}: ${result}`,
   generation: 4,
   current: OLD,
+  ...(stoppedIn === undefined ? {} : { stoppedIn }),
 });
 
 interface Call {
@@ -585,6 +587,29 @@ describe("runActivationSession, interrupted", () => {
     expect(t.followUps).toEqual(["abort --token tok (fresh)"]);
     // The abort itself is not interrupted: it must get through.
     expect(t.calls[1]?.options.signal).toBeUndefined();
+  });
+
+  it("during activate, stopped before its switch: the failure names the phase it stopped in", async () => {
+    for (const stoppedIn of ["realise", "secrets", "profile"] as const) {
+      const controller = new AbortController();
+      const t = new FakeTransport({
+        activate: () => {
+          controller.abort("SIGINT");
+          return silent("interrupted");
+        },
+        abort: ok(settled("abort", "rolled-back", 0, stoppedIn)),
+      });
+      const { outcome } = await session(t, request(), controller.signal);
+      expect(outcome).toEqual({
+        status: "failed",
+        phase: stoppedIn,
+        message:
+          stoppedIn === "profile"
+            ? "interrupted (SIGINT); aborted: back on the previous system"
+            : `interrupted (SIGINT); stopped in its ${stoppedIn} phase, before any switch`,
+        rolledBack: true,
+      });
+    }
   });
 
   it("during the HTTP checks: aborts the window instead of confirming", async () => {

@@ -47,7 +47,13 @@ export async function abortUnanswered(
   const back = asked ?? (await settleOverNew(transport, { verb: "abort", token }, onLog));
   const r = back.result;
   if (back.code === 0 && r && "command" in r && r.command === "abort") {
-    return failed("switch", `${why}; aborted: back on the previous system`, true);
+    // Stopped before its switch began: the host never left the system it ran.
+    const stoppedIn = "stoppedIn" in r ? r.stoppedIn : undefined;
+    if (stoppedIn === "realise" || stoppedIn === "secrets") {
+      return failed(stoppedIn, `${why}; stopped in its ${stoppedIn} phase, before any switch`, true);
+    }
+    const phase = stoppedIn === "profile" ? "profile" : "switch";
+    return failed(phase, `${why}; aborted: back on the previous system`, true);
   }
   if (neverBegan(back)) {
     // The activation never began (or ended before it recorded itself): nothing to undo.

@@ -37,7 +37,7 @@ cmd_settle() {
   case $token in ''|*[!A-Za-z0-9_-]*) usage "$verb: --token is required" ;; esac
   [ -d "$state_dir" ] || mkdir -p "$state_dir"
   clear_stale "$verb" "$verb --token $token"
-  settled="" i=0
+  settled="" stopped_in="" i=0
   if [ "$verb" = abort ] && [ -d "$state_dir/lock" ]; then
     # A takeover under way (bounded) comes first: it settles its holder, then its taker runs.
     judge_lock
@@ -53,7 +53,7 @@ cmd_settle() {
       log "stopping the activation of ${o_path:-?} (pid $o_pid, in its ${o_phase:-first} phase)"
       kill -s TERM "$o_pid" 2>/dev/null
       settle_wait
-      settled=1
+      settled=1 stopped_in=${o_phase:-realise}
     fi
   fi
   if [ -z "$settled" ]; then
@@ -91,6 +91,10 @@ cmd_settle() {
   printf ',"current":'
   resolve_set /run/current-system || r_out=""
   json_opt "$r_out"
+  if [ -n "$stopped_in" ]; then
+    printf ',"stoppedIn":'
+    json_str "$stopped_in"
+  fi
   took_over_json
   printf '}\n'
   exit "$code"
