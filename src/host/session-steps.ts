@@ -50,7 +50,11 @@ export async function abortUnanswered(
     // Stopped before its switch began: the host never left the system it ran.
     const stoppedIn = "stoppedIn" in r ? r.stoppedIn : undefined;
     if (stoppedIn === "realise" || stoppedIn === "secrets") {
-      return failed(stoppedIn, `${why}; stopped in its ${stoppedIn} phase, before any switch`, true);
+      return failed(
+        stoppedIn,
+        `${why}; stopped in its ${stoppedIn} phase, before any switch`,
+        true,
+      );
     }
     const phase = stoppedIn === "profile" ? "profile" : "switch";
     return failed(phase, `${why}; aborted: back on the previous system`, true);
