@@ -1,7 +1,7 @@
 // Compression through Debian's own binaries, as streams: xz and bzip2 for pushing (zstd is
 // compressed in-process, see nar-pipeline.ts) and for decompressing (zstd in-process too,
 // zstd-stream.ts).
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { OperationError } from "../errors.js";
 import type { Compression } from "../nix/narinfo.js";
@@ -22,8 +22,24 @@ export interface CompressOptions {
   readonly threads?: number;
 }
 
+/** The compressors running now: stopped when the process exits (a second interrupt, at once). */
+const running = new Set<ChildProcess>();
+let exitHooked = false;
+
+function stoppedAtExit(proc: ChildProcess): void {
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once("exit", () => {
+      for (const p of running) p.kill("SIGTERM");
+    });
+  }
+  running.add(proc);
+  proc.once("close", () => running.delete(proc));
+}
+
 function child(command: string, args: string[], what: string): Duplex {
   const proc = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
+  stoppedAtExit(proc);
   let stderr = "";
   proc.stderr.setEncoding("utf8").on("data", (d: string) => {
     stderr = (stderr + d).slice(-2000);

@@ -115,4 +115,7 @@ export async function whileTrapped<T>(
  */
 export function exitSoonAfterInterrupt(): void {
   setTimeout(() => process.exit(INTERRUPTED_EXIT), 1000).unref();
+  // Another interrupt meanwhile exits at once, as a second one does, through the exit hooks
+  // (a signal's own default would skip them: compressors and staging files would stay).
+  for (const name of INTERRUPT_SIGNALS) process.once(name, () => process.exit(INTERRUPTED_EXIT));
 }

@@ -1,8 +1,9 @@
 // The staging directories of a directory store: where deferred puts write their bodies until a
 // flush moves them into place, under one reserved name, and removed by the next store once stale.
 import { randomBytes } from "node:crypto";
+import { rmdirSync, rmSync } from "node:fs";
 import { lstat, mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
 
 /**
@@ -32,7 +33,30 @@ export async function newStagingDir(root: string, url: string): Promise<string> 
     );
   }
   await removeStale(parent, dir);
+  removedAtExit(dir);
   return dir;
+}
+
+/** The staging directories this process made: removed, if still there, when it exits. */
+const made = new Set<string>();
+
+/**
+ * Removes `dir` when the process exits, however (a second interrupt exits at once): what it
+ * holds is unfinished, and would wait STALE_STAGING_MS for another process to remove it.
+ */
+function removedAtExit(dir: string): void {
+  if (made.size === 0) {
+    process.once("exit", () => {
+      for (const left of made) {
+        rmSync(left, { recursive: true, force: true });
+        // Their home too, once empty (it is not while another process stages in it).
+        try {
+          rmdirSync(dirname(left));
+        } catch {}
+      }
+    });
+  }
+  made.add(dir);
 }
 
 /** Removes, best effort, the staging directories in `parent` but `keep` gone stale. */
