@@ -300,7 +300,8 @@ describe("init --from deploy-rs", () => {
     const r = await init(dir, "--from", "deploy-rs", "--format", "json", "--json");
     expect(r.code, r.stderr).toBe(0);
     const ssh = (JSON.parse(r.stdout) as InitJson).report.find((e) => e.option === "sshOpts");
-    expect(ssh?.text).toContain("Host web.example / Port 2222 / IdentityFile /keys/id");
+    // A block to paste into the ssh_config file.
+    expect(ssh?.text).toContain("\nHost web.example\n  Port 2222\n  IdentityFile /keys/id");
   });
 
   it("takes the configuration the profile is built from, where two share its name (one hostName)", async () => {

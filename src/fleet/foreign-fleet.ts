@@ -140,6 +140,11 @@ export function conversionNix(
   return `${[...header.map((l) => `# ${l}`), args, ...lets, fleet].join("\n")}\n`;
 }
 
+/** ssh_config lines for `host`, as a block to paste (`Host h` and its lines, indented). */
+export function sshConfigBlock(host: string, lines: readonly string[]): string {
+  return [`Host ${host}`, ...lines.map((l) => `  ${l}`)].join("\n");
+}
+
 /**
  * What ssh options given on the command line would be as ssh_config lines for `host` (the
  * fleet's ssh.configFile is where nixship takes them): `-p`, `-i`, `-J`, `-o K=V`; anything

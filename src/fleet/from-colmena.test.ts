@@ -148,10 +148,12 @@ describe("convertColmena", () => {
     expect(c.ssh).toEqual({ configFile: "/etc/colmena/ssh_config" });
     const texts = c.report.map((e) => `${e.outcome} ${e.option}: ${e.text}`);
     expect(texts).toContainEqual(
-      expect.stringMatching(/^mapped deployment.targetPort: .*Host b.example \/ Port 1234$/),
+      expect.stringMatching(/^mapped deployment.targetPort: .*\nHost b.example\n {2}Port 1234$/),
     );
     expect(texts).toContainEqual(
-      expect.stringMatching(/^mapped deployment.sshOptions: .*Host b.example \/ ForwardAgent yes$/),
+      expect.stringMatching(
+        /^mapped deployment.sshOptions: .*\nHost b.example\n {2}ForwardAgent yes$/,
+      ),
     );
     expect(texts).toContainEqual(
       "left deployment.sshOptions: -v: no ssh_config counterpart nixship knows",
@@ -332,6 +334,6 @@ describe("a user in a node's sshOptions", () => {
     const mapped = c.report.find(
       (e) => e.option === "deployment.sshOptions" && e.outcome === "mapped",
     );
-    expect(mapped?.text).toMatch(/Host 10\.0\.0\.1 \/ Port 2222$/);
+    expect(mapped?.text).toMatch(/\nHost 10\.0\.0\.1\n {2}Port 2222$/);
   });
 });

@@ -13,6 +13,7 @@ import {
   type OptionFate,
   Report,
   type SystemRef,
+  sshConfigBlock,
   sshOptionsAsConfig,
   validHostName,
 } from "./foreign-fleet.js";
@@ -340,7 +341,7 @@ export function convertColmena(
         "deployment.targetPort",
         {
           ...COLMENA_OPTIONS["deployment.targetPort"],
-          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}: Host ${node.targetHost} / Port ${node.targetPort}`,
+          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(node.targetHost, [`Port ${node.targetPort}`])}`,
         },
         name,
       );
@@ -361,7 +362,7 @@ export function convertColmena(
           "deployment.sshOptions",
           {
             outcome: "mapped",
-            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}: Host ${node.targetHost} / ${lines.join(" / ")}`,
+            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}:\n${sshConfigBlock(node.targetHost, lines)}`,
           },
           name,
         );

@@ -14,6 +14,7 @@ import {
   type OptionFate,
   Report,
   type SystemRef,
+  sshConfigBlock,
   sshOptionsAsConfig,
   validHostName,
 } from "./foreign-fleet.js";
@@ -311,7 +312,7 @@ export function convertDeployRs(
           "sshOpts",
           {
             outcome: "mapped",
-            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}: Host ${node.hostname} / ${lines.join(" / ")}`,
+            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}:\n${sshConfigBlock(node.hostname ?? name, lines)}`,
           },
           name,
         );

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { FleetFileError, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
+import { ADMIN_PLACEHOLDER } from "./foreign-fleet.js";
 
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH2ocsX1Me8/O5NZWMH4XHmYORWs8Buly0VF+C10HLq7";
 const ADMIN = "age13lla8hn7p8ua5ud9858j0rcgxdj2kppja6nezzv9v03e000qx42sp7nezk";
@@ -144,6 +145,12 @@ describe("the secrets section", () => {
       ),
     ).toEqual([
       'secrets.entries.all-tls.path: is also the path of secret "db1-tls" (/run/keys/tls), on db1: a host keeps one file at a path',
+    ]);
+  });
+
+  it("says the admin init --from left to fill in is still its placeholder", () => {
+    expect(problemsOf(fleetWith({ admins: [ADMIN_PLACEHOLDER], entries: {} }))).toEqual([
+      "secrets.admins.0: is the placeholder 'nixship init --from' wrote: put an admin's age recipient there (age1…, from 'age-keygen -y KEY'), or an ssh-ed25519 public key",
     ]);
   });
 

@@ -14,6 +14,7 @@ import {
   type SecretsSettings,
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
+import { ADMIN_PLACEHOLDER } from "./foreign-fleet.js";
 import {
   got,
   inputProblem,
@@ -60,6 +61,13 @@ function readRecipients(value: unknown, path: JsonPath, problems: Problems): str
   return items.map((item, i) => {
     const text = readString(item, [...path, i], problems);
     if (text === undefined) return "";
+    if (text === ADMIN_PLACEHOLDER) {
+      problems.add(
+        [...path, i],
+        "is the placeholder 'nixship init --from' wrote: put an admin's age recipient there (age1…, from 'age-keygen -y KEY'), or an ssh-ed25519 public key",
+      );
+      return text;
+    }
     const problem = inputProblem(() => parseRecipient(text, `admin ${i}`));
     if (problem !== undefined) problems.add([...path, i], problem);
     return text;

@@ -1,6 +1,7 @@
 // The report of `nixship init --from`: what each option of the other tool became, carried over,
 // mapped or left behind (and why), as lines for people; --json prints the entries themselves.
 import type { Outcome, ReportEntry } from "../fleet/foreign-fleet.js";
+import { namesShown } from "../util/names-shown.js";
 
 const HEADINGS: Record<Outcome, string> = {
   carried: "carried over (the same meaning in nixship):",
@@ -16,15 +17,11 @@ export function conversionReportLines(entries: readonly ReportEntry[]): string[]
     if (these.length === 0) continue;
     lines.push(HEADINGS[outcome]);
     for (const e of these) {
-      const nodes = e.nodes.length === 0 ? "" : ` (${listed(e.nodes)})`;
-      lines.push(`  ${e.option}${nodes}: ${e.text}`);
+      const nodes = e.nodes.length === 0 ? "" : ` (${namesShown(e.nodes, 8)})`;
+      // A text of several lines (an ssh_config block to paste) goes on, indented under it.
+      const [first, ...rest] = e.text.split("\n");
+      lines.push(`  ${e.option}${nodes}: ${first}`, ...rest.map((l) => `      ${l}`));
     }
   }
   return lines;
-}
-
-/** At most eight names, then how many more. */
-function listed(names: readonly string[]): string {
-  const shown = names.slice(0, 8).join(", ");
-  return names.length > 8 ? `${shown} and ${names.length - 8} more` : shown;
 }

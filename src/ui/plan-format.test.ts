@@ -88,16 +88,18 @@ describe("formatPlan's trust", () => {
         host({ host: "web2", pinning: { pinned: true, by: "nixship-activate", keys: ["c-1"] } }),
         host({ host: "web3", pinning: { pinned: false, activator: true } }),
         host({ host: "db1", pinning: { pinned: false, activator: false } }),
+        host({ host: "db2", pinning: { pinned: false, activator: false } }),
         host({ host: "a1", pinning: { pinned: true, by: "agent" } }),
         host({ host: "old" }),
       ],
     });
+    // Said of one host, or of several.
     expect(text.split("\n").slice(-5)).toEqual([
       "trust:",
       "  web1, web2: pinned: nixship-activate, keys c-1",
-      "  web3: not pinned: they take the deployer's trust (they have nixship-activate: set their sudo to use it)",
-      "  db1: not pinned: they take the deployer's trust",
-      "  a1: pinned: their agents' own keys",
+      "  web3: not pinned: it takes the deployer's trust (it has nixship-activate: set its sudo to use it)",
+      "  db1, db2: not pinned: they take the deployer's trust",
+      "  a1: pinned: its agent's own keys",
     ]);
     expect(formatPlan(PLAN)).not.toContain("trust:");
   });

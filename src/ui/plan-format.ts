@@ -238,21 +238,29 @@ function planWaves(plan: DeployPlan): string[] {
  * configuration) or not (the deployer's); nothing when no host said.
  */
 function planPinning(plan: DeployPlan): string[] {
-  const groups = new Map<string, string[]>();
+  // Hosts alike by what is said of them, said of one host or of several.
+  const groups = new Map<string, { hosts: string[]; say: (one: boolean) => string }>();
   for (const host of plan.hosts) {
     const p = host.pinning;
     if (p === undefined) continue;
-    const text = !p.pinned
-      ? `not pinned: they take the deployer's trust${p.activator ? " (they have nixship-activate: set their sudo to use it)" : ""}`
-      : p.by === "agent"
-        ? "pinned: their agents' own keys"
-        : `pinned: nixship-activate, keys ${p.keys.join(", ") || "none"}`;
-    groups.set(text, [...(groups.get(text) ?? []), host.host]);
+    const keys = p.pinned && p.by !== "agent" ? p.keys.join(", ") || "none" : "";
+    const kind = !p.pinned ? `not ${p.activator}` : p.by === "agent" ? "agent" : `keys ${keys}`;
+    const say = (one: boolean) =>
+      !p.pinned
+        ? `not pinned: ${one ? "it takes" : "they take"} the deployer's trust${p.activator ? ` (${one ? "it has" : "they have"} nixship-activate: set ${one ? "its" : "their"} sudo to use it)` : ""}`
+        : p.by === "agent"
+          ? `pinned: ${one ? "its agent's" : "their agents'"} own keys`
+          : `pinned: nixship-activate, keys ${keys}`;
+    const group = groups.get(kind) ?? { hosts: [], say };
+    group.hosts.push(host.host);
+    groups.set(kind, group);
   }
   if (groups.size === 0) return [];
   return [
     "trust:",
-    ...[...groups].map(([text, hosts]) => withoutControls(`  ${listHosts(hosts)}: ${text}`)),
+    ...[...groups.values()].map(({ hosts, say }) =>
+      withoutControls(`  ${listHosts(hosts)}: ${say(hosts.length === 1)}`),
+    ),
   ];
 }
 
