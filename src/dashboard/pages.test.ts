@@ -66,3 +66,19 @@ describe("the rollout page", () => {
     expect(page).not.toContain("Skipped");
   });
 });
+
+describe("a rollback's rollout page", () => {
+  it("names the rollout it undoes; a deploy's says nothing of it", () => {
+    const undo = { ...RECORD, undoes: "0123456789ab" };
+    const page = String(
+      rolloutMain({ status: "found", record: undo } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(page).toContain(
+      '<p class="rollout-undoes">A rollback: it undoes rollout <code>0123456789ab</code>',
+    );
+    const deploy = String(
+      rolloutMain({ status: "found", record: RECORD } as never, null, new Date(RECORD.updatedAt)),
+    );
+    expect(deploy).not.toContain("rollout-undoes");
+  });
+});

@@ -398,7 +398,7 @@ ${
 <thead><tr><th scope="col">Started</th><th scope="col">Rollout</th><th scope="col">Action</th><th scope="col">Wave</th><th scope="col">Result</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${detail.history.map((h) => {
         const sys = shortSystem(h.entry.system);
-        return html`<tr><td>${agoTime(h.startedAt, now)}</td><td>${h.id}</td><td>${h.action} (${h.mode})</td><td>${h.wave ?? "left alone"}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
+        return html`<tr><td>${agoTime(h.startedAt, now)}</td><td>${h.id}</td><td>${h.undoes === undefined ? html`${h.action} (${h.mode})` : html`rollback of ${h.undoes} (${h.mode})`}</td><td>${h.wave ?? "left alone"}</td><td><span class="badge ${h.entry.state}">${h.entry.state}</span></td><td>${sys === null ? "" : html`${sys.name} <code>${sys.hash}</code>`}</td><td class="error">${h.entry.message ?? ""}</td></tr>`;
       })}</tbody></table></div>`
 }
 <h2>Systems it ran</h2>

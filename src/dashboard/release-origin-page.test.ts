@@ -147,6 +147,10 @@ describe("the dashboard's host page", () => {
           history: [
             rollout("cccccccccccc", entry("not-started", sys("3", "v3"), sys("2", "v2"))),
             rollout("bbbbbbbbbbbb", entry("confirmed", sys("2", "v2"), sys("1", "v1"))),
+            {
+              ...rollout("aaaaaaaaaaaa", entry("confirmed", sys("1", "v1"), sys("0", "v0"))),
+              undoes: "999999999999",
+            },
           ] as never,
           change: { status: "none", why: "none" },
         },
@@ -157,6 +161,9 @@ describe("the dashboard's host page", () => {
     expect(listed).toContain(sys("1", "v1"));
     expect(listed).toContain(sys("2", "v2"));
     expect(listed).not.toContain(sys("3", "v3"));
+    // A rollback names the rollout it undid.
+    expect(page).toContain("<td>aaaaaaaaaaaa</td><td>rollback of 999999999999 (ssh)</td>");
+    expect(page).toContain("<td>bbbbbbbbbbbb</td><td>switch (ssh)</td>");
     expect(page).toContain(
       '<dt>Behind</dt><dd><span class="badge behind">behind</span> rollout cccccccccccc (not started): should run example-web-system-v3</dd>',
     );

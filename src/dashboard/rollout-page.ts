@@ -30,6 +30,7 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
   return html`<h1>Rollout ${r.id}</h1>${ahead}
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
 ${origin(r)}
+${r.undoes === undefined ? "" : html`<p class="rollout-undoes">A rollback: it undoes rollout <code>${r.undoes}</code>, sending each host it changed back to what it ran before it.</p>`}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
 ${rolloutPauses(r, now)}
 ${r.waves.map((w) => waveSection(w, rolloutLive(r.state)))}

@@ -22,7 +22,9 @@ export function originText(origin: Origin): string {
 export function shownOriginText(o: ShownOrigin): string {
   const through =
     o.kind === "rollout"
-      ? `deployed (rollout ${o.ref})`
+      ? o.undoes === undefined
+        ? `deployed (rollout ${o.ref})`
+        : `rolled back (rollout ${o.ref}, undoing ${o.undoes})`
       : o.kind === "release"
         ? `released (release ${o.ref})`
         : "rolled back";

@@ -85,6 +85,15 @@ describe("who put each host's system there", () => {
       updatedAt: started.toISOString(),
     };
     await writeRollout(store, rollout);
+    // A rollback of it: the rollout that put web7 back.
+    const undo = {
+      ...rollout,
+      id: "bbbbbbbbbbbb",
+      by: "bob@laptop",
+      sources: [],
+      undoes: rollout.id,
+    };
+    await writeRollout(store, undo);
     const release = {
       channel: "prod",
       hosts: { ag1: { path: A }, ag2: { path: B } },
@@ -122,6 +131,7 @@ describe("who put each host's system there", () => {
       ["web4", record("web4", {}, { kind: "rollback", by: "bob@laptop" })],
       ["web5", record("web5", {}, { kind: "rollout", key: rolloutKey(started, "ffffffffffff") })],
       ["web6", record("web6")],
+      ["web7", record("web7", {}, { kind: "rollout", key: rolloutKey(started, undo.id) })],
     ]);
     const counted = counting(store);
     const cache: OriginCache = new Map();
@@ -132,6 +142,7 @@ describe("who put each host's system there", () => {
       [
         ROLLOUT,
         rolloutKey(started, "ffffffffffff"),
+        rolloutKey(started, undo.id),
         "releases/prod/1.json",
         "releases/prod/1.origin.json",
         "releases/prod/2.json",
@@ -153,6 +164,9 @@ describe("who put each host's system there", () => {
     expect(text("web4")).toBe("rolled back by bob@laptop");
     expect(text("web5")).toMatch(/by whom unknown: its rollout record .* is gone/);
     expect(shown.has("web6")).toBe(false);
+    expect(text("web7")).toBe(
+      "rolled back (rollout bbbbbbbbbbbb, undoing 0123456789ab) by bob@laptop",
+    );
     // A dashboard's next poll reads nothing: what was believed is kept, and what was not is
     // shown as it was until PROBLEM_RETRY_MS passed; then only that is asked again.
     counted.gets.length = 0;

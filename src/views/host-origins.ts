@@ -26,6 +26,8 @@ export interface ShownOrigin {
   readonly sources: readonly OriginSource[];
   /** Why who and what cannot be told (record gone, unreadable, origin untrusted); else null. */
   readonly problem: string | null;
+  /** A rollout that was a rollback: the rollout it undid. */
+  readonly undoes?: string;
 }
 
 /**
@@ -140,6 +142,7 @@ async function readOrigin(
           by: record.by,
           sources: record.sources ?? [],
           problem: null,
+          ...(record.undoes === undefined ? {} : { undoes: record.undoes }),
         };
       } catch (err) {
         if (!(err instanceof NixshipError)) throw err;

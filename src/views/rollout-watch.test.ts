@@ -137,7 +137,11 @@ describe("the rollout watch", () => {
 
   it("gives a host's rollouts, newest first, with its wave", async () => {
     const oldest = rollout("aaaaaaaa", 0, [[entry("web2")], [entry("web1", "rolled-back")]]);
-    const without = rollout("bbbbbbbb", 10, [[entry("web2")], [entry("db1")]], { mode: "agent" });
+    // (A rollback of the oldest, which db1 went back in.)
+    const without = rollout("bbbbbbbb", 10, [[entry("web2")], [entry("db1")]], {
+      mode: "agent",
+      undoes: "aaaaaaaa",
+    });
     const newest = rollout("cccccccc", 20, [[entry("web1", "health")], [entry("web2")]], {
       action: "boot",
     });
@@ -172,8 +176,8 @@ describe("the rollout watch", () => {
       },
     ]);
     expect(counts.get).toBe(4);
-    expect((await watch.hostHistory("db1")).map((h) => [h.id, h.mode, h.wave])).toEqual([
-      ["bbbbbbbb", "agent", 2],
+    expect((await watch.hostHistory("db1")).map((h) => [h.id, h.mode, h.wave, h.undoes])).toEqual([
+      ["bbbbbbbb", "agent", 2, "aaaaaaaa"],
     ]);
     expect(await watch.hostHistory("nobody")).toEqual([]);
     // Nothing moved: no record was read again.

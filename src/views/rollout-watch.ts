@@ -36,6 +36,8 @@ export interface HostRollout {
   readonly updatedAt: string;
   /** Its wave; null: the rollout named it but left it alone (up to date, unreachable, refused). */
   readonly wave: number | null;
+  /** A rollback's: the rollout it undid. */
+  readonly undoes?: string;
   readonly entry: RolloutHost;
 }
 
@@ -94,16 +96,17 @@ export class RolloutWatch {
   async hostHistory(host: string): Promise<HostRollout[]> {
     return (await this.#recentRecords()).flatMap(({ record }): HostRollout[] => {
       const { id, mode, action, startedAt, updatedAt } = record;
+      const undoes = record.undoes === undefined ? {} : { undoes: record.undoes };
       for (const wave of record.waves) {
         const entry = wave.hosts.find((h) => h.host === host);
         if (entry !== undefined) {
-          return [{ id, mode, action, startedAt, updatedAt, wave: wave.index, entry }];
+          return [{ id, mode, action, startedAt, updatedAt, wave: wave.index, entry, ...undoes }];
         }
       }
       const left = record.skipped?.find((h) => h.host === host);
       return left === undefined
         ? []
-        : [{ id, mode, action, startedAt, updatedAt, wave: null, entry: left }];
+        : [{ id, mode, action, startedAt, updatedAt, wave: null, entry: left, ...undoes }];
     });
   }
 
