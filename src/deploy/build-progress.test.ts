@@ -56,4 +56,44 @@ describe("build progress events", () => {
       vi.useRealTimers();
     }
   });
+
+  it("says nothing while Nix finds its work, and a whole that never shrinks", () => {
+    vi.useFakeTimers();
+    try {
+      const events: DeployEvent[] = [];
+      const reporter = reportBuildProgress((e) => events.push(e));
+      const at = (done: number, expected: number, failed: number, running = 0) =>
+        ({
+          done,
+          expected,
+          failed,
+          running: Array.from({ length: running }, (_, i) => build(`d${i}`, Date.now())),
+        }) satisfies BuildProgress;
+      // Nix counting the goals it finds (1, 2, 3, 4): nothing built yet, nothing said.
+      for (const expected of [1, 2, 3, 4]) reporter.onProgress(at(0, expected, 0));
+      expect(events).toEqual([]);
+      reporter.onProgress(at(0, 4, 0, 1));
+      expect(events).toMatchObject([{ done: 0, expected: 4, failed: 0, building: 1 }]);
+      // A failure makes two goals moot: Nix expects 1 more, 1 failed; the whole stays 4.
+      vi.advanceTimersByTime(2000);
+      reporter.onProgress(at(0, 1, 1, 1));
+      expect(events.at(-1)).toMatchObject({ done: 0, expected: 3, failed: 1 });
+      // Nix finding work again (1, then 2): the whole stays the largest said.
+      vi.advanceTimersByTime(2000);
+      reporter.onProgress(at(0, 2, 1, 1));
+      expect(events.at(-1)).toMatchObject({ expected: 3, failed: 1 });
+      reporter.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("says nothing at all for a build that built nothing (all there already)", () => {
+    const events: DeployEvent[] = [];
+    const reporter = reportBuildProgress((e) => events.push(e));
+    reporter.onProgress({ done: 0, expected: 1, failed: 0, running: [] });
+    reporter.onProgress({ done: 0, expected: 0, failed: 0, running: [] });
+    reporter.stop();
+    expect(events).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 // The build's progress as deploy events: what Nix builds now and how many of how many are
 // done (cache/nix-activity.ts reads it from Nix), emitted when it changes (at most every
-// CHANGE_MS) and every QUIET_MS while nothing changes, so that a long build is never silent.
+// CHANGE_MS) and every QUIET_MS while nothing changes, so that a long build is never silent;
+// nothing until a derivation builds, and a whole that never shrinks.
 import type { BuildProgress } from "../cache/nix-activity.js";
 import type { DeployEvent } from "./events.js";
 
@@ -24,13 +25,20 @@ export function reportBuildProgress(
   let latest: BuildProgress | undefined;
   let lastEmit = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  // Nix counts the derivations it expects as it finds them, and drops those a failure makes
+  // moot: the whole said never shrinks, so that "N of M" only climbs.
+  let whole = 0;
   const send = () => {
     timer = undefined;
     if (latest === undefined) return;
     lastEmit = now();
-    emit(buildProgressEvent(latest, lastEmit));
+    whole = Math.max(whole, latest.expected + latest.failed);
+    emit(buildProgressEvent({ ...latest, expected: whole - latest.failed }, lastEmit));
     if (latest.running.length > 0) schedule(QUIET_MS);
   };
+  // Before any derivation builds, built or failed, the counts are Nix still finding its work:
+  // nothing to say that the build's first line did not.
+  const sayable = (p: BuildProgress) => p.running.length > 0 || p.done > 0 || p.failed > 0;
   const schedule = (ms: number) => {
     if (timer !== undefined) clearTimeout(timer);
     timer = setTimeout(send, ms);
@@ -38,6 +46,7 @@ export function reportBuildProgress(
   };
   return {
     onProgress(progress) {
+      if (!sayable(progress) && lastEmit === 0) return;
       latest = progress;
       const wait = lastEmit + CHANGE_MS - now();
       if (wait <= 0) send();
