@@ -212,6 +212,16 @@ describe("the runs column (with the plan)", () => {
       seconds: 1,
     };
     expect(runs(realise, p)).toBe("example-web-system-v1");
+    // After a pause, a host never reached is known only as the survey found it, hours ago maybe.
+    const paused = {
+      ...p,
+      pauses: [
+        { afterWave: 1, kind: "canary" as const, timeout: 600, onTimeout: "abort" as const },
+      ],
+    };
+    const db2 = RESULTS.find((r) => r.host === "db2") as HostResult;
+    expect(runs(db2, paused)).toBe("example-web-system-v1 (when surveyed)");
+    expect(runs(RESULTS[0] as HostResult, paused)).toBe("example-web-system-v2");
   });
 
   it("sits after the result", () => {

@@ -170,7 +170,12 @@ function runsName(result: HostResult, current: string | undefined, plan: DeployP
   const now = runsAfter(result, current, plan.action);
   if (now === undefined) return "unknown";
   const name = storeName(now);
-  return result.outcome.status === "failed" && now === result.desired ? `${name} (failed)` : name;
+  if (result.outcome.status === "failed" && now === result.desired) return `${name} (failed)`;
+  // A host the rollout never reached is known as the survey found it: before a pause, which
+  // can last hours, that is no word on what it runs now.
+  const o = result.outcome;
+  const untouched = o.status === "skipped" && o.reason === "not-started";
+  return untouched && (plan.pauses?.length ?? 0) > 0 ? `${name} (when surveyed)` : name;
 }
 
 function summaryRow(result: HostResult): string[] {
