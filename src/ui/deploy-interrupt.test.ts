@@ -36,10 +36,14 @@ describe("the interrupt lines", () => {
   });
 
   it("second: what becomes of the hosts left in flight, by mode and window", () => {
-    const policy = { confirmTimeout: 30, health: { http: [], commands: [] } };
+    const policy = {
+      confirmTimeout: 30,
+      activationTimeout: 600,
+      health: { http: [], commands: [] },
+    };
     const ssh = { mode: "ssh", action: "switch", policy } as const;
     expect(formatSecondInterrupt("SIGINT", ["web1"], ssh)).toBe(
-      "interrupted again (SIGINT): exiting now; web1 was still in flight: unless already confirmed, it rolls itself back when its confirmation window (30s) closes",
+      "interrupted again (SIGINT): exiting now; web1 was still in flight: unless already confirmed, it rolls itself back, within its activation timeout (600s) if still switching, else when its confirmation window (30s) closes",
     );
     // With confirmation off, HTTP checks still get a window as long as they take plus 10 s
     // (activationSteps), and the line says so.
@@ -52,7 +56,7 @@ describe("the interrupt lines", () => {
       },
     };
     expect(formatSecondInterrupt("SIGINT", ["a", "b"], checked)).toContain(
-      "a, b were still in flight: unless already confirmed, each rolls itself back when its confirmation window (70s) closes",
+      "a, b were still in flight: unless already confirmed, each rolls itself back, within its activation timeout (600s) if still switching, else when its confirmation window (70s) closes",
     );
     expect(
       formatSecondInterrupt("SIGINT", ["a"], { ...ssh, policy: { ...policy, confirmTimeout: 0 } }),
@@ -100,7 +104,7 @@ describe("a second interrupt while a wave bakes", () => {
     const ssh = {
       mode: "ssh",
       action: "switch",
-      policy: { confirmTimeout: 30, health: { http: [], commands: [] } },
+      policy: { confirmTimeout: 30, activationTimeout: 600, health: { http: [], commands: [] } },
     } as const;
     expect(formatSecondInterrupt("SIGINT", tracker.hosts, ssh, tracker.baking)).toBe(
       "interrupted again (SIGINT): exiting now; web2 was baking (confirmed: the new system stays), or being rolled back after a failed bake (that goes on on the host): 'nixship status' shows where each ends",

@@ -54,7 +54,7 @@ export function formatFirstInterrupt(
 export interface InFlightContext {
   readonly mode: DeliveryMode;
   readonly action: Action;
-  readonly policy: Pick<RolloutPolicy, "confirmTimeout" | "health">;
+  readonly policy: Pick<RolloutPolicy, "confirmTimeout" | "health" | "activationTimeout">;
 }
 
 /** What the second interrupt prints before the deployer exits at once. */
@@ -86,7 +86,7 @@ export function formatSecondInterrupt(
         true,
       ).confirmWindow;
       return window > 0
-        ? `${exiting}; ${hosts}: unless already confirmed, ${each} rolls itself back when its confirmation window (${window}s) closes`
+        ? `${exiting}; ${hosts}: unless already confirmed, ${each} rolls itself back, within its activation timeout (${policy.activationTimeout}s) if still switching, else when its confirmation window (${window}s) closes`
         : `${exiting}; ${hosts}, with no confirmation window: ${each} keeps what its activation ends with (${status})`;
     }
   }
