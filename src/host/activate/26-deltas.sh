@@ -589,7 +589,9 @@ delta_step() {
   r=$(x_left)
   if [ $# -gt 0 ] && [ "$r" -gt 0 ]; then
     log "deltas: fetching $# of them, for $(wc -l <"$x_dir/fetch") paths to fetch"
-    bounded quiet "$r" env XDG_CACHE_HOME="$x_dir/nix-cache" nix-store --realise --keep-going "$@" \
+    # (No root: the realise that follows roots what it keeps; nor Nix's warning of that.)
+    bounded quiet "$r" env XDG_CACHE_HOME="$x_dir/nix-cache" nix-store --realise --keep-going \
+      --no-gc-warning "$@" \
       --option substituters "$subs" --option trusted-public-keys "$keys" \
       --option require-sigs true --option narinfo-cache-negative-ttl 0 \
       --option narinfo-cache-positive-ttl "$STEP_NARINFO_TTL"
