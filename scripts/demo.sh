@@ -74,6 +74,8 @@ show
 step "Plan web-v2 for the hosts tagged @web only"
 set_system web-v2 demo1 demo3
 nixship plan --fleet "$fleet" --on @web
+echo "(no deltas here: these example systems carry no zstd for a host to apply them with, as a"
+echo " NixOS system does; docs/deltas.md deploys web-deltas-v1, then -v2, which get them)"
 
 step "Deploy it: canary first, then the rest"
 deploy --on @web
