@@ -25,7 +25,7 @@ export function findSecret(fleet: Pick<Fleet, "secrets">, name: string): SecretS
   throw new InputError("unknown-secret", `the fleet has no secret "${name}"`, {
     hint:
       names.length === 0
-        ? `add it to the fleet file first: "secrets": {"admins": [...], "entries": {"${name}": {"hosts": "@web"}}}`
+        ? `add it to the fleet first: in a fleet file, "secrets": {"admins": [...], "entries": {"${name}": {"hosts": "@web"}}}; in a fleet written in Nix, secrets = { admins = [ ... ]; entries.${JSON.stringify(name)}.hosts = "@web"; }; (docs/secrets.md)`
         : `the fleet's secrets: ${listForHint(closestFirst(name, names))}`,
   });
 }
