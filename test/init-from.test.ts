@@ -233,6 +233,29 @@ describe("init --from colmena: keys", () => {
   });
 });
 
+describe("init --from colmena: what the fleet cannot hold", () => {
+  it("is named, and nothing is written (exit 2)", async () => {
+    const hive = `{
+  meta.nixpkgs = import ${STAND_IN_NIXPKGS};
+  web = { networking.hostName = "web"; deployment.targetHost = "10.0.0.1";
+    deployment.tags = [ "web" "web" ]; deployment.keys.perm = { text = "x"; permissions = "u=rw"; }; };
+}
+`;
+    const dir = await flakeDir("      packages = { };", hive);
+    const key = join(dir, "..", `${dir.split("/").pop()}.sec`);
+    const r = await init(dir, "--from", "colmena", "--format", "json");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`the fleet converted from ${dir} would not load:`);
+    expect(r.stderr).toContain('  hosts.web.tags[1]: repeats the tag "web"');
+    expect(r.stderr).toContain("  secrets.entries.web-perm.mode:");
+    expect(r.stderr).toContain("nothing was written");
+    // The admin init leaves to fill in is no problem of the conversion.
+    expect(r.stderr).not.toContain("admins");
+    await expect(readFile(join(dir, "nixship.json"))).rejects.toThrow();
+    await expect(readFile(key)).rejects.toThrow();
+  });
+});
+
 describe("a directory whose name holds Nix syntax", () => {
   it("is the directory it names, never Nix code: a decoy where that code points is not read", async () => {
     const parent = await mkdtemp(join(work, "odd-"));

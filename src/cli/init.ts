@@ -1,6 +1,7 @@
 // `nixship init`: a starting fleet for the flake in a directory, one host per NixOS
 // configuration (or, with --from, per node of a colmena hive or deploy-rs flake), with a cache
 // and a signing key (kept out of the flake), and the next commands.
+
 import { existsSync, realpathSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
@@ -9,12 +10,14 @@ import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
 import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
 import { InputError, UsageError } from "../errors.js";
+import { conversionProblems } from "../fleet/conversion-check.js";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { formatJson } from "../fleet/fleet-json.js";
 import { type Conversion, conversionJson, conversionNix } from "../fleet/foreign-fleet.js";
 import { convertColmena } from "../fleet/from-colmena.js";
 import { convertDeployRs } from "../fleet/from-deploy-rs.js";
 import { fleetOutputLine, hostsToFill, initFleetJson, initFleetNix } from "../fleet/init-fleet.js";
+import { formatJsonPath } from "../fleet/json-path.js";
 import { DEFAULT_FLEET_OUTPUT } from "../fleet/load-flake-fleet.js";
 import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
@@ -134,9 +137,23 @@ the fleet file exists, the key would be in the flake).`,
       refuseExisting(fleetFile, values.force === true);
       const { conversion, flake, hasFleet } = await convertFrom(from, dir, io.env);
       if (format === "nix" && hasFleet) return saidHasFleet(io, dir, format, values.json === true);
+      const settings = { cacheUrl, publicKey };
+      // What the fleet could not hold stops init here, before anything is written.
+      const problems = conversionProblems(conversion, settings);
+      if (problems.length > 0) {
+        throw new InputError(
+          "conversion-refused",
+          `${COMMAND} --from ${from}: the fleet converted from ${dir} would not load:\n${problems
+            .slice(0, 20)
+            .map((p) => `  ${formatJsonPath(p.path)}: ${p.message}`)
+            .join("\n")}${problems.length > 20 ? `\n  … and ${problems.length - 20} more` : ""}`,
+          {
+            hint: `change those settings in the ${from === "colmena" ? "hive" : "deploy-rs flake"} (or leave them out), then convert again; nothing was written`,
+          },
+        );
+      }
       await writeKey(keyOut, key);
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
-      const settings = { cacheUrl, publicKey };
       const text =
         format === "json"
           ? formatJson(conversionJson(conversion, settings))

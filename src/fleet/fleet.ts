@@ -15,6 +15,8 @@ export const ADDRESS_PATTERN = /^[A-Za-z0-9:][A-Za-z0-9.:-]*$/;
  * pattern refuses it), so the fleet is refused, naming the host, until the user fills it in.
  */
 export const ADDRESS_PLACEHOLDER = "FILL IN: the host's address";
+/** The admin `init --from` writes where the other tool had none: a person fills it in. */
+export const ADMIN_PLACEHOLDER = "FILL IN: an admin's age recipient (age1… or ssh-ed25519 …)";
 /** An ssh destination or ssh_config `Host` alias. */
 export const SSH_HOST_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 export const SSH_USER_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;

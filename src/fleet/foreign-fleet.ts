@@ -1,7 +1,7 @@
 // What the importers of other deployers' fleets (colmena's hives, deploy-rs's nodes) share: the
 // converted fleet, the report of what each option became (carried over, mapped, left behind and
 // why), and the fleet written as a fleet file or as Nix for the flake. Pure.
-import { NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
+import { ADMIN_PLACEHOLDER, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
 
@@ -93,7 +93,6 @@ export interface ConversionSettings {
 }
 
 /** `secrets.admins` until the user names one: no recipient, so the fleet is refused until then. */
-export const ADMIN_PLACEHOLDER = "FILL IN: an admin's age recipient (age1… or ssh-ed25519 …)";
 
 export function validHostName(name: string): boolean {
   return NAME_PATTERN.test(name) && name.length <= NAME_MAX_LENGTH;

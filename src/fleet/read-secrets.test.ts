@@ -1,9 +1,9 @@
 // The fleet file's `secrets` section and hosts' `hostKey`: defaults, every rule with a message
 // that names the field, and ciphertext paths resolved against the fleet file.
 import { describe, expect, it } from "vitest";
+import { ADMIN_PLACEHOLDER } from "./fleet.js";
 import { FleetFileError, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
-import { ADMIN_PLACEHOLDER } from "./foreign-fleet.js";
 
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH2ocsX1Me8/O5NZWMH4XHmYORWs8Buly0VF+C10HLq7";
 const ADMIN = "age13lla8hn7p8ua5ud9858j0rcgxdj2kppja6nezzv9v03e000qx42sp7nezk";

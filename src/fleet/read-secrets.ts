@@ -4,6 +4,7 @@
 import { parseRecipient } from "../age/age.js";
 import { isStorePath } from "../nix/store-path.js";
 import {
+  ADMIN_PLACEHOLDER,
   defaultSecretFile,
   defaultSecretPath,
   type FleetHost,
@@ -14,7 +15,6 @@ import {
   type SecretsSettings,
 } from "./fleet.js";
 import { FLEET_KEYS } from "./fleet-keys.js";
-import { ADMIN_PLACEHOLDER } from "./foreign-fleet.js";
 import {
   got,
   inputProblem,
