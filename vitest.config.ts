@@ -7,7 +7,12 @@ import { TEST_NIX_CONFIG } from "./support/nix-config.js";
 // nixship's own cache (which stores honour conditional writes) for this run alone: a directory
 // of its own, not ~/.cache nor one another checkout's suite shares, removed when the run ends.
 const CACHE_DIR = mkdtempSync(join(tmpdir(), "nixship-test-cache-"));
-process.on("exit", () => rmSync(CACHE_DIR, { recursive: true, force: true }));
+// Where commands keep data by default (init's cache beside no git flake): the run's own too.
+const DATA_DIR = mkdtempSync(join(tmpdir(), "nixship-test-data-"));
+process.on("exit", () => {
+  rmSync(CACHE_DIR, { recursive: true, force: true });
+  rmSync(DATA_DIR, { recursive: true, force: true });
+});
 
 // Unit tests sit beside the code; tests that need real parts (nix, s3rver, sshd) live in test/.
 export default defineConfig({
@@ -30,6 +35,7 @@ export default defineConfig({
     env: {
       NIX_CONFIG: TEST_NIX_CONFIG,
       NIXSHIP_CACHE_DIR: CACHE_DIR,
+      XDG_DATA_HOME: DATA_DIR,
       NIXSHIP_SSM_POLL_MS: "250",
       NIXSHIP_REBOOT_PROBE_MS: "500",
       NIXSHIP_PAUSE_POLL_MS: "500",

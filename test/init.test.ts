@@ -3,12 +3,13 @@
 // for nixosSystem) as a fleet file and as the flake's output, the cache and the key (0600,
 // outside the flake), the placeholder address refused by name until filled in, then the
 // fleet built; and its refusals (exit 2), which write nothing.
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nixship } from "../support/cli.js";
+import { nixship, runOk } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
 import { writeFleetFlake } from "./support/fleet-flake.js";
 
@@ -78,8 +79,15 @@ describe("nixship init --format json", () => {
     >;
     const keyFile = join(config, "nixship", `nixship-${dir.split("/").pop()}-1.sec`);
     expect(report.key).toEqual({ file: keyFile, publicKey: expect.any(String), created: true });
+    // No git repository: Nix copies the flake whole, so the cache is made outside it.
+    const cacheDir = join(
+      process.env.XDG_DATA_HOME as string,
+      "nixship",
+      "caches",
+      `${basename(dir)}-${createHash("sha256").update(dir).digest("hex").slice(0, 8)}`,
+    );
     expect(fleet).toEqual({
-      cache: { url: `file://${dir}/.nixship-cache`, publicKeys: [report.key.publicKey] },
+      cache: { url: `file://${cacheDir}`, publicKeys: [report.key.publicKey] },
       policies: { web1: { canary: 0 } },
       hosts: {
         web1: {
@@ -101,12 +109,29 @@ describe("nixship init --format json", () => {
       "nixship plan",
       `nixship deploy --key ${keyFile}`,
     ]);
-    // The key: 0600, outside the flake; the cache: made, beside the flake.
+    // The key: 0600, outside the flake; the cache: made, outside it too.
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
-    expect(await readFile(join(dir, ".nixship-cache/nix-cache-info"), "utf8")).toContain(
+    expect(await readFile(join(cacheDir, "nix-cache-info"), "utf8")).toContain(
       "StoreDir: /nix/store",
     );
-    expect(report.cache).toEqual({ url: `file://${dir}/.nixship-cache`, created: true });
+    expect(report.cache).toEqual({ url: `file://${cacheDir}`, created: true });
+    expect(existsSync(join(dir, ".nixship-cache"))).toBe(false);
+  });
+
+  it("makes the cache beside a flake in a git repository (Nix copies only what git tracks)", async () => {
+    const git = await flakeDir();
+    await runOk("git", ["init", "-q", git]);
+    await runOk("git", ["-C", git, "add", "flake.nix"]);
+    const r = await init(git, ["--format", "json", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as InitReport).cache).toEqual({
+      url: `file://${git}/.nixship-cache`,
+      created: true,
+    });
+    const said = await init(git, ["--format", "json", "--force"]);
+    expect(`${said.stdout}${said.stderr}`).toContain(
+      "keep .nixship-cache/ out of git (.gitignore)",
+    );
   });
 
   it("writes a fleet that is refused, naming the placeholder, until the address is filled in", async () => {

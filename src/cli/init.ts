@@ -2,12 +2,14 @@
 // configuration (or, with --from, per node of a colmena hive or deploy-rs flake), with a cache
 // and a signing key (kept out of the flake), and the next commands.
 
+import { createHash } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
 import { listFlakeConfigurations } from "../deploy/flake-configurations.js";
+import { gitTopLevel } from "../deploy/flake-source.js";
 import { readColmenaHive, readDeployRs } from "../deploy/read-foreign-fleet.js";
 import { InputError, UsageError } from "../errors.js";
 import { conversionProblems } from "../fleet/conversion-check.js";
@@ -51,7 +53,9 @@ nixship's nixosModules.deployment; nothing is built) and writes a starting fleet
     delivery, ... its nixship.deployment sets; a host whose address is unknown gets the
     placeholder "FILL IN: the host's address", which every command (plan, deploy, doctor)
     refuses, naming the host, until it is filled in;
-  - the cache: --cache URL, else a directory cache beside the flake (file://DIR/${DEFAULT_CACHE_DIR}),
+  - the cache: --cache URL, else a directory cache beside the flake (file://DIR/${DEFAULT_CACHE_DIR})
+    in a git repository; else one outside it, which Nix would copy whole with the flake
+    ($XDG_DATA_HOME/nixship/caches/NAME-HASH),
     made as 'nixship cache init' makes one (an s3:// cache is left for 'cache init');
   - the signing key (as 'nixship key generate' writes it, mode 0600), outside the flake's
     directory, since a flake is copied into the world-readable Nix store: --key-out FILE,
@@ -82,7 +86,8 @@ renamed), and an existing fleet file is kept unless --force.
 Options:
   --from TOOL        convert the fleet of colmena or deploy-rs in the flake
   --format nix|json  the fleet in the flake (nix, default) or a fleet file (json)
-  --cache URL        the fleet's cache (default: file://DIR/${DEFAULT_CACHE_DIR})
+  --cache URL        the fleet's cache (default: file://DIR/${DEFAULT_CACHE_DIR} in a git
+                     repository, else under $XDG_DATA_HOME/nixship/caches/)
   --key-out FILE     where the secret signing key is (default: see above); not in DIR
   --key-name NAME    the key's name (default: nixship-DIRNAME-1)
   --force            replace an existing ${NIX_FLEET_FILE} or ${DEFAULT_FLEET_FILE}
@@ -122,7 +127,7 @@ the fleet file exists, the key would be in the flake).`,
     // Read, or made, before the flake is: a bad key or key name stops init before Nix runs.
     const key = await readOrMakeKey(keyOut, keyName);
     const publicKey = formatPublicKey(publicKeyOf(key.key));
-    const cacheUrl = values.cache ?? `file://${join(dir, DEFAULT_CACHE_DIR)}`;
+    const cacheUrl = values.cache ?? `file://${await defaultCacheDir(dir, io.env)}`;
     // Before anything is written: a URL the fleet file would refuse (one holding credentials,
     // above all) never reaches it, nor the flake that Nix copies into the store.
     try {
@@ -213,7 +218,7 @@ the fleet file exists, the key would be in the flake).`,
         lines.push(`add this line to the outputs of ${join(dir, "flake.nix")}:`, `  ${outputLine}`);
         if (outputLine.includes("nixship.lib")) lines.push("  (nixship: a flake input of nixship)");
       }
-      if (values.cache === undefined)
+      if (cacheUrl === `file://${join(dir, DEFAULT_CACHE_DIR)}`)
         lines.push(`keep ${DEFAULT_CACHE_DIR}/ out of git (.gitignore)`);
       if (conversion.secrets !== null) {
         lines.push(
@@ -316,8 +321,8 @@ the fleet file exists, the key would be in the flake).`,
           : `fill in the address of ${toFill.join(", ")} (see ${fleetFile})`,
       );
     }
-    // In the flake's directory: git must not track it (nor a path: flake copy it, growing).
-    if (values.cache === undefined)
+    // In the flake's directory (a git flake's): git must not track it.
+    if (cacheUrl === `file://${join(dir, DEFAULT_CACHE_DIR)}`)
       lines.push(`keep ${DEFAULT_CACHE_DIR}/ out of git (.gitignore)`);
     lines.push("next:", ...next.map((c) => `  ${c}`));
     io.stderr.write(`${lines.join("\n")}\n`);
@@ -439,6 +444,19 @@ function validHostName(name: string): boolean {
 function defaultKeyName(dir: string): string {
   const base = (dir.split("/").pop() ?? "").replace(/[^A-Za-z0-9._-]+/g, "-").slice(0, 40);
   return `nixship-${base || "fleet"}-1`;
+}
+
+/**
+ * The cache init makes when none is named: beside the flake (DIR/.nixship-cache, to keep out of
+ * git) when the flake is in a git work tree, which Nix copies only the tracked files of; else
+ * outside it ($XDG_DATA_HOME/nixship/caches/NAME-HASH), as Nix copies a path: flake whole, a
+ * cache inside it included, into the store at every evaluation.
+ */
+async function defaultCacheDir(dir: string, env: NodeJS.ProcessEnv): Promise<string> {
+  if ((await gitTopLevel(dir)) !== undefined) return join(dir, DEFAULT_CACHE_DIR);
+  const data = env.XDG_DATA_HOME || join(homedir(), ".local", "share");
+  const tag = createHash("sha256").update(dir).digest("hex").slice(0, 8);
+  return join(data, "nixship", "caches", `${basename(dir) || "fleet"}-${tag}`);
 }
 
 function defaultKeyFile(name: string, env: NodeJS.ProcessEnv): string {

@@ -94,7 +94,7 @@ export async function localFlakeRef(
 const GIT_TIMEOUT_MS = 10_000;
 
 /** The top of the git work tree holding `dir`, if it is in one. */
-async function gitTopLevel(dir: string): Promise<string | undefined> {
+export async function gitTopLevel(dir: string): Promise<string | undefined> {
   const r = await runCommand("git", ["-C", dir, "rev-parse", "--show-toplevel"], {
     okCodes: [0, 128],
     purpose: "find the git repository of the flake",
