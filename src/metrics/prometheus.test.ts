@@ -23,6 +23,23 @@ describe("answerOf", () => {
     ).toEqual({ value: 3 });
   });
 
+  it("takes an answer with warnings (partial data) for no value, saying them", () => {
+    const partial = JSON.stringify({
+      ...JSON.parse(vector("0.01")),
+      warnings: ["remote store eu-1 did not answer: context deadline exceeded"],
+    });
+    expect(answerOf(200, partial, "e")).toEqual({
+      value: null,
+      why: "Prometheus answered with warnings, so its value may rest on partial data (remote store eu-1 did not answer: context deadline exceeded)",
+    });
+    // An empty list is no warning.
+    expect(
+      answerOf(200, JSON.stringify({ ...JSON.parse(vector("2")), warnings: [] }), "e"),
+    ).toEqual({
+      value: 2,
+    });
+  });
+
   it("says why there is no value: no series, several, NaN, a refused query, no JSON", () => {
     expect(answerOf(200, vector(), "e")).toEqual({
       value: null,

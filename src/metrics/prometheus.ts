@@ -91,7 +91,13 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
         : "";
     return noValue(`${endpoint} answered ${status}${auth} with no JSON: ${shown(text)}`);
   }
-  const b = body as { status?: unknown; error?: unknown; errorType?: unknown; data?: unknown };
+  const b = body as {
+    status?: unknown;
+    error?: unknown;
+    errorType?: unknown;
+    data?: unknown;
+    warnings?: unknown;
+  };
   if (b.status !== "success" && b.status !== "error") {
     return noValue(
       `${endpoint} answered ${status} with JSON that is no Prometheus answer (no "status"): is prometheus.url Prometheus' own address?`,
@@ -101,6 +107,17 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
     const error = typeof b.error === "string" ? b.error : `status ${status}`;
     const type = typeof b.errorType === "string" ? `${b.errorType}: ` : "";
     return noValue(`Prometheus refused the query (${shown(type + error)})`);
+  }
+  // A partial answer (a remote store or a Thanos store that did not answer) is no value to judge
+  // a host by: the no-data rule decides.
+  if (Array.isArray(b.warnings) && b.warnings.length > 0) {
+    const said = b.warnings
+      .slice(0, 3)
+      .map((w) => String(w))
+      .join("; ");
+    return noValue(
+      `Prometheus answered with warnings, so its value may rest on partial data (${shown(said)})`,
+    );
   }
   const data = b.data as { resultType?: unknown; result?: unknown } | undefined;
   switch (data?.resultType) {
