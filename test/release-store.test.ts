@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { trustedChannelRelease } from "../src/channel/trusted-release.js";
+import { readChannelToUpdate, trustedChannelRelease } from "../src/channel/trusted-release.js";
 import { OperationError } from "../src/errors.js";
 import { generateSecretKey, publicKeyOf } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
@@ -325,6 +325,25 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
         [3, "ok", true],
       ]);
       expect(listed[1]).toMatchObject({ problem: expect.stringContaining("releases/prod/2.json") });
+    });
+
+    it("builds on the newest release, not an older one copied over the channel (a replay), but on the channel over an orphan", async () => {
+      const system = (c: string) => ({ web1: { path: path(c) }, web2: { path: path(c) } });
+      await publishRelease(store, options({ hosts: system("a") }));
+      await publishRelease(store, options({ hosts: system("a") }));
+      await publishRelease(store, options({ hosts: system("b") }));
+      await publishRelease(store, options({ hosts: system("b") }));
+      // Someone who can write the store but holds no key copies release 2 over the channel.
+      await store.put(channelKey("prod"), (await readAll(store, releaseKey("prod", 2))) as Buffer);
+      const read = await readChannelToUpdate(store, "prod", trusted);
+      expect(read.trusted?.release.seq).toBe(4);
+      expect(read.trusted?.release.hosts.web1?.path).toBe(path("b"));
+      expect(read.replayed).toEqual({ named: 2, newest: 4 });
+      // Release 4 alone above the channel may be an interrupted publisher's: the channel stands.
+      await store.put(channelKey("prod"), (await readAll(store, releaseKey("prod", 3))) as Buffer);
+      const orphaned = await readChannelToUpdate(store, "prod", trusted);
+      expect(orphaned.trusted?.release.seq).toBe(3);
+      expect(orphaned.replayed).toBeUndefined();
     });
 
     it("pages through many release files to find the next number", async () => {

@@ -1,10 +1,12 @@
 // A deploy killed mid-rollout (SIGKILL: a CI job's timeout, a lost runner) leaves its rollout
 // record saying running. `nixship rollback` refuses to undo a rollout whose deployer still
 // writes its record, and undoes one whose record has gone unwritten for 15 heartbeats.
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseSecretKey } from "../src/nix/keys.js";
+import { rolloutKey } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { FsStore } from "../src/store/fs-store.js";
 import { generatedKey, nixship } from "../support/cli.js";
@@ -19,8 +21,11 @@ let cache: string;
 let cacheKey: string;
 let releaseKey: string;
 
-/** A rollout record as a deploy killed mid-activation of a1 left it, last written at `at`. */
-async function leftRunning(id: string, at: Date): Promise<void> {
+/**
+ * A rollout record as a deploy killed mid-activation of a1 left it, last written at `at`, and
+ * signed as a deploy signs it (with the cache key), unless `unsigned`.
+ */
+async function leftRunning(id: string, at: Date, unsigned = false): Promise<void> {
   const record = rolloutRecord(
     [{ host: "a1", state: "activating", phase: "switch", system: V3, before: V2, message: null }],
     {
@@ -30,7 +35,8 @@ async function leftRunning(id: string, at: Date): Promise<void> {
       updatedAt: at.toISOString(),
     },
   );
-  await writeRollout(new FsStore(cache), record);
+  const key = unsigned ? undefined : parseSecretKey(await readFile(cacheKey, "utf8"));
+  await writeRollout(new FsStore(cache), record, key);
 }
 
 beforeAll(async () => {
@@ -87,5 +93,43 @@ describe("rollback of a rollout left running", () => {
     // What a1 runs is not known here (no record of its agent): it stays, and nothing is deployed.
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).not.toContain("still running");
+  });
+});
+
+describe("rollback of a rollout whose record no cache key signed", () => {
+  it("refuses it, by id and as the newest: anyone who can write the store could have put it there", async () => {
+    await leftRunning("cccccccccccc", new Date(), true);
+    const r = await rollback("cccccccccccc");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("rollout cccccccccccc's record (file://");
+    expect(r.stderr).toContain(
+      "is not to be believed: it is not signed; anyone who can write the store could have put it there",
+    );
+    // The newest naming a1 is this one: named, not passed over for an older.
+    const newest = await nixship([
+      "rollback",
+      "--fleet",
+      fleet,
+      "--key",
+      cacheKey,
+      "--release-key",
+      releaseKey,
+    ]);
+    expect(newest.code).toBe(2);
+    expect(newest.stderr).toContain("cccccccccccc's record");
+  });
+
+  it("refuses a signed record copied under a newer key (it would pass for the newest rollout)", async () => {
+    await leftRunning("dddddddddddd", new Date(Date.now() - 40 * 60_000));
+    const store = new FsStore(cache);
+    const [from] = (await store.list("status/rollouts/")).objects
+      .map((o) => o.key)
+      .filter((k) => k.endsWith("-dddddddddddd.json"));
+    const copied = rolloutKey(new Date(), "dddddddddddd");
+    await writeFile(join(cache, copied), await readFile(join(cache, from as string)));
+    await rm(join(cache, from as string));
+    const r = await rollback("dddddddddddd");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("it lies at another key than its own start and id make");
   });
 });

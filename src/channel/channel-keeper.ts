@@ -342,13 +342,21 @@ export class ChannelKeeper {
    * failed on its host, with the plan's entries until this keeper has published a release.
    */
   async #read(): Promise<ChannelRead> {
-    const { trusted, basis } = await readChannelToUpdate(
+    const { trusted, basis, replayed } = await readChannelToUpdate(
       this.#o.store,
       this.#o.releases.channel,
       this.#trustedKeys,
     );
     const history = await this.#readHistory();
-    const { entries, notes } = carryOver(trusted?.release, history.hosts);
+    const carried = carryOver(trusted?.release, history.hosts);
+    const { entries } = carried;
+    const notes =
+      replayed === undefined
+        ? carried.notes
+        : [
+            `the channel ${this.#o.releases.channel} named release ${replayed.named}, older than release ${replayed.newest}, which is on file and signed: an older release copied over the channel (a replay); built on release ${replayed.newest} instead`,
+            ...carried.notes,
+          ];
     if (this.#published.length === 0) Object.assign(entries, this.#planned);
     return { trusted, basis, entries, notes };
   }

@@ -5,9 +5,9 @@ import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedRelease } from "../release/release.js";
 import { releaseDigest } from "../release/release-canonical.js";
-import { channelKey, highestListed, readChannel } from "../release/release-store.js";
+import { channelKey, highestListed, listedSeqs, readChannel } from "../release/release-store.js";
 import { loadVerifiedRelease } from "../release/shard-store.js";
-import { readSignedRelease } from "../release/signed-release-reads.js";
+import { readSignedHead, readSignedRelease } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
 
 /**
@@ -34,6 +34,11 @@ export interface ChannelBasis {
    * read is published only over these bytes (PublishOptions.basis).
    */
   readonly basis: string | null;
+  /**
+   * The channel named an older release than a newer one on file that verifies (a signed release
+   * copied over it: a replay), which `trusted` is instead.
+   */
+  readonly replayed?: { readonly named: number; readonly newest: number };
 }
 
 export async function readChannelToUpdate(
@@ -44,19 +49,61 @@ export async function readChannelToUpdate(
   const current = await readChannel(store, channel);
   if (current.status !== "found") return { trusted: undefined, basis: null };
   const basis = releaseDigest(current.bytes);
+  let head: SignedRelease;
   try {
     // A sharded release's shards too: one missing or changed is refused as a planted file is.
-    return {
-      trusted: await loadVerifiedRelease(store, current.bytes, keys, channelKey(channel)),
-      basis,
-    };
+    head = await loadVerifiedRelease(store, current.bytes, keys, channelKey(channel));
   } catch (err) {
     if (!(err instanceof InputError)) throw err;
     // Planted (the agents refused it too): carry on from the newest release that verifies.
-    for (let seq = await highestListed(store, channel); seq >= 1; seq--) {
-      const older = await readSignedRelease(store, channel, seq, keys);
-      if (typeof older !== "string") return { trusted: older, basis };
-    }
-    return { trusted: undefined, basis };
+    return { trusted: await newestVerified(store, channel, keys, 0), basis };
   }
+  // An older release, signed, copied over the channel (a replay: the agents refuse it, as it is
+  // older than what they applied) must not be signed again into a newer one. A release above
+  // it that a later one was built on (its `previous`) was the channel's since: then the newest
+  // release on file that verifies is built on instead, and said. (One newer release alone may be
+  // an interrupted publisher's, never the channel's: the channel stands.)
+  if (!(await headSince(store, channel, keys, head.release.seq))) return { trusted: head, basis };
+  const newer = await newestVerified(store, channel, keys, head.release.seq);
+  if (newer === undefined) return { trusted: head, basis };
+  return {
+    trusted: newer,
+    basis,
+    replayed: { named: head.release.seq, newest: newer.release.seq },
+  };
+}
+
+/** Release files above the channel's read, at most, for the proof that one was the channel's. */
+const NEWER_HEADS = 16;
+
+/**
+ * Whether a release numbered above `seq` was the channel's since: a later release, signed,
+ * names its digest as the release it was built on.
+ */
+async function headSince(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  seq: number,
+): Promise<boolean> {
+  const above = (await listedSeqs(store, channel)).filter((s) => s > seq).slice(-NEWER_HEADS);
+  if (above.length < 2) return false;
+  const heads = await Promise.all(above.map((s) => readSignedHead(store, channel, s, keys)));
+  const signed = heads.flatMap((h) => (typeof h === "string" ? [] : [h]));
+  const digests = new Set(signed.map((h) => h.digest));
+  return signed.some((h) => h.head.previous !== null && digests.has(h.head.previous));
+}
+
+/** The newest release of the channel numbered above `above` that `keys` signed, if any. */
+async function newestVerified(
+  store: ObjectStore,
+  channel: string,
+  keys: readonly PublicKey[],
+  above: number,
+): Promise<SignedRelease | undefined> {
+  for (let seq = await highestListed(store, channel); seq > above; seq--) {
+    const release = await readSignedRelease(store, channel, seq, keys);
+    if (typeof release !== "string") return release;
+  }
+  return undefined;
 }

@@ -132,6 +132,7 @@ async function rollOut(
     mode: input.mode,
     action: plan.action,
     origin,
+    key: options.key,
     ...(options.rollback === undefined ? {} : { rollback: options.rollback }),
     onWarning: (message) => emit({ type: "record-failed", message }),
   }).catch(async (err: unknown) => {

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import type { Action } from "../fleet/action.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { HostPhase } from "../fleet/phase.js";
+import type { SecretKey } from "../nix/keys.js";
 import { shownSource } from "../release/release-origin.js";
 import type {
   RolloutFetchPace,
@@ -56,6 +57,11 @@ export interface RolloutRecorderOptions {
   };
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
+  /**
+   * Signs each write of the record (the deploy's cache key): a rollback believes only a record
+   * a key of the fleet's cache.publicKeys signed (status/rollout-signature.ts).
+   */
+  readonly key?: SecretKey | undefined;
   readonly now?: () => Date;
 }
 
@@ -402,7 +408,7 @@ export class RolloutRecorder {
   async #write(): Promise<void> {
     this.#dirty = false;
     try {
-      await writeRollout(this.#store, this.record());
+      await writeRollout(this.#store, this.record(), this.#options.key);
     } catch (err) {
       this.#warn(`the rollout record could not be written: ${(err as Error).message}`);
     }

@@ -1,6 +1,7 @@
 // Rollout records in an ObjectStore (layout in rollout.ts): the deployer writes its own, and the
 // dashboard finds the newest with a LIST of one key and reads it only when its etag moved.
 import { InputError } from "../errors.js";
+import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
@@ -14,11 +15,21 @@ import {
   type RolloutRecord,
   rolloutKey,
 } from "./rollout.js";
+import { recordTrust } from "./rollout-signature.js";
 
-export async function writeRollout(store: ObjectStore, record: RolloutRecord): Promise<void> {
-  await store.put(rolloutKey(new Date(record.startedAt), record.id), formatRolloutRecord(record), {
-    contentType: "application/json",
-  });
+/** Writes `record`, signed by `key` when given (the deployer's cache key). */
+export async function writeRollout(
+  store: ObjectStore,
+  record: RolloutRecord,
+  key?: SecretKey,
+): Promise<void> {
+  await store.put(
+    rolloutKey(new Date(record.startedAt), record.id),
+    formatRolloutRecord(record, key),
+    {
+      contentType: "application/json",
+    },
+  );
 }
 
 /** LIST pages a search for the newest rollouts reads at most (objects that are not records). */
@@ -56,6 +67,44 @@ export async function readRollout(
     throw err;
   });
   return bytes === undefined ? undefined : parseRolloutRecord(bytes, `${store.url} ${key}`);
+}
+
+/**
+ * The rollout record at `key`, believed (undefined when it is gone): one of `keys` (the fleet's
+ * cache.publicKeys) signed it, and it lies at the key its own start and id make, since a signed
+ * record copied under a newer key would pass for the newest rollout. Anything else is an
+ * InputError (rollout-untrusted) that names the record and why.
+ */
+export async function readTrustedRollout(
+  store: ObjectStore,
+  key: string,
+  keys: readonly PublicKey[],
+): Promise<RolloutRecord | undefined> {
+  const where = `${store.url} ${key}`;
+  const bytes = await readAll(store, key, ROLLOUT_RECORD_LIMIT).catch((err: unknown) => {
+    if (err instanceof InputError) {
+      throw new InputError("rollout-malformed", `${where}: ${err.message}`);
+    }
+    throw err;
+  });
+  if (bytes === undefined) return undefined;
+  const record = parseRolloutRecord(bytes, where);
+  const trust = recordTrust(bytes, keys);
+  const why = !trust.trusted
+    ? trust.why
+    : rolloutKey(new Date(record.startedAt), record.id) !== key
+      ? "it lies at another key than its own start and id make (a signed record copied there)"
+      : undefined;
+  if (why !== undefined) {
+    throw new InputError(
+      "rollout-untrusted",
+      `rollout ${record.id}'s record (${where}) is not to be believed: ${why}; anyone who can write the store could have put it there`,
+      {
+        hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, or by a deploy without --key, cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION)",
+      },
+    );
+  }
+  return record;
 }
 
 /** Rollout records read at a time, newest first, for the fleet's last ask of each host. */

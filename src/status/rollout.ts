@@ -12,10 +12,12 @@ import { ACTIONS, type Action } from "../fleet/action.js";
 import { DELIVERY_MODES, type DeliveryMode, NAME_PATTERN } from "../fleet/fleet.js";
 import { PAUSE_OUTCOMES } from "../fleet/pause-policy.js";
 import { type HostPhase, isHostPhase } from "../fleet/phase.js";
+import type { SecretKey } from "../nix/keys.js";
 import { isStorePath } from "../nix/store-path.js";
 import { type OriginSource, readOriginSources } from "../release/release-origin.js";
 import { jsonErrorText, withoutControls } from "../util/text.js";
 import { parseRolloutBake, type RolloutBake } from "./rollout-bake.js";
+import { signedRecordBytes } from "./rollout-signature.js";
 
 export const ROLLOUT_PREFIX = "status/rollouts/";
 
@@ -222,8 +224,9 @@ export function isRolloutKey(key: string): boolean {
   return /^status\/rollouts\/[0-9]{13}-[0-9a-f]{8,32}\.json$/.test(key);
 }
 
-export function formatRolloutRecord(record: RolloutRecord): Uint8Array {
-  return Buffer.from(`${JSON.stringify(record)}\n`);
+/** The record as stored: its line, signed by `key` when given (rollout-signature.ts). */
+export function formatRolloutRecord(record: RolloutRecord, key?: SecretKey): Uint8Array {
+  return signedRecordBytes(JSON.stringify(record), key);
 }
 
 /**
@@ -233,6 +236,7 @@ export function formatRolloutRecord(record: RolloutRecord): Uint8Array {
 export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRecord {
   let value: unknown;
   try {
+    // (A signature, its last member, is rollout-signature.ts's to check.)
     value = JSON.parse(Buffer.from(bytes).toString("utf8"));
   } catch (err) {
     throw malformed(source, `not JSON (${jsonErrorText(err)})`);

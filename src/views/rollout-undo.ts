@@ -3,6 +3,7 @@
 // asked live, the others from their status records), then plans the undo (status/undo-rollout.ts).
 import { InputError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
+import { type PublicKey, parsePublicKey } from "../nix/keys.js";
 import {
   isRolloutKey,
   ROLLOUT_ABANDONED_SECONDS,
@@ -15,6 +16,7 @@ import {
   findRolloutAndNewer,
   listNewestRollouts,
   readRollout,
+  readTrustedRollout,
 } from "../status/rollout-store.js";
 import { type NewerRollouts, planUndo, type UndoStep } from "../status/undo-rollout.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -57,7 +59,8 @@ export async function readUndo(
   const store = await openStore(fleet.cache.url);
   let found: { key: string; record: RolloutRecord; newer: NewerRollouts } | undefined;
   try {
-    found = await findRecord(store, options.id, selected);
+    const keys = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
+    found = await findRecord(store, options.id, selected, keys);
   } finally {
     await store.close();
   }
@@ -96,14 +99,20 @@ export async function readUndo(
 /** Rollout records started after the one undone that a rollback reads, at most. */
 const NEWER_READ = 200;
 
+/**
+ * The record to undo, believed only when a key of `keys` (cache.publicKeys) signed it: a
+ * rollback sends hosts to the systems it names (readTrustedRollout).
+ */
 async function findRecord(
   store: ObjectStore,
   id: string | undefined,
   selected: ReadonlySet<string>,
+  keys: readonly PublicKey[],
 ): Promise<{ key: string; record: RolloutRecord; newer: NewerRollouts }> {
   if (id !== undefined) {
     const found = await findRolloutAndNewer(store, id, NEWER_READ);
-    const record = found === undefined ? undefined : await readRollout(store, found.key);
+    const record =
+      found === undefined ? undefined : await readTrustedRollout(store, found.key, keys);
     if (found === undefined || record === undefined) {
       throw new UsageError(
         `rollback: no rollout ${id} in ${store.url} (status/rollouts/)`,
@@ -118,7 +127,10 @@ async function findRecord(
     if (!isRolloutKey(key)) continue;
     const record = await readRollout(store, key);
     if (record !== undefined && rolloutEntries(record).some((e) => selected.has(e.host))) {
-      return { key, record, newer: { records: passed, complete: true } };
+      // The one to undo is believed only when signed: one that is not is named, not passed over.
+      const trusted = await readTrustedRollout(store, key, keys);
+      if (trusted === undefined) continue;
+      return { key, record: trusted, newer: { records: passed, complete: true } };
     }
     if (record !== undefined) passed.push(record);
   }
