@@ -120,8 +120,9 @@ export class FsStore implements ObjectStore {
     let handle: FileHandle;
     try {
       // Never through a link: the object itself (O_NOFOLLOW), and no directory on its way
-      // that leads out of the root.
-      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // that leads out of the root. Never waiting either (O_NONBLOCK): a FIFO someone put
+      // there would block the open until a writer came (it is no object: see below).
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       if (isAbsent(err)) return undefined;
       if ((err as NodeJS.ErrnoException).code === "ELOOP") throw this.#linked(key);
