@@ -90,6 +90,30 @@ describe("leases and the collection lock", () => {
     await lock.release();
   });
 
+  it("a lock's holder, as written by whoever can write the store, is told without its control characters", async () => {
+    const planted = {
+      what: "gc",
+      by: "\u001b]0;pwned\u0007\u001b[2J\u001b[31mFAKE\u001b[0m",
+      since: "\u001b[2Jnow",
+      host: "elsewhere",
+      pid: 1,
+    };
+    await store.put("gc/lock.json", Buffer.from(JSON.stringify(planted)));
+    const holders: string[] = [];
+    const pushing = CacheLease.take(store, "push", {
+      ...FAST,
+      onEvent: (e) => {
+        if (e.type === "waiting-for-gc") holders.push(`${e.holder.by} ${e.holder.since}`);
+      },
+    });
+    await vi.waitFor(() => expect(holders.length).toBeGreaterThan(0));
+    await store.delete("gc/lock.json");
+    await (await pushing).release();
+    const controls = [...holders.join("")].filter((c) => c.charCodeAt(0) < 0x20 || c === "\u007f");
+    expect(controls).toEqual([]);
+    expect(holders[0]).toContain("FAKE");
+  });
+
   it("a lease with the same hostname and a pid that is gone, but no boot or pid namespace to prove it, holds until it lapses", async () => {
     const unproven = {
       what: "deploy",

@@ -23,6 +23,7 @@
 // anew. A collector stops deleting at LOCK_RUN, well before its lock can be judged stale, by
 // the longer of its wall clock's and its monotonic clock's measures (the monotonic clock does
 // not count a suspend; the wall clock may be set back).
+
 import { randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
@@ -30,6 +31,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InterruptedError, OperationError } from "../errors.js";
 import { readBody } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { withoutControls } from "../util/text.js";
 
 const GC_PREFIX = "gc/";
 const LOCK_KEY = `${GC_PREFIX}lock.json`;
@@ -251,7 +253,9 @@ const UNKNOWN_HOLDER: Holder = {
 function parseHolder(body: Uint8Array): Holder {
   try {
     const o = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
-    const text = (v: unknown) => (typeof v === "string" ? v.slice(0, 200) : "unknown");
+    // Shown on terminals: whoever can write the store wrote it, escape sequences and all.
+    const text = (v: unknown) =>
+      typeof v === "string" ? withoutControls(v.slice(0, 200)) : "unknown";
     const pid = Number.isSafeInteger(o.pid) ? (o.pid as number) : 0;
     const id = (v: unknown) => (typeof v === "string" && v !== "" ? v.slice(0, 100) : undefined);
     return {
