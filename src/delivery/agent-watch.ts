@@ -140,6 +140,20 @@ export class ReleaseWatcher {
       const records = await mapLimit(succeeded, DETAIL_READS, ([, key]) => this.#record(key));
       succeeded.forEach(([host], i) => {
         const record = records[i];
+        // A success marker counts when its record is this release's success on the system the
+        // release names for the host: whoever can write the store could plant one under the
+        // next release's number before it is published. Else the host is waited for still (its
+        // agent's own report, newer, wins), and its deadline holds.
+        const wanted = signed.release.hosts[host]?.path;
+        if (
+          record === undefined ||
+          record.state !== "success" ||
+          record.channel !== channel ||
+          record.seq !== seq ||
+          (wanted !== undefined && record.desired !== wanted)
+        ) {
+          return;
+        }
         logs.show(host, record?.log);
         const outcome: DeployOutcome = {
           status: "activated",

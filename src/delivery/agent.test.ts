@@ -16,7 +16,7 @@ import type { SignedRelease } from "../release/release.js";
 import { parseRelease } from "../release/release-parse.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../release/release-store.js";
 import { nextRecord } from "../status/next-record.js";
-import { progressKey } from "../status/status.js";
+import { formatStatusRecord, progressKey } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
@@ -348,6 +348,34 @@ describe("AgentDelivery.deployWave", () => {
       phase: "waiting",
       message: expect.stringMatching(/no report from the agent within 1s/),
     });
+  });
+
+  it("takes no success marker planted under the next release's number for a host's report", async () => {
+    // Whoever can write the store plants web9's "success" before release 1 is published: its
+    // record names another system, as no one knows the release's system beforehand.
+    const planted = {
+      version: 1 as const,
+      host: "web9",
+      mode: "agent" as const,
+      channel: CHANNEL,
+      seq: 1,
+      desired: sys("z", "web9"),
+      current: sys("z", "web9"),
+      generation: 9,
+      state: "success" as const,
+      phase: null,
+      error: null,
+      rolledBack: null,
+      startedAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+    };
+    await store.put(progressKey(CHANNEL, 1, "web9", "success"), formatStatusRecord(planted));
+    const outcomes = await delivery({ offlineTimeout: 1 }).deployWave(
+      wave({ web9: sys("a", "web9") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "waiting" });
   });
 
   it("says why when a failed host's record cannot be read, in a message of bounded length", async () => {
