@@ -7,11 +7,12 @@
 // waits for the fast pass, and its hosts get their paths by delta; and after one that recorded
 // a fast link, no delta is computed or used.
 
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DELTA_APPLY_PACE } from "../src/deploy/delta-pace.js";
+import { parseSecretKey } from "../src/nix/keys.js";
 import type { RolloutFetchPace } from "../src/status/rollout.js";
 import { writeRollout } from "../src/status/rollout-store.js";
 import { openStore } from "../src/store/url.js";
@@ -66,22 +67,29 @@ function onHost(host: string, command: string) {
   return run("ssh", ["-F", `${lab.info.dir}/ssh_config`, host, command]);
 }
 
-/** A rollout record, the newest, that says how fast the hosts fetched. */
+/**
+ * A rollout record, the newest, that says how fast the hosts fetched: signed with the lab's
+ * cache key, as a deploy signs its record (an unsigned pace is not believed).
+ */
 async function recordPace(id: string, fetchPace: RolloutFetchPace): Promise<void> {
   const store = await openStore(`file://${join(lab.info.dir, "cache")}`);
   const now = new Date().toISOString();
-  await writeRollout(store, {
-    version: 1,
-    id,
-    mode: "ssh",
-    action: "switch",
-    state: "succeeded",
-    stopped: null,
-    waves: [],
-    fetchPace,
-    startedAt: now,
-    updatedAt: now,
-  });
+  await writeRollout(
+    store,
+    {
+      version: 1,
+      id,
+      mode: "ssh",
+      action: "switch",
+      state: "succeeded",
+      stopped: null,
+      waves: [],
+      fetchPace,
+      startedAt: now,
+      updatedAt: now,
+    },
+    parseSecretKey(await readFile(join(lab.info.dir, "cache.sec"), "utf8")),
+  );
   await store.close();
 }
 

@@ -1,10 +1,12 @@
 // The deploy's last stage: roll the plan out (or publish it in one release) while its deltas are
 // computed in the background, and record the results where `nixship status` reads them.
+
 import type { ChannelCapability, Delivery, DeployRequest, WaveHost } from "../delivery/delivery.js";
 import { UsageError } from "../errors.js";
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PlanDeltaPairs } from "../fleet/plan-deltas.js";
+import { parsePublicKey } from "../nix/keys.js";
 import type { RolloutFetchPace } from "../status/rollout.js";
 import { fastLinkSeen, waitForDeltas, wholeRequests, withReadyDeltas } from "./delta-gate.js";
 import { FetchPace } from "./delta-pace.js";
@@ -57,6 +59,7 @@ export async function executePlan(input: ExecuteInput): Promise<DeployReport> {
       : await previousFetchPace(
           options.fleet.cache?.url,
           input.plan.hosts.filter((h) => h.action === "activate").map((h) => h.host),
+          (options.fleet.cache?.publicKeys ?? []).map((k) => parsePublicKey(k)),
           options.signal,
         );
   const fastLink =

@@ -3,8 +3,9 @@
 // (delta-pace.ts). Never in a deploy's way: a store that cannot be read, or records that cannot
 // be, give nothing, within a deadline.
 
+import type { PublicKey } from "../nix/keys.js";
 import type { FetchSeen, RolloutFetchPace } from "../status/rollout.js";
-import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
+import { listNewestRollouts, readTrustedRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 
@@ -24,6 +25,7 @@ const PACE_READ_DEADLINE_MS = 10_000;
 export async function previousFetchPace(
   cacheUrl: string | undefined,
   hosts: readonly string[],
+  keys: readonly PublicKey[],
   signal?: AbortSignal,
 ): Promise<RolloutFetchPace | undefined> {
   if (cacheUrl === undefined) return undefined;
@@ -32,7 +34,7 @@ export async function previousFetchPace(
   let store: ObjectStore | undefined;
   const look = (async () => {
     store = await openStore(cacheUrl);
-    return newestPace(store, hosts);
+    return newestPace(store, hosts, keys);
   })();
   const gaveUp = new Promise<undefined>((resolve) => {
     if (bounded.aborted) resolve(undefined);
@@ -49,15 +51,17 @@ export async function previousFetchPace(
 /**
  * The pace of the newest of the PACE_RECORDS newest records that has one for `hosts`: of each
  * kind, what was seen on one of them (a kind that names no hosts, from an older record, counts
- * for any).
+ * for any). Only a record one of `keys` (cache.publicKeys) signed counts: a pace planted by
+ * whoever can write the store would turn deltas off, or hold waves up.
  */
 export async function newestPace(
   store: ObjectStore,
   hosts: readonly string[],
+  keys: readonly PublicKey[],
 ): Promise<RolloutFetchPace | undefined> {
   const ours = new Set(hosts);
   for (const { key } of await listNewestRollouts(store, PACE_RECORDS)) {
-    const record = await readRollout(store, key).catch(() => undefined);
+    const record = await readTrustedRollout(store, key, keys).catch(() => undefined);
     const pace = record?.fetchPace === undefined ? undefined : paceFor(record.fetchPace, ours);
     if (pace !== undefined) return pace;
   }
