@@ -64,6 +64,17 @@ describe("leases and the collection lock", () => {
     expect(await keys("gc/")).toEqual([]);
   });
 
+  it("a push waits for collections a bounded time, then fails naming the lock's holder", async () => {
+    const lock = await takeGcLock(store, { waitMs: 0, ...FAST });
+    await expect(CacheLease.take(store, "push", { ...FAST, waitMs: 200 })).rejects.toMatchObject({
+      code: "gc-lock-held",
+      message: expect.stringMatching(/its garbage collection lock \(gc\/lock.json, by .+ since /),
+    });
+    // It stepped back: only the lock is there.
+    expect(await keys("gc/")).toEqual(["gc/lock.json"]);
+    await lock.release();
+  });
+
   it("two collections: the second is refused while the first holds the lock", async () => {
     const first = await takeGcLock(store, { waitMs: 0, ...FAST });
     await expect(takeGcLock(store, { waitMs: 0, ...FAST })).rejects.toThrow(

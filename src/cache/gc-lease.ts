@@ -95,7 +95,16 @@ export interface LeaseOptions {
   readonly onEvent?: (event: LeaseEvent) => void;
   /** For tests: how long between polls while waiting (default 2 s). */
   readonly pollMs?: number;
+  /** For tests: how long it waits for collections at most, all told (default LEASE_WAIT_MS). */
+  readonly waitMs?: number;
 }
+
+/**
+ * How long a push or deploy waits for collections, all told: two locks' lives. A lock held
+ * longer, one after another, is a collection gone wrong, or one put there again and again by
+ * whoever can write the store; the wait ends with an error that names it.
+ */
+export const LEASE_WAIT_MS = 2 * LOCK_TTL_MS;
 
 function holderBody(what: string): Uint8Array {
   const by = `${safe(() => userInfo().username)}@${hostname()} pid ${process.pid}`;
@@ -165,6 +174,7 @@ export class CacheLease {
     const lease = new CacheLease(store, what);
     // Said once per collection waited for, not at every poll.
     let announced: string | undefined;
+    const giveUpAt = performance.now() + (options.waitMs ?? LEASE_WAIT_MS);
     for (;;) {
       if (options.signal?.aborted) {
         throw new InterruptedError(`interrupted before a push or deploy could lease ${store.url}`);
@@ -174,6 +184,15 @@ export class CacheLease {
       if (lock === undefined || lock.stale) break;
       // A collection runs: step back so that it can finish, and wait for its lock to go.
       await store.delete(lease.#key);
+      if (performance.now() >= giveUpAt) {
+        throw new OperationError(
+          "gc-lock-held",
+          `${store.url}: its garbage collection lock (gc/lock.json, by ${lock.holder.by} since ${lock.holder.since}) has stood for ${Math.round((options.waitMs ?? LEASE_WAIT_MS) / 60_000)} minutes of waiting: a collection gone wrong, or a lock written again and again`,
+          {
+            hint: "find the collection its holder names; once none runs, delete gc/lock.json (a lock lapses 60 minutes after it was put, unless put again)",
+          },
+        );
+      }
       if (lock.etag !== announced) {
         announced = lock.etag;
         options.onEvent?.({ type: "waiting-for-gc", holder: lock.holder, until: lock.staleAt });
