@@ -161,6 +161,30 @@ describe("the status table of ssh hosts", () => {
     );
   });
 
+  it("a failure its record tells names the rollout it failed in, once, live and stored", () => {
+    const failed = {
+      ...sshRecord,
+      desired: NEW,
+      state: "failed" as const,
+      phase: "health" as const,
+      error: "GET /health answered 500",
+      rolledBack: true,
+    };
+    const behind = { wants: NEW, rollout: "0123456789ab", at: "x", why: "rolled back: 500" };
+    const live = { ...liveRow(host as never, answered, failed), behindRollout: behind };
+    const line = formatStatusTable([live]).split("\n")[1] as string;
+    expect(line).toContain(
+      "wants cccccccc-web-v1: its last deploy, rollout 0123456789ab, failed in health, and it went back (GET /health answered 500)",
+    );
+    expect(line).not.toContain("behind rollout");
+    const { origin: _origin, ...fields } = failed;
+    const stored = row({ ...fields, behindRollout: behind, inStep: false });
+    expect(storedState(stored)).toBe("failed");
+    expect(storedNote(stored)).toBe(
+      "failed in rollout 0123456789ab; GET /health answered 500; rolled back; reported 2025-01-01T12:00:05.000Z",
+    );
+  });
+
   it("a host that runs what its last deploy asked: in step, and no note of it", () => {
     const r = liveRow(host as never, answered, sshRecord);
     expect(r).toMatchObject({ inStep: true, last: { wants: A, state: "success" } });

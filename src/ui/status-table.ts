@@ -32,8 +32,15 @@ function liveCells(r: LiveRow): string[] {
     r.pending ? `awaiting confirmation (${r.pending})` : "",
     r.activation ? activationNote(r.activation) : "",
   ];
-  if (r.behindRollout) note.unshift(behindText(r.behindRollout));
-  if (r.behind && r.last) note.unshift(behindNote(r.last, r.current));
+  // A failure its record tells names the rollout it failed in, once (behind.ts toldFailure).
+  const told =
+    r.behindRollout !== undefined &&
+    r.last?.state === "failed" &&
+    r.last.wants === r.behindRollout.wants;
+  if (r.behindRollout && !told) note.unshift(behindText(r.behindRollout));
+  if (r.behind && r.last) {
+    note.unshift(behindNote(r.last, r.current, told ? r.behindRollout?.rollout : undefined));
+  }
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
@@ -62,12 +69,18 @@ function liveCells(r: LiveRow): string[] {
 }
 
 /** What the fleet last asked of a host that runs something else, and how that went. */
-function behindNote(last: NonNullable<LiveRow["last"]>, current: string | undefined): string {
+function behindNote(
+  last: NonNullable<LiveRow["last"]>,
+  current: string | undefined,
+  rollout?: string,
+): string {
   const label = systemNamer([last.wants ?? undefined, current]);
   const wants = `wants ${label(last.wants ?? "(nothing)")}`;
   if (last.state === "failed") {
     const back = last.rolledBack ? ", and it went back" : "";
-    return `${wants}: its last deploy failed${last.phase ? ` in ${last.phase}` : ""}${back} (${last.error ?? "no message"})`;
+    const which =
+      rollout === undefined ? "its last deploy" : `its last deploy, rollout ${rollout},`;
+    return `${wants}: ${which} failed${last.phase ? ` in ${last.phase}` : ""}${back} (${last.error ?? "no message"})`;
   }
   return `${wants} (${last.state} at ${last.at}): not what it runs`;
 }
@@ -156,7 +169,11 @@ export function storedNote(r: StoredRow): string {
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
   return joinNote([
     drift,
-    r.behindRollout === undefined ? "" : behindText(r.behindRollout),
+    r.behindRollout === undefined
+      ? ""
+      : failedInRollout(r)
+        ? `failed in rollout ${r.behindRollout.rollout}`
+        : behindText(r.behindRollout),
     release,
     what,
     heartbeat,
