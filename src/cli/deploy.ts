@@ -13,7 +13,7 @@ import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
-import { shellWord } from "../util/shell-quote.js";
+import { flagWord } from "../util/shell-quote.js";
 import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
@@ -298,10 +298,7 @@ bad usage or input, 130 when interrupted.`,
         diff: values.diff === true,
         mode,
         holdSummary: json,
-        again: [
-          values.fleet === undefined ? "" : ` --fleet ${shellWord(values.fleet)}`,
-          values.key === undefined ? "" : ` --key ${shellWord(values.key)}`,
-        ].join(""),
+        again: [flagWord("fleet", values.fleet), flagWord("key", values.key)].join(""),
       },
       {
         ...input,

@@ -13,7 +13,7 @@ import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { interruptReason } from "../util/interrupt-reason.js";
-import { shellWord } from "../util/shell-quote.js";
+import { flagWord } from "../util/shell-quote.js";
 import { testWait } from "../util/test-waits.js";
 import { shownUrl } from "../util/url-credentials.js";
 import type { DeployOptions } from "./deploy-options.js";
@@ -49,7 +49,7 @@ export function answerCommands(
   rollout: string,
   fleetArg?: string,
 ): { resume: string; abort: string } {
-  const fleet = fleetArg === undefined ? "" : ` --fleet ${shellWord(fleetArg)}`;
+  const fleet = flagWord("fleet", fleetArg);
   return {
     resume: `nixship rollout resume ${rollout}${fleet}`,
     abort: `nixship rollout abort ${rollout}${fleet}`,

@@ -60,13 +60,21 @@ export async function readRollout(
   store: ObjectStore,
   key: string,
 ): Promise<RolloutRecord | undefined> {
+  return (await readRecordBytes(store, key))?.record;
+}
+
+/** A record's stored bytes and the record they hold (undefined: gone; malformed: InputError). */
+async function readRecordBytes(
+  store: ObjectStore,
+  key: string,
+): Promise<{ bytes: Uint8Array; record: RolloutRecord } | undefined> {
+  const where = `${store.url} ${key}`;
   const bytes = await readAll(store, key, ROLLOUT_RECORD_LIMIT).catch((err: unknown) => {
-    if (err instanceof InputError) {
-      throw new InputError("rollout-malformed", `${store.url} ${key}: ${err.message}`);
-    }
+    if (err instanceof InputError)
+      throw new InputError("rollout-malformed", `${where}: ${err.message}`);
     throw err;
   });
-  return bytes === undefined ? undefined : parseRolloutRecord(bytes, `${store.url} ${key}`);
+  return bytes === undefined ? undefined : { bytes, record: parseRolloutRecord(bytes, where) };
 }
 
 /**
@@ -80,15 +88,10 @@ export async function readTrustedRollout(
   key: string,
   keys: readonly PublicKey[],
 ): Promise<RolloutRecord | undefined> {
+  const read = await readRecordBytes(store, key);
+  if (read === undefined) return undefined;
+  const { bytes, record } = read;
   const where = `${store.url} ${key}`;
-  const bytes = await readAll(store, key, ROLLOUT_RECORD_LIMIT).catch((err: unknown) => {
-    if (err instanceof InputError) {
-      throw new InputError("rollout-malformed", `${where}: ${err.message}`);
-    }
-    throw err;
-  });
-  if (bytes === undefined) return undefined;
-  const record = parseRolloutRecord(bytes, where);
   const trust = recordTrust(bytes, keys);
   const why = !trust.trusted
     ? trust.why

@@ -2,7 +2,7 @@
 // commands that answer it), until when and what then; and how the pause ended.
 import type { DeployEvent } from "../deploy/events.js";
 import { answerCommands } from "../deploy/rollout-pause.js";
-import { shellWord } from "../util/shell-quote.js";
+import { flagWord } from "../util/shell-quote.js";
 import type { PausedRollout } from "../views/rollout-watch.js";
 
 export function pauseLine(
@@ -42,7 +42,7 @@ export function pausedRolloutLine(paused: PausedRollout, now: Date, fleetArg?: s
   const by = paused.by === undefined ? "" : `, started by ${paused.by}`;
   const head = `rollout ${id} is paused after wave ${pause.afterWave} since ${pause.since}${by}`;
   if (now.getTime() > Date.parse(pause.until) + GONE_AFTER_MS) {
-    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}${fleetArg === undefined ? "" : ` --fleet ${shellWord(fleetArg)}`}' undoes it)`;
+    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}${flagWord("fleet", fleetArg)}' undoes it)`;
   }
   const then = pause.onTimeout === "abort" ? "abort (roll back)" : "resume";
   return `${head}: '${resume}' lets it go on, '${abort}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;

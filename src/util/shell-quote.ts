@@ -7,3 +7,11 @@ export function shellQuote(word: string): string {
 export function shellWord(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : shellQuote(word);
 }
+
+/**
+ * ` --FLAG VALUE` for a printed command, the value as a person types it; nothing when no value
+ * was given (a next command then finds what this one found by default).
+ */
+export function flagWord(flag: string, value: string | undefined): string {
+  return value === undefined ? "" : ` --${flag} ${shellWord(value)}`;
+}
