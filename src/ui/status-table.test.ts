@@ -142,16 +142,17 @@ describe("the status table of ssh hosts", () => {
     pending: undefined,
   };
   const sshRecord: StatusRecord = { ...record, mode: "ssh", channel: null, seq: null };
+  /** Its last deploy failed in health, and it went back. */
+  const failed = {
+    ...sshRecord,
+    desired: NEW,
+    state: "failed" as const,
+    phase: "health" as const,
+    error: "GET /health answered 500",
+    rolledBack: true,
+  };
 
   it("a host whose last deploy failed and went back: what it wants, why, not in step", () => {
-    const failed = {
-      ...sshRecord,
-      desired: NEW,
-      state: "failed" as const,
-      phase: "health" as const,
-      error: "GET /health answered 500",
-      rolledBack: true,
-    };
     const r = liveRow(host as never, answered, failed);
     expect(r).toMatchObject({ inStep: false, behind: true, last: { wants: NEW, state: "failed" } });
     const line = formatStatusTable([r]).split("\n")[1] as string;
@@ -162,14 +163,6 @@ describe("the status table of ssh hosts", () => {
   });
 
   it("a failure its record tells names the rollout it failed in, once, live and stored", () => {
-    const failed = {
-      ...sshRecord,
-      desired: NEW,
-      state: "failed" as const,
-      phase: "health" as const,
-      error: "GET /health answered 500",
-      rolledBack: true,
-    };
     const behind = { wants: NEW, rollout: "0123456789ab", at: "x", why: "rolled back: 500" };
     const live = { ...liveRow(host as never, answered, failed), behindRollout: behind };
     const line = formatStatusTable([live]).split("\n")[1] as string;
