@@ -7,6 +7,7 @@ import {
   DEFAULT_HEARTBEAT_EVERY,
   type HeartbeatState,
   heartbeatPeriod,
+  heartbeatPolls,
 } from "../status/heartbeat.js";
 import { publishHostKey } from "../status/host-key-store.js";
 import type { StatusRecord } from "../status/status.js";
@@ -110,7 +111,12 @@ export class AgentReporter {
 
   /** Writes a heartbeat when one is due; resolves with whether it wrote one. */
   async heartbeat(state: HeartbeatState, force = false): Promise<boolean> {
-    const every = this.#o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY;
+    const o = this.#o;
+    const every = heartbeatPolls(
+      o.pollInterval,
+      o.jitter,
+      o.heartbeatEvery ?? DEFAULT_HEARTBEAT_EVERY,
+    );
     this.#pollsSinceBeat++;
     if (!force && this.#beat === state && this.#pollsSinceBeat < every) return false;
     await writeHeartbeat(this.#o.store, {

@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import {
   heartbeatKey,
   heartbeatPeriod,
+  heartbeatPolls,
   livenessOf,
+  MAX_HEARTBEAT_PERIOD,
   parseHeartbeatKey,
   summariseHeartbeats,
 } from "./heartbeat.js";
@@ -32,6 +34,25 @@ describe("heartbeat keys", () => {
   it("period: heartbeatEvery polls at their longest wait", () => {
     expect(heartbeatPeriod(30, 0.1, 10)).toBe(330);
     expect(heartbeatPeriod(2, 0, 2)).toBe(4);
+  });
+
+  it("period: never past two days, however long the polls (at least one poll)", () => {
+    // A poll a day with 10 % jitter: one beat a poll, not one in 1,000.
+    expect(heartbeatPolls(86_400, 0.1, 1000)).toBe(1);
+    expect(heartbeatPeriod(86_400, 0.1, 1000)).toBe(95_040);
+    // A poll an hour: 48 polls make two days at most.
+    expect(heartbeatPolls(3600, 0, 1000)).toBe(48);
+    expect(heartbeatPeriod(3600, 0, 1000)).toBe(MAX_HEARTBEAT_PERIOD);
+    // The longest poll the config allows is one period.
+    expect(heartbeatPeriod(86_400, 1, 1000)).toBe(MAX_HEARTBEAT_PERIOD);
+  });
+
+  it("a key claiming a longer period is read as claiming two days: one forged key cannot keep a dead agent online for years", () => {
+    const claimed = heartbeatKey("a", "running", 999_999_999);
+    expect(parseHeartbeatKey(claimed)?.every).toBe(MAX_HEARTBEAT_PERIOD);
+    const [beat] = summariseHeartbeats([{ key: claimed, lastModified: at(0) }]).values();
+    expect(livenessOf(beat, at(2 * MAX_HEARTBEAT_PERIOD))).toBe("online");
+    expect(livenessOf(beat, at(2 * MAX_HEARTBEAT_PERIOD + 1))).toBe("offline");
   });
 
   it("a host's newest key wins, whichever state it names", () => {

@@ -37,9 +37,28 @@ export interface Heartbeat {
   readonly at: Date;
 }
 
-/** Seconds between two heartbeats at most: `heartbeatEvery` polls of the longest wait. */
+/**
+ * The longest period a heartbeat may claim, in seconds: two days, one poll at its longest (the
+ * agent's config allows a poll a day, with up to 100 % jitter). Readers take a key that claims
+ * more as claiming this: the store's writers are not authenticated (docs/dashboard.md, "Trust"),
+ * and one forged key must not keep a dead agent "online" for years.
+ */
+export const MAX_HEARTBEAT_PERIOD = 2 * 86_400;
+
+/**
+ * Polls between two heartbeats as the agent beats: `heartbeatEvery`, or fewer when that many
+ * polls would take longer than MAX_HEARTBEAT_PERIOD (at least one).
+ */
+export function heartbeatPolls(pollInterval: number, jitter: number, heartbeatEvery: number) {
+  const longestPoll = pollInterval * (1 + jitter);
+  return Math.max(1, Math.min(heartbeatEvery, Math.floor(MAX_HEARTBEAT_PERIOD / longestPoll)));
+}
+
+/** Seconds between two heartbeats at most: heartbeatPolls polls of the longest wait. */
 export function heartbeatPeriod(pollInterval: number, jitter: number, heartbeatEvery: number) {
-  return Math.ceil(heartbeatEvery * pollInterval * (1 + jitter));
+  const polls = heartbeatPolls(pollInterval, jitter, heartbeatEvery);
+  // Rounded first: 86,400 × 1.1 is 95,040.00000000001 in floating point.
+  return Math.ceil(Number((polls * pollInterval * (1 + jitter)).toFixed(6)));
 }
 
 export function heartbeatKey(host: string, state: HeartbeatState, every: number): string {
@@ -52,7 +71,8 @@ export function parseHeartbeatKey(key: string): Omit<Heartbeat, "at"> | undefine
   if (rest.length > 0 || host === undefined || !NAME_PATTERN.test(host)) return undefined;
   if (!(HEARTBEAT_STATES as readonly string[]).includes(state ?? "")) return undefined;
   if (!/^[1-9][0-9]{0,8}$/.test(every ?? "")) return undefined;
-  return { host, state: state as HeartbeatState, every: Number(every) };
+  const claimed = Number(every);
+  return { host, state: state as HeartbeatState, every: Math.min(claimed, MAX_HEARTBEAT_PERIOD) };
 }
 
 /** Each host's newest heartbeat, from a listing of HEARTBEAT_PREFIX. */
