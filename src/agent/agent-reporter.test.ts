@@ -42,14 +42,16 @@ async function untilPuts(count: number): Promise<void> {
 }
 
 /** A reporter of one poll a second, no jitter, a heartbeat every poll: a period of 1 s. */
-function reporterOf(lastSeq: number | null): AgentReporter {
+function reporterOf(
+  lastSeq: number | null,
+  polls: { pollInterval: number; heartbeatEvery: number } = { pollInterval: 1, heartbeatEvery: 1 },
+): AgentReporter {
   return new AgentReporter({
     store: recording(store),
     channel: "prod",
     host: "web1",
-    pollInterval: 1,
+    ...polls,
     jitter: 0,
-    heartbeatEvery: 1,
     lastSeq: () => lastSeq,
     now: () => new Date().toISOString(),
     warn: () => {},
@@ -72,6 +74,20 @@ afterEach(async () => {
   vi.useRealTimers();
   await store.close();
   await rm(dir, { recursive: true, force: true });
+});
+
+describe("AgentReporter.heartbeat", () => {
+  it("beats at least every two days: a poll an hour and heartbeatEvery 1000 beat every 48 polls", async () => {
+    const reporter = reporterOf(1, { pollInterval: 3600, heartbeatEvery: 1000 });
+    expect(reporter.heartbeatPeriod).toBe(2 * 86_400);
+    await reporter.heartbeat("running", true);
+    const beats: number[] = [];
+    for (let poll = 1; poll <= 100; poll++) {
+      if (await reporter.heartbeat("running")) beats.push(poll);
+    }
+    expect(beats).toEqual([48, 96]);
+    await untilPuts(3);
+  });
 });
 
 describe("AgentReporter.whileBeating", () => {
