@@ -3,8 +3,9 @@
 // names only web-v3 and web-v2 (the system before it), so the host's own answer (its profile's
 // generations) is what keeps web-v1 in the cache. With --stored (records only) the same
 // collection would delete it.
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { takeGcLock } from "../src/cache/gc-lease.js";
 import { openStore } from "../src/store/url.js";
@@ -20,6 +21,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.down();
 });
+
+/** The directory of a `file://` cache URL (a query, if any, left out). */
+const cacheDir = (url: string) => fileURLToPath(url.replace(/\?.*$/, ""));
 
 interface GcJson {
   readonly dryRun: boolean;
@@ -74,6 +78,30 @@ describe("cache gc --fleet", () => {
       v1 as string,
     ]);
     expect(whole.code, whole.stdout).toBe(0);
+
+    // Whoever can write the store rewrites the host's record to name web-v1 alone. The deploys'
+    // rollout records are signed with the cache key: the newest that names the host still
+    // keeps web-v3, which it gave, and web-v2, which the host ran before.
+    const v3 = row?.current as string;
+    const forged = JSON.parse(
+      await readFile(join(cacheDir(cache.url), "status", "hosts", `${host}.json`), "utf8"),
+    ) as Record<string, unknown>;
+    await writeFile(
+      join(cacheDir(cache.url), "status", "hosts", `${host}.json`),
+      `${JSON.stringify({ ...forged, current: v1, desired: v1, previous: v1 })}\n`,
+    );
+    const afterForgery = await gc("--stored", "--dry-run");
+    expect(afterForgery.code, afterForgery.stderr).toBe(0);
+    const report = JSON.parse(afterForgery.stdout) as GcJson & {
+      deletedPaths: { storePath: string }[];
+    };
+    expect(report.roots.bySource.rollout).toBeGreaterThanOrEqual(2);
+    const goes = report.deletedPaths.map((d) => d.storePath);
+    expect(goes).not.toContain(v3);
+    expect(
+      goes.some((p) => p.endsWith("-example-web-system-v2")),
+      goes.join("\n"),
+    ).toBe(false);
   }, 240_000);
 
   it("a deploy waits for a collection in progress, says so, and deploys once it ends", async () => {

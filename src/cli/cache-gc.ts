@@ -14,6 +14,7 @@ import { SshDelivery } from "../delivery/ssh.js";
 import { UsageError } from "../errors.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { Fleet } from "../fleet/fleet.js";
+import { parsePublicKey } from "../nix/keys.js";
 import { formatGcReport, gcProgressText, WHY_SHOWN } from "../ui/gc-report.js";
 import { ProgressLine } from "../ui/progress-line.js";
 import { mapLimit } from "../util/pool.js";
@@ -46,8 +47,11 @@ pushes too), narinfos first. The roots:
   live      with --fleet, each ssh host's answer: current, booted, profile and its recent
             generations (skip with --stored)
   agent     the nixship package each agent runs (from its status record)
-  rollout   for a host whose status record does not read, the systems the newest 50
-            rollout records gave it
+  rollout   with --fleet, for every host: the system the newest rollout record signed by a
+            key of cache.publicKeys gave it, and the one it ran before (status records are not
+            authenticated); for a host whose status record does not read, the systems the
+            newest 50 rollout records gave it; for a rollout still running, every system
+            it gives and what each host ran before
   secrets   with --fleet, secrets.age
   deltas    with --fleet, deltas.tool
   pin       the paths of 'nixship cache pin'
@@ -152,6 +156,9 @@ Exit codes: 0 collected, 1 failed (a root unreadable, the cache busy) or some de
         ...(keepGenerations !== undefined ? { keepGenerations } : {}),
         skip,
         explain: dryRun,
+        ...(fleet === undefined
+          ? {}
+          : { rolloutKeys: (fleet.cache?.publicKeys ?? []).map((k) => parsePublicKey(k)) }),
       });
       const read =
         fleet === undefined

@@ -77,37 +77,55 @@ async function readRecordBytes(
   return bytes === undefined ? undefined : { bytes, record: parseRolloutRecord(bytes, where) };
 }
 
+/** A rollout record as read (undefined: gone), and whether to believe it, or why not. */
+export type WeighedRollout =
+  | { readonly record: RolloutRecord; readonly trusted: true }
+  | { readonly record: RolloutRecord; readonly trusted: false; readonly why: string };
+
 /**
- * The rollout record at `key`, believed (undefined when it is gone): one of `keys` (the fleet's
- * cache.publicKeys) signed it, and it lies at the key its own start and id make, since a signed
- * record copied under a newer key would pass for the newest rollout. Anything else is an
- * InputError (rollout-untrusted) that names the record and why.
+ * The rollout record at `key` (undefined when it is gone; malformed: InputError), weighed: to be
+ * believed, one of `keys` (the fleet's cache.publicKeys) signed it, and it lies at the key its
+ * own start and id make, since a signed record copied under a newer key would pass for the
+ * newest rollout.
  */
-export async function readTrustedRollout(
+export async function readWeighedRollout(
   store: ObjectStore,
   key: string,
   keys: readonly PublicKey[],
-): Promise<RolloutRecord | undefined> {
+): Promise<WeighedRollout | undefined> {
   const read = await readRecordBytes(store, key);
   if (read === undefined) return undefined;
   const { bytes, record } = read;
-  const where = `${store.url} ${key}`;
   const trust = recordTrust(bytes, keys);
   const why = !trust.trusted
     ? trust.why
     : rolloutKey(new Date(record.startedAt), record.id) !== key
       ? "it lies at another key than its own start and id make (a signed record copied there)"
       : undefined;
-  if (why !== undefined) {
+  return why === undefined ? { record, trusted: true } : { record, trusted: false, why };
+}
+
+/**
+ * The rollout record at `key`, believed (undefined when it is gone; see readWeighedRollout).
+ * Anything else is an InputError (rollout-untrusted) that names the record and why.
+ */
+export async function readTrustedRollout(
+  store: ObjectStore,
+  key: string,
+  keys: readonly PublicKey[],
+): Promise<RolloutRecord | undefined> {
+  const weighed = await readWeighedRollout(store, key, keys);
+  if (weighed === undefined) return undefined;
+  if (!weighed.trusted) {
     throw new InputError(
       "rollout-untrusted",
-      `rollout ${record.id}'s record (${where}) is not to be believed: ${why}; anyone who can write the store could have put it there`,
+      `rollout ${weighed.record.id}'s record (${store.url} ${key}) is not to be believed: ${weighed.why}; anyone who can write the store could have put it there`,
       {
         hint: "a deploy signs its record with the cache key it pushes with (--key); a record written before records were signed, or by a deploy without --key, cannot be undone by id: send hosts back with 'rollback --on SELECTOR' (--to GENERATION)",
       },
     );
   }
-  return record;
+  return weighed.record;
 }
 
 /** Rollout records read at a time, newest first, for the fleet's last ask of each host. */

@@ -4,12 +4,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { doubledRelease, releaseOfWebHosts } from "../../test/support/doubled-release.js";
 import { rolloutRecord } from "../../test/support/rollout-records.js";
-import { generateSecretKey } from "../nix/keys.js";
+import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
 import type { RolloutRecord } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
 import { statusRecord } from "../status/status.js";
+import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
 
@@ -108,6 +109,69 @@ describe("gc roots", () => {
       const found = await rootsFromStore(store, { keepReleases: 5 });
       expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
       expect(found.unreadable).toEqual([]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("with the fleet's keys, each host keeps what the newest signed rollout gave it and what it ran before, whatever its status record says", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+    try {
+      const store = new FsStore(dir, { fsync: false });
+      const cacheKey = generateSecretKey("cache-1");
+      const keys = [publicKeyOf(cacheKey)];
+      const gave = (id: string, startedAt: string, to: string, from: string) =>
+        rolloutRecord(
+          [
+            {
+              host: "web1",
+              state: "confirmed",
+              phase: null,
+              system: to,
+              before: from,
+              message: null,
+            },
+          ],
+          { id, state: "succeeded", startedAt, updatedAt: startedAt },
+        );
+      // Two signed deploys: v1 → v2, then v2 → v3; then a forged (unsigned) record, newest.
+      await writeRollout(
+        store,
+        gave("aaaaaaaaaaaa", "2026-11-26T07:00:00.000Z", p("b"), p("a")),
+        cacheKey,
+      );
+      await writeRollout(
+        store,
+        gave("bbbbbbbbbbbb", "2026-11-26T08:00:00.000Z", p("c"), p("b")),
+        cacheKey,
+      );
+      await writeRollout(store, gave("cccccccccccc", "2026-11-26T09:00:00.000Z", p("e"), p("e")));
+      // web1's status record, rewritten by whoever can write the store: it names another system.
+      await writeStatus(
+        store,
+        statusRecord({
+          host: "web1",
+          mode: "ssh",
+          release: null,
+          desired: p("f"),
+          system: { current: p("f"), generation: 9 },
+          what: { state: "success", phase: null, error: null, rolledBack: null },
+          startedAt: "2026-11-26T10:00:00.000Z",
+          updatedAt: "2026-11-26T10:00:00.000Z",
+        }),
+      );
+      const signed = await rootsFromStore(store, { keepReleases: 5, rolloutKeys: keys });
+      // The newest signed record's system and before; not the older one's, nor the forged one's.
+      expect([...signed.roots.keys()].sort()).toEqual([p("b"), p("c"), p("f")]);
+      expect(signed.roots.get(p("c"))).toEqual(new Set(["rollout"]));
+      // Without keys no rollout is believed: the status record alone names web1's roots.
+      const unkeyed = await rootsFromStore(store, { keepReleases: 5 });
+      expect([...unkeyed.roots.keys()]).toEqual([p("f")]);
+      // A key that signed none of them: the same.
+      const other = [publicKeyOf(generateSecretKey("cache-2"))];
+      const foreign = await rootsFromStore(store, { keepReleases: 5, rolloutKeys: other });
+      expect([...foreign.roots.keys()]).toEqual([p("f")]);
       await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

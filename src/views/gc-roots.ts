@@ -21,6 +21,7 @@ import { readPins } from "../cache/pins.js";
 import { readHistory } from "../channel/history-store.js";
 import { confirmedSystems } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
+import type { PublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import type { Release, ReleaseHost } from "../release/release.js";
 import { isHostTwice } from "../release/release-parse.js";
@@ -34,7 +35,7 @@ import {
 import { loadRelease } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
 import { type RolloutRecord, rolloutLive } from "../status/rollout.js";
-import { listNewestRollouts, readRollout } from "../status/rollout-store.js";
+import { listNewestRollouts, readRollout, readWeighedRollout } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -52,6 +53,12 @@ export interface StoreRootOptions {
   readonly skip?: ReadonlySet<string>;
   /** Also say which confirmed systems --keep-generations let go of (`letGo`, for a dry run). */
   readonly explain?: boolean;
+  /**
+   * The keys a rollout record must be signed by (the fleet's cache.publicKeys): each host keeps
+   * what the newest record they signed gave it and what it ran before, whatever its status
+   * record says (a status record is not authenticated). Undefined: no rollout is believed.
+   */
+  readonly rolloutKeys?: readonly PublicKey[];
 }
 
 export interface StoreRoots extends RootsRead {
@@ -178,10 +185,21 @@ export async function rootsFromStore(
   // that does not read hides what it gave, so it is unreadable as a release is); and, while a
   // rollout says running, to every host it names, with what each ran before: its deployer
   // writes the hosts' records when the rollout ends, so one killed before then wrote none.
+  // And to every host, from the newest record a fleet key signed that names it: what it gave
+  // and what the host ran before. A status record is not authenticated, so one rewritten by
+  // whoever can write the store must not turn the collector into the deleter of what a host
+  // runs or goes back to.
+  const given = new Set<string>();
   for (const { key } of await listNewestRollouts(store, GC_ROLLOUTS)) {
     let rollout: RolloutRecord | undefined;
+    let trusted = false;
     try {
-      rollout = await readRollout(store, key);
+      if (options.rolloutKeys === undefined) rollout = await readRollout(store, key);
+      else {
+        const weighed = await readWeighedRollout(store, key, options.rolloutKeys);
+        rollout = weighed?.record;
+        trusted = weighed?.trusted === true;
+      }
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       if (unread.size > 0) unreadable.push({ name: key, problem: err.message });
@@ -192,8 +210,10 @@ export async function rootsFromStore(
       ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
       ...(rollout?.skipped ?? []),
     ]) {
-      if (!live && !unread.has(entry.host)) continue;
-      for (const path of [entry.system, live ? entry.before : null]) {
+      const newestSigned = trusted && !given.has(entry.host);
+      if (newestSigned) given.add(entry.host);
+      if (!live && !newestSigned && !unread.has(entry.host)) continue;
+      for (const path of [entry.system, live || newestSigned ? entry.before : null]) {
         if (typeof path === "string" && storePathOf(path) === path) {
           keep(entry.host, path, "rollout");
         }
