@@ -9,6 +9,9 @@ import { generateSecretKey, parseSecretKey } from "../src/nix/keys.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { parseRelease } from "../src/release/release-parse.js";
 import { channelKey, publishRelease, readRelease } from "../src/release/release-store.js";
+import { judgeReport } from "../src/status/report-signature.js";
+import { progressKey } from "../src/status/status.js";
+import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
 import { nixship } from "../support/cli.js";
 import {
@@ -113,12 +116,25 @@ describe("the pull agent on a lab fleet", () => {
     const outcomes = summaryOf(second);
     for (const host of HOSTS) expect(outcomes[host]).toMatchObject({ status: "activated" });
 
-    // Each host started on its release within two poll intervals of its publication.
+    // Each host started on its release within two poll intervals of its publication, and
+    // signed its report with its SSH host key, the one the fleet names for it.
     const store = await openStore(storeUrl);
+    const fleet = JSON.parse(await readFile(fleetFile, "utf8")) as {
+      hosts: Record<string, { hostKey: string }>;
+    };
     try {
       for (const host of HOSTS) {
         const r = await record(host);
         expect(r).toMatchObject({ state: "success", mode: "agent", channel: CHANNEL });
+        const seq = r?.seq as number;
+        const marker = progressKey(CHANNEL, seq, host, "success");
+        const report = judgeReport(
+          (await readAll(store, marker)) as Buffer,
+          marker,
+          fleet.hosts[host]?.hostKey as string,
+          { host, channel: CHANNEL, seq, state: "success" },
+        );
+        expect(report).toMatchObject({ trusted: true });
         const release = await readRelease(store, CHANNEL, r?.seq as number);
         if (release.status !== "found") throw new Error("release file missing");
         const created = Date.parse(parseRelease(release.bytes, "release").release.created);

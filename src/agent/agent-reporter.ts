@@ -10,6 +10,7 @@ import {
   heartbeatPolls,
 } from "../status/heartbeat.js";
 import { publishHostKey } from "../status/host-key-store.js";
+import { type HostSigningKey, loadHostSigningKey } from "../status/report-signature.js";
 import type { StatusRecord } from "../status/status.js";
 import { readStatus, writeHeartbeat, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -34,6 +35,11 @@ export interface AgentReporterOptions {
   readonly package?: string | undefined;
   /** The host's SSH host public key file, published once; undefined: nothing is published. */
   readonly hostKeyFile?: string | undefined;
+  /**
+   * The host's SSH host private key file (ed25519), which signs every status report
+   * (status/report-signature.ts); undefined: reports go unsigned.
+   */
+  readonly signingKeyFile?: string | undefined;
   readonly pollInterval: number;
   readonly jitter: number;
   /** Polls between two heartbeats (default DEFAULT_HEARTBEAT_EVERY). */
@@ -61,6 +67,8 @@ export class AgentReporter {
   #lookedAt: string | null | undefined;
   /** The host's record as this agent last wrote or read it: the next is folded from it. */
   #written: StatusRecord | undefined;
+  /** The key reports are signed with, once loaded; "none": there is none to sign with. */
+  #signingKey: HostSigningKey | "none" | undefined;
 
   constructor(options: AgentReporterOptions) {
     this.#o = options;
@@ -103,6 +111,30 @@ export class AgentReporter {
     this.#hostKeyDone = true;
   }
 
+  /**
+   * The host key reports are signed with, read at the first report. One that cannot be read is
+   * said once: the reports then go unsigned, and a deploy that knows the host's key does not
+   * believe them.
+   */
+  async #signingKeyOnce(): Promise<HostSigningKey | "none"> {
+    if (this.#signingKey !== undefined) return this.#signingKey;
+    const file = this.#o.signingKeyFile;
+    if (file === undefined) {
+      this.#signingKey = "none";
+      return "none";
+    }
+    try {
+      this.#signingKey = await loadHostSigningKey(file);
+    } catch (err) {
+      this.#signingKey = "none";
+      const why = err instanceof Error ? err.message : String(err);
+      this.#o.warn(
+        `this host's status reports are not signed: ${why}; a deploy whose fleet knows this host's key does not believe them (docs/agent.md, "Signed reports")`,
+      );
+    }
+    return this.#signingKey;
+  }
+
   /** Seconds between two heartbeats at most (what readers allow for before "offline"). */
   get heartbeatPeriod(): number {
     const o = this.#o;
@@ -135,7 +167,8 @@ export class AgentReporter {
 
   /** Writes the host's status record (and its marker), noting the system it says the host runs. */
   async writeRecord(record: StatusRecord): Promise<void> {
-    await writeStatus(this.#o.store, record);
+    const key = await this.#signingKeyOnce();
+    await writeStatus(this.#o.store, record, key === "none" ? undefined : key);
     this.#lookedAt = record.current;
     this.#written = record;
   }

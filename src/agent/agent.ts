@@ -87,6 +87,12 @@ export interface AgentOptions {
    * undefined: nothing is published.
    */
   readonly hostKeyFile?: string;
+  /**
+   * The host's SSH host private key file (ed25519; what its secrets are decrypted with), which
+   * signs its status reports so that whoever can write the store cannot report for it;
+   * undefined: reports go unsigned.
+   */
+  readonly signingKeyFile?: string;
   readonly emit?: (event: AgentEvent) => void;
   readonly random?: () => number;
   readonly now?: () => Date;

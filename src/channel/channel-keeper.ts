@@ -15,6 +15,7 @@ import type { Release, ReleaseHost, ReleaseKind, SignedRelease } from "../releas
 import type { Origin } from "../release/release-origin.js";
 import { publishRelease } from "../release/release-store.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { believedHistory, unbelievedNote } from "./believed-history.js";
 import { carryOver, statesEntries } from "./carry-over.js";
 import { failedMessage, refuseFailed } from "./failed-systems.js";
 import { type HistoryRead, readHistory } from "./history-store.js";
@@ -34,6 +35,11 @@ export interface ChannelKeeperOptions extends EntryChecks {
   readonly historyReleases?: number;
   /** Who publishes and from what: written beside each release (release-origin.ts). */
   readonly origin?: Origin;
+  /**
+   * Each agent host's SSH host key as the fleet knows it: such a host's failures count only on
+   * reports its key signed (believed-history.ts). A host not named: on any report.
+   */
+  readonly reportKeys?: ReadonlyMap<string, string>;
 }
 
 /** A selected host's desired system, and whether the host already runs it. */
@@ -329,12 +335,28 @@ export class ChannelKeeper {
   }
 
   async #readHistory(): Promise<HistoryRead> {
-    this.#history ??= await readHistory(this.#o.store, {
-      channel: this.#o.releases.channel,
+    if (this.#history !== undefined) return this.#history;
+    const { store, releases, reportKeys } = this.#o;
+    const read = await readHistory(store, {
+      channel: releases.channel,
       trustedKeys: this.#trustedKeys,
       ...(this.#o.historyReleases !== undefined ? { releases: this.#o.historyReleases } : {}),
     });
-    return this.#history;
+    if (reportKeys === undefined || reportKeys.size === 0) {
+      this.#history = read;
+      return read;
+    }
+    const { history, unbelieved } = await believedHistory(
+      store,
+      releases.channel,
+      read,
+      reportKeys,
+    );
+    for (const note of unbelieved.map(unbelievedNote)) {
+      if (!this.#notes.includes(note)) this.#notes.push(note);
+    }
+    this.#history = history;
+    return history;
   }
 
   /**

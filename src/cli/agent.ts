@@ -128,6 +128,8 @@ Subcommands (each with its own --help):
       heartbeatEvery: config.heartbeatEvery,
       // The key activate.sh decrypts the host's secrets with is this file's private half.
       hostKeyFile: "/etc/ssh/ssh_host_ed25519_key.pub",
+      // Its private half signs the agent's reports (status/report-signature.ts).
+      signingKeyFile: "/etc/ssh/ssh_host_ed25519_key",
       emit,
     });
     try {

@@ -39,7 +39,7 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
       "release refresh",
     );
     refuseArguments(positionals, "release refresh");
-    const { fleet, fleetFile } = await readFleetInput(values, io);
+    const { fleet, fleetFile, fleetDir } = await readFleetInput(values, io);
     const releaseKey = await readReleaseKey(values["release-key"], io.env, fleet, fleetFile);
     if (releaseKey === undefined) {
       throw new UsageError(
@@ -50,7 +50,7 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
     if (hosts.length === 0) {
       throw new UsageError("release refresh: the fleet has no agent hosts: there is no channel");
     }
-    const { delivery, close } = await openDelivery(fleet, hosts, { releaseKey });
+    const { delivery, close } = await openDelivery(fleet, hosts, { fleetDir, releaseKey });
     try {
       if (delivery.channel === undefined) {
         throw new Error("agent hosts opened a delivery that cannot refresh a channel");

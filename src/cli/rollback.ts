@@ -161,6 +161,7 @@ ${FLEET_HELP}
       });
     }
     const { mode, delivery, close } = await openDelivery(fleet, hosts, {
+      fleetDir: input.fleetDir,
       releaseKey,
       allowFailed: values["allow-failed"] === true,
     });

@@ -6,8 +6,14 @@ import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
 import { CrowdedSegments } from "../status/crowded-segments.js";
 import { agentNotLive } from "../status/heartbeat.js";
-import type { HostLog, StatusRecord } from "../status/status.js";
-import { readHeartbeats, readProgress, readRecord } from "../status/status-store.js";
+import type { ReportPlace } from "../status/report-signature.js";
+import type { HostLog, StatusRecord, StatusState } from "../status/status.js";
+import {
+  readHeartbeats,
+  readJudgedReport,
+  readProgress,
+  readRecord,
+} from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
@@ -28,6 +34,12 @@ export interface WatchSettings {
   readonly pollInterval?: number;
   /** Called after each status read with the LIST calls it took (for benchmarks). */
   readonly onPoll?: (listCalls: number) => void;
+  /**
+   * Each agent host's SSH host key (`ssh-ed25519 BASE64`) as the fleet knows it (its
+   * `hostKey`, or its pinned published key): a host named here is believed only on reports its
+   * key signed (status/report-signature.ts). A host not named is believed on any report.
+   */
+  readonly reportKeys?: ReadonlyMap<string, string>;
 }
 
 export class ReleaseWatcher {
@@ -61,6 +73,7 @@ export class ReleaseWatcher {
     let lastLiveness = 0;
     let lastLogRead = 0;
     const logs = new LogFollower((host, line) => emit({ type: "log", host, line }));
+    const unbelieved = new Unbelieved((host, line) => emit({ type: "log", host, line }), seq);
     // A page of the junk a host writes under its own prefixes is read once, not at every round.
     const crowded = new CrowdedSegments();
     // An interrupted host is reported by the caller, once it knows where the host goes.
@@ -120,9 +133,13 @@ export class ReleaseWatcher {
           applyingKeys.push([host, entry.key]);
         } else if (entry.state === "success") succeeded.push([host, entry.key]);
         else {
-          const { outcome, record } = await this.#failed(host, entry.key);
-          logs.show(host, record?.log);
-          settle(host, outcome, "failed");
+          const failed = await this.#failed(host, entry.key, entry.state, seq, channel);
+          if ("unbelieved" in failed) {
+            unbelieved.say(host, entry.state, failed.unbelieved);
+            continue;
+          }
+          logs.show(host, failed.record?.log);
+          settle(host, failed.outcome, "failed");
         }
       }
       // The log lines of hosts still applying, from their applying records: every
@@ -137,9 +154,16 @@ export class ReleaseWatcher {
       }
       // The generation and the system each host ran before are in its success record: one GET
       // per host, once per release.
-      const records = await mapLimit(succeeded, DETAIL_READS, ([, key]) => this.#record(key));
+      const records = await mapLimit(succeeded, DETAIL_READS, ([host, key]) =>
+        this.#report(host, key, { host, channel, seq, state: "success" }),
+      );
       succeeded.forEach(([host], i) => {
-        const record = records[i];
+        const read = records[i];
+        if (read !== undefined && "unbelieved" in read) {
+          unbelieved.say(host, "success", read.unbelieved);
+          return;
+        }
+        const record = read;
         // A success marker counts when its record is this release's success on the system the
         // release names for the host: whoever can write the store could plant one under the
         // next release's number before it is published. Else the host is waited for still (its
@@ -173,9 +197,11 @@ export class ReleaseWatcher {
           const outcome: DeployOutcome = {
             status: "failed",
             phase: applying.has(host) ? "switch" : "waiting",
-            message: applying.has(host)
-              ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout + extraSeconds}s`
-              : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`,
+            message:
+              unbelieved.of(host) ??
+              (applying.has(host)
+                ? `the agent started release ${seq} but did not finish within ${releases.offlineTimeout + extraSeconds}s`
+                : `no report from the agent within ${releases.offlineTimeout}s: offline, paused, or not following channel ${channel}`),
             rolledBack: false,
           };
           settle(host, outcome, "failed");
@@ -200,14 +226,37 @@ export class ReleaseWatcher {
   async #failed(
     host: string,
     key: string,
-  ): Promise<{ outcome: DeployOutcome; record: StatusRecord | undefined }> {
+    state: StatusState,
+    seq: number,
+    channel: string,
+  ): Promise<
+    { outcome: DeployOutcome; record: StatusRecord | undefined } | { unbelieved: string }
+  > {
     // The listing already says the host failed; the record only says why, so one that cannot
-    // be read is reported as such rather than failing the wave.
+    // be read is reported as such rather than failing the wave. A host whose key the fleet
+    // knows is believed on a report it signed only.
     let unreadable: string | undefined;
-    const record = await readRecord(this.#o.store, key).catch((err: unknown) => {
+    const hostKey = this.#o.reportKeys?.get(host);
+    const record = await (hostKey === undefined
+      ? readRecord(this.#o.store, key)
+      : readJudgedReport(this.#o.store, key, hostKey, { host, channel, seq, state })
+    ).catch((err: unknown) => {
       unreadable = err instanceof Error ? err.message : String(err);
       return undefined;
     });
+    if (record !== undefined && "trusted" in record) {
+      if (!record.trusted) return { unbelieved: record.why };
+      return this.#failedOutcome(host, record.record, undefined);
+    }
+    if (hostKey !== undefined && unreadable !== undefined) return { unbelieved: unreadable };
+    return this.#failedOutcome(host, record, unreadable);
+  }
+
+  #failedOutcome(
+    host: string,
+    record: StatusRecord | undefined,
+    unreadable: string | undefined,
+  ): { outcome: DeployOutcome; record: StatusRecord | undefined } {
     const refused = record?.state === "rejected";
     const said = refused ? "rejected" : "failed";
     const outcome: DeployOutcome = {
@@ -234,6 +283,26 @@ export class ReleaseWatcher {
    */
   async #record(key: string): Promise<StatusRecord | undefined> {
     return readRecord(this.#o.store, key).catch(() => undefined);
+  }
+
+  /**
+   * A host's report at `key`: for a host whose key the fleet knows, believed only when signed
+   * by it and about `place` (else why not); for another, as #record reads it.
+   */
+  async #report(
+    host: string,
+    key: string,
+    place: ReportPlace,
+  ): Promise<StatusRecord | { unbelieved: string } | undefined> {
+    const hostKey = this.#o.reportKeys?.get(host);
+    if (hostKey === undefined) return this.#record(key);
+    try {
+      const judged = await readJudgedReport(this.#o.store, key, hostKey, place);
+      if (judged === undefined) return undefined;
+      return judged.trusted ? judged.record : { unbelieved: judged.why };
+    } catch (err) {
+      return { unbelieved: err instanceof Error ? err.message : String(err) };
+    }
   }
 }
 
@@ -264,6 +333,35 @@ class LogFollower {
     const picked = order.slice(0, count);
     for (const [host] of picked) this.#read.set(host, Date.now());
     return picked;
+  }
+}
+
+/**
+ * Reports not believed (not signed by their host's key, or copied from elsewhere): each is said
+ * once among the host's lines, and the newest one's why names the host's failure if no report
+ * it signed comes before the deadline. The host is waited for meanwhile: its agent's own
+ * report, written over the same marker, may still come.
+ */
+class Unbelieved {
+  readonly #why = new Map<string, string>();
+
+  constructor(
+    private readonly emit: (host: string, line: string) => void,
+    private readonly seq: number,
+  ) {}
+
+  say(host: string, state: StatusState, why: string): void {
+    const line = `a report of ${state} on release ${this.seq} is not believed: ${why}; waiting for one its host key signed`;
+    if (this.#why.get(host) !== line) this.emit(host, line);
+    this.#why.set(host, line);
+  }
+
+  /** What the host's failure says when it never sent a report to be believed. */
+  of(host: string): string | undefined {
+    const line = this.#why.get(host);
+    return line === undefined
+      ? undefined
+      : `no report from ${host}'s agent that its host key signed; ${line.replace(/; waiting for one its host key signed$/, "")}`;
   }
 }
 

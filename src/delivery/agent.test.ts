@@ -2,9 +2,11 @@
 // store: waves as signed releases, failures answered by a rollback release, offline hosts,
 // a channel it cannot verify, and `rollback` as a release that names each host's earlier system.
 // Activation is the only fake: a scripted Activator per agent (Nix is not what is tested here).
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Activator, Applied, HostSystem } from "../agent/activator.js";
 import { Agent } from "../agent/agent.js";
@@ -16,7 +18,8 @@ import type { SignedRelease } from "../release/release.js";
 import { parseRelease } from "../release/release-parse.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../release/release-store.js";
 import { nextRecord } from "../status/next-record.js";
-import { formatStatusRecord, progressKey } from "../status/status.js";
+import { judgeReport } from "../status/report-signature.js";
+import { formatStatusRecord, progressKey, type StatusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
@@ -102,8 +105,34 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Starts real agents for `hosts`, polling every 50 ms; `broken` paths fail their activation. */
-function startAgents(hosts: readonly string[], broken: readonly string[] = []): void {
+/** A host's SSH host key pair, made by ssh-keygen: its private key file and public key. */
+async function hostKeyPair(host: string): Promise<{ file: string; publicKey: string }> {
+  await mkdir(join(dir, "keys"), { recursive: true });
+  const file = join(dir, "keys", host);
+  await promisify(execFile)("ssh-keygen", [
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    host,
+    "-f",
+    file,
+  ]);
+  const line = await readFile(`${file}.pub`, "utf8");
+  return { file, publicKey: line.split(" ").slice(0, 2).join(" ") };
+}
+
+/**
+ * Starts real agents for `hosts`, polling every 50 ms; `broken` paths fail their activation;
+ * a host of `signingKeys` signs its reports with that private key file.
+ */
+function startAgents(
+  hosts: readonly string[],
+  broken: readonly string[] = [],
+  signingKeys: ReadonlyMap<string, string> = new Map(),
+): void {
   for (const host of hosts) {
     const activator = new ScriptedActivator(new Set(broken));
     activators.set(host, activator);
@@ -118,6 +147,7 @@ function startAgents(hosts: readonly string[], broken: readonly string[] = []): 
       activator,
       pollInterval: 0.05,
       jitter: 0,
+      ...(signingKeys.has(host) ? { signingKeyFile: signingKeys.get(host) as string } : {}),
     });
     const own = new AbortController();
     stops.set(host, own);
@@ -130,7 +160,12 @@ function startAgents(hosts: readonly string[], broken: readonly string[] = []): 
 }
 
 function delivery(
-  options: { key?: SecretKey; offlineTimeout?: number; allowFailed?: boolean } = {},
+  options: {
+    key?: SecretKey;
+    offlineTimeout?: number;
+    allowFailed?: boolean;
+    reportKeys?: ReadonlyMap<string, string>;
+  } = {},
 ): AgentDelivery {
   return new AgentDelivery({
     store,
@@ -145,6 +180,7 @@ function delivery(
     confirmTimeout: 0,
     pollInterval: 50,
     allowFailed: options.allowFailed === true,
+    ...(options.reportKeys === undefined ? {} : { reportKeys: options.reportKeys }),
   });
 }
 
@@ -877,5 +913,130 @@ describe("AgentDelivery.rollbackHosts", () => {
       },
     ]);
     expect(d.published).toEqual([]);
+  });
+});
+
+describe("AgentDelivery: reports are believed only when their host's key signed them", () => {
+  /** A report of `host` on release `seq`, as whoever can write the store could write one. */
+  const forged = (host: string, seq: number, state: "success" | "failed", path: StorePath) =>
+    ({
+      version: 1,
+      host,
+      mode: "agent",
+      channel: CHANNEL,
+      seq,
+      desired: path,
+      current: path,
+      generation: 9,
+      state,
+      phase: state === "failed" ? "health" : null,
+      error: state === "failed" ? "health check failed" : null,
+      rolledBack: state === "failed" ? true : null,
+      startedAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+    }) satisfies StatusRecord;
+
+  it("a success planted with the release's own system is the canary's only without the host's key", async () => {
+    const web9 = await hostKeyPair("web9");
+    // web9's agent is down; the writer reads the release's system once it is published (here:
+    // beforehand) and plants its success.
+    await store.put(
+      progressKey(CHANNEL, 1, "web9", "success"),
+      formatStatusRecord(forged("web9", 1, "success", sys("a", "web9"))),
+    );
+    const [fooled] = await delivery({ offlineTimeout: 1 }).deployWave(
+      wave({ web9: sys("a", "web9") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(fooled).toMatchObject({ status: "activated" });
+
+    await store.put(
+      progressKey(CHANNEL, 2, "web9", "success"),
+      formatStatusRecord(forged("web9", 2, "success", sys("b", "web9"))),
+    );
+    const lines: string[] = [];
+    const reportKeys = new Map([["web9", web9.publicKey]]);
+    const [judged] = await delivery({ offlineTimeout: 1, reportKeys }).deployWave(
+      wave({ web9: sys("b", "web9") }),
+      (e) => {
+        if (e.type === "log") lines.push(e.line);
+      },
+      CONTEXT,
+    );
+    expect(judged).toMatchObject({
+      status: "failed",
+      phase: "waiting",
+      message: expect.stringMatching(
+        /^no report from web9's agent that its host key signed; a report of success on release 2 is not believed: it is not signed; /,
+      ),
+    });
+    expect(lines).toEqual([
+      "a report of success on release 2 is not believed: it is not signed; waiting for one its host key signed",
+    ]);
+  });
+
+  it("an agent that signs with its host key is believed, on success and on failure", async () => {
+    const web1 = await hostKeyPair("web1");
+    startAgents(["web1"], [sys("b", "web1")], new Map([["web1", web1.file]]));
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    const [ok] = await delivery({ reportKeys }).deployWave(
+      wave({ web1: sys("a", "web1") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(ok).toMatchObject({ status: "activated", generation: 1 });
+    const key = progressKey(CHANNEL, 1, "web1", "success");
+    const bytes = (await readAll(store, key)) as Buffer;
+    expect(
+      judgeReport(bytes, key, web1.publicKey, { host: "web1", channel: CHANNEL, seq: 1 }),
+    ).toMatchObject({ trusted: true, record: { desired: sys("a", "web1") } });
+    const [failed] = await delivery({ reportKeys }).deployWave(
+      wave({ web1: sys("b", "web1") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(failed).toMatchObject({
+      status: "failed",
+      phase: "health",
+      message: expect.stringMatching(/^health check failed: curl exited 7; it applied rollback/),
+    });
+  });
+
+  it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {
+    const web1 = await hostKeyPair("web1");
+    startAgents(["web1", "web2"], [], new Map([["web1", web1.file]]));
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    const steps: Record<string, StorePath>[] = [
+      { web1: sys("a", "web1"), web2: sys("a", "web2") },
+      { web1: sys("b", "web1") },
+      { web1: sys("c", "web1") },
+    ];
+    for (const step of steps) {
+      const outcomes = await delivery({ reportKeys }).deployWave(wave(step), () => {}, CONTEXT);
+      expect(outcomes.every((o) => o.status === "activated")).toBe(true);
+    }
+    // Whoever can write the store says web1 failed b (release 2) and c (release 3, what the
+    // channel names for it): a publisher would carry web1 back to a, and a rollback skip b.
+    for (const [seq, path] of [
+      [2, sys("b", "web1")],
+      [3, sys("c", "web1")],
+    ] as const) {
+      await store.put(
+        progressKey(CHANNEL, seq, "web1", "failed"),
+        formatStatusRecord(forged("web1", seq, "failed", path)),
+      );
+    }
+    const d = delivery({ reportKeys });
+    const notes = await d.channel.plan([{ host: "web2", path: sys("b", "web2"), runs: false }]);
+    expect(notes).toEqual([
+      "web1: a failure report on release 2 is not believed (it is not signed): its signed success on that release counts instead",
+      "web1: a failure report on release 3 is not believed (it is not signed): its signed success on that release counts instead",
+    ]);
+    const [web2] = await d.deployWave(wave({ web2: sys("b", "web2") }), () => {}, CONTEXT);
+    expect(web2).toMatchObject({ status: "activated" });
+    expect((await channel()).release.hosts.web1).toEqual({ path: sys("c", "web1") });
+    const [back] = await delivery({ reportKeys }).rollbackHosts([host("web1")], undefined);
+    expect(back).toMatchObject({ status: "rolled-back", path: sys("b", "web1") });
   });
 });

@@ -111,3 +111,21 @@ export async function deployHostKeys(
   const fix = `run 'nixship secrets rekey ${REPLACE_HOST_KEYS_FLAG}', which re-encrypts their secrets to the new keys and pins them`;
   return (await pinnedHostKeys(fleet, hosts, fleetDir, { fix })).keys;
 }
+
+/**
+ * Each agent host's key as its reports are judged by (status/report-signature.ts): the fleet's
+ * `hostKey`, else its pin. Never a published key no pin names: whoever can write the store could
+ * have published it.
+ */
+export function agentReportKeys(
+  hosts: readonly FleetHost[],
+  pins: HostKeyPins,
+): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const host of hosts) {
+    if (host.delivery !== "agent") continue;
+    const key = host.hostKey ?? pins.get(host.name);
+    if (key !== undefined) keys.set(host.name, key);
+  }
+  return keys;
+}

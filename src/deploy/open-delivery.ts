@@ -2,6 +2,7 @@
 // them (all must share one), or the one `--via` names (which they must have).
 import { AgentDelivery } from "../delivery/agent.js";
 import type { Delivery } from "../delivery/delivery.js";
+import { agentReportKeys } from "../delivery/host-keys.js";
 import { SshDelivery } from "../delivery/ssh.js";
 import { InputError } from "../errors.js";
 import type { DeliveryMode, Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
@@ -9,11 +10,17 @@ import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ReleaseHostPolicy } from "../release/release.js";
 import type { Origin } from "../release/release-origin.js";
+import { readPins } from "../secrets/host-key-pins.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { deployedBy } from "./deploy-origin.js";
 
 export interface DeliveryChoice {
+  /**
+   * The fleet file's directory: the host key pins beside it (secrets/host-key-pins.ts) name
+   * the keys agent hosts sign their reports with, where the fleet gives no `hostKey`.
+   */
+  readonly fleetDir: string;
   /** `--via`: the mode the caller expects every selected host to have. */
   readonly via?: DeliveryMode | undefined;
   /** Signs releases (agent mode deploys). */
@@ -78,7 +85,7 @@ export function deliveryMode(
 export async function openDelivery(
   fleet: Fleet,
   hosts: readonly FleetHost[],
-  choice: DeliveryChoice = {},
+  choice: DeliveryChoice,
 ): Promise<OpenDelivery> {
   const mode = deliveryMode(hosts, choice.via);
   switch (mode) {
@@ -123,6 +130,8 @@ export async function openDelivery(
       const policy = choice.policy ?? fleet.policy;
       const delivery = new AgentDelivery({
         store,
+        // Every agent host of the fleet: the channel keeper judges the whole channel's history.
+        reportKeys: agentReportKeys(fleet.hosts, await readPins(choice.fleetDir)),
         releases: fleet.releases,
         key: choice.releaseKey,
         health: policy.health,

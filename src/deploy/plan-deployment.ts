@@ -85,6 +85,7 @@ export async function planDeployment(
   };
   try {
     const opened = await openDelivery(fleet, hosts, {
+      fleetDir: options.fleetDir,
       via: mode,
       releaseKey: options.releaseKey,
       ...(origin === undefined ? {} : { origin }),

@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { rolloutRecord } from "../../test/support/rollout-records.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { formatRolloutRecord, parseRolloutRecord } from "./rollout.js";
-import { recordTrust, splitSignedRecord } from "./rollout-signature.js";
+import { recordTrust } from "./rollout-signature.js";
+import { splitSignedRecord } from "./signed-record.js";
 
 const key = generateSecretKey("cache-1");
 const other = generateSecretKey("cache-1");

@@ -15,7 +15,13 @@ import {
 } from "./heartbeat.js";
 import { listHostPrefixes } from "./host-listing.js";
 import {
-  formatStatusRecord,
+  type HostSigningKey,
+  judgeReport,
+  type ReportPlace,
+  type ReportTrust,
+  signedReportBytes,
+} from "./report-signature.js";
+import {
   HOST_STATUS_PREFIX,
   hostStatusKey,
   type ProgressEntry,
@@ -33,8 +39,13 @@ const JSON_TYPE = "application/json";
  * reached. The record first: a deploy ends when it sees the markers, and what `status`, the
  * dashboard and the next plan read then (the records) must already say what the deploy said.
  */
-export async function writeStatus(store: ObjectStore, record: StatusRecord): Promise<void> {
-  const body = formatStatusRecord(record);
+export async function writeStatus(
+  store: ObjectStore,
+  record: StatusRecord,
+  key?: HostSigningKey,
+): Promise<void> {
+  // An agent signs its reports with its host key (report-signature.ts); a deployer's are unsigned.
+  const body = signedReportBytes(record, key);
   await store.put(hostStatusKey(record.host), body, { contentType: JSON_TYPE });
   if (record.channel !== null && record.seq !== null) {
     await store.put(progressKey(record.channel, record.seq, record.host, record.state), body, {
@@ -71,6 +82,22 @@ export async function readRecord(
 ): Promise<StatusRecord | undefined> {
   const bytes = await readAll(store, key, STATUS_RECORD_LIMIT);
   return bytes === undefined ? undefined : parseStatusRecord(bytes, `${store.url} ${key}`);
+}
+
+/**
+ * The report at `key` (undefined: gone; malformed: InputError), judged against the host's key:
+ * see judgeReport.
+ */
+export async function readJudgedReport(
+  store: ObjectStore,
+  key: string,
+  hostKey: string,
+  place: ReportPlace,
+): Promise<ReportTrust | undefined> {
+  const bytes = await readAll(store, key, STATUS_RECORD_LIMIT);
+  return bytes === undefined
+    ? undefined
+    : judgeReport(bytes, `${store.url} ${key}`, hostKey, place);
 }
 
 /** A host's latest record as read: found, never written, or unreadable (that host's alone). */

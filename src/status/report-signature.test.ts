@@ -1,0 +1,110 @@
+import { execFile } from "node:child_process";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type HostSigningKey,
+  judgeReport,
+  loadHostSigningKey,
+  type ReportPlace,
+  signedReportBytes,
+} from "./report-signature.js";
+import type { StatusRecord } from "./status.js";
+
+let dir: string;
+let key: HostSigningKey;
+let publicKey: string;
+let otherPublicKey: string;
+
+async function keygen(name: string): Promise<string> {
+  const file = join(dir, name);
+  await promisify(execFile)("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file]);
+  return file;
+}
+const publicLine = async (file: string) =>
+  (await readFile(`${file}.pub`, "utf8")).split(" ").slice(0, 2).join(" ");
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-report-signature-"));
+  const file = await keygen("web1");
+  key = await loadHostSigningKey(file);
+  publicKey = await publicLine(file);
+  otherPublicKey = await publicLine(await keygen("web2"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const path = `/nix/store/${"a".repeat(32)}-nixos-system-web1`;
+const record: StatusRecord = {
+  version: 1,
+  host: "web1",
+  mode: "agent",
+  channel: "prod",
+  seq: 4,
+  desired: path,
+  current: path,
+  generation: 3,
+  state: "success",
+  phase: null,
+  error: null,
+  rolledBack: null,
+  startedAt: "2026-11-29T07:00:00.000Z",
+  updatedAt: "2026-11-29T07:00:01.000Z",
+};
+const place: ReportPlace = { host: "web1", channel: "prod", seq: 4, state: "success" };
+
+describe("an agent's signed report", () => {
+  it("is one JSON object ending with its signature, and reads as the record", () => {
+    const bytes = signedReportBytes(record, key);
+    const parsed = JSON.parse(Buffer.from(bytes).toString("utf8")) as Record<string, unknown>;
+    expect(Object.keys(parsed).at(-1)).toBe("signature");
+    expect(parsed.signature).toMatch(/^ssh-ed25519:[A-Za-z0-9+/]{86}==$/);
+    expect(judgeReport(bytes, "r", publicKey, place)).toEqual({ trusted: true, record });
+  });
+
+  it("is not believed unsigned, edited, signed by another host's key, or copied to another place", () => {
+    const signed = Buffer.from(signedReportBytes(record, key)).toString("utf8");
+    const why = (bytes: Uint8Array, hostKey = publicKey, at = place) => {
+      const judged = judgeReport(bytes, "r", hostKey, at);
+      return judged.trusted ? "trusted" : judged.why;
+    };
+    expect(why(signedReportBytes(record, undefined))).toBe("it is not signed");
+    expect(why(Buffer.from(signed.replace('"generation":3', '"generation":4')))).toBe(
+      "it is not signed by web1's host key (or was edited since)",
+    );
+    expect(why(Buffer.from(signed), otherPublicKey)).toBe(
+      "it is not signed by web1's host key (or was edited since)",
+    );
+    expect(
+      why(
+        Buffer.from(
+          signed.replace(/"signature":"ssh-ed25519:[^"]+"/, '"signature":"ssh-ed25519:AAAA"'),
+        ),
+      ),
+    ).toBe("its signature is malformed");
+    // The host's own report of release 4, copied under release 5's marker, or as a failure.
+    expect(why(Buffer.from(signed), publicKey, { ...place, seq: 5 })).toBe(
+      "it is web1's report of success on release 4 of prod, copied here",
+    );
+    expect(why(Buffer.from(signed), publicKey, { ...place, state: "failed" })).toMatch(
+      /copied here$/,
+    );
+  });
+
+  it("a key file that is not an unencrypted ed25519 key is named, never shown", async () => {
+    const bad = join(dir, "bad");
+    await writeFile(
+      bad,
+      "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbytes!\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
+    await chmod(bad, 0o600);
+    const err = (await loadHostSigningKey(bad).catch((e: unknown) => e)) as Error;
+    expect(err.message).toBe(`${bad} has an OpenSSH private key that is not base64`);
+    await expect(loadHostSigningKey(join(dir, "missing"))).rejects.toThrow(
+      /missing: no such file$/,
+    );
+  });
+});
