@@ -359,9 +359,13 @@ class Unbelieved {
   /** What the host's failure says when it never sent a report to be believed. */
   of(host: string): string | undefined {
     const line = this.#why.get(host);
-    return line === undefined
-      ? undefined
-      : `no report from ${host}'s agent that its host key signed; ${line.replace(/; waiting for one its host key signed$/, "")}`;
+    if (line === undefined) return undefined;
+    const said = line.replace(/; waiting for one its host key signed$/, "");
+    // A host whose key changed (reinstalled) signs with its new key.
+    const changed = / host key \(or was edited since\)$/.test(said)
+      ? "; if its host key changed, check the new one out of band, then give it as the host's hostKey, or pin it with 'nixship secrets rekey --replace-host-keys'"
+      : "";
+    return `no report from ${host}'s agent that its host key signed; ${said}${changed}`;
   }
 }
 

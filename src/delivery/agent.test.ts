@@ -1003,6 +1003,22 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     });
   });
 
+  it("a host that signs with another key than the fleet knows (reinstalled) fails, saying how to take its new key", async () => {
+    const web1 = await hostKeyPair("web1");
+    const old = await hostKeyPair("web1-before");
+    startAgents(["web1"], [], new Map([["web1", web1.file]]));
+    const [outcome] = await delivery({
+      offlineTimeout: 1,
+      reportKeys: new Map([["web1", old.publicKey]]),
+    }).deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
+    expect(outcome).toMatchObject({
+      status: "failed",
+      message: expect.stringMatching(
+        /^no report from web1's agent that its host key signed; a report of success on release 1 is not believed: it is not signed by web1's host key \(or was edited since\); if its host key changed, check the new one out of band, then give it as the host's hostKey, or pin it with 'nixship secrets rekey --replace-host-keys'/,
+      ),
+    });
+  });
+
   it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {
     const web1 = await hostKeyPair("web1");
     startAgents(["web1", "web2"], [], new Map([["web1", web1.file]]));
