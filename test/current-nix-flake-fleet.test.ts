@@ -58,4 +58,20 @@ describe("a fleet written in a flake, on Nix 2.26", () => {
     expect(thrown.code).toBe(2);
     expect(thrown.stderr).toContain("nixship.hosts.a: no such host here");
   });
+
+  it("names the file, line and column of a syntax error in a file the flake imports (exit 2)", async () => {
+    await writeFile(
+      join(dir, "flake.nix"),
+      "{ outputs = { self }: { nixship = import ./nixship.nix; }; }\n",
+    );
+    await writeFile(
+      join(dir, "nixship.nix"),
+      '{\n  hosts.web1 = {\n    address = "10.0.0.1"\n    tags = [ "web" ];\n  };\n}\n',
+    );
+    const r = await nixshipWithCurrentNix(nixRoot, ["build", "--fleet", `path:${dir}#nixship`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `error: ${join(dir, "nixship.nix")}:4:10: nixship: syntax error, unexpected '=', expecting ';'`,
+    );
+  });
 });

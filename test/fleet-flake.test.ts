@@ -204,8 +204,21 @@ describe("a fleet in the flake with a mistake", () => {
     // Nix's own words, which differ between its versions.
     expect(typed.stderr).toMatch(
       new RegExp(
-        `${typed.file}: nixship\\.hosts\\.db2\\.address: cannot \\w+ an integer to a string`,
+        `${typed.file}:\\d+:\\d+: nixship\\.hosts\\.db2\\.address: cannot \\w+ an integer to a string`,
       ),
+    );
+  });
+
+  it("names the file, line and column of a syntax error in a file the flake imports (exit 2)", async () => {
+    const dir = await flakeDir("nixship = import ./nixship.nix;");
+    await writeFile(
+      join(dir, "nixship.nix"),
+      '{\n  hosts.web1 = {\n    address = "10.0.0.1"\n    tags = [ "web" ];\n  };\n}\n',
+    );
+    const r = await nixship(["build", "--fleet", `path:${dir}#nixship`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `error: ${join(dir, "nixship.nix")}:4:10: nixship: syntax error, unexpected '=', expecting ';'`,
     );
   });
 

@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
+import { evalPlace } from "../fleet/eval-place.js";
 import { FleetEvalTrace } from "../fleet/flake-fleet.js";
 import type { JsonObject } from "../fleet/fleet-json.js";
 import { type ConfigurationInfo, configurationsExpression } from "../fleet/init-fleet.js";
@@ -63,8 +64,9 @@ export async function listFlakeConfigurations(
     );
   }
   if (r.code !== 0) {
-    const said = withoutSourceSecrets(trace.result().message || "Nix failed without saying why");
-    throw new InputError("init-eval-failed", `${label}: ${said}`, {
+    const { message, location } = trace.result();
+    const said = withoutSourceSecrets(message || "Nix failed without saying why");
+    throw new InputError("init-eval-failed", `${evalPlace(label, location, dir)}: ${said}`, {
       hint: "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
     });
   }

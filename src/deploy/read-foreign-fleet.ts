@@ -1,10 +1,11 @@
 // Reads another deployer's fleet from a local flake for `nixship init --from`: a colmena hive or
 // deploy-rs's `deploy` output, each in one bounded `nix eval`, a Nix error named by the
 // attribute being evaluated (a node's option), a missing hive or deploy output said plainly.
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
+import { evalPlace } from "../fleet/eval-place.js";
 import { FleetEvalTrace, formatNixAttrPath } from "../fleet/flake-fleet.js";
 import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
 import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
@@ -96,10 +97,11 @@ async function evaluate(
     );
   }
   if (r.code !== 0) {
-    const { path, message } = trace.result();
+    const { path, message, location } = trace.result();
     const said = withoutSourceSecrets(message || "Nix failed without saying why");
     const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
-    throw new InputError("init-eval-failed", `${label}: ${at}${said}`, {
+    const place = evalPlace(label, location, dirname(label));
+    throw new InputError("init-eval-failed", `${place}: ${at}${said}`, {
       hint: `the error is Nix's, evaluating ${what}: fix it there`,
     });
   }

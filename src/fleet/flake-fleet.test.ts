@@ -106,3 +106,44 @@ describe("the evaluation's expression", () => {
     );
   });
 });
+
+describe("where a failed evaluation's error is", () => {
+  it("the `at` after the error (Nix 2.8: the error first), not a trace entry's", () => {
+    const stderr = `error: syntax error, unexpected '=', expecting ';'
+
+       at /nix/store/l4sb32sgdzahfjxy6vdmlnb2wbi88654-source/nixship.nix:4:10:
+
+            3|     address = "10.0.0.1"
+
+       … while evaluating the attribute 'nixship'
+
+       at /nix/store/l4sb32sgdzahfjxy6vdmlnb2wbi88654-source/flake.nix:3:5:`;
+    expect(feed(stderr).location).toEqual({
+      file: "/nix/store/l4sb32sgdzahfjxy6vdmlnb2wbi88654-source/nixship.nix",
+      line: 4,
+      column: 10,
+    });
+  });
+
+  it("the `at` after the last error (newer Nix: the trace first)", () => {
+    const stderr = `error:
+       … while calling the 'import' builtin
+         at /nix/store/l4sb32sgdzahfjxy6vdmlnb2wbi88654-source/flake.nix:3:15:
+            2|   outputs = { self }: {
+
+       error: syntax error, unexpected '=', expecting ';'
+       at /nix/store/l4sb32sgdzahfjxy6vdmlnb2wbi88654-source/nixship.nix:4:10:
+            3|     address = "10.0.0.1"`;
+    expect(feed(stderr)).toMatchObject({
+      message: "syntax error, unexpected '=', expecting ';'",
+      location: { file: expect.stringMatching(/-source\/nixship\.nix$/), line: 4, column: 10 },
+    });
+  });
+
+  it("none when Nix names no file (an expression of nixship's own)", () => {
+    const stderr = `error: boom here
+
+       at «string»:4:16:`;
+    expect(feed(stderr).location).toBeUndefined();
+  });
+});

@@ -87,6 +87,9 @@ export class FleetEvalTrace {
   #path: JsonPath | undefined;
   #message: string[] = [];
   #following = false;
+  /** Where the last error is (the `at` line after it, before any trace entry). */
+  #location: EvalLocation | undefined;
+  #awaitingAt = false;
 
   add(line: string): void {
     const mark = line.match(new RegExp(`«${MARK} (\\[.*\\])»`));
@@ -104,7 +107,14 @@ export class FleetEvalTrace {
       const first = text.slice("error:".length).trim();
       this.#message = first === "" ? [] : [first];
       this.#following = true;
+      this.#location = undefined;
+      this.#awaitingAt = true;
       return;
+    }
+    if (text.startsWith("…")) this.#awaitingAt = false;
+    if (this.#awaitingAt && text.startsWith("at ")) {
+      this.#awaitingAt = false;
+      this.#location = parseLocation(text.slice(3));
     }
     if (!this.#following) return;
     if (text === "" || text.startsWith("…") || text.startsWith("at ") || text.startsWith("(use")) {
@@ -114,10 +124,31 @@ export class FleetEvalTrace {
     if (this.#message.length < 6) this.#message.push(text);
   }
 
-  /** The attribute (relative to the fleet) and Nix's message, as far as they were said. */
-  result(): { path: JsonPath | undefined; message: string } {
-    return { path: this.#path, message: this.#message.join(" ").slice(0, 2000) };
+  /**
+   * The attribute (relative to the fleet) and Nix's message, as far as they were said, and the
+   * file, line and column of the error when Nix named them.
+   */
+  result(): { path: JsonPath | undefined; message: string; location?: EvalLocation } {
+    return {
+      path: this.#path,
+      message: this.#message.join(" ").slice(0, 2000),
+      ...(this.#location === undefined ? {} : { location: this.#location }),
+    };
   }
+}
+
+/** Where Nix says an error is. */
+export interface EvalLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** `FILE:LINE:COL:` as Nix writes it after `at`; a place that is no file (`«string»`) is none. */
+function parseLocation(text: string): EvalLocation | undefined {
+  const m = /^(\/[^\s«»]{1,4000}):(\d{1,9}):(\d{1,9}):?$/.exec(text);
+  if (m === null) return undefined;
+  return { file: m[1] as string, line: Number(m[2]), column: Number(m[3]) };
 }
 
 function parsePath(text: string): JsonPath | undefined {

@@ -5,6 +5,7 @@ import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
 import { withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
+import { evalPlace } from "./eval-place.js";
 import {
   type FlakeFleetSource,
   FleetEvalTrace,
@@ -86,13 +87,14 @@ export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): 
 }
 
 function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
-  const { path, message } = trace.result();
+  const { path, message, location } = trace.result();
   const said = withoutSourceSecrets(message || "Nix failed without saying why");
   const at = path === undefined ? "" : `${formatNixAttrPath([...source.attrPath, ...path])}: `;
   // Outside the fleet's own attributes, the flake itself did not evaluate (an input out of
   // reach, an error elsewhere in it): said apart, since such a flake may hold no fleet at all.
   const code = path === undefined ? "flake-eval-failed" : "fleet-eval-failed";
-  return new InputError(code, `${source.label}: ${at}${said}`, {
+  const place = evalPlace(source.label, location, source.localDir);
+  return new InputError(code, `${place}: ${at}${said}`, {
     hint:
       path === undefined
         ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
