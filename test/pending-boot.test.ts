@@ -189,5 +189,19 @@ describe("a boot left pending by a killed deploy", () => {
     expect(name(after.row.current)).toBe("v1");
     expect(after.row.boot?.pending).toBeNull();
     expect(await servedAfterBoot(lab.info, host)).toBe("web-v1");
+    // The store's record says so too: the host runs v1, not the v4-broken it booted, and the
+    // deploy's summary said the same.
+    const stored = await lab.nixship([
+      "status",
+      "--fleet",
+      lab.fleetFile,
+      "--on",
+      host,
+      "--stored",
+      "--json",
+    ]);
+    const row = (JSON.parse(stored.stdout) as { hosts: HostRow[] }).hosts[0];
+    expect(name(row?.current), stored.stdout).toBe("v1");
+    expect(outcome?.runs, JSON.stringify(outcome)).toMatch(/-example-web-system-v1$/);
   }, 300_000);
 });

@@ -648,7 +648,13 @@ describe("reboots over SSM (deploy --reboot)", () => {
     });
     const f = makeFake(() => ({ status: "Failed", stdout: `${fellBack}\n`, code: 4 }));
     const { outcomes } = await deploy(f, [host("a", "i-00000001")], rebooting([]));
-    expect(outcomes[0]).toMatchObject({ status: "failed", phase: "reboot", rolledBack: true });
+    // It runs what it came back on, whatever the survey found.
+    expect(outcomes[0]).toMatchObject({
+      status: "failed",
+      phase: "reboot",
+      rolledBack: true,
+      runs: OLD,
+    });
     expect(f.sent()).toHaveLength(1);
   });
 });

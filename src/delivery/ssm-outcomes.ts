@@ -130,10 +130,21 @@ export function instanceOutcome(
   maxErrorsReached: boolean,
 ): InstanceOutcome {
   const result = activationResult(inv);
-  const failed = (phase: HostPhase, message: string, rolledBack = false): InstanceOutcome => ({
+  const failed = (
+    phase: HostPhase,
+    message: string,
+    rolledBack = false,
+    runs?: string | null,
+  ): InstanceOutcome => ({
     instanceId: inv.instanceId,
     result,
-    outcome: { status: "failed", phase, message, rolledBack },
+    outcome: {
+      status: "failed",
+      phase,
+      message,
+      rolledBack,
+      ...(typeof runs === "string" ? { runs } : {}),
+    },
   });
   const activatedAs = (
     generation: number | null,
@@ -172,6 +183,8 @@ export function instanceOutcome(
       result.phase ?? "health",
       `${resultMessage(result)}${back}`,
       result.rolledBack === true,
+      // Undone without a reboot, it runs the system it booted until it reboots.
+      result.rolledBack === true && result.rebooting !== true ? result.booted : undefined,
     );
   }
   if (result !== undefined && !result.ok) return failed("connect", resultMessage(result));

@@ -17,7 +17,8 @@ const UNCHANGED_IN: ReadonlySet<HostPhase> = new Set([
  * The system `result`'s host runs now: the new one once activated (a boot activation: the old
  * one until it reboots); after a failure, the one it ran (`before`) when it went back or had
  * changed nothing yet, else the failed system, which the host marks failed; a skipped host what
- * it ran. Undefined: the deployer does not know (a host refused as changed since).
+ * it ran; a host that said what it runs after a failure (a boot judged and undone), that. Undefined:
+ * the deployer does not know (a host refused as changed since).
  */
 export function runsAfter(
   result: Pick<HostResult, "outcome" | "desired">,
@@ -29,6 +30,8 @@ export function runsAfter(
     case "activated":
       return actionActivatesNow(action) ? result.desired : before;
     case "failed":
+      // The host's own word first (a boot judged and undone: what it booted back into).
+      if ("runs" in o && o.runs !== undefined) return o.runs;
       return o.rolledBack || UNCHANGED_IN.has(o.phase) ? before : result.desired;
     case "skipped":
       if (o.reason === "refused") return undefined; // it runs what changed it since

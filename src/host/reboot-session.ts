@@ -261,7 +261,8 @@ async function wentBack(
   if (!r.rebooting) {
     const booted =
       r.booted === previous ? "it runs the previous system" : "the previous generation boots next";
-    return failed(phase, `${host}; back on the previous generation (${booted})`, true);
+    // Until it reboots, the host runs the system it booted.
+    return failed(phase, `${host}; back on the previous generation (${booted})`, true, r.booted);
   }
   if (!awaitBack) {
     return failed(phase, `${host}; back on the previous generation, rebooting into it`, true);
@@ -285,6 +286,7 @@ async function wentBack(
     phase,
     `${host}; rebooted into the previous system${onPrevious ? "" : `, but it booted ${back.booted ?? "no system"}`}`,
     onPrevious,
+    back.booted,
   );
 }
 

@@ -203,6 +203,12 @@ export type DeployOutcome =
       /** The host is back on the system it ran before (false: it had none, or that failed). */
       readonly rolledBack: boolean;
       /**
+       * The system the host runs now, where its answer said and the deployer cannot tell from
+       * `rolledBack` alone: a boot judged and undone runs the system it rebooted back into, or
+       * still the one it booted (the previous one boots next). Undefined: runs-after.ts's rule.
+       */
+      readonly runs?: string;
+      /**
        * What failed, typed, where the deployer judged it: a bake (its check, its analysis), or
        * another host of its wave whose failed bake took the wave back.
        */

@@ -192,8 +192,20 @@ export async function prune(
   return report;
 }
 
-export function failed(phase: SessionPhase, message: string, rolledBack: boolean): DeployOutcome {
-  return { status: "failed", phase, message, rolledBack };
+/** A failed outcome; `runs`: the system the host said it runs now, when the rule cannot tell. */
+export function failed(
+  phase: SessionPhase,
+  message: string,
+  rolledBack: boolean,
+  runs?: string | null,
+): DeployOutcome {
+  return {
+    status: "failed",
+    phase,
+    message,
+    rolledBack,
+    ...(typeof runs === "string" ? { runs } : {}),
+  };
 }
 
 /**
