@@ -2,12 +2,11 @@
 // store: waves as signed releases, failures answered by a rollback release, offline hosts,
 // a channel it cannot verify, and `rollback` as a release that names each host's earlier system.
 // Activation is the only fake: a scripted Activator per agent (Nix is not what is tested here).
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { makeHostKey } from "../../test/support/ssh-host-key.js";
 import type { Activator, Applied, HostSystem } from "../agent/activator.js";
 import { Agent } from "../agent/agent.js";
 import type { AgentHost } from "../fleet/fleet.js";
@@ -108,20 +107,7 @@ afterEach(async () => {
 /** A host's SSH host key pair, made by ssh-keygen: its private key file and public key. */
 async function hostKeyPair(host: string): Promise<{ file: string; publicKey: string }> {
   await mkdir(join(dir, "keys"), { recursive: true });
-  const file = join(dir, "keys", host);
-  await promisify(execFile)("ssh-keygen", [
-    "-q",
-    "-t",
-    "ed25519",
-    "-N",
-    "",
-    "-C",
-    host,
-    "-f",
-    file,
-  ]);
-  const line = await readFile(`${file}.pub`, "utf8");
-  return { file, publicKey: line.split(" ").slice(0, 2).join(" ") };
+  return makeHostKey(join(dir, "keys"), host);
 }
 
 /**

@@ -1,9 +1,8 @@
-import { execFile } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeHostKey } from "../../test/support/ssh-host-key.js";
 import {
   type HostSigningKey,
   judgeReport,
@@ -18,20 +17,12 @@ let key: HostSigningKey;
 let publicKey: string;
 let otherPublicKey: string;
 
-async function keygen(name: string): Promise<string> {
-  const file = join(dir, name);
-  await promisify(execFile)("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file]);
-  return file;
-}
-const publicLine = async (file: string) =>
-  (await readFile(`${file}.pub`, "utf8")).split(" ").slice(0, 2).join(" ");
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-report-signature-"));
-  const file = await keygen("web1");
-  key = await loadHostSigningKey(file);
-  publicKey = await publicLine(file);
-  otherPublicKey = await publicLine(await keygen("web2"));
+  const web1 = await makeHostKey(dir, "web1");
+  key = await loadHostSigningKey(web1.file);
+  publicKey = web1.publicKey;
+  otherPublicKey = (await makeHostKey(dir, "web2")).publicKey;
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
