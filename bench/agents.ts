@@ -237,6 +237,7 @@ async function runDeployer(): Promise<void> {
       publicKeys: [formatPublicKey(publicKeyOf(key))],
       offlineTimeout: settings.offlineTimeout,
       maxAge: RELEASE_DEFAULTS.maxAge,
+      signedReports: false,
     },
     key,
     health: { http: [], commands: [] },

@@ -75,6 +75,8 @@ export interface Refused {
   readonly channel: string;
   /** The sequence number it claims; undefined: none to file it under. */
   readonly seq: number | undefined;
+  /** The digest of the document refused (release-canonical.ts releaseDigest). */
+  readonly digest: string;
   readonly phase: "verify" | "secrets";
   /** The system it named for this host (secrets); null when it was not read that far. */
   readonly desired: string | null;
@@ -100,6 +102,7 @@ export function refusedRecord(
       phase: r.phase,
       error: `release refused: ${r.message}`,
       rolledBack: null,
+      refused: r.digest,
     },
     startedAt: now,
     updatedAt: now,

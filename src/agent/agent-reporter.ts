@@ -26,6 +26,8 @@ import { type AgentSelf, runningRecord } from "./agent-records.js";
 export const REPORT_APPLYING_AFTER = 2;
 /** Seconds between two applying reports that carry new log lines (one PUT pair each). */
 export const LOG_REPORT_EVERY = 3;
+/** Seconds before a host key that could not be read is read again, at a report. */
+const SIGNING_KEY_RETRY = 600;
 
 export interface AgentReporterOptions {
   readonly store: ObjectStore;
@@ -67,8 +69,10 @@ export class AgentReporter {
   #lookedAt: string | null | undefined;
   /** The host's record as this agent last wrote or read it: the next is folded from it. */
   #written: StatusRecord | undefined;
-  /** The key reports are signed with, once loaded; "none": there is none to sign with. */
+  /** The key reports are signed with, once loaded; "none": it could not be read (yet). */
   #signingKey: HostSigningKey | "none" | undefined;
+  /** When the key was last read (performance.now()). */
+  #signingKeyTried = 0;
 
   constructor(options: AgentReporterOptions) {
     this.#o = options;
@@ -113,24 +117,28 @@ export class AgentReporter {
 
   /**
    * The host key reports are signed with, read at the first report. One that cannot be read is
-   * said once: the reports then go unsigned, and a deploy that knows the host's key does not
-   * believe them.
+   * said once: the reports then go unsigned (a deploy that knows the host's key does not believe
+   * them), and it is read again at a report SIGNING_KEY_RETRY seconds later (on a first boot,
+   * sshd may make the key after the agent's first report).
    */
   async #signingKeyOnce(): Promise<HostSigningKey | "none"> {
-    if (this.#signingKey !== undefined) return this.#signingKey;
     const file = this.#o.signingKeyFile;
-    if (file === undefined) {
-      this.#signingKey = "none";
-      return "none";
-    }
+    if (file === undefined) return "none";
+    const key = this.#signingKey;
+    if (key !== undefined && key !== "none") return key;
+    const now = performance.now();
+    if (key === "none" && now - this.#signingKeyTried < SIGNING_KEY_RETRY * 1000) return "none";
+    this.#signingKeyTried = now;
     try {
       this.#signingKey = await loadHostSigningKey(file);
     } catch (err) {
+      if (this.#signingKey === undefined) {
+        const why = err instanceof Error ? err.message : String(err);
+        this.#o.warn(
+          `this host's status reports are not signed: ${why}; a deploy whose fleet requires signed reports (releases.signedReports) does not believe them (docs/agent.md, "Signed reports")`,
+        );
+      }
       this.#signingKey = "none";
-      const why = err instanceof Error ? err.message : String(err);
-      this.#o.warn(
-        `this host's status reports are not signed: ${why}; a deploy whose fleet knows this host's key does not believe them (docs/agent.md, "Signed reports")`,
-      );
     }
     return this.#signingKey;
   }

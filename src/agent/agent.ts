@@ -29,6 +29,7 @@ import {
   type ReleaseReboot,
   type SignedHead,
 } from "../release/release.js";
+import { releaseDigest } from "../release/release-canonical.js";
 import { verifyReleaseHead } from "../release/release-sign.js";
 import { readChannel } from "../release/release-store.js";
 import { readHostEntry } from "../release/shard-store.js";
@@ -263,7 +264,10 @@ export class Agent {
         this.#unparsedEtag = read.etag;
         return "unchanged";
       }
-      return this.#reject(read.etag, err.message, claimedSeq(read.bytes));
+      return this.#reject(read.etag, err.message, {
+        seq: claimedSeq(read.bytes),
+        digest: releaseDigest(read.bytes),
+      });
     }
     // From here on only the release's head, its digest and this host's entry are kept: not
     // the bytes, nor every host's entry, across the reads and writes that follow (an agent
@@ -276,7 +280,9 @@ export class Agent {
       await this.#save({ ...state, etag });
       return "unchanged";
     }
-    if (verdict.kind === "refuse") return this.#reject(etag, verdict.why, verdict.seq);
+    if (verdict.kind === "refuse") {
+      return this.#reject(etag, verdict.why, { seq: verdict.seq, digest });
+    }
     // A host with no state (new, or reimaged) has no last release to hold the channel to: it
     // holds it to the release files instead, so a replayed channel is not taken (one GET).
     if (
@@ -286,7 +292,7 @@ export class Agent {
       return this.#reject(
         etag,
         `the channel names release ${release.seq}, but release ${release.seq + 1} of channel "${o.channel}" exists and is signed: a replayed or frozen channel is not followed by a host with no state; the publisher moves the channel on with a new release`,
-        release.seq,
+        { seq: release.seq, digest },
       );
     }
     // This host's entry: in the file, or in its own shard of a sharded release (one GET, checked
@@ -299,7 +305,7 @@ export class Agent {
       entry = await readHostEntry(o.store, signed, o.host);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
-      return this.#reject(etag, err.message, release.seq);
+      return this.#reject(etag, err.message, { seq: release.seq, digest });
     }
     this.#emit({ type: "release", seq: release.seq, kind: release.kind });
     if (entry === undefined) {
@@ -387,11 +393,16 @@ export class Agent {
     // rejection says nothing of a system, so the next release may name it again unflagged).
     const secrets = already ? { given: undefined } : await this.#secrets(entry);
     if ("failed" in secrets) {
-      return this.#reject(etag, secrets.failed, release.seq, {
-        phase: "secrets",
-        desired: path,
-        current: before,
-      });
+      return this.#reject(
+        etag,
+        secrets.failed,
+        { seq: release.seq, digest },
+        {
+          phase: "secrets",
+          desired: path,
+          current: before,
+        },
+      );
     }
     const token =
       reboot === undefined ? undefined : `a${release.seq}${randomBytes(6).toString("hex")}`;
@@ -667,10 +678,14 @@ export class Agent {
    * Refuses what the channel holds, once per channel version, and says why in the status. A
    * release refused in the middle of its apply (its secrets, phase "secrets") ends that apply.
    */
+  /**
+   * Refuses the channel's document `claim` (the number it claims, if any, and its digest, which
+   * the refusal names so that it is not taken for a refusal of another document of that number).
+   */
   async #reject(
     etag: string,
     message: string,
-    seq: number | undefined,
+    claim: { readonly seq: number | undefined; readonly digest: string },
     refusal: Refusal = { phase: "verify", desired: null },
   ): Promise<PollOutcome> {
     this.#emit({ type: "rejected", message });
@@ -685,7 +700,8 @@ export class Agent {
         this.#self,
         {
           channel: this.#o.channel,
-          seq,
+          seq: claim.seq,
+          digest: claim.digest,
           phase: refusal.phase,
           desired: refusal.desired,
           system,

@@ -3,6 +3,7 @@
 // on it: carry-over replaces the entry with an older system) and where a rollback goes, so for a
 // host whose key the fleet knows, a failure counts only on a report its key signed
 // (status/report-signature.ts). Failures are few; each costs one GET (two when it is not believed).
+import { InputError } from "../errors.js";
 import { progressKey, type StatusState } from "../status/status.js";
 import { readJudgedReport } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -57,7 +58,10 @@ export async function believedHistory(
         }
         return { ok: true as const };
       } catch (err) {
-        return { why: err instanceof Error ? err.message : String(err) };
+        // A report that does not parse is not believed; a store that does not answer decides
+        // nothing: the history is not read, rather than read without the host's failures.
+        if (!(err instanceof InputError)) throw err;
+        return { why: err.message };
       }
     };
     const failed = await signed("failed");

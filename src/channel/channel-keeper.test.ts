@@ -42,6 +42,7 @@ function keeper(
       publicKeys: [formatPublicKey(publicKeyOf(releaseKeyPair))],
       offlineTimeout: 20,
       maxAge: 3600,
+      signedReports: false,
     },
     key: releaseKeyPair,
     health: NO_HEALTH,

@@ -40,6 +40,8 @@ export interface ChannelKeeperOptions extends EntryChecks {
    * reports its key signed (believed-history.ts). A host not named: on any report.
    */
   readonly reportKeys?: ReadonlyMap<string, string>;
+  /** What the operator is told with the plan's notes, whatever the channel holds. */
+  readonly notes?: readonly string[];
 }
 
 /** A selected host's desired system, and whether the host already runs it. */
@@ -135,6 +137,7 @@ export class ChannelKeeper {
 
   constructor(options: ChannelKeeperOptions) {
     this.#o = options;
+    this.#notes.push(...(options.notes ?? []));
     this.#trustedKeys = options.releases.publicKeys.map((k) => parsePublicKey(k));
   }
 

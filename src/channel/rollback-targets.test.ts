@@ -39,6 +39,7 @@ function keeper(options: { allowFailed?: boolean } = {}): ChannelKeeper {
       publicKeys: [formatPublicKey(publicKeyOf(releaseKeyPair))],
       offlineTimeout: 20,
       maxAge: 3600,
+      signedReports: false,
     },
     key: releaseKeyPair,
     health: NO_HEALTH,

@@ -6,8 +6,13 @@ import type { ReleaseSettings } from "../fleet/fleet.js";
 import type { SignedRelease } from "../release/release.js";
 import { CrowdedSegments } from "../status/crowded-segments.js";
 import { agentNotLive } from "../status/heartbeat.js";
-import type { ReportPlace } from "../status/report-signature.js";
-import type { HostLog, StatusRecord, StatusState } from "../status/status.js";
+import {
+  type HostLog,
+  type ProgressEntry,
+  progressKey,
+  type StatusRecord,
+  type StatusState,
+} from "../status/status.js";
 import {
   readHeartbeats,
   readJudgedReport,
@@ -23,8 +28,10 @@ import type { DeliveryEvent, DeployOutcome } from "./delivery.js";
 const WAITING_EVERY_MS = 5000;
 /** Milliseconds between two reads of the log lines of the hosts applying a release. */
 const LOG_READ_EVERY_MS = 2000;
-/** Success records read at once for their outcome's generation and previous system. */
+/** Final reports read at once: a success's generation and previous system, a failure's why. */
 const DETAIL_READS = 32;
+/** Milliseconds before a marker not believed is judged again, unchanged (see Unbelieved). */
+const REJUDGE_MS = 5000;
 
 export interface WatchSettings {
   readonly store: ObjectStore;
@@ -123,7 +130,7 @@ export class ReleaseWatcher {
       }
       const progress = await readProgress(store, channel, seq, crowded);
       this.#o.onPoll?.(progress.listCalls);
-      const succeeded: [string, string][] = [];
+      const finals: [string, ProgressEntry][] = [];
       const applyingKeys: [string, string][] = [];
       for (const [host, entry] of progress.hosts) {
         if (!names.has(host) || outcomes.has(host)) continue;
@@ -131,16 +138,7 @@ export class ReleaseWatcher {
           if (!applying.has(host)) emit({ type: "phase", host, phase: "switch" });
           applying.add(host);
           applyingKeys.push([host, entry.key]);
-        } else if (entry.state === "success") succeeded.push([host, entry.key]);
-        else {
-          const failed = await this.#failed(host, entry.key, entry.state, seq, channel);
-          if ("unbelieved" in failed) {
-            unbelieved.say(host, entry.state, failed.unbelieved);
-            continue;
-          }
-          logs.show(host, failed.record?.log);
-          settle(host, failed.outcome, "failed");
-        }
+        } else if (!unbelieved.known(entry)) finals.push([host, entry]);
       }
       // The log lines of hosts still applying, from their applying records: every
       // LOG_READ_EVERY_MS at most, DETAIL_READS hosts a round (the longest unread first).
@@ -152,18 +150,37 @@ export class ReleaseWatcher {
           logs.show(host, read[i]?.log);
         });
       }
-      // The generation and the system each host ran before are in its success record: one GET
-      // per host, once per release.
-      const records = await mapLimit(succeeded, DETAIL_READS, ([host, key]) =>
-        this.#report(host, key, { host, channel, seq, state: "success" }),
+      // Each final report: its state, and the record (a success's generation and the system it
+      // ran before, a failure's why): one GET per host, once per release (more for a host whose
+      // report is not believed).
+      const reports = await mapLimit(finals, DETAIL_READS, ([host, entry]) =>
+        this.#final(host, entry, channel, seq),
       );
-      succeeded.forEach(([host], i) => {
-        const read = records[i];
-        if (read !== undefined && "unbelieved" in read) {
-          unbelieved.say(host, "success", read.unbelieved);
+      finals.forEach(([host, entry], i) => {
+        const report = reports[i] as FinalReport;
+        if (report.kind === "unbelieved") {
+          unbelieved.say(host, entry, report.why);
           return;
         }
-        const record = read;
+        const { record } = report;
+        // A refusal names the document it refused: one that only claimed this release's number
+        // (a channel file written by someone without the release key) is not this release.
+        if (report.state === "rejected" && record?.refused !== undefined) {
+          if (record.refused !== signed.digest) {
+            unbelieved.say(
+              host,
+              entry,
+              `it refused another document that claimed release ${seq} (${record.refused}), not this release (${signed.digest})`,
+            );
+            return;
+          }
+        }
+        if (report.state !== "success") {
+          const outcome = this.#failedOutcome(host, record, report.unreadable);
+          logs.show(host, record?.log);
+          settle(host, outcome, "failed");
+          return;
+        }
         // A success marker counts when its record is this release's success on the system the
         // release names for the host: whoever can write the store could plant one under the
         // next release's number before it is published. Else the host is waited for still (its
@@ -178,14 +195,14 @@ export class ReleaseWatcher {
         ) {
           return;
         }
-        logs.show(host, record?.log);
+        logs.show(host, record.log);
         const outcome: DeployOutcome = {
           status: "activated",
-          generation: record?.generation ?? undefined,
-          previous: record?.previous ?? undefined,
-          ...(record?.pruned ? { pruned: record.pruned } : {}),
+          generation: record.generation ?? undefined,
+          previous: record.previous ?? undefined,
+          ...(record.pruned ? { pruned: record.pruned } : {}),
           // What the host fetched by delta to get the system (carried while it runs it).
-          ...(record?.delta ? { delta: record.delta } : {}),
+          ...(record.delta ? { delta: record.delta } : {}),
         };
         settle(host, outcome, "activated");
       });
@@ -223,40 +240,65 @@ export class ReleaseWatcher {
     }));
   }
 
-  async #failed(
+  /**
+   * A host's final report (success, failed, rejected) as the listing names it. For a host whose
+   * key the fleet knows, only a report that key signed about this release and state counts:
+   * when the marker the listing chose is not one (a newer marker someone else wrote over it,
+   * or one that is gone), the host's other final reports are judged, and the newest believed
+   * one counts; none: why not. For another host, its record as it reads; one that cannot be
+   * read leaves a failure's why out (the listing already says it failed) instead of failing
+   * the wave.
+   */
+  async #final(
     host: string,
-    key: string,
-    state: StatusState,
-    seq: number,
+    entry: ProgressEntry,
     channel: string,
-  ): Promise<
-    { outcome: DeployOutcome; record: StatusRecord | undefined } | { unbelieved: string }
-  > {
-    // The listing already says the host failed; the record only says why, so one that cannot
-    // be read is reported as such rather than failing the wave. A host whose key the fleet
-    // knows is believed on a report it signed only.
-    let unreadable: string | undefined;
+    seq: number,
+  ): Promise<FinalReport> {
     const hostKey = this.#o.reportKeys?.get(host);
-    const record = await (hostKey === undefined
-      ? readRecord(this.#o.store, key)
-      : readJudgedReport(this.#o.store, key, hostKey, { host, channel, seq, state })
-    ).catch((err: unknown) => {
-      unreadable = err instanceof Error ? err.message : String(err);
-      return undefined;
-    });
-    if (record !== undefined && "trusted" in record) {
-      if (!record.trusted) return { unbelieved: record.why };
-      return this.#failedOutcome(host, record.record, undefined);
+    if (hostKey === undefined) {
+      let unreadable: string | undefined;
+      const record = await readRecord(this.#o.store, entry.key).catch((err: unknown) => {
+        unreadable = err instanceof Error ? err.message : String(err);
+        return undefined;
+      });
+      return { kind: "report", state: entry.state, record, unreadable };
     }
-    if (hostKey !== undefined && unreadable !== undefined) return { unbelieved: unreadable };
-    return this.#failedOutcome(host, record, unreadable);
+    type Judged = { readonly record: StatusRecord } | { readonly why: string };
+    const judge = async (state: StatusState, key: string): Promise<Judged> => {
+      try {
+        const read = await readJudgedReport(this.#o.store, key, hostKey, {
+          host,
+          channel,
+          seq,
+          state,
+        });
+        if (read === undefined) return { why: "the report is gone" };
+        return read.trusted ? { record: read.record } : { why: read.why };
+      } catch (err) {
+        return { why: err instanceof Error ? err.message : String(err) };
+      }
+    };
+    const chosen = await judge(entry.state, entry.key);
+    if ("record" in chosen) return { kind: "report", state: entry.state, record: chosen.record };
+    const others = FINAL_STATES.filter((s) => s !== entry.state);
+    const read = await Promise.all(
+      others.map((state) => judge(state, progressKey(channel, seq, host, state))),
+    );
+    const believed = read
+      .flatMap((r) => ("record" in r ? [r.record] : []))
+      .sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt))[0];
+    return believed === undefined
+      ? { kind: "unbelieved", why: chosen.why }
+      : { kind: "report", state: believed.state, record: believed };
   }
 
+  /** A failed host's outcome, from its record (undefined: it could not be read, `unreadable`). */
   #failedOutcome(
     host: string,
     record: StatusRecord | undefined,
     unreadable: string | undefined,
-  ): { outcome: DeployOutcome; record: StatusRecord | undefined } {
+  ): DeployOutcome {
     const refused = record?.state === "rejected";
     const said = refused ? "rejected" : "failed";
     const outcome: DeployOutcome = {
@@ -273,7 +315,7 @@ export class ReleaseWatcher {
           : `${host} reported ${said}; its record cannot be read: ${unreadable.slice(0, 400)}`),
       rolledBack: !refused && record?.rolledBack === true,
     };
-    return { outcome, record };
+    return outcome;
   }
 
   /**
@@ -283,26 +325,6 @@ export class ReleaseWatcher {
    */
   async #record(key: string): Promise<StatusRecord | undefined> {
     return readRecord(this.#o.store, key).catch(() => undefined);
-  }
-
-  /**
-   * A host's report at `key`: for a host whose key the fleet knows, believed only when signed
-   * by it and about `place` (else why not); for another, as #record reads it.
-   */
-  async #report(
-    host: string,
-    key: string,
-    place: ReportPlace,
-  ): Promise<StatusRecord | { unbelieved: string } | undefined> {
-    const hostKey = this.#o.reportKeys?.get(host);
-    if (hostKey === undefined) return this.#record(key);
-    try {
-      const judged = await readJudgedReport(this.#o.store, key, hostKey, place);
-      if (judged === undefined) return undefined;
-      return judged.trusted ? judged.record : { unbelieved: judged.why };
-    } catch (err) {
-      return { unbelieved: err instanceof Error ? err.message : String(err) };
-    }
   }
 }
 
@@ -340,34 +362,63 @@ class LogFollower {
  * Reports not believed (not signed by their host's key, or copied from elsewhere): each is said
  * once among the host's lines, and the newest one's why names the host's failure if no report
  * it signed comes before the deadline. The host is waited for meanwhile: its agent's own
- * report, written over the same marker, may still come.
+ * report may still come. A marker judged so is judged again only when it changes, or after
+ * REJUDGE_MS (its host may have written another final report meanwhile, which the listing
+ * shows only when it is the newest).
  */
 class Unbelieved {
   readonly #why = new Map<string, string>();
+  /** Marker key → its time when judged, and when it was judged. */
+  readonly #judged = new Map<string, { at: number; when: number }>();
 
   constructor(
     private readonly emit: (host: string, line: string) => void,
     private readonly seq: number,
   ) {}
 
-  say(host: string, state: StatusState, why: string): void {
-    const line = `a report of ${state} on release ${this.seq} is not believed: ${why}; waiting for one its host key signed`;
+  say(host: string, entry: ProgressEntry, why: string): void {
+    const line = `a report of ${entry.state} on release ${this.seq} is not believed: ${why}; waiting for one to believe`;
     if (this.#why.get(host) !== line) this.emit(host, line);
     this.#why.set(host, line);
+    this.#judged.set(entry.key, { at: entry.at.getTime(), when: Date.now() });
+  }
+
+  /** Whether the marker was judged not to be believed as it is now, a moment ago. */
+  known(entry: ProgressEntry): boolean {
+    const judged = this.#judged.get(entry.key);
+    return (
+      judged !== undefined &&
+      judged.at === entry.at.getTime() &&
+      Date.now() - judged.when < REJUDGE_MS
+    );
   }
 
   /** What the host's failure says when it never sent a report to be believed. */
   of(host: string): string | undefined {
     const line = this.#why.get(host);
     if (line === undefined) return undefined;
-    const said = line.replace(/; waiting for one its host key signed$/, "");
+    const said = line.replace(/; waiting for one to believe$/, "");
     // A host whose key changed (reinstalled) signs with its new key.
     const changed = / host key \(or was edited since\)$/.test(said)
       ? "; if its host key changed, check the new one out of band, then give it as the host's hostKey, or pin it with 'nixship secrets rekey --replace-host-keys'"
       : "";
-    return `no report from ${host}'s agent that its host key signed; ${said}${changed}`;
+    return `no report from ${host}'s agent to be believed; ${said}${changed}`;
   }
 }
+
+/** A host's final report as the watch takes it: believed (its state and record), or why not. */
+type FinalReport =
+  | {
+      readonly kind: "report";
+      readonly state: StatusState;
+      readonly record: StatusRecord | undefined;
+      /** Why the record could not be read (a host whose key the fleet does not know). */
+      readonly unreadable?: string | undefined;
+    }
+  | { readonly kind: "unbelieved"; readonly why: string };
+
+/** The states a report ends an apply with. */
+const FINAL_STATES: readonly StatusState[] = ["success", "failed", "rejected"];
 
 /** A watched host's outcome, and how it came: the host's report, or the deployer's interrupt. */
 export interface Watched {

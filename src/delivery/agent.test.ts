@@ -17,7 +17,7 @@ import type { SignedRelease } from "../release/release.js";
 import { parseRelease } from "../release/release-parse.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../release/release-store.js";
 import { nextRecord } from "../status/next-record.js";
-import { judgeReport } from "../status/report-signature.js";
+import { judgeReport, loadHostSigningKey } from "../status/report-signature.js";
 import { formatStatusRecord, progressKey, type StatusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
@@ -160,6 +160,7 @@ function delivery(
       publicKeys: [formatPublicKey(publicKeyOf(releaseKeyPair))],
       offlineTimeout: options.offlineTimeout ?? 20,
       maxAge: 3600,
+      signedReports: false,
     },
     key: options.key ?? releaseKeyPair,
     health: NO_HEALTH,
@@ -954,11 +955,11 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
       status: "failed",
       phase: "waiting",
       message: expect.stringMatching(
-        /^no report from web9's agent that its host key signed; a report of success on release 2 is not believed: it is not signed; /,
+        /^no report from web9's agent to be believed; a report of success on release 2 is not believed: it is not signed; /,
       ),
     });
     expect(lines).toEqual([
-      "a report of success on release 2 is not believed: it is not signed; waiting for one its host key signed",
+      "a report of success on release 2 is not believed: it is not signed; waiting for one to believe",
     ]);
   });
 
@@ -1000,9 +1001,68 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     expect(outcome).toMatchObject({
       status: "failed",
       message: expect.stringMatching(
-        /^no report from web1's agent that its host key signed; a report of success on release 1 is not believed: it is not signed by web1's host key \(or was edited since\); if its host key changed, check the new one out of band, then give it as the host's hostKey, or pin it with 'nixship secrets rekey --replace-host-keys'/,
+        /^no report from web1's agent to be believed; a report of success on release 1 is not believed: it is not signed by web1's host key \(or was edited since\); if its host key changed, check the new one out of band, then give it as the host's hostKey, or pin it with 'nixship secrets rekey --replace-host-keys'/,
       ),
     });
+  });
+
+  it("a signed success hidden under a newer marker someone else wrote still counts", async () => {
+    const web1 = await hostKeyPair("web1");
+    // web1's agent reported release 1 signed, then went away; then someone wrote a failure
+    // over it, newer, which the listing picks.
+    await writeStatus(
+      store,
+      forged("web1", 1, "success", sys("a", "web1")),
+      await loadHostSigningKey(web1.file),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await store.put(
+      progressKey(CHANNEL, 1, "web1", "failed"),
+      formatStatusRecord(forged("web1", 1, "failed", sys("a", "web1"))),
+    );
+    const [outcome] = await delivery({
+      offlineTimeout: 2,
+      reportKeys: new Map([["web1", web1.publicKey]]),
+    }).deployWave(wave({ web1: sys("a", "web1") }), () => {}, CONTEXT);
+    expect(outcome).toMatchObject({ status: "activated", generation: 9 });
+  });
+
+  it("a refusal of a document that only claimed the release's number is not a refusal of the release", async () => {
+    const web1 = await hostKeyPair("web1");
+    startAgents(["web1"], [], new Map([["web1", web1.file]]));
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    const [first] = await delivery({ reportKeys }).deployWave(
+      wave({ web1: sys("a", "web1") }),
+      () => {},
+      CONTEXT,
+    );
+    expect(first).toMatchObject({ status: "activated" });
+    // Someone without the release key writes a channel file claiming release 2; web1's agent
+    // refuses it, signed, under release 2; then the channel file is put back as it was.
+    const head = (await readAll(store, channelKey(CHANNEL))) as Buffer;
+    const claim = JSON.parse(head.toString("utf8")) as Record<string, unknown>;
+    await store.put(channelKey(CHANNEL), Buffer.from(JSON.stringify({ ...claim, seq: 2 })));
+    const refusal = progressKey(CHANNEL, 2, "web1", "rejected");
+    for (let i = 0; i < 200 && (await readAll(store, refusal)) === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(await readAll(store, refusal)).toBeDefined();
+    await store.put(channelKey(CHANNEL), head);
+    // The real release 2: the refusal names another document, so web1 is waited for, and
+    // applies it.
+    const lines: string[] = [];
+    const [second] = await delivery({ reportKeys }).deployWave(
+      wave({ web1: sys("b", "web1") }),
+      (e) => {
+        if (e.type === "log") lines.push(e.line);
+      },
+      CONTEXT,
+    );
+    expect((await channel()).release.seq).toBe(2);
+    expect(second).toMatchObject({ status: "activated" });
+    expect(lines.join("\n")).toMatch(
+      /a report of rejected on release 2 is not believed: it refused another document that claimed release 2 \(sha256-/,
+    );
   });
 
   it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {

@@ -128,10 +128,15 @@ export async function openDelivery(
       }
       const store = await openStore(fleet.cache.url);
       const policy = choice.policy ?? fleet.policy;
+      // Every agent host of the fleet: the channel keeper judges the whole channel's history.
+      const keys = agentReportKeys(fleet.hosts, await readPins(choice.fleetDir));
       const delivery = new AgentDelivery({
         store,
-        // Every agent host of the fleet: the channel keeper judges the whole channel's history.
-        reportKeys: agentReportKeys(fleet.hosts, await readPins(choice.fleetDir)),
+        ...(fleet.releases.signedReports
+          ? { reportKeys: keys }
+          : keys.size > 0
+            ? { notes: [unsignedReportsNote(keys.size)] }
+            : {}),
         releases: fleet.releases,
         key: choice.releaseKey,
         health: policy.health,
@@ -168,4 +173,10 @@ function agentPolicyOf(
 function describeHosts(hosts: readonly FleetHost[]): string {
   const names = hosts.slice(0, 5).map((h) => h.name);
   return hosts.length > 5 ? `${names.join(", ")} and ${hosts.length - 5} more` : names.join(", ");
+}
+
+/** What a deploy says of agent hosts whose key the fleet knows, while reports may go unsigned. */
+function unsignedReportsNote(keyed: number): string {
+  const hosts = keyed === 1 ? "1 agent host whose key" : `${keyed} agent hosts whose keys`;
+  return `${hosts} the fleet knows ${keyed === 1 ? "is" : "are"} believed on unsigned reports: anyone who can write the store can report for ${keyed === 1 ? "it" : "them"}; once every agent runs a nixship that signs its reports, set releases.signedReports to true (docs/agent.md, "Signed reports")`;
 }

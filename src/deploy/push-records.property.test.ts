@@ -434,6 +434,7 @@ async function apply(run: Run, step: Step): Promise<void> {
           {
             channel: "prod",
             seq: pick() < 0.5 ? undefined : run.seq + 1,
+            digest: `sha256-${"A".repeat(43)}=`,
             phase: "verify",
             desired: null,
             system: model.inspected,

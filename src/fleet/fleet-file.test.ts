@@ -271,15 +271,24 @@ describe("parseFleet", () => {
     expect(problemsOf({ ...minimal({ address: "a" }), releases: RELEASES })).toEqual([]);
   });
 
-  it("reads the releases section, filling in the offline timeout and the releases' maximum age", () => {
+  it("reads the releases section, filling in the offline timeout, the releases' maximum age and whether reports must be signed", () => {
     const fleet = parseFleetValue({ ...minimal({ address: "a" }), releases: RELEASES }, "f");
     expect(fleet.releases).toEqual({
       channel: "production",
       publicKeys: [RELEASE_KEY],
       offlineTimeout: RELEASE_DEFAULTS.offlineTimeout,
       maxAge: RELEASE_DEFAULTS.maxAge,
+      signedReports: false,
     });
-    expect(RELEASE_DEFAULTS).toEqual({ offlineTimeout: 600, maxAge: 604800 });
+    expect(RELEASE_DEFAULTS).toEqual({ offlineTimeout: 600, maxAge: 604800, signedReports: false });
+    const signed = parseFleetValue(
+      { ...minimal({ address: "a" }), releases: { ...RELEASES, signedReports: true } },
+      "f",
+    );
+    expect(signed.releases?.signedReports).toBe(true);
+    expect(
+      problemsOf({ ...minimal({ address: "a" }), releases: { ...RELEASES, signedReports: "yes" } }),
+    ).toEqual(['releases.signedReports: must be true or false (got "yes")']);
     const custom = parseFleetValue(
       { ...minimal({ address: "a" }), releases: { ...RELEASES, offlineTimeout: 1, maxAge: 86400 } },
       "f",

@@ -301,6 +301,16 @@ function readReleases(value: unknown, problems: Problems): ReleaseSettings | und
           min: 60,
           max: MAX_RELEASE_AGE,
         });
+  let signedReports: boolean = RELEASE_DEFAULTS.signedReports;
+  if (releases.signedReports !== undefined) {
+    if (typeof releases.signedReports === "boolean") signedReports = releases.signedReports;
+    else {
+      problems.add(
+        [...path, "signedReports"],
+        `must be true or false (${got(releases.signedReports)})`,
+      );
+    }
+  }
   if (
     channel === undefined ||
     publicKeys === undefined ||
@@ -309,7 +319,7 @@ function readReleases(value: unknown, problems: Problems): ReleaseSettings | und
   ) {
     return undefined;
   }
-  return { channel, publicKeys, offlineTimeout, maxAge };
+  return { channel, publicKeys, offlineTimeout, maxAge, signedReports };
 }
 
 /** At least one `name:base64` public key; undefined when the list is not an array. */

@@ -56,6 +56,7 @@ export function fleetToJson(fleet: Fleet): JsonObject {
             publicKeys: [...releases.publicKeys],
             offlineTimeout: releases.offlineTimeout,
             maxAge: releases.maxAge,
+            ...(releases.signedReports ? { signedReports: true } : {}),
           },
         }),
     ssh: {

@@ -21,7 +21,10 @@ export const FLEET_KEYS = {
     ],
   },
   cache: { required: ["url", "publicKeys"], optional: ["substituter"] },
-  releases: { required: ["channel", "publicKeys"], optional: ["offlineTimeout", "maxAge"] },
+  releases: {
+    required: ["channel", "publicKeys"],
+    optional: ["offlineTimeout", "maxAge", "signedReports"],
+  },
   ssh: { required: [], optional: ["configFile", "knownHosts", "user", "sudo", "maxConnections"] },
   ssm: { required: [], optional: ["documentName", "region", "commandTimeout"] },
   build: { required: [], optional: ["builders", "host", "maxJobs"] },

@@ -98,6 +98,12 @@ export interface ReleaseSettings {
    * one, so a channel frozen on an old release stops being followed. `release refresh` renews.
    */
   readonly maxAge: number;
+  /**
+   * Whether an agent host whose SSH host key the fleet knows (its `hostKey`, or its pin) is
+   * believed only on reports that key signed (status/report-signature.ts). Off in fleets that
+   * do not say: agents older than signed reports sign nothing (docs/agent.md, "Signed reports").
+   */
+  readonly signedReports: boolean;
 }
 
 /** AWS SSM Run Command, for ssm hosts. */
@@ -350,10 +356,11 @@ export const defaultSecretPath = (name: string) => `/run/keys/${name}`;
 export const defaultSecretFile = (name: string) => `secrets/${name}.age`;
 
 /** A week: a daily `release refresh` from CI leaves six days to notice that it stopped. */
-export const RELEASE_DEFAULTS = { offlineTimeout: 600, maxAge: 7 * 86400 } as const satisfies Pick<
-  ReleaseSettings,
-  "offlineTimeout" | "maxAge"
->;
+export const RELEASE_DEFAULTS = {
+  offlineTimeout: 600,
+  maxAge: 7 * 86400,
+  signedReports: false,
+} as const satisfies Pick<ReleaseSettings, "offlineTimeout" | "maxAge" | "signedReports">;
 /** The longest `releases.maxAge` a fleet may set: a year. */
 export const MAX_RELEASE_AGE = 366 * 86400;
 

@@ -257,7 +257,8 @@ async function wentBack(
 ): Promise<DeployOutcome> {
   const phase: SessionPhase = r.phase === "reboot" ? "reboot" : (r.phase ?? "health");
   const host = r.message && r.message !== why ? `${why}; ${hostPart(r.message, why)}` : why;
-  if (!r.rolledBack) return failed(phase, host, false);
+  // Not undone: it runs what it booted (the system it was to run, or what its loader fell back to).
+  if (!r.rolledBack) return failed(phase, host, false, r.booted);
   if (!r.rebooting) {
     const booted =
       r.booted === previous ? "it runs the previous system" : "the previous generation boots next";

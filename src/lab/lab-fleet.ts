@@ -84,7 +84,7 @@ export async function writeLabFleet(
         ...(pinned ? { user: LAB_DEPLOY_USER, sudo: true } : {}),
       },
       ...(release !== undefined
-        ? { releases: { channel: LAB_CHANNEL, publicKeys: [release] } }
+        ? { releases: { channel: LAB_CHANNEL, publicKeys: [release], signedReports: true } }
         : {}),
       policy: {
         health: { http: [{ url: "http://{address}/health", expectStatus: 200, timeout: 5 }] },

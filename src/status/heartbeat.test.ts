@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  agentNotLive,
   heartbeatKey,
   heartbeatPeriod,
   heartbeatPolls,
@@ -45,6 +46,15 @@ describe("heartbeat keys", () => {
     expect(heartbeatPeriod(3600, 0, 1000)).toBe(MAX_HEARTBEAT_PERIOD);
     // The longest poll the config allows is one period.
     expect(heartbeatPeriod(86_400, 1, 1000)).toBe(MAX_HEARTBEAT_PERIOD);
+  });
+
+  it("a heartbeat dated more than 5 minutes ahead of the reader is no heartbeat (a directory store's times are its files')", () => {
+    const beat = { host: "a", state: "running", every: 10, at: at(0) } as const;
+    expect(livenessOf(beat, at(-300))).toBe("online");
+    expect(livenessOf(beat, at(-301))).toBe("offline");
+    expect(agentNotLive("a", beat, at(-400))).toBe(
+      "a's agent is offline: its last heartbeat is dated 400s in the future, which no agent writes",
+    );
   });
 
   it("a key claiming a longer period is read as claiming two days: one forged key cannot keep a dead agent online for years", () => {

@@ -91,11 +91,18 @@ export function summariseHeartbeats(
   return hosts;
 }
 
+/**
+ * Seconds a heartbeat may be dated ahead of the reader's clock (clocks differ a little). One
+ * dated further ahead is no heartbeat: a directory store's times are its files' (touch -d), and
+ * a heartbeat of 2099 would keep a dead agent online for good.
+ */
+export const HEARTBEAT_AHEAD = 300;
+
 /** Whether the agent lives, from its newest heartbeat (none: offline, or never started). */
 export function livenessOf(heartbeat: Heartbeat | undefined, now: Date): Liveness {
   if (heartbeat === undefined) return "offline";
   const age = (now.getTime() - heartbeat.at.getTime()) / 1000;
-  if (age > OFFLINE_AFTER * heartbeat.every) return "offline";
+  if (age > OFFLINE_AFTER * heartbeat.every || age < -HEARTBEAT_AHEAD) return "offline";
   return heartbeat.state === "paused" ? "paused" : "online";
 }
 
@@ -115,7 +122,9 @@ export function agentNotLive(
     case "paused":
       return `${host}'s agent is paused (its heartbeat ${age}s ago says so): it takes no release until resumed ('nixship agent resume' on the host)`;
     case "offline":
-      return `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
+      return age < 0
+        ? `${host}'s agent is offline: its last heartbeat is dated ${-age}s in the future, which no agent writes`
+        : `${host}'s agent is offline: its last heartbeat is ${age}s old (it beats every ${beat.every}s at most)`;
     case "online":
       return undefined;
   }

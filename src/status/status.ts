@@ -80,6 +80,13 @@ export interface StatusRecord {
   /** Why the host failed or refused; null otherwise. */
   readonly error: string | null;
   /**
+   * A refusal (state rejected): the digest (`sha256-BASE64`, as releases name each other) of the
+   * channel document the agent refused, so that a refusal of a document that only claimed a
+   * release's number is not taken for a refusal of that release. Absent: older agents, or
+   * another state.
+   */
+  readonly refused?: string;
+  /**
    * After a failure: whether the host went back to the system it ran before (null when it did
    * not fail, or a record written before nixship recorded it).
    */
@@ -258,7 +265,7 @@ export interface RecordParts {
   /** How the apply the record describes went, and its log (agents). */
   readonly what: Pick<
     StatusRecord,
-    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log"
+    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log" | "refused"
   >;
   readonly startedAt: string;
   readonly updatedAt: string;
@@ -290,6 +297,9 @@ export function statusRecord(p: RecordParts): StatusRecord {
 export function formatStatusRecord(record: StatusRecord): Uint8Array {
   return Buffer.from(`${JSON.stringify(record)}\n`);
 }
+
+/** A release's digest as a refusal names it: SRI sha256. */
+const RELEASE_DIGEST = /^sha256-[A-Za-z0-9+/]{43}=$/;
 
 /** The longest error a status record may carry. */
 const MAX_ERROR = 8192;
@@ -348,6 +358,12 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
   count("generation");
   const origin = r.origin === undefined ? undefined : readOrigin(r.origin);
   if (typeof origin === "string") throw malformed(source, `"origin": ${origin}`);
+  if (
+    r.refused !== undefined &&
+    !(typeof r.refused === "string" && RELEASE_DIGEST.test(r.refused))
+  ) {
+    throw malformed(source, `"refused" must be a release digest (sha256-BASE64)`);
+  }
   const log = r.log === undefined ? undefined : readLog(r.log);
   if (typeof log === "string") throw malformed(source, `"log": ${log}`);
   if (!(r.rolledBack === undefined || r.rolledBack === null || typeof r.rolledBack === "boolean")) {
@@ -378,6 +394,7 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     phase,
     // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.
     error: typeof r.error === "string" ? withoutControls(r.error) : null,
+    ...(r.refused === undefined ? {} : { refused: r.refused as string }),
     rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
     ...(log === undefined ? {} : { log }),
     startedAt: r.startedAt as string,

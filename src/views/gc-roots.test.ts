@@ -146,6 +146,29 @@ describe("gc roots", () => {
         gave("bbbbbbbbbbbb", "2026-11-26T08:00:00.000Z", p("c"), p("b")),
         cacheKey,
       );
+      // A newer signed deploy that never reached web1 says nothing of what it runs.
+      await writeRollout(
+        store,
+        rolloutRecord(
+          [
+            {
+              host: "web1",
+              state: "unreachable",
+              phase: "connect",
+              system: p("g"),
+              before: null,
+              message: "ssh: timeout",
+            },
+          ],
+          {
+            id: "dddddddddddd",
+            state: "partial",
+            startedAt: "2026-11-26T08:30:00.000Z",
+            updatedAt: "2026-11-26T08:30:00.000Z",
+          },
+        ),
+        cacheKey,
+      );
       await writeRollout(store, gave("cccccccccccc", "2026-11-26T09:00:00.000Z", p("e"), p("e")));
       // web1's status record, rewritten by whoever can write the store: it names another system.
       await writeStatus(

@@ -34,7 +34,12 @@ import {
 } from "../release/release-store.js";
 import { loadRelease } from "../release/shard-store.js";
 import { BOOT_PARTS } from "../status/boot.js";
-import { type RolloutRecord, rolloutLive } from "../status/rollout.js";
+import {
+  gotItsSystem,
+  type RolloutHost,
+  type RolloutRecord,
+  rolloutLive,
+} from "../status/rollout.js";
 import { listNewestRollouts, readRollout, readWeighedRollout } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
 import { listStatusRecords, readRecord } from "../status/status-store.js";
@@ -210,7 +215,9 @@ export async function rootsFromStore(
       ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
       ...(rollout?.skipped ?? []),
     ]) {
-      const newestSigned = trusted && !given.has(entry.host);
+      // The newest signed record that says what the host ran after it (it got its system, or
+      // failed or went back); one that left it unreached, not started or refused says nothing.
+      const newestSigned = trusted && !given.has(entry.host) && saysWhatItRuns(entry);
       if (newestSigned) given.add(entry.host);
       if (!live && !newestSigned && !unread.has(entry.host)) continue;
       for (const path of [entry.system, live || newestSigned ? entry.before : null]) {
@@ -323,4 +330,9 @@ export function recordPaths(record: StatusRecord): [string, "status" | "agent"][
   }
   if (typeof record.agent === "string") paths.push([record.agent, "agent"]);
   return paths;
+}
+
+/** Whether a rollout's entry says what its host ran after the rollout. */
+function saysWhatItRuns(entry: RolloutHost): boolean {
+  return gotItsSystem(entry) || entry.state === "failed" || entry.state === "rolled-back";
 }
