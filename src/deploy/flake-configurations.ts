@@ -66,7 +66,7 @@ export async function listFlakeConfigurations(
   if (r.code !== 0) {
     const { message, location } = trace.result();
     const said = withoutSourceSecrets(message || "Nix failed without saying why");
-    throw new InputError("init-eval-failed", `${evalPlace(label, location, dir)}: ${said}`, {
+    throw new InputError("init-eval-failed", `${evalPlace(label, location, flake)}: ${said}`, {
       hint: "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
     });
   }

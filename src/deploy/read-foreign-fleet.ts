@@ -1,7 +1,7 @@
 // Reads another deployer's fleet from a local flake for `nixship init --from`: a colmena hive or
 // deploy-rs's `deploy` output, each in one bounded `nix eval`, a Nix error named by the
 // attribute being evaluated (a node's option), a missing hive or deploy output said plainly.
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
@@ -38,7 +38,12 @@ export async function readColmenaHive(dir: string): Promise<ForeignRead<ColmenaH
     base: "the current directory",
   });
   const label = join(dir, "flake.nix");
-  const out = await evaluate(colmenaExpression(dir, flake, COLMENA_HIVE_NIX), label, "the hive");
+  const out = await evaluate(
+    colmenaExpression(dir, flake, COLMENA_HIVE_NIX),
+    label,
+    "the hive",
+    flake,
+  );
   if (out.missing !== undefined) {
     throw new InputError(
       "no-hive",
@@ -58,7 +63,7 @@ export async function readDeployRs(dir: string): Promise<ForeignRead<DeployRsDep
     base: "the current directory",
   });
   const label = join(dir, "flake.nix");
-  const out = await evaluate(deployRsExpression(flake), label, "deploy.nodes");
+  const out = await evaluate(deployRsExpression(flake), label, "deploy.nodes", flake);
   if (out.missing !== undefined) {
     throw new InputError(
       "no-deploy",
@@ -75,6 +80,7 @@ async function evaluate(
   expr: string,
   label: string,
   what: string,
+  flake: string,
 ): Promise<Record<string, unknown>> {
   await localNixVersion();
   const trace = new FleetEvalTrace();
@@ -100,7 +106,7 @@ async function evaluate(
     const { path, message, location } = trace.result();
     const said = withoutSourceSecrets(message || "Nix failed without saying why");
     const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
-    const place = evalPlace(label, location, dirname(label));
+    const place = evalPlace(label, location, flake);
     throw new InputError("init-eval-failed", `${place}: ${at}${said}`, {
       hint: `the error is Nix's, evaluating ${what}: fix it there`,
     });

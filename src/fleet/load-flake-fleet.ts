@@ -93,7 +93,7 @@ function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
   // Outside the fleet's own attributes, the flake itself did not evaluate (an input out of
   // reach, an error elsewhere in it): said apart, since such a flake may hold no fleet at all.
   const code = path === undefined ? "flake-eval-failed" : "fleet-eval-failed";
-  const place = evalPlace(source.label, location, source.localDir);
+  const place = evalPlace(source.label, location, source.flake);
   return new InputError(code, `${place}: ${at}${said}`, {
     hint:
       path === undefined
