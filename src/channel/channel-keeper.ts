@@ -306,6 +306,7 @@ export class ChannelKeeper {
       channel: releases.channel,
       trustedKeys: this.#trustedKeys,
       historyReleases,
+      reportKeys: this.#o.reportKeys,
     };
     const wave: string[] = [];
     for (const name of hosts) {

@@ -6,8 +6,9 @@ import type { PublicKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
 import { readSignedRelease } from "../release/signed-release-reads.js";
+import type { ReportPlace } from "../status/report-signature.js";
 import { hostStatusKey, progressKey, type StatusRecord } from "../status/status.js";
-import { readRecord } from "../status/status-store.js";
+import { readJudgedReport, readRecord } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { HISTORY_RELEASES, type HistoryRead } from "./history-store.js";
 import { type HostHistory, stepBack } from "./host-history.js";
@@ -21,6 +22,8 @@ export interface TargetSources {
   readonly trustedKeys: readonly PublicKey[];
   /** Releases the history looked back over (default HISTORY_RELEASES), for the message. */
   readonly historyReleases?: number | undefined;
+  /** Agent hosts' keys: such a host's generation is read from reports its key signed only. */
+  readonly reportKeys?: ReadonlyMap<string, string> | undefined;
 }
 
 export type TargetFound = { readonly path: StorePath } | { readonly why: string };
@@ -87,14 +90,26 @@ async function generationSystem(
   past: HostHistory,
   channel: string,
 ): Promise<TargetFound> {
-  const latest = await detailRecord(sources.store, hostStatusKey(name));
+  const hostKey = sources.reportKeys?.get(name);
+  const read = (key: string, place: ReportPlace) =>
+    hostKey === undefined
+      ? detailRecord(sources.store, key)
+      : readJudgedReport(sources.store, key, hostKey, place)
+          .then((r) => (r?.trusted ? r.record : undefined))
+          .catch(() => undefined);
+  const latest = await read(hostStatusKey(name), { host: name });
   if (latest?.generation === generation && latest.current !== null) {
     return { path: latest.current as StorePath };
   }
   for (const e of [...past].reverse()) {
     if (e.outcome !== "success") continue;
-    const record = await detailRecord(sources.store, progressKey(channel, e.seq, name, "success"));
-    if (record?.generation === generation) return { path: e.path };
+    const record = await read(progressKey(channel, e.seq, name, "success"), {
+      host: name,
+      channel,
+      seq: e.seq,
+      state: "success",
+    });
+    if (record?.generation === generation && record.desired === e.path) return { path: e.path };
   }
   const last = latest?.generation ?? null;
   return {

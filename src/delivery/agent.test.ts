@@ -1065,6 +1065,39 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     );
   });
 
+  it("rollback --to generation:N reads the generation from reports the host signed only", async () => {
+    const web1 = await hostKeyPair("web1");
+    startAgents(["web1"], [], new Map([["web1", web1.file]]));
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    for (const path of [sys("a", "web1"), sys("b", "web1")]) {
+      const [o] = await delivery({ reportKeys }).deployWave(
+        wave({ web1: path }),
+        () => {},
+        CONTEXT,
+      );
+      expect(o).toMatchObject({ status: "activated" });
+    }
+    // Someone writes web1's record: generation 7 is a system of their choosing.
+    await store.put(
+      "status/hosts/web1.json",
+      formatStatusRecord({ ...forged("web1", 2, "success", sys("z", "web1")), generation: 7 }),
+    );
+    stops.get("web1")?.abort();
+    const to = { kind: "generation", generation: 7 } as const;
+    const [refused] = await delivery({ reportKeys }).rollbackHosts([host("web1")], to);
+    expect(refused).toMatchObject({
+      status: "failed",
+      message: expect.stringMatching(/^web1 did not report generation 7 in the last 50 releases/),
+    });
+    // Its own generation 1, from its signed success on release 1.
+    const [back] = await delivery({ reportKeys, offlineTimeout: 1 }).rollbackHosts([host("web1")], {
+      kind: "generation",
+      generation: 1,
+    });
+    expect((await channel()).release.hosts.web1).toEqual({ path: sys("a", "web1") });
+    expect(back).toMatchObject({ status: "failed" });
+  });
+
   it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {
     const web1 = await hostKeyPair("web1");
     startAgents(["web1", "web2"], [], new Map([["web1", web1.file]]));
