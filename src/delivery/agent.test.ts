@@ -1098,6 +1098,29 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
     expect(back).toMatchObject({ status: "failed" });
   });
 
+  it("a host's record is believed by the plan only when its key signed it (else the plan could leave it out as up to date)", async () => {
+    const web1 = await hostKeyPair("web1");
+    await store.put(
+      "status/hosts/web1.json",
+      formatStatusRecord(forged("web1", 1, "success", sys("a", "web1"))),
+    );
+    const reportKeys = new Map([["web1", web1.publicKey]]);
+    expect(await delivery().status(host("web1"))).toMatchObject({ current: sys("a", "web1") });
+    expect(await delivery({ reportKeys }).status(host("web1"))).toMatchObject({
+      current: undefined,
+      reported: false,
+    });
+    await writeStatus(
+      store,
+      forged("web1", 1, "success", sys("a", "web1")),
+      await loadHostSigningKey(web1.file),
+    );
+    expect(await delivery({ reportKeys }).status(host("web1"))).toMatchObject({
+      current: sys("a", "web1"),
+      reported: true,
+    });
+  });
+
   it("a failure its host did not sign steers neither a rollback nor what the channel carries over", async () => {
     const web1 = await hostKeyPair("web1");
     startAgents(["web1", "web2"], [], new Map([["web1", web1.file]]));

@@ -14,7 +14,8 @@ import type { FleetHost, ReleaseSettings } from "../fleet/fleet.js";
 import { decideRollback } from "../fleet/rollback-decision.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { ReleaseHost, SignedRelease } from "../release/release.js";
-import { readStatus } from "../status/status-store.js";
+import { hostStatusKey } from "../status/status.js";
+import { readJudgedReport, readStatus } from "../status/status-store.js";
 import { ReleaseWatcher, type Watched, type WatchSettings } from "./agent-watch.js";
 import type {
   ChannelCapability,
@@ -65,7 +66,15 @@ export class AgentDelivery implements Delivery {
   }
 
   async status(host: FleetHost): Promise<HostStatus> {
-    const record = await readStatus(this.#o.store, host.name);
+    // A host whose key the fleet knows is known by a record it signed only: another (written by
+    // whoever can write the store) could make the plan leave it out as up to date.
+    const hostKey = this.#o.reportKeys?.get(host.name);
+    const record =
+      hostKey === undefined
+        ? await readStatus(this.#o.store, host.name)
+        : await readJudgedReport(this.#o.store, hostStatusKey(host.name), hostKey, {
+            host: host.name,
+          }).then((r) => (r?.trusted ? r.record : undefined));
     return {
       reachable: true,
       current: record?.current ?? undefined,
