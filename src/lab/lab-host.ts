@@ -9,13 +9,13 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
-import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { type HostNix, hostNixBind } from "./host-nix.js";
 import { type HostShell, hostShellBind } from "./host-shell.js";
 import { espDir } from "./lab-boot.js";
 import type { LabHostLayout } from "./layout.js";
 import { HOST_SSHD_DIR, hostNixConf, sshdConfig } from "./ssh-files.js";
+import { makeEd25519Key } from "./ssh-keygen.js";
 
 /** Creates the host's directory and files; returns its public host key ("ssh-ed25519 AAAA..."). */
 export async function prepareHost(host: LabHostLayout, clientPublicKey: string): Promise<string> {
@@ -23,9 +23,7 @@ export async function prepareHost(host: LabHostLayout, clientPublicKey: string):
   await mkdir(join(host.dir, "etc-nix"), { recursive: true });
   await writeFile(join(host.dir, "etc-nix", "nix.conf"), hostNixConf());
   const key = join(host.dir, "ssh_host_ed25519_key");
-  await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key], {
-    purpose: `make the host key of ${host.name}`,
-  });
+  await makeEd25519Key(key, host.name, `make the host key of ${host.name}`);
   await writeFile(join(host.dir, "authorized_keys"), clientPublicKey, { mode: 0o600 });
   await writeFile(join(host.dir, "sshd_config"), sshdConfig(host));
   await writeHostUsers(host);

@@ -6,7 +6,6 @@ import { isPaused, setPaused } from "../agent/state.js";
 import { InputError, OperationError } from "../errors.js";
 import type { SystemSpec } from "../fleet/fleet.js";
 import { mapLimit } from "../util/pool.js";
-import { runCommand } from "../util/run.js";
 import type { HostNix } from "./host-nix.js";
 import type { HostShell } from "./host-shell.js";
 import {
@@ -37,6 +36,7 @@ import type { LabEvent } from "./lab-types.js";
 import { freeLabNumber, type LabLayout, labLayout } from "./layout.js";
 import { requireRoot } from "./require-root.js";
 import { clientSshConfig, knownHosts } from "./ssh-files.js";
+import { makeEd25519Key } from "./ssh-keygen.js";
 
 /** Where labs live unless NIXSHIP_LAB_DIR says otherwise. */
 export const DEFAULT_LABS_DIR = "/var/lib/nixship/labs";
@@ -252,20 +252,10 @@ async function build(
   };
   await writeLabState(layout.dir, pending);
   const anchor = startAnchor(layout);
-  await runCommand(
-    "ssh-keygen",
-    [
-      "-q",
-      "-t",
-      "ed25519",
-      "-N",
-      "",
-      "-C",
-      `nixship-lab-${layout.name}`,
-      "-f",
-      layout.files.clientKey,
-    ],
-    { purpose: "make the lab's client key" },
+  await makeEd25519Key(
+    layout.files.clientKey,
+    `nixship-lab-${layout.name}`,
+    "make the lab's client key",
   );
   const clientPublicKey = await readFile(`${layout.files.clientKey}.pub`, "utf8");
   const hostKeys = new Map<string, string>();
