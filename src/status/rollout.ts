@@ -224,6 +224,12 @@ export function isRolloutKey(key: string): boolean {
   return /^status\/rollouts\/[0-9]{13}-[0-9a-f]{8,32}\.json$/.test(key);
 }
 
+/** The start (ms since the epoch) a rollout record's key names; undefined: no record's key. */
+export function rolloutKeyStart(key: string): number | undefined {
+  if (!isRolloutKey(key)) return undefined;
+  return INVERTED_BASE - Number(key.slice(ROLLOUT_PREFIX.length, ROLLOUT_PREFIX.length + 13));
+}
+
 /** The record as stored: its line, signed by `key` when given (rollout-signature.ts). */
 export function formatRolloutRecord(record: RolloutRecord, key?: SecretKey): Uint8Array {
   return signedRecordBytes(JSON.stringify(record), key);

@@ -200,4 +200,41 @@ describe("gc roots", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("a writer's records, newer or dated ahead, do not push the signed ones out of the collection's reach", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+    try {
+      const store = new FsStore(dir, { fsync: false });
+      const cacheKey = generateSecretKey("cache-1");
+      const at = (minute: number) => new Date(Date.UTC(2026, 10, 26, 7, minute)).toISOString();
+      const record = (id: string, startedAt: string, system: string) =>
+        rolloutRecord(
+          [
+            {
+              host: "web1",
+              state: "confirmed",
+              phase: null,
+              system,
+              before: p("a"),
+              message: null,
+            },
+          ],
+          { id, state: "succeeded", startedAt, updatedAt: startedAt },
+        );
+      await writeRollout(store, record("aaaaaaaaaaaa", at(0), p("b")), cacheKey);
+      // 50 unsigned records after it, and one dated a year ahead.
+      for (let i = 1; i <= 50; i++) {
+        await writeRollout(store, record(`${String(i).padStart(12, "0")}`, at(i), p("c")));
+      }
+      await writeRollout(store, record("ffffffffffff", "2027-11-26T07:00:00.000Z", p("d")));
+      const found = await rootsFromStore(store, {
+        keepReleases: 5,
+        rolloutKeys: [publicKeyOf(cacheKey)],
+      });
+      expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

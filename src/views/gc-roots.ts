@@ -38,6 +38,7 @@ import {
   gotItsSystem,
   type RolloutHost,
   type RolloutRecord,
+  rolloutKeyStart,
   rolloutLive,
 } from "../status/rollout.js";
 import { listNewestRollouts, readRollout, readWeighedRollout } from "../status/rollout-store.js";
@@ -77,6 +78,10 @@ const READS = 8;
 
 /** Rollout records read, newest first, for a host whose record cannot be read. */
 export const GC_ROLLOUTS = 50;
+/** Rollout records read at most in search of GC_ROLLOUTS signed ones (with the fleet's keys). */
+export const GC_ROLLOUT_READS = 500;
+/** How far ahead of the clock a rollout record may be dated and still be read (clocks differ). */
+const ROLLOUT_AHEAD_MS = 5 * 60 * 1000;
 
 /** The roots the store names. A store fault fails the whole read: no collection without them. */
 export async function rootsFromStore(
@@ -195,7 +200,19 @@ export async function rootsFromStore(
   // whoever can write the store must not turn the collector into the deleter of what a host
   // runs or goes back to.
   const given = new Set<string>();
-  for (const { key } of await listNewestRollouts(store, GC_ROLLOUTS)) {
+  // With keys, past the newest GC_ROLLOUTS records read on while fewer than GC_ROLLOUTS were
+  // signed (up to GC_ROLLOUT_READS): records of a writer's own, put there to push the signed
+  // ones out, are passed over, as are records dated ahead (a writer's, sorting first).
+  const rollouts = await listNewestRollouts(
+    store,
+    options.rolloutKeys === undefined ? GC_ROLLOUTS : GC_ROLLOUT_READS,
+  );
+  const ahead = Date.now() + ROLLOUT_AHEAD_MS;
+  const timely = rollouts.filter(({ key }) => (rolloutKeyStart(key) ?? 0) <= ahead);
+  let signedRead = 0;
+  for (const [index, { key }] of timely.entries()) {
+    const within = index < GC_ROLLOUTS;
+    if (!within && signedRead >= GC_ROLLOUTS) break;
     let rollout: RolloutRecord | undefined;
     let trusted = false;
     try {
@@ -207,10 +224,12 @@ export async function rootsFromStore(
       }
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
-      if (unread.size > 0) unreadable.push({ name: key, problem: err.message });
+      if (within && unread.size > 0) unreadable.push({ name: key, problem: err.message });
       continue;
     }
-    const live = rollout !== undefined && rolloutLive(rollout.state);
+    if (trusted) signedRead++;
+    // Past the newest GC_ROLLOUTS, a record keeps only by the newest-signed rule.
+    const live = within && rollout !== undefined && rolloutLive(rollout.state);
     for (const entry of [
       ...(rollout?.waves.flatMap((w) => w.hosts) ?? []),
       ...(rollout?.skipped ?? []),
@@ -219,7 +238,7 @@ export async function rootsFromStore(
       // failed or went back); one that left it unreached, not started or refused says nothing.
       const newestSigned = trusted && !given.has(entry.host) && saysWhatItRuns(entry);
       if (newestSigned) given.add(entry.host);
-      if (!live && !newestSigned && !unread.has(entry.host)) continue;
+      if (!live && !newestSigned && !(within && unread.has(entry.host))) continue;
       for (const path of [entry.system, live || newestSigned ? entry.before : null]) {
         if (typeof path === "string" && storePathOf(path) === path) {
           keep(entry.host, path, "rollout");
