@@ -23,6 +23,8 @@ export interface AgentProcSettings {
   readonly clients: number;
   /** Where its agents' state directories go. */
   readonly work: string;
+  /** The host key its agents sign their reports with (undefined: they sign nothing). */
+  readonly signingKeyFile?: string;
 }
 
 /** One process's CPU and memory, since the last sample (peak RSS, loop delay) or cumulative. */

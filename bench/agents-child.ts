@@ -81,6 +81,9 @@ async function main(): Promise<void> {
         activator: NOOP_ACTIVATOR,
         pollInterval: settings.interval,
         jitter: JITTER,
+        ...(settings.signingKeyFile === undefined
+          ? {}
+          : { signingKeyFile: settings.signingKeyFile }),
         emit: (e) => {
           if (e.type === "store-error") {
             bench.storeErrors++;

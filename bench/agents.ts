@@ -13,7 +13,7 @@
 // the other figures, and the deployer's RSS is its own. (moto's server is a Python process.)
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -24,6 +24,7 @@ import { Agent } from "../src/agent/agent.js";
 import { AgentDelivery } from "../src/delivery/agent.js";
 import type { DeliveryEvent, WaveHost } from "../src/delivery/delivery.js";
 import { type AgentHost, RELEASE_DEFAULTS } from "../src/fleet/fleet.js";
+import { makeEd25519Key } from "../src/lab/ssh-keygen.js";
 import {
   formatPublicKey,
   formatSecretKey,
@@ -100,6 +101,8 @@ interface DeployerSettings {
   readonly hosts: number;
   readonly offlineTimeout: number;
   readonly secretKey: string;
+  /** The agents' host key (`ssh-ed25519 BASE64`) when reports are signed. */
+  readonly reportKey?: string;
 }
 
 /** What the deployer child reports, times on the shared clock. */
@@ -142,6 +145,9 @@ async function main(): Promise<void> {
       // (moto), or a directory (dir), which leaves the machine's two cores to the agents and the
       // deployer.
       store: { type: "string", default: "s3" },
+      // Agents sign their reports with a host key, and the deployer requires and verifies them
+      // (releases.signedReports): one key for every agent, its cost is what counts here.
+      "signed-reports": { type: "boolean", default: false },
       // Internal: the child modes this file runs in (the parent starts them).
       "serve-s3": { type: "boolean", default: false },
       deployer: { type: "boolean", default: false },
@@ -168,7 +174,8 @@ async function main(): Promise<void> {
       `--store: ${kind} (s3: s3rver on loopback; moto: moto's S3 server on loopback; dir: a directory store)`,
     );
   }
-  await runBenchmark({ n, interval, idle, clients: perProc, procs, kind });
+  const signed = values["signed-reports"] === true;
+  await runBenchmark({ n, interval, idle, clients: perProc, procs, kind, signed });
 }
 
 interface Settings {
@@ -180,6 +187,8 @@ interface Settings {
   /** Agent processes. */
   readonly procs: number;
   readonly kind: StoreKind;
+  /** Agents sign their reports; the deployer requires them signed. */
+  readonly signed: boolean;
 }
 
 /** Child mode: s3rver on 127.0.0.1, its own temp dir, silent; stops when stdin closes. */
@@ -240,6 +249,13 @@ async function runDeployer(): Promise<void> {
       signedReports: false,
     },
     key,
+    ...(settings.reportKey === undefined
+      ? {}
+      : {
+          reportKeys: new Map(
+            hostNames(settings.hosts).map((h) => [h, settings.reportKey as string]),
+          ),
+        }),
     health: { http: [], commands: [] },
     confirmTimeout: 0,
     pollInterval: DEPLOYER_POLL_MS,
@@ -388,6 +404,13 @@ async function runBenchmark(settings: Settings): Promise<void> {
     const releaseKeys = [publicKeyOf(key)];
     const hosts = hostNames(n);
     printDesign(settings, url);
+    // One host key for every agent when reports are signed: what is measured is the signing and
+    // the verifying, which cost the same whatever the key.
+    const hostKeyFile = join(work, "host-key");
+    if (settings.signed) await makeEd25519Key(hostKeyFile, "bench", "make the agents' host key");
+    const reportKey = settings.signed
+      ? (await readFile(`${hostKeyFile}.pub`, "utf8")).split(" ").slice(0, 2).join(" ")
+      : undefined;
     // Each process opens its share of the clients and loads the store's request path (the AWS
     // SDK's on S3) before the baseline is sampled.
     agentProcs = await AgentProcs.start(
@@ -399,6 +422,7 @@ async function runBenchmark(settings: Settings): Promise<void> {
         interval,
         clients,
         work,
+        ...(settings.signed ? { signingKeyFile: hostKeyFile } : {}),
       },
       ASK_MS + n * 10,
     );
@@ -430,6 +454,7 @@ async function runBenchmark(settings: Settings): Promise<void> {
         hosts: n,
         offlineTimeout: interval * 3 + 30,
         secretKey: formatSecretKey(key),
+        ...(reportKey === undefined ? {} : { reportKey }),
       },
       children,
     );
@@ -600,7 +625,15 @@ async function runBenchmark(settings: Settings): Promise<void> {
     // Fresh agents (no state) of hosts the release names, one after another, with the others
     // stopped: the CPU one host spends to take this release (its poll, the head's signature,
     // its own shard when sharded, the next release's GET, state saves and status PUTs).
-    const apply = await timeApplies(url, work, hosts, releaseKeys, interval, NOOP_ACTIVATOR);
+    const apply = await timeApplies(
+      url,
+      work,
+      hosts,
+      releaseKeys,
+      interval,
+      NOOP_ACTIVATOR,
+      settings.signed ? hostKeyFile : undefined,
+    );
     const applyCpu = apply.map((a) => a.cpu);
     console.log(
       `\n7. One agent's apply alone (${apply.length} fresh agents, one at a time in this process, the others stopped):` +
@@ -745,6 +778,9 @@ function printDesign(settings: Settings, url: string): void {
           ]
         : []),
       "  Each agent's calls go through its own counting wrapper, so requests are counted per agent.",
+      settings.signed
+        ? "  --signed-reports: every agent signs its reports with one ed25519 host key, and the deployer requires and verifies them (releases.signedReports)."
+        : "  Reports are not signed (a fleet without releases.signedReports; --signed-reports measures them).",
       `  Each agent starts at a random moment of the first ${interval} s, then polls every`,
       `  ${interval} s ± ${JITTER * 100}% (drawn per wait), as \`nixship agent\` does.`,
       "  This process only coordinates: it starts them, asks them for their figures, and runs the",
@@ -859,6 +895,7 @@ async function timeApplies(
   releaseKeys: readonly PublicKey[],
   interval: number,
   activator: Activator,
+  signingKeyFile: string | undefined,
   runs = 5,
 ): Promise<{ cpu: number; wall: number; outcome: string }[]> {
   const store = await openStore(url);
@@ -880,6 +917,7 @@ async function timeApplies(
         activator,
         pollInterval: interval,
         jitter: JITTER,
+        ...(signingKeyFile === undefined ? {} : { signingKeyFile }),
         emit: () => {},
       });
       const cpu = process.cpuUsage();
