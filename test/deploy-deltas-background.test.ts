@@ -25,6 +25,7 @@ import {
   labDeployArgs,
   summaryOf,
 } from "./support/lab-deploy.js";
+import { rolloutRecord } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
 const HOSTS = ["dbk1", "dbk2", "dbk3"];
@@ -76,18 +77,14 @@ async function recordPace(id: string, fetchPace: RolloutFetchPace): Promise<void
   const now = new Date().toISOString();
   await writeRollout(
     store,
-    {
-      version: 1,
+    rolloutRecord([], {
       id,
-      mode: "ssh",
-      action: "switch",
       state: "succeeded",
-      stopped: null,
       waves: [],
       fetchPace,
       startedAt: now,
       updatedAt: now,
-    },
+    }),
     parseSecretKey(await readFile(join(lab.info.dir, "cache.sec"), "utf8")),
   );
   await store.close();

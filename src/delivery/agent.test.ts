@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeHostKey } from "../../test/support/ssh-host-key.js";
+import { sshRecord } from "../../test/support/status-records.js";
 import type { Activator, Applied, HostSystem } from "../agent/activator.js";
 import { Agent } from "../agent/agent.js";
 import type { AgentHost } from "../fleet/fleet.js";
@@ -18,7 +19,7 @@ import { parseRelease } from "../release/release-parse.js";
 import { channelKey, publishRelease, readChannel, releaseKey } from "../release/release-store.js";
 import { nextRecord } from "../status/next-record.js";
 import { judgeReport, loadHostSigningKey } from "../status/report-signature.js";
-import { formatStatusRecord, progressKey, type StatusRecord } from "../status/status.js";
+import { formatStatusRecord, progressKey } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { readAll } from "../store/helpers.js";
@@ -906,8 +907,7 @@ describe("AgentDelivery.rollbackHosts", () => {
 describe("AgentDelivery: reports are believed only when their host's key signed them", () => {
   /** A report of `host` on release `seq`, as whoever can write the store could write one. */
   const forged = (host: string, seq: number, state: "success" | "failed", path: StorePath) =>
-    ({
-      version: 1,
+    sshRecord({
       host,
       mode: "agent",
       channel: CHANNEL,
@@ -916,12 +916,12 @@ describe("AgentDelivery: reports are believed only when their host's key signed 
       current: path,
       generation: 9,
       state,
-      phase: state === "failed" ? "health" : null,
-      error: state === "failed" ? "health check failed" : null,
-      rolledBack: state === "failed" ? true : null,
+      ...(state === "failed"
+        ? { phase: "health", error: "health check failed", rolledBack: true }
+        : {}),
       startedAt: new Date().toISOString(),
       updatedAt: new Date().toISOString(),
-    }) satisfies StatusRecord;
+    });
 
   it("a success planted with the release's own system is the canary's only without the host's key", async () => {
     const web9 = await hostKeyPair("web9");

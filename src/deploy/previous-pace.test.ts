@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { rolloutRecord } from "../../test/support/rollout-records.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { type RolloutFetchPace, type RolloutRecord, rolloutKey } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
@@ -32,18 +33,14 @@ const put = (r: RolloutRecord) => writeRollout(store, r, KEY);
 /** A finished record that started `minutesAgo` minutes ago, with `fetchPace` if given. */
 function record(id: string, minutesAgo: number, fetchPace?: RolloutFetchPace): RolloutRecord {
   const at = new Date(Date.UTC(2026, 10, 27, 12) - minutesAgo * 60_000).toISOString();
-  return {
-    version: 1,
+  return rolloutRecord([], {
     id,
-    mode: "ssh",
-    action: "switch",
     state: "succeeded",
-    stopped: null,
     waves: [],
     ...(fetchPace === undefined ? {} : { fetchPace }),
     startedAt: at,
     updatedAt: at,
-  };
+  });
 }
 
 describe("previousFetchPace", () => {
