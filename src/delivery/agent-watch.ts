@@ -165,15 +165,14 @@ export class ReleaseWatcher {
         const { record } = report;
         // A refusal names the document it refused: one that only claimed this release's number
         // (a channel file written by someone without the release key) is not this release.
-        if (report.state === "rejected" && record?.refused !== undefined) {
-          if (record.refused !== signed.digest) {
-            unbelieved.say(
-              host,
-              entry,
-              `it refused another document that claimed release ${seq} (${record.refused}), not this release (${signed.digest})`,
-            );
-            return;
-          }
+        const refused = report.state === "rejected" ? record?.refused : undefined;
+        if (refused !== undefined && refused !== signed.digest) {
+          unbelieved.say(
+            host,
+            entry,
+            `it refused another document that claimed release ${seq} (${refused}), not this release (${signed.digest})`,
+          );
+          return;
         }
         if (report.state !== "success") {
           const outcome = this.#failedOutcome(host, record, report.unreadable);
