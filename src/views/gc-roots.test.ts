@@ -4,12 +4,14 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { doubledRelease, releaseOfWebHosts } from "../../test/support/doubled-release.js";
 import { rolloutRecord } from "../../test/support/rollout-records.js";
+import { sshRecord } from "../../test/support/status-records.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { Release } from "../release/release.js";
+import { publishRelease } from "../release/release-store.js";
 import type { RolloutRecord } from "../status/rollout.js";
 import { writeRollout } from "../status/rollout-store.js";
-import { statusRecord } from "../status/status.js";
+import { formatStatusRecord, progressKey, statusRecord } from "../status/status.js";
 import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
@@ -232,6 +234,60 @@ describe("gc roots", () => {
         rolloutKeys: [publicKeyOf(cacheKey)],
       });
       expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a system confirmed on an agent host stays a root when a failure is written over its success (the reports are not judged here), as every system that failed last does", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+    try {
+      const store = new FsStore(dir, { fsync: false });
+      const key = generateSecretKey("release-1");
+      const at = "2026-11-26T07:00:00.000Z";
+      const report = (seq: number, path: string, state: "success" | "failed") =>
+        store.put(
+          progressKey("web", seq, "web1", state),
+          formatStatusRecord(
+            sshRecord({
+              mode: "agent",
+              channel: "web",
+              seq,
+              desired: path,
+              current: path,
+              state,
+              startedAt: at,
+              updatedAt: at,
+            }),
+          ),
+        );
+      for (const [seq, path] of [
+        [1, p("a")],
+        [2, p("b")],
+        [3, p("c")],
+      ] as const) {
+        await publishRelease(store, {
+          channel: "web",
+          hosts: { web1: { path: path as StorePath } },
+          kind: "deploy",
+          action: "switch",
+          health: { http: [], commands: [] },
+          confirmTimeout: 0,
+          key,
+        });
+        await report(seq, path, "success");
+      }
+      const roots = async () =>
+        [
+          ...(await rootsFromStore(store, { keepReleases: 1, keepGenerations: 2 })).roots.keys(),
+        ].sort();
+      // c (the channel's), then b, its rollback target: a is past --keep-generations 2.
+      expect(await roots()).toEqual([p("b"), p("c")]);
+      // Someone writes web1's failure of b, newer than its success.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await report(2, p("b"), "failed");
+      expect(await roots()).toEqual([p("a"), p("b"), p("c")]);
       await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

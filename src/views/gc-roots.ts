@@ -19,10 +19,10 @@ import {
 import type { LetGo } from "../cache/gc-why.js";
 import { readPins } from "../cache/pins.js";
 import { readHistory } from "../channel/history-store.js";
-import { confirmedSystems } from "../channel/host-history.js";
+import { confirmedSystems, type HostEvent, type HostHistory } from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
-import { storePathOf } from "../nix/store-path.js";
+import { type StorePath, storePathOf } from "../nix/store-path.js";
 import type { Release, ReleaseHost } from "../release/release.js";
 import { isHostTwice } from "../release/release-parse.js";
 import {
@@ -171,6 +171,10 @@ export async function rootsFromStore(
       const keep = options.keepGenerations;
       const kept = keep === undefined ? confirmed : confirmed.slice(0, keep);
       for (const p of kept) add(p, "history", hostOrigin(host));
+      // A system whose newest report on the host is a failure is kept too: the collection does
+      // not judge the reports' signatures, and a failure written over a success must not make
+      // it the deleter of a system the host runs or goes back to.
+      for (const p of failedLast(events)) add(p, "history", hostOrigin(host));
       if (options.explain && keep !== undefined) {
         for (const path of confirmed.slice(keep)) {
           if (!letGo.has(path))
@@ -354,4 +358,15 @@ export function recordPaths(record: StatusRecord): [string, "status" | "agent"][
 /** Whether a rollout's entry says what its host ran after the rollout. */
 function saysWhatItRuns(entry: RolloutHost): boolean {
   return gotItsSystem(entry) || entry.state === "failed" || entry.state === "rolled-back";
+}
+
+/**
+ * The systems whose newest event on the host is a failure. The listing shows one report per
+ * release, the newest: a failure written over a success hides it, so such a system may well be
+ * one the host confirmed, runs, or goes back to.
+ */
+function failedLast(events: HostHistory): StorePath[] {
+  const last = new Map<StorePath, HostEvent["outcome"]>();
+  for (const e of events) last.set(e.path, e.outcome);
+  return [...last].filter(([, outcome]) => outcome === "failed").map(([path]) => path);
 }
