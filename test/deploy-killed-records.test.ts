@@ -1,13 +1,14 @@
 // A deploy killed outright (SIGKILL: a CI job's timeout, a lost runner) mid-rollout leaves its
 // word on the hosts it was done with: on two ssh lab hosts, v1, then v2 with a canary of one
 // host. While host 2's HTTP check runs (a server of this test's, which the deployer asks), the
-// deployer is killed. Host 1's status record, written as soon as the canary was done, says v2
+// deployer is killed (SIGKILL). Host 1's status record, written as soon as the canary was done, says v2
 // and names the killed rollout; `status --stored` reads it so.
 import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../support/cli.js";
 import { type CheckServer, checkedPolicy, startCheckServer } from "./support/check-server.js";
-import { setExampleSystems } from "./support/lab-deploy.js";
+import { interruptDeploy } from "./support/interrupt-deploy.js";
+import { labDeployArgs, setExampleSystems } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
 
@@ -33,19 +34,17 @@ describe("a deploy killed mid-rollout", () => {
     doc.policy = checkedPolicy(doc.policy, check);
     await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
     await setExampleSystems(lab.fleetFile, { [H(1)]: "web-v2", [H(2)]: "web-v2" });
-    let killed = false;
-    check.onCheck(H(2), async () => {
-      // The deployer's command line names this lab's fleet file, and nothing else does.
-      // (Asked again, briefly, when pkill finds no such process: it did once, in a CI run under
-      // load, while the deployer waited on this very check.)
-      for (let i = 0; i < 10 && !killed; i++) {
-        const k = await run("pkill", ["-KILL", "-f", `deploy --fleet ${lab.fleetFile}`]);
-        killed = k.code === 0;
-        if (!killed) await new Promise((r) => setTimeout(r, 100));
-      }
-    });
-    const v2 = await lab.deploy("--json");
-    expect(killed, `${v2.stderr}\n${v2.stdout.slice(-3000)}`).toBe(true);
+    // Host 2's HTTP check is held, so the deployer is in it, or on its way, when it is killed
+    // (SIGKILL to its own pid, once it says host 2 is in health; pkill of its command line
+    // found no process twice in CI runs under load).
+    check.onCheck(H(2), () => new Promise((resolve) => setTimeout(resolve, 5000)));
+    const v2 = await interruptDeploy(
+      labDeployArgs(lab.info, lab.fleetFile, join(lab.info.dir, "cache.sec"), "--json"),
+      { NIXSHIP_LAB_DIR: dirname(lab.info.dir) },
+      (e) => e.type === "host-phase" && e.host === H(2) && e.phase === "health",
+      "SIGKILL",
+    );
+    expect(v2.signalledAt).toMatchObject({ host: H(2), phase: "health" });
     expect(v2.code).not.toBe(0);
     const fleet = JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } };
     const running = (await rolloutFiles(fleet.cache.url)).find((r) => r.state === "running");
