@@ -16,6 +16,18 @@ import { writeStatus } from "../status/status-store.js";
 import { FsStore } from "../store/fs-store.js";
 import { recordPaths, releasePaths, rootsFromStore } from "./gc-roots.js";
 
+/** Runs `test` on a directory store of its own, closed and removed after it. */
+async function inStore(test: (store: FsStore) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
+  const store = new FsStore(dir, { fsync: false });
+  try {
+    await test(store);
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 const p = (n: string) => `/nix/store/${n.repeat(32)}-${n}` as const;
 
 describe("gc roots", () => {
@@ -66,9 +78,7 @@ describe("gc roots", () => {
   });
 
   it("refuses a signed release that names a host in two shards, as every full reader does: named with their error (the host and both shards), no roots from it, and no stop", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
-    try {
-      const store = new FsStore(dir, { fsync: false });
+    await inStore(async (store) => {
       const release = releaseOfWebHosts(p("a") as StorePath);
       const key = generateSecretKey("release-1");
       const { own, other } = await doubledRelease(release, key, "web-3", { store });
@@ -81,16 +91,11 @@ describe("gc roots", () => {
       ]);
       expect(found.unreadable).toEqual([]);
       expect(found.roots.size).toBe(0);
-      await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("a rollout that says running roots every system it gives and what each host ran before; a finished one, none", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
-    try {
-      const store = new FsStore(dir, { fsync: false });
+    await inStore(async (store) => {
       const record = (id: string, state: RolloutRecord["state"], to: string, from: string) =>
         rolloutRecord(
           [
@@ -111,16 +116,11 @@ describe("gc roots", () => {
       const found = await rootsFromStore(store, { keepReleases: 5 });
       expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
       expect(found.unreadable).toEqual([]);
-      await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("with the fleet's keys, each host keeps what the newest signed rollout gave it and what it ran before, whatever its status record says", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
-    try {
-      const store = new FsStore(dir, { fsync: false });
+    await inStore(async (store) => {
       const cacheKey = generateSecretKey("cache-1");
       const keys = [publicKeyOf(cacheKey)];
       const gave = (id: string, startedAt: string, to: string, from: string) =>
@@ -197,16 +197,11 @@ describe("gc roots", () => {
       const other = [publicKeyOf(generateSecretKey("cache-2"))];
       const foreign = await rootsFromStore(store, { keepReleases: 5, rolloutKeys: other });
       expect([...foreign.roots.keys()]).toEqual([p("f")]);
-      await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("a writer's records, newer or dated ahead, do not push the signed ones out of the collection's reach", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
-    try {
-      const store = new FsStore(dir, { fsync: false });
+    await inStore(async (store) => {
       const cacheKey = generateSecretKey("cache-1");
       const at = (minute: number) => new Date(Date.UTC(2026, 10, 26, 7, minute)).toISOString();
       const record = (id: string, startedAt: string, system: string) =>
@@ -234,16 +229,11 @@ describe("gc roots", () => {
         rolloutKeys: [publicKeyOf(cacheKey)],
       });
       expect([...found.roots.keys()].sort()).toEqual([p("a"), p("b")]);
-      await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("a system confirmed on an agent host stays a root when a failure is written over its success (the reports are not judged here), as every system that failed last does", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "nixship-gc-roots-"));
-    try {
-      const store = new FsStore(dir, { fsync: false });
+    await inStore(async (store) => {
       const key = generateSecretKey("release-1");
       const at = "2026-11-26T07:00:00.000Z";
       const report = (seq: number, path: string, state: "success" | "failed") =>
@@ -288,9 +278,6 @@ describe("gc roots", () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
       await report(2, p("b"), "failed");
       expect(await roots()).toEqual([p("a"), p("b"), p("c")]);
-      await store.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
