@@ -274,7 +274,7 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(await served("dp3")).toBe("web-v1");
     expect((await status("--on", "dp3"))[0]).toMatchObject({ generation: 1 });
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
-    expect(human.stdout).toMatch(/dp3\s+ssh\s+example-web-system-v1\s+1\s+live/);
+    expect(human.stdout).toMatch(/dp3\s+ssh\s+example-web-system-v1\s+1\s+in-step/);
   });
 
   it("plan counts what each host's store lacks: after a rollback, going forward again moves nothing", async () => {

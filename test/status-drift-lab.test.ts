@@ -69,7 +69,7 @@ describe("drift on an ssh host", () => {
     expect(table.code).toBe(1);
     expect(table.stdout).toMatch(
       new RegExp(
-        `^${HOST}\\s+ssh\\s+\\S+-v3\\s+\\d+\\s+drifted\\s+runs \\S+-v3, not what nixship left on it \\(\\S+-v1 or \\S+-v2\\)`,
+        `^${HOST}\\s+ssh\\s+\\S+-v3\\s+\\d+\\s+drifting\\s+runs \\S+-v3, not what nixship left on it \\(\\S+-v1 or \\S+-v2\\)`,
         "m",
       ),
     );

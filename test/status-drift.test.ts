@@ -93,11 +93,11 @@ describe("status: drift", () => {
     expect(inStep.code, inStep.stderr).toBe(0);
   });
 
-  it("the table: STATE drifted, and what runs against what nixship left", async () => {
+  it("the table: STATE drifting, and what runs against what nixship left", async () => {
     const r = await nixship(["status", "--fleet", fleetFile, "--on", "rebuilt"]);
     expect(r.code).toBe(1);
     expect(r.stdout.split("\n")[1]).toMatch(
-      /^rebuilt\s+ssm\s+nixos-system-web\s+3\s+drifted\s+runs 99999999-nixos-system-web, not what nixship left on it \(22222222-nixos-system-web or 11111111-nixos-system-web\); reported /,
+      /^rebuilt\s+ssm\s+nixos-system-web\s+3\s+drifting\s+runs 99999999-nixos-system-web, not what nixship left on it \(22222222-nixos-system-web or 11111111-nixos-system-web\); reported /,
     );
   });
 });

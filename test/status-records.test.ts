@@ -108,10 +108,10 @@ describe("status --stored over hostile records", () => {
     expect(lines.filter((l) => /^a6\s/.test(l))).toHaveLength(1);
     expect(lines.find((l) => l.startsWith("a6"))).toMatch(/unreadable/);
     expect(lines.find((l) => l.startsWith("a5"))).toMatch(
-      /failed.*health.*a6 success; forged line/,
+      /rolled-back\s+health.*a6 success; forged line/,
     );
     expect(lines.find((l) => l.startsWith("a2"))).toMatch(
-      /a2\s+ssh\s+example-web-system-v1\s+3\s+success/,
+      /a2\s+ssh\s+example-web-system-v1\s+3\s+in-step/,
     );
   });
 });

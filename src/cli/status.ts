@@ -2,6 +2,7 @@
 import { selectHosts } from "../fleet/select.js";
 import { pausedRolloutLine } from "../ui/pause-lines.js";
 import { formatStatusTable } from "../ui/status-table.js";
+import { withHostStates } from "../views/host-state.js";
 import { readStatusView } from "../views/status-view.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { FLEET_FLAGS, FLEET_HELP, readFleetInput } from "./fleet-input.js";
@@ -39,7 +40,7 @@ there): neither the system its status record says it was given (by a deploy, a r
 rollback) nor the one it ran before that, nor, for an agent host, the one the channel's
 current release names. ssh hosts are judged by their live answer against their record. A host
 whose record says it is applying, refused a release, or failed without saying what it ran
-before, is not judged. STATE then says drifted, and --json gives the row a 'drift'.
+before, is not judged. STATE then says drifting, and --json gives the row a 'drift'.
 
 Each host's note (and --json 'origin') says who put the system it runs there and from what
 source: the deploy's rollout record (status/rollouts/…: who started it, each flake with its git
@@ -58,6 +59,11 @@ it, or a rollback names it again.
 A rollout paused between two waves (the policy's pauseAfter), among the last 20, is named
 after the table, with since when, until when, and the commands that answer it ('nixship
 rollout resume ID', 'nixship rollout abort ID'); --json: 'pausedRollouts'.
+
+STATE is the host's state in one word, the same the dashboard shows (docs/dashboard.md):
+in-step, drifting, failed, rolled-back, rejected, applying, unconfirmed (a reboot nobody
+judged), offline, paused, behind, unreported, unreachable or unreadable; --json gives it as
+each row's 'hostState'.
 
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in
@@ -79,7 +85,10 @@ ${FLEET_HELP}
       stored: values.stored,
     });
     if (values.json) {
-      writeJson(io, { hosts: rows, ...(paused.length === 0 ? {} : { pausedRollouts: paused }) });
+      writeJson(io, {
+        hosts: withHostStates(rows),
+        ...(paused.length === 0 ? {} : { pausedRollouts: paused }),
+      });
     } else {
       io.stdout.write(formatStatusTable(rows));
       for (const p of paused)

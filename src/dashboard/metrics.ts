@@ -6,9 +6,10 @@ import { Counter, Gauge, Registry } from "prom-client";
 import { DELIVERY_MODES } from "../fleet/fleet.js";
 import { type DeltaTotals, sumDeltaReports } from "../status/delta-report.js";
 import { ROLLOUT_HOST_STATES, ROLLOUT_STATES } from "../status/rollout.js";
+import { HOST_STATES } from "../views/host-state.js";
 import type { StatusRow } from "../views/status-rows.js";
 import type { FleetPoller } from "./poller.js";
-import { countByStateAndMode, HOST_STATES, rebootDue, rolloutCounts } from "./snapshot.js";
+import { countByStateAndMode, rebootDue, rolloutCounts } from "./snapshot.js";
 
 export interface DashboardMetrics {
   readonly registry: Registry;

@@ -9,6 +9,7 @@ import type { RolloutHostState } from "../status/rollout.js";
 import { deltaText } from "../ui/delta-text.js";
 import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
+import { HOST_STATES, hostState } from "../views/host-state.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import type { HostRollout } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
@@ -18,9 +19,7 @@ import type { ReleasePageData } from "./release-reads.js";
 import {
   countByStateAndMode,
   generationOf,
-  HOST_STATES,
   type HostFilter,
-  hostState,
   lastSeen,
   runningOf,
   type Snapshot,

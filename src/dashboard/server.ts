@@ -16,6 +16,7 @@ import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
+import { withHostStates } from "../views/host-state.js";
 import { BOARD_RELEASES } from "../views/release-board.js";
 import {
   type ConnectionGuard,
@@ -291,7 +292,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       poller,
       (s) => {
         if (hostsJson?.version !== s.version) {
-          const body = new TextEncoder().encode(JSON.stringify({ hosts: s.rows }));
+          const body = new TextEncoder().encode(JSON.stringify({ hosts: withHostStates(s.rows) }));
           hostsJson = { version: s.version, body };
         }
         c.header("content-type", "application/json; charset=UTF-8");
@@ -306,7 +307,10 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       async (s) => {
         const row = s.rows.find((r) => r.host === c.req.param("name"));
         if (row === undefined) return c.json({ error: "no such host in the fleet" }, 404);
-        return c.json({ host: row, rollouts: await hostReads.history(row.host, poller.polls) });
+        return c.json({
+          host: withHostStates([row])[0],
+          rollouts: await hostReads.history(row.host, poller.polls),
+        });
       },
       () => notReadyJson(c, poller),
     ),

@@ -1,181 +1,22 @@
-// The pure questions the dashboard asks of a snapshot: each host's state in one word, the hosts
-// filter, short system names, when a host was last heard of, and counts by state and mode.
+// The pure questions the dashboard asks of a snapshot: the hosts filter, short system names,
+// when a host was last heard of, and counts by state and mode (each host's state in one word is
+// views/host-state.ts's).
 import { describe, expect, it } from "vitest";
 import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
-import type { AgentStanding } from "../channel/standing.js";
-import type { FleetHost } from "../fleet/fleet.js";
-import type { RolloutHost } from "../status/rollout.js";
-import type { StatusRecord } from "../status/status.js";
-import { withRolloutApplying } from "../views/rollout-applying.js";
-import type { RolloutRead } from "../views/rollout-watch.js";
-import { liveRow, type StatusRow, storedRow } from "../views/status-rows.js";
 import {
-  countByStateAndMode,
-  filterRows,
-  type HostState,
-  hostState,
-  lastSeen,
-  seenAhead,
-  shortSystem,
-} from "./snapshot.js";
-
-const ssh = (name: string) => ({ name, delivery: "ssh", tags: [] }) as unknown as FleetHost;
-const agent = (name: string) => ({ name, delivery: "agent", tags: [] }) as unknown as FleetHost;
-const ssm = (name: string) => ({ name, delivery: "ssm", tags: [] }) as unknown as FleetHost;
+  agentHost as agent,
+  onChannel,
+  ROWS_BY_STATE as ROWS,
+  sshHost as ssh,
+  standing,
+  storedOver as stored,
+} from "../../test/support/status-rows.js";
+import { liveRow, storedRow } from "../views/status-rows.js";
+import { countByStateAndMode, filterRows, lastSeen, seenAhead, shortSystem } from "./snapshot.js";
 
 const record = sshRecord;
 
 const answer = liveAnswer;
-
-const standing = (over: Partial<AgentStanding> = {}): AgentStanding => ({
-  liveness: "online",
-  heartbeatAt: "2026-11-25T10:01:00.000Z",
-  behind: false,
-  channelSeq: 4,
-  ...over,
-});
-
-/** A stored row for `host`, its record (of that host, in its mode) changed by `over`. */
-const stored = (host: FleetHost, over: Partial<StatusRecord> = {}, agentOf?: AgentStanding) =>
-  storedRow(host, {
-    record: record({ host: host.name, mode: host.delivery, ...over }),
-    ...(agentOf === undefined ? {} : { agent: agentOf }),
-  });
-
-/** An agent host's stored row: its record of release 4 of "prod", and its standing. */
-const onChannel = (name: string, over: Partial<StatusRecord> = {}, agentOf = standing()) =>
-  stored(agent(name), { channel: "prod", seq: 4, ...over }, agentOf);
-
-/** One row for each state, made as the status view makes them. */
-const ROWS: [HostState, StatusRow][] = [
-  ["in-step", liveRow(ssh("live-ok"), answer(V2), record({ host: "live-ok" }))],
-  ["drifting", liveRow(ssh("live-drift"), answer(HAND), record({ host: "live-drift" }))],
-  [
-    "failed",
-    liveRow(
-      ssh("live-failed"),
-      answer(V2, { failed: { path: V2, since: null, reason: "health check failed" } }),
-      record({ host: "live-failed" }),
-    ),
-  ],
-  ["unreachable", liveRow(ssh("live-down"), { reachable: false, error: "refused" }, undefined)],
-  ["in-step", stored(ssh("ok"))],
-  // Switched by hand: an agent's record says what runs (a push record only ever what a deploy
-  // or rollback left there; its host is judged live).
-  ["drifting", onChannel("rebuilt", { current: HAND })],
-  ["unreadable", storedRow(ssh("garbled"), { record: undefined, unreadable: "not JSON" })],
-  ["unreported", storedRow(ssh("new"), { record: undefined })],
-  [
-    "failed",
-    stored(ssm("broke"), { state: "failed", phase: "switch", error: "x", rolledBack: false }),
-  ],
-  [
-    "failed",
-    // A record from before nixship recorded whether the host went back.
-    stored(ssh("broke-old"), { state: "failed", phase: "switch", error: "x", rolledBack: null }),
-  ],
-  [
-    "rolled-back",
-    stored(ssm("undone"), { state: "failed", phase: "health", error: "x", rolledBack: true }),
-  ],
-  ["rejected", onChannel("refused", { state: "rejected", phase: "verify", error: "bad key" })],
-  ["offline", onChannel("quiet", {}, standing({ liveness: "offline" }))],
-  // Paused on the system its channel names: neither offline nor behind.
-  ["paused", onChannel("resting", {}, standing({ liveness: "paused" }))],
-  ["behind", onChannel("late", {}, standing({ behind: true }))],
-  ["applying", onChannel("busy", { state: "applying", phase: "realise", current: V1 })],
-  ["in-step", onChannel("steady")],
-];
-
-describe("hostState", () => {
-  it("the rows name their hosts (the fixtures are what they say)", () => {
-    expect(ROWS.map(([, row]) => row.host)).toEqual([
-      "live-ok",
-      "live-drift",
-      "live-failed",
-      "live-down",
-      "ok",
-      "rebuilt",
-      "garbled",
-      "new",
-      "broke",
-      "broke-old",
-      "undone",
-      "refused",
-      "quiet",
-      "resting",
-      "late",
-      "busy",
-      "steady",
-    ]);
-  });
-
-  it.each(ROWS.map(([state, row]) => [row.host, state, row] as const))(
-    "%s is %s",
-    (_host, state, row) => {
-      expect(hostState(row)).toBe(state);
-    },
-  );
-
-  it("names drift before a failure, and a failure before liveness", () => {
-    const driftingFailed = onChannel("x", {
-      state: "failed",
-      current: HAND,
-      error: "x",
-      rolledBack: false,
-    });
-    expect(driftingFailed.drift).toEqual({ running: HAND, expected: [V2, V1] });
-    expect(hostState(driftingFailed)).toBe("drifting");
-    const offlineFailed = onChannel(
-      "y",
-      { state: "failed", error: "x", rolledBack: false },
-      standing({ liveness: "offline", behind: true }),
-    );
-    expect(hostState(offlineFailed)).toBe("failed");
-    const offlineUndone = onChannel(
-      "y",
-      { state: "failed", error: "x", rolledBack: true },
-      standing({ liveness: "offline" }),
-    );
-    expect(hostState(offlineUndone)).toBe("rolled-back");
-    const offlineBehind = onChannel("z", {}, standing({ liveness: "offline", behind: true }));
-    expect(hostState(offlineBehind)).toBe("offline");
-  });
-
-  it("a host with no record yet that the running rollout applies (its first deploy) is applying", () => {
-    const fresh = storedRow(ssh("new"), { record: undefined });
-    const host: RolloutHost = {
-      host: "new",
-      state: "activating",
-      phase: "switch",
-      system: V1,
-      message: null,
-    };
-    const rollout = (state: "running" | "failed"): RolloutRead => ({
-      status: "found",
-      key: "k",
-      record: {
-        version: 1,
-        id: "0123456789ab",
-        mode: "ssh",
-        action: "switch",
-        state,
-        stopped: null,
-        waves: [{ index: 1, kind: "main", hosts: [host] }],
-        startedAt: "2026-11-26T07:00:00.000Z",
-        updatedAt: "2026-11-26T07:00:01.000Z",
-      },
-    });
-    const [applying] = withRolloutApplying(
-      [fresh],
-      rollout("running"),
-      new Date("2026-11-26T07:00:30.000Z"),
-    );
-    expect(hostState(applying as StatusRow)).toBe("applying");
-    const [ended] = withRolloutApplying([fresh], rollout("failed"));
-    expect(hostState(ended as StatusRow)).toBe("unreported");
-  });
-});
 
 describe("filterRows", () => {
   const rows = [

@@ -3,9 +3,10 @@
 // metrics ask of it: each host's state in one word, filters, counts. No I/O here.
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import type { RolloutHostState } from "../status/rollout.js";
+import { type HostState, hostState } from "../views/host-state.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
-import { failedInRollout, type StatusRow } from "../views/status-rows.js";
+import type { StatusRow } from "../views/status-rows.js";
 import { FUTURE_SKEW, type FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
@@ -23,45 +24,6 @@ export interface Snapshot {
   /** The first rollout record dated further ahead than that, passed over (null: none). */
   readonly futureRollout: FutureRollout | null;
   readonly warnings: readonly string[];
-}
-
-/** A host's state in one word, as the table, its filter and the metrics name it. */
-export const HOST_STATES = [
-  "in-step",
-  "drifting",
-  "failed",
-  "rolled-back",
-  "rejected",
-  "applying",
-  "offline",
-  "paused",
-  "behind",
-  "unreported",
-  "unreachable",
-  "unreadable",
-] as const;
-export type HostState = (typeof HOST_STATES)[number];
-
-export function hostState(row: StatusRow): HostState {
-  if (row.drift !== undefined) return "drifting";
-  if (row.source === "live") {
-    if (!row.reachable) return "unreachable";
-    if (row.failed !== undefined) return "failed";
-    return row.behindRollout === undefined ? "in-step" : "behind";
-  }
-  if (row.unreadable !== undefined) return "unreadable";
-  // The fleet's last rollout to name it did not give it its system, and nothing since did.
-  if (row.behindRollout !== undefined && !failedInRollout(row)) return "behind";
-  // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
-  if (!row.reported) return row.state === "applying" ? "applying" : "unreported";
-  // Its last deploy failed, and it went back to the system it ran before.
-  if (row.state === "failed") return row.rolledBack === true ? "rolled-back" : "failed";
-  if (row.state === "rejected") return "rejected";
-  if (row.liveness === "offline") return "offline";
-  if (row.liveness === "paused") return "paused";
-  if (row.behind === true) return "behind";
-  if (row.state === "applying") return "applying";
-  return row.inStep ? "in-step" : "behind";
 }
 
 /** `/nix/store/HASH-NAME` as its name and the first 8 characters of its hash. */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { StatusRecord } from "../status/status.js";
+import { hostState } from "../views/host-state.js";
 import { liveRow } from "../views/status-rows.js";
-import { formatStatusTable, type StoredRow, storedNote, storedState } from "./status-table.js";
+import { formatStatusTable, type StoredRow, storedNote } from "./status-table.js";
 
 const A = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-web-v1";
 const B = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-web-v2";
@@ -35,7 +36,7 @@ const row = (over: Partial<StoredRow> = {}): StoredRow => ({
 
 describe("the status table", () => {
   it("a success: the release and when, with no empty part", () => {
-    expect(storedState(row())).toBe("success");
+    expect(hostState(row())).toBe("in-step");
     expect(storedNote(row())).toBe("release 2; reported 2025-01-01T12:00:05.000Z");
   });
 
@@ -50,16 +51,16 @@ describe("the status table", () => {
     );
   });
 
-  it("offline, paused and behind come before the record's state", () => {
+  it("offline, paused and behind come before a success", () => {
     const offline = row({ liveness: "offline" });
-    expect(storedState(offline)).toBe("offline");
+    expect(hostState(offline)).toBe("offline");
     expect(storedNote(offline)).toBe(
       "release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
     );
     expect(storedNote(row({ liveness: "offline", heartbeatAt: null }))).toContain("no heartbeat");
-    expect(storedState(row({ liveness: "paused", behind: true }))).toBe("paused");
+    expect(hostState(row({ liveness: "paused", behind: true }))).toBe("paused");
     const behind = row({ behind: true, channelSeq: 5 });
-    expect(storedState(behind)).toBe("behind");
+    expect(hostState(behind)).toBe("behind");
     expect(storedNote(behind)).toMatch(/^release 2, channel at 5; /);
   });
 
@@ -90,15 +91,15 @@ describe("the status table", () => {
     ]);
     expect(text.split("\n")).toEqual([
       "HOST  MODE   CURRENT  GEN  STATE        NOTE",
-      "web1  ssh    web-v1   4    live         boots next: web-v2",
+      "web1  ssh    web-v1   4    in-step      boots next: web-v2",
       "web2  ssh    -        -    unreachable  refused",
       "ag1   agent  web-v1   3    applying     release 2; applying web-v2 since 2025-01-01T12:00:00.000Z; reported 2025-01-01T12:00:05.000Z",
-      "ag2   agent  -        -    unknown      never reported",
+      "ag2   agent  -        -    unreported   never reported",
       "",
     ]);
   });
 
-  it("a drifting host: STATE drifted, and what it runs against what nixship left on it", () => {
+  it("a drifting host: STATE drifting, and what it runs against what nixship left on it", () => {
     const V1 = "/nix/store/11111111111111111111111111111111-nixos-system-web1";
     const V2 = "/nix/store/22222222222222222222222222222222-nixos-system-web1";
     const HAND = "/nix/store/99999999999999999999999999999999-nixos-system-web1";
@@ -120,10 +121,11 @@ describe("the status table", () => {
       row({ current: A, liveness: "offline", drift: { running: A, expected: [B] } }),
     ]);
     expect(text.split("\n")).toEqual([
-      "HOST  MODE   CURRENT            GEN  STATE    NOTE",
-      "web1  ssh    nixos-system-web1  8    drifted  runs 99999999-nixos-system-web1, not what nixship left on it (22222222-nixos-system-web1 or 11111111-nixos-system-web1)",
-      "ag1   agent  web-v1             3    drifted  runs web-v1, not what nixship left on it (web-v2); release 2; reported 2025-01-01T12:00:05.000Z",
-      "ag1   agent  web-v1             3    offline  runs web-v1, not what nixship left on it (web-v2); release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
+      "HOST  MODE   CURRENT            GEN  STATE     NOTE",
+      "web1  ssh    nixos-system-web1  8    drifting  runs 99999999-nixos-system-web1, not what nixship left on it (22222222-nixos-system-web1 or 11111111-nixos-system-web1)",
+      "ag1   agent  web-v1             3    drifting  runs web-v1, not what nixship left on it (web-v2); release 2; reported 2025-01-01T12:00:05.000Z",
+      // Drift comes first, also before its agent's liveness (views/host-state.ts).
+      "ag1   agent  web-v1             3    drifting  runs web-v1, not what nixship left on it (web-v2); release 2; last heartbeat 2025-01-01T12:01:00.000Z; reported 2025-01-01T12:00:05.000Z",
       "",
     ]);
   });
@@ -172,7 +174,9 @@ describe("the status table of ssh hosts", () => {
     expect(line).not.toContain("behind rollout");
     const { origin: _origin, ...fields } = failed;
     const stored = row({ ...fields, behindRollout: behind, inStep: false });
-    expect(storedState(stored)).toBe("failed");
+    // It went back: both views say rolled-back (views/host-state.ts).
+    expect(hostState(stored)).toBe("rolled-back");
+    expect(line).toMatch(/ rolled-back {2}wants /);
     expect(storedNote(stored)).toBe(
       "failed in rollout 0123456789ab; GET /health answered 500; rolled back; reported 2025-01-01T12:00:05.000Z",
     );
@@ -182,7 +186,7 @@ describe("the status table of ssh hosts", () => {
     const r = liveRow(host as never, answered, sshRecord);
     expect(r).toMatchObject({ inStep: true, last: { wants: A, state: "success" } });
     expect(r).not.toHaveProperty("behind");
-    expect(formatStatusTable([r]).split("\n")[1]).toMatch(/ live\s*$/);
+    expect(formatStatusTable([r]).split("\n")[1]).toMatch(/ in-step\s*$/);
   });
 
   it("who put the host's system there and from what: live and stored, and what cannot be told", () => {
@@ -195,7 +199,7 @@ describe("the status table of ssh hosts", () => {
     };
     const live = liveRow(host as never, answered, sshRecord, origin);
     expect(formatStatusTable([live]).split("\n")[1]).toMatch(
-      / live\s+deployed \(rollout 0123456789ab\) by alice@deploybox from \/srv\/fleet at eeeeeeeeeeee$/,
+      / in-step\s+deployed \(rollout 0123456789ab\) by alice@deploybox from \/srv\/fleet at eeeeeeeeeeee$/,
     );
     // A host that runs another system than its record says: the record's word does not hold.
     expect(

@@ -4,6 +4,7 @@
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
 import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
+import { hostState } from "../views/host-state.js";
 import {
   failedInRollout,
   type LiveRow,
@@ -33,10 +34,7 @@ function liveCells(r: LiveRow): string[] {
     r.activation ? activationNote(r.activation) : "",
   ];
   // A failure its record tells names the rollout it failed in, once (behind.ts toldFailure).
-  const told =
-    r.behindRollout !== undefined &&
-    r.last?.state === "failed" &&
-    r.last.wants === r.behindRollout.wants;
+  const told = failedInRollout(r);
   if (r.behindRollout && !told) note.unshift(behindText(r.behindRollout));
   if (r.behind && r.last) {
     note.unshift(behindNote(r.last, r.current, told ? r.behindRollout?.rollout : undefined));
@@ -51,19 +49,7 @@ function liveCells(r: LiveRow): string[] {
     r.mode,
     r.current ? storeName(r.current) : "(none)",
     String(r.generation ?? "-"),
-    r.failed
-      ? "failed"
-      : r.drift
-        ? "drifted"
-        : r.behind
-          ? r.last?.state === "failed"
-            ? r.last.rolledBack
-              ? "rolled-back"
-              : "failed"
-            : "behind"
-          : r.behindRollout
-            ? "behind"
-            : "live",
+    hostState(r),
     joinNote(note),
   ];
 }
@@ -121,29 +107,16 @@ function storedCells(r: StoredRow): string[] {
   if (!r.reported || r.state === undefined) {
     const heard = r.liveness === "paused" ? "; its agent is paused" : "";
     const behind = r.behindRollout === undefined ? "" : `; ${behindText(r.behindRollout)}`;
-    return [r.host, r.mode, "-", "-", "unknown", `never reported${heard}${behind}`];
+    return [r.host, r.mode, "-", "-", hostState(r), `never reported${heard}${behind}`];
   }
   return [
     r.host,
     r.mode,
     r.current ? storeName(r.current) : "(none)",
     String(r.generation ?? "-"),
-    storedState(r),
+    hostState(r),
     storedNote(r),
   ];
-}
-
-/**
- * What the STATE column says: an agent that is offline or paused, a host that drifts, an agent
- * that is behind, before its report.
- */
-export function storedState(r: StoredRow): string {
-  if (r.liveness === "offline" || r.liveness === "paused") return r.liveness;
-  if (r.drift !== undefined) return "drifted";
-  if (r.behind === true) return "behind";
-  // A failure its record tells is its state, the rollout it failed in named in the note.
-  if (r.behindRollout !== undefined && !failedInRollout(r)) return "behind";
-  return r.state ?? "unknown";
 }
 
 /** The NOTE column of a stored row: each part once, none empty. */

@@ -6,7 +6,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { hostState } from "../dashboard/snapshot.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
@@ -17,7 +16,8 @@ import { writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads } from "../store/wrap-store.js";
-import { storedState } from "../ui/status-table.js";
+import { formatStatusTable } from "../ui/status-table.js";
+import { hostState } from "./host-state.js";
 import { RolloutWatch } from "./rollout-watch.js";
 import type { StoredRow } from "./status-rows.js";
 import { readStatusView } from "./status-view.js";
@@ -186,7 +186,10 @@ describe("status --stored", () => {
     const view = await readStatusView(fleet, fleet.hosts, { stored: true });
     const web5 = view.rows.find((r) => r.host === "web5") as StoredRow;
     expect(web5).toMatchObject({ inStep: false, behindRollout: { rollout: "00000001" } });
-    expect(storedState(web5)).toBe("failed");
+    // It went back: status's STATE column and the dashboard both say so.
     expect(hostState(web5)).toBe("rolled-back");
+    expect(formatStatusTable([web5])).toMatch(
+      /^web5\s+\S+\s+\S+\s+\S+\s+rolled-back\s+failed in rollout 00000001;/m,
+    );
   });
 });

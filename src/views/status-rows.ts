@@ -162,13 +162,11 @@ export function runningOf(row: StatusRow): string | null {
 }
 
 /**
- * Whether a stored row's `behindRollout` is the rollout its record tells it failed in
- * (behind.ts toldFailure): its state is then the record's (failed, or rolled back).
+ * Whether a row's `behindRollout` is the rollout its record tells it failed in (behind.ts
+ * toldFailure): its state is then the record's (failed, or rolled back).
  */
-export function failedInRollout(row: StoredRow): boolean {
-  return (
-    row.behindRollout !== undefined &&
-    row.state === "failed" &&
-    row.desired === row.behindRollout.wants
-  );
+export function failedInRollout(row: StatusRow): boolean {
+  if (row.behindRollout === undefined) return false;
+  const last = row.source === "live" ? row.last : { state: row.state, wants: row.desired };
+  return last?.state === "failed" && last.wants === row.behindRollout.wants;
 }

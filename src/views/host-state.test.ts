@@ -1,0 +1,206 @@
+// A host's state in one word, the same in every view: one row of each state, the precedence
+// between them, the rows asked live, and `status`'s STATE column saying what the dashboard says.
+import { describe, expect, it } from "vitest";
+import { HAND, liveAnswer, sshRecord, V1, V2 } from "../../test/support/status-records.js";
+import {
+  onChannel,
+  ROWS_BY_STATE as ROWS,
+  sshHost as ssh,
+  standing,
+} from "../../test/support/status-rows.js";
+import type { Ask } from "../status/fleet-asks.js";
+import type { RolloutHost } from "../status/rollout.js";
+import { formatStatusTable } from "../ui/status-table.js";
+import { HOST_STATES, hostState, withHostStates } from "./host-state.js";
+import { withRolloutApplying } from "./rollout-applying.js";
+import type { RolloutRead } from "./rollout-watch.js";
+import { liveRow, type StatusRow, storedRow } from "./status-rows.js";
+
+const V3 = "/nix/store/33333333333333333333333333333333-nixos-system-web1";
+
+/** The fleet's ask of web1 in rollout `id`, started at `startedAt`: `system`, and how it went. */
+function ask(id: string, startedAt: string, system: string, state: RolloutHost["state"]): Ask {
+  return {
+    rollout: { id, key: `k-${id}`, startedAt },
+    system,
+    entry: { host: "web1", state, phase: null, system, message: null },
+  };
+}
+
+describe("hostState", () => {
+  it("the rows name their hosts (the fixtures are what they say)", () => {
+    expect(ROWS.map(([, row]) => row.host)).toEqual([
+      "live-ok",
+      "live-drift",
+      "live-failed",
+      "live-down",
+      "ok",
+      "rebuilt",
+      "garbled",
+      "new",
+      "broke",
+      "broke-old",
+      "undone",
+      "refused",
+      "quiet",
+      "resting",
+      "late",
+      "busy",
+      "steady",
+    ]);
+  });
+
+  it.each(ROWS.map(([state, row]) => [row.host, state, row] as const))(
+    "%s is %s",
+    (_host, state, row) => {
+      expect(hostState(row)).toBe(state);
+    },
+  );
+
+  it("names drift before a failure, and a failure before liveness", () => {
+    const driftingFailed = onChannel("x", {
+      state: "failed",
+      current: HAND,
+      error: "x",
+      rolledBack: false,
+    });
+    expect(driftingFailed.drift).toEqual({ running: HAND, expected: [V2, V1] });
+    expect(hostState(driftingFailed)).toBe("drifting");
+    const offlineFailed = onChannel(
+      "y",
+      { state: "failed", error: "x", rolledBack: false },
+      standing({ liveness: "offline", behind: true }),
+    );
+    expect(hostState(offlineFailed)).toBe("failed");
+    const offlineUndone = onChannel(
+      "y",
+      { state: "failed", error: "x", rolledBack: true },
+      standing({ liveness: "offline" }),
+    );
+    expect(hostState(offlineUndone)).toBe("rolled-back");
+    const offlineBehind = onChannel("z", {}, standing({ liveness: "offline", behind: true }));
+    expect(hostState(offlineBehind)).toBe("offline");
+  });
+
+  it("a host with no record yet that the running rollout applies (its first deploy) is applying", () => {
+    const fresh = storedRow(ssh("new"), { record: undefined });
+    const host: RolloutHost = {
+      host: "new",
+      state: "activating",
+      phase: "switch",
+      system: V1,
+      message: null,
+    };
+    const rollout = (state: "running" | "failed"): RolloutRead => ({
+      status: "found",
+      key: "k",
+      record: {
+        version: 1,
+        id: "0123456789ab",
+        mode: "ssh",
+        action: "switch",
+        state,
+        stopped: null,
+        waves: [{ index: 1, kind: "main", hosts: [host] }],
+        startedAt: "2026-11-26T07:00:00.000Z",
+        updatedAt: "2026-11-26T07:00:01.000Z",
+      },
+    });
+    const [applying] = withRolloutApplying(
+      [fresh],
+      rollout("running"),
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
+    expect(hostState(applying as StatusRow)).toBe("applying");
+    const [ended] = withRolloutApplying([fresh], rollout("failed"));
+    expect(hostState(ended as StatusRow)).toBe("unreported");
+  });
+
+  describe("a host asked live", () => {
+    const failedRecord = (rolledBack: boolean | null) =>
+      sshRecord({ desired: V2, current: V1, state: "failed", phase: "health", rolledBack });
+
+    it("whose last deploy failed says whether it went back", () => {
+      expect(hostState(liveRow(ssh("web1"), liveAnswer(V1), failedRecord(true)))).toBe(
+        "rolled-back",
+      );
+      expect(hostState(liveRow(ssh("web1"), liveAnswer(V1), failedRecord(false)))).toBe("failed");
+    });
+
+    it("that a later rollout skipped is behind, whatever its last deploy did", () => {
+      const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable");
+      const row = liveRow(ssh("web1"), liveAnswer(V1), failedRecord(true), undefined, skipped);
+      expect(row.behindRollout).toMatchObject({ rollout: "0000000000bb", wants: V3 });
+      expect(hostState(row)).toBe("behind");
+    });
+
+    it("that failed in the rollout its record tells keeps the record's state", () => {
+      const failedThere = ask("0000000000aa", "2026-11-25T09:59:00.000Z", V2, "rolled-back");
+      const row = liveRow(ssh("web1"), liveAnswer(V1), failedRecord(true), undefined, failedThere);
+      expect(row.behindRollout).toMatchObject({ rollout: "0000000000aa", wants: V2 });
+      expect(hostState(row)).toBe("rolled-back");
+    });
+
+    it("that runs a system that failed there is failed, even behind a rollout", () => {
+      const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable");
+      const failed = { path: V2, since: null, reason: "health check failed" };
+      const row = liveRow(ssh("web1"), liveAnswer(V2, { failed }), sshRecord(), undefined, skipped);
+      expect(row.behindRollout).toBeDefined();
+      expect(hostState(row)).toBe("failed");
+    });
+
+    it("that rebooted into a system nobody judged is unconfirmed, and not in step", () => {
+      const boot = { pending: { path: V2, since: null } } as never;
+      const row = liveRow(ssh("web1"), liveAnswer(V2, { boot }), sshRecord());
+      expect(row.inStep).toBe(false);
+      expect(hostState(row)).toBe("unconfirmed");
+    });
+
+    it("whose activation awaits its deploy's confirmation is applying", () => {
+      const row = liveRow(ssh("web1"), liveAnswer(V2, { pending: "12" }), sshRecord());
+      expect(hostState(row)).toBe("applying");
+    });
+
+    it("that runs what its record asked, and no rollout skipped, is in step", () => {
+      const row = liveRow(ssh("web1"), liveAnswer(V2), sshRecord());
+      expect(row.inStep).toBe(true);
+      expect(hostState(row)).toBe("in-step");
+    });
+  });
+});
+
+describe("every view says the same word", () => {
+  const live = [
+    liveRow(
+      ssh("web1"),
+      liveAnswer(V1),
+      sshRecord({ desired: V2, current: V1, state: "failed", rolledBack: true }),
+      undefined,
+      ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable"),
+    ),
+    liveRow(
+      ssh("boot"),
+      liveAnswer(V2, { boot: { pending: { path: V2, since: null } } as never }),
+      sshRecord(),
+    ),
+  ];
+  const rows: StatusRow[] = [...ROWS.map(([, row]) => row), ...live];
+
+  it("status's STATE column is the state the dashboard shows", () => {
+    const lines = formatStatusTable(rows).trimEnd().split("\n");
+    const header = lines[0] as string;
+    const at = header.indexOf("STATE");
+    const width = header.indexOf("NOTE") - at;
+    for (const [i, row] of rows.entries()) {
+      const cell = (lines[i + 1] as string).slice(at, at + width).trim();
+      expect(`${row.host}: ${cell}`).toBe(`${row.host}: ${hostState(row)}`);
+    }
+  });
+
+  it("status --json and /api/hosts give each row its state", () => {
+    for (const row of withHostStates(rows)) {
+      expect(HOST_STATES).toContain(row.hostState);
+      expect(row.hostState).toBe(hostState(row));
+    }
+  });
+});
