@@ -2,6 +2,7 @@
 // that name the flag and point at --help.
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
+import { terminalJson } from "../util/text.js";
 
 export interface CliIO {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -76,10 +77,10 @@ export function refuseArguments(positionals: readonly string[], command: string)
 }
 
 export function writeJson(io: CliIO, value: unknown): void {
-  io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  io.stdout.write(`${terminalJson(value, 2)}\n`);
 }
 
 /** One line of NDJSON on stdout (a stream of events: one object per line). */
 export function writeJsonLine(io: CliIO, value: unknown): void {
-  io.stdout.write(`${JSON.stringify(value)}\n`);
+  io.stdout.write(`${terminalJson(value)}\n`);
 }

@@ -3,7 +3,7 @@
 
 import { NixshipError, UsageError } from "../errors.js";
 import { runCommandEnd } from "../util/command-end.js";
-import { withoutControls } from "../util/text.js";
+import { terminalJson, withoutControls } from "../util/text.js";
 import type { CliIO } from "./command.js";
 import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
 import { systemFault } from "./system-faults.js";
@@ -130,7 +130,7 @@ function reportError(thrown: unknown, io: CliIO, json: boolean): number {
     ? err.hint && withoutControls(err.hint)
     : "this is a bug in nixship; please report it with the command you ran";
   if (json)
-    io.stdout.write(`${JSON.stringify({ error: { code, message, ...(hint ? { hint } : {}) } })}\n`);
+    io.stdout.write(`${terminalJson({ error: { code, message, ...(hint ? { hint } : {}) } })}\n`);
   io.stderr.write(`error: ${message}\n${hint ? `hint: ${hint}\n` : ""}`);
   if (!known && err instanceof Error && process.env.NIXSHIP_DEBUG)
     io.stderr.write(`${err.stack}\n`);

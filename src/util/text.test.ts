@@ -1,7 +1,7 @@
 // Text from elsewhere, made safe to show: a record that is not JSON shows nothing of itself
 // but Node's words, and a value quoted in a message has no control character.
 import { describe, expect, it } from "vitest";
-import { jsonErrorText, quoted, withoutControls } from "./text.js";
+import { jsonErrorText, quoted, terminalJson, withoutControls } from "./text.js";
 
 const parseError = (text: string): unknown => {
   try {
@@ -29,5 +29,23 @@ describe("text from elsewhere", () => {
     expect(quoted("\u009b2J")).toBe('"\ufffd2J"');
     expect(quoted("y".repeat(100))).toBe(`"${"y".repeat(79)}…`);
     expect(quoted({ seq: 1 })).toBe('{"seq":1}');
+  });
+});
+
+describe("terminalJson", () => {
+  const hostile = { error: "\u009b2J\u001b[H\u007fok\u0085 caf\u00e9" };
+
+  it("escapes DEL and the C1 controls, which JSON.stringify leaves raw", () => {
+    expect(JSON.stringify(hostile)).toMatch(/[\u007f-\u009f]/);
+    const text = terminalJson(hostile, 2);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach a terminal
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(text).toContain("\\u009b2J\\u001b[H\\u007fok\\u0085 café");
+  });
+
+  it("is the same value to a parser, indented as asked", () => {
+    expect(JSON.parse(terminalJson(hostile))).toEqual(hostile);
+    expect(terminalJson({ a: [1] }, 2)).toBe('{\n  "a": [\n    1\n  ]\n}');
+    expect(terminalJson({ a: [1] })).toBe('{"a":[1]}');
   });
 });

@@ -31,3 +31,18 @@ export function quoted(value: unknown, max = 80): string {
   const text = withoutControls(JSON.stringify(value) ?? String(value));
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
+
+const RAW_CONTROLS = /[\u007f-\u009f]/g;
+
+/**
+ * JSON text for stdout, which is often a terminal: DEL and the C1 controls (U+0080-U+009F, of
+ * which U+009B starts an escape sequence), which JSON.stringify leaves raw, escaped as
+ * `\u00XX`. A parser reads the same value; a terminal gets no control from what a host or a
+ * store wrote.
+ */
+export function terminalJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
+    RAW_CONTROLS,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
