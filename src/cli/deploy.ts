@@ -218,6 +218,11 @@ selected host's system that failed on that host is refused unless --allow-failed
 --async, one release names every selected host and deploy returns: no canary, wave, pause,
 bake or failure limit applies (each agent's own checks still roll its host back).
 
+A host where another deploy is mid-flight (its activation awaits that deploy's confirmation,
+or holds the host's lock within its deadline) is never up to date: it may yet go back. The
+plan notes it, and deploy refuses to start while any selected host is so, naming each, and
+changes nothing (exit 1).
+
 Options:
 ${FLEET_HELP}
 ${ROLLOUT_HELP}

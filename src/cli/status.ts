@@ -40,7 +40,7 @@ there): neither the system its status record says it was given (by a deploy, a r
 rollback) nor the one it ran before that, nor, for an agent host, the one the channel's
 current release names. ssh hosts are judged by their live answer against their record. A host
 whose record says it is applying, refused a release, or failed without saying what it ran
-before, is not judged. STATE then says drifting, and --json gives the row a 'drift'.
+before, or (asked live) whose activation awaits its deploy's confirmation, is not judged. STATE then says drifting, and --json gives the row a 'drift'.
 
 Each host's note (and --json 'origin') says who put the system it runs there and from what
 source: the deploy's rollout record (status/rollouts/…: who started it, each flake with its git

@@ -13,6 +13,7 @@ import { planDeltaPairs } from "../fleet/plan-deltas.js";
 import { selectHosts } from "../fleet/select.js";
 import type { StorePath } from "../nix/store-path.js";
 import { planAsRun, planFromSurvey } from "./assemble-plan.js";
+import { refuseBusyHosts } from "./busy-hosts.js";
 import { leaseCache } from "./cache-lease.js";
 import { readPlanClosures } from "./closure-diffs.js";
 import { cacheKeys, planDeltas, withStoreNars } from "./deltas.js";
@@ -218,6 +219,7 @@ export async function planDeployment(
     };
     options.emit({ type: "plan", plan });
     if (execute) {
+      refuseBusyHosts(plan);
       refuseUnpinnedHosts({
         plan,
         hosts,

@@ -13,6 +13,7 @@ import { runningGeneration } from "../status/next-record.js";
 import { mapLimit } from "../util/pool.js";
 import { type bootParts, rebootChanges } from "./boot-parts.js";
 import type { BuildResult } from "./build.js";
+import { busyOf } from "./busy-hosts.js";
 import type { DeployOptions } from "./deploy-options.js";
 import { pendingBootOf } from "./pending-boot.js";
 import { systemFiles } from "./prepare.js";
@@ -103,6 +104,7 @@ export async function survey(
             ...(rebootFor ? { rebootFor } : {}),
             ...(countsBoots(s.boot) === undefined ? {} : { countsBoots: countsBoots(s.boot) }),
             ...(pendingBoot === undefined ? {} : { pendingBoot }),
+            ...(busyOf(s) === undefined ? {} : { busy: busyOf(s) }),
             ...pinningOf(host, s),
           },
           ready: s.reported !== false,

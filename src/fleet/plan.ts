@@ -51,6 +51,11 @@ export type HostState =
       readonly pendingBoot?: PendingBootState;
       /** Whose trust decides what it realises; undefined: unknown (an older script). */
       readonly pinning?: Pinning;
+      /**
+       * Another deploy is mid-flight there (an activation awaits its confirmation, or holds
+       * the host's lock within its deadline): what the host said of it.
+       */
+      readonly busy?: string;
     }
   | {
       readonly kind: "unreachable";
@@ -172,6 +177,11 @@ export interface HostPlan {
   readonly secretsChange?: true;
   /** Set when the system it runs failed there: it is activated again, never "up to date". */
   readonly failedThere?: string;
+  /**
+   * Set when another deploy is mid-flight there (see HostState): never "up to date", and a
+   * deploy refuses to start (deploy/busy-hosts.ts).
+   */
+  readonly busy?: string;
   /**
    * Set when the desired system's kernel, initrd or modules differ from those it booted: what
    * differs (a switch does not load them; a reboot does). Empty: no reboot needed.
@@ -360,6 +370,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
   const generation = state?.generation;
   const running = current === desired;
   const failedThere = state?.kind === "reported" ? state.failed : undefined;
+  const busy = state?.kind === "reported" ? state.busy : undefined;
   const pendingBoot =
     state?.kind === "reported" ? plannedPendingBoot(state, desired, action) : undefined;
   const hostAction =
@@ -367,6 +378,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     actionSkipsWhenRunning(action) &&
     !secretsChange(target) &&
     !failedThere &&
+    busy === undefined &&
     pendingBoot === undefined
       ? "skip"
       : "activate";
@@ -384,6 +396,7 @@ function planHost(target: PlanTarget, action: Action, closures: ClosureIndex): H
     transferBasis: running ? "none" : transferBasis(state),
     ...(secretsChange(target) ? { secretsChange: true } : {}),
     ...(failedThere === undefined ? {} : { failedThere }),
+    ...(busy === undefined ? {} : { busy }),
     ...(rebootFor === undefined ? {} : { reboot: rebootFor }),
     ...(rebooting ? { rebooting: true } : {}),
     ...(bootUnknown ? { bootUnknown: true } : {}),

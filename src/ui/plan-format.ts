@@ -165,6 +165,7 @@ export function needsPerson(host: HostPlan): boolean {
     host.hostKey === true ||
     host.stored !== undefined ||
     host.failedThere !== undefined ||
+    host.busy !== undefined ||
     host.pendingBoot !== undefined ||
     host.bootUnknown === true ||
     host.behindRollout !== undefined
@@ -371,13 +372,24 @@ function note(plan: DeployPlan, host: HostPlan, kind = false): string {
         : pendingBootNote(host.pendingBoot, name),
     );
   }
+  if (host.busy !== undefined) {
+    notes.push(
+      kind
+        ? "another deploy is mid-flight there"
+        : `another deploy is mid-flight there: ${host.busy}`,
+    );
+  }
   if (host.failedThere !== undefined) {
     notes.push(
       kind
         ? "its system failed there, so it is activated again"
         : `its system failed there, so it is activated again (${host.failedThere})`,
     );
-  } else if (host.current !== undefined && host.current === host.desired) {
+  } else if (
+    host.busy === undefined &&
+    host.current !== undefined &&
+    host.current === host.desired
+  ) {
     notes.push(host.secretsChange ? "already running; its secrets change" : "already running");
   } else if (host.secretsChange) notes.push("its secrets change");
   if (plan.action === "dry-activate") notes.push("dry run: nothing changes");

@@ -156,9 +156,15 @@ describe("hostState", () => {
       expect(hostState(row)).toBe("unconfirmed");
     });
 
-    it("whose activation awaits its deploy's confirmation is applying", () => {
-      const row = liveRow(ssh("web1"), liveAnswer(V2, { pending: "12" }), sshRecord());
+    it("whose activation awaits its deploy's confirmation is applying: not drifting, not behind", () => {
+      // Mid-deploy: it runs V3, which its record (written when the deploy ends) does not name yet.
+      const row = liveRow(ssh("web1"), liveAnswer(V3, { pending: "12" }), sshRecord());
+      expect(row).not.toHaveProperty("drift");
+      expect(row).not.toHaveProperty("behind");
       expect(hostState(row)).toBe("applying");
+      // Once confirmed, the deploy writes its record; without one, V3 is drift.
+      const after = liveRow(ssh("web1"), liveAnswer(V3), sshRecord());
+      expect(hostState(after)).toBe("drifting");
     });
 
     it("that runs what its record asked, and no rollout skipped, is in step", () => {

@@ -33,6 +33,8 @@ export function hostState(row: StatusRow): HostState {
   if (row.drift !== undefined) return "drifting";
   // It runs a system that failed there, and could not go back.
   if (row.source === "live" && row.failed !== undefined) return "failed";
+  // An activation awaits its deploy's confirmation: the deploy is in its checks.
+  if (row.source === "live" && row.reachable && row.pending) return "applying";
   // The fleet's last rollout to name it did not give it its system, and nothing since did.
   if (row.behindRollout !== undefined && !failedInRollout(row)) return "behind";
   if (row.source === "live") {
@@ -43,8 +45,6 @@ export function hostState(row: StatusRow): HostState {
     if (row.behind === true) return "behind";
     // A reboot into a new system that no deploy or rollback judged (docs/reboots.md).
     if (row.boot?.pending) return "unconfirmed";
-    // An activation awaiting its deploy's confirmation: the deploy is in its checks.
-    if (row.pending) return "applying";
     return "in-step";
   }
   // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).

@@ -70,7 +70,10 @@ export function liveRow(
   origin?: ShownOrigin,
   ask?: Ask,
 ): LiveRow {
-  const drift = status.reachable ? driftOf({ running: status.current, record }) : undefined;
+  // An activation awaiting its deploy's confirmation: the host is mid-deploy, and runs what that
+  // deploy gives it, which its record names only once the deploy ends. Neither drift nor behind.
+  const judged = status.reachable && status.pending === undefined;
+  const drift = judged ? driftOf({ running: status.current, record }) : undefined;
   const behindRollout = status.reachable ? behindOf(ask, record, status.current) : undefined;
   const last: LastDeploy | undefined =
     record === undefined
@@ -84,7 +87,7 @@ export function liveRow(
           at: record.updatedAt,
         };
   const behind =
-    status.reachable &&
+    judged &&
     record !== undefined &&
     record.state !== "applying" &&
     record.desired !== null &&
