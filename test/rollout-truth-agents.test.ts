@@ -1,6 +1,7 @@
 // The rollout as the unit of truth with agent hosts (lab "rta", real agents): v1, then v2,
 // then v3 while host 3's agent is stopped for the wave. Host 3 is behind in status and the
-// dashboard until a deploy reaches it; a fleet rollback undoes the v3 rollout alone, and
+// dashboard until a deploy reaches it, also once its agent, back, confirms the entry the
+// rollout's own release left it on; a fleet rollback undoes the v3 rollout alone, and
 // `rollback --rollout` of the v2 rollout puts all three on v1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship } from "../support/cli.js";
@@ -113,8 +114,29 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     });
   });
 
-  it("a fleet rollback undoes the v3 rollout alone, host 3 left on v2 (its agent back)", async () => {
+  it("host 3's agent, back, confirms the entry the rollout's own release left it on: still behind", async () => {
     await labAgents(lab, "start", "rta3");
+    // The rollout's last release names v2 for host 3 (its failure sent its entry back): the
+    // agent reports success on it, newer than the rollout, but no newer word on what it asked.
+    const { seq } = (await channelRelease(lab)).release;
+    expect((await newestRollout())?.releases).toMatchObject({
+      seqs: expect.arrayContaining([seq]),
+    });
+    await waitFor(lab, "rta3", (r) => r.state === "success" && r.seq === seq, 90);
+    const { code, rows } = await status();
+    expect(code).toBe(1);
+    expect(rows.get("rta3")).toMatchObject({
+      inStep: false,
+      hostState: "behind",
+      behindRollout: { rollout: v3Rollout },
+    });
+    expect(await dashboardHost(lab.fleetFile, "rta3")).toMatchObject({
+      hostState: "behind",
+      behindRollout: { rollout: v3Rollout },
+    });
+  });
+
+  it("a fleet rollback undoes the v3 rollout alone, host 3 left on v2 (its agent back)", async () => {
     const back = await rollback();
     expect(back.code, back.stderr + back.stdout.slice(-3000)).toBe(0);
     const undo = undoPlanOf(back.stdout);

@@ -138,6 +138,9 @@ async function rollOut(
     key: options.key,
     ...(options.rollback === undefined ? {} : { rollback: options.rollback }),
     onWarning: (message) => emit({ type: "record-failed", message }),
+    ...(delivery.channel === undefined
+      ? {}
+      : { releases: () => delivery.channel?.published() ?? [] }),
   }).catch(async (err: unknown) => {
     await answers?.close();
     throw err;

@@ -17,10 +17,16 @@ import type {
   RolloutHostState,
   RolloutPause,
   RolloutRecord,
+  RolloutReleases,
   RolloutState,
   RolloutWave,
 } from "../status/rollout.js";
-import { ROLLOUT_HEARTBEAT_SECONDS, rolloutKey, rolloutLive } from "../status/rollout.js";
+import {
+  ROLLOUT_HEARTBEAT_SECONDS,
+  ROLLOUT_RELEASES_KEPT,
+  rolloutKey,
+  rolloutLive,
+} from "../status/rollout.js";
 import type { RolloutBake } from "../status/rollout-bake.js";
 import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -57,6 +63,8 @@ export interface RolloutRecorderOptions {
   };
   /** Told once when a write fails (the deploy goes on). */
   readonly onWarning?: (message: string) => void;
+  /** The releases the rollout published so far (an agent rollout's channel), read at each write. */
+  readonly releases?: () => readonly { readonly channel: string; readonly seq: number }[];
   /**
    * Signs each write of the record (the deploy's cache key): a rollback believes only a record
    * a key of the fleet's cache.publicKeys signed (status/rollout-signature.ts).
@@ -343,6 +351,7 @@ export class RolloutRecorder {
       ...(origin === undefined ? {} : { by: origin.by, sources: origin.sources.map(shownSource) }),
       ...(this.#options.rollback === undefined ? {} : { undoes: this.#options.rollback.undoes }),
       ...(this.#pauses.length === 0 ? {} : { pauses: [...this.#pauses] }),
+      ...releasesOf(this.#options.releases?.() ?? []),
       ...(this.#fetchPace === undefined ? {} : { fetchPace: this.#fetchPace }),
       startedAt: this.#startedAt.toISOString(),
       updatedAt: this.#now().toISOString(),
@@ -519,6 +528,16 @@ function finalOf(
         message: o.message ?? (o.reason === "up-to-date" ? "up to date" : o.reason),
       };
   }
+}
+
+/** The record's `releases`: the first channel's numbers, the newest ROLLOUT_RELEASES_KEPT. */
+function releasesOf(published: readonly { readonly channel: string; readonly seq: number }[]): {
+  releases?: RolloutReleases;
+} {
+  const channel = published[0]?.channel;
+  if (channel === undefined) return {};
+  const seqs = published.filter((r) => r.channel === channel).map((r) => r.seq);
+  return { releases: { channel, seqs: seqs.slice(-ROLLOUT_RELEASES_KEPT) } };
 }
 
 /**

@@ -1,5 +1,6 @@
 // The fleet's last ask of each host, and whether a host is behind it.
 import { describe, expect, it } from "vitest";
+import type { DeliveryMode } from "../fleet/fleet.js";
 import { behindOf, behindText } from "./behind.js";
 import { lastAsks } from "./fleet-asks.js";
 import type { RolloutHost, RolloutRecord } from "./rollout.js";
@@ -52,9 +53,13 @@ const older = record("aaaaaaaaaaaa", "2026-11-26T10:00:00.000Z", [
   ["h5", "confirmed", V2],
 ]);
 
-/** A host's record, begun at `startedAt` on `desired`, that it reports it runs. */
-function reported(startedAt: string, desired: string) {
-  return { startedAt, desired, state: "success" as const };
+/**
+ * A host's record, begun at `startedAt` on `desired`, that it reports it runs; an agent's, of
+ * release `seq` of channel "prod".
+ */
+function reported(startedAt: string, desired: string, mode: DeliveryMode = "ssh", seq = 1) {
+  const release = mode === "agent" ? { channel: "prod", seq } : { channel: null, seq: null };
+  return { startedAt, desired, state: "success" as const, mode, ...release };
 }
 
 describe("the fleet's last ask", () => {
@@ -95,6 +100,56 @@ describe("the fleet's last ask", () => {
     // A failure of another system since is the newer word, as is a success.
     expect(behindOf(ask, { ...itsFailure, desired: V2 }, V2)).toBeUndefined();
     expect(behindOf(ask, { ...itsFailure, state: "success" }, V2)).toBeUndefined();
+  });
+
+  it("an agent's report of the rollout's own release that only confirms the entry it was left on is no newer word", () => {
+    // Every release of an agent rollout names every host of the channel: a host of a wave that
+    // never started, and one its wave's failure carried back, report success on what they ran.
+    const V4 = "/nix/store/44444444444444444444444444444444-web-v4";
+    const entry = (host: string, state: RolloutHost["state"]): RolloutHost => ({
+      host,
+      state,
+      phase: null,
+      system: V3,
+      before: V2,
+      message: state === "rolled-back" ? "health check failed" : null,
+    });
+    const agents = {
+      key: "status/rollouts/0000000000000-dddddddddddd.json",
+      record: {
+        ...newer.record,
+        id: "dddddddddddd",
+        mode: "agent" as const,
+        state: "failed" as const,
+        waves: [
+          { index: 1, kind: "canary" as const, hosts: [entry("a1", "rolled-back")] },
+          { index: 2, kind: "main" as const, hosts: [entry("a3", "not-started")] },
+        ],
+        // Release 5: wave 1; release 6: the rollback of its failed host.
+        releases: { channel: "prod", seqs: [5, 6] },
+      },
+    };
+    const asks = lastAsks([agents], ["a1", "a3"]);
+    const later = "2026-11-26T11:05:00.000Z";
+    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 5), V2)).toMatchObject({
+      rollout: "dddddddddddd",
+      wants: V3,
+      why: "not started",
+    });
+    expect(behindOf(asks.get("a1"), reported(later, V2, "agent", 6), V2)).toMatchObject({
+      rollout: "dddddddddddd",
+      why: "rolled back: health check failed",
+    });
+    // A release published since by another (by hand, another deploy) is the newer word, on the
+    // system it ran as on another,
+    expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 7), V2)).toBeUndefined();
+    expect(behindOf(asks.get("a3"), reported(later, V4, "agent", 7), V4)).toBeUndefined();
+    // as is a push deploy's record: it is written only for a host it asked something of;
+    expect(behindOf(asks.get("a3"), reported(later, V2, "ssh"), V2)).toBeUndefined();
+    // and a record of a rollout that does not name its releases (older) is judged by time.
+    const { releases: _releases, ...older } = agents.record;
+    const oldAsk = lastAsks([{ ...agents, record: older }], ["a3"]).get("a3");
+    expect(behindOf(oldAsk, reported(later, V2, "agent", 5), V2)).toBeUndefined();
   });
 
   it("an undone rollout asks nothing: its hosts are judged by the asks before it", () => {

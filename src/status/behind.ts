@@ -29,14 +29,17 @@ export interface Behind {
  */
 export function behindOf(
   ask: Ask | undefined,
-  record: Pick<StatusRecord, "startedAt" | "state" | "desired"> | undefined,
+  record:
+    | Pick<StatusRecord, "startedAt" | "state" | "desired" | "mode" | "channel" | "seq">
+    | undefined,
   running: string | null | undefined,
 ): Behind | undefined {
   if (ask === undefined || !MISSED.has(ask.entry.state)) return undefined;
   if (
     record !== undefined &&
     Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt) &&
-    !toldFailure(ask, record)
+    !toldFailure(ask, record) &&
+    !carriedOnly(ask, record)
   ) {
     return undefined;
   }
@@ -63,6 +66,34 @@ export function toldFailure(
     (ask.entry.state === "failed" || ask.entry.state === "rolled-back") &&
     record.state === "failed" &&
     record.desired === ask.system
+  );
+}
+
+/**
+ * Whether an agent's record only confirms the entry the rollout left the host on: every release
+ * of an agent rollout names every host of the channel, so a host of a later wave, or one a
+ * rollback release carried back, reports success on one of the rollout's own releases on the
+ * system it ran before (`before`), newer than the rollout but no newer word on what it asked.
+ * A release published since by another (by hand, another deploy) is such a word; so is any
+ * record of a push deploy, written only for a host it asked something of. A record of a
+ * rollout that does not name its releases (older) is judged by time alone.
+ */
+function carriedOnly(
+  ask: Pick<Ask, "system" | "entry" | "rollout">,
+  record: Pick<StatusRecord, "desired" | "mode" | "channel" | "seq">,
+): boolean {
+  const before = ask.entry.before;
+  const releases = ask.rollout.releases;
+  return (
+    record.mode === "agent" &&
+    releases !== undefined &&
+    record.channel === releases.channel &&
+    record.seq !== null &&
+    releases.seqs.includes(record.seq) &&
+    before !== undefined &&
+    before !== null &&
+    record.desired === before &&
+    record.desired !== ask.system
   );
 }
 

@@ -6,6 +6,7 @@ import {
   inFlight,
   type RolloutHost,
   type RolloutRecord,
+  type RolloutReleases,
   rolloutAbandoned,
   rolloutEntries,
   rolloutLive,
@@ -19,6 +20,8 @@ export interface Ask {
     readonly startedAt: string;
     /** Set when the rollout was a rollback: the rollout it undid. */
     readonly undoes?: string;
+    /** An agent rollout's releases (its record's), where it names them. */
+    readonly releases?: RolloutReleases;
   };
   /** The system the rollout named for the host. */
   readonly system: string;
@@ -60,6 +63,7 @@ export function lastAsks(
           key,
           startedAt: record.startedAt,
           ...(record.undoes === undefined ? {} : { undoes: record.undoes }),
+          ...(record.releases === undefined ? {} : { releases: record.releases }),
         },
         system: entry.system,
         entry,

@@ -180,6 +180,15 @@ export interface RolloutFetchPace {
   readonly rebuilt?: FetchSeen;
 }
 
+/** The releases an agent rollout published to its channel (its waves' and rollbacks'). */
+export interface RolloutReleases {
+  readonly channel: string;
+  readonly seqs: readonly number[];
+}
+
+/** Releases a record names at most: a wave and a rollback each, and more than any rollout has. */
+export const ROLLOUT_RELEASES_KEPT = 2000;
+
 export interface RolloutRecord {
   readonly version: 1;
   readonly id: string;
@@ -201,6 +210,11 @@ export interface RolloutRecord {
   readonly pauses?: readonly RolloutPause[];
   /** How fast its hosts fetched, where they fetched enough to tell (absent otherwise). */
   readonly fetchPace?: RolloutFetchPace;
+  /**
+   * An agent rollout's releases (absent in older records and other modes): an agent's report
+   * of one of these is no newer word on what the rollout asked (status/behind.ts).
+   */
+  readonly releases?: RolloutReleases;
   readonly startedAt: string;
   readonly updatedAt: string;
 }
@@ -291,6 +305,7 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
   }
   const pauses = r.pauses === undefined ? undefined : rolloutPauses(r.pauses, source);
   const fetchPace = r.fetchPace === undefined ? undefined : rolloutFetchPace(r.fetchPace, source);
+  const releases = r.releases === undefined ? undefined : rolloutReleases(r.releases, source);
   return {
     version: 1,
     id,
@@ -305,9 +320,29 @@ export function parseRolloutRecord(bytes: Uint8Array, source: string): RolloutRe
     ...(sources === undefined ? {} : { sources }),
     ...(typeof r.undoes === "string" ? { undoes: r.undoes } : {}),
     ...(fetchPace === undefined ? {} : { fetchPace }),
+    ...(releases === undefined ? {} : { releases }),
     startedAt,
     updatedAt,
   };
+}
+
+/** A record's releases: a channel's name, and at most ROLLOUT_RELEASES_KEPT release numbers. */
+function rolloutReleases(value: unknown, source: string): RolloutReleases {
+  const r = object(value, source, "releases");
+  const seqs = r.seqs;
+  if (
+    typeof r.channel !== "string" ||
+    !NAME_PATTERN.test(r.channel) ||
+    !Array.isArray(seqs) ||
+    seqs.length > ROLLOUT_RELEASES_KEPT ||
+    !seqs.every((n) => Number.isSafeInteger(n) && n >= 1)
+  ) {
+    throw malformed(
+      source,
+      `"releases" must name a channel and at most ${ROLLOUT_RELEASES_KEPT} release numbers`,
+    );
+  }
+  return { channel: r.channel, seqs: seqs as number[] };
 }
 
 /** A record's fetch pace: for each kind present, finite bytes and seconds, neither negative. */
