@@ -159,6 +159,8 @@ export class Agent {
   #recovering: number | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
   #unparsedEtag: string | undefined;
+  /** Whether the last poll left such a body to be read again (it said "unchanged"). */
+  #readAgain = false;
   /** Whether this process looked at the host's boot yet (its first poll does). */
   #bootSeen = false;
   /** What the agent writes of itself: host key, heartbeats, its status record. */
@@ -206,12 +208,22 @@ export class Agent {
   }
 
   /**
+   * Whether the last poll read a channel body that did not parse, and left it to the next poll
+   * to read once more before refusing it (a torn read heals so): its "unchanged" is not the
+   * channel's word.
+   */
+  get readsAgain(): boolean {
+    return this.#readAgain;
+  }
+
+  /**
    * One poll: at most one conditional GET, at most one activation, and a heartbeat when one is
    * due (every `heartbeatEvery` polls, or the agent paused or resumed since the last one).
    */
   async pollOnce(): Promise<PollOutcome> {
     const o = this.#o;
     if (this.#state === undefined) await this.start();
+    this.#readAgain = false;
     if (await isPaused(o.stateDir)) {
       this.#emit({ type: "paused" });
       await this.#report.heartbeat("paused");
@@ -262,6 +274,7 @@ export class Agent {
       // later read of that etag.
       if (err.code === "release-malformed" && this.#unparsedEtag !== read.etag) {
         this.#unparsedEtag = read.etag;
+        this.#readAgain = true;
         return "unchanged";
       }
       return this.#reject(read.etag, err.message, {
@@ -277,7 +290,7 @@ export class Agent {
     const release = signed.head;
     const verdict = headVerdict(release, digest, o.channel, state, new Date(this.#now()));
     if (verdict.kind === "unchanged") {
-      await this.#save({ ...state, etag });
+      await this.#save({ ...state, etag, refused: null });
       return "unchanged";
     }
     if (verdict.kind === "refuse") {
@@ -316,6 +329,7 @@ export class Agent {
         lastSeq: release.seq,
         lastDigest: digest,
         lastResult: "no-entry",
+        refused: null,
       });
       return "no-entry";
     }
@@ -504,6 +518,7 @@ export class Agent {
       lastSeq: release.seq,
       lastDigest: release.digest,
       lastResult: ok ? "success" : "failed",
+      refused: null,
       applying: null,
     };
     if (ok) {
@@ -691,10 +706,11 @@ export class Agent {
     this.#emit({ type: "rejected", message });
     const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
     if (refusal.phase === "secrets") this.#recovering = undefined;
+    const refused = { seq: claim.seq ?? null, reason: message, at: this.#now() };
     await this.#reportAndSave(
       refusal.phase === "secrets"
-        ? { ...this.state, etag, applying: null }
-        : { ...this.state, etag },
+        ? { ...this.state, etag, refused, applying: null }
+        : { ...this.state, etag, refused },
       refusedRecord(
         this.#report.written,
         this.#self,

@@ -32,6 +32,12 @@ export interface AgentState {
    * files of older agents.
    */
   readonly reported?: StatusRecord | null;
+  /**
+   * The channel's document the agent refused last, while it is the newest the agent read: the
+   * next release it acts on (applies, fails, finds no entry in, or finds to be its last again)
+   * clears it. Absent in state files of older agents.
+   */
+  readonly refused?: RefusedDocument | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;
@@ -41,6 +47,16 @@ export interface AgentState {
     /** Set once the boot activation of a reboot went through: judged after the boot. */
     readonly reboot?: PendingReboot;
   } | null;
+}
+
+/** A channel document the agent refused (its status record in the store says the same). */
+export interface RefusedDocument {
+  /** The release it claimed to be; null when it named none the agent could read. */
+  readonly seq: number | null;
+  /** Why it was refused. */
+  readonly reason: string;
+  /** When (ISO-8601). */
+  readonly at: string;
 }
 
 /** A reboot the agent began, for the agent started after the boot to judge. */

@@ -12,6 +12,7 @@ import {
   parseLoopbackListen,
 } from "../agent/config.js";
 import { checkHostNamed } from "../agent/host-check.js";
+import { pollForExit } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
@@ -20,6 +21,7 @@ import { parsePublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
+import { withoutControls } from "../util/text.js";
 import {
   type CliIO,
   type Command,
@@ -53,7 +55,12 @@ applied again on restart. Store errors back off exponentially (up to 10 minutes)
 Options:
 ${CONFIG_HELP}
   --once          poll once, apply what the channel says, and exit (for user-data bootstrap):
-                  exit 0 when the host runs its entry (or has none), 1 when it failed
+                  exit 0 when the host runs the entry of the channel's current release (or
+                  the release names none for it, or the channel has none); 1 when that
+                  release failed or was refused here, in this poll or an earlier one (run
+                  again with nothing new to apply, it still exits 1), or when the host is not
+                  done: paused, busy with another activation, or rebooting into the release
+                  (run again after the boot). Its events or a line on stderr say which
   --host NAME     this host's name in releases (default: the config's "host", else the
                   machine's hostname)
   --json          events as NDJSON on stdout instead of lines on stderr
@@ -145,8 +152,11 @@ Subcommands (each with its own --help):
           second: () => {},
         });
         try {
-          const outcome = await agent.pollOnce();
-          return outcome === "failed" || outcome === "rejected" ? 1 : 0;
+          const exit = await pollForExit(agent);
+          if (exit.why !== undefined) {
+            io.stderr.write(`nixship-agent: ${withoutControls(exit.why)}\n`);
+          }
+          return exit.code;
         } finally {
           trap.release();
         }
