@@ -1,8 +1,8 @@
 // `nixship agent --once` exits 0 only when the host is done with the channel's current release,
 // run again or not: a refusal, a paused agent or a channel body that does not parse is 1, said on
-// stderr. The built CLI on a directory store, with releases that never name this host's system
-// (nothing is activated).
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+// stderr; `agent status` shows a refusal newer than the last result. The built CLI on a
+// directory store, with releases that never name this host's system (nothing is activated).
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -78,7 +78,7 @@ describe("agent --once, run again", () => {
     expect(again.stderr).toContain("release 2 names no entry for this host: nothing new to apply");
   });
 
-  it("exits 1 after a refusal, every time, saying why", async () => {
+  it("exits 1 after a refusal, every time, saying why; agent status shows it", async () => {
     await publish("h2", stranger);
     const first = await agent("--once");
     expect(first.code, first.stderr).toBe(1);
@@ -89,6 +89,10 @@ describe("agent --once, run again", () => {
     expect(again.stderr).toMatch(
       /nixship-agent: refused release 3 at \S+: .*stranger-1.*; nothing new to apply\n/,
     );
+    const status = await agent("status");
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain("last      release 2: no-entry\n");
+    expect(status.stdout).toMatch(/\nrefused {3}release 3 at \S+: .*stranger-1.*\n/);
   });
 
   it("exits 1 while the agent is paused", async () => {
@@ -104,14 +108,34 @@ describe("agent --once, run again", () => {
     const torn = await agent("--once");
     expect(torn.code, torn.stderr).toBe(1);
     expect(torn.stderr).toContain("refused:");
+    const status = await agent("status");
+    expect(status.stdout).toMatch(/\nrefused {3}the channel's document at \S+: /);
   });
 
-  it("exits 0 again once a release is acted on after the refusal", async () => {
+  it("exits 0 again once a release is acted on after the refusal, which status no longer shows", async () => {
     await publish("h2");
     const next = await agent("--once");
     expect(next.code, next.stderr).toBe(0);
     const again = await agent("--once");
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toContain("release 4 names no entry for this host: nothing new to apply");
+    const status = await agent("status");
+    expect(status.stdout).toContain("last      release 4: no-entry\n");
+    expect(status.stdout).not.toContain("refused");
+  });
+
+  it("shows a refusal without the control characters the state file holds", async () => {
+    const state = JSON.parse(await readFile(join(stateDir, "state.json"), "utf8"));
+    await writeFile(
+      join(stateDir, "state.json"),
+      JSON.stringify({
+        ...state,
+        refused: { seq: 5, reason: "bad\u001b[2J\u009bkey", at: "2026-11-21T10:00:00.000Z" },
+      }),
+    );
+    const status = await agent("status");
+    expect(status.stdout).toContain(
+      "refused   release 5 at 2026-11-21T10:00:00.000Z: bad\ufffd[2J\ufffdkey\n",
+    );
   });
 });

@@ -12,7 +12,7 @@ import {
   parseLoopbackListen,
 } from "../agent/config.js";
 import { checkHostNamed } from "../agent/host-check.js";
-import { pollForExit } from "../agent/standing.js";
+import { pollForExit, refusalText } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
 import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
@@ -74,7 +74,7 @@ alike: its poll ends first).
 Subcommands (each with its own --help):
   nixship agent pause     stop applying releases (the agent keeps running and says so)
   nixship agent resume    apply releases again
-  nixship agent status    this host's agent state: last release, result, paused`,
+  nixship agent status    this host's agent state: last release, result, refusal, paused`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
@@ -220,8 +220,9 @@ export const agentStatusCommand: Command = {
   summary: "what the agent on this host last did (its state file)",
   help: `Usage: nixship agent status [--config FILE] [--json]
 
-Prints the agent's state: the newest release it acted on and how it ended, an activation
-in progress, and whether it is paused. The fleet-wide view is 'nixship status'.
+Prints the agent's state: the newest release it acted on and how it ended, the channel's
+document it refused since (and why), an activation in progress, and whether it is paused.
+The fleet-wide view is 'nixship status'.
 
 Options:
 ${CONFIG_HELP}
@@ -246,6 +247,8 @@ ${CONFIG_HELP}
         `channel   ${config.channel}`,
         `paused    ${paused ? "yes" : "no"}`,
         `last      ${last}`,
+        // Newer than the last result: the channel's current document, which the host refused.
+        ...(state.refused ? [`refused   ${withoutControls(refusalText(state.refused))}`] : []),
         `applying  ${state.applying ? `release ${state.applying.seq} (${state.applying.path}) since ${state.applying.startedAt}` : "no"}`,
         "",
       ].join("\n"),
