@@ -138,15 +138,35 @@ describe("stepBack", () => {
     expect(walked).toEqual([V2, V1]);
   });
 
-  it("a deploy moves a system forward again; a rollback does not", () => {
+  it("a deploy that puts a system on the host again moves it forward; a rollback does not", () => {
     const h =
       hostHistories([
         report(1, "deploy", { h: [V1, "success"] }),
         report(2, "deploy", { h: [V2, "success"] }),
         report(3, "rollback", { h: [V1, "success"] }),
-        report(4, "deploy", { h: [V1, "success"] }),
+        report(4, "deploy", { h: [V2, "success"] }),
+        report(5, "deploy", { h: [V1, "success"] }),
       ]).get("h") ?? [];
     expect(stepBack(h, "h", V1)).toEqual({ status: "found", path: V2 });
+  });
+
+  it("a deploy that only carries the host's entry (another host's) does not move it forward", () => {
+    // v1, v2, v3; a rollback to v2; then deploys of web9 alone, whose releases name h on v2.
+    const reports = [
+      report(1, "deploy", { h: [V1, "success"] }),
+      report(2, "deploy", { h: [V2, "success"] }),
+      report(3, "deploy", { h: [V3, "success"] }),
+      report(4, "rollback", { h: [V2, "success"] }),
+      report(5, "deploy", { h: [V2, "success"], web9: [V3, "success"] }),
+      report(6, "deploy", { h: [V2, "success"], web9: [V1, "success"] }),
+    ];
+    const h = hostHistories(reports).get("h") ?? [];
+    expect(h.filter((e) => e.carried).map((e) => e.seq)).toEqual([5, 6]);
+    // Back from v2 is v1, never v3, the system it was rolled back from.
+    expect(stepBack(h, "h", V2)).toEqual({ status: "found", path: V1 });
+    // With the release before unread, a deploy's entry counts as put there (as it always did).
+    const unread = hostHistories(reports.filter((r) => r.release.seq !== 4)).get("h") ?? [];
+    expect(unread.find((e) => e.seq === 5)?.carried).toBeUndefined();
   });
 
   it("says so when nothing was confirmed", () => {

@@ -18,6 +18,12 @@ export interface HostEvent {
   readonly kind: ReleaseKind;
   readonly path: StorePath;
   readonly outcome: "success" | "failed";
+  /**
+   * Set when the release before it (seq - 1, among those read) named the host on the same
+   * system: the release only carried the host's entry (every release of an agent rollout names
+   * every host of the channel). Absent: it changed the entry, or the release before is unread.
+   */
+  readonly carried?: true;
 }
 
 /** One host's events, oldest release first. */
@@ -27,12 +33,21 @@ export type HostHistory = readonly HostEvent[];
 export function hostHistories(reports: readonly ReleaseReport[]): Map<string, HostEvent[]> {
   const histories = new Map<string, HostEvent[]>();
   const ordered = [...reports].sort((a, b) => a.release.seq - b.release.seq);
-  for (const { release, states } of ordered) {
+  for (const [i, { release, states }] of ordered.entries()) {
+    const before = ordered[i - 1]?.release;
+    const previous = before?.seq === release.seq - 1 ? before : undefined;
     for (const [host, state] of states) {
       const path = release.hosts[host]?.path;
       if (path === undefined || (state !== "success" && state !== "failed")) continue;
       const events = histories.get(host) ?? [];
-      events.push({ seq: release.seq, kind: release.kind, path, outcome: state });
+      const carried = previous?.hosts[host]?.path === path;
+      events.push({
+        seq: release.seq,
+        kind: release.kind,
+        path,
+        outcome: state,
+        ...(carried ? { carried: true as const } : {}),
+      });
       histories.set(host, events);
     }
   }
@@ -64,15 +79,16 @@ export function lastConfirmed(history: HostHistory, except?: StorePath): StorePa
 
 /**
  * Where a system stands in a host's past, for walking back: the newest release of kind deploy
- * that the host confirmed it in (a rollback does not move a system forward, so two rollbacks
- * never flip between two systems), else the first release it was confirmed in at all.
+ * that put it on the host and that the host confirmed it in (a rollback does not move a system
+ * forward, nor does a deploy that only carried the host's entry, so two rollbacks never flip
+ * between two systems), else the first release it was confirmed in at all.
  */
 function rank(history: HostHistory, path: StorePath): number | undefined {
   let deployed: number | undefined;
   let first: number | undefined;
   for (const e of history) {
     if (e.path !== path || e.outcome !== "success") continue;
-    if (e.kind === "deploy") deployed = e.seq;
+    if (e.kind === "deploy" && e.carried !== true) deployed = e.seq;
     first ??= e.seq;
   }
   return deployed ?? first;
@@ -107,6 +123,22 @@ export function stepBack(
         ? `no system was confirmed healthy on ${host} in the releases read`
         : `no system was confirmed healthy on ${host} before ${current} in the releases read`,
   };
+}
+
+/**
+ * The systems `steps` rollbacks take the host through, from its newest confirmed system: that
+ * system, then each stepBack from the last (fewer when the walk ends).
+ */
+export function rollbackWalk(history: HostHistory, host: string, steps: number): StorePath[] {
+  const start = confirmedSystems(history)[0];
+  if (start === undefined) return [];
+  const walk = [start];
+  while (walk.length < steps) {
+    const back = stepBack(history, host, walk.at(-1));
+    if (back.status !== "found") break;
+    walk.push(back.path);
+  }
+  return walk;
 }
 
 /** What a host's entry becomes when a release carries it over (see carryEntry). */

@@ -280,4 +280,39 @@ describe("gc roots", () => {
       expect(await roots()).toEqual([p("a"), p("b"), p("c")]);
     });
   });
+
+  it("--keep-generations keeps what as many rollbacks walk back through: after a rollback, the system before it", async () => {
+    await inStore(async (store) => {
+      const key = generateSecretKey("release-1");
+      const at = "2026-11-26T07:00:00.000Z";
+      const release = async (seq: number, path: string, kind: "deploy" | "rollback") => {
+        await publishRelease(store, {
+          channel: "web",
+          hosts: { web1: { path: path as StorePath } },
+          kind,
+          action: "switch",
+          health: { http: [], commands: [] },
+          confirmTimeout: 0,
+          key,
+        });
+        const record = sshRecord({
+          ...{ mode: "agent", channel: "web", seq, desired: path, current: path },
+          ...{ state: "success", startedAt: at, updatedAt: at },
+        });
+        await store.put(progressKey("web", seq, "web1", "success"), formatStatusRecord(record));
+      };
+      // a, b, c deployed; rolled back to b: its newest confirmation is b, then c, then a.
+      await release(1, p("a"), "deploy");
+      await release(2, p("b"), "deploy");
+      await release(3, p("c"), "deploy");
+      await release(4, p("b"), "rollback");
+      const roots = await rootsFromStore(store, {
+        keepReleases: 1,
+        keepGenerations: 2,
+        explain: true,
+      });
+      // The next rollback takes web1 from b to a (c is the one it was rolled back from).
+      expect([...roots.roots.keys()].sort()).toEqual([p("a"), p("b"), p("c")]);
+    });
+  });
 });

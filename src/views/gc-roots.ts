@@ -19,7 +19,12 @@ import {
 import type { LetGo } from "../cache/gc-why.js";
 import { readPins } from "../cache/pins.js";
 import { readHistory } from "../channel/history-store.js";
-import { confirmedSystems, type HostEvent, type HostHistory } from "../channel/host-history.js";
+import {
+  confirmedSystems,
+  type HostEvent,
+  type HostHistory,
+  rollbackWalk,
+} from "../channel/host-history.js";
 import { InputError, NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { type StorePath, storePathOf } from "../nix/store-path.js";
@@ -169,14 +174,19 @@ export async function rootsFromStore(
     for (const [host, events] of history.hosts) {
       const confirmed = confirmedSystems(events);
       const keep = options.keepGenerations;
-      const kept = keep === undefined ? confirmed : confirmed.slice(0, keep);
+      // The newest confirmed, and what as many rollbacks walk back through (by when each
+      // system was put there: after a rollback the two differ).
+      const kept =
+        keep === undefined
+          ? confirmed
+          : [...new Set([...confirmed.slice(0, keep), ...rollbackWalk(events, host, keep)])];
       for (const p of kept) add(p, "history", hostOrigin(host));
       // A system whose newest report on the host is a failure is kept too: the collection does
       // not judge the reports' signatures, and a failure written over a success must not make
       // it the deleter of a system the host runs or goes back to.
       for (const p of failedLast(events)) add(p, "history", hostOrigin(host));
       if (options.explain && keep !== undefined) {
-        for (const path of confirmed.slice(keep)) {
+        for (const path of confirmed.filter((p) => !kept.includes(p))) {
           if (!letGo.has(path))
             letGo.set(path, { rule: "keep-generations", path, host, channel, keep });
         }
