@@ -96,6 +96,43 @@ describe("rollback of a rollout left running", () => {
   });
 });
 
+describe("rollback of a rollout left paused", () => {
+  it("undoes one whose pause's deadline passed with no outcome taken, saying why", async () => {
+    const at = Date.now() - 5 * 60_000;
+    const until = new Date(at - 60 * 60_000).toISOString();
+    const record = rolloutRecord(
+      [{ host: "a1", state: "confirmed", phase: null, system: V3, before: V2, message: null }],
+      {
+        id: "eeeeeeeeeeee",
+        mode: "agent",
+        state: "paused",
+        pauses: [
+          {
+            afterWave: 1,
+            since: new Date(at - 2 * 3600_000).toISOString(),
+            until,
+            onTimeout: "abort",
+          },
+        ],
+        startedAt: new Date(at - 3 * 3600_000).toISOString(),
+        updatedAt: new Date(at).toISOString(),
+      },
+    );
+    await writeRollout(
+      new FsStore(cache),
+      record,
+      parseSecretKey(await readFile(cacheKey, "utf8")),
+    );
+    const r = await rollback("eeeeeeeeeeee");
+    expect(r.stderr).toContain(
+      `note: rollout eeeeeeeeeeee says paused, but its deadline (${until}) passed and its deployer took no outcome`,
+    );
+    expect(r.stderr).not.toContain("waits for an answer");
+    // Planned, not refused: what a1 runs is not known here, so a1 itself is refused.
+    expect(r.stderr).toContain("Rolling back rollout eeeeeeeeeeee");
+  });
+});
+
 describe("rollback of a rollout whose record no cache key signed", () => {
   it("refuses it, by id and as the newest: anyone who can write the store could have put it there", async () => {
     await leftRunning("cccccccccccc", new Date(), true);

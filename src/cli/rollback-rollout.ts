@@ -36,9 +36,9 @@ export interface UndoOptions {
 /** Exit code: 0 when every host to go back went back and none was refused, else 1. */
 export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   const read = await readUndo(o.fleet, { id: o.id, selected: o.selected, force: o.force });
-  if (read.abandoned) {
+  if (read.abandoned !== undefined) {
     io.stderr.write(
-      `note: rollout ${read.record.id} says running, but its deployer has not written it since ${read.record.updatedAt} (killed, or its machine lost): undoing what it did, hosts it left mid-activation included\n`,
+      `note: rollout ${read.record.id} says ${read.record.state}, but ${read.abandoned}: undoing what it did, hosts it left mid-activation included\n`,
     );
   }
   if (o.json) {

@@ -2,9 +2,8 @@
 // written to the fleet's store from any machine that reaches it.
 import { answerPause, answerText } from "../deploy/answer-pause.js";
 import { deployedBy } from "../deploy/deploy-origin.js";
-import { PAUSE_POLL_MS } from "../deploy/rollout-pause.js";
 import { InterruptedError, UsageError } from "../errors.js";
-import { ROLLOUT_ID } from "../status/rollout.js";
+import { PAUSE_POLL_MS, ROLLOUT_ABANDONED_SECONDS, ROLLOUT_ID } from "../status/rollout.js";
 import { openStore } from "../store/url.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
@@ -51,14 +50,16 @@ ${doing}
 
 ID is the rollout's id, which the paused deploy prints (and its --json "paused" event), as do
 'nixship status' and the dashboard's rollout page. The command checks that the rollout is
-paused (a rollout that is not gets an error saying where it is), writes the answer, and waits
-up to ${(15 * PAUSE_POLL_MS) / 1000} s for the deploy to take it (its record then says so).
+paused (a rollout that is not gets an error saying where it is) and that its deploy is still
+there (a paused record unwritten for ${ROLLOUT_ABANDONED_SECONDS / 60} minutes, or past its deadline with no outcome
+taken, has no deploy to answer: 'nixship rollback --rollout ID' undoes it), writes the answer,
+and waits up to ${(15 * PAUSE_POLL_MS) / 1000} s for the deploy to take it (its record then says so).
 
 ${WHO}
 
 Exit code 0 when the deploy took the answer, 1 when it did not within the wait (the answer
 stays written: a deploy still running takes it at its next read), 2 for bad usage, a rollout
-that is not paused, or a pause answered already.
+that is not paused or whose deploy is gone, or a pause answered already.
 
 ${OPTIONS}`,
     async run(argv, io) {

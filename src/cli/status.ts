@@ -61,7 +61,9 @@ it, or a rollback names it again.
 
 A rollout paused between two waves (the policy's pauseAfter), among the last 20, is named
 after the table, with since when, until when, and the commands that answer it ('nixship
-rollout resume ID', 'nixship rollout abort ID'); --json: 'pausedRollouts'.
+rollout resume ID', 'nixship rollout abort ID'); --json: 'pausedRollouts'. One whose deploy is
+gone (its record unwritten for 15 minutes, or past its deadline with no outcome taken) waits
+for nothing and is not named: its hosts still waiting read as never started.
 
 STATE is the host's state in one word, the same the dashboard shows (docs/dashboard.md):
 in-step, drifting, failed, rolled-back, rejected, applying, unconfirmed (a reboot nobody
@@ -94,8 +96,7 @@ ${FLEET_HELP}
       });
     } else {
       io.stdout.write(formatStatusTable(rows));
-      for (const p of paused)
-        io.stdout.write(`${pausedRolloutLine(p, new Date(), values.fleet)}\n`);
+      for (const p of paused) io.stdout.write(`${pausedRolloutLine(p, values.fleet)}\n`);
     }
     for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
     return rows.every((r) => r.inStep) ? 0 : 1;

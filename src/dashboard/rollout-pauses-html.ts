@@ -1,10 +1,7 @@
 // The rollout page's pauses: a rollout paused now says since when, until when and what then,
 // and the commands that answer it; a pause that ended says who answered and when.
-import type { RolloutPause, RolloutRecord } from "../status/rollout.js";
+import { type RolloutPause, type RolloutRecord, rolloutGone } from "../status/rollout.js";
 import { type Html, html } from "./html.js";
-
-/** Past its deadline by this much, a pause still waiting has lost its deployer. */
-const GONE_AFTER_MS = 60_000;
 
 export function rolloutPauses(r: RolloutRecord, now: Date): Html | string {
   const pauses = r.pauses ?? [];
@@ -30,8 +27,9 @@ function pauseText(r: RolloutRecord, p: RolloutPause, now: Date): Html {
   if (r.state !== "paused") {
     return html`${after}, paused since ${p.since}: the deploy ended before any answer.`;
   }
-  if (now.getTime() > Date.parse(p.until) + GONE_AFTER_MS) {
-    return html`<span class="badge failed">paused</span> ${after}, since ${p.since}. Its deadline (${p.until}) passed with no outcome taken: its deploy is gone. <code>nixship rollback --rollout ${r.id}</code> undoes what it changed.`;
+  const gone = rolloutGone(r, now);
+  if (gone !== undefined) {
+    return html`<span class="badge failed">paused</span> ${after}, since ${p.since}: its deploy is gone and nothing waits for an answer, as ${gone}. <code>nixship rollback --rollout ${r.id}</code> undoes what it changed.`;
   }
   const then = p.onTimeout === "abort" ? "it aborts (rolls back)" : "it resumes";
   return html`<span class="badge behind">paused</span> ${after}, since ${p.since}, waiting for an operator until ${p.until}; then ${then}. To go on: <code>nixship rollout resume ${r.id}</code>. To stop and roll back the hosts it changed: <code>nixship rollout abort ${r.id}</code>.`;

@@ -4,15 +4,17 @@
 import { InterruptedError, UsageError } from "../errors.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { writeAnswer } from "../status/pause-answer-store.js";
-import type { RolloutPause, RolloutRecord } from "../status/rollout.js";
+import {
+  PAUSE_POLL_MS,
+  type RolloutPause,
+  type RolloutRecord,
+  rolloutGone,
+} from "../status/rollout.js";
 import { findRolloutKey, readRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { PAUSE_POLL_MS } from "./rollout-pause.js";
 
 /** How long the command waits for the deployer to take its answer: several of its reads. */
 export const TAKE_WAIT_MS = 15 * PAUSE_POLL_MS;
-/** Past its deadline by this much, a pause whose deployer took no outcome has no deployer. */
-const DEADLINE_SLACK_MS = 5 * PAUSE_POLL_MS + 30_000;
 /** How often the command reads the record while it waits. */
 const READ_EVERY_MS = 500;
 
@@ -48,9 +50,10 @@ export async function answerPause(
   }
   const pause = waitingPause(record);
   if (pause === undefined) throw notPaused(command, record);
-  if (now().getTime() > Date.parse(pause.until) + DEADLINE_SLACK_MS) {
+  const gone = rolloutGone(record, now());
+  if (gone !== undefined) {
     throw new UsageError(
-      `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but its deadline (${pause.until}) passed and its deployer took no outcome: the deploy is gone (killed, or its machine stopped) and nothing waits for an answer`,
+      `${command}: rollout ${record.id} still says it is paused after wave ${pause.afterWave}, but ${gone}: the deploy is gone and nothing waits for an answer`,
       `'nixship rollback --rollout ${record.id}' puts back what the hosts it changed ran before`,
     );
   }

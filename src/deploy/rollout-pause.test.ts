@@ -236,6 +236,35 @@ describe("answerPause", () => {
     expect(await readAnswer(store, recorder.id, 1)).toBeUndefined();
   });
 
+  it("refuses a pause whose record went unwritten for 15 heartbeats before its deadline: the deploy is gone", async () => {
+    const { recorder, input } = rollout();
+    await input.record({
+      type: "paused",
+      rollout: recorder.id,
+      afterWave: 1,
+      kind: "canary",
+      since: new Date().toISOString(),
+      until: new Date(Date.now() + 86_400_000).toISOString(),
+      onTimeout: "abort",
+      resume: "",
+      abort: "",
+      store: store.url,
+    });
+    const written = (await storedRecord()).updatedAt;
+    await expect(
+      answerPause(store, {
+        rollout: recorder.id,
+        action: "abort",
+        by: "ops",
+        now: () => new Date(Date.parse(written) + 20 * 60_000),
+        waitMs: 50,
+      }),
+    ).rejects.toThrow(
+      `rollout ${recorder.id} still says it is paused after wave 1, but its deployer has not written it since ${written}`,
+    );
+    expect(await readAnswer(store, recorder.id, 1)).toBeUndefined();
+  });
+
   it("says when the deploy does not take the answer within its wait", async () => {
     const { recorder, input } = rollout();
     await input.record({

@@ -9,6 +9,7 @@ import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { PauseAnswer } from "../status/pause-answer.js";
 import { readAnswer, writeAnswer } from "../status/pause-answer-store.js";
+import { PAUSE_POLL_MS } from "../status/rollout.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -19,12 +20,6 @@ import { shownUrl } from "../util/url-credentials.js";
 import type { DeployOptions } from "./deploy-options.js";
 import type { DeployEvent } from "./events.js";
 import type { PauseVerdict } from "./run-rollout.js";
-
-/**
- * How often a paused deployer reads whether its pause was answered ($NIXSHIP_PAUSE_POLL_MS
- * shortens it for tests).
- */
-export const PAUSE_POLL_MS = 2000;
 
 export interface PauseGateInput {
   /** The fleet's cache store, where the rollout record and the answers live. */

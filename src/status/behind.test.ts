@@ -185,6 +185,39 @@ describe("the fleet's last ask", () => {
     expect(behindOf(ask, undefined, V2)?.why).toBe("waiting for its wave");
   });
 
+  it("a paused rollout whose deployer is gone (its deadline long past, or unwritten) asks as it ended there", () => {
+    const paused = record("eeeeeeeeeeee", "2026-11-26T12:00:00.000Z", [
+      ["h1", "confirmed", V3],
+      ["h5", "pending", V3],
+    ]);
+    const pause = {
+      afterWave: 1,
+      since: "2026-11-26T12:00:05.000Z",
+      until: "2026-11-26T12:10:00.000Z",
+      onTimeout: "abort" as const,
+    };
+    paused.record = { ...paused.record, state: "paused", pauses: [pause] };
+    const stopped = (at: string) =>
+      `not started: its deploy stopped at ${at} (killed, or interrupted twice)`;
+    // Written a minute ago, but its deadline passed ten minutes ago and nobody took an outcome
+    // (within PAUSE_GONE_AFTER_MS of it, its deployer may be taking the deadline's outcome).
+    const late = { ...paused, record: { ...paused.record, updatedAt: "2026-11-26T12:19:00.000Z" } };
+    const at = (time: string) => lastAsks([late], ["h5"], new Date(time)).get("h5");
+    expect(behindOf(at("2026-11-26T12:10:30.000Z"), undefined, V2)?.why).toBe(
+      "waiting for its wave",
+    );
+    expect(behindOf(at("2026-11-26T12:20:00.000Z"), undefined, V2)?.why).toBe(
+      stopped("2026-11-26T12:19:00.000Z"),
+    );
+    // Unwritten for 15 heartbeats, its deadline a day ahead.
+    const quiet = {
+      ...paused,
+      record: { ...paused.record, pauses: [{ ...pause, until: "2026-11-27T12:00:00.000Z" }] },
+    };
+    const ask = lastAsks([quiet], ["h5"], new Date("2026-11-26T12:20:00.000Z")).get("h5");
+    expect(behindOf(ask, undefined, V2)?.why).toBe(stopped("2026-11-26T12:00:00.000Z"));
+  });
+
   it("a rollout its deployer stopped writing (killed) asks as it ended there", () => {
     const killed = record("ffffffffffff", "2026-11-26T12:00:00.000Z", [
       ["h1", "activating", V3],

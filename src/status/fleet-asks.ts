@@ -35,7 +35,7 @@ export interface Ask {
  * - an entry that names no system (a rollback's refused or left host);
  * - every entry of a rollout a rollback among `records` undid;
  * - an aborted rollout's hosts it never reached (the operator stopped it before them).
- * A rollout whose deployer stopped writing its record (rolloutAbandoned: killed) asks as it
+ * A rollout whose deployer is gone (rolloutAbandoned: killed, running or paused) asks as it
  * ended: a host still pending was never started, one mid-activation failed there unless it
  * runs its system.
  */

@@ -82,16 +82,46 @@ export function rolloutLive(state: RolloutState): boolean {
 export const ROLLOUT_HEARTBEAT_SECONDS = 60;
 
 /**
- * How long a running record may go unwritten before its deployer is judged gone (killed, its
+ * How long a running or paused record may go unwritten before its deployer is judged gone (killed, its
  * machine lost): fifteen heartbeats, so that clocks that differ by minutes do not judge a live
  * deploy gone.
  */
 export const ROLLOUT_ABANDONED_SECONDS = 15 * ROLLOUT_HEARTBEAT_SECONDS;
 
-/** Whether `record` says running but its deployer has not written it for too long. */
-export function rolloutAbandoned(record: RolloutRecord, now: Date): boolean {
+/**
+ * How often a paused deployer reads whether its pause was answered ($NIXSHIP_PAUSE_POLL_MS
+ * shortens it for tests).
+ */
+export const PAUSE_POLL_MS = 2000;
+
+/**
+ * How long past its deadline a pause may still say paused: its deployer takes the deadline's
+ * outcome at its next read, and clocks differ a little. Past that, its deployer is gone.
+ */
+export const PAUSE_GONE_AFTER_MS = 5 * PAUSE_POLL_MS + 30_000;
+
+/**
+ * Why `record`'s deployer is gone at `now` (undefined: the record ended, or its deployer is
+ * still there): it says running or paused but was not written for ROLLOUT_ABANDONED_SECONDS
+ * (a live deployer writes it every heartbeat, paused too), or it is paused past its pause's
+ * deadline by PAUSE_GONE_AFTER_MS (a live deployer takes the deadline's outcome).
+ */
+export function rolloutGone(record: RolloutRecord, now: Date): string | undefined {
+  if (!rolloutLive(record.state)) return undefined;
   const quiet = (now.getTime() - Date.parse(record.updatedAt)) / 1000;
-  return record.state === "running" && quiet > ROLLOUT_ABANDONED_SECONDS;
+  if (quiet > ROLLOUT_ABANDONED_SECONDS) {
+    return `its deployer has not written it since ${record.updatedAt} (killed, or its machine stopped)`;
+  }
+  const pause = record.state === "paused" ? record.pauses?.at(-1) : undefined;
+  if (pause !== undefined && now.getTime() > Date.parse(pause.until) + PAUSE_GONE_AFTER_MS) {
+    return `its deadline (${pause.until}) passed and its deployer took no outcome (killed, or its machine stopped)`;
+  }
+  return undefined;
+}
+
+/** Whether `record` says running or paused but its deployer is gone (rolloutGone). */
+export function rolloutAbandoned(record: RolloutRecord, now: Date): boolean {
+  return rolloutGone(record, now) !== undefined;
 }
 
 /** A host's state while its activation was under way: where a killed deploy left it. */

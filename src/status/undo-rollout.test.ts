@@ -231,11 +231,13 @@ describe("rolloutAbandoned", () => {
   });
   const now = new Date("2026-11-26T10:30:00.000Z");
 
-  it("a running record unwritten for more than 15 heartbeats; never a finished one", () => {
+  it("a running or paused record unwritten for more than 15 heartbeats; never a finished one", () => {
     expect(ROLLOUT_ABANDONED_SECONDS).toBe(15 * ROLLOUT_HEARTBEAT_SECONDS);
     expect(rolloutAbandoned(at("2026-11-26T10:14:59.000Z"), now)).toBe(true);
     expect(rolloutAbandoned(at("2026-11-26T10:15:00.000Z"), now)).toBe(false);
     expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "failed"), now)).toBe(false);
-    expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "paused"), now)).toBe(false);
+    // A paused deployer writes its record every heartbeat too.
+    expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "paused"), now)).toBe(true);
+    expect(rolloutAbandoned(at("2026-11-26T10:15:00.000Z", "paused"), now)).toBe(false);
   });
 });

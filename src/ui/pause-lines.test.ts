@@ -38,7 +38,7 @@ describe("what a pause says", () => {
     );
   });
 
-  it("in status: the commands, or that the deploy is gone past its deadline", () => {
+  it("in status: the commands that answer it", () => {
     const p = {
       id: "0123456789ab",
       mode: "ssh" as const,
@@ -51,18 +51,12 @@ describe("what a pause says", () => {
         onTimeout: "resume" as const,
       },
     };
-    expect(pausedRolloutLine(p, new Date("2026-11-25T10:30:00.000Z"))).toBe(
+    expect(pausedRolloutLine(p)).toBe(
       "rollout 0123456789ab is paused after wave 1 since 2026-11-25T10:00:00.000Z, started by ci: 'nixship rollout resume 0123456789ab' lets it go on, 'nixship rollout abort 0123456789ab' stops it and rolls back the hosts it changed (at 2026-11-25T11:00:00.000Z it will resume by itself)",
     );
-    expect(pausedRolloutLine(p, new Date("2026-11-25T12:00:00.000Z"))).toMatch(
-      /its deadline \(2026-11-25T11:00:00.000Z\) passed with no outcome taken: its deploy is gone/,
-    );
     // With the --fleet the command was given, each command runs as printed.
-    expect(pausedRolloutLine(p, new Date("2026-11-25T10:30:00.000Z"), "/srv/f.json")).toContain(
+    expect(pausedRolloutLine(p, "/srv/f.json")).toContain(
       "'nixship rollout resume 0123456789ab --fleet /srv/f.json' lets it go on, 'nixship rollout abort 0123456789ab --fleet /srv/f.json' stops it",
-    );
-    expect(pausedRolloutLine(p, new Date("2026-11-25T12:00:00.000Z"), "f.json")).toContain(
-      "('nixship rollback --rollout 0123456789ab --fleet f.json' undoes it)",
     );
   });
 

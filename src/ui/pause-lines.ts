@@ -2,7 +2,6 @@
 // commands that answer it), until when and what then; and how the pause ended.
 import type { DeployEvent } from "../deploy/events.js";
 import { answerCommands } from "../deploy/rollout-pause.js";
-import { flagWord } from "../util/shell-quote.js";
 import type { PausedRollout } from "../views/rollout-watch.js";
 
 export function pauseLine(
@@ -32,18 +31,15 @@ export function pauseLine(
   }
 }
 
-/** How long past its deadline a pause may still say paused before its deployer counts as gone. */
-const GONE_AFTER_MS = 60_000;
-
-/** A paused rollout as `status` shows it: since when, until when, and the commands. */
-export function pausedRolloutLine(paused: PausedRollout, now: Date, fleetArg?: string): string {
+/**
+ * A paused rollout as `status` shows it: since when, until when, and the commands (one whose
+ * deployer is gone is no paused rollout: pausedRollout).
+ */
+export function pausedRolloutLine(paused: PausedRollout, fleetArg?: string): string {
   const { id, pause } = paused;
   const { resume, abort } = answerCommands(id, fleetArg);
   const by = paused.by === undefined ? "" : `, started by ${paused.by}`;
   const head = `rollout ${id} is paused after wave ${pause.afterWave} since ${pause.since}${by}`;
-  if (now.getTime() > Date.parse(pause.until) + GONE_AFTER_MS) {
-    return `${head}; its deadline (${pause.until}) passed with no outcome taken: its deploy is gone ('nixship rollback --rollout ${id}${flagWord("fleet", fleetArg)}' undoes it)`;
-  }
   const then = pause.onTimeout === "abort" ? "abort (roll back)" : "resume";
   return `${head}: '${resume}' lets it go on, '${abort}' stops it and rolls back the hosts it changed (at ${pause.until} it will ${then} by itself)`;
 }

@@ -8,8 +8,8 @@ import {
   isRolloutKey,
   ROLLOUT_ABANDONED_SECONDS,
   type RolloutRecord,
-  rolloutAbandoned,
   rolloutEntries,
+  rolloutGone,
 } from "../status/rollout.js";
 import {
   ASK_LOOKBACK,
@@ -31,8 +31,11 @@ export interface UndoRead {
   readonly steps: readonly UndoStep[];
   /** Hosts the rollout named that the fleet file no longer has. */
   readonly gone: readonly string[];
-  /** The record says running, but its deployer stopped writing it long ago (rolloutAbandoned). */
-  readonly abandoned: boolean;
+  /**
+   * Why its deployer is gone, when the record says running or paused (rolloutGone: killed);
+   * undefined when the record ended, or its deployer is still at it.
+   */
+  readonly abandoned: string | undefined;
 }
 
 /**
@@ -65,14 +68,14 @@ export async function readUndo(
     await store.close();
   }
   const { key, record, newer } = found;
-  const abandoned = rolloutAbandoned(record, options.now ?? new Date());
-  if (record.state === "paused" && !abandoned) {
+  const abandoned = rolloutGone(record, options.now ?? new Date());
+  if (record.state === "paused" && abandoned === undefined) {
     throw new UsageError(
       `rollback: rollout ${record.id} is paused, and its deploy waits for an answer (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}): undone now, it would go on with its next wave once resumed`,
       `answer its pause with 'nixship rollout abort ${record.id}': its deploy then rolls back the hosts it changed, and no later wave starts`,
     );
   }
-  if (record.state === "running" && !abandoned) {
+  if (record.state === "running" && abandoned === undefined) {
     throw new UsageError(
       `rollback: rollout ${record.id} is still running (started ${record.startedAt}${record.by ? ` by ${record.by}` : ""}; its record was last written ${record.updatedAt})`,
       `wait for it to end (or interrupt its deploy), then roll it back; a deploy that was killed stops writing its record, and ${ROLLOUT_ABANDONED_SECONDS / 60} minutes after its last write it can be rolled back`,
@@ -90,7 +93,7 @@ export async function readUndo(
   const steps = planUndo(record, running, {
     force: options.force === true,
     selected: new Set(hosts.map((h) => h.name)),
-    abandoned,
+    abandoned: abandoned !== undefined,
     newer,
   });
   return { key, record, steps, gone, abandoned };

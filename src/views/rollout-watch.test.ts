@@ -9,7 +9,7 @@ import { writeRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { countReads } from "../store/wrap-store.js";
-import { HISTORY_ROLLOUTS, RolloutWatch } from "./rollout-watch.js";
+import { HISTORY_ROLLOUTS, pausedRollout, RolloutWatch } from "./rollout-watch.js";
 
 const SYSTEM = "/nix/store/6jw91l3wjqa85c5n7z3hsz1c903jifh8-example-web-system-v1";
 
@@ -192,5 +192,30 @@ describe("the rollout watch", () => {
     const watch = new RolloutWatch(store);
     expect(await watch.hostHistory("web1")).toEqual([]);
     expect(await watch.hostHistory("web2")).toHaveLength(HISTORY_ROLLOUTS);
+  });
+
+  it("names a paused rollout while its deployer waits, and not once it is gone", async () => {
+    const pause = {
+      afterWave: 1,
+      since: new Date(Date.UTC(2026, 10, 25, 10, 1)).toISOString(),
+      until: new Date(Date.UTC(2026, 10, 25, 11, 0)).toISOString(),
+      onTimeout: "abort" as const,
+    };
+    const paused = rollout("aaaaaaaa", 0, [[entry("web1")], [entry("web2", "pending")]], {
+      state: "paused",
+      pauses: [pause],
+      updatedAt: new Date(Date.UTC(2026, 10, 25, 10, 50)).toISOString(),
+    });
+    await writeRollout(store, paused);
+    const watch = new RolloutWatch(store);
+    await watch.asks(["web2"]);
+    const at = (h: number, m: number) => new Date(Date.UTC(2026, 10, 25, h, m));
+    expect(watch.pausedNow(at(10, 55)).map((p) => p.id)).toEqual(["aaaaaaaa"]);
+    // Its deadline passed, and no outcome was taken: nothing waits for an answer.
+    expect(watch.pausedNow(at(11, 5))).toEqual([]);
+    // Unwritten for fifteen heartbeats, before its deadline.
+    const quiet = { ...paused, pauses: [{ ...pause, until: at(23, 0).toISOString() }] };
+    expect(pausedRollout(quiet, at(11, 6))).toBeUndefined();
+    expect(pausedRollout(quiet, at(11, 0))?.id).toBe("aaaaaaaa");
   });
 });

@@ -50,8 +50,12 @@ export interface PausedRollout {
   readonly pause: RolloutPause;
 }
 
-/** The pause `record` waits at, when it is paused. */
-export function pausedRollout(record: RolloutRecord): PausedRollout | undefined {
+/**
+ * The pause `record` waits at, when it is paused and its deployer is not gone at `now`
+ * (rolloutAbandoned: nothing waits for an answer then).
+ */
+export function pausedRollout(record: RolloutRecord, now: Date): PausedRollout | undefined {
+  if (rolloutAbandoned(record, now)) return undefined;
   const pause = record.state === "paused" ? record.pauses?.at(-1) : undefined;
   if (pause === undefined || pause.answer !== undefined) return undefined;
   const { id, mode, by, startedAt } = record;
@@ -114,12 +118,13 @@ export class RolloutWatch {
    * The rollouts paused now among those the last `asks` or `hostHistory` read (newest first):
    * no request of its own.
    */
-  pausedNow(): PausedRollout[] {
+  pausedNow(now: Date = new Date()): PausedRollout[] {
     const read = [...new Map([...this.#history, ...this.#looked])].sort(([a], [b]) =>
       a < b ? -1 : a > b ? 1 : 0,
     );
     return read.flatMap(([, known]) => {
-      const paused = known.read.status === "found" ? pausedRollout(known.read.record) : undefined;
+      const paused =
+        known.read.status === "found" ? pausedRollout(known.read.record, now) : undefined;
       return paused === undefined ? [] : [paused];
     });
   }
