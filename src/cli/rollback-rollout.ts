@@ -8,6 +8,7 @@ import { deliveryMode } from "../deploy/open-delivery.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
+import { futureRolloutText } from "../status/future-rollouts.js";
 import type { RolloutHost } from "../status/rollout.js";
 import { openStore } from "../store/url.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
@@ -36,6 +37,9 @@ export interface UndoOptions {
 /** Exit code: 0 when every host to go back went back and none was refused, else 1. */
 export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   const read = await readUndo(o.fleet, { id: o.id, selected: o.selected, force: o.force });
+  if (read.futureRollout !== undefined) {
+    io.stderr.write(`warning: ${futureRolloutText(read.futureRollout)}\n`);
+  }
   if (read.abandoned !== undefined) {
     io.stderr.write(
       `note: rollout ${read.record.id} says ${read.record.state}, but ${read.abandoned}: undoing what it did, hosts it left mid-activation included\n`,

@@ -29,7 +29,8 @@ export const rollbackCommand: Command = {
 
 Without --on and --to, rollback undoes the newest rollout that named a selected host (or the
 rollout --rollout ID names; its id is in the deploy's summary, 'nixship status' and the
-dashboard): each host that rollout changed goes back to the system it ran before it. A host it
+dashboard; a record dated more than 5 minutes ahead of this machine's clock is not taken for
+the newest, and a warning names it): each host that rollout changed goes back to the system it ran before it. A host it
 skipped (unreachable), never reached, found up to date, or failed on stays where it is, and is
 named. A host that runs something else than what the rollout left on it (changed since, by hand
 or by a later rollout) is refused, with why, unless --force; this is checked again when the

@@ -1,5 +1,6 @@
 // `nixship status`: what the selected hosts run, live over SSH or from the store.
 import { selectHosts } from "../fleet/select.js";
+import { futureRolloutText } from "../status/future-rollouts.js";
 import { pausedRolloutLine } from "../ui/pause-lines.js";
 import { formatStatusTable } from "../ui/status-table.js";
 import { withHostStates } from "../views/host-state.js";
@@ -57,7 +58,9 @@ the rollout left it on is no such word: every release of an agent rollout names 
 the channel (the rollout record names its releases).
 STATE then says behind, and the note (and --json 'behindRollout') names the rollout, why the
 host did not get its system, and what it should run. It stays behind until a deploy reaches
-it, or a rollback names it again.
+it, or a rollback names it again. A rollout record dated more than 5 minutes ahead of this
+machine's clock is passed over until its time comes (it would sort first for good), and a
+warning names it.
 
 A rollout paused between two waves (the policy's pauseAfter), among the last 20, is named
 after the table, with since when, until when, and the commands that answer it ('nixship
@@ -86,7 +89,7 @@ ${FLEET_HELP}
     refuseArguments(positionals, "status");
     const { fleet } = await readFleetInput(values, io);
     const hosts = selectHosts(fleet, values.on);
-    const { rows, warnings, paused } = await readStatusView(fleet, hosts, {
+    const { rows, warnings, paused, futureRollout } = await readStatusView(fleet, hosts, {
       stored: values.stored,
     });
     if (values.json) {
@@ -98,7 +101,8 @@ ${FLEET_HELP}
       io.stdout.write(formatStatusTable(rows));
       for (const p of paused) io.stdout.write(`${pausedRolloutLine(p, values.fleet)}\n`);
     }
-    for (const w of warnings) io.stderr.write(`warning: ${w}\n`);
+    const passedOver = futureRollout === undefined ? [] : [futureRolloutText(futureRollout)];
+    for (const w of [...passedOver, ...warnings]) io.stderr.write(`warning: ${w}\n`);
     return rows.every((r) => r.inStep) ? 0 : 1;
   },
 };

@@ -4,7 +4,7 @@
 // those that changed), the channels' releases and the newest rollout; a viewer gets the snapshot
 // the last poll made. A poll that fails keeps the last snapshot and says why. Releases are
 // verified with the fleet's releases.publicKeys; rollout records dated in the future are passed
-// over (future-rollouts.ts).
+// over (status/future-rollouts.ts), and the view names the first.
 import { AgentSignalsReader } from "../channel/standing-store.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
@@ -17,7 +17,6 @@ import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
 import type { StatusRow } from "../views/status-rows.js";
 import { readStatusView } from "../views/status-view.js";
-import { firstFutureRollout, withoutFutureRollouts } from "./future-rollouts.js";
 import type { Snapshot } from "./snapshot.js";
 
 /** Default ms between the end of a poll and the start of the next. */
@@ -72,7 +71,7 @@ export class FleetPoller {
       this.store,
       fleet.releases?.publicKeys.map((k) => parsePublicKey(k)),
     );
-    this.watch = new RolloutWatch(withoutFutureRollouts(this.store));
+    this.watch = new RolloutWatch(this.store);
     this.#interval = options.interval ?? POLL_INTERVAL;
     this.#deadline = options.deadline ?? POLL_DEADLINE;
   }
@@ -159,7 +158,7 @@ export class FleetPoller {
   }
 
   async #read(): Promise<Omit<Snapshot, "version">> {
-    const [view, channels, rollout, future] = await Promise.all([
+    const [view, channels, rollout] = await Promise.all([
       readStatusView(this.fleet, this.fleet.hosts, {
         stored: true,
         reader: this.#reader,
@@ -169,7 +168,6 @@ export class FleetPoller {
       }),
       this.#board.poll(),
       this.watch.poll(),
-      firstFutureRollout(this.store, Date.now()),
     ]);
     return {
       at: new Date().toISOString(),
@@ -177,7 +175,7 @@ export class FleetPoller {
       tags: new Map(this.fleet.hosts.map((h) => [h.name, h.tags])),
       channels,
       rollout,
-      futureRollout: future ?? null,
+      futureRollout: view.futureRollout ?? null,
       warnings: view.warnings,
     };
   }

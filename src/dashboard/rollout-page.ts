@@ -1,5 +1,7 @@
 // The dashboard's rollout page: the newest rollout record's waves, pauses, bakes and skipped
 // hosts, rendered from a snapshot like every page (pages.ts holds the frame and the others).
+
+import type { FutureRollout } from "../status/future-rollouts.js";
 import {
   type RolloutHost,
   type RolloutRecord,
@@ -10,7 +12,6 @@ import { sourceReference } from "../util/source-reference.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
 import { bakeSection } from "./bake-html.js";
 import { agoTime } from "./format.js";
-import type { FutureRollout } from "./future-rollouts.js";
 import { type Html, html } from "./html.js";
 import { rolloutPauses } from "./rollout-pauses-html.js";
 import { shortSystem } from "./snapshot.js";

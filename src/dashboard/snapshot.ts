@@ -2,12 +2,12 @@
 // shows, the releases of every channel, the newest rollout), and the pure questions pages and
 // metrics ask of it: each host's state in one word, filters, counts. No I/O here.
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
+import { FUTURE_SKEW, type FutureRollout } from "../status/future-rollouts.js";
 import type { RolloutHostState } from "../status/rollout.js";
 import { type HostState, hostState } from "../views/host-state.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
-import { FUTURE_SKEW, type FutureRollout } from "./future-rollouts.js";
 
 export interface Snapshot {
   /** Bumped each time what the snapshot holds changes. */

@@ -6,6 +6,7 @@ import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
 import { type Ask, asksOpen, lastAsks } from "./fleet-asks.js";
+import { timelyRolloutsStart } from "./future-rollouts.js";
 import {
   formatRolloutRecord,
   isRolloutKey,
@@ -36,17 +37,22 @@ export async function writeRollout(
 const MAX_ROLLOUT_PAGES = 5;
 
 /**
- * The newest `count` rollout records' keys and etags, newest first: one LIST call, unless
- * objects that are not rollout records sort before them (then more pages, at most
- * MAX_ROLLOUT_PAGES).
+ * The newest `count` rollout records' keys and etags, newest first, of those not dated more
+ * than FUTURE_SKEW after `now` (future-rollouts.ts: one dated further ahead would stay the
+ * newest for good): one LIST call, unless objects that are not rollout records sort before
+ * them (then more pages, at most MAX_ROLLOUT_PAGES).
  */
-export async function listNewestRollouts(store: ObjectStore, count: number): Promise<ObjectInfo[]> {
+export async function listNewestRollouts(
+  store: ObjectStore,
+  count: number,
+  now: number = Date.now(),
+): Promise<ObjectInfo[]> {
   const found: ObjectInfo[] = [];
   let token: string | undefined;
   for (let page = 0; page < MAX_ROLLOUT_PAGES && found.length < count; page++) {
     const listed = await store.list(ROLLOUT_PREFIX, {
       limit: page === 0 ? count : 1000,
-      ...(token === undefined ? {} : { token }),
+      ...(token === undefined ? { startAfter: timelyRolloutsStart(now) } : { token }),
     });
     found.push(...listed.objects.filter((o) => isRolloutKey(o.key)));
     if (listed.nextToken === undefined || listed.nextToken === token) break;

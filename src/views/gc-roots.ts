@@ -43,7 +43,6 @@ import {
   gotItsSystem,
   type RolloutHost,
   type RolloutRecord,
-  rolloutKeyStart,
   rolloutLive,
 } from "../status/rollout.js";
 import { listNewestRollouts, readRollout, readWeighedRollout } from "../status/rollout-store.js";
@@ -85,8 +84,6 @@ const READS = 8;
 export const GC_ROLLOUTS = 50;
 /** Rollout records read at most in search of GC_ROLLOUTS signed ones (with the fleet's keys). */
 export const GC_ROLLOUT_READS = 500;
-/** How far ahead of the clock a rollout record may be dated and still be read (clocks differ). */
-const ROLLOUT_AHEAD_MS = 5 * 60 * 1000;
 
 /** The roots the store names. A store fault fails the whole read: no collection without them. */
 export async function rootsFromStore(
@@ -216,15 +213,14 @@ export async function rootsFromStore(
   const given = new Set<string>();
   // With keys, past the newest GC_ROLLOUTS records read on while fewer than GC_ROLLOUTS were
   // signed (up to GC_ROLLOUT_READS): records of a writer's own, put there to push the signed
-  // ones out, are passed over, as are records dated ahead (a writer's, sorting first).
+  // ones out, are passed over, as are records dated ahead (a writer's, sorting first), which
+  // listNewestRollouts never lists.
   const rollouts = await listNewestRollouts(
     store,
     options.rolloutKeys === undefined ? GC_ROLLOUTS : GC_ROLLOUT_READS,
   );
-  const ahead = Date.now() + ROLLOUT_AHEAD_MS;
-  const timely = rollouts.filter(({ key }) => (rolloutKeyStart(key) ?? 0) <= ahead);
   let signedRead = 0;
-  for (const [index, { key }] of timely.entries()) {
+  for (const [index, { key }] of rollouts.entries()) {
     const within = index < GC_ROLLOUTS;
     if (!within && signedRead >= GC_ROLLOUTS) break;
     let rollout: RolloutRecord | undefined;

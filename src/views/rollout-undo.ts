@@ -4,6 +4,7 @@
 import { InputError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import { type PublicKey, parsePublicKey } from "../nix/keys.js";
+import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
 import {
   isRolloutKey,
   ROLLOUT_ABANDONED_SECONDS,
@@ -36,6 +37,11 @@ export interface UndoRead {
    * undefined when the record ended, or its deployer is still at it.
    */
   readonly abandoned: string | undefined;
+  /**
+   * Without an id: the first record dated too far ahead to be taken for the newest
+   * (future-rollouts.ts), which the search passed over.
+   */
+  readonly futureRollout?: FutureRollout;
 }
 
 /**
@@ -61,8 +67,10 @@ export async function readUndo(
   const selected = new Set((options.selected ?? fleet.hosts).map((h) => h.name));
   const store = await openStore(fleet.cache.url);
   let found: { key: string; record: RolloutRecord; newer: NewerRollouts } | undefined;
+  let future: FutureRollout | undefined;
   try {
     const keys = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
+    if (options.id === undefined) future = await firstFutureRollout(store, Date.now());
     found = await findRecord(store, options.id, selected, keys);
   } finally {
     await store.close();
@@ -96,7 +104,14 @@ export async function readUndo(
     abandoned: abandoned !== undefined,
     newer,
   });
-  return { key, record, steps, gone, abandoned };
+  return {
+    key,
+    record,
+    steps,
+    gone,
+    abandoned,
+    ...(future === undefined ? {} : { futureRollout: future }),
+  };
 }
 
 /** Rollout records started after the one undone that a rollback reads, at most. */

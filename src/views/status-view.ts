@@ -16,6 +16,7 @@ import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { parsePublicKey } from "../nix/keys.js";
 import type { Ask } from "../status/fleet-asks.js";
+import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
 import { ASK_LOOKBACK } from "../status/rollout-store.js";
 import type { StatusRecord } from "../status/status.js";
@@ -67,6 +68,11 @@ export interface StatusView {
   readonly paused: PausedRollout[];
   /** What the view could not judge, beyond what its rows say. */
   readonly warnings: string[];
+  /**
+   * The first rollout record dated too far ahead to be taken (future-rollouts.ts), which every
+   * ask passed over: `status` warns of it, the dashboard's rollout page names it.
+   */
+  readonly futureRollout?: FutureRollout;
 }
 
 export async function readStatusView(
@@ -148,7 +154,8 @@ export async function readStatusView(
       ask,
     });
   });
-  return { rows, warnings, paused: stored?.paused ?? [] };
+  const future = stored?.future === undefined ? {} : { futureRollout: stored.future };
+  return { rows, warnings, paused: stored?.paused ?? [], ...future };
 }
 
 interface StoreFacts {
@@ -162,6 +169,8 @@ interface StoreFacts {
   /** Hosts whose records are older than every rollout read for the asks (AsksRead). */
   readonly unjudged: readonly string[];
   readonly paused: PausedRollout[];
+  /** The first rollout record passed over for being dated in the future. */
+  readonly future: FutureRollout | undefined;
 }
 
 /** The selected hosts' records (and the agents' signals) from the fleet's cache store. */
@@ -188,11 +197,14 @@ async function readStore(
         record === undefined ? [] : [[host, record.startedAt] as const],
       ),
     );
-    const { asks, unjudged } = await rollouts.asks(
-      hosts.map((h) => h.name),
-      since,
-    );
-    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow() };
+    const [{ asks, unjudged }, future] = await Promise.all([
+      rollouts.asks(
+        hosts.map((h) => h.name),
+        since,
+      ),
+      firstFutureRollout(store, Date.now()),
+    ]);
+    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow(), future };
   } finally {
     if (kept === undefined) await store.close();
   }

@@ -2,10 +2,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { rolloutKey } from "../status/rollout.js";
+
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import { FUTURE_SKEW, firstFutureRollout } from "./future-rollouts.js";
+import { rolloutKey } from "./rollout.js";
 
 let dir: string;
 let store: ObjectStore;
