@@ -5,11 +5,12 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import { DELIVERY_MODES } from "../fleet/fleet.js";
 import { type DeltaTotals, sumDeltaReports } from "../status/delta-report.js";
-import { ROLLOUT_HOST_STATES, ROLLOUT_STATES } from "../status/rollout.js";
+import { rolloutAsShown } from "../status/ended-rollout.js";
+import { ROLLOUT_HOST_STATES, ROLLOUT_STATES, type RolloutRecord } from "../status/rollout.js";
 import { HOST_STATES } from "../views/host-state.js";
 import type { StatusRow } from "../views/status-rows.js";
 import type { FleetPoller } from "./poller.js";
-import { countByStateAndMode, rebootDue, rolloutCounts } from "./snapshot.js";
+import { countByStateAndMode, rebootDue, rolloutCounts, type Snapshot } from "./snapshot.js";
 
 export interface DashboardMetrics {
   readonly registry: Registry;
@@ -113,9 +114,9 @@ export function dashboardMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      const read = snapshot()?.rollout;
-      if (read?.status !== "found") return;
-      for (const state of ROLLOUT_STATES) this.set({ state }, read.record.state === state ? 1 : 0);
+      const record = shownRollout(snapshot());
+      if (record === undefined) return;
+      for (const state of ROLLOUT_STATES) this.set({ state }, record.state === state ? 1 : 0);
     },
   });
   new Gauge({
@@ -125,9 +126,9 @@ export function dashboardMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      const read = snapshot()?.rollout;
-      if (read?.status !== "found") return;
-      const counts = rolloutCounts(read);
+      const record = shownRollout(snapshot());
+      if (record === undefined) return;
+      const counts = rolloutCounts(record);
       for (const state of ROLLOUT_HOST_STATES) this.set({ state }, counts.get(state) ?? 0);
     },
   });
@@ -230,6 +231,15 @@ export function dashboardMetrics(
     registers: [registry],
   });
   return { registry, sseClients };
+}
+
+/**
+ * The newest rollout as the rollout page shows it at the poll's time: a record whose deployer
+ * is gone is interrupted there (ended-rollout.ts); undefined when there is none to show.
+ */
+function shownRollout(s: Snapshot | undefined): RolloutRecord | undefined {
+  if (s?.rollout.status !== "found") return undefined;
+  return rolloutAsShown(s.rollout.record, new Date(s.at));
 }
 
 /** What the hosts' records say they fetched by delta, summed; undefined before the first poll. */

@@ -57,6 +57,35 @@ describe("the rollout page", () => {
     expect(running).toMatch(/data-host="web2">.*<span class="badge pending">pending<\/span>/);
   });
 
+  it("shows a rollout whose deployer stopped writing it as interrupted there, and why", () => {
+    const killed: RolloutRecord = {
+      ...RECORD,
+      waves: [
+        {
+          index: 1,
+          kind: "canary",
+          hosts: [{ ...host("web1", "confirmed"), state: "activating" }],
+        },
+        { index: 2, kind: "main", hosts: [host("web2", "pending")] },
+      ],
+    };
+    const page = String(
+      rolloutMain(
+        { status: "found", record: killed } as never,
+        null,
+        new Date("2026-11-26T08:00:00.000Z"),
+      ),
+    );
+    expect(page).toContain('<span class="badge failed">interrupted</span>');
+    expect(page).toContain(
+      "Its record says running, but its deployer has not written it since 2026-11-26T07:00:05.000Z",
+    );
+    expect(page).toMatch(/data-host="web1">.*<span class="badge failed">failed<\/span>/);
+    expect(page).toMatch(/data-host="web2">.*<span class="badge not-started">not started<\/span>/);
+    expect(page).not.toContain(">activating<");
+    expect(page).not.toContain(">running<");
+  });
+
   it("says nothing of who started an older record that does not say", () => {
     const { by: _by, sources: _sources, skipped: _skipped, ...older } = RECORD;
     const page = String(

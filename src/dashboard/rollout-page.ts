@@ -1,11 +1,13 @@
 // The dashboard's rollout page: the newest rollout record's waves, pauses, bakes and skipped
 // hosts, rendered from a snapshot like every page (pages.ts holds the frame and the others).
 
+import { rolloutAsShown } from "../status/ended-rollout.js";
 import type { FutureRollout } from "../status/future-rollouts.js";
 import {
   type RolloutHost,
   type RolloutRecord,
   type RolloutWave,
+  rolloutGone,
   rolloutLive,
 } from "../status/rollout.js";
 import { sourceReference } from "../util/source-reference.js";
@@ -27,13 +29,16 @@ export function rolloutMain(read: RolloutRead, future: FutureRollout | null, now
   if (read.status === "unreadable") {
     return html`<h1>Rollout</h1>${ahead}<p class="problem">The newest rollout record could not be read: ${read.problem}</p>`;
   }
-  const r = read.record;
+  // A record whose deployer is gone is shown as it ended there (ended-rollout.ts).
+  const gone = rolloutGone(read.record, now);
+  const r = rolloutAsShown(read.record, now);
   return html`<h1>Rollout ${r.id}</h1>${ahead}
 <p class="rollout-head"><span class="badge ${rolloutClass(r)}">${r.state}</span> ${r.action} over ${r.mode}, started ${agoTime(r.startedAt, now)}, last written ${agoTime(r.updatedAt, now)}.</p>
+${gone === undefined ? "" : html`<p class="problem rollout-gone">Its record says ${read.record.state}, but ${gone}: its deploy is gone, and the rollout is shown as interrupted there (hosts it had not started never were). <code>nixship rollback --rollout ${r.id}</code> undoes what it changed.</p>`}
 ${origin(r)}
 ${r.undoes === undefined ? "" : html`<p class="rollout-undoes">A rollback: it undoes rollout <code>${r.undoes}</code>, sending each host it changed back to what it ran before it.</p>`}
 ${r.stopped === null ? "" : html`<p class="problem">Stopped: ${r.stopped}</p>`}
-${rolloutPauses(r, now)}
+${rolloutPauses(r)}
 ${r.waves.map((w) => waveSection(w, rolloutLive(r.state)))}
 ${r.skipped === undefined || r.skipped.length === 0 ? "" : skippedSection(r.skipped)}`;
 }

@@ -3,7 +3,7 @@
 // metrics ask of it: each host's state in one word, filters, counts. No I/O here.
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import { FUTURE_SKEW, type FutureRollout } from "../status/future-rollouts.js";
-import type { RolloutHostState } from "../status/rollout.js";
+import type { RolloutHostState, RolloutRecord } from "../status/rollout.js";
 import { type HostState, hostState } from "../views/host-state.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
@@ -116,10 +116,9 @@ export function rebootDue(row: StatusRow): boolean {
 }
 
 /** Hosts of the rollout by state, over all its waves. */
-export function rolloutCounts(read: RolloutRead): Map<RolloutHostState, number> {
+export function rolloutCounts(record: RolloutRecord): Map<RolloutHostState, number> {
   const counts = new Map<RolloutHostState, number>();
-  if (read.status !== "found") return counts;
-  for (const wave of read.record.waves) {
+  for (const wave of record.waves) {
     for (const h of wave.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
   }
   return counts;

@@ -2,8 +2,8 @@
 // system to run. Every view judges a host against it, so that a host a rollout skipped (it was
 // unreachable, its wave never started) is behind until a later rollout or its own record says
 // otherwise. Pure: the reading is views/rollout-watch.ts.
+import { asEnded } from "./ended-rollout.js";
 import {
-  inFlight,
   type RolloutHost,
   type RolloutRecord,
   type RolloutReleases,
@@ -71,14 +71,6 @@ export function lastAsks(
     }
   }
   return asks;
-}
-
-/** An entry of an abandoned rollout as if its deploy had ended when it last wrote the record. */
-function asEnded(entry: RolloutHost, lastWritten: string): RolloutHost {
-  const stopped = `its deploy stopped at ${lastWritten} (killed, or interrupted twice)`;
-  if (entry.state === "pending") return { ...entry, state: "not-started", message: stopped };
-  if (inFlight(entry.state)) return { ...entry, state: "failed", message: stopped };
-  return entry;
 }
 
 /**
