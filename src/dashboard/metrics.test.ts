@@ -56,4 +56,17 @@ describe("/metrics' newest rollout", () => {
       'nixship_rollout_hosts{state="activating"} 1',
     ]);
   });
+
+  it("counts the hosts it left alone with those of its waves", async () => {
+    const partial = rolloutRecord([host("web1", "confirmed")], {
+      state: "partial",
+      skipped: [host("web2", "unreachable"), host("web3", "up-to-date")],
+    });
+    expect(await rolloutMetrics(partial, "2026-11-26T07:01:00.000Z")).toEqual([
+      'nixship_rollout_state{state="partial"} 1',
+      'nixship_rollout_hosts{state="confirmed"} 1',
+      'nixship_rollout_hosts{state="unreachable"} 1',
+      'nixship_rollout_hosts{state="up-to-date"} 1',
+    ]);
+  });
 });

@@ -3,7 +3,7 @@
 // metrics ask of it: each host's state in one word, filters, counts. No I/O here.
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
 import { FUTURE_SKEW, type FutureRollout } from "../status/future-rollouts.js";
-import type { RolloutHostState, RolloutRecord } from "../status/rollout.js";
+import { type RolloutHostState, type RolloutRecord, rolloutEntries } from "../status/rollout.js";
 import { type HostState, hostState } from "../views/host-state.js";
 import type { BoardChannel } from "../views/release-board.js";
 import type { RolloutRead } from "../views/rollout-watch.js";
@@ -115,12 +115,13 @@ export function rebootDue(row: StatusRow): boolean {
   return row.reboot?.due === true;
 }
 
-/** Hosts of the rollout by state, over all its waves. */
+/**
+ * Hosts of the rollout by state: its waves' and those it left alone (skipped: unreachable, up
+ * to date, a rollback's left or refused), every entry once.
+ */
 export function rolloutCounts(record: RolloutRecord): Map<RolloutHostState, number> {
   const counts = new Map<RolloutHostState, number>();
-  for (const wave of record.waves) {
-    for (const h of wave.hosts) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
-  }
+  for (const h of rolloutEntries(record)) counts.set(h.state, (counts.get(h.state) ?? 0) + 1);
   return counts;
 }
 
