@@ -11,7 +11,7 @@ import { originText, shownOriginText } from "../ui/origin-text.js";
 import type { HostChange } from "../views/host-change.js";
 import { HOST_STATES, hostState } from "../views/host-state.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
-import type { HostRollout } from "../views/rollout-watch.js";
+import { HISTORY_ROLLOUTS, type HostRollout } from "../views/rollout-watch.js";
 import type { StatusRow } from "../views/status-rows.js";
 import { ago, agoTime } from "./format.js";
 import { Html, html } from "./html.js";
@@ -390,9 +390,10 @@ export function hostMain(detail: HostDetail, now: Date): Html {
 <dl class="facts">${fields.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
 ${log === undefined ? "" : html`<h2>Activation log</h2><pre class="log">${log.lines.join("\n")}</pre>`}
 <h2>Results</h2>
+${historyScope(row, detail.history)}
 ${
   detail.history.length === 0
-    ? html`<p>No recorded rollout names this host.</p>`
+    ? ""
     : html`<div class="scroll"><table><caption class="sr-only">Rollouts that named ${row.host}</caption>
 <thead><tr><th scope="col">Started</th><th scope="col">Rollout</th><th scope="col">Action</th><th scope="col">Wave</th><th scope="col">Result</th><th scope="col">System</th><th scope="col">Message</th></tr></thead>
 <tbody>${detail.history.map((h) => {
@@ -408,6 +409,24 @@ ${
     ? html`<p>From <code>${detail.change.from}</code> to <code>${detail.change.to}</code>:</p><pre class="diff">${formatClosureDiff(detail.change.diff)}</pre>`
     : html`<p class="muted">${detail.change.why}</p>`
 }`;
+}
+
+/**
+ * What the host's results cover: the newest HISTORY_ROLLOUTS rollouts (the asks read further
+ * back), and the rollout it is behind when that is older.
+ */
+function historyScope(row: StatusRow, history: readonly HostRollout[]): Html | string {
+  const behind = row.behindRollout?.rollout;
+  const older =
+    behind === undefined || history.some((h) => h.id === behind)
+      ? ""
+      : html` The rollout it is behind, <code>${behind}</code>, is older than those.`;
+  if (history.length > 0 && older === "") return "";
+  const which =
+    history.length === 0
+      ? `None of the newest ${HISTORY_ROLLOUTS} rollouts names this host.`
+      : `Of the newest ${HISTORY_ROLLOUTS} rollouts, those that name this host.`;
+  return html`<p class="history-scope">${which}${older}</p>`;
 }
 
 /** A rollout host's states in which it ran the system the rollout named for it. */
