@@ -3,6 +3,7 @@
 // value as its JSON twin, every problem and Nix error named by the flake's attribute (exit 2),
 // the flake's fleet found when no fleet file is, and the module's options the fleet file's
 // host keys.
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,7 @@ import { loadFlakeFleet } from "../src/fleet/load-flake-fleet.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { nixship, run, runOk } from "../support/cli.js";
 import { TEST_NIX_CONFIG } from "../support/nix-config.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
 import { writeFleetFlake } from "./support/fleet-flake.js";
 import { evalNixJson, LIB_OPTIONS } from "./support/nixos-stand-in.js";
 
@@ -228,6 +230,22 @@ describe("a fleet in the flake with a mistake", () => {
     expect(r.stderr).toContain(
       `${r.file}: nixship.hosts.web2: The option \`nixship.deployment.adress' does not exist.`,
     );
+  });
+
+  it("with an input and no flake.lock: names 'nix flake lock' as the fix, and writes no lock (exit 2)", async () => {
+    const dir = await mkdtemp(join(work, "flake-"));
+    dirs.push(dir);
+    await writeFile(
+      join(dir, "flake.nix"),
+      `{\n  inputs.examples.url = "path:${EXAMPLES_DIR}";\n  outputs = { self, examples }: { nixship = { }; };\n}\n`,
+    );
+    const r = await nixship(["status", "--fleet", `path:${dir}#nixship`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/requires lock file changes/);
+    expect(r.stderr).toContain(
+      "hint: the flake's flake.lock is missing or out of date with its inputs: run 'nix flake lock' in its directory",
+    );
+    expect(existsSync(join(dir, "flake.lock"))).toBe(false);
   });
 
   it("says which outputs the flake has when it has no fleet (exit 2)", async () => {

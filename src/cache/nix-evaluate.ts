@@ -2,6 +2,7 @@
 // fetched once, a missing output reported with the outputs the flake does have.
 
 import { InputError, OperationError } from "../errors.js";
+import { flakeErrorHint } from "../nix/flake-error-hint.js";
 import { nixString } from "../nix/nix-string.js";
 import { sourceReference, withoutSourceSecrets } from "../util/source-reference.js";
 import { NEW_CLI, type NixOptions, nixCommand, storeArgs } from "./local-nix.js";
@@ -33,7 +34,12 @@ function evaluationFailed(stderr: string, flakes: readonly string[]): OperationE
   return new OperationError(
     "nix-eval-failed",
     `evaluating ${flakes.map(sourceReference).join(", ")} failed${said ? `:\n${said}` : ""}`,
-    { hint: "the error is Nix's, in the flake: fix it there ('nix flake check' helps)" },
+    {
+      hint: flakeErrorHint(
+        said,
+        "the error is Nix's, in the flake: fix it there ('nix flake check' helps)",
+      ),
+    },
   );
 }
 

@@ -9,6 +9,7 @@ import type { JsonObject } from "../fleet/fleet-json.js";
 import { type ConfigurationInfo, configurationsExpression } from "../fleet/init-fleet.js";
 import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
+import { flakeErrorHint } from "../nix/flake-error-hint.js";
 import { withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { localFlakeRef } from "./flake-source.js";
@@ -67,7 +68,10 @@ export async function listFlakeConfigurations(
     const { message, location } = trace.result();
     const said = withoutSourceSecrets(message || "Nix failed without saying why");
     throw new InputError("init-eval-failed", `${evalPlace(label, location, flake)}: ${said}`, {
-      hint: "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
+      hint: flakeErrorHint(
+        said,
+        "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
+      ),
     });
   }
   if (r.stdoutBytes > MAX_LIST_JSON) {

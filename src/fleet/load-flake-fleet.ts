@@ -3,6 +3,7 @@
 
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
+import { flakeErrorHint } from "../nix/flake-error-hint.js";
 import { withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { evalPlace } from "./eval-place.js";
@@ -95,9 +96,11 @@ function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
   const code = path === undefined ? "flake-eval-failed" : "fleet-eval-failed";
   const place = evalPlace(source.label, location, source.flake);
   return new InputError(code, `${place}: ${at}${said}`, {
-    hint:
+    hint: flakeErrorHint(
+      said,
       path === undefined
         ? "the error is Nix's, evaluating the flake ('nix flake check' helps)"
         : "the error is Nix's, in the flake's fleet: fix it there",
+    ),
   });
 }
