@@ -13,7 +13,6 @@ import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatPlan } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
-import { flagWord } from "../util/shell-quote.js";
 import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
@@ -28,7 +27,7 @@ import {
 import { INTERRUPTED_EXIT, whileTrapped } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
-import { rollOut, type SummaryEvent } from "./roll-out.js";
+import { againFlags, rollOut, type SummaryEvent } from "./roll-out.js";
 import { undoRollout } from "./rollback-rollout.js";
 import { type FlagValues, usageLine, wrapWords } from "./usage.js";
 
@@ -303,7 +302,7 @@ bad usage or input, 130 when interrupted.`,
         diff: values.diff === true,
         mode,
         holdSummary: json,
-        again: [flagWord("fleet", values.fleet), flagWord("key", values.key)].join(""),
+        again: againFlags(values),
       },
       {
         ...input,

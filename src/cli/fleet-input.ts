@@ -51,11 +51,18 @@ const FLEET_FILE_LINES = `  --fleet FILE       the fleet file, or a flake's flee
 export const FLEET_FILE_HELP = `${FLEET_FILE_LINES}
   --json             machine-readable output on stdout`;
 
-export const FLEET_HELP = `${FLEET_FILE_LINES}
-  --on SELECTOR      hosts by name or tag: web1,@web,@db-* (default: every host)
+/** The fleet flags' help, `on` saying what --on selects (and what its absence means). */
+export function fleetHelp(
+  on = "hosts by name or tag: web1,@web,@db-* (default: every host)",
+): string {
+  return `${FLEET_FILE_LINES}
+  --on SELECTOR      ${on}
   --json             machine-readable output on stdout
   --max-connections N  the most ssh connections held at once (fleet's ssh.maxConnections,
                      else ${DEFAULT_MAX_CONNECTIONS}); hosts beyond it connect again for their wave`;
+}
+
+export const FLEET_HELP = fleetHelp();
 
 export interface FleetInput {
   readonly fleet: Fleet;

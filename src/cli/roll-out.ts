@@ -3,6 +3,7 @@
 import { deploy } from "../deploy/deploy.js";
 import type { DeployOptions, DeployReport } from "../deploy/deploy-options.js";
 import type { DeployEvent } from "../deploy/events.js";
+import { runsAfter } from "../deploy/runs-after.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
 import {
   formatFirstInterrupt,
@@ -12,6 +13,7 @@ import {
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatDeploySummary } from "../ui/deploy-summary.js";
 import { formatPlan } from "../ui/plan-format.js";
+import { flagWord } from "../util/shell-quote.js";
 import type { Command } from "./command.js";
 import { exitSoonAfterInterrupt, INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 
@@ -86,15 +88,7 @@ export async function rollOut(
         `${formatDeploySummary(report.results, (performance.now() - started) / 1000, report.plan)}\n`,
       );
       if (report.rollout !== undefined) {
-        // Only a rollout that changed a host has something to undo.
-        const changed = report.results.some(
-          (r) => r.outcome.status === "activated" || r.outcome.status === "failed",
-        );
-        io.stderr.write(
-          changed
-            ? `rollout ${report.rollout} (to undo it: nixship rollback --rollout ${report.rollout}${shown.again ?? ""})\n`
-            : `rollout ${report.rollout}\n`,
-        );
+        io.stderr.write(`${rolloutLine(report, report.rollout, shown.again ?? "")}\n`);
       }
     }
     const held = summary === undefined ? {} : { summary };
@@ -104,4 +98,36 @@ export async function rollOut(
     trap.release();
     if (trap.signal.aborted) exitSoonAfterInterrupt();
   }
+}
+
+/**
+ * The rollout's id, and how to undo it where it changed a host that ran a system before it
+ * (a host it left as it was, that went back, or that ran nothing nixship could name has nothing
+ * to go back to).
+ */
+export function rolloutLine(report: DeployReport, id: string, again: string): string {
+  const before = new Map(report.plan.hosts.map((h) => [h.host, h.current]));
+  const changed = report.results.filter((r) => {
+    if (r.outcome.status === "activated") return true;
+    const ran = before.get(r.host);
+    return r.outcome.status === "failed" && runsAfter(r, ran, report.plan.action) !== ran;
+  });
+  if (changed.length === 0) return `rollout ${id}`;
+  if (changed.every((r) => before.get(r.host) === undefined)) {
+    return `rollout ${id} (its hosts ran no system nixship could name before it: nothing to undo it to)`;
+  }
+  return `rollout ${id} (to undo it: nixship rollback --rollout ${id}${again})`;
+}
+
+/** The flags a command that acts on this one's rollout needs again: --fleet, --key, --release-key. */
+export function againFlags(values: {
+  readonly fleet?: string | undefined;
+  readonly key?: string | undefined;
+  readonly "release-key"?: string | undefined;
+}): string {
+  return [
+    flagWord("fleet", values.fleet),
+    flagWord("key", values.key),
+    flagWord("release-key", values["release-key"]),
+  ].join("");
 }

@@ -27,6 +27,8 @@ export interface UndoOptions {
   readonly key: SecretKey | undefined;
   readonly serveCache: DeployOptions["serveCache"];
   readonly releaseKey: SecretKey | undefined;
+  /** The flags a command that undoes this rollback needs again (--fleet, --key, --release-key). */
+  readonly again?: string;
   /**
    * With `json`: the rollback's summary is handed here instead of printed (a deploy aborted at a
    * pause prints one summary that carries it).
@@ -88,6 +90,7 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
       diff: false,
       mode: deliveryMode(hosts, undefined),
       holdSummary: o.onSummary !== undefined,
+      ...(o.again === undefined ? {} : { again: o.again }),
     },
     {
       fleet,

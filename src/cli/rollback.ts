@@ -14,9 +14,10 @@ import { ROLLOUT_ID } from "../status/rollout.js";
 import { storeName } from "../ui/plan-format.js";
 import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
-import { FLEET_FLAGS, FLEET_HELP, rangedFlag, readFleetInput } from "./fleet-input.js";
+import { FLEET_FLAGS, fleetHelp, rangedFlag, readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
+import { againFlags } from "./roll-out.js";
 import { undoRollout } from "./rollback-rollout.js";
 
 export const rollbackCommand: Command = {
@@ -67,7 +68,9 @@ Exit code 1 if any host could not be rolled back; 2 for bad flags or fleet files
 interrupted.
 
 Options:
-${FLEET_HELP}
+${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go back one
+                     generation; with --rollout, the hosts of that rollout to undo (without
+                     --on and --to: the newest rollout is undone, every host it changed)`)}
   --to TARGET        where to go instead of one step back:
                        N or generation:N  the system profile's generation N (agent hosts:
                                           the system the host last reported as generation N)
@@ -159,6 +162,7 @@ ${FLEET_HELP}
             ? undefined
             : parseListen(values["serve-cache"], "rollback: --serve-cache"),
         releaseKey,
+        again: againFlags(values),
       });
     }
     const { mode, delivery, close } = await openDelivery(fleet, hosts, {

@@ -84,6 +84,15 @@ describe("planUndo", () => {
       ["c", "refused"],
     ]);
     expect(steps[0]).toMatchObject({ why: expect.stringContaining("changed since") });
+    // Its first deploy: it ran no system to go back to, which no older command finds either.
+    expect(steps[1]).toMatchObject({
+      why: "rollout 0123456789ab found no system on it to go back to (its first deploy: it ran no system nixship could name): deploy the system it should run instead",
+    });
+    const { before: _before, ...older } = entry("b", "confirmed");
+    expect(planUndo(record([older]), new Map([["b", V3]]))[0]).toMatchObject({
+      kind: "refused",
+      why: "rollout 0123456789ab did not record what it ran before (a record older than this nixship): use 'rollback --on b' to go back one generation",
+    });
     const forced = planUndo(r, running, { force: true });
     expect(forced.map((s) => [s.host, s.kind])).toEqual([
       ["a", "back"],

@@ -121,12 +121,20 @@ function undoStep(
     ((entry.state === "failed" || leftActivating) && runs !== null && runs === system);
   if (!changed) return stays(unchangedWhy(record, entry));
   if (system === null) return stays(`rollout ${record.id} named no system for it`);
-  if (before === undefined || before === null) {
+  if (before === null) {
     return {
       host,
       kind: "refused",
       runs,
-      why: `rollout ${record.id} did not record what it ran before (a record older than this nixship, or a host it could not ask): use 'rollback --on ${host}' to go back one generation`,
+      why: `rollout ${record.id} found no system on it to go back to (its first deploy: it ran no system nixship could name): deploy the system it should run instead`,
+    };
+  }
+  if (before === undefined) {
+    return {
+      host,
+      kind: "refused",
+      runs,
+      why: `rollout ${record.id} did not record what it ran before (a record older than this nixship): use 'rollback --on ${host}' to go back one generation`,
     };
   }
   if (before === system) return stays(`rollout ${record.id} activated the system it ran already`);
