@@ -369,6 +369,9 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(dry.code, dry.stderr).toBe(0);
     expect(await served("dp3")).toBe("web-v1");
     expect((await status("--on", "dp3"))[0]?.generation).toBe(before?.generation);
+    // Nor does it write the host's record: it asked nothing of it.
+    const stored = (await status("--on", "dp3", "--stored"))[0] as StatusRow & { desired?: string };
+    expect(stored.desired).toBe(before?.current);
 
     const tested = await nixship(deployArgs("--on", "dp3", "--action", "test", "--json"));
     expect(tested.code, tested.stderr).toBe(0);
@@ -386,6 +389,13 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(after.current).toMatch(/-example-web-system-v3$/);
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
     expect(human.stdout).toContain("boots next: example-web-system-v2");
+    // Not in step until it boots it, live or read from its record.
+    expect(after).toMatchObject({ inStep: false, hostState: "behind" });
+    const record = await nixship(["status", "--fleet", fleetFile, "--on", "dp3", "--stored"]);
+    expect(record.code).toBe(1);
+    expect(record.stdout).toMatch(
+      /dp3\s+ssh\s+\S+-v3\s+\d+\s+behind\s+boots example-web-system-v2 next: not what it runs/,
+    );
   });
 
   it("9. bad fleet files and selectors get clear errors (exit 2)", async () => {

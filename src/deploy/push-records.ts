@@ -2,6 +2,7 @@
 // leave the same objects agents write, so `nixship status` and the dashboard read every mode
 // alike, and judge drift against what nixship last left on each host.
 import { NixshipError } from "../errors.js";
+import { actionIsDryRun } from "../fleet/action.js";
 import type { DeliveryMode } from "../fleet/fleet.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { RollbackOutcome } from "../host/script-outcomes.js";
@@ -89,6 +90,8 @@ async function recordResult(
   own?: string,
 ): Promise<string | undefined> {
   if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return undefined;
+  // A dry run changed nothing there, and asked nothing of it: the record keeps its word.
+  if (actionIsDryRun(c.action)) return undefined;
   const now = new Date().toISOString();
   const was = c.surveyed.get(r.host);
   const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;

@@ -152,6 +152,18 @@ describe("the fleet's last ask", () => {
     expect(behindOf(oldAsk, reported(later, V2, "agent", 5), V2)).toBeUndefined();
   });
 
+  it("a dry run asks nothing: the ask before it stands", () => {
+    const dry = record("eeeeeeeeeeee", "2026-11-26T12:00:00.000Z", [["h3", "confirmed", V3]]);
+    const asks = lastAsks(
+      [{ ...dry, record: { ...dry.record, action: "dry-activate" } }, newer],
+      ["h3"],
+    );
+    expect(asks.get("h3")).toMatchObject({
+      rollout: { id: "bbbbbbbbbbbb" },
+      entry: { state: "unreachable" },
+    });
+  });
+
   it("an undone rollout asks nothing: its hosts are judged by the asks before it", () => {
     const rollback = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [
       ["h1", "confirmed", V2],

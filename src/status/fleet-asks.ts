@@ -34,7 +34,8 @@ export interface Ask {
  * so that an older rollout's ask stands:
  * - an entry that names no system (a rollback's refused or left host);
  * - every entry of a rollout a rollback among `records` undid;
- * - an aborted rollout's hosts it never reached (the operator stopped it before them).
+ * - an aborted rollout's hosts it never reached (the operator stopped it before them);
+ * - every entry of a dry run (`--action dry-activate`).
  * A rollout whose deployer is gone (rolloutAbandoned: killed, running or paused) asks as it
  * ended: a host still pending was never started, one mid-activation failed there unless it
  * runs its system.
@@ -50,6 +51,8 @@ export function lastAsks(
   for (const { key, record } of records) {
     if (asks.size === wanted.size) break;
     if (undone.has(record.id)) continue;
+    // A dry run changes nothing and asks nothing: the asks before it stand.
+    if (record.action === "dry-activate") continue;
     // A record left running by a killed deploy, or one a second interrupt ended with hosts
     // still mid-activation: each of those hosts as it was left.
     const ended = rolloutAbandoned(record, now) || !rolloutLive(record.state);

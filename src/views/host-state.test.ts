@@ -175,6 +175,19 @@ describe("hostState", () => {
   });
 });
 
+describe("a host read from its record", () => {
+  it("whose last deploy was a boot, a success on the system it boots next, is behind until it boots it", () => {
+    const booted = storedRow(ssh("web1"), {
+      record: sshRecord({ desired: V3, current: V2, previous: V2 }),
+    });
+    expect(booted.inStep).toBe(false);
+    expect(hostState(booted)).toBe("behind");
+    expect(formatStatusTable([booted])).toMatch(
+      / behind {2}boots 33333333-nixos-system-web1 next: not what it runs;/,
+    );
+  });
+});
+
 describe("every view says the same word", () => {
   const live = [
     liveRow(

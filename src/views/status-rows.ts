@@ -146,9 +146,17 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   const behindRollout = behindOf(facts.ask, record, record?.current);
   // The record's own word on its origin is a reference; the row shows what it refers to.
   const { origin: _reference, ...fields } = record ?? {};
+  // A success on another system than it runs: a boot deploy's, which it boots next.
+  const bootsNext =
+    record !== undefined &&
+    record.state === "success" &&
+    record.desired !== null &&
+    record.current !== null &&
+    record.desired !== record.current;
   return {
     ...base,
-    inStep: inStep(record, agent) && drift === undefined && behindRollout === undefined,
+    inStep:
+      inStep(record, agent) && drift === undefined && behindRollout === undefined && !bootsNext,
     reported: record !== undefined,
     ...fields,
     ...(agent ?? {}),
