@@ -59,6 +59,12 @@ describe("push records", () => {
           seconds: 0,
           outcome: { status: "skipped", reason: "not-started" },
         },
+        {
+          host: "a5",
+          desired: V2,
+          seconds: 1,
+          outcome: { status: "failed", phase: "connect", message: "no route", rolledBack: false },
+        },
       ],
       {
         action: "switch",
@@ -67,6 +73,7 @@ describe("push records", () => {
           { host: "a2", current: V1, generation: 4 },
           { host: "a3", current: V2, generation: 7 },
           { host: "a4", current: V1, generation: 4 },
+          { host: "a5", current: V1, generation: 4 },
         ],
       },
     );
@@ -81,6 +88,8 @@ describe("push records", () => {
     expect(await read("a3")).toMatchObject({ state: "success", current: V2, generation: 7 });
     expect(await read("a3")).not.toHaveProperty("previous");
     expect(await read("a4")).toBeUndefined();
+    // Never reached: the deploy changed nothing there, and its rollout record says it missed it.
+    expect(await read("a5")).toBeUndefined();
   });
 
   it("a rollback's record names the system each host went back to; a failed one writes none", async () => {

@@ -92,6 +92,9 @@ async function recordResult(
   if (r.outcome.status === "skipped" && r.outcome.reason !== "up-to-date") return undefined;
   // A dry run changed nothing there, and asked nothing of it: the record keeps its word.
   if (actionIsDryRun(c.action)) return undefined;
+  // Nor did a deploy that never reached the host (unreachable): the rollout record says it
+  // missed it, and the host is behind that rollout, not failed (status/behind.ts).
+  if (r.outcome.status === "failed" && r.outcome.phase === "connect") return undefined;
   const now = new Date().toISOString();
   const was = c.surveyed.get(r.host);
   const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
