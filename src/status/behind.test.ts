@@ -176,6 +176,16 @@ describe("the fleet's last ask", () => {
     expect(asks.get("h3")).toMatchObject({ system: V2, rollout: { id: "aaaaaaaaaaaa" } });
   });
 
+  it("a rollback of some hosts (--on) undoes the rollout for them alone: its other hosts stay behind it", () => {
+    const rollback = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [["h1", "confirmed", V2]]);
+    const undoing = { ...rollback, record: { ...rollback.record, undoes: "bbbbbbbbbbbb" } };
+    const asks = lastAsks([undoing, newer, older], ["h1", "h3"]);
+    expect(asks.get("h1")).toMatchObject({ system: V2, rollout: { id: "cccccccccccc" } });
+    // h3 was unreachable in the rollout; the rollback of h1 did not undo it for h3.
+    expect(asks.get("h3")).toMatchObject({ system: V3, rollout: { id: "bbbbbbbbbbbb" } });
+    expect(behindOf(asks.get("h3"), undefined, V2)).toBeDefined();
+  });
+
   it("an aborted rollout asks nothing of the hosts it never reached", () => {
     const aborted = record("dddddddddddd", "2026-11-26T12:00:00.000Z", [
       ["h1", "not-started", V3],

@@ -10,6 +10,7 @@ import {
   rolloutAbandoned,
   rolloutEntries,
   rolloutLive,
+  undoneHosts,
 } from "./rollout.js";
 
 /** One rollout's ask of one host. */
@@ -33,7 +34,8 @@ export interface Ask {
  * Each of `hosts`' newest ask among `records` (newest first), judged at `now`. Asking nothing,
  * so that an older rollout's ask stands:
  * - an entry that names no system (a rollback's refused or left host);
- * - every entry of a rollout a rollback among `records` undid;
+ * - every entry of a rollout a rollback among `records` undid, for the hosts that rollback
+ *   names (undoneHosts: a rollback of some hosts leaves the rollout standing for the others);
  * - an aborted rollout's hosts it never reached (the operator stopped it before them);
  * - every entry of a dry run (`--action dry-activate`).
  * A rollout whose deployer is gone (rolloutAbandoned: killed, running or paused) asks as it
@@ -47,16 +49,17 @@ export function lastAsks(
 ): Map<string, Ask> {
   const wanted = new Set(hosts);
   const asks = new Map<string, Ask>();
-  const undone = new Set(records.flatMap(({ record }) => record.undoes ?? []));
+  const undone = undoneHosts(records.map(({ record }) => record));
   for (const { key, record } of records) {
     if (asks.size === wanted.size) break;
-    if (undone.has(record.id)) continue;
     // A dry run changes nothing and asks nothing: the asks before it stand.
     if (record.action === "dry-activate") continue;
     // A record left running by a killed deploy, or one a second interrupt ended with hosts
     // still mid-activation: each of those hosts as it was left.
     const ended = rolloutAbandoned(record, now) || !rolloutLive(record.state);
+    const undoneFor = undone.get(record.id);
     for (const written of rolloutEntries(record)) {
+      if (undoneFor?.has(written.host)) continue;
       const entry = ended ? asEnded(written, record.updatedAt) : written;
       if (record.state === "aborted" && entry.state === "not-started") continue;
       if (entry.system === null || !wanted.has(entry.host) || asks.has(entry.host)) continue;

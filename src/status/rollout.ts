@@ -507,6 +507,24 @@ export function rolloutEntries(record: RolloutRecord): RolloutHost[] {
   return [...record.waves.flatMap((w) => w.hosts), ...(record.skipped ?? [])];
 }
 
+/**
+ * Each rollout a rollback among `records` undid, with the hosts that rollback names (those it
+ * sent back, and those it left): a rollback of some hosts alone (`--on`) undoes the rollout for
+ * them, and the rollout still stands for its other hosts.
+ */
+export function undoneHosts(
+  records: readonly Pick<RolloutRecord, "undoes" | "waves" | "skipped">[],
+): Map<string, Set<string>> {
+  const undone = new Map<string, Set<string>>();
+  for (const record of records) {
+    if (record.undoes === undefined) continue;
+    const hosts = undone.get(record.undoes) ?? new Set<string>();
+    for (const entry of rolloutEntries(record as RolloutRecord)) hosts.add(entry.host);
+    undone.set(record.undoes, hosts);
+  }
+  return undone;
+}
+
 /** The id a rollout record's key ends with, or undefined for a key that is not one. */
 export function rolloutIdOfKey(key: string): string | undefined {
   return isRolloutKey(key) ? key.slice(key.lastIndexOf("-") + 1, -".json".length) : undefined;

@@ -189,6 +189,36 @@ describe("planUndo with the rollouts started since", () => {
     expect(steps.map((s) => s.kind)).toEqual(["back", "back"]);
   });
 
+  it("passes over a later rollout only for the hosts its rollback (--on) sent back", () => {
+    const both = {
+      ...record([
+        { ...entry("a", "confirmed", V3), system: V1 },
+        { ...entry("b", "confirmed", V3), system: V1 },
+      ]),
+      id: "aaaaaaaaaaaa",
+      startedAt: "2026-11-26T11:00:00.000Z",
+    };
+    // A rollback --on a names a alone.
+    const rollbackOfA = {
+      ...record([{ ...entry("a", "confirmed", V1), system: V3 }]),
+      id: "cccccccccccc",
+      startedAt: "2026-11-26T12:00:00.000Z",
+      undoes: "aaaaaaaaaaaa",
+    };
+    const steps = planUndo(r, running, {
+      newer: { records: [rollbackOfA, both], complete: true },
+    });
+    expect(steps.map((s) => [s.host, s.kind])).toEqual([
+      ["a", "back"],
+      ["b", "refused"],
+    ]);
+    expect(steps[1]).toMatchObject({
+      why: expect.stringContaining(
+        "rollout aaaaaaaaaaaa (2026-11-26T11:00:00.000Z) changed it since",
+      ),
+    });
+  });
+
   it("refuses what it cannot tell: more rollouts since than it read", () => {
     const steps = planUndo(r, running, { newer: { records: [], complete: false } });
     expect(steps.map((s) => s.kind)).toEqual(["refused", "refused"]);

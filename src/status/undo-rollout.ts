@@ -10,6 +10,7 @@ import {
   type RolloutRecord,
   rolloutEntries,
   rolloutLive,
+  undoneHosts,
 } from "./rollout.js";
 
 /** The rollouts started after the one undone (newest first); `complete`: all of them. */
@@ -68,25 +69,32 @@ const ACTIVATED: ReadonlySet<RolloutHostState> = new Set([
   "failed",
 ]);
 
+interface LaterRollouts extends NewerRollouts {
+  /** Each later rollout a later rollback undid, with the hosts it was undone for. */
+  readonly undone: ReadonlyMap<string, ReadonlySet<string>>;
+  readonly ids: ReadonlySet<string>;
+}
+
 /**
- * The later rollouts that count: one that a rollback among them undid changed nothing in the
- * end, and both are passed over (undoing the newest rollout, then the one before, steps back
- * through the fleet's history).
+ * The later rollouts, with the hosts a rollback among them undid each for: a rollout undone for
+ * a host changed nothing there in the end, and both it and its rollback are passed over for
+ * that host (undoing the newest rollout, then the one before, steps back through the fleet's
+ * history); for its other hosts the rollout still counts.
  */
-function changesSince(newer: NewerRollouts): NewerRollouts {
-  const ids = new Set(newer.records.map((r) => r.id));
-  const undone = new Set(
-    newer.records.flatMap((r) => (r.undoes !== undefined && ids.has(r.undoes) ? [r.undoes] : [])),
-  );
-  const counted = newer.records.filter(
-    (r) => !undone.has(r.id) && !(r.undoes !== undefined && undone.has(r.undoes)),
-  );
-  return { records: counted, complete: newer.complete };
+function changesSince(newer: NewerRollouts): LaterRollouts {
+  return {
+    ...newer,
+    undone: undoneHosts(newer.records),
+    ids: new Set(newer.records.map((r) => r.id)),
+  };
 }
 
 /** Why a rollout started since `record` keeps `host` from going back; undefined: none does. */
-function changedSince(record: RolloutRecord, host: string, newer: NewerRollouts) {
+function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts) {
   for (const later of newer.records) {
+    if (newer.undone.get(later.id)?.has(host)) continue;
+    // The rollback of a later rollout, for a host it sent back: the pair changed nothing there.
+    if (later.undoes !== undefined && newer.ids.has(later.undoes)) continue;
     const entry = rolloutEntries(later).find((e) => e.host === host);
     if (entry === undefined || !ACTIVATED.has(entry.state)) continue;
     const what =
@@ -109,7 +117,7 @@ function undoStep(
     force,
     abandoned,
     newer,
-  }: { readonly force: boolean; readonly abandoned: boolean; readonly newer: NewerRollouts },
+  }: { readonly force: boolean; readonly abandoned: boolean; readonly newer: LaterRollouts },
 ): UndoStep {
   const host = entry.host;
   const stays = (why: string): UndoStep => ({ host, kind: "stays", runs, why });

@@ -258,6 +258,25 @@ describe("the plan's systems of one name", () => {
     });
     expect(text).toContain("waves:\n  1 (canary): web1, db1\n  2: web22");
   });
+
+  it("names each role's canaries when the canary wave holds several roles", () => {
+    const text = formatPlan({
+      ...PLAN,
+      hosts: [
+        host({ host: "web1", role: "@web" }),
+        host({ host: "db1", role: "@db db1" }),
+        host({ host: "app1", role: "" }),
+        host({ host: "web22", role: "@web" }),
+      ],
+      waves: [
+        { wave: 1, kind: "canary", hosts: ["web1", "db1", "app1"] },
+        { wave: 2, kind: "main", hosts: ["web22"] },
+      ],
+    });
+    expect(text).toContain(
+      "waves:\n  1 (canary): each role's own: @web: web1; @db db1: db1; the fleet's policy: app1\n  2: web22",
+    );
+  });
 });
 
 describe("a big plan: hosts grouped, those that need a person in full", () => {

@@ -223,15 +223,33 @@ function planWaves(plan: DeployPlan): string[] {
   const first = grouped(plan.hosts.length) ? FIRST_WAVES_BIG : FIRST_WAVES;
   const last = plan.waves[plan.waves.length - 1] as PlannedWave;
   const shown = plan.waves.length > first + 2 ? [...plan.waves.slice(0, first), last] : plan.waves;
+  const roles = new Map(plan.hosts.map((h) => [h.host, h.role]));
   const lines = shown.map(
     (w) =>
-      `  ${w.wave}${w.kind === "canary" ? " (canary)" : ""}: ${listHosts(w.hosts)}` +
+      `  ${w.wave}${w.kind === "canary" ? " (canary)" : ""}: ${waveHosts(w, roles)}` +
       (w.hosts.length > 6 ? ` (${w.hosts.length} hosts)` : ""),
   );
   if (shown.length < plan.waves.length) {
     lines.splice(first, 0, `  … ${plan.waves.length - first - 1} more waves`);
   }
   return ["waves:", ...lines.map((l) => withoutControls(l))];
+}
+
+/**
+ * A wave's hosts; a canary wave of hosts of several roles names each role's (every role has its
+ * own canaries: why the canary wave holds more hosts than the policy's `canary`).
+ */
+function waveHosts(wave: PlannedWave, roles: ReadonlyMap<string, string | undefined>): string {
+  const byRole = new Map<string, string[]>();
+  for (const host of wave.hosts) {
+    const role = roles.get(host) ?? "";
+    byRole.set(role, [...(byRole.get(role) ?? []), host]);
+  }
+  if (wave.kind !== "canary" || byRole.size < 2) return listHosts(wave.hosts);
+  const each = [...byRole].map(
+    ([role, hosts]) => `${role === "" ? "the fleet's policy" : role}: ${listHosts(hosts)}`,
+  );
+  return `each role's own: ${each.join("; ")}`;
 }
 
 /**
