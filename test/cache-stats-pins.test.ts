@@ -1,7 +1,7 @@
 // `cache stats` and `cache pin`/`unpin`/`pins` through the CLI, on a directory cache of
 // synthetic signed paths: figures, orphans both ways, untrusted narinfos; pins refused for a
 // path the cache lacks, listed, and removed.
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,9 +120,25 @@ describe("cache pin, pins and unpin", () => {
     expect((await nixship(["cache", "pins", "--cache", url])).stdout).toContain("no pins");
   });
 
-  it("needs a cache named: --cache or --fleet, not both", async () => {
-    const none = await nixship(["cache", "pins"], { env: { NIXSHIP_FLEET: "" } });
+  it("needs a cache named: --cache or --fleet, not both; else the fleet in this directory", async () => {
+    const none = await nixship(["cache", "pins"], { env: { NIXSHIP_FLEET: "" }, cwd: work });
     expect(none.code).toBe(2);
+    expect(none.stderr).toContain("name the cache: --fleet FILE or --cache URL");
+    const here = join(work, "here");
+    await mkdir(here);
+    await writeFile(
+      join(here, "nixship.json"),
+      JSON.stringify({
+        cache: { url, publicKeys: [pub] },
+        hosts: { web1: { address: "192.0.2.1", system: app.path } },
+      }),
+    );
+    const fleetHere = await nixship(["cache", "stats", "--json"], {
+      env: { NIXSHIP_FLEET: "" },
+      cwd: here,
+    });
+    expect(fleetHere.code, fleetHere.stderr).toBe(0);
+    expect(JSON.parse(fleetHere.stdout)).toMatchObject({ paths: 4, untrusted: [stranger.path] });
     const both = await nixship(["cache", "pins", "--cache", url, "--fleet", "x.json"]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain("not both");

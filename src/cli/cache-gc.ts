@@ -30,7 +30,7 @@ const DEFAULTS = { keepReleases: 5, graceHours: 24, waitSeconds: 600 } as const;
 export const cacheGc: Command = {
   path: ["cache", "gc"],
   summary: "delete from the cache what no release, host, rollback or pin needs",
-  help: `Usage: nixship cache gc (--fleet FILE | --cache URL) [--keep-releases N] [--keep-days D]
+  help: `Usage: nixship cache gc [--fleet FILE | --cache URL] [--keep-releases N] [--keep-days D]
                         [--keep-generations N] [--grace H] [--price USD] [--wait S]
                         [--stored] [--skip-roots NAME]... [--dry-run] [--json]
 

@@ -1,12 +1,12 @@
 // What the cache commands (gc, stats, pin) share: the cache named by --cache URL, or the
-// fleet's (--fleet FILE, or $NIXSHIP_FLEET) with the fleet itself.
+// fleet's (--fleet FILE, $NIXSHIP_FLEET, or the fleet in this directory) with the fleet itself.
 import { requireCacheInfo } from "../cache/cache-info.js";
 import { UsageError } from "../errors.js";
 import type { Fleet } from "../fleet/fleet.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
 import type { CliIO } from "./command.js";
-import { readFleetInput } from "./fleet-input.js";
+import { fleetHere, readFleetInput } from "./fleet-input.js";
 
 export const CACHE_FLAGS = {
   fleet: { type: "string" },
@@ -14,7 +14,8 @@ export const CACHE_FLAGS = {
 } as const;
 
 export const CACHE_HELP = `  --fleet FILE           the fleet whose cache it is, a file or a flake's output (.#nixship)
-                         (default: $NIXSHIP_FLEET)
+                         (default: $NIXSHIP_FLEET, else ./nixship.json, else the nixship
+                         output of the flake in this directory)
   --cache URL            a cache named by its URL (file:///dir, s3://bucket/prefix?...)`;
 
 export interface CacheInput {
@@ -32,9 +33,9 @@ export async function readCacheInput(
     throw new UsageError(`${command}: give --fleet or --cache, not both`);
   }
   if (values.cache !== undefined) return { fleet: undefined, url: values.cache };
-  if (values.fleet === undefined && (io.env.NIXSHIP_FLEET ?? "") === "") {
+  if (values.fleet === undefined && (io.env.NIXSHIP_FLEET ?? "") === "" && !fleetHere()) {
     throw new UsageError(
-      `${command}: name the cache: --fleet FILE or --cache URL`,
+      `${command}: name the cache: --fleet FILE or --cache URL (no ./nixship.json, nor a flake with a nixship output, here)`,
       `see 'nixship ${command} --help'`,
     );
   }

@@ -16,7 +16,7 @@ import { trapInterrupts } from "./interrupts.js";
 export const cachePin: Command = {
   path: ["cache", "pin"],
   summary: "keep store paths (and their closures) in the cache whatever the fleet runs",
-  help: `Usage: nixship cache pin STORE_PATH... --name NAME (--fleet FILE | --cache URL) [--json]
+  help: `Usage: nixship cache pin STORE_PATH... --name NAME [--fleet FILE | --cache URL] [--json]
 
 Records the paths under NAME (gc/pins/NAME.json in the cache's store); 'cache gc' keeps
 each one's closure. Pinning again under the same name replaces the pin's paths. Every path
@@ -85,7 +85,7 @@ no cache).`,
 export const cacheUnpin: Command = {
   path: ["cache", "unpin"],
   summary: "remove a pin (the next gc may then delete what only it kept)",
-  help: `Usage: nixship cache unpin NAME (--fleet FILE | --cache URL) [--json]
+  help: `Usage: nixship cache unpin NAME [--fleet FILE | --cache URL] [--json]
 
 Removes the pin NAME. What only the pin kept is deleted by the next 'cache gc' (after the
 grace period).
@@ -124,7 +124,7 @@ cache).`,
 export const cachePins: Command = {
   path: ["cache", "pins"],
   summary: "list the cache's pins",
-  help: `Usage: nixship cache pins (--fleet FILE | --cache URL) [--json]
+  help: `Usage: nixship cache pins [--fleet FILE | --cache URL] [--json]
 
 Lists every pin with its paths and when it was made, and whether each path is still in the
 cache.

@@ -9,7 +9,7 @@ import { readTrustedKeys } from "./keys-input.js";
 export const cacheStatsCommand: Command = {
   path: ["cache", "stats"],
   summary: "paths, bytes by compression, largest closures, deltas, orphans and untrusted narinfos",
-  help: `Usage: nixship cache stats (--fleet FILE | --cache URL) [--trusted-key KEY...] [--top N] [--json]
+  help: `Usage: nixship cache stats [--fleet FILE | --cache URL] [--trusted-key KEY...] [--top N] [--json]
 
 Reads every narinfo (one LIST per 1,000 objects, one GET per narinfo) and reports:
   - paths, their NAR bytes, and the bytes stored, by compression;
