@@ -9,14 +9,7 @@ import { openStore } from "../store/url.js";
 import { formatReleaseList } from "../ui/release-list.js";
 import { formatReleaseShow } from "../ui/release-show.js";
 import { readReleaseList, readReleaseShow } from "../views/release-view.js";
-import {
-  type CliIO,
-  type Command,
-  parseFlags,
-  refuseArguments,
-  requireFlag,
-  writeJson,
-} from "./command.js";
+import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { type FleetInput, readFleetInput } from "./fleet-input.js";
 import { readTrustedKeys } from "./keys-input.js";
 
@@ -27,7 +20,7 @@ const STORE_FLAGS = {
   json: { type: "boolean" },
 } as const;
 
-const STORE_HELP = `  --channel NAME     the channel (required)
+const STORE_HELP = `  --channel NAME     the channel (default: the fleet's releases.channel)
   --store URL        the store holding the releases (default: the fleet file's cache.url)
   --fleet FILE       the fleet file, or a flake's fleet output (.#nixship), when --store is
                      not given (default: $NIXSHIP_FLEET, else ./${DEFAULT_FLEET_FILE}, else
@@ -37,7 +30,7 @@ const STORE_HELP = `  --channel NAME     the channel (required)
 export const releaseList: Command = {
   path: ["release", "list"],
   summary: "list a channel's releases, and the one the channel points at",
-  help: `Usage: nixship release list --channel NAME [--store URL] [--fleet FILE] [--json]
+  help: `Usage: nixship release list [--channel NAME] [--store URL] [--fleet FILE] [--json]
 
 Lists the release files of a channel (releases/<channel>/<seq>.json in the store), oldest
 first: number, creation time, kind (deploy or rollback), host count and digest. The release
@@ -52,9 +45,11 @@ Exit codes: 0 listed (even when empty), 1 the store could not be read, 2 bad usa
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, STORE_FLAGS, "release list");
     refuseArguments(positionals, "release list");
-    const channel = requireFlag(values.channel, "--channel", "release list");
-    const { store } = await openReleaseStore(values, io, "release list");
+    const { store, fleet } = await openReleaseStore(values, io, "release list", {
+      fleetBesideStore: true,
+    });
     try {
+      const channel = releaseChannel(values.channel, fleet, "release list");
       const { releases, warnings } = await readReleaseList(store, channel);
       if (values.json) {
         writeJson(io, { store: store.url, channel, releases });
@@ -77,7 +72,7 @@ export const releaseShow: Command = {
   path: ["release", "show"],
   summary:
     "show one release of a channel (or the latest), verified with --trusted-key or the fleet's release keys",
-  help: `Usage: nixship release show SEQ|latest --channel NAME [--store URL] [--fleet FILE]
+  help: `Usage: nixship release show SEQ|latest [--channel NAME] [--store URL] [--fleet FILE]
                             [--trusted-key KEY...] [--json]
 
 Shows a release: its number, kind, action, health checks, confirmation timeout, its digest
@@ -118,7 +113,6 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
       );
     }
     const which = parseWhich(positionals[0] as string);
-    const channel = requireFlag(values.channel, "--channel", "release show");
     // Given --trusted-key, verify even if its files hold no key: then nothing is trusted.
     const flagged = values["trusted-key"] ?? [];
     const flagKeys = await readTrustedKeys(flagged);
@@ -133,6 +127,7 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
         ? "the trusted keys"
         : `releases.publicKeys of ${fleet.fleetFile}`;
     try {
+      const channel = releaseChannel(values.channel, fleet, "release show");
       const shown = await readReleaseShow(store, channel, which, verified ? trusted : undefined);
       if (values.json) {
         writeJson(io, { store: store.url, ...shown });
@@ -184,6 +179,21 @@ async function openReleaseStore(
     );
   }
   return { store: await openStore(input.fleet.cache.url), fleet: input };
+}
+
+/** `--channel`, else the fleet's `releases.channel`; a usage error when neither names one. */
+function releaseChannel(
+  flag: string | undefined,
+  fleet: FleetInput | undefined,
+  command: string,
+): string {
+  if (flag !== undefined && flag !== "") return flag;
+  const named = fleet?.fleet.releases?.channel;
+  if (named !== undefined) return named;
+  throw new UsageError(
+    `${command}: name the channel with --channel NAME${fleet === undefined ? "" : ` (the fleet ${fleet.fleetFile} has no releases.channel)`}`,
+    `see 'nixship ${command} --help'`,
+  );
 }
 
 /** The fleet file named by --fleet, $NIXSHIP_FLEET or the default, with --store as the fix. */
