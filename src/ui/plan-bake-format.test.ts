@@ -27,6 +27,12 @@ describe("formatPlanBakes", () => {
       '    latency: p99{host= "{name}"} is at most 1.5 × the baseline, 2 failed measurements tolerated; no data waits',
     ]);
     expect(formatPlanBakes({ hosts: [{ host: "db1" }] as never })).toEqual([]);
+    const one = { ...bake, analysis: [{ ...bake.analysis[1], failureLimit: 1 }] };
+    expect(
+      formatPlanBakes({ hosts: [{ host: "web1", role: "@web", bake: one }] as never }),
+    ).toContain(
+      '    latency: p99{host= "{name}"} is at most 1.5 × the baseline, 1 failed measurement tolerated; no data waits',
+    );
   });
 
   it("notes a query that may read what a host ran before its switch, and what keeps it out", () => {

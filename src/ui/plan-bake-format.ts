@@ -7,6 +7,7 @@ import type { HostBake } from "../fleet/bake.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { withoutControls } from "../util/text.js";
 import { listHosts } from "./fleet-size.js";
+import { plural } from "./format.js";
 
 export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): string[] {
   const byBake = new Map<string, { hosts: string[]; bake: HostBake; role: string }>();
@@ -35,7 +36,7 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): 
       ),
       ...bake.analysis.flatMap((q) => [
         withoutControls(
-          `    ${q.name}: ${q.query.replace(/\s+/g, " ")} is ${conditionText(q)}${q.failureLimit > 0 ? `, ${q.failureLimit} failed measurements tolerated` : ""}; no data ${q.noData === "fail" ? "fails" : "waits"}`,
+          `    ${q.name}: ${q.query.replace(/\s+/g, " ")} is ${conditionText(q)}${q.failureLimit > 0 ? `, ${plural(q.failureLimit, "failed measurement")} tolerated` : ""}; no data ${q.noData === "fail" ? "fails" : "waits"}`,
         ),
         ...reachNote(
           plan.bakeNotes?.find((n) => n.query === q.name && n.hosts.includes(hosts[0] as string)),
