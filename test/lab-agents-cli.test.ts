@@ -39,6 +39,12 @@ describe("lab agents pause and resume", () => {
       ],
     });
 
+    // Hosts named without --name: their lab is found by them.
+    const found = await nixship(["lab", "agents", "pause", "lp1"], { env: lab.env });
+    expect(found.code, found.stderr).toBe(0);
+    expect(found.stdout).toContain("lp1: paused");
+    expect(existsSync(pauseFlag("lp1"))).toBe(true);
+
     const resumed = await agents("resume");
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toBe("lp1: resumed\nlp2: resumed\n");

@@ -214,7 +214,8 @@ export const labAgentsCommand: Command = {
   summary: "stop, start, pause or resume the pull agents of a lab started with --agents",
   help: `Usage: nixship lab agents start|stop|pause|resume [--name PREFIX] [HOST...] [--json]
 
-Acts on the agents of the named hosts (all of the lab's by default):
+Acts on the agents of the named hosts (all of the lab's by default; without --name, the lab is
+the one that holds the first HOST, else the lab called 'lab'):
   stop     stops them: TERM (an activation in progress finishes first), then KILL after 5 s
   start    starts those that do not run, in their hosts, and returns once each has written
            a heartbeat (at most 30 s) to the lab's cache, or to the S3 store its config
@@ -240,17 +241,17 @@ ${WHERE}`,
         "see 'nixship lab agents --help'",
       );
     }
-    const done = await labAgents(
-      labsDir(io.env),
-      validateLabName(values.name ?? "lab"),
-      action as LabAgentAction,
-      hosts,
-      (e) => {
-        if (!values.json && e.type === "agent-up") {
-          io.stderr.write(`${e.host}: its agent runs (pid ${e.pid})\n`);
-        }
-      },
-    );
+    // Without --name, the lab of the hosts named (as 'lab exec' finds its host), else "lab".
+    const [first] = hosts;
+    const lab =
+      values.name !== undefined || first === undefined
+        ? validateLabName(values.name ?? "lab")
+        : (await findLabHost(labsDir(io.env), first)).lab;
+    const done = await labAgents(labsDir(io.env), lab, action as LabAgentAction, hosts, (e) => {
+      if (!values.json && e.type === "agent-up") {
+        io.stderr.write(`${e.host}: its agent runs (pid ${e.pid})\n`);
+      }
+    });
     if (values.json) {
       writeJson(io, {
         lab: done.state.name,
