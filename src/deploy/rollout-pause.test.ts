@@ -65,6 +65,22 @@ function rollout(signal?: AbortSignal) {
   return { recorder, shown, input };
 }
 
+/** The record's "paused" event after the canary wave, from `since` until `until`. */
+function pausedEvent(rollout: string, since: Date, until: Date): DeployEvent {
+  return {
+    type: "paused",
+    rollout,
+    afterWave: 1,
+    kind: "canary",
+    since: since.toISOString(),
+    until: until.toISOString(),
+    onTimeout: "abort",
+    resume: "",
+    abort: "",
+    store: store.url,
+  };
+}
+
 async function storedRecord() {
   const [newest] = await listNewestRollouts(store, 1);
   if (newest === undefined) throw new Error("no record");
@@ -210,18 +226,7 @@ describe("answerPause", () => {
   it("refuses a pause whose deadline passed long ago with nobody taking it: the deploy is gone", async () => {
     const { recorder, input } = rollout();
     const since = new Date("2026-01-01T00:00:00.000Z");
-    await input.record({
-      type: "paused",
-      rollout: recorder.id,
-      afterWave: 1,
-      kind: "canary",
-      since: since.toISOString(),
-      until: new Date(since.getTime() + 60_000).toISOString(),
-      onTimeout: "abort",
-      resume: "",
-      abort: "",
-      store: store.url,
-    });
+    await input.record(pausedEvent(recorder.id, since, new Date(since.getTime() + 60_000)));
     await expect(
       answerPause(store, {
         rollout: recorder.id,
@@ -238,18 +243,7 @@ describe("answerPause", () => {
 
   it("refuses a pause whose record went unwritten for 15 heartbeats before its deadline: the deploy is gone", async () => {
     const { recorder, input } = rollout();
-    await input.record({
-      type: "paused",
-      rollout: recorder.id,
-      afterWave: 1,
-      kind: "canary",
-      since: new Date().toISOString(),
-      until: new Date(Date.now() + 86_400_000).toISOString(),
-      onTimeout: "abort",
-      resume: "",
-      abort: "",
-      store: store.url,
-    });
+    await input.record(pausedEvent(recorder.id, new Date(), new Date(Date.now() + 86_400_000)));
     const written = (await storedRecord()).updatedAt;
     await expect(
       answerPause(store, {
@@ -267,18 +261,7 @@ describe("answerPause", () => {
 
   it("says when the deploy does not take the answer within its wait", async () => {
     const { recorder, input } = rollout();
-    await input.record({
-      type: "paused",
-      rollout: recorder.id,
-      afterWave: 1,
-      kind: "canary",
-      since: new Date().toISOString(),
-      until: new Date(Date.now() + 600_000).toISOString(),
-      onTimeout: "abort",
-      resume: "",
-      abort: "",
-      store: store.url,
-    });
+    await input.record(pausedEvent(recorder.id, new Date(), new Date(Date.now() + 600_000)));
     const answered = await answerPause(store, {
       rollout: recorder.id,
       action: "abort",
