@@ -22,7 +22,10 @@ const env = () => ({ NIXSHIP_LAB_DIR: labsDir });
 
 type FleetDoc = {
   hosts: Record<string, { system: string }>;
-  policy: { health: { http: unknown[] }; bake?: { seconds: number; interval: number } };
+  policy: {
+    health: { http: unknown[]; commands?: unknown[] };
+    bake?: { seconds: number; interval: number };
+  };
   [k: string]: unknown;
 };
 
@@ -186,13 +189,40 @@ describe("deploy, interrupted", () => {
       expect(summary.results).toEqual([
         expect.objectContaining({
           host: "di2",
-          outcome: expect.objectContaining({ status: "failed", rolledBack: true }),
+          outcome: expect.objectContaining({ status: "failed", phase: "switch", rolledBack: true }),
         }),
       ]);
       await expectConsistent(only<{ plan: Plan }>(all, "plan").plan, summary);
       expect(await served("di2")).toBe("web-v1");
     } finally {
       await setSystems({ di2: "web-v2" });
+    }
+  }, 300_000);
+
+  it("SIGINT during the host's command checks: the host goes back, and its failure names the health phase", async () => {
+    const saved = await readFile(fleetFile, "utf8");
+    await setSystems({ di2: "web-v3" });
+    // A command check that never passes keeps the host in its health phase for its timeout.
+    await editFleet((doc) => {
+      doc.policy.health.commands = [{ run: "false", timeout: 60 }];
+    });
+    try {
+      const r = await interruptDeploy(
+        deployArgs("--on", "di2", "--json"),
+        env(),
+        (e) => e.type === "host-phase" && e.host === "di2" && e.phase === "health",
+      );
+      expect(r.code, r.stderr).toBe(130);
+      const summary = only<Summary>(events(r.stdout), "summary");
+      expect(summary.results).toEqual([
+        expect.objectContaining({
+          host: "di2",
+          outcome: expect.objectContaining({ status: "failed", phase: "health", rolledBack: true }),
+        }),
+      ]);
+      expect(await served("di2")).toBe("web-v1");
+    } finally {
+      await writeFile(fleetFile, saved);
     }
   }, 300_000);
 

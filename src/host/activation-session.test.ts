@@ -77,12 +77,13 @@ const settled = (
   result: "confirmed" | "rolled-back" | "unknown-token",
   exitCode: number,
   stoppedIn?: string,
+  message = `${command}: ${result}`,
 ): ActivationResult => ({
   ok: exitCode === 0,
   command,
   result,
   exitCode,
-  message: `${command}: ${result}`,
+  message,
   generation: 4,
   current: OLD,
   ...(stoppedIn === undefined ? {} : { stoppedIn }),
@@ -610,6 +611,48 @@ describe("runActivationSession, interrupted", () => {
         rolledBack: true,
       });
     }
+  });
+
+  it("during activate, stopped in its switch or health: the failure names that phase, not the switch", async () => {
+    for (const stoppedIn of ["switch", "health"] as const) {
+      const controller = new AbortController();
+      const t = new FakeTransport({
+        activate: () => {
+          controller.abort("SIGINT");
+          return silent("interrupted");
+        },
+        abort: ok(settled("abort", "rolled-back", 0, stoppedIn)),
+      });
+      const { outcome } = await session(t, request(), controller.signal);
+      expect(outcome).toEqual({
+        status: "failed",
+        phase: stoppedIn,
+        message: "interrupted (SIGINT); aborted: back on the previous system",
+        rolledBack: true,
+      });
+    }
+  });
+
+  it("during activate, its lock naming no phase it ran: the last phase the host said it entered", async () => {
+    const controller = new AbortController();
+    const t = new FakeTransport({
+      activate: (_args, o) => {
+        o.onLog?.("activate: @phase switch");
+        o.onLog?.("activate: @phase health");
+        o.onLog?.("activate: @phase rollback");
+        controller.abort("SIGINT");
+        return silent("interrupted");
+      },
+      abort: ok(settled("abort", "rolled-back", 0, "rollback", "check failed")),
+    });
+    const { outcome } = await session(t, request(), controller.signal);
+    expect(outcome).toEqual({
+      status: "failed",
+      phase: "health",
+      message:
+        "interrupted (SIGINT); it had failed already (check failed): back on the previous system",
+      rolledBack: true,
+    });
   });
 
   it("during the HTTP checks: aborts the window instead of confirming", async () => {

@@ -102,11 +102,18 @@ export {
  * (`activate: @phase NAME`) moves the session to that phase; any other line is logged,
  * without the "activate: " prefix.
  */
-export function sessionLog(hooks: Pick<SessionHooks, "phase" | "log">): (line: string) => void {
+export function sessionLog(
+  hooks: Pick<SessionHooks, "phase" | "log">,
+  seen: { reached?: SessionPhase } = {},
+): (line: string) => void {
   return (line) => {
     const phase = phaseMarker(line);
     if (phase === undefined) hooks.log(line.replace(/^activate: /, ""));
-    else if (phase !== null) hooks.phase(phase);
+    else if (phase !== null) {
+      // `seen.reached`: the last phase it entered, but a rollback (what an abort names).
+      if (phase !== "rollback") seen.reached = phase;
+      hooks.phase(phase);
+    }
   };
 }
 
@@ -119,7 +126,8 @@ export async function runActivationSession(
   const { signal } = hooks;
   const steps = activationSteps(request, transport.confirms);
   const token = hooks.token ?? `s${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
-  const onLog = sessionLog(hooks);
+  const seen: { reached?: SessionPhase } = {};
+  const onLog = sessionLog(hooks, seen);
   const interrupted = () => interruptReason(signal);
 
   hooks.phase("connect");
@@ -171,7 +179,17 @@ export async function runActivationSession(
     // No answer: the host may still be activating. Abort it over a new connection (it goes
     // back to its previous system); where it cannot be reached, its own bounds end it.
     const why = signal?.aborted ? interrupted() : run.failure || `no result within ${deadline}s`;
-    return abortUnanswered(transport, token, why, steps, request, onLog, hooks, asked);
+    return abortUnanswered(
+      transport,
+      token,
+      why,
+      steps,
+      request,
+      onLog,
+      hooks,
+      asked,
+      seen.reached,
+    );
   }
   const answer = answerOf(result, "activate");
   if (answer === undefined) {

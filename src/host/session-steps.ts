@@ -29,6 +29,9 @@ export const SESSION_MARGIN = 90;
 /** Seconds a confirm, abort or rollback may take (activate.sh waits up to 60 s for its watcher). */
 export const SETTLE_TIMEOUT = 90;
 
+/** The phases of an activation from the profile's change on: an abort there rolls back. */
+const SWITCHED_PHASES: ReadonlySet<string> = new Set(["profile", "switch", "reboot", "health"]);
+
 /**
  * activate gave no answer: abort it (fresh), which rolls back an activation still running.
  * `asked`: the answer of an abort already made for this token (see `neverBegan`).
@@ -42,6 +45,7 @@ export async function abortUnanswered(
   onLog: (line: string) => void,
   hooks: SessionHooks,
   asked?: ScriptRun,
+  reached?: SessionPhase,
 ): Promise<DeployOutcome> {
   hooks.phase("rollback");
   const back = asked ?? (await settleOverNew(transport, { verb: "abort", token }, onLog));
@@ -56,8 +60,22 @@ export async function abortUnanswered(
         true,
       );
     }
-    const phase = stoppedIn === "profile" ? "profile" : "switch";
-    return failed(phase, `${why}; aborted: back on the previous system`, true);
+    // Stopped in a later phase (the host's lock names it), else (rolling back after its own
+    // failure, or waiting in its confirmation window) the last phase the host said it entered.
+    const phase =
+      stoppedIn !== undefined && SWITCHED_PHASES.has(stoppedIn)
+        ? (stoppedIn as SessionPhase)
+        : reached !== undefined && SWITCHED_PHASES.has(reached)
+          ? reached
+          : "switch";
+    const own = stoppedIn === "rollback" && "message" in r && r.message ? ` (${r.message})` : "";
+    return failed(
+      phase,
+      own === ""
+        ? `${why}; aborted: back on the previous system`
+        : `${why}; it had failed already${own}: back on the previous system`,
+      true,
+    );
   }
   if (neverBegan(back)) {
     // The activation never began (or ended before it recorded itself): nothing to undo.

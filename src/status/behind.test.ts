@@ -95,8 +95,16 @@ describe("the fleet's last ask", () => {
     const failed = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [["h2", "rolled-back", V3]]);
     const ask = lastAsks([failed], ["h2"]).get("h2");
     const itsFailure = { ...reported("2026-11-26T12:00:01.000Z", V3), state: "failed" as const };
-    expect(behindOf(ask, itsFailure, V2)).toMatchObject({ rollout: "cccccccccccc", wants: V3 });
+    expect(behindOf(ask, itsFailure, V2)).toMatchObject({
+      rollout: "cccccccccccc",
+      wants: V3,
+      failed: true,
+    });
     expect(behindOf(ask, itsFailure, V2)?.why).toMatch(/^rolled back/);
+    // A failure on that system from before the rollout is not its failure there.
+    const before = { ...itsFailure, startedAt: "2026-11-26T11:00:00.000Z" };
+    expect(behindOf(ask, before, V2)).toMatchObject({ rollout: "cccccccccccc" });
+    expect(behindOf(ask, before, V2)).not.toHaveProperty("failed");
     // A failure of another system since is the newer word, as is a success.
     expect(behindOf(ask, { ...itsFailure, desired: V2 }, V2)).toBeUndefined();
     expect(behindOf(ask, { ...itsFailure, state: "success" }, V2)).toBeUndefined();

@@ -16,6 +16,11 @@ export interface Behind {
   readonly at: string;
   /** What came of it there, said for a person: "unreachable: …", "not started: …", … */
   readonly why: string;
+  /**
+   * Set when the host's record, written in or since that rollout, tells its failure there
+   * (toldFailure): its state is then the record's (failed, or rolled back), not behind.
+   */
+  readonly failed?: true;
 }
 
 /**
@@ -35,14 +40,11 @@ export function behindOf(
   running: string | null | undefined,
 ): Behind | undefined {
   if (ask === undefined || !MISSED.has(ask.entry.state)) return undefined;
-  if (
-    record !== undefined &&
-    Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt) &&
-    !toldFailure(ask, record) &&
-    !carriedOnly(ask, record)
-  ) {
-    return undefined;
-  }
+  const newer =
+    record !== undefined && Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt);
+  // An older record's failure is not this rollout's, though it failed on the same system.
+  const failed = newer && toldFailure(ask, record);
+  if (newer && !failed && !carriedOnly(ask, record)) return undefined;
   if (running === ask.system) return undefined;
   const said = ask.entry.message === null ? "" : `: ${ask.entry.message}`;
   return {
@@ -50,6 +52,7 @@ export function behindOf(
     rollout: ask.rollout.id,
     at: ask.rollout.startedAt,
     why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
+    ...(failed ? { failed: true as const } : {}),
   };
 }
 

@@ -165,7 +165,13 @@ describe("the status table of ssh hosts", () => {
   });
 
   it("a failure its record tells names the rollout it failed in, once, live and stored", () => {
-    const behind = { wants: NEW, rollout: "0123456789ab", at: "x", why: "rolled back: 500" };
+    const behind = {
+      wants: NEW,
+      rollout: "0123456789ab",
+      at: "x",
+      why: "rolled back: 500",
+      failed: true as const,
+    };
     const live = { ...liveRow(host as never, answered, failed), behindRollout: behind };
     const line = formatStatusTable([live]).split("\n")[1] as string;
     expect(line).toContain(
@@ -179,6 +185,14 @@ describe("the status table of ssh hosts", () => {
     expect(line).toMatch(/ rolled-back {2}wants /);
     expect(storedNote(stored)).toBe(
       "failed in rollout 0123456789ab; GET /health answered 500; rolled back; reported 2025-01-01T12:00:05.000Z",
+    );
+    // An older failure on the same system is not that rollout's (behind.ts): the host is
+    // behind the rollout, which never started it.
+    const { failed: _told, ...notTold } = { ...behind, why: "not started: the canary failed" };
+    const older = row({ ...fields, behindRollout: notTold, inStep: false });
+    expect(hostState(older)).toBe("behind");
+    expect(storedNote(older)).toContain(
+      "behind rollout 0123456789ab (not started: the canary failed)",
     );
   });
 

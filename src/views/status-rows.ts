@@ -177,7 +177,5 @@ export function runningOf(row: StatusRow): string | null {
  * toldFailure): its state is then the record's (failed, or rolled back).
  */
 export function failedInRollout(row: StatusRow): boolean {
-  if (row.behindRollout === undefined) return false;
-  const last = row.source === "live" ? row.last : { state: row.state, wants: row.desired };
-  return last?.state === "failed" && last.wants === row.behindRollout.wants;
+  return row.behindRollout?.failed === true;
 }
