@@ -6,6 +6,7 @@ import type { StorePath } from "../nix/store-path.js";
 import { rolloutKey } from "../status/rollout.js";
 import { readStatus } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
+import { lastWordsPending, sayLastWords } from "../util/last-words.js";
 import type { HostResult } from "./events.js";
 import { PushRecords, recordResults, recordRollbacks } from "./push-records.js";
 
@@ -324,6 +325,17 @@ describe("PushRecords: each host's record written as it is done", () => {
     // The rollout ends with the same result: nothing is written again.
     await records.finish([activated("p1")], new Map([["p1", new Date(0)]]));
     expect((await read("p1"))?.updatedAt).toBe(early.updatedAt);
+  });
+
+  it("a host done when a second interrupt comes: its record is among the last words", async () => {
+    const records = new PushRecords(url, "ssh", plan("p4"), undefined);
+    records.hostDone(activated("p4"), new Date());
+    expect(lastWordsPending()).toBe(true);
+    // What a second interrupt runs before it exits (cli/interrupts.ts).
+    await sayLastWords(5000);
+    expect(await read("p4")).toMatchObject({ state: "success", current: V2 });
+    await records.finish([activated("p4")], new Map());
+    expect(lastWordsPending()).toBe(false);
   });
 
   it("writes again a host whose result changed after it was done (its wave's bake took it back)", async () => {

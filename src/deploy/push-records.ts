@@ -17,6 +17,7 @@ import {
 import { readStatusOf, writeStatus } from "../status/status-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { onLastWord } from "../util/last-words.js";
 import { mapLimit, Semaphore } from "../util/pool.js";
 import { deployedBy } from "./deploy-origin.js";
 import type { HostResult } from "./events.js";
@@ -165,6 +166,8 @@ export class PushRecords {
   readonly #limit = new Semaphore(WRITES);
   readonly #written = new Map<string, { readonly result: HostResult; readonly at: string }>();
   readonly #pending: Promise<void>[] = [];
+  /** A second interrupt exits at once: the records under way are among its last words. */
+  readonly #unregister = onLastWord(() => Promise.all(this.#pending));
 
   constructor(cacheUrl: string, mode: DeliveryMode, plan: SurveyedPlan, rollout?: RecordOrigin) {
     this.#store = openStore(cacheUrl);
@@ -196,6 +199,7 @@ export class PushRecords {
     doneWith: ReadonlyMap<string, Date>,
   ): Promise<void> {
     await Promise.all(this.#pending);
+    this.#unregister();
     try {
       const context = await this.#context;
       await mapLimit(results ?? [], WRITES, async (r) => {
