@@ -144,6 +144,8 @@ async function recordResult(
         ...(r.outcome.status === "activated" && r.outcome.delta !== undefined
           ? { delta: r.outcome.delta }
           : {}),
+        // What it boots next is what it was given; it runs what it ran until it reboots.
+        ...(r.outcome.status === "activated" && c.action === "boot" ? { action: "boot" } : {}),
       },
       // From the same clock reading as updatedAt: a host found up to date (no seconds)
       // started no later than its record was written.

@@ -87,6 +87,11 @@ export interface StatusRecord {
    */
   readonly refused?: string;
   /**
+   * "boot": written by a boot deploy (--action boot) that set `desired` as what the host boots
+   * next, while it runs `current` until it reboots. Absent for every other write.
+   */
+  readonly action?: "boot";
+  /**
    * After a failure: whether the host went back to the system it ran before (null when it did
    * not fail, or a record written before nixship recorded it).
    */
@@ -265,7 +270,7 @@ export interface RecordParts {
   /** How the apply the record describes went, and its log (agents). */
   readonly what: Pick<
     StatusRecord,
-    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log" | "refused"
+    "state" | "phase" | "error" | "rolledBack" | "pruned" | "delta" | "log" | "refused" | "action"
   >;
   readonly startedAt: string;
   readonly updatedAt: string;
@@ -395,6 +400,8 @@ export function parseStatusRecord(bytes: Uint8Array, source: string): StatusReco
     // Shown on terminals: what a host (or whoever wrote the store) put there, controls removed.
     error: typeof r.error === "string" ? withoutControls(r.error) : null,
     ...(r.refused === undefined ? {} : { refused: r.refused as string }),
+    // Another word (a newer nixship's) is none this version knows.
+    ...(r.action === "boot" ? { action: "boot" as const } : {}),
     rolledBack: (r.rolledBack as boolean | null | undefined) ?? null,
     ...(log === undefined ? {} : { log }),
     startedAt: r.startedAt as string,

@@ -142,7 +142,11 @@ export function storedNote(r: StoredRow): string {
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
   // A boot deploy's success: what it boots next is not what it runs (views/status-rows.ts).
   const boots =
-    r.state === "success" && r.desired && r.current && r.desired !== r.current
+    r.action === "boot" &&
+    r.state === "success" &&
+    r.desired &&
+    r.current &&
+    r.desired !== r.current
       ? `boots ${systemNamer([r.desired, r.current])(r.desired)} next: not what it runs`
       : "";
   return joinNote([

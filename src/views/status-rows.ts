@@ -149,6 +149,7 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   // A success on another system than it runs: a boot deploy's, which it boots next.
   const bootsNext =
     record !== undefined &&
+    record.action === "boot" &&
     record.state === "success" &&
     record.desired !== null &&
     record.current !== null &&
