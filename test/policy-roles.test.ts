@@ -131,7 +131,10 @@ describe("a fleet of two roles, each with its own checks", () => {
       { wave: 2, kind: "main", hosts: [`${LAB}2`] },
     ]);
     const text = await nixship(["plan", "--fleet", fleetFile]);
-    expect(text.stdout).toContain(`waves:\n  1 (canary): ${LAB}1, ${LAB}3\n  2: ${LAB}2`);
+    // Each role's own canary, named by its role.
+    expect(text.stdout).toContain(
+      `waves:\n  1 (canary): each role's own: @api: ${LAB}1; @worker: ${LAB}3\n  2: ${LAB}2`,
+    );
     const r = await deploy();
     expect(r.code, r.stderr).toBe(0);
     const ran = deployEvents(r)

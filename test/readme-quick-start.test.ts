@@ -57,12 +57,12 @@ describe("the README's quick start", () => {
     const r = await run("bash", ["-c", script], { env });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     // doctor passed the local Nix, the deploy activated every host, and status (run before lab
-    // down) shows each live.
+    // down) shows each in step.
     expect(r.stdout).toContain("nothing blocks a deploy");
     expect(r.stderr).toContain("3 activated, 0 failed");
     for (const host of [`${QUICK}1`, `${QUICK}2`, `${QUICK}3`]) {
       expect(r.stdout).toMatch(
-        new RegExp(`^${host}\\s+ssh\\s+example-web-system-v1\\s+1\\s+live`, "m"),
+        new RegExp(`^${host}\\s+ssh\\s+example-web-system-v1\\s+1\\s+in-step`, "m"),
       );
     }
     const list = await nixship(["lab", "list", "--json"], { env });

@@ -198,8 +198,10 @@ describe("release list", () => {
     );
   });
 
-  it("requires --channel and refuses bad names", async () => {
-    await expect(run(releaseList, ["--store", storeDir])).rejects.toThrow(/--channel is required/);
+  it("requires --channel beside --store alone, and refuses bad names", async () => {
+    await expect(run(releaseList, ["--store", storeDir])).rejects.toThrow(
+      /release list: name the channel with --channel NAME/,
+    );
     await expect(run(releaseList, ["--channel", "../x", "--store", storeDir])).rejects.toThrow(
       expect.objectContaining({ code: "bad-channel", exitCode: 2 }),
     );

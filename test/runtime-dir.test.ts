@@ -106,6 +106,7 @@ echo "theirs: $(ls -A /tmp/nixship-0)"`;
           source: "live",
           inStep: false,
           reachable: false,
+          hostState: "unreachable",
           error: `ssh: connect to host 127.0.0.1 port ${port}: Connection refused`,
         },
       ],

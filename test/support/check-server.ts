@@ -10,7 +10,10 @@ export interface CheckServer {
   readonly url: string;
   /** The hosts whose check was asked, in order. */
   readonly asked: readonly string[];
-  /** Runs `action` when `host`'s check next comes, before it is answered. */
+  /**
+   * Runs `action` when `host`'s check next comes; that check, and every other of the host that
+   * comes while it runs, is answered once it ends.
+   */
   onCheck(host: string, action: () => Promise<void>): void;
   close(): void;
 }
@@ -18,13 +21,21 @@ export interface CheckServer {
 export async function startCheckServer(): Promise<CheckServer> {
   const asked: string[] = [];
   const actions = new Map<string, () => Promise<void>>();
+  // An action under way holds every check of its host until it ends: the deployer gives each
+  // attempt of a check at most 5 s (host/http-check.ts), and asks again.
+  const running = new Map<string, Promise<void>>();
   const server = createServer((req, res) => {
     const host = (req.url ?? "").slice(1);
     asked.push(host);
     const action = actions.get(host);
     actions.delete(host);
+    if (action !== undefined) {
+      const done = action().finally(() => running.delete(host));
+      running.set(host, done);
+    }
+    const wait = running.get(host);
     void (async () => {
-      await action?.();
+      await wait?.catch(() => {});
       res.end("ok");
     })();
   });
