@@ -590,8 +590,8 @@ describe("runActivationSession, interrupted", () => {
     expect(t.calls[1]?.options.signal).toBeUndefined();
   });
 
-  it("during activate, stopped before its switch: the failure names the phase it stopped in", async () => {
-    for (const stoppedIn of ["realise", "secrets", "profile"] as const) {
+  it("during activate: the failure names the phase the host's lock says it stopped in", async () => {
+    for (const stoppedIn of ["realise", "secrets", "profile", "switch", "health"] as const) {
       const controller = new AbortController();
       const t = new FakeTransport({
         activate: () => {
@@ -605,29 +605,9 @@ describe("runActivationSession, interrupted", () => {
         status: "failed",
         phase: stoppedIn,
         message:
-          stoppedIn === "profile"
-            ? "interrupted (SIGINT); aborted: back on the previous system"
-            : `interrupted (SIGINT); stopped in its ${stoppedIn} phase, before any switch`,
-        rolledBack: true,
-      });
-    }
-  });
-
-  it("during activate, stopped in its switch or health: the failure names that phase, not the switch", async () => {
-    for (const stoppedIn of ["switch", "health"] as const) {
-      const controller = new AbortController();
-      const t = new FakeTransport({
-        activate: () => {
-          controller.abort("SIGINT");
-          return silent("interrupted");
-        },
-        abort: ok(settled("abort", "rolled-back", 0, stoppedIn)),
-      });
-      const { outcome } = await session(t, request(), controller.signal);
-      expect(outcome).toEqual({
-        status: "failed",
-        phase: stoppedIn,
-        message: "interrupted (SIGINT); aborted: back on the previous system",
+          stoppedIn === "realise" || stoppedIn === "secrets"
+            ? `interrupted (SIGINT); stopped in its ${stoppedIn} phase, before any switch`
+            : "interrupted (SIGINT); aborted: back on the previous system",
         rolledBack: true,
       });
     }
