@@ -6,6 +6,7 @@ import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
 import { hostState } from "../views/host-state.js";
 import {
+  bootsNextOf,
   failedInRollout,
   type LiveRow,
   type StatusRow,
@@ -140,15 +141,12 @@ export function storedNote(r: StoredRow): string {
         ? `last heartbeat ${r.heartbeatAt}`
         : "no heartbeat";
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
-  // A boot deploy's success: what it boots next is not what it runs (views/status-rows.ts).
+  // A boot deploy's success: what it boots next is not what it runs.
+  const next = bootsNextOf(r);
   const boots =
-    r.action === "boot" &&
-    r.state === "success" &&
-    r.desired &&
-    r.current &&
-    r.desired !== r.current
-      ? `boots ${systemNamer([r.desired, r.current])(r.desired)} next: not what it runs`
-      : "";
+    next === undefined
+      ? ""
+      : `boots ${systemNamer([next, r.current ?? ""])(next)} next: not what it runs`;
   return joinNote([
     drift,
     boots,

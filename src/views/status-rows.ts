@@ -146,14 +146,7 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   const behindRollout = behindOf(facts.ask, record, record?.current);
   // The record's own word on its origin is a reference; the row shows what it refers to.
   const { origin: _reference, ...fields } = record ?? {};
-  // A success on another system than it runs: a boot deploy's, which it boots next.
-  const bootsNext =
-    record !== undefined &&
-    record.action === "boot" &&
-    record.state === "success" &&
-    record.desired !== null &&
-    record.current !== null &&
-    record.desired !== record.current;
+  const bootsNext = record !== undefined && bootsNextOf(record) !== undefined;
   return {
     ...base,
     inStep:
@@ -171,6 +164,18 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
 export function runningOf(row: StatusRow): string | null {
   if (row.source === "live") return row.reachable ? (row.current ?? null) : null;
   return row.current ?? null;
+}
+
+/**
+ * What a boot deploy's record says the host boots next, when it is not what it runs (the
+ * deploy's success, which the host is not in step with until it boots it); else undefined.
+ */
+export function bootsNextOf(
+  record: Partial<Pick<StatusRecord, "action" | "state" | "desired" | "current">>,
+): string | undefined {
+  const { action, state, desired, current } = record;
+  if (action !== "boot" || state !== "success" || !desired || !current) return undefined;
+  return desired === current ? undefined : desired;
 }
 
 /**
