@@ -503,7 +503,7 @@ function rolloutHost(value: unknown, source: string, where: string): RolloutHost
 }
 
 /** Every host a rollout names, in its waves and among those it left alone. */
-export function rolloutEntries(record: RolloutRecord): RolloutHost[] {
+export function rolloutEntries(record: Pick<RolloutRecord, "waves" | "skipped">): RolloutHost[] {
   return [...record.waves.flatMap((w) => w.hosts), ...(record.skipped ?? [])];
 }
 
@@ -519,7 +519,7 @@ export function undoneHosts(
   for (const record of records) {
     if (record.undoes === undefined) continue;
     const hosts = undone.get(record.undoes) ?? new Set<string>();
-    for (const entry of rolloutEntries(record as RolloutRecord)) hosts.add(entry.host);
+    for (const entry of rolloutEntries(record)) hosts.add(entry.host);
     undone.set(record.undoes, hosts);
   }
   return undone;
