@@ -321,7 +321,8 @@ describe("a big summary: failures whole, the rest counted", () => {
         "FAILED (rolled back)",
         "example-web-system-v1",
         "health",
-        "-",
+        // Back on the system it was surveyed on, so on its generation.
+        "3",
         "20.0s",
         "GET http://lab0008/health: status 503; body: starting",
       ]);
@@ -341,5 +342,34 @@ describe("a big summary: failures whole, the rest counted", () => {
       "21     activated  lab0001, lab0002, lab0003, lab0004, lab0005 and 16 more",
       "21 activated, 0 failed in 3.0s",
     ]);
+  });
+});
+
+describe("the generation of a host that was not activated", () => {
+  it("is the one it was surveyed on while it runs that system, as its status record says", () => {
+    const v1 = `/nix/store/${"1".repeat(32)}-example-web-system-v1` as StorePath;
+    const failed = (host: string, rolledBack: boolean): HostResult => ({
+      host,
+      desired,
+      seconds: 5,
+      outcome: { status: "failed", phase: "health", message: "status 500", rolledBack },
+    });
+    const results = [failed("back", true), failed("stuck", false)];
+    const plan = {
+      action: "switch",
+      hosts: results.map((r) => ({ host: r.host, current: v1, generation: 2 })),
+    } as unknown as DeployPlan;
+    const text = formatDeploySummary(results, 5, plan);
+    const row = (host: string) =>
+      (text.split("\n").find((l) => l.startsWith(`${host} `)) ?? "").split(/ {2,}/);
+    // Gone back: on v1 and its generation 2. Not gone back: on the failed system, no number.
+    expect(row("back").slice(0, 5)).toEqual([
+      "back",
+      "FAILED (rolled back)",
+      "example-web-system-v1",
+      "health",
+      "2",
+    ]);
+    expect(row("stuck").slice(2, 5)).toEqual(["example-web-system-v2 (failed)", "health", "-"]);
   });
 });

@@ -83,7 +83,7 @@ export function formatDeploySummary(
       counted.push(result);
       continue;
     }
-    const row = summaryRow(result);
+    const row = summaryRow(result, plan);
     rows.push(plan ? withRuns(row, runs(result, plan)) : row);
   }
   const parts = [`${counts.activated} activated`, `${counts.failed} failed`];
@@ -178,9 +178,21 @@ function runsName(result: HostResult, current: string | undefined, plan: DeployP
   return untouched && (plan.pauses?.length ?? 0) > 0 ? `${name} (when surveyed)` : name;
 }
 
-function summaryRow(result: HostResult): string[] {
+/**
+ * The generation a host that was not activated is on: with the plan, the one it was surveyed
+ * on while it still runs that system (gone back, or untouched), as its status record says.
+ */
+function generationKept(result: HostResult, plan: DeployPlan | undefined): string {
+  const surveyed = plan?.hosts.find((p) => p.host === result.host);
+  if (plan === undefined || surveyed?.current === undefined) return "-";
+  const same = runsAfter(result, surveyed.current, plan.action) === surveyed.current;
+  return same ? (surveyed.generation?.toString() ?? "-") : "-";
+}
+
+function summaryRow(result: HostResult, plan: DeployPlan | undefined): string[] {
   const o = result.outcome;
   const time = o.status === "skipped" ? "-" : formatDuration(result.seconds);
+  const kept = generationKept(result, plan);
   switch (o.status) {
     case "activated":
       return [
@@ -192,8 +204,8 @@ function summaryRow(result: HostResult): string[] {
         o.pruned === undefined ? "" : oneLine(describePrune(o.pruned)),
       ];
     case "failed":
-      return [result.host, resultLabel(result), o.phase, "-", time, oneLine(o.message)];
+      return [result.host, resultLabel(result), o.phase, kept, time, oneLine(o.message)];
     case "skipped":
-      return [result.host, resultLabel(result), "-", "-", time, oneLine(o.message ?? "")];
+      return [result.host, resultLabel(result), "-", kept, time, oneLine(o.message ?? "")];
   }
 }
