@@ -39,4 +39,17 @@ describe("the host page's results", () => {
       /None of the newest 20 rollouts names this host\.<\/p>/,
     );
   });
+
+  it("name the rollout a host failed in as such, not as one it is behind", () => {
+    const told = {
+      ...row,
+      state: "failed",
+      rolledBack: true,
+      behindRollout: { ...(row as { behindRollout: object }).behindRollout, failed: true },
+    } as unknown as StatusRow;
+    const html = page(told);
+    expect(html).toContain("<dt>Failed in</dt>");
+    expect(html).toContain("rollout <code>a00000000000</code>");
+    expect(html).not.toContain("<dt>Behind</dt>");
+  });
 });

@@ -12,7 +12,7 @@ import type { HostChange } from "../views/host-change.js";
 import { HOST_STATES, hostState } from "../views/host-state.js";
 import type { BoardChannel, BoardRelease, ReleaseTrust } from "../views/release-board.js";
 import { HISTORY_ROLLOUTS, type HostRollout } from "../views/rollout-watch.js";
-import type { StatusRow } from "../views/status-rows.js";
+import { failedInRollout, type StatusRow } from "../views/status-rows.js";
 import { ago, agoTime } from "./format.js";
 import { Html, html } from "./html.js";
 import type { ReleasePageData } from "./release-reads.js";
@@ -359,10 +359,15 @@ export function hostMain(detail: HostDetail, now: Date): Html {
     ]);
   }
   if (row.behindRollout !== undefined) {
-    fields.push([
-      "Behind",
-      html`<span class="badge behind">behind</span> ${behindText(row.behindRollout).replace(/^behind /, "")}`,
-    ]);
+    // A failure its record tells names the rollout it failed in, as the status table does.
+    fields.push(
+      failedInRollout(row)
+        ? ["Failed in", html`rollout <code>${row.behindRollout.rollout}</code>`]
+        : [
+            "Behind",
+            html`<span class="badge behind">behind</span> ${behindText(row.behindRollout).replace(/^behind /, "")}`,
+          ],
+    );
   }
   const fetched = deltaText(row.delta);
   if (fetched !== undefined) fields.push(["Fetched", fetched]);
