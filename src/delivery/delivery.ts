@@ -63,6 +63,12 @@ export interface WaveContext {
 
 export interface Delivery {
   /**
+   * Optional: what becomes of a host this mode leaves in flight when the deployer stops
+   * following it (interrupted, no result within the grace), for a person. Absent: the host
+   * rolls itself back when its confirmation window closes, unless confirmed (ssh).
+   */
+  settlingText?(request: DeployRequest): string;
+  /**
    * What the host runs. `paths`: store paths to ask its store about, where the mode can ask
    * (ssh); the status's `missing` then lists those it lacks.
    */

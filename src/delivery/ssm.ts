@@ -98,6 +98,12 @@ export class SsmDelivery implements Delivery {
     this.commands = new SsmCommands(options);
   }
 
+  /** Its SSM command goes on without the deployer: no window, no HTTP checks. */
+  settlingText(request: DeployRequest): string {
+    const checks = request.commandChecks.length > 0 ? "its command checks pass" : "it switches";
+    return `its SSM command goes on on the host, within its ${this.settings.commandTimeout}s: it keeps the new system if ${checks}, else goes back, without the deployer's HTTP checks ('nixship plan' asks it what it runs)`;
+  }
+
   async status(host: FleetHost, signal?: AbortSignal): Promise<HostStatus> {
     if (!this.#storedStatus) return this.#liveStatus(host, signal);
     const live = await this.#liveStatus(host, signal).catch((err: unknown) => {

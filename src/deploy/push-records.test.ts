@@ -66,6 +66,18 @@ describe("push records", () => {
           seconds: 1,
           outcome: { status: "failed", phase: "connect", message: "no route", rolledBack: false },
         },
+        {
+          host: "a6",
+          desired: V2,
+          seconds: 130,
+          outcome: {
+            status: "failed",
+            phase: "switch",
+            message: "interrupted, and no result 120s later: the host is still settling",
+            rolledBack: false,
+            settling: true,
+          },
+        },
       ],
       {
         action: "switch",
@@ -75,6 +87,7 @@ describe("push records", () => {
           { host: "a3", current: V2, generation: 7 },
           { host: "a4", current: V1, generation: 4 },
           { host: "a5", current: V1, generation: 4 },
+          { host: "a6", current: V1, generation: 4 },
         ],
       },
     );
@@ -91,6 +104,8 @@ describe("push records", () => {
     expect(await read("a4")).toBeUndefined();
     // Never reached: the deploy changed nothing there, and its rollout record says it missed it.
     expect(await read("a5")).toBeUndefined();
+    // Left settling: where it ends was not seen, and its record keeps its word (none here).
+    expect(await read("a6")).toBeUndefined();
   });
 
   it("a rollback's record names the system each host went back to; a failed one writes none", async () => {

@@ -96,6 +96,9 @@ async function recordResult(
   // Nor did a deploy that never reached the host (unreachable): the rollout record says it
   // missed it, and the host is behind that rollout, not failed (status/behind.ts).
   if (r.outcome.status === "failed" && r.outcome.phase === "connect") return undefined;
+  // Nor of a host left settling: where it ends is not known here; the rollout record says the
+  // deploy stopped following it, and a later survey asks it.
+  if (r.outcome.status === "failed" && r.outcome.settling === true) return undefined;
   const now = new Date().toISOString();
   const was = c.surveyed.get(r.host);
   const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;

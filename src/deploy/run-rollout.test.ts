@@ -515,7 +515,12 @@ describe("runRollout: interrupts", () => {
       abortGrace: 20,
     });
     const a = results.find((x) => x.host === "a")?.outcome;
-    expect(a).toMatchObject({ status: "failed", phase: "switch", rolledBack: false });
+    expect(a).toMatchObject({
+      status: "failed",
+      phase: "switch",
+      rolledBack: false,
+      settling: true,
+    });
     expect(a?.status === "failed" && a.message).toMatch(/still settling/);
     expect(a?.status === "failed" && a.message).toContain(
       "unless its activation is confirmed, it rolls itself back when its confirmation window (30s) closes",
@@ -536,6 +541,36 @@ describe("runRollout: interrupts", () => {
     });
     late?.({ type: "log", host: "a", line: "late" });
     expect(events).toHaveLength(before);
+  });
+});
+
+describe("a host left settling in a mode that says what becomes of it", () => {
+  it("takes the delivery's word (ssm: its command goes on, no window)", async () => {
+    const controller = new AbortController();
+    const delivery: Delivery = {
+      status: async () => ({ reachable: false, error: "unused" }),
+      rollbackHosts: async () => [],
+      settlingText: () => "its SSM command goes on on the host",
+      deployWave: () => {
+        controller.abort("interrupted (SIGINT)");
+        return new Promise<DeployOutcome[]>(() => {});
+      },
+    };
+    const results = await runRollout({
+      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
+      hosts: [host("a")],
+      policy: { maxFailures: 0 },
+      delivery,
+      requests: { get: request },
+      emit: () => {},
+      signal: controller.signal,
+      abortGrace: 20,
+    });
+    const a = results[0]?.outcome;
+    expect(a).toMatchObject({ status: "failed", rolledBack: false, settling: true });
+    expect(a?.status === "failed" && a.message).toBe(
+      "interrupted, and no result 1s later: the host is still settling; its SSM command goes on on the host",
+    );
   });
 });
 

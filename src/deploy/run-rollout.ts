@@ -324,7 +324,12 @@ async function runWave(
     }
     const outcome = settled.done
       ? (settled.value[i] ?? noOutcome())
-      : stillSettling(phases.get(p.host) ?? "connect", grace, waveHosts[i]?.request);
+      : stillSettling(
+          phases.get(p.host) ?? "connect",
+          grace,
+          waveHosts[i]?.request,
+          input.delivery,
+        );
     const result = resultOf(p, outcome);
     emit({ type: "host-done", result });
     return result;
@@ -362,17 +367,22 @@ function stillSettling(
   phase: HostPhase,
   graceMs: number,
   request: DeployRequest | undefined,
+  delivery: Pick<Delivery, "settlingText">,
 ): DeployOutcome {
   const waited = `interrupted, and no result ${Math.ceil(graceMs / 1000)}s later: the host is still settling`;
   const window = request === undefined ? 0 : activationSteps(request, true).confirmWindow;
+  const then =
+    request !== undefined && delivery.settlingText !== undefined
+      ? `; ${delivery.settlingText(request)}`
+      : window > 0
+        ? `; unless its activation is confirmed, it rolls itself back when its confirmation window (${window}s) closes`
+        : `, with no confirmation window; 'nixship status' shows where it ends`;
   return {
     status: "failed",
     phase,
-    message:
-      window > 0
-        ? `${waited}; unless its activation is confirmed, it rolls itself back when its confirmation window (${window}s) closes`
-        : `${waited}, with no confirmation window; 'nixship status' shows where it ends`,
+    message: `${waited}${then}`,
     rolledBack: false,
+    settling: true,
   };
 }
 

@@ -35,6 +35,20 @@ describe("what a host runs once its deploy result is in", () => {
     ).toBe(v2);
   });
 
+  it("a host left settling (no result within the interrupt's grace) runs what is not known here", () => {
+    const settling = {
+      desired: broken,
+      outcome: {
+        status: "failed" as const,
+        phase: "switch" as const,
+        message: "interrupted, and no result 120s later: the host is still settling",
+        rolledBack: false,
+        settling: true as const,
+      },
+    };
+    expect(runsAfter(settling, v1, "switch")).toBeUndefined();
+  });
+
   it("a host that said what it runs (a boot judged and undone) runs that, whatever it ran at the survey", () => {
     // The survey found it on the broken system it had booted; it rebooted back into v1.
     expect(runsAfter(failedResult({ runs: v1 }), broken, "switch")).toBe(v1);

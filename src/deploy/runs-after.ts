@@ -30,6 +30,8 @@ export function runsAfter(
     case "activated":
       return actionActivatesNow(action) ? result.desired : before;
     case "failed":
+      // Left settling: it ends where its activation ends, which the deployer did not see.
+      if (o.settling === true) return undefined;
       // The host's own word first (a boot judged and undone: what it booted back into).
       if ("runs" in o && o.runs !== undefined) return o.runs;
       return o.rolledBack || UNCHANGED_IN.has(o.phase) ? before : result.desired;

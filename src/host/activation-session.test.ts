@@ -530,6 +530,34 @@ describe("runActivationSession, each failure", () => {
     expect(t.followUps).toEqual(["rollback --to 4 --activation-timeout 120"]);
   });
 
+  it("without a window (ssm), interrupted once it activated: it goes back, as the interrupt said", async () => {
+    const controller = new AbortController();
+    const t = new FakeTransport(
+      {
+        activate: () => {
+          controller.abort("SIGINT");
+          return ok(activated("switch"));
+        },
+        rollback: ok({
+          ok: true,
+          command: "rollback",
+          result: "rolled-back",
+          generation: 4,
+          path: OLD,
+        }),
+      },
+      false,
+    );
+    const { outcome } = await session(t, request(), controller.signal);
+    expect(outcome).toEqual({
+      status: "failed",
+      phase: "health",
+      message: "interrupted (SIGINT)",
+      rolledBack: true,
+    });
+    expect(t.followUps).toEqual(["rollback --to 4 --activation-timeout 120"]);
+  });
+
   it("a confirmation that came too late is a failure, rolled back by the host", async () => {
     const t = new FakeTransport({ confirm: code(6, settled("confirm", "rolled-back", 6)) });
     const { outcome } = await session(t, request());

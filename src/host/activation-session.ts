@@ -284,8 +284,15 @@ export async function finishActivation(
     const verdict = await runHttpChecks(request, hooks);
     if (verdict !== undefined) return judged("health", { kind: "health-failed", message: verdict });
   }
+  // Interrupted once its activation ended: a host in flight goes back (with a window, by abort;
+  // without, as SSM's, by a rollback), as the interrupt said.
+  if (signal?.aborted) {
+    return judged(token !== undefined ? "confirm" : "health", {
+      kind: "interrupted",
+      message: interrupted(),
+    });
+  }
   if (token !== undefined) {
-    if (signal?.aborted) return judged("confirm", { kind: "interrupted", message: interrupted() });
     hooks.phase("confirm");
     // A new connection: the new system must still let the driver in. Not interrupted: a
     // confirmation under way is bounded and decides the host's state either way.

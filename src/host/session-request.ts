@@ -213,6 +213,11 @@ export type DeployOutcome =
        * another host of its wave whose failed bake took the wave back.
        */
       readonly cause?: FailureCause;
+      /**
+       * The deployer stopped following the host (interrupted, and no result within the grace):
+       * it is still settling, and what it runs is not known here.
+       */
+      readonly settling?: true;
     }
   | {
       /** Nothing was done: the host ran another system than the request expects (`expect`). */

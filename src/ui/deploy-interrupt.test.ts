@@ -69,6 +69,10 @@ describe("the interrupt lines", () => {
     expect(formatSecondInterrupt("SIGINT", ["a"], { ...ssh, mode: "ssm" })).toContain(
       "the SSM command goes on on the host",
     );
+    // SSM hosts' status is what they last reported: the plan asks them.
+    expect(formatSecondInterrupt("SIGINT", ["a"], { ...ssh, mode: "ssm" })).toContain(
+      "('nixship plan' asks it what it runs; 'nixship status' reads what the hosts last reported)",
+    );
     expect(formatSecondInterrupt("SIGINT", [], ssh)).toBe(
       "interrupted again (SIGINT): exiting now; no host was in flight",
     );

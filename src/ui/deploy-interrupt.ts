@@ -78,7 +78,7 @@ export function formatSecondInterrupt(
     case "agent":
       return `${exiting}; ${hosts}: the agents carry on without the deployer (${status})`;
     case "ssm":
-      return `${exiting}; ${hosts}: the SSM command goes on on the host, ending within the activation timeout, without the deployer's HTTP checks (${status})`;
+      return `${exiting}; ${hosts}: the SSM command goes on on the host, ending within the activation timeout, without the deployer's HTTP checks ('nixship plan' asks ${one ? "it" : "them"} what ${one ? "it runs" : "each runs"}; 'nixship status' reads what the hosts last reported)`;
     case "ssh": {
       const { policy, action } = context;
       const window = activationSteps(
