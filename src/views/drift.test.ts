@@ -39,6 +39,16 @@ describe("drift", () => {
     expect(expectedSystems(record(), V2)).toEqual([V2, V1]);
   });
 
+  it("the system the fleet's last rollout asked of it counts: its record may not say so yet", () => {
+    // A deploy interrupted (its host left settling) or killed before it wrote the record.
+    const push = sshRecord();
+    expect(driftOf({ running: V3, record: push, asked: V3 })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: push, asked: V3 })).toEqual({
+      running: HAND,
+      expected: [V2, V1],
+    });
+  });
+
   it("a failed host may run the failed system or the one it went back to", () => {
     const failed = record({
       state: "failed",

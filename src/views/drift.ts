@@ -20,6 +20,12 @@ export interface DriftEvidence {
   readonly record: StatusRecord | undefined;
   /** The system the channel's current (verified) release names for the host (agent hosts). */
   readonly channelEntry?: string | undefined;
+  /**
+   * The system the fleet's last rollout to name the host asked of it (status/fleet-asks.ts):
+   * a host that runs it was given it by nixship, though its record may not say so yet (its
+   * deploy was interrupted, or killed, before it wrote it).
+   */
+  readonly asked?: string | undefined;
 }
 
 /**
@@ -70,5 +76,6 @@ export function driftOf(evidence: DriftEvidence): Drift | undefined {
   if (running === null || running === undefined) return undefined;
   const expected = expectedSystems(evidence.record, evidence.channelEntry);
   if (expected === undefined || expected.includes(running)) return undefined;
+  if (running === evidence.asked) return undefined;
   return { running, expected };
 }

@@ -73,7 +73,9 @@ export function liveRow(
   // An activation awaiting its deploy's confirmation: the host is mid-deploy, and runs what that
   // deploy gives it, which its record names only once the deploy ends. Neither drift nor behind.
   const judged = status.reachable && status.pending === undefined;
-  const drift = judged ? driftOf({ running: status.current, record }) : undefined;
+  const drift = judged
+    ? driftOf({ running: status.current, record, asked: ask?.system })
+    : undefined;
   const behindRollout = status.reachable ? behindOf(ask, record, status.current) : undefined;
   const last: LastDeploy | undefined =
     record === undefined
