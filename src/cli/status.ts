@@ -39,7 +39,8 @@ names another system than it runs notes "boots next: SYSTEM".
 A host drifts when it runs a system nixship did not leave on it (someone ran nixos-rebuild
 there): neither the system its status record says it was given (by a deploy, a release or a
 rollback) nor the one it ran before that, nor, for an agent host, the one the channel's
-current release names, nor (asked live) the one the fleet's last rollout to name it asked of it.
+current release names, nor (asked live) the one the fleet's last rollout to name it asked of it
+while its record is older than that rollout.
 ssh hosts are judged by their live answer against their record. A host
 whose record says it is applying, refused a release, or failed without saying what it ran
 before, or (asked live) whose activation awaits its deploy's confirmation, is not judged. STATE then says drifting, and --json gives the row a 'drift'.

@@ -42,9 +42,17 @@ describe("drift", () => {
   it("the system the fleet's last rollout asked of it counts: its record may not say so yet", () => {
     // A deploy interrupted (its host left settling) or killed before it wrote the record.
     const push = sshRecord();
-    expect(driftOf({ running: V3, record: push, asked: V3 })).toBeUndefined();
-    expect(driftOf({ running: HAND, record: push, asked: V3 })).toEqual({
+    const later = new Date(Date.parse(push.startedAt) + 60_000).toISOString();
+    const asked = { system: V3, startedAt: later };
+    expect(driftOf({ running: V3, record: push, asked })).toBeUndefined();
+    expect(driftOf({ running: HAND, record: push, asked })).toEqual({
       running: HAND,
+      expected: [V2, V1],
+    });
+    // A record written since that rollout (a rollback by hand) is the newer word.
+    const earlier = { system: V3, startedAt: "2000-01-01T00:00:00.000Z" };
+    expect(driftOf({ running: V3, record: push, asked: earlier })).toEqual({
+      running: V3,
       expected: [V2, V1],
     });
   });

@@ -21,11 +21,12 @@ export interface DriftEvidence {
   /** The system the channel's current (verified) release names for the host (agent hosts). */
   readonly channelEntry?: string | undefined;
   /**
-   * The system the fleet's last rollout to name the host asked of it (status/fleet-asks.ts):
-   * a host that runs it was given it by nixship, though its record may not say so yet (its
-   * deploy was interrupted, or killed, before it wrote it).
+   * The fleet's last rollout to name the host, and what it asked of it (status/fleet-asks.ts):
+   * while the record is older than that rollout, a host that runs it was given it by nixship,
+   * though its record does not say so yet (its deploy was interrupted, or killed, before it
+   * wrote it). A record written since is the newer word.
    */
-  readonly asked?: string | undefined;
+  readonly asked?: { readonly system: string; readonly startedAt: string } | undefined;
 }
 
 /**
@@ -76,6 +77,16 @@ export function driftOf(evidence: DriftEvidence): Drift | undefined {
   if (running === null || running === undefined) return undefined;
   const expected = expectedSystems(evidence.record, evidence.channelEntry);
   if (expected === undefined || expected.includes(running)) return undefined;
-  if (running === evidence.asked) return undefined;
+  const { asked, record } = evidence;
+  const newer = asked !== undefined && record !== undefined && askedSince(asked, record);
+  if (newer && running === asked.system) return undefined;
   return { running, expected };
+}
+
+/** Whether the rollout that asked started after the record's write began. */
+function askedSince(
+  asked: { readonly startedAt: string },
+  record: Pick<StatusRecord, "startedAt">,
+): boolean {
+  return Date.parse(record.startedAt) < Date.parse(asked.startedAt);
 }

@@ -74,7 +74,11 @@ export function liveRow(
   // deploy gives it, which its record names only once the deploy ends. Neither drift nor behind.
   const judged = status.reachable && status.pending === undefined;
   const drift = judged
-    ? driftOf({ running: status.current, record, asked: ask?.system })
+    ? driftOf({
+        running: status.current,
+        record,
+        asked: ask && { system: ask.system, startedAt: ask.rollout.startedAt },
+      })
     : undefined;
   const behindRollout = status.reachable ? behindOf(ask, record, status.current) : undefined;
   const last: LastDeploy | undefined =
