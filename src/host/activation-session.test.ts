@@ -89,6 +89,15 @@ const settled = (
   ...(stoppedIn === undefined ? {} : { stoppedIn }),
 });
 
+/** activate.sh rollback's answer: back on OLD, generation 4. */
+const ROLLED_BACK: ActivationResult = {
+  ok: true,
+  command: "rollback",
+  result: "rolled-back",
+  generation: 4,
+  path: OLD,
+};
+
 interface Call {
   readonly kind: "activate" | "run";
   readonly args: readonly string[];
@@ -513,13 +522,7 @@ describe("runActivationSession, each failure", () => {
   it("without a window (ssm), a failed HTTP check rolls back to the generation left", async () => {
     const t = new FakeTransport(
       {
-        rollback: ok({
-          ok: true,
-          command: "rollback",
-          result: "rolled-back",
-          generation: 4,
-          path: OLD,
-        }),
+        rollback: ok(ROLLED_BACK),
       },
       false,
     );
@@ -538,13 +541,7 @@ describe("runActivationSession, each failure", () => {
           controller.abort("SIGINT");
           return ok(activated("switch"));
         },
-        rollback: ok({
-          ok: true,
-          command: "rollback",
-          result: "rolled-back",
-          generation: 4,
-          path: OLD,
-        }),
+        rollback: ok(ROLLED_BACK),
       },
       false,
     );
