@@ -23,7 +23,7 @@ import { startPrometheus, type TestPrometheus } from "./support/prometheus.js";
 import { type RequestLoad, startRequestLoad } from "./support/request-load.js";
 import { rolloutFiles } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
-import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
+import { makeSsmHosts, type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const TAG = "bkm";
 const HOSTS = [1, 2, 3].map((i) => `${TAG}${i}`);
@@ -57,18 +57,10 @@ beforeAll(async () => {
   const first = await lab.deploy("--json");
   expect(first.code, first.stderr).toBe(0);
   // Every host is an SSM instance from now on.
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, Record<string, unknown>>;
-    cache: { url: string };
-    ssm?: unknown;
-  };
-  for (const h of HOSTS) {
-    const { sshHost: _, hostKey: __, ...rest } = doc.hosts[h] as Record<string, unknown>;
-    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: ssm.instances[h] };
-  }
-  doc.ssm = { region: "eu-west-1", commandTimeout: 30 };
-  cacheUrl = doc.cache.url;
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  cacheUrl = await makeSsmHosts(lab.fleetFile, ssm, HOSTS, {
+    region: "eu-west-1",
+    commandTimeout: 30,
+  });
 }, 300_000);
 
 afterAll(async () => {

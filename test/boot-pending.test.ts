@@ -5,7 +5,6 @@
 // switches to it. Rebooted into it: the boot is judged as a reboot's (the checks, then
 // confirm-boot). The ssm host is a lab host reached through the SSM stand-in, which runs the
 // document's real shell.
-import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, nixship } from "../support/cli.js";
@@ -19,7 +18,7 @@ import {
   summaryOf,
 } from "./support/lab-deploy.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
-import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
+import { makeSsmHosts, type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const SSH_HOST = "bpd1";
 const SSM_HOST = "bpd2";
@@ -79,14 +78,7 @@ beforeAll(async () => {
   const first = await lab.deploy("--json");
   expect(first.code, first.stderr).toBe(0);
   // The second host is an SSM instance from now on.
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, Record<string, unknown>>;
-    ssm?: unknown;
-  };
-  const { sshHost: _, hostKey: __, ...rest } = doc.hosts[SSM_HOST] as Record<string, unknown>;
-  doc.hosts[SSM_HOST] = { ...rest, delivery: "ssm", instanceId: ssm.instances[SSM_HOST] };
-  doc.ssm = { region: "eu-west-1" };
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  await makeSsmHosts(lab.fleetFile, ssm, [SSM_HOST], { region: "eu-west-1" });
 }, 300_000);
 
 afterAll(async () => {

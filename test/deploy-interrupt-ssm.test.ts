@@ -1,14 +1,13 @@
 // An interrupt while an SSM host's activation runs: the deployer cannot stop its SSM command, so
 // it waits for it (within its grace) and then sends the host back, as the interrupt line says,
 // through SSM's `rollback`; the records say so and the host serves its old system.
-import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { interruptDeploy } from "./support/interrupt-deploy.js";
 import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
-import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
+import { makeSsmHosts, type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const HOST = "dim1";
 let lab: SshLab;
@@ -25,18 +24,18 @@ beforeAll(async () => {
   const first = await lab.deploy("--json");
   expect(first.code, first.stderr).toBe(0);
   // The host is an SSM instance from now on, whose activation checks for 8 s.
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, Record<string, unknown>>;
-    cache: { url: string };
-    policy: { health: Record<string, unknown> };
-    ssm?: unknown;
-  };
-  const { sshHost: _, hostKey: __, ...rest } = doc.hosts[HOST] as Record<string, unknown>;
-  doc.hosts[HOST] = { ...rest, delivery: "ssm", instanceId: ssm.instances[HOST] };
-  doc.ssm = { region: "eu-west-1", commandTimeout: 120 };
-  doc.policy.health = { http: [], commands: [{ run: "sleep 8", timeout: 20 }] };
-  cacheUrl = doc.cache.url;
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  cacheUrl = await makeSsmHosts(
+    lab.fleetFile,
+    ssm,
+    [HOST],
+    { region: "eu-west-1", commandTimeout: 120 },
+    (doc) => {
+      (doc.policy as { health: unknown }).health = {
+        http: [],
+        commands: [{ run: "sleep 8", timeout: 20 }],
+      };
+    },
+  );
 }, 300_000);
 
 afterAll(async () => {

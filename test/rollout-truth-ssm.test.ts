@@ -4,7 +4,6 @@
 // times out, as AWS documents). Host 3 is behind in `status` and the dashboard until a deploy
 // reaches it; a fleet rollback undoes the v3 rollout alone, and `rollback --rollout` of the v2
 // rollout puts all three on v1.
-import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, nixship } from "../support/cli.js";
@@ -12,7 +11,7 @@ import { dashboardHost } from "./support/dashboard-api.js";
 import { labDeployArgs, servedBy, setExampleSystems, summaryOf } from "./support/lab-deploy.js";
 import { rolloutFiles, statusRows, undoPlanOf } from "./support/rollout-records.js";
 import { type SshLab, startSshLab } from "./support/ssh-lab.js";
-import { type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
+import { makeSsmHosts, type SsmStandIn, startSsmStandIn } from "./support/ssm-stand-in.js";
 
 const HOSTS = ["rts1", "rts2", "rts3"];
 let lab: SshLab;
@@ -53,19 +52,11 @@ beforeAll(async () => {
   const first = await lab.deploy("--json");
   expect(first.code, first.stderr).toBe(0);
   // Every host is an SSM instance from now on.
-  const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
-    hosts: Record<string, Record<string, unknown>>;
-    cache: { url: string };
-    ssm?: unknown;
-  };
-  for (const h of HOSTS) {
-    const { sshHost: _, hostKey: __, ...rest } = doc.hosts[h] as Record<string, unknown>;
-    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: ssm.instances[h] };
-  }
   // The shortest delivery timeout SSM takes: a silent instance costs the survey 30 s.
-  doc.ssm = { region: "eu-west-1", commandTimeout: 30 };
-  cacheUrl = doc.cache.url;
-  await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
+  cacheUrl = await makeSsmHosts(lab.fleetFile, ssm, HOSTS, {
+    region: "eu-west-1",
+    commandTimeout: 30,
+  });
 }, 300_000);
 
 afterAll(async () => {

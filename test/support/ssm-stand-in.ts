@@ -37,6 +37,8 @@
 // - Silent instances (`silence`: its SSM agent gone, the machine off) never take a command: as
 //   AWS documents it, the invocation stays Pending until the command's delivery timeout
 //   (TimeoutSeconds), then ends TimedOut with the details "Delivery Timed Out".
+
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
@@ -469,4 +471,31 @@ async function answer(
     if (err instanceof SsmFault) reply(400, { __type: err.type, message: err.message });
     else reply(500, { __type: "InternalServerError", message: String(err) });
   }
+}
+
+/**
+ * Makes `hosts` of a lab's fleet file instances of `standIn` (their ssh settings dropped), with
+ * the fleet's `ssm` settings `settings`; `edit` changes the document further before it is
+ * written. Resolves with the fleet's cache URL.
+ */
+export async function makeSsmHosts(
+  fleetFile: string,
+  standIn: Pick<SsmStandIn, "instances">,
+  hosts: readonly string[],
+  settings: Record<string, unknown>,
+  edit: (doc: Record<string, unknown>) => void = () => {},
+): Promise<string> {
+  const doc = JSON.parse(await readFile(fleetFile, "utf8")) as {
+    hosts: Record<string, Record<string, unknown>>;
+    cache: { url: string };
+    ssm?: unknown;
+  };
+  for (const h of hosts) {
+    const { sshHost: _, hostKey: __, ...rest } = doc.hosts[h] as Record<string, unknown>;
+    doc.hosts[h] = { ...rest, delivery: "ssm", instanceId: standIn.instances[h] };
+  }
+  doc.ssm = settings;
+  edit(doc);
+  await writeFile(fleetFile, JSON.stringify(doc, null, 2));
+  return doc.cache.url;
 }
