@@ -21,7 +21,7 @@ import { onLastWord } from "../util/last-words.js";
 import { mapLimit, Semaphore } from "../util/pool.js";
 import { deployedBy } from "./deploy-origin.js";
 import type { HostResult } from "./events.js";
-import { runsAfter } from "./runs-after.js";
+import { generationAfter, runsAfter } from "./runs-after.js";
 
 /** Records written at once. */
 const WRITES = 16;
@@ -104,15 +104,8 @@ async function recordResult(
   const outcome: HostOutcome = r.outcome.status === "failed" ? r.outcome : ACTIVATED;
   const current = runsAfter(r, was?.current, c.action);
   const moved = current !== undefined && current !== was?.current;
-  // Its generation: the new one once it runs the new system, the one it was at while it
-  // runs the same system, unknown otherwise (the record keeps its own when it runs what it
-  // said).
-  const generation =
-    r.outcome.status === "activated" && current === r.desired
-      ? (r.outcome.generation ?? null)
-      : current !== undefined && !moved
-        ? (was?.generation ?? null)
-        : null;
+  // Unknown where it is not known (the record keeps its own when it runs what it said).
+  const generation = generationAfter(r, was, c.action);
   const system: RecordParts["system"] = current === undefined ? undefined : { current, generation };
   // The system it ran before: after an activation (a new generation, even of the same
   // system; with `boot`, the one it runs until it reboots), the activation's word, else

@@ -370,10 +370,12 @@ function stillSettling(
   delivery: Pick<Delivery, "settlingText">,
 ): DeployOutcome {
   const waited = `interrupted, and no result ${Math.ceil(graceMs / 1000)}s later: the host is still settling`;
+  const told = request && delivery.settlingText?.(request);
   const window = request === undefined ? 0 : activationSteps(request, true).confirmWindow;
+  // A mode that says what becomes of its hosts (ssm); else a host with a window (ssh).
   const then =
-    request !== undefined && delivery.settlingText !== undefined
-      ? `; ${delivery.settlingText(request)}`
+    told !== undefined
+      ? `; ${told}`
       : window > 0
         ? `; unless its activation is confirmed, it rolls itself back when its confirmation window (${window}s) closes`
         : `, with no confirmation window; 'nixship status' shows where it ends`;

@@ -40,3 +40,21 @@ export function runsAfter(
       return o.reason === "up-to-date" ? (before ?? result.desired) : before;
   }
 }
+
+/**
+ * The generation `result`'s host is on once its result is in: the new one once it runs the
+ * new system; the one it was surveyed on (`before`) while it still runs that system (gone back,
+ * untouched, a boot deploy's host until it reboots); else not known (null).
+ */
+export function generationAfter(
+  result: Pick<HostResult, "outcome" | "desired">,
+  before:
+    | { readonly current?: string | undefined; readonly generation?: number | undefined }
+    | undefined,
+  action: Action,
+): number | null {
+  const runs = runsAfter(result, before?.current, action);
+  const o = result.outcome;
+  if (o.status === "activated" && runs === result.desired) return o.generation ?? null;
+  return runs !== undefined && runs === before?.current ? (before.generation ?? null) : null;
+}

@@ -40,8 +40,7 @@ export function behindOf(
   running: string | null | undefined,
 ): Behind | undefined {
   if (ask === undefined || !MISSED.has(ask.entry.state)) return undefined;
-  const newer =
-    record !== undefined && Date.parse(record.startedAt) >= Date.parse(ask.rollout.startedAt);
+  const newer = record !== undefined && recordSince(record, ask.rollout.startedAt);
   // An older record's failure is not this rollout's, though it failed on the same system.
   const failed = newer && toldFailure(ask, record);
   if (newer && !failed && !carriedOnly(ask, record)) return undefined;
@@ -54,6 +53,17 @@ export function behindOf(
     why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
     ...(failed ? { failed: true as const } : {}),
   };
+}
+
+/**
+ * Whether `record` was written in or since the rollout that started at `rolloutStart`: then it
+ * is the newer word on the host than that rollout's ask.
+ */
+export function recordSince(
+  record: Pick<StatusRecord, "startedAt">,
+  rolloutStart: string,
+): boolean {
+  return Date.parse(record.startedAt) >= Date.parse(rolloutStart);
 }
 
 /**

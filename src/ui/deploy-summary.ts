@@ -3,7 +3,7 @@
 // counted by result and system. Pure.
 
 import type { HostResult } from "../deploy/events.js";
-import { runsAfter } from "../deploy/runs-after.js";
+import { generationAfter, runsAfter } from "../deploy/runs-after.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { sumDeltaReports } from "../status/delta-report.js";
 import { describePrune } from "../status/prune-report.js";
@@ -178,15 +178,11 @@ function runsName(result: HostResult, current: string | undefined, plan: DeployP
   return untouched && (plan.pauses?.length ?? 0) > 0 ? `${name} (when surveyed)` : name;
 }
 
-/**
- * The generation a host that was not activated is on: with the plan, the one it was surveyed
- * on while it still runs that system (gone back, or untouched), as its status record says.
- */
+/** The generation a host that was not activated is on, as its status record says (with the plan). */
 function generationKept(result: HostResult, plan: DeployPlan | undefined): string {
-  const surveyed = plan?.hosts.find((p) => p.host === result.host);
-  if (plan === undefined || surveyed?.current === undefined) return "-";
-  const same = runsAfter(result, surveyed.current, plan.action) === surveyed.current;
-  return same ? (surveyed.generation?.toString() ?? "-") : "-";
+  if (plan === undefined) return "-";
+  const surveyed = plan.hosts.find((p) => p.host === result.host);
+  return generationAfter(result, surveyed, plan.action)?.toString() ?? "-";
 }
 
 function summaryRow(result: HostResult, plan: DeployPlan | undefined): string[] {

@@ -1,6 +1,7 @@
 // Drift: a host runs a system nixship did not give it (someone ran nixos-rebuild on it). Pure:
 // judged from what the host runs against what its status record and its channel say nixship
 // left on it; where they say too little to tell, the host is not called drifting.
+import { recordSince } from "../status/behind.js";
 import type { StatusRecord } from "../status/status.js";
 
 export interface Drift {
@@ -78,15 +79,9 @@ export function driftOf(evidence: DriftEvidence): Drift | undefined {
   const expected = expectedSystems(evidence.record, evidence.channelEntry);
   if (expected === undefined || expected.includes(running)) return undefined;
   const { asked, record } = evidence;
-  const newer = asked !== undefined && record !== undefined && askedSince(asked, record);
-  if (newer && running === asked.system) return undefined;
+  // The rollout's ask counts while the record is older than it (behind.ts recordSince).
+  const older =
+    asked !== undefined && record !== undefined && !recordSince(record, asked.startedAt);
+  if (older && running === asked.system) return undefined;
   return { running, expected };
-}
-
-/** Whether the rollout that asked started after the record's write began. */
-function askedSince(
-  asked: { readonly startedAt: string },
-  record: Pick<StatusRecord, "startedAt">,
-): boolean {
-  return Date.parse(record.startedAt) < Date.parse(asked.startedAt);
 }
