@@ -324,7 +324,21 @@ describe("nixship secrets", () => {
     expect(gone.code).toBe(2);
     expect(gone.stderr).toContain(`error: --identity ${absent}: no such file`);
     expect(gone.stderr).toContain(`hint: make one with 'age-keygen -o ${absent}'`);
+    // An empty stdin (a pipe whose source failed) and an empty file: refused, the secret kept.
+    const empty = await cli(["secrets", "set", "db-password"], "");
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain("secrets set db-password: stdin gave no bytes");
+    expect(empty.stderr).toContain("--allow-empty");
+    const blank = join(dir, "blank.txt");
+    writeFileSync(blank, "");
+    const emptyFile = await cli(["secrets", "set", "db-password", "--from", blank]);
+    expect(emptyFile.code).toBe(2);
+    expect(emptyFile.stderr).toContain(`${blank} gave no bytes`);
     expect(readFileSync(secretFile("db-password")).equals(before)).toBe(true);
+    // On purpose, it is stored: the host reads an empty secret.
+    const chosen = await cli(["secrets", "set", "db-password", "--allow-empty"], "");
+    expect(chosen.code, chosen.stderr).toBe(0);
+    expect(ageDecrypt(secretFile("db-password"), adminIdentity)).toBe("");
   });
 
   it("never printed a plaintext", () => {

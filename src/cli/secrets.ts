@@ -119,7 +119,7 @@ async function readBounded(file: string): Promise<Uint8Array> {
 export const secretsSet: Command = {
   path: ["secrets", "set"],
   summary: "encrypt a secret from stdin or a file to its hosts and the admins",
-  help: `Usage: nixship secrets set NAME [--from FILE | -] [--replace-host-keys] [--fleet F] [--json]
+  help: `Usage: nixship secrets set NAME [--from FILE | -] [--allow-empty] [--replace-host-keys] [--fleet F] [--json]
 
 Encrypts the secret NAME (an entry of the fleet's "secrets") to the SSH host keys of the
 hosts it names and to the fleet's admins, and writes its file (safe to commit). The plaintext
@@ -128,12 +128,14 @@ ${PINS_NOTE}
 
 Options:
   --from FILE        read the plaintext from FILE ('-' or none: stdin)
+  --allow-empty      store an empty secret (refused otherwise: an empty input is more often
+                     a failed pipe or a wrong path than a wish)
 ${REPLACE_HELP}
 ${FLEET_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(
       argv,
-      { ...FLAGS, ...REPLACE_FLAG, from: { type: "string" } },
+      { ...FLAGS, ...REPLACE_FLAG, from: { type: "string" }, "allow-empty": { type: "boolean" } },
       "secrets set",
     );
     const [name, ...rest] = positionals;
@@ -144,7 +146,17 @@ ${FLEET_HELP}`,
     }
     if (name === undefined) throw new UsageError("secrets set: expects the secret's NAME");
     const { fleet, fleetDir } = await readFleetInput(values, io);
-    const plaintext = await readPlaintext(rest[0] === "-" ? "-" : values.from, io);
+    const source = rest[0] === "-" ? "-" : values.from;
+    const plaintext = await readPlaintext(source, io);
+    if (plaintext.length === 0 && values["allow-empty"] !== true) {
+      throw new InputError(
+        "secret-empty",
+        `secrets set ${name}: ${source === undefined || source === "-" ? "stdin" : source} gave no bytes (a failed pipe or a wrong path gives that too); nothing was written`,
+        {
+          hint: "pass the secret on stdin or with --from FILE, or --allow-empty to store an empty secret on purpose",
+        },
+      );
+    }
     const { keys, pin } = await keysToEncryptTo(
       fleet,
       fleetDir,
