@@ -92,7 +92,8 @@ beforeAll(async () => {
   const r = await lab.deploy("--json");
   expect(r.code, r.stderr).toBe(0);
   for (const host of ["pbt1", "pbt2"]) {
-    const rebooted = await lab.nixship(["lab", "reboot", host, "--name", lab.name]);
+    // Without --name: the lab that has the host.
+    const rebooted = await lab.nixship(["lab", "reboot", host]);
     expect(rebooted.code, rebooted.stderr).toBe(0);
   }
 }, 300_000);

@@ -1,6 +1,6 @@
 // `nixship lab reboot HOST`: a lab host reboots as a machine would (see lab/lab-reboot.ts).
 import { UsageError } from "../errors.js";
-import { labsDir } from "../lab/lab.js";
+import { findLabHost, labsDir } from "../lab/lab.js";
 import { type BootAttempt, labReboot } from "../lab/lab-reboot.js";
 import { validateLabName } from "../lab/layout.js";
 import { type Command, parseFlags, writeJson } from "./command.js";
@@ -34,7 +34,7 @@ A host asks for its own reboot with /run/nixship-lab/power reboot (the example s
 systemctl reboot does), which runs this command from the machine's side with --after 1.
 
 Options:
-  --name PREFIX  the lab (default lab)
+  --name PREFIX  the lab (default: the one that has HOST)
   --entry GEN    boot generation GEN's entry this time (a pick at the boot menu)
   --after S      wait S seconds before the host goes down (0-60; default 0)
   --json         print the attempts as JSON
@@ -62,7 +62,12 @@ Exit status: 0 when the host is up again, 1 when it did not boot.`,
       );
     }
     const host = positionals[0] as string;
-    const result = await labReboot(labsDir(io.env), validateLabName(values.name ?? "lab"), host, {
+    // Without --name, the lab that has the host (as 'lab exec' and 'lab agents' find it).
+    const lab =
+      values.name === undefined
+        ? (await findLabHost(labsDir(io.env), host, undefined, { down: true })).lab
+        : validateLabName(values.name);
+    const result = await labReboot(labsDir(io.env), lab, host, {
       after,
       ...(entry === undefined ? {} : { entry }),
       onAttempt: (a) => {

@@ -396,11 +396,15 @@ export async function labList(labsDirPath: string): Promise<LabHostStatus[]> {
   return rows;
 }
 
-/** The running host called `name`, in the lab called `lab`, else in whichever lab holds it. */
+/**
+ * The running host called `name`, in the lab called `lab`, else in whichever lab holds it;
+ * with `down`, also one that is not running (a host that did not boot, for 'lab reboot').
+ */
 export async function findLabHost(
   labsDirPath: string,
   name: string,
   lab?: string,
+  { down = false }: { down?: boolean } = {},
 ): Promise<LabHostStatus> {
   const hosts = (await labList(labsDirPath)).filter((h) => lab === undefined || h.lab === lab);
   const host = hosts.find((h) => h.name === name);
@@ -412,7 +416,7 @@ export async function findLabHost(
         : "start some with 'nixship lab up N'",
     });
   }
-  if (!host.running) {
+  if (!host.running && !down) {
     throw new OperationError("lab-host-down", `lab host '${name}' is not running`, {
       hint: `restart its lab: 'nixship lab down --name ${host.lab}' then 'nixship lab up'`,
     });
