@@ -29,6 +29,7 @@ import { beginReboot, judgeReboot, type RebootBegun } from "../host/reboot-sessi
 import type { RebootState } from "../status/boot.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import type { PruneReport } from "../status/prune-report.js";
+import { withDeadline } from "../util/deadline.js";
 import { runStreamed } from "../util/streamed-run.js";
 
 export type Applied =
@@ -172,17 +173,18 @@ export async function runLocal(
   args: readonly string[],
   options: ScriptRunOptions,
 ): Promise<ScriptRun> {
-  const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
-  const r = await runStreamed("sh", ["-s", "--", ...args], {
-    // A process group of its own: a Ctrl-C at the agent's terminal (or a signal to the agent's
-    // group) reaches the agent alone, which lets the activation in progress finish.
-    detached: true,
-    input: scriptInput(
-      options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
-    ),
-    signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
-    ...(options.onLog ? { onStderrLine: options.onLog } : {}),
-  });
+  const r = await withDeadline(options.timeoutSeconds * 1000, options.signal, (signal) =>
+    runStreamed("sh", ["-s", "--", ...args], {
+      // A process group of its own: a Ctrl-C at the agent's terminal (or a signal to the
+      // agent's group) reaches the agent alone, which lets the activation in progress finish.
+      detached: true,
+      input: scriptInput(
+        options.secretsBundle === undefined ? {} : { [SECRETS_VARIABLE]: options.secretsBundle },
+      ),
+      signal,
+      ...(options.onLog ? { onStderrLine: options.onLog } : {}),
+    }),
+  );
   if (r.error !== undefined) return { code: 127, result: undefined, failure: r.error.message };
   const exit = r.code ?? 128;
   try {

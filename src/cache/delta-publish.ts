@@ -15,6 +15,7 @@ import { dumpPathStream } from "../nix/nar-encode.js";
 import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { eitherSignal, startDeadline } from "../util/deadline.js";
 import type { ByteBudget } from "../util/pool.js";
 import { cacheNarSource, type DeltaNarSource, storeNarSource } from "./delta-base.js";
 import {
@@ -165,8 +166,8 @@ export async function publishDelta(
   const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(narBytes);
   const release = await options.budget?.take(narBytes, options.signal);
   // The pair's deadline runs from when it has its share of the budget.
-  const deadline = AbortSignal.timeout(timeoutMs);
-  const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
+  const deadline = startDeadline(timeoutMs);
+  const signal = eitherSignal(deadline, options.signal);
   const started = performance.now();
   let work: string | undefined;
   try {
@@ -249,8 +250,14 @@ export async function publishDelta(
       ? { kind: "existing", pair, found: "delta" }
       : { kind: "published", pair, deltaPath, deltaBytes, targetBytes, level, ...again, ...better };
   } catch (err) {
-    throw pairError(err, pair, { deadline, timeoutMs, tmp, signal: options.signal });
+    throw pairError(err, pair, {
+      deadline: deadline.signal,
+      timeoutMs,
+      tmp,
+      signal: options.signal,
+    });
   } finally {
+    deadline.clear();
     if (work !== undefined) await rm(work, { recursive: true, force: true });
     release?.();
   }
@@ -297,8 +304,8 @@ async function deltaNarProblem(
 ): Promise<string | undefined> {
   if (info.narSize > maxNar) return `${info.storePath}: its NAR is ${info.narSize} bytes`;
   const timeoutMs = deltaTimeoutMs(info.narSize);
-  const deadline = AbortSignal.timeout(timeoutMs);
-  const signal = interrupt ? AbortSignal.any([deadline, interrupt]) : deadline;
+  const deadline = startDeadline(timeoutMs);
+  const signal = eitherSignal(deadline, interrupt);
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   try {
     await streamVerifiedNar(store, info, discard, {
@@ -308,7 +315,13 @@ async function deltaNarProblem(
     return undefined;
   } catch (err) {
     if (err instanceof NarCheckError) return err.message;
-    throw pairError(err, { target: info.storePath }, { deadline, timeoutMs, signal: interrupt });
+    throw pairError(
+      err,
+      { target: info.storePath },
+      { deadline: deadline.signal, timeoutMs, signal: interrupt },
+    );
+  } finally {
+    deadline.clear();
   }
 }
 

@@ -1,6 +1,7 @@
 // The zstd CLI as the delta engine on the deployer's side: its version checked once (patch
 // mode needs 1.4.5), and one delta computed from two NAR files, bounded in time.
 import { OperationError } from "../errors.js";
+import { eitherSignal, startDeadline } from "../util/deadline.js";
 import { runCommand } from "../util/run.js";
 import { deltaTimeoutMs } from "./delta-limits.js";
 
@@ -131,9 +132,8 @@ export async function computeZstdDelta(
   await checkZstdPatchFrom(zstd);
   const level = options.level ?? deltaLevelFor(targetSize);
   const timeoutMs = options.timeoutMs ?? deltaTimeoutMs(targetSize);
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const signal =
-    options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+  const timeout = startDeadline(timeoutMs);
+  const signal = eitherSignal(timeout, options.signal);
   try {
     await runCommand(
       zstd,
@@ -163,7 +163,7 @@ export async function computeZstdDelta(
     );
   } catch (err) {
     if (options.signal?.aborted) throw err;
-    if (timeout.aborted) {
+    if (timeout.signal.aborted) {
       throw new OperationError(
         "delta-timeout",
         `zstd took longer than ${Math.round(timeoutMs / 1000)} s to compute the delta of ${target}; stopped`,
@@ -171,5 +171,7 @@ export async function computeZstdDelta(
       );
     }
     throw err;
+  } finally {
+    timeout.clear();
   }
 }

@@ -8,6 +8,7 @@
 // connection proves it accepts connections. Behind a ProxyJump or ProxyCommand there is no
 // direct route, so a whole new ssh connection is made.
 import { connect } from "node:net";
+import { withDeadline } from "../util/deadline.js";
 import { runOverSsh, type SshTarget, unreachable } from "./ssh-transport.js";
 
 /** Seconds the check may take. */
@@ -26,13 +27,9 @@ export async function checkNewConnection(
 ): Promise<string | undefined> {
   const route = routeOf(settings);
   if (route === undefined) {
-    const r = await runOverSsh(target, "exit 0", {
-      fresh: true,
-      signal: AbortSignal.any([
-        AbortSignal.timeout(PREFLIGHT_TIMEOUT * 1000),
-        ...(signal ? [signal] : []),
-      ]),
-    });
+    const r = await withDeadline(PREFLIGHT_TIMEOUT * 1000, signal, (bounded) =>
+      runOverSsh(target, "exit 0", { fresh: true, signal: bounded }),
+    );
     return r.code === 0 ? undefined : cannot(target, unreachable(r.code, r.stderr));
   }
   const greeting = await readGreeting(route.host, route.port, signal);

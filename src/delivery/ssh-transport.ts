@@ -12,6 +12,7 @@ import {
 } from "../host/activation.js";
 import type { ScriptRun } from "../host/activation-session.js";
 import { onCommandEnd } from "../util/command-end.js";
+import { timedOut, withDeadline } from "../util/deadline.js";
 import { privateRuntimeDir } from "../util/runtime-dir.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { runStreamed } from "../util/streamed-run.js";
@@ -276,20 +277,21 @@ export async function runActivate(
   args: readonly string[],
   options: RunActivateOptions = {},
 ): Promise<ScriptRun> {
-  const signals = [
-    ...(options.signal ? [options.signal] : []),
-    ...(options.timeoutSeconds !== undefined
-      ? [AbortSignal.timeout(options.timeoutSeconds * 1000)]
-      : []),
-  ];
-  const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
   const { command, input } = activateCommand(target, args, options.variables);
-  const r = await runOverSsh(target, command, {
-    input,
-    ...(options.fresh ? { fresh: true } : {}),
-    ...(signal ? { signal } : {}),
-    ...(options.onLog ? { onStderrLine: options.onLog } : {}),
-  });
+  let bounded: AbortSignal | undefined;
+  const run = (signal: AbortSignal | undefined) => {
+    bounded = signal;
+    return runOverSsh(target, command, {
+      input,
+      ...(options.fresh ? { fresh: true } : {}),
+      ...(signal ? { signal } : {}),
+      ...(options.onLog ? { onStderrLine: options.onLog } : {}),
+    });
+  };
+  const r =
+    options.timeoutSeconds === undefined
+      ? await run(options.signal)
+      : await withDeadline(options.timeoutSeconds * 1000, options.signal, run);
   let result: ActivationResult | undefined;
   // Output that is not a result (a shell that is not POSIX, a truncated line) is named in the
   // failure beside ssh's own last words; no output at all is ssh's story alone.
@@ -303,7 +305,7 @@ export async function runActivate(
   if (result !== undefined) return { code: r.code, result, failure: "" };
   const stopped = options.signal?.aborted
     ? "interrupted"
-    : signal?.aborted
+    : bounded !== undefined && timedOut(bounded)
       ? `no answer within ${options.timeoutSeconds}s`
       : "";
   const said = target.sudo === true ? sudoRefusal(r.stderr, target) : undefined;

@@ -36,6 +36,7 @@ import {
   rollbackOutcome,
 } from "../host/script-outcomes.js";
 import type { StorePath } from "../nix/store-path.js";
+import { withDeadline } from "../util/deadline.js";
 import { interruptReason } from "../util/interrupt-reason.js";
 import { mapLimit } from "../util/pool.js";
 import { testWait } from "../util/test-waits.js";
@@ -244,14 +245,12 @@ async function copyClosure(
 ): Promise<string | undefined> {
   try {
     // Nix's ssh uses the host's shared connection: it holds a place among the bounded masters.
-    await withSharedConnection(target, async () =>
-      copyToHost(path, target.destination, await nixSshOpts(sshArgs(target).slice(0, -1)), {
-        signal: AbortSignal.any([
-          AbortSignal.timeout(timeoutSeconds * 1000),
-          ...(signal ? [signal] : []),
-        ]),
-      }),
-    );
+    await withSharedConnection(target, async () => {
+      const opts = await nixSshOpts(sshArgs(target).slice(0, -1));
+      await withDeadline(timeoutSeconds * 1000, signal, (bounded) =>
+        copyToHost(path, target.destination, opts, { signal: bounded }),
+      );
+    });
     return undefined;
   } catch (err) {
     if (signal?.aborted) return `${interruptReason(signal)} while copying`;

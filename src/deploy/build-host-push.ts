@@ -12,6 +12,7 @@ import type { Fleet } from "../fleet/fleet.js";
 import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
+import { eitherSignal, startDeadline } from "../util/deadline.js";
 import { shellQuote } from "../util/shell-quote.js";
 import { withoutControls } from "../util/text.js";
 
@@ -140,13 +141,16 @@ export async function pushFromBuildHost(input: BuildHostPushInput): Promise<Comm
     shellQuote(input.cacheUrl),
     ...input.roots.map(shellQuote),
   ].join(" ");
-  const deadline = AbortSignal.timeout(PUSH_DEADLINE_S * 1000);
-  const signal = input.signal ? AbortSignal.any([input.signal, deadline]) : deadline;
-  const r = await runOverSsh(target, command, { fresh: true, signal, stdoutKept: REPORT_LIMIT });
+  const deadline = startDeadline(PUSH_DEADLINE_S * 1000);
+  const r = await runOverSsh(target, command, {
+    fresh: true,
+    signal: eitherSignal(deadline, input.signal),
+    stdoutKept: REPORT_LIMIT,
+  }).finally(deadline.clear);
   if (r.code !== 0) {
     throw new OperationError(
       "build-host-push-failed",
-      `the push from ${target.name} failed${deadline.aborted ? ` (stopped after ${PUSH_DEADLINE_S} s)` : ""}: ${lastWords(r.stderr) || `exit ${r.code}`}`,
+      `the push from ${target.name} failed${deadline.signal.aborted ? ` (stopped after ${PUSH_DEADLINE_S} s)` : ""}: ${lastWords(r.stderr) || `exit ${r.code}`}`,
       {
         hint: `check that ${target.name} can write the cache ${input.cacheUrl} with its own credentials (S3: its environment or instance role)`,
       },

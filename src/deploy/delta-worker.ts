@@ -25,6 +25,7 @@ import type { PublicKey, SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { startDeadline } from "../util/deadline.js";
 import type { DeployEvent } from "./events.js";
 
 /** The longest a deploy's delta work runs, both passes: past it, it stops where it is. */
@@ -104,10 +105,10 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
   const { planned, emit } = input;
   const stopping = new AbortController();
   const improving = new AbortController();
-  const deadline = AbortSignal.timeout(input.deadlineMs ?? DELTA_WORK_DEADLINE_MS);
+  const deadline = startDeadline(input.deadlineMs ?? DELTA_WORK_DEADLINE_MS);
   const signal = AbortSignal.any([
     stopping.signal,
-    deadline,
+    deadline.signal,
     ...(input.signal === undefined ? [] : [input.signal]),
   ]);
   const started = performance.now();
@@ -303,7 +304,10 @@ export function startDeltaWorker(input: DeltaWorkerInput): DeltaWorker {
         });
       }
     })
-    .finally(endFirst);
+    .finally(() => {
+      deadline.clear();
+      endFirst();
+    });
 
   return {
     pendingBytes: (hosts) => Math.max(0, ...hosts.map(pendingOf)),

@@ -8,6 +8,8 @@ import type { FetchSeen, RolloutFetchPace } from "../status/rollout.js";
 import { listNewestRollouts, readTrustedRollout } from "../status/rollout-store.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { withDeadline } from "../util/deadline.js";
+import { untilAborted } from "../util/until-aborted.js";
 
 /**
  * The newest rollout records looked at: a deploy whose hosts fetched too little to judge by (a
@@ -29,19 +31,15 @@ export async function previousFetchPace(
   signal?: AbortSignal,
 ): Promise<RolloutFetchPace | undefined> {
   if (cacheUrl === undefined) return undefined;
-  const deadline = AbortSignal.timeout(PACE_READ_DEADLINE_MS);
-  const bounded = signal === undefined ? deadline : AbortSignal.any([deadline, signal]);
   let store: ObjectStore | undefined;
   const look = (async () => {
     store = await openStore(cacheUrl);
     return newestPace(store, hosts, keys);
   })();
-  const gaveUp = new Promise<undefined>((resolve) => {
-    if (bounded.aborted) resolve(undefined);
-    bounded.addEventListener("abort", () => resolve(undefined), { once: true });
-  });
   try {
-    return await Promise.race([look.catch(() => undefined), gaveUp]);
+    return await withDeadline(PACE_READ_DEADLINE_MS, signal, (bounded) =>
+      untilAborted(look, bounded),
+    ).catch(() => undefined);
   } finally {
     // Closed once the look ends, however it ended (a store mid-request is closed after it).
     void look.finally(() => store?.close()).catch(() => undefined);

@@ -16,6 +16,7 @@ import type { MetricsSource } from "../metrics/prometheus.js";
 import type { SecretKey } from "../nix/keys.js";
 import { ensureConditionalWrites } from "../store/conditional-writes.js";
 import { openStore } from "../store/url.js";
+import { eitherSignal, startDeadline } from "../util/deadline.js";
 import { mapLimit } from "../util/pool.js";
 import { runCommand } from "../util/run.js";
 import { shellQuote } from "../util/shell-quote.js";
@@ -245,7 +246,9 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
   const area = `host ${host.name}`;
   const target = sshTarget(host, input.fleet.ssh);
   const timeout = hostTimeout();
-  const signals = [AbortSignal.timeout(timeout * 1000), ...(input.signal ? [input.signal] : [])];
+  // One deadline for all of the host's checks (a one-shot command: left to run out).
+  const deadline = startDeadline(timeout * 1000);
+  const signal = eitherSignal(deadline, input.signal);
   // Only HTTP ones: what curl fetches as the host's Nix would (an s3:// one needs credentials).
   const substituter = [input.served ?? input.fleet.cache?.substituter].find(
     (u) => u !== undefined && /^https?:\/\//.test(u),
@@ -256,12 +259,12 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
   const r = await runOverSsh(target, `echo ${LOGIN_MARK} >&2; sh -s`, {
     input: hostProbe(substituter),
     fresh: true,
-    signal: AbortSignal.any(signals),
+    signal,
     onStderrLine: (line) => {
       if (line.trim() === LOGIN_MARK) loggedIn = true;
     },
   });
-  if (r.code !== 0 && signals[0]?.aborted === true) {
+  if (r.code !== 0 && deadline.signal.aborted) {
     return [
       loggedIn
         ? fail(
@@ -294,13 +297,7 @@ async function checkHost(input: FleetCheckInput, host: FleetHost): Promise<Check
     }),
   );
   const nix = facts.get("nix") ?? "";
-  const pinning = await checkPinning(
-    input,
-    host,
-    target,
-    facts.get("activator") === "yes",
-    signals,
-  );
+  const pinning = await checkPinning(input, host, target, facts.get("activator") === "yes", signal);
   return [
     ok(area, "ssh", `a new connection to ${target.destination} works`),
     // Through sudo, the deploy user runs nothing of Nix itself: nixship-activate runs root's
@@ -353,7 +350,7 @@ async function checkPinning(
   host: SshHost,
   target: SshTarget,
   activator: boolean,
-  signals: readonly AbortSignal[],
+  signal: AbortSignal,
 ): Promise<Check> {
   const area = `host ${host.name}`;
   const user = target.user ?? "the ssh user";
@@ -362,7 +359,7 @@ async function checkPinning(
     const status = hostStatus(
       await runActivate(target, statusArgs(false), {
         timeoutSeconds: hostTimeout(),
-        signal: AbortSignal.any([...signals]),
+        signal,
       }),
     );
     if (!status.reachable) {

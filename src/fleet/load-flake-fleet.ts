@@ -4,6 +4,7 @@
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
 import { InputError, OperationError } from "../errors.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
+import { withDeadline } from "../util/deadline.js";
 import { withoutSourceSecrets } from "../util/source-reference.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { evalPlace } from "./eval-place.js";
@@ -42,15 +43,12 @@ export interface FlakeFleet extends FlakeFleetSource {
 export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): Promise<Fleet> {
   await localNixVersion();
   const trace = new FleetEvalTrace();
-  const deadline = AbortSignal.timeout(FLEET_EVAL_TIMEOUT * 1000);
-  const r = await runStreamed(
-    "nix",
-    [...NEW_CLI, "eval", "--impure", "--json", "--show-trace", "--expr", fleetExpression(source)],
-    {
-      signal: signal === undefined ? deadline : AbortSignal.any([deadline, signal]),
-      onStderrLine: (line) => trace.add(line),
-      stdoutKept: MAX_FLEET_JSON,
-    },
+  const r = await withDeadline(FLEET_EVAL_TIMEOUT * 1000, signal, (bounded) =>
+    runStreamed(
+      "nix",
+      [...NEW_CLI, "eval", "--impure", "--json", "--show-trace", "--expr", fleetExpression(source)],
+      { signal: bounded, onStderrLine: (line) => trace.add(line), stdoutKept: MAX_FLEET_JSON },
+    ),
   );
   const where = formatNixAttrPath(source.attrPath);
   if (r.error !== undefined) {

@@ -7,6 +7,8 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpCheck } from "./http-check.js";
 
@@ -21,6 +23,12 @@ const routes: Record<string, (res: import("node:http").ServerResponse) => void> 
   "/counted": (res) => res.writeHead(503).end("starting\n"),
   "/not-ready": (res) => res.writeHead(503).end("database not ready\n"),
   "/empty": (res) => res.writeHead(500).end(),
+  // A service that answers, but only after 5.5 s.
+  "/slow": (res) => {
+    setTimeout(() => res.writeHead(200).end("fine at last\n"), 5500);
+  },
+  // A service that takes the request and never answers.
+  "/silent": () => {},
   "/lines": (res) => res.writeHead(500).end('first "line"\nsecond\tline\n'),
   // A body that starts and then never goes on: the deadline ends the read, what came is shown.
   "/stalled": (res) => {
@@ -162,6 +170,25 @@ describe("httpCheck", () => {
       message: `${url}: expected status 200, got status 503: "warming up" (retry false: the first answer counts)`,
     });
   });
+
+  it("a service that answers within the check's timeout passes, however slowly", async () => {
+    const result = await httpCheck(`${base}/slow`, 200, 10, undefined, { retry: false });
+    expect(result).toMatchObject({ ok: true, status: 200 });
+  }, 15_000);
+
+  it("a service that never answers fails at the check's timeout, garbage collections or not", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const collecting = setInterval(gc, 20);
+    try {
+      const url = `${base}/silent`;
+      const result = await httpCheck(url, 200, 2);
+      expect(result).toMatchObject({ ok: false, status: undefined });
+      expect(result.message).toMatch(/^.*\/silent: expected status 200 within 2s, got no answer/);
+    } finally {
+      clearInterval(collecting);
+    }
+  }, 15_000);
 
   it("a server that never answers is reported as no answer", async () => {
     const closed = createServer();

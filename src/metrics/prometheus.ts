@@ -2,6 +2,8 @@
 // within a deadline and a size limit on the answer, with the fleet's bearer token (never in a
 // message). An answer that is not one number is no value, with why: the analysis's no-data rule
 // decides what that means. The tests meet this seam with a real Prometheus.
+
+import { eitherSignal, startDeadline } from "../util/deadline.js";
 import { withoutControls } from "../util/text.js";
 
 /** One instant query's answer: its one value, or why it has none. */
@@ -45,7 +47,7 @@ async function instantQuery(
   signal: AbortSignal | undefined,
 ): Promise<QueryAnswer> {
   const endpoint = `${options.url}/api/v1/query`;
-  const deadline = AbortSignal.timeout(options.timeout * 1000);
+  const deadline = startDeadline(options.timeout * 1000);
   try {
     const response = await fetch(endpoint, {
       method: "POST",
@@ -57,7 +59,7 @@ async function instantQuery(
       body: new URLSearchParams({ query: promql }).toString(),
       // A redirect would carry the token elsewhere: refused.
       redirect: "error",
-      signal: signal === undefined ? deadline : AbortSignal.any([deadline, signal]),
+      signal: eitherSignal(deadline, signal),
     });
     const text = await bodyText(response.body, ANSWER_LIMIT);
     if (text === undefined) {
@@ -65,7 +67,8 @@ async function instantQuery(
     }
     return masked(answerOf(response.status, text, endpoint), options.token);
   } catch (err) {
-    if (deadline.aborted) return noValue(`${endpoint} did not answer within ${options.timeout}s`);
+    if (deadline.signal.aborted)
+      return noValue(`${endpoint} did not answer within ${options.timeout}s`);
     if (signal?.aborted) return noValue("interrupted");
     const cause =
       (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : undefined;

@@ -5,6 +5,7 @@ import { setPriority } from "node:os";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { OperationError } from "../errors.js";
+import { eitherSignal, startDeadline } from "./deadline.js";
 
 export interface RunOptions {
   /** Written to (or, for a stream, piped into) the command's stdin. */
@@ -47,12 +48,8 @@ export function runCommand(
 ): Promise<RunResult> {
   const shown = [command, ...args].join(" ");
   const purpose = options.purpose ? ` to ${options.purpose}` : "";
-  const deadline =
-    options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
-  const stop =
-    deadline === undefined || options.signal === undefined
-      ? (deadline ?? options.signal)
-      : AbortSignal.any([deadline, options.signal]);
+  const deadline = options.timeoutMs === undefined ? undefined : startDeadline(options.timeoutMs);
+  const stop = deadline === undefined ? options.signal : eitherSignal(deadline, options.signal);
   return new Promise((resolve, reject) => {
     const proc = spawn(command, args, {
       stdio: ["pipe", "pipe", "pipe"],
@@ -107,6 +104,7 @@ export function runCommand(
       );
     });
     proc.on("close", (code, signal) => {
+      deadline?.clear();
       if (inputFailure) {
         reject(inputFailure);
         return;
@@ -125,7 +123,7 @@ export function runCommand(
         resolve(result);
         return;
       }
-      const why = deadline?.aborted
+      const why = deadline?.signal.aborted
         ? `took longer than ${Math.round((options.timeoutMs ?? 0) / 100) / 10} s, and was stopped`
         : signal
           ? `was killed by ${signal}`
