@@ -93,6 +93,18 @@ function wrap(inner: ObjectStore, overrides: Partial<ObjectStore>): ObjectStore 
   };
 }
 
+/** `inner`, and the keys of the GETs made through it, in order. */
+function countingGets(inner: ObjectStore): { counted: ObjectStore; gets: string[] } {
+  const gets: string[] = [];
+  const counted = wrap(inner, {
+    get: ((key: string, opts?: GetOptions) => {
+      gets.push(key);
+      return inner.get(key, opts);
+    }) as ObjectStore["get"],
+  });
+  return { counted, gets };
+}
+
 /** A store whose listings come back two objects per page, to exercise pagination. */
 function smallPages(inner: ObjectStore): ObjectStore {
   return wrap(inner, {
@@ -199,13 +211,7 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
     it("refuses a sharded head signed by an untrusted key before reading any shard", async () => {
       const other = generateSecretKey("release-other-1");
       const signed = await publishRelease(store, options({ hosts: manyHosts(300), key: other }));
-      const gets: string[] = [];
-      const counted = wrap(store, {
-        get: ((k: string, o?: GetOptions) => {
-          gets.push(k);
-          return store.get(k, o);
-        }) as ObjectStore["get"],
-      });
+      const { counted, gets } = countingGets(store);
       await expect(
         loadVerifiedRelease(counted, signed.bytes, trusted, "releases/prod/1.json"),
       ).rejects.toMatchObject({ code: "release-untrusted-key" });
@@ -233,6 +239,38 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
       expect(next.release).toMatchObject({ seq: 2, previous: releaseDigest(junk) });
       const channel = await readChannel(store, "prod");
       expect(channel.status === "found" && text(channel.bytes)).toBe(text(next.bytes));
+    });
+
+    it("a planted file numbered far above costs one read, and the next release is built on the newest that verifies", async () => {
+      const system = (c: string) => ({ web1: { path: path(c) } });
+      await publishRelease(store, options({ hosts: system("a") }));
+      await publishRelease(store, options({ hosts: system("b") }));
+      // Someone who can write the store but holds no key: a channel that does not verify, and
+      // a release file numbered far above the channel's.
+      await store.put(channelKey("prod"), Buffer.from('{"planted": true}'));
+      await store.put(releaseKey("prod", 999_999_999_999), Buffer.from("{}"));
+      const { counted, gets } = countingGets(store);
+      const read = await readChannelToUpdate(counted, "prod", trusted);
+      expect(read.trusted?.release.seq).toBe(2);
+      expect(read.trusted?.release.hosts.web1?.path).toBe(path("b"));
+      // The channel, the planted file, release 2: numbers that are not listed are not asked.
+      expect(gets.filter((k) => k.startsWith("releases/"))).toEqual([
+        releaseKey("prod", 999_999_999_999),
+        releaseKey("prod", 2),
+      ]);
+      // A planted number at the top of what a release file may hold: no number is left above
+      // it, and the publish says which file and writes nothing.
+      await store.put(releaseKey("prod", 999_999_999_999_999), Buffer.from("{}"));
+      const before = await keys(store, "");
+      await expect(publishRelease(store, options())).rejects.toThrow(
+        expect.objectContaining({
+          code: "release-seq-exhausted",
+          message: expect.stringContaining(
+            "the release file releases/prod/999999999999999.json is numbered 999999999999999",
+          ),
+        }),
+      );
+      expect(await keys(store, "")).toEqual(before);
     });
 
     it("numbers releases from 1, chains each to the previous, and copies it to the channel", async () => {
@@ -486,7 +524,9 @@ function describeReleaseStore(name: string, open: () => Promise<ObjectStore>): v
         expect.objectContaining({ code: "bad-channel", exitCode: 2 }),
       );
       await expect(readChannel(store, "Prod")).rejects.toThrow(/channel name "Prod"/);
-      await expect(readRelease(store, "prod", 0)).rejects.toThrow(/whole number ≥ 1, got 0/);
+      await expect(readRelease(store, "prod", 0)).rejects.toThrow(
+        /from 1 to 999999999999999, got 0/,
+      );
       expect(await keys(store, "")).toEqual([]);
     });
   });

@@ -5,7 +5,7 @@ import { InputError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import type { SignedRelease } from "../release/release.js";
 import { releaseDigest } from "../release/release-canonical.js";
-import { channelKey, highestListed, listedSeqs, readChannel } from "../release/release-store.js";
+import { channelKey, listedSeqs, readChannel } from "../release/release-store.js";
 import { loadVerifiedRelease } from "../release/shard-store.js";
 import { readSignedHead, readSignedRelease } from "../release/signed-release-reads.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -94,14 +94,25 @@ async function headSince(
   return signed.some((h) => h.head.previous !== null && digests.has(h.head.previous));
 }
 
-/** The newest release of the channel numbered above `above` that `keys` signed, if any. */
+/**
+ * Release files read, at most, for the newest that verifies: past them, none is taken (as when
+ * no release verifies, after the release keys changed). A bound on what files planted by a
+ * bucket writer can cost: each is one GET.
+ */
+export const VERIFIED_READS = 64;
+
+/**
+ * The newest release of the channel numbered above `above` that `keys` signed, if any among the
+ * VERIFIED_READS newest release files listed above it (only numbers listed are read).
+ */
 async function newestVerified(
   store: ObjectStore,
   channel: string,
   keys: readonly PublicKey[],
   above: number,
 ): Promise<SignedRelease | undefined> {
-  for (let seq = await highestListed(store, channel); seq > above; seq--) {
+  const listed = (await listedSeqs(store, channel)).filter((seq) => seq > above).reverse();
+  for (const seq of listed.slice(0, VERIFIED_READS)) {
     const release = await readSignedRelease(store, channel, seq, keys);
     if (typeof release !== "string") return release;
   }

@@ -31,6 +31,8 @@ import { putShards } from "./shard-store.js";
 /** Release files read at once by listReleases. */
 const READ_CONCURRENCY = 8;
 const SEQ_FILE = /^([1-9][0-9]{0,14})\.json$/;
+/** The highest release number: the most a release file's name holds (SEQ_FILE, 15 digits). */
+export const MAX_RELEASE_SEQ = 999_999_999_999_999;
 const CHANNELS_PREFIX = "channels/";
 const RELEASES_PREFIX = "releases/";
 
@@ -103,8 +105,11 @@ export function channelKey(channel: string): string {
 }
 
 export function releaseKey(channel: string, seq: number): string {
-  if (!Number.isSafeInteger(seq) || seq < 1) {
-    throw new InputError("bad-release-seq", `a release number is a whole number ≥ 1, got ${seq}`);
+  if (!Number.isSafeInteger(seq) || seq < 1 || seq > MAX_RELEASE_SEQ) {
+    throw new InputError(
+      "bad-release-seq",
+      `a release number is a whole number from 1 to ${MAX_RELEASE_SEQ}, got ${seq}`,
+    );
   }
   return `${releasePrefix(channel)}${seq}.json`;
 }
@@ -205,7 +210,22 @@ export async function publishRelease(
     );
   }
   // (2) Past every release file, so one left by an interrupted publisher is never reused.
-  const seq = Math.max(head?.seq ?? 0, await highestListed(store, channel)) + 1;
+  const listed = await highestListed(store, channel);
+  const seq = Math.max(head?.seq ?? 0, listed) + 1;
+  if (seq > MAX_RELEASE_SEQ) {
+    // Only a file planted by someone without a release key numbers a release that high.
+    const where =
+      listed >= (head?.seq ?? 0)
+        ? `the release file ${releaseKey(channel, listed)} is numbered ${listed}`
+        : `the channel ${channelKey(channel)} names release ${head?.seq}`;
+    throw new OperationError(
+      "release-seq-exhausted",
+      `channel ${channel}: ${where}, so the next release would be past the highest a release may have (${MAX_RELEASE_SEQ}); nothing was written`,
+      {
+        hint: "a release numbered that high was not published by nixship: remove that file (nixship release list shows which releases verify)",
+      },
+    );
+  }
   const created = options.now ?? new Date();
   const maxAge = options.maxAge ?? RELEASE_DEFAULTS.maxAge;
   // Sharded when it names more than SHARD_HOSTS hosts (release-shard.ts).
