@@ -16,7 +16,6 @@ import { fileURLToPath } from "node:url";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeCacheServer } from "../src/cache/serve.js";
-import { MAX_CONNECTIONS } from "../src/dashboard/connections.js";
 import { MAX_STREAMS_PER_CLIENT, RequestBuckets } from "../src/dashboard/limits.js";
 import { FleetPoller } from "../src/dashboard/poller.js";
 import {
@@ -34,6 +33,7 @@ import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
 import { countReads } from "../src/store/wrap-store.js";
+import { MAX_CONNECTIONS } from "../src/util/server-connections.js";
 import { nixship } from "../support/cli.js";
 import {
   type DashboardFleet,

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { mkdtemp, rm, symlink } from "node:fs/promises";
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -136,4 +136,47 @@ describe("cache server", () => {
       server.close();
     }
   });
+
+  it("lets go of a client that stops reading a NAR midway, and of connections that send nothing", async () => {
+    const big = `nar/${"2".repeat(52)}.nar.zst`;
+    await new FsStore(dir).put(big, Buffer.alloc(48 * 1024 * 1024, 9));
+    const seen: { key: string; status: number }[] = [];
+    const server = createCacheServer({
+      store: new FsStore(dir),
+      idleTimeoutMs: 500,
+      onRequest: (entry) => seen.push(entry),
+    });
+    const url = new URL(await listen(server));
+    const connections = () =>
+      new Promise<number>((resolve, reject) =>
+        server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+    try {
+      // Three clients ask for the NAR and never read past what the kernel buffers; two connect
+      // and send nothing.
+      const clients = Array.from({ length: 5 }, (_, i) => {
+        const socket = connect(Number(url.port), url.hostname);
+        socket.on("error", () => {});
+        socket.pause();
+        if (i < 3) socket.write(`GET /${big} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        return socket;
+      });
+      await waitFor(async () => (await connections()) === 5, 10_000, "5 connections");
+      await waitFor(async () => (await connections()) === 0, 20_000, "no connection left");
+      for (const c of clients) c.destroy();
+      // Each stalled answer is told as the store's stream cut short.
+      expect(seen.filter((e) => e.key === `/${big}`).map((e) => e.status)).toEqual([502, 502, 502]);
+    } finally {
+      server.close();
+    }
+  }, 40_000);
 });
+
+/** Polls `ok` every 50 ms until it holds; fails naming `what` after `ms`. */
+async function waitFor(ok: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > until) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -7,12 +7,17 @@ import { formatCacheInfo } from "../nix/cache-info.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
+import { guardConnections, HEADERS_TIMEOUT, MAX_CONNECTIONS } from "../util/server-connections.js";
 import { CACHE_INFO_KEY, isCacheKey } from "./layout.js";
 
 export interface ServeOptions {
   readonly store: ObjectStore;
   /** When set, requests must carry `Authorization: Bearer <token>` (or Basic with it as password). */
   readonly token?: string;
+  /** Ms without a byte either way before a connection is closed (default CACHE_IDLE_TIMEOUT_MS). */
+  readonly idleTimeoutMs?: number;
+  /** Connections open at once, past which the idle ones are closed (default MAX_CONNECTIONS). */
+  readonly maxConnections?: number;
   /** Each request answered; `error` says why the store failed (never sent to the client). */
   readonly onRequest?: (entry: {
     method: string;
@@ -39,6 +44,13 @@ function requestKey(url: string | undefined): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Ms a connection may pass without a byte either way before it is closed: a client that stops
+ * reading a NAR midway (its stream and file held open) or sends nothing. Nix retries a download
+ * that fails, and one that moves at any pace is never idle.
+ */
+export const CACHE_IDLE_TIMEOUT_MS = 60_000;
 
 export function createCacheServer(options: ServeOptions): Server {
   const { store } = options;
@@ -84,26 +96,33 @@ export function createCacheServer(options: ServeOptions): Server {
     await pipeline(got.body, res);
     return 200;
   };
-  return createServer((req, res) => {
-    handle(req, res).then(
-      (status) => options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status }),
-      (err: Error) => {
-        // The store's own words may name its location (a directory, a bucket): they go to
-        // the server's log, not to a client that may not even have a token.
-        if (!res.headersSent) {
-          res
-            .writeHead(502, { "content-type": "text/plain" })
-            .end("the cache's store could not be read; the server's log says why\n");
-        } else res.destroy(err);
-        options.onRequest?.({
-          method: req.method ?? "",
-          key: req.url ?? "",
-          status: 502,
-          error: err.message,
-        });
-      },
-    );
-  });
+  const server = createServer(
+    { headersTimeout: HEADERS_TIMEOUT, requestTimeout: HEADERS_TIMEOUT },
+    (req, res) => {
+      handle(req, res).then(
+        (status) => options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status }),
+        (err: Error) => {
+          // The store's own words may name its location (a directory, a bucket): they go to
+          // the server's log, not to a client that may not even have a token.
+          if (!res.headersSent) {
+            res
+              .writeHead(502, { "content-type": "text/plain" })
+              .end("the cache's store could not be read; the server's log says why\n");
+          } else res.destroy(err);
+          options.onRequest?.({
+            method: req.method ?? "",
+            key: req.url ?? "",
+            status: 502,
+            error: err.message,
+          });
+        },
+      );
+    },
+  );
+  server.keepAliveTimeout = 5000;
+  server.setTimeout(options.idleTimeoutMs ?? CACHE_IDLE_TIMEOUT_MS, (socket) => socket.destroy());
+  guardConnections(server, { maxConnections: options.maxConnections ?? MAX_CONNECTIONS });
+  return server;
 }
 
 /** Starts a cache server on host:port (port 0: any free one) and returns it with its URL. */

@@ -21,7 +21,10 @@ in trusted-public-keys. This is how a Nix without S3 support reads an S3 cache.
 Only cache objects are served: nix-cache-info, <hash>.narinfo and nar/*; everything else,
 and anything absent, is 404. Objects are streamed, never held whole in memory. With
 --token-file, every request must send 'Authorization: Bearer TOKEN' (or Basic auth with
-TOKEN as the password, as Nix does from a netrc file).
+TOKEN as the password, as Nix does from a netrc file). A connection that moves no byte
+either way for 60 s (a client that stopped reading a NAR midway, or one that sends nothing)
+is closed, and past 1,000 open connections the idle ones are, the oldest first; Nix retries
+a download that was cut.
 
 Prints 'listening on http://HOST:PORT' on stderr once ready, and there each request the
 cache's store failed to answer (the client gets a 502 that names nothing of the store);

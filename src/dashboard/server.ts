@@ -16,14 +16,14 @@ import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
-import { withHostStates } from "../views/host-state.js";
-import { BOARD_RELEASES } from "../views/release-board.js";
 import {
   type ConnectionGuard,
   type ConnectionLimits,
   guardConnections,
   HEADERS_TIMEOUT,
-} from "./connections.js";
+} from "../util/server-connections.js";
+import { withHostStates } from "../views/host-state.js";
+import { BOARD_RELEASES } from "../views/release-board.js";
 import { crossSite, foreignHost, foreignOrigin } from "./host-guard.js";
 import { HostReads } from "./host-reads.js";
 import { Html } from "./html.js";

@@ -1,7 +1,8 @@
-// The dashboard's open connections, bounded: a connection that sends no request in time is
-// closed, and past MAX_CONNECTIONS the idle ones (no request in flight) are closed, the oldest
-// first, so that connections held open and silent cannot use up the process's file descriptors.
-// Node's own timeouts (set in server.ts) close slow requests and idle keep-alives.
+// An HTTP server's open connections, bounded (the dashboard's and the served cache's): a
+// connection that sends no request in time is closed, and past MAX_CONNECTIONS the idle ones (no
+// request in flight) are closed, the oldest first, so that connections held open and silent
+// cannot use up the process's file descriptors.
+// Node's own timeouts (set by each server) close slow requests and idle keep-alives.
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 
