@@ -117,17 +117,21 @@ function activate(
   system: ExampleSystem,
   bundle: string | undefined,
   extra: Partial<ActivateOptions> = {},
+  moreArgs: readonly string[] = [],
 ) {
   return onHost(
     host,
-    activateArgs({
-      path: systems[system],
-      action: "switch",
-      substituters: [server.url],
-      trustedKeys: [publicKey],
-      ...(bundle === undefined ? {} : { secrets: {} }),
-      ...extra,
-    }),
+    [
+      ...activateArgs({
+        path: systems[system],
+        action: "switch",
+        substituters: [server.url],
+        trustedKeys: [publicKey],
+        ...(bundle === undefined ? {} : { secrets: {} }),
+        ...extra,
+      }),
+      ...moreArgs,
+    ],
     bundle === undefined ? {} : { [SECRETS_VARIABLE]: bundle },
   );
 }
@@ -378,16 +382,23 @@ describe("activate --secrets on a lab host", () => {
     try {
       const { port } = http.address() as { port: number };
       const url = `http://${gateway}:${port}/bundle`;
-      const wrong = await activate(H2, "web-v1", undefined, {
-        secrets: { url: { url, sha256: "f".repeat(64) } },
-      });
+      // As a person runs the script by hand; nixship's SSM document gives the URL on the
+      // script's input (--secrets-url -), so that it shows in no process's arguments.
+      const fetched = (u: string, sha: string) => ["--secrets-url", u, "--secrets-sha256", sha];
+      const wrong = await activate(
+        H2,
+        "web-v1",
+        undefined,
+        { secrets: {} },
+        fetched(url, "f".repeat(64)),
+      );
       expectFailure(
         wrong,
         `secrets bundle: the one fetched has sha256 ${sha256}, not ${"f".repeat(64)}`,
       );
       expect(await installed(H2, theta.path)).toBeUndefined();
       expect(await leftovers(H2)).toBe("");
-      const right = await activate(H2, "web-v1", undefined, { secrets: { url: { url, sha256 } } });
+      const right = await activate(H2, "web-v1", undefined, { secrets: {} }, fetched(url, sha256));
       expect(right.code, JSON.stringify(right.result)).toBe(0);
       expect(await installed(H2, theta.path)).toMatchObject({ content: theta.plaintext });
       expect(await installed(H2, alpha.path)).toMatchObject({ content: alpha.plaintext });
@@ -396,9 +407,13 @@ describe("activate --secrets on a lab host", () => {
       expect(right.stderr).not.toContain(url);
       // It reaches curl in a configuration: a quote could end its string there, so a character
       // a URL does not hold is refused before anything is fetched.
-      const quoted = await activate(H2, "web-v2", undefined, {
-        secrets: { url: { url: `${url}" -o /tmp/nixship-x`, sha256 } },
-      });
+      const quoted = await activate(
+        H2,
+        "web-v2",
+        undefined,
+        { secrets: {} },
+        fetched(`${url}" -o /tmp/nixship-x`, sha256),
+      );
       expect(quoted.code).toBe(2);
       expect(JSON.stringify(quoted.result)).toContain(
         "--secrets-url holds a character a URL does not (percent-encode it)",

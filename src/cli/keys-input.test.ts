@@ -131,6 +131,17 @@ describe("readTrustedKeys and releaseKeySource", () => {
     expect(err.hint).toContain("NAME:BASE64");
   });
 
+  it("refuses a --trusted-key file too large to be one, and one that is not a file, unread", async () => {
+    const huge = join(dir, "huge.pub");
+    await writeFile(huge, Buffer.alloc(1024 * 1024, 0x61));
+    const err = await failure(readTrustedKeys([huge]));
+    expect(err.message).toBe(
+      `--trusted-key ${huge}: 1048576 bytes or more, where a file of public keys holds at most 65536: not a key file`,
+    );
+    const device = await failure(readTrustedKeys(["/dev/zero"]));
+    expect(device.message).toContain("--trusted-key '/dev/zero' is neither a public key");
+  });
+
   it("names the release key by the flag or the variable that gave it", () => {
     expect(releaseKeySource("/a.sec", { NIXSHIP_RELEASE_KEY: "/b.sec" })).toEqual({
       file: "/a.sec",

@@ -4,6 +4,7 @@ import { readFile, stat } from "node:fs/promises";
 import { InputError, UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type PublicKey, parsePublicKey, parseSecretKey, type SecretKey } from "../nix/keys.js";
+import { readFileBounded } from "../util/bounded-file.js";
 
 /** The most a secret file (a key, a token) may hold: far above any real one. */
 const SECRET_FILE_LIMIT = 64 * 1024;
@@ -120,6 +121,9 @@ export async function readSecretKeyFile(file: string, flag = "--key"): Promise<S
   }
 }
 
+/** The most a file of public keys given to --trusted-key may hold (a key is about 60 bytes). */
+const TRUSTED_KEYS_FILE_LIMIT = 64 * 1024;
+
 export async function readTrustedKeys(values: readonly string[]): Promise<PublicKey[]> {
   const keys: PublicKey[] = [];
   for (const value of values) {
@@ -127,17 +131,26 @@ export async function readTrustedKeys(values: readonly string[]): Promise<Public
       keys.push(parsePublicKey(value));
       continue;
     }
-    const text = await readFile(value, "utf8").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") {
-        throw new InputError("key-missing", `--trusted-key ${value}: no such file`, {
-          hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
-        });
-      }
-      throw new InputError(
-        "key-unreadable",
-        `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code ?? err.message})`,
+    const tooLarge = (size: number) =>
+      new InputError(
+        "key-file-too-large",
+        `--trusted-key ${value}: ${size} bytes or more, where a file of public keys holds at most ${TRUSTED_KEYS_FILE_LIMIT}: not a key file`,
       );
-    });
+    const bytes = await readFileBounded(value, TRUSTED_KEYS_FILE_LIMIT, tooLarge).catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err instanceof InputError) throw err;
+        throw new InputError(
+          "key-unreadable",
+          `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code ?? err.message})`,
+        );
+      },
+    );
+    if (bytes === undefined) {
+      throw new InputError("key-missing", `--trusted-key ${value}: no such file`, {
+        hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
+      });
+    }
+    const text = bytes.toString("utf8");
     for (const word of text.split(/\s+/).filter(Boolean)) {
       try {
         keys.push(parsePublicKey(word));

@@ -88,15 +88,15 @@ export interface ActivateOptions {
   readonly activationTimeout?: number;
   /**
    * Install the host's secrets before the profile is set: the bundle (see secrets-bundle.ts) is
-   * in the script's input variable SECRETS_VARIABLE, or fetched from `url` (checked against its
-   * sha256). Absent: the host's secrets are left as they are.
+   * in the script's input variable SECRETS_VARIABLE. Absent: the host's secrets are left as they
+   * are. (The SSM document has the host fetch it from a presigned URL, given on the script's
+   * standard input, `--secrets-url -`: a URL in the arguments would show in `ps` and the lock.)
    */
   readonly secrets?: {
     /** A store path holding bin/age, realised as the system is; absent: age from the host's PATH. */
     readonly age?: string;
     /** The private key to decrypt with; absent: /etc/ssh/ssh_host_ed25519_key. */
     readonly hostKey?: string;
-    readonly url?: { readonly url: string; readonly sha256: string };
   };
   /**
    * A store path holding bin/zstd, realised as the system is: the host first rebuilds what it
@@ -135,9 +135,6 @@ export function activateArgs(o: ActivateOptions): string[] {
     args.push("--secrets");
     if (o.secrets.age !== undefined) args.push("--age", o.secrets.age);
     if (o.secrets.hostKey !== undefined) args.push("--host-key", o.secrets.hostKey);
-    if (o.secrets.url !== undefined) {
-      args.push("--secrets-url", o.secrets.url.url, "--secrets-sha256", o.secrets.url.sha256);
-    }
   }
   return args;
 }
