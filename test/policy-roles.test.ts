@@ -117,6 +117,9 @@ describe("a fleet of two roles, each with its own checks", () => {
     doc.policy = { canary: 1, parallel: 2 };
     doc.policies["@api"].canary = 1;
     doc.policies["@worker"].canary = 1;
+    // An entry of one host's own (a timeout, as init --from deploy-rs writes for a node's)
+    // tunes that host and leaves it in its role: it takes no canary of its own.
+    doc.policies[`${LAB}2`] = { activationTimeout: 300 };
     await writeFile(fleetFile, JSON.stringify(doc, null, 2));
     await setExampleSystems(fleetFile, {
       [`${LAB}1`]: "web-v2",

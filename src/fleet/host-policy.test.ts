@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { FleetFileError, parseFleetValue } from "./fleet-file.js";
 import { formatFleet } from "./fleet-json.js";
-import { hostPolicy } from "./host-policy.js";
+import { hostPolicy, roleOf } from "./host-policy.js";
 
 const API_CHECK = { url: "http://{address}:8080/health", expectStatus: 200, timeout: 5 };
 const fleetDoc = (policies: unknown, extra: object = {}) => ({
@@ -68,6 +68,20 @@ describe("policies", () => {
     });
     // The command line's flags win over every entry.
     expect(of("api2", { confirmTimeout: 60 }).confirmTimeout).toBe(60);
+  });
+
+  it("makes a role of tags and name globs, not of an entry that names one host", () => {
+    const rules = [
+      { selector: "@web", override: { canary: 1 } },
+      { selector: "web2", override: { activationTimeout: 300 } },
+      { selector: "db*", override: { canary: 1 } },
+    ];
+    const role = (name: string, tags: string[]) => roleOf(rules, { name, tags });
+    expect(role("web1", ["web"])).toBe("@web");
+    // Its own timeout leaves web2 in @web: it shares @web's canary.
+    expect(role("web2", ["web"])).toBe("@web");
+    expect(role("db1", [])).toBe("db*");
+    expect(role("cache1", [])).toBe("");
   });
 
   it("refuses an entry that matches no host, a key that is not one term, and maxFailures", () => {

@@ -59,15 +59,24 @@ export function hostPolicy(
 
 /**
  * The role `host` has: the `policies` entries that apply to it, as written, in merge order
- * ("" when none does: the fleet's policy alone). Hosts of one role share their canaries.
+ * ("" when none does: the fleet's policy alone), but for an entry that names the host alone (its
+ * name, no `*`): that tunes one host (a timeout, a check) and leaves it in its role, whose
+ * canaries it shares. A name glob (`web*`) or a tag is a role's.
  */
 export function roleOf(
   rules: readonly PolicyRule[],
   host: Pick<FleetHost, "name" | "tags">,
 ): string {
   return rulesFor(rules, host)
+    .filter((r) => !namesOneHost(r))
     .map((r) => r.selector)
     .join(" ");
+}
+
+/** Whether a `policies` entry is keyed by one host's name (no tag, no `*`). */
+function namesOneHost(rule: Pick<PolicyRule, "selector">): boolean {
+  const term = ruleTerm(rule);
+  return term.kind === "name" && !term.pattern.includes("*");
 }
 
 export type { PolicyOverride, PolicyRule } from "./fleet.js";
