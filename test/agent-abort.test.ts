@@ -1,7 +1,7 @@
 // Aborts that abort in agent mode, on a lab of two hosts with real pull agents:
-// - a host whose agent is paused is reported at once (not waited for until offlineTimeout,
-//   set here far past the test's own timeout), and once resumed it does not apply the system
-//   of the deploy that reported it;
+// - a host whose agent is paused is named by the plan and not deployed (nothing is published
+//   for it, where a release once named the new system and another took it back, and it was
+//   waited for), and once resumed it does not apply the system of that deploy;
 // - SIGINT while a host's agent has not yet taken the release (its agent is stopped) ends the
 //   deploy with exit 130 and a release that names for that host what the channel named
 //   before: started again, the agent applies that, never the aborted system.
@@ -59,18 +59,33 @@ afterAll(async () => {
 });
 
 describe("aborts in agent mode", () => {
-  it("a paused host is reported at once, and after resuming does not apply that deploy's system", async () => {
+  it("a paused host is named by the plan and not deployed, and after resuming does not apply that deploy's system", async () => {
     await labAgents(lab, "pause", "ab2");
     await untilPaused("ab2");
     await setSystems(lab, "web-v2");
+    const v1 = (await waitFor(lab, "ab2", (rec) => rec.state === "success")).current;
+    const before = (await channelRelease(lab)).release.seq;
+    const plan = await nixship(["plan", "--fleet", lab.fleetFile], { env: lab.env });
+    expect(plan.stdout).toMatch(/ab2's agent is paused \(its heartbeat \d+s ago says so\)/);
+    // As a host that does not answer: the deploy stops before it starts, nothing published…
     const r = await deployViaAgent(lab, "--canary", "0");
     expect(r.code).toBe(1);
-    const outcomes = summaryOf(r);
+    const refused = summaryOf(r);
+    expect(refused.ab1).toMatchObject({ status: "skipped", reason: "not-started" });
+    expect(refused.ab2).toMatchObject({ status: "failed", phase: "connect", rolledBack: false });
+    expect(String(refused.ab2?.message)).toMatch(/^ab2's agent is paused/);
+    expect((await channelRelease(lab)).release.seq).toBe(before);
+    // …or, with --skip-unreachable, goes on with the others.
+    const skipping = await deployViaAgent(lab, "--canary", "0", "--skip-unreachable");
+    expect(skipping.code, skipping.stderr).toBe(0);
+    const outcomes = summaryOf(skipping);
     expect(outcomes.ab1).toMatchObject({ status: "activated" });
-    expect(outcomes.ab2).toMatchObject({ status: "failed", phase: "waiting" });
-    expect(String(outcomes.ab2?.message)).toMatch(/^ab2's agent is paused/);
-    const v1 = (await waitFor(lab, "ab2", (rec) => rec.state === "success")).current;
-    // The channel no longer names web-v2 for it: the failed host's entry went back.
+    expect(outcomes.ab2).toMatchObject({ status: "skipped", reason: "unreachable" });
+    // Said once, not nested in a rollback's words.
+    expect(String(outcomes.ab2?.message).match(/is paused/g)).toHaveLength(1);
+    // One release, for ab1; the channel never named web-v2 for ab2.
+    const { release } = await channelRelease(lab);
+    expect(release.seq).toBe(before + 1);
     expect(await channelPath("ab2")).toBe(v1);
     await labAgents(lab, "resume", "ab2");
     const { seq } = (await channelRelease(lab)).release;

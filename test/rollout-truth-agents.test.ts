@@ -1,7 +1,7 @@
 // The rollout as the unit of truth with agent hosts (lab "rta", real agents): v1, then v2,
-// then v3 while host 3's agent is stopped for the wave. Host 3 is behind in status and the
-// dashboard until a deploy reaches it, also once its agent, back, confirms the entry the
-// rollout's own release left it on; a fleet rollback undoes the v3 rollout alone, and
+// then v3 while host 3's agent is stopped (the survey finds it offline). Host 3 is behind in
+// status and the dashboard until a deploy reaches it, also once its agent, back, confirms the
+// entry the rollout's own release carried for it; a fleet rollback undoes the v3 rollout alone, and
 // `rollback --rollout` of the v2 rollout puts all three on v1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nixship } from "../support/cli.js";
@@ -86,18 +86,19 @@ describe("agent hosts: a host a rollout missed is behind; rollback undoes a roll
     const record = await newestRollout();
     v3Rollout = record?.id as string;
     expect(v3Rollout).not.toBe(v2Rollout);
-    // The wave's release names it; its agent, offline, never takes it: the host fails there
-    // (the deploy sends its channel entry back to v2), and the record says why.
+    // The survey finds its agent offline: as a host that does not answer, it fails at once (one
+    // failure allowed), no release names v3 for it, and the record says why.
     expect(v3.code, v3.stdout.slice(-3000)).toBe(1);
-    expect(summaryOf(v3).rta3).toMatchObject({ status: "failed", phase: "waiting" });
+    expect(summaryOf(v3).rta3).toMatchObject({ status: "failed", phase: "connect" });
     expect(record?.state).toBe("failed");
-    expect(record?.waves[0]?.hosts).toContainEqual(
+    expect(record?.skipped).toContainEqual(
       expect.objectContaining({
         host: "rta3",
-        state: "failed",
+        state: "unreachable",
         message: expect.stringContaining("rta3's agent is offline"),
       }),
     );
+    expect((await channelRelease(lab)).release.hosts.rta3?.path).not.toContain("web-system-v3");
     expect(await servedAll()).toEqual(["web-v3", "web-v3", "web-v2"]);
   });
 

@@ -14,8 +14,14 @@ import type { FleetHost, ReleaseSettings } from "../fleet/fleet.js";
 import { decideRollback } from "../fleet/rollback-decision.js";
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import type { ReleaseHost, SignedRelease } from "../release/release.js";
+import { agentNotLive } from "../status/heartbeat.js";
 import { hostStatusKey } from "../status/status.js";
-import { readJudgedReport, readStatus } from "../status/status-store.js";
+import {
+  type Heartbeats,
+  readHeartbeats,
+  readJudgedReport,
+  readStatus,
+} from "../status/status-store.js";
 import { ReleaseWatcher, type Watched, type WatchSettings } from "./agent-watch.js";
 import type {
   ChannelCapability,
@@ -33,6 +39,9 @@ export interface AgentDeliveryOptions extends ChannelKeeperOptions, WatchSetting
   /** The channel, and how long the deployer waits for an agent to report (offlineTimeout). */
   readonly releases: ReleaseSettings;
 }
+
+/** Ms a read of the heartbeats answers the asks that follow it. */
+const HEARTBEATS_FRESH_MS = 5000;
 
 export class AgentDelivery implements Delivery {
   readonly #o: AgentDeliveryOptions;
@@ -65,7 +74,27 @@ export class AgentDelivery implements Delivery {
     return this.#keeper.published;
   }
 
+  /** The agents' heartbeats, read once for a burst of asks (a survey asks every host at once). */
+  #beats: { readonly at: number; readonly read: Promise<Heartbeats | undefined> } | undefined;
+
+  #heartbeats(): Promise<Heartbeats | undefined> {
+    const now = Date.now();
+    if (this.#beats === undefined || now - this.#beats.at > HEARTBEATS_FRESH_MS) {
+      // Unreadable: the hosts are judged by their records alone, as before heartbeats.
+      this.#beats = { at: now, read: readHeartbeats(this.#o.store).catch(() => undefined) };
+    }
+    return this.#beats.read;
+  }
+
   async status(host: FleetHost): Promise<HostStatus> {
+    // A paused or offline agent takes no release: the plan says so, and the deploy publishes
+    // nothing for it (it is counted as a host not reached, as an ssh host that does not answer).
+    const notLive = agentNotLive(
+      host.name,
+      (await this.#heartbeats())?.hosts.get(host.name),
+      new Date(),
+    );
+    if (notLive !== undefined) return { reachable: false, error: notLive };
     // A host whose key the fleet knows is known by a record it signed only: another (written by
     // whoever can write the store) could make the plan leave it out as up to date.
     const hostKey = this.#o.reportKeys?.get(host.name);

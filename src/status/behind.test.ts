@@ -111,6 +111,7 @@ describe("the fleet's last ask", () => {
   });
 
   it("an agent's report of the rollout's own release that only confirms the entry it was left on is no newer word", () => {
+    const later = "2026-11-26T11:05:00.000Z";
     // Every release of an agent rollout names every host of the channel: a host of a wave that
     // never started, and one its wave's failure carried back, report success on what they ran.
     const V4 = "/nix/store/44444444444444444444444444444444-web-v4";
@@ -133,12 +134,18 @@ describe("the fleet's last ask", () => {
           { index: 1, kind: "canary" as const, hosts: [entry("a1", "rolled-back")] },
           { index: 2, kind: "main" as const, hosts: [entry("a3", "not-started")] },
         ],
+        // Its agent paused or offline: the survey found it unreachable, and knew not what it ran.
+        skipped: [{ ...entry("a4", "unreachable"), before: null, message: "a4's agent is paused" }],
         // Release 5: wave 1; release 6: the rollback of its failed host.
         releases: { channel: "prod", seqs: [5, 6] },
       },
     };
-    const asks = lastAsks([agents], ["a1", "a3"]);
-    const later = "2026-11-26T11:05:00.000Z";
+    const asks = lastAsks([agents], ["a1", "a3", "a4"]);
+    // A host it found unreachable, reporting the entry the rollout's release carried for it.
+    expect(behindOf(asks.get("a4"), reported(later, V2, "agent", 5), V2)).toMatchObject({
+      rollout: "dddddddddddd",
+      why: "skipped as unreachable: a4's agent is paused",
+    });
     expect(behindOf(asks.get("a3"), reported(later, V2, "agent", 5), V2)).toMatchObject({
       rollout: "dddddddddddd",
       wants: V3,

@@ -85,8 +85,9 @@ export function toldFailure(
 /**
  * Whether an agent's record only confirms the entry the rollout left the host on: every release
  * of an agent rollout names every host of the channel, so a host of a later wave, or one a
- * rollback release carried back, reports success on one of the rollout's own releases on the
- * system it ran before (`before`), newer than the rollout but no newer word on what it asked.
+ * rollback release carried back, or one the survey found unreachable (its agent paused or
+ * offline), reports success on one of the rollout's own releases on the system it ran before
+ * (`before`, where known), newer than the rollout but no newer word on what it asked.
  * A release published since by another (by hand, another deploy) is such a word; so is any
  * record of a push deploy, written only for a host it asked something of. A record of a
  * rollout that does not name its releases (older) is judged by time alone.
@@ -103,9 +104,9 @@ function carriedOnly(
     record.channel === releases.channel &&
     record.seq !== null &&
     releases.seqs.includes(record.seq) &&
-    before !== undefined &&
-    before !== null &&
-    record.desired === before &&
+    // What it ran before, when the survey knew it (a host it found unreachable, such as an
+    // agent paused or offline, it did not ask).
+    (before === undefined || before === null || record.desired === before) &&
     record.desired !== ask.system
   );
 }
