@@ -67,6 +67,15 @@ async function setToBoot(host: string, system: string): Promise<void> {
   const r = await deploy(host, "--action", "boot");
   expect(r.code, r.stderr).toBe(0);
   expect(summaryOf(r)[host]).toMatchObject({ status: "activated" });
+  // Status calls it what docs/reboots.md says: a boot nobody judged, not a host behind.
+  const status = await cli(["status", "--fleet", lab.fleetFile, "--on", host, "--json"]);
+  expect(status.code).toBe(1);
+  const row = (JSON.parse(status.stdout) as { hosts: Record<string, unknown>[] }).hosts[0];
+  expect(row, status.stdout).toMatchObject({ hostState: "unconfirmed", inStep: false });
+  expect(row).not.toHaveProperty("behind");
+  const table = await cli(["status", "--fleet", lab.fleetFile, "--on", host]);
+  expect(table.stdout).toMatch(/unconfirmed .*reboot into \S*web-system-v\d unconfirmed since/);
+  expect(table.stdout).not.toContain("not what it runs");
 }
 
 beforeAll(async () => {

@@ -389,13 +389,13 @@ describe("deploy over ssh to a lab fleet", () => {
     expect(after.current).toMatch(/-example-web-system-v3$/);
     const human = await nixship(["status", "--fleet", fleetFile, "--on", "dp3"]);
     expect(human.stdout).toContain("boots next: example-web-system-v2");
-    // Not in step until it boots it, live or read from its record.
-    expect(after).toMatchObject({ inStep: false, hostState: "behind" });
+    // Not in step, its boot unconfirmed, live or read from its record (docs/reboots.md).
+    expect(after).toMatchObject({ inStep: false, hostState: "unconfirmed" });
     const record = await nixship(["status", "--fleet", fleetFile, "--on", "dp3", "--stored"]);
     expect(record.code).toBe(1);
     // Its record names no generation: it runs web-v3 from --action test, which made none.
     expect(record.stdout).toMatch(
-      /dp3\s+ssh\s+\S+-v3\s+-\s+behind\s+boots example-web-system-v2 next: not what it runs/,
+      /dp3\s+ssh\s+\S+-v3\s+-\s+unconfirmed\s+reboot into example-web-system-v2 unconfirmed since /,
     );
   });
 

@@ -75,9 +75,10 @@ in-step, drifting, failed, rolled-back, rejected, applying, unconfirmed (a reboo
 judged), offline, paused, behind, unreported, unreachable or unreadable; --json gives it as
 each row's 'hostState'.
 
-A host whose last deploy was a boot (--action boot) is not in step until it boots that
-system: live, "boots next: SYSTEM"; from its record, "boots SYSTEM next: not what it runs". A
-dry run (--action dry-activate) writes no record and asks nothing of a host.
+A host whose last deploy was a boot (--action boot) is unconfirmed, and not in step, until a
+deploy or rollback judges that boot: "reboot into SYSTEM unconfirmed since TIME" (live, also
+"boots next: SYSTEM"). A dry run (--action dry-activate) writes no record and asks nothing of
+a host.
 
 Exit code 1 unless every selected host is in step: reachable (live) and not failed, or last
 reported success or applying and, for agent hosts, online and not behind the channel; and in

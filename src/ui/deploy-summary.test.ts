@@ -78,7 +78,7 @@ describe("formatDuration", () => {
 
 describe("resultLabel", () => {
   it("names every outcome", () => {
-    expect(RESULTS.map(resultLabel)).toEqual([
+    expect(RESULTS.map((r) => resultLabel(r))).toEqual([
       "activated",
       "activated",
       "activated",
@@ -89,6 +89,11 @@ describe("resultLabel", () => {
       "unreachable",
       "REFUSED (changed since)",
     ]);
+  });
+
+  it("calls a boot deploy's success what it did: the new system is set to boot", () => {
+    expect(resultLabel(RESULTS[0] as (typeof RESULTS)[number], "boot")).toBe("set to boot");
+    expect(resultLabel(RESULTS[0] as (typeof RESULTS)[number], "switch")).toBe("activated");
   });
 });
 

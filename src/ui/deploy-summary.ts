@@ -4,6 +4,7 @@
 
 import type { HostResult } from "../deploy/events.js";
 import { generationAfter, runsAfter } from "../deploy/runs-after.js";
+import type { Action } from "../fleet/action.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { sumDeltaReports } from "../status/delta-report.js";
 import { describePrune } from "../status/prune-report.js";
@@ -32,12 +33,15 @@ export function resultKind(result: HostResult): ResultKind {
   return o.status === "skipped" ? o.reason : o.status;
 }
 
-/** The result column: "activated", "FAILED (rolled back)", "skipped (up to date)", … */
-export function resultLabel(result: HostResult): string {
+/**
+ * The result column: "activated", "FAILED (rolled back)", "skipped (up to date)", … A boot
+ * deploy's success is "set to boot": the host runs what it ran, and boots the new system next.
+ */
+export function resultLabel(result: HostResult, action?: Action): string {
   const o = result.outcome;
   switch (o.status) {
     case "activated":
-      return "activated";
+      return activatedWord(action);
     case "failed":
       return o.rolledBack ? "FAILED (rolled back)" : "FAILED (not rolled back)";
     case "skipped":
@@ -52,6 +56,11 @@ export function resultLabel(result: HostResult): string {
           return "REFUSED (changed since)";
       }
   }
+}
+
+/** What a host's success did, by the deploy's action. */
+function activatedWord(action: Action | undefined): string {
+  return action === "boot" ? "set to boot" : "activated";
 }
 
 /**
@@ -86,7 +95,7 @@ export function formatDeploySummary(
     const row = summaryRow(result, plan);
     rows.push(plan ? withRuns(row, runs(result, plan)) : row);
   }
-  const parts = [`${counts.activated} activated`, `${counts.failed} failed`];
+  const parts = [`${counts.activated} ${activatedWord(plan?.action)}`, `${counts.failed} failed`];
   if (counts["up-to-date"] > 0) parts.push(`${counts["up-to-date"]} up to date`);
   if (counts.unreachable > 0) parts.push(`${counts.unreachable} unreachable`);
   if (counts["not-started"] > 0) parts.push(`${counts["not-started"]} not started`);
@@ -138,7 +147,7 @@ function groupedSummary(
   // The plan's hosts by name, once: a thousand hosts are not looked up one by one.
   const planned = plan === undefined ? undefined : new Map(plan.hosts.map((h) => [h.host, h]));
   for (const result of counted) {
-    const cells = [resultLabel(result)];
+    const cells = [resultLabel(result, plan?.action)];
     if (plan !== undefined) {
       const current = planned?.get(result.host)?.current;
       cells.push(runsName(result, current, plan));
@@ -193,7 +202,7 @@ function summaryRow(result: HostResult, plan: DeployPlan | undefined): string[] 
     case "activated":
       return [
         result.host,
-        resultLabel(result),
+        resultLabel(result, plan?.action),
         "-",
         o.generation?.toString() ?? "-",
         time,

@@ -141,12 +141,13 @@ export function storedNote(r: StoredRow): string {
         ? `last heartbeat ${r.heartbeatAt}`
         : "no heartbeat";
   const drift = r.drift === undefined ? "" : driftNote(r.drift);
-  // A boot deploy's success: what it boots next is not what it runs.
+  // A boot deploy's success: it boots next a system that no check has seen, as a live row's
+  // pending boot says (pendingBootNote).
   const next = bootsNextOf(r);
   const boots =
     next === undefined
       ? ""
-      : `boots ${systemNamer([next, r.current ?? ""])(next)} next: not what it runs`;
+      : `reboot into ${systemNamer([next, r.current ?? ""])(next)} unconfirmed since ${r.updatedAt}: the next deploy or rollback decides`;
   return joinNote([
     drift,
     boots,

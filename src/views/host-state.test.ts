@@ -176,14 +176,14 @@ describe("hostState", () => {
 });
 
 describe("a host read from its record", () => {
-  it("whose last deploy was a boot, a success on the system it boots next, is behind until it boots it", () => {
+  it("whose last deploy was a boot, a success on the system it boots next, is unconfirmed until a deploy judges it", () => {
     const booted = storedRow(ssh("web1"), {
       record: sshRecord({ desired: V3, current: V2, previous: V2, action: "boot" }),
     });
     expect(booted.inStep).toBe(false);
-    expect(hostState(booted)).toBe("behind");
+    expect(hostState(booted)).toBe("unconfirmed");
     expect(formatStatusTable([booted])).toMatch(
-      / behind {2}boots 33333333-nixos-system-web1 next: not what it runs;/,
+      / unconfirmed {2}reboot into 33333333-nixos-system-web1 unconfirmed since \S+: the next deploy or rollback decides;/,
     );
     // The same record from a switch: the host went back to what it ran (by hand, as a
     // rollback would), which is no drift, and no boot of the other either.

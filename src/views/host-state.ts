@@ -1,7 +1,7 @@
 // A host's state in one word, the same in every view: `status`'s STATE column and its --json,
 // the dashboard's table, filter and host page, and `/metrics`. One order of precedence for a
 // row asked live and a row read from the store. Pure.
-import { failedInRollout, type StatusRow } from "./status-rows.js";
+import { bootsNextOf, failedInRollout, type StatusRow } from "./status-rows.js";
 
 /** Every state a host can be in, in the order the dashboard sums them up. */
 export const HOST_STATES = [
@@ -56,6 +56,8 @@ export function hostState(row: StatusRow): HostState {
   if (row.liveness === "paused") return "paused";
   if (row.behind === true) return "behind";
   if (row.state === "applying") return "applying";
+  // A boot deploy's success: it boots a system no check has seen (docs/reboots.md).
+  if (bootsNextOf(row) !== undefined) return "unconfirmed";
   return row.inStep ? "in-step" : "behind";
 }
 

@@ -92,12 +92,19 @@ export function liveRow(
           rolledBack: record.rolledBack,
           at: record.updatedAt,
         };
+  // A boot deploy's success asked for the system it boots next, not one it runs now.
+  const setToBoot =
+    record !== undefined &&
+    status.reachable &&
+    bootsNextOf(record) !== undefined &&
+    status.profile === record.desired;
   const behind =
     judged &&
     record !== undefined &&
     record.state !== "applying" &&
     record.desired !== null &&
-    record.desired !== status.current;
+    record.desired !== status.current &&
+    !setToBoot;
   return {
     host: host.name,
     mode: host.delivery,
