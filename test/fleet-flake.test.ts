@@ -4,7 +4,7 @@
 // the flake's fleet found when no fleet file is, and the module's options the fleet file's
 // host keys.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -188,11 +188,45 @@ describe("a fleet in the flake with a mistake", () => {
         hosts.db2 = { system = examples.web-v2; address = "10.0.0.4"; tags = "db"; adress = 1; };
         policies."@db".canary = "one";`);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(
-      `${r.file}: nixship.hosts.db2.adress: unknown key (did you mean "address"?)`,
+    // Each with the line that defines it.
+    const at = `\\(${r.file}:\\d+\\)`;
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `${r.file}: nixship.hosts.db2.adress ${at}: unknown key \\(did you mean "address"\\?\\)`,
+      ),
     );
-    expect(r.stderr).toContain(`${r.file}: nixship.hosts.db2.tags: must be a list (got "db")`);
-    expect(r.stderr).toContain(`${r.file}: nixship.policies."@db".canary: must be a whole number`);
+    expect(r.stderr).toMatch(
+      new RegExp(`${r.file}: nixship.hosts.db2.tags ${at}: must be a list \\(got "db"\\)`),
+    );
+    expect(r.stderr).toMatch(
+      new RegExp(`${r.file}: nixship.policies."@db".canary ${at}: must be a whole number`),
+    );
+  });
+
+  it("names the file and line that define a problem's attribute, in a file the flake imports (exit 2)", async () => {
+    const dir = await flakeDir(`nixship = import ./nixship.nix { inherit examples; };`);
+    await writeFile(
+      join(dir, "nixship.nix"),
+      [
+        "{ examples }: {",
+        `  cache = { url = "file:///var/cache/fleet"; publicKeys = [ "${KEY}" ]; };`,
+        "  ssh.knownHosts = ./known_hosts;",
+        "  hosts.db9 = {",
+        "    system = examples.web-v2;",
+        "    address = 9;",
+        "  };",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const r = await nixship(["build", "--fleet", `path:${dir}#nixship`]);
+    expect(r.code).toBe(2);
+    const line = (await readFile(join(dir, "nixship.nix"), "utf8"))
+      .split("\n")
+      .findIndex((l) => l.includes("address = 9"));
+    expect(r.stderr).toContain(
+      `nixship.hosts.db9.address (${join(dir, "nixship.nix")}:${line + 1}): must be a string`,
+    );
   });
 
   it("names the attribute of a throw, and of a type error (exit 2)", async () => {

@@ -153,7 +153,7 @@ async function fleetChecks(
         "fleet",
         "fleet file",
         err.message,
-        err.hint ?? "fix the fleet file as the message says",
+        err.hint ?? "fix what the message names, in the file it names",
       ),
     ];
   }

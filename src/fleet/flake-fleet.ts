@@ -79,6 +79,43 @@ in
 }
 
 /**
+ * One `nix eval --json` of where each of `paths` (attribute paths into the fleet's value) is
+ * defined: a list, in order, of "FILE:LINE" (the local file where it lies in the flake) or null
+ * where Nix does not know (an element of a list, an attribute made by `listToAttrs`, a path the
+ * fleet does not have). Asked only for a fleet that has problems, so that each names the file
+ * to edit (a nixship.nix the flake imports, not its flake.nix).
+ */
+export function fleetPositionsExpression(
+  source: FlakeFleetSource,
+  paths: readonly JsonPath[],
+): string {
+  const str = nixString;
+  const key = (k: string | number) => (typeof k === "number" ? String(k) : str(k));
+  const list = (items: readonly string[]) => `[ ${items.join(" ")} ]`;
+  return `let
+  flake = builtins.getFlake ${str(source.flake)};
+  step = s: k:
+    if s == null then null
+    else if builtins.isInt k then (if builtins.isList s && k < builtins.length s then builtins.elemAt s k else null)
+    else if builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s
+    else null;
+  value = builtins.foldl' step flake ${list(source.attrPath.map(key))};
+  localDir = ${source.localDir === null ? "null" : str(source.localDir)};
+  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
+  cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
+  file = s: if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
+    then "\${localDir}/\${cut inFlake s}" else s;
+  where = path: let
+    n = builtins.length path;
+    parent = builtins.foldl' step value (builtins.genList (i: builtins.elemAt path i) (n - 1));
+    last = builtins.elemAt path (n - 1);
+    pos = if n > 0 && builtins.isString last && builtins.isAttrs parent
+      then builtins.unsafeGetAttrPos last parent else null;
+  in if pos == null then null else "\${file pos.file}:\${toString pos.line}";
+in map where ${list(paths.map((p) => list(p.map(key))))}`;
+}
+
+/**
  * What Nix's stderr says of a failed fleet evaluation: the deepest attribute it was evaluating
  * (the marks of `fleetExpression`), and its error message. Fed line by line, so a long trace
  * costs no memory; reads Nix's traces innermost first (2.8) and outermost first (newer).
@@ -177,10 +214,18 @@ export function formatNixAttrPath(path: JsonPath): string {
   return out === "" ? "(the fleet)" : out;
 }
 
-/** A fleet-file problem in Nix's words: lists and attribute sets, at the flake's attribute. */
-export function nixProblem(attrPath: readonly string[], problem: Problem): string {
+/**
+ * A fleet-file problem in Nix's words: lists and attribute sets, at the flake's attribute, and
+ * where that attribute is defined ("FILE:LINE"), when known.
+ */
+export function nixProblem(
+  attrPath: readonly string[],
+  problem: Problem,
+  definedAt?: string,
+): string {
   const message = problem.message
     .replace(/\ban object\b/g, "an attribute set")
     .replace(/\ban array\b/g, "a list");
-  return `${formatNixAttrPath([...attrPath, ...problem.path])}: ${message}`;
+  const at = definedAt === undefined ? "" : ` (${definedAt})`;
+  return `${formatNixAttrPath([...attrPath, ...problem.path])}${at}: ${message}`;
 }

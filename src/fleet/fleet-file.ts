@@ -47,7 +47,7 @@ import { readPolicies, readPolicy } from "./read-policy.js";
 import { readSecrets } from "./read-secrets.js";
 import { readSsmSettings } from "./read-ssm.js";
 
-const MAX_REPORTED = 20;
+export const MAX_REPORTED = 20;
 
 /** How a problem is named: at its JSON path (a fleet file), or its flake attribute. */
 export type ProblemFormat = (problem: Problem) => string;

@@ -12,11 +12,13 @@ import {
   type FlakeFleetSource,
   FleetEvalTrace,
   fleetExpression,
+  fleetPositionsExpression,
   formatNixAttrPath,
   nixProblem,
 } from "./flake-fleet.js";
 import type { Fleet } from "./fleet.js";
-import { parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
+import { FleetFileError, MAX_REPORTED, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
+import type { Problem } from "./json-check.js";
 import { parseJsonText } from "./json-text.js";
 
 /** The JSON a fleet may evaluate to: far more than any fleet's settings take. */
@@ -81,8 +83,61 @@ export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): 
       },
     );
   }
-  const fleet = parseFleetValue(out.fleet, source.label, (p) => nixProblem(source.attrPath, p));
+  let fleet: Fleet;
+  try {
+    fleet = parseFleetValue(out.fleet, source.label, (p) => nixProblem(source.attrPath, p));
+  } catch (err) {
+    if (!(err instanceof FleetFileError)) throw err;
+    // Each problem names the file and line that define its attribute, where Nix knows them.
+    const at = await problemPositions(source, err.problems, signal);
+    throw new FleetFileError(source.label, err.problems, (p) =>
+      nixProblem(source.attrPath, p, at.get(p)),
+    );
+  }
   return resolveFleetPaths(fleet, source.baseDir);
+}
+
+/** Seconds the lookup of where a fleet's problems are defined may take. */
+const POSITIONS_TIMEOUT = 60;
+
+/**
+ * Where each problem's attribute is defined ("FILE:LINE"): its own, else its nearest parent's
+ * (a key that is missing, or a list's element); none where Nix knows none, or cannot say in
+ * time. One evaluation, only for a fleet that has problems.
+ */
+async function problemPositions(
+  source: FlakeFleet,
+  problems: readonly Problem[],
+  signal: AbortSignal | undefined,
+): Promise<Map<Problem, string>> {
+  const shown = problems.slice(0, MAX_REPORTED);
+  const prefixes = (p: Problem) => p.path.map((_, i) => p.path.slice(0, p.path.length - i));
+  const paths = [...new Map(shown.flatMap(prefixes).map((q) => [JSON.stringify(q), q])).values()];
+  const found = new Map<Problem, string>();
+  if (paths.length === 0) return found;
+  const r = await withDeadline(POSITIONS_TIMEOUT * 1000, signal, (bounded) =>
+    runStreamed(
+      "nix",
+      [...NEW_CLI, "eval", "--impure", "--json", "--expr", fleetPositionsExpression(source, paths)],
+      { signal: bounded, stdoutKept: MAX_FLEET_JSON },
+    ),
+  );
+  if (r.code !== 0 || r.stopped || r.stdoutBytes > MAX_FLEET_JSON) return found;
+  let answers: unknown;
+  try {
+    answers = JSON.parse(r.stdout);
+  } catch {
+    return found;
+  }
+  if (!Array.isArray(answers)) return found;
+  const byPath = new Map(paths.map((q, i) => [JSON.stringify(q), answers[i]]));
+  for (const problem of shown) {
+    const at = prefixes(problem)
+      .map((q) => byPath.get(JSON.stringify(q)))
+      .find((a): a is string => typeof a === "string");
+    if (at !== undefined) found.set(problem, at);
+  }
+  return found;
 }
 
 function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
