@@ -48,11 +48,11 @@ afterAll(async () => {
 describe("the README's quick start", () => {
   it("deploys to its lab and takes it down, with another lab up", async () => {
     const lines = await labLines();
-    // The lab directory the README names is the default one; here it is the test's.
     const script = [
       "set -eu",
       `nixship() { node ${NIXSHIP_BIN} "$@"; }`,
-      ...lines.map((l) => l.replaceAll("/var/lib/nixship/labs", env.NIXSHIP_LAB_DIR as string)),
+      // As written: its lab directory is $NIXSHIP_LAB_DIR's, the test's own.
+      ...lines,
     ].join("\n");
     const r = await run("bash", ["-c", script], { env });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
