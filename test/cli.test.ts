@@ -26,8 +26,16 @@ afterAll(async () => {
 
 describe("usage errors exit 2 and say what is wrong", () => {
   it.each([
-    [["frobnicate"], /unknown command 'frobnicate'/],
-    [["key"], /unknown command 'key'.*\n.*takes one of: generate, public/],
+    [["frobnicate"], /unknown command 'frobnicate'\nhint: run 'nixship --help'/],
+    // A typo gets the command it was likely meant to be; an option before the command, why.
+    [["deplyo"], /unknown command 'deplyo'\nhint: did you mean 'nixship deploy'\?/],
+    [["lab", "upp"], /unknown command 'lab upp'\nhint: did you mean 'nixship lab up'\?/],
+    [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
+    [
+      ["deploy", "--paralel", "2"],
+      /deploy: Unknown option '--paralel'\nhint: did you mean --parallel\?/,
+    ],
+    [["key"], /'nixship key' needs a subcommand.*\n.*takes one of: generate, public/],
     [["push", "/nix/store/x"], /--to is required|is not a valid store path/],
     [["push", "--to", "file:///tmp/x", "--key", "k"], /name at least one installable/],
     [
@@ -83,7 +91,7 @@ describe("usage errors exit 2 and say what is wrong", () => {
     ],
     [
       ["verify", "--cache", "file:///tmp/x", "--trusted-key", "/etc"],
-      /--trusted-key '\/etc' is neither a public key .* nor a readable file \(EISDIR\)/,
+      /--trusted-key '\/etc' is neither a public key .* nor a readable file \(not a regular file\)/,
     ],
     [
       ["fetch", "ROOT", "--from", "file:///tmp/x", "--trusted-key", "PUB"],

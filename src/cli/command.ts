@@ -2,6 +2,7 @@
 // that name the flag and point at --help.
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
+import { likelyTypo } from "../fleet/closest.js";
 import { terminalJson } from "../util/text.js";
 
 export interface CliIO {
@@ -43,7 +44,13 @@ export function parseFlags<O extends Options>(
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
-    throw new UsageError(`${command}: ${message}`, `see 'nixship ${command} --help'`);
+    // An unknown option that is a typo of one the command takes: that one is named.
+    const unknown = /^Unknown option '--([^']+)'/.exec(message)?.[1];
+    const typo = unknown === undefined ? undefined : likelyTypo(unknown, Object.keys(options));
+    throw new UsageError(
+      `${command}: ${message}`,
+      `${typo === undefined ? "" : `did you mean --${typo}? `}see 'nixship ${command} --help'`,
+    );
   }
 }
 

@@ -141,7 +141,7 @@ export async function readTrustedKeys(values: readonly string[]): Promise<Public
         if (err instanceof InputError) throw err;
         throw new InputError(
           "key-unreadable",
-          `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code ?? err.message})`,
+          `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code === "ENOTFILE" ? "not a regular file" : (err.code ?? err.message)})`,
         );
       },
     );

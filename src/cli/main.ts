@@ -2,6 +2,7 @@
 // any fault once, here, with its hint and exit code.
 
 import { NixshipError, UsageError } from "../errors.js";
+import { likelyTypo } from "../fleet/closest.js";
 import { runCommandEnd } from "../util/command-end.js";
 import { terminalJson, withoutControls } from "../util/text.js";
 import type { CliIO } from "./command.js";
@@ -62,12 +63,32 @@ async function helpFor(words: readonly string[]): Promise<string | undefined> {
 
 function unknownCommand(argv: readonly string[]): UsageError {
   const group = groupOf(argv[0]);
-  const hint = group.length
-    ? `'${argv[0]}' takes one of: ${group.map((c) => c.path.slice(1).join(" ")).join(", ")}; see 'nixship ${argv[0]} --help'`
-    : "run 'nixship --help' for the list of commands";
   // The words that name a command: not the options after them (`bogus --help`).
   const words = argv.slice(0, 2).filter((w, i) => i === 0 || !w.startsWith("-"));
-  return new UsageError(`unknown command '${words.join(" ")}'`, hint);
+  if (group.length > 0) {
+    const subcommands = group.map((c) => c.path.slice(1).join(" "));
+    const given = words[1];
+    const typo = given === undefined ? undefined : likelyTypo(given, subcommands);
+    const hint = `${typo === undefined ? "" : `did you mean 'nixship ${argv[0]} ${typo}'? `}'${argv[0]}' takes one of: ${subcommands.join(", ")}; see 'nixship ${argv[0]} --help'`;
+    return given === undefined
+      ? new UsageError(`'nixship ${argv[0]}' needs a subcommand`, hint)
+      : new UsageError(`unknown command '${words.join(" ")}'`, hint);
+  }
+  const first = argv[0] ?? "";
+  // An option before the command (`nixship --json deploy`): options follow the command.
+  if (first.startsWith("-")) {
+    return new UsageError(
+      `'${first}' comes before a command: options follow the command`,
+      "e.g. 'nixship deploy --json'; run 'nixship --help' for the list of commands",
+    );
+  }
+  const typo = likelyTypo(first, new Set(COMMANDS.map((c) => c.path[0] as string)));
+  return new UsageError(
+    `unknown command '${words.join(" ")}'`,
+    typo === undefined
+      ? "run 'nixship --help' for the list of commands"
+      : `did you mean 'nixship ${typo}'? ('nixship --help' lists the commands)`,
+  );
 }
 
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
