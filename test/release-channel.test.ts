@@ -46,6 +46,10 @@ describe("the channel of release list and show", () => {
     const shown = await nixship(["release", "show", "latest"], { env, cwd: work });
     expect(shown.code).toBe(1);
     expect(shown.stderr).toContain("channel prod has no release in");
+    // No SEQ: the latest, as the summary says.
+    const bare = await nixship(["release", "show"], { env, cwd: work });
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toContain("channel prod has no release in");
   });
 
   it("is --channel when given, beside the fleet", async () => {

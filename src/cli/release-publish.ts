@@ -84,6 +84,7 @@ Prints the release's channel, number and digest ({"channel","seq","digest"} with
     if (releaseKey === undefined) {
       throw new UsageError(
         "release publish: --release-key SECRET_FILE is needed to sign the release",
+        "or set $NIXSHIP_RELEASE_KEY to the file; its public key is in the fleet's releases.publicKeys",
       );
     }
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");

@@ -44,6 +44,7 @@ publisher won a race (release-conflict) or the store failed; 2 for bad usage or 
     if (releaseKey === undefined) {
       throw new UsageError(
         "release refresh: --release-key SECRET_FILE is needed to sign the release",
+        "or set $NIXSHIP_RELEASE_KEY to the file; its public key is in the fleet's releases.publicKeys",
       );
     }
     const hosts = fleet.hosts.filter((h) => h.delivery === "agent");

@@ -72,7 +72,7 @@ export const releaseShow: Command = {
   path: ["release", "show"],
   summary:
     "show one release of a channel (or the latest), verified with --trusted-key or the fleet's release keys",
-  help: `Usage: nixship release show SEQ|latest [--channel NAME] [--store URL] [--fleet FILE]
+  help: `Usage: nixship release show [SEQ|latest] [--channel NAME] [--store URL] [--fleet FILE]
                             [--trusted-key KEY...] [--json]
 
 Shows a release: its number, kind, action, health checks, confirmation timeout, its digest
@@ -93,7 +93,7 @@ the command fails unless one of those keys signed exactly this content. Without 
 nothing is verified, and the output says so.
 
 Options:
-  SEQ                a release number, or 'latest'
+  SEQ                a release number, or 'latest' (the default)
 ${STORE_HELP}
   --trusted-key KEY  a release public key 'NAME:BASE64' or a file of them; repeat for several
                      (instead of the fleet file's releases.publicKeys)
@@ -106,13 +106,13 @@ not be read, 2 bad usage, or a release that is malformed, unsigned or not truste
       { ...STORE_FLAGS, "trusted-key": { type: "string", multiple: true } },
       "release show",
     );
-    if (positionals.length !== 1) {
+    if (positionals.length > 1) {
       throw new UsageError(
-        "release show: expects exactly one SEQ or 'latest'",
+        "release show: expects one SEQ or 'latest' (none: the latest)",
         "see 'nixship release show --help'",
       );
     }
-    const which = parseWhich(positionals[0] as string);
+    const which = parseWhich(positionals[0] ?? "latest");
     // Given --trusted-key, verify even if its files hold no key: then nothing is trusted.
     const flagged = values["trusted-key"] ?? [];
     const flagKeys = await readTrustedKeys(flagged);
