@@ -30,6 +30,10 @@ describe("usage errors exit 2 and say what is wrong", () => {
     // A typo gets the command it was likely meant to be; an option before the command, why.
     [["deplyo"], /unknown command 'deplyo'\nhint: did you mean 'nixship deploy'\?/],
     [["lab", "upp"], /unknown command 'lab upp'\nhint: did you mean 'nixship lab up'\?/],
+    [
+      ["agent", "--once", "--config", "/nonexistent/agent.json"],
+      /cannot read the agent's config \/nonexistent\/agent.json: no such file or directory \(ENOENT\)\nhint: write the config/,
+    ],
     [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
     [
       ["deploy", "--paralel", "2"],

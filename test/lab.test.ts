@@ -280,6 +280,12 @@ describe("lab down", () => {
     ]);
     expect(deployerMaster.code, deployerMaster.stderr).toBe(0);
     expect(await sshProcessesMentioning([`${labDir}/`, deployerPrefix])).toHaveLength(2);
+    // A name that is no lab's: nothing removed, and the labs there named.
+    const misnamed = await nixship(["lab", "down", "--name", "nosuch"], { env: env() });
+    expect(misnamed.code).toBe(0);
+    expect(misnamed.stderr).toMatch(
+      new RegExp(`nothing to remove: no lab 'nosuch' in .*; the labs there: .*\\b${name}\\b`),
+    );
     const before = await traces(lab.number, labDir);
     expect(before.netns).toHaveLength(2);
     expect(before.links).toHaveLength(3);

@@ -21,6 +21,7 @@ import { parsePublicKey } from "../nix/keys.js";
 import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
+import { errnoWords } from "../util/errno-words.js";
 import { withoutControls } from "../util/text.js";
 import {
   type CliIO,
@@ -262,7 +263,7 @@ async function readConfig(file: string | undefined): Promise<AgentConfig> {
   const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
     throw new InputError(
       "agent-config-unreadable",
-      `cannot read ${path}: ${err.code ?? err.message}`,
+      `cannot read the agent's config ${path}: ${errnoWords(err)}`,
       {
         hint: "write the config (docs/agent.md) or pass --config FILE",
       },

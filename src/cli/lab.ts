@@ -290,12 +290,16 @@ this lab directory, including leftovers whose state file is gone. ${WHERE}`,
       ? await labDownAll(dir)
       : await labDown(dir, validateLabName(values.name ?? "lab"));
     if (values.json) writeJson(io, result);
-    else
+    else if (result.labs.length > 0) io.stderr.write(`removed: ${result.labs.join(", ")}\n`);
+    else {
+      // Nothing by that name: the labs there are, by name, so that the next try is right.
+      const others = [...new Set((await labList(dir)).map((h) => h.lab))];
+      const there =
+        others.length === 0 ? "" : `; the labs there: ${others.join(", ")} (--name NAME, or --all)`;
       io.stderr.write(
-        result.labs.length
-          ? `removed: ${result.labs.join(", ")}\n`
-          : `nothing to remove: no lab${values.all ? "" : ` '${values.name ?? "lab"}'`} in ${dir} (a lab started with another $NIXSHIP_LAB_DIR is taken down with that one)\n`,
+        `nothing to remove: no lab${values.all ? "" : ` '${values.name ?? "lab"}'`} in ${dir}${there} (a lab started with another $NIXSHIP_LAB_DIR is taken down with that one)\n`,
       );
+    }
     return 0;
   },
 };
@@ -326,6 +330,8 @@ Every host of every lab, or with --name only that lab's. ${WHERE}`,
     for (const h of hosts) {
       io.stdout.write(`${h.name}\t${h.address}\t${h.running ? "running" : "down"}\tlab ${h.lab}\n`);
     }
+    if (hosts.length === 0)
+      io.stderr.write(`no lab in ${dir}: start one with 'nixship lab up N'\n`);
     return 0;
   },
 };
