@@ -360,6 +360,16 @@ describe("activate.sh on a lab host", () => {
     expect(s).toMatchObject({ current: systems["web-v1"], generation: 1 });
     const none = await onHost(host, rollbackArgs(9));
     expect(none.code).toBe(ACTIVATE_EXIT.noGeneration);
+    expect(none.result).toMatchObject({
+      message: "no generation 9 in /nix/var/nix/profiles/system",
+    });
+    // On its oldest generation, a rollback says there is none to go back to.
+    const oldest = await onHost(host, rollbackArgs());
+    expect(oldest.code).toBe(ACTIVATE_EXIT.noGeneration);
+    expect(oldest.result).toMatchObject({
+      message:
+        "no generation before 1 in /nix/var/nix/profiles/system: the host is on its oldest, there is none to go back to",
+    });
   });
 
   it("runs piped to bash, NixOS's sh, as to dash: activates, is confirmed and reports", async () => {

@@ -21,7 +21,13 @@ cmd_rollback() {
   [ -n "$to" ] || to=$(previous_generation "${from:-0}")
   target=""
   [ -z "$to" ] || target=$(generation_path "$to")
-  g_why="no generation ${to:-before ${from:-none}} in $profile"
+  if [ -n "$to" ]; then
+    g_why="no generation $to in $profile"
+  elif [ -n "$from" ]; then
+    g_why="no generation before $from in $profile: the host is on its oldest, there is none to go back to"
+  else
+    g_why="no generation in $profile: the host has no system profile to go back in"
+  fi
   if [ -z "$to" ] || [ -z "$target" ] || ! generation_usable "$to"; then
     unlock
     printf '{"ok":false,"command":"rollback","result":"no-generation","exitCode":9,"message":%s,"generation":%s%s}\n' \
