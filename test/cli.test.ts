@@ -120,6 +120,13 @@ describe("usage errors exit 2 and say what is wrong", () => {
     expect(r.stderr).toMatch(/^error: /);
   });
 
+  it("terraform vars, whose stdout Terraform reads whole, says its errors on stderr alone, --json or not", async () => {
+    const r = await nixship(["terraform", "vars", "--json"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/^error: terraform vars: Unknown option '--json'/);
+  });
+
   it("timeouts given as flags end within a day, as the fleet file's", async () => {
     const fleet = join(work, "timeouts-fleet.json");
     await writeFile(

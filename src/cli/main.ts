@@ -91,11 +91,19 @@ function unknownCommand(argv: readonly string[]): UsageError {
   );
 }
 
+/**
+ * Whether the command's stdout is JSON for a program that reads it whole (`terraform vars`, for
+ * Terraform's external data source), whose errors go to stderr alone, --json or not.
+ */
+function writesItsOwnJson(argv: readonly string[]): boolean {
+  return argv[0] === "terraform" && argv[1] === "vars";
+}
+
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
   try {
     return await dispatch(argv, io);
   } catch (err) {
-    return reportError(err, io, argv.includes("--json"));
+    return reportError(err, io, argv.includes("--json") && !writesItsOwnJson(argv));
   } finally {
     // The command is over: what it left running (ssh masters) is stopped, within a bound.
     await runCommandEnd();
