@@ -34,6 +34,10 @@ describe("usage errors exit 2 and say what is wrong", () => {
       ["agent", "--once", "--config", "/nonexistent/agent.json"],
       /cannot read the agent's config \/nonexistent\/agent.json: no such file or directory \(ENOENT\)\nhint: write the config/,
     ],
+    [
+      ["plan", "--fleet", "/nonexistent/nixship.json"],
+      /cannot read the fleet file \/nonexistent\/nixship.json: no such file\nhint: create it \('nixship init'.*--fleet.*\$NIXSHIP_FLEET/,
+    ],
     [["--verbose", "deploy"], /'--verbose' comes before a command: options follow the command/],
     [
       ["deploy", "--paralel", "2"],

@@ -20,9 +20,8 @@ import type { Fleet } from "./fleet.js";
 import { FleetFileError, MAX_REPORTED, parseFleetValue, resolveFleetPaths } from "./fleet-file.js";
 import type { Problem } from "./json-check.js";
 import { parseJsonText } from "./json-text.js";
+import { MAX_FLEET_JSON } from "./load-fleet.js";
 
-/** The JSON a fleet may evaluate to: far more than any fleet's settings take. */
-const MAX_FLEET_JSON = 64 * 1024 * 1024;
 /**
  * Seconds the evaluation may take: it evaluates each configuration's `nixship.deployment`
  * (the module system, not the systems), about a second each for a large NixOS configuration.
