@@ -11,6 +11,7 @@ import type {
   HostPhase,
   WaveHost,
 } from "../delivery/delivery.js";
+import { hostKeyRefused } from "../delivery/host-key-refused.js";
 import type { FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import type { PlannedPause } from "../fleet/pause-policy.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
@@ -199,7 +200,7 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
           outcome: {
             status: "failed",
             phase: "connect",
-            message: `${error}: the host's key is not the one known for it (${HOST_KEY_FIX})`,
+            message: hostKeyRefused(error),
             rolledBack: false,
           },
         };
@@ -214,9 +215,6 @@ function settledWithoutDeploying(p: HostPlan, skipUnreachable: boolean): HostRes
 }
 
 /** What to do about a refused host key. */
-const HOST_KEY_FIX =
-  "it may be another machine, or the host was reinstalled: check its key out of band (its console, or the key it published: 'nixship fleet from-terraform --known-hosts'), then fix its line in the fleet's known_hosts";
-
 function isFailure(result: HostResult): boolean {
   return result.outcome.status === "failed";
 }

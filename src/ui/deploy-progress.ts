@@ -238,8 +238,15 @@ export function describeHostDone(result: HostResult): string {
       const generation = o.generation === undefined ? "" : `, generation ${o.generation}`;
       return `activated${generation} (${formatDuration(result.seconds)})${deltaNote(o.delta)}`;
     }
-    case "failed":
-      return `FAILED in ${o.phase}: ${oneLine(o.message)}; ${o.rolledBack ? "rolled back" : "not rolled back"}`;
+    case "failed": {
+      const after =
+        o.phase === "connect"
+          ? "nothing changed"
+          : o.rolledBack
+            ? "rolled back"
+            : "not rolled back";
+      return `FAILED in ${o.phase}: ${oneLine(o.message)}; ${after}`;
+    }
     case "skipped": {
       const message = o.message === undefined || o.message === "" ? "" : `: ${oneLine(o.message)}`;
       switch (o.reason) {

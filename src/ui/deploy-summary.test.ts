@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { hostKeyRefused } from "../delivery/host-key-refused.js";
 import type { HostResult } from "../deploy/events.js";
 import type { DeployPlan, HostPlan } from "../fleet/plan.js";
 import type { StorePath } from "../nix/store-path.js";
@@ -89,6 +90,25 @@ describe("resultLabel", () => {
       "unreachable",
       "REFUSED (changed since)",
     ]);
+  });
+
+  it("says that a host it could not reach, which fails the rollout, was not changed", () => {
+    const refused = {
+      host: "h",
+      desired: "/nix/store/x",
+      seconds: 0,
+      outcome: {
+        status: "failed" as const,
+        phase: "connect" as const,
+        message: hostKeyRefused("ssh: Host key verification failed."),
+        rolledBack: false,
+      },
+    };
+    expect(resultLabel(refused)).toBe("FAILED (nothing changed)");
+    // ssh's own full stop does not end the sentence midway.
+    expect(refused.outcome.message).toMatch(
+      /^ssh: Host key verification failed: the host's key is not the one known for it \(it may be another machine/,
+    );
   });
 
   it("calls a boot deploy's success what it did: the new system is set to boot", () => {

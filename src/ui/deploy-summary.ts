@@ -43,6 +43,8 @@ export function resultLabel(result: HostResult, action?: Action): string {
     case "activated":
       return activatedWord(action);
     case "failed":
+      // Not reached (unreachable counted as a failure, a host key refused): nothing changed.
+      if (o.phase === "connect") return "FAILED (nothing changed)";
       return o.rolledBack ? "FAILED (rolled back)" : "FAILED (not rolled back)";
     case "skipped":
       switch (o.reason) {

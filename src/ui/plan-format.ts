@@ -2,6 +2,8 @@
 // group of hosts alike, then in full the hosts that need a person), a totals line, then what
 // changes package by package (plan-diff-format.ts) and the checks. Pure; the JSON output
 // elsewhere keeps every host and the full store paths.
+
+import { hostKeyRefused } from "../delivery/host-key-refused.js";
 import type { HealthChecks } from "../fleet/fleet.js";
 import type {
   DeployPlan,
@@ -326,7 +328,14 @@ function planRow(plan: DeployPlan, host: HostPlan): string[] {
         host.stored ? `up to date, ${note(plan, host)}` : "up to date",
       ];
     case "unreachable":
-      return [host.host, "?", desired, "unreachable", "-", oneLine(host.error ?? "unreachable")];
+      return [
+        host.host,
+        "?",
+        desired,
+        "unreachable",
+        "-",
+        oneLine(host.hostKey ? hostKeyRefused(host.error ?? "") : (host.error ?? "unreachable")),
+      ];
     case "activate":
       return [
         host.host,

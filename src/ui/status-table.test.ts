@@ -97,6 +97,21 @@ describe("the status table", () => {
       "ag2   agent  -        -    unreported   never reported",
       "",
     ]);
+    // A host whose key ssh refused: what it means, and the fix.
+    const refused = formatStatusTable([
+      {
+        host: "web3",
+        mode: "ssh",
+        source: "live",
+        inStep: false,
+        reachable: false,
+        error: "ssh: Host key verification failed.",
+        hostKey: true,
+      },
+    ]);
+    expect(refused).toContain(
+      "unreachable  ssh: Host key verification failed: the host's key is not the one known for it (it may be another machine",
+    );
   });
 
   it("a drifting host: STATE drifting, and what it runs against what nixship left on it", () => {

@@ -1,6 +1,8 @@
 // `nixship status` as a table: one line per host, live (ssh, asked over SSH) or stored (the
 // host's status record, and for agent hosts its liveness and whether it is behind the channel),
 // from the rows of the status view (views/status-rows.ts). A host that drifts says so first.
+
+import { hostKeyRefused } from "../delivery/host-key-refused.js";
 import type { BootState, FailedSystem, RebootState } from "../host/activation.js";
 import { behindText } from "../status/behind.js";
 import type { Drift } from "../views/drift.js";
@@ -28,7 +30,10 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
 }
 
 function liveCells(r: LiveRow): string[] {
-  if (!r.reachable) return [r.host, r.mode, "-", "-", "unreachable", r.error];
+  if (!r.reachable) {
+    const why = r.hostKey === true ? hostKeyRefused(r.error) : r.error;
+    return [r.host, r.mode, "-", "-", "unreachable", why];
+  }
   const note = [
     r.profile && r.profile !== r.current ? `boots next: ${storeName(r.profile)}` : "",
     r.pending ? `awaiting confirmation (${r.pending})` : "",
