@@ -153,7 +153,7 @@ describe("records that never lose what a host runs or ran", () => {
       const ot1 = summaryOf(r).ot1;
       expect(ot1).toMatchObject({ status: "failed", phase: "connect" });
       expect(String(ot1?.message)).toContain(
-        "Host key verification failed.: the host's key is not the one known for it (it may be another machine",
+        "Host key verification failed: the host's key is not the one known for it (it may be another machine",
       );
       // It counts against maxFailures (0 here): the rollout starts no wave.
       expect(summaryOf(r).ot2).toMatchObject({ status: "skipped", reason: "not-started" });

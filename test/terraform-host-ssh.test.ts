@@ -431,7 +431,7 @@ describe("the host module's SSH user-data on a lab host, then fleet from-terrafo
           phase: "connect",
           // A refused host key is no outage: its own failure, with the fix.
           message: expect.stringMatching(
-            /^ssh: Host key verification failed\.: the host's key is not the one known for it \(it may be another machine/,
+            /^ssh: Host key verification failed: the host's key is not the one known for it \(it may be another machine/,
           ),
         }),
       }),
