@@ -173,6 +173,16 @@ describe("plain", () => {
     expect(run(true)).toContain("in 0.3s; stopped at the bound of 200000\n");
   });
 
+  it("tells a host's phase once when it is told again", () => {
+    const s = sink(false);
+    const r = createDeployRenderer(s.out, "plain");
+    r.onEvent({ type: "host-phase", host: "web1", phase: "health", elapsed: 0.1 });
+    r.onEvent({ type: "host-phase", host: "web1", phase: "health", elapsed: 0.1 });
+    r.onEvent({ type: "host-phase", host: "web2", phase: "health", elapsed: 0.2 });
+    r.onEvent({ type: "host-phase", host: "web1", phase: "confirm", elapsed: 0.3 });
+    expect(s.text()).toBe("web1: health (0.1s)\nweb2: health (0.2s)\nweb1: confirm (0.3s)\n");
+  });
+
   it("is what auto gives when the output is not a terminal", () => {
     expect(run("auto", false)).toBe(run("plain", false));
   });

@@ -55,6 +55,8 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
   // A big rollout's log keeps each host's result, not its phases or what it printed (--json
   // has those), and names each wave's hosts briefly.
   let big = false;
+  /** The phase each host was last said to be in. */
+  const lastPhase = new Map<string, string>();
   return {
     onEvent: (event) => {
       switch (event.type) {
@@ -66,8 +68,10 @@ function plainRenderer(out: DeployOutput): DeployRenderer {
           write(waveLine(event, big));
           return;
         case "host-phase":
-          // host-done says the same, with the result.
-          if (event.phase !== "done" && !big) {
+          // host-done says the same, with the result; a phase told again (the host's own
+          // marker, then the deployer's step) is told once.
+          if (event.phase !== "done" && !big && lastPhase.get(event.host) !== event.phase) {
+            lastPhase.set(event.host, event.phase);
             write(`${event.host}: ${phaseLabel(event.phase)} (${formatDuration(event.elapsed)})`);
           }
           return;
