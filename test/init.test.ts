@@ -192,8 +192,10 @@ describe("nixship init (--format nix)", () => {
     );
     const refused = await inDir(dir, ["build"]);
     expect(refused.code).toBe(2);
+    // Named at the file to edit: the nixship.nix init wrote, and the line.
+    const line2 = text.split("\n").findIndex((l) => l.includes(PLACEHOLDER)) + 1;
     expect(refused.stderr).toContain(
-      `${join(dir, "flake.nix")}: nixship.hosts.web2.address: is the placeholder 'nixship init' wrote`,
+      `${join(dir, "flake.nix")}: nixship.hosts.web2.address (${join(dir, "nixship.nix")}:${line2}): is the placeholder 'nixship init' wrote`,
     );
     await writeFile(join(dir, "nixship.nix"), text.replace(PLACEHOLDER, "10.0.0.2"));
     const built = await inDir(dir, ["build", "--json"]);
