@@ -138,7 +138,8 @@ describe("the flake here, when no fleet is named", () => {
     const r = await nixship(["status"], { cwd: ROOT, env });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("nixship.json");
-    expect(r.stderr).not.toMatch(/flake|download|github/i);
+    // Its flake was not evaluated (the hint may name flakes as a way to give a fleet).
+    expect(r.stderr).not.toMatch(/flake\.nix|download|github/i);
     const doctor = await nixship(["doctor", "--json"], { cwd: ROOT, env });
     const fleetCheck = (
       JSON.parse(doctor.stdout) as { checks: { name: string; detail: string }[] }
@@ -164,6 +165,12 @@ describe("the flake here, when no fleet is named", () => {
         `${join(dir, "flake.nix")} is in the git repository ${repo}, which does not track it`,
       );
       expect(r.stderr).toContain(`'git -C ${repo} add lab/flake.nix'`);
+      // Named as what the user gave, or as the fleet looked for here.
+      expect(r.stderr).toContain(
+        args.length === 1
+          ? "error: the fleet here (.#nixship: no --fleet"
+          : "error: --fleet .#nixship: ",
+      );
       expect(r.stderr).toContain(`or name it path:${dir}`);
     }
     // As the hint says: added (not committed), it is read.

@@ -107,7 +107,11 @@ async function loadNamedFleet(named: string | undefined): Promise<FleetInput> {
     const fleetFile = resolve(name);
     return { fleet: await loadFleet(fleetFile), fleetFile, fleetDir: dirname(fleetFile) };
   }
-  const source = await flakeFleetSource(name, process.cwd());
+  const source = await flakeFleetSource(
+    name,
+    process.cwd(),
+    named ? undefined : `the fleet here (${name}: no --fleet, and no ./${DEFAULT_FLEET_FILE})`,
+  );
   const fleet = await loadFlakeFleet(source).catch((err: unknown) => {
     // Looked for, not named: say where else a fleet could have been.
     if (named || !(err instanceof InputError) || err.code !== "fleet-output-missing") throw err;

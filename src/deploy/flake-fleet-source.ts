@@ -7,8 +7,15 @@ import { sourceReference } from "../util/source-reference.js";
 import { parseFlakeInstallable } from "./build.js";
 import { localFlakeRef } from "./flake-source.js";
 
-/** `text` is FLAKE#ATTR; a local flake is relative to `cwd`. */
-export async function flakeFleetSource(text: string, cwd: string): Promise<FlakeFleet> {
+/**
+ * `text` is FLAKE#ATTR; a local flake is relative to `cwd`. `asked`: what named it, for errors
+ * (default `--fleet TEXT`; the fleet looked for here when none was named says so).
+ */
+export async function flakeFleetSource(
+  text: string,
+  cwd: string,
+  asked = `--fleet ${text}`,
+): Promise<FlakeFleet> {
   const parsed = parseFlakeInstallable(text, cwd);
   const attr = parsed.attrPath.join(".");
   if (parsed.local === undefined) {
@@ -25,7 +32,7 @@ export async function flakeFleetSource(text: string, cwd: string): Promise<Flake
   }
   const { dir, explicitPath } = parsed.local;
   const flake = await localFlakeRef(dir, explicitPath, {
-    where: `--fleet ${text}`,
+    where: asked,
     base: `the current directory, ${cwd}`,
   });
   const subdir = flake.startsWith("git+file:")
