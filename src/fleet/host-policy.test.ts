@@ -96,10 +96,10 @@ describe("policies", () => {
         }),
       ),
     ).toEqual([
-      'policies.@apl: matches no host: no host has tag "apl"',
+      'policies.@apl: matches no host: no host has tag "apl" (did you mean "@api"?)',
       "policies.api1,api2: names one host or @tag (one entry each)",
       'policies.@API: is not a host name or @tag: selector term "@API" has characters other than a-z, 0-9, "-" and "*" (host names and tags are lowercase)',
-      'policies.worker9: matches no host: no host is named "worker9"',
+      'policies.worker9: matches no host: no host is named "worker9" (did you mean "worker1"?)',
       "policies.@api.maxFailures: unknown key (known keys: parallel, canary, confirmTimeout, activationTimeout, keepGenerations, reboot, rebootTimeout, rebootRollback, requirePinned, deltas, health, bake, analysis)",
     ]);
   });

@@ -1,6 +1,7 @@
 // The `policy` section of the fleet file: rollout numbers and health checks, defaults filled in.
 
 import { shownUrl } from "../util/url-credentials.js";
+import { likelyTypo } from "./closest.js";
 import {
   COMMAND_CHECK_DEFAULTS,
   type CommandCheck,
@@ -133,9 +134,13 @@ export function readPolicies(
       continue;
     }
     if (hosts !== undefined && !hosts.some(termMatcher(term))) {
+      const known = term.kind === "tag" ? hosts.flatMap((h) => h.tags) : hosts.map((h) => h.name);
+      const typo = likelyTypo(term.pattern, known);
+      const mean =
+        typo === undefined ? "" : ` (did you mean "${term.kind === "tag" ? "@" : ""}${typo}"?)`;
       problems.add(
         at,
-        `matches no host: ${term.kind === "tag" ? "no host has tag" : "no host is named"} "${term.pattern}"`,
+        `matches no host: ${term.kind === "tag" ? "no host has tag" : "no host is named"} "${term.pattern}"${mean}`,
       );
     }
     const override = readOverride(entry, at, problems);
