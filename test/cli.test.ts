@@ -124,6 +124,17 @@ describe("usage errors exit 2 and say what is wrong", () => {
     expect(r.stderr).toMatch(/^error: /);
   });
 
+  it("push says when it made a new cache, so that a mistyped URL does not pass unseen", async () => {
+    const url = `file://${join(work, "new-cache")}`;
+    const first = await nixship(["push", root, "--to", url, "--key", key]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`created a new binary cache at ${url} (it had none)`);
+    const json = await nixship(["push", root, "--to", url, "--key", key, "--json"]);
+    expect(JSON.parse(json.stdout)).not.toHaveProperty("createdCache");
+    const again = await nixship(["push", root, "--to", url, "--key", key]);
+    expect(again.stderr).not.toContain("created a new binary cache");
+  });
+
   it("terraform vars, whose stdout Terraform reads whole, says its errors on stderr alone, --json or not", async () => {
     const r = await nixship(["terraform", "vars", "--json"]);
     expect(r.code).toBe(2);

@@ -102,6 +102,8 @@ export interface PushSummary {
   readonly narMBps: number;
   readonly compression: Compression;
   readonly pushedPaths: readonly StorePath[];
+  /** Set when the push made the cache: its URL held no nix-cache-info (createCache). */
+  readonly createdCache?: true;
 }
 
 const NAR_TYPE = "application/x-nix-nar";
@@ -163,8 +165,10 @@ async function runPush(
     const closure = referencesFirst(await queryClosure(options.roots, options.nix));
     options.onClosure?.(closure);
     emit({ type: "closure", paths: closure.length, narBytes: sum(closure.map((p) => p.narSize)) });
-    if (options.createCache === true && committer.kind === "sign") await ensureCacheInfo(store);
-    else await requireCacheInfo(store);
+    let createdCache = false;
+    if (options.createCache === true && committer.kind === "sign") {
+      createdCache = await ensureCacheInfo(store);
+    } else await requireCacheInfo(store);
     if (options.lease !== undefined) {
       lease = await CacheLease.take(store, "push", {
         ...(options.signal ? { signal: options.signal } : {}),
@@ -291,6 +295,7 @@ async function runPush(
       narMBps: seconds > 0 ? narBytes / 1e6 / seconds : 0,
       compression,
       pushedPaths: todo.map((p) => p.path),
+      ...(createdCache ? { createdCache: true as const } : {}),
     };
   } finally {
     // Whatever happens, nothing is still writing to the cache once push returns.

@@ -45,6 +45,8 @@ export function formatPushSummary(s: PushSummary, to: string): string {
   const skipped =
     s.alreadyPresent > 0 ? ` (${s.alreadyPresent} already in the cache${resigned})` : "";
   return [
+    // A new cache: said, so that a mistyped URL does not pass unseen.
+    ...(s.createdCache === true ? [`created a new binary cache at ${to} (it had none)`] : []),
     `pushed ${s.pushed} of ${s.paths} paths to ${to}${skipped}`,
     `  ${formatBytes(s.narBytes)} NAR -> ${formatBytes(s.fileBytes)} ${s.compression} in ${formatSeconds(s.seconds)} (${s.narMBps.toFixed(1)} MB/s)`,
   ].join("\n");
