@@ -97,6 +97,23 @@ const request = (): DeployRequest => ({
   activationTimeout: POLICY_DEFAULTS.activationTimeout,
 });
 
+/** One host, "a", rolled out alone through `delivery`: its wave of one, no canary, no failure allowed. */
+function rollOne(
+  delivery: Delivery,
+  emit: (e: DeployEvent) => void,
+  extra: Pick<RolloutInput, "signal" | "abortGrace"> = {},
+) {
+  return runRollout({
+    plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
+    hosts: [host("a")],
+    policy: { maxFailures: 0 },
+    delivery,
+    requests: { get: request },
+    emit,
+    ...extra,
+  });
+}
+
 async function roll(
   names: string[],
   failing: string[],
@@ -193,14 +210,7 @@ describe("runRollout", () => {
           throw new Error("spawn ssh ENOENT");
         }),
     };
-    const results = await runRollout({
-      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
-      hosts: [host("a")],
-      policy: { maxFailures: 0 },
-      delivery,
-      requests: { get: request },
-      emit: (e) => events.push(e),
-    });
+    const results = await rollOne(delivery, (e) => events.push(e));
     expect(results[0]?.outcome).toMatchObject({ status: "failed", message: "spawn ssh ENOENT" });
   });
 
@@ -216,14 +226,7 @@ describe("runRollout", () => {
         return [{ ...failed, message: "unhealthy; it applied rollback release 3" }];
       },
     };
-    const results = await runRollout({
-      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
-      hosts: [host("a")],
-      policy: { maxFailures: 0 },
-      delivery,
-      requests: { get: request },
-      emit: (e) => events.push(e),
-    });
+    const results = await rollOne(delivery, (e) => events.push(e));
     expect(results[0]?.outcome).toMatchObject({
       status: "failed",
       message: "unhealthy; it applied rollback release 3",
@@ -468,15 +471,7 @@ describe("runRollout: interrupts", () => {
       },
     };
     const events: DeployEvent[] = [];
-    const results = await runRollout({
-      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
-      hosts: [host("a")],
-      policy: { maxFailures: 0 },
-      delivery,
-      requests: { get: request },
-      emit: (e) => events.push(e),
-      signal: controller.signal,
-    });
+    const results = await rollOne(delivery, (e) => events.push(e), { signal: controller.signal });
     expect(results[0]?.outcome.status).toBe("activated");
     expect(ofType(events, "stopped")).toEqual([
       { type: "stopped", reason: INTERRUPT, notStarted: [] },
@@ -556,13 +551,7 @@ describe("a host left settling in a mode that says what becomes of it", () => {
         return new Promise<DeployOutcome[]>(() => {});
       },
     };
-    const results = await runRollout({
-      plan: plan({ a: "activate" }, { parallel: 1, canary: 0 }),
-      hosts: [host("a")],
-      policy: { maxFailures: 0 },
-      delivery,
-      requests: { get: request },
-      emit: () => {},
+    const results = await rollOne(delivery, () => {}, {
       signal: controller.signal,
       abortGrace: 20,
     });
