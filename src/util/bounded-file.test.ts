@@ -1,5 +1,6 @@
 // readFileBounded: a whole small file, nothing for a missing one, and a refusal past the limit
 // or for what is not a regular file.
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,4 +25,10 @@ describe("readFileBounded", () => {
     await expect(readFileBounded(file, 10, tooLarge)).rejects.toThrow("too large: 11");
     await expect(readFileBounded(dir, 10, tooLarge)).rejects.toMatchObject({ code: "ENOTFILE" });
   });
+
+  it("refuses a named pipe that nothing writes at once, where open() would wait for a writer", async () => {
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    await expect(readFileBounded(fifo, 10, tooLarge)).rejects.toMatchObject({ code: "ENOTFILE" });
+  }, 5000);
 });

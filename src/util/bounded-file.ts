@@ -1,5 +1,6 @@
 // A small file read whole into memory, refused past a size limit: the one bounded read of a
 // local file (secrets, their scratch files, host keys).
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 
 /**
@@ -14,7 +15,9 @@ export async function readFileBounded(
 ): Promise<Buffer | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(file, "r");
+    // Non-blocking: a named pipe with no writer would hold open() for ever; it is refused
+    // below as not a regular file (a regular file reads as it always does).
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
