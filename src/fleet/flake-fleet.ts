@@ -34,6 +34,34 @@ const MARK = "nixship-fleet-attribute";
  */
 export const NIX_MARK_FUNCTION = `path: builtins.addErrorContext "«${MARK} \${builtins.toJSON path}»"`;
 
+/** A Nix list of the Nix values given. */
+const nixList = (items: readonly string[]) => `[ ${items.join(" ")} ]`;
+/** An attribute name as a Nix string, a list index as a Nix integer. */
+const nixKey = (k: string | number) => (typeof k === "number" ? String(k) : nixString(k));
+
+/**
+ * The bindings both expressions open with: `flake`; `at`, a value's attribute path (`step` by
+ * `step`: an attribute by name, a list's element by index; null past what is there); `value`,
+ * the fleet's attribute; and `file`, a file of the flake's copy in the store as the file of its
+ * local directory, which a person edits.
+ */
+function flakeBindings(source: FlakeFleetSource): string {
+  return `  flake = builtins.getFlake ${nixString(source.flake)};
+  step = s: k:
+    if s == null then null
+    else if builtins.isInt k then (if builtins.isList s && k < builtins.length s then builtins.elemAt s k else null)
+    else if builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s
+    else null;
+  at = set: path: builtins.foldl' step set path;
+  value = at flake ${nixList(source.attrPath.map(nixKey))};
+  localDir = ${source.localDir === null ? "null" : nixString(source.localDir)};
+  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
+  cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
+  file = p: let s = toString p; in
+    if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
+    then "\${localDir}/\${cut inFlake s}" else s;`;
+}
+
 /**
  * One `nix eval --json` of the fleet: `{ fleet = …; }`, or `{ missing = [outputs]; }` when the
  * flake has no such output. The fleet as JSON: attributes whose value is null are left out (a
@@ -44,18 +72,8 @@ export const NIX_MARK_FUNCTION = `path: builtins.addErrorContext "«${MARK} \${b
  * error in it (a throw, a type error) names where it happened (--show-trace prints the marks).
  */
 export function fleetExpression(source: FlakeFleetSource): string {
-  const str = nixString;
-  const list = (items: readonly string[]) => `[ ${items.map(str).join(" ")} ]`;
   return `let
-  flake = builtins.getFlake ${str(source.flake)};
-  at = set: path: builtins.foldl' (s: k: if s != null && builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s else null) set path;
-  value = at flake ${list(source.attrPath)};
-  localDir = ${source.localDir === null ? "null" : str(source.localDir)};
-  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
-  cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
-  file = p: let s = toString p; in
-    if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
-    then "\${localDir}/\${cut inFlake s}" else s;
+${flakeBindings(source)}
   mark = ${NIX_MARK_FUNCTION};
   isSystem = path: v: builtins.length path == 3 && builtins.head path == "hosts"
     && builtins.elemAt path 2 == "system" && builtins.isAttrs v;
@@ -89,30 +107,16 @@ export function fleetPositionsExpression(
   source: FlakeFleetSource,
   paths: readonly JsonPath[],
 ): string {
-  const str = nixString;
-  const key = (k: string | number) => (typeof k === "number" ? String(k) : str(k));
-  const list = (items: readonly string[]) => `[ ${items.join(" ")} ]`;
   return `let
-  flake = builtins.getFlake ${str(source.flake)};
-  step = s: k:
-    if s == null then null
-    else if builtins.isInt k then (if builtins.isList s && k < builtins.length s then builtins.elemAt s k else null)
-    else if builtins.isAttrs s && builtins.hasAttr k s then builtins.getAttr k s
-    else null;
-  value = builtins.foldl' step flake ${list(source.attrPath.map(key))};
-  localDir = ${source.localDir === null ? "null" : str(source.localDir)};
-  inFlake = "\${flake.outPath}${source.subdir === "" ? "" : `/${source.subdir}`}/";
-  cut = prefix: s: builtins.substring (builtins.stringLength prefix) (builtins.stringLength s) s;
-  file = s: if localDir != null && builtins.substring 0 (builtins.stringLength inFlake) s == inFlake
-    then "\${localDir}/\${cut inFlake s}" else s;
+${flakeBindings(source)}
   where = path: let
     n = builtins.length path;
-    parent = builtins.foldl' step value (builtins.genList (i: builtins.elemAt path i) (n - 1));
+    parent = at value (builtins.genList (i: builtins.elemAt path i) (n - 1));
     last = builtins.elemAt path (n - 1);
     pos = if n > 0 && builtins.isString last && builtins.isAttrs parent
       then builtins.unsafeGetAttrPos last parent else null;
   in if pos == null then null else "\${file pos.file}:\${toString pos.line}";
-in map where ${list(paths.map((p) => list(p.map(key))))}`;
+in map where ${nixList(paths.map((p) => nixList(p.map(nixKey))))}`;
 }
 
 /**

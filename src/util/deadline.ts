@@ -7,7 +7,7 @@
 // timer holds the controller, and so its signal, until it fires or is cleared.
 
 /** The reason a deadline gives, as `AbortSignal.timeout`'s: a DOMException named TimeoutError. */
-export function timeoutReason(ms: number): DOMException {
+function timeoutReason(ms: number): DOMException {
   return new DOMException(`The operation was aborted due to timeout (${ms} ms)`, "TimeoutError");
 }
 
