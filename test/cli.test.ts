@@ -168,6 +168,33 @@ describe("usage errors exit 2 and say what is wrong", () => {
     }
   });
 
+  it("plans with --serve-cache what the deploy would refuse, and refuses it as the deploy does", async () => {
+    const bare = join(work, "serve-fleet.json");
+    await writeFile(
+      bare,
+      JSON.stringify({ hosts: { h1: { address: "192.0.2.1", system: root } } }),
+    );
+    for (const command of ["plan", "deploy", "rollback"]) {
+      const r = await nixship([command, "--fleet", bare, "--serve-cache", "10.0.0.1:0"]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${command}: --serve-cache needs a cache in the fleet file`);
+    }
+    const cached = join(work, "serve-cached-fleet.json");
+    const publicKey = (await nixship(["key", "public", key])).stdout.trim();
+    await writeFile(
+      cached,
+      JSON.stringify({
+        cache: { url: `file://${join(work, "serve-cache")}`, publicKeys: [publicKey] },
+        hosts: { h1: { address: "192.0.2.1", system: root } },
+      }),
+    );
+    const loopback = await nixship(["plan", "--fleet", cached, "--serve-cache", "127.0.0.1:0"]);
+    expect(loopback.code, loopback.stderr).toBe(2);
+    expect(loopback.stderr).toContain(
+      "--serve-cache 127.0.0.1:0 is a loopback address, which only this machine reaches: h1 would fail",
+    );
+  });
+
   it("prints JSON errors on stdout under --json", async () => {
     const r = await nixship([
       "verify",

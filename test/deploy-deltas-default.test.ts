@@ -90,7 +90,7 @@ describe("deltas by default", () => {
 
     await rebuild(lab.fleetFile, HOSTS);
     // The plan says, before any pair is computed, what it expects them to save.
-    const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--on", HOSTS.join(",")]);
+    const plan = await lab.plan("--on", HOSTS.join(","));
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toMatch(
       /^ {2}dfd1, dfd2: \d+ paths, 0 by delta: .* without; once computed, about .* with deltas, [\d.]+× less \(an estimate\)$/m,

@@ -147,7 +147,7 @@ describe("a deploy with deltas", () => {
       upperBound: boolean;
     };
     const planOf = async () => {
-      const r = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+      const r = await lab.plan("--json");
       expect(r.code, r.stderr).toBe(0);
       const plan = JSON.parse(r.stdout) as { deltas?: { hosts: Fetch[]; pending: number } };
       const byHost = new Map((plan.deltas?.hosts ?? []).map((f) => [f.host, f]));
@@ -158,6 +158,18 @@ describe("a deploy with deltas", () => {
       };
     };
     await rebuild();
+    // The lab's fleet names no `substituter`: planned without --serve-cache, as a deploy
+    // without it would run, the hosts' paths come by a copy, whole, and the plan says so.
+    const copied = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+    expect(copied.code, copied.stderr).toBe(0);
+    const copiedPlan = JSON.parse(copied.stdout) as {
+      deltas?: { hosts: unknown[]; noDelta: { host: string; reason: string }[] };
+    };
+    expect(copiedPlan.deltas?.hosts).toEqual([]);
+    expect(copiedPlan.deltas?.noDelta).toEqual([
+      { host: "ddl1", reason: "copied" },
+      { host: "ddl2", reason: "copied" },
+    ]);
     // Before the deploy: nothing of the rebuild is in the cache, its deltas not computed.
     const before = await planOf();
     expect(before.pending).toBeGreaterThan(2);
@@ -176,7 +188,7 @@ describe("a deploy with deltas", () => {
     expect(after.ddl2).toMatchObject({ pending: 0, upperBound: false, paths: before.ddl2?.paths });
     expect(after.ddl2?.byDelta).toBeGreaterThan((after.ddl2?.paths ?? 0) / 2);
     expect(after.ddl2?.withDeltas).toBeLessThan(after.ddl2?.whole ?? 0);
-    const human = await lab.nixship(["plan", "--fleet", lab.fleetFile]);
+    const human = await lab.plan();
     expect(human.stdout).toMatch(
       /^deltas \(bytes each host fetches from the cache, compressed, with the deltas published and without; the transfer column counts the NARs, uncompressed\):$/m,
     );
@@ -293,7 +305,7 @@ describe("a deploy with deltas", () => {
       expect(forget.stdout.trim(), forget.stderr).toBe("forgotten");
       // The plan counts what the host's store lacks (some of the new closure it may still
       // hold), in its deltas as in its transfer; the host fetches as the plan said.
-      const plan = await lab.nixship(["plan", "--fleet", lab.fleetFile, "--json"]);
+      const plan = await lab.plan("--json");
       expect(plan.code, plan.stderr).toBe(0);
       const planDoc = JSON.parse(plan.stdout) as {
         hosts: { host: string; transfer: { paths: number } }[];

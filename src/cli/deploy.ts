@@ -12,7 +12,6 @@ import { DELIVERY_MODES, type DeliveryMode } from "../fleet/fleet.js";
 import { selectHosts } from "../fleet/select.js";
 import { createDeployRenderer } from "../ui/deploy-progress.js";
 import { formatPlan } from "../ui/plan-format.js";
-import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, parseIntFlag, refuseArguments, writeJson } from "./command.js";
 import {
   FLEET_FLAGS,
@@ -23,6 +22,7 @@ import {
   ROLLOUT_VALUES,
   readFleetInput,
   readRollout,
+  readServeCache,
 } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, whileTrapped } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
@@ -62,6 +62,7 @@ export const PLAN_FLAGS = {
   ...FLEET_FLAGS,
   action: { type: "string" },
   reboot: { type: "string" },
+  "serve-cache": { type: "string" },
   diff: { type: "boolean" },
   "build-host": { type: "string" },
 } as const;
@@ -69,6 +70,7 @@ const PLAN_VALUES: FlagValues<typeof PLAN_FLAGS> = {
   ...FLEET_VALUES,
   action: "A",
   reboot: "MODE",
+  "serve-cache": "HOST:PORT",
   "build-host": "[USER@]HOST",
 };
 
@@ -109,6 +111,9 @@ Options:
 ${FLEET_HELP}
   --action A         switch (default), boot, test or dry-activate
   --reboot MODE      never, auto or always, as deploy takes it (fleet policy, else never)
+  --serve-cache H:P  plan the deploy that serves the fleet's cache on H:P (nothing is
+                     served): ssh hosts then substitute, so they can get deltas; without
+                     it, they do only when the cache names a \`substituter\`
   --diff             every package change of each host (group), not one line of them
 ${BUILD_HELP}`,
   async run(argv, io) {
@@ -127,7 +132,7 @@ ${BUILD_HELP}`,
         policy,
         policyFlags,
         key: undefined,
-        serveCache: undefined,
+        serveCache: readServeCache(values["serve-cache"], input.fleet, "plan"),
         buildHost: values["build-host"],
         signal,
         emit: (e) => {
@@ -276,13 +281,7 @@ bad usage or input, 130 when interrupted.`,
     if (input.fleet.cache !== undefined && key !== undefined) {
       requireTrustedSigningKey(key, input.fleet.cache.publicKeys, input.fleetFile);
     }
-    if (values["serve-cache"] !== undefined && input.fleet.cache === undefined) {
-      throw new UsageError("deploy: --serve-cache needs a cache in the fleet file");
-    }
-    const serveCache =
-      values["serve-cache"] !== undefined
-        ? parseListen(values["serve-cache"], "deploy: --serve-cache")
-        : undefined;
+    const serveCache = readServeCache(values["serve-cache"], input.fleet, "deploy");
     const via = parseVia(values.via);
     const releaseKey = await readReleaseKey(
       values["release-key"],

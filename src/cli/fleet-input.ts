@@ -20,6 +20,7 @@ import { DEFAULT_FLEET_OUTPUT, loadFlakeFleet } from "../fleet/load-flake-fleet.
 import { DEFAULT_FLEET_FILE, loadFleet } from "../fleet/load-fleet.js";
 import { POLICY_RANGES } from "../fleet/read-policy.js";
 import { PRUNE_GC_TIMEOUT } from "../host/activation.js";
+import { type ListenAddress, parseListen } from "../util/listen-address.js";
 import { PACKAGE_ROOT } from "../util/package-root.js";
 import type { CliIO } from "./command.js";
 import { parseIntFlag } from "./command.js";
@@ -291,4 +292,17 @@ export function rangedFlag(
   range: { readonly min: number; readonly max?: number },
 ): number | undefined {
   return parseIntFlag(value, flag, command, range.min, range.max);
+}
+
+/** --serve-cache's address, which needs a cache to serve. */
+export function readServeCache(
+  given: string | undefined,
+  fleet: { readonly cache: unknown },
+  command: string,
+): ListenAddress | undefined {
+  if (given === undefined) return undefined;
+  if (fleet.cache === undefined) {
+    throw new UsageError(`${command}: --serve-cache needs a cache in the fleet file`);
+  }
+  return parseListen(given, `${command}: --serve-cache`);
 }

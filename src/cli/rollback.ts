@@ -12,9 +12,14 @@ import { parseRollbackTarget } from "../fleet/rollback-target.js";
 import { selectHosts } from "../fleet/select.js";
 import { ROLLOUT_ID } from "../status/rollout.js";
 import { storeName } from "../ui/plan-format.js";
-import { parseListen } from "../util/listen-address.js";
 import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
-import { FLEET_FLAGS, fleetHelp, rangedFlag, readFleetInput } from "./fleet-input.js";
+import {
+  FLEET_FLAGS,
+  fleetHelp,
+  rangedFlag,
+  readFleetInput,
+  readServeCache,
+} from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { againFlags } from "./roll-out.js";
@@ -157,10 +162,7 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
         json: values.json === true,
         policy: { ...fleet.policy, activationTimeout },
         key,
-        serveCache:
-          values["serve-cache"] === undefined
-            ? undefined
-            : parseListen(values["serve-cache"], "rollback: --serve-cache"),
+        serveCache: readServeCache(values["serve-cache"], fleet, "rollback"),
         releaseKey,
         again: againFlags(values),
       });

@@ -1,7 +1,13 @@
 // What each host is asked to do, from the plan and what was prepared: its system, where it
 // fetches it, and its resolved policy's checks and limits. Pure.
 import type { DeployRequest } from "../delivery/delivery.js";
-import type { DeliveryMode, FleetHost, HealthChecks, RolloutPolicy } from "../fleet/fleet.js";
+import type {
+  CacheSettings,
+  DeliveryMode,
+  FleetHost,
+  HealthChecks,
+  RolloutPolicy,
+} from "../fleet/fleet.js";
 import { hostPolicy } from "../fleet/host-policy.js";
 import type { DeployPlan, PlannedHost } from "../fleet/plan.js";
 import { buildDeployRequest } from "../host/activation-session.js";
@@ -23,14 +29,22 @@ export function policyOf(
 
 /**
  * Whether the deploy's hosts substitute from the fleet's cache: agent hosts always (through
- * their agent's proxy), the others when the deploy gives them substituters (else the closure
+ * their agent's proxy), the others when the deploy gives them a substituter (else the closure
  * is copied to them whole).
  */
-export function substitutesFromCache(
-  mode: DeliveryMode,
-  prepared: Pick<Prepared, "substituters">,
+export function substitutesFromCache(mode: DeliveryMode, givesSubstituter: boolean): boolean {
+  return mode === "agent" || givesSubstituter;
+}
+
+/**
+ * Whether a deploy gives its hosts a substituter, as a plan (which pushes nothing) foresees
+ * it: the cache it serves with --serve-cache, or the cache's own `substituter` (prepare.ts).
+ */
+export function deployGivesSubstituter(
+  cache: Pick<CacheSettings, "substituter"> | undefined,
+  serveCache: DeployOptions["serveCache"],
 ): boolean {
-  return mode === "agent" || prepared.substituters.length > 0;
+  return cache !== undefined && (serveCache !== undefined || cache.substituter !== undefined);
 }
 
 /**

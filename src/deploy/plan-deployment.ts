@@ -20,7 +20,12 @@ import { cacheKeys, planDeltas, withStoreNars } from "./deltas.js";
 import type { DeployOptions } from "./deploy-options.js";
 import { type DeployOrigin, deployOrigin } from "./deploy-origin.js";
 import { publisherOf } from "./execute-plan.js";
-import { hostRequests, policyOf, substitutesFromCache } from "./host-requests.js";
+import {
+  deployGivesSubstituter,
+  hostRequests,
+  policyOf,
+  substitutesFromCache,
+} from "./host-requests.js";
 import { interruptedBefore, throwIfInterrupted } from "./interrupts.js";
 import { deliveryMode, openDelivery } from "./open-delivery.js";
 import { refuseUnpinnedHosts } from "./pinned-hosts.js";
@@ -64,7 +69,7 @@ export async function planDeployment(
   const hosts = selectHosts(fleet, options.selector);
   const mode = deliveryMode(hosts, options.via);
   // Before anything is built or any host changes, as doctor checks it.
-  if (execute) checkServedAddress(options.serveCache, hosts);
+  checkServedAddress(options.serveCache, hosts);
   if (mode === "agent" && execute && options.releaseKey === undefined) {
     throw new UsageError(
       "deploying to agent hosts publishes a signed release: --release-key SECRET_FILE is needed",
@@ -176,8 +181,13 @@ export async function planDeployment(
         ? connectionsOf(planned, fleet.ssh.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
         : undefined;
     // Hosts that substitute from the cache can use deltas (a copy over ssh brings paths whole);
-    // a plan alone takes it that the deploy will let them (a substituter, --serve-cache).
-    const substitute = execute ? substitutesFromCache(mode, ready) : fleet.cache !== undefined;
+    // a plan alone, which pushed nothing, takes the substituters the deploy would give.
+    const substitute = substitutesFromCache(
+      mode,
+      execute
+        ? ready.substituters.length > 0
+        : deployGivesSubstituter(fleet.cache, options.serveCache),
+    );
     // A pair's paths are read from the deployer's store, when it is the local one and holds
     // them: the running systems' closures (a base the cache lacks), and what the push read.
     const local = options.nix?.store === undefined;

@@ -41,6 +41,11 @@ export async function setExampleSystems(
   await writeFile(fleetFile, JSON.stringify(doc, null, 2));
 }
 
+/** Where a lab's deploy serves the fleet's cache: the lab's bridge, any free port. */
+export function labServeCache(lab: Pick<LabInfo, "number">): string {
+  return `10.231.${lab.number}.1:0`;
+}
+
 /** `nixship deploy` of a lab fleet, its cache served to the hosts on the lab's bridge. */
 export function labDeployArgs(
   lab: LabInfo,
@@ -55,7 +60,7 @@ export function labDeployArgs(
     "--key",
     keyFile,
     "--serve-cache",
-    `10.231.${lab.number}.1:0`,
+    labServeCache(lab),
     ...extra,
   ];
 }

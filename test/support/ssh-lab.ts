@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { type CliRun, NIXSHIP_BIN, run } from "../../support/cli.js";
-import { type LabInfo, labDeployArgs } from "./lab-deploy.js";
+import { type LabInfo, labDeployArgs, labServeCache } from "./lab-deploy.js";
 
 export interface SshLab {
   readonly name: string;
@@ -15,6 +15,8 @@ export interface SshLab {
   readonly nixship: (args: readonly string[]) => Promise<CliRun>;
   /** `nixship deploy` of the lab's fleet, its cache served on the lab's bridge. */
   readonly deploy: (...extra: string[]) => Promise<CliRun>;
+  /** `nixship plan` of the lab's fleet, for the deploy that serves its cache as `deploy` does. */
+  readonly plan: (...extra: string[]) => Promise<CliRun>;
   /** Takes the lab down and removes its directory. */
   readonly down: () => Promise<void>;
 }
@@ -55,6 +57,8 @@ export async function startSshLab(
     nixship,
     deploy: (...extra) =>
       nixship(labDeployArgs(info, fleetFile, join(info.dir, "cache.sec"), ...extra)),
+    plan: (...extra) =>
+      nixship(["plan", "--fleet", fleetFile, "--serve-cache", labServeCache(info), ...extra]),
     down: async () => {
       await nixship(["lab", "down", "--name", name]);
       await rm(work, { recursive: true, force: true });
