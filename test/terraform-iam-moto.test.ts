@@ -6,10 +6,13 @@
 // First, moto and the project's IAM evaluator (iam-policy.ts) judge the same requests of every
 // role: they agree on each but the ones moto cannot judge (listed below, with why), so a policy
 // that AWS would read otherwise than the evaluator shows up here too.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -20,8 +23,10 @@ import { HEARTBEAT_STATES, heartbeatKey } from "../src/status/heartbeat.js";
 import { hostKeyObjectKey } from "../src/status/host-key-store.js";
 import { hostStatusKey, progressKey, STATUS_STATES } from "../src/status/status.js";
 import type { AwsKeys } from "../support/aws-query.js";
+import { nixship } from "../support/cli.js";
 import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { OUTPUT_OF, type RenderedCache, type Role, renderCache } from "./support/cache-policies.js";
+import { buildFixtureClosure } from "./support/fixture-closure.js";
 import { evaluate } from "./support/iam-policy.js";
 import { createMotoUser, s3ClientWith } from "./support/moto-iam.js";
 import { loadModule } from "./support/terraform.js";
@@ -188,5 +193,75 @@ describe("moto's IAM and the project's evaluator, on the cache module's policies
     }
     expect(asked).toBe(5 * (KEYS.length * 3 + LIST_PREFIXES.length));
     expect(differ).toEqual(MOTO_IGNORES_CONDITIONS);
+  });
+});
+
+/** The environment of a nixship command run with these keys, and no other credentials. */
+function withKeys(k: AwsKeys): NodeJS.ProcessEnv {
+  return {
+    AWS_ACCESS_KEY_ID: k.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: k.secretAccessKey,
+    AWS_SESSION_TOKEN: k.sessionToken ?? "",
+    AWS_PROFILE: "",
+    AWS_REGION: "us-east-1",
+  };
+}
+
+/** Removes what the requests above left (with moto's admin keys): a bucket of the cache's own. */
+async function emptyBucket(): Promise<void> {
+  const s3 = s3ClientWith(moto.endpoint, moto.admin as AwsKeys);
+  try {
+    for (let page = 0; page < 100; page++) {
+      const listed = await s3.send(new ListObjectsV2Command({ Bucket: moto.bucket }));
+      const objects = (listed.Contents ?? []).map((o) => ({ Key: o.Key as string }));
+      if (objects.length === 0) return;
+      await s3.send(
+        new DeleteObjectsCommand({ Bucket: moto.bucket, Delete: { Objects: objects } }),
+      );
+    }
+    throw new Error(`the bucket ${moto.bucket} is still not empty after 100 pages`);
+  } finally {
+    s3.destroy();
+  }
+}
+
+describe("the roles' commands, each with its role's keys only", () => {
+  it("the collector runs cache gc and cache stats on what the writer pushed; the reader is refused, by its policy", async () => {
+    const work = await mkdtemp(join(tmpdir(), "nixship-iam-moto-"));
+    try {
+      const secret = join(work, "cache.sec");
+      expect((await nixship(["key", "generate", "--name", "iam-1", "--out", secret])).code).toBe(0);
+      await emptyBucket();
+      const writer = withKeys(keys.writer);
+      const init = await nixship(["cache", "init", moto.url], { env: writer });
+      expect(init.code, init.stderr).toBe(0);
+      const root = await buildFixtureClosure();
+      const push = await nixship(["push", root, "--to", moto.url, "--key", secret], {
+        env: writer,
+      });
+      expect(push.code, push.stderr).toBe(0);
+
+      const collector = withKeys(keys.collector);
+      const stats = await nixship(["cache", "stats", "--cache", moto.url, "--json"], {
+        env: collector,
+      });
+      expect(stats.code, stats.stderr).toBe(0);
+      expect((JSON.parse(stats.stdout) as { paths: number }).paths).toBeGreaterThan(0);
+      // A collection: the lock taken and given back, every root read, the young paths kept.
+      const gc = await nixship(["cache", "gc", "--cache", moto.url, "--json"], { env: collector });
+      expect(gc.code, gc.stderr).toBe(0);
+      expect(JSON.parse(gc.stdout)).toMatchObject({ dryRun: false, problems: [] });
+      // The reader may not collect: the refusal names the policy, not the keys, as the fault.
+      const refused = await nixship(["cache", "gc", "--cache", moto.url], {
+        env: withKeys(keys.reader),
+      });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/AccessDenied \(HTTP 403\)/);
+      expect(refused.stderr).toContain(
+        "hint: the credentials' policy does not allow this request on that key: give them the cache module's policy for what this command does",
+      );
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });

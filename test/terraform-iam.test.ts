@@ -313,7 +313,16 @@ const ROOTS = [
   "status/host-keys/web1.pub",
 ];
 const COLLECTOR: readonly Expectation[] = [
-  ...allow("collector", "s3:GetObject", [NARINFO, ...ROOTS, PIN, GC_LOCK, LEASE, REPORT]),
+  // nix-cache-info, which every cache command reads first (cache gc, cache stats).
+  ...allow("collector", "s3:GetObject", [
+    "nix-cache-info",
+    NARINFO,
+    ...ROOTS,
+    PIN,
+    GC_LOCK,
+    LEASE,
+    REPORT,
+  ]),
   ...allow("collector", "s3:DeleteObject", [
     NARINFO,
     LISTING,
@@ -330,6 +339,7 @@ const COLLECTOR: readonly Expectation[] = [
   // the keys it GETs, so that a missing one answers 404.
   ...allow("collector", "s3:ListBucket", [
     "",
+    "nix-cache-info",
     "nar/",
     "delta/",
     NARINFO,

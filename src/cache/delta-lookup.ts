@@ -32,8 +32,9 @@ const READS = 16;
 
 /**
  * Looks up `pairs` and `paths` (what hosts lack, the pairs' targets among them) in `store`: one
- * narinfo read a pair (and a skip note's when it has no delta), one a path. A delta or skip note
- * no key of `trusted` signed is pending: the deploy computes it again and replaces it. A path
+ * narinfo read a pair (and a skip note's when it has no signed delta), one a path. A signed
+ * skip note stands beside a refused delta; a delta or skip note no key of `trusted` signed is
+ * otherwise pending: the deploy computes it again and replaces it. A path
  * the cache does not have yet (a plan before a push) has no whole size here; the caller counts
  * its NAR size.
  */
@@ -52,7 +53,8 @@ export async function lookupDeltas(
       states.set(pairId(pair), { kind: "delta", bytes: delta.info.fileSize ?? delta.info.narSize });
       return;
     }
-    const note = delta === undefined ? await readSkipNote(store, pair, trusted) : undefined;
+    // A signed note outweighs a refused delta (delta-publish.ts's heldInCache).
+    const note = await readSkipNote(store, pair, trusted);
     states.set(pairId(pair), note?.kind === "signed" ? { kind: "skip" } : { kind: "pending" });
   });
   const wholeBytes = new Map<StorePath, number>();

@@ -226,14 +226,13 @@ export async function publishDelta(
         deltaBytes,
         targetBytes,
       };
-      // What replaces a refused delta or note is put whatever is there; the refused delta's
-      // narinfo goes, so that no host fetches it.
+      // What replaces a refused delta or note is put whatever is there. A refused delta's
+      // narinfo stays (the writer may delete no narinfo): the signed note outweighs it, for
+      // this step and for the plan, so no host is offered it.
       await store.put(deltaSkipKey(pair.target, pair.base), formatSkipNote(note, key), {
         contentType: "application/json",
         ...(replaced === undefined ? { condition: { ifAbsent: true } } : {}),
       });
-      if (held?.kind === "refused" && held.what === "delta")
-        await store.delete(narInfoKey(deltaPath));
       return { kind: "skipped", pair, deltaBytes, targetBytes, level, noted: true, ...again };
     }
     const stored = await putDeltaPath(
@@ -272,7 +271,8 @@ type Held =
 /**
  * The pair's delta when its narinfo is signed and its NAR matches it (read whole: a delta is
  * small, and a host that fetches one that does not match falls back to the whole path, for
- * good unless it is replaced), else its skip note when it is signed.
+ * good unless it is replaced), else its skip note when it is signed (beside a refused delta
+ * too: the note replaced it), else what was refused.
  */
 async function heldInCache(
   store: ObjectStore,
@@ -283,16 +283,18 @@ async function heldInCache(
   interrupt: AbortSignal | undefined,
 ): Promise<Held | undefined> {
   const delta = await readSignedNarInfo(store, deltaPath, trusted);
-  if (delta?.kind === "refused") return { kind: "refused", what: "delta", reason: delta.reason };
-  if (delta !== undefined) {
+  let refusedDelta: string | undefined;
+  if (delta?.kind === "signed") {
     const problem = await deltaNarProblem(store, delta.info, maxNar, interrupt);
-    return problem === undefined
-      ? { kind: "delta", narSize: delta.info.narSize }
-      : { kind: "refused", what: "delta", reason: problem };
+    if (problem === undefined) return { kind: "delta", narSize: delta.info.narSize };
+    refusedDelta = problem;
+  } else if (delta?.kind === "refused") {
+    refusedDelta = delta.reason;
   }
   const note = await readSkipNote(store, pair, trusted);
-  if (note?.kind === "refused") return { kind: "refused", what: "skip", reason: note.reason };
-  return note === undefined ? undefined : { kind: "skip" };
+  if (note?.kind === "signed") return { kind: "skip" };
+  if (refusedDelta !== undefined) return { kind: "refused", what: "delta", reason: refusedDelta };
+  return note === undefined ? undefined : { kind: "refused", what: "skip", reason: note.reason };
 }
 
 /** Why the NAR of a delta's (signed) narinfo is not the one it names, or undefined. */

@@ -18,6 +18,8 @@ import {
 import type { StorePath } from "../nix/store-path.js";
 import type { GetResult, ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
+import { pairId } from "./delta-bases.js";
+import { lookupDeltas } from "./delta-lookup.js";
 import { deltaPathOf, deltaSkipKey } from "./delta-path.js";
 import { publishDelta } from "./delta-publish.js";
 import { formatSkipNote, readSkipNote } from "./delta-trust.js";
@@ -277,6 +279,51 @@ describe("publishDelta believes only what the fleet's keys signed", () => {
     const now = (await readNarInfo(store, other.storePath)) as NarInfo;
     expect(checkNarInfoSignatures(now, [publicKeyOf(key)])).toMatchObject({ ok: true });
     await checkStoredNar(store, now);
+  });
+});
+
+/** `real` as the writer's IAM policy lets it: no narinfo may be deleted. */
+function withoutNarInfoDeletes(real: ObjectStore): ObjectStore {
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === "delete") {
+        return async (k: string) => {
+          if (k.endsWith(".narinfo")) throw new Error(`AccessDenied: s3:DeleteObject on ${k}`);
+          return target.delete(k);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+describe("a delta planted by a cache writer, for a pair not worth one", () => {
+  it("stays where the writer may delete no narinfo: the signed note outweighs it, here and in a plan", async () => {
+    const base = syntheticPath("base-planted-unworthy", "app-1.0");
+    const target = syntheticPath("target-planted-unworthy", "app-1.1");
+    await putSyntheticPath(store, key, base, [], old);
+    await putSyntheticPath(store, key, target, [], randomBytes(150_000).toString("base64"));
+    const planted = { target, base };
+    await putBomb(deltaPathOf(target, base), 4096, undefined);
+    const writer = withoutNarInfoDeletes(store);
+
+    const first = await publishDelta(writer, key, planted, { tmpDir: scratch });
+    expect(first).toMatchObject({
+      kind: "skipped",
+      noted: true,
+      replaced: expect.stringMatching(/unsigned|no signature/),
+    });
+    expect(await store.head(narInfoKey(deltaPathOf(target, base)))).toBeDefined();
+    // The next deploy believes the note: it computes nothing, and no host is offered the delta.
+    fetched = [];
+    expect(await publishDelta(writer, key, planted, { tmpDir: scratch })).toMatchObject({
+      kind: "existing",
+      found: "skip",
+    });
+    expect(fetched).toEqual([]);
+    const lookup = await lookupDeltas(store, [publicKeyOf(key)], [planted], [target]);
+    expect(lookup.pairs.get(pairId(planted))).toEqual({ kind: "skip" });
   });
 });
 

@@ -76,7 +76,7 @@ export function isPreconditionFailed(err: unknown, condition?: PutCondition): bo
 const STATUS_HINTS: Readonly<Record<number, string>> = {
   400: "the server refused the request: check the store URL (bucket, region, endpoint)",
   401: "the server wants credentials: check the AWS credentials",
-  403: "access denied: check the AWS credentials and the bucket's policy",
+  403: "access denied: check the AWS credentials, their policy and the bucket's policy",
   500: "the server failed: try again later, and check its logs",
   502: "a proxy in front of the server failed: try again later",
   503: "the server is unavailable or slowing requests down: try again later",
@@ -85,8 +85,13 @@ const STATUS_HINTS: Readonly<Record<number, string>> = {
 
 const HINTS: readonly (readonly [readonly string[], string])[] = [
   [
-    ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"],
+    ["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"],
     "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ?profile=)",
+  ],
+  // Keys S3 accepted, refused by a policy (missing keys are CredentialsProviderError).
+  [
+    ["AccessDenied"],
+    "the credentials' policy does not allow this request on that key: give them the cache module's policy for what this command does (docs/terraform.md: writer, reader, collector, agent or host_read), or check the bucket's policy",
   ],
   [["CredentialsProviderError"], "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID"],
   [

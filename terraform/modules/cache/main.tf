@@ -328,11 +328,12 @@ data "aws_iam_policy_document" "reader" {
 # and delete the cache's own objects only. It writes no cache object, reads no NAR or secret,
 # and deletes no release, channel, status or secret: those are what roots the cache.
 data "aws_iam_policy_document" "collector" {
+  # nix-cache-info first, which every cache command reads to know the store is a cache.
   statement {
     sid     = "ReadRootsAndNarInfos"
     actions = ["s3:GetObject"]
     resources = concat(
-      ["${local.store_arn}${local.narinfo_key}"],
+      ["${local.store_arn}nix-cache-info", "${local.store_arn}${local.narinfo_key}"],
       local.release_objects,
       local.status_objects,
       local.pin_objects,
@@ -383,7 +384,7 @@ data "aws_iam_policy_document" "collector" {
       test     = "StringLike"
       variable = "s3:prefix"
       values = concat(
-        [local.key_prefix, "${local.key_prefix}${local.narinfo_key}", "${local.key_prefix}nar/*", "${local.key_prefix}delta/*"],
+        [local.key_prefix, "${local.key_prefix}nix-cache-info", "${local.key_prefix}${local.narinfo_key}", "${local.key_prefix}nar/*", "${local.key_prefix}delta/*"],
         local.release_prefixes,
         local.status_prefixes,
         local.gc_prefixes,
