@@ -338,6 +338,60 @@ describe("help for every command and group", () => {
     }
   });
 
+  it("no command: the list on stdout, and on stderr the fault, exit 2; help's own help is the list", async () => {
+    const bare = await nixship([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toMatch(/^nixship \d+\.\d+\.\d+: build NixOS systems once/);
+    expect(bare.stderr).toBe(
+      "error: name a command\nhint: the commands are listed above; run 'nixship --help'\n",
+    );
+    for (const args of [["help", "help"], ["help", "--help"], ["--help"]]) {
+      const r = await nixship(args);
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toBe(bare.stdout);
+    }
+  });
+
+  it("'version' takes --json and --help, and refuses anything else", async () => {
+    const json = await nixship(["version", "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect((await nixship(["version", "--help"])).stdout).toMatch(
+      /^Usage: nixship version \[--json\]/,
+    );
+    const extra = await nixship(["version", "extra"]);
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toBe(
+      "error: version: unexpected argument 'extra'\nhint: see 'nixship version --help'\n",
+    );
+    expect((await nixship(["version", "--bogus"])).code).toBe(2);
+  });
+
+  it("a usage error that names no fix of its own points at the command's help", async () => {
+    for (const [args, message] of [
+      [["key", "public"], "key public: expects exactly one SECRET_FILE"],
+      [["fetch"], "fetch: expects exactly one STORE_PATH"],
+      [["cache", "unpin"], "cache unpin: expects exactly one pin NAME"],
+    ] as const) {
+      const r = await nixship(args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(`error: ${message}\nhint: see 'nixship ${args.join(" ")} --help'\n`);
+    }
+  });
+
+  it("'nar ls' and 'nar restore' with nothing on stdin say so, and how to give a NAR", async () => {
+    const ls = await nixship(["nar", "ls"], { input: Buffer.alloc(0) });
+    expect(ls.code).toBe(2);
+    expect(ls.stderr).toBe(
+      "error: nar ls: stdin was empty: no NAR to read\nhint: pipe one in: nixship nar dump PATH | nixship nar ls (or < file.nar)\n",
+    );
+    const dir = join(work, "empty-restore");
+    const restore = await nixship(["nar", "restore", dir], { input: Buffer.alloc(0) });
+    expect(restore.code).toBe(2);
+    expect(restore.stderr).toContain("error: nar restore: stdin was empty: no NAR to read\n");
+    await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
+  });
+
   it("an unknown command is a usage error, as JSON under --json", async () => {
     const r = await nixship(["lab", "frob", "--json"]);
     expect(r.code).toBe(2);

@@ -5,7 +5,7 @@ import { NixshipError, UsageError } from "../errors.js";
 import { likelyTypo } from "../fleet/closest.js";
 import { runCommandEnd } from "../util/command-end.js";
 import { terminalJson, withoutControls } from "../util/text.js";
-import type { CliIO } from "./command.js";
+import { type CliIO, parseFlags, refuseArguments } from "./command.js";
 import { COMMANDS, type CommandEntry, loadCommand, loadCommands } from "./commands.js";
 import { systemFault } from "./system-faults.js";
 
@@ -112,11 +112,17 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
 
 async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
   const first = argv[0];
-  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
-    const asked = argv.slice(1);
+  if (first === undefined) {
+    // The list on stdout, as --help gives it; the fault on stderr, as every usage error's.
+    io.stdout.write(await usage());
+    throw new UsageError("name a command", "the commands are listed above; run 'nixship --help'");
+  }
+  if (first === "--help" || first === "-h" || first === "help") {
+    // `help help`, `help --help`: help's own help is the list of commands.
+    const asked = argv.slice(1).filter((w, i) => i > 0 || !["help", "--help", "-h"].includes(w));
     if (asked.length === 0) {
       io.stdout.write(await usage());
-      return first === undefined ? 2 : 0;
+      return 0;
     }
     const help = await helpFor(asked);
     if (help === undefined) throw unknownCommand(asked);
@@ -124,7 +130,17 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     return 0;
   }
   if (first === "--version" || first === "version") {
-    io.stdout.write(`${VERSION}\n`);
+    if (argv.slice(1).some((w) => w === "--help" || w === "-h")) {
+      io.stdout.write(`${VERSION_HELP}\n`);
+      return 0;
+    }
+    const { values, positionals } = parseFlags(argv.slice(1), VERSION_FLAGS, "version");
+    try {
+      refuseArguments(positionals, "version");
+    } catch (err) {
+      throw withHelpHint(err, "version");
+    }
+    io.stdout.write(values.json ? `${JSON.stringify({ version: VERSION })}\n` : `${VERSION}\n`);
     return 0;
   }
   const found = findCommand(argv);
@@ -145,7 +161,23 @@ async function dispatch(argv: readonly string[], io: CliIO): Promise<number> {
     io.stdout.write(`${command.help}\n`);
     return 0;
   }
-  return await command.run(found.rest, io);
+  try {
+    return await command.run(found.rest, io);
+  } catch (err) {
+    throw withHelpHint(err, found.command.path.join(" "));
+  }
+}
+
+/** What `version` takes. */
+const VERSION_FLAGS = { json: { type: "boolean" } } as const;
+const VERSION_HELP = `Usage: nixship version [--json]
+
+Prints nixship's version ('nixship --version' too); --json: {"version": "…"}.`;
+
+/** A usage error that names no fix gets the command's help as one. */
+function withHelpHint(err: unknown, command: string): unknown {
+  if (!(err instanceof UsageError) || err.hint !== undefined) return err;
+  return new UsageError(err.message, `see 'nixship ${command} --help'`);
 }
 
 function reportError(thrown: unknown, io: CliIO, json: boolean): number {

@@ -46,7 +46,9 @@ written outside it.`,
     if (positionals.length !== 1) throw new UsageError("nar restore: expects exactly one DIR");
     const dir = positionals[0] as string;
     await whileTrapped("nar restore", (signal) =>
-      restoreNar(io.stdin as AsyncIterable<Uint8Array>, dir, { signal }),
+      restoreNar(narFromStdin(io.stdin, "nar restore DIR"), dir, { signal }).catch(
+        emptyNar("nar restore DIR"),
+      ),
     );
     return 0;
   },
@@ -62,9 +64,39 @@ checking it strictly.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, "nar ls");
     refuseArguments(positionals, "nar ls");
-    const entries = await listNar(io.stdin as AsyncIterable<Uint8Array>);
+    const entries = await listNar(narFromStdin(io.stdin, "nar ls")).catch(emptyNar("nar ls"));
     if (values.json) writeJson(io, entries);
     else io.stdout.write(formatNarListing(entries));
     return 0;
   },
 };
+
+/** How to give `command` (`nar ls`, `nar restore DIR`) its NAR. */
+function pipeANar(command: string): string {
+  return `pipe one in: nixship nar dump PATH | nixship ${command} (or < file.nar)`;
+}
+
+/** stdin as a NAR's bytes; a terminal is refused, where it would wait for typing. */
+function narFromStdin(stdin: unknown, command: string): AsyncIterable<Uint8Array> {
+  if ((stdin as { isTTY?: boolean }).isTTY === true) {
+    throw new UsageError(
+      `${command.split(" ").slice(0, 2).join(" ")} reads a NAR from stdin, which is a terminal`,
+      pipeANar(command),
+    );
+  }
+  return stdin as AsyncIterable<Uint8Array>;
+}
+
+/** A NAR that ended before its first byte is no NAR given: said so. */
+function emptyNar(command: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof InputError && err.message.startsWith("unexpected end of NAR at byte 0")) {
+      throw new InputError(
+        "bad-nar",
+        `${command.split(" ").slice(0, 2).join(" ")}: stdin was empty: no NAR to read`,
+        { hint: pipeANar(command) },
+      );
+    }
+    throw err;
+  };
+}
