@@ -105,6 +105,7 @@ function delivery() {
 function metrics(ratios: Record<string, number>): MetricsSource {
   return {
     url: "http://prometheus.test",
+    timeout: 10,
     query: async (q): Promise<QueryAnswer> => {
       const name = /host="([a-z0-9]+)"/.exec(q)?.[1] ?? "";
       const value = ratios[name];
@@ -222,6 +223,7 @@ describe("a Prometheus that answers slowly", () => {
     let most = 0;
     const slow: MetricsSource = {
       url: "http://prometheus.test",
+      timeout: 10,
       query: async (): Promise<QueryAnswer> => {
         inFlight++;
         most = Math.max(most, inFlight);
@@ -262,6 +264,60 @@ describe("a Prometheus that answers slowly", () => {
     );
     // The first round, then the last: the one due at 0.2 s was missed.
     expect(rounds).toHaveLength(2);
+  });
+});
+
+describe("a Prometheus that never answers", () => {
+  it("ends each round within one timeout: the queries still waiting for their turn are not asked", async () => {
+    let asked = 0;
+    const silent: MetricsSource = {
+      url: "http://prometheus.test",
+      timeout: 0.3,
+      // Answers only when its signal aborts (the client's deadline is the caller's signal here).
+      query: (_q, signal): Promise<QueryAnswer> =>
+        new Promise((resolve) => {
+          asked++;
+          signal?.addEventListener("abort", () => resolve({ value: null, why: "no answer" }));
+        }),
+    };
+    // Twenty queries, each for web1 and its baseline (web2 and web3): sixty a round.
+    const queries = Array.from({ length: 20 }, (_, i) => ({
+      name: `q${i}`,
+      query: `q${i}{host="{name}"}`,
+      baseline: { tolerance: 1.5 },
+      ...ANALYSIS_DEFAULTS,
+      noData: "wait" as const,
+    }));
+    const events: DeployEvent[] = [];
+    const requests = new Map(
+      HOSTS.map((h) => [
+        h,
+        { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
+      ]),
+    );
+    await runRollout({
+      plan: plan({ seconds: 0.2, interval: 0.1, analysis: queries }),
+      hosts: HOSTS.map(host),
+      policy: { maxFailures: 0 },
+      delivery: delivery().delivery,
+      requests,
+      emit: (e) => events.push(e),
+      metrics: silent,
+    });
+    const measured = events.filter(
+      (e): e is Extract<DeployEvent, { type: "bake-measure" }> =>
+        e.type === "bake-measure" && e.host === "web1",
+    );
+    // Two rounds of twenty queries, each measured; at most sixteen asked in each round.
+    expect(measured).toHaveLength(40);
+    expect(asked).toBeLessThanOrEqual(32);
+    expect(
+      measured.filter((m) =>
+        /^no data \(not asked: the round's 0\.3s \(prometheus\.timeout\) passed while 16 queries were in flight\)$/.test(
+          m.measurement.why,
+        ),
+      ),
+    ).not.toEqual([]);
   });
 });
 

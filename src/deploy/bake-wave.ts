@@ -28,6 +28,7 @@ import {
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { httpCheck } from "../host/http-check.js";
 import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
+import { startDeadline } from "../util/deadline.js";
 import { Semaphore } from "../util/pool.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
@@ -238,13 +239,16 @@ async function bakeHost(
       }
     }
     const failed: string[] = [];
-    // The round's queries are asked at once (within the bake's bound on queries in flight).
+    // The round's queries are asked at once (within the bake's bound on queries in flight), all
+    // within one query's timeout: those still waiting for their turn then are not asked, so a
+    // slow Prometheus ends the round, and the bake, a timeout after its time at most.
     const asked = elapsed();
+    const roundEnd = startDeadline((input.metrics?.timeout ?? 0) * 1000);
     const measured = await Promise.all(
       bake.analysis.map((query) =>
-        measure(input, query, host ?? { name, address: undefined }, baseline, asked),
+        measure(input, query, host ?? { name, address: undefined }, baseline, asked, roundEnd.signal),
       ),
-    );
+    ).finally(() => roundEnd.clear());
     if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
     for (const [i, query] of bake.analysis.entries()) {
       const measurement = measured[i] as Measurement;
@@ -299,13 +303,24 @@ async function measure(
   host: Pick<FleetHost, "name" | "address">,
   baseline: readonly FleetHost[],
   at: number,
+  round: AbortSignal,
 ): Promise<Measurement> {
   const metrics = input.metrics;
   const ask = async (h: Pick<FleetHost, "name" | "address">): Promise<QueryAnswer> => {
     if (metrics === undefined) return { value: null, why: "the fleet names no prometheus" };
-    const release = await input.inFlight.acquire();
+    const stop = input.signal === undefined ? round : AbortSignal.any([round, input.signal]);
+    let release: () => void;
     try {
-      return await metrics.query(hostQuery(query.query, h), input.signal);
+      release = await input.inFlight.acquire(stop);
+    } catch {
+      if (input.signal?.aborted) return { value: null, why: "interrupted" };
+      return {
+        value: null,
+        why: `not asked: the round's ${metrics.timeout}s (prometheus.timeout) passed while ${QUERIES_IN_FLIGHT} queries were in flight`,
+      };
+    }
+    try {
+      return await metrics.query(hostQuery(query.query, h), stop);
     } finally {
       release();
     }

@@ -67,7 +67,27 @@ describe("judgeSample", () => {
     );
     expect(judgeSample(q, { value: 0.2 })).toEqual({
       verdict: "pass",
-      why: "0.2; no host of the role is left unchanged to compare with",
+      why: "0.2; no host of its role changes in a later wave of this rollout, to compare with",
+    });
+  });
+
+  it("takes an infinite baseline as its own limit, and +Inf with -Inf as no baseline", () => {
+    const q = query({ baseline: { tolerance: 1.5 } });
+    expect(judgeSample(q, { value: 5, baseline: Number.NEGATIVE_INFINITY })).toEqual({
+      verdict: "fail",
+      why: "5 is above the baseline's -Inf with a tolerance of 1.5 (at most -Inf)",
+    });
+    expect(
+      judgeSample(q, { value: Number.NEGATIVE_INFINITY, baseline: Number.NEGATIVE_INFINITY })
+        .verdict,
+    ).toBe("pass");
+    expect(judgeSample(q, { value: 5, baseline: Number.POSITIVE_INFINITY }).verdict).toBe("pass");
+    expect(
+      judgeSample(query({ baseline: { tolerance: 1 } }), { value: 5, baseline: Infinity }),
+    ).toMatchObject({ verdict: "pass" });
+    expect(judgeSample(q, { value: 5, baseline: Number.NaN })).toEqual({
+      verdict: "no-data",
+      why: "5, but no data for the baseline (its hosts answered +Inf and -Inf: no mean)",
     });
   });
 
@@ -97,6 +117,20 @@ describe("analysisState", () => {
       state: "failed",
       why: "errors: no data in the whole bake (2 measurements)",
     });
+  });
+});
+
+describe("a baseline that never answered", () => {
+  it("fails the bake at its end saying the baseline had no data, where the host had values", () => {
+    const q = query({ baseline: { tolerance: 1.5 }, noData: "wait" });
+    const none = [at("no-data", 0.01), at("no-data", 0.01)];
+    expect(analysisState(q, none, true)).toEqual({
+      state: "failed",
+      why: "errors: no data for the baseline in the whole bake (2 measurements): the role's unchanged hosts never answered a value (a metric their system lacks? compare with a `max` instead)",
+    });
+    expect(analysisState(q, [at("no-data", null), at("no-data", null)], true).why).toBe(
+      "errors: no data in the whole bake (2 measurements)",
+    );
   });
 });
 
@@ -221,6 +255,10 @@ describe("how far back a query reads", () => {
       reach: 300,
       rangeAtMost: 10,
     });
+    // An offset reads back whatever the range: it is said, for what a range can still keep.
+    expect(
+      previousSystemReach(query({ query: "rate(x[1m] offset 30s)" }), { seconds: 30, interval: 2 }),
+    ).toEqual({ reach: 90, rangeAtMost: 2, offset: 30 });
     // A bake shorter than its interval measures once, at its end: 5 s in, a range of 1m reads
     // 55 s of the previous system.
     expect(

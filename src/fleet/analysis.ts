@@ -74,6 +74,15 @@ export function durationSeconds(text: string): number | undefined {
  * quotes (label values) is not read.
  */
 export function queryReach(query: string): number {
+  const { range, offset } = queryReachParts(query);
+  return range + offset;
+}
+
+/** queryReach's two parts: the longest range, and the longest `offset` back. */
+export function queryReachParts(query: string): {
+  readonly range: number;
+  readonly offset: number;
+} {
   const code = query.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
   let range = 0;
   for (const m of code.matchAll(/\[\s*([0-9a-z.]+)\s*(?::[^\]]*)?\]/gi)) {
@@ -84,7 +93,7 @@ export function queryReach(query: string): number {
   for (const m of code.matchAll(/\boffset\s+(-?)\s*([0-9a-z.]+)/gi)) {
     if (m[1] === "") offset = Math.max(offset, durationSeconds(m[2] as string) ?? 0);
   }
-  return range + offset;
+  return { range, offset };
 }
 
 /**
@@ -98,9 +107,15 @@ export function previousSystemReach(
   query: Pick<AnalysisQuery, "query" | "failureLimit">,
   bake: Pick<HostBake, "seconds" | "interval">,
 ):
-  | { readonly reach: number; readonly rangeAtMost: number; readonly failureLimit?: number }
+  | {
+      readonly reach: number;
+      readonly rangeAtMost: number;
+      readonly offset?: number;
+      readonly failureLimit?: number;
+    }
   | undefined {
-  const reach = queryReach(query.query);
+  const { range, offset } = queryReachParts(query.query);
+  const reach = range + offset;
   const rangeAtMost = Math.min(bake.interval * (query.failureLimit + 1), bake.seconds);
   if (reach <= rangeAtMost) return undefined;
   // The least limit that keeps them out; none when the bake ends before it could.
@@ -109,6 +124,8 @@ export function previousSystemReach(
   return {
     reach,
     rangeAtMost,
+    // The offset reads back whatever the range: the range may be at most what is left of it.
+    ...(offset > 0 ? { offset } : {}),
     ...(limit < rounds && reach <= bake.seconds ? { failureLimit: limit } : {}),
   };
 }
@@ -152,7 +169,7 @@ export function judgeSample(
     if (base === undefined) {
       return {
         verdict: "pass",
-        why: `${shown}; no host of the role is left unchanged to compare with`,
+        why: `${shown}; no host of its role changes in a later wave of this rollout, to compare with`,
       };
     }
     if (base === null) {
@@ -161,9 +178,19 @@ export function judgeSample(
         why: `${shown}, but no data for the baseline (${sample.baselineWhy ?? "no value"})`,
       };
     }
+    // +Inf and -Inf among the baseline's values: their mean is none.
+    if (Number.isNaN(base)) {
+      return {
+        verdict: "no-data",
+        why: `${shown}, but no data for the baseline (its hosts answered +Inf and -Inf: no mean)`,
+      };
+    }
     // The tolerance widens the baseline by its own size, so that a canary at the baseline's
-    // value passes whatever its sign (a negative baseline times 1.5 would be below it).
-    const limit = base + Math.abs(base) * (query.baseline.tolerance - 1);
+    // value passes whatever its sign (a negative baseline times 1.5 would be below it); an
+    // infinite baseline is its own limit.
+    const limit = Number.isFinite(base)
+      ? base + Math.abs(base) * (query.baseline.tolerance - 1)
+      : base;
     const against =
       base >= 0
         ? `${formatValue(query.baseline.tolerance)} × the baseline's ${formatValue(base)}`
@@ -200,9 +227,13 @@ export function analysisState(
   }
   if (!ended) return { state: "running" };
   if (measurements.every((m) => m.verdict === "no-data")) {
+    // The host's own values, with none of the baseline's: the comparison never had data.
+    const baselineOnly = query.baseline !== undefined && measurements.some((m) => m.value !== null);
     return {
       state: "failed",
-      why: `${query.name}: no data in the whole bake (${measurements.length} measurements)`,
+      why: baselineOnly
+        ? `${query.name}: no data for the baseline in the whole bake (${measurements.length} measurements): the role's unchanged hosts never answered a value (a metric their system lacks? compare with a \`max\` instead)`
+        : `${query.name}: no data in the whole bake (${measurements.length} measurements)`,
     };
   }
   return { state: "passed" };
@@ -225,6 +256,8 @@ export interface BakeReachNote {
   readonly reach: number;
   /** The longest reach that keeps the previous system out: interval × (failureLimit + 1). */
   readonly rangeAtMost: number;
+  /** Seconds its `offset` reads back, when it has one: a range keeps at most what is left. */
+  readonly offset?: number;
   /** The least failure limit that keeps it out, when the bake measures often enough for one. */
   readonly failureLimit?: number;
 }

@@ -129,6 +129,48 @@ describe("prometheusClient", () => {
     expect(answer).toMatchObject({ why: expect.stringContaining("unauthorized Bearer [token]") });
   });
 
+  it("masks the token before an echo of it is cut to be shown: no part of it is said", async () => {
+    const token = "SeCrEtToKeN123abc";
+    // "bad_data: ", the padding, " Bearer ": 16, 10 and 4 characters of the token within the 300 shown.
+    for (const pad of [266, 272, 278]) {
+      const url = await serve((req, res) => {
+        res.writeHead(400, { "content-type": "application/json" });
+        // An error that quotes the request, its Authorization header past the shown length.
+        const error = `${"A".repeat(pad)} ${req.headers.authorization ?? ""} ${encodeURIComponent(token)}`;
+        res.end(JSON.stringify({ status: "error", errorType: "bad_data", error }));
+      });
+      const answer = await prometheusClient({ url, token, timeout: 5 }).query("up");
+      const said = JSON.stringify(answer);
+      for (let cut = 4; cut <= token.length; cut++) {
+        expect(said, `${pad}: ${cut}`).not.toContain(token.slice(0, cut));
+      }
+      expect(answer).toMatchObject({
+        value: null,
+        why: expect.stringContaining("Prometheus refused"),
+      });
+      server?.closeAllConnections();
+      await new Promise((resolve) => server?.close(resolve));
+      server = undefined;
+    }
+  });
+
+  it("takes no value from a success body under a status that is not 200 (a proxy's replay)", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          status: "success",
+          data: { resultType: "vector", result: [{ metric: {}, value: [1, "0.5"] }] },
+        }),
+      );
+    });
+    const answer = await prometheusClient({ url, timeout: 5 }).query("up");
+    expect(answer).toEqual({
+      value: null,
+      why: `${url}/api/v1/query answered 500 with a success body: not Prometheus' own answer (a proxy's or a cache's?), so no value`,
+    });
+  });
+
   it("refuses a redirect, and says to name the address it points at", async () => {
     const url = await serve((_req, res) => {
       res.writeHead(302, { location: "http://127.0.0.1:1/elsewhere" });

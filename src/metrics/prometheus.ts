@@ -3,7 +3,7 @@
 // message). An answer that is not one number is no value, with why: the analysis's no-data rule
 // decides what that means. The tests meet this seam with a real Prometheus.
 
-import { eitherSignal, startDeadline } from "../util/deadline.js";
+import { eitherSignal, startDeadline, timedOut } from "../util/deadline.js";
 import { withoutControls } from "../util/text.js";
 
 /** One instant query's answer: its one value, or why it has none. */
@@ -15,6 +15,8 @@ export type QueryAnswer =
 export interface MetricsSource {
   /** Where it is (for messages: no credentials). */
   readonly url: string;
+  /** Seconds a query may take, all told (`prometheus.timeout`). */
+  readonly timeout: number;
   /** One instant query, at the current time; never rejects. */
   query(promql: string, signal?: AbortSignal): Promise<QueryAnswer>;
 }
@@ -37,6 +39,7 @@ const ERROR_SHOWN = 300;
 export function prometheusClient(options: PrometheusOptions): MetricsSource {
   return {
     url: options.url,
+    timeout: options.timeout,
     query: (promql, signal) => instantQuery(options, promql, signal),
   };
 }
@@ -65,9 +68,11 @@ async function instantQuery(
     if (text === undefined) {
       return noValue(`${endpoint} answered more than ${ANSWER_LIMIT} bytes`);
     }
-    return masked(answerOf(response.status, text, endpoint), options.token);
+    // Masked before anything is cut to be shown: a token cut short would no longer match.
+    return answerOf(response.status, masked(text, options.token), endpoint);
   } catch (err) {
-    if (deadline.signal.aborted)
+    // The caller's deadline (a bake round's) is a deadline too.
+    if (deadline.signal.aborted || (signal !== undefined && timedOut(signal)))
       return noValue(`${endpoint} did not answer within ${options.timeout}s`);
     if (signal?.aborted) return noValue("interrupted");
     const cause =
@@ -110,6 +115,13 @@ export function answerOf(status: number, text: string, endpoint: string): QueryA
     const error = typeof b.error === "string" ? b.error : `status ${status}`;
     const type = typeof b.errorType === "string" ? `${b.errorType}: ` : "";
     return noValue(`Prometheus refused the query (${shown(type + error)})`);
+  }
+  // Prometheus answers a success with 200: a success body under another status is something
+  // else's (a proxy's, a cache's replay), no value to judge a host by.
+  if (status < 200 || status > 299) {
+    return noValue(
+      `${endpoint} answered ${status} with a success body: not Prometheus' own answer (a proxy's or a cache's?), so no value`,
+    );
   }
   // A partial answer (a remote store or a Thanos store that did not answer) is no value to judge
   // a host by: the no-data rule decides.
@@ -160,15 +172,12 @@ function sampleValue(sample: unknown): QueryAnswer {
   return { value: Number(text) };
 }
 
-/** `answer` (or a text) with the token, should anything echo it, replaced: it is never shown. */
-function masked<T extends QueryAnswer | string>(answer: T, token: string | undefined): T {
-  if (token === undefined || token === "") return answer;
-  if (typeof answer === "string") return answer.replaceAll(token, () => "[token]") as T;
-  return (
-    answer.value === null
-      ? { value: null, why: answer.why.replaceAll(token, () => "[token]") }
-      : answer
-  ) as T;
+/** `text` with the token, should anything echo it (as is or URL-encoded), replaced. */
+function masked(text: string, token: string | undefined): string {
+  if (token === undefined || token === "") return text;
+  const encoded = encodeURIComponent(token);
+  const hidden = text.replaceAll(token, () => "[token]");
+  return encoded === token ? hidden : hidden.replaceAll(encoded, () => "[token]");
 }
 
 function noValue(why: string): QueryAnswer {

@@ -55,6 +55,53 @@ describe("formatPlanBakes", () => {
     expect(formatPlanBakes(planOf(3))).toHaveLength(3);
   });
 
+  it("says a range cannot keep out what an offset reads, and a bake shorter than its interval measures once", () => {
+    const bake = (query: string, seconds: number, interval: number) => ({
+      seconds,
+      interval,
+      analysis: [{ name: "errors", query, max: 0.1, failureLimit: 0, noData: "fail" as const }],
+    });
+    const planOf = (b: ReturnType<typeof bake>) => {
+      const hosts = [{ host: "web1", bake: b }];
+      return { hosts, bakeNotes: bakeReachNotes(hosts) } as never;
+    };
+    expect(formatPlanBakes(planOf(bake("rate(x[1m] offset 30s)", 30, 2))).at(-1)).toBe(
+      "      it reads 90s back, more than the interval × (failureLimit + 1) = 2s: its first measurements may count what a host ran before its switch; its offset alone reads 30s back, so no range keeps that out: a smaller offset does",
+    );
+    expect(formatPlanBakes(planOf(bake("rate(x[1m] offset 5s)", 120, 10))).at(-1)).toBe(
+      "      it reads 65s back, more than the interval × (failureLimit + 1) = 10s: its first measurements may count what a host ran before its switch; a range of at most 5s (with its offset of 5s), or a failureLimit of 6, keeps that out",
+    );
+    expect(formatPlanBakes(planOf(bake("up", 30, 600)))[1]).toBe(
+      "  web1: 30s, checks and queries once, at its end; a host that fails rolls its wave back",
+    );
+  });
+
+  it("names the hosts whose baseline queries will compare with nothing: their role in one wave", () => {
+    const bake = {
+      seconds: 30,
+      interval: 5,
+      analysis: [{ name: "ratio", query: "x", baseline: { tolerance: 1.5 }, ...ANALYSIS_DEFAULTS }],
+    };
+    const hosts = ["web1", "web2", "web3"].map((host) => ({ host, role: "@web", bake }));
+    // The whole role: the canary is compared with the hosts of the later wave.
+    const whole = formatPlanBakes({
+      hosts,
+      waves: [
+        { wave: 1, kind: "canary", hosts: ["web1"] },
+        { wave: 2, kind: "main", hosts: ["web2", "web3"] },
+      ],
+    } as never);
+    expect(whole.join("\n")).not.toContain("no baseline");
+    // `--on web1`: the canary alone.
+    const alone = formatPlanBakes({
+      hosts: [hosts[0]],
+      waves: [{ wave: 1, kind: "canary", hosts: ["web1"] }],
+    } as never);
+    expect(alone.at(-1)).toBe(
+      "  web1: no host of their role is in another wave of this rollout, so ratio compares with no baseline and passes: select more of the role, or give a `max`",
+    );
+  });
+
   it("says that agent hosts' command checks are not repeated during the bake", () => {
     const bake = { seconds: 30, interval: 5, analysis: [] };
     const checks = { http: [], commands: [{ run: "true", timeout: 5 }] };

@@ -9,7 +9,9 @@ import { withoutControls } from "../util/text.js";
 import { listHosts } from "./fleet-size.js";
 import { plural } from "./format.js";
 
-export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): string[] {
+export function formatPlanBakes(
+  plan: Pick<DeployPlan, "hosts" | "bakeNotes"> & { readonly waves?: DeployPlan["waves"] },
+): string[] {
   const byBake = new Map<string, { hosts: string[]; bake: HostBake; role: string }>();
   for (const host of plan.hosts) {
     if (host.bake === undefined) continue;
@@ -32,7 +34,7 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): 
     "bake (after each wave's confirmation, before the next wave):",
     ...[...byBake.values()].flatMap(({ hosts, bake, role }) => [
       withoutControls(
-        `  ${role === "" ? "" : `${role}: `}${listHosts(hosts)}: ${bake.seconds}s, checks and queries every ${bake.interval}s; a host that fails rolls its wave back`,
+        `  ${role === "" ? "" : `${role}: `}${listHosts(hosts)}: ${bake.seconds}s, checks and queries ${bake.interval < bake.seconds ? `every ${bake.interval}s` : "once, at its end"}; a host that fails rolls its wave back`,
       ),
       ...bake.analysis.flatMap((q) => [
         withoutControls(
@@ -43,6 +45,7 @@ export function formatPlanBakes(plan: Pick<DeployPlan, "hosts" | "bakeNotes">): 
         ),
       ]),
     ]),
+    ...unbaselinedNote(plan),
     ...(unrepeated.length === 0
       ? []
       : [
@@ -58,7 +61,51 @@ function reachNote(note: BakeReachNote | undefined): string[] {
   if (note === undefined) return [];
   const instead =
     note.failureLimit === undefined ? "" : `, or a failureLimit of ${note.failureLimit},`;
+  const offset = note.offset ?? 0;
+  const range = note.rangeAtMost - offset;
+  // What keeps the previous system out: a range, when its offset leaves room for one.
+  const fix =
+    range > 0
+      ? `a range of at most ${formatValue(range)}s${offset > 0 ? ` (with its offset of ${formatValue(offset)}s)` : ""}${instead} keeps that out`
+      : `its offset alone reads ${formatValue(offset)}s back, so no range keeps that out: a smaller offset${instead} does`;
   return [
-    `      it reads ${formatValue(note.reach)}s back, more than the interval × (failureLimit + 1) = ${formatValue(note.rangeAtMost)}s: its first measurements may count what a host ran before its switch; a range of at most ${formatValue(note.rangeAtMost)}s${instead} keeps that out`,
+    `      it reads ${formatValue(note.reach)}s back, more than the interval × (failureLimit + 1) = ${formatValue(note.rangeAtMost)}s: its first measurements may count what a host ran before its switch; ${fix}`,
+  ];
+}
+
+/**
+ * Hosts whose baseline queries will compare with nothing: no host of their role is in another
+ * wave of this rollout (`--on` a canary alone, say), so those comparisons pass. A role's last
+ * wave, whose earlier waves were compared, is not noted: that is what a baseline is.
+ */
+function unbaselinedNote(plan: {
+  readonly hosts: DeployPlan["hosts"];
+  readonly waves?: DeployPlan["waves"];
+}): string[] {
+  if (plan.waves === undefined) return [];
+  const waveOf = new Map(plan.waves.flatMap((w) => w.hosts.map((h) => [h, w.wave] as const)));
+  const wavesOfRole = new Map<string, Set<number>>();
+  for (const h of plan.hosts) {
+    const wave = waveOf.get(h.host);
+    if (wave === undefined) continue;
+    const role = h.role ?? "";
+    wavesOfRole.set(role, (wavesOfRole.get(role) ?? new Set()).add(wave));
+  }
+  const alone = plan.hosts.filter(
+    (h) =>
+      h.bake?.analysis.some((q) => q.baseline !== undefined) === true &&
+      waveOf.has(h.host) &&
+      (wavesOfRole.get(h.role ?? "")?.size ?? 0) === 1,
+  );
+  if (alone.length === 0) return [];
+  const queries = [
+    ...new Set(
+      alone.flatMap((h) => (h.bake?.analysis ?? []).filter((q) => q.baseline).map((q) => q.name)),
+    ),
+  ];
+  return [
+    withoutControls(
+      `  ${listHosts(alone.map((h) => h.host))}: no host of their role is in another wave of this rollout, so ${queries.join(", ")} compare${queries.length === 1 ? "s" : ""} with no baseline and pass${queries.length === 1 ? "es" : ""}: select more of the role, or give a \`max\``,
+    ),
   ];
 }

@@ -36,9 +36,25 @@ export class Semaphore {
     this.free = Math.max(1, permits);
   }
 
-  async acquire(): Promise<() => void> {
+  /** A permit, once one is free; a `signal` that aborts while it waits rejects with its reason. */
+  async acquire(signal?: AbortSignal): Promise<() => void> {
     if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          signal?.removeEventListener("abort", give);
+          resolve();
+        };
+        const give = () => {
+          const at = this.waiting.indexOf(wake);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(signal?.reason);
+        };
+        this.waiting.push(wake);
+        signal?.addEventListener("abort", give, { once: true });
+      });
+    }
     let released = false;
     return () => {
       if (released) return;
