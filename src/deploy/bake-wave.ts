@@ -246,7 +246,14 @@ async function bakeHost(
     const roundEnd = startDeadline((input.metrics?.timeout ?? 0) * 1000);
     const measured = await Promise.all(
       bake.analysis.map((query) =>
-        measure(input, query, host ?? { name, address: undefined }, baseline, asked, roundEnd.signal),
+        measure(
+          input,
+          query,
+          host ?? { name, address: undefined },
+          baseline,
+          asked,
+          roundEnd.signal,
+        ),
       ),
     ).finally(() => roundEnd.clear());
     if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
