@@ -1383,6 +1383,27 @@ describe("Agent.pollOnce: pausing, busy hosts and recovery", () => {
     expect(activator.requests).toHaveLength(1);
   });
 
+  it("applies in full a newer release that names the interrupted system (a refresh, another host's deploy)", async () => {
+    const first = await publish({ [HOST]: sys("a") });
+    await saveState(stateDir, {
+      ...EMPTY_STATE,
+      applying: { seq: 1, digest: first.digest, path: sys("a"), startedAt: CLOCK.toISOString() },
+    });
+    // The killed run switched the host; the channel has moved on to release 2, same entry.
+    activator.system = { current: sys("a"), profile: sys("a"), generation: 4 };
+    await publish({ [HOST]: sys("a") });
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    // The host looks current, but its checks never ran: release 2 activates it in full.
+    expect(activator.requests.map((r) => r.path)).toEqual([sys("a")]);
+    expect(await hostRecord()).toMatchObject({ seq: 2, state: "success", generation: 5 });
+    // Once checked, a later release that names it again has nothing to do.
+    await publish({ [HOST]: sys("a") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(activator.requests).toHaveLength(1);
+  });
+
   it("still applies an interrupted release in full when the first retry finds the host busy", async () => {
     const first = await publish({ [HOST]: sys("a") });
     await saveState(stateDir, {

@@ -155,8 +155,11 @@ export class Agent {
   readonly #o: AgentOptions;
   readonly #emit: (event: AgentEvent) => void;
   #state: AgentState | undefined;
-  /** A release whose activation was interrupted: applied again in full, never skipped. */
-  #recovering: number | undefined;
+  /**
+   * The system an activation was interrupted on (the state file's `applying` at start): the
+   * host may run it unchecked, so whichever release names it next applies it in full.
+   */
+  #recovering: string | undefined;
   /** The etag of a channel body that did not parse once: it is read again before refusal. */
   #unparsedEtag: string | undefined;
   /** Whether the last poll left such a body to be read again (it said "unchanged"). */
@@ -191,7 +194,7 @@ export class Agent {
     // A reboot the agent began is judged by the first poll (after-boot), not applied again.
     if (state.applying !== null && state.applying.reboot === undefined) {
       this.#emit({ type: "recovering", seq: state.applying.seq, path: state.applying.path });
-      this.#recovering = state.applying.seq;
+      this.#recovering = state.applying.path;
       // Read the channel afresh: it still holds that release (applied again now) or a newer one.
       state = { ...state, etag: null, applying: null };
       await saveState(this.#o.stateDir, state);
@@ -372,7 +375,7 @@ export class Agent {
     const before = await this.#inspect();
     const keepsProfile = release.action === "test" || release.action === "dry-activate";
     const already =
-      this.#recovering !== release.seq &&
+      this.#recovering !== path &&
       before?.current === path &&
       (keepsProfile || before.profile === path) &&
       (entry.secrets === undefined || before.secrets === entry.secrets.manifest);
