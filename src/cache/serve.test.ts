@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsStore } from "../store/fs-store.js";
+import { NARINFO_LIMIT } from "./read.js";
 import { createCacheServer } from "./serve.js";
 
 const NARINFO = "0123456789abcdfghijklmnpqrsvwxyz.narinfo";
@@ -54,6 +55,33 @@ describe("cache server", () => {
     const nar = await fetch(`${openUrl}/${NAR}`);
     expect(nar.headers.get("content-length")).toBe("300000");
     expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
+  });
+
+  it("answers a narinfo larger than any narinfo with a 502, never sending it", async () => {
+    const planted = "zyxwvsrqpnmlkjihgfdcba9876543210.narinfo";
+    const store = new FsStore(dir);
+    await store.put(planted, Buffer.alloc(NARINFO_LIMIT + 1, 65));
+    const said: { status: number; error?: string }[] = [];
+    const server = createCacheServer({ store, onRequest: (e) => said.push(e) });
+    const url = await listen(server);
+    try {
+      const r = await fetch(`${url}/${planted}`);
+      expect(r.status).toBe(502);
+      expect(await r.text()).toBe(
+        "the cache's store could not be read; the server's log says why\n",
+      );
+      expect(said).toEqual([
+        expect.objectContaining({
+          status: 502,
+          error: expect.stringContaining(
+            `${planted} is ${NARINFO_LIMIT + 1} bytes, over ${NARINFO_LIMIT} bytes`,
+          ),
+        }),
+      ]);
+    } finally {
+      server.close();
+      await store.delete(planted);
+    }
   });
 
   it("serves the NARs of delta paths, not the deltas' skip notes", async () => {

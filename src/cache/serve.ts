@@ -1,14 +1,17 @@
 // Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
-// objects (never whole in memory), answers HEAD, 404s the absent, and can require a token.
+// NARs (never whole in memory), holds narinfos to NARINFO_LIMIT, answers HEAD, 404s the
+// absent, and can require a token.
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { formatCacheInfo } from "../nix/cache-info.js";
+import { readGot } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
 import { guardConnections, HEADERS_TIMEOUT, MAX_CONNECTIONS } from "../util/server-connections.js";
 import { CACHE_INFO_KEY, isCacheKey } from "./layout.js";
+import { NARINFO_LIMIT } from "./read.js";
 
 export interface ServeOptions {
   readonly store: ObjectStore;
@@ -91,6 +94,14 @@ export function createCacheServer(options: ServeOptions): Server {
       }
       res.writeHead(404).end();
       return 404;
+    }
+    // What Nix reads whole (a narinfo, nix-cache-info) is held to what such a file can be, so
+    // that a planted one of gigabytes never reaches its memory: a 502, and the log says why.
+    if (key === CACHE_INFO_KEY || key.endsWith(".narinfo")) {
+      const bytes = await readGot(got, key, NARINFO_LIMIT);
+      res.writeHead(200, { ...headers, "content-length": bytes.length, etag: got.info.etag });
+      res.end(bytes);
+      return 200;
     }
     res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });
     await pipeline(got.body, res);

@@ -4,6 +4,7 @@ import { mapLimit } from "../util/pool.js";
 import {
   DELETE_BATCH,
   type DeleteManyResult,
+  type GetResult,
   type ObjectInfo,
   type ObjectStore,
 } from "./object-store.js";
@@ -35,7 +36,15 @@ export async function readAll(
   limit = SMALL_OBJECT_LIMIT,
 ): Promise<Buffer | undefined> {
   const found = await store.get(key);
-  if (found === undefined) return undefined;
+  return found === undefined ? undefined : readGot(found, key, limit);
+}
+
+/** An object already got (`store.get`) in memory, refused past `limit` bytes. */
+export async function readGot(
+  found: Pick<GetResult, "info" | "body">,
+  key: string,
+  limit = SMALL_OBJECT_LIMIT,
+): Promise<Buffer> {
   if (found.info.size > limit) {
     destroyBody(found.body);
     throw tooLarge(key, limit, found.info.size);
