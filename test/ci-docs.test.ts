@@ -3,9 +3,12 @@
 // agents never answer; an ssh host whose port refuses; the example systems built by the real
 // Nix) and checks every output against the doc's tables, both ways: each documented field
 // that is not optional is there with its documented type, and no field is undocumented.
-// Agents that answer (for the `pruned` report) are played by the test, writing their status
-// objects as agents do; a disk image for `terraform vars --image` is a stand-in built by Nix.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+// Agents that answer (for the `pruned` report, and a rollout paused after its first two waves,
+// resumed and aborted by `rollout resume` and `rollout abort`) are played by the test, writing
+// their status objects as agents do; a disk image for `terraform vars --image` is a stand-in
+// built by Nix. `cache gc`, `cache stats` and `verify` read a directory cache of their own, one
+// system pinned and one not, then with a NAR gone.
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -208,6 +211,17 @@ let releaseKey: string;
 let agentFleet: string;
 let sshFleet: string;
 let storeDir: string;
+/** The agent hosts' systems (host → store path), from the build test's `build --json`. */
+let agentSystems: Record<string, string> | undefined;
+
+/** The agent hosts' systems, built (again, when the build test did not run) by `build`. */
+async function builtAgentSystems(): Promise<Record<string, string>> {
+  if (agentSystems === undefined) {
+    const built = await json(["build", "--fleet", agentFleet, "--json"]);
+    agentSystems = (built.value as { hosts: Record<string, string> }).hosts;
+  }
+  return agentSystems;
+}
 
 function section(title: string): Section {
   const found = doc.get(title);
@@ -282,7 +296,7 @@ beforeAll(async () => {
 afterAll(() => rm(work, { recursive: true, force: true }));
 
 describe("docs/ci.md", () => {
-  it("has a section, with exit codes and a table, for every command CI runs", () => {
+  it("has a section, with exit codes and a table, for every command CI runs or tends the fleet with", () => {
     for (const title of [
       "`nixship build --json`",
       "`nixship push --json`",
@@ -294,6 +308,14 @@ describe("docs/ci.md", () => {
       "`nixship rollback --on SELECTOR --json`",
       "`nixship terraform vars`",
       "`nixship fleet from-terraform`",
+      "`nixship verify --json`",
+      "`nixship cache stats --json`",
+      "`nixship cache gc --json`",
+      "`nixship rollout resume ID --json` and `nixship rollout abort ID --json`",
+      "`nixship release list --json`",
+      "`nixship release show --json`",
+      "`nixship secrets list --json`",
+      "`nixship doctor --json`",
     ]) {
       const s = section(title);
       expect(s.exitCodes, title).toContain(0);
@@ -321,6 +343,7 @@ describe("docs/ci.md", () => {
     const { r, value } = await json(["build", "--fleet", agentFleet, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     expectDocumented("`nixship build --json`", r, value);
+    agentSystems = (value as { hosts: Record<string, string> }).hosts;
     expectDocumentedError(
       "`nixship build --json`",
       await nixship(["build", "--fleet", agentFleet, "--on", "@nope", "--json"]),
@@ -674,16 +697,275 @@ describe("docs/ci.md", () => {
     expectDocumentedError(title, changed, 1);
     expect(JSON.parse(changed.stdout).error.code).toBe("host-key-changed");
   });
+
+  it("cache gc (dry run and collection), cache stats and verify of a directory cache", async () => {
+    const gc = "`nixship cache gc --json`";
+    const stats = "`nixship cache stats --json`";
+    const verify = "`nixship verify --json`";
+    const dir = join(work, "gc-cache");
+    const url = `file://${dir}`;
+    expect((await nixship(["cache", "init", url])).code).toBe(0);
+    const { ag1, ag2 } = await builtAgentSystems();
+    const pushed = await nixship([
+      ...["push", ag1 as string, ag2 as string, "--to", url, "--key", cacheKey],
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    // ag1's system is pinned; what only ag2's system holds goes.
+    const pin = ["cache", "pin", ag1 as string, "--name", "ci", "--cache", url];
+    expect((await nixship(pin)).code).toBe(0);
+    const args = ["cache", "gc", "--cache", url, "--grace", "0", "--json"];
+    const dry = await json([...args, "--dry-run"]);
+    expect(dry.r.code, dry.r.stderr).toBe(0);
+    expect(dry.value).toMatchObject({
+      dryRun: true,
+      reportKey: null,
+      deletedPaths: expect.arrayContaining([expect.objectContaining({ storePath: ag2 })]),
+      whyDeleted: expect.arrayContaining([
+        { storePath: ag2, why: expect.objectContaining({ kind: "unreferenced" }) },
+      ]),
+      keptRoots: [{ path: ag1, sources: ["pin"], by: ["pin ci"] }],
+    });
+    expectDocumented(gc, dry.r, dry.value);
+    const collected = await json(args);
+    expect(collected.r.code, collected.r.stderr).toBe(0);
+    expect(collected.value).toMatchObject({ dryRun: false, reportKey: expect.any(String) });
+    expect(collected.value).not.toHaveProperty("whyDeleted");
+    expectDocumented(gc, collected.r, collected.value);
+    expectDocumentedError(gc, await nixship([...args, "--grace", "soon"]), 2);
+
+    const cachePub = (await nixship(["key", "public", cacheKey])).stdout.trim();
+    const counted = await json([
+      "cache",
+      "stats",
+      "--cache",
+      url,
+      "--trusted-key",
+      cachePub,
+      "--json",
+    ]);
+    expect(counted.r.code, counted.r.stderr).toBe(0);
+    expect(counted.value).toMatchObject({ paths: 4, untrusted: [] });
+    expectDocumented(stats, counted.r, counted.value);
+    const verified = await json(["verify", "--cache", url, "--trusted-key", cachePub, "--json"]);
+    expect(verified.r.code, verified.r.stderr).toBe(0);
+    expect(verified.value).toMatchObject({ checked: 4, ok: 4, problems: [] });
+    expectDocumented(verify, verified.r, verified.value);
+    // A NAR goes missing: verify names the path, stats the narinfo that names no NAR.
+    const nar = (await readdir(join(dir, "nar")))[0] as string;
+    await rm(join(dir, "nar", nar));
+    const broken = await json(["verify", "--cache", url, "--trusted-key", cachePub, "--json"]);
+    expect(broken.r.code).toBe(1);
+    expect(broken.value).toMatchObject({ ok: 3, problems: [{ kind: "nar-missing" }] });
+    expectDocumented(verify, broken.r, broken.value);
+    expectDocumentedError(verify, await nixship(["verify", "--cache", url, "--json"]), 2);
+    const orphaned = await json(["cache", "stats", "--cache", url, "--json"]);
+    expect(orphaned.value).toMatchObject({ orphans: { narinfos: [expect.any(String)] } });
+    expect(orphaned.value).not.toHaveProperty("untrusted");
+    expectDocumented(stats, orphaned.r, orphaned.value);
+    expectDocumentedError(
+      stats,
+      await nixship(["cache", "stats", "--cache", url, "--top", "x", "--json"]),
+      2,
+    );
+  });
+
+  it("release list and release show of the agent hosts' channel", async () => {
+    const list = "`nixship release list --json`";
+    const show = "`nixship release show --json`";
+    // The releases the tests above published to the agent hosts' store.
+    const listed = await json(["release", "list", "--fleet", agentFleet, "--json"]);
+    expect(listed.r.code, listed.r.stderr).toBe(0);
+    const releases = (listed.value as { releases: { seq: number; current: boolean }[] }).releases;
+    expect(releases.length).toBeGreaterThan(1);
+    expect(releases.filter((r) => r.current)).toHaveLength(1);
+    expectDocumented(list, listed.r, listed.value);
+    expectDocumentedError(
+      list,
+      await nixship(["release", "list", "--store", `file://${storeDir}`, "--json"]),
+      2,
+    );
+    const latest = await json(["release", "show", "--fleet", agentFleet, "--json"]);
+    expect(latest.r.code, latest.r.stderr).toBe(0);
+    expect(latest.value).toMatchObject({
+      current: true,
+      signature: { key: "ci-release-1", verified: true },
+      origin: { status: "trusted" },
+    });
+    expectDocumented(show, latest.r, latest.value);
+    // The first release, unverified (no keys: the store alone).
+    const first = await json([
+      ...["release", "show", "1", "--store", `file://${storeDir}`, "--channel", "production"],
+      "--json",
+    ]);
+    expect(first.r.code, first.r.stderr).toBe(0);
+    expect(first.value).toMatchObject({ current: false, signature: { verified: false } });
+    expectDocumented(show, first.r, first.value);
+    expectDocumentedError(
+      show,
+      await nixship(["release", "show", "999", "--fleet", agentFleet, "--json"]),
+      1,
+    );
+  });
+
+  it("rollout resume and rollout abort: a rollout paused after each of its first two waves", async () => {
+    const title = "`nixship rollout resume ID --json` and `nixship rollout abort ID --json`";
+    // Agents of their own store and channel, played by the test (as for the pruning reports).
+    const dir = join(work, "pause-store");
+    expect((await nixship(["cache", "init", `file://${dir}`])).code).toBe(0);
+    const fleet = join(work, "pause.json");
+    const doc = JSON.parse(await readFile(agentFleet, "utf8"));
+    const system = "path:./examples#web-v1";
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        ...doc,
+        cache: { ...doc.cache, url: `file://${dir}?fsync=false` },
+        releases: { ...doc.releases, channel: "pause", offlineTimeout: 60 },
+        policy: { canary: 1, parallel: 1, pauseAfter: [1, 2], pauseTimeout: 600 },
+        hosts: {
+          pa1: { delivery: "agent", system },
+          pa2: { delivery: "agent", system },
+          pa3: { delivery: "agent", system },
+        },
+      }),
+    );
+    const stop = new AbortController();
+    const agents = playAgents(dir, "pause", { pa1: null, pa2: null, pa3: null }, stop.signal);
+    // Resume the first pause, abort the second, each from another process, with --json.
+    const answers: Promise<CliRun>[] = [];
+    let pending = "";
+    const r = await nixship([...deployArgs(), "--fleet", fleet], {
+      onStdout: (chunk) => {
+        pending += chunk;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) {
+          const event = JSON.parse(line) as { type: string; rollout?: string };
+          if (event.type !== "paused") continue;
+          const action = answers.length === 0 ? "resume" : "abort";
+          answers.push(
+            nixship(["rollout", action, event.rollout as string, "--fleet", fleet, "--json"]),
+          );
+        }
+      },
+    });
+    const answered = await Promise.all(answers);
+    stop.abort();
+    await agents;
+    // The abort stops the rollout before its third wave (the deploy then undoes the first two).
+    expect(r.code, r.stderr).toBe(1);
+    const events = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.find((e) => e.type === "stopped")?.notStarted).toEqual(["pa3"]);
+    expect(answered).toHaveLength(2);
+    for (const a of answered) {
+      expect(a.code, a.stderr).toBe(0);
+      expectDocumented(title, a, JSON.parse(a.stdout));
+    }
+    expect(answered.map((a) => JSON.parse(a.stdout))).toMatchObject([
+      { action: "resume", afterWave: 1, taken: true },
+      { action: "abort", afterWave: 2, taken: true },
+    ]);
+    const id = (JSON.parse(answered[0]?.stdout as string) as { rollout: string }).rollout;
+    expectDocumentedError(
+      title,
+      await nixship(["rollout", "resume", id, "--fleet", fleet, "--json"]),
+      2,
+    );
+  });
+
+  it("doctor: a fleet of agent hosts with its keys, and one of an ssh host that does not answer", async () => {
+    const title = "`nixship doctor --json`";
+    const agents = await json([
+      ...["doctor", "--fleet", agentFleet, "--key", cacheKey, "--release-key", releaseKey],
+      "--json",
+    ]);
+    expect(agents.r.code, agents.r.stderr).toBe(0);
+    expectDocumented(title, agents.r, agents.value);
+    const ssh = await json(["doctor", "--fleet", sshFleet, "--json"]);
+    expect(ssh.r.code).toBe(1);
+    expect(ssh.value).toMatchObject({ ok: false });
+    expectDocumented(title, ssh.r, ssh.value);
+    expectDocumentedError(
+      title,
+      await nixship(["doctor", "--fleet", sshFleet, "--on", "@nope", "--json"]),
+      2,
+    );
+  });
+
+  it("secrets list: a secret set, one missing, and a host whose published key is not its pin", async () => {
+    const title = "`nixship secrets list --json`";
+    const dir = join(work, "secrets");
+    await mkdir(dir);
+    await run("ln", ["-s", EXAMPLES_DIR, join(dir, "examples")]);
+    const key = async (name: string) => {
+      await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, name)]);
+      return (await readFile(join(dir, `${name}.pub`), "utf8")).split(" ").slice(0, 2).join(" ");
+    };
+    await runOk("age-keygen", ["-o", join(dir, "admin.txt")]);
+    const admin = /age1[0-9a-z]+/.exec(await readFile(join(dir, "admin.txt"), "utf8"))?.[0];
+    const doc = JSON.parse(await readFile(agentFleet, "utf8"));
+    const fleet = join(dir, "nixship.json");
+    const system = "path:./examples#web-v1";
+    await writeFile(
+      fleet,
+      JSON.stringify({
+        ...doc,
+        hosts: {
+          db1: { tags: ["db"], delivery: "agent", hostKey: await key("db1"), system },
+          // No hostKey: the key its agent published to the store, pinned on first use.
+          db2: { tags: ["db"], delivery: "agent", system },
+        },
+        secrets: {
+          admins: [admin],
+          entries: { "db-password": { hosts: "@db", owner: "postgres" }, token: { hosts: "db1" } },
+        },
+      }),
+    );
+    const store = new FsStore(storeDir, { fsync: false });
+    const publish = async (pub: string) =>
+      store.put("status/host-keys/db2.pub", Buffer.from(`${pub}\n`));
+    await publish(await key("db2"));
+    await writeFile(join(dir, "password"), "not-a-real-password");
+    const set = await nixship([
+      ...["secrets", "set", "db-password", "--from", join(dir, "password"), "--fleet", fleet],
+    ]);
+    expect(set.code, set.stderr).toBe(0);
+    const listed = await json(["secrets", "list", "--fleet", fleet, "--json"]);
+    expect(listed.r.code).toBe(1);
+    expect(listed.value).toMatchObject({
+      secrets: [
+        { name: "db-password", state: "ok" },
+        { name: "token", state: "missing" },
+      ],
+      hostKeysChanged: [],
+    });
+    expectDocumented(title, listed.r, listed.value);
+    // db2 publishes another key than the one pinned.
+    await publish(await key("db2-new"));
+    await store.close();
+    const changed = await json(["secrets", "list", "--fleet", fleet, "--json"]);
+    expect(changed.r.code).toBe(1);
+    expect(changed.value).toMatchObject({ hostKeysChanged: [{ host: "db2" }] });
+    expectDocumented(title, changed.r, changed.value);
+    expectDocumentedError(
+      title,
+      await nixship(["secrets", "list", "--fleet", join(dir, "none.json"), "--json"]),
+      2,
+    );
+  });
 });
 
 /**
  * Agents of `channel` in the directory store `dir`, until `stop`: each host a release names
- * reports success on it, once, with its report from `reports` (the agent's `pruned`).
+ * reports success on it, once, with its report from `reports` (the agent's `pruned`; null: none).
  */
 async function playAgents(
   dir: string,
   channel: string,
-  reports: Readonly<Record<string, PruneReport>>,
+  reports: Readonly<Record<string, PruneReport | null>>,
   stop: AbortSignal,
 ): Promise<void> {
   const store = new FsStore(dir, { fsync: false });
@@ -707,7 +989,7 @@ async function playAgents(
             current: entry.path,
             generation: 4,
             previous: null,
-            pruned: reports[host],
+            ...(reports[host] === null ? {} : { pruned: reports[host] }),
             state: "success",
             phase: null,
             error: null,
