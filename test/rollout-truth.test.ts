@@ -2,7 +2,8 @@
 // --skip-unreachable while host 3's link is down. Host 3 comes back on v2: `status` (live and
 // --stored) and the dashboard call it behind, naming the rollout that skipped it, and exit 1;
 // a fleet rollback undoes the v3 rollout alone (all three on v2, host 3 named as left where it
-// is), and `rollback --rollout` of the v2 rollout puts all three on v1.
+// is), a second fleet rollback steps back to the v2 rollout (all three on v1), and undoing a
+// rollout that changed no host (host 3 alone, off the network) records it undone.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../support/cli.js";
@@ -169,10 +170,48 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
     expect((await status()).code).toBe(0);
   });
 
-  it("rollback --rollout of the v2 rollout puts all three on v1", async () => {
-    const back = await rollback("--rollout", v2Rollout);
+  it("a second fleet rollback steps back to the v2 rollout, never redoing v3: all three on v1", async () => {
+    const back = await rollback();
     expect(back.code, back.stderr).toBe(0);
+    expect(undoPlanOf(back.stdout).rollout).toBe(v2Rollout);
     expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
     expect((await status()).code).toBe(0);
+  });
+
+  it("undoing a rollout that changed no host records it undone: its host is behind it no longer", async () => {
+    // v2 for host 3 alone, while it is off the network: skipped, and behind that rollout.
+    await link("down");
+    let skipping: string;
+    try {
+      const r = await deploy("web-v2", "--on", H(3), "--skip-unreachable");
+      expect(r.code, r.stderr).toBe(0);
+      skipping = (JSON.parse(r.stdout.trim().split("\n").at(-1) as string) as { rollout: string })
+        .rollout;
+    } finally {
+      await link("up");
+    }
+    expect((await status("--stored")).rows.get(H(3))?.behindRollout).toMatchObject({
+      rollout: skipping,
+    });
+    const back = await rollback();
+    expect(back.code, back.stderr).toBe(0);
+    const undo = undoPlanOf(back.stdout);
+    expect(undo.rollout).toBe(skipping);
+    expect(undo.steps.map((s) => [s.host, s.kind])).toEqual([[H(3), "stays"]]);
+    // Nothing went back, and the rollout is undone all the same: every view says in step.
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    const stored = await status("--stored");
+    expect(stored.code).toBe(0);
+    expect(stored.rows.get(H(3))?.behindRollout).toBeUndefined();
+    expect((await status()).code).toBe(0);
+    const undone = (
+      await rolloutFiles(
+        (JSON.parse(await readFile(lab.fleetFile, "utf8")) as { cache: { url: string } }).cache.url,
+      )
+    ).find((r) => (r as { undoes?: string }).undoes === skipping);
+    expect(undone).toMatchObject({
+      state: "succeeded",
+      skipped: [expect.objectContaining({ host: H(3), state: "left" })],
+    });
   });
 });

@@ -4,12 +4,14 @@
 import { fetchAndImport } from "../cache/fetch.js";
 import { validPaths } from "../cache/local-nix.js";
 import type { DeployOptions } from "../deploy/deploy-options.js";
+import { deployOrigin } from "../deploy/deploy-origin.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
+import { recordRollout } from "../deploy/rollout-recorder.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
 import { parsePublicKey, type SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { futureRolloutText } from "../status/future-rollouts.js";
-import type { RolloutHost } from "../status/rollout.js";
+import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
 import { openStore } from "../store/url.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
 import { readUndo } from "../views/rollout-undo.js";
@@ -54,13 +56,7 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   } else io.stderr.write(formatUndoPlan(read));
   const refused = read.steps.some((s) => s.kind === "refused");
   const back = read.steps.flatMap((s) => (s.kind === "back" ? [s] : []));
-  if (back.length === 0) return refused ? 1 : 0;
-
-  // The deploy names only the hosts that go back, each with what it goes back to: a host the
-  // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
-  // is not this rollback's to judge), and the record names it as left, with why.
-  const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
-  await importMissing(o.fleet, [...new Set(systems.values())]);
+  // The hosts it names and does not deploy: the record names each as left (or refused), with why.
   const left: RolloutHost[] = read.steps.flatMap((s) =>
     s.kind === "back"
       ? []
@@ -75,6 +71,18 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
           },
         ],
   );
+  if (back.length === 0) {
+    // Nothing goes back, yet the rollout is undone: its record says so, so that it asks
+    // nothing any more of the hosts it never changed (they are behind it no longer).
+    if (left.length > 0) await recordUndone(io, o, read.record, left);
+    return refused ? 1 : 0;
+  }
+
+  // The deploy names only the hosts that go back, each with what it goes back to: a host the
+  // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
+  // is not this rollback's to judge).
+  const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
+  await importMissing(o.fleet, [...new Set(systems.values())]);
   const fleet: Fleet = {
     ...o.fleet,
     hosts: o.fleet.hosts.map((h) => {
@@ -120,6 +128,30 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   );
   const missed = back.some((s) => !wentBack.has(s.host));
   return code !== 0 ? code : missed || refused ? 1 : 0;
+}
+
+/** The record of a rollback that sent no host back: the rollout it undoes, and each host left. */
+async function recordUndone(
+  io: CliIO,
+  o: UndoOptions,
+  undone: RolloutRecord,
+  left: readonly RolloutHost[],
+): Promise<void> {
+  const record = await recordRollout(o.fleet.cache?.url, {
+    mode: undone.mode,
+    action: "switch",
+    origin: await deployOrigin([], o.fleetDir),
+    key: o.key,
+    rollback: { undoes: undone.id, left },
+    onWarning: (message) => io.stderr.write(`warning: ${message}\n`),
+  });
+  if (record === undefined) return;
+  await record.finish("succeeded");
+  if (!o.json) {
+    io.stderr.write(
+      `rollback ${record.recorder.id} recorded: rollout ${undone.id} is undone, and asks nothing more of its hosts\n`,
+    );
+  }
 }
 
 /** Systems to go back to that the local store lacks are fetched from the fleet's cache, verified. */

@@ -127,12 +127,14 @@ export class RolloutRecorder {
 
   /**
    * Whether the rollout has a record: it has waves, or it names a host that did not get its
-   * system (unreachable, refused), which stays behind it. A deploy that found every host up to
-   * date records nothing.
+   * system (unreachable, refused), which stays behind it, or it is a rollback (whatever it sent
+   * back, the rollout it undid asks nothing more). A deploy that found every host up to date
+   * records nothing.
    */
   get recorded(): boolean {
     return (
       this.#waves.length > 0 ||
+      this.#options.rollback !== undefined ||
       this.#skipped.some((h) => h.state !== "up-to-date" && h.state !== "left")
     );
   }

@@ -153,7 +153,7 @@ describe("planUndo with the rollouts started since", () => {
       ["b", "back"],
     ]);
     expect(steps[0]).toMatchObject({
-      why: "rollout bbbbbbbbbbbb (2026-11-26T12:00:00.000Z) changed it since: undoing rollout 0123456789ab again would undo that too (--force sends it back all the same)",
+      why: "rollout bbbbbbbbbbbb (2026-11-26T12:00:00.000Z) changed it since: undoing rollout 0123456789ab again would undo that too ('nixship rollback --rollout 0123456789ab --on a --force' sends it back all the same)",
     });
     expect(planUndo(r, running, { newer, force: true }).map((s) => s.kind)).toEqual([
       "back",

@@ -101,10 +101,10 @@ function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts)
       later.undoes === record.id
         ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt})`
         : `rollout ${later.id} (${later.startedAt}) changed it since`;
-    return `${what}: undoing rollout ${record.id} again would undo that too (--force sends it back all the same)`;
+    return `${what}: undoing rollout ${record.id} again would undo that too (${forcing(record, host)})`;
   }
   if (!newer.complete) {
-    return `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (--force sends it back all the same)`;
+    return `more rollouts were started since rollout ${record.id} than a rollback reads (or one cannot be read): whether one changed it cannot be told (${forcing(record, host)})`;
   }
   return undefined;
 }
@@ -168,9 +168,17 @@ function undoStep(
     runs,
     why:
       runs === null
-        ? `what it runs cannot be told (unreachable, or never reported): rollout ${record.id} left ${storeName(system)} on it (--force sends it back all the same)`
-        : `it runs ${storeName(runs)}, not the ${storeName(system)} rollout ${record.id} left on it: changed since, by hand or by a later rollout (--force sends it back all the same)`,
+        ? `what it runs cannot be told (unreachable, or never reported): rollout ${record.id} left ${storeName(system)} on it (${forcing(record, host)})`
+        : `it runs ${storeName(runs)}, not the ${storeName(system)} rollout ${record.id} left on it: changed since, by hand or by a later rollout (${forcing(record, host)})`,
   };
+}
+
+/**
+ * The command that sends a refused host back all the same: this rollout, this host (a plain
+ * `rollback` again would pass over this rollout, undone, to the one before it).
+ */
+function forcing(record: RolloutRecord, host: string): string {
+  return `'nixship rollback --rollout ${record.id} --on ${host} --force' sends it back all the same`;
 }
 
 function unchangedWhy(record: RolloutRecord, entry: RolloutHost): string {

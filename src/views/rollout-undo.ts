@@ -139,18 +139,26 @@ async function findRecord(
     }
     return { key: found.key, record, newer: await readNewer(store, found.newer, found.more) };
   }
-  // The newest that names a selected host: those newer name none of them.
+  // The newest that names a selected host and still stands: those newer name none of them, or
+  // are rollbacks, passed over with the rollouts they undid (a second rollback steps back to
+  // the rollout before, never redoes the one undone). What a rollback undid is believed only
+  // when its record is signed.
   const passed: RolloutRecord[] = [];
+  const undone = new Set<string>();
   for (const { key } of await listNewestRollouts(store, ASK_LOOKBACK)) {
     if (!isRolloutKey(key)) continue;
     const record = await readRollout(store, key);
-    if (record !== undefined && rolloutEntries(record).some((e) => selected.has(e.host))) {
+    if (record === undefined) continue;
+    if (rolloutEntries(record).some((e) => selected.has(e.host))) {
       // The one to undo is believed only when signed: one that is not is named, not passed over.
       const trusted = await readTrustedRollout(store, key, keys);
       if (trusted === undefined) continue;
-      return { key, record: trusted, newer: { records: passed, complete: true } };
+      if (trusted.undoes !== undefined) undone.add(trusted.undoes);
+      if (trusted.undoes === undefined && !undone.has(trusted.id)) {
+        return { key, record: trusted, newer: { records: passed, complete: true } };
+      }
     }
-    if (record !== undefined) passed.push(record);
+    passed.push(record);
   }
   throw new UsageError(
     `rollback: none of the newest ${ASK_LOOKBACK} rollouts in ${store.url} names a selected host`,
