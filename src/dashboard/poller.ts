@@ -12,7 +12,6 @@ import type { ObjectStore } from "../store/object-store.js";
 import { countReads, type ReadCounts } from "../store/wrap-store.js";
 import type { OriginCache } from "../views/host-origins.js";
 import { ReleaseBoard } from "../views/release-board.js";
-import { withRolloutApplying } from "../views/rollout-applying.js";
 import { RolloutWatch } from "../views/rollout-watch.js";
 import { StatusReader } from "../views/status-reader.js";
 import type { StatusRow } from "../views/status-rows.js";
@@ -158,7 +157,7 @@ export class FleetPoller {
   }
 
   async #read(): Promise<Omit<Snapshot, "version">> {
-    const [view, channels, rollout] = await Promise.all([
+    const [view, channels] = await Promise.all([
       readStatusView(this.fleet, this.fleet.hosts, {
         stored: true,
         reader: this.#reader,
@@ -167,11 +166,11 @@ export class FleetPoller {
         rollouts: this.watch,
       }),
       this.#board.poll(),
-      this.watch.poll(),
     ]);
+    const { rollout } = view;
     return {
       at: new Date().toISOString(),
-      rows: withRolloutApplying(view.rows, rollout),
+      rows: view.rows,
       tags: new Map(this.fleet.hosts.map((h) => [h.name, h.tags])),
       channels,
       rollout,

@@ -6,7 +6,10 @@ import { NixshipError } from "../errors.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import { behindOf } from "../status/behind.js";
 import { readLastAsks } from "../status/rollout-store.js";
+import type { StatusRecord } from "../status/status.js";
+import { readStatus } from "../status/status-store.js";
 import { openStore } from "../store/url.js";
+import { mapLimit } from "../util/pool.js";
 
 export async function withBehindRollouts(
   cacheUrl: string | undefined,
@@ -15,6 +18,8 @@ export async function withBehindRollouts(
   const changed = plan.hosts.filter((h) => h.action === "activate").map((h) => h.host);
   if (cacheUrl === undefined || changed.length === 0) return plan;
   let asks: Awaited<ReturnType<typeof readLastAsks>>["asks"];
+  const records = new Map<string, StatusRecord | undefined>();
+  const current = new Map(plan.hosts.map((h) => [h.host, h.current ?? null] as const));
   try {
     const store = await openStore(cacheUrl);
     try {
@@ -22,6 +27,14 @@ export async function withBehindRollouts(
       // is said unreachable: only those it changes are judged, so that a plan reads no further
       // back than they need.
       ({ asks } = await readLastAsks(store, changed));
+      // A host's own record, newer than the rollout that asked, is the newer word on it (as
+      // every view judges it): read for the hosts the asks alone would call behind.
+      const judged = changed.filter(
+        (h) => behindOf(asks.get(h), undefined, current.get(h)) !== undefined,
+      );
+      await mapLimit(judged, RECORD_READS, async (h) => {
+        records.set(h, await readStatus(store, h).catch(unreadable));
+      });
     } finally {
       await store.close();
     }
@@ -33,10 +46,19 @@ export async function withBehindRollouts(
   return {
     ...plan,
     hosts: plan.hosts.map((h) => {
-      const behind = behindOf(asks.get(h.host), undefined, h.current ?? null);
+      const behind = behindOf(asks.get(h.host), records.get(h.host), h.current ?? null);
       return behind === undefined
         ? h
         : { ...h, behindRollout: { rollout: behind.rollout, why: behind.why } };
     }),
   };
+}
+
+/** Status records read at once. */
+const RECORD_READS = 16;
+
+/** A record that cannot be read says nothing newer: the rollout's ask stands. */
+function unreadable(err: unknown): undefined {
+  if (err instanceof NixshipError) return undefined;
+  throw err;
 }

@@ -141,6 +141,17 @@ describe("hostState", () => {
       expect(hostState(row)).toBe("rolled-back");
     });
 
+    it("that does not answer is unreachable, and still names the rollout it is behind", () => {
+      const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable");
+      const down = {
+        reachable: false,
+        error: "ssh: connect to host: Connection timed out",
+      } as never;
+      const row = liveRow(ssh("web1"), down, sshRecord(), undefined, skipped);
+      expect(row.behindRollout).toMatchObject({ rollout: "0000000000bb", wants: V3 });
+      expect(hostState(row)).toBe("unreachable");
+    });
+
     it("that runs a system that failed there is failed, even behind a rollout", () => {
       const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable");
       const failed = { path: V2, since: null, reason: "health check failed" };
@@ -165,6 +176,34 @@ describe("hostState", () => {
       // Once confirmed, the deploy writes its record; without one, V3 is drift.
       const after = liveRow(ssh("web1"), liveAnswer(V3), sshRecord());
       expect(hostState(after)).toBe("drifting");
+    });
+
+    it("whose lock a live activation holds is applying, in every view's word; a stale lock is not", () => {
+      // A deploy's switch under way: it runs V3, its record still names V2 (success).
+      const activation = (stale: boolean) =>
+        ({
+          command: `activate ${V3}`,
+          path: V3,
+          pid: 4242,
+          since: 1,
+          deadline: 2,
+          stale,
+        }) as never;
+      const row = liveRow(
+        ssh("web1"),
+        liveAnswer(V3, { activation: activation(false) }),
+        sshRecord(),
+      );
+      expect(row).not.toHaveProperty("drift");
+      expect(row).not.toHaveProperty("behind");
+      expect(hostState(row)).toBe("applying");
+      // Its holder gone: nothing applies it any more, and it is judged as it stands.
+      const left = liveRow(
+        ssh("web1"),
+        liveAnswer(V3, { activation: activation(true) }),
+        sshRecord(),
+      );
+      expect(hostState(left)).toBe("drifting");
     });
 
     it("that runs what its record asked, and no rollout skipped, is in step", () => {

@@ -1,7 +1,7 @@
 // A host's state in one word, the same in every view: `status`'s STATE column and its --json,
 // the dashboard's table, filter and host page, and `/metrics`. One order of precedence for a
 // row asked live and a row read from the store. Pure.
-import { bootsNextOf, failedInRollout, type StatusRow } from "./status-rows.js";
+import { bootsNextOf, failedInRollout, midDeploy, type StatusRow } from "./status-rows.js";
 
 /** Every state a host can be in, in the order the dashboard sums them up. */
 export const HOST_STATES = [
@@ -33,8 +33,8 @@ export function hostState(row: StatusRow): HostState {
   if (row.drift !== undefined) return "drifting";
   // It runs a system that failed there, and could not go back.
   if (row.source === "live" && row.failed !== undefined) return "failed";
-  // An activation awaits its deploy's confirmation: the deploy is in its checks.
-  if (row.source === "live" && row.reachable && row.pending) return "applying";
+  // An activation is under way, or awaits its deploy's confirmation (the deploy is in its checks).
+  if (row.source === "live" && midDeploy(row)) return "applying";
   // The fleet's last rollout to name it did not give it its system, and nothing since did.
   if (row.behindRollout !== undefined && !failedInRollout(row)) return "behind";
   if (row.source === "live") {

@@ -6,8 +6,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { withBehindRollouts } from "../deploy/plan-behind.js";
 import type { Fleet } from "../fleet/fleet.js";
 import { parseFleetValue } from "../fleet/fleet-file.js";
+import type { DeployPlan } from "../fleet/plan.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { type RolloutHost, type RolloutRecord, rolloutKey } from "../status/rollout.js";
 import { ASK_LOOKBACK, ASK_ROLLOUTS, readLastAsks, writeRollout } from "../status/rollout-store.js";
@@ -191,5 +193,24 @@ describe("status --stored", () => {
     expect(formatStatusTable([web5])).toMatch(
       /^web5\s+\S+\s+\S+\s+\S+\s+rolled-back\s+failed in rollout 00000001;/m,
     );
+  });
+});
+
+describe("a plan's word on a host behind a rollout", () => {
+  const plan = {
+    hosts: [{ host: "web5", action: "activate", current: V1, desired: V2 }],
+  } as unknown as DeployPlan;
+  const behind = async () =>
+    (await withBehindRollouts(`file://${dir}`, plan)).hosts[0]?.behindRollout;
+
+  it("says it, as every view does, until the host's own newer record says otherwise", async () => {
+    await skippedThenOthers(2);
+    expect(await behind()).toMatchObject({ rollout: "00000000" });
+    // web5 deployed since (its record, newer than rollout 0): it is behind it no longer.
+    await writeStatus(store, record(at(3)));
+    expect(await behind()).toBeUndefined();
+    // A record older than the rollout is no newer word.
+    await writeStatus(store, record(at(0).replace("10:00", "09:59")));
+    expect(await behind()).toMatchObject({ rollout: "00000000" });
   });
 });

@@ -62,6 +62,15 @@ export type StoredRow = RowBase & {
 
 export type StatusRow = LiveRow | StoredRow;
 
+/**
+ * Whether a host that answered is mid-deploy: an activation holds its lock (a holder alive and
+ * within its deadline: `plan` calls it busy) or awaits its deploy's confirmation.
+ */
+export function midDeploy(status: HostStatus): boolean {
+  if (!status.reachable) return false;
+  return status.pending != null || (status.activation != null && !status.activation.stale);
+}
+
 /** An ssh host as it answered, judged for drift against its status record (if any). */
 export function liveRow(
   host: FleetHost,
@@ -70,9 +79,10 @@ export function liveRow(
   origin?: ShownOrigin,
   ask?: Ask,
 ): LiveRow {
-  // An activation awaiting its deploy's confirmation: the host is mid-deploy, and runs what that
-  // deploy gives it, which its record names only once the deploy ends. Neither drift nor behind.
-  const judged = status.reachable && status.pending === undefined;
+  // An activation under way (its lock held by a live holder) or awaiting its deploy's
+  // confirmation: the host is mid-deploy, and runs what that deploy gives it, which its record
+  // names only once the deploy ends. Neither drift nor behind: applying (host-state.ts).
+  const judged = status.reachable && !midDeploy(status);
   const drift = judged
     ? driftOf({
         running: status.current,
@@ -80,7 +90,12 @@ export function liveRow(
         asked: ask && { system: ask.system, startedAt: ask.rollout.startedAt },
       })
     : undefined;
-  const behindRollout = status.reachable ? behindOf(ask, record, status.current) : undefined;
+  // One that does not answer is judged by what it last reported running.
+  const behindRollout = behindOf(
+    ask,
+    record,
+    status.reachable ? status.current : (record?.current ?? null),
+  );
   const last: LastDeploy | undefined =
     record === undefined
       ? undefined

@@ -24,7 +24,8 @@ import { openStore } from "../store/url.js";
 import { namesShown } from "../util/names-shown.js";
 import { mapLimit } from "../util/pool.js";
 import { type OriginCache, readHostOrigins, type ShownOrigin } from "./host-origins.js";
-import { type PausedRollout, RolloutWatch } from "./rollout-watch.js";
+import { withRolloutApplying } from "./rollout-applying.js";
+import { type PausedRollout, type RolloutRead, RolloutWatch } from "./rollout-watch.js";
 import { type StatusPoll, StatusReader } from "./status-reader.js";
 import { liveRow, type StatusRow, type StoredRow, storedRow } from "./status-rows.js";
 
@@ -73,6 +74,8 @@ export interface StatusView {
    * ask passed over: `status` warns of it, the dashboard's rollout page names it.
    */
   readonly futureRollout?: FutureRollout;
+  /** The newest rollout record (none without a store read), whose running hosts are applying. */
+  readonly rollout: RolloutRead;
 }
 
 export async function readStatusView(
@@ -155,7 +158,14 @@ export async function readStatusView(
     });
   });
   const future = stored?.future === undefined ? {} : { futureRollout: stored.future };
-  return { rows, warnings, paused: stored?.paused ?? [], ...future };
+  return {
+    // The running rollout's hosts, which their records name only once it ends, as applying.
+    rows: stored === undefined ? rows : [...withRolloutApplying(rows, stored.newest, now)],
+    warnings,
+    paused: stored?.paused ?? [],
+    rollout: stored?.newest ?? { status: "none" },
+    ...future,
+  };
 }
 
 interface StoreFacts {
@@ -171,6 +181,8 @@ interface StoreFacts {
   readonly paused: PausedRollout[];
   /** The first rollout record passed over for being dated in the future. */
   readonly future: FutureRollout | undefined;
+  /** The newest rollout record. */
+  readonly newest: RolloutRead;
 }
 
 /** The selected hosts' records (and the agents' signals) from the fleet's cache store. */
@@ -197,14 +209,15 @@ async function readStore(
         record === undefined ? [] : [[host, record.startedAt] as const],
       ),
     );
-    const [{ asks, unjudged }, future] = await Promise.all([
+    const [{ asks, unjudged }, future, newest] = await Promise.all([
       rollouts.asks(
         hosts.map((h) => h.name),
         since,
       ),
       firstFutureRollout(store, Date.now()),
+      rollouts.poll(),
     ]);
-    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow(), future };
+    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow(), future, newest };
   } finally {
     if (kept === undefined) await store.close();
   }
