@@ -232,7 +232,7 @@ describe("activate.sh on a lab host", () => {
     expect(code).toBe(ACTIVATE_EXIT.realise);
     expect(result).toMatchObject({ ok: false, phase: "realise", rolledBack: false });
     expect((result as { message: string }).message).toMatch(
-      /^cannot realise \/nix\/store\/\S+ from http:\S+: not there, or not signed by a trusted key$/,
+      /^cannot realise \/nix\/store\/\S+ from http:\S+: not there, not signed by a trusted key, or its copy there is corrupt \(the log above says which\)$/,
     );
     expect(await servedName(`${LAB}1`)).toBe("web-v1");
     expect((await status(`${LAB}1`)).generation).toBe(1);

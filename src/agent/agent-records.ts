@@ -70,14 +70,17 @@ export function releaseRecord(
   });
 }
 
-/** A release refused: by its signature, sequence or expiry (verify), or its secrets. */
+/**
+ * A release refused: by its signature, sequence or expiry (verify), its secrets, or a closure
+ * the store could not give (realise): none says anything of the system it names.
+ */
 export interface Refused {
   readonly channel: string;
   /** The sequence number it claims; undefined: none to file it under. */
   readonly seq: number | undefined;
   /** The digest of the document refused (release-canonical.ts releaseDigest). */
   readonly digest: string;
-  readonly phase: "verify" | "secrets";
+  readonly phase: "verify" | "secrets" | "realise";
   /** The system it named for this host (secrets); null when it was not read that far. */
   readonly desired: string | null;
   readonly system: HostSystem | undefined;
@@ -100,7 +103,10 @@ export function refusedRecord(
     what: {
       state: "rejected",
       phase: r.phase,
-      error: `release refused: ${r.message}`,
+      error:
+        r.phase === "realise"
+          ? `release not applied, the store's fault: ${r.message}`
+          : `release refused: ${r.message}`,
       rolledBack: null,
       refused: r.digest,
     },

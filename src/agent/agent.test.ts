@@ -564,6 +564,27 @@ describe("Agent.pollOnce: applying releases", () => {
     expect(await hostRecord()).toMatchObject({ seq: 1, state: "success", current: sys("a") });
   });
 
+  it("holds a closure the store could not give against the store, not the system: rejected, no failed marker", async () => {
+    await publish({ [HOST]: sys("a") });
+    const message = `cannot realise ${sys("a")} from http://127.0.0.1:1: not there, not signed by a trusted key, or its copy there is corrupt (the log above says which)`;
+    activator.script.push({ status: "failed", phase: "realise", message, rolledBack: false });
+    const agent = makeAgent();
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(await hostRecord()).toMatchObject({
+      seq: 1,
+      state: "rejected",
+      phase: "realise",
+      desired: sys("a"),
+      error: `release not applied, the store's fault: ${message}`,
+    });
+    // A rejection says nothing of the system: the next release may name it again unflagged.
+    expect(await markers(1)).toEqual([progressKey(CHANNEL, 1, HOST, "rejected")]);
+    expect(agent.state).toMatchObject({ applying: null, refused: { seq: 1 } });
+    await publish({ [HOST]: sys("a") });
+    expect(await agent.pollOnce()).toBe("applied");
+    expect(await markers(2)).toEqual([progressKey(CHANNEL, 2, HOST, "success")]);
+  });
+
   it("reports a failed activation with its reason, does not retry it, but applies a newer release", async () => {
     await publish({ [HOST]: sys("a") });
     activator.script.push({

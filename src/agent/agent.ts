@@ -115,7 +115,8 @@ export type PollOutcome =
 type Refusal =
   | { readonly phase: "verify"; readonly desired: null }
   | {
-      readonly phase: "secrets";
+      /** secrets: its bundle; realise: its closure, which the store could not give whole. */
+      readonly phase: "secrets" | "realise";
       readonly desired: string;
       /** The host's system when the apply began. */
       readonly current: HostSystem | undefined;
@@ -454,6 +455,17 @@ export class Agent {
       return "rebooting";
     }
     if (applied.status === "rebooting") throw new Error("a reboot answered without a token");
+    // A closure the store could not give (not there, unsigned, a corrupt copy: what a cache
+    // writer without the keys can do) never ran: the store's fault, not the system's, refused
+    // as a missing secrets bundle is, so that the system is not held failed on this host.
+    if (applied.status === "failed" && applied.phase === "realise") {
+      return this.#reject(
+        etag,
+        applied.message,
+        { seq: release.seq, digest },
+        { phase: "realise", desired: path, current: await this.#inspect() },
+      );
+    }
     if (applied.status === "busy") {
       // Not this release's fault: try again soon; an interrupted release stays one that is
       // applied in full (what the killed run left may look current without being healthy).
@@ -711,9 +723,9 @@ export class Agent {
     if (refusal.phase === "secrets") this.#recovering = undefined;
     const refused = { seq: claim.seq ?? null, reason: message, at: this.#now() };
     await this.#reportAndSave(
-      refusal.phase === "secrets"
-        ? { ...this.state, etag, refused, applying: null }
-        : { ...this.state, etag, refused },
+      refusal.phase === "verify"
+        ? { ...this.state, etag, refused }
+        : { ...this.state, etag, refused, applying: null },
       refusedRecord(
         this.#report.written,
         this.#self,

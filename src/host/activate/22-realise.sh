@@ -18,8 +18,9 @@ realise_path() {
 }
 
 # Why realising $2$1 from $subs failed: a substituter that cannot be reached is named (curl asks
-# each http(s) one for its nix-cache-info, within 5 s); else the path is not there, or not signed
-# by a trusted key.
+# each http(s) one for its nix-cache-info, within 5 s); else the path is not there, not signed by
+# a trusted key, or its copy is corrupt (a NAR that does not match its hash, a narinfo that does
+# not parse: Nix's own words, in the log, say which).
 realise_failure() {
   if command -v curl >/dev/null 2>&1; then
     for u_sub in $subs; do
@@ -30,6 +31,6 @@ realise_failure() {
       return 0
     done
   fi
-  printf 'cannot realise %s%s from %s: not there, or not signed by a trusted key' "$2" "$1" "$subs"
+  printf 'cannot realise %s%s from %s: not there, not signed by a trusted key, or its copy there is corrupt (the log above says which)' "$2" "$1" "$subs"
 }
 
