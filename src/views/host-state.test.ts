@@ -82,6 +82,21 @@ describe("hostState", () => {
     expect(hostState(offlineBehind)).toBe("offline");
   });
 
+  it("an agent host behind a rollout whose agent is offline or paused is that: why it is behind", () => {
+    const behindRollout = {
+      wants: V2,
+      rollout: "0000000000cc",
+      at: "2026-11-25T11:00:00.000Z",
+      why: "its wave failed",
+    };
+    for (const liveness of ["offline", "paused"] as const) {
+      const row = { ...onChannel("q", {}, standing({ liveness })), behindRollout } as StatusRow;
+      expect(hostState(row)).toBe(liveness);
+    }
+    const online = { ...onChannel("q", {}, standing()), behindRollout } as StatusRow;
+    expect(hostState(online)).toBe("behind");
+  });
+
   it("a host with no record yet that the running rollout applies (its first deploy) is applying", () => {
     const fresh = storedRow(ssh("new"), { record: undefined });
     const host: RolloutHost = {

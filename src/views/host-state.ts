@@ -35,8 +35,14 @@ export function hostState(row: StatusRow): HostState {
   if (row.source === "live" && row.failed !== undefined) return "failed";
   // An activation is under way, or awaits its deploy's confirmation (the deploy is in its checks).
   if (row.source === "live" && midDeploy(row)) return "applying";
-  // The fleet's last rollout to name it did not give it its system, and nothing since did.
-  if (row.behindRollout !== undefined && !failedInRollout(row)) return "behind";
+  // The fleet's last rollout to name it did not give it its system, and nothing since did;
+  // for an agent host whose agent is offline or paused, that is why, and the word.
+  if (row.behindRollout !== undefined && !failedInRollout(row)) {
+    if (row.source === "stored" && (row.liveness === "offline" || row.liveness === "paused")) {
+      return row.liveness;
+    }
+    return "behind";
+  }
   if (row.source === "live") {
     // Its last deploy failed, and it runs another system than that deploy asked for.
     if (row.behind === true && row.last?.state === "failed") {
