@@ -398,6 +398,28 @@ describe("Agent.pollOnce: the host's own checks (policy per role)", () => {
     });
   });
 
+  it("says the release's outcome again when a refused channel document is put back", async () => {
+    const signed = await publish();
+    const agent = makeAgent();
+    await agent.start();
+    expect(await agent.pollOnce()).toBe("applied");
+    const applied = await hostRecord();
+    // A bucket writer puts a document the agent refuses (a byte-order mark before the release)…
+    await writeChannel(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(signed.bytes)]));
+    // (A body that does not parse is read twice before it is refused: a torn read.)
+    expect(await agent.pollOnce()).toBe("unchanged");
+    expect(await agent.pollOnce()).toBe("rejected");
+    expect(await hostRecord()).toMatchObject({ state: "rejected" });
+    // …then the release back, byte for byte: the host's record is its outcome again.
+    await writeChannel(Buffer.from(signed.bytes));
+    expect(await agent.pollOnce()).toBe("unchanged");
+    const back = await hostRecord();
+    expect(back).toMatchObject({ ...applied, updatedAt: expect.any(String) });
+    expect(back.state).toBe("success");
+    expect(activator.requests).toHaveLength(1);
+    expect(agent.state).toMatchObject({ refused: null, beforeRefusal: null });
+  });
+
   it("refuses an entry whose policy is malformed, naming where", async () => {
     const signed = await publish();
     const text = JSON.parse(Buffer.from(signed.bytes).toString("utf8"));

@@ -294,7 +294,17 @@ export class Agent {
     const release = signed.head;
     const verdict = headVerdict(release, digest, o.channel, state, new Date(this.#now()));
     if (verdict.kind === "unchanged") {
-      await this.#save({ ...state, etag, refused: null });
+      // The channel is back to the release this host acted on, after a refused document: its
+      // record says that release's outcome again, not the refusal.
+      const before = state.beforeRefusal;
+      if (state.refused != null && before != null && before.seq === state.lastSeq) {
+        await this.#reportAndSave(
+          { ...state, etag, refused: null, beforeRefusal: null },
+          { ...before, updatedAt: this.#now() },
+        );
+        return "unchanged";
+      }
+      await this.#save({ ...state, etag, refused: null, beforeRefusal: null });
       return "unchanged";
     }
     if (verdict.kind === "refuse") {
@@ -722,10 +732,15 @@ export class Agent {
     const system = refusal.phase === "verify" ? await this.#inspect() : refusal.current;
     if (refusal.phase === "secrets") this.#recovering = undefined;
     const refused = { seq: claim.seq ?? null, reason: message, at: this.#now() };
+    // The record the first refusal of a run replaces, for the channel's coming back.
+    const beforeRefusal =
+      this.state.refused == null
+        ? (this.#report.written ?? null)
+        : (this.state.beforeRefusal ?? null);
     await this.#reportAndSave(
       refusal.phase === "verify"
-        ? { ...this.state, etag, refused }
-        : { ...this.state, etag, refused, applying: null },
+        ? { ...this.state, etag, refused, beforeRefusal }
+        : { ...this.state, etag, refused, beforeRefusal, applying: null },
       refusedRecord(
         this.#report.written,
         this.#self,

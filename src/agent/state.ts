@@ -38,6 +38,12 @@ export interface AgentState {
    * clears it. Absent in state files of older agents.
    */
   readonly refused?: RefusedDocument | null;
+  /**
+   * The record the first of a run of refusals replaced: stored again when the channel comes
+   * back to the release it stood for (a refused document put back), so that a short-lived
+   * write to the channel does not leave the host `rejected` until the next release.
+   */
+  readonly beforeRefusal?: StatusRecord | null;
   /** Set while an activation runs; found set at start-up, it was interrupted. */
   readonly applying: {
     readonly seq: number;
