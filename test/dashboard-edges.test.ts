@@ -29,6 +29,8 @@ import { FUTURE_SKEW } from "../src/dashboard/snapshot.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { generateSecretKey } from "../src/nix/keys.js";
 import { publishRelease } from "../src/release/release-store.js";
+import type { RolloutHost } from "../src/status/rollout.js";
+import { writeRollout } from "../src/status/rollout-store.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
@@ -577,4 +579,72 @@ describe("20,000 idle connections", () => {
       for (const c of children) c.child.stdin?.end();
     }
   }, 300_000);
+});
+
+describe("a rollout whose deployer is gone", () => {
+  it("is served by /api/rollout as the page shows it: interrupted, each host as it was left", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nixship-dashboard-gone-"));
+    const gone = await openStore(`file://${join(dir, "cache")}`);
+    const on = new FleetPoller(
+      await loadFleet(
+        (await writeDashboardFleet(dir, `file://${join(dir, "cache")}`, { ssm: 2, agent: 0 }))
+          .fleetFile,
+      ),
+      gone,
+      { interval: 60_000 },
+    );
+    try {
+      // Killed mid-rollout 20 minutes ago: s0 activating, s1 still waiting for its wave.
+      const at = new Date(Date.now() - 20 * 60_000).toISOString();
+      const record = await writeRolloutRecord(gone, ["s0", "s1"], {
+        id: "bbbbbbbbbbbb",
+        state: "running",
+        startedAt: at,
+        updatedAt: at,
+      });
+      await writeRollout(gone, {
+        ...record,
+        waves: [
+          {
+            index: 1,
+            kind: "canary",
+            hosts: [
+              {
+                ...(record.waves[0]?.hosts[0] as RolloutHost),
+                state: "activating",
+                phase: "switch",
+              },
+            ],
+          },
+          {
+            index: 2,
+            kind: "main",
+            hosts: [{ ...(record.waves[1]?.hosts[0] as RolloutHost), state: "pending" }],
+          },
+        ],
+      });
+      expect((await on.pollOnce()).error).toBeUndefined();
+      const { port } = await listen({}, {}, on);
+      const api = JSON.parse((await get(port, "/api/rollout")).body) as {
+        rollout: {
+          record: { state: string; waves: { hosts: { host: string; state: string }[] }[] };
+          recordedState: string;
+          gone: string;
+        };
+      };
+      expect(api.rollout.record.state).toBe("interrupted");
+      expect(api.rollout.recordedState).toBe("running");
+      expect(api.rollout.gone).toMatch(/^its deployer has not written it since /);
+      expect(
+        api.rollout.record.waves.flatMap((w) => w.hosts.map((h) => [h.host, h.state])),
+      ).toEqual([
+        ["s0", "failed"],
+        ["s1", "not-started"],
+      ]);
+    } finally {
+      await on.stop();
+      await gone.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

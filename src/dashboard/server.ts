@@ -14,6 +14,8 @@ import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
+import { rolloutAsShown } from "../status/ended-rollout.js";
+import { rolloutGone } from "../status/rollout.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
 import {
@@ -355,7 +357,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   app.get("/api/rollout", (c) =>
     withSnapshot(
       poller,
-      (s) => c.json({ rollout: s.rollout }),
+      (s) => c.json({ rollout: rolloutAsServed(s.rollout, new Date(s.at)) }),
       () => notReadyJson(c, poller),
     ),
   );
@@ -523,4 +525,21 @@ export async function listenDashboard(
     dashboard.checkHost = isLoopback(host);
     server.once("error", reject);
   });
+}
+
+/**
+ * The newest rollout as the page shows it: a record whose deployer is gone is interrupted
+ * where it last wrote it (ended-rollout.ts), and `gone` says why; the stored `state` is kept
+ * as `recordedState`.
+ */
+function rolloutAsServed(read: Snapshot["rollout"], at: Date): unknown {
+  if (read.status !== "found") return read;
+  const gone = rolloutGone(read.record, at);
+  if (gone === undefined) return read;
+  return {
+    ...read,
+    record: rolloutAsShown(read.record, at),
+    recordedState: read.record.state,
+    gone,
+  };
 }
