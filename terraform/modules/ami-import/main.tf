@@ -4,10 +4,10 @@
 # image uploads a new object, which replaces the snapshot and the AMI (new before old).
 
 locals {
-  image_md5  = filemd5(var.image_path)
-  image_key  = "${var.key_prefix}${var.name}-${local.image_md5}.${lower(var.image_format)}"
+  image_md5   = filemd5(var.image_path)
+  image_key   = "${var.key_prefix}${var.name}-${local.image_md5}.${lower(var.image_format)}"
   create_role = var.vmimport_role_name == ""
-  role_name  = local.create_role ? aws_iam_role.vmimport[0].name : var.vmimport_role_name
+  role_name   = local.create_role ? aws_iam_role.vmimport[0].name : var.vmimport_role_name
 }
 
 data "aws_partition" "current" {}
@@ -45,9 +45,23 @@ data "aws_iam_policy_document" "vmimport_trust" {
 
 data "aws_iam_policy_document" "vmimport" {
   statement {
-    sid       = "ReadImageBucket"
-    actions   = ["s3:GetBucketLocation", "s3:ListBucket"]
+    sid       = "LocateImageBucket"
+    actions   = ["s3:GetBucketLocation"]
     resources = ["arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"]
+  }
+
+  # Listing only under the images' prefix: the bucket may be the fleet's cache, whose other
+  # keys (status records, secrets bundles) are none of VM Import's business.
+  statement {
+    sid       = "ListImages"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.key_prefix}*"]
+    }
   }
 
   statement {

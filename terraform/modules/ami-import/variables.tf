@@ -32,9 +32,14 @@ variable "bucket_name" {
 }
 
 variable "key_prefix" {
-  description = "Key prefix of the uploaded images inside bucket_name."
+  description = "Key prefix of the uploaded images inside bucket_name: a folder of their own, which the VM Import role may read whole."
   type        = string
   default     = "ami-import/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-][A-Za-z0-9._/-]*/$", var.key_prefix)) && !can(regex("^(nar|delta|releases|release-shards|channels|status|secrets|gc)/", var.key_prefix))
+    error_message = "key_prefix must be a folder of the images' own, ending in '/' (e.g. \"ami-import/\"): not empty (the VM Import role could read the whole bucket), and not one of the cache's folders (nar/, delta/, releases/, release-shards/, channels/, status/, secrets/, gc/)."
+  }
 }
 
 variable "architecture" {
