@@ -152,5 +152,7 @@ describe("readTrustedKeys and releaseKeySource", () => {
       name: "$NIXSHIP_RELEASE_KEY",
     });
     expect(releaseKeySource(undefined, {})).toBeUndefined();
+    // Set empty is unset: not a file named "" that does not exist.
+    expect(releaseKeySource(undefined, { NIXSHIP_RELEASE_KEY: "" })).toBeUndefined();
   });
 });

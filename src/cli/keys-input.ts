@@ -178,15 +178,16 @@ export async function requireTrustedKeys(
 
 /**
  * Where the release signing key comes from: `--release-key FILE`, else $NIXSHIP_RELEASE_KEY;
- * `name` is what messages call it. Undefined when neither gives one.
+ * `name` is what messages call it. Undefined when neither gives one (an empty variable gives none).
  */
 export function releaseKeySource(
   flag: string | undefined,
   env: NodeJS.ProcessEnv,
 ): { readonly file: string; readonly name: string } | undefined {
   if (flag !== undefined) return { file: flag, name: "--release-key" };
+  // Set empty (`NIXSHIP_RELEASE_KEY= nixship …`) is unset, as a shell user means it.
   const file = env.NIXSHIP_RELEASE_KEY;
-  return file === undefined ? undefined : { file, name: "$NIXSHIP_RELEASE_KEY" };
+  return file === undefined || file === "" ? undefined : { file, name: "$NIXSHIP_RELEASE_KEY" };
 }
 
 /**
