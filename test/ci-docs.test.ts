@@ -394,6 +394,13 @@ describe("docs/ci.md", () => {
       const event = JSON.parse(line) as Record<string, unknown>;
       const type = event.type as string;
       seen.add(type);
+      // An abort's rollback plan: the first line of `rollback --json`, checked by its table.
+      if (type === "undo-plan") {
+        expect(events.has(type), "event undo-plan is documented").toBe(true);
+        const undo = section("`nixship rollback --json`").fieldTables[0] as FieldRow[];
+        expect(tableProblems(undo, event)).toEqual([]);
+        continue;
+      }
       const fields = events.get(type);
       expect(fields, `event ${type} is documented`).toBeDefined();
       const always = (fields ?? []).filter((f) => !f.endsWith("?"));
@@ -853,7 +860,9 @@ describe("docs/ci.md", () => {
     stop.abort();
     await agents;
     // The abort stops the rollout before its third wave (the deploy then undoes the first two).
-    expect(r.code, r.stderr).toBe(1);
+    const seen = new Set<string>();
+    checkDeploy(r, 1, seen);
+    expect([...seen]).toEqual(expect.arrayContaining(["paused", "pause-ended", "undo-plan"]));
     const events = r.stdout
       .trim()
       .split("\n")
