@@ -73,9 +73,9 @@ describe.each(S3_SERVERS)("on $name", ({ name, start }) => {
     it("keeps the cache under its prefix", async () => {
       const bare = `s3://${s3.bucket}?region=us-east-1&endpoint=${s3.endpoint}`;
       const v = await nixship(["verify", "--cache", bare, "--trusted-key", pub, "--json"]);
-      expect(v.code).toBe(1);
-      expect(JSON.parse(v.stdout).error).toMatchObject({ code: "no-cache" });
-      expect(v.stderr).toContain("holds no binary cache: it has no nix-cache-info");
+      expect(v.code).toBe(2);
+      expect(JSON.parse(v.stdout).error).toMatchObject({ code: "no-binary-cache" });
+      expect(v.stderr).toContain("holds no binary cache (it has no nix-cache-info)");
     });
   });
 

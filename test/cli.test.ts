@@ -438,17 +438,21 @@ describe("help", () => {
 });
 
 describe("operation failures exit 1", () => {
-  it("verify of a URL that holds no cache (a typo must not pass as 0 paths checked)", async () => {
+  it("verify, cache stats and cache gc of a URL that holds no cache: one refusal (a typo must not pass as 0 paths checked)", async () => {
     const pub = (await nixship(["key", "public", key])).stdout.trim();
-    const r = await nixship([
-      "verify",
-      "--cache",
-      `file://${work}/no-such-cache`,
-      "--trusted-key",
-      pub,
-    ]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("holds no binary cache: it has no nix-cache-info");
+    const url = `file://${work}/no-such-cache`;
+    for (const args of [
+      ["verify", "--cache", url, "--trusted-key", pub],
+      ["cache", "stats", "--cache", url],
+      ["cache", "gc", "--cache", url, "--dry-run"],
+    ]) {
+      const r = await nixship(args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toContain(`${url} holds no binary cache (it has no nix-cache-info)`);
+      expect(r.stderr).toContain(
+        `hint: check the URL for a typo; to start a new cache there, run 'nixship cache init ${url}'`,
+      );
+    }
   });
 
   it("fetch of a path the cache does not have", async () => {

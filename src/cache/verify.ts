@@ -1,13 +1,13 @@
 // Verify a cache, or some paths and their closures: signatures against trusted keys, NAR
 // presence, FileHash/FileSize and NarHash/NarSize. Problems are reported per path, as data.
-import { NixshipError, OperationError } from "../errors.js";
+import { NixshipError } from "../errors.js";
 import type { PublicKey } from "../nix/keys.js";
 import { checkNarInfoSignatures, type NarInfo } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import { listAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import { CACHE_INFO_KEY } from "./layout.js";
+import { requireCacheInfo } from "./cache-info.js";
 import { checkStoredNar, hashPartOf, NarCheckError, readNarInfo } from "./read.js";
 
 export type ProblemKind =
@@ -71,18 +71,11 @@ export async function verifyCache(options: VerifyOptions): Promise<VerifyReport>
 
 /**
  * Every narinfo's hash part. A cache without nix-cache-info is no binary cache at all (most
- * likely a mistyped URL): that is an error, not a clean bill of health with 0 paths checked.
+ * likely a mistyped URL): that is an error, as every cache command says it (`no-binary-cache`,
+ * exit 2), not a clean bill of health with 0 paths checked.
  */
 async function wholeCache(store: ObjectStore): Promise<string[]> {
-  if ((await store.head(CACHE_INFO_KEY)) === undefined) {
-    throw new OperationError(
-      "no-cache",
-      `${store.url} holds no binary cache: it has no ${CACHE_INFO_KEY}`,
-      {
-        hint: "check the URL (and its prefix); pushing to it creates the cache",
-      },
-    );
-  }
+  await requireCacheInfo(store);
   return allHashParts(store);
 }
 
