@@ -53,6 +53,7 @@ import {
   createMotoRole,
   createMotoUser,
   s3ClientWith,
+  withKeys,
 } from "./support/moto-iam.js";
 import { loadModule } from "./support/terraform.js";
 import { moduleResolver, renderPolicyDocument } from "./support/terraform-render.js";
@@ -71,17 +72,6 @@ let cache: RenderedCache;
 let deployer: AwsKeys;
 const agentKeys = {} as Record<(typeof HOSTS)[number], AwsKeys>;
 let deployRoleArn: string;
-
-/** The environment of a nixship command run with these keys, and no other credentials. */
-function withKeys(keys: AwsKeys): NodeJS.ProcessEnv {
-  return {
-    AWS_ACCESS_KEY_ID: keys.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
-    AWS_SESSION_TOKEN: keys.sessionToken ?? "",
-    AWS_PROFILE: "",
-    AWS_REGION: "us-east-1",
-  };
-}
 
 async function deploy(keys: AwsKeys): Promise<CliRun> {
   return nixship(deployViaAgentArgs(lab), { env: withKeys(keys) });

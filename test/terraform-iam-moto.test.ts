@@ -28,7 +28,7 @@ import { type MotoServer, startMotoServer } from "../support/moto-server.js";
 import { OUTPUT_OF, type RenderedCache, type Role, renderCache } from "./support/cache-policies.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
 import { evaluate } from "./support/iam-policy.js";
-import { createMotoUser, s3ClientWith } from "./support/moto-iam.js";
+import { createMotoUser, s3ClientWith, withKeys } from "./support/moto-iam.js";
 import { loadModule } from "./support/terraform.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -195,17 +195,6 @@ describe("moto's IAM and the project's evaluator, on the cache module's policies
     expect(differ).toEqual(MOTO_IGNORES_CONDITIONS);
   });
 });
-
-/** The environment of a nixship command run with these keys, and no other credentials. */
-function withKeys(k: AwsKeys): NodeJS.ProcessEnv {
-  return {
-    AWS_ACCESS_KEY_ID: k.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: k.secretAccessKey,
-    AWS_SESSION_TOKEN: k.sessionToken ?? "",
-    AWS_PROFILE: "",
-    AWS_REGION: "us-east-1",
-  };
-}
 
 /** Removes what the requests above left (with moto's admin keys): a bucket of the cache's own. */
 async function emptyBucket(): Promise<void> {

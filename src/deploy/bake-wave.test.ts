@@ -114,10 +114,11 @@ function metrics(ratios: Record<string, number>): MetricsSource {
   };
 }
 
-async function rollOut(ratios: Record<string, number>) {
+/** A rollout of the three hosts, baking `bake`, its analysis asking `source`. */
+async function rollOut(source: MetricsSource, bake: HostBake = BAKE) {
   const events: DeployEvent[] = [];
   const { delivery: d, rolledBack } = delivery();
-  const p = plan(BAKE);
+  const p = plan(bake);
   const requests = new Map(
     HOSTS.map((h) => [
       h,
@@ -131,14 +132,16 @@ async function rollOut(ratios: Record<string, number>) {
     delivery: d,
     requests,
     emit: (e) => events.push(e),
-    metrics: metrics(ratios),
+    metrics: source,
   });
   return { results, events, rolledBack, plan: p };
 }
 
 describe("a wave's bake in the rollout engine", () => {
   it("rolls back a canary at 3x its baseline's error ratio, and starts no other wave", async () => {
-    const { results, events, rolledBack } = await rollOut({ web1: 0.3, web2: 0.1, web3: 0.1 });
+    const { results, events, rolledBack } = await rollOut(
+      metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }),
+    );
     expect(rolledBack).toEqual(["web1"]);
     const canary = results.find((r) => r.host === "web1");
     expect(canary?.outcome).toMatchObject({
@@ -178,7 +181,9 @@ describe("a wave's bake in the rollout engine", () => {
   });
 
   it("passes a canary within the tolerance: every wave bakes, and nothing is rolled back", async () => {
-    const { results, events, rolledBack } = await rollOut({ web1: 0.12, web2: 0.1, web3: 0.1 });
+    const { results, events, rolledBack } = await rollOut(
+      metrics({ web1: 0.12, web2: 0.1, web3: 0.1 }),
+    );
     expect(rolledBack).toEqual([]);
     expect(results.map((r) => r.outcome.status)).toEqual(["activated", "activated", "activated"]);
     expect(events.filter((e) => e.type === "bake-start").map((e) => e.type)).toHaveLength(2);
@@ -191,7 +196,7 @@ describe("a wave's bake in the rollout engine", () => {
   });
 
   it("keeps each measurement and the failed condition in the rollout record", async () => {
-    const { events, plan: p } = await rollOut({ web1: 0.3, web2: 0.1, web3: 0.1 });
+    const { events, plan: p } = await rollOut(metrics({ web1: 0.3, web2: 0.1, web3: 0.1 }));
     const recorder = new RolloutRecorder({} as never, { mode: "ssh", action: "switch" });
     recorder.onEvent({ type: "plan", plan: p });
     for (const e of events) recorder.onEvent(e);
@@ -239,24 +244,7 @@ describe("a Prometheus that answers slowly", () => {
       ...ANALYSIS_DEFAULTS,
     }));
     // Three rounds due at 0.1, 0.2 and 0.3 s; the first takes 0.4 s.
-    const bake: HostBake = { seconds: 0.3, interval: 0.1, analysis: queries };
-    const events: DeployEvent[] = [];
-    const requests = new Map(
-      HOSTS.map((h) => [
-        h,
-        { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
-      ]),
-    );
-    const p = plan(bake);
-    await runRollout({
-      plan: p,
-      hosts: HOSTS.map(host),
-      policy: { maxFailures: 0 },
-      delivery: delivery().delivery,
-      requests,
-      emit: (e) => events.push(e),
-      metrics: slow,
-    });
+    const { events } = await rollOut(slow, { seconds: 0.3, interval: 0.1, analysis: queries });
     // web1's three queries, each with its baseline (web2 and web3): nine at once.
     expect(most).toBe(9);
     const rounds = events.filter(
@@ -288,22 +276,7 @@ describe("a Prometheus that never answers", () => {
       ...ANALYSIS_DEFAULTS,
       noData: "wait" as const,
     }));
-    const events: DeployEvent[] = [];
-    const requests = new Map(
-      HOSTS.map((h) => [
-        h,
-        { action: "switch", httpChecks: [], commandChecks: [] } as unknown as DeployRequest,
-      ]),
-    );
-    await runRollout({
-      plan: plan({ seconds: 0.2, interval: 0.1, analysis: queries }),
-      hosts: HOSTS.map(host),
-      policy: { maxFailures: 0 },
-      delivery: delivery().delivery,
-      requests,
-      emit: (e) => events.push(e),
-      metrics: silent,
-    });
+    const { events } = await rollOut(silent, { seconds: 0.2, interval: 0.1, analysis: queries });
     const measured = events.filter(
       (e): e is Extract<DeployEvent, { type: "bake-measure" }> =>
         e.type === "bake-measure" && e.host === "web1",

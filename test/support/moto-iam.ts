@@ -159,3 +159,14 @@ export function s3ClientWith(endpoint: string, keys: AwsKeys): S3Client {
     maxAttempts: 1,
   });
 }
+
+/** The environment of a nixship command run with these keys, and no other credentials. */
+export function withKeys(keys: AwsKeys): NodeJS.ProcessEnv {
+  return {
+    AWS_ACCESS_KEY_ID: keys.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
+    AWS_SESSION_TOKEN: keys.sessionToken ?? "",
+    AWS_PROFILE: "",
+    AWS_REGION: "us-east-1",
+  };
+}
