@@ -104,6 +104,13 @@ describe("the host module's agent inputs", () => {
     }
   });
 
+  it("attach SSM's managed policy unless ssm_enabled is false (a host never reached through SSM)", async () => {
+    const attachment = blockAt(["resource", "aws_iam_role_policy_attachment", "ssm_core"]);
+    expect(await evaluate(attachment.count, {})).toBe(1);
+    expect(await evaluate(attachment.count, { ssm_enabled: false })).toBe(0);
+    expect(String(attachment.policy_arn)).toContain("AmazonSSMManagedInstanceCore");
+  });
+
   it("are needed exactly when agent_enabled: the instance's precondition says so", async () => {
     const lifecycle = blockAt(["resource", "aws_instance", "host", "lifecycle"]);
     const precondition = blocks(lifecycle.precondition)[0] as Body;

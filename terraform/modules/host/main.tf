@@ -143,8 +143,11 @@ resource "aws_iam_role" "host" {
   tags               = merge(local.tags, { "nixship-host" = var.name })
 }
 
-# SSM's agent on the host (Run Command for deploy --via ssm, Session Manager instead of SSH).
+# SSM's agent on the host (Run Command for deploy --via ssm, Session Manager instead of SSH),
+# unless the host is never reached through SSM.
 resource "aws_iam_role_policy_attachment" "ssm_core" {
+  count = var.ssm_enabled ? 1 : 0
+
   role       = aws_iam_role.host.name
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }

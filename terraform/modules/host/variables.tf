@@ -89,6 +89,12 @@ variable "policy_arns" {
   default     = []
 }
 
+variable "ssm_enabled" {
+  description = "Attach AmazonSSMManagedInstanceCore to the host's role: SSM's agent, for deploy --via ssm and Session Manager. false for a host reached only by its pull agent or over ssh: its role then grants nothing of SSM."
+  type        = bool
+  default     = true
+}
+
 variable "allow_parameter_store" {
   description = "Let the host's role read SSM Parameter Store (which AmazonSSMManagedInstanceCore grants on every parameter of the account). false (the default) denies it: nixship reads no parameter."
   type        = bool
