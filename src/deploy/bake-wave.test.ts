@@ -115,7 +115,7 @@ function metrics(ratios: Record<string, number>): MetricsSource {
 }
 
 /** A rollout of the three hosts, baking `bake`, its analysis asking `source`. */
-async function rollOut(source: MetricsSource, bake: HostBake = BAKE) {
+async function rollOut(source: MetricsSource, bake: HostBake = BAKE, signal?: AbortSignal) {
   const events: DeployEvent[] = [];
   const { delivery: d, rolledBack } = delivery();
   const p = plan(bake);
@@ -133,6 +133,7 @@ async function rollOut(source: MetricsSource, bake: HostBake = BAKE) {
     requests,
     emit: (e) => events.push(e),
     metrics: source,
+    ...(signal === undefined ? {} : { signal }),
   });
   return { results, events, rolledBack, plan: p };
 }
@@ -252,6 +253,34 @@ describe("a Prometheus that answers slowly", () => {
     );
     // The first round, then the last: the one due at 0.2 s was missed.
     expect(rounds).toHaveLength(2);
+  });
+});
+
+describe("an interrupt during a bake", () => {
+  it("leaves the host on its new system, its result saying the bake did not verify it", async () => {
+    const stop = new AbortController();
+    const rolled = rollOut(
+      metrics({ web1: 0.1, web2: 0.1, web3: 0.1 }),
+      {
+        ...BAKE,
+        seconds: 30,
+        interval: 0.1,
+      },
+      stop.signal,
+    );
+    setTimeout(() => stop.abort(), 300);
+    const { results, events } = await rolled;
+    const canary = results.find((r) => r.host === "web1");
+    expect(canary?.outcome).toMatchObject({
+      status: "activated",
+      bakeInterrupted: expect.any(Number),
+    });
+    const after = (canary?.outcome as { bakeInterrupted?: number } | undefined)?.bakeInterrupted;
+    expect(after).toBeGreaterThan(0);
+    expect(after).toBeLessThan(30);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "bake-done", host: "web1", interrupted: true }),
+    );
   });
 });
 

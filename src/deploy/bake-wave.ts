@@ -80,6 +80,8 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   const failures = new Map<string, BakeFailure>();
   const baked = new Map<string, number>();
   const cut = new Set<string>();
+  /** Hosts whose bake an interrupt ended: they keep their system, unverified by it. */
+  const stopped = new Set<string>();
   await Promise.all(
     baking.map(async ({ result, bake }) => {
       const verdict = await bakeHost({ ...input, signal, inFlight }, result.host, bake, planned);
@@ -89,6 +91,7 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
         waveFailed.abort();
         return;
       }
+      if (verdict.interrupted && input.signal?.aborted) stopped.add(result.host);
       // Cut short by another host's failure: its own bake neither passed nor failed.
       if (verdict.interrupted && !input.signal?.aborted) {
         cut.add(result.host);
@@ -105,6 +108,9 @@ export async function bakeWave(input: BakeInput): Promise<HostResult[]> {
   );
   const withBake = (r: HostResult): HostResult => ({
     ...r,
+    ...(r.outcome.status === "activated" && stopped.has(r.host)
+      ? { outcome: { ...r.outcome, bakeInterrupted: round1(baked.get(r.host) ?? 0) } }
+      : {}),
     seconds: r.seconds + (baked.get(r.host) ?? 0),
   });
   if (failures.size === 0) return input.results.map(withBake);
@@ -469,4 +475,8 @@ function sleepUntil(time: number, signal: AbortSignal | undefined): Promise<bool
     );
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+function round1(seconds: number): number {
+  return Math.round(seconds * 10) / 10;
 }

@@ -195,6 +195,11 @@ export type DeployOutcome =
       readonly pruned?: PruneReport;
       /** What came by delta and what whole (with a delta tool; docs/deltas.md). */
       readonly delta?: DeltaReport;
+      /**
+       * Seconds into its bake when an interrupt (Ctrl-C, SIGTERM) ended it: the host keeps its
+       * new system, which its bake never passed.
+       */
+      readonly bakeInterrupted?: number;
     }
   | {
       readonly status: "failed";

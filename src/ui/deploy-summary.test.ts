@@ -398,3 +398,16 @@ describe("the generation of a host that was not activated", () => {
     expect(row("stuck").slice(2, 5)).toEqual(["example-web-system-v2 (failed)", "health", "-"]);
   });
 });
+
+describe("a host whose bake an interrupt ended", () => {
+  it("is activated, and its row says the bake did not verify it", () => {
+    const cut: HostResult = {
+      ...activated("web1", 3, 12),
+      outcome: { status: "activated", generation: 3, previous: undefined, bakeInterrupted: 8 },
+    };
+    const row = formatDeploySummary([cut], 12).split("\n")[1] ?? "";
+    expect(row).toMatch(
+      /^web1 +activated +- +3 +12\.0s +bake interrupted after 8\.0s: not verified by it$/,
+    );
+  });
+});

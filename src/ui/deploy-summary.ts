@@ -208,7 +208,12 @@ function summaryRow(result: HostResult, plan: DeployPlan | undefined): string[] 
         "-",
         o.generation?.toString() ?? "-",
         time,
-        o.pruned === undefined ? "" : oneLine(describePrune(o.pruned)),
+        [
+          ...(o.bakeInterrupted === undefined
+            ? []
+            : [`bake interrupted after ${formatDuration(o.bakeInterrupted)}: not verified by it`]),
+          ...(o.pruned === undefined ? [] : [oneLine(describePrune(o.pruned))]),
+        ].join("; "),
       ];
     case "failed":
       return [result.host, resultLabel(result), o.phase, kept, time, oneLine(o.message)];
