@@ -30,7 +30,8 @@ import {
   waitFor as waitForOn,
   withStore,
 } from "./support/agent-lab.js";
-import { buildExampleSystems } from "./support/example-systems.js";
+import { EXAMPLES_DIR } from "./support/example-systems.js";
+import { freshSystems } from "./support/fresh-systems.js";
 
 const HOSTS = ["ag1", "ag2", "ag3"];
 /** Seconds between an agent's polls (± 10 %). */
@@ -388,63 +389,76 @@ describe("the pull agent on a lab fleet", () => {
   });
 
   it("7. --keep-generations 1: the agent prunes after the confirmed switch and reports it", async () => {
-    // The generation pruned runs a system no other test deploys: a process of another lab host
-    // that names a path (an activation of it under way) keeps it in this host's store too
-    // (docs/development.md).
-    const unique = (await buildExampleSystems())["web-pruned-agent"];
-    // Whether ag3's store holds `path`, and what `nix-store --check-validity` said (for a failure).
-    const validity = async (path: string) => {
-      const r = await nixship(["lab", "exec", "ag3", "--", "nix-store", "--check-validity", path], {
-        env: lab.env,
+    // The generation pruned runs a system of this run alone (a fresh nonce): any process that
+    // names a path, another test's build of the examples or an activation on another lab
+    // host, keeps it in this host's store too (docs/development.md).
+    const fresh = await freshSystems(["web-pruned-agent"]);
+    try {
+      // Whether ag3's store holds `path`, and what `nix-store --check-validity` said (for a failure).
+      const validity = async (path: string) => {
+        const r = await nixship(
+          ["lab", "exec", "ag3", "--", "nix-store", "--check-validity", path],
+          {
+            env: lab.env,
+          },
+        );
+        return { valid: r.code === 0, said: `exit ${r.code}: ${r.stdout}${r.stderr}` };
+      };
+      // ag3's system profile generations, by number.
+      const generations = async () => {
+        const r = await nixship(["lab", "exec", "ag3", "--", "ls", "/nix/var/nix/profiles"], {
+          env: lab.env,
+        });
+        expect(r.code, r.stderr).toBe(0);
+        return r.stdout
+          .split("\n")
+          .flatMap((l) => /^system-(\d+)-link$/.exec(l)?.slice(1) ?? [])
+          .map(Number)
+          .sort((a, b) => a - b);
+      };
+      let unique = "";
+      for (const [system, flake] of [
+        ["web-pruned-agent", fresh.dir],
+        ["web-v2", EXAMPLES_DIR],
+      ] as const) {
+        await setSystemsOf(lab, system, undefined, flake);
+        const step = await deployViaAgent("--on", "ag3");
+        expect(step.code, `${system}: ${step.stderr}`).toBe(0);
+        expect(await served("ag3")).toBe(system);
+        if (system === "web-pruned-agent") unique = (await record("ag3"))?.current as string;
+      }
+      expect(unique).toMatch(/^\/nix\/store\/[0-9a-z]{32}-example-web-system-pruned-agent$/);
+      const held = await validity(unique);
+      expect(held.valid, `web-pruned-agent in ag3's store before the deploy: ${held.said}`).toBe(
+        true,
+      );
+      const before = (await record("ag3"))?.generation as number;
+      const older = (await generations()).filter((g) => g < before);
+      // web-pruned-agent's generation (the one before) and those of the earlier tests.
+      expect(older).toContain(before - 1);
+      await setSystems("web-v3");
+      const r = await deployViaAgent("--on", "ag3", "--keep-generations", "1");
+      expect(r.code, `${r.stderr}\n${await agentLog(lab, "ag3")}`).toBe(0);
+      expect(await served("ag3")).toBe("web-v3");
+      const kept = [before, before + 1];
+      const pruned = { ok: true, kept, removed: older, gc: "done" };
+      expect((await channelRelease()).release.keepGenerations).toBe(1);
+      expect(summaryOf(r).ag3, await agentLog(lab, "ag3")).toMatchObject({
+        status: "activated",
+        pruned,
       });
-      return { valid: r.code === 0, said: `exit ${r.code}: ${r.stdout}${r.stderr}` };
-    };
-    // ag3's system profile generations, by number.
-    const generations = async () => {
-      const r = await nixship(["lab", "exec", "ag3", "--", "ls", "/nix/var/nix/profiles"], {
-        env: lab.env,
-      });
-      expect(r.code, r.stderr).toBe(0);
-      return r.stdout
-        .split("\n")
-        .flatMap((l) => /^system-(\d+)-link$/.exec(l)?.slice(1) ?? [])
-        .map(Number)
-        .sort((a, b) => a - b);
-    };
-    for (const system of ["web-pruned-agent", "web-v2"]) {
-      await setSystems(system);
-      const step = await deployViaAgent("--on", "ag3");
-      expect(step.code, `${system}: ${step.stderr}`).toBe(0);
-      expect(await served("ag3")).toBe(system);
+      expect(await record("ag3")).toMatchObject({ state: "success", pruned });
+      expect(await generations()).toEqual(kept);
+      // web-pruned-agent ran only in a generation now removed: gone from the host's store.
+      const left = await validity(unique);
+      expect(
+        left.valid,
+        `web-pruned-agent still in ag3's store: ${left.said}\n${await agentLog(lab, "ag3")}`,
+      ).toBe(false);
+      expect(left.said, "nix-store said web-pruned-agent is not valid").toContain("is not valid");
+    } finally {
+      await fresh.remove();
     }
-    const held = await validity(unique);
-    expect(held.valid, `web-pruned-agent in ag3's store before the deploy: ${held.said}`).toBe(
-      true,
-    );
-    const before = (await record("ag3"))?.generation as number;
-    const older = (await generations()).filter((g) => g < before);
-    // web-pruned-agent's generation (the one before) and those of the earlier tests.
-    expect(older).toContain(before - 1);
-    await setSystems("web-v3");
-    const r = await deployViaAgent("--on", "ag3", "--keep-generations", "1");
-    expect(r.code, `${r.stderr}\n${await agentLog(lab, "ag3")}`).toBe(0);
-    expect(await served("ag3")).toBe("web-v3");
-    const kept = [before, before + 1];
-    const pruned = { ok: true, kept, removed: older, gc: "done" };
-    expect((await channelRelease()).release.keepGenerations).toBe(1);
-    expect(summaryOf(r).ag3, await agentLog(lab, "ag3")).toMatchObject({
-      status: "activated",
-      pruned,
-    });
-    expect(await record("ag3")).toMatchObject({ state: "success", pruned });
-    expect(await generations()).toEqual(kept);
-    // web-pruned-agent ran only in a generation now removed: gone from the host's store.
-    const left = await validity(unique);
-    expect(
-      left.valid,
-      `web-pruned-agent still in ag3's store: ${left.said}\n${await agentLog(lab, "ag3")}`,
-    ).toBe(false);
-    expect(left.said, "nix-store said web-pruned-agent is not valid").toContain("is not valid");
   });
 
   it("8. SIGTERM to the agent's process group (Ctrl-C at its terminal) lets the activation in progress finish: the release is applied, not failed", async () => {

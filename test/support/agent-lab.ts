@@ -129,12 +129,17 @@ export function agentLog(lab: AgentLab, host: string): Promise<string> {
 }
 
 /** Sets the fleet file's system of `hosts` (default: every host) to an example system. */
-export async function setSystems(lab: AgentLab, system: string, hosts?: readonly string[]) {
+export async function setSystems(
+  lab: AgentLab,
+  system: string,
+  hosts?: readonly string[],
+  flake: string = EXAMPLES_DIR,
+) {
   const doc = JSON.parse(await readFile(lab.fleetFile, "utf8")) as {
     hosts: Record<string, { system: string }>;
   };
   for (const [name, h] of Object.entries(doc.hosts)) {
-    if (hosts === undefined || hosts.includes(name)) h.system = `path:${EXAMPLES_DIR}#${system}`;
+    if (hosts === undefined || hosts.includes(name)) h.system = `path:${flake}#${system}`;
   }
   await writeFile(lab.fleetFile, JSON.stringify(doc, null, 2));
 }
