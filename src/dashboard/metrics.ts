@@ -5,12 +5,11 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import { DELIVERY_MODES } from "../fleet/fleet.js";
 import { type DeltaTotals, sumDeltaReports } from "../status/delta-report.js";
-import { rolloutAsShown } from "../status/ended-rollout.js";
-import { ROLLOUT_HOST_STATES, ROLLOUT_STATES, type RolloutRecord } from "../status/rollout.js";
+import { ROLLOUT_HOST_STATES, ROLLOUT_STATES } from "../status/rollout.js";
 import { HOST_STATES } from "../views/host-state.js";
 import type { StatusRow } from "../views/status-rows.js";
 import type { FleetPoller } from "./poller.js";
-import { countByStateAndMode, rebootDue, rolloutCounts, type Snapshot } from "./snapshot.js";
+import { countByStateAndMode, rebootDue, rolloutCounts, shownRollout } from "./snapshot.js";
 
 export interface DashboardMetrics {
   readonly registry: Registry;
@@ -231,15 +230,6 @@ export function dashboardMetrics(
     registers: [registry],
   });
   return { registry, sseClients };
-}
-
-/**
- * The newest rollout as the rollout page shows it at the poll's time: a record whose deployer
- * is gone is interrupted there (ended-rollout.ts); undefined when there is none to show.
- */
-function shownRollout(s: Snapshot | undefined): RolloutRecord | undefined {
-  if (s?.rollout.status !== "found") return undefined;
-  return rolloutAsShown(s.rollout.record, new Date(s.at));
 }
 
 /** What the hosts' records say they fetched by delta, summed; undefined before the first poll. */

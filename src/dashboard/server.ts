@@ -14,7 +14,6 @@ import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
-import { rolloutAsShown } from "../status/ended-rollout.js";
 import { rolloutGone } from "../status/rollout.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
@@ -49,7 +48,7 @@ import {
 import type { FleetPoller } from "./poller.js";
 import { ReadsFull, ReleaseReads } from "./release-reads.js";
 import { rolloutMain } from "./rollout-page.js";
-import { allTags, filterRows, runningOf, type Snapshot } from "./snapshot.js";
+import { allTags, filterRows, runningOf, type Snapshot, shownRollout } from "./snapshot.js";
 import { DASHBOARD_CSS } from "./style.js";
 import { checkToken } from "./token.js";
 
@@ -357,7 +356,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
   app.get("/api/rollout", (c) =>
     withSnapshot(
       poller,
-      (s) => c.json({ rollout: rolloutAsServed(s.rollout, new Date(s.at)) }),
+      (s) => c.json({ rollout: rolloutAsServed(s) }),
       () => notReadyJson(c, poller),
     ),
   );
@@ -528,18 +527,12 @@ export async function listenDashboard(
 }
 
 /**
- * The newest rollout as the page shows it: a record whose deployer is gone is interrupted
- * where it last wrote it (ended-rollout.ts), and `gone` says why; the stored `state` is kept
- * as `recordedState`.
+ * The newest rollout as the page shows it (snapshot.ts's shownRollout), with the record's own
+ * `state` as `recordedState` and why its deployer is taken for gone.
  */
-function rolloutAsServed(read: Snapshot["rollout"], at: Date): unknown {
-  if (read.status !== "found") return read;
-  const gone = rolloutGone(read.record, at);
-  if (gone === undefined) return read;
-  return {
-    ...read,
-    record: rolloutAsShown(read.record, at),
-    recordedState: read.record.state,
-    gone,
-  };
+function rolloutAsServed(s: Snapshot): unknown {
+  const read = s.rollout;
+  const gone = read.status === "found" ? rolloutGone(read.record, new Date(s.at)) : undefined;
+  if (read.status !== "found" || gone === undefined) return read;
+  return { ...read, record: shownRollout(s), recordedState: read.record.state, gone };
 }

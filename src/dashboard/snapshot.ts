@@ -2,6 +2,7 @@
 // shows, the releases of every channel, the newest rollout), and the pure questions pages and
 // metrics ask of it: each host's state in one word, filters, counts. No I/O here.
 import type { DeliveryMode, FleetHost } from "../fleet/fleet.js";
+import { rolloutAsShown } from "../status/ended-rollout.js";
 import { FUTURE_SKEW, type FutureRollout } from "../status/future-rollouts.js";
 import { type RolloutHostState, type RolloutRecord, rolloutEntries } from "../status/rollout.js";
 import { type HostState, hostState } from "../views/host-state.js";
@@ -129,4 +130,13 @@ export function rolloutCounts(record: RolloutRecord): Map<RolloutHostState, numb
 export function generationOf(row: StatusRow): number | null {
   if (row.source === "live") return row.reachable ? (row.generation ?? null) : null;
   return row.generation ?? null;
+}
+
+/**
+ * The newest rollout as the rollout page shows it at the poll's time: a record whose deployer
+ * is gone is interrupted there (ended-rollout.ts); undefined when there is none to show.
+ */
+export function shownRollout(s: Snapshot | undefined): RolloutRecord | undefined {
+  if (s?.rollout.status !== "found") return undefined;
+  return rolloutAsShown(s.rollout.record, new Date(s.at));
 }
