@@ -28,7 +28,7 @@ import {
 import type { RollbackTarget } from "../fleet/rollback-target.js";
 import { httpCheck } from "../host/http-check.js";
 import type { MetricsSource, QueryAnswer } from "../metrics/prometheus.js";
-import { startDeadline } from "../util/deadline.js";
+import { type Deadline, eitherSignal, startDeadline } from "../util/deadline.js";
 import { Semaphore } from "../util/pool.js";
 import type { DeployEvent, HostResult } from "./events.js";
 
@@ -252,14 +252,7 @@ async function bakeHost(
     const roundEnd = startDeadline((input.metrics?.timeout ?? 0) * 1000);
     const measured = await Promise.all(
       bake.analysis.map((query) =>
-        measure(
-          input,
-          query,
-          host ?? { name, address: undefined },
-          baseline,
-          asked,
-          roundEnd.signal,
-        ),
+        measure(input, query, host ?? { name, address: undefined }, baseline, asked, roundEnd),
       ),
     ).finally(() => roundEnd.clear());
     if (input.signal?.aborted) return { seconds: elapsed(), interrupted: true };
@@ -316,12 +309,12 @@ async function measure(
   host: Pick<FleetHost, "name" | "address">,
   baseline: readonly FleetHost[],
   at: number,
-  round: AbortSignal,
+  round: Deadline,
 ): Promise<Measurement> {
   const metrics = input.metrics;
   const ask = async (h: Pick<FleetHost, "name" | "address">): Promise<QueryAnswer> => {
     if (metrics === undefined) return { value: null, why: "the fleet names no prometheus" };
-    const stop = input.signal === undefined ? round : AbortSignal.any([round, input.signal]);
+    const stop = eitherSignal(round, input.signal);
     let release: () => void;
     try {
       release = await input.inFlight.acquire(stop);
