@@ -46,9 +46,7 @@ written outside it.`,
     if (positionals.length !== 1) throw new UsageError("nar restore: expects exactly one DIR");
     const dir = positionals[0] as string;
     await whileTrapped("nar restore", (signal) =>
-      restoreNar(narFromStdin(io.stdin, "nar restore DIR"), dir, { signal }).catch(
-        emptyNar("nar restore DIR"),
-      ),
+      restoreNar(narFromStdin(io.stdin, NAR_RESTORE), dir, { signal }).catch(emptyNar(NAR_RESTORE)),
     );
     return 0;
   },
@@ -64,38 +62,42 @@ checking it strictly.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, "nar ls");
     refuseArguments(positionals, "nar ls");
-    const entries = await listNar(narFromStdin(io.stdin, "nar ls")).catch(emptyNar("nar ls"));
+    const entries = await listNar(narFromStdin(io.stdin, NAR_LS)).catch(emptyNar(NAR_LS));
     if (values.json) writeJson(io, entries);
     else io.stdout.write(formatNarListing(entries));
     return 0;
   },
 };
 
-/** How to give `command` (`nar ls`, `nar restore DIR`) its NAR. */
-function pipeANar(command: string): string {
-  return `pipe one in: nixship nar dump PATH | nixship ${command} (or < file.nar)`;
+/** A command that reads a NAR from stdin: its name, and how to give it one. */
+interface NarReader {
+  readonly name: string;
+  readonly pipe: string;
 }
+const NAR_LS: NarReader = {
+  name: "nar ls",
+  pipe: "pipe one in: nixship nar dump PATH | nixship nar ls (or < file.nar)",
+};
+const NAR_RESTORE: NarReader = {
+  name: "nar restore",
+  pipe: "pipe one in: nixship nar dump PATH | nixship nar restore DIR (or < file.nar)",
+};
 
 /** stdin as a NAR's bytes; a terminal is refused, where it would wait for typing. */
-function narFromStdin(stdin: unknown, command: string): AsyncIterable<Uint8Array> {
+function narFromStdin(stdin: unknown, reader: NarReader): AsyncIterable<Uint8Array> {
   if ((stdin as { isTTY?: boolean }).isTTY === true) {
-    throw new UsageError(
-      `${command.split(" ").slice(0, 2).join(" ")} reads a NAR from stdin, which is a terminal`,
-      pipeANar(command),
-    );
+    throw new UsageError(`${reader.name} reads a NAR from stdin, which is a terminal`, reader.pipe);
   }
   return stdin as AsyncIterable<Uint8Array>;
 }
 
 /** A NAR that ended before its first byte is no NAR given: said so. */
-function emptyNar(command: string): (err: unknown) => never {
+function emptyNar(reader: NarReader): (err: unknown) => never {
   return (err) => {
     if (err instanceof InputError && err.message.startsWith("unexpected end of NAR at byte 0")) {
-      throw new InputError(
-        "bad-nar",
-        `${command.split(" ").slice(0, 2).join(" ")}: stdin was empty: no NAR to read`,
-        { hint: pipeANar(command) },
-      );
+      throw new InputError("bad-nar", `${reader.name}: stdin was empty: no NAR to read`, {
+        hint: reader.pipe,
+      });
     }
     throw err;
   };
