@@ -209,8 +209,28 @@ export async function controlSockets(prefix: string): Promise<string[]> {
   return sockets;
 }
 
-/** Ends every master listening under one of `prefixes` (see controlSockets); never rejects. */
+/**
+ * Ends every master listening under one of `prefixes` (see controlSockets); never rejects. A
+ * master that agreed to end is waited for until it removed its socket, as it does on its way
+ * out (at most MASTER_EXIT_WAIT): the command that started it does not end before it.
+ */
 export async function terminateMasters(prefixes: readonly string[]): Promise<TerminateOutcome[]> {
   const sockets = (await Promise.all(prefixes.map(controlSockets))).flat();
-  return mapLimit(sockets, CONCURRENCY, (socket) => terminateMaster(socket));
+  return mapLimit(sockets, CONCURRENCY, async (socket) => {
+    const outcome = await terminateMaster(socket);
+    if (outcome.status === "terminated") await socketGone(socket, MASTER_EXIT_WAIT);
+    return outcome;
+  });
+}
+
+/** Ms a master that agreed to end is given to remove its socket and exit. */
+const MASTER_EXIT_WAIT = 1000;
+
+/** Resolves once nothing is at `path`, or `ms` passed. */
+async function socketGone(path: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if ((await lstat(path).catch(() => undefined)) === undefined) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
