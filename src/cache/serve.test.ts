@@ -5,12 +5,28 @@ import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Sha256 } from "../nix/hash.js";
 import { FsStore } from "../store/fs-store.js";
 import { NARINFO_LIMIT } from "./read.js";
-import { createCacheServer } from "./serve.js";
+import { createCacheServer, logServerFailures } from "./serve.js";
 
 const NARINFO = "0123456789abcdfghijklmnpqrsvwxyz.narinfo";
 const NAR = `nar/${"1".repeat(52)}.nar.zst`;
+const NARINFO_TEXT = [
+  "StorePath: /nix/store/0123456789abcdfghijklmnpqrsvwxyz-x",
+  `URL: ${NAR}`,
+  "Compression: zstd",
+  `NarHash: ${Sha256.of("x").format("nix32")}`,
+  "NarSize: 300000",
+  "References: ",
+  "Sig: test:c2ln",
+  "",
+].join("\n");
+/** NARINFO_TEXT as the server sends it: its URL carries its NAR's bound (nar-bound.ts). */
+const NARINFO_SERVED = NARINFO_TEXT.replace(
+  `URL: ${NAR}`,
+  `URL: ${NAR}?nar-size=300000&compression=zstd`,
+);
 // A delta path's NAR (docs/deltas.md), and a skip note hosts have no business reading.
 const DELTA_NAR = `delta/${"3".repeat(52)}.nar`;
 const SKIP_NOTE = `delta/skip/${"4".repeat(32)}-${"5".repeat(32)}.json`;
@@ -31,7 +47,7 @@ describe("cache server", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "nixship-serve-"));
     const store = new FsStore(dir);
-    await store.put(NARINFO, Buffer.from("StorePath: x\n"));
+    await store.put(NARINFO, Buffer.from(NARINFO_TEXT));
     await store.put(NAR, Buffer.alloc(300_000, 7));
     await store.put("releases/secret.json", Buffer.from("{}"));
     await store.put(DELTA_NAR, Buffer.from("delta NAR"));
@@ -51,7 +67,7 @@ describe("cache server", () => {
     const info = await fetch(`${openUrl}/${NARINFO}`);
     expect(info.status).toBe(200);
     expect(info.headers.get("content-type")).toBe("text/x-nix-narinfo");
-    expect(await info.text()).toBe("StorePath: x\n");
+    expect(await info.text()).toBe(NARINFO_SERVED);
     const nar = await fetch(`${openUrl}/${NAR}`);
     expect(nar.headers.get("content-length")).toBe("300000");
     expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
@@ -208,3 +224,13 @@ async function waitFor(ok: () => Promise<boolean>, ms: number, what: string): Pr
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+describe("logServerFailures", () => {
+  it("writes each failure the client was not told of as one line, and nothing for the rest", () => {
+    const lines: string[] = [];
+    const log = logServerFailures((line) => lines.push(line), "agent: ");
+    log({ method: "GET", key: "/x.narinfo", status: 200 });
+    log({ method: "GET", key: "/nar/a\u001b[2J.nar", status: 502, error: "cut" });
+    expect(lines).toEqual(["agent: GET /nar/a\ufffd[2J.nar: 502: cut\n"]);
+  });
+});

@@ -10,8 +10,24 @@ import type { ObjectStore } from "../store/object-store.js";
 import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
 import { guardConnections, HEADERS_TIMEOUT, MAX_CONNECTIONS } from "../util/server-connections.js";
+import { withoutControls } from "../util/text.js";
 import { CACHE_INFO_KEY, isCacheKey } from "./layout.js";
+import {
+  boundedNarStreams,
+  boundNarInfo,
+  type NarBound,
+  narBoundOf,
+  sentAsStored,
+} from "./nar-bound.js";
 import { NARINFO_LIMIT } from "./read.js";
+
+/** One request answered, as `ServeOptions.onRequest` is told of it. */
+export interface ServedRequest {
+  readonly method: string;
+  readonly key: string;
+  readonly status: number;
+  readonly error?: string;
+}
 
 export interface ServeOptions {
   readonly store: ObjectStore;
@@ -22,12 +38,21 @@ export interface ServeOptions {
   /** Connections open at once, past which the idle ones are closed (default MAX_CONNECTIONS). */
   readonly maxConnections?: number;
   /** Each request answered; `error` says why the store failed (never sent to the client). */
-  readonly onRequest?: (entry: {
-    method: string;
-    key: string;
-    status: number;
-    error?: string;
-  }) => void;
+  readonly onRequest?: (entry: ServedRequest) => void;
+}
+
+/**
+ * An `onRequest` that writes each failure the client was not told the cause of (the store's
+ * error, a NAR cut at its signed size) as one line, with `prefix`, to the server's own log.
+ */
+export function logServerFailures(
+  write: (line: string) => void,
+  prefix = "",
+): (entry: ServedRequest) => void {
+  return ({ method, key, status, error }) => {
+    if (error === undefined) return;
+    write(`${prefix}${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${error}\n`);
+  };
 }
 
 function contentType(key: string): string {
@@ -40,9 +65,13 @@ function authorized(req: IncomingMessage, token: string | undefined): boolean {
   return token === undefined || carriesToken(req.headers.authorization, token);
 }
 
-function requestKey(url: string | undefined): string | undefined {
+/** The object a request names, and its query (a NAR's bound, nar-bound.ts). */
+function requestTarget(
+  url: string | undefined,
+): { readonly key: string; readonly search: URLSearchParams } | undefined {
   try {
-    return decodeURIComponent(new URL(url ?? "/", "http://x").pathname.slice(1));
+    const parsed = new URL(url ?? "/", "http://x");
+    return { key: decodeURIComponent(parsed.pathname.slice(1)), search: parsed.searchParams };
   } catch {
     return undefined;
   }
@@ -67,10 +96,19 @@ export function createCacheServer(options: ServeOptions): Server {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
       return 405;
     }
-    const key = requestKey(req.url);
-    if (key === undefined || !isCacheKey(key)) {
+    const target = requestTarget(req.url);
+    if (target === undefined || !isCacheKey(target.key)) {
       res.writeHead(404).end();
       return 404;
+    }
+    const { key } = target;
+    const isNarInfo = key.endsWith(".narinfo");
+    let bound: NarBound | undefined;
+    try {
+      bound = isNarInfo || key === CACHE_INFO_KEY ? undefined : narBoundOf(target.search);
+    } catch (err) {
+      res.writeHead(400, { "content-type": "text/plain" }).end(`${(err as Error).message}\n`);
+      return 400;
     }
     const headers = { "content-type": contentType(key) };
     if (method === "HEAD") {
@@ -83,7 +121,10 @@ export function createCacheServer(options: ServeOptions): Server {
         res.writeHead(404).end();
         return 404;
       }
-      res.writeHead(200, { ...headers, "content-length": info.size, etag: info.etag }).end();
+      // A narinfo is served rewritten, and a NAR sent decompressed has no length known yet.
+      const asStored = !isNarInfo && (bound === undefined || sentAsStored(bound.compression));
+      const length = asStored ? { "content-length": info.size } : {};
+      res.writeHead(200, { ...headers, ...length, etag: info.etag }).end();
       return 200;
     }
     const got = await store.get(key);
@@ -97,14 +138,23 @@ export function createCacheServer(options: ServeOptions): Server {
     }
     // What Nix reads whole (a narinfo, nix-cache-info) is held to what such a file can be, so
     // that a planted one of gigabytes never reaches its memory: a 502, and the log says why.
-    if (key === CACHE_INFO_KEY || key.endsWith(".narinfo")) {
-      const bytes = await readGot(got, key, NARINFO_LIMIT);
+    if (key === CACHE_INFO_KEY || isNarInfo) {
+      const read = await readGot(got, key, NARINFO_LIMIT);
+      // Each NAR is held to the size its narinfo's signature covers (nar-bound.ts).
+      const bytes = isNarInfo ? Buffer.from(boundNarInfo(read.toString("utf8"), key)) : read;
       res.writeHead(200, { ...headers, "content-length": bytes.length, etag: got.info.etag });
       res.end(bytes);
       return 200;
     }
-    res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });
-    await pipeline(got.body, res);
+    if (bound === undefined) {
+      res.writeHead(200, { ...headers, "content-length": got.info.size, etag: got.info.etag });
+      await pipeline(got.body, res);
+      return 200;
+    }
+    const streams = boundedNarStreams(key, bound);
+    const length = sentAsStored(bound.compression) ? { "content-length": got.info.size } : {};
+    res.writeHead(200, { ...headers, ...length, etag: got.info.etag });
+    await pipeline([got.body, ...streams, res]);
     return 200;
   };
   const server = createServer(

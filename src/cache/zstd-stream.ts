@@ -5,7 +5,7 @@
 // word to a caller's own limit at `maxOutput`, downstream, which sees each buffer as it comes).
 // Reading a NAR this way starts no `zstd -d` and copies nothing through pipes: a delta's fast
 // pass read each target and base through two such processes (docs/performance.md).
-import { Duplex } from "node:stream";
+import { Duplex, Transform } from "node:stream";
 import { OperationError } from "../errors.js";
 import { binding } from "./zstd.js";
 
@@ -55,6 +55,45 @@ export function zstdDecompressor(maxOutput: number): Duplex {
     // Each input was drained whole: a frame not complete by now was cut short.
     if (!sawInput) throw failed("there is no data");
     if (pending !== 0) throw failed("the data ends inside a frame");
+  });
+}
+
+/**
+ * A stream that passes zstd data on as it is, each chunk only once what it decompresses to has
+ * been counted: past `maxOutput` bytes of that it fails with `error()` and passes no more, so
+ * whoever decompresses what was passed gets at most `maxOutput` bytes. What is decompressed is
+ * counted in one reused buffer and dropped.
+ */
+export function zstdOutputLimit(maxOutput: number, error: () => Error): Transform {
+  const context = new binding.DCtx();
+  const scratch = Buffer.allocUnsafe(OUT_CHUNK);
+  let produced = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      let rest = chunk;
+      for (;;) {
+        let result: [number, number, number];
+        try {
+          result = context.decompressStream(scratch, rest);
+        } catch (err) {
+          done(failed((err as Error).message));
+          return;
+        }
+        const [, written, consumed] = result;
+        rest = rest.subarray(consumed);
+        produced += written;
+        if (produced > maxOutput) {
+          done(error());
+          return;
+        }
+        if (rest.length === 0 && written < scratch.length) break;
+        if (consumed === 0 && written === 0) {
+          done(failed("libzstd made no progress"));
+          return;
+        }
+      }
+      done(null, chunk);
+    },
   });
 }
 

@@ -14,7 +14,7 @@ import {
 import { checkHostNamed } from "../agent/host-check.js";
 import { pollForExit, refusalText } from "../agent/standing.js";
 import { isPaused, loadState, setPaused } from "../agent/state.js";
-import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
+import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
@@ -118,7 +118,19 @@ Subcommands (each with its own --help):
       );
     }
     const listen = parseLoopbackListen(config.proxyListen) ?? { host: "127.0.0.1", port: 0 };
-    const proxy = await listenCacheServer({ store }, listen.host, listen.port);
+    // What the proxy did not tell Nix (the store's error, a NAR cut at its signed size) goes to
+    // the agent's log.
+    const proxy = await listenCacheServer(
+      {
+        store,
+        onRequest: logServerFailures(
+          (line) => io.stderr.write(line),
+          "nixship-agent: cache proxy: ",
+        ),
+      },
+      listen.host,
+      listen.port,
+    );
     const emit = eventWriter(io, values.json === true);
     const agent = new Agent({
       store,

@@ -1,11 +1,10 @@
 // `nixship cache serve`: any cache URL as an HTTP binary cache for stock Nix.
 
 import { requireCacheInfo } from "../cache/cache-info.js";
-import { closeCacheServer, listenCacheServer } from "../cache/serve.js";
+import { closeCacheServer, listenCacheServer, logServerFailures } from "../cache/serve.js";
 import { InputError, UsageError } from "../errors.js";
 import { openStore } from "../store/url.js";
 import { parseListen } from "../util/listen-address.js";
-import { withoutControls } from "../util/text.js";
 import { type Command, parseFlags, requireFlag } from "./command.js";
 import { readSecretFile, tokenFileNamer } from "./keys-input.js";
 
@@ -19,7 +18,10 @@ substituter, e.g. --option substituters http://127.0.0.1:8080 with the cache's p
 in trusted-public-keys. This is how a Nix without S3 support reads an S3 cache.
 
 Only cache objects are served: nix-cache-info, <hash>.narinfo and nar/*; everything else,
-and anything absent, is 404. Objects are streamed, never held whole in memory. With
+and anything absent, is 404. Objects are streamed, never held whole in memory. Each
+NAR is held to the NarSize its signed narinfo says (Nix writes a NAR into its store before
+it checks it): the narinfos served carry that size in their URLs, a NAR that decompresses
+past it is cut there, and xz and bzip2 NARs are sent decompressed. With
 --token-file, every request must send 'Authorization: Bearer TOKEN' (or Basic auth with
 TOKEN as the password, as Nix does from a netrc file). A connection that moves no byte
 either way for 60 s (a client that stopped reading a NAR midway, or one that sends nothing)
@@ -27,7 +29,8 @@ is closed, and past 1,000 open connections the idle ones are, the oldest first; 
 a download that was cut.
 
 Prints 'listening on http://HOST:PORT' on stderr once ready, and there each request the
-cache's store failed to answer (the client gets a 502 that names nothing of the store);
+cache's store failed to answer or a NAR it cut (the client gets a 502 that names nothing of
+the store);
 stops on SIGINT or SIGTERM.
 
 Options:
@@ -62,13 +65,7 @@ Options:
         store,
         ...(token ? { token } : {}),
         // The store's failures are told here, on the server's side, not to the client.
-        onRequest: ({ method, key, status, error }) => {
-          if (error !== undefined) {
-            io.stderr.write(
-              `${method} ${withoutControls(key.slice(0, 200))}: ${status}: ${error}\n`,
-            );
-          }
-        },
+        onRequest: logServerFailures((line) => io.stderr.write(line)),
       },
       host,
       port,

@@ -1,0 +1,115 @@
+// The served cache holds each NAR to the size its narinfo's signature covers. Nix writes a
+// substituted NAR into the store as it reads it and checks NarSize and NarHash only at the end,
+// so without this a bucket writer (who cannot sign) could make a host write until its disk is
+// full: a NAR swapped for a zstd bomb of a few KiB under a genuine, signed narinfo.
+//
+// A NAR request does not say which narinfo it came from, so the narinfo says it: the URL the
+// server serves carries the signed NarSize and the narinfo's Compression as a query, which Nix
+// sends back as it is (from its own narinfo cache too), and each NAR request bounds itself with
+// no state kept between the two. The URL, Compression, FileHash and FileSize are not part of
+// the signed fingerprint, so rewriting them leaves the signatures good.
+//
+// What is sent is cut once its content passes NarSize: zstd and uncompressed NARs go as stored,
+// each chunk sent only after what it decompresses to was counted (a few bytes of zstd can stand
+// for 128 KiB); xz and bzip2, which decompress in a child process that cannot be kept in step,
+// go decompressed (the narinfo served says `Compression: none`).
+import { Transform } from "node:stream";
+import { InputError, OperationError } from "../errors.js";
+import { type Compression, NAR_EXTENSION, parseNarInfo } from "../nix/narinfo.js";
+import { decompressor } from "./compression.js";
+import { zstdOutputLimit } from "./zstd-stream.js";
+
+const SIZE_PARAM = "nar-size";
+const COMPRESSION_PARAM = "compression";
+
+/** How a NAR request is to be served: the content's bound and the narinfo's Compression. */
+export interface NarBound {
+  readonly narSize: number;
+  readonly compression: Compression;
+}
+
+/** Whether a NAR stored with `compression` is sent as stored (else decompressed). */
+export function sentAsStored(compression: Compression): boolean {
+  return compression === "zstd" || compression === "none";
+}
+
+/**
+ * The narinfo `text` as served: its URL carries its bound, and an xz or bzip2 NAR is said to be
+ * uncompressed (what will be sent). A narinfo that does not parse cannot be bounded and is
+ * refused (InputError), as Nix would refuse most of them.
+ */
+export function boundNarInfo(text: string, where: string): string {
+  const info = parseNarInfo(text, where);
+  const path = info.url.split("?")[0] as string;
+  const query = new URLSearchParams({
+    [SIZE_PARAM]: String(info.narSize),
+    [COMPRESSION_PARAM]: info.compression,
+  });
+  const asStored = sentAsStored(info.compression);
+  const lines = text.split("\n");
+  lines.pop();
+  const served: string[] = [];
+  for (const line of lines) {
+    const key = line.slice(0, line.indexOf(": "));
+    if (key === "URL") served.push(`URL: ${path}?${query}`);
+    else if (asStored || (key !== "Compression" && key !== "FileHash" && key !== "FileSize")) {
+      served.push(line);
+    }
+  }
+  if (!asStored) served.push("Compression: none");
+  return `${served.join("\n")}\n`;
+}
+
+/**
+ * The bound a NAR request's URL carries, undefined when it carries none (a client that did not
+ * read the narinfo from this server). A bound that does not parse is an InputError.
+ */
+export function narBoundOf(search: URLSearchParams): NarBound | undefined {
+  const size = search.get(SIZE_PARAM);
+  const compression = search.get(COMPRESSION_PARAM);
+  if (size === null && compression === null) return undefined;
+  const narSize = Number(size);
+  if (size === null || !/^[1-9][0-9]*$/.test(size) || !Number.isSafeInteger(narSize)) {
+    throw new InputError("bad-nar-bound", `${SIZE_PARAM} '${size ?? ""}' is not a size`);
+  }
+  if (compression === null || !Object.hasOwn(NAR_EXTENSION, compression)) {
+    throw new InputError(
+      "bad-nar-bound",
+      `${COMPRESSION_PARAM} '${compression ?? ""}' is not a compression this server knows`,
+    );
+  }
+  return { narSize, compression: compression as Compression };
+}
+
+function tooLarge(key: string, narSize: number): OperationError {
+  return new OperationError(
+    "nar-too-large",
+    `${key} decompresses to more than the ${narSize} bytes its signed narinfo says: cut there (a NAR replaced by someone who cannot sign, or a corrupt upload)`,
+  );
+}
+
+/** Passes at most `max` bytes, failing with `error()` at the first byte past them. */
+function byteCap(max: number, error: () => Error): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > max) done(error());
+      else done(null, chunk);
+    },
+  });
+}
+
+/** The streams a stored NAR goes through to be sent within `bound` (see sentAsStored). */
+export function boundedNarStreams(key: string, bound: NarBound): NodeJS.ReadWriteStream[] {
+  const error = () => tooLarge(key, bound.narSize);
+  switch (bound.compression) {
+    case "zstd":
+      return [zstdOutputLimit(bound.narSize, error)];
+    case "none":
+      return [byteCap(bound.narSize, error)];
+    default:
+      // The child's own output is held by its pipe; the cap downstream ends it.
+      return [decompressor(bound.compression, bound.narSize), byteCap(bound.narSize, error)];
+  }
+}
