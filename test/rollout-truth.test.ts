@@ -3,7 +3,8 @@
 // --stored) and the dashboard call it behind, naming the rollout that skipped it, and exit 1;
 // a fleet rollback undoes the v3 rollout alone (all three on v2, host 3 named as left where it
 // is), a second fleet rollback steps back to the v2 rollout (all three on v1), and undoing a
-// rollout that changed no host (host 3 alone, off the network) records it undone.
+// rollout that changed no host (host 3 alone, off the network) records it undone. A host that
+// failed in a rollout and went back by itself is in step once that rollout is undone.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../support/cli.js";
@@ -213,5 +214,65 @@ describe("a host a rollout skipped is behind everywhere; rollback undoes a rollo
       state: "succeeded",
       skipped: [expect.objectContaining({ host: H(3), state: "left" })],
     });
+  });
+});
+
+describe("a host that failed in a rollout and went back is in step once the rollout is undone", () => {
+  it("v2 with host 2 broken stops at host 2; its rollback leaves every host in step in every view", async () => {
+    await setExampleSystems(lab.fleetFile, {
+      [H(1)]: "web-v2",
+      [H(2)]: "web-broken",
+      [H(3)]: "web-v2",
+    });
+    const failed = await lab.deploy(
+      "--json",
+      "--canary",
+      "0",
+      "--parallel",
+      "1",
+      "--max-failures",
+      "0",
+    );
+    expect(failed.code, failed.stderr).not.toBe(0);
+    const rollout = (
+      JSON.parse(failed.stdout.trim().split("\n").at(-1) as string) as { rollout: string }
+    ).rollout;
+    expect(await served()).toEqual(["web-v2", "web-v1", "web-v1"]);
+    // Before the rollback: host 2 failed there and went back.
+    expect((await status("--stored")).rows.get(H(2))?.hostState).toBe("rolled-back");
+
+    const back = await rollback();
+    expect(back.code, back.stderr).toBe(0);
+    expect(undoPlanOf(back.stdout)).toMatchObject({
+      rollout,
+      steps: [
+        { host: H(1), kind: "back" },
+        { host: H(2), kind: "stays" },
+        { host: H(3), kind: "stays" },
+      ],
+    });
+    expect(await served()).toEqual(["web-v1", "web-v1", "web-v1"]);
+    for (const extra of [[], ["--stored"]]) {
+      const { code, rows } = await status(...extra);
+      expect(code, `status ${extra.join(" ")}: ${JSON.stringify([...rows.values()])}`).toBe(0);
+      expect(rows.get(H(2))).toMatchObject({
+        inStep: true,
+        hostState: "in-step",
+        failureUndone: rollout,
+      });
+    }
+    const text = await lab.nixship(["status", "--fleet", lab.fleetFile]);
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `${H(2)} .*in-step +failed in rollout ${rollout} and went back; that rollout is undone`,
+      ),
+    );
+    expect(await dashboardHost(lab.fleetFile, H(2))).toMatchObject({
+      inStep: true,
+      hostState: "in-step",
+      failureUndone: rollout,
+    });
+    const metrics = await dashboardText(lab.fleetFile, "/metrics");
+    expect(metrics).toMatch(/^nixship_hosts\{state="in-step",mode="ssh"\} 3$/m);
   });
 });

@@ -1,8 +1,8 @@
 // The fleet's last ask of each host, and whether a host is behind it.
 import { describe, expect, it } from "vitest";
 import type { DeliveryMode } from "../fleet/fleet.js";
-import { behindOf, behindText } from "./behind.js";
-import { lastAsks } from "./fleet-asks.js";
+import { behindOf, behindText, failureUndone } from "./behind.js";
+import { lastAsks, undoneFailures } from "./fleet-asks.js";
 import type { RolloutHost, RolloutRecord } from "./rollout.js";
 
 const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
@@ -274,5 +274,53 @@ describe("the fleet's last ask", () => {
     expect(behindOf(lastAsks([ended], ["h1"], now).get("h1"), undefined, V2)?.why).toBe(
       `failed: ${stopped}`,
     );
+  });
+});
+
+describe("a failure in a rollout a rollback undid since", () => {
+  const failedIn = record("cccccccccccc", "2026-11-26T12:00:00.000Z", [
+    ["h1", "confirmed", V3],
+    ["h2", "rolled-back", V3],
+    ["h3", "rolled-back", V3],
+  ]);
+  // The rollback names h1 (sent back) and h2 (left where it went back to), not h3.
+  const rollback = {
+    ...record("dddddddddddd", "2026-11-26T13:00:00.000Z", [
+      ["h1", "confirmed", V2],
+      ["h2", "left", null],
+    ]),
+  };
+  const undoing = { ...rollback, record: { ...rollback.record, undoes: "cccccccccccc" } };
+  const failures = undoneFailures([undoing, failedIn]);
+  const itsFailure = {
+    ...reported("2026-11-26T12:00:01.000Z", V3),
+    state: "failed" as const,
+    rolledBack: true,
+  };
+
+  it("is the undone rollout's, for the hosts the rollback names that failed there", () => {
+    expect([...failures.keys()]).toEqual(["h2"]);
+    expect(failures.get("h2")).toEqual({
+      rollout: "cccccccccccc",
+      startedAt: "2026-11-26T12:00:00.000Z",
+      system: V3,
+      undoneAt: "2026-11-26T13:00:00.000Z",
+    });
+    // Without the undone rollout's record, nothing is known of what failed there.
+    expect(undoneFailures([undoing]).size).toBe(0);
+  });
+
+  it("answers the record that rollout wrote, and no other", () => {
+    const undone = failures.get("h2");
+    expect(failureUndone(itsFailure, undone)).toBe("cccccccccccc");
+    expect(failureUndone(itsFailure, undefined)).toBeUndefined();
+    // It failed and did not go back: the rollback's own word on it is what counts.
+    expect(failureUndone({ ...itsFailure, rolledBack: false }, undone)).toBeUndefined();
+    // A failure on another system, one older than the rollout, one since the rollback.
+    expect(failureUndone({ ...itsFailure, desired: V2 }, undone)).toBeUndefined();
+    const at = (startedAt: string) => ({ ...itsFailure, startedAt });
+    expect(failureUndone(at("2026-11-26T11:59:59.000Z"), undone)).toBeUndefined();
+    expect(failureUndone(at("2026-11-26T13:00:01.000Z"), undone)).toBeUndefined();
+    expect(failureUndone({ ...itsFailure, state: "success" as const }, undone)).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@
 // otherwise. Pure; every view (status, the dashboard, plan) shows the same judgement.
 
 import { storeName } from "../nix/store-path.js";
-import type { Ask } from "./fleet-asks.js";
+import type { Ask, UndoneFailure } from "./fleet-asks.js";
 import type { RolloutHostState } from "./rollout.js";
 import type { StatusRecord } from "./status.js";
 
@@ -53,6 +53,25 @@ export function behindOf(
     why: `${WHY[ask.entry.state as keyof typeof WHY]}${said}`,
     ...(failed ? { failed: true as const } : {}),
   };
+}
+
+/**
+ * The id of the rollout `record` tells the host failed in and went back from by itself, when a
+ * rollback has since undone that rollout for the host (`undone`: fleet-asks.ts undoneFailures):
+ * its failure is then no longer what the fleet asks of it, which is what it ran before, what it
+ * runs. The record must be the one that rollout wrote (its failure on that system, since that
+ * rollout started, before the rollback). A host that failed and did not go back, the rollback
+ * sends back (or refuses), and its newer record tells that. Else undefined.
+ */
+export function failureUndone(
+  record: Pick<StatusRecord, "state" | "rolledBack" | "desired" | "startedAt"> | undefined,
+  undone: UndoneFailure | undefined,
+): string | undefined {
+  if (undone === undefined || record?.state !== "failed" || record.rolledBack !== true) {
+    return undefined;
+  }
+  const written = recordSince(record, undone.startedAt) && !recordSince(record, undone.undoneAt);
+  return written && record.desired === undone.system ? undone.rollout : undefined;
 }
 
 /**

@@ -100,3 +100,43 @@ export function asksOpen(
     return own === undefined || Date.parse(own) < before;
   });
 }
+
+/** A host's failure in a rollout that a rollback has since undone for it (undoneFailures). */
+export interface UndoneFailure {
+  /** The rollout it failed in, and when that rollout started. */
+  readonly rollout: string;
+  readonly startedAt: string;
+  /** The system it failed on there. */
+  readonly system: string;
+  /** When the rollback that undid it started. */
+  readonly undoneAt: string;
+}
+
+/**
+ * For each host that failed in a rollout (rolled back or not) which a rollback among `records`
+ * (newest first) undid for it, the newest such failure. Only rollouts read among `records`
+ * count: the rollback's own record names what it undid, the undone record what the host failed
+ * on.
+ */
+export function undoneFailures(
+  records: readonly { readonly record: RolloutRecord }[],
+): Map<string, UndoneFailure> {
+  const byId = new Map(records.map(({ record }) => [record.id, record]));
+  const failures = new Map<string, UndoneFailure>();
+  for (const { record: rollback } of records) {
+    const undone = rollback.undoes === undefined ? undefined : byId.get(rollback.undoes);
+    if (undone === undefined) continue;
+    const named = new Set(rolloutEntries(rollback).map((e) => e.host));
+    for (const entry of rolloutEntries(undone)) {
+      if (!named.has(entry.host) || failures.has(entry.host) || entry.system === null) continue;
+      if (entry.state !== "failed" && entry.state !== "rolled-back") continue;
+      failures.set(entry.host, {
+        rollout: undone.id,
+        startedAt: undone.startedAt,
+        system: entry.system,
+        undoneAt: rollback.startedAt,
+      });
+    }
+  }
+  return failures;
+}

@@ -5,7 +5,7 @@ import type { PublicKey, SecretKey } from "../nix/keys.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectInfo, ObjectStore } from "../store/object-store.js";
 import { mapLimit } from "../util/pool.js";
-import { type Ask, asksOpen, lastAsks } from "./fleet-asks.js";
+import { type Ask, asksOpen, lastAsks, type UndoneFailure, undoneFailures } from "./fleet-asks.js";
 import { timelyRolloutsStart } from "./future-rollouts.js";
 import {
   formatRolloutRecord,
@@ -148,6 +148,8 @@ export interface AsksRead {
    * ASK_LOOKBACK newest rollouts asks anything of: an older rollout may have left them behind.
    */
   readonly unjudged: string[];
+  /** Each host's failure in a rollout a rollback among the records read undid. */
+  readonly undone: ReadonlyMap<string, UndoneFailure>;
   /** The records read, newest first. */
   readonly records: { readonly key: string; readonly record: RolloutRecord }[];
 }
@@ -170,7 +172,9 @@ export async function readAsksBack(
   now: Date = new Date(),
 ): Promise<AsksRead> {
   const read: { key: string; record: RolloutRecord }[] = [];
-  if (hosts.length === 0) return { asks: new Map(), unjudged: [], records: read };
+  if (hosts.length === 0) {
+    return { asks: new Map(), unjudged: [], undone: new Map(), records: read };
+  }
   const seen = new Set<string>();
   let count = ASK_ROLLOUTS;
   let listed = await source.list(count);
@@ -184,12 +188,13 @@ export async function readAsksBack(
     const asks = lastAsks(read, hosts, now);
     const open = asksOpen(read, asks, hosts, since);
     const more = listed.some((o) => !seen.has(o.key));
+    const undone = undoneFailures(read);
     if (open.length === 0 || (!more && listed.length < count)) {
-      return { asks, unjudged: [], records: read };
+      return { asks, unjudged: [], undone, records: read };
     }
     if (!more) {
       if (count >= ASK_LOOKBACK) {
-        return { asks, unjudged: open.filter((h) => since.has(h)), records: read };
+        return { asks, unjudged: open.filter((h) => since.has(h)), undone, records: read };
       }
       count = ASK_LOOKBACK;
       listed = await source.list(count);

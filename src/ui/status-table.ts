@@ -45,6 +45,7 @@ function liveCells(r: LiveRow): string[] {
   if (r.behind && r.last) {
     note.unshift(behindNote(r.last, r.current, told ? r.behindRollout?.rollout : undefined));
   }
+  if (r.failureUndone !== undefined) note.unshift(undoneNote(r.failureUndone));
   if (r.failed) note.unshift(failedNote(r.failed));
   if (r.drift) note.unshift(driftNote(r.drift));
   if (r.reboot?.due) note.push(rebootNote(r.reboot));
@@ -75,6 +76,11 @@ function behindNote(
     return `${wants}: ${which} failed${last.phase ? ` in ${last.phase}` : ""}${back} (${last.error ?? "no message"})`;
   }
   return `${wants} (${last.state} at ${last.at}): not what it runs`;
+}
+
+/** A host that failed in a rollout a rollback undid since: it runs what it ran before. */
+function undoneNote(rollout: string): string {
+  return `failed in rollout ${rollout} and went back; that rollout is undone, so it runs what the fleet asks`;
 }
 
 /** A reboot the host's system needs: since when, and what it would load. */
@@ -134,11 +140,13 @@ export function storedNote(r: StoredRow): string {
         ? `release ${r.seq}, channel at ${r.channelSeq}`
         : `release ${r.seq}`;
   const what =
-    r.state === "applying"
-      ? `applying${r.desired ? ` ${storeName(r.desired)}` : ""} since ${r.startedAt}`
-      : r.state === "failed"
-        ? `${r.error ?? "failed"}; ${r.rolledBack === true ? "rolled back" : r.rolledBack === false ? "not rolled back" : ""}`
-        : (r.error ?? "");
+    r.failureUndone !== undefined
+      ? undoneNote(r.failureUndone)
+      : r.state === "applying"
+        ? `applying${r.desired ? ` ${storeName(r.desired)}` : ""} since ${r.startedAt}`
+        : r.state === "failed"
+          ? `${r.error ?? "failed"}; ${r.rolledBack === true ? "rolled back" : r.rolledBack === false ? "not rolled back" : ""}`
+          : (r.error ?? "");
   const heartbeat =
     r.liveness === undefined || r.liveness === "online"
       ? ""

@@ -156,6 +156,40 @@ describe("hostState", () => {
       expect(hostState(row)).toBe("rolled-back");
     });
 
+    it("that failed in a rollout since undone is in step while it runs what it went back to", () => {
+      const undone = "0000000000aa";
+      const row = liveRow(
+        ssh("web1"),
+        liveAnswer(V1),
+        failedRecord(true),
+        undefined,
+        undefined,
+        undone,
+      );
+      expect(row).toMatchObject({ inStep: true, failureUndone: undone });
+      expect(row.behind).toBeUndefined();
+      expect(hostState(row)).toBe("in-step");
+      expect(formatStatusTable([row])).toContain(
+        `in-step  failed in rollout ${undone} and went back; that rollout is undone`,
+      );
+      // Moved since (by hand): the undone failure says nothing of it.
+      const moved = liveRow(
+        ssh("web1"),
+        liveAnswer(V3),
+        failedRecord(true),
+        undefined,
+        undefined,
+        undone,
+      );
+      expect(moved.failureUndone).toBeUndefined();
+      expect(hostState(moved)).not.toBe("in-step");
+      // Read from the store: the same.
+      const stored = storedRow(ssh("web1"), { record: failedRecord(true), failureUndone: undone });
+      expect(stored).toMatchObject({ inStep: true, failureUndone: undone, state: "failed" });
+      expect(hostState(stored)).toBe("in-step");
+      expect(formatStatusTable([stored])).toContain(`failed in rollout ${undone} and went back`);
+    });
+
     it("that does not answer is unreachable, and still names the rollout it is behind", () => {
       const skipped = ask("0000000000bb", "2026-11-25T11:00:00.000Z", V3, "unreachable");
       const down = {

@@ -55,8 +55,11 @@ export function hostState(row: StatusRow): HostState {
   }
   // A host's first deploy: no record yet, but the running rollout applies it (rollout-applying).
   if (!row.reported) return row.state === "applying" ? "applying" : "unreported";
-  // Its last deploy failed, and it went back to the system it ran before.
-  if (row.state === "failed") return row.rolledBack === true ? "rolled-back" : "failed";
+  // Its last deploy failed, and it went back to the system it ran before (in a rollout not
+  // undone since: then what it ran before is what the fleet asks).
+  if (row.state === "failed" && row.failureUndone === undefined) {
+    return row.rolledBack === true ? "rolled-back" : "failed";
+  }
   if (row.state === "rejected") return "rejected";
   if (row.liveness === "offline") return "offline";
   if (row.liveness === "paused") return "paused";

@@ -11,6 +11,7 @@ import {
 } from "../status/rollout.js";
 import {
   ASK_ROLLOUTS,
+  type AsksRead,
   listNewestRollouts,
   readAsksBack,
   readRollout,
@@ -74,7 +75,13 @@ export class RolloutWatch {
   #history = new Map<string, Known>();
   #looked = new Map<string, Known>();
   /** The last asks made, and of what: the same map while nothing changed (rows are kept by it). */
-  #asked: { readonly of: string; readonly asks: Map<string, Ask> } | undefined;
+  #asked:
+    | {
+        readonly of: string;
+        readonly asks: Map<string, Ask>;
+        readonly undone: AsksRead["undone"];
+      }
+    | undefined;
 
   constructor(store: ObjectStore) {
     this.#store = store;
@@ -137,7 +144,7 @@ export class RolloutWatch {
   async asks(
     hosts: Iterable<string>,
     since: ReadonlyMap<string, string> = new Map(),
-  ): Promise<{ asks: Map<string, Ask>; unjudged: string[] }> {
+  ): Promise<Omit<AsksRead, "records">> {
     const names = [...hosts];
     const next = new Map<string, Known>();
     // (A record left running is judged abandoned once enough time passes: its etag stays.)
@@ -164,8 +171,8 @@ export class RolloutWatch {
       .map(([key, k]) => `${key} ${k.etag}`)
       .sort()
       .join("\n")}\n\n${names.join("\n")}\n\n${abandoned.map(({ key }) => key).join("\n")}`;
-    if (this.#asked?.of !== of) this.#asked = { of, asks: read.asks };
-    return { asks: this.#asked.asks, unjudged: read.unjudged };
+    if (this.#asked?.of !== of) this.#asked = { of, asks: read.asks, undone: read.undone };
+    return { asks: this.#asked.asks, unjudged: read.unjudged, undone: this.#asked.undone };
   }
 
   /** The recent rollout records that could be read, newest first, each read once a change. */

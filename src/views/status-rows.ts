@@ -31,6 +31,12 @@ interface RowBase {
    * since says otherwise (behind.ts): which rollout, and why it did not get it.
    */
   readonly behindRollout?: Behind;
+  /**
+   * Set when its record tells it failed in a rollout, and went back, that a rollback has since
+   * undone (behind.ts failureUndone): that rollout's id. Its failure is then history, not what
+   * the fleet asks of it.
+   */
+  readonly failureUndone?: string;
 }
 
 /** What the fleet last asked of a host, and how it went: its status record, read for the view. */
@@ -78,6 +84,7 @@ export function liveRow(
   record: StatusRecord | undefined,
   origin?: ShownOrigin,
   ask?: Ask,
+  failureUndoneIn?: string,
 ): LiveRow {
   // An activation under way (its lock held by a live holder) or awaiting its deploy's
   // confirmation: the host is mid-deploy, and runs what that deploy gives it, which its record
@@ -113,13 +120,17 @@ export function liveRow(
     status.reachable &&
     bootsNextOf(record) !== undefined &&
     status.profile === record.desired;
+  // A failure in a rollout since undone asks nothing while it runs what it went back to.
+  const undone =
+    failureUndoneIn !== undefined && status.reachable && status.current === record?.current;
   const behind =
     judged &&
     record !== undefined &&
     record.state !== "applying" &&
     record.desired !== null &&
     record.desired !== status.current &&
-    !setToBoot;
+    !setToBoot &&
+    !undone;
   return {
     host: host.name,
     mode: host.delivery,
@@ -145,6 +156,7 @@ export function liveRow(
     ...(last === undefined ? {} : { last }),
     ...(behind ? { behind: true as const } : {}),
     ...(behindRollout === undefined ? {} : { behindRollout }),
+    ...(undone ? { failureUndone: failureUndoneIn } : {}),
   };
 }
 
@@ -161,6 +173,8 @@ export interface StoredFacts {
   readonly origin?: ShownOrigin | undefined;
   /** The fleet's last ask of it (status/fleet-asks.ts). */
   readonly ask?: Ask | undefined;
+  /** The rollout its record tells it failed in, since undone (behind.ts failureUndone). */
+  readonly failureUndone?: string | undefined;
 }
 
 /** A host as its status record (and, for an agent host, its channel and heartbeats) shows it. */
@@ -175,16 +189,21 @@ export function storedRow(host: FleetHost, facts: StoredFacts): StoredRow {
   // The record's own word on its origin is a reference; the row shows what it refers to.
   const { origin: _reference, ...fields } = record ?? {};
   const bootsNext = record !== undefined && bootsNextOf(record) !== undefined;
+  const { failureUndone } = facts;
   return {
     ...base,
     inStep:
-      inStep(record, agent) && drift === undefined && behindRollout === undefined && !bootsNext,
+      (inStep(record, agent) || failureUndone !== undefined) &&
+      drift === undefined &&
+      behindRollout === undefined &&
+      !bootsNext,
     reported: record !== undefined,
     ...fields,
     ...(agent ?? {}),
     ...(drift === undefined ? {} : { drift }),
     ...(behindRollout === undefined ? {} : { behindRollout }),
     ...(origin === undefined ? {} : { origin }),
+    ...(failureUndone === undefined ? {} : { failureUndone }),
   };
 }
 

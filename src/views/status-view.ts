@@ -15,7 +15,8 @@ import { NixshipError, UsageError } from "../errors.js";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
 import type { HostStatus } from "../host/script-outcomes.js";
 import { parsePublicKey } from "../nix/keys.js";
-import type { Ask } from "../status/fleet-asks.js";
+import { failureUndone } from "../status/behind.js";
+import type { Ask, UndoneFailure } from "../status/fleet-asks.js";
 import { type FutureRollout, firstFutureRollout } from "../status/future-rollouts.js";
 import { HOST_KEYS_READ } from "../status/host-listing.js";
 import { ASK_LOOKBACK } from "../status/rollout-store.js";
@@ -41,6 +42,7 @@ const ROWS_OF_RECORDS = new WeakMap<
     readonly mode: string;
     readonly origin: ShownOrigin | undefined;
     readonly ask: Ask | undefined;
+    readonly undone: string | undefined;
   }
 >();
 
@@ -126,8 +128,9 @@ export async function readStatusView(
     const record = stored?.poll.records.get(h.name);
     const origin = stored?.origins.get(h.name);
     const ask = stored?.asks.get(h.name);
+    const undone = failureUndone(record, stored?.undone.get(h.name));
     const status = live[i];
-    if (status !== undefined) return liveRow(h, status, record, origin, ask);
+    if (status !== undefined) return liveRow(h, status, record, origin, ask, undone);
     const signals = h.delivery === "agent" ? stored?.agents : undefined;
     // A host without agent signals is its record alone: a reader that polls keeps the record
     // object while its etag holds, and so the row (10,000 rows cost 80 ms a poll to rebuild).
@@ -138,12 +141,13 @@ export async function readStatusView(
         kept.host === h.name &&
         kept.mode === h.delivery &&
         kept.origin === origin &&
-        kept.ask === ask
+        kept.ask === ask &&
+        kept.undone === undone
       ) {
         return kept.row;
       }
-      const row = storedRow(h, { record, origin, ask });
-      ROWS_OF_RECORDS.set(record, { row, host: h.name, mode: h.delivery, origin, ask });
+      const row = storedRow(h, { record, origin, ask, failureUndone: undone });
+      ROWS_OF_RECORDS.set(record, { row, host: h.name, mode: h.delivery, origin, ask, undone });
       return row;
     }
     return storedRow(h, {
@@ -155,6 +159,7 @@ export async function readStatusView(
       channelEntry: signals?.entries.get(h.name),
       origin,
       ask,
+      failureUndone: undone,
     });
   });
   const future = stored?.future === undefined ? {} : { futureRollout: stored.future };
@@ -176,6 +181,8 @@ interface StoreFacts {
   readonly agents: AgentSignals | undefined;
   /** What the fleet last asked of each host (status/fleet-asks.ts). */
   readonly asks: ReadonlyMap<string, Ask>;
+  /** Each host's failure in a rollout a rollback undid since (AsksRead). */
+  readonly undone: ReadonlyMap<string, UndoneFailure>;
   /** Hosts whose records are older than every rollout read for the asks (AsksRead). */
   readonly unjudged: readonly string[];
   readonly paused: PausedRollout[];
@@ -209,7 +216,7 @@ async function readStore(
         record === undefined ? [] : [[host, record.startedAt] as const],
       ),
     );
-    const [{ asks, unjudged }, future, newest] = await Promise.all([
+    const [{ asks, unjudged, undone }, future, newest] = await Promise.all([
       rollouts.asks(
         hosts.map((h) => h.name),
         since,
@@ -217,7 +224,8 @@ async function readStore(
       firstFutureRollout(store, Date.now()),
       rollouts.poll(),
     ]);
-    return { poll, agents, origins, asks, unjudged, paused: rollouts.pausedNow(), future, newest };
+    const paused = rollouts.pausedNow();
+    return { poll, agents, origins, asks, unjudged, undone, paused, future, newest };
   } finally {
     if (kept === undefined) await store.close();
   }

@@ -52,6 +52,8 @@ export interface StatusRow {
   readonly liveness?: string;
   readonly behindRollout?: { readonly rollout: string; readonly why: string };
   readonly origin?: { readonly ref: string | null };
+  readonly hostState?: string;
+  readonly failureUndone?: string;
 }
 
 /** `nixship status --fleet F --json EXTRA…` through `run`: its exit code and rows by host. */
