@@ -66,6 +66,8 @@ describe("init --from colmena", () => {
       "host-a": { address: "host-a", system: ".#nixshipHive.nodes.host-a" },
       "host-b": {
         address: "host-b.mydomain.tld",
+        // Its port is in a block of its own, which ssh finds by its name.
+        sshHost: "host-b",
         tags: ["web", "infra-lax"],
         system: ".#nixshipHive.nodes.host-b",
       },
@@ -324,7 +326,9 @@ describe("init --from deploy-rs", () => {
     expect(r.code, r.stderr).toBe(0);
     const ssh = (JSON.parse(r.stdout) as InitJson).report.find((e) => e.option === "sshOpts");
     // A block to paste into the ssh_config file.
-    expect(ssh?.text).toContain("\nHost web.example\n  Port 2222\n  IdentityFile /keys/id");
+    expect(ssh?.text).toContain(
+      "\nHost web\n  HostName web.example\n  Port 2222\n  IdentityFile /keys/id",
+    );
   });
 
   it("takes the configuration the profile is built from, where two share its name (one hostName)", async () => {

@@ -139,9 +139,15 @@ export function conversionNix(
   return `${[...header.map((l) => `# ${l}`), args, ...lets, fleet].join("\n")}\n`;
 }
 
-/** ssh_config lines for `host`, as a block to paste (`Host h` and its lines, indented). */
-export function sshConfigBlock(host: string, lines: readonly string[]): string {
-  return [`Host ${host}`, ...lines.map((l) => `  ${l}`)].join("\n");
+/**
+ * ssh_config lines for the host `name` at `address`, as a block to paste. The block is the
+ * host's own (`Host NAME`, `HostName ADDRESS`, its lines), and the host is given `sshHost: NAME`
+ * (the converters do): a block keyed by the address would be matched by every node that shares
+ * it (machines behind one address on different ports), and ssh takes the first, so one node's
+ * system would go to another's machine.
+ */
+export function sshConfigBlock(name: string, address: string, lines: readonly string[]): string {
+  return [`Host ${name}`, ...[`HostName ${address}`, ...lines].map((l) => `  ${l}`)].join("\n");
 }
 
 /**

@@ -133,6 +133,31 @@ describe("convertColmena", () => {
     expect(parseFleetValue(conversionJson(several, SETTINGS), "f").hosts).toHaveLength(2);
   });
 
+  it("gives nodes behind one address on different ports each a block and an sshHost of its own", () => {
+    const c = convertColmena(
+      hive({
+        "vm-a": node("vm-a", { targetHost: "203.0.113.10", targetPort: 2201 }),
+        "vm-b": node("vm-b", { targetHost: "203.0.113.10", targetPort: 2202 }),
+        plain: node("plain", { targetHost: "203.0.113.11" }),
+      }),
+      "f",
+      {},
+    );
+    const hosts = parseFleetValue(conversionJson(c, SETTINGS), "f").hosts;
+    expect(hosts.map((h) => [h.name, h.address, h.delivery === "ssh" ? h.sshHost : "-"])).toEqual([
+      ["vm-a", "203.0.113.10", "vm-a"],
+      ["vm-b", "203.0.113.10", "vm-b"],
+      ["plain", "203.0.113.11", undefined],
+    ]);
+    const blocks = c.report
+      .filter((e) => e.option === "deployment.targetPort")
+      .map((e) => e.text.slice(e.text.indexOf("\nHost ") + 1));
+    expect(blocks).toEqual([
+      "Host vm-a\n  HostName 203.0.113.10\n  Port 2201",
+      "Host vm-b\n  HostName 203.0.113.10\n  Port 2202",
+    ]);
+  });
+
   it("says what targetPort and sshOptions are in ssh_config, and carries SSH_CONFIG_FILE", () => {
     const c = convertColmena(
       hive({
@@ -148,11 +173,13 @@ describe("convertColmena", () => {
     expect(c.ssh).toEqual({ configFile: "/etc/colmena/ssh_config" });
     const texts = c.report.map((e) => `${e.outcome} ${e.option}: ${e.text}`);
     expect(texts).toContainEqual(
-      expect.stringMatching(/^mapped deployment.targetPort: .*\nHost b.example\n {2}Port 1234$/),
+      expect.stringMatching(
+        /^mapped deployment.targetPort: .*\nHost b\n {2}HostName b.example\n {2}Port 1234$/,
+      ),
     );
     expect(texts).toContainEqual(
       expect.stringMatching(
-        /^mapped deployment.sshOptions: .*\nHost b.example\n {2}ForwardAgent yes$/,
+        /^mapped deployment.sshOptions: .*\nHost b\n {2}HostName b.example\n {2}ForwardAgent yes$/,
       ),
     );
     expect(texts).toContainEqual(
@@ -334,6 +361,6 @@ describe("a user in a node's sshOptions", () => {
     const mapped = c.report.find(
       (e) => e.option === "deployment.sshOptions" && e.outcome === "mapped",
     );
-    expect(mapped?.text).toMatch(/\nHost 10\.0\.0\.1\n {2}Port 2222$/);
+    expect(mapped?.text).toMatch(/\nHost web\n {2}HostName 10\.0\.0\.1\n {2}Port 2222$/);
   });
 });

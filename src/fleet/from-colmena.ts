@@ -29,7 +29,7 @@ export const COLMENA_OPTIONS = {
   },
   "deployment.targetPort": {
     outcome: "mapped",
-    text: `a Port line for the host in ${SSH_CONFIG}: nixship takes ssh's settings from there`,
+    text: `a Port line in a block of the host's own in ${SSH_CONFIG}, which hosts.NAME.sshHost names: nixship takes ssh's settings from there`,
   },
   "deployment.targetUser": {
     outcome: "carried",
@@ -89,7 +89,7 @@ export const COLMENA_OPTIONS = {
   },
   "deployment.sshOptions": {
     outcome: "mapped",
-    text: `the same settings as lines for the host in ${SSH_CONFIG}`,
+    text: `the same settings as lines in a block of the host's own in ${SSH_CONFIG}, which hosts.NAME.sshHost names`,
   },
   defaults: {
     outcome: "carried",
@@ -336,12 +336,16 @@ export function convertColmena(
         name,
       );
     }
+    // Its ssh settings go in a block of its own, which ssh finds by its name (sshConfigBlock).
+    const ownBlock =
+      node.targetPort !== null || sshOptionsAsConfig(node.sshOptions).lines.length > 0;
+    if (ownBlock && name !== node.targetHost) fields.sshHost = name;
     if (node.targetPort !== null) {
       report.note(
         "deployment.targetPort",
         {
           ...COLMENA_OPTIONS["deployment.targetPort"],
-          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(node.targetHost, [`Port ${node.targetPort}`])}`,
+          text: `${COLMENA_OPTIONS["deployment.targetPort"].text}:\n${sshConfigBlock(name, node.targetHost, [`Port ${node.targetPort}`])}`,
         },
         name,
       );
@@ -362,7 +366,7 @@ export function convertColmena(
           "deployment.sshOptions",
           {
             outcome: "mapped",
-            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}:\n${sshConfigBlock(node.targetHost, lines)}`,
+            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}:\n${sshConfigBlock(name, node.targetHost, lines)}`,
           },
           name,
         );

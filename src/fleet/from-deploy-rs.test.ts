@@ -161,7 +161,7 @@ describe("convertDeployRs", () => {
       sshOpts: "mapped",
     });
     expect(c.report.find((e) => e.option === "sshOpts")?.text).toMatch(
-      /\nHost a\n {2}Port 2121\n {2}StrictHostKeyChecking no$/,
+      /\nHost a\n {2}HostName a\n {2}Port 2121\n {2}StrictHostKeyChecking no$/,
     );
   });
 

@@ -56,7 +56,10 @@ export const DEPLOY_RS_OPTIONS = {
     outcome: "left",
     text: "nixship never asks for a password: the host's sudoers rule for nixship-activate needs none (nixosModules.host)",
   },
-  sshOpts: { outcome: "mapped", text: `the same settings as lines for the host in ${SSH_CONFIG}` },
+  sshOpts: {
+    outcome: "mapped",
+    text: `the same settings as lines in a block of the host's own in ${SSH_CONFIG}, which hosts.NAME.sshHost names`,
+  },
   fastConnection: {
     outcome: "left",
     text: "how hosts get closures is the fleet's: without cache.substituter the deployer copies each closure over ssh (as fastConnection does), with one every host substitutes from the cache",
@@ -308,11 +311,13 @@ export function convertDeployRs(
           name,
         );
       if (lines.length > 0) {
+        // Its ssh settings go in a block of its own, found by its name (sshConfigBlock).
+        if (name !== node.hostname) fields.sshHost = name;
         report.note(
           "sshOpts",
           {
             outcome: "mapped",
-            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}:\n${sshConfigBlock(node.hostname ?? name, lines)}`,
+            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}:\n${sshConfigBlock(name, node.hostname ?? name, lines)}`,
           },
           name,
         );
