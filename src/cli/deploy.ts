@@ -82,7 +82,8 @@ export const planCommand: Command = {
 Builds the systems of the selected hosts (one evaluation, one build), asks every host over
 SSH what it runs, and prints per host the current system, the desired one, the action
 (activate, skip when it already runs it, or unreachable: no answer within 60 s, or a
-malformed one, with why) and what it must transfer. Past 20 hosts, hosts alike share a row
+malformed one, with why; an ssm host's status command has 60 s to be delivered and 60 s to
+run, and is given up after 150 s) and what it must transfer. Past 20 hosts, hosts alike share a row
 (same current and desired system, action and kind of note: how many, their transfer, a few
 names), and only those that need a person are listed in full (unreachable, host key refused,
 failed there, a pending boot, boot unknown); --json lists every host.

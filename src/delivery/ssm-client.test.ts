@@ -1,9 +1,13 @@
 // SsmCommands against an SSM that pages badly: the invocations' listing is read page by page,
 // and a listing that does not move on ends the wait with an error naming the command, where it
-// would have polled for ever.
+// would have polled for ever; and a command SSM never reports ended is waited for no longer
+// than its own bounds allow.
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import { describe, expect, it } from "vitest";
+import type { FleetHost } from "../fleet/fleet.js";
+import { SsmDelivery } from "./ssm.js";
 import { SsmCommands } from "./ssm-client.js";
+import { STATUS_REPORT_SLACK, STATUS_TIMEOUT } from "./ssm-parameters.js";
 
 const settings = { documentName: "nixship-activate", region: "us-east-1", commandTimeout: 60 };
 
@@ -79,5 +83,62 @@ describe("the invocations' listing", () => {
       message: expect.stringContaining("1000 pages and more follow"),
     });
     expect(calls).toHaveLength(1000);
+  });
+});
+
+describe("a command SSM never reports ended", () => {
+  /** An SSM whose invocations stay InProgress; the clock moves only as the wait sleeps. */
+  function stuckSsm() {
+    let now = 0;
+    const client = {
+      send: async (command: { constructor: { name: string } }) => {
+        switch (command.constructor.name) {
+          case "SendCommandCommand":
+            return { Command: { CommandId: "cmd-stuck" } };
+          case "ListCommandInvocationsCommand":
+            return {
+              CommandInvocations: [{ InstanceId: "i-0123456789abcdef0", Status: "InProgress" }],
+            };
+          case "GetCommandCommand":
+            return { Command: { Status: "InProgress", TargetCount: 1 } };
+          default:
+            throw new Error(`unexpected ${command.constructor.name}`);
+        }
+      },
+    };
+    const options = {
+      settings: { ...settings, commandTimeout: 900 },
+      client: client as unknown as SSMClient,
+      pollInterval: 2000,
+      sleep: async (ms: number) => {
+        now += ms;
+      },
+      now: () => now,
+    };
+    return { options, elapsed: () => now };
+  }
+
+  it("is waited for within the fleet's bounds: twice commandTimeout, and 300 s for SSM to report", async () => {
+    const { options, elapsed } = stuckSsm();
+    const finished = await new SsmCommands(options).waitFor("cmd-stuck", ["i-0123456789abcdef0"]);
+    expect(finished.get("i-0123456789abcdef0")?.status).toBe("Unfinished");
+    expect(elapsed()).toBeGreaterThan((2 * 900 + 300) * 1000);
+    expect(elapsed()).toBeLessThanOrEqual((2 * 900 + 300) * 1000 + 51 * 2000);
+  });
+
+  it("asking a host's status, within the status command's own bounds, whatever commandTimeout is", async () => {
+    const { options, elapsed } = stuckSsm();
+    const status = await new SsmDelivery(options).status({
+      name: "web1",
+      delivery: "ssm",
+      instanceId: "i-0123456789abcdef0",
+      targets: undefined,
+    } as FleetHost);
+    expect(status.reachable).toBe(false);
+    // Delivered within 60 s, run within 60 s, 30 s for SSM to report it, and the polls' slack.
+    expect(elapsed()).toBeGreaterThan((2 * STATUS_TIMEOUT + STATUS_REPORT_SLACK) * 1000);
+    expect(elapsed()).toBeLessThanOrEqual(
+      (2 * STATUS_TIMEOUT + STATUS_REPORT_SLACK) * 1000 + 51 * 2000,
+    );
   });
 });

@@ -92,14 +92,21 @@ export class SsmCommands {
       ) => void;
     } = {},
     signal?: AbortSignal,
-    /** Seconds the runs may take beyond SSM's own bounds (a reboot in the middle). */
-    extraSeconds = 0,
+    bound: {
+      /**
+       * Seconds the command's own bounds give it: to be delivered and to run (default: the
+       * fleet's commandTimeout for each, and 300 for SSM to report the end). A status command
+       * sent with 60 s for each waits no longer than those allow.
+       */
+      readonly seconds?: number;
+      /** Seconds the runs may take beyond them (a reboot in the middle). */
+      readonly extraSeconds?: number;
+    } = {},
   ): Promise<Map<string, FinishedInvocation>> {
     const finished = new Map<string, FinishedInvocation>();
+    const seconds = bound.seconds ?? 2 * this.settings.commandTimeout + 300;
     const deadline =
-      this.now() +
-      (2 * this.settings.commandTimeout + 300 + extraSeconds) * 1000 +
-      50 * this.pollInterval;
+      this.now() + (seconds + (bound.extraSeconds ?? 0)) * 1000 + 50 * this.pollInterval;
     const settle = (invs: readonly FinishedInvocation[]) => {
       for (const inv of invs) finished.set(inv.instanceId, inv);
       for (const inv of invs) hooks.onFinished?.(inv, finished);

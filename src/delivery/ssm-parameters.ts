@@ -12,8 +12,10 @@ import { encodeHealthChecks } from "./ssm-document.js";
 /** The document's parameters: each value a one-element list, as SendCommand takes them. */
 export type SsmParameters = Record<string, string[]>;
 
-/** Seconds a status command may wait for delivery and run. */
+/** Seconds a status command may wait for delivery, and then run. */
 export const STATUS_TIMEOUT = 60;
+/** Seconds past those for SSM to report a status command's end, before it counts as no answer. */
+export const STATUS_REPORT_SLACK = 30;
 
 /** The Parameters for `status`. */
 export function statusParameters(): SsmParameters {

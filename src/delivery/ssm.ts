@@ -63,6 +63,7 @@ import {
   pruneParameters,
   rollbackParameters,
   type SecretsUrl,
+  STATUS_REPORT_SLACK,
   STATUS_TIMEOUT,
   sendTargets,
   statusParameters,
@@ -151,7 +152,10 @@ export class SsmDelivery implements Delivery {
       `status of ${h.name}`,
     );
     if ("error" in sent) return { reachable: false, error: sent.error };
-    const done = await this.commands.waitFor(sent.commandId, [h.instanceId], undefined, signal);
+    // Its delivery and its run, each within STATUS_TIMEOUT, and a little for SSM to report.
+    const done = await this.commands.waitFor(sent.commandId, [h.instanceId], undefined, signal, {
+      seconds: 2 * STATUS_TIMEOUT + STATUS_REPORT_SLACK,
+    });
     const inv = done.get(h.instanceId);
     const result = inv ? activationResult(inv) : undefined;
     const failure = inv ? ssmFailure(inv, this.settings) : "no answer";
@@ -416,7 +420,7 @@ export class SsmDelivery implements Delivery {
       { onProgress, onFinished },
       undefined,
       // A rebooting instance's invocation lasts its reboot too.
-      group.request.reboot?.timeout ?? 0,
+      { extraSeconds: group.request.reboot?.timeout ?? 0 },
     );
     if (group.targets !== undefined) {
       const member = group.members[0] as Member;
