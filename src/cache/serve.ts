@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { formatCacheInfo } from "../nix/cache-info.js";
 import { readGot } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
-import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
+import { carriesToken, TOKEN_CHALLENGES } from "../util/bearer-token.js";
 import { listenUrl } from "../util/listen-address.js";
 import { guardConnections, HEADERS_TIMEOUT, MAX_CONNECTIONS } from "../util/server-connections.js";
 import { withoutControls } from "../util/text.js";
@@ -89,7 +89,7 @@ export function createCacheServer(options: ServeOptions): Server {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
     const method = req.method ?? "GET";
     if (!authorized(req, options.token)) {
-      res.writeHead(401, { "www-authenticate": TOKEN_CHALLENGE }).end();
+      res.writeHead(401, { "www-authenticate": [...TOKEN_CHALLENGES] }).end();
       return 401;
     }
     if (method !== "GET" && method !== "HEAD") {

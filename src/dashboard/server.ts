@@ -15,7 +15,7 @@ import { streamSSE } from "hono/streaming";
 import { NAME_MAX_LENGTH, NAME_PATTERN } from "../fleet/fleet.js";
 import { parsePublicKey } from "../nix/keys.js";
 import { rolloutGone } from "../status/rollout.js";
-import { carriesToken, TOKEN_CHALLENGE } from "../util/bearer-token.js";
+import { carriesToken, TOKEN_CHALLENGES } from "../util/bearer-token.js";
 import { isLoopback, listenUrl } from "../util/listen-address.js";
 import {
   type ConnectionGuard,
@@ -166,7 +166,9 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       return c.text("too many requests from this client; wait and try again\n", 429);
     }
     if (!authorized) {
-      c.header("www-authenticate", TOKEN_CHALLENGE);
+      for (const challenge of TOKEN_CHALLENGES) {
+        c.header("www-authenticate", challenge, { append: true });
+      }
       return c.text("this dashboard needs its token (Bearer, or as Basic auth's password)\n", 401);
     }
     if (c.req.method !== "GET" && c.req.method !== "HEAD") {

@@ -18,5 +18,12 @@ export function carriesToken(authorization: string | undefined, token: string): 
   return timingSafeEqual(a.length === b.length ? a : b, b) && a.length === b.length;
 }
 
-/** The header a 401 sends: which schemes the server takes. */
-export const TOKEN_CHALLENGE = 'Bearer realm="nixship", Basic realm="nixship"';
+/**
+ * The WWW-Authenticate headers a 401 sends, one challenge each, Basic first: a browser takes the
+ * first scheme it knows of the first header it reads, and one header naming Bearer first left
+ * Chromium with none (no prompt, and a 401 whatever it was given).
+ */
+export const TOKEN_CHALLENGES: readonly string[] = [
+  'Basic realm="nixship", charset="UTF-8"',
+  'Bearer realm="nixship"',
+];
