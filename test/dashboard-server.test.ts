@@ -1,9 +1,13 @@
+import { once } from "node:events";
 // The dashboard's server against a real directory store: pages, the JSON API in the
 // shapes the CLI prints, /metrics parsed by a Prometheus text parser, token auth, read-only,
 // bounded event streams and requests per client, and a poll that costs LISTs when nothing
 // changed. The browser's side is dashboard-browser.test.ts.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
@@ -11,11 +15,19 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { closeCacheServer } from "../src/cache/serve.js";
 import { RequestBuckets } from "../src/dashboard/limits.js";
 import { FleetPoller } from "../src/dashboard/poller.js";
-import { createDashboardApp, listenDashboard } from "../src/dashboard/server.js";
+import {
+  createDashboardApp,
+  listenDashboard,
+  MAX_UNSENT,
+  RENDERED_CHARACTERS,
+  RENDERED_PAGES,
+  RenderedPages,
+} from "../src/dashboard/server.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { writeStatus } from "../src/status/status-store.js";
 import type { ObjectStore } from "../src/store/object-store.js";
 import { openStore } from "../src/store/url.js";
+import { guardConnections } from "../src/util/server-connections.js";
 import { nixship } from "../support/cli.js";
 import {
   type DashboardFleet,
@@ -310,6 +322,85 @@ describe("safety", () => {
 });
 
 describe("what the audit of the dashboard found", () => {
+  it("refuses a client that has not read past MAX_UNSENT bytes of its answers", async () => {
+    const dashboard = createDashboardApp({ poller, fleetName: "t" });
+    const held = { unsent: MAX_UNSENT + 1 };
+    dashboard.connections = { open: () => 1, shed: () => 0, unsent: () => held.unsent };
+    const refused = await dashboard.app.request("/");
+    expect(refused.status).toBe(429);
+    expect(await refused.text()).toBe(
+      "this client has not read the answers it asked for; read them first\n",
+    );
+    held.unsent = MAX_UNSENT;
+    expect((await dashboard.app.request("/")).status).toBe(200);
+  });
+
+  it("closes a connection whose answer moves no byte for the idle timeout", async () => {
+    // An event stream whose keep-alive comes only every 60 s, from a poller that does not poll
+    // (the file's own tells streams of the snapshots its tests make): idle past 500 ms.
+    const still = new FleetPoller(await loadFleet(fleet.fleetFile), store, { interval: 60_000 });
+    await still.pollOnce();
+    const dashboard = createDashboardApp({ poller: still, fleetName: "t", keepAlive: 60 });
+    const { server, url } = await listenDashboard(dashboard, "127.0.0.1", 0, { idleTimeout: 500 });
+    try {
+      const { port } = new URL(url);
+      const socket = connect(Number(port), "127.0.0.1");
+      socket.on("error", () => {});
+      await once(socket, "connect");
+      // It reads what comes (and so sees the close), but the server sends nothing more.
+      socket.resume();
+      socket.write(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+      const started = Date.now();
+      await once(socket, "close");
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await closeCacheServer(server);
+      await still.stop();
+    }
+  });
+
+  it("counts the bytes of answers a client has not read", async () => {
+    const server = createServer((_req, res) => res.end(Buffer.alloc(32 * 1024 * 1024, 1)));
+    const guard = guardConnections(server);
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const socket = connect((server.address() as AddressInfo).port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.pause();
+      await once(socket, "connect");
+      socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      const until = Date.now() + 10_000;
+      // 32 MiB does not fit in the kernel's buffers: the rest waits in the server's.
+      while (guard.unsent("127.0.0.1") === 0 && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(guard.unsent("127.0.0.1")).toBeGreaterThan(1024 * 1024);
+      expect(guard.unsent("127.0.0.2")).toBe(0);
+      socket.destroy();
+    } finally {
+      await closeCacheServer(server);
+    }
+  });
+
+  it("keeps the pages it rendered within RENDERED_PAGES and RENDERED_CHARACTERS", () => {
+    const pages = new RenderedPages();
+    for (let i = 0; i < RENDERED_PAGES + 5; i++) pages.set(`p${i}`, "x");
+    expect(pages.get("p0")).toBeUndefined();
+    expect(pages.get(`p${RENDERED_PAGES + 4}`)).toBe("x");
+    const big = "y".repeat(RENDERED_CHARACTERS / 2);
+    pages.set("big1", big);
+    pages.set("big2", big);
+    pages.set("big3", big);
+    expect([pages.get("big1"), pages.get("big2") === big, pages.get("big3") === big]).toEqual([
+      undefined,
+      true,
+      true,
+    ]);
+    pages.set("huge", "z".repeat(RENDERED_CHARACTERS + 1));
+    expect(pages.get("huge")).toBeUndefined();
+  });
+
   it("a HEAD of /api/events takes no live-page slot: one stream is still open to a GET after many", async () => {
     const dashboard = createDashboardApp({ poller, fleetName: "t", maxEventStreams: 1 });
     const { server, url } = await listenDashboard(dashboard, "127.0.0.1", 0);

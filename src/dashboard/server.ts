@@ -165,6 +165,12 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
       c.header("retry-after", String(bucket.retryAfter(client)));
       return c.text("too many requests from this client; wait and try again\n", 429);
     }
+    // A client that does not read what it asked for holds the server's memory: past
+    // MAX_UNSENT bytes of answers it has not read, it is asked to read them first.
+    if ((dashboard.connections?.unsent(client) ?? 0) > MAX_UNSENT) {
+      c.header("retry-after", "10");
+      return c.text("this client has not read the answers it asked for; read them first\n", 429);
+    }
     if (!authorized) {
       for (const challenge of TOKEN_CHALLENGES) {
         c.header("www-authenticate", challenge, { append: true });
@@ -178,6 +184,7 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     await next();
   });
 
+  const rendered = new RenderedPages();
   const render = (
     c: Context,
     title: string,
@@ -188,17 +195,20 @@ export function createDashboardApp(options: DashboardOptions): DashboardApp {
     withSnapshot(
       poller,
       async (snapshot) => {
+        const pollError = poller.lastPoll?.error;
+        // A page drawn from the snapshot alone is rendered once a snapshot: asked again, it is
+        // the same text (the others read the store for the page).
+        const key = SNAPSHOT_PAGES.has(c.req.path)
+          ? `${snapshot.version}\n${pollError ?? ""}\n${c.req.url}`
+          : undefined;
+        const kept = key === undefined ? undefined : rendered.get(key);
+        if (kept !== undefined) return c.html(kept, status);
         const body = page(
-          {
-            title,
-            section,
-            fleetName: options.fleetName,
-            snapshot,
-            pollError: poller.lastPoll?.error,
-          },
+          { title, section, fleetName: options.fleetName, snapshot, pollError },
           asMain(await main(snapshot)),
-        );
-        return c.html(body.toString(), status);
+        ).toString();
+        if (key !== undefined) rendered.set(key, body);
+        return c.html(body, status);
       },
       () => c.html(notReadyPage(poller.lastPoll?.error), 503),
     );
@@ -495,6 +505,41 @@ export interface ServerTimeouts extends ConnectionLimits {
   readonly requestTimeout?: number;
   /** How often Node checks the two above. */
   readonly checkInterval?: number;
+  /** How long a connection may move no byte either way (IDLE_TIMEOUT). */
+  readonly idleTimeout?: number;
+}
+
+/** Ms a connection may move no byte either way before it is closed. */
+export const IDLE_TIMEOUT = 60_000;
+/** Bytes of answers a client may leave unread before its next request is refused. */
+export const MAX_UNSENT = 64 * 1024 * 1024;
+
+/**
+ * The pages rendered lately, by snapshot and URL: at most RENDERED_PAGES of them and
+ * RENDERED_CHARACTERS in all, the oldest dropped first.
+ */
+export const RENDERED_PAGES = 32;
+/** The pages drawn from the snapshot alone (with the URL's query), which RenderedPages keeps. */
+const SNAPSHOT_PAGES: ReadonlySet<string> = new Set(["/", "/releases", "/rollout"]);
+export const RENDERED_CHARACTERS = 64 * 1024 * 1024;
+export class RenderedPages {
+  readonly #pages = new Map<string, string>();
+  #characters = 0;
+
+  get(key: string): string | undefined {
+    return this.#pages.get(key);
+  }
+
+  set(key: string, page: string): void {
+    if (page.length > RENDERED_CHARACTERS || this.#pages.has(key)) return;
+    this.#pages.set(key, page);
+    this.#characters += page.length;
+    for (const [oldest, kept] of this.#pages) {
+      if (this.#pages.size <= RENDERED_PAGES && this.#characters <= RENDERED_CHARACTERS) break;
+      this.#pages.delete(oldest);
+      this.#characters -= kept.length;
+    }
+  }
 }
 
 /** Starts the server on host:port (0: any free port); resolves with it and its URL. */
@@ -522,6 +567,9 @@ export async function listenDashboard(
       },
     ) as Server;
     server.keepAliveTimeout = timeouts.keepAliveTimeout ?? 5000;
+    // A connection that moves no byte either way for this long is closed: a client that stops
+    // reading a page holds it in memory no longer (an event stream's keep-alive moves bytes).
+    server.setTimeout(timeouts.idleTimeout ?? IDLE_TIMEOUT, (socket) => socket.destroy());
     dashboard.connections = guardConnections(server, { ...timeouts, headersTimeout });
     dashboard.checkHost = isLoopback(host);
     server.once("error", reject);

@@ -21,6 +21,8 @@ export interface ConnectionGuard {
   readonly open: () => number;
   /** Connections closed to make room or because they sent nothing in time. */
   readonly shed: () => number;
+  /** Bytes of answers written to `address`'s connections that it has not read yet. */
+  readonly unsent: (address: string) => number;
 }
 
 interface Tracked {
@@ -97,5 +99,12 @@ export function guardConnections(server: Server, limits: ConnectionLimits = {}):
     });
   });
 
-  return { open: () => sockets.size, shed: () => shed };
+  const unsent = (address: string) => {
+    let bytes = 0;
+    for (const socket of sockets.keys()) {
+      if (socket.remoteAddress === address) bytes += socket.writableLength;
+    }
+    return bytes;
+  };
+  return { open: () => sockets.size, shed: () => shed, unsent };
 }
