@@ -4,6 +4,7 @@
 // its record, so the records are read for ssh hosts asked live too (a store that cannot be read
 // then costs those hosts their drift judgement, not the view: a warning says so).
 
+import { requireCacheInfo } from "../cache/cache-info.js";
 import { agentStanding } from "../channel/standing.js";
 import {
   type AgentSignals,
@@ -224,6 +225,13 @@ async function readStore(
       firstFutureRollout(store, Date.now()),
       rollouts.poll(),
     ]);
+    // A store with no record of any host and no rollout may be no store at all (a directory
+    // gone or unmounted, a URL mistyped): one that holds no binary cache is refused, not shown
+    // as a fleet that never reported.
+    const noRecord = [...poll.records.values()].every((r) => r === undefined);
+    if (newest.status === "none" && noRecord && poll.unreadable.size === 0) {
+      await requireCacheInfo(store);
+    }
     const paused = rollouts.pausedNow();
     return { poll, agents, origins, asks, unjudged, undone, paused, future, newest };
   } finally {
