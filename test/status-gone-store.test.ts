@@ -1,6 +1,7 @@
 // A fleet's cache store that is gone (its directory moved away, or never made) is an error in
 // `status --stored` and in the dashboard's poll, which keeps the last snapshot: never a fleet of
-// hosts that never reported.
+// hosts that never reported. A store that hangs is said to, with since when, for as long as the
+// read given up on runs; the poll after it ends reads again.
 import { mkdtemp, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import { FleetPoller } from "../src/dashboard/poller.js";
 import { loadFleet } from "../src/fleet/load-fleet.js";
 import { writeStatus } from "../src/status/status-store.js";
 import { FsStore } from "../src/store/fs-store.js";
+import { wrapStore } from "../src/store/wrap-store.js";
 import { nixship } from "../support/cli.js";
 import { hostRecord, writeDashboardFleet } from "../support/dashboard-store.js";
 
@@ -71,6 +73,46 @@ describe("a fleet's store that is gone", () => {
       }
       expect((await poller.pollOnce()).error).toBeUndefined();
     } finally {
+      await poller.stop();
+    }
+  });
+
+  it("says a store that hangs has not answered, and since when, until it answers", async () => {
+    const inner = new FsStore(cache);
+    let release: (() => void) | undefined;
+    let gate: Promise<void> | undefined;
+    const store = wrapStore(inner, {
+      list: async (prefix, options) => {
+        if (gate !== undefined) await gate;
+        return await inner.list(prefix, options);
+      },
+    });
+    const poller = new FleetPoller(await loadFleet(fleetFile), store, {
+      interval: 60_000,
+      deadline: 200,
+    });
+    try {
+      expect((await poller.pollOnce()).error).toBeUndefined();
+      gate = new Promise((resolve) => {
+        release = resolve;
+      });
+      const first = await poller.pollOnce();
+      expect(first.error).toBe(`the store ${store.url} did not answer within 0.2 s`);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const second = await poller.pollOnce();
+      expect(second.error).toMatch(
+        new RegExp(
+          `^the store has not answered for [1-9][0-9]* s \\(since 20[0-9-]+T[0-9:.]+Z\\): the store ${store.url.replace(/[/.]/g, "\\$&")} did not answer within 0\\.2 s$`,
+        ),
+      );
+      expect(poller.snapshot?.rows).toHaveLength(2);
+      gate = undefined;
+      release?.();
+      // The read given up on ends; the next poll reads again.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await poller.pollOnce()).error).toBeUndefined();
+    } finally {
+      release?.();
       await poller.stop();
     }
   });

@@ -57,6 +57,11 @@ export class FleetPoller {
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #running: Promise<void> | undefined;
+  /**
+   * A read a poll gave up on at its deadline, still running: when it began and why it was
+   * given up. No new read starts while it runs (it would wait behind it).
+   */
+  #unanswered: { readonly since: Date; readonly why: string } | undefined;
 
   constructor(fleet: Fleet, store: ObjectStore, options: PollerOptions = {}) {
     this.fleet = fleet;
@@ -117,8 +122,23 @@ export class FleetPoller {
     const before = { ...this.#counts };
     const started = performance.now();
     let report: PollReport;
+    const unanswered = this.#unanswered;
+    if (unanswered !== undefined) {
+      const waited = Math.round((Date.now() - unanswered.since.getTime()) / 1000);
+      report = {
+        seconds: 0,
+        requests: delta(before, this.#counts),
+        changed: false,
+        error: `the store has not answered for ${waited} s (since ${unanswered.since.toISOString()}): ${unanswered.why}`,
+      };
+      this.#polls++;
+      this.#last = report;
+      return report;
+    }
+    const since = new Date();
+    const read = this.#read();
     try {
-      const snapshot = await withDeadline(this.#read(), this.#deadline);
+      const snapshot = await withDeadline(read, this.#deadline, this.store.url);
       // The small parts are compared as JSON; rows by identity first (a row of an unchanged
       // record is the same object), and as JSON only where they differ (agents' rows, which
       // are made again each poll).
@@ -143,7 +163,14 @@ export class FleetPoller {
       if (changed) for (const l of this.#listeners) l(this.#snapshot as Snapshot);
     } catch (err) {
       // A store that fails or hangs, or a record nobody expected: the page says so and the
-      // next poll tries again.
+      // next poll tries again (once the read given up on has ended).
+      if (err instanceof PollTimeout) {
+        this.#unanswered = { since, why: err.message };
+        const ended = () => {
+          this.#unanswered = undefined;
+        };
+        read.then(ended, ended);
+      }
       report = {
         seconds: seconds(started),
         requests: delta(before, this.#counts),
@@ -197,11 +224,11 @@ function sameRows(a: readonly StatusRow[], b: readonly StatusRow[]): boolean {
   return a.every((row, i) => row === b[i] || JSON.stringify(row) === JSON.stringify(b[i]));
 }
 
-async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+async function withDeadline<T>(work: Promise<T>, ms: number, store: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new PollTimeout(`the store did not answer within ${ms / 1000} s`)),
+      () => reject(new PollTimeout(`the store ${store} did not answer within ${ms / 1000} s`)),
       ms,
     );
   });
