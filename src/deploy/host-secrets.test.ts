@@ -26,6 +26,13 @@ function fleetWith(entries: Record<string, unknown>, secrets = true) {
       web1: { tags: ["web"], address: "10.0.0.1", system: SYSTEM },
       web2: { tags: ["web"], address: "10.0.0.2", system: SYSTEM },
       db1: { tags: ["db"], delivery: "agent", hostKey: keys.get("db1"), system: SYSTEM },
+      fleetwide: {
+        tags: ["asg"],
+        delivery: "ssm",
+        targets: [{ key: "tag:Role", values: ["web"] }],
+        hostKey: keys.get("web1"),
+        system: SYSTEM,
+      },
     },
     ...(secrets ? { secrets: { admins: [keys.get("admin")], entries } } : {}),
   };
@@ -51,6 +58,20 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("hostSecrets", () => {
+  it("refuses a secret for an ssm host of tag targets, whose instances each have their own key", async () => {
+    await encryptTo("asg-token", ["admin", "web1"]);
+    const fleet = fleetWith({ "asg-token": { hosts: "@asg" } });
+    await expect(hostSecrets(fleet, fleet.hosts, keys)).rejects.toMatchObject({
+      code: "secret-for-tag-target",
+      message:
+        'secret "asg-token" reaches fleetwide, which stands for every instance its SSM targets match: a secret is encrypted to one host key, and each instance has its own',
+      hint: "name each instance as a host of its own (instanceId, and its hostKey), or leave fleetwide out of secrets.entries.asg-token.hosts",
+    });
+    // Not deployed now: nothing asked of it.
+    const others = fleet.hosts.filter((h) => h.name !== "fleetwide");
+    expect((await hostSecrets(fleet, others, keys)).has("fleetwide")).toBe(false);
+  });
+
   it("gives each host the ciphertexts of its secrets, and an empty bundle to a host with none", async () => {
     const token = await encryptTo("web-token", ["admin", "web1", "web2"]);
     const fleet = fleetWith({ "web-token": { hosts: "@web", mode: "0440" } });
@@ -104,7 +125,7 @@ describe("hostSecrets", () => {
       /goes to db1, whose SSH host key is not known/,
     );
     // Deploying only hosts that do not get it needs neither.
-    const web = fleet.hosts.filter((h) => h.name !== "db1");
+    const web = fleet.hosts.filter((h) => h.name === "web1" || h.name === "web2");
     expect([...(await hostSecrets(fleet, web, keys)).keys()]).toEqual(["web1", "web2"]);
   });
 });

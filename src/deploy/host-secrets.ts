@@ -33,6 +33,20 @@ export async function hostSecrets(
   for (const spec of fleet.secrets.entries) {
     const receivers = selectHosts(fleet, spec.hosts).filter((h) => byHost.has(h.name));
     if (receivers.length === 0) continue;
+    // A secret is encrypted to one host key; the instances a tag target matches each have
+    // their own (made at first boot), and those that cannot decrypt it would leave the host
+    // half on its new system.
+    const targeted = receivers.filter((h) => h.delivery === "ssm" && h.instanceId === undefined);
+    if (targeted.length > 0) {
+      const names = targeted.map((h) => h.name).join(", ");
+      throw new InputError(
+        "secret-for-tag-target",
+        `secret "${spec.name}" reaches ${names}, which ${targeted.length === 1 ? "stands" : "stand"} for every instance ${targeted.length === 1 ? "its" : "their"} SSM targets match: a secret is encrypted to one host key, and each instance has its own`,
+        {
+          hint: `name each instance as a host of its own (instanceId, and its hostKey), or leave ${names} out of secrets.entries.${spec.name}.hosts`,
+        },
+      );
+    }
     const ciphertext = await readCiphertext(spec.file);
     if (ciphertext === undefined) {
       throw new InputError(
