@@ -1,5 +1,6 @@
 // Secret files named on the command line: never echoed, never accepted when others may read
 // them, and a key given where its file belongs is refused without being shown.
+import { execFileSync } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -113,6 +114,21 @@ describe("readSecretFile (tokens)", () => {
     const open = await keyFile("token-open", "t0ken\n", 0o644);
     const err = await failure(readSecretFile(open, "--token-file"));
     expect(err.message).toBe(`--token-file ${open} may be read by others (mode 0644)`);
+  });
+
+  it("refuses a token file in the Nix store, saying it is exposed and how to give it", async () => {
+    // What Nix makes of `bearerTokenFile = ./prom.token`: a copy in the store, mode 0444.
+    const local = await keyFile("prom.token", `t0ken-${process.pid}-${Date.now()}\n`, 0o600);
+    const inStore = execFileSync("nix-store", ["--add", local], { encoding: "utf8" }).trim();
+    expect(inStore).toMatch(/^\/nix\/store\/[0-9a-z]{32}-prom\.token$/);
+    const err = await failure(readSecretFile(inStore, "prometheus.bearerTokenFile"));
+    expect(err.code).toBe("key-in-store");
+    expect(err.message).toBe(
+      `prometheus.bearerTokenFile ${inStore} is in the Nix store, where every user of the machine may read it`,
+    );
+    expect(err.hint).toContain(
+      "make a new one (the one there is exposed), keep it outside the flake",
+    );
   });
 
   it("names a missing token file by its flag, with how to make one", async () => {

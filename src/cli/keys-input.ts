@@ -4,6 +4,7 @@ import { readFile, stat } from "node:fs/promises";
 import { InputError, UsageError } from "../errors.js";
 import { requireTrustedSigningKey } from "../fleet/cache-trust.js";
 import { type PublicKey, parsePublicKey, parseSecretKey, type SecretKey } from "../nix/keys.js";
+import { STORE_DIR } from "../nix/store-path.js";
 import { readFileBounded } from "../util/bounded-file.js";
 
 /** The most a secret file (a key, a token) may hold: far above any real one. */
@@ -59,6 +60,17 @@ export async function readSecretFile(
   };
   const info = await stat(file).catch(unreadable);
   if (!info.isFile()) throw new InputError("key-unreadable", `${what} ${file} is not a file`);
+  // A path in a Nix file (`./token`), or a file of a flake that is not a git repository, is
+  // copied into the store, where every user may read it: the secret is out already.
+  if (file.startsWith(`${STORE_DIR}/`)) {
+    throw new InputError(
+      "key-in-store",
+      `${what} ${file} is in the Nix store, where every user of the machine may read it`,
+      {
+        hint: 'make a new one (the one there is exposed), keep it outside the flake, and give its path as a string ("/etc/nixship/…"), not a Nix path (./…), which Nix copies into the store',
+      },
+    );
+  }
   if ((info.mode & 0o077) !== 0) {
     throw new InputError(
       "key-exposed",
