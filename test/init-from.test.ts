@@ -152,7 +152,7 @@ describe("init --from colmena", () => {
       expect.objectContaining({
         outcome: "left",
         text: expect.stringMatching(
-          /^\/nix\/store\/\S+-source\/secrets\/db-password: the flake holds this secret, so Nix copied it into the store/,
+          /^\/nix\/store\/\S+-source\/secrets\/db-password: the flake holds this secret, so Nix copies it into the store with the flake/,
         ),
       }),
     );

@@ -399,11 +399,10 @@ async function convertFrom(
   if (from === "colmena") {
     const read = await readColmenaHive(dir);
     const sshConfigFile = env.SSH_CONFIG_FILE;
-    const conversion = convertColmena(
-      read.value,
-      read.label,
-      sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {},
-    );
+    const conversion = convertColmena(read.value, read.label, {
+      ...(sshConfigFile ? { sshConfigFile: resolve(sshConfigFile) } : {}),
+      flakeDir: resolve(dir),
+    });
     return { conversion, flake: read.flake, hasFleet: read.value.hasFleet === true };
   }
   const read = await readDeployRs(dir);

@@ -233,6 +233,38 @@ describe("convertColmena", () => {
     expect(() => parseFleetValue(json, "f")).toThrow(/secrets\.admins\[0\]|secrets\.admins\.0/);
   });
 
+  it("says a secret the flake holds, as a keyFile under its directory or as text, went into the store with it", () => {
+    const c = convertColmena(
+      hive({
+        a: node("a", {
+          keys: {
+            inside: { ...KEY, name: "inside", keyFile: "/src/fleet/secrets/k" },
+            outside: { ...KEY, name: "outside", keyFile: "/root/k" },
+            text: { ...KEY, name: "text", hasText: true },
+          },
+        }),
+      }),
+      "f",
+      { flakeDir: "/src/fleet" },
+    );
+    const left = (option: string) =>
+      c.report.filter((e) => e.option === option && e.outcome === "left");
+    expect(left("deployment.keys.<name>.keyFile")).toEqual([
+      expect.objectContaining({
+        nodes: ["a:inside"],
+        text: expect.stringMatching(
+          /^\/src\/fleet\/secrets\/k: the flake holds this secret, so Nix copies it into the store with the flake/,
+        ),
+      }),
+    ]);
+    expect(left("deployment.keys.<name>.text")).toEqual([
+      expect.objectContaining({
+        nodes: ["a:text"],
+        text: expect.stringContaining("delete the text from the hive, and rotate it"),
+      }),
+    ]);
+  });
+
   it("names what it leaves behind, node by node, and maps machinesFile to the builders", () => {
     const c = convertColmena(
       hive(

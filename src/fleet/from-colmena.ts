@@ -241,7 +241,7 @@ export function hiveAttribute(kind: HiveKind, path: readonly (string | number)[]
 export function convertColmena(
   hive: ColmenaHive,
   where: string,
-  env: { sshConfigFile?: string },
+  env: { sshConfigFile?: string; flakeDir?: string },
 ): Conversion {
   const report = new Report();
   const next: string[] = [];
@@ -385,7 +385,7 @@ export function convertColmena(
     if (node.buildOnTarget) report.add(COLMENA_OPTIONS, "deployment.buildOnTarget", name);
     if (!node.replaceUnknownProfiles)
       report.add(COLMENA_OPTIONS, "deployment.replaceUnknownProfiles", name);
-    convertKeys(name, node, secrets, report, next);
+    convertKeys(name, node, { secrets, report, next, flakeDir: env.flakeDir });
     hosts.push({ name, fields, system: systemOf(hive.kind, name), policy: {} });
   }
   const ssh: JsonObject = {};
@@ -436,10 +436,15 @@ const SECRET_NAME = /[^A-Za-z0-9_.-]+/g;
 function convertKeys(
   name: string,
   node: ColmenaNode,
-  secrets: JsonObject,
-  report: Report,
-  next: string[],
+  into: {
+    readonly secrets: JsonObject;
+    readonly report: Report;
+    readonly next: string[];
+    /** The flake's directory: a file under it is copied into the store with the flake. */
+    readonly flakeDir: string | undefined;
+  },
 ): void {
+  const { secrets, report, next, flakeDir } = into;
   for (const [attr, key] of Object.entries(node.keys)) {
     const option = (o: string) => `deployment.keys.<name>.${o}`;
     if (key.hasCommand) {
@@ -479,13 +484,15 @@ function convertKeys(
     if (key.keyFile !== null) {
       report.add(COLMENA_OPTIONS, option("keyFile"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} --from ${key.keyFile}`);
-      // A keyFile the flake holds (./secrets/x) reads as its copy in the store.
-      if (key.keyFile.startsWith("/nix/store/")) {
+      // A keyFile the flake holds (./secrets/x) reads as its copy in the store, or (a hive.nix
+      // read in place) as a file under the flake's directory, which Nix copies with the flake.
+      const inFlake = flakeDir !== undefined && key.keyFile.startsWith(`${flakeDir}/`);
+      if (key.keyFile.startsWith("/nix/store/") || inFlake) {
         report.note(
           option("keyFile"),
           {
             outcome: "left",
-            text: `${key.keyFile}: the flake holds this secret, so Nix copied it into the store, which every user of the machine can read: rotate it, and keep its file out of the flake`,
+            text: `${key.keyFile}: the flake holds this secret, so Nix copies it into the store with the flake (every file of a flake that is no git repository, the tracked ones of one that is), where every user of the machine can read it: rotate it, and keep its file out of the flake`,
           },
           `${name}:${attr}`,
         );
@@ -493,6 +500,14 @@ function convertKeys(
     } else if (key.hasText) {
       report.add(COLMENA_OPTIONS, option("text"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} -`);
+      report.note(
+        option("text"),
+        {
+          outcome: "left",
+          text: "the hive holds this secret's text, and Nix copies the flake's files into the store, which every user of the machine can read: once 'nixship secrets set' has it, delete the text from the hive, and rotate it",
+        },
+        `${name}:${attr}`,
+      );
     }
     if (key.uploadAt !== "pre-activation")
       report.add(COLMENA_OPTIONS, option("uploadAt"), `${name}:${attr}`);
