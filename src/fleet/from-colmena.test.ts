@@ -187,13 +187,18 @@ describe("convertColmena", () => {
     );
   });
 
-  it("makes keys with a file or text secrets to set, and names a keyCommand and other places as left behind", () => {
+  it("makes keys with a file, text or command secrets to set, and names a keyCommand and other places as left behind", () => {
     const c = convertColmena(
       hive({
         a: node("a", {
           keys: {
             "db.key": { ...KEY, keyFile: "/root/db.key" },
-            "acme.secret": { ...KEY, name: "acme.secret", hasCommand: true },
+            "acme.secret": {
+              ...KEY,
+              name: "acme.secret",
+              hasCommand: true,
+              path: "/run/keys/acme.secret",
+            },
             token: {
               ...KEY,
               name: "token",
@@ -212,6 +217,8 @@ describe("convertColmena", () => {
     );
     expect(c.secrets).toEqual({
       "a-db.key": { hosts: "a", mode: "0600", path: "/run/keys/db.key" },
+      // A keyCommand's key keeps its entry, for its output to be set by hand.
+      "a-acme.secret": { hosts: "a", mode: "0600", path: "/run/keys/acme.secret" },
       "a-token": {
         hosts: "a",
         owner: "acme",
@@ -222,6 +229,7 @@ describe("convertColmena", () => {
     });
     expect(c.next).toEqual([
       "nixship secrets set a-db.key --from /root/db.key",
+      "nixship secrets set a-acme.secret -   (give it what its keyCommand prints)",
       "nixship secrets set a-token -",
     ]);
     expect(fate(c.report, "deployment.keys.<name>.keyCommand")).toEqual([

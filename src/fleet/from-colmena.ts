@@ -62,7 +62,7 @@ export const COLMENA_OPTIONS = {
   },
   "deployment.keys.<name>.keyCommand": {
     outcome: "left",
-    text: "nixship runs no command at deploy time for a secret: run it once and encrypt its output with 'nixship secrets set NAME -'",
+    text: "nixship runs no command at deploy time for a secret: its entry is written (path, owner, group, mode); run the command once and encrypt its output with 'nixship secrets set NAME -'",
   },
   "deployment.keys.<name>.destDir": {
     outcome: "mapped",
@@ -447,10 +447,6 @@ function convertKeys(
   const { secrets, report, next, flakeDir } = into;
   for (const [attr, key] of Object.entries(node.keys)) {
     const option = (o: string) => `deployment.keys.<name>.${o}`;
-    if (key.hasCommand) {
-      report.add(COLMENA_OPTIONS, option("keyCommand"), `${name}:${attr}`);
-      continue;
-    }
     if (!key.path.startsWith("/run/")) {
       report.note(
         option("destDir"),
@@ -481,7 +477,11 @@ function convertKeys(
       path: key.path,
     };
     report.add(COLMENA_OPTIONS, "deployment.keys", `${name}:${attr}`);
-    if (key.keyFile !== null) {
+    if (key.hasCommand) {
+      // Its entry is written (path, owner, mode), for its command's output once run by hand.
+      report.add(COLMENA_OPTIONS, option("keyCommand"), `${name}:${attr}`);
+      next.push(`nixship secrets set ${secret} -   (give it what its keyCommand prints)`);
+    } else if (key.keyFile !== null) {
       report.add(COLMENA_OPTIONS, option("keyFile"), `${name}:${attr}`);
       next.push(`nixship secrets set ${secret} --from ${key.keyFile}`);
       // A keyFile the flake holds (./secrets/x) reads as its copy in the store, or (a hive.nix
