@@ -74,6 +74,14 @@ describe("init --from colmena", () => {
     });
     expect(fleet.secrets.entries).toEqual({
       "host-a-db-password": { hosts: "host-a", mode: "0600", path: "/run/keys/db-password" },
+      // A keyCommand's key: its entry, for its command's output to be set by hand.
+      "host-a-acme-credentials.secret": {
+        hosts: "host-a",
+        owner: "acme",
+        group: "nginx",
+        mode: "0640",
+        path: "/run/keys/acme-credentials.secret",
+      },
     });
     const fates = Object.fromEntries(out.report.map((e) => [`${e.outcome} ${e.option}`, e.nodes]));
     expect(fates).toMatchObject({
@@ -157,6 +165,29 @@ describe("init --from colmena", () => {
       }),
     );
     expect(r.stdout).not.toContain("s3cret");
+  });
+
+  it("in a git flake that does not track hive.nix, says to add it, as the fleet could not import it (exit 2)", async () => {
+    const dir = await flakeDir("");
+    await run("git", ["-C", dir, "init", "-q"]);
+    await run("git", ["-C", dir, "add", "flake.nix"]);
+    await writeFile(join(dir, "hive.nix"), tutorialHive(HIVE));
+    const r = await init(dir, "--from", "colmena", "--json");
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      error: {
+        code: "hive-not-in-flake",
+        message: expect.stringContaining(
+          `${join(dir, "hive.nix")} is not part of the flake as Nix reads it`,
+        ),
+        hint: `git -C ${dir} add hive.nix (and the files it imports), then run init again`,
+      },
+    });
+    expect(existsSync(join(dir, "nixship.nix"))).toBe(false);
+    // Tracked, it converts.
+    await run("git", ["-C", dir, "add", "hive.nix"]);
+    const tracked = await init(dir, "--from", "colmena", "--json");
+    expect(tracked.code, tracked.stderr).toBe(0);
   });
 
   it("names a node without a targetHost, an error in a node, and a flake without a hive (exit 2)", async () => {

@@ -1,6 +1,7 @@
 // Reads another deployer's fleet from a local flake for `nixship init --from`: a colmena hive or
 // deploy-rs's `deploy` output, each in one bounded `nix eval`, a Nix error named by the
 // attribute being evaluated (a node's option), a missing hive or deploy output said plainly.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
@@ -44,6 +45,14 @@ export async function readColmenaHive(dir: string): Promise<ForeignRead<ColmenaH
     "the hive",
     flake,
   );
+  if (out.missing !== undefined && existsSync(join(dir, "hive.nix"))) {
+    // There on disk, not in the flake as Nix reads it: a git repository that does not track it.
+    throw new InputError(
+      "hive-not-in-flake",
+      `${label}: ${join(dir, "hive.nix")} is not part of the flake as Nix reads it (the flake is a git repository, and git does not track the file), so the fleet could not import it either`,
+      { hint: `git -C ${dir} add hive.nix (and the files it imports), then run init again` },
+    );
+  }
   if (out.missing !== undefined) {
     throw new InputError(
       "no-hive",

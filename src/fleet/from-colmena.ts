@@ -166,7 +166,7 @@ export interface ColmenaHive {
 
 /**
  * One `nix eval --json` of the hive in `dir`: the flake's `colmenaHive` (colmena's makeHive:
- * its `deploymentConfig`), else its `colmena`, else `dir/hive.nix` (both read by nixship's
+ * its `deploymentConfig`), else its `colmena`, else its `hive.nix` (both read by nixship's
  * lib.readColmenaHive, `hiveLib`); or `{ missing = [outputs]; }`. Each option is evaluated under
  * a mark naming the node and option, so that an error in a node's configuration names it.
  */
@@ -175,7 +175,9 @@ export function colmenaExpression(dir: string, flake: string | null, hiveLib: st
   return `let
   mark = ${NIX_MARK_FUNCTION};
   outputs = ${flake === null ? "{ }" : `(builtins.getFlake ${str(flake)}).outputs`};
-  hiveFile = ${str(`${dir}/hive.nix`)};
+  # The flake's hive.nix as Nix reads the flake (its copy in the store: in a git repository,
+  # only what git tracks), as the fleet init writes will import it.
+  hiveFile = ${flake === null ? str(`${dir}/hive.nix`) : `"\${(builtins.getFlake ${str(flake)}).outPath}/hive.nix"`};
   kind = if outputs ? colmenaHive then "colmenaHive" else if outputs ? colmena then "colmena"
     else if builtins.pathExists hiveFile then "hive.nix" else null;
   raw = if kind == "colmena" then outputs.colmena else import hiveFile;
