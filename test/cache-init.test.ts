@@ -64,6 +64,17 @@ describe("cache init", () => {
     expect(await readFile(join(dir, "nix-cache-info"), "utf8")).toBe(info);
   });
 
+  it("fails at once where no directory can be made (under /proc), naming it", {
+    timeout: 30_000,
+  }, async () => {
+    // Node's recursive mkdir spun there at full CPU, for ever.
+    const r = await nixship(["cache", "init", "file:///proc/nixship-cache-init/c"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "ENOENT: no such file or directory, mkdir '/proc/nixship-cache-init'",
+    );
+  });
+
   it("refuses a cache for another store directory", async () => {
     const dir = await mkdtemp(join(work, "other-"));
     await writeFile(join(dir, "nix-cache-info"), "StoreDir: /gnu/store\n");

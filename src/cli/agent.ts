@@ -1,7 +1,7 @@
 // `nixship agent` (the pull agent on a host), `agent pause`, `agent resume`, `agent status`.
 
 import { realpathSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { ScriptActivator } from "../agent/activator.js";
 import { Agent, type AgentEvent } from "../agent/agent.js";
@@ -22,6 +22,7 @@ import { storePathOf } from "../nix/store-path.js";
 import { openStore } from "../store/url.js";
 import { formatAgentEvent } from "../ui/agent-events.js";
 import { errnoWords } from "../util/errno-words.js";
+import { makeDirs } from "../util/make-dirs.js";
 import { withoutControls } from "../util/text.js";
 import {
   type CliIO,
@@ -103,7 +104,7 @@ Subcommands (each with its own --help):
       );
     }
     const releaseKeys = config.releaseKeys.map((k) => parsePublicKey(k));
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    await makeDirs(config.stateDir, 0o700);
     const store = await openStore(config.store);
     try {
       await checkHostNamed(store, config.channel, host, releaseKeys);
@@ -204,7 +205,7 @@ ${CONFIG_HELP}`,
     const { values, positionals } = parseFlags(argv, CONFIG_FLAG, "agent pause");
     refuseArguments(positionals, "agent pause");
     const config = await readConfig(values.config);
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    await makeDirs(config.stateDir, 0o700);
     await setPaused(config.stateDir, true);
     io.stderr.write(`paused (${config.stateDir}/paused); 'nixship agent resume' to undo\n`);
     return 0;

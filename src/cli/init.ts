@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { ensureCacheInfo } from "../cache/cache-info.js";
@@ -25,6 +25,7 @@ import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
+import { makeDirs } from "../util/make-dirs.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
 import { readSecretKeyFile } from "./keys-input.js";
@@ -498,7 +499,7 @@ async function readOrMakeKey(
 /** Writes a new key (0600, in a 0700 directory made if missing). */
 async function writeKey(file: string, made: { key: SecretKey; created: boolean }): Promise<void> {
   if (!made.created) return;
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirs(dirname(file), 0o700);
   await writeSecretKeyFile(file, made.key, false);
 }
 

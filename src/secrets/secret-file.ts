@@ -1,10 +1,8 @@
-// A secret's ciphertext file beside the fleet file (safe to commit): read bounded, written
-// atomically so an interrupted write leaves the old file whole.
-import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { InputError } from "../errors.js";
 import { writeFilesAtomically } from "../util/atomic-file.js";
 import { readFileBounded } from "../util/bounded-file.js";
+import { makeDirs } from "../util/make-dirs.js";
 
 /** The largest plaintext a secret may hold: keys, passwords and certificates, not data. */
 export const MAX_PLAINTEXT = 512 * 1024;
@@ -42,7 +40,7 @@ export async function writeCiphertexts(
   files: readonly { readonly file: string; readonly ciphertext: Uint8Array }[],
 ): Promise<void> {
   for (const dir of new Set(files.map(({ file }) => dirname(file)))) {
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
   }
   await writeFilesAtomically(
     files.map(({ file, ciphertext }) => ({ file, content: ciphertext, mode: 0o644 })),

@@ -3,11 +3,12 @@
 
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { makeDirs } from "../util/make-dirs.js";
 import { shownUrl } from "../util/url-credentials.js";
 import type { ObjectStore, PutCondition } from "./object-store.js";
 
@@ -178,7 +179,7 @@ async function remember(dir: string, url: string, now: Date): Promise<void> {
       .sort(([, a], [, b]) => b - a)
       .slice(0, CACHE_MAX_ENTRIES)
       .map(([key, at]) => [key, new Date(at).toISOString()]);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir, 0o700);
     const content = `${JSON.stringify(Object.fromEntries(kept), null, 2)}\n`;
     await writeFileAtomically(join(dir, CACHE_FILE), content, 0o600);
   } catch {

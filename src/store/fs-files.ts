@@ -3,10 +3,11 @@
 import { randomBytes } from "node:crypto";
 import type { BigIntStats } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdir, open, stat, unlink, utimes } from "node:fs/promises";
+import { open, stat, unlink, utimes } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { NixshipError, OperationError } from "../errors.js";
+import { makeDirs } from "../util/make-dirs.js";
 import type { ObjectInfo } from "./object-store.js";
 
 /**
@@ -107,7 +108,7 @@ export async function inDirectory<T>(path: string, create: () => Promise<T>): Pr
     } catch (err) {
       if (errnoOf(err) !== "ENOENT" || attempt === 3) throw err;
     }
-    await mkdir(dirname(path), { recursive: true });
+    await makeDirs(dirname(path));
   }
 }
 

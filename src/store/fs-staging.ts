@@ -2,9 +2,10 @@
 // flush moves them into place, under one reserved name, and removed by the next store once stale.
 import { randomBytes } from "node:crypto";
 import { rmdirSync, rmSync } from "node:fs";
-import { lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { lstat, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { OperationError } from "../errors.js";
+import { makeDirs } from "../util/make-dirs.js";
 
 /**
  * Where staging directories are made: a reserved name (`.nixship-tmp-<hex>`), so listings
@@ -24,7 +25,7 @@ export async function newStagingDir(root: string, url: string): Promise<string> 
   const parent = join(root, STAGING_HOME);
   const dir = join(parent, randomBytes(6).toString("hex"));
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
   } catch (err) {
     throw new OperationError(
       "store-fs-failed",

@@ -6,22 +6,12 @@
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, constants, createReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import {
-  link,
-  lstat,
-  mkdir,
-  open,
-  realpath,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-} from "node:fs/promises";
+import { link, lstat, open, realpath, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { InputError, NixshipError, OperationError } from "../errors.js";
+import { makeDirs } from "../util/make-dirs.js";
 import { DirectorySyncs } from "./dir-sync.js";
 import { DirCache, type DirReads, dirKeyOf } from "./fs-dir-cache.js";
 import {
@@ -373,7 +363,7 @@ export class FsStore implements ObjectStore {
       if (sync) await this.#dirSyncs.sync(dir);
       return { result: { status: "written", etag }, consumed: false };
     } else {
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       const swapped = await withLock(join(dir, `.${basename(path)}.nixship-lock`), async () => {
         if ((await this.head(key))?.etag !== condition.ifMatch) return false;
         await rename(from, path);
@@ -454,7 +444,7 @@ export class FsStore implements ObjectStore {
 
   /** The device number of the root's file system (the root is created if missing). */
   #device(): Promise<bigint> {
-    this.#rootDevice ??= mkdir(this.#root, { recursive: true })
+    this.#rootDevice ??= makeDirs(this.#root)
       .then(async () => (await stat(this.#root, { bigint: true })).dev)
       .catch((err: unknown) => {
         this.#rootDevice = undefined;
