@@ -160,7 +160,10 @@ function processControlPrefix(
   return prefix;
 }
 
-/** ssh's arguments to reach `target`; a shared connection is remembered, to be stopped. */
+/**
+ * ssh's arguments to reach `target`; a shared connection is remembered, to be stopped. The
+ * keywords given with `-o` are fleet/ssh-options.ts' SSH_OPTIONS_SET_BY_NIXSHIP (a test checks).
+ */
 export function sshArgs(target: SshTarget, options: { fresh?: boolean } = {}): string[] {
   const args: string[] = [];
   if (target.configFile) args.push("-F", target.configFile);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { sshArgs } from "../delivery/ssh-transport.js";
 import { Report, sshOptionsAsConfig } from "./foreign-fleet.js";
+import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
 
 describe("sshOptionsAsConfig", () => {
   it("says ssh's command-line options as ssh_config lines, and names the others", () => {
@@ -17,7 +19,47 @@ describe("sshOptionsAsConfig", () => {
     ).toEqual({
       lines: ["Port 2121", "IdentityFile /k/id", "ProxyCommand a=b", "ProxyJump bastion"],
       unknown: ["-A"],
+      overridden: [],
     });
+  });
+
+  it("reads `-o 'Key Value'` as ssh does, and names what nixship's own command line overrides", () => {
+    expect(
+      sshOptionsAsConfig([
+        "-o",
+        "User deploy",
+        "-o",
+        "Compression yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-oConnectTimeout 3",
+        "-o",
+        "controlpath=/tmp/x",
+      ]),
+    ).toEqual({
+      lines: ["Compression yes"],
+      unknown: [],
+      overridden: ["StrictHostKeyChecking no", "ConnectTimeout 3", "ControlPath /tmp/x"],
+      user: "deploy",
+    });
+  });
+});
+
+describe("SSH_OPTIONS_SET_BY_NIXSHIP", () => {
+  it("names every keyword nixship gives ssh with -o", () => {
+    const target = {
+      name: "web1",
+      destination: "web1",
+      configFile: "/c",
+      knownHosts: "/k",
+      user: "u",
+    };
+    for (const fresh of [false, true]) {
+      const args = sshArgs({ ...target, settlingKex: "curve25519-sha256" }, { fresh });
+      const given = args.flatMap((a, i) => (args[i - 1] === "-o" ? [a.split("=")[0]] : []));
+      expect(given.length).toBeGreaterThan(5);
+      for (const keyword of given) expect(SSH_OPTIONS_SET_BY_NIXSHIP).toContain(keyword);
+    }
   });
 });
 
@@ -26,11 +68,13 @@ describe("a user among ssh's options", () => {
     expect(sshOptionsAsConfig(["-l", "admin", "-p", "22"])).toEqual({
       lines: ["Port 22"],
       unknown: [],
+      overridden: [],
       user: "admin",
     });
     expect(sshOptionsAsConfig(["-o", "User=ops", "-ladmin"])).toEqual({
       lines: [],
       unknown: [],
+      overridden: [],
       user: "ops",
     });
   });

@@ -4,6 +4,7 @@
 import { ADMIN_PLACEHOLDER, NAME_MAX_LENGTH, NAME_PATTERN } from "./fleet.js";
 import type { JsonObject } from "./fleet-json.js";
 import { formatNix, type NixValue, nixExpression } from "./nix-text.js";
+import { SSH_OPTIONS_SET_BY_NIXSHIP } from "./ssh-options.js";
 
 /** What became of an option: the same meaning in nixship, another shape, or nothing. */
 export type Outcome = "carried" | "mapped" | "left";
@@ -160,10 +161,13 @@ export function sshConfigBlock(name: string, address: string, lines: readonly st
 export function sshOptionsAsConfig(options: readonly string[]): {
   lines: string[];
   unknown: string[];
+  /** `-o` settings of keywords nixship gives ssh itself (SSH_OPTIONS_SET_BY_NIXSHIP). */
+  overridden: string[];
   user?: string;
 } {
   const lines: string[] = [];
   const unknown: string[] = [];
+  const overridden: string[] = [];
   let user: string | undefined;
   const flags: Record<string, string> = {
     "-p": "Port",
@@ -177,10 +181,13 @@ export function sshOptionsAsConfig(options: readonly string[]): {
     const flag = attached?.[1] ?? option;
     const value = attached?.[2] ?? options[i + 1];
     if (flag === "-o" && value !== undefined) {
-      const [key, ...rest] = value.split("=");
+      // ssh takes `Key=Value` and `Key Value` alike.
+      const [, key = "", rest = ""] = /^\s*([^\s=]+)\s*(?:=\s*|\s+)?(.*)$/.exec(value) ?? [];
+      const ours = SSH_OPTIONS_SET_BY_NIXSHIP.find((k) => k.toLowerCase() === key.toLowerCase());
       // OpenSSH keeps the first user it is given.
-      if (key?.toLowerCase() === "user") user ??= rest.join("=");
-      else lines.push(`${key} ${rest.join("=")}`.trim());
+      if (key.toLowerCase() === "user") user ??= rest.trim();
+      else if (ours !== undefined) overridden.push(`${ours} ${rest}`.trim());
+      else lines.push(`${key} ${rest}`.trim());
     } else if (flag === "-l" && value !== undefined) {
       user ??= value;
     } else if (flags[flag] !== undefined && value !== undefined) {
@@ -191,5 +198,5 @@ export function sshOptionsAsConfig(options: readonly string[]): {
     }
     if (attached === null || attached === undefined) i++;
   }
-  return { lines, unknown, ...(user === undefined ? {} : { user }) };
+  return { lines, unknown, overridden, ...(user === undefined ? {} : { user }) };
 }

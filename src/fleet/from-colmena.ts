@@ -353,7 +353,7 @@ export function convertColmena(
       );
     }
     if (node.sshOptions.length > 0) {
-      const { lines, unknown, user: optionUser } = sshOptionsAsConfig(node.sshOptions);
+      const { lines, unknown, overridden, user: optionUser } = sshOptionsAsConfig(node.sshOptions);
       if (optionUser !== undefined)
         report.note(
           "deployment.sshOptions",
@@ -378,6 +378,15 @@ export function convertColmena(
           {
             outcome: "left",
             text: `${unknown.join(" ")}: no ssh_config counterpart nixship knows`,
+          },
+          name,
+        );
+      if (overridden.length > 0)
+        report.note(
+          "deployment.sshOptions",
+          {
+            outcome: "left",
+            text: `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,
           },
           name,
         );

@@ -300,7 +300,7 @@ export function convertDeployRs(
     if (s.sudo !== undefined && s.sudo !== "sudo -u") report.add(DEPLOY_RS_OPTIONS, "sudo", name);
     if (s.interactiveSudo === true) report.add(DEPLOY_RS_OPTIONS, "interactiveSudo", name);
     if (s.sshOpts !== undefined && s.sshOpts.length > 0) {
-      const { lines, unknown, user: optionUser } = sshOptionsAsConfig(s.sshOpts);
+      const { lines, unknown, overridden, user: optionUser } = sshOptionsAsConfig(s.sshOpts);
       if (optionUser !== undefined)
         report.note(
           "sshOpts",
@@ -332,6 +332,15 @@ export function convertDeployRs(
           name,
         );
       }
+      if (overridden.length > 0)
+        report.note(
+          "sshOpts",
+          {
+            outcome: "left",
+            text: `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,
+          },
+          name,
+        );
     }
     if (s.fastConnection === true) report.add(DEPLOY_RS_OPTIONS, "fastConnection", name);
     if (s.autoRollback === false) {
