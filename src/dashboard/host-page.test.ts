@@ -52,4 +52,18 @@ describe("the host page's results", () => {
     expect(html).toContain("rollout <code>a00000000000</code>");
     expect(html).not.toContain("<dt>Behind</dt>");
   });
+
+  it("name the rollout a host failed in once a rollback undid it, and say so", () => {
+    const { behindRollout: _behind, ...rest } = row as StatusRow & { behindRollout?: unknown };
+    const undone = {
+      ...rest,
+      state: "failed",
+      rolledBack: true,
+      failureUndone: "b00000000000",
+    } as unknown as StatusRow;
+    const html = page(undone);
+    expect(html).toContain(
+      "<dt>Failed in</dt><dd>rollout <code>b00000000000</code>, undone since: it runs what it ran before</dd>",
+    );
+  });
 });

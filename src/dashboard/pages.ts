@@ -369,6 +369,12 @@ export function hostMain(detail: HostDetail, now: Date): Html {
           ],
     );
   }
+  if (row.failureUndone !== undefined) {
+    fields.push([
+      "Failed in",
+      html`rollout <code>${row.failureUndone}</code>, undone since: it runs what it ran before`,
+    ]);
+  }
   const fetched = deltaText(row.delta);
   if (fetched !== undefined) fields.push(["Fetched", fetched]);
   if (row.drift !== undefined) {

@@ -39,6 +39,18 @@ describe("hosts a running rollout applies", () => {
     expect(shown[1]).toBe(rows[1]);
   });
 
+  it("shows no failure of the deploy before on a host it applies", () => {
+    const failedBefore = storedRow(host("web1"), {
+      record: sshRecord({ host: "web1", state: "failed", error: "health: 500", rolledBack: true }),
+    });
+    const [shown] = withRolloutApplying(
+      [failedBefore],
+      { status: "found", key: "k", record: rollout("running") },
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
+    expect(shown).toMatchObject({ state: "applying", error: null, rolledBack: null });
+  });
+
   it("leaves the rows as they are once the rollout ended, or without one", () => {
     expect(
       withRolloutApplying(rows, { status: "found", key: "k", record: rollout("failed") }),

@@ -32,6 +32,9 @@ export function withRolloutApplying(
           state: "applying",
           phase: steps.get(row.host) ?? null,
           updatedAt: rollout.record.updatedAt,
+          // What its last deploy's failure said is not this one's.
+          error: null,
+          rolledBack: null,
         } as StatusRow)
       : row,
   );
