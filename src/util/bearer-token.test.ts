@@ -19,6 +19,8 @@ describe("carriesToken", () => {
       `bearer ${token}`,
       token,
       `Basic ${Buffer.from(`nix:${token}x`).toString("base64")}`,
+      // No colon: a user and no password.
+      `Basic ${Buffer.from(token).toString("base64")}`,
     ]) {
       expect(carriesToken(header, token), String(header)).toBe(false);
     }

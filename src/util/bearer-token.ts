@@ -10,7 +10,9 @@ export function carriesToken(authorization: string | undefined, token: string): 
   if (header.startsWith("Bearer ")) offered = header.slice(7);
   else if (header.startsWith("Basic ")) {
     const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
-    offered = decoded.slice(decoded.indexOf(":") + 1);
+    // user-pass is `user ":" password` (RFC 7617): without the colon there is no password.
+    const colon = decoded.indexOf(":");
+    if (colon >= 0) offered = decoded.slice(colon + 1);
   }
   const a = Buffer.from(offered);
   const b = Buffer.from(token);
