@@ -88,7 +88,7 @@ describe("the invocations' listing", () => {
 
 describe("a command SSM never reports ended", () => {
   /** An SSM whose invocations stay InProgress; the clock moves only as the wait sleeps. */
-  function stuckSsm() {
+  function stuckSsm(instances = 1) {
     let now = 0;
     const client = {
       send: async (command: { constructor: { name: string } }) => {
@@ -97,7 +97,10 @@ describe("a command SSM never reports ended", () => {
             return { Command: { CommandId: "cmd-stuck" } };
           case "ListCommandInvocationsCommand":
             return {
-              CommandInvocations: [{ InstanceId: "i-0123456789abcdef0", Status: "InProgress" }],
+              CommandInvocations: Array.from({ length: instances }, (_, i) => ({
+                InstanceId: i === 0 ? "i-0123456789abcdef0" : `i-${String(i).padStart(17, "0")}`,
+                Status: "InProgress",
+              })),
             };
           case "GetCommandCommand":
             return { Command: { Status: "InProgress", TargetCount: 1 } };
@@ -140,5 +143,16 @@ describe("a command SSM never reports ended", () => {
     expect(elapsed()).toBeLessThanOrEqual(
       (2 * STATUS_TIMEOUT + STATUS_REPORT_SLACK) * 1000 + 51 * 2000,
     );
+  });
+
+  it("for a command whose targets match 20 instances run 2 at a time, waits out its 10 rounds", async () => {
+    const { options, elapsed } = stuckSsm(20);
+    const finished = await new SsmCommands(options).waitFor("cmd-stuck", undefined, {}, undefined, {
+      concurrency: 2,
+    });
+    expect(finished.size).toBe(20);
+    // Ten rounds of commandTimeout each, the delivery, and 300 s for SSM to report.
+    expect(elapsed()).toBeGreaterThan((11 * 900 + 300) * 1000);
+    expect(elapsed()).toBeLessThanOrEqual((11 * 900 + 300) * 1000 + 51 * 2000);
   });
 });

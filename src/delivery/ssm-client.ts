@@ -101,18 +101,32 @@ export class SsmCommands {
       readonly seconds?: number;
       /** Seconds the runs may take beyond them (a reboot in the middle). */
       readonly extraSeconds?: number;
+      /**
+       * The command's MaxConcurrency: its instances (those named, or as many as its targets
+       * turn out to match) run in rounds of this many, each round within commandTimeout.
+       */
+      readonly concurrency?: number;
     } = {},
   ): Promise<Map<string, FinishedInvocation>> {
     const finished = new Map<string, FinishedInvocation>();
-    const seconds = bound.seconds ?? 2 * this.settings.commandTimeout + 300;
-    const deadline =
-      this.now() + (seconds + (bound.extraSeconds ?? 0)) * 1000 + 50 * this.pollInterval;
+    const started = this.now();
+    const instances = new Set<string>(instanceIds ?? []);
+    const deadline = () => {
+      const rounds =
+        bound.concurrency === undefined
+          ? 1
+          : Math.ceil(Math.max(1, instances.size) / Math.max(1, bound.concurrency));
+      const seconds = bound.seconds ?? (rounds + 1) * this.settings.commandTimeout + 300;
+      return started + (seconds + (bound.extraSeconds ?? 0)) * 1000 + 50 * this.pollInterval;
+    };
     const settle = (invs: readonly FinishedInvocation[]) => {
       for (const inv of invs) finished.set(inv.instanceId, inv);
       for (const inv of invs) hooks.onFinished?.(inv, finished);
     };
     for (;;) {
       const invocations = await this.listInvocations(commandId);
+      for (const inv of invocations)
+        if (inv.InstanceId !== undefined) instances.add(inv.InstanceId);
       hooks.onProgress?.(invocations);
       const ended = invocations.filter(
         (inv) => inv.InstanceId !== undefined && !finished.has(inv.InstanceId) && isTerminal(inv),
@@ -140,7 +154,7 @@ export class SsmCommands {
         settle(unfinished("Terminated"));
         return finished;
       }
-      if (this.now() > deadline || signal?.aborted) {
+      if (this.now() > deadline() || signal?.aborted) {
         settle(unfinished("Unfinished"));
         return finished;
       }

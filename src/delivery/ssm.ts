@@ -419,8 +419,12 @@ export class SsmDelivery implements Delivery {
       group.targets === undefined ? group.instanceIds : undefined,
       { onProgress, onFinished },
       undefined,
-      // A rebooting instance's invocation lasts its reboot too.
-      { extraSeconds: group.request.reboot?.timeout ?? 0 },
+      // A rebooting instance's invocation lasts its reboot too; its instances run `parallel`
+      // at a time (the command's MaxConcurrency).
+      {
+        extraSeconds: group.request.reboot?.timeout ?? 0,
+        concurrency: Math.max(1, context.parallel),
+      },
     );
     if (group.targets !== undefined) {
       const member = group.members[0] as Member;
