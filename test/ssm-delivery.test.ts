@@ -278,27 +278,43 @@ describe("SsmDelivery.deployWave", () => {
     expect(events.filter((e) => e.type === "done")).toHaveLength(3);
   });
 
-  it("sends a targets host its own command, and fails it naming the instances that failed", async () => {
+  it("sends a targets host its own command, fails it naming the instances that failed, and sends back those that switched", async () => {
+    const wentBack = JSON.stringify({
+      ok: true,
+      command: "rollback",
+      result: "rolled-back",
+      from: 5,
+      generation: 4,
+      path: OLD,
+    });
     const f = makeFake(
-      (id) =>
-        id === "i-0000000b"
-          ? { status: "Failed", details: "Failed", stdout: `${healthFailed}\n`, code: 5 }
-          : SUCCESS(activated(5)),
+      (id, input) =>
+        input.Parameters?.Command?.[0] === "rollback"
+          ? SUCCESS(wentBack)
+          : id === "i-0000000b"
+            ? { status: "Failed", details: "Failed", stdout: `${healthFailed}\n`, code: 5 }
+            : SUCCESS(activated(5)),
       ["i-0000000a", "i-0000000b", "i-0000000c"],
     );
     const targets = [{ key: "tag:Role", values: ["web"] }];
     const hosts = [host("web1", "i-00000001"), host("web-tier", undefined, targets)];
     const { outcomes } = await deploy(f, hosts);
 
-    expect(f.sent()).toHaveLength(2);
+    expect(f.sent()).toHaveLength(3);
     expect(f.sent()[0]).toMatchObject({ InstanceIds: ["i-00000001"] });
     expect(f.sent()[1]).toMatchObject({ Targets: [{ Key: "tag:Role", Values: ["web"] }] });
     expect(f.sent()[1]?.InstanceIds).toBeUndefined();
+    // The host is one thing: the two instances that switched are sent back with it.
+    expect(f.sent()[2]).toMatchObject({
+      InstanceIds: ["i-0000000a", "i-0000000c"],
+      Parameters: { Command: ["rollback"], Generation: ["4"] },
+    });
     expect(outcomes[0]).toMatchObject({ status: "activated" });
     expect(outcomes[1]).toMatchObject({ status: "failed", phase: "health", rolledBack: true });
     const message = outcomes[1]?.status === "failed" ? outcomes[1].message : "";
-    expect(message).toMatch(/^1 of 3 instances failed: i-0000000b: health check failed/);
-    expect(message).not.toMatch(/i-0000000a|i-0000000c/);
+    expect(message).toMatch(
+      /^1 of 3 instances failed: i-0000000b: health check failed.*; the 2 that switched went back$/,
+    );
   });
 
   it("maps each way an invocation ends to the host's outcome", async () => {

@@ -211,6 +211,7 @@ and leaves the record saying interrupted while paused. A pause needs the fleet's
 ssm hosts: each wave is one SSM Run Command (SendCommand of the nixship document, see
 'nixship ssm document') to the wave's instances or tag targets, with MaxConcurrency from
 --parallel and MaxErrors from the failure budget; the command health checks run on the host.
+A host of tag targets is one host: when an instance fails, those that switched go back.
 
 agent hosts: each wave is a signed release of the fleet's channel (--release-key): the wave's
 hosts get their new system, and the first release also names the selected hosts that already

@@ -492,6 +492,22 @@ export class SsmDelivery implements Delivery {
         hooks,
       );
     }
+    if (combined.status === "failed" && host.targets !== undefined) {
+      // The host is one thing: the instances that switched go back with it.
+      const switched = outcomes.filter((o) => o.outcome.status === "activated");
+      if (switched.length === 0) return combined;
+      hooks.phase("rollback");
+      const failure = await this.rollBackInstances(switched, request.activationTimeout);
+      return {
+        ...combined,
+        rolledBack: failure === "",
+        message: `${combined.message}; ${
+          failure === ""
+            ? `the ${switched.length} that switched went back`
+            : `sending back the ${switched.length} that switched failed: ${failure}`
+        }`,
+      };
+    }
     if (combined.status !== "activated") return combined;
     const single = outcomes.length === 1 ? outcomes[0]?.result : undefined;
     const previousGeneration =
