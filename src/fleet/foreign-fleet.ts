@@ -200,3 +200,42 @@ export function sshOptionsAsConfig(options: readonly string[]): {
   }
   return { lines, unknown, overridden, ...(user === undefined ? {} : { user }) };
 }
+
+/**
+ * What became of a node's ssh command-line options (sshOptionsAsConfig), said under `option`:
+ * its user (to give in `userOption`), the lines mapped into a block of the host's own
+ * (`mappedText`, then the block), what has no ssh_config counterpart, and what nixship gives ssh
+ * itself. The mapped lines, for the caller to name the host's block (`sshHost`).
+ */
+export function noteSshOptions(
+  report: Report,
+  option: string,
+  node: { readonly name: string; readonly address: string },
+  options: readonly string[],
+  how: { readonly mappedText: string; readonly userOption: string },
+): readonly string[] {
+  const { lines, unknown, overridden, user } = sshOptionsAsConfig(options);
+  const left = (text: string) => report.note(option, { outcome: "left", text }, node.name);
+  if (user !== undefined) {
+    left(
+      `the user ${user}: nixship names the ssh user itself, which would win over an ssh_config line: give it as ${how.userOption} (hosts.NAME.sshUser) and convert again`,
+    );
+  }
+  if (lines.length > 0) {
+    report.note(
+      option,
+      {
+        outcome: "mapped",
+        text: `${how.mappedText}:\n${sshConfigBlock(node.name, node.address, lines)}`,
+      },
+      node.name,
+    );
+  }
+  if (unknown.length > 0) left(`${unknown.join(" ")}: no ssh_config counterpart nixship knows`);
+  if (overridden.length > 0) {
+    left(
+      `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,
+    );
+  }
+  return lines;
+}

@@ -10,6 +10,7 @@ import type { JsonObject } from "./fleet-json.js";
 import {
   type Conversion,
   type ForeignHost,
+  noteSshOptions,
   type OptionFate,
   Report,
   type SystemRef,
@@ -352,45 +353,16 @@ export function convertColmena(
         name,
       );
     }
-    if (node.sshOptions.length > 0) {
-      const { lines, unknown, overridden, user: optionUser } = sshOptionsAsConfig(node.sshOptions);
-      if (optionUser !== undefined)
-        report.note(
-          "deployment.sshOptions",
-          {
-            outcome: "left",
-            text: `the user ${optionUser}: nixship names the ssh user itself, which would win over an ssh_config line: give it as deployment.targetUser (hosts.NAME.sshUser) and convert again`,
-          },
-          name,
-        );
-      if (lines.length > 0)
-        report.note(
-          "deployment.sshOptions",
-          {
-            outcome: "mapped",
-            text: `${COLMENA_OPTIONS["deployment.sshOptions"].text}:\n${sshConfigBlock(name, node.targetHost, lines)}`,
-          },
-          name,
-        );
-      if (unknown.length > 0)
-        report.note(
-          "deployment.sshOptions",
-          {
-            outcome: "left",
-            text: `${unknown.join(" ")}: no ssh_config counterpart nixship knows`,
-          },
-          name,
-        );
-      if (overridden.length > 0)
-        report.note(
-          "deployment.sshOptions",
-          {
-            outcome: "left",
-            text: `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,
-          },
-          name,
-        );
-    }
+    noteSshOptions(
+      report,
+      "deployment.sshOptions",
+      { name, address: node.targetHost },
+      node.sshOptions,
+      {
+        mappedText: COLMENA_OPTIONS["deployment.sshOptions"].text,
+        userOption: "deployment.targetUser",
+      },
+    );
     if (node.allowLocalDeployment)
       report.add(COLMENA_OPTIONS, "deployment.allowLocalDeployment", name);
     if (node.buildOnTarget) report.add(COLMENA_OPTIONS, "deployment.buildOnTarget", name);

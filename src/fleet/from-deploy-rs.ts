@@ -11,11 +11,10 @@ import type { JsonObject } from "./fleet-json.js";
 import {
   type Conversion,
   type ForeignHost,
+  noteSshOptions,
   type OptionFate,
   Report,
   type SystemRef,
-  sshConfigBlock,
-  sshOptionsAsConfig,
   validHostName,
 } from "./foreign-fleet.js";
 import { nixName } from "./nix-text.js";
@@ -299,49 +298,15 @@ export function convertDeployRs(
     }
     if (s.sudo !== undefined && s.sudo !== "sudo -u") report.add(DEPLOY_RS_OPTIONS, "sudo", name);
     if (s.interactiveSudo === true) report.add(DEPLOY_RS_OPTIONS, "interactiveSudo", name);
-    if (s.sshOpts !== undefined && s.sshOpts.length > 0) {
-      const { lines, unknown, overridden, user: optionUser } = sshOptionsAsConfig(s.sshOpts);
-      if (optionUser !== undefined)
-        report.note(
-          "sshOpts",
-          {
-            outcome: "left",
-            text: `the user ${optionUser}: nixship names the ssh user itself, which would win over an ssh_config line: give it as sshUser (hosts.NAME.sshUser) and convert again`,
-          },
-          name,
-        );
-      if (lines.length > 0) {
-        // Its ssh settings go in a block of its own, found by its name (sshConfigBlock).
-        if (name !== node.hostname) fields.sshHost = name;
-        report.note(
-          "sshOpts",
-          {
-            outcome: "mapped",
-            text: `${DEPLOY_RS_OPTIONS.sshOpts.text}:\n${sshConfigBlock(name, node.hostname ?? name, lines)}`,
-          },
-          name,
-        );
-      }
-      if (unknown.length > 0) {
-        report.note(
-          "sshOpts",
-          {
-            outcome: "left",
-            text: `${unknown.join(" ")}: no ssh_config counterpart nixship knows`,
-          },
-          name,
-        );
-      }
-      if (overridden.length > 0)
-        report.note(
-          "sshOpts",
-          {
-            outcome: "left",
-            text: `${overridden.join(", ")}: nixship gives ssh this itself on its command line, which wins over ssh_config`,
-          },
-          name,
-        );
-    }
+    const sshLines = noteSshOptions(
+      report,
+      "sshOpts",
+      { name, address: node.hostname ?? name },
+      s.sshOpts ?? [],
+      { mappedText: DEPLOY_RS_OPTIONS.sshOpts.text, userOption: "sshUser" },
+    );
+    // Its ssh settings go in a block of its own, found by its name (sshConfigBlock).
+    if (sshLines.length > 0 && name !== node.hostname) fields.sshHost = name;
     if (s.fastConnection === true) report.add(DEPLOY_RS_OPTIONS, "fastConnection", name);
     if (s.autoRollback === false) {
       report.note(
