@@ -81,6 +81,17 @@ const activated = (generation: number) =>
     generation,
   });
 
+/** activate.sh's answer to `rollback`: back from generation 5 to `generation`. */
+const rolledBackTo = (generation: number) =>
+  JSON.stringify({
+    ok: true,
+    command: "rollback",
+    result: "rolled-back",
+    from: 5,
+    generation,
+    path: OLD,
+  });
+
 const healthFailed = JSON.stringify({
   ok: false,
   command: "activate",
@@ -279,14 +290,7 @@ describe("SsmDelivery.deployWave", () => {
   });
 
   it("sends a targets host its own command, fails it naming the instances that failed, and sends back those that switched", async () => {
-    const wentBack = JSON.stringify({
-      ok: true,
-      command: "rollback",
-      result: "rolled-back",
-      from: 5,
-      generation: 4,
-      path: OLD,
-    });
+    const wentBack = rolledBackTo(4);
     const f = makeFake(
       (id, input) =>
         input.Parameters?.Command?.[0] === "rollback"
@@ -527,14 +531,7 @@ function checkedServer(): () => string {
 describe("HTTP checks from the deployer", () => {
   const url = checkedServer();
 
-  const rolledBack = JSON.stringify({
-    ok: true,
-    command: "rollback",
-    result: "rolled-back",
-    from: 5,
-    generation: 4,
-    path: OLD,
-  });
+  const rolledBack = rolledBackTo(4);
   const plan = (_id: string, input: SendCommandCommandInput) =>
     SUCCESS(input.Parameters?.Command?.[0] === "rollback" ? rolledBack : activated(5));
 
@@ -941,14 +938,7 @@ describe("SsmDelivery.status and rollback", () => {
   });
 
   it("rolls an instance back to a given generation", async () => {
-    const back = JSON.stringify({
-      ok: true,
-      command: "rollback",
-      result: "rolled-back",
-      from: 5,
-      generation: 3,
-      path: OLD,
-    });
+    const back = rolledBackTo(3);
     const f = makeFake(() => SUCCESS(back));
     const [r] = await f
       .delivery()
