@@ -287,6 +287,18 @@ describe("init --from colmena: what the fleet cannot hold", () => {
     await expect(readFile(join(dir, "nixship.json"))).rejects.toThrow();
     await expect(readFile(key)).rejects.toThrow();
   });
+
+  it("a fleet file's place that is no file is refused before the key is made (exit 2)", async () => {
+    const dir = await flakeDir("", tutorialHive(HIVE));
+    await mkdir(join(dir, "nixship.json"));
+    const key = join(dir, "..", `${dir.split("/").pop()}.sec`);
+    const r = await init(dir, "--from", "colmena", "--format", "json", "--force");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${join(dir, "nixship.json")} is a directory: nixship writes only regular files`,
+    );
+    await expect(readFile(key)).rejects.toThrow();
+  });
 });
 
 describe("a directory whose name holds Nix syntax", () => {

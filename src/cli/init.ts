@@ -25,6 +25,7 @@ import { DEFAULT_FLEET_FILE } from "../fleet/load-fleet.js";
 import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { openStore, parseStoreUrl } from "../store/url.js";
 import { conversionReportLines } from "../ui/conversion-report.js";
+import { requireReplaceable } from "../util/atomic-file.js";
 import { makeDirs } from "../util/make-dirs.js";
 import { type CliIO, type Command, parseFlags, writeJson } from "./command.js";
 import { writeSecretKeyFile } from "./key-file.js";
@@ -158,6 +159,8 @@ the fleet file exists, the key would be in the flake).`,
           },
         );
       }
+      // The fleet file's place is checked before the key and the cache are made.
+      await requireReplaceable(fleetFile);
       await writeKey(keyOut, key);
       const cacheCreated = localCache ? await initCache(cacheUrl) : null;
       const text =
@@ -246,7 +249,9 @@ the fleet file exists, the key would be in the flake).`,
       );
     }
 
-    // Everything is read and checked: now the key, the cache, and the fleet last.
+    // Everything is read and checked (the fleet file's place too): now the key, the cache, and
+    // the fleet last.
+    await requireReplaceable(fleetFile);
     await writeKey(keyOut, key);
     const cacheCreated = localCache ? await initCache(cacheUrl) : null;
     const settings = { cacheUrl, publicKey };
