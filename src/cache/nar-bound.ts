@@ -13,10 +13,10 @@
 // each chunk sent only after what it decompresses to was counted (a few bytes of zstd can stand
 // for 128 KiB); xz and bzip2, which decompress in a child process that cannot be kept in step,
 // go decompressed (the narinfo served says `Compression: none`).
-import { Transform } from "node:stream";
 import { InputError, OperationError } from "../errors.js";
 import { type Compression, NAR_EXTENSION, parseNarInfo } from "../nix/narinfo.js";
 import { decompressor } from "./compression.js";
+import { byteLimit } from "./read.js";
 import { zstdOutputLimit } from "./zstd-stream.js";
 
 const SIZE_PARAM = "nar-size";
@@ -88,18 +88,6 @@ function tooLarge(key: string, narSize: number): OperationError {
   );
 }
 
-/** Passes at most `max` bytes, failing with `error()` at the first byte past them. */
-function byteCap(max: number, error: () => Error): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      seen += chunk.length;
-      if (seen > max) done(error());
-      else done(null, chunk);
-    },
-  });
-}
-
 /** The streams a stored NAR goes through to be sent within `bound` (see sentAsStored). */
 export function boundedNarStreams(key: string, bound: NarBound): NodeJS.ReadWriteStream[] {
   const error = () => tooLarge(key, bound.narSize);
@@ -107,9 +95,9 @@ export function boundedNarStreams(key: string, bound: NarBound): NodeJS.ReadWrit
     case "zstd":
       return [zstdOutputLimit(bound.narSize, error)];
     case "none":
-      return [byteCap(bound.narSize, error)];
+      return [byteLimit(bound.narSize, error)];
     default:
       // The child's own output is held by its pipe; the cap downstream ends it.
-      return [decompressor(bound.compression, bound.narSize), byteCap(bound.narSize, error)];
+      return [decompressor(bound.compression, bound.narSize), byteLimit(bound.narSize, error)];
   }
 }

@@ -72,12 +72,13 @@ export class NarCheckError extends OperationError {
 }
 
 /** Passes bytes through, failing with `problem` once more than `max` went by (none: no bound). */
-function byteLimit(max: number | undefined, problem: () => NarProblem): Transform {
+/** Passes at most `max` bytes (undefined: all), failing with `error()` at the first past them. */
+export function byteLimit(max: number | undefined, error: () => Error): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length;
-      if (max !== undefined && seen > max) done(new NarCheckError(problem()));
+      if (max !== undefined && seen > max) done(error());
       else done(null, chunk);
     },
   });
@@ -126,16 +127,24 @@ export async function streamVerifiedNar(
   const fileHasher = new HashingStream();
   const narHasher = new HashingStream();
   const byFileSize = maxFileBytes === undefined || (info.fileSize ?? Infinity) <= maxFileBytes;
-  const fileLimit = byteLimit(byFileSize ? info.fileSize : maxFileBytes, () => ({
-    kind: "file-mismatch",
-    message: byFileSize
-      ? `${info.storePath}: ${info.url} holds more than the ${info.fileSize} bytes its narinfo's FileSize says`
-      : `${info.storePath}: ${info.url} holds more than ${maxFileBytes} bytes, more than a NAR of ${info.narSize} bytes compresses to`,
-  }));
-  const narLimit = byteLimit(info.narSize, () => ({
-    kind: "nar-mismatch",
-    message: `${info.storePath}: ${info.url} decompresses to more than the ${info.narSize} bytes its narinfo's NarSize says`,
-  }));
+  const fileLimit = byteLimit(
+    byFileSize ? info.fileSize : maxFileBytes,
+    () =>
+      new NarCheckError({
+        kind: "file-mismatch",
+        message: byFileSize
+          ? `${info.storePath}: ${info.url} holds more than the ${info.fileSize} bytes its narinfo's FileSize says`
+          : `${info.storePath}: ${info.url} holds more than ${maxFileBytes} bytes, more than a NAR of ${info.narSize} bytes compresses to`,
+      }),
+  );
+  const narLimit = byteLimit(
+    info.narSize,
+    () =>
+      new NarCheckError({
+        kind: "nar-mismatch",
+        message: `${info.storePath}: ${info.url} decompresses to more than the ${info.narSize} bytes its narinfo's NarSize says`,
+      }),
+  );
   try {
     await pipeline(
       got.body,
