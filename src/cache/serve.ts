@@ -37,7 +37,7 @@ export interface ServeOptions {
   readonly idleTimeoutMs?: number;
   /** Connections open at once, past which the idle ones are closed (default MAX_CONNECTIONS). */
   readonly maxConnections?: number;
-  /** Each request answered; `error` says why the store failed (never sent to the client). */
+  /** Each request answered; `error` says why the store failed, or why a NAR was cut (never sent to the client). */
   readonly onRequest?: (entry: ServedRequest) => void;
 }
 
