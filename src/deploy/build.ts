@@ -10,6 +10,7 @@ import {
   evaluateSystemTypes,
   type FlakeOutput,
   MissingOutputsError,
+  SystemEvalError,
 } from "../cache/nix-evaluate.js";
 import { InputError, OperationError } from "../errors.js";
 import { closestFirst, listForHint } from "../fleet/closest.js";
@@ -163,7 +164,8 @@ export async function resolvePushInstallables(
   const { paths } = await evaluateAndBuild(outputs, nix, undefined, true, {
     ...(signal === undefined ? {} : { signal }),
   }).catch((err: unknown) => {
-    throw err instanceof MissingOutputsError ? missingOutputs(err, flakeItems) : err;
+    if (err instanceof MissingOutputsError) throw missingOutputs(err, flakeItems);
+    throw withWhose(err, (i) => `'${sourceReference(flakeItems[i] ?? "")}'`);
   });
   return [...paths, ...(await resolveInstallables(others, nix))];
 }
@@ -195,7 +197,8 @@ export async function buildSystems(
   const onHost = leaveOnHost && where?.host !== undefined && where.hostSsh !== undefined;
   const { paths, built } = await evaluateAndBuild(outputs, nix, where, !onHost, run).catch(
     (err: unknown) => {
-      throw err instanceof MissingOutputsError ? missingSystems(err, flakeSpecs, specs) : err;
+      if (err instanceof MissingOutputsError) throw missingSystems(err, flakeSpecs, specs);
+      throw withWhose(err, (i) => systemFields(specs.get(flakeSpecs[i] ?? "") ?? []));
     },
   );
   const pathOf = new Map<string, StorePath>(flakeSpecs.map((s, i) => [s, paths[i] as StorePath]));
@@ -270,13 +273,27 @@ export async function neededSystemTypes(
   const outputs = await Promise.all(
     specs.map((s) => flakeOutput(s, baseDir, fleetNamer(namesOf.get(s) ?? [], baseDir))),
   );
-  const types = await evaluateSystemTypes(outputs, {}, signal);
+  const types = await evaluateSystemTypes(outputs, {}, signal).catch((err: unknown) => {
+    throw withWhose(err, (i) => systemFields(namesOf.get(specs[i] ?? "") ?? []));
+  });
   const needed = new Map<string, string[]>();
   for (const host of flakeHosts) {
     const type = types[specs.indexOf(formatSystemSpec(host.system))] ?? "";
     needed.set(type, [...(needed.get(type) ?? []), host.name]);
   }
   return needed;
+}
+
+/** The fleet file's fields that name hosts' system: `hosts.web.system, hosts.db.system`. */
+function systemFields(hosts: readonly string[]): string {
+  return hosts.map((h) => `hosts.${h}.system`).join(", ");
+}
+
+/** An evaluation that failed in one output, with whose output it is (`whose(index)`) in front. */
+function withWhose(err: unknown, whose: (index: number) => string): unknown {
+  return err instanceof SystemEvalError && err.output !== undefined
+    ? err.inFrontOf(whose(err.output))
+    : err;
 }
 
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
@@ -309,9 +326,7 @@ function missingSystems(
 ): InputError {
   const lines = err.missing.map(({ index }) => {
     const spec = flakeSpecs[index] as string;
-    const hosts = specs.get(spec) ?? [];
-    const fields = hosts.map((h) => `hosts.${h}.system`).join(", ");
-    return `${fields}: the flake has no output ${JSON.stringify(sourceReference(spec))}`;
+    return `${systemFields(specs.get(spec) ?? [])}: the flake has no output ${JSON.stringify(sourceReference(spec))}`;
   });
   return new InputError("flake-output-missing", lines.join("\n"), { hint: closestHint(err) });
 }

@@ -1,17 +1,15 @@
 // The NixOS configurations of a local flake, as `nixship init` needs them: one `nix eval` of
 // their names and each one's `nixship.deployment` (when it imports the module), nothing built.
 import { join } from "node:path";
-import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
+import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
-import { evalPlace } from "../fleet/eval-place.js";
-import { FleetEvalTrace } from "../fleet/flake-fleet.js";
+import { FLEET_MARK } from "../fleet/flake-fleet.js";
 import type { JsonObject } from "../fleet/fleet-json.js";
 import { type ConfigurationInfo, configurationsExpression } from "../fleet/init-fleet.js";
 import { isJsonObject } from "../fleet/json-check.js";
 import { parseJsonText } from "../fleet/json-text.js";
+import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
-import { withoutSourceSecrets } from "../util/source-reference.js";
-import { runStreamed } from "../util/streamed-run.js";
 import { localFlakeRef } from "./flake-source.js";
 
 /** Seconds the listing may take: the module system of each configuration, not its system. */
@@ -37,50 +35,33 @@ export async function listFlakeConfigurations(
     where: "nixship init",
     base: "the current directory",
   });
-  await localNixVersion();
-  const trace = new FleetEvalTrace();
-  const r = await runStreamed(
-    "nix",
-    [
-      ...NEW_CLI,
-      "eval",
-      "--impure",
-      "--json",
-      "--expr",
-      configurationsExpression(flake, fleetOutput),
-    ],
-    {
-      signal: AbortSignal.timeout(LIST_TIMEOUT * 1000),
-      onStderrLine: (line) => trace.add(line),
-      stdoutKept: MAX_LIST_JSON,
-    },
-  );
-  if (r.error !== undefined) {
-    throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
-  }
-  if (r.stopped) {
+  const r = await markedEval(configurationsExpression(flake, fleetOutput), {
+    mark: FLEET_MARK,
+    timeoutSeconds: LIST_TIMEOUT,
+    jsonLimit: MAX_LIST_JSON,
+  });
+  if (r.kind === "timeout") {
     throw new OperationError(
       "init-eval-timeout",
       `${label}: listing nixosConfigurations took longer than ${LIST_TIMEOUT} s`,
     );
   }
-  if (r.code !== 0) {
-    const { message, location } = trace.result();
-    const said = withoutSourceSecrets(message || "Nix failed without saying why");
-    throw new InputError("init-eval-failed", `${evalPlace(label, location, flake)}: ${said}`, {
+  if (r.kind === "failed") {
+    const said = evalFailureText(r);
+    throw new InputError("init-eval-failed", `${evalPlace(label, r.location, flake)}: ${said}`, {
       hint: flakeErrorHint(
         said,
         "the error is Nix's, evaluating the flake's nixosConfigurations ('nix flake check' helps)",
       ),
     });
   }
-  if (r.stdoutBytes > MAX_LIST_JSON) {
+  if (r.kind === "too-large") {
     throw new InputError(
       "init-eval-too-large",
       `${label}: the configurations' nixship.deployment come to more than ${MAX_LIST_JSON / 1024 / 1024} MiB of JSON`,
     );
   }
-  const out = parseJsonText(r.stdout, label) as {
+  const out = parseJsonText(r.json, label) as {
     missing?: string[];
     hasFleet?: boolean;
     configurations?: Record<string, { deployment: unknown }>;

@@ -4,15 +4,13 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
+import { evalFailureText, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
-import { evalPlace } from "../fleet/eval-place.js";
-import { FleetEvalTrace, formatNixAttrPath } from "../fleet/flake-fleet.js";
+import { FLEET_MARK, formatNixAttrPath } from "../fleet/flake-fleet.js";
 import { type ColmenaHive, colmenaExpression } from "../fleet/from-colmena.js";
 import { type DeployRsDeploy, deployRsExpression } from "../fleet/from-deploy-rs.js";
 import { parseJsonText } from "../fleet/json-text.js";
-import { withoutSourceSecrets } from "../util/source-reference.js";
-import { runStreamed } from "../util/streamed-run.js";
+import { evalPlace } from "../nix/eval-place.js";
 import { localFlakeRef } from "./flake-source.js";
 
 /** Seconds the evaluation may take: every node's configuration, through the module system. */
@@ -91,40 +89,30 @@ async function evaluate(
   what: string,
   flake: string,
 ): Promise<Record<string, unknown>> {
-  await localNixVersion();
-  const trace = new FleetEvalTrace();
-  const r = await runStreamed(
-    "nix",
-    [...NEW_CLI, "eval", "--impure", "--json", "--show-trace", "--expr", expr],
-    {
-      signal: AbortSignal.timeout(READ_TIMEOUT * 1000),
-      onStderrLine: (line) => trace.add(line),
-      stdoutKept: MAX_READ_JSON,
-    },
-  );
-  if (r.error !== undefined) {
-    throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
-  }
-  if (r.stopped) {
+  const r = await markedEval(expr, {
+    mark: FLEET_MARK,
+    timeoutSeconds: READ_TIMEOUT,
+    jsonLimit: MAX_READ_JSON,
+  });
+  if (r.kind === "timeout") {
     throw new OperationError(
       "init-eval-timeout",
       `${label}: reading ${what} took longer than ${READ_TIMEOUT} s`,
     );
   }
-  if (r.code !== 0) {
-    const { path, message, location } = trace.result();
-    const said = withoutSourceSecrets(message || "Nix failed without saying why");
+  if (r.kind === "failed") {
+    const { path, location } = r;
     const at = path === undefined || path.length === 0 ? "" : `${formatNixAttrPath(path)}: `;
     const place = evalPlace(label, location, flake);
-    throw new InputError("init-eval-failed", `${place}: ${at}${said}`, {
+    throw new InputError("init-eval-failed", `${place}: ${at}${evalFailureText(r)}`, {
       hint: `the error is Nix's, evaluating ${what}: fix it there`,
     });
   }
-  if (r.stdoutBytes > MAX_READ_JSON) {
+  if (r.kind === "too-large") {
     throw new InputError(
       "init-eval-too-large",
       `${label}: ${what} comes to more than ${MAX_READ_JSON / 1024 / 1024} MiB of JSON`,
     );
   }
-  return parseJsonText(r.stdout, label) as Record<string, unknown>;
+  return parseJsonText(r.json, label) as Record<string, unknown>;
 }

@@ -1,6 +1,7 @@
 // A fleet written in a flake (an output such as `nixship`): the one Nix expression that turns it
 // into the value a fleet file parses to, and how its problems and Nix's errors are named, by
 // the attribute (`nixship.hosts.web1.tags`). Pure: load-flake-fleet.ts runs the evaluation.
+import { nixMarkFunction } from "../nix/eval-trace.js";
 import { nixString } from "../nix/nix-string.js";
 import type { Problem } from "./json-check.js";
 import type { JsonPath } from "./json-path.js";
@@ -26,13 +27,11 @@ export interface FlakeFleetSource {
   readonly subdir: string;
 }
 
-const MARK = "nixship-fleet-attribute";
+/** The marks' name: a failed evaluation's deepest mark is the fleet's attribute that failed. */
+export const FLEET_MARK = "nixship-fleet-attribute";
 
-/**
- * A Nix function `mark PATH VALUE`: VALUE, evaluated under a mark naming PATH, which
- * `FleetEvalTrace` reads back from Nix's --show-trace (the deepest mark is where it failed).
- */
-export const NIX_MARK_FUNCTION = `path: builtins.addErrorContext "«${MARK} \${builtins.toJSON path}»"`;
+/** `mark PATH VALUE` (nix/eval-trace.ts), for the fleet's attributes and init's readers. */
+export const NIX_MARK_FUNCTION = nixMarkFunction(FLEET_MARK);
 
 /** A Nix list of the Nix values given. */
 const nixList = (items: readonly string[]) => `[ ${items.join(" ")} ]`;
@@ -117,90 +116,6 @@ ${flakeBindings(source)}
       then builtins.unsafeGetAttrPos last parent else null;
   in if pos == null then null else "\${file pos.file}:\${toString pos.line}";
 in map where ${nixList(paths.map((p) => nixList(p.map(nixKey))))}`;
-}
-
-/**
- * What Nix's stderr says of a failed fleet evaluation: the deepest attribute it was evaluating
- * (the marks of `fleetExpression`), and its error message. Fed line by line, so a long trace
- * costs no memory; reads Nix's traces innermost first (2.8) and outermost first (newer).
- */
-export class FleetEvalTrace {
-  #path: JsonPath | undefined;
-  #message: string[] = [];
-  #following = false;
-  /** Where the last error is (the `at` line after it, before any trace entry). */
-  #location: EvalLocation | undefined;
-  #awaitingAt = false;
-
-  add(line: string): void {
-    const mark = line.match(new RegExp(`«${MARK} (\\[.*\\])»`));
-    if (mark?.[1] !== undefined) {
-      const path = parsePath(mark[1]);
-      if (path !== undefined && (this.#path === undefined || path.length > this.#path.length)) {
-        this.#path = path;
-      }
-      this.#following = false;
-      return;
-    }
-    const text = line.trim();
-    if (text.startsWith("error:")) {
-      // The last error: names the fault; earlier ones (newer Nix) only open the trace.
-      const first = text.slice("error:".length).trim();
-      this.#message = first === "" ? [] : [first];
-      this.#following = true;
-      this.#location = undefined;
-      this.#awaitingAt = true;
-      return;
-    }
-    if (text.startsWith("…")) this.#awaitingAt = false;
-    if (this.#awaitingAt && text.startsWith("at ")) {
-      this.#awaitingAt = false;
-      this.#location = parseLocation(text.slice(3));
-    }
-    if (!this.#following) return;
-    if (text === "" || text.startsWith("…") || text.startsWith("at ") || text.startsWith("(use")) {
-      if (this.#message.length > 0) this.#following = false;
-      return;
-    }
-    if (this.#message.length < 6) this.#message.push(text);
-  }
-
-  /**
-   * The attribute (relative to the fleet) and Nix's message, as far as they were said, and the
-   * file, line and column of the error when Nix named them.
-   */
-  result(): { path: JsonPath | undefined; message: string; location?: EvalLocation } {
-    return {
-      path: this.#path,
-      message: this.#message.join(" ").slice(0, 2000),
-      ...(this.#location === undefined ? {} : { location: this.#location }),
-    };
-  }
-}
-
-/** Where Nix says an error is. */
-export interface EvalLocation {
-  readonly file: string;
-  readonly line: number;
-  readonly column: number;
-}
-
-/** `FILE:LINE:COL:` as Nix writes it after `at`; a place that is no file (`«string»`) is none. */
-function parseLocation(text: string): EvalLocation | undefined {
-  const m = /^(\/[^\s«»]{1,4000}):(\d{1,9}):(\d{1,9}):?$/.exec(text);
-  if (m === null) return undefined;
-  return { file: m[1] as string, line: Number(m[2]), column: Number(m[3]) };
-}
-
-function parsePath(text: string): JsonPath | undefined {
-  try {
-    const value = JSON.parse(text) as unknown;
-    if (Array.isArray(value) && value.every((s) => typeof s === "string" || typeof s === "number"))
-      return value as JsonPath;
-  } catch {
-    // not a mark of ours after all
-  }
-  return undefined;
 }
 
 const NIX_NAME = /^[A-Za-z_][A-Za-z0-9_'-]*$/;

@@ -1,16 +1,13 @@
 // Reads a fleet written in a flake: one `nix eval` of its output, checked by the fleet file's
 // own rules (fleet-file.ts), every problem and Nix error named by the flake's attribute.
 
-import { localNixVersion, NEW_CLI } from "../cache/local-nix.js";
+import { evalFailureText, type MarkedEvalFailure, markedEval } from "../cache/marked-eval.js";
 import { InputError, OperationError } from "../errors.js";
+import { evalPlace } from "../nix/eval-place.js";
 import { flakeErrorHint } from "../nix/flake-error-hint.js";
-import { withDeadline } from "../util/deadline.js";
-import { withoutSourceSecrets } from "../util/source-reference.js";
-import { runStreamed } from "../util/streamed-run.js";
-import { evalPlace } from "./eval-place.js";
 import {
+  FLEET_MARK,
   type FlakeFleetSource,
-  FleetEvalTrace,
   fleetExpression,
   fleetPositionsExpression,
   formatNixAttrPath,
@@ -42,33 +39,27 @@ export interface FlakeFleet extends FlakeFleetSource {
 
 /** Evaluates the fleet once, and checks it as a fleet file is checked. */
 export async function loadFlakeFleet(source: FlakeFleet, signal?: AbortSignal): Promise<Fleet> {
-  await localNixVersion();
-  const trace = new FleetEvalTrace();
-  const r = await withDeadline(FLEET_EVAL_TIMEOUT * 1000, signal, (bounded) =>
-    runStreamed(
-      "nix",
-      [...NEW_CLI, "eval", "--impure", "--json", "--show-trace", "--expr", fleetExpression(source)],
-      { signal: bounded, onStderrLine: (line) => trace.add(line), stdoutKept: MAX_FLEET_JSON },
-    ),
-  );
+  const r = await markedEval(fleetExpression(source), {
+    mark: FLEET_MARK,
+    timeoutSeconds: FLEET_EVAL_TIMEOUT,
+    jsonLimit: MAX_FLEET_JSON,
+    ...(signal === undefined ? {} : { signal }),
+  });
   const where = formatNixAttrPath(source.attrPath);
-  if (r.error !== undefined) {
-    throw new OperationError("nix-missing", `cannot run 'nix': ${r.error.message}`);
-  }
-  if (r.stopped) {
+  if (r.kind === "timeout") {
     throw new OperationError(
       "fleet-eval-timeout",
       `${source.label}: evaluating ${where} took longer than ${FLEET_EVAL_TIMEOUT} s`,
     );
   }
-  if (r.code !== 0) throw evalFailed(source, trace);
-  if (r.stdoutBytes > MAX_FLEET_JSON) {
+  if (r.kind === "failed") throw evalFailed(source, r);
+  if (r.kind === "too-large") {
     throw new InputError(
       "fleet-too-large",
       `${source.label}: ${where} evaluates to more than ${MAX_FLEET_JSON / 1024 / 1024} MiB of JSON`,
     );
   }
-  const out = parseJsonText(r.stdout, source.label) as { fleet?: unknown; missing?: string[] };
+  const out = parseJsonText(r.json, source.label) as { fleet?: unknown; missing?: string[] };
   if (out.fleet === undefined) {
     const outputs = (out.missing ?? []).slice(0, 20).join(", ");
     throw new InputError(
@@ -114,17 +105,16 @@ async function problemPositions(
   const paths = [...new Map(shown.flatMap(prefixes).map((q) => [JSON.stringify(q), q])).values()];
   const found = new Map<Problem, string>();
   if (paths.length === 0) return found;
-  const r = await withDeadline(POSITIONS_TIMEOUT * 1000, signal, (bounded) =>
-    runStreamed(
-      "nix",
-      [...NEW_CLI, "eval", "--impure", "--json", "--expr", fleetPositionsExpression(source, paths)],
-      { signal: bounded, stdoutKept: MAX_FLEET_JSON },
-    ),
-  );
-  if (r.code !== 0 || r.stopped || r.stdoutBytes > MAX_FLEET_JSON) return found;
+  const r = await markedEval(fleetPositionsExpression(source, paths), {
+    mark: FLEET_MARK,
+    timeoutSeconds: POSITIONS_TIMEOUT,
+    jsonLimit: MAX_FLEET_JSON,
+    ...(signal === undefined ? {} : { signal }),
+  });
+  if (r.kind !== "ok") return found;
   let answers: unknown;
   try {
-    answers = JSON.parse(r.stdout);
+    answers = JSON.parse(r.json);
   } catch {
     return found;
   }
@@ -139,9 +129,9 @@ async function problemPositions(
   return found;
 }
 
-function evalFailed(source: FlakeFleet, trace: FleetEvalTrace): InputError {
-  const { path, message, location } = trace.result();
-  const said = withoutSourceSecrets(message || "Nix failed without saying why");
+function evalFailed(source: FlakeFleet, failure: MarkedEvalFailure): InputError {
+  const { path, location } = failure;
+  const said = evalFailureText(failure);
   const at = path === undefined ? "" : `${formatNixAttrPath([...source.attrPath, ...path])}: `;
   // Outside the fleet's own attributes, the flake itself did not evaluate (an input out of
   // reach, an error elsewhere in it): said apart, since such a flake may hold no fleet at all.

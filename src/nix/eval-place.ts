@@ -3,7 +3,7 @@
 // edits. Reads the file system (whether a file exists), nothing else.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { EvalLocation } from "./flake-fleet.js";
+import type { EvalLocation } from "./eval-trace.js";
 
 const STORE_SOURCE = /^\/nix\/store\/[0-9a-z]{32}-source\/(.+)$/;
 
