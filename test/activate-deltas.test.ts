@@ -11,16 +11,18 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deltaNarKey } from "../src/cache/delta-path.js";
 import { type DeltaOutcome, publishDelta } from "../src/cache/delta-publish.js";
 import { scriptInput } from "../src/host/activation.js";
 import { checkActivationResult } from "../src/host/activation-result.js";
 import { parseDrvName } from "../src/nix/closure-diff.js";
+import { Sha256 } from "../src/nix/hash.js";
 import { parseSecretKey } from "../src/nix/keys.js";
-import { parseNarInfo } from "../src/nix/narinfo.js";
+import { formatNarInfo, parseNarInfo, signNarInfo } from "../src/nix/narinfo.js";
 import type { StorePath } from "../src/nix/store-path.js";
 import { readAll } from "../src/store/helpers.js";
 import { openStore } from "../src/store/url.js";
-import { type CliRun, nixship, run, runOk } from "../support/cli.js";
+import { type CliRun, nixStoreDump, nixship, run, runOk } from "../support/cli.js";
 import { type RunningServer, startCacheServer } from "../support/serve.js";
 import { buildDeltaTool } from "./support/delta-fleet.js";
 import { type FreshSystems, ownSystems, PINNED_FILES } from "./support/fresh-systems.js";
@@ -51,6 +53,8 @@ const flakes: FreshSystems[] = [];
 const requests = new Map<string, number>();
 /** The narinfos asked since the last reset, by their name (HASH.narinfo). */
 const narinfosAsked = new Map<string, number>();
+/** Narinfos the proxy answers itself (HASH.narinfo: its body), as a bucket a writer changed. */
+const planted = new Map<string, string>();
 
 const env = () => ({ NIXSHIP_LAB_DIR: join(work, "labs") });
 
@@ -195,6 +199,11 @@ async function startLab(...extra: string[]): Promise<void> {
     const kind = first.endsWith(".narinfo") ? "narinfo" : first;
     requests.set(kind, (requests.get(kind) ?? 0) + 1);
     if (kind === "narinfo") narinfosAsked.set(first, (narinfosAsked.get(first) ?? 0) + 1);
+    const body = planted.get(first);
+    if (body !== undefined) {
+      res.writeHead(200, { "content-type": "text/x-nix-narinfo" }).end(body);
+      return;
+    }
     const forward = request(
       {
         host: upstream.hostname,
@@ -299,6 +308,41 @@ async function updateAcrossRebuild(): Promise<{ first: StorePath; second: StoreP
   expect(await leftOnHost()).toMatch(/No such file or directory\n0\n$/);
   return { first, second };
 }
+
+/**
+ * Makes the delta at `deltaPath` again as a deployer with the cache's key could have: its files
+ * restored, its copy of the target's narinfo changed by `edit`, packed, and its narinfo signed.
+ */
+async function remakeDelta(deltaPath: StorePath, edit: (narinfo: string) => string): Promise<void> {
+  const store = await openStore(cacheUrl);
+  const key = parseSecretKey(await readFile(join(lab.dir, "cache.sec"), "utf8"));
+  const name = `${deltaPath.slice("/nix/store/".length, "/nix/store/".length + 32)}.narinfo`;
+  const info = parseNarInfo(Buffer.from((await readAll(store, name, 65536)) ?? "").toString());
+  const tree = join(await mkdtemp(join(work, "remade-")), "delta");
+  await runOk("nix-store", ["--restore", tree], {
+    input: Buffer.from((await readAll(store, info.url, 1 << 26)) ?? ""),
+  });
+  await chmod(tree, 0o755);
+  await chmod(join(tree, "narinfo"), 0o644);
+  await writeFile(join(tree, "narinfo"), edit(await readFile(join(tree, "narinfo"), "utf8")));
+  const nar = nixStoreDump(tree);
+  const hash = Sha256.of(nar);
+  const url = deltaNarKey(hash);
+  await store.put(url, nar);
+  const remade = { ...info, url, fileHash: hash, fileSize: nar.length, narHash: hash };
+  await store.put(
+    name,
+    Buffer.from(formatNarInfo(signNarInfo({ ...remade, narSize: nar.length, sigs: [] }, key))),
+  );
+  await store.close();
+}
+
+/** The delta path of a published outcome. */
+const deltaOf = (outcomes: readonly DeltaOutcome[], index: number): StorePath => {
+  const o = outcomes.filter((x) => x.kind === "published")[index];
+  if (o?.kind !== "published") throw new Error(`no published delta ${index}`);
+  return o.deltaPath;
+};
 
 /** What the delta step leaves on the host: its work directory (absent) and the delta paths. */
 async function leftOnHost(): Promise<string> {
@@ -526,6 +570,52 @@ exec zstd "$@"`,
     });
     expect(requests.get("delta")).toBe(worthSixth.length);
     await onHost(`rm -rf /nix/var/nixship-pinned`);
+  });
+
+  it("a delta's narinfo that does not parse costs its own path alone, and a delta whose copy of its target's narinfo Nix cannot read never fails the activation", async () => {
+    const running = (await onHost("readlink /run/current-system")).stdout.trim() as StorePath;
+    const next = await buildSystem();
+    await push(next);
+    const published = await publishDeltas(running, next);
+    const worth = worthIt(published);
+    expect(worth.length).toBeGreaterThan(2);
+    // One delta's narinfo is garbage, as a bucket's writer can leave one (the cache answers it
+    // as S3 does); another is a delta an older deployer signed, its copy of the target's
+    // narinfo the cache's byte for byte, with an unsigned Deriver Nix cannot parse.
+    const garbled = deltaOf(published, 0);
+    planted.set(
+      `${garbled.slice("/nix/store/".length, "/nix/store/".length + 32)}.narinfo`,
+      "garbage\n",
+    );
+    await remakeDelta(deltaOf(published, 1), (text) => `${text}Deriver: junk\nX-Pad: 1\n`);
+    try {
+      const { answer, log } = await activate(next, "--delta-tool", tool);
+      expect(answer, log).toMatchObject({ ok: true, result: "activated", path: next });
+      expect(answer.delta, log).toMatchObject({ paths: worth.length - 1, failed: 0 });
+      expect(log).toMatch(new RegExp(`deltas: ${garbled} is not asked for: error`));
+    } finally {
+      planted.clear();
+    }
+
+    // A delta whose copy of its target's narinfo has references Nix cannot read: the realise
+    // with what the deltas rebuilt fails, and is made again with the paths whole.
+    const after = await buildSystem();
+    await push(after);
+    const again = await publishDeltas(next, after);
+    const old = await closure(next);
+    const lacking = (await closure(after)).filter((p) => !old.includes(p));
+    await remakeDelta(deltaOf(again, 0), (text) =>
+      text.replace(/^References: .*$/m, "References: not-a-store-path"),
+    );
+    const { answer, log } = await activate(after, "--delta-tool", tool);
+    expect(answer, log).toMatchObject({ ok: true, result: "activated", path: after });
+    expect(log).toContain(
+      "deltas: the realise with the paths deltas rebuilt failed (the log above says why): all of them come whole",
+    );
+    expect(answer.delta, log).toMatchObject({ paths: 0, wholePaths: lacking.length });
+    const verified = await onHost(`nix-store --verify-path ${lacking.join(" ")}`);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(await leftOnHost()).toMatch(/No such file or directory\n0\n$/);
   });
 
   it("a realise that fails after the delta step leaves neither the delta paths nor the work directory", async () => {

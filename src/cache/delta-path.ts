@@ -9,6 +9,7 @@
 // target's hash part, so the collector can tell whose delta it is without reading it.
 import { InputError } from "../errors.js";
 import { Sha256 } from "../nix/hash.js";
+import type { NarInfo } from "../nix/narinfo.js";
 import { NIX32_ALPHABET, nix32Encode } from "../nix/nix32.js";
 import {
   HASH_PART_LENGTH,
@@ -29,7 +30,11 @@ export const DELTA_NAME_PREFIX = "nixship-delta-";
 export const DELTA_FILES = {
   /** Key: value lines (formatDeltaInfo): the engine, the base and the target. */
   info: "delta-info",
-  /** The target's narinfo as the cache holds it, signature included, byte for byte. */
+  /**
+   * The target's narinfo: its signed fields (StorePath, NarHash, NarSize, References) and the
+   * signatures a trusted key made (deltaNarInfoText), nothing of the cache's text that no
+   * signature covers.
+   */
   narinfo: "narinfo",
   /** The target's NAR, compressed by `zstd --patch-from=<the base's NAR> --long=31`. */
   delta: "delta.zst",
@@ -149,4 +154,24 @@ export function parseDeltaInfo(text: string, where = DELTA_FILES.info): DeltaInf
 
 function baseNameOf(path: StorePath): string {
   return parseStorePath(path).baseName;
+}
+
+/**
+ * The narinfo a delta holds of its target: the fields its signatures cover and the signatures
+ * of `trustedSigs` (those a trusted key made), in Nix's order. Nothing else of the cache's
+ * narinfo: a field no signature covers (Deriver, CA, an unknown key) could be anything the
+ * cache's writer put there, and a delta is signed for good.
+ */
+export function deltaNarInfoText(
+  info: Pick<NarInfo, "storePath" | "narHash" | "narSize" | "references">,
+  trustedSigs: readonly string[],
+): string {
+  return [
+    `StorePath: ${info.storePath}`,
+    `NarHash: ${info.narHash.format("nix32")}`,
+    `NarSize: ${info.narSize}`,
+    `References: ${info.references.map(baseNameOf).join(" ")}`,
+    ...trustedSigs.map((sig) => `Sig: ${sig}`),
+    "",
+  ].join("\n");
 }

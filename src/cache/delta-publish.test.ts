@@ -9,7 +9,7 @@ import { Sha256 } from "../nix/hash.js";
 import { generateSecretKey, publicKeyOf } from "../nix/keys.js";
 import { restoreNar } from "../nix/nar-restore.js";
 import { buildNar, narNode } from "../nix/nar-write.js";
-import { checkNarInfoSignatures } from "../nix/narinfo.js";
+import { checkNarInfoSignatures, parseNarInfo, signNarInfo } from "../nix/narinfo.js";
 import { readAll } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { openStore } from "../store/url.js";
@@ -39,6 +39,13 @@ afterEach(async () => {
 // 300 KB that compress poorly alone (base64 of random bytes), and a version with a few changes.
 const old = randomBytes(225_000).toString("base64");
 const changed = `${old.slice(0, 1000)}CHANGED${old.slice(1007, 200_000)}MORE${old.slice(200_004)}`;
+
+/** A narinfo's lines that its signatures cover, and its signatures, in its order. */
+const signedLines = (text: string) =>
+  `${text
+    .split("\n")
+    .filter((line) => /^(StorePath|NarHash|NarSize|References|Sig): /.test(line))
+    .join("\n")}\n`;
 
 describe("publishDelta", () => {
   it("publishes the delta path: its NAR under delta/, then its signed narinfo, and the target rebuilds from it", async () => {
@@ -81,8 +88,9 @@ describe("publishDelta", () => {
       baseNarSize: baseInfo?.narSize,
     });
     expect(deltaInfo.baseNarHash.nix32).toBe(baseInfo?.narHash.nix32);
+    // The target's narinfo as the cache holds it, but for what no signature covers.
     expect(await readFile(join(out, DELTA_FILES.narinfo), "utf8")).toBe(
-      (await readAll(store, narInfoKey(target)))?.toString("utf8"),
+      signedLines((await readAll(store, narInfoKey(target)))?.toString("utf8") ?? ""),
     );
     // The host's side: the base's NAR and the patch give the target's NAR back.
     const baseNar = join(dir, "base.nar");
@@ -192,6 +200,28 @@ describe("publishDelta", () => {
     await expect(publishDelta(store, key, { target, base })).rejects.toThrow(
       `the delta's base ${base} is not in the cache`,
     );
+  });
+
+  it("signs into the delta none of the target's narinfo that its signatures do not cover", async () => {
+    const base = syntheticPath("base", "app-1.0");
+    const target = syntheticPath("target", "app-1.1");
+    await putSyntheticPath(store, key, base, [], old);
+    await putSyntheticPath(store, key, target, [], changed);
+    // A cache writer without the key adds a Deriver Nix cannot parse, a line of its own, and
+    // a signature by a key the fleet does not trust: Nix would still take the narinfo.
+    const cached = (await readAll(store, narInfoKey(target)))?.toString("utf8") ?? "";
+    const stranger = generateSecretKey("stranger-1");
+    const strangerSig = signNarInfo(parseNarInfo(cached), stranger).sigs.at(-1) as string;
+    const tampered = `${cached}Deriver: junk\nX-Pad: ${"x".repeat(70_000)}\nSig: ${strangerSig}\n`;
+    await store.put(narInfoKey(target), Buffer.from(tampered));
+    const outcome = await publishDelta(store, key, { target, base });
+    expect(outcome.kind).toBe("published");
+    const info = await readNarInfo(store, deltaPathOf(target, base));
+    const nar = info === undefined ? undefined : await readAll(store, info.url);
+    if (nar === undefined) throw new Error("no delta");
+    const out = join(dir, "restored");
+    await restoreNar([nar], out);
+    expect(await readFile(join(out, DELTA_FILES.narinfo), "utf8")).toBe(signedLines(cached));
   });
 
   it("refuses a base NAR that does not match its narinfo, and leaves nothing", async () => {

@@ -12,7 +12,7 @@ import { NixshipError, OperationError } from "../errors.js";
 import type { Sha256 } from "../nix/hash.js";
 import { type PublicKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
-import { formatNarInfo, type NarInfo, signNarInfo } from "../nix/narinfo.js";
+import { formatNarInfo, type NarInfo, signNarInfo, trustedSignatures } from "../nix/narinfo.js";
 import type { StorePath } from "../nix/store-path.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { eitherSignal, startDeadline } from "../util/deadline.js";
@@ -27,6 +27,7 @@ import {
 import {
   DELTA_FILES,
   DELTA_WORTH_RATIO,
+  deltaNarInfoText,
   deltaNarKey,
   deltaPathOf,
   deltaSkipKey,
@@ -204,7 +205,10 @@ export async function publishDelta(
         baseNarSize: base.info.narSize,
       }),
     );
-    await writeFile(join(tree, DELTA_FILES.narinfo), target.text);
+    await writeFile(
+      join(tree, DELTA_FILES.narinfo),
+      deltaNarInfoText(target.info, trustedSignatures(target.info, trusted)),
+    );
     // What a host fetches is the delta path's whole NAR (the patch, the target's narinfo and
     // delta-info): that is what must be clearly smaller than the target's compressed NAR.
     const packed = await packDeltaPath(tree, join(work, "delta.nar"));

@@ -56,6 +56,39 @@ describe("cacheStats with deltas", () => {
   });
 });
 
+describe("cacheStats of deltas a cache writer planted", () => {
+  it("counts no delta whose NAR is not stored, nor one no trusted key signed, at any size it claims", async () => {
+    const text = randomBytes(60_000).toString("base64");
+    const base = syntheticPath("base", "app-1.0");
+    const target = syntheticPath("target", "app-1.1");
+    await putSyntheticPath(store, key, base, [], `${text}1.0`);
+    await putSyntheticPath(store, key, target, [], `${text}1.1`);
+    expect((await publishDelta(store, key, { target, base })).kind).toBe("published");
+    const delta = await readNarInfo(store, deltaPathOf(target, base));
+    const other = syntheticPath("other", "app-1.2");
+    const claims = (path: string, url: string) =>
+      `StorePath: ${deltaPathOf(path as typeof target, base)}\nURL: ${url}\nCompression: none\nFileSize: 9007199254740991\nNarHash: sha256:19070wf4gshrl2sn7zcjlk957rknkx6dpal5fbis35m6584jfkxr\nNarSize: 9007199254740991\nReferences: \n`;
+    // One names no NAR the cache holds; one names the true delta's NAR, unsigned.
+    const missing = deltaPathOf(other, base).slice("/nix/store/".length, "/nix/store/".length + 32);
+    await store.put(`${missing}.narinfo`, Buffer.from(claims(other, "delta/none.nar")));
+    const third = syntheticPath("third", "app-1.3");
+    const unsigned = deltaPathOf(third, base).slice(
+      "/nix/store/".length,
+      "/nix/store/".length + 32,
+    );
+    await store.put(`${unsigned}.narinfo`, Buffer.from(claims(third, delta?.url ?? "")));
+
+    const stats = await cacheStats(store, { trusted: [publicKeyOf(key)] });
+    expect(stats.deltas).toMatchObject({ paths: 1, bytes: delta?.fileSize });
+    expect(stats.untrusted).toHaveLength(2);
+    // Without keys, the unsigned one with a stored NAR counts, at the NAR's stored size.
+    expect((await cacheStats(store)).deltas).toMatchObject({
+      paths: 2,
+      bytes: 2 * (delta?.fileSize ?? 0),
+    });
+  });
+});
+
 describe("cacheStats of paths whose NARs are one file", () => {
   it("counts that file once, in the total and in its compression's line alike", async () => {
     const text = randomBytes(30_000).toString("base64");

@@ -24,7 +24,10 @@ export interface ClosureSize {
 
 /** The deltas a cache holds: their store paths apart from the others. */
 export interface DeltaStats {
-  /** Delta store paths, and the bytes of their NARs (stored as they are: delta.zst inside). */
+  /**
+   * Delta store paths whose NAR is stored (and that a trusted key signed, when keys are
+   * given), and their NARs' stored bytes (stored as they are: delta.zst inside).
+   */
   readonly paths: number;
   readonly bytes: number;
   /** The stored bytes of the targets those deltas stand for (those the cache holds). */
@@ -107,14 +110,18 @@ export async function cacheStats(
     named.add(info.url);
     const nar = inventory.nars.get(info.url);
     if (nar === undefined) missingNar.push(info.storePath);
-    if (options.trusted !== undefined && !checkNarInfoSignatures(info, options.trusted).ok) {
-      untrusted.push(info.storePath);
-    }
+    const trusted =
+      options.trusted === undefined || checkNarInfoSignatures(info, options.trusted).ok;
+    if (!trusted) untrusted.push(info.storePath);
     const target = deltaTargetHashPart(info.storePath);
     if (target !== undefined) {
-      deltas.paths++;
-      deltas.bytes += nar?.size ?? info.fileSize ?? 0;
-      deltaTargets.set(hash, target);
+      // A delta counts when its NAR is stored, at its stored size, and (with keys given) when
+      // a trusted key signed it: what a host can take, not what a narinfo claims.
+      if (nar !== undefined && trusted) {
+        deltas.paths++;
+        deltas.bytes += nar.size;
+        deltaTargets.set(hash, target);
+      }
       return;
     }
     stored.set(hash, nar?.size ?? info.fileSize ?? 0);

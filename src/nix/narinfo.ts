@@ -155,6 +155,12 @@ export type NarInfoSignatureCheck =
   | { readonly ok: true; readonly keyName: string }
   | { readonly ok: false; readonly problems: readonly string[] };
 
+/** The signatures of `info` that a key of `trusted` made and that match its contents. */
+export function trustedSignatures(info: NarInfo, trusted: readonly PublicKey[]): string[] {
+  const fp = fingerprint(info);
+  return info.sigs.filter((sig) => verifyDetached(sig, fp, trusted).ok);
+}
+
 /** Accepts when at least one signature is valid and made by a trusted key (Nix's rule). */
 export function checkNarInfoSignatures(
   info: NarInfo,

@@ -117,24 +117,45 @@ fetched_paths() {
 
 # `nix-store --realise --dry-run` of the paths in file $1 from the substituters; what will be
 # fetched into file $2. Fails when it could not be asked within the step's time (a path nothing
-# has is only not listed).
+# has is only not listed). A narinfo that does not parse fails Nix's whole run: the paths are
+# then asked in halves, so that a bad answer (a cache writer's, a delta's) costs its own path
+# alone, which is logged with Nix's words.
 dry_run_fetches() {
-  r=$(x_left)
-  [ "$r" -gt 0 ] || return 1
-  set -f
-  # shellcheck disable=SC2046 # one store path a word
-  set -- "$2" $(cat "$1")
-  set +f
-  d_out=$1
-  shift
-  [ $# -gt 0 ] || { : >"$d_out"; return 0; }
-  bounded "$x_dir/dry-run" "$r" sh -c 'exec "$@" 2>&1' sh \
-    env XDG_CACHE_HOME="$x_dir/nix-cache" nix-store --realise --dry-run "$@" \
-    --option substituters "$subs" --option trusted-public-keys "$keys" \
-    --option require-sigs true --option narinfo-cache-negative-ttl 0 \
-    --option narinfo-cache-positive-ttl "$STEP_NARINFO_TTL"
-  case $? in 124 | 137) return 1 ;; esac
-  fetched_paths "$x_dir/dry-run" >"$d_out"
+  d_out=$2
+  : >"$d_out"
+  cp "$1" "$x_dir/ask-0" || return 1
+  d_next=0 d_end=1
+  while [ "$d_next" -lt "$d_end" ]; do
+    d_ask=$x_dir/ask-$d_next
+    d_next=$((d_next + 1))
+    [ -s "$d_ask" ] || continue
+    r=$(x_left)
+    [ "$r" -gt 0 ] || return 1
+    set -f
+    # shellcheck disable=SC2046 # one store path a word
+    set -- $(cat "$d_ask")
+    set +f
+    bounded "$x_dir/dry-run" "$r" sh -c 'exec "$@" 2>&1' sh \
+      env XDG_CACHE_HOME="$x_dir/nix-cache" nix-store --realise --dry-run "$@" \
+      --option substituters "$subs" --option trusted-public-keys "$keys" \
+      --option require-sigs true --option narinfo-cache-negative-ttl 0 \
+      --option narinfo-cache-positive-ttl "$STEP_NARINFO_TTL"
+    case $? in
+    0) fetched_paths "$x_dir/dry-run" >>"$d_out" ;;
+    124 | 137) return 1 ;;
+    *)
+      if [ $# -eq 1 ]; then
+        log "deltas: $1 is not asked for: $(grep -m 1 '^error' "$x_dir/dry-run" | cut -c 1-300)"
+      else
+        d_half=$(($# / 2))
+        head -n "$d_half" "$d_ask" >"$x_dir/ask-$d_end"
+        tail -n +"$((d_half + 1))" "$d_ask" >"$x_dir/ask-$((d_end + 1))"
+        d_end=$((d_end + 2))
+      fi
+      ;;
+    esac
+    rm -f "$d_ask"
+  done
 }
 
 # The pairs to ask deltas for, "TARGET BASE" lines: for each path of file $1 (the first
@@ -289,8 +310,8 @@ print $1, $2, $3, f["BaseNarHash"], f["BaseNarSize"], g["NarHash"], g["NarSize"]
 # `nix-store --export` writes it must be BaseNarSize bytes (else the store's copy changed; the
 # export itself refuses a path whose bytes no longer have their recorded hash), and the NAR zstd
 # rebuilds (under a file size limit a little above NarSize: a delta that expands without bound
-# stops there) must have the narinfo's NarHash. Its narinfo is the cache's, signed, with only URL,
-# Compression, FileHash and FileSize changed (no signature covers them). The store and nix-hash
+# stops there) must have the narinfo's NarHash. Its narinfo is the signed fields and signatures
+# of the delta's copy, with URL, Compression, FileHash and FileSize of its own. The store and nix-hash
 # are asked once for all the deltas; the disk they may take is decided first, in order; then
 # the deltas are applied DELTA_APPLY_JOBS at a time (at most one a core), all of them one
 # bounded process group (DELTA_APPLY_SH), each job reading its bases from one export stream.
@@ -518,9 +539,10 @@ wait
 # For DELTA_APPLY_SH: reads a job's sums (file `sums`: nix-hash's lines, in order; empty when
 # nix-hash failed, by its name so that an empty one is still told apart) and its rebuilt NARs ("DELTA
 # TARGET BASE HASH SIZE HEX PART" lines); for each NAR with the narinfo's NarHash, writes its
-# narinfo into w/narinfo (the cache's, signed, with only URL, Compression, FileHash and FileSize
-# changed: no signature covers them) and lists its target in w/good; lists each other one as
-# "TARGET BASE WHY" in w/failed and its NAR in w/bad.
+# narinfo into w/narinfo (the delta's copy of the target's: its signed fields and signatures
+# alone, whatever else a delta published before holds, with URL, Compression, FileHash and
+# FileSize of its own: no signature covers them) and lists its target in w/good; lists each
+# other one as "TARGET BASE WHY" in w/failed and its NAR in w/bad.
 # shellcheck disable=SC2016 # awk's
 DELTA_NARINFO_AWK='
 FILENAME == sums { sum[FNR] = $1; next }
@@ -534,7 +556,7 @@ next
 }
 out = w "/narinfo/" $7 ".narinfo"
 while ((getline line < ($1 "/narinfo")) > 0)
-if (line !~ /^(URL|Compression|FileHash|FileSize): /) print line >out
+if (line ~ /^(StorePath|NarHash|NarSize|References|Sig): /) print line >out
 close($1 "/narinfo")
 print "URL: nar/" $7 ".nar" >out
 print "Compression: none" >out
@@ -657,6 +679,14 @@ END { printf "%.0f %.0f %.0f", x, y, z }'); then
     "$f_paths" "$(json_num "$f_bytes")" "$(json_num "$f_nar")" "$f_whole" \
     "$(json_num "$f_whole_bytes")" "$f_failed")
   delta_discard
+}
+
+# The realise with the delta step's local cache failed (realise_path): nothing it holds is
+# used, every path comes whole from the substituters, and the report says so.
+delta_abandoned() {
+  log "deltas: the realise with the paths deltas rebuilt failed (the log above says why): all of them come whole"
+  [ -z "$x_dir" ] || { : >"$x_dir/applied"; rm -rf "$x_dir/cache"; }
+  x_cache=""
 }
 
 # The delta step's report in the activation's answer: ',"delta":{...}', or nothing.
