@@ -117,7 +117,7 @@ describe("leases and the collection lock", () => {
         if (e.type === "waiting-for-gc") holders.push(`${e.holder.by} ${e.holder.since}`);
       },
     });
-    await vi.waitFor(() => expect(holders.length).toBeGreaterThan(0));
+    await vi.waitFor(() => expect(holders.length).toBeGreaterThan(0), { timeout: 30_000 });
     await store.delete("gc/lock.json");
     await (await pushing).release();
     const controls = [...holders.join("")].filter((c) => c.charCodeAt(0) < 0x20 || c === "\u007f");

@@ -2,7 +2,7 @@
 // a system before it, with the flags the undo needs again.
 import { describe, expect, it } from "vitest";
 import type { DeployReport } from "../deploy/deploy-options.js";
-import { againFlags, rolloutLine } from "./roll-out.js";
+import { againFlags, rolloutLine, unfinishedUndoLine } from "./roll-out.js";
 
 const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
 const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
@@ -53,5 +53,20 @@ describe("the rollout line", () => {
       " --fleet 'my fleet.json' --key k.sec --release-key r.sec",
     );
     expect(againFlags({})).toBe("");
+  });
+});
+
+describe("the line a rollback that did not send back every host ends with", () => {
+  it("names the hosts the undone rollout still stands for, and the command that finishes it", () => {
+    const interrupted = report([
+      ["web1", V2, activated],
+      ["web2", V2, failed("connect", false)],
+      ["web3", V2, { status: "skipped", reason: "not-started" } as Outcome],
+      ["web4", V1, { status: "skipped", reason: "up-to-date" } as Outcome],
+    ]);
+    expect(unfinishedUndoLine(interrupted, ID, " --fleet f.json")).toBe(
+      `rollout ${ID} still stands for web2, web3, which this rollback did not send back (to finish it: nixship rollback --rollout ${ID} --fleet f.json)`,
+    );
+    expect(unfinishedUndoLine(report([["web1", V2, activated]]), ID, "")).toBeUndefined();
   });
 });

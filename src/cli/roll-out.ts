@@ -89,6 +89,11 @@ export async function rollOut(
       );
       if (report.rollout !== undefined) {
         io.stderr.write(`${rolloutLine(report, report.rollout, shown.again ?? "")}\n`);
+        const undoes = options.rollback?.undoes;
+        if (undoes !== undefined) {
+          const line = unfinishedUndoLine(report, undoes, shown.again ?? "");
+          if (line !== undefined) io.stderr.write(`${line}\n`);
+        }
       }
     }
     const held = summary === undefined ? {} : { summary };
@@ -117,6 +122,23 @@ export function rolloutLine(report: DeployReport, id: string, again: string): st
     return `rollout ${id} (its hosts ran no system nixship could name before it: nothing to undo it to)`;
   }
   return `rollout ${id} (to undo it: nixship rollback --rollout ${id}${again})`;
+}
+
+/**
+ * For a rollback that did not send back every host it was to (interrupted, unreachable,
+ * failed): the rollout it undoes still stands for those, and the command that finishes it.
+ */
+export function unfinishedUndoLine(
+  report: DeployReport,
+  undoes: string,
+  again: string,
+): string | undefined {
+  const back = (r: DeployReport["results"][number]) =>
+    r.outcome.status === "activated" ||
+    (r.outcome.status === "skipped" && r.outcome.reason === "up-to-date");
+  const left = report.results.filter((r) => !back(r)).map((r) => r.host);
+  if (left.length === 0) return undefined;
+  return `rollout ${undoes} still stands for ${left.join(", ")}, which this rollback did not send back (to finish it: nixship rollback --rollout ${undoes}${again})`;
 }
 
 /** The flags a command that acts on this one's rollout needs again: --fleet, --key, --release-key. */

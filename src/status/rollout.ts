@@ -508,9 +508,22 @@ export function rolloutEntries(record: Pick<RolloutRecord, "waves" | "skipped">)
 }
 
 /**
- * Each rollout a rollback among `records` undid, with the hosts that rollback names (those it
- * sent back, and those it left): a rollback of some hosts alone (`--on`) undoes the rollout for
- * them, and the rollout still stands for its other hosts.
+ * The states in which a rollback is done with a host: it went back (confirmed), found it there
+ * already (up-to-date), or named it and left it, with why (left: the rollout never changed it;
+ * refused: something changed it since).
+ */
+const UNDO_DONE: ReadonlySet<RolloutHostState> = new Set([
+  "confirmed",
+  "up-to-date",
+  "left",
+  "refused",
+]);
+
+/**
+ * Each rollout a rollback among `records` undid, with the hosts that rollback is done with
+ * (UNDO_DONE): a rollback of some hosts alone (`--on`) undoes the rollout for them, and the
+ * rollout still stands for its other hosts, as for those the rollback did not get to send back
+ * (interrupted, unreachable, failed): the next rollback finishes it.
  */
 export function undoneHosts(
   records: readonly Pick<RolloutRecord, "undoes" | "waves" | "skipped">[],
@@ -519,10 +532,32 @@ export function undoneHosts(
   for (const record of records) {
     if (record.undoes === undefined) continue;
     const hosts = undone.get(record.undoes) ?? new Set<string>();
-    for (const entry of rolloutEntries(record)) hosts.add(entry.host);
+    for (const entry of rolloutEntries(record))
+      if (UNDO_DONE.has(entry.state)) hosts.add(entry.host);
     undone.set(record.undoes, hosts);
   }
   return undone;
+}
+
+/** The states of a host a rollout activated something on (or failed on: see mayHaveChanged). */
+const ACTIVATED_STATES: ReadonlySet<RolloutHostState> = new Set([
+  "activating",
+  "health",
+  "baking",
+  "confirmed",
+  "failed",
+]);
+
+/** Steps a host fails in before anything of it changes (its store aside). */
+const BEFORE_ANY_CHANGE: ReadonlySet<string> = new Set(["connect", "copy", "realise"]);
+
+/**
+ * Whether a rollout may have changed what `entry`'s host runs: it activated something there,
+ * or failed once it could have (a failure to connect, copy or realise changed nothing).
+ */
+export function mayHaveChanged(entry: Pick<RolloutHost, "state" | "phase">): boolean {
+  if (entry.state === "failed") return entry.phase === null || !BEFORE_ANY_CHANGE.has(entry.phase);
+  return ACTIVATED_STATES.has(entry.state);
 }
 
 /** The id a rollout record's key ends with, or undefined for a key that is not one. */

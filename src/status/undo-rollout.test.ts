@@ -7,6 +7,7 @@ import {
   type RolloutHost,
   type RolloutRecord,
   rolloutAbandoned,
+  undoneHosts,
 } from "./rollout.js";
 import { planUndo } from "./undo-rollout.js";
 
@@ -219,6 +220,51 @@ describe("planUndo with the rollouts started since", () => {
     });
   });
 
+  it("finishes a rollback of this rollout that was interrupted: the hosts it never sent back go back, the one it did stays", () => {
+    const three = record([
+      entry("a", "confirmed"),
+      entry("b", "confirmed"),
+      entry("c", "confirmed"),
+    ]);
+    // The rollback sent a back, then was interrupted: b failed before it started (nothing
+    // changed), c was never reached.
+    const interrupted = {
+      ...record([
+        { ...entry("a", "confirmed", V3), system: V2 },
+        { ...entry("b", "failed", V3), system: V2, phase: "connect" as const },
+        { ...entry("c", "not-started", V3), system: V2 },
+      ]),
+      id: "cccccccccccc",
+      startedAt: "2026-11-26T11:00:00.000Z",
+      undoes: "0123456789ab",
+    };
+    const now = new Map([
+      ["a", V2],
+      ["b", V3],
+      ["c", V3],
+    ]);
+    const steps = planUndo(three, now, { newer: { records: [interrupted], complete: true } });
+    expect(steps.map((s) => [s.host, s.kind])).toEqual([
+      ["a", "stays"],
+      ["b", "back"],
+      ["c", "back"],
+    ]);
+    // A host the rollback failed on once it could have changed it is refused, named.
+    const switched = {
+      ...interrupted,
+      waves: [
+        {
+          index: 1,
+          kind: "main" as const,
+          hosts: [{ ...entry("b", "failed", V3), system: V2, phase: "switch" as const }],
+        },
+      ],
+    };
+    expect(
+      planUndo(three, now, { newer: { records: [switched], complete: true } })[1],
+    ).toMatchObject({ kind: "refused", why: expect.stringContaining("sent it back already") });
+  });
+
   it("refuses what it cannot tell: more rollouts since than it read", () => {
     const steps = planUndo(r, running, { newer: { records: [], complete: false } });
     expect(steps.map((s) => s.kind)).toEqual(["refused", "refused"]);
@@ -278,5 +324,32 @@ describe("rolloutAbandoned", () => {
     // A paused deployer writes its record every heartbeat too.
     expect(rolloutAbandoned(at("2026-11-26T09:00:00.000Z", "paused"), now)).toBe(true);
     expect(rolloutAbandoned(at("2026-11-26T10:15:00.000Z", "paused"), now)).toBe(false);
+  });
+});
+
+describe("undoneHosts", () => {
+  it("counts a rollback done with the hosts it sent back, found there or left, not with those it did not get to", () => {
+    const rollback = {
+      ...record([
+        { ...entry("a", "confirmed", V3), system: V2 },
+        { ...entry("b", "failed", V3), system: V2, phase: "connect" as const },
+        { ...entry("c", "not-started", V3), system: V2 },
+        { ...entry("d", "unreachable", V3), system: V2 },
+        { ...entry("e", "up-to-date", V3), system: V2 },
+        { ...entry("f", "rolled-back", V3), system: V2 },
+      ]),
+      id: "cccccccccccc",
+      undoes: "0123456789ab",
+      skipped: [
+        { ...entry("g", "left", null), system: null },
+        { ...entry("h", "refused", null), system: null },
+      ],
+    };
+    expect([...(undoneHosts([rollback]).get("0123456789ab") ?? [])].sort()).toEqual([
+      "a",
+      "e",
+      "g",
+      "h",
+    ]);
   });
 });

@@ -5,8 +5,8 @@
 import { storeName } from "../nix/store-path.js";
 import {
   inFlight,
+  mayHaveChanged,
   type RolloutHost,
-  type RolloutHostState,
   type RolloutRecord,
   rolloutEntries,
   rolloutLive,
@@ -60,15 +60,6 @@ export function planUndo(
     );
 }
 
-/** The states of a host a rollout activated something on. */
-const ACTIVATED: ReadonlySet<RolloutHostState> = new Set([
-  "activating",
-  "health",
-  "baking",
-  "confirmed",
-  "failed",
-]);
-
 interface LaterRollouts extends NewerRollouts {
   /** Each later rollout a later rollback undid, with the hosts it was undone for. */
   readonly undone: ReadonlyMap<string, ReadonlySet<string>>;
@@ -96,7 +87,7 @@ function changedSince(record: RolloutRecord, host: string, newer: LaterRollouts)
     // The rollback of a later rollout, for a host it sent back: the pair changed nothing there.
     if (later.undoes !== undefined && newer.ids.has(later.undoes)) continue;
     const entry = rolloutEntries(later).find((e) => e.host === host);
-    if (entry === undefined || !ACTIVATED.has(entry.state)) continue;
+    if (entry === undefined || !mayHaveChanged(entry)) continue;
     const what =
       later.undoes === record.id
         ? `rollback ${later.id} of rollout ${record.id} sent it back already (${later.startedAt})`

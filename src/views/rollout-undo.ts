@@ -11,6 +11,7 @@ import {
   type RolloutRecord,
   rolloutEntries,
   rolloutGone,
+  undoneHosts,
 } from "../status/rollout.js";
 import {
   ASK_LOOKBACK,
@@ -139,12 +140,13 @@ async function findRecord(
     }
     return { key: found.key, record, newer: await readNewer(store, found.newer, found.more) };
   }
-  // The newest that names a selected host and still stands: those newer name none of them, or
-  // are rollbacks, passed over with the rollouts they undid (a second rollback steps back to
-  // the rollout before, never redoes the one undone). What a rollback undid is believed only
-  // when its record is signed.
+  // The newest that names a selected host and still stands for one: those newer name none of
+  // them, or are rollbacks, passed over with the rollouts they undid for the hosts they were
+  // done with (a second rollback steps back to the rollout before, never redoes the one undone;
+  // one a rollback did not finish, interrupted or unreachable, stands for the hosts it did not
+  // send back, and is finished). What a rollback undid is believed only when its record is signed.
   const passed: RolloutRecord[] = [];
-  const undone = new Set<string>();
+  const undone = new Map<string, Set<string>>();
   for (const { key } of await listNewestRollouts(store, ASK_LOOKBACK)) {
     if (!isRolloutKey(key)) continue;
     const record = await readRollout(store, key);
@@ -153,8 +155,13 @@ async function findRecord(
       // The one to undo is believed only when signed: one that is not is named, not passed over.
       const trusted = await readTrustedRollout(store, key, keys);
       if (trusted === undefined) continue;
-      if (trusted.undoes !== undefined) undone.add(trusted.undoes);
-      if (trusted.undoes === undefined && !undone.has(trusted.id)) {
+      for (const [id, hosts] of undoneHosts([trusted])) {
+        undone.set(id, new Set([...(undone.get(id) ?? []), ...hosts]));
+      }
+      const stands = rolloutEntries(trusted).some(
+        (e) => selected.has(e.host) && !undone.get(trusted.id)?.has(e.host),
+      );
+      if (trusted.undoes === undefined && stands) {
         return { key, record: trusted, newer: { records: passed, complete: true } };
       }
     }

@@ -1,0 +1,93 @@
+// Which rollout a rollback without --rollout undoes, over a real directory store: one a
+// rollback sent back for every host is passed over, and one a rollback did not finish
+// (interrupted: a host failed before it started, one never reached) is undone again, for the
+// hosts it still stands for.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Fleet } from "../fleet/fleet.js";
+import { parseFleetValue } from "../fleet/fleet-file.js";
+import { formatPublicKey, generateSecretKey, publicKeyOf, type SecretKey } from "../nix/keys.js";
+import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
+import { writeRollout } from "../status/rollout-store.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { openStore } from "../store/url.js";
+import { readUndo } from "./rollout-undo.js";
+
+const V0 = "/nix/store/00000000000000000000000000000000-web-v0";
+const V1 = "/nix/store/11111111111111111111111111111111-web-v1";
+const V2 = "/nix/store/22222222222222222222222222222222-web-v2";
+const HOUR = 3_600_000;
+
+let dir: string;
+let store: ObjectStore;
+let key: SecretKey;
+let fleet: Fleet;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nixship-rollout-undo-"));
+  store = await openStore(`file://${dir}?fsync=false`);
+  key = generateSecretKey("undo-1");
+  fleet = parseFleetValue(
+    {
+      cache: { url: `file://${dir}`, publicKeys: [formatPublicKey(publicKeyOf(key))] },
+      hosts: Object.fromEntries(
+        ["a", "b", "c"].map((h, i) => [h, { address: `10.0.0.${i + 1}`, system: V2 }]),
+      ),
+    },
+    "rollout-undo.test.ts",
+  );
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const host = (name: string, state: RolloutHost["state"], system: string, before: string) =>
+  ({ host: name, state, phase: null, system, before, message: null }) as RolloutHost;
+
+function rollout(id: string, ago: number, hosts: RolloutHost[], undoes?: string): RolloutRecord {
+  const at = new Date(Date.now() - ago).toISOString();
+  return {
+    version: 1,
+    id,
+    mode: "ssh",
+    action: "switch",
+    state: hosts.every((h) => h.state === "confirmed") ? "succeeded" : "partial",
+    stopped: null,
+    waves: [{ index: 1, kind: "main", hosts }],
+    skipped: [],
+    startedAt: at,
+    updatedAt: at,
+    ...(undoes === undefined ? {} : { undoes }),
+  };
+}
+
+/** W gave every host V1 (from V0), then X gave them V2 (from V1). */
+async function twoRollouts(): Promise<void> {
+  const all = (system: string, before: string) =>
+    ["a", "b", "c"].map((h) => host(h, "confirmed", system, before));
+  await writeRollout(store, rollout("aaaaaaaaaaaa", 3 * HOUR, all(V1, V0)), key);
+  await writeRollout(store, rollout("bbbbbbbbbbbb", 2 * HOUR, all(V2, V1)), key);
+}
+
+describe("a rollback without --rollout", () => {
+  it("passes over a rollout a rollback sent back for every host, to the one before", async () => {
+    await twoRollouts();
+    const back = ["a", "b", "c"].map((h) => host(h, "confirmed", V1, V2));
+    await writeRollout(store, rollout("cccccccccccc", HOUR, back, "bbbbbbbbbbbb"), key);
+    expect((await readUndo(fleet, {})).record.id).toBe("aaaaaaaaaaaa");
+  });
+
+  it("finishes a rollback that was interrupted: the rollout it undid still stands for the hosts it did not send back", async () => {
+    await twoRollouts();
+    const interrupted = [
+      host("a", "confirmed", V1, V2),
+      { ...host("b", "failed", V1, V2), phase: "connect", message: "interrupted (SIGINT)" },
+      host("c", "not-started", V1, V2),
+    ] as RolloutHost[];
+    await writeRollout(store, rollout("cccccccccccc", HOUR, interrupted, "bbbbbbbbbbbb"), key);
+    const read = await readUndo(fleet, {});
+    expect(read.record.id).toBe("bbbbbbbbbbbb");
+  });
+});
