@@ -2,7 +2,8 @@
 // generation behind, so the system profile holds only systems that ran confirmed, and
 // `nixship rollback` without --to goes to the last system confirmed on the host. The sequence:
 // v1, v2, a system whose health check fails (rolled back), one whose switch hangs (rolled back
-// at --activation-timeout), v1 again; then rollback ends on v2, not on the hanging system.
+// at --activation-timeout), v1 again; then rollback ends on v2, not on the hanging system; and
+// a rollback --to a generation whose switch fails goes back to v2, where it was.
 // Generation numbers are never made twice on a host: v1 again is generation 5, one
 // past the failed systems' 3 and 4, and each number names one system in the host's history.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -114,6 +115,36 @@ describe("one rollback meaning over ssh", () => {
     const back = await lab.nixship(["rollback", "--fleet", lab.fleetFile, "--on", HOST, "--json"]);
     expect(back.code, back.stderr).toBe(0);
     expect(await servedBy(lab.info, HOST)).toBe("web-v2");
+    expect(await recorded()).toEqual({ generation: 2, runs: "v2" });
+
+    // A generation whose switch hangs (as one nixos-rebuild made could): a rollback --to it
+    // is stopped at its timeout, and the host goes back to the generation it was on, its
+    // service running again.
+    const onHost = (command: string) =>
+      lab.nixship(["lab", "exec", "--name", lab.name, HOST, "--", "sh", "-c", command]);
+    const made6 = await onHost(
+      "p=/nix/var/nix/profiles/system; nix-env -p $p --set $(ls -d /nix/store/*-example-web-system-hang) && nix-env -p $p --switch-generation 2 && readlink $p",
+    );
+    expect(made6.stdout.trim(), made6.stderr).toBe("system-2-link");
+    const failed = await lab.nixship([
+      "rollback",
+      "--fleet",
+      lab.fleetFile,
+      "--on",
+      HOST,
+      "--to",
+      "6",
+      "--activation-timeout",
+      "5",
+    ]);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stdout).toMatch(
+      /switching to generation 6 ran past the activation timeout of 5s; stopped it; back on generation 2 \(\/nix\/store\/[a-z0-9]{32}-example-web-system-v2\)/,
+    );
+    expect(await servedBy(lab.info, HOST)).toBe("web-v2");
+    expect((await onHost("readlink /nix/var/nix/profiles/system")).stdout.trim()).toBe(
+      "system-2-link",
+    );
     expect(await recorded()).toEqual({ generation: 2, runs: "v2" });
   });
 });

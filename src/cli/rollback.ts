@@ -88,8 +88,9 @@ ${fleetHelp(`hosts by name or tag: web1,@web,@db-*: with --to, or alone, they go
   --allow-failed     agent hosts: allow --to a system that failed on the host
   --activation-timeout S
                      ssh and ssm hosts: seconds the switch back may run before the host stops
-                     it and stays where it was (fleet policy, else ${POLICY_DEFAULTS.activationTimeout}); agent hosts
-                     use their own config's activationTimeout
+                     it and goes back to the generation it was on, as when the switch fails
+                     (fleet policy, else ${POLICY_DEFAULTS.activationTimeout}); agent hosts use their own config's
+                     activationTimeout
   --release-key FILE secret key that signs the rollback release for agent hosts (else
                      $NIXSHIP_RELEASE_KEY)`,
   async run(argv, io) {

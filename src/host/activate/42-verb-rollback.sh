@@ -40,17 +40,20 @@ cmd_rollback() {
   write_info
   mark_phase rollback
   log "rolling back from generation ${from:-?} to $to ($target)"
-  why=""
+  why="" switched=0
+  was=$(resolve /run/current-system || true)
   if ! nix-env -p "$profile" --switch-generation "$to" >&2; then
     why="switching the profile to generation $to failed"
   else
     remaining_set
+    switched=1
     if [ "$r" -le 0 ] || ! run_switch "$target" switch "$r" rollback; then
       why="switching to generation $to failed"
       [ "$(remaining)" -gt 0 ] ||
         why="switching to generation $to ran past the activation timeout of ${activation_timeout}s; stopped it"
     fi
   fi
+  [ -z "$why" ] || rollback_undo
   unlock
   if [ -n "$why" ]; then
     log "$why"
@@ -61,5 +64,25 @@ cmd_rollback() {
   fi
   printf '{"ok":true,"command":"rollback","result":"rolled-back","from":%s,"generation":%s,"path":%s%s}\n' \
     "$(json_num "$from")" "$to" "$(json_str "$target")" "$(took_over_json)"
+}
+
+# A rollback that failed (its profile, or its switch, failed or ran out of time) goes back to
+# where it was, as a failed activation does: the profile to generation $from, and the system
+# that ran ($was) switched to again, bounded by ROLLBACK_TIMEOUT; $why then says where the
+# host is.
+rollback_undo() {
+  u_back=1
+  if [ -n "$from" ] && [ "$(current_generation)" != "$from" ]; then
+    nix-env -p "$profile" --switch-generation "$from" >&2 || u_back=0
+  fi
+  if [ "$switched" = 1 ] && [ -n "$was" ]; then
+    log "$why; going back: switch-to-configuration switch ($was)"
+    run_switch "$was" switch "$ROLLBACK_TIMEOUT" rollback || u_back=0
+  fi
+  if [ "$u_back" = 1 ]; then
+    why="$why; back on generation ${from:-?} (${was:-no system ran})"
+  else
+    why="$why; going back to generation ${from:-?} failed too: the host runs $(resolve /run/current-system || echo nothing), its profile at generation $(current_generation)"
+  fi
 }
 
