@@ -8,6 +8,9 @@ import { chmod } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InterruptedError } from "../src/errors.js";
+import { loadFleet } from "../src/fleet/load-fleet.js";
+import { rekeySecrets } from "../src/secrets/secret-ops.js";
 import { type CliRun, NIXSHIP_BIN, nixship } from "../support/cli.js";
 
 const PLAINTEXT = "s3cret-db-password-7f1e9c";
@@ -158,6 +161,19 @@ describe("nixship secrets", () => {
     expect(ageDecrypt(file, hostKeys.web3?.privateFile as string)).toBe(PLAINTEXT);
     expect(ageDecrypt(file, hostKeys.web2?.privateFile as string)).toBeUndefined();
     expect((await cli(["secrets", "list"])).code).toBe(0);
+  });
+
+  it("rekey interrupted before its first write stops there, every file as it was", async () => {
+    const before = ["db-password", "web-token"].map((n) => readFileSync(secretFile(n)));
+    const fleet = await loadFleet(fleetFile);
+    const stop = new AbortController();
+    stop.abort("interrupted (SIGINT)");
+    await expect(
+      rekeySecrets(fleet, new Map(), [], { force: true, signal: stop.signal }),
+    ).rejects.toThrow(
+      new InterruptedError("stopped before any secret's file was written: every one is as it was"),
+    );
+    expect(["db-password", "web-token"].map((n) => readFileSync(secretFile(n)))).toEqual(before);
   });
 
   it("edit goes through $EDITOR on a tmpfs scratch file that is gone afterwards", async () => {

@@ -90,7 +90,13 @@ export async function whileTrapped<T>(
   command: string,
   work: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const trap = trapInterrupts({ first: () => {}, second: () => {} });
+  const trap = trapInterrupts({
+    first: (signal) =>
+      process.stderr.write(
+        `${command}: interrupted (${signal}): stopping where nothing is left half done (a second interrupt stops at once)\n`,
+      ),
+    second: () => {},
+  });
   try {
     return await work(trap.signal);
   } catch (err) {

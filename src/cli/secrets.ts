@@ -297,9 +297,11 @@ ${FLEET_HELP}`,
       fleetDir,
       values["replace-host-keys"] === true,
     );
-    // An interrupt waits for the files to be written: all of them, or (on a failure) none.
-    const rows = await whileTrapped("secrets rekey", async () => {
+    // An interrupt stops it before the first file is written; once writing, it waits for the
+    // files to be written: all of them, or (on a failure) none.
+    const rows = await whileTrapped("secrets rekey", async (signal) => {
       const done = await rekeySecrets(fleet, keys, identities, {
+        signal,
         ...(positionals.length > 0 ? { names: positionals } : {}),
         force: values.force === true,
         ...(values.fleet === undefined ? {} : { fleetArg: values.fleet }),

@@ -9,7 +9,7 @@ import {
   readAgeHeader,
   recipientsDigest,
 } from "../age/age.js";
-import { OperationError } from "../errors.js";
+import { InterruptedError, OperationError } from "../errors.js";
 import type { Fleet, SecretSpec } from "../fleet/fleet.js";
 import { readFileBounded } from "../util/bounded-file.js";
 import {
@@ -208,6 +208,8 @@ export async function rekeySecrets(
     readonly force?: boolean;
     /** The fleet as --fleet named it, for the commands its errors print. */
     readonly fleetArg?: string;
+    /** An interrupt: heard until the first file is written, then the rekey finishes. */
+    readonly signal?: AbortSignal;
   } = {},
 ): Promise<RekeyRow[]> {
   const specs =
@@ -215,7 +217,15 @@ export async function rekeySecrets(
       ? (fleet.secrets?.entries ?? [])
       : options.names.map((n) => findSecret(fleet, n));
   const planned: { spec: SecretSpec; r: SecretRecipients; next: Uint8Array | undefined }[] = [];
+  const stopIfAsked = () => {
+    if (options.signal?.aborted) {
+      throw new InterruptedError(
+        `stopped before any secret's file was written: every one is as it was`,
+      );
+    }
+  };
   for (const spec of specs) {
+    stopIfAsked();
     const r = requireRecipients(fleet, spec, hostKeys);
     const bytes = await readCiphertext(spec.file);
     if (bytes === undefined) {
@@ -235,6 +245,7 @@ export async function rekeySecrets(
     planned.push({ spec, r, next: await encryptSecret(plaintext, r.recipients) });
     plaintext.fill(0);
   }
+  stopIfAsked();
   // All or none: a file that cannot be written leaves every secret as it was.
   await writeCiphertexts(
     planned.flatMap(({ spec, next }) =>

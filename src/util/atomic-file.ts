@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { lstat, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { InputError } from "../errors.js";
+import { onLastWord } from "./last-words.js";
 
 export interface FileToWrite {
   readonly file: string;
@@ -31,6 +32,10 @@ export async function writeFileAtomically(
 export async function writeFilesAtomically(files: readonly FileToWrite[]): Promise<void> {
   for (const { file } of files) await requireReplaceable(file);
   const staged: { readonly tmp: string; readonly target: string }[] = [];
+  // A process made to stop at once (a second interrupt) removes what it staged, not yet renamed.
+  const forget = onLastWord(() =>
+    Promise.all(staged.map(({ tmp }) => unlink(tmp).catch(() => {}))),
+  );
   try {
     for (const { file, content, mode = 0o644 } of files) {
       const target = resolve(file);
@@ -51,6 +56,8 @@ export async function writeFilesAtomically(files: readonly FileToWrite[]): Promi
   } catch (err) {
     await Promise.all(staged.map(({ tmp }) => unlink(tmp).catch(() => {})));
     throw err;
+  } finally {
+    forget();
   }
   for (const dir of new Set(staged.map(({ target }) => dirname(target)))) {
     const directory = await open(dir, "r");
