@@ -157,6 +157,10 @@ describe("the deploy module's local-exec, rendered from its HCL", () => {
         "a,b",
         "--via",
         "agent",
+        "--system",
+        `a=${systems["web-v1"]}`,
+        "--system",
+        `b=${systems["web-v2"]}`,
         "--key",
         "key $HOME.sec",
         "--release-key",
@@ -178,7 +182,7 @@ describe("the deploy module's local-exec, rendered from its HCL", () => {
       }),
     );
     expect(bare.stdout).toBe(
-      "[deploy]\n[--fleet]\n[f]\n[--on]\n[a]\n[--via]\n[ssh]\n[--wait-reachable]\n[600]\n[--json]\n",
+      `[deploy]\n[--fleet]\n[f]\n[--on]\n[a]\n[--via]\n[ssh]\n[--system]\n[a=${systems["web-v1"]}]\n[--wait-reachable]\n[600]\n[--json]\n`,
     );
     // wait_reachable = 0: hosts are asked once, and the flag is left out.
     const once = await runLocalExec(
@@ -216,6 +220,15 @@ describe("run as-is against a lab of two hosts", () => {
     expect(await currentSystems()).toEqual(storePaths);
     // Nothing in the hostile path was run by the shell.
     expect(existsSync(join(work, "pwned"))).toBe(false);
+  });
+
+  it("deploys the store paths given, whatever the fleet file names: an earlier var file restored rolls back", async () => {
+    // The fleet file names web-v1 for both; Terraform's var file, restored, holds other paths.
+    await setFleetSystems({ tfd1: systems["web-v1"], tfd2: systems["web-v1"] });
+    const storePaths = { tfd1: systems["web-v3"], tfd2: systems["web-v2"] };
+    const r = await runLocalExec(await renderCommand(deployVars(storePaths)));
+    expect(r.code, `stderr:\n${r.stderr}\nstdout:\n${r.stdout}`).toBe(0);
+    expect(await currentSystems()).toEqual(storePaths);
   });
 
   it("a failed deploy fails the command (and so the apply); the host keeps its system", async () => {

@@ -24,6 +24,7 @@ import {
   readRollout,
   readServeCache,
 } from "./fleet-input.js";
+import { SYSTEM_FLAG_HELP, withSystemFlags } from "./given-systems.js";
 import { INTERRUPTED_EXIT, whileTrapped } from "./interrupts.js";
 import { readReleaseKey, readSecretKeyFile } from "./keys-input.js";
 import { openMetrics } from "./prometheus-input.js";
@@ -65,6 +66,7 @@ export const PLAN_FLAGS = {
   "serve-cache": { type: "string" },
   diff: { type: "boolean" },
   "build-host": { type: "string" },
+  system: { type: "string", multiple: true },
 } as const;
 const PLAN_VALUES: FlagValues<typeof PLAN_FLAGS> = {
   ...FLEET_VALUES,
@@ -72,6 +74,7 @@ const PLAN_VALUES: FlagValues<typeof PLAN_FLAGS> = {
   reboot: "MODE",
   "serve-cache": "HOST:PORT",
   "build-host": "[USER@]HOST",
+  system: "HOST=PATH",
 };
 
 export const planCommand: Command = {
@@ -116,11 +119,12 @@ ${FLEET_HELP}
                      served): ssh hosts then substitute, so they can get deltas; without
                      it, they do only when the cache names a \`substituter\`
   --diff             every package change of each host (group), not one line of them
+${SYSTEM_FLAG_HELP}
 ${BUILD_HELP}`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, PLAN_FLAGS, "plan");
     refuseArguments(positionals, "plan");
-    const input = await readFleetInput(values, io);
+    const input = await withSystemFlags(await readFleetInput(values, io), values.system, "plan");
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "plan");
     const renderer = createDeployRenderer(io.stderr, values.json ? "plain" : "auto");
     // An interrupt stops Nix too (a SIGTERM reaches nixship alone): exit 130, no build left.
@@ -161,6 +165,7 @@ export const DEPLOY_FLAGS = {
   "wait-reachable": { type: "string" },
   diff: { type: "boolean" },
   "build-host": { type: "string" },
+  system: { type: "string", multiple: true },
 } as const;
 const DEPLOY_VALUES: FlagValues<typeof DEPLOY_FLAGS> = {
   ...FLEET_VALUES,
@@ -171,6 +176,7 @@ const DEPLOY_VALUES: FlagValues<typeof DEPLOY_FLAGS> = {
   "release-key": "SECRET_FILE",
   "wait-reachable": "S",
   "build-host": "[USER@]HOST",
+  system: "HOST=PATH",
 };
 
 export const deployCommand: Command = {
@@ -252,6 +258,7 @@ ${ROLLOUT_HELP}
   --allow-failed         agent hosts: name a host's system even if it failed on that host
   --diff                 the plan shows every package change of each host (group), not one
                          line of them
+${SYSTEM_FLAG_HELP}
 ${BUILD_HELP}
 
 Progress: one line per host on a TTY, plain lines otherwise; past 20 hosts, one line of counts
@@ -272,7 +279,7 @@ bad usage or input, 130 when interrupted.`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, DEPLOY_FLAGS, "deploy");
     refuseArguments(positionals, "deploy");
-    const input = await readFleetInput(values, io);
+    const input = await withSystemFlags(await readFleetInput(values, io), values.system, "deploy");
     const { policy, policyFlags, action } = readRollout(values, input.fleet, "deploy");
     const key = values.key !== undefined ? await readSecretKeyFile(values.key) : undefined;
     if (input.fleet.cache !== undefined && key === undefined) {

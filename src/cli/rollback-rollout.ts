@@ -1,21 +1,19 @@
 // `nixship rollback` of a rollout (the default, or --rollout ID): its plan (undo-format.ts),
 // then a deploy of what each host it changed ran before, recorded as a rollout of its own that
 // names the rollout it undoes and every host it leaves where it is.
-import { fetchAndImport } from "../cache/fetch.js";
-import { validPaths } from "../cache/local-nix.js";
 import type { DeployOptions } from "../deploy/deploy-options.js";
 import { deployOrigin } from "../deploy/deploy-origin.js";
 import { deliveryMode } from "../deploy/open-delivery.js";
 import { recordRollout } from "../deploy/rollout-recorder.js";
 import type { Fleet, FleetHost, RolloutPolicy } from "../fleet/fleet.js";
-import { parsePublicKey, type SecretKey } from "../nix/keys.js";
+import type { SecretKey } from "../nix/keys.js";
 import type { StorePath } from "../nix/store-path.js";
 import { futureRolloutText } from "../status/future-rollouts.js";
 import type { RolloutHost, RolloutRecord } from "../status/rollout.js";
-import { openStore } from "../store/url.js";
 import { formatUndoPlan } from "../ui/undo-format.js";
 import { readUndo } from "../views/rollout-undo.js";
 import type { CliIO } from "./command.js";
+import { importMissingSystems, withGivenSystems } from "./given-systems.js";
 import { rollOut, type SummaryEvent } from "./roll-out.js";
 
 export interface UndoOptions {
@@ -82,14 +80,8 @@ export async function undoRollout(io: CliIO, o: UndoOptions): Promise<number> {
   // rollout never changed is neither surveyed nor judged nor activated (a boot it has pending
   // is not this rollback's to judge).
   const systems = new Map(back.map((s) => [s.host, s.to as StorePath] as const));
-  await importMissing(o.fleet, [...new Set(systems.values())]);
-  const fleet: Fleet = {
-    ...o.fleet,
-    hosts: o.fleet.hosts.map((h) => {
-      const path = systems.get(h.name);
-      return path === undefined ? h : { ...h, system: { kind: "store-path", path } };
-    }),
-  };
+  await importMissingSystems(o.fleet, [...new Set(systems.values())]);
+  const fleet = withGivenSystems(o.fleet, systems);
   const hosts = fleet.hosts.filter((h) => systems.has(h.name));
   const { report, code, summary } = await rollOut(
     io,
@@ -151,19 +143,5 @@ async function recordUndone(
     io.stderr.write(
       `rollback ${record.recorder.id} recorded: rollout ${undone.id} is undone, and asks nothing more of its hosts\n`,
     );
-  }
-}
-
-/** Systems to go back to that the local store lacks are fetched from the fleet's cache, verified. */
-async function importMissing(fleet: Fleet, paths: readonly StorePath[]): Promise<void> {
-  const valid = await validPaths(paths);
-  const missing = paths.filter((p) => !valid.has(p));
-  if (missing.length === 0 || fleet.cache === undefined) return;
-  const store = await openStore(fleet.cache.url);
-  try {
-    const trusted = fleet.cache.publicKeys.map((k) => parsePublicKey(k));
-    for (const path of missing) await fetchAndImport({ store, trusted }, path);
-  } finally {
-    await store.close();
   }
 }

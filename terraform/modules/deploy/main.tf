@@ -1,6 +1,6 @@
 # Deploys a fleet's systems from `terraform apply`: when a host's store path or the cache
-# changes, a local-exec runs `nixship deploy` for the hosts named in store_paths, without
-# touching the instances. New instances are waited for (--wait-reachable), so the apply that
+# changes, a local-exec runs `nixship deploy` of the store paths given to the hosts named in
+# store_paths (--system HOST=PATH), without touching the instances. New instances are waited for (--wait-reachable), so the apply that
 # creates them also deploys them. A failed deploy fails the apply.
 
 locals {
@@ -8,6 +8,10 @@ locals {
 
   deploy_args = concat(
     ["deploy", "--fleet", var.fleet_file, "--on", join(",", local.hosts), "--via", var.via],
+    # Each host's system is the store path given, whatever the fleet file names now: restoring
+    # an earlier var file deploys the earlier systems (fetched from the cache where the
+    # deployer's store lacks them), and the state holds what was deployed.
+    flatten([for host in local.hosts : ["--system", "${host}=${var.store_paths[host]}"]]),
     var.key_file == "" ? [] : ["--key", var.key_file],
     var.release_key_file == "" ? [] : ["--release-key", var.release_key_file],
     var.wait_reachable == 0 ? [] : ["--wait-reachable", tostring(var.wait_reachable)],
