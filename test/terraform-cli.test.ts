@@ -5,6 +5,8 @@
 // accept, with the instances' IDs, tags and addresses; bad input exits 2 naming the JSON path.
 // `terraform vars --image` builds a stand-in laid out as NixOS's amazonImage output (the disk
 // image, nix-support/image-info.json) and prints what the ami-import module takes.
+
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -540,6 +542,54 @@ describe("nixship fleet from-terraform", () => {
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(/^error: .*bad-outputs\.json/);
     expect(r.stderr).toMatch(message);
+  });
+
+  it("refuses outputs past 64 MiB, on stdin and in a file, unread past that, and writes nothing", async () => {
+    const out = join(work, "never-written.json");
+    const huge = Buffer.alloc(65 * 1024 * 1024, 0x20);
+    const piped = await run(
+      process.execPath,
+      [
+        join(REPO, "dist/cli/bin.js"),
+        "fleet",
+        "from-terraform",
+        "-",
+        "--base",
+        baseFile,
+        "--out",
+        out,
+      ],
+      { input: huge },
+    );
+    expect(piped.code).toBe(2);
+    expect(piped.stderr).toContain(
+      "error: the Terraform outputs on stdin is more than 64 MiB, the most that is read of it",
+    );
+    const file = join(work, "huge-outputs.json");
+    await writeFile(file, huge);
+    const read = await nixship(["fleet", "from-terraform", file, "--base", baseFile, "--out", out]);
+    expect(read.code).toBe(2);
+    expect(read.stderr).toContain(`the Terraform outputs ${file} is more than 64 MiB`);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("names terraform output -json for outputs that are not JSON, and --cache-key for a key it cannot read", async () => {
+    const hcl = join(work, "outputs.txt");
+    await writeFile(hcl, 'cache_url = "s3://bucket"\n');
+    const r = await nixship(["fleet", "from-terraform", hcl, "--base", baseFile]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("hint: give what 'terraform output -json' prints");
+    const key = await nixship([
+      "fleet",
+      "from-terraform",
+      outputsFile,
+      "--system",
+      ".#{name}",
+      "--cache-key",
+      join(work, "no-such.pub"),
+    ]);
+    expect(key.code).toBe(2);
+    expect(key.stderr).toContain(`error: --cache-key ${join(work, "no-such.pub")}: no such file`);
   });
 
   it.each([

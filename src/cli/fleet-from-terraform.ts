@@ -1,8 +1,9 @@
 // `nixship fleet from-terraform`: a fleet file from `terraform output -json` of examples/aws,
 // with the hosts' systems (and keys, policy) from a base fleet or a system template; and, for
 // ssh hosts, their SSH host keys merged into a known_hosts file (known-hosts-update.ts).
+
 import { dirname, isAbsolute, relative, resolve } from "node:path";
-import { UsageError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import { DELIVERY_MODES, type DeliveryMode, type Fleet } from "../fleet/fleet.js";
 import { parseFleet } from "../fleet/fleet-file.js";
 import { formatJson } from "../fleet/fleet-json.js";
@@ -12,6 +13,7 @@ import {
   systemSpec,
 } from "../fleet/from-terraform.js";
 import { parseJsonText } from "../fleet/json-text.js";
+import { MAX_FLEET_JSON } from "../fleet/load-fleet.js";
 import { relocateFleet } from "../fleet/relocate-fleet.js";
 import { formatPublicKey } from "../nix/keys.js";
 import { hostKeyObjectKey } from "../status/host-key-store.js";
@@ -155,13 +157,24 @@ needs, a bad tag value or host key, input that is not JSON, a base fleet that do
     const cacheKeys =
       values["cache-key"] === undefined
         ? undefined
-        : (await readTrustedKeys(values["cache-key"])).map(formatPublicKey);
+        : (await readTrustedKeys(values["cache-key"], "--cache-key")).map(formatPublicKey);
     checkSettings({ via, base, systemTemplate: values.system, cacheKeys });
     const source = input === "-" ? "stdin" : input;
-    const outputs = parseJsonText(
-      await readInputText(input, io.stdin, "the Terraform outputs"),
-      source,
+    const outputsText = await readInputText(
+      input,
+      io.stdin,
+      "the Terraform outputs",
+      MAX_FLEET_JSON,
     );
+    let outputs: unknown;
+    try {
+      outputs = parseJsonText(outputsText, source);
+    } catch (err) {
+      if (!(err instanceof InputError) || err.code !== "bad-json") throw err;
+      throw new InputError(err.code, err.message, {
+        hint: "give what 'terraform output -json' prints (without -json, Terraform prints its own format, not JSON)",
+      });
+    }
     const replace = values["replace-host-keys"] === true;
     const made = fleetFromTerraform(
       outputs,
@@ -300,6 +313,9 @@ async function readBase(
   outDir: string | undefined,
 ): Promise<Fleet> {
   if (file === "-") throw new UsageError(`${COMMAND}: --base must name a file, not stdin`);
-  const fleet = parseFleet(await readInputText(file, io.stdin, "the base fleet"), file);
+  const fleet = parseFleet(
+    await readInputText(file, io.stdin, "the base fleet", MAX_FLEET_JSON),
+    file,
+  );
   return outDir === undefined ? fleet : relocateFleet(fleet, dirname(resolve(file)), outDir);
 }

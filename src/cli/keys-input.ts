@@ -136,7 +136,14 @@ export async function readSecretKeyFile(file: string, flag = "--key"): Promise<S
 /** The most a file of public keys given to --trusted-key may hold (a key is about 60 bytes). */
 const TRUSTED_KEYS_FILE_LIMIT = 64 * 1024;
 
-export async function readTrustedKeys(values: readonly string[]): Promise<PublicKey[]> {
+/**
+ * The public keys `values` give, each a key (NAME:BASE64) or a file of them; `flag` names the
+ * flag they came from in errors (--trusted-key, --cache-key).
+ */
+export async function readTrustedKeys(
+  values: readonly string[],
+  flag = "--trusted-key",
+): Promise<PublicKey[]> {
   const keys: PublicKey[] = [];
   for (const value of values) {
     if (/^[^/:\s]+:[A-Za-z0-9+/=]+$/.test(value.trim())) {
@@ -146,19 +153,19 @@ export async function readTrustedKeys(values: readonly string[]): Promise<Public
     const tooLarge = (size: number) =>
       new InputError(
         "key-file-too-large",
-        `--trusted-key ${value}: ${size} bytes or more, where a file of public keys holds at most ${TRUSTED_KEYS_FILE_LIMIT}: not a key file`,
+        `${flag} ${value}: ${size} bytes or more, where a file of public keys holds at most ${TRUSTED_KEYS_FILE_LIMIT}: not a key file`,
       );
     const bytes = await readFileBounded(value, TRUSTED_KEYS_FILE_LIMIT, tooLarge).catch(
       (err: NodeJS.ErrnoException) => {
         if (err instanceof InputError) throw err;
         throw new InputError(
           "key-unreadable",
-          `--trusted-key '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code === "ENOTFILE" ? "not a regular file" : (err.code ?? err.message)})`,
+          `${flag} '${value}' is neither a public key (NAME:BASE64) nor a readable file (${err.code === "ENOTFILE" ? "not a regular file" : (err.code ?? err.message)})`,
         );
       },
     );
     if (bytes === undefined) {
-      throw new InputError("key-missing", `--trusted-key ${value}: no such file`, {
+      throw new InputError("key-missing", `${flag} ${value}: no such file`, {
         hint: "give the public key itself (NAME:BASE64, as 'nixship key public SECRET_FILE' prints it) or a file that holds it",
       });
     }

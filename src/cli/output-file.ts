@@ -1,11 +1,11 @@
 // Files that commands write for other tools (Terraform var files, fleet files): replaced
 // atomically, so a reader never sees half a file; and input files where `-` means stdin.
 import { constants } from "node:fs";
-import { access, readFile, stat } from "node:fs/promises";
+import { access, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { text } from "node:stream/consumers";
 import { InputError, NixshipError, OperationError } from "../errors.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { errnoWords, isPathFault } from "../util/errno-words.js";
 
 /**
@@ -51,16 +51,31 @@ export async function checkOutputFile(file: string): Promise<void> {
   }
 }
 
-/** The text of `file`, or of stdin when `file` is `-`; `what` names it in the error. */
+/**
+ * The text of `file`, or of stdin when `file` is `-`, at most `limit` bytes; `what` names it in
+ * the error.
+ */
 export async function readInputText(
   file: string,
   stdin: NodeJS.ReadableStream,
   what: string,
+  limit: number,
 ): Promise<string> {
-  if (file === "-") return text(stdin);
-  return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError("input-unreadable", `cannot read ${what} ${file}: ${errnoWords(err)}`, {
+  const where = file === "-" ? `${what} on stdin` : `${what} ${file}`;
+  const tooLarge = () =>
+    new InputError(
+      "input-too-large",
+      `${where} is more than ${limit / 1024 / 1024} MiB, the most that is read of it: is it the right input?`,
+    );
+  if (file === "-") return (await readStreamBounded(stdin, limit, tooLarge)).toString("utf8");
+  const bytes = await readFileBounded(file, limit, tooLarge).catch((err: NodeJS.ErrnoException) => {
+    if (err instanceof InputError) throw err;
+    throw new InputError("input-unreadable", `cannot read ${where}: ${errnoWords(err)}`, {
       cause: err,
     });
   });
+  if (bytes === undefined) {
+    throw new InputError("input-unreadable", `cannot read ${where}: no such file`);
+  }
+  return bytes.toString("utf8");
 }

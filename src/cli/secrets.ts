@@ -15,7 +15,7 @@ import { MAX_PLAINTEXT } from "../secrets/secret-file.js";
 import { editSecret, listSecrets, rekeySecrets, setSecret } from "../secrets/secret-ops.js";
 import { secretsCommand } from "../secrets/secrets-command.js";
 import { formatSecretsList } from "../ui/secrets-list.js";
-import { readFileBounded } from "../util/bounded-file.js";
+import { readFileBounded, readStreamBounded } from "../util/bounded-file.js";
 import { type CliIO, type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
 import { readFleetInput } from "./fleet-input.js";
 import { INTERRUPTED_EXIT, trapInterrupts, whileTrapped } from "./interrupts.js";
@@ -82,15 +82,7 @@ async function readPlaintext(from: string | undefined, io: CliIO): Promise<Uint8
       "e.g. nixship secrets set db-password --from ./password.txt",
     );
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of io.stdin as AsyncIterable<Buffer | string>) {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-    size += bytes.length;
-    if (size > MAX_PLAINTEXT) throw tooLarge("stdin");
-    chunks.push(bytes);
-  }
-  return Buffer.concat(chunks);
+  return readStreamBounded(io.stdin, MAX_PLAINTEXT, () => tooLarge("stdin"));
 }
 
 function tooLarge(where: string): OperationError {

@@ -1,5 +1,5 @@
-// A small file read whole into memory, refused past a size limit: the one bounded read of a
-// local file (secrets, their scratch files, host keys).
+// A small file, or a stream (stdin), read whole into memory, refused past a size limit: the one
+// bounded read of a local file (secrets, their scratch files, host keys, a command's input).
 import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 
@@ -28,10 +28,16 @@ export async function readFileBounded(
       throw Object.assign(new Error(`${file} is not a regular file`), { code: "ENOTFILE" });
     }
     if (info.size > limit) throw tooLarge(info.size);
-    // Read to the end (a file may grow while it is read: never past the limit).
-    const buffer = Buffer.alloc(limit + 1);
+    // Read to the end (a file may grow while it is read: never past the limit), into a buffer
+    // of the file's size that grows only for a file that does.
+    let buffer = Buffer.alloc(Math.min(limit, info.size) + 1);
     let length = 0;
     for (;;) {
+      if (length === buffer.length) {
+        const grown = Buffer.alloc(Math.min(limit + 1, buffer.length * 2));
+        buffer.copy(grown);
+        buffer = grown;
+      }
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
@@ -41,4 +47,24 @@ export async function readFileBounded(
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * A stream's bytes to its end; past `limit` bytes, refused with `tooLarge(read)` (what was
+ * read so far is let go, and the rest is not read).
+ */
+export async function readStreamBounded(
+  stream: NodeJS.ReadableStream,
+  limit: number,
+  tooLarge: (read: number) => Error,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (size > limit) throw tooLarge(size);
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks);
 }
