@@ -542,6 +542,53 @@ describe("nar commands", () => {
     );
   });
 
+  it("nar ls lists a small NAR whose listing is larger than a string may be (each line holds its whole path), as text and as JSON", async () => {
+    // 62 directories of 254-byte names, then 50,000 files: a 9.6 MB NAR, a listing of 793 MB.
+    // Written token by token (NAR strings: a length, the bytes, padding to 8).
+    const str = (text: string) => {
+      const bytes = Buffer.from(text);
+      const out = Buffer.alloc(8 + Math.ceil(bytes.length / 8) * 8);
+      out.writeBigUInt64LE(BigInt(bytes.length));
+      bytes.copy(out, 8);
+      return out;
+    };
+    const tokens = (...words: string[]) => Buffer.concat(words.map(str));
+    const parts: Buffer[] = [tokens("nix-archive-1", "(", "type", "directory")];
+    for (let d = 0; d < 62; d++) {
+      const name = `d${String(d).padStart(3, "0")}${"x".repeat(250)}`;
+      parts.push(tokens("entry", "(", "name", name, "node", "(", "type", "directory"));
+    }
+    for (let i = 0; i < 50_000; i++) {
+      const name = String(i).padStart(10, "0");
+      parts.push(tokens("entry", "(", "name", name, "node", "(", "type", "regular"));
+      parts.push(tokens("contents", "", ")", ")"));
+    }
+    for (let d = 0; d < 62; d++) parts.push(tokens(")", ")"));
+    parts.push(tokens(")"));
+    const file = join(work, "deep.nar");
+    await writeFile(file, Buffer.concat(parts));
+    for (const [flag, lines] of [
+      ["", 62 + 50_000],
+      ["--json", 2 + 63 + 50_000],
+    ] as const) {
+      // Counted by wc as it streams by: the test holds none of it.
+      const r = spawnSync(
+        "bash",
+        [
+          "-c",
+          `"$0" "$1" nar ls ${flag} < "$2" | wc -l; exit "\${PIPESTATUS[0]}"`,
+          process.execPath,
+          NIXSHIP_BIN,
+          file,
+        ],
+        { encoding: "utf8" },
+      );
+      expect(r.stderr, flag).toBe("");
+      expect(r.status, flag).toBe(0);
+      expect(Number(r.stdout.trim()), flag).toBe(lines);
+    }
+  });
+
   it("nar restore refuses a malformed NAR with exit 2, leaving nothing", async () => {
     const bad = Buffer.concat([buildNar(narNode.regular("x")), Buffer.from("trailing garbage")]);
     await writeFile(join(work, "bad.nar"), bad);

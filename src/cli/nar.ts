@@ -4,9 +4,10 @@ import { once } from "node:events";
 import { lstat } from "node:fs/promises";
 import { InputError, UsageError } from "../errors.js";
 import { dumpPathStream } from "../nix/nar-encode.js";
-import { formatNarListing, listNar } from "../nix/nar-list.js";
+import { listNar, type NarEntry, narListingLines } from "../nix/nar-list.js";
 import { restoreNar } from "../nix/nar-restore.js";
-import { type Command, parseFlags, refuseArguments, writeJson } from "./command.js";
+import { terminalJson } from "../util/text.js";
+import { type Command, parseFlags, refuseArguments } from "./command.js";
 import { whileTrapped } from "./interrupts.js";
 
 export const narDump: Command = {
@@ -63,11 +64,39 @@ checking it strictly.`,
     const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, "nar ls");
     refuseArguments(positionals, "nar ls");
     const entries = await listNar(narFromStdin(io.stdin, NAR_LS)).catch(emptyNar(NAR_LS));
-    if (values.json) writeJson(io, entries);
-    else io.stdout.write(formatNarListing(entries));
+    await writeInChunks(io.stdout, values.json ? jsonLines(entries) : narListingLines(entries));
     return 0;
   },
 };
+
+/**
+ * The entries as a JSON array, an entry a line. Each is written from a copy of itself: JSON of
+ * the entry as it is would flatten its path (which shares its directory's, unflattened) in
+ * place, and so keep every line's whole path for as long as the listing lives.
+ */
+function* jsonLines(entries: readonly NarEntry[]): Generator<string> {
+  yield "[\n";
+  for (const [i, e] of entries.entries()) {
+    const copy = { ...e, path: `${e.path}/`.slice(0, -1) };
+    yield `  ${terminalJson(copy)}${i < entries.length - 1 ? "," : ""}\n`;
+  }
+  yield "]\n";
+}
+
+/**
+ * Writes `pieces` a chunk of about 64 KiB at a time, waiting for the reader: what is written
+ * is never held whole in one string.
+ */
+async function writeInChunks(out: NodeJS.WritableStream, pieces: Iterable<string>): Promise<void> {
+  let chunk = "";
+  for (const piece of pieces) {
+    chunk += piece;
+    if (chunk.length < 65536) continue;
+    if (!out.write(chunk)) await once(out, "drain");
+    chunk = "";
+  }
+  if (chunk !== "") out.write(chunk);
+}
 
 /** A command that reads a NAR from stdin: its name, and how to give it one. */
 interface NarReader {

@@ -38,16 +38,21 @@ export async function listNar(source: NarSource): Promise<NarEntry[]> {
  * symlink with an empty name. Directories and symlinks show size 0.
  */
 export function formatNarListing(entries: readonly NarEntry[]): string {
-  let out = "";
+  return [...narListingLines(entries)].join("");
+}
+
+/**
+ * formatNarListing's lines, one at a time: a listing can be far larger than one string may
+ * be (each line holds its whole path: a small NAR of deep directories lists gigabytes).
+ */
+export function* narListingLines(entries: readonly NarEntry[]): Generator<string> {
   for (const e of entries) {
     if (e.path === "" && e.type === "directory") continue;
     const name = e.path === "" ? "" : `./${e.path}`;
     const size = e.type === "regular" ? e.size : 0;
-    let line = `${modeString(e)} ${String(size).padStart(20)} ${name}`;
-    if (e.type === "symlink") line += ` -> ${e.target}`;
-    out += `${line}\n`;
+    const target = e.type === "symlink" ? ` -> ${e.target}` : "";
+    yield `${modeString(e)} ${String(size).padStart(20)} ${name}${target}\n`;
   }
-  return out;
 }
 
 function modeString(e: NarEntry): string {
