@@ -17,7 +17,10 @@ let keys: string;
 let keyFile: string;
 let nixRoot: string;
 
-/** The flake's three systems: one that evaluates, one that throws, one with a type error. */
+/**
+ * The flake's systems: one that evaluates and builds, one that throws, one with a type error,
+ * one whose builder fails, one that needs a derivation that fails.
+ */
 const FLAKE = `{
   outputs = { self }: let
     mk = name: extra: derivation ({ inherit name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; } // extra);
@@ -26,6 +29,11 @@ const FLAKE = `{
       good = mk "good" { };
       thrown = mk "thrown" { role = throw "the db system is not decided"; };
       typed = mk "typed" { port = 80 + "80"; };
+      # Builds that fail: its own builder, and one it needs.
+      fails = mk "fails" { args = [ "-c" "echo the fails builder gives up; exit 3" ]; };
+      deep = mk "deep" { dep = mk "dep" { args = [ "-c" "exit 4" ]; }; };
+      # Of this run alone (its directory in it): no store holds it before this test builds it.
+      fresh = mk "fresh" { run = "DIR"; };
     };
   };
 }
@@ -53,7 +61,7 @@ async function placeOf(text: string): Promise<string> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "nixship-system-eval-"));
-  await writeFile(join(dir, "flake.nix"), FLAKE);
+  await writeFile(join(dir, "flake.nix"), FLAKE.replace("DIR", dir));
   // The key outside the flake's directory, which Nix copies whole into the store.
   keys = await mkdtemp(join(tmpdir(), "nixship-system-eval-keys-"));
   keyFile = (await generatedKey(keys, "push")).file;
@@ -106,6 +114,30 @@ describe.each(VERSIONS)("a system that does not evaluate, with %s", (_, nixshipW
     expect(r.stderr).toContain(
       `error: 'path:${dir}#thrown': path:${dir}#thrown: the db system is not decided`,
     );
+  });
+});
+
+describe.each(VERSIONS)("systems that do not build, with %s", (_, nixshipWith) => {
+  it("names the hosts whose systems did not build, and builds every other one", async () => {
+    const file = join(dir, "fleet-builds.json");
+    const cache = { url: `file://${join(dir, "cache")}`, publicKeys: [KEY] };
+    const hosts = {
+      web: { system: ".#fresh", address: "10.0.0.1" },
+      db: { system: ".#fails", address: "10.0.0.2" },
+      db2: { system: ".#deep", address: "10.0.0.3" },
+    };
+    await writeFile(file, JSON.stringify({ cache, hosts }));
+    const r = await nixshipWith(["build", "--fleet", file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "error: hosts.db.system, hosts.db2.system: did not build (each failed, or something it needs did; every other system built)",
+    );
+    // The build kept going: the system that builds was built all the same, and building it
+    // again builds nothing.
+    expect(r.stderr).toMatch(/building '\/nix\/store\/[a-z0-9]{32}-fresh\.drv'/);
+    const again = await nixshipWith(["build", "--fleet", file, "--on", "web", "--json"]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/derivations? built/);
   });
 });
 

@@ -2,6 +2,7 @@
 // its structured log read for progress and for what other machines did.
 import { OperationError } from "../errors.js";
 import { parseStorePath, type StorePath } from "../nix/store-path.js";
+import { mapLimit } from "../util/pool.js";
 import { runStreamed } from "../util/streamed-run.js";
 import { type BuilderFailure, NixBuildLog } from "./build-log.js";
 import { builderError } from "./builder-error.js";
@@ -11,7 +12,9 @@ import {
   NIX_ERRORS,
   NIX_MISSING_HINT,
   type NixOptions,
+  nixCommand,
   storeArgs,
+  validPaths,
 } from "./local-nix.js";
 import { type BuildProgress, NixActivity } from "./nix-activity.js";
 import { nixSettingFix } from "./nix-settings.js";
@@ -102,8 +105,27 @@ export async function runNixLogged(
 }
 
 /**
+ * A build that failed, with the derivations asked for that did not build (each an output
+ * missing: it failed, or something it needs did). The build kept going past the first
+ * failure, so those that could be built were.
+ */
+export class DerivationsFailedError extends OperationError {
+  constructor(
+    readonly failed: readonly string[],
+    cause: OperationError,
+  ) {
+    super(cause.code, cause.message, {
+      ...(cause.hint === undefined ? {} : { hint: cause.hint }),
+      cause,
+    });
+  }
+}
+
+/**
  * Builds derivations in ONE `nix build`, on the deployer or on the place's builders (Nix routes
- * each by system and features). Returns each derivation's main output.
+ * each by system and features), keeping going past a failure (every system that can be built
+ * is, and a failure names every one that cannot: DerivationsFailedError). Returns each
+ * derivation's main output.
  */
 export async function buildDerivations(
   drvPaths: readonly string[],
@@ -112,27 +134,52 @@ export async function buildDerivations(
   run: NixRunOptions = {},
 ): Promise<BuiltDerivations> {
   const version = await localNixVersion();
+  const drvs = [...new Set(drvPaths)];
   const { stdout, log } = await runNixLogged(
     [
       ...NEW_CLI,
       "build",
       "--no-link",
       "--json",
+      "--keep-going",
       ...storeArgs(options),
       ...(place.builders === undefined
         ? []
         : ["--builders", place.builders, "--option", "builders-use-substitutes", "true"]),
       ...(place.maxJobs === undefined ? [] : ["--max-jobs", String(place.maxJobs)]),
-      ...[...new Set(drvPaths)].map((drv) => derivationOutputs(drv, version)),
+      ...drvs.map((drv) => derivationOutputs(drv, version)),
     ],
     place,
     run,
-  );
+  ).catch(async (err: unknown) => {
+    if (!(err instanceof OperationError) || err.code !== NIX_ERRORS.failed || run.signal?.aborted)
+      throw err;
+    throw new DerivationsFailedError(await unbuilt(drvs, options), err);
+  });
   return {
     byDrv: mainOutputs(stdout, version),
     builtOn: log.builtOn(),
     unusable: log.failures,
   };
+}
+
+/** The derivations of `drvs` some output of which the store lacks (none when it cannot say). */
+async function unbuilt(drvs: readonly string[], options: NixOptions): Promise<string[]> {
+  try {
+    const outputs = await mapLimit(drvs, 8, async (drv) => {
+      const { stdout } = await nixCommand(
+        "nix-store",
+        [...storeArgs(options), "--query", "--outputs", drv],
+        { timeoutMs: 60_000 },
+      );
+      return stdout.split("\n").filter(Boolean) as StorePath[];
+    });
+    const valid = await validPaths(outputs.flat(), options);
+    return drvs.filter((_, i) => (outputs[i] ?? []).some((o) => !valid.has(o)));
+  } catch {
+    // The build's own error says what Nix said; which systems it spared is a bonus.
+    return [];
+  }
 }
 
 /** Each derivation's main output (`out`, else its first) from `nix build --json`. */

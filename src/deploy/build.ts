@@ -4,7 +4,12 @@ import { isAbsolute, resolve } from "node:path";
 import { buildOnHost } from "../cache/build-host.js";
 import type { BuilderFailure } from "../cache/build-log.js";
 import { type NixOptions, resolveInstallables, validPaths } from "../cache/local-nix.js";
-import { type BuiltDerivations, buildDerivations, type NixRunOptions } from "../cache/nix-build.js";
+import {
+  type BuiltDerivations,
+  buildDerivations,
+  DerivationsFailedError,
+  type NixRunOptions,
+} from "../cache/nix-build.js";
 import {
   evaluateDerivations,
   evaluateSystemTypes,
@@ -63,7 +68,11 @@ async function evaluateAndBuild(
   const built =
     where?.host !== undefined
       ? await buildOnHost(drvs, where.host, where.place, { ...run, copyBack })
-      : await buildDerivations(drvs, nix, where?.place ?? {}, run);
+      : await buildDerivations(drvs, nix, where?.place ?? {}, run).catch((err: unknown) => {
+          if (!(err instanceof DerivationsFailedError) || err.failed.length === 0) throw err;
+          const failed = drvs.flatMap((drv, i) => (err.failed.includes(drv) ? [i] : []));
+          throw new SystemsBuildError(failed, err);
+        });
   const paths = drvs.map((drv, i) => {
     const out = built.byDrv.get(drv);
     if (out === undefined) {
@@ -289,11 +298,36 @@ function systemFields(hosts: readonly string[]): string {
   return hosts.map((h) => `hosts.${h}.system`).join(", ");
 }
 
-/** An evaluation that failed in one output, with whose output it is (`whose(index)`) in front. */
+/**
+ * A build in which the systems of `outputs` (their indexes) did not build: each failed, or
+ * something it needs did. The build kept going, so every other one did.
+ */
+class SystemsBuildError extends OperationError {
+  constructor(
+    readonly outputs: readonly number[],
+    readonly failure: OperationError,
+    who?: string,
+  ) {
+    super(
+      failure.code,
+      `${who ?? "some systems"}: did not build (each failed, or something it needs did; every other system built):\n${failure.message}`,
+      { ...(failure.hint === undefined ? {} : { hint: failure.hint }), cause: failure },
+    );
+  }
+}
+
+/**
+ * An evaluation that failed in one output, or a build in which some did not build, with whose
+ * outputs they are (`whose(index)`) in front.
+ */
 function withWhose(err: unknown, whose: (index: number) => string): unknown {
-  return err instanceof SystemEvalError && err.output !== undefined
-    ? err.inFrontOf(whose(err.output))
-    : err;
+  if (err instanceof SystemEvalError && err.output !== undefined) {
+    return err.inFrontOf(whose(err.output));
+  }
+  if (err instanceof SystemsBuildError) {
+    return new SystemsBuildError(err.outputs, err.failure, err.outputs.map(whose).join(", "));
+  }
+  return err;
 }
 
 /** Installables (push's arguments) whose flake output does not exist, with the closest that do. */
