@@ -9,6 +9,7 @@ import { COMMANDS as ENTRIES, loadCommands } from "../src/cli/commands.js";
 import { buildNar, narNode } from "../src/nix/nar-write.js";
 import { NIXSHIP_BIN, nixStoreDump, nixship } from "../support/cli.js";
 import { buildFixtureClosure } from "./support/fixture-closure.js";
+import { narTokens } from "./support/nar-bytes.js";
 
 let work: string;
 let key: string;
@@ -544,27 +545,18 @@ describe("nar commands", () => {
 
   it("nar ls lists a small NAR whose listing is larger than a string may be (each line holds its whole path), as text and as JSON", async () => {
     // 62 directories of 254-byte names, then 50,000 files: a 9.6 MB NAR, a listing of 793 MB.
-    // Written token by token (NAR strings: a length, the bytes, padding to 8).
-    const str = (text: string) => {
-      const bytes = Buffer.from(text);
-      const out = Buffer.alloc(8 + Math.ceil(bytes.length / 8) * 8);
-      out.writeBigUInt64LE(BigInt(bytes.length));
-      bytes.copy(out, 8);
-      return out;
-    };
-    const tokens = (...words: string[]) => Buffer.concat(words.map(str));
-    const parts: Buffer[] = [tokens("nix-archive-1", "(", "type", "directory")];
+    const parts: Buffer[] = [narTokens("nix-archive-1", "(", "type", "directory")];
     for (let d = 0; d < 62; d++) {
       const name = `d${String(d).padStart(3, "0")}${"x".repeat(250)}`;
-      parts.push(tokens("entry", "(", "name", name, "node", "(", "type", "directory"));
+      parts.push(narTokens("entry", "(", "name", name, "node", "(", "type", "directory"));
     }
     for (let i = 0; i < 50_000; i++) {
       const name = String(i).padStart(10, "0");
-      parts.push(tokens("entry", "(", "name", name, "node", "(", "type", "regular"));
-      parts.push(tokens("contents", "", ")", ")"));
+      parts.push(narTokens("entry", "(", "name", name, "node", "(", "type", "regular"));
+      parts.push(narTokens("contents", "", ")", ")"));
     }
-    for (let d = 0; d < 62; d++) parts.push(tokens(")", ")"));
-    parts.push(tokens(")"));
+    for (let d = 0; d < 62; d++) parts.push(narTokens(")", ")"));
+    parts.push(narTokens(")"));
     const file = join(work, "deep.nar");
     await writeFile(file, Buffer.concat(parts));
     for (const [flag, lines] of [

@@ -3,7 +3,6 @@
 // through the bounded URLs it serves, for zstd, xz (sent decompressed) and uncompressed NARs;
 // and a NAR a bucket writer swapped for a bomb under its genuine narinfo is cut at the signed
 // size: Nix's copy fails, nothing of it is in the store, and the server's log says why.
-import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
@@ -22,6 +21,7 @@ import {
   type DeployerNix,
   machineNix,
 } from "./support/deployer-nix.js";
+import { zstdBombNar } from "./support/nar-bytes.js";
 
 let work: string;
 const machine = machineNix();
@@ -72,20 +72,6 @@ async function servedCache(
 }
 
 /** NAR framing: a string is its length (u64, little-endian), its bytes, zeros to 8. */
-function narString(bytes: Buffer): Buffer {
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(bytes.length));
-  return Buffer.concat([length, bytes, Buffer.alloc((8 - (bytes.length % 8)) % 8)]);
-}
-
-/** A well-formed NAR of one regular file of `size` zero bytes, zstd-compressed: a few KiB. */
-function zstdBombNar(size: number): Buffer {
-  const s = (text: string) => narString(Buffer.from(text));
-  const head = Buffer.concat(["nix-archive-1", "(", "type", "regular", "contents"].map(s));
-  const nar = Buffer.concat([head, narString(Buffer.alloc(size)), s(")")]);
-  return execFileSync("zstd", ["-q", "-c", "-1"], { input: nar, maxBuffer: 64 * 1024 * 1024 });
-}
-
 describe.each(["zstd", "xz", "none"])("a %s cache served", (compression) => {
   let cache: Awaited<ReturnType<typeof servedCache>>;
   beforeAll(async () => {

@@ -73,6 +73,28 @@ describe("cache server", () => {
     expect(Buffer.from(await nar.arrayBuffer()).equals(Buffer.alloc(300_000, 7))).toBe(true);
   });
 
+  it("answers a narinfo that does not parse with a 404 (no such path: Nix asks no more), and logs why", async () => {
+    const planted = "zyxwvsrqpnmlkjihgfdcba9876543211.narinfo";
+    const store = new FsStore(dir);
+    await store.put(planted, Buffer.from("garbage\n"));
+    const said: { status: number; error?: string }[] = [];
+    const server = createCacheServer({ store, onRequest: (e) => said.push(e) });
+    const url = await listen(server);
+    try {
+      const r = await fetch(`${url}/${planted}`);
+      expect(r.status).toBe(404);
+      expect(said).toEqual([
+        expect.objectContaining({
+          status: 404,
+          error: `${planted}, line 1: expected 'Key: value', got 'garbage'`,
+        }),
+      ]);
+    } finally {
+      server.close();
+      await store.delete(planted);
+    }
+  });
+
   it("answers a narinfo larger than any narinfo with a 502, never sending it", async () => {
     const planted = "zyxwvsrqpnmlkjihgfdcba9876543210.narinfo";
     const store = new FsStore(dir);

@@ -1,9 +1,11 @@
 // Serves any ObjectStore as an HTTP binary cache a stock `nix` can substitute from: streams
 // NARs (never whole in memory), holds narinfos to NARINFO_LIMIT, answers HEAD, 404s the
 // absent, and can require a token.
+
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
+import { InputError } from "../errors.js";
 import { formatCacheInfo } from "../nix/cache-info.js";
 import { readGot } from "../store/helpers.js";
 import type { ObjectStore } from "../store/object-store.js";
@@ -86,7 +88,9 @@ export const CACHE_IDLE_TIMEOUT_MS = 60_000;
 
 export function createCacheServer(options: ServeOptions): Server {
   const { store } = options;
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
+  /** A request answered with a status, and (for the log) why, where it is not what was asked. */
+  type Answered = number | { readonly status: number; readonly error: string };
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<Answered> => {
     const method = req.method ?? "GET";
     if (!authorized(req, options.token)) {
       res.writeHead(401, { "www-authenticate": [...TOKEN_CHALLENGES] }).end();
@@ -140,8 +144,17 @@ export function createCacheServer(options: ServeOptions): Server {
     // that a planted one of gigabytes never reaches its memory: a 502, and the log says why.
     if (key === CACHE_INFO_KEY || isNarInfo) {
       const read = await readGot(got, key, NARINFO_LIMIT);
-      // Each NAR is held to the size its narinfo's signature covers (nar-bound.ts).
-      const bytes = isNarInfo ? Buffer.from(boundNarInfo(read.toString("utf8"), key)) : read;
+      // Each NAR is held to the size its narinfo's signature covers (nar-bound.ts). One that
+      // does not parse is no path: a 404, so that Nix asks its next substituter, or a host's
+      // delta step loses that delta alone (a 5xx would have Nix retry, and fail the query).
+      let bytes: Buffer;
+      try {
+        bytes = isNarInfo ? Buffer.from(boundNarInfo(read.toString("utf8"), key)) : read;
+      } catch (err) {
+        if (!(err instanceof InputError)) throw err;
+        res.writeHead(404).end();
+        return { status: 404, error: err.message };
+      }
       res.writeHead(200, { ...headers, "content-length": bytes.length, etag: got.info.etag });
       res.end(bytes);
       return 200;
@@ -161,7 +174,12 @@ export function createCacheServer(options: ServeOptions): Server {
     { headersTimeout: HEADERS_TIMEOUT, requestTimeout: HEADERS_TIMEOUT },
     (req, res) => {
       handle(req, res).then(
-        (status) => options.onRequest?.({ method: req.method ?? "", key: req.url ?? "", status }),
+        (answered) =>
+          options.onRequest?.({
+            method: req.method ?? "",
+            key: req.url ?? "",
+            ...(typeof answered === "number" ? { status: answered } : answered),
+          }),
         (err: Error) => {
           // The store's own words may name its location (a directory, a bucket): they go to
           // the server's log, not to a client that may not even have a token.
@@ -208,8 +226,13 @@ export async function serveStoreWhileRunning(
   store: ObjectStore,
   host: string,
   port: number,
+  onRequest?: (entry: ServedRequest) => void,
 ): Promise<{ readonly url: string; readonly close: () => Promise<void> }> {
-  const { server, url } = await listenCacheServer({ store }, host, port);
+  const { server, url } = await listenCacheServer(
+    { store, ...(onRequest === undefined ? {} : { onRequest }) },
+    host,
+    port,
+  );
   return {
     url,
     close: async () => {

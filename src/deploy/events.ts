@@ -100,6 +100,17 @@ export type DeployEvent =
   | { readonly type: "lease-renew-failed"; readonly message: string }
   /** The rollout record (what the dashboard shows) could not be written; the deploy goes on. */
   | { readonly type: "record-failed"; readonly message: string }
+  /**
+   * The cache the deploy serves (--serve-cache) refused or cut a request: why (a NAR past its
+   * signed NarSize, a narinfo that does not parse, a store that failed). Each object once.
+   */
+  | {
+      readonly type: "cache-refused";
+      readonly method: string;
+      readonly key: string;
+      readonly status: number;
+      readonly error: string;
+    }
   | {
       readonly type: "push-done";
       readonly seconds: number;
@@ -326,6 +337,7 @@ const EVENT_TYPES = {
   "gc-wait": true,
   "lease-renew-failed": true,
   "record-failed": true,
+  "cache-refused": true,
   "push-done": true,
   awaiting: true,
   "diff-read": true,

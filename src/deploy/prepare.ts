@@ -2,7 +2,7 @@
 // pushed signed into the fleet's cache (to execute), the cache served when asked, each host's secrets.
 
 import { requireCacheInfo } from "../cache/cache-info.js";
-import { serveStoreWhileRunning } from "../cache/serve.js";
+import { type ServedRequest, serveStoreWhileRunning } from "../cache/serve.js";
 import { deployHostKeys } from "../delivery/host-keys.js";
 import { namedDeltaTool } from "../fleet/delta-tool.js";
 import type { FleetHost, HealthChecks } from "../fleet/fleet.js";
@@ -181,7 +181,7 @@ export async function prepare(
           };
     }
     const { host, port } = options.serveCache;
-    const served = await serveStoreWhileRunning(store, host, port);
+    const served = await serveStoreWhileRunning(store, host, port, refusalsOf(emit));
     return {
       built,
       systemHealth,
@@ -203,4 +203,21 @@ export function systemFiles(
   path: StorePath,
 ): SystemFiles {
   return built.leftOnHost?.paths.has(path) ? built.leftOnHost.files : localSystemFiles;
+}
+
+/** The most refusals of the served cache a deploy reports (Nix retries each a few times). */
+const REFUSALS_REPORTED = 20;
+
+/**
+ * What the served cache refused or cut (a NAR past its signed size, a narinfo that does not
+ * parse, a store that failed), each object once, up to REFUSALS_REPORTED: a host that then
+ * fails in its realise has the deployer's log say why.
+ */
+function refusalsOf(emit: DeployOptions["emit"]): (entry: ServedRequest) => void {
+  const told = new Set<string>();
+  return ({ method, key, status, error }) => {
+    if (error === undefined || told.has(key) || told.size >= REFUSALS_REPORTED) return;
+    told.add(key);
+    emit({ type: "cache-refused", method, key: key.slice(0, 300), status, error });
+  };
 }

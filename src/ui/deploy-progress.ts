@@ -13,6 +13,7 @@ import type { DeployEvent, HostResult } from "../deploy/events.js";
 import type { DeployPlan } from "../fleet/plan.js";
 import type { DeltaReport } from "../status/delta-report.js";
 import { namesShown } from "../util/names-shown.js";
+import { withoutControls } from "../util/text.js";
 import { deltaText } from "./delta-text.js";
 import { formatDuration, resultKind } from "./deploy-summary.js";
 import { grouped, listHosts as nameHosts } from "./fleet-size.js";
@@ -112,6 +113,8 @@ export function describeEvent(event: DeployEvent): string | undefined {
       return `warning: could not renew this deploy's lease on the cache (a collection may start meanwhile): ${event.message}`;
     case "record-failed":
       return `warning: ${event.message} (the dashboard will not show this rollout as it runs)`;
+    case "cache-refused":
+      return `warning: the served cache answered ${event.method} ${withoutControls(event.key)} with ${event.status}: ${withoutControls(event.error)}`;
     case "push-done": {
       const present = event.alreadyPresent > 0 ? `; ${event.alreadyPresent} already there` : "";
       const from = event.from === undefined ? "" : ` from ${event.from}`;
