@@ -84,6 +84,11 @@ describe("restoreNar", () => {
     const nar = buildNar(regular("bar"));
     mkdirSync(join(parent, "dir"));
     await expect(restoreNar([nar], join(parent, "dir"))).rejects.toThrow(/it already exists/);
+    // Bad input (exit 2), as fetch --restore says it, with what to do.
+    await expect(restoreNar([nar], join(parent, "dir"))).rejects.toMatchObject({
+      exitCode: 2,
+      hint: "name a path that is not there yet (a restore never writes into or over one)",
+    });
     symlinkSync(join(outside, "x"), join(parent, "dangling"));
     await expect(restoreNar([nar], join(parent, "dangling"))).rejects.toThrow(/it already exists/);
     expect(readdirSync(outside)).toEqual([]);

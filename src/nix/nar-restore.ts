@@ -43,6 +43,8 @@ export async function restoreNar(
   options: { readonly signal?: AbortSignal } = {},
 ): Promise<void> {
   const target = resolve(targetDir);
+  // Before the first byte, a target that is there is bad input (exit 2); just before the
+  // rename, one made meanwhile is a race the restore lost (exit 1).
   refuseExisting(target);
   requireParent(target);
   const tmp = resolve(
@@ -55,7 +57,12 @@ export async function restoreNar(
     await unpack(input, Buffer.from(tmp), state);
     if (state.rootIsDir) chmodSync(tmp, DIR_MODE);
     // rename(2) would silently replace an empty directory, so look once more just before.
-    refuseExisting(target);
+    if (existsNow(target)) {
+      throw new OperationError(
+        "target-exists",
+        `cannot restore into ${target}: something made it while the NAR was restored`,
+      );
+    }
     renameSync(tmp, target);
   } catch (err) {
     // Only what this restore created is removed, never a namesake it collided with.
@@ -136,15 +143,19 @@ function requireParent(target: string): void {
   }
 }
 
-function refuseExisting(target: string): void {
+function existsNow(target: string): boolean {
   try {
     lstatSync(target);
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
     throw err;
   }
-  throw new OperationError(
-    "restore-target-exists",
-    `cannot restore into '${target}': it already exists`,
-  );
+}
+
+function refuseExisting(target: string): void {
+  if (!existsNow(target)) return;
+  throw new InputError("target-exists", `cannot restore into ${target}: it already exists`, {
+    hint: "name a path that is not there yet (a restore never writes into or over one)",
+  });
 }
