@@ -105,3 +105,29 @@ describe("cacheStats of paths whose NARs are one file", () => {
     expect(lines.map((c) => [c.paths, c.fileBytes])).toEqual([[2, infoA?.fileSize]]);
   });
 });
+
+describe("cacheStats of a cache with many broken narinfos", () => {
+  it("counts every narinfo whose NAR is missing, lists 50 of each kind, and says how many more", async () => {
+    for (let i = 0; i < 60; i++) {
+      const path = syntheticPath(`missing${i}`, `missing-${i}`);
+      await putSyntheticPath(store, key, path, [], `text ${i}`);
+      const info = await readNarInfo(store, path);
+      await store.delete(info?.url ?? "");
+    }
+    const alphabet = "0123456789abcdfghijklmnpqrsvwxyz";
+    for (let i = 0; i < 55; i++) {
+      const hash = `${alphabet[i % 32]}${alphabet[Math.floor(i / 32)]}${"0".repeat(30)}`;
+      await store.put(`${hash}.narinfo`, Buffer.from("garbage\n"));
+    }
+    const stats = await cacheStats(store);
+    expect(stats.orphans.narinfosCount).toBe(60);
+    expect(stats.orphans.narinfos).toHaveLength(50);
+    expect(stats.unreadable).toHaveLength(55);
+    const text = formatCacheStats(stats);
+    expect(text).toContain("  narinfos whose NAR is missing: 60\n");
+    expect(text).toContain("    … and 10 more (--json lists the first 50 and counts them all)\n");
+    expect(text).toContain("  narinfos that do not parse: 55\n");
+    expect(text).toContain("    … and 5 more (--json lists them all)\n");
+    expect(text.split("\n").filter((l) => l.includes("expected 'Key: value'"))).toHaveLength(50);
+  });
+});

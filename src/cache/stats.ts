@@ -50,8 +50,12 @@ export interface CacheStats {
   readonly orphans: {
     /** NARs no narinfo names (left by an interrupted push, or by a collection cut short). */
     readonly nars: { readonly objects: number; readonly bytes: number };
-    /** Narinfos whose NAR is not there (a broken cache: Nix fails to substitute them). */
+    /**
+     * Narinfos whose NAR is not there (a broken cache: Nix fails to substitute them): the first
+     * LISTED store paths, sorted; `narinfosCount` counts them all.
+     */
     readonly narinfos: readonly string[];
+    readonly narinfosCount: number;
   };
   /** Narinfos signed by no trusted key (undefined: no keys given, not checked). */
   readonly untrusted: readonly string[] | undefined;
@@ -163,7 +167,11 @@ export async function cacheStats(
         bytes: [...inventory.deltaSkips.values()].reduce((sum, o) => sum + o.size, 0),
       },
     },
-    orphans: { nars: orphanNars, narinfos: missingNar.sort().slice(0, LISTED) },
+    orphans: {
+      nars: orphanNars,
+      narinfos: missingNar.sort().slice(0, LISTED),
+      narinfosCount: missingNar.length,
+    },
     untrusted: options.trusted === undefined ? undefined : untrusted.sort(),
     unreadable: unreadable.sort(),
     requests: { list: inventory.listCalls, get: hashes.length },

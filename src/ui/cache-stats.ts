@@ -31,17 +31,24 @@ export function formatCacheStats(s: CacheStats): string {
   lines.push(
     `  orphan NARs: ${s.orphans.nars.objects} (${formatBytes(s.orphans.nars.bytes)}; 'cache gc' deletes them)`,
   );
-  lines.push(`  narinfos whose NAR is missing: ${s.orphans.narinfos.length}`);
-  for (const p of s.orphans.narinfos) lines.push(`    ${p}`);
+  lines.push(`  narinfos whose NAR is missing: ${s.orphans.narinfosCount}`);
+  listed(lines, s.orphans.narinfos, s.orphans.narinfosCount, "the first 50 and counts them all");
   if (s.untrusted === undefined)
     lines.push("  signatures: not checked (no trusted keys: --trusted-key or --fleet)");
   else {
     lines.push(`  narinfos signed by no trusted key: ${s.untrusted.length}`);
-    for (const p of s.untrusted.slice(0, 50)) lines.push(`    ${p}`);
-    if (s.untrusted.length > 50)
-      lines.push(`    … and ${s.untrusted.length - 50} more (--json lists them all)`);
+    listed(lines, s.untrusted, s.untrusted.length, "them all");
   }
-  for (const u of s.unreadable) lines.push(`  unreadable: ${u}`);
+  if (s.unreadable.length > 0) {
+    lines.push(`  narinfos that do not parse: ${s.unreadable.length}`);
+    listed(lines, s.unreadable, s.unreadable.length, "them all");
+  }
   lines.push(`  requests: ${s.requests.list} LIST, ${s.requests.get} GET`);
   return `${lines.join("\n")}\n`;
+}
+
+/** The first 50 of `items` (of `count`), then how many more, and what --json lists. */
+function listed(lines: string[], items: readonly string[], count: number, json: string): void {
+  for (const item of items.slice(0, 50)) lines.push(`    ${item}`);
+  if (count > 50) lines.push(`    … and ${count - 50} more (--json lists ${json})`);
 }
