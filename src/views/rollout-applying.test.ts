@@ -39,6 +39,24 @@ describe("hosts a running rollout applies", () => {
     expect(shown[1]).toBe(rows[1]);
   });
 
+  it("names the system the rollout applies, since the rollout began, not the deploy before's", () => {
+    const hang = "/nix/store/33333333333333333333333333333333-web-hang";
+    const record = rolloutRecord(
+      [{ host: "web1", state: "activating", phase: "switch", system: hang, message: null }],
+      { state: "running" },
+    );
+    const shown = withRolloutApplying(
+      rows,
+      { status: "found", key: "k", record },
+      new Date("2026-11-26T07:00:30.000Z"),
+    );
+    expect(shown[0]).toMatchObject({
+      state: "applying",
+      desired: hang,
+      startedAt: record.startedAt,
+    });
+  });
+
   it("shows no failure of the deploy before on a host it applies", () => {
     const failedBefore = storedRow(host("web1"), {
       record: sshRecord({ host: "web1", state: "failed", error: "health: 500", rolledBack: true }),

@@ -18,24 +18,32 @@ export function withRolloutApplying(
   if (rollout.status !== "found" || rollout.record.state !== "running") return rows;
   // A deploy killed mid-rollout applies nothing: its record stays "running" unwritten.
   if (rolloutAbandoned(rollout.record, now)) return rows;
-  const steps = new Map<string, string | null>();
+  const steps = new Map<string, { phase: string | null; system: string | null }>();
   for (const wave of rollout.record.waves) {
     for (const h of wave.hosts) {
-      if (h.state === "activating" || h.state === "health") steps.set(h.host, h.phase);
+      if (h.state === "activating" || h.state === "health") {
+        steps.set(h.host, { phase: h.phase, system: h.system });
+      }
     }
   }
   if (steps.size === 0) return rows;
-  return rows.map((row) =>
-    row.source === "stored" && steps.has(row.host)
-      ? ({
+  const { startedAt, updatedAt } = rollout.record;
+  return rows.map((row) => {
+    if (row.source !== "stored") return row;
+    const step = steps.get(row.host);
+    return step === undefined
+      ? row
+      : ({
           ...row,
           state: "applying",
-          phase: steps.get(row.host) ?? null,
-          updatedAt: rollout.record.updatedAt,
+          phase: step.phase,
+          // What it applies is the rollout's, since the rollout began: not its last deploy's.
+          desired: step.system ?? row.desired,
+          startedAt,
+          updatedAt,
           // What its last deploy's failure said is not this one's.
           error: null,
           rolledBack: null,
-        } as StatusRow)
-      : row,
-  );
+        } as StatusRow);
+  });
 }
