@@ -544,6 +544,23 @@ describe("nixship fleet from-terraform", () => {
     expect(r.stderr).toMatch(message);
   });
 
+  it("refuses two hosts on one instance, as the fleet's own rules do, and writes nothing", async () => {
+    const file = join(work, "one-instance.json");
+    await writeFile(
+      file,
+      fixture((d) => {
+        d.hosts.value.web2.instance_id = d.hosts.value.web1.instance_id;
+      }),
+    );
+    const out = join(work, "one-instance-fleet.json");
+    const r = await nixship(["fleet", "from-terraform", file, "--base", baseFile, "--out", out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error: the fleet made from Terraform's outputs: hosts\.web2\.instanceId: i-\w+ is host web1's instance too: one instance is one host/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
   it("refuses outputs past 64 MiB, on stdin and in a file, unread past that, and writes nothing", async () => {
     const out = join(work, "never-written.json");
     const huge = Buffer.alloc(65 * 1024 * 1024, 0x20);

@@ -378,6 +378,18 @@ describe("parseFleet", () => {
     ]);
   });
 
+  it("refuses two ssm hosts on one instance ID, naming the host it is already", () => {
+    const on = (instanceId: string) => ({ system: ".#h", delivery: "ssm", instanceId });
+    expect(
+      problemsOf({
+        cache: EXAMPLE.cache,
+        hosts: { web1: on("i-0123abcd"), web2: on("i-0123abcd"), web3: on("i-0456abcd") },
+      }),
+    ).toEqual([
+      "hosts.web2.instanceId: i-0123abcd is host web1's instance too: one instance is one host",
+    ]);
+  });
+
   it("reaches ssm hosts by instance ID or by targets, exactly one", () => {
     const ssmHost = (host: object) => ({
       ...minimal({ delivery: "ssm", ...host }),

@@ -51,6 +51,19 @@ export function readHosts(value: unknown, problems: Problems): FleetHost[] | und
     const host = readHost(name, hostValue, path, problems);
     if (host !== undefined) hosts.push(host);
   }
+  // One instance is one host: two hosts on one would each have it switch to its own system.
+  const byInstance = new Map<string, string>();
+  for (const host of hosts) {
+    if (host.delivery !== "ssm" || host.instanceId === undefined) continue;
+    const first = byInstance.get(host.instanceId);
+    if (first === undefined) byInstance.set(host.instanceId, host.name);
+    else {
+      problems.add(
+        ["hosts", host.name, "instanceId"],
+        `${host.instanceId} is host ${first}'s instance too: one instance is one host`,
+      );
+    }
+  }
   return hosts;
 }
 
