@@ -561,6 +561,22 @@ describe("nixship fleet from-terraform", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it("refuses ssm hosts a cache under a key prefix, which their Nix cannot substitute from, naming the ways out", async () => {
+    const file = join(work, "prefixed.json");
+    await writeFile(
+      file,
+      fixture((d) => {
+        d.cache_url.value = "s3://nixship-store/fleet?region=eu-west-1";
+      }),
+    );
+    const r = await nixship(["fleet", "from-terraform", file, "--base", baseFile]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      "cache.substituter: names a key prefix (fleet) in its bucket, which Nix's S3 store does not read",
+    );
+    expect(r.stdout).toBe("");
+  });
+
   it("refuses outputs past 64 MiB, on stdin and in a file, unread past that, and writes nothing", async () => {
     const out = join(work, "never-written.json");
     const huge = Buffer.alloc(65 * 1024 * 1024, 0x20);

@@ -686,6 +686,15 @@ describe("parseFleet", () => {
     expect(
       problemsOf(example((d) => (d.cache.substituter = "s3://c?region=eu-west-1&profile=p"))),
     ).toEqual([]);
+    // Nix's S3 store reads a bucket whole: a key prefix is refused, with the ways out.
+    expect(
+      problemsOf(example((d) => (d.cache.substituter = "s3://c/fleet/?region=eu-west-1"))),
+    ).toEqual([
+      "cache.substituter: names a key prefix (fleet) in its bucket, which Nix's S3 store does not read (it reads a bucket whole): give the hosts a bucket of their own without a prefix, serve the cache to them (deploy --serve-cache), or make them agent hosts (their agent reads a prefix)",
+    ]);
+    expect(problemsOf(example((d) => (d.cache.substituter = "s3://c/?region=eu-west-1")))).toEqual(
+      [],
+    );
     expect(problemsOf(example((d) => (d.cache.substituter = "10.0.0.1:8080")))[0]).toMatch(
       /^cache\.substituter: must be an http:\/\/, https:\/\/, s3:\/\/ or file:\/\/ URL/,
     );

@@ -241,6 +241,14 @@ function addressCheckOf(
     : `policies["${from.selector}"].health.http[${index}].url`;
 }
 
+/** The key prefix an s3:// URL names after its bucket ("fleet" of s3://b/fleet?region=r). */
+function s3KeyPrefix(url: string): string | undefined {
+  if (!url.startsWith("s3://")) return undefined;
+  const path = url.slice("s3://".length).split("?")[0] ?? "";
+  const prefix = path.slice(path.indexOf("/") + 1).replace(/\/+$/, "");
+  return path.includes("/") && prefix !== "" ? prefix : undefined;
+}
+
 function readCache(value: unknown, problems: Problems): CacheSettings | undefined {
   const path = ["cache"];
   const cache = readObject(value, path, problems, FLEET_KEYS.cache);
@@ -262,6 +270,11 @@ function readCache(value: unknown, problems: Problems): CacheSettings | undefine
       problems.add(
         [...path, "substituter"],
         `must be an http://, https://, s3:// or file:// URL (${got(shownUrl(substituter))})`,
+      );
+    } else if (substituter !== undefined && s3KeyPrefix(substituter) !== undefined) {
+      problems.add(
+        [...path, "substituter"],
+        `names a key prefix (${s3KeyPrefix(substituter)}) in its bucket, which Nix's S3 store does not read (it reads a bucket whole): give the hosts a bucket of their own without a prefix, serve the cache to them (deploy --serve-cache), or make them agent hosts (their agent reads a prefix)`,
       );
     } else if (substituter !== undefined && credentialsIn(substituter) !== undefined) {
       // It travels in SSM's parameters and the hosts' command lines, and failures quote it.
